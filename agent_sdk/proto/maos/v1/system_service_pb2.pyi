@@ -1,0 +1,228 @@
+# Generated from protos/ by protos/generate.py. DO NOT EDIT.
+import datetime
+
+from google.protobuf import duration_pb2 as _duration_pb2
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from . import enums_pb2 as _enums_pb2
+from . import messages_pb2 as _messages_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class GetStatusRequest(_message.Message):
+    __slots__ = ("detailed",)
+    DETAILED_FIELD_NUMBER: _ClassVar[int]
+    detailed: bool
+    def __init__(self, detailed: _Optional[bool] = ...) -> None: ...
+
+class StateCount(_message.Message):
+    __slots__ = ("state", "count")
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    state: str
+    count: int
+    def __init__(self, state: _Optional[str] = ..., count: _Optional[int] = ...) -> None: ...
+
+class GetStatusResponse(_message.Message):
+    __slots__ = ("version", "replica", "start_time", "uptime", "storage_backend", "tasks", "subtasks", "agents", "queue", "connected_agents", "free_slots", "replicas")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    REPLICA_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    UPTIME_FIELD_NUMBER: _ClassVar[int]
+    STORAGE_BACKEND_FIELD_NUMBER: _ClassVar[int]
+    TASKS_FIELD_NUMBER: _ClassVar[int]
+    SUBTASKS_FIELD_NUMBER: _ClassVar[int]
+    AGENTS_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_FIELD_NUMBER: _ClassVar[int]
+    CONNECTED_AGENTS_FIELD_NUMBER: _ClassVar[int]
+    FREE_SLOTS_FIELD_NUMBER: _ClassVar[int]
+    REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    version: str
+    replica: str
+    start_time: _timestamp_pb2.Timestamp
+    uptime: _duration_pb2.Duration
+    storage_backend: str
+    tasks: _containers.RepeatedCompositeFieldContainer[StateCount]
+    subtasks: _containers.RepeatedCompositeFieldContainer[StateCount]
+    agents: _containers.RepeatedCompositeFieldContainer[StateCount]
+    queue: _containers.RepeatedCompositeFieldContainer[StateCount]
+    connected_agents: int
+    free_slots: int
+    replicas: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, version: _Optional[str] = ..., replica: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., uptime: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., storage_backend: _Optional[str] = ..., tasks: _Optional[_Iterable[_Union[StateCount, _Mapping]]] = ..., subtasks: _Optional[_Iterable[_Union[StateCount, _Mapping]]] = ..., agents: _Optional[_Iterable[_Union[StateCount, _Mapping]]] = ..., queue: _Optional[_Iterable[_Union[StateCount, _Mapping]]] = ..., connected_agents: _Optional[int] = ..., free_slots: _Optional[int] = ..., replicas: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class GetHealthRequest(_message.Message):
+    __slots__ = ("components",)
+    COMPONENTS_FIELD_NUMBER: _ClassVar[int]
+    components: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, components: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ComponentHealth(_message.Message):
+    __slots__ = ("component", "state", "message", "latency", "details")
+    class DetailsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    COMPONENT_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_FIELD_NUMBER: _ClassVar[int]
+    DETAILS_FIELD_NUMBER: _ClassVar[int]
+    component: str
+    state: _enums_pb2.ComponentState
+    message: str
+    latency: _duration_pb2.Duration
+    details: _containers.ScalarMap[str, str]
+    def __init__(self, component: _Optional[str] = ..., state: _Optional[_Union[_enums_pb2.ComponentState, str]] = ..., message: _Optional[str] = ..., latency: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., details: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class GetHealthResponse(_message.Message):
+    __slots__ = ("state", "components")
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    COMPONENTS_FIELD_NUMBER: _ClassVar[int]
+    state: _enums_pb2.ComponentState
+    components: _containers.RepeatedCompositeFieldContainer[ComponentHealth]
+    def __init__(self, state: _Optional[_Union[_enums_pb2.ComponentState, str]] = ..., components: _Optional[_Iterable[_Union[ComponentHealth, _Mapping]]] = ...) -> None: ...
+
+class GetMetricsSummaryRequest(_message.Message):
+    __slots__ = ("category",)
+    CATEGORY_FIELD_NUMBER: _ClassVar[int]
+    category: str
+    def __init__(self, category: _Optional[str] = ...) -> None: ...
+
+class MetricSample(_message.Message):
+    __slots__ = ("name", "labels", "value", "help", "category")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    HELP_FIELD_NUMBER: _ClassVar[int]
+    CATEGORY_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    labels: _containers.ScalarMap[str, str]
+    value: float
+    help: str
+    category: str
+    def __init__(self, name: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., value: _Optional[float] = ..., help: _Optional[str] = ..., category: _Optional[str] = ...) -> None: ...
+
+class GetMetricsSummaryResponse(_message.Message):
+    __slots__ = ("samples",)
+    SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    samples: _containers.RepeatedCompositeFieldContainer[MetricSample]
+    def __init__(self, samples: _Optional[_Iterable[_Union[MetricSample, _Mapping]]] = ...) -> None: ...
+
+class ListLogsRequest(_message.Message):
+    __slots__ = ("page_size", "page_token", "min_level", "component", "since", "contains", "task", "agent")
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    MIN_LEVEL_FIELD_NUMBER: _ClassVar[int]
+    COMPONENT_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    CONTAINS_FIELD_NUMBER: _ClassVar[int]
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    AGENT_FIELD_NUMBER: _ClassVar[int]
+    page_size: int
+    page_token: str
+    min_level: _enums_pb2.LogLevel
+    component: str
+    since: _timestamp_pb2.Timestamp
+    contains: str
+    task: str
+    agent: str
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., min_level: _Optional[_Union[_enums_pb2.LogLevel, str]] = ..., component: _Optional[str] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., contains: _Optional[str] = ..., task: _Optional[str] = ..., agent: _Optional[str] = ...) -> None: ...
+
+class ListLogsResponse(_message.Message):
+    __slots__ = ("records", "next_page_token")
+    RECORDS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    records: _containers.RepeatedCompositeFieldContainer[_messages_pb2.LogRecord]
+    next_page_token: str
+    def __init__(self, records: _Optional[_Iterable[_Union[_messages_pb2.LogRecord, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class TailLogsRequest(_message.Message):
+    __slots__ = ("min_level", "component", "contains", "task", "agent", "tail")
+    MIN_LEVEL_FIELD_NUMBER: _ClassVar[int]
+    COMPONENT_FIELD_NUMBER: _ClassVar[int]
+    CONTAINS_FIELD_NUMBER: _ClassVar[int]
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    AGENT_FIELD_NUMBER: _ClassVar[int]
+    TAIL_FIELD_NUMBER: _ClassVar[int]
+    min_level: _enums_pb2.LogLevel
+    component: str
+    contains: str
+    task: str
+    agent: str
+    tail: int
+    def __init__(self, min_level: _Optional[_Union[_enums_pb2.LogLevel, str]] = ..., component: _Optional[str] = ..., contains: _Optional[str] = ..., task: _Optional[str] = ..., agent: _Optional[str] = ..., tail: _Optional[int] = ...) -> None: ...
+
+class TailLogsResponse(_message.Message):
+    __slots__ = ("record",)
+    RECORD_FIELD_NUMBER: _ClassVar[int]
+    record: _messages_pb2.LogRecord
+    def __init__(self, record: _Optional[_Union[_messages_pb2.LogRecord, _Mapping]] = ...) -> None: ...
+
+class WatchEventsRequest(_message.Message):
+    __slots__ = ("event_types", "after_event_id", "task")
+    EVENT_TYPES_FIELD_NUMBER: _ClassVar[int]
+    AFTER_EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    event_types: _containers.RepeatedScalarFieldContainer[_enums_pb2.EventType]
+    after_event_id: str
+    task: str
+    def __init__(self, event_types: _Optional[_Iterable[_Union[_enums_pb2.EventType, str]]] = ..., after_event_id: _Optional[str] = ..., task: _Optional[str] = ...) -> None: ...
+
+class WatchEventsResponse(_message.Message):
+    __slots__ = ("event",)
+    EVENT_FIELD_NUMBER: _ClassVar[int]
+    event: _messages_pb2.Event
+    def __init__(self, event: _Optional[_Union[_messages_pb2.Event, _Mapping]] = ...) -> None: ...
+
+class GetConfigRequest(_message.Message):
+    __slots__ = ("keys",)
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    keys: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, keys: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ConfigValue(_message.Message):
+    __slots__ = ("key", "value", "description", "source")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    value: str
+    description: str
+    source: str
+    def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ..., description: _Optional[str] = ..., source: _Optional[str] = ...) -> None: ...
+
+class GetConfigResponse(_message.Message):
+    __slots__ = ("values",)
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    values: _containers.RepeatedCompositeFieldContainer[ConfigValue]
+    def __init__(self, values: _Optional[_Iterable[_Union[ConfigValue, _Mapping]]] = ...) -> None: ...
+
+class SetConfigRequest(_message.Message):
+    __slots__ = ("key", "value")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    value: str
+    def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+
+class SetConfigResponse(_message.Message):
+    __slots__ = ("value",)
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    value: ConfigValue
+    def __init__(self, value: _Optional[_Union[ConfigValue, _Mapping]] = ...) -> None: ...

@@ -1,0 +1,85 @@
+"""``maos-agent``: run an agent process against a control plane.
+
+Usable as a command (``maos-agent run --type echo --server 127.0.0.1:7100``)
+and as a library (:func:`run_agent`). SIGTERM and SIGINT drain the agent:
+running work gets ``--grace`` seconds to finish, then the process exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+
+import click
+
+from agent_sdk.agent import Agent
+from agent_sdk.worker import Worker
+
+
+async def run_agent(
+    agent: Agent,
+    server: str,
+    *,
+    token: str | None = None,
+    capabilities: list[str] | None = None,
+    max_concurrency: int | None = None,
+    launch_id: str = "",
+    grace: float = 30.0,
+) -> Worker:
+    """Run ``agent`` until SIGTERM/SIGINT (drained with ``grace``) or a drain-with-exit."""
+    worker = Worker(agent, server, token=token, capabilities=capabilities,
+                    max_concurrency=max_concurrency, launch_id=launch_id)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, lambda: loop.create_task(worker.shutdown(grace)))
+    await worker.run()
+    return worker
+
+
+@click.group()
+def cli() -> None:
+    """Run MAOS agents."""
+
+
+@cli.command()
+@click.option("--type", "agent_type", required=True, help="Agent type to run (see `maos agent types`).")
+@click.option("--server", envvar="MAOS_ADDR", default="127.0.0.1:7100", show_default=True,
+              help="Control plane address host:port.")
+@click.option("--token", envvar="MAOS_TOKEN", default=None, help="API key or agent credential.")
+@click.option("--capabilities", default=None, help="Comma-separated capabilities (default: the type's).")
+@click.option("--max-concurrency", type=click.IntRange(1, 1024), default=None,
+              help="Assignments run at once (default: the type's).")
+@click.option("--launch-id", default="", hidden=True, help="Set by the control plane's launcher.")
+@click.option("--grace", type=float, default=30.0, show_default=True, help="Seconds to finish work on SIGTERM.")
+@click.option("--log-level", default="info", show_default=True,
+              type=click.Choice(["debug", "info", "warning", "error"]))
+def run(agent_type: str, server: str, token: str | None, capabilities: str | None, max_concurrency: int | None,
+        launch_id: str, grace: float, log_level: str) -> None:
+    """Run one agent of TYPE until stopped."""
+    logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s agent[%(process)d] %(name)s: %(message)s")
+    from controlplane.agent_types import agent_type as find_type
+    from controlplane.config import load_settings
+    from controlplane.errors import InvalidArgument
+    from controlplane.plugins import get_plugin_manager
+
+    settings = load_settings()
+    try:
+        spec = find_type(get_plugin_manager(), settings, agent_type, field="--type")
+    except InvalidArgument as exc:
+        raise click.BadParameter(exc.message, param_hint="--type") from None
+    caps = [c.strip() for c in capabilities.split(",") if c.strip()] if capabilities else None
+    asyncio.run(run_agent(spec.build(), server, token=token, capabilities=caps,
+                          max_concurrency=max_concurrency or spec.max_concurrency, launch_id=launch_id,
+                          grace=grace))
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli()
+
+
+if __name__ == "__main__":
+    main()

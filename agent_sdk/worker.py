@@ -1,0 +1,320 @@
+"""The worker: keeps an agent connected to a control plane and runs its assignments.
+
+``Worker.run()`` connects, registers, heartbeats, runs many assignments at
+once (up to the agent's max_concurrency), and reconnects with jittered
+backoff when the stream breaks, resuming its session so work in flight keeps
+its leases. ``Worker.shutdown(grace)`` drains: no new work, running work gets
+``grace`` seconds to finish, then it is cancelled (its last checkpoint stays
+with the control plane for the next attempt).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import socket
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+
+from agent_sdk.agent import Agent
+from agent_sdk.context import Assignment, Context, Result, Usage
+from agent_sdk.errors import AgentError
+from agent_sdk.proto.maos.v1 import agent_gateway_pb2 as gw
+from agent_sdk.proto.maos.v1 import agent_gateway_pb2_grpc as gw_grpc
+from agent_sdk.proto.maos.v1 import messages_pb2 as msgs
+
+log = logging.getLogger(__name__)
+
+#: Keepalive settings every MAOS agent uses (the server accepts pings every 10 s or slower).
+KEEPALIVE_OPTIONS = [
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.max_pings_without_data", 0),
+]
+SDK_VERSION = "0.1.0"
+_CLOSE = object()
+
+
+def _seconds(d: Any) -> float:
+    return d.seconds + d.nanos / 1e9
+
+
+class Worker:
+    """Runs one agent against one control plane."""
+
+    def __init__(
+        self,
+        agent: Agent,
+        server: str,
+        *,
+        token: str | None = None,
+        capabilities: list[str] | None = None,
+        max_concurrency: int | None = None,
+        labels: dict[str, str] | None = None,
+        launch_id: str = "",
+        credentials: grpc.ChannelCredentials | None = None,
+        reconnect: bool = True,
+        max_backoff: float = 10.0,
+    ):
+        self.agent = agent
+        self.server = server
+        self.token = token
+        self.capabilities = list(capabilities if capabilities is not None else agent.capabilities)
+        self.max_concurrency = max_concurrency or agent.max_concurrency
+        self.labels = labels or {}
+        self.launch_id = launch_id
+        self.credentials = credentials
+        self.reconnect = reconnect
+        self.max_backoff = max_backoff
+        self.agent_name = ""
+        self.session_id = ""
+        self.registered = asyncio.Event()
+        self._running: dict[str, tuple[asyncio.Task[None], gw.AssignmentRef]] = {}
+        self._unacked: dict[str, gw.ConnectRequest] = {}
+        self._outbox: asyncio.Queue[Any] | None = None
+        self._stop = asyncio.Event()
+        self._draining = False
+        self._exit_after_drain = False
+        self._heartbeat_interval = 5.0
+        self.completed = 0
+
+    # --- public ---------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Connect and work until shut down (or until the server drains with exit)."""
+        attempt = 0
+        while not self._stop.is_set():
+            try:
+                await self._session()
+                attempt = 0
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.UNAUTHENTICATED,
+                                  grpc.StatusCode.PERMISSION_DENIED):
+                    raise
+                log.info("stream to %s ended: %s", self.server, exc.details() or exc.code().name)
+            if self._stop.is_set() or not self.reconnect:
+                break
+            attempt += 1
+            delay = min(self.max_backoff, 0.1 * 2 ** min(attempt, 10)) * random.uniform(0.5, 1.0)
+            try:
+                await asyncio.wait_for(self._stop.wait(), delay)
+            except TimeoutError:
+                pass
+        await self._cancel_all()
+
+    async def shutdown(self, grace: float = 30.0) -> None:
+        """Drain: take no new work, give running work ``grace`` seconds, then stop."""
+        self._draining = True
+        self._send(gw.ConnectRequest(heartbeat=self._heartbeat_msg()))
+        await self._wait_idle(grace)
+        self._stop.set()
+        if self._outbox is not None:
+            self._outbox.put_nowait(_CLOSE)
+
+    async def __aenter__(self) -> Worker:
+        self._runner = asyncio.get_running_loop().create_task(self.run())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.shutdown(grace=5.0)
+        await self._runner
+
+    # --- the stream -----------------------------------------------------------
+
+    async def _session(self) -> None:
+        metadata = (("authorization", f"Bearer {self.token}"),) if self.token else None
+        options = KEEPALIVE_OPTIONS
+        channel = (
+            grpc.aio.secure_channel(self.server, self.credentials, options=options)
+            if self.credentials else grpc.aio.insecure_channel(self.server, options=options)
+        )
+        async with channel:
+            stub = gw_grpc.AgentGatewayStub(channel)
+            self._outbox = asyncio.Queue()
+            self._outbox.put_nowait(gw.ConnectRequest(register=self._register_msg()))
+            call = stub.Connect(self._requests(self._outbox), metadata=metadata)
+            heartbeats: asyncio.Task[None] | None = None
+            try:
+                async for response in call:
+                    kind = response.WhichOneof("message")
+                    if kind == "assignment":
+                        self._start(response.assignment)
+                    elif kind == "ack":
+                        self._unacked.pop(response.ack.ref.subtask + f"#{response.ack.ref.lease_epoch}", None)
+                        if not response.ack.accepted:
+                            log.warning("report on %s rejected: %s", response.ack.ref.subtask, response.ack.message)
+                    elif kind == "cancel":
+                        self._cancel(response.cancel.ref, response.cancel.reason)
+                    elif kind == "registered":
+                        heartbeats = self._on_registered(response.registered, heartbeats)
+                    elif kind == "drain":
+                        self._exit_after_drain = response.drain.exit
+                        asyncio.get_running_loop().create_task(self.shutdown(_seconds(response.drain.grace)))
+                    elif kind == "pause":
+                        log.info("paused by the control plane")
+                    elif kind == "resume":
+                        log.info("resumed by the control plane")
+            finally:
+                if heartbeats:
+                    heartbeats.cancel()
+                self._outbox.put_nowait(_CLOSE)
+                self._outbox = None
+                self.registered.clear()
+
+    async def _requests(self, outbox: asyncio.Queue[Any]) -> AsyncIterator[gw.ConnectRequest]:
+        while True:
+            item = await outbox.get()
+            if item is _CLOSE:
+                return
+            yield item
+
+    def _send(self, message: gw.ConnectRequest) -> None:
+        if self._outbox is not None:
+            self._outbox.put_nowait(message)
+
+    def _register_msg(self) -> gw.Register:
+        reg = gw.Register(
+            agent_type=self.agent.agent_type,
+            capabilities=self.capabilities,
+            max_concurrency=self.max_concurrency,
+            labels=self.labels,
+            language="python",
+            sdk_version=SDK_VERSION,
+            hostname=socket.gethostname(),
+            pid=os.getpid(),
+            launch_id=self.launch_id,
+        )
+        if self.agent_name:
+            reg.resume.agent = self.agent_name
+            reg.resume.session_id = self.session_id
+            reg.resume.assignments.extend(ref for _, ref in self._running.values())
+        return reg
+
+    def _on_registered(self, registered: gw.Registered, heartbeats: asyncio.Task[None] | None) -> asyncio.Task[None]:
+        self.agent_name = registered.agent
+        self.session_id = registered.session_id
+        self._heartbeat_interval = _seconds(registered.heartbeat_interval) or 5.0
+        for ref in registered.revoked:
+            self._cancel(ref, "re-leased elsewhere while disconnected")
+        for key, message in list(self._unacked.items()):
+            self._send(message)  # reports the server may not have seen before the stream broke
+        self.registered.set()
+        if heartbeats:
+            heartbeats.cancel()
+        return asyncio.get_running_loop().create_task(self._heartbeat_loop())
+
+    def _heartbeat_msg(self) -> gw.Heartbeat:
+        return gw.Heartbeat(
+            running=[ref for _, ref in self._running.values()],
+            free_slots=0 if self._draining else max(0, self.max_concurrency - len(self._running)),
+            draining=self._draining,
+        )
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._heartbeat_interval)
+            self._send(gw.ConnectRequest(heartbeat=self._heartbeat_msg()))
+
+    # --- assignments ----------------------------------------------------------
+
+    def _start(self, a: gw.Assignment) -> None:
+        key = f"{a.ref.subtask}#{a.ref.lease_epoch}"
+        if self._draining:
+            self._send(gw.ConnectRequest(failure=gw.SubtaskFailure(
+                ref=a.ref, message="the agent is shutting down", retryable=True, error_type="Draining")))
+            return
+        assignment = Assignment(
+            task=a.task, subtask=a.ref.subtask, attempt=a.ref.attempt, lease_epoch=a.ref.lease_epoch,
+            title=a.title, instructions=a.instructions, capability=a.capability, kind=a.kind,
+            task_description=a.task_description, context=a.context, constraints=a.constraints,
+            metadata=dict(a.metadata), inputs=dict(a.inputs),
+            resume_checkpoint=a.resume_checkpoint if a.HasField("resume_checkpoint") else None,
+            deadline=(a.deadline.seconds + a.deadline.nanos / 1e9) if a.HasField("deadline") else None,
+            priority=a.priority,
+        )
+        ref = gw.AssignmentRef()
+        ref.CopyFrom(a.ref)
+        task = asyncio.get_running_loop().create_task(self._execute(key, ref, assignment))
+        self._running[key] = (task, ref)
+
+    async def _execute(self, key: str, ref: gw.AssignmentRef, assignment: Assignment) -> None:
+        def send(kind: str, fields: dict[str, Any]) -> None:
+            if kind == "progress":
+                msg = gw.Progress(ref=ref, fraction=fields["fraction"], message=fields["message"])
+                if fields["checkpoint"] is not None:
+                    msg.checkpoint = fields["checkpoint"]
+                self._send(gw.ConnectRequest(progress=msg))
+            else:
+                self._send(gw.ConnectRequest(output=gw.OutputChunk(ref=ref, text=fields["text"],
+                                                                   sequence=fields["sequence"])))
+
+        ctx = Context(assignment, send, log.getChild(self.agent.agent_type))
+        try:
+            outcome = await self.agent.handle(ctx)
+            result = outcome if isinstance(outcome, Result) else Result(output=str(outcome))
+            report = gw.ConnectRequest(result=gw.SubtaskResult(
+                ref=ref, output=result.output, usage=_usage(result.usage),
+                artifacts=[msgs.Artifact(name=a.name, media_type=a.media_type, content=a.content,
+                                         size_bytes=len(a.content)) for a in result.artifacts],
+            ))
+            self.completed += 1
+        except asyncio.CancelledError:
+            self._running.pop(key, None)
+            raise
+        except AgentError as exc:
+            report = gw.ConnectRequest(failure=gw.SubtaskFailure(
+                ref=ref, message=str(exc), retryable=exc.retryable, error_type=exc.error_type,
+                retry_after=_duration(exc.retry_after)))
+        except Exception as exc:  # an unexpected bug in the agent: permanent
+            log.exception("assignment %s failed", assignment.subtask)
+            report = gw.ConnectRequest(failure=gw.SubtaskFailure(
+                ref=ref, message=f"{type(exc).__name__}: {exc}", retryable=False, error_type=type(exc).__name__))
+        self._running.pop(key, None)
+        self._unacked[key] = report
+        self._send(report)
+
+    def _cancel(self, ref: gw.AssignmentRef, reason: str) -> None:
+        key = f"{ref.subtask}#{ref.lease_epoch}"
+        entry = self._running.pop(key, None)
+        if entry is not None:
+            log.info("cancelling %s: %s", ref.subtask, reason)
+            entry[0].cancel()
+
+    async def _wait_idle(self, grace: float) -> None:
+        tasks = [t for t, _ in self._running.values()]
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=grace)
+            for task in pending:
+                task.cancel()
+        # Give the stream a moment to deliver the final reports.
+        for _ in range(50):
+            if not self._unacked or self._outbox is None:
+                break
+            await asyncio.sleep(0.02)
+
+    async def _cancel_all(self) -> None:
+        for task, _ in list(self._running.values()):
+            task.cancel()
+        self._running.clear()
+
+
+def _usage(u: Usage) -> msgs.TokenUsage:
+    return msgs.TokenUsage(
+        input_tokens=u.input_tokens, output_tokens=u.output_tokens,
+        cache_read_input_tokens=u.cache_read_input_tokens,
+        cache_creation_input_tokens=u.cache_creation_input_tokens,
+        cost_micros=u.cost_micros, model_calls=u.model_calls,
+    )
+
+
+def _duration(seconds: float) -> Any:
+    from google.protobuf import duration_pb2
+
+    d = duration_pb2.Duration()
+    d.FromNanoseconds(int(max(0.0, seconds) * 1e9))
+    return d

@@ -1,0 +1,32 @@
+"""The agent types this installation knows, from the ``register_agent_types`` hook."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pluggy
+
+from controlplane.config import Settings
+from controlplane.errors import InvalidArgument
+
+
+def agent_types(pm: pluggy.PluginManager, settings: Settings) -> dict[str, Any]:
+    """Every registered agent type by name (plugins win over built-ins of the same name)."""
+    found: dict[str, Any] = {}
+    # pluggy calls trylast (built-in) implementations last; the first name seen wins.
+    for specs in pm.hook.register_agent_types(settings=settings):
+        for spec in specs or []:
+            found.setdefault(spec.name, spec)
+    return found
+
+
+def agent_type(pm: pluggy.PluginManager, settings: Settings, name: str, field: str = "agent_type") -> Any:
+    """One agent type; INVALID_ARGUMENT naming the known ones if it is unknown."""
+    known = agent_types(pm, settings)
+    if name not in known:
+        raise InvalidArgument(
+            f"unknown agent type {name!r}; known types: {', '.join(sorted(known)) or 'none'}",
+            field=field,
+            reason="ERROR_REASON_UNKNOWN_AGENT_TYPE",
+        )
+    return known[name]

@@ -1,0 +1,234 @@
+"""Proto <-> domain conversion. No business logic; field errors become InvalidArgument."""
+
+from __future__ import annotations
+
+import re
+
+from google.protobuf import duration_pb2, timestamp_pb2
+
+from controlplane.api.pb import enums_pb, errors_pb, messages_pb
+from controlplane.domain.model import (
+    AgentInfo,
+    Artifact,
+    ConsensusPolicy,
+    ExecutionPlan,
+    Failure,
+    Priority,
+    RetryPolicy,
+    Subtask,
+    Task,
+    Usage,
+)
+from controlplane.errors import InvalidArgument
+
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,127}$")
+
+
+def parse_name(name: str, collection: str, field: str = "name") -> str:
+    """The id in ``{collection}/{id}``; a bare id is accepted too."""
+    if not name:
+        raise InvalidArgument(f"{field} is required, as {collection}/ID", field=field)
+    prefix = collection + "/"
+    ident = name[len(prefix):] if name.startswith(prefix) else name
+    if not _ID.match(ident):
+        raise InvalidArgument(f"{field} {name!r} is not a valid {collection}/ID name", field=field)
+    return ident
+
+
+def seconds(value: duration_pb2.Duration) -> float:
+    """A Duration as float seconds."""
+    return value.seconds + value.nanos / 1e9
+
+
+def duration(secs: float | None) -> duration_pb2.Duration | None:
+    """Float seconds as a Duration (None stays None)."""
+    if secs is None:
+        return None
+    d = duration_pb2.Duration()
+    d.FromNanoseconds(int(secs * 1e9))
+    return d
+
+
+def timestamp(secs: float | None) -> timestamp_pb2.Timestamp | None:
+    """Epoch seconds as a Timestamp (None stays None)."""
+    if secs is None:
+        return None
+    t = timestamp_pb2.Timestamp()
+    t.FromNanoseconds(int(secs * 1e9))
+    return t
+
+
+def epoch(value: timestamp_pb2.Timestamp) -> float:
+    """A Timestamp as epoch seconds."""
+    return value.seconds + value.nanos / 1e9
+
+
+def priority_from_pb(value: int, field: str = "task.priority") -> Priority:
+    """A proto priority; UNSPECIFIED means NORMAL."""
+    if value == 0:
+        return Priority.NORMAL
+    try:
+        return Priority(value)
+    except ValueError:
+        raise InvalidArgument(f"{field} {value} is not a priority (LOW, NORMAL, HIGH, CRITICAL)", field=field) from None
+
+
+def task_from_pb(msg: messages_pb.Task, *, default_max_agents: int, retry_defaults: RetryPolicy,
+                 prefix: str = "task") -> Task:
+    """A new task from a request (output-only fields ignored)."""
+    depends = [parse_name(d, "tasks", f"{prefix}.depends_on") for d in msg.depends_on]
+    retry = RetryPolicy(
+        max_retries=msg.retry_policy.max_retries if msg.retry_policy.HasField("max_retries") else retry_defaults.max_retries,
+        initial_backoff=seconds(msg.retry_policy.initial_backoff) if msg.retry_policy.HasField("initial_backoff") else retry_defaults.initial_backoff,
+        multiplier=msg.retry_policy.backoff_multiplier if msg.retry_policy.HasField("backoff_multiplier") else retry_defaults.multiplier,
+        max_backoff=seconds(msg.retry_policy.max_backoff) if msg.retry_policy.HasField("max_backoff") else retry_defaults.max_backoff,
+    )
+    c = msg.consensus
+    consensus = ConsensusPolicy(
+        required=c.required,
+        threshold=c.threshold if c.HasField("threshold") else 0.5,
+        strategy=enums_pb.VotingStrategy.Name(c.strategy).removeprefix("VOTING_STRATEGY_").lower()
+        if c.strategy else "",
+        candidates=c.candidates if c.HasField("candidates") else 3,
+        max_rounds=c.max_rounds if c.HasField("max_rounds") else 3,
+        round_timeout=seconds(c.round_timeout) if c.HasField("round_timeout") else None,
+    )
+    return Task(
+        id="",
+        description=msg.description,
+        task_type=msg.task_type or "mixed",
+        priority=priority_from_pb(msg.priority, f"{prefix}.priority"),
+        max_agents=msg.max_agents or default_max_agents,
+        depends_on=depends,
+        consensus=consensus,
+        timeout=seconds(msg.timeout) if msg.HasField("timeout") else None,
+        context=msg.context,
+        constraints=msg.constraints,
+        metadata=dict(msg.metadata),
+        retry=retry,
+        max_total_tokens=msg.budget.max_total_tokens,
+        max_cost_micros=msg.budget.max_cost_micros,
+        agent_type=msg.agent_type,
+    )
+
+
+def usage_to_pb(u: Usage) -> messages_pb.TokenUsage:
+    """Usage as a proto."""
+    return messages_pb.TokenUsage(
+        input_tokens=u.input_tokens, output_tokens=u.output_tokens,
+        cache_read_input_tokens=u.cache_read_input_tokens,
+        cache_creation_input_tokens=u.cache_creation_input_tokens,
+        cost_micros=u.cost_micros, model_calls=u.model_calls,
+    )
+
+
+def usage_from_pb(u: messages_pb.TokenUsage) -> Usage:
+    """Usage from a proto."""
+    return Usage(
+        input_tokens=u.input_tokens, output_tokens=u.output_tokens,
+        cache_read_input_tokens=u.cache_read_input_tokens,
+        cache_creation_input_tokens=u.cache_creation_input_tokens,
+        cost_micros=u.cost_micros, model_calls=u.model_calls,
+    )
+
+
+def failure_to_pb(f: Failure | None) -> messages_pb.Failure | None:
+    """A failure as a proto."""
+    if f is None:
+        return None
+    reason = errors_pb.ErrorReason.Value(f.reason) if f.reason in errors_pb.ErrorReason.keys() else 0
+    return messages_pb.Failure(reason=reason, message=f.message, subtask=f.subtask, error_type=f.error_type)
+
+
+def artifact_to_pb(a: Artifact) -> messages_pb.Artifact:
+    """An artifact as a proto."""
+    return messages_pb.Artifact(name=a.name, media_type=a.media_type, content=a.content, uri=a.uri,
+                                size_bytes=a.size_bytes, sha256=a.sha256)
+
+
+def artifact_from_pb(a: messages_pb.Artifact) -> Artifact:
+    """An artifact from a proto."""
+    return Artifact(name=a.name, media_type=a.media_type, content=a.content, uri=a.uri,
+                    size_bytes=a.size_bytes or len(a.content), sha256=a.sha256)
+
+
+def task_to_pb(t: Task, status_reason: str = "", subtasks: list[Subtask] | None = None) -> messages_pb.Task:
+    """A task as a proto."""
+    strategy = t.consensus.strategy.upper()
+    msg = messages_pb.Task(
+        name=t.name, description=t.description, task_type=t.task_type, priority=int(t.priority),
+        max_agents=t.max_agents, depends_on=[f"tasks/{d}" for d in t.depends_on],
+        consensus=messages_pb.ConsensusPolicy(
+            required=t.consensus.required, threshold=t.consensus.threshold,
+            strategy=enums_pb.VotingStrategy.Value(f"VOTING_STRATEGY_{strategy}") if strategy else 0,
+            candidates=t.consensus.candidates, max_rounds=t.consensus.max_rounds,
+            round_timeout=duration(t.consensus.round_timeout),
+        ),
+        timeout=duration(t.timeout), context=t.context, constraints=t.constraints, metadata=t.metadata,
+        retry_policy=messages_pb.RetryPolicy(
+            max_retries=t.retry.max_retries, initial_backoff=duration(t.retry.initial_backoff),
+            backoff_multiplier=t.retry.multiplier, max_backoff=duration(t.retry.max_backoff),
+        ),
+        budget=messages_pb.Budget(max_total_tokens=t.max_total_tokens, max_cost_micros=t.max_cost_micros),
+        agent_type=t.agent_type, status=int(t.status), status_reason=status_reason or t.status_reason,
+        failure=failure_to_pb(t.failure), owner=t.owner, create_time=timestamp(t.create_time),
+        start_time=timestamp(t.start_time), end_time=timestamp(t.end_time), update_time=timestamp(t.update_time),
+        usage=usage_to_pb(t.usage), warnings=t.warnings, retries=t.retries,
+        batch=t.batch, template=t.template,
+    )
+    if subtasks is not None:
+        msg.subtasks_total = len(subtasks)
+        msg.subtasks_completed = sum(1 for s in subtasks if s.status.name == "COMPLETED")
+        msg.subtasks_running = sum(1 for s in subtasks if s.status.name == "RUNNING")
+        msg.progress = (
+            sum(1.0 if s.status.name == "COMPLETED" else s.progress for s in subtasks) / len(subtasks)
+            if subtasks else 0.0
+        )
+    if t.status.name == "COMPLETED":
+        msg.progress = 1.0
+    return msg
+
+
+def subtask_to_pb(s: Subtask) -> messages_pb.Subtask:
+    """A subtask as a proto."""
+    return messages_pb.Subtask(
+        name=s.name, title=s.title, instructions=s.instructions, capability=s.capability,
+        agent_type=s.agent_type, kind=int(s.kind), depends_on=s.depends_on, status=int(s.status),
+        attempt=s.attempt, agent=f"agents/{s.agent_id}" if s.agent_id else "", progress=s.progress,
+        progress_message=s.progress_message, output=s.output,
+        artifacts=[artifact_to_pb(a) for a in s.artifacts], failure=failure_to_pb(s.failure),
+        usage=usage_to_pb(s.usage), has_checkpoint=s.checkpoint is not None,
+        queue_time=timestamp(s.queue_time), start_time=timestamp(s.start_time), end_time=timestamp(s.end_time),
+        status_reason=s.status_reason,
+    )
+
+
+def plan_to_pb(p: ExecutionPlan | None) -> messages_pb.ExecutionPlan | None:
+    """A plan as a proto."""
+    if p is None:
+        return None
+    return messages_pb.ExecutionPlan(
+        subtasks=[
+            messages_pb.PlannedSubtask(key=s.key, title=s.title, instructions=s.instructions,
+                                       capability=s.capability, agent_type=s.agent_type, kind=int(s.kind),
+                                       depends_on=s.depends_on)
+            for s in p.subtasks
+        ],
+        planner=p.planner, warnings=p.warnings, complexity=p.complexity,
+        recommended_agents=p.recommended_agents,
+        estimated_parallel_efficiency=p.estimated_parallel_efficiency,
+        critical_path_length=p.critical_path_length,
+    )
+
+
+def agent_to_pb(a: AgentInfo, assignments: list[str] | None = None, free_slots: int = 0) -> messages_pb.Agent:
+    """An agent as a proto."""
+    return messages_pb.Agent(
+        name=a.name, agent_type=a.agent_type, capabilities=a.capabilities, max_concurrency=a.max_concurrency,
+        labels=a.labels, language=a.language, sdk_version=a.sdk_version, status=int(a.status),
+        assignments=assignments or [], free_slots=free_slots, hostname=a.hostname, pid=a.pid,
+        replica=a.replica, managed=a.managed, completed_subtasks=a.completed_subtasks,
+        failed_subtasks=a.failed_subtasks, reliability=a.reliability, usage=usage_to_pb(a.usage),
+        connect_time=timestamp(a.connect_time), last_heartbeat_time=timestamp(a.last_heartbeat_time),
+        disconnect_time=timestamp(a.disconnect_time),
+    )

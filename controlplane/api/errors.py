@@ -1,0 +1,196 @@
+"""The one table from domain errors to gRPC status codes, and the interceptor that applies it.
+
+Every handler's behaviour is wrapped once: a :class:`~controlplane.errors.MaosError`
+becomes its status code with a ``google.rpc.ErrorInfo`` (``domain="maos"``,
+``reason`` from ``maos.v1.ErrorReason``) and, for validation errors, a
+``google.rpc.BadRequest`` naming each field, or a ``RetryInfo`` for limits.
+Anything else becomes INTERNAL with a generic message and a logged
+traceback. The same wrapper records the RPC metrics.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from controlplane import errors
+from controlplane.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+DOMAIN = "maos"
+
+#: Most specific class first; the first match wins.
+STATUS_FOR: list[tuple[type[errors.MaosError], grpc.StatusCode]] = [
+    (errors.InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT),
+    (errors.NotFound, grpc.StatusCode.NOT_FOUND),
+    (errors.AlreadyExists, grpc.StatusCode.ALREADY_EXISTS),
+    (errors.FailedPrecondition, grpc.StatusCode.FAILED_PRECONDITION),
+    (errors.Aborted, grpc.StatusCode.ABORTED),
+    (errors.ResourceExhausted, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (errors.Unauthenticated, grpc.StatusCode.UNAUTHENTICATED),
+    (errors.PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
+    (errors.Unavailable, grpc.StatusCode.UNAVAILABLE),
+]
+
+
+def status_code_for(exc: errors.MaosError) -> grpc.StatusCode:
+    """The status code of a domain error."""
+    for cls, code in STATUS_FOR:
+        if isinstance(exc, cls):
+            return code
+    return grpc.StatusCode.INTERNAL
+
+
+def _pack(message: Any) -> any_pb2.Any:
+    packed = any_pb2.Any()
+    packed.Pack(message)
+    return packed
+
+
+def to_status(exc: errors.MaosError) -> grpc.Status:
+    """The rich status (code, message, details) of a domain error."""
+    code = status_code_for(exc)
+    details = [_pack(error_details_pb2.ErrorInfo(reason=exc.reason, domain=DOMAIN, metadata=exc.metadata))]
+    if isinstance(exc, errors.InvalidArgument) and exc.violations:
+        details.append(
+            _pack(
+                error_details_pb2.BadRequest(
+                    field_violations=[
+                        error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
+                        for v in exc.violations
+                    ]
+                )
+            )
+        )
+    if isinstance(exc, errors.ResourceExhausted) and exc.retry_after is not None:
+        info = error_details_pb2.RetryInfo()
+        info.retry_delay.FromNanoseconds(int(exc.retry_after * 1e9))
+        details.append(_pack(info))
+    return rpc_status.to_status(status_pb2.Status(code=code.value[0], message=exc.message, details=details))
+
+
+def internal_status() -> grpc.Status:
+    """The status of an unexpected error: no internals leak to the caller."""
+    info = error_details_pb2.ErrorInfo(reason="ERROR_REASON_INTERNAL", domain=DOMAIN)
+    return rpc_status.to_status(
+        status_pb2.Status(
+            code=code_pb2.INTERNAL, message="internal error; the server logged the details", details=[_pack(info)]
+        )
+    )
+
+
+async def _abort(context: grpc.aio.ServicerContext, exc: BaseException) -> None:
+    if isinstance(exc, errors.MaosError):
+        await context.abort_with_status(to_status(exc))
+    log.exception("unhandled error in %s", getattr(context, "_method", "an RPC"), exc_info=exc)
+    await context.abort_with_status(internal_status())
+
+
+class ErrorAndMetricsInterceptor(grpc.aio.ServerInterceptor):
+    """Maps domain errors to statuses and records grpc_server_* metrics for every RPC."""
+
+    def __init__(self, metrics: Metrics):
+        self._metrics = metrics
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return handler
+        service, _, method = handler_call_details.method.lstrip("/").partition("/")
+        if service.startswith("grpc."):
+            return handler  # health and reflection are not ours to map
+        metrics = self._metrics
+        handled = metrics.rpc_handled
+        seconds = metrics.rpc_seconds
+
+        def done(kind: str, started: float, code: str) -> None:
+            handled.labels(kind, service, method, code).inc()
+            seconds.labels(kind, service, method).observe(time.perf_counter() - started)
+
+        def code_of(context: grpc.aio.ServicerContext) -> str:
+            code = context.code()
+            return code.name if isinstance(code, grpc.StatusCode) else "OK"
+
+        async def failed(kind: str, started: float, context: grpc.aio.ServicerContext, exc: Exception) -> None:
+            if isinstance(exc, grpc.aio.AbortError):  # the handler set its own status
+                done(kind, started, code_of(context))
+                return
+            code = status_code_for(exc).name if isinstance(exc, errors.MaosError) else "INTERNAL"
+            done(kind, started, code)
+            await _abort(context, exc)
+
+        if handler.unary_unary:
+            inner = handler.unary_unary
+
+            async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+                started = time.perf_counter()
+                try:
+                    response = await inner(request, context)
+                except Exception as exc:
+                    await failed("unary", started, context, exc)
+                    raise
+                done("unary", started, code_of(context))
+                return response
+
+            return grpc.unary_unary_rpc_method_handler(
+                unary_unary, handler.request_deserializer, handler.response_serializer
+            )
+        if handler.unary_stream:
+            inner_us = handler.unary_stream
+
+            async def unary_stream(request: Any, context: grpc.aio.ServicerContext) -> Any:
+                started = time.perf_counter()
+                try:
+                    async for response in inner_us(request, context):
+                        yield response
+                except Exception as exc:
+                    await failed("server_stream", started, context, exc)
+                    raise
+                done("server_stream", started, code_of(context))
+
+            return grpc.unary_stream_rpc_method_handler(
+                unary_stream, handler.request_deserializer, handler.response_serializer
+            )
+        if handler.stream_unary:
+            inner_su = handler.stream_unary
+
+            async def stream_unary(requests: Any, context: grpc.aio.ServicerContext) -> Any:
+                started = time.perf_counter()
+                try:
+                    response = await inner_su(requests, context)
+                except Exception as exc:
+                    await failed("client_stream", started, context, exc)
+                    raise
+                done("client_stream", started, code_of(context))
+                return response
+
+            return grpc.stream_unary_rpc_method_handler(
+                stream_unary, handler.request_deserializer, handler.response_serializer
+            )
+        inner_ss = handler.stream_stream
+
+        async def stream_stream(requests: Any, context: grpc.aio.ServicerContext) -> Any:
+            started = time.perf_counter()
+            try:
+                async for response in inner_ss(requests, context):
+                    yield response
+            except Exception as exc:
+                await failed("bidi_stream", started, context, exc)
+                raise
+            done("bidi_stream", started, code_of(context))
+
+        return grpc.stream_stream_rpc_method_handler(
+            stream_stream, handler.request_deserializer, handler.response_serializer
+        )

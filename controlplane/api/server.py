@@ -1,0 +1,65 @@
+"""The grpc.aio server: servicers, interceptors, health, reflection, keepalive."""
+
+from __future__ import annotations
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from controlplane.api.pb import agents_grpc, gateway_grpc, system_grpc, tasks_grpc
+from controlplane.errors import InvalidArgument
+
+#: Accept agent keepalive pings every 10 s or slower (agents ping every 30 s).
+SERVER_OPTIONS = [
+    ("grpc.so_reuseport", 0),
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),
+    ("grpc.http2.max_ping_strikes", 2),
+    ("grpc.max_receive_message_length", 16 * 1024 * 1024),
+    ("grpc.max_send_message_length", 16 * 1024 * 1024),
+]
+
+SERVICE_NAMES = [
+    "maos.v1.TaskService",
+    "maos.v1.AgentService",
+    "maos.v1.SystemService",
+    "maos.v1.AgentGateway",
+]
+
+_LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
+
+
+def check_bind_address(address: str, allow_insecure_remote: bool) -> None:
+    """Refuse a plaintext port reachable beyond this machine unless explicitly allowed."""
+    host = address.rsplit(":", 1)[0] if ":" in address else address
+    if host not in _LOCAL_HOSTS and not allow_insecure_remote:
+        raise InvalidArgument(
+            f"refusing to serve plaintext gRPC on {address}: bind 127.0.0.1, configure TLS, or set "
+            "server.allow_insecure_remote (MAOS_SERVER_ALLOW_INSECURE_REMOTE=true) if you mean it",
+            field="server.address",
+        )
+
+
+def build_server(servicers: dict[str, object], interceptors: list[grpc.aio.ServerInterceptor],
+                 reflection_enabled: bool) -> tuple[grpc.aio.Server, health.aio.HealthServicer]:
+    """A server with every servicer added (not yet bound or started)."""
+    server = grpc.aio.server(interceptors=interceptors, options=SERVER_OPTIONS)
+    tasks_grpc.add_TaskServiceServicer_to_server(servicers["tasks"], server)
+    agents_grpc.add_AgentServiceServicer_to_server(servicers["agents"], server)
+    system_grpc.add_SystemServiceServicer_to_server(servicers["system"], server)
+    gateway_grpc.add_AgentGatewayServicer_to_server(servicers["gateway"], server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    if reflection_enabled:
+        names = [*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME]
+        reflection.enable_server_reflection(names, server)
+    return server, health_servicer
+
+
+async def set_serving(health_servicer: health.aio.HealthServicer, serving: bool) -> None:
+    """Mark the overall and every MAOS service SERVING or NOT_SERVING."""
+    status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+    for name in ["", *SERVICE_NAMES]:
+        await health_servicer.set(name, status)

@@ -1,0 +1,128 @@
+"""maos.v1.AgentService: list, inspect, spawn and steer agents."""
+
+from __future__ import annotations
+
+import grpc
+
+from controlplane.agent_types import agent_type, agent_types
+from controlplane.api import convert
+from controlplane.api.paging import PageTokens, page_size
+from controlplane.api.pb import agents_grpc, agents_pb
+from controlplane.domain.model import AgentInfo, AgentStatus
+from controlplane.domain.tasks import validate_request_id
+from controlplane.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
+from controlplane.launcher import LocalLauncher
+from controlplane.scheduler.engine import Engine
+
+DEFAULT_GRACE = 30.0
+
+
+class AgentServicer(agents_grpc.AgentServiceServicer):
+    """Agents of this control plane."""
+
+    def __init__(self, engine: Engine, launcher: LocalLauncher | None, pm, settings):
+        self.engine = engine
+        self.launcher = launcher
+        self.pm = pm
+        self.settings = settings
+        self.tokens = PageTokens()
+
+    def _pb(self, info: AgentInfo):
+        session = self.engine.sessions.get(info.id)
+        if session is not None:
+            info.status = session.status()
+            return convert.agent_to_pb(info, [f"tasks/{t}/subtasks/{s}" for t, s in sorted(session.running)],
+                                       session.free)
+        return convert.agent_to_pb(info)
+
+    def _info(self, name: str) -> AgentInfo:
+        agent_id = convert.parse_name(name, "agents")
+        info = self.engine.agents.get(agent_id)
+        if info is None:
+            raise NotFound(f"agent agents/{agent_id} does not exist", reason="ERROR_REASON_AGENT_NOT_FOUND")
+        return info
+
+    async def ListAgents(self, request, context: grpc.aio.ServicerContext) -> agents_pb.ListAgentsResponse:
+        size = page_size(request.page_size)
+        for index, status in enumerate(request.statuses):
+            if status not in AgentStatus._value2member_map_:
+                raise InvalidArgument(f"statuses[{index}] {status} is not an agent status", field=f"statuses[{index}]")
+        filters = agents_pb.ListAgentsRequest()
+        filters.CopyFrom(request)
+        filters.ClearField("page_token")
+        filters.ClearField("page_size")
+        start = self.tokens.read(request.page_token, filters.SerializeToString(deterministic=True)) or 0
+        agents = []
+        for info in self.engine.agents.values():
+            session = self.engine.sessions.get(info.id)
+            status = session.status() if session else info.status
+            if status == AgentStatus.TERMINATED and not request.include_terminated and not request.statuses:
+                continue
+            if request.statuses and int(status) not in request.statuses:
+                continue
+            if request.agent_types and info.agent_type not in request.agent_types:
+                continue
+            agents.append((session is None, info.connect_time or 0, info))
+        agents.sort(key=lambda row: (row[0], -row[1], row[2].id))
+        page = agents[start:start + size]
+        response = agents_pb.ListAgentsResponse(agents=[self._pb(info) for _, _, info in page])
+        if start + size < len(agents):
+            response.next_page_token = self.tokens.issue(start + size, filters.SerializeToString(deterministic=True))
+        return response
+
+    async def GetAgent(self, request, context: grpc.aio.ServicerContext) -> agents_pb.GetAgentResponse:
+        return agents_pb.GetAgentResponse(agent=self._pb(self._info(request.name)))
+
+    async def SpawnAgents(self, request, context: grpc.aio.ServicerContext) -> agents_pb.SpawnAgentsResponse:
+        validate_request_id(request.request_id)
+        count = request.count or 1
+        if not 1 <= count <= 100:
+            raise InvalidArgument("count must be between 1 and 100", field="count")
+        spec = agent_type(self.pm, self.settings, request.agent_type)
+        if self.launcher is None:
+            raise FailedPrecondition("this control plane does not launch local agents",
+                                     reason="ERROR_REASON_NOT_SUPPORTED")
+        limit = self.settings["system.max_agents"]
+        if self.launcher.active + count > limit:
+            raise ResourceExhausted(
+                f"spawning {count} more would exceed system.max_agents ({limit}; {self.launcher.active} running)"
+            )
+        launched = []
+        for _ in range(count):
+            launch = await self.launcher.spawn(spec.name, capabilities=list(request.capabilities) or None,
+                                               max_concurrency=request.max_concurrency)
+            launched.append(agents_pb.Agent(name=f"agents/launch-{launch.id}", agent_type=spec.name,
+                                            capabilities=list(request.capabilities) or list(spec.capabilities),
+                                            status=AgentStatus.STARTING, managed=True,
+                                            pid=launch.process.pid if launch.process else 0))
+        return agents_pb.SpawnAgentsResponse(agents=launched)
+
+    async def TerminateAgent(self, request, context: grpc.aio.ServicerContext) -> agents_pb.TerminateAgentResponse:
+        validate_request_id(request.request_id)
+        info = self._info(request.name)
+        grace = convert.seconds(request.grace) if request.HasField("grace") else DEFAULT_GRACE
+        info = self.engine.terminate_agent(info.id, grace, request.force)
+        launch = self.launcher.by_agent(info.id) if self.launcher else None
+        if launch is not None:
+            launch.stopping = True  # no restart once it exits
+            if request.force:
+                await self.launcher.stop_launch(launch, 0.5)
+        return agents_pb.TerminateAgentResponse(agent=self._pb(info))
+
+    async def PauseAgent(self, request, context: grpc.aio.ServicerContext) -> agents_pb.PauseAgentResponse:
+        return agents_pb.PauseAgentResponse(agent=self._pb(self.engine.pause_agent(self._info(request.name).id)))
+
+    async def ResumeAgent(self, request, context: grpc.aio.ServicerContext) -> agents_pb.ResumeAgentResponse:
+        return agents_pb.ResumeAgentResponse(agent=self._pb(self.engine.resume_agent(self._info(request.name).id)))
+
+    async def DrainAgent(self, request, context: grpc.aio.ServicerContext) -> agents_pb.DrainAgentResponse:
+        grace = convert.seconds(request.grace) if request.HasField("grace") else DEFAULT_GRACE
+        info = self.engine.drain_agent(self._info(request.name).id, grace)
+        return agents_pb.DrainAgentResponse(agent=self._pb(info))
+
+    async def ListAgentTypes(self, request, context: grpc.aio.ServicerContext) -> agents_pb.ListAgentTypesResponse:
+        return agents_pb.ListAgentTypesResponse(agent_types=[
+            agents_pb.AgentType(name=s.name, base_type=s.base_type, capabilities=list(s.capabilities),
+                                description=s.description, source=s.source, spawnable=self.launcher is not None)
+            for s in sorted(agent_types(self.pm, self.settings).values(), key=lambda s: s.name)
+        ])

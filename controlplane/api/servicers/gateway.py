@@ -1,0 +1,214 @@
+"""maos.v1.AgentGateway: one bidirectional stream per agent process."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+
+from controlplane.api import convert
+from controlplane.api.pb import errors_pb, gateway_grpc, gateway_pb, messages_pb
+from controlplane.domain.model import AgentInfo
+from controlplane.errors import FailedPrecondition, InvalidArgument
+from controlplane.scheduler.commands import (
+    Ack,
+    Assign,
+    CancelWork,
+    DrainAgent,
+    PauseAgent,
+    Ref,
+    ResumeAgent,
+)
+from controlplane.scheduler.engine import Engine
+from controlplane.scheduler.sessions import AgentSession
+from controlplane.version import __version__
+
+log = logging.getLogger(__name__)
+
+_TYPE = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]{0,62}$")
+_END = object()
+MAX_CONCURRENCY = 1024
+
+
+def ref_from_pb(ref: gateway_pb.AssignmentRef) -> Ref | None:
+    """A domain ref from the wire; None when the subtask name is malformed."""
+    parts = ref.subtask.split("/")
+    if len(parts) != 4 or parts[0] != "tasks" or parts[2] != "subtasks":
+        return None
+    return Ref(parts[1], parts[3], ref.attempt, ref.lease_epoch)
+
+
+def ref_to_pb(ref: Ref) -> gateway_pb.AssignmentRef:
+    """A wire ref from the domain."""
+    return gateway_pb.AssignmentRef(subtask=ref.subtask_name, attempt=ref.attempt, lease_epoch=ref.lease_epoch)
+
+
+def command_to_pb(command: Any) -> gateway_pb.ConnectResponse:
+    """The wire message of an engine command."""
+    if isinstance(command, Assign):
+        msg = gateway_pb.Assignment(
+            ref=ref_to_pb(command.ref),
+            task=f"tasks/{command.ref.task_id}",
+            title=command.title,
+            instructions=command.instructions,
+            capability=command.capability,
+            kind=int(command.kind),
+            task_description=command.task_description,
+            context=command.context,
+            constraints=command.constraints,
+            metadata=command.metadata,
+            inputs=command.inputs,
+            deadline=convert.timestamp(command.deadline),
+            lease_ttl=convert.duration(command.lease_ttl),
+            priority=int(command.priority),
+            remaining_budget=messages_pb.Budget(
+                max_total_tokens=command.max_total_tokens, max_cost_micros=command.max_cost_micros
+            ),
+        )
+        if command.resume_checkpoint is not None:
+            msg.resume_checkpoint = command.resume_checkpoint
+        return gateway_pb.ConnectResponse(assignment=msg)
+    if isinstance(command, Ack):
+        reason = errors_pb.ErrorReason.Value(command.reason) if command.reason else 0
+        return gateway_pb.ConnectResponse(
+            ack=gateway_pb.ReportAck(ref=ref_to_pb(command.ref), accepted=command.accepted, reason=reason,
+                                     message=command.message)
+        )
+    if isinstance(command, CancelWork):
+        return gateway_pb.ConnectResponse(cancel=gateway_pb.Cancel(ref=ref_to_pb(command.ref), reason=command.reason))
+    if isinstance(command, DrainAgent):
+        return gateway_pb.ConnectResponse(
+            drain=gateway_pb.Drain(grace=convert.duration(command.grace), reason=command.reason, exit=command.exit)
+        )
+    if isinstance(command, PauseAgent):
+        return gateway_pb.ConnectResponse(pause=gateway_pb.Pause())
+    if isinstance(command, ResumeAgent):
+        return gateway_pb.ConnectResponse(resume=gateway_pb.Resume())
+    raise TypeError(f"unknown agent command {command!r}")
+
+
+def agent_from_register(reg: gateway_pb.Register, peer: str) -> AgentInfo:
+    """Validate a Register message and make the agent's record."""
+    if not _TYPE.match(reg.agent_type):
+        raise InvalidArgument(
+            "register.agent_type must start with a letter and hold only letters, digits, '_' or '-' (max 63)",
+            field="register.agent_type",
+        )
+    if not 1 <= reg.max_concurrency <= MAX_CONCURRENCY:
+        raise InvalidArgument(
+            f"register.max_concurrency must be between 1 and {MAX_CONCURRENCY}", field="register.max_concurrency"
+        )
+    if len(reg.capabilities) > 256 or any(not c or len(c) > 64 for c in reg.capabilities):
+        raise InvalidArgument("register.capabilities: at most 256, each 1-64 characters",
+                              field="register.capabilities")
+    return AgentInfo(
+        id="",
+        agent_type=reg.agent_type,
+        capabilities=list(reg.capabilities),
+        max_concurrency=reg.max_concurrency,
+        labels=dict(reg.labels),
+        language=reg.language,
+        sdk_version=reg.sdk_version,
+        hostname=reg.hostname or peer,
+        pid=reg.pid,
+        managed=bool(reg.launch_id),
+    )
+
+
+class GatewayServicer(gateway_grpc.AgentGatewayServicer):
+    """Runs agent sessions."""
+
+    def __init__(self, engine: Engine, launcher: Any = None):
+        self.engine = engine
+        self.launcher = launcher
+
+    async def Connect(self, request_iterator: AsyncIterator[gateway_pb.ConnectRequest], context: grpc.aio.ServicerContext) -> AsyncIterator[gateway_pb.ConnectResponse]:
+        try:
+            first = await request_iterator.__anext__()
+        except StopAsyncIteration:
+            return
+        if first.WhichOneof("message") != "register":
+            raise FailedPrecondition("the first message of a stream must be register",
+                                     reason="ERROR_REASON_NOT_REGISTERED")
+        reg = first.register
+        info = agent_from_register(reg, context.peer())
+        resume_refs = [r for r in (ref_from_pb(x) for x in reg.resume.assignments) if r is not None]
+        resume_id = convert.parse_name(reg.resume.agent, "agents", "register.resume.agent") if reg.resume.agent else ""
+        session, registration = self.engine.register(info, resume_id, resume_refs)
+        if reg.launch_id and self.launcher is not None:
+            self.launcher.registered(reg.launch_id, session.id)
+        yield gateway_pb.ConnectResponse(
+            registered=gateway_pb.Registered(
+                agent=f"agents/{registration.agent_id}",
+                session_id=registration.session_id,
+                heartbeat_interval=convert.duration(registration.heartbeat_interval),
+                lease_ttl=convert.duration(registration.lease_ttl),
+                resumed=[ref_to_pb(r) for r in registration.resumed],
+                revoked=[ref_to_pb(r) for r in registration.revoked],
+                server_version=__version__,
+                replica=registration.replica,
+            )
+        )
+        reader = asyncio.get_running_loop().create_task(self._read(request_iterator, session))
+        try:
+            outbox = session.outbox
+            while True:
+                command = await outbox.get()
+                if command is _END:
+                    break
+                yield command_to_pb(command)
+        finally:
+            reader.cancel()
+            self.engine.disconnect(session)
+
+    async def _read(self, requests: AsyncIterator[gateway_pb.ConnectRequest], session: AgentSession) -> None:
+        engine = self.engine
+        try:
+            async for msg in requests:
+                kind = msg.WhichOneof("message")
+                if kind == "heartbeat":
+                    engine.heartbeat(session, [r for r in map(ref_from_pb, msg.heartbeat.running) if r],
+                                     msg.heartbeat.draining)
+                elif kind == "result":
+                    ref = ref_from_pb(msg.result.ref)
+                    if ref is None:
+                        continue
+                    engine.report_result(
+                        session, ref, msg.result.output,
+                        [convert.artifact_from_pb(a) for a in msg.result.artifacts],
+                        convert.usage_from_pb(msg.result.usage),
+                    )
+                elif kind == "failure":
+                    ref = ref_from_pb(msg.failure.ref)
+                    if ref is None:
+                        continue
+                    f = msg.failure
+                    engine.report_failure(
+                        session, ref, f.message, f.retryable, convert.seconds(f.retry_after), f.error_type,
+                        convert.usage_from_pb(f.usage),
+                    )
+                elif kind == "progress":
+                    ref = ref_from_pb(msg.progress.ref)
+                    if ref is not None:
+                        p = msg.progress
+                        engine.report_progress(
+                            session, ref, p.fraction, p.message, p.checkpoint if p.HasField("checkpoint") else None
+                        )
+                elif kind == "output":
+                    ref = ref_from_pb(msg.output.ref)
+                    if ref is not None:
+                        engine.report_output(session, ref, msg.output.text, msg.output.sequence)
+                elif kind == "register":
+                    log.warning("agent %s sent register twice; ignored", session.id)
+                # logs, votes and shared state are handled by later components
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the stream broke (agent gone, network cut)
+            log.info("agent %s stream ended: %s", session.id, exc)
+        finally:
+            engine.disconnect(session)
+            session.outbox.put_nowait(_END)

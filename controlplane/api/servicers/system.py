@@ -1,0 +1,150 @@
+"""maos.v1.SystemService: status, health and metrics of the control plane."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+
+import grpc
+
+from controlplane.api import convert
+from controlplane.api.pb import enums_pb, system_grpc, system_pb
+from controlplane.config import OPTIONS, Settings, parse_value
+from controlplane.errors import InvalidArgument
+from controlplane.metrics import Metrics
+from controlplane.scheduler.engine import Engine
+from controlplane.version import __version__
+
+HEALTHY = enums_pb.COMPONENT_STATE_HEALTHY
+UNHEALTHY = enums_pb.COMPONENT_STATE_UNHEALTHY
+DISABLED = enums_pb.COMPONENT_STATE_DISABLED
+
+
+class SystemServicer(system_grpc.SystemServiceServicer):
+    """Status, health, metrics and runtime configuration."""
+
+    def __init__(self, engine: Engine, settings: Settings, metrics: Metrics, redis_check=None):
+        self.engine = engine
+        self.settings = settings
+        self.metrics = metrics
+        self.redis_check = redis_check
+        self.runtime: dict[str, object] = {}
+
+    async def GetStatus(self, request: system_pb.GetStatusRequest, context: grpc.aio.ServicerContext) -> system_pb.GetStatusResponse:
+        engine = self.engine
+        counts = await engine.storage.call(engine.storage.backend.count_tasks_by_status)
+        sub_counts: Counter[str] = Counter()
+        for subs in engine.subtasks.values():
+            for sub in subs.values():
+                sub_counts[sub.status.name] += 1
+        agent_counts: Counter[str] = Counter(s.status().name for s in engine.sessions.values())
+        uptime = time.time() - engine.started_at
+        return system_pb.GetStatusResponse(
+            version=__version__,
+            replica=engine.replica,
+            start_time=convert.timestamp(engine.started_at),
+            uptime=convert.duration(uptime),
+            storage_backend=engine.storage.backend.kind,
+            tasks=[system_pb.StateCount(state=s.name, count=n) for s, n in sorted(counts.items())],
+            subtasks=[system_pb.StateCount(state=k, count=v) for k, v in sorted(sub_counts.items())],
+            agents=[system_pb.StateCount(state=k, count=v) for k, v in sorted(agent_counts.items())],
+            queue=[system_pb.StateCount(state=k, count=v) for k, v in sorted(engine.queued_by_priority().items())],
+            connected_agents=len(engine.sessions),
+            free_slots=sum(s.free for s in engine.sessions.values()),
+        )
+
+    async def GetHealth(self, request: system_pb.GetHealthRequest, context: grpc.aio.ServicerContext) -> system_pb.GetHealthResponse:
+        wanted = set(request.components)
+        known = {"database", "redis", "scheduler", "agents"}
+        unknown = wanted - known
+        if unknown:
+            raise InvalidArgument(f"unknown components {sorted(unknown)}; known: {sorted(known)}", field="components")
+        results = []
+        if not wanted or "database" in wanted:
+            results.append(await self._timed("database", self._database))
+        if not wanted or "redis" in wanted:
+            results.append(await self._timed("redis", self._redis))
+        if not wanted or "scheduler" in wanted:
+            failed = self.engine.committer.failed
+            results.append(system_pb.ComponentHealth(
+                component="scheduler", state=UNHEALTHY if failed else HEALTHY,
+                message=str(failed) if failed else f"{len(self.engine.tasks)} unfinished tasks in memory",
+            ))
+        if not wanted or "agents" in wanted:
+            n = len(self.engine.sessions)
+            results.append(system_pb.ComponentHealth(
+                component="agents", state=HEALTHY if n else enums_pb.COMPONENT_STATE_DEGRADED,
+                message=f"{n} connected" if n else "no agent is connected; tasks will wait",
+            ))
+        worst = max((r.state for r in results if r.state != DISABLED), default=HEALTHY)
+        return system_pb.GetHealthResponse(state=worst, components=results)
+
+    async def _timed(self, name: str, check) -> system_pb.ComponentHealth:
+        started = time.perf_counter()
+        state, message = await check()
+        return system_pb.ComponentHealth(component=name, state=state, message=message,
+                                         latency=convert.duration(time.perf_counter() - started))
+
+    async def _database(self) -> tuple[int, str]:
+        backend = self.engine.storage.backend
+        try:
+            await self.engine.storage.call(backend.ping)
+        except Exception as exc:
+            return UNHEALTHY, f"{backend.kind}: {exc}"
+        return HEALTHY, f"{backend.kind} reachable"
+
+    async def _redis(self) -> tuple[int, str]:
+        if not self.settings["redis.url"]:
+            return DISABLED, "redis.url is not set"
+        if self.redis_check is None:
+            return DISABLED, "no Redis component is configured"
+        try:
+            await self.redis_check()
+        except Exception as exc:
+            return UNHEALTHY, str(exc)
+        return HEALTHY, "reachable"
+
+    async def GetMetricsSummary(self, request: system_pb.GetMetricsSummaryRequest, context: grpc.aio.ServicerContext) -> system_pb.GetMetricsSummaryResponse:
+        categories = {"system": ("maos_build",), "tasks": ("maos_task", "maos_subtask"),
+                      "agents": ("maos_agent",), "rpc": ("grpc_",), "storage": ("maos_storage",)}
+        if request.category and request.category not in categories:
+            raise InvalidArgument(f"unknown category {request.category!r}; known: {', '.join(categories)}",
+                                  field="category")
+        samples = []
+        for family in self.metrics.registry.collect():
+            for sample in family.samples:
+                category = next((c for c, prefixes in categories.items() if sample.name.startswith(prefixes)), "system")
+                if request.category and category != request.category:
+                    continue
+                if sample.name.endswith("_bucket") or sample.name.endswith("_created"):
+                    continue
+                samples.append(system_pb.MetricSample(name=sample.name, labels=sample.labels, value=sample.value,
+                                                      help=family.documentation, category=category))
+        return system_pb.GetMetricsSummaryResponse(samples=samples)
+
+    async def GetConfig(self, request: system_pb.GetConfigRequest, context: grpc.aio.ServicerContext) -> system_pb.GetConfigResponse:
+        keys = list(request.keys) or list(OPTIONS)
+        values = []
+        for key in keys:
+            if key not in OPTIONS:
+                raise InvalidArgument(f"unknown setting {key!r}", field="keys")
+            if key == "claude.api_key" or key.endswith("_url") and "@" in str(self.settings[key]):
+                shown = "(set)" if self.settings[key] else ""
+            else:
+                shown = str(self.runtime.get(key, self.settings[key]))
+            values.append(system_pb.ConfigValue(key=key, value=shown, description=OPTIONS[key].description,
+                                                source="runtime" if key in self.runtime else self.settings.source(key)))
+        return system_pb.GetConfigResponse(values=values)
+
+    async def SetConfig(self, request: system_pb.SetConfigRequest, context: grpc.aio.ServicerContext) -> system_pb.SetConfigResponse:
+        option = OPTIONS.get(request.key)
+        if option is None:
+            raise InvalidArgument(f"unknown setting {request.key!r}", field="key")
+        if not option.runtime:
+            raise InvalidArgument(
+                f"{request.key} cannot change while running; set it in config.yml or {option.env_var} and restart",
+                field="key",
+            )
+        self.runtime[request.key] = parse_value(request.key, request.value)
+        return system_pb.SetConfigResponse(value=system_pb.ConfigValue(
+            key=request.key, value=str(self.runtime[request.key]), description=option.description, source="runtime"))

@@ -1,0 +1,239 @@
+"""maos.v1.TaskService: proto <-> engine; no business logic here."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterator
+
+import grpc
+
+from controlplane.api import convert
+from controlplane.api.context import current_principal
+from controlplane.api.paging import PageTokens, page_size
+from controlplane.api.pb import enums_pb, messages_pb, tasks_grpc, tasks_pb
+from controlplane.config import Settings
+from controlplane.domain.model import RetryPolicy, Task, TaskStatus
+from controlplane.domain.planning import Planner
+from controlplane.domain.tasks import validate_request_id, validate_task
+from controlplane.errors import FailedPrecondition, FieldViolation, InvalidArgument, ResourceExhausted
+from controlplane.scheduler.engine import Engine
+from controlplane.storage.base import TaskQuery
+
+MAX_BATCH = 1000
+UPDATABLE = {"priority", "max_agents"}
+
+
+def request_hash(request: object) -> str:
+    """A digest of a request without its request_id (detects a reused request_id)."""
+    clone = type(request)()  # type: ignore[operator]
+    clone.CopyFrom(request)  # type: ignore[attr-defined]
+    clone.ClearField("request_id")
+    return hashlib.sha256(clone.SerializeToString(deterministic=True)).hexdigest()
+
+
+class TaskServicer(tasks_grpc.TaskServiceServicer):
+    """Submits, inspects and steers tasks."""
+
+    def __init__(self, engine: Engine, settings: Settings, planners: list[Planner]):
+        self.engine = engine
+        self.settings = settings
+        self.planners = planners
+        self.tokens = PageTokens()
+        self.retry_defaults = RetryPolicy(
+            max_retries=settings["tasks.default_max_retries"],
+            initial_backoff=settings["tasks.default_initial_backoff"],
+            max_backoff=settings["tasks.default_max_backoff"],
+        )
+
+    def _new_task(self, msg: messages_pb.Task, prefix: str) -> Task:
+        task = convert.task_from_pb(
+            msg,
+            default_max_agents=self.settings["tasks.default_max_agents"],
+            retry_defaults=self.retry_defaults,
+            prefix=prefix,
+        )
+        validate_task(task, max_description_length=self.settings["tasks.max_description_length"], prefix=prefix)
+        task.id = self.engine.new_task_id()
+        return task
+
+    async def _task_pb(self, task: Task) -> messages_pb.Task:
+        subtasks = await self.engine.get_subtasks(task.id)
+        return convert.task_to_pb(task, self.engine.explain(task), subtasks)
+
+    async def SubmitTask(self, request: tasks_pb.SubmitTaskRequest, context: grpc.aio.ServicerContext) -> tasks_pb.SubmitTaskResponse:
+        validate_request_id(request.request_id)
+        task = self._new_task(request.task, "task")
+        outcome = await self.engine.submit(
+            [task],
+            principal=current_principal(),
+            request_id=request.request_id,
+            request_hash=request_hash(request) if request.request_id else "",
+        )
+        return tasks_pb.SubmitTaskResponse(task=await self._task_pb(outcome[0].task))
+
+    async def BatchSubmitTasks(self, request: tasks_pb.BatchSubmitTasksRequest, context: grpc.aio.ServicerContext) -> tasks_pb.BatchSubmitTasksResponse:
+        validate_request_id(request.request_id)
+        if not request.requests:
+            raise InvalidArgument("requests is empty: give at least one task", field="requests")
+        if len(request.requests) > MAX_BATCH:
+            raise ResourceExhausted(f"at most {MAX_BATCH} tasks per batch; got {len(request.requests)}")
+        tasks, problems = [], []
+        for index, entry in enumerate(request.requests):
+            try:
+                tasks.append(self._new_task(entry.task, f"requests[{index}].task"))
+            except InvalidArgument as exc:
+                problems.extend(exc.violations or [FieldViolation(f"requests[{index}]", exc.message)])
+        if problems:
+            summary = "; ".join(f"{p.field}: {p.description}" for p in problems[:5])
+            raise InvalidArgument(f"invalid tasks (nothing was submitted): {summary}", violations=problems)
+        outcomes = await self.engine.submit(
+            tasks,
+            principal=current_principal(),
+            request_id=request.request_id,
+            request_hash=request_hash(request) if request.request_id else "",
+            method="BatchSubmitTasks",
+        )
+        return tasks_pb.BatchSubmitTasksResponse(tasks=[convert.task_to_pb(o.task) for o in outcomes])
+
+    async def _visible(self, name: str) -> Task:
+        task_id = convert.parse_name(name, "tasks")
+        return await self.engine.get_task(task_id)
+
+    async def GetTask(self, request: tasks_pb.GetTaskRequest, context: grpc.aio.ServicerContext) -> tasks_pb.GetTaskResponse:
+        task = await self._visible(request.name)
+        subtasks = await self.engine.get_subtasks(task.id)
+        response = tasks_pb.GetTaskResponse(task=convert.task_to_pb(task, self.engine.explain(task), subtasks))
+        if request.view == enums_pb.TASK_VIEW_FULL:
+            response.subtasks.extend(convert.subtask_to_pb(s) for s in subtasks)
+            plan = convert.plan_to_pb(task.plan)
+            if plan is not None:
+                response.plan.CopyFrom(plan)
+        return response
+
+    async def ListTasks(self, request: tasks_pb.ListTasksRequest, context: grpc.aio.ServicerContext) -> tasks_pb.ListTasksResponse:
+        size = page_size(request.page_size)
+        for index, status in enumerate(request.statuses):
+            if status not in TaskStatus._value2member_map_:
+                raise InvalidArgument(f"statuses[{index}] {status} is not a task status", field=f"statuses[{index}]")
+        priorities = [convert.priority_from_pb(p, f"priorities[{i}]") for i, p in enumerate(request.priorities)]
+        filters = request.__class__()
+        filters.CopyFrom(request)
+        filters.ClearField("page_token")
+        filters.ClearField("page_size")
+        digest = filters.SerializeToString(deterministic=True)
+        before = self.tokens.read(request.page_token, digest)
+        query = TaskQuery(
+            statuses=[TaskStatus(s) for s in request.statuses],
+            task_types=list(request.task_types),
+            priorities=[int(p) for p in priorities],
+            since=convert.epoch(request.since) if request.HasField("since") else None,
+            owner=request.owner or None,
+            batch=convert.parse_name(request.batch, "batches", "batch") if request.batch else None,
+            before_seq=before,
+            limit=size + 1,
+        )
+        rows = await self.engine.storage.call(self.engine.storage.backend.list_tasks, query)
+        # Unfinished tasks are authoritative in memory (their latest state may not be committed yet).
+        tasks = [self.engine.tasks.get(t.id, t) for t in rows]
+        more = len(tasks) > size
+        tasks = tasks[:size]
+        response = tasks_pb.ListTasksResponse(
+            tasks=[convert.task_to_pb(t, self.engine.explain(t) if not t.status.finished else "") for t in tasks]
+        )
+        if more:
+            response.next_page_token = self.tokens.issue(tasks[-1].seq, digest)
+        return response
+
+    async def CancelTask(self, request: tasks_pb.CancelTaskRequest, context: grpc.aio.ServicerContext) -> tasks_pb.CancelTaskResponse:
+        validate_request_id(request.request_id)
+        task = await self._visible(request.name)
+        if request.request_id and task.status == TaskStatus.CANCELLED:
+            # A repeated cancel (same intent, retried by the client) returns the cancelled task.
+            return tasks_pb.CancelTaskResponse(task=await self._task_pb(task))
+        task = await self.engine.cancel(task.id, request.reason, current_principal())
+        return tasks_pb.CancelTaskResponse(task=await self._task_pb(task))
+
+    async def RetryTask(self, request: tasks_pb.RetryTaskRequest, context: grpc.aio.ServicerContext) -> tasks_pb.RetryTaskResponse:
+        validate_request_id(request.request_id)
+        task = await self._visible(request.name)
+        task = await self.engine.retry(task.id)
+        return tasks_pb.RetryTaskResponse(task=await self._task_pb(task))
+
+    async def UpdateTask(self, request: tasks_pb.UpdateTaskRequest, context: grpc.aio.ServicerContext) -> tasks_pb.UpdateTaskResponse:
+        validate_request_id(request.request_id)
+        paths = list(request.update_mask.paths)
+        if not paths:
+            raise InvalidArgument("update_mask is empty: name the fields to change (priority, max_agents)", field="update_mask")
+        unknown = [p for p in paths if p not in UPDATABLE]
+        if unknown:
+            raise InvalidArgument(
+                f"cannot update {', '.join(unknown)}; only priority and max_agents can change", field="update_mask"
+            )
+        task = await self._visible(request.task.name)
+        priority = convert.priority_from_pb(request.task.priority) if "priority" in paths else None
+        max_agents = None
+        if "max_agents" in paths:
+            max_agents = request.task.max_agents
+            if not 1 <= max_agents <= 1000:
+                raise InvalidArgument("task.max_agents must be between 1 and 1000", field="task.max_agents")
+        task = await self.engine.update(task.id, priority=priority, max_agents=max_agents)
+        return tasks_pb.UpdateTaskResponse(task=await self._task_pb(task))
+
+    async def GetTaskResults(self, request: tasks_pb.GetTaskResultsRequest, context: grpc.aio.ServicerContext) -> tasks_pb.GetTaskResultsResponse:
+        task = await self._visible(request.name)
+        if not task.status.finished:
+            raise FailedPrecondition(
+                f"task {task.name} is {task.status.name}; results are ready when it finishes "
+                "(use `maos task wait`)",
+                reason="ERROR_REASON_RESULT_NOT_READY",
+            )
+        subtasks = await self.engine.get_subtasks(task.id)
+        artifacts = [convert.artifact_to_pb(a) for s in subtasks for a in s.artifacts]
+        result = messages_pb.TaskResult(
+            task=task.name,
+            status=int(task.status),
+            output=task.output,
+            artifacts=artifacts,
+            usage=convert.usage_to_pb(task.usage),
+            subtasks=[convert.subtask_to_pb(s) for s in subtasks],
+            failure=convert.failure_to_pb(task.failure),
+        )
+        return tasks_pb.GetTaskResultsResponse(result=result)
+
+    async def AnalyzeTask(self, request: tasks_pb.AnalyzeTaskRequest, context: grpc.aio.ServicerContext) -> tasks_pb.AnalyzeTaskResponse:
+        which = request.WhichOneof("target")
+        if which is None:
+            raise InvalidArgument("give either task (a draft) or name (an existing task)", field="target")
+        if which == "name":
+            task = await self._visible(request.name)
+            if task.plan is not None:
+                return tasks_pb.AnalyzeTaskResponse(plan=convert.plan_to_pb(task.plan))
+        else:
+            task = self._new_task(request.task, "task")
+        planner = next(p for p in self.planners if p.accepts(task))
+        plan = await planner.plan(task)
+        return tasks_pb.AnalyzeTaskResponse(plan=convert.plan_to_pb(plan))
+
+    async def WatchTask(self, request: tasks_pb.WatchTaskRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[tasks_pb.WatchTaskResponse]:
+        task_id = convert.parse_name(request.name, "tasks")
+        async for event, task, sub in self.engine.watch(task_id, request.include_progress):
+            response = tasks_pb.WatchTaskResponse(task=convert.task_to_pb(task, "" if task.status.finished else self.engine.explain(task)))
+            if event is not None:
+                response.event.CopyFrom(
+                    messages_pb.Event(
+                        id=str(event.id),
+                        type=int(event.type),
+                        time=convert.timestamp(event.time),
+                        task=f"tasks/{event.task_id}" if event.task_id else "",
+                        subtask=f"tasks/{event.task_id}/subtasks/{event.subtask_id}" if event.subtask_id else "",
+                        agent=f"agents/{event.agent_id}" if event.agent_id else "",
+                        from_status=event.from_status,
+                        to_status=event.to_status,
+                        message=event.message,
+                    )
+                )
+                if event.data:
+                    response.event.data.update(event.data)
+            if sub is not None:
+                response.subtask.CopyFrom(convert.subtask_to_pb(sub))
+            yield response

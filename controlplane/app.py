@@ -1,0 +1,120 @@
+"""The composition root: ``build_app`` wires every component, in production and in tests."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from dataclasses import dataclass, field
+
+import grpc
+import pluggy
+
+from controlplane.api.errors import ErrorAndMetricsInterceptor
+from controlplane.api.server import build_server, check_bind_address, set_serving
+from controlplane.api.servicers.agents import AgentServicer
+from controlplane.api.servicers.gateway import GatewayServicer
+from controlplane.api.servicers.system import SystemServicer
+from controlplane.api.servicers.tasks import TaskServicer
+from controlplane.config import Settings
+from controlplane.errors import InvalidArgument
+from controlplane.launcher import LocalLauncher
+from controlplane.metrics import Metrics
+from controlplane.plugins import await_me_maybe, get_plugin_manager
+from controlplane.scheduler.engine import Engine
+from controlplane.storage.base import StorageBackend
+from controlplane.storage.executor import StorageExecutor
+
+log = logging.getLogger(__name__)
+
+
+def open_storage(pm: pluggy.PluginManager, url: str) -> StorageBackend:
+    """Open the backend of the first registered factory that handles ``url``."""
+    factories = [f for group in pm.hook.register_storage_backends() for f in group or []]
+    for factory in factories:
+        if factory.handles(url):
+            return factory.open(url)
+    scheme = url.split(":", 1)[0]
+    raise InvalidArgument(
+        f"no storage backend handles {scheme!r} URLs; known: {', '.join(f.name for f in factories)}",
+        field="database.primary_url",
+    )
+
+
+@dataclass
+class App:
+    """A built control plane: start it, serve, stop it."""
+
+    settings: Settings
+    pm: pluggy.PluginManager
+    metrics: Metrics
+    storage: StorageExecutor
+    engine: Engine
+    server: grpc.aio.Server
+    health: object
+    launcher: LocalLauncher
+    address: str = ""
+    port: int = 0
+    metrics_port: int = 0
+    _started: bool = field(default=False, repr=False)
+
+    async def start(self, address: str | None = None) -> int:
+        """Bind, recover state, and serve; returns the bound gRPC port."""
+        address = address or self.settings["server.address"]
+        check_bind_address(address, self.settings["server.allow_insecure_remote"])
+        self.port = self.server.add_insecure_port(address)
+        if not self.port:
+            raise InvalidArgument(f"cannot listen on {address}", field="server.address")
+        host = address.rsplit(":", 1)[0]
+        self.address = f"{host}:{self.port}"
+        self.launcher.server_address = self.address
+        await self.engine.start()
+        self.metrics.watch_queue(self.engine.queued_by_priority)
+        for result in self.pm.hook.startup(app=self):
+            await await_me_maybe(result)
+        await self.server.start()
+        await set_serving(self.health, True)
+        if self.settings["server.metrics_port"]:
+            self.metrics_port = self.metrics.serve(
+                self.settings["server.metrics_port"], self.settings["server.metrics_address"]
+            )
+        self._started = True
+        log.info("MAOS control plane %s serving on %s (storage %s)", self.engine.replica, self.address,
+                 self.storage.backend.kind)
+        return self.port
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """Drain agents, stop serving, commit what is pending and release everything."""
+        if self._started:
+            await set_serving(self.health, False)
+            await self.launcher.stop(grace)
+            await self.server.stop(grace)
+            for result in self.pm.hook.shutdown(app=self):
+                await await_me_maybe(result)
+            await self.engine.stop()
+            self.metrics.close()
+        self.storage.close()
+        self._started = False
+
+
+def build_app(settings: Settings, pm: pluggy.PluginManager | None = None) -> App:
+    """Wire a control plane from settings (storage is opened and migrated here)."""
+    pm = pm or get_plugin_manager()
+    backend = open_storage(pm, settings.database_url)
+    if settings["database.migrate_on_start"]:
+        backend.migrate()
+    storage = StorageExecutor(backend)
+    metrics = Metrics()
+    planners = [p for group in pm.hook.register_planners(settings=settings) for p in group or []]
+    replica = settings["server.replica_id"] or f"{socket.gethostname()}-{os.getpid()}"
+    engine = Engine(settings=settings, storage=storage, planners=planners, metrics=metrics, replica=replica)
+    launcher = LocalLauncher(settings["server.address"], settings.home / "logs", settings["system.max_agents"])
+    servicers = {
+        "tasks": TaskServicer(engine, settings, planners),
+        "agents": AgentServicer(engine, launcher, pm, settings),
+        "system": SystemServicer(engine, settings, metrics),
+        "gateway": GatewayServicer(engine, launcher),
+    }
+    server, health = build_server(servicers, [ErrorAndMetricsInterceptor(metrics)], settings["server.reflection"])
+    return App(settings=settings, pm=pm, metrics=metrics, storage=storage, engine=engine, server=server,
+               health=health, launcher=launcher)

@@ -1,0 +1,305 @@
+"""Typed settings: defaults < ``$MAOS_HOME/config.yml`` < ``MAOS_*`` environment < explicit overrides.
+
+Every setting has a dotted key (``database.primary_url``) declared once in
+:data:`OPTIONS` with its type, default and description. The environment
+variable of a key is ``MAOS_`` plus the key in upper case with dots replaced by
+underscores (``MAOS_DATABASE_PRIMARY_URL``, ``MAOS_SYSTEM_MAX_AGENTS``), as the
+user guide shows. Values in ``config.yml`` may refer to the environment as
+``${NAME}``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from controlplane.errors import InvalidArgument
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def _duration(value: Any) -> float:
+    """Seconds from a number or a string like ``300``, ``1.5s``, ``500ms``, ``5m``, ``2h``."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*(ms|s|m|h|d)?\s*", str(value))
+        if not match:
+            raise ValueError(f"{value!r} is not a duration (examples: 30, 30s, 500ms, 5m, 2h)")
+        number, unit = float(match.group(1)), match.group(2) or "s"
+        seconds = number * {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}[unit]
+    if seconds < 0:
+        raise ValueError("a duration cannot be negative")
+    return seconds
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in {"1", "true", "yes", "on"}:
+        return True
+    if text in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError(f"{value!r} is not a boolean (true or false)")
+
+
+def _positive_int(value: Any) -> int:
+    if isinstance(value, bool):
+        raise ValueError("expected an integer")
+    number = int(value)
+    if number < 1:
+        raise ValueError("must be at least 1")
+    return number
+
+
+def _non_negative_int(value: Any) -> int:
+    if isinstance(value, bool):
+        raise ValueError("expected an integer")
+    number = int(value)
+    if number < 0:
+        raise ValueError("cannot be negative")
+    return number
+
+
+def _ratio(value: Any) -> float:
+    number = float(value)
+    if not 0 < number <= 1:
+        raise ValueError("must be greater than 0 and at most 1")
+    return number
+
+
+def _choice(*choices: str) -> Callable[[Any], str]:
+    def parse(value: Any) -> str:
+        text = str(value).strip().lower()
+        if text not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}")
+        return text
+
+    return parse
+
+
+def _pool(value: Any) -> dict[str, int]:
+    """An agent pool: ``{"echo": 2}`` or ``"researcher=2,coder=1"``."""
+    if isinstance(value, Mapping):
+        items = list(value.items())
+    else:
+        items = []
+        for part in str(value).split(","):
+            part = part.strip()
+            if not part:
+                continue
+            name, sep, count = part.partition("=")
+            items.append((name.strip(), count.strip() if sep else "1"))
+    pool: dict[str, int] = {}
+    for name, count in items:
+        if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_\-]{0,62}", str(name)):
+            raise ValueError(f"{name!r} is not an agent type name")
+        pool[str(name)] = _non_negative_int(count)
+    return pool
+
+
+def _text(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+@dataclass(frozen=True)
+class Option:
+    """One setting: its parser, default and the sentence ``maos config`` shows."""
+
+    key: str
+    parse: Callable[[Any], Any]
+    default: Any
+    description: str
+    runtime: bool = False  # may be changed with SetConfig while running
+
+    @property
+    def env_var(self) -> str:
+        """The environment variable that overrides the option."""
+        return "MAOS_" + self.key.upper().replace(".", "_")
+
+
+OPTIONS: dict[str, Option] = {
+    o.key: o
+    for o in [
+        Option("system.max_agents", _positive_int, 10, "Most supervised agent processes on this machine."),
+        Option("system.log_level", _choice("debug", "info", "warning", "error"), "info", "Log level."),
+        Option("database.primary_url", _text, "", "SQLAlchemy URL; empty means SQLite in MAOS_HOME."),
+        Option("database.migrate_on_start", _bool, True, "Apply migrations when the server starts."),
+        Option("redis.url", _text, "", "Redis URL for events and shared state; empty disables Redis."),
+        Option("server.address", _text, "127.0.0.1:7100", "gRPC listen address (host:port)."),
+        Option("server.metrics_port", _non_negative_int, 9464, "Prometheus /metrics port; 0 disables."),
+        Option("server.metrics_address", _text, "127.0.0.1", "Address /metrics listens on."),
+        Option("server.reflection", _bool, True, "Serve gRPC server reflection."),
+        Option("server.allow_insecure_remote", _bool, False, "Allow a plaintext port beyond localhost."),
+        Option("server.replica_id", _text, "", "This replica's id; empty means hostname-pid."),
+        Option("scheduler.lease_ttl", _duration, 15.0, "Seconds a lease lives without a heartbeat."),
+        Option("scheduler.heartbeat_interval", _duration, 5.0, "Seconds between agent heartbeats."),
+        Option("scheduler.aging_interval", _duration, 120.0, "Seconds of waiting worth one priority level."),
+        Option("scheduler.commit_interval", _duration, 0.0, "Extra seconds to gather a group commit."),
+        Option("scheduler.restart_grace", _duration, 15.0, "Seconds agents have to resume after a restart."),
+        Option("tasks.default_max_agents", _positive_int, 4, "max_agents of a task that sets none."),
+        Option("tasks.max_description_length", _positive_int, 100_000, "Longest task description."),
+        Option("tasks.max_fanout", _positive_int, 256, "Most subtasks in one plan."),
+        Option("tasks.default_max_retries", _non_negative_int, 3, "Retries of a subtask by default."),
+        Option("tasks.default_initial_backoff", _duration, 1.0, "First retry delay by default."),
+        Option("tasks.default_max_backoff", _duration, 100.0, "Longest retry delay by default."),
+        Option("agents.pool", _pool, {"echo": 2}, "Local agents `maos start` launches (type=count,...)."),
+        Option("agents.allow_shell", _bool, False, "Allow the shell agent type to run commands."),
+        Option("consensus.voting_strategy", _choice("majority", "weighted", "unanimous"), "majority",
+               "How votes are counted.", runtime=True),
+        Option("consensus.timeout", _duration, 300.0, "Seconds one voting round may take.", runtime=True),
+        Option("checkpoints.interval", _duration, 30.0, "Seconds between automatic checkpoints."),
+        Option("checkpoints.retention.count", _positive_int, 20, "Checkpoints kept."),
+        Option("checkpoints.retention.age_days", _positive_int, 30, "Days a checkpoint is kept."),
+        Option("claude.api_key", _text, "", "Anthropic API key (or ANTHROPIC_API_KEY / CLAUDE_API_KEY)."),
+        Option("claude.model", _text, "", "Model for Claude-backed agents; empty means the default."),
+        Option("claude.base_url", _text, "", "Messages API base URL; empty means Anthropic's."),
+    ]
+}
+
+
+def default_home() -> Path:
+    """``$MAOS_HOME`` or ``~/.maos``."""
+    return Path(os.environ.get("MAOS_HOME") or Path.home() / ".maos").expanduser()
+
+
+def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, Mapping) and dotted not in OPTIONS:
+            flat.update(_flatten(value, dotted + "."))
+        else:
+            flat[dotted] = value
+    return flat
+
+
+def _expand_env(value: Any, environ: Mapping[str, str]) -> Any:
+    if isinstance(value, str):
+        return _ENV_REF.sub(lambda m: environ.get(m.group(1), ""), value)
+    return value
+
+
+class Settings:
+    """Resolved settings; read them as ``settings["scheduler.lease_ttl"]``."""
+
+    def __init__(self, home: Path, values: dict[str, Any], sources: dict[str, str]):
+        self.home = home
+        self._values = values
+        self._sources = sources
+
+    def __getitem__(self, key: str) -> Any:
+        return self._values[key]
+
+    def source(self, key: str) -> str:
+        """Where the value of ``key`` comes from: default, file, env or override."""
+        return self._sources[key]
+
+    def with_overrides(self, overrides: Mapping[str, Any]) -> Settings:
+        """A copy with some values replaced (validated like any other source)."""
+        values, sources = dict(self._values), dict(self._sources)
+        for key, raw in overrides.items():
+            values[key] = parse_value(key, raw)
+            sources[key] = "override"
+        return Settings(self.home, values, sources)
+
+    @property
+    def database_url(self) -> str:
+        """The SQLAlchemy URL, defaulting to SQLite in MAOS_HOME."""
+        url = self["database.primary_url"]
+        if not url:
+            return f"sqlite:///{self.home / 'maos.db'}"
+        if url.startswith("postgresql://") or url.startswith("postgres://"):
+            return "postgresql+psycopg://" + url.split("://", 1)[1]
+        return url
+
+    def items(self) -> list[tuple[str, Any]]:
+        """Every key with its value, in declaration order."""
+        return [(key, self._values[key]) for key in OPTIONS]
+
+
+def parse_value(key: str, raw: Any) -> Any:
+    """Validate and convert one value; unknown keys and bad values raise InvalidArgument."""
+    option = OPTIONS.get(key)
+    if option is None:
+        raise InvalidArgument(f"unknown setting {key!r}", field="key")
+    try:
+        return option.parse(raw)
+    except (TypeError, ValueError) as exc:
+        raise InvalidArgument(f"{key}: {exc}", field=key) from None
+
+
+def load_settings(
+    home: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Resolve every option from defaults, the config file, the environment and overrides."""
+    environ = os.environ if environ is None else environ
+    home = (home or Path(environ.get("MAOS_HOME") or Path.home() / ".maos")).expanduser()
+    values = {key: o.default for key, o in OPTIONS.items()}
+    sources = dict.fromkeys(OPTIONS, "default")
+    config_file = home / "config.yml"
+    if config_file.exists():
+        loaded = yaml.safe_load(config_file.read_text()) or {}
+        if not isinstance(loaded, Mapping):
+            raise InvalidArgument(f"{config_file} must hold a mapping of sections", field="config.yml")
+        for key, raw in _flatten(loaded).items():
+            if key in OPTIONS:
+                values[key] = parse_value(key, _expand_env(raw, environ))
+                sources[key] = "file"
+    for key, option in OPTIONS.items():
+        if option.env_var in environ:
+            values[key] = parse_value(key, environ[option.env_var])
+            sources[key] = "env"
+    settings = Settings(home, values, sources)
+    return settings.with_overrides(overrides) if overrides else settings
+
+
+DEFAULT_CONFIG_YML = """\
+# MAOS configuration. Environment variables MAOS_<SECTION>_<KEY> override
+# these values (for example MAOS_SYSTEM_MAX_AGENTS=20).
+system:
+  max_agents: 10
+  log_level: "info"
+
+# Empty: SQLite in this folder. Production: postgresql://user:pass@host:5432/maos
+database:
+  primary_url: ""
+
+# Empty disables Redis (events and shared state stay in the database).
+redis:
+  url: ""
+
+server:
+  address: "127.0.0.1:7100"
+  metrics_port: 9464
+
+# The local agents `maos start` launches when no --agents is given.
+agents:
+  pool:
+    echo: 2
+
+claude:
+  api_key: "${CLAUDE_API_KEY}"
+  model: ""
+
+consensus:
+  voting_strategy: "majority"
+  timeout: 300
+
+checkpoints:
+  interval: 30
+  retention:
+    count: 20
+    age_days: 30
+"""

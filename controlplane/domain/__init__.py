@@ -1,0 +1,1 @@
+"""The domain: tasks, subtasks, agents and their rules. Imports no gRPC and no SQL."""

@@ -1,0 +1,86 @@
+"""Rules about tasks that need no state: validation and how results combine."""
+
+from __future__ import annotations
+
+import re
+
+from controlplane.domain.model import Subtask, SubtaskKind, Task
+from controlplane.errors import FieldViolation, InvalidArgument
+
+MAX_METADATA_ENTRIES = 64
+MAX_DEPENDENCIES = 100
+MAX_TIMEOUT = 7 * 86400.0
+_TYPE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]{0,62}$")
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9_\-]{1,36}$")
+
+
+def validate_request_id(request_id: str, field: str = "request_id") -> None:
+    """A request_id is empty or at most 36 characters of [A-Za-z0-9_-] (a UUID fits)."""
+    if request_id and not _REQUEST_ID.match(request_id):
+        raise InvalidArgument(
+            "request_id must be at most 36 characters of letters, digits, '-' or '_' (use a UUID)",
+            field=field,
+        )
+
+
+def validate_task(task: Task, *, max_description_length: int, prefix: str = "task") -> None:
+    """Check a new task's fields; raise InvalidArgument naming every bad field."""
+    problems: list[FieldViolation] = []
+
+    def bad(name: str, text: str) -> None:
+        problems.append(FieldViolation(f"{prefix}.{name}", text))
+
+    if not task.description.strip():
+        bad("description", "a task needs a description of the work")
+    elif len(task.description) > max_description_length:
+        bad("description", f"is {len(task.description)} characters; the limit is {max_description_length}")
+    if task.task_type and not _TYPE_NAME.match(task.task_type):
+        bad("task_type", "must start with a letter and hold only letters, digits, '_' or '-' (max 63)")
+    if task.agent_type and not _TYPE_NAME.match(task.agent_type):
+        bad("agent_type", "must start with a letter and hold only letters, digits, '_' or '-' (max 63)")
+    if not 1 <= task.max_agents <= 1000:
+        bad("max_agents", "must be between 1 and 1000")
+    if task.timeout is not None and not 0 < task.timeout <= MAX_TIMEOUT:
+        bad("timeout", f"must be more than 0 and at most {int(MAX_TIMEOUT)} seconds")
+    if len(task.depends_on) > MAX_DEPENDENCIES:
+        bad("depends_on", f"at most {MAX_DEPENDENCIES} dependencies")
+    if len(set(task.depends_on)) != len(task.depends_on):
+        bad("depends_on", "names the same task twice")
+    if len(task.metadata) > MAX_METADATA_ENTRIES:
+        bad("metadata", f"at most {MAX_METADATA_ENTRIES} entries")
+    for key, value in task.metadata.items():
+        if not key or len(key) > 128 or len(value) > 4096:
+            bad("metadata", "keys are 1-128 characters and values at most 4096")
+            break
+    retry = task.retry
+    if retry.max_retries > 100:
+        bad("retry_policy.max_retries", "at most 100")
+    if retry.initial_backoff < 0 or retry.initial_backoff > 3600:
+        bad("retry_policy.initial_backoff", "between 0 and 3600 seconds")
+    if retry.multiplier < 1 or retry.multiplier > 10:
+        bad("retry_policy.backoff_multiplier", "between 1 and 10")
+    if retry.max_backoff < retry.initial_backoff or retry.max_backoff > 86400:
+        bad("retry_policy.max_backoff", "at least initial_backoff and at most 86400 seconds")
+    consensus = task.consensus
+    if consensus.required:
+        if not 0 < consensus.threshold <= 1:
+            bad("consensus.threshold", "must be greater than 0 and at most 1")
+        if not 3 <= consensus.candidates <= 15:
+            bad("consensus.candidates", "between 3 and 15 candidate answers")
+        if not 1 <= consensus.max_rounds <= 10:
+            bad("consensus.max_rounds", "between 1 and 10 rounds")
+    if task.max_total_tokens < 0 or task.max_cost_micros < 0:
+        bad("budget", "limits cannot be negative")
+    if problems:
+        summary = "; ".join(f"{p.field}: {p.description}" for p in problems)
+        raise InvalidArgument(f"invalid task: {summary}", violations=problems)
+
+
+def combine_outputs(subtasks: list[Subtask]) -> str:
+    """The task output: the synthesis step's, the single step's, or the parts in order."""
+    for sub in subtasks:
+        if sub.kind == SubtaskKind.SYNTHESIS:
+            return sub.output
+    if len(subtasks) == 1:
+        return subtasks[0].output
+    return "\n\n".join(f"## {s.title}\n{s.output}" for s in subtasks)

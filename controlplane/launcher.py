@@ -1,0 +1,123 @@
+"""Supervised local agent processes (``maos start --agents``, ``maos agent spawn``).
+
+Each launched agent is a ``maos-agent run`` subprocess of the control plane,
+started with a launch id it presents at Register so the control plane knows
+it is managed. A process that exits without being asked to is restarted with
+backoff; ``stop`` drains them (SIGTERM) and kills stragglers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Launch:
+    """One supervised agent process."""
+
+    id: str
+    agent_type: str
+    args: list[str]
+    process: asyncio.subprocess.Process | None = None
+    agent_id: str = ""
+    restarts: int = 0
+    stopping: bool = False
+    supervisor: asyncio.Task[None] | None = field(default=None, repr=False)
+
+
+class LocalLauncher:
+    """Starts and supervises agent processes on this machine."""
+
+    def __init__(self, server_address: str, log_dir: Path | None = None, max_agents: int = 10):
+        self.server_address = server_address
+        self.log_dir = log_dir
+        self.max_agents = max_agents
+        self.launches: dict[str, Launch] = {}
+
+    @property
+    def active(self) -> int:
+        """Launches not being stopped."""
+        return sum(1 for launch in self.launches.values() if not launch.stopping)
+
+    async def spawn(self, agent_type: str, *, capabilities: list[str] | None = None,
+                    max_concurrency: int = 0) -> Launch:
+        """Start one supervised agent process of ``agent_type``."""
+        launch_id = secrets.token_hex(6)
+        args = [sys.executable, "-m", "agent_sdk.runner", "run", "--type", agent_type,
+                "--server", self.server_address, "--launch-id", launch_id, "--grace", "10"]
+        if capabilities:
+            args += ["--capabilities", ",".join(capabilities)]
+        if max_concurrency:
+            args += ["--max-concurrency", str(max_concurrency)]
+        launch = Launch(launch_id, agent_type, args)
+        self.launches[launch_id] = launch
+        await self._start(launch)
+        launch.supervisor = asyncio.get_running_loop().create_task(self._supervise(launch))
+        return launch
+
+    async def _start(self, launch: Launch) -> None:
+        stderr = None
+        if self.log_dir is not None:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            stderr = open(self.log_dir / f"agent-{launch.agent_type}-{launch.id}.log", "ab")  # noqa: SIM115
+        env = dict(os.environ)
+        launch.process = await asyncio.create_subprocess_exec(
+            *launch.args, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
+            stderr=stderr, env=env, start_new_session=True,
+        )
+        if stderr is not None:
+            stderr.close()
+
+    async def _supervise(self, launch: Launch) -> None:
+        while True:
+            assert launch.process is not None
+            code = await launch.process.wait()
+            if launch.stopping:
+                return
+            launch.restarts += 1
+            delay = min(30.0, 0.5 * 2 ** min(launch.restarts, 6))
+            log.warning("agent process %s (%s) exited with %s; restarting in %.1f s",
+                        launch.id, launch.agent_type, code, delay)
+            await asyncio.sleep(delay)
+            if launch.stopping:
+                return
+            await self._start(launch)
+
+    def registered(self, launch_id: str, agent_id: str) -> None:
+        """A launched process registered as ``agent_id``."""
+        launch = self.launches.get(launch_id)
+        if launch is not None:
+            launch.agent_id = agent_id
+
+    def by_agent(self, agent_id: str) -> Launch | None:
+        """The launch of a registered agent, if it is managed here."""
+        return next((launch for launch in self.launches.values() if launch.agent_id == agent_id), None)
+
+    async def stop_launch(self, launch: Launch, grace: float) -> None:
+        """Ask one process to drain (SIGTERM), then kill it after ``grace``."""
+        launch.stopping = True
+        process = launch.process
+        if process is not None and process.returncode is None:
+            try:
+                process.terminate()
+                await asyncio.wait_for(process.wait(), grace)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
+            except ProcessLookupError:
+                pass
+        if launch.supervisor is not None:
+            launch.supervisor.cancel()
+        self.launches.pop(launch.id, None)
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """Stop every process."""
+        await asyncio.gather(*(self.stop_launch(launch, grace) for launch in list(self.launches.values())))

@@ -1,0 +1,126 @@
+"""Prometheus metrics of one control plane, in a registry of its own (no global state).
+
+Label sets are bounded: priorities, statuses, outcomes, agent types (pools),
+gRPC services, methods and codes; never task, request or user ids.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from controlplane.domain.model import Priority, Task, TaskStatus
+from controlplane.version import __version__
+
+# Task run time and schedule-to-start: seconds to hours (conventions, section 3).
+TASK_BUCKETS = (0.001, 0.005, 0.025, 0.1, 0.5, 1, 5, 15, 30, 60, 300, 900, 1800, 3600, 7200, 21600)
+
+
+class _QueueCollector(Collector):
+    """Queue depth by priority, read from the engine at scrape time."""
+
+    def __init__(self, source: Callable[[], dict[str, int]]):
+        self._source = source
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily("maos_tasks_pending", "Queued subtasks waiting for an agent.", labels=["queue"])
+        counts = self._source()
+        for priority in Priority:
+            family.add_metric([priority.name.lower()], counts.get(priority.name, 0))
+        yield family
+
+
+class Metrics:
+    """Every metric family the control plane exports."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.build_info = Gauge("maos_build_info", "Build information.", ["version"], registry=r)
+        self.build_info.labels(__version__).set(1)
+        self.tasks_submitted = Counter("maos_tasks_submitted_total", "Tasks accepted.", ["queue"], registry=r)
+        self.task_transitions = Counter(
+            "maos_task_transitions_total", "Task state changes.", ["from", "to"], registry=r
+        )
+        self.schedule_to_start_seconds = Histogram(
+            "maos_task_schedule_to_start_seconds",
+            "Time from a subtask being ready to an agent receiving it.",
+            buckets=TASK_BUCKETS,
+            registry=r,
+        )
+        self.run_seconds = Histogram(
+            "maos_task_run_seconds", "Time from a task's start to its end.", ["outcome"],
+            buckets=TASK_BUCKETS, registry=r,
+        )
+        self.agents_connected = Gauge("maos_agents_connected", "Connected agents.", ["pool"], registry=r)
+        self.lease_expirations = Counter(
+            "maos_agent_lease_expirations_total", "Leases that expired without a heartbeat.", registry=r
+        )
+        self.retries = Counter("maos_subtask_retries_total", "Subtasks queued again for another attempt.", registry=r)
+        self.commit_seconds = Histogram(
+            "maos_storage_commit_seconds", "Duration of one group commit.", registry=r
+        )
+        self.commit_rows = Counter("maos_storage_committed_rows_total", "Rows written by group commits.", registry=r)
+        self.rpc_handled = Counter(
+            "grpc_server_handled_total", "RPCs completed on the server.",
+            ["grpc_type", "grpc_service", "grpc_method", "grpc_code"], registry=r,
+        )
+        self.rpc_seconds = Histogram(
+            "grpc_server_handling_seconds", "Time to handle an RPC.",
+            ["grpc_type", "grpc_service", "grpc_method"], registry=r,
+        )
+
+    def watch_queue(self, source: Callable[[], dict[str, int]]) -> None:
+        """Export queue depth read from ``source`` at scrape time."""
+        self.registry.register(_QueueCollector(source))
+
+    def serve(self, port: int, address: str = "127.0.0.1") -> int:
+        """Serve /metrics over HTTP on its own port (a thread); returns the bound port."""
+        server, _thread = start_http_server(port, addr=address, registry=self.registry)
+        self._http = server
+        return server.server_port
+
+    def close(self) -> None:
+        """Stop the /metrics server if one runs."""
+        http = getattr(self, "_http", None)
+        if http is not None:
+            http.shutdown()
+            http.server_close()
+
+    # Engine hooks -------------------------------------------------------------
+
+    def task_submitted(self, task: Task) -> None:
+        """A task was accepted."""
+        self.tasks_submitted.labels(task.priority.name.lower()).inc()
+
+    def task_transition(self, before: TaskStatus, after: TaskStatus) -> None:
+        """A task changed state."""
+        self.task_transitions.labels(before.name.lower(), after.name.lower()).inc()
+
+    def schedule_to_start(self, seconds: float) -> None:
+        """A subtask reached an agent after waiting ``seconds``."""
+        self.schedule_to_start_seconds.observe(max(0.0, seconds))
+
+    def task_run_time(self, seconds: float, outcome: str) -> None:
+        """A task that started finished."""
+        self.run_seconds.labels(outcome).observe(max(0.0, seconds))
+
+    def agent_connected(self, pool: str, delta: int) -> None:
+        """An agent of a pool connected (+1) or left (-1)."""
+        self.agents_connected.labels(pool).inc(delta)
+
+    def lease_expired(self) -> None:
+        """A lease expired."""
+        self.lease_expirations.inc()
+
+    def retried(self) -> None:
+        """A subtask was queued for another attempt."""
+        self.retries.inc()
+
+    def commit(self, rows: int, seconds: float) -> None:
+        """A group commit finished."""
+        self.commit_rows.inc(rows)
+        self.commit_seconds.observe(seconds)

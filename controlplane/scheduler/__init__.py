@@ -1,0 +1,1 @@
+"""Scheduling: the ready queue, leases, retries, group commit and agent sessions."""

@@ -1,0 +1,98 @@
+"""What the control plane tells an agent, independent of the wire format.
+
+The engine puts these on an agent session's outbox; the gateway servicer
+turns them into ``maos.v1.ConnectResponse`` messages.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from controlplane.domain.model import Priority, SubtaskKind
+
+
+@dataclass(frozen=True)
+class Ref:
+    """One attempt at one subtask: the fencing token of every report."""
+
+    task_id: str
+    subtask_id: str
+    attempt: int
+    lease_epoch: int
+
+    @property
+    def subtask_name(self) -> str:
+        """``tasks/{task}/subtasks/{subtask}``."""
+        return f"tasks/{self.task_id}/subtasks/{self.subtask_id}"
+
+
+@dataclass(frozen=True)
+class Assign:
+    """Run this attempt."""
+
+    ref: Ref
+    title: str
+    instructions: str
+    capability: str
+    kind: SubtaskKind
+    task_description: str
+    context: str
+    constraints: str
+    metadata: dict[str, str]
+    inputs: dict[str, str]
+    resume_checkpoint: bytes | None
+    deadline: float | None
+    lease_ttl: float
+    priority: Priority
+    max_total_tokens: int = 0
+    max_cost_micros: int = 0
+
+
+@dataclass(frozen=True)
+class CancelWork:
+    """Stop this attempt now."""
+
+    ref: Ref
+    reason: str
+
+
+@dataclass(frozen=True)
+class DrainAgent:
+    """Finish running work, take no more, then leave (and exit when ``exit``)."""
+
+    grace: float
+    reason: str = ""
+    exit: bool = False
+
+
+@dataclass(frozen=True)
+class PauseAgent:
+    """Take no new work."""
+
+
+@dataclass(frozen=True)
+class ResumeAgent:
+    """Take new work again."""
+
+
+@dataclass(frozen=True)
+class Ack:
+    """The answer to a result or failure report."""
+
+    ref: Ref
+    accepted: bool
+    reason: str = ""
+    message: str = ""
+
+
+@dataclass
+class Registration:
+    """The answer to Register."""
+
+    agent_id: str
+    session_id: str
+    heartbeat_interval: float
+    lease_ttl: float
+    replica: str
+    resumed: list[Ref] = field(default_factory=list)
+    revoked: list[Ref] = field(default_factory=list)

@@ -1,0 +1,182 @@
+"""Group commit: many transitions become durable in one transaction.
+
+The engine mutates its in-memory records on the event loop and marks them
+dirty here. One flusher task takes everything marked so far (a *generation*),
+snapshots it, writes it through the storage backend in the storage thread,
+and then resolves the futures of everyone who waited for that generation and
+runs its after-commit callbacks (events to watchers). While one generation is
+being written, the next one gathers, so the cost of a commit is shared by
+every transition that arrived meanwhile.
+
+Records must be treated as copy-on-write below the top level (replace nested
+objects and lists, never mutate them in place): the snapshot is a shallow
+copy taken on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from controlplane.domain.model import AgentInfo, Subtask, Task
+from controlplane.storage.base import IdempotencyRecord, WriteBatch
+from controlplane.storage.executor import StorageExecutor
+
+log = logging.getLogger(__name__)
+
+
+class _Generation:
+    def __init__(self) -> None:
+        self.tasks: dict[str, Task] = {}
+        self.subtasks: dict[tuple[str, str], Subtask] = {}
+        self.agents: dict[str, AgentInfo] = {}
+        self.idempotency: list[IdempotencyRecord] = []
+        self.after: list[Callable[[], None]] = []
+        self.waiters: list[asyncio.Future[None]] = []
+
+    def empty(self) -> bool:
+        return not (self.tasks or self.subtasks or self.agents or self.idempotency or self.after)
+
+    def snapshot(self) -> WriteBatch:
+        return WriteBatch(
+            tasks=[copy.copy(t) for t in self.tasks.values()],
+            subtasks=[copy.copy(s) for s in self.subtasks.values()],
+            agents=[copy.copy(a) for a in self.agents.values()],
+            idempotency=list(self.idempotency),
+        )
+
+
+class Committer:
+    """Collects dirty records and commits them in groups."""
+
+    def __init__(
+        self,
+        storage: StorageExecutor,
+        gather_delay: float = 0.0,
+        on_commit: Callable[[int, float], None] | None = None,
+    ):
+        self._storage = storage
+        self._gather_delay = gather_delay
+        self._on_commit = on_commit
+        self._current = _Generation()
+        self._wake = asyncio.Event()
+        self._flusher: asyncio.Task[None] | None = None
+        self._closed = False
+        self.failed: BaseException | None = None
+
+    def start(self) -> None:
+        """Start the flusher task on the running loop."""
+        self._flusher = asyncio.get_running_loop().create_task(self._run(), name="maos-committer")
+
+    def task(self, task: Task) -> None:
+        """Mark a task dirty."""
+        self._current.tasks[task.id] = task
+        self._wake.set()
+
+    def subtask(self, subtask: Subtask) -> None:
+        """Mark a subtask dirty."""
+        self._current.subtasks[(subtask.task_id, subtask.id)] = subtask
+        self._wake.set()
+
+    def agent(self, agent: AgentInfo) -> None:
+        """Mark an agent dirty."""
+        self._current.agents[agent.id] = agent
+        self._wake.set()
+
+    def idempotency(self, record: IdempotencyRecord) -> None:
+        """Record the first outcome of a call made with a request_id."""
+        self._current.idempotency.append(record)
+        self._wake.set()
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` on the loop once everything marked so far is durable."""
+        self._current.after.append(callback)
+        self._wake.set()
+
+    def durable(self) -> asyncio.Future[None]:
+        """A future resolved when everything marked so far is committed."""
+        if self.failed is not None:
+            raise self.failed
+        future = asyncio.get_running_loop().create_future()
+        self._current.waiters.append(future)
+        self._wake.set()
+        return future
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            if self._gather_delay:
+                await asyncio.sleep(self._gather_delay)
+            generation, self._current = self._current, _Generation()
+            if generation.empty():
+                for waiter in generation.waiters:
+                    if not waiter.done():
+                        waiter.set_result(None)
+                if self._closed:
+                    return
+                continue
+            batch = generation.snapshot()
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            try:
+                if batch:
+                    await self._storage.call(self._storage.backend.write, batch)
+            except asyncio.CancelledError:
+                self._requeue(generation)
+                raise
+            except Exception as exc:  # storage down: fail the waiters, keep the records dirty
+                log.error("group commit failed: %s", exc)
+                for waiter in generation.waiters:
+                    if not waiter.done():
+                        waiter.set_exception(exc)
+                self._requeue(generation)
+                await asyncio.sleep(0.5)
+                continue
+            if self._on_commit:
+                self._on_commit(len(batch.tasks) + len(batch.subtasks) + len(batch.agents), loop.time() - started)
+            for callback in generation.after:
+                try:
+                    callback()
+                except Exception:  # a failing watcher must not stop the commits
+                    log.exception("after-commit callback failed")
+            for waiter in generation.waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+
+    def _requeue(self, generation: _Generation) -> None:
+        """Put records of a failed generation back so the next commit retries them."""
+        current = self._current
+        for key, task in generation.tasks.items():
+            current.tasks.setdefault(key, task)
+        for key, sub in generation.subtasks.items():
+            current.subtasks.setdefault(key, sub)
+        for key, agent in generation.agents.items():
+            current.agents.setdefault(key, agent)
+        current.idempotency[:0] = generation.idempotency
+        current.after[:0] = generation.after
+        self._wake.set()
+
+    async def close(self) -> None:
+        """Commit what is pending and stop the flusher."""
+        if self._flusher is None:
+            return
+        self._closed = True
+        try:
+            await self.durable()
+        except Exception:  # storage is down; nothing more can be saved
+            log.exception("final commit failed")
+        self._wake.set()
+        self._flusher.cancel()
+        try:
+            await self._flusher
+        except asyncio.CancelledError:
+            pass
+        self._flusher = None
+
+    def pending(self) -> Any:
+        """The generation being gathered (for tests and metrics)."""
+        return self._current

@@ -1,0 +1,1076 @@
+"""The engine: the live state of unfinished work, and every decision about it.
+
+All state changes happen on the event loop, in memory first; the
+:class:`~controlplane.scheduler.committer.Committer` makes them durable in
+groups, and nothing is acknowledged (a submit answered, a result acked, an
+event published) before the generation holding it is committed.
+
+Lease epochs are ``incarnation << 32 | counter``: the incarnation is a
+counter stored in the database and incremented at every start, so an epoch
+handed out (and perhaps never committed) before a crash is never reused
+after it. Every agent report carries (attempt, lease epoch); reports that do
+not match the current lease are rejected and change nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+import secrets
+from collections import defaultdict
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+
+from controlplane.config import Settings
+from controlplane.domain.events import Event, EventType
+from controlplane.domain.model import (
+    AgentInfo,
+    AgentStatus,
+    Artifact,
+    ExecutionPlan,
+    Failure,
+    Subtask,
+    SubtaskStatus,
+    Task,
+    TaskStatus,
+    Usage,
+    now,
+)
+from controlplane.domain.planning import Planner, validate_plan
+from controlplane.domain.tasks import combine_outputs
+from controlplane.errors import FailedPrecondition, InvalidArgument, NotFound
+from controlplane.scheduler.commands import (
+    Ack,
+    Assign,
+    CancelWork,
+    DrainAgent,
+    PauseAgent,
+    Ref,
+    Registration,
+    ResumeAgent,
+)
+from controlplane.scheduler.committer import Committer
+from controlplane.scheduler.queue import Entry, ReadyQueue
+from controlplane.scheduler.sessions import AgentSession
+from controlplane.storage.base import IdempotencyRecord
+from controlplane.storage.executor import StorageExecutor
+
+log = logging.getLogger(__name__)
+
+SubKey = tuple[str, str]
+
+
+@dataclass
+class Lease:
+    """Who holds a running subtask, and until when."""
+
+    agent_id: str
+    epoch: int
+    expires: float
+
+
+@dataclass(eq=False)
+class Watch:
+    """One WatchTask subscriber."""
+
+    queue: asyncio.Queue[tuple[Event, Task, Subtask | None]]
+    include_progress: bool
+
+
+@dataclass
+class SubmitOutcome:
+    """What SubmitTask returns: the task and whether it was created by this call."""
+
+    task: Task
+    created: bool = True
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+class Engine:
+    """Tasks, subtasks, leases and agent sessions of one control plane."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        storage: StorageExecutor,
+        planners: Sequence[Planner],
+        metrics: object,
+        replica: str,
+    ):
+        self.settings = settings
+        self.storage = storage
+        self.planners = list(planners)
+        self.metrics = metrics
+        self.replica = replica
+        self.lease_ttl: float = settings["scheduler.lease_ttl"]
+        self.heartbeat_interval: float = settings["scheduler.heartbeat_interval"]
+        self.committer = Committer(
+            storage, settings["scheduler.commit_interval"], on_commit=self._observe_commit
+        )
+        self.queue = ReadyQueue(settings["scheduler.aging_interval"])
+        self.tasks: dict[str, Task] = {}
+        self.subtasks: dict[str, dict[str, Subtask]] = {}
+        self.leases: dict[SubKey, Lease] = {}
+        self.sessions: dict[str, AgentSession] = {}
+        self.agents: dict[str, AgentInfo] = {}
+        self._tokens: dict[SubKey, int] = {}
+        self._running_per_task: dict[str, int] = defaultdict(int)
+        self._parked: dict[str, list[tuple[tuple[str, str], Entry]]] = defaultdict(list)
+        self._delayed: dict[SubKey, asyncio.TimerHandle] = {}
+        self._timeouts: dict[str, asyncio.TimerHandle] = {}
+        self._dependants: dict[str, set[str]] = defaultdict(set)
+        self._watchers: dict[str, set[Watch]] = defaultdict(set)
+        self._idempotency: dict[tuple[str, str, str], tuple[str, str]] = {}
+        self._incarnation = 0
+        self._epoch_counter = 0
+        self._task_seq = 0
+        self._event_seq = 0
+        self._schedule_pending = False
+        self.event_listeners: list[Callable[[Event], None]] = []
+        self._sweeper: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.started_at = now()
+
+    # --- lifecycle ----------------------------------------------------------
+
+    async def start(self) -> None:
+        """Load unfinished work from storage and start the background jobs."""
+        self._loop = asyncio.get_running_loop()
+        backend = self.storage.backend
+        self._incarnation = await self.storage.call(backend.next_incarnation)
+        self._task_seq = await self.storage.call(backend.next_task_seq)
+        tasks, subtasks = await self.storage.call(backend.load_unfinished)
+        for agent in await self.storage.call(backend.list_agents):
+            if agent.status not in (AgentStatus.TERMINATED, AgentStatus.DISCONNECTED):
+                agent.status = AgentStatus.DISCONNECTED
+                self.committer.agent(agent)
+            self.agents[agent.id] = agent
+        self.committer.start()
+        self._restore(tasks, subtasks)
+        self._sweeper = self._loop.create_task(self._sweep_leases(), name="maos-lease-sweeper")
+        log.info(
+            "engine started: incarnation %d, %d unfinished tasks restored", self._incarnation, len(tasks)
+        )
+
+    async def stop(self) -> None:
+        """Stop background jobs and commit what is pending."""
+        if self._sweeper:
+            self._sweeper.cancel()
+            try:
+                await self._sweeper
+            except asyncio.CancelledError:
+                pass
+        for handle in [*self._delayed.values(), *self._timeouts.values()]:
+            handle.cancel()
+        await self.committer.close()
+
+    def _restore(self, tasks: list[Task], subtasks: list[Subtask]) -> None:
+        grace = self.settings["scheduler.restart_grace"]
+        for task in tasks:
+            self.tasks[task.id] = task
+            self.subtasks[task.id] = {}
+        for sub in subtasks:
+            self.subtasks.setdefault(sub.task_id, {})[sub.id] = sub
+        for task in tasks:
+            for dep in task.depends_on:
+                self._dependants[dep].add(task.id)
+            if task.status == TaskStatus.PENDING:
+                self._loop.create_task(self._start_if_ready(task.id))  # type: ignore[union-attr]
+            if task.timeout and task.start_time:
+                self._arm_timeout(task)
+            for sub in self.subtasks[task.id].values():
+                if sub.status == SubtaskStatus.RUNNING:
+                    # Its agent may still be working: give it time to reconnect and resume.
+                    self.leases[(task.id, sub.id)] = Lease(sub.agent_id, sub.lease_epoch, now() + grace)
+                    self._running_per_task[task.id] += 1
+                elif sub.status == SubtaskStatus.QUEUED:
+                    self._enqueue(task, sub)
+        self._kick()
+
+    # --- submission ---------------------------------------------------------
+
+    def new_task_id(self) -> str:
+        """A fresh task id: time-ordered and unguessable."""
+        return f"t{int(now() * 1000):x}{secrets.token_hex(5)}"
+
+    async def submit(
+        self,
+        tasks: list[Task],
+        *,
+        principal: str,
+        request_id: str = "",
+        request_hash: str = "",
+        method: str = "SubmitTask",
+    ) -> list[SubmitOutcome]:
+        """Accept tasks (already validated field by field) atomically and durably.
+
+        Raises:
+            InvalidArgument: request_id reused with other parameters.
+            NotFound: a dependency does not exist (or is not visible).
+        """
+        if request_id:
+            earlier = await self._idempotent(principal, method, request_id, request_hash)
+            if earlier is not None:
+                found = await self.get_tasks(earlier.split(","))
+                return [SubmitOutcome(t, created=False) for t in found]
+        dep_ids = {d for t in tasks for d in t.depends_on}
+        deps = await self._lookup(dep_ids)
+        for index, task in enumerate(tasks):
+            for dep in task.depends_on:
+                dep_task = deps.get(dep)
+                if dep_task is None or (dep_task.owner != principal and principal):
+                    where = f"requests[{index}].task.depends_on" if len(tasks) > 1 else "task.depends_on"
+                    raise NotFound(
+                        f"dependency tasks/{dep} does not exist",
+                        reason="ERROR_REASON_DEPENDENCY_NOT_FOUND",
+                        metadata={"field": where},
+                    )
+        stamp = now()
+        for task in tasks:
+            self._task_seq += 1
+            task.seq = self._task_seq
+            task.owner = principal
+            task.create_time = task.update_time = stamp
+            task.status = TaskStatus.PENDING
+            self.tasks[task.id] = task
+            self.subtasks[task.id] = {}
+            for dep in task.depends_on:
+                self._dependants[dep].add(task.id)
+            self.committer.task(task)
+            self._publish(Event(EventType.TASK_SUBMITTED, task_id=task.id, to_status="PENDING"), task)
+            self.metrics.task_submitted(task)  # type: ignore[attr-defined]
+        if request_id:
+            resource = ",".join(t.id for t in tasks)
+            self._idempotency[(principal, method, request_id)] = (request_hash, resource)
+            self.committer.idempotency(IdempotencyRecord(principal, method, request_id, request_hash, resource, stamp))
+        for task in tasks:
+            self._evaluate_dependencies(task, deps)
+        self._kick()
+        await self.committer.durable()
+        return [SubmitOutcome(t) for t in tasks]
+
+    async def _idempotent(self, principal: str, method: str, request_id: str, request_hash: str) -> str | None:
+        key = (principal, method, request_id)
+        cached = self._idempotency.get(key)
+        if cached is None:
+            record = await self.storage.call(self.storage.backend.get_idempotency, principal, method, request_id)
+            if record is None:
+                return None
+            cached = (record.request_hash, record.resource)
+            self._idempotency[key] = cached
+        stored_hash, resource = cached
+        if stored_hash != request_hash:
+            raise InvalidArgument(
+                f"request_id {request_id!r} was already used for a different request; use a new request_id",
+                field="request_id",
+                reason="ERROR_REASON_REQUEST_ID_REUSED",
+            )
+        await self.committer.durable()  # the first call may not be committed yet
+        return resource
+
+    async def _lookup(self, task_ids: set[str]) -> dict[str, Task]:
+        found = {tid: self.tasks[tid] for tid in task_ids if tid in self.tasks}
+        missing = [tid for tid in task_ids if tid not in found]
+        if missing:
+            for task in await self.storage.call(self.storage.backend.get_tasks, missing):
+                found[task.id] = task
+        return found
+
+    def _evaluate_dependencies(self, task: Task, known: dict[str, Task] | None = None) -> None:
+        """Start a PENDING task whose dependencies completed; fail it if one failed."""
+        if task.status != TaskStatus.PENDING:
+            return
+        for dep in task.depends_on:
+            dep_task = self.tasks.get(dep) or (known or {}).get(dep)
+            if dep_task is None:
+                continue  # finished and evicted: resolved asynchronously by _start_if_ready
+            if dep_task.status in (TaskStatus.FAILED, TaskStatus.CANCELLED):
+                verb = "failed" if dep_task.status == TaskStatus.FAILED else "was cancelled"
+                why = f": {dep_task.failure.message}" if dep_task.failure else ""
+                self._finish_task(
+                    task,
+                    TaskStatus.FAILED,
+                    Failure("ERROR_REASON_DEPENDENCY_FAILED", f"dependency tasks/{dep} {verb}{why}"),
+                )
+                return
+            if dep_task.status != TaskStatus.COMPLETED:
+                return
+        if any(dep not in self.tasks and dep not in (known or {}) for dep in task.depends_on):
+            self._loop.create_task(self._start_if_ready(task.id))  # type: ignore[union-attr]
+            return
+        self._plan_and_queue(task)
+
+    async def _start_if_ready(self, task_id: str) -> None:
+        task = self.tasks.get(task_id)
+        if task is None or task.status != TaskStatus.PENDING:
+            return
+        deps = await self._lookup(set(task.depends_on))
+        self._evaluate_dependencies(task, deps)
+        self._kick()
+
+    def _plan_and_queue(self, task: Task) -> None:
+        planner = next(p for p in self.planners if p.accepts(task))
+        plan = planner.plan_now(task)  # type: ignore[attr-defined]
+        self._apply_plan(task, plan)
+
+    def _apply_plan(self, task: Task, plan: ExecutionPlan) -> None:
+        problems = validate_plan(plan, self.settings["tasks.max_fanout"])
+        if problems:
+            self._finish_task(
+                task, TaskStatus.FAILED, Failure("ERROR_REASON_INTERNAL", "unusable plan: " + "; ".join(problems))
+            )
+            return
+        task.plan = plan
+        task.warnings = [*task.warnings, *plan.warnings]
+        subs = self.subtasks.setdefault(task.id, {})
+        stamp = now()
+        for step in plan.subtasks:
+            sub = Subtask(
+                task_id=task.id,
+                id=step.key,
+                title=step.title,
+                instructions=step.instructions,
+                capability=step.capability,
+                agent_type=step.agent_type or task.agent_type,
+                kind=step.kind,
+                depends_on=list(step.depends_on),
+                status=SubtaskStatus.BLOCKED if step.depends_on else SubtaskStatus.QUEUED,
+                queue_time=stamp,
+            )
+            subs[sub.id] = sub
+            self.committer.subtask(sub)
+            if sub.status == SubtaskStatus.QUEUED:
+                self._enqueue(task, sub)
+        self._set_task_status(task, TaskStatus.QUEUED)
+
+    # --- the ready queue ----------------------------------------------------
+
+    def _enqueue(self, task: Task, sub: Subtask) -> None:
+        key = (task.id, sub.id)
+        token = self._tokens.get(key, 0) + 1
+        self._tokens[key] = token
+        delay = sub.not_before - now()
+        if delay > 0:
+            self._delayed[key] = self._loop.call_later(delay, self._release_delayed, key, token)  # type: ignore[union-attr]
+            return
+        heap_key = (sub.agent_type, sub.capability)
+        self.queue.push(heap_key, self.queue.key(now(), task.priority, task.id), task.id, sub.id, token)
+
+    def _release_delayed(self, key: SubKey, token: int) -> None:
+        self._delayed.pop(key, None)
+        task = self.tasks.get(key[0])
+        sub = self.subtasks.get(key[0], {}).get(key[1])
+        if task and sub and sub.status == SubtaskStatus.QUEUED and self._tokens.get(key) == token:
+            sub.not_before = 0.0
+            self._enqueue(task, sub)
+            self._kick()
+
+    def _valid(self, entry: Entry) -> bool:
+        sub = self.subtasks.get(entry.task_id, {}).get(entry.subtask_id)
+        return (
+            sub is not None
+            and sub.status == SubtaskStatus.QUEUED
+            and self._tokens.get((entry.task_id, entry.subtask_id)) == entry.token
+        )
+
+    def _runnable(self, entry: Entry) -> bool:
+        task = self.tasks[entry.task_id]
+        return self._running_per_task[entry.task_id] < task.max_agents
+
+    def _park(self, entry: Entry) -> None:
+        sub = self.subtasks[entry.task_id][entry.subtask_id]
+        self._parked[entry.task_id].append(((sub.agent_type, sub.capability), entry))
+
+    def _unpark(self, task_id: str) -> None:
+        for heap_key, entry in self._parked.pop(task_id, []):
+            self.queue.push_entry(heap_key, entry)
+
+    def _kick(self) -> None:
+        """Schedule a dispatch pass soon (coalesced)."""
+        if not self._schedule_pending and self._loop is not None:
+            self._schedule_pending = True
+            self._loop.call_soon(self._dispatch)
+
+    def _dispatch(self) -> None:
+        self._schedule_pending = False
+        hungry = [s for s in self.sessions.values() if s.free > 0]
+        while hungry:
+            still = []
+            for session in hungry:
+                entry = self.queue.pop_for(
+                    session.info.agent_type, session.capabilities, self._valid, self._runnable, self._park
+                )
+                if entry is None:
+                    continue
+                self._assign(session, self.tasks[entry.task_id], self.subtasks[entry.task_id][entry.subtask_id])
+                if session.free > 0:
+                    still.append(session)
+            hungry = still
+
+    def _next_epoch(self) -> int:
+        self._epoch_counter += 1
+        return (self._incarnation << 32) | self._epoch_counter
+
+    def _assign(self, session: AgentSession, task: Task, sub: Subtask) -> None:
+        stamp = now()
+        self.metrics.schedule_to_start(stamp - (sub.queue_time or stamp))  # type: ignore[attr-defined]
+        sub.lease_epoch = self._next_epoch()
+        sub.agent_id = session.id
+        sub.start_time = stamp
+        sub.status_reason = ""
+        self._set_subtask_status(task, sub, SubtaskStatus.RUNNING)
+        key = (task.id, sub.id)
+        self.leases[key] = Lease(session.id, sub.lease_epoch, stamp + self.lease_ttl)
+        session.running.add(key)
+        self._running_per_task[task.id] += 1
+        if task.status in (TaskStatus.QUEUED, TaskStatus.PENDING):
+            if task.start_time is None:
+                task.start_time = stamp
+                if task.timeout:
+                    self._arm_timeout(task)
+            self._set_task_status(task, TaskStatus.RUNNING)
+        siblings = self.subtasks[task.id]
+        session.send(
+            Assign(
+                ref=Ref(task.id, sub.id, sub.attempt, sub.lease_epoch),
+                title=sub.title,
+                instructions=sub.instructions,
+                capability=sub.capability,
+                kind=sub.kind,
+                task_description=task.description,
+                context=task.context,
+                constraints=task.constraints,
+                metadata=dict(task.metadata),
+                inputs={d: siblings[d].output for d in sub.depends_on if d in siblings},
+                resume_checkpoint=sub.checkpoint,
+                deadline=(task.start_time + task.timeout) if task.timeout and task.start_time else None,
+                lease_ttl=self.lease_ttl,
+                priority=task.priority,
+                max_total_tokens=max(0, task.max_total_tokens - task.usage.total_tokens) if task.max_total_tokens else 0,
+                max_cost_micros=max(0, task.max_cost_micros - task.usage.cost_micros) if task.max_cost_micros else 0,
+            )
+        )
+
+    # --- state transitions --------------------------------------------------
+
+    def _set_task_status(self, task: Task, status: TaskStatus) -> None:
+        if task.status == status:
+            return
+        before = task.status
+        task.status = status
+        task.update_time = now()
+        self.committer.task(task)
+        self.metrics.task_transition(before, status)  # type: ignore[attr-defined]
+        self._publish(
+            Event(EventType.TASK_STATUS_CHANGED, task_id=task.id, from_status=before.name, to_status=status.name),
+            task,
+        )
+
+    def _set_subtask_status(self, task: Task, sub: Subtask, status: SubtaskStatus) -> None:
+        before = sub.status
+        sub.status = status
+        self.committer.subtask(sub)
+        if status.finished:
+            sub.end_time = now()
+        self._publish(
+            Event(
+                EventType.SUBTASK_STATUS_CHANGED,
+                task_id=task.id,
+                subtask_id=sub.id,
+                agent_id=sub.agent_id,
+                from_status=before.name,
+                to_status=status.name,
+            ),
+            task,
+            sub,
+        )
+
+    def _release(self, task: Task, sub: Subtask) -> None:
+        """Forget the lease of a subtask leaving RUNNING."""
+        key = (task.id, sub.id)
+        lease = self.leases.pop(key, None)
+        if lease is None:
+            return
+        session = self.sessions.get(lease.agent_id)
+        if session is not None:
+            session.running.discard(key)
+        self._running_per_task[task.id] -= 1
+        if self._parked.get(task.id):
+            self._unpark(task.id)
+        self._kick()
+
+    def _requeue(self, task: Task, sub: Subtask, *, delay: float, why: str) -> None:
+        sub.attempt += 1
+        sub.retries_used += 1
+        sub.agent_id = ""
+        sub.not_before = now() + delay
+        sub.queue_time = now()
+        sub.status_reason = why
+        self.metrics.retried()  # type: ignore[attr-defined]
+        self._set_subtask_status(task, sub, SubtaskStatus.QUEUED)
+        self._enqueue(task, sub)
+
+    def _subtask_done(self, task: Task) -> None:
+        """After a subtask completed: unblock its dependants, or finish the task."""
+        subs = self.subtasks[task.id]
+        done = {sid for sid, s in subs.items() if s.status == SubtaskStatus.COMPLETED}
+        for sub in subs.values():
+            if sub.status == SubtaskStatus.BLOCKED and all(d in done for d in sub.depends_on):
+                sub.queue_time = now()
+                self._set_subtask_status(task, sub, SubtaskStatus.QUEUED)
+                self._enqueue(task, sub)
+        if len(done) == len(subs):
+            ordered = list(subs.values())
+            task.output = combine_outputs(ordered)
+            self._finish_task(task, TaskStatus.COMPLETED, None)
+        else:
+            task.update_time = now()
+            self.committer.task(task)
+        self._kick()
+
+    def _finish_task(self, task: Task, status: TaskStatus, failure: Failure | None) -> None:
+        """Move a task to a terminal state, stop its work and settle its dependants."""
+        if task.status.finished:
+            return
+        stamp = now()
+        task.failure = failure
+        task.end_time = stamp
+        for sub in self.subtasks.get(task.id, {}).values():
+            if sub.status.finished:
+                continue
+            key = (task.id, sub.id)
+            if sub.status == SubtaskStatus.RUNNING:
+                lease = self.leases.get(key)
+                session = self.sessions.get(lease.agent_id) if lease else None
+                if session is not None:
+                    session.send(CancelWork(Ref(task.id, sub.id, sub.attempt, sub.lease_epoch), failure.message if failure else "task finished"))
+                self._release(task, sub)
+            handle = self._delayed.pop(key, None)
+            if handle:
+                handle.cancel()
+            self._tokens.pop(key, None)
+            self._set_subtask_status(task, sub, SubtaskStatus.CANCELLED)
+        if status == TaskStatus.COMPLETED and task.start_time:
+            self.metrics.task_run_time(stamp - task.start_time, "completed")  # type: ignore[attr-defined]
+        elif task.start_time:
+            self.metrics.task_run_time(stamp - task.start_time, status.name.lower())  # type: ignore[attr-defined]
+        self._set_task_status(task, status)
+        timer = self._timeouts.pop(task.id, None)
+        if timer:
+            timer.cancel()
+        self._parked.pop(task.id, None)
+        self._running_per_task.pop(task.id, None)
+        self.queue.forget_task(task.id)
+        for dependant_id in self._dependants.pop(task.id, set()):
+            dependant = self.tasks.get(dependant_id)
+            if dependant is not None:
+                self._evaluate_dependencies(dependant, {task.id: task})
+        self.committer.after_commit(lambda: self._evict(task.id))
+
+    def _evict(self, task_id: str) -> None:
+        """Drop a finished, committed task from memory (storage serves it from now on)."""
+        task = self.tasks.get(task_id)
+        if task is not None and task.status.finished and not self._watchers.get(task_id):
+            del self.tasks[task_id]
+            for sid in self.subtasks.pop(task_id, {}):
+                self._tokens.pop((task_id, sid), None)
+
+    def _arm_timeout(self, task: Task) -> None:
+        deadline = (task.start_time or now()) + (task.timeout or 0)
+        delay = max(0.0, deadline - now())
+        self._timeouts[task.id] = self._loop.call_later(delay, self._timed_out, task.id)  # type: ignore[union-attr]
+
+    def _timed_out(self, task_id: str) -> None:
+        self._timeouts.pop(task_id, None)
+        task = self.tasks.get(task_id)
+        if task is not None and not task.status.finished:
+            self._finish_task(
+                task,
+                TaskStatus.FAILED,
+                Failure("ERROR_REASON_TIMED_OUT", f"the task ran longer than its timeout of {task.timeout:g} s"),
+            )
+
+    # --- user operations ----------------------------------------------------
+
+    async def get_task(self, task_id: str) -> Task:
+        """A task by id (memory first, then storage); NotFound if unknown."""
+        task = self.tasks.get(task_id)
+        if task is None:
+            task = await self.storage.call(self.storage.backend.get_task, task_id)
+        if task is None:
+            raise NotFound(f"task tasks/{task_id} does not exist", reason="ERROR_REASON_TASK_NOT_FOUND")
+        return task
+
+    async def get_tasks(self, task_ids: list[str]) -> list[Task]:
+        """Several tasks, in the order asked; missing ones are skipped."""
+        found = await self._lookup(set(task_ids))
+        return [found[t] for t in task_ids if t in found]
+
+    async def get_subtasks(self, task_id: str) -> list[Subtask]:
+        """A task's subtasks in plan order."""
+        if task_id in self.subtasks and task_id in self.tasks:
+            return list(self.subtasks[task_id].values())
+        return await self.storage.call(self.storage.backend.get_subtasks, task_id)
+
+    async def cancel(self, task_id: str, reason: str, principal: str) -> Task:
+        """Cancel an unfinished task; running agents get Cancel at once."""
+        task = await self.get_task(task_id)
+        if task.status.finished:
+            raise FailedPrecondition(
+                f"task tasks/{task_id} is already {task.status.name}; only unfinished tasks can be cancelled",
+                reason="ERROR_REASON_TASK_FINISHED",
+            )
+        message = f"cancelled by {principal or 'a user'}" + (f": {reason}" if reason else "")
+        self._finish_task(task, TaskStatus.CANCELLED, Failure("ERROR_REASON_CANCELLED", message))
+        await self.committer.durable()
+        return task
+
+    async def retry(self, task_id: str) -> Task:
+        """Run a FAILED or CANCELLED task again, keeping its completed subtasks."""
+        task = await self.get_task(task_id)
+        if task.status not in (TaskStatus.FAILED, TaskStatus.CANCELLED):
+            raise FailedPrecondition(
+                f"task tasks/{task_id} is {task.status.name}; only FAILED or CANCELLED tasks can be retried",
+                reason="ERROR_REASON_TASK_NOT_RETRYABLE",
+            )
+        subs = await self.get_subtasks(task_id)
+        self.tasks[task.id] = task
+        self.subtasks[task.id] = {s.id: s for s in subs}
+        task.retries += 1
+        task.failure = None
+        task.end_time = None
+        task.status_reason = ""
+        for dep in task.depends_on:
+            self._dependants[dep].add(task.id)
+        if not subs:
+            self._set_task_status(task, TaskStatus.PENDING)
+            deps = await self._lookup(set(task.depends_on))
+            self._evaluate_dependencies(task, deps)
+        else:
+            done = {s.id for s in subs if s.status == SubtaskStatus.COMPLETED}
+            self._set_task_status(task, TaskStatus.QUEUED if not task.start_time else TaskStatus.RUNNING)
+            for sub in subs:
+                if sub.status == SubtaskStatus.COMPLETED:
+                    continue
+                sub.attempt += 1
+                sub.retries_used = 0
+                sub.failure = None
+                sub.agent_id = ""
+                sub.not_before = 0.0
+                sub.end_time = None
+                sub.queue_time = now()
+                ready = all(d in done for d in sub.depends_on)
+                self._set_subtask_status(task, sub, SubtaskStatus.QUEUED if ready else SubtaskStatus.BLOCKED)
+                if ready:
+                    self._enqueue(task, sub)
+            if task.timeout:
+                task.start_time = now()
+                self._arm_timeout(task)
+        self._kick()
+        await self.committer.durable()
+        return task
+
+    async def update(self, task_id: str, *, priority: object = None, max_agents: int | None = None) -> Task:
+        """Change priority and/or max_agents of an unfinished task."""
+        task = await self.get_task(task_id)
+        if task.status.finished:
+            raise FailedPrecondition(
+                f"task tasks/{task_id} is already {task.status.name}; finished tasks cannot be updated",
+                reason="ERROR_REASON_TASK_FINISHED",
+            )
+        if priority is not None and priority != task.priority:
+            task.priority = priority  # type: ignore[assignment]
+            for sub in self.subtasks.get(task.id, {}).values():
+                if sub.status == SubtaskStatus.QUEUED and (task.id, sub.id) not in self._delayed:
+                    self._enqueue(task, sub)  # a new token invalidates the old entry
+        if max_agents is not None:
+            task.max_agents = max_agents
+            self._unpark(task.id)
+        task.update_time = now()
+        self.committer.task(task)
+        self._publish(Event(EventType.TASK_UPDATED, task_id=task.id), task)
+        self._kick()
+        await self.committer.durable()
+        return task
+
+    def explain(self, task: Task) -> str:
+        """Why an unfinished task is where it is, for people."""
+        if task.status.finished:
+            return task.failure.message if task.failure else ""
+        if task.status == TaskStatus.PENDING:
+            waiting = [d for d in task.depends_on if d in self.tasks and not self.tasks[d].status.finished]
+            if waiting:
+                return "waiting for " + ", ".join(f"tasks/{d}" for d in waiting)
+            return "planning"
+        reasons = []
+        for sub in self.subtasks.get(task.id, {}).values():
+            if sub.status != SubtaskStatus.QUEUED:
+                continue
+            if sub.not_before > now():
+                reasons.append(
+                    f"subtask {sub.id} retries in {sub.not_before - now():.1f} s (attempt {sub.attempt + 1})"
+                    + (f" after: {sub.status_reason}" if sub.status_reason else "")
+                )
+                continue
+            candidates = [
+                s for s in self.sessions.values()
+                if (not sub.agent_type or s.info.agent_type == sub.agent_type)
+                and (not sub.capability or "*" in s.capabilities or sub.capability in s.capabilities)
+            ]
+            if not candidates:
+                if sub.agent_type:
+                    reasons.append(f"no connected agent of type {sub.agent_type}")
+                else:
+                    reasons.append(f"no connected agent has capability {sub.capability}")
+            elif self._running_per_task.get(task.id, 0) >= task.max_agents:
+                reasons.append(f"at its max_agents ({task.max_agents})")
+            else:
+                reasons.append("waiting for a free agent slot")
+        return "; ".join(dict.fromkeys(reasons))
+
+    # --- watching -----------------------------------------------------------
+
+    async def watch(self, task_id: str, include_progress: bool = False) -> AsyncIterator[tuple[Event | None, Task, Subtask | None]]:
+        """The task now, then every committed change until it finishes."""
+        task = await self.get_task(task_id)
+        watch = Watch(asyncio.Queue(), include_progress)
+        self._watchers[task_id].add(watch)
+        try:
+            yield None, copy.copy(task), None
+            if task.status.finished:
+                return
+            while True:
+                event, snapshot, sub = await watch.queue.get()
+                yield event, snapshot, sub
+                if event.type == EventType.TASK_STATUS_CHANGED and snapshot.status.finished:
+                    return
+        finally:
+            watchers = self._watchers.get(task_id)
+            if watchers is not None:
+                watchers.discard(watch)
+                if not watchers:
+                    del self._watchers[task_id]
+                    self._evict(task_id)
+
+    def _publish(self, event: Event, task: Task, sub: Subtask | None = None, *, committed: bool = False) -> None:
+        if task.id not in self._watchers and not self.event_listeners:
+            return
+        self._event_seq += 1
+        event.id = self._event_seq
+        task_snapshot, sub_snapshot = copy.copy(task), copy.copy(sub) if sub else None
+
+        def deliver() -> None:
+            for watch in self._watchers.get(task.id, ()):
+                if event.type in (EventType.SUBTASK_PROGRESS, EventType.SUBTASK_OUTPUT) and not watch.include_progress:
+                    continue
+                watch.queue.put_nowait((event, task_snapshot, sub_snapshot))
+            for listener in self.event_listeners:
+                listener(event)
+
+        if committed:
+            deliver()
+        else:
+            self.committer.after_commit(deliver)
+
+    # --- agent sessions -----------------------------------------------------
+
+    def register(
+        self,
+        info: AgentInfo,
+        resume_agent_id: str = "",
+        resume_refs: Sequence[Ref] = (),
+    ) -> tuple[AgentSession, Registration]:
+        """Open a session for a newly connected agent (or a reconnecting one)."""
+        resumed: list[Ref] = []
+        revoked: list[Ref] = []
+        if resume_agent_id and resume_agent_id in self.agents:
+            info.id = resume_agent_id
+            old = self.sessions.pop(resume_agent_id, None)
+            if old is not None:
+                old.closed = True  # superseded by the new stream
+        if not info.id:
+            info.id = f"{info.agent_type[:24]}-{secrets.token_hex(4)}"
+        earlier = self.agents.get(info.id)
+        if earlier is not None:
+            info.completed_subtasks = earlier.completed_subtasks
+            info.failed_subtasks = earlier.failed_subtasks
+            info.usage = earlier.usage
+        info.session_id = secrets.token_hex(8)
+        info.replica = self.replica
+        info.connect_time = info.last_heartbeat_time = now()
+        info.disconnect_time = None
+        session = AgentSession(info)
+        for ref in resume_refs:
+            key = (ref.task_id, ref.subtask_id)
+            lease = self.leases.get(key)
+            if lease and lease.agent_id == info.id and lease.epoch == ref.lease_epoch:
+                lease.expires = now() + self.lease_ttl
+                session.running.add(key)
+                resumed.append(ref)
+            else:
+                revoked.append(ref)
+        # Leases this agent held that it did not claim are left to expire.
+        info.status = session.status()
+        self.sessions[info.id] = session
+        self.agents[info.id] = info
+        self.committer.agent(info)
+        self.metrics.agent_connected(info.agent_type, +1)  # type: ignore[attr-defined]
+        self._kick()
+        return session, Registration(
+            agent_id=info.id,
+            session_id=info.session_id,
+            heartbeat_interval=self.heartbeat_interval,
+            lease_ttl=self.lease_ttl,
+            replica=self.replica,
+            resumed=resumed,
+            revoked=revoked,
+        )
+
+    def disconnect(self, session: AgentSession) -> None:
+        """The stream ended; leases run on until they expire or the agent resumes."""
+        if self.sessions.get(session.id) is session:
+            del self.sessions[session.id]
+            session.info.status = AgentStatus.TERMINATED if session.draining else AgentStatus.DISCONNECTED
+            session.info.disconnect_time = now()
+            self.committer.agent(session.info)
+            self.metrics.agent_connected(session.info.agent_type, -1)  # type: ignore[attr-defined]
+        session.closed = True
+
+    def heartbeat(self, session: AgentSession, running: Sequence[Ref], draining: bool = False) -> None:
+        """Renew the leases the agent still holds; a draining agent gets no new work."""
+        if draining and not session.draining:
+            session.draining = True
+            self._agent_changed(session)
+        stamp = now()
+        session.info.last_heartbeat_time = stamp
+        for ref in running:
+            lease = self.leases.get((ref.task_id, ref.subtask_id))
+            if lease and lease.agent_id == session.id and lease.epoch == ref.lease_epoch:
+                lease.expires = stamp + self.lease_ttl
+
+    def _check_ref(self, session: AgentSession, ref: Ref) -> tuple[Task, Subtask] | Ack:
+        task = self.tasks.get(ref.task_id)
+        sub = self.subtasks.get(ref.task_id, {}).get(ref.subtask_id)
+        if task is None or sub is None:
+            return Ack(ref, False, "ERROR_REASON_TASK_FINISHED", "the task is finished or unknown")
+        if sub.lease_epoch != ref.lease_epoch or sub.attempt != ref.attempt:
+            return Ack(ref, False, "ERROR_REASON_STALE_ATTEMPT",
+                       f"attempt {ref.attempt} is stale; the current attempt is {sub.attempt}")
+        if sub.agent_id != session.id:
+            return Ack(ref, False, "ERROR_REASON_NOT_LEASE_HOLDER", "this agent does not hold that assignment")
+        return task, sub
+
+    def report_result(
+        self, session: AgentSession, ref: Ref, output: str, artifacts: list[Artifact], usage: Usage
+    ) -> None:
+        """Apply a result (once) and ack it after commit."""
+        checked = self._check_ref(session, ref)
+        if isinstance(checked, Ack):
+            session.send(checked)
+            return
+        task, sub = checked
+        if sub.status == SubtaskStatus.COMPLETED:
+            session.send(Ack(ref, True, message="duplicate result ignored"))
+            return
+        if sub.status != SubtaskStatus.RUNNING:
+            session.send(Ack(ref, False, "ERROR_REASON_TASK_FINISHED", f"the subtask is {sub.status.name}"))
+            return
+        sub.output = output
+        sub.artifacts = artifacts
+        sub.usage = usage
+        sub.progress = 1.0
+        self._release(task, sub)
+        self._set_subtask_status(task, sub, SubtaskStatus.COMPLETED)
+        self._charge(task, session, usage, success=True)
+        self._subtask_done(task)
+        self.committer.after_commit(lambda: session.send(Ack(ref, True)))
+
+    def report_failure(
+        self,
+        session: AgentSession,
+        ref: Ref,
+        message: str,
+        retryable: bool,
+        retry_after: float,
+        error_type: str,
+        usage: Usage,
+    ) -> None:
+        """Retry or fail a subtask after an agent's failure report."""
+        checked = self._check_ref(session, ref)
+        if isinstance(checked, Ack):
+            session.send(checked)
+            return
+        task, sub = checked
+        if sub.status != SubtaskStatus.RUNNING:
+            session.send(Ack(ref, True, message="already settled"))
+            return
+        self._release(task, sub)
+        self._charge(task, session, usage, success=False)
+        failure = Failure("ERROR_REASON_AGENT_FAILED", message, sub.name, error_type)
+        if retryable and sub.retries_used < task.retry.max_retries:
+            delay = max(task.retry.backoff(sub.retries_used + 1), retry_after)
+            self._requeue(task, sub, delay=delay, why=message)
+        else:
+            sub.failure = failure
+            self._set_subtask_status(task, sub, SubtaskStatus.FAILED)
+            if retryable:
+                failure = Failure(failure.reason, f"{message} (retries exhausted after {sub.retries_used})",
+                                  sub.name, error_type)
+            self._finish_task(task, TaskStatus.FAILED, failure)
+        self.committer.after_commit(lambda: session.send(Ack(ref, True)))
+
+    def report_progress(
+        self, session: AgentSession, ref: Ref, fraction: float, message: str, checkpoint: bytes | None
+    ) -> None:
+        """Record progress (and a work checkpoint); renews the lease."""
+        checked = self._check_ref(session, ref)
+        if isinstance(checked, Ack):
+            return
+        task, sub = checked
+        lease = self.leases.get((task.id, sub.id))
+        if lease:
+            lease.expires = now() + self.lease_ttl
+        sub.progress = min(1.0, max(0.0, fraction))
+        sub.progress_message = message
+        if checkpoint is not None:
+            sub.checkpoint = checkpoint
+            self.committer.subtask(sub)
+        self._publish(
+            Event(EventType.SUBTASK_PROGRESS, task_id=task.id, subtask_id=sub.id, agent_id=session.id,
+                  message=message, data={"fraction": sub.progress}),
+            task, sub, committed=checkpoint is None,
+        )
+
+    def report_output(self, session: AgentSession, ref: Ref, text: str, sequence: int) -> None:
+        """Forward a chunk of partial output to watchers."""
+        checked = self._check_ref(session, ref)
+        if isinstance(checked, Ack):
+            return
+        task, sub = checked
+        self._publish(
+            Event(EventType.SUBTASK_OUTPUT, task_id=task.id, subtask_id=sub.id, agent_id=session.id,
+                  message=text, data={"sequence": sequence}),
+            task, sub, committed=True,
+        )
+
+    def _charge(self, task: Task, session: AgentSession, usage: Usage, *, success: bool) -> None:
+        total = Usage(**vars(task.usage))
+        total.add(usage)
+        task.usage = total
+        agent_usage = Usage(**vars(session.info.usage))
+        agent_usage.add(usage)
+        session.info.usage = agent_usage
+        if success:
+            session.info.completed_subtasks += 1
+        else:
+            session.info.failed_subtasks += 1
+        session.info.status = session.status()
+        self.committer.agent(session.info)
+        over_tokens = task.max_total_tokens and task.usage.total_tokens > task.max_total_tokens
+        over_cost = task.max_cost_micros and task.usage.cost_micros > task.max_cost_micros
+        if over_tokens or over_cost:
+            what = "token" if over_tokens else "cost"
+            self._finish_task(task, TaskStatus.FAILED,
+                              Failure("ERROR_REASON_BUDGET_EXCEEDED", f"the task spent more than its {what} budget"))
+
+    # --- agent commands -----------------------------------------------------
+
+    def session_for(self, agent_id: str) -> AgentSession:
+        """The live session of an agent; FailedPrecondition if it is not connected."""
+        session = self.sessions.get(agent_id)
+        if session is None:
+            if agent_id not in self.agents:
+                raise NotFound(f"agent agents/{agent_id} does not exist", reason="ERROR_REASON_AGENT_NOT_FOUND")
+            raise FailedPrecondition(f"agent agents/{agent_id} is not connected", reason="ERROR_REASON_AGENT_STATE")
+        return session
+
+    def pause_agent(self, agent_id: str) -> AgentInfo:
+        """No new work for the agent."""
+        session = self.session_for(agent_id)
+        session.paused = True
+        session.send(PauseAgent())
+        return self._agent_changed(session)
+
+    def resume_agent(self, agent_id: str) -> AgentInfo:
+        """The agent takes work again."""
+        session = self.session_for(agent_id)
+        session.paused = False
+        session.send(ResumeAgent())
+        self._kick()
+        return self._agent_changed(session)
+
+    def drain_agent(self, agent_id: str, grace: float, exit: bool = False) -> AgentInfo:
+        """The agent finishes its work, takes no more, and leaves."""
+        session = self.session_for(agent_id)
+        session.draining = True
+        session.send(DrainAgent(grace, "requested", exit))
+        return self._agent_changed(session)
+
+    def terminate_agent(self, agent_id: str, grace: float, force: bool) -> AgentInfo:
+        """Drain the agent and make it exit; with force, re-queue its work at once."""
+        session = self.sessions.get(agent_id)
+        if session is None:
+            info = self.agents.get(agent_id)
+            if info is None:
+                raise NotFound(f"agent agents/{agent_id} does not exist", reason="ERROR_REASON_AGENT_NOT_FOUND")
+            return info
+        if force:
+            for task_id, sub_id in list(session.running):
+                task, sub = self.tasks[task_id], self.subtasks[task_id][sub_id]
+                self._release(task, sub)
+                self._requeue(task, sub, delay=0.0, why=f"agent agents/{agent_id} was terminated")
+        return self.drain_agent(agent_id, 0.0 if force else grace, exit=True)
+
+    def _agent_changed(self, session: AgentSession) -> AgentInfo:
+        session.info.status = session.status()
+        self.committer.agent(session.info)
+        return session.info
+
+    # --- leases -------------------------------------------------------------
+
+    async def _sweep_leases(self) -> None:
+        interval = max(0.05, min(1.0, self.lease_ttl / 5))
+        while True:
+            await asyncio.sleep(interval)
+            self.expire_leases(now())
+
+    def expire_leases(self, at: float) -> int:
+        """Re-queue every subtask whose lease expired before ``at``; returns how many."""
+        expired = [key for key, lease in self.leases.items() if lease.expires <= at]
+        for key in expired:
+            task, sub = self.tasks.get(key[0]), self.subtasks.get(key[0], {}).get(key[1])
+            lease = self.leases[key]
+            if task is None or sub is None:
+                self.leases.pop(key, None)
+                continue
+            session = self.sessions.get(lease.agent_id)
+            if session is not None:
+                session.send(CancelWork(Ref(task.id, sub.id, sub.attempt, sub.lease_epoch), "lease expired"))
+            self._release(task, sub)
+            self.metrics.lease_expired()  # type: ignore[attr-defined]
+            self._publish(Event(EventType.LEASE_EXPIRED, task_id=task.id, subtask_id=sub.id, agent_id=lease.agent_id), task, sub)
+            why = f"the lease of agent agents/{lease.agent_id} expired"
+            if sub.retries_used < task.retry.max_retries:
+                self._requeue(task, sub, delay=task.retry.backoff(sub.retries_used + 1), why=why)
+            else:
+                failure = Failure("ERROR_REASON_LEASE_EXPIRED", f"{why}; retries exhausted", sub.name)
+                sub.failure = failure
+                self._set_subtask_status(task, sub, SubtaskStatus.FAILED)
+                self._finish_task(task, TaskStatus.FAILED, failure)
+        return len(expired)
+
+    # --- metrics ------------------------------------------------------------
+
+    def _observe_commit(self, rows: int, seconds: float) -> None:
+        self.metrics.commit(rows, seconds)  # type: ignore[attr-defined]
+
+    def queued_by_priority(self) -> dict[str, int]:
+        """Queued subtasks by priority name."""
+        counts: dict[str, int] = defaultdict(int)
+        for task in self.tasks.values():
+            for sub in self.subtasks.get(task.id, {}).values():
+                if sub.status == SubtaskStatus.QUEUED:
+                    counts[task.priority.name] += 1
+        return dict(counts)

@@ -1,0 +1,130 @@
+"""The storage seam: what the control plane needs from a database.
+
+The engine keeps the live state of unfinished work in memory and makes it
+durable through :meth:`StorageBackend.write`, which commits one
+:class:`WriteBatch` — many coalesced transitions — in a single transaction
+(group commit). Everything else is reads. Backends are plugins
+(``register_storage_backends``); the SQLAlchemy backend (SQLite and
+PostgreSQL) is the built-in one.
+
+Methods are synchronous and are called from one dedicated storage thread, so
+a backend need not be thread-safe beyond that. Errors from the database are
+translated at this boundary into :mod:`controlplane.errors` (``Unavailable``
+when the database cannot be reached).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+from controlplane.domain.model import AgentInfo, Subtask, Task, TaskStatus
+
+
+@dataclass
+class IdempotencyRecord:
+    """The first outcome of a call made with a request_id (kept about 24 h)."""
+
+    principal: str
+    method: str
+    request_id: str
+    request_hash: str
+    resource: str  # what the first call returned, e.g. a task id
+    create_time: float
+
+
+@dataclass
+class WriteBatch:
+    """Rows to upsert in one transaction; each object appears once, in its latest state."""
+
+    tasks: list[Task] = field(default_factory=list)
+    subtasks: list[Subtask] = field(default_factory=list)
+    agents: list[AgentInfo] = field(default_factory=list)
+    idempotency: list[IdempotencyRecord] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.tasks or self.subtasks or self.agents or self.idempotency)
+
+
+@dataclass
+class TaskQuery:
+    """Filters and keyset position of a task listing (newest first)."""
+
+    statuses: Sequence[TaskStatus] = ()
+    task_types: Sequence[str] = ()
+    priorities: Sequence[int] = ()
+    since: float | None = None
+    owner: str | None = None
+    batch: str | None = None
+    before_seq: int | None = None  # keyset: only tasks with seq < before_seq
+    limit: int = 50
+
+
+@runtime_checkable
+class StorageBackend(Protocol):
+    """A durable store for control-plane state."""
+
+    #: "sqlite", "postgresql", or a plugin's name (shown by ``maos status``).
+    kind: str
+
+    def migrate(self) -> None:
+        """Bring the schema to the latest version (idempotent)."""
+
+    def ping(self) -> None:
+        """Raise ``Unavailable`` if the database cannot be reached."""
+
+    def next_incarnation(self) -> int:
+        """Atomically increment and return the control-plane incarnation counter.
+
+        Lease epochs embed it, so epochs issued after a restart never equal
+        epochs issued (and perhaps not committed) before it.
+        """
+
+    def next_task_seq(self) -> int:
+        """The highest task seq stored, so new tasks continue after it."""
+
+    def write(self, batch: WriteBatch) -> None:
+        """Upsert every row of the batch in one transaction."""
+
+    def load_unfinished(self) -> tuple[list[Task], list[Subtask]]:
+        """Every task not finished and every subtask of those tasks."""
+
+    def get_task(self, task_id: str) -> Task | None:
+        """One task, or None."""
+
+    def get_tasks(self, task_ids: Sequence[str]) -> list[Task]:
+        """The tasks that exist among ``task_ids``."""
+
+    def get_subtasks(self, task_id: str) -> list[Subtask]:
+        """The subtasks of a task, in plan order."""
+
+    def list_tasks(self, query: TaskQuery) -> list[Task]:
+        """Tasks matching the query, newest (highest seq) first, at most ``query.limit``."""
+
+    def get_idempotency(self, principal: str, method: str, request_id: str) -> IdempotencyRecord | None:
+        """The record of an earlier call with that request_id, or None."""
+
+    def get_agent(self, agent_id: str) -> AgentInfo | None:
+        """One agent, or None."""
+
+    def list_agents(self) -> list[AgentInfo]:
+        """Every agent ever registered that is not purged."""
+
+    def count_tasks_by_status(self) -> dict[TaskStatus, int]:
+        """How many tasks are in each state."""
+
+    def close(self) -> None:
+        """Release connections."""
+
+
+class StorageBackendFactory(Protocol):
+    """What ``register_storage_backends`` returns: recognises URLs and opens backends."""
+
+    name: str
+
+    def handles(self, url: str) -> bool:
+        """Whether this factory serves the URL."""
+
+    def open(self, url: str) -> StorageBackend:
+        """Open (without migrating) a backend for the URL."""

@@ -1,0 +1,369 @@
+"""The built-in storage backend: SQLAlchemy Core over SQLite or PostgreSQL (psycopg 3).
+
+Every method opens a short connection from the engine's pool and runs inside
+:func:`translate_errors`, which maps connection problems to
+:class:`~controlplane.errors.Unavailable` and integrity conflicts to
+:class:`~controlplane.errors.AlreadyExists`. :meth:`SqlBackend.write` — the
+hot path — upserts each table of a batch with one ``executemany`` of a
+dialect ``INSERT ... ON CONFLICT DO UPDATE``, all in one transaction.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy import Engine, Insert, Table, create_engine, event, func, select, text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from sqlalchemy.pool import QueuePool, StaticPool
+
+from controlplane.domain.model import AgentInfo, Subtask, Task, TaskStatus
+from controlplane.errors import AlreadyExists, Unavailable
+from controlplane.storage.base import IdempotencyRecord, TaskQuery, WriteBatch
+from controlplane.storage.sql import codec, schema
+from controlplane.storage.sql.migrations import migrate as run_migrations
+
+_T = TypeVar("_T")
+
+#: URL schemes served by :class:`SqlBackendFactory`.
+SCHEMES = frozenset({"sqlite", "sqlite+pysqlite", "postgresql", "postgresql+psycopg"})
+
+_UNFINISHED = tuple(int(s) for s in TaskStatus if not s.finished)
+_IN_CHUNK = 500  # ids per ``IN (...)``, well under every SQLite variable limit
+_STORAGE_UNAVAILABLE = "ERROR_REASON_STORAGE_UNAVAILABLE"
+
+
+@contextlib.contextmanager
+def translate_errors() -> Iterator[None]:
+    """Translate SQLAlchemy errors raised in the block into domain errors.
+
+    Raises:
+        Unavailable: The database cannot be reached (connection refused or
+            lost, pool exhausted, database locked).
+        AlreadyExists: A write violated a unique constraint.
+    """
+    try:
+        yield
+    except IntegrityError as exc:
+        raise AlreadyExists(f"storage conflict: {_first_line(exc)}") from exc
+    except (OperationalError, InterfaceError, PoolTimeoutError) as exc:
+        raise Unavailable(f"storage unavailable: {_first_line(exc)}", reason=_STORAGE_UNAVAILABLE) from exc
+    except DBAPIError as exc:
+        if exc.connection_invalidated:
+            raise Unavailable(
+                f"storage unavailable: {_first_line(exc)}", reason=_STORAGE_UNAVAILABLE
+            ) from exc
+        raise
+
+
+def _first_line(exc: Exception) -> str:
+    """The driver's message without SQLAlchemy's statement and parameters."""
+    cause = getattr(exc, "orig", None) or exc
+    return (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+
+
+def _latest(items: Iterable[_T], key: Callable[[_T], Hashable]) -> list[_T]:
+    """``items`` with one element per key: the last, at the first one's position."""
+    return list({key(item): item for item in items}.values())
+
+
+def _upsert(insert: Callable[[Table], Any], table: Table, *, keep: Sequence[str] = ()) -> Insert:
+    """``INSERT ... ON CONFLICT (pk) DO UPDATE`` of every column but the key and ``keep``."""
+    stmt = insert(table)
+    key = [c.name for c in table.primary_key.columns]
+    unchanged = {*key, *keep}
+    return stmt.on_conflict_do_update(
+        index_elements=key,
+        set_={c.name: stmt.excluded[c.name] for c in table.columns if c.name not in unchanged},
+    )
+
+
+class SqlBackend:
+    """A :class:`~controlplane.storage.base.StorageBackend` on a SQLAlchemy engine.
+
+    Args:
+        engine: An engine for SQLite or PostgreSQL, as made by
+            :func:`create_sql_engine`.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.kind: str = engine.dialect.name
+        insert = postgresql.insert if self.kind == "postgresql" else sqlite.insert
+        self._upsert_tasks = _upsert(insert, schema.tasks)
+        self._upsert_subtasks = _upsert(insert, schema.subtasks, keep=("ord",))
+        self._upsert_agents = _upsert(insert, schema.agents)
+        self._insert_idempotency = insert(schema.idempotency).on_conflict_do_nothing()
+        meta = schema.control_meta
+        bump = insert(meta).values(key="incarnation", value=1)
+        self._bump_incarnation = bump.on_conflict_do_update(
+            index_elements=[meta.c.key], set_={"value": meta.c.value + 1}
+        ).returning(meta.c.value)
+        self._next_ord: int | None = None  # next subtasks.ord; read from the table once
+
+    def __repr__(self) -> str:
+        return f"SqlBackend({self.engine.url!r})"
+
+    # --- lifecycle -----------------------------------------------------------
+
+    def migrate(self) -> None:
+        """Upgrade the schema to the latest revision (idempotent); ANALYZE on PostgreSQL."""
+        with translate_errors():
+            with self.engine.begin() as conn:
+                run_migrations(conn)
+            if self.kind == "postgresql":
+                names = ", ".join(table.name for table in schema.ALL_TABLES)
+                with self.engine.begin() as conn:
+                    conn.execute(text(f"ANALYZE {names}"))
+
+    def ping(self) -> None:
+        """Raise ``Unavailable`` unless a trivial query succeeds."""
+        with translate_errors(), self.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+
+    def close(self) -> None:
+        """Close every pooled connection."""
+        self.engine.dispose()
+
+    # --- counters ------------------------------------------------------------
+
+    def next_incarnation(self) -> int:
+        """Atomically increment and return the incarnation counter (1 the first time)."""
+        with translate_errors(), self.engine.begin() as conn:
+            return int(conn.execute(self._bump_incarnation).scalar_one())
+
+    def next_task_seq(self) -> int:
+        """The highest task seq stored, or 0."""
+        with translate_errors(), self.engine.connect() as conn:
+            return int(conn.execute(select(func.coalesce(func.max(schema.tasks.c.seq), 0))).scalar_one())
+
+    # --- writes --------------------------------------------------------------
+
+    def write(self, batch: WriteBatch) -> None:
+        """Upsert every row of the batch in one transaction.
+
+        Args:
+            batch: Rows in their latest state; for a repeated key the last wins.
+
+        Raises:
+            AlreadyExists: Two tasks would share a seq.
+            Unavailable: The database cannot be reached; nothing was written.
+        """
+        if not batch:
+            return
+        task_rows = [codec.task_to_row(t) for t in _latest(batch.tasks, lambda t: t.id)]
+        agent_rows = [codec.agent_to_row(a) for a in _latest(batch.agents, lambda a: a.id)]
+        idempotency_rows = [codec.idempotency_to_row(r) for r in batch.idempotency]
+        with translate_errors():
+            subtask_rows = self._subtask_rows(_latest(batch.subtasks, lambda s: (s.task_id, s.id)))
+            with self.engine.begin() as conn:
+                for stmt, rows in (
+                    (self._upsert_tasks, task_rows),
+                    (self._upsert_subtasks, subtask_rows),
+                    (self._upsert_agents, agent_rows),
+                    (self._insert_idempotency, idempotency_rows),
+                ):
+                    if rows:
+                        conn.execute(stmt, rows)
+
+    def _subtask_rows(self, subtasks: list[Subtask]) -> list[dict[str, Any]]:
+        """Rows of ``subtasks`` with fresh ``ord`` values (kept only by new rows)."""
+        if not subtasks:
+            return []
+        if self._next_ord is None:
+            with self.engine.connect() as conn:
+                highest = conn.execute(select(func.coalesce(func.max(schema.subtasks.c.ord), 0)))
+                self._next_ord = int(highest.scalar_one()) + 1
+        rows = [codec.subtask_to_row(s) for s in subtasks]
+        for ord_, row in enumerate(rows, start=self._next_ord):
+            row["ord"] = ord_
+        self._next_ord += len(rows)
+        return rows
+
+    # --- reads ---------------------------------------------------------------
+
+    def load_unfinished(self) -> tuple[list[Task], list[Subtask]]:
+        """Every unfinished task (by seq) and every subtask of those tasks (in plan order)."""
+        t, s = schema.tasks, schema.subtasks
+        unfinished = t.c.status.in_(_UNFINISHED)
+        with translate_errors(), self.engine.connect() as conn:
+            tasks = conn.execute(select(t).where(unfinished).order_by(t.c.seq)).mappings()
+            task_list = [codec.task_from_row(row) for row in tasks]
+            ids = select(t.c.id).where(unfinished)
+            subtasks = conn.execute(select(s).where(s.c.task_id.in_(ids)).order_by(s.c.task_id, s.c.ord))
+            return task_list, [codec.subtask_from_row(row) for row in subtasks.mappings()]
+
+    def get_task(self, task_id: str) -> Task | None:
+        """One task, or None."""
+        with translate_errors(), self.engine.connect() as conn:
+            row = conn.execute(select(schema.tasks).where(schema.tasks.c.id == task_id)).mappings().first()
+        return None if row is None else codec.task_from_row(row)
+
+    def get_tasks(self, task_ids: Sequence[str]) -> list[Task]:
+        """The tasks that exist among ``task_ids``, in the order of ``task_ids``."""
+        wanted = list(dict.fromkeys(task_ids))
+        found: dict[str, Task] = {}
+        with translate_errors(), self.engine.connect() as conn:
+            for start in range(0, len(wanted), _IN_CHUNK):
+                chunk = wanted[start : start + _IN_CHUNK]
+                rows = conn.execute(select(schema.tasks).where(schema.tasks.c.id.in_(chunk))).mappings()
+                found.update((row["id"], codec.task_from_row(row)) for row in rows)
+        return [found[i] for i in wanted if i in found]
+
+    def get_subtasks(self, task_id: str) -> list[Subtask]:
+        """The subtasks of a task, in plan order (the order they were first written)."""
+        s = schema.subtasks
+        with translate_errors(), self.engine.connect() as conn:
+            rows = conn.execute(select(s).where(s.c.task_id == task_id).order_by(s.c.ord)).mappings()
+            return [codec.subtask_from_row(row) for row in rows]
+
+    def list_tasks(self, query: TaskQuery) -> list[Task]:
+        """Tasks matching ``query``, highest seq first, at most ``query.limit``."""
+        t = schema.tasks
+        stmt = select(t).order_by(t.c.seq.desc()).limit(max(query.limit, 0))
+        if query.statuses:
+            stmt = stmt.where(t.c.status.in_([int(s) for s in query.statuses]))
+        if query.task_types:
+            stmt = stmt.where(t.c.task_type.in_(list(query.task_types)))
+        if query.priorities:
+            stmt = stmt.where(t.c.priority.in_([int(p) for p in query.priorities]))
+        if query.since is not None:
+            stmt = stmt.where(t.c.create_time >= query.since)
+        if query.owner is not None:
+            stmt = stmt.where(t.c.owner == query.owner)
+        if query.batch is not None:
+            stmt = stmt.where(t.c.batch == query.batch)
+        if query.before_seq is not None:
+            stmt = stmt.where(t.c.seq < query.before_seq)
+        with translate_errors(), self.engine.connect() as conn:
+            return [codec.task_from_row(row) for row in conn.execute(stmt).mappings()]
+
+    def get_idempotency(self, principal: str, method: str, request_id: str) -> IdempotencyRecord | None:
+        """The record of an earlier call with that request_id, or None."""
+        i = schema.idempotency
+        stmt = select(i).where(i.c.principal == principal, i.c.method == method, i.c.request_id == request_id)
+        with translate_errors(), self.engine.connect() as conn:
+            row = conn.execute(stmt).mappings().first()
+        return None if row is None else codec.idempotency_from_row(row)
+
+    def get_agent(self, agent_id: str) -> AgentInfo | None:
+        """One agent, or None."""
+        with translate_errors(), self.engine.connect() as conn:
+            row = conn.execute(select(schema.agents).where(schema.agents.c.id == agent_id)).mappings().first()
+        return None if row is None else codec.agent_from_row(row)
+
+    def list_agents(self) -> list[AgentInfo]:
+        """Every stored agent, by id."""
+        with translate_errors(), self.engine.connect() as conn:
+            rows = conn.execute(select(schema.agents).order_by(schema.agents.c.id)).mappings()
+            return [codec.agent_from_row(row) for row in rows]
+
+    def count_tasks_by_status(self) -> dict[TaskStatus, int]:
+        """How many tasks are in each state (every state present, zeros included)."""
+        t = schema.tasks
+        counts = dict.fromkeys(TaskStatus, 0)
+        with translate_errors(), self.engine.connect() as conn:
+            for status, count in conn.execute(select(t.c.status, func.count()).group_by(t.c.status)):
+                if status in TaskStatus._value2member_map_:
+                    counts[TaskStatus(status)] = int(count)
+        return counts
+
+
+# --- engines -------------------------------------------------------------------
+
+
+def normalize_url(url: str | URL) -> URL:
+    """The URL with a bare ``postgresql://`` pinned to psycopg 3.
+
+    Args:
+        url: A SQLAlchemy database URL.
+
+    Returns:
+        The parsed URL; ``postgresql`` becomes ``postgresql+psycopg``.
+    """
+    parsed = make_url(url)
+    if parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed
+
+
+def create_sql_engine(url: str | URL) -> Engine:
+    """An engine configured for the control plane's access pattern.
+
+    Args:
+        url: A ``sqlite``/``sqlite+pysqlite`` or ``postgresql``/``postgresql+psycopg`` URL.
+
+    Returns:
+        The engine (no connection is made yet).
+
+    Raises:
+        ValueError: The URL names another database or driver.
+    """
+    parsed = normalize_url(url)
+    if parsed.drivername not in SCHEMES:
+        raise ValueError(f"unsupported database URL scheme: {parsed.drivername}")
+    if parsed.get_backend_name() == "sqlite":
+        return _sqlite_engine(parsed)
+    return _postgresql_engine(parsed)
+
+
+def _sqlite_engine(url: URL) -> Engine:
+    database = url.database or ""
+    in_memory = database in ("", ":memory:") or "mode=memory" in database
+    if not in_memory and not url.query.get("uri"):
+        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    pool: dict[str, Any] = (
+        {"poolclass": StaticPool}  # one shared connection, or each would see its own database
+        if in_memory
+        else {"poolclass": QueuePool, "pool_size": 1, "max_overflow": 4}
+    )
+    engine = create_engine(url, connect_args={"check_same_thread": False}, **pool)
+    event.listen(engine, "connect", _configure_sqlite_connection)
+    event.listen(engine, "begin", _begin_sqlite_transaction)
+    return engine
+
+
+def _configure_sqlite_connection(dbapi_connection: Any, _record: Any) -> None:
+    """Pragmas for every new SQLite connection; SQLAlchemy, not sqlite3, emits BEGIN."""
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA busy_timeout=5000")
+    finally:
+        cursor.close()
+
+
+def _begin_sqlite_transaction(conn: Any) -> None:
+    """Start a real transaction, so that reads are repeatable and DDL is transactional."""
+    conn.exec_driver_sql("BEGIN")
+
+
+def _postgresql_engine(url: URL) -> Engine:
+    # No server-side prepared statements: a plan prepared while a freshly
+    # migrated table is empty would otherwise be reused after it fills up.
+    connect_args: dict[str, Any] = {"prepare_threshold": None}
+    if "connect_timeout" not in url.query:
+        connect_args["connect_timeout"] = 10
+    return create_engine(url, pool_pre_ping=True, connect_args=connect_args)
+
+
+class SqlBackendFactory:
+    """Opens :class:`SqlBackend` for SQLite and PostgreSQL URLs."""
+
+    name = "sqlalchemy"
+
+    def handles(self, url: str) -> bool:
+        """Whether ``url`` is a ``sqlite``, ``sqlite+pysqlite``, ``postgresql`` or ``postgresql+psycopg`` URL."""
+        scheme, sep, _ = url.partition(":")
+        return bool(sep) and scheme.lower() in SCHEMES
+
+    def open(self, url: str) -> SqlBackend:
+        """Open (without migrating) a backend for ``url``."""
+        return SqlBackend(create_sql_engine(url))

@@ -1,0 +1,93 @@
+"""The relational schema of the SQLAlchemy backend (SQLAlchemy Core).
+
+Rows are lean: the columns that queries filter, order or join on, plus one
+``data`` text column holding the rest of the record as compact JSON (see
+:mod:`controlplane.storage.sql.codec`). The Alembic revisions under
+``migrations/versions`` create exactly this schema; a test compares the two.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Double,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+#: Constraint names match the ones the migrations create.
+metadata = MetaData(naming_convention={"pk": "pk_%(table_name)s"})
+
+tasks = Table(
+    "tasks",
+    metadata,
+    Column("id", String, primary_key=True),
+    Column("seq", BigInteger, nullable=False),
+    Column("owner", String, nullable=False),
+    Column("status", Integer, nullable=False),
+    Column("priority", Integer, nullable=False),
+    Column("task_type", String, nullable=False),
+    Column("create_time", Double, nullable=False),
+    Column("batch", String, nullable=False),
+    Column("data", Text, nullable=False),
+    Index("ix_tasks_seq", "seq", unique=True),
+    Index("ix_tasks_status", "status"),
+    Index("ix_tasks_owner_seq", "owner", "seq"),
+    Index("ix_tasks_create_time", "create_time"),
+)
+
+subtasks = Table(
+    "subtasks",
+    metadata,
+    Column("task_id", String, primary_key=True),
+    Column("id", String, primary_key=True),
+    # Position in the order the subtasks were first written (plan order).
+    Column("ord", BigInteger, nullable=False),
+    Column("status", Integer, nullable=False),
+    Column("checkpoint", LargeBinary, nullable=True),
+    Column("data", Text, nullable=False),
+)
+
+agents = Table(
+    "agents",
+    metadata,
+    Column("id", String, primary_key=True),
+    Column("data", Text, nullable=False),
+)
+
+idempotency = Table(
+    "idempotency",
+    metadata,
+    Column("principal", String, primary_key=True),
+    Column("method", String, primary_key=True),
+    Column("request_id", String, primary_key=True),
+    Column("request_hash", String, nullable=False),
+    Column("resource", String, nullable=False),
+    Column("create_time", Double, nullable=False),
+    Index("ix_idempotency_create_time", "create_time"),
+)
+
+control_meta = Table(
+    "control_meta",
+    metadata,
+    Column("key", String, primary_key=True),
+    Column("value", BigInteger, nullable=False),
+)
+
+shared_state = Table(
+    "shared_state",
+    metadata,
+    Column("task_id", String, primary_key=True),
+    Column("key", String, primary_key=True),
+    Column("value", LargeBinary, nullable=False),
+    Column("version", BigInteger, nullable=False),
+)
+
+#: Every table of the schema, parents first.
+ALL_TABLES: tuple[Table, ...] = tuple(metadata.sorted_tables)

@@ -1,0 +1,1 @@
+"""Test harnesses: local fakes of external services used by the MAOS test suite."""

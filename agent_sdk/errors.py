@@ -27,3 +27,153 @@ class RetryableError(AgentError):
 
 class PermanentError(AgentError):
     """Another attempt will not help: the subtask (and its task) fails."""
+
+
+# --- client-side errors: a failed call to the control plane -------------------
+
+import grpc  # noqa: E402  (client errors only; agent errors above need no gRPC)
+
+
+class MaosRpcError(Exception):
+    """A call to the control plane failed.
+
+    Attributes:
+        code: The gRPC status code (``grpc.StatusCode``).
+        reason: The ``google.rpc.ErrorInfo`` reason, a ``maos.v1.ErrorReason``
+            name such as ``"ERROR_REASON_TASK_NOT_FOUND"``; empty when the
+            server sent none (for example when it could not be reached).
+        message: The server's message, for developers.
+        field_violations: ``(field, description)`` pairs of a ``BadRequest``.
+        retry_delay: Seconds after which retrying may succeed (``RetryInfo``), or None.
+        metadata: The ``ErrorInfo`` metadata.
+    """
+
+    code: grpc.StatusCode = grpc.StatusCode.UNKNOWN
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: grpc.StatusCode | None = None,
+        reason: str = "",
+        field_violations: list[tuple[str, str]] | None = None,
+        retry_delay: float | None = None,
+        metadata: dict[str, str] | None = None,
+    ):
+        super().__init__(message)
+        if code is not None:
+            self.code = code
+        self.message = message
+        self.reason = reason
+        self.field_violations = list(field_violations or [])
+        self.retry_delay = retry_delay
+        self.metadata = dict(metadata or {})
+
+    def __str__(self) -> str:
+        return f"{self.code.name}: {self.message}" + (f" ({self.reason})" if self.reason else "")
+
+
+class InvalidArgumentError(MaosRpcError):
+    """INVALID_ARGUMENT: fix the request (``field_violations`` names the fields)."""
+
+    code = grpc.StatusCode.INVALID_ARGUMENT
+
+
+class NotFoundError(MaosRpcError):
+    """NOT_FOUND: the resource does not exist or is not visible to the caller."""
+
+    code = grpc.StatusCode.NOT_FOUND
+
+
+class AlreadyExistsError(MaosRpcError):
+    """ALREADY_EXISTS: a resource with that id exists."""
+
+    code = grpc.StatusCode.ALREADY_EXISTS
+
+
+class FailedPreconditionError(MaosRpcError):
+    """FAILED_PRECONDITION: the resource's state does not allow the call; do not retry as is."""
+
+    code = grpc.StatusCode.FAILED_PRECONDITION
+
+
+class AbortedError(MaosRpcError):
+    """ABORTED: a concurrency conflict; retry at a higher level."""
+
+    code = grpc.StatusCode.ABORTED
+
+
+class ResourceExhaustedError(MaosRpcError):
+    """RESOURCE_EXHAUSTED: a limit or rate was hit; see ``retry_delay``."""
+
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+class UnauthenticatedError(MaosRpcError):
+    """UNAUTHENTICATED: missing, unknown, expired or revoked credentials."""
+
+    code = grpc.StatusCode.UNAUTHENTICATED
+
+
+class PermissionDeniedError(MaosRpcError):
+    """PERMISSION_DENIED: the caller lacks the permission the call requires."""
+
+    code = grpc.StatusCode.PERMISSION_DENIED
+
+
+class UnavailableError(MaosRpcError):
+    """UNAVAILABLE: the control plane cannot be reached or is shutting down; retry later."""
+
+    code = grpc.StatusCode.UNAVAILABLE
+
+
+class DeadlineExceededError(MaosRpcError):
+    """DEADLINE_EXCEEDED: the call did not finish within its timeout."""
+
+    code = grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+_ERROR_FOR_CODE: dict[grpc.StatusCode, type[MaosRpcError]] = {
+    cls.code: cls
+    for cls in (InvalidArgumentError, NotFoundError, AlreadyExistsError, FailedPreconditionError, AbortedError,
+                ResourceExhaustedError, UnauthenticatedError, PermissionDeniedError, UnavailableError,
+                DeadlineExceededError)
+}
+
+
+def from_rpc_error(exc: grpc.aio.AioRpcError | grpc.RpcError) -> MaosRpcError:
+    """Translate a failed gRPC call into the matching :class:`MaosRpcError` subclass.
+
+    Reads the ``google.rpc.Status`` of the ``grpc-status-details-bin`` trailer
+    (via ``grpc_status.rpc_status.from_call``) for the ErrorInfo reason, the
+    BadRequest field violations and the RetryInfo delay. The only place that
+    turns gRPC errors into SDK errors.
+    """
+    from google.rpc import error_details_pb2
+    from grpc_status import rpc_status
+
+    code = exc.code() if callable(getattr(exc, "code", None)) else grpc.StatusCode.UNKNOWN
+    message = (exc.details() if callable(getattr(exc, "details", None)) else "") or code.name
+    reason, violations, retry_delay, metadata = "", [], None, {}
+    try:
+        status = rpc_status.from_call(exc)  # type: ignore[arg-type]
+    except (ValueError, TypeError, AttributeError):  # an inconsistent or foreign trailer
+        status = None
+    if status is not None:
+        message = status.message or message
+        for detail in status.details:
+            if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+                info = error_details_pb2.ErrorInfo()
+                detail.Unpack(info)
+                reason, metadata = info.reason, dict(info.metadata)
+            elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+                bad = error_details_pb2.BadRequest()
+                detail.Unpack(bad)
+                violations.extend((v.field, v.description) for v in bad.field_violations)
+            elif detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+                info_retry = error_details_pb2.RetryInfo()
+                detail.Unpack(info_retry)
+                retry_delay = info_retry.retry_delay.seconds + info_retry.retry_delay.nanos / 1e9
+    cls = _ERROR_FOR_CODE.get(code, MaosRpcError)
+    return cls(message, code=code, reason=reason, field_violations=violations, retry_delay=retry_delay,
+               metadata=metadata)

@@ -1,1 +1,3 @@
-pytest_plugins = ["tests.harness.services"]
+"""Shared fixtures: real PostgreSQL/Redis, a real control plane, real agent processes."""
+
+pytest_plugins = ["tests.harness.services", "tests.harness.server"]

@@ -99,6 +99,7 @@ class ErrorAndMetricsInterceptor(grpc.aio.ServerInterceptor):
 
     def __init__(self, metrics: Metrics):
         self._metrics = metrics
+        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
 
     async def intercept_service(
         self,
@@ -108,16 +109,29 @@ class ErrorAndMetricsInterceptor(grpc.aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None:
             return handler
-        service, _, method = handler_call_details.method.lstrip("/").partition("/")
+        cached = self._wrapped.get(handler_call_details.method)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
+        wrapped = self._wrap(handler, handler_call_details.method)
+        self._wrapped[handler_call_details.method] = (handler, wrapped)
+        return wrapped
+
+    def _wrap(self, handler: grpc.RpcMethodHandler, full_method: str) -> grpc.RpcMethodHandler:
+        service, _, method = full_method.lstrip("/").partition("/")
         if service.startswith("grpc."):
             return handler  # health and reflection are not ours to map
         metrics = self._metrics
         handled = metrics.rpc_handled
         seconds = metrics.rpc_seconds
+        children: dict[tuple[str, str], tuple[Any, Any]] = {}
 
         def done(kind: str, started: float, code: str) -> None:
-            handled.labels(kind, service, method, code).inc()
-            seconds.labels(kind, service, method).observe(time.perf_counter() - started)
+            child = children.get((kind, code))
+            if child is None:  # label lookups are slow: resolve once per method, kind and code
+                child = children[(kind, code)] = (handled.labels(kind, service, method, code),
+                                                  seconds.labels(kind, service, method))
+            child[0].inc()
+            child[1].observe(time.perf_counter() - started)
 
         def code_of(context: grpc.aio.ServicerContext) -> str:
             code = context.code()

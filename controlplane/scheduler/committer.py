@@ -66,6 +66,8 @@ class Committer:
         self._flusher: asyncio.Task[None] | None = None
         self._closed = False
         self.failed: BaseException | None = None
+        import os
+        self._inline = os.environ.get("MAOS_INLINE_COMMIT") == "1"
 
     def start(self) -> None:
         """Start the flusher task on the running loop."""
@@ -124,7 +126,10 @@ class Committer:
             started = loop.time()
             try:
                 if batch:
-                    await self._storage.call(self._storage.backend.write, batch)
+                    if self._inline:
+                        self._storage.backend.write(batch)
+                    else:
+                        await self._storage.call(self._storage.backend.write, batch)
             except asyncio.CancelledError:
                 self._requeue(generation)
                 raise

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
+import random
 import secrets
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -132,6 +133,7 @@ class Engine:
         self._sweeper: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.started_at = now()
+        self._random = random.Random(secrets.randbits(128))
 
     # --- lifecycle ----------------------------------------------------------
 
@@ -192,8 +194,12 @@ class Engine:
     # --- submission ---------------------------------------------------------
 
     def new_task_id(self) -> str:
-        """A fresh task id: time-ordered and unguessable."""
-        return f"t{int(now() * 1000):x}{secrets.token_hex(5)}"
+        """A fresh task id: time-ordered, unique across replicas and restarts.
+
+        Ids are not secrets (access control decides who sees a task), so a
+        fast non-cryptographic random suffix is enough to keep them unique.
+        """
+        return f"t{int(now() * 1000):x}{self._random.getrandbits(48):012x}"
 
     async def submit(
         self,

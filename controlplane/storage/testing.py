@@ -25,6 +25,7 @@ so round trips exercise the whole model.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from collections.abc import Callable
 from typing import Any
 
@@ -68,10 +69,11 @@ def full_task(task_id: str = "task-full", *, seq: int = 1, **changes: Any) -> Ta
     """
     plan = ExecutionPlan(
         subtasks=[
-            PlannedSubtask(key="gather", title="Gather", instructions="Collect the reports", capability="web",
-                           agent_type="researcher", kind=SubtaskKind.WORK),
-            PlannedSubtask(key="merge", title="Merge", instructions="Merge the findings", capability="writing",
-                           agent_type="writer", kind=SubtaskKind.SYNTHESIS, depends_on=["gather"]),
+            PlannedSubtask(key="gather", title="Gather", instructions="Collect the reports",
+                           capability="web", agent_type="researcher", kind=SubtaskKind.WORK),
+            PlannedSubtask(key="merge", title="Merge", instructions="Merge the findings",
+                           capability="writing", agent_type="writer", kind=SubtaskKind.SYNTHESIS,
+                           depends_on=["gather"]),
         ],
         planner="llm",
         warnings=["plan truncated"],
@@ -130,7 +132,8 @@ def minimal_task(task_id: str = "task-min", *, seq: int = 1, **changes: Any) -> 
     Returns:
         A new task: no plan, no failure, no start or end time.
     """
-    return Task(id=task_id, description="d", create_time=_T0, update_time=_T0, seq=seq, **changes)
+    fields: dict[str, Any] = {"description": "d", "create_time": _T0, "update_time": _T0, **changes}
+    return Task(id=task_id, seq=seq, **fields)
 
 
 def full_subtask(task_id: str = "task-full", subtask_id: str = "merge", **changes: Any) -> Subtask:
@@ -192,7 +195,8 @@ def minimal_subtask(task_id: str = "task-min", subtask_id: str = "s1", **changes
     Returns:
         A new subtask.
     """
-    return Subtask(task_id=task_id, id=subtask_id, title="t", instructions="i", **changes)
+    fields: dict[str, Any] = {"title": "t", "instructions": "i", **changes}
+    return Subtask(task_id=task_id, id=subtask_id, **fields)
 
 
 def full_agent(agent_id: str = "agent-full", **changes: Any) -> AgentInfo:
@@ -232,7 +236,7 @@ def full_agent(agent_id: str = "agent-full", **changes: Any) -> AgentInfo:
 
 def minimal_agent(agent_id: str = "agent-min", **changes: Any) -> AgentInfo:
     """An agent with only the required fields (no connect, heartbeat or disconnect time)."""
-    return AgentInfo(id=agent_id, agent_type="worker", **changes)
+    return AgentInfo(id=agent_id, **{"agent_type": "worker", **changes})
 
 
 def listing_tasks() -> list[Task]:
@@ -241,7 +245,7 @@ def listing_tasks() -> list[Task]:
     Returns:
         Tasks with seq 1..12 (listed in reverse, so insertion order is not seq order).
     """
-    owners = ("alice", "bob", "carol")
+    owners = ("alice", "bob", "")
     return [
         minimal_task(
             f"list-{seq:02d}",
@@ -279,6 +283,9 @@ LISTING_CASES: list[tuple[dict[str, Any], _Filter]] = [
         lambda t: t.owner == "alice" and t.task_type == "research" and t.create_time >= 1002.0,
     ),
 ]
+
+
+_LISTING_IDS = ["+".join(fields) or "none" for fields, _ in LISTING_CASES]
 
 
 # --- the contract --------------------------------------------------------------
@@ -355,8 +362,12 @@ class StorageContract:
     # --- upserts -------------------------------------------------------------
 
     def test_upsert_latest_state_wins(self, backend: StorageBackend) -> None:
-        backend.write(WriteBatch(tasks=[minimal_task()], subtasks=[minimal_subtask()], agents=[minimal_agent()]))
-        task = minimal_task(status=TaskStatus.RUNNING, output="new", start_time=_T0 + 1, plan=full_task().plan)
+        backend.write(
+            WriteBatch(tasks=[minimal_task()], subtasks=[minimal_subtask()], agents=[minimal_agent()])
+        )
+        task = minimal_task(
+            status=TaskStatus.RUNNING, output="new", start_time=_T0 + 1, plan=full_task().plan
+        )
         subtask = minimal_subtask(status=SubtaskStatus.COMPLETED, checkpoint=b"cp", attempt=2)
         agent = minimal_agent(status=AgentStatus.BUSY, completed_subtasks=1)
         backend.write(WriteBatch(tasks=[task], subtasks=[subtask], agents=[agent]))
@@ -385,7 +396,8 @@ class StorageContract:
 
     def test_subtasks_are_scoped_to_their_task(self, backend: StorageBackend) -> None:
         subtasks = [minimal_subtask("a", "s1"), minimal_subtask("b", "s1", output="b's")]
-        backend.write(WriteBatch(tasks=[minimal_task("a", seq=1), minimal_task("b", seq=2)], subtasks=subtasks))
+        tasks = [minimal_task("a", seq=1), minimal_task("b", seq=2)]
+        backend.write(WriteBatch(tasks=tasks, subtasks=subtasks))
         assert backend.get_subtasks("a") == [subtasks[0]]
         assert backend.get_subtasks("b") == [subtasks[1]]
 
@@ -415,8 +427,10 @@ class StorageContract:
 
     # --- listing -------------------------------------------------------------
 
-    @pytest.mark.parametrize(("fields", "selects"), LISTING_CASES, ids=lambda c: str(c) if isinstance(c, dict) else "")
-    def test_list_tasks_filters(self, backend: StorageBackend, fields: dict[str, Any], selects: _Filter) -> None:
+    @pytest.mark.parametrize(("fields", "selects"), LISTING_CASES, ids=_LISTING_IDS)
+    def test_list_tasks_filters(
+        self, backend: StorageBackend, fields: dict[str, Any], selects: _Filter
+    ) -> None:
         tasks = listing_tasks()
         backend.write(WriteBatch(tasks=tasks))
         expected = [t for t in sorted(tasks, key=lambda t: -t.seq) if selects(t)]
@@ -470,7 +484,7 @@ class StorageContract:
     def test_next_incarnation_strictly_increases(self, backend: StorageBackend) -> None:
         values = [backend.next_incarnation() for _ in range(5)]
         assert values[0] >= 1
-        assert all(a < b for a, b in zip(values, values[1:], strict=False))
+        assert all(a < b for a, b in itertools.pairwise(values))
 
     def test_next_task_seq(self, backend: StorageBackend) -> None:
         assert backend.next_task_seq() == 0

@@ -69,7 +69,8 @@ class TaskServicer(tasks_grpc.TaskServiceServicer):
             request_id=request.request_id,
             request_hash=request_hash(request) if request.request_id else "",
         )
-        return tasks_pb.SubmitTaskResponse(task=await self._task_pb(outcome[0].task))
+        task = outcome[0].task
+        return tasks_pb.SubmitTaskResponse(task=convert.task_to_pb(task, self.engine.explain(task)))
 
     async def BatchSubmitTasks(self, request: tasks_pb.BatchSubmitTasksRequest, context: grpc.aio.ServicerContext) -> tasks_pb.BatchSubmitTasksResponse:
         validate_request_id(request.request_id)

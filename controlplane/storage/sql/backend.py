@@ -33,6 +33,7 @@ _T = TypeVar("_T")
 #: URL schemes served by :class:`SqlBackendFactory`.
 SCHEMES = frozenset({"sqlite", "sqlite+pysqlite", "postgresql", "postgresql+psycopg"})
 
+# ``status IN (unfinished)`` rather than ``NOT IN (finished)``: an index can serve it.
 _UNFINISHED = tuple(int(s) for s in TaskStatus if not s.finished)
 _IN_CHUNK = 500  # ids per ``IN (...)``, well under every SQLite variable limit
 _STORAGE_UNAVAILABLE = "ERROR_REASON_STORAGE_UNAVAILABLE"
@@ -51,14 +52,13 @@ def translate_errors() -> Iterator[None]:
         yield
     except IntegrityError as exc:
         raise AlreadyExists(f"storage conflict: {_first_line(exc)}") from exc
-    except (OperationalError, InterfaceError, PoolTimeoutError) as exc:
+    except (DBAPIError, PoolTimeoutError) as exc:
+        connection_problem = isinstance(exc, (OperationalError, InterfaceError, PoolTimeoutError)) or (
+            isinstance(exc, DBAPIError) and exc.connection_invalidated
+        )
+        if not connection_problem:
+            raise
         raise Unavailable(f"storage unavailable: {_first_line(exc)}", reason=_STORAGE_UNAVAILABLE) from exc
-    except DBAPIError as exc:
-        if exc.connection_invalidated:
-            raise Unavailable(
-                f"storage unavailable: {_first_line(exc)}", reason=_STORAGE_UNAVAILABLE
-            ) from exc
-        raise
 
 
 def _first_line(exc: Exception) -> str:
@@ -85,6 +85,11 @@ def _upsert(insert: Callable[[Table], Any], table: Table, *, keep: Sequence[str]
 
 class SqlBackend:
     """A :class:`~controlplane.storage.base.StorageBackend` on a SQLAlchemy engine.
+
+    Subtasks carry a storage-assigned ``ord`` that only new rows keep, so
+    :meth:`get_subtasks` returns them in the order they were first written
+    (the engine writes a plan's subtasks in plan order). The next ``ord`` is
+    read from the table on the first write and then counted in memory.
 
     Args:
         engine: An engine for SQLite or PostgreSQL, as made by
@@ -360,7 +365,7 @@ class SqlBackendFactory:
     name = "sqlalchemy"
 
     def handles(self, url: str) -> bool:
-        """Whether ``url`` is a ``sqlite``, ``sqlite+pysqlite``, ``postgresql`` or ``postgresql+psycopg`` URL."""
+        """Whether ``url`` is a sqlite, sqlite+pysqlite, postgresql or postgresql+psycopg URL."""
         scheme, sep, _ = url.partition(":")
         return bool(sep) and scheme.lower() in SCHEMES
 

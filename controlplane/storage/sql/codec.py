@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Mapping
+from dataclasses import fields
 from typing import Any, TypeVar
 
 from controlplane.domain.model import (
@@ -46,13 +47,13 @@ _dumps = _ENCODER.encode
 
 
 def _flat(obj: Any) -> dict[str, Any]:
-    """The fields of a dataclass whose values are all JSON scalars."""
+    """A shallow dict of a dataclass's fields (the caller encodes nested records)."""
     return dict(vars(obj))
 
 
 def _build(cls: type[_T], data: Mapping[str, Any] | None) -> _T:
     """An instance of ``cls`` from the known keys of ``data`` (defaults for the rest)."""
-    names = cls.__dataclass_fields__  # type: ignore[attr-defined]
+    names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
     return cls(**{k: v for k, v in (data or {}).items() if k in names})
 
 

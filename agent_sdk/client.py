@@ -1,0 +1,471 @@
+"""A typed async client for the user-facing MAOS services (TaskService, AgentService, SystemService).
+
+Usage::
+
+    async with Client("127.0.0.1:7100", token=None) as client:
+        task = await client.submit_task(description="Summarize renewable energy benefits")
+        done = await client.wait_task(task.name, timeout=600)
+        result = await client.get_results(done.name)
+
+Every unary call gets a deadline (``timeout``, 10 s by default; gRPC has none),
+the ``authorization: Bearer <token>`` metadata when a token is set, and
+transparent retries on UNAVAILABLE for idempotent calls through the channel's
+service config (mutating calls are idempotent because the client always sends
+a ``request_id``). Streams are never retried by gRPC; :meth:`Client.wait_task`
+re-opens its watch itself. Every failed call raises a
+:class:`~agent_sdk.errors.MaosRpcError` subclass.
+
+Ids may be given bare (``t1a2b...``) or as resource names (``tasks/t1a2b...``).
+The raw services are reachable as ``client.tasks``, ``client.agents`` and
+``client.system`` (stubs with the same defaults).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from datetime import datetime, timezone
+from typing import Any, TypeVar
+
+import grpc
+from google.protobuf import field_mask_pb2, timestamp_pb2
+
+from agent_sdk.errors import MaosRpcError, UnavailableError, from_rpc_error
+from agent_sdk.proto.maos.v1 import agent_service_pb2 as agents_pb
+from agent_sdk.proto.maos.v1 import agent_service_pb2_grpc as agents_grpc
+from agent_sdk.proto.maos.v1 import enums_pb2 as enums
+from agent_sdk.proto.maos.v1 import messages_pb2 as msgs
+from agent_sdk.proto.maos.v1 import system_service_pb2 as system_pb
+from agent_sdk.proto.maos.v1 import system_service_pb2_grpc as system_grpc
+from agent_sdk.proto.maos.v1 import task_service_pb2 as tasks_pb
+from agent_sdk.proto.maos.v1 import task_service_pb2_grpc as tasks_grpc
+
+__all__ = ["Client", "MaosRpcError", "SERVICE_CONFIG", "TERMINAL_TASK_STATUSES", "agent_name", "build_task",
+           "priority_value", "task_name", "translate_errors"]
+
+T = TypeVar("T")
+
+DEFAULT_TIMEOUT = 10.0
+TERMINAL_TASK_STATUSES = frozenset({enums.TASK_STATUS_COMPLETED, enums.TASK_STATUS_FAILED, enums.TASK_STATUS_CANCELLED})
+
+#: Unary methods safe to retry on UNAVAILABLE (reads, and writes deduplicated by request_id).
+IDEMPOTENT_METHODS = {
+    "maos.v1.TaskService": ["SubmitTask", "BatchSubmitTasks", "GetTask", "ListTasks", "CancelTask", "RetryTask",
+                            "UpdateTask", "GetTaskResults", "AnalyzeTask"],
+    "maos.v1.AgentService": ["ListAgents", "GetAgent", "SpawnAgents", "TerminateAgent", "PauseAgent",
+                             "ResumeAgent", "DrainAgent", "ListAgentTypes"],
+    "maos.v1.SystemService": ["GetStatus", "GetHealth", "GetMetricsSummary", "ListLogs", "GetConfig", "SetConfig"],
+    "grpc.health.v1.Health": ["Check"],
+}
+
+SERVICE_CONFIG = {
+    "methodConfig": [{
+        "name": [{"service": service, "method": method}
+                 for service, methods in IDEMPOTENT_METHODS.items() for method in methods],
+        "retryPolicy": {
+            "maxAttempts": 4,
+            "initialBackoff": "0.1s",
+            "maxBackoff": "2s",
+            "backoffMultiplier": 2,
+            "retryableStatusCodes": ["UNAVAILABLE"],
+        },
+    }]
+}
+
+CHANNEL_OPTIONS = [
+    ("grpc.enable_retries", 1),
+    ("grpc.service_config", json.dumps(SERVICE_CONFIG)),
+    ("grpc.max_receive_message_length", 16 * 1024 * 1024),
+    ("grpc.max_send_message_length", 16 * 1024 * 1024),
+]
+
+_PRIORITIES = {"LOW": enums.PRIORITY_LOW, "NORMAL": enums.PRIORITY_NORMAL, "MEDIUM": enums.PRIORITY_NORMAL,
+               "HIGH": enums.PRIORITY_HIGH, "CRITICAL": enums.PRIORITY_CRITICAL}
+
+
+# --- names and values ---------------------------------------------------------------------------
+
+def _name(collection: str, id_or_name: str) -> str:
+    text = str(id_or_name).strip()
+    return text if text.startswith(collection + "/") else f"{collection}/{text}"
+
+
+def task_name(id_or_name: str) -> str:
+    """``tasks/{id}`` from a bare id or a name."""
+    return _name("tasks", id_or_name)
+
+
+def agent_name(id_or_name: str) -> str:
+    """``agents/{id}`` from a bare id or a name."""
+    return _name("agents", id_or_name)
+
+
+def priority_value(priority: str | int | None) -> int:
+    """A ``Priority`` value from LOW, NORMAL (alias MEDIUM), HIGH, CRITICAL (any case, optional prefix) or an int."""
+    if priority is None:
+        return enums.PRIORITY_UNSPECIFIED
+    if isinstance(priority, int):
+        return priority
+    key = str(priority).strip().upper().removeprefix("PRIORITY_")
+    if key not in _PRIORITIES:
+        raise ValueError(f"unknown priority {priority!r}; use LOW, NORMAL (or MEDIUM), HIGH or CRITICAL")
+    return _PRIORITIES[key]
+
+
+def _timestamp(value: datetime | float | timestamp_pb2.Timestamp) -> timestamp_pb2.Timestamp:
+    if isinstance(value, timestamp_pb2.Timestamp):
+        return value
+    ts = timestamp_pb2.Timestamp()
+    if isinstance(value, datetime):
+        ts.FromDatetime(value if value.tzinfo else value.astimezone(timezone.utc))
+    else:
+        ts.FromNanoseconds(int(float(value) * 1e9))
+    return ts
+
+
+def build_task(
+    description: str = "",
+    *,
+    task_type: str = "",
+    priority: str | int | None = None,
+    max_agents: int = 0,
+    depends_on: Iterable[str] = (),
+    require_consensus: bool = False,
+    consensus_threshold: float | None = None,
+    timeout: float | None = None,
+    context: str = "",
+    constraints: str = "",
+    metadata: Mapping[str, str] | None = None,
+    max_retries: int | None = None,
+    agent_type: str = "",
+) -> msgs.Task:
+    """A ``Task`` message from keyword arguments (``timeout`` in seconds, ids bare or as names)."""
+    task = msgs.Task(description=description, task_type=task_type or "", priority=priority_value(priority),
+                     max_agents=max_agents or 0, depends_on=[task_name(d) for d in depends_on if d],
+                     context=context or "", constraints=constraints or "", metadata=dict(metadata or {}),
+                     agent_type=agent_type or "")
+    if require_consensus or consensus_threshold is not None:
+        task.consensus.required = bool(require_consensus)
+        if consensus_threshold is not None:
+            task.consensus.threshold = consensus_threshold
+    if timeout:
+        task.timeout.FromNanoseconds(int(timeout * 1e9))
+    if max_retries is not None:
+        task.retry_policy.max_retries = max_retries
+    return task
+
+
+# --- error translation and stub wrapping ------------------------------------------------------------
+
+def translate_errors(fn: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
+    """Raise :class:`MaosRpcError` subclasses instead of ``grpc.aio.AioRpcError`` from a coroutine."""
+
+    @functools.wraps(fn)
+    async def wrapper(*args: Any, **kwargs: Any) -> T:
+        try:
+            return await fn(*args, **kwargs)
+        except grpc.aio.AioRpcError as exc:
+            raise from_rpc_error(exc) from None
+
+    return wrapper
+
+
+class _Service:
+    """A stub whose calls default to the client's timeout and metadata and raise MaosRpcError."""
+
+    def __init__(self, stub: Any, client: Client):
+        self._stub = stub
+        self._client = client
+
+    def __getattr__(self, method: str) -> Callable[..., Any]:
+        multicallable = getattr(self._stub, method)
+        client = self._client
+        if isinstance(multicallable, grpc.aio.UnaryStreamMultiCallable):
+
+            async def stream(request: Any, *, timeout: float | None = None, **kwargs: Any) -> AsyncIterator[Any]:
+                call = multicallable(request, timeout=timeout, metadata=client._metadata, **kwargs)
+                try:
+                    async for response in call:
+                        yield response
+                except grpc.aio.AioRpcError as exc:
+                    raise from_rpc_error(exc) from None
+                finally:
+                    call.cancel()
+
+            return stream
+
+        @translate_errors
+        async def unary(request: Any, *, timeout: float | None = None, **kwargs: Any) -> Any:
+            return await multicallable(request, timeout=client.timeout if timeout is None else timeout,
+                                       metadata=client._metadata, **kwargs)
+
+        return unary
+
+
+class Client:
+    """An async client of one MAOS control plane.
+
+    Args:
+        address: ``host:port`` of the control plane.
+        token: An API key sent as ``authorization: Bearer <token>``.
+        timeout: Default deadline in seconds of every unary call.
+        credentials: TLS channel credentials; plaintext when None.
+    """
+
+    def __init__(self, address: str, *, token: str | None = None, timeout: float = DEFAULT_TIMEOUT,
+                 credentials: grpc.ChannelCredentials | None = None):
+        self.address = address
+        self.token = token
+        self.timeout = timeout
+        self._metadata = (("authorization", f"Bearer {token}"),) if token else None
+        self.channel = (grpc.aio.secure_channel(address, credentials, options=CHANNEL_OPTIONS) if credentials
+                        else grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS))
+        self.tasks = _Service(tasks_grpc.TaskServiceStub(self.channel), self)
+        self.agents = _Service(agents_grpc.AgentServiceStub(self.channel), self)
+        self.system = _Service(system_grpc.SystemServiceStub(self.channel), self)
+
+    @classmethod
+    async def connect(cls, address: str, *, token: str | None = None, timeout: float = DEFAULT_TIMEOUT,
+                      credentials: grpc.ChannelCredentials | None = None) -> Client:
+        """A client whose channel is ready; UnavailableError if it cannot connect within ``timeout``."""
+        client = cls(address, token=token, timeout=timeout, credentials=credentials)
+        try:
+            await asyncio.wait_for(client.channel.channel_ready(), timeout)
+        except (TimeoutError, asyncio.TimeoutError):
+            await client.close()
+            raise UnavailableError(f"cannot reach the MAOS control plane at {address} within {timeout:g} s") from None
+        return client
+
+    async def close(self) -> None:
+        """Close the channel (calls in flight are cancelled)."""
+        await self.channel.close()
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # --- tasks ------------------------------------------------------------------------------------
+
+    async def submit_task(self, task: msgs.Task | None = None, *, request_id: str | None = None,
+                          **fields: Any) -> msgs.Task:
+        """Submit a task (a ``Task`` message or :func:`build_task` keyword arguments); returns it as stored."""
+        message = task if task is not None else build_task(**fields)
+        response = await self.tasks.SubmitTask(
+            tasks_pb.SubmitTaskRequest(task=message, request_id=request_id or str(uuid.uuid4())))
+        return response.task
+
+    async def batch_submit(self, tasks: Sequence[msgs.Task | Mapping[str, Any]], *,
+                           request_id: str | None = None) -> list[msgs.Task]:
+        """Submit many tasks atomically; returns them in order."""
+        requests = [tasks_pb.SubmitTaskRequest(task=t if isinstance(t, msgs.Task) else build_task(**t))
+                    for t in tasks]
+        response = await self.tasks.BatchSubmitTasks(
+            tasks_pb.BatchSubmitTasksRequest(requests=requests, request_id=request_id or str(uuid.uuid4())))
+        return list(response.tasks)
+
+    async def get_task(self, id_or_name: str, full: bool = False) -> tasks_pb.GetTaskResponse:
+        """One task; with ``full`` also its subtasks, plan and consensus record."""
+        view = enums.TASK_VIEW_FULL if full else enums.TASK_VIEW_BASIC
+        return await self.tasks.GetTask(tasks_pb.GetTaskRequest(name=task_name(id_or_name), view=view))
+
+    def _list_tasks_request(self, statuses: Iterable[int], task_types: Iterable[str], priorities: Iterable[Any],
+                            since: datetime | float | None, batch: str, owner: str) -> tasks_pb.ListTasksRequest:
+        request = tasks_pb.ListTasksRequest(
+            statuses=list(statuses), task_types=list(task_types),
+            priorities=[priority_value(p) for p in priorities], batch=batch, owner=owner)
+        if since is not None:
+            request.since.CopyFrom(_timestamp(since))
+        return request
+
+    async def list_tasks(self, *, statuses: Iterable[int] = (), task_types: Iterable[str] = (),
+                         priorities: Iterable[Any] = (), since: datetime | float | None = None, batch: str = "",
+                         owner: str = "", page_size: int = 0, page_token: str = "") -> tasks_pb.ListTasksResponse:
+        """One page of tasks, newest first (``since``: a datetime or epoch seconds)."""
+        request = self._list_tasks_request(statuses, task_types, priorities, since, batch, owner)
+        request.page_size, request.page_token = page_size, page_token
+        return await self.tasks.ListTasks(request)
+
+    async def iter_tasks(self, *, limit: int | None = None, page_size: int = 0,
+                         **filters: Any) -> AsyncIterator[msgs.Task]:
+        """Every task matching the filters of :meth:`list_tasks`, across pages (at most ``limit``)."""
+        token, count = "", 0
+        while True:
+            size = min(page_size or 1000, limit - count) if limit else page_size
+            page = await self.list_tasks(page_size=size, page_token=token, **filters)
+            for task in page.tasks:
+                yield task
+                count += 1
+                if limit and count >= limit:
+                    return
+            token = page.next_page_token
+            if not token:
+                return
+
+    async def cancel_task(self, id_or_name: str, reason: str = "", *, request_id: str | None = None) -> msgs.Task:
+        """Cancel an unfinished task (FailedPreconditionError if it is finished)."""
+        response = await self.tasks.CancelTask(tasks_pb.CancelTaskRequest(
+            name=task_name(id_or_name), reason=reason, request_id=request_id or str(uuid.uuid4())))
+        return response.task
+
+    async def retry_task(self, id_or_name: str, *, request_id: str | None = None) -> msgs.Task:
+        """Run a FAILED or CANCELLED task again."""
+        response = await self.tasks.RetryTask(tasks_pb.RetryTaskRequest(
+            name=task_name(id_or_name), request_id=request_id or str(uuid.uuid4())))
+        return response.task
+
+    async def update_task(self, id_or_name: str, priority: str | int | None = None, max_agents: int | None = None,
+                          *, request_id: str | None = None) -> msgs.Task:
+        """Change the priority and/or max_agents of an unfinished task."""
+        task, paths = msgs.Task(name=task_name(id_or_name)), []
+        if priority is not None:
+            task.priority = priority_value(priority)
+            paths.append("priority")
+        if max_agents is not None:
+            task.max_agents = max_agents
+            paths.append("max_agents")
+        response = await self.tasks.UpdateTask(tasks_pb.UpdateTaskRequest(
+            task=task, update_mask=field_mask_pb2.FieldMask(paths=paths),
+            request_id=request_id or str(uuid.uuid4())))
+        return response.task
+
+    async def get_results(self, id_or_name: str) -> msgs.TaskResult:
+        """The result of a finished task (FailedPreconditionError while it runs)."""
+        return (await self.tasks.GetTaskResults(tasks_pb.GetTaskResultsRequest(name=task_name(id_or_name)))).result
+
+    async def analyze_task(self, task: msgs.Task | None = None, *, name: str | None = None,
+                           **fields: Any) -> msgs.ExecutionPlan:
+        """Plan without running: an existing task (``name``), a ``Task`` draft, or build_task keywords."""
+        if name:
+            request = tasks_pb.AnalyzeTaskRequest(name=task_name(name))
+        else:
+            request = tasks_pb.AnalyzeTaskRequest(task=task if task is not None else build_task(**fields))
+        return (await self.tasks.AnalyzeTask(request)).plan
+
+    async def watch_task(self, id_or_name: str, *, include_progress: bool = False,
+                         timeout: float | None = None) -> AsyncIterator[tasks_pb.WatchTaskResponse]:
+        """A snapshot of the task, then one message per change until it finishes (no deadline by default)."""
+        request = tasks_pb.WatchTaskRequest(name=task_name(id_or_name), include_progress=include_progress)
+        async for response in self.tasks.WatchTask(request, timeout=timeout):
+            yield response
+
+    async def wait_task(self, id_or_name: str, timeout: float | None = None) -> msgs.Task:
+        """Wait until the task is finished and return it; TimeoutError after ``timeout`` seconds.
+
+        Built on WatchTask; a broken stream (UNAVAILABLE, or one that ends early) is re-opened with backoff.
+        """
+        async def wait() -> msgs.Task:
+            delay = 0.1
+            while True:
+                try:
+                    async for response in self.watch_task(id_or_name):
+                        if response.task.status in TERMINAL_TASK_STATUSES:
+                            return response.task
+                except UnavailableError:
+                    pass
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+        try:
+            return await asyncio.wait_for(wait(), timeout)
+        except (TimeoutError, asyncio.TimeoutError):
+            raise TimeoutError(f"{task_name(id_or_name)} did not finish within {timeout:g} s") from None
+
+    # --- agents -----------------------------------------------------------------------------------
+
+    async def list_agents(self, *, statuses: Iterable[int] = (), agent_types: Iterable[str] = (),
+                          include_terminated: bool = False, page_size: int = 0,
+                          page_token: str = "") -> agents_pb.ListAgentsResponse:
+        """One page of agents, connected ones first."""
+        return await self.agents.ListAgents(agents_pb.ListAgentsRequest(
+            statuses=list(statuses), agent_types=list(agent_types), include_terminated=include_terminated,
+            page_size=page_size, page_token=page_token))
+
+    async def iter_agents(self, **filters: Any) -> AsyncIterator[msgs.Agent]:
+        """Every agent matching the filters of :meth:`list_agents`, across pages."""
+        token = ""
+        while True:
+            page = await self.list_agents(page_token=token, **filters)
+            for agent in page.agents:
+                yield agent
+            token = page.next_page_token
+            if not token:
+                return
+
+    async def get_agent(self, id_or_name: str) -> msgs.Agent:
+        """One agent with its assignments and track record."""
+        return (await self.agents.GetAgent(agents_pb.GetAgentRequest(name=agent_name(id_or_name)))).agent
+
+    async def spawn_agents(self, agent_type: str, count: int = 1, *, capabilities: Iterable[str] = (),
+                           max_concurrency: int = 0, labels: Mapping[str, str] | None = None,
+                           request_id: str | None = None) -> list[msgs.Agent]:
+        """Launch supervised agent processes on the control plane's machine (they start as STARTING)."""
+        response = await self.agents.SpawnAgents(agents_pb.SpawnAgentsRequest(
+            agent_type=agent_type, count=count, capabilities=list(capabilities), max_concurrency=max_concurrency,
+            labels=dict(labels or {}), request_id=request_id or str(uuid.uuid4())))
+        return list(response.agents)
+
+    async def terminate_agent(self, id_or_name: str, *, force: bool = False, grace: float | None = None,
+                              request_id: str | None = None) -> msgs.Agent:
+        """Stop an agent: drain it within ``grace`` seconds (default 30), or at once with ``force``."""
+        request = agents_pb.TerminateAgentRequest(name=agent_name(id_or_name), force=force,
+                                                  request_id=request_id or str(uuid.uuid4()))
+        if grace is not None:
+            request.grace.FromNanoseconds(int(grace * 1e9))
+        return (await self.agents.TerminateAgent(request)).agent
+
+    async def pause_agent(self, id_or_name: str) -> msgs.Agent:
+        """Stop sending new work to an agent."""
+        return (await self.agents.PauseAgent(agents_pb.PauseAgentRequest(name=agent_name(id_or_name)))).agent
+
+    async def resume_agent(self, id_or_name: str) -> msgs.Agent:
+        """Let a paused agent take work again."""
+        return (await self.agents.ResumeAgent(agents_pb.ResumeAgentRequest(name=agent_name(id_or_name)))).agent
+
+    async def drain_agent(self, id_or_name: str, grace: float | None = None) -> msgs.Agent:
+        """Ask an agent to finish its work, take no more, then leave."""
+        request = agents_pb.DrainAgentRequest(name=agent_name(id_or_name))
+        if grace is not None:
+            request.grace.FromNanoseconds(int(grace * 1e9))
+        return (await self.agents.DrainAgent(request)).agent
+
+    async def list_agent_types(self) -> list[agents_pb.AgentType]:
+        """The agent types the control plane knows."""
+        return list((await self.agents.ListAgentTypes(agents_pb.ListAgentTypesRequest())).agent_types)
+
+    # --- system -----------------------------------------------------------------------------------
+
+    async def status(self, detailed: bool = False) -> system_pb.GetStatusResponse:
+        """Version, uptime and counts of tasks, subtasks and agents."""
+        return await self.system.GetStatus(system_pb.GetStatusRequest(detailed=detailed))
+
+    async def health(self, components: Iterable[str] = ()) -> system_pb.GetHealthResponse:
+        """The state of each component (all when ``components`` is empty) and the worst of them."""
+        return await self.system.GetHealth(system_pb.GetHealthRequest(components=list(components)))
+
+    async def metrics_summary(self, category: str = "") -> list[system_pb.MetricSample]:
+        """Metric samples ("system", "tasks", "agents", "rpc", "storage"; empty means all)."""
+        return list((await self.system.GetMetricsSummary(
+            system_pb.GetMetricsSummaryRequest(category=category))).samples)
+
+    async def get_config(self, keys: Iterable[str] = ()) -> list[system_pb.ConfigValue]:
+        """Configuration values with their sources (every key when ``keys`` is empty)."""
+        return list((await self.system.GetConfig(system_pb.GetConfigRequest(keys=list(keys)))).values)
+
+    async def set_config(self, key: str, value: Any) -> system_pb.ConfigValue:
+        """Set one runtime configuration value."""
+        return (await self.system.SetConfig(system_pb.SetConfigRequest(key=key, value=str(value)))).value
+
+    @translate_errors
+    async def serving(self, service: str = "", timeout: float | None = None) -> bool:
+        """Whether the standard gRPC health check answers SERVING (``""`` is the whole server)."""
+        from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+        response = await health_pb2_grpc.HealthStub(self.channel).Check(
+            health_pb2.HealthCheckRequest(service=service), timeout=self.timeout if timeout is None else timeout,
+            metadata=self._metadata)
+        return response.status == health_pb2.HealthCheckResponse.SERVING

@@ -1,0 +1,92 @@
+"""Shared pieces of the benchmarks: a control plane in its own process, and timing helpers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator
+
+import grpc
+
+from agent_sdk.proto.maos.v1 import system_service_pb2 as system_pb
+from agent_sdk.proto.maos.v1 import system_service_pb2_grpc as system_grpc
+from agent_sdk.proto.maos.v1 import task_service_pb2_grpc as tasks_grpc
+
+SERVE = """
+import asyncio, sys
+from controlplane.config import load_settings
+from controlplane.serve import configure_logging, serve
+settings = load_settings()
+configure_logging(settings)
+asyncio.run(serve(settings, address=sys.argv[1]))
+"""
+
+
+def free_port() -> int:
+    """A TCP port free right now on localhost."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.asynccontextmanager
+async def control_plane(pool: str, database_url: str = "", extra_env: dict[str, str] | None = None,
+                        agents: int = 0) -> AsyncIterator[tuple[str, grpc.aio.Channel]]:
+    """A control plane process with a local agent pool; yields (address, channel)."""
+    home = tempfile.mkdtemp(prefix="maos-bench-")
+    address = f"127.0.0.1:{free_port()}"
+    env = dict(os.environ, MAOS_HOME=home, MAOS_AGENTS_POOL=pool, MAOS_SERVER_METRICS_PORT="0",
+               MAOS_SYSTEM_LOG_LEVEL="warning", MAOS_SYSTEM_MAX_AGENTS="100", **(extra_env or {}))
+    if database_url:
+        env["MAOS_DATABASE_PRIMARY_URL"] = database_url
+    proc = subprocess.Popen([sys.executable, "-c", SERVE, address], env=env, stdin=subprocess.DEVNULL)
+    channel = grpc.aio.insecure_channel(address)
+    try:
+        system = system_grpc.SystemServiceStub(channel)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                status = await system.GetStatus(system_pb.GetStatusRequest(), timeout=1)
+                if status.connected_agents >= agents:
+                    break
+            except grpc.aio.AioRpcError:
+                pass
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError("the control plane did not come up with its agents")
+            await asyncio.sleep(0.05)
+        yield address, channel
+    finally:
+        await channel.close()
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def tasks_stub(channel: grpc.aio.Channel) -> tasks_grpc.TaskServiceStub:
+    """The TaskService stub of a channel."""
+    return tasks_grpc.TaskServiceStub(channel)
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The q-th percentile (0-100) by nearest rank."""
+    ordered = sorted(values)
+    index = max(0, min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def describe(values_ms: list[float]) -> str:
+    """p50/p99/mean of milliseconds."""
+    return (f"p50 {percentile(values_ms, 50):.2f} ms  p99 {percentile(values_ms, 99):.2f} ms  "
+            f"mean {statistics.fmean(values_ms):.2f} ms")

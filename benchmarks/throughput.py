@@ -1,0 +1,69 @@
+"""Throughput: N no-op tasks from one client on 2 agent processes, first submit to last result.
+
+Workload: one client submits ``--tasks`` tasks (each a single no-op
+subtask) with up to ``--inflight`` SubmitTask calls in flight, against a
+control plane process with 2 ``noop`` agent processes. The clock runs from
+the first submit to the moment every task is COMPLETED in the database
+(polled with GetStatus). Storage: SQLite (default) or ``--database-url``.
+
+    python benchmarks/throughput.py [--tasks 10000] [--database-url postgresql://...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from agent_sdk.proto.maos.v1 import messages_pb2 as m  # noqa: E402
+from agent_sdk.proto.maos.v1 import system_service_pb2 as system_pb  # noqa: E402
+from agent_sdk.proto.maos.v1 import system_service_pb2_grpc as system_grpc  # noqa: E402
+from agent_sdk.proto.maos.v1 import task_service_pb2 as t  # noqa: E402
+from benchmarks._common import control_plane, tasks_stub  # noqa: E402
+
+
+async def run(tasks: int, inflight: int, database_url: str) -> None:
+    async with control_plane("noop=2", database_url, agents=2) as (address, channel):
+        stub, system = tasks_stub(channel), system_grpc.SystemServiceStub(channel)
+        request = t.SubmitTaskRequest(task=m.Task(description="no-op", task_type="noop"))
+        submitted = 0
+
+        async def submitter() -> None:
+            nonlocal submitted
+            while submitted < tasks:
+                submitted += 1
+                await stub.SubmitTask(request, timeout=30)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(submitter() for _ in range(inflight)))
+        submit_done = time.perf_counter()
+        while True:
+            status = await system.GetStatus(system_pb.GetStatusRequest(), timeout=10)
+            done = {c.state: c.count for c in status.tasks}
+            if done.get("COMPLETED", 0) >= tasks:
+                break
+            if done.get("FAILED", 0):
+                raise RuntimeError(f"tasks failed: {done}")
+            await asyncio.sleep(0.005)
+        finished = time.perf_counter()
+    backend = "postgresql" if database_url else "sqlite"
+    print(f"workload: {tasks} no-op tasks, 1 client ({inflight} calls in flight), 2 noop agent processes, {backend}")
+    print(f"submit phase: {submit_done - started:.2f} s ({tasks / (submit_done - started):.0f} submits/s)")
+    print(f"first submit to last result: {finished - started:.2f} s -> {tasks / (finished - started):.0f} tasks/s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tasks", type=int, default=10_000)
+    parser.add_argument("--inflight", type=int, default=64)
+    parser.add_argument("--database-url", default="")
+    args = parser.parse_args()
+    asyncio.run(run(args.tasks, args.inflight, args.database_url))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,137 @@
+"""Turning failed calls into CLI errors, and the CLI's exit codes.
+
+Exit codes of ``maos`` (stable; scripts may rely on them):
+
+====  ==========================================================================
+Code  Meaning
+====  ==========================================================================
+0     success
+1     generic error (UNKNOWN, INTERNAL, UNIMPLEMENTED, CANCELLED, ...; also an
+      unhealthy ``maos health`` and a failed ``maos start``/``maos stop``)
+2     usage error (bad option or argument; raised by click before any call)
+3     NOT_FOUND: no such task, agent or setting
+4     INVALID_ARGUMENT / OUT_OF_RANGE: the server rejected a field
+5     FAILED_PRECONDITION / ALREADY_EXISTS: the resource's state forbids it
+      (for example cancelling a finished task)
+6     UNAVAILABLE / ABORTED: the control plane cannot be reached or is busy;
+      retrying later may work
+7     UNAUTHENTICATED / PERMISSION_DENIED: check MAOS_TOKEN and its roles
+8     RESOURCE_EXHAUSTED: a limit or rate was hit
+9     DEADLINE_EXCEEDED, or a ``--timeout`` of the CLI ran out
+10    the task finished FAILED or CANCELLED (``task wait``, ``task submit --wait``)
+====  ==========================================================================
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+import grpc
+
+from agent_sdk.errors import MaosRpcError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+EXIT_GENERIC = 1
+EXIT_USAGE = 2
+EXIT_NOT_FOUND = 3
+EXIT_INVALID_ARGUMENT = 4
+EXIT_FAILED_PRECONDITION = 5
+EXIT_UNAVAILABLE = 6
+EXIT_UNAUTHENTICATED = 7
+EXIT_RESOURCE_EXHAUSTED = 8
+EXIT_TIMEOUT = 9
+EXIT_TASK_FAILED = 10
+
+EXIT_CODES: dict[grpc.StatusCode, int] = {
+    grpc.StatusCode.NOT_FOUND: EXIT_NOT_FOUND,
+    grpc.StatusCode.INVALID_ARGUMENT: EXIT_INVALID_ARGUMENT,
+    grpc.StatusCode.OUT_OF_RANGE: EXIT_INVALID_ARGUMENT,
+    grpc.StatusCode.FAILED_PRECONDITION: EXIT_FAILED_PRECONDITION,
+    grpc.StatusCode.ALREADY_EXISTS: EXIT_FAILED_PRECONDITION,
+    grpc.StatusCode.UNAVAILABLE: EXIT_UNAVAILABLE,
+    grpc.StatusCode.ABORTED: EXIT_UNAVAILABLE,
+    grpc.StatusCode.UNAUTHENTICATED: EXIT_UNAUTHENTICATED,
+    grpc.StatusCode.PERMISSION_DENIED: EXIT_UNAUTHENTICATED,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: EXIT_RESOURCE_EXHAUSTED,
+    grpc.StatusCode.DEADLINE_EXCEEDED: EXIT_TIMEOUT,
+}
+
+# Domain errors raised locally (config files, `maos start`, `maos db`), by class name.
+_LOCAL_CODES = {
+    "InvalidArgument": grpc.StatusCode.INVALID_ARGUMENT, "NotFound": grpc.StatusCode.NOT_FOUND,
+    "AlreadyExists": grpc.StatusCode.ALREADY_EXISTS, "FailedPrecondition": grpc.StatusCode.FAILED_PRECONDITION,
+    "Aborted": grpc.StatusCode.ABORTED, "ResourceExhausted": grpc.StatusCode.RESOURCE_EXHAUSTED,
+    "Unauthenticated": grpc.StatusCode.UNAUTHENTICATED, "PermissionDenied": grpc.StatusCode.PERMISSION_DENIED,
+    "Unavailable": grpc.StatusCode.UNAVAILABLE,
+}
+
+
+class CliError(click.ClickException):
+    """A ClickException with its own exit code (the message goes to stderr as ``Error: ...``)."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_GENERIC):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def exit_code_for(code: grpc.StatusCode) -> int:
+    """The exit code of a gRPC status (see the module docstring)."""
+    return EXIT_CODES.get(code, EXIT_GENERIC)
+
+
+def _address() -> str:
+    ctx = click.get_current_context(silent=True)
+    return getattr(ctx.find_root().obj, "addr", "") if ctx and ctx.find_root().obj else ""
+
+
+def describe(exc: MaosRpcError) -> str:
+    """The message for people: the server's message, its field violations, and a hint."""
+    text = exc.message
+    if exc.code == grpc.StatusCode.UNAVAILABLE and not exc.reason:
+        text = (f"cannot reach the MAOS control plane at {_address() or 'the configured address'} "
+                f"({exc.message}); is it running? (`maos start`, --addr or MAOS_ADDR)")
+    elif exc.code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        text = f"the call timed out ({exc.message}); raise --timeout or check the control plane"
+    elif exc.code == grpc.StatusCode.UNAUTHENTICATED:
+        text += " (set --token or MAOS_TOKEN)"
+    lines = [text]
+    for field, description in exc.field_violations:
+        if f"{field}: {description}" not in text:
+            lines.append(f"  {field}: {description}")
+    if exc.retry_delay:
+        lines.append(f"  retry after {exc.retry_delay:g} s")
+    return "\n".join(lines)
+
+
+def handle_errors(fn: F) -> F:
+    """Turn client errors into ClickExceptions carrying the exit code of their status.
+
+    Handles :class:`MaosRpcError` (server replies), ``TimeoutError`` (a CLI
+    ``--timeout`` ran out) and the control plane's own domain errors raised
+    by local commands (a bad config.yml, an unknown agent type).
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except MaosRpcError as exc:
+            raise CliError(describe(exc), exit_code_for(exc.code)) from None
+        except TimeoutError as exc:
+            raise CliError(str(exc) or "timed out", EXIT_TIMEOUT) from None
+        except Exception as exc:
+            domain = sys.modules.get("controlplane.errors")
+            if domain is not None and isinstance(exc, domain.MaosError):
+                code = next((c for name, c in _LOCAL_CODES.items()
+                             if any(k.__name__ == name for k in type(exc).__mro__)), grpc.StatusCode.UNKNOWN)
+                violations = [f"  {v.field}: {v.description}" for v in getattr(exc, "violations", [])
+                              if v.description not in exc.message]
+                raise CliError("\n".join([exc.message, *violations]), exit_code_for(code)) from None
+            raise
+
+    return wrapper  # type: ignore[return-value]

@@ -1,0 +1,154 @@
+"""Shared CLI state, option decorators and parameter types."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any, TypeVar
+
+import click
+
+from agent_sdk.client import Client
+from agent_sdk.proto.maos.v1 import enums_pb2 as enums
+from cli._output import FORMATS
+
+T = TypeVar("T")
+
+PRIORITIES = ["LOW", "NORMAL", "MEDIUM", "HIGH", "CRITICAL"]
+TASK_STATUSES = [n.removeprefix("TASK_STATUS_") for n in enums.TaskStatus.keys() if not n.endswith("UNSPECIFIED")]
+AGENT_STATUSES = [n.removeprefix("AGENT_STATUS_") for n in enums.AgentStatus.keys() if not n.endswith("UNSPECIFIED")]
+
+
+@dataclass
+class State:
+    """Global options, shared by every command through ``ctx.obj``."""
+
+    addr: str = "127.0.0.1:7100"
+    token: str | None = None
+    timeout: float = 10.0
+    output: str = "table"
+
+
+def state() -> State:
+    """The :class:`State` of the running command."""
+    ctx = click.get_current_context()
+    root = ctx.find_root()
+    if not isinstance(root.obj, State):
+        root.obj = State()
+    return root.obj
+
+
+def run(action: Callable[[Client], Awaitable[T]]) -> T:
+    """Run ``action(client)`` with a client of the configured control plane."""
+    s = state()
+
+    async def main() -> T:
+        async with Client(s.addr, token=s.token, timeout=s.timeout) as client:
+            return await action(client)
+
+    return asyncio.run(main())
+
+
+def _set_output(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    if value:
+        state().output = value.lower()
+
+
+def output_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``-o/--output`` on a command too (``maos task list -o json``), overriding the global one."""
+    return click.option("-o", "--output", type=click.Choice(FORMATS, case_sensitive=False), default=None,
+                        expose_value=False, callback=_set_output, is_eager=True, show_default=False,
+                        help="Output format (default: the global -o).")(fn)
+
+
+def priority_option(help_text: str, default: str | None = None) -> Callable[[Callable[..., Any]], Any]:
+    """``--priority LOW|NORMAL|MEDIUM|HIGH|CRITICAL``, case-insensitive (MEDIUM means NORMAL)."""
+    return click.option("--priority", type=click.Choice(PRIORITIES, case_sensitive=False), default=default,
+                        help=help_text)
+
+
+def normalize_priority(value: str | None) -> str | None:
+    """NORMAL for MEDIUM; other names unchanged (upper case)."""
+    if value is None:
+        return None
+    value = value.upper()
+    return "NORMAL" if value == "MEDIUM" else value
+
+
+def split_csv(values: Iterable[str] | str | None) -> list[str]:
+    """Items of repeated and/or comma-separated values, stripped, without empties."""
+    if values is None:
+        return []
+    if isinstance(values, str):
+        values = [values]
+    return [item.strip() for value in values for item in value.split(",") if item.strip()]
+
+
+class KeyValue(click.ParamType):
+    """``key=value``."""
+
+    name = "KEY=VALUE"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> tuple[str, str]:
+        if isinstance(value, tuple):
+            return value
+        key, sep, val = str(value).partition("=")
+        if not sep or not key.strip():
+            self.fail(f"{value!r} is not KEY=VALUE", param, ctx)
+        return key.strip(), val
+
+
+_RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$", re.IGNORECASE)
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+class Since(click.ParamType):
+    """A time: relative to now (``90s``, ``30m``, ``1h``, ``7d``, ``2w``) or ISO 8601 (local time if naive)."""
+
+    name = "DURATION|ISO"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> datetime:
+        if isinstance(value, datetime):
+            return value
+        match = _RELATIVE.match(str(value))
+        if match:
+            delta = timedelta(**{_UNITS[match.group(2).lower()]: float(match.group(1))})
+            return datetime.now(timezone.utc) - delta
+        try:
+            moment = datetime.fromisoformat(str(value).strip().replace("Z", "+00:00"))
+        except ValueError:
+            self.fail(f"{value!r} is neither a duration like 1h, 30m, 7d nor an ISO time like 2025-08-11T10:30",
+                      param, ctx)
+        return moment if moment.tzinfo else moment.astimezone()
+
+
+def complete_task_ids(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[Any]:
+    """Shell completion of task ids (the 50 newest), best effort and quick."""
+    from click.shell_completion import CompletionItem
+
+    params = ctx.find_root().params
+    addr, token = params.get("addr") or State.addr, params.get("token")
+
+    async def fetch() -> list[Any]:
+        async with Client(addr, token=token, timeout=1.0) as client:
+            page = await client.list_tasks(page_size=50)
+            return [CompletionItem(t.name.rsplit("/", 1)[-1], help=t.description[:40]) for t in page.tasks]
+
+    try:
+        items = asyncio.run(fetch())
+    except Exception:
+        return []
+    return [item for item in items if item.value.startswith(incomplete.removeprefix("tasks/"))]
+
+
+def task_id_argument(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """The ``ID`` argument of a task (bare id or ``tasks/ID``)."""
+    return click.argument("task_id", metavar="ID", shell_complete=complete_task_ids)(fn)
+
+
+def agent_id_argument(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """The ``ID`` argument of an agent (bare id or ``agents/ID``)."""
+    return click.argument("agent_id", metavar="ID")(fn)

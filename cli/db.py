@@ -1,0 +1,53 @@
+"""``maos db``: the control plane's database (works without a running server)."""
+
+from __future__ import annotations
+
+import click
+
+from cli._errors import handle_errors
+from cli._options import output_option
+from cli._output import emit, message
+
+
+def _shown(url: str) -> str:
+    """The URL without its password."""
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return url.split("@", 1)[-1] if "@" in url else url
+
+
+@click.group()
+def db() -> None:
+    """Manage the control plane's database."""
+
+
+@db.command()
+@click.option("--url", "database_url", default=None, show_default=False,
+              help="Database URL (default: database.primary_url, else SQLite in MAOS_HOME).")
+@output_option
+@handle_errors
+def migrate(database_url: str | None) -> None:
+    """Upgrade the database schema to the latest revision (idempotent).
+
+    Uses database.primary_url from config.yml or MAOS_DATABASE_PRIMARY_URL;
+    when unset, SQLite at $MAOS_HOME/maos.db (the folder is created).
+    """
+    from controlplane.app import open_storage
+    from controlplane.config import load_settings
+    from controlplane.plugins import get_plugin_manager
+
+    overrides = {"database.primary_url": database_url} if database_url else None
+    settings = load_settings(overrides=overrides)
+    url = settings.database_url
+    if url.startswith("sqlite"):
+        settings.home.mkdir(parents=True, exist_ok=True)
+    message(f"migrating {_shown(url)}")
+    backend = open_storage(get_plugin_manager(), url)
+    try:
+        backend.migrate()
+    finally:
+        backend.close()
+    emit({"database": _shown(url), "migrated": True}, lambda: f"Database {_shown(url)} is up to date.")

@@ -1,0 +1,81 @@
+"""``maos``: the command line of MAOS (noun–verb groups over :mod:`agent_sdk.client`).
+
+Every option can also come from the environment: ``MAOS_<COMMAND>_<OPTION>``
+(for example ``MAOS_TASK_LIST_LIMIT``), and ``MAOS_ADDR`` / ``MAOS_TOKEN`` for
+the connection. Exit codes are documented in :mod:`cli._errors`.
+"""
+
+from __future__ import annotations
+
+import click
+
+from cli import agents, db, system, tasks
+from cli._options import State
+from cli._output import FORMATS
+
+DEFAULT_ADDRESS = "127.0.0.1:7100"
+
+
+def default_address() -> str:
+    """``server.address`` of the settings (config.yml, MAOS_SERVER_ADDRESS), else 127.0.0.1:7100."""
+    try:
+        from controlplane.config import load_settings
+
+        address = load_settings()["server.address"]
+    except Exception:  # a broken config.yml must not break --help; `maos start` reports it
+        return DEFAULT_ADDRESS
+    host, _, port = address.rpartition(":")
+    return f"127.0.0.1:{port}" if host in ("0.0.0.0", "[::]", "::", "") else address
+
+
+EPILOG = """\b
+Exit codes: 0 ok, 1 error, 2 usage, 3 not found, 4 invalid argument,
+5 failed precondition, 6 unavailable, 7 unauthenticated/permission denied,
+8 resource exhausted, 9 timed out, 10 task failed or cancelled.
+
+\b
+Shell completion: eval "$(_MAOS_COMPLETE=bash_source maos)" (zsh_source, fish_source).
+"""
+
+
+@click.group(
+    name="cli",
+    context_settings={"auto_envvar_prefix": "MAOS", "show_default": True, "help_option_names": ["-h", "--help"]},
+    epilog=EPILOG,
+)
+@click.option("--addr", envvar="MAOS_ADDR", default=default_address, metavar="HOST:PORT",
+              show_default="server.address of the config, 127.0.0.1:7100",
+              help="Address of the control plane.")
+@click.option("--token", envvar="MAOS_TOKEN", default=None, show_default=False, help="API key (Bearer token).")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=10.0, metavar="SECONDS",
+              help="Deadline of each call to the control plane.")
+@click.option("-o", "--output", type=click.Choice(FORMATS, case_sensitive=False), default="table",
+              help="Output format of data on stdout.")
+@click.version_option(package_name="maos", prog_name="maos", message="%(prog)s %(version)s")
+@click.pass_context
+def cli(ctx: click.Context, addr: str, token: str | None, timeout: float, output: str) -> None:
+    """MAOS: split plain-language tasks into parallel subtasks and run them on agents.
+
+    Start a control plane with `maos start`, then submit work with
+    `maos task submit "..."` and follow it with `maos task wait ID`.
+    """
+    ctx.obj = State(addr=addr, token=token or None, timeout=timeout, output=output.lower())
+
+
+for command in (system.init, system.start, system.stop, system.restart, system.status, system.health,
+                system.version):
+    cli.add_command(command)
+cli.add_command(tasks.task)
+cli.add_command(agents.agent)
+cli.add_command(db.db)
+
+
+def main() -> None:
+    """Console-script entry point (``maos``)."""
+    cli(prog_name="maos")
+
+
+__all__ = ["cli", "main"]
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,348 @@
+"""``maos task``: submit, inspect, wait for and steer tasks."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any
+
+import click
+
+from agent_sdk.client import Client, build_task
+from agent_sdk.proto.maos.v1 import enums_pb2 as enums
+from agent_sdk.proto.maos.v1 import messages_pb2 as msgs
+from cli._errors import EXIT_TASK_FAILED, CliError, handle_errors
+from cli._options import (
+    TASK_STATUSES,
+    KeyValue,
+    Since,
+    normalize_priority,
+    output_option,
+    priority_option,
+    run,
+    split_csv,
+    task_id_argument,
+)
+from cli._output import (
+    bare_id,
+    emit,
+    enum_label,
+    key_values,
+    message,
+    short,
+    status_text,
+    table,
+    to_data,
+    when,
+)
+
+_TASK_ID = re.compile(r"^(tasks/)?t[0-9a-f]{12,}$")
+
+
+def _status(task: msgs.Task) -> str:
+    return enum_label(enums.TaskStatus, task.status, "TASK_STATUS_")
+
+
+def _priority(value: int) -> str:
+    return enum_label(enums.Priority, value, "PRIORITY_")
+
+
+def _progress(task: msgs.Task) -> str:
+    text = f"{task.progress * 100:.0f}%"
+    if task.subtasks_total:
+        text += f" ({task.subtasks_completed}/{task.subtasks_total} subtasks"
+        text += f", {task.subtasks_running} running)" if task.subtasks_running else ")"
+    return text
+
+
+def _failure(f: msgs.Failure) -> str:
+    if not f.message and not f.reason:
+        return ""
+    reason = enums_reason(f.reason)
+    return f"{f.message} ({reason})" if reason else f.message
+
+
+def enums_reason(value: int) -> str:
+    """The ErrorReason name of a failure, without its prefix."""
+    from agent_sdk.proto.maos.v1 import errors_pb2
+
+    return enum_label(errors_pb2.ErrorReason, value, "ERROR_REASON_") if value else ""
+
+
+def _task_pairs(task: msgs.Task) -> list[tuple[str, Any]]:
+    return [
+        ("ID", bare_id(task.name)), ("Status", status_text(_status(task))), ("Reason", task.status_reason),
+        ("Progress", _progress(task)), ("Description", short(task.description, 100)),
+        ("Type", task.task_type), ("Priority", _priority(task.priority)), ("Max agents", task.max_agents or ""),
+        ("Agent type", task.agent_type), ("Depends on", ", ".join(bare_id(d) for d in task.depends_on)),
+        ("Created", when(task.create_time)), ("Started", when(task.start_time)), ("Ended", when(task.end_time)),
+        ("Failure", _failure(task.failure)), ("Retries", task.retries or ""),
+        ("Warnings", "; ".join(task.warnings)),
+    ]
+
+
+def _subtask_table(subtasks: list[msgs.Subtask]) -> str:
+    return table(["SUBTASK", "STATUS", "KIND", "AGENT", "ATTEMPT", "PROGRESS", "TITLE"], [
+        [bare_id(s.name), status_text(enum_label(enums.SubtaskStatus, s.status, "SUBTASK_STATUS_")),
+         enum_label(enums.SubtaskKind, s.kind, "SUBTASK_KIND_"), bare_id(s.agent) if s.agent else "",
+         s.attempt, f"{s.progress * 100:.0f}%", short(s.title or s.instructions, 50)] for s in subtasks
+    ])
+
+
+def _plan_text(plan: msgs.ExecutionPlan) -> str:
+    head = key_values([
+        ("Planner", plan.planner), ("Complexity", plan.complexity), ("Recommended agents", plan.recommended_agents),
+        ("Parallel efficiency", f"{plan.estimated_parallel_efficiency:.2f}"),
+        ("Critical path", plan.critical_path_length), ("Warnings", "; ".join(plan.warnings)),
+    ])
+    steps = table(["KEY", "KIND", "CAPABILITY", "AGENT TYPE", "DEPENDS ON", "TITLE"], [
+        [p.key, enum_label(enums.SubtaskKind, p.kind, "SUBTASK_KIND_"), p.capability, p.agent_type,
+         ",".join(p.depends_on), short(p.title or p.instructions, 50)] for p in plan.subtasks
+    ])
+    return f"{head}\n\n{steps}"
+
+
+def _results_text(result: msgs.TaskResult) -> str:
+    u = result.usage
+    parts = [key_values([
+        ("Task", bare_id(result.task)), ("Status", status_text(enum_label(enums.TaskStatus, result.status,
+                                                                          "TASK_STATUS_"))),
+        ("Failure", _failure(result.failure)),
+        ("Usage", f"{u.input_tokens} input / {u.output_tokens} output tokens, {u.model_calls} model calls, "
+                  f"${u.cost_micros / 1e6:.4f}"),
+        ("Artifacts", ", ".join(a.name for a in result.artifacts)),
+    ])]
+    parts.append("\n" + (result.output or "(no output)"))
+    return "\n".join(parts)
+
+
+def _exit_for(task: msgs.Task) -> None:
+    if task.status != enums.TASK_STATUS_COMPLETED:
+        reason = _failure(task.failure) or task.status_reason
+        raise CliError(f"task {bare_id(task.name)} {_status(task)}" + (f": {reason}" if reason else ""),
+                       EXIT_TASK_FAILED)
+
+
+@click.group()
+def task() -> None:
+    """Submit, inspect and steer tasks."""
+
+
+@task.command()
+@click.argument("description")
+@click.option("--type", "task_type", default=None, help="research, coding, analysis, mixed or an agent type.")
+@priority_option("LOW, NORMAL (or MEDIUM), HIGH or CRITICAL; default NORMAL.")
+@click.option("--max-agents", type=click.IntRange(min=0), default=None,
+              help="Most agents working on the task at once (server default when unset).")
+@click.option("--depends-on", multiple=True, metavar="ID[,ID...]",
+              help="Tasks that must complete first (repeatable and/or comma-separated).")
+@click.option("--require-consensus", is_flag=True, help="Let several agents decide by vote.")
+@click.option("--consensus-threshold", type=click.FloatRange(0, 1, min_open=True), default=None,
+              help="Share of votes the winner needs (default 0.5).")
+@click.option("--timeout", "task_timeout", type=click.FloatRange(min=0, min_open=True), default=None,
+              metavar="SECONDS", help="Wall-clock limit of the task (no limit when unset).")
+@click.option("--context", default=None, help="Background every agent sees.")
+@click.option("--constraints", default=None, help="Rules the result must follow.")
+@click.option("--metadata", multiple=True, type=KeyValue(), help="A label KEY=VALUE (repeatable).")
+@click.option("--max-retries", type=click.IntRange(min=0), default=None, help="Retries of each subtask.")
+@click.option("--agent-type", default=None, help="Run every subtask on agents of this type.")
+@click.option("--request-id", default=None, help="Idempotency key (a UUID; generated when unset).")
+@click.option("--wait", is_flag=True, help="Wait until the task finishes and print its result.")
+@click.option("--wait-timeout", type=click.FloatRange(min=0, min_open=True), default=None, metavar="SECONDS",
+              help="With --wait: give up after this long (exit 9).")
+@output_option
+@handle_errors
+def submit(description: str, task_type: str | None, priority: str | None, max_agents: int | None,
+           depends_on: tuple[str, ...], require_consensus: bool, consensus_threshold: float | None,
+           task_timeout: float | None, context: str | None, constraints: str | None,
+           metadata: tuple[tuple[str, str], ...], max_retries: int | None, agent_type: str | None,
+           request_id: str | None, wait: bool, wait_timeout: float | None) -> None:
+    """Submit a task described in plain language; prints its id.
+
+    The id is printed alone on stdout, so `ID=$(maos task submit "...")`
+    works (with -o json: {"task_id": "..."}). With --wait, the command waits
+    and prints the result instead; it exits 10 if the task fails.
+    """
+    draft = build_task(description, task_type=task_type or "", priority=normalize_priority(priority),
+                       max_agents=max_agents or 0, depends_on=split_csv(depends_on),
+                       require_consensus=require_consensus, consensus_threshold=consensus_threshold,
+                       timeout=task_timeout, context=context or "", constraints=constraints or "",
+                       metadata=dict(metadata), max_retries=max_retries, agent_type=agent_type or "")
+
+    async def action(client: Client) -> tuple[msgs.Task, msgs.Task | None, msgs.TaskResult | None]:
+        created = await client.submit_task(draft, request_id=request_id)
+        if not wait:
+            return created, None, None
+        message(f"submitted {bare_id(created.name)}; waiting for it to finish")
+        final = await client.wait_task(created.name, timeout=wait_timeout)
+        return created, final, await client.get_results(final.name)
+
+    created, final, result = run(action)
+    task_id = bare_id(created.name)
+    if final is None:
+        emit({"task_id": task_id}, lambda: task_id)
+        return
+    emit({"task_id": task_id, "status": _status(final), "result": to_data(result)},
+         lambda: _results_text(result))
+    _exit_for(final)
+
+
+@task.command("list")
+@click.option("--status", "statuses", multiple=True, type=click.Choice(TASK_STATUSES, case_sensitive=False),
+              help="Only tasks in this state (repeatable).")
+@click.option("--type", "task_types", multiple=True, help="Only tasks of this type (repeatable).")
+@click.option("--priority", "priorities", multiple=True,
+              type=click.Choice(["LOW", "NORMAL", "MEDIUM", "HIGH", "CRITICAL"], case_sensitive=False),
+              help="Only tasks of this priority (repeatable).")
+@click.option("--since", type=Since(), default=None, help="Only tasks created since 1h, 30m, 7d... or an ISO time.")
+@click.option("--limit", type=click.IntRange(min=1), default=50, help="Most tasks shown.")
+@click.option("--all", "all_", is_flag=True, help="Every matching task (ignores --limit).")
+@output_option
+@handle_errors
+def list_(statuses: tuple[str, ...], task_types: tuple[str, ...], priorities: tuple[str, ...],
+          since: datetime | None, limit: int, all_: bool) -> None:
+    """List tasks, newest first."""
+    filters = {"statuses": [enums.TaskStatus.Value("TASK_STATUS_" + s.upper()) for s in statuses],
+               "task_types": list(task_types), "priorities": [normalize_priority(p) for p in priorities],
+               "since": since}
+
+    async def action(client: Client) -> list[msgs.Task]:
+        return [t async for t in client.iter_tasks(limit=None if all_ else limit, **filters)]
+
+    found = run(action)
+    emit({"tasks": found}, lambda: table(
+        ["ID", "STATUS", "PRIORITY", "TYPE", "PROGRESS", "CREATED", "DESCRIPTION"],
+        [[bare_id(t.name), status_text(_status(t)), _priority(t.priority), t.task_type,
+          f"{t.progress * 100:.0f}%", when(t.create_time), short(t.description, 50)] for t in found],
+        empty="No tasks."))
+
+
+@task.command()
+@task_id_argument
+@click.option("--execution-plan", is_flag=True, help="Also show the plan (subtasks, dependencies, efficiency).")
+@output_option
+@handle_errors
+def show(task_id: str, execution_plan: bool) -> None:
+    """Show a task: status, reason, progress and subtasks."""
+    response = run(lambda client: client.get_task(task_id, full=True))
+    data = to_data(response)
+    if not execution_plan:
+        data.pop("plan", None)
+
+    def text() -> str:
+        parts = [key_values(_task_pairs(response.task))]
+        if response.subtasks:
+            parts.append("Subtasks:\n" + _subtask_table(list(response.subtasks)))
+        if execution_plan:
+            parts.append("Execution plan:\n" + (_plan_text(response.plan) if response.HasField("plan")
+                                                else "(not planned yet)"))
+        return "\n\n".join(parts)
+
+    emit(data, text)
+
+
+@task.command()
+@task_id_argument
+@click.option("--reason", default="", show_default=False, help="Why, recorded with the task.")
+@output_option
+@handle_errors
+def cancel(task_id: str, reason: str) -> None:
+    """Cancel a task that is not finished (exit 5 if it is)."""
+    cancelled = run(lambda client: client.cancel_task(task_id, reason))
+    emit(cancelled, lambda: f"{bare_id(cancelled.name)} {status_text(_status(cancelled))}")
+
+
+@task.command()
+@task_id_argument
+@output_option
+@handle_errors
+def results(task_id: str) -> None:
+    """Show the result of a finished task (exit 5 while it runs)."""
+    result = run(lambda client: client.get_results(task_id))
+    emit(result, lambda: _results_text(result))
+
+
+@task.command("wait")
+@task_id_argument
+@click.option("--timeout", "wait_timeout", type=click.FloatRange(min=0, min_open=True), default=None,
+              metavar="SECONDS", help="Give up after this long (exit 9); no limit when unset.")
+@output_option
+@handle_errors
+def wait_(task_id: str, wait_timeout: float | None) -> None:
+    """Wait until a task finishes.
+
+    Exits 0 when it COMPLETED, 10 when it FAILED or was CANCELLED, and 9 when
+    --timeout runs out first.
+    """
+    final = run(lambda client: client.wait_task(task_id, timeout=wait_timeout))
+    emit(final, lambda: f"{bare_id(final.name)} {status_text(_status(final))}")
+    _exit_for(final)
+
+
+@task.command()
+@task_id_argument
+@output_option
+@handle_errors
+def retry(task_id: str) -> None:
+    """Run a FAILED or CANCELLED task again (completed subtasks are kept)."""
+    retried = run(lambda client: client.retry_task(task_id))
+    emit(retried, lambda: f"{bare_id(retried.name)} {status_text(_status(retried))}")
+
+
+@task.command()
+@task_id_argument
+@priority_option("New priority: LOW, NORMAL (or MEDIUM), HIGH or CRITICAL.")
+@click.option("--max-agents", type=click.IntRange(min=0), default=None, help="New most agents at once.")
+@output_option
+@handle_errors
+def update(task_id: str, priority: str | None, max_agents: int | None) -> None:
+    """Change the priority or max agents of a task that is not finished."""
+    if priority is None and max_agents is None:
+        raise click.UsageError("give --priority and/or --max-agents")
+    updated = run(lambda client: client.update_task(task_id, priority=normalize_priority(priority),
+                                                    max_agents=max_agents))
+    emit(updated, lambda: key_values(_task_pairs(updated)))
+
+
+@task.command()
+@click.argument("target", metavar="DESCRIPTION_OR_ID")
+@click.option("--recommend-agents", is_flag=True, help="Also list the agent types able to run the plan.")
+@click.option("--type", "task_type", default=None, help="Task type of a draft description.")
+@click.option("--max-agents", type=click.IntRange(min=0), default=None, help="max_agents of a draft description.")
+@output_option
+@handle_errors
+def analyze(target: str, recommend_agents: bool, task_type: str | None, max_agents: int | None) -> None:
+    """Plan a task without running it: complexity, agents, parallel efficiency.
+
+    DESCRIPTION_OR_ID is either the id of an existing task (t..., tasks/t...)
+    or the description of a draft task.
+    """
+    is_id = bool(_TASK_ID.match(target.strip()))
+
+    async def action(client: Client) -> tuple[msgs.ExecutionPlan, list[Any]]:
+        if is_id:
+            plan = await client.analyze_task(name=target)
+        else:
+            plan = await client.analyze_task(description=target, task_type=task_type or "",
+                                             max_agents=max_agents or 0)
+        types = await client.list_agent_types() if recommend_agents else []
+        return plan, types
+
+    plan, types = run(action)
+    needed = sorted({p.capability for p in plan.subtasks if p.capability and p.capability != "*"})
+    fits = [t for t in types if "*" in t.capabilities or set(needed) <= set(t.capabilities)]
+    data = to_data(plan)
+    if recommend_agents:
+        data["recommended_agent_types"] = [t.name for t in fits]
+
+    def text() -> str:
+        out = _plan_text(plan)
+        if recommend_agents:
+            out += "\n\n" + key_values([
+                ("Recommended agents", plan.recommended_agents),
+                ("Capabilities needed", ", ".join(needed) or "any"),
+                ("Agent types able to run it", ", ".join(t.name for t in fits) or "none known"),
+            ])
+        return out
+
+    emit(data, text)

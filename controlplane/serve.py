@@ -1,0 +1,57 @@
+"""Running a control plane in the foreground until SIGTERM/SIGINT (what ``maos start`` does)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Callable, Mapping
+
+from controlplane.agent_types import agent_type
+from controlplane.app import App, build_app
+from controlplane.config import Settings
+
+log = logging.getLogger(__name__)
+
+
+def configure_logging(settings: Settings) -> None:
+    """Log to stderr and to ``$MAOS_HOME/logs/controlplane.log``."""
+    logs = settings.home / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr), logging.FileHandler(logs / "controlplane.log")]
+    logging.basicConfig(
+        level=settings["system.log_level"].upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        handlers=handlers,
+        force=True,
+    )
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+async def serve(
+    settings: Settings,
+    pool: Mapping[str, int] | None = None,
+    address: str | None = None,
+    on_ready: Callable[[App], None] | None = None,
+) -> None:
+    """Start a control plane with a local agent pool and run until a stop signal."""
+    app = build_app(settings)
+    pool = dict(settings["agents.pool"] if pool is None else pool)
+    for name in pool:
+        agent_type(app.pm, settings, name, field="agents")  # unknown types fail before serving
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await app.start(address)
+    try:
+        for name, count in pool.items():
+            for _ in range(count):
+                await app.launcher.spawn(name)
+        if on_ready:
+            on_ready(app)
+        await stop.wait()
+        log.info("stopping: draining agents and committing pending work")
+    finally:
+        await app.stop(grace=10.0)

@@ -1,0 +1,389 @@
+"""The SQLAlchemy storage backend on SQLite and PostgreSQL: the storage contract, plus its own details."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pluggy
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, ProgrammingError
+
+from controlplane import hookspecs
+from controlplane.domain.model import AgentInfo, Subtask, Task
+from controlplane.errors import AlreadyExists, Unavailable
+from controlplane.storage.base import IdempotencyRecord, StorageBackendFactory, WriteBatch
+from controlplane.storage.sql import SqlBackend, SqlBackendFactory, codec, plugin, schema
+from controlplane.storage.sql.backend import translate_errors
+from controlplane.storage.sql.migrations import SCRIPT_LOCATION, alembic_config
+from controlplane.storage.testing import (
+    StorageContract,
+    full_agent,
+    full_subtask,
+    full_task,
+    minimal_agent,
+    minimal_subtask,
+    minimal_task,
+)
+
+UNREACHABLE_POSTGRES = "postgresql://postgres@127.0.0.1:1/maos?connect_timeout=2"
+
+
+# --- fixtures ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def migrated_postgres_url(postgres_url: str) -> str:
+    """The session's PostgreSQL database, migrated once."""
+    store = SqlBackendFactory().open(postgres_url)
+    try:
+        store.migrate()
+    finally:
+        store.close()
+    return postgres_url
+
+
+def _truncate_all(store: SqlBackend) -> None:
+    """Empty every table of the schema (alembic_version is not one of them)."""
+    names = ", ".join(table.name for table in schema.ALL_TABLES)
+    with store.engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {names}"))
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SqlBackend]:
+    """A migrated, empty backend: a fresh SQLite file, or the truncated session PostgreSQL database."""
+    if request.param == "sqlite":
+        store = SqlBackendFactory().open(f"sqlite:///{tmp_path / 'maos.db'}")
+        store.migrate()
+    else:
+        store = SqlBackendFactory().open(request.getfixturevalue("migrated_postgres_url"))
+        _truncate_all(store)
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def postgres_backend(migrated_postgres_url: str) -> Iterator[SqlBackend]:
+    """A migrated, empty PostgreSQL backend."""
+    store = SqlBackendFactory().open(migrated_postgres_url)
+    _truncate_all(store)
+    yield store
+    store.close()
+
+
+def _url(store: SqlBackend) -> str:
+    return store.engine.url.render_as_string(hide_password=False)
+
+
+# --- the contract --------------------------------------------------------------
+
+
+class TestSqlStorageContract(StorageContract):
+    """The storage contract, on SQLite and on PostgreSQL."""
+
+
+# --- codec ---------------------------------------------------------------------
+
+_SAMPLES: list[tuple[str, Callable[[], Any], Callable[[Any], dict[str, Any]], Callable[[Any], Any]]] = [
+    ("full_task", full_task, codec.task_to_row, codec.task_from_row),
+    ("minimal_task", minimal_task, codec.task_to_row, codec.task_from_row),
+    ("full_subtask", full_subtask, codec.subtask_to_row, codec.subtask_from_row),
+    ("minimal_subtask", minimal_subtask, codec.subtask_to_row, codec.subtask_from_row),
+    ("full_agent", full_agent, codec.agent_to_row, codec.agent_from_row),
+    ("minimal_agent", minimal_agent, codec.agent_to_row, codec.agent_from_row),
+    (
+        "idempotency",
+        lambda: IdempotencyRecord("p", "CreateTask", "r", "h", "tasks/t", 1.5),
+        codec.idempotency_to_row,
+        codec.idempotency_from_row,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("make", "to_row", "from_row"), [s[1:] for s in _SAMPLES], ids=[s[0] for s in _SAMPLES]
+)
+def test_codec_round_trip(
+    make: Callable[[], Any], to_row: Callable[[Any], dict[str, Any]], from_row: Callable[[Any], Any]
+) -> None:
+    original = make()
+    row = to_row(original)
+    assert from_row(row) == original
+    assert to_row(from_row(row)) == row  # encoding is deterministic
+
+
+@pytest.mark.parametrize(
+    ("make", "cls"),
+    [(full_task, Task), (full_subtask, Subtask), (full_agent, AgentInfo)],
+    ids=["task", "subtask", "agent"],
+)
+def test_full_samples_set_every_field(make: Callable[[], Any], cls: type) -> None:
+    sample = make()
+    for field in dataclasses.fields(cls):
+        if field.default is not dataclasses.MISSING:
+            default = field.default
+        elif field.default_factory is not dataclasses.MISSING:
+            default = field.default_factory()
+        else:
+            continue  # required: no default to differ from
+        assert getattr(sample, field.name) != default, f"{cls.__name__}.{field.name} is left at its default"
+
+
+def test_rows_have_exactly_the_table_columns() -> None:
+    assert set(codec.task_to_row(full_task())) == set(schema.tasks.columns.keys())
+    assert set(codec.subtask_to_row(full_subtask())) | {"ord"} == set(schema.subtasks.columns.keys())
+    assert set(codec.agent_to_row(full_agent())) == set(schema.agents.columns.keys())
+    record = IdempotencyRecord("p", "m", "r", "h", "x", 1.0)
+    assert set(codec.idempotency_to_row(record)) == set(schema.idempotency.columns.keys())
+
+
+def test_task_row_columns_and_json() -> None:
+    task = full_task(seq=7)
+    row = codec.task_to_row(task)
+    assert (row["id"], row["seq"], row["owner"], row["batch"]) == (task.id, 7, "alice", "batch-1")
+    assert (row["status"], row["priority"]) == (3, 3) and type(row["status"]) is int
+    data = json.loads(row["data"])
+    assert "seq" not in data and "status" not in data  # columns are not duplicated in the JSON
+    assert data["plan"]["subtasks"][1]["kind"] == 2
+    assert data["failure"]["subtask"] == "merge"
+
+
+def test_subtask_binary_encoding() -> None:
+    subtask = full_subtask()
+    row = codec.subtask_to_row(subtask)
+    assert row["checkpoint"] == subtask.checkpoint
+    data = json.loads(row["data"])
+    assert "checkpoint" not in data
+    assert base64.b64decode(data["artifacts"][0]["content"]) == bytes(range(256))
+
+
+def test_decoding_tolerates_added_and_removed_fields() -> None:
+    row = codec.task_to_row(full_task())
+    data = json.loads(row["data"])
+    del data["output"], data["usage"]["model_calls"]
+    data["field_from_the_future"] = 1
+    data["consensus"]["knob_from_the_future"] = True
+    task = codec.task_from_row({**row, "data": json.dumps(data)})
+    assert task.output == "" and task.usage.model_calls == 0
+    assert task.usage.input_tokens == 11 and task.consensus.threshold == 0.75
+
+
+# --- error translation ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raised", "expected"),
+    [
+        (OperationalError("SELECT 1", {}, Exception("connection refused")), Unavailable),
+        (IntegrityError("INSERT", {}, Exception("duplicate key")), AlreadyExists),
+        (DBAPIError("SELECT 1", {}, Exception("server closed"), connection_invalidated=True), Unavailable),
+        (ProgrammingError("SELEC 1", {}, Exception("syntax error")), ProgrammingError),
+        (ValueError("not a database error"), ValueError),
+    ],
+    ids=["operational", "integrity", "invalidated", "programming", "other"],
+)
+def test_translate_errors(raised: Exception, expected: type[Exception]) -> None:
+    with pytest.raises(expected) as info, translate_errors():
+        raise raised
+    if expected is Unavailable:
+        assert info.value.reason == "ERROR_REASON_STORAGE_UNAVAILABLE"
+        assert info.value.__cause__ is raised
+
+
+def test_unreachable_postgres_is_unavailable() -> None:
+    store = SqlBackendFactory().open(UNREACHABLE_POSTGRES)
+    try:
+        with pytest.raises(Unavailable) as info:
+            store.ping()
+        assert info.value.reason == "ERROR_REASON_STORAGE_UNAVAILABLE"
+        with pytest.raises(Unavailable):
+            store.write(WriteBatch(tasks=[minimal_task()]))
+        with pytest.raises(Unavailable):
+            store.get_task("t")
+    finally:
+        store.close()
+
+
+def test_duplicate_seq_raises_already_exists_and_writes_nothing(backend: SqlBackend) -> None:
+    backend.write(WriteBatch(tasks=[minimal_task("a", seq=1)]))
+    batch = WriteBatch(
+        tasks=[minimal_task("b", seq=2), minimal_task("c", seq=1)],
+        subtasks=[minimal_subtask("b", "s1")],
+        agents=[minimal_agent()],
+    )
+    with pytest.raises(AlreadyExists):
+        backend.write(batch)
+    assert backend.get_tasks(["b", "c"]) == []
+    assert backend.get_subtasks("b") == []
+    assert backend.list_agents() == []
+
+
+# --- behaviour and performance -------------------------------------------------
+
+
+def test_write_throughput(backend: SqlBackend, record_property: Callable[[str, object], None]) -> None:
+    tasks = [minimal_task(f"t{i}", seq=i + 1, description="d" * 80) for i in range(10_000)]
+    subtasks = [minimal_subtask(f"t{i}", "s1", instructions="i" * 80) for i in range(10_000)]
+    started = time.perf_counter()
+    backend.write(WriteBatch(tasks=tasks, subtasks=subtasks))
+    elapsed = time.perf_counter() - started
+    record_property(f"write_10k_tasks_10k_subtasks_{backend.kind}_s", round(elapsed, 3))
+    assert backend.next_task_seq() == 10_000
+    assert len(backend.load_unfinished()[1]) == 10_000
+    assert elapsed < (3.0 if backend.kind == "sqlite" else 10.0)
+
+
+def test_duplicates_within_a_batch_keep_the_last(backend: SqlBackend) -> None:
+    batch = WriteBatch(
+        tasks=[minimal_task(output="old"), minimal_task(output="new")],
+        subtasks=[minimal_subtask(attempt=1), minimal_subtask(attempt=2)],
+        agents=[minimal_agent(pid=1), minimal_agent(pid=2)],
+    )
+    backend.write(batch)
+    task = backend.get_task("task-min")
+    assert task is not None and task.output == "new"
+    assert [s.attempt for s in backend.get_subtasks("task-min")] == [2]
+    assert [a.pid for a in backend.list_agents()] == [2]
+
+
+def test_get_tasks_with_many_ids(backend: SqlBackend) -> None:
+    tasks = [minimal_task(f"t{i:04d}", seq=i + 1) for i in range(1200)]
+    backend.write(WriteBatch(tasks=tasks))
+    wanted = [t.id for t in reversed(tasks)] + ["missing"]
+    assert backend.get_tasks(wanted) == list(reversed(tasks))
+
+
+def test_next_incarnation_is_atomic_across_connections(backend: SqlBackend) -> None:
+    stores = [SqlBackendFactory().open(_url(backend)) for _ in range(4)]
+    try:
+        with ThreadPoolExecutor(max_workers=len(stores)) as pool:
+            runs = pool.map(lambda store: [store.next_incarnation() for _ in range(25)], stores)
+            values = [value for run in runs for value in run]
+    finally:
+        for store in stores:
+            store.close()
+    assert sorted(values) == list(range(1, 101))
+
+
+def test_schema_matches_migrations(backend: SqlBackend) -> None:
+    with backend.engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), schema.metadata) == []
+
+
+def test_migrated_to_head(backend: SqlBackend) -> None:
+    with backend.engine.connect() as conn:
+        head = ScriptDirectory.from_config(alembic_config(conn)).get_current_head()
+        current = MigrationContext.configure(conn).get_current_revision()
+    assert head == current == "0001"
+    assert (SCRIPT_LOCATION / "script.py.mako").is_file()
+
+
+# --- SQLite --------------------------------------------------------------------
+
+
+def test_sqlite_connection_settings(tmp_path: Path) -> None:
+    path = tmp_path / "nested" / "dirs" / "maos.db"
+    store = SqlBackendFactory().open(f"sqlite:///{path}")
+    try:
+        assert path.parent.is_dir()  # created by open()
+        store.migrate()
+        with store.engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
+            assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 5000
+    finally:
+        store.close()
+    with sqlite3.connect(path) as raw:
+        assert raw.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+def test_sqlite_in_memory_shares_one_database() -> None:
+    store = SqlBackendFactory().open("sqlite://")
+    try:
+        store.migrate()
+        store.write(WriteBatch(tasks=[full_task()]))
+        assert store.get_task("task-full") == full_task()
+        assert store.kind == "sqlite"
+    finally:
+        store.close()
+
+
+# --- PostgreSQL ----------------------------------------------------------------
+
+
+def test_postgres_disables_prepared_statements(postgres_backend: SqlBackend) -> None:
+    with postgres_backend.engine.connect() as conn:
+        assert conn.connection.driver_connection.prepare_threshold is None
+
+
+def test_postgres_migrate_analyzes_tables(postgres_backend: SqlBackend) -> None:
+    names = [table.name for table in schema.ALL_TABLES]
+    query = text("SELECT relname, reltuples FROM pg_class WHERE relname = ANY(:names) AND relkind = 'r'")
+    with postgres_backend.engine.connect() as conn:
+        before = {r.reltuples for r in conn.execute(query, {"names": names})}
+    assert before == {-1}  # truncated: never analysed
+    postgres_backend.migrate()
+    with postgres_backend.engine.connect() as conn:
+        analysed = dict(conn.execute(query, {"names": names}).all())
+    assert analysed == dict.fromkeys(names, 0)
+
+
+# --- factory and plugin --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "handled"),
+    [
+        ("sqlite:///maos.db", True),
+        ("sqlite://", True),
+        ("sqlite+pysqlite:////var/lib/maos.db", True),
+        ("postgresql://u@h/db", True),
+        ("POSTGRESQL://u@h/db", True),
+        ("postgresql+psycopg://u@h/db", True),
+        ("postgresql+psycopg2://u@h/db", False),
+        ("postgresql+asyncpg://u@h/db", False),
+        ("mysql://u@h/db", False),
+        ("redis://localhost", False),
+        ("sqlite", False),
+        ("", False),
+    ],
+)
+def test_factory_handles(url: str, handled: bool) -> None:
+    assert SqlBackendFactory().handles(url) is handled
+
+
+def test_factory_normalises_postgresql_urls() -> None:
+    factory: StorageBackendFactory = SqlBackendFactory()
+    store = factory.open("postgresql://postgres@127.0.0.1:1/maos")  # does not connect
+    try:
+        assert factory.name == "sqlalchemy"
+        assert store.kind == "postgresql"
+        assert store.engine.url.drivername == "postgresql+psycopg"
+        assert store.engine.url.database == "maos"
+    finally:
+        store.close()
+
+
+def test_factory_rejects_other_databases() -> None:
+    with pytest.raises(ValueError, match="unsupported"):
+        SqlBackendFactory().open("mysql://u@h/db")
+
+
+def test_plugin_registers_the_factory() -> None:
+    manager = pluggy.PluginManager("maos")
+    manager.add_hookspecs(hookspecs)
+    manager.register(plugin)
+    (factories,) = manager.hook.register_storage_backends()
+    assert [type(f) for f in factories] == [SqlBackendFactory]
+    assert factories[0].handles("sqlite:///x.db")

@@ -1,0 +1,189 @@
+"""Fixtures for a real control plane: the production ``build_app`` on an ephemeral port.
+
+``control_plane`` runs on SQLite in a temporary MAOS_HOME; ``pg_control_plane``
+on the session's PostgreSQL database (tables emptied first). ``AgentProcess``
+runs real ``maos-agent`` processes against them. Nothing here sleeps and
+hopes: :func:`wait_for` polls a condition with a deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+import sqlalchemy
+
+from agent_sdk.proto.maos.v1 import (
+    agent_service_pb2_grpc,
+    system_service_pb2_grpc,
+    task_service_pb2_grpc,
+)
+from controlplane.app import App, build_app
+from controlplane.config import Settings, load_settings
+
+#: Fast leases so lease-expiry tests finish quickly.
+TEST_OVERRIDES = {
+    "server.metrics_port": 0,
+    "scheduler.lease_ttl": 3.0,
+    "scheduler.heartbeat_interval": 0.5,
+    "scheduler.restart_grace": 3.0,
+    "tasks.default_initial_backoff": 0.05,
+    "tasks.default_max_backoff": 0.5,
+    "agents.pool": {},
+}
+
+
+async def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.01,
+                   message: str = "condition") -> Any:
+    """Poll ``predicate`` (sync or async) until truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if isinstance(value, Awaitable):
+            value = await value
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {message}")
+        await asyncio.sleep(interval)
+
+
+def make_settings(home: Path, **overrides: Any) -> Settings:
+    """Test settings in ``home`` with the process environment ignored."""
+    return load_settings(home=home, environ={}, overrides={**TEST_OVERRIDES, **overrides})
+
+
+async def start_app(settings: Settings) -> App:
+    """Build and start a control plane on an ephemeral localhost port."""
+    app = build_app(settings)
+    await app.start("127.0.0.1:0")
+    return app
+
+
+class Stubs:
+    """gRPC stubs of the user-facing services over one channel."""
+
+    def __init__(self, address: str):
+        self.channel = grpc.aio.insecure_channel(address)
+        self.tasks = task_service_pb2_grpc.TaskServiceStub(self.channel)
+        self.agents = agent_service_pb2_grpc.AgentServiceStub(self.channel)
+        self.system = system_service_pb2_grpc.SystemServiceStub(self.channel)
+
+    async def close(self) -> None:
+        """Close the channel."""
+        await self.channel.close()
+
+
+class AgentProcess:
+    """A real ``maos-agent run`` process."""
+
+    def __init__(self, address: str, agent_type: str = "echo", *extra: str, home: Path | None = None):
+        env = dict(os.environ)
+        if home is not None:
+            env["MAOS_HOME"] = str(home)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "agent_sdk.runner", "run", "--type", agent_type, "--server", address,
+             "--grace", "5", "--log-level", "warning", *extra],
+            env=env, stdin=subprocess.DEVNULL,
+        )
+
+    @property
+    def pid(self) -> int:
+        """The process id."""
+        return self.process.pid
+
+    def signal(self, sig: int) -> None:
+        """Send a signal to the process."""
+        os.kill(self.process.pid, sig)
+
+    def stop(self) -> None:
+        """Kill the process if it still runs."""
+        if self.process.poll() is None:
+            for sig in (signal.SIGCONT, signal.SIGKILL):
+                try:
+                    os.kill(self.process.pid, sig)
+                except ProcessLookupError:
+                    pass
+            self.process.wait(timeout=10)
+
+
+async def wait_for_agents(app: App, count: int, timeout: float = 15.0) -> None:
+    """Wait until ``count`` agents are connected to ``app``."""
+    await wait_for(lambda: len(app.engine.sessions) >= count, timeout, message=f"{count} connected agents")
+
+
+@pytest.fixture
+def maos_home(tmp_path: Path) -> Path:
+    """A fresh MAOS_HOME."""
+    return tmp_path / "maos-home"
+
+
+@pytest.fixture
+async def control_plane(maos_home: Path) -> AsyncIterator[App]:
+    """A started control plane on SQLite."""
+    app = await start_app(make_settings(maos_home))
+    try:
+        yield app
+    finally:
+        await app.stop(grace=1.0)
+
+
+def empty_postgres(url: str) -> None:
+    """Drop every MAOS row (the schema stays) so a test starts from nothing."""
+    engine = sqlalchemy.create_engine(url)
+    try:
+        with engine.begin() as conn:
+            names = [r[0] for r in conn.execute(sqlalchemy.text(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'alembic_version'"
+            ))]
+            if names:
+                conn.execute(sqlalchemy.text("TRUNCATE " + ", ".join(f'"{n}"' for n in names)))
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture
+async def pg_control_plane(maos_home: Path, postgres_url: str) -> AsyncIterator[App]:
+    """A started control plane on the session's PostgreSQL database, emptied first."""
+    settings = make_settings(maos_home, **{"database.primary_url": postgres_url})
+    app = build_app(settings)  # migrates
+    empty_postgres(postgres_url)
+    await app.start("127.0.0.1:0")
+    try:
+        yield app
+    finally:
+        await app.stop(grace=1.0)
+
+
+@pytest.fixture
+async def stubs(control_plane: App) -> AsyncIterator[Stubs]:
+    """Stubs connected to ``control_plane``."""
+    s = Stubs(control_plane.address)
+    try:
+        yield s
+    finally:
+        await s.close()
+
+
+@pytest.fixture
+def agent_processes() -> Any:
+    """Start real agent processes; all are killed at the end of the test."""
+    started: list[AgentProcess] = []
+
+    def start(address: str, agent_type: str = "echo", *extra: str, home: Path | None = None) -> AgentProcess:
+        proc = AgentProcess(address, agent_type, *extra, home=home)
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        proc.stop()

@@ -101,8 +101,9 @@ def describe(exc: MaosRpcError) -> str:
         text += " (set --token or MAOS_TOKEN)"
     lines = [text]
     for field, description in exc.field_violations:
-        if f"{field}: {description}" not in text:
-            lines.append(f"  {field}: {description}")
+        if field in text and description in text:
+            continue
+        lines.append(f"  field: {field}" if description in text else f"  {field}: {description}")
     if exc.retry_delay:
         lines.append(f"  retry after {exc.retry_delay:g} s")
     return "\n".join(lines)
@@ -129,8 +130,9 @@ def handle_errors(fn: F) -> F:
             if domain is not None and isinstance(exc, domain.MaosError):
                 code = next((c for name, c in _LOCAL_CODES.items()
                              if any(k.__name__ == name for k in type(exc).__mro__)), grpc.StatusCode.UNKNOWN)
-                violations = [f"  {v.field}: {v.description}" for v in getattr(exc, "violations", [])
-                              if v.description not in exc.message]
+                violations = [f"  field: {v.field}" if v.description in exc.message else f"  {v.field}: {v.description}"
+                              for v in getattr(exc, "violations", [])
+                              if not (v.field in exc.message and v.description in exc.message)]
                 raise CliError("\n".join([exc.message, *violations]), exit_code_for(code)) from None
             raise
 

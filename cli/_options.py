@@ -22,6 +22,16 @@ TASK_STATUSES = [n.removeprefix("TASK_STATUS_") for n in enums.TaskStatus.keys()
 AGENT_STATUSES = [n.removeprefix("AGENT_STATUS_") for n in enums.AgentStatus.keys() if not n.endswith("UNSPECIFIED")]
 
 
+class UpperChoice(click.Choice):
+    """A case-insensitive choice shown (and returned) in upper case: ``[LOW|NORMAL|HIGH]``."""
+
+    def __init__(self, choices: Iterable[str]):
+        super().__init__([c.upper() for c in choices], case_sensitive=True)
+
+    def normalize_choice(self, choice: Any, ctx: click.Context | None) -> str:
+        return str(choice).upper()
+
+
 @dataclass
 class State:
     """Global options, shared by every command through ``ctx.obj``."""
@@ -66,7 +76,7 @@ def output_option(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 def priority_option(help_text: str, default: str | None = None) -> Callable[[Callable[..., Any]], Any]:
     """``--priority LOW|NORMAL|MEDIUM|HIGH|CRITICAL``, case-insensitive (MEDIUM means NORMAL)."""
-    return click.option("--priority", type=click.Choice(PRIORITIES, case_sensitive=False), default=default,
+    return click.option("--priority", type=UpperChoice(PRIORITIES), default=default,
                         help=help_text)
 
 
@@ -152,3 +162,53 @@ def task_id_argument(fn: Callable[..., Any]) -> Callable[..., Any]:
 def agent_id_argument(fn: Callable[..., Any]) -> Callable[..., Any]:
     """The ``ID`` argument of an agent (bare id or ``agents/ID``)."""
     return click.argument("agent_id", metavar="ID")(fn)
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$", re.IGNORECASE)
+
+
+class Duration(click.ParamType):
+    """Seconds, given as ``30``, ``30s``, ``500ms``, ``5m``, ``2h`` or ``1d``."""
+
+    name = "DURATION"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        if isinstance(value, int | float):
+            return float(value)
+        match = _DURATION.match(str(value))
+        if not match:
+            self.fail(f"{value!r} is not a duration (examples: 30, 30s, 500ms, 5m, 2h)", param, ctx)
+        unit = (match.group(2) or "s").lower()
+        return float(match.group(1)) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}[unit]
+
+
+def _check_pool(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """Validate ``--agents TYPE=N,...`` like the ``agents.pool`` setting (a usage error otherwise)."""
+    if value is None:
+        return None
+    from controlplane.config import parse_value
+    from controlplane.errors import InvalidArgument
+
+    try:
+        parse_value("agents.pool", value)
+    except InvalidArgument as exc:
+        raise click.BadParameter(f"{exc.message} (expected TYPE=COUNT,... like researcher=2,coder=2)") from None
+    return value
+
+
+_START_OPTIONS = [
+    click.option("--agents", default=None, callback=_check_pool, metavar="TYPE=N,...",
+                 help="Local agents to launch, e.g. researcher=2,coder=2 (default: agents.pool)."),
+    click.option("--address", default=None, metavar="HOST:PORT", help="Listen address (default: server.address)."),
+    click.option("--metrics-port", type=click.IntRange(min=0), default=None,
+                 help="Prometheus /metrics port; 0 disables (default: server.metrics_port)."),
+    click.option("--startup-timeout", type=click.FloatRange(min=0, min_open=True), default=60.0, metavar="SECONDS",
+                 help="In the background: how long to wait until it serves."),
+]
+
+
+def start_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """The options shared by ``maos start`` and ``maos restart``."""
+    for option in reversed(_START_OPTIONS):
+        fn = option(fn)
+    return fn

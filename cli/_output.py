@@ -18,6 +18,8 @@ import yaml
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
 
+from agent_sdk.proto.maos.v1 import enums_pb2 as enums
+
 FORMATS = ("table", "json", "yaml")
 
 _STATUS_COLORS = {
@@ -144,3 +146,18 @@ def short(text: str, width: int = 60) -> str:
 def bare_id(name: str) -> str:
     """The last segment of a resource name (``t1a2b`` for ``tasks/t1a2b``)."""
     return name.rsplit("/", 1)[-1]
+
+
+def counts_text(items: Iterable[Any]) -> str:
+    """``RUNNING=2, COMPLETED=5`` from StateCount messages (zero counts left out)."""
+    return ", ".join(f"{c.state}={c.count}" for c in items if c.count) or "none"
+
+
+def health_table(h: Any) -> str:
+    """The components of a GetHealthResponse as a table, then the overall state."""
+    def label(value: int) -> str:
+        return status_text(enum_label(enums.ComponentState, value, "COMPONENT_STATE_"))
+
+    rows = [[c.component, label(c.state), duration_text(c.latency) if c.HasField("latency") else "", c.message]
+            for c in h.components]
+    return table(["COMPONENT", "STATE", "LATENCY", "MESSAGE"], rows) + f"\n\nOverall: {label(h.state)}"

@@ -10,7 +10,7 @@ from agent_sdk.client import Client
 from agent_sdk.proto.maos.v1 import enums_pb2 as enums
 from agent_sdk.proto.maos.v1 import messages_pb2 as msgs
 from cli._errors import handle_errors
-from cli._options import AGENT_STATUSES, KeyValue, agent_id_argument, output_option, run, split_csv
+from cli._options import AGENT_STATUSES, KeyValue, UpperChoice, agent_id_argument, output_option, run, split_csv
 from cli._output import bare_id, emit, enum_label, key_values, short, status_text, table, when
 
 
@@ -45,7 +45,7 @@ def agent() -> None:
 
 
 @agent.command("list")
-@click.option("--status", "statuses", multiple=True, type=click.Choice(AGENT_STATUSES, case_sensitive=False),
+@click.option("--status", "statuses", multiple=True, type=UpperChoice(AGENT_STATUSES),
               help="Only agents in this state (repeatable).")
 @click.option("--type", "agent_types", multiple=True, help="Only agents of this type (repeatable).")
 @click.option("--details", is_flag=True, help="Also show capabilities, host, assignments and heartbeats.")
@@ -104,7 +104,7 @@ def spawn(agent_type: str, count: int, capabilities: str | None, max_concurrency
 @output_option
 @handle_errors
 def kill(agent_id: str, force: bool, grace: float | None) -> None:
-    """Terminate an agent (alias: terminate).
+    """Terminate an agent (`kill` and `terminate` are the same command).
 
     Drains it within --grace, then ends a supervised process; --force ends it
     at once and its work goes back to the queue.

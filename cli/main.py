@@ -44,7 +44,7 @@ Shell completion: eval "$(_MAOS_COMPLETE=bash_source maos)" (zsh_source, fish_so
     epilog=EPILOG,
 )
 @click.option("--addr", envvar="MAOS_ADDR", default=default_address, metavar="HOST:PORT",
-              show_default="server.address of the config, 127.0.0.1:7100",
+              show_default="server.address from config.yml or MAOS_SERVER_ADDRESS",
               help="Address of the control plane.")
 @click.option("--token", envvar="MAOS_TOKEN", default=None, show_default=False, help="API key (Bearer token).")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=10.0, metavar="SECONDS",

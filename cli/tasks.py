@@ -10,10 +10,13 @@ import click
 
 from agent_sdk.client import Client, build_task
 from agent_sdk.proto.maos.v1 import enums_pb2 as enums
+from agent_sdk.proto.maos.v1 import errors_pb2
 from agent_sdk.proto.maos.v1 import messages_pb2 as msgs
 from cli._errors import EXIT_TASK_FAILED, CliError, handle_errors
 from cli._options import (
+    PRIORITIES,
     TASK_STATUSES,
+    UpperChoice,
     KeyValue,
     Since,
     normalize_priority,
@@ -64,8 +67,6 @@ def _failure(f: msgs.Failure) -> str:
 
 def enums_reason(value: int) -> str:
     """The ErrorReason name of a failure, without its prefix."""
-    from agent_sdk.proto.maos.v1 import errors_pb2
-
     return enum_label(errors_pb2.ErrorReason, value, "ERROR_REASON_") if value else ""
 
 
@@ -188,11 +189,11 @@ def submit(description: str, task_type: str | None, priority: str | None, max_ag
 
 
 @task.command("list")
-@click.option("--status", "statuses", multiple=True, type=click.Choice(TASK_STATUSES, case_sensitive=False),
+@click.option("--status", "statuses", multiple=True, type=UpperChoice(TASK_STATUSES),
               help="Only tasks in this state (repeatable).")
 @click.option("--type", "task_types", multiple=True, help="Only tasks of this type (repeatable).")
 @click.option("--priority", "priorities", multiple=True,
-              type=click.Choice(["LOW", "NORMAL", "MEDIUM", "HIGH", "CRITICAL"], case_sensitive=False),
+              type=UpperChoice(PRIORITIES),
               help="Only tasks of this priority (repeatable).")
 @click.option("--since", type=Since(), default=None, help="Only tasks created since 1h, 30m, 7d... or an ISO time.")
 @click.option("--limit", type=click.IntRange(min=1), default=50, help="Most tasks shown.")

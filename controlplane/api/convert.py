@@ -21,7 +21,8 @@ from controlplane.domain.model import (
 )
 from controlplane.errors import InvalidArgument
 
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,127}$")
+# Matched with fullmatch: "$" would also accept a trailing newline.
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_\-]{0,127}")
 
 
 def parse_name(name: str, collection: str, field: str = "name") -> str:
@@ -30,7 +31,7 @@ def parse_name(name: str, collection: str, field: str = "name") -> str:
         raise InvalidArgument(f"{field} is required, as {collection}/ID", field=field)
     prefix = collection + "/"
     ident = name[len(prefix):] if name.startswith(prefix) else name
-    if not _ID.match(ident):
+    if not _ID.fullmatch(ident):
         raise InvalidArgument(f"{field} {name!r} is not a valid {collection}/ID name", field=field)
     return ident
 

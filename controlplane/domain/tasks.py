@@ -10,13 +10,14 @@ from controlplane.errors import FieldViolation, InvalidArgument
 MAX_METADATA_ENTRIES = 64
 MAX_DEPENDENCIES = 100
 MAX_TIMEOUT = 7 * 86400.0
-_TYPE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]{0,62}$")
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9_\-]{1,36}$")
+# Matched with fullmatch: "$" would also accept a trailing newline.
+_TYPE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_\-]{0,62}")
+_REQUEST_ID = re.compile(r"[A-Za-z0-9_\-]{1,36}")
 
 
 def validate_request_id(request_id: str, field: str = "request_id") -> None:
     """A request_id is empty or at most 36 characters of [A-Za-z0-9_-] (a UUID fits)."""
-    if request_id and not _REQUEST_ID.match(request_id):
+    if request_id and not _REQUEST_ID.fullmatch(request_id):
         raise InvalidArgument(
             "request_id must be at most 36 characters of letters, digits, '-' or '_' (use a UUID)",
             field=field,
@@ -34,9 +35,9 @@ def validate_task(task: Task, *, max_description_length: int, prefix: str = "tas
         bad("description", "a task needs a description of the work")
     elif len(task.description) > max_description_length:
         bad("description", f"is {len(task.description)} characters; the limit is {max_description_length}")
-    if task.task_type and not _TYPE_NAME.match(task.task_type):
+    if task.task_type and not _TYPE_NAME.fullmatch(task.task_type):
         bad("task_type", "must start with a letter and hold only letters, digits, '_' or '-' (max 63)")
-    if task.agent_type and not _TYPE_NAME.match(task.agent_type):
+    if task.agent_type and not _TYPE_NAME.fullmatch(task.agent_type):
         bad("agent_type", "must start with a letter and hold only letters, digits, '_' or '-' (max 63)")
     if not 1 <= task.max_agents <= 1000:
         bad("max_agents", "must be between 1 and 1000")

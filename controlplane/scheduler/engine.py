@@ -19,7 +19,7 @@ import copy
 import logging
 import random
 import secrets
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -60,6 +60,7 @@ from controlplane.storage.executor import StorageExecutor
 log = logging.getLogger(__name__)
 
 SubKey = tuple[str, str]
+APPLIED_MEMORY = 100_000
 
 
 @dataclass
@@ -124,6 +125,9 @@ class Engine:
         self._dependants: dict[str, set[str]] = defaultdict(set)
         self._watchers: dict[str, set[Watch]] = defaultdict(set)
         self._idempotency: dict[tuple[str, str, str], tuple[str, str]] = {}
+        # (task, subtask) -> lease epoch of the applied result, for acknowledging
+        # duplicates after the task left memory (bounded; oldest forgotten first).
+        self._applied: OrderedDict[SubKey, int] = OrderedDict()
         self._incarnation = 0
         self._epoch_counter = 0
         self._task_seq = 0
@@ -844,6 +848,12 @@ class Engine:
             self.metrics.agent_connected(session.info.agent_type, -1)  # type: ignore[attr-defined]
         session.closed = True
 
+    def seen(self, session: AgentSession) -> None:
+        """The agent sent something: it is alive (work may go to it again)."""
+        if session.suspect:
+            session.suspect = False
+            self._kick()
+
     def heartbeat(self, session: AgentSession, running: Sequence[Ref], draining: bool = False) -> None:
         """Renew the leases the agent still holds; a draining agent gets no new work."""
         if draining and not session.draining:
@@ -860,6 +870,8 @@ class Engine:
         task = self.tasks.get(ref.task_id)
         sub = self.subtasks.get(ref.task_id, {}).get(ref.subtask_id)
         if task is None or sub is None:
+            if self._applied.get((ref.task_id, ref.subtask_id)) == ref.lease_epoch:
+                return Ack(ref, True, message="duplicate result ignored")
             return Ack(ref, False, "ERROR_REASON_TASK_FINISHED", "the task is finished or unknown")
         if sub.lease_epoch != ref.lease_epoch or sub.attempt != ref.attempt:
             return Ack(ref, False, "ERROR_REASON_STALE_ATTEMPT",
@@ -887,6 +899,9 @@ class Engine:
         sub.artifacts = artifacts
         sub.usage = usage
         sub.progress = 1.0
+        self._applied[(task.id, sub.id)] = sub.lease_epoch
+        if len(self._applied) > APPLIED_MEMORY:
+            self._applied.popitem(last=False)
         self._release(task, sub)
         self._set_subtask_status(task, sub, SubtaskStatus.COMPLETED)
         self._charge(task, session, usage, success=True)
@@ -1053,6 +1068,7 @@ class Engine:
                 continue
             session = self.sessions.get(lease.agent_id)
             if session is not None:
+                session.suspect = True
                 session.send(CancelWork(Ref(task.id, sub.id, sub.attempt, sub.lease_epoch), "lease expired"))
             self._release(task, sub)
             self.metrics.lease_expired()  # type: ignore[attr-defined]

@@ -18,6 +18,9 @@ class AgentSession:
         self.paused = False
         self.draining = False
         self.closed = False
+        # Set when one of its leases expired: a frozen or cut-off agent gets no new
+        # work until it shows signs of life again (any message clears it).
+        self.suspect = False
         self.outbox: asyncio.Queue[Any] = asyncio.Queue()
 
     @property
@@ -28,7 +31,7 @@ class AgentSession:
     @property
     def free(self) -> int:
         """Slots the control plane may still fill (credit)."""
-        if self.paused or self.draining or self.closed:
+        if self.paused or self.draining or self.closed or self.suspect:
             return 0
         return max(0, self.info.max_concurrency - len(self.running))
 

@@ -187,3 +187,82 @@ def agent_processes() -> Any:
     yield start
     for proc in started:
         proc.stop()
+
+
+SERVE_SNIPPET = """
+import asyncio, sys
+from controlplane.config import load_settings
+from controlplane.serve import configure_logging, serve
+settings = load_settings()
+configure_logging(settings)
+asyncio.run(serve(settings, address=sys.argv[1]))
+"""
+
+
+def free_port() -> int:
+    """A localhost TCP port that is free right now."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ControlPlaneProcess:
+    """A control plane in its own process (so a test can SIGKILL and restart it)."""
+
+    def __init__(self, home: Path, port: int | None = None, **env: str):
+        self.home = home
+        self.port = port or free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        self.env = {
+            **os.environ,
+            "MAOS_HOME": str(home),
+            "MAOS_AGENTS_POOL": "",
+            "MAOS_SERVER_METRICS_PORT": "0",
+            "MAOS_SYSTEM_LOG_LEVEL": "warning",
+            "MAOS_SCHEDULER_LEASE_TTL": "3",
+            "MAOS_SCHEDULER_HEARTBEAT_INTERVAL": "0.5",
+            "MAOS_SCHEDULER_RESTART_GRACE": "5",
+            **env,
+        }
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        """Start (or restart) the process on the same port and database."""
+        self.process = subprocess.Popen([sys.executable, "-c", SERVE_SNIPPET, self.address], env=self.env,
+                                        stdin=subprocess.DEVNULL)
+
+    async def wait_ready(self, timeout: float = 30.0) -> None:
+        """Wait until the gRPC health check says SERVING."""
+        from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+        async def serving() -> bool:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise AssertionError(f"the control plane exited with {self.process.returncode}")
+            async with grpc.aio.insecure_channel(self.address) as channel:
+                try:
+                    reply = await health_pb2_grpc.HealthStub(channel).Check(
+                        health_pb2.HealthCheckRequest(service=""), timeout=1)
+                except grpc.aio.AioRpcError:
+                    return False
+                return reply.status == health_pb2.HealthCheckResponse.SERVING
+
+        await wait_for(serving, timeout, interval=0.05, message="the control plane to serve")
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown, no final commit."""
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL if it does not exit."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)

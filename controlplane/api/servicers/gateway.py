@@ -169,6 +169,8 @@ class GatewayServicer(gateway_grpc.AgentGatewayServicer):
         engine = self.engine
         try:
             async for msg in requests:
+                if session.suspect:
+                    engine.seen(session)
                 kind = msg.WhichOneof("message")
                 if kind == "heartbeat":
                     engine.heartbeat(session, [r for r in map(ref_from_pb, msg.heartbeat.running) if r],

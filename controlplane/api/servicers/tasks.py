@@ -94,10 +94,12 @@ class TaskServicer(tasks_grpc.TaskServiceServicer):
             request_hash=request_hash(request) if request.request_id else "",
             method="BatchSubmitTasks",
         )
-        return tasks_pb.BatchSubmitTasksResponse(tasks=[convert.task_to_pb(o.task) for o in outcomes])
+        return tasks_pb.BatchSubmitTasksResponse(
+            tasks=[convert.task_to_pb(o.task, self.engine.explain(o.task)) for o in outcomes]
+        )
 
-    async def _visible(self, name: str) -> Task:
-        task_id = convert.parse_name(name, "tasks")
+    async def _visible(self, name: str, field: str = "name") -> Task:
+        task_id = convert.parse_name(name, "tasks", field)
         return await self.engine.get_task(task_id)
 
     async def GetTask(self, request: tasks_pb.GetTaskRequest, context: grpc.aio.ServicerContext) -> tasks_pb.GetTaskResponse:
@@ -170,7 +172,7 @@ class TaskServicer(tasks_grpc.TaskServiceServicer):
             raise InvalidArgument(
                 f"cannot update {', '.join(unknown)}; only priority and max_agents can change", field="update_mask"
             )
-        task = await self._visible(request.task.name)
+        task = await self._visible(request.task.name, "task.name")
         priority = convert.priority_from_pb(request.task.priority) if "priority" in paths else None
         max_agents = None
         if "max_agents" in paths:

@@ -1,0 +1,384 @@
+"""System commands: init, start, stop, restart, status, health, version."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import platform
+import signal
+import subprocess
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import click
+
+from agent_sdk.client import Client
+from agent_sdk.errors import MaosRpcError
+from agent_sdk.proto.maos.v1 import enums_pb2 as enums
+from cli._errors import EXIT_FAILED_PRECONDITION, EXIT_GENERIC, EXIT_TIMEOUT, CliError, handle_errors
+from cli._options import Duration, output_option, run, start_options, state
+from cli._output import counts_text, duration_text, emit, health_table, key_values, message, table, when
+
+PID_FILE = "maos.pid"
+LOG_FILE = "controlplane.log"
+
+
+def _home() -> Path:
+    from controlplane.config import default_home
+
+    return default_home()
+
+
+def _client_version() -> str:
+    try:
+        return metadata.version("maos")
+    except metadata.PackageNotFoundError:
+        return "0.0.0+source"
+
+
+# --- the pid file -------------------------------------------------------------------------------
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` is a live (not zombie) MAOS process."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    proc = Path(f"/proc/{pid}")
+    try:
+        if (proc / "stat").read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X"):
+            return False
+        cmdline = (proc / "cmdline").read_bytes()
+        return b"maos" in cmdline or b"cli.main" in cmdline  # the pid was not reused by another program
+    except (OSError, IndexError):
+        return True
+
+
+def _running_pid(pid_file: Path) -> int | None:
+    """The pid in the pid file if that process is alive; a stale file is removed."""
+    try:
+        pid = int(pid_file.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    if _alive(pid):
+        return pid
+    pid_file.unlink(missing_ok=True)
+    return None
+
+
+def _release(pid_file: Path, pid: int) -> None:
+    try:
+        if int(pid_file.read_text().split()[0]) == pid:
+            pid_file.unlink()
+    except (OSError, ValueError, IndexError):
+        pass
+
+
+def _connect_address(address: str) -> str:
+    host, _, port = address.rpartition(":")
+    return f"127.0.0.1:{port}" if host in ("0.0.0.0", "[::]", "::", "") else address
+
+
+def _serving(address: str, timeout: float = 1.0) -> bool:
+    async def check() -> bool:
+        async with Client(address, timeout=timeout) as client:
+            return await client.serving()
+
+    try:
+        return asyncio.run(check())
+    except MaosRpcError:
+        return False
+
+
+def _tail(path: Path, offset: int, lines: int = 25) -> str:
+    try:
+        with path.open("rb") as f:
+            f.seek(offset)
+            text = f.read().decode(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+# --- init, start, stop, restart -------------------------------------------------------------------
+
+@click.command()
+@click.option("--force", is_flag=True, help="Overwrite an existing config.yml with the defaults.")
+@output_option
+@handle_errors
+def init(force: bool) -> None:
+    """Create $MAOS_HOME (default ~/.maos) with config.yml, agents/ and logs/."""
+    from controlplane.config import DEFAULT_CONFIG_YML
+
+    home = _home()
+    created, kept = [], []
+    for folder in (home, home / "agents", home / "logs"):
+        if not folder.is_dir():
+            folder.mkdir(parents=True, exist_ok=True)
+            created.append(str(folder))
+    config = home / "config.yml"
+    if config.exists() and not force:
+        kept.append(str(config))
+        message(f"kept the existing {config} (use --force to overwrite it)")
+    else:
+        config.write_text(DEFAULT_CONFIG_YML)
+        config.chmod(0o600)  # it may hold an API key
+        created.append(str(config))
+    emit({"home": str(home), "created": created, "kept": kept},
+         lambda: "\n".join(f"created {p}" for p in created) or f"{home} is already initialized")
+
+
+def _settings(agents: str | None, address: str | None, metrics_port: int | None) -> Any:
+    from controlplane.config import load_settings
+
+    overrides: dict[str, Any] = {}
+    if agents is not None:
+        overrides["agents.pool"] = agents
+    if address:
+        overrides["server.address"] = address
+    if metrics_port is not None:
+        overrides["server.metrics_port"] = metrics_port
+    return load_settings(overrides=overrides)
+
+
+def _serve_foreground(settings: Any, detached: bool) -> None:
+    import logging
+
+    from controlplane.agent_types import agent_type
+    from controlplane.plugins import get_plugin_manager
+    from controlplane.serve import configure_logging, serve
+
+    pm = get_plugin_manager()
+    for name in settings["agents.pool"]:
+        agent_type(pm, settings, name, field="agents.pool")
+    pid_file = settings.home / PID_FILE
+    other = _running_pid(pid_file)
+    if other is not None and other != os.getpid():
+        raise CliError(f"MAOS is already running (pid {other}, {pid_file}); run `maos stop` first",
+                       EXIT_FAILED_PRECONDITION)
+    settings.home.mkdir(parents=True, exist_ok=True)
+    pid_file.write_text(f"{os.getpid()}\n")
+    if detached:  # stderr already is the log file
+        (settings.home / "logs").mkdir(parents=True, exist_ok=True)
+        logging.basicConfig(level=settings["system.log_level"].upper(), stream=sys.stderr, force=True,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logging.getLogger("alembic").setLevel(logging.WARNING)
+    else:
+        configure_logging(settings)
+
+    def ready(app: Any) -> None:
+        message(f"MAOS control plane serving on {app.address} (pid {os.getpid()}); Ctrl-C stops it")
+
+    try:
+        asyncio.run(serve(settings, address=settings["server.address"], on_ready=ready))
+    finally:
+        _release(pid_file, os.getpid())
+
+
+def _start_daemon(settings: Any, agents: str | None, metrics_port: int | None, startup_timeout: float) -> dict:
+    pid_file, logs = settings.home / PID_FILE, settings.home / "logs"
+    address = settings["server.address"]
+    pid = _running_pid(pid_file)
+    if pid is not None:
+        raise CliError(f"MAOS is already running (pid {pid}, {pid_file}); run `maos stop` first",
+                       EXIT_FAILED_PRECONDITION)
+    target = _connect_address(address)
+    if _serving(target):
+        raise CliError(f"something already serves gRPC on {address}; choose another --address",
+                       EXIT_FAILED_PRECONDITION)
+    logs.mkdir(parents=True, exist_ok=True)
+    log_path = logs / LOG_FILE
+    offset = log_path.stat().st_size if log_path.exists() else 0
+    args = [sys.executable, "-m", "cli.main", "start", "--detached", "--address", address]
+    if agents is not None:
+        args += ["--agents", agents]
+    if metrics_port is not None:
+        args += ["--metrics-port", str(metrics_port)]
+    with log_path.open("ab") as log:
+        proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+    pid_file.write_text(f"{proc.pid}\n")
+    deadline = time.monotonic() + startup_timeout
+    while not _serving(target):
+        if proc.poll() is not None:
+            _release(pid_file, proc.pid)
+            raise CliError(f"the control plane exited with code {proc.returncode} while starting; "
+                           f"{log_path}:\n{_tail(log_path, offset)}", EXIT_GENERIC)
+        if time.monotonic() > deadline:
+            raise CliError(f"the control plane (pid {proc.pid}) is not serving after {startup_timeout:g} s; "
+                           f"{log_path}:\n{_tail(log_path, offset)}", EXIT_TIMEOUT)
+        time.sleep(0.2)
+    proc.returncode = 0  # detached on purpose: it outlives this command
+    return {"address": target, "pid": proc.pid, "pid_file": str(pid_file), "log": str(log_path)}
+
+
+def _stop(home: Path, stop_timeout: float, force: bool) -> dict:
+    pid_file = home / PID_FILE
+    pid = _running_pid(pid_file)
+    if pid is None:
+        message(f"MAOS is not running (no live process in {pid_file})")
+        return {"stopped": False, "pid": None}
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + stop_timeout
+    while _alive(pid):
+        if time.monotonic() > deadline:
+            if not force:
+                raise CliError(f"pid {pid} did not stop within {stop_timeout:g} s; retry, or use --force",
+                               EXIT_TIMEOUT)
+            os.kill(pid, signal.SIGKILL)
+            force, deadline = False, time.monotonic() + 5
+        time.sleep(0.1)
+    pid_file.unlink(missing_ok=True)
+    return {"stopped": True, "pid": pid}
+
+
+@click.command()
+@start_options
+@click.option("-d", "--daemon", is_flag=True, help="Run in the background (pid file and log in $MAOS_HOME).")
+@click.option("--detached", is_flag=True, hidden=True)
+@output_option
+@handle_errors
+def start(agents: str | None, address: str | None, metrics_port: int | None, startup_timeout: float,
+          daemon: bool, detached: bool) -> None:
+    """Start the control plane and its local agents.
+
+    Runs in the foreground until Ctrl-C or SIGTERM, unless --daemon; either
+    way $MAOS_HOME/maos.pid names the process while it runs. With --daemon
+    the command returns once the server answers its health check and logs go
+    to $MAOS_HOME/logs/controlplane.log.
+    """
+    settings = _settings(agents, address, metrics_port)
+    if not daemon:
+        _serve_foreground(settings, detached)
+        return
+    info = _start_daemon(settings, agents, metrics_port, startup_timeout)
+    emit(info, lambda: f"MAOS control plane started on {info['address']} (pid {info['pid']})\nLogs: {info['log']}")
+
+
+@click.command()
+@click.option("--timeout", "stop_timeout", type=click.FloatRange(min=0), default=30.0, metavar="SECONDS",
+              help="How long to wait for it to exit.")
+@click.option("--force", is_flag=True, help="SIGKILL it if it has not exited in time.")
+@output_option
+@handle_errors
+def stop(stop_timeout: float, force: bool) -> None:
+    """Stop the control plane named by $MAOS_HOME/maos.pid (SIGTERM, then wait)."""
+    info = _stop(_home(), stop_timeout, force)
+    if info["stopped"]:
+        emit(info, lambda: f"stopped MAOS (pid {info['pid']})")
+    elif state().output != "table":
+        emit(info)
+
+
+@click.command()
+@start_options
+@click.option("--stop-timeout", type=click.FloatRange(min=0), default=30.0, metavar="SECONDS",
+              help="How long to wait for the old process to exit.")
+@output_option
+@handle_errors
+def restart(agents: str | None, address: str | None, metrics_port: int | None, startup_timeout: float,
+            stop_timeout: float) -> None:
+    """Stop the control plane if it runs, then start it in the background."""
+    settings = _settings(agents, address, metrics_port)
+    stopped = _stop(settings.home, stop_timeout, force=False)
+    info = _start_daemon(settings, agents, metrics_port, startup_timeout)
+    emit({"stopped": stopped, **info},
+         lambda: f"MAOS control plane restarted on {info['address']} (pid {info['pid']})\nLogs: {info['log']}")
+
+
+# --- status, health, version ---------------------------------------------------------------------
+
+@click.command()
+@click.option("--detailed", is_flag=True, help="Also subtasks, queue, replicas and component health.")
+@click.option("--resources", is_flag=True, help="Agent slots, queue and limits.")
+@click.option("--performance", is_flag=True, help="Task and RPC metrics.")
+@click.option("--memory", is_flag=True, help="Memory metrics the control plane reports.")
+@click.option("--system", "system_info", is_flag=True, help="Versions and platform (for support requests).")
+@output_option
+@handle_errors
+def status(detailed: bool, resources: bool, performance: bool, memory: bool, system_info: bool) -> None:
+    """Show the control plane's version, uptime and counts of tasks and agents."""
+
+    async def action(client: Client) -> dict[str, Any]:
+        out: dict[str, Any] = {"status": await client.status(detailed)}
+        if detailed:
+            out["health"] = await client.health()
+        if resources:
+            out["limits"] = await client.get_config(["system.max_agents", "tasks.default_max_agents"])
+        if performance:
+            out["metrics"] = [*await client.metrics_summary("tasks"), *await client.metrics_summary("rpc")]
+        if memory:
+            out["memory"] = [s for s in await client.metrics_summary() if "memory" in s.name or "bytes" in s.name]
+        return out
+
+    got = run(action)
+    s = got["status"]
+    data: dict[str, Any] = dict(got)
+    if system_info:
+        data["system"] = {"client_version": _client_version(), "python": platform.python_version(),
+                          "platform": platform.platform(), "address": state().addr}
+
+    def text() -> str:
+        pairs = [("Version", s.version), ("Replica", s.replica), ("Uptime", duration_text(s.uptime)),
+                 ("Storage", s.storage_backend),
+                 ("Agents", f"{s.connected_agents} connected, {s.free_slots} free slots"),
+                 ("Tasks", counts_text(s.tasks))]
+        if detailed:
+            pairs += [("Started", when(s.start_time)), ("Agent states", counts_text(s.agents)),
+                      ("Subtasks", counts_text(s.subtasks)), ("Queue", counts_text(s.queue)),
+                      ("Replicas", ", ".join(s.replicas))]
+        if resources:
+            pairs += [("Queue", counts_text(s.queue))] if not detailed else []
+            pairs += [(f"Limit {v.key}", f"{v.value} ({v.source})") for v in got["limits"]]
+        if system_info:
+            pairs += [(k.replace("_", " ").capitalize(), v) for k, v in data["system"].items()]
+        parts = [key_values(pairs)]
+        if detailed:
+            parts.append(health_table(got["health"]))
+        for key, title in (("metrics", "Metrics"), ("memory", "Memory")):
+            if key in got:
+                parts.append(f"{title}:\n" + table(["NAME", "LABELS", "VALUE"], [
+                    [m.name, ",".join(f"{k}={v}" for k, v in sorted(m.labels.items())), f"{m.value:g}"]
+                    for m in got[key]], empty="(the control plane reports none)"))
+        return "\n\n".join(parts)
+
+    emit(data, text)
+
+
+@click.command()
+@click.option("--component", "components", multiple=True, metavar="NAME",
+              help="Only this component: database, redis, scheduler, agents (repeatable).")
+@click.option("--all", "all_", is_flag=True, help="Every component (the default).")
+@click.option("--continuous", is_flag=True, help="Check again every --interval until interrupted.")
+@click.option("--interval", type=Duration(), default="60s", help="Time between checks with --continuous.")
+@output_option
+@handle_errors
+def health(components: tuple[str, ...], all_: bool, continuous: bool, interval: float) -> None:
+    """Check the control plane's components; exits 1 when one is UNHEALTHY."""
+    wanted = () if all_ else components
+    while True:
+        result = run(lambda client: client.health(wanted))
+        emit(result, lambda: health_table(result))
+        if not continuous:
+            break
+        time.sleep(interval)
+    if result.state == enums.COMPONENT_STATE_UNHEALTHY:
+        raise CliError("the control plane is UNHEALTHY", EXIT_GENERIC)
+
+
+@click.command()
+@output_option
+def version() -> None:
+    """Show the client version, and the server's when it is reachable."""
+    s = state()
+    try:
+        server = run(lambda client: client.status()).version
+    except MaosRpcError as exc:
+        server = None
+        message(f"server: not reachable at {s.addr} ({exc.code.name})")
+    data = {"client": _client_version(), "server": server, "address": s.addr if server else None}
+    emit(data, lambda: key_values([("Client", data["client"]), ("Server", f"{server} at {s.addr}" if server else "")]))

@@ -357,18 +357,30 @@ class Client:
         """Wait until the task is finished and return it; TimeoutError after ``timeout`` seconds.
 
         Built on WatchTask; a broken stream (UNAVAILABLE, or one that ends early) is re-opened with backoff.
+        The terminal state is then confirmed with GetTask, so calls made after this one (GetTaskResults)
+        see it too: WatchTask can report a terminal state a moment before the server has stored it.
         """
-        async def wait() -> msgs.Task:
+        async def watch_until_finished() -> None:
             delay = 0.1
             while True:
                 try:
                     async for response in self.watch_task(id_or_name):
                         if response.task.status in TERMINAL_TASK_STATUSES:
-                            return response.task
+                            return
                 except UnavailableError:
                     pass
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
+
+        async def wait() -> msgs.Task:
+            await watch_until_finished()
+            delay = 0.02
+            while True:
+                task = (await self.get_task(id_or_name)).task
+                if task.status in TERMINAL_TASK_STATUSES:
+                    return task
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
 
         try:
             return await asyncio.wait_for(wait(), timeout)

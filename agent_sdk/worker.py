@@ -144,6 +144,9 @@ class Worker:
                     kind = response.WhichOneof("message")
                     if kind == "assignment":
                         self._start(response.assignment)
+                    elif kind == "committed":
+                        for ref in response.committed.refs:
+                            self._unacked.pop(f"{ref.subtask}#{ref.lease_epoch}", None)
                     elif kind == "ack":
                         self._unacked.pop(response.ack.ref.subtask + f"#{response.ack.ref.lease_epoch}", None)
                         if not response.ack.accepted:

@@ -26,7 +26,7 @@ from agent_sdk.proto.maos.v1 import task_service_pb2 as t  # noqa: E402
 from benchmarks._common import control_plane, tasks_stub  # noqa: E402
 
 
-async def run(tasks: int, inflight: int, database_url: str) -> None:
+async def run(tasks: int, inflight: int, database_url: str, batch: int) -> None:
     async with control_plane("noop=2", database_url, agents=2) as (address, channel):
         stub, system = tasks_stub(channel), system_grpc.SystemServiceStub(channel)
         request = t.SubmitTaskRequest(task=m.Task(description="no-op", task_type="noop"))
@@ -35,8 +35,13 @@ async def run(tasks: int, inflight: int, database_url: str) -> None:
         async def submitter() -> None:
             nonlocal submitted
             while submitted < tasks:
-                submitted += 1
-                await stub.SubmitTask(request, timeout=30)
+                if batch > 1:
+                    n = min(batch, tasks - submitted)
+                    submitted += n
+                    await stub.BatchSubmitTasks(t.BatchSubmitTasksRequest(requests=[request] * n), timeout=30)
+                else:
+                    submitted += 1
+                    await stub.SubmitTask(request, timeout=30)
 
         started = time.perf_counter()
         await asyncio.gather(*(submitter() for _ in range(inflight)))
@@ -51,7 +56,9 @@ async def run(tasks: int, inflight: int, database_url: str) -> None:
             await asyncio.sleep(0.005)
         finished = time.perf_counter()
     backend = "postgresql" if database_url else "sqlite"
-    print(f"workload: {tasks} no-op tasks, 1 client ({inflight} calls in flight), 2 noop agent processes, {backend}")
+    how = f"BatchSubmitTasks of {batch}" if batch > 1 else "SubmitTask"
+    print(f"workload: {tasks} no-op tasks, 1 client ({how}, {inflight} calls in flight), "
+          f"2 noop agent processes, {backend}")
     print(f"submit phase: {submit_done - started:.2f} s ({tasks / (submit_done - started):.0f} submits/s)")
     print(f"first submit to last result: {finished - started:.2f} s -> {tasks / (finished - started):.0f} tasks/s")
 
@@ -61,8 +68,9 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=10_000)
     parser.add_argument("--inflight", type=int, default=64)
     parser.add_argument("--database-url", default="")
+    parser.add_argument("--batch", type=int, default=1, help="tasks per BatchSubmitTasks call (1: SubmitTask)")
     args = parser.parse_args()
-    asyncio.run(run(args.tasks, args.inflight, args.database_url))
+    asyncio.run(run(args.tasks, args.inflight, args.database_url, args.batch))
 
 
 if __name__ == "__main__":

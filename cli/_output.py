@@ -43,9 +43,13 @@ def color_enabled() -> bool:
 
 
 def to_data(value: Any) -> Any:
-    """Plain JSON-able data from protobuf messages (proto field names, enum names), lists and dicts."""
+    """Plain JSON-able data from protobuf messages, lists and dicts.
+
+    Messages keep their proto field names and enum value names, and every
+    field is present (zeros and empty lists too), so scripts see a stable shape.
+    """
     if isinstance(value, Message):
-        return MessageToDict(value, preserving_proto_field_name=True)
+        return MessageToDict(value, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
     if isinstance(value, dict):
         return {k: to_data(v) for k, v in value.items()}
     if isinstance(value, list | tuple):

@@ -85,6 +85,13 @@ class Ack:
     message: str = ""
 
 
+@dataclass(frozen=True)
+class Committed:
+    """These results and failures are durable."""
+
+    refs: list[Ref]
+
+
 @dataclass
 class Registration:
     """The answer to Register."""

@@ -65,6 +65,9 @@ class Committer:
         self._wake = asyncio.Event()
         self._flusher: asyncio.Task[None] | None = None
         self._closed = False
+        #: Increases whenever a generation is taken for writing; callers use it to
+        #: group work that becomes durable together.
+        self.generation_id = 0
         self.failed: BaseException | None = None
         import os
         self._inline = os.environ.get("MAOS_INLINE_COMMIT") == "1"
@@ -114,6 +117,7 @@ class Committer:
             if self._gather_delay:
                 await asyncio.sleep(self._gather_delay)
             generation, self._current = self._current, _Generation()
+            self.generation_id += 1
             if generation.empty():
                 for waiter in generation.waiters:
                     if not waiter.done():

@@ -44,6 +44,7 @@ from controlplane.errors import FailedPrecondition, InvalidArgument, NotFound
 from controlplane.scheduler.commands import (
     Ack,
     Assign,
+    Committed,
     CancelWork,
     DrainAgent,
     PauseAgent,
@@ -906,7 +907,7 @@ class Engine:
         self._set_subtask_status(task, sub, SubtaskStatus.COMPLETED)
         self._charge(task, session, usage, success=True)
         self._subtask_done(task)
-        self.committer.after_commit(lambda: session.send(Ack(ref, True)))
+        self._ack_when_durable(session, ref)
 
     def report_failure(
         self,
@@ -940,7 +941,16 @@ class Engine:
                 failure = Failure(failure.reason, f"{message} (retries exhausted after {sub.retries_used})",
                                   sub.name, error_type)
             self._finish_task(task, TaskStatus.FAILED, failure)
-        self.committer.after_commit(lambda: session.send(Ack(ref, True)))
+        self._ack_when_durable(session, ref)
+
+    def _ack_when_durable(self, session: AgentSession, ref: Ref) -> None:
+        """Tell the agent, in one message per commit, which of its reports are durable."""
+        generation = self.committer.generation_id
+        if session.ack_generation != generation:
+            refs: list[Ref] = []
+            session.ack_generation, session.ack_refs = generation, refs
+            self.committer.after_commit(lambda: session.send(Committed(refs)))
+        session.ack_refs.append(ref)
 
     def report_progress(
         self, session: AgentSession, ref: Ref, fraction: float, message: str, checkpoint: bytes | None

@@ -22,6 +22,9 @@ class AgentSession:
         # work until it shows signs of life again (any message clears it).
         self.suspect = False
         self.outbox: asyncio.Queue[Any] = asyncio.Queue()
+        # Reports waiting for the commit of generation ``ack_generation``.
+        self.ack_generation = -1
+        self.ack_refs: list[Any] = []
 
     @property
     def id(self) -> str:

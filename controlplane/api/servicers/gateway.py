@@ -18,6 +18,7 @@ from controlplane.scheduler.commands import (
     Ack,
     Assign,
     CancelWork,
+    Committed,
     DrainAgent,
     PauseAgent,
     Ref,
@@ -78,6 +79,8 @@ def command_to_pb(command: Any) -> gateway_pb.ConnectResponse:
             ack=gateway_pb.ReportAck(ref=ref_to_pb(command.ref), accepted=command.accepted, reason=reason,
                                      message=command.message)
         )
+    if isinstance(command, Committed):
+        return gateway_pb.ConnectResponse(committed=gateway_pb.Committed(refs=[ref_to_pb(r) for r in command.refs]))
     if isinstance(command, CancelWork):
         return gateway_pb.ConnectResponse(cancel=gateway_pb.Cancel(ref=ref_to_pb(command.ref), reason=command.reason))
     if isinstance(command, DrainAgent):

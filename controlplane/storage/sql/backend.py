@@ -11,10 +11,12 @@ dialect ``INSERT ... ON CONFLICT DO UPDATE``, all in one transaction.
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+import psycopg
 from sqlalchemy import Engine, Insert, Table, create_engine, event, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
@@ -50,8 +52,11 @@ def translate_errors() -> Iterator[None]:
     """
     try:
         yield
-    except IntegrityError as exc:
+    except (IntegrityError, sqlite3.IntegrityError, psycopg.IntegrityError) as exc:
         raise AlreadyExists(f"storage conflict: {_first_line(exc)}") from exc
+    except (sqlite3.OperationalError, sqlite3.InterfaceError, psycopg.OperationalError,
+            psycopg.InterfaceError) as exc:  # raised by the raw DB-API write path
+        raise Unavailable(f"storage unavailable: {_first_line(exc)}", reason=_STORAGE_UNAVAILABLE) from exc
     except (DBAPIError, PoolTimeoutError) as exc:
         connection_problem = isinstance(exc, (OperationalError, InterfaceError, PoolTimeoutError)) or (
             isinstance(exc, DBAPIError) and exc.connection_invalidated
@@ -83,6 +88,22 @@ def _upsert(insert: Callable[[Table], Any], table: Table, *, keep: Sequence[str]
     )
 
 
+def _raw_upsert(table: Table, mark: str, *, keep: Sequence[str] = (), update: bool = True) -> tuple[str, list[str]]:
+    """DB-API text of an upsert (or insert-if-absent) of every column, and its column order."""
+    columns = [c.name for c in table.columns]
+    key = [c.name for c in table.primary_key.columns]
+    unchanged = {*key, *keep}
+    sql = (
+        f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({', '.join([mark] * len(columns))}) "
+        f"ON CONFLICT ({', '.join(key)}) DO "
+    )
+    if update:
+        sql += "UPDATE SET " + ", ".join(f"{c} = excluded.{c}" for c in columns if c not in unchanged)
+    else:
+        sql += "NOTHING"
+    return sql, columns
+
+
 class SqlBackend:
     """A :class:`~controlplane.storage.base.StorageBackend` on a SQLAlchemy engine.
 
@@ -110,6 +131,11 @@ class SqlBackend:
             index_elements=[meta.c.key], set_={"value": meta.c.value + 1}
         ).returning(meta.c.value)
         self._next_ord: int | None = None  # next subtasks.ord; read from the table once
+        mark = "%s" if self.kind == "postgresql" else "?"
+        self._raw_tasks = _raw_upsert(schema.tasks, mark)
+        self._raw_subtasks = _raw_upsert(schema.subtasks, mark, keep=("ord",))
+        self._raw_agents = _raw_upsert(schema.agents, mark)
+        self._raw_idempotency = _raw_upsert(schema.idempotency, mark, update=False)
 
     def __repr__(self) -> str:
         return f"SqlBackend({self.engine.url!r})"
@@ -167,14 +193,20 @@ class SqlBackend:
         with translate_errors():
             subtask_rows = self._subtask_rows(_latest(batch.subtasks, lambda s: (s.task_id, s.id)))
             with self.engine.begin() as conn:
-                for stmt, rows in (
-                    (self._upsert_tasks, task_rows),
-                    (self._upsert_subtasks, subtask_rows),
-                    (self._upsert_agents, agent_rows),
-                    (self._insert_idempotency, idempotency_rows),
-                ):
-                    if rows:
-                        conn.execute(stmt, rows)
+                # The hot path: plain DB-API executemany of pre-built statements
+                # (SQLAlchemy's per-call compilation costs more than the inserts).
+                cursor = conn.connection.dbapi_connection.cursor()
+                try:
+                    for sql, columns, rows in (
+                        (*self._raw_tasks, task_rows),
+                        (*self._raw_subtasks, subtask_rows),
+                        (*self._raw_agents, agent_rows),
+                        (*self._raw_idempotency, idempotency_rows),
+                    ):
+                        if rows:
+                            cursor.executemany(sql, [tuple(row[c] for c in columns) for row in rows])
+                finally:
+                    cursor.close()
 
     def _subtask_rows(self, subtasks: list[Subtask]) -> list[dict[str, Any]]:
         """Rows of ``subtasks`` with fresh ``ord`` values (kept only by new rows)."""

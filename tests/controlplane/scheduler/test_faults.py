@@ -188,7 +188,8 @@ async def test_duplicated_and_stale_results_are_not_applied(control_plane: App, 
         assert not ack.accepted and ack.reason == errors.ERROR_REASON_STALE_ATTEMPT
 
         agent.send(result=gw.SubtaskResult(ref=ref, output="first"))
-        assert (await agent.receive("ack")).ack.accepted
+        committed = (await agent.receive("committed")).committed
+        assert [r.subtask for r in committed.refs] == [ref.subtask]
         agent.send(result=gw.SubtaskResult(ref=ref, output="second"))
         duplicate = (await agent.receive("ack")).ack
         assert duplicate.accepted and "duplicate" in duplicate.message

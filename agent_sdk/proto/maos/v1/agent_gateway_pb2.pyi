@@ -37,7 +37,7 @@ class ConnectRequest(_message.Message):
     def __init__(self, register: _Optional[_Union[Register, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ..., output: _Optional[_Union[OutputChunk, _Mapping]] = ..., result: _Optional[_Union[SubtaskResult, _Mapping]] = ..., failure: _Optional[_Union[SubtaskFailure, _Mapping]] = ..., vote: _Optional[_Union[CastVote, _Mapping]] = ..., logs: _Optional[_Union[AgentLogs, _Mapping]] = ..., state: _Optional[_Union[SharedStateRequest, _Mapping]] = ...) -> None: ...
 
 class ConnectResponse(_message.Message):
-    __slots__ = ("registered", "assignment", "cancel", "vote_request", "drain", "pause", "resume", "ack", "state")
+    __slots__ = ("registered", "assignment", "cancel", "vote_request", "drain", "pause", "resume", "ack", "state", "committed")
     REGISTERED_FIELD_NUMBER: _ClassVar[int]
     ASSIGNMENT_FIELD_NUMBER: _ClassVar[int]
     CANCEL_FIELD_NUMBER: _ClassVar[int]
@@ -47,6 +47,7 @@ class ConnectResponse(_message.Message):
     RESUME_FIELD_NUMBER: _ClassVar[int]
     ACK_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
+    COMMITTED_FIELD_NUMBER: _ClassVar[int]
     registered: Registered
     assignment: Assignment
     cancel: Cancel
@@ -56,7 +57,8 @@ class ConnectResponse(_message.Message):
     resume: Resume
     ack: ReportAck
     state: SharedStateResponse
-    def __init__(self, registered: _Optional[_Union[Registered, _Mapping]] = ..., assignment: _Optional[_Union[Assignment, _Mapping]] = ..., cancel: _Optional[_Union[Cancel, _Mapping]] = ..., vote_request: _Optional[_Union[VoteRequest, _Mapping]] = ..., drain: _Optional[_Union[Drain, _Mapping]] = ..., pause: _Optional[_Union[Pause, _Mapping]] = ..., resume: _Optional[_Union[Resume, _Mapping]] = ..., ack: _Optional[_Union[ReportAck, _Mapping]] = ..., state: _Optional[_Union[SharedStateResponse, _Mapping]] = ...) -> None: ...
+    committed: Committed
+    def __init__(self, registered: _Optional[_Union[Registered, _Mapping]] = ..., assignment: _Optional[_Union[Assignment, _Mapping]] = ..., cancel: _Optional[_Union[Cancel, _Mapping]] = ..., vote_request: _Optional[_Union[VoteRequest, _Mapping]] = ..., drain: _Optional[_Union[Drain, _Mapping]] = ..., pause: _Optional[_Union[Pause, _Mapping]] = ..., resume: _Optional[_Union[Resume, _Mapping]] = ..., ack: _Optional[_Union[ReportAck, _Mapping]] = ..., state: _Optional[_Union[SharedStateResponse, _Mapping]] = ..., committed: _Optional[_Union[Committed, _Mapping]] = ...) -> None: ...
 
 class AssignmentRef(_message.Message):
     __slots__ = ("subtask", "attempt", "lease_epoch")
@@ -364,6 +366,12 @@ class Pause(_message.Message):
 class Resume(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class Committed(_message.Message):
+    __slots__ = ("refs",)
+    REFS_FIELD_NUMBER: _ClassVar[int]
+    refs: _containers.RepeatedCompositeFieldContainer[AssignmentRef]
+    def __init__(self, refs: _Optional[_Iterable[_Union[AssignmentRef, _Mapping]]] = ...) -> None: ...
 
 class ReportAck(_message.Message):
     __slots__ = ("ref", "proposal", "accepted", "reason", "message")

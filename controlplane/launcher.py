@@ -30,6 +30,7 @@ class Launch:
     agent_id: str = ""
     restarts: int = 0
     stopping: bool = False
+    registered_event: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
     supervisor: asyncio.Task[None] | None = field(default=None, repr=False)
 
 
@@ -96,6 +97,15 @@ class LocalLauncher:
         launch = self.launches.get(launch_id)
         if launch is not None:
             launch.agent_id = agent_id
+            launch.registered_event.set()
+
+    async def wait_registered(self, launches: list[Launch], timeout: float) -> None:
+        """Wait (at most ``timeout`` seconds) until the launched processes have registered."""
+        waits = [asyncio.ensure_future(launch.registered_event.wait()) for launch in launches]
+        if waits:
+            _, pending = await asyncio.wait(waits, timeout=timeout)
+            for waiter in pending:
+                waiter.cancel()
 
     def by_agent(self, agent_id: str) -> Launch | None:
         """The launch of a registered agent, if it is managed here."""

@@ -749,9 +749,10 @@ class Engine:
         watch = Watch(asyncio.Queue(), include_progress)
         self._watchers[task_id].add(watch)
         try:
-            yield None, copy.copy(task), None
-            if task.status.finished:
-                return
+            snapshot = copy.copy(task)
+            yield None, snapshot, None
+            if snapshot.status.finished:
+                return  # later changes of a live task arrive through the queue
             while True:
                 event, snapshot, sub = await watch.queue.get()
                 yield event, snapshot, sub
@@ -763,7 +764,8 @@ class Engine:
                 watchers.discard(watch)
                 if not watchers:
                     del self._watchers[task_id]
-                    self._evict(task_id)
+                    # Only a committed final state may leave memory.
+                    self.committer.after_commit(lambda: self._evict(task_id))
 
     def _publish(self, event: Event, task: Task, sub: Subtask | None = None, *, committed: bool = False) -> None:
         if task.id not in self._watchers and not self.event_listeners:

@@ -7,7 +7,7 @@ import grpc
 from controlplane.agent_types import agent_type, agent_types
 from controlplane.api import convert
 from controlplane.api.paging import PageTokens, page_size
-from controlplane.api.pb import agents_grpc, agents_pb
+from controlplane.api.pb import agents_grpc, agents_pb, messages_pb
 from controlplane.domain.model import AgentInfo, AgentStatus
 from controlplane.domain.tasks import validate_request_id
 from controlplane.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
@@ -15,6 +15,7 @@ from controlplane.launcher import LocalLauncher
 from controlplane.scheduler.engine import Engine
 
 DEFAULT_GRACE = 30.0
+SPAWN_WAIT = 15.0  # seconds SpawnAgents waits for launched processes to register
 
 
 class AgentServicer(agents_grpc.AgentServiceServicer):
@@ -87,14 +88,24 @@ class AgentServicer(agents_grpc.AgentServiceServicer):
             raise ResourceExhausted(
                 f"spawning {count} more would exceed system.max_agents ({limit}; {self.launcher.active} running)"
             )
+        launches = [
+            await self.launcher.spawn(spec.name, capabilities=list(request.capabilities) or None,
+                                      max_concurrency=request.max_concurrency)
+            for _ in range(count)
+        ]
+        # Answer with the registered agents; a process still starting after the
+        # wait is listed as STARTING with its pid (it registers on its own).
+        await self.launcher.wait_registered(launches, SPAWN_WAIT)
         launched = []
-        for _ in range(count):
-            launch = await self.launcher.spawn(spec.name, capabilities=list(request.capabilities) or None,
-                                               max_concurrency=request.max_concurrency)
-            launched.append(agents_pb.Agent(name=f"agents/launch-{launch.id}", agent_type=spec.name,
-                                            capabilities=list(request.capabilities) or list(spec.capabilities),
-                                            status=AgentStatus.STARTING, managed=True,
-                                            pid=launch.process.pid if launch.process else 0))
+        for launch in launches:
+            info = self.engine.agents.get(launch.agent_id) if launch.agent_id else None
+            if info is not None:
+                launched.append(self._pb(info))
+            else:
+                launched.append(messages_pb.Agent(
+                    agent_type=spec.name, capabilities=list(request.capabilities) or list(spec.capabilities),
+                    status=AgentStatus.STARTING, managed=True,
+                    pid=launch.process.pid if launch.process else 0, labels={"launch_id": launch.id}))
         return agents_pb.SpawnAgentsResponse(agents=launched)
 
     async def TerminateAgent(self, request, context: grpc.aio.ServicerContext) -> agents_pb.TerminateAgentResponse:
@@ -118,6 +129,9 @@ class AgentServicer(agents_grpc.AgentServiceServicer):
     async def DrainAgent(self, request, context: grpc.aio.ServicerContext) -> agents_pb.DrainAgentResponse:
         grace = convert.seconds(request.grace) if request.HasField("grace") else DEFAULT_GRACE
         info = self.engine.drain_agent(self._info(request.name).id, grace)
+        launch = self.launcher.by_agent(info.id) if self.launcher else None
+        if launch is not None:
+            launch.stopping = True  # a drained agent leaves for good: do not restart it
         return agents_pb.DrainAgentResponse(agent=self._pb(info))
 
     async def ListAgentTypes(self, request, context: grpc.aio.ServicerContext) -> agents_pb.ListAgentTypesResponse:

@@ -51,6 +51,7 @@ class SystemServicer(system_grpc.SystemServiceServicer):
             queue=[system_pb.StateCount(state=k, count=v) for k, v in sorted(engine.queued_by_priority().items())],
             connected_agents=len(engine.sessions),
             free_slots=sum(s.free for s in engine.sessions.values()),
+            replicas=[engine.replica] if request.detailed else [],
         )
 
     async def GetHealth(self, request: system_pb.GetHealthRequest, context: grpc.aio.ServicerContext) -> system_pb.GetHealthResponse:

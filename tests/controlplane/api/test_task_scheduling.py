@@ -167,7 +167,7 @@ async def test_retry_keeps_completed_subtasks(control_plane: App, stubs: Stubs) 
 
 @pytest.mark.xfail(
     strict=True,
-    reason="engine bug: Engine.retry (controlplane/scheduler/engine.py, `QUEUED if not task.start_time else "
+    reason="engine bug: Engine.retry (controlplane/scheduler/engine.py:663, `QUEUED if not task.start_time else "
     "RUNNING`) marks a retried task RUNNING although none of its subtasks runs",
 )
 async def test_retried_task_with_no_agent_is_queued_not_running(control_plane: App, stubs: Stubs) -> None:

@@ -55,6 +55,8 @@ class Metrics:
             "maos_task_run_seconds", "Time from a task's start to its end.", ["outcome"],
             buckets=TASK_BUCKETS, registry=r,
         )
+        for outcome in ("completed", "failed", "cancelled"):
+            self.run_seconds.labels(outcome)  # export every series from the start
         self.agents_connected = Gauge("maos_agents_connected", "Connected agents.", ["pool"], registry=r)
         self.lease_expirations = Counter(
             "maos_agent_lease_expirations_total", "Leases that expired without a heartbeat.", registry=r

@@ -46,8 +46,28 @@ def capability_for(task_type: str) -> str:
     return TYPE_CAPABILITIES.get(task_type, task_type)
 
 
+_INLINE_NUMBER = re.compile(r"(?:^|(?<=\s))(\d{1,2})[.)]\s+")
+
+
+def _inline_items(description: str) -> tuple[str, list[str]]:
+    """Items numbered 1, 2, 3... within one line ("Plan: 1. a 2. b 3. c")."""
+    marks = list(_INLINE_NUMBER.finditer(description))
+    numbered = [int(m.group(1)) for m in marks]
+    if len(marks) < 2 or numbered != list(range(1, len(marks) + 1)):
+        return description.strip(), []
+    items = []
+    for index, mark in enumerate(marks):
+        end = marks[index + 1].start() if index + 1 < len(marks) else len(description)
+        items.append(description[mark.end():end].strip().rstrip(",;").strip())
+    return description[: marks[0].start()].strip(), [item for item in items if item]
+
+
 def list_items(description: str) -> tuple[str, list[str]]:
-    """Split a description into its preamble and its enumerated items or bullets."""
+    """Split a description into its preamble and its enumerated items or bullets.
+
+    Items are lines starting with a bullet or a number ("- a", "2. b", "c)"),
+    or, in a description without such lines, items numbered 1, 2, 3... inline.
+    """
     preamble: list[str] = []
     items: list[str] = []
     for line in description.splitlines():
@@ -58,6 +78,8 @@ def list_items(description: str) -> tuple[str, list[str]]:
             items[-1] += " " + line.strip()  # a wrapped item continues on an indented line
         elif not items:
             preamble.append(line)
+    if not items:
+        return _inline_items(description)
     return "\n".join(preamble).strip(), items
 
 

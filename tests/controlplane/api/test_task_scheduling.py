@@ -167,7 +167,7 @@ async def test_retry_keeps_completed_subtasks(control_plane: App, stubs: Stubs) 
 
 @pytest.mark.xfail(
     strict=True,
-    reason="engine bug: Engine.retry (controlplane/scheduler/engine.py:663, `QUEUED if not task.start_time else "
+    reason="engine bug: Engine.retry (controlplane/scheduler/engine.py:664, `QUEUED if not task.start_time else "
     "RUNNING`) marks a retried task RUNNING although none of its subtasks runs",
 )
 async def test_retried_task_with_no_agent_is_queued_not_running(control_plane: App, stubs: Stubs) -> None:
@@ -236,11 +236,6 @@ async def test_dependency_that_already_failed_fails_the_new_task_at_once(control
     assert a.name in failed.failure.message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: Engine.watch (controlplane/scheduler/engine.py:752) tests the live task, not its "
-    "snapshot, after yielding the snapshot; a task finishing in between ends the stream without the terminal state",
-)
 async def test_watch_never_ends_without_the_terminal_state(control_plane: App, stubs: Stubs) -> None:
     """The task finishes right after the snapshot went out: the stream must still carry the terminal state.
 
@@ -269,7 +264,7 @@ async def test_watch_never_ends_without_the_terminal_state(control_plane: App, s
 
 @pytest.mark.xfail(
     strict=True,
-    reason="engine bug: Engine.submit (controlplane/scheduler/engine.py:224-256) checks the request_id, then "
+    reason="engine bug: Engine.submit (controlplane/scheduler/engine.py:225-257) checks the request_id, then "
     "awaits storage (_lookup of depends_on) before recording it, so concurrent retries each create a task",
 )
 async def test_concurrent_retries_of_one_request_id_create_one_task(control_plane: App, stubs: Stubs) -> None:

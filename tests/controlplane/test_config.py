@@ -1,0 +1,62 @@
+"""Settings: defaults < config.yml < MAOS_* environment < overrides."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from controlplane.config import DEFAULT_CONFIG_YML, load_settings, parse_value
+from controlplane.errors import InvalidArgument
+
+
+def test_defaults_and_sources(tmp_path: Path) -> None:
+    settings = load_settings(home=tmp_path, environ={})
+    assert settings["system.max_agents"] == 10
+    assert settings.source("system.max_agents") == "default"
+    assert settings.database_url == f"sqlite:///{tmp_path / 'maos.db'}"
+
+
+def test_file_then_environment_then_overrides(tmp_path: Path) -> None:
+    (tmp_path / "config.yml").write_text("system:\n  max_agents: 12\nconsensus:\n  timeout: 5m\n")
+    settings = load_settings(home=tmp_path, environ={"MAOS_SYSTEM_MAX_AGENTS": "20"})
+    assert settings["system.max_agents"] == 20 and settings.source("system.max_agents") == "env"
+    assert settings["consensus.timeout"] == 300.0 and settings.source("consensus.timeout") == "file"
+    overridden = settings.with_overrides({"system.max_agents": 3})
+    assert overridden["system.max_agents"] == 3 and overridden.source("system.max_agents") == "override"
+
+
+def test_environment_references_in_the_file(tmp_path: Path) -> None:
+    (tmp_path / "config.yml").write_text(DEFAULT_CONFIG_YML)
+    settings = load_settings(home=tmp_path, environ={"CLAUDE_API_KEY": "sk-test"})
+    assert settings["claude.api_key"] == "sk-test"
+    assert settings["agents.pool"] == {"echo": 2}
+
+
+def test_postgres_urls_use_psycopg(tmp_path: Path) -> None:
+    settings = load_settings(home=tmp_path, environ={"MAOS_DATABASE_PRIMARY_URL": "postgresql://u@h:5432/maos"})
+    assert settings.database_url == "postgresql+psycopg://u@h:5432/maos"
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("system.max_agents", "0", "at least 1"),
+        ("scheduler.lease_ttl", "soon", "not a duration"),
+        ("consensus.voting_strategy", "loudest", "must be one of"),
+        ("agents.pool", "echo=x", "invalid literal"),
+        ("nope.key", "1", "unknown setting"),
+    ],
+)
+def test_bad_values_are_rejected_with_the_key(key: str, value: str, message: str) -> None:
+    with pytest.raises(InvalidArgument, match=message):
+        parse_value(key, value)
+
+
+def test_a_bad_environment_value_fails_loading(tmp_path: Path) -> None:
+    with pytest.raises(InvalidArgument, match="server.metrics_port"):
+        load_settings(home=tmp_path, environ={"MAOS_SERVER_METRICS_PORT": "-5"})
+
+
+def test_pool_syntax() -> None:
+    assert parse_value("agents.pool", "researcher=2, coder=1,echo") == {"researcher": 2, "coder": 1, "echo": 1}

@@ -40,7 +40,7 @@ from controlplane.domain.model import (
 )
 from controlplane.domain.planning import Planner, validate_plan
 from controlplane.domain.tasks import combine_outputs
-from controlplane.errors import FailedPrecondition, InvalidArgument, NotFound
+from controlplane.errors import Aborted, FailedPrecondition, InvalidArgument, NotFound
 from controlplane.scheduler.commands import (
     Ack,
     Assign,
@@ -62,6 +62,7 @@ log = logging.getLogger(__name__)
 
 SubKey = tuple[str, str]
 APPLIED_MEMORY = 100_000
+IDEMPOTENCY_MEMORY = 100_000
 
 
 @dataclass
@@ -125,7 +126,8 @@ class Engine:
         self._timeouts: dict[str, asyncio.TimerHandle] = {}
         self._dependants: dict[str, set[str]] = defaultdict(set)
         self._watchers: dict[str, set[Watch]] = defaultdict(set)
-        self._idempotency: dict[tuple[str, str, str], tuple[str, str]] = {}
+        self._idempotency: OrderedDict[tuple[str, str, str], tuple[str, str]] = OrderedDict()
+        self._in_flight: set[tuple[str, str, str]] = set()
         # (task, subtask) -> lease epoch of the applied result, for acknowledging
         # duplicates after the task left memory (bounded; oldest forgotten first).
         self._applied: OrderedDict[SubKey, int] = OrderedDict()
@@ -221,11 +223,27 @@ class Engine:
             InvalidArgument: request_id reused with other parameters.
             NotFound: a dependency does not exist (or is not visible).
         """
+        key = (principal, method, request_id)
         if request_id:
             earlier = await self._idempotent(principal, method, request_id, request_hash)
             if earlier is not None:
                 found = await self.get_tasks(earlier.split(","))
                 return [SubmitOutcome(t, created=False) for t in found]
+            if key in self._in_flight:
+                raise Aborted(
+                    f"a call with request_id {request_id!r} is still in progress; retry it in a moment",
+                    reason="ERROR_REASON_REQUEST_IN_FLIGHT",
+                )
+            self._in_flight.add(key)
+        try:
+            return await self._accept(tasks, principal, key, request_hash, method)
+        finally:
+            self._in_flight.discard(key)
+
+    async def _accept(
+        self, tasks: list[Task], principal: str, key: tuple[str, str, str], request_hash: str, method: str
+    ) -> list[SubmitOutcome]:
+        request_id = key[2]
         dep_ids = {d for t in tasks for d in t.depends_on}
         deps = await self._lookup(dep_ids)
         for index, task in enumerate(tasks):
@@ -254,7 +272,7 @@ class Engine:
             self.metrics.task_submitted(task)  # type: ignore[attr-defined]
         if request_id:
             resource = ",".join(t.id for t in tasks)
-            self._idempotency[(principal, method, request_id)] = (request_hash, resource)
+            self._remember(key, (request_hash, resource))
             self.committer.idempotency(IdempotencyRecord(principal, method, request_id, request_hash, resource, stamp))
         for task in tasks:
             self._evaluate_dependencies(task, deps)
@@ -267,10 +285,12 @@ class Engine:
         cached = self._idempotency.get(key)
         if cached is None:
             record = await self.storage.call(self.storage.backend.get_idempotency, principal, method, request_id)
-            if record is None:
-                return None
-            cached = (record.request_hash, record.resource)
-            self._idempotency[key] = cached
+            cached = self._idempotency.get(key)  # a concurrent call may have finished meanwhile
+            if cached is None:
+                if record is None:
+                    return None
+                cached = (record.request_hash, record.resource)
+                self._remember(key, cached)
         stored_hash, resource = cached
         if stored_hash != request_hash:
             raise InvalidArgument(
@@ -280,6 +300,11 @@ class Engine:
             )
         await self.committer.durable()  # the first call may not be committed yet
         return resource
+
+    def _remember(self, key: tuple[str, str, str], outcome: tuple[str, str]) -> None:
+        self._idempotency[key] = outcome
+        if len(self._idempotency) > IDEMPOTENCY_MEMORY:
+            self._idempotency.popitem(last=False)  # older keys are answered from storage
 
     async def _lookup(self, task_ids: set[str]) -> dict[str, Task]:
         found = {tid: self.tasks[tid] for tid in task_ids if tid in self.tasks}
@@ -661,7 +686,7 @@ class Engine:
             self._evaluate_dependencies(task, deps)
         else:
             done = {s.id for s in subs if s.status == SubtaskStatus.COMPLETED}
-            self._set_task_status(task, TaskStatus.QUEUED if not task.start_time else TaskStatus.RUNNING)
+            self._set_task_status(task, TaskStatus.QUEUED)  # RUNNING again once a subtask starts
             for sub in subs:
                 if sub.status == SubtaskStatus.COMPLETED:
                     continue

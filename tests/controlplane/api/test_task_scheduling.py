@@ -165,11 +165,6 @@ async def test_retry_keeps_completed_subtasks(control_plane: App, stubs: Stubs) 
     assert "alpha" in result.output and "bravo" in result.output
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: Engine.retry (controlplane/scheduler/engine.py:664, `QUEUED if not task.start_time else "
-    "RUNNING`) marks a retried task RUNNING although none of its subtasks runs",
-)
 async def test_retried_task_with_no_agent_is_queued_not_running(control_plane: App, stubs: Stubs) -> None:
     """After RetryTask nothing runs until an agent takes the work: the task is QUEUED (enums.proto)."""
     async with running_worker(EchoAgent(), control_plane.address):
@@ -262,11 +257,6 @@ async def test_watch_never_ends_without_the_terminal_state(control_plane: App, s
         await stream.aclose()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: Engine.submit (controlplane/scheduler/engine.py:225-257) checks the request_id, then "
-    "awaits storage (_lookup of depends_on) before recording it, so concurrent retries each create a task",
-)
 async def test_concurrent_retries_of_one_request_id_create_one_task(control_plane: App, stubs: Stubs) -> None:
     async with running_worker(EchoAgent(), control_plane.address):
         dep = await submit(stubs, "an earlier task")

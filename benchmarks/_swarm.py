@@ -1,0 +1,80 @@
+"""Many light agents in one process, for the agent-scale benchmark (not a real agent).
+
+Usage: python benchmarks/_swarm.py ADDRESS COUNT OUTFILE
+Each agent registers, heartbeats, holds every assignment it gets without
+answering, and records when a Cancel arrives; on SIGTERM the process writes
+the cancel receive times (epoch seconds) to OUTFILE as JSON and exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+import time
+from pathlib import Path
+
+import grpc
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from agent_sdk.proto.maos.v1 import agent_gateway_pb2 as gw  # noqa: E402
+from agent_sdk.proto.maos.v1 import agent_gateway_pb2_grpc as gw_grpc  # noqa: E402
+from agent_sdk.worker import KEEPALIVE_OPTIONS  # noqa: E402
+
+STREAMS_PER_CHANNEL = 200
+
+
+async def agent(stub: gw_grpc.AgentGatewayStub, cancels: list[float], registered: list[int]) -> None:
+    outbox: asyncio.Queue[gw.ConnectRequest] = asyncio.Queue()
+    outbox.put_nowait(gw.ConnectRequest(register=gw.Register(
+        agent_type="swarm", capabilities=["*"], max_concurrency=1, language="python-swarm")))
+
+    async def requests():
+        while True:
+            yield await outbox.get()
+
+    held: list[gw.AssignmentRef] = []
+    interval = 5.0
+
+    async def heartbeats() -> None:
+        while True:
+            await asyncio.sleep(interval)
+            outbox.put_nowait(gw.ConnectRequest(heartbeat=gw.Heartbeat(running=held, free_slots=1 - len(held))))
+
+    beat = None
+    async for response in stub.Connect(requests()):
+        kind = response.WhichOneof("message")
+        if kind == "registered":
+            registered[0] += 1
+            interval = response.registered.heartbeat_interval.seconds or 5.0
+            beat = asyncio.create_task(heartbeats())
+        elif kind == "assignment":
+            held.append(response.assignment.ref)
+        elif kind == "cancel":
+            cancels.append(time.time())
+            held.clear()
+    if beat:
+        beat.cancel()
+
+
+async def main(address: str, count: int, outfile: str) -> None:
+    cancels: list[float] = []
+    registered = [0]
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    channels = [grpc.aio.insecure_channel(address, options=KEEPALIVE_OPTIONS)
+                for _ in range((count + STREAMS_PER_CHANNEL - 1) // STREAMS_PER_CHANNEL)]
+    tasks = [asyncio.create_task(agent(gw_grpc.AgentGatewayStub(channels[i // STREAMS_PER_CHANNEL]),
+                                       cancels, registered)) for i in range(count)]
+    await stop.wait()
+    Path(outfile).write_text(json.dumps({"registered": registered[0], "cancels": cancels}))
+    for task in tasks:
+        task.cancel()
+    for channel in channels:
+        await channel.close(grace=None)
+
+
+if __name__ == "__main__":
+    asyncio.run(main(sys.argv[1], int(sys.argv[2]), sys.argv[3]))

@@ -1,0 +1,129 @@
+"""Agent scale: memory of idle agents, many held streams, and cancel fan-out.
+
+Workload: ``--agents`` light agents (``benchmarks/_swarm.py``, 500 per
+process, one gRPC stream each, heartbeating every 5 s) connect to one control
+plane process on SQLite. Prints the control plane's RSS before and after they
+are all connected. With ``--fanout``, submits one task of N list items (one
+subtask per agent, max_agents N), waits until every subtask is RUNNING (each
+agent holds its assignment), calls CancelTask and prints how long until the
+last agent received its Cancel (agents record receive times; same clock).
+
+    python benchmarks/agents.py --agents 1000 --fanout
+    python benchmarks/agents.py --agents 10000
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from agent_sdk.proto.maos.v1 import enums_pb2 as enums  # noqa: E402
+from agent_sdk.proto.maos.v1 import messages_pb2 as m  # noqa: E402
+from agent_sdk.proto.maos.v1 import system_service_pb2 as system_pb  # noqa: E402
+from agent_sdk.proto.maos.v1 import system_service_pb2_grpc as system_grpc  # noqa: E402
+from agent_sdk.proto.maos.v1 import task_service_pb2 as t  # noqa: E402
+from benchmarks._common import control_plane, tasks_stub  # noqa: E402
+
+PER_PROCESS = 500
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS")
+
+
+def server_pid(address: str) -> int:
+    out = subprocess.run(["pgrep", "-f", f"controlplane.serve.*{address}|{address}"], capture_output=True, text=True)
+    for pid in out.stdout.split():
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+        if "controlplane.serve" in cmdline and address in cmdline and "_swarm" not in cmdline:
+            return int(pid)
+    raise RuntimeError("control plane process not found")
+
+
+async def wait_until(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not await predicate():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.1)
+
+
+async def run(agents: int, fanout: bool) -> None:
+    env = {"MAOS_TASKS_MAX_FANOUT": str(max(256, agents + 1)), "MAOS_SCHEDULER_LEASE_TTL": "60"}
+    async with control_plane("", extra_env=env) as (address, channel):
+        system = system_grpc.SystemServiceStub(channel)
+        pid = server_pid(address)
+        before = rss_mib(pid)
+        outdir = Path(tempfile.mkdtemp(prefix="maos-swarm-"))
+        swarms = []
+        for index in range(0, agents, PER_PROCESS):
+            n = min(PER_PROCESS, agents - index)
+            swarms.append(subprocess.Popen(
+                [sys.executable, str(Path(__file__).with_name("_swarm.py")), address, str(n),
+                 str(outdir / f"{index}.json")]))
+        started = time.perf_counter()
+
+        async def all_connected() -> bool:
+            status = await system.GetStatus(system_pb.GetStatusRequest(), timeout=30)
+            return status.connected_agents >= agents
+
+        try:
+            await wait_until(all_connected, 300, f"{agents} agents")
+            connect_time = time.perf_counter() - started
+            await asyncio.sleep(2)  # let allocations settle after the registration burst
+            after = rss_mib(pid)
+            print(f"workload: {agents} idle agents (one stream each, {PER_PROCESS} per process), SQLite")
+            print(f"connected in {connect_time:.1f} s; control-plane RSS {before:.0f} MiB -> {after:.0f} MiB "
+                  f"(+{after - before:.0f} MiB, {(after - before) * 1024 / agents:.0f} KiB per agent)")
+            if fanout:
+                stub = tasks_stub(channel)
+                description = "Fan out:\n" + "\n".join(f"- part {i}" for i in range(agents))
+                reply = await stub.SubmitTask(t.SubmitTaskRequest(task=m.Task(
+                    description=description, max_agents=agents)), timeout=30)
+
+                async def all_running() -> bool:
+                    task = (await stub.GetTask(t.GetTaskRequest(name=reply.task.name), timeout=30)).task
+                    return task.subtasks_running >= agents
+
+                await wait_until(all_running, 120, "every subtask running")
+                cancel_at = time.time()
+                await stub.CancelTask(t.CancelTaskRequest(name=reply.task.name), timeout=30)
+                answered = time.time()
+                final = (await stub.GetTask(t.GetTaskRequest(name=reply.task.name), timeout=30)).task
+                assert final.status == enums.TASK_STATUS_CANCELLED
+                await asyncio.sleep(1.0)
+        finally:
+            for proc in swarms:
+                proc.send_signal(signal.SIGTERM)
+            for proc in swarms:
+                proc.wait(timeout=60)
+        if fanout:
+            cancels = [c for f in outdir.glob("*.json") for c in json.loads(f.read_text())["cancels"]]
+            last = max(cancels) - cancel_at
+            print(f"cancel fan-out: CancelTask answered in {(answered - cancel_at) * 1000:.0f} ms; "
+                  f"{len(cancels)}/{agents} agents got Cancel, the last {last * 1000:.0f} ms after the call")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--agents", type=int, default=1000)
+    parser.add_argument("--fanout", action="store_true")
+    args = parser.parse_args()
+    asyncio.run(run(args.agents, args.fanout))
+
+
+if __name__ == "__main__":
+    main()

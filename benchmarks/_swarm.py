@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import signal
 import sys
 import time
@@ -23,10 +24,19 @@ from agent_sdk.proto.maos.v1 import agent_gateway_pb2 as gw  # noqa: E402
 from agent_sdk.proto.maos.v1 import agent_gateway_pb2_grpc as gw_grpc  # noqa: E402
 from agent_sdk.worker import KEEPALIVE_OPTIONS  # noqa: E402
 
-STREAMS_PER_CHANNEL = 200
+STREAMS_PER_CHANNEL = 100
 
 
 async def agent(stub: gw_grpc.AgentGatewayStub, cancels: list[float], registered: list[int]) -> None:
+    """One agent; like a real one, it reconnects with jittered backoff when its stream fails."""
+    while True:
+        if await session(stub, cancels, registered):
+            return
+        await asyncio.sleep(random.uniform(0.05, 0.5))
+
+
+async def session(stub: gw_grpc.AgentGatewayStub, cancels: list[float], registered: list[int]) -> bool:
+    """Register, heartbeat, hold assignments, note Cancel times; False if the stream failed."""
     outbox: asyncio.Queue[gw.ConnectRequest] = asyncio.Queue()
     outbox.put_nowait(gw.ConnectRequest(register=gw.Register(
         agent_type="swarm", capabilities=["*"], max_concurrency=1, language="python-swarm")))
@@ -36,27 +46,30 @@ async def agent(stub: gw_grpc.AgentGatewayStub, cancels: list[float], registered
             yield await outbox.get()
 
     held: list[gw.AssignmentRef] = []
-    interval = 5.0
 
-    async def heartbeats() -> None:
+    async def heartbeats(interval: float) -> None:
         while True:
             await asyncio.sleep(interval)
             outbox.put_nowait(gw.ConnectRequest(heartbeat=gw.Heartbeat(running=held, free_slots=1 - len(held))))
 
     beat = None
-    async for response in stub.Connect(requests()):
-        kind = response.WhichOneof("message")
-        if kind == "registered":
-            registered[0] += 1
-            interval = response.registered.heartbeat_interval.seconds or 5.0
-            beat = asyncio.create_task(heartbeats())
-        elif kind == "assignment":
-            held.append(response.assignment.ref)
-        elif kind == "cancel":
-            cancels.append(time.time())
-            held.clear()
-    if beat:
-        beat.cancel()
+    try:
+        async for response in stub.Connect(requests()):
+            kind = response.WhichOneof("message")
+            if kind == "registered":
+                registered[0] += 1
+                beat = asyncio.create_task(heartbeats(response.registered.heartbeat_interval.seconds or 5.0))
+            elif kind == "assignment":
+                held.append(response.assignment.ref)
+            elif kind == "cancel":
+                cancels.append(time.time())
+                held.clear()
+    except grpc.aio.AioRpcError:
+        return False
+    finally:
+        if beat:
+            beat.cancel()
+    return True
 
 
 async def main(address: str, count: int, outfile: str) -> None:

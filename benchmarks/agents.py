@@ -78,6 +78,9 @@ async def run(agents: int, fanout: bool) -> None:
 
         async def all_connected() -> bool:
             status = await system.GetStatus(system_pb.GetStatusRequest(), timeout=30)
+            if status.connected_agents and status.connected_agents % 1000 < 50:
+                print(f"  {status.connected_agents} connected after {time.perf_counter() - started:.0f} s",
+                      file=sys.stderr)
             return status.connected_agents >= agents
 
         try:

@@ -431,6 +431,8 @@ class Engine:
 
     def _dispatch(self) -> None:
         self._schedule_pending = False
+        if not self.queue.has_entries():
+            return  # nothing ready: do not scan every connected agent
         hungry = [s for s in self.sessions.values() if s.free > 0]
         while hungry:
             still = []

@@ -114,5 +114,9 @@ class ReadyQueue:
             if any(valid(e) for e in heap):
                 yield heap_key
 
+    def has_entries(self) -> bool:
+        """Whether any entry (perhaps stale) is queued."""
+        return any(self._heaps.values())
+
     def __len__(self) -> int:
         return sum(len(h) for h in self._heaps.values())

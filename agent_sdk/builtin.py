@@ -67,8 +67,9 @@ class SleepAgent(Agent):
         done = json.loads(a.resume_checkpoint)["step"] if a.resume_checkpoint else 0
         for step in range(done, steps):
             await asyncio.sleep(total / steps)
-            ctx.progress((step + 1) / steps, f"step {step + 1}/{steps}",
-                         checkpoint=json.dumps({"step": step + 1}).encode())
+            if step + 1 < steps:  # after the last step the result itself is the record
+                ctx.progress((step + 1) / steps, f"step {step + 1}/{steps}",
+                             checkpoint=json.dumps({"step": step + 1}).encode())
         return f"slept {total:g} s in {steps} steps (resumed at step {done}, attempt {a.attempt})"
 
 

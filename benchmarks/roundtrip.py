@@ -1,12 +1,14 @@
 """Round trip: submit -> result of one no-op task at a time, sequentially.
 
-Workload: one client submits a no-op task (one subtask), then waits for its
-result with WatchTask, ``--tasks`` times in a row (after ``--warmup``
-untimed round trips), against a control plane process with 2 ``noop``
-agent processes. Every round trip includes both durable commits (the
-accepted task and its result). Prints p50/p99 in milliseconds.
+Workload: one client submits a no-op task (one subtask) and waits until it
+is COMPLETED, ``--tasks`` times in a row (after ``--warmup`` untimed round
+trips), against a control plane process with 2 ``noop`` agent processes.
+Every round trip includes both durable commits (the accepted task and its
+result). Waiting is either a WatchTask call per task (``--wait watch``) or one
+WatchEvents stream opened once (``--wait events``, how a client waiting for
+many tasks would do it). Prints p50/p99 in milliseconds.
 
-    python benchmarks/roundtrip.py [--tasks 2000] [--database-url postgresql://...]
+    python benchmarks/roundtrip.py [--tasks 2000] [--wait events|watch] [--database-url postgresql://...]
 """
 
 from __future__ import annotations
@@ -21,28 +23,42 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from agent_sdk.proto.maos.v1 import enums_pb2 as enums  # noqa: E402
 from agent_sdk.proto.maos.v1 import messages_pb2 as m  # noqa: E402
+from agent_sdk.proto.maos.v1 import system_service_pb2 as system_pb  # noqa: E402
+from agent_sdk.proto.maos.v1 import system_service_pb2_grpc as system_grpc  # noqa: E402
 from agent_sdk.proto.maos.v1 import task_service_pb2 as t  # noqa: E402
 from benchmarks._common import control_plane, describe, tasks_stub  # noqa: E402
 
 
-async def run(tasks: int, warmup: int, database_url: str) -> None:
+async def run(tasks: int, warmup: int, database_url: str, wait: str) -> None:
     async with control_plane("noop=2", database_url, agents=2) as (_, channel):
         stub = tasks_stub(channel)
+        events = system_grpc.SystemServiceStub(channel).WatchEvents(
+            system_pb.WatchEventsRequest(event_types=[enums.EVENT_TYPE_TASK_STATUS_CHANGED]))
         request = t.SubmitTaskRequest(task=m.Task(description="no-op", task_type="noop"))
         samples = []
         for index in range(warmup + tasks):
             started = time.perf_counter()
             reply = await stub.SubmitTask(request, timeout=10)
-            final = None
-            async for update in stub.WatchTask(t.WatchTaskRequest(name=reply.task.name), timeout=10):
-                final = update.task
+            if wait == "events":
+                while True:
+                    event = (await asyncio.wait_for(events.read(), 10)).event
+                    if event.task == reply.task.name and event.to_status in ("COMPLETED", "FAILED", "CANCELLED"):
+                        status = event.to_status
+                        break
+            else:
+                final = None
+                async for update in stub.WatchTask(t.WatchTaskRequest(name=reply.task.name), timeout=10):
+                    final = update.task
+                status = enums.TaskStatus.Name(final.status).removeprefix("TASK_STATUS_") if final else "?"
             elapsed = (time.perf_counter() - started) * 1000
-            if final is None or final.status != enums.TASK_STATUS_COMPLETED:
-                raise RuntimeError(f"task did not complete: {final}")
+            if status != "COMPLETED":
+                raise RuntimeError(f"task did not complete: {status}")
             if index >= warmup:
                 samples.append(elapsed)
+        events.cancel()
     backend = "postgresql" if database_url else "sqlite"
-    print(f"workload: {tasks} sequential round trips (SubmitTask + WatchTask to COMPLETED), "
+    how = "one WatchEvents stream" if wait == "events" else "a WatchTask call per task"
+    print(f"workload: {tasks} sequential round trips (SubmitTask, then {how} to COMPLETED), "
           f"no-op task, 2 noop agent processes, {backend}, {warmup} warm-up")
     print(f"round trip: {describe(samples)}")
 
@@ -52,8 +68,9 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=2000)
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--database-url", default="")
+    parser.add_argument("--wait", choices=["events", "watch"], default="events")
     args = parser.parse_args()
-    asyncio.run(run(args.tasks, args.warmup, args.database_url))
+    asyncio.run(run(args.tasks, args.warmup, args.database_url, args.wait))
 
 
 if __name__ == "__main__":

@@ -233,3 +233,21 @@ def agent_to_pb(a: AgentInfo, assignments: list[str] | None = None, free_slots: 
         connect_time=timestamp(a.connect_time), last_heartbeat_time=timestamp(a.last_heartbeat_time),
         disconnect_time=timestamp(a.disconnect_time),
     )
+
+
+def event_to_pb(event, incarnation: int) -> messages_pb.Event:
+    """An event as a proto; its id is ``{incarnation}.{sequence}`` (resumable within one start)."""
+    msg = messages_pb.Event(
+        id=f"{incarnation}.{event.id}",
+        type=int(event.type),
+        time=timestamp(event.time),
+        task=f"tasks/{event.task_id}" if event.task_id else "",
+        subtask=f"tasks/{event.task_id}/subtasks/{event.subtask_id}" if event.subtask_id else "",
+        agent=f"agents/{event.agent_id}" if event.agent_id else "",
+        from_status=event.from_status,
+        to_status=event.to_status,
+        message=event.message,
+    )
+    if event.data:
+        msg.data.update(event.data)
+    return msg

@@ -27,6 +27,9 @@ from controlplane.storage.executor import StorageExecutor
 
 log = logging.getLogger(__name__)
 
+#: Commits of at most this many rows to SQLite run on the event loop itself.
+INLINE_ROWS = 3
+
 
 class _Generation:
     def __init__(self) -> None:
@@ -68,9 +71,8 @@ class Committer:
         #: Increases whenever a generation is taken for writing; callers use it to
         #: group work that becomes durable together.
         self.generation_id = 0
+        self._inline_rows = INLINE_ROWS if storage.backend.kind == "sqlite" else 0
         self.failed: BaseException | None = None
-        import os
-        self._inline = os.environ.get("MAOS_INLINE_COMMIT") == "1"
 
     def start(self) -> None:
         """Start the flusher task on the running loop."""
@@ -130,7 +132,10 @@ class Committer:
             started = loop.time()
             try:
                 if batch:
-                    if self._inline:
+                    rows = len(batch.tasks) + len(batch.subtasks) + len(batch.agents)
+                    if rows <= self._inline_rows:
+                        # A commit this small to a local SQLite file is faster done
+                        # here than handed to the storage thread and back.
                         self._storage.backend.write(batch)
                     else:
                         await self._storage.call(self._storage.backend.write, batch)

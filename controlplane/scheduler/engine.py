@@ -19,7 +19,7 @@ import copy
 import logging
 import random
 import secrets
-from collections import OrderedDict, defaultdict
+from collections import OrderedDict, defaultdict, deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -63,6 +63,7 @@ log = logging.getLogger(__name__)
 SubKey = tuple[str, str]
 APPLIED_MEMORY = 100_000
 IDEMPOTENCY_MEMORY = 100_000
+RECENT_EVENTS = 10_000
 
 
 @dataclass
@@ -137,6 +138,10 @@ class Engine:
         self._event_seq = 0
         self._schedule_pending = False
         self.event_listeners: list[Callable[[Event], None]] = []
+        #: The latest events, for WatchEvents resuming after an event id.
+        self.recent_events: deque[Event] = deque(maxlen=RECENT_EVENTS)
+        self._events_generation = -1
+        self._pending_events: list[tuple[Event, tuple[Task, Subtask | None] | None]] = []
         self._sweeper: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.started_at = now()
@@ -197,6 +202,11 @@ class Engine:
                 elif sub.status == SubtaskStatus.QUEUED:
                     self._enqueue(task, sub)
         self._kick()
+
+    @property
+    def incarnation(self) -> int:
+        """This start's incarnation number (increases at every start)."""
+        return self._incarnation
 
     # --- submission ---------------------------------------------------------
 
@@ -795,24 +805,36 @@ class Engine:
                     self.committer.after_commit(lambda: self._evict(task_id))
 
     def _publish(self, event: Event, task: Task, sub: Subtask | None = None, *, committed: bool = False) -> None:
-        if task.id not in self._watchers and not self.event_listeners:
-            return
+        """Deliver an event to task watchers and event listeners once it is durable.
+
+        Progress and output events carry no state change and are delivered at
+        once (``committed=True``).
+        """
         self._event_seq += 1
         event.id = self._event_seq
-        task_snapshot, sub_snapshot = copy.copy(task), copy.copy(sub) if sub else None
+        snapshots = None
+        if task.id in self._watchers:
+            snapshots = (copy.copy(task), copy.copy(sub) if sub else None)
+        if committed:
+            self._deliver([(event, snapshots)])
+            return
+        generation = self.committer.generation_id
+        if self._events_generation != generation:
+            pending: list[tuple[Event, tuple[Task, Subtask | None] | None]] = []
+            self._events_generation, self._pending_events = generation, pending
+            self.committer.after_commit(lambda: self._deliver(pending))
+        self._pending_events.append((event, snapshots))
 
-        def deliver() -> None:
-            for watch in self._watchers.get(task.id, ()):
-                if event.type in (EventType.SUBTASK_PROGRESS, EventType.SUBTASK_OUTPUT) and not watch.include_progress:
-                    continue
-                watch.queue.put_nowait((event, task_snapshot, sub_snapshot))
+    def _deliver(self, events: list[tuple[Event, tuple[Task, Subtask | None] | None]]) -> None:
+        for event, snapshots in events:
+            self.recent_events.append(event)
+            if snapshots is not None:
+                for watch in self._watchers.get(event.task_id, ()):
+                    if event.type in (EventType.SUBTASK_PROGRESS, EventType.SUBTASK_OUTPUT) and not watch.include_progress:
+                        continue
+                    watch.queue.put_nowait((event, *snapshots))
             for listener in self.event_listeners:
                 listener(event)
-
-        if committed:
-            deliver()
-        else:
-            self.committer.after_commit(deliver)
 
     # --- agent sessions -----------------------------------------------------
 

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import Counter
+from collections.abc import AsyncIterator
 
 import grpc
 
 from controlplane.api import convert
 from controlplane.api.pb import enums_pb, system_grpc, system_pb
 from controlplane.config import OPTIONS, Settings, parse_value
-from controlplane.errors import InvalidArgument
+from controlplane.domain.events import Event
+from controlplane.errors import FailedPrecondition, InvalidArgument, ResourceExhausted
 from controlplane.metrics import Metrics
 from controlplane.scheduler.engine import Engine
 from controlplane.version import __version__
 
+MAX_PENDING_EVENTS = 10_000
 HEALTHY = enums_pb.COMPONENT_STATE_HEALTHY
 UNHEALTHY = enums_pb.COMPONENT_STATE_UNHEALTHY
 DISABLED = enums_pb.COMPONENT_STATE_DISABLED
@@ -122,6 +126,58 @@ class SystemServicer(system_grpc.SystemServiceServicer):
                 samples.append(system_pb.MetricSample(name=sample.name, labels=sample.labels, value=sample.value,
                                                       help=family.documentation, category=category))
         return system_pb.GetMetricsSummaryResponse(samples=samples)
+
+    async def WatchEvents(self, request: system_pb.WatchEventsRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[system_pb.WatchEventsResponse]:
+        engine = self.engine
+        types = set(request.event_types)
+        task_id = convert.parse_name(request.task, "tasks", "task") if request.task else ""
+
+        def wanted(event: Event) -> bool:
+            return (not types or int(event.type) in types) and (not task_id or event.task_id == task_id)
+
+        replay = self._replay(request.after_event_id)
+        queue: asyncio.Queue[Event | None] = asyncio.Queue()
+
+        def listener(event: Event) -> None:
+            if not wanted(event):
+                return
+            if queue.qsize() >= MAX_PENDING_EVENTS:  # a consumer this slow is cut off, not buffered forever
+                queue.put_nowait(None)
+            else:
+                queue.put_nowait(event)
+
+        engine.event_listeners.append(listener)
+        try:
+            for event in replay:
+                if wanted(event):
+                    yield system_pb.WatchEventsResponse(event=convert.event_to_pb(event, engine.incarnation))
+            while True:
+                event = await queue.get()
+                if event is None:
+                    raise ResourceExhausted(
+                        f"the watcher fell more than {MAX_PENDING_EVENTS} events behind; "
+                        "reconnect with after_event_id to resume"
+                    )
+                yield system_pb.WatchEventsResponse(event=convert.event_to_pb(event, engine.incarnation))
+        finally:
+            engine.event_listeners.remove(listener)
+
+    def _replay(self, after_event_id: str) -> list[Event]:
+        """The kept events after ``after_event_id`` (none when it is empty)."""
+        if not after_event_id:
+            return []
+        incarnation, _, sequence = after_event_id.partition(".")
+        if not (incarnation.isdigit() and sequence.isdigit()):
+            raise InvalidArgument("after_event_id must be an event id as returned in Event.id",
+                                  field="after_event_id")
+        kept = list(self.engine.recent_events)
+        if int(incarnation) != self.engine.incarnation or (kept and int(sequence) < kept[0].id - 1):
+            raise FailedPrecondition(
+                f"event {after_event_id} is no longer kept (the server restarted or moved on); "
+                "watch again without after_event_id",
+                reason="ERROR_REASON_NOT_SUPPORTED",
+            )
+        return [event for event in kept if event.id > int(sequence)]
 
     async def GetConfig(self, request: system_pb.GetConfigRequest, context: grpc.aio.ServicerContext) -> system_pb.GetConfigResponse:
         keys = list(request.keys) or list(OPTIONS)

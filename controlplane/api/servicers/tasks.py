@@ -222,21 +222,7 @@ class TaskServicer(tasks_grpc.TaskServiceServicer):
         async for event, task, sub in self.engine.watch(task_id, request.include_progress):
             response = tasks_pb.WatchTaskResponse(task=convert.task_to_pb(task, "" if task.status.finished else self.engine.explain(task)))
             if event is not None:
-                response.event.CopyFrom(
-                    messages_pb.Event(
-                        id=str(event.id),
-                        type=int(event.type),
-                        time=convert.timestamp(event.time),
-                        task=f"tasks/{event.task_id}" if event.task_id else "",
-                        subtask=f"tasks/{event.task_id}/subtasks/{event.subtask_id}" if event.subtask_id else "",
-                        agent=f"agents/{event.agent_id}" if event.agent_id else "",
-                        from_status=event.from_status,
-                        to_status=event.to_status,
-                        message=event.message,
-                    )
-                )
-                if event.data:
-                    response.event.data.update(event.data)
+                response.event.CopyFrom(convert.event_to_pb(event, self.engine.incarnation))
             if sub is not None:
                 response.subtask.CopyFrom(convert.subtask_to_pb(sub))
             yield response

@@ -469,7 +469,7 @@ async def test_watch_streams_snapshot_then_events_until_terminal(control_plane: 
             messages.append(message)
     assert await stream.code() == grpc.StatusCode.OK
     assert messages and all(m.HasField("event") for m in messages)
-    ids = [int(m.event.id) for m in messages]
+    ids = [tuple(int(part) for part in m.event.id.split(".")) for m in messages]
     assert ids == sorted(ids) and len(set(ids)) == len(ids)
     last = messages[-1]
     assert last.task.status == enums.TASK_STATUS_COMPLETED

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import grpc
 
@@ -38,6 +38,24 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@contextlib.contextmanager
+def fresh_database(admin_url: str) -> Iterator[str]:
+    """A new, empty PostgreSQL database next to ``admin_url``'s, dropped afterwards."""
+    import uuid
+
+    import psycopg
+
+    name = f"maos_bench_{uuid.uuid4().hex[:12]}"
+    base, _, _ = admin_url.rpartition("/")
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"{base}/{name}"
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @contextlib.asynccontextmanager
 async def control_plane(pool: str, database_url: str = "", extra_env: dict[str, str] | None = None,
                         agents: int = 0) -> AsyncIterator[tuple[str, grpc.aio.Channel]]:
@@ -46,8 +64,9 @@ async def control_plane(pool: str, database_url: str = "", extra_env: dict[str, 
     address = f"127.0.0.1:{free_port()}"
     env = dict(os.environ, MAOS_HOME=home, MAOS_AGENTS_POOL=pool, MAOS_SERVER_METRICS_PORT="0",
                MAOS_SYSTEM_LOG_LEVEL="warning", MAOS_SYSTEM_MAX_AGENTS="100", **(extra_env or {}))
-    if database_url:
-        env["MAOS_DATABASE_PRIMARY_URL"] = database_url
+    stack = contextlib.ExitStack()
+    if database_url:  # each run gets a database of its own, so counts start at zero
+        env["MAOS_DATABASE_PRIMARY_URL"] = stack.enter_context(fresh_database(database_url))
     proc = subprocess.Popen([sys.executable, "-c", SERVE, address], env=env, stdin=subprocess.DEVNULL)
     channel = grpc.aio.insecure_channel(address)
     try:
@@ -72,6 +91,7 @@ async def control_plane(pool: str, database_url: str = "", extra_env: dict[str, 
         except subprocess.TimeoutExpired:
             proc.kill()
         shutil.rmtree(home, ignore_errors=True)
+        stack.close()
 
 
 def tasks_stub(channel: grpc.aio.Channel) -> tasks_grpc.TaskServiceStub:

@@ -13,10 +13,14 @@ import logging
 import os
 import secrets
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 log = logging.getLogger(__name__)
+
+#: Seconds a process asked to stop (SIGTERM) after its grace gets before SIGKILL.
+KILL_GRACE = 0.5
 
 
 @dataclass
@@ -30,8 +34,12 @@ class Launch:
     agent_id: str = ""
     restarts: int = 0
     stopping: bool = False
+    #: Labels the agent gets when it registers (from SpawnAgents).
+    labels: dict[str, str] = field(default_factory=dict)
     registered_event: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
     supervisor: asyncio.Task[None] | None = field(default=None, repr=False)
+    #: A restart in progress (its process must be stopped too if the launch is stopped meanwhile).
+    starting: asyncio.Future[None] | None = field(default=None, repr=False)
 
 
 class LocalLauncher:
@@ -42,6 +50,9 @@ class LocalLauncher:
         self.log_dir = log_dir
         self.max_agents = max_agents
         self.launches: dict[str, Launch] = {}
+        #: Called when a launched process registers (the launch then knows its agent id).
+        self.on_registered: Callable[[Launch], None] | None = None
+        self._reapers: set[asyncio.Task[None]] = set()
 
     @property
     def active(self) -> int:
@@ -49,7 +60,7 @@ class LocalLauncher:
         return sum(1 for launch in self.launches.values() if not launch.stopping)
 
     async def spawn(self, agent_type: str, *, capabilities: list[str] | None = None,
-                    max_concurrency: int = 0) -> Launch:
+                    max_concurrency: int = 0, labels: dict[str, str] | None = None) -> Launch:
         """Start one supervised agent process of ``agent_type``."""
         launch_id = secrets.token_hex(6)
         args = [sys.executable, "-m", "agent_sdk.runner", "run", "--type", agent_type,
@@ -58,7 +69,7 @@ class LocalLauncher:
             args += ["--capabilities", ",".join(capabilities)]
         if max_concurrency:
             args += ["--max-concurrency", str(max_concurrency)]
-        launch = Launch(launch_id, agent_type, args)
+        launch = Launch(launch_id, agent_type, args, labels=dict(labels or {}))
         self.launches[launch_id] = launch
         await self._start(launch)
         launch.supervisor = asyncio.get_running_loop().create_task(self._supervise(launch))
@@ -90,7 +101,12 @@ class LocalLauncher:
             await asyncio.sleep(delay)
             if launch.stopping:
                 return
-            await self._start(launch)
+            # Shielded: a stop arriving meanwhile waits for the new process and stops it too,
+            # instead of cancelling the start half-way and losing track of a running process.
+            launch.starting = asyncio.ensure_future(self._start(launch))
+            await asyncio.shield(launch.starting)
+            if launch.stopping:
+                return
 
     def registered(self, launch_id: str, agent_id: str) -> None:
         """A launched process registered as ``agent_id``."""
@@ -98,6 +114,8 @@ class LocalLauncher:
         if launch is not None:
             launch.agent_id = agent_id
             launch.registered_event.set()
+            if self.on_registered is not None:
+                self.on_registered(launch)
 
     async def wait_registered(self, launches: list[Launch], timeout: float) -> None:
         """Wait (at most ``timeout`` seconds) until the launched processes have registered."""
@@ -114,6 +132,11 @@ class LocalLauncher:
     async def stop_launch(self, launch: Launch, grace: float) -> None:
         """Ask one process to drain (SIGTERM), then kill it after ``grace``."""
         launch.stopping = True
+        if launch.starting is not None and not launch.starting.done():
+            try:
+                await asyncio.shield(launch.starting)
+            except Exception:  # noqa: BLE001 - a failed restart has no process to stop
+                pass
         process = launch.process
         if process is not None and process.returncode is None:
             try:
@@ -128,6 +151,26 @@ class LocalLauncher:
             launch.supervisor.cancel()
         self.launches.pop(launch.id, None)
 
+    def stop_after(self, launch: Launch, grace: float) -> None:
+        """Let a process that was told to leave exit within ``grace`` seconds, then end it (no restart)."""
+        launch.stopping = True
+
+        async def reap() -> None:
+            process = launch.process
+            if process is not None and process.returncode is None:
+                try:
+                    await asyncio.wait_for(asyncio.shield(process.wait()), grace)
+                except TimeoutError:
+                    log.warning("agent process %s (%s) did not exit within %.1f s; stopping it",
+                                launch.id, launch.agent_type, grace)
+            await self.stop_launch(launch, KILL_GRACE)
+
+        reaper = asyncio.get_running_loop().create_task(reap())
+        self._reapers.add(reaper)
+        reaper.add_done_callback(self._reapers.discard)
+
     async def stop(self, grace: float = 10.0) -> None:
         """Stop every process."""
+        for reaper in list(self._reapers):
+            reaper.cancel()
         await asyncio.gather(*(self.stop_launch(launch, grace) for launch in list(self.launches.values())))

@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections import OrderedDict
+
 import grpc
 
 from controlplane.agent_types import agent_type, agent_types
 from controlplane.api import convert
+from controlplane.api.context import current_principal
 from controlplane.api.paging import PageTokens, page_size
 from controlplane.api.pb import agents_grpc, agents_pb, messages_pb
 from controlplane.domain.model import AgentInfo, AgentStatus
 from controlplane.domain.tasks import validate_request_id
 from controlplane.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
-from controlplane.launcher import LocalLauncher
+from controlplane.launcher import Launch, LocalLauncher
 from controlplane.scheduler.engine import Engine
 
 DEFAULT_GRACE = 30.0
 SPAWN_WAIT = 15.0  # seconds SpawnAgents waits for launched processes to register
+SPAWN_MEMORY = 10_000  # SpawnAgents request_ids remembered (oldest forgotten first)
 
 
 class AgentServicer(agents_grpc.AgentServiceServicer):
@@ -27,6 +32,19 @@ class AgentServicer(agents_grpc.AgentServiceServicer):
         self.pm = pm
         self.settings = settings
         self.tokens = PageTokens()
+        # (principal, request_id) -> (the request without its id, the launches it made).
+        self._spawns: OrderedDict[tuple[str, str], tuple[bytes, asyncio.Future[list[Launch]]]] = OrderedDict()
+        # Held from the max_agents check until the launches exist, so concurrent calls cannot overshoot.
+        self._spawn_lock = asyncio.Lock()
+        if launcher is not None:
+            launcher.on_registered = self._launch_registered
+
+    def _launch_registered(self, launch: Launch) -> None:
+        """A launched process registered: give its agent the labels SpawnAgents asked for."""
+        info = self.engine.agents.get(launch.agent_id)
+        if info is not None and launch.labels:
+            info.labels = {**info.labels, **launch.labels}
+            self.engine.committer.agent(info)
 
     def _pb(self, info: AgentInfo):
         session = self.engine.sessions.get(info.id)
@@ -83,16 +101,54 @@ class AgentServicer(agents_grpc.AgentServiceServicer):
         if self.launcher is None:
             raise FailedPrecondition("this control plane does not launch local agents",
                                      reason="ERROR_REASON_NOT_SUPPORTED")
-        limit = self.settings["system.max_agents"]
-        if self.launcher.active + count > limit:
-            raise ResourceExhausted(
-                f"spawning {count} more would exceed system.max_agents ({limit}; {self.launcher.active} running)"
-            )
-        launches = [
-            await self.launcher.spawn(spec.name, capabilities=list(request.capabilities) or None,
-                                      max_concurrency=request.max_concurrency)
-            for _ in range(count)
-        ]
+        key = (current_principal(), request.request_id)
+        if request.request_id:
+            unkeyed = agents_pb.SpawnAgentsRequest()
+            unkeyed.CopyFrom(request)
+            unkeyed.ClearField("request_id")
+            fingerprint = unkeyed.SerializeToString(deterministic=True)
+            earlier = self._spawns.get(key)
+            if earlier is not None:
+                if earlier[0] != fingerprint:
+                    raise InvalidArgument(
+                        f"request_id {request.request_id!r} was already used for a different request; "
+                        "use a new request_id", field="request_id", reason="ERROR_REASON_REQUEST_ID_REUSED")
+                launches = await asyncio.shield(earlier[1])  # the same launches, never new ones
+                return await self._spawned(spec, request, launches)
+            outcome: asyncio.Future[list[Launch]] = asyncio.get_running_loop().create_future()
+            self._spawns[key] = (fingerprint, outcome)
+            if len(self._spawns) > SPAWN_MEMORY:
+                self._spawns.popitem(last=False)
+        try:
+            launches = await self._launch(spec, request, count)
+        except BaseException as exc:
+            if request.request_id:
+                self._spawns.pop(key, None)
+                if isinstance(exc, Exception):
+                    outcome.set_exception(exc)
+                    outcome.exception()  # retrieved: concurrent repeats get it, nobody else must
+                else:
+                    outcome.cancel()
+            raise
+        if request.request_id:
+            outcome.set_result(launches)
+        return await self._spawned(spec, request, launches)
+
+    async def _launch(self, spec, request, count: int) -> list[Launch]:
+        async with self._spawn_lock:
+            limit = self.settings["system.max_agents"]
+            if self.launcher.active + count > limit:
+                raise ResourceExhausted(
+                    f"spawning {count} more would exceed system.max_agents ({limit}; {self.launcher.active} running)"
+                )
+            return [
+                await self.launcher.spawn(spec.name, capabilities=list(request.capabilities) or None,
+                                          max_concurrency=request.max_concurrency, labels=dict(request.labels))
+                for _ in range(count)
+            ]
+
+    async def _spawned(self, spec, request, launches: list[Launch]) -> agents_pb.SpawnAgentsResponse:
+        """The answer of SpawnAgents: the registered agents (waiting a while for them)."""
         # Answer with the registered agents; a process still starting after the
         # wait is listed as STARTING with its pid (it registers on its own).
         await self.launcher.wait_registered(launches, SPAWN_WAIT)
@@ -105,7 +161,8 @@ class AgentServicer(agents_grpc.AgentServiceServicer):
                 launched.append(messages_pb.Agent(
                     agent_type=spec.name, capabilities=list(request.capabilities) or list(spec.capabilities),
                     status=AgentStatus.STARTING, managed=True,
-                    pid=launch.process.pid if launch.process else 0, labels={"launch_id": launch.id}))
+                    pid=launch.process.pid if launch.process else 0,
+                    labels={**request.labels, "launch_id": launch.id}))
         return agents_pb.SpawnAgentsResponse(agents=launched)
 
     async def TerminateAgent(self, request, context: grpc.aio.ServicerContext) -> agents_pb.TerminateAgentResponse:
@@ -115,9 +172,11 @@ class AgentServicer(agents_grpc.AgentServiceServicer):
         info = self.engine.terminate_agent(info.id, grace, request.force)
         launch = self.launcher.by_agent(info.id) if self.launcher else None
         if launch is not None:
-            launch.stopping = True  # no restart once it exits
             if request.force:
                 await self.launcher.stop_launch(launch, 0.5)
+            else:
+                # No restart once it exits; ended by the launcher if it is still running after the grace.
+                self.launcher.stop_after(launch, grace)
         return agents_pb.TerminateAgentResponse(agent=self._pb(info))
 
     async def PauseAgent(self, request, context: grpc.aio.ServicerContext) -> agents_pb.PauseAgentResponse:

@@ -1,0 +1,365 @@
+"""The agent side of the engine: sessions, reports, agent commands and leases.
+
+A mixin of :class:`~controlplane.scheduler.engine.Engine`: it works on the
+engine's state (tasks, subtasks, leases, sessions) and calls its transition
+methods. Every report is fenced by (attempt, lease epoch): a report that does
+not match the current lease is rejected and changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import Sequence
+
+from controlplane.domain.events import Event, EventType
+from controlplane.domain.model import (
+    AgentInfo,
+    AgentStatus,
+    Artifact,
+    Failure,
+    Subtask,
+    SubtaskStatus,
+    Task,
+    TaskStatus,
+    Usage,
+    now,
+)
+from controlplane.errors import FailedPrecondition, NotFound
+from controlplane.scheduler.commands import (
+    Ack,
+    CancelWork,
+    Committed,
+    DrainAgent,
+    PauseAgent,
+    Ref,
+    Registration,
+    ResumeAgent,
+)
+from controlplane.scheduler.sessions import AgentSession
+
+APPLIED_MEMORY = 100_000  # results remembered (task, subtask -> epoch) to acknowledge late duplicates
+
+
+class AgentSide:
+    """Agent sessions, their reports and the leases of their work (mixin of Engine)."""
+
+    # --- agent sessions -----------------------------------------------------
+
+    def register(
+        self,
+        info: AgentInfo,
+        resume_agent_id: str = "",
+        resume_refs: Sequence[Ref] = (),
+    ) -> tuple[AgentSession, Registration]:
+        """Open a session for a newly connected agent (or a reconnecting one)."""
+        resumed: list[Ref] = []
+        revoked: list[Ref] = []
+        if resume_agent_id and resume_agent_id in self.agents:
+            info.id = resume_agent_id
+            old = self.sessions.pop(resume_agent_id, None)
+            if old is not None:
+                old.closed = True  # superseded by the new stream
+        if not info.id:
+            info.id = f"{info.agent_type[:24]}-{secrets.token_hex(4)}"
+        earlier = self.agents.get(info.id)
+        if earlier is not None:
+            info.completed_subtasks = earlier.completed_subtasks
+            info.failed_subtasks = earlier.failed_subtasks
+            info.usage = earlier.usage
+        info.session_id = secrets.token_hex(8)
+        info.replica = self.replica
+        info.connect_time = info.last_heartbeat_time = now()
+        info.disconnect_time = None
+        session = AgentSession(info)
+        for ref in resume_refs:
+            key = (ref.task_id, ref.subtask_id)
+            lease = self.leases.get(key)
+            if lease and lease.agent_id == info.id and lease.epoch == ref.lease_epoch:
+                lease.expires = now() + self.lease_ttl
+                session.running.add(key)
+                resumed.append(ref)
+            else:
+                revoked.append(ref)
+        # Leases this agent held that it did not claim are left to expire.
+        info.status = session.status()
+        self.sessions[info.id] = session
+        self.agents[info.id] = info
+        self.committer.agent(info)
+        self.metrics.agent_connected(info.agent_type, +1)  # type: ignore[attr-defined]
+        self._kick()
+        return session, Registration(
+            agent_id=info.id,
+            session_id=info.session_id,
+            heartbeat_interval=self.heartbeat_interval,
+            lease_ttl=self.lease_ttl,
+            replica=self.replica,
+            resumed=resumed,
+            revoked=revoked,
+        )
+
+    def disconnect(self, session: AgentSession) -> None:
+        """The stream ended; leases run on until they expire or the agent resumes."""
+        if self.sessions.get(session.id) is session:
+            del self.sessions[session.id]
+            session.info.status = AgentStatus.TERMINATED if session.draining else AgentStatus.DISCONNECTED
+            session.info.disconnect_time = now()
+            self.committer.agent(session.info)
+            self.metrics.agent_connected(session.info.agent_type, -1)  # type: ignore[attr-defined]
+        session.closed = True
+
+    def seen(self, session: AgentSession) -> None:
+        """The agent sent something: it is alive (work may go to it again)."""
+        if session.suspect:
+            session.suspect = False
+            self._kick()
+
+    def heartbeat(self, session: AgentSession, running: Sequence[Ref], draining: bool = False) -> None:
+        """Renew the leases the agent still holds; a draining agent gets no new work."""
+        if draining and not session.draining:
+            session.draining = True
+            self._agent_changed(session)
+        stamp = now()
+        session.info.last_heartbeat_time = stamp
+        for ref in running:
+            lease = self.leases.get((ref.task_id, ref.subtask_id))
+            if lease and lease.agent_id == session.id and lease.epoch == ref.lease_epoch:
+                lease.expires = stamp + self.lease_ttl
+
+    def _check_ref(self, session: AgentSession, ref: Ref) -> tuple[Task, Subtask] | Ack:
+        task = self.tasks.get(ref.task_id)
+        sub = self.subtasks.get(ref.task_id, {}).get(ref.subtask_id)
+        if task is None or sub is None:
+            if self._applied.get((ref.task_id, ref.subtask_id)) == ref.lease_epoch:
+                return Ack(ref, True, message="duplicate result ignored")
+            return Ack(ref, False, "ERROR_REASON_TASK_FINISHED", "the task is finished or unknown")
+        if sub.lease_epoch != ref.lease_epoch or sub.attempt != ref.attempt:
+            return Ack(ref, False, "ERROR_REASON_STALE_ATTEMPT",
+                       f"attempt {ref.attempt} is stale; the current attempt is {sub.attempt}")
+        if sub.agent_id != session.id:
+            return Ack(ref, False, "ERROR_REASON_NOT_LEASE_HOLDER", "this agent does not hold that assignment")
+        return task, sub
+
+    def report_result(
+        self, session: AgentSession, ref: Ref, output: str, artifacts: list[Artifact], usage: Usage
+    ) -> None:
+        """Apply a result (once) and ack it after commit."""
+        checked = self._check_ref(session, ref)
+        if isinstance(checked, Ack):
+            session.send(checked)
+            return
+        task, sub = checked
+        if sub.status == SubtaskStatus.COMPLETED:
+            session.send(Ack(ref, True, message="duplicate result ignored"))
+            return
+        if sub.status != SubtaskStatus.RUNNING:
+            session.send(Ack(ref, False, "ERROR_REASON_TASK_FINISHED", f"the subtask is {sub.status.name}"))
+            return
+        sub.output = output
+        sub.artifacts = artifacts
+        sub.usage = usage
+        sub.progress = 1.0
+        self._applied[(task.id, sub.id)] = sub.lease_epoch
+        if len(self._applied) > APPLIED_MEMORY:
+            self._applied.popitem(last=False)
+        self._release(task, sub)
+        self._set_subtask_status(task, sub, SubtaskStatus.COMPLETED)
+        self._charge(task, session, usage, success=True)
+        self._subtask_done(task)
+        self._ack_when_durable(session, ref)
+
+    def report_failure(
+        self,
+        session: AgentSession,
+        ref: Ref,
+        message: str,
+        retryable: bool,
+        retry_after: float,
+        error_type: str,
+        usage: Usage,
+    ) -> None:
+        """Retry or fail a subtask after an agent's failure report."""
+        checked = self._check_ref(session, ref)
+        if isinstance(checked, Ack):
+            session.send(checked)
+            return
+        task, sub = checked
+        if sub.status != SubtaskStatus.RUNNING:
+            session.send(Ack(ref, True, message="already settled"))
+            return
+        self._release(task, sub)
+        self._charge(task, session, usage, success=False)
+        failure = Failure("ERROR_REASON_AGENT_FAILED", message, sub.name, error_type)
+        if retryable and sub.retries_used < task.retry.max_retries:
+            delay = max(task.retry.backoff(sub.retries_used + 1), retry_after)
+            self._requeue(task, sub, delay=delay, why=message)
+        else:
+            sub.failure = failure
+            self._set_subtask_status(task, sub, SubtaskStatus.FAILED)
+            if retryable:
+                failure = Failure(failure.reason, f"{message} (retries exhausted after {sub.retries_used})",
+                                  sub.name, error_type)
+            self._finish_task(task, TaskStatus.FAILED, failure)
+        self._ack_when_durable(session, ref)
+
+    def _ack_when_durable(self, session: AgentSession, ref: Ref) -> None:
+        """Tell the agent, in one message per commit, which of its reports are durable."""
+        generation = self.committer.generation_id
+        if session.ack_generation != generation:
+            refs: list[Ref] = []
+            session.ack_generation, session.ack_refs = generation, refs
+            self.committer.after_commit(lambda: session.send(Committed(refs)))
+        session.ack_refs.append(ref)
+
+    def report_progress(
+        self, session: AgentSession, ref: Ref, fraction: float, message: str, checkpoint: bytes | None
+    ) -> None:
+        """Record progress (and a work checkpoint); renews the lease."""
+        checked = self._check_ref(session, ref)
+        if isinstance(checked, Ack):
+            return
+        task, sub = checked
+        lease = self.leases.get((task.id, sub.id))
+        if lease:
+            lease.expires = now() + self.lease_ttl
+        sub.progress = min(1.0, max(0.0, fraction))
+        sub.progress_message = message
+        if checkpoint is not None:
+            sub.checkpoint = checkpoint
+            self.committer.subtask(sub)
+        self._publish(
+            Event(EventType.SUBTASK_PROGRESS, task_id=task.id, subtask_id=sub.id, agent_id=session.id,
+                  message=message, data={"fraction": sub.progress}),
+            task, sub, committed=checkpoint is None,
+        )
+
+    def report_output(self, session: AgentSession, ref: Ref, text: str, sequence: int) -> None:
+        """Forward a chunk of partial output to watchers."""
+        checked = self._check_ref(session, ref)
+        if isinstance(checked, Ack):
+            return
+        task, sub = checked
+        self._publish(
+            Event(EventType.SUBTASK_OUTPUT, task_id=task.id, subtask_id=sub.id, agent_id=session.id,
+                  message=text, data={"sequence": sequence}),
+            task, sub, committed=True,
+        )
+
+    def _charge(self, task: Task, session: AgentSession, usage: Usage, *, success: bool) -> None:
+        total = Usage(**vars(task.usage))
+        total.add(usage)
+        task.usage = total
+        agent_usage = Usage(**vars(session.info.usage))
+        agent_usage.add(usage)
+        session.info.usage = agent_usage
+        if success:
+            session.info.completed_subtasks += 1
+        else:
+            session.info.failed_subtasks += 1
+        session.info.status = session.status()
+        self.committer.agent(session.info)
+        over_tokens = task.max_total_tokens and task.usage.total_tokens > task.max_total_tokens
+        over_cost = task.max_cost_micros and task.usage.cost_micros > task.max_cost_micros
+        if over_tokens or over_cost:
+            what = "token" if over_tokens else "cost"
+            self._finish_task(task, TaskStatus.FAILED,
+                              Failure("ERROR_REASON_BUDGET_EXCEEDED", f"the task spent more than its {what} budget"))
+
+    # --- agent commands -----------------------------------------------------
+
+    def session_for(self, agent_id: str) -> AgentSession:
+        """The live session of an agent; FailedPrecondition if it is not connected."""
+        session = self.sessions.get(agent_id)
+        if session is None:
+            if agent_id not in self.agents:
+                raise NotFound(f"agent agents/{agent_id} does not exist", reason="ERROR_REASON_AGENT_NOT_FOUND")
+            raise FailedPrecondition(f"agent agents/{agent_id} is not connected", reason="ERROR_REASON_AGENT_STATE")
+        return session
+
+    def pause_agent(self, agent_id: str) -> AgentInfo:
+        """No new work for the agent."""
+        session = self.session_for(agent_id)
+        session.paused = True
+        session.send(PauseAgent())
+        return self._agent_changed(session)
+
+    def resume_agent(self, agent_id: str) -> AgentInfo:
+        """The agent takes work again."""
+        session = self.session_for(agent_id)
+        session.paused = False
+        session.send(ResumeAgent())
+        self._kick()
+        return self._agent_changed(session)
+
+    def drain_agent(self, agent_id: str, grace: float, exit: bool = False) -> AgentInfo:
+        """The agent finishes its work, takes no more, and leaves."""
+        session = self.session_for(agent_id)
+        session.draining = True
+        session.send(DrainAgent(grace, "requested", exit))
+        return self._agent_changed(session)
+
+    def terminate_agent(self, agent_id: str, grace: float, force: bool) -> AgentInfo:
+        """Drain the agent and make it exit; with force, re-queue its work at once.
+
+        A disconnected agent is marked TERMINATED; with force its leases are
+        given up at once rather than left to expire.
+        """
+        session = self.sessions.get(agent_id)
+        if session is None:
+            info = self.agents.get(agent_id)
+            if info is None:
+                raise NotFound(f"agent agents/{agent_id} does not exist", reason="ERROR_REASON_AGENT_NOT_FOUND")
+            if force:
+                self._requeue_leases_of(agent_id)
+            info.status = AgentStatus.TERMINATED
+            self.committer.agent(info)
+            return info
+        if force:
+            self._requeue_leases_of(agent_id)
+        return self.drain_agent(agent_id, 0.0 if force else grace, exit=True)
+
+    def _requeue_leases_of(self, agent_id: str) -> None:
+        held = [key for key, lease in self.leases.items() if lease.agent_id == agent_id]
+        for task_id, sub_id in held:
+            task, sub = self.tasks[task_id], self.subtasks[task_id][sub_id]
+            self._release(task, sub)
+            self._requeue(task, sub, delay=0.0, why=f"agent agents/{agent_id} was terminated")
+
+    def _agent_changed(self, session: AgentSession) -> AgentInfo:
+        session.info.status = session.status()
+        self.committer.agent(session.info)
+        return session.info
+
+    # --- leases -------------------------------------------------------------
+
+    async def _sweep_leases(self) -> None:
+        interval = max(0.05, min(1.0, self.lease_ttl / 5))
+        while True:
+            await asyncio.sleep(interval)
+            self.expire_leases(now())
+
+    def expire_leases(self, at: float) -> int:
+        """Re-queue every subtask whose lease expired before ``at``; returns how many."""
+        expired = [key for key, lease in self.leases.items() if lease.expires <= at]
+        for key in expired:
+            task, sub = self.tasks.get(key[0]), self.subtasks.get(key[0], {}).get(key[1])
+            lease = self.leases[key]
+            if task is None or sub is None:
+                self.leases.pop(key, None)
+                continue
+            session = self.sessions.get(lease.agent_id)
+            if session is not None:
+                session.suspect = True
+                session.send(CancelWork(Ref(task.id, sub.id, sub.attempt, sub.lease_epoch), "lease expired"))
+            self._release(task, sub)
+            self.metrics.lease_expired()  # type: ignore[attr-defined]
+            self._publish(Event(EventType.LEASE_EXPIRED, task_id=task.id, subtask_id=sub.id, agent_id=lease.agent_id), task, sub)
+            why = f"the lease of agent agents/{lease.agent_id} expired"
+            if sub.retries_used < task.retry.max_retries:
+                self._requeue(task, sub, delay=task.retry.backoff(sub.retries_used + 1), why=why)
+            else:
+                failure = Failure("ERROR_REASON_LEASE_EXPIRED", f"{why}; retries exhausted", sub.name)
+                sub.failure = failure
+                self._set_subtask_status(task, sub, SubtaskStatus.FAILED)
+                self._finish_task(task, TaskStatus.FAILED, failure)
+        return len(expired)

@@ -1,0 +1,86 @@
+"""Watching tasks: snapshots and committed changes, for WatchTask and WatchEvents.
+
+A mixin of :class:`~controlplane.scheduler.engine.Engine`. Events are
+delivered only once the change they describe is committed (progress and
+output chunks, which change nothing durable, are delivered at once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from controlplane.domain.events import Event, EventType
+from controlplane.domain.model import Subtask, Task
+
+
+@dataclass(eq=False)
+class Watch:
+    """One WatchTask subscriber."""
+
+    queue: asyncio.Queue[tuple[Event, Task, Subtask | None]]
+    include_progress: bool
+
+
+class Watching:
+    """Task watchers and event listeners (mixin of Engine)."""
+
+    # --- watching -----------------------------------------------------------
+
+    async def watch(self, task_id: str, include_progress: bool = False) -> AsyncIterator[tuple[Event | None, Task, Subtask | None]]:
+        """The task now, then every committed change until it finishes."""
+        task = await self.get_task(task_id)
+        watch = Watch(asyncio.Queue(), include_progress)
+        self._watchers[task_id].add(watch)
+        try:
+            snapshot = copy.copy(task)
+            yield None, snapshot, None
+            if snapshot.status.finished:
+                return  # later changes of a live task arrive through the queue
+            while True:
+                event, snapshot, sub = await watch.queue.get()
+                yield event, snapshot, sub
+                if event.type == EventType.TASK_STATUS_CHANGED and snapshot.status.finished:
+                    return
+        finally:
+            watchers = self._watchers.get(task_id)
+            if watchers is not None:
+                watchers.discard(watch)
+                if not watchers:
+                    del self._watchers[task_id]
+                    # Only a committed final state may leave memory.
+                    self.committer.after_commit(lambda: self._evict(task_id))
+
+    def _publish(self, event: Event, task: Task, sub: Subtask | None = None, *, committed: bool = False) -> None:
+        """Deliver an event to task watchers and event listeners once it is durable.
+
+        Progress and output events carry no state change and are delivered at
+        once (``committed=True``).
+        """
+        self._event_seq += 1
+        event.id = self._event_seq
+        snapshots = None
+        if task.id in self._watchers:
+            snapshots = (copy.copy(task), copy.copy(sub) if sub else None)
+        if committed:
+            self._deliver([(event, snapshots)])
+            return
+        generation = self.committer.generation_id
+        if self._events_generation != generation:
+            pending: list[tuple[Event, tuple[Task, Subtask | None] | None]] = []
+            self._events_generation, self._pending_events = generation, pending
+            self.committer.after_commit(lambda: self._deliver(pending))
+        self._pending_events.append((event, snapshots))
+
+    def _deliver(self, events: list[tuple[Event, tuple[Task, Subtask | None] | None]]) -> None:
+        for event, snapshots in events:
+            self.recent_events.append(event)
+            if snapshots is not None:
+                for watch in self._watchers.get(event.task_id, ()):
+                    if event.type in (EventType.SUBTASK_PROGRESS, EventType.SUBTASK_OUTPUT) and not watch.include_progress:
+                        continue
+                    watch.queue.put_nowait((event, *snapshots))
+            for listener in self.event_listeners:
+                listener(event)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from agent_sdk.context import Context, Result
+from agent_sdk.context import Ballot, Context, Result, VoteChoice
 
 
 class Agent:
@@ -28,3 +28,8 @@ class Agent:
     async def handle(self, ctx: Context) -> Result | str:
         """Do the work of one assignment and return its result."""
         raise NotImplementedError
+
+    async def vote(self, ballot: Ballot) -> VoteChoice:
+        """Choose among candidate answers (consensus). The default abstains for the first candidate
+        with low confidence; agents that can judge (Claude-backed ones) override it."""
+        return VoteChoice(ballot.candidates[0].id, confidence=0.1, rationale="no judgement available")

@@ -28,6 +28,9 @@ class Assignment:
     resume_checkpoint: bytes | None
     deadline: float | None
     priority: int
+    #: What the task may still spend (0: no limit); an agent should stop before exceeding it.
+    remaining_tokens: int = 0
+    remaining_cost_micros: int = 0
 
 
 @dataclass
@@ -60,6 +63,72 @@ class Result:
     usage: Usage = field(default_factory=Usage)
 
 
+@dataclass(frozen=True)
+class Candidate:
+    """One candidate answer put to a vote."""
+
+    id: str
+    agent: str
+    content: str
+
+
+@dataclass(frozen=True)
+class Ballot:
+    """A vote request: pick the best candidate answer to ``question``."""
+
+    proposal: str
+    task: str
+    question: str
+    candidates: list[Candidate]
+    round: int
+    deadline: float | None = None
+    previous_votes: list[tuple[str, str, float, str]] = field(default_factory=list)  # (voter, candidate, conf, why)
+
+
+@dataclass(frozen=True)
+class VoteChoice:
+    """An agent's vote: the chosen candidate, its confidence (0-1) and why."""
+
+    candidate_id: str
+    confidence: float = 1.0
+    rationale: str = ""
+
+
+class StateConflict(Exception):
+    """A compare-and-set found another version than the one expected."""
+
+    def __init__(self, key: str, expected: int, actual: int):
+        super().__init__(f"shared state {key!r} is at version {actual}, not {expected}")
+        self.key, self.expected, self.actual = key, expected, actual
+
+
+class SharedState:
+    """The task's shared key-value state, versioned (compare-and-set), served by the control plane.
+
+    Every agent working on the same task sees the same keys. Versions start at
+    1 and increase with each write; ``expected_version=0`` means "must not exist".
+    """
+
+    def __init__(self, call: Callable[..., Any]):
+        self._call = call
+
+    async def get(self, key: str) -> tuple[bytes, int] | None:
+        """The value and version of ``key``, or None."""
+        return await self._call("get", key)
+
+    async def put(self, key: str, value: bytes, expected_version: int | None = None) -> int:
+        """Write ``key``; with ``expected_version``, only if it matches. Returns the new version.
+
+        Raises:
+            StateConflict: The current version is not ``expected_version``.
+        """
+        return await self._call("put", key, value, expected_version)
+
+    async def delete(self, key: str, expected_version: int | None = None) -> None:
+        """Delete ``key``; with ``expected_version``, only if it matches."""
+        await self._call("delete", key, None, expected_version)
+
+
 class Context:
     """Passed to ``Agent.handle``: the assignment plus reporting calls.
 
@@ -68,9 +137,17 @@ class Context:
     :class:`asyncio.CancelledError` in the handler.
     """
 
-    def __init__(self, assignment: Assignment, send: Callable[[str, dict[str, Any]], None], logger: logging.Logger):
+    def __init__(
+        self,
+        assignment: Assignment,
+        send: Callable[[str, dict[str, Any]], None],
+        logger: logging.Logger,
+        state: SharedState | None = None,
+    ):
         self.assignment = assignment
         self._send = send
+        #: The task's shared state (None when the runtime offers none, e.g. in some tests).
+        self.state = state
         self._sequence = 0
         self.log = logger
         self.last_checkpoint: bytes | None = assignment.resume_checkpoint

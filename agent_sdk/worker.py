@@ -21,10 +21,21 @@ from typing import Any
 import grpc
 
 from agent_sdk.agent import Agent
-from agent_sdk.context import Assignment, Context, Result, Usage
+from agent_sdk.context import (
+    Assignment,
+    Ballot,
+    Candidate,
+    Context,
+    Result,
+    SharedState,
+    StateConflict,
+    Usage,
+)
 from agent_sdk.errors import AgentError
 from agent_sdk.proto.maos.v1 import agent_gateway_pb2 as gw
 from agent_sdk.proto.maos.v1 import agent_gateway_pb2_grpc as gw_grpc
+from agent_sdk.proto.maos.v1 import enums_pb2 as enums_pb
+from agent_sdk.proto.maos.v1 import errors_pb2 as errors_pb
 from agent_sdk.proto.maos.v1 import messages_pb2 as msgs
 
 log = logging.getLogger(__name__)
@@ -81,6 +92,10 @@ class Worker:
         self._draining = False
         self._exit_after_drain = False
         self._heartbeat_interval = 5.0
+        self._background: set[asyncio.Task[Any]] = set()
+        self._state_waiters: dict[int, asyncio.Future[gw.SharedStateResponse]] = {}
+        self._state_seq = 0
+        self._log_handler = _ForwardingHandler(self)
         self.completed = 0
 
     # --- public ---------------------------------------------------------------
@@ -158,6 +173,12 @@ class Worker:
                     elif kind == "drain":
                         self._exit_after_drain = response.drain.exit
                         asyncio.get_running_loop().create_task(self.shutdown(_seconds(response.drain.grace)))
+                    elif kind == "state":
+                        waiter = self._state_waiters.pop(response.state.request_id, None)
+                        if waiter is not None and not waiter.done():
+                            waiter.set_result(response.state)
+                    elif kind == "vote_request":
+                        self._spawn(self._vote(response.vote_request))
                     elif kind == "pause":
                         log.info("paused by the control plane")
                     elif kind == "resume":
@@ -239,6 +260,8 @@ class Worker:
             resume_checkpoint=a.resume_checkpoint if a.HasField("resume_checkpoint") else None,
             deadline=(a.deadline.seconds + a.deadline.nanos / 1e9) if a.HasField("deadline") else None,
             priority=a.priority,
+            remaining_tokens=a.remaining_budget.max_total_tokens,
+            remaining_cost_micros=a.remaining_budget.max_cost_micros,
         )
         ref = gw.AssignmentRef()
         ref.CopyFrom(a.ref)
@@ -256,7 +279,9 @@ class Worker:
                 self._send(gw.ConnectRequest(output=gw.OutputChunk(ref=ref, text=fields["text"],
                                                                    sequence=fields["sequence"])))
 
-        ctx = Context(assignment, send, log.getChild(self.agent.agent_type))
+        logger = logging.LoggerAdapter(self._agent_logger(), {"maos_task": assignment.task,
+                                                              "maos_subtask": assignment.subtask})
+        ctx = Context(assignment, send, logger, SharedState(lambda *args: self._state_call(ref, *args)))
         try:
             outcome = await self.agent.handle(ctx)
             result = outcome if isinstance(outcome, Result) else Result(output=str(outcome))
@@ -280,6 +305,65 @@ class Worker:
         self._running.pop(key, None)
         self._unacked[key] = report
         self._send(report)
+
+    def _agent_logger(self) -> logging.Logger:
+        logger = logging.getLogger(f"maos.agent.{self.agent.agent_type}")
+        if self._log_handler not in logger.handlers:
+            logger.addHandler(self._log_handler)
+            if logger.level == logging.NOTSET:
+                logger.setLevel(logging.INFO)  # ctx.log.info reaches the control plane by default
+        return logger
+
+    async def _state_call(
+        self, ref: gw.AssignmentRef, op: str, key: str, value: bytes | None = None, expected: int | None = None
+    ) -> Any:
+        self._state_seq += 1
+        request = gw.SharedStateRequest(request_id=self._state_seq, ref=ref, key=key)
+        if op == "get":
+            request.get.SetInParent()
+        elif op == "put":
+            request.put.value = value or b""
+            request.put.force = expected is None
+            request.put.expected_version = expected or 0
+        else:
+            request.delete.force = expected is None
+            request.delete.expected_version = expected or 0
+        waiter = asyncio.get_running_loop().create_future()
+        self._state_waiters[self._state_seq] = waiter
+        self._send(gw.ConnectRequest(state=request))
+        reply = await waiter
+        if reply.error:
+            reason = errors_pb.ErrorReason.Name(reply.error)
+            if reason == "ERROR_REASON_VERSION_CONFLICT":
+                raise StateConflict(key, expected or 0, reply.version)
+            raise RuntimeError(f"shared state {op} of {key!r} failed: {reply.error_message} ({reason})")
+        if op == "get":
+            return (reply.value, reply.version) if reply.found else None
+        if op == "put":
+            return reply.version
+        return None
+
+    async def _vote(self, request: gw.VoteRequest) -> None:
+        ballot = Ballot(
+            proposal=request.proposal, task=request.task, question=request.question,
+            candidates=[Candidate(c.id, c.agent, c.content) for c in request.candidates], round=request.round,
+            deadline=(request.deadline.seconds + request.deadline.nanos / 1e9) if request.HasField("deadline") else None,
+            previous_votes=[(v.voter, v.candidate_id, v.confidence, v.rationale) for v in request.previous_votes],
+        )
+        try:
+            choice = await self.agent.vote(ballot)
+        except Exception:  # a failing judge abstains rather than breaking the agent
+            log.exception("vote on %s failed", request.proposal)
+            return
+        self._send(gw.ConnectRequest(vote=gw.CastVote(
+            proposal=request.proposal, candidate_id=choice.candidate_id,
+            confidence=min(1.0, max(0.0, choice.confidence)), rationale=choice.rationale, round=request.round,
+            request_id=f"{request.proposal}#{request.round}")))
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def _cancel(self, ref: gw.AssignmentRef, reason: str) -> None:
         key = f"{ref.subtask}#{ref.lease_epoch}"
@@ -321,3 +405,35 @@ def _duration(seconds: float) -> Any:
     d = duration_pb2.Duration()
     d.FromNanoseconds(int(max(0.0, seconds) * 1e9))
     return d
+
+
+_LEVELS = {
+    logging.DEBUG: enums_pb.LOG_LEVEL_DEBUG,
+    logging.INFO: enums_pb.LOG_LEVEL_INFO,
+    logging.WARNING: enums_pb.LOG_LEVEL_WARNING,
+    logging.ERROR: enums_pb.LOG_LEVEL_ERROR,
+    logging.CRITICAL: enums_pb.LOG_LEVEL_CRITICAL,
+}
+
+
+class _ForwardingHandler(logging.Handler):
+    """Forwards an agent's log records (``ctx.log``) to the control plane over the stream."""
+
+    def __init__(self, worker: Worker):
+        super().__init__(level=logging.INFO)
+        self.worker = worker
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            entry = msgs.LogRecord(
+                level=_LEVELS.get(record.levelno, enums_pb.LOG_LEVEL_INFO),
+                component=self.worker.agent_name or f"agents/{self.worker.agent.agent_type}",
+                message=record.getMessage(),
+                task=getattr(record, "maos_task", ""),
+                subtask=getattr(record, "maos_subtask", ""),
+                agent=self.worker.agent_name,
+            )
+            entry.time.FromNanoseconds(int(record.created * 1e9))
+            self.worker._send(gw.ConnectRequest(logs=gw.AgentLogs(records=[entry])))
+        except Exception:  # logging must never break the agent
+            self.handleError(record)

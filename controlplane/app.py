@@ -19,6 +19,7 @@ from controlplane.api.servicers.tasks import TaskServicer
 from controlplane.config import Settings
 from controlplane.errors import InvalidArgument
 from controlplane.launcher import LocalLauncher
+from controlplane.logbook import LogBook, LogBookHandler
 from controlplane.metrics import Metrics
 from controlplane.plugins import await_me_maybe, get_plugin_manager
 from controlplane.scheduler.engine import Engine
@@ -53,10 +54,12 @@ class App:
     server: grpc.aio.Server
     health: object
     launcher: LocalLauncher
+    logbook: LogBook
     address: str = ""
     port: int = 0
     metrics_port: int = 0
     _started: bool = field(default=False, repr=False)
+    _log_handler: logging.Handler | None = field(default=None, repr=False)
 
     async def start(self, address: str | None = None) -> int:
         """Bind, recover state, and serve; returns the bound gRPC port."""
@@ -68,6 +71,8 @@ class App:
         host = address.rsplit(":", 1)[0]
         self.address = f"{host}:{self.port}"
         self.launcher.server_address = self.address
+        self._log_handler = LogBookHandler(self.logbook)
+        logging.getLogger("controlplane").addHandler(self._log_handler)
         await self.engine.start()
         self.metrics.watch_queue(self.engine.queued_by_priority)
         for result in self.pm.hook.startup(app=self):
@@ -93,6 +98,9 @@ class App:
                 await await_me_maybe(result)
             await self.engine.stop()
             self.metrics.close()
+        if self._log_handler is not None:
+            logging.getLogger("controlplane").removeHandler(self._log_handler)
+            self._log_handler = None
         self.storage.close()
         self._started = False
 
@@ -109,12 +117,13 @@ def build_app(settings: Settings, pm: pluggy.PluginManager | None = None) -> App
     replica = settings["server.replica_id"] or f"{socket.gethostname()}-{os.getpid()}"
     engine = Engine(settings=settings, storage=storage, planners=planners, metrics=metrics, replica=replica)
     launcher = LocalLauncher(settings["server.address"], settings.home / "logs", settings["system.max_agents"])
+    logbook = LogBook()
     servicers = {
         "tasks": TaskServicer(engine, settings, planners),
         "agents": AgentServicer(engine, launcher, pm, settings),
-        "system": SystemServicer(engine, settings, metrics),
-        "gateway": GatewayServicer(engine, launcher),
+        "system": SystemServicer(engine, settings, metrics, logbook),
+        "gateway": GatewayServicer(engine, launcher, logbook),
     }
     server, health = build_server(servicers, [ErrorAndMetricsInterceptor(metrics)], settings["server.reflection"])
     return App(settings=settings, pm=pm, metrics=metrics, storage=storage, engine=engine, server=server,
-               health=health, launcher=launcher)
+               health=health, launcher=launcher, logbook=logbook)

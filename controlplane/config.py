@@ -149,6 +149,7 @@ OPTIONS: dict[str, Option] = {
         Option("tasks.default_max_agents", _positive_int, 4, "max_agents of a task that sets none."),
         Option("tasks.max_description_length", _positive_int, 100_000, "Longest task description."),
         Option("tasks.max_fanout", _positive_int, 256, "Most subtasks in one plan."),
+        Option("tasks.planning_timeout", _duration, 120.0, "Seconds a model planner may take."),
         Option("tasks.default_max_retries", _non_negative_int, 3, "Retries of a subtask by default."),
         Option("tasks.default_initial_backoff", _duration, 1.0, "First retry delay by default."),
         Option("tasks.default_max_backoff", _duration, 100.0, "Longest retry delay by default."),

@@ -1,9 +1,16 @@
 """The MAOS plugin contract (pluggy project name ``maos``).
 
 Plugins are discovered through the ``maos`` entry-point group; built-in
-features are plugins registered through these same hooks. Every hook is
-documented in ``docs/plugin_hooks.md`` (a test keeps the two in sync).
-Hooks evolve by adding arguments, never by removing them.
+features are plugins registered through these same hooks (marked
+``trylast=True``, so a plugin's implementation runs before them). Every hook
+is documented in ``docs/plugin_hooks.md`` (``tests/plugins/test_docs.py``
+keeps the two in sync). Hooks evolve by adding arguments, never by removing
+them; an implementation may accept fewer arguments than its spec.
+
+None of these hooks is ``firstresult``: every implementation is called and
+the host combines the results (``register_*`` hooks return lists). pluggy
+calls hooks synchronously; the lifecycle hooks may return an awaitable, which
+the host awaits (``controlplane.plugins.await_me_maybe``).
 """
 
 from __future__ import annotations
@@ -28,10 +35,14 @@ hookimpl = pluggy.HookimplMarker("maos")
 def register_storage_backends() -> list[StorageBackendFactory]:
     """Register storage backends.
 
+    Called once when the control plane opens its storage. Not firstresult:
+    every implementation is called; not awaited.
+
     Returns:
-        A list of factories. The control plane asks each, in order, whether
-        it handles the configured database URL (``factory.handles(url)``) and
-        uses the first that does; see :class:`controlplane.storage.base.StorageBackendFactory`.
+        A list of factories. The control plane asks each, in order (plugins
+        before the built-in SQLAlchemy backend), whether it handles the
+        configured database URL (``factory.handles(url)``) and uses the first
+        that does; see :class:`controlplane.storage.base.StorageBackendFactory`.
 
     Example::
 
@@ -48,13 +59,23 @@ def register_storage_backends() -> list[StorageBackendFactory]:
 def register_planners(settings: Settings) -> list[Planner]:
     """Register task planners.
 
+    Called once when the control plane is built. Not firstresult: every
+    implementation is called; not awaited.
+
     Args:
         settings: The control plane's resolved settings.
 
     Returns:
-        A list of planners. A task is planned by the first planner (in hook
-        order: plugins before built-ins) whose ``accepts(task)`` is true; the
-        deterministic built-in planner accepts every task and runs last.
+        A list of planners (:class:`controlplane.domain.planning.Planner`). A
+        task is planned by the first planner (in hook order: plugins before
+        built-ins) whose ``accepts(task)`` is true; the deterministic built-in
+        planner accepts every task and runs last.
+
+    Example::
+
+        @hookimpl
+        def register_planners(settings):
+            return [OnlyResearchPlanner()]  # accepts(task): task.task_type == "research"
     """
 
 
@@ -63,14 +84,30 @@ def register_planners(settings: Settings) -> list[Planner]:
 
 @hookspec
 def register_agent_types(settings: Settings) -> list[Any]:
-    """Register agent types that ``maos agent spawn`` and ``maos start --agents`` can launch.
+    """Register agent types that ``maos agent spawn``, ``maos start --agents`` and ``maos-agent run`` can run.
+
+    Called whenever the types are collected (ListAgentTypes, SpawnAgents, at
+    start, and by ``maos-agent run --type NAME`` in the agent's own process),
+    so implementations should be cheap. Not firstresult: every implementation
+    is called; when two register the same name, the one called first (a
+    plugin before the built-ins) wins. Not awaited. The built-in plugin also
+    wraps this hook to add the custom types of ``$MAOS_HOME/agents/*.yml``,
+    which may specialise any type registered here.
 
     Args:
-        settings: The control plane's resolved settings.
+        settings: The resolved settings of the calling process.
 
     Returns:
         A list of :class:`agent_sdk.AgentTypeSpec` (name, capabilities,
-        description, and how to run the agent).
+        description, and the factory that builds the agent from its parameters).
+
+    Example::
+
+        @hookimpl
+        def register_agent_types(settings):
+            return [AgentTypeSpec(name="reverser", capabilities=("text",),
+                                  description="Reverses its instructions.",
+                                  factory=lambda params: Reverser(), source="maos-plugin-example")]
     """
 
 
@@ -79,13 +116,24 @@ def register_agent_types(settings: Settings) -> list[Any]:
 
 @hookspec
 def startup(app: Any) -> Any:
-    """Called once the control plane is built, before it serves.
+    """Called once the control plane has recovered its state, before it serves.
+
+    Not firstresult: every implementation is called. May return an awaitable
+    (or a callable returning one), which is awaited before the server starts.
 
     Args:
         app: The :class:`controlplane.app.App`.
 
     Returns:
         Nothing, or an awaitable that is awaited before serving.
+
+    Example::
+
+        @hookimpl
+        def startup(app):
+            async def warm_up():
+                await my_cache.connect()
+            return warm_up()
     """
 
 
@@ -93,9 +141,18 @@ def startup(app: Any) -> Any:
 def shutdown(app: Any) -> Any:
     """Called when the control plane stops, after it stops serving.
 
+    Not firstresult: every implementation is called. May return an awaitable
+    (or a callable returning one), which is awaited before storage closes.
+
     Args:
         app: The :class:`controlplane.app.App`.
 
     Returns:
         Nothing, or an awaitable that is awaited.
+
+    Example::
+
+        @hookimpl
+        def shutdown(app):
+            return my_cache.close()  # a coroutine
     """

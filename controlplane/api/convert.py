@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 
 from google.protobuf import duration_pb2, timestamp_pb2
@@ -18,8 +19,10 @@ from controlplane.domain.model import (
     Subtask,
     Task,
     Usage,
+    now,
 )
 from controlplane.errors import InvalidArgument
+from controlplane.logbook import LEVELS, PROTO_LEVEL, LogEntry
 
 # Matched with fullmatch: "$" would also accept a trailing newline.
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_\-]{0,127}")
@@ -251,3 +254,28 @@ def event_to_pb(event, incarnation: int) -> messages_pb.Event:
     if event.data:
         msg.data.update(event.data)
     return msg
+
+
+def log_entry_from_pb(record: messages_pb.LogRecord, agent_id: str) -> LogEntry:
+    """An agent's forwarded log record (its agent id is the sender's, whatever it claims)."""
+    task = record.task.split("/")[1] if record.task.startswith("tasks/") else ""
+    return LogEntry(
+        level=LEVELS.get(record.level, logging.INFO),
+        component=f"agents/{agent_id}",
+        message=record.message[:8192],
+        time=epoch(record.time) if record.HasField("time") else now(),
+        task_id=task,
+        subtask_id=record.subtask.rsplit("/", 1)[-1] if record.subtask else "",
+        agent_id=agent_id,
+        fields=dict(list(record.fields.items())[:32]),
+    )
+
+
+def log_entry_to_pb(entry: LogEntry) -> messages_pb.LogRecord:
+    """A log record as a proto."""
+    return messages_pb.LogRecord(
+        time=timestamp(entry.time), level=PROTO_LEVEL.get(entry.level, 2), component=entry.component,
+        message=entry.message, task=f"tasks/{entry.task_id}" if entry.task_id else "",
+        subtask=f"tasks/{entry.task_id}/subtasks/{entry.subtask_id}" if entry.subtask_id else "",
+        agent=f"agents/{entry.agent_id}" if entry.agent_id else "", fields=entry.fields,
+    )

@@ -25,7 +25,7 @@ from controlplane.domain.model import (
     Usage,
     now,
 )
-from controlplane.errors import FailedPrecondition, NotFound
+from controlplane.errors import FailedPrecondition, MaosError, NotFound
 from controlplane.scheduler.commands import (
     Ack,
     CancelWork,
@@ -35,9 +35,12 @@ from controlplane.scheduler.commands import (
     Ref,
     Registration,
     ResumeAgent,
+    StateReply,
 )
 from controlplane.scheduler.sessions import AgentSession
 
+MAX_STATE_KEY = 256
+MAX_STATE_VALUE = 1024 * 1024
 APPLIED_MEMORY = 100_000  # results remembered (task, subtask -> epoch) to acknowledge late duplicates
 
 
@@ -210,6 +213,45 @@ class AgentSide:
             session.ack_generation, session.ack_refs = generation, refs
             self.committer.after_commit(lambda: session.send(Committed(refs)))
         session.ack_refs.append(ref)
+
+    async def shared_state(
+        self,
+        session: AgentSession,
+        request_id: int,
+        ref: Ref,
+        op: str,
+        key: str,
+        value: bytes = b"",
+        expected_version: int | None = None,
+    ) -> None:
+        """Serve a shared-state operation for the task of an assignment the agent holds."""
+        checked = self._check_ref(session, ref)
+        if isinstance(checked, Ack):
+            session.send(StateReply(request_id, error=checked.reason or "ERROR_REASON_NOT_LEASE_HOLDER",
+                                    message="shared state is only for tasks of assignments the agent holds"))
+            return
+        task, _ = checked
+        if not 1 <= len(key) <= MAX_STATE_KEY or len(value) > MAX_STATE_VALUE:
+            session.send(StateReply(request_id, error="ERROR_REASON_INVALID_FIELD",
+                                    message=f"keys are 1-{MAX_STATE_KEY} characters and values at most "
+                                            f"{MAX_STATE_VALUE} bytes"))
+            return
+        backend = self.storage.backend
+        try:
+            if op == "get":
+                found = await self.storage.call(backend.state_get, task.id, key)
+                reply = StateReply(request_id, found=found is not None,
+                                   value=found.value if found else b"", version=found.version if found else 0)
+            elif op == "put":
+                version = await self.storage.call(backend.state_put, task.id, key, value, expected_version)
+                reply = StateReply(request_id, found=True, value=value, version=version)
+            else:
+                existed = await self.storage.call(backend.state_delete, task.id, key, expected_version)
+                reply = StateReply(request_id, found=existed)
+        except MaosError as exc:
+            reply = StateReply(request_id, error=exc.reason, message=exc.message,
+                               version=int(exc.metadata.get("actual_version", 0)))
+        session.send(reply)
 
     def report_progress(
         self, session: AgentSession, ref: Ref, fraction: float, message: str, checkpoint: bytes | None

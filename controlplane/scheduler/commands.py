@@ -92,6 +92,18 @@ class Committed:
     refs: list[Ref]
 
 
+@dataclass(frozen=True)
+class StateReply:
+    """The answer to a shared-state request."""
+
+    request_id: int
+    found: bool = False
+    value: bytes = b""
+    version: int = 0
+    error: str = ""
+    message: str = ""
+
+
 @dataclass
 class Registration:
     """The answer to Register."""

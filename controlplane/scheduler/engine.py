@@ -35,7 +35,7 @@ from controlplane.domain.model import (
     TaskStatus,
     now,
 )
-from controlplane.domain.planning import Planner, validate_plan
+from controlplane.domain.planning import DeterministicPlanner, Planner, validate_plan
 from controlplane.domain.tasks import combine_outputs
 from controlplane.errors import Aborted, FailedPrecondition, InvalidArgument, NotFound
 from controlplane.scheduler.commands import (
@@ -117,6 +117,8 @@ class Engine(AgentSide, Watching):
         # duplicates after the task left memory (bounded; oldest forgotten first).
         self._applied: OrderedDict[SubKey, int] = OrderedDict()
         self._incarnation = 0
+        self._planning: dict[str, asyncio.Task[None]] = {}
+        self.fallback_planner = DeterministicPlanner(max_fanout=settings["tasks.max_fanout"])
         self._epoch_counter = 0
         self._task_seq = 0
         self._event_seq = 0
@@ -162,6 +164,8 @@ class Engine(AgentSide, Watching):
                 pass
         for handle in [*self._delayed.values(), *self._timeouts.values()]:
             handle.cancel()
+        for planning in list(self._planning.values()):
+            planning.cancel()
         await self.committer.close()
 
     def _restore(self, tasks: list[Task], subtasks: list[Subtask]) -> None:
@@ -341,9 +345,32 @@ class Engine(AgentSide, Watching):
         self._kick()
 
     def _plan_and_queue(self, task: Task) -> None:
+        """Plan the task now (planners with ``plan_now``) or in the background (model planners)."""
         planner = next(p for p in self.planners if p.accepts(task))
-        plan = planner.plan_now(task)  # type: ignore[attr-defined]
-        self._apply_plan(task, plan)
+        plan_now = getattr(planner, "plan_now", None)
+        if plan_now is not None:
+            self._apply_plan(task, plan_now(task))
+            return
+        if task.id in self._planning:
+            return
+        self._planning[task.id] = self._loop.create_task(self._plan_later(task, planner))  # type: ignore[union-attr]
+
+    async def _plan_later(self, task: Task, planner: Planner) -> None:
+        """Run a slow planner; fall back to the built-in plan if it fails or takes too long."""
+        try:
+            plan = await asyncio.wait_for(planner.plan(task), self.settings["tasks.planning_timeout"])
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a planner plugin must not be able to lose a task
+            log.warning("planner %s failed for %s: %s", planner.name, task.name, exc)
+            plan = self.fallback_planner.plan_now(task)
+            why = "took too long" if isinstance(exc, TimeoutError) else f"failed ({type(exc).__name__}: {exc})"
+            plan.warnings.append(f"planner {planner.name} {why}; used the {plan.planner} plan")
+        finally:
+            self._planning.pop(task.id, None)
+        if task.status == TaskStatus.PENDING and self.tasks.get(task.id) is task:
+            self._apply_plan(task, plan)
+            self._kick()
 
     def _apply_plan(self, task: Task, plan: ExecutionPlan) -> None:
         problems = validate_plan(plan, self.settings["tasks.max_fanout"])
@@ -592,6 +619,9 @@ class Engine(AgentSide, Watching):
         timer = self._timeouts.pop(task.id, None)
         if timer:
             timer.cancel()
+        planning = self._planning.pop(task.id, None)
+        if planning:
+            planning.cancel()
         self._parked.pop(task.id, None)
         self._running_per_task.pop(task.id, None)
         self.queue.forget_task(task.id)

@@ -34,6 +34,14 @@ class IdempotencyRecord:
     create_time: float
 
 
+@dataclass(frozen=True)
+class StateValue:
+    """A value of a task's shared state and its version (1 for the first write)."""
+
+    value: bytes
+    version: int
+
+
 @dataclass
 class WriteBatch:
     """Rows to upsert in one transaction; each object appears once, in its latest state."""
@@ -113,6 +121,22 @@ class StorageBackend(Protocol):
 
     def count_tasks_by_status(self) -> dict[TaskStatus, int]:
         """How many tasks are in each state."""
+
+    def state_get(self, task_id: str, key: str) -> StateValue | None:
+        """A key of a task's shared state, or None."""
+
+    def state_put(self, task_id: str, key: str, value: bytes, expected_version: int | None) -> int:
+        """Write a key; with ``expected_version`` (0: must not exist) only if it matches.
+
+        Returns:
+            The new version.
+
+        Raises:
+            Aborted: ERROR_REASON_VERSION_CONFLICT when the version differs.
+        """
+
+    def state_delete(self, task_id: str, key: str, expected_version: int | None) -> bool:
+        """Delete a key (compare-and-set like ``state_put``); whether it existed."""
 
     def close(self) -> None:
         """Release connections."""

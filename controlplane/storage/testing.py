@@ -48,7 +48,8 @@ from controlplane.domain.model import (
     TaskStatus,
     Usage,
 )
-from controlplane.storage.base import IdempotencyRecord, StorageBackend, TaskQuery, WriteBatch
+from controlplane.errors import Aborted
+from controlplane.storage.base import IdempotencyRecord, StateValue, StorageBackend, TaskQuery, WriteBatch
 
 _T0 = 1_700_000_000.123456  # a fixed time with a fractional part, to check float precision
 
@@ -500,3 +501,22 @@ class StorageContract:
         assert all(type(status) is TaskStatus for status in counts)
         for status in TaskStatus:
             assert counts.get(status, 0) == sum(1 for t in tasks if t.status == status)
+
+    def test_shared_state_compare_and_set(self, backend: StorageBackend) -> None:
+        assert backend.state_get("t1", "k") is None
+        assert backend.state_put("t1", "k", b"one", 0) == 1  # 0: must not exist yet
+        with pytest.raises(Aborted) as conflict:
+            backend.state_put("t1", "k", b"again", 0)
+        assert conflict.value.reason == "ERROR_REASON_VERSION_CONFLICT"
+        assert conflict.value.metadata["actual_version"] == "1"
+        assert backend.state_put("t1", "k", b"two", 1) == 2
+        with pytest.raises(Aborted):
+            backend.state_put("t1", "k", b"stale", 1)
+        assert backend.state_put("t1", "k", b"forced", None) == 3
+        assert backend.state_get("t1", "k") == StateValue(b"forced", 3)
+        assert backend.state_get("t2", "k") is None  # scoped per task
+        with pytest.raises(Aborted):
+            backend.state_delete("t1", "k", 2)
+        assert backend.state_delete("t1", "k", 3) is True
+        assert backend.state_delete("t1", "k", None) is False
+        assert backend.state_get("t1", "k") is None

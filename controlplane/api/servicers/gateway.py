@@ -13,6 +13,7 @@ import grpc
 from controlplane.api import convert
 from controlplane.api.pb import errors_pb, gateway_grpc, gateway_pb, messages_pb
 from controlplane.domain.model import AgentInfo
+from controlplane.logbook import LogBook
 from controlplane.errors import FailedPrecondition, InvalidArgument
 from controlplane.scheduler.commands import (
     Ack,
@@ -23,6 +24,7 @@ from controlplane.scheduler.commands import (
     PauseAgent,
     Ref,
     ResumeAgent,
+    StateReply,
 )
 from controlplane.scheduler.engine import Engine
 from controlplane.scheduler.sessions import AgentSession
@@ -81,6 +83,11 @@ def command_to_pb(command: Any) -> gateway_pb.ConnectResponse:
         )
     if isinstance(command, Committed):
         return gateway_pb.ConnectResponse(committed=gateway_pb.Committed(refs=[ref_to_pb(r) for r in command.refs]))
+    if isinstance(command, StateReply):
+        return gateway_pb.ConnectResponse(state=gateway_pb.SharedStateResponse(
+            request_id=command.request_id, found=command.found, value=command.value, version=command.version,
+            error=errors_pb.ErrorReason.Value(command.error) if command.error else 0,
+            error_message=command.message))
     if isinstance(command, CancelWork):
         return gateway_pb.ConnectResponse(cancel=gateway_pb.Cancel(ref=ref_to_pb(command.ref), reason=command.reason))
     if isinstance(command, DrainAgent):
@@ -125,9 +132,11 @@ def agent_from_register(reg: gateway_pb.Register, peer: str) -> AgentInfo:
 class GatewayServicer(gateway_grpc.AgentGatewayServicer):
     """Runs agent sessions."""
 
-    def __init__(self, engine: Engine, launcher: Any = None):
+    def __init__(self, engine: Engine, launcher: Any = None, logbook: LogBook | None = None):
         self.engine = engine
         self.launcher = launcher
+        self.logbook = logbook
+        self._background: set[asyncio.Task[None]] = set()
 
     async def Connect(self, request_iterator: AsyncIterator[gateway_pb.ConnectRequest], context: grpc.aio.ServicerContext) -> AsyncIterator[gateway_pb.ConnectResponse]:
         try:
@@ -168,6 +177,26 @@ class GatewayServicer(gateway_grpc.AgentGatewayServicer):
             reader.cancel()
             self.engine.disconnect(session)
 
+    def _state(self, session: AgentSession, request: gateway_pb.SharedStateRequest) -> None:
+        ref = ref_from_pb(request.ref)
+        op = request.WhichOneof("op")
+        if ref is None or op is None:
+            session.send(StateReply(request.request_id, error="ERROR_REASON_INVALID_FIELD",
+                                    message="a shared-state request needs ref and one of get, put, delete"))
+            return
+        if op == "put":
+            body = request.put
+            expected = None if body.force else body.expected_version
+            coro = self.engine.shared_state(session, request.request_id, ref, "put", request.key, body.value, expected)
+        elif op == "delete":
+            expected = None if request.delete.force else request.delete.expected_version
+            coro = self.engine.shared_state(session, request.request_id, ref, "delete", request.key, b"", expected)
+        else:
+            coro = self.engine.shared_state(session, request.request_id, ref, "get", request.key)
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
     async def _read(self, requests: AsyncIterator[gateway_pb.ConnectRequest], session: AgentSession) -> None:
         engine = self.engine
         try:
@@ -207,6 +236,11 @@ class GatewayServicer(gateway_grpc.AgentGatewayServicer):
                     ref = ref_from_pb(msg.output.ref)
                     if ref is not None:
                         engine.report_output(session, ref, msg.output.text, msg.output.sequence)
+                elif kind == "logs":
+                    if self.logbook is not None:
+                        self.logbook.extend(convert.log_entry_from_pb(r, session.id) for r in msg.logs.records[:100])
+                elif kind == "state":
+                    self._state(session, msg.state)
                 elif kind == "register":
                     log.warning("agent %s sent register twice; ignored", session.id)
                 # logs, votes and shared state are handled by later components

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -12,7 +13,9 @@ import grpc
 from controlplane.api import convert
 from controlplane.api.pb import enums_pb, system_grpc, system_pb
 from controlplane.config import OPTIONS, Settings, parse_value
+from controlplane.api.paging import PageTokens, page_size
 from controlplane.domain.events import Event
+from controlplane.logbook import LEVELS, LogBook, LogEntry, LogFilter
 from controlplane.errors import FailedPrecondition, InvalidArgument, ResourceExhausted
 from controlplane.metrics import Metrics
 from controlplane.scheduler.engine import Engine
@@ -27,8 +30,10 @@ DISABLED = enums_pb.COMPONENT_STATE_DISABLED
 class SystemServicer(system_grpc.SystemServiceServicer):
     """Status, health, metrics and runtime configuration."""
 
-    def __init__(self, engine: Engine, settings: Settings, metrics: Metrics, redis_check=None):
+    def __init__(self, engine: Engine, settings: Settings, metrics: Metrics, logbook: LogBook, redis_check=None):
         self.engine = engine
+        self.logbook = logbook
+        self.tokens = PageTokens()
         self.settings = settings
         self.metrics = metrics
         self.redis_check = redis_check
@@ -126,6 +131,56 @@ class SystemServicer(system_grpc.SystemServiceServicer):
                 samples.append(system_pb.MetricSample(name=sample.name, labels=sample.labels, value=sample.value,
                                                       help=family.documentation, category=category))
         return system_pb.GetMetricsSummaryResponse(samples=samples)
+
+    def _log_filter(self, request) -> LogFilter:
+        if request.min_level and request.min_level not in LEVELS:
+            raise InvalidArgument(f"min_level {request.min_level} is not a log level", field="min_level")
+        return LogFilter(
+            min_level=LEVELS.get(request.min_level, logging.NOTSET),
+            component=request.component,
+            contains=request.contains,
+            task_id=convert.parse_name(request.task, "tasks", "task") if request.task else "",
+            agent_id=convert.parse_name(request.agent, "agents", "agent") if request.agent else "",
+            since=convert.epoch(request.since) if getattr(request, "since", None) and request.HasField("since") else None,
+        )
+
+    async def ListLogs(self, request: system_pb.ListLogsRequest, context: grpc.aio.ServicerContext) -> system_pb.ListLogsResponse:
+        size = page_size(request.page_size, default=100)
+        wanted = self._log_filter(request)
+        filters = system_pb.ListLogsRequest()
+        filters.CopyFrom(request)
+        filters.ClearField("page_token")
+        filters.ClearField("page_size")
+        digest = filters.SerializeToString(deterministic=True)
+        after = self.tokens.read(request.page_token, digest) or 0
+        entries = self.logbook.query(wanted, after, size + 1)
+        response = system_pb.ListLogsResponse(records=[convert.log_entry_to_pb(e) for e in entries[:size]])
+        if len(entries) > size:
+            response.next_page_token = self.tokens.issue(entries[size - 1].seq, digest)
+        return response
+
+    async def TailLogs(self, request: system_pb.TailLogsRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[system_pb.TailLogsResponse]:
+        if request.tail > 1000:
+            raise InvalidArgument("tail is at most 1000 records", field="tail")
+        wanted = self._log_filter(request)
+        queue: asyncio.Queue[LogEntry | None] = asyncio.Queue()
+
+        def subscriber(entry: LogEntry) -> None:
+            if wanted.matches(entry):
+                queue.put_nowait(entry if queue.qsize() < MAX_PENDING_EVENTS else None)
+
+        backlog = self.logbook.tail(wanted, request.tail)
+        self.logbook.subscribers.append(subscriber)
+        try:
+            for entry in backlog:
+                yield system_pb.TailLogsResponse(record=convert.log_entry_to_pb(entry))
+            while True:
+                entry = await queue.get()
+                if entry is None:
+                    raise ResourceExhausted("the reader fell too far behind; tail again")
+                yield system_pb.TailLogsResponse(record=convert.log_entry_to_pb(entry))
+        finally:
+            self.logbook.subscribers.remove(subscriber)
 
     async def WatchEvents(self, request: system_pb.WatchEventsRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[system_pb.WatchEventsResponse]:
         engine = self.engine

@@ -25,8 +25,8 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.pool import QueuePool, StaticPool
 
 from controlplane.domain.model import AgentInfo, Subtask, Task, TaskStatus
-from controlplane.errors import AlreadyExists, Unavailable
-from controlplane.storage.base import IdempotencyRecord, TaskQuery, WriteBatch
+from controlplane.errors import Aborted, AlreadyExists, Unavailable
+from controlplane.storage.base import IdempotencyRecord, StateValue, TaskQuery, WriteBatch
 from controlplane.storage.sql import codec, schema
 from controlplane.storage.sql.migrations import migrate as run_migrations
 
@@ -309,6 +309,54 @@ class SqlBackend:
                 if status in TaskStatus._value2member_map_:
                     counts[TaskStatus(status)] = int(count)
         return counts
+
+    # --- shared state ---------------------------------------------------------
+
+    def state_get(self, task_id: str, key: str) -> StateValue | None:
+        """The value and version of a key of a task's shared state, or None."""
+        st = schema.shared_state
+        with translate_errors(), self.engine.connect() as conn:
+            row = conn.execute(
+                select(st.c.value, st.c.version).where(st.c.task_id == task_id, st.c.key == key)
+            ).first()
+        return None if row is None else StateValue(bytes(row.value), int(row.version))
+
+    def state_put(self, task_id: str, key: str, value: bytes, expected_version: int | None) -> int:
+        """Write a key (compare-and-set when ``expected_version`` is given); returns the new version."""
+        st = schema.shared_state
+        where = (st.c.task_id == task_id, st.c.key == key)
+        with translate_errors(), self.engine.begin() as conn:
+            row = conn.execute(select(st.c.version).where(*where).with_for_update()).first()
+            current = 0 if row is None else int(row.version)
+            if expected_version is not None and expected_version != current:
+                raise _conflict(key, expected_version, current)
+            if row is None:
+                conn.execute(st.insert().values(task_id=task_id, key=key, value=value, version=1))
+                return 1
+            conn.execute(st.update().where(*where).values(value=value, version=current + 1))
+            return current + 1
+
+    def state_delete(self, task_id: str, key: str, expected_version: int | None) -> bool:
+        """Delete a key (compare-and-set when ``expected_version`` is given); whether it existed."""
+        st = schema.shared_state
+        where = (st.c.task_id == task_id, st.c.key == key)
+        with translate_errors(), self.engine.begin() as conn:
+            row = conn.execute(select(st.c.version).where(*where).with_for_update()).first()
+            current = 0 if row is None else int(row.version)
+            if expected_version is not None and expected_version != current:
+                raise _conflict(key, expected_version, current)
+            if row is None:
+                return False
+            conn.execute(st.delete().where(*where))
+            return True
+
+
+def _conflict(key: str, expected: int, actual: int) -> Aborted:
+    return Aborted(
+        f"shared state {key!r} is at version {actual}, not {expected}; read it again and retry",
+        reason="ERROR_REASON_VERSION_CONFLICT",
+        metadata={"key": key, "expected_version": str(expected), "actual_version": str(actual)},
+    )
 
 
 # --- engines -------------------------------------------------------------------

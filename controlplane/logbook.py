@@ -1,0 +1,114 @@
+"""Recent log records of the control plane and its agents, for ``maos logs``.
+
+A bounded in-memory ring per replica: the control plane's own records (a
+``logging.Handler`` on the ``controlplane`` logger) and the records agents
+forward over their streams. Older records live in the log files under
+``$MAOS_HOME/logs``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from controlplane.domain.model import now
+
+#: Python logging levels by ``maos.v1.LogLevel`` number, and back.
+LEVELS = {1: logging.DEBUG, 2: logging.INFO, 3: logging.WARNING, 4: logging.ERROR, 5: logging.CRITICAL}
+PROTO_LEVEL = {v: k for k, v in LEVELS.items()}
+
+
+@dataclass
+class LogEntry:
+    """One log record."""
+
+    level: int  # a logging level (logging.INFO, ...)
+    component: str
+    message: str
+    time: float = field(default_factory=now)
+    task_id: str = ""
+    subtask_id: str = ""
+    agent_id: str = ""
+    fields: dict[str, str] = field(default_factory=dict)
+    seq: int = 0
+
+
+@dataclass(frozen=True)
+class LogFilter:
+    """Which records a reader wants."""
+
+    min_level: int = logging.NOTSET
+    component: str = ""
+    contains: str = ""
+    task_id: str = ""
+    agent_id: str = ""
+    since: float | None = None
+
+    def matches(self, entry: LogEntry) -> bool:
+        """Whether ``entry`` passes the filter."""
+        return (
+            entry.level >= self.min_level
+            and (not self.component or entry.component == self.component or entry.component.startswith(self.component + "."))
+            and (not self.contains or self.contains.lower() in entry.message.lower())
+            and (not self.task_id or entry.task_id == self.task_id)
+            and (not self.agent_id or entry.agent_id == self.agent_id)
+            and (self.since is None or entry.time >= self.since)
+        )
+
+
+class LogBook:
+    """The ring of recent records and the live subscribers to it."""
+
+    def __init__(self, capacity: int = 20_000):
+        self._entries: deque[LogEntry] = deque(maxlen=capacity)
+        self._seq = 0
+        self.subscribers: list[Callable[[LogEntry], None]] = []
+
+    def add(self, entry: LogEntry) -> None:
+        """Keep a record and hand it to subscribers."""
+        self._seq += 1
+        entry.seq = self._seq
+        self._entries.append(entry)
+        for subscriber in list(self.subscribers):
+            subscriber(entry)
+
+    def query(self, wanted: LogFilter, after_seq: int = 0, limit: int = 100) -> list[LogEntry]:
+        """Matching records after ``after_seq``, oldest first, at most ``limit``."""
+        found = []
+        for entry in self._entries:
+            if entry.seq > after_seq and wanted.matches(entry):
+                found.append(entry)
+                if len(found) == limit:
+                    break
+        return found
+
+    def tail(self, wanted: LogFilter, count: int) -> list[LogEntry]:
+        """The last ``count`` matching records, oldest first."""
+        matching: deque[LogEntry] = deque(maxlen=max(0, count))
+        for entry in self._entries:
+            if wanted.matches(entry):
+                matching.append(entry)
+        return list(matching)
+
+    def extend(self, entries: Iterable[LogEntry]) -> None:
+        """Keep several records."""
+        for entry in entries:
+            self.add(entry)
+
+
+class LogBookHandler(logging.Handler):
+    """Copies the control plane's own log records into a LogBook."""
+
+    def __init__(self, book: LogBook, level: int = logging.INFO):
+        super().__init__(level=level)
+        self.book = book
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            name = record.name.removeprefix("controlplane.")
+            self.book.add(LogEntry(level=record.levelno, component=name.split(".")[0], message=record.getMessage(),
+                                   time=record.created, task_id=getattr(record, "task_id", "")))
+        except Exception:
+            self.handleError(record)

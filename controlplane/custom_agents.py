@@ -156,7 +156,8 @@ def _parse(path: Path) -> _Definition:
 def _specialise(definition: _Definition, base: AgentTypeSpec) -> AgentTypeSpec:
     """The spec of a custom type: the base type's agent, renamed, with merged parameters."""
     name = definition.name
-    capabilities = definition.capabilities if definition.capabilities is not None else tuple(base.capabilities)
+    capabilities = (definition.capabilities if definition.capabilities is not None
+                    else tuple(base.capabilities))
 
     def factory(parameters: Mapping[str, Any]) -> Agent:
         agent = base.factory({**base.parameters, **parameters})
@@ -218,9 +219,11 @@ def load_custom_agent_types(settings: Settings, known: Mapping[str, AgentTypeSpe
             definition = _parse(path)
             if definition.name in known:
                 owner = getattr(known[definition.name], "source", "")
-                raise _Invalid(f"agent type {definition.name!r} already exists (from {owner}); choose another name")
+                raise _Invalid(f"agent type {definition.name!r} already exists (from {owner}); "
+                               "choose another name")
             if definition.name in seen:
-                raise _Invalid(f"agent type {definition.name!r} is also defined in {seen[definition.name].name}")
+                raise _Invalid(f"agent type {definition.name!r} is also defined in "
+                               f"{seen[definition.name].name}")
         except _Invalid as exc:
             found.problems.append(Problem(path, str(exc)))
             continue

@@ -279,3 +279,22 @@ def log_entry_to_pb(entry: LogEntry) -> messages_pb.LogRecord:
         subtask=f"tasks/{entry.task_id}/subtasks/{entry.subtask_id}" if entry.subtask_id else "",
         agent=f"agents/{entry.agent_id}" if entry.agent_id else "", fields=entry.fields,
     )
+
+
+def consensus_to_pb(state: dict | None) -> messages_pb.ConsensusRecord | None:
+    """A task's consensus record as a proto (None without consensus)."""
+    if not state:
+        return None
+    return messages_pb.ConsensusRecord(
+        outcome=enums_pb.ConsensusOutcome.Value(f"CONSENSUS_OUTCOME_{state['outcome']}"),
+        strategy=enums_pb.VotingStrategy.Value(f"VOTING_STRATEGY_{state['strategy'].upper()}"),
+        threshold=state["threshold"],
+        rounds=state["round"],
+        candidates=[messages_pb.Candidate(id=c["id"], agent=f"agents/{c['agent']}" if c["agent"] else "",
+                                          content=c["content"]) for c in state["candidates"]],
+        votes=[messages_pb.Vote(voter=f"agents/{v['voter']}", candidate_id=v["candidate_id"],
+                                confidence=v["confidence"], rationale=v["rationale"], round=v["round"],
+                                weight=v["weight"]) for v in state["votes"]],
+        winning_candidate_id=state["winner"],
+        agreement=state["agreement"],
+    )

@@ -219,6 +219,8 @@ class Task:
     batch: str = ""
     template: str = ""
     plan: ExecutionPlan | None = None
+    #: The consensus record (candidates, votes, rounds, outcome) when consensus is required.
+    consensus_state: dict[str, Any] | None = None
     output: str = ""
     seq: int = 0  # insertion order, for stable listing and tie-breaking
 

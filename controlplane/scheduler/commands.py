@@ -77,12 +77,26 @@ class ResumeAgent:
 
 @dataclass(frozen=True)
 class Ack:
-    """The answer to a result or failure report."""
+    """The answer to a report the control plane did not simply commit (or to a vote)."""
 
     ref: Ref
     accepted: bool
     reason: str = ""
     message: str = ""
+    proposal: str = ""
+
+
+@dataclass(frozen=True)
+class VoteOnCandidates:
+    """Vote for one of the candidate answers."""
+
+    proposal: str
+    task_id: str
+    question: str
+    candidates: list[tuple[str, str, str]]  # (id, agent, content)
+    round: int
+    deadline: float
+    previous_votes: list[tuple[str, str, float, str]]  # (voter, candidate id, confidence, rationale)
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ import secrets
 from collections import OrderedDict, defaultdict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from controlplane.config import Settings
 from controlplane.domain.events import Event, EventType
@@ -46,6 +47,7 @@ from controlplane.scheduler.commands import (
 from controlplane.scheduler.committer import Committer
 from controlplane.scheduler.queue import Entry, ReadyQueue
 from controlplane.scheduler.agent_side import AgentSide
+from controlplane.scheduler.consensus import Consensus
 from controlplane.scheduler.sessions import AgentSession
 from controlplane.scheduler.watching import Watch, Watching
 from controlplane.storage.base import IdempotencyRecord
@@ -76,7 +78,7 @@ class SubmitOutcome:
     extra: dict[str, str] = field(default_factory=dict)
 
 
-class Engine(AgentSide, Watching):
+class Engine(AgentSide, Consensus, Watching):
     """Tasks, subtasks, leases and agent sessions of one control plane."""
 
     def __init__(
@@ -118,6 +120,9 @@ class Engine(AgentSide, Watching):
         self._applied: OrderedDict[SubKey, int] = OrderedDict()
         self._incarnation = 0
         self._planning: dict[str, asyncio.Task[None]] = {}
+        self._round_timers: dict[str, asyncio.TimerHandle] = {}
+        #: Settings changed at run time (SystemService.SetConfig), over ``settings``.
+        self.runtime: dict[str, Any] = {}
         self.fallback_planner = DeterministicPlanner(max_fanout=settings["tasks.max_fanout"])
         self._epoch_counter = 0
         self._task_seq = 0
@@ -182,6 +187,8 @@ class Engine(AgentSide, Watching):
                 self._loop.create_task(self._start_if_ready(task.id))  # type: ignore[union-attr]
             if task.timeout and task.start_time:
                 self._arm_timeout(task)
+            if task.consensus_state is not None:
+                self._resume_consensus(task)
             for sub in self.subtasks[task.id].values():
                 if sub.status == SubtaskStatus.RUNNING:
                     # Its agent may still be working: give it time to reconnect and resume.
@@ -190,6 +197,10 @@ class Engine(AgentSide, Watching):
                 elif sub.status == SubtaskStatus.QUEUED:
                     self._enqueue(task, sub)
         self._kick()
+
+    def setting(self, key: str) -> Any:
+        """A setting, as changed at run time if it was."""
+        return self.runtime.get(key, self.settings[key])
 
     @property
     def incarnation(self) -> int:
@@ -373,6 +384,8 @@ class Engine(AgentSide, Watching):
             self._kick()
 
     def _apply_plan(self, task: Task, plan: ExecutionPlan) -> None:
+        if task.consensus.required:
+            plan = self._consensus_plan(task, plan)
         problems = validate_plan(plan, self.settings["tasks.max_fanout"])
         if problems:
             self._finish_task(
@@ -432,13 +445,19 @@ class Engine(AgentSide, Watching):
             and self._tokens.get((entry.task_id, entry.subtask_id)) == entry.token
         )
 
-    def _runnable(self, entry: Entry) -> bool:
+    def _runnable(self, entry: Entry, session: AgentSession) -> bool:
         task = self.tasks[entry.task_id]
-        return self._running_per_task[entry.task_id] < task.max_agents
+        return self._running_per_task[entry.task_id] < task.max_agents and \
+            self._candidate_allowed(task, entry.subtask_id, session)
 
-    def _park(self, entry: Entry) -> None:
+    def _park(self, entry: Entry, skipped: list[tuple[tuple[str, str], Entry]]) -> None:
+        task = self.tasks[entry.task_id]
         sub = self.subtasks[entry.task_id][entry.subtask_id]
-        self._parked[entry.task_id].append(((sub.agent_type, sub.capability), entry))
+        heap_key = (sub.agent_type, sub.capability)
+        if self._running_per_task[entry.task_id] < task.max_agents:
+            skipped.append((heap_key, entry))  # another agent may take it now
+        else:
+            self._parked[entry.task_id].append((heap_key, entry))  # back when the task runs less
 
     def _unpark(self, task_id: str) -> None:
         for heap_key, entry in self._parked.pop(task_id, []):
@@ -458,9 +477,14 @@ class Engine(AgentSide, Watching):
         while hungry:
             still = []
             for session in hungry:
+                skipped: list[tuple[tuple[str, str], Entry]] = []
                 entry = self.queue.pop_for(
-                    session.info.agent_type, session.capabilities, self._valid, self._runnable, self._park
+                    session.info.agent_type, session.capabilities, self._valid,
+                    lambda e, s=session: self._runnable(e, s),
+                    lambda e, s=skipped: self._park(e, s),
                 )
+                for heap_key, kept in skipped:  # runnable elsewhere, just not on this agent
+                    self.queue.push_entry(heap_key, kept)
                 if entry is None:
                     continue
                 self._assign(session, self.tasks[entry.task_id], self.subtasks[entry.task_id][entry.subtask_id])
@@ -581,9 +605,13 @@ class Engine(AgentSide, Watching):
                 self._set_subtask_status(task, sub, SubtaskStatus.QUEUED)
                 self._enqueue(task, sub)
         if len(done) == len(subs):
-            ordered = list(subs.values())
-            task.output = combine_outputs(ordered)
-            self._finish_task(task, TaskStatus.COMPLETED, None)
+            consensus = task.consensus_state
+            if consensus is not None and consensus["outcome"] == "PENDING":
+                if consensus["round"] == 0:
+                    self._open_round(task)
+            else:
+                task.output = combine_outputs(list(subs.values()))
+                self._finish_task(task, TaskStatus.COMPLETED, None)
         else:
             task.update_time = now()
             self.committer.task(task)
@@ -622,6 +650,9 @@ class Engine(AgentSide, Watching):
         planning = self._planning.pop(task.id, None)
         if planning:
             planning.cancel()
+        round_timer = self._round_timers.pop(task.id, None)
+        if round_timer:
+            round_timer.cancel()
         self._parked.pop(task.id, None)
         self._running_per_task.pop(task.id, None)
         self.queue.forget_task(task.id)
@@ -730,6 +761,11 @@ class Engine(AgentSide, Watching):
             if task.timeout:
                 task.start_time = now()
                 self._arm_timeout(task)
+            if task.consensus_state is not None:  # decide afresh
+                task.consensus_state = {**task.consensus_state, "outcome": "PENDING", "round": 0, "votes": [],
+                                        "voters": [], "winner": "", "agreement": 0.0}
+                if self._candidates_done(task):
+                    self._open_round(task)
         self._kick()
         await self.committer.durable()
         return task

@@ -25,6 +25,7 @@ from controlplane.scheduler.commands import (
     Ref,
     ResumeAgent,
     StateReply,
+    VoteOnCandidates,
 )
 from controlplane.scheduler.engine import Engine
 from controlplane.scheduler.sessions import AgentSession
@@ -77,10 +78,20 @@ def command_to_pb(command: Any) -> gateway_pb.ConnectResponse:
         return gateway_pb.ConnectResponse(assignment=msg)
     if isinstance(command, Ack):
         reason = errors_pb.ErrorReason.Value(command.reason) if command.reason else 0
-        return gateway_pb.ConnectResponse(
-            ack=gateway_pb.ReportAck(ref=ref_to_pb(command.ref), accepted=command.accepted, reason=reason,
-                                     message=command.message)
-        )
+        ack = gateway_pb.ReportAck(accepted=command.accepted, reason=reason, message=command.message,
+                                   proposal=command.proposal)
+        if not command.proposal:
+            ack.ref.CopyFrom(ref_to_pb(command.ref))
+        return gateway_pb.ConnectResponse(ack=ack)
+    if isinstance(command, VoteOnCandidates):
+        return gateway_pb.ConnectResponse(vote_request=gateway_pb.VoteRequest(
+            proposal=command.proposal, task=f"tasks/{command.task_id}", question=command.question,
+            candidates=[messages_pb.Candidate(id=c, agent=f"agents/{a}" if a else "", content=text)
+                        for c, a, text in command.candidates],
+            round=command.round, deadline=convert.timestamp(command.deadline),
+            previous_votes=[messages_pb.Vote(voter=f"agents/{v}", candidate_id=c, confidence=conf, rationale=why)
+                            for v, c, conf, why in command.previous_votes],
+        ))
     if isinstance(command, Committed):
         return gateway_pb.ConnectResponse(committed=gateway_pb.Committed(refs=[ref_to_pb(r) for r in command.refs]))
     if isinstance(command, StateReply):
@@ -236,6 +247,9 @@ class GatewayServicer(gateway_grpc.AgentGatewayServicer):
                     ref = ref_from_pb(msg.output.ref)
                     if ref is not None:
                         engine.report_output(session, ref, msg.output.text, msg.output.sequence)
+                elif kind == "vote":
+                    v = msg.vote
+                    engine.cast_vote(session, v.proposal, v.candidate_id, v.confidence, v.rationale, v.round)
                 elif kind == "logs":
                     if self.logbook is not None:
                         self.logbook.extend(convert.log_entry_from_pb(r, session.id) for r in msg.logs.records[:100])

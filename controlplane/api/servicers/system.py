@@ -37,7 +37,6 @@ class SystemServicer(system_grpc.SystemServiceServicer):
         self.settings = settings
         self.metrics = metrics
         self.redis_check = redis_check
-        self.runtime: dict[str, object] = {}
 
     async def GetStatus(self, request: system_pb.GetStatusRequest, context: grpc.aio.ServicerContext) -> system_pb.GetStatusResponse:
         engine = self.engine
@@ -243,9 +242,9 @@ class SystemServicer(system_grpc.SystemServiceServicer):
             if key == "claude.api_key" or key.endswith("_url") and "@" in str(self.settings[key]):
                 shown = "(set)" if self.settings[key] else ""
             else:
-                shown = str(self.runtime.get(key, self.settings[key]))
+                shown = str(self.engine.runtime.get(key, self.settings[key]))
             values.append(system_pb.ConfigValue(key=key, value=shown, description=OPTIONS[key].description,
-                                                source="runtime" if key in self.runtime else self.settings.source(key)))
+                                                source="runtime" if key in self.engine.runtime else self.settings.source(key)))
         return system_pb.GetConfigResponse(values=values)
 
     async def SetConfig(self, request: system_pb.SetConfigRequest, context: grpc.aio.ServicerContext) -> system_pb.SetConfigResponse:
@@ -257,6 +256,6 @@ class SystemServicer(system_grpc.SystemServiceServicer):
                 f"{request.key} cannot change while running; set it in config.yml or {option.env_var} and restart",
                 field="key",
             )
-        self.runtime[request.key] = parse_value(request.key, request.value)
+        self.engine.runtime[request.key] = parse_value(request.key, request.value)
         return system_pb.SetConfigResponse(value=system_pb.ConfigValue(
-            key=request.key, value=str(self.runtime[request.key]), description=option.description, source="runtime"))
+            key=request.key, value=str(self.engine.runtime[request.key]), description=option.description, source="runtime"))

@@ -111,6 +111,9 @@ class TaskServicer(tasks_grpc.TaskServiceServicer):
             plan = convert.plan_to_pb(task.plan)
             if plan is not None:
                 response.plan.CopyFrom(plan)
+            consensus = convert.consensus_to_pb(task.consensus_state)
+            if consensus is not None:
+                response.consensus.CopyFrom(consensus)
         return response
 
     async def ListTasks(self, request: tasks_pb.ListTasksRequest, context: grpc.aio.ServicerContext) -> tasks_pb.ListTasksResponse:
@@ -200,6 +203,7 @@ class TaskServicer(tasks_grpc.TaskServiceServicer):
             usage=convert.usage_to_pb(task.usage),
             subtasks=[convert.subtask_to_pb(s) for s in subtasks],
             failure=convert.failure_to_pb(task.failure),
+            consensus=convert.consensus_to_pb(task.consensus_state),
         )
         return tasks_pb.GetTaskResultsResponse(result=result)
 

@@ -368,8 +368,13 @@ class Engine(AgentSide, Consensus, Watching):
 
     async def _plan_later(self, task: Task, planner: Planner) -> None:
         """Run a slow planner; fall back to the built-in plan if it fails or takes too long."""
+        spent = None
         try:
-            plan = await asyncio.wait_for(planner.plan(task), self.settings["tasks.planning_timeout"])
+            with_usage = getattr(planner, "plan_with_usage", None)  # model planners report what they spent
+            if with_usage is not None:
+                plan, spent = await asyncio.wait_for(with_usage(task), self.settings["tasks.planning_timeout"])
+            else:
+                plan = await asyncio.wait_for(planner.plan(task), self.settings["tasks.planning_timeout"])
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a planner plugin must not be able to lose a task
@@ -380,6 +385,10 @@ class Engine(AgentSide, Consensus, Watching):
         finally:
             self._planning.pop(task.id, None)
         if task.status == TaskStatus.PENDING and self.tasks.get(task.id) is task:
+            if spent is not None:
+                total = Usage(**vars(task.usage))
+                total.add(Usage(**vars(spent)))
+                task.usage = total
             self._apply_plan(task, plan)
             self._kick()
 
@@ -496,7 +505,16 @@ class Engine(AgentSide, Consensus, Watching):
         self._epoch_counter += 1
         return (self._incarnation << 32) | self._epoch_counter
 
+    def _budget_spent(self, task: Task) -> bool:
+        tokens = task.max_total_tokens and task.usage.total_tokens >= task.max_total_tokens
+        cost = task.max_cost_micros and task.usage.cost_micros >= task.max_cost_micros
+        return bool(tokens or cost)
+
     def _assign(self, session: AgentSession, task: Task, sub: Subtask) -> None:
+        if self._budget_spent(task):  # nothing left to spend: no more work starts
+            self._finish_task(task, TaskStatus.FAILED, Failure(
+                "ERROR_REASON_BUDGET_EXCEEDED", "the task used up its budget before all its work could run"))
+            return
         stamp = now()
         self.metrics.schedule_to_start(stamp - (sub.queue_time or stamp))  # type: ignore[attr-defined]
         sub.lease_epoch = self._next_epoch()

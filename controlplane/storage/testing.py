@@ -116,6 +116,11 @@ def full_task(task_id: str = "task-full", *, seq: int = 1, **changes: Any) -> Ta
         batch="batch-1",
         template="summary",
         plan=plan,
+        consensus_state={"step": "s0", "round": 2, "outcome": "NO_CONSENSUS", "strategy": "weighted",
+                         "threshold": 0.75, "candidates": [{"id": "s0-c0", "agent": "a1", "content": "x"}],
+                         "votes": [{"voter": "a1", "candidate_id": "s0-c0", "confidence": 0.5, "rationale": "ok",
+                                    "round": 1, "weight": 0.4}],
+                         "voters": ["a1"], "winner": "", "agreement": 0.5, "deadline": _T0 + 300},
         output="The summary.",
         seq=seq,
     )  # fmt: skip

@@ -1,0 +1,400 @@
+"""Claude-backed agents: researcher, coder, analyst, tester and coordinator.
+
+Each assignment is one streamed Messages API call:
+
+* ``system``: the type's role prompt, then a block holding the task's shared
+  context (description, context, constraints) marked
+  ``cache_control: {"type": "ephemeral"}``, so the subtasks of one task reuse
+  the cached prefix (prompts shorter than the model's minimum cacheable length
+  are simply not cached);
+* one user message: the subtask's instructions and the outputs of the steps
+  it depends on (for a synthesis step: the parts to combine).
+
+Text deltas are forwarded with ``ctx.output`` as they arrive; the result
+carries the token usage (input, output, cache reads and writes), the number of
+model calls and the cost. Cancelling ``handle`` closes the HTTP stream.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from agent_sdk.agent import Agent
+from agent_sdk.context import Assignment, Ballot, Context, Result, Usage, VoteChoice
+from agent_sdk.errors import PermanentError, RetryableError
+from agent_sdk.types import AgentTypeSpec
+from plugins.claude.client import make_client, request_options, translate_error
+from plugins.claude.config import ClaudeConfig, load_plugin_settings, resolve_config
+from plugins.claude.pricing import price_for, usage_cost_micros
+
+log = logging.getLogger(__name__)
+
+SOURCE = "plugins.claude"
+SYNTHESIS_KIND = 2  # maos.v1.SubtaskKind SUBTASK_KIND_SYNTHESIS
+#: Rough characters per token, to estimate a prompt's size against a token budget before sending it.
+CHARS_PER_TOKEN = 3.5
+_PROGRESS_INTERVAL = 1.0
+
+_COMMON = (
+    "You are one agent of MAOS, a system that splits a task into parts that several agents work on in "
+    "parallel. You receive one part (a subtask) of a larger task, the shared context of that task, and the "
+    "results of the parts yours depends on. Do exactly your part, completely and concretely; do not redo "
+    "other parts. Answer with the result itself (no preamble about being an AI or about the process). If "
+    "something essential is missing, state your assumption in one line and go on."
+)
+
+ROLE_PROMPTS: dict[str, str] = {
+    "researcher": (
+        "Role: researcher. You find, check and summarise information: market and competitive research, "
+        "literature and fact gathering. Separate facts from estimates, say how sure you are, name the "
+        "sources or kinds of sources a reader should check, and note when your knowledge may be out of date "
+        "(you cannot browse unless a tool says otherwise)."
+    ),
+    "coder": (
+        "Role: software engineer. You write, fix and explain code. Produce complete, runnable code with the "
+        "imports it needs, in the language and style the task implies; handle errors and edge cases; add "
+        "short comments only where the intent is not obvious; mention how to run or test it."
+    ),
+    "analyst": (
+        "Role: data analyst. You process data and derive insights: descriptive and inferential statistics, "
+        "trends, comparisons and the charts that would show them. Show the method and the key numbers, state "
+        "assumptions and limitations, and end with the conclusions that matter for a decision."
+    ),
+    "tester": (
+        "Role: quality engineer. You design and write tests and validate results: unit, integration and "
+        "property tests, edge cases, failure modes and acceptance criteria. Be concrete (test names, inputs, "
+        "expected outputs) and say what is not covered."
+    ),
+    "coordinator": (
+        "Role: coordinator. You plan, orchestrate and synthesise: break work down, reconcile the results of "
+        "other agents into one coherent answer, resolve contradictions (say which source you trust and why), "
+        "remove duplication, and judge between candidate answers when asked."
+    ),
+}
+
+
+def _section(tag: str, text: str) -> str:
+    return f"<{tag}>\n{text.strip()}\n</{tag}>"
+
+
+def shared_context_text(a: Assignment) -> str:
+    """The task-wide text every subtask of the task shares (the cached system block)."""
+    parts = ["The task all parts share:", _section("task", a.task_description or a.instructions)]
+    if a.context.strip():
+        parts.append(_section("context", a.context))
+    if a.constraints.strip():
+        parts.append(_section("constraints", a.constraints))
+        parts.append("Respect every constraint above.")
+    return "\n\n".join(parts)
+
+
+def user_message_text(a: Assignment) -> str:
+    """The subtask's own instructions, plus the results of the steps it depends on."""
+    synthesis = a.kind == SYNTHESIS_KIND
+    parts = []
+    if synthesis:
+        parts.append(
+            "Your part: combine the results of the other parts (below) into one complete, coherent answer to "
+            "the task. Keep what is right and specific, resolve contradictions, remove repetition, and do not "
+            "mention the parts or the agents."
+        )
+    title = f' title="{a.title}"' if a.title else ""
+    parts.append(f"<subtask{title}>\n{a.instructions.strip()}\n</subtask>")
+    if a.inputs:
+        label, tag = ("The parts to combine", "part") if synthesis else ("Results of the steps yours depends on",
+                                                                         "input")
+        body = "\n".join(f'<{tag} key="{key}">\n{a.inputs[key].strip()}\n</{tag}>' for key in sorted(a.inputs))
+        parts.append(f"{label}:\n{body}")
+    return "\n\n".join(parts)
+
+
+class ClaudeAgent(Agent):
+    """An agent whose work is one Claude call per assignment.
+
+    Args:
+        params: The agent type's parameters: ``model``, ``max_tokens``, ``temperature``, ``base_url``,
+            ``api_key``, ``max_retries``, ``max_retry_wait``, ``timeout`` (each optional).
+        settings: MAOS settings for ``claude.*``; by default ``controlplane.config.load_settings()``.
+        config: A complete configuration (skips resolution; for tests and embedding).
+    """
+
+    agent_type: ClassVar[str] = "claude"
+    capabilities: ClassVar[list[str]] = []
+    max_concurrency: ClassVar[int] = 4
+    description: ClassVar[str] = "A Claude-backed agent."
+    role_prompt: ClassVar[str] = ""
+    default_max_tokens: ClassVar[int] = 4096
+    #: None: the model's default sampling (the installed SDK no longer names ``temperature``).
+    default_temperature: ClassVar[float | None] = None
+
+    def __init__(self, params: Mapping[str, Any] | None = None, *, settings: Any = None,
+                 config: ClaudeConfig | None = None):
+        if config is None:
+            if settings is None:
+                settings = load_plugin_settings()
+            defaults: dict[str, Any] = {"max_tokens": self.default_max_tokens}
+            if self.default_temperature is not None:
+                defaults["temperature"] = self.default_temperature
+            config = resolve_config(settings, params or {}, defaults=defaults)
+        self.config = config
+        #: Usage of the calls made by :meth:`vote` (a VoteChoice carries no usage).
+        self.vote_usage = Usage()
+
+    # --- work -----------------------------------------------------------------
+
+    def system_blocks(self, a: Assignment) -> list[dict[str, Any]]:
+        """The role prompt, then the task's shared context as a cached block."""
+        role = f"{_COMMON}\n\n{self.role_prompt}".strip()
+        return [
+            {"type": "text", "text": role},
+            {"type": "text", "text": shared_context_text(a), "cache_control": {"type": "ephemeral"}},
+        ]
+
+    def max_tokens_for(self, a: Assignment, prompt_chars: int) -> int:
+        """``max_tokens`` within the task's remaining budget; PermanentError if nothing is left.
+
+        ``remaining_tokens`` / ``remaining_cost_micros``: 0 means no limit, a negative value means the
+        budget is spent. A positive budget must cover the (estimated) prompt plus at least one output token.
+        """
+        if a.remaining_tokens < 0 or a.remaining_cost_micros < 0:
+            raise PermanentError("budget exhausted: the task has no tokens or cost left", error_type="BudgetExhausted")
+        max_tokens = self.config.max_tokens
+        prompt_tokens = int(prompt_chars / CHARS_PER_TOKEN) + 1
+        if a.remaining_tokens > 0:
+            left = a.remaining_tokens - prompt_tokens
+            if left < 1:
+                raise PermanentError(
+                    f"budget exhausted: {a.remaining_tokens} tokens left, the prompt alone needs about "
+                    f"{prompt_tokens}", error_type="BudgetExhausted")
+            max_tokens = min(max_tokens, left)
+        if a.remaining_cost_micros > 0:
+            price = price_for(self.config.model)
+            if price is not None and price.output > 0:
+                # a first call writes the shared context to the cache (priced above plain input)
+                left_micros = a.remaining_cost_micros - prompt_tokens * max(price.input, price.cache_write)
+                affordable = int(left_micros / price.output)
+                if affordable < 1:
+                    raise PermanentError(
+                        f"budget exhausted: ${a.remaining_cost_micros / 1e6:.6f} left does not cover a call to "
+                        f"{self.config.model}", error_type="BudgetExhausted")
+                max_tokens = min(max_tokens, affordable)
+        return max_tokens
+
+    async def handle(self, ctx: Context) -> Result:
+        """Run the assignment as one streamed Claude call."""
+        a = ctx.assignment
+        system = self.system_blocks(a)
+        messages = [{"role": "user", "content": user_message_text(a)}]
+        prompt_chars = sum(len(b["text"]) for b in system) + len(messages[0]["content"])
+        max_tokens = self.max_tokens_for(a, prompt_chars)
+        client = make_client(self.config)
+        ctx.progress(0.0, f"asking {self.config.model}")
+        received, last_report = 0, time.monotonic()
+        try:
+            async with client, client.messages.stream(
+                model=self.config.model, max_tokens=max_tokens, system=system, messages=messages,
+                **request_options(self.config),
+            ) as stream:
+                async for text in stream.text_stream:
+                    if not text:
+                        continue
+                    ctx.output(text)
+                    received += len(text)
+                    if time.monotonic() - last_report >= _PROGRESS_INTERVAL:
+                        last_report = time.monotonic()
+                        tokens = received / CHARS_PER_TOKEN
+                        ctx.progress(min(0.95, 0.05 + 0.9 * tokens / max_tokens), f"~{int(tokens)} tokens")
+                message = await stream.get_final_message()
+        except Exception as exc:  # CancelledError (a BaseException) propagates untouched
+            raise translate_error(exc) from exc
+        usage = self._usage(message)
+        if message.stop_reason is None:  # the stream ended without message_delta/message_stop
+            raise RetryableError("the Messages API stream ended before the answer was complete",
+                                 error_type="ApiTruncated")
+        if message.stop_reason == "refusal":
+            raise PermanentError(f"{self.config.model} declined the subtask (stop reason refusal)",
+                                 error_type="Refused")
+        output = "".join(block.text for block in message.content if getattr(block, "type", "") == "text")
+        if message.stop_reason == "max_tokens":
+            ctx.log.warning("subtask %s: the answer was cut at max_tokens=%d", a.subtask, max_tokens)
+        return Result(output=output, usage=usage)
+
+    def _usage(self, message: Any) -> Usage:
+        u = message.usage
+        model = self.config.model
+        return Usage(
+            input_tokens=int(u.input_tokens or 0),
+            output_tokens=int(u.output_tokens or 0),
+            cache_read_input_tokens=int(u.cache_read_input_tokens or 0),
+            cache_creation_input_tokens=int(u.cache_creation_input_tokens or 0),
+            cost_micros=usage_cost_micros(model, u),
+            model_calls=1,
+        )
+
+    # --- consensus ------------------------------------------------------------
+
+    async def vote(self, ballot: Ballot) -> VoteChoice:
+        """Ask the model to pick the best candidate (tool ``cast_vote``).
+
+        Output that does not name a candidate falls back to a low-confidence vote for the first one; API
+        failures raise RetryableError / PermanentError like :meth:`handle` (the worker then abstains).
+        """
+        if not ballot.candidates:
+            raise PermanentError("the ballot has no candidates", error_type="EmptyBallot")
+        ids = [c.id for c in ballot.candidates]
+        candidates = "\n".join(f'<candidate id="{c.id}">\n{c.content.strip()}\n</candidate>'
+                               for c in ballot.candidates)
+        earlier = ""
+        if ballot.previous_votes:
+            lines = "\n".join(f"- {voter} chose {cand} (confidence {conf:.2f}): {why}"
+                              for voter, cand, conf, why in ballot.previous_votes)
+            earlier = f"\n\nVotes of the previous round (no agreement was reached):\n{lines}"
+        prompt = (f"Question put to the vote (round {ballot.round}):\n{ballot.question.strip()}\n\n"
+                  f"Candidate answers:\n{candidates}{earlier}\n\n"
+                  "Judge which candidate answers the question best (correct, complete, specific) and cast your "
+                  "vote with the cast_vote tool.")
+        tool = {
+            "name": "cast_vote",
+            "description": "Cast a vote for the best candidate answer.",
+            "input_schema": {
+                "type": "object",
+                "properties": {
+                    "candidate_id": {"type": "string", "enum": ids, "description": "The chosen candidate's id."},
+                    "confidence": {"type": "number", "minimum": 0, "maximum": 1,
+                                   "description": "How sure you are, 0 to 1."},
+                    "rationale": {"type": "string", "description": "Why, in one or two sentences."},
+                },
+                "required": ["candidate_id", "confidence", "rationale"],
+            },
+        }
+        timeout = self.config.timeout
+        if ballot.deadline is not None:  # answer before the round closes
+            timeout = max(1.0, min(timeout, ballot.deadline - time.time()))
+        client = make_client(self.config)
+        try:
+            async with client:
+                message = await client.messages.create(
+                    model=self.config.model, max_tokens=1024,
+                    system=f"{_COMMON}\n\n{self.role_prompt}\n\nYou are now a voter in a consensus round.",
+                    messages=[{"role": "user", "content": prompt}],
+                    tools=[tool], tool_choice={"type": "tool", "name": "cast_vote"}, timeout=timeout,
+                    **request_options(self.config),
+                )
+        except Exception as exc:
+            error = translate_error(exc)
+            if error.error_type == "ApiBadResponse":
+                return _fallback_vote(ids, f"the model's reply could not be read ({exc})")
+            raise error from exc
+        usage = self._usage(message)
+        self.vote_usage.input_tokens += usage.input_tokens
+        self.vote_usage.output_tokens += usage.output_tokens
+        self.vote_usage.cache_read_input_tokens += usage.cache_read_input_tokens
+        self.vote_usage.cache_creation_input_tokens += usage.cache_creation_input_tokens
+        self.vote_usage.cost_micros += usage.cost_micros
+        self.vote_usage.model_calls += 1
+        return parse_vote(message, ids)
+
+
+def _fallback_vote(ids: list[str], why: str) -> VoteChoice:
+    log.warning("claude vote: %s; voting for the first candidate with low confidence", why)
+    return VoteChoice(ids[0], confidence=0.1, rationale=f"no usable judgement: {why}")
+
+
+def parse_vote(message: Any, ids: list[str]) -> VoteChoice:
+    """The VoteChoice in a ``cast_vote`` tool call, or the low-confidence fallback."""
+    call = next((b for b in getattr(message, "content", None) or []
+                 if getattr(b, "type", "") == "tool_use" and getattr(b, "name", "") == "cast_vote"), None)
+    if call is None:
+        return _fallback_vote(ids, "the model did not call cast_vote")
+    data = call.input
+    if not isinstance(data, Mapping):
+        return _fallback_vote(ids, "cast_vote input is not an object")
+    candidate = data.get("candidate_id")
+    if not isinstance(candidate, str) or candidate not in ids:
+        return _fallback_vote(ids, f"cast_vote named an unknown candidate {candidate!r}")
+    confidence = data.get("confidence")
+    if isinstance(confidence, bool) or not isinstance(confidence, int | float) or math.isnan(confidence):
+        return _fallback_vote(ids, f"cast_vote confidence {confidence!r} is not a number")
+    rationale = data.get("rationale")
+    return VoteChoice(candidate, confidence=min(1.0, max(0.0, float(confidence))),
+                      rationale=rationale.strip() if isinstance(rationale, str) else "")
+
+
+# --- the five types ---------------------------------------------------------------
+
+
+class ResearcherAgent(ClaudeAgent):
+    """Market research, competitive analysis."""
+
+    agent_type = "researcher"
+    capabilities: ClassVar[list[str]] = ["web_search", "data_analysis", "synthesis"]
+    description = "Claude-backed researcher: web_search, data_analysis, synthesis (market and competitive research)."
+    role_prompt = ROLE_PROMPTS["researcher"]
+
+
+class CoderAgent(ClaudeAgent):
+    """Software development, automation."""
+
+    agent_type = "coder"
+    capabilities: ClassVar[list[str]] = ["programming", "testing", "debugging"]
+    description = "Claude-backed coder: programming, testing, debugging (software development, automation)."
+    role_prompt = ROLE_PROMPTS["coder"]
+    default_max_tokens = 8192
+
+
+class AnalystAgent(ClaudeAgent):
+    """Data processing, insights."""
+
+    agent_type = "analyst"
+    capabilities: ClassVar[list[str]] = ["data_analysis", "visualization", "statistics"]
+    description = "Claude-backed analyst: data_analysis, visualization, statistics (data processing, insights)."
+    role_prompt = ROLE_PROMPTS["analyst"]
+
+
+class TesterAgent(ClaudeAgent):
+    """Quality assurance, testing."""
+
+    agent_type = "tester"
+    capabilities: ClassVar[list[str]] = ["test_generation", "validation", "qa"]
+    description = "Claude-backed tester: test_generation, validation, qa (quality assurance, testing)."
+    role_prompt = ROLE_PROMPTS["tester"]
+    default_max_tokens = 8192
+
+
+class CoordinatorAgent(ClaudeAgent):
+    """Complex workflows, coordination; synthesizes the parts of a task."""
+
+    agent_type = "coordinator"
+    capabilities: ClassVar[list[str]] = ["orchestration", "consensus", "planning", "synthesis"]
+    description = ("Claude-backed coordinator: orchestration, consensus, planning, synthesis "
+                   "(complex workflows, combining the parts).")
+    role_prompt = ROLE_PROMPTS["coordinator"]
+    default_max_tokens = 8192
+
+
+AGENT_CLASSES: tuple[type[ClaudeAgent], ...] = (
+    ResearcherAgent, CoderAgent, AnalystAgent, TesterAgent, CoordinatorAgent,
+)
+
+
+def agent_type_specs(settings: Any = None) -> list[AgentTypeSpec]:
+    """The five Claude agent types (building one makes no network call).
+
+    ``settings`` (the hook's) are used for ``claude.*``; without them the factory reads
+    ``controlplane.config.load_settings()`` when it builds the agent.
+    """
+
+    def spec(cls: type[ClaudeAgent]) -> AgentTypeSpec:
+        def factory(params: Mapping[str, Any]) -> Agent:
+            return cls(params, settings=settings)
+
+        return AgentTypeSpec(
+            name=cls.agent_type, capabilities=tuple(cls.capabilities), description=cls.description,
+            factory=factory, max_concurrency=cls.max_concurrency, source=SOURCE,
+        )
+
+    return [spec(cls) for cls in AGENT_CLASSES]

@@ -1,0 +1,33 @@
+"""The Claude plugin's hooks (entry point ``maos: claude = plugins.claude.plugin``).
+
+Registration makes no network call: agents and the planner only talk to the
+Messages API when they work.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from controlplane.hookspecs import hookimpl
+from plugins.claude.agents import agent_type_specs
+from plugins.claude.config import resolve_config
+from plugins.claude.planner import ClaudePlanner
+
+
+def _max_fanout(settings: Any) -> int:
+    try:
+        return int(settings["tasks.max_fanout"])
+    except (KeyError, TypeError):
+        return 256
+
+
+@hookimpl
+def register_agent_types(settings: Any) -> list[Any]:
+    """researcher, coder, analyst, tester and coordinator, backed by Claude."""
+    return agent_type_specs(settings)
+
+
+@hookimpl
+def register_planners(settings: Any) -> list[Any]:
+    """The Claude planner (it accepts tasks only when an API key is configured)."""
+    return [ClaudePlanner(resolve_config(settings), max_fanout=_max_fanout(settings))]

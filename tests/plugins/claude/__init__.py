@@ -1,0 +1,1 @@
+"""Tests of the Claude plugin (against the local fake Messages API only)."""

@@ -34,6 +34,7 @@ from controlplane.domain.model import (
     SubtaskStatus,
     Task,
     TaskStatus,
+    Usage,
     now,
 )
 from controlplane.domain.planning import DeterministicPlanner, Planner, validate_plan

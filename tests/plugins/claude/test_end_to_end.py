@@ -60,3 +60,41 @@ async def test_research_task_runs_on_a_claude_researcher(
     finally:
         await worker.shutdown(1)
         await asyncio.wait_for(runner, 10)
+
+
+async def test_the_control_plane_plans_with_claude_and_charges_the_planning(
+    tmp_path, api: MessagesAPIServer
+) -> None:
+    """With an API key configured, tasks are planned by the model in the background."""
+    from tests.harness.server import make_settings, start_app
+
+    plan = {"subtasks": [
+        {"key": "market", "title": "Market", "instructions": "Size the market", "capability": "researcher",
+         "depends_on": []},
+        {"key": "rivals", "title": "Rivals", "instructions": "List competitors", "capability": "researcher",
+         "depends_on": []},
+        {"key": "report", "title": "Report", "instructions": "Combine", "capability": "synthesis",
+         "depends_on": ["market", "rivals"]},
+    ], "complexity": "medium", "recommended_agents": 2}
+    api.push_tool_use("submit_plan", plan, usage={"input_tokens": 300, "output_tokens": 90})
+    app = await start_app(make_settings(tmp_path, **{"claude.api_key": "sk-ant-test-key",
+                                                      "claude.base_url": api.base_url}))
+    stubs = Stubs(app.address)
+    try:
+        reply = await stubs.tasks.SubmitTask(tasks_pb.SubmitTaskRequest(task=msgs.Task(
+            description="Competitive analysis for a SaaS platform", task_type="research")), timeout=TIMEOUT)
+
+        async def planned() -> tasks_pb.GetTaskResponse | None:
+            full = await stubs.tasks.GetTask(tasks_pb.GetTaskRequest(name=reply.task.name,
+                                                                     view=enums.TASK_VIEW_FULL), timeout=TIMEOUT)
+            return full if full.plan.planner else None
+
+        full = await wait_for(planned, 10, message="the Claude plan")
+        assert full.plan.planner == "claude"
+        assert [s.name.rsplit("/", 1)[1] for s in full.subtasks] == ["market", "rivals", "report"]
+        assert full.task.usage.input_tokens == 300 and full.task.usage.model_calls == 1
+        assert full.task.status == enums.TASK_STATUS_QUEUED  # no researcher connected
+        assert "no connected agent has capability researcher" in full.task.status_reason
+    finally:
+        await stubs.close()
+        await app.stop(grace=0.5)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import click
 
-from cli import agents, db, system, tasks
+from cli import agents, config, db, plugins, system, tasks
 from cli._options import State
 from cli._output import FORMATS
 
@@ -68,6 +68,8 @@ for command in (system.init, system.start, system.stop, system.restart, system.s
 cli.add_command(tasks.task)
 cli.add_command(agents.agent)
 cli.add_command(db.db)
+cli.add_command(config.config)
+cli.add_command(plugins.plugins)
 
 
 def main() -> None:

@@ -237,9 +237,29 @@ def show(task_id: str, execution_plan: bool) -> None:
         if execution_plan:
             parts.append("Execution plan:\n" + (_plan_text(response.plan) if response.HasField("plan")
                                                 else "(not planned yet)"))
+        if response.HasField("consensus"):
+            parts.append("Consensus:\n" + _consensus_text(response.consensus))
         return "\n\n".join(parts)
 
     emit(data, text)
+
+
+def _consensus_text(record) -> str:
+    """Outcome, candidates and votes of a consensus record."""
+    outcome = enums.ConsensusOutcome.Name(record.outcome).removeprefix("CONSENSUS_OUTCOME_")
+    strategy = enums.VotingStrategy.Name(record.strategy).removeprefix("VOTING_STRATEGY_").lower()
+    lines = [key_values([
+        ("Outcome", outcome), ("Strategy", f"{strategy}, threshold {record.threshold:g}"),
+        ("Rounds", str(record.rounds)), ("Agreement", f"{record.agreement:.0%}"),
+        ("Winner", record.winning_candidate_id or "-"),
+    ])]
+    lines.append(table(["CANDIDATE", "AGENT", "ANSWER"],
+                       [[c.id, bare_id(c.agent), short(c.content, 60)] for c in record.candidates],
+                       empty="No candidates yet."))
+    lines.append(table(["ROUND", "VOTER", "FOR", "CONFIDENCE", "WEIGHT", "RATIONALE"],
+                       [[str(v.round), bare_id(v.voter), v.candidate_id, f"{v.confidence:.2f}", f"{v.weight:.2f}",
+                         short(v.rationale, 40)] for v in record.votes], empty="No votes yet."))
+    return "\n\n".join(lines)
 
 
 @task.command()

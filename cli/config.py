@@ -1,0 +1,69 @@
+"""``maos config``: read and change settings (``maos config set consensus.voting_strategy weighted``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+import yaml
+
+from agent_sdk.errors import UnavailableError
+from cli._errors import EXIT_INVALID_ARGUMENT, CliError, handle_errors
+from cli._options import output_option, run
+from cli._output import emit, table
+from controlplane.config import OPTIONS, default_home, parse_value
+from controlplane.errors import InvalidArgument
+
+
+@click.group()
+def config() -> None:
+    """Read and change settings (config.yml, and the running control plane where it can)."""
+
+
+@config.command("get")
+@click.argument("keys", nargs=-1)
+@output_option
+@handle_errors
+def get(keys: tuple[str, ...]) -> None:
+    """Show settings of the running control plane with where each value comes from."""
+    values = run(lambda client: client.get_config(keys))
+    emit([{"key": v.key, "value": v.value, "source": v.source, "description": v.description} for v in values],
+         lambda: table(["KEY", "VALUE", "SOURCE", "DESCRIPTION"],
+                       [[v.key, v.value, v.source, v.description] for v in values]))
+
+
+@config.command("set")
+@click.argument("key")
+@click.argument("value")
+@output_option
+@handle_errors
+def set_(key: str, value: str) -> None:
+    """Set KEY to VALUE in $MAOS_HOME/config.yml, and at once in the running control plane when the
+    setting can change while it runs (consensus.*); others apply at the next start."""
+    try:
+        parsed = parse_value(key, value)
+    except InvalidArgument as exc:
+        raise CliError(exc.message, EXIT_INVALID_ARGUMENT) from None
+    path = default_home() / "config.yml"
+    document: dict[str, Any] = {}
+    if path.exists():
+        document = yaml.safe_load(path.read_text()) or {}
+    node = document
+    *sections, leaf = key.split(".")
+    for section in sections:
+        child = node.get(section)
+        if not isinstance(child, dict):
+            child = node[section] = {}
+        node = child
+    node[leaf] = parsed
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    applied = "at the next start"
+    if OPTIONS[key].runtime:
+        try:
+            run(lambda client: client.set_config(key, value))
+            applied = "now (the control plane is running)"
+        except UnavailableError:
+            applied = "at the next start (no control plane is running)"
+    emit({"key": key, "value": parsed, "file": str(path), "applied": applied},
+         lambda: f"{key} = {parsed} (saved in {path}; applies {applied})")

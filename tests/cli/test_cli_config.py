@@ -1,0 +1,48 @@
+"""``maos config get/set``: the file and, for runtime settings, the running control plane."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import yaml
+from click.testing import CliRunner
+
+from cli.main import cli
+from controlplane.app import App
+
+
+def invoke(home: Path, *args: str):
+    return CliRunner().invoke(cli, list(args), env={"MAOS_HOME": str(home)}, catch_exceptions=False)
+
+
+async def test_set_saves_the_file_and_changes_the_running_server(control_plane: App, tmp_path: Path) -> None:
+    home = tmp_path / "cli-home"
+    result = await asyncio.to_thread(invoke, home, "--addr", control_plane.address,
+                                     "config", "set", "consensus.voting_strategy", "weighted")
+    assert result.exit_code == 0, result.output
+    assert "applies now" in result.output
+    assert yaml.safe_load((home / "config.yml").read_text()) == {"consensus": {"voting_strategy": "weighted"}}
+    assert control_plane.engine.setting("consensus.voting_strategy") == "weighted"
+    shown = await asyncio.to_thread(invoke, home, "--addr", control_plane.address, "-o", "json",
+                                    "config", "get", "consensus.voting_strategy")
+    assert '"source": "runtime"' in shown.output and '"value": "weighted"' in shown.output
+
+
+def test_set_of_a_startup_setting_only_writes_the_file(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "config.yml").write_text("system:\n  log_level: info\n")
+    result = invoke(home, "config", "set", "system.max_agents", "20")
+    assert result.exit_code == 0, result.output
+    assert "at the next start" in result.output
+    assert yaml.safe_load((home / "config.yml").read_text())["system"] == {"log_level": "info", "max_agents": 20}
+
+
+def test_bad_values_change_nothing(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    for args, fragment in ((("consensus.voting_strategy", "loudest"), "must be one of"),
+                           (("no.such.key", "1"), "unknown setting")):
+        result = invoke(home, "config", "set", *args)
+        assert result.exit_code == 4 and fragment in result.output
+    assert not (home / "config.yml").exists()

@@ -135,8 +135,8 @@ class LocalLauncher:
         if launch.starting is not None and not launch.starting.done():
             try:
                 await asyncio.shield(launch.starting)
-            except Exception:  # noqa: BLE001 - a failed restart has no process to stop
-                pass
+            except Exception as exc:  # noqa: BLE001 - a failed restart leaves no new process to stop
+                log.warning("restarting agent process %s failed: %s", launch.id, exc)
         process = launch.process
         if process is not None and process.returncode is None:
             try:

@@ -155,7 +155,8 @@ class DeterministicPlanner:
                 key="synthesis",
                 title="Synthesize the results",
                 instructions=f"Combine the results of the parts into one answer to:\n{task.description}",
-                capability=SYNTHESIS_CAPABILITY,
+                # Agents of a named type take every step of their task, synthesis included.
+                capability="" if task.agent_type else SYNTHESIS_CAPABILITY,
                 agent_type=task.agent_type,
                 kind=SubtaskKind.SYNTHESIS,
                 depends_on=[s.key for s in steps],

@@ -62,7 +62,7 @@ class AgentSide:
             info.id = resume_agent_id
             old = self.sessions.pop(resume_agent_id, None)
             if old is not None:
-                old.closed = True  # superseded by the new stream
+                old.close()  # superseded by the new stream
         if not info.id:
             info.id = f"{info.agent_type[:24]}-{secrets.token_hex(4)}"
         earlier = self.agents.get(info.id)
@@ -109,7 +109,7 @@ class AgentSide:
             session.info.disconnect_time = now()
             self.committer.agent(session.info)
             self.metrics.agent_connected(session.info.agent_type, -1)  # type: ignore[attr-defined]
-        session.closed = True
+        session.close()
 
     def seen(self, session: AgentSession) -> None:
         """The agent sent something: it is alive (work may go to it again)."""
@@ -117,11 +117,15 @@ class AgentSide:
             session.suspect = False
             self._kick()
 
-    def heartbeat(self, session: AgentSession, running: Sequence[Ref], draining: bool = False) -> None:
+    def heartbeat(self, session: AgentSession, running: Sequence[Ref], draining: bool = False,
+                  free_slots: int | None = None) -> None:
         """Renew the leases the agent still holds; a draining agent gets no new work."""
         if draining and not session.draining:
             session.draining = True
             self._agent_changed(session)
+        held = {(r.task_id, r.subtask_id) for r in running}
+        if free_slots is not None:
+            session.report_free(free_slots, len(held & session.running))
         stamp = now()
         session.info.last_heartbeat_time = stamp
         for ref in running:

@@ -526,6 +526,7 @@ class Engine(AgentSide, Consensus, Watching):
         key = (task.id, sub.id)
         self.leases[key] = Lease(session.id, sub.lease_epoch, stamp + self.lease_ttl)
         session.running.add(key)
+        session.assigned()
         self._running_per_task[task.id] += 1
         if task.status in (TaskStatus.QUEUED, TaskStatus.PENDING):
             if task.start_time is None:
@@ -596,8 +597,9 @@ class Engine(AgentSide, Consensus, Watching):
         if lease is None:
             return
         session = self.sessions.get(lease.agent_id)
-        if session is not None:
+        if session is not None and key in session.running:
             session.running.discard(key)
+            session.released()
         self._running_per_task[task.id] -= 1
         if self._parked.get(task.id):
             self._unpark(task.id)

@@ -8,6 +8,10 @@ from typing import Any
 from controlplane.domain.model import AgentInfo, AgentStatus
 
 
+#: Put on an outbox to end the stream that serves it.
+END_OF_STREAM = object()
+
+
 class AgentSession:
     """A connected agent: its credit, its running work and its outbox."""
 
@@ -22,6 +26,8 @@ class AgentSession:
         # work until it shows signs of life again (any message clears it).
         self.suspect = False
         self.outbox: asyncio.Queue[Any] = asyncio.Queue()
+        # Free slots as the agent last reported them, less what was sent since.
+        self.reported_free = info.max_concurrency
         # Reports waiting for the commit of generation ``ack_generation``.
         self.ack_generation = -1
         self.ack_refs: list[Any] = []
@@ -33,10 +39,29 @@ class AgentSession:
 
     @property
     def free(self) -> int:
-        """Slots the control plane may still fill (credit)."""
+        """Slots the control plane may still fill (credit): never more than the agent reported."""
         if self.paused or self.draining or self.closed or self.suspect:
             return 0
-        return max(0, self.info.max_concurrency - len(self.running))
+        return max(0, min(self.info.max_concurrency - len(self.running), self.reported_free))
+
+    def report_free(self, free_slots: int, acknowledged: int) -> None:
+        """A heartbeat: ``free_slots`` free while it ran ``acknowledged`` of the assignments we count."""
+        in_flight = max(0, len(self.running) - acknowledged)  # sent after the agent wrote the heartbeat
+        self.reported_free = max(0, free_slots - in_flight)
+
+    def close(self) -> None:
+        """End the stream serving this session (a newer stream replaced it, or the agent left)."""
+        if not self.closed:
+            self.closed = True
+            self.outbox.put_nowait(END_OF_STREAM)
+
+    def assigned(self) -> None:
+        """One more slot is taken by an assignment just sent."""
+        self.reported_free = max(0, self.reported_free - 1)
+
+    def released(self) -> None:
+        """A slot came free (a result, failure, cancel or expired lease)."""
+        self.reported_free = min(self.info.max_concurrency, self.reported_free + 1)
 
     def send(self, command: Any) -> None:
         """Queue a command for the agent (dropped once the stream is closed)."""

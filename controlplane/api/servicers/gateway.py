@@ -28,13 +28,12 @@ from controlplane.scheduler.commands import (
     VoteOnCandidates,
 )
 from controlplane.scheduler.engine import Engine
-from controlplane.scheduler.sessions import AgentSession
+from controlplane.scheduler.sessions import END_OF_STREAM, AgentSession
 from controlplane.version import __version__
 
 log = logging.getLogger(__name__)
 
 _TYPE = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]{0,62}$")
-_END = object()
 MAX_CONCURRENCY = 1024
 
 
@@ -181,7 +180,7 @@ class GatewayServicer(gateway_grpc.AgentGatewayServicer):
             outbox = session.outbox
             while True:
                 command = await outbox.get()
-                if command is _END:
+                if command is END_OF_STREAM:
                     break
                 yield command_to_pb(command)
         finally:
@@ -216,8 +215,9 @@ class GatewayServicer(gateway_grpc.AgentGatewayServicer):
                     engine.seen(session)
                 kind = msg.WhichOneof("message")
                 if kind == "heartbeat":
-                    engine.heartbeat(session, [r for r in map(ref_from_pb, msg.heartbeat.running) if r],
-                                     msg.heartbeat.draining)
+                    hb = msg.heartbeat
+                    engine.heartbeat(session, [r for r in map(ref_from_pb, hb.running) if r], hb.draining,
+                                     hb.free_slots)
                 elif kind == "result":
                     ref = ref_from_pb(msg.result.ref)
                     if ref is None:
@@ -264,4 +264,3 @@ class GatewayServicer(gateway_grpc.AgentGatewayServicer):
             log.info("agent %s stream ended: %s", session.id, exc)
         finally:
             engine.disconnect(session)
-            session.outbox.put_nowait(_END)

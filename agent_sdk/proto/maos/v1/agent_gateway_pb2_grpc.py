@@ -45,9 +45,13 @@ class AgentGatewayStub:
     `attempt + 1`, starting from the last checkpoint reported.
     4. While working, the agent sends `Progress` (optionally with a checkpoint),
     `OutputChunk`s, and ends each assignment with exactly one `Result` or
-    `Failure`. Every report carries the `AssignmentRef` it received; reports
-    for a stale attempt or lease epoch are rejected with a `ReportAck` whose
-    reason is ERROR_REASON_STALE_ATTEMPT, and change nothing.
+    `Failure`. Every report carries the `AssignmentRef` it received. Once
+    results and failures are durable the control plane lists them in a
+    `Committed` message (several per message); until then an agent keeps
+    them and sends them again after reconnecting. Results and failures for a
+    stale attempt or lease epoch are rejected with a `ReportAck` whose reason
+    is ERROR_REASON_STALE_ATTEMPT and change nothing; stale progress and
+    output chunks are dropped.
     5. The control plane may send `Cancel` (stop one assignment now),
     `VoteRequest`, `Drain` (finish or checkpoint in-flight work, take no
     more, then close the stream), `Pause` and `Resume`.
@@ -94,9 +98,13 @@ class AgentGatewayServicer:
     `attempt + 1`, starting from the last checkpoint reported.
     4. While working, the agent sends `Progress` (optionally with a checkpoint),
     `OutputChunk`s, and ends each assignment with exactly one `Result` or
-    `Failure`. Every report carries the `AssignmentRef` it received; reports
-    for a stale attempt or lease epoch are rejected with a `ReportAck` whose
-    reason is ERROR_REASON_STALE_ATTEMPT, and change nothing.
+    `Failure`. Every report carries the `AssignmentRef` it received. Once
+    results and failures are durable the control plane lists them in a
+    `Committed` message (several per message); until then an agent keeps
+    them and sends them again after reconnecting. Results and failures for a
+    stale attempt or lease epoch are rejected with a `ReportAck` whose reason
+    is ERROR_REASON_STALE_ATTEMPT and change nothing; stale progress and
+    output chunks are dropped.
     5. The control plane may send `Cancel` (stop one assignment now),
     `VoteRequest`, `Drain` (finish or checkpoint in-flight work, take no
     more, then close the stream), `Pause` and `Resume`.
@@ -157,9 +165,13 @@ class AgentGateway:
     `attempt + 1`, starting from the last checkpoint reported.
     4. While working, the agent sends `Progress` (optionally with a checkpoint),
     `OutputChunk`s, and ends each assignment with exactly one `Result` or
-    `Failure`. Every report carries the `AssignmentRef` it received; reports
-    for a stale attempt or lease epoch are rejected with a `ReportAck` whose
-    reason is ERROR_REASON_STALE_ATTEMPT, and change nothing.
+    `Failure`. Every report carries the `AssignmentRef` it received. Once
+    results and failures are durable the control plane lists them in a
+    `Committed` message (several per message); until then an agent keeps
+    them and sends them again after reconnecting. Results and failures for a
+    stale attempt or lease epoch are rejected with a `ReportAck` whose reason
+    is ERROR_REASON_STALE_ATTEMPT and change nothing; stale progress and
+    output chunks are dropped.
     5. The control plane may send `Cancel` (stop one assignment now),
     `VoteRequest`, `Drain` (finish or checkpoint in-flight work, take no
     more, then close the stream), `Pause` and `Resume`.

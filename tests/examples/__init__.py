@@ -1,0 +1,1 @@
+"""Tests of the examples under examples/ (agents in other languages)."""

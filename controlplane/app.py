@@ -116,7 +116,7 @@ def build_app(settings: Settings, pm: pluggy.PluginManager | None = None) -> App
     planners = [p for group in pm.hook.register_planners(settings=settings) for p in group or []]
     replica = settings["server.replica_id"] or f"{socket.gethostname()}-{os.getpid()}"
     engine = Engine(settings=settings, storage=storage, planners=planners, metrics=metrics, replica=replica)
-    launcher = LocalLauncher(settings["server.address"], settings.home / "logs", settings["system.max_agents"])
+    launcher = LocalLauncher(settings["server.address"], settings.home, settings["system.max_agents"])
     logbook = LogBook()
     servicers = {
         "tasks": TaskServicer(engine, settings, planners),

@@ -45,9 +45,10 @@ class Launch:
 class LocalLauncher:
     """Starts and supervises agent processes on this machine."""
 
-    def __init__(self, server_address: str, log_dir: Path | None = None, max_agents: int = 10):
+    def __init__(self, server_address: str, home: Path | None = None, max_agents: int = 10):
         self.server_address = server_address
-        self.log_dir = log_dir
+        self.home = home  # the agents' MAOS_HOME (custom agent types live in its agents/)
+        self.log_dir = home / "logs" if home is not None else None
         self.max_agents = max_agents
         self.launches: dict[str, Launch] = {}
         #: Called when a launched process registers (the launch then knows its agent id).
@@ -81,6 +82,8 @@ class LocalLauncher:
             self.log_dir.mkdir(parents=True, exist_ok=True)
             stderr = open(self.log_dir / f"agent-{launch.agent_type}-{launch.id}.log", "ab")  # noqa: SIM115
         env = dict(os.environ)
+        if self.home is not None:
+            env["MAOS_HOME"] = str(self.home)
         launch.process = await asyncio.create_subprocess_exec(
             *launch.args, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
             stderr=stderr, env=env, start_new_session=True,

@@ -845,6 +845,8 @@ class Engine(AgentSide, Consensus, Watching):
                     reasons.append(f"no connected agent has capability {sub.capability}")
             elif self._running_per_task.get(task.id, 0) >= task.max_agents:
                 reasons.append(f"at its max_agents ({task.max_agents})")
+            elif all(s.paused or s.draining for s in candidates):
+                reasons.append("every agent that could take it is paused or draining")
             else:
                 reasons.append("waiting for a free agent slot")
         return "; ".join(dict.fromkeys(reasons))

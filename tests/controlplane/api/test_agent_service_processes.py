@@ -7,9 +7,10 @@ the test if one was left running).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -56,23 +57,18 @@ def alive(pid: int) -> bool:
 
 
 @pytest.fixture
-def spawned(control_plane: App) -> Iterator[set[int]]:
-    """Pids of the launched processes (recorded by the tests); none may outlive the test."""
+async def spawned(control_plane: App) -> AsyncIterator[set[int]]:
+    """Pids of the launched processes (recorded by the tests); none may outlive the launcher's stop."""
     pids: set[int] = set()
     yield pids
-    leftovers = set()
     for launch in control_plane.launcher.launches.values():
         if launch.process is not None:
             pids.add(launch.process.pid)
-    for pid in pids:
-        if alive(pid):
-            leftovers.add(pid)
-            os.kill(pid, signal.SIGKILL)
-    # The control_plane fixture's App.stop() stops what its launcher still supervises afterwards; a pid
-    # alive here that the launcher no longer tracks would leak.
-    untracked = {p for p in leftovers
-                 if not any(la.process and la.process.pid == p for la in control_plane.launcher.launches.values())}
-    assert not untracked, f"agent processes left running: {sorted(untracked)}"
+    await control_plane.launcher.stop(1.0)
+    leftovers = {pid for pid in pids if alive(pid)}
+    for pid in leftovers:
+        os.kill(pid, signal.SIGKILL)
+    assert not leftovers, f"agent processes left running after the launcher stopped: {sorted(leftovers)}"
 
 
 def launch_of(app: App, name: str) -> Launch:
@@ -157,33 +153,30 @@ async def test_spawned_agents_register_run_work_and_are_restarted_after_sigkill(
     assert control_plane.launcher.active == 1
 
 
-async def test_spawn_count_zero_means_one_with_overrides(control_plane: App, stubs: Stubs,
-                                                         spawned: set[int]) -> None:
-    [agent] = await spawn(stubs, "noop", 0, capabilities=["review"], max_concurrency=3)
+async def test_spawn_options_idempotency_and_drain_without_restart(control_plane: App, stubs: Stubs,
+                                                                   spawned: set[int]) -> None:
+    options: dict[str, Any] = {"capabilities": ["review"], "max_concurrency": 3,
+                               "labels": {"team": "blue", "zone": "a"}, "request_id": "spawn-once"}
+    [agent] = await spawn(stubs, "noop", 0, **options)  # count 0 means 1
     spawned.add(agent.pid)
-    assert agent.status == enums.AGENT_STATUS_IDLE
+    assert agent.status == enums.AGENT_STATUS_IDLE and agent.managed
     assert agent.agent_type == "noop" and list(agent.capabilities) == ["review"] and agent.max_concurrency == 3
-    assert (await get_agent(stubs, agent.name)).free_slots == 3
+    assert dict(agent.labels) == {"team": "blue", "zone": "a"}
+    fetched = await get_agent(stubs, agent.name)
+    assert fetched.free_slots == 3 and dict(fetched.labels) == {"team": "blue", "zone": "a"}
 
-
-async def test_spawn_is_idempotent_by_request_id(control_plane: App, stubs: Stubs, spawned: set[int]) -> None:
-    first = await spawn(stubs, "echo", 1, request_id="spawn-once")
-    spawned.update(a.pid for a in first)
-    again = await spawn(stubs, "echo", 1, request_id="spawn-once")
-    spawned.update(a.pid for a in again)
-    assert [a.name for a in again] == [a.name for a in first]
+    # The same request_id and parameters: the same agent, nothing new launched.
+    [again] = await spawn(stubs, "noop", 0, **options)
+    assert again.name == agent.name and again.pid == agent.pid
     assert len(control_plane.launcher.launches) == 1
-    assert len(await list_agents(stubs, include_terminated=True)) == 1
-
+    # The same request_id with other parameters: refused, nothing launched.
     failure = await rpc_failure(stubs.agents.SpawnAgents(
-        agents_pb.SpawnAgentsRequest(agent_type="noop", count=1, request_id="spawn-once"), timeout=RPC_TIMEOUT))
+        agents_pb.SpawnAgentsRequest(agent_type="echo", count=1, request_id="spawn-once"), timeout=RPC_TIMEOUT))
     assert_failure(failure, grpc.StatusCode.INVALID_ARGUMENT, "ERROR_REASON_REQUEST_ID_REUSED", field="request_id")
     assert len(control_plane.launcher.launches) == 1
+    assert [a.name for a in await list_agents(stubs, include_terminated=True)] == [agent.name]
 
-
-async def test_drained_managed_agent_is_not_restarted(control_plane: App, stubs: Stubs, spawned: set[int]) -> None:
-    [agent] = await spawn(stubs, "echo")
-    spawned.add(agent.pid)
+    # Drained, the process exits and the launcher does not start it again.
     launch = launch_of(control_plane, agent.name)
     reply = await stubs.agents.DrainAgent(agents_pb.DrainAgentRequest(name=agent.name, grace=seconds(5)),
                                           timeout=RPC_TIMEOUT)
@@ -193,19 +186,18 @@ async def test_drained_managed_agent_is_not_restarted(control_plane: App, stubs:
     assert launch.restarts == 0 and launch.process is not None and launch.process.pid == agent.pid
     gone = await wait_agent(stubs, agent.name, enums.AGENT_STATUS_TERMINATED, enums.AGENT_STATUS_DISCONNECTED)
     assert not gone.assignments
-    assert not [a for a in await list_agents(stubs) if a.status not in (enums.AGENT_STATUS_TERMINATED,
-                                                                       enums.AGENT_STATUS_DISCONNECTED)]
     assert control_plane.launcher.active == 0
+    assert [a.name for a in await list_agents(stubs, include_terminated=True)] == [agent.name]
 
 
 async def test_force_terminate_of_a_spawned_sleeper_requeues_and_kills(control_plane: App, stubs: Stubs,
                                                                        spawned: set[int]) -> None:
-    [sleeper] = await spawn(stubs, "sleep")
-    spawned.add(sleeper.pid)
+    [sleeper], [rescuer] = await asyncio.gather(spawn(stubs, "sleep"), spawn(stubs, "echo"))
+    spawned.update((sleeper.pid, rescuer.pid))
+    await stubs.agents.PauseAgent(agents_pb.PauseAgentRequest(name=rescuer.name), timeout=RPC_TIMEOUT)
     submitted = await submit(stubs, "a long nap", metadata={"sleep_seconds": "30"})
     await wait_agent(stubs, sleeper.name, enums.AGENT_STATUS_BUSY)
-    [rescuer] = await spawn(stubs, "echo")
-    spawned.add(rescuer.pid)
+    await stubs.agents.ResumeAgent(agents_pb.ResumeAgentRequest(name=rescuer.name), timeout=RPC_TIMEOUT)
     launch = launch_of(control_plane, sleeper.name)
 
     reply = await stubs.agents.TerminateAgent(agents_pb.TerminateAgentRequest(name=sleeper.name, force=True),
@@ -224,36 +216,47 @@ async def test_force_terminate_of_a_spawned_sleeper_requeues_and_kills(control_p
     assert control_plane.launcher.active == 1
 
 
+async def test_terminate_ends_a_spawned_process_that_does_not_drain_within_grace(
+        control_plane: App, stubs: Stubs, spawned: set[int]) -> None:
+    [agent] = await spawn(stubs, "echo")
+    spawned.add(agent.pid)
+    launch = launch_of(control_plane, agent.name)
+    os.kill(agent.pid, signal.SIGSTOP)  # frozen: it cannot act on Drain
+    try:
+        reply = await stubs.agents.TerminateAgent(
+            agents_pb.TerminateAgentRequest(name=agent.name, grace=seconds(0.3)), timeout=RPC_TIMEOUT)
+        assert reply.agent.status == enums.AGENT_STATUS_DRAINING
+        assert launch.process is not None and launch.process.returncode is None
+        await wait_exited(launch, timeout=5)  # ended by the control plane after the grace
+        await wait_supervisor_done(launch)
+        assert launch.restarts == 0 and not alive(agent.pid)
+        await wait_agent(stubs, agent.name, enums.AGENT_STATUS_TERMINATED, enums.AGENT_STATUS_DISCONNECTED)
+    finally:
+        if alive(agent.pid):
+            os.kill(agent.pid, signal.SIGCONT)
+
+
 # --- real unmanaged processes ------------------------------------------------------------------
 
 
-async def test_sigterm_drains_an_agent_process(control_plane: App, stubs: Stubs, agent_processes) -> None:
-    proc = agent_processes(control_plane.address, "sleep")
+async def test_sigterm_drains_an_unmanaged_agent_process(control_plane: App, stubs: Stubs, agent_processes) -> None:
+    sleeper = agent_processes(control_plane.address, "sleep")
     await wait_for(lambda: control_plane.engine.sessions, PROCESS_START, message="the agent process to register")
     [agent] = await list_agents(stubs)
-    assert not agent.managed and agent.pid == proc.pid
+    assert agent.pid == sleeper.pid and not agent.managed
     submitted = await submit(stubs, "short nap", metadata={"sleep_seconds": "1", "sleep_steps": "4"})
     await wait_agent(stubs, agent.name, enums.AGENT_STATUS_BUSY)
 
-    proc.signal(signal.SIGTERM)
-    draining = await wait_agent(stubs, agent.name, enums.AGENT_STATUS_DRAINING)  # told by its heartbeat
+    # SIGTERM: the agent says it is draining in its heartbeat, finishes its work and exits.
+    sleeper.signal(signal.SIGTERM)
+    draining = await wait_agent(stubs, agent.name, enums.AGENT_STATUS_DRAINING)
     assert draining.free_slots == 0 and len(draining.assignments) == 1
     done = await wait_status(stubs, submitted.name, enums.TASK_STATUS_COMPLETED, enums.TASK_STATUS_FAILED)
     assert done.status == enums.TASK_STATUS_COMPLETED
     [sub] = await subtasks_of(stubs, submitted.name)
     assert sub.attempt == 0 and sub.agent == agent.name
-    await wait_for(lambda: proc.process.poll() is not None, 10, message="the agent process to exit")
-    assert proc.process.returncode == 0
-    await wait_agent(stubs, agent.name, enums.AGENT_STATUS_TERMINATED)
-
-
-async def test_terminate_makes_an_unmanaged_process_exit(control_plane: App, stubs: Stubs, agent_processes) -> None:
-    proc = agent_processes(control_plane.address, "echo")
-    await wait_for(lambda: control_plane.engine.sessions, PROCESS_START, message="the agent process to register")
-    [agent] = await list_agents(stubs)
-    await stubs.agents.TerminateAgent(agents_pb.TerminateAgentRequest(name=agent.name), timeout=RPC_TIMEOUT)
-    await wait_for(lambda: proc.process.poll() is not None, 10, message="the agent process to exit")
-    assert proc.process.returncode == 0
+    await wait_for(lambda: sleeper.process.poll() is not None, 10, message="the agent process to exit")
+    assert sleeper.process.returncode == 0
     await wait_agent(stubs, agent.name, enums.AGENT_STATUS_TERMINATED)
 
 
@@ -272,46 +275,57 @@ async def test_spawn_unknown_type_lists_the_known_ones(control_plane: App, stubs
     assert await all_agents_fingerprint(stubs) == before
 
 
-@pytest.mark.parametrize("request_", [
-    pytest.param(agents_pb.SpawnAgentsRequest(agent_type="echo", count=101), id="count-101"),
-    pytest.param(agents_pb.SpawnAgentsRequest(agent_type="echo", count=1000), id="count-1000"),
-    pytest.param(agents_pb.SpawnAgentsRequest(agent_type="echo", count=1, request_id="not a uuid!"),
-                 id="bad-request-id"),
-    pytest.param(agents_pb.SpawnAgentsRequest(agent_type="", count=1), id="no-type"),
-])
-async def test_spawn_rejects_bad_requests(control_plane: App, stubs: Stubs,
-                                          request_: agents_pb.SpawnAgentsRequest) -> None:
-    failure = await rpc_failure(stubs.agents.SpawnAgents(request_, timeout=RPC_TIMEOUT))
-    assert failure.code == grpc.StatusCode.INVALID_ARGUMENT, failure
-    assert failure.fields, failure
+async def test_spawn_rejects_bad_requests(control_plane: App, stubs: Stubs) -> None:
+    bad = [
+        (agents_pb.SpawnAgentsRequest(agent_type="echo", count=101), "ERROR_REASON_INVALID_FIELD", "count"),
+        (agents_pb.SpawnAgentsRequest(agent_type="echo", count=1000), "ERROR_REASON_INVALID_FIELD", "count"),
+        (agents_pb.SpawnAgentsRequest(agent_type="echo", count=1, request_id="not a uuid!"),
+         "ERROR_REASON_INVALID_FIELD", "request_id"),
+        (agents_pb.SpawnAgentsRequest(agent_type="", count=1), "ERROR_REASON_UNKNOWN_AGENT_TYPE", "agent_type"),
+    ]
+    for request, reason, field in bad:
+        failure = await rpc_failure(stubs.agents.SpawnAgents(request, timeout=RPC_TIMEOUT))
+        assert_failure(failure, grpc.StatusCode.INVALID_ARGUMENT, reason, field=field)
     assert not control_plane.launcher.launches
     assert not await list_agents(stubs, include_terminated=True)
 
 
-async def test_spawn_count_101_names_count(control_plane: App, stubs: Stubs) -> None:
-    failure = await rpc_failure(stubs.agents.SpawnAgents(agents_pb.SpawnAgentsRequest(agent_type="echo", count=101),
-                                                         timeout=RPC_TIMEOUT))
-    assert_failure(failure, grpc.StatusCode.INVALID_ARGUMENT, "ERROR_REASON_INVALID_FIELD", field="count")
-
-
 @pytest.fixture
-async def one_agent_max(tmp_path: Path) -> AsyncIterator[App]:
-    """A control plane that may supervise a single agent process."""
-    app = await start_app(make_settings(tmp_path / "home", **{"system.max_agents": 1}))
+async def small_limit(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[App]:
+    """A control plane that may supervise ``request.param`` agent processes."""
+    app = await start_app(make_settings(tmp_path / "home", **{"system.max_agents": request.param}))
     try:
         yield app
     finally:
         await app.stop(grace=1.0)
 
 
-async def test_spawn_over_max_agents_is_resource_exhausted(one_agent_max: App) -> None:
-    stubs = Stubs(one_agent_max.address)
+@pytest.mark.parametrize("small_limit", [1], indirect=True)
+async def test_spawn_over_max_agents_is_resource_exhausted(small_limit: App) -> None:
+    stubs = Stubs(small_limit.address)
     try:
         failure = await rpc_failure(stubs.agents.SpawnAgents(
             agents_pb.SpawnAgentsRequest(agent_type="echo", count=2), timeout=RPC_TIMEOUT))
         assert_failure(failure, grpc.StatusCode.RESOURCE_EXHAUSTED, "ERROR_REASON_LIMIT_EXCEEDED")
         assert "max_agents" in failure.message
-        assert not one_agent_max.launcher.launches
+        assert not small_limit.launcher.launches
         assert not await list_agents(stubs, include_terminated=True)
+    finally:
+        await stubs.close()
+
+
+@pytest.mark.parametrize("small_limit", [3], indirect=True)
+async def test_concurrent_spawns_cannot_overshoot_max_agents(small_limit: App) -> None:
+    stubs = Stubs(small_limit.address)
+    try:
+        calls = [stubs.agents.SpawnAgents(agents_pb.SpawnAgentsRequest(agent_type="noop", count=2),
+                                          timeout=PROCESS_START + 5) for _ in range(2)]
+        outcomes = await asyncio.gather(*calls, return_exceptions=True)
+        refused = [o for o in outcomes if isinstance(o, grpc.aio.AioRpcError)]
+        accepted = [o for o in outcomes if not isinstance(o, BaseException)]
+        assert len(accepted) == 1 and len(refused) == 1, outcomes
+        assert refused[0].code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert len(accepted[0].agents) == 2
+        assert len(small_limit.launcher.launches) == 2
     finally:
         await stubs.close()

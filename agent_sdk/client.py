@@ -447,7 +447,11 @@ class Client:
 
     async def list_agent_types(self) -> list[agents_pb.AgentType]:
         """The agent types the control plane knows."""
-        return list((await self.agents.ListAgentTypes(agents_pb.ListAgentTypesRequest())).agent_types)
+        return list((await self.agent_types_report()).agent_types)
+
+    async def agent_types_report(self) -> agents_pb.ListAgentTypesResponse:
+        """The agent types, and the custom type files that could not be loaded."""
+        return await self.agents.ListAgentTypes(agents_pb.ListAgentTypesRequest())
 
     # --- system -----------------------------------------------------------------------------------
 

@@ -160,8 +160,11 @@ def drain(agent_id: str, grace: float | None) -> None:
 @handle_errors
 def types() -> None:
     """List the agent types the control plane knows."""
-    known = run(lambda client: client.list_agent_types())
-    emit({"agent_types": known}, lambda: table(
+    report = run(lambda client: client.agent_types_report())
+    known = list(report.agent_types)
+    for problem in report.problems:
+        click.echo(f"warning: skipped {problem}", err=True)
+    emit({"agent_types": known, "problems": list(report.problems)}, lambda: table(
         ["NAME", "BASE", "SOURCE", "SPAWNABLE", "CAPABILITIES", "DESCRIPTION"],
         [[t.name, t.base_type, t.source, "yes" if t.spawnable else "no", short(", ".join(t.capabilities), 30),
           short(t.description, 50)] for t in known], empty="No agent types."))

@@ -8,6 +8,7 @@ from collections import OrderedDict
 import grpc
 
 from controlplane.agent_types import agent_type, agent_types
+from controlplane.custom_agents import custom_agent_types
 from controlplane.api import convert
 from controlplane.api.context import current_principal
 from controlplane.api.paging import PageTokens, page_size
@@ -194,8 +195,12 @@ class AgentServicer(agents_grpc.AgentServiceServicer):
         return agents_pb.DrainAgentResponse(agent=self._pb(info))
 
     async def ListAgentTypes(self, request, context: grpc.aio.ServicerContext) -> agents_pb.ListAgentTypesResponse:
-        return agents_pb.ListAgentTypesResponse(agent_types=[
-            agents_pb.AgentType(name=s.name, base_type=s.base_type, capabilities=list(s.capabilities),
-                                description=s.description, source=s.source, spawnable=self.launcher is not None)
-            for s in sorted(agent_types(self.pm, self.settings).values(), key=lambda s: s.name)
-        ])
+        return agents_pb.ListAgentTypesResponse(
+            agent_types=[
+                agents_pb.AgentType(name=s.name, base_type=s.base_type, capabilities=list(s.capabilities),
+                                    description=s.description, source=s.source,
+                                    spawnable=self.launcher is not None)
+                for s in sorted(agent_types(self.pm, self.settings).values(), key=lambda s: s.name)
+            ],
+            problems=[str(p) for p in custom_agent_types(self.pm, self.settings).problems],
+        )

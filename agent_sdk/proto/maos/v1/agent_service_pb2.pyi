@@ -152,7 +152,9 @@ class AgentType(_message.Message):
     def __init__(self, name: _Optional[str] = ..., base_type: _Optional[str] = ..., capabilities: _Optional[_Iterable[str]] = ..., description: _Optional[str] = ..., source: _Optional[str] = ..., spawnable: _Optional[bool] = ...) -> None: ...
 
 class ListAgentTypesResponse(_message.Message):
-    __slots__ = ("agent_types",)
+    __slots__ = ("agent_types", "problems")
     AGENT_TYPES_FIELD_NUMBER: _ClassVar[int]
+    PROBLEMS_FIELD_NUMBER: _ClassVar[int]
     agent_types: _containers.RepeatedCompositeFieldContainer[AgentType]
-    def __init__(self, agent_types: _Optional[_Iterable[_Union[AgentType, _Mapping]]] = ...) -> None: ...
+    problems: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, agent_types: _Optional[_Iterable[_Union[AgentType, _Mapping]]] = ..., problems: _Optional[_Iterable[str]] = ...) -> None: ...

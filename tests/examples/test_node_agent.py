@@ -272,6 +272,22 @@ async def test_cancelling_a_task_cancels_the_running_node_assignment(pair, contr
     assert node.process.poll() is None
 
 
+async def test_node_agents_answer_and_vote_in_a_consensus(node_agents, control_plane: App, stubs: Stubs) -> None:
+    """Three Node.js agents produce the candidates and vote on them through the real control plane."""
+    nodes = [node_agents(control_plane.address) for _ in range(3)]
+    for node in nodes:
+        await node.wait_registered()
+    name = await submit(stubs, "pick a deployment strategy", agent_type=NODE_TYPE,
+                        consensus=msgs.ConsensusPolicy(required=True, threshold=0.6))
+    reply = await finished(stubs, name, timeout=30)
+    assert reply.task.status == enums.TASK_STATUS_COMPLETED, reply.task.failure
+    record = reply.consensus
+    assert record.outcome == enums.CONSENSUS_OUTCOME_REACHED
+    assert len({c.agent for c in record.candidates}) == 3
+    assert len(record.votes) == 3 and all(v.confidence == pytest.approx(0.9) for v in record.votes)
+    assert await output_of(stubs, name) == "PICK A DEPLOYMENT STRATEGY"
+
+
 def _running_on(app: App, name: str) -> set[Any]:
     session = app.engine.sessions.get(name.removeprefix("agents/"))
     return set(session.running) if session is not None else set()

@@ -36,6 +36,8 @@ from google.protobuf import field_mask_pb2, timestamp_pb2
 from agent_sdk.errors import MaosRpcError, UnavailableError, from_rpc_error
 from agent_sdk.proto.maos.v1 import agent_service_pb2 as agents_pb
 from agent_sdk.proto.maos.v1 import agent_service_pb2_grpc as agents_grpc
+from agent_sdk.proto.maos.v1 import checkpoint_service_pb2 as checkpoints_pb
+from agent_sdk.proto.maos.v1 import checkpoint_service_pb2_grpc as checkpoints_grpc
 from agent_sdk.proto.maos.v1 import enums_pb2 as enums
 from agent_sdk.proto.maos.v1 import messages_pb2 as msgs
 from agent_sdk.proto.maos.v1 import system_service_pb2 as system_pb
@@ -91,6 +93,11 @@ _PRIORITIES = {"LOW": enums.PRIORITY_LOW, "NORMAL": enums.PRIORITY_NORMAL, "MEDI
 def _name(collection: str, id_or_name: str) -> str:
     text = str(id_or_name).strip()
     return text if text.startswith(collection + "/") else f"{collection}/{text}"
+
+
+def checkpoint_name(id_or_name: str) -> str:
+    """``checkpoints/ID`` from a bare id or a name."""
+    return id_or_name if id_or_name.startswith("checkpoints/") else f"checkpoints/{id_or_name}"
 
 
 def task_name(id_or_name: str) -> str:
@@ -485,3 +492,66 @@ class Client:
             health_pb2.HealthCheckRequest(service=service), timeout=self.timeout if timeout is None else timeout,
             metadata=self._metadata)
         return response.status == health_pb2.HealthCheckResponse.SERVING
+
+    # --- checkpoints ------------------------------------------------------------------------------
+
+    @property
+    def checkpoints(self) -> Any:
+        """The CheckpointService stub (same defaults as the other services)."""
+        if "_checkpoints" not in self.__dict__:
+            self.__dict__["_checkpoints"] = _Service(checkpoints_grpc.CheckpointServiceStub(self.channel), self)
+        return self.__dict__["_checkpoints"]
+
+    async def create_checkpoint(self, display_name: str = "", description: str = "", *,
+                                request_id: str | None = None) -> msgs.Checkpoint:
+        """Take a checkpoint now; returns its metadata once stored."""
+        return (await self.checkpoints.CreateCheckpoint(checkpoints_pb.CreateCheckpointRequest(
+            display_name=display_name, description=description, request_id=request_id or str(uuid.uuid4())))).checkpoint
+
+    async def list_checkpoints(self, *, page_size: int = 0, page_token: str = "") -> checkpoints_pb.ListCheckpointsResponse:
+        """One page of checkpoints, newest first."""
+        return await self.checkpoints.ListCheckpoints(
+            checkpoints_pb.ListCheckpointsRequest(page_size=page_size, page_token=page_token))
+
+    async def get_checkpoint(self, id_or_name: str) -> msgs.Checkpoint:
+        """One checkpoint's metadata (``latest`` names the newest)."""
+        return (await self.checkpoints.GetCheckpoint(
+            checkpoints_pb.GetCheckpointRequest(name=checkpoint_name(id_or_name)))).checkpoint
+
+    async def export_checkpoint(self, id_or_name: str) -> tuple[msgs.Checkpoint, bytes]:
+        """A checkpoint's metadata and its exact stored (compressed) payload."""
+        meta, chunks = msgs.Checkpoint(), []
+        async for part in self.checkpoints.ExportCheckpoint(
+                checkpoints_pb.ExportCheckpointRequest(name=checkpoint_name(id_or_name)), timeout=self.timeout * 30):
+            if part.HasField("checkpoint"):
+                meta = part.checkpoint
+            else:
+                chunks.append(part.chunk)
+        return meta, b"".join(chunks)
+
+    @translate_errors
+    async def import_checkpoint(self, meta: msgs.Checkpoint, payload: bytes, chunk_size: int = 1024 * 1024
+                                ) -> msgs.Checkpoint:
+        """Store an exported checkpoint; FailedPrecondition (CHECKPOINT_CORRUPT) if its checksum does not match."""
+        def parts() -> Iterable[checkpoints_pb.ImportCheckpointRequest]:
+            yield checkpoints_pb.ImportCheckpointRequest(checkpoint=meta)
+            for start in range(0, len(payload), chunk_size):
+                yield checkpoints_pb.ImportCheckpointRequest(chunk=payload[start:start + chunk_size])
+
+        stub = checkpoints_grpc.CheckpointServiceStub(self.channel)
+        response = await stub.ImportCheckpoint(iter(list(parts())), timeout=self.timeout * 30, metadata=self._metadata)
+        return response.checkpoint
+
+    async def delete_checkpoint(self, id_or_name: str) -> None:
+        """Delete a checkpoint."""
+        await self.checkpoints.DeleteCheckpoint(checkpoints_pb.DeleteCheckpointRequest(name=checkpoint_name(id_or_name)))
+
+    async def recover(self, checkpoint: str = "", *, verify_only: bool = False, components: Iterable[str] = (),
+                      requeue_later_work: bool = False, request_id: str | None = None,
+                      timeout: float | None = None) -> checkpoints_pb.RecoverResponse:
+        """Restore from a checkpoint (the newest when empty), or only verify and report with ``verify_only``."""
+        policy = enums.LATER_WORK_POLICY_REQUEUE if requeue_later_work else enums.LATER_WORK_POLICY_KEEP
+        return await self.checkpoints.Recover(checkpoints_pb.RecoverRequest(
+            checkpoint=checkpoint_name(checkpoint) if checkpoint else "", verify_only=verify_only,
+            components=list(components), later_work=policy, request_id=request_id or str(uuid.uuid4())),
+            timeout=timeout if timeout is not None else self.timeout * 30)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import click
 
-from cli import agents, config, db, plugins, system, tasks
+from cli import agents, checkpoints, config, db, plugins, system, tasks
 from cli._options import State
 from cli._output import FORMATS
 
@@ -70,6 +70,8 @@ cli.add_command(agents.agent)
 cli.add_command(db.db)
 cli.add_command(config.config)
 cli.add_command(plugins.plugins)
+cli.add_command(checkpoints.checkpoint)
+cli.add_command(checkpoints.recover)
 
 
 def main() -> None:

@@ -16,6 +16,7 @@ from controlplane.api.servicers.agents import AgentServicer
 from controlplane.api.servicers.gateway import GatewayServicer
 from controlplane.api.servicers.system import SystemServicer
 from controlplane.api.servicers.tasks import TaskServicer
+from controlplane.checkpoints.wiring import install_checkpoints
 from controlplane.config import Settings
 from controlplane.errors import InvalidArgument
 from controlplane.launcher import LocalLauncher
@@ -125,5 +126,6 @@ def build_app(settings: Settings, pm: pluggy.PluginManager | None = None) -> App
         "gateway": GatewayServicer(engine, launcher, logbook),
     }
     server, health = build_server(servicers, [ErrorAndMetricsInterceptor(metrics)], settings["server.reflection"])
+    install_checkpoints(pm, engine, settings, server)
     return App(settings=settings, pm=pm, metrics=metrics, storage=storage, engine=engine, server=server,
                health=health, launcher=launcher, logbook=logbook)

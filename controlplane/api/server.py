@@ -26,6 +26,7 @@ SERVICE_NAMES = [
     "maos.v1.TaskService",
     "maos.v1.AgentService",
     "maos.v1.SystemService",
+    "maos.v1.CheckpointService",
     "maos.v1.AgentGateway",
 ]
 

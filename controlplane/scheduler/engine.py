@@ -137,6 +137,8 @@ class Engine(AgentSide, Consensus, Watching):
         self._sweeper: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.started_at = now()
+        #: Grows with every committed row: a cheap "did anything change" for periodic jobs.
+        self.state_version = 0
         self._random = random.Random(secrets.randbits(128))
 
     # --- lifecycle ----------------------------------------------------------
@@ -854,6 +856,7 @@ class Engine(AgentSide, Consensus, Watching):
     # --- metrics ------------------------------------------------------------
 
     def _observe_commit(self, rows: int, seconds: float) -> None:
+        self.state_version += rows
         self.metrics.commit(rows, seconds)  # type: ignore[attr-defined]
 
     def queued_by_priority(self) -> dict[str, int]:

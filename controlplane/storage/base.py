@@ -17,9 +17,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from controlplane.domain.model import AgentInfo, Subtask, Task, TaskStatus
+
+if TYPE_CHECKING:
+    from controlplane.checkpoints.record import CheckpointRecord
+
+#: Raw rows of tables: ``{table: (column names, rows as tuples)}`` (checkpoints).
+TableRows = dict[str, tuple[list[str], list[tuple[Any, ...]]]]
 
 
 @dataclass
@@ -140,6 +146,30 @@ class StorageBackend(Protocol):
 
     def close(self) -> None:
         """Release connections."""
+
+    # --- checkpoints -----------------------------------------------------------
+
+    def snapshot_tables(self, tables: Sequence[str]) -> TableRows:
+        """The raw rows of ``tables`` (schema names), read in one repeatable-read transaction."""
+
+    def restore_tables(self, data: TableRows) -> None:
+        """Upsert raw rows (as returned by :meth:`snapshot_tables`) in one transaction.
+
+        A stored task absent from ``data["tasks"]`` whose seq equals a restored
+        task's seq is moved after the highest seq, so both are kept.
+        """
+
+    def put_checkpoint(self, record: CheckpointRecord) -> None:
+        """Store a checkpoint with its payload (``AlreadyExists`` if the id is taken)."""
+
+    def get_checkpoint(self, checkpoint_id: str, with_payload: bool = False) -> CheckpointRecord | None:
+        """One checkpoint (``"latest"``: the newest), or None."""
+
+    def list_checkpoints(self, offset: int = 0, limit: int = 50) -> list[CheckpointRecord]:
+        """Checkpoints newest first, without payloads."""
+
+    def delete_checkpoint(self, checkpoint_id: str) -> bool:
+        """Delete a checkpoint; whether it existed."""
 
 
 class StorageBackendFactory(Protocol):

@@ -525,3 +525,45 @@ class StorageContract:
         assert backend.state_delete("t1", "k", 3) is True
         assert backend.state_delete("t1", "k", None) is False
         assert backend.state_get("t1", "k") is None
+
+    # --- checkpoints -----------------------------------------------------------
+
+    def test_snapshot_and_restore_tables(self, backend: StorageBackend) -> None:
+        backend.write(WriteBatch(tasks=[full_task("ta", seq=1)], subtasks=[full_subtask("ta", "merge")],
+                                 agents=[full_agent()]))
+        backend.state_put("ta", "k", b"\x00\x01", None)
+        tables = ["tasks", "subtasks", "shared_state", "agents"]
+        snap = backend.snapshot_tables(tables)
+        assert [len(snap[t][1]) for t in tables] == [1, 1, 1, 1]
+        backend.write(WriteBatch(tasks=[full_task("ta", seq=1, description="changed")]))
+        backend.write(WriteBatch(tasks=[minimal_task("tb", seq=1 + 1)]))
+        backend.restore_tables(snap)
+        assert backend.get_task("ta") == full_task("ta", seq=1)
+        assert backend.get_subtasks("ta") == [full_subtask("ta", "merge")]
+        assert backend.state_get("ta", "k") == StateValue(b"\x00\x01", 1)
+        assert backend.get_task("tb") is not None  # rows not in the snapshot are kept
+
+    def test_restore_moves_colliding_seq(self, backend: StorageBackend) -> None:
+        backend.write(WriteBatch(tasks=[minimal_task("later", seq=1)]))
+        snap = {"tasks": backend.snapshot_tables(["tasks"])["tasks"]}
+        columns, rows = snap["tasks"]
+        snap["tasks"] = (columns, [tuple("old" if c == "id" else v for c, v in zip(columns, rows[0]))])
+        backend.restore_tables(snap)
+        old, later = backend.get_task("old"), backend.get_task("later")
+        assert old is not None and later is not None and old.seq == 1 and later.seq == 2
+        assert backend.next_task_seq() == 2
+
+    def test_checkpoint_records(self, backend: StorageBackend) -> None:
+        from controlplane.checkpoints.record import CheckpointRecord
+
+        for i in range(3):
+            backend.put_checkpoint(CheckpointRecord(id=f"c{i}", create_time=_T0 + i, components=["tasks"],
+                                                    sha256="ab", payload=bytes([i]) * 10, automatic=i == 1))
+        latest = backend.get_checkpoint("latest", with_payload=True)
+        assert latest is not None and latest.id == "c2" and latest.payload == b"\x02" * 10
+        one = backend.get_checkpoint("c1")
+        assert one is not None and one.automatic and one.payload is None and one.components == ["tasks"]
+        assert [r.id for r in backend.list_checkpoints(0, 10)] == ["c2", "c1", "c0"]
+        assert [r.id for r in backend.list_checkpoints(1, 1)] == ["c1"]
+        assert backend.delete_checkpoint("c2") and not backend.delete_checkpoint("c2")
+        assert backend.get_checkpoint("c2") is None and backend.get_checkpoint("nope") is None

@@ -26,7 +26,8 @@ from sqlalchemy.pool import QueuePool, StaticPool
 
 from controlplane.domain.model import AgentInfo, Subtask, Task, TaskStatus
 from controlplane.errors import Aborted, AlreadyExists, Unavailable
-from controlplane.storage.base import IdempotencyRecord, StateValue, TaskQuery, WriteBatch
+from controlplane.checkpoints.record import CheckpointRecord
+from controlplane.storage.base import IdempotencyRecord, StateValue, TableRows, TaskQuery, WriteBatch
 from controlplane.storage.sql import codec, schema
 from controlplane.storage.sql.migrations import migrate as run_migrations
 
@@ -349,6 +350,103 @@ class SqlBackend:
                 return False
             conn.execute(st.delete().where(*where))
             return True
+
+    # --- checkpoints ----------------------------------------------------------
+
+    def snapshot_tables(self, tables: Sequence[str]) -> TableRows:
+        """The raw rows of ``tables`` (ordered by primary key), read in one repeatable-read transaction."""
+        out: TableRows = {}
+        with translate_errors(), self.engine.connect() as conn:
+            if self.kind == "postgresql":
+                conn = conn.execution_options(isolation_level="REPEATABLE READ")
+            with conn.begin():
+                for name in tables:
+                    table = schema.metadata.tables[name]
+                    columns = [c.name for c in table.columns]
+                    cursor = conn.exec_driver_sql(
+                        f"SELECT {', '.join(columns)} FROM {name} ORDER BY "
+                        + ", ".join(c.name for c in table.primary_key.columns)
+                    )
+                    out[name] = (columns, [tuple(row) for row in cursor.fetchall()])
+        return out
+
+    def restore_tables(self, data: TableRows) -> None:
+        """Upsert raw rows in one transaction; stored tasks sharing a restored seq move after the highest."""
+        mark = "%s" if self.kind == "postgresql" else "?"
+        with translate_errors(), self.engine.begin() as conn:
+            cursor = conn.connection.dbapi_connection.cursor()
+            try:
+                if "tasks" in data:
+                    self._move_colliding_seqs(cursor, mark, *data["tasks"])
+                for name, (columns, rows) in data.items():
+                    table = schema.metadata.tables[name]
+                    sql, order = _raw_upsert(table, mark)
+                    index = [columns.index(c) for c in order]
+                    if rows:
+                        cursor.executemany(sql, [tuple(row[i] for i in index) for row in rows])
+            finally:
+                cursor.close()
+        self._next_ord = None  # restored subtasks carry their own ord
+
+    def _move_colliding_seqs(self, cursor: Any, mark: str, columns: list[str], rows: list[tuple[Any, ...]]) -> None:
+        """Give stored tasks that are not restored but share a restored seq a seq after every other."""
+        id_at, seq_at = columns.index("id"), columns.index("seq")
+        restored = {row[id_at]: row[seq_at] for row in rows}
+        cursor.execute("SELECT id, seq FROM tasks")
+        stored = cursor.fetchall()
+        seqs = set(restored.values())
+        movers = sorted((seq, tid) for tid, seq in stored if tid not in restored and seq in seqs)
+        if not movers:
+            return
+        top = max([*seqs, *(seq for _, seq in stored)])
+        # Two steps (negative first) so no intermediate state violates the unique index.
+        cursor.executemany(f"UPDATE tasks SET seq = {mark} WHERE id = {mark}",
+                           [(-(i + 1), tid) for i, (_, tid) in enumerate(movers)])
+        cursor.executemany(f"UPDATE tasks SET seq = {mark} WHERE id = {mark}",
+                           [(top + i + 1, tid) for i, (_, tid) in enumerate(movers)])
+
+    def put_checkpoint(self, record: CheckpointRecord) -> None:
+        """Store a checkpoint with its payload (``AlreadyExists`` if the id is taken)."""
+        row = {**vars(record), "automatic": int(record.automatic), "components": ",".join(record.components)}
+        with translate_errors(), self.engine.begin() as conn:
+            conn.execute(schema.checkpoints.insert().values(**row))
+
+    def get_checkpoint(self, checkpoint_id: str, with_payload: bool = False) -> CheckpointRecord | None:
+        """One checkpoint (``"latest"``: the newest), or None."""
+        c = schema.checkpoints
+        columns = [col for col in c.columns if with_payload or col.name != "payload"]
+        stmt = select(*columns)
+        if checkpoint_id == "latest":
+            stmt = stmt.order_by(c.c.create_time.desc(), c.c.id.desc()).limit(1)
+        else:
+            stmt = stmt.where(c.c.id == checkpoint_id)
+        with translate_errors(), self.engine.connect() as conn:
+            row = conn.execute(stmt).mappings().first()
+        return None if row is None else self._checkpoint_from_row(row)
+
+    def list_checkpoints(self, offset: int = 0, limit: int = 50) -> list[CheckpointRecord]:
+        """Checkpoints newest first, without payloads."""
+        c = schema.checkpoints
+        stmt = (select(*[col for col in c.columns if col.name != "payload"])
+                .order_by(c.c.create_time.desc(), c.c.id.desc()).offset(max(offset, 0)).limit(max(limit, 0)))
+        with translate_errors(), self.engine.connect() as conn:
+            return [self._checkpoint_from_row(row) for row in conn.execute(stmt).mappings()]
+
+    def delete_checkpoint(self, checkpoint_id: str) -> bool:
+        """Delete a checkpoint; whether it existed."""
+        c = schema.checkpoints
+        with translate_errors(), self.engine.begin() as conn:
+            return conn.execute(c.delete().where(c.c.id == checkpoint_id)).rowcount > 0
+
+    @staticmethod
+    def _checkpoint_from_row(row: Any) -> CheckpointRecord:
+        """A :class:`CheckpointRecord` from a ``checkpoints`` row (payload only if selected)."""
+        data = dict(row)
+        data["automatic"] = bool(data["automatic"])
+        data["components"] = [c for c in data["components"].split(",") if c]
+        if data.get("payload") is not None:
+            data["payload"] = bytes(data["payload"])
+        return CheckpointRecord(**data)
 
 
 def _conflict(key: str, expected: int, actual: int) -> Aborted:

@@ -89,5 +89,25 @@ shared_state = Table(
     Column("version", BigInteger, nullable=False),
 )
 
+checkpoints = Table(
+    "checkpoints",
+    metadata,
+    Column("id", String, primary_key=True),
+    Column("display_name", String, nullable=False),
+    Column("description", Text, nullable=False),
+    Column("create_time", Double, nullable=False),
+    Column("automatic", Integer, nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("compressed_size", BigInteger, nullable=False),
+    Column("sha256", String, nullable=False),
+    # Digest of the uncompressed content: the interval job skips unchanged state.
+    Column("content_sha256", String, nullable=False),
+    Column("components", String, nullable=False),  # comma-separated
+    Column("task_count", BigInteger, nullable=False),
+    Column("format_version", String, nullable=False),
+    Column("payload", LargeBinary, nullable=False),
+    Index("ix_checkpoints_create_time", "create_time"),
+)
+
 #: Every table of the schema, parents first.
 ALL_TABLES: tuple[Table, ...] = tuple(metadata.sorted_tables)

@@ -1,0 +1,252 @@
+"""Taking, storing, retaining and recovering checkpoints.
+
+The database work of each operation runs in one call on the storage thread
+(``engine.storage.call``), after ``engine.committer.durable()`` so that
+everything accepted so far is in the database. Operations are serialised by
+one lock, so a checkpoint never races a recovery.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+import zlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from controlplane.checkpoints import payload as codec
+from controlplane.checkpoints.record import COMPONENT_TABLES, KNOWN_COMPONENTS, CheckpointRecord
+from controlplane.checkpoints.reload import reload_engine
+from controlplane.domain.model import Subtask, SubtaskStatus
+from controlplane.errors import AlreadyExists, InvalidArgument, NotFound
+from controlplane.storage.base import StorageBackend, TableRows, WriteBatch
+
+log = logging.getLogger(__name__)
+
+NOT_FOUND = "ERROR_REASON_CHECKPOINT_NOT_FOUND"
+ALL_COMPONENTS = list(COMPONENT_TABLES)
+
+
+@dataclass
+class RecoveryReport:
+    """What a recovery changed, or would change."""
+
+    record: CheckpointRecord
+    applied: bool = False
+    changes: dict[str, tuple[int, int, int]] = field(default_factory=dict)  # restored, changed, unchanged
+    later_tasks: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def new_id() -> str:
+    """A sortable checkpoint id: ``c`` + milliseconds (hex) + 6 random hex digits."""
+    return f"c{int(time.time() * 1000):x}{secrets.token_hex(3)}"
+
+
+def not_found(checkpoint_id: str) -> NotFound:
+    return NotFound(f"checkpoint {checkpoint_id!r} not found (see `maos checkpoint list`)", reason=NOT_FOUND,
+                    metadata={"checkpoint": f"checkpoints/{checkpoint_id}"})
+
+
+def tables_of(components: list[str]) -> list[str]:
+    return [t for c in components for t in COMPONENT_TABLES.get(c, ())]
+
+
+# --- synchronous parts (storage thread, or offline) ------------------------------------------------
+
+def take(backend: StorageBackend, *, display_name: str = "", description: str = "", automatic: bool = False,
+         skip_unchanged: bool = False) -> CheckpointRecord | None:
+    """Snapshot every component, store it, and return its metadata (None if skipped as unchanged)."""
+    create_time = time.time()
+    data = backend.snapshot_tables(tables_of(ALL_COMPONENTS))
+    encoded = codec.encode(data, ALL_COMPONENTS, create_time)
+    if skip_unchanged:
+        latest = backend.get_checkpoint("latest")
+        if latest is not None and latest.content_sha256 == encoded.content_sha256:
+            return None
+    record = CheckpointRecord(
+        id=new_id(), display_name=display_name, description=description, create_time=create_time,
+        automatic=automatic, size=encoded.size, compressed_size=len(encoded.compressed), sha256=encoded.sha256,
+        content_sha256=encoded.content_sha256, components=list(ALL_COMPONENTS), task_count=encoded.task_count,
+        format_version=codec.FORMAT_VERSION, payload=encoded.compressed,
+    )
+    backend.put_checkpoint(record)
+    record.payload = None
+    return record
+
+
+def import_payload(backend: StorageBackend, meta: CheckpointRecord, data: bytes) -> CheckpointRecord:
+    """Verify and store an exported checkpoint; an identical one already stored is returned as is."""
+    header, rows = codec.decode(data, meta.sha256, meta.id)
+    raw_size = len(zlib.decompress(data))
+    existing = backend.get_checkpoint(meta.id) if meta.id else None
+    if existing is not None:
+        if existing.sha256 == meta.sha256:
+            return existing
+        raise AlreadyExists(f"checkpoints/{meta.id} already exists with other content; delete it first")
+    body_sha = codec.encode_digest(rows)
+    record = CheckpointRecord(
+        id=meta.id or new_id(), display_name=meta.display_name, description=meta.description,
+        create_time=float(header.get("create_time") or meta.create_time or time.time()), automatic=meta.automatic,
+        size=raw_size, compressed_size=len(data), sha256=meta.sha256, content_sha256=body_sha,
+        components=list(header.get("components") or []), task_count=len(rows.get("tasks", ([], []))[1]),
+        format_version=str(header.get("format_version")), payload=data,
+    )
+    backend.put_checkpoint(record)
+    record.payload = None
+    return record
+
+
+def apply_retention(backend: StorageBackend, count: int, age_days: float, now: float | None = None) -> list[str]:
+    """Delete checkpoints beyond the newest ``count`` or older than ``age_days``; never the newest."""
+    cutoff = (now or time.time()) - age_days * 86400
+    records = backend.list_checkpoints(0, 1_000_000)
+    doomed = [r.id for i, r in enumerate(records) if i > 0 and (i >= count or r.create_time < cutoff)]
+    for checkpoint_id in doomed:
+        backend.delete_checkpoint(checkpoint_id)
+    return doomed
+
+
+def _groups(data: TableRows, component: str) -> dict[str, tuple[Any, ...]]:
+    """Rows of a component grouped by the object they belong to (a task with its subtasks and state)."""
+    def norm(row: tuple[Any, ...]) -> tuple[Any, ...]:
+        return tuple(bytes(v) if isinstance(v, (memoryview, bytearray)) else v for v in row)
+
+    if component == "agents":
+        return {row[0]: (norm(row),) for row in data.get("agents", ([], []))[1]}
+    columns, rows = data.get("tasks", ([], []))
+    id_at = columns.index("id") if columns else 0
+    groups: dict[str, list[Any]] = {row[id_at]: [norm(row)] for row in rows}
+    for table in ("subtasks", "shared_state"):
+        for row in data.get(table, ([], []))[1]:  # task_id is the first key column of both
+            groups.setdefault(row[0], []).append(norm(row))
+    return {k: tuple(v) for k, v in groups.items()}
+
+
+def plan_recovery(record: CheckpointRecord, components: list[str]) -> tuple[list[str], list[str]]:
+    """The components to restore and the warnings about the requested ones (INVALID_ARGUMENT if unknown)."""
+    unknown = [c for c in components if c not in KNOWN_COMPONENTS]
+    if unknown:
+        raise InvalidArgument(f"unknown component(s) {', '.join(map(repr, unknown))}; known: "
+                              f"{', '.join(KNOWN_COMPONENTS)}", field="components")
+    wanted = list(dict.fromkeys(components)) or list(record.components)
+    warnings = [f"component {c!r} is not in this checkpoint; left as it is" for c in wanted
+                if c not in record.components]
+    return [c for c in wanted if c in record.components], warnings
+
+
+def recover(backend: StorageBackend, record: CheckpointRecord, components: list[str], *, verify_only: bool,
+            requeue_later: bool) -> RecoveryReport:
+    """Verify a checkpoint, compare it with the database and (unless ``verify_only``) restore it."""
+    _, data = codec.decode(record.payload or b"", record.sha256, record.id)
+    selected, warnings = plan_recovery(record, components)
+    report = RecoveryReport(record=record, warnings=warnings)
+    tables = tables_of(selected)
+    current = backend.snapshot_tables(tables)
+    for component in selected:
+        saved, now_ = _groups(data, component), _groups(current, component)
+        restored = sum(1 for k in saved if k not in now_)
+        changed = sum(1 for k, v in saved.items() if k in now_ and now_[k] != v)
+        report.changes[component] = (restored, changed, len(saved) - restored - changed)
+        if component == "tasks":
+            report.later_tasks = [f"tasks/{k}" for k in now_ if k not in saved]
+    if report.later_tasks:
+        verb = "re-queued" if requeue_later else "kept"
+        report.warnings.append(f"{len(report.later_tasks)} task(s) accepted after the checkpoint will be {verb}"
+                               if verify_only else f"{len(report.later_tasks)} task(s) accepted after the "
+                               f"checkpoint were {verb}")
+    if verify_only:
+        return report
+    backend.restore_tables({t: data[t] for t in tables if t in data})
+    if requeue_later and report.later_tasks:
+        requeue(backend, [name.split("/", 1)[1] for name in report.later_tasks])
+    report.applied = True
+    return report
+
+
+def requeue(backend: StorageBackend, task_ids: list[str]) -> None:
+    """Queue the unfinished work of these tasks again from the start (running subtasks lose their lease)."""
+    subtasks: list[Subtask] = []
+    for task_id in task_ids:
+        for sub in backend.get_subtasks(task_id):
+            if sub.status == SubtaskStatus.RUNNING:
+                sub.status, sub.agent_id, sub.progress, sub.progress_message = SubtaskStatus.QUEUED, "", 0.0, ""
+                sub.checkpoint, sub.start_time = None, None
+                sub.status_reason = "re-queued by recovery"
+                subtasks.append(sub)
+    backend.write(WriteBatch(subtasks=subtasks))
+
+
+# --- the control plane's side ---------------------------------------------------------------------
+
+class Checkpoints:
+    """Checkpoint operations of a running control plane (used by the servicer and the interval job)."""
+
+    def __init__(self, engine: Any, settings: Any):
+        self.engine = engine
+        self.settings = settings
+        self.lock = asyncio.Lock()
+
+    @property
+    def backend(self) -> StorageBackend:
+        return self.engine.storage.backend
+
+    async def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        return await self.engine.storage.call(lambda: fn(*args, **kwargs))
+
+    async def create(self, display_name: str = "", description: str = "", automatic: bool = False
+                     ) -> CheckpointRecord | None:
+        """Take a checkpoint of everything accepted so far (None when automatic and unchanged)."""
+        async with self.lock:
+            await self.engine.committer.durable()
+            record = await self._call(take, self.backend, display_name=display_name, description=description,
+                                      automatic=automatic, skip_unchanged=automatic)
+            if record is not None:
+                await self.retain()
+            return record
+
+    async def retain(self) -> list[str]:
+        """Apply the retention settings."""
+        return await self._call(apply_retention, self.backend, self.settings["checkpoints.retention.count"],
+                                self.settings["checkpoints.retention.age_days"])
+
+    async def get(self, checkpoint_id: str, with_payload: bool = False) -> CheckpointRecord:
+        record = await self._call(self.backend.get_checkpoint, checkpoint_id or "latest", with_payload)
+        if record is None:
+            raise not_found(checkpoint_id or "latest")
+        return record
+
+    async def list(self, offset: int, limit: int) -> list[CheckpointRecord]:
+        return await self._call(self.backend.list_checkpoints, offset, limit)
+
+    async def delete(self, checkpoint_id: str) -> None:
+        if not await self._call(self.backend.delete_checkpoint, checkpoint_id):
+            raise not_found(checkpoint_id)
+
+    async def import_(self, meta: CheckpointRecord, data: bytes) -> CheckpointRecord:
+        async with self.lock:
+            return await self._call(import_payload, self.backend, meta, data)
+
+    async def recover(self, checkpoint_id: str, components: list[str], *, verify_only: bool,
+                      requeue_later: bool) -> RecoveryReport:
+        """Verify and report, or restore and reload the engine's in-memory state from the database."""
+        record = await self.get(checkpoint_id, with_payload=True)
+        plan_recovery(record, components)  # INVALID_ARGUMENT before any work
+        async with self.lock:
+            await self.engine.committer.durable()
+            if verify_only:
+                return await self._call(recover, self.backend, record, components, verify_only=True,
+                                        requeue_later=requeue_later)
+
+            def restore_and_load() -> tuple[RecoveryReport, Any, int]:
+                report = recover(self.backend, record, components, verify_only=False, requeue_later=requeue_later)
+                return report, self.backend.load_unfinished(), self.backend.next_task_seq()
+
+            report, (tasks, subtasks), seq = await self._call(restore_and_load)
+            restored = {name.split("/", 1)[1] for name in report.later_tasks}
+            reload_engine(self.engine, tasks, subtasks, seq, keep_pending=restored)
+            log.info("recovered from checkpoints/%s: %s; %d later task(s) %s", record.id, report.changes,
+                     len(report.later_tasks), "re-queued" if requeue_later else "kept")
+            return report

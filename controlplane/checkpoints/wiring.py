@@ -1,0 +1,39 @@
+"""Wiring checkpoints into a built control plane: the gRPC service and the interval job's lifecycle."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+import pluggy
+
+from agent_sdk.proto.maos.v1 import checkpoint_service_pb2_grpc as checkpoints_grpc
+from controlplane.checkpoints.interval import IntervalJob
+from controlplane.checkpoints.service import Checkpoints
+from controlplane.hookspecs import hookimpl
+
+
+class _Lifecycle:
+    """A plugin object starting the interval job at startup and stopping it at shutdown."""
+
+    def __init__(self, job: IntervalJob):
+        self.job = job
+
+    @hookimpl
+    def startup(self, app: Any) -> None:
+        self.job.start()
+
+    @hookimpl
+    def shutdown(self, app: Any) -> Any:
+        return self.job.stop()
+
+
+def install_checkpoints(pm: pluggy.PluginManager, engine: Any, settings: Any, server: grpc.aio.Server) -> Checkpoints:
+    """Add the CheckpointService to ``server`` and run the interval job while the app runs."""
+    from controlplane.api.servicers.checkpoints import CheckpointServicer
+
+    checkpoints = Checkpoints(engine, settings)
+    checkpoints_grpc.add_CheckpointServiceServicer_to_server(CheckpointServicer(checkpoints), server)
+    pm.register(_Lifecycle(IntervalJob(checkpoints, settings["checkpoints.interval"],
+                                                lambda: engine.state_version)), name="maos-checkpoints")
+    return checkpoints

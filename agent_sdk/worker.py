@@ -186,6 +186,10 @@ class Worker:
             finally:
                 if heartbeats:
                     heartbeats.cancel()
+                for waiter in self._state_waiters.values():  # their answers will never come
+                    if not waiter.done():
+                        waiter.set_exception(ConnectionError("the stream to the control plane broke"))
+                self._state_waiters.clear()
                 self._outbox.put_nowait(_CLOSE)
                 self._outbox = None
                 self.registered.clear()

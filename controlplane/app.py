@@ -75,7 +75,7 @@ class App:
         self._log_handler = LogBookHandler(self.logbook)
         logging.getLogger("controlplane").addHandler(self._log_handler)
         await self.engine.start()
-        self.metrics.watch_queue(self.engine.queued_by_priority)
+        self.metrics.watch_queue(lambda: self.engine.queued_snapshot)
         for result in self.pm.hook.startup(app=self):
             await await_me_maybe(result)
         await self.server.start()
@@ -92,13 +92,15 @@ class App:
     async def stop(self, grace: float = 5.0) -> None:
         """Drain agents, stop serving, commit what is pending and release everything."""
         if self._started:
-            await set_serving(self.health, False)
-            await self.launcher.stop(grace)
-            await self.server.stop(grace)
-            for result in self.pm.hook.shutdown(app=self):
-                await await_me_maybe(result)
-            await self.engine.stop()
-            self.metrics.close()
+            try:
+                await set_serving(self.health, False)
+                await self.launcher.stop(grace)
+                await self.server.stop(grace)
+                for result in self.pm.hook.shutdown(app=self):
+                    await await_me_maybe(result)
+            finally:
+                await self.engine.stop()  # the final commit runs whatever failed above
+                self.metrics.close()
         if self._log_handler is not None:
             logging.getLogger("controlplane").removeHandler(self._log_handler)
             self._log_handler = None

@@ -77,6 +77,15 @@ def priority_from_pb(value: int, field: str = "task.priority") -> Priority:
         raise InvalidArgument(f"{field} {value} is not a priority (LOW, NORMAL, HIGH, CRITICAL)", field=field) from None
 
 
+def _strategy(value: int, field: str) -> str:
+    if value == 0:
+        return ""
+    if value not in enums_pb.VotingStrategy.values():
+        raise InvalidArgument(f"{field} {value} is not a voting strategy (MAJORITY, WEIGHTED, UNANIMOUS)",
+                              field=field)
+    return enums_pb.VotingStrategy.Name(value).removeprefix("VOTING_STRATEGY_").lower()
+
+
 def task_from_pb(msg: messages_pb.Task, *, default_max_agents: int, retry_defaults: RetryPolicy,
                  prefix: str = "task") -> Task:
     """A new task from a request (output-only fields ignored)."""
@@ -91,8 +100,7 @@ def task_from_pb(msg: messages_pb.Task, *, default_max_agents: int, retry_defaul
     consensus = ConsensusPolicy(
         required=c.required,
         threshold=c.threshold if c.HasField("threshold") else 0.5,
-        strategy=enums_pb.VotingStrategy.Name(c.strategy).removeprefix("VOTING_STRATEGY_").lower()
-        if c.strategy else "",
+        strategy=_strategy(c.strategy, f"{prefix}.consensus.strategy"),
         candidates=c.candidates if c.HasField("candidates") else 3,
         max_rounds=c.max_rounds if c.HasField("max_rounds") else 3,
         round_timeout=seconds(c.round_timeout) if c.HasField("round_timeout") else None,
@@ -126,13 +134,19 @@ def usage_to_pb(u: Usage) -> messages_pb.TokenUsage:
     )
 
 
+MAX_USAGE = 1 << 40  # per report: far above any real figure, far below what storage can hold
+
+
 def usage_from_pb(u: messages_pb.TokenUsage) -> Usage:
-    """Usage from a proto."""
+    """Usage an agent reported, each figure clamped to [0, MAX_USAGE] (agents are untrusted input)."""
+    def clamp(value: int) -> int:
+        return min(max(0, value), MAX_USAGE)
+
     return Usage(
-        input_tokens=u.input_tokens, output_tokens=u.output_tokens,
-        cache_read_input_tokens=u.cache_read_input_tokens,
-        cache_creation_input_tokens=u.cache_creation_input_tokens,
-        cost_micros=u.cost_micros, model_calls=u.model_calls,
+        input_tokens=clamp(u.input_tokens), output_tokens=clamp(u.output_tokens),
+        cache_read_input_tokens=clamp(u.cache_read_input_tokens),
+        cache_creation_input_tokens=clamp(u.cache_creation_input_tokens),
+        cost_micros=clamp(u.cost_micros), model_calls=clamp(u.model_calls),
     )
 
 

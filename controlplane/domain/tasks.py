@@ -70,6 +70,8 @@ def validate_task(task: Task, *, max_description_length: int, prefix: str = "tas
             bad("consensus.candidates", "between 3 and 15 candidate answers")
         if not 1 <= consensus.max_rounds <= 10:
             bad("consensus.max_rounds", "between 1 and 10 rounds")
+        if consensus.round_timeout is not None and not 1 <= consensus.round_timeout <= 86400:
+            bad("consensus.round_timeout", "between 1 second and 1 day")
     if task.max_total_tokens < 0 or task.max_cost_micros < 0:
         bad("budget", "limits cannot be negative")
     if problems:

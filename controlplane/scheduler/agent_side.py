@@ -9,6 +9,7 @@ not match the current lease is rejected and changes nothing.
 from __future__ import annotations
 
 import asyncio
+import logging
 import secrets
 from collections.abc import Sequence
 
@@ -39,6 +40,8 @@ from controlplane.scheduler.commands import (
 )
 from controlplane.scheduler.sessions import AgentSession
 
+log = logging.getLogger(__name__)
+
 MAX_STATE_KEY = 256
 MAX_STATE_VALUE = 1024 * 1024
 APPLIED_MEMORY = 100_000  # results remembered (task, subtask -> epoch) to acknowledge late duplicates
@@ -54,15 +57,22 @@ class AgentSide:
         info: AgentInfo,
         resume_agent_id: str = "",
         resume_refs: Sequence[Ref] = (),
+        resume_session_id: str = "",
     ) -> tuple[AgentSession, Registration]:
         """Open a session for a newly connected agent (or a reconnecting one)."""
         resumed: list[Ref] = []
         revoked: list[Ref] = []
-        if resume_agent_id and resume_agent_id in self.agents:
+        earlier_info = self.agents.get(resume_agent_id) if resume_agent_id else None
+        if earlier_info is not None and earlier_info.session_id == resume_session_id \
+                and earlier_info.agent_type == info.agent_type:
+            # Only the holder of the session (it knows the session id) may take its identity back.
             info.id = resume_agent_id
             old = self.sessions.pop(resume_agent_id, None)
             if old is not None:
                 old.close()  # superseded by the new stream
+                self.metrics.agent_connected(old.info.agent_type, -1)  # type: ignore[attr-defined]
+        else:
+            resume_refs = ()  # an unknown or unproven session resumes nothing
         if not info.id:
             info.id = f"{info.agent_type[:24]}-{secrets.token_hex(4)}"
         earlier = self.agents.get(info.id)
@@ -133,7 +143,9 @@ class AgentSide:
             if lease and lease.agent_id == session.id and lease.epoch == ref.lease_epoch:
                 lease.expires = stamp + self.lease_ttl
 
-    def _check_ref(self, session: AgentSession, ref: Ref) -> tuple[Task, Subtask] | Ack:
+    def _check_ref(self, session: AgentSession, ref: Ref, *, running: bool = False) -> tuple[Task, Subtask] | Ack:
+        """The task and subtask of a report if ``session`` holds that attempt (and, with ``running``,
+        the subtask still runs); otherwise the Ack rejecting it."""
         task = self.tasks.get(ref.task_id)
         sub = self.subtasks.get(ref.task_id, {}).get(ref.subtask_id)
         if task is None or sub is None:
@@ -145,6 +157,8 @@ class AgentSide:
                        f"attempt {ref.attempt} is stale; the current attempt is {sub.attempt}")
         if sub.agent_id != session.id:
             return Ack(ref, False, "ERROR_REASON_NOT_LEASE_HOLDER", "this agent does not hold that assignment")
+        if running and sub.status != SubtaskStatus.RUNNING:
+            return Ack(ref, False, "ERROR_REASON_TASK_FINISHED", f"the subtask is {sub.status.name}")
         return task, sub
 
     def report_result(
@@ -153,11 +167,11 @@ class AgentSide:
         """Apply a result (once) and ack it after commit."""
         checked = self._check_ref(session, ref)
         if isinstance(checked, Ack):
-            session.send(checked)
+            self._answer(session, checked)
             return
         task, sub = checked
         if sub.status == SubtaskStatus.COMPLETED:
-            session.send(Ack(ref, True, message="duplicate result ignored"))
+            self._answer(session, Ack(ref, True, message="duplicate result ignored"))
             return
         if sub.status != SubtaskStatus.RUNNING:
             session.send(Ack(ref, False, "ERROR_REASON_TASK_FINISHED", f"the subtask is {sub.status.name}"))
@@ -171,8 +185,8 @@ class AgentSide:
             self._applied.popitem(last=False)
         self._release(task, sub)
         self._set_subtask_status(task, sub, SubtaskStatus.COMPLETED)
-        self._charge(task, session, usage, success=True)
-        self._subtask_done(task)
+        if not self._charge(task, session, usage, success=True):
+            self._subtask_done(task)
         self._ack_when_durable(session, ref)
 
     def report_failure(
@@ -188,14 +202,16 @@ class AgentSide:
         """Retry or fail a subtask after an agent's failure report."""
         checked = self._check_ref(session, ref)
         if isinstance(checked, Ack):
-            session.send(checked)
+            self._answer(session, checked)
             return
         task, sub = checked
         if sub.status != SubtaskStatus.RUNNING:
-            session.send(Ack(ref, True, message="already settled"))
+            self._answer(session, Ack(ref, True, message="already settled"))
             return
         self._release(task, sub)
-        self._charge(task, session, usage, success=False)
+        if self._charge(task, session, usage, success=False):  # the budget is spent: the task is over
+            self._ack_when_durable(session, ref)
+            return
         failure = Failure("ERROR_REASON_AGENT_FAILED", message, sub.name, error_type)
         if retryable and sub.retries_used < task.retry.max_retries:
             delay = max(task.retry.backoff(sub.retries_used + 1), retry_after)
@@ -208,6 +224,13 @@ class AgentSide:
                                   sub.name, error_type)
             self._finish_task(task, TaskStatus.FAILED, failure)
         self._ack_when_durable(session, ref)
+
+    def _answer(self, session: AgentSession, ack: Ack) -> None:
+        """Send an ack; an accepted duplicate only once what it confirms is durable."""
+        if ack.accepted:
+            self.committer.after_commit(lambda: session.send(ack))
+        else:
+            session.send(ack)
 
     def _ack_when_durable(self, session: AgentSession, ref: Ref) -> None:
         """Tell the agent, in one message per commit, which of its reports are durable."""
@@ -229,7 +252,7 @@ class AgentSide:
         expected_version: int | None = None,
     ) -> None:
         """Serve a shared-state operation for the task of an assignment the agent holds."""
-        checked = self._check_ref(session, ref)
+        checked = self._check_ref(session, ref, running=True)
         if isinstance(checked, Ack):
             session.send(StateReply(request_id, error=checked.reason or "ERROR_REASON_NOT_LEASE_HOLDER",
                                     message="shared state is only for tasks of assignments the agent holds"))
@@ -255,13 +278,16 @@ class AgentSide:
         except MaosError as exc:
             reply = StateReply(request_id, error=exc.reason, message=exc.message,
                                version=int(exc.metadata.get("actual_version", 0)))
+        except Exception:  # the agent must get an answer whatever happened
+            log.exception("shared state %s of %r failed", op, key)
+            reply = StateReply(request_id, error="ERROR_REASON_INTERNAL", message="internal error; see the server log")
         session.send(reply)
 
     def report_progress(
         self, session: AgentSession, ref: Ref, fraction: float, message: str, checkpoint: bytes | None
     ) -> None:
         """Record progress (and a work checkpoint); renews the lease."""
-        checked = self._check_ref(session, ref)
+        checked = self._check_ref(session, ref, running=True)
         if isinstance(checked, Ack):
             return
         task, sub = checked
@@ -281,7 +307,7 @@ class AgentSide:
 
     def report_output(self, session: AgentSession, ref: Ref, text: str, sequence: int) -> None:
         """Forward a chunk of partial output to watchers."""
-        checked = self._check_ref(session, ref)
+        checked = self._check_ref(session, ref, running=True)
         if isinstance(checked, Ack):
             return
         task, sub = checked
@@ -291,7 +317,8 @@ class AgentSide:
             task, sub, committed=True,
         )
 
-    def _charge(self, task: Task, session: AgentSession, usage: Usage, *, success: bool) -> None:
+    def _charge(self, task: Task, session: AgentSession, usage: Usage, *, success: bool) -> bool:
+        """Add what a report spent to its task and agent; True when that ended the task (budget)."""
         total = Usage(**vars(task.usage))
         total.add(usage)
         task.usage = total
@@ -304,12 +331,12 @@ class AgentSide:
             session.info.failed_subtasks += 1
         session.info.status = session.status()
         self.committer.agent(session.info)
-        over_tokens = task.max_total_tokens and task.usage.total_tokens > task.max_total_tokens
-        over_cost = task.max_cost_micros and task.usage.cost_micros > task.max_cost_micros
-        if over_tokens or over_cost:
-            what = "token" if over_tokens else "cost"
+        over = self._over_budget(task)
+        if over:
             self._finish_task(task, TaskStatus.FAILED,
-                              Failure("ERROR_REASON_BUDGET_EXCEEDED", f"the task spent more than its {what} budget"))
+                              Failure("ERROR_REASON_BUDGET_EXCEEDED", f"the task spent more than its {over} budget"))
+            return True
+        return False
 
     # --- agent commands -----------------------------------------------------
 
@@ -382,14 +409,20 @@ class AgentSide:
         interval = max(0.05, min(1.0, self.lease_ttl / 5))
         while True:
             await asyncio.sleep(interval)
-            self.expire_leases(now())
+            try:
+                self.expire_leases(now())
+                self.queued_snapshot = self.queued_by_priority()  # read by the /metrics thread
+            except Exception:  # one bad record must not stop every later expiry
+                log.exception("lease sweep failed")
 
     def expire_leases(self, at: float) -> int:
         """Re-queue every subtask whose lease expired before ``at``; returns how many."""
         expired = [key for key, lease in self.leases.items() if lease.expires <= at]
         for key in expired:
             task, sub = self.tasks.get(key[0]), self.subtasks.get(key[0], {}).get(key[1])
-            lease = self.leases[key]
+            lease = self.leases.get(key)
+            if lease is None:
+                continue  # released meanwhile (its task finished while an earlier lease expired)
             if task is None or sub is None:
                 self.leases.pop(key, None)
                 continue

@@ -27,8 +27,6 @@ from controlplane.storage.executor import StorageExecutor
 
 log = logging.getLogger(__name__)
 
-#: Commits of at most this many rows to SQLite run on the event loop itself.
-INLINE_ROWS = 3
 
 
 class _Generation:
@@ -71,7 +69,6 @@ class Committer:
         #: Increases whenever a generation is taken for writing; callers use it to
         #: group work that becomes durable together.
         self.generation_id = 0
-        self._inline_rows = INLINE_ROWS if storage.backend.kind == "sqlite" else 0
         self.failed: BaseException | None = None
 
     def start(self) -> None:
@@ -104,9 +101,7 @@ class Committer:
         self._wake.set()
 
     def durable(self) -> asyncio.Future[None]:
-        """A future resolved when everything marked so far is committed."""
-        if self.failed is not None:
-            raise self.failed
+        """A future resolved when everything marked so far is committed (or failed with the commit's error)."""
         future = asyncio.get_running_loop().create_future()
         self._current.waiters.append(future)
         self._wake.set()
@@ -132,24 +127,20 @@ class Committer:
             started = loop.time()
             try:
                 if batch:
-                    rows = len(batch.tasks) + len(batch.subtasks) + len(batch.agents)
-                    if rows <= self._inline_rows:
-                        # A commit this small to a local SQLite file is faster done
-                        # here than handed to the storage thread and back.
-                        self._storage.backend.write(batch)
-                    else:
-                        await self._storage.call(self._storage.backend.write, batch)
+                    await self._storage.call(self._storage.backend.write, batch)
             except asyncio.CancelledError:
                 self._requeue(generation)
                 raise
             except Exception as exc:  # storage down: fail the waiters, keep the records dirty
                 log.error("group commit failed: %s", exc)
+                self.failed = exc
                 for waiter in generation.waiters:
                     if not waiter.done():
                         waiter.set_exception(exc)
                 self._requeue(generation)
                 await asyncio.sleep(0.5)
                 continue
+            self.failed = None
             if self._on_commit:
                 self._on_commit(len(batch.tasks) + len(batch.subtasks) + len(batch.agents), loop.time() - started)
             for callback in generation.after:

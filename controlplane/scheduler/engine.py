@@ -139,6 +139,8 @@ class Engine(AgentSide, Consensus, Watching):
         self.started_at = now()
         #: Grows with every committed row: a cheap "did anything change" for periodic jobs.
         self.state_version = 0
+        #: Queued subtasks by priority, refreshed on the loop for readers on other threads (/metrics).
+        self.queued_snapshot: dict[str, int] = {}
         self._random = random.Random(secrets.randbits(128))
 
     # --- lifecycle ----------------------------------------------------------
@@ -168,12 +170,14 @@ class Engine(AgentSide, Consensus, Watching):
             self._sweeper.cancel()
             try:
                 await self._sweeper
-            except asyncio.CancelledError:
+            except BaseException:  # cancelled, or it had failed: the final commit must still run
                 pass
         for handle in [*self._delayed.values(), *self._timeouts.values()]:
             handle.cancel()
         for planning in list(self._planning.values()):
             planning.cancel()
+        for timer in self._round_timers.values():
+            timer.cancel()
         await self.committer.close()
 
     def _restore(self, tasks: list[Task], subtasks: list[Subtask]) -> None:
@@ -278,7 +282,8 @@ class Engine(AgentSide, Consensus, Watching):
             self.tasks[task.id] = task
             self.subtasks[task.id] = {}
             for dep in task.depends_on:
-                self._dependants[dep].add(task.id)
+                if dep not in deps or not deps[dep].status.finished:
+                    self._dependants[dep].add(task.id)
             self.committer.task(task)
             self._publish(Event(EventType.TASK_SUBMITTED, task_id=task.id, to_status="PENDING"), task)
             self.metrics.task_submitted(task)  # type: ignore[attr-defined]
@@ -360,10 +365,19 @@ class Engine(AgentSide, Consensus, Watching):
 
     def _plan_and_queue(self, task: Task) -> None:
         """Plan the task now (planners with ``plan_now``) or in the background (model planners)."""
-        planner = next(p for p in self.planners if p.accepts(task))
-        plan_now = getattr(planner, "plan_now", None)
+        try:
+            planner = next(p for p in self.planners if p.accepts(task))
+            plan_now = getattr(planner, "plan_now", None)
+            if plan_now is not None:
+                plan = plan_now(task)
+        except Exception as exc:  # a planner plugin must not be able to lose a task
+            log.warning("planner failed for %s: %s", task.name, exc)
+            plan = self.fallback_planner.plan_now(task)
+            plan.warnings.append(f"the planner failed ({type(exc).__name__}: {exc}); used the {plan.planner} plan")
+            self._apply_plan(task, plan)
+            return
         if plan_now is not None:
-            self._apply_plan(task, plan_now(task))
+            self._apply_plan(task, plan)
             return
         if task.id in self._planning:
             return
@@ -508,13 +522,20 @@ class Engine(AgentSide, Consensus, Watching):
         self._epoch_counter += 1
         return (self._incarnation << 32) | self._epoch_counter
 
-    def _budget_spent(self, task: Task) -> bool:
-        tokens = task.max_total_tokens and task.usage.total_tokens >= task.max_total_tokens
-        cost = task.max_cost_micros and task.usage.cost_micros >= task.max_cost_micros
-        return bool(tokens or cost)
+    @staticmethod
+    def _over_budget(task: Task, *, or_at: bool = False) -> str:
+        """"token" or "cost" when the task spent more than (``or_at``: at least) its budget, else ""."""
+        def past(used: int, limit: int) -> bool:
+            return bool(limit) and (used >= limit if or_at else used > limit)
+
+        if past(task.usage.total_tokens, task.max_total_tokens):
+            return "token"
+        if past(task.usage.cost_micros, task.max_cost_micros):
+            return "cost"
+        return ""
 
     def _assign(self, session: AgentSession, task: Task, sub: Subtask) -> None:
-        if self._budget_spent(task):  # nothing left to spend: no more work starts
+        if self._over_budget(task, or_at=True):  # nothing left to spend: no more work starts
             self._finish_task(task, TaskStatus.FAILED, Failure(
                 "ERROR_REASON_BUDGET_EXCEEDED", "the task used up its budget before all its work could run"))
             return
@@ -694,6 +715,9 @@ class Engine(AgentSide, Consensus, Watching):
                 self._tokens.pop((task_id, sid), None)
 
     def _arm_timeout(self, task: Task) -> None:
+        earlier = self._timeouts.pop(task.id, None)
+        if earlier:
+            earlier.cancel()
         deadline = (task.start_time or now()) + (task.timeout or 0)
         delay = max(0.0, deadline - now())
         self._timeouts[task.id] = self._loop.call_later(delay, self._timed_out, task.id)  # type: ignore[union-attr]
@@ -752,6 +776,13 @@ class Engine(AgentSide, Consensus, Watching):
                 reason="ERROR_REASON_TASK_NOT_RETRYABLE",
             )
         subs = await self.get_subtasks(task_id)
+        current = self.tasks.get(task_id, task)
+        if current.status not in (TaskStatus.FAILED, TaskStatus.CANCELLED):  # another retry got here first
+            raise FailedPrecondition(
+                f"task tasks/{task_id} is {current.status.name}; only FAILED or CANCELLED tasks can be retried",
+                reason="ERROR_REASON_TASK_NOT_RETRYABLE",
+            )
+        task = current
         self.tasks[task.id] = task
         self.subtasks[task.id] = {s.id: s for s in subs}
         task.retries += 1

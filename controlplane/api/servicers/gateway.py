@@ -45,6 +45,11 @@ def ref_from_pb(ref: gateway_pb.AssignmentRef) -> Ref | None:
     return Ref(parts[1], parts[3], ref.attempt, ref.lease_epoch)
 
 
+def _bad_ref(ref: gateway_pb.AssignmentRef) -> Ack:
+    return Ack(Ref("", "", ref.attempt, ref.lease_epoch), False, "ERROR_REASON_INVALID_FIELD",
+               f"ref.subtask {ref.subtask!r} is not tasks/TASK/subtasks/SUBTASK")
+
+
 def ref_to_pb(ref: Ref) -> gateway_pb.AssignmentRef:
     """A wire ref from the domain."""
     return gateway_pb.AssignmentRef(subtask=ref.subtask_name, attempt=ref.attempt, lease_epoch=ref.lease_epoch)
@@ -160,7 +165,7 @@ class GatewayServicer(gateway_grpc.AgentGatewayServicer):
         info = agent_from_register(reg, context.peer())
         resume_refs = [r for r in (ref_from_pb(x) for x in reg.resume.assignments) if r is not None]
         resume_id = convert.parse_name(reg.resume.agent, "agents", "register.resume.agent") if reg.resume.agent else ""
-        session, registration = self.engine.register(info, resume_id, resume_refs)
+        session, registration = self.engine.register(info, resume_id, resume_refs, reg.resume.session_id)
         if reg.launch_id and self.launcher is not None:
             self.launcher.registered(reg.launch_id, session.id)
         yield gateway_pb.ConnectResponse(
@@ -221,6 +226,7 @@ class GatewayServicer(gateway_grpc.AgentGatewayServicer):
                 elif kind == "result":
                     ref = ref_from_pb(msg.result.ref)
                     if ref is None:
+                        session.send(_bad_ref(msg.result.ref))
                         continue
                     engine.report_result(
                         session, ref, msg.result.output,
@@ -230,6 +236,7 @@ class GatewayServicer(gateway_grpc.AgentGatewayServicer):
                 elif kind == "failure":
                     ref = ref_from_pb(msg.failure.ref)
                     if ref is None:
+                        session.send(_bad_ref(msg.failure.ref))
                         continue
                     f = msg.failure
                     engine.report_failure(
@@ -260,7 +267,9 @@ class GatewayServicer(gateway_grpc.AgentGatewayServicer):
                 # logs, votes and shared state are handled by later components
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # the stream broke (agent gone, network cut)
-            log.info("agent %s stream ended: %s", session.id, exc)
+        except grpc.aio.AioRpcError as exc:  # the stream broke (agent gone, network cut)
+            log.info("agent %s stream ended: %s", session.id, exc.code().name)
+        except Exception:  # a bug: keep the traceback, and end this stream cleanly
+            log.exception("agent %s: handling its report failed", session.id)
         finally:
             engine.disconnect(session)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from agent_sdk.proto.maos.v1 import messages_pb2 as m
 from agent_sdk.proto.maos.v1 import task_service_pb2 as t
-from tests.harness.server import Stubs, free_port, make_settings, start_app
+from tests.harness.server import Stubs, free_port, make_settings, start_app, wait_for
 
 STARTER = [
     "maos_build_info",
@@ -32,9 +32,15 @@ async def test_metrics_endpoint_serves_the_starter_families(tmp_path: Path) -> N
     try:
         assert app.metrics_port == port
         await stubs.tasks.SubmitTask(t.SubmitTaskRequest(task=m.Task(description="count me", priority=3)), timeout=5)
-        body = await asyncio.to_thread(
-            lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-        )
+        async def scrape() -> str:
+            return await asyncio.to_thread(
+                lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode())
+
+        async def queued() -> str | None:  # the queue figure is refreshed by the lease sweeper
+            body = await scrape()
+            return body if 'maos_tasks_pending{queue="high"} 1.0' in body else None
+
+        body = await wait_for(queued, 10, interval=0.1, message="the queued subtask in /metrics")
         for family in STARTER:
             assert family in body, family
         assert 'maos_tasks_submitted_total{queue="high"} 1.0' in body

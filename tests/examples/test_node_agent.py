@@ -312,8 +312,13 @@ async def test_drain_finishes_running_work_then_the_process_exits_0(pair, contro
 
     # The echo agent is untouched; new node-only work waits for a node agent.
     later = await submit(stubs, "nobody to run me", agent_type=NODE_TYPE)
-    await asyncio.sleep(0.3)
-    assert (await full(stubs, later)).task.status in (enums.TASK_STATUS_QUEUED, enums.TASK_STATUS_PENDING)
+
+    async def waiting_for_a_node_agent() -> bool:
+        task = (await full(stubs, later)).task
+        return task.status == enums.TASK_STATUS_QUEUED and f"no connected agent of type {NODE_TYPE}" in \
+            task.status_reason
+
+    await wait_for(waiting_for_a_node_agent, 5, message="the task to wait for a node agent")
 
 
 async def test_sigterm_drains_and_exits_0(pair, control_plane: App, stubs: Stubs) -> None:

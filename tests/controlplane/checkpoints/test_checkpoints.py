@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import time
 from pathlib import Path
 
 import grpc
@@ -174,8 +175,10 @@ async def test_interval_only_when_changed_and_retention(maos_home: Path) -> None
         async with Client(app.address) as client:
             first = await wait_for(lambda: client.list_checkpoints(), message="an automatic checkpoint")
             await wait_for(lambda: _has(client, 1))
-            import asyncio
-            await asyncio.sleep(0.5)  # nothing changed: no new checkpoint
+            version = app.engine.state_version
+            ticks = app.engine.started_at  # any later time works: wait for five more intervals to pass
+            await wait_for(lambda: time.time() > ticks + 0.5 and app.engine.state_version == version, 5,
+                           message="five idle intervals")  # nothing changed: no new checkpoint
             page = await client.list_checkpoints()
             assert len(page.checkpoints) == 1 and page.checkpoints[0].automatic
             assert first is not None

@@ -18,7 +18,6 @@ from typing import Any
 
 from controlplane.checkpoints import payload as codec
 from controlplane.checkpoints.record import COMPONENT_TABLES, KNOWN_COMPONENTS, CheckpointRecord
-from controlplane.checkpoints.reload import reload_engine
 from controlplane.domain.model import Subtask, SubtaskStatus
 from controlplane.errors import AlreadyExists, InvalidArgument, NotFound
 from controlplane.storage.base import StorageBackend, TableRows, WriteBatch
@@ -244,9 +243,10 @@ class Checkpoints:
                 report = recover(self.backend, record, components, verify_only=False, requeue_later=requeue_later)
                 return report, self.backend.load_unfinished(), self.backend.next_task_seq()
 
-            report, (tasks, subtasks), seq = await self._call(restore_and_load)
-            restored = {name.split("/", 1)[1] for name in report.later_tasks}
-            reload_engine(self.engine, tasks, subtasks, seq, keep_pending=restored)
+            async with self.engine.committer.paused():  # nothing may be written over the restore
+                report, (tasks, subtasks), seq = await self._call(restore_and_load)
+                later = {name.split("/", 1)[1] for name in report.later_tasks}
+                self.engine.reload(tasks, subtasks, seq, keep=later)
             log.info("recovered from checkpoints/%s: %s; %d later task(s) %s", record.id, report.changes,
                      len(report.later_tasks), "re-queued" if requeue_later else "kept")
             return report

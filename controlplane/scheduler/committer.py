@@ -16,9 +16,10 @@ copy taken on the event loop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from controlplane.domain.model import AgentInfo, Subtask, Task
@@ -72,6 +73,10 @@ class Committer:
         #: Increases whenever a generation is taken for writing; callers use it to
         #: group work that becomes durable together.
         self.generation_id = 0
+        self._open = asyncio.Event()  # cleared while paused: no generation is taken for writing
+        self._open.set()
+        self._idle = asyncio.Event()  # set while no generation is being written
+        self._idle.set()
         self.failed: BaseException | None = None
 
     def start(self) -> None:
@@ -110,9 +115,25 @@ class Committer:
         self._wake.set()
         return future
 
+    @contextlib.asynccontextmanager
+    async def paused(self) -> AsyncIterator[None]:
+        """Hold every commit while the block runs (after the one being written, if any, ends).
+
+        Changes keep gathering in memory meanwhile and are written afterwards;
+        recovery uses this so that nothing written during a restore undoes it.
+        """
+        self._open.clear()
+        try:
+            await self._idle.wait()
+            yield
+        finally:
+            self._open.set()
+            self._wake.set()
+
     async def _run(self) -> None:
         while True:
             await self._wake.wait()
+            await self._open.wait()
             self._wake.clear()
             if self._gather_delay:
                 await asyncio.sleep(self._gather_delay)
@@ -128,6 +149,7 @@ class Committer:
             batch = generation.snapshot()
             loop = asyncio.get_running_loop()
             started = loop.time()
+            self._idle.clear()
             try:
                 if batch:
                     if self._small_local_commit(batch):
@@ -138,9 +160,11 @@ class Committer:
                     else:
                         await self._storage.call(self._storage.backend.write, batch)
             except asyncio.CancelledError:
+                self._idle.set()
                 self._requeue(generation)
                 raise
             except Exception as exc:  # storage down: fail the waiters, keep the records dirty
+                self._idle.set()
                 log.error("group commit failed: %s", exc)
                 self.failed = exc
                 for waiter in generation.waiters:
@@ -149,6 +173,7 @@ class Committer:
                 self._requeue(generation)
                 await asyncio.sleep(0.5)
                 continue
+            self._idle.set()
             self.failed = None
             if self._on_commit:
                 self._on_commit(len(batch.tasks) + len(batch.subtasks) + len(batch.agents), loop.time() - started)

@@ -180,6 +180,39 @@ class Engine(AgentSide, Consensus, Watching):
             timer.cancel()
         await self.committer.close()
 
+    def reload(self, tasks: list[Task], subtasks: list[Subtask], task_seq: int, keep: set[str]) -> None:
+        """Forget unfinished work in memory and restore it as loaded from storage (after a recovery).
+
+        Records the committer has pending for tasks in ``keep`` (work accepted
+        after the checkpoint) win over what was loaded; pending records of other
+        tasks are dropped, since the restored rows replace them. Connected
+        agents keep their sessions but lose their leases: reports on the old
+        work are stale from now on.
+        """
+        pending = self.committer.pending()
+        newer_tasks = {k: t for k, t in pending.tasks.items() if k in keep}
+        newer_subs = {k: sub for k, sub in pending.subtasks.items() if k[0] in keep}
+        for key in [k for k in pending.tasks if k not in keep]:
+            del pending.tasks[key]
+        for key in [k for k in pending.subtasks if k[0] not in keep]:
+            del pending.subtasks[key]
+        tasks = [newer_tasks.get(t.id, t) for t in tasks]
+        subtasks = [newer_subs.get((sub.task_id, sub.id), sub) for sub in subtasks]
+        for handle in [*self._delayed.values(), *self._timeouts.values(), *self._round_timers.values()]:
+            handle.cancel()
+        for planning in self._planning.values():
+            planning.cancel()
+        for mapping in (self._delayed, self._timeouts, self._round_timers, self._planning, self.tasks,
+                        self.subtasks, self.leases, self._tokens, self._running_per_task, self._parked,
+                        self._dependants):
+            mapping.clear()
+        for session in self.sessions.values():
+            session.running.clear()
+            session.reported_free = session.info.max_concurrency
+        self.queue = ReadyQueue(self.queue.aging_interval)
+        self._task_seq = max(self._task_seq, task_seq)
+        self._restore(tasks, subtasks)
+
     def _restore(self, tasks: list[Task], subtasks: list[Subtask]) -> None:
         grace = self.settings["scheduler.restart_grace"]
         for task in tasks:

@@ -122,7 +122,7 @@ def build_app(settings: Settings, pm: pluggy.PluginManager | None = None) -> App
     launcher = LocalLauncher(settings["server.address"], settings.home, settings["system.max_agents"])
     logbook = LogBook()
     servicers = {
-        "tasks": TaskServicer(engine, settings, planners),
+        "tasks": TaskServicer(engine, settings),
         "agents": AgentServicer(engine, launcher, pm, settings),
         "system": SystemServicer(engine, settings, metrics, logbook),
         "gateway": GatewayServicer(engine, launcher, logbook),

@@ -393,8 +393,11 @@ class AgentSide:
 
     def _requeue_leases_of(self, agent_id: str) -> None:
         held = [key for key, lease in self.leases.items() if lease.agent_id == agent_id]
+        session = self.sessions.get(agent_id)
         for task_id, sub_id in held:
             task, sub = self.tasks[task_id], self.subtasks[task_id][sub_id]
+            if session is not None:  # it may still be working: tell it to stop
+                session.send(CancelWork(Ref(task_id, sub_id, sub.attempt, sub.lease_epoch), "agent terminated"))
             self._release(task, sub)
             self._requeue(task, sub, delay=0.0, why=f"agent agents/{agent_id} was terminated")
 

@@ -16,7 +16,6 @@ every candidate and vote. The record lives on the task
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 from controlplane.domain.consensus import Ballot, tally
 from controlplane.domain.model import ExecutionPlan, PlannedSubtask, SubtaskKind, SubtaskStatus, Task, TaskStatus
@@ -208,9 +207,5 @@ class Consensus:
         task = self.tasks.get(task_id)
         if task is not None and task.consensus_state and task.consensus_state["outcome"] == "PENDING":
             self._open_round(task, same_round=True)
-
-    def consensus_record(self, task: Task) -> dict[str, Any] | None:
-        """The consensus record of a task, as stored."""
-        return task.consensus_state
 
     _round_timers: dict[str, asyncio.TimerHandle]

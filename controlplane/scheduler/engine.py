@@ -20,7 +20,7 @@ import random
 import secrets
 from collections import OrderedDict, defaultdict, deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from controlplane.config import Settings
@@ -48,7 +48,7 @@ from controlplane.scheduler.commands import (
 from controlplane.scheduler.committer import Committer
 from controlplane.scheduler.queue import Entry, ReadyQueue
 from controlplane.scheduler.agent_side import AgentSide
-from controlplane.scheduler.consensus import Consensus
+from controlplane.scheduler.consensus import Consensus, with_candidates
 from controlplane.scheduler.sessions import AgentSession
 from controlplane.scheduler.watching import Watch, Watching
 from controlplane.storage.base import IdempotencyRecord
@@ -76,7 +76,6 @@ class SubmitOutcome:
 
     task: Task
     created: bool = True
-    extra: dict[str, str] = field(default_factory=dict)
 
 
 class Engine(AgentSide, Consensus, Watching):
@@ -395,6 +394,22 @@ class Engine(AgentSide, Consensus, Watching):
         deps = await self._lookup(set(task.depends_on))
         self._evaluate_dependencies(task, deps)
         self._kick()
+
+    async def analyze(self, task: Task) -> ExecutionPlan:
+        """The plan a task would run with (same planner choice, fallback and consensus steps); no state."""
+        try:
+            planner = next(p for p in self.planners if p.accepts(task))
+            plan_now = getattr(planner, "plan_now", None)
+            if plan_now is not None:
+                plan = plan_now(task)
+            else:
+                plan = await asyncio.wait_for(planner.plan(task), self.settings["tasks.planning_timeout"])
+        except Exception as exc:  # as for a real task: the built-in plan, with why
+            plan = self.fallback_planner.plan_now(task)
+            plan.warnings.append(f"the planner failed ({type(exc).__name__}: {exc}); used the {plan.planner} plan")
+        if task.consensus.required:
+            plan, _ = with_candidates(plan, task.consensus.candidates)
+        return plan
 
     def _plan_and_queue(self, task: Task) -> None:
         """Plan the task now (planners with ``plan_now``) or in the background (model planners)."""

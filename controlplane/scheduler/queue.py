@@ -2,12 +2,12 @@
 
 Each ready subtask gets a *virtual time* key: the moment it became ready,
 minus ``aging_interval`` seconds per priority level, plus a small per-task
-quantum for each of its subtasks already queued (so a task with a thousand
-parallel subtasks does not hold back a task of the same priority that arrived
-a moment later). Lower keys run first. Because a LOW subtask is only
-``3 * aging_interval`` "behind" a CRITICAL one that became ready at the same
-time, waiting work is never starved, and the key never changes once pushed,
-so ordinary heaps work.
+quantum for each subtask of the same task pushed before it (so a task with a
+thousand parallel subtasks does not hold back a task of the same priority
+that arrived a moment later). Lower keys run first. Because a LOW subtask is
+only ``3 * aging_interval`` "behind" a CRITICAL one that became ready at the
+same time, waiting work is never starved, and the key never changes once
+pushed, so ordinary heaps work.
 
 Subtasks are kept in one heap per (agent type, capability) pair, so picking
 work for an agent looks at the heads of the few heaps it matches. Entries
@@ -18,7 +18,7 @@ the same queue token.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from controlplane.domain.model import Priority
@@ -107,12 +107,6 @@ class ReadyQueue:
     def push_entry(self, heap_key: tuple[str, str], entry: Entry) -> None:
         """Put back an entry taken out earlier (a parked one), keeping its key."""
         heapq.heappush(self._heaps.setdefault(heap_key, []), entry)
-
-    def capabilities_waiting(self, valid: Callable[[Entry], bool]) -> Iterable[tuple[str, str]]:
-        """The (agent type, capability) pairs that have valid waiting work."""
-        for heap_key, heap in self._heaps.items():
-            if any(valid(e) for e in heap):
-                yield heap_key
 
     def has_entries(self) -> bool:
         """Whether any entry (perhaps stale) is queued."""

@@ -14,6 +14,10 @@ from dataclasses import dataclass
 
 from controlplane.domain.events import Event, EventType
 from controlplane.domain.model import Subtask, Task
+from controlplane.errors import ResourceExhausted
+
+
+MAX_PENDING = 10_000  # changes a WatchTask reader may fall behind before it is cut off
 
 
 @dataclass(eq=False)
@@ -35,11 +39,17 @@ class Watching:
         watch = Watch(asyncio.Queue(), include_progress)
         self._watchers[task_id].add(watch)
         try:
+            # Show only committed state: what is in memory now is durable once this resolves
+            # (changes after it arrive through the queue).
+            await self.committer.durable()
+            task = self.tasks.get(task_id, task)
             snapshot = copy.copy(task)
             yield None, snapshot, None
             if snapshot.status.finished:
-                return  # later changes of a live task arrive through the queue
+                return
             while True:
+                if watch.queue.qsize() > MAX_PENDING:
+                    raise ResourceExhausted(f"the watcher fell more than {MAX_PENDING} changes behind; watch again")
                 event, snapshot, sub = await watch.queue.get()
                 yield event, snapshot, sub
                 if event.type == EventType.TASK_STATUS_CHANGED and snapshot.status.finished:

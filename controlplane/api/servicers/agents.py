@@ -170,7 +170,10 @@ class AgentServicer(agents_grpc.AgentServiceServicer):
         validate_request_id(request.request_id)
         info = self._info(request.name)
         grace = convert.seconds(request.grace) if request.HasField("grace") else DEFAULT_GRACE
+        if grace < 0:
+            raise InvalidArgument("grace cannot be negative", field="grace")
         info = self.engine.terminate_agent(info.id, grace, request.force)
+        await self.engine.committer.durable()  # re-queued work and the agent's state are recorded
         launch = self.launcher.by_agent(info.id) if self.launcher else None
         if launch is not None:
             if request.force:
@@ -181,14 +184,21 @@ class AgentServicer(agents_grpc.AgentServiceServicer):
         return agents_pb.TerminateAgentResponse(agent=self._pb(info))
 
     async def PauseAgent(self, request, context: grpc.aio.ServicerContext) -> agents_pb.PauseAgentResponse:
-        return agents_pb.PauseAgentResponse(agent=self._pb(self.engine.pause_agent(self._info(request.name).id)))
+        info = self.engine.pause_agent(self._info(request.name).id)
+        await self.engine.committer.durable()
+        return agents_pb.PauseAgentResponse(agent=self._pb(info))
 
     async def ResumeAgent(self, request, context: grpc.aio.ServicerContext) -> agents_pb.ResumeAgentResponse:
-        return agents_pb.ResumeAgentResponse(agent=self._pb(self.engine.resume_agent(self._info(request.name).id)))
+        info = self.engine.resume_agent(self._info(request.name).id)
+        await self.engine.committer.durable()
+        return agents_pb.ResumeAgentResponse(agent=self._pb(info))
 
     async def DrainAgent(self, request, context: grpc.aio.ServicerContext) -> agents_pb.DrainAgentResponse:
         grace = convert.seconds(request.grace) if request.HasField("grace") else DEFAULT_GRACE
+        if grace < 0:
+            raise InvalidArgument("grace cannot be negative", field="grace")
         info = self.engine.drain_agent(self._info(request.name).id, grace)
+        await self.engine.committer.durable()
         launch = self.launcher.by_agent(info.id) if self.launcher else None
         if launch is not None:
             launch.stopping = True  # a drained agent leaves for good: do not restart it

@@ -13,7 +13,6 @@ from controlplane.api.paging import PageTokens, page_size
 from controlplane.api.pb import enums_pb, messages_pb, tasks_grpc, tasks_pb
 from controlplane.config import Settings
 from controlplane.domain.model import RetryPolicy, Task, TaskStatus
-from controlplane.domain.planning import Planner
 from controlplane.domain.tasks import validate_request_id, validate_task
 from controlplane.errors import FailedPrecondition, FieldViolation, InvalidArgument, ResourceExhausted
 from controlplane.scheduler.engine import Engine
@@ -34,10 +33,9 @@ def request_hash(request: object) -> str:
 class TaskServicer(tasks_grpc.TaskServiceServicer):
     """Submits, inspects and steers tasks."""
 
-    def __init__(self, engine: Engine, settings: Settings, planners: list[Planner]):
+    def __init__(self, engine: Engine, settings: Settings):
         self.engine = engine
         self.settings = settings
-        self.planners = planners
         self.tokens = PageTokens()
         self.retry_defaults = RetryPolicy(
             max_retries=settings["tasks.default_max_retries"],
@@ -217,9 +215,7 @@ class TaskServicer(tasks_grpc.TaskServiceServicer):
                 return tasks_pb.AnalyzeTaskResponse(plan=convert.plan_to_pb(task.plan))
         else:
             task = self._new_task(request.task, "task")
-        planner = next(p for p in self.planners if p.accepts(task))
-        plan = await planner.plan(task)
-        return tasks_pb.AnalyzeTaskResponse(plan=convert.plan_to_pb(plan))
+        return tasks_pb.AnalyzeTaskResponse(plan=convert.plan_to_pb(await self.engine.analyze(task)))
 
     async def WatchTask(self, request: tasks_pb.WatchTaskRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[tasks_pb.WatchTaskResponse]:
         task_id = convert.parse_name(request.name, "tasks")

@@ -37,6 +37,8 @@ class Metrics:
     """Every metric family the control plane exports."""
 
     def __init__(self) -> None:
+        self._submitted: dict[Priority, Counter] = {}
+        self._transitions: dict[tuple[TaskStatus, TaskStatus], Counter] = {}
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.build_info = Gauge("maos_build_info", "Build information.", ["version"], registry=r)
@@ -96,11 +98,18 @@ class Metrics:
 
     def task_submitted(self, task: Task) -> None:
         """A task was accepted."""
-        self.tasks_submitted.labels(task.priority.name.lower()).inc()
+        child = self._submitted.get(task.priority)
+        if child is None:  # labels() is slow on a hot path: resolve each series once
+            child = self._submitted[task.priority] = self.tasks_submitted.labels(task.priority.name.lower())
+        child.inc()
 
     def task_transition(self, before: TaskStatus, after: TaskStatus) -> None:
         """A task changed state."""
-        self.task_transitions.labels(before.name.lower(), after.name.lower()).inc()
+        child = self._transitions.get((before, after))
+        if child is None:
+            child = self._transitions[(before, after)] = self.task_transitions.labels(
+                before.name.lower(), after.name.lower())
+        child.inc()
 
     def schedule_to_start(self, seconds: float) -> None:
         """A subtask reached an agent after waiting ``seconds``."""

@@ -28,8 +28,6 @@ from controlplane.storage.executor import StorageExecutor
 
 log = logging.getLogger(__name__)
 
-#: Commits of at most this many rows to SQLite may run on the event loop (see ``_small_local_commit``).
-INLINE_ROWS = 3
 
 
 
@@ -152,13 +150,7 @@ class Committer:
             self._idle.clear()
             try:
                 if batch:
-                    if self._small_local_commit(batch):
-                        # A tiny commit to a local SQLite file while the storage thread is idle
-                        # is faster done here than handed over and back (no hop, no GIL hand-off);
-                        # nothing else of ours holds the database meanwhile.
-                        self._storage.backend.write(batch)
-                    else:
-                        await self._storage.call(self._storage.backend.write, batch)
+                    await self._storage.call(self._storage.backend.write, batch)
             except asyncio.CancelledError:
                 self._idle.set()
                 self._requeue(generation)
@@ -185,10 +177,6 @@ class Committer:
             for waiter in generation.waiters:
                 if not waiter.done():
                     waiter.set_result(None)
-
-    def _small_local_commit(self, batch: WriteBatch) -> bool:
-        rows = len(batch.tasks) + len(batch.subtasks) + len(batch.agents) + len(batch.idempotency)
-        return self._storage.backend.kind == "sqlite" and rows <= INLINE_ROWS and self._storage.idle
 
     def _requeue(self, generation: _Generation) -> None:
         """Put records of a failed generation back so the next commit retries them."""

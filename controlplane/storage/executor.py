@@ -18,20 +18,10 @@ class StorageExecutor:
     def __init__(self, backend: StorageBackend):
         self.backend = backend
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="maos-storage")
-        self._in_flight = 0
-
-    @property
-    def idle(self) -> bool:
-        """Whether no call is running or waiting on the storage thread."""
-        return self._in_flight == 0
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(*args)`` on the storage thread and return its result."""
-        self._in_flight += 1
-        try:
-            return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
-        finally:
-            self._in_flight -= 1
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
 
     def close(self) -> None:
         """Wait for pending calls, then close the backend."""

@@ -17,6 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from controlplane.errors import Unavailable
+
 log = logging.getLogger(__name__)
 
 #: Seconds a process asked to stop (SIGTERM) after its grace gets before SIGKILL.
@@ -72,7 +74,12 @@ class LocalLauncher:
             args += ["--max-concurrency", str(max_concurrency)]
         launch = Launch(launch_id, agent_type, args, labels=dict(labels or {}))
         self.launches[launch_id] = launch
-        await self._start(launch)
+        try:
+            await self._start(launch)
+        except OSError as exc:  # no process, no quota used
+            del self.launches[launch_id]
+            raise Unavailable(f"cannot start a {agent_type} agent process: {exc}",
+                              reason="ERROR_REASON_NOT_SUPPORTED") from exc
         launch.supervisor = asyncio.get_running_loop().create_task(self._supervise(launch))
         return launch
 
@@ -107,7 +114,12 @@ class LocalLauncher:
             # Shielded: a stop arriving meanwhile waits for the new process and stops it too,
             # instead of cancelling the start half-way and losing track of a running process.
             launch.starting = asyncio.ensure_future(self._start(launch))
-            await asyncio.shield(launch.starting)
+            try:
+                await asyncio.shield(launch.starting)
+            except OSError:
+                log.exception("restarting agent process %s (%s) failed; giving up", launch.id, launch.agent_type)
+                self.launches.pop(launch.id, None)
+                return
             if launch.stopping:
                 return
 

@@ -44,7 +44,9 @@ log = logging.getLogger(__name__)
 
 MAX_STATE_KEY = 256
 MAX_STATE_VALUE = 1024 * 1024
-APPLIED_MEMORY = 100_000  # results remembered (task, subtask -> epoch) to acknowledge late duplicates
+APPLIED_MEMORY = 100_000
+HOUSEKEEPING_EVERY = 60  # sweeps
+FORGET_AGENTS_AFTER = 86400.0  # seconds after an agent left  # results remembered (task, subtask -> epoch) to acknowledge late duplicates
 
 
 class AgentSide:
@@ -410,13 +412,25 @@ class AgentSide:
 
     async def _sweep_leases(self) -> None:
         interval = max(0.05, min(1.0, self.lease_ttl / 5))
+        sweeps = 0
         while True:
             await asyncio.sleep(interval)
             try:
                 self.expire_leases(now())
                 self.queued_snapshot = self.queued_by_priority()  # read by the /metrics thread
+                sweeps += 1
+                if sweeps % HOUSEKEEPING_EVERY == 0:
+                    self._housekeeping(now())
             except Exception:  # one bad record must not stop every later expiry
                 log.exception("lease sweep failed")
+
+    def _housekeeping(self, at: float) -> None:
+        """Bound memory: stale queue entries, and agents gone for a day (storage keeps them)."""
+        self.queue.compact(self._valid)
+        gone = [a.id for a in self.agents.values()
+                if a.id not in self.sessions and a.disconnect_time and at - a.disconnect_time > FORGET_AGENTS_AFTER]
+        for agent_id in gone:
+            del self.agents[agent_id]
 
     def expire_leases(self, at: float) -> int:
         """Re-queue every subtask whose lease expired before ``at``; returns how many."""

@@ -201,7 +201,8 @@ class Consensus:
         """After a restart: reopen the round that was open (votes already cast are kept)."""
         state = task.consensus_state
         if state and state["outcome"] == "PENDING" and self._candidates_done(task) and state["round"] > 0:
-            self._loop.call_later(self.heartbeat_interval * 2, self._reopen, task.id)  # type: ignore[union-attr]
+            self._round_timers[task.id] = self._loop.call_later(  # type: ignore[union-attr]
+                self.heartbeat_interval * 2, self._reopen, task.id)
 
     def _reopen(self, task_id: str) -> None:
         task = self.tasks.get(task_id)

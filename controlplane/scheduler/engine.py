@@ -120,6 +120,7 @@ class Engine(AgentSide, Consensus, Watching):
         self._applied: OrderedDict[SubKey, int] = OrderedDict()
         self._incarnation = 0
         self._planning: dict[str, asyncio.Task[None]] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
         self._round_timers: dict[str, asyncio.TimerHandle] = {}
         #: Settings changed at run time (SystemService.SetConfig), over ``settings``.
         self.runtime: dict[str, Any] = {}
@@ -177,6 +178,8 @@ class Engine(AgentSide, Consensus, Watching):
             planning.cancel()
         for timer in self._round_timers.values():
             timer.cancel()
+        for task in list(self._tasks):
+            task.cancel()
         await self.committer.close()
 
     def reload(self, tasks: list[Task], subtasks: list[Subtask], task_seq: int, keep: set[str]) -> None:
@@ -223,7 +226,7 @@ class Engine(AgentSide, Consensus, Watching):
             for dep in task.depends_on:
                 self._dependants[dep].add(task.id)
             if task.status == TaskStatus.PENDING:
-                self._loop.create_task(self._start_if_ready(task.id))  # type: ignore[union-attr]
+                self._background(self._start_if_ready(task.id))
             if task.timeout and task.start_time:
                 self._arm_timeout(task)
             if task.consensus_state is not None:
@@ -236,6 +239,12 @@ class Engine(AgentSide, Consensus, Watching):
                 elif sub.status == SubtaskStatus.QUEUED:
                     self._enqueue(task, sub)
         self._kick()
+
+    def _background(self, coro: Any) -> None:
+        """Run ``coro`` as a task the engine keeps (and cancels at stop)."""
+        task = self._loop.create_task(coro)  # type: ignore[union-attr]
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def setting(self, key: str) -> Any:
         """A setting, as changed at run time if it was."""
@@ -383,7 +392,7 @@ class Engine(AgentSide, Consensus, Watching):
             if dep_task.status != TaskStatus.COMPLETED:
                 return
         if any(dep not in self.tasks and dep not in (known or {}) for dep in task.depends_on):
-            self._loop.create_task(self._start_if_ready(task.id))  # type: ignore[union-attr]
+            self._background(self._start_if_ready(task.id))
             return
         self._plan_and_queue(task)
 

@@ -108,6 +108,20 @@ class ReadyQueue:
         """Put back an entry taken out earlier (a parked one), keeping its key."""
         heapq.heappush(self._heaps.setdefault(heap_key, []), entry)
 
+    def compact(self, valid: Callable[[Entry], bool]) -> int:
+        """Drop stale entries from every heap (also heaps no agent matches); how many were dropped."""
+        dropped = 0
+        for heap_key in list(self._heaps):
+            heap = self._heaps[heap_key]
+            kept = [entry for entry in heap if valid(entry)]
+            dropped += len(heap) - len(kept)
+            if kept:
+                heapq.heapify(kept)
+                self._heaps[heap_key] = kept
+            else:
+                del self._heaps[heap_key]
+        return dropped
+
     def has_entries(self) -> bool:
         """Whether any entry (perhaps stale) is queued."""
         return any(self._heaps.values())

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -16,6 +17,8 @@ from controlplane.domain.events import Event, EventType
 from controlplane.domain.model import Subtask, Task
 from controlplane.errors import ResourceExhausted
 
+
+log = logging.getLogger(__name__)
 
 MAX_PENDING = 10_000  # changes a WatchTask reader may fall behind before it is cut off
 
@@ -92,5 +95,8 @@ class Watching:
                     if event.type in (EventType.SUBTASK_PROGRESS, EventType.SUBTASK_OUTPUT) and not watch.include_progress:
                         continue
                     watch.queue.put_nowait((event, *snapshots))
-            for listener in self.event_listeners:
-                listener(event)
+            for listener in list(self.event_listeners):
+                try:
+                    listener(event)
+                except Exception:  # one broken watcher must not stop the others (or the agent reporting)
+                    log.exception("event listener failed")

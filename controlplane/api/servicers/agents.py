@@ -173,6 +173,7 @@ class AgentServicer(agents_grpc.AgentServiceServicer):
         if grace < 0:
             raise InvalidArgument("grace cannot be negative", field="grace")
         info = self.engine.terminate_agent(info.id, grace, request.force)
+        answer = self._pb(info)
         await self.engine.committer.durable()  # re-queued work and the agent's state are recorded
         launch = self.launcher.by_agent(info.id) if self.launcher else None
         if launch is not None:
@@ -181,28 +182,29 @@ class AgentServicer(agents_grpc.AgentServiceServicer):
             else:
                 # No restart once it exits; ended by the launcher if it is still running after the grace.
                 self.launcher.stop_after(launch, grace)
-        return agents_pb.TerminateAgentResponse(agent=self._pb(info))
+        return agents_pb.TerminateAgentResponse(agent=answer)
 
     async def PauseAgent(self, request, context: grpc.aio.ServicerContext) -> agents_pb.PauseAgentResponse:
-        info = self.engine.pause_agent(self._info(request.name).id)
+        answer = self._pb(self.engine.pause_agent(self._info(request.name).id))  # as of the request
         await self.engine.committer.durable()
-        return agents_pb.PauseAgentResponse(agent=self._pb(info))
+        return agents_pb.PauseAgentResponse(agent=answer)
 
     async def ResumeAgent(self, request, context: grpc.aio.ServicerContext) -> agents_pb.ResumeAgentResponse:
-        info = self.engine.resume_agent(self._info(request.name).id)
+        answer = self._pb(self.engine.resume_agent(self._info(request.name).id))
         await self.engine.committer.durable()
-        return agents_pb.ResumeAgentResponse(agent=self._pb(info))
+        return agents_pb.ResumeAgentResponse(agent=answer)
 
     async def DrainAgent(self, request, context: grpc.aio.ServicerContext) -> agents_pb.DrainAgentResponse:
         grace = convert.seconds(request.grace) if request.HasField("grace") else DEFAULT_GRACE
         if grace < 0:
             raise InvalidArgument("grace cannot be negative", field="grace")
         info = self.engine.drain_agent(self._info(request.name).id, grace)
-        await self.engine.committer.durable()
+        answer = self._pb(info)  # as of the request: the agent may be gone once the commit is done
         launch = self.launcher.by_agent(info.id) if self.launcher else None
         if launch is not None:
             launch.stopping = True  # a drained agent leaves for good: do not restart it
-        return agents_pb.DrainAgentResponse(agent=self._pb(info))
+        await self.engine.committer.durable()
+        return agents_pb.DrainAgentResponse(agent=answer)
 
     async def ListAgentTypes(self, request, context: grpc.aio.ServicerContext) -> agents_pb.ListAgentTypesResponse:
         return agents_pb.ListAgentTypesResponse(

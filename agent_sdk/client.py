@@ -34,7 +34,11 @@ import grpc
 from google.protobuf import field_mask_pb2, timestamp_pb2
 
 from agent_sdk.errors import MaosRpcError, UnavailableError, from_rpc_error
+from agent_sdk.proto.maos.v1 import access_service_pb2 as access_pb
+from agent_sdk.proto.maos.v1 import access_service_pb2_grpc as access_grpc
 from agent_sdk.proto.maos.v1 import agent_service_pb2 as agents_pb
+from agent_sdk.proto.maos.v1 import audit_service_pb2 as audit_pb
+from agent_sdk.proto.maos.v1 import audit_service_pb2_grpc as audit_grpc
 from agent_sdk.proto.maos.v1 import agent_service_pb2_grpc as agents_grpc
 from agent_sdk.proto.maos.v1 import checkpoint_service_pb2 as checkpoints_pb
 from agent_sdk.proto.maos.v1 import checkpoint_service_pb2_grpc as checkpoints_grpc
@@ -233,6 +237,8 @@ class Client:
         self.tasks = _Service(tasks_grpc.TaskServiceStub(self.channel), self)
         self.agents = _Service(agents_grpc.AgentServiceStub(self.channel), self)
         self.system = _Service(system_grpc.SystemServiceStub(self.channel), self)
+        self.access = _Service(access_grpc.AccessServiceStub(self.channel), self)
+        self.audit = _Service(audit_grpc.AuditServiceStub(self.channel), self)
 
     @classmethod
     async def connect(cls, address: str, *, token: str | None = None, timeout: float = DEFAULT_TIMEOUT,
@@ -555,3 +561,70 @@ class Client:
             checkpoint=checkpoint_name(checkpoint) if checkpoint else "", verify_only=verify_only,
             components=list(components), later_work=policy, request_id=request_id or str(uuid.uuid4())),
             timeout=timeout if timeout is not None else self.timeout * 30)
+
+    # --- access control and audit ---------------------------------------------------------------
+
+    async def get_caller(self) -> access_pb.GetCallerResponse:
+        """Who the client authenticates as, and its effective permissions."""
+        return await self.access.GetCaller(access_pb.GetCallerRequest())
+
+    async def create_user(self, email: str, roles: Sequence[str] = ()) -> msgs.User:
+        """Create a user with roles (names or ``roles/NAME``)."""
+        user = msgs.User(email=email, roles=[r if r.startswith("roles/") else f"roles/{r}" for r in roles])
+        return (await self.access.CreateUser(access_pb.CreateUserRequest(user=user))).user
+
+    async def list_users(self) -> list[msgs.User]:
+        """Every user (admin)."""
+        return list((await self.access.ListUsers(access_pb.ListUsersRequest(page_size=1000))).users)
+
+    async def create_role(self, name: str, permissions: Sequence[str], description: str = "") -> msgs.Role:
+        """Create a custom role."""
+        role = msgs.Role(permissions=list(permissions), description=description)
+        return (await self.access.CreateRole(access_pb.CreateRoleRequest(role_id=name, role=role))).role
+
+    async def update_role(self, name: str, permissions: Sequence[str] | None = None,
+                          description: str | None = None) -> msgs.Role:
+        """Change a custom role's permissions and/or description."""
+        paths = [p for p, v in (("permissions", permissions), ("description", description)) if v is not None]
+        role = msgs.Role(name=name if name.startswith("roles/") else f"roles/{name}",
+                         permissions=list(permissions or []), description=description or "")
+        return (await self.access.UpdateRole(access_pb.UpdateRoleRequest(
+            role=role, update_mask=field_mask_pb2.FieldMask(paths=paths)))).role
+
+    async def list_roles(self) -> list[msgs.Role]:
+        """Every role, built-in ones included."""
+        return list((await self.access.ListRoles(access_pb.ListRolesRequest(page_size=1000))).roles)
+
+    async def create_api_key(self, name: str = "", permissions: Sequence[str] = (), ttl: float | None = None,
+                             user: str = "") -> access_pb.CreateApiKeyResponse:
+        """A new API key (its secret is in the response, and only there)."""
+        request = access_pb.CreateApiKeyRequest(api_key=msgs.ApiKey(
+            display_name=name, permissions=list(permissions), user=user), request_id=str(uuid.uuid4()))
+        if ttl:
+            request.ttl.FromNanoseconds(int(ttl * 1e9))
+        return await self.access.CreateApiKey(request)
+
+    async def list_api_keys(self, user: str = "", include_revoked: bool = False) -> list[msgs.ApiKey]:
+        """The caller's keys (an admin: everyone's)."""
+        return list((await self.access.ListApiKeys(access_pb.ListApiKeysRequest(
+            page_size=1000, user=user, include_revoked=include_revoked))).api_keys)
+
+    async def revoke_api_key(self, name: str) -> msgs.ApiKey:
+        """Revoke a key (``apiKeys/ID`` or ID); the next call made with it fails."""
+        name = name if name.startswith("apiKeys/") else f"apiKeys/{name}"
+        return (await self.access.RevokeApiKey(access_pb.RevokeApiKeyRequest(name=name))).api_key
+
+    async def rotate_api_key(self, name: str, overlap: float | None = None) -> access_pb.RotateApiKeyResponse:
+        """A new secret for a key; the old one works for ``overlap`` seconds (default 24 h)."""
+        request = access_pb.RotateApiKeyRequest(name=name if name.startswith("apiKeys/") else f"apiKeys/{name}")
+        if overlap is not None:
+            request.overlap.FromNanoseconds(int(overlap * 1e9))
+        return await self.access.RotateApiKey(request)
+
+    async def list_audit_records(self, *, since: datetime | float | None = None, principal: str = "",
+                                 action: str = "", page_size: int = 100) -> list[msgs.AuditRecord]:
+        """Audit records, newest first."""
+        request = audit_pb.ListAuditRecordsRequest(page_size=page_size, principal=principal, action=action)
+        if since is not None:
+            request.since.CopyFrom(_timestamp(since))
+        return list((await self.audit.ListAuditRecords(request)).records)

@@ -51,12 +51,23 @@ def state() -> State:
     return root.obj
 
 
+def resolve_token(token: str | None) -> str | None:
+    """``--token``/MAOS_TOKEN, else the ``token:`` of ``$MAOS_HOME/credentials`` (written by ``maos init``)."""
+    if token:
+        return token
+    from controlplane.access.bootstrap import read_token
+    from controlplane.config import default_home
+
+    return read_token(default_home())
+
+
 def run(action: Callable[[Client], Awaitable[T]]) -> T:
     """Run ``action(client)`` with a client of the configured control plane."""
     s = state()
+    token = resolve_token(s.token)
 
     async def main() -> T:
-        async with Client(s.addr, token=s.token, timeout=s.timeout) as client:
+        async with Client(s.addr, token=token, timeout=s.timeout) as client:
             return await action(client)
 
     return asyncio.run(main())
@@ -140,7 +151,7 @@ def complete_task_ids(ctx: click.Context, param: click.Parameter, incomplete: st
     from click.shell_completion import CompletionItem
 
     params = ctx.find_root().params
-    addr, token = params.get("addr") or State.addr, params.get("token")
+    addr, token = params.get("addr") or State.addr, resolve_token(params.get("token"))
 
     async def fetch() -> list[Any]:
         async with Client(addr, token=token, timeout=1.0) as client:

@@ -112,7 +112,11 @@ def _tail(path: Path, offset: int, lines: int = 25) -> str:
 @output_option
 @handle_errors
 def init(force: bool) -> None:
-    """Create $MAOS_HOME (default ~/.maos) with config.yml, agents/ and logs/."""
+    """Create $MAOS_HOME (default ~/.maos) with config.yml, agents/, logs/ and an admin API key.
+
+    The key is written to $MAOS_HOME/credentials (mode 0600), which the CLI
+    uses when neither --token nor MAOS_TOKEN is given.
+    """
     from controlplane.config import DEFAULT_CONFIG_YML
 
     home = _home()
@@ -129,6 +133,14 @@ def init(force: bool) -> None:
         config.write_text(DEFAULT_CONFIG_YML)
         config.chmod(0o600)  # it may hold an API key
         created.append(str(config))
+    from controlplane.access.bootstrap import bootstrap_admin
+    from controlplane.config import load_settings
+
+    credentials = bootstrap_admin(load_settings(home=home), force=force)
+    if credentials is not None:
+        created.append(str(credentials))
+    else:
+        kept.append(str(home / "credentials"))
     emit({"home": str(home), "created": created, "kept": kept},
          lambda: "\n".join(f"created {p}" for p in created) or f"{home} is already initialized")
 

@@ -10,7 +10,10 @@ from dataclasses import dataclass, field
 import grpc
 import pluggy
 
+from controlplane.access.manager import AGENT_USER, AccessManager
+from controlplane.api.auth import AuthInterceptor
 from controlplane.api.errors import ErrorAndMetricsInterceptor
+from controlplane.api.servicers.access import AccessServicer, AuditServicer
 from controlplane.api.server import build_server, check_bind_address, set_serving
 from controlplane.api.servicers.agents import AgentServicer
 from controlplane.api.servicers.gateway import GatewayServicer
@@ -56,6 +59,7 @@ class App:
     health: object
     launcher: LocalLauncher
     logbook: LogBook
+    access: AccessManager | None = None
     address: str = ""
     port: int = 0
     metrics_port: int = 0
@@ -121,13 +125,21 @@ def build_app(settings: Settings, pm: pluggy.PluginManager | None = None) -> App
     engine = Engine(settings=settings, storage=storage, planners=planners, metrics=metrics, replica=replica)
     launcher = LocalLauncher(settings["server.address"], settings.home, settings["system.max_agents"])
     logbook = LogBook()
+    access = AccessManager(storage)
+    access.bootstrap_sync()  # users/admin and the local agents' user exist from the start
+    interceptors: list[grpc.aio.ServerInterceptor] = [ErrorAndMetricsInterceptor(metrics)]
+    if settings["security.auth"] == "required":
+        interceptors.append(AuthInterceptor(access, storage))  # inside: its denials get ErrorInfo
+        _, launcher.token = access.issue_key_sync(AGENT_USER, "local agents", ttl=30 * 86400.0)
     servicers = {
         "tasks": TaskServicer(engine, settings),
         "agents": AgentServicer(engine, launcher, pm, settings),
         "system": SystemServicer(engine, settings, metrics, logbook),
         "gateway": GatewayServicer(engine, launcher, logbook),
+        "access": AccessServicer(access),
+        "audit": AuditServicer(storage),
     }
-    server, health = build_server(servicers, [ErrorAndMetricsInterceptor(metrics)], settings["server.reflection"])
+    server, health = build_server(servicers, interceptors, settings["server.reflection"])
     install_checkpoints(pm, engine, settings, server)
     return App(settings=settings, pm=pm, metrics=metrics, storage=storage, engine=engine, server=server,
-               health=health, launcher=launcher, logbook=logbook)
+               health=health, launcher=launcher, logbook=logbook, access=access)

@@ -140,6 +140,8 @@ OPTIONS: dict[str, Option] = {
         Option("server.metrics_address", _text, "127.0.0.1", "Address /metrics listens on."),
         Option("server.reflection", _bool, True, "Serve gRPC server reflection."),
         Option("server.allow_insecure_remote", _bool, False, "Allow a plaintext port beyond localhost."),
+        Option("security.auth", _choice("required", "off"), "required",
+               "API keys on every call (required); off trusts every caller as users/local (tests only)."),
         Option("server.replica_id", _text, "", "This replica's id; empty means hostname-pid."),
         Option("scheduler.lease_ttl", _duration, 15.0, "Seconds a lease lives without a heartbeat."),
         Option("scheduler.heartbeat_interval", _duration, 5.0, "Seconds between agent heartbeats."),

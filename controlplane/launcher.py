@@ -56,6 +56,8 @@ class LocalLauncher:
         #: Called when a launched process registers (the launch then knows its agent id).
         self.on_registered: Callable[[Launch], None] | None = None
         self._reapers: set[asyncio.Task[None]] = set()
+        #: The API key (agent role) launched agents authenticate with, passed as MAOS_TOKEN.
+        self.token: str | None = None
 
     @property
     def active(self) -> int:
@@ -91,6 +93,8 @@ class LocalLauncher:
         env = dict(os.environ)
         if self.home is not None:
             env["MAOS_HOME"] = str(self.home)
+        if self.token:
+            env["MAOS_TOKEN"] = self.token
         launch.process = await asyncio.create_subprocess_exec(
             *launch.args, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
             stderr=stderr, env=env, start_new_session=True,

@@ -13,3 +13,14 @@ principal_var: contextvars.ContextVar[str] = contextvars.ContextVar("maos_princi
 def current_principal() -> str:
     """The principal of the call being handled."""
     return principal_var.get()
+
+
+#: The authenticated caller (``controlplane.access.manager.Caller``), or None
+#: when authentication is off (every caller may do everything).
+caller_var: contextvars.ContextVar[object | None] = contextvars.ContextVar("maos_caller", default=None)
+
+
+def caller_may(permission: str) -> bool:
+    """Whether the current caller holds ``permission`` (always true with auth off)."""
+    caller = caller_var.get()
+    return caller is None or caller.may(permission)  # type: ignore[attr-defined]

@@ -1,6 +1,10 @@
 """The generated ``maos.v1`` modules, imported once under short names."""
 
 from agent_sdk.proto.maos.v1 import (  # noqa: F401
+    access_service_pb2 as access_pb,
+    access_service_pb2_grpc as access_grpc,
+    audit_service_pb2 as audit_pb,
+    audit_service_pb2_grpc as audit_grpc,
     agent_gateway_pb2 as gateway_pb,
     agent_gateway_pb2_grpc as gateway_grpc,
     agent_service_pb2 as agents_pb,

@@ -172,6 +172,25 @@ class StorageBackend(Protocol):
         """Delete a checkpoint; whether it existed."""
 
 
+    # --- access control --------------------------------------------------------
+
+    def access_put(self, kind: str, row_id: str, data: dict[str, Any], *, create: bool = False) -> None:
+        """Store a user, role or API key (``kind``: users, roles, api_keys) as a JSON-able record."""
+
+    def access_list(self, kind: str) -> list[dict[str, Any]]:
+        """Every stored record of ``kind``, each with its ``id``."""
+
+    def access_delete(self, kind: str, row_id: str) -> bool:
+        """Delete one record; whether it existed."""
+
+    def append_audit(self, records: Sequence[dict[str, Any]]) -> None:
+        """Append audit records; never updated or deleted."""
+
+    def list_audit(self, *, since: float | None = None, until: float | None = None, principal: str = "",
+                   action: str = "", before_seq: int | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        """Audit records newest first, each with its ``seq``."""
+
+
 class StorageBackendFactory(Protocol):
     """What ``register_storage_backends`` returns: recognises URLs and opens backends."""
 

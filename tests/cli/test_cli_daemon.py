@@ -36,6 +36,8 @@ def alive(pid: int) -> bool:
 def test_daemon_start_status_stop(tmp_path: Path) -> None:
     home = tmp_path / "home"
     address = f"127.0.0.1:{free_port()}"
+    initialized = maos(home, "init")  # the admin key the CLI then uses ($MAOS_HOME/credentials)
+    assert initialized.returncode == 0, initialized.stderr
     started = maos(home, "-o", "json", "start", "--daemon", "--address", address, "--agents", "echo=1",
                    "--startup-timeout", "60")
     assert started.returncode == 0, started.stderr

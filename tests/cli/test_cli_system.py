@@ -20,6 +20,9 @@ async def test_init_creates_files_and_respects_force(offline_maos: Maos) -> None
     assert (home / "agents").is_dir() and (home / "logs").is_dir()
     assert (home / "config.yml").stat().st_mode & 0o077 == 0
     assert str(home / "config.yml") in result.stdout
+    credentials = home / "credentials"  # the admin API key the CLI uses by default
+    assert credentials.stat().st_mode & 0o777 == 0o600
+    assert "token: maos_key_" in credentials.read_text()
 
     (home / "config.yml").write_text("system:\n  max_agents: 3\n")
     result = await offline_maos("init")
@@ -30,7 +33,7 @@ async def test_init_creates_files_and_respects_force(offline_maos: Maos) -> None
     result = await offline_maos("-o", "json", "init", "--force")
     assert result.exit_code == 0, result.output
     assert (home / "config.yml").read_text() == DEFAULT_CONFIG_YML
-    assert json.loads(result.stdout)["created"] == [str(home / "config.yml")]
+    assert json.loads(result.stdout)["created"] == [str(home / "config.yml"), str(home / "credentials")]
 
 
 async def test_db_migrate_on_a_fresh_home(offline_maos: Maos) -> None:

@@ -39,6 +39,8 @@ TEST_OVERRIDES = {
     "tasks.default_initial_backoff": 0.05,
     "tasks.default_max_backoff": 0.5,
     "agents.pool": {},
+    # The existing suites predate access control; tests/controlplane/access uses "required".
+    "security.auth": "off",
 }
 
 
@@ -224,6 +226,7 @@ class ControlPlaneProcess:
             "MAOS_SCHEDULER_LEASE_TTL": "3",
             "MAOS_SCHEDULER_HEARTBEAT_INTERVAL": "0.5",
             "MAOS_SCHEDULER_RESTART_GRACE": "5",
+            "MAOS_SECURITY_AUTH": "off",
             **env,
         }
         self.process: subprocess.Popen[bytes] | None = None

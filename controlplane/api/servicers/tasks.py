@@ -8,13 +8,14 @@ from collections.abc import AsyncIterator
 import grpc
 
 from controlplane.api import convert
-from controlplane.api.context import current_principal
+from controlplane.access.permissions import VIEW_ALL_TASKS
+from controlplane.api.context import caller_may, current_principal
 from controlplane.api.paging import PageTokens, page_size
 from controlplane.api.pb import enums_pb, messages_pb, tasks_grpc, tasks_pb
 from controlplane.config import Settings
 from controlplane.domain.model import RetryPolicy, Task, TaskStatus
 from controlplane.domain.tasks import validate_request_id, validate_task
-from controlplane.errors import FailedPrecondition, FieldViolation, InvalidArgument, ResourceExhausted
+from controlplane.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound, ResourceExhausted
 from controlplane.scheduler.engine import Engine
 from controlplane.storage.base import TaskQuery
 
@@ -98,7 +99,11 @@ class TaskServicer(tasks_grpc.TaskServiceServicer):
 
     async def _visible(self, name: str, field: str = "name") -> Task:
         task_id = convert.parse_name(name, "tasks", field)
-        return await self.engine.get_task(task_id)
+        task = await self.engine.get_task(task_id)
+        if task.owner != current_principal() and not caller_may(VIEW_ALL_TASKS):
+            # Another principal's task does not exist for this caller.
+            raise NotFound(f"task tasks/{task_id} does not exist", reason="ERROR_REASON_TASK_NOT_FOUND")
+        return task
 
     async def GetTask(self, request: tasks_pb.GetTaskRequest, context: grpc.aio.ServicerContext) -> tasks_pb.GetTaskResponse:
         task = await self._visible(request.name)
@@ -131,7 +136,7 @@ class TaskServicer(tasks_grpc.TaskServiceServicer):
             task_types=list(request.task_types),
             priorities=[int(p) for p in priorities],
             since=convert.epoch(request.since) if request.HasField("since") else None,
-            owner=request.owner or None,
+            owner=(request.owner or None) if caller_may(VIEW_ALL_TASKS) else current_principal(),
             batch=convert.parse_name(request.batch, "batches", "batch") if request.batch else None,
             before_seq=before,
             limit=size + 1,

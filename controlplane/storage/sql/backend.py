@@ -11,6 +11,7 @@ dialect ``INSERT ... ON CONFLICT DO UPDATE``, all in one transaction.
 from __future__ import annotations
 
 import contextlib
+import json
 import sqlite3
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from pathlib import Path
@@ -447,6 +448,71 @@ class SqlBackend:
         if data.get("payload") is not None:
             data["payload"] = bytes(data["payload"])
         return CheckpointRecord(**data)
+
+
+    # --- access control (users, roles, API keys, audit) ------------------------
+
+    def _access_table(self, kind: str) -> Table:
+        return {"users": schema.users, "roles": schema.roles, "api_keys": schema.api_keys}[kind]
+
+    def access_put(self, kind: str, row_id: str, data: dict[str, Any], *, create: bool = False) -> None:
+        """Insert (``create``: ``AlreadyExists`` if taken) or upsert one user, role or API key.
+
+        ``data`` is the whole record as JSON-able values; users need ``email``,
+        API keys need ``user``.
+        """
+        table = self._access_table(kind)
+        row: dict[str, Any] = {"id": row_id, "data": json.dumps(data, separators=(",", ":"))}
+        if kind == "users":
+            row["email"] = data["email"]
+        if kind == "api_keys":
+            row["user"] = data["user"]
+        with translate_errors(), self.engine.begin() as conn:
+            if create:
+                conn.execute(table.insert().values(**row))
+            else:
+                stmt = _upsert(postgresql.insert if self.kind == "postgresql" else sqlite.insert, table)
+                conn.execute(stmt, [row])
+
+    def access_list(self, kind: str) -> list[dict[str, Any]]:
+        """Every user, role or API key as stored by :meth:`access_put` (with ``id``)."""
+        table = self._access_table(kind)
+        with translate_errors(), self.engine.connect() as conn:
+            rows = conn.execute(select(table.c.id, table.c.data).order_by(table.c.id)).all()
+        return [{**json.loads(data), "id": row_id} for row_id, data in rows]
+
+    def access_delete(self, kind: str, row_id: str) -> bool:
+        """Delete a user, role or API key; whether it existed."""
+        table = self._access_table(kind)
+        with translate_errors(), self.engine.begin() as conn:
+            return conn.execute(table.delete().where(table.c.id == row_id)).rowcount > 0
+
+    def append_audit(self, records: Sequence[dict[str, Any]]) -> None:
+        """Append audit records (each with ``time``, ``principal``, ``method``) in one transaction."""
+        if not records:
+            return
+        rows = [{"time": r["time"], "principal": r["principal"], "method": r["method"],
+                 "data": json.dumps(r, separators=(",", ":"))} for r in records]
+        with translate_errors(), self.engine.begin() as conn:
+            conn.execute(schema.audit_records.insert(), rows)
+
+    def list_audit(self, *, since: float | None = None, until: float | None = None, principal: str = "",
+                   action: str = "", before_seq: int | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        """Audit records newest first (each with its ``seq``), filtered."""
+        a = schema.audit_records
+        stmt = select(a.c.seq, a.c.data).order_by(a.c.seq.desc()).limit(limit)
+        if since is not None:
+            stmt = stmt.where(a.c.time >= since)
+        if until is not None:
+            stmt = stmt.where(a.c.time < until)
+        if principal:
+            stmt = stmt.where(a.c.principal == principal)
+        if action:
+            stmt = stmt.where(a.c.method.contains(action, autoescape=True))
+        if before_seq is not None:
+            stmt = stmt.where(a.c.seq < before_seq)
+        with translate_errors(), self.engine.connect() as conn:
+            return [{**json.loads(data), "seq": seq} for seq, data in conn.execute(stmt).all()]
 
 
 def _conflict(key: str, expected: int, actual: int) -> Aborted:

@@ -109,5 +109,42 @@ checkpoints = Table(
     Index("ix_checkpoints_create_time", "create_time"),
 )
 
+users = Table(
+    "users",
+    metadata,
+    Column("id", String, primary_key=True),
+    Column("email", String, nullable=False),
+    Column("data", Text, nullable=False),
+    Index("ix_users_email", "email", unique=True),
+)
+
+roles = Table(
+    "roles",
+    metadata,
+    Column("id", String, primary_key=True),
+    Column("data", Text, nullable=False),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String, primary_key=True),
+    Column("user", String, nullable=False),
+    Column("data", Text, nullable=False),
+    Index("ix_api_keys_user", "user"),
+)
+
+#: Append-only: rows are inserted, never updated or deleted by the control plane.
+audit_records = Table(
+    "audit_records",
+    metadata,
+    Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("time", Double, nullable=False),
+    Column("principal", String, nullable=False),
+    Column("method", String, nullable=False),
+    Column("data", Text, nullable=False),
+    Index("ix_audit_records_time", "time"),
+)
+
 #: Every table of the schema, parents first.
 ALL_TABLES: tuple[Table, ...] = tuple(metadata.sorted_tables)

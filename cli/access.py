@@ -1,0 +1,164 @@
+"""``maos user``, ``maos role``, ``maos api-key`` and ``maos audit``: access control from the CLI."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import click
+
+from cli._errors import handle_errors
+from cli._options import Duration, Since, output_option, run, split_csv
+from cli._output import bare_id, emit, message, table, when
+
+
+@click.group()
+def user() -> None:
+    """Create and list users."""
+
+
+@user.command("create")
+@click.argument("email")
+@click.option("--role", "roles", multiple=True, help="Role name (repeatable or comma-separated).")
+@output_option
+@handle_errors
+def user_create(email: str, roles: tuple[str, ...]) -> None:
+    """Create a user with roles (viewer, developer, admin, agent or custom)."""
+    u = run(lambda c: c.create_user(email, split_csv(roles)))
+    emit(u, lambda: f"created {u.name} ({u.email}) with roles {', '.join(bare_id(r) for r in u.roles) or '-'}")
+
+
+@user.command("list")
+@output_option
+@handle_errors
+def user_list() -> None:
+    """List users."""
+    users = run(lambda c: c.list_users())
+    emit(users, lambda: table(["NAME", "EMAIL", "ROLES", "DISABLED", "CREATED"], [
+        (bare_id(u.name), u.email, ",".join(bare_id(r) for r in u.roles), "yes" if u.disabled else "no",
+         when(u.create_time)) for u in users], "no users"))
+
+
+@click.group()
+def role() -> None:
+    """Create, update and list roles."""
+
+
+def _role_text(r: Any) -> str:
+    return f"{r.name}: {', '.join(r.permissions) or '-'}"
+
+
+@role.command("create")
+@click.argument("name")
+@click.option("--permissions", required=True, help='Comma-separated, e.g. "task:submit,task:view" or "*".')
+@click.option("--description", default="", help="What the role is for.")
+@output_option
+@handle_errors
+def role_create(name: str, permissions: str, description: str) -> None:
+    """Create a custom role."""
+    r = run(lambda c: c.create_role(name, split_csv(permissions), description))
+    emit(r, lambda: _role_text(r))
+
+
+@role.command("update")
+@click.argument("name")
+@click.option("--permissions", default=None, help="The new comma-separated permissions.")
+@click.option("--description", default=None, help="The new description.")
+@output_option
+@handle_errors
+def role_update(name: str, permissions: str | None, description: str | None) -> None:
+    """Change a custom role."""
+    perms = split_csv(permissions) if permissions is not None else None
+    r = run(lambda c: c.update_role(name, perms, description))
+    emit(r, lambda: _role_text(r))
+
+
+@role.command("list")
+@output_option
+@handle_errors
+def role_list() -> None:
+    """List roles, built-in ones included."""
+    roles = run(lambda c: c.list_roles())
+    emit(roles, lambda: table(["NAME", "BUILTIN", "PERMISSIONS"], [
+        (bare_id(r.name), "yes" if r.builtin else "no", ",".join(r.permissions)) for r in roles]))
+
+
+@click.group("api-key")
+def api_key() -> None:
+    """Create, list, revoke and rotate API keys."""
+
+
+@api_key.command("create")
+@click.option("--name", default="", help="A label for the key.")
+@click.option("--permissions", default="", help="Comma-separated subset of your permissions (default: all).")
+@click.option("--expires", type=Duration(), default=None, help="Lifetime, e.g. 30d (default 90d, at most 365d).")
+@click.option("--user", default="", help="Create it for another user (admin).")
+@output_option
+@handle_errors
+def api_key_create(name: str, permissions: str, expires: float | None, user: str) -> None:
+    """Create an API key; its secret is printed once."""
+    response = run(lambda c: c.create_api_key(name, split_csv(permissions), expires, user))
+    emit({"api_key": response.api_key, "secret": response.secret},
+         lambda: f"{response.api_key.name} (expires {when(response.api_key.expire_time)})\n{response.secret}\n"
+                 "Store the secret now: it is not shown again.")
+
+
+@api_key.command("list")
+@click.option("--all", "include_revoked", is_flag=True, help="Include revoked keys.")
+@output_option
+@handle_errors
+def api_key_list(include_revoked: bool) -> None:
+    """List API keys (never secrets)."""
+    found = run(lambda c: c.list_api_keys(include_revoked=include_revoked))
+    emit(found, lambda: table(["ID", "NAME", "USER", "EXPIRES", "LAST USED", "REVOKED"], [
+        (bare_id(k.name), k.display_name, bare_id(k.user), when(k.expire_time),
+         when(k.last_used_time) if k.HasField("last_used_time") else "-",
+         when(k.revoke_time) if k.HasField("revoke_time") else "-") for k in found], "no API keys"))
+
+
+@api_key.command("revoke")
+@click.argument("key_id", metavar="ID")
+@output_option
+@handle_errors
+def api_key_revoke(key_id: str) -> None:
+    """Revoke a key; the next call made with it is refused."""
+    k = run(lambda c: c.revoke_api_key(key_id))
+    emit(k, lambda: f"revoked {k.name}")
+
+
+@api_key.command("rotate")
+@click.argument("key_id", metavar="ID")
+@click.option("--overlap", type=Duration(), default=None, help="How long the old secret keeps working (default 24h).")
+@output_option
+@handle_errors
+def api_key_rotate(key_id: str, overlap: float | None) -> None:
+    """Issue a new secret for a key; printed once."""
+    response = run(lambda c: c.rotate_api_key(key_id, overlap))
+    emit({"api_key": response.api_key, "secret": response.secret},
+         lambda: f"{response.api_key.name}: old secret works until {when(response.old_secret_expire_time)}\n"
+                 f"{response.secret}")
+
+
+@click.group()
+def audit() -> None:
+    """Read the audit log."""
+
+
+@audit.command("logs")
+@click.option("--since", type=Since(), default=None, help="Only records after this time (1h, 7d, ISO).")
+@click.option("--user", "principal", default="", help="Only this principal (users/NAME or NAME).")
+@click.option("--action", default="", help='Only methods containing this text ("SubmitTask", "Cancel").')
+@click.option("--limit", type=click.IntRange(1, 1000), default=100, help="Most records.")
+@output_option
+@handle_errors
+def audit_logs(since: datetime | None, principal: str, action: str, limit: int) -> None:
+    """Audit records, newest first."""
+    if principal and "/" not in principal:
+        principal = f"users/{principal}"
+    records = run(lambda c: c.list_audit_records(since=since, principal=principal, action=action, page_size=limit))
+    emit(records, lambda: table(["TIME", "PRINCIPAL", "METHOD", "RESOURCE", "DECISION", "CODE"], [
+        (when(r.time), r.principal or "-", r.method.rsplit("/", 1)[-1], r.resource or "-",
+         "DENY" if r.decision == 2 else "ALLOW", r.status_code) for r in records], "no audit records"))
+
+
+__all__ = ["api_key", "audit", "message", "role", "user"]

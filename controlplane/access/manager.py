@@ -1,0 +1,272 @@
+"""Users, roles and API keys: held in memory, written through the storage thread.
+
+The manager is the authority of one control-plane process: a revocation or
+rotation takes effect on the very next call. Keys unknown in memory are
+looked up in the database (at most once a second) so keys created by another
+process (``maos init``) work without a restart. ``last_used_time`` is
+written at most once a minute per key.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from controlplane.access import keys
+from controlplane.access.permissions import BUILTIN_ROLES, grants, valid_permission
+from controlplane.errors import (
+    AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, Unauthenticated,
+)
+
+DEFAULT_TTL = 90 * 86400.0
+MAX_TTL = 365 * 86400.0
+DEFAULT_OVERLAP = 86400.0
+_LAST_USED_EVERY = 60.0
+_ROLE_ID = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
+_USER_ID = re.compile(r"[^a-z0-9-]+")
+ADMIN_USER = "admin"
+AGENT_USER = "local-agents"
+
+
+@dataclass(frozen=True)
+class Caller:
+    """An authenticated principal and what it may do."""
+
+    principal: str
+    key_id: str = ""
+    roles: tuple[str, ...] = ()
+    role_permissions: frozenset[str] = frozenset()
+    key_permissions: frozenset[str] = frozenset()  # empty: all of the roles'
+
+    def may(self, permission: str) -> bool:
+        """Whether every grant (the roles', then the key's own list) allows ``permission``."""
+        if not grants(self.role_permissions, permission):
+            return False
+        return not self.key_permissions or grants(self.key_permissions, permission)
+
+    @property
+    def permissions(self) -> list[str]:
+        """The effective permissions, for GetCaller."""
+        if not self.key_permissions:
+            return sorted(self.role_permissions)
+        return sorted(p for p in self.key_permissions if grants(self.role_permissions, p))
+
+
+@dataclass
+class AccessManager:
+    """Users, roles and keys of one control plane; ``storage`` is a StorageExecutor."""
+
+    storage: Any
+    users: dict[str, dict[str, Any]] = field(default_factory=dict)
+    roles: dict[str, dict[str, Any]] = field(default_factory=dict)
+    api_keys: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _last_reload: float = 0.0
+
+    # --- loading and bootstrap ---------------------------------------------------
+
+    def load_sync(self) -> None:
+        """Read everything (on the caller's thread; used before serving and by ``maos init``)."""
+        backend = self.storage.backend
+        self.users = {r["id"]: r for r in backend.access_list("users")}
+        self.roles = {r["id"]: r for r in backend.access_list("roles")}
+        self.api_keys = {r["id"]: r for r in backend.access_list("api_keys")}
+        for role_id, (description, perms) in BUILTIN_ROLES.items():
+            self.roles[role_id] = {"id": role_id, "description": description, "permissions": perms, "builtin": True}
+
+    def bootstrap_sync(self) -> None:
+        """Create ``users/admin`` (role admin) and ``users/local-agents`` (role agent) if missing."""
+        self.load_sync()
+        backend = self.storage.backend
+        for user_id, email, role in ((ADMIN_USER, "admin@localhost", "admin"),
+                                     (AGENT_USER, "agents@localhost", "agent")):
+            if user_id not in self.users:
+                record = {"id": user_id, "email": email, "roles": [role], "disabled": False, "create_time": time.time()}
+                backend.access_put("users", user_id, record)
+                self.users[user_id] = record
+
+    def issue_key_sync(self, user_id: str, name: str, permissions: list[str] | None = None,
+                       ttl: float | None = DEFAULT_TTL) -> tuple[dict[str, Any], str]:
+        """Create a key directly in the database (bootstrap, launcher); returns (record, secret)."""
+        record, secret = self._new_key(user_id, name, permissions or [], ttl)
+        self.storage.backend.access_put("api_keys", record["id"], record, create=True)
+        self.api_keys[record["id"]] = record
+        return record, secret
+
+    # --- authentication ----------------------------------------------------------
+
+    async def authenticate(self, secret: str) -> Caller:
+        """The caller a key belongs to.
+
+        Raises:
+            Unauthenticated: malformed, unknown, expired (CREDENTIAL_EXPIRED) or
+                revoked (CREDENTIAL_REVOKED) keys, and disabled users.
+        """
+        key_id = keys.parse(secret)
+        if key_id is None:
+            raise Unauthenticated("the API key is malformed (bad format or checksum)")
+        record = self.api_keys.get(key_id)
+        if record is None and time.monotonic() - self._last_reload > 1.0:
+            self._last_reload = time.monotonic()
+            rows = await self.storage.call(self.storage.backend.access_list, "api_keys")
+            for row in rows:
+                self.api_keys.setdefault(row["id"], row)
+            users = await self.storage.call(self.storage.backend.access_list, "users")
+            for row in users:
+                self.users.setdefault(row["id"], row)
+            record = self.api_keys.get(key_id)
+        if record is None:
+            raise Unauthenticated("unknown API key")
+        now = time.time()
+        current = keys.matches(secret, record["digest"])
+        previous = bool(record.get("old_digest")) and keys.matches(secret, record["old_digest"])
+        if not (current or previous):
+            raise Unauthenticated("unknown API key")
+        if record.get("revoke_time"):
+            raise Unauthenticated("the API key was revoked", reason="ERROR_REASON_CREDENTIAL_REVOKED")
+        expire = record.get("expire_time") if current else record.get("old_expire_time")
+        if expire and now >= expire:
+            raise Unauthenticated("the API key expired", reason="ERROR_REASON_CREDENTIAL_EXPIRED")
+        user = self.users.get(record["user"])
+        if user is None or user.get("disabled"):
+            raise Unauthenticated("the API key's user is disabled or deleted")
+        if now - (record.get("last_used_time") or 0) >= _LAST_USED_EVERY:
+            record["last_used_time"] = now
+            await self.storage.call(self.storage.backend.access_put, "api_keys", key_id, dict(record))
+        return self.caller_of(user, key_id, record.get("permissions") or [])
+
+    def caller_of(self, user: dict[str, Any], key_id: str = "", key_permissions: list[str] | None = None) -> Caller:
+        """The :class:`Caller` of a user (through one of its keys)."""
+        perms: set[str] = set()
+        for role in user.get("roles", []):
+            perms.update(self.roles.get(role, {}).get("permissions", []))
+        return Caller(principal=f"users/{user['id']}", key_id=key_id, roles=tuple(user.get("roles", [])),
+                      role_permissions=frozenset(perms), key_permissions=frozenset(key_permissions or []))
+
+    # --- users and roles ------------------------------------------------------------
+
+    async def create_user(self, email: str, roles: list[str]) -> dict[str, Any]:
+        """A new user named after its email's local part."""
+        if not email or "@" not in email:
+            raise InvalidArgument(f"{email!r} is not an email address", field="user.email")
+        if any(u["email"] == email for u in self.users.values()):
+            raise AlreadyExists(f"a user with email {email} already exists")
+        for role in roles:
+            if role not in self.roles:
+                raise NotFound(f"role {role!r} does not exist", reason="ERROR_REASON_ROLE_NOT_FOUND")
+        base = _USER_ID.sub("-", email.split("@", 1)[0].lower()).strip("-") or "user"
+        user_id, n = base, 1
+        while user_id in self.users:
+            n += 1
+            user_id = f"{base}-{n}"
+        record = {"id": user_id, "email": email, "roles": list(roles), "disabled": False, "create_time": time.time()}
+        await self.storage.call(self.storage.backend.access_put, "users", user_id, record)
+        self.users[user_id] = record
+        return record
+
+    def user(self, user_id: str) -> dict[str, Any]:
+        """One user (NOT_FOUND otherwise)."""
+        record = self.users.get(user_id)
+        if record is None:
+            raise NotFound(f"user {user_id!r} does not exist", reason="ERROR_REASON_USER_NOT_FOUND")
+        return record
+
+    async def save_role(self, role_id: str, permissions: list[str] | None, description: str | None,
+                        create: bool) -> dict[str, Any]:
+        """Create or update a custom role."""
+        if not _ROLE_ID.match(role_id):
+            raise InvalidArgument(f"{role_id!r} is not a role id ([a-z][a-z0-9-]*)", field="role_id")
+        existing = self.roles.get(role_id)
+        if create and existing is not None:
+            raise AlreadyExists(f"role {role_id!r} already exists")
+        if not create and existing is None:
+            raise NotFound(f"role {role_id!r} does not exist", reason="ERROR_REASON_ROLE_NOT_FOUND")
+        if existing is not None and existing.get("builtin"):
+            raise FailedPrecondition(f"role {role_id!r} is built in", reason="ERROR_REASON_NOT_SUPPORTED")
+        for index, perm in enumerate(permissions or []):
+            if not valid_permission(perm):
+                raise InvalidArgument(f"{perm!r} is not a permission (resource:verb or *)",
+                                      field=f"role.permissions[{index}]")
+        record = dict(existing or {"id": role_id, "description": "", "permissions": [], "builtin": False})
+        if permissions is not None:
+            record["permissions"] = list(permissions)
+        if description is not None:
+            record["description"] = description
+        await self.storage.call(self.storage.backend.access_put, "roles", role_id, record)
+        self.roles[role_id] = record
+        return record
+
+    # --- API keys -------------------------------------------------------------------
+
+    def _new_key(self, user_id: str, name: str, permissions: list[str], ttl: float | None,
+                 key_id: str | None = None) -> tuple[dict[str, Any], str]:
+        for index, perm in enumerate(permissions):
+            if not valid_permission(perm):
+                raise InvalidArgument(f"{perm!r} is not a permission", field=f"api_key.permissions[{index}]")
+        secret = keys.generate()
+        key_id = keys.parse(secret)
+        assert key_id is not None
+        now = time.time()
+        record = {"id": key_id, "user": user_id, "display_name": name, "permissions": list(permissions),
+                  "create_time": now, "expire_time": now + ttl if ttl else None, "last_used_time": None,
+                  "revoke_time": None, "digest": keys.digest(secret), "old_digest": "", "old_expire_time": None}
+        return record, secret
+
+    async def create_key(self, caller: Caller, user_id: str, name: str, permissions: list[str],
+                         ttl: float | None) -> tuple[dict[str, Any], str]:
+        """A new key for the caller (or, for an admin, for ``user_id``)."""
+        target = user_id or caller.principal.removeprefix("users/")
+        if target != caller.principal.removeprefix("users/") and not caller.may("*"):
+            raise PermissionDenied("only an admin can create keys for another user")
+        self.user(target)
+        ttl = DEFAULT_TTL if not ttl else ttl
+        if ttl > MAX_TTL:
+            raise InvalidArgument("ttl is at most 365 days", field="ttl")
+        for perm in permissions:
+            if valid_permission(perm) and not caller.may(perm):
+                raise PermissionDenied(f"a key cannot grant {perm!r}, which the caller lacks")
+        record, secret = self._new_key(target, name, permissions, ttl)
+        await self.storage.call(self.storage.backend.access_put, "api_keys", record["id"], record)
+        self.api_keys[record["id"]] = record
+        return record, secret
+
+    def _owned_key(self, caller: Caller, key_id: str) -> dict[str, Any]:
+        record = self.api_keys.get(key_id)
+        if record is None or (f"users/{record['user']}" != caller.principal and not caller.may("*")):
+            raise NotFound(f"API key {key_id!r} does not exist", reason="ERROR_REASON_API_KEY_NOT_FOUND")
+        return record
+
+    def list_keys(self, caller: Caller, user_id: str = "", include_revoked: bool = False) -> list[dict[str, Any]]:
+        """The caller's keys (an admin: everyone's, or ``user_id``'s)."""
+        mine = caller.principal.removeprefix("users/")
+        if user_id and user_id != mine and not caller.may("*"):
+            raise PermissionDenied("only an admin can list another user's keys")
+        wanted = user_id or (None if caller.may("*") else mine)
+        return [k for k in self.api_keys.values()
+                if (wanted is None or k["user"] == wanted) and (include_revoked or not k.get("revoke_time"))]
+
+    async def revoke_key(self, caller: Caller, key_id: str) -> dict[str, Any]:
+        """Revoke a key; effective on the next call."""
+        record = self._owned_key(caller, key_id)
+        record["revoke_time"] = record.get("revoke_time") or time.time()
+        await self.storage.call(self.storage.backend.access_put, "api_keys", key_id, dict(record))
+        return record
+
+    async def rotate_key(self, caller: Caller, key_id: str, overlap: float | None) -> tuple[dict[str, Any], str]:
+        """A new secret for the key; the old one works for ``overlap`` seconds more."""
+        record = self._owned_key(caller, key_id)
+        if record.get("revoke_time"):
+            raise FailedPrecondition("a revoked key cannot be rotated", reason="ERROR_REASON_NOT_SUPPORTED")
+        overlap = DEFAULT_OVERLAP if overlap is None else overlap
+        body = keys.PREFIX + key_id
+        secret = keys.generate(key_id)
+        assert secret.startswith(body)
+        now = time.time()
+        old_expire = now + overlap
+        if record.get("expire_time"):
+            old_expire = min(old_expire, record["expire_time"])
+        record.update(old_digest=record["digest"] if overlap > 0 else "", old_expire_time=old_expire,
+                      digest=keys.digest(secret))
+        await self.storage.call(self.storage.backend.access_put, "api_keys", key_id, dict(record))
+        return record, secret

@@ -1,0 +1,168 @@
+"""AccessService (users, roles, API keys) and AuditService over the AccessManager.
+
+Pagination is simple offsets (users, roles and keys are few); join tokens
+are not implemented yet (UNIMPLEMENTED through the generated base class).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+
+from controlplane.access.manager import AccessManager, Caller
+from controlplane.api import convert
+from controlplane.api.context import caller_var, current_principal
+from controlplane.api.paging import page_size
+from controlplane.api.pb import access_grpc, access_pb, audit_grpc, audit_pb, enums_pb, messages_pb
+from controlplane.errors import InvalidArgument, Unauthenticated
+
+
+def _ts(value: float | None) -> Any:
+    return convert.timestamp(value) if value else None
+
+
+def user_pb(u: dict[str, Any]) -> messages_pb.User:
+    """A user record as a message."""
+    return messages_pb.User(name=f"users/{u['id']}", email=u["email"], roles=[f"roles/{r}" for r in u["roles"]],
+                            disabled=bool(u.get("disabled")), create_time=_ts(u.get("create_time")))
+
+
+def role_pb(r: dict[str, Any]) -> messages_pb.Role:
+    """A role record as a message."""
+    return messages_pb.Role(name=f"roles/{r['id']}", description=r.get("description", ""),
+                            permissions=r.get("permissions", []), builtin=bool(r.get("builtin")))
+
+
+def key_pb(k: dict[str, Any]) -> messages_pb.ApiKey:
+    """A key record as a message (never its digest)."""
+    return messages_pb.ApiKey(
+        name=f"apiKeys/{k['id']}", display_name=k.get("display_name", ""), user=f"users/{k['user']}",
+        permissions=k.get("permissions", []), create_time=_ts(k.get("create_time")),
+        expire_time=_ts(k.get("expire_time")), last_used_time=_ts(k.get("last_used_time")),
+        revoke_time=_ts(k.get("revoke_time")), prefix=f"maos_key_{k['id']}")
+
+
+def _page(items: list[Any], request: Any) -> tuple[list[Any], str]:
+    size = page_size(request.page_size)
+    start = int(request.page_token) if request.page_token.isdigit() else 0
+    chunk = items[start:start + size]
+    return chunk, str(start + size) if start + size < len(items) else ""
+
+
+def _strip(name: str, collection: str) -> str:
+    return name.removeprefix(collection + "/")
+
+
+class AccessServicer(access_grpc.AccessServiceServicer):
+    """Users, roles and API keys."""
+
+    def __init__(self, access: AccessManager):
+        self.access = access
+
+    def _caller(self) -> Caller:
+        caller = caller_var.get()
+        if isinstance(caller, Caller):
+            return caller
+        if self.access.users.get("admin") is None:
+            raise Unauthenticated("authentication is off and no admin user exists")
+        return self.access.caller_of(self.access.users["admin"])  # auth off: the local admin
+
+    async def GetCaller(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        caller = caller_var.get()
+        if not isinstance(caller, Caller):
+            return access_pb.GetCallerResponse(principal=current_principal(), permissions=["*"])
+        return access_pb.GetCallerResponse(
+            principal=caller.principal, api_key=f"apiKeys/{caller.key_id}" if caller.key_id else "",
+            roles=[f"roles/{r}" for r in caller.roles], permissions=caller.permissions)
+
+    async def CreateUser(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        user = await self.access.create_user(request.user.email, [_strip(r, "roles") for r in request.user.roles])
+        return access_pb.CreateUserResponse(user=user_pb(user))
+
+    async def GetUser(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        return access_pb.GetUserResponse(user=user_pb(self.access.user(_strip(request.name, "users"))))
+
+    async def ListUsers(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        users, token = _page(sorted(self.access.users.values(), key=lambda u: u["email"]), request)
+        return access_pb.ListUsersResponse(users=[user_pb(u) for u in users], next_page_token=token)
+
+    async def CreateRole(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        role_id = request.role_id or _strip(request.role.name, "roles")
+        role = await self.access.save_role(role_id, list(request.role.permissions), request.role.description, True)
+        return access_pb.CreateRoleResponse(role=role_pb(role))
+
+    async def GetRole(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        role = self.access.roles.get(_strip(request.name, "roles"))
+        if role is None:
+            from controlplane.errors import NotFound
+            raise NotFound(f"role {request.name!r} does not exist", reason="ERROR_REASON_ROLE_NOT_FOUND")
+        return access_pb.GetRoleResponse(role=role_pb(role))
+
+    async def ListRoles(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        roles, token = _page(sorted(self.access.roles.values(), key=lambda r: r["id"]), request)
+        return access_pb.ListRolesResponse(roles=[role_pb(r) for r in roles], next_page_token=token)
+
+    async def UpdateRole(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        paths = set(request.update_mask.paths) or {"permissions", "description"}
+        unknown = paths - {"permissions", "description"}
+        if unknown:
+            raise InvalidArgument(f"cannot update {', '.join(sorted(unknown))}", field="update_mask")
+        role = await self.access.save_role(
+            _strip(request.role.name, "roles"),
+            list(request.role.permissions) if "permissions" in paths else None,
+            request.role.description if "description" in paths else None, False)
+        return access_pb.UpdateRoleResponse(role=role_pb(role))
+
+    async def CreateApiKey(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        ttl = request.ttl.ToTimedelta().total_seconds() if request.HasField("ttl") else None
+        record, secret = await self.access.create_key(
+            self._caller(), _strip(request.api_key.user, "users"), request.api_key.display_name,
+            list(request.api_key.permissions), ttl)
+        return access_pb.CreateApiKeyResponse(api_key=key_pb(record), secret=secret)
+
+    async def ListApiKeys(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        found = self.access.list_keys(self._caller(), _strip(request.user, "users"), request.include_revoked)
+        chunk, token = _page(sorted(found, key=lambda k: k["create_time"]), request)
+        return access_pb.ListApiKeysResponse(api_keys=[key_pb(k) for k in chunk], next_page_token=token)
+
+    async def RevokeApiKey(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        record = await self.access.revoke_key(self._caller(), _strip(request.name, "apiKeys"))
+        return access_pb.RevokeApiKeyResponse(api_key=key_pb(record))
+
+    async def RotateApiKey(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        overlap = request.overlap.ToTimedelta().total_seconds() if request.HasField("overlap") else None
+        record, secret = await self.access.rotate_key(self._caller(), _strip(request.name, "apiKeys"), overlap)
+        return access_pb.RotateApiKeyResponse(api_key=key_pb(record), secret=secret,
+                                              old_secret_expire_time=_ts(record["old_expire_time"]))
+
+
+class AuditServicer(audit_grpc.AuditServiceServicer):
+    """Reads the append-only audit log."""
+
+    def __init__(self, storage: Any):
+        self.storage = storage
+
+    async def ListAuditRecords(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        size = min(request.page_size or 100, 1000)
+        before = int(request.page_token) if request.page_token.isdigit() else None
+        rows = await self.storage.call(lambda: self.storage.backend.list_audit(
+            since=convert.epoch(request.since) if request.HasField("since") else None,
+            until=convert.epoch(request.until) if request.HasField("until") else None,
+            principal=request.principal, action=request.action, before_seq=before, limit=size + 1))
+        if request.decision:
+            wanted = enums_pb.AuditDecision.Name(request.decision).removeprefix("AUDIT_DECISION_")
+            rows = [r for r in rows if r.get("decision") == wanted]
+        more = len(rows) > size
+        rows = rows[:size]
+        records = [audit_record_pb(r) for r in rows]
+        return audit_pb.ListAuditRecordsResponse(records=records, next_page_token=str(rows[-1]["seq"]) if more else "")
+
+
+def audit_record_pb(r: dict[str, Any]) -> messages_pb.AuditRecord:
+    """A stored audit record as a message."""
+    return messages_pb.AuditRecord(
+        id=r["id"], time=_ts(r["time"]), principal=r["principal"], key_id=r.get("key_id", ""), peer=r.get("peer", ""),
+        method=r["method"], resource=r.get("resource", ""),
+        decision=enums_pb.AuditDecision.Value(f"AUDIT_DECISION_{r.get('decision', 'UNSPECIFIED')}"),
+        status_code=r.get("status_code", ""), request_id=r.get("request_id", ""), reason=r.get("reason", ""))

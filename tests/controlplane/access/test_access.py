@@ -1,0 +1,199 @@
+"""Access control end to end: a real control plane with ``security.auth: required``.
+
+Each denial gets the right status and reason and changes nothing; allowed
+mutating calls and denials leave audit records.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from agent_sdk.client import Client
+from agent_sdk.errors import MaosRpcError
+from controlplane.access import keys
+from controlplane.app import App
+from tests.harness.server import make_settings, start_app
+
+
+@pytest.fixture
+async def secured(maos_home: Path) -> AsyncIterator[App]:
+    """A control plane that requires API keys."""
+    app = await start_app(make_settings(maos_home, **{"security.auth": "required"}))
+    try:
+        yield app
+    finally:
+        await app.stop(grace=1.0)
+
+
+async def admin_key(app: App) -> str:
+    """A fresh admin API key (as ``maos init`` makes)."""
+    _, secret = await app.storage.call(app.access.issue_key_sync, "admin", "test admin")
+    return secret
+
+
+async def user_key(app: App, email: str, *roles: str) -> str:
+    """A new user with ``roles`` and an API key of theirs."""
+    async with Client(app.address, token=await admin_key(app)) as admin:
+        user = await admin.create_user(email, roles)
+    _, secret = await app.storage.call(app.access.issue_key_sync, user.name.removeprefix("users/"), "k")
+    return secret
+
+
+async def fails(call, code: grpc.StatusCode, reason: str) -> MaosRpcError:
+    with pytest.raises(MaosRpcError) as info:
+        await call
+    assert info.value.code == code, info.value
+    assert info.value.reason == reason
+    return info.value
+
+
+async def task_count(app: App) -> int:
+    counts = await app.storage.call(app.storage.backend.count_tasks_by_status)
+    return sum(counts.values())
+
+
+async def test_unauthenticated_calls_are_refused_audited_and_change_nothing(secured: App) -> None:
+    async with Client(secured.address) as anonymous:
+        await fails(anonymous.submit_task(description="x"), grpc.StatusCode.UNAUTHENTICATED,
+                    "ERROR_REASON_UNAUTHENTICATED")
+        await fails(anonymous.list_tasks(), grpc.StatusCode.UNAUTHENTICATED, "ERROR_REASON_UNAUTHENTICATED")
+    assert await task_count(secured) == 0
+    async with Client(secured.address, token=await admin_key(secured)) as admin:
+        records = await admin.list_audit_records(action="SubmitTask")
+    assert [(r.principal, r.status_code, r.decision) for r in records] == [("", "UNAUTHENTICATED", 2)]
+
+
+async def test_health_needs_no_credentials(secured: App) -> None:
+    async with grpc.aio.insecure_channel(secured.address) as channel:
+        reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""))
+    assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+async def test_malformed_or_bad_checksum_key_is_unauthenticated(secured: App) -> None:
+    good = await admin_key(secured)
+    assert keys.parse(good) is not None
+    tampered = good[:-1] + ("0" if good[-1] != "0" else "1")
+    assert keys.parse(tampered) is None
+    for token in (tampered, "not-a-key", keys.generate()):  # the last is well formed but unknown
+        async with Client(secured.address, token=token) as client:
+            await fails(client.get_caller(), grpc.StatusCode.UNAUTHENTICATED, "ERROR_REASON_UNAUTHENTICATED")
+
+
+async def test_wrong_permission_is_denied_and_changes_nothing(secured: App) -> None:
+    token = await user_key(secured, "viewer@example.com", "viewer")
+    async with Client(secured.address, token=token) as viewer:
+        assert (await viewer.list_tasks()).tasks == []  # task:view is granted
+        await fails(viewer.submit_task(description="x"), grpc.StatusCode.PERMISSION_DENIED,
+                    "ERROR_REASON_PERMISSION_DENIED")
+        await fails(viewer.create_user("x@example.com", ["admin"]), grpc.StatusCode.PERMISSION_DENIED,
+                    "ERROR_REASON_PERMISSION_DENIED")
+    assert await task_count(secured) == 0
+    assert not any(u["email"] == "x@example.com" for u in secured.access.users.values())
+    async with Client(secured.address, token=await admin_key(secured)) as admin:
+        denied = await admin.list_audit_records(principal="users/viewer")
+    assert {(r.method.rsplit("/", 1)[1], r.status_code) for r in denied} == {
+        ("SubmitTask", "PERMISSION_DENIED"), ("CreateUser", "PERMISSION_DENIED")}
+    assert all(r.key_id and r.peer for r in denied)
+
+
+async def test_key_permissions_narrow_the_users(secured: App) -> None:
+    async with Client(secured.address, token=await user_key(secured, "dev@example.com", "developer")) as dev:
+        narrow = await dev.create_api_key("read only", ["task:view"])
+        await fails(dev.create_api_key("too much", ["*"]), grpc.StatusCode.PERMISSION_DENIED,
+                    "ERROR_REASON_PERMISSION_DENIED")
+    async with Client(secured.address, token=narrow.secret) as client:
+        assert (await client.get_caller()).permissions == ["task:view"]
+        await fails(client.submit_task(description="x"), grpc.StatusCode.PERMISSION_DENIED,
+                    "ERROR_REASON_PERMISSION_DENIED")
+
+
+async def test_expired_key(secured: App) -> None:
+    token = await user_key(secured, "dev@example.com", "developer")
+    secured.access.api_keys[keys.parse(token)]["expire_time"] = time.time() - 1
+    async with Client(secured.address, token=token) as client:
+        await fails(client.list_tasks(), grpc.StatusCode.UNAUTHENTICATED, "ERROR_REASON_CREDENTIAL_EXPIRED")
+
+
+async def test_revoked_key_fails_on_the_next_call(secured: App) -> None:
+    async with Client(secured.address, token=await user_key(secured, "dev@example.com", "developer")) as dev:
+        created = await dev.create_api_key("ci", ttl=3600)
+        assert created.secret.startswith("maos_key_") and created.api_key.prefix in created.secret
+        async with Client(secured.address, token=created.secret) as ci:
+            await ci.list_tasks()
+            await dev.revoke_api_key(created.api_key.name)
+            await fails(ci.list_tasks(), grpc.StatusCode.UNAUTHENTICATED, "ERROR_REASON_CREDENTIAL_REVOKED")
+        listed = await dev.list_api_keys(include_revoked=True)
+        assert created.api_key.name in [k.name for k in listed]
+        assert created.api_key.name not in [k.name for k in await dev.list_api_keys()]
+    stored = {r["id"]: r for r in await secured.storage.call(secured.storage.backend.access_list, "api_keys")}
+    assert stored[keys.parse(created.secret)]["digest"] == keys.digest(created.secret)  # only the hash
+    assert created.secret not in str(stored)
+
+
+async def test_rotated_key_overlap(secured: App) -> None:
+    async with Client(secured.address, token=await user_key(secured, "dev@example.com", "developer")) as dev:
+        created = await dev.create_api_key("svc")
+        rotated = await dev.rotate_api_key(created.api_key.name, overlap=0.5)
+    assert keys.parse(rotated.secret) == keys.parse(created.secret)
+    async with Client(secured.address, token=created.secret) as old, \
+            Client(secured.address, token=rotated.secret) as new:
+        await old.list_tasks()  # within the overlap
+        await new.list_tasks()
+        await asyncio.sleep(0.6)
+        await fails(old.list_tasks(), grpc.StatusCode.UNAUTHENTICATED, "ERROR_REASON_CREDENTIAL_EXPIRED")
+        await new.list_tasks()
+
+
+async def test_another_users_task_is_not_found_and_unchanged(secured: App) -> None:
+    alice = Client(secured.address, token=await user_key(secured, "alice@example.com", "developer"))
+    bob = Client(secured.address, token=await user_key(secured, "bob@example.com", "developer"))
+    admin = Client(secured.address, token=await admin_key(secured))
+    try:
+        task = await alice.submit_task(description="alice's work")
+        assert task.owner == "users/alice"
+        await fails(bob.get_task(task.name), grpc.StatusCode.NOT_FOUND, "ERROR_REASON_TASK_NOT_FOUND")
+        await fails(bob.tasks.CancelTask(__import__("agent_sdk.proto.maos.v1.task_service_pb2",
+                                                    fromlist=["x"]).CancelTaskRequest(name=task.name)),
+                    grpc.StatusCode.NOT_FOUND, "ERROR_REASON_TASK_NOT_FOUND")
+        assert (await bob.list_tasks()).tasks == []
+        assert (await bob.list_tasks(owner="users/alice")).tasks == []
+        after = (await alice.get_task(task.name)).task
+        assert after.status == task.status and after.update_time == task.update_time
+        assert [t.name for t in (await admin.list_tasks()).tasks] == [task.name]  # admin sees all
+        records = await admin.list_audit_records(action="SubmitTask")
+        assert [(r.principal, r.status_code, r.decision) for r in records] == [("users/alice", "OK", 1)]
+        cancels = await admin.list_audit_records(action="CancelTask")
+        assert [(r.principal, r.status_code, r.resource) for r in cancels] == [
+            ("users/bob", "NOT_FOUND", task.name)]
+    finally:
+        for client in (alice, bob, admin):
+            await client.close()
+
+
+async def test_roles_and_get_caller(secured: App) -> None:
+    async with Client(secured.address, token=await admin_key(secured)) as admin:
+        caller = await admin.get_caller()
+        assert caller.principal == "users/admin" and caller.permissions == ["*"]
+        role = await admin.create_role("submitter", ["task:submit", "task:view"])
+        assert role.name == "roles/submitter"
+        await fails(admin.create_role("bad", ["nonsense"]), grpc.StatusCode.INVALID_ARGUMENT,
+                    "ERROR_REASON_INVALID_FIELD")
+        await fails(admin.update_role("admin", ["task:view"]), grpc.StatusCode.FAILED_PRECONDITION,
+                    "ERROR_REASON_NOT_SUPPORTED")
+        await admin.update_role("submitter", ["task:submit"])
+        names = {r.name: r for r in await admin.list_roles()}
+        assert {"roles/viewer", "roles/developer", "roles/admin", "roles/agent"} <= set(names)
+        assert list(names["roles/submitter"].permissions) == ["task:submit"]
+        await fails(admin.create_user("x@example.com", ["nope"]), grpc.StatusCode.NOT_FOUND,
+                    "ERROR_REASON_ROLE_NOT_FOUND")
+    token = await user_key(secured, "s@example.com", "submitter")
+    async with Client(secured.address, token=token) as submitter:
+        await submitter.submit_task(description="ok")
+        await fails(submitter.list_tasks(), grpc.StatusCode.PERMISSION_DENIED, "ERROR_REASON_PERMISSION_DENIED")

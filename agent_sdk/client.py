@@ -628,3 +628,17 @@ class Client:
         if since is not None:
             request.since.CopyFrom(_timestamp(since))
         return list((await self.audit.ListAuditRecords(request)).records)
+
+    async def all_audit_records(self, *, since: datetime | float | None = None, principal: str = "",
+                                action: str = "") -> list[msgs.AuditRecord]:
+        """Every audit record matching the filters (all pages), newest first."""
+        request = audit_pb.ListAuditRecordsRequest(page_size=1000, principal=principal, action=action)
+        if since is not None:
+            request.since.CopyFrom(_timestamp(since))
+        found: list[msgs.AuditRecord] = []
+        while True:
+            page = await self.audit.ListAuditRecords(request)
+            found.extend(page.records)
+            if not page.next_page_token:
+                return found
+            request.page_token = page.next_page_token

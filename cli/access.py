@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import csv
+import io
+import json
+from collections import Counter
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import click
@@ -159,6 +164,55 @@ def audit_logs(since: datetime | None, principal: str, action: str, limit: int) 
     emit(records, lambda: table(["TIME", "PRINCIPAL", "METHOD", "RESOURCE", "DECISION", "CODE"], [
         (when(r.time), r.principal or "-", r.method.rsplit("/", 1)[-1], r.resource or "-",
          "DENY" if r.decision == 2 else "ALLOW", r.status_code) for r in records], "no audit records"))
+
+
+@audit.command("report")
+@click.option("--output", "output_file", type=click.Path(dir_okay=False, writable=True), required=True,
+              help="File to write; .json, .csv or .md chooses the format unless --format is given.")
+@click.option("--timeframe", type=Since(), default="24h", show_default=True,
+              help="How far back (1h, 7d, 30d, or an ISO time).")
+@click.option("--format", "fmt", type=click.Choice(["json", "csv", "markdown"]), default=None,
+              help="Report format (default: from the file name).")
+@handle_errors
+def audit_report(output_file: str, timeframe: datetime, fmt: str | None) -> None:
+    """Write an audit report (summary and every record) for a timeframe to a file."""
+    fmt = fmt or {".json": "json", ".csv": "csv", ".md": "markdown"}.get(Path(output_file).suffix.lower())
+    if fmt is None:
+        raise click.UsageError("give --format, or a file name ending in .json, .csv or .md")
+    records = run(lambda c: c.all_audit_records(since=timeframe))
+    rows = [{"time": when(r.time), "principal": r.principal, "key_id": r.key_id, "peer": r.peer,
+             "method": r.method, "resource": r.resource, "decision": "DENY" if r.decision == 2 else "ALLOW",
+             "status_code": r.status_code, "request_id": r.request_id, "reason": r.reason} for r in records]
+    Path(output_file).write_text(render_report(rows, timeframe, fmt))
+    click.echo(f"wrote {len(rows)} audit records to {output_file} ({fmt})", err=True)
+
+
+def render_report(rows: list[dict[str, str]], since: datetime, fmt: str) -> str:
+    """The report text: JSON (summary and records), CSV (records) or Markdown (summary and denials)."""
+    summary = {
+        "since": since.isoformat(), "records": len(rows),
+        "denied": sum(1 for r in rows if r["decision"] == "DENY"),
+        "by_principal": dict(Counter(r["principal"] or "(unauthenticated)" for r in rows).most_common()),
+        "by_method": dict(Counter(r["method"].rsplit("/", 1)[-1] for r in rows).most_common()),
+    }
+    if fmt == "json":
+        return json.dumps({"summary": summary, "records": rows}, indent=2) + "\n"
+    if fmt == "csv":
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=list(rows[0]) if rows else ["time"])
+        writer.writeheader()
+        writer.writerows(rows)
+        return out.getvalue()
+    lines = [f"# Audit report since {summary['since']}", "",
+             f"{summary['records']} records, {summary['denied']} denied.", "",
+             "| principal | calls |", "|---|---|"]
+    lines += [f"| {who} | {n} |" for who, n in summary["by_principal"].items()]
+    lines += ["", "| method | calls |", "|---|---|"]
+    lines += [f"| {method} | {n} |" for method, n in summary["by_method"].items()]
+    lines += ["", "## Denied calls", "", "| time | principal | method | code |", "|---|---|---|---|"]
+    lines += [f"| {r['time']} | {r['principal'] or '-'} | {r['method']} | {r['status_code']} |"
+              for r in rows if r["decision"] == "DENY"]
+    return "\n".join(lines) + "\n"
 
 
 __all__ = ["api_key", "audit", "message", "role", "user"]

@@ -269,3 +269,19 @@ class ControlPlaneProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(timeout=10)
+
+
+@pytest.fixture
+async def secured(maos_home: Path) -> AsyncIterator[App]:
+    """A control plane that requires API keys (``security.auth: required``)."""
+    app = await start_app(make_settings(maos_home, **{"security.auth": "required"}))
+    try:
+        yield app
+    finally:
+        await app.stop(grace=1.0)
+
+
+async def admin_key(app: App) -> str:
+    """A fresh admin API key (as ``maos init`` makes)."""
+    _, secret = await app.storage.call(app.access.issue_key_sync, "admin", "test admin")
+    return secret

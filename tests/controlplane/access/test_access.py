@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import grpc
 import pytest
@@ -19,23 +17,7 @@ from agent_sdk.client import Client
 from agent_sdk.errors import MaosRpcError
 from controlplane.access import keys
 from controlplane.app import App
-from tests.harness.server import make_settings, start_app
-
-
-@pytest.fixture
-async def secured(maos_home: Path) -> AsyncIterator[App]:
-    """A control plane that requires API keys."""
-    app = await start_app(make_settings(maos_home, **{"security.auth": "required"}))
-    try:
-        yield app
-    finally:
-        await app.stop(grace=1.0)
-
-
-async def admin_key(app: App) -> str:
-    """A fresh admin API key (as ``maos init`` makes)."""
-    _, secret = await app.storage.call(app.access.issue_key_sync, "admin", "test admin")
-    return secret
+from tests.harness.server import admin_key
 
 
 async def user_key(app: App, email: str, *roles: str) -> str:

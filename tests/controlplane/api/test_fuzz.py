@@ -1,0 +1,338 @@
+"""Property-based fuzz of every user-facing unary RPC with random and invalid messages.
+
+One control plane runs for the whole module on its own event loop in a background
+thread; hypothesis drives synchronous tests that call it through that loop. The
+properties: no call ends in UNKNOWN or INTERNAL (nor hangs), and a rejected call of
+a mutating RPC leaves the observable state (tasks, agents, status counts) unchanged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from google.protobuf import descriptor as _descriptor
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from agent_sdk.proto.maos.v1 import (
+    access_service_pb2,
+    access_service_pb2_grpc,
+    agent_service_pb2,
+    agent_service_pb2_grpc,
+    audit_service_pb2,
+    audit_service_pb2_grpc,
+    checkpoint_service_pb2,
+    checkpoint_service_pb2_grpc,
+    messages_pb2,
+    system_service_pb2,
+    system_service_pb2_grpc,
+    task_service_pb2,
+    task_service_pb2_grpc,
+)
+from tests.harness.server import make_settings, start_app
+
+FD = _descriptor.FieldDescriptor
+CALL_TIMEOUT = 10.0
+FORBIDDEN = {grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL, grpc.StatusCode.DEADLINE_EXCEEDED}
+
+#: (module, stub class, service name) of the user-facing services.
+SERVICES = [
+    (task_service_pb2, task_service_pb2_grpc.TaskServiceStub, "TaskService"),
+    (agent_service_pb2, agent_service_pb2_grpc.AgentServiceStub, "AgentService"),
+    (system_service_pb2, system_service_pb2_grpc.SystemServiceStub, "SystemService"),
+    (checkpoint_service_pb2, checkpoint_service_pb2_grpc.CheckpointServiceStub, "CheckpointService"),
+    (access_service_pb2, access_service_pb2_grpc.AccessServiceStub, "AccessService"),
+    (audit_service_pb2, audit_service_pb2_grpc.AuditServiceStub, "AuditService"),
+]
+#: Streaming RPCs, and the ones that replace the whole state, are not fuzzed here.
+SKIPPED = {"Recover", "ImportCheckpoint", "WatchTask", "TailLogs", "WatchEvents", "ExportCheckpoint"}
+#: Mutating RPCs whose rejection must leave the observable state unchanged.
+MUTATING = {
+    "SubmitTask", "BatchSubmitTasks", "CancelTask", "RetryTask", "UpdateTask",
+    "SpawnAgents", "TerminateAgent", "PauseAgent", "ResumeAgent", "DrainAgent", "SetConfig",
+    "CreateCheckpoint", "DeleteCheckpoint",
+    "CreateUser", "UpdateUser", "DeleteUser", "CreateRole", "UpdateRole", "DeleteRole",
+    "CreateApiKey", "RevokeApiKey", "RotateApiKey", "CreateJoinToken", "RevokeJoinToken",
+}
+
+METHODS: list[tuple[str, str, Any]] = []  # (service, method, method descriptor)
+for _module, _stub, _service in SERVICES:
+    for _method in _module.DESCRIPTOR.services_by_name[_service].methods:
+        if _method.name not in SKIPPED and not _method.server_streaming and not _method.client_streaming:
+            METHODS.append((_service, _method.name, _method))
+STUB_CLASSES = {service: stub for _, stub, service in SERVICES}
+
+
+# ---------------------------------------------------------------- strategies
+
+#: Names that exist while the fuzz runs (filled in by the fixture).
+KNOWN_NAMES: list[str] = []
+PREFIXES = ["tasks/", "agents/", "users/", "roles/", "checkpoints/", "apiKeys/", "joinTokens/", "batches/", ""]
+
+texts = st.one_of(
+    st.just(""),
+    st.text(max_size=20),
+    st.text(alphabet=st.characters(codec="utf-8"), min_size=1, max_size=40),
+    st.sampled_from(["\x00", " ", "*", "..", "/", "-", "a" * 64, "tasks/", "tasks/../x", "%s", "{}", "null"]),
+    st.integers(min_value=1, max_value=5000).map(lambda n: "x" * n),
+)
+names = st.one_of(
+    texts,
+    st.tuples(st.sampled_from(PREFIXES), texts).map("".join),
+    st.deferred(lambda: st.sampled_from(KNOWN_NAMES) if KNOWN_NAMES else st.just("tasks/none")),
+)
+INT_RANGES = {
+    FD.TYPE_INT32: (-(2**31), 2**31 - 1), FD.TYPE_SINT32: (-(2**31), 2**31 - 1),
+    FD.TYPE_SFIXED32: (-(2**31), 2**31 - 1), FD.TYPE_UINT32: (0, 2**32 - 1), FD.TYPE_FIXED32: (0, 2**32 - 1),
+    FD.TYPE_INT64: (-(2**63), 2**63 - 1), FD.TYPE_SINT64: (-(2**63), 2**63 - 1),
+    FD.TYPE_SFIXED64: (-(2**63), 2**63 - 1), FD.TYPE_UINT64: (0, 2**64 - 1), FD.TYPE_FIXED64: (0, 2**64 - 1),
+}
+
+
+def ints(lo: int, hi: int) -> st.SearchStrategy[int]:
+    """Small values, edges, and anything in range."""
+    edges = [v for v in (lo, hi, -1, 0, 1, 2, 3, 10, 1000, 1001) if lo <= v <= hi]
+    return st.one_of(st.sampled_from(edges), st.integers(-5, 100).filter(lambda v: lo <= v <= hi),
+                     st.integers(lo, hi))
+
+
+floats = st.one_of(st.sampled_from([0.0, -0.0, 1.0, -1.0, 0.5, 1e308, -1e308, math.inf, -math.inf, math.nan]),
+                   st.floats(allow_nan=True, allow_infinity=True))
+
+
+def scalar(field: Any) -> st.SearchStrategy[Any]:
+    """A random value for a non-message field."""
+    t = field.type
+    if t == FD.TYPE_STRING:
+        lowered = field.name.lower()
+        if lowered in ("name", "user", "task", "agent", "batch", "checkpoint", "depends_on", "owner") \
+                or lowered.endswith("_name") or lowered.endswith("_id"):
+            return names
+        return texts
+    if t == FD.TYPE_BYTES:
+        return st.binary(max_size=64)
+    if t == FD.TYPE_BOOL:
+        return st.booleans()
+    if t in (FD.TYPE_DOUBLE, FD.TYPE_FLOAT):
+        return floats if t == FD.TYPE_DOUBLE else floats.map(lambda v: v if not math.isfinite(v) or abs(v) < 3e38 else 0.0)
+    if t == FD.TYPE_ENUM:
+        known = [v.number for v in field.enum_type.values]
+        return st.one_of(st.sampled_from(known), st.integers(-(2**31), 2**31 - 1), st.sampled_from([-1, 999]))
+    return ints(*INT_RANGES[t])
+
+
+def duration(msg: Any) -> st.SearchStrategy[dict[str, int]]:
+    return st.one_of(
+        st.fixed_dictionaries({"seconds": st.integers(-10, 100_000), "nanos": st.integers(0, 999_999_999)}),
+        st.fixed_dictionaries({"seconds": st.integers(-315_576_000_000, 315_576_000_000),
+                               "nanos": st.integers(-999_999_999, 999_999_999)}),
+        st.fixed_dictionaries({"seconds": st.integers(-(2**63), 2**63 - 1), "nanos": st.integers(-(2**31), 2**31 - 1)}),
+    )
+
+
+def timestamp(msg: Any) -> st.SearchStrategy[dict[str, int]]:
+    return st.one_of(
+        st.fixed_dictionaries({"seconds": st.integers(0, 253_402_300_799), "nanos": st.integers(0, 999_999_999)}),
+        st.fixed_dictionaries({"seconds": st.integers(-(2**63), 2**63 - 1), "nanos": st.integers(-(2**31), 2**31 - 1)}),
+    )
+
+
+def field_mask(descriptor: Any) -> st.SearchStrategy[dict[str, list[str]]]:
+    paths = [f.name for f in descriptor.fields] if descriptor is not None else []
+    return st.fixed_dictionaries({"paths": st.lists(st.one_of(st.sampled_from(paths or ["x"]), texts), max_size=4)})
+
+
+def message(descriptor: Any, depth: int = 0, sibling: Any = None) -> st.SearchStrategy[dict[str, Any]]:
+    """A dict of random field values for ``descriptor`` (each field present or not)."""
+    full = descriptor.full_name
+    if full == "google.protobuf.Duration":
+        return duration(descriptor)
+    if full == "google.protobuf.Timestamp":
+        return timestamp(descriptor)
+    if full == "google.protobuf.FieldMask":
+        return field_mask(sibling)
+    optional: dict[str, st.SearchStrategy[Any]] = {}
+    for field in descriptor.fields:
+        if field.message_type is not None and field.message_type.GetOptions().map_entry:
+            value = scalar(field.message_type.fields_by_name["value"]) if field.message_type.fields_by_name[
+                "value"].message_type is None else st.just({})
+            strategy: st.SearchStrategy[Any] = st.dictionaries(texts, value, max_size=4)
+        elif field.message_type is not None:
+            if depth >= 2 and not field.message_type.full_name.startswith("google.protobuf"):
+                continue
+            mask_target = next((f.message_type for f in descriptor.fields
+                                if f.message_type is not None and not f.message_type.full_name.startswith("google")),
+                               None)
+            inner = message(field.message_type, depth + 1, mask_target)
+            strategy = st.lists(inner, max_size=3) if field.is_repeated else inner
+        else:
+            strategy = st.lists(scalar(field), max_size=4) if field.is_repeated else scalar(field)
+        optional[field.name] = strategy
+    return st.fixed_dictionaries({}, optional=optional)
+
+
+def build(cls: type, values: dict[str, Any]) -> Any:
+    """A message of ``cls`` from a nested dict; fields of one oneof: the last wins."""
+    msg = cls()
+    _fill(msg, values)
+    return msg
+
+
+def _fill(msg: Any, values: dict[str, Any]) -> None:
+    for key, value in values.items():
+        field = msg.DESCRIPTOR.fields_by_name[key]
+        if field.message_type is not None and field.message_type.GetOptions().map_entry:
+            getattr(msg, key).update(value)
+        elif field.message_type is not None and field.is_repeated:
+            for item in value:
+                _fill(getattr(msg, key).add(), item)
+        elif field.message_type is not None:
+            sub = getattr(msg, key)
+            sub.SetInParent()
+            _fill(sub, value)
+        elif field.is_repeated:
+            getattr(msg, key).extend(value)
+        else:
+            setattr(msg, key, value)
+
+
+# ---------------------------------------------------------------- the server
+
+class Remote:
+    """A control plane on a background event loop; ``call`` runs one RPC from sync code."""
+
+    def __init__(self, home: Path):
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.app = self.run(start_app(make_settings(home)))
+        self.channel = self.run(self._channel())
+        self.stubs = {service: cls(self.channel) for service, cls in STUB_CLASSES.items()}
+
+    async def _channel(self) -> grpc.aio.Channel:
+        return grpc.aio.insecure_channel(f"127.0.0.1:{self.app.port}")
+
+    def run(self, coro: Any, timeout: float = 60.0) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def call(self, service: str, method: str, request: Any) -> tuple[grpc.StatusCode, Any]:
+        """(code, response or details) of one unary call."""
+        async def go() -> tuple[grpc.StatusCode, Any]:
+            try:
+                return grpc.StatusCode.OK, await getattr(self.stubs[service], method)(request, timeout=CALL_TIMEOUT)
+            except grpc.aio.AioRpcError as exc:
+                return exc.code(), exc.details()
+        return self.run(go(), timeout=CALL_TIMEOUT + 10)
+
+    def fingerprint(self) -> tuple[Any, ...]:
+        """What a rejected mutation must not change."""
+        tasks, token = [], ""
+        while True:
+            code, resp = self.call("TaskService", "ListTasks",
+                                   task_service_pb2.ListTasksRequest(page_size=1000, page_token=token))
+            assert code == grpc.StatusCode.OK, resp
+            tasks += [(t.name, t.status, t.priority, t.description, t.status_reason) for t in resp.tasks]
+            token = resp.next_page_token
+            if not token:
+                break
+        code, agents = self.call("AgentService", "ListAgents",
+                                 agent_service_pb2.ListAgentsRequest(page_size=1000, include_terminated=True))
+        assert code == grpc.StatusCode.OK, agents
+        code, status = self.call("SystemService", "GetStatus", system_service_pb2.GetStatusRequest())
+        assert code == grpc.StatusCode.OK, status
+        code, users = self.call("AccessService", "ListUsers", access_service_pb2.ListUsersRequest(page_size=1000))
+        assert code == grpc.StatusCode.OK, users
+        code, roles = self.call("AccessService", "ListRoles", access_service_pb2.ListRolesRequest(page_size=1000))
+        assert code == grpc.StatusCode.OK, roles
+        code, cps = self.call("CheckpointService", "ListCheckpoints",
+                              checkpoint_service_pb2.ListCheckpointsRequest(page_size=1000))
+        assert code == grpc.StatusCode.OK, cps
+        return (
+            sorted(tasks),
+            sorted((a.name, a.status) for a in agents.agents),
+            sorted(str(status.tasks).splitlines()) if status.HasField("tasks") else None,
+            sorted(u.SerializeToString(deterministic=True) for u in users.users),
+            sorted(r.SerializeToString(deterministic=True) for r in roles.roles),
+            sorted(c.name for c in cps.checkpoints),
+        )
+
+    def close(self) -> None:
+        try:
+            self.run(self.channel.close())
+            self.run(self.app.stop(grace=1.0))
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(10)
+            self.loop.close()
+
+
+@pytest.fixture(scope="module")
+def remote(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Remote]:
+    server = Remote(tmp_path_factory.mktemp("fuzz-home"))
+    try:
+        code, resp = server.call("TaskService", "SubmitTask", task_service_pb2.SubmitTaskRequest(
+            task=messages_pb2.Task(description="a known task")))
+        assert code == grpc.StatusCode.OK, resp
+        KNOWN_NAMES[:] = [resp.task.name if hasattr(resp, "task") else resp.name, "users/admin", "roles/admin"]
+        yield server
+    finally:
+        KNOWN_NAMES.clear()
+        server.close()
+
+
+# ---------------------------------------------------------------- the properties
+
+FUZZ = settings(max_examples=40, deadline=None, derandomize=True, database=None,
+                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
+                                       HealthCheck.data_too_large])
+
+
+def check(remote: Remote, service: str, method: str, request: Any) -> None:
+    mutating = method in MUTATING
+    before = remote.fingerprint() if mutating else None
+    code, detail = remote.call(service, method, request)
+    assert code not in FORBIDDEN, f"{service}.{method} -> {code.name}: {detail!r}\nrequest: {request!r:.2000}"
+    if mutating and code != grpc.StatusCode.OK:
+        assert remote.fingerprint() == before, f"{service}.{method} rejected ({code.name}) but changed state"
+
+
+@pytest.mark.parametrize(("service", "method", "descriptor"), METHODS, ids=[f"{s}.{m}" for s, m, _ in METHODS])
+def test_rpc_never_fails_internally(remote: Remote, service: str, method: str, descriptor: Any) -> None:
+    request_cls = getattr(
+        next(module for module, _, name in SERVICES if name == service), descriptor.input_type.name)
+
+    @FUZZ
+    @given(values=message(descriptor.input_type))
+    def fuzz(values: dict[str, Any]) -> None:
+        check(remote, service, method, build(request_cls, values))
+
+    fuzz()
+
+
+def test_garbage_bytes_are_rejected_cleanly(remote: Remote) -> None:
+    """Undecodable request bytes: a clean status, never UNKNOWN/INTERNAL."""
+    @FUZZ
+    @given(st.sampled_from(METHODS), st.binary(min_size=1, max_size=200))
+    def fuzz(target: tuple[str, str, Any], raw: bytes) -> None:
+        service, method, _ = target
+        path = f"/maos.v1.{service}/{method}"
+
+        async def go() -> grpc.StatusCode:
+            call = remote.channel.unary_unary(path, request_serializer=None, response_deserializer=None)
+            try:
+                await call(raw, timeout=CALL_TIMEOUT)
+            except grpc.aio.AioRpcError as exc:
+                return exc.code()
+            return grpc.StatusCode.OK
+
+        code = remote.run(go(), timeout=CALL_TIMEOUT + 10)
+        assert code not in FORBIDDEN, f"{path} with {raw!r} -> {code.name}"
+
+    fuzz()

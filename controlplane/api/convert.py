@@ -44,6 +44,21 @@ def seconds(value: duration_pb2.Duration) -> float:
     return value.seconds + value.nanos / 1e9
 
 
+#: The range of a valid google.protobuf.Duration (about 10,000 years).
+MAX_DURATION_SECONDS = 315_576_000_000
+
+
+def checked_seconds(value: duration_pb2.Duration, field: str, *, allow_negative: bool = False) -> float:
+    """A Duration as float seconds; INVALID_ARGUMENT naming ``field`` if it is not a valid (non-negative) one."""
+    s, n = value.seconds, value.nanos
+    if abs(s) > MAX_DURATION_SECONDS or abs(n) > 999_999_999 or (s > 0 > n) or (s < 0 < n):
+        raise InvalidArgument(f"{field} is not a valid duration", field=field)
+    secs = seconds(value)
+    if secs < 0 and not allow_negative:
+        raise InvalidArgument(f"{field} cannot be negative", field=field)
+    return secs
+
+
 def duration(secs: float | None) -> duration_pb2.Duration | None:
     """Float seconds as a Duration (None stays None)."""
     if secs is None:

@@ -27,6 +27,9 @@ log = logging.getLogger(__name__)
 
 DOMAIN = "maos"
 
+#: What the request deserializer hands a handler for bytes that are not a valid message.
+UNDECODABLE = object()
+
 #: Most specific class first; the first match wins.
 STATUS_FOR: list[tuple[type[errors.MaosError], grpc.StatusCode]] = [
     (errors.InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT),
@@ -124,6 +127,24 @@ class ErrorAndMetricsInterceptor(grpc.aio.ServerInterceptor):
         handled = metrics.rpc_handled
         seconds = metrics.rpc_seconds
         children: dict[tuple[str, str], tuple[Any, Any]] = {}
+        decode = handler.request_deserializer
+
+        def deserializer(data: bytes) -> Any:
+            # grpcio answers UNKNOWN when this raises; hand the handler a marker instead,
+            # so that bad bytes get INVALID_ARGUMENT like any other bad input.
+            try:
+                return decode(data) if decode else data
+            except Exception:
+                return UNDECODABLE
+
+        def undecodable() -> errors.InvalidArgument:
+            return errors.InvalidArgument(f"the request is not a valid {method} request message", field="request")
+
+        async def checked(requests: Any) -> Any:
+            async for request in requests:
+                if request is UNDECODABLE:
+                    raise undecodable()
+                yield request
 
         def done(kind: str, started: float, code: str) -> None:
             child = children.get((kind, code))
@@ -151,6 +172,8 @@ class ErrorAndMetricsInterceptor(grpc.aio.ServerInterceptor):
             async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
                 started = time.perf_counter()
                 try:
+                    if request is UNDECODABLE:
+                        raise undecodable()
                     response = await inner(request, context)
                 except Exception as exc:
                     await failed("unary", started, context, exc)
@@ -159,7 +182,7 @@ class ErrorAndMetricsInterceptor(grpc.aio.ServerInterceptor):
                 return response
 
             return grpc.unary_unary_rpc_method_handler(
-                unary_unary, handler.request_deserializer, handler.response_serializer
+                unary_unary, deserializer, handler.response_serializer
             )
         if handler.unary_stream:
             inner_us = handler.unary_stream
@@ -167,6 +190,8 @@ class ErrorAndMetricsInterceptor(grpc.aio.ServerInterceptor):
             async def unary_stream(request: Any, context: grpc.aio.ServicerContext) -> Any:
                 started = time.perf_counter()
                 try:
+                    if request is UNDECODABLE:
+                        raise undecodable()
                     async for response in inner_us(request, context):
                         yield response
                 except Exception as exc:
@@ -175,7 +200,7 @@ class ErrorAndMetricsInterceptor(grpc.aio.ServerInterceptor):
                 done("server_stream", started, code_of(context))
 
             return grpc.unary_stream_rpc_method_handler(
-                unary_stream, handler.request_deserializer, handler.response_serializer
+                unary_stream, deserializer, handler.response_serializer
             )
         if handler.stream_unary:
             inner_su = handler.stream_unary
@@ -183,7 +208,7 @@ class ErrorAndMetricsInterceptor(grpc.aio.ServerInterceptor):
             async def stream_unary(requests: Any, context: grpc.aio.ServicerContext) -> Any:
                 started = time.perf_counter()
                 try:
-                    response = await inner_su(requests, context)
+                    response = await inner_su(checked(requests), context)
                 except Exception as exc:
                     await failed("client_stream", started, context, exc)
                     raise
@@ -191,14 +216,14 @@ class ErrorAndMetricsInterceptor(grpc.aio.ServerInterceptor):
                 return response
 
             return grpc.stream_unary_rpc_method_handler(
-                stream_unary, handler.request_deserializer, handler.response_serializer
+                stream_unary, deserializer, handler.response_serializer
             )
         inner_ss = handler.stream_stream
 
         async def stream_stream(requests: Any, context: grpc.aio.ServicerContext) -> Any:
             started = time.perf_counter()
             try:
-                async for response in inner_ss(requests, context):
+                async for response in inner_ss(checked(requests), context):
                     yield response
             except Exception as exc:
                 await failed("bidi_stream", started, context, exc)
@@ -206,5 +231,5 @@ class ErrorAndMetricsInterceptor(grpc.aio.ServerInterceptor):
             done("bidi_stream", started, code_of(context))
 
         return grpc.stream_stream_rpc_method_handler(
-            stream_stream, handler.request_deserializer, handler.response_serializer
+            stream_stream, deserializer, handler.response_serializer
         )

@@ -1,7 +1,7 @@
 """AccessService (users, roles, API keys) and AuditService over the AccessManager.
 
 Pagination is simple offsets (users, roles and keys are few); join tokens
-are not implemented yet (UNIMPLEMENTED through the generated base class).
+are not implemented yet (UNIMPLEMENTED).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Any
 
 import grpc
 
-from controlplane.access.manager import AccessManager, Caller
+from controlplane.access.manager import MAX_TTL, AccessManager, Caller
 from controlplane.api import convert
 from controlplane.api.context import caller_var, current_principal
 from controlplane.api.paging import page_size
@@ -43,9 +43,19 @@ def key_pb(k: dict[str, Any]) -> messages_pb.ApiKey:
         revoke_time=_ts(k.get("revoke_time")), prefix=f"maos_key_{k['id']}")
 
 
+def _offset(token: str) -> int | None:
+    """The position in a numeric page token; None for the first page; INVALID_ARGUMENT if malformed."""
+    if not token:
+        return None
+    if not (token.isascii() and token.isdigit() and len(token) <= 18):
+        raise InvalidArgument("page_token is malformed; start again from the first page", field="page_token",
+                              reason="ERROR_REASON_INVALID_PAGE_TOKEN")
+    return int(token)
+
+
 def _page(items: list[Any], request: Any) -> tuple[list[Any], str]:
     size = page_size(request.page_size)
-    start = int(request.page_token) if request.page_token.isdigit() else 0
+    start = _offset(request.page_token) or 0
     chunk = items[start:start + size]
     return chunk, str(start + size) if start + size < len(items) else ""
 
@@ -115,7 +125,7 @@ class AccessServicer(access_grpc.AccessServiceServicer):
         return access_pb.UpdateRoleResponse(role=role_pb(role))
 
     async def CreateApiKey(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        ttl = request.ttl.ToTimedelta().total_seconds() if request.HasField("ttl") else None
+        ttl = convert.checked_seconds(request.ttl, "ttl") if request.HasField("ttl") else None
         record, secret = await self.access.create_key(
             self._caller(), _strip(request.api_key.user, "users"), request.api_key.display_name,
             list(request.api_key.permissions), ttl)
@@ -131,10 +141,20 @@ class AccessServicer(access_grpc.AccessServiceServicer):
         return access_pb.RevokeApiKeyResponse(api_key=key_pb(record))
 
     async def RotateApiKey(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        overlap = request.overlap.ToTimedelta().total_seconds() if request.HasField("overlap") else None
+        overlap = convert.checked_seconds(request.overlap, "overlap") if request.HasField("overlap") else None
+        if overlap is not None and overlap > MAX_TTL:
+            raise InvalidArgument("overlap is at most 365 days", field="overlap")
         record, secret = await self.access.rotate_key(self._caller(), _strip(request.name, "apiKeys"), overlap)
         return access_pb.RotateApiKeyResponse(api_key=key_pb(record), secret=secret,
                                               old_secret_expire_time=_ts(record["old_expire_time"]))
+
+    # Not implemented yet: UNIMPLEMENTED explicitly (the generated base class raises
+    # NotImplementedError, which the error interceptor reports as INTERNAL).
+    async def _unimplemented(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "this method is not implemented yet")
+
+    UpdateUser = DeleteUser = DeleteRole = _unimplemented
+    CreateJoinToken = ListJoinTokens = RevokeJoinToken = _unimplemented
 
 
 class AuditServicer(audit_grpc.AuditServiceServicer):
@@ -144,13 +164,15 @@ class AuditServicer(audit_grpc.AuditServiceServicer):
         self.storage = storage
 
     async def ListAuditRecords(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        size = min(request.page_size or 100, 1000)
-        before = int(request.page_token) if request.page_token.isdigit() else None
+        size = page_size(request.page_size, default=100)
+        before = _offset(request.page_token)
         rows = await self.storage.call(lambda: self.storage.backend.list_audit(
             since=convert.epoch(request.since) if request.HasField("since") else None,
             until=convert.epoch(request.until) if request.HasField("until") else None,
             principal=request.principal, action=request.action, before_seq=before, limit=size + 1))
         if request.decision:
+            if request.decision not in enums_pb.AuditDecision.values():
+                raise InvalidArgument(f"unknown decision {request.decision}", field="decision")
             wanted = enums_pb.AuditDecision.Name(request.decision).removeprefix("AUDIT_DECISION_")
             rows = [r for r in rows if r.get("decision") == wanted]
         more = len(rows) > size

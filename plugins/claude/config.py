@@ -82,11 +82,11 @@ class ClaudeConfig:
         if params.get("base_url"):
             changes["base_url"] = str(params["base_url"]).rstrip("/")
         if params.get("max_tokens") is not None:
-            changes["max_tokens"] = _positive_int("max_tokens", params["max_tokens"])
+            changes["max_tokens"] = _int_at_least("max_tokens", params["max_tokens"], 1)
         if "temperature" in params:
             changes["temperature"] = _temperature(params["temperature"])
         if params.get("max_retries") is not None:
-            changes["max_retries"] = _non_negative_int("max_retries", params["max_retries"])
+            changes["max_retries"] = _int_at_least("max_retries", params["max_retries"], 0)
         if params.get("max_retry_wait") is not None:
             changes["max_retry_wait"] = _non_negative_float("max_retry_wait", params["max_retry_wait"])
         if params.get("timeout") is not None:
@@ -144,21 +144,12 @@ def load_plugin_settings() -> Any:
         return None
 
 
-def _positive_int(name: str, value: Any) -> int:
+def _int_at_least(name: str, value: Any, minimum: int) -> int:
     if isinstance(value, bool):
         raise ValueError(f"claude {name}: expected an integer, got {value!r}")  # noqa: TRY004
     number = int(value)
-    if number < 1:
-        raise ValueError(f"claude {name}: must be at least 1")
-    return number
-
-
-def _non_negative_int(name: str, value: Any) -> int:
-    if isinstance(value, bool):
-        raise ValueError(f"claude {name}: expected an integer, got {value!r}")  # noqa: TRY004
-    number = int(value)
-    if number < 0:
-        raise ValueError(f"claude {name}: cannot be negative")
+    if number < minimum:
+        raise ValueError(f"claude {name}: must be at least {minimum}")
     return number
 
 

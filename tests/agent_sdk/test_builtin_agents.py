@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 import time
 from pathlib import Path
@@ -15,24 +14,12 @@ from agent_sdk.builtin import PythonAgent, ShellAgent, builtin_agent_types
 from agent_sdk.testing import AgentEnvironment
 
 FUNCTIONS = "tests.plugins.agent_functions"
+from tests.harness.server import alive, wait_for
 
 
 def shell(**params: object) -> ShellAgent:
     """An allowed shell agent with these parameters."""
     return ShellAgent.from_parameters({"allow": True, **params})
-
-
-def alive(pid: int) -> bool:
-    """Whether a process runs (a zombie does not count)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().split(") ", 1)[1][0] != "Z"
-    except OSError:
-        return True
 
 
 # --- the types ---------------------------------------------------------------------------------
@@ -100,10 +87,7 @@ async def test_cancellation_kills_the_whole_process_group(tmp_path: Path) -> Non
     with pytest.raises(asyncio.CancelledError):
         await env.run(shell(command="sleep 30 & echo $$ $!; wait"), "x")
     assert len(pids) == 2
-    deadline = time.monotonic() + 5
-    while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
-        await asyncio.sleep(0.02)
-    assert not any(alive(pid) for pid in pids), pids
+    await wait_for(lambda: not any(alive(pid) for pid in pids), 5, message=f"processes {pids} to end")
 
 
 async def test_a_command_that_ignores_its_input_is_fine(agent_env: AgentEnvironment) -> None:

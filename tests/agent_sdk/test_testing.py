@@ -11,6 +11,7 @@ import pytest
 from agent_sdk import Agent, Context, PermanentError, Result, RetryableError, StateConflict, VoteChoice
 from agent_sdk.builtin import EchoAgent, NoopAgent, ShellAgent, SleepAgent
 from agent_sdk.testing import AgentEnvironment, MemorySharedState
+from tests.harness.server import wait_for
 
 pytest_plugins = ["pytester"]  # agent_env comes from conftest.py; pytester runs a project enabling it
 
@@ -81,7 +82,7 @@ async def test_cancel_after_seconds(agent_env: AgentEnvironment) -> None:
 
 async def test_cancel_after_during_a_run_hits_only_that_run(agent_env: AgentEnvironment) -> None:
     running = asyncio.create_task(agent_env.run(SleepAgent(), metadata={"sleep_seconds": "30"}))
-    await asyncio.sleep(0.01)
+    await wait_for(lambda: agent_env.runs == 1, 5, message="the run to start")
     agent_env.cancel_after(0.02)
     agent_env.cancel_after(0.3)  # still pending when the run ends: must not cancel the next run
     with pytest.raises(asyncio.CancelledError):
@@ -210,7 +211,7 @@ async def test_vote_checks_the_choice(agent_env: AgentEnvironment) -> None:
 
 async def test_one_environment_runs_one_agent_at_a_time(agent_env: AgentEnvironment) -> None:
     first = asyncio.create_task(agent_env.run(SleepAgent(), metadata={"sleep_seconds": "0.2"}))
-    await asyncio.sleep(0.01)
+    await wait_for(lambda: agent_env.runs == 1, 5, message="the first run to start")
     with pytest.raises(RuntimeError, match="already running"):
         await agent_env.run(EchoAgent(), "x")
     await first

@@ -39,7 +39,7 @@ async def test_agent_status_pause_resume(maos: Maos, echo_agent: Worker) -> None
     for given in (agent_id, f"agents/{agent_id}"):
         result = await maos("agent", "status", given)
         assert result.exit_code == 0, result.output
-        assert f"ID:" in result.stdout and agent_id in result.stdout and "IDLE" in result.stdout
+        assert "ID:" in result.stdout and agent_id in result.stdout and "IDLE" in result.stdout
 
     result = await maos("agent", "pause", agent_id)
     assert result.exit_code == 0, result.output

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from cli._errors import EXIT_FAILED_PRECONDITION
-from tests.harness.server import free_port
+from tests.harness.server import alive, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -22,15 +22,6 @@ def maos(home: Path, *args: str, timeout: float = 90) -> subprocess.CompletedPro
                 "NO_COLOR": "1"})
     return subprocess.run([sys.executable, "-m", "cli.main", *args], env=env, capture_output=True, text=True,
                           timeout=timeout, stdin=subprocess.DEVNULL)
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (ProcessLookupError, FileNotFoundError):
-        return False
-    return state not in ("Z", "X")
 
 
 def test_daemon_start_status_stop(tmp_path: Path) -> None:

@@ -44,6 +44,16 @@ TEST_OVERRIDES = {
 }
 
 
+def alive(pid: int) -> bool:
+    """Whether a process runs (a zombie, dead but not yet reaped, does not count)."""
+    try:
+        os.kill(pid, 0)
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (ProcessLookupError, FileNotFoundError):
+        return False
+    return state not in ("Z", "X")
+
+
 async def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.01,
                    message: str = "condition") -> Any:
     """Poll ``predicate`` (sync or async) until truthy; fail after ``timeout`` seconds."""

@@ -6,7 +6,6 @@ mutating calls and denials leave audit records.
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 import grpc
@@ -17,7 +16,7 @@ from agent_sdk.client import Client
 from agent_sdk.errors import MaosRpcError
 from controlplane.access import keys
 from controlplane.app import App
-from tests.harness.server import admin_key
+from tests.harness.server import admin_key, wait_for
 
 
 async def user_key(app: App, email: str, *roles: str) -> str:
@@ -128,7 +127,14 @@ async def test_rotated_key_overlap(secured: App) -> None:
             Client(secured.address, token=rotated.secret) as new:
         await old.list_tasks()  # within the overlap
         await new.list_tasks()
-        await asyncio.sleep(0.6)
+        async def expired() -> bool:
+            try:
+                await old.list_tasks()
+            except MaosRpcError:
+                return True
+            return False
+
+        await wait_for(expired, 5, interval=0.05, message="the end of the overlap")
         await fails(old.list_tasks(), grpc.StatusCode.UNAUTHENTICATED, "ERROR_REASON_CREDENTIAL_EXPIRED")
         await new.list_tasks()
 

@@ -38,22 +38,9 @@ from tests.controlplane.api.test_task_service import (
     submit,
     wait_status,
 )
-from tests.harness.server import Stubs, make_settings, start_app, wait_for
+from tests.harness.server import Stubs, alive, make_settings, start_app, wait_for
 
 PROCESS_START = 20.0  # seconds a fresh Python agent process may take to register
-
-
-def alive(pid: int) -> bool:
-    """Whether a process (not a zombie we could still reap) runs."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().split(") ", 1)[1][0] != "Z"
-    except OSError:
-        return True
 
 
 @pytest.fixture

@@ -8,7 +8,13 @@ from agent_sdk.builtin import EchoAgent
 from agent_sdk.proto.maos.v1 import enums_pb2 as enums
 from agent_sdk.proto.maos.v1 import task_service_pb2 as tasks_pb
 from controlplane.app import App
-from tests.controlplane.api.test_task_service import RPC_TIMEOUT, list_all, running_worker, submit, wait_status
+from tests.controlplane.api.test_task_service import (
+    RPC_TIMEOUT,
+    list_all,
+    running_worker,
+    submit,
+    wait_status,
+)
 from tests.harness.server import Stubs
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 
 import grpc
-import pytest
 
 from agent_sdk.agent import Agent
 from agent_sdk.builtin import EchoAgent, SleepAgent

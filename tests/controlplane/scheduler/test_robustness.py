@@ -9,7 +9,7 @@ from agent_sdk.proto.maos.v1 import messages_pb2 as m
 from agent_sdk.proto.maos.v1 import task_service_pb2 as t
 from controlplane.app import App
 from tests.controlplane.scheduler.test_faults import RawAgent, _wait_finished
-from tests.harness.server import Stubs, wait_for
+from tests.harness.server import Stubs
 
 
 async def registered(raw: RawAgent, concurrency: int = 1, **resume) -> gw.Registered:

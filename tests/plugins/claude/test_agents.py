@@ -20,6 +20,7 @@ from plugins.claude.agents import (
 from plugins.claude.config import DEFAULT_MODEL, ClaudeConfig
 from plugins.claude.pricing import cost_micros
 from tests.harness.messages_api import MessagesAPIServer, RawReply
+from tests.harness.server import wait_for
 from tests.plugins.claude.conftest import API_KEY, assignment, context, params
 
 GUIDE_TABLE = {
@@ -209,10 +210,7 @@ async def test_a_connection_dropped_mid_stream_is_retryable() -> None:
         ctx, sink = context()
         agent = ResearcherAgent(config=ClaudeConfig(api_key=API_KEY, base_url=server.base_url, max_retries=0))
         task = asyncio.get_running_loop().create_task(agent.handle(ctx))
-        deadline = time.monotonic() + 10
-        while not sink.outputs:
-            assert time.monotonic() < deadline, "no output streamed"
-            await asyncio.sleep(0.01)
+        await wait_for(lambda: sink.outputs, 10, message="streamed output")
     finally:
         await asyncio.to_thread(server.stop)
     with pytest.raises(RetryableError, match="connection"):
@@ -288,10 +286,7 @@ async def test_cancellation_mid_stream_closes_the_stream(api: MessagesAPIServer)
     api.push_text(" ".join(f"w{i}" for i in range(200)), chunk_delay=0.05)
     ctx, sink = context()
     task = asyncio.get_running_loop().create_task(ResearcherAgent(params(api)).handle(ctx))
-    deadline = time.monotonic() + 10
-    while not sink.outputs:
-        assert time.monotonic() < deadline, "no output streamed"
-        await asyncio.sleep(0.01)
+    await wait_for(lambda: sink.outputs, 10, message="streamed output")
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task

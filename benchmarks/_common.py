@@ -14,6 +14,8 @@ import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 
@@ -56,10 +58,44 @@ def fresh_database(admin_url: str) -> Iterator[str]:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+@dataclass(frozen=True)
+class Bench:
+    """A running control plane: its address, a channel to it, and the admin key's call metadata."""
+
+    address: str
+    channel: grpc.aio.Channel
+    token: str
+    pid: int
+
+    @property
+    def metadata(self) -> tuple[tuple[str, str], ...]:
+        """``authorization: Bearer <admin key>`` for every call (access control stays on)."""
+        return (("authorization", f"Bearer {self.token}"),)
+
+
+def bootstrap_admin_key(env: dict[str, str]) -> str:
+    """What ``maos init`` does: an admin key in the control plane's database, returned."""
+    from controlplane.access.bootstrap import bootstrap_admin, read_token
+    from controlplane.config import load_settings
+
+    saved = dict(os.environ)
+    os.environ.update(env)
+    try:
+        settings = load_settings()
+        bootstrap_admin(settings, force=True)
+        token = read_token(Path(settings.home))
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    if not token:
+        raise RuntimeError("could not bootstrap an admin key")
+    return token
+
+
 @contextlib.asynccontextmanager
 async def control_plane(pool: str, database_url: str = "", extra_env: dict[str, str] | None = None,
-                        agents: int = 0) -> AsyncIterator[tuple[str, grpc.aio.Channel]]:
-    """A control plane process with a local agent pool; yields (address, channel)."""
+                        agents: int = 0) -> AsyncIterator[Bench]:
+    """A control plane process with a local agent pool and access control required."""
     home = tempfile.mkdtemp(prefix="maos-bench-")
     address = f"127.0.0.1:{free_port()}"
     env = dict(os.environ, MAOS_HOME=home, MAOS_AGENTS_POOL=pool, MAOS_SERVER_METRICS_PORT="0",
@@ -67,6 +103,8 @@ async def control_plane(pool: str, database_url: str = "", extra_env: dict[str, 
     stack = contextlib.ExitStack()
     if database_url:  # each run gets a database of its own, so counts start at zero
         env["MAOS_DATABASE_PRIMARY_URL"] = stack.enter_context(fresh_database(database_url))
+    token = bootstrap_admin_key(env)
+    metadata = (("authorization", f"Bearer {token}"),)
     proc = subprocess.Popen([sys.executable, "-c", SERVE, address], env=env, stdin=subprocess.DEVNULL)
     channel = grpc.aio.insecure_channel(address)
     try:
@@ -74,7 +112,7 @@ async def control_plane(pool: str, database_url: str = "", extra_env: dict[str, 
         deadline = time.monotonic() + 60
         while True:
             try:
-                status = await system.GetStatus(system_pb.GetStatusRequest(), timeout=1)
+                status = await system.GetStatus(system_pb.GetStatusRequest(), metadata=metadata, timeout=1)
                 if status.connected_agents >= agents:
                     break
             except grpc.aio.AioRpcError:
@@ -82,7 +120,7 @@ async def control_plane(pool: str, database_url: str = "", extra_env: dict[str, 
             if time.monotonic() > deadline or proc.poll() is not None:
                 raise RuntimeError("the control plane did not come up with its agents")
             await asyncio.sleep(0.05)
-        yield address, channel
+        yield Bench(address, channel, token, proc.pid)
     finally:
         await channel.close()
         proc.send_signal(signal.SIGTERM)
@@ -92,6 +130,45 @@ async def control_plane(pool: str, database_url: str = "", extra_env: dict[str, 
             proc.kill()
         shutil.rmtree(home, ignore_errors=True)
         stack.close()
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        found.extend(int(c) for c in task.read_text().split())
+    return found
+
+
+def cpu_seconds(pid: int) -> dict[str, float]:
+    """CPU time (user + system) so far of a process and of each live descendant, by role.
+
+    Keys: "control plane" for ``pid`` and "agents" for the sum of its
+    descendants (the supervised agent processes). Linux only (``/proc``).
+    """
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def one(p: int) -> float:
+        fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / tick
+
+    totals = {"control plane": one(pid), "agents": 0.0}
+    pending = _children(pid)
+    while pending:
+        child = pending.pop()
+        try:
+            totals["agents"] += one(child)
+            pending.extend(_children(child))
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return totals
+
+
+def cpu_report(before: dict[str, float], after: dict[str, float], client: float, units: int, unit: str) -> str:
+    """CPU microseconds per ``unit`` for the control plane, its agents and this client."""
+    parts = {name: after[name] - before[name] for name in before}
+    parts["client"] = client
+    text = ", ".join(f"{name} {seconds * 1e6 / units:.0f} µs" for name, seconds in parts.items())
+    return f"CPU per {unit}: {text} (total {sum(parts.values()) * 1e6 / units:.0f} µs)"
 
 
 def tasks_stub(channel: grpc.aio.Channel) -> tasks_grpc.TaskServiceStub:

@@ -1,6 +1,6 @@
 """Many light agents in one process, for the agent-scale benchmark (not a real agent).
 
-Usage: python benchmarks/_swarm.py ADDRESS COUNT OUTFILE
+Usage: MAOS_API_KEY=KEY python benchmarks/_swarm.py ADDRESS COUNT OUTFILE
 Each agent registers, heartbeats, holds every assignment it gets without
 answering, and records when a Cancel arrives; on SIGTERM the process writes
 the cancel receive times (epoch seconds) to OUTFILE as JSON and exits.
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import random
 import signal
 import sys
@@ -54,7 +55,8 @@ async def session(stub: gw_grpc.AgentGatewayStub, cancels: list[float], register
 
     beat = None
     try:
-        async for response in stub.Connect(requests()):
+        metadata = (("authorization", f"Bearer {os.environ['MAOS_API_KEY']}"),)
+        async for response in stub.Connect(requests(), metadata=metadata):
             kind = response.WhichOneof("message")
             if kind == "registered":
                 registered[0] += 1

@@ -63,7 +63,8 @@ async def wait_until(predicate, timeout: float, what: str) -> None:
 
 async def run(agents: int, fanout: bool) -> None:
     env = {"MAOS_TASKS_MAX_FANOUT": str(max(256, agents + 1)), "MAOS_SCHEDULER_LEASE_TTL": "60"}
-    async with control_plane("", extra_env=env) as (address, channel):
+    async with control_plane("", extra_env=env) as bench:
+        address, channel, md = bench.address, bench.channel, bench.metadata
         system = system_grpc.SystemServiceStub(channel)
         pid = server_pid(address)
         before = rss_mib(pid)
@@ -73,11 +74,11 @@ async def run(agents: int, fanout: bool) -> None:
             n = min(PER_PROCESS, agents - index)
             swarms.append(subprocess.Popen(
                 [sys.executable, str(Path(__file__).with_name("_swarm.py")), address, str(n),
-                 str(outdir / f"{index}.json")]))
+                 str(outdir / f"{index}.json")], env=dict(os.environ, MAOS_API_KEY=bench.token)))
         started = time.perf_counter()
 
         async def all_connected() -> bool:
-            status = await system.GetStatus(system_pb.GetStatusRequest(), timeout=30)
+            status = await system.GetStatus(system_pb.GetStatusRequest(), metadata=md, timeout=30)
             if status.connected_agents and status.connected_agents % 1000 < 50:
                 print(f"  {status.connected_agents} connected after {time.perf_counter() - started:.0f} s",
                       file=sys.stderr)
@@ -95,17 +96,17 @@ async def run(agents: int, fanout: bool) -> None:
                 stub = tasks_stub(channel)
                 description = "Fan out:\n" + "\n".join(f"- part {i}" for i in range(agents))
                 reply = await stub.SubmitTask(t.SubmitTaskRequest(task=m.Task(
-                    description=description, max_agents=agents)), timeout=30)
+                    description=description, max_agents=agents)), metadata=md, timeout=30)
 
                 async def all_running() -> bool:
-                    task = (await stub.GetTask(t.GetTaskRequest(name=reply.task.name), timeout=30)).task
+                    task = (await stub.GetTask(t.GetTaskRequest(name=reply.task.name), metadata=md, timeout=30)).task
                     return task.subtasks_running >= agents
 
                 await wait_until(all_running, 120, "every subtask running")
                 cancel_at = time.time()
-                await stub.CancelTask(t.CancelTaskRequest(name=reply.task.name), timeout=30)
+                await stub.CancelTask(t.CancelTaskRequest(name=reply.task.name), metadata=md, timeout=30)
                 answered = time.time()
-                final = (await stub.GetTask(t.GetTaskRequest(name=reply.task.name), timeout=30)).task
+                final = (await stub.GetTask(t.GetTaskRequest(name=reply.task.name), metadata=md, timeout=30)).task
                 assert final.status == enums.TASK_STATUS_CANCELLED
                 await asyncio.sleep(1.0)
         finally:

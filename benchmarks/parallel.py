@@ -26,14 +26,14 @@ from agent_sdk.proto.maos.v1 import task_service_pb2 as t  # noqa: E402
 from benchmarks._common import control_plane, tasks_stub  # noqa: E402
 
 
-async def one_run(stub, system, done_before: int) -> float:
+async def one_run(stub, system, md, done_before: int) -> float:
     task = m.Task(description="sleep 100 ms", task_type="sleep",
                   metadata={"sleep_seconds": "0.1", "sleep_steps": "1"})
     requests = [t.SubmitTaskRequest(task=task) for _ in range(64)]
     started = time.perf_counter()
-    await stub.BatchSubmitTasks(t.BatchSubmitTasksRequest(requests=requests), timeout=10)
+    await stub.BatchSubmitTasks(t.BatchSubmitTasksRequest(requests=requests), metadata=md, timeout=10)
     while True:
-        status = await system.GetStatus(system_pb.GetStatusRequest(), timeout=5)
+        status = await system.GetStatus(system_pb.GetStatusRequest(), metadata=md, timeout=5)
         done = {c.state: c.count for c in status.tasks}.get("COMPLETED", 0)
         if done >= done_before + 64:
             return time.perf_counter() - started
@@ -41,10 +41,10 @@ async def one_run(stub, system, done_before: int) -> float:
 
 
 async def run(runs: int) -> None:
-    async with control_plane("sleep=8", agents=8) as (_, channel):
-        stub, system = tasks_stub(channel), system_grpc.SystemServiceStub(channel)
-        await one_run(stub, system, 0)  # warm-up
-        times = [await one_run(stub, system, 64 * (i + 1)) for i in range(runs)]
+    async with control_plane("sleep=8", agents=8) as bench:
+        stub, system = tasks_stub(bench.channel), system_grpc.SystemServiceStub(bench.channel)
+        await one_run(stub, system, bench.metadata, 0)  # warm-up
+        times = [await one_run(stub, system, bench.metadata, 64 * (i + 1)) for i in range(runs)]
     print("workload: 64 tasks x one 100 ms sleep subtask, 8 sleep agent processes (1 slot each), "
           f"1 BatchSubmitTasks call; {runs} runs after 1 warm-up")
     print(f"makespan: best {min(times):.3f} s  median {statistics.median(times):.3f} s  "

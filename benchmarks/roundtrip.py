@@ -30,15 +30,15 @@ from benchmarks._common import control_plane, describe, tasks_stub  # noqa: E402
 
 
 async def run(tasks: int, warmup: int, database_url: str, wait: str) -> None:
-    async with control_plane("noop=2", database_url, agents=2) as (_, channel):
-        stub = tasks_stub(channel)
-        events = system_grpc.SystemServiceStub(channel).WatchEvents(
-            system_pb.WatchEventsRequest(event_types=[enums.EVENT_TYPE_TASK_STATUS_CHANGED]))
+    async with control_plane("noop=2", database_url, agents=2) as bench:
+        stub, md = tasks_stub(bench.channel), bench.metadata
+        events = system_grpc.SystemServiceStub(bench.channel).WatchEvents(
+            system_pb.WatchEventsRequest(event_types=[enums.EVENT_TYPE_TASK_STATUS_CHANGED]), metadata=md)
         request = t.SubmitTaskRequest(task=m.Task(description="no-op", task_type="noop"))
         samples = []
         for index in range(warmup + tasks):
             started = time.perf_counter()
-            reply = await stub.SubmitTask(request, timeout=10)
+            reply = await stub.SubmitTask(request, metadata=md, timeout=10)
             if wait == "events":
                 while True:
                     event = (await asyncio.wait_for(events.read(), 10)).event
@@ -47,7 +47,7 @@ async def run(tasks: int, warmup: int, database_url: str, wait: str) -> None:
                         break
             else:
                 final = None
-                async for update in stub.WatchTask(t.WatchTaskRequest(name=reply.task.name), timeout=10):
+                async for update in stub.WatchTask(t.WatchTaskRequest(name=reply.task.name), metadata=md, timeout=10):
                     final = update.task
                 status = enums.TaskStatus.Name(final.status).removeprefix("TASK_STATUS_") if final else "?"
             elapsed = (time.perf_counter() - started) * 1000

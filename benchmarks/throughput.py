@@ -23,12 +23,13 @@ from agent_sdk.proto.maos.v1 import messages_pb2 as m  # noqa: E402
 from agent_sdk.proto.maos.v1 import system_service_pb2 as system_pb  # noqa: E402
 from agent_sdk.proto.maos.v1 import system_service_pb2_grpc as system_grpc  # noqa: E402
 from agent_sdk.proto.maos.v1 import task_service_pb2 as t  # noqa: E402
-from benchmarks._common import control_plane, tasks_stub  # noqa: E402
+from benchmarks._common import control_plane, cpu_report, cpu_seconds, tasks_stub  # noqa: E402
 
 
 async def run(tasks: int, inflight: int, database_url: str, batch: int) -> None:
-    async with control_plane("noop=2", database_url, agents=2) as (address, channel):
-        stub, system = tasks_stub(channel), system_grpc.SystemServiceStub(channel)
+    async with control_plane("noop=2", database_url, agents=2) as bench:
+        stub, system = tasks_stub(bench.channel), system_grpc.SystemServiceStub(bench.channel)
+        md = bench.metadata
         request = t.SubmitTaskRequest(task=m.Task(description="no-op", task_type="noop"))
         submitted = 0
 
@@ -38,16 +39,17 @@ async def run(tasks: int, inflight: int, database_url: str, batch: int) -> None:
                 if batch > 1:
                     n = min(batch, tasks - submitted)
                     submitted += n
-                    await stub.BatchSubmitTasks(t.BatchSubmitTasksRequest(requests=[request] * n), timeout=30)
+                    await stub.BatchSubmitTasks(t.BatchSubmitTasksRequest(requests=[request] * n), metadata=md, timeout=30)
                 else:
                     submitted += 1
-                    await stub.SubmitTask(request, timeout=30)
+                    await stub.SubmitTask(request, metadata=md, timeout=30)
 
+        cpu_before, client_before = cpu_seconds(bench.pid), time.process_time()
         started = time.perf_counter()
         await asyncio.gather(*(submitter() for _ in range(inflight)))
         submit_done = time.perf_counter()
         while True:
-            status = await system.GetStatus(system_pb.GetStatusRequest(), timeout=10)
+            status = await system.GetStatus(system_pb.GetStatusRequest(), metadata=md, timeout=10)
             done = {c.state: c.count for c in status.tasks}
             if done.get("COMPLETED", 0) >= tasks:
                 break
@@ -55,12 +57,14 @@ async def run(tasks: int, inflight: int, database_url: str, batch: int) -> None:
                 raise RuntimeError(f"tasks failed: {done}")
             await asyncio.sleep(0.005)
         finished = time.perf_counter()
+        cpu = cpu_report(cpu_before, cpu_seconds(bench.pid), time.process_time() - client_before, tasks, "task")
     backend = "postgresql" if database_url else "sqlite"
     how = f"BatchSubmitTasks of {batch}" if batch > 1 else "SubmitTask"
     print(f"workload: {tasks} no-op tasks, 1 client ({how}, {inflight} calls in flight), "
           f"2 noop agent processes, {backend}")
     print(f"submit phase: {submit_done - started:.2f} s ({tasks / (submit_done - started):.0f} submits/s)")
     print(f"first submit to last result: {finished - started:.2f} s -> {tasks / (finished - started):.0f} tasks/s")
+    print(cpu)
 
 
 def main() -> None:

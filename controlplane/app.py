@@ -129,7 +129,7 @@ def build_app(settings: Settings, pm: pluggy.PluginManager | None = None) -> App
     access.bootstrap_sync()  # users/admin and the local agents' user exist from the start
     interceptors: list[grpc.aio.ServerInterceptor] = [ErrorAndMetricsInterceptor(metrics)]
     if settings["security.auth"] == "required":
-        interceptors.append(AuthInterceptor(access, storage))  # inside: its denials get ErrorInfo
+        interceptors.append(AuthInterceptor(access, engine.committer.audit))  # inside: its denials get ErrorInfo
         _, launcher.token = access.issue_key_sync(AGENT_USER, "local agents", ttl=30 * 86400.0)
     servicers = {
         "tasks": TaskServicer(engine, settings),
@@ -137,7 +137,7 @@ def build_app(settings: Settings, pm: pluggy.PluginManager | None = None) -> App
         "system": SystemServicer(engine, settings, metrics, logbook),
         "gateway": GatewayServicer(engine, launcher, logbook),
         "access": AccessServicer(access),
-        "audit": AuditServicer(storage),
+        "audit": AuditServicer(storage, engine.committer.durable),
     }
     server, health = build_server(servicers, interceptors, settings["server.reflection"])
     install_checkpoints(pm, engine, settings, server)

@@ -37,11 +37,12 @@ class _Generation:
         self.subtasks: dict[tuple[str, str], Subtask] = {}
         self.agents: dict[str, AgentInfo] = {}
         self.idempotency: list[IdempotencyRecord] = []
+        self.audit: list[dict[str, Any]] = []
         self.after: list[Callable[[], None]] = []
         self.waiters: list[asyncio.Future[None]] = []
 
     def empty(self) -> bool:
-        return not (self.tasks or self.subtasks or self.agents or self.idempotency or self.after)
+        return not (self.tasks or self.subtasks or self.agents or self.idempotency or self.audit or self.after)
 
     def snapshot(self) -> WriteBatch:
         return WriteBatch(
@@ -49,6 +50,7 @@ class _Generation:
             subtasks=[copy.copy(s) for s in self.subtasks.values()],
             agents=[copy.copy(a) for a in self.agents.values()],
             idempotency=list(self.idempotency),
+            audit=list(self.audit),
         )
 
 
@@ -99,6 +101,11 @@ class Committer:
     def idempotency(self, record: IdempotencyRecord) -> None:
         """Record the first outcome of a call made with a request_id."""
         self._current.idempotency.append(record)
+        self._wake.set()
+
+    def audit(self, record: dict[str, Any]) -> None:
+        """Append an audit record with the next commit (nobody waits for it)."""
+        self._current.audit.append(record)
         self._wake.set()
 
     def after_commit(self, callback: Callable[[], None]) -> None:
@@ -188,6 +195,7 @@ class Committer:
         for key, agent in generation.agents.items():
             current.agents.setdefault(key, agent)
         current.idempotency[:0] = generation.idempotency
+        current.audit[:0] = generation.audit
         current.after[:0] = generation.after
         self._wake.set()
 

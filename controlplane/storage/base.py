@@ -56,9 +56,11 @@ class WriteBatch:
     subtasks: list[Subtask] = field(default_factory=list)
     agents: list[AgentInfo] = field(default_factory=list)
     idempotency: list[IdempotencyRecord] = field(default_factory=list)
+    #: Audit records to append (see :meth:`StorageBackend.append_audit`).
+    audit: list[dict[str, Any]] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.tasks or self.subtasks or self.agents or self.idempotency)
+        return bool(self.tasks or self.subtasks or self.agents or self.idempotency or self.audit)
 
 
 @dataclass

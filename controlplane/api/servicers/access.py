@@ -6,6 +6,7 @@ are not implemented yet (UNIMPLEMENTED).
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
@@ -158,23 +159,37 @@ class AccessServicer(access_grpc.AccessServiceServicer):
 
 
 class AuditServicer(audit_grpc.AuditServiceServicer):
-    """Reads the append-only audit log."""
+    """Reads the append-only audit log.
 
-    def __init__(self, storage: Any):
+    ``flushed`` resolves once every audit record queued so far is committed,
+    so a caller reads its own calls' records.
+    """
+
+    def __init__(self, storage: Any, flushed: Callable[[], Awaitable[None]]):
         self.storage = storage
+        self.flushed = flushed
 
     async def ListAuditRecords(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         size = page_size(request.page_size, default=100)
         before = _offset(request.page_token)
-        rows = await self.storage.call(lambda: self.storage.backend.list_audit(
-            since=convert.epoch(request.since) if request.HasField("since") else None,
-            until=convert.epoch(request.until) if request.HasField("until") else None,
-            principal=request.principal, action=request.action, before_seq=before, limit=size + 1))
+        wanted = ""
         if request.decision:
             if request.decision not in enums_pb.AuditDecision.values():
                 raise InvalidArgument(f"unknown decision {request.decision}", field="decision")
             wanted = enums_pb.AuditDecision.Name(request.decision).removeprefix("AUDIT_DECISION_")
-            rows = [r for r in rows if r.get("decision") == wanted]
+        await self.flushed()
+        rows: list[dict[str, Any]] = []
+        while len(rows) <= size:  # the decision is filtered here: read on until a page is full
+            chunk = await self.storage.call(lambda before=before: self.storage.backend.list_audit(
+                since=convert.epoch(request.since) if request.HasField("since") else None,
+                until=convert.epoch(request.until) if request.HasField("until") else None,
+                principal=request.principal, action=request.action, before_seq=before, limit=size + 1))
+            if not chunk:
+                break
+            before = chunk[-1]["seq"]
+            rows.extend(r for r in chunk if not wanted or r.get("decision") == wanted)
+            if len(chunk) <= size:
+                break
         more = len(rows) > size
         rows = rows[:size]
         records = [audit_record_pb(r) for r in rows]

@@ -138,6 +138,8 @@ class SqlBackend:
         self._raw_subtasks = _raw_upsert(schema.subtasks, mark, keep=("ord",))
         self._raw_agents = _raw_upsert(schema.agents, mark)
         self._raw_idempotency = _raw_upsert(schema.idempotency, mark, update=False)
+        self._raw_audit = (f"INSERT INTO audit_records (time, principal, method, data) "
+                           f"VALUES ({mark}, {mark}, {mark}, {mark})")
 
     def __repr__(self) -> str:
         return f"SqlBackend({self.engine.url!r})"
@@ -207,6 +209,8 @@ class SqlBackend:
                     ):
                         if rows:
                             cursor.executemany(sql, [tuple(row[c] for c in columns) for row in rows])
+                    if batch.audit:
+                        cursor.executemany(self._raw_audit, _audit_rows(batch.audit))
                 finally:
                     cursor.close()
 
@@ -491,10 +495,12 @@ class SqlBackend:
         """Append audit records (each with ``time``, ``principal``, ``method``) in one transaction."""
         if not records:
             return
-        rows = [{"time": r["time"], "principal": r["principal"], "method": r["method"],
-                 "data": json.dumps(r, separators=(",", ":"))} for r in records]
         with translate_errors(), self.engine.begin() as conn:
-            conn.execute(schema.audit_records.insert(), rows)
+            cursor = conn.connection.dbapi_connection.cursor()
+            try:
+                cursor.executemany(self._raw_audit, _audit_rows(records))
+            finally:
+                cursor.close()
 
     def list_audit(self, *, since: float | None = None, until: float | None = None, principal: str = "",
                    action: str = "", before_seq: int | None = None, limit: int = 100) -> list[dict[str, Any]]:
@@ -513,6 +519,11 @@ class SqlBackend:
             stmt = stmt.where(a.c.seq < before_seq)
         with translate_errors(), self.engine.connect() as conn:
             return [{**json.loads(data), "seq": seq} for seq, data in conn.execute(stmt).all()]
+
+
+def _audit_rows(records: Sequence[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    """DB-API parameters of ``_raw_audit`` for each record."""
+    return [(r["time"], r["principal"], r["method"], json.dumps(r, separators=(",", ":"))) for r in records]
 
 
 def _conflict(key: str, expected: int, actual: int) -> Aborted:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import sys
@@ -29,6 +30,18 @@ def configure_logging(settings: Settings) -> None:
     logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
+def settle_heap() -> None:
+    """Keep the garbage collector off the objects that live as long as the process.
+
+    Imports and wiring leave a few hundred thousand tracked objects (modules,
+    classes, SQLAlchemy and protobuf metadata) that never die. Frozen, they are
+    no longer walked by every full collection, which otherwise costs a
+    noticeable share of the CPU under load.
+    """
+    gc.collect()
+    gc.freeze()
+
+
 async def serve(
     settings: Settings,
     pool: Mapping[str, int] | None = None,
@@ -49,6 +62,7 @@ async def serve(
         for name, count in pool.items():
             for _ in range(count):
                 await app.launcher.spawn(name)
+        settle_heap()
         if on_ready:
             on_ready(app)
         await stop.wait()

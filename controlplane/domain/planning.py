@@ -194,7 +194,7 @@ def validate_plan(plan: ExecutionPlan, max_fanout: int) -> list[str]:
         missing = [d for d in step.depends_on if d not in known]
         if missing:
             problems.append(f"subtask {step.key} depends on unknown {', '.join(missing)}")
-    if not problems and _has_cycle(plan):
+    if not problems and any(s.depends_on for s in plan.subtasks) and _has_cycle(plan):
         problems.append("the plan's dependencies form a cycle")
     return problems
 

@@ -6,11 +6,14 @@ its denials (``Unauthenticated``/``PermissionDenied``) become statuses with an
 
 1. looks up the permission the method needs (:mod:`controlplane.access.permissions`;
    health and reflection need none, unknown methods need admin);
-2. authenticates ``authorization: Bearer <key>`` through the
-   :class:`~controlplane.access.manager.AccessManager`;
-3. sets ``principal_var`` and ``caller_var`` for the servicer;
-4. appends an audit record for every denial and every mutating call (with
-   its final status code) before the response is sent.
+2. refuses a peer address whose failed authentications exceed their rate
+   (:mod:`controlplane.access.rate_limit`), before reading its key;
+3. authenticates ``authorization: Bearer <key>`` through the
+   :class:`~controlplane.access.manager.AccessManager`, then takes one call
+   of the principal's rate (a stream counts once, when it opens);
+4. sets ``principal_var`` and ``caller_var`` for the servicer;
+5. appends an audit record for every denial (rate limits included) and
+   every mutating call (with its final status code) before the response is sent.
 """
 
 from __future__ import annotations
@@ -26,8 +29,10 @@ import grpc
 from controlplane import errors
 from controlplane.access.manager import AccessManager, Caller
 from controlplane.access.permissions import READ_ONLY, needed
+from controlplane.access.rate_limit import RATE_LIMITED, CallLimits
 from controlplane.api.context import caller_var, principal_var
 from controlplane.api.errors import status_code_for
+from controlplane.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -39,12 +44,22 @@ def _bearer(context: grpc.aio.ServicerContext) -> str | None:
     return None
 
 
+def peer_address(peer: str) -> str:
+    """The address of a gRPC peer without its port (``ipv4:10.0.0.7:51234`` -> ``ipv4:10.0.0.7``)."""
+    if peer.startswith(("ipv4:", "ipv6:")):
+        return peer.rpartition(":")[0]
+    return peer
+
+
 class AuthInterceptor(grpc.aio.ServerInterceptor):
     """Authenticates, authorizes (deny by default) and audits every MAOS RPC."""
 
-    def __init__(self, access: AccessManager, storage: Any):
+    def __init__(self, access: AccessManager, storage: Any, limits: CallLimits | None = None,
+                 metrics: Metrics | None = None):
         self.access = access
         self.storage = storage
+        self.limits = limits
+        self.metrics = metrics
         self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
 
     async def intercept_service(
@@ -81,15 +96,25 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         permission = needed(method)
         assert permission is not None
         caller: Caller | None = None
+        limits = self.limits
+        peer = peer_address(context.peer() or "") if limits is not None else ""
         try:
+            if limits is not None:
+                limits.check_peer(peer)
             secret = _bearer(context)
             if not secret:
                 raise errors.Unauthenticated("no credentials: send 'authorization: Bearer <API key>'")
             caller = await self.access.authenticate(secret)
+            if limits is not None:
+                limits.admit(caller.principal)
             if not caller.may(permission):
                 raise errors.PermissionDenied(f"{caller.principal} lacks the permission {permission!r}",
                                               metadata={"permission": permission})
         except errors.MaosError as exc:
+            if limits is not None and isinstance(exc, errors.Unauthenticated):
+                limits.failed_authentication(peer)
+            elif exc.reason == RATE_LIMITED and self.metrics is not None:
+                self.metrics.call_rate_limited(method, exc.metadata.get("limit", ""))
             await self.audit(method, caller, context, request, status_code_for(exc).name, exc.reason)
             raise
         principal_var.set(caller.principal)

@@ -104,7 +104,7 @@ class TokenBuckets:
 def _refusal(limit: str, what: str, buckets: TokenBuckets, delay: float) -> ResourceExhausted:
     delay = math.ceil(delay * 1000) / 1000  # whole milliseconds, never 0
     return ResourceExhausted(
-        f"{what} (at most {buckets.rate:g}/s, bursts of {buckets.burst:g}); retry in {delay:g} s",
+        f"{what} (at most {buckets.rate:g}/s, bursts of {buckets.burst:g})",
         reason=RATE_LIMITED, retry_after=delay, metadata={"limit": limit})
 
 

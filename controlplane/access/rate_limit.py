@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 from controlplane.errors import ResourceExhausted
@@ -75,8 +75,7 @@ class TokenBuckets:
             bucket = self._buckets[key] = [self.burst, now]
         else:
             self._buckets.move_to_end(key)
-            tokens = bucket[0] + (now - bucket[1]) * self.rate
-            bucket[0] = tokens if tokens < self.burst else self.burst
+            bucket[0] = min(self.burst, bucket[0] + (now - bucket[1]) * self.rate)
             bucket[1] = now
         if bucket[0] >= 1.0:
             bucket[0] -= 1.0
@@ -116,7 +115,7 @@ class CallLimits:
         self.failed_auth = failed_auth
 
     @classmethod
-    def from_settings(cls, settings: Mapping[str, Any] | Any) -> CallLimits | None:
+    def from_settings(cls, settings: Any) -> CallLimits | None:
         """The limits ``security.rate_limit.*`` configure; None when both are off (a 0)."""
         def buckets(rate_key: str, burst_key: str) -> TokenBuckets | None:
             rate, burst = settings[rate_key], settings[burst_key]

@@ -1,8 +1,8 @@
 """Authentication, authorization and audit of every RPC, in one interceptor.
 
 Placed inside :class:`~controlplane.api.errors.ErrorAndMetricsInterceptor`, so
-its denials (``Unauthenticated``/``PermissionDenied``) become statuses with an
-``ErrorInfo`` like every other domain error. For each call it:
+its denials (``Unauthenticated``/``PermissionDenied``/``ResourceExhausted``) become
+statuses with an ``ErrorInfo`` like every other domain error. For each call it:
 
 1. looks up the permission the method needs (:mod:`controlplane.access.permissions`;
    health and reflection need none, unknown methods need admin);

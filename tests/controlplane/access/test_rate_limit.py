@@ -209,7 +209,8 @@ async def test_over_the_rate_is_refused_changes_nothing_and_refills(slow: App) -
         await wait_for(accepted, 5, interval=0.05, message="alice's bucket to refill")
     assert await task_count(slow) == 3
     records = await slow.storage.call(lambda: slow.storage.backend.list_audit(principal="users/alice"))
-    denied = [(r["method"].rsplit("/", 1)[1], r["status_code"], r["reason"]) for r in records if r["decision"] == "DENY"]
+    denied = [(r["method"].rsplit("/", 1)[1], r["status_code"], r["reason"])
+              for r in records if r["decision"] == "DENY"]
     assert denied and set(denied) == {("SubmitTask", "RESOURCE_EXHAUSTED", RATE_LIMITED)}
 
 

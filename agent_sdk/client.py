@@ -577,6 +577,23 @@ class Client:
         """Every user (admin)."""
         return list((await self.access.ListUsers(access_pb.ListUsersRequest(page_size=1000))).users)
 
+    async def get_user(self, id_or_name: str) -> msgs.User:
+        """One user (admin)."""
+        return (await self.access.GetUser(access_pb.GetUserRequest(name=_name("users", id_or_name)))).user
+
+    async def update_user(self, id_or_name: str, *, roles: Sequence[str] | None = None,
+                          disabled: bool | None = None) -> msgs.User:
+        """Replace a user's roles and/or disable or enable it (None: unchanged; admin)."""
+        paths = [p for p, v in (("roles", roles), ("disabled", disabled)) if v is not None]
+        user = msgs.User(name=_name("users", id_or_name), roles=[_name("roles", r) for r in roles or []],
+                         disabled=bool(disabled))
+        return (await self.access.UpdateUser(access_pb.UpdateUserRequest(
+            user=user, update_mask=field_mask_pb2.FieldMask(paths=paths)))).user
+
+    async def delete_user(self, id_or_name: str) -> None:
+        """Delete a user and revoke its keys (admin; not the built-in users, not yourself)."""
+        await self.access.DeleteUser(access_pb.DeleteUserRequest(name=_name("users", id_or_name)))
+
     async def create_role(self, name: str, permissions: Sequence[str], description: str = "") -> msgs.Role:
         """Create a custom role."""
         role = msgs.Role(permissions=list(permissions), description=description)
@@ -594,6 +611,10 @@ class Client:
     async def list_roles(self) -> list[msgs.Role]:
         """Every role, built-in ones included."""
         return list((await self.access.ListRoles(access_pb.ListRolesRequest(page_size=1000))).roles)
+
+    async def delete_role(self, name: str) -> None:
+        """Delete a custom role that no user holds (admin)."""
+        await self.access.DeleteRole(access_pb.DeleteRoleRequest(name=_name("roles", name)))
 
     async def create_api_key(self, name: str = "", permissions: Sequence[str] = (), ttl: float | None = None,
                              user: str = "") -> access_pb.CreateApiKeyResponse:

@@ -4,7 +4,9 @@ Workload: one client makes ``--calls`` sequential SystemService.GetConfig calls 
 read RPC, so the auth check is a large share of it) against a control plane in this
 process on SQLite, first with ``security.auth: off``, then
 ``required`` with an admin API key. Prints the p50/p99 of each and the difference of the
-p50s, plus the server-side cost of one key check timed directly (``AccessManager.authenticate``).
+p50s, plus the server-side cost of one key check timed directly (``AccessManager.authenticate``)
+and of the rate limits' checks (``CallLimits.check_peer`` then ``admit``). The per-principal
+rate limit is on, set to 1,000,000 calls/s so that it runs on every call but never refuses one.
 
     python benchmarks/auth.py [--calls 3000]
 """
@@ -27,14 +29,16 @@ from agent_sdk.proto.maos.v1 import system_service_pb2 as system_pb  # noqa: E40
 from agent_sdk.proto.maos.v1 import system_service_pb2_grpc as system_grpc  # noqa: E402
 from benchmarks._common import describe, percentile  # noqa: E402
 from controlplane.access.bootstrap import bootstrap_admin, read_token  # noqa: E402
+from controlplane.access.rate_limit import CallLimits  # noqa: E402
 from controlplane.app import build_app  # noqa: E402
 from controlplane.config import load_settings  # noqa: E402
 
 
-async def measure(auth: str, calls: int) -> tuple[list[float], list[float]]:
+async def measure(auth: str, calls: int) -> tuple[list[float], list[float], list[float]]:
     home = Path(tempfile.mkdtemp(prefix="maos-bench-auth-"))
     settings = load_settings(home=home, environ={}, overrides={
-        "security.auth": auth, "server.metrics_port": 0, "agents.pool": {}, "system.log_level": "warning"})
+        "security.auth": auth, "server.metrics_port": 0, "agents.pool": {}, "system.log_level": "warning",
+        "security.rate_limit.rate": 1_000_000, "security.rate_limit.burst": 1_000_000})
     bootstrap_admin(settings)
     token = read_token(home)
     app = build_app(settings)
@@ -58,14 +62,22 @@ async def measure(auth: str, calls: int) -> tuple[list[float], list[float]]:
                 started = time.perf_counter()
                 await access.authenticate(token)
                 checks.append((time.perf_counter() - started) * 1e6)
-        return rpc, checks
+        limited = []
+        limits = CallLimits.from_settings(settings)
+        if auth == "required" and limits is not None:
+            for _ in range(calls):
+                started = time.perf_counter()
+                limits.check_peer("ipv4:127.0.0.1")
+                limits.admit("users/admin")
+                limited.append((time.perf_counter() - started) * 1e6)
+        return rpc, checks, limited
     finally:
         await app.stop(grace=0.5)
 
 
 async def run(calls: int) -> None:
-    off, _ = await measure("off", calls)
-    on, checks = await measure("required", calls)
+    off, _, _ = await measure("off", calls)
+    on, checks, limited = await measure("required", calls)
     print(f"workload: {calls} sequential SystemService.GetConfig calls per mode, one client, SQLite, in-process server")
     print(f"auth off:      {describe(off)}")
     print(f"auth required: {describe(on)}")
@@ -73,6 +85,9 @@ async def run(calls: int) -> None:
     if checks:
         print(f"one key check (AccessManager.authenticate): p50 {statistics.median(checks):.1f} µs  "
               f"p99 {percentile(checks, 99):.1f} µs")
+    if limited:
+        print(f"rate limit checks (CallLimits.check_peer + admit): p50 {statistics.median(limited):.2f} µs  "
+              f"p99 {percentile(limited, 99):.2f} µs")
 
 
 def main() -> None:

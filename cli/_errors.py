@@ -16,7 +16,7 @@ Code  Meaning
 6     UNAVAILABLE / ABORTED: the control plane cannot be reached or is busy;
       retrying later may work
 7     UNAUTHENTICATED / PERMISSION_DENIED: check MAOS_TOKEN and its roles
-8     RESOURCE_EXHAUSTED: a limit or rate was hit
+8     RESOURCE_EXHAUSTED: a limit or rate was hit; the error says when to retry
 9     DEADLINE_EXCEEDED, or a ``--timeout`` of the CLI ran out
 10    the task finished FAILED or CANCELLED (``task wait``, ``task submit --wait``)
 ====  ==========================================================================

@@ -12,6 +12,8 @@ from typing import Any
 
 import click
 
+from agent_sdk.client import Client
+from agent_sdk.errors import NotFoundError
 from cli._errors import handle_errors
 from cli._options import Duration, Since, output_option, run, split_csv
 from cli._output import bare_id, emit, message, table, when
@@ -19,7 +21,7 @@ from cli._output import bare_id, emit, message, table, when
 
 @click.group()
 def user() -> None:
-    """Create and list users."""
+    """Create, list, update and delete users."""
 
 
 @user.command("create")
@@ -44,9 +46,58 @@ def user_list() -> None:
          when(u.create_time)) for u in users], "no users"))
 
 
+async def _user_name(client: Client, email_or_id: str) -> str:
+    """``users/ID`` of a user given by email, id or name."""
+    if "@" not in email_or_id:
+        return email_or_id if email_or_id.startswith("users/") else f"users/{email_or_id}"
+    for u in await client.list_users():
+        if u.email.lower() == email_or_id.lower():
+            return u.name
+    raise NotFoundError(f"no user has the email {email_or_id}", reason="ERROR_REASON_USER_NOT_FOUND")
+
+
+def _user_text(u: Any) -> str:
+    return (f"{u.name} ({u.email}): roles {', '.join(bare_id(r) for r in u.roles) or '-'}"
+            f"{', disabled' if u.disabled else ''}")
+
+
+@user.command("update")
+@click.argument("email_or_id", metavar="EMAIL_OR_ID")
+@click.option("--role", "roles", multiple=True,
+              help="The user's roles from now on, replacing the current ones (repeatable or comma-separated).")
+@click.option("--disable/--enable", "disabled", default=None,
+              help="Refuse (or accept again) every API key of the user from the next call on.")
+@output_option
+@handle_errors
+def user_update(email_or_id: str, roles: tuple[str, ...], disabled: bool | None) -> None:
+    """Change a user's roles, or disable or enable it (admin; not your own user)."""
+    if not roles and disabled is None:
+        raise click.UsageError("nothing to change: give --role, --disable or --enable")
+
+    async def update(c: Client) -> Any:
+        return await c.update_user(await _user_name(c, email_or_id), roles=split_csv(roles) if roles else None,
+                                   disabled=disabled)
+
+    u = run(update)
+    emit(u, lambda: _user_text(u))
+
+
+@user.command("delete")
+@click.argument("email_or_id", metavar="EMAIL_OR_ID")
+@handle_errors
+def user_delete(email_or_id: str) -> None:
+    """Delete a user and revoke its API keys (admin; not the built-in users, not yourself)."""
+    async def delete(c: Client) -> str:
+        name = await _user_name(c, email_or_id)
+        await c.delete_user(name)
+        return name
+
+    message(f"deleted {run(delete)}; its API keys are revoked")
+
+
 @click.group()
 def role() -> None:
-    """Create, update and list roles."""
+    """Create, update, list and delete roles."""
 
 
 def _role_text(r: Any) -> str:
@@ -86,6 +137,15 @@ def role_list() -> None:
     roles = run(lambda c: c.list_roles())
     emit(roles, lambda: table(["NAME", "BUILTIN", "PERMISSIONS"], [
         (bare_id(r.name), "yes" if r.builtin else "no", ",".join(r.permissions)) for r in roles]))
+
+
+@role.command("delete")
+@click.argument("name")
+@handle_errors
+def role_delete(name: str) -> None:
+    """Delete a custom role; refused while users hold it (`maos user update` takes it away)."""
+    run(lambda c: c.delete_role(name))
+    message(f"deleted roles/{bare_id(name)}")
 
 
 @click.group("api-key")

@@ -11,6 +11,7 @@ import grpc
 import pluggy
 
 from controlplane.access.manager import AGENT_USER, AccessManager
+from controlplane.access.rate_limit import CallLimits
 from controlplane.api.auth import AuthInterceptor
 from controlplane.api.errors import ErrorAndMetricsInterceptor
 from controlplane.api.servicers.access import AccessServicer, AuditServicer
@@ -129,7 +130,8 @@ def build_app(settings: Settings, pm: pluggy.PluginManager | None = None) -> App
     access.bootstrap_sync()  # users/admin and the local agents' user exist from the start
     interceptors: list[grpc.aio.ServerInterceptor] = [ErrorAndMetricsInterceptor(metrics)]
     if settings["security.auth"] == "required":
-        interceptors.append(AuthInterceptor(access, engine.committer.audit))  # inside: its denials get ErrorInfo
+        limits = CallLimits.from_settings(settings)
+        interceptors.append(AuthInterceptor(access, engine.committer.audit, limits, metrics))  # inside: its denials get ErrorInfo
         _, launcher.token = access.issue_key_sync(AGENT_USER, "local agents", ttl=30 * 86400.0)
     servicers = {
         "tasks": TaskServicer(engine, settings),

@@ -10,6 +10,7 @@ user guide shows. Values in ``config.yml`` may refer to the environment as
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -67,6 +68,15 @@ def _non_negative_int(value: Any) -> int:
     number = int(value)
     if number < 0:
         raise ValueError("cannot be negative")
+    return number
+
+
+def _non_negative_number(value: Any) -> float:
+    if isinstance(value, bool):
+        raise ValueError("expected a number")
+    number = float(value)
+    if not math.isfinite(number) or number < 0:
+        raise ValueError("must be a finite number, at least 0")
     return number
 
 
@@ -142,6 +152,14 @@ OPTIONS: dict[str, Option] = {
         Option("server.allow_insecure_remote", _bool, False, "Allow a plaintext port beyond localhost."),
         Option("security.auth", _choice("required", "off"), "required",
                "API keys on every call (required); off trusts every caller as users/local (tests only)."),
+        Option("security.rate_limit.rate", _non_negative_number, 1000.0,
+               "Calls per second each principal may make (with security.auth: required); 0 disables."),
+        Option("security.rate_limit.burst", _non_negative_int, 2000,
+               "Calls a principal may make at once above the rate; 0 disables the limit."),
+        Option("security.rate_limit.failed_auth_rate", _non_negative_number, 1.0,
+               "Failed authentications per second allowed from one address; 0 disables."),
+        Option("security.rate_limit.failed_auth_burst", _non_negative_int, 30,
+               "Failed authentications from one address before it is throttled; 0 disables."),
         Option("server.replica_id", _text, "", "This replica's id; empty means hostname-pid."),
         Option("scheduler.lease_ttl", _duration, 15.0, "Seconds a lease lives without a heartbeat."),
         Option("scheduler.heartbeat_interval", _duration, 5.0, "Seconds between agent heartbeats."),

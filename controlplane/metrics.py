@@ -76,6 +76,10 @@ class Metrics:
             "grpc_server_handling_seconds", "Time to handle an RPC.",
             ["grpc_type", "grpc_service", "grpc_method"], registry=r,
         )
+        self.rate_limited_calls = Counter(
+            "maos_rate_limited_total", "Calls refused with RESOURCE_EXHAUSTED by a rate limit "
+            "(limit: principal or failed_auth).", ["grpc_service", "grpc_method", "limit"], registry=r,
+        )
 
     def watch_queue(self, source: Callable[[], dict[str, int]]) -> None:
         """Export queue depth read from ``source`` at scrape time."""
@@ -135,3 +139,8 @@ class Metrics:
         """A group commit finished."""
         self.commit_rows.inc(rows)
         self.commit_seconds.observe(seconds)
+
+    def call_rate_limited(self, full_method: str, limit: str) -> None:
+        """A call to ``/service/method`` was refused by the ``principal`` or ``failed_auth`` limit."""
+        service, _, method = full_method.lstrip("/").partition("/")
+        self.rate_limited_calls.labels(service, method, limit).inc()

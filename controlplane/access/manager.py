@@ -9,6 +9,7 @@ written at most once a minute per key.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from dataclasses import dataclass, field
@@ -28,6 +29,8 @@ _ROLE_ID = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 _USER_ID = re.compile(r"[^a-z0-9-]+")
 ADMIN_USER = "admin"
 AGENT_USER = "local-agents"
+#: Users ``bootstrap_sync`` creates; they cannot be deleted.
+BUILTIN_USERS = frozenset({ADMIN_USER, AGENT_USER})
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,8 @@ class AccessManager:
     roles: dict[str, dict[str, Any]] = field(default_factory=dict)
     api_keys: dict[str, dict[str, Any]] = field(default_factory=dict)
     _last_reload: float = 0.0
+    # Serializes changes of users and roles, so a role cannot be deleted while a user gets it.
+    _changing: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     # --- loading and bootstrap ---------------------------------------------------
 
@@ -148,13 +153,15 @@ class AccessManager:
 
     async def create_user(self, email: str, roles: list[str]) -> dict[str, Any]:
         """A new user named after its email's local part."""
+        async with self._changing:
+            return await self._create_user(email, roles)
+
+    async def _create_user(self, email: str, roles: list[str]) -> dict[str, Any]:
         if not email or "@" not in email:
             raise InvalidArgument(f"{email!r} is not an email address", field="user.email")
         if any(u["email"] == email for u in self.users.values()):
             raise AlreadyExists(f"a user with email {email} already exists")
-        for role in roles:
-            if role not in self.roles:
-                raise NotFound(f"role {role!r} does not exist", reason="ERROR_REASON_ROLE_NOT_FOUND")
+        self._check_roles(roles)
         base = _USER_ID.sub("-", email.split("@", 1)[0].lower()).strip("-") or "user"
         user_id, n = base, 1
         while user_id in self.users:
@@ -172,9 +179,70 @@ class AccessManager:
             raise NotFound(f"user {user_id!r} does not exist", reason="ERROR_REASON_USER_NOT_FOUND")
         return record
 
+    def _check_roles(self, roles: list[str]) -> None:
+        for role in roles:
+            if role not in self.roles:
+                raise NotFound(f"role {role!r} does not exist", reason="ERROR_REASON_ROLE_NOT_FOUND")
+
+    async def update_user(self, caller: Caller, user_id: str, *, roles: list[str] | None = None,
+                          disabled: bool | None = None) -> dict[str, Any]:
+        """Replace a user's roles and/or set ``disabled`` (None: unchanged).
+
+        A disabled user's keys are refused from the next call on. Callers cannot
+        change their own roles or disable themselves (another admin must), so an
+        admin cannot lock everyone out by mistake.
+
+        Raises:
+            NotFound: unknown user (USER_NOT_FOUND) or role (ROLE_NOT_FOUND).
+            FailedPrecondition: the caller's own user.
+        """
+        async with self._changing:
+            record = self.user(user_id)
+            if roles is not None:
+                roles = list(dict.fromkeys(roles))
+                self._check_roles(roles)
+            changes = {k: v for k, v in (("roles", roles), ("disabled", disabled)) if v is not None}
+            if not changes or all(record.get(k) == v for k, v in changes.items()):
+                return record
+            if caller.principal == f"users/{user_id}":
+                raise FailedPrecondition("you cannot change your own roles or disable yourself; "
+                                         "another admin can", reason="ERROR_REASON_NOT_SUPPORTED")
+            updated = {**record, **changes}
+            await self.storage.call(self.storage.backend.access_put, "users", user_id, updated)
+            self.users[user_id] = updated
+            return updated
+
+    async def delete_user(self, caller: Caller, user_id: str) -> None:
+        """Delete a user and revoke its keys (refused from the next call on).
+
+        Raises:
+            NotFound: unknown user (USER_NOT_FOUND).
+            FailedPrecondition: a built-in user (admin, local-agents), or the caller's own user.
+        """
+        async with self._changing:
+            self.user(user_id)
+            if user_id in BUILTIN_USERS:
+                raise FailedPrecondition(f"user {user_id!r} is built in and cannot be deleted; disable it instead",
+                                         reason="ERROR_REASON_NOT_SUPPORTED")
+            if caller.principal == f"users/{user_id}":
+                raise FailedPrecondition("you cannot delete yourself; another admin can",
+                                         reason="ERROR_REASON_NOT_SUPPORTED")
+            now = time.time()
+            for key in [k for k in self.api_keys.values() if k["user"] == user_id and not k.get("revoke_time")]:
+                revoked = {**key, "revoke_time": now}  # keys first: a failure below leaves them revoked
+                await self.storage.call(self.storage.backend.access_put, "api_keys", key["id"], revoked)
+                self.api_keys[key["id"]] = revoked
+            await self.storage.call(self.storage.backend.access_delete, "users", user_id)
+            del self.users[user_id]
+
     async def save_role(self, role_id: str, permissions: list[str] | None, description: str | None,
                         create: bool) -> dict[str, Any]:
         """Create or update a custom role."""
+        async with self._changing:
+            return await self._save_role(role_id, permissions, description, create)
+
+    async def _save_role(self, role_id: str, permissions: list[str] | None, description: str | None,
+                         create: bool) -> dict[str, Any]:
         if not _ROLE_ID.match(role_id):
             raise InvalidArgument(f"{role_id!r} is not a role id ([a-z][a-z0-9-]*)", field="role_id")
         existing = self.roles.get(role_id)
@@ -196,6 +264,27 @@ class AccessManager:
         await self.storage.call(self.storage.backend.access_put, "roles", role_id, record)
         self.roles[role_id] = record
         return record
+
+    async def delete_role(self, role_id: str) -> None:
+        """Delete a custom role that no user holds.
+
+        Raises:
+            NotFound: unknown role (ROLE_NOT_FOUND).
+            FailedPrecondition: a built-in role, or one users still hold (named in the message).
+        """
+        async with self._changing:
+            role = self.roles.get(role_id)
+            if role is None:
+                raise NotFound(f"role {role_id!r} does not exist", reason="ERROR_REASON_ROLE_NOT_FOUND")
+            if role.get("builtin"):
+                raise FailedPrecondition(f"role {role_id!r} is built in", reason="ERROR_REASON_NOT_SUPPORTED")
+            holders = sorted(f"users/{u['id']}" for u in self.users.values() if role_id in u.get("roles", []))
+            if holders:
+                shown = ", ".join(holders[:10]) + (f" and {len(holders) - 10} more" if len(holders) > 10 else "")
+                raise FailedPrecondition(f"role {role_id!r} is held by {shown}; take it from them first",
+                                         reason="ERROR_REASON_NOT_SUPPORTED")
+            await self.storage.call(self.storage.backend.access_delete, "roles", role_id)
+            del self.roles[role_id]
 
     # --- API keys -------------------------------------------------------------------
 

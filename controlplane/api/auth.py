@@ -1,18 +1,22 @@
 """Authentication, authorization and audit of every RPC, in one interceptor.
 
 Placed inside :class:`~controlplane.api.errors.ErrorAndMetricsInterceptor`, so
-its denials (``Unauthenticated``/``PermissionDenied``) become statuses with an
-``ErrorInfo`` like every other domain error. For each call it:
+its denials (``Unauthenticated``/``PermissionDenied``/``ResourceExhausted``) become
+statuses with an ``ErrorInfo`` like every other domain error. For each call it:
 
 1. looks up the permission the method needs (:mod:`controlplane.access.permissions`;
    health and reflection need none, unknown methods need admin);
 2. authenticates ``authorization: Bearer <key>`` through the
-   :class:`~controlplane.access.manager.AccessManager`;
-3. sets ``principal_var`` and ``caller_var`` for the servicer;
-4. appends an audit record for every denial and every mutating call (with
-   its final status code). Records join the next group commit without
-   holding up the response: they are durable within milliseconds, and only
-   a crash in that window can lose the last few.
+   :class:`~controlplane.access.manager.AccessManager` (a peer address
+   failing too often gets RESOURCE_EXHAUSTED instead of UNAUTHENTICATED,
+   :mod:`controlplane.access.rate_limit`), then takes one call of the
+   principal's rate (a stream counts once, when it opens);
+3. checks the permission;
+4. sets ``principal_var`` and ``caller_var`` for the servicer;
+5. appends an audit record for every denial (rate limits included) and
+   every mutating call (with its final status code). Records join the next
+   group commit without holding up the response: they are durable within
+   milliseconds, and only a crash in that window can lose the last few.
 """
 
 from __future__ import annotations
@@ -27,8 +31,10 @@ import grpc
 from controlplane import errors
 from controlplane.access.manager import AccessManager, Caller
 from controlplane.access.permissions import READ_ONLY, needed
+from controlplane.access.rate_limit import RATE_LIMITED, CallLimits
 from controlplane.api.context import caller_var, principal_var
 from controlplane.api.errors import status_code_for
+from controlplane.metrics import Metrics
 
 
 
@@ -39,12 +45,22 @@ def _bearer(context: grpc.aio.ServicerContext) -> str | None:
     return None
 
 
+def peer_address(peer: str) -> str:
+    """The address of a gRPC peer without its port (``ipv4:10.0.0.7:51234`` -> ``ipv4:10.0.0.7``)."""
+    if peer.startswith(("ipv4:", "ipv6:")):
+        return peer.rpartition(":")[0]
+    return peer
+
+
 class AuthInterceptor(grpc.aio.ServerInterceptor):
     """Authenticates, authorizes (deny by default) and audits every MAOS RPC."""
 
-    def __init__(self, access: AccessManager, record_audit: Callable[[dict[str, Any]], None]):
+    def __init__(self, access: AccessManager, record_audit: Callable[[dict[str, Any]], None],
+                 limits: CallLimits | None = None, metrics: Metrics | None = None):
         self.access = access
         self.record_audit = record_audit
+        self.limits = limits
+        self.metrics = metrics
         self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
 
     async def intercept_service(
@@ -78,16 +94,27 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         permission = needed(method)
         assert permission is not None
         caller: Caller | None = None
+        limits = self.limits
+        peer = peer_address(context.peer() or "") if limits is not None else ""
         try:
             secret = _bearer(context)
             if not secret:
                 raise errors.Unauthenticated("no credentials: send 'authorization: Bearer <API key>'")
             caller = await self.access.authenticate(secret)
+            if limits is not None:
+                limits.admit(caller.principal)
             if not caller.may(permission):
                 raise errors.PermissionDenied(f"{caller.principal} lacks the permission {permission!r}",
                                               metadata={"permission": permission})
         except errors.MaosError as exc:
-            self.audit(method, caller, context, request, status_code_for(exc).name, exc.reason)
+            refusal: errors.MaosError = exc
+            if limits is not None and isinstance(exc, errors.Unauthenticated):
+                refusal = limits.failed_authentication(peer) or exc
+            if refusal.reason == RATE_LIMITED and self.metrics is not None:
+                self.metrics.call_rate_limited(method, refusal.metadata.get("limit", ""))
+            self.audit(method, caller, context, request, status_code_for(refusal).name, refusal.reason)
+            if refusal is not exc:
+                raise refusal from None
             raise
         principal_var.set(caller.principal)
         caller_var.set(caller)

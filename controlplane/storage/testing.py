@@ -48,7 +48,7 @@ from controlplane.domain.model import (
     TaskStatus,
     Usage,
 )
-from controlplane.errors import Aborted
+from controlplane.errors import Aborted, AlreadyExists
 from controlplane.storage.base import IdempotencyRecord, StateValue, StorageBackend, TaskQuery, WriteBatch
 
 _T0 = 1_700_000_000.123456  # a fixed time with a fractional part, to check float precision
@@ -567,3 +567,25 @@ class StorageContract:
         assert [r.id for r in backend.list_checkpoints(1, 1)] == ["c1"]
         assert backend.delete_checkpoint("c2") and not backend.delete_checkpoint("c2")
         assert backend.get_checkpoint("c2") is None and backend.get_checkpoint("nope") is None
+
+    # --- access control ----------------------------------------------------------
+
+    def test_access_records_put_list_delete(self, backend: StorageBackend) -> None:
+        user = {"email": "a@example.com", "roles": ["viewer"], "disabled": False, "create_time": _T0}
+        backend.access_put("users", "a", user, create=True)
+        backend.access_put("users", "b", {**user, "email": "b@example.com"})
+        with pytest.raises(AlreadyExists):
+            backend.access_put("users", "a", user, create=True)
+        backend.access_put("users", "a", {**user, "roles": [], "disabled": True})  # upsert
+        backend.access_put("roles", "r", {"permissions": ["task:view"], "description": "", "builtin": False})
+        backend.access_put("api_keys", "k1", {"user": "a", "digest": "ab", "revoke_time": None})
+        assert backend.access_list("users") == [
+            {**user, "id": "a", "roles": [], "disabled": True}, {**user, "id": "b", "email": "b@example.com"}]
+        assert [r["id"] for r in backend.access_list("roles")] == ["r"]
+        assert backend.access_list("api_keys") == [{"id": "k1", "user": "a", "digest": "ab", "revoke_time": None}]
+        assert backend.access_delete("users", "a") and not backend.access_delete("users", "a")
+        assert backend.access_delete("roles", "r") and not backend.access_delete("roles", "nope")
+        assert [r["id"] for r in backend.access_list("users")] == ["b"] and backend.access_list("roles") == []
+        assert [r["id"] for r in backend.access_list("api_keys")] == ["k1"]  # keys are not deleted with users
+        backend.access_put("users", "a", user, create=True)  # the id is free again
+        assert [r["id"] for r in backend.access_list("users")] == ["a", "b"]

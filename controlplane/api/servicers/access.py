@@ -18,6 +18,9 @@ from controlplane.api.paging import page_size
 from controlplane.api.pb import access_grpc, access_pb, audit_grpc, audit_pb, enums_pb, messages_pb
 from controlplane.errors import InvalidArgument, Unauthenticated
 
+#: What UpdateUser may change (an allowlist, OWASP API3).
+USER_UPDATABLE = ("roles", "disabled")
+
 
 def _ts(value: float | None) -> Any:
     return convert.timestamp(value) if value else None
@@ -65,6 +68,13 @@ def _strip(name: str, collection: str) -> str:
     return name.removeprefix(collection + "/")
 
 
+def _user_id(name: str, field: str) -> str:
+    """The id of ``users/{user}`` (INVALID_ARGUMENT when empty)."""
+    if not name:
+        raise InvalidArgument(f"{field} is required (users/NAME)", field=field)
+    return _strip(name, "users")
+
+
 class AccessServicer(access_grpc.AccessServiceServicer):
     """Users, roles and API keys."""
 
@@ -98,6 +108,27 @@ class AccessServicer(access_grpc.AccessServiceServicer):
         users, token = _page(sorted(self.access.users.values(), key=lambda u: u["email"]), request)
         return access_pb.ListUsersResponse(users=[user_pb(u) for u in users], next_page_token=token)
 
+    async def UpdateUser(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        """Changes ``roles`` and/or ``disabled``; without a mask, the fields that are set (AIP-134)."""
+        paths = set(request.update_mask.paths)
+        if not paths:
+            paths = {p for p, v in (("roles", request.user.roles), ("disabled", request.user.disabled)) if v}
+        elif "*" in paths:
+            paths = (paths - {"*"}) | set(USER_UPDATABLE)
+        unknown = paths - set(USER_UPDATABLE)
+        if unknown:
+            raise InvalidArgument(f"cannot update {', '.join(sorted(unknown))}; update_mask may name "
+                                  f"{' and '.join(USER_UPDATABLE)}", field="update_mask")
+        user = await self.access.update_user(
+            self._caller(), _user_id(request.user.name, "user.name"),
+            roles=[_strip(r, "roles") for r in request.user.roles] if "roles" in paths else None,
+            disabled=request.user.disabled if "disabled" in paths else None)
+        return access_pb.UpdateUserResponse(user=user_pb(user))
+
+    async def DeleteUser(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        await self.access.delete_user(self._caller(), _user_id(request.name, "name"))
+        return access_pb.DeleteUserResponse()
+
     async def CreateRole(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         role_id = request.role_id or _strip(request.role.name, "roles")
         role = await self.access.save_role(role_id, list(request.role.permissions), request.role.description, True)
@@ -124,6 +155,12 @@ class AccessServicer(access_grpc.AccessServiceServicer):
             list(request.role.permissions) if "permissions" in paths else None,
             request.role.description if "description" in paths else None, False)
         return access_pb.UpdateRoleResponse(role=role_pb(role))
+
+    async def DeleteRole(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        if not request.name:
+            raise InvalidArgument("name is required (roles/NAME)", field="name")
+        await self.access.delete_role(_strip(request.name, "roles"))
+        return access_pb.DeleteRoleResponse()
 
     async def CreateApiKey(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         ttl = convert.checked_seconds(request.ttl, "ttl") if request.HasField("ttl") else None
@@ -154,7 +191,6 @@ class AccessServicer(access_grpc.AccessServiceServicer):
     async def _unimplemented(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         await context.abort(grpc.StatusCode.UNIMPLEMENTED, "this method is not implemented yet")
 
-    UpdateUser = DeleteUser = DeleteRole = _unimplemented
     CreateJoinToken = ListJoinTokens = RevokeJoinToken = _unimplemented
 
 

@@ -185,3 +185,162 @@ async def test_roles_and_get_caller(secured: App) -> None:
     async with Client(secured.address, token=token) as submitter:
         await submitter.submit_task(description="ok")
         await fails(submitter.list_tasks(), grpc.StatusCode.PERMISSION_DENIED, "ERROR_REASON_PERMISSION_DENIED")
+
+
+# --- updating and deleting users and roles ------------------------------------------------
+
+
+async def access_snapshot(app: App) -> tuple[object, ...]:
+    """Users, roles and keys as stored and as held in memory (without keys' last use)."""
+    def rows(records: object) -> list[str]:
+        return sorted(str({k: v for k, v in r.items() if k != "last_used_time"}) for r in records)
+
+    stored = [rows(await app.storage.call(app.storage.backend.access_list, kind))
+              for kind in ("users", "roles", "api_keys")]
+    return stored, rows(app.access.users.values()), rows(app.access.roles.values()), rows(app.access.api_keys.values())
+
+
+async def test_update_user_roles_and_disabled(secured: App) -> None:
+    token = await user_key(secured, "dev@example.com", "developer")
+    async with Client(secured.address, token=await admin_key(secured)) as admin, \
+            Client(secured.address, token=token) as dev:
+        await dev.submit_task(description="allowed")
+        viewer = await admin.update_user("dev", roles=["viewer", "viewer"])
+        assert list(viewer.roles) == ["roles/viewer"] and not viewer.disabled
+        await fails(dev.submit_task(description="x"), grpc.StatusCode.PERMISSION_DENIED,
+                    "ERROR_REASON_PERMISSION_DENIED")
+        assert (await admin.update_user("users/dev", disabled=True)).disabled
+        await fails(dev.list_tasks(), grpc.StatusCode.UNAUTHENTICATED, "ERROR_REASON_UNAUTHENTICATED")
+        enabled = await admin.update_user("dev", disabled=False, roles=["developer"])
+        assert list(enabled.roles) == ["roles/developer"] and not enabled.disabled
+        await dev.submit_task(description="allowed again")
+        assert (await admin.get_user("dev")) == enabled
+    stored = {u["id"]: u for u in await secured.storage.call(secured.storage.backend.access_list, "users")}
+    assert stored["dev"]["roles"] == ["developer"] and stored["dev"]["disabled"] is False
+    async with Client(secured.address, token=await admin_key(secured)) as admin:
+        records = await admin.list_audit_records(action="UpdateUser")
+    assert [(r.principal, r.status_code) for r in records] == [("users/admin", "OK")] * 3
+
+
+async def test_update_user_mask_without_paths_takes_the_fields_that_are_set(secured: App) -> None:
+    from agent_sdk.proto.maos.v1 import access_service_pb2 as access_pb
+    from agent_sdk.proto.maos.v1 import messages_pb2 as msgs
+
+    await user_key(secured, "dev@example.com", "developer")
+    async with Client(secured.address, token=await admin_key(secured)) as admin:
+        reply = await admin.access.UpdateUser(access_pb.UpdateUserRequest(
+            user=msgs.User(name="users/dev", roles=["roles/viewer"])))
+        assert list(reply.user.roles) == ["roles/viewer"] and not reply.user.disabled
+        reply = await admin.access.UpdateUser(access_pb.UpdateUserRequest(
+            user=msgs.User(name="users/dev", disabled=True), update_mask={"paths": ["*"]}))
+        assert list(reply.user.roles) == [] and reply.user.disabled
+
+
+async def test_bad_user_updates_are_refused_and_change_nothing(secured: App) -> None:
+    from agent_sdk.proto.maos.v1 import access_service_pb2 as access_pb
+    from agent_sdk.proto.maos.v1 import messages_pb2 as msgs
+
+    await user_key(secured, "dev@example.com", "developer")
+    async with Client(secured.address, token=await admin_key(secured)) as admin:
+        before = await access_snapshot(secured)
+        await fails(admin.update_user("nobody", disabled=True), grpc.StatusCode.NOT_FOUND,
+                    "ERROR_REASON_USER_NOT_FOUND")
+        await fails(admin.update_user("dev", roles=["viewer", "no-such-role"]), grpc.StatusCode.NOT_FOUND,
+                    "ERROR_REASON_ROLE_NOT_FOUND")
+        for paths in (["email"], ["roles", "name"], ["create_time"], ["user.roles"]):
+            error = await fails(admin.access.UpdateUser(access_pb.UpdateUserRequest(
+                user=msgs.User(name="users/dev", email="evil@example.com", disabled=True),
+                update_mask={"paths": paths})), grpc.StatusCode.INVALID_ARGUMENT, "ERROR_REASON_INVALID_FIELD")
+            assert error.field_violations[0][0] == "update_mask"
+            assert all(p in error.message for p in paths if p != "roles")
+        await fails(admin.access.UpdateUser(access_pb.UpdateUserRequest(
+            user=msgs.User(disabled=True), update_mask={"paths": ["disabled"]})),
+            grpc.StatusCode.INVALID_ARGUMENT, "ERROR_REASON_INVALID_FIELD")
+        await fails(admin.update_user("admin", disabled=True), grpc.StatusCode.FAILED_PRECONDITION,
+                    "ERROR_REASON_NOT_SUPPORTED")  # yourself
+        await fails(admin.update_user("admin", roles=["viewer"]), grpc.StatusCode.FAILED_PRECONDITION,
+                    "ERROR_REASON_NOT_SUPPORTED")
+        assert await access_snapshot(secured) == before
+
+
+async def test_deleted_users_keys_fail_on_the_next_call(secured: App) -> None:
+    token = await user_key(secured, "dev@example.com", "developer")
+    async with Client(secured.address, token=await admin_key(secured)) as admin, \
+            Client(secured.address, token=token) as dev:
+        second = await dev.create_api_key("second")
+        await dev.list_tasks()
+        await admin.delete_user("dev")
+        await fails(dev.list_tasks(), grpc.StatusCode.UNAUTHENTICATED, "ERROR_REASON_CREDENTIAL_REVOKED")
+        async with Client(secured.address, token=second.secret) as other:
+            await fails(other.list_tasks(), grpc.StatusCode.UNAUTHENTICATED, "ERROR_REASON_CREDENTIAL_REVOKED")
+        await fails(admin.get_user("dev"), grpc.StatusCode.NOT_FOUND, "ERROR_REASON_USER_NOT_FOUND")
+        await fails(admin.delete_user("dev"), grpc.StatusCode.NOT_FOUND, "ERROR_REASON_USER_NOT_FOUND")
+        # A new user with the same email gets the same id, but none of the old keys.
+        again = await admin.create_user("dev@example.com", ["developer"])
+        assert again.name == "users/dev"
+        await fails(dev.list_tasks(), grpc.StatusCode.UNAUTHENTICATED, "ERROR_REASON_CREDENTIAL_REVOKED")
+    assert "dev" in {u["id"] for u in await secured.storage.call(secured.storage.backend.access_list, "users")}
+    revoked = [k for k in await secured.storage.call(secured.storage.backend.access_list, "api_keys")
+               if k["user"] == "dev"]
+    assert len(revoked) == 2 and all(k["revoke_time"] for k in revoked)
+
+
+async def test_bad_user_deletes_are_refused_and_change_nothing(secured: App) -> None:
+    from agent_sdk.proto.maos.v1 import access_service_pb2 as access_pb
+
+    other_admin = await user_key(secured, "root@example.com", "admin")
+    async with Client(secured.address, token=await admin_key(secured)) as admin, \
+            Client(secured.address, token=other_admin) as root:
+        before = await access_snapshot(secured)
+        for built_in in ("admin", "local-agents"):
+            await fails(root.delete_user(built_in), grpc.StatusCode.FAILED_PRECONDITION, "ERROR_REASON_NOT_SUPPORTED")
+        await fails(root.delete_user("root"), grpc.StatusCode.FAILED_PRECONDITION, "ERROR_REASON_NOT_SUPPORTED")
+        await fails(root.delete_user("nobody"), grpc.StatusCode.NOT_FOUND, "ERROR_REASON_USER_NOT_FOUND")
+        await fails(root.access.DeleteUser(access_pb.DeleteUserRequest()), grpc.StatusCode.INVALID_ARGUMENT,
+                    "ERROR_REASON_INVALID_FIELD")
+        assert await access_snapshot(secured) == before
+        await admin.delete_user("root")  # another admin can
+    assert "root" not in secured.access.users
+
+
+async def test_delete_role(secured: App) -> None:
+    from agent_sdk.proto.maos.v1 import access_service_pb2 as access_pb
+
+    async with Client(secured.address, token=await admin_key(secured)) as admin:
+        await admin.create_role("submitter", ["task:submit"])
+        await admin.create_role("unused", ["task:view"])
+        await admin.create_user("a@example.com", ["submitter"])
+        await admin.create_user("b@example.com", ["viewer", "submitter"])
+        before = await access_snapshot(secured)
+        held = await fails(admin.delete_role("submitter"), grpc.StatusCode.FAILED_PRECONDITION,
+                           "ERROR_REASON_NOT_SUPPORTED")
+        assert "users/a" in held.message and "users/b" in held.message
+        for built_in in ("viewer", "developer", "admin", "agent"):
+            await fails(admin.delete_role(built_in), grpc.StatusCode.FAILED_PRECONDITION,
+                        "ERROR_REASON_NOT_SUPPORTED")
+        await fails(admin.delete_role("nope"), grpc.StatusCode.NOT_FOUND, "ERROR_REASON_ROLE_NOT_FOUND")
+        await fails(admin.access.DeleteRole(access_pb.DeleteRoleRequest()), grpc.StatusCode.INVALID_ARGUMENT,
+                    "ERROR_REASON_INVALID_FIELD")
+        assert await access_snapshot(secured) == before
+
+        await admin.delete_role("roles/unused")
+        await admin.update_user("a", roles=[])
+        await admin.update_user("b", roles=["viewer"])
+        await admin.delete_role("submitter")
+        assert {r.name for r in await admin.list_roles()} == {
+            "roles/viewer", "roles/developer", "roles/admin", "roles/agent"}
+        await fails(admin.create_user("c@example.com", ["submitter"]), grpc.StatusCode.NOT_FOUND,
+                    "ERROR_REASON_ROLE_NOT_FOUND")
+    stored = {r["id"] for r in await secured.storage.call(secured.storage.backend.access_list, "roles")}
+    assert not stored & {"submitter", "unused"}
+
+
+async def test_only_admins_update_or_delete_users_and_roles(secured: App) -> None:
+    await user_key(secured, "other@example.com", "viewer")
+    token = await user_key(secured, "dev@example.com", "developer")
+    before = await access_snapshot(secured)
+    async with Client(secured.address, token=token) as dev:
+        for call in (dev.update_user("other", disabled=True), dev.delete_user("other"), dev.delete_role("viewer"),
+                     dev.update_user("dev", roles=["admin"])):
+            await fails(call, grpc.StatusCode.PERMISSION_DENIED, "ERROR_REASON_PERMISSION_DENIED")
+    assert await access_snapshot(secured) == before

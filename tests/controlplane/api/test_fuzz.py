@@ -358,10 +358,18 @@ def test_undecodable_request_is_invalid_argument(remote: Remote) -> None:
 # ---------------------------------------------------------------- regressions found by the fuzz
 
 IA, UNIMPL = grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.UNIMPLEMENTED
+FP = grpc.StatusCode.FAILED_PRECONDITION
 REGRESSIONS = [
     # Unimplemented methods raised NotImplementedError -> INTERNAL.
     *[("AccessService", m, getattr(access_service_pb2, f"{m}Request")(), UNIMPL)
-      for m in ("UpdateUser", "DeleteUser", "DeleteRole", "CreateJoinToken", "ListJoinTokens", "RevokeJoinToken")],
+      for m in ("CreateJoinToken", "ListJoinTokens", "RevokeJoinToken")],
+    # Once implemented: an empty name is INVALID_ARGUMENT, built-in users and roles stay.
+    *[("AccessService", m, getattr(access_service_pb2, f"{m}Request")(), IA)
+      for m in ("UpdateUser", "DeleteUser", "DeleteRole")],
+    ("AccessService", "DeleteUser", access_service_pb2.DeleteUserRequest(name="users/admin"), FP),
+    ("AccessService", "DeleteRole", access_service_pb2.DeleteRoleRequest(name="roles/admin"), FP),
+    ("AccessService", "UpdateUser", access_service_pb2.UpdateUserRequest(
+        user=messages_pb2.User(name="users/admin"), update_mask={"paths": ["email"]}), IA),
     # An out-of-range Duration overflowed ToTimedelta -> INTERNAL.
     ("AccessService", "CreateApiKey", access_service_pb2.CreateApiKeyRequest(ttl={"seconds": 2**40}), IA),
     ("AccessService", "CreateApiKey", access_service_pb2.CreateApiKeyRequest(ttl={"seconds": -(2**62)}), IA),

@@ -11,6 +11,11 @@ its denials (``Unauthenticated``/``PermissionDenied``) become statuses with an
 3. sets ``principal_var`` and ``caller_var`` for the servicer;
 4. appends an audit record for every denial and every mutating call (with
    its final status code) before the response is sent.
+
+Under mutual TLS the verified client certificate does not replace the API
+key: the key still decides what the call may do, and the certificate's
+subject is recorded in the audit record's ``peer`` next to the address
+(``ipv4:10.0.0.7:50412 (client certificate CN=ci,O=Example)``).
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from controlplane.access.manager import AccessManager, Caller
 from controlplane.access.permissions import READ_ONLY, needed
 from controlplane.api.context import caller_var, principal_var
 from controlplane.api.errors import status_code_for
+from controlplane.api.tls import client_certificate_subject
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +43,13 @@ def _bearer(context: grpc.aio.ServicerContext) -> str | None:
         if key == "authorization" and isinstance(value, str) and value.startswith("Bearer "):
             return value[len("Bearer "):].strip()
     return None
+
+
+def _peer(context: grpc.aio.ServicerContext) -> str:
+    """The caller's address, and the subject of its verified client certificate if it sent one."""
+    peer = context.peer() or ""
+    subject = client_certificate_subject(context)
+    return f"{peer} (client certificate {subject})" if subject else peer
 
 
 class AuthInterceptor(grpc.aio.ServerInterceptor):
@@ -68,7 +81,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         """Append one record (errors are logged: the audit must not hide the call's own outcome)."""
         record = {
             "id": uuid.uuid4().hex, "time": time.time(), "principal": caller.principal if caller else "",
-            "key_id": caller.key_id if caller else "", "peer": context.peer() or "", "method": method,
+            "key_id": caller.key_id if caller else "", "peer": _peer(context), "method": method,
             "resource": str(getattr(request, "name", "") or ""), "decision": "DENY" if reason else "ALLOW",
             "status_code": code, "request_id": str(getattr(request, "request_id", "") or ""), "reason": reason,
         }

@@ -44,6 +44,8 @@ class State:
     output: str = "table"
     #: The --tls* options (each field falls back to its client.tls setting).
     tls: ClientTls = field(default_factory=ClientTls)
+    #: --no-tls: plaintext whatever the client.tls settings say.
+    no_tls: bool = False
 
 
 def state() -> State:
@@ -65,11 +67,13 @@ def resolve_token(token: str | None) -> str | None:
     return read_token(default_home())
 
 
-def resolve_tls(tls: ClientTls) -> ClientTls:
+def resolve_tls(tls: ClientTls, no_tls: bool = False) -> ClientTls:
     """The --tls* options, each unset one from its ``client.tls`` setting (config.yml, MAOS_CLIENT_TLS_*)."""
     from controlplane.config import load_settings
     from controlplane.errors import InvalidArgument
 
+    if no_tls:
+        return ClientTls()
     try:
         return tls.or_else(load_settings().client_tls)
     except InvalidArgument as exc:  # a broken config.yml: say so rather than fall back to plaintext
@@ -93,7 +97,7 @@ def run(action: Callable[[Client], Awaitable[T]]) -> T:
     """Run ``action(client)`` with a client of the configured control plane."""
     s = state()
     token = resolve_token(s.token)
-    tls = resolve_tls(s.tls)
+    tls = resolve_tls(s.tls, s.no_tls)
 
     async def main() -> T:
         async with make_client(s.addr, token=token, timeout=s.timeout, tls=tls) as client:
@@ -103,18 +107,25 @@ def run(action: Callable[[Client], Awaitable[T]]) -> T:
 
 
 def tls_from_options(params: dict[str, Any]) -> ClientTls:
-    """The choice the global --tls* options make (before the client.tls settings fill the gaps)."""
-    return ClientTls(enabled=bool(params.get("tls")), ca_file=params.get("tls_ca") or "",
-                     cert_file=params.get("tls_cert") or "", key_file=params.get("tls_key") or "",
-                     server_name=params.get("tls_server_name") or "")
+    """The choice the global --tls* options make (before the client.tls settings fill the gaps).
+
+    ``--no-tls`` (``params["tls"] is False``) with a TLS file or name is a usage error.
+    """
+    tls = ClientTls(enabled=bool(params.get("tls")), ca_file=params.get("tls_ca") or "",
+                    cert_file=params.get("tls_cert") or "", key_file=params.get("tls_key") or "",
+                    server_name=params.get("tls_server_name") or "")
+    if params.get("tls") is False and tls.on:
+        raise click.UsageError("--no-tls cannot be combined with --tls-ca, --tls-cert, --tls-key or --tls-server-name")
+    return tls
 
 
 def tls_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """The global ``--tls``, ``--tls-ca``, ``--tls-cert``, ``--tls-key`` and ``--tls-server-name`` options."""
+    """The global ``--tls/--no-tls``, ``--tls-ca``, ``--tls-cert``, ``--tls-key`` and ``--tls-server-name`` options."""
     options = [
-        click.option("--tls", is_flag=True, envvar="MAOS_TLS", default=False,
-                     help="Connect over TLS (implied by the other --tls-* options); without --tls-ca the "
-                          "system's trusted CAs verify the server. Default: client.tls.enabled."),
+        click.option("--tls/--no-tls", envvar="MAOS_TLS", default=None, show_default=False,
+                     help="Connect over TLS (implied by the other --tls-* options; without --tls-ca the "
+                          "system's trusted CAs verify the server), or in plaintext whatever client.tls says. "
+                          "Default: the client.tls settings."),
         click.option("--tls-ca", envvar="MAOS_TLS_CA", default=None, metavar="FILE", show_default=False,
                      help="CA certificates (PEM) that verify the control plane. Default: client.tls.ca_file."),
         click.option("--tls-cert", envvar="MAOS_TLS_CERT", default=None, metavar="FILE", show_default=False,
@@ -212,7 +223,7 @@ def complete_task_ids(ctx: click.Context, param: click.Parameter, incomplete: st
     addr, token = params.get("addr") or State.addr, resolve_token(params.get("token"))
 
     async def fetch() -> list[Any]:
-        tls = resolve_tls(tls_from_options(params))
+        tls = resolve_tls(tls_from_options(params), params.get("tls") is False)
         async with make_client(addr, token=token, timeout=1.0, tls=tls) as client:
             page = await client.list_tasks(page_size=50)
             return [CompletionItem(t.name.rsplit("/", 1)[-1], help=t.description[:40]) for t in page.tasks]

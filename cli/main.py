@@ -66,7 +66,7 @@ def cli(ctx: click.Context, addr: str, token: str | None, timeout: float, output
     A TLS control plane needs --tls-ca (and --tls-cert/--tls-key under mutual TLS).
     """
     ctx.obj = State(addr=addr, token=token or None, timeout=timeout, output=output.lower(),
-                    tls=tls_from_options(tls))
+                    tls=tls_from_options(tls), no_tls=tls["tls"] is False)
 
 
 for command in (system.init, system.start, system.stop, system.restart, system.status, system.health,

@@ -201,7 +201,7 @@ def _start_daemon(settings: Any, agents: str | None, metrics_port: int | None, s
         raise CliError(f"MAOS is already running (pid {pid}, {pid_file}); run `maos stop` first",
                        EXIT_FAILED_PRECONDITION)
     target = _connect_address(address)
-    tls = state().tls.or_else(settings.client_tls)
+    tls = ClientTls() if state().no_tls else state().tls.or_else(settings.client_tls)
     if _serving(target, tls):
         raise CliError(f"something already serves gRPC on {address}; choose another --address",
                        EXIT_FAILED_PRECONDITION)

@@ -311,6 +311,11 @@ redis:
 server:
   address: "127.0.0.1:7100"
   metrics_port: 9464
+  # TLS (needed to listen beyond localhost); mutual TLS adds client_ca_file and
+  # require_client_auth: true. Clients then need client.tls (ca_file, cert_file, key_file).
+  # tls:
+  #   cert_file: "~/.maos/tls/server.pem"
+  #   key_file: "~/.maos/tls/server.key"
 
 # The local agents `maos start` launches when no --agents is given.
 agents:

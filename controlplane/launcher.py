@@ -80,6 +80,9 @@ class LocalLauncher:
             setting = fields.get(exc.path, "client.tls")
             raise InvalidArgument(f"{setting} (used by launched agents): {exc.message}", field=setting) from None
         self.tls = ClientTls(True, tls.ca_file, tls.cert_file, tls.key_file, tls.server_name)
+        if not tls.ca_file:
+            log.warning("client.tls.ca_file is not set: launched agents verify this control plane's "
+                        "certificate with the system's trusted CAs")
         self._cannot_launch = (
             "the control plane requires client certificates (server.tls.require_client_auth) but launched "
             "agents have none: set client.tls.cert_file and client.tls.key_file"

@@ -12,8 +12,8 @@ from typing import Any, TypeVar
 import click
 
 from agent_sdk.client import Client
-from agent_sdk.tls import ClientTls, TlsFileError
 from agent_sdk.proto.maos.v1 import enums_pb2 as enums
+from agent_sdk.tls import ClientTls, TlsFileError
 from cli._errors import EXIT_INVALID_ARGUMENT, EXIT_USAGE, CliError
 from cli._output import FORMATS
 

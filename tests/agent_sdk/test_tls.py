@@ -95,7 +95,7 @@ def maos_agent(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
     env["MAOS_HOME"] = str(home)
     return subprocess.run([sys.executable, "-m", "agent_sdk.runner", "run", "--type", "echo",
                            "--server", "127.0.0.1:1", *args], env=env, capture_output=True, text=True, timeout=60,
-                          stdin=subprocess.DEVNULL)
+                          stdin=subprocess.DEVNULL, check=False)
 
 
 def test_maos_agent_refuses_a_bad_tls_file_with_a_usage_error(tmp_path: Path) -> None:

@@ -69,7 +69,7 @@ def _write_cert(cert: x509.Certificate, path: Path) -> None:
 def make_ca(folder: Path, stem: str, common_name: str) -> tuple[Path, x509.Certificate, ec.EllipticCurvePrivateKey]:
     """A self-signed CA written to ``folder/stem.pem``; returns the path, certificate and key."""
     key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     cert = (x509.CertificateBuilder()
             .subject_name(_name(common_name)).issuer_name(_name(common_name))
             .public_key(key.public_key()).serial_number(x509.random_serial_number())
@@ -88,7 +88,7 @@ def issue(folder: Path, stem: str, common_name: str, ca: x509.Certificate, ca_ke
           server: bool) -> Pair:
     """A leaf certificate signed by ``ca``: for a server (SAN localhost, 127.0.0.1) or a client."""
     key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     usage = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
     names: list[x509.GeneralName] = ([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
                                      if server else [x509.DNSName(common_name)])

@@ -20,7 +20,7 @@ from agent_sdk.errors import MaosRpcError
 from agent_sdk.proto.maos.v1 import enums_pb2 as enums
 from agent_sdk.tls import ClientTls
 from cli._errors import EXIT_FAILED_PRECONDITION, EXIT_GENERIC, EXIT_TIMEOUT, CliError, handle_errors
-from cli._options import Duration, make_client, output_option, run, start_options, state
+from cli._options import Duration, make_client, output_option, resolve_tls, run, start_options, state
 from cli._output import counts_text, duration_text, emit, health_table, key_values, message, table, when
 
 PID_FILE = "maos.pid"
@@ -201,7 +201,7 @@ def _start_daemon(settings: Any, agents: str | None, metrics_port: int | None, s
         raise CliError(f"MAOS is already running (pid {pid}, {pid_file}); run `maos stop` first",
                        EXIT_FAILED_PRECONDITION)
     target = _connect_address(address)
-    tls = ClientTls() if state().no_tls else state().tls.or_else(settings.client_tls)
+    tls = resolve_tls(state().tls, state().no_tls)
     if _serving(target, tls):
         raise CliError(f"something already serves gRPC on {address}; choose another --address",
                        EXIT_FAILED_PRECONDITION)

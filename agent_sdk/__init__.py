@@ -3,7 +3,8 @@
 Write an agent by subclassing :class:`Agent`; run it with :class:`Worker` (or
 :func:`run_agent`, or ``maos-agent run --type NAME``); register it as an agent
 type with an :class:`AgentTypeSpec` from a plugin; test it without a server
-with :class:`AgentEnvironment`; and talk to the control plane with :class:`Client`.
+with :class:`AgentEnvironment`; and talk to the control plane with :class:`Client`
+(over TLS with :func:`tls_credentials`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from agent_sdk.context import (
     VoteChoice,
 )
 from agent_sdk.errors import AgentError, MaosRpcError, PermanentError, RetryableError
+from agent_sdk.tls import tls_credentials
 from agent_sdk.types import AgentTypeSpec
 from agent_sdk.worker import Worker
 
@@ -74,4 +76,5 @@ __all__ = [
     "AgentEnvironment",
     # Calling the control plane
     "Client",
+    "tls_credentials",
 ]

@@ -7,7 +7,8 @@ Usage::
         done = await client.wait_task(task.name, timeout=600)
         result = await client.get_results(done.name)
 
-Every unary call gets a deadline (``timeout``, 10 s by default; gRPC has none),
+For a TLS control plane pass ``credentials=tls_credentials(ca=..., cert=..., key=...)``
+(:mod:`agent_sdk.tls`). Every unary call gets a deadline (``timeout``, 10 s by default; gRPC has none),
 the ``authorization: Bearer <token>`` metadata when a token is set, and
 transparent retries on UNAVAILABLE for idempotent calls through the channel's
 service config (mutating calls are idempotent because the client always sends
@@ -48,6 +49,7 @@ from agent_sdk.proto.maos.v1 import system_service_pb2 as system_pb
 from agent_sdk.proto.maos.v1 import system_service_pb2_grpc as system_grpc
 from agent_sdk.proto.maos.v1 import task_service_pb2 as tasks_pb
 from agent_sdk.proto.maos.v1 import task_service_pb2_grpc as tasks_grpc
+from agent_sdk.tls import server_name_options
 
 __all__ = ["Client", "MaosRpcError", "SERVICE_CONFIG", "TERMINAL_TASK_STATUSES", "agent_name", "build_task",
            "priority_value", "task_name", "translate_errors"]
@@ -223,17 +225,20 @@ class Client:
         address: ``host:port`` of the control plane.
         token: An API key sent as ``authorization: Bearer <token>``.
         timeout: Default deadline in seconds of every unary call.
-        credentials: TLS channel credentials; plaintext when None.
+        credentials: TLS channel credentials (:func:`agent_sdk.tls_credentials`); plaintext when None.
+        tls_server_name: The name the server certificate must carry, when not the address's host.
     """
 
     def __init__(self, address: str, *, token: str | None = None, timeout: float = DEFAULT_TIMEOUT,
-                 credentials: grpc.ChannelCredentials | None = None):
+                 credentials: grpc.ChannelCredentials | None = None, tls_server_name: str | None = None):
         self.address = address
         self.token = token
         self.timeout = timeout
         self._metadata = (("authorization", f"Bearer {token}"),) if token else None
-        self.channel = (grpc.aio.secure_channel(address, credentials, options=CHANNEL_OPTIONS) if credentials
-                        else grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS))
+        self.channel = (
+            grpc.aio.secure_channel(address, credentials,
+                                    options=CHANNEL_OPTIONS + server_name_options(tls_server_name))
+            if credentials else grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS))
         self.tasks = _Service(tasks_grpc.TaskServiceStub(self.channel), self)
         self.agents = _Service(agents_grpc.AgentServiceStub(self.channel), self)
         self.system = _Service(system_grpc.SystemServiceStub(self.channel), self)
@@ -242,9 +247,10 @@ class Client:
 
     @classmethod
     async def connect(cls, address: str, *, token: str | None = None, timeout: float = DEFAULT_TIMEOUT,
-                      credentials: grpc.ChannelCredentials | None = None) -> Client:
+                      credentials: grpc.ChannelCredentials | None = None,
+                      tls_server_name: str | None = None) -> Client:
         """A client whose channel is ready; UnavailableError if it cannot connect within ``timeout``."""
-        client = cls(address, token=token, timeout=timeout, credentials=credentials)
+        client = cls(address, token=token, timeout=timeout, credentials=credentials, tls_server_name=tls_server_name)
         try:
             await asyncio.wait_for(client.channel.channel_ready(), timeout)
         except (TimeoutError, asyncio.TimeoutError):

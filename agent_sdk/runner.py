@@ -3,6 +3,10 @@
 Usable as a command (``maos-agent run --type echo --server 127.0.0.1:7100``)
 and as a library (:func:`run_agent`). SIGTERM and SIGINT drain the agent:
 running work gets ``--grace`` seconds to finish, then the process exits.
+
+Against a TLS control plane give ``--tls-ca`` (and ``--tls-cert``/``--tls-key``
+under mutual TLS; ``--tls`` alone trusts the system's CAs); each defaults to
+its ``MAOS_TLS_*`` variable, then to the ``client.tls.*`` settings.
 """
 
 from __future__ import annotations
@@ -13,8 +17,10 @@ import signal
 import sys
 
 import click
+import grpc
 
 from agent_sdk.agent import Agent
+from agent_sdk.tls import ClientTls, TlsFileError
 from agent_sdk.worker import Worker
 
 
@@ -27,10 +33,16 @@ async def run_agent(
     max_concurrency: int | None = None,
     launch_id: str = "",
     grace: float = 30.0,
+    credentials: grpc.ChannelCredentials | None = None,
+    tls_server_name: str | None = None,
 ) -> Worker:
-    """Run ``agent`` until SIGTERM/SIGINT (drained with ``grace``) or a drain-with-exit."""
+    """Run ``agent`` until SIGTERM/SIGINT (drained with ``grace``) or a drain-with-exit.
+
+    ``credentials`` (from :func:`agent_sdk.tls_credentials`) connect over TLS; plaintext when None.
+    """
     worker = Worker(agent, server, token=token, capabilities=capabilities,
-                    max_concurrency=max_concurrency, launch_id=launch_id)
+                    max_concurrency=max_concurrency, launch_id=launch_id, credentials=credentials,
+                    tls_server_name=tls_server_name)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, lambda: loop.create_task(worker.shutdown(grace)))
@@ -55,8 +67,20 @@ def cli() -> None:
 @click.option("--grace", type=float, default=30.0, show_default=True, help="Seconds to finish work on SIGTERM.")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
+@click.option("--tls/--no-tls", "tls_enabled", envvar="MAOS_TLS", default=None,
+              help="Connect over TLS (implied by the --tls-* options) or in plaintext "
+                   "(default: the client.tls settings).")
+@click.option("--tls-ca", envvar="MAOS_TLS_CA", default=None, metavar="FILE",
+              help="CA certificates (PEM) that verify a TLS control plane (default: client.tls.ca_file).")
+@click.option("--tls-cert", envvar="MAOS_TLS_CERT", default=None, metavar="FILE",
+              help="Client certificate (PEM) for mutual TLS (default: client.tls.cert_file).")
+@click.option("--tls-key", envvar="MAOS_TLS_KEY", default=None, metavar="FILE",
+              help="Private key (PEM) of --tls-cert (default: client.tls.key_file).")
+@click.option("--tls-server-name", envvar="MAOS_TLS_SERVER_NAME", default=None, metavar="NAME",
+              help="Name the server certificate must carry, if not the --server host (default: client.tls.server_name).")
 def run(agent_type: str, server: str, token: str | None, capabilities: str | None, max_concurrency: int | None,
-        launch_id: str, grace: float, log_level: str) -> None:
+        launch_id: str, grace: float, log_level: str, tls_enabled: bool | None, tls_ca: str | None, tls_cert: str | None,
+        tls_key: str | None, tls_server_name: str | None) -> None:
     """Run one agent of TYPE until stopped."""
     logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s agent[%(process)d] %(name)s: %(message)s")
@@ -71,9 +95,20 @@ def run(agent_type: str, server: str, token: str | None, capabilities: str | Non
     except InvalidArgument as exc:
         raise click.BadParameter(exc.message, param_hint="--type") from None
     caps = [c.strip() for c in capabilities.split(",") if c.strip()] if capabilities else None
+    tls = ClientTls(bool(tls_enabled), tls_ca or "", tls_cert or "", tls_key or "", tls_server_name or "")
+    if tls_enabled is False:
+        if tls.on:
+            raise click.UsageError("--no-tls cannot be combined with --tls-ca, --tls-cert, --tls-key or "
+                                   "--tls-server-name")
+    else:
+        tls = tls.or_else(settings.client_tls)
+    try:
+        credentials = tls.credentials()
+    except TlsFileError as exc:
+        raise click.BadParameter(exc.message, param_hint="'--tls-ca' / '--tls-cert' / '--tls-key'") from None
     asyncio.run(run_agent(spec.build(), server, token=token, capabilities=caps,
                           max_concurrency=max_concurrency or spec.max_concurrency, launch_id=launch_id,
-                          grace=grace))
+                          grace=grace, credentials=credentials, tls_server_name=tls.server_name or None))
 
 
 def main() -> None:

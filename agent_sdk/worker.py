@@ -37,6 +37,7 @@ from agent_sdk.proto.maos.v1 import agent_gateway_pb2_grpc as gw_grpc
 from agent_sdk.proto.maos.v1 import enums_pb2 as enums_pb
 from agent_sdk.proto.maos.v1 import errors_pb2 as errors_pb
 from agent_sdk.proto.maos.v1 import messages_pb2 as msgs
+from agent_sdk.tls import server_name_options
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,12 @@ def _seconds(d: Any) -> float:
 
 
 class Worker:
-    """Runs one agent against one control plane."""
+    """Runs one agent against one control plane.
+
+    For a TLS control plane pass ``credentials=tls_credentials(ca=..., cert=..., key=...)``
+    (:mod:`agent_sdk.tls`), and ``tls_server_name`` when the server certificate does not name
+    the host of ``server``.
+    """
 
     def __init__(
         self,
@@ -69,6 +75,7 @@ class Worker:
         labels: dict[str, str] | None = None,
         launch_id: str = "",
         credentials: grpc.ChannelCredentials | None = None,
+        tls_server_name: str | None = None,
         reconnect: bool = True,
         max_backoff: float = 10.0,
     ):
@@ -80,6 +87,7 @@ class Worker:
         self.labels = labels or {}
         self.launch_id = launch_id
         self.credentials = credentials
+        self.tls_server_name = tls_server_name
         self.reconnect = reconnect
         self.max_backoff = max_backoff
         self.agent_name = ""
@@ -143,10 +151,10 @@ class Worker:
 
     async def _session(self) -> None:
         metadata = (("authorization", f"Bearer {self.token}"),) if self.token else None
-        options = KEEPALIVE_OPTIONS
         channel = (
-            grpc.aio.secure_channel(self.server, self.credentials, options=options)
-            if self.credentials else grpc.aio.insecure_channel(self.server, options=options)
+            grpc.aio.secure_channel(self.server, self.credentials,
+                                    options=KEEPALIVE_OPTIONS + server_name_options(self.tls_server_name))
+            if self.credentials else grpc.aio.insecure_channel(self.server, options=KEEPALIVE_OPTIONS)
         )
         async with channel:
             stub = gw_grpc.AgentGatewayStub(channel)

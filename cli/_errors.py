@@ -8,13 +8,15 @@ Code  Meaning
 0     success
 1     generic error (UNKNOWN, INTERNAL, UNIMPLEMENTED, CANCELLED, ...; also an
       unhealthy ``maos health`` and a failed ``maos start``/``maos stop``)
-2     usage error (bad option or argument; raised by click before any call)
+2     usage error (bad option or argument, or a TLS file that is missing,
+      unreadable or not PEM; raised before any call)
 3     NOT_FOUND: no such task, agent or setting
 4     INVALID_ARGUMENT / OUT_OF_RANGE: the server rejected a field
 5     FAILED_PRECONDITION / ALREADY_EXISTS: the resource's state forbids it
       (for example cancelling a finished task)
 6     UNAVAILABLE / ABORTED: the control plane cannot be reached or is busy;
-      retrying later may work
+      retrying later may work (also a refused TLS handshake: wrong or
+      missing --tls-ca, or no accepted client certificate under mutual TLS)
 7     UNAUTHENTICATED / PERMISSION_DENIED: check MAOS_TOKEN and its roles
 8     RESOURCE_EXHAUSTED: a limit or rate was hit; the error says when to retry
 9     DEADLINE_EXCEEDED, or a ``--timeout`` of the CLI ran out
@@ -89,12 +91,23 @@ def _address() -> str:
     return getattr(ctx.find_root().obj, "addr", "") if ctx and ctx.find_root().obj else ""
 
 
+def _tls_hint(detail: str) -> str:
+    """What to check when a connection failure looks like TLS trouble."""
+    lowered = detail.lower()
+    if "handshake" in lowered or "ssl" in lowered or "certificate" in lowered:
+        return "\n  the TLS handshake failed: check --tls-ca, --tls-cert, --tls-key and --tls-server-name (client.tls.*)"
+    if "socket closed" in lowered:
+        return ("\n  the server closed the connection: if it serves TLS give --tls-ca, and under mutual TLS "
+                "--tls-cert and --tls-key (client.tls.*)")
+    return ""
+
+
 def describe(exc: MaosRpcError) -> str:
     """The message for people: the server's message, its field violations, and a hint."""
     text = exc.message
     if exc.code == grpc.StatusCode.UNAVAILABLE and not exc.reason:
         text = (f"cannot reach the MAOS control plane at {_address() or 'the configured address'} "
-                f"({exc.message}); is it running? (`maos start`, --addr or MAOS_ADDR)")
+                f"({exc.message}); is it running? (`maos start`, --addr or MAOS_ADDR)" + _tls_hint(exc.message))
     elif exc.code == grpc.StatusCode.DEADLINE_EXCEEDED:
         text = f"the call timed out ({exc.message}); raise --timeout or check the control plane"
     elif exc.code == grpc.StatusCode.UNAUTHENTICATED:

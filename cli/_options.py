@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, TypeVar
 
@@ -13,6 +13,8 @@ import click
 
 from agent_sdk.client import Client
 from agent_sdk.proto.maos.v1 import enums_pb2 as enums
+from agent_sdk.tls import ClientTls, TlsFileError
+from cli._errors import EXIT_INVALID_ARGUMENT, EXIT_USAGE, CliError
 from cli._output import FORMATS
 
 T = TypeVar("T")
@@ -40,6 +42,10 @@ class State:
     token: str | None = None
     timeout: float = 10.0
     output: str = "table"
+    #: The --tls* options (each field falls back to its client.tls setting).
+    tls: ClientTls = field(default_factory=ClientTls)
+    #: --no-tls: plaintext whatever the client.tls settings say.
+    no_tls: bool = False
 
 
 def state() -> State:
@@ -61,16 +67,79 @@ def resolve_token(token: str | None) -> str | None:
     return read_token(default_home())
 
 
+def resolve_tls(tls: ClientTls, no_tls: bool = False) -> ClientTls:
+    """The --tls* options, each unset one from its ``client.tls`` setting (config.yml, MAOS_CLIENT_TLS_*)."""
+    from controlplane.config import load_settings
+    from controlplane.errors import InvalidArgument
+
+    if no_tls:
+        return ClientTls()
+    try:
+        return tls.or_else(load_settings().client_tls)
+    except InvalidArgument as exc:  # a broken config.yml: say so rather than fall back to plaintext
+        raise CliError(exc.message, EXIT_INVALID_ARGUMENT) from None
+
+
+def make_client(address: str, *, token: str | None, timeout: float, tls: ClientTls) -> Client:
+    """A client of ``address``; over TLS when ``tls`` (already resolved) says so.
+
+    An unusable TLS file is a usage error (exit 2) naming the file and the problem.
+    """
+    try:
+        credentials = tls.credentials()
+    except TlsFileError as exc:
+        raise CliError(f"TLS: {exc.message} (--tls-ca/--tls-cert/--tls-key or client.tls.*)", EXIT_USAGE) from None
+    return Client(address, token=token, timeout=timeout, credentials=credentials,
+                  tls_server_name=tls.server_name or None)
+
+
 def run(action: Callable[[Client], Awaitable[T]]) -> T:
     """Run ``action(client)`` with a client of the configured control plane."""
     s = state()
     token = resolve_token(s.token)
+    tls = resolve_tls(s.tls, s.no_tls)
 
     async def main() -> T:
-        async with Client(s.addr, token=token, timeout=s.timeout) as client:
+        async with make_client(s.addr, token=token, timeout=s.timeout, tls=tls) as client:
             return await action(client)
 
     return asyncio.run(main())
+
+
+def tls_from_options(params: dict[str, Any]) -> ClientTls:
+    """The choice the global --tls* options make (before the client.tls settings fill the gaps).
+
+    ``--no-tls`` (``params["tls"] is False``) with a TLS file or name is a usage error.
+    """
+    tls = ClientTls(enabled=bool(params.get("tls")), ca_file=params.get("tls_ca") or "",
+                    cert_file=params.get("tls_cert") or "", key_file=params.get("tls_key") or "",
+                    server_name=params.get("tls_server_name") or "")
+    if params.get("tls") is False and tls.on:
+        raise click.UsageError("--no-tls cannot be combined with --tls-ca, --tls-cert, --tls-key or --tls-server-name")
+    return tls
+
+
+def tls_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """The global ``--tls/--no-tls``, ``--tls-ca``, ``--tls-cert``, ``--tls-key`` and ``--tls-server-name`` options."""
+    options = [
+        click.option("--tls/--no-tls", envvar="MAOS_TLS", default=None, show_default=False,
+                     help="Connect over TLS (implied by the other --tls-* options; without --tls-ca the "
+                          "system's trusted CAs verify the server), or in plaintext whatever client.tls says. "
+                          "Default: the client.tls settings."),
+        click.option("--tls-ca", envvar="MAOS_TLS_CA", default=None, metavar="FILE", show_default=False,
+                     help="CA certificates (PEM) that verify the control plane. Default: client.tls.ca_file."),
+        click.option("--tls-cert", envvar="MAOS_TLS_CERT", default=None, metavar="FILE", show_default=False,
+                     help="Client certificate (PEM) for mutual TLS. Default: client.tls.cert_file."),
+        click.option("--tls-key", envvar="MAOS_TLS_KEY", default=None, metavar="FILE", show_default=False,
+                     help="Private key (PEM) of --tls-cert. Default: client.tls.key_file."),
+        click.option("--tls-server-name", envvar="MAOS_TLS_SERVER_NAME", default=None, metavar="NAME",
+                     show_default=False,
+                     help="Name the server certificate must carry, if not the --addr host. "
+                          "Default: client.tls.server_name."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
 
 
 def _set_output(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
@@ -154,7 +223,8 @@ def complete_task_ids(ctx: click.Context, param: click.Parameter, incomplete: st
     addr, token = params.get("addr") or State.addr, resolve_token(params.get("token"))
 
     async def fetch() -> list[Any]:
-        async with Client(addr, token=token, timeout=1.0) as client:
+        tls = resolve_tls(tls_from_options(params), params.get("tls") is False)
+        async with make_client(addr, token=token, timeout=1.0, tls=tls) as client:
             page = await client.list_tasks(page_size=50)
             return [CompletionItem(t.name.rsplit("/", 1)[-1], help=t.description[:40]) for t in page.tasks]
 

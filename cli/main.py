@@ -1,16 +1,20 @@
 """``maos``: the command line of MAOS (noun–verb groups over :mod:`agent_sdk.client`).
 
 Every option can also come from the environment: ``MAOS_<COMMAND>_<OPTION>``
-(for example ``MAOS_TASK_LIST_LIMIT``), and ``MAOS_ADDR`` / ``MAOS_TOKEN`` for
-the connection. Exit codes are documented in :mod:`cli._errors`.
+(for example ``MAOS_TASK_LIST_LIMIT``), and ``MAOS_ADDR`` / ``MAOS_TOKEN`` /
+``MAOS_TLS_CA`` / ``MAOS_TLS_CERT`` / ``MAOS_TLS_KEY`` for the connection (the
+``client.tls.*`` settings fill in TLS options that are not given). Exit codes
+are documented in :mod:`cli._errors`.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from cli import access, agents, checkpoints, config, db, plugins, system, tasks
-from cli._options import State
+from cli._options import State, tls_from_options, tls_options
 from cli._output import FORMATS
 
 DEFAULT_ADDRESS = "127.0.0.1:7100"
@@ -51,15 +55,18 @@ Shell completion: eval "$(_MAOS_COMPLETE=bash_source maos)" (zsh_source, fish_so
               help="Deadline of each call to the control plane.")
 @click.option("-o", "--output", type=click.Choice(FORMATS, case_sensitive=False), default="table",
               help="Output format of data on stdout.")
+@tls_options
 @click.version_option(package_name="maos", prog_name="maos", message="%(prog)s %(version)s")
 @click.pass_context
-def cli(ctx: click.Context, addr: str, token: str | None, timeout: float, output: str) -> None:
+def cli(ctx: click.Context, addr: str, token: str | None, timeout: float, output: str, **tls: Any) -> None:
     """MAOS: split plain-language tasks into parallel subtasks and run them on agents.
 
     Start a control plane with `maos start`, then submit work with
     `maos task submit "..."` and follow it with `maos task wait ID`.
+    A TLS control plane needs --tls-ca (and --tls-cert/--tls-key under mutual TLS).
     """
-    ctx.obj = State(addr=addr, token=token or None, timeout=timeout, output=output.lower())
+    ctx.obj = State(addr=addr, token=token or None, timeout=timeout, output=output.lower(),
+                    tls=tls_from_options(tls), no_tls=tls["tls"] is False)
 
 
 for command in (system.init, system.start, system.stop, system.restart, system.status, system.health,

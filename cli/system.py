@@ -18,8 +18,9 @@ import click
 from agent_sdk.client import Client
 from agent_sdk.errors import MaosRpcError
 from agent_sdk.proto.maos.v1 import enums_pb2 as enums
+from agent_sdk.tls import ClientTls
 from cli._errors import EXIT_FAILED_PRECONDITION, EXIT_GENERIC, EXIT_TIMEOUT, CliError, handle_errors
-from cli._options import Duration, output_option, run, start_options, state
+from cli._options import Duration, make_client, output_option, resolve_tls, run, start_options, state
 from cli._output import counts_text, duration_text, emit, health_table, key_values, message, table, when
 
 PID_FILE = "maos.pid"
@@ -84,9 +85,9 @@ def _connect_address(address: str) -> str:
     return f"127.0.0.1:{port}" if host in ("0.0.0.0", "[::]", "::", "") else address
 
 
-def _serving(address: str, timeout: float = 1.0) -> bool:
+def _serving(address: str, tls: ClientTls, timeout: float = 1.0) -> bool:
     async def check() -> bool:
-        async with Client(address, timeout=timeout) as client:
+        async with make_client(address, token=None, timeout=timeout, tls=tls) as client:
             return await client.serving()
 
     try:
@@ -200,7 +201,8 @@ def _start_daemon(settings: Any, agents: str | None, metrics_port: int | None, s
         raise CliError(f"MAOS is already running (pid {pid}, {pid_file}); run `maos stop` first",
                        EXIT_FAILED_PRECONDITION)
     target = _connect_address(address)
-    if _serving(target):
+    tls = resolve_tls(state().tls, state().no_tls)
+    if _serving(target, tls):
         raise CliError(f"something already serves gRPC on {address}; choose another --address",
                        EXIT_FAILED_PRECONDITION)
     logs.mkdir(parents=True, exist_ok=True)
@@ -215,13 +217,16 @@ def _start_daemon(settings: Any, agents: str | None, metrics_port: int | None, s
         proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
     pid_file.write_text(f"{proc.pid}\n")
     deadline = time.monotonic() + startup_timeout
-    while not _serving(target):
+    while not _serving(target, tls):
         if proc.poll() is not None:
             _release(pid_file, proc.pid)
             raise CliError(f"the control plane exited with code {proc.returncode} while starting; "
                            f"{log_path}:\n{_tail(log_path, offset)}", EXIT_GENERIC)
         if time.monotonic() > deadline:
-            raise CliError(f"the control plane (pid {proc.pid}) is not serving after {startup_timeout:g} s; "
+            hint = ("; it serves TLS (server.tls.cert_file), so this command checks it with --tls-ca or "
+                    "client.tls.ca_file (and --tls-cert/--tls-key under mutual TLS)"
+                    if settings["server.tls.cert_file"] else "")
+            raise CliError(f"the control plane (pid {proc.pid}) is not serving after {startup_timeout:g} s{hint}; "
                            f"{log_path}:\n{_tail(log_path, offset)}", EXIT_TIMEOUT)
         time.sleep(0.2)
     proc.returncode = 0  # detached on purpose: it outlives this command

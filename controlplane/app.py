@@ -15,7 +15,8 @@ from controlplane.access.rate_limit import CallLimits
 from controlplane.api.auth import AuthInterceptor
 from controlplane.api.errors import ErrorAndMetricsInterceptor
 from controlplane.api.servicers.access import AccessServicer, AuditServicer
-from controlplane.api.server import build_server, check_bind_address, set_serving
+from controlplane.api.server import build_server, check_bind_address, local_address, set_serving
+from controlplane.api.tls import ServerCredentials, ServerTls, server_tls
 from controlplane.api.servicers.agents import AgentServicer
 from controlplane.api.servicers.gateway import GatewayServicer
 from controlplane.api.servicers.system import SystemServicer
@@ -61,22 +62,29 @@ class App:
     launcher: LocalLauncher
     logbook: LogBook
     access: AccessManager | None = None
+    tls: ServerTls | None = None
     address: str = ""
     port: int = 0
     metrics_port: int = 0
+    #: The port's TLS credentials (None for plaintext); they re-read changed certificate files.
+    credentials: ServerCredentials | None = None
     _started: bool = field(default=False, repr=False)
     _log_handler: logging.Handler | None = field(default=None, repr=False)
 
     async def start(self, address: str | None = None) -> int:
         """Bind, recover state, and serve; returns the bound gRPC port."""
         address = address or self.settings["server.address"]
-        check_bind_address(address, self.settings["server.allow_insecure_remote"])
-        self.port = self.server.add_insecure_port(address)
+        check_bind_address(address, self.settings["server.allow_insecure_remote"], tls=self.tls is not None)
+        if self.tls is not None:
+            self.credentials = ServerCredentials(self.tls)
+            self.port = self.server.add_secure_port(address, self.credentials.credentials())
+        else:
+            self.port = self.server.add_insecure_port(address)
         if not self.port:
             raise InvalidArgument(f"cannot listen on {address}", field="server.address")
         host = address.rsplit(":", 1)[0]
         self.address = f"{host}:{self.port}"
-        self.launcher.server_address = self.address
+        self.launcher.server_address = local_address(self.address)
         self._log_handler = LogBookHandler(self.logbook)
         logging.getLogger("controlplane").addHandler(self._log_handler)
         await self.engine.start()
@@ -90,7 +98,8 @@ class App:
                 self.settings["server.metrics_port"], self.settings["server.metrics_address"]
             )
         self._started = True
-        log.info("MAOS control plane %s serving on %s (storage %s)", self.engine.replica, self.address,
+        log.info("MAOS control plane %s serving on %s%s (storage %s)", self.engine.replica, self.address,
+                 " (mutual TLS)" if self.tls and self.tls.require_client_auth else " (TLS)" if self.tls else "",
                  self.storage.backend.kind)
         return self.port
 
@@ -116,6 +125,7 @@ class App:
 def build_app(settings: Settings, pm: pluggy.PluginManager | None = None) -> App:
     """Wire a control plane from settings (storage is opened and migrated here)."""
     pm = pm or get_plugin_manager()
+    tls = server_tls(settings)  # bad TLS settings fail before the database is touched
     backend = open_storage(pm, settings.database_url)
     if settings["database.migrate_on_start"]:
         backend.migrate()
@@ -125,6 +135,8 @@ def build_app(settings: Settings, pm: pluggy.PluginManager | None = None) -> App
     replica = settings["server.replica_id"] or f"{socket.gethostname()}-{os.getpid()}"
     engine = Engine(settings=settings, storage=storage, planners=planners, metrics=metrics, replica=replica)
     launcher = LocalLauncher(settings["server.address"], settings.home, settings["system.max_agents"])
+    if tls is not None:
+        launcher.use_tls(settings.client_tls, client_certificate_required=tls.require_client_auth)
     logbook = LogBook()
     access = AccessManager(storage)
     access.bootstrap_sync()  # users/admin and the local agents' user exist from the start
@@ -144,4 +156,4 @@ def build_app(settings: Settings, pm: pluggy.PluginManager | None = None) -> App
     server, health = build_server(servicers, interceptors, settings["server.reflection"])
     install_checkpoints(pm, engine, settings, server)
     return App(settings=settings, pm=pm, metrics=metrics, storage=storage, engine=engine, server=server,
-               health=health, launcher=launcher, logbook=logbook, access=access)
+               health=health, launcher=launcher, logbook=logbook, access=access, tls=tls)

@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from agent_sdk.tls import ClientTls
 from controlplane.errors import InvalidArgument
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -121,6 +122,12 @@ def _text(value: Any) -> str:
     return "" if value is None else str(value)
 
 
+def _path(value: Any) -> str:
+    """A file path (``~`` expanded); empty means unset."""
+    text = _text(value).strip()
+    return str(Path(text).expanduser()) if text else ""
+
+
 @dataclass(frozen=True)
 class Option:
     """One setting: its parser, default and the sentence ``maos config`` shows."""
@@ -150,6 +157,17 @@ OPTIONS: dict[str, Option] = {
         Option("server.metrics_address", _text, "127.0.0.1", "Address /metrics listens on."),
         Option("server.reflection", _bool, True, "Serve gRPC server reflection."),
         Option("server.allow_insecure_remote", _bool, False, "Allow a plaintext port beyond localhost."),
+        Option("server.tls.cert_file", _path, "", "Server certificate chain (PEM); with key_file, serve TLS."),
+        Option("server.tls.key_file", _path, "", "Private key (PEM, unencrypted) of server.tls.cert_file."),
+        Option("server.tls.client_ca_file", _path, "", "CA certificates (PEM) that verify client certificates."),
+        Option("server.tls.require_client_auth", _bool, False,
+               "Mutual TLS: refuse connections without a client certificate signed by client_ca_file."),
+        Option("client.tls.enabled", _bool, False,
+               "Clients (CLI, maos-agent, launched agents) connect over TLS; implied by the other client.tls keys."),
+        Option("client.tls.ca_file", _path, "", "CA certificates (PEM) that verify the server; empty: system CAs."),
+        Option("client.tls.cert_file", _path, "", "Client certificate (PEM) for mutual TLS."),
+        Option("client.tls.key_file", _path, "", "Private key (PEM, unencrypted) of client.tls.cert_file."),
+        Option("client.tls.server_name", _text, "", "Name the server certificate must carry, if not the host."),
         Option("security.auth", _choice("required", "off"), "required",
                "API keys on every call (required); off trusts every caller as users/local (tests only)."),
         Option("security.rate_limit.rate", _non_negative_number, 1000.0,
@@ -243,6 +261,13 @@ class Settings:
             return "postgresql+psycopg://" + url.split("://", 1)[1]
         return url
 
+    @property
+    def client_tls(self) -> ClientTls:
+        """How clients on this machine connect (``client.tls.*``)."""
+        return ClientTls(enabled=self["client.tls.enabled"], ca_file=self["client.tls.ca_file"],
+                         cert_file=self["client.tls.cert_file"], key_file=self["client.tls.key_file"],
+                         server_name=self["client.tls.server_name"])
+
     def items(self) -> list[tuple[str, Any]]:
         """Every key with its value, in declaration order."""
         return [(key, self._values[key]) for key in OPTIONS]
@@ -304,6 +329,11 @@ redis:
 server:
   address: "127.0.0.1:7100"
   metrics_port: 9464
+  # TLS (needed to listen beyond localhost); mutual TLS adds client_ca_file and
+  # require_client_auth: true. Clients then need client.tls (ca_file, cert_file, key_file).
+  # tls:
+  #   cert_file: "~/.maos/tls/server.pem"
+  #   key_file: "~/.maos/tls/server.key"
 
 # The local agents `maos start` launches when no --agents is given.
 agents:

@@ -4,6 +4,9 @@ Each launched agent is a ``maos-agent run`` subprocess of the control plane,
 started with a launch id it presents at Register so the control plane knows
 it is managed. A process that exits without being asked to is restarted with
 backoff; ``stop`` drains them (SIGTERM) and kills stragglers.
+
+Against a TLS port the agents connect like clients on this machine, with
+the ``client.tls.*`` settings (:meth:`LocalLauncher.use_tls`).
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from controlplane.errors import Unavailable
+from agent_sdk.tls import ClientTls, TlsFileError
+from controlplane.errors import FailedPrecondition, InvalidArgument, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +62,31 @@ class LocalLauncher:
         self._reapers: set[asyncio.Task[None]] = set()
         #: The API key (agent role) launched agents authenticate with, passed as MAOS_TOKEN.
         self.token: str | None = None
+        #: How launched agents connect (plaintext unless :meth:`use_tls`).
+        self.tls = ClientTls()
+        self._cannot_launch = ""
+
+    def use_tls(self, tls: ClientTls, *, client_certificate_required: bool) -> None:
+        """Launched agents connect over TLS with these files (checked now; InvalidArgument names the setting).
+
+        When the server requires client certificates and ``tls`` has none,
+        nothing is launched: :meth:`spawn` raises FailedPrecondition saying what to set.
+        """
+        try:
+            tls.credentials()
+        except TlsFileError as exc:
+            fields = {tls.ca_file: "client.tls.ca_file", tls.cert_file: "client.tls.cert_file",
+                      tls.key_file: "client.tls.key_file"}
+            setting = fields.get(exc.path, "client.tls")
+            raise InvalidArgument(f"{setting} (used by launched agents): {exc.message}", field=setting) from None
+        self.tls = ClientTls(True, tls.ca_file, tls.cert_file, tls.key_file, tls.server_name)
+        if not tls.ca_file:
+            log.warning("client.tls.ca_file is not set: launched agents verify this control plane's "
+                        "certificate with the system's trusted CAs")
+        self._cannot_launch = (
+            "the control plane requires client certificates (server.tls.require_client_auth) but launched "
+            "agents have none: set client.tls.cert_file and client.tls.key_file"
+            if client_certificate_required and not tls.cert_file else "")
 
     @property
     def active(self) -> int:
@@ -67,9 +96,12 @@ class LocalLauncher:
     async def spawn(self, agent_type: str, *, capabilities: list[str] | None = None,
                     max_concurrency: int = 0, labels: dict[str, str] | None = None) -> Launch:
         """Start one supervised agent process of ``agent_type``."""
+        if self._cannot_launch:
+            raise FailedPrecondition(self._cannot_launch, reason="ERROR_REASON_NOT_SUPPORTED")
         launch_id = secrets.token_hex(6)
         args = [sys.executable, "-m", "agent_sdk.runner", "run", "--type", agent_type,
-                "--server", self.server_address, "--launch-id", launch_id, "--grace", "10"]
+                "--server", self.server_address, "--launch-id", launch_id, "--grace", "10",
+                *self.tls.agent_args()]
         if capabilities:
             args += ["--capabilities", ",".join(capabilities)]
         if max_concurrency:
@@ -90,7 +122,8 @@ class LocalLauncher:
         if self.log_dir is not None:
             self.log_dir.mkdir(parents=True, exist_ok=True)
             stderr = open(self.log_dir / f"agent-{launch.agent_type}-{launch.id}.log", "ab")  # noqa: SIM115
-        env = dict(os.environ)
+        # The TLS choice is in the arguments; a MAOS_TLS* variable of this process must not change it.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MAOS_TLS")}
         if self.home is not None:
             env["MAOS_HOME"] = str(self.home)
         if self.token:

@@ -17,6 +17,11 @@ statuses with an ``ErrorInfo`` like every other domain error. For each call it:
    every mutating call (with its final status code). Records join the next
    group commit without holding up the response: they are durable within
    milliseconds, and only a crash in that window can lose the last few.
+
+Under mutual TLS the verified client certificate does not replace the API
+key: the key still decides what the call may do, and the certificate's
+subject is recorded in the audit record's ``peer`` next to the address
+(``ipv4:10.0.0.7:50412 (client certificate CN=ci,O=Example)``).
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from controlplane.access.permissions import READ_ONLY, needed
 from controlplane.access.rate_limit import RATE_LIMITED, CallLimits
 from controlplane.api.context import caller_var, principal_var
 from controlplane.api.errors import status_code_for
+from controlplane.api.tls import client_certificate_subject
 from controlplane.metrics import Metrics
 
 
@@ -50,6 +56,13 @@ def peer_address(peer: str) -> str:
     if peer.startswith(("ipv4:", "ipv6:")):
         return peer.rpartition(":")[0]
     return peer
+
+
+def _peer(context: grpc.aio.ServicerContext) -> str:
+    """The caller's address, and the subject of its verified client certificate if it sent one."""
+    peer = context.peer() or ""
+    subject = client_certificate_subject(context)
+    return f"{peer} (client certificate {subject})" if subject else peer
 
 
 class AuthInterceptor(grpc.aio.ServerInterceptor):
@@ -84,7 +97,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         """Queue one record for the next commit."""
         record = {
             "id": uuid.uuid4().hex, "time": time.time(), "principal": caller.principal if caller else "",
-            "key_id": caller.key_id if caller else "", "peer": context.peer() or "", "method": method,
+            "key_id": caller.key_id if caller else "", "peer": _peer(context), "method": method,
             "resource": str(getattr(request, "name", "") or ""), "decision": "DENY" if reason else "ALLOW",
             "status_code": code, "request_id": str(getattr(request, "request_id", "") or ""), "reason": reason,
         }

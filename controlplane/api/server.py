@@ -35,15 +35,24 @@ SERVICE_NAMES = [
 _LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
 
 
-def check_bind_address(address: str, allow_insecure_remote: bool) -> None:
-    """Refuse a plaintext port reachable beyond this machine unless explicitly allowed."""
+_ANY_HOSTS = {"0.0.0.0", "[::]", "::", ""}
+
+
+def check_bind_address(address: str, allow_insecure_remote: bool, tls: bool = False) -> None:
+    """Refuse a plaintext port reachable beyond this machine unless explicitly allowed (TLS ports may bind anywhere)."""
     host = address.rsplit(":", 1)[0] if ":" in address else address
-    if host not in _LOCAL_HOSTS and not allow_insecure_remote:
+    if host not in _LOCAL_HOSTS and not tls and not allow_insecure_remote:
         raise InvalidArgument(
             f"refusing to serve plaintext gRPC on {address}: bind 127.0.0.1, configure TLS, or set "
             "server.allow_insecure_remote (MAOS_SERVER_ALLOW_INSECURE_REMOTE=true) if you mean it",
             field="server.address",
         )
+
+
+def local_address(address: str) -> str:
+    """The address a process on this machine dials to reach a server bound to ``address``."""
+    host, _, port = address.rpartition(":")
+    return f"127.0.0.1:{port}" if host in _ANY_HOSTS else address
 
 
 def build_server(servicers: dict[str, object], interceptors: list[grpc.aio.ServerInterceptor],

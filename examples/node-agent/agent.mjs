@@ -25,6 +25,12 @@
 //   --protos DIR            include dir holding maos/v1/*.proto (default: the repo's protos/)
 //   --max-backoff SECONDS   longest reconnect delay (default 10)
 //   --log-level LEVEL       debug, info, warn or error (default info)
+//   --tls-ca FILE           connect over TLS, verifying the server with these CA certificates (PEM)
+//                           (env MAOS_TLS_CA; without it: plaintext)
+//   --tls-cert FILE         client certificate (PEM) for mutual TLS (env MAOS_TLS_CERT)
+//   --tls-key FILE          its unencrypted private key (PEM) (env MAOS_TLS_KEY)
+//   --tls-server-name NAME  name the server certificate must carry, if not the --server host
+//                           (env MAOS_TLS_SERVER_NAME)
 //
 // Logs go to stderr. When registered it prints one line `registered agents/<id>` on
 // stdout (again after every re-registration). Exit codes: 0 after a drain (Drain from
@@ -38,7 +44,7 @@
 //   node_delay_ms=N          take N ms (half before the checkpoint, half after)
 
 import { randomUUID } from "node:crypto";
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import os from "node:os";
 import path from "node:path";
@@ -87,6 +93,28 @@ const CODE_NAMES = Object.fromEntries(Object.entries(grpc.status).map(([name, co
 
 // --- command line and logging -----------------------------------------------------------
 
+/** Channel credentials and options from --tls-*: plaintext without --tls-ca, mutual TLS with --tls-cert/--tls-key. */
+function tlsFromCommandLine(values) {
+  const [ca, cert, key, name] = ["tls-ca", "tls-cert", "tls-key", "tls-server-name"].map((o) => values[o]);
+  if (!ca) {
+    if (cert || key || name) throw new Error("--tls-cert, --tls-key and --tls-server-name need --tls-ca");
+    return { credentials: grpc.credentials.createInsecure(), channelOptions: {} };
+  }
+  if (Boolean(cert) !== Boolean(key)) throw new Error("mutual TLS needs both --tls-cert and --tls-key");
+  const read = (option, file) => {
+    try {
+      return readFileSync(file);
+    } catch (error) {
+      throw new Error(`--${option} ${file}: ${error.code === "ENOENT" ? "no such file" : error.message}`);
+    }
+  };
+  return {
+    credentials: grpc.credentials.createSsl(read("tls-ca", ca), key ? read("tls-key", key) : null,
+                                            cert ? read("tls-cert", cert) : null),
+    channelOptions: name ? { "grpc.ssl_target_name_override": name } : {},
+  };
+}
+
 function parseCommandLine(argv) {
   const { values } = parseArgs({
     args: argv,
@@ -102,6 +130,10 @@ function parseCommandLine(argv) {
       protos: { type: "string", default: REPO_PROTOS },
       "max-backoff": { type: "string", default: "10" },
       "log-level": { type: "string", default: "info" },
+      "tls-ca": { type: "string", default: process.env.MAOS_TLS_CA || "" },
+      "tls-cert": { type: "string", default: process.env.MAOS_TLS_CERT || "" },
+      "tls-key": { type: "string", default: process.env.MAOS_TLS_KEY || "" },
+      "tls-server-name": { type: "string", default: process.env.MAOS_TLS_SERVER_NAME || "" },
       help: { type: "boolean", short: "h", default: false },
     },
     strict: true,
@@ -126,6 +158,7 @@ function parseCommandLine(argv) {
   return {
     help: values.help,
     server: values.server,
+    tls: tlsFromCommandLine(values),
     agentType: values.type,
     capabilities: list(values.capabilities),
     maxConcurrency,
@@ -334,7 +367,8 @@ export class NodeAgent {
       const metadata = new grpc.Metadata();
       const bearer = this.credential || this.options.token;
       if (bearer) metadata.set("authorization", `Bearer ${bearer}`);
-      const client = new this.Gateway(this.options.server, grpc.credentials.createInsecure(), KEEPALIVE_OPTIONS);
+      const { credentials, channelOptions } = this.options.tls;
+      const client = new this.Gateway(this.options.server, credentials, { ...KEEPALIVE_OPTIONS, ...channelOptions });
       const call = client.Connect(metadata);
       this.client = client;
       this.call = call;
@@ -686,7 +720,8 @@ async function main() {
     process.stdout.write(
       "usage: node agent.mjs --server HOST:PORT [--type node-upper] [--capabilities text,upper]\n" +
         "       [--max-concurrency 4] [--labels k=v,...] [--token T] [--join-token ID.SECRET]\n" +
-        "       [--grace 30] [--protos DIR] [--max-backoff 10] [--log-level info]\n",
+        "       [--grace 30] [--protos DIR] [--max-backoff 10] [--log-level info]\n" +
+        "       [--tls-ca FILE [--tls-cert FILE --tls-key FILE] [--tls-server-name NAME]]\n",
     );
     return 0;
   }

@@ -28,6 +28,7 @@ EXPECTED = [
     "VoteChoice",
     "Worker",
     "run_agent",
+    "tls_credentials",
 ]
 
 
@@ -42,7 +43,7 @@ def test_every_export_resolves_to_its_home_module() -> None:
         "AgentTypeSpec": "agent_sdk.types", "Client": "agent_sdk.client", "MaosRpcError": "agent_sdk.errors",
         "PermanentError": "agent_sdk.errors", "RetryableError": "agent_sdk.errors",
         "Worker": "agent_sdk.worker",
-        "run_agent": "agent_sdk.runner",
+        "run_agent": "agent_sdk.runner", "tls_credentials": "agent_sdk.tls",
     }
     for name in EXPECTED:
         value = getattr(agent_sdk, name)

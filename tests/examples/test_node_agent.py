@@ -223,6 +223,28 @@ async def test_node_agent_registers_and_runs_work_of_its_type(pair, control_plan
         assert sub.output == expected[sub.agent]
 
 
+async def test_node_agent_over_mutual_tls(node_agents, maos_home: Path, pki: Any) -> None:
+    from agent_sdk.client import Client
+    from agent_sdk.tls import tls_credentials
+    from tests.harness.server import make_settings, start_app
+
+    app = await start_app(make_settings(maos_home, **pki.server_settings(mutual=True)))
+    try:
+        address = f"127.0.0.1:{app.port}"
+        refused = node_agents(address, "--tls-ca", str(pki.ca))  # no client certificate: never registers
+        node = node_agents(address, *pki.client_args(mutual=True))
+        await node.wait_registered()
+        credentials = tls_credentials(ca=pki.ca, cert=pki.client.cert, key=pki.client.key)
+        async with Client(address, credentials=credentials, timeout=RPC_TIMEOUT) as client:
+            task = await client.submit_task(description="loud and private", agent_type=NODE_TYPE)
+            assert (await client.wait_task(task.name, timeout=30)).status == enums.TASK_STATUS_COMPLETED
+            assert (await client.get_results(task.name)).output == "LOUD AND PRIVATE"
+        await wait_for(lambda: "ended (UNAVAILABLE" in refused.log(), 15, message="the refused node agent to retry")
+        assert refused.registrations() == [] and len(app.engine.sessions) == 1
+    finally:
+        await app.stop(grace=1.0)
+
+
 async def test_retryable_failure_is_retried_and_permanent_failure_fails_the_task(
         pair, control_plane: App, stubs: Stubs) -> None:
     node, name = pair

@@ -2,7 +2,8 @@
 
 ``control_plane`` runs on SQLite in a temporary MAOS_HOME; ``pg_control_plane``
 on the session's PostgreSQL database (tables emptied first). ``AgentProcess``
-runs real ``maos-agent`` processes against them. Nothing here sleeps and
+runs real ``maos-agent`` processes against them (over TLS with
+``pki.client_args()`` as extra options; ``pki`` makes test certificates). Nothing here sleeps and
 hopes: :func:`wait_for` polls a condition with a deadline.
 """
 
@@ -279,6 +280,14 @@ class ControlPlaneProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(timeout=10)
+
+
+@pytest.fixture
+def pki(tmp_path: Path) -> Any:
+    """Test certificates (:class:`tests.harness.certs.Pki`): a CA, server and client certificates, a stranger."""
+    from tests.harness.certs import make_pki
+
+    return make_pki(tmp_path / "pki")
 
 
 @pytest.fixture

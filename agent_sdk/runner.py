@@ -20,6 +20,7 @@ import click
 import grpc
 
 from agent_sdk.agent import Agent
+from agent_sdk.heap import settle_heap
 from agent_sdk.tls import ClientTls, TlsFileError
 from agent_sdk.worker import Worker
 
@@ -106,7 +107,9 @@ def run(agent_type: str, server: str, token: str | None, capabilities: str | Non
         credentials = tls.credentials()
     except TlsFileError as exc:
         raise click.BadParameter(exc.message, param_hint="'--tls-ca' / '--tls-cert' / '--tls-key'") from None
-    asyncio.run(run_agent(spec.build(), server, token=token, capabilities=caps,
+    agent = spec.build()
+    settle_heap()  # this process is the agent's alone: start-up is over
+    asyncio.run(run_agent(agent, server, token=token, capabilities=caps,
                           max_concurrency=max_concurrency or spec.max_concurrency, launch_id=launch_id,
                           grace=grace, credentials=credentials, tls_server_name=tls.server_name or None))
 

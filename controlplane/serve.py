@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import signal
 import sys
 from collections.abc import Callable, Mapping
 
+from agent_sdk.heap import settle_heap
 from controlplane.agent_types import agent_type
 from controlplane.app import App, build_app
 from controlplane.config import Settings
@@ -28,18 +28,6 @@ def configure_logging(settings: Settings) -> None:
         force=True,
     )
     logging.getLogger("alembic").setLevel(logging.WARNING)
-
-
-def settle_heap() -> None:
-    """Keep the garbage collector off the objects that live as long as the process.
-
-    Imports and wiring leave a few hundred thousand tracked objects (modules,
-    classes, SQLAlchemy and protobuf metadata) that never die. Frozen, they are
-    no longer walked by every full collection, which otherwise costs a
-    noticeable share of the CPU under load.
-    """
-    gc.collect()
-    gc.freeze()
 
 
 async def serve(

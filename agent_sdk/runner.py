@@ -3,6 +3,12 @@
 Usable as a command (``maos-agent run --type echo --server 127.0.0.1:7100``)
 and as a library (:func:`run_agent`). SIGTERM and SIGINT drain the agent:
 running work gets ``--grace`` seconds to finish, then the process exits.
+
+Credentials: ``--token`` (``MAOS_TOKEN``), an API key holding ``agent:connect``
+or an agent credential; or ``--join-token`` (``MAOS_JOIN_TOKEN``), exchanged
+at the first Register for this agent's own credential, which the process then
+uses to reconnect (see :mod:`agent_sdk.worker`). A refused credential or
+token exits with status 1.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import signal
 import sys
 
 import click
+import grpc
 
 from agent_sdk.agent import Agent
 from agent_sdk.worker import Worker
@@ -23,13 +30,14 @@ async def run_agent(
     server: str,
     *,
     token: str | None = None,
+    join_token: str | None = None,
     capabilities: list[str] | None = None,
     max_concurrency: int | None = None,
     launch_id: str = "",
     grace: float = 30.0,
 ) -> Worker:
     """Run ``agent`` until SIGTERM/SIGINT (drained with ``grace``) or a drain-with-exit."""
-    worker = Worker(agent, server, token=token, capabilities=capabilities,
+    worker = Worker(agent, server, token=token, join_token=join_token, capabilities=capabilities,
                     max_concurrency=max_concurrency, launch_id=launch_id)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -48,6 +56,8 @@ def cli() -> None:
 @click.option("--server", envvar="MAOS_ADDR", default="127.0.0.1:7100", show_default=True,
               help="Control plane address host:port.")
 @click.option("--token", envvar="MAOS_TOKEN", default=None, help="API key or agent credential.")
+@click.option("--join-token", envvar="MAOS_JOIN_TOKEN", default=None, metavar="ID.SECRET",
+              help="Join token, exchanged at the first Register for this agent's own credential.")
 @click.option("--capabilities", default=None, help="Comma-separated capabilities (default: the type's).")
 @click.option("--max-concurrency", type=click.IntRange(1, 1024), default=None,
               help="Assignments run at once (default: the type's).")
@@ -55,9 +65,11 @@ def cli() -> None:
 @click.option("--grace", type=float, default=30.0, show_default=True, help="Seconds to finish work on SIGTERM.")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
-def run(agent_type: str, server: str, token: str | None, capabilities: str | None, max_concurrency: int | None,
-        launch_id: str, grace: float, log_level: str) -> None:
+def run(agent_type: str, server: str, token: str | None, join_token: str | None, capabilities: str | None,
+        max_concurrency: int | None, launch_id: str, grace: float, log_level: str) -> None:
     """Run one agent of TYPE until stopped."""
+    if token and join_token:
+        raise click.UsageError("give --token (MAOS_TOKEN) or --join-token (MAOS_JOIN_TOKEN), not both")
     logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s agent[%(process)d] %(name)s: %(message)s")
     from controlplane.agent_types import agent_type as find_type
@@ -71,9 +83,16 @@ def run(agent_type: str, server: str, token: str | None, capabilities: str | Non
     except InvalidArgument as exc:
         raise click.BadParameter(exc.message, param_hint="--type") from None
     caps = [c.strip() for c in capabilities.split(",") if c.strip()] if capabilities else None
-    asyncio.run(run_agent(spec.build(), server, token=token, capabilities=caps,
-                          max_concurrency=max_concurrency or spec.max_concurrency, launch_id=launch_id,
-                          grace=grace))
+    try:
+        asyncio.run(run_agent(spec.build(), server, token=token, join_token=join_token, capabilities=caps,
+                              max_concurrency=max_concurrency or spec.max_concurrency, launch_id=launch_id,
+                              grace=grace))
+    except grpc.aio.AioRpcError as exc:
+        if exc.code() not in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED,
+                              grpc.StatusCode.INVALID_ARGUMENT):
+            raise
+        raise click.ClickException(f"the control plane refused the agent: {exc.code().name}: {exc.details()}") \
+            from None
 
 
 def main() -> None:

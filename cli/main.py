@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import click
 
-from cli import access, agents, checkpoints, config, db, plugins, system, tasks
+from cli import access, agents, checkpoints, config, db, join_tokens, plugins, system, tasks
 from cli._options import State
 from cli._output import FORMATS
 
@@ -72,7 +72,7 @@ cli.add_command(config.config)
 cli.add_command(plugins.plugins)
 cli.add_command(checkpoints.checkpoint)
 cli.add_command(checkpoints.recover)
-for group in (access.user, access.role, access.api_key, access.audit):
+for group in (access.user, access.role, access.api_key, join_tokens.join_token, access.audit):
     cli.add_command(group)
 
 

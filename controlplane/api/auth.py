@@ -7,7 +7,11 @@ its denials (``Unauthenticated``/``PermissionDenied``) become statuses with an
 1. looks up the permission the method needs (:mod:`controlplane.access.permissions`;
    health and reflection need none, unknown methods need admin);
 2. authenticates ``authorization: Bearer <key>`` through the
-   :class:`~controlplane.access.manager.AccessManager`;
+   :class:`~controlplane.access.manager.AccessManager`; the one exception is
+   ``AgentGateway.Connect`` without a bearer, let through as
+   :data:`~controlplane.api.admission.JOINING` (no permissions) so the gateway
+   can check the join token of its first message
+   (:mod:`controlplane.api.admission`);
 3. sets ``principal_var`` and ``caller_var`` for the servicer;
 4. appends an audit record for every denial and every mutating call (with
    its final status code) before the response is sent.
@@ -26,6 +30,7 @@ import grpc
 from controlplane import errors
 from controlplane.access.manager import AccessManager, Caller
 from controlplane.access.permissions import READ_ONLY, needed
+from controlplane.api.admission import CONNECT, JOINING
 from controlplane.api.context import caller_var, principal_var
 from controlplane.api.errors import status_code_for
 
@@ -64,12 +69,12 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         return wrapped
 
     async def audit(self, method: str, caller: Caller | None, context: grpc.aio.ServicerContext,
-                    request: Any, code: str, reason: str = "") -> None:
+                    request: Any, code: str, reason: str = "", resource: str = "") -> None:
         """Append one record (errors are logged: the audit must not hide the call's own outcome)."""
         record = {
             "id": uuid.uuid4().hex, "time": time.time(), "principal": caller.principal if caller else "",
             "key_id": caller.key_id if caller else "", "peer": context.peer() or "", "method": method,
-            "resource": str(getattr(request, "name", "") or ""), "decision": "DENY" if reason else "ALLOW",
+            "resource": resource or str(getattr(request, "name", "") or ""), "decision": "DENY" if reason else "ALLOW",
             "status_code": code, "request_id": str(getattr(request, "request_id", "") or ""), "reason": reason,
         }
         try:
@@ -83,6 +88,10 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         caller: Caller | None = None
         try:
             secret = _bearer(context)
+            if not secret and method == CONNECT:  # the gateway wants a join token instead
+                caller_var.set(JOINING)
+                principal_var.set(JOINING.principal)
+                return JOINING
             if not secret:
                 raise errors.Unauthenticated("no credentials: send 'authorization: Bearer <API key>'")
             caller = await self.access.authenticate(secret)

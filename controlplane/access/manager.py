@@ -17,8 +17,7 @@ Agents have keys of two built-in users holding the ``agent`` role:
   (:mod:`controlplane.access.join_tokens`). Each is limited to
   ``agent:connect`` and bound to one agent: its caller is ``agents/{agent}``,
   which may register only as that agent and type. Listed and revoked like any
-  API key (display name ``agents/{agent}``); disabling the user cuts off every
-  joined agent at its next connection.
+  API key (display name ``agents/{agent}``).
 """
 
 from __future__ import annotations

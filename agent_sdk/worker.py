@@ -74,7 +74,8 @@ class Worker:
         server: The control plane, ``host:port``.
         token: API key or agent credential (``authorization: Bearer``).
         join_token: A join token to exchange for a credential at the first Register
-            (see the module docstring); ignored once a credential was received.
+            (see the module docstring); sent until a credential is received, and
+            ignored by the control plane when ``token`` is given too.
     """
 
     def __init__(

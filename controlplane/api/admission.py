@@ -32,8 +32,6 @@ from controlplane.errors import MaosError, PermissionDenied, Unauthenticated
 CONNECT = "/maos.v1.AgentGateway/Connect"
 #: The caller of a Connect that came without a bearer, until its join token is exchanged.
 JOINING = Caller(principal="")
-#: Seconds an unauthenticated stream may take to send its Register.
-REGISTER_TIMEOUT = 10.0
 
 Audit = Callable[..., Awaitable[None]]
 
@@ -48,6 +46,9 @@ class Admitted:
 
 class AgentAdmission:
     """Checks a Register against the stream's caller; exchanges join tokens."""
+
+    #: Seconds a stream without a bearer may take to send its Register.
+    register_timeout = 10.0
 
     def __init__(self, access: AccessManager, tokens: JoinTokens, audit: Audit):
         self.access = access

@@ -74,8 +74,9 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         record = {
             "id": uuid.uuid4().hex, "time": time.time(), "principal": caller.principal if caller else "",
             "key_id": caller.key_id if caller else "", "peer": context.peer() or "", "method": method,
-            "resource": resource or str(getattr(request, "name", "") or ""), "decision": "DENY" if reason else "ALLOW",
-            "status_code": code, "request_id": str(getattr(request, "request_id", "") or ""), "reason": reason,
+            "resource": resource or str(getattr(request, "name", "") or ""),
+            "decision": "DENY" if reason else "ALLOW", "status_code": code,
+            "request_id": str(getattr(request, "request_id", "") or ""), "reason": reason,
         }
         try:
             await self.storage.call(self.storage.backend.append_audit, [record])

@@ -15,7 +15,7 @@ from typing import Any
 
 import grpc
 
-from controlplane.api import admission, convert
+from controlplane.api import convert
 from controlplane.api.admission import AgentAdmission
 from controlplane.api.pb import errors_pb, gateway_grpc, gateway_pb, messages_pb
 from controlplane.domain.model import AgentInfo
@@ -166,7 +166,7 @@ class GatewayServicer(gateway_grpc.AgentGatewayServicer):
         """The stream's first message (None if it ended at once).
 
         A stream without a bearer must bring a Register with a join token within
-        ``admission.REGISTER_TIMEOUT`` seconds; otherwise it is UNAUTHENTICATED.
+        ``AgentAdmission.register_timeout`` seconds; otherwise it is UNAUTHENTICATED.
         """
         if self.admission is None or not self.admission.joining():
             try:
@@ -174,7 +174,7 @@ class GatewayServicer(gateway_grpc.AgentGatewayServicer):
             except StopAsyncIteration:
                 return None
         try:
-            first = await asyncio.wait_for(requests.__anext__(), admission.REGISTER_TIMEOUT)
+            first = await asyncio.wait_for(requests.__anext__(), self.admission.register_timeout)
         except (StopAsyncIteration, TimeoutError):
             first = None
         if first is None or first.WhichOneof("message") != "register" or not first.register.join_token:

@@ -284,7 +284,7 @@ async def test_join_token_from_the_environment(secured: App, admin: Client, agen
 async def test_a_second_agent_with_a_single_use_token_exits(secured: App, admin: Client,
                                                             agent_processes: Any) -> None:
     created = await admin.create_join_token(max_uses=1)
-    registered, stream = await join(secured, register(join_token=created.token))
+    _, stream = await join(secured, register(join_token=created.token))
     await stream.close()
     before = await state(secured)
     second = agent_processes(secured.address, "echo", "--join-token", created.token)
@@ -368,9 +368,9 @@ async def test_connect_without_credentials_is_refused(secured: App) -> None:
 
 
 async def test_a_silent_stream_without_credentials_times_out(secured: App, monkeypatch: pytest.MonkeyPatch) -> None:
-    from controlplane.api import admission
+    from controlplane.api.admission import AgentAdmission
 
-    monkeypatch.setattr(admission, "REGISTER_TIMEOUT", 0.2)
+    monkeypatch.setattr(AgentAdmission, "register_timeout", 0.2)
     stream = Stream(secured.address)
     try:
         async def read() -> Any:
@@ -513,8 +513,15 @@ async def test_joining_is_off_when_access_control_is_off(control_plane: App) -> 
 
 async def test_no_other_method_is_reachable_without_credentials(secured: App) -> None:
     from agent_sdk.proto.maos.v1 import (
-        access_service_pb2, agent_service_pb2, audit_service_pb2, batch_service_pb2, checkpoint_service_pb2,
-        system_service_pb2, task_service_pb2, template_service_pb2, webhook_service_pb2,
+        access_service_pb2,
+        agent_service_pb2,
+        audit_service_pb2,
+        batch_service_pb2,
+        checkpoint_service_pb2,
+        system_service_pb2,
+        task_service_pb2,
+        template_service_pb2,
+        webhook_service_pb2,
     )
 
     served = {"TaskService", "AgentService", "SystemService", "CheckpointService", "AccessService", "AuditService"}

@@ -74,6 +74,10 @@ async def test_the_printed_token_lets_an_agent_join(secured: App, admin_maos: tu
         await asyncio.wait_for(runner, 15)
     listed = await maos("join-token", "list", MAOS_TOKEN=token)
     assert "1/1" in listed.stdout and "used up" in listed.stdout
+    credentials = await maos("api-key", "list", "--user", "joined-agents", MAOS_TOKEN=token)
+    assert credentials.exit_code == 0, credentials.output
+    [row] = stdout_lines(credentials)[1:]
+    assert worker.agent_name in row and "joined-agents" in row
 
 
 @pytest.mark.parametrize(("args", "exit_code", "text"), [

@@ -648,6 +648,34 @@ class Client:
             request.overlap.FromNanoseconds(int(overlap * 1e9))
         return await self.access.RotateApiKey(request)
 
+    async def create_join_token(self, agent_types: Sequence[str] = (), max_uses: int = 0,
+                                ttl: float | None = None) -> access_pb.CreateJoinTokenResponse:
+        """A new agent join token (``id.secret`` in ``token``, and only there).
+
+        ``agent_types`` empty: any type; ``max_uses`` 0: unlimited; ``ttl`` None: 24 h (at most 30 days).
+        """
+        request = access_pb.CreateJoinTokenRequest(join_token=msgs.JoinToken(
+            agent_types=list(agent_types), max_uses=max_uses))
+        if ttl is not None:
+            request.ttl.FromNanoseconds(int(ttl * 1e9))
+        return await self.access.CreateJoinToken(request)
+
+    async def list_join_tokens(self) -> list[msgs.JoinToken]:
+        """Every join token, revoked and expired ones included (never secrets)."""
+        found: list[msgs.JoinToken] = []
+        token = ""
+        while True:
+            page = await self.access.ListJoinTokens(access_pb.ListJoinTokensRequest(page_size=1000, page_token=token))
+            found.extend(page.join_tokens)
+            token = page.next_page_token
+            if not token:
+                return found
+
+    async def revoke_join_token(self, name: str) -> msgs.JoinToken:
+        """Revoke a join token (``joinTokens/ID`` or ID); agents that joined with it keep working."""
+        name = name if name.startswith("joinTokens/") else f"joinTokens/{name}"
+        return (await self.access.RevokeJoinToken(access_pb.RevokeJoinTokenRequest(name=name))).join_token
+
     async def list_audit_records(self, *, since: datetime | float | None = None, principal: str = "",
                                  action: str = "", page_size: int = 100) -> list[msgs.AuditRecord]:
         """Audit records, newest first."""

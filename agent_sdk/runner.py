@@ -4,6 +4,12 @@ Usable as a command (``maos-agent run --type echo --server 127.0.0.1:7100``)
 and as a library (:func:`run_agent`). SIGTERM and SIGINT drain the agent:
 running work gets ``--grace`` seconds to finish, then the process exits.
 
+Credentials: ``--token`` (``MAOS_TOKEN``), an API key holding ``agent:connect``
+or an agent credential; or ``--join-token`` (``MAOS_JOIN_TOKEN``), exchanged
+at the first Register for this agent's own credential, which the process then
+uses to reconnect (see :mod:`agent_sdk.worker`). A refused credential or
+token exits with status 1.
+
 Against a TLS control plane give ``--tls-ca`` (and ``--tls-cert``/``--tls-key``
 under mutual TLS; ``--tls`` alone trusts the system's CAs); each defaults to
 its ``MAOS_TLS_*`` variable, then to the ``client.tls.*`` settings.
@@ -30,6 +36,7 @@ async def run_agent(
     server: str,
     *,
     token: str | None = None,
+    join_token: str | None = None,
     capabilities: list[str] | None = None,
     max_concurrency: int | None = None,
     launch_id: str = "",
@@ -41,7 +48,7 @@ async def run_agent(
 
     ``credentials`` (from :func:`agent_sdk.tls_credentials`) connect over TLS; plaintext when None.
     """
-    worker = Worker(agent, server, token=token, capabilities=capabilities,
+    worker = Worker(agent, server, token=token, join_token=join_token, capabilities=capabilities,
                     max_concurrency=max_concurrency, launch_id=launch_id, credentials=credentials,
                     tls_server_name=tls_server_name)
     loop = asyncio.get_running_loop()
@@ -61,6 +68,8 @@ def cli() -> None:
 @click.option("--server", envvar="MAOS_ADDR", default="127.0.0.1:7100", show_default=True,
               help="Control plane address host:port.")
 @click.option("--token", envvar="MAOS_TOKEN", default=None, help="API key or agent credential.")
+@click.option("--join-token", envvar="MAOS_JOIN_TOKEN", default=None, metavar="ID.SECRET",
+              help="Join token, exchanged at the first Register for this agent's own credential.")
 @click.option("--capabilities", default=None, help="Comma-separated capabilities (default: the type's).")
 @click.option("--max-concurrency", type=click.IntRange(1, 1024), default=None,
               help="Assignments run at once (default: the type's).")
@@ -79,10 +88,12 @@ def cli() -> None:
               help="Private key (PEM) of --tls-cert (default: client.tls.key_file).")
 @click.option("--tls-server-name", envvar="MAOS_TLS_SERVER_NAME", default=None, metavar="NAME",
               help="Name the server certificate must carry, if not the --server host (default: client.tls.server_name).")
-def run(agent_type: str, server: str, token: str | None, capabilities: str | None, max_concurrency: int | None,
-        launch_id: str, grace: float, log_level: str, tls_enabled: bool | None, tls_ca: str | None, tls_cert: str | None,
-        tls_key: str | None, tls_server_name: str | None) -> None:
+def run(agent_type: str, server: str, token: str | None, join_token: str | None, capabilities: str | None,
+        max_concurrency: int | None, launch_id: str, grace: float, log_level: str, tls_enabled: bool | None,
+        tls_ca: str | None, tls_cert: str | None, tls_key: str | None, tls_server_name: str | None) -> None:
     """Run one agent of TYPE until stopped."""
+    if token and join_token:
+        raise click.UsageError("give --token (MAOS_TOKEN) or --join-token (MAOS_JOIN_TOKEN), not both")
     logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s agent[%(process)d] %(name)s: %(message)s")
     from controlplane.agent_types import agent_type as find_type
@@ -109,9 +120,16 @@ def run(agent_type: str, server: str, token: str | None, capabilities: str | Non
         raise click.BadParameter(exc.message, param_hint="'--tls-ca' / '--tls-cert' / '--tls-key'") from None
     agent = spec.build()
     settle_heap()  # this process is the agent's alone: start-up is over
-    asyncio.run(run_agent(agent, server, token=token, capabilities=caps,
-                          max_concurrency=max_concurrency or spec.max_concurrency, launch_id=launch_id,
-                          grace=grace, credentials=credentials, tls_server_name=tls.server_name or None))
+    try:
+        asyncio.run(run_agent(agent, server, token=token, join_token=join_token, capabilities=caps,
+                              max_concurrency=max_concurrency or spec.max_concurrency, launch_id=launch_id,
+                              grace=grace, credentials=credentials, tls_server_name=tls.server_name or None))
+    except grpc.aio.AioRpcError as exc:
+        if exc.code() not in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED,
+                              grpc.StatusCode.INVALID_ARGUMENT):
+            raise
+        raise click.ClickException(f"the control plane refused the agent: {exc.code().name}: {exc.details()}") \
+            from None
 
 
 def main() -> None:

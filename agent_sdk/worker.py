@@ -6,6 +6,17 @@ backoff when the stream breaks, resuming its session so work in flight keeps
 its leases. ``Worker.shutdown(grace)`` drains: no new work, running work gets
 ``grace`` seconds to finish, then it is cancelled (its last checkpoint stays
 with the control plane for the next attempt).
+
+Authentication (control planes with ``security.auth: required``): either
+``token``, an API key holding ``agent:connect`` or an agent credential, sent
+as ``authorization: Bearer`` on every connection; or ``join_token``
+(``id.secret``, from ``maos join-token create``), sent in the first Register
+without a bearer. The control plane exchanges a valid join token for a
+credential of this agent alone (``Registered.credential``); the worker keeps
+it in memory (``Worker.credential``) and uses it as the bearer on every
+reconnection and resume, so the join token is used once per process and may
+expire or be used up afterwards. A refused token or credential
+(UNAUTHENTICATED, PERMISSION_DENIED) ends ``run()`` with that error.
 """
 
 from __future__ import annotations
@@ -62,6 +73,14 @@ class Worker:
     For a TLS control plane pass ``credentials=tls_credentials(ca=..., cert=..., key=...)``
     (:mod:`agent_sdk.tls`), and ``tls_server_name`` when the server certificate does not name
     the host of ``server``.
+
+    Args:
+        agent: What runs the assignments.
+        server: The control plane, ``host:port``.
+        token: API key or agent credential (``authorization: Bearer``).
+        join_token: A join token to exchange for a credential at the first Register
+            (see the module docstring); sent until a credential is received, and
+            ignored by the control plane when ``token`` is given too.
     """
 
     def __init__(
@@ -70,6 +89,7 @@ class Worker:
         server: str,
         *,
         token: str | None = None,
+        join_token: str | None = None,
         capabilities: list[str] | None = None,
         max_concurrency: int | None = None,
         labels: dict[str, str] | None = None,
@@ -82,6 +102,9 @@ class Worker:
         self.agent = agent
         self.server = server
         self.token = token
+        self.join_token = join_token
+        #: The credential the control plane issued for ``join_token`` (empty until then).
+        self.credential = ""
         self.capabilities = list(capabilities if capabilities is not None else agent.capabilities)
         self.max_concurrency = max_concurrency or agent.max_concurrency
         self.labels = labels or {}
@@ -150,7 +173,8 @@ class Worker:
     # --- the stream -----------------------------------------------------------
 
     async def _session(self) -> None:
-        metadata = (("authorization", f"Bearer {self.token}"),) if self.token else None
+        bearer = self.credential or self.token
+        metadata = (("authorization", f"Bearer {bearer}"),) if bearer else None
         channel = (
             grpc.aio.secure_channel(self.server, self.credentials,
                                     options=KEEPALIVE_OPTIONS + server_name_options(self.tls_server_name))
@@ -225,6 +249,8 @@ class Worker:
             pid=os.getpid(),
             launch_id=self.launch_id,
         )
+        if self.join_token and not self.credential:
+            reg.join_token = self.join_token
         if self.agent_name:
             reg.resume.agent = self.agent_name
             reg.resume.session_id = self.session_id
@@ -234,6 +260,8 @@ class Worker:
     def _on_registered(self, registered: gw.Registered, heartbeats: asyncio.Task[None] | None) -> asyncio.Task[None]:
         self.agent_name = registered.agent
         self.session_id = registered.session_id
+        if registered.credential:
+            self.credential = registered.credential
         self._heartbeat_interval = _seconds(registered.heartbeat_interval) or 5.0
         for ref in registered.revoked:
             self._cancel(ref, "re-leased elsewhere while disconnected")

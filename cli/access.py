@@ -170,11 +170,12 @@ def api_key_create(name: str, permissions: str, expires: float | None, user: str
 
 @api_key.command("list")
 @click.option("--all", "include_revoked", is_flag=True, help="Include revoked keys.")
+@click.option("--user", default="", help="Only this user's keys (admin for others), e.g. joined-agents.")
 @output_option
 @handle_errors
-def api_key_list(include_revoked: bool) -> None:
+def api_key_list(include_revoked: bool, user: str) -> None:
     """List API keys (never secrets)."""
-    found = run(lambda c: c.list_api_keys(include_revoked=include_revoked))
+    found = run(lambda c: c.list_api_keys(user=user, include_revoked=include_revoked))
     emit(found, lambda: table(["ID", "NAME", "USER", "EXPIRES", "LAST USED", "REVOKED"], [
         (bare_id(k.name), k.display_name, bare_id(k.user), when(k.expire_time),
          when(k.last_used_time) if k.HasField("last_used_time") else "-",

@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from cli import access, agents, checkpoints, config, db, plugins, system, tasks
+from cli import access, agents, checkpoints, config, db, join_tokens, plugins, system, tasks
 from cli._options import State, tls_from_options, tls_options
 from cli._output import FORMATS
 
@@ -79,7 +79,7 @@ cli.add_command(config.config)
 cli.add_command(plugins.plugins)
 cli.add_command(checkpoints.checkpoint)
 cli.add_command(checkpoints.recover)
-for group in (access.user, access.role, access.api_key, access.audit):
+for group in (access.user, access.role, access.api_key, join_tokens.join_token, access.audit):
     cli.add_command(group)
 
 

@@ -10,8 +10,10 @@ from dataclasses import dataclass, field
 import grpc
 import pluggy
 
-from controlplane.access.manager import AGENT_USER, AccessManager
+from controlplane.access.join_tokens import JoinTokens
+from controlplane.access.manager import AccessManager
 from controlplane.access.rate_limit import CallLimits
+from controlplane.api.admission import AgentAdmission
 from controlplane.api.auth import AuthInterceptor
 from controlplane.api.errors import ErrorAndMetricsInterceptor
 from controlplane.api.servicers.access import AccessServicer, AuditServicer
@@ -110,6 +112,8 @@ class App:
                 await set_serving(self.health, False)
                 await self.launcher.stop(grace)
                 await self.server.stop(grace)
+                if self.access is not None and self.launcher.token:
+                    await self.access.revoke_local_agents_key(self.launcher.token)
                 for result in self.pm.hook.shutdown(app=self):
                     await await_me_maybe(result)
             finally:
@@ -139,18 +143,22 @@ def build_app(settings: Settings, pm: pluggy.PluginManager | None = None) -> App
         launcher.use_tls(settings.client_tls, client_certificate_required=tls.require_client_auth)
     logbook = LogBook()
     access = AccessManager(storage)
-    access.bootstrap_sync()  # users/admin and the local agents' user exist from the start
+    access.bootstrap_sync()  # users/admin and the agents' users exist from the start
+    join_tokens = JoinTokens(storage, access)
+    admission: AgentAdmission | None = None
     interceptors: list[grpc.aio.ServerInterceptor] = [ErrorAndMetricsInterceptor(metrics)]
     if settings["security.auth"] == "required":
         limits = CallLimits.from_settings(settings)
-        interceptors.append(AuthInterceptor(access, engine.committer.audit, limits, metrics))  # inside: its denials get ErrorInfo
-        _, launcher.token = access.issue_key_sync(AGENT_USER, "local agents", ttl=30 * 86400.0)
+        auth = AuthInterceptor(access, engine.committer.audit, limits, metrics)
+        interceptors.append(auth)  # inside: its denials get ErrorInfo
+        admission = AgentAdmission(access, join_tokens, auth.audit)
+        launcher.token = access.issue_local_agents_key_sync()  # earlier starts' keys are revoked
     servicers = {
         "tasks": TaskServicer(engine, settings),
         "agents": AgentServicer(engine, launcher, pm, settings),
         "system": SystemServicer(engine, settings, metrics, logbook),
-        "gateway": GatewayServicer(engine, launcher, logbook),
-        "access": AccessServicer(access),
+        "gateway": GatewayServicer(engine, launcher, logbook, admission),
+        "access": AccessServicer(access, join_tokens),
         "audit": AuditServicer(storage, engine.committer.durable),
     }
     server, health = build_server(servicers, interceptors, settings["server.reflection"])

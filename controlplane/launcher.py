@@ -128,6 +128,7 @@ class LocalLauncher:
             env["MAOS_HOME"] = str(self.home)
         if self.token:
             env["MAOS_TOKEN"] = self.token
+            env.pop("MAOS_JOIN_TOKEN", None)  # the agent takes one or the other
         launch.process = await asyncio.create_subprocess_exec(
             *launch.args, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
             stderr=stderr, env=env, start_new_session=True,

@@ -5,11 +5,25 @@ rotation takes effect on the very next call. Keys unknown in memory are
 looked up in the database (at most once a second) so keys created by another
 process (``maos init``) work without a restart. ``last_used_time`` is
 written at most once a minute per key.
+
+Agents have keys of two built-in users holding the ``agent`` role:
+
+* ``users/local-agents``: the one key per control-plane start that supervised
+  local agents use (``local agents``). Each start revokes the keys of earlier
+  starts (one that crashed never revoked its own) and a clean shutdown revokes
+  its own, so no such key outlives the control plane that issued it. This
+  assumes one control plane per database, as the in-memory engine does.
+* ``users/joined-agents``: the credentials agents get for a join token
+  (:mod:`controlplane.access.join_tokens`). Each is limited to
+  ``agent:connect`` and bound to one agent: its caller is ``agents/{agent}``,
+  which may register only as that agent and type. Listed and revoked like any
+  API key (display name ``agents/{agent}``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 import time
 from dataclasses import dataclass, field
@@ -29,8 +43,13 @@ _ROLE_ID = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 _USER_ID = re.compile(r"[^a-z0-9-]+")
 ADMIN_USER = "admin"
 AGENT_USER = "local-agents"
+JOINED_AGENTS_USER = "joined-agents"
 #: Users ``bootstrap_sync`` creates; they cannot be deleted.
-BUILTIN_USERS = frozenset({ADMIN_USER, AGENT_USER})
+BUILTIN_USERS = frozenset({ADMIN_USER, AGENT_USER, JOINED_AGENTS_USER})
+#: The display name of the key supervised local agents use.
+LOCAL_AGENTS_KEY = "local agents"
+#: Lifetime of a joined agent's credential.
+AGENT_CREDENTIAL_TTL = DEFAULT_TTL
 
 
 @dataclass(frozen=True)
@@ -81,11 +100,13 @@ class AccessManager:
             self.roles[role_id] = {"id": role_id, "description": description, "permissions": perms, "builtin": True}
 
     def bootstrap_sync(self) -> None:
-        """Create ``users/admin`` (role admin) and ``users/local-agents`` (role agent) if missing."""
+        """Create ``users/admin`` (role admin), ``users/local-agents`` and ``users/joined-agents`` (role
+        agent) if missing."""
         self.load_sync()
         backend = self.storage.backend
         for user_id, email, role in ((ADMIN_USER, "admin@localhost", "admin"),
-                                     (AGENT_USER, "agents@localhost", "agent")):
+                                     (AGENT_USER, "agents@localhost", "agent"),
+                                     (JOINED_AGENTS_USER, "joined-agents@localhost", "agent")):
             if user_id not in self.users:
                 record = {"id": user_id, "email": email, "roles": [role], "disabled": False, "create_time": time.time()}
                 backend.access_put("users", user_id, record)
@@ -98,6 +119,42 @@ class AccessManager:
         self.storage.backend.access_put("api_keys", record["id"], record, create=True)
         self.api_keys[record["id"]] = record
         return record, secret
+
+    def issue_local_agents_key_sync(self, ttl: float = 30 * 86400.0) -> str:
+        """Revoke the local agents' keys of earlier starts, then issue this start's; returns its secret."""
+        now = time.time()
+        for record in self.api_keys.values():
+            if record["user"] == AGENT_USER and record.get("display_name") == LOCAL_AGENTS_KEY \
+                    and not record.get("revoke_time"):
+                record["revoke_time"] = now
+                self.storage.backend.access_put("api_keys", record["id"], dict(record))
+        _, secret = self.issue_key_sync(AGENT_USER, LOCAL_AGENTS_KEY, ttl=ttl)
+        return secret
+
+    async def revoke_local_agents_key(self, secret: str) -> None:
+        """Revoke the local agents' key of this start (at shutdown)."""
+        record = self.api_keys.get(keys.parse(secret) or "")
+        if record is not None and not record.get("revoke_time"):
+            record["revoke_time"] = time.time()
+            await self.storage.call(self.storage.backend.access_put, "api_keys", record["id"], dict(record))
+
+    async def issue_agent_credential(self, agent_id: str, agent_type: str,
+                                     join_token: str) -> tuple[dict[str, Any], str]:
+        """The credential of an agent that joined with ``join_token``: a key of ``users/joined-agents``
+        limited to ``agent:connect`` and bound to ``agents/{agent_id}`` of ``agent_type``."""
+        record, secret = self._new_key(JOINED_AGENTS_USER, f"agents/{agent_id}", ["agent:connect"],
+                                       AGENT_CREDENTIAL_TTL)
+        record.update(agent=agent_id, agent_type=agent_type, join_token=join_token)
+        await self.storage.call(self.storage.backend.access_put, "api_keys", record["id"], record)
+        self.api_keys[record["id"]] = record
+        return record, secret
+
+    def bound_agent(self, caller: Caller) -> tuple[str, str] | None:
+        """``(agent id, agent type)`` the caller's credential is bound to; None for other keys."""
+        record = self.api_keys.get(caller.key_id) if caller.key_id else None
+        if record is None or not record.get("agent"):
+            return None
+        return record["agent"], record.get("agent_type", "")
 
     # --- authentication ----------------------------------------------------------
 
@@ -139,7 +196,14 @@ class AccessManager:
         if now - (record.get("last_used_time") or 0) >= _LAST_USED_EVERY:
             record["last_used_time"] = now
             await self.storage.call(self.storage.backend.access_put, "api_keys", key_id, dict(record))
-        return self.caller_of(user, key_id, record.get("permissions") or [])
+        return self.key_caller(record)
+
+    def key_caller(self, record: dict[str, Any]) -> Caller:
+        """The :class:`Caller` acting through a key (for a joined agent's credential: the agent itself)."""
+        caller = self.caller_of(self.users[record["user"]], record["id"], record.get("permissions") or [])
+        if record.get("agent"):
+            caller = dataclasses.replace(caller, principal=f"agents/{record['agent']}")
+        return caller
 
     def caller_of(self, user: dict[str, Any], key_id: str = "", key_permissions: list[str] | None = None) -> Caller:
         """The :class:`Caller` of a user (through one of its keys)."""

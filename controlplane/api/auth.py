@@ -10,7 +10,11 @@ statuses with an ``ErrorInfo`` like every other domain error. For each call it:
    :class:`~controlplane.access.manager.AccessManager` (a peer address
    failing too often gets RESOURCE_EXHAUSTED instead of UNAUTHENTICATED,
    :mod:`controlplane.access.rate_limit`), then takes one call of the
-   principal's rate (a stream counts once, when it opens);
+   principal's rate (a stream counts once, when it opens); the one exception
+   is ``AgentGateway.Connect`` without a bearer, let through as
+   :data:`~controlplane.api.admission.JOINING` (no permissions) so the gateway
+   can check the join token of its first message
+   (:mod:`controlplane.api.admission`);
 3. checks the permission;
 4. sets ``principal_var`` and ``caller_var`` for the servicer;
 5. appends an audit record for every denial (rate limits included) and
@@ -37,6 +41,7 @@ from controlplane import errors
 from controlplane.access.manager import AccessManager, Caller
 from controlplane.access.permissions import READ_ONLY, needed
 from controlplane.access.rate_limit import RATE_LIMITED, CallLimits
+from controlplane.api.admission import CONNECT, JOINING
 from controlplane.api.context import caller_var, principal_var
 from controlplane.api.errors import status_code_for
 from controlplane.api.tls import client_certificate_subject
@@ -93,13 +98,14 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         return wrapped
 
     def audit(self, method: str, caller: Caller | None, context: grpc.aio.ServicerContext,
-              request: Any, code: str, reason: str = "") -> None:
+              request: Any, code: str, reason: str = "", resource: str = "") -> None:
         """Queue one record for the next commit."""
         record = {
             "id": uuid.uuid4().hex, "time": time.time(), "principal": caller.principal if caller else "",
             "key_id": caller.key_id if caller else "", "peer": _peer(context), "method": method,
-            "resource": str(getattr(request, "name", "") or ""), "decision": "DENY" if reason else "ALLOW",
-            "status_code": code, "request_id": str(getattr(request, "request_id", "") or ""), "reason": reason,
+            "resource": resource or str(getattr(request, "name", "") or ""),
+            "decision": "DENY" if reason else "ALLOW", "status_code": code,
+            "request_id": str(getattr(request, "request_id", "") or ""), "reason": reason,
         }
         self.record_audit(record)
 
@@ -111,6 +117,10 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         peer = peer_address(context.peer() or "") if limits is not None else ""
         try:
             secret = _bearer(context)
+            if not secret and method == CONNECT:  # the gateway wants a join token instead
+                caller_var.set(JOINING)
+                principal_var.set(JOINING.principal)
+                return JOINING
             if not secret:
                 raise errors.Unauthenticated("no credentials: send 'authorization: Bearer <API key>'")
             caller = await self.access.authenticate(secret)

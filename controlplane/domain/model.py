@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import secrets
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -299,6 +300,11 @@ class AgentInfo:
     def reliability(self) -> float:
         """Track record used by weighted voting: Laplace-smoothed success rate."""
         return (self.completed_subtasks + 1) / (self.completed_subtasks + self.failed_subtasks + 2)
+
+
+def new_agent_id(agent_type: str) -> str:
+    """A fresh agent id, ``{type}-{8 hex}`` (the type cut to 24 characters)."""
+    return f"{agent_type[:24]}-{secrets.token_hex(4)}"
 
 
 def as_dict(obj: Any) -> Any:

@@ -15,6 +15,11 @@ _TYPE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_\-]{0,62}")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9_\-]{1,36}")
 
 
+def valid_type_name(name: str) -> bool:
+    """Whether ``name`` is a task or agent type name: a letter, then letters, digits, '_' or '-' (max 63)."""
+    return bool(_TYPE_NAME.fullmatch(name))
+
+
 def validate_request_id(request_id: str, field: str = "request_id") -> None:
     """A request_id is empty or at most 36 characters of [A-Za-z0-9_-] (a UUID fits)."""
     if request_id and not _REQUEST_ID.fullmatch(request_id):

@@ -24,6 +24,7 @@ from controlplane.domain.model import (
     Task,
     TaskStatus,
     Usage,
+    new_agent_id,
     now,
 )
 from controlplane.errors import FailedPrecondition, MaosError, NotFound
@@ -61,22 +62,27 @@ class AgentSide:
         resume_refs: Sequence[Ref] = (),
         resume_session_id: str = "",
     ) -> tuple[AgentSession, Registration]:
-        """Open a session for a newly connected agent (or a reconnecting one)."""
+        """Open a session for a newly connected agent (or a reconnecting one).
+
+        ``info.id`` may be set already: the identity the agent's credential
+        proves (see ``controlplane.api.admission``); otherwise a new id is made.
+        """
         resumed: list[Ref] = []
         revoked: list[Ref] = []
         earlier_info = self.agents.get(resume_agent_id) if resume_agent_id else None
         if earlier_info is not None and earlier_info.session_id == resume_session_id \
-                and earlier_info.agent_type == info.agent_type:
+                and earlier_info.agent_type == info.agent_type and info.id in ("", resume_agent_id):
             # Only the holder of the session (it knows the session id) may take its identity back.
             info.id = resume_agent_id
-            old = self.sessions.pop(resume_agent_id, None)
+        else:
+            resume_refs = ()  # an unknown or unproven session resumes nothing
+        if info.id:
+            old = self.sessions.pop(info.id, None)
             if old is not None:
                 old.close()  # superseded by the new stream
                 self.metrics.agent_connected(old.info.agent_type, -1)  # type: ignore[attr-defined]
         else:
-            resume_refs = ()  # an unknown or unproven session resumes nothing
-        if not info.id:
-            info.id = f"{info.agent_type[:24]}-{secrets.token_hex(4)}"
+            info.id = new_agent_id(info.agent_type)
         earlier = self.agents.get(info.id)
         if earlier is not None:
             info.completed_subtasks = earlier.completed_subtasks

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from controlplane.domain.model import AgentInfo, Subtask, Task, TaskStatus
 
 if TYPE_CHECKING:
+    from controlplane.access.join_tokens import JoinTokenRecord
     from controlplane.checkpoints.record import CheckpointRecord
 
 #: Raw rows of tables: ``{table: (column names, rows as tuples)}`` (checkpoints).
@@ -184,6 +185,25 @@ class StorageBackend(Protocol):
 
     def access_delete(self, kind: str, row_id: str) -> bool:
         """Delete one record; whether it existed."""
+
+    def put_join_token(self, record: JoinTokenRecord) -> None:
+        """Insert a join token (``AlreadyExists`` if its id is taken)."""
+
+    def get_join_token(self, token_id: str) -> JoinTokenRecord | None:
+        """One join token, or None."""
+
+    def list_join_tokens(self) -> list[JoinTokenRecord]:
+        """Every join token, oldest first."""
+
+    def revoke_join_token(self, token_id: str, when: float) -> JoinTokenRecord | None:
+        """Set ``revoke_time`` unless already set; the token afterwards, or None if unknown."""
+
+    def use_join_token(self, token_id: str, now: float) -> JoinTokenRecord | None:
+        """Atomically count one use of an unrevoked, unexpired token with uses left (across processes).
+
+        Returns the token with the use counted, or None when it was not counted
+        (then nothing changed).
+        """
 
     def append_audit(self, records: Sequence[dict[str, Any]]) -> None:
         """Append audit records; never updated or deleted."""

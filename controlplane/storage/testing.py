@@ -589,3 +589,56 @@ class StorageContract:
         assert [r["id"] for r in backend.access_list("api_keys")] == ["k1"]  # keys are not deleted with users
         backend.access_put("users", "a", user, create=True)  # the id is free again
         assert [r["id"] for r in backend.access_list("users")] == ["a", "b"]
+
+    # --- join tokens ---------------------------------------------------------------
+
+    def test_join_token_round_trip_and_listing(self, backend: StorageBackend) -> None:
+        from controlplane.access.join_tokens import JoinTokenRecord
+
+        open_one = JoinTokenRecord(id="abc123", digest="d" * 64, agent_types=(), max_uses=0, uses=0,
+                                   create_time=_T0, expire_time=_T0 + 86400)
+        typed = JoinTokenRecord(id="zzz999", digest="e" * 64, agent_types=("researcher", "coder"), max_uses=3,
+                                uses=0, create_time=_T0 - 1, expire_time=_T0 + 60)
+        backend.put_join_token(open_one)
+        backend.put_join_token(typed)
+        with pytest.raises(AlreadyExists):
+            backend.put_join_token(dataclasses.replace(open_one, digest="f" * 64))
+        assert backend.get_join_token("abc123") == open_one
+        assert backend.get_join_token("zzz999") == typed
+        assert backend.get_join_token("nope00") is None
+        assert backend.list_join_tokens() == [typed, open_one]  # oldest first
+
+    def test_join_token_uses_are_counted_only_while_valid(self, backend: StorageBackend) -> None:
+        from controlplane.access.join_tokens import JoinTokenRecord
+
+        backend.put_join_token(JoinTokenRecord(id="twice1", digest="d" * 64, agent_types=(), max_uses=2, uses=0,
+                                               create_time=_T0, expire_time=_T0 + 100))
+        first = backend.use_join_token("twice1", _T0 + 1)
+        assert first is not None and first.uses == 1
+        assert backend.use_join_token("twice1", _T0 + 100) is None  # expired at that time
+        second = backend.use_join_token("twice1", _T0 + 2)
+        assert second is not None and second.uses == 2
+        assert backend.use_join_token("twice1", _T0 + 3) is None  # used up
+        assert backend.use_join_token("nope00", _T0) is None
+        stored = backend.get_join_token("twice1")
+        assert stored is not None and stored.uses == 2
+
+        backend.put_join_token(JoinTokenRecord(id="many00", digest="d" * 64, agent_types=(), max_uses=0, uses=0,
+                                               create_time=_T0, expire_time=_T0 + 100))
+        for expected in range(1, 6):  # 0: unlimited
+            counted = backend.use_join_token("many00", _T0)
+            assert counted is not None and counted.uses == expected
+
+    def test_revoked_join_token_is_not_counted(self, backend: StorageBackend) -> None:
+        from controlplane.access.join_tokens import JoinTokenRecord
+
+        backend.put_join_token(JoinTokenRecord(id="gone00", digest="d" * 64, agent_types=(), max_uses=0, uses=0,
+                                               create_time=_T0, expire_time=_T0 + 100))
+        revoked = backend.revoke_join_token("gone00", _T0 + 5)
+        assert revoked is not None and revoked.revoke_time == _T0 + 5
+        again = backend.revoke_join_token("gone00", _T0 + 9)
+        assert again is not None and again.revoke_time == _T0 + 5  # the first revocation stands
+        assert backend.revoke_join_token("nope00", _T0) is None
+        assert backend.use_join_token("gone00", _T0 + 6) is None
+        stored = backend.get_join_token("gone00")
+        assert stored is not None and stored.uses == 0

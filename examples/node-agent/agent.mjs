@@ -20,7 +20,8 @@
 //   --labels k=v,k=v        free-form labels
 //   --token TOKEN           API key or agent credential, sent as `authorization: Bearer`
 //                           (env MAOS_TOKEN)
-//   --join-token ID.SECRET  a join token, exchanged for a credential at the first Register
+//   --join-token ID.SECRET  a join token, exchanged at the first Register for a credential of
+//                           this agent, which it then uses to reconnect (env MAOS_JOIN_TOKEN)
 //   --grace SECONDS         time running work gets to finish on SIGTERM/SIGINT (default 30)
 //   --protos DIR            include dir holding maos/v1/*.proto (default: the repo's protos/)
 //   --max-backoff SECONDS   longest reconnect delay (default 10)
@@ -125,7 +126,7 @@ function parseCommandLine(argv) {
       "max-concurrency": { type: "string", default: "4" },
       labels: { type: "string", default: "" },
       token: { type: "string", default: process.env.MAOS_TOKEN || "" },
-      "join-token": { type: "string", default: "" },
+      "join-token": { type: "string", default: process.env.MAOS_JOIN_TOKEN || "" },
       grace: { type: "string", default: "30" },
       protos: { type: "string", default: REPO_PROTOS },
       "max-backoff": { type: "string", default: "10" },

@@ -62,13 +62,14 @@ def require_node() -> str:
 class NodeAgentProcess:
     """A running ``node examples/node-agent/agent.mjs``; stdout lines are collected, stderr goes to a file."""
 
-    def __init__(self, node: str, address: str, log_path: Path, *extra: str):
+    def __init__(self, node: str, address: str, log_path: Path, *extra: str, env: dict[str, str] | None = None):
         self.log_path = log_path
         self._log = log_path.open("wb")
         self.process = subprocess.Popen(
             [node, str(AGENT), "--server", address, "--type", NODE_TYPE, "--capabilities", "text,upper",
              "--max-concurrency", "4", "--max-backoff", "1", "--log-level", "debug", *extra],
             cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self._log,
+            env={**os.environ, **(env or {})},
         )
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read_stdout, daemon=True)
@@ -124,8 +125,8 @@ def node_agents(tmp_path: Path) -> Iterator[Callable[..., NodeAgentProcess]]:
     node = require_node()
     started: list[NodeAgentProcess] = []
 
-    def start(address: str, *extra: str) -> NodeAgentProcess:
-        agent = NodeAgentProcess(node, address, tmp_path / f"node-agent-{len(started)}.log", *extra)
+    def start(address: str, *extra: str, env: dict[str, str] | None = None) -> NodeAgentProcess:
+        agent = NodeAgentProcess(node, address, tmp_path / f"node-agent-{len(started)}.log", *extra, env=env)
         started.append(agent)
         return agent
 
@@ -308,6 +309,37 @@ async def test_node_agents_answer_and_vote_in_a_consensus(node_agents, control_p
     assert len({c.agent for c in record.candidates}) == 3
     assert len(record.votes) == 3 and all(v.confidence == pytest.approx(0.9) for v in record.votes)
     assert await output_of(stubs, name) == "PICK A DEPLOYMENT STRATEGY"
+
+
+async def test_node_agent_joins_with_a_join_token_and_reconnects_with_its_credential(
+        node_agents, secured: App) -> None:
+    """MAOS_JOIN_TOKEN: the node agent joins a control plane that requires credentials, runs work, and
+    reconnects with the credential it got (the single-use token is spent by then)."""
+    from agent_sdk.client import Client
+    from tests.harness.server import admin_key
+
+    async with Client(secured.address, token=await admin_key(secured)) as admin:
+        created = await admin.create_join_token([NODE_TYPE], max_uses=1)
+        node = node_agents(secured.address, env={"MAOS_JOIN_TOKEN": created.token, "MAOS_TOKEN": ""})
+        name = await node.wait_registered()
+        agent_id = name.removeprefix("agents/")
+        [token] = await admin.list_join_tokens()
+        assert token.uses == 1
+        [key] = await admin.list_api_keys(user="joined-agents")
+        assert key.display_name == name
+
+        task = await admin.submit_task(description="joined from node", agent_type=NODE_TYPE)
+        assert (await admin.wait_task(task.name, timeout=20)).status == enums.TASK_STATUS_COMPLETED
+        assert (await admin.get_results(task.name)).output == "JOINED FROM NODE"
+
+        secured.engine.sessions[agent_id].close()  # the control plane ends the stream: the agent reconnects
+        assert await node.wait_registered(2) == name
+        assert node.process.poll() is None and (await admin.list_join_tokens())[0].uses == 1
+
+        await admin.revoke_api_key(key.name)  # its next connection is refused: the agent exits 1
+        secured.engine.sessions[agent_id].close()
+        assert await node.wait_exit() == 1
+        assert "UNAUTHENTICATED" in node.log()
 
 
 def _running_on(app: App, name: str) -> set[Any]:

@@ -1,7 +1,6 @@
-"""AccessService (users, roles, API keys) and AuditService over the AccessManager.
+"""AccessService (users, roles, API keys, join tokens) and AuditService over the AccessManager.
 
-Pagination is simple offsets (users, roles and keys are few); join tokens
-are not implemented yet (UNIMPLEMENTED).
+Pagination is simple offsets (users, roles, keys and join tokens are few).
 """
 
 from __future__ import annotations
@@ -11,6 +10,8 @@ from typing import Any
 
 import grpc
 
+from controlplane.access import join_tokens
+from controlplane.access.join_tokens import JoinTokenRecord, JoinTokens
 from controlplane.access.manager import MAX_TTL, AccessManager, Caller
 from controlplane.api import convert
 from controlplane.api.context import caller_var, current_principal
@@ -47,6 +48,14 @@ def key_pb(k: dict[str, Any]) -> messages_pb.ApiKey:
         revoke_time=_ts(k.get("revoke_time")), prefix=f"maos_key_{k['id']}")
 
 
+def join_token_pb(t: JoinTokenRecord) -> messages_pb.JoinToken:
+    """A join token record as a message (never its digest)."""
+    return messages_pb.JoinToken(
+        name=join_tokens.name(t.id), agent_types=list(t.agent_types), expire_time=_ts(t.expire_time),
+        max_uses=t.max_uses, uses=min(t.uses, join_tokens.MAX_USES), create_time=_ts(t.create_time),
+        revoke_time=_ts(t.revoke_time))
+
+
 def _offset(token: str) -> int | None:
     """The position in a numeric page token; None for the first page; INVALID_ARGUMENT if malformed."""
     if not token:
@@ -76,10 +85,11 @@ def _user_id(name: str, field: str) -> str:
 
 
 class AccessServicer(access_grpc.AccessServiceServicer):
-    """Users, roles and API keys."""
+    """Users, roles, API keys and join tokens."""
 
-    def __init__(self, access: AccessManager):
+    def __init__(self, access: AccessManager, tokens: JoinTokens):
         self.access = access
+        self.tokens = tokens
 
     def _caller(self) -> Caller:
         caller = caller_var.get()
@@ -186,12 +196,21 @@ class AccessServicer(access_grpc.AccessServiceServicer):
         return access_pb.RotateApiKeyResponse(api_key=key_pb(record), secret=secret,
                                               old_secret_expire_time=_ts(record["old_expire_time"]))
 
-    # Not implemented yet: UNIMPLEMENTED explicitly (the generated base class raises
-    # NotImplementedError, which the error interceptor reports as INTERNAL).
-    async def _unimplemented(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "this method is not implemented yet")
+    async def CreateJoinToken(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        ttl = convert.checked_seconds(request.ttl, "ttl") if request.HasField("ttl") else None
+        record, token = await self.tokens.create(list(request.join_token.agent_types), request.join_token.max_uses,
+                                                 ttl)
+        return access_pb.CreateJoinTokenResponse(join_token=join_token_pb(record), token=token)
 
-    CreateJoinToken = ListJoinTokens = RevokeJoinToken = _unimplemented
+    async def ListJoinTokens(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        chunk, token = _page(await self.tokens.list_tokens(), request)
+        return access_pb.ListJoinTokensResponse(join_tokens=[join_token_pb(t) for t in chunk], next_page_token=token)
+
+    async def RevokeJoinToken(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        if not request.name:
+            raise InvalidArgument("name is required, as joinTokens/ID", field="name")
+        record = await self.tokens.revoke(_strip(request.name, "joinTokens"))
+        return access_pb.RevokeJoinTokenResponse(join_token=join_token_pb(record))
 
 
 class AuditServicer(audit_grpc.AuditServiceServicer):

@@ -1,4 +1,9 @@
-"""maos.v1.AgentGateway: one bidirectional stream per agent process."""
+"""maos.v1.AgentGateway: one bidirectional stream per agent process.
+
+With access control on, an :class:`~controlplane.api.admission.AgentAdmission`
+decides under which identity a Register is accepted (and exchanges join
+tokens for credentials) before the engine sees it.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ from typing import Any
 import grpc
 
 from controlplane.api import convert
+from controlplane.api.admission import AgentAdmission
 from controlplane.api.pb import errors_pb, gateway_grpc, gateway_pb, messages_pb
 from controlplane.domain.model import AgentInfo
 from controlplane.logbook import LogBook
@@ -147,16 +153,38 @@ def agent_from_register(reg: gateway_pb.Register, peer: str) -> AgentInfo:
 class GatewayServicer(gateway_grpc.AgentGatewayServicer):
     """Runs agent sessions."""
 
-    def __init__(self, engine: Engine, launcher: Any = None, logbook: LogBook | None = None):
+    def __init__(self, engine: Engine, launcher: Any = None, logbook: LogBook | None = None,
+                 admission: AgentAdmission | None = None):
         self.engine = engine
         self.launcher = launcher
         self.logbook = logbook
+        self.admission = admission
         self._background: set[asyncio.Task[None]] = set()
 
-    async def Connect(self, request_iterator: AsyncIterator[gateway_pb.ConnectRequest], context: grpc.aio.ServicerContext) -> AsyncIterator[gateway_pb.ConnectResponse]:
+    async def _first(self, requests: AsyncIterator[gateway_pb.ConnectRequest],
+                     context: grpc.aio.ServicerContext) -> gateway_pb.ConnectRequest | None:
+        """The stream's first message (None if it ended at once).
+
+        A stream without a bearer must bring a Register with a join token within
+        ``AgentAdmission.register_timeout`` seconds; otherwise it is UNAUTHENTICATED.
+        """
+        if self.admission is None or not self.admission.joining():
+            try:
+                return await requests.__anext__()
+            except StopAsyncIteration:
+                return None
         try:
-            first = await request_iterator.__anext__()
-        except StopAsyncIteration:
+            first = await asyncio.wait_for(requests.__anext__(), self.admission.register_timeout)
+        except (StopAsyncIteration, TimeoutError):
+            first = None
+        if first is None or first.WhichOneof("message") != "register" or not first.register.join_token:
+            raise await self.admission.unauthenticated(
+                context, "no credentials: send 'authorization: Bearer <credential>' or Register.join_token")
+        return first
+
+    async def Connect(self, request_iterator: AsyncIterator[gateway_pb.ConnectRequest], context: grpc.aio.ServicerContext) -> AsyncIterator[gateway_pb.ConnectResponse]:
+        first = await self._first(request_iterator, context)
+        if first is None:
             return
         if first.WhichOneof("message") != "register":
             raise FailedPrecondition("the first message of a stream must be register",
@@ -165,6 +193,12 @@ class GatewayServicer(gateway_grpc.AgentGatewayServicer):
         info = agent_from_register(reg, context.peer())
         resume_refs = [r for r in (ref_from_pb(x) for x in reg.resume.assignments) if r is not None]
         resume_id = convert.parse_name(reg.resume.agent, "agents", "register.resume.agent") if reg.resume.agent else ""
+        credential = ""
+        if self.admission is not None:
+            admitted = await self.admission.admit(info, reg.join_token, resume_id, context)
+            info.id, credential = admitted.agent_id, admitted.credential
+            if credential:
+                resume_id, resume_refs = "", []  # a joining agent is new: it resumes no one's session
         session, registration = self.engine.register(info, resume_id, resume_refs, reg.resume.session_id)
         if reg.launch_id and self.launcher is not None:
             self.launcher.registered(reg.launch_id, session.id)
@@ -174,6 +208,7 @@ class GatewayServicer(gateway_grpc.AgentGatewayServicer):
                 session_id=registration.session_id,
                 heartbeat_interval=convert.duration(registration.heartbeat_interval),
                 lease_ttl=convert.duration(registration.lease_ttl),
+                credential=credential,
                 resumed=[ref_to_pb(r) for r in registration.resumed],
                 revoked=[ref_to_pb(r) for r in registration.revoked],
                 server_version=__version__,

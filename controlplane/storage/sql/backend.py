@@ -11,6 +11,7 @@ dialect ``INSERT ... ON CONFLICT DO UPDATE``, all in one transaction.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import sqlite3
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
@@ -18,13 +19,14 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import psycopg
-from sqlalchemy import Engine, Insert, Table, create_engine, event, func, select, text
+from sqlalchemy import Engine, Insert, Table, create_engine, event, func, or_, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.pool import QueuePool, StaticPool
 
+from controlplane.access.join_tokens import JoinTokenRecord
 from controlplane.domain.model import AgentInfo, Subtask, Task, TaskStatus
 from controlplane.errors import Aborted, AlreadyExists, Unavailable
 from controlplane.checkpoints.record import CheckpointRecord
@@ -491,6 +493,54 @@ class SqlBackend:
         with translate_errors(), self.engine.begin() as conn:
             return conn.execute(table.delete().where(table.c.id == row_id)).rowcount > 0
 
+    # --- join tokens --------------------------------------------------------------
+
+    def put_join_token(self, record: JoinTokenRecord) -> None:
+        """Insert a join token (``AlreadyExists`` if its id is taken)."""
+        row = {**dataclasses.asdict(record), "agent_types": ",".join(record.agent_types)}
+        with translate_errors(), self.engine.begin() as conn:
+            conn.execute(schema.join_tokens.insert().values(**row))
+
+    def get_join_token(self, token_id: str) -> JoinTokenRecord | None:
+        """One join token, or None."""
+        j = schema.join_tokens
+        with translate_errors(), self.engine.connect() as conn:
+            row = conn.execute(select(j).where(j.c.id == token_id)).mappings().first()
+        return _join_token(row) if row is not None else None
+
+    def list_join_tokens(self) -> list[JoinTokenRecord]:
+        """Every join token, oldest first."""
+        j = schema.join_tokens
+        with translate_errors(), self.engine.connect() as conn:
+            rows = conn.execute(select(j).order_by(j.c.create_time, j.c.id)).mappings().all()
+        return [_join_token(row) for row in rows]
+
+    def revoke_join_token(self, token_id: str, when: float) -> JoinTokenRecord | None:
+        """Set ``revoke_time`` unless already set; the token afterwards, or None if unknown."""
+        j = schema.join_tokens
+        with translate_errors(), self.engine.begin() as conn:
+            conn.execute(j.update().where(j.c.id == token_id, j.c.revoke_time.is_(None)).values(revoke_time=when))
+            row = conn.execute(select(j).where(j.c.id == token_id)).mappings().first()
+        return _join_token(row) if row is not None else None
+
+    def use_join_token(self, token_id: str, now: float) -> JoinTokenRecord | None:
+        """Count one use if the token is unrevoked, unexpired at ``now`` and not used up, in one statement.
+
+        Returns the token with the use counted, or None (nothing changed).
+        """
+        j = schema.join_tokens
+        counted = j.update().where(
+            j.c.id == token_id, j.c.revoke_time.is_(None), j.c.expire_time > now,
+            or_(j.c.max_uses == 0, j.c.uses < j.c.max_uses),
+        ).values(uses=j.c.uses + 1)
+        with translate_errors(), self.engine.begin() as conn:
+            if conn.execute(counted).rowcount != 1:
+                return None
+            row = conn.execute(select(j).where(j.c.id == token_id)).mappings().one()
+        return _join_token(row)
+
+    # --- audit ----------------------------------------------------------------------
+
     def append_audit(self, records: Sequence[dict[str, Any]]) -> None:
         """Append audit records (each with ``time``, ``principal``, ``method``) in one transaction."""
         if not records:
@@ -524,6 +574,13 @@ class SqlBackend:
 def _audit_rows(records: Sequence[dict[str, Any]]) -> list[tuple[Any, ...]]:
     """DB-API parameters of ``_raw_audit`` for each record."""
     return [(r["time"], r["principal"], r["method"], json.dumps(r, separators=(",", ":"))) for r in records]
+
+
+def _join_token(row: Any) -> JoinTokenRecord:
+    """A :class:`JoinTokenRecord` from a ``join_tokens`` row."""
+    data = dict(row)
+    data["agent_types"] = tuple(t for t in data["agent_types"].split(",") if t)
+    return JoinTokenRecord(**data)
 
 
 def _conflict(key: str, expected: int, actual: int) -> Aborted:

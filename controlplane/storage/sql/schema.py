@@ -134,6 +134,20 @@ api_keys = Table(
     Index("ix_api_keys_user", "user"),
 )
 
+#: Agent join tokens (the SHA-256 of the secret only); ``uses`` is counted in SQL, atomically.
+join_tokens = Table(
+    "join_tokens",
+    metadata,
+    Column("id", String, primary_key=True),
+    Column("digest", String, nullable=False),
+    Column("agent_types", String, nullable=False),  # comma-separated; empty: any
+    Column("max_uses", BigInteger, nullable=False),  # 0: unlimited
+    Column("uses", BigInteger, nullable=False),
+    Column("create_time", Double, nullable=False),
+    Column("expire_time", Double, nullable=False),
+    Column("revoke_time", Double, nullable=True),
+)
+
 #: Append-only: rows are inserted, never updated or deleted by the control plane.
 audit_records = Table(
     "audit_records",

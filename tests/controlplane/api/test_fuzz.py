@@ -256,6 +256,9 @@ class Remote:
         code, cps = self.call("CheckpointService", "ListCheckpoints",
                               checkpoint_service_pb2.ListCheckpointsRequest(page_size=1000))
         assert code == grpc.StatusCode.OK, cps
+        code, tokens = self.call("AccessService", "ListJoinTokens",
+                                 access_service_pb2.ListJoinTokensRequest(page_size=1000))
+        assert code == grpc.StatusCode.OK, tokens
         return (
             sorted(tasks),
             sorted((a.name, a.status) for a in agents.agents),
@@ -263,6 +266,7 @@ class Remote:
             sorted(u.SerializeToString(deterministic=True) for u in users.users),
             sorted(r.SerializeToString(deterministic=True) for r in roles.roles),
             sorted(c.name for c in cps.checkpoints if not c.automatic),  # automatic ones come on a timer
+            sorted(t.SerializeToString(deterministic=True) for t in tokens.join_tokens),
         )
 
     def close(self) -> None:
@@ -282,7 +286,10 @@ def remote(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Remote]:
         code, resp = server.call("TaskService", "SubmitTask", task_service_pb2.SubmitTaskRequest(
             task=messages_pb2.Task(description="a known task")))
         assert code == grpc.StatusCode.OK, resp
-        KNOWN_NAMES[:] = [resp.task.name if hasattr(resp, "task") else resp.name, "users/admin", "roles/admin"]
+        code, token = server.call("AccessService", "CreateJoinToken", access_service_pb2.CreateJoinTokenRequest())
+        assert code == grpc.StatusCode.OK, token
+        KNOWN_NAMES[:] = [resp.task.name if hasattr(resp, "task") else resp.name, "users/admin", "roles/admin",
+                          token.join_token.name]
         yield server
     finally:
         KNOWN_NAMES.clear()
@@ -357,12 +364,9 @@ def test_undecodable_request_is_invalid_argument(remote: Remote) -> None:
 
 # ---------------------------------------------------------------- regressions found by the fuzz
 
-IA, UNIMPL = grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.UNIMPLEMENTED
+IA = grpc.StatusCode.INVALID_ARGUMENT
 FP = grpc.StatusCode.FAILED_PRECONDITION
 REGRESSIONS = [
-    # Unimplemented methods raised NotImplementedError -> INTERNAL.
-    *[("AccessService", m, getattr(access_service_pb2, f"{m}Request")(), UNIMPL)
-      for m in ("CreateJoinToken", "ListJoinTokens", "RevokeJoinToken")],
     # Once implemented: an empty name is INVALID_ARGUMENT, built-in users and roles stay.
     *[("AccessService", m, getattr(access_service_pb2, f"{m}Request")(), IA)
       for m in ("UpdateUser", "DeleteUser", "DeleteRole")],
@@ -370,6 +374,17 @@ REGRESSIONS = [
     ("AccessService", "DeleteRole", access_service_pb2.DeleteRoleRequest(name="roles/admin"), FP),
     ("AccessService", "UpdateUser", access_service_pb2.UpdateUserRequest(
         user=messages_pb2.User(name="users/admin"), update_mask={"paths": ["email"]}), IA),
+    # Join tokens: durations, agent type names, names and page tokens are checked before anything is stored.
+    *[("AccessService", "CreateJoinToken", access_service_pb2.CreateJoinTokenRequest(ttl=ttl), IA)
+      for ttl in ({"seconds": 2**40}, {"seconds": -1}, {"seconds": 0}, {"seconds": 1, "nanos": -5},
+                  {"seconds": 30 * 86400 + 1})],
+    ("AccessService", "CreateJoinToken", access_service_pb2.CreateJoinTokenRequest(
+        join_token=messages_pb2.JoinToken(agent_types=["ok", "\u00b2"])), IA),
+    ("AccessService", "RevokeJoinToken", access_service_pb2.RevokeJoinTokenRequest(name=""), IA),
+    ("AccessService", "RevokeJoinToken", access_service_pb2.RevokeJoinTokenRequest(name="joinTokens/x"),
+     grpc.StatusCode.NOT_FOUND),
+    ("AccessService", "ListJoinTokens", access_service_pb2.ListJoinTokensRequest(page_token="\u00b2"), IA),
+    ("AccessService", "ListJoinTokens", access_service_pb2.ListJoinTokensRequest(page_size=-1), IA),
     # An out-of-range Duration overflowed ToTimedelta -> INTERNAL.
     ("AccessService", "CreateApiKey", access_service_pb2.CreateApiKeyRequest(ttl={"seconds": 2**40}), IA),
     ("AccessService", "CreateApiKey", access_service_pb2.CreateApiKeyRequest(ttl={"seconds": -(2**62)}), IA),

@@ -257,6 +257,8 @@ class AccessServiceServicer:
 
     def CreateJoinToken(self, request, context):
         """Creates a join token for agents; the token is returned once.
+        INVALID_ARGUMENT (the BadRequest names the field) for a ttl that is not
+        more than 0 and at most 30 days, or a malformed agent type (at most 64).
         Permission: agent:join-token.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -264,14 +266,18 @@ class AccessServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListJoinTokens(self, request, context):
-        """Lists join tokens (never secrets). Permission: agent:join-token.
+        """Lists join tokens, revoked and expired ones included (never secrets).
+        Permission: agent:join-token.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def RevokeJoinToken(self, request, context):
-        """Revokes a join token. Permission: agent:join-token.
+        """Revokes a join token: no agent can join with it any more; agents that
+        joined keep their credentials (revoke those with RevokeApiKey). Revoking
+        again changes nothing. NOT_FOUND (ERROR_REASON_JOIN_TOKEN_NOT_FOUND) for
+        an unknown token. Permission: agent:join-token.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

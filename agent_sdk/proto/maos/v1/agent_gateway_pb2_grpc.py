@@ -124,7 +124,13 @@ class AgentGatewayServicer:
 
         Authentication: `authorization: Bearer <credential>` metadata with an
         agent credential or an API key holding `agent:connect`; a first-time
-        agent may instead put a join token in `Register.join_token`.
+        agent may instead send no bearer and put a join token in
+        `Register.join_token` (ignored when a bearer is sent). A bad token ends
+        the stream with UNAUTHENTICATED (ERROR_REASON_JOIN_TOKEN_NOT_FOUND,
+        ERROR_REASON_CREDENTIAL_EXPIRED, ERROR_REASON_CREDENTIAL_REVOKED), a
+        type the token does not allow or a used-up token with PERMISSION_DENIED;
+        a refused token is not counted. An agent credential registers only as
+        its own agent and type.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -1,0 +1,202 @@
+"""Agent join tokens: what a new agent presents once, at Register, to get its own credential.
+
+A token is ``id.secret`` in the form of Kubernetes bootstrap tokens,
+``[a-z0-9]{6}.[a-z0-9]{16}`` (about 83 random bits in the secret). The id is
+public (``joinTokens/{id}``: listings, audit records); only the SHA-256 of the
+secret is stored, and it is compared in constant time. A token expires
+(default 24 h, at most 30 days), may be limited to a number of uses
+(``max_uses``, 0 = unlimited) and to agent types (empty = any), and can be
+revoked.
+
+Redeeming checks, in order: format and secret (UNAUTHENTICATED,
+JOIN_TOKEN_NOT_FOUND for an unknown id or a wrong secret alike), revocation
+(UNAUTHENTICATED, CREDENTIAL_REVOKED), expiry (UNAUTHENTICATED,
+CREDENTIAL_EXPIRED), agent type (PERMISSION_DENIED) and uses left
+(PERMISSION_DENIED too: an exhausted token never recovers, so the agent must
+stop rather than retry as it would on RESOURCE_EXHAUSTED). Then the storage
+counts the use in one conditional statement, durably, so two agents racing
+for the last use cannot both join; a refused token changes nothing. Finally
+the agent gets its credential from
+:meth:`~controlplane.access.manager.AccessManager.issue_agent_credential`.
+
+Revoking a token stops further joins; agents that already joined keep their
+credentials (revoke those as API keys).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+import string
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from controlplane.domain.model import new_agent_id
+from controlplane.domain.tasks import valid_type_name
+from controlplane.errors import AlreadyExists, InvalidArgument, NotFound, PermissionDenied, Unauthenticated
+
+if TYPE_CHECKING:
+    from controlplane.access.manager import AccessManager
+
+DEFAULT_TTL = 86400.0
+MAX_TTL = 30 * 86400.0
+MAX_USES = 2**32 - 1
+MAX_AGENT_TYPES = 64
+_ALPHABET = string.ascii_lowercase + string.digits
+_FORMAT = re.compile(r"([a-z0-9]{6})\.([a-z0-9]{16})")
+_ID = re.compile(r"[a-z0-9]{6}")
+_NOT_FOUND = "ERROR_REASON_JOIN_TOKEN_NOT_FOUND"
+
+
+def _random(length: int) -> str:
+    return "".join(secrets.choice(_ALPHABET) for _ in range(length))
+
+
+def digest(secret: str) -> str:
+    """SHA-256 hex digest of a token's secret part (what is stored)."""
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def parse(token: str) -> tuple[str, str] | None:
+    """``(id, secret)`` of a well-formed token, else None."""
+    match = _FORMAT.fullmatch(token)
+    return (match.group(1), match.group(2)) if match else None
+
+
+def name(token_id: str) -> str:
+    """The resource name, ``joinTokens/{id}``."""
+    return f"joinTokens/{token_id}"
+
+
+@dataclass(frozen=True)
+class JoinTokenRecord:
+    """A stored join token (never its secret)."""
+
+    id: str
+    digest: str
+    agent_types: tuple[str, ...]
+    max_uses: int
+    uses: int
+    create_time: float
+    expire_time: float
+    revoke_time: float | None = None
+
+    def exhausted(self) -> bool:
+        """Whether every allowed use is spent."""
+        return 0 < self.max_uses <= self.uses
+
+    def allows(self, agent_type: str) -> bool:
+        """Whether an agent of ``agent_type`` may join with it."""
+        return not self.agent_types or agent_type in self.agent_types
+
+
+@dataclass(frozen=True)
+class Redemption:
+    """A successful join: the token as counted, the new agent's id and its credential."""
+
+    token: JoinTokenRecord
+    agent_id: str
+    key_id: str
+    credential: str
+
+
+class JoinTokens:
+    """Creates, lists, revokes and redeems join tokens; ``storage`` is a StorageExecutor."""
+
+    def __init__(self, storage: Any, access: AccessManager):
+        self.storage = storage
+        self.access = access
+
+    async def create(self, agent_types: Sequence[str], max_uses: int,
+                     ttl: float | None) -> tuple[JoinTokenRecord, str]:
+        """A new token; returns (record, ``id.secret``). The secret is never available again."""
+        ttl = DEFAULT_TTL if ttl is None else ttl
+        if not 0 < ttl <= MAX_TTL:
+            raise InvalidArgument(f"ttl must be more than 0 and at most {int(MAX_TTL // 86400)} days", field="ttl")
+        if not 0 <= max_uses <= MAX_USES:
+            raise InvalidArgument(f"max_uses must be between 0 (unlimited) and {MAX_USES}",
+                                  field="join_token.max_uses")
+        if len(agent_types) > MAX_AGENT_TYPES:
+            raise InvalidArgument(f"at most {MAX_AGENT_TYPES} agent types", field="join_token.agent_types")
+        for index, agent_type in enumerate(agent_types):
+            if not valid_type_name(agent_type):
+                raise InvalidArgument(
+                    f"{agent_type!r} is not an agent type name (a letter, then letters, digits, '_' or '-'; max 63)",
+                    field=f"join_token.agent_types[{index}]")
+        now = time.time()
+        for _ in range(3):  # a clash of random 6-character ids is rare; try again
+            token_id, secret = _random(6), _random(16)
+            record = JoinTokenRecord(id=token_id, digest=digest(secret), agent_types=tuple(dict.fromkeys(agent_types)),
+                                     max_uses=max_uses, uses=0, create_time=now, expire_time=now + ttl)
+            try:
+                await self.storage.call(self.storage.backend.put_join_token, record)
+            except AlreadyExists:
+                continue
+            return record, f"{token_id}.{secret}"
+        raise AlreadyExists("could not pick an unused join token id; try again")
+
+    async def list_tokens(self) -> list[JoinTokenRecord]:
+        """Every token, revoked and expired ones included, oldest first."""
+        return await self.storage.call(self.storage.backend.list_join_tokens)
+
+    async def revoke(self, token_id: str) -> JoinTokenRecord:
+        """Revoke a token (again: no change); agents that joined with it keep their credentials."""
+        record = None
+        if _ID.fullmatch(token_id):
+            record = await self.storage.call(self.storage.backend.revoke_join_token, token_id, time.time())
+        if record is None:
+            raise NotFound(f"join token {name(token_id)!r} does not exist", reason=_NOT_FOUND)
+        return record
+
+    async def redeem(self, token: str, agent_type: str) -> Redemption:
+        """Count one use of ``token`` for an agent of ``agent_type`` and issue that agent's credential.
+
+        Raises:
+            Unauthenticated: malformed, unknown (or wrong secret), revoked or expired token.
+            PermissionDenied: the type is not allowed, or every use is spent.
+
+        The use is counted durably before the credential is stored; should
+        storing it fail (the database went away in between), that use is lost.
+        """
+        parsed = parse(token)
+        if parsed is None:
+            raise Unauthenticated("the join token is malformed (expected ID.SECRET, [a-z0-9]{6}.[a-z0-9]{16})")
+        token_id, secret = parsed
+        record = await self.storage.call(self.storage.backend.get_join_token, token_id)
+        stored = record.digest if record is not None else digest("")  # compare anyway: same timing
+        if not hmac.compare_digest(digest(secret), stored) or record is None:
+            raise Unauthenticated("unknown join token", reason=_NOT_FOUND)
+        now = time.time()
+        self._check(record, agent_type, now)
+        counted = await self.storage.call(self.storage.backend.use_join_token, token_id, now)
+        if counted is None:  # revoked, expired or used up since it was read
+            latest = await self.storage.call(self.storage.backend.get_join_token, token_id) or record
+            self._check(latest, agent_type, now)
+            raise self._exhausted(latest)
+        agent_id = new_agent_id(agent_type)
+        key, credential = await self.access.issue_agent_credential(agent_id, agent_type, name(token_id))
+        return Redemption(token=counted, agent_id=agent_id, key_id=key["id"], credential=credential)
+
+    def _check(self, record: JoinTokenRecord, agent_type: str, now: float) -> None:
+        if record.revoke_time is not None:
+            raise Unauthenticated(f"join token {name(record.id)} was revoked",
+                                  reason="ERROR_REASON_CREDENTIAL_REVOKED")
+        if now >= record.expire_time:
+            raise Unauthenticated(f"join token {name(record.id)} expired", reason="ERROR_REASON_CREDENTIAL_EXPIRED")
+        if not record.allows(agent_type):
+            raise PermissionDenied(
+                f"join token {name(record.id)} does not allow agents of type {agent_type!r} "
+                f"(only {', '.join(record.agent_types)})",
+                metadata={"join_token": name(record.id), "agent_type": agent_type})
+        if record.exhausted():
+            raise self._exhausted(record)
+
+    @staticmethod
+    def _exhausted(record: JoinTokenRecord) -> PermissionDenied:
+        return PermissionDenied(f"join token {name(record.id)} has been used {record.max_uses} of "
+                                f"{record.max_uses} times", metadata={"join_token": name(record.id),
+                                                                      "max_uses": str(record.max_uses)})

@@ -61,6 +61,25 @@ KEEPALIVE_OPTIONS = [
 ]
 SDK_VERSION = "0.1.0"
 _CLOSE = object()
+#: Most results sent in one ``SubtaskResults`` message.
+MAX_RESULT_BATCH = 256
+
+
+def _take_results(first: gw.ConnectRequest, outbox: asyncio.Queue[Any]) -> tuple[gw.ConnectRequest, Any]:
+    """One ``SubtaskResults`` message of ``first`` and the results queued right behind it.
+
+    Returns:
+        The message, and the item that ended the run (to send next), or None.
+    """
+    message = gw.ConnectRequest()
+    results = message.results.results
+    results.append(first.result)
+    while len(results) < MAX_RESULT_BATCH and not outbox.empty():
+        item = outbox.get_nowait()
+        if item is _CLOSE or item.WhichOneof("message") != "result":
+            return message, item
+        results.append(item.result)
+    return message, None
 
 
 def _seconds(d: Any) -> float:
@@ -123,6 +142,7 @@ class Worker:
         self._draining = False
         self._exit_after_drain = False
         self._heartbeat_interval = 5.0
+        self._result_batches = False  # whether the control plane takes SubtaskResults (per stream)
         self._background: set[asyncio.Task[Any]] = set()
         self._state_waiters: dict[int, asyncio.Future[gw.SharedStateResponse]] = {}
         self._state_seq = 0
@@ -183,6 +203,7 @@ class Worker:
         async with channel:
             stub = gw_grpc.AgentGatewayStub(channel)
             self._outbox = asyncio.Queue()
+            self._result_batches = False  # until this stream's Registered says otherwise
             self._outbox.put_nowait(gw.ConnectRequest(register=self._register_msg()))
             call = stub.Connect(self._requests(self._outbox), metadata=metadata)
             heartbeats: asyncio.Task[None] | None = None
@@ -191,6 +212,9 @@ class Worker:
                     kind = response.WhichOneof("message")
                     if kind == "assignment":
                         self._start(response.assignment)
+                    elif kind == "assignments":
+                        for assignment in response.assignments.assignments:
+                            self._start(assignment)
                     elif kind == "committed":
                         for ref in response.committed.refs:
                             self._unacked.pop(f"{ref.subtask}#{ref.lease_epoch}", None)
@@ -227,8 +251,15 @@ class Worker:
                 self.registered.clear()
 
     async def _requests(self, outbox: asyncio.Queue[Any]) -> AsyncIterator[gw.ConnectRequest]:
+        """What the stream sends: the outbox, with results queued back to back sent as one message."""
         while True:
             item = await outbox.get()
+            if (self._result_batches and item is not _CLOSE and not outbox.empty()
+                    and item.WhichOneof("message") == "result"):
+                batch, item = _take_results(item, outbox)
+                yield batch
+                if item is None:
+                    continue
             if item is _CLOSE:
                 return
             yield item
@@ -248,6 +279,7 @@ class Worker:
             hostname=socket.gethostname(),
             pid=os.getpid(),
             launch_id=self.launch_id,
+            accepts_assignment_batches=True,
         )
         if self.join_token and not self.credential:
             reg.join_token = self.join_token
@@ -263,6 +295,7 @@ class Worker:
         if registered.credential:
             self.credential = registered.credential
         self._heartbeat_interval = _seconds(registered.heartbeat_interval) or 5.0
+        self._result_batches = registered.accepts_result_batches
         for ref in registered.revoked:
             self._cancel(ref, "re-leased elsewhere while disconnected")
         for key, message in list(self._unacked.items()):

@@ -41,6 +41,8 @@ log = logging.getLogger(__name__)
 
 _TYPE = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]{0,62}$")
 MAX_CONCURRENCY = 1024
+#: Most assignments sent in one ``Assignments`` message.
+MAX_ASSIGNMENT_BATCH = 256
 
 
 def ref_from_pb(ref: gateway_pb.AssignmentRef) -> Ref | None:
@@ -61,31 +63,51 @@ def ref_to_pb(ref: Ref) -> gateway_pb.AssignmentRef:
     return gateway_pb.AssignmentRef(subtask=ref.subtask_name, attempt=ref.attempt, lease_epoch=ref.lease_epoch)
 
 
+def assignment_to_pb(command: Assign) -> gateway_pb.Assignment:
+    """The wire message of an assignment."""
+    msg = gateway_pb.Assignment(
+        ref=ref_to_pb(command.ref),
+        task=f"tasks/{command.ref.task_id}",
+        title=command.title,
+        instructions=command.instructions,
+        capability=command.capability,
+        kind=int(command.kind),
+        task_description=command.task_description,
+        context=command.context,
+        constraints=command.constraints,
+        metadata=command.metadata,
+        inputs=command.inputs,
+        deadline=convert.timestamp(command.deadline),
+        lease_ttl=convert.duration(command.lease_ttl),
+        priority=int(command.priority),
+        remaining_budget=messages_pb.Budget(
+            max_total_tokens=command.max_total_tokens, max_cost_micros=command.max_cost_micros
+        ),
+    )
+    if command.resume_checkpoint is not None:
+        msg.resume_checkpoint = command.resume_checkpoint
+    return msg
+
+
+def take_assignments(first: Assign, outbox: asyncio.Queue[Any]) -> tuple[list[Assign], Any]:
+    """``first`` and the assignments queued right behind it (up to :data:`MAX_ASSIGNMENT_BATCH`).
+
+    Returns:
+        The assignments, and the command that ended the run (to send next), or None.
+    """
+    batch = [first]
+    while len(batch) < MAX_ASSIGNMENT_BATCH and not outbox.empty():
+        command = outbox.get_nowait()
+        if not isinstance(command, Assign):
+            return batch, command
+        batch.append(command)
+    return batch, None
+
+
 def command_to_pb(command: Any) -> gateway_pb.ConnectResponse:
     """The wire message of an engine command."""
     if isinstance(command, Assign):
-        msg = gateway_pb.Assignment(
-            ref=ref_to_pb(command.ref),
-            task=f"tasks/{command.ref.task_id}",
-            title=command.title,
-            instructions=command.instructions,
-            capability=command.capability,
-            kind=int(command.kind),
-            task_description=command.task_description,
-            context=command.context,
-            constraints=command.constraints,
-            metadata=command.metadata,
-            inputs=command.inputs,
-            deadline=convert.timestamp(command.deadline),
-            lease_ttl=convert.duration(command.lease_ttl),
-            priority=int(command.priority),
-            remaining_budget=messages_pb.Budget(
-                max_total_tokens=command.max_total_tokens, max_cost_micros=command.max_cost_micros
-            ),
-        )
-        if command.resume_checkpoint is not None:
-            msg.resume_checkpoint = command.resume_checkpoint
-        return gateway_pb.ConnectResponse(assignment=msg)
+        return gateway_pb.ConnectResponse(assignment=assignment_to_pb(command))
     if isinstance(command, Ack):
         reason = errors_pb.ErrorReason.Value(command.reason) if command.reason else 0
         ack = gateway_pb.ReportAck(accepted=command.accepted, reason=reason, message=command.message,
@@ -213,13 +235,21 @@ class GatewayServicer(gateway_grpc.AgentGatewayServicer):
                 revoked=[ref_to_pb(r) for r in registration.revoked],
                 server_version=__version__,
                 replica=registration.replica,
+                accepts_result_batches=True,
             )
         )
         reader = asyncio.get_running_loop().create_task(self._read(request_iterator, session))
         try:
             outbox = session.outbox
+            batching = reg.accepts_assignment_batches
             while True:
                 command = await outbox.get()
+                if batching and isinstance(command, Assign) and not outbox.empty():
+                    batch, command = take_assignments(command, outbox)
+                    yield gateway_pb.ConnectResponse(
+                        assignments=gateway_pb.Assignments(assignments=[assignment_to_pb(a) for a in batch]))
+                    if command is None:
+                        continue
                 if command is END_OF_STREAM:
                     break
                 yield command_to_pb(command)
@@ -247,6 +277,15 @@ class GatewayServicer(gateway_grpc.AgentGatewayServicer):
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
+    def _result(self, session: AgentSession, result: gateway_pb.SubtaskResult) -> None:
+        ref = ref_from_pb(result.ref)
+        if ref is None:
+            session.send(_bad_ref(result.ref))
+            return
+        self.engine.report_result(session, ref, result.output,
+                                  [convert.artifact_from_pb(a) for a in result.artifacts],
+                                  convert.usage_from_pb(result.usage))
+
     async def _read(self, requests: AsyncIterator[gateway_pb.ConnectRequest], session: AgentSession) -> None:
         engine = self.engine
         try:
@@ -259,15 +298,10 @@ class GatewayServicer(gateway_grpc.AgentGatewayServicer):
                     engine.heartbeat(session, [r for r in map(ref_from_pb, hb.running) if r], hb.draining,
                                      hb.free_slots)
                 elif kind == "result":
-                    ref = ref_from_pb(msg.result.ref)
-                    if ref is None:
-                        session.send(_bad_ref(msg.result.ref))
-                        continue
-                    engine.report_result(
-                        session, ref, msg.result.output,
-                        [convert.artifact_from_pb(a) for a in msg.result.artifacts],
-                        convert.usage_from_pb(msg.result.usage),
-                    )
+                    self._result(session, msg.result)
+                elif kind == "results":
+                    for result in msg.results.results:
+                        self._result(session, result)
                 elif kind == "failure":
                     ref = ref_from_pb(msg.failure.ref)
                     if ref is None:

@@ -106,7 +106,7 @@ def test_bad_parameters_are_refused(rate: float, burst: float) -> None:
 def test_limits_from_settings_zero_turns_a_limit_off(tmp_path: Path) -> None:
     defaults = CallLimits.from_settings(make_settings(tmp_path))
     assert defaults is not None and defaults.per_principal is not None and defaults.failed_auth is not None
-    assert (defaults.per_principal.rate, defaults.per_principal.burst) == (1000.0, 2000.0)
+    assert (defaults.per_principal.rate, defaults.per_principal.burst) == (5000.0, 10000.0)
     only_auth = CallLimits.from_settings(make_settings(tmp_path, **{"security.rate_limit.burst": 0}))
     assert only_auth is not None and only_auth.per_principal is None and only_auth.failed_auth is not None
     assert CallLimits.from_settings(make_settings(tmp_path, **{

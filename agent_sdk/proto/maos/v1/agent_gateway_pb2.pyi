@@ -15,7 +15,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class ConnectRequest(_message.Message):
-    __slots__ = ("register", "heartbeat", "progress", "output", "result", "failure", "vote", "logs", "state")
+    __slots__ = ("register", "heartbeat", "progress", "output", "result", "failure", "vote", "logs", "state", "results")
     REGISTER_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
     PROGRESS_FIELD_NUMBER: _ClassVar[int]
@@ -25,6 +25,7 @@ class ConnectRequest(_message.Message):
     VOTE_FIELD_NUMBER: _ClassVar[int]
     LOGS_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
     register: Register
     heartbeat: Heartbeat
     progress: Progress
@@ -34,10 +35,11 @@ class ConnectRequest(_message.Message):
     vote: CastVote
     logs: AgentLogs
     state: SharedStateRequest
-    def __init__(self, register: _Optional[_Union[Register, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ..., output: _Optional[_Union[OutputChunk, _Mapping]] = ..., result: _Optional[_Union[SubtaskResult, _Mapping]] = ..., failure: _Optional[_Union[SubtaskFailure, _Mapping]] = ..., vote: _Optional[_Union[CastVote, _Mapping]] = ..., logs: _Optional[_Union[AgentLogs, _Mapping]] = ..., state: _Optional[_Union[SharedStateRequest, _Mapping]] = ...) -> None: ...
+    results: SubtaskResults
+    def __init__(self, register: _Optional[_Union[Register, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ..., output: _Optional[_Union[OutputChunk, _Mapping]] = ..., result: _Optional[_Union[SubtaskResult, _Mapping]] = ..., failure: _Optional[_Union[SubtaskFailure, _Mapping]] = ..., vote: _Optional[_Union[CastVote, _Mapping]] = ..., logs: _Optional[_Union[AgentLogs, _Mapping]] = ..., state: _Optional[_Union[SharedStateRequest, _Mapping]] = ..., results: _Optional[_Union[SubtaskResults, _Mapping]] = ...) -> None: ...
 
 class ConnectResponse(_message.Message):
-    __slots__ = ("registered", "assignment", "cancel", "vote_request", "drain", "pause", "resume", "ack", "state", "committed")
+    __slots__ = ("registered", "assignment", "cancel", "vote_request", "drain", "pause", "resume", "ack", "state", "committed", "assignments")
     REGISTERED_FIELD_NUMBER: _ClassVar[int]
     ASSIGNMENT_FIELD_NUMBER: _ClassVar[int]
     CANCEL_FIELD_NUMBER: _ClassVar[int]
@@ -48,6 +50,7 @@ class ConnectResponse(_message.Message):
     ACK_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     COMMITTED_FIELD_NUMBER: _ClassVar[int]
+    ASSIGNMENTS_FIELD_NUMBER: _ClassVar[int]
     registered: Registered
     assignment: Assignment
     cancel: Cancel
@@ -58,7 +61,8 @@ class ConnectResponse(_message.Message):
     ack: ReportAck
     state: SharedStateResponse
     committed: Committed
-    def __init__(self, registered: _Optional[_Union[Registered, _Mapping]] = ..., assignment: _Optional[_Union[Assignment, _Mapping]] = ..., cancel: _Optional[_Union[Cancel, _Mapping]] = ..., vote_request: _Optional[_Union[VoteRequest, _Mapping]] = ..., drain: _Optional[_Union[Drain, _Mapping]] = ..., pause: _Optional[_Union[Pause, _Mapping]] = ..., resume: _Optional[_Union[Resume, _Mapping]] = ..., ack: _Optional[_Union[ReportAck, _Mapping]] = ..., state: _Optional[_Union[SharedStateResponse, _Mapping]] = ..., committed: _Optional[_Union[Committed, _Mapping]] = ...) -> None: ...
+    assignments: Assignments
+    def __init__(self, registered: _Optional[_Union[Registered, _Mapping]] = ..., assignment: _Optional[_Union[Assignment, _Mapping]] = ..., cancel: _Optional[_Union[Cancel, _Mapping]] = ..., vote_request: _Optional[_Union[VoteRequest, _Mapping]] = ..., drain: _Optional[_Union[Drain, _Mapping]] = ..., pause: _Optional[_Union[Pause, _Mapping]] = ..., resume: _Optional[_Union[Resume, _Mapping]] = ..., ack: _Optional[_Union[ReportAck, _Mapping]] = ..., state: _Optional[_Union[SharedStateResponse, _Mapping]] = ..., committed: _Optional[_Union[Committed, _Mapping]] = ..., assignments: _Optional[_Union[Assignments, _Mapping]] = ...) -> None: ...
 
 class AssignmentRef(_message.Message):
     __slots__ = ("subtask", "attempt", "lease_epoch")
@@ -71,7 +75,7 @@ class AssignmentRef(_message.Message):
     def __init__(self, subtask: _Optional[str] = ..., attempt: _Optional[int] = ..., lease_epoch: _Optional[int] = ...) -> None: ...
 
 class Register(_message.Message):
-    __slots__ = ("agent_type", "capabilities", "max_concurrency", "labels", "language", "sdk_version", "hostname", "pid", "resume", "join_token", "launch_id")
+    __slots__ = ("agent_type", "capabilities", "max_concurrency", "labels", "language", "sdk_version", "hostname", "pid", "resume", "join_token", "launch_id", "accepts_assignment_batches")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -90,6 +94,7 @@ class Register(_message.Message):
     RESUME_FIELD_NUMBER: _ClassVar[int]
     JOIN_TOKEN_FIELD_NUMBER: _ClassVar[int]
     LAUNCH_ID_FIELD_NUMBER: _ClassVar[int]
+    ACCEPTS_ASSIGNMENT_BATCHES_FIELD_NUMBER: _ClassVar[int]
     agent_type: str
     capabilities: _containers.RepeatedScalarFieldContainer[str]
     max_concurrency: int
@@ -101,7 +106,8 @@ class Register(_message.Message):
     resume: ResumeSession
     join_token: str
     launch_id: str
-    def __init__(self, agent_type: _Optional[str] = ..., capabilities: _Optional[_Iterable[str]] = ..., max_concurrency: _Optional[int] = ..., labels: _Optional[_Mapping[str, str]] = ..., language: _Optional[str] = ..., sdk_version: _Optional[str] = ..., hostname: _Optional[str] = ..., pid: _Optional[int] = ..., resume: _Optional[_Union[ResumeSession, _Mapping]] = ..., join_token: _Optional[str] = ..., launch_id: _Optional[str] = ...) -> None: ...
+    accepts_assignment_batches: bool
+    def __init__(self, agent_type: _Optional[str] = ..., capabilities: _Optional[_Iterable[str]] = ..., max_concurrency: _Optional[int] = ..., labels: _Optional[_Mapping[str, str]] = ..., language: _Optional[str] = ..., sdk_version: _Optional[str] = ..., hostname: _Optional[str] = ..., pid: _Optional[int] = ..., resume: _Optional[_Union[ResumeSession, _Mapping]] = ..., join_token: _Optional[str] = ..., launch_id: _Optional[str] = ..., accepts_assignment_batches: _Optional[bool] = ...) -> None: ...
 
 class ResumeSession(_message.Message):
     __slots__ = ("agent", "session_id", "assignments")
@@ -114,7 +120,7 @@ class ResumeSession(_message.Message):
     def __init__(self, agent: _Optional[str] = ..., session_id: _Optional[str] = ..., assignments: _Optional[_Iterable[_Union[AssignmentRef, _Mapping]]] = ...) -> None: ...
 
 class Registered(_message.Message):
-    __slots__ = ("agent", "session_id", "heartbeat_interval", "lease_ttl", "credential", "resumed", "revoked", "server_version", "replica")
+    __slots__ = ("agent", "session_id", "heartbeat_interval", "lease_ttl", "credential", "resumed", "revoked", "server_version", "replica", "accepts_result_batches")
     AGENT_FIELD_NUMBER: _ClassVar[int]
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_INTERVAL_FIELD_NUMBER: _ClassVar[int]
@@ -124,6 +130,7 @@ class Registered(_message.Message):
     REVOKED_FIELD_NUMBER: _ClassVar[int]
     SERVER_VERSION_FIELD_NUMBER: _ClassVar[int]
     REPLICA_FIELD_NUMBER: _ClassVar[int]
+    ACCEPTS_RESULT_BATCHES_FIELD_NUMBER: _ClassVar[int]
     agent: str
     session_id: str
     heartbeat_interval: _duration_pb2.Duration
@@ -133,7 +140,8 @@ class Registered(_message.Message):
     revoked: _containers.RepeatedCompositeFieldContainer[AssignmentRef]
     server_version: str
     replica: str
-    def __init__(self, agent: _Optional[str] = ..., session_id: _Optional[str] = ..., heartbeat_interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., lease_ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., credential: _Optional[str] = ..., resumed: _Optional[_Iterable[_Union[AssignmentRef, _Mapping]]] = ..., revoked: _Optional[_Iterable[_Union[AssignmentRef, _Mapping]]] = ..., server_version: _Optional[str] = ..., replica: _Optional[str] = ...) -> None: ...
+    accepts_result_batches: bool
+    def __init__(self, agent: _Optional[str] = ..., session_id: _Optional[str] = ..., heartbeat_interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., lease_ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., credential: _Optional[str] = ..., resumed: _Optional[_Iterable[_Union[AssignmentRef, _Mapping]]] = ..., revoked: _Optional[_Iterable[_Union[AssignmentRef, _Mapping]]] = ..., server_version: _Optional[str] = ..., replica: _Optional[str] = ..., accepts_result_batches: _Optional[bool] = ...) -> None: ...
 
 class Heartbeat(_message.Message):
     __slots__ = ("running", "free_slots", "draining")
@@ -180,6 +188,12 @@ class SubtaskResult(_message.Message):
     usage: _messages_pb2.TokenUsage
     request_id: str
     def __init__(self, ref: _Optional[_Union[AssignmentRef, _Mapping]] = ..., output: _Optional[str] = ..., artifacts: _Optional[_Iterable[_Union[_messages_pb2.Artifact, _Mapping]]] = ..., usage: _Optional[_Union[_messages_pb2.TokenUsage, _Mapping]] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class SubtaskResults(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[SubtaskResult]
+    def __init__(self, results: _Optional[_Iterable[_Union[SubtaskResult, _Mapping]]] = ...) -> None: ...
 
 class SubtaskFailure(_message.Message):
     __slots__ = ("ref", "message", "retryable", "retry_after", "error_type", "usage")
@@ -272,6 +286,12 @@ class SharedStateResponse(_message.Message):
     error: _errors_pb2.ErrorReason
     error_message: str
     def __init__(self, request_id: _Optional[int] = ..., found: _Optional[bool] = ..., value: _Optional[bytes] = ..., version: _Optional[int] = ..., error: _Optional[_Union[_errors_pb2.ErrorReason, str]] = ..., error_message: _Optional[str] = ...) -> None: ...
+
+class Assignments(_message.Message):
+    __slots__ = ("assignments",)
+    ASSIGNMENTS_FIELD_NUMBER: _ClassVar[int]
+    assignments: _containers.RepeatedCompositeFieldContainer[Assignment]
+    def __init__(self, assignments: _Optional[_Iterable[_Union[Assignment, _Mapping]]] = ...) -> None: ...
 
 class Assignment(_message.Message):
     __slots__ = ("ref", "task", "title", "instructions", "capability", "kind", "task_description", "context", "constraints", "metadata", "inputs", "resume_checkpoint", "deadline", "lease_ttl", "remaining_budget", "priority")

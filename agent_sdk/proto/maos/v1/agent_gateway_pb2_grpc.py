@@ -56,6 +56,13 @@ class AgentGatewayStub:
     `VoteRequest`, `Drain` (finish or checkpoint in-flight work, take no
     more, then close the stream), `Pause` and `Resume`.
 
+    Batching (optional, for agents that run many short assignments): an agent
+    that sets `Register.accepts_assignment_batches` may get several assignments
+    in one `Assignments` message, and when `Registered.accepts_result_batches`
+    is set it may send several results in one `SubtaskResults` message. Each
+    is handled exactly like that many single messages, in order. An agent that
+    sets neither sees only single messages.
+
     Reconnecting: an agent whose stream breaks reconnects with jittered
     backoff and sends `Register` with `resume` set; assignments whose leases
     have not expired stay with it (listed in `Registered.resumed`).
@@ -108,6 +115,13 @@ class AgentGatewayServicer:
     5. The control plane may send `Cancel` (stop one assignment now),
     `VoteRequest`, `Drain` (finish or checkpoint in-flight work, take no
     more, then close the stream), `Pause` and `Resume`.
+
+    Batching (optional, for agents that run many short assignments): an agent
+    that sets `Register.accepts_assignment_batches` may get several assignments
+    in one `Assignments` message, and when `Registered.accepts_result_batches`
+    is set it may send several results in one `SubtaskResults` message. Each
+    is handled exactly like that many single messages, in order. An agent that
+    sets neither sees only single messages.
 
     Reconnecting: an agent whose stream breaks reconnects with jittered
     backoff and sends `Register` with `resume` set; assignments whose leases
@@ -181,6 +195,13 @@ class AgentGateway:
     5. The control plane may send `Cancel` (stop one assignment now),
     `VoteRequest`, `Drain` (finish or checkpoint in-flight work, take no
     more, then close the stream), `Pause` and `Resume`.
+
+    Batching (optional, for agents that run many short assignments): an agent
+    that sets `Register.accepts_assignment_batches` may get several assignments
+    in one `Assignments` message, and when `Registered.accepts_result_batches`
+    is set it may send several results in one `SubtaskResults` message. Each
+    is handled exactly like that many single messages, in order. An agent that
+    sets neither sees only single messages.
 
     Reconnecting: an agent whose stream breaks reconnects with jittered
     backoff and sends `Register` with `resume` set; assignments whose leases

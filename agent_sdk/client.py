@@ -49,6 +49,7 @@ from agent_sdk.proto.maos.v1 import system_service_pb2 as system_pb
 from agent_sdk.proto.maos.v1 import system_service_pb2_grpc as system_grpc
 from agent_sdk.proto.maos.v1 import task_service_pb2 as tasks_pb
 from agent_sdk.proto.maos.v1 import task_service_pb2_grpc as tasks_grpc
+from agent_sdk.submitter import TaskSubmitter
 from agent_sdk.tls import server_name_options
 
 __all__ = ["Client", "MaosRpcError", "SERVICE_CONFIG", "TERMINAL_TASK_STATUSES", "agent_name", "build_task",
@@ -277,6 +278,14 @@ class Client:
         response = await self.tasks.SubmitTask(
             tasks_pb.SubmitTaskRequest(task=message, request_id=request_id or str(uuid.uuid4())))
         return response.task
+
+    def submitter(self) -> TaskSubmitter:
+        """A :class:`~agent_sdk.submitter.TaskSubmitter`: many submits in flight on one stream.
+
+        Use it as ``async with client.submitter() as submitter: await submitter.submit(...)``;
+        each submit is answered like :meth:`submit_task`, at a fraction of the cost per task.
+        """
+        return TaskSubmitter(tasks_grpc.TaskServiceStub(self.channel), self._metadata, build_task)
 
     async def batch_submit(self, tasks: Sequence[msgs.Task | Mapping[str, Any]], *,
                            request_id: str | None = None) -> list[msgs.Task]:

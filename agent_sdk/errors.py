@@ -7,6 +7,8 @@ and :class:`PermanentError` (or any other exception) for the rest.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class AgentError(Exception):
     """Base of errors raised by agent handlers."""
@@ -177,3 +179,14 @@ def from_rpc_error(exc: grpc.aio.AioRpcError | grpc.RpcError) -> MaosRpcError:
     cls = _ERROR_FOR_CODE.get(code, MaosRpcError)
     return cls(message, code=code, reason=reason, field_violations=violations, retry_delay=retry_delay,
                metadata=metadata)
+
+
+def from_submit_error(error: Any) -> MaosRpcError:
+    """The :class:`MaosRpcError` subclass of a refused request on a submit stream (``maos.v1.SubmitError``)."""
+    from agent_sdk.proto.maos.v1 import errors_pb2
+
+    code = next((c for c in grpc.StatusCode if c.value[0] == error.code), grpc.StatusCode.UNKNOWN)
+    reason = errors_pb2.ErrorReason.Name(error.reason) if error.reason in errors_pb2.ErrorReason.values() else ""
+    cls = _ERROR_FOR_CODE.get(code, MaosRpcError)
+    return cls(error.message or code.name, code=code, reason="" if error.reason == 0 else reason,
+               field_violations=[(v.field, v.description) for v in error.field_violations])

@@ -1,12 +1,18 @@
 """Throughput: N no-op tasks from one client on 2 agent processes, first submit to last result.
 
 Workload: one client submits ``--tasks`` tasks (each a single no-op
-subtask) with up to ``--inflight`` SubmitTask calls in flight, against a
-control plane process with 2 ``noop`` agent processes. The clock runs from
-the first submit to the moment every task is COMPLETED in the database
-(polled with GetStatus). Storage: SQLite (default) or ``--database-url``.
+subtask) against a control plane process with 2 ``noop`` agent processes,
+with access control on (an admin key). The clock runs from the first submit
+to the moment every task is COMPLETED in the database (polled with
+GetStatus). Storage: SQLite (default) or ``--database-url``. How the client
+submits (``--mode``):
 
-    python benchmarks/throughput.py [--tasks 10000] [--database-url postgresql://...]
+* ``unary``: one SubmitTask call per task, ``--inflight`` calls at once;
+* ``stream``: one task per message on a single StreamSubmitTasks stream
+  (each answered like SubmitTask), ``--inflight`` unanswered at once;
+* ``batch``: BatchSubmitTasks calls of ``--batch`` tasks, ``--inflight`` at once.
+
+    python benchmarks/throughput.py [--mode unary|stream|batch] [--tasks 10000] [--database-url postgresql://...]
 """
 
 from __future__ import annotations
@@ -26,17 +32,18 @@ from agent_sdk.proto.maos.v1 import task_service_pb2 as t  # noqa: E402
 from benchmarks._common import control_plane, cpu_report, cpu_seconds, tasks_stub  # noqa: E402
 
 
-async def run(tasks: int, inflight: int, database_url: str, batch: int) -> None:
+async def run(tasks: int, inflight: int, database_url: str, mode: str, batch: int) -> None:
     async with control_plane("noop=2", database_url, agents=2) as bench:
         stub, system = tasks_stub(bench.channel), system_grpc.SystemServiceStub(bench.channel)
         md = bench.metadata
         request = t.SubmitTaskRequest(task=m.Task(description="no-op", task_type="noop"))
+        streamed = t.StreamSubmitTasksRequest(task=request.task)
         submitted = 0
 
         async def submitter() -> None:
             nonlocal submitted
             while submitted < tasks:
-                if batch > 1:
+                if mode == "batch":
                     n = min(batch, tasks - submitted)
                     submitted += n
                     await stub.BatchSubmitTasks(t.BatchSubmitTasksRequest(requests=[request] * n), metadata=md, timeout=30)
@@ -44,9 +51,29 @@ async def run(tasks: int, inflight: int, database_url: str, batch: int) -> None:
                     submitted += 1
                     await stub.SubmitTask(request, metadata=md, timeout=30)
 
+        async def streamer() -> None:
+            call = stub.StreamSubmitTasks(metadata=md, timeout=120)
+            window = asyncio.Semaphore(inflight)
+
+            async def write() -> None:
+                for _ in range(tasks):
+                    await window.acquire()
+                    await call.write(streamed)
+                await call.done_writing()
+
+            writer = asyncio.create_task(write())
+            async for response in call:
+                if response.WhichOneof("outcome") != "task":
+                    raise RuntimeError(f"a submit was refused: {response.error}")
+                window.release()
+            await writer
+
         cpu_before, client_before = cpu_seconds(bench.pid), time.process_time()
         started = time.perf_counter()
-        await asyncio.gather(*(submitter() for _ in range(inflight)))
+        if mode == "stream":
+            await streamer()
+        else:
+            await asyncio.gather(*(submitter() for _ in range(inflight)))
         submit_done = time.perf_counter()
         while True:
             status = await system.GetStatus(system_pb.GetStatusRequest(), metadata=md, timeout=10)
@@ -59,7 +86,8 @@ async def run(tasks: int, inflight: int, database_url: str, batch: int) -> None:
         finished = time.perf_counter()
         cpu = cpu_report(cpu_before, cpu_seconds(bench.pid), time.process_time() - client_before, tasks, "task")
     backend = "postgresql" if database_url else "sqlite"
-    how = f"BatchSubmitTasks of {batch}" if batch > 1 else "SubmitTask"
+    how = {"batch": f"BatchSubmitTasks of {batch}", "stream": "StreamSubmitTasks, one task per message",
+           "unary": "SubmitTask"}[mode]
     print(f"workload: {tasks} no-op tasks, 1 client ({how}, {inflight} calls in flight), "
           f"2 noop agent processes, {backend}")
     print(f"submit phase: {submit_done - started:.2f} s ({tasks / (submit_done - started):.0f} submits/s)")
@@ -70,11 +98,12 @@ async def run(tasks: int, inflight: int, database_url: str, batch: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", type=int, default=10_000)
-    parser.add_argument("--inflight", type=int, default=64)
+    parser.add_argument("--mode", choices=["unary", "stream", "batch"], default="unary")
+    parser.add_argument("--inflight", type=int, default=64, help="calls (or stream messages) unanswered at once")
     parser.add_argument("--database-url", default="")
-    parser.add_argument("--batch", type=int, default=1, help="tasks per BatchSubmitTasks call (1: SubmitTask)")
+    parser.add_argument("--batch", type=int, default=100, help="tasks per BatchSubmitTasks call (--mode batch)")
     args = parser.parse_args()
-    asyncio.run(run(args.tasks, args.inflight, args.database_url, args.batch))
+    asyncio.run(run(args.tasks, args.inflight, args.database_url, args.mode, args.batch))
 
 
 if __name__ == "__main__":

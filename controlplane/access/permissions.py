@@ -21,7 +21,7 @@ _T, _A, _S, _C = "/maos.v1.TaskService/", "/maos.v1.AgentService/", "/maos.v1.Sy
 _X, _U = "/maos.v1.AccessService/", "/maos.v1.AuditService/"
 
 METHOD_PERMISSIONS: dict[str, str] = {
-    _T + "SubmitTask": "task:submit", _T + "BatchSubmitTasks": "task:submit",
+    **{_T + m: "task:submit" for m in ("SubmitTask", "BatchSubmitTasks", "StreamSubmitTasks")},
     **{_T + m: "task:view" for m in ("GetTask", "ListTasks", "GetTaskResults", "AnalyzeTask", "WatchTask")},
     _T + "CancelTask": "task:cancel", _T + "RetryTask": "task:update", _T + "UpdateTask": "task:update",
     **{_A + m: "agent:view" for m in ("ListAgents", "GetAgent", "ListAgentTypes")},

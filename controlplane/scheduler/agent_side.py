@@ -45,9 +45,13 @@ log = logging.getLogger(__name__)
 
 MAX_STATE_KEY = 256
 MAX_STATE_VALUE = 1024 * 1024
-APPLIED_MEMORY = 100_000
+APPLIED_MEMORY = 100_000  # results remembered (task, subtask -> epoch) to acknowledge late duplicates
 HOUSEKEEPING_EVERY = 60  # sweeps
-FORGET_AGENTS_AFTER = 86400.0  # seconds after an agent left  # results remembered (task, subtask -> epoch) to acknowledge late duplicates
+FORGET_AGENTS_AFTER = 86400.0  # seconds after an agent left
+#: Durable reports acknowledged within this many seconds share one Committed message ...
+ACK_GATHER = 0.02
+#: ... of at most this many refs.
+MAX_ACK_REFS = 512
 
 
 class AgentSide:
@@ -241,13 +245,35 @@ class AgentSide:
             session.send(ack)
 
     def _ack_when_durable(self, session: AgentSession, ref: Ref) -> None:
-        """Tell the agent, in one message per commit, which of its reports are durable."""
+        """Tell the agent which of its reports are durable, once they are.
+
+        Acknowledgements only let an agent forget reports it would otherwise
+        send again after a reconnect; nothing waits on them. So those made
+        durable within :data:`ACK_GATHER` seconds share one Committed message
+        (up to :data:`MAX_ACK_REFS` refs), saving a message per report under load.
+        """
         generation = self.committer.generation_id
         if session.ack_generation != generation:
             refs: list[Ref] = []
             session.ack_generation, session.ack_refs = generation, refs
-            self.committer.after_commit(lambda: session.send(Committed(refs)))
+            self.committer.after_commit(lambda: self._durable(session, refs))
         session.ack_refs.append(ref)
+
+    def _durable(self, session: AgentSession, refs: list[Ref]) -> None:
+        session.durable_refs.extend(refs)
+        if len(session.durable_refs) >= MAX_ACK_REFS:
+            self._send_acks(session)
+        elif session.ack_timer is None and not session.closed:
+            session.ack_timer = self._loop.call_later(ACK_GATHER, self._send_acks, session)  # type: ignore[union-attr]
+
+    @staticmethod
+    def _send_acks(session: AgentSession) -> None:
+        if session.ack_timer is not None:
+            session.ack_timer.cancel()
+            session.ack_timer = None
+        refs, session.durable_refs = session.durable_refs, []
+        if refs:
+            session.send(Committed(refs))
 
     async def shared_state(
         self,

@@ -31,6 +31,9 @@ class AgentSession:
         # Reports waiting for the commit of generation ``ack_generation``.
         self.ack_generation = -1
         self.ack_refs: list[Any] = []
+        # Reports already durable, gathered into the next Committed message.
+        self.durable_refs: list[Any] = []
+        self.ack_timer: asyncio.TimerHandle | None = None
 
     @property
     def id(self) -> str:
@@ -53,6 +56,9 @@ class AgentSession:
         """End the stream serving this session (a newer stream replaced it, or the agent left)."""
         if not self.closed:
             self.closed = True
+            if self.ack_timer is not None:
+                self.ack_timer.cancel()
+                self.ack_timer = None
             self.outbox.put_nowait(END_OF_STREAM)
 
     def assigned(self) -> None:

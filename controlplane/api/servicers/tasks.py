@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import AsyncIterator
 
@@ -10,6 +11,7 @@ import grpc
 from controlplane.api import convert
 from controlplane.access.permissions import VIEW_ALL_TASKS
 from controlplane.api.context import caller_may, current_principal
+from controlplane.api.errors import submit_error
 from controlplane.api.paging import PageTokens, page_size
 from controlplane.api.pb import enums_pb, messages_pb, tasks_grpc, tasks_pb
 from controlplane.config import Settings
@@ -20,6 +22,8 @@ from controlplane.scheduler.engine import Engine
 from controlplane.storage.base import TaskQuery
 
 MAX_BATCH = 1000
+#: Requests of one submit stream handled at once; the stream reads no more until one is answered.
+MAX_STREAM_IN_FLIGHT = 1024
 UPDATABLE = {"priority", "max_agents"}
 
 
@@ -70,6 +74,48 @@ class TaskServicer(tasks_grpc.TaskServiceServicer):
         )
         task = outcome[0].task
         return tasks_pb.SubmitTaskResponse(task=convert.task_to_pb(task, self.engine.explain(task)))
+
+    async def _submit_one(self, request: tasks_pb.StreamSubmitTasksRequest,
+                          principal: str) -> tasks_pb.StreamSubmitTasksResponse:
+        """One request of a submit stream, answered like SubmitTask (errors become a SubmitError)."""
+        try:
+            validate_request_id(request.request_id)
+            task = self._new_task(request.task, "task")
+            outcome = await self.engine.submit(
+                [task], principal=principal, request_id=request.request_id,
+                # the same hash as the SubmitTask request with the same fields, so a
+                # request retried through either is one submission
+                request_hash=request_hash(request) if request.request_id else "",
+            )
+        except Exception as exc:  # one refused request must not end the stream
+            return tasks_pb.StreamSubmitTasksResponse(error=submit_error(exc))
+        task = outcome[0].task
+        return tasks_pb.StreamSubmitTasksResponse(task=convert.task_to_pb(task, self.engine.explain(task)))
+
+    async def StreamSubmitTasks(self, request_iterator: AsyncIterator[tasks_pb.StreamSubmitTasksRequest],
+                                context: grpc.aio.ServicerContext) -> AsyncIterator[tasks_pb.StreamSubmitTasksResponse]:
+        principal = current_principal()
+        loop = asyncio.get_running_loop()
+        in_flight = asyncio.Semaphore(MAX_STREAM_IN_FLIGHT)
+        answers: asyncio.Queue[asyncio.Task[tasks_pb.StreamSubmitTasksResponse] | None] = asyncio.Queue()
+
+        async def read() -> None:
+            try:
+                async for request in request_iterator:
+                    await in_flight.acquire()
+                    answers.put_nowait(loop.create_task(self._submit_one(request, principal)))
+            finally:
+                answers.put_nowait(None)
+
+        reader = loop.create_task(read())
+        try:
+            while (answer := await answers.get()) is not None:
+                response = await answer
+                in_flight.release()
+                yield response
+            await reader  # a broken request stream ends the call with its error
+        finally:
+            reader.cancel()
 
     async def BatchSubmitTasks(self, request: tasks_pb.BatchSubmitTasksRequest, context: grpc.aio.ServicerContext) -> tasks_pb.BatchSubmitTasksResponse:
         validate_request_id(request.request_id)

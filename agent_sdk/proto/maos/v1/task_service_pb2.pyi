@@ -4,6 +4,7 @@ import datetime
 from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from . import enums_pb2 as _enums_pb2
+from . import errors_pb2 as _errors_pb2
 from . import messages_pb2 as _messages_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
@@ -26,6 +27,42 @@ class SubmitTaskResponse(_message.Message):
     TASK_FIELD_NUMBER: _ClassVar[int]
     task: _messages_pb2.Task
     def __init__(self, task: _Optional[_Union[_messages_pb2.Task, _Mapping]] = ...) -> None: ...
+
+class StreamSubmitTasksRequest(_message.Message):
+    __slots__ = ("task", "request_id")
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    task: _messages_pb2.Task
+    request_id: str
+    def __init__(self, task: _Optional[_Union[_messages_pb2.Task, _Mapping]] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class StreamSubmitTasksResponse(_message.Message):
+    __slots__ = ("task", "error")
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    task: _messages_pb2.Task
+    error: SubmitError
+    def __init__(self, task: _Optional[_Union[_messages_pb2.Task, _Mapping]] = ..., error: _Optional[_Union[SubmitError, _Mapping]] = ...) -> None: ...
+
+class SubmitError(_message.Message):
+    __slots__ = ("code", "reason", "message", "field_violations")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    FIELD_VIOLATIONS_FIELD_NUMBER: _ClassVar[int]
+    code: int
+    reason: _errors_pb2.ErrorReason
+    message: str
+    field_violations: _containers.RepeatedCompositeFieldContainer[FieldViolation]
+    def __init__(self, code: _Optional[int] = ..., reason: _Optional[_Union[_errors_pb2.ErrorReason, str]] = ..., message: _Optional[str] = ..., field_violations: _Optional[_Iterable[_Union[FieldViolation, _Mapping]]] = ...) -> None: ...
+
+class FieldViolation(_message.Message):
+    __slots__ = ("field", "description")
+    FIELD_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    field: str
+    description: str
+    def __init__(self, field: _Optional[str] = ..., description: _Optional[str] = ...) -> None: ...
 
 class BatchSubmitTasksRequest(_message.Message):
     __slots__ = ("requests", "request_id")

@@ -50,6 +50,11 @@ class TaskServiceStub:
                 request_serializer=maos_dot_v1_dot_task__service__pb2.BatchSubmitTasksRequest.SerializeToString,
                 response_deserializer=maos_dot_v1_dot_task__service__pb2.BatchSubmitTasksResponse.FromString,
                 _registered_method=True)
+        self.StreamSubmitTasks = channel.stream_stream(
+                '/maos.v1.TaskService/StreamSubmitTasks',
+                request_serializer=maos_dot_v1_dot_task__service__pb2.StreamSubmitTasksRequest.SerializeToString,
+                response_deserializer=maos_dot_v1_dot_task__service__pb2.StreamSubmitTasksResponse.FromString,
+                _registered_method=True)
         self.GetTask = channel.unary_unary(
                 '/maos.v1.TaskService/GetTask',
                 request_serializer=maos_dot_v1_dot_task__service__pb2.GetTaskRequest.SerializeToString,
@@ -118,6 +123,19 @@ class TaskServiceServicer:
         """Accepts many tasks at once, atomically: either every task is stored or
         none is, and the error names the offending entry
         (`requests[3].task.priority`). Permission: task:submit.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StreamSubmitTasks(self, request_iterator, context):
+        """Submits tasks one by one over a single stream, for clients that submit at
+        high rates: each request is handled like a SubmitTask call (validated on
+        its own, idempotent by `request_id`, stored before it is answered) and
+        answered on the response stream in request order, with the task or the
+        error SubmitTask would have returned. A refused request does not end the
+        stream; at most 1024 requests are handled at once (the rest wait).
+        Permission: task:submit.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -211,6 +229,11 @@ def add_TaskServiceServicer_to_server(servicer, server):
                     servicer.BatchSubmitTasks,
                     request_deserializer=maos_dot_v1_dot_task__service__pb2.BatchSubmitTasksRequest.FromString,
                     response_serializer=maos_dot_v1_dot_task__service__pb2.BatchSubmitTasksResponse.SerializeToString,
+            ),
+            'StreamSubmitTasks': grpc.stream_stream_rpc_method_handler(
+                    servicer.StreamSubmitTasks,
+                    request_deserializer=maos_dot_v1_dot_task__service__pb2.StreamSubmitTasksRequest.FromString,
+                    response_serializer=maos_dot_v1_dot_task__service__pb2.StreamSubmitTasksResponse.SerializeToString,
             ),
             'GetTask': grpc.unary_unary_rpc_method_handler(
                     servicer.GetTask,
@@ -312,6 +335,33 @@ class TaskService:
             '/maos.v1.TaskService/BatchSubmitTasks',
             maos_dot_v1_dot_task__service__pb2.BatchSubmitTasksRequest.SerializeToString,
             maos_dot_v1_dot_task__service__pb2.BatchSubmitTasksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamSubmitTasks(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/maos.v1.TaskService/StreamSubmitTasks',
+            maos_dot_v1_dot_task__service__pb2.StreamSubmitTasksRequest.SerializeToString,
+            maos_dot_v1_dot_task__service__pb2.StreamSubmitTasksResponse.FromString,
             options,
             channel_credentials,
             insecure,

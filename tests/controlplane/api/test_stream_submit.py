@@ -1,0 +1,104 @@
+"""StreamSubmitTasks: many submits on one stream, each answered like SubmitTask, in order."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import grpc
+import pytest
+
+from agent_sdk.client import Client
+from agent_sdk.errors import InvalidArgumentError, NotFoundError, PermissionDeniedError
+from agent_sdk.proto.maos.v1 import errors_pb2 as errors
+from agent_sdk.proto.maos.v1 import task_service_pb2 as tasks_pb
+from controlplane.app import App
+from tests.controlplane.access.test_access import task_count, user_key
+from tests.harness.server import admin_key
+
+
+async def test_many_submits_in_flight_are_answered_in_order(control_plane: App) -> None:
+    async with Client(control_plane.address) as client, client.submitter() as submitter:
+        tasks = await asyncio.gather(*(submitter.submit(description=f"item {i}", priority="HIGH")
+                                       for i in range(300)))
+    assert [t.description for t in tasks] == [f"item {i}" for i in range(300)]
+    assert len({t.name for t in tasks}) == 300
+    assert all(t.priority == 3 for t in tasks)
+    assert await task_count(control_plane) == 300
+
+
+async def test_a_refused_submit_raises_alone_and_stores_nothing(control_plane: App) -> None:
+    async with Client(control_plane.address) as client, client.submitter() as submitter:
+        good = submitter.submit(description="fine")
+        bad_priority = submitter.submit(description="bad", priority=17)
+        missing_dependency = submitter.submit(description="waits", depends_on=["tasks/t000000000000"])
+        later = submitter.submit(description="also fine")
+        outcomes = await asyncio.gather(good, bad_priority, missing_dependency, later, return_exceptions=True)
+    assert outcomes[0].description == "fine" and outcomes[3].description == "also fine"
+    assert isinstance(outcomes[1], InvalidArgumentError)
+    assert outcomes[1].reason == "ERROR_REASON_INVALID_FIELD"
+    assert [f for f, _ in outcomes[1].field_violations] == ["task.priority"]
+    assert isinstance(outcomes[2], NotFoundError) and outcomes[2].reason == "ERROR_REASON_DEPENDENCY_NOT_FOUND"
+    assert await task_count(control_plane) == 2
+
+
+async def test_request_ids_make_stream_and_unary_submits_one_submission(control_plane: App) -> None:
+    request_id = str(uuid.uuid4())
+    async with Client(control_plane.address) as client:
+        async with client.submitter() as submitter:
+            first = await submitter.submit(description="once", request_id=request_id)
+            again = await submitter.submit(description="once", request_id=request_id)
+            with pytest.raises(InvalidArgumentError) as reused:
+                await submitter.submit(description="something else", request_id=request_id)
+        assert reused.value.reason == "ERROR_REASON_REQUEST_ID_REUSED"
+        unary = await client.submit_task(description="once", request_id=request_id)
+    assert first.name == again.name == unary.name
+    assert await task_count(control_plane) == 1
+
+
+async def test_a_caller_without_task_submit_gets_permission_denied_on_every_submit(secured: App) -> None:
+    token = await user_key(secured, "viewer@example.com", "viewer")
+    async with Client(secured.address, token=token) as viewer, viewer.submitter() as submitter:
+        outcomes = await asyncio.gather(*(submitter.submit(description=f"no {i}") for i in range(3)),
+                                        return_exceptions=True)
+    assert all(isinstance(o, PermissionDeniedError) for o in outcomes), outcomes
+    assert await task_count(secured) == 0
+    async with Client(secured.address, token=await admin_key(secured)) as admin, admin.submitter() as submitter:
+        assert (await submitter.submit(description="allowed")).name.startswith("tasks/")
+    assert await task_count(secured) == 1
+
+
+async def test_undecodable_bytes_end_the_stream_with_invalid_argument(control_plane: App) -> None:
+    async with grpc.aio.insecure_channel(control_plane.address) as channel:
+        call = channel.stream_stream("/maos.v1.TaskService/StreamSubmitTasks",
+                                     request_serializer=lambda raw: raw,
+                                     response_deserializer=tasks_pb.StreamSubmitTasksResponse.FromString)()
+        good = tasks_pb.StreamSubmitTasksRequest()
+        good.task.description = "before the garbage"
+        await call.write(good.SerializeToString())
+        answer = await call.read()
+        assert answer.WhichOneof("outcome") == "task"
+        await call.write(b"\xff\xff\xff\xff")
+        with pytest.raises(grpc.aio.AioRpcError) as ended:
+            await call.read()
+        assert ended.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert await task_count(control_plane) == 1
+
+
+async def test_submitting_outside_the_context_manager_is_a_usage_error(control_plane: App) -> None:
+    async with Client(control_plane.address) as client:
+        with pytest.raises(RuntimeError):
+            await client.submitter().submit(description="x")
+    assert await task_count(control_plane) == 0
+
+
+def test_submit_error_keeps_code_reason_and_fields() -> None:
+    from agent_sdk.errors import from_submit_error
+
+    error = tasks_pb.SubmitError(code=grpc.StatusCode.INVALID_ARGUMENT.value[0],
+                                 reason=errors.ERROR_REASON_INVALID_FIELD, message="bad",
+                                 field_violations=[tasks_pb.FieldViolation(field="task.x", description="no")])
+    converted = from_submit_error(error)
+    assert isinstance(converted, InvalidArgumentError)
+    assert (converted.code, converted.reason, converted.message, converted.field_violations) == (
+        grpc.StatusCode.INVALID_ARGUMENT, "ERROR_REASON_INVALID_FIELD", "bad", [("task.x", "no")])

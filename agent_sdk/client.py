@@ -91,6 +91,9 @@ CHANNEL_OPTIONS = [
     ("grpc.max_send_message_length", 16 * 1024 * 1024),
 ]
 
+#: What every API key starts with (as ``controlplane.access.keys.PREFIX``: the SDK does not import
+#: the control plane).
+_KEY_PREFIX = "maos_key_"
 _PRIORITIES = {"LOW": enums.PRIORITY_LOW, "NORMAL": enums.PRIORITY_NORMAL, "MEDIUM": enums.PRIORITY_NORMAL,
                "HIGH": enums.PRIORITY_HIGH, "CRITICAL": enums.PRIORITY_CRITICAL}
 
@@ -100,6 +103,25 @@ _PRIORITIES = {"LOW": enums.PRIORITY_LOW, "NORMAL": enums.PRIORITY_NORMAL, "MEDI
 def _name(collection: str, id_or_name: str) -> str:
     text = str(id_or_name).strip()
     return text if text.startswith(collection + "/") else f"{collection}/{text}"
+
+
+def join_token_name(id_or_name: str) -> str:
+    """``joinTokens/{id}`` from an id, a name or a whole ``id.secret`` token (its secret is dropped, not sent)."""
+    return _name("joinTokens", str(id_or_name).split(".", 1)[0])
+
+
+def api_key_name(id_or_name: str) -> str:
+    """``apiKeys/{id}`` from a key id or name.
+
+    Raises:
+        ValueError: ``id_or_name`` is a whole key (``maos_key_...``): it is refused rather than
+            sent, and the message does not repeat it.
+    """
+    name = _name("apiKeys", id_or_name)
+    if name.removeprefix("apiKeys/").startswith(_KEY_PREFIX):
+        raise ValueError("that is an API key's secret, not its id: give apiKeys/ID or ID, the 12 characters "
+                         f"after {_KEY_PREFIX} (`maos api-key list` shows them)")
+    return name
 
 
 def checkpoint_name(id_or_name: str) -> str:
@@ -646,13 +668,18 @@ class Client:
             page_size=1000, user=user, include_revoked=include_revoked))).api_keys)
 
     async def revoke_api_key(self, name: str) -> msgs.ApiKey:
-        """Revoke a key (``apiKeys/ID`` or ID); the next call made with it fails."""
-        name = name if name.startswith("apiKeys/") else f"apiKeys/{name}"
-        return (await self.access.RevokeApiKey(access_pb.RevokeApiKeyRequest(name=name))).api_key
+        """Revoke a key (``apiKeys/ID`` or ID); the next call made with it fails.
+
+        A whole key (``maos_key_...``) raises ValueError without being sent (:func:`api_key_name`).
+        """
+        return (await self.access.RevokeApiKey(access_pb.RevokeApiKeyRequest(name=api_key_name(name)))).api_key
 
     async def rotate_api_key(self, name: str, overlap: float | None = None) -> access_pb.RotateApiKeyResponse:
-        """A new secret for a key; the old one works for ``overlap`` seconds (default 24 h)."""
-        request = access_pb.RotateApiKeyRequest(name=name if name.startswith("apiKeys/") else f"apiKeys/{name}")
+        """A new secret for a key; the old one works for ``overlap`` seconds (default 24 h).
+
+        A whole key (``maos_key_...``) raises ValueError without being sent (:func:`api_key_name`).
+        """
+        request = access_pb.RotateApiKeyRequest(name=api_key_name(name))
         if overlap is not None:
             request.overlap.FromNanoseconds(int(overlap * 1e9))
         return await self.access.RotateApiKey(request)
@@ -661,7 +688,7 @@ class Client:
                                 ttl: float | None = None) -> access_pb.CreateJoinTokenResponse:
         """A new agent join token (``id.secret`` in ``token``, and only there).
 
-        ``agent_types`` empty: any type; ``max_uses`` 0: unlimited; ``ttl`` None: 24 h (at most 30 days).
+        ``agent_types`` empty: any type; ``max_uses`` 0: unlimited; ``ttl`` None or 0: 24 h (at most 30 days).
         """
         request = access_pb.CreateJoinTokenRequest(join_token=msgs.JoinToken(
             agent_types=list(agent_types), max_uses=max_uses))
@@ -681,9 +708,12 @@ class Client:
                 return found
 
     async def revoke_join_token(self, name: str) -> msgs.JoinToken:
-        """Revoke a join token (``joinTokens/ID`` or ID); agents that joined with it keep working."""
-        name = name if name.startswith("joinTokens/") else f"joinTokens/{name}"
-        return (await self.access.RevokeJoinToken(access_pb.RevokeJoinTokenRequest(name=name))).join_token
+        """Revoke a join token (``joinTokens/ID``, ID, or the whole token, whose secret is not sent).
+
+        Agents that joined with it keep working.
+        """
+        request = access_pb.RevokeJoinTokenRequest(name=join_token_name(name))
+        return (await self.access.RevokeJoinToken(request)).join_token
 
     async def list_audit_records(self, *, since: datetime | float | None = None, principal: str = "",
                                  action: str = "", page_size: int = 100) -> list[msgs.AuditRecord]:

@@ -21,13 +21,14 @@ import asyncio
 import logging
 import signal
 import sys
+from typing import Any
 
 import click
 import grpc
 
 from agent_sdk.agent import Agent
 from agent_sdk.heap import settle_heap
-from agent_sdk.tls import ClientTls, TlsFileError
+from agent_sdk.tls import TlsFileError, tls_from_options, tls_options
 from agent_sdk.worker import Worker
 
 
@@ -77,23 +78,13 @@ def cli() -> None:
 @click.option("--grace", type=float, default=30.0, show_default=True, help="Seconds to finish work on SIGTERM.")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
-@click.option("--tls/--no-tls", "tls_enabled", envvar="MAOS_TLS", default=None,
-              help="Connect over TLS (implied by the --tls-* options) or in plaintext "
-                   "(default: the client.tls settings).")
-@click.option("--tls-ca", envvar="MAOS_TLS_CA", default=None, metavar="FILE",
-              help="CA certificates (PEM) that verify a TLS control plane (default: client.tls.ca_file).")
-@click.option("--tls-cert", envvar="MAOS_TLS_CERT", default=None, metavar="FILE",
-              help="Client certificate (PEM) for mutual TLS (default: client.tls.cert_file).")
-@click.option("--tls-key", envvar="MAOS_TLS_KEY", default=None, metavar="FILE",
-              help="Private key (PEM) of --tls-cert (default: client.tls.key_file).")
-@click.option("--tls-server-name", envvar="MAOS_TLS_SERVER_NAME", default=None, metavar="NAME",
-              help="Name the server certificate must carry, if not the --server host (default: client.tls.server_name).")
+@tls_options
 def run(agent_type: str, server: str, token: str | None, join_token: str | None, capabilities: str | None,
-        max_concurrency: int | None, launch_id: str, grace: float, log_level: str, tls_enabled: bool | None,
-        tls_ca: str | None, tls_cert: str | None, tls_key: str | None, tls_server_name: str | None) -> None:
+        max_concurrency: int | None, launch_id: str, grace: float, log_level: str, **tls_params: Any) -> None:
     """Run one agent of TYPE until stopped."""
     if token and join_token:
         raise click.UsageError("give --token (MAOS_TOKEN) or --join-token (MAOS_JOIN_TOKEN), not both")
+    tls = tls_from_options(tls_params)
     logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s agent[%(process)d] %(name)s: %(message)s")
     from controlplane.agent_types import agent_type as find_type
@@ -107,12 +98,7 @@ def run(agent_type: str, server: str, token: str | None, join_token: str | None,
     except InvalidArgument as exc:
         raise click.BadParameter(exc.message, param_hint="--type") from None
     caps = [c.strip() for c in capabilities.split(",") if c.strip()] if capabilities else None
-    tls = ClientTls(bool(tls_enabled), tls_ca or "", tls_cert or "", tls_key or "", tls_server_name or "")
-    if tls_enabled is False:
-        if tls.on:
-            raise click.UsageError("--no-tls cannot be combined with --tls-ca, --tls-cert, --tls-key or "
-                                   "--tls-server-name")
-    else:
+    if tls_params["tls"] is not False:  # --no-tls: plaintext whatever client.tls says
         tls = tls.or_else(settings.client_tls)
     try:
         credentials = tls.credentials()

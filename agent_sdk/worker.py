@@ -15,8 +15,11 @@ without a bearer. The control plane exchanges a valid join token for a
 credential of this agent alone (``Registered.credential``); the worker keeps
 it in memory (``Worker.credential``) and uses it as the bearer on every
 reconnection and resume, so the join token is used once per process and may
-expire or be used up afterwards. A refused token or credential
-(UNAUTHENTICATED, PERMISSION_DENIED) ends ``run()`` with that error.
+expire or be used up afterwards. Credentials last 90 days; the control plane
+renews one in ``Registered.credential`` when the worker registers in the last
+third of that, and the worker switches to it (from ``token`` too). A refused
+token or credential (UNAUTHENTICATED, PERMISSION_DENIED) ends ``run()`` with
+that error; RESOURCE_EXHAUSTED (rate limits) is retried with backoff.
 """
 
 from __future__ import annotations

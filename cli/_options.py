@@ -13,7 +13,7 @@ import click
 
 from agent_sdk.client import Client
 from agent_sdk.proto.maos.v1 import enums_pb2 as enums
-from agent_sdk.tls import ClientTls, TlsFileError
+from agent_sdk.tls import ClientTls, TlsFileError, tls_from_options
 from cli._errors import EXIT_INVALID_ARGUMENT, EXIT_USAGE, CliError
 from cli._output import FORMATS
 
@@ -104,42 +104,6 @@ def run(action: Callable[[Client], Awaitable[T]]) -> T:
             return await action(client)
 
     return asyncio.run(main())
-
-
-def tls_from_options(params: dict[str, Any]) -> ClientTls:
-    """The choice the global --tls* options make (before the client.tls settings fill the gaps).
-
-    ``--no-tls`` (``params["tls"] is False``) with a TLS file or name is a usage error.
-    """
-    tls = ClientTls(enabled=bool(params.get("tls")), ca_file=params.get("tls_ca") or "",
-                    cert_file=params.get("tls_cert") or "", key_file=params.get("tls_key") or "",
-                    server_name=params.get("tls_server_name") or "")
-    if params.get("tls") is False and tls.on:
-        raise click.UsageError("--no-tls cannot be combined with --tls-ca, --tls-cert, --tls-key or --tls-server-name")
-    return tls
-
-
-def tls_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """The global ``--tls/--no-tls``, ``--tls-ca``, ``--tls-cert``, ``--tls-key`` and ``--tls-server-name`` options."""
-    options = [
-        click.option("--tls/--no-tls", envvar="MAOS_TLS", default=None, show_default=False,
-                     help="Connect over TLS (implied by the other --tls-* options; without --tls-ca the "
-                          "system's trusted CAs verify the server), or in plaintext whatever client.tls says. "
-                          "Default: the client.tls settings."),
-        click.option("--tls-ca", envvar="MAOS_TLS_CA", default=None, metavar="FILE", show_default=False,
-                     help="CA certificates (PEM) that verify the control plane. Default: client.tls.ca_file."),
-        click.option("--tls-cert", envvar="MAOS_TLS_CERT", default=None, metavar="FILE", show_default=False,
-                     help="Client certificate (PEM) for mutual TLS. Default: client.tls.cert_file."),
-        click.option("--tls-key", envvar="MAOS_TLS_KEY", default=None, metavar="FILE", show_default=False,
-                     help="Private key (PEM) of --tls-cert. Default: client.tls.key_file."),
-        click.option("--tls-server-name", envvar="MAOS_TLS_SERVER_NAME", default=None, metavar="NAME",
-                     show_default=False,
-                     help="Name the server certificate must carry, if not the --addr host. "
-                          "Default: client.tls.server_name."),
-    ]
-    for option in reversed(options):
-        fn = option(fn)
-    return fn
 
 
 def _set_output(ctx: click.Context, param: click.Parameter, value: str | None) -> None:

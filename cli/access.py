@@ -17,6 +17,7 @@ from agent_sdk.errors import NotFoundError
 from cli._errors import handle_errors
 from cli._options import Duration, Since, output_option, run, split_csv
 from cli._output import bare_id, emit, message, table, when
+from controlplane.access import keys
 
 
 @click.group()
@@ -182,12 +183,31 @@ def api_key_list(include_revoked: bool, user: str) -> None:
          when(k.revoke_time) if k.HasField("revoke_time") else "-") for k in found], "no API keys"))
 
 
+def _key_id(key_id: str) -> str:
+    """The key id of ID, or of a whole key pasted instead (derived locally: the secret is never sent).
+
+    A malformed whole key is a usage error whose message does not repeat it.
+    """
+    if not key_id.removeprefix("apiKeys/").startswith(keys.PREFIX):
+        return key_id
+    derived = keys.parse(key_id.removeprefix("apiKeys/"))
+    if derived is None:
+        raise click.UsageError("that looks like an API key's secret, not its id, and it is malformed; give the "
+                               "key's ID (`maos api-key list` shows them)")
+    click.echo(f"note: using the key's id {derived}; the secret you gave is not sent", err=True)
+    return derived
+
+
 @api_key.command("revoke")
 @click.argument("key_id", metavar="ID")
 @output_option
 @handle_errors
 def api_key_revoke(key_id: str) -> None:
-    """Revoke a key; the next call made with it is refused."""
+    """Revoke a key; the next call made with it is refused.
+
+    ID is the key's id (`maos api-key list`); given the whole key, its id is used and the key is not sent.
+    """
+    key_id = _key_id(key_id)
     k = run(lambda c: c.revoke_api_key(key_id))
     emit(k, lambda: f"revoked {k.name}")
 
@@ -198,7 +218,11 @@ def api_key_revoke(key_id: str) -> None:
 @output_option
 @handle_errors
 def api_key_rotate(key_id: str, overlap: float | None) -> None:
-    """Issue a new secret for a key; printed once."""
+    """Issue a new secret for a key; printed once.
+
+    ID is the key's id (`maos api-key list`); given the whole key, its id is used and the key is not sent.
+    """
+    key_id = _key_id(key_id)
     response = run(lambda c: c.rotate_api_key(key_id, overlap))
     emit({"api_key": response.api_key, "secret": response.secret},
          lambda: f"{response.api_key.name}: old secret works until {when(response.old_secret_expire_time)}\n"

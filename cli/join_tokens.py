@@ -10,6 +10,7 @@ import click
 from cli._errors import handle_errors
 from cli._options import Duration, output_option, run, split_csv
 from cli._output import bare_id, emit, table, when
+from controlplane.access.join_tokens import MAX_USES
 
 
 @click.group("join-token")
@@ -38,7 +39,7 @@ def _uses(t: Any) -> str:
 
 @join_token.command("create")
 @click.option("--agent-types", default="", metavar="TYPE,...", help="Agent types it may join as (default: any).")
-@click.option("--uses", "max_uses", type=click.IntRange(0, 2**32 - 1), default=0,
+@click.option("--uses", "max_uses", type=click.IntRange(0, MAX_USES), default=0,
               help="How many agents may join with it (0: unlimited).")
 @click.option("--ttl", type=Duration(), default="24h", help="Lifetime, e.g. 1h or 7d (at most 30d).")
 @output_option
@@ -69,7 +70,14 @@ def join_token_list() -> None:
 @output_option
 @handle_errors
 def join_token_revoke(token_id: str) -> None:
-    """Revoke a join token: no agent can join with it any more (agents that joined keep running)."""
+    """Revoke a join token: no agent can join with it any more (agents that joined keep running).
+
+    ID is the part before the '.'; given the whole token, only that part is sent.
+    """
+    if "." in token_id:
+        token_id = token_id.split(".", 1)[0]
+        click.echo(f"note: using the token's id {bare_id(token_id)}; its secret (after the '.') is not sent",
+                   err=True)
     t = run(lambda c: c.revoke_join_token(token_id))
     emit(t, lambda: f"revoked {t.name}")
 

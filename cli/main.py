@@ -13,8 +13,9 @@ from typing import Any
 
 import click
 
+from agent_sdk.tls import tls_from_options, tls_options
 from cli import access, agents, checkpoints, config, db, join_tokens, plugins, system, tasks
-from cli._options import State, tls_from_options, tls_options
+from cli._options import State
 from cli._output import FORMATS
 
 DEFAULT_ADDRESS = "127.0.0.1:7100"
@@ -28,8 +29,9 @@ def default_address() -> str:
         address = load_settings()["server.address"]
     except Exception:  # a broken config.yml must not break --help; `maos start` reports it
         return DEFAULT_ADDRESS
-    host, _, port = address.rpartition(":")
-    return f"127.0.0.1:{port}" if host in ("0.0.0.0", "[::]", "::", "") else address
+    from controlplane.api.server import local_address
+
+    return local_address(address)
 
 
 EPILOG = """\b

@@ -80,11 +80,6 @@ def _release(pid_file: Path, pid: int) -> None:
         pass
 
 
-def _connect_address(address: str) -> str:
-    host, _, port = address.rpartition(":")
-    return f"127.0.0.1:{port}" if host in ("0.0.0.0", "[::]", "::", "") else address
-
-
 def _serving(address: str, tls: ClientTls, timeout: float = 1.0) -> bool:
     async def check() -> bool:
         async with make_client(address, token=None, timeout=timeout, tls=tls) as client:
@@ -200,7 +195,9 @@ def _start_daemon(settings: Any, agents: str | None, metrics_port: int | None, s
     if pid is not None:
         raise CliError(f"MAOS is already running (pid {pid}, {pid_file}); run `maos stop` first",
                        EXIT_FAILED_PRECONDITION)
-    target = _connect_address(address)
+    from controlplane.api.server import local_address
+
+    target = local_address(address)
     tls = resolve_tls(state().tls, state().no_tls)
     if _serving(target, tls):
         raise CliError(f"something already serves gRPC on {address}; choose another --address",

@@ -144,14 +144,14 @@ def build_app(settings: Settings, pm: pluggy.PluginManager | None = None) -> App
     logbook = LogBook()
     access = AccessManager(storage)
     access.bootstrap_sync()  # users/admin and the agents' users exist from the start
-    join_tokens = JoinTokens(storage, access)
+    join_tokens = JoinTokens(storage, access, agent_exists=lambda agent_id: agent_id in engine.agents)
     admission: AgentAdmission | None = None
     interceptors: list[grpc.aio.ServerInterceptor] = [ErrorAndMetricsInterceptor(metrics)]
     if settings["security.auth"] == "required":
         limits = CallLimits.from_settings(settings)
         auth = AuthInterceptor(access, engine.committer.audit, limits, metrics)
         interceptors.append(auth)  # inside: its denials get ErrorInfo
-        admission = AgentAdmission(access, join_tokens, auth.audit)
+        admission = AgentAdmission(access, join_tokens, auth.audit, limits, metrics)
         launcher.token = access.issue_local_agents_key_sync()  # earlier starts' keys are revoked
     servicers = {
         "tasks": TaskServicer(engine, settings),

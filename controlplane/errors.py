@@ -11,6 +11,7 @@ maps these classes to status codes. The hierarchy::
     ├── Aborted                (stale attempt, version conflict, request in flight)
     ├── ResourceExhausted      (limits, rate, budget; optional retry_after)
     ├── Unauthenticated
+    │   └── CredentialRefused  (a genuine credential, revoked or expired, or its user disabled)
     ├── PermissionDenied
     └── Unavailable            (shutting down, storage down)
 """
@@ -98,6 +99,16 @@ class Unauthenticated(MaosError):
     """No valid credentials."""
 
     default_reason = "ERROR_REASON_UNAUTHENTICATED"
+
+
+class CredentialRefused(Unauthenticated):
+    """A credential that is on record and whose secret matched, refused anyway.
+
+    Revoked (``CREDENTIAL_REVOKED``), expired (``CREDENTIAL_EXPIRED``), or its
+    user disabled or deleted. Not what guessing produces, so the per-address
+    failed-authentication throttle neither counts it nor turns it into
+    RESOURCE_EXHAUSTED: its holder must be told to stop, not to retry later.
+    """
 
 
 class PermissionDenied(MaosError):

@@ -18,6 +18,10 @@ counts the use in one conditional statement, durably, so two agents racing
 for the last use cannot both join; a refused token changes nothing. Finally
 the agent gets its credential from
 :meth:`~controlplane.access.manager.AccessManager.issue_agent_credential`.
+The use is counted before ``Registered`` reaches the agent: should the
+stream break in between (a network blip, the agent killed), that use is spent
+although the agent never saw its credential, so a single-use token is gone
+and the agent needs a new one.
 
 Revoking a token stops further joins; agents that already joined keep their
 credentials (revoke those as API keys).
@@ -31,13 +35,22 @@ import re
 import secrets
 import string
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from controlplane.access.records import JoinTokenRecord
 from controlplane.domain.model import new_agent_id
 from controlplane.domain.tasks import valid_type_name
-from controlplane.errors import AlreadyExists, InvalidArgument, NotFound, PermissionDenied, Unauthenticated
+from controlplane.errors import (
+    Aborted,
+    AlreadyExists,
+    CredentialRefused,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    Unauthenticated,
+)
 
 if TYPE_CHECKING:
     from controlplane.access.manager import AccessManager
@@ -72,49 +85,45 @@ def name(token_id: str) -> str:
     return f"joinTokens/{token_id}"
 
 
-@dataclass(frozen=True)
-class JoinTokenRecord:
-    """A stored join token (never its secret)."""
-
-    id: str
-    digest: str
-    agent_types: tuple[str, ...]
-    max_uses: int
-    uses: int
-    create_time: float
-    expire_time: float
-    revoke_time: float | None = None
-
-    def exhausted(self) -> bool:
-        """Whether every allowed use is spent."""
-        return 0 < self.max_uses <= self.uses
-
-    def allows(self, agent_type: str) -> bool:
-        """Whether an agent of ``agent_type`` may join with it."""
-        return not self.agent_types or agent_type in self.agent_types
+def valid_id(token_id: str) -> bool:
+    """Whether ``token_id`` is a token's public id (``[a-z0-9]{6}``, without the secret)."""
+    return bool(_ID.fullmatch(token_id))
 
 
 @dataclass(frozen=True)
 class Redemption:
-    """A successful join: the token as counted, the new agent's id and its credential."""
+    """A successful join: the new agent's id, its credential and the credential's key id."""
 
-    token: JoinTokenRecord
     agent_id: str
     key_id: str
     credential: str
 
 
 class JoinTokens:
-    """Creates, lists, revokes and redeems join tokens; ``storage`` is a StorageExecutor."""
+    """Creates, lists, revokes and redeems join tokens; ``storage`` is a StorageExecutor.
 
-    def __init__(self, storage: Any, access: AccessManager):
+    ``agent_exists`` tells whether an agent id is in use in memory (the
+    engine's agents, some of them not committed yet); new agents never get
+    such an id, nor one stored or bound to a credential.
+    """
+
+    def __init__(self, storage: Any, access: AccessManager,
+                 agent_exists: Callable[[str], bool] = lambda agent_id: False):
         self.storage = storage
         self.access = access
+        self.agent_exists = agent_exists
 
     async def create(self, agent_types: Sequence[str], max_uses: int,
                      ttl: float | None) -> tuple[JoinTokenRecord, str]:
-        """A new token; returns (record, ``id.secret``). The secret is never available again."""
-        ttl = DEFAULT_TTL if ttl is None else ttl
+        """A new token; returns (record, ``id.secret``). The secret is never available again.
+
+        ``ttl`` None or 0 means the default, 24 h (as for API keys).
+
+        Raises:
+            InvalidArgument: a negative or too long ``ttl``, ``max_uses`` out of range, bad agent types.
+            Aborted: three random ids in a row were taken (retryable; practically never).
+        """
+        ttl = ttl or DEFAULT_TTL
         if not 0 < ttl <= MAX_TTL:
             raise InvalidArgument(f"ttl must be more than 0 and at most {int(MAX_TTL // 86400)} days", field="ttl")
         if not 0 <= max_uses <= MAX_USES:
@@ -137,17 +146,24 @@ class JoinTokens:
             except AlreadyExists:
                 continue
             return record, f"{token_id}.{secret}"
-        raise AlreadyExists("could not pick an unused join token id; try again")
+        raise Aborted("could not pick an unused join token id; try again", reason="ERROR_REASON_ALREADY_EXISTS")
 
     async def list_tokens(self) -> list[JoinTokenRecord]:
         """Every token, revoked and expired ones included, oldest first."""
         return await self.storage.call(self.storage.backend.list_join_tokens)
 
     async def revoke(self, token_id: str) -> JoinTokenRecord:
-        """Revoke a token (again: no change); agents that joined with it keep their credentials."""
-        record = None
-        if _ID.fullmatch(token_id):
-            record = await self.storage.call(self.storage.backend.revoke_join_token, token_id, time.time())
+        """Revoke a token (again: no change); agents that joined with it keep their credentials.
+
+        Raises:
+            InvalidArgument: ``token_id`` is not an id; the message does not repeat it, as it
+                may be a whole token pasted by mistake (its secret must not reach logs).
+            NotFound: no such token.
+        """
+        if not valid_id(token_id):
+            raise InvalidArgument("name must be joinTokens/ID, ID being the 6 letters or digits before the '.' "
+                                  "of the token", field="name")
+        record = await self.storage.call(self.storage.backend.revoke_join_token, token_id, time.time())
         if record is None:
             raise NotFound(f"join token {name(token_id)!r} does not exist", reason=_NOT_FOUND)
         return record
@@ -159,8 +175,11 @@ class JoinTokens:
             Unauthenticated: malformed, unknown (or wrong secret), revoked or expired token.
             PermissionDenied: the type is not allowed, or every use is spent.
 
-        The use is counted durably before the credential is stored; should
-        storing it fail (the database went away in between), that use is lost.
+        The use is counted durably before the credential is stored, and before
+        the agent receives it in ``Registered``: should storing the credential
+        fail (the database went away in between) or the stream break before
+        ``Registered`` is delivered, that use is spent all the same (a token
+        of one use is then gone).
         """
         parsed = parse(token)
         if parsed is None:
@@ -172,21 +191,33 @@ class JoinTokens:
             raise Unauthenticated("unknown join token", reason=_NOT_FOUND)
         now = time.time()
         self._check(record, agent_type, now)
+        agent_id = await self._new_agent_id(agent_type)
         counted = await self.storage.call(self.storage.backend.use_join_token, token_id, now)
         if counted is None:  # revoked, expired or used up since it was read
             latest = await self.storage.call(self.storage.backend.get_join_token, token_id) or record
             self._check(latest, agent_type, now)
             raise self._exhausted(latest)
-        agent_id = new_agent_id(agent_type)
         key, credential = await self.access.issue_agent_credential(agent_id, agent_type, name(token_id))
-        return Redemption(token=counted, agent_id=agent_id, key_id=key["id"], credential=credential)
+        return Redemption(agent_id=agent_id, key_id=key["id"], credential=credential)
+
+    async def _new_agent_id(self, agent_type: str) -> str:
+        """A fresh id (64 random bits) no agent has had: not in memory, not stored, bound to no credential."""
+        for _ in range(3):
+            agent_id = new_agent_id(agent_type)
+            if self.agent_exists(agent_id) or any(k.get("agent") == agent_id
+                                                  for k in self.access.api_keys.values()):
+                continue
+            if await self.storage.call(self.storage.backend.get_agent, agent_id) is None:
+                return agent_id
+        raise Aborted("could not pick an unused agent id; try again", reason="ERROR_REASON_ALREADY_EXISTS")
 
     def _check(self, record: JoinTokenRecord, agent_type: str, now: float) -> None:
         if record.revoke_time is not None:
-            raise Unauthenticated(f"join token {name(record.id)} was revoked",
-                                  reason="ERROR_REASON_CREDENTIAL_REVOKED")
+            raise CredentialRefused(f"join token {name(record.id)} was revoked",
+                                    reason="ERROR_REASON_CREDENTIAL_REVOKED")
         if now >= record.expire_time:
-            raise Unauthenticated(f"join token {name(record.id)} expired", reason="ERROR_REASON_CREDENTIAL_EXPIRED")
+            raise CredentialRefused(f"join token {name(record.id)} expired",
+                                    reason="ERROR_REASON_CREDENTIAL_EXPIRED")
         if not record.allows(agent_type):
             raise PermissionDenied(
                 f"join token {name(record.id)} does not allow agents of type {agent_type!r} "

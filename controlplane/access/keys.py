@@ -16,7 +16,8 @@ import zlib
 
 PREFIX = "maos_key_"
 _ALPHABET = string.ascii_letters + string.digits
-_FORMAT = re.compile(r"^maos_key_([A-Za-z0-9]{32})_([0-9a-f]{6})$")
+_FORMAT = re.compile(r"maos_key_([A-Za-z0-9]{32})_([0-9a-f]{6})")
+_ID = re.compile(r"[A-Za-z0-9]{12}")
 
 
 def _checksum(body: str) -> str:
@@ -32,10 +33,15 @@ def generate(key_id: str | None = None) -> str:
 
 def parse(key: str) -> str | None:
     """The key's public id, or None if it is malformed or its checksum is wrong."""
-    match = _FORMAT.match(key)
+    match = _FORMAT.fullmatch(key)  # not match() with "$", which accepts a trailing newline
     if not match or not hmac.compare_digest(_checksum(match.group(1)), match.group(2)):
         return None
     return match.group(1)[:12]
+
+
+def valid_id(key_id: str) -> bool:
+    """Whether ``key_id`` is a key's public id (12 letters or digits)."""
+    return bool(_ID.fullmatch(key_id))
 
 
 def digest(key: str) -> str:

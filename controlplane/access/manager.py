@@ -17,7 +17,14 @@ Agents have keys of two built-in users holding the ``agent`` role:
   (:mod:`controlplane.access.join_tokens`). Each is limited to
   ``agent:connect`` and bound to one agent: its caller is ``agents/{agent}``,
   which may register only as that agent and type. Listed and revoked like any
-  API key (display name ``agents/{agent}``).
+  API key (display name ``agents/{agent}``). A credential lives 90 days and is
+  renewed when its agent registers in the last third of that
+  (:meth:`AccessManager.renew_agent_credential`).
+
+Every key records the ``uid`` of its user (a random id each user record gets
+at creation), and a key whose user's uid differs is refused: user ids are
+reused (``bob``, then ``bob`` again), so a user deleted and created anew never
+inherits a key of the old one, not even one that escaped revocation.
 """
 
 from __future__ import annotations
@@ -26,20 +33,27 @@ import asyncio
 import dataclasses
 import re
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 from controlplane.access import keys
 from controlplane.access.permissions import BUILTIN_ROLES, grants, valid_permission
 from controlplane.errors import (
-    AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, Unauthenticated,
+    AlreadyExists,
+    CredentialRefused,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    Unauthenticated,
 )
 
 DEFAULT_TTL = 90 * 86400.0
 MAX_TTL = 365 * 86400.0
 DEFAULT_OVERLAP = 86400.0
 _LAST_USED_EVERY = 60.0
-_ROLE_ID = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
+_ROLE_ID = re.compile(r"[a-z][a-z0-9-]{0,62}")  # fullmatch: "$" would accept a trailing newline
 _USER_ID = re.compile(r"[^a-z0-9-]+")
 ADMIN_USER = "admin"
 AGENT_USER = "local-agents"
@@ -50,6 +64,13 @@ BUILTIN_USERS = frozenset({ADMIN_USER, AGENT_USER, JOINED_AGENTS_USER})
 LOCAL_AGENTS_KEY = "local agents"
 #: Lifetime of a joined agent's credential.
 AGENT_CREDENTIAL_TTL = DEFAULT_TTL
+#: A joined agent's credential is renewed at Register once less than this is left of it.
+AGENT_CREDENTIAL_RENEW_WITHIN = AGENT_CREDENTIAL_TTL / 3
+
+
+def valid_role_id(role_id: str) -> bool:
+    """Whether ``role_id`` is a role id: a lowercase letter, then lowercase letters, digits or '-' (max 63)."""
+    return bool(_ROLE_ID.fullmatch(role_id))
 
 
 @dataclass(frozen=True)
@@ -85,7 +106,8 @@ class AccessManager:
     roles: dict[str, dict[str, Any]] = field(default_factory=dict)
     api_keys: dict[str, dict[str, Any]] = field(default_factory=dict)
     _last_reload: float = 0.0
-    # Serializes changes of users and roles, so a role cannot be deleted while a user gets it.
+    # Serializes changes of users, roles and keys: a role cannot be deleted while a user gets it,
+    # and a key cannot be created for a user being deleted (it would escape revocation).
     _changing: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     # --- loading and bootstrap ---------------------------------------------------
@@ -108,7 +130,8 @@ class AccessManager:
                                      (AGENT_USER, "agents@localhost", "agent"),
                                      (JOINED_AGENTS_USER, "joined-agents@localhost", "agent")):
             if user_id not in self.users:
-                record = {"id": user_id, "email": email, "roles": [role], "disabled": False, "create_time": time.time()}
+                record = {"id": user_id, "email": email, "roles": [role], "disabled": False,
+                          "create_time": time.time(), "uid": uuid.uuid4().hex}
                 backend.access_put("users", user_id, record)
                 self.users[user_id] = record
 
@@ -149,6 +172,50 @@ class AccessManager:
         self.api_keys[record["id"]] = record
         return record, secret
 
+    async def renew_agent_credential(self, secret: str) -> str:
+        """A new secret for a joined agent's credential ``secret`` once it is in the last third of its life.
+
+        Returns:
+            The new secret, or "" when ``secret`` is not such a credential or has more than
+            :data:`AGENT_CREDENTIAL_RENEW_WITHIN` left.
+
+        The key keeps its id, agent and permissions; the new secret lives
+        :data:`AGENT_CREDENTIAL_TTL` from now. ``secret`` keeps working until
+        its own expiry, so an agent that never received the new one (its stream
+        broke before ``Registered`` arrived) connects again with it and is
+        given another.
+        """
+        if not self._renewable(secret):  # the usual case, decided without waiting for the lock
+            return ""
+        async with self._changing:
+            expire = self._renewable(secret)
+            key_id = keys.parse(secret)
+            record = self.api_keys.get(key_id or "")
+            if not expire or record is None:  # revoked meanwhile
+                return ""
+            now = time.time()
+            renewed = keys.generate(key_id)
+            updated = {**record, "digest": keys.digest(renewed), "expire_time": now + AGENT_CREDENTIAL_TTL,
+                       "old_digest": keys.digest(secret), "old_expire_time": expire}
+            await self.storage.call(self.storage.backend.access_put, "api_keys", record["id"], updated)
+            self.api_keys[record["id"]] = updated
+            return renewed
+
+    def _renewable(self, secret: str) -> float | None:
+        """The expiry of ``secret`` when it is a joined agent's valid credential due for renewal, else None."""
+        record = self.api_keys.get(keys.parse(secret) or "")
+        if record is None or not record.get("agent") or record.get("revoke_time"):
+            return None
+        if keys.matches(secret, record["digest"]):
+            expire = record.get("expire_time")
+        elif record.get("old_digest") and keys.matches(secret, record["old_digest"]):
+            expire = record.get("old_expire_time")
+        else:
+            return None
+        if not expire or expire - time.time() > AGENT_CREDENTIAL_RENEW_WITHIN:
+            return None
+        return expire
+
     def bound_agent(self, caller: Caller) -> tuple[str, str] | None:
         """``(agent id, agent type)`` the caller's credential is bound to; None for other keys."""
         record = self.api_keys.get(caller.key_id) if caller.key_id else None
@@ -162,8 +229,9 @@ class AccessManager:
         """The caller a key belongs to.
 
         Raises:
-            Unauthenticated: malformed, unknown, expired (CREDENTIAL_EXPIRED) or
-                revoked (CREDENTIAL_REVOKED) keys, and disabled users.
+            Unauthenticated: malformed or unknown keys (or a wrong secret).
+            CredentialRefused: expired (CREDENTIAL_EXPIRED) or revoked (CREDENTIAL_REVOKED) keys,
+                and keys of disabled or deleted users.
         """
         key_id = keys.parse(secret)
         if key_id is None:
@@ -186,13 +254,14 @@ class AccessManager:
         if not (current or previous):
             raise Unauthenticated("unknown API key")
         if record.get("revoke_time"):
-            raise Unauthenticated("the API key was revoked", reason="ERROR_REASON_CREDENTIAL_REVOKED")
+            raise CredentialRefused("the API key was revoked", reason="ERROR_REASON_CREDENTIAL_REVOKED")
         expire = record.get("expire_time") if current else record.get("old_expire_time")
         if expire and now >= expire:
-            raise Unauthenticated("the API key expired", reason="ERROR_REASON_CREDENTIAL_EXPIRED")
+            raise CredentialRefused("the API key expired", reason="ERROR_REASON_CREDENTIAL_EXPIRED")
         user = self.users.get(record["user"])
-        if user is None or user.get("disabled"):
-            raise Unauthenticated("the API key's user is disabled or deleted")
+        # A key of an earlier user of the same id (deleted, then created anew) is not this user's.
+        if user is None or user.get("disabled") or user.get("uid") != record.get("user_uid"):
+            raise CredentialRefused("the API key's user is disabled or deleted")
         if now - (record.get("last_used_time") or 0) >= _LAST_USED_EVERY:
             record["last_used_time"] = now
             await self.storage.call(self.storage.backend.access_put, "api_keys", key_id, dict(record))
@@ -231,7 +300,8 @@ class AccessManager:
         while user_id in self.users:
             n += 1
             user_id = f"{base}-{n}"
-        record = {"id": user_id, "email": email, "roles": list(roles), "disabled": False, "create_time": time.time()}
+        record = {"id": user_id, "email": email, "roles": list(roles), "disabled": False,
+                  "create_time": time.time(), "uid": uuid.uuid4().hex}
         await self.storage.call(self.storage.backend.access_put, "users", user_id, record)
         self.users[user_id] = record
         return record
@@ -281,7 +351,7 @@ class AccessManager:
 
         Raises:
             NotFound: unknown user (USER_NOT_FOUND).
-            FailedPrecondition: a built-in user (admin, local-agents), or the caller's own user.
+            FailedPrecondition: a built-in user (admin, local-agents, joined-agents), or the caller's own user.
         """
         async with self._changing:
             self.user(user_id)
@@ -307,7 +377,7 @@ class AccessManager:
 
     async def _save_role(self, role_id: str, permissions: list[str] | None, description: str | None,
                          create: bool) -> dict[str, Any]:
-        if not _ROLE_ID.match(role_id):
+        if not valid_role_id(role_id):
             raise InvalidArgument(f"{role_id!r} is not a role id ([a-z][a-z0-9-]*)", field="role_id")
         existing = self.roles.get(role_id)
         if create and existing is not None:
@@ -361,7 +431,8 @@ class AccessManager:
         key_id = keys.parse(secret)
         assert key_id is not None
         now = time.time()
-        record = {"id": key_id, "user": user_id, "display_name": name, "permissions": list(permissions),
+        record = {"id": key_id, "user": user_id, "user_uid": self.users.get(user_id, {}).get("uid"),
+                  "display_name": name, "permissions": list(permissions),
                   "create_time": now, "expire_time": now + ttl if ttl else None, "last_used_time": None,
                   "revoke_time": None, "digest": keys.digest(secret), "old_digest": "", "old_expire_time": None}
         return record, secret
@@ -372,19 +443,23 @@ class AccessManager:
         target = user_id or caller.principal.removeprefix("users/")
         if target != caller.principal.removeprefix("users/") and not caller.may("*"):
             raise PermissionDenied("only an admin can create keys for another user")
-        self.user(target)
         ttl = DEFAULT_TTL if not ttl else ttl
         if ttl > MAX_TTL:
             raise InvalidArgument("ttl is at most 365 days", field="ttl")
         for perm in permissions:
             if valid_permission(perm) and not caller.may(perm):
                 raise PermissionDenied(f"a key cannot grant {perm!r}, which the caller lacks")
-        record, secret = self._new_key(target, name, permissions, ttl)
-        await self.storage.call(self.storage.backend.access_put, "api_keys", record["id"], record)
-        self.api_keys[record["id"]] = record
-        return record, secret
+        async with self._changing:  # delete_user revokes every key of the user it sees: this one too
+            self.user(target)
+            record, secret = self._new_key(target, name, permissions, ttl)
+            await self.storage.call(self.storage.backend.access_put, "api_keys", record["id"], record)
+            self.api_keys[record["id"]] = record
+            return record, secret
 
     def _owned_key(self, caller: Caller, key_id: str) -> dict[str, Any]:
+        if not keys.valid_id(key_id):  # a whole key pasted by mistake must not be echoed (nor audited)
+            raise InvalidArgument("name must be apiKeys/ID, ID being the 12 letters or digits after maos_key_ "
+                                  "(not the whole key)", field="name")
         record = self.api_keys.get(key_id)
         if record is None or (f"users/{record['user']}" != caller.principal and not caller.may("*")):
             raise NotFound(f"API key {key_id!r} does not exist", reason="ERROR_REASON_API_KEY_NOT_FOUND")
@@ -401,25 +476,27 @@ class AccessManager:
 
     async def revoke_key(self, caller: Caller, key_id: str) -> dict[str, Any]:
         """Revoke a key; effective on the next call."""
-        record = self._owned_key(caller, key_id)
-        record["revoke_time"] = record.get("revoke_time") or time.time()
-        await self.storage.call(self.storage.backend.access_put, "api_keys", key_id, dict(record))
-        return record
+        async with self._changing:
+            record = self._owned_key(caller, key_id)
+            record["revoke_time"] = record.get("revoke_time") or time.time()
+            await self.storage.call(self.storage.backend.access_put, "api_keys", key_id, dict(record))
+            return record
 
     async def rotate_key(self, caller: Caller, key_id: str, overlap: float | None) -> tuple[dict[str, Any], str]:
         """A new secret for the key; the old one works for ``overlap`` seconds more."""
-        record = self._owned_key(caller, key_id)
-        if record.get("revoke_time"):
-            raise FailedPrecondition("a revoked key cannot be rotated", reason="ERROR_REASON_NOT_SUPPORTED")
-        overlap = DEFAULT_OVERLAP if overlap is None else overlap
-        body = keys.PREFIX + key_id
-        secret = keys.generate(key_id)
-        assert secret.startswith(body)
-        now = time.time()
-        old_expire = now + overlap
-        if record.get("expire_time"):
-            old_expire = min(old_expire, record["expire_time"])
-        record.update(old_digest=record["digest"] if overlap > 0 else "", old_expire_time=old_expire,
-                      digest=keys.digest(secret))
-        await self.storage.call(self.storage.backend.access_put, "api_keys", key_id, dict(record))
-        return record, secret
+        async with self._changing:
+            record = self._owned_key(caller, key_id)
+            if record.get("revoke_time"):
+                raise FailedPrecondition("a revoked key cannot be rotated", reason="ERROR_REASON_NOT_SUPPORTED")
+            overlap = DEFAULT_OVERLAP if overlap is None else overlap
+            body = keys.PREFIX + key_id
+            secret = keys.generate(key_id)
+            assert secret.startswith(body)
+            now = time.time()
+            old_expire = now + overlap
+            if record.get("expire_time"):
+                old_expire = min(old_expire, record["expire_time"])
+            record.update(old_digest=record["digest"] if overlap > 0 else "", old_expire_time=old_expire,
+                          digest=keys.digest(secret))
+            await self.storage.call(self.storage.backend.access_put, "api_keys", key_id, dict(record))
+            return record, secret

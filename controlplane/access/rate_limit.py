@@ -8,10 +8,15 @@ next token. :class:`CallLimits` is what the authentication interceptor
 applies (OWASP API2 and API4):
 
 * every failed authentication takes a token from its peer address's
-  bucket; once the bucket is empty, failures from that address are answered
-  RESOURCE_EXHAUSTED (with the delay) instead of UNAUTHENTICATED, so a client
-  guessing keys is told to slow down, while valid keys from the same address
-  (other clients behind it) keep working;
+  bucket: a missing, malformed or unknown API key (or wrong secret), and
+  likewise an agent stream whose join token is missing, malformed or unknown
+  (:mod:`controlplane.api.admission`); once the bucket is empty, such failures
+  from that address are answered RESOURCE_EXHAUSTED (with the delay) instead
+  of UNAUTHENTICATED, so a client guessing keys or tokens is told to slow
+  down, while valid keys and tokens from the same address (other clients
+  behind it) keep working. A key or token that is on record but revoked or
+  expired is neither counted nor converted: it stays UNAUTHENTICATED so its
+  holder stops rather than retrying;
 * after authentication, each call takes a token from its principal's bucket
   (a stream counts once, when it opens).
 
@@ -83,14 +88,6 @@ class TokenBuckets:
             bucket[0] -= 1.0
             return 0.0
         return (1.0 - bucket[0]) / self.rate
-
-    def wait(self, key: str) -> float:
-        """Seconds until ``key`` has a token (0.0: it has one now); takes nothing."""
-        bucket = self._buckets.get(key)
-        if bucket is None:
-            return 0.0
-        tokens = bucket[0] + (self._clock() - bucket[1]) * self.rate
-        return 0.0 if tokens >= 1.0 else (1.0 - tokens) / self.rate
 
     def _evict(self, now: float) -> None:
         """Make room for one bucket: drop the full ones, then the oldest beyond ``max_keys``."""

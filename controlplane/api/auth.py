@@ -9,7 +9,9 @@ statuses with an ``ErrorInfo`` like every other domain error. For each call it:
 2. authenticates ``authorization: Bearer <key>`` through the
    :class:`~controlplane.access.manager.AccessManager` (a peer address
    failing too often gets RESOURCE_EXHAUSTED instead of UNAUTHENTICATED,
-   :mod:`controlplane.access.rate_limit`), then takes one call of the
+   :mod:`controlplane.access.rate_limit`, unless the key is on record and
+   refused for being revoked or expired: its holder must stop, not retry),
+   then takes one call of the
    principal's rate (a stream counts once, when it opens); the one exception
    is ``AgentGateway.Connect`` without a bearer, let through as
    :data:`~controlplane.api.admission.JOINING` (no permissions) so the gateway
@@ -21,6 +23,10 @@ statuses with an ``ErrorInfo`` like every other domain error. For each call it:
    every mutating call (with its final status code). Records join the next
    group commit without holding up the response: they are durable within
    milliseconds, and only a crash in that window can lose the last few.
+   A record's ``resource`` is the request's ``name`` only when that is a
+   well-formed resource name (:func:`audit_resource`), else ``<malformed>``:
+   a secret pasted where a name belongs (``joinTokens/abc123.SECRET``, a
+   whole API key) never reaches the append-only log.
 
 Under mutual TLS the verified client certificate does not replace the API
 key: the key still decides what the call may do, and the certificate's
@@ -30,6 +36,7 @@ subject is recorded in the audit record's ``peer`` next to the address
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -38,29 +45,64 @@ from typing import Any
 import grpc
 
 from controlplane import errors
-from controlplane.access.manager import AccessManager, Caller
+from controlplane.access import join_tokens, keys
+from controlplane.access.manager import AccessManager, Caller, valid_role_id
 from controlplane.access.permissions import READ_ONLY, needed
 from controlplane.access.rate_limit import RATE_LIMITED, CallLimits
 from controlplane.api.admission import CONNECT, JOINING
-from controlplane.api.context import caller_var, principal_var
+from controlplane.api.context import bearer_token, caller_var, peer_address, principal_var
 from controlplane.api.errors import status_code_for
 from controlplane.api.tls import client_certificate_subject
 from controlplane.metrics import Metrics
 
+__all__ = ["MALFORMED", "AuthInterceptor", "audit_resource", "peer_address"]
+
+#: The ``resource`` of an audit record whose request named something that is not a resource name.
+MALFORMED = "<malformed>"
+#: An id as ``convert.parse_name`` takes it (tasks, agents, checkpoints, ...), matched whole.
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_\-]{0,127}")
+#: A user id as ``AccessManager.create_user`` makes it (the email's local part), matched whole.
+_USER_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,127}")
 
 
-def _bearer(context: grpc.aio.ServicerContext) -> str | None:
-    for key, value in context.invocation_metadata() or ():
-        if key == "authorization" and isinstance(value, str) and value.startswith("Bearer "):
-            return value[len("Bearer "):].strip()
-    return None
+def _matcher(pattern: re.Pattern[str]) -> Callable[[str], bool]:
+    return lambda ident: pattern.fullmatch(ident) is not None
 
 
-def peer_address(peer: str) -> str:
-    """The address of a gRPC peer without its port (``ipv4:10.0.0.7:51234`` -> ``ipv4:10.0.0.7``)."""
-    if peer.startswith(("ipv4:", "ipv6:")):
-        return peer.rpartition(":")[0]
-    return peer
+#: Whether an id is well-formed, for each collection; ``apiKeys`` and ``joinTokens`` exactly as issued.
+_COLLECTION_IDS: dict[str, Callable[[str], bool]] = {
+    **dict.fromkeys(("tasks", "subtasks", "agents", "checkpoints", "batches", "templates", "webhooks"),
+                    _matcher(_ID)),
+    "users": _matcher(_USER_ID),
+    "roles": valid_role_id,
+    "apiKeys": keys.valid_id,
+    "joinTokens": join_tokens.valid_id,
+}
+_REQUEST_ID = re.compile(r"[A-Za-z0-9_\-]{1,36}")
+
+
+def audit_resource(name: str) -> str:
+    """``name`` if it is a well-formed resource name, else :data:`MALFORMED` ("" stays "").
+
+    Well-formed: ``collection/id`` pairs (``tasks/T``, ``tasks/T/subtasks/S``)
+    of known collections, each id matching its collection's pattern, or a
+    bare id (the servers accept those too) of letters, digits, ``_`` and
+    ``-``. Nothing holding an API key's prefix passes, whatever its shape.
+    """
+    if not name:
+        return ""
+    if len(name) > 300 or keys.PREFIX in name:
+        return MALFORMED
+    parts = name.split("/")
+    if len(parts) == 1:
+        return name if _ID.fullmatch(name) else MALFORMED
+    if len(parts) % 2:
+        return MALFORMED
+    for collection, ident in zip(parts[::2], parts[1::2], strict=True):
+        valid = _COLLECTION_IDS.get(collection)
+        if valid is None or not valid(ident):
+            return MALFORMED
+    return name
 
 
 def _peer(context: grpc.aio.ServicerContext) -> str:
@@ -99,13 +141,15 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
 
     def audit(self, method: str, caller: Caller | None, context: grpc.aio.ServicerContext,
               request: Any, code: str, reason: str = "", resource: str = "") -> None:
-        """Queue one record for the next commit."""
+        """Queue one record for the next commit (``resource`` and ``request_id`` only if well-formed)."""
+        request_id = str(getattr(request, "request_id", "") or "")
         record = {
             "id": uuid.uuid4().hex, "time": time.time(), "principal": caller.principal if caller else "",
             "key_id": caller.key_id if caller else "", "peer": _peer(context), "method": method,
-            "resource": resource or str(getattr(request, "name", "") or ""),
+            "resource": audit_resource(resource or str(getattr(request, "name", "") or "")),
             "decision": "DENY" if reason else "ALLOW", "status_code": code,
-            "request_id": str(getattr(request, "request_id", "") or ""), "reason": reason,
+            "request_id": request_id if not request_id or _REQUEST_ID.fullmatch(request_id) else MALFORMED,
+            "reason": reason,
         }
         self.record_audit(record)
 
@@ -116,7 +160,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         limits = self.limits
         peer = peer_address(context.peer() or "") if limits is not None else ""
         try:
-            secret = _bearer(context)
+            secret = bearer_token(context.invocation_metadata())
             if not secret and method == CONNECT:  # the gateway wants a join token instead
                 caller_var.set(JOINING)
                 principal_var.set(JOINING.principal)
@@ -131,7 +175,10 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
                                               metadata={"permission": permission})
         except errors.MaosError as exc:
             refusal: errors.MaosError = exc
-            if limits is not None and isinstance(exc, errors.Unauthenticated):
+            # Only failures guessing could produce are throttled; a revoked or expired key on record
+            # stays UNAUTHENTICATED, so its holder stops instead of retrying (as on RESOURCE_EXHAUSTED).
+            if limits is not None and isinstance(exc, errors.Unauthenticated) \
+                    and not isinstance(exc, errors.CredentialRefused):
                 refusal = limits.failed_authentication(peer) or exc
             if refusal.reason == RATE_LIMITED and self.metrics is not None:
                 self.metrics.call_rate_limited(method, refusal.metadata.get("limit", ""))
@@ -147,7 +194,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         audited = method not in READ_ONLY
         audit = self.audit
 
-        async def outcome(caller: Caller, context: Any, request: Any, exc: BaseException | None) -> None:
+        def outcome(caller: Caller, context: Any, request: Any, exc: BaseException | None) -> None:
             if not audited:
                 return
             if exc is None:
@@ -170,9 +217,9 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
                 try:
                     response = await inner(request, context)
                 except BaseException as exc:
-                    await outcome(caller, context, None if streaming_request else request, exc)
+                    outcome(caller, context, None if streaming_request else request, exc)
                     raise
-                await outcome(caller, context, None if streaming_request else request, None)
+                outcome(caller, context, None if streaming_request else request, None)
                 return response
 
             make = grpc.stream_unary_rpc_method_handler if streaming_request else grpc.unary_unary_rpc_method_handler
@@ -187,9 +234,9 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
                 async for response in inner_s(request, context):
                     yield response
             except BaseException as exc:
-                await outcome(caller, context, None if streaming_request else request, exc)
+                outcome(caller, context, None if streaming_request else request, exc)
                 raise
-            await outcome(caller, context, None if streaming_request else request, None)
+            outcome(caller, context, None if streaming_request else request, None)
 
         make_s = grpc.stream_stream_rpc_method_handler if streaming_request else grpc.unary_stream_rpc_method_handler
         return make_s(stream, handler.request_deserializer, handler.response_serializer)

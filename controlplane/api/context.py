@@ -1,8 +1,9 @@
-"""Per-call context: who is calling. Set by the auth interceptor; read by servicers."""
+"""Per-call context: who is calling, and from where. Set by the auth interceptor; read by servicers."""
 
 from __future__ import annotations
 
 import contextvars
+from typing import Any
 
 #: The principal of the current call, ``users/{user}`` or ``agents/{agent}``.
 #: Until access control is configured every caller acts as the local user.
@@ -24,3 +25,18 @@ def caller_may(permission: str) -> bool:
     """Whether the current caller holds ``permission`` (always true with auth off)."""
     caller = caller_var.get()
     return caller is None or caller.may(permission)  # type: ignore[attr-defined]
+
+
+def peer_address(peer: str) -> str:
+    """The address of a gRPC peer without its port (``ipv4:10.0.0.7:51234`` -> ``ipv4:10.0.0.7``)."""
+    if peer.startswith(("ipv4:", "ipv6:")):
+        return peer.rpartition(":")[0]
+    return peer
+
+
+def bearer_token(metadata: Any) -> str | None:
+    """The key of ``authorization: Bearer <key>`` in a call's invocation metadata, if any."""
+    for key, value in metadata or ():
+        if key == "authorization" and isinstance(value, str) and value.startswith("Bearer "):
+            return value[len("Bearer "):].strip()
+    return None

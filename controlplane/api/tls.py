@@ -49,7 +49,7 @@ class ServerTls:
     @property
     def files(self) -> dict[str, str]:
         """Each configured file by the setting that names it."""
-        pairs = zip(_SETTINGS, (self.cert_file, self.key_file, self.client_ca_file), strict=False)
+        pairs = zip(_SETTINGS[:3], (self.cert_file, self.key_file, self.client_ca_file), strict=True)
         return {setting: path for setting, path in pairs if path}
 
 

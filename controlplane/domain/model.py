@@ -303,8 +303,12 @@ class AgentInfo:
 
 
 def new_agent_id(agent_type: str) -> str:
-    """A fresh agent id, ``{type}-{8 hex}`` (the type cut to 24 characters)."""
-    return f"{agent_type[:24]}-{secrets.token_hex(4)}"
+    """A fresh agent id, ``{type}-{16 hex}`` (64 random bits; the type cut to 24 characters).
+
+    64 bits make a clash of two ids practically impossible (about one in 10^9
+    after 200,000 agents), where 32 bits gave even odds of one after about 77,000.
+    """
+    return f"{agent_type[:24]}-{secrets.token_hex(8)}"
 
 
 def as_dict(obj: Any) -> Any:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from controlplane.domain.model import AgentInfo, Subtask, Task, TaskStatus
 
 if TYPE_CHECKING:
-    from controlplane.access.join_tokens import JoinTokenRecord
+    from controlplane.access.records import JoinTokenRecord
     from controlplane.checkpoints.record import CheckpointRecord
 
 #: Raw rows of tables: ``{table: (column names, rows as tuples)}`` (checkpoints).
@@ -57,7 +57,8 @@ class WriteBatch:
     subtasks: list[Subtask] = field(default_factory=list)
     agents: list[AgentInfo] = field(default_factory=list)
     idempotency: list[IdempotencyRecord] = field(default_factory=list)
-    #: Audit records to append (see :meth:`StorageBackend.append_audit`).
+    #: Audit records to append, never updated or deleted afterwards (each a JSON-able dict with at least
+    #: ``time``, ``principal`` and ``method``, which :meth:`StorageBackend.list_audit` filters on).
     audit: list[dict[str, Any]] = field(default_factory=list)
 
     def __bool__(self) -> bool:
@@ -205,12 +206,13 @@ class StorageBackend(Protocol):
         (then nothing changed).
         """
 
-    def append_audit(self, records: Sequence[dict[str, Any]]) -> None:
-        """Append audit records; never updated or deleted."""
-
     def list_audit(self, *, since: float | None = None, until: float | None = None, principal: str = "",
                    action: str = "", before_seq: int | None = None, limit: int = 100) -> list[dict[str, Any]]:
-        """Audit records newest first, each with its ``seq``."""
+        """Audit records (appended through :attr:`WriteBatch.audit`) newest first, each with its ``seq``.
+
+        ``since`` inclusive, ``until`` exclusive, ``principal`` exact, ``action`` a substring
+        of ``method``, ``before_seq`` exclusive (keyset paging).
+        """
 
 
 class StorageBackendFactory(Protocol):

@@ -593,7 +593,7 @@ class StorageContract:
     # --- join tokens ---------------------------------------------------------------
 
     def test_join_token_round_trip_and_listing(self, backend: StorageBackend) -> None:
-        from controlplane.access.join_tokens import JoinTokenRecord
+        from controlplane.access.records import JoinTokenRecord
 
         open_one = JoinTokenRecord(id="abc123", digest="d" * 64, agent_types=(), max_uses=0, uses=0,
                                    create_time=_T0, expire_time=_T0 + 86400)
@@ -609,7 +609,7 @@ class StorageContract:
         assert backend.list_join_tokens() == [typed, open_one]  # oldest first
 
     def test_join_token_uses_are_counted_only_while_valid(self, backend: StorageBackend) -> None:
-        from controlplane.access.join_tokens import JoinTokenRecord
+        from controlplane.access.records import JoinTokenRecord
 
         backend.put_join_token(JoinTokenRecord(id="twice1", digest="d" * 64, agent_types=(), max_uses=2, uses=0,
                                                create_time=_T0, expire_time=_T0 + 100))
@@ -630,7 +630,7 @@ class StorageContract:
             assert counted is not None and counted.uses == expected
 
     def test_revoked_join_token_is_not_counted(self, backend: StorageBackend) -> None:
-        from controlplane.access.join_tokens import JoinTokenRecord
+        from controlplane.access.records import JoinTokenRecord
 
         backend.put_join_token(JoinTokenRecord(id="gone00", digest="d" * 64, agent_types=(), max_uses=0, uses=0,
                                                create_time=_T0, expire_time=_T0 + 100))
@@ -642,3 +642,41 @@ class StorageContract:
         assert backend.use_join_token("gone00", _T0 + 6) is None
         stored = backend.get_join_token("gone00")
         assert stored is not None and stored.uses == 0
+
+    # --- audit -------------------------------------------------------------------------
+
+    def test_audit_records_written_in_a_batch_are_listed_with_filters(self, backend: StorageBackend) -> None:
+        def record(n: int, principal: str, method: str, **extra: Any) -> dict[str, Any]:
+            return {"id": f"r{n}", "time": _T0 + n, "principal": principal, "key_id": "", "peer": "ipv4:10.0.0.7",
+                    "method": method, "resource": f"tasks/t{n}", "decision": "ALLOW", "status_code": "OK",
+                    "request_id": "", "reason": "", **extra}
+
+        first = [record(0, "users/alice", "/maos.v1.TaskService/SubmitTask"),
+                 record(1, "users/bob", "/maos.v1.TaskService/CancelTask"),
+                 record(2, "", "/maos.v1.AgentGateway/Connect", decision="DENY", status_code="UNAUTHENTICATED",
+                        reason="ERROR_REASON_UNAUTHENTICATED", resource="<malformed>")]
+        backend.write(WriteBatch(audit=first))
+        backend.write(WriteBatch(tasks=[minimal_task("t-audit")],
+                                 audit=[record(3, "users/alice", "/maos.v1.TaskService/CancelTask")]))
+
+        listed = backend.list_audit()
+        assert [r["id"] for r in listed] == ["r3", "r2", "r1", "r0"]  # newest first
+        seqs = [r.pop("seq") for r in listed]
+        assert seqs == sorted(seqs, reverse=True) and len(set(seqs)) == 4
+        assert listed[1] == first[2] and listed[3] == first[0]  # stored as given, every field
+        assert backend.get_task("t-audit") is not None  # the batch's other rows committed alongside
+
+        def ids(**filters: Any) -> list[str]:
+            return [r["id"] for r in backend.list_audit(**filters)]
+
+        assert ids(principal="users/alice") == ["r3", "r0"]
+        assert ids(principal="") == ["r3", "r2", "r1", "r0"]  # empty: no filter
+        assert ids(action="CancelTask") == ["r3", "r1"]
+        assert ids(action="AgentGateway/") == ["r2"]
+        assert ids(action="%") == [] and ids(action="_") == []  # LIKE wildcards are escaped
+        assert ids(since=_T0 + 1) == ["r3", "r2", "r1"]  # inclusive
+        assert ids(until=_T0 + 2) == ["r1", "r0"]  # exclusive
+        assert ids(since=_T0 + 1, until=_T0 + 3, principal="users/bob") == ["r1"]
+        assert ids(limit=2) == ["r3", "r2"]
+        assert ids(before_seq=seqs[1], limit=2) == ["r1", "r0"]  # keyset: the next page
+        assert ids(before_seq=seqs[3]) == []

@@ -88,3 +88,31 @@ async def test_rate_limited_call_exits_8_and_says_when_to_retry(maos_home: Path)
         assert "exceeded its call rate" in limited.stderr and "retry after" in limited.stderr
     finally:
         await app.stop(grace=1.0)
+
+
+async def test_api_key_revoke_and_rotate_take_a_pasted_key_by_its_id(secured: App, maos_home: Path) -> None:
+    """The id is derived locally: the secret is not sent, printed or audited; a malformed one is a usage error."""
+    token = await admin_key(secured)
+    maos = Maos(secured.address, maos_home)
+    async with Client(secured.address, token=token) as admin:
+        rotated, revoked = await admin.create_api_key("rotated"), await admin.create_api_key("revoked")
+
+    result = await maos("api-key", "rotate", rotated.secret, "--overlap", "0", MAOS_TOKEN=token)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith(rotated.api_key.name) and rotated.secret not in result.output
+    assert rotated.secret[9:21] in result.stderr and "not sent" in result.stderr
+    result = await maos("api-key", "revoke", f"apiKeys/{revoked.secret}", MAOS_TOKEN=token)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == f"revoked {revoked.api_key.name}" and revoked.secret not in result.output
+
+    before = {k["id"]: dict(k) for k in secured.access.api_keys.values()}
+    typo = revoked.secret[:-1] + ("0" if revoked.secret[-1] != "0" else "1")  # the checksum no longer matches
+    for command in ("revoke", "rotate"):
+        result = await maos("api-key", command, typo, MAOS_TOKEN=token)
+        assert result.exit_code == 2 and "malformed" in result.stderr, result.output
+        assert typo not in result.output and typo[9:21] not in result.output
+    assert {k["id"]: dict(k) for k in secured.access.api_keys.values()} == before
+    records = await secured.storage.call(secured.storage.backend.list_audit)
+    assert not any(s[9:] in json.dumps(r) for r in records for s in (rotated.secret, revoked.secret, typo))
+    assert {r["resource"] for r in records if r["method"].endswith(("RotateApiKey", "RevokeApiKey"))} == {
+        rotated.api_key.name, revoked.api_key.name}

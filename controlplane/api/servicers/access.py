@@ -11,13 +11,14 @@ from typing import Any
 import grpc
 
 from controlplane.access import join_tokens
-from controlplane.access.join_tokens import JoinTokenRecord, JoinTokens
+from controlplane.access.join_tokens import JoinTokens
 from controlplane.access.manager import MAX_TTL, AccessManager, Caller
+from controlplane.access.records import JoinTokenRecord
 from controlplane.api import convert
 from controlplane.api.context import caller_var, current_principal
 from controlplane.api.paging import page_size
 from controlplane.api.pb import access_grpc, access_pb, audit_grpc, audit_pb, enums_pb, messages_pb
-from controlplane.errors import InvalidArgument, Unauthenticated
+from controlplane.errors import InvalidArgument, NotFound, Unauthenticated
 
 #: What UpdateUser may change (an allowlist, OWASP API3).
 USER_UPDATABLE = ("roles", "disabled")
@@ -147,7 +148,6 @@ class AccessServicer(access_grpc.AccessServiceServicer):
     async def GetRole(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         role = self.access.roles.get(_strip(request.name, "roles"))
         if role is None:
-            from controlplane.errors import NotFound
             raise NotFound(f"role {request.name!r} does not exist", reason="ERROR_REASON_ROLE_NOT_FOUND")
         return access_pb.GetRoleResponse(role=role_pb(role))
 

@@ -2,25 +2,34 @@
 
 With access control on, an :class:`~controlplane.api.admission.AgentAdmission`
 decides under which identity a Register is accepted (and exchanges join
-tokens for credentials) before the engine sees it.
+tokens for credentials) before the engine sees it. A stream the interceptor
+let through without a bearer (:data:`~controlplane.api.admission.JOINING`)
+is refused UNAUTHENTICATED when no admission is wired: fail closed.
+
+``Register.launch_id`` (an agent the control plane launched itself, marked
+managed) is honoured only from the local agents' key (``users/local-agents``),
+or when access control is off; from anyone else it is ignored.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-import re
 from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
 
+from controlplane.access.manager import AGENT_USER, Caller
 from controlplane.api import convert
-from controlplane.api.admission import AgentAdmission
+from controlplane.api.admission import Admitted, AgentAdmission
+from controlplane.api.context import caller_var
 from controlplane.api.pb import errors_pb, gateway_grpc, gateway_pb, messages_pb
 from controlplane.domain.model import AgentInfo
+from controlplane.domain.tasks import valid_type_name
+from controlplane.errors import FailedPrecondition, InvalidArgument, Unauthenticated
 from controlplane.logbook import LogBook
-from controlplane.errors import FailedPrecondition, InvalidArgument
 from controlplane.scheduler.commands import (
     Ack,
     Assign,
@@ -39,7 +48,6 @@ from controlplane.version import __version__
 
 log = logging.getLogger(__name__)
 
-_TYPE = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]{0,62}$")
 MAX_CONCURRENCY = 1024
 #: Most assignments sent in one ``Assignments`` message.
 MAX_ASSIGNMENT_BATCH = 256
@@ -144,9 +152,15 @@ def command_to_pb(command: Any) -> gateway_pb.ConnectResponse:
     raise TypeError(f"unknown agent command {command!r}")
 
 
+def launch_id_honoured() -> bool:
+    """Whether the current caller may claim a launch (access control off, or the local agents' key)."""
+    caller = caller_var.get()
+    return caller is None or (isinstance(caller, Caller) and caller.principal == f"users/{AGENT_USER}")
+
+
 def agent_from_register(reg: gateway_pb.Register, peer: str) -> AgentInfo:
-    """Validate a Register message and make the agent's record."""
-    if not _TYPE.match(reg.agent_type):
+    """Validate a Register message and make the agent's record (not ``managed``: the caller decides that)."""
+    if not valid_type_name(reg.agent_type):
         raise InvalidArgument(
             "register.agent_type must start with a letter and hold only letters, digits, '_' or '-' (max 63)",
             field="register.agent_type",
@@ -168,7 +182,6 @@ def agent_from_register(reg: gateway_pb.Register, peer: str) -> AgentInfo:
         sdk_version=reg.sdk_version,
         hostname=reg.hostname or peer,
         pid=reg.pid,
-        managed=bool(reg.launch_id),
     )
 
 
@@ -190,24 +203,28 @@ class GatewayServicer(gateway_grpc.AgentGatewayServicer):
         A stream without a bearer must bring a Register with a join token within
         ``AgentAdmission.register_timeout`` seconds; otherwise it is UNAUTHENTICATED.
         """
-        if self.admission is None or not self.admission.joining():
+        if not AgentAdmission.joining():
             try:
                 return await requests.__anext__()
             except StopAsyncIteration:
                 return None
+        assert self.admission is not None  # Connect refuses a joining stream without one
         try:
             first = await asyncio.wait_for(requests.__anext__(), self.admission.register_timeout)
         except (StopAsyncIteration, TimeoutError):
             first = None
         if first is None or first.WhichOneof("message") != "register" or not first.register.join_token:
-            raise await self.admission.unauthenticated(
+            raise self.admission.unauthenticated(
                 context, "no credentials: send 'authorization: Bearer <credential>' or Register.join_token")
         return first
 
-    async def Connect(self, request_iterator: AsyncIterator[gateway_pb.ConnectRequest], context: grpc.aio.ServicerContext) -> AsyncIterator[gateway_pb.ConnectResponse]:
-        first = await self._first(request_iterator, context)
+    async def _admit(
+        self, requests: AsyncIterator[gateway_pb.ConnectRequest], context: grpc.aio.ServicerContext,
+    ) -> tuple[gateway_pb.Register, AgentInfo, list[Ref], str, Admitted] | None:
+        """The stream's Register, its agent, what it resumes, and its admission (None: no message at all)."""
+        first = await self._first(requests, context)
         if first is None:
-            return
+            return None
         if first.WhichOneof("message") != "register":
             raise FailedPrecondition("the first message of a stream must be register",
                                      reason="ERROR_REASON_NOT_REGISTERED")
@@ -215,22 +232,37 @@ class GatewayServicer(gateway_grpc.AgentGatewayServicer):
         info = agent_from_register(reg, context.peer())
         resume_refs = [r for r in (ref_from_pb(x) for x in reg.resume.assignments) if r is not None]
         resume_id = convert.parse_name(reg.resume.agent, "agents", "register.resume.agent") if reg.resume.agent else ""
-        credential = ""
+        admitted = Admitted()
         if self.admission is not None:
             admitted = await self.admission.admit(info, reg.join_token, resume_id, context)
-            info.id, credential = admitted.agent_id, admitted.credential
-            if credential:
+            info.id = admitted.agent_id
+            if admitted.joined:
                 resume_id, resume_refs = "", []  # a joining agent is new: it resumes no one's session
+        return reg, info, resume_refs, resume_id, admitted
+
+    async def Connect(self, request_iterator: AsyncIterator[gateway_pb.ConnectRequest], context: grpc.aio.ServicerContext) -> AsyncIterator[gateway_pb.ConnectResponse]:
+        slot: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
+        if AgentAdmission.joining():
+            if self.admission is None:  # nothing could check a join token: fail closed
+                raise Unauthenticated("no credentials: send 'authorization: Bearer <credential>'")
+            slot = self.admission.joining_slot(context)
+        with slot:
+            admission = await self._admit(request_iterator, context)
+        if admission is None:
+            return
+        reg, info, resume_refs, resume_id, admitted = admission
+        launch_id = reg.launch_id if launch_id_honoured() else ""
+        info.managed = bool(launch_id)
         session, registration = self.engine.register(info, resume_id, resume_refs, reg.resume.session_id)
-        if reg.launch_id and self.launcher is not None:
-            self.launcher.registered(reg.launch_id, session.id)
+        if launch_id and self.launcher is not None:
+            self.launcher.registered(launch_id, session.id)
         yield gateway_pb.ConnectResponse(
             registered=gateway_pb.Registered(
                 agent=f"agents/{registration.agent_id}",
                 session_id=registration.session_id,
                 heartbeat_interval=convert.duration(registration.heartbeat_interval),
                 lease_ttl=convert.duration(registration.lease_ttl),
-                credential=credential,
+                credential=admitted.credential,
                 resumed=[ref_to_pb(r) for r in registration.resumed],
                 revoked=[ref_to_pb(r) for r in registration.revoked],
                 server_version=__version__,

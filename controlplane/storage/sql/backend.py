@@ -26,10 +26,10 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, Operation
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.pool import QueuePool, StaticPool
 
-from controlplane.access.join_tokens import JoinTokenRecord
+from controlplane.access.records import JoinTokenRecord
+from controlplane.checkpoints.record import CheckpointRecord
 from controlplane.domain.model import AgentInfo, Subtask, Task, TaskStatus
 from controlplane.errors import Aborted, AlreadyExists, Unavailable
-from controlplane.checkpoints.record import CheckpointRecord
 from controlplane.storage.base import IdempotencyRecord, StateValue, TableRows, TaskQuery, WriteBatch
 from controlplane.storage.sql import codec, schema
 from controlplane.storage.sql.migrations import migrate as run_migrations
@@ -540,17 +540,6 @@ class SqlBackend:
         return _join_token(row)
 
     # --- audit ----------------------------------------------------------------------
-
-    def append_audit(self, records: Sequence[dict[str, Any]]) -> None:
-        """Append audit records (each with ``time``, ``principal``, ``method``) in one transaction."""
-        if not records:
-            return
-        with translate_errors(), self.engine.begin() as conn:
-            cursor = conn.connection.dbapi_connection.cursor()
-            try:
-                cursor.executemany(self._raw_audit, _audit_rows(records))
-            finally:
-                cursor.close()
 
     def list_audit(self, *, since: float | None = None, until: float | None = None, principal: str = "",
                    action: str = "", before_seq: int | None = None, limit: int = 100) -> list[dict[str, Any]]:

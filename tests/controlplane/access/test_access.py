@@ -6,6 +6,7 @@ mutating calls and denials leave audit records.
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import grpc
@@ -16,6 +17,7 @@ from agent_sdk.client import Client
 from agent_sdk.errors import MaosRpcError
 from controlplane.access import keys
 from controlplane.app import App
+from controlplane.errors import NotFound
 from tests.harness.server import admin_key, wait_for
 
 
@@ -343,4 +345,82 @@ async def test_only_admins_update_or_delete_users_and_roles(secured: App) -> Non
         for call in (dev.update_user("other", disabled=True), dev.delete_user("other"), dev.delete_role("viewer"),
                      dev.update_user("dev", roles=["admin"])):
             await fails(call, grpc.StatusCode.PERMISSION_DENIED, "ERROR_REASON_PERMISSION_DENIED")
+    assert await access_snapshot(secured) == before
+
+
+async def test_a_whole_key_given_as_a_key_name_is_refused_unechoed_and_unaudited(secured: App) -> None:
+    """RevokeApiKey/RotateApiKey with a pasted secret: INVALID_ARGUMENT, the secret nowhere, nothing changed."""
+    from agent_sdk.proto.maos.v1 import access_service_pb2 as access_pb
+
+    async with Client(secured.address, token=await admin_key(secured)) as admin:
+        created = await admin.create_api_key("ci")
+        secret = created.secret
+        before = await access_snapshot(secured)
+        for name in (secret, f"apiKeys/{secret}", f"apiKeys/{secret}\n", "apiKeys/" + secret[9:21] + "x", "",
+                     "apiKeys/abc.def", "apiKeys/" + secret[9:21] + "\n"):
+            for call in (admin.access.RevokeApiKey(access_pb.RevokeApiKeyRequest(name=name)),
+                         admin.access.RotateApiKey(access_pb.RotateApiKeyRequest(name=name))):
+                error = await fails(call, grpc.StatusCode.INVALID_ARGUMENT, "ERROR_REASON_INVALID_FIELD")
+                assert [f for f, _ in error.field_violations] == ["name"]
+                assert secret not in error.message and secret[9:] not in error.message
+        # The SDK refuses to send one at all.
+        for call in (admin.revoke_api_key, admin.rotate_api_key):
+            with pytest.raises(ValueError) as refused:
+                await call(secret)
+            assert secret not in str(refused.value)
+        assert await access_snapshot(secured) == before
+        records = await admin.list_audit_records(action="ApiKey", page_size=100)
+        refused = [r for r in records if r.status_code == "INVALID_ARGUMENT"]
+        assert len(refused) == 14 and not any(secret[9:] in str(r) for r in records)
+        assert {r.resource for r in refused} == {"<malformed>", ""}
+        # The key's id (its name) is what works, and is what the log keeps.
+        await admin.revoke_api_key(created.api_key.name)
+        [record] = await admin.list_audit_records(action="RevokeApiKey", page_size=1)
+        assert record.resource == created.api_key.name and record.status_code == "OK"
+
+
+async def test_a_key_created_while_its_user_is_deleted_is_revoked(secured: App) -> None:
+    """create_key and delete_user are serialized: the key is revoked with the others, or never created."""
+    await secured.access.create_user("dev@example.com", ["developer"])
+    admin = secured.access.caller_of(secured.access.users["admin"])
+    created, deleted = await asyncio.gather(
+        secured.access.create_key(admin, "dev", "racing", [], None),
+        secured.access.delete_user(admin, "dev"), return_exceptions=True)
+    assert deleted is None, deleted
+    if isinstance(created, BaseException):  # delete_user went first: the user was gone
+        assert isinstance(created, NotFound), created
+    stored = [k for k in await secured.storage.call(secured.storage.backend.access_list, "api_keys")
+              if k["user"] == "dev"]
+    assert all(k["revoke_time"] for k in stored) and all(k["revoke_time"] for k in secured.access.api_keys.values()
+                                                          if k["user"] == "dev")
+    if not isinstance(created, BaseException):
+        async with Client(secured.address, token=created[1]) as racing:
+            await fails(racing.list_tasks(), grpc.StatusCode.UNAUTHENTICATED, "ERROR_REASON_CREDENTIAL_REVOKED")
+
+
+async def test_a_recreated_user_never_inherits_a_key_of_the_old_one(secured: App) -> None:
+    """Even a key that escaped revocation (another process, an older control plane) is not the new user's."""
+    token = await user_key(secured, "dev@example.com", "developer")
+    old_uid = secured.access.users["dev"]["uid"]
+    # The user disappears without its key being revoked, as the create/delete race allowed.
+    await secured.storage.call(secured.storage.backend.access_delete, "users", "dev")
+    del secured.access.users["dev"]
+    again = await secured.access.create_user("dev@example.com", ["developer"])
+    assert again["id"] == "dev" and again["uid"] != old_uid
+    async with Client(secured.address, token=token) as old:
+        error = await fails(old.list_tasks(), grpc.StatusCode.UNAUTHENTICATED, "ERROR_REASON_UNAUTHENTICATED")
+        assert "disabled or deleted" in error.message
+    async with Client(secured.address, token=await admin_key(secured)) as admin:
+        fresh = await admin.create_api_key("new", user="dev")
+    async with Client(secured.address, token=fresh.secret) as new:
+        assert (await new.get_caller()).principal == "users/dev"
+
+
+async def test_a_role_id_with_a_trailing_newline_is_refused(secured: App) -> None:
+    async with Client(secured.address, token=await admin_key(secured)) as admin:
+        await admin.get_caller()  # the key's first use is recorded before the snapshot
+        before = await access_snapshot(secured)
+        error = await fails(admin.create_role("reviewer\n", ["task:view"]), grpc.StatusCode.INVALID_ARGUMENT,
+                            "ERROR_REASON_INVALID_FIELD")
+    assert [f for f, _ in error.field_violations] == ["role_id"]
     assert await access_snapshot(secured) == before

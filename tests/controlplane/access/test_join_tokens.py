@@ -10,6 +10,7 @@ and can do nothing but connect.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 import time
 from typing import Any
@@ -160,8 +161,19 @@ async def test_create_list_revoke(secured: App, admin: Client) -> None:
     assert {("CreateJoinToken", "users/admin", "OK"), ("RevokeJoinToken", "users/admin", "OK")} <= audited
 
 
+async def test_ttl_zero_means_the_default(secured: App, admin: Client) -> None:
+    """As for CreateApiKey: an unset and a zero ttl both mean the default lifetime, 24 h."""
+    from agent_sdk.proto.maos.v1 import access_service_pb2 as access_pb
+
+    request = access_pb.CreateJoinTokenRequest()
+    request.ttl.FromSeconds(0)
+    assert request.HasField("ttl")
+    for made in (await admin.access.CreateJoinToken(request), await admin.create_join_token(ttl=0)):
+        record = made.join_token
+        assert record.expire_time.seconds - record.create_time.seconds in (86399, 86400)
+
+
 @pytest.mark.parametrize(("kwargs", "field"), [
-    ({"ttl": 0}, "ttl"),
     ({"ttl": -5}, "ttl"),
     ({"ttl": 30 * 86400 + 1}, "ttl"),
     ({"ttl": 2.0**40}, "ttl"),
@@ -181,14 +193,29 @@ async def test_bad_create_input_is_invalid_argument_and_creates_nothing(
 
 
 async def test_revoke_unknown_or_malformed(secured: App, admin: Client) -> None:
-    for name in ("joinTokens/abc123", "zzzzzz", "joinTokens/../x", "joinTokens/ABCDEF", "joinTokens/abc123.secret"):
-        error = await fails(admin.revoke_join_token(name), grpc.StatusCode.NOT_FOUND,
-                            "ERROR_REASON_JOIN_TOKEN_NOT_FOUND")
-        assert "does not exist" in error.message
     from agent_sdk.proto.maos.v1 import access_service_pb2 as access_pb
 
-    await fails(admin.access.RevokeJoinToken(access_pb.RevokeJoinTokenRequest(name="")),
-                grpc.StatusCode.INVALID_ARGUMENT, "ERROR_REASON_INVALID_FIELD")
+    existing = await admin.create_join_token()
+    before = await state(secured)
+    # The client sends only the id of a whole token: an unknown id is NOT_FOUND.
+    for name in ("joinTokens/abc123", "zzzzzz", "joinTokens/abc123.secret", "abc123.0123456789abcdef"):
+        error = await fails(admin.revoke_join_token(name), grpc.StatusCode.NOT_FOUND,
+                            "ERROR_REASON_JOIN_TOKEN_NOT_FOUND")
+        assert "does not exist" in error.message and "secret" not in error.message
+    # A name that is no id is INVALID_ARGUMENT, and the message does not repeat it (it may hold a secret).
+    secret = existing.token.split(".")[1]
+    for name in ("", "joinTokens/../x", "joinTokens/ABCDEF", existing.token, f"joinTokens/{existing.token}",
+                 "joinTokens/abc1234", "joinTokens/abc123\n", f"apiKeys/{existing.token}"):
+        error = await fails(admin.access.RevokeJoinToken(access_pb.RevokeJoinTokenRequest(name=name)),
+                            grpc.StatusCode.INVALID_ARGUMENT, "ERROR_REASON_INVALID_FIELD")
+        assert [f for f, _ in error.field_violations] == ["name"]
+        assert secret not in error.message and (not name or name not in error.message)
+    assert await state(secured) == before
+    assert not (await admin.list_join_tokens())[0].HasField("revoke_time")
+    # Nor does the audit log keep it: the resource of a malformed name is "<malformed>".
+    records = await admin.list_audit_records(action="RevokeJoinToken", page_size=100)
+    assert len(records) == 12 and not any(secret in str(r) for r in records)
+    assert {r.resource for r in records} == {"joinTokens/abc123", "joinTokens/zzzzzz", "<malformed>", ""}
     error = await fails(admin.access.ListJoinTokens(access_pb.ListJoinTokensRequest(page_size=-1)),
                         grpc.StatusCode.INVALID_ARGUMENT, "ERROR_REASON_INVALID_FIELD")
     assert [f for f, _ in error.field_violations] == ["page_size"]
@@ -548,3 +575,138 @@ async def test_no_other_method_is_reachable_without_credentials(secured: App) ->
                 assert code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.RESOURCE_EXHAUSTED), method
             else:
                 assert code == grpc.StatusCode.UNIMPLEMENTED, method
+
+
+# --- ids ---------------------------------------------------------------------------------------------
+
+
+async def test_a_clash_of_token_ids_is_aborted_and_stores_nothing(secured: App, admin: Client,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Three random ids in a row taken: ABORTED (retryable), not ALREADY_EXISTS; nothing is stored."""
+    first = await admin.create_join_token()
+    taken = first.join_token.name.removeprefix("joinTokens/")
+    monkeypatch.setattr(join_tokens, "_random", lambda length: taken if length == 6 else "s" * length)
+    before = await state(secured)
+    error = await fails(admin.create_join_token(), grpc.StatusCode.ABORTED, "ERROR_REASON_ALREADY_EXISTS")
+    assert "try again" in error.message
+    assert await state(secured) == before
+
+
+def test_agent_ids_have_64_random_bits() -> None:
+    from controlplane.domain.model import new_agent_id
+
+    ids = {new_agent_id("echo") for _ in range(1000)}
+    assert len(ids) == 1000 and all(re.fullmatch(r"echo-[0-9a-f]{16}", i) for i in ids)
+
+
+async def test_a_joining_agent_never_gets_an_id_in_use(secured: App, admin: Client,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Connected, stored or credential-bound ids are skipped; when every pick is taken the join is ABORTED."""
+    created = await admin.create_join_token()
+    connected, stream = await join(secured, register(join_token=created.token))
+    await stream.close()
+    connected_id = connected.agent.removeprefix("agents/")
+    info = secured.engine.agents[connected_id]
+    in_memory = "echo-00000000000000aa"  # registered, not committed yet
+    secured.engine.agents[in_memory] = dataclasses.replace(info, id=in_memory)
+    stored = "echo-00000000000000bb"  # in the database only (an agent long gone)
+    secured.engine.committer.agent(dataclasses.replace(info, id=stored))
+    await secured.engine.committer.durable()
+    bound = "echo-00000000000000cc"  # a credential's agent
+    await secured.access.issue_agent_credential(bound, "echo", created.join_token.name)
+    picks = iter([connected_id, in_memory, stored, bound, "echo-00000000000000dd"])
+    monkeypatch.setattr(join_tokens, "new_agent_id", lambda agent_type: next(picks))
+    try:
+        before = await state(secured)
+        await fails(join(secured, register(join_token=created.token)), grpc.StatusCode.ABORTED,
+                    "ERROR_REASON_ALREADY_EXISTS")  # three picks, all taken
+        assert await state(secured) == before and await uses(secured, created.join_token.name) == 1
+
+        registered, stream = await join(secured, register(join_token=created.token))
+        await stream.close()
+        assert registered.agent == "agents/echo-00000000000000dd"
+        assert await uses(secured, created.join_token.name) == 2
+    finally:
+        secured.engine.agents.pop(in_memory, None)
+
+
+# --- renewal -------------------------------------------------------------------------------------------
+
+
+async def test_a_credential_near_its_expiry_is_renewed_at_register_and_the_worker_adopts_it(
+        secured: App, admin: Client) -> None:
+    from controlplane.access import keys
+    from controlplane.access.manager import AGENT_CREDENTIAL_TTL
+
+    created = await admin.create_join_token(["echo"], max_uses=1)
+    worker = Worker(EchoAgent(), secured.address, join_token=created.token, max_backoff=0.2)
+    runner = await run_worker(worker)
+    try:
+        agent_id = worker.agent_name.removeprefix("agents/")
+        first = worker.credential
+        key_id = keys.parse(first)
+        assert key_id is not None
+        # Reconnecting with more than a third of its life left: no renewal.
+        session = secured.engine.sessions[agent_id]
+        session.close()
+        await wait_for(lambda: secured.engine.sessions.get(agent_id) not in (None, session), 15,
+                       message="the agent to reconnect")
+        assert worker.credential == first
+        # A quarter of its life left (as after 67 days): the next Register renews it.
+        soon = time.time() + AGENT_CREDENTIAL_TTL / 4
+        secured.access.api_keys[key_id]["expire_time"] = soon
+        session = secured.engine.sessions[agent_id]
+        session_id = worker.session_id
+        session.close()
+        await wait_for(lambda: worker.credential != first and secured.engine.sessions.get(agent_id)
+                       not in (None, session), 15, message="the agent to reconnect with a renewed credential")
+        renewed = worker.credential
+        assert keys.parse(renewed) == key_id  # the same key (its listing, its revocation), a new secret
+        record = secured.access.api_keys[key_id]
+        assert record["digest"] == keys.digest(renewed) and record["old_digest"] == keys.digest(first)
+        assert record["expire_time"] - time.time() > AGENT_CREDENTIAL_TTL - 60
+        assert record["old_expire_time"] == soon  # the old secret works until its own expiry, no longer
+        stored = {r["id"]: r for r in await secured.storage.call(secured.storage.backend.access_list, "api_keys")}
+        assert stored[key_id]["digest"] == keys.digest(renewed) and renewed not in str(stored)
+        assert worker.session_id != session_id and worker.agent_name == f"agents/{agent_id}"
+        for credential in (first, renewed):
+            async with Client(secured.address, token=credential) as agent:
+                assert (await agent.get_caller()).principal == f"agents/{agent_id}"
+        # The worker reconnects with the renewed one, which is not renewed again.
+        session = secured.engine.sessions[agent_id]
+        session.close()
+        await wait_for(lambda: secured.engine.sessions.get(agent_id) not in (None, session), 15,
+                       message="the agent to reconnect")
+        assert worker.credential == renewed
+        renewals = [r for r in await connect_audit(admin) if r.resource == f"apiKeys/{key_id}"]
+        assert len(renewals) == 1 and renewals[0].principal == f"agents/{agent_id}"
+        assert await uses(secured, created.join_token.name) == 1
+    finally:
+        await worker.shutdown(grace=0.5)
+        await asyncio.wait_for(runner, 15)
+
+
+async def test_an_agent_that_missed_its_renewal_connects_with_the_old_secret_and_gets_another(
+        secured: App, admin: Client) -> None:
+    from controlplane.access import keys
+    from controlplane.access.manager import AGENT_CREDENTIAL_TTL
+
+    created = await admin.create_join_token()
+    joined, stream = await join(secured, register(join_token=created.token))
+    await stream.close()
+    key_id = keys.parse(joined.credential)
+    assert key_id is not None
+    soon = time.time() + AGENT_CREDENTIAL_TTL / 4
+    secured.access.api_keys[key_id]["expire_time"] = soon
+    lost, stream = await join(secured, register(), bearer=joined.credential)  # this Registered never arrives
+    await stream.close()
+    assert lost.credential and lost.agent == joined.agent
+    again, stream = await join(secured, register(), bearer=joined.credential)
+    await stream.close()
+    assert again.credential not in ("", lost.credential) and again.agent == joined.agent
+    record = secured.access.api_keys[key_id]
+    assert record["digest"] == keys.digest(again.credential)
+    assert record["old_digest"] == keys.digest(joined.credential)
+    assert record["old_expire_time"] == soon
+    async with Client(secured.address, token=lost.credential) as superseded:
+        await fails(superseded.get_caller(), grpc.StatusCode.UNAUTHENTICATED, "ERROR_REASON_UNAUTHENTICATED")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -19,7 +20,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from agent_sdk.builtin import EchoAgent
 from agent_sdk.client import Client
-from agent_sdk.errors import MaosRpcError
+from agent_sdk.errors import MaosRpcError, from_rpc_error
+from agent_sdk.proto.maos.v1 import agent_gateway_pb2 as gw
 from agent_sdk.worker import Worker
 from controlplane.access import keys
 from controlplane.access.rate_limit import FAILED_AUTH, PRINCIPAL, RATE_LIMITED, CallLimits, TokenBuckets
@@ -63,15 +65,15 @@ def test_refill_stops_at_the_burst() -> None:
     assert buckets.take("a") > 0
 
 
-def test_keys_are_independent_and_wait_takes_nothing() -> None:
+def test_keys_are_independent() -> None:
     clock = FakeClock()
     buckets = TokenBuckets(rate=1, burst=1, clock=clock)
-    assert buckets.wait("a") == 0.0 and len(buckets) == 0
+    assert len(buckets) == 0
     assert buckets.take("a") == 0.0
-    assert buckets.wait("a") == pytest.approx(1.0)
     assert buckets.take("b") == 0.0
     clock.now += 0.5
-    assert buckets.wait("a") == pytest.approx(0.5) and buckets.wait("a") == pytest.approx(0.5)
+    assert buckets.take("a") == pytest.approx(0.5) and buckets.take("a") == pytest.approx(0.5)
+    assert len(buckets) == 2
 
 
 def test_idle_buckets_are_dropped_when_full_again() -> None:
@@ -262,4 +264,167 @@ async def test_failed_authentication_is_throttled_per_peer_and_good_keys_still_w
         assert sorted(r["status_code"] for r in records) == ["RESOURCE_EXHAUSTED"] * 2 + ["UNAUTHENTICATED"] * 3
         assert all(r["peer"].startswith("ipv4:127.0.0.1:") for r in records)
     finally:
+        await app.stop(grace=1.0)
+
+
+# --- joining agents ------------------------------------------------------------
+
+
+async def test_failed_joins_are_throttled_per_peer_like_failed_keys(maos_home: Path) -> None:
+    """Bad join tokens (and none) count as failed authentications; valid and revoked ones are not throttled."""
+    from tests.controlplane.access.test_join_tokens import join, refused, register, state, uses
+
+    app = await limited_app(maos_home, failed_auth_rate=0.001, failed_auth_burst=3)
+    try:
+        async with Client(app.address, token=await key_of(app, "ops@example.com", "admin")) as admin:
+            good = await admin.create_join_token(max_uses=5)
+            revoked = await admin.create_join_token()
+            await admin.revoke_join_token(revoked.join_token.name)
+        before = await state(app)
+        U, R = grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.RESOURCE_EXHAUSTED
+        unknown = gw.ConnectRequest(register=register(join_token="zzzzzz." + "a" * 16))
+        for message, reason in ((unknown, "ERROR_REASON_JOIN_TOKEN_NOT_FOUND"),
+                                (gw.ConnectRequest(register=register(join_token="garbage")),
+                                 "ERROR_REASON_UNAUTHENTICATED"),
+                                (gw.ConnectRequest(register=register()), "ERROR_REASON_UNAUTHENTICATED")):
+            await refused(app, message, U, reason)
+        for message in (unknown, gw.ConnectRequest(register=register())):  # the address is now told to wait
+            error = await refused(app, message, R, RATE_LIMITED)
+            assert error.metadata == {"limit": FAILED_AUTH} and error.retry_delay > 0
+        # A token on record but revoked stays UNAUTHENTICATED: its holder must stop, not retry.
+        await refused(app, gw.ConnectRequest(register=register(join_token=revoked.token)), U,
+                      "ERROR_REASON_CREDENTIAL_REVOKED")
+        assert await state(app) == before
+        registered, stream = await join(app, register(join_token=good.token))  # a valid token still joins
+        await stream.close()
+        assert registered.credential and await uses(app, good.join_token.name) == 1
+        assert refused_calls(app, "AgentGateway/Connect", FAILED_AUTH) == 2
+        records = await app.storage.call(lambda: app.storage.backend.list_audit(action="AgentGateway/Connect"))
+        assert sorted(r["status_code"] for r in records if r["decision"] == "DENY") == \
+            ["RESOURCE_EXHAUSTED"] * 2 + ["UNAUTHENTICATED"] * 4
+    finally:
+        await app.stop(grace=1.0)
+
+
+async def test_streams_waiting_to_join_are_bounded_per_address(secured: App,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from controlplane.api.admission import JOINING_STREAMS, AgentAdmission
+    from tests.controlplane.access.test_access import fails
+    from tests.controlplane.access.test_join_tokens import Stream, join, register, state
+
+    monkeypatch.setattr(AgentAdmission, "max_joining_per_peer", 2)
+    async with Client(secured.address, token=await key_of(secured, "ops@example.com", "admin")) as admin:
+        token = (await admin.create_join_token()).token
+    before = await state(secured)
+    silent = [Stream(secured.address), Stream(secured.address)]  # no Register yet: they hold their places
+    try:
+        for stream in silent:
+            await stream.call.wait_for_connection()
+
+        async def third_refused() -> bool:
+            extra = Stream(secured.address)
+            try:
+                error = await fails(extra.status(), grpc.StatusCode.RESOURCE_EXHAUSTED, "ERROR_REASON_LIMIT_EXCEEDED")
+            except AssertionError:  # the silent streams' handlers may not have started yet
+                return False
+            finally:
+                await extra.close()
+            return error.metadata == {"limit": JOINING_STREAMS} and error.retry_delay > 0
+
+        await wait_for(third_refused, 10, interval=0.05, message="a third stream without credentials refused")
+        assert await state(secured) == before
+    finally:
+        for stream in silent:
+            await stream.close()
+
+    async def joins() -> bool:  # the places are free again once the silent streams are gone
+        try:
+            registered, stream = await join(secured, register(join_token=token))
+        except MaosRpcError as exc:
+            assert exc.code == grpc.StatusCode.RESOURCE_EXHAUSTED, exc
+            return False
+        await stream.close()
+        return bool(registered.credential)
+
+    await wait_for(joins, 10, interval=0.05, message="a join once the places are free")
+
+
+class Peer:
+    """A ServicerContext's peer, for the admission's bookkeeping."""
+
+    def __init__(self, peer: str):
+        self._peer = peer
+
+    def peer(self) -> str:
+        return self._peer
+
+
+def test_joining_places_per_address_and_in_all() -> None:
+    from controlplane.api.admission import JOINING_STREAMS, AgentAdmission
+
+    audited: list[tuple[Any, ...]] = []
+    admission = AgentAdmission(None, None,  # type: ignore[arg-type]
+                               lambda *record, **extra: audited.append(record))
+    admission.max_joining_per_peer, admission.max_joining = 2, 3
+    a, b, c = Peer("ipv4:10.0.0.1:1000"), Peer("ipv4:10.0.0.1:1001"), Peer("ipv4:10.0.0.2:1000")
+    def enter(peer: str) -> None:
+        with admission.joining_slot(Peer(peer)):
+            pass
+
+    def refused_admission() -> None:
+        with admission.joining_slot(a):
+            raise RuntimeError("refused")
+
+    with admission.joining_slot(a), admission.joining_slot(b):  # one address, two ports
+        with pytest.raises(ResourceExhausted) as per_peer:
+            enter("ipv4:10.0.0.1:1002")
+        assert per_peer.value.metadata == {"limit": JOINING_STREAMS}
+        with admission.joining_slot(c), pytest.raises(ResourceExhausted):  # three in all
+            enter("ipv4:10.0.0.3:1000")
+    assert len(audited) == 2 and all(r[4] == "RESOURCE_EXHAUSTED" for r in audited)
+    with pytest.raises(RuntimeError):  # a place is given back however the admission ends
+        refused_admission()
+    assert admission._joining.total() == 0
+    with admission.joining_slot(a), admission.joining_slot(b), admission.joining_slot(c):
+        pass
+
+
+# --- refused credentials on record ----------------------------------------------
+
+
+async def test_a_revoked_or_expired_key_is_unauthenticated_even_when_the_address_is_throttled(
+        maos_home: Path) -> None:
+    """So a worker with a revoked credential stops instead of retrying RESOURCE_EXHAUSTED for ever."""
+    app = await limited_app(maos_home, failed_auth_rate=0.001, failed_auth_burst=1)
+    worker = None
+    runner = None
+    try:
+        revoked = await key_of(app, "agent@example.com", "agent")
+        expired = await key_of(app, "other@example.com", "developer")
+        app.access.api_keys[keys.parse(expired)]["expire_time"] = 1.0
+        async with Client(app.address, token=await key_of(app, "ops@example.com", "admin")) as admin:
+            await admin.revoke_api_key(keys.parse(revoked) or "")
+        for attempt in range(2):  # the address uses its one failure, then is throttled
+            async with Client(app.address, token=keys.generate()) as stranger:
+                with pytest.raises(MaosRpcError) as failed:
+                    await stranger.list_tasks()
+            expected = (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.RESOURCE_EXHAUSTED)[attempt]
+            assert failed.value.code == expected
+        async with Client(app.address, token=expired) as client:
+            with pytest.raises(MaosRpcError) as failed:
+                await client.list_tasks()
+        assert (failed.value.code, failed.value.reason) == (grpc.StatusCode.UNAUTHENTICATED,
+                                                            "ERROR_REASON_CREDENTIAL_EXPIRED")
+        worker = Worker(EchoAgent(), app.address, token=revoked, max_backoff=0.05)
+        runner = asyncio.get_running_loop().create_task(worker.run())
+        with pytest.raises(grpc.aio.AioRpcError) as stopped:
+            await asyncio.wait_for(asyncio.shield(runner), 15)
+        assert stopped.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        assert from_rpc_error(stopped.value).reason == "ERROR_REASON_CREDENTIAL_REVOKED"
+    finally:
+        if worker is not None and runner is not None and not runner.done():
+            await worker.shutdown(grace=0.1)
+            runner.cancel()
+        if runner is not None:
+            await asyncio.gather(runner, return_exceptions=True)
         await app.stop(grace=1.0)

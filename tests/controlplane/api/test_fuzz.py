@@ -374,15 +374,23 @@ REGRESSIONS = [
     ("AccessService", "DeleteRole", access_service_pb2.DeleteRoleRequest(name="roles/admin"), FP),
     ("AccessService", "UpdateUser", access_service_pb2.UpdateUserRequest(
         user=messages_pb2.User(name="users/admin"), update_mask={"paths": ["email"]}), IA),
-    # Join tokens: durations, agent type names, names and page tokens are checked before anything is stored.
+    # Join tokens: durations, agent type names, names and page tokens are checked before anything is stored
+    # (a ttl of 0 means the default, 24 h, as for CreateApiKey).
     *[("AccessService", "CreateJoinToken", access_service_pb2.CreateJoinTokenRequest(ttl=ttl), IA)
-      for ttl in ({"seconds": 2**40}, {"seconds": -1}, {"seconds": 0}, {"seconds": 1, "nanos": -5},
+      for ttl in ({"seconds": 2**40}, {"seconds": -1}, {"seconds": 1, "nanos": -5},
                   {"seconds": 30 * 86400 + 1})],
     ("AccessService", "CreateJoinToken", access_service_pb2.CreateJoinTokenRequest(
         join_token=messages_pb2.JoinToken(agent_types=["ok", "\u00b2"])), IA),
     ("AccessService", "RevokeJoinToken", access_service_pb2.RevokeJoinTokenRequest(name=""), IA),
-    ("AccessService", "RevokeJoinToken", access_service_pb2.RevokeJoinTokenRequest(name="joinTokens/x"),
+    ("AccessService", "RevokeJoinToken", access_service_pb2.RevokeJoinTokenRequest(name="joinTokens/x"), IA),
+    ("AccessService", "RevokeJoinToken", access_service_pb2.RevokeJoinTokenRequest(name="joinTokens/zzzzzz"),
      grpc.StatusCode.NOT_FOUND),
+    # A whole token or API key where an id belongs: INVALID_ARGUMENT (not NOT_FOUND echoing the secret).
+    ("AccessService", "RevokeJoinToken",
+     access_service_pb2.RevokeJoinTokenRequest(name="joinTokens/abc123.0123456789abcdef"), IA),
+    ("AccessService", "RevokeApiKey",
+     access_service_pb2.RevokeApiKeyRequest(name="apiKeys/maos_key_" + "a" * 32 + "_abcdef"), IA),
+    ("AccessService", "RotateApiKey", access_service_pb2.RotateApiKeyRequest(name="maos_key_" + "a" * 32), IA),
     ("AccessService", "ListJoinTokens", access_service_pb2.ListJoinTokensRequest(page_token="\u00b2"), IA),
     ("AccessService", "ListJoinTokens", access_service_pb2.ListJoinTokensRequest(page_size=-1), IA),
     # An out-of-range Duration overflowed ToTimedelta -> INTERNAL.

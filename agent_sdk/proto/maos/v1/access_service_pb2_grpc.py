@@ -241,7 +241,9 @@ class AccessServiceServicer:
 
     def RevokeApiKey(self, request, context):
         """Revokes a key; the next call made with it is UNAUTHENTICATED
-        (ERROR_REASON_CREDENTIAL_REVOKED). Permission: apikey:manage.
+        (ERROR_REASON_CREDENTIAL_REVOKED). INVALID_ARGUMENT for a name that is
+        not `apiKeys/{id}` (a whole key pasted instead of its id; the message
+        does not repeat it). Permission: apikey:manage.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -249,7 +251,8 @@ class AccessServiceServicer:
 
     def RotateApiKey(self, request, context):
         """Issues a new secret for a key; the old one keeps working for `overlap`
-        (default 24 h, 0 to revoke at once). Permission: apikey:manage.
+        (default 24 h, 0 to revoke at once). INVALID_ARGUMENT for a malformed
+        name, as for RevokeApiKey. Permission: apikey:manage.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -257,8 +260,9 @@ class AccessServiceServicer:
 
     def CreateJoinToken(self, request, context):
         """Creates a join token for agents; the token is returned once.
-        INVALID_ARGUMENT (the BadRequest names the field) for a ttl that is not
-        more than 0 and at most 30 days, or a malformed agent type (at most 64).
+        INVALID_ARGUMENT (the BadRequest names the field) for a negative ttl or
+        one over 30 days, or a malformed agent type (at most 64). ABORTED
+        (retryable) in the unlikely case no unused id was found.
         Permission: agent:join-token.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -276,8 +280,10 @@ class AccessServiceServicer:
     def RevokeJoinToken(self, request, context):
         """Revokes a join token: no agent can join with it any more; agents that
         joined keep their credentials (revoke those with RevokeApiKey). Revoking
-        again changes nothing. NOT_FOUND (ERROR_REASON_JOIN_TOKEN_NOT_FOUND) for
-        an unknown token. Permission: agent:join-token.
+        again changes nothing. INVALID_ARGUMENT for a name that is not
+        `joinTokens/{id}` (for example a whole `id.secret` token; the message does
+        not repeat it), NOT_FOUND (ERROR_REASON_JOIN_TOKEN_NOT_FOUND) for an
+        unknown token. Permission: agent:join-token.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -144,7 +144,11 @@ class AgentGatewayServicer:
         ERROR_REASON_CREDENTIAL_EXPIRED, ERROR_REASON_CREDENTIAL_REVOKED), a
         type the token does not allow or a used-up token with PERMISSION_DENIED;
         a refused token is not counted. An agent credential registers only as
-        its own agent and type.
+        its own agent and type, and is renewed in `Registered.credential` once
+        less than a third of its lifetime is left. Failed joins count against the
+        address's failed-authentication rate (RESOURCE_EXHAUSTED,
+        ERROR_REASON_RATE_LIMITED, beyond it), and too many streams waiting to
+        join at once are RESOURCE_EXHAUSTED (ERROR_REASON_LIMIT_EXCEEDED).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -26,6 +26,7 @@ from agent_sdk.context import (
     VoteChoice,
 )
 from agent_sdk.errors import AgentError, MaosRpcError, PermanentError, RetryableError
+from agent_sdk.submitter import TaskSubmitter
 from agent_sdk.tls import tls_credentials
 from agent_sdk.types import AgentTypeSpec
 from agent_sdk.worker import Worker
@@ -76,5 +77,6 @@ __all__ = [
     "AgentEnvironment",
     # Calling the control plane
     "Client",
+    "TaskSubmitter",
     "tls_credentials",
 ]

@@ -188,5 +188,7 @@ def from_submit_error(error: Any) -> MaosRpcError:
     code = next((c for c in grpc.StatusCode if c.value[0] == error.code), grpc.StatusCode.UNKNOWN)
     reason = errors_pb2.ErrorReason.Name(error.reason) if error.reason in errors_pb2.ErrorReason.values() else ""
     cls = _ERROR_FOR_CODE.get(code, MaosRpcError)
+    retry_delay = error.retry_delay.seconds + error.retry_delay.nanos / 1e9 if error.HasField("retry_delay") else None
     return cls(error.message or code.name, code=code, reason="" if error.reason == 0 else reason,
-               field_violations=[(v.field, v.description) for v in error.field_violations])
+               field_violations=[(v.field, v.description) for v in error.field_violations],
+               retry_delay=retry_delay, metadata=dict(error.metadata))

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import grpc
@@ -36,7 +36,7 @@ _END = object()
 class TaskSubmitter:
     """One open StreamSubmitTasks call; use it as an async context manager (see the module docstring)."""
 
-    def __init__(self, stub: Any, metadata: tuple[tuple[str, str], ...] | None, build: Any):
+    def __init__(self, stub: Any, metadata: tuple[tuple[str, str], ...] | None, build: Callable[..., msgs.Task]):
         self._stub = stub
         self._metadata = metadata
         self._build = build
@@ -45,6 +45,7 @@ class TaskSubmitter:
         self._call: Any = None
         self._reader: asyncio.Task[None] | None = None
         self._failed: MaosRpcError | None = None
+        self._closing = False
 
     async def __aenter__(self) -> TaskSubmitter:
         self._call = self._stub.StreamSubmitTasks(self._requests(), metadata=self._metadata)
@@ -57,10 +58,12 @@ class TaskSubmitter:
     async def submit(self, task: msgs.Task | None = None, *, request_id: str | None = None,
                      **fields: Any) -> msgs.Task:
         """Submit one task (a ``Task`` message or ``build_task`` keyword arguments); returns it as stored."""
-        if self._failed is not None:
-            raise self._failed
         if self._reader is None:
             raise RuntimeError("use the submitter as an async context manager (async with client.submitter())")
+        if self._closing:
+            raise RuntimeError("this submitter is closed; open another with client.submitter()")
+        if self._failed is not None:
+            raise self._failed
         message = task if task is not None else self._build(**fields)
         future: asyncio.Future[msgs.Task] = asyncio.get_running_loop().create_future()
         self._waiting.append(future)
@@ -70,13 +73,21 @@ class TaskSubmitter:
 
     async def close(self) -> None:
         """Finish the stream once every submit made so far is answered."""
-        if self._reader is None:
+        if self._reader is None or self._closing:
             return
+        self._closing = True
         self._outbox.put_nowait(_END)
         await self._reader
 
     async def _requests(self) -> AsyncIterator[tasks_pb.StreamSubmitTasksRequest]:
+        # Write nothing until the server has accepted the stream (it sends its headers
+        # at once): a stream refused on its metadata (no permission, rate limit) then
+        # ends before any write, and its status is read intact. A write racing that
+        # refusal makes grpc report INTERNAL instead (grpc/grpc#36066).
+        await self._call.initial_metadata()
         while (request := await self._outbox.get()) is not _END:
+            if self._call.done():
+                return
             yield request
 
     async def _read(self) -> None:
@@ -92,12 +103,21 @@ class TaskSubmitter:
                     future.set_exception(from_submit_error(response.error))
         except grpc.aio.AioRpcError as exc:
             error = from_rpc_error(exc)
+        except asyncio.CancelledError:  # the call was cancelled (or this task, at shutdown)
+            self._fail(UnavailableError("the submit stream was cancelled"))
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise
+            return
         except IndexError:  # an answer nobody asked for: the server broke the protocol
             self._call.cancel()
             error = MaosRpcError("the control plane answered more submits than were made",
                                  code=grpc.StatusCode.INTERNAL)
-        if self._waiting:
-            self._failed = error
+        self._fail(error)
+
+    def _fail(self, error: MaosRpcError) -> None:
+        """Fail every submit still waiting, and every later one, with ``error``."""
+        self._failed = error
         while self._waiting:
             future = self._waiting.popleft()
             if not future.done():

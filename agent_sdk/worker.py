@@ -62,27 +62,42 @@ KEEPALIVE_OPTIONS = [
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.http2.max_pings_without_data", 0),
 ]
+#: The agent stream's options: keepalive, and the control plane's 16 MiB message limit both ways.
+CHANNEL_OPTIONS = [
+    *KEEPALIVE_OPTIONS,
+    ("grpc.max_receive_message_length", 16 * 1024 * 1024),
+    ("grpc.max_send_message_length", 16 * 1024 * 1024),
+]
 SDK_VERSION = "0.1.0"
 _CLOSE = object()
-#: Most results sent in one ``SubtaskResults`` message.
+#: A ``SubtaskResults`` message holds at most this many results ...
 MAX_RESULT_BATCH = 256
+#: ... and about this many bytes (a result larger than that goes alone).
+MAX_RESULT_BATCH_BYTES = 1024 * 1024
 
 
 def _take_results(first: gw.ConnectRequest, outbox: asyncio.Queue[Any]) -> tuple[gw.ConnectRequest, Any]:
     """One ``SubtaskResults`` message of ``first`` and the results queued right behind it.
 
+    The batch ends at the first other item, at :data:`MAX_RESULT_BATCH` results
+    or before :data:`MAX_RESULT_BATCH_BYTES` bytes.
+
     Returns:
-        The message, and the item that ended the run (to send next), or None.
+        The message, and the item that ended the run (to send next, alone), or None.
     """
-    message = gw.ConnectRequest()
-    results = message.results.results
-    results.append(first.result)
+    results = [first.result]
+    size = first.result.ByteSize()
     while len(results) < MAX_RESULT_BATCH and not outbox.empty():
         item = outbox.get_nowait()
         if item is _CLOSE or item.WhichOneof("message") != "result":
-            return message, item
+            break
+        size += item.result.ByteSize()
+        if size > MAX_RESULT_BATCH_BYTES:
+            break
         results.append(item.result)
-    return message, None
+    else:
+        item = None
+    return gw.ConnectRequest(results=gw.SubtaskResults(results=results)), item
 
 
 def _seconds(d: Any) -> float:
@@ -200,8 +215,8 @@ class Worker:
         metadata = (("authorization", f"Bearer {bearer}"),) if bearer else None
         channel = (
             grpc.aio.secure_channel(self.server, self.credentials,
-                                    options=KEEPALIVE_OPTIONS + server_name_options(self.tls_server_name))
-            if self.credentials else grpc.aio.insecure_channel(self.server, options=KEEPALIVE_OPTIONS)
+                                    options=CHANNEL_OPTIONS + server_name_options(self.tls_server_name))
+            if self.credentials else grpc.aio.insecure_channel(self.server, options=CHANNEL_OPTIONS)
         )
         async with channel:
             stub = gw_grpc.AgentGatewayStub(channel)

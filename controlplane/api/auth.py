@@ -37,6 +37,7 @@ subject is recorded in the audit record's ``peer`` next to the address
 from __future__ import annotations
 
 import re
+import asyncio
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -204,6 +205,8 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
                 code = status_code_for(exc).name
             elif isinstance(exc, grpc.aio.AbortError):
                 code = context.code().name if isinstance(context.code(), grpc.StatusCode) else "UNKNOWN"
+            elif isinstance(exc, asyncio.CancelledError):  # the client went away (or cancelled)
+                code = "CANCELLED"
             else:
                 code = "INTERNAL"
             audit(method, caller, context, request, code)

@@ -60,10 +60,15 @@ def submit_error(exc: BaseException) -> tasks_pb.SubmitError:
         return tasks_pb.SubmitError(code=grpc.StatusCode.INTERNAL.value[0], message="internal error",
                                     reason=errors_pb.ERROR_REASON_INTERNAL)
     reason = exc.reason if exc.reason in errors_pb.ErrorReason.keys() else "ERROR_REASON_UNSPECIFIED"
-    return tasks_pb.SubmitError(
+    error = tasks_pb.SubmitError(
         code=status_code_for(exc).value[0], reason=errors_pb.ErrorReason.Value(reason), message=exc.message,
         field_violations=[tasks_pb.FieldViolation(field=v.field, description=v.description)
-                          for v in getattr(exc, "violations", ())])
+                          for v in getattr(exc, "violations", ())],
+        metadata=exc.metadata)
+    retry_after = getattr(exc, "retry_after", None)
+    if retry_after:
+        error.retry_delay.FromNanoseconds(int(retry_after * 1e9))
+    return error
 
 
 def _pack(message: Any) -> any_pb2.Any:

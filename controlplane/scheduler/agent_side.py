@@ -272,8 +272,8 @@ class AgentSide:
             session.ack_timer.cancel()
             session.ack_timer = None
         refs, session.durable_refs = session.durable_refs, []
-        if refs:
-            session.send(Committed(refs))
+        for start in range(0, len(refs), MAX_ACK_REFS):
+            session.send(Committed(refs[start:start + MAX_ACK_REFS]))
 
     async def shared_state(
         self,

@@ -27,6 +27,11 @@ from controlplane.storage.executor import StorageExecutor
 
 log = logging.getLogger(__name__)
 
+#: Audit records kept while the database cannot be written; beyond this the oldest
+#: are dropped (and the number logged), so an outage plus a flood of refused calls
+#: cannot exhaust memory.
+MAX_PENDING_AUDIT = 100_000
+
 
 def _shallow_copy(record: Any) -> Any:
     """A shallow copy of a record (what ``copy.copy`` does, at half its cost)."""
@@ -142,11 +147,13 @@ class Committer:
     async def _run(self) -> None:
         while True:
             await self._wake.wait()
-            await self._open.wait()
-            self._wake.clear()
             # Let callbacks already queued run first (a dispatch pass right after a
             # submit): what they change joins this generation instead of the next.
             await asyncio.sleep(self._gather_delay)
+            # No await between here and taking the generation: a pause that began
+            # meanwhile holds it back.
+            await self._open.wait()
+            self._wake.clear()
             generation, self._current = self._current, _Generation()
             self.generation_id += 1
             if generation.empty():
@@ -201,6 +208,10 @@ class Committer:
             current.agents.setdefault(key, agent)
         current.idempotency[:0] = generation.idempotency
         current.audit[:0] = generation.audit
+        excess = len(current.audit) - MAX_PENDING_AUDIT
+        if excess > 0:
+            del current.audit[:excess]
+            log.error("dropped the %d oldest audit records: the database has been unavailable too long", excess)
         current.after[:0] = generation.after
         self._wake.set()
 

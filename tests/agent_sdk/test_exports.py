@@ -24,6 +24,7 @@ EXPECTED = [
     "RetryableError",
     "SharedState",
     "StateConflict",
+    "TaskSubmitter",
     "Usage",
     "VoteChoice",
     "Worker",
@@ -42,7 +43,7 @@ def test_every_export_resolves_to_its_home_module() -> None:
         "Agent": "agent_sdk.agent", "AgentEnvironment": "agent_sdk.testing", "AgentError": "agent_sdk.errors",
         "AgentTypeSpec": "agent_sdk.types", "Client": "agent_sdk.client", "MaosRpcError": "agent_sdk.errors",
         "PermanentError": "agent_sdk.errors", "RetryableError": "agent_sdk.errors",
-        "Worker": "agent_sdk.worker",
+        "TaskSubmitter": "agent_sdk.submitter", "Worker": "agent_sdk.worker",
         "run_agent": "agent_sdk.runner", "tls_credentials": "agent_sdk.tls",
     }
     for name in EXPECTED:

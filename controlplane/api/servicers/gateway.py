@@ -49,8 +49,10 @@ from controlplane.version import __version__
 log = logging.getLogger(__name__)
 
 MAX_CONCURRENCY = 1024
-#: Most assignments sent in one ``Assignments`` message.
+#: An ``Assignments`` message holds at most this many assignments ...
 MAX_ASSIGNMENT_BATCH = 256
+#: ... and about this many bytes (an assignment larger than that goes alone).
+MAX_BATCH_BYTES = 1024 * 1024
 
 
 def ref_from_pb(ref: gateway_pb.AssignmentRef) -> Ref | None:
@@ -97,19 +99,28 @@ def assignment_to_pb(command: Assign) -> gateway_pb.Assignment:
     return msg
 
 
-def take_assignments(first: Assign, outbox: asyncio.Queue[Any]) -> tuple[list[Assign], Any]:
-    """``first`` and the assignments queued right behind it (up to :data:`MAX_ASSIGNMENT_BATCH`).
+def take_assignments(first: Assign, outbox: asyncio.Queue[Any]) -> tuple[gateway_pb.Assignments, Any]:
+    """One message of ``first`` and the assignments queued right behind it.
+
+    The batch ends at the first other command, at :data:`MAX_ASSIGNMENT_BATCH`
+    assignments or before :data:`MAX_BATCH_BYTES` bytes, so order is kept and
+    no message nears the agent's receive limit.
 
     Returns:
-        The assignments, and the command that ended the run (to send next), or None.
+        The message, and the command that ended the run (to send next, alone), or None.
     """
-    batch = [first]
-    while len(batch) < MAX_ASSIGNMENT_BATCH and not outbox.empty():
+    messages = [assignment_to_pb(first)]
+    size = messages[0].ByteSize()
+    while len(messages) < MAX_ASSIGNMENT_BATCH and not outbox.empty():
         command = outbox.get_nowait()
         if not isinstance(command, Assign):
-            return batch, command
-        batch.append(command)
-    return batch, None
+            return gateway_pb.Assignments(assignments=messages), command
+        message = assignment_to_pb(command)
+        size += message.ByteSize()
+        if size > MAX_BATCH_BYTES:
+            return gateway_pb.Assignments(assignments=messages), command
+        messages.append(message)
+    return gateway_pb.Assignments(assignments=messages), None
 
 
 def command_to_pb(command: Any) -> gateway_pb.ConnectResponse:
@@ -278,8 +289,7 @@ class GatewayServicer(gateway_grpc.AgentGatewayServicer):
                 command = await outbox.get()
                 if batching and isinstance(command, Assign) and not outbox.empty():
                     batch, command = take_assignments(command, outbox)
-                    yield gateway_pb.ConnectResponse(
-                        assignments=gateway_pb.Assignments(assignments=[assignment_to_pb(a) for a in batch]))
+                    yield gateway_pb.ConnectResponse(assignments=batch)
                     if command is None:
                         continue
                 if command is END_OF_STREAM:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import grpc
 
@@ -38,9 +38,12 @@ def request_hash(request: object) -> str:
 class TaskServicer(tasks_grpc.TaskServiceServicer):
     """Submits, inspects and steers tasks."""
 
-    def __init__(self, engine: Engine, settings: Settings):
+    def __init__(self, engine: Engine, settings: Settings, admit: Callable[[str], None] | None = None):
+        """``admit(principal)`` takes one call of the principal's rate (or raises ResourceExhausted);
+        each request of a submit stream counts as a call (the interceptor counts the stream once)."""
         self.engine = engine
         self.settings = settings
+        self.admit = admit
         self.tokens = PageTokens()
         self.retry_defaults = RetryPolicy(
             max_retries=settings["tasks.default_max_retries"],
@@ -79,6 +82,8 @@ class TaskServicer(tasks_grpc.TaskServiceServicer):
                           principal: str) -> tasks_pb.StreamSubmitTasksResponse:
         """One request of a submit stream, answered like SubmitTask (errors become a SubmitError)."""
         try:
+            if self.admit is not None:
+                self.admit(principal)
             validate_request_id(request.request_id)
             task = self._new_task(request.task, "task")
             outcome = await self.engine.submit(
@@ -94,6 +99,7 @@ class TaskServicer(tasks_grpc.TaskServiceServicer):
 
     async def StreamSubmitTasks(self, request_iterator: AsyncIterator[tasks_pb.StreamSubmitTasksRequest],
                                 context: grpc.aio.ServicerContext) -> AsyncIterator[tasks_pb.StreamSubmitTasksResponse]:
+        await context.send_initial_metadata(())  # the client writes once the stream is accepted
         principal = current_principal()
         loop = asyncio.get_running_loop()
         in_flight = asyncio.Semaphore(MAX_STREAM_IN_FLIGHT)
@@ -114,8 +120,9 @@ class TaskServicer(tasks_grpc.TaskServiceServicer):
                 in_flight.release()
                 yield response
             await reader  # a broken request stream ends the call with its error
-        finally:
+        finally:  # the client may have gone: submits already read still complete, unanswered
             reader.cancel()
+            await asyncio.gather(reader, return_exceptions=True)
 
     async def BatchSubmitTasks(self, request: tasks_pb.BatchSubmitTasksRequest, context: grpc.aio.ServicerContext) -> tasks_pb.BatchSubmitTasksResponse:
         validate_request_id(request.request_id)

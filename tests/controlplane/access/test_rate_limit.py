@@ -20,7 +20,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from agent_sdk.builtin import EchoAgent
 from agent_sdk.client import Client
-from agent_sdk.errors import MaosRpcError, from_rpc_error
+from agent_sdk.errors import MaosRpcError, ResourceExhaustedError, from_rpc_error
 from agent_sdk.proto.maos.v1 import agent_gateway_pb2 as gw
 from agent_sdk.worker import Worker
 from controlplane.access import keys
@@ -428,3 +428,15 @@ async def test_a_revoked_or_expired_key_is_unauthenticated_even_when_the_address
         if runner is not None:
             await asyncio.gather(runner, return_exceptions=True)
         await app.stop(grace=1.0)
+
+
+async def test_each_request_on_a_submit_stream_counts_against_the_principal_rate(slow: App) -> None:
+    token = await key_of(slow, "dev@example.com", "developer")
+    async with Client(slow.address, token=token) as client, client.submitter() as submitter:
+        # bursts of 2: the stream's open takes one, the first submit the other, the second is refused
+        first = await submitter.submit(description="one")
+        with pytest.raises(ResourceExhaustedError) as refused:
+            await submitter.submit(description="two")
+        assert refused.value.reason == RATE_LIMITED and refused.value.retry_delay and refused.value.retry_delay > 0
+        assert refused.value.metadata == {"limit": PRINCIPAL}
+    assert first.name and await task_count(slow) == 1

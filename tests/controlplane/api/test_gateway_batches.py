@@ -9,8 +9,8 @@ from agent_sdk.proto.maos.v1 import enums_pb2 as enums
 from agent_sdk.proto.maos.v1 import errors_pb2 as errors
 from agent_sdk.proto.maos.v1 import messages_pb2 as m
 from agent_sdk.proto.maos.v1 import task_service_pb2 as t
-from agent_sdk.worker import _CLOSE, _take_results
-from controlplane.api.servicers.gateway import MAX_ASSIGNMENT_BATCH, take_assignments
+from agent_sdk.worker import _CLOSE, MAX_RESULT_BATCH_BYTES, _take_results
+from controlplane.api.servicers.gateway import MAX_ASSIGNMENT_BATCH, MAX_BATCH_BYTES, take_assignments
 from controlplane.app import App
 from controlplane.domain.model import Priority, SubtaskKind
 from controlplane.scheduler.commands import Ack, Assign, Ref
@@ -18,9 +18,9 @@ from tests.controlplane.scheduler.test_faults import RawAgent, _wait_finished
 from tests.harness.server import Stubs
 
 
-def _assign(n: int) -> Assign:
+def _assign(n: int, description: str = "") -> Assign:
     return Assign(ref=Ref("t", f"s{n}", 1, n), title="", instructions="", capability="", kind=SubtaskKind.WORK,
-                  task_description="", context="", constraints="", metadata={}, inputs={}, resume_checkpoint=None,
+                  task_description=description, context="", constraints="", metadata={}, inputs={}, resume_checkpoint=None,
                   deadline=None, lease_ttl=30.0, priority=Priority.NORMAL, max_total_tokens=0, max_cost_micros=0)
 
 
@@ -30,7 +30,8 @@ def test_take_assignments_stops_at_the_first_other_command_and_keeps_order() -> 
     for item in (_assign(2), _assign(3), ack, _assign(4)):
         outbox.put_nowait(item)
     batch, following = take_assignments(_assign(1), outbox)
-    assert [a.ref.subtask_id for a in batch] == ["s1", "s2", "s3"]
+    assert [a.ref.subtask for a in batch.assignments] == ["tasks/t/subtasks/s1", "tasks/t/subtasks/s2",
+                                                           "tasks/t/subtasks/s3"]
     assert following is ack and outbox.qsize() == 1  # s4 stays queued, behind the ack
 
 
@@ -39,7 +40,19 @@ def test_take_assignments_is_bounded() -> None:
     for n in range(MAX_ASSIGNMENT_BATCH + 5):
         outbox.put_nowait(_assign(n + 1))
     batch, following = take_assignments(_assign(0), outbox)
-    assert len(batch) == MAX_ASSIGNMENT_BATCH and following is None and outbox.qsize() == 6
+    assert len(batch.assignments) == MAX_ASSIGNMENT_BATCH and following is None and outbox.qsize() == 6
+
+
+def test_take_assignments_stops_before_the_byte_budget_and_sends_the_next_alone() -> None:
+    big = "x" * (MAX_BATCH_BYTES // 3)
+    outbox: asyncio.Queue = asyncio.Queue()
+    for n in range(2, 6):
+        outbox.put_nowait(_assign(n, big))
+    batch, following = take_assignments(_assign(1, big), outbox)
+    assert len(batch.assignments) == 2 and batch.ByteSize() <= MAX_BATCH_BYTES + 1024
+    assert isinstance(following, Assign) and following.ref.subtask_id == "s3"  # next, in order
+    huge, _ = take_assignments(_assign(9, "y" * (2 * MAX_BATCH_BYTES)), asyncio.Queue())
+    assert len(huge.assignments) == 1  # one assignment over the budget still goes
 
 
 def test_take_results_joins_results_queued_back_to_back_only() -> None:
@@ -55,6 +68,16 @@ def test_take_results_joins_results_queued_back_to_back_only() -> None:
     outbox.put_nowait(_CLOSE)
     message, following = _take_results(result(5), outbox)
     assert [r.output for r in message.results.results] == ["5"] and following is _CLOSE
+
+
+def test_take_results_stops_before_the_byte_budget() -> None:
+    big = "r" * (MAX_RESULT_BATCH_BYTES // 3)
+    outbox: asyncio.Queue = asyncio.Queue()
+    items = [gw.ConnectRequest(result=gw.SubtaskResult(output=f"{n}{big}")) for n in range(5)]
+    for item in items[1:]:
+        outbox.put_nowait(item)
+    message, following = _take_results(items[0], outbox)
+    assert len(message.results.results) == 2 and following is items[2] and outbox.qsize() == 2
 
 
 async def _queued_tasks(stubs: Stubs, n: int) -> list[str]:

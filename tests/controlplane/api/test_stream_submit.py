@@ -102,3 +102,22 @@ def test_submit_error_keeps_code_reason_and_fields() -> None:
     assert isinstance(converted, InvalidArgumentError)
     assert (converted.code, converted.reason, converted.message, converted.field_violations) == (
         grpc.StatusCode.INVALID_ARGUMENT, "ERROR_REASON_INVALID_FIELD", "bad", [("task.x", "no")])
+
+
+async def test_submit_after_close_or_after_the_stream_broke_raises_instead_of_hanging(control_plane: App) -> None:
+    async with Client(control_plane.address) as client:
+        submitter = client.submitter()
+        async with submitter:
+            assert (await submitter.submit(description="one")).name
+        with pytest.raises(RuntimeError):
+            await asyncio.wait_for(submitter.submit(description="after close"), 5)
+
+        broken = client.submitter()
+        async with broken:
+            await broken.submit(description="two")
+            broken._call.cancel()  # the stream breaks while nothing is waiting
+            await asyncio.wait_for(asyncio.shield(broken._reader), 5)
+            with pytest.raises(Exception) as failed:
+                await asyncio.wait_for(broken.submit(description="never sent"), 5)
+            assert not isinstance(failed.value, asyncio.TimeoutError)
+    assert await task_count(control_plane) == 2

@@ -23,6 +23,7 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from . import enums_pb2 as maos_dot_v1_dot_enums__pb2
@@ -30,61 +31,65 @@ from . import errors_pb2 as maos_dot_v1_dot_errors__pb2
 from . import messages_pb2 as maos_dot_v1_dot_messages__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1amaos/v1/task_service.proto\x12\x07maos.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13maos/v1/enums.proto\x1a\x14maos/v1/errors.proto\x1a\x16maos/v1/messages.proto\"D\n\x11SubmitTaskRequest\x12\x1b\n\x04task\x18\x01 \x01(\x0b\x32\r.maos.v1.Task\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"1\n\x12SubmitTaskResponse\x12\x1b\n\x04task\x18\x01 \x01(\x0b\x32\r.maos.v1.Task\"K\n\x18StreamSubmitTasksRequest\x12\x1b\n\x04task\x18\x01 \x01(\x0b\x32\r.maos.v1.Task\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"l\n\x19StreamSubmitTasksResponse\x12\x1d\n\x04task\x18\x01 \x01(\x0b\x32\r.maos.v1.TaskH\x00\x12%\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x14.maos.v1.SubmitErrorH\x00\x42\t\n\x07outcome\"\x85\x01\n\x0bSubmitError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12$\n\x06reason\x18\x02 \x01(\x0e\x32\x14.maos.v1.ErrorReason\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x31\n\x10\x66ield_violations\x18\x04 \x03(\x0b\x32\x17.maos.v1.FieldViolation\"4\n\x0e\x46ieldViolation\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\"[\n\x17\x42\x61tchSubmitTasksRequest\x12,\n\x08requests\x18\x01 \x03(\x0b\x32\x1a.maos.v1.SubmitTaskRequest\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"8\n\x18\x42\x61tchSubmitTasksResponse\x12\x1c\n\x05tasks\x18\x01 \x03(\x0b\x32\r.maos.v1.Task\"?\n\x0eGetTaskRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x1f\n\x04view\x18\x02 \x01(\x0e\x32\x11.maos.v1.TaskView\"\xa5\x01\n\x0fGetTaskResponse\x12\x1b\n\x04task\x18\x01 \x01(\x0b\x32\r.maos.v1.Task\x12\"\n\x08subtasks\x18\x02 \x03(\x0b\x32\x10.maos.v1.Subtask\x12$\n\x04plan\x18\x03 \x01(\x0b\x32\x16.maos.v1.ExecutionPlan\x12+\n\tconsensus\x18\x04 \x01(\x0b\x32\x18.maos.v1.ConsensusRecord\"\xe4\x01\n\x10ListTasksRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12%\n\x08statuses\x18\x03 \x03(\x0e\x32\x13.maos.v1.TaskStatus\x12\x12\n\ntask_types\x18\x04 \x03(\t\x12%\n\npriorities\x18\x05 \x03(\x0e\x32\x11.maos.v1.Priority\x12)\n\x05since\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x62\x61tch\x18\x07 \x01(\t\x12\r\n\x05owner\x18\x08 \x01(\t\"J\n\x11ListTasksResponse\x12\x1c\n\x05tasks\x18\x01 \x03(\x0b\x32\r.maos.v1.Task\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"E\n\x11\x43\x61ncelTaskRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"1\n\x12\x43\x61ncelTaskResponse\x12\x1b\n\x04task\x18\x01 \x01(\x0b\x32\r.maos.v1.Task\"4\n\x10RetryTaskRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"0\n\x11RetryTaskResponse\x12\x1b\n\x04task\x18\x01 \x01(\x0b\x32\r.maos.v1.Task\"u\n\x11UpdateTaskRequest\x12\x1b\n\x04task\x18\x01 \x01(\x0b\x32\r.maos.v1.Task\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"1\n\x12UpdateTaskResponse\x12\x1b\n\x04task\x18\x01 \x01(\x0b\x32\r.maos.v1.Task\"%\n\x15GetTaskResultsRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"=\n\x16GetTaskResultsResponse\x12#\n\x06result\x18\x01 \x01(\x0b\x32\x13.maos.v1.TaskResult\"M\n\x12\x41nalyzeTaskRequest\x12\x1d\n\x04task\x18\x01 \x01(\x0b\x32\r.maos.v1.TaskH\x00\x12\x0e\n\x04name\x18\x02 \x01(\tH\x00\x42\x08\n\x06target\";\n\x13\x41nalyzeTaskResponse\x12$\n\x04plan\x18\x01 \x01(\x0b\x32\x16.maos.v1.ExecutionPlan\":\n\x10WatchTaskRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x18\n\x10include_progress\x18\x02 \x01(\x08\"r\n\x11WatchTaskResponse\x12\x1b\n\x04task\x18\x01 \x01(\x0b\x32\r.maos.v1.Task\x12\x1d\n\x05\x65vent\x18\x02 \x01(\x0b\x32\x0e.maos.v1.Event\x12!\n\x07subtask\x18\x03 \x01(\x0b\x32\x10.maos.v1.Subtask2\xc4\x06\n\x0bTaskService\x12\x45\n\nSubmitTask\x12\x1a.maos.v1.SubmitTaskRequest\x1a\x1b.maos.v1.SubmitTaskResponse\x12W\n\x10\x42\x61tchSubmitTasks\x12 .maos.v1.BatchSubmitTasksRequest\x1a!.maos.v1.BatchSubmitTasksResponse\x12^\n\x11StreamSubmitTasks\x12!.maos.v1.StreamSubmitTasksRequest\x1a\".maos.v1.StreamSubmitTasksResponse(\x01\x30\x01\x12<\n\x07GetTask\x12\x17.maos.v1.GetTaskRequest\x1a\x18.maos.v1.GetTaskResponse\x12\x42\n\tListTasks\x12\x19.maos.v1.ListTasksRequest\x1a\x1a.maos.v1.ListTasksResponse\x12\x45\n\nCancelTask\x12\x1a.maos.v1.CancelTaskRequest\x1a\x1b.maos.v1.CancelTaskResponse\x12\x42\n\tRetryTask\x12\x19.maos.v1.RetryTaskRequest\x1a\x1a.maos.v1.RetryTaskResponse\x12\x45\n\nUpdateTask\x12\x1a.maos.v1.UpdateTaskRequest\x1a\x1b.maos.v1.UpdateTaskResponse\x12Q\n\x0eGetTaskResults\x12\x1e.maos.v1.GetTaskResultsRequest\x1a\x1f.maos.v1.GetTaskResultsResponse\x12H\n\x0b\x41nalyzeTask\x12\x1b.maos.v1.AnalyzeTaskRequest\x1a\x1c.maos.v1.AnalyzeTaskResponse\x12\x44\n\tWatchTask\x12\x19.maos.v1.WatchTaskRequest\x1a\x1a.maos.v1.WatchTaskResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1amaos/v1/task_service.proto\x12\x07maos.v1\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13maos/v1/enums.proto\x1a\x14maos/v1/errors.proto\x1a\x16maos/v1/messages.proto\"D\n\x11SubmitTaskRequest\x12\x1b\n\x04task\x18\x01 \x01(\x0b\x32\r.maos.v1.Task\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"1\n\x12SubmitTaskResponse\x12\x1b\n\x04task\x18\x01 \x01(\x0b\x32\r.maos.v1.Task\"K\n\x18StreamSubmitTasksRequest\x12\x1b\n\x04task\x18\x01 \x01(\x0b\x32\r.maos.v1.Task\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"l\n\x19StreamSubmitTasksResponse\x12\x1d\n\x04task\x18\x01 \x01(\x0b\x32\r.maos.v1.TaskH\x00\x12%\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x14.maos.v1.SubmitErrorH\x00\x42\t\n\x07outcome\"\x9c\x02\n\x0bSubmitError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12$\n\x06reason\x18\x02 \x01(\x0e\x32\x14.maos.v1.ErrorReason\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x31\n\x10\x66ield_violations\x18\x04 \x03(\x0b\x32\x17.maos.v1.FieldViolation\x12.\n\x0bretry_delay\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x34\n\x08metadata\x18\x06 \x03(\x0b\x32\".maos.v1.SubmitError.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"4\n\x0e\x46ieldViolation\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\"[\n\x17\x42\x61tchSubmitTasksRequest\x12,\n\x08requests\x18\x01 \x03(\x0b\x32\x1a.maos.v1.SubmitTaskRequest\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"8\n\x18\x42\x61tchSubmitTasksResponse\x12\x1c\n\x05tasks\x18\x01 \x03(\x0b\x32\r.maos.v1.Task\"?\n\x0eGetTaskRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x1f\n\x04view\x18\x02 \x01(\x0e\x32\x11.maos.v1.TaskView\"\xa5\x01\n\x0fGetTaskResponse\x12\x1b\n\x04task\x18\x01 \x01(\x0b\x32\r.maos.v1.Task\x12\"\n\x08subtasks\x18\x02 \x03(\x0b\x32\x10.maos.v1.Subtask\x12$\n\x04plan\x18\x03 \x01(\x0b\x32\x16.maos.v1.ExecutionPlan\x12+\n\tconsensus\x18\x04 \x01(\x0b\x32\x18.maos.v1.ConsensusRecord\"\xe4\x01\n\x10ListTasksRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12%\n\x08statuses\x18\x03 \x03(\x0e\x32\x13.maos.v1.TaskStatus\x12\x12\n\ntask_types\x18\x04 \x03(\t\x12%\n\npriorities\x18\x05 \x03(\x0e\x32\x11.maos.v1.Priority\x12)\n\x05since\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x62\x61tch\x18\x07 \x01(\t\x12\r\n\x05owner\x18\x08 \x01(\t\"J\n\x11ListTasksResponse\x12\x1c\n\x05tasks\x18\x01 \x03(\x0b\x32\r.maos.v1.Task\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"E\n\x11\x43\x61ncelTaskRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"1\n\x12\x43\x61ncelTaskResponse\x12\x1b\n\x04task\x18\x01 \x01(\x0b\x32\r.maos.v1.Task\"4\n\x10RetryTaskRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"0\n\x11RetryTaskResponse\x12\x1b\n\x04task\x18\x01 \x01(\x0b\x32\r.maos.v1.Task\"u\n\x11UpdateTaskRequest\x12\x1b\n\x04task\x18\x01 \x01(\x0b\x32\r.maos.v1.Task\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"1\n\x12UpdateTaskResponse\x12\x1b\n\x04task\x18\x01 \x01(\x0b\x32\r.maos.v1.Task\"%\n\x15GetTaskResultsRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"=\n\x16GetTaskResultsResponse\x12#\n\x06result\x18\x01 \x01(\x0b\x32\x13.maos.v1.TaskResult\"M\n\x12\x41nalyzeTaskRequest\x12\x1d\n\x04task\x18\x01 \x01(\x0b\x32\r.maos.v1.TaskH\x00\x12\x0e\n\x04name\x18\x02 \x01(\tH\x00\x42\x08\n\x06target\";\n\x13\x41nalyzeTaskResponse\x12$\n\x04plan\x18\x01 \x01(\x0b\x32\x16.maos.v1.ExecutionPlan\":\n\x10WatchTaskRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x18\n\x10include_progress\x18\x02 \x01(\x08\"r\n\x11WatchTaskResponse\x12\x1b\n\x04task\x18\x01 \x01(\x0b\x32\r.maos.v1.Task\x12\x1d\n\x05\x65vent\x18\x02 \x01(\x0b\x32\x0e.maos.v1.Event\x12!\n\x07subtask\x18\x03 \x01(\x0b\x32\x10.maos.v1.Subtask2\xc4\x06\n\x0bTaskService\x12\x45\n\nSubmitTask\x12\x1a.maos.v1.SubmitTaskRequest\x1a\x1b.maos.v1.SubmitTaskResponse\x12W\n\x10\x42\x61tchSubmitTasks\x12 .maos.v1.BatchSubmitTasksRequest\x1a!.maos.v1.BatchSubmitTasksResponse\x12^\n\x11StreamSubmitTasks\x12!.maos.v1.StreamSubmitTasksRequest\x1a\".maos.v1.StreamSubmitTasksResponse(\x01\x30\x01\x12<\n\x07GetTask\x12\x17.maos.v1.GetTaskRequest\x1a\x18.maos.v1.GetTaskResponse\x12\x42\n\tListTasks\x12\x19.maos.v1.ListTasksRequest\x1a\x1a.maos.v1.ListTasksResponse\x12\x45\n\nCancelTask\x12\x1a.maos.v1.CancelTaskRequest\x1a\x1b.maos.v1.CancelTaskResponse\x12\x42\n\tRetryTask\x12\x19.maos.v1.RetryTaskRequest\x1a\x1a.maos.v1.RetryTaskResponse\x12\x45\n\nUpdateTask\x12\x1a.maos.v1.UpdateTaskRequest\x1a\x1b.maos.v1.UpdateTaskResponse\x12Q\n\x0eGetTaskResults\x12\x1e.maos.v1.GetTaskResultsRequest\x1a\x1f.maos.v1.GetTaskResultsResponse\x12H\n\x0b\x41nalyzeTask\x12\x1b.maos.v1.AnalyzeTaskRequest\x1a\x1c.maos.v1.AnalyzeTaskResponse\x12\x44\n\tWatchTask\x12\x19.maos.v1.WatchTaskRequest\x1a\x1a.maos.v1.WatchTaskResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'maos.v1.task_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SUBMITTASKREQUEST']._serialized_start=173
-  _globals['_SUBMITTASKREQUEST']._serialized_end=241
-  _globals['_SUBMITTASKRESPONSE']._serialized_start=243
-  _globals['_SUBMITTASKRESPONSE']._serialized_end=292
-  _globals['_STREAMSUBMITTASKSREQUEST']._serialized_start=294
-  _globals['_STREAMSUBMITTASKSREQUEST']._serialized_end=369
-  _globals['_STREAMSUBMITTASKSRESPONSE']._serialized_start=371
-  _globals['_STREAMSUBMITTASKSRESPONSE']._serialized_end=479
-  _globals['_SUBMITERROR']._serialized_start=482
-  _globals['_SUBMITERROR']._serialized_end=615
-  _globals['_FIELDVIOLATION']._serialized_start=617
-  _globals['_FIELDVIOLATION']._serialized_end=669
-  _globals['_BATCHSUBMITTASKSREQUEST']._serialized_start=671
-  _globals['_BATCHSUBMITTASKSREQUEST']._serialized_end=762
-  _globals['_BATCHSUBMITTASKSRESPONSE']._serialized_start=764
-  _globals['_BATCHSUBMITTASKSRESPONSE']._serialized_end=820
-  _globals['_GETTASKREQUEST']._serialized_start=822
-  _globals['_GETTASKREQUEST']._serialized_end=885
-  _globals['_GETTASKRESPONSE']._serialized_start=888
-  _globals['_GETTASKRESPONSE']._serialized_end=1053
-  _globals['_LISTTASKSREQUEST']._serialized_start=1056
-  _globals['_LISTTASKSREQUEST']._serialized_end=1284
-  _globals['_LISTTASKSRESPONSE']._serialized_start=1286
-  _globals['_LISTTASKSRESPONSE']._serialized_end=1360
-  _globals['_CANCELTASKREQUEST']._serialized_start=1362
-  _globals['_CANCELTASKREQUEST']._serialized_end=1431
-  _globals['_CANCELTASKRESPONSE']._serialized_start=1433
-  _globals['_CANCELTASKRESPONSE']._serialized_end=1482
-  _globals['_RETRYTASKREQUEST']._serialized_start=1484
-  _globals['_RETRYTASKREQUEST']._serialized_end=1536
-  _globals['_RETRYTASKRESPONSE']._serialized_start=1538
-  _globals['_RETRYTASKRESPONSE']._serialized_end=1586
-  _globals['_UPDATETASKREQUEST']._serialized_start=1588
-  _globals['_UPDATETASKREQUEST']._serialized_end=1705
-  _globals['_UPDATETASKRESPONSE']._serialized_start=1707
-  _globals['_UPDATETASKRESPONSE']._serialized_end=1756
-  _globals['_GETTASKRESULTSREQUEST']._serialized_start=1758
-  _globals['_GETTASKRESULTSREQUEST']._serialized_end=1795
-  _globals['_GETTASKRESULTSRESPONSE']._serialized_start=1797
-  _globals['_GETTASKRESULTSRESPONSE']._serialized_end=1858
-  _globals['_ANALYZETASKREQUEST']._serialized_start=1860
-  _globals['_ANALYZETASKREQUEST']._serialized_end=1937
-  _globals['_ANALYZETASKRESPONSE']._serialized_start=1939
-  _globals['_ANALYZETASKRESPONSE']._serialized_end=1998
-  _globals['_WATCHTASKREQUEST']._serialized_start=2000
-  _globals['_WATCHTASKREQUEST']._serialized_end=2058
-  _globals['_WATCHTASKRESPONSE']._serialized_start=2060
-  _globals['_WATCHTASKRESPONSE']._serialized_end=2174
-  _globals['_TASKSERVICE']._serialized_start=2177
-  _globals['_TASKSERVICE']._serialized_end=3013
+  _globals['_SUBMITERROR_METADATAENTRY']._loaded_options = None
+  _globals['_SUBMITERROR_METADATAENTRY']._serialized_options = b'8\001'
+  _globals['_SUBMITTASKREQUEST']._serialized_start=205
+  _globals['_SUBMITTASKREQUEST']._serialized_end=273
+  _globals['_SUBMITTASKRESPONSE']._serialized_start=275
+  _globals['_SUBMITTASKRESPONSE']._serialized_end=324
+  _globals['_STREAMSUBMITTASKSREQUEST']._serialized_start=326
+  _globals['_STREAMSUBMITTASKSREQUEST']._serialized_end=401
+  _globals['_STREAMSUBMITTASKSRESPONSE']._serialized_start=403
+  _globals['_STREAMSUBMITTASKSRESPONSE']._serialized_end=511
+  _globals['_SUBMITERROR']._serialized_start=514
+  _globals['_SUBMITERROR']._serialized_end=798
+  _globals['_SUBMITERROR_METADATAENTRY']._serialized_start=751
+  _globals['_SUBMITERROR_METADATAENTRY']._serialized_end=798
+  _globals['_FIELDVIOLATION']._serialized_start=800
+  _globals['_FIELDVIOLATION']._serialized_end=852
+  _globals['_BATCHSUBMITTASKSREQUEST']._serialized_start=854
+  _globals['_BATCHSUBMITTASKSREQUEST']._serialized_end=945
+  _globals['_BATCHSUBMITTASKSRESPONSE']._serialized_start=947
+  _globals['_BATCHSUBMITTASKSRESPONSE']._serialized_end=1003
+  _globals['_GETTASKREQUEST']._serialized_start=1005
+  _globals['_GETTASKREQUEST']._serialized_end=1068
+  _globals['_GETTASKRESPONSE']._serialized_start=1071
+  _globals['_GETTASKRESPONSE']._serialized_end=1236
+  _globals['_LISTTASKSREQUEST']._serialized_start=1239
+  _globals['_LISTTASKSREQUEST']._serialized_end=1467
+  _globals['_LISTTASKSRESPONSE']._serialized_start=1469
+  _globals['_LISTTASKSRESPONSE']._serialized_end=1543
+  _globals['_CANCELTASKREQUEST']._serialized_start=1545
+  _globals['_CANCELTASKREQUEST']._serialized_end=1614
+  _globals['_CANCELTASKRESPONSE']._serialized_start=1616
+  _globals['_CANCELTASKRESPONSE']._serialized_end=1665
+  _globals['_RETRYTASKREQUEST']._serialized_start=1667
+  _globals['_RETRYTASKREQUEST']._serialized_end=1719
+  _globals['_RETRYTASKRESPONSE']._serialized_start=1721
+  _globals['_RETRYTASKRESPONSE']._serialized_end=1769
+  _globals['_UPDATETASKREQUEST']._serialized_start=1771
+  _globals['_UPDATETASKREQUEST']._serialized_end=1888
+  _globals['_UPDATETASKRESPONSE']._serialized_start=1890
+  _globals['_UPDATETASKRESPONSE']._serialized_end=1939
+  _globals['_GETTASKRESULTSREQUEST']._serialized_start=1941
+  _globals['_GETTASKRESULTSREQUEST']._serialized_end=1978
+  _globals['_GETTASKRESULTSRESPONSE']._serialized_start=1980
+  _globals['_GETTASKRESULTSRESPONSE']._serialized_end=2041
+  _globals['_ANALYZETASKREQUEST']._serialized_start=2043
+  _globals['_ANALYZETASKREQUEST']._serialized_end=2120
+  _globals['_ANALYZETASKRESPONSE']._serialized_start=2122
+  _globals['_ANALYZETASKRESPONSE']._serialized_end=2181
+  _globals['_WATCHTASKREQUEST']._serialized_start=2183
+  _globals['_WATCHTASKREQUEST']._serialized_end=2241
+  _globals['_WATCHTASKRESPONSE']._serialized_start=2243
+  _globals['_WATCHTASKRESPONSE']._serialized_end=2357
+  _globals['_TASKSERVICE']._serialized_start=2360
+  _globals['_TASKSERVICE']._serialized_end=3196
 # @@protoc_insertion_point(module_scope)

@@ -18,12 +18,13 @@ import json
 import sys
 import time
 from collections.abc import Mapping
-from typing import Any
-
-import anthropic
+from typing import TYPE_CHECKING, Any
 
 from agent_sdk.errors import AgentError, PermanentError, RetryableError
 from plugins.claude.config import ClaudeConfig
+
+if TYPE_CHECKING:
+    import anthropic
 
 _RETRYABLE_TYPES = {"rate_limit_error", "overloaded_error", "api_error", "timeout_error"}
 
@@ -83,7 +84,13 @@ def _body_message(body: Any) -> str:
 
 
 def make_client(config: ClaudeConfig) -> anthropic.AsyncAnthropic:
-    """An ``AsyncAnthropic`` for ``config`` (use it as ``async with``)."""
+    """An ``AsyncAnthropic`` for ``config`` (use it as ``async with``).
+
+    ``anthropic`` is imported on first use: it weighs about 40 MiB, which a
+    control plane that never calls the Messages API should not carry.
+    """
+    import anthropic
+
     if not config.api_key:
         raise NoApiKeyError()
     return anthropic.AsyncAnthropic(
@@ -124,6 +131,8 @@ def retry_after_seconds(headers: Mapping[str, str] | None) -> float | None:
 
 def translate_error(exc: BaseException) -> AgentError:
     """The agent error for a failed Messages API call."""
+    import anthropic
+
     if isinstance(exc, AgentError):
         return exc
     if isinstance(exc, DeferredRetry):

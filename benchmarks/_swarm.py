@@ -81,8 +81,11 @@ async def main(address: str, count: int, outfile: str) -> None:
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     channels = [grpc.aio.insecure_channel(address, options=KEEPALIVE_OPTIONS)
                 for _ in range((count + STREAMS_PER_CHANNEL - 1) // STREAMS_PER_CHANNEL)]
-    tasks = [asyncio.create_task(agent(gw_grpc.AgentGatewayStub(channels[i // STREAMS_PER_CHANNEL]),
-                                       cancels, registered)) for i in range(count)]
+    tasks = []
+    for i in range(count):  # a few ms apart, as real agents start: not hundreds of streams in one instant
+        tasks.append(asyncio.create_task(agent(gw_grpc.AgentGatewayStub(channels[i // STREAMS_PER_CHANNEL]),
+                                               cancels, registered)))
+        await asyncio.sleep(0.002)
     await stop.wait()
     Path(outfile).write_text(json.dumps({"registered": registered[0], "cancels": cancels}))
     for task in tasks:

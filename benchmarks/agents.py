@@ -1,6 +1,6 @@
 """Agent scale: memory of idle agents, many held streams, and cancel fan-out.
 
-Workload: ``--agents`` light agents (``benchmarks/_swarm.py``, 500 per
+Workload: ``--agents`` light agents (``benchmarks/_swarm.py``, 2,500 per
 process, one gRPC stream each, heartbeating every 5 s) connect to one control
 plane process on SQLite. Prints the control plane's RSS before and after they
 are all connected. With ``--fanout``, submits one task of N list items (one
@@ -34,7 +34,7 @@ from agent_sdk.proto.maos.v1 import system_service_pb2_grpc as system_grpc  # no
 from agent_sdk.proto.maos.v1 import task_service_pb2 as t  # noqa: E402
 from benchmarks._common import control_plane, tasks_stub  # noqa: E402
 
-PER_PROCESS = 500
+PER_PROCESS = 2500
 
 
 def rss_mib(pid: int) -> float:

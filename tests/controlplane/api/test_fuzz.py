@@ -1,4 +1,4 @@
-"""Property-based fuzz of every user-facing unary RPC with random and invalid messages.
+"""Property-based fuzz of every user-facing unary RPC, and the submit stream, with random and invalid messages.
 
 One control plane runs for the whole module on its own event loop in a background
 thread; hypothesis drives synchronous tests that call it through that loop. The
@@ -425,3 +425,30 @@ def test_regression(remote: Remote, service: str, method: str, request_msg: Any,
     assert remote.fingerprint() == before
     code, detail = remote.call("AccessService", "ListApiKeys", access_service_pb2.ListApiKeysRequest())
     assert code == grpc.StatusCode.OK, detail
+
+
+def test_stream_submit_answers_every_request_cleanly(remote: Remote) -> None:
+    """StreamSubmitTasks with random requests: one answer each, in order, never UNKNOWN or INTERNAL,
+    and exactly the tasks of the accepted requests are stored."""
+    descriptor = task_service_pb2.DESCRIPTOR.message_types_by_name["StreamSubmitTasksRequest"]
+    forbidden = {code.value[0] for code in FORBIDDEN}
+
+    @FUZZ
+    @given(st.lists(message(descriptor), min_size=1, max_size=4))
+    def fuzz(values: list[dict[str, Any]]) -> None:
+        requests = [build(task_service_pb2.StreamSubmitTasksRequest, v) for v in values]
+        before = {name for name, *_ in remote.fingerprint()[0]}
+
+        async def go() -> list[Any]:
+            call = remote.stubs["TaskService"].StreamSubmitTasks(iter(requests), timeout=CALL_TIMEOUT)
+            return [answer async for answer in call]
+
+        answers = remote.run(go(), timeout=CALL_TIMEOUT + 10)
+        assert len(answers) == len(requests)
+        errors = [a.error for a in answers if a.WhichOneof("outcome") == "error"]
+        assert not [e for e in errors if e.code in forbidden], errors
+        stored = {a.task.name for a in answers if a.WhichOneof("outcome") == "task"}
+        after = {name for name, *_ in remote.fingerprint()[0]}
+        assert after - before == stored - before  # refused requests stored nothing
+
+    fuzz()

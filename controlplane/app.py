@@ -147,6 +147,7 @@ def build_app(settings: Settings, pm: pluggy.PluginManager | None = None) -> App
     join_tokens = JoinTokens(storage, access, agent_exists=lambda agent_id: agent_id in engine.agents)
     admission: AgentAdmission | None = None
     limits: CallLimits | None = None
+    auth: AuthInterceptor | None = None
     interceptors: list[grpc.aio.ServerInterceptor] = [ErrorAndMetricsInterceptor(metrics)]
     if settings["security.auth"] == "required":
         limits = CallLimits.from_settings(settings)
@@ -155,7 +156,8 @@ def build_app(settings: Settings, pm: pluggy.PluginManager | None = None) -> App
         admission = AgentAdmission(access, join_tokens, auth.audit, limits, metrics)
         launcher.token = access.issue_local_agents_key_sync()  # earlier starts' keys are revoked
     servicers = {
-        "tasks": TaskServicer(engine, settings, limits.admit if limits is not None else None),
+        "tasks": TaskServicer(engine, settings, limits.admit if limits is not None else None,
+                              auth.audit if auth is not None else None),
         "agents": AgentServicer(engine, launcher, pm, settings),
         "system": SystemServicer(engine, settings, metrics, logbook),
         "gateway": GatewayServicer(engine, launcher, logbook, admission),

@@ -10,10 +10,10 @@ import grpc
 
 from controlplane.api import convert
 from controlplane.access.permissions import VIEW_ALL_TASKS
-from controlplane.api.context import caller_may, current_principal
+from controlplane.api.context import caller_may, caller_var, current_principal
 from controlplane.api.errors import submit_error
 from controlplane.api.paging import PageTokens, page_size
-from controlplane.api.pb import enums_pb, messages_pb, tasks_grpc, tasks_pb
+from controlplane.api.pb import enums_pb, errors_pb, messages_pb, tasks_grpc, tasks_pb
 from controlplane.config import Settings
 from controlplane.domain.model import RetryPolicy, Task, TaskStatus
 from controlplane.domain.tasks import validate_request_id, validate_task
@@ -24,6 +24,7 @@ from controlplane.storage.base import TaskQuery
 MAX_BATCH = 1000
 #: Requests of one submit stream handled at once; the stream reads no more until one is answered.
 MAX_STREAM_IN_FLIGHT = 1024
+STREAM_SUBMIT = "/maos.v1.TaskService/StreamSubmitTasks"
 UPDATABLE = {"priority", "max_agents"}
 
 
@@ -38,12 +39,16 @@ def request_hash(request: object) -> str:
 class TaskServicer(tasks_grpc.TaskServiceServicer):
     """Submits, inspects and steers tasks."""
 
-    def __init__(self, engine: Engine, settings: Settings, admit: Callable[[str], None] | None = None):
-        """``admit(principal)`` takes one call of the principal's rate (or raises ResourceExhausted);
-        each request of a submit stream counts as a call (the interceptor counts the stream once)."""
+    def __init__(self, engine: Engine, settings: Settings, admit: Callable[[str], None] | None = None,
+                 audit: Callable[..., None] | None = None):
+        """With access control on, each request of a submit stream is a call of its own:
+        ``admit(principal)`` takes one call of the principal's rate (or raises
+        ResourceExhausted), and ``audit`` (:meth:`AuthInterceptor.audit`) records it with
+        the task it stored; the interceptor counts and audits the stream itself once."""
         self.engine = engine
         self.settings = settings
         self.admit = admit
+        self.audit = audit
         self.tokens = PageTokens()
         self.retry_defaults = RetryPolicy(
             max_retries=settings["tasks.default_max_retries"],
@@ -78,9 +83,23 @@ class TaskServicer(tasks_grpc.TaskServiceServicer):
         task = outcome[0].task
         return tasks_pb.SubmitTaskResponse(task=convert.task_to_pb(task, self.engine.explain(task)))
 
-    async def _submit_one(self, request: tasks_pb.StreamSubmitTasksRequest,
-                          principal: str) -> tasks_pb.StreamSubmitTasksResponse:
+    async def _submit_one(self, request: tasks_pb.StreamSubmitTasksRequest, principal: str,
+                          context: grpc.aio.ServicerContext) -> tasks_pb.StreamSubmitTasksResponse:
         """One request of a submit stream, answered like SubmitTask (errors become a SubmitError)."""
+        answer = await self._submit_answer(request, principal)
+        if self.audit is not None:
+            if answer.WhichOneof("outcome") == "task":
+                self.audit(STREAM_SUBMIT, caller_var.get(), context, request, "OK", resource=answer.task.name)
+            else:
+                error = answer.error
+                code = next((c.name for c in grpc.StatusCode if c.value[0] == error.code), "UNKNOWN")
+                denied = error.reason == errors_pb.ERROR_REASON_RATE_LIMITED  # a refusal, as the interceptor records it
+                self.audit(STREAM_SUBMIT, caller_var.get(), context, request, code,
+                           errors_pb.ErrorReason.Name(error.reason) if denied else "")
+        return answer
+
+    async def _submit_answer(self, request: tasks_pb.StreamSubmitTasksRequest,
+                             principal: str) -> tasks_pb.StreamSubmitTasksResponse:
         try:
             if self.admit is not None:
                 self.admit(principal)
@@ -109,7 +128,7 @@ class TaskServicer(tasks_grpc.TaskServiceServicer):
             try:
                 async for request in request_iterator:
                     await in_flight.acquire()
-                    answers.put_nowait(loop.create_task(self._submit_one(request, principal)))
+                    answers.put_nowait(loop.create_task(self._submit_one(request, principal, context)))
             finally:
                 answers.put_nowait(None)
 

@@ -121,3 +121,19 @@ async def test_submit_after_close_or_after_the_stream_broke_raises_instead_of_ha
                 await asyncio.wait_for(broken.submit(description="never sent"), 5)
             assert not isinstance(failed.value, asyncio.TimeoutError)
     assert await task_count(control_plane) == 2
+
+
+async def test_each_streamed_submit_has_its_own_audit_record(secured: App) -> None:
+    async with Client(secured.address, token=await admin_key(secured)) as admin:
+        async with admin.submitter() as submitter:
+            outcomes = await asyncio.gather(submitter.submit(description="audited one"),
+                                            submitter.submit(description="bad", priority=17),
+                                            submitter.submit(description="audited two"),
+                                            return_exceptions=True)
+        records = await admin.all_audit_records(action="StreamSubmitTasks")
+    stored = sorted(o.name for o in outcomes if not isinstance(o, Exception))
+    per_request = [r for r in records if r.request_id]  # the stream's own record carries none
+    assert sorted(r.resource for r in per_request if r.status_code == "OK") == stored
+    assert [r.status_code for r in per_request if r.status_code != "OK"] == ["INVALID_ARGUMENT"]
+    assert all(r.principal == "users/admin" for r in records)
+    assert len(records) == 4  # three requests and the stream

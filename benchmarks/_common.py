@@ -104,15 +104,15 @@ async def control_plane(pool: str, database_url: str = "", extra_env: dict[str, 
     if database_url:  # each run gets a database of its own, so counts start at zero
         env["MAOS_DATABASE_PRIMARY_URL"] = stack.enter_context(fresh_database(database_url))
     token = bootstrap_admin_key(env)
-    metadata = (("authorization", f"Bearer {token}"),)
     proc = subprocess.Popen([sys.executable, "-c", SERVE, address], env=env, stdin=subprocess.DEVNULL)
     channel = grpc.aio.insecure_channel(address)
+    bench = Bench(address, channel, token, proc.pid)
     try:
         system = system_grpc.SystemServiceStub(channel)
         deadline = time.monotonic() + 60
         while True:
             try:
-                status = await system.GetStatus(system_pb.GetStatusRequest(), metadata=metadata, timeout=1)
+                status = await system.GetStatus(system_pb.GetStatusRequest(), metadata=bench.metadata, timeout=1)
                 if status.connected_agents >= agents:
                     break
             except grpc.aio.AioRpcError:
@@ -120,7 +120,7 @@ async def control_plane(pool: str, database_url: str = "", extra_env: dict[str, 
             if time.monotonic() > deadline or proc.poll() is not None:
                 raise RuntimeError("the control plane did not come up with its agents")
             await asyncio.sleep(0.05)
-        yield Bench(address, channel, token, proc.pid)
+        yield bench
     finally:
         await channel.close()
         proc.send_signal(signal.SIGTERM)

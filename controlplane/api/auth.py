@@ -159,7 +159,6 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         assert permission is not None
         caller: Caller | None = None
         limits = self.limits
-        peer = peer_address(context.peer() or "") if limits is not None else ""
         try:
             secret = bearer_token(context.invocation_metadata())
             if not secret and method == CONNECT:  # the gateway wants a join token instead
@@ -180,7 +179,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             # stays UNAUTHENTICATED, so its holder stops instead of retrying (as on RESOURCE_EXHAUSTED).
             if limits is not None and isinstance(exc, errors.Unauthenticated) \
                     and not isinstance(exc, errors.CredentialRefused):
-                refusal = limits.failed_authentication(peer) or exc
+                refusal = limits.failed_authentication(peer_address(context.peer() or "")) or exc
             if refusal.reason == RATE_LIMITED and self.metrics is not None:
                 self.metrics.call_rate_limited(method, refusal.metadata.get("limit", ""))
             self.audit(method, caller, context, request, status_code_for(refusal).name, refusal.reason)

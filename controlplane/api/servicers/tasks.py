@@ -10,14 +10,17 @@ import grpc
 
 from controlplane.api import convert
 from controlplane.access.permissions import VIEW_ALL_TASKS
+from controlplane.access.rate_limit import RATE_LIMITED
 from controlplane.api.context import caller_may, caller_var, current_principal
-from controlplane.api.errors import submit_error
+from controlplane.api.errors import status_code_for, submit_error
 from controlplane.api.paging import PageTokens, page_size
-from controlplane.api.pb import enums_pb, errors_pb, messages_pb, tasks_grpc, tasks_pb
+from controlplane.api.pb import enums_pb, messages_pb, tasks_grpc, tasks_pb
 from controlplane.config import Settings
 from controlplane.domain.model import RetryPolicy, Task, TaskStatus
 from controlplane.domain.tasks import validate_request_id, validate_task
-from controlplane.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound, ResourceExhausted
+from controlplane.errors import (
+    FailedPrecondition, FieldViolation, InvalidArgument, MaosError, NotFound, ResourceExhausted,
+)
 from controlplane.scheduler.engine import Engine
 from controlplane.storage.base import TaskQuery
 
@@ -85,21 +88,7 @@ class TaskServicer(tasks_grpc.TaskServiceServicer):
 
     async def _submit_one(self, request: tasks_pb.StreamSubmitTasksRequest, principal: str,
                           context: grpc.aio.ServicerContext) -> tasks_pb.StreamSubmitTasksResponse:
-        """One request of a submit stream, answered like SubmitTask (errors become a SubmitError)."""
-        answer = await self._submit_answer(request, principal)
-        if self.audit is not None:
-            if answer.WhichOneof("outcome") == "task":
-                self.audit(STREAM_SUBMIT, caller_var.get(), context, request, "OK", resource=answer.task.name)
-            else:
-                error = answer.error
-                code = next((c.name for c in grpc.StatusCode if c.value[0] == error.code), "UNKNOWN")
-                denied = error.reason == errors_pb.ERROR_REASON_RATE_LIMITED  # a refusal, as the interceptor records it
-                self.audit(STREAM_SUBMIT, caller_var.get(), context, request, code,
-                           errors_pb.ErrorReason.Name(error.reason) if denied else "")
-        return answer
-
-    async def _submit_answer(self, request: tasks_pb.StreamSubmitTasksRequest,
-                             principal: str) -> tasks_pb.StreamSubmitTasksResponse:
+        """One request of a submit stream, answered (and audited) like a SubmitTask call."""
         try:
             if self.admit is not None:
                 self.admit(principal)
@@ -112,8 +101,16 @@ class TaskServicer(tasks_grpc.TaskServiceServicer):
                 request_hash=request_hash(request) if request.request_id else "",
             )
         except Exception as exc:  # one refused request must not end the stream
+            if self.audit is not None:
+                refused = isinstance(exc, MaosError)
+                # a rate-limit refusal is a denial, as the interceptor records it
+                denial = exc.reason if refused and exc.reason == RATE_LIMITED else ""
+                self.audit(STREAM_SUBMIT, caller_var.get(), context, request,
+                           status_code_for(exc).name if refused else "INTERNAL", denial)
             return tasks_pb.StreamSubmitTasksResponse(error=submit_error(exc))
         task = outcome[0].task
+        if self.audit is not None:
+            self.audit(STREAM_SUBMIT, caller_var.get(), context, request, "OK", resource=task.name)
         return tasks_pb.StreamSubmitTasksResponse(task=convert.task_to_pb(task, self.engine.explain(task)))
 
     async def StreamSubmitTasks(self, request_iterator: AsyncIterator[tasks_pb.StreamSubmitTasksRequest],

@@ -28,6 +28,7 @@ from controlplane.access.rate_limit import FAILED_AUTH, PRINCIPAL, RATE_LIMITED,
 from controlplane.api.auth import peer_address
 from controlplane.app import App
 from controlplane.errors import ResourceExhausted
+from tests.controlplane.access.test_access import task_count
 from tests.harness.server import make_settings, start_app, wait_for
 
 
@@ -165,10 +166,6 @@ async def key_of(app: App, email: str, *roles: str) -> str:
     user = await app.access.create_user(email, list(roles))
     _, secret = await app.storage.call(app.access.issue_key_sync, user["id"], "k")
     return secret
-
-
-async def task_count(app: App) -> int:
-    return sum((await app.storage.call(app.storage.backend.count_tasks_by_status)).values())
 
 
 async def health_ok(app: App) -> bool:

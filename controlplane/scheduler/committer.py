@@ -32,6 +32,13 @@ log = logging.getLogger(__name__)
 #: cannot exhaust memory.
 MAX_PENDING_AUDIT = 100_000
 
+#: Audit records ride the next commit; with no other change to write they are
+#: committed on their own after this many seconds (or sooner, once
+#: AUDIT_FLUSH_COUNT of them are waiting), so an audited call does not make a
+#: commit of its own that the next transition would queue behind.
+AUDIT_FLUSH_DELAY = 0.05
+AUDIT_FLUSH_COUNT = 1000
+
 
 def _shallow_copy(record: Any) -> Any:
     """A shallow copy of a record (what ``copy.copy`` does, at half its cost)."""
@@ -77,6 +84,7 @@ class Committer:
         self._on_commit = on_commit
         self._current = _Generation()
         self._wake = asyncio.Event()
+        self._audit_flush: asyncio.TimerHandle | None = None
         self._flusher: asyncio.Task[None] | None = None
         self._closed = False
         #: Increases whenever a generation is taken for writing; callers use it to
@@ -113,9 +121,17 @@ class Committer:
         self._wake.set()
 
     def audit(self, record: dict[str, Any]) -> None:
-        """Append an audit record with the next commit (nobody waits for it)."""
-        self._current.audit.append(record)
-        self._wake.set()
+        """Append an audit record with the next commit (nobody waits for it).
+
+        It does not start a commit by itself before AUDIT_FLUSH_DELAY has
+        passed, unless AUDIT_FLUSH_COUNT records are waiting.
+        """
+        pending = self._current.audit
+        pending.append(record)
+        if len(pending) >= AUDIT_FLUSH_COUNT:
+            self._wake.set()
+        elif self._audit_flush is None:
+            self._audit_flush = asyncio.get_running_loop().call_later(AUDIT_FLUSH_DELAY, self._wake.set)
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` on the loop once everything marked so far is durable."""
@@ -154,6 +170,9 @@ class Committer:
             # meanwhile holds it back.
             await self._open.wait()
             self._wake.clear()
+            if self._audit_flush is not None:  # this generation takes the waiting audit records
+                self._audit_flush.cancel()
+                self._audit_flush = None
             generation, self._current = self._current, _Generation()
             self.generation_id += 1
             if generation.empty():
@@ -169,7 +188,7 @@ class Committer:
             self._idle.clear()
             try:
                 if batch:
-                    await self._storage.call(self._storage.backend.write, batch)
+                    await self._storage.write(batch)
             except asyncio.CancelledError:
                 self._idle.set()
                 self._requeue(generation)

@@ -8,7 +8,8 @@ durable through :meth:`StorageBackend.write`, which commits one
 PostgreSQL) is the built-in one.
 
 Methods are synchronous and are called from one dedicated storage thread, so
-a backend need not be thread-safe beyond that. Errors from the database are
+a backend need not be thread-safe beyond that; the one exception is the
+optional :meth:`WritesNow.write_now`. Errors from the database are
 translated at this boundary into :mod:`controlplane.errors` (``Unavailable``
 when the database cannot be reached).
 """
@@ -63,6 +64,10 @@ class WriteBatch:
 
     def __bool__(self) -> bool:
         return bool(self.tasks or self.subtasks or self.agents or self.idempotency or self.audit)
+
+    def rows(self) -> int:
+        """How many rows the batch writes."""
+        return len(self.tasks) + len(self.subtasks) + len(self.agents) + len(self.idempotency) + len(self.audit)
 
 
 @dataclass
@@ -199,6 +204,7 @@ class StorageBackend(Protocol):
     def revoke_join_token(self, token_id: str, when: float) -> JoinTokenRecord | None:
         """Set ``revoke_time`` unless already set; the token afterwards, or None if unknown."""
 
+
     def use_join_token(self, token_id: str, now: float) -> JoinTokenRecord | None:
         """Atomically count one use of an unrevoked, unexpired token with uses left (across processes).
 
@@ -225,3 +231,27 @@ class StorageBackendFactory(Protocol):
 
     def open(self, url: str) -> StorageBackend:
         """Open (without migrating) a backend for the URL."""
+
+
+@runtime_checkable
+class WritesNow(Protocol):
+    """An optional capability of a backend whose small commits cost less than a hand-off to a thread.
+
+    An embedded database on local disk (SQLite) commits a few rows in tens of
+    microseconds, while passing the work to the storage thread and back costs
+    more than that. Such a backend may offer :meth:`write_now`, which the
+    control plane calls on its event loop thread for small batches, while the
+    storage thread may be busy with something else.
+    """
+
+    def write_now(self, batch: WriteBatch) -> bool:
+        """Commit ``batch`` on the calling thread, like ``write``, unless that would mean waiting.
+
+        Returns:
+            True when the batch is committed; False when nothing was written
+            because the database is locked by another writer (or this backend
+            cannot write now at all), and the caller should use ``write``.
+
+        Raises:
+            The errors ``write`` raises.
+        """

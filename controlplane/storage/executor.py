@@ -7,9 +7,14 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from controlplane.storage.base import StorageBackend
+from controlplane.storage.base import StorageBackend, WriteBatch, WritesNow
 
 T = TypeVar("T")
+
+#: Batches of at most this many rows are committed on the event loop by a
+#: backend that offers ``write_now`` (larger ones go to the storage thread, where
+#: the database works while the loop goes on).
+WRITE_NOW_MAX_ROWS = 24
 
 
 class StorageExecutor:
@@ -18,10 +23,21 @@ class StorageExecutor:
     def __init__(self, backend: StorageBackend):
         self.backend = backend
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="maos-storage")
+        self._write_now = backend.write_now if isinstance(backend, WritesNow) else None
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(*args)`` on the storage thread and return its result."""
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+
+    async def write(self, batch: WriteBatch) -> None:
+        """Commit ``batch``: at once when it is small and the backend can, else on the storage thread."""
+        if self._write_now is not None and batch.rows() <= WRITE_NOW_MAX_ROWS:
+            # The loop stops while the write runs: let what is ready go first
+            # (an assignment on its way to an agent, which then works meanwhile).
+            await asyncio.sleep(0)
+            if self._write_now(batch):
+                return
+        await self.call(self.backend.write, batch)
 
     def close(self) -> None:
         """Wait for pending calls, then close the backend."""

@@ -9,7 +9,7 @@ from pathlib import Path
 from agent_sdk.client import Client
 from controlplane.app import App
 from tests.cli.conftest import Maos
-from tests.harness.server import admin_key, make_settings, start_app
+from tests.harness.server import admin_key, make_settings, start_app, stored_audit
 
 
 async def test_user_update_and_delete(secured: App, maos_home: Path) -> None:
@@ -112,7 +112,7 @@ async def test_api_key_revoke_and_rotate_take_a_pasted_key_by_its_id(secured: Ap
         assert result.exit_code == 2 and "malformed" in result.stderr, result.output
         assert typo not in result.output and typo[9:21] not in result.output
     assert {k["id"]: dict(k) for k in secured.access.api_keys.values()} == before
-    records = await secured.storage.call(secured.storage.backend.list_audit)
+    records = await stored_audit(secured)
     assert not any(s[9:] in json.dumps(r) for r in records for s in (rotated.secret, revoked.secret, typo))
     assert {r["resource"] for r in records if r["method"].endswith(("RotateApiKey", "RevokeApiKey"))} == {
         rotated.api_key.name, revoked.api_key.name}

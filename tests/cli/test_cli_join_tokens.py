@@ -16,7 +16,7 @@ from agent_sdk.worker import Worker
 from controlplane.app import App
 from tests.cli.conftest import Maos, stdout_lines
 from tests.controlplane.access.test_access import user_key
-from tests.harness.server import admin_key
+from tests.harness.server import admin_key, stored_audit
 
 TOKEN_LINE = re.compile(r"^[a-z0-9]{6}\.[a-z0-9]{16}$")
 
@@ -125,7 +125,7 @@ async def test_revoking_with_the_whole_token_sends_only_its_id(secured: App, adm
     listed = {t["name"]: t for t in json.loads((await maos("join-token", "list", "-o", "json",
                                                            MAOS_TOKEN=token)).stdout)}
     assert listed[f"joinTokens/{token_id}"]["revoke_time"] and "revoke_time" not in listed[other["name"]]
-    records = await secured.storage.call(secured.storage.backend.list_audit)
+    records = await stored_audit(secured)
     assert records and not any(secret in json.dumps(r) for r in records)
 
 

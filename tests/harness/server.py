@@ -129,6 +129,12 @@ class AgentProcess:
             self.process.wait(timeout=10)
 
 
+async def stored_audit(app: App, **filters: Any) -> list[dict[str, Any]]:
+    """The audit records in the database, once every record so far is committed (they wait for company)."""
+    await app.engine.committer.durable()
+    return await app.storage.call(lambda: app.storage.backend.list_audit(**filters))
+
+
 async def wait_for_agents(app: App, count: int, timeout: float = 15.0) -> None:
     """Wait until ``count`` agents are connected to ``app``."""
     await wait_for(lambda: len(app.engine.sessions) >= count, timeout, message=f"{count} connected agents")

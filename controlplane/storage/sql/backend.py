@@ -31,8 +31,9 @@ from controlplane.checkpoints.record import CheckpointRecord
 from controlplane.domain.model import AgentInfo, Subtask, Task, TaskStatus
 from controlplane.errors import Aborted, AlreadyExists, Unavailable
 from controlplane.storage.base import IdempotencyRecord, StateValue, TableRows, TaskQuery, WriteBatch
-from controlplane.storage.sql import codec, schema
+from controlplane.storage.sql import codec, schema, wal
 from controlplane.storage.sql.migrations import migrate as run_migrations
+from controlplane.storage.sql.wal import WalCheckpointer
 
 _T = TypeVar("_T")
 
@@ -142,6 +143,8 @@ class SqlBackend:
         self._raw_idempotency = _raw_upsert(schema.idempotency, mark, update=False)
         self._raw_audit = (f"INSERT INTO audit_records (time, principal, method, data) "
                            f"VALUES ({mark}, {mark}, {mark}, {mark})")
+        self._checkpointer: WalCheckpointer | None = None  # started by the first write to an SQLite file
+        self._now_connection: sqlite3.Connection | None = None  # write_now's own, made on first use
 
     def __repr__(self) -> str:
         return f"SqlBackend({self.engine.url!r})"
@@ -164,8 +167,20 @@ class SqlBackend:
             conn.execute(text("SELECT 1"))
 
     def close(self) -> None:
-        """Close every pooled connection."""
+        """Stop the WAL checkpoints, then close every pooled connection."""
+        if self._checkpointer is not None:
+            self._checkpointer.close()
+            self._checkpointer = None
+        if self._now_connection is not None:
+            self._now_connection.close()
+            self._now_connection = None
         self.engine.dispose()
+
+    def _wal_checkpointer(self) -> WalCheckpointer | None:
+        """The checkpointer of an SQLite file database (started on first use), else None."""
+        if self._checkpointer is None and self.kind == "sqlite" and _sqlite_plain_file(self.engine.url):
+            self._checkpointer = WalCheckpointer(self.engine.url.database or "")
+        return self._checkpointer
 
     # --- counters ------------------------------------------------------------
 
@@ -191,30 +206,87 @@ class SqlBackend:
             AlreadyExists: Two tasks would share a seq.
             Unavailable: The database cannot be reached; nothing was written.
         """
-        if not batch:
+        rows = self._rows(batch)
+        if rows is None:
             return
+        with translate_errors(), self.engine.begin() as conn:
+            self._insert(conn.connection.dbapi_connection.cursor(), batch, *rows)
+        self._committed()
+
+    def write_now(self, batch: WriteBatch) -> bool:
+        """Write like :meth:`write` on the calling thread, unless the SQLite file is locked.
+
+        Only a database file on disk offers this. Its own connection waits for
+        no lock (a locked database returns False at once, having written
+        nothing), and its commits neither checkpoint the log (the
+        :class:`WalCheckpointer` does) nor, with ``synchronous=NORMAL``, sync
+        it. PostgreSQL, whose commits wait on the network and the server,
+        always returns False.
+        """
+        connection = self._now_connection
+        if connection is None:
+            if not (self.kind == "sqlite" and _sqlite_plain_file(self.engine.url)):
+                return False
+            connection = self._now_connection = sqlite3.connect(
+                self.engine.url.database or "", isolation_level=None, check_same_thread=False)
+            _configure_sqlite_connection(connection, None)
+            _no_checkpoint_on_commit(connection, None)
+            connection.execute("PRAGMA busy_timeout=0")  # a lock held by another writer fails at once
+        rows = self._rows(batch)
+        if rows is None:
+            return True
+        try:
+            with translate_errors():
+                connection.execute("BEGIN")
+                try:
+                    self._insert(connection.cursor(), batch, *rows)
+                    connection.execute("COMMIT")
+                except BaseException:
+                    connection.execute("ROLLBACK")
+                    raise
+        except Unavailable as exc:
+            if _sqlite_locked(exc):
+                return False
+            raise
+        self._committed()
+        return True
+
+    def _rows(self, batch: WriteBatch) -> tuple[list[Any], ...] | None:
+        """The DB-API rows of tasks, subtasks, agents and idempotency records of ``batch`` (None: nothing to write)."""
+        if not batch:
+            return None
         task_rows = [codec.task_to_row(t) for t in _latest(batch.tasks, lambda t: t.id)]
         agent_rows = [codec.agent_to_row(a) for a in _latest(batch.agents, lambda a: a.id)]
         idempotency_rows = [codec.idempotency_to_row(r) for r in batch.idempotency]
         with translate_errors():
             subtask_rows = self._subtask_rows(_latest(batch.subtasks, lambda s: (s.task_id, s.id)))
-            with self.engine.begin() as conn:
-                # The hot path: plain DB-API executemany of pre-built statements
-                # (SQLAlchemy's per-call compilation costs more than the inserts).
-                cursor = conn.connection.dbapi_connection.cursor()
-                try:
-                    for sql, columns, rows in (
-                        (*self._raw_tasks, task_rows),
-                        (*self._raw_subtasks, subtask_rows),
-                        (*self._raw_agents, agent_rows),
-                        (*self._raw_idempotency, idempotency_rows),
-                    ):
-                        if rows:
-                            cursor.executemany(sql, [tuple(row[c] for c in columns) for row in rows])
-                    if batch.audit:
-                        cursor.executemany(self._raw_audit, _audit_rows(batch.audit))
-                finally:
-                    cursor.close()
+        return task_rows, subtask_rows, agent_rows, idempotency_rows
+
+    def _insert(self, cursor: Any, batch: WriteBatch, task_rows: list[Any], subtask_rows: list[Any],
+                agent_rows: list[Any], idempotency_rows: list[Any]) -> None:
+        """The statements of one write, on a DB-API cursor inside a transaction.
+
+        Plain DB-API executemany of pre-built statements: SQLAlchemy's
+        per-call compilation costs more than the inserts.
+        """
+        try:
+            for sql, columns, rows in (
+                (*self._raw_tasks, task_rows),
+                (*self._raw_subtasks, subtask_rows),
+                (*self._raw_agents, agent_rows),
+                (*self._raw_idempotency, idempotency_rows),
+            ):
+                if rows:
+                    cursor.executemany(sql, [tuple(row[c] for c in columns) for row in rows])
+            if batch.audit:
+                cursor.executemany(self._raw_audit, _audit_rows(batch.audit))
+        finally:
+            cursor.close()
+
+    def _committed(self) -> None:
+        checkpointer = self._wal_checkpointer()
+        if checkpointer is not None:
+            checkpointer.committed()
 
     def _subtask_rows(self, subtasks: list[Subtask]) -> list[dict[str, Any]]:
         """Rows of ``subtasks`` with fresh ``ord`` values (kept only by new rows)."""
@@ -618,10 +690,27 @@ def create_sql_engine(url: str | URL) -> Engine:
     return _postgresql_engine(parsed)
 
 
+def _sqlite_in_memory(url: URL) -> bool:
+    database = url.database or ""
+    return database in ("", ":memory:") or "mode=memory" in database
+
+
+def _sqlite_plain_file(url: URL) -> bool:
+    """A database file named by path (not in memory, not a ``file:`` URI): its log is checkpointed by a WalCheckpointer."""
+    return not _sqlite_in_memory(url) and not url.query.get("uri")
+
+
+def _sqlite_locked(exc: Unavailable) -> bool:
+    """Whether ``exc`` was SQLite's "database is locked" (SQLITE_BUSY or SQLITE_LOCKED)."""
+    cause = exc.__cause__
+    cause = getattr(cause, "orig", None) or cause
+    return (getattr(cause, "sqlite_errorcode", 0) & 0xFF) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+
+
 def _sqlite_engine(url: URL) -> Engine:
     database = url.database or ""
-    in_memory = database in ("", ":memory:") or "mode=memory" in database
-    if not in_memory and not url.query.get("uri"):
+    in_memory = _sqlite_in_memory(url)
+    if _sqlite_plain_file(url):
         Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
     pool: dict[str, Any] = (
         {"poolclass": StaticPool}  # one shared connection, or each would see its own database
@@ -630,6 +719,8 @@ def _sqlite_engine(url: URL) -> Engine:
     )
     engine = create_engine(url, connect_args={"check_same_thread": False}, **pool)
     event.listen(engine, "connect", _configure_sqlite_connection)
+    if _sqlite_plain_file(url):
+        event.listen(engine, "connect", _no_checkpoint_on_commit)
     event.listen(engine, "begin", _begin_sqlite_transaction)
     return engine
 
@@ -644,6 +735,14 @@ def _configure_sqlite_connection(dbapi_connection: Any, _record: Any) -> None:
         cursor.execute("PRAGMA busy_timeout=5000")
     finally:
         cursor.close()
+
+
+def _no_checkpoint_on_commit(dbapi_connection: Any, _record: Any) -> None:
+    """Commits leave checkpoints to the backend's :class:`WalCheckpointer`, off the committing thread.
+
+    (Unless it falls far behind; SQLite also checkpoints when the last connection to the database closes.)
+    """
+    dbapi_connection.execute(f"PRAGMA wal_autocheckpoint={wal.AUTOCHECKPOINT_FRAMES}")
 
 
 def _begin_sqlite_transaction(conn: Any) -> None:

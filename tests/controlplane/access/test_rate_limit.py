@@ -29,7 +29,7 @@ from controlplane.api.auth import peer_address
 from controlplane.app import App
 from controlplane.errors import ResourceExhausted
 from tests.controlplane.access.test_access import task_count
-from tests.harness.server import make_settings, start_app, wait_for
+from tests.harness.server import make_settings, start_app, stored_audit, wait_for
 
 
 class FakeClock:
@@ -206,7 +206,7 @@ async def test_over_the_rate_is_refused_changes_nothing_and_refills(slow: App) -
 
         await wait_for(accepted, 10, interval=0.1, message="alice's bucket to refill")
     assert await task_count(slow) == 3
-    records = await slow.storage.call(lambda: slow.storage.backend.list_audit(principal="users/alice"))
+    records = await stored_audit(slow, principal="users/alice")
     denied = [(r["method"].rsplit("/", 1)[1], r["status_code"], r["reason"])
               for r in records if r["decision"] == "DENY"]
     assert denied and set(denied) == {("SubmitTask", "RESOURCE_EXHAUSTED", RATE_LIMITED)}
@@ -257,7 +257,7 @@ async def test_failed_authentication_is_throttled_per_peer_and_good_keys_still_w
             assert await client.list_tasks() is not None
         assert refused_calls(app, "TaskService/ListTasks", FAILED_AUTH) == 2
         assert await health_ok(app)
-        records = await app.storage.call(lambda: app.storage.backend.list_audit(action="ListTasks"))
+        records = await stored_audit(app, action="ListTasks")
         assert sorted(r["status_code"] for r in records) == ["RESOURCE_EXHAUSTED"] * 2 + ["UNAUTHENTICATED"] * 3
         assert all(r["peer"].startswith("ipv4:127.0.0.1:") for r in records)
     finally:
@@ -296,7 +296,7 @@ async def test_failed_joins_are_throttled_per_peer_like_failed_keys(maos_home: P
         await stream.close()
         assert registered.credential and await uses(app, good.join_token.name) == 1
         assert refused_calls(app, "AgentGateway/Connect", FAILED_AUTH) == 2
-        records = await app.storage.call(lambda: app.storage.backend.list_audit(action="AgentGateway/Connect"))
+        records = await stored_audit(app, action="AgentGateway/Connect")
         assert sorted(r["status_code"] for r in records if r["decision"] == "DENY") == \
             ["RESOURCE_EXHAUSTED"] * 2 + ["UNAUTHENTICATED"] * 4
     finally:

@@ -6,22 +6,26 @@ import asyncio
 from typing import Any
 
 from controlplane.domain.model import Task
+from controlplane.scheduler import committer as committer_module
 from controlplane.scheduler.committer import Committer
 from controlplane.storage.base import WriteBatch
 
 
 class RecordingStorage:
-    """A storage executor that runs calls inline and records every batch written."""
+    """A storage executor that records every batch written."""
 
     def __init__(self) -> None:
-        self.backend = self
         self.writes: list[WriteBatch] = []
 
-    def write(self, batch: WriteBatch) -> None:
+    async def write(self, batch: WriteBatch) -> None:
         self.writes.append(batch)
 
-    async def call(self, fn: Any, *args: Any) -> Any:
-        return fn(*args)
+
+async def wait_until(condition: Any, timeout: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.005)
 
 
 async def test_a_pause_holds_a_generation_whose_flush_had_already_woken() -> None:
@@ -55,3 +59,61 @@ async def test_audit_records_and_tasks_share_a_commit_and_keep_their_order() -> 
         assert [t.id for t in storage.writes[0].tasks] == ["t1"]
     finally:
         await committer.close()
+
+
+async def test_an_audit_record_alone_waits_a_moment_for_company_then_is_written() -> None:
+    storage = RecordingStorage()
+    committer = Committer(storage)  # type: ignore[arg-type]
+    committer.start()
+    loop = asyncio.get_running_loop()
+    try:
+        started = loop.time()
+        committer.audit({"id": "a", "time": 0.0, "principal": "users/a", "method": "/m"})
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert storage.writes == []  # no commit of its own at once
+        await wait_until(lambda: storage.writes)
+        assert loop.time() - started >= committer_module.AUDIT_FLUSH_DELAY * 0.9
+        assert [r["id"] for r in storage.writes[0].audit] == ["a"]
+    finally:
+        await committer.close()
+
+
+async def test_waiting_audit_records_ride_the_next_commit() -> None:
+    storage = RecordingStorage()
+    committer = Committer(storage)  # type: ignore[arg-type]
+    committer.start()
+    try:
+        committer.audit({"id": "a", "time": 0.0, "principal": "users/a", "method": "/m"})
+        committer.task(Task(id="t1", description="x"))
+        await committer.durable()
+        assert len(storage.writes) == 1
+        assert [r["id"] for r in storage.writes[0].audit] == ["a"]
+        await asyncio.sleep(committer_module.AUDIT_FLUSH_DELAY * 2)
+        assert len(storage.writes) == 1  # the cancelled flush timer made no empty commit
+    finally:
+        await committer.close()
+
+
+async def test_many_waiting_audit_records_are_written_without_delay(monkeypatch: Any) -> None:
+    monkeypatch.setattr(committer_module, "AUDIT_FLUSH_DELAY", 60.0)
+    storage = RecordingStorage()
+    committer = Committer(storage)  # type: ignore[arg-type]
+    committer.start()
+    try:
+        for n in range(committer_module.AUDIT_FLUSH_COUNT):
+            committer.audit({"id": str(n), "time": 0.0, "principal": "users/a", "method": "/m"})
+        await wait_until(lambda: storage.writes)
+        assert len(storage.writes[0].audit) == committer_module.AUDIT_FLUSH_COUNT
+    finally:
+        await committer.close()
+
+
+async def test_close_writes_waiting_audit_records(monkeypatch: Any) -> None:
+    monkeypatch.setattr(committer_module, "AUDIT_FLUSH_DELAY", 60.0)
+    storage = RecordingStorage()
+    committer = Committer(storage)  # type: ignore[arg-type]
+    committer.start()
+    committer.audit({"id": "a", "time": 0.0, "principal": "users/a", "method": "/m"})
+    await committer.close()
+    assert [r["id"] for batch in storage.writes for r in batch.audit] == ["a"]

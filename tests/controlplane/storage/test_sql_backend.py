@@ -24,9 +24,10 @@ from controlplane import hookspecs
 from controlplane.domain.model import AgentInfo, Subtask, Task
 from controlplane.errors import AlreadyExists, Unavailable
 from controlplane.storage.base import IdempotencyRecord, StorageBackendFactory, WriteBatch
-from controlplane.storage.sql import SqlBackend, SqlBackendFactory, codec, plugin, schema
+from controlplane.storage.sql import SqlBackend, SqlBackendFactory, codec, plugin, schema, wal
 from controlplane.storage.sql.backend import translate_errors
 from controlplane.storage.sql.migrations import SCRIPT_LOCATION, alembic_config
+from controlplane.storage.sql.wal import WalCheckpointer
 from controlplane.storage.testing import (
     StorageContract,
     full_agent,
@@ -307,6 +308,122 @@ def test_sqlite_connection_settings(tmp_path: Path) -> None:
         store.close()
     with sqlite3.connect(path) as raw:
         assert raw.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+def test_sqlite_commits_leave_checkpoints_to_the_checkpointer(tmp_path: Path) -> None:
+    store = SqlBackendFactory().open(f"sqlite:///{tmp_path / 'maos.db'}")
+    try:
+        store.migrate()
+        with store.engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == wal.AUTOCHECKPOINT_FRAMES
+    finally:
+        store.close()
+
+
+def _sqlite_store(tmp_path: Path) -> SqlBackend:
+    store = SqlBackendFactory().open(f"sqlite:///{tmp_path / 'maos.db'}")
+    store.migrate()
+    return store
+
+
+def test_write_now_commits_a_batch_on_the_calling_thread(tmp_path: Path) -> None:
+    store = _sqlite_store(tmp_path)
+    try:
+        task = dataclasses.replace(full_task(), id="task-now", seq=99)
+        assert store.write_now(WriteBatch(tasks=[task], subtasks=[dataclasses.replace(full_subtask(), task_id="task-now")],
+                                          audit=[{"time": 1.0, "principal": "users/a", "method": "/m"}]))
+        assert store.get_task("task-now") == task
+        assert [s.id for s in store.get_subtasks("task-now")] == [full_subtask().id]
+        assert [r["method"] for r in store.list_audit(limit=10)] == ["/m"]
+    finally:
+        store.close()
+
+
+def test_write_now_on_a_locked_database_writes_nothing_and_says_so_at_once(tmp_path: Path) -> None:
+    store = _sqlite_store(tmp_path)
+    store.write(WriteBatch(tasks=[minimal_task()]))
+    other = sqlite3.connect(tmp_path / "maos.db", isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")  # another writer holds the lock
+        task = dataclasses.replace(full_task(), id="task-now", seq=99)
+        started = time.monotonic()
+        assert store.write_now(WriteBatch(tasks=[task])) is False
+        assert time.monotonic() - started < 1.0  # not the 5 s busy timeout
+        other.execute("ROLLBACK")
+        assert store.get_task("task-now") is None
+        assert store.write_now(WriteBatch(tasks=[task])) is True  # the connection is usable again
+        assert store.get_task("task-now") == task
+    finally:
+        other.close()
+        store.close()
+
+
+def test_write_now_raises_what_write_raises(tmp_path: Path) -> None:
+    store = _sqlite_store(tmp_path)
+    try:
+        store.write(WriteBatch(tasks=[dataclasses.replace(minimal_task(), id="a", seq=1)]))
+        with pytest.raises(AlreadyExists):
+            store.write_now(WriteBatch(tasks=[dataclasses.replace(minimal_task(), id="b", seq=1)]))
+        assert store.get_task("b") is None
+        store.write_now(WriteBatch(tasks=[dataclasses.replace(minimal_task(), id="c", seq=2)]))  # rolled back cleanly
+        assert store.get_task("c") is not None
+    finally:
+        store.close()
+
+
+def test_write_now_is_not_offered_in_memory_or_on_postgresql(postgres_backend: SqlBackend) -> None:
+    memory = SqlBackendFactory().open("sqlite://")
+    try:
+        memory.migrate()
+        memory.write(WriteBatch(tasks=[minimal_task()]))
+        assert memory.write_now(WriteBatch(tasks=[full_task()])) is False
+        assert memory.get_task("task-full") is None
+    finally:
+        memory.close()
+    postgres_backend.write(WriteBatch(tasks=[minimal_task()]))
+    assert postgres_backend.write_now(WriteBatch(tasks=[full_task()])) is False
+    assert postgres_backend.get_task("task-full") is None
+
+
+AUDIT_PAGE = {"time": 1.0, "principal": "users/a", "method": "/m", "pad": "x" * 3000}  # about one page
+
+
+def test_the_checkpointer_copies_and_restarts_the_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(wal, "RESTART_FRAMES", 512)
+    store = _sqlite_store(tmp_path)
+    log = tmp_path / "maos.db-wal"
+    try:
+        store.write(WriteBatch(tasks=[minimal_task()]))
+        checkpointer = store._wal_checkpointer()
+        assert checkpointer is not None
+        for _ in range(6):  # bursts of about 1,000 frames, each followed by a checkpoint
+            done = checkpointer.checkpoints
+            for _ in range(500):
+                store.write_now(WriteBatch(audit=[AUDIT_PAGE]))
+            deadline = time.monotonic() + 10
+            while checkpointer.checkpoints <= done + 1:  # one that began after the burst has ended
+                assert time.monotonic() < deadline, "no checkpoint within 10 s"
+                time.sleep(0.01)
+        assert checkpointer.restarts > 0
+        assert log.stat().st_size < 15 * 2**20  # restarted: never restarted, the log would hold 6,000+ frames (25 MB)
+    finally:
+        store.close()
+    assert not log.exists() or log.stat().st_size == 0  # closed: everything is in the database
+
+
+def test_commits_checkpoint_by_themselves_when_the_checkpointer_falls_far_behind(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(wal, "AUTOCHECKPOINT_FRAMES", 256)
+    monkeypatch.setattr(WalCheckpointer, "_checkpoint", lambda self, connection: None)  # stalled
+    store = _sqlite_store(tmp_path)
+    try:
+        store.write(WriteBatch(tasks=[minimal_task()]))
+        for _ in range(3000):
+            store.write_now(WriteBatch(audit=[AUDIT_PAGE]))
+        assert (tmp_path / "maos.db-wal").stat().st_size < 2 * 256 * 4200
+        assert len(store.list_audit(limit=5000)) == 3000
+    finally:
+        store.close()
 
 
 def test_sqlite_in_memory_shares_one_database() -> None:

@@ -6,7 +6,9 @@ trips), against a control plane process with 2 ``noop`` agent processes.
 Every round trip includes both durable commits (the accepted task and its
 result). Waiting is either a WatchTask call per task (``--wait watch``) or one
 WatchEvents stream opened once (``--wait events``, how a client waiting for
-many tasks would do it). Prints p50/p99 in milliseconds.
+many tasks would do it). Prints p50/p99 in milliseconds, and the CPU each
+process spent per round trip (which, unlike latency, hardly depends on what
+else the machine is doing).
 
     python benchmarks/roundtrip.py [--tasks 2000] [--wait events|watch] [--database-url postgresql://...]
 """
@@ -26,7 +28,7 @@ from agent_sdk.proto.maos.v1 import messages_pb2 as m  # noqa: E402
 from agent_sdk.proto.maos.v1 import system_service_pb2 as system_pb  # noqa: E402
 from agent_sdk.proto.maos.v1 import system_service_pb2_grpc as system_grpc  # noqa: E402
 from agent_sdk.proto.maos.v1 import task_service_pb2 as t  # noqa: E402
-from benchmarks._common import control_plane, describe, tasks_stub  # noqa: E402
+from benchmarks._common import control_plane, cpu_report, cpu_seconds, describe, tasks_stub  # noqa: E402
 
 
 async def run(tasks: int, warmup: int, database_url: str, wait: str) -> None:
@@ -37,6 +39,8 @@ async def run(tasks: int, warmup: int, database_url: str, wait: str) -> None:
         request = t.SubmitTaskRequest(task=m.Task(description="no-op", task_type="noop"))
         samples = []
         for index in range(warmup + tasks):
+            if index == warmup:
+                cpu_before, client_before = cpu_seconds(bench.pid), time.process_time()
             started = time.perf_counter()
             reply = await stub.SubmitTask(request, metadata=md, timeout=10)
             if wait == "events":
@@ -55,12 +59,14 @@ async def run(tasks: int, warmup: int, database_url: str, wait: str) -> None:
                 raise RuntimeError(f"task did not complete: {status}")
             if index >= warmup:
                 samples.append(elapsed)
+        cpu = cpu_report(cpu_before, cpu_seconds(bench.pid), time.process_time() - client_before, tasks, "round trip")
         events.cancel()
     backend = "postgresql" if database_url else "sqlite"
     how = "one WatchEvents stream" if wait == "events" else "a WatchTask call per task"
     print(f"workload: {tasks} sequential round trips (SubmitTask, then {how} to COMPLETED), "
           f"no-op task, 2 noop agent processes, {backend}, {warmup} warm-up")
     print(f"round trip: {describe(samples)}")
+    print(cpu)
 
 
 def main() -> None:

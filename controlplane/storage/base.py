@@ -204,7 +204,6 @@ class StorageBackend(Protocol):
     def revoke_join_token(self, token_id: str, when: float) -> JoinTokenRecord | None:
         """Set ``revoke_time`` unless already set; the token afterwards, or None if unknown."""
 
-
     def use_join_token(self, token_id: str, now: float) -> JoinTokenRecord | None:
         """Atomically count one use of an unrevoked, unexpired token with uses left (across processes).
 

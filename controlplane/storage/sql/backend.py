@@ -177,7 +177,10 @@ class SqlBackend:
         self.engine.dispose()
 
     def _wal_checkpointer(self) -> WalCheckpointer | None:
-        """The checkpointer of an SQLite file database (started on first use), else None."""
+        """The checkpointer of an SQLite file database (started on first use), else None.
+
+        Called after commits, which the committer makes one at a time.
+        """
         if self._checkpointer is None and self.kind == "sqlite" and _sqlite_plain_file(self.engine.url):
             self._checkpointer = WalCheckpointer(self.engine.url.database or "")
         return self._checkpointer
@@ -242,7 +245,8 @@ class SqlBackend:
                     self._insert(connection.cursor(), batch, *rows)
                     connection.execute("COMMIT")
                 except BaseException:
-                    connection.execute("ROLLBACK")
+                    if connection.in_transaction:  # (SQLite rolls back by itself after some errors)
+                        connection.execute("ROLLBACK")
                     raise
         except Unavailable as exc:
             if _sqlite_locked(exc):

@@ -213,7 +213,11 @@ class SqlBackend:
         if rows is None:
             return
         with translate_errors(), self.engine.begin() as conn:
-            self._insert(conn.connection.dbapi_connection.cursor(), batch, *rows)
+            dbapi = conn.connection.dbapi_connection
+            # On PostgreSQL every statement of the write goes out in one pipeline:
+            # one network round trip for all of them instead of one per statement.
+            with dbapi.pipeline() if self.kind == "postgresql" else contextlib.nullcontext():
+                self._insert(dbapi.cursor(), batch, *rows)
         self._committed()
 
     def write_now(self, batch: WriteBatch) -> bool:

@@ -642,7 +642,7 @@ class SqlBackend:
 
 def _audit_rows(records: Sequence[dict[str, Any]]) -> list[tuple[Any, ...]]:
     """DB-API parameters of ``_raw_audit`` for each record."""
-    return [(r["time"], r["principal"], r["method"], json.dumps(r, separators=(",", ":"))) for r in records]
+    return [(r["time"], r["principal"], r["method"], codec.dumps(r)) for r in records]
 
 
 def _join_token(row: Any) -> JoinTokenRecord:

@@ -41,7 +41,7 @@ _T = TypeVar("_T")
 TASK_COLUMNS = ("id", "seq", "owner", "status", "priority", "task_type", "create_time", "batch")
 
 
-def _dumps(data: Any) -> str:
+def dumps(data: Any) -> str:
     """Compact JSON text (orjson: the write path encodes thousands of rows a second)."""
     return orjson.dumps(data).decode()
 
@@ -129,7 +129,7 @@ def task_to_row(task: Task) -> dict[str, Any]:
         "task_type": task.task_type,
         "create_time": task.create_time,
         "batch": task.batch,
-        "data": _dumps(data),
+        "data": dumps(data),
     }
 
 
@@ -181,7 +181,7 @@ def subtask_to_row(subtask: Subtask) -> dict[str, Any]:
         "id": subtask.id,
         "status": int(subtask.status),
         "checkpoint": subtask.checkpoint,
-        "data": _dumps(data),
+        "data": dumps(data),
     }
 
 
@@ -226,7 +226,7 @@ def agent_to_row(agent: AgentInfo) -> dict[str, Any]:
     del data["id"]
     data["status"] = int(agent.status)
     data["usage"] = _flat(agent.usage)
-    return {"id": agent.id, "data": _dumps(data)}
+    return {"id": agent.id, "data": dumps(data)}
 
 
 def agent_from_row(row: Mapping[str, Any]) -> AgentInfo:

@@ -22,7 +22,8 @@ statuses with an ``ErrorInfo`` like every other domain error. For each call it:
 5. appends an audit record for every denial (rate limits included) and
    every mutating call (with its final status code). Records join the next
    group commit without holding up the response: they are durable within
-   milliseconds, and only a crash in that window can lose the last few.
+   50 ms (``AUDIT_FLUSH_DELAY``), and only a crash in that window can lose
+   the last few.
    A record's ``resource`` is the request's ``name`` only when that is a
    well-formed resource name (:func:`audit_resource`), else ``<malformed>``:
    a secret pasted where a name belongs (``joinTokens/abc123.SECRET``, a

@@ -240,8 +240,12 @@ class WritesNow(Protocol):
     microseconds, while passing the work to the storage thread and back costs
     more than that. Such a backend may offer :meth:`write_now`, which the
     control plane calls on its event loop thread for small batches, while the
-    storage thread may be busy with something else.
+    storage thread may be busy with something else. The control plane never
+    runs two writes (``write`` or ``write_now``) at once.
     """
+
+    def can_write_now(self) -> bool:
+        """Whether :meth:`write_now` can commit at all (asked once, when the backend opens)."""
 
     def write_now(self, batch: WriteBatch) -> bool:
         """Commit ``batch`` on the calling thread, like ``write``, unless that would mean waiting.

@@ -23,7 +23,7 @@ class StorageExecutor:
     def __init__(self, backend: StorageBackend):
         self.backend = backend
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="maos-storage")
-        self._write_now = backend.write_now if isinstance(backend, WritesNow) else None
+        self._write_now = backend.write_now if isinstance(backend, WritesNow) and backend.can_write_now() else None
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(*args)`` on the storage thread and return its result."""

@@ -124,6 +124,9 @@ class SqlBackend:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        #: The engine for transactions that write: on SQLite they take the write lock at BEGIN
+        #: (see :func:`_begin_sqlite_transaction`).
+        self._writes = engine.execution_options(maos_writes=True)
         self.kind: str = engine.dialect.name
         insert = postgresql.insert if self.kind == "postgresql" else sqlite.insert
         self._upsert_tasks = _upsert(insert, schema.tasks)
@@ -145,6 +148,7 @@ class SqlBackend:
                            f"VALUES ({mark}, {mark}, {mark}, {mark})")
         self._checkpointer: WalCheckpointer | None = None  # started by the first write to an SQLite file
         self._now_connection: sqlite3.Connection | None = None  # write_now's own, made on first use
+        self._closed = False
 
     def __repr__(self) -> str:
         return f"SqlBackend({self.engine.url!r})"
@@ -154,11 +158,11 @@ class SqlBackend:
     def migrate(self) -> None:
         """Upgrade the schema to the latest revision (idempotent); ANALYZE on PostgreSQL."""
         with translate_errors():
-            with self.engine.begin() as conn:
+            with self._writes.begin() as conn:
                 run_migrations(conn)
             if self.kind == "postgresql":
                 names = ", ".join(table.name for table in schema.ALL_TABLES)
-                with self.engine.begin() as conn:
+                with self._writes.begin() as conn:
                     conn.execute(text(f"ANALYZE {names}"))
 
     def ping(self) -> None:
@@ -168,6 +172,7 @@ class SqlBackend:
 
     def close(self) -> None:
         """Stop the WAL checkpoints, then close every pooled connection."""
+        self._closed = True
         if self._checkpointer is not None:
             self._checkpointer.close()
             self._checkpointer = None
@@ -181,7 +186,7 @@ class SqlBackend:
 
         Called after commits, which the committer makes one at a time.
         """
-        if self._checkpointer is None and self.kind == "sqlite" and _sqlite_plain_file(self.engine.url):
+        if self._checkpointer is None and self.can_write_now():
             self._checkpointer = WalCheckpointer(self.engine.url.database or "")
         return self._checkpointer
 
@@ -189,7 +194,7 @@ class SqlBackend:
 
     def next_incarnation(self) -> int:
         """Atomically increment and return the incarnation counter (1 the first time)."""
-        with translate_errors(), self.engine.begin() as conn:
+        with translate_errors(), self._writes.begin() as conn:
             return int(conn.execute(self._bump_incarnation).scalar_one())
 
     def next_task_seq(self) -> int:
@@ -212,13 +217,17 @@ class SqlBackend:
         rows = self._rows(batch)
         if rows is None:
             return
-        with translate_errors(), self.engine.begin() as conn:
+        with translate_errors(), self._writes.begin() as conn:
             dbapi = conn.connection.dbapi_connection
             # On PostgreSQL every statement of the write goes out in one pipeline:
             # one network round trip for all of them instead of one per statement.
             with dbapi.pipeline() if self.kind == "postgresql" else contextlib.nullcontext():
                 self._insert(dbapi.cursor(), batch, *rows)
         self._committed()
+
+    def can_write_now(self) -> bool:
+        """Whether :meth:`write_now` can commit: an open backend on an SQLite file on disk."""
+        return not self._closed and self.kind == "sqlite" and _sqlite_plain_file(self.engine.url)
 
     def write_now(self, batch: WriteBatch) -> bool:
         """Write like :meth:`write` on the calling thread, unless the SQLite file is locked.
@@ -232,7 +241,7 @@ class SqlBackend:
         """
         connection = self._now_connection
         if connection is None:
-            if not (self.kind == "sqlite" and _sqlite_plain_file(self.engine.url)):
+            if not self.can_write_now():
                 return False
             connection = self._now_connection = sqlite3.connect(
                 self.engine.url.database or "", isolation_level=None, check_same_thread=False)
@@ -413,7 +422,7 @@ class SqlBackend:
         """Write a key (compare-and-set when ``expected_version`` is given); returns the new version."""
         st = schema.shared_state
         where = (st.c.task_id == task_id, st.c.key == key)
-        with translate_errors(), self.engine.begin() as conn:
+        with translate_errors(), self._writes.begin() as conn:
             row = conn.execute(select(st.c.version).where(*where).with_for_update()).first()
             current = 0 if row is None else int(row.version)
             if expected_version is not None and expected_version != current:
@@ -428,7 +437,7 @@ class SqlBackend:
         """Delete a key (compare-and-set when ``expected_version`` is given); whether it existed."""
         st = schema.shared_state
         where = (st.c.task_id == task_id, st.c.key == key)
-        with translate_errors(), self.engine.begin() as conn:
+        with translate_errors(), self._writes.begin() as conn:
             row = conn.execute(select(st.c.version).where(*where).with_for_update()).first()
             current = 0 if row is None else int(row.version)
             if expected_version is not None and expected_version != current:
@@ -460,7 +469,7 @@ class SqlBackend:
     def restore_tables(self, data: TableRows) -> None:
         """Upsert raw rows in one transaction; stored tasks sharing a restored seq move after the highest."""
         mark = "%s" if self.kind == "postgresql" else "?"
-        with translate_errors(), self.engine.begin() as conn:
+        with translate_errors(), self._writes.begin() as conn:
             cursor = conn.connection.dbapi_connection.cursor()
             try:
                 if "tasks" in data:
@@ -495,7 +504,7 @@ class SqlBackend:
     def put_checkpoint(self, record: CheckpointRecord) -> None:
         """Store a checkpoint with its payload (``AlreadyExists`` if the id is taken)."""
         row = {**vars(record), "automatic": int(record.automatic), "components": ",".join(record.components)}
-        with translate_errors(), self.engine.begin() as conn:
+        with translate_errors(), self._writes.begin() as conn:
             conn.execute(schema.checkpoints.insert().values(**row))
 
     def get_checkpoint(self, checkpoint_id: str, with_payload: bool = False) -> CheckpointRecord | None:
@@ -522,7 +531,7 @@ class SqlBackend:
     def delete_checkpoint(self, checkpoint_id: str) -> bool:
         """Delete a checkpoint; whether it existed."""
         c = schema.checkpoints
-        with translate_errors(), self.engine.begin() as conn:
+        with translate_errors(), self._writes.begin() as conn:
             return conn.execute(c.delete().where(c.c.id == checkpoint_id)).rowcount > 0
 
     @staticmethod
@@ -553,7 +562,7 @@ class SqlBackend:
             row["email"] = data["email"]
         if kind == "api_keys":
             row["user"] = data["user"]
-        with translate_errors(), self.engine.begin() as conn:
+        with translate_errors(), self._writes.begin() as conn:
             if create:
                 conn.execute(table.insert().values(**row))
             else:
@@ -570,7 +579,7 @@ class SqlBackend:
     def access_delete(self, kind: str, row_id: str) -> bool:
         """Delete a user, role or API key; whether it existed."""
         table = self._access_table(kind)
-        with translate_errors(), self.engine.begin() as conn:
+        with translate_errors(), self._writes.begin() as conn:
             return conn.execute(table.delete().where(table.c.id == row_id)).rowcount > 0
 
     # --- join tokens --------------------------------------------------------------
@@ -578,7 +587,7 @@ class SqlBackend:
     def put_join_token(self, record: JoinTokenRecord) -> None:
         """Insert a join token (``AlreadyExists`` if its id is taken)."""
         row = {**dataclasses.asdict(record), "agent_types": ",".join(record.agent_types)}
-        with translate_errors(), self.engine.begin() as conn:
+        with translate_errors(), self._writes.begin() as conn:
             conn.execute(schema.join_tokens.insert().values(**row))
 
     def get_join_token(self, token_id: str) -> JoinTokenRecord | None:
@@ -598,7 +607,7 @@ class SqlBackend:
     def revoke_join_token(self, token_id: str, when: float) -> JoinTokenRecord | None:
         """Set ``revoke_time`` unless already set; the token afterwards, or None if unknown."""
         j = schema.join_tokens
-        with translate_errors(), self.engine.begin() as conn:
+        with translate_errors(), self._writes.begin() as conn:
             conn.execute(j.update().where(j.c.id == token_id, j.c.revoke_time.is_(None)).values(revoke_time=when))
             row = conn.execute(select(j).where(j.c.id == token_id)).mappings().first()
         return _join_token(row) if row is not None else None
@@ -613,7 +622,7 @@ class SqlBackend:
             j.c.id == token_id, j.c.revoke_time.is_(None), j.c.expire_time > now,
             or_(j.c.max_uses == 0, j.c.uses < j.c.max_uses),
         ).values(uses=j.c.uses + 1)
-        with translate_errors(), self.engine.begin() as conn:
+        with translate_errors(), self._writes.begin() as conn:
             if conn.execute(counted).rowcount != 1:
                 return None
             row = conn.execute(select(j).where(j.c.id == token_id)).mappings().one()
@@ -754,8 +763,15 @@ def _no_checkpoint_on_commit(dbapi_connection: Any, _record: Any) -> None:
 
 
 def _begin_sqlite_transaction(conn: Any) -> None:
-    """Start a real transaction, so that reads are repeatable and DDL is transactional."""
-    conn.exec_driver_sql("BEGIN")
+    """Start a real transaction, so that reads are repeatable and DDL is transactional.
+
+    A transaction that writes (begun through ``SqlBackend._writes``) takes the
+    write lock at once (``BEGIN IMMEDIATE``, waiting out ``busy_timeout``). A
+    deferred one that read first could not write afterwards if another
+    connection (``write_now``'s) had committed in between: SQLite refuses that
+    upgrade at once, whatever the busy timeout.
+    """
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("maos_writes") else "BEGIN")
 
 
 def _postgresql_engine(url: URL) -> Engine:

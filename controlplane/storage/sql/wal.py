@@ -16,7 +16,10 @@ frame already copied, which concurrent checkpoints rarely leave behind under
 steady writes. So once the log holds RESTART_FRAMES frames, one RESTART
 checkpoint copies the few frames left, holding writers back for that moment,
 and the next commit starts the log over: the log stays bounded, and one
-commit in thousands, not one in hundreds, waits for a checkpoint.
+commit in thousands, not one in hundreds, waits for a checkpoint. A RESTART
+waits at most RESTART_WAIT for readers still using the log (a backup, a shell
+on the database); when that is not enough it gives up, holds nothing, and is
+not tried again for RESTART_BACKOFF seconds.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
+import time
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +36,12 @@ RESTART_FRAMES = 8192
 
 #: ``wal_autocheckpoint`` of the committing connections: a safety net far above RESTART_FRAMES.
 AUTOCHECKPOINT_FRAMES = 4 * RESTART_FRAMES
+
+#: The longest a RESTART checkpoint waits for readers (and so holds writers back), in milliseconds.
+RESTART_WAIT_MS = 50
+
+#: Seconds before a RESTART that could not finish is tried again.
+RESTART_BACKOFF = 10.0
 
 
 class WalCheckpointer:
@@ -54,7 +64,8 @@ class WalCheckpointer:
         self._due = threading.Event()
         self._closed = False
         self.checkpoints = 0  # completed checkpoint runs (for tests and diagnostics)
-        self.restarts = 0  # of which restarted the log
+        self.restarts = 0  # RESTART checkpoints that finished
+        self._restart_after = 0.0  # monotonic time before which no RESTART is tried
         self._thread = threading.Thread(target=self._run, name="maos-wal-checkpoint", daemon=True)
         self._thread.start()
 
@@ -71,23 +82,30 @@ class WalCheckpointer:
         self._thread.join()
 
     def _run(self) -> None:
-        connection = sqlite3.connect(self._database, isolation_level=None, check_same_thread=False)
+        connection: sqlite3.Connection | None = None
         try:
-            connection.execute("PRAGMA busy_timeout=5000")
             while not self._closed:
                 self._due.wait(self._interval)
                 self._due.clear()
                 self._pending = 0
-                self._checkpoint(connection)
+                try:
+                    if connection is None:
+                        connection = sqlite3.connect(self._database, isolation_level=None, check_same_thread=False)
+                        # Only a RESTART waits (PASSIVE never does): for readers, this long at most.
+                        connection.execute(f"PRAGMA busy_timeout={RESTART_WAIT_MS}")
+                    self._checkpoint(connection)
+                except sqlite3.Error as exc:  # a locked or vanished database: the next round tries again
+                    log.warning("WAL checkpoint failed: %s", exc)
         finally:
-            connection.close()
+            if connection is not None:
+                connection.close()
 
     def _checkpoint(self, connection: sqlite3.Connection) -> None:
-        try:
-            _busy, frames, _copied = connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-            if frames >= RESTART_FRAMES:
-                connection.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
+        _busy, frames, _copied = connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        if frames >= RESTART_FRAMES and time.monotonic() >= self._restart_after:
+            busy, _, _ = connection.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
+            if busy:  # a reader kept using the log: leave it be for a while
+                self._restart_after = time.monotonic() + RESTART_BACKOFF
+            else:
                 self.restarts += 1
-            self.checkpoints += 1
-        except sqlite3.Error as exc:  # a locked or vanished database: the next round tries again
-            log.warning("WAL checkpoint failed: %s", exc)
+        self.checkpoints += 1

@@ -1,12 +1,16 @@
-"""The storage executor: which thread writes a batch."""
+"""The storage executor: which thread writes a batch, and writes on both threads at once."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
+from typing import Any
 
 from controlplane.domain.model import Task
 from controlplane.storage.base import WriteBatch
 from controlplane.storage.executor import WRITE_NOW_MAX_ROWS, StorageExecutor
+from controlplane.storage.sql import SqlBackendFactory
+from controlplane.storage.testing import minimal_task
 
 
 class Backend:
@@ -14,9 +18,13 @@ class Backend:
 
     kind = "fake"
 
-    def __init__(self, *, locked: bool = False) -> None:
+    def __init__(self, *, locked: bool = False, able: bool = True) -> None:
         self.locked = locked
+        self.able = able
         self.writes: list[tuple[str, str, int]] = []  # (method, thread name, rows)
+
+    def can_write_now(self) -> bool:
+        return self.able
 
     def write(self, batch: WriteBatch) -> None:
         self.writes.append(("write", threading.current_thread().name, batch.rows()))
@@ -93,3 +101,41 @@ async def test_a_backend_without_write_now_always_uses_the_storage_thread() -> N
         assert len(backend.threads) == 1 and backend.threads[0].startswith("maos-storage")
     finally:
         executor.close()
+
+
+async def test_a_backend_that_cannot_write_now_is_never_asked_to() -> None:
+    backend = Backend(able=False)
+    executor = StorageExecutor(backend)  # type: ignore[arg-type]
+    try:
+        await executor.write(tasks(1))
+        [(method, thread, _)] = backend.writes
+        assert method == "write" and thread.startswith("maos-storage")
+    finally:
+        executor.close()
+
+
+async def test_shared_state_writes_on_the_storage_thread_survive_commits_made_on_the_loop(tmp_path: Any) -> None:
+    """A read-then-write transaction on the storage thread is not refused because write_now committed meanwhile."""
+    store = SqlBackendFactory().open(f"sqlite:///{tmp_path / 'maos.db'}")
+    store.migrate()
+    store.write(WriteBatch(tasks=[minimal_task()]))
+    executor = StorageExecutor(store)
+    stop = asyncio.Event()
+
+    async def commits() -> int:
+        count = 0
+        while not stop.is_set():
+            await executor.write(WriteBatch(tasks=[minimal_task()]))
+            count += 1
+            await asyncio.sleep(0.0005)
+        return count
+
+    committing = asyncio.get_running_loop().create_task(commits())
+    try:
+        for expected in range(1, 301):
+            assert await executor.call(store.state_put, "task-1", "k", b"x", None) == expected
+    finally:
+        stop.set()
+        made = await committing
+        executor.close()
+    assert made > 50  # the commits really ran alongside

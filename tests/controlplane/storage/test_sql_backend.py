@@ -411,6 +411,33 @@ def test_the_checkpointer_copies_and_restarts_the_log(tmp_path: Path, monkeypatc
     assert not log.exists() or log.stat().st_size == 0  # closed: everything is in the database
 
 
+def test_a_reader_that_pins_the_log_holds_commits_back_briefly_not_for_the_busy_timeout(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(wal, "RESTART_FRAMES", 200)
+    store = _sqlite_store(tmp_path)
+    reader = sqlite3.connect(tmp_path / "maos.db", isolation_level=None)
+    try:
+        store.write(WriteBatch(tasks=[minimal_task()]))
+        checkpointer = store._wal_checkpointer()
+        assert checkpointer is not None
+        reader.execute("BEGIN")  # an outside reader (a backup, a shell) keeps a snapshot open
+        reader.execute("SELECT count(*) FROM tasks").fetchone()
+        worst = 0.0
+        deadline = time.monotonic() + 10
+        while checkpointer.checkpoints < 4:  # rounds that saw the log past RESTART_FRAMES
+            assert time.monotonic() < deadline, "the checkpointer did not run"
+            started = time.monotonic()
+            if not store.write_now(WriteBatch(audit=[AUDIT_PAGE])):
+                store.write(WriteBatch(audit=[AUDIT_PAGE]))
+            worst = max(worst, time.monotonic() - started)
+            time.sleep(0.005)
+        assert checkpointer.restarts == 0  # it could not restart, and does not claim it did
+        assert worst < 1.0  # a RESTART waits RESTART_WAIT_MS for the reader, not the 5 s busy timeout
+    finally:
+        reader.close()
+        store.close()
+
+
 def test_commits_checkpoint_by_themselves_when_the_checkpointer_falls_far_behind(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(wal, "AUTOCHECKPOINT_FRAMES", 256)

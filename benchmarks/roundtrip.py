@@ -7,8 +7,7 @@ Every round trip includes both durable commits (the accepted task and its
 result). Waiting is either a WatchTask call per task (``--wait watch``) or one
 WatchEvents stream opened once (``--wait events``, how a client waiting for
 many tasks would do it). Prints p50/p99 in milliseconds, and the CPU each
-process spent per round trip (which, unlike latency, hardly depends on what
-else the machine is doing).
+process spent per round trip.
 
     python benchmarks/roundtrip.py [--tasks 2000] [--wait events|watch] [--database-url postgresql://...]
 """

@@ -17,7 +17,7 @@ steady writes. So once the log holds RESTART_FRAMES frames, one RESTART
 checkpoint copies the few frames left, holding writers back for that moment,
 and the next commit starts the log over: the log stays bounded, and one
 commit in thousands, not one in hundreds, waits for a checkpoint. A RESTART
-waits at most RESTART_WAIT for readers still using the log (a backup, a shell
+waits at most RESTART_WAIT_MS for readers still using the log (a backup, a shell
 on the database); when that is not enough it gives up, holds nothing, and is
 not tried again for RESTART_BACKOFF seconds.
 """

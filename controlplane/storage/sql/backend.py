@@ -129,10 +129,6 @@ class SqlBackend:
         self._writes = engine.execution_options(maos_writes=True)
         self.kind: str = engine.dialect.name
         insert = postgresql.insert if self.kind == "postgresql" else sqlite.insert
-        self._upsert_tasks = _upsert(insert, schema.tasks)
-        self._upsert_subtasks = _upsert(insert, schema.subtasks, keep=("ord",))
-        self._upsert_agents = _upsert(insert, schema.agents)
-        self._insert_idempotency = insert(schema.idempotency).on_conflict_do_nothing()
         meta = schema.control_meta
         bump = insert(meta).values(key="incarnation", value=1)
         self._bump_incarnation = bump.on_conflict_do_update(
@@ -140,7 +136,9 @@ class SqlBackend:
         ).returning(meta.c.value)
         self._next_ord: int | None = None  # next subtasks.ord; read from the table once
         mark = "%s" if self.kind == "postgresql" else "?"
-        self._raw_tasks = _raw_upsert(schema.tasks, mark)
+        # A stored task's immutable columns are not set again: SQLite rewrites the index
+        # entries of every column an UPDATE sets, changed or not.
+        self._raw_tasks = _raw_upsert(schema.tasks, mark, keep=schema.TASK_IMMUTABLE_COLUMNS)
         self._raw_subtasks = _raw_upsert(schema.subtasks, mark, keep=("ord",))
         self._raw_agents = _raw_upsert(schema.agents, mark)
         self._raw_idempotency = _raw_upsert(schema.idempotency, mark, update=False)

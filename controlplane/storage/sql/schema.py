@@ -42,6 +42,9 @@ tasks = Table(
     Index("ix_tasks_create_time", "create_time"),
 )
 
+#: Columns of ``tasks`` fixed when a task is accepted, never written again.
+TASK_IMMUTABLE_COLUMNS = ("seq", "owner", "task_type", "create_time", "batch")
+
 subtasks = Table(
     "subtasks",
     metadata,

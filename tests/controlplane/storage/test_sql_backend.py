@@ -21,7 +21,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, ProgrammingError
 
 from controlplane import hookspecs
-from controlplane.domain.model import AgentInfo, Subtask, Task
+from controlplane.domain.model import AgentInfo, Subtask, Task, TaskStatus
 from controlplane.errors import AlreadyExists, Unavailable
 from controlplane.storage.base import IdempotencyRecord, StorageBackendFactory, WriteBatch
 from controlplane.storage.sql import SqlBackend, SqlBackendFactory, codec, plugin, schema, wal
@@ -257,6 +257,20 @@ def test_duplicates_within_a_batch_keep_the_last(backend: SqlBackend) -> None:
     assert task is not None and task.output == "new"
     assert [s.attempt for s in backend.get_subtasks("task-min")] == [2]
     assert [a.pid for a in backend.list_agents()] == [2]
+
+
+def test_a_tasks_immutable_columns_are_written_once(backend: SqlBackend) -> None:
+    """Later writes update a task's state but leave what was fixed at acceptance (and its index entries) alone."""
+    first = full_task()
+    backend.write(WriteBatch(tasks=[first]))
+    later = dataclasses.replace(first, status=TaskStatus.COMPLETED, output="done", owner="someone-else",
+                                seq=first.seq + 100, task_type="other", create_time=1.0, batch="b-other")
+    backend.write(WriteBatch(tasks=[later]))
+    stored = backend.get_task(first.id)
+    assert stored is not None
+    assert (stored.status, stored.output) == (TaskStatus.COMPLETED, "done")
+    assert {c: getattr(stored, c) for c in schema.TASK_IMMUTABLE_COLUMNS} == \
+        {c: getattr(first, c) for c in schema.TASK_IMMUTABLE_COLUMNS}
 
 
 def test_get_tasks_with_many_ids(backend: SqlBackend) -> None:

@@ -169,8 +169,17 @@ def failure_to_pb(f: Failure | None) -> messages_pb.Failure | None:
     """A failure as a proto."""
     if f is None:
         return None
-    reason = errors_pb.ErrorReason.Value(f.reason) if f.reason in errors_pb.ErrorReason.keys() else 0
-    return messages_pb.Failure(reason=reason, message=f.message, subtask=f.subtask, error_type=f.error_type)
+    return messages_pb.Failure(reason=error_reason_number(f.reason), message=f.message, subtask=f.subtask,
+                               error_type=f.error_type)
+
+
+_ERROR_REASONS = errors_pb.ErrorReason.DESCRIPTOR.values_by_name
+
+
+def error_reason_number(name: str) -> int:
+    """The ``ErrorReason`` number of a reason name; 0 (unspecified) for a name the contract does not have."""
+    value = _ERROR_REASONS.get(name)
+    return 0 if value is None else value.number
 
 
 def artifact_to_pb(a: Artifact) -> messages_pb.Artifact:

@@ -21,6 +21,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from controlplane import errors
+from controlplane.api.convert import error_reason_number
 from controlplane.api.pb import errors_pb, tasks_pb
 from controlplane.metrics import Metrics
 
@@ -59,9 +60,8 @@ def submit_error(exc: BaseException) -> tasks_pb.SubmitError:
         log.error("submitting a task failed", exc_info=exc)
         return tasks_pb.SubmitError(code=grpc.StatusCode.INTERNAL.value[0], message="internal error",
                                     reason=errors_pb.ERROR_REASON_INTERNAL)
-    reason = exc.reason if exc.reason in errors_pb.ErrorReason.keys() else "ERROR_REASON_UNSPECIFIED"
     error = tasks_pb.SubmitError(
-        code=status_code_for(exc).value[0], reason=errors_pb.ErrorReason.Value(reason), message=exc.message,
+        code=status_code_for(exc).value[0], reason=error_reason_number(exc.reason), message=exc.message,
         field_violations=[tasks_pb.FieldViolation(field=v.field, description=v.description)
                           for v in getattr(exc, "violations", ())],
         metadata=exc.metadata)

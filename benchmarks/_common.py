@@ -19,6 +19,7 @@ from pathlib import Path
 
 import grpc
 
+from agent_sdk.proto.maos.v1 import enums_pb2 as enums
 from agent_sdk.proto.maos.v1 import system_service_pb2 as system_pb
 from agent_sdk.proto.maos.v1 import system_service_pb2_grpc as system_grpc
 from agent_sdk.proto.maos.v1 import task_service_pb2_grpc as tasks_grpc
@@ -169,6 +170,12 @@ def cpu_report(before: dict[str, float], after: dict[str, float], client: float,
     parts["client"] = client
     text = ", ".join(f"{name} {seconds * 1e6 / units:.0f} µs" for name, seconds in parts.items())
     return f"CPU per {unit}: {text} (total {sum(parts.values()) * 1e6 / units:.0f} µs)"
+
+
+def status_events(bench: Bench) -> grpc.aio.UnaryStreamCall:
+    """A WatchEvents stream of every task status change (cancel it when done)."""
+    return system_grpc.SystemServiceStub(bench.channel).WatchEvents(
+        system_pb.WatchEventsRequest(event_types=[enums.EVENT_TYPE_TASK_STATUS_CHANGED]), metadata=bench.metadata)
 
 
 def tasks_stub(channel: grpc.aio.Channel) -> tasks_grpc.TaskServiceStub:

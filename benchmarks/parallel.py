@@ -19,12 +19,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from agent_sdk.proto.maos.v1 import enums_pb2 as enums  # noqa: E402
 from agent_sdk.proto.maos.v1 import messages_pb2 as m  # noqa: E402
-from agent_sdk.proto.maos.v1 import system_service_pb2 as system_pb  # noqa: E402
-from agent_sdk.proto.maos.v1 import system_service_pb2_grpc as system_grpc  # noqa: E402
 from agent_sdk.proto.maos.v1 import task_service_pb2 as t  # noqa: E402
-from benchmarks._common import control_plane, tasks_stub  # noqa: E402
+from benchmarks._common import control_plane, status_events, tasks_stub  # noqa: E402
 
 
 async def one_run(stub, events, md) -> float:
@@ -44,8 +41,7 @@ async def one_run(stub, events, md) -> float:
 async def run(runs: int) -> None:
     async with control_plane("sleep=8", agents=8) as bench:
         stub, md = tasks_stub(bench.channel), bench.metadata
-        events = system_grpc.SystemServiceStub(bench.channel).WatchEvents(
-            system_pb.WatchEventsRequest(event_types=[enums.EVENT_TYPE_TASK_STATUS_CHANGED]), metadata=md)
+        events = status_events(bench)
         await one_run(stub, events, md)  # warm-up
         times = [await one_run(stub, events, md) for _ in range(runs)]
         events.cancel()

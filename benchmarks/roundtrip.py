@@ -24,17 +24,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from agent_sdk.proto.maos.v1 import enums_pb2 as enums  # noqa: E402
 from agent_sdk.proto.maos.v1 import messages_pb2 as m  # noqa: E402
-from agent_sdk.proto.maos.v1 import system_service_pb2 as system_pb  # noqa: E402
-from agent_sdk.proto.maos.v1 import system_service_pb2_grpc as system_grpc  # noqa: E402
 from agent_sdk.proto.maos.v1 import task_service_pb2 as t  # noqa: E402
-from benchmarks._common import control_plane, cpu_report, cpu_seconds, describe, tasks_stub  # noqa: E402
+from benchmarks._common import control_plane, cpu_report, cpu_seconds, describe, status_events, tasks_stub  # noqa: E402
 
 
 async def run(tasks: int, warmup: int, database_url: str, wait: str) -> None:
     async with control_plane("noop=2", database_url, agents=2) as bench:
         stub, md = tasks_stub(bench.channel), bench.metadata
-        events = system_grpc.SystemServiceStub(bench.channel).WatchEvents(
-            system_pb.WatchEventsRequest(event_types=[enums.EVENT_TYPE_TASK_STATUS_CHANGED]), metadata=md)
+        events = status_events(bench)
         request = t.SubmitTaskRequest(task=m.Task(description="no-op", task_type="noop"))
         samples = []
         for index in range(warmup + tasks):

@@ -723,18 +723,17 @@ def _sqlite_locked(exc: Unavailable) -> bool:
 
 
 def _sqlite_engine(url: URL) -> Engine:
-    database = url.database or ""
-    in_memory = _sqlite_in_memory(url)
-    if _sqlite_plain_file(url):
-        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    plain_file = _sqlite_plain_file(url)
+    if plain_file:
+        Path(url.database or "").expanduser().parent.mkdir(parents=True, exist_ok=True)
     pool: dict[str, Any] = (
         {"poolclass": StaticPool}  # one shared connection, or each would see its own database
-        if in_memory
+        if _sqlite_in_memory(url)
         else {"poolclass": QueuePool, "pool_size": 1, "max_overflow": 4}
     )
     engine = create_engine(url, connect_args={"check_same_thread": False}, **pool)
     event.listen(engine, "connect", _configure_sqlite_connection)
-    if _sqlite_plain_file(url):
+    if plain_file:
         event.listen(engine, "connect", _no_checkpoint_on_commit)
     event.listen(engine, "begin", _begin_sqlite_transaction)
     return engine

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 from controlplane.domain.model import Task
 from controlplane.scheduler import committer as committer_module
 from controlplane.scheduler.committer import Committer
 from controlplane.storage.base import WriteBatch
+from tests.harness.server import wait_for
 
 
 class RecordingStorage:
@@ -21,18 +24,20 @@ class RecordingStorage:
         self.writes.append(batch)
 
 
-async def wait_until(condition: Any, timeout: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not condition():
-        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.005)
+@contextlib.asynccontextmanager
+async def running(storage: RecordingStorage) -> AsyncIterator[Committer]:
+    """A started committer writing to ``storage``, closed afterwards."""
+    committer = Committer(storage)  # type: ignore[arg-type]
+    committer.start()
+    try:
+        yield committer
+    finally:
+        await committer.close()
 
 
 async def test_a_pause_holds_a_generation_whose_flush_had_already_woken() -> None:
     storage = RecordingStorage()
-    committer = Committer(storage)  # type: ignore[arg-type]
-    committer.start()
-    try:
+    async with running(storage) as committer:
         committer.task(Task(id="t1", description="x"))
         await asyncio.sleep(0)  # the flusher wakes and yields once before taking the generation
         async with committer.paused():
@@ -41,15 +46,11 @@ async def test_a_pause_holds_a_generation_whose_flush_had_already_woken() -> Non
             assert storage.writes == []  # nothing may be written while paused (a restore is running)
         await committer.durable()
         assert [t.id for batch in storage.writes for t in batch.tasks] == ["t1"]
-    finally:
-        await committer.close()
 
 
 async def test_audit_records_and_tasks_share_a_commit_and_keep_their_order() -> None:
     storage = RecordingStorage()
-    committer = Committer(storage)  # type: ignore[arg-type]
-    committer.start()
-    try:
+    async with running(storage) as committer:
         committer.task(Task(id="t1", description="x"))
         for n in range(3):
             committer.audit({"id": str(n), "time": 0.0, "principal": "users/a", "method": "/m"})
@@ -57,67 +58,49 @@ async def test_audit_records_and_tasks_share_a_commit_and_keep_their_order() -> 
         assert len(storage.writes) == 1
         assert [r["id"] for r in storage.writes[0].audit] == ["0", "1", "2"]
         assert [t.id for t in storage.writes[0].tasks] == ["t1"]
-    finally:
-        await committer.close()
 
 
 async def test_an_audit_record_alone_waits_a_moment_for_company_then_is_written() -> None:
     storage = RecordingStorage()
-    committer = Committer(storage)  # type: ignore[arg-type]
-    committer.start()
     loop = asyncio.get_running_loop()
-    try:
+    async with running(storage) as committer:
         started = loop.time()
         committer.audit({"id": "a", "time": 0.0, "principal": "users/a", "method": "/m"})
         for _ in range(5):
             await asyncio.sleep(0)
         assert storage.writes == []  # no commit of its own at once
-        await wait_until(lambda: storage.writes)
+        await wait_for(lambda: storage.writes)
         assert loop.time() - started >= committer_module.AUDIT_FLUSH_DELAY * 0.9
         assert [r["id"] for r in storage.writes[0].audit] == ["a"]
-    finally:
-        await committer.close()
 
 
 async def test_waiting_audit_records_ride_the_next_commit() -> None:
     storage = RecordingStorage()
-    committer = Committer(storage)  # type: ignore[arg-type]
-    committer.start()
-    try:
+    async with running(storage) as committer:
         committer.audit({"id": "a", "time": 0.0, "principal": "users/a", "method": "/m"})
         committer.task(Task(id="t1", description="x"))
         await committer.durable()
         assert len(storage.writes) == 1
         assert [r["id"] for r in storage.writes[0].audit] == ["a"]
-    finally:
-        await committer.close()
 
 
 async def test_every_lone_audit_record_is_written_not_only_the_first() -> None:
     storage = RecordingStorage()
-    committer = Committer(storage)  # type: ignore[arg-type]
-    committer.start()
-    try:
+    async with running(storage) as committer:
         for n, record_id in enumerate(("a", "b", "c"), start=1):
             committer.audit({"id": record_id, "time": 0.0, "principal": "users/a", "method": "/m"})
-            await wait_until(lambda n=n: len(storage.writes) == n, timeout=2.0)
+            await wait_for(lambda n=n: len(storage.writes) == n, timeout=2.0)
         assert [r["id"] for batch in storage.writes for r in batch.audit] == ["a", "b", "c"]
-    finally:
-        await committer.close()
 
 
 async def test_many_waiting_audit_records_are_written_without_delay(monkeypatch: Any) -> None:
     monkeypatch.setattr(committer_module, "AUDIT_FLUSH_DELAY", 60.0)
     storage = RecordingStorage()
-    committer = Committer(storage)  # type: ignore[arg-type]
-    committer.start()
-    try:
+    async with running(storage) as committer:
         for n in range(committer_module.AUDIT_FLUSH_COUNT):
             committer.audit({"id": str(n), "time": 0.0, "principal": "users/a", "method": "/m"})
-        await wait_until(lambda: storage.writes)
+        await wait_for(lambda: storage.writes)
         assert len(storage.writes[0].audit) == committer_module.AUDIT_FLUSH_COUNT
-    finally:
-        await committer.close()
 
 
 async def test_close_writes_waiting_audit_records(monkeypatch: Any) -> None:

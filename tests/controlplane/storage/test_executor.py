@@ -58,60 +58,49 @@ def tasks(n: int) -> WriteBatch:
     return WriteBatch(tasks=[Task(id=f"t{i}", description="x") for i in range(n)])
 
 
-async def test_small_batches_are_written_now_on_the_loop_thread() -> None:
-    backend = Backend()
-    executor = StorageExecutor(backend)  # type: ignore[arg-type]
+async def write_through(backend: Any, *batches: WriteBatch) -> None:
+    """Write ``batches`` one after another through a new executor on ``backend``, then close it."""
+    executor = StorageExecutor(backend)
     try:
-        await executor.write(tasks(1))
-        await executor.write(tasks(WRITE_NOW_MAX_ROWS))
-        loop_thread = threading.current_thread().name
-        assert backend.writes == [("write_now", loop_thread, 1), ("write_now", loop_thread, WRITE_NOW_MAX_ROWS)]
+        for batch in batches:
+            await executor.write(batch)
     finally:
         executor.close()
+
+
+async def test_small_batches_are_written_now_on_the_loop_thread() -> None:
+    backend = Backend()
+    await write_through(backend, tasks(1), tasks(WRITE_NOW_MAX_ROWS))
+    loop_thread = threading.current_thread().name
+    assert backend.writes == [("write_now", loop_thread, 1), ("write_now", loop_thread, WRITE_NOW_MAX_ROWS)]
 
 
 async def test_large_batches_go_to_the_storage_thread() -> None:
     backend = Backend()
-    executor = StorageExecutor(backend)  # type: ignore[arg-type]
-    try:
-        await executor.write(tasks(WRITE_NOW_MAX_ROWS + 1))
-        [(method, thread, rows)] = backend.writes
-        assert (method, rows) == ("write", WRITE_NOW_MAX_ROWS + 1)
-        assert thread.startswith("maos-storage")
-    finally:
-        executor.close()
+    await write_through(backend, tasks(WRITE_NOW_MAX_ROWS + 1))
+    [(method, thread, rows)] = backend.writes
+    assert (method, rows) == ("write", WRITE_NOW_MAX_ROWS + 1)
+    assert thread.startswith("maos-storage")
 
 
 async def test_a_locked_database_sends_the_batch_to_the_storage_thread() -> None:
     backend = Backend(locked=True)
-    executor = StorageExecutor(backend)  # type: ignore[arg-type]
-    try:
-        await executor.write(tasks(1))
-        [(method, thread, _)] = backend.writes
-        assert method == "write" and thread.startswith("maos-storage")
-    finally:
-        executor.close()
+    await write_through(backend, tasks(1))
+    [(method, thread, _)] = backend.writes
+    assert method == "write" and thread.startswith("maos-storage")
 
 
 async def test_a_backend_without_write_now_always_uses_the_storage_thread() -> None:
     backend = PlainBackend()
-    executor = StorageExecutor(backend)  # type: ignore[arg-type]
-    try:
-        await executor.write(tasks(1))
-        assert len(backend.threads) == 1 and backend.threads[0].startswith("maos-storage")
-    finally:
-        executor.close()
+    await write_through(backend, tasks(1))
+    assert len(backend.threads) == 1 and backend.threads[0].startswith("maos-storage")
 
 
 async def test_a_backend_that_cannot_write_now_is_never_asked_to() -> None:
     backend = Backend(able=False)
-    executor = StorageExecutor(backend)  # type: ignore[arg-type]
-    try:
-        await executor.write(tasks(1))
-        [(method, thread, _)] = backend.writes
-        assert method == "write" and thread.startswith("maos-storage")
-    finally:
-        executor.close()
+    await write_through(backend, tasks(1))
+    [(method, thread, _)] = backend.writes
+    assert method == "write" and thread.startswith("maos-storage")
 
 
 async def test_shared_state_writes_on_the_storage_thread_survive_commits_made_on_the_loop(tmp_path: Any) -> None:

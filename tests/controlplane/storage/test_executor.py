@@ -116,7 +116,7 @@ async def test_shared_state_writes_on_the_storage_thread_survive_commits_made_on
         while not stop.is_set():
             await executor.write(WriteBatch(tasks=[minimal_task()]))
             count += 1
-            await asyncio.sleep(0.0005)
+            await asyncio.sleep(0)  # let the state_put calls' completions in between
         return count
 
     committing = asyncio.get_running_loop().create_task(commits())

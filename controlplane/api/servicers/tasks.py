@@ -74,17 +74,24 @@ class TaskServicer(tasks_grpc.TaskServiceServicer):
         subtasks = await self.engine.get_subtasks(task.id)
         return convert.task_to_pb(task, self.engine.explain(task), subtasks)
 
-    async def SubmitTask(self, request: tasks_pb.SubmitTaskRequest, context: grpc.aio.ServicerContext) -> tasks_pb.SubmitTaskResponse:
+    async def _submit(self, request: tasks_pb.SubmitTaskRequest | tasks_pb.StreamSubmitTasksRequest,
+                      principal: str) -> messages_pb.Task:
+        """Validate and store the task of one SubmitTask-shaped request; the stored task.
+
+        A SubmitTask request and a submit-stream request with the same fields
+        hash alike, so a request retried through either is one submission.
+        """
         validate_request_id(request.request_id)
         task = self._new_task(request.task, "task")
         outcome = await self.engine.submit(
-            [task],
-            principal=current_principal(),
-            request_id=request.request_id,
+            [task], principal=principal, request_id=request.request_id,
             request_hash=request_hash(request) if request.request_id else "",
         )
         task = outcome[0].task
-        return tasks_pb.SubmitTaskResponse(task=convert.task_to_pb(task, self.engine.explain(task)))
+        return convert.task_to_pb(task, self.engine.explain(task))
+
+    async def SubmitTask(self, request: tasks_pb.SubmitTaskRequest, context: grpc.aio.ServicerContext) -> tasks_pb.SubmitTaskResponse:
+        return tasks_pb.SubmitTaskResponse(task=await self._submit(request, current_principal()))
 
     async def _submit_one(self, request: tasks_pb.StreamSubmitTasksRequest, principal: str,
                           context: grpc.aio.ServicerContext) -> tasks_pb.StreamSubmitTasksResponse:
@@ -92,14 +99,7 @@ class TaskServicer(tasks_grpc.TaskServiceServicer):
         try:
             if self.admit is not None:
                 self.admit(principal)
-            validate_request_id(request.request_id)
-            task = self._new_task(request.task, "task")
-            outcome = await self.engine.submit(
-                [task], principal=principal, request_id=request.request_id,
-                # the same hash as the SubmitTask request with the same fields, so a
-                # request retried through either is one submission
-                request_hash=request_hash(request) if request.request_id else "",
-            )
+            task = await self._submit(request, principal)
         except Exception as exc:  # one refused request must not end the stream
             if self.audit is not None:
                 refused = isinstance(exc, MaosError)
@@ -108,10 +108,9 @@ class TaskServicer(tasks_grpc.TaskServiceServicer):
                 self.audit(STREAM_SUBMIT, caller_var.get(), context, request,
                            status_code_for(exc).name if refused else "INTERNAL", denial)
             return tasks_pb.StreamSubmitTasksResponse(error=submit_error(exc))
-        task = outcome[0].task
         if self.audit is not None:
             self.audit(STREAM_SUBMIT, caller_var.get(), context, request, "OK", resource=task.name)
-        return tasks_pb.StreamSubmitTasksResponse(task=convert.task_to_pb(task, self.engine.explain(task)))
+        return tasks_pb.StreamSubmitTasksResponse(task=task)
 
     async def StreamSubmitTasks(self, request_iterator: AsyncIterator[tasks_pb.StreamSubmitTasksRequest],
                                 context: grpc.aio.ServicerContext) -> AsyncIterator[tasks_pb.StreamSubmitTasksResponse]:

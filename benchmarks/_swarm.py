@@ -3,7 +3,8 @@
 Usage: MAOS_API_KEY=KEY python benchmarks/_swarm.py ADDRESS COUNT OUTFILE
 Each agent registers, heartbeats, holds every assignment it gets without
 answering, and records when a Cancel arrives; on SIGTERM the process writes
-the cancel receive times (epoch seconds) to OUTFILE as JSON and exits.
+the cancel receive times (epoch seconds) and how many streams broke, by
+status code, to OUTFILE as JSON and exits.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import random
 import signal
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import grpc
@@ -28,16 +30,18 @@ from agent_sdk.worker import KEEPALIVE_OPTIONS  # noqa: E402
 STREAMS_PER_CHANNEL = 100
 
 
-async def agent(stub: gw_grpc.AgentGatewayStub, cancels: list[float], registered: list[int]) -> None:
+async def agent(stub: gw_grpc.AgentGatewayStub, cancels: list[float], registered: list[int],
+                broken: Counter[str]) -> None:
     """One agent; like a real one, it reconnects with jittered backoff when its stream fails."""
     while True:
-        if await session(stub, cancels, registered):
+        if await session(stub, cancels, registered, broken):
             return
         await asyncio.sleep(random.uniform(0.05, 0.5))
 
 
-async def session(stub: gw_grpc.AgentGatewayStub, cancels: list[float], registered: list[int]) -> bool:
-    """Register, heartbeat, hold assignments, note Cancel times; False if the stream failed."""
+async def session(stub: gw_grpc.AgentGatewayStub, cancels: list[float], registered: list[int],
+                  broken: Counter[str]) -> bool:
+    """Register, heartbeat, hold assignments, note Cancel times; False (counted) if the stream failed."""
     outbox: asyncio.Queue[gw.ConnectRequest] = asyncio.Queue()
     outbox.put_nowait(gw.ConnectRequest(register=gw.Register(
         agent_type="swarm", capabilities=["*"], max_concurrency=1, language="python-swarm")))
@@ -54,9 +58,10 @@ async def session(stub: gw_grpc.AgentGatewayStub, cancels: list[float], register
             outbox.put_nowait(gw.ConnectRequest(heartbeat=gw.Heartbeat(running=held, free_slots=1 - len(held))))
 
     beat = None
+    metadata = (("authorization", f"Bearer {os.environ['MAOS_API_KEY']}"),)
+    call = stub.Connect(requests(), metadata=metadata)
     try:
-        metadata = (("authorization", f"Bearer {os.environ['MAOS_API_KEY']}"),)
-        async for response in stub.Connect(requests(), metadata=metadata):
+        async for response in call:
             kind = response.WhichOneof("message")
             if kind == "registered":
                 registered[0] += 1
@@ -66,9 +71,11 @@ async def session(stub: gw_grpc.AgentGatewayStub, cancels: list[float], register
             elif kind == "cancel":
                 cancels.append(time.time())
                 held.clear()
-    except grpc.aio.AioRpcError:
+    except grpc.aio.AioRpcError as exc:
+        broken[exc.code().name] += 1
         return False
     finally:
+        call.cancel()  # stops the call's reader of requests() too
         if beat:
             beat.cancel()
     return True
@@ -77,6 +84,7 @@ async def session(stub: gw_grpc.AgentGatewayStub, cancels: list[float], register
 async def main(address: str, count: int, outfile: str) -> None:
     cancels: list[float] = []
     registered = [0]
+    broken: Counter[str] = Counter()
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     channels = [grpc.aio.insecure_channel(address, options=KEEPALIVE_OPTIONS)
@@ -84,10 +92,10 @@ async def main(address: str, count: int, outfile: str) -> None:
     tasks = []
     for i in range(count):  # a few ms apart, as real agents start: not hundreds of streams in one instant
         tasks.append(asyncio.create_task(agent(gw_grpc.AgentGatewayStub(channels[i // STREAMS_PER_CHANNEL]),
-                                               cancels, registered)))
+                                               cancels, registered, broken)))
         await asyncio.sleep(0.002)
     await stop.wait()
-    Path(outfile).write_text(json.dumps({"registered": registered[0], "cancels": cancels}))
+    Path(outfile).write_text(json.dumps({"registered": registered[0], "cancels": cancels, "broken": broken}))
     for task in tasks:
         task.cancel()
     for channel in channels:

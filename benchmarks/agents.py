@@ -3,7 +3,8 @@
 Workload: ``--agents`` light agents (``benchmarks/_swarm.py``, 2,500 per
 process, one gRPC stream each, heartbeating every 5 s) connect to one control
 plane process on SQLite. Prints the control plane's RSS before and after they
-are all connected. With ``--fanout``, submits one task of N list items (one
+are all connected, how many are still connected 2 s later, and how many
+streams broke on the way (each such agent reconnects, as a real one would). With ``--fanout``, submits one task of N list items (one
 subtask per agent, max_agents N), waits until every subtask is RUNNING (each
 agent holds its assignment), calls CancelTask and prints how long until the
 last agent received its Cancel (agents record receive times; same clock).
@@ -23,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -89,9 +91,10 @@ async def run(agents: int, fanout: bool) -> None:
             connect_time = time.perf_counter() - started
             await asyncio.sleep(2)  # let allocations settle after the registration burst
             after = rss_mib(pid)
+            held = (await system.GetStatus(system_pb.GetStatusRequest(), metadata=md, timeout=30)).connected_agents
             print(f"workload: {agents} idle agents (one stream each, {PER_PROCESS} per process), SQLite")
             print(f"connected in {connect_time:.1f} s; control-plane RSS {before:.0f} MiB -> {after:.0f} MiB "
-                  f"(+{after - before:.0f} MiB, {(after - before) * 1024 / agents:.0f} KiB per agent)")
+                  f"(+{after - before:.0f} MiB, {(after - before) * 1024 / agents:.0f} KiB per agent); {held} still connected 2 s later")
             if fanout:
                 stub = tasks_stub(channel)
                 description = "Fan out:\n" + "\n".join(f"- part {i}" for i in range(agents))
@@ -114,8 +117,12 @@ async def run(agents: int, fanout: bool) -> None:
                 proc.send_signal(signal.SIGTERM)
             for proc in swarms:
                 proc.wait(timeout=60)
+        reports = [json.loads(f.read_text()) for f in outdir.glob("*.json")]
+        broken = sum((Counter(r["broken"]) for r in reports), Counter())
+        print(f"streams that broke and reconnected: {sum(broken.values())}"
+              + (f" ({', '.join(f'{code} {n}' for code, n in broken.most_common())})" if broken else ""))
         if fanout:
-            cancels = [c for f in outdir.glob("*.json") for c in json.loads(f.read_text())["cancels"]]
+            cancels = [c for r in reports for c in r["cancels"]]
             last = max(cancels) - cancel_at
             print(f"cancel fan-out: CancelTask answered in {(answered - cancel_at) * 1000:.0f} ms; "
                   f"{len(cancels)}/{agents} agents got Cancel, the last {last * 1000:.0f} ms after the call")

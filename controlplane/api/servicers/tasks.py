@@ -291,7 +291,7 @@ class TaskServicer(tasks_grpc.TaskServiceServicer):
         return tasks_pb.AnalyzeTaskResponse(plan=convert.plan_to_pb(await self.engine.analyze(task)))
 
     async def WatchTask(self, request: tasks_pb.WatchTaskRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[tasks_pb.WatchTaskResponse]:
-        task_id = convert.parse_name(request.name, "tasks")
+        task_id = (await self._visible(request.name)).id  # another principal's task is NOT_FOUND here too
         async for event, task, sub in self.engine.watch(task_id, request.include_progress):
             response = tasks_pb.WatchTaskResponse(task=convert.task_to_pb(task, "" if task.status.finished else self.engine.explain(task)))
             if event is not None:

@@ -154,6 +154,11 @@ async def test_another_users_task_is_not_found_and_unchanged(secured: App) -> No
                     grpc.StatusCode.NOT_FOUND, "ERROR_REASON_TASK_NOT_FOUND")
         assert (await bob.list_tasks()).tasks == []
         assert (await bob.list_tasks(owner="users/alice")).tasks == []
+        with pytest.raises(MaosRpcError) as watched:  # no snapshot, no events of alice's task
+            async for update in bob.watch_task(task.name):
+                pytest.fail(f"bob saw alice's task: {update}")
+        assert watched.value.code == grpc.StatusCode.NOT_FOUND
+        assert watched.value.reason == "ERROR_REASON_TASK_NOT_FOUND"
         after = (await alice.get_task(task.name)).task
         assert after.status == task.status and after.update_time == task.update_time
         assert [t.name for t in (await admin.list_tasks()).tasks] == [task.name]  # admin sees all

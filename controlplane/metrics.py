@@ -1,7 +1,8 @@
 """Prometheus metrics of one control plane, in a registry of its own (no global state).
 
-Label sets are bounded: priorities, statuses, outcomes, agent types (pools),
-gRPC services, methods and codes; never task, request or user ids.
+Label sets are bounded: priorities, statuses, outcomes, agent types (pools,
+at most :data:`MAX_POOLS` of them), gRPC services, methods and codes; never
+task, request or user ids.
 """
 
 from __future__ import annotations
@@ -17,6 +18,10 @@ from controlplane.version import __version__
 
 # Task run time and schedule-to-start: seconds to hours (conventions, section 3).
 TASK_BUCKETS = (0.001, 0.005, 0.025, 0.1, 0.5, 1, 5, 15, 30, 60, 300, 900, 1800, 3600, 7200, 21600)
+#: Agents name their own type, so only the first this many types seen get a ``pool`` series of their
+#: own; agents of any further type are counted under :data:`OTHER_POOL`.
+MAX_POOLS = 100
+OTHER_POOL = "other"
 
 
 class _QueueCollector(Collector):
@@ -39,6 +44,7 @@ class Metrics:
     def __init__(self) -> None:
         self._submitted: dict[Priority, Counter] = {}
         self._transitions: dict[tuple[TaskStatus, TaskStatus], Counter] = {}
+        self._pools: set[str] = set()
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.build_info = Gauge("maos_build_info", "Build information.", ["version"], registry=r)
@@ -125,6 +131,11 @@ class Metrics:
 
     def agent_connected(self, pool: str, delta: int) -> None:
         """An agent of a pool connected (+1) or left (-1)."""
+        if pool not in self._pools:
+            if len(self._pools) >= MAX_POOLS:
+                pool = OTHER_POOL
+            else:
+                self._pools.add(pool)
         self.agents_connected.labels(pool).inc(delta)
 
     def lease_expired(self) -> None:

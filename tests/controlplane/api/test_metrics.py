@@ -8,6 +8,7 @@ from pathlib import Path
 
 from agent_sdk.proto.maos.v1 import messages_pb2 as m
 from agent_sdk.proto.maos.v1 import task_service_pb2 as t
+from controlplane.metrics import MAX_POOLS, OTHER_POOL, Metrics
 from tests.harness.server import Stubs, free_port, make_settings, start_app, wait_for
 
 STARTER = [
@@ -52,3 +53,16 @@ async def test_metrics_endpoint_serves_the_starter_families(tmp_path: Path) -> N
     finally:
         await stubs.close()
         await app.stop(grace=1.0)
+
+
+def test_agent_types_beyond_the_limit_share_one_pool_series() -> None:
+    metrics = Metrics()
+    for index in range(MAX_POOLS + 5):
+        metrics.agent_connected(f"type-{index}", +1)
+    metrics.agent_connected("type-0", +1)
+    metrics.agent_connected(f"type-{MAX_POOLS + 1}", -1)  # leaving counts where connecting did
+    pools = {s.labels["pool"]: s.value for f in metrics.registry.collect() if f.name == "maos_agents_connected"
+             for s in f.samples}
+    assert len(pools) == MAX_POOLS + 1
+    assert pools["type-0"] == 2 and pools[f"type-{MAX_POOLS - 1}"] == 1
+    assert pools[OTHER_POOL] == 4 and f"type-{MAX_POOLS}" not in pools

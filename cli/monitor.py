@@ -1,0 +1,166 @@
+"""``maos monitor``: the system at a glance, and with ``--follow`` every change as it is committed."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Any
+
+import click
+import grpc
+import yaml
+
+from agent_sdk.client import Client
+from agent_sdk.errors import MaosRpcError
+from agent_sdk.proto.maos.v1 import enums_pb2 as enums
+from agent_sdk.proto.maos.v1 import messages_pb2 as msgs
+from cli._errors import handle_errors
+from cli._options import Duration, output_option, run
+from cli._output import (
+    bare_id,
+    counts_text,
+    duration_text,
+    emit,
+    enum_label,
+    key_values,
+    message,
+    output_format,
+    short,
+    status_text,
+    table,
+    to_data,
+)
+
+#: Unfinished tasks, as the snapshot lists them.
+ACTIVE = [enums.TASK_STATUS_PENDING, enums.TASK_STATUS_QUEUED, enums.TASK_STATUS_RUNNING]
+#: Exit status after Ctrl-C, as a shell reports a process ended by SIGINT.
+EXIT_INTERRUPTED = 130
+#: A broken event stream is opened again after this long, doubling up to the cap.
+RECONNECT_DELAY, RECONNECT_DELAY_CAP = 0.5, 5.0
+
+
+async def _snapshot(client: Client, task: str, limit: int, status: Any = None) -> dict[str, Any]:
+    status = status or await client.status()
+    if task:
+        tasks = [(await client.get_task(task)).task]
+    else:
+        tasks = [t async for t in client.iter_tasks(limit=limit, statuses=ACTIVE)]
+    return {"status": status, "tasks": tasks}
+
+
+def _snapshot_text(snapshot: dict[str, Any]) -> str:
+    s, tasks = snapshot["status"], snapshot["tasks"]
+    summary = key_values([
+        ("Control plane", f"{s.version}, up {duration_text(s.uptime)}, {s.storage_backend}"),
+        ("Agents", f"{s.connected_agents} connected, {s.free_slots} free slots"),
+        ("Tasks", counts_text(s.tasks)),
+        ("Queue", counts_text(s.queue)),
+    ])
+    rows = [[bare_id(t.name), status_text(enum_label(enums.TaskStatus, t.status, "TASK_STATUS_")),
+             enum_label(enums.Priority, t.priority, "PRIORITY_"), _progress(t), short(t.status_reason, 60),
+             short(t.description, 40)] for t in tasks]
+    return summary + "\n\n" + table(["ID", "STATUS", "PRIORITY", "PROGRESS", "REASON", "DESCRIPTION"], rows,
+                                    empty="No unfinished tasks.")
+
+
+def _progress(task: msgs.Task) -> str:
+    done = f" {task.subtasks_completed}/{task.subtasks_total}" if task.subtasks_total else ""
+    return f"{task.progress * 100:.0f}%{done}"
+
+
+def _event_text(event: msgs.Event) -> str:
+    kind = enum_label(enums.EventType, event.type, "EVENT_TYPE_")
+    at = datetime.fromtimestamp(event.time.seconds + event.time.nanos / 1e9)
+    parts = [at.strftime("%H:%M:%S.%f")[:-3], kind.ljust(24)]
+    if event.task:
+        parts.append(bare_id(event.task) + (f"/{bare_id(event.subtask)}" if event.subtask else ""))
+    if event.agent:
+        parts.append(f"agent {bare_id(event.agent)}")
+    if event.to_status:
+        parts.append(f"{event.from_status} -> {event.to_status}" if event.from_status else event.to_status)
+    if event.message:
+        parts.append(short(event.message, 80))
+    return "  ".join(parts)
+
+
+async def _events(client: Client, task: str) -> AsyncIterator[msgs.Event]:
+    """Every event from now on; a broken stream is opened again where it broke (missed events said on stderr)."""
+    after, delay = "", RECONNECT_DELAY
+    while True:
+        try:
+            async for event in client.watch_events(task=task, after_event_id=after):
+                after, delay = event.id, RECONNECT_DELAY
+                yield event
+            why = "the control plane ended the event stream"
+        except MaosRpcError as exc:
+            if exc.code == grpc.StatusCode.FAILED_PRECONDITION and after:
+                message(f"events after {after} are no longer kept (the control plane restarted?); some were missed")
+                after = ""
+                continue
+            if exc.code not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED):
+                raise
+            why = exc.message
+        message(f"{why}; watching again in {delay:g} s")
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, RECONNECT_DELAY_CAP)
+
+
+def _record(data: Any) -> str:
+    """One snapshot or event as a record of a stream: a JSON line, or a YAML document."""
+    if output_format() == "yaml":
+        return yaml.safe_dump(to_data(data), sort_keys=False, allow_unicode=True, explicit_start=True).rstrip()
+    return json.dumps(to_data(data), default=str)
+
+
+async def _follow(client: Client, task: str, limit: int, duration: float | None) -> None:
+    text = output_format() == "table"
+    deadline = None if duration is None else time.monotonic() + duration
+    status = await client.status()  # an unreachable control plane fails here, before any watching
+    events = _events(client, task)
+    pending = asyncio.ensure_future(anext(events))  # subscribed before the snapshot: no change falls between
+    try:
+        snapshot = await _snapshot(client, task, limit, status)
+        click.echo(_snapshot_text(snapshot) + "\n" if text else _record(snapshot))
+        while True:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return
+            done, _ = await asyncio.wait({pending}, timeout=left)
+            if not done:
+                return
+            event = pending.result()
+            click.echo(_event_text(event) if text else _record(event))
+            pending = asyncio.ensure_future(anext(events))
+    finally:
+        pending.cancel()
+        await asyncio.gather(pending, return_exceptions=True)
+        await events.aclose()
+
+
+@click.command()
+@click.option("-f", "--follow", is_flag=True, help="After the snapshot, print every change as it is committed.")
+@click.option("--task", "task", default="", metavar="ID", help="Only this task.")
+@click.option("--limit", type=click.IntRange(min=1), default=20, help="Most unfinished tasks listed.")
+@click.option("--duration", type=Duration(), default=None,
+              help="With --follow: stop after this long (5m, 30s); no limit when unset.")
+@output_option
+@handle_errors
+def monitor(follow: bool, task: str, limit: int, duration: float | None) -> None:
+    """Show agents, task counts and unfinished tasks; with --follow, then every change live.
+
+    With --follow it runs until Ctrl-C (exit 130) or --duration; a broken
+    event stream is opened again where it broke. With -o json it prints one
+    JSON object per line (the snapshot, then each event), with -o yaml one
+    YAML document each.
+    """
+    if not follow:
+        snapshot = run(lambda client: _snapshot(client, task, limit))
+        emit(snapshot, lambda: _snapshot_text(snapshot))
+        return
+    try:
+        run(lambda client: _follow(client, task, limit, duration))
+    except KeyboardInterrupt:
+        raise SystemExit(EXIT_INTERRUPTED) from None

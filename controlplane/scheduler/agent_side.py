@@ -433,7 +433,7 @@ class AgentSide:
             if session is not None:  # it may still be working: tell it to stop
                 session.send(CancelWork(Ref(task_id, sub_id, sub.attempt, sub.lease_epoch), "agent terminated"))
             self._release(task, sub)
-            self._requeue(task, sub, delay=0.0, why=f"agent agents/{agent_id} was terminated")
+            self._requeue(task, sub, delay=0.0, why=f"agent agents/{agent_id} was terminated", spends_retry=False)
 
     def _agent_changed(self, session: AgentSession) -> AgentInfo:
         session.info.status = session.status()

@@ -685,9 +685,12 @@ class Engine(AgentSide, Consensus, Watching):
             self._unpark(task.id)
         self._kick()
 
-    def _requeue(self, task: Task, sub: Subtask, *, delay: float, why: str) -> None:
+    def _requeue(self, task: Task, sub: Subtask, *, delay: float, why: str, spends_retry: bool = True) -> None:
+        """Queue a subtask for its next attempt; ``spends_retry=False`` when the attempt was cut short through
+        no fault of the work (its agent was terminated by an operator), so the retry budget is untouched."""
         sub.attempt += 1
-        sub.retries_used += 1
+        if spends_retry:
+            sub.retries_used += 1
         sub.agent_id = ""
         sub.not_before = now() + delay
         sub.queue_time = now()

@@ -19,6 +19,7 @@ import pytest
 
 from agent_sdk.agent import Agent
 from agent_sdk.builtin import EchoAgent, NoopAgent
+from agent_sdk.errors import RetryableError
 from agent_sdk.proto.maos.v1 import agent_service_pb2 as agents_pb
 from agent_sdk.proto.maos.v1 import enums_pb2 as enums
 from agent_sdk.proto.maos.v1 import messages_pb2 as msgs
@@ -35,6 +36,7 @@ from tests.controlplane.api.test_task_service import (
     running_worker,
     seconds,
     submit,
+    task,
     wait_status,
 )
 from tests.harness.server import Stubs, wait_for
@@ -415,6 +417,37 @@ async def test_force_terminate_requeues_running_work_at_once(control_plane: App,
             await wait_stopped(doomed, timeout=5)
             gone = await wait_agent(stubs, doomed.agent_name, enums.AGENT_STATUS_TERMINATED)
             assert gone.completed_subtasks == 0
+
+
+class FailsOnce(EchoAgent):
+    """Fails its first assignment with a retryable error, then echoes."""
+
+    def __init__(self) -> None:
+        self.failed = False
+
+    async def handle(self, ctx: Any) -> str:
+        if not self.failed:
+            self.failed = True
+            raise RetryableError("a passing fault")
+        return await super().handle(ctx)
+
+
+async def test_work_requeued_by_a_terminate_keeps_its_retries(control_plane: App, stubs: Stubs) -> None:
+    sleeper = RecordingSleepAgent()
+    async with running_worker(sleeper, control_plane.address) as doomed:
+        draft = task("a long nap", metadata=LONG_SLEEP)
+        draft.retry_policy.max_retries = 1
+        submitted = await submit(stubs, draft)
+        await wait_for(lambda: sleeper.started, 5, message="the sleep to start")
+        async with running_worker(FailsOnce(), control_plane.address):
+            await stubs.agents.TerminateAgent(
+                agents_pb.TerminateAgentRequest(name=doomed.agent_name, force=True), timeout=RPC_TIMEOUT)
+            # attempt 1 fails (retryable): the one retry the task allows is still there for it
+            done = await wait_status(stubs, submitted.name, enums.TASK_STATUS_COMPLETED, enums.TASK_STATUS_FAILED,
+                                     timeout=10)
+            assert done.status == enums.TASK_STATUS_COMPLETED, done.failure
+            [sub] = await subtasks_of(stubs, submitted.name)
+            assert sub.attempt == 2, sub
 
 
 async def test_terminate_without_force_lets_running_work_finish(control_plane: App, stubs: Stubs) -> None:

@@ -40,8 +40,11 @@ METHOD_PERMISSIONS: dict[str, str] = {
     "/maos.v1.AgentGateway/Connect": "agent:connect",
 }
 
+#: The prefix of the server reflection services' methods (v1alpha and v1).
+REFLECTION = "/grpc.reflection."
 #: Read-only methods: every other method is mutating and audited.
-READ_ONLY = frozenset(m for m, p in METHOD_PERMISSIONS.items() if p.endswith(":view") or m.endswith(
+READ_ONLY = frozenset(f"/grpc.reflection.{version}.ServerReflection/ServerReflectionInfo"
+                      for version in ("v1alpha", "v1")) | frozenset(m for m, p in METHOD_PERMISSIONS.items() if p.endswith(":view") or m.endswith(
     ("/GetCaller", "/ListApiKeys", "/GetUser", "/ListUsers", "/GetRole", "/ListRoles", "/ListJoinTokens",
      "/GetConfig"))) | frozenset({"/maos.v1.AgentGateway/Connect"})
 
@@ -59,7 +62,12 @@ _PERMISSION = re.compile(r"^(\*|[a-z][a-z0-9-]*:(\*|[a-z][a-z0-9-]*))$")
 
 
 def needed(method: str) -> str | None:
-    """The permission ``method`` needs; None for health and reflection (no authentication)."""
+    """The permission ``method`` needs; None for health checks (no authentication, for probes).
+
+    Server reflection describes the whole API, so it needs admin (OWASP API5).
+    """
+    if method.startswith(REFLECTION):
+        return ADMIN
     if method.startswith("/grpc."):
         return None
     return METHOD_PERMISSIONS.get(method, ADMIN)

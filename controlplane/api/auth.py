@@ -5,7 +5,7 @@ its denials (``Unauthenticated``/``PermissionDenied``/``ResourceExhausted``) bec
 statuses with an ``ErrorInfo`` like every other domain error. For each call it:
 
 1. looks up the permission the method needs (:mod:`controlplane.access.permissions`;
-   health and reflection need none, unknown methods need admin);
+   health checks need none, server reflection and unknown methods need admin);
 2. authenticates ``authorization: Bearer <key>`` through the
    :class:`~controlplane.access.manager.AccessManager` (a peer address
    failing too often gets RESOURCE_EXHAUSTED instead of UNAUTHENTICATED,

@@ -140,8 +140,8 @@ class ErrorAndMetricsInterceptor(grpc.aio.ServerInterceptor):
 
     def _wrap(self, handler: grpc.RpcMethodHandler, full_method: str) -> grpc.RpcMethodHandler:
         service, _, method = full_method.lstrip("/").partition("/")
-        if service.startswith("grpc."):
-            return handler  # health and reflection are not ours to map
+        if service.startswith("grpc.health."):
+            return handler  # health checks are not ours to map (reflection is: it can be refused)
         metrics = self._metrics
         handled = metrics.rpc_handled
         seconds = metrics.rpc_seconds

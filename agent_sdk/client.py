@@ -177,8 +177,19 @@ def build_task(
     metadata: Mapping[str, str] | None = None,
     max_retries: int | None = None,
     agent_type: str = "",
+    initial_backoff: float | None = None,
+    backoff_multiplier: float | None = None,
+    max_backoff: float | None = None,
 ) -> msgs.Task:
-    """A ``Task`` message from keyword arguments (``timeout`` in seconds, ids bare or as names)."""
+    """A ``Task`` message from keyword arguments (``timeout`` in seconds, ids bare or as names).
+
+    ``max_retries``, ``initial_backoff`` (seconds), ``backoff_multiplier`` and
+    ``max_backoff`` (seconds, the cap) form the task's retry policy; each one
+    left as None takes the server's default (``tasks.default_*`` settings).
+    The server validates them: SubmitTask answers INVALID_ARGUMENT naming the
+    field for a negative backoff, a multiplier below 1 or a cap below the
+    initial backoff.
+    """
     task = msgs.Task(description=description, task_type=task_type or "", priority=priority_value(priority),
                      max_agents=max_agents or 0, depends_on=[task_name(d) for d in depends_on if d],
                      context=context or "", constraints=constraints or "", metadata=dict(metadata or {}),
@@ -191,6 +202,12 @@ def build_task(
         task.timeout.FromNanoseconds(int(timeout * 1e9))
     if max_retries is not None:
         task.retry_policy.max_retries = max_retries
+    if initial_backoff is not None:
+        task.retry_policy.initial_backoff.FromNanoseconds(round(initial_backoff * 1e9))
+    if backoff_multiplier is not None:
+        task.retry_policy.backoff_multiplier = backoff_multiplier
+    if max_backoff is not None:
+        task.retry_policy.max_backoff.FromNanoseconds(round(max_backoff * 1e9))
     return task
 
 
@@ -508,6 +525,18 @@ class Client:
     async def status(self, detailed: bool = False) -> system_pb.GetStatusResponse:
         """Version, uptime and counts of tasks, subtasks and agents."""
         return await self.system.GetStatus(system_pb.GetStatusRequest(detailed=detailed))
+
+    async def watch_events(self, *, task: str = "", event_types: Iterable[int] = (), after_event_id: str = "",
+                           timeout: float | None = None) -> AsyncIterator[msgs.Event]:
+        """Every change as it is committed (no deadline by default): of one task, or of every type in ``event_types``.
+
+        ``after_event_id`` (an earlier ``Event.id``) first replays the kept events after it;
+        FAILED_PRECONDITION when they are no longer kept.
+        """
+        request = system_pb.WatchEventsRequest(event_types=list(event_types), after_event_id=after_event_id,
+                                               task=task_name(task) if task else "")
+        async for response in self.system.WatchEvents(request, timeout=timeout):
+            yield response.event
 
     async def health(self, components: Iterable[str] = ()) -> system_pb.GetHealthResponse:
         """The state of each component (all when ``components`` is empty) and the worst of them."""

@@ -111,11 +111,15 @@ def _set_output(ctx: click.Context, param: click.Parameter, value: str | None) -
         state().output = value.lower()
 
 
+#: The spellings of the output format option, on the group and on each command.
+OUTPUT_FLAGS = ("-o", "--output", "--format")
+
+
 def output_option(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """``-o/--output`` on a command too (``maos task list -o json``), overriding the global one."""
-    return click.option("-o", "--output", type=click.Choice(FORMATS, case_sensitive=False), default=None,
-                        expose_value=False, callback=_set_output, is_eager=True, show_default=False,
-                        help="Output format (default: the global -o).")(fn)
+    """``-o/--output/--format`` on a command too (``maos task list -o json``), overriding the global one."""
+    return click.option(*OUTPUT_FLAGS, "output", type=click.Choice(FORMATS, case_sensitive=False),
+                        default=None, expose_value=False, callback=_set_output, is_eager=True, show_default=False,
+                        help="Output format (default: the global -o); --format is the same option.")(fn)
 
 
 def priority_option(help_text: str, default: str | None = None) -> Callable[[Callable[..., Any]], Any]:
@@ -209,22 +213,35 @@ def agent_id_argument(fn: Callable[..., Any]) -> Callable[..., Any]:
     return click.argument("agent_id", metavar="ID")(fn)
 
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$", re.IGNORECASE)
+_DURATION = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$", re.IGNORECASE)  # "-" to say "negative"
 
 
 class Duration(click.ParamType):
-    """Seconds, given as ``30``, ``30s``, ``500ms``, ``5m``, ``2h`` or ``1d``."""
+    """Seconds, given as ``30``, ``30s``, ``500ms``, ``5m``, ``2h`` or ``1d`` (never negative).
+
+    Args:
+        max_seconds: The longest duration accepted (a usage error above it), or None.
+    """
 
     name = "DURATION"
 
+    def __init__(self, max_seconds: float | None = None) -> None:
+        self.max_seconds = max_seconds
+
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
         if isinstance(value, int | float):
-            return float(value)
-        match = _DURATION.match(str(value))
-        if not match:
-            self.fail(f"{value!r} is not a duration (examples: 30, 30s, 500ms, 5m, 2h)", param, ctx)
-        unit = (match.group(2) or "s").lower()
-        return float(match.group(1)) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}[unit]
+            seconds = float(value)
+        else:
+            match = _DURATION.match(str(value))
+            if not match:
+                self.fail(f"{value!r} is not a duration (examples: 30, 30s, 500ms, 5m, 2h)", param, ctx)
+            unit = (match.group(2) or "s").lower()
+            seconds = float(match.group(1)) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}[unit]
+        if seconds < 0:
+            self.fail(f"{value!r} is negative; a duration is 0 or more", param, ctx)
+        if self.max_seconds is not None and seconds > self.max_seconds:
+            self.fail(f"{value!r} is {seconds:g} s, more than the {self.max_seconds:g} s allowed", param, ctx)
+        return seconds
 
 
 def _check_pool(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
@@ -249,6 +266,10 @@ _START_OPTIONS = [
                  help="Prometheus /metrics port; 0 disables (default: server.metrics_port)."),
     click.option("--startup-timeout", type=click.FloatRange(min=0, min_open=True), default=60.0, metavar="SECONDS",
                  help="In the background: how long to wait until it serves."),
+    click.option("--migrate/--no-migrate", default=None, show_default=False,
+                 help="Apply database migrations before serving (default: database.migrate_on_start, on). "
+                      "With --no-migrate a database that is not at the latest schema revision is refused; "
+                      "run `maos db migrate` first."),
 ]
 
 

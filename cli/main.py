@@ -14,8 +14,8 @@ from typing import Any
 import click
 
 from agent_sdk.tls import tls_from_options, tls_options
-from cli import access, agents, checkpoints, config, db, join_tokens, plugins, system, tasks
-from cli._options import State
+from cli import access, agents, checkpoints, config, db, join_tokens, monitor, plugins, system, tasks
+from cli._options import OUTPUT_FLAGS, State
 from cli._output import FORMATS
 
 DEFAULT_ADDRESS = "127.0.0.1:7100"
@@ -55,8 +55,8 @@ Shell completion: eval "$(_MAOS_COMPLETE=bash_source maos)" (zsh_source, fish_so
 @click.option("--token", envvar="MAOS_TOKEN", default=None, show_default=False, help="API key (Bearer token).")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=10.0, metavar="SECONDS",
               help="Deadline of each call to the control plane.")
-@click.option("-o", "--output", type=click.Choice(FORMATS, case_sensitive=False), default="table",
-              help="Output format of data on stdout.")
+@click.option(*OUTPUT_FLAGS, "output", type=click.Choice(FORMATS, case_sensitive=False), default="table",
+              help="Output format of data on stdout (--format is the same option).")
 @tls_options
 @click.version_option(package_name="maos", prog_name="maos", message="%(prog)s %(version)s")
 @click.pass_context
@@ -75,6 +75,7 @@ for command in (system.init, system.start, system.stop, system.restart, system.s
                 system.version):
     cli.add_command(command)
 cli.add_command(tasks.task)
+cli.add_command(monitor.monitor)
 cli.add_command(agents.agent)
 cli.add_command(db.db)
 cli.add_command(config.config)

@@ -141,10 +141,12 @@ def init(force: bool) -> None:
          lambda: "\n".join(f"created {p}" for p in created) or f"{home} is already initialized")
 
 
-def _settings(agents: str | None, address: str | None, metrics_port: int | None) -> Any:
+def _settings(agents: str | None, address: str | None, metrics_port: int | None, migrate: bool | None) -> Any:
     from controlplane.config import load_settings
 
     overrides: dict[str, Any] = {}
+    if migrate is not None:
+        overrides["database.migrate_on_start"] = migrate
     if agents is not None:
         overrides["agents.pool"] = agents
     if address:
@@ -188,7 +190,8 @@ def _serve_foreground(settings: Any, detached: bool) -> None:
         _release(pid_file, os.getpid())
 
 
-def _start_daemon(settings: Any, agents: str | None, metrics_port: int | None, startup_timeout: float) -> dict:
+def _start_daemon(settings: Any, agents: str | None, metrics_port: int | None, migrate: bool | None,
+                  startup_timeout: float) -> dict:
     pid_file, logs = settings.home / PID_FILE, settings.home / "logs"
     address = settings["server.address"]
     pid = _running_pid(pid_file)
@@ -210,6 +213,8 @@ def _start_daemon(settings: Any, agents: str | None, metrics_port: int | None, s
         args += ["--agents", agents]
     if metrics_port is not None:
         args += ["--metrics-port", str(metrics_port)]
+    if migrate is not None:
+        args.append("--migrate" if migrate else "--no-migrate")
     with log_path.open("ab") as log:
         proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
     pid_file.write_text(f"{proc.pid}\n")
@@ -257,19 +262,23 @@ def _stop(home: Path, stop_timeout: float, force: bool) -> dict:
 @output_option
 @handle_errors
 def start(agents: str | None, address: str | None, metrics_port: int | None, startup_timeout: float,
-          daemon: bool, detached: bool) -> None:
+          migrate: bool | None, daemon: bool, detached: bool) -> None:
     """Start the control plane and its local agents.
 
     Runs in the foreground until Ctrl-C or SIGTERM, unless --daemon; either
     way $MAOS_HOME/maos.pid names the process while it runs. With --daemon
     the command returns once the server answers its health check and logs go
     to $MAOS_HOME/logs/controlplane.log.
+
+    It first migrates the database (database.migrate_on_start); with
+    --no-migrate it refuses a database that is not at the latest schema
+    revision (exit 5) and says to run `maos db migrate`.
     """
-    settings = _settings(agents, address, metrics_port)
+    settings = _settings(agents, address, metrics_port, migrate)
     if not daemon:
         _serve_foreground(settings, detached)
         return
-    info = _start_daemon(settings, agents, metrics_port, startup_timeout)
+    info = _start_daemon(settings, agents, metrics_port, migrate, startup_timeout)
     emit(info, lambda: f"MAOS control plane started on {info['address']} (pid {info['pid']})\nLogs: {info['log']}")
 
 
@@ -295,11 +304,11 @@ def stop(stop_timeout: float, force: bool) -> None:
 @output_option
 @handle_errors
 def restart(agents: str | None, address: str | None, metrics_port: int | None, startup_timeout: float,
-            stop_timeout: float) -> None:
+            migrate: bool | None, stop_timeout: float) -> None:
     """Stop the control plane if it runs, then start it in the background."""
-    settings = _settings(agents, address, metrics_port)
+    settings = _settings(agents, address, metrics_port, migrate)
     stopped = _stop(settings.home, stop_timeout, force=False)
-    info = _start_daemon(settings, agents, metrics_port, startup_timeout)
+    info = _start_daemon(settings, agents, metrics_port, migrate, startup_timeout)
     emit({"stopped": stopped, **info},
          lambda: f"MAOS control plane restarted on {info['address']} (pid {info['pid']})\nLogs: {info['log']}")
 

@@ -16,6 +16,7 @@ from cli._errors import EXIT_TASK_FAILED, CliError, handle_errors
 from cli._options import (
     PRIORITIES,
     TASK_STATUSES,
+    Duration,
     UpperChoice,
     KeyValue,
     Since,
@@ -28,6 +29,7 @@ from cli._options import (
 )
 from cli._output import (
     bare_id,
+    duration_text,
     emit,
     enum_label,
     key_values,
@@ -38,8 +40,19 @@ from cli._output import (
     to_data,
     when,
 )
+from controlplane.domain.tasks import (
+    MAX_BACKOFF,
+    MAX_BACKOFF_MULTIPLIER,
+    MAX_INITIAL_BACKOFF,
+    MAX_RETRIES,
+    MAX_TIMEOUT,
+)
 
 _TASK_ID = re.compile(r"^(tasks/)?t[0-9a-f]{12,}$")
+
+#: max_agents: 0 is never valid (the server refuses it), so the CLI does too; the server alone
+#: checks the upper bound (1000), answering INVALID_ARGUMENT (exit 4) naming task.max_agents.
+MAX_AGENTS = click.IntRange(min=1)
 
 
 def _status(task: msgs.Task) -> str:
@@ -78,8 +91,17 @@ def _task_pairs(task: msgs.Task) -> list[tuple[str, Any]]:
         ("Agent type", task.agent_type), ("Depends on", ", ".join(bare_id(d) for d in task.depends_on)),
         ("Created", when(task.create_time)), ("Started", when(task.start_time)), ("Ended", when(task.end_time)),
         ("Failure", _failure(task.failure)), ("Retries", task.retries or ""),
+        ("Retry policy", _retry_policy(task.retry_policy)),
         ("Warnings", "; ".join(task.warnings)),
     ]
+
+
+def _retry_policy(policy: msgs.RetryPolicy) -> str:
+    """``3 retries, after 1.0s, x2, at most 1m 40s`` (empty when the task carries no policy)."""
+    if not (policy.HasField("max_retries") or policy.HasField("initial_backoff")):
+        return ""
+    return (f"{policy.max_retries} retries, after {duration_text(policy.initial_backoff)}, "
+            f"x{policy.backoff_multiplier:g}, at most {duration_text(policy.max_backoff)}")
 
 
 def _subtask_table(subtasks: list[msgs.Subtask]) -> str:
@@ -133,19 +155,28 @@ def task() -> None:
 @click.argument("description")
 @click.option("--type", "task_type", default=None, help="research, coding, analysis, mixed or an agent type.")
 @priority_option("LOW, NORMAL (or MEDIUM), HIGH or CRITICAL; default NORMAL.")
-@click.option("--max-agents", type=click.IntRange(min=0), default=None,
-              help="Most agents working on the task at once (server default when unset).")
+@click.option("--max-agents", type=MAX_AGENTS, default=None,
+              help="Most agents working on the task at once (default: tasks.default_max_agents).")
 @click.option("--depends-on", multiple=True, metavar="ID[,ID...]",
               help="Tasks that must complete first (repeatable and/or comma-separated).")
 @click.option("--require-consensus", is_flag=True, help="Let several agents decide by vote.")
 @click.option("--consensus-threshold", type=click.FloatRange(0, 1, min_open=True), default=None,
               help="Share of votes the winner needs (default 0.5).")
-@click.option("--timeout", "task_timeout", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--timeout", "task_timeout", type=click.FloatRange(0, int(MAX_TIMEOUT), min_open=True), default=None,
               metavar="SECONDS", help="Wall-clock limit of the task (no limit when unset).")
 @click.option("--context", default=None, help="Background every agent sees.")
 @click.option("--constraints", default=None, help="Rules the result must follow.")
 @click.option("--metadata", multiple=True, type=KeyValue(), help="A label KEY=VALUE (repeatable).")
-@click.option("--max-retries", type=click.IntRange(min=0), default=None, help="Retries of each subtask.")
+@click.option("--max-retries", type=click.IntRange(0, MAX_RETRIES), default=None,
+              help="Retries of each failed subtask (default: tasks.default_max_retries).")
+@click.option("--retry-backoff", "initial_backoff", type=Duration(max_seconds=MAX_INITIAL_BACKOFF), default=None,
+              help="Delay before the first retry, e.g. 2s, 500ms (default: tasks.default_initial_backoff; "
+                   f"at most {MAX_INITIAL_BACKOFF / 3600:g}h).")
+@click.option("--retry-multiplier", "backoff_multiplier", type=click.FloatRange(1, int(MAX_BACKOFF_MULTIPLIER)),
+              default=None, help="Each retry waits this many times longer than the previous one (default 2).")
+@click.option("--retry-max-backoff", "max_backoff", type=Duration(max_seconds=MAX_BACKOFF), default=None,
+              help="Longest delay between retries, at least --retry-backoff, e.g. 1m "
+                   f"(default: tasks.default_max_backoff; at most {MAX_BACKOFF / 86400:g}d).")
 @click.option("--agent-type", default=None, help="Run every subtask on agents of this type.")
 @click.option("--request-id", default=None, help="Idempotency key (a UUID; generated when unset).")
 @click.option("--wait", is_flag=True, help="Wait until the task finishes and print its result.")
@@ -156,19 +187,26 @@ def task() -> None:
 def submit(description: str, task_type: str | None, priority: str | None, max_agents: int | None,
            depends_on: tuple[str, ...], require_consensus: bool, consensus_threshold: float | None,
            task_timeout: float | None, context: str | None, constraints: str | None,
-           metadata: tuple[tuple[str, str], ...], max_retries: int | None, agent_type: str | None,
+           metadata: tuple[tuple[str, str], ...], max_retries: int | None, initial_backoff: float | None,
+           backoff_multiplier: float | None, max_backoff: float | None, agent_type: str | None,
            request_id: str | None, wait: bool, wait_timeout: float | None) -> None:
     """Submit a task described in plain language; prints its id.
 
     The id is printed alone on stdout, so `ID=$(maos task submit "...")`
-    works (with -o json: {"task_id": "..."}). With --wait, the command waits
-    and prints the result instead; it exits 10 if the task fails.
+    works (with -o/--format json: {"task_id": "..."}). With --wait, the
+    command waits and prints the result instead; it exits 10 if the task fails.
+
+    A failed subtask is retried up to --max-retries times, waiting
+    --retry-backoff, then each time --retry-multiplier times longer, at most
+    --retry-max-backoff; unset ones take the server's tasks.default_* settings.
     """
     draft = build_task(description, task_type=task_type or "", priority=normalize_priority(priority),
                        max_agents=max_agents or 0, depends_on=split_csv(depends_on),
                        require_consensus=require_consensus, consensus_threshold=consensus_threshold,
                        timeout=task_timeout, context=context or "", constraints=constraints or "",
-                       metadata=dict(metadata), max_retries=max_retries, agent_type=agent_type or "")
+                       metadata=dict(metadata), max_retries=max_retries, agent_type=agent_type or "",
+                       initial_backoff=initial_backoff, backoff_multiplier=backoff_multiplier,
+                       max_backoff=max_backoff)
 
     async def action(client: Client) -> tuple[msgs.Task, msgs.Task | None, msgs.TaskResult | None]:
         created = await client.submit_task(draft, request_id=request_id)
@@ -313,7 +351,7 @@ def retry(task_id: str) -> None:
 @task.command()
 @task_id_argument
 @priority_option("New priority: LOW, NORMAL (or MEDIUM), HIGH or CRITICAL.")
-@click.option("--max-agents", type=click.IntRange(min=0), default=None, help="New most agents at once.")
+@click.option("--max-agents", type=MAX_AGENTS, default=None, help="New most agents at once.")
 @output_option
 @handle_errors
 def update(task_id: str, priority: str | None, max_agents: int | None) -> None:
@@ -329,7 +367,7 @@ def update(task_id: str, priority: str | None, max_agents: int | None) -> None:
 @click.argument("target", metavar="DESCRIPTION_OR_ID")
 @click.option("--recommend-agents", is_flag=True, help="Also list the agent types able to run the plan.")
 @click.option("--type", "task_type", default=None, help="Task type of a draft description.")
-@click.option("--max-agents", type=click.IntRange(min=0), default=None, help="max_agents of a draft description.")
+@click.option("--max-agents", type=MAX_AGENTS, default=None, help="max_agents of a draft description.")
 @output_option
 @handle_errors
 def analyze(target: str, recommend_agents: bool, task_type: str | None, max_agents: int | None) -> None:

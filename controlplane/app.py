@@ -25,7 +25,7 @@ from controlplane.api.servicers.system import SystemServicer
 from controlplane.api.servicers.tasks import TaskServicer
 from controlplane.checkpoints.wiring import install_checkpoints
 from controlplane.config import Settings
-from controlplane.errors import InvalidArgument
+from controlplane.errors import FailedPrecondition, InvalidArgument
 from controlplane.launcher import LocalLauncher
 from controlplane.logbook import LogBook, LogBookHandler
 from controlplane.metrics import Metrics
@@ -126,13 +126,63 @@ class App:
         self._started = False
 
 
+def _shown_url(url: str) -> str:
+    """A database URL without its password."""
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a SQLAlchemy URL (a plugin backend's): keep only what follows credentials
+        return url.rsplit("@", 1)[-1]
+
+
+def check_schema(backend: StorageBackend, url: str) -> None:
+    """Refuse a database whose schema is not the one this version needs (when not migrating at start).
+
+    Without it, an unmigrated database fails later with a raw SQL error. Backends that
+    cannot tell their schema revision (no ``schema_status()``, an optional capability of
+    the SQLAlchemy backend) are not checked.
+
+    Raises:
+        FailedPrecondition: No MAOS schema, an older revision, or one this version does not know.
+    """
+    status_of = getattr(backend, "schema_status", None)
+    if status_of is None:
+        return
+    status = status_of()
+    if status.up_to_date:
+        return
+    where = _shown_url(url)
+    if status.current is None:
+        text = (f"the database {where} has no MAOS schema: run `maos db migrate` "
+                "(or let the server migrate: maos start --migrate, database.migrate_on_start: true)")
+    elif status.known:
+        text = (f"the database schema is at revision {status.current}, this version needs {status.head}: "
+                f"run `maos db migrate` (database {where})")
+    else:
+        text = (f"the database schema is at revision {status.current}, which this version of MAOS does not "
+                f"know (it needs {status.head}): a newer MAOS migrated {where}; run that version")
+    raise FailedPrecondition(text, reason="ERROR_REASON_NOT_SUPPORTED", metadata={
+        "current_revision": status.current or "", "head_revision": status.head})
+
+
 def build_app(settings: Settings, pm: pluggy.PluginManager | None = None) -> App:
-    """Wire a control plane from settings (storage is opened and migrated here)."""
+    """Wire a control plane from settings (storage is opened and migrated here).
+
+    With ``database.migrate_on_start`` off (``maos start --no-migrate``), the schema is only
+    checked: :func:`check_schema` refuses a database not at the latest revision.
+    """
     pm = pm or get_plugin_manager()
     tls = server_tls(settings)  # bad TLS settings fail before the database is touched
     backend = open_storage(pm, settings.database_url)
-    if settings["database.migrate_on_start"]:
-        backend.migrate()
+    try:
+        if settings["database.migrate_on_start"]:
+            backend.migrate()
+        else:
+            check_schema(backend, settings.database_url)
+    except BaseException:
+        backend.close()
+        raise
     storage = StorageExecutor(backend)
     metrics = Metrics()
     planners = [p for group in pm.hook.register_planners(settings=settings) for p in group or []]

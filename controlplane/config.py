@@ -150,7 +150,9 @@ OPTIONS: dict[str, Option] = {
         Option("system.max_agents", _positive_int, 10, "Most supervised agent processes on this machine."),
         Option("system.log_level", _choice("debug", "info", "warning", "error"), "info", "Log level."),
         Option("database.primary_url", _text, "", "SQLAlchemy URL; empty means SQLite in MAOS_HOME."),
-        Option("database.migrate_on_start", _bool, True, "Apply migrations when the server starts."),
+        Option("database.migrate_on_start", _bool, True,
+               "Apply migrations when the server starts; off, it refuses a database not at the latest "
+               "schema revision (run `maos db migrate`). `maos start --migrate/--no-migrate` overrides it."),
         Option("redis.url", _text, "", "Redis URL for events and shared state; empty disables Redis."),
         Option("server.address", _text, "127.0.0.1:7100", "gRPC listen address (host:port)."),
         Option("server.metrics_port", _non_negative_int, 9464, "Prometheus /metrics port; 0 disables."),
@@ -319,8 +321,11 @@ system:
   log_level: "info"
 
 # Empty: SQLite in this folder. Production: postgresql://user:pass@host:5432/maos
+# migrate_on_start: false leaves schema changes to `maos db migrate` (the server then
+# refuses to start on a database not at the latest revision); maos start --no-migrate does the same.
 database:
   primary_url: ""
+  migrate_on_start: true
 
 # Empty disables Redis (events and shared state stay in the database).
 redis:

@@ -10,6 +10,11 @@ from controlplane.errors import FieldViolation, InvalidArgument
 MAX_METADATA_ENTRIES = 64
 MAX_DEPENDENCIES = 100
 MAX_TIMEOUT = 7 * 86400.0
+#: Bounds of a task's retry policy (the CLI's options use the same).
+MAX_RETRIES = 100
+MAX_INITIAL_BACKOFF = 3600.0
+MAX_BACKOFF_MULTIPLIER = 10.0
+MAX_BACKOFF = 86400.0
 # Matched with fullmatch: "$" would also accept a trailing newline.
 _TYPE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_\-]{0,62}")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9_\-]{1,36}")
@@ -58,15 +63,23 @@ def validate_task(task: Task, *, max_description_length: int, prefix: str = "tas
         if not key or len(key) > 128 or len(value) > 4096:
             bad("metadata", "keys are 1-128 characters and values at most 4096")
             break
+    # The values are quoted: a field may hold a server default the caller never sent (a cap of
+    # tasks.default_max_backoff below the caller's initial backoff).
     retry = task.retry
-    if retry.max_retries > 100:
-        bad("retry_policy.max_retries", "at most 100")
-    if retry.initial_backoff < 0 or retry.initial_backoff > 3600:
-        bad("retry_policy.initial_backoff", "between 0 and 3600 seconds")
-    if retry.multiplier < 1 or retry.multiplier > 10:
-        bad("retry_policy.backoff_multiplier", "between 1 and 10")
-    if retry.max_backoff < retry.initial_backoff or retry.max_backoff > 86400:
-        bad("retry_policy.max_backoff", "at least initial_backoff and at most 86400 seconds")
+    if retry.max_retries > MAX_RETRIES:
+        bad("retry_policy.max_retries", f"is {retry.max_retries}; at most {MAX_RETRIES}")
+    if not 0 <= retry.initial_backoff <= MAX_INITIAL_BACKOFF:
+        bad("retry_policy.initial_backoff",
+            f"is {retry.initial_backoff:g} s; must be between 0 and {MAX_INITIAL_BACKOFF:g} seconds")
+    if not 1 <= retry.multiplier <= MAX_BACKOFF_MULTIPLIER:
+        bad("retry_policy.backoff_multiplier",
+            f"is {retry.multiplier:g}; must be between 1 and {MAX_BACKOFF_MULTIPLIER:g}")
+    if retry.max_backoff < retry.initial_backoff:
+        bad("retry_policy.max_backoff",
+            f"is {retry.max_backoff:g} s, less than initial_backoff ({retry.initial_backoff:g} s); "
+            "the cap must be at least the initial backoff")
+    elif retry.max_backoff > MAX_BACKOFF:
+        bad("retry_policy.max_backoff", f"is {retry.max_backoff:g} s; at most {MAX_BACKOFF:g} seconds")
     consensus = task.consensus
     if consensus.required:
         if not 0 < consensus.threshold <= 1:

@@ -32,6 +32,7 @@ from controlplane.domain.model import AgentInfo, Subtask, Task, TaskStatus
 from controlplane.errors import Aborted, AlreadyExists, Unavailable
 from controlplane.storage.base import IdempotencyRecord, StateValue, TableRows, TaskQuery, WriteBatch
 from controlplane.storage.sql import codec, schema, wal
+from controlplane.storage.sql.migrations import SchemaStatus, schema_status
 from controlplane.storage.sql.migrations import migrate as run_migrations
 from controlplane.storage.sql.wal import WalCheckpointer
 
@@ -162,6 +163,19 @@ class SqlBackend:
                 names = ", ".join(table.name for table in schema.ALL_TABLES)
                 with self._writes.begin() as conn:
                     conn.execute(text(f"ANALYZE {names}"))
+
+    def schema_status(self) -> SchemaStatus:
+        """The database's schema revision against the one this version needs (read only).
+
+        An SQLite file that does not exist has no schema and is not created here, so
+        a server that refuses to start leaves nothing behind.
+        """
+        url = self.engine.url
+        if self.kind == "sqlite" and _sqlite_plain_file(url):
+            if not Path(url.database or "").expanduser().exists():
+                return schema_status(None)
+        with translate_errors(), self.engine.connect() as conn:
+            return schema_status(conn)
 
     def ping(self) -> None:
         """Raise ``Unavailable`` unless a trivial query succeeds."""

@@ -12,9 +12,12 @@ in code and hands the caller's connection to ``env.py`` through
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, text
 
 #: The directory holding ``env.py``, ``script.py.mako`` and ``versions/``.
@@ -51,3 +54,37 @@ def migrate(connection: Connection) -> None:
     if connection.dialect.name == "postgresql":
         connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_MIGRATION_LOCK})
     command.upgrade(alembic_config(connection), "head")
+
+
+class SchemaStatus(NamedTuple):
+    """Where a database's schema stands against the revisions this version of MAOS ships."""
+
+    #: The database's revision (its ``alembic_version`` row), or None: no MAOS schema at all.
+    current: str | None
+    #: The newest revision this version ships, which it needs.
+    head: str
+    #: Whether ``current`` is one of the shipped revisions (False: a newer MAOS migrated it).
+    known: bool
+
+    @property
+    def up_to_date(self) -> bool:
+        """Whether the schema is at the head revision."""
+        return self.current == self.head
+
+
+def schema_status(connection: Connection | None) -> SchemaStatus:
+    """Compare the database's revision with the shipped head (nothing is written).
+
+    Args:
+        connection: An open connection, or None for a database known not to exist yet.
+
+    Returns:
+        The database's revision, the head revision and whether the former is known.
+    """
+    config = Config()
+    config.set_main_option("script_location", str(SCRIPT_LOCATION))
+    script = ScriptDirectory.from_config(config)
+    head = script.get_current_head() or ""
+    current = None if connection is None else MigrationContext.configure(connection).get_current_revision()
+    known = current is None or current in {r.revision for r in script.walk_revisions()}
+    return SchemaStatus(current, head, known)

@@ -142,7 +142,7 @@ async def _follow(client: Client, task: str, limit: int, duration: float | None)
 
 @click.command()
 @click.option("-f", "--follow", is_flag=True, help="After the snapshot, print every change as it is committed.")
-@click.option("--task", "task", default="", metavar="ID", help="Only this task.")
+@click.option("--task", "task", default="", show_default=False, metavar="ID", help="Only this task.")
 @click.option("--limit", type=click.IntRange(min=1), default=20, help="Most unfinished tasks listed.")
 @click.option("--duration", type=Duration(), default=None,
               help="With --follow: stop after this long (5m, 30s); no limit when unset.")

@@ -120,7 +120,7 @@ async def _follow(client: Client, task: str, limit: int, duration: float | None)
     deadline = None if duration is None else time.monotonic() + duration
     status = await client.status()  # an unreachable control plane fails here, before any watching
     events = _events(client, task)
-    pending = asyncio.ensure_future(anext(events))  # subscribed before the snapshot: no change falls between
+    pending = asyncio.ensure_future(anext(events))  # opened first: changes made during the snapshot follow it
     try:
         snapshot = await _snapshot(client, task, limit, status)
         click.echo(_snapshot_text(snapshot) + "\n" if text else _record(snapshot))

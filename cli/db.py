@@ -9,16 +9,6 @@ from cli._options import output_option
 from cli._output import emit, message
 
 
-def _shown(url: str) -> str:
-    """The URL without its password."""
-    try:
-        from sqlalchemy.engine import make_url
-
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return url.split("@", 1)[-1] if "@" in url else url
-
-
 @click.group()
 def db() -> None:
     """Manage the control plane's database."""
@@ -35,7 +25,7 @@ def migrate(database_url: str | None) -> None:
     Uses database.primary_url from config.yml or MAOS_DATABASE_PRIMARY_URL;
     when unset, SQLite at $MAOS_HOME/maos.db (the folder is created).
     """
-    from controlplane.app import open_storage
+    from controlplane.app import open_storage, shown_url
     from controlplane.config import load_settings
     from controlplane.plugins import get_plugin_manager
 
@@ -44,10 +34,10 @@ def migrate(database_url: str | None) -> None:
     url = settings.database_url
     if url.startswith("sqlite"):
         settings.home.mkdir(parents=True, exist_ok=True)
-    message(f"migrating {_shown(url)}")
+    message(f"migrating {shown_url(url)}")
     backend = open_storage(get_plugin_manager(), url)
     try:
         backend.migrate()
     finally:
         backend.close()
-    emit({"database": _shown(url), "migrated": True}, lambda: f"Database {_shown(url)} is up to date.")
+    emit({"database": shown_url(url), "migrated": True}, lambda: f"Database {shown_url(url)} is up to date.")

@@ -31,7 +31,7 @@ from controlplane.logbook import LogBook, LogBookHandler
 from controlplane.metrics import Metrics
 from controlplane.plugins import await_me_maybe, get_plugin_manager
 from controlplane.scheduler.engine import Engine
-from controlplane.storage.base import StorageBackend
+from controlplane.storage.base import ReportsSchema, StorageBackend
 from controlplane.storage.executor import StorageExecutor
 
 log = logging.getLogger(__name__)
@@ -126,8 +126,8 @@ class App:
         self._started = False
 
 
-def _shown_url(url: str) -> str:
-    """A database URL without its password."""
+def shown_url(url: str) -> str:
+    """A database URL without its password (for messages and logs)."""
     try:
         from sqlalchemy.engine import make_url
 
@@ -140,19 +140,18 @@ def check_schema(backend: StorageBackend, url: str) -> None:
     """Refuse a database whose schema is not the one this version needs (when not migrating at start).
 
     Without it, an unmigrated database fails later with a raw SQL error. Backends that
-    cannot tell their schema revision (no ``schema_status()``, an optional capability of
-    the SQLAlchemy backend) are not checked.
+    cannot tell their schema revision (without the optional
+    :class:`~controlplane.storage.base.ReportsSchema` capability) are not checked.
 
     Raises:
         FailedPrecondition: No MAOS schema, an older revision, or one this version does not know.
     """
-    status_of = getattr(backend, "schema_status", None)
-    if status_of is None:
+    if not isinstance(backend, ReportsSchema):
         return
-    status = status_of()
+    status = backend.schema_status()
     if status.up_to_date:
         return
-    where = _shown_url(url)
+    where = shown_url(url)
     if status.current is None:
         text = (f"the database {where} has no MAOS schema: run `maos db migrate` "
                 "(or let the server migrate: maos start --migrate, database.migrate_on_start: true)")

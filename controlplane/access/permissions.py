@@ -43,10 +43,10 @@ METHOD_PERMISSIONS: dict[str, str] = {
 #: The prefix of the server reflection services' methods (v1alpha and v1).
 REFLECTION = "/grpc.reflection."
 #: Read-only methods: every other method is mutating and audited.
-READ_ONLY = frozenset(f"/grpc.reflection.{version}.ServerReflection/ServerReflectionInfo"
-                      for version in ("v1alpha", "v1")) | frozenset(m for m, p in METHOD_PERMISSIONS.items() if p.endswith(":view") or m.endswith(
+READ_ONLY = frozenset(m for m, p in METHOD_PERMISSIONS.items() if p.endswith(":view") or m.endswith(
     ("/GetCaller", "/ListApiKeys", "/GetUser", "/ListUsers", "/GetRole", "/ListRoles", "/ListJoinTokens",
-     "/GetConfig"))) | frozenset({"/maos.v1.AgentGateway/Connect"})
+     "/GetConfig"))) | frozenset({"/maos.v1.AgentGateway/Connect", *(
+         f"{REFLECTION}{version}.ServerReflection/ServerReflectionInfo" for version in ("v1alpha", "v1"))})
 
 _VIEWER = ["task:view", "agent:view", "system:view", "checkpoint:view"]
 BUILTIN_ROLES: dict[str, tuple[str, list[str]]] = {

@@ -37,8 +37,8 @@ subject is recorded in the audit record's ``peer`` next to the address
 
 from __future__ import annotations
 
-import re
 import asyncio
+import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable

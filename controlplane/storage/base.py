@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
 
 from controlplane.domain.model import AgentInfo, Subtask, Task, TaskStatus
 
@@ -258,3 +258,32 @@ class WritesNow(Protocol):
         Raises:
             The errors ``write`` raises.
         """
+
+
+class SchemaStatus(NamedTuple):
+    """Where a database's schema stands against the revisions this version of MAOS ships."""
+
+    #: The database's revision, or None: no MAOS schema at all.
+    current: str | None
+    #: The newest revision this version ships, which it needs.
+    head: str
+    #: Whether ``current`` is one of the shipped revisions (False: a newer MAOS migrated it).
+    known: bool
+
+    @property
+    def up_to_date(self) -> bool:
+        """Whether the schema is at the head revision."""
+        return self.current == self.head
+
+
+@runtime_checkable
+class ReportsSchema(Protocol):
+    """An optional capability of a backend that can tell its schema revision without changing anything.
+
+    A control plane started without migrating (``database.migrate_on_start: false``)
+    refuses a database whose :meth:`schema_status` is not up to date; a backend
+    without this capability is not checked.
+    """
+
+    def schema_status(self) -> SchemaStatus:
+        """The database's schema revision against the one this version needs (read only)."""

@@ -30,9 +30,11 @@ from controlplane.access.records import JoinTokenRecord
 from controlplane.checkpoints.record import CheckpointRecord
 from controlplane.domain.model import AgentInfo, Subtask, Task, TaskStatus
 from controlplane.errors import Aborted, AlreadyExists, Unavailable
-from controlplane.storage.base import IdempotencyRecord, StateValue, TableRows, TaskQuery, WriteBatch
+from controlplane.storage.base import (
+    IdempotencyRecord, SchemaStatus, StateValue, TableRows, TaskQuery, WriteBatch,
+)
 from controlplane.storage.sql import codec, schema, wal
-from controlplane.storage.sql.migrations import SchemaStatus, schema_status
+from controlplane.storage.sql.migrations import schema_status
 from controlplane.storage.sql.migrations import migrate as run_migrations
 from controlplane.storage.sql.wal import WalCheckpointer
 

@@ -12,13 +12,14 @@ in code and hands the caller's connection to ``env.py`` through
 from __future__ import annotations
 
 from pathlib import Path
-from typing import NamedTuple
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, text
+
+from controlplane.storage.base import SchemaStatus
 
 #: The directory holding ``env.py``, ``script.py.mako`` and ``versions/``.
 SCRIPT_LOCATION = Path(__file__).resolve().parent
@@ -54,22 +55,6 @@ def migrate(connection: Connection) -> None:
     if connection.dialect.name == "postgresql":
         connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_MIGRATION_LOCK})
     command.upgrade(alembic_config(connection), "head")
-
-
-class SchemaStatus(NamedTuple):
-    """Where a database's schema stands against the revisions this version of MAOS ships."""
-
-    #: The database's revision (its ``alembic_version`` row), or None: no MAOS schema at all.
-    current: str | None
-    #: The newest revision this version ships, which it needs.
-    head: str
-    #: Whether ``current`` is one of the shipped revisions (False: a newer MAOS migrated it).
-    known: bool
-
-    @property
-    def up_to_date(self) -> bool:
-        """Whether the schema is at the head revision."""
-        return self.current == self.head
 
 
 def schema_status(connection: Connection | None) -> SchemaStatus:

@@ -18,7 +18,6 @@ from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-import psycopg
 from sqlalchemy import Engine, Insert, Table, create_engine, event, func, or_, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
@@ -40,6 +39,18 @@ from controlplane.storage.sql.wal import WalCheckpointer
 
 _T = TypeVar("_T")
 
+try:
+    import psycopg
+except ImportError:  # without the ``postgres`` extra only SQLite URLs are served
+    psycopg = None  # type: ignore[assignment]
+
+#: What the raw DB-API write paths raise for a unique-constraint violation / a lost connection.
+_INTEGRITY_ERRORS: tuple[type[Exception], ...] = (
+    IntegrityError, sqlite3.IntegrityError, *((psycopg.IntegrityError,) if psycopg else ()))
+_CONNECTION_ERRORS: tuple[type[Exception], ...] = (
+    sqlite3.OperationalError, sqlite3.InterfaceError,
+    *((psycopg.OperationalError, psycopg.InterfaceError) if psycopg else ()))
+
 #: URL schemes served by :class:`SqlBackendFactory`.
 SCHEMES = frozenset({"sqlite", "sqlite+pysqlite", "postgresql", "postgresql+psycopg"})
 
@@ -60,10 +71,9 @@ def translate_errors() -> Iterator[None]:
     """
     try:
         yield
-    except (IntegrityError, sqlite3.IntegrityError, psycopg.IntegrityError) as exc:
+    except _INTEGRITY_ERRORS as exc:
         raise AlreadyExists(f"storage conflict: {_first_line(exc)}") from exc
-    except (sqlite3.OperationalError, sqlite3.InterfaceError, psycopg.OperationalError,
-            psycopg.InterfaceError) as exc:  # raised by the raw DB-API write path
+    except _CONNECTION_ERRORS as exc:  # raised by the raw DB-API write path
         raise Unavailable(f"storage unavailable: {_first_line(exc)}", reason=_STORAGE_UNAVAILABLE) from exc
     except (DBAPIError, PoolTimeoutError) as exc:
         connection_problem = isinstance(exc, (OperationalError, InterfaceError, PoolTimeoutError)) or (
@@ -718,6 +728,8 @@ def create_sql_engine(url: str | URL) -> Engine:
         raise ValueError(f"unsupported database URL scheme: {parsed.drivername}")
     if parsed.get_backend_name() == "sqlite":
         return _sqlite_engine(parsed)
+    if psycopg is None:
+        raise ValueError("a PostgreSQL URL needs the psycopg driver: pip install 'maos[postgres]'")
     return _postgresql_engine(parsed)
 
 

@@ -200,7 +200,7 @@ def build_app(settings: Settings, pm: pluggy.PluginManager | None = None) -> App
     interceptors: list[grpc.aio.ServerInterceptor] = [ErrorAndMetricsInterceptor(metrics)]
     if settings["security.auth"] == "required":
         limits = CallLimits.from_settings(settings)
-        auth = AuthInterceptor(access, engine.committer.audit, limits, metrics)
+        auth = AuthInterceptor(access, engine.committer.audit, limits, metrics, settings["server.reflection"])
         interceptors.append(auth)  # inside: its denials get ErrorInfo
         admission = AgentAdmission(access, join_tokens, auth.audit, limits, metrics)
         launcher.token = access.issue_local_agents_key_sync()  # earlier starts' keys are revoked

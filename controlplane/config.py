@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from agent_sdk.tls import ClientTls
+from controlplane.access.permissions import REFLECTION_LEVELS
 from controlplane.errors import InvalidArgument
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -98,6 +99,18 @@ def _choice(*choices: str) -> Callable[[Any], str]:
     return parse
 
 
+def _reflection(value: Any) -> str:
+    """A ``server.reflection`` level; YAML's true/false (and on/off) read as authenticated/off."""
+    if isinstance(value, bool):
+        return "authenticated" if value else "off"
+    text = str(value).strip().lower()
+    if text in {"true", "yes", "1"}:
+        return "authenticated"
+    if text in {"false", "no", "0"}:
+        return "off"
+    return _choice(*REFLECTION_LEVELS)(text)
+
+
 def _pool(value: Any) -> dict[str, int]:
     """An agent pool: ``{"echo": 2}`` or ``"researcher=2,coder=1"``."""
     if isinstance(value, Mapping):
@@ -157,7 +170,9 @@ OPTIONS: dict[str, Option] = {
         Option("server.address", _text, "127.0.0.1:7100", "gRPC listen address (host:port)."),
         Option("server.metrics_port", _non_negative_int, 9464, "Prometheus /metrics port; 0 disables."),
         Option("server.metrics_address", _text, "127.0.0.1", "Address /metrics listens on."),
-        Option("server.reflection", _bool, True, "Serve gRPC server reflection."),
+        Option("server.reflection", _reflection, "authenticated",
+               "gRPC server reflection: off, admin (admin keys), authenticated (any valid key) or public "
+               "(no key, for clients that cannot send a header); true means authenticated, false off."),
         Option("server.allow_insecure_remote", _bool, False, "Allow a plaintext port beyond localhost."),
         Option("server.tls.cert_file", _path, "", "Server certificate chain (PEM); with key_file, serve TLS."),
         Option("server.tls.key_file", _path, "", "Private key (PEM, unencrypted) of server.tls.cert_file."),

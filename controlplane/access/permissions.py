@@ -61,13 +61,20 @@ BUILTIN_ROLES: dict[str, tuple[str, list[str]]] = {
 _PERMISSION = re.compile(r"^(\*|[a-z][a-z0-9-]*:(\*|[a-z][a-z0-9-]*))$")
 
 
-def needed(method: str) -> str | None:
+#: ``server.reflection`` levels: who may call server reflection (``off``: it is not served).
+REFLECTION_LEVELS = ("off", "admin", "authenticated", "public")
+
+
+def needed(method: str, reflection: str = "authenticated") -> str | None:
     """The permission ``method`` needs; None for health checks (no authentication, for probes).
 
-    Server reflection describes the whole API, so it needs admin (OWASP API5).
+    Server reflection describes the API whose schema is public in ``protos/``: by default any
+    valid key may use it (grpcurl, grpcui, Postman and Evans with a user's own key);
+    ``reflection`` (the ``server.reflection`` setting) narrows it to admins or opens it to
+    callers with no key at all (clients that cannot send a header for reflection).
     """
     if method.startswith(REFLECTION):
-        return ADMIN
+        return {"admin": ADMIN, "public": None}.get(reflection, AUTHENTICATED)
     if method.startswith("/grpc."):
         return None
     return METHOD_PERMISSIONS.get(method, ADMIN)

@@ -5,7 +5,8 @@ its denials (``Unauthenticated``/``PermissionDenied``/``ResourceExhausted``) bec
 statuses with an ``ErrorInfo`` like every other domain error. For each call it:
 
 1. looks up the permission the method needs (:mod:`controlplane.access.permissions`;
-   health checks need none, server reflection and unknown methods need admin);
+   health checks need none, unknown methods need admin, server reflection what the
+   ``server.reflection`` setting says);
 2. authenticates ``authorization: Bearer <key>`` through the
    :class:`~controlplane.access.manager.AccessManager` (a peer address
    failing too often gets RESOURCE_EXHAUSTED instead of UNAUTHENTICATED,
@@ -118,8 +119,10 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
     """Authenticates, authorizes (deny by default) and audits every MAOS RPC."""
 
     def __init__(self, access: AccessManager, record_audit: Callable[[dict[str, Any]], None],
-                 limits: CallLimits | None = None, metrics: Metrics | None = None):
+                 limits: CallLimits | None = None, metrics: Metrics | None = None,
+                 reflection: str = "authenticated"):
         self.access = access
+        self.reflection = reflection
         self.record_audit = record_audit
         self.limits = limits
         self.metrics = metrics
@@ -132,7 +135,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
     ) -> grpc.RpcMethodHandler:
         handler = await continuation(handler_call_details)
         method = handler_call_details.method
-        if handler is None or needed(method) is None:
+        if handler is None or needed(method, self.reflection) is None:
             return handler
         cached = self._wrapped.get(method)
         if cached is not None and cached[0] is handler:
@@ -156,7 +159,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         self.record_audit(record)
 
     async def _authorize(self, method: str, context: grpc.aio.ServicerContext, request: Any) -> Caller:
-        permission = needed(method)
+        permission = needed(method, self.reflection)
         assert permission is not None
         caller: Caller | None = None
         limits = self.limits

@@ -56,8 +56,8 @@ def local_address(address: str) -> str:
 
 
 def build_server(servicers: dict[str, object], interceptors: list[grpc.aio.ServerInterceptor],
-                 reflection_enabled: bool) -> tuple[grpc.aio.Server, health.aio.HealthServicer]:
-    """A server with every servicer added (not yet bound or started)."""
+                 reflection_level: str) -> tuple[grpc.aio.Server, health.aio.HealthServicer]:
+    """A server with every servicer added (not yet bound or started); reflection unless ``off``."""
     server = grpc.aio.server(interceptors=interceptors, options=SERVER_OPTIONS)
     tasks_grpc.add_TaskServiceServicer_to_server(servicers["tasks"], server)
     agents_grpc.add_AgentServiceServicer_to_server(servicers["agents"], server)
@@ -67,7 +67,7 @@ def build_server(servicers: dict[str, object], interceptors: list[grpc.aio.Serve
     audit_grpc.add_AuditServiceServicer_to_server(servicers["audit"], server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    if reflection_enabled:
+    if reflection_level != "off":
         names = [*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME]
         reflection.enable_server_reflection(names, server)
     return server, health_servicer

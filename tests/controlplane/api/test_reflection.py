@@ -10,9 +10,10 @@ import pytest
 from google.protobuf import descriptor_pb2, descriptor_pool
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from agent_sdk.proto.maos.v1 import task_service_pb2
+from agent_sdk.proto.maos.v1 import system_service_pb2, system_service_pb2_grpc, task_service_pb2
 from controlplane.api.server import SERVICE_NAMES
 from controlplane.app import App
+from controlplane.errors import InvalidArgument
 from tests.controlplane.access.test_access import user_key
 from tests.harness.server import admin_key, make_settings, start_app
 
@@ -95,21 +96,58 @@ async def test_reflection_can_be_turned_off(without_reflection: App) -> None:
     assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
 
 
-async def test_reflection_needs_an_admin_when_access_control_is_on(secured: App) -> None:
+async def _reflect_as(app: App, token: str | None) -> set[str]:
+    """The services a reflection listing names, calling with ``token`` (or no key)."""
     listing = reflection_pb2.ServerReflectionRequest(list_services="")
+    metadata = (("authorization", f"Bearer {token}"),) if token else None
+    async with grpc.aio.insecure_channel(app.address) as channel:
+        call = reflection_pb2_grpc.ServerReflectionStub(channel).ServerReflectionInfo(
+            iter([listing]), metadata=metadata, timeout=10)
+        [response] = [r async for r in call]
+    return {s.name for s in response.list_services_response.service}
 
-    async def reflect_as(token: str | None) -> set[str]:
-        metadata = (("authorization", f"Bearer {token}"),) if token else None
-        async with grpc.aio.insecure_channel(secured.address) as channel:
-            call = reflection_pb2_grpc.ServerReflectionStub(channel).ServerReflectionInfo(
-                iter([listing]), metadata=metadata, timeout=10)
-            [response] = [r async for r in call]
-        return {s.name for s in response.list_services_response.service}
 
+async def test_reflection_answers_any_valid_key_by_default(secured: App) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as anonymous:
-        await reflect_as(None)
+        await _reflect_as(secured, None)
     assert anonymous.value.code() == grpc.StatusCode.UNAUTHENTICATED
-    with pytest.raises(grpc.aio.AioRpcError) as viewer:
-        await reflect_as(await user_key(secured, "viewer@example.com", "viewer"))
-    assert viewer.value.code() == grpc.StatusCode.PERMISSION_DENIED
-    assert SERVED <= await reflect_as(await admin_key(secured))
+    with pytest.raises(grpc.aio.AioRpcError) as wrong:
+        await _reflect_as(secured, "maos_key_not-a-key")
+    assert wrong.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert SERVED <= await _reflect_as(secured, await user_key(secured, "viewer@example.com", "viewer"))
+    assert SERVED <= await _reflect_as(secured, await admin_key(secured))
+
+
+@pytest.mark.parametrize("level", ["admin", "public"])
+async def test_reflection_level_is_a_setting(tmp_path: Path, level: str) -> None:
+    app = await start_app(make_settings(tmp_path / "home", **{"security.auth": "required",
+                                                               "server.reflection": level}))
+    try:
+        viewer = await user_key(app, "viewer@example.com", "viewer")
+        if level == "admin":
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await _reflect_as(app, viewer)
+            assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+            assert SERVED <= await _reflect_as(app, await admin_key(app))
+        else:
+            assert SERVED <= await _reflect_as(app, None)
+            assert SERVED <= await _reflect_as(app, viewer)
+        # The level concerns reflection only: the MAOS services still need a key.
+        async with grpc.aio.insecure_channel(app.address) as channel:
+            with pytest.raises(grpc.aio.AioRpcError) as keyless:
+                await system_service_pb2_grpc.SystemServiceStub(channel).GetStatus(
+                    system_service_pb2.GetStatusRequest(), timeout=10)
+        assert keyless.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    finally:
+        await app.stop(grace=1.0)
+
+
+@pytest.mark.parametrize(("written", "level"), [(True, "authenticated"), (False, "off"), ("off", "off"),
+                                                ("PUBLIC", "public"), ("admin", "admin")])
+def test_reflection_setting_values(tmp_path: Path, written: object, level: str) -> None:
+    assert make_settings(tmp_path, **{"server.reflection": written})["server.reflection"] == level
+
+
+def test_an_unknown_reflection_level_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(InvalidArgument, match="server.reflection"):
+        make_settings(tmp_path, **{"server.reflection": "everyone"})

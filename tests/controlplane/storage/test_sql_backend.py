@@ -6,6 +6,8 @@ import base64
 import dataclasses
 import json
 import sqlite3
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -545,3 +547,20 @@ def test_plugin_registers_the_factory() -> None:
     (factories,) = manager.hook.register_storage_backends()
     assert [type(f) for f in factories] == [SqlBackendFactory]
     assert factories[0].handles("sqlite:///x.db")
+
+
+def test_without_the_postgres_extra_sqlite_works_and_postgresql_says_what_to_install(tmp_path: Path) -> None:
+    # A fresh interpreter in which psycopg cannot be imported, as after `pip install maos` alone.
+    script = (
+        "import sys; sys.modules['psycopg'] = None\n"
+        "from controlplane.storage.sql.backend import create_sql_engine\n"
+        f"create_sql_engine('sqlite:///{tmp_path / 'maos.db'}').dispose()\n"
+        "try:\n"
+        "    create_sql_engine('postgresql://postgres@127.0.0.1:5432/test')\n"
+        "except ValueError as exc:\n"
+        "    print(exc)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                          cwd=Path(__file__).resolve().parents[3])
+    assert done.returncode == 0, done.stderr
+    assert "pip install 'maos[postgres]'" in done.stdout

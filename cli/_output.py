@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
@@ -15,6 +16,7 @@ from typing import Any
 
 import click
 import yaml
+from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
 
@@ -42,14 +44,64 @@ def color_enabled() -> bool:
     return not os.environ.get("NO_COLOR") and sys.stdout.isatty()
 
 
+_INT64_TYPES = frozenset({FieldDescriptor.TYPE_INT64, FieldDescriptor.TYPE_UINT64, FieldDescriptor.TYPE_SINT64,
+                          FieldDescriptor.TYPE_FIXED64, FieldDescriptor.TYPE_SFIXED64})
+#: String fields that hold an enum value's name (``Event.from_status``: ``TASK_STATUS_COMPLETED``).
+_STATUS_NAME_FIELDS = {"maos.v1.Event": ("from_status", "to_status")}
+_STATUS_PREFIX = re.compile(r"^(?:TASK|SUBTASK|AGENT)_STATUS_")
+
+
+def _enum_prefix(enum: EnumDescriptor) -> str:
+    """``TASK_STATUS_`` for TaskStatus: what its UNSPECIFIED value's name has before ``UNSPECIFIED``."""
+    return enum.values[0].name.removesuffix("UNSPECIFIED")
+
+
+def _short_enum(enum: EnumDescriptor, name: Any) -> Any:
+    return name.removeprefix(_enum_prefix(enum)) if isinstance(name, str) else name
+
+
+def _plain(descriptor: Descriptor, data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` (a message as MessageToDict gives it) with short enum names and 64-bit numbers as numbers."""
+    for field in descriptor.fields:
+        if field.name not in data:
+            continue
+        value = data[field.name]
+        repeated = field.is_repeated
+        if field.message_type is not None and field.message_type.GetOptions().map_entry:
+            value_field = field.message_type.fields_by_name["value"]
+            if value_field.message_type is not None and not _well_known(value_field.message_type):
+                data[field.name] = {k: _plain(value_field.message_type, v) for k, v in value.items()}
+            elif value_field.enum_type is not None:
+                data[field.name] = {k: _short_enum(value_field.enum_type, v) for k, v in value.items()}
+        elif field.enum_type is not None:
+            data[field.name] = ([_short_enum(field.enum_type, v) for v in value] if repeated
+                                else _short_enum(field.enum_type, value))
+        elif field.type in _INT64_TYPES:
+            data[field.name] = [int(v) for v in value] if repeated else int(value)
+        elif field.message_type is not None and not _well_known(field.message_type):
+            data[field.name] = ([_plain(field.message_type, v) for v in value] if repeated
+                                else _plain(field.message_type, value))
+    for name in _STATUS_NAME_FIELDS.get(descriptor.full_name, ()):
+        if isinstance(data.get(name), str):
+            data[name] = _STATUS_PREFIX.sub("", data[name])
+    return data
+
+
+def _well_known(descriptor: Descriptor) -> bool:
+    return descriptor.full_name.startswith("google.protobuf.")
+
+
 def to_data(value: Any) -> Any:
     """Plain JSON-able data from protobuf messages, lists and dicts.
 
-    Messages keep their proto field names and enum value names, and every
-    field is present (zeros and empty lists too), so scripts see a stable shape.
+    Messages keep their proto field names, and every field is present (zeros and
+    empty lists too), so scripts see a stable shape. Enum values are spelt one way
+    everywhere, by their short names (``COMPLETED``, ``NORMAL``: what the tables show
+    and the options take), and 64-bit integers are numbers, not strings.
     """
     if isinstance(value, Message):
-        return MessageToDict(value, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
+        data = MessageToDict(value, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
+        return _plain(value.DESCRIPTOR, data) if not _well_known(value.DESCRIPTOR) else data
     if isinstance(value, dict):
         return {k: to_data(v) for k, v in value.items()}
     if isinstance(value, list | tuple):

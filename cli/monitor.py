@@ -80,7 +80,8 @@ def _event_text(event: msgs.Event) -> str:
     if event.agent:
         parts.append(f"agent {bare_id(event.agent)}")
     if event.to_status:
-        parts.append(f"{event.from_status} -> {event.to_status}" if event.from_status else event.to_status)
+        plain = to_data(event)  # statuses by their short names
+        parts.append(f"{plain['from_status']} -> {plain['to_status']}" if event.from_status else plain["to_status"])
     if event.message:
         parts.append(short(event.message, 80))
     return "  ".join(parts)

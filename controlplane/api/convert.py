@@ -8,6 +8,7 @@ import re
 from google.protobuf import duration_pb2, timestamp_pb2
 
 from controlplane.api.pb import enums_pb, errors_pb, messages_pb
+from controlplane.domain.events import EventType
 from controlplane.domain.model import (
     AgentInfo,
     Artifact,
@@ -276,6 +277,14 @@ def agent_to_pb(a: AgentInfo, assignments: list[str] | None = None, free_slots: 
     )
 
 
+def _status_enum_name(event_type: int, status: str) -> str:
+    """A domain status name as the proto enum value's name (``COMPLETED`` -> ``TASK_STATUS_COMPLETED``)."""
+    if not status:
+        return ""
+    kind = EventType(event_type).name.split("_", 1)[0]  # TASK, SUBTASK or AGENT
+    return f"{kind}_STATUS_{status}"
+
+
 def event_to_pb(event, incarnation: int) -> messages_pb.Event:
     """An event as a proto; its id is ``{incarnation}.{sequence}`` (resumable within one start)."""
     msg = messages_pb.Event(
@@ -285,8 +294,8 @@ def event_to_pb(event, incarnation: int) -> messages_pb.Event:
         task=f"tasks/{event.task_id}" if event.task_id else "",
         subtask=f"tasks/{event.task_id}/subtasks/{event.subtask_id}" if event.subtask_id else "",
         agent=f"agents/{event.agent_id}" if event.agent_id else "",
-        from_status=event.from_status,
-        to_status=event.to_status,
+        from_status=_status_enum_name(event.type, event.from_status),
+        to_status=_status_enum_name(event.type, event.to_status),
         message=event.message,
     )
     if event.data:

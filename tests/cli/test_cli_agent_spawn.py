@@ -52,7 +52,7 @@ async def spawn_one(cli: Maos) -> dict:
 
     async def connected() -> dict | None:
         for agent in (await listed(cli)).values():
-            if int(agent.get("pid", 0)) == pid and agent["status"] == "AGENT_STATUS_IDLE":
+            if int(agent.get("pid", 0)) == pid and agent["status"] == "IDLE":
                 return agent
         return None
 
@@ -79,7 +79,7 @@ async def test_spawn_then_kill(cli: Maos, control_plane: App) -> None:
                    message="the killed agent's stream to end")
     assert name not in await listed(cli)
     terminated = (await listed(cli, "--include-terminated"))[name]
-    assert terminated["status"] == "AGENT_STATUS_TERMINATED"
+    assert terminated["status"] == "TERMINATED"
     assert not control_plane.launcher.by_agent(name.removeprefix("agents/"))  # not restarted
     status = await cli("agent", "status", name)
     assert status.exit_code == 0 and "TERMINATED" in status.stdout, status.output
@@ -93,4 +93,4 @@ async def test_kill_force_ends_the_process_at_once(cli: Maos, control_plane: App
     assert not alive(pid)  # --force waits for the process to end
     await wait_for(lambda: name.removeprefix("agents/") not in control_plane.engine.sessions, 10,
                    message="the killed agent's stream to end")
-    assert (await listed(cli, "--include-terminated"))[name]["status"] == "AGENT_STATUS_TERMINATED"
+    assert (await listed(cli, "--include-terminated"))[name]["status"] == "TERMINATED"

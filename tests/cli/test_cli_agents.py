@@ -45,7 +45,7 @@ async def test_agent_status_pause_resume(maos: Maos, echo_agent: Worker) -> None
     assert result.exit_code == 0, result.output
     assert "PAUSED" in result.stdout
     data = json.loads((await maos("-o", "json", "agent", "status", agent_id)).stdout)
-    assert data["status"] == "AGENT_STATUS_PAUSED"
+    assert data["status"] == "PAUSED"
     result = await maos("agent", "resume", agent_id)
     assert result.exit_code == 0 and "IDLE" in result.stdout
 

@@ -80,7 +80,7 @@ class Foreground:
         await wait_for(healthy, 60, interval=0.1, message="`maos health` to answer")
 
         async def pool_connected() -> list[dict] | None:
-            connected = ("AGENT_STATUS_IDLE", "AGENT_STATUS_BUSY")
+            connected = ("IDLE", "BUSY")
             found = [a for a in await self.agents() if a["status"] in connected]
             return found if sum(pool.values()) <= len(found) else None
 

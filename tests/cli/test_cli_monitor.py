@@ -63,7 +63,7 @@ async def test_follow_prints_each_change_until_interrupted(maos: Maos) -> None:
         while ("TASK_STATUS_CHANGED", "COMPLETED") not in seen:
             event = json.loads(await asyncio.wait_for(proc.stdout.readline(), 30))
             assert event["task"] == f"tasks/{task_id}", event
-            seen.append((event["type"].removeprefix("EVENT_TYPE_"), event["to_status"]))
+            seen.append((event["type"], event["to_status"]))
         assert seen[0] == ("TASK_SUBMITTED", "PENDING")
         assert ("SUBTASK_STATUS_CHANGED", "RUNNING") in seen and ("TASK_STATUS_CHANGED", "RUNNING") in seen
 

@@ -69,7 +69,7 @@ async def test_health(maos: Maos) -> None:
     data = json.loads((await maos("-o", "json", "health", "--component", "database",
                                   "--component", "agents")).stdout)
     assert [c["component"] for c in data["components"]] == ["database", "agents"]
-    assert data["state"] == "COMPONENT_STATE_HEALTHY"
+    assert data["state"] == "HEALTHY"
 
     result = await maos("health", "--component", "flux-capacitor")
     assert result.exit_code == EXIT_INVALID_ARGUMENT and "flux-capacitor" in result.stderr

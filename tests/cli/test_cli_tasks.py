@@ -54,11 +54,11 @@ async def test_submit_wait_results(maos: Maos) -> None:
 
     result = await maos("-o", "yaml", "task", "results", f"tasks/{task_id}")  # names work too
     data = yaml.safe_load(result.stdout)
-    assert data["status"] == "TASK_STATUS_COMPLETED" and data["task"] == f"tasks/{task_id}"
+    assert data["status"] == "COMPLETED" and data["task"] == f"tasks/{task_id}"
 
     result = await maos("-o", "json", "task", "show", task_id)
     task = json.loads(result.stdout)["task"]
-    assert task["priority"] == "PRIORITY_HIGH" and task["metadata"] == {"team": "docs"}
+    assert task["priority"] == "HIGH" and task["metadata"] == {"team": "docs"}
     assert task["task_type"] == "research"
 
 
@@ -172,7 +172,7 @@ async def test_update_cancel_wait_retry_of_an_unfinished_task(maos: Maos) -> Non
     result = await maos("-o", "json", "task", "update", task_id, "--priority", "critical", "--max-agents", "2")
     assert result.exit_code == 0, result.output
     updated = json.loads(result.stdout)
-    assert updated["priority"] == "PRIORITY_CRITICAL" and updated["max_agents"] == 2
+    assert updated["priority"] == "CRITICAL" and updated["max_agents"] == 2
     assert (await maos("task", "update", task_id)).exit_code == EXIT_USAGE
 
     result = await maos("task", "update", task_id, "--max-agents", "5000")

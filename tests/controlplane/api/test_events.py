@@ -26,12 +26,15 @@ async def test_events_of_one_task_in_order_and_resume(control_plane: App, stubs:
             event_types=[enums.EVENT_TYPE_TASK_STATUS_CHANGED]), timeout=20)
         reply = await stubs.tasks.SubmitTask(t.SubmitTaskRequest(task=m.Task(description="watch me")), timeout=5)
         seen = []
-        while not seen or seen[-1].to_status != "COMPLETED":
+        while not seen or seen[-1].to_status != "TASK_STATUS_COMPLETED":
             event = (await stream.read()).event
             if event.task == reply.task.name:
                 seen.append(event)
         stream.cancel()
-        assert [e.to_status for e in seen][-1] == "COMPLETED"
+        assert [e.to_status for e in seen][-1] == "TASK_STATUS_COMPLETED"
+        # Every status is the name of a TaskStatus value, as the proto says.
+        assert all(enums.TaskStatus.Value(e.to_status) and (not e.from_status or enums.TaskStatus.Value(
+            e.from_status)) for e in seen)
         assert all(e.type == enums.EVENT_TYPE_TASK_STATUS_CHANGED for e in seen)
         # Resuming after the first event replays the rest, in order.
         resumed = stubs.system.WatchEvents(system_pb.WatchEventsRequest(

@@ -6,12 +6,14 @@ from typing import Any
 
 import click
 import yaml
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap
 
 from agent_sdk.errors import UnavailableError
 from cli._errors import EXIT_INVALID_ARGUMENT, CliError, handle_errors
 from cli._options import output_option, run
 from cli._output import emit, table
-from controlplane.config import OPTIONS, default_home, parse_value
+from controlplane.config import OPTIONS, canonical_key, default_home, parse_value
 from controlplane.errors import InvalidArgument
 
 
@@ -39,25 +41,32 @@ def get(keys: tuple[str, ...]) -> None:
 @handle_errors
 def set_(key: str, value: str) -> None:
     """Set KEY to VALUE in $MAOS_HOME/config.yml, and at once in the running control plane when the
-    setting can change while it runs (consensus.*); others apply at the next start."""
+    setting can change while it runs (consensus.*); others apply at the next start.
+
+    The file keeps its comments and order. The guides' spellings are accepted
+    (tasks.defaults.max_retries is tasks.default_max_retries); an unknown key is
+    refused with the closest one."""
     try:
-        parsed = parse_value(key, value)
+        key = canonical_key(key)
+        written = _scalar(value)
+        parsed = parse_value(key, written)
     except InvalidArgument as exc:
         raise CliError(exc.message, EXIT_INVALID_ARGUMENT) from None
     path = default_home() / "config.yml"
-    document: dict[str, Any] = {}
-    if path.exists():
-        document = yaml.safe_load(path.read_text()) or {}
+    document = _round_trip().load(path.read_text()) if path.exists() else None
+    if document is None:
+        document = CommentedMap()
     node = document
     *sections, leaf = key.split(".")
     for section in sections:
         child = node.get(section)
         if not isinstance(child, dict):
-            child = node[section] = {}
+            child = node[section] = CommentedMap()
         node = child
-    node[leaf] = parsed
+    node[leaf] = written
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    with path.open("w") as out:
+        _round_trip().dump(document, out)
     applied = "at the next start"
     if OPTIONS[key].runtime:
         try:
@@ -67,3 +76,20 @@ def set_(key: str, value: str) -> None:
             applied = "at the next start (no control plane is running)"
     emit({"key": key, "value": parsed, "file": str(path), "applied": applied},
          lambda: f"{key} = {parsed} (saved in {path}; applies {applied})")
+
+
+def _round_trip() -> YAML:
+    """A YAML reader/writer that keeps comments, order and quoting."""
+    yaml_rt = YAML()
+    yaml_rt.preserve_quotes = True
+    yaml_rt.indent(mapping=2, sequence=4, offset=2)
+    return yaml_rt
+
+
+def _scalar(value: str) -> Any:
+    """VALUE as YAML reads it (``10`` a number, ``true`` a boolean, ``2GB`` text), as it is written to the file."""
+    try:
+        loaded = yaml.safe_load(value)
+    except yaml.YAMLError:
+        return value
+    return loaded if isinstance(loaded, str | int | float | bool) else value

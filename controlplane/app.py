@@ -13,16 +13,17 @@ import pluggy
 from controlplane.access.join_tokens import JoinTokens
 from controlplane.access.manager import AccessManager
 from controlplane.access.rate_limit import CallLimits
+from controlplane.agent_limits import AgentLimits
 from controlplane.api.admission import AgentAdmission
 from controlplane.api.auth import AuthInterceptor
 from controlplane.api.errors import ErrorAndMetricsInterceptor
-from controlplane.api.servicers.access import AccessServicer, AuditServicer
 from controlplane.api.server import build_server, check_bind_address, local_address, set_serving
-from controlplane.api.tls import ServerCredentials, ServerTls, server_tls
+from controlplane.api.servicers.access import AccessServicer, AuditServicer
 from controlplane.api.servicers.agents import AgentServicer
 from controlplane.api.servicers.gateway import GatewayServicer
 from controlplane.api.servicers.system import SystemServicer
 from controlplane.api.servicers.tasks import TaskServicer
+from controlplane.api.tls import ServerCredentials, ServerTls, server_tls
 from controlplane.checkpoints.wiring import install_checkpoints
 from controlplane.config import Settings
 from controlplane.errors import FailedPrecondition, InvalidArgument
@@ -30,6 +31,7 @@ from controlplane.launcher import LocalLauncher
 from controlplane.logbook import LogBook, LogBookHandler
 from controlplane.metrics import Metrics
 from controlplane.plugins import await_me_maybe, get_plugin_manager
+from controlplane.retention import AuditRetention
 from controlplane.scheduler.engine import Engine
 from controlplane.storage.base import ReportsSchema, StorageBackend
 from controlplane.storage.executor import StorageExecutor
@@ -65,6 +67,7 @@ class App:
     logbook: LogBook
     access: AccessManager | None = None
     tls: ServerTls | None = None
+    retention: AuditRetention | None = None
     address: str = ""
     port: int = 0
     metrics_port: int = 0
@@ -95,6 +98,8 @@ class App:
             await await_me_maybe(result)
         await self.server.start()
         await set_serving(self.health, True)
+        if self.retention is not None:
+            self.retention.start()
         if self.settings["server.metrics_port"]:
             self.metrics_port = self.metrics.serve(
                 self.settings["server.metrics_port"], self.settings["server.metrics_address"]
@@ -110,6 +115,8 @@ class App:
         if self._started:
             try:
                 await set_serving(self.health, False)
+                if self.retention is not None:
+                    await self.retention.stop()
                 await self.launcher.stop(grace)
                 await self.server.stop(grace)
                 if self.access is not None and self.launcher.token:
@@ -172,6 +179,8 @@ def build_app(settings: Settings, pm: pluggy.PluginManager | None = None) -> App
     checked: :func:`check_schema` refuses a database not at the latest revision.
     """
     pm = pm or get_plugin_manager()
+    for warning in settings.warnings:
+        log.warning("%s", warning)
     tls = server_tls(settings)  # bad TLS settings fail before the database is touched
     backend = open_storage(pm, settings.database_url)
     try:
@@ -187,7 +196,8 @@ def build_app(settings: Settings, pm: pluggy.PluginManager | None = None) -> App
     planners = [p for group in pm.hook.register_planners(settings=settings) for p in group or []]
     replica = settings["server.replica_id"] or f"{socket.gethostname()}-{os.getpid()}"
     engine = Engine(settings=settings, storage=storage, planners=planners, metrics=metrics, replica=replica)
-    launcher = LocalLauncher(settings["server.address"], settings.home, settings["system.max_agents"])
+    launcher = LocalLauncher(settings["server.address"], settings.home, settings["system.max_agents"],
+                             AgentLimits.from_settings(settings))
     if tls is not None:
         launcher.use_tls(settings.client_tls, client_certificate_required=tls.require_client_auth)
     logbook = LogBook()
@@ -216,4 +226,5 @@ def build_app(settings: Settings, pm: pluggy.PluginManager | None = None) -> App
     server, health = build_server(servicers, interceptors, settings["server.reflection"])
     install_checkpoints(pm, engine, settings, server)
     return App(settings=settings, pm=pm, metrics=metrics, storage=storage, engine=engine, server=server,
-               health=health, launcher=launcher, logbook=logbook, access=access, tls=tls)
+               health=health, launcher=launcher, logbook=logbook, access=access, tls=tls,
+               retention=AuditRetention(storage, settings["audit.retention_days"]))

@@ -10,6 +10,7 @@ user guide shows. Values in ``config.yml`` may refer to the environment as
 
 from __future__ import annotations
 
+import difflib
 import math
 import os
 import re
@@ -89,6 +90,21 @@ def _ratio(value: Any) -> float:
     return number
 
 
+_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "kib": 2**10, "m": 10**6, "mb": 10**6, "mib": 2**20,
+               "g": 10**9, "gb": 10**9, "gib": 2**30, "t": 10**12, "tb": 10**12, "tib": 2**40}
+
+
+def _memory_size(value: Any) -> int:
+    """Bytes from ``1GB``, ``512MiB``, ``2048`` (bytes); 0 means no limit."""
+    if isinstance(value, bool):
+        raise ValueError("expected a size such as 512MB or 2GiB")
+    match = _SIZE.fullmatch(str(value).strip())
+    if match is None or match.group(2).lower() not in _SIZE_UNITS:
+        raise ValueError(f"{value!r} is not a size (such as 512MB, 2GiB, or a number of bytes)")
+    return int(float(match.group(1)) * _SIZE_UNITS[match.group(2).lower()])
+
+
 def _choice(*choices: str) -> Callable[[Any], str]:
     def parse(value: Any) -> str:
         text = str(value).strip().lower()
@@ -162,6 +178,19 @@ OPTIONS: dict[str, Option] = {
     for o in [
         Option("system.max_agents", _positive_int, 10, "Most supervised agent processes on this machine."),
         Option("system.log_level", _choice("debug", "info", "warning", "error"), "info", "Log level."),
+        Option("system.max_concurrent_tasks", _non_negative_int, 0,
+               "Most tasks running at once; further tasks wait QUEUED, saying so; 0: no cap."),
+        Option("system.max_memory", _memory_size, 0,
+               "Memory all supervised agent processes may reserve together (e.g. 8GB); 0: no cap."),
+        Option("system.max_cpu_cores", _non_negative_number, 0.0,
+               "CPUs supervised agents may run on (the first N, rounded up); 0: all."),
+        Option("agents.defaults.max_memory", _memory_size, 0,
+               "Data segment limit of each supervised agent process (e.g. 1GB); 0: its share of "
+               "system.max_memory, or none."),
+        Option("agents.defaults.max_cpu_cores", _non_negative_number, 0.0,
+               "CPUs each supervised agent may run on (rounded up); 0: all those of system.max_cpu_cores."),
+        Option("audit.retention_days", _non_negative_int, 365,
+               "Days audit records are kept (older ones are deleted daily); 0 keeps them forever."),
         Option("database.primary_url", _text, "", "SQLAlchemy URL; empty means SQLite in MAOS_HOME."),
         Option("database.migrate_on_start", _bool, True,
                "Apply migrations when the server starts; off, it refuses a database not at the latest "
@@ -223,6 +252,32 @@ OPTIONS: dict[str, Option] = {
 }
 
 
+#: The guides' spellings of settings MAOS names otherwise (``tasks.defaults.max_retries``).
+ALIASES: dict[str, str] = {
+    f"tasks.defaults.{key.removeprefix('tasks.default_')}": key for key in OPTIONS if key.startswith("tasks.default_")
+}
+
+
+def canonical_key(key: str) -> str:
+    """The option ``key`` names (itself, or what an alias stands for).
+
+    Raises:
+        InvalidArgument: No such setting; the message suggests the closest one.
+    """
+    if key in OPTIONS:
+        return key
+    if key in ALIASES:
+        return ALIASES[key]
+    raise InvalidArgument(f"unknown setting {key!r}{did_you_mean(key)}; `maos config get` lists every setting",
+                          field="key")
+
+
+def did_you_mean(key: str) -> str:
+    """`` (did you mean 'x'?)`` for the setting closest to ``key``, or ``""``."""
+    close = difflib.get_close_matches(key, [*OPTIONS, *ALIASES], n=1, cutoff=0.7)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
 def default_home() -> Path:
     """``$MAOS_HOME`` or ``~/.maos``."""
     return Path(os.environ.get("MAOS_HOME") or Path.home() / ".maos").expanduser()
@@ -248,10 +303,13 @@ def _expand_env(value: Any, environ: Mapping[str, str]) -> Any:
 class Settings:
     """Resolved settings; read them as ``settings["scheduler.lease_ttl"]``."""
 
-    def __init__(self, home: Path, values: dict[str, Any], sources: dict[str, str]):
+    def __init__(self, home: Path, values: dict[str, Any], sources: dict[str, str],
+                 warnings: list[str] | None = None):
         self.home = home
         self._values = values
         self._sources = sources
+        #: What loading found but ignored (unknown keys of config.yml), one sentence each.
+        self.warnings = list(warnings or [])
 
     def __getitem__(self, key: str) -> Any:
         return self._values[key]
@@ -264,9 +322,9 @@ class Settings:
         """A copy with some values replaced (validated like any other source)."""
         values, sources = dict(self._values), dict(self._sources)
         for key, raw in overrides.items():
-            values[key] = parse_value(key, raw)
-            sources[key] = "override"
-        return Settings(self.home, values, sources)
+            values[canonical_key(key)] = parse_value(key, raw)
+            sources[canonical_key(key)] = "override"
+        return Settings(self.home, values, sources, self.warnings)
 
     @property
     def database_url(self) -> str:
@@ -292,9 +350,7 @@ class Settings:
 
 def parse_value(key: str, raw: Any) -> Any:
     """Validate and convert one value; unknown keys and bad values raise InvalidArgument."""
-    option = OPTIONS.get(key)
-    if option is None:
-        raise InvalidArgument(f"unknown setting {key!r}", field="key")
+    option = OPTIONS[canonical_key(key)]
     try:
         return option.parse(raw)
     except (TypeError, ValueError) as exc:
@@ -311,20 +367,23 @@ def load_settings(
     home = (home or Path(environ.get("MAOS_HOME") or Path.home() / ".maos")).expanduser()
     values = {key: o.default for key, o in OPTIONS.items()}
     sources = dict.fromkeys(OPTIONS, "default")
+    warnings: list[str] = []
     config_file = home / "config.yml"
     if config_file.exists():
         loaded = yaml.safe_load(config_file.read_text()) or {}
         if not isinstance(loaded, Mapping):
             raise InvalidArgument(f"{config_file} must hold a mapping of sections", field="config.yml")
         for key, raw in _flatten(loaded).items():
-            if key in OPTIONS:
-                values[key] = parse_value(key, _expand_env(raw, environ))
-                sources[key] = "file"
+            if key in OPTIONS or key in ALIASES:
+                values[canonical_key(key)] = parse_value(key, _expand_env(raw, environ))
+                sources[canonical_key(key)] = "file"
+            else:
+                warnings.append(f"{config_file}: unknown setting {key!r} ignored{did_you_mean(key)}")
     for key, option in OPTIONS.items():
         if option.env_var in environ:
             values[key] = parse_value(key, environ[option.env_var])
             sources[key] = "env"
-    settings = Settings(home, values, sources)
+    settings = Settings(home, values, sources, warnings)
     return settings.with_overrides(overrides) if overrides else settings
 
 

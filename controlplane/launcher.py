@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from agent_sdk.tls import ClientTls, TlsFileError
+from controlplane.agent_limits import AgentLimits
 from controlplane.errors import FailedPrecondition, InvalidArgument, Unavailable
 
 log = logging.getLogger(__name__)
@@ -51,8 +52,11 @@ class Launch:
 class LocalLauncher:
     """Starts and supervises agent processes on this machine."""
 
-    def __init__(self, server_address: str, home: Path | None = None, max_agents: int = 10):
+    def __init__(self, server_address: str, home: Path | None = None, max_agents: int = 10,
+                 limits: AgentLimits | None = None):
         self.server_address = server_address
+        #: Memory and CPU limits set on every process started (``system.max_*``, ``agents.defaults.*``).
+        self.limits = limits or AgentLimits()
         self.home = home  # the agents' MAOS_HOME (custom agent types live in its agents/)
         self.log_dir = home / "logs" if home is not None else None
         self.max_agents = max_agents
@@ -98,6 +102,7 @@ class LocalLauncher:
         """Start one supervised agent process of ``agent_type``."""
         if self._cannot_launch:
             raise FailedPrecondition(self._cannot_launch, reason="ERROR_REASON_NOT_SUPPORTED")
+        self.limits.admit(self.active)
         launch_id = secrets.token_hex(6)
         args = [sys.executable, "-m", "agent_sdk.runner", "run", "--type", agent_type,
                 "--server", self.server_address, "--launch-id", launch_id, "--grace", "10",
@@ -133,6 +138,10 @@ class LocalLauncher:
             *launch.args, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
             stderr=stderr, env=env, start_new_session=True,
         )
+        try:
+            self.limits.apply(launch.process.pid)
+        except OSError as exc:  # the process already exited: its supervisor sees that
+            log.warning("cannot limit agent process %s (%s): %s", launch.id, launch.agent_type, exc)
         if stderr is not None:
             stderr.close()
 

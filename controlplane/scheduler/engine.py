@@ -109,6 +109,11 @@ class Engine(AgentSide, Consensus, Watching):
         self._tokens: dict[SubKey, int] = {}
         self._running_per_task: dict[str, int] = defaultdict(int)
         self._parked: dict[str, list[tuple[tuple[str, str], Entry]]] = defaultdict(list)
+        #: ``system.max_concurrent_tasks`` (0: no cap): tasks RUNNING at once.
+        self.max_running_tasks: int = settings["system.max_concurrent_tasks"]
+        self._running_tasks: set[str] = set()
+        #: Work of tasks that cannot start until a running task ends (the cap above is reached).
+        self._awaiting_task_slot: list[tuple[tuple[str, str], Entry]] = []
         self._delayed: dict[SubKey, asyncio.TimerHandle] = {}
         self._timeouts: dict[str, asyncio.TimerHandle] = {}
         self._dependants: dict[str, set[str]] = defaultdict(set)
@@ -206,7 +211,7 @@ class Engine(AgentSide, Consensus, Watching):
             planning.cancel()
         for mapping in (self._delayed, self._timeouts, self._round_timers, self._planning, self.tasks,
                         self.subtasks, self.leases, self._tokens, self._running_per_task, self._parked,
-                        self._dependants):
+                        self._dependants, self._running_tasks, self._awaiting_task_slot):
             mapping.clear()
         for session in self.sessions.values():
             session.running.clear()
@@ -220,6 +225,8 @@ class Engine(AgentSide, Consensus, Watching):
         for task in tasks:
             self.tasks[task.id] = task
             self.subtasks[task.id] = {}
+            if task.status == TaskStatus.RUNNING:
+                self._running_tasks.add(task.id)
         for sub in subtasks:
             self.subtasks.setdefault(sub.task_id, {})[sub.id] = sub
         for task in tasks:
@@ -530,14 +537,21 @@ class Engine(AgentSide, Consensus, Watching):
 
     def _runnable(self, entry: Entry, session: AgentSession) -> bool:
         task = self.tasks[entry.task_id]
-        return self._running_per_task[entry.task_id] < task.max_agents and \
+        return self._running_per_task[entry.task_id] < task.max_agents and self._task_may_run(task) and \
             self._candidate_allowed(task, entry.subtask_id, session)
+
+    def _task_may_run(self, task: Task) -> bool:
+        """Whether ``task`` runs already or may start under ``system.max_concurrent_tasks``."""
+        return not self.max_running_tasks or task.id in self._running_tasks \
+            or len(self._running_tasks) < self.max_running_tasks
 
     def _park(self, entry: Entry, skipped: list[tuple[tuple[str, str], Entry]]) -> None:
         task = self.tasks[entry.task_id]
         sub = self.subtasks[entry.task_id][entry.subtask_id]
         heap_key = (sub.agent_type, sub.capability)
-        if self._running_per_task[entry.task_id] < task.max_agents:
+        if not self._task_may_run(task):
+            self._awaiting_task_slot.append((heap_key, entry))  # back when a running task ends
+        elif self._running_per_task[entry.task_id] < task.max_agents:
             skipped.append((heap_key, entry))  # another agent may take it now
         else:
             self._parked[entry.task_id].append((heap_key, entry))  # back when the task runs less
@@ -644,6 +658,14 @@ class Engine(AgentSide, Consensus, Watching):
         before = task.status
         task.status = status
         task.update_time = now()
+        if status == TaskStatus.RUNNING:
+            self._running_tasks.add(task.id)
+        elif before == TaskStatus.RUNNING:
+            self._running_tasks.discard(task.id)
+            for heap_key, entry in self._awaiting_task_slot:  # a slot is free: their turn again
+                self.queue.push_entry(heap_key, entry)
+            self._awaiting_task_slot.clear()
+            self._kick()
         self.committer.task(task)
         self.metrics.task_transition(before, status)  # type: ignore[attr-defined]
         self._publish(
@@ -938,6 +960,9 @@ class Engine(AgentSide, Consensus, Watching):
                     reasons.append(f"no connected agent has capability {sub.capability}")
             elif self._running_per_task.get(task.id, 0) >= task.max_agents:
                 reasons.append(f"at its max_agents ({task.max_agents})")
+            elif not self._task_may_run(task):
+                reasons.append(f"waiting for one of the {len(self._running_tasks)} running tasks to end "
+                               f"(system.max_concurrent_tasks: {self.max_running_tasks})")
             elif all(s.paused or s.draining for s in candidates):
                 reasons.append("every agent that could take it is paused or draining")
             else:

@@ -277,6 +277,18 @@ class SchemaStatus(NamedTuple):
 
 
 @runtime_checkable
+class PrunesAudit(Protocol):
+    """An optional capability of a backend that can delete old audit records (``audit.retention_days``).
+
+    The audit log is append-only for callers; only retention removes records, the oldest
+    first. A backend without this capability keeps every record.
+    """
+
+    def delete_audit_before(self, time: float) -> int:
+        """Delete the audit records older than ``time`` (seconds since the epoch); how many were deleted."""
+
+
+@runtime_checkable
 class ReportsSchema(Protocol):
     """An optional capability of a backend that can tell its schema revision without changing anything.
 

@@ -49,7 +49,9 @@ from controlplane.domain.model import (
     Usage,
 )
 from controlplane.errors import Aborted, AlreadyExists
-from controlplane.storage.base import IdempotencyRecord, StateValue, StorageBackend, TaskQuery, WriteBatch
+from controlplane.storage.base import (
+    IdempotencyRecord, PrunesAudit, StateValue, StorageBackend, TaskQuery, WriteBatch,
+)
 
 _T0 = 1_700_000_000.123456  # a fixed time with a fractional part, to check float precision
 
@@ -680,3 +682,14 @@ class StorageContract:
         assert ids(limit=2) == ["r3", "r2"]
         assert ids(before_seq=seqs[1], limit=2) == ["r1", "r0"]  # keyset: the next page
         assert ids(before_seq=seqs[3]) == []
+
+    def test_audit_retention_deletes_only_older_records(self, backend: StorageBackend) -> None:
+        if not isinstance(backend, PrunesAudit):
+            pytest.skip("the backend keeps every audit record (no PrunesAudit capability)")
+        records = [{"id": f"old{n}", "time": _T0 + n, "principal": "users/alice", "key_id": "", "peer": "",
+                    "method": "/maos.v1.TaskService/SubmitTask", "resource": "", "decision": "ALLOW",
+                    "status_code": "OK", "request_id": "", "reason": ""} for n in range(5)]
+        backend.write(WriteBatch(audit=records))
+        assert backend.delete_audit_before(_T0 + 3) == 3
+        assert [r["id"] for r in backend.list_audit()] == ["old4", "old3"]
+        assert backend.delete_audit_before(_T0 + 3) == 0

@@ -46,3 +46,28 @@ def test_bad_values_change_nothing(tmp_path: Path) -> None:
         result = invoke(home, "config", "set", *args)
         assert result.exit_code == 4 and fragment in result.output
     assert not (home / "config.yml").exists()
+
+
+def test_set_keeps_the_files_comments_and_takes_the_guides_spellings(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "config.yml").write_text("# My settings\nsystem:\n  max_agents: 10  # enough for now\n"
+                                     "tasks:\n  default_max_retries: 3\n")
+    assert invoke(home, "config", "set", "agents.defaults.max_memory", "2GB").exit_code == 0
+    result = invoke(home, "config", "set", "tasks.defaults.max_retries", "2")  # the best practices' name
+    assert result.exit_code == 0, result.output
+    text = (home / "config.yml").read_text()
+    assert text.startswith("# My settings\n") and "max_agents: 10  # enough for now" in text
+    data = yaml.safe_load(text)
+    assert data["tasks"] == {"default_max_retries": 2}
+    assert data["agents"] == {"defaults": {"max_memory": "2GB"}}
+
+
+def test_an_unknown_key_is_refused_with_the_closest_one(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    result = invoke(home, "config", "set", "system.max_memry", "8GB")
+    assert result.exit_code == 4
+    assert "unknown setting 'system.max_memry' (did you mean 'system.max_memory'?)" in result.output
+    result = invoke(home, "config", "set", "audit.log_level", "detailed")
+    assert result.exit_code == 4 and "unknown setting 'audit.log_level'" in result.output
+    assert not (home / "config.yml").exists()

@@ -142,6 +142,7 @@ class AgentServicer(agents_grpc.AgentServiceServicer):
                 raise ResourceExhausted(
                     f"spawning {count} more would exceed system.max_agents ({limit}; {self.launcher.active} running)"
                 )
+            self.launcher.limits.admit(self.launcher.active, count)  # system.max_memory, all or none
             return [
                 await self.launcher.spawn(spec.name, capabilities=list(request.capabilities) or None,
                                           max_concurrency=request.max_concurrency, labels=dict(request.labels))

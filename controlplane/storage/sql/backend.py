@@ -18,7 +18,7 @@ from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, Insert, Table, create_engine, event, func, or_, select, text
+from sqlalchemy import Engine, Insert, Table, create_engine, delete, event, func, or_, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
@@ -671,6 +671,13 @@ class SqlBackend:
             stmt = stmt.where(a.c.seq < before_seq)
         with translate_errors(), self.engine.connect() as conn:
             return [{**json.loads(data), "seq": seq} for seq, data in conn.execute(stmt).all()]
+
+
+    def delete_audit_before(self, time: float) -> int:
+        """Delete audit records older than ``time`` (``audit.retention_days``); how many went."""
+        a = schema.audit_records
+        with translate_errors(), self._writes.begin() as conn:
+            return conn.execute(delete(a).where(a.c.time < time)).rowcount
 
 
 def _audit_rows(records: Sequence[dict[str, Any]]) -> list[tuple[Any, ...]]:

@@ -379,10 +379,14 @@ class Client:
             name=task_name(id_or_name), reason=reason, request_id=request_id or str(uuid.uuid4())))
         return response.task
 
-    async def retry_task(self, id_or_name: str, *, request_id: str | None = None) -> msgs.Task:
-        """Run a FAILED or CANCELLED task again."""
-        response = await self.tasks.RetryTask(tasks_pb.RetryTaskRequest(
-            name=task_name(id_or_name), request_id=request_id or str(uuid.uuid4())))
+    async def retry_task(self, id_or_name: str, *, max_agents: int | None = None, timeout: float | None = None,
+                         request_id: str | None = None) -> msgs.Task:
+        """Run a FAILED or CANCELLED task again, optionally with a new ``max_agents`` and ``timeout`` (seconds)."""
+        request = tasks_pb.RetryTaskRequest(name=task_name(id_or_name), request_id=request_id or str(uuid.uuid4()),
+                                            max_agents=max_agents)
+        if timeout is not None:
+            request.timeout.FromNanoseconds(int(timeout * 1e9))
+        response = await self.tasks.RetryTask(request)
         return response.task
 
     async def update_task(self, id_or_name: str, priority: str | int | None = None, max_agents: int | None = None,

@@ -48,6 +48,8 @@ EXIT_UNAUTHENTICATED = 7
 EXIT_RESOURCE_EXHAUSTED = 8
 EXIT_TIMEOUT = 9
 EXIT_TASK_FAILED = 10
+#: Interrupted with Ctrl-C (128 + SIGINT, as shells report it).
+EXIT_INTERRUPTED = 130
 
 EXIT_CODES: dict[grpc.StatusCode, int] = {
     grpc.StatusCode.NOT_FOUND: EXIT_NOT_FOUND,
@@ -111,7 +113,9 @@ def describe(exc: MaosRpcError) -> str:
     elif exc.code == grpc.StatusCode.DEADLINE_EXCEEDED:
         text = f"the call timed out ({exc.message}); raise --timeout or check the control plane"
     elif exc.code == grpc.StatusCode.UNAUTHENTICATED:
-        text += " (set --token or MAOS_TOKEN)"
+        from cli._options import credentials_hint
+
+        text += " (set --token or MAOS_TOKEN)" + credentials_hint()
     lines = [text]
     for field, description in exc.field_violations:
         if field in text and description in text:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -55,6 +56,26 @@ def state() -> State:
     if not isinstance(root.obj, State):
         root.obj = State()
     return root.obj
+
+
+def credentials_hint() -> str:
+    """Why the credentials file's key may be refused: it was issued by another database than the configured one."""
+    from controlplane.access.bootstrap import credentials_database, credentials_path
+    from controlplane.app import shown_url
+    from controlplane.config import default_home, load_settings
+
+    home = default_home()
+    if state().token or not credentials_path(home).exists():  # a key given as --token or MAOS_TOKEN
+        return ""
+    try:
+        configured = shown_url(load_settings().database_url)
+    except Exception:  # noqa: BLE001 - a hint must never hide the real error
+        return ""
+    recorded = credentials_database(home)
+    if recorded is None or recorded == configured:
+        return ""
+    return (f"\n  the key in {credentials_path(home)} was issued by {recorded}, but database.primary_url is now "
+            f"{configured}: run `maos init` to issue an admin key there")
 
 
 def resolve_token(token: str | None) -> str | None:
@@ -157,6 +178,40 @@ class KeyValue(click.ParamType):
         if not sep or not key.strip():
             self.fail(f"{value!r} is not KEY=VALUE", param, ctx)
         return key.strip(), val
+
+
+class Metadata(click.ParamType):
+    """Task metadata: ``KEY=VALUE``, or a JSON object of several (``'{"team": "docs", "run": 3}'``).
+
+    Values are text: JSON numbers and booleans become their JSON spelling, objects and lists their JSON.
+    """
+
+    name = "KEY=VALUE|JSON"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> dict[str, str]:
+        if isinstance(value, dict):
+            return value
+        text = str(value)
+        if text.lstrip().startswith("{"):
+            try:
+                loaded = json.loads(text)
+            except json.JSONDecodeError as exc:
+                self.fail(f"{short_text(text)!r} is not a JSON object: {exc.msg} at character {exc.pos}", param, ctx)
+            if not isinstance(loaded, dict):
+                self.fail("a JSON value here must be an object of KEY: VALUE", param, ctx)
+            return {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in loaded.items()}
+        key, val = KeyValue().convert(text, param, ctx)
+        return {key: val}
+
+
+def merge_metadata(items: tuple[dict[str, str], ...]) -> dict[str, str]:
+    """The ``--metadata`` options given, later ones winning."""
+    return {k: v for item in items for k, v in item.items()}
+
+
+def short_text(text: str, limit: int = 40) -> str:
+    """``text`` cut to ``limit`` characters (with ``…``), for quoting input back in an error."""
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 _RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$", re.IGNORECASE)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import click
@@ -33,6 +34,11 @@ def _pairs(a: msgs.Agent) -> list[tuple[str, Any]]:
         ("Disconnected", when(a.disconnect_time)),
         ("Usage", f"{u.input_tokens} input / {u.output_tokens} output tokens" if u.model_calls else ""),
     ]
+
+
+#: Seconds ``kill --force`` waits for the agent to be gone before reporting what it is.
+FORCE_WAIT = 10.0
+_GONE = (enums.AGENT_STATUS_TERMINATED, enums.AGENT_STATUS_DISCONNECTED)
 
 
 def _one(agent: msgs.Agent) -> None:
@@ -109,7 +115,18 @@ def kill(agent_id: str, force: bool, grace: float | None) -> None:
     Drains it within --grace, then ends a supervised process; --force ends it
     at once and its work goes back to the queue.
     """
-    _one(run(lambda client: client.terminate_agent(agent_id, force=force, grace=grace)))
+    async def action(client: Client) -> msgs.Agent:
+        agent = await client.terminate_agent(agent_id, force=force, grace=grace)
+        if not force:
+            return agent  # DRAINING: it finishes its work within --grace first
+        # --force: the agent was told to leave at once; report it once it is gone.
+        deadline = asyncio.get_running_loop().time() + FORCE_WAIT
+        while agent.status not in _GONE and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.1)
+            agent = await client.get_agent(agent_id)
+        return agent
+
+    _one(run(action))
 
 
 agent.add_command(kill, "kill")

@@ -151,7 +151,8 @@ def _report_text(r: Any) -> str:
 @click.option("--checkpoint", "checkpoint_id", default="", metavar="ID", help="Checkpoint (default: the newest).")
 @click.option("--verify", is_flag=True, help="Check integrity and report what would change; change nothing.")
 @click.option("--component", "components", multiple=True, metavar="NAME",
-              help="Restore only this component (tasks, agents, ...); repeatable.")
+              help="Restore only this component (tasks, agents, ...; the guide's task_manager and agent_pool "
+                   "name tasks and agents); repeatable.")
 @click.option("--requeue-later-work", is_flag=True,
               help="Queue work accepted after the checkpoint again from the start (default: keep it).")
 @click.option("--offline", is_flag=True,

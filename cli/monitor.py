@@ -17,7 +17,7 @@ from agent_sdk.client import Client
 from agent_sdk.errors import MaosRpcError
 from agent_sdk.proto.maos.v1 import enums_pb2 as enums
 from agent_sdk.proto.maos.v1 import messages_pb2 as msgs
-from cli._errors import handle_errors
+from cli._errors import EXIT_INTERRUPTED, handle_errors
 from cli._options import Duration, output_option, run
 from cli._output import (
     bare_id,
@@ -36,8 +36,6 @@ from cli._output import (
 
 #: Unfinished tasks, as the snapshot lists them.
 ACTIVE = [enums.TASK_STATUS_PENDING, enums.TASK_STATUS_QUEUED, enums.TASK_STATUS_RUNNING]
-#: Exit status after Ctrl-C, as a shell reports a process ended by SIGINT.
-EXIT_INTERRUPTED = 130
 #: A broken event stream is opened again after this long, doubling up to the cap.
 RECONNECT_DELAY, RECONNECT_DELAY_CAP = 0.5, 5.0
 

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -19,9 +20,11 @@ from agent_sdk.client import Client
 from agent_sdk.errors import MaosRpcError
 from agent_sdk.proto.maos.v1 import enums_pb2 as enums
 from agent_sdk.tls import ClientTls
-from cli._errors import EXIT_FAILED_PRECONDITION, EXIT_GENERIC, EXIT_TIMEOUT, CliError, handle_errors
+from cli._errors import (
+    EXIT_FAILED_PRECONDITION, EXIT_GENERIC, EXIT_INTERRUPTED, EXIT_TIMEOUT, CliError, handle_errors,
+)
 from cli._options import Duration, make_client, output_option, resolve_tls, run, start_options, state
-from cli._output import counts_text, duration_text, emit, health_table, key_values, message, table, when
+from cli._output import counts_text, duration_text, emit, health_table, key_values, message, table, to_data, when
 
 PID_FILE = "maos.pid"
 LOG_FILE = "controlplane.log"
@@ -104,14 +107,18 @@ def _tail(path: Path, offset: int, lines: int = 25) -> str:
 # --- init, start, stop, restart -------------------------------------------------------------------
 
 @click.command()
-@click.option("--force", is_flag=True, help="Overwrite an existing config.yml with the defaults.")
+@click.option("--force", is_flag=True, help="Overwrite an existing config.yml with the defaults (and issue a new key).")
+@click.option("--new-admin-key", is_flag=True,
+              help="Issue a new admin key in the configured database (keeps config.yml).")
 @output_option
 @handle_errors
-def init(force: bool) -> None:
+def init(force: bool, new_admin_key: bool) -> None:
     """Create $MAOS_HOME (default ~/.maos) with config.yml, agents/, logs/ and an admin API key.
 
     The key is written to $MAOS_HOME/credentials (mode 0600), which the CLI
-    uses when neither --token nor MAOS_TOKEN is given.
+    uses when neither --token nor MAOS_TOKEN is given. Run again after
+    changing database.primary_url: the old key lives in the old database, so
+    a new admin key is issued in the new one.
     """
     from controlplane.config import DEFAULT_CONFIG_YML
 
@@ -132,7 +139,7 @@ def init(force: bool) -> None:
     from controlplane.access.bootstrap import bootstrap_admin
     from controlplane.config import load_settings
 
-    credentials = bootstrap_admin(load_settings(home=home), force=force)
+    credentials = bootstrap_admin(load_settings(home=home), force=force or new_admin_key)
     if credentials is not None:
         created.append(str(credentials))
     else:
@@ -383,12 +390,19 @@ def status(detailed: bool, resources: bool, performance: bool, memory: bool, sys
 def health(components: tuple[str, ...], all_: bool, continuous: bool, interval: float) -> None:
     """Check the control plane's components; exits 1 when one is UNHEALTHY."""
     wanted = () if all_ else components
-    while True:
-        result = run(lambda client: client.health(wanted))
-        emit(result, lambda: health_table(result))
-        if not continuous:
-            break
-        time.sleep(interval)
+    try:
+        while True:
+            result = run(lambda client: client.health(wanted))
+            if continuous:  # each check says when it was made
+                checked = datetime.now().astimezone()
+                emit({"time": checked.isoformat(timespec="seconds"), **to_data(result)},
+                     lambda: f"== {checked:%Y-%m-%d %H:%M:%S %Z} ==\n{health_table(result)}\n")
+            else:
+                emit(result, lambda: health_table(result))
+                break
+            time.sleep(interval)
+    except KeyboardInterrupt:
+        raise SystemExit(EXIT_INTERRUPTED) from None
     if result.state == enums.COMPONENT_STATE_UNHEALTHY:
         raise CliError("the control plane is UNHEALTHY", EXIT_GENERIC)
 

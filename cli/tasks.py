@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from datetime import datetime
 from typing import Any
 
@@ -18,8 +19,9 @@ from cli._options import (
     TASK_STATUSES,
     Duration,
     UpperChoice,
-    KeyValue,
+    Metadata,
     Since,
+    merge_metadata,
     normalize_priority,
     output_option,
     priority_option,
@@ -35,6 +37,7 @@ from cli._output import (
     key_values,
     message,
     short,
+    seconds_text,
     status_text,
     table,
     to_data,
@@ -125,9 +128,10 @@ def _plan_text(plan: msgs.ExecutionPlan) -> str:
     return f"{head}\n\n{steps}"
 
 
-def _results_text(result: msgs.TaskResult) -> str:
+def _results_text(result: msgs.TaskResult, warnings: list[str] | None = None) -> str:
     u = result.usage
     parts = [key_values([
+        ("Warnings", "; ".join(warnings or [])),
         ("Task", bare_id(result.task)), ("Status", status_text(enum_label(enums.TaskStatus, result.status,
                                                                           "TASK_STATUS_"))),
         ("Failure", _failure(result.failure)),
@@ -137,6 +141,15 @@ def _results_text(result: msgs.TaskResult) -> str:
     ])]
     parts.append("\n" + (result.output or "(no output)"))
     return "\n".join(parts)
+
+
+def _ran(task: msgs.Task) -> str:
+    """How long a task ran (or has been running), empty before it started."""
+    if not task.start_time.seconds:
+        return ""
+    start = task.start_time.seconds + task.start_time.nanos / 1e9
+    end = task.end_time.seconds + task.end_time.nanos / 1e9 if task.end_time.seconds else time.time()
+    return seconds_text(max(0.0, end - start))
 
 
 def _exit_for(task: msgs.Task) -> None:
@@ -166,7 +179,8 @@ def task() -> None:
               metavar="SECONDS", help="Wall-clock limit of the task (no limit when unset).")
 @click.option("--context", default=None, help="Background every agent sees.")
 @click.option("--constraints", default=None, help="Rules the result must follow.")
-@click.option("--metadata", multiple=True, type=KeyValue(), help="A label KEY=VALUE (repeatable).")
+@click.option("--metadata", multiple=True, type=Metadata(),
+              help="A label KEY=VALUE, or a JSON object of several (repeatable).")
 @click.option("--max-retries", type=click.IntRange(0, MAX_RETRIES), default=None,
               help="Retries of each failed subtask (default: tasks.default_max_retries).")
 @click.option("--retry-backoff", "initial_backoff", type=Duration(max_seconds=MAX_INITIAL_BACKOFF), default=None,
@@ -187,7 +201,7 @@ def task() -> None:
 def submit(description: str, task_type: str | None, priority: str | None, max_agents: int | None,
            depends_on: tuple[str, ...], require_consensus: bool, consensus_threshold: float | None,
            task_timeout: float | None, context: str | None, constraints: str | None,
-           metadata: tuple[tuple[str, str], ...], max_retries: int | None, initial_backoff: float | None,
+           metadata: tuple[dict[str, str], ...], max_retries: int | None, initial_backoff: float | None,
            backoff_multiplier: float | None, max_backoff: float | None, agent_type: str | None,
            request_id: str | None, wait: bool, wait_timeout: float | None) -> None:
     """Submit a task described in plain language; prints its id.
@@ -204,7 +218,7 @@ def submit(description: str, task_type: str | None, priority: str | None, max_ag
                        max_agents=max_agents or 0, depends_on=split_csv(depends_on),
                        require_consensus=require_consensus, consensus_threshold=consensus_threshold,
                        timeout=task_timeout, context=context or "", constraints=constraints or "",
-                       metadata=dict(metadata), max_retries=max_retries, agent_type=agent_type or "",
+                       metadata=merge_metadata(metadata), max_retries=max_retries, agent_type=agent_type or "",
                        initial_backoff=initial_backoff, backoff_multiplier=backoff_multiplier,
                        max_backoff=max_backoff)
 
@@ -221,8 +235,8 @@ def submit(description: str, task_type: str | None, priority: str | None, max_ag
     if final is None:
         emit({"task_id": task_id}, lambda: task_id)
         return
-    emit({"task_id": task_id, "status": _status(final), "result": to_data(result)},
-         lambda: _results_text(result))
+    emit({"task_id": task_id, "status": _status(final), "warnings": list(final.warnings), "result": to_data(result)},
+         lambda: _results_text(result, list(final.warnings)))
     _exit_for(final)
 
 
@@ -236,10 +250,11 @@ def submit(description: str, task_type: str | None, priority: str | None, max_ag
 @click.option("--since", type=Since(), default=None, help="Only tasks created since 1h, 30m, 7d... or an ISO time.")
 @click.option("--limit", type=click.IntRange(min=1), default=50, help="Most tasks shown.")
 @click.option("--all", "all_", is_flag=True, help="Every matching task (ignores --limit).")
+@click.option("--detailed", is_flag=True, help="More columns: agents, timing, retries and why a task waits.")
 @output_option
 @handle_errors
 def list_(statuses: tuple[str, ...], task_types: tuple[str, ...], priorities: tuple[str, ...],
-          since: datetime | None, limit: int, all_: bool) -> None:
+          since: datetime | None, limit: int, all_: bool, detailed: bool) -> None:
     """List tasks, newest first."""
     filters = {"statuses": [enums.TaskStatus.Value("TASK_STATUS_" + s.upper()) for s in statuses],
                "task_types": list(task_types), "priorities": [normalize_priority(p) for p in priorities],
@@ -249,6 +264,15 @@ def list_(statuses: tuple[str, ...], task_types: tuple[str, ...], priorities: tu
         return [t async for t in client.iter_tasks(limit=None if all_ else limit, **filters)]
 
     found = run(action)
+    if detailed:
+        emit({"tasks": found}, lambda: table(
+            ["ID", "STATUS", "PRIORITY", "TYPE", "PROGRESS", "AGENTS", "CREATED", "RAN", "RETRIES", "REASON",
+             "DESCRIPTION"],
+            [[bare_id(t.name), status_text(_status(t)), _priority(t.priority), t.task_type or t.agent_type,
+              _progress(t), f"{t.subtasks_running}/{t.max_agents}", when(t.create_time), _ran(t), t.retries or "",
+              short(_failure(t.failure) or t.status_reason, 40), short(t.description, 40)] for t in found],
+            empty="No tasks."))
+        return
     emit({"tasks": found}, lambda: table(
         ["ID", "STATUS", "PRIORITY", "TYPE", "PROGRESS", "CREATED", "DESCRIPTION"],
         [[bare_id(t.name), status_text(_status(t)), _priority(t.priority), t.task_type,
@@ -340,11 +364,14 @@ def wait_(task_id: str, wait_timeout: float | None) -> None:
 
 @task.command()
 @task_id_argument
+@click.option("--max-agents", type=MAX_AGENTS, default=None, help="Most agents at once for the new run.")
+@click.option("--timeout", "task_timeout", type=click.FloatRange(0, int(MAX_TIMEOUT), min_open=True), default=None,
+              metavar="SECONDS", help="Wall-clock limit of the new run (default: the task's own).")
 @output_option
 @handle_errors
-def retry(task_id: str) -> None:
+def retry(task_id: str, max_agents: int | None, task_timeout: float | None) -> None:
     """Run a FAILED or CANCELLED task again (completed subtasks are kept)."""
-    retried = run(lambda client: client.retry_task(task_id))
+    retried = run(lambda client: client.retry_task(task_id, max_agents=max_agents, timeout=task_timeout))
     emit(retried, lambda: f"{bare_id(retried.name)} {status_text(_status(retried))}")
 
 

@@ -10,6 +10,9 @@ COMPONENT_TABLES: dict[str, tuple[str, ...]] = {
     "agents": ("agents",),
 }
 
+#: The user guide's names of components (``maos recover --component task_manager``).
+COMPONENT_ALIASES = {"task_manager": "tasks", "agent_pool": "agents"}
+
 #: Components RecoverRequest may name (the proto's list); the rest are not captured yet.
 KNOWN_COMPONENTS = ("tasks", "agents", "templates", "batches", "access", "webhooks", "config")
 

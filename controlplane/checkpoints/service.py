@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from controlplane.checkpoints import payload as codec
-from controlplane.checkpoints.record import COMPONENT_TABLES, KNOWN_COMPONENTS, CheckpointRecord
+from controlplane.checkpoints.record import (
+    COMPONENT_ALIASES, COMPONENT_TABLES, KNOWN_COMPONENTS, CheckpointRecord,
+)
 from controlplane.domain.model import Subtask, SubtaskStatus
 from controlplane.errors import AlreadyExists, InvalidArgument, NotFound
 from controlplane.storage.base import StorageBackend, TableRows, WriteBatch
@@ -126,10 +128,12 @@ def _groups(data: TableRows, component: str) -> dict[str, tuple[Any, ...]]:
 
 def plan_recovery(record: CheckpointRecord, components: list[str]) -> tuple[list[str], list[str]]:
     """The components to restore and the warnings about the requested ones (INVALID_ARGUMENT if unknown)."""
+    components = [COMPONENT_ALIASES.get(c, c) for c in components]
     unknown = [c for c in components if c not in KNOWN_COMPONENTS]
     if unknown:
         raise InvalidArgument(f"unknown component(s) {', '.join(map(repr, unknown))}; known: "
-                              f"{', '.join(KNOWN_COMPONENTS)}", field="components")
+                              f"{', '.join(KNOWN_COMPONENTS)} (task_manager and agent_pool name tasks and agents)",
+                              field="components")
     wanted = list(dict.fromkeys(components)) or list(record.components)
     warnings = [f"component {c!r} is not in this checkpoint; left as it is" for c in wanted
                 if c not in record.components]

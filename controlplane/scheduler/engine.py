@@ -849,8 +849,8 @@ class Engine(AgentSide, Consensus, Watching):
         await self.committer.durable()
         return task
 
-    async def retry(self, task_id: str) -> Task:
-        """Run a FAILED or CANCELLED task again, keeping its completed subtasks."""
+    async def retry(self, task_id: str, *, max_agents: int | None = None, timeout: float | None = None) -> Task:
+        """Run a FAILED or CANCELLED task again, keeping its completed subtasks (with new limits if given)."""
         task = await self.get_task(task_id)
         if task.status not in (TaskStatus.FAILED, TaskStatus.CANCELLED):
             raise FailedPrecondition(
@@ -868,6 +868,10 @@ class Engine(AgentSide, Consensus, Watching):
         self.tasks[task.id] = task
         self.subtasks[task.id] = {s.id: s for s in subs}
         task.retries += 1
+        if max_agents is not None:
+            task.max_agents = max_agents
+        if timeout is not None:
+            task.timeout = timeout
         task.failure = None
         task.end_time = None
         task.status_reason = ""

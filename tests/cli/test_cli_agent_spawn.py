@@ -90,6 +90,7 @@ async def test_kill_force_ends_the_process_at_once(cli: Maos, control_plane: App
     name, pid = agent["name"], int(agent["pid"])
     killed = await cli("agent", "kill", name, "--force")
     assert killed.exit_code == 0, killed.output
+    assert killed.stdout.split() == [name.removeprefix("agents/"), "TERMINATED"]  # not DRAINING: it is gone
     assert not alive(pid)  # --force waits for the process to end
     await wait_for(lambda: name.removeprefix("agents/") not in control_plane.engine.sessions, 10,
                    message="the killed agent's stream to end")

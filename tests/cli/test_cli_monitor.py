@@ -8,8 +8,7 @@ import os
 import signal
 import sys
 
-from cli._errors import EXIT_NOT_FOUND
-from cli.monitor import EXIT_INTERRUPTED
+from cli._errors import EXIT_INTERRUPTED, EXIT_NOT_FOUND
 from tests.cli.conftest import Maos, stdout_lines
 
 

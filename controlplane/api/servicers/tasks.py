@@ -17,7 +17,7 @@ from controlplane.api.paging import PageTokens, page_size
 from controlplane.api.pb import enums_pb, messages_pb, tasks_grpc, tasks_pb
 from controlplane.config import Settings
 from controlplane.domain.model import RetryPolicy, Task, TaskStatus
-from controlplane.domain.tasks import validate_request_id, validate_task
+from controlplane.domain.tasks import MAX_TIMEOUT, validate_request_id, validate_task
 from controlplane.errors import (
     FailedPrecondition, FieldViolation, InvalidArgument, MaosError, NotFound, ResourceExhausted,
 )
@@ -233,7 +233,14 @@ class TaskServicer(tasks_grpc.TaskServiceServicer):
     async def RetryTask(self, request: tasks_pb.RetryTaskRequest, context: grpc.aio.ServicerContext) -> tasks_pb.RetryTaskResponse:
         validate_request_id(request.request_id)
         task = await self._visible(request.name)
-        task = await self.engine.retry(task.id)
+        max_agents = request.max_agents if request.HasField("max_agents") else None
+        if max_agents is not None and not 1 <= max_agents <= 1000:
+            raise InvalidArgument(f"max_agents is {max_agents}; it must be between 1 and 1000", field="max_agents")
+        timeout = convert.seconds(request.timeout) if request.HasField("timeout") else None
+        if timeout is not None and not 0 < timeout <= MAX_TIMEOUT:
+            raise InvalidArgument(f"timeout must be more than 0 and at most {int(MAX_TIMEOUT)} seconds",
+                                  field="timeout")
+        task = await self.engine.retry(task.id, max_agents=max_agents, timeout=timeout)
         return tasks_pb.RetryTaskResponse(task=await self._task_pb(task))
 
     async def UpdateTask(self, request: tasks_pb.UpdateTaskRequest, context: grpc.aio.ServicerContext) -> tasks_pb.UpdateTaskResponse:

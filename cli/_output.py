@@ -6,9 +6,11 @@ a terminal and ``NO_COLOR`` is not set (https://no-color.org).
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
+import shutil
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
@@ -140,16 +142,42 @@ def _width(cell: str) -> int:
 
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[Any]], empty: str = "") -> str:
-    """An aligned plain-text table (the last column is not padded)."""
+    """A table: drawn with rich on a terminal, aligned plain text otherwise (the last column not padded).
+
+    Plain text is what scripts and pipes get (``maos task list | grep``): columns separated
+    by two spaces, no box characters, no colour.
+    """
     cells = [[("" if c is None else str(c)) for c in row] for row in rows]
     if not cells and empty:
         return empty
+    if sys.stdout.isatty():
+        return _rich_table(headers, cells)
     widths = [max([len(h), *(_width(r[i]) for r in cells)]) for i, h in enumerate(headers)]
     lines = []
     for row in [list(headers), *cells]:
         parts = [c + " " * (widths[i] - _width(c)) if i < len(row) - 1 else c for i, c in enumerate(row)]
         lines.append("  ".join(parts).rstrip())
     return "\n".join(lines)
+
+
+def _rich_table(headers: Sequence[str], cells: list[list[str]]) -> str:
+    """The table drawn by rich for a terminal (colour unless NO_COLOR), as text to print."""
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    drawn = Table(box=box.SIMPLE_HEAD, header_style="bold" if color_enabled() else "", show_edge=False,
+                  pad_edge=False)
+    for header in headers:
+        drawn.add_column(header, overflow="fold")
+    for row in cells:
+        drawn.add_row(*(Text.from_ansi(cell) for cell in row))
+    buffer = io.StringIO()
+    width = shutil.get_terminal_size((120, 24)).columns
+    Console(file=buffer, force_terminal=color_enabled(), no_color=not color_enabled(), width=width,
+            highlight=False).print(drawn)
+    return buffer.getvalue().rstrip("\n")
 
 
 def key_values(pairs: Iterable[tuple[str, Any]]) -> str:

@@ -14,7 +14,9 @@ from typing import Any
 import click
 
 from agent_sdk.tls import tls_from_options, tls_options
-from cli import access, agents, checkpoints, config, db, join_tokens, monitor, plugins, system, task_export, tasks
+from cli import (
+    access, agents, checkpoints, completion, config, db, join_tokens, monitor, plugins, system, task_export, tasks,
+)
 from cli._options import OUTPUT_FLAGS, State
 from cli._output import FORMATS
 
@@ -40,7 +42,7 @@ Exit codes: 0 ok, 1 error, 2 usage, 3 not found, 4 invalid argument,
 8 resource exhausted, 9 timed out, 10 task failed or cancelled.
 
 \b
-Shell completion: eval "$(_MAOS_COMPLETE=bash_source maos)" (zsh_source, fish_source).
+Shell completion: eval "$(maos completion bash)" (or zsh, fish).
 """
 
 
@@ -83,6 +85,7 @@ cli.add_command(config.config)
 cli.add_command(plugins.plugins)
 cli.add_command(checkpoints.checkpoint)
 cli.add_command(checkpoints.recover)
+cli.add_command(completion.completion)
 for group in (access.user, access.role, access.api_key, join_tokens.join_token, access.audit):
     cli.add_command(group)
 

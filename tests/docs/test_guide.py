@@ -87,3 +87,11 @@ def test_every_block_of_the_guide_runs(tmp_path: Path) -> None:
     assert done.returncode == 0, (
         f"the guide's block at {where[-1][4:] if where else '?'} failed (exit {done.returncode}):\n"
         f"--- stdout (end)\n{done.stdout[-3000:]}\n--- stderr (end)\n{done.stderr[-3000:]}")
+
+
+def test_the_cli_reference_is_generated_from_the_commands() -> None:
+    from cli.reference import render
+
+    reference = GUIDE.parent / "cli-reference.md"
+    assert reference.read_text() == render(), (
+        "docs/cli-reference.md is stale: run `python -m cli.reference > docs/cli-reference.md`")

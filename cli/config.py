@@ -13,6 +13,7 @@ from cli._options import output_option, run
 from cli._output import emit, table
 from controlplane.config import OPTIONS, default_home, parse_value
 from controlplane.errors import InvalidArgument
+from controlplane.redaction import shown_setting
 
 
 @click.group()
@@ -65,5 +66,6 @@ def set_(key: str, value: str) -> None:
             applied = "now (the control plane is running)"
         except UnavailableError:
             applied = "at the next start (no control plane is running)"
-    emit({"key": key, "value": parsed, "file": str(path), "applied": applied},
-         lambda: f"{key} = {parsed} (saved in {path}; applies {applied})")
+    shown = shown_setting(key, parsed)  # a key or a database password is not echoed
+    emit({"key": key, "value": shown, "file": str(path), "applied": applied},
+         lambda: f"{key} = {shown} (saved in {path}; applies {applied})")

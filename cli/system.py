@@ -177,6 +177,10 @@ def _serve_foreground(settings: Any, detached: bool) -> None:
         (settings.home / "logs").mkdir(parents=True, exist_ok=True)
         logging.basicConfig(level=settings["system.log_level"].upper(), stream=sys.stderr, force=True,
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        from controlplane.redaction import RedactingFilter
+
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(RedactingFilter())  # no credential reaches the log file
         logging.getLogger("alembic").setLevel(logging.WARNING)
     else:
         configure_logging(settings)

@@ -30,6 +30,7 @@ from controlplane.launcher import LocalLauncher
 from controlplane.logbook import LogBook, LogBookHandler
 from controlplane.metrics import Metrics
 from controlplane.plugins import await_me_maybe, get_plugin_manager
+from controlplane.redaction import redact_url
 from controlplane.scheduler.engine import Engine
 from controlplane.storage.base import ReportsSchema, StorageBackend
 from controlplane.storage.executor import StorageExecutor
@@ -127,13 +128,8 @@ class App:
 
 
 def shown_url(url: str) -> str:
-    """A database URL without its password (for messages and logs)."""
-    try:
-        from sqlalchemy.engine import make_url
-
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # not a SQLAlchemy URL (a plugin backend's): keep only what follows credentials
-        return url.rsplit("@", 1)[-1]
+    """A database URL without its credentials (for messages and logs): see :mod:`controlplane.redaction`."""
+    return redact_url(url)
 
 
 def check_schema(backend: StorageBackend, url: str) -> None:

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from controlplane.domain.model import now
+from controlplane.redaction import RedactingFilter
 
 #: Python logging levels by ``maos.v1.LogLevel`` number, and back.
 LEVELS = {1: logging.DEBUG, 2: logging.INFO, 3: logging.WARNING, 4: logging.ERROR, 5: logging.CRITICAL}
@@ -104,6 +105,7 @@ class LogBookHandler(logging.Handler):
     def __init__(self, book: LogBook, level: int = logging.INFO):
         super().__init__(level=level)
         self.book = book
+        self.addFilter(RedactingFilter())  # what ListLogs/TailLogs show carries no credentials
 
     def emit(self, record: logging.LogRecord) -> None:
         try:

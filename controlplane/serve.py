@@ -12,6 +12,7 @@ from agent_sdk.heap import settle_heap
 from controlplane.agent_types import agent_type
 from controlplane.app import App, build_app
 from controlplane.config import Settings
+from controlplane.redaction import RedactingFilter
 
 log = logging.getLogger(__name__)
 
@@ -21,6 +22,8 @@ def configure_logging(settings: Settings) -> None:
     logs = settings.home / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr), logging.FileHandler(logs / "controlplane.log")]
+    for handler in handlers:
+        handler.addFilter(RedactingFilter())  # no credential reaches a log line
     logging.basicConfig(
         level=settings["system.log_level"].upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -13,6 +13,7 @@ from cli._options import output_option, run
 from cli._output import emit, table
 from controlplane.config import OPTIONS, default_home, parse_value
 from controlplane.errors import InvalidArgument
+from controlplane.home import private_dir, write_private
 from controlplane.redaction import shown_setting
 
 
@@ -57,8 +58,8 @@ def set_(key: str, value: str) -> None:
             child = node[section] = {}
         node = child
     node[leaf] = parsed
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    private_dir(path.parent)
+    write_private(path, yaml.safe_dump(document, sort_keys=False))  # it may hold keys: 0600
     applied = "at the next start"
     if OPTIONS[key].runtime:
         try:

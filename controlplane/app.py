@@ -26,6 +26,7 @@ from controlplane.api.servicers.tasks import TaskServicer
 from controlplane.checkpoints.wiring import install_checkpoints
 from controlplane.config import Settings
 from controlplane.errors import FailedPrecondition, InvalidArgument
+from controlplane.home import secure_home
 from controlplane.launcher import LocalLauncher
 from controlplane.logbook import LogBook, LogBookHandler
 from controlplane.metrics import Metrics
@@ -169,6 +170,7 @@ def build_app(settings: Settings, pm: pluggy.PluginManager | None = None) -> App
     """
     pm = pm or get_plugin_manager()
     tls = server_tls(settings)  # bad TLS settings fail before the database is touched
+    secure_home(settings.home)  # 0700, files 0600 (an existing install's looser modes are tightened)
     backend = open_storage(pm, settings.database_url)
     try:
         if settings["database.migrate_on_start"]:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from agent_sdk.tls import ClientTls, TlsFileError
 from controlplane.errors import FailedPrecondition, InvalidArgument, Unavailable
+from controlplane.home import open_private, private_dir
 
 log = logging.getLogger(__name__)
 
@@ -120,8 +121,8 @@ class LocalLauncher:
     async def _start(self, launch: Launch) -> None:
         stderr = None
         if self.log_dir is not None:
-            self.log_dir.mkdir(parents=True, exist_ok=True)
-            stderr = open(self.log_dir / f"agent-{launch.agent_type}-{launch.id}.log", "ab")  # noqa: SIM115
+            private_dir(self.log_dir)
+            stderr = open_private(self.log_dir / f"agent-{launch.agent_type}-{launch.id}.log")
         # The TLS choice is in the arguments; a MAOS_TLS* variable of this process must not change it.
         env = {k: v for k, v in os.environ.items() if not k.startswith("MAOS_TLS")}
         if self.home is not None:

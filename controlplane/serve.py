@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable, Mapping
@@ -12,6 +13,7 @@ from agent_sdk.heap import settle_heap
 from controlplane.agent_types import agent_type
 from controlplane.app import App, build_app
 from controlplane.config import Settings
+from controlplane.home import PRIVATE_UMASK, create_private_file, private_dir
 from controlplane.redaction import RedactingFilter
 
 log = logging.getLogger(__name__)
@@ -19,8 +21,8 @@ log = logging.getLogger(__name__)
 
 def configure_logging(settings: Settings) -> None:
     """Log to stderr and to ``$MAOS_HOME/logs/controlplane.log``."""
-    logs = settings.home / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
+    logs = private_dir(settings.home / "logs")
+    create_private_file(logs / "controlplane.log")
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr), logging.FileHandler(logs / "controlplane.log")]
     for handler in handlers:
         handler.addFilter(RedactingFilter())  # no credential reaches a log line
@@ -39,7 +41,11 @@ async def serve(
     address: str | None = None,
     on_ready: Callable[[App], None] | None = None,
 ) -> None:
-    """Start a control plane with a local agent pool and run until a stop signal."""
+    """Start a control plane with a local agent pool and run until a stop signal.
+
+    The process's umask becomes 0077: the files it and its agents create are their owner's only.
+    """
+    os.umask(PRIVATE_UMASK)
     app = build_app(settings)
     pool = dict(settings["agents.pool"] if pool is None else pool)
     for name in pool:

@@ -9,6 +9,7 @@ from typing import Any
 import yaml
 
 from controlplane.access.manager import ADMIN_USER, AccessManager
+from controlplane.home import private_dir
 
 CREDENTIALS_FILE = "credentials"
 
@@ -32,7 +33,7 @@ def read_token(home: Path) -> str | None:
 def write_credentials(home: Path, token: str, key_name: str) -> Path:
     """Write (replace) the credentials file, readable by its owner only."""
     path = credentials_path(home)
-    home.mkdir(parents=True, exist_ok=True)
+    private_dir(home)
     tmp = path.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as out:

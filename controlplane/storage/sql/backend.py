@@ -30,6 +30,7 @@ from controlplane.access.records import JoinTokenRecord
 from controlplane.checkpoints.record import CheckpointRecord
 from controlplane.domain.model import AgentInfo, Subtask, Task, TaskStatus
 from controlplane.errors import Aborted, AlreadyExists, Unavailable
+from controlplane.home import PRIVATE_DIR, create_private_file
 from controlplane.storage.base import (
     IdempotencyRecord, SchemaStatus, StateValue, TableRows, TaskQuery, WriteBatch,
 )
@@ -741,7 +742,12 @@ def _sqlite_locked(exc: Unavailable) -> bool:
 def _sqlite_engine(url: URL) -> Engine:
     plain_file = _sqlite_plain_file(url)
     if plain_file:
-        Path(url.database or "").expanduser().parent.mkdir(parents=True, exist_ok=True)
+        database = Path(url.database or "").expanduser()
+        database.parent.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
+        # 0600 before SQLite opens it: SQLite gives the -wal and -shm files the database file's mode.
+        for path in (database, database.with_name(database.name + "-wal"), database.with_name(database.name + "-shm")):
+            if path == database or path.exists():
+                create_private_file(path)
     pool: dict[str, Any] = (
         {"poolclass": StaticPool}  # one shared connection, or each would see its own database
         if _sqlite_in_memory(url)

@@ -13,6 +13,7 @@ import pluggy
 from controlplane.access.join_tokens import JoinTokens
 from controlplane.access.manager import AccessManager
 from controlplane.access.rate_limit import CallLimits
+from controlplane.agent_types import agent_type
 from controlplane.api.admission import AgentAdmission
 from controlplane.api.auth import AuthInterceptor
 from controlplane.api.errors import ErrorAndMetricsInterceptor
@@ -186,6 +187,7 @@ def build_app(settings: Settings, pm: pluggy.PluginManager | None = None) -> App
     replica = settings["server.replica_id"] or f"{socket.gethostname()}-{os.getpid()}"
     engine = Engine(settings=settings, storage=storage, planners=planners, metrics=metrics, replica=replica)
     launcher = LocalLauncher(settings["server.address"], settings.home, settings["system.max_agents"])
+    launcher.type_environment = lambda name: getattr(agent_type(pm, settings, name), "environment", ())
     if tls is not None:
         launcher.use_tls(settings.client_tls, client_certificate_required=tls.require_client_auth)
     logbook = LogBook()

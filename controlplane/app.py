@@ -18,7 +18,13 @@ from controlplane.api.admission import AgentAdmission
 from controlplane.api.auth import AuthInterceptor
 from controlplane.api.errors import ErrorAndMetricsInterceptor
 from controlplane.api.servicers.access import AccessServicer, AuditServicer
-from controlplane.api.server import build_server, check_bind_address, local_address, set_serving
+from controlplane.api.server import (
+    build_server,
+    check_bind_address,
+    check_metrics_address,
+    local_address,
+    set_serving,
+)
 from controlplane.api.tls import ServerCredentials, ServerTls, server_tls
 from controlplane.api.servicers.agents import AgentServicer
 from controlplane.api.servicers.gateway import GatewayServicer
@@ -80,6 +86,8 @@ class App:
         """Bind, recover state, and serve; returns the bound gRPC port."""
         address = address or self.settings["server.address"]
         check_bind_address(address, self.settings["server.allow_insecure_remote"], tls=self.tls is not None)
+        if self.settings["server.metrics_port"]:
+            check_metrics_address(self.settings["server.metrics_address"], self.settings["server.allow_insecure_remote"])
         if self.tls is not None:
             self.credentials = ServerCredentials(self.tls)
             self.port = self.server.add_secure_port(address, self.credentials.credentials())

@@ -77,7 +77,11 @@ def _tighten(path: Path) -> bool:
     new = (mode & ~PRIVATE_UMASK) | (PRIVATE_DIR if stat.S_ISDIR(st.st_mode) else 0)
     if new == mode:
         return False
-    os.chmod(path, new)
+    try:
+        os.chmod(path, new)
+    except OSError as exc:  # not ours (another user's file in a shared folder): say so, do not refuse to start
+        log.warning("cannot make %s private (mode %o): %s", path, mode, exc.strerror)
+        return False
     return True
 
 

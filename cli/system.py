@@ -114,7 +114,6 @@ def init(force: bool) -> None:
     uses when neither --token nor MAOS_TOKEN is given.
     """
     from controlplane.config import DEFAULT_CONFIG_YML
-
     from controlplane.home import private_dir, secure_home, write_private
 
     home = _home()

@@ -87,7 +87,8 @@ class App:
         address = address or self.settings["server.address"]
         check_bind_address(address, self.settings["server.allow_insecure_remote"], tls=self.tls is not None)
         if self.settings["server.metrics_port"]:
-            check_metrics_address(self.settings["server.metrics_address"], self.settings["server.allow_insecure_remote"])
+            check_metrics_address(self.settings["server.metrics_address"],
+                                  self.settings["server.allow_insecure_remote"])
         if self.tls is not None:
             self.credentials = ServerCredentials(self.tls)
             self.port = self.server.add_secure_port(address, self.credentials.credentials())

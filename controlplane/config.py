@@ -157,7 +157,8 @@ OPTIONS: dict[str, Option] = {
         Option("server.address", _text, "127.0.0.1:7100", "gRPC listen address (host:port)."),
         Option("server.metrics_port", _non_negative_int, 9464, "Prometheus /metrics port; 0 disables."),
         Option("server.metrics_address", _text, "127.0.0.1",
-               "Address /metrics listens on (plaintext HTTP: beyond localhost only with server.allow_insecure_remote)."),
+               "Address /metrics listens on (plaintext HTTP: beyond localhost only with "
+               "server.allow_insecure_remote)."),
         Option("server.reflection", _bool, True, "Serve gRPC server reflection."),
         Option("server.allow_insecure_remote", _bool, False,
                "Allow a plaintext port beyond localhost (the gRPC port without TLS, /metrics)."),

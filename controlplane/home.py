@@ -79,7 +79,7 @@ def _tighten(path: Path) -> bool:
         return False
     try:
         os.chmod(path, new)
-    except OSError as exc:  # not ours (another user's file in a shared folder): say so, do not refuse to start
+    except OSError as exc:  # another user's file in a shared folder: say so, do not refuse to start
         log.warning("cannot make %s private (mode %o): %s", path, mode, exc.strerror)
         return False
     return True

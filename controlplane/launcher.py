@@ -45,7 +45,8 @@ def agent_environment(environ: Mapping[str, str], needed: Iterable[str] = ()) ->
     from controlplane.redaction import is_secret_setting
 
     settings = {o.env_var for o in OPTIONS.values()
-                if not o.key.startswith(("database.", "redis.", "security.")) and not is_secret_setting(o.key)}
+                if not o.key.startswith(("database.", "redis.", "security."))
+                and not is_secret_setting(o.key)}
     return child_environment(environ, [*sorted(settings | AGENT_MAOS_VARIABLES), *needed])
 
 

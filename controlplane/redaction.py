@@ -65,7 +65,8 @@ def redact_url(url: str) -> str:
     if query:
         pairs = parse_qsl(query, keep_blank_values=True)
         if any(_SECRET_PARAM.search(name) for name, _ in pairs):
-            query = "&".join(f"{name}={MASK if _SECRET_PARAM.search(name) else value}" for name, value in pairs)
+            query = "&".join(f"{name}={MASK if _SECRET_PARAM.search(name) else value}"
+                             for name, value in pairs)
     if (netloc, query) == (parts.netloc, parts.query):
         return url
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))

@@ -57,11 +57,12 @@ def check_metrics_address(host: str, allow_insecure_remote: bool) -> None:
     """
     host = host.strip()
     if host not in _LOCAL_HOSTS and not allow_insecure_remote:
+        where = host or "every address"
         raise InvalidArgument(
-            f"refusing to serve /metrics (plaintext HTTP, readable without a key) on {host or 'every address'}: "
-            "set server.metrics_address to 127.0.0.1 (and scrape through a proxy or tunnel), turn it off with "
-            "server.metrics_port: 0, or set server.allow_insecure_remote (MAOS_SERVER_ALLOW_INSECURE_REMOTE=true) "
-            "if you mean it",
+            f"refusing to serve /metrics (plaintext HTTP, readable without a key) on {where}: "
+            "set server.metrics_address to 127.0.0.1 (and scrape through a proxy or tunnel), "
+            "turn it off with server.metrics_port: 0, or set server.allow_insecure_remote "
+            "(MAOS_SERVER_ALLOW_INSECURE_REMOTE=true) if you mean it",
             field="server.metrics_address",
         )
 

@@ -220,7 +220,7 @@ class AgentSide:
         try:
             await self.committer.durable()  # a task that just finished here: read its final state
             stored = await self.storage.call(self.storage.backend.get_subtasks, ref.task_id)
-        except Exception:  # noqa: BLE001 - the storage's failure is not the agent's: it may send again
+        except Exception:  # the storage's failure is not the agent's: it may send again
             log.exception("reading subtask %s/%s to answer a late report failed", ref.task_id, ref.subtask_id)
             stored = []
         finally:

@@ -394,7 +394,8 @@ def agent_type_specs(settings: Any = None) -> list[AgentTypeSpec]:
 
         return AgentTypeSpec(
             name=cls.agent_type, capabilities=tuple(cls.capabilities), description=cls.description,
-            factory=factory, max_concurrency=cls.max_concurrency, source=SOURCE, environment=AGENT_ENVIRONMENT,
+            factory=factory, max_concurrency=cls.max_concurrency, source=SOURCE,
+            environment=AGENT_ENVIRONMENT,
         )
 
     return [spec(cls) for cls in AGENT_CLASSES]

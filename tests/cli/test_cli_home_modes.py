@@ -22,7 +22,7 @@ def maos(home: Path, *args: str, timeout: float = 90) -> subprocess.CompletedPro
     env.update({"MAOS_HOME": str(home), "MAOS_SERVER_METRICS_PORT": "0", "MAOS_SYSTEM_LOG_LEVEL": "info",
                 "NO_COLOR": "1"})
     return subprocess.run([sys.executable, "-m", "cli.main", *args], env=env, capture_output=True, text=True,
-                          timeout=timeout, stdin=subprocess.DEVNULL)
+                          timeout=timeout, stdin=subprocess.DEVNULL, check=False)
 
 
 def modes(home: Path) -> dict[str, int]:
@@ -37,7 +37,7 @@ def modes(home: Path) -> dict[str, int]:
 
 def loosen(home: Path) -> None:
     """What an earlier version left: folders 0755, files 0644."""
-    for name, _mode in modes(home).items():
+    for name in modes(home):
         path = home / name
         path.chmod(0o755 if path.is_dir() else 0o644)
 

@@ -757,7 +757,7 @@ def _sqlite_engine(url: URL) -> Engine:
     return engine
 
 
-def _private_database_file(dialect: Any, _record: Any, cargs: tuple[Any, ...], _cparams: dict[str, Any]) -> None:
+def _private_database_file(_dialect: Any, _record: Any, cargs: tuple[Any, ...], _cparams: dict[str, Any]) -> None:
     """Before SQLite opens (and maybe creates) the file: make it, and its ``-wal``/``-shm``, 0600.
 
     SQLite gives the ``-wal`` and ``-shm`` files the database file's mode, so creating that
@@ -765,7 +765,8 @@ def _private_database_file(dialect: Any, _record: Any, cargs: tuple[Any, ...], _
     merely checking a schema creates nothing.
     """
     database = Path(str(cargs[0]) if cargs else "").expanduser()
-    for path in (database, database.with_name(database.name + "-wal"), database.with_name(database.name + "-shm")):
+    logs = [database.with_name(database.name + suffix) for suffix in ("-wal", "-shm")]
+    for path in (database, *logs):
         if path == database or path.exists():
             create_private_file(path)
 

@@ -757,7 +757,8 @@ def _sqlite_engine(url: URL) -> Engine:
     return engine
 
 
-def _private_database_file(_dialect: Any, _record: Any, cargs: tuple[Any, ...], _cparams: dict[str, Any]) -> None:
+def _private_database_file(_dialect: Any, _record: Any, cargs: tuple[Any, ...],
+                           _cparams: dict[str, Any]) -> None:
     """Before SQLite opens (and maybe creates) the file: make it, and its ``-wal``/``-shm``, 0600.
 
     SQLite gives the ``-wal`` and ``-shm`` files the database file's mode, so creating that

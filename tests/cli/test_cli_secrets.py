@@ -12,13 +12,18 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy.engine import make_url
 
+from agent_sdk.agent import Agent
 from agent_sdk.client import Client
+from agent_sdk.context import Context
+from agent_sdk.proto.maos.v1 import messages_pb2 as m
 from agent_sdk.proto.maos.v1 import system_service_pb2 as system_pb
 from agent_sdk.proto.maos.v1 import system_service_pb2_grpc as system_grpc
+from agent_sdk.proto.maos.v1 import task_service_pb2 as t
+from agent_sdk.worker import Worker
 from cli.main import cli
 from controlplane.app import build_app
 from controlplane.redaction import redact, redact_url, shown_setting
-from tests.harness.server import admin_key, make_settings
+from tests.harness.server import admin_key, make_settings, wait_for
 
 QUERY_SECRET = "q-hunter2-secret"
 USERINFO_SECRET = "u-hunter2-secret"
@@ -129,3 +134,32 @@ def test_redact_masks_every_credential_form(text: str, expected: str) -> None:
 ])
 def test_secret_looking_settings_are_never_shown(key: str, value: str, shown: str) -> None:
     assert shown_setting(key, value) == shown
+
+
+class Leaky(Agent):
+    """Logs a database URL with its password, as a careless agent might."""
+
+    agent_type = "leaky"
+    capabilities = ["*"]
+
+    async def handle(self, ctx: Context) -> str:
+        ctx.log.info("using postgresql://maos:%s@db/maos", USERINFO_SECRET)
+        return "done"
+
+
+async def test_agent_log_lines_are_kept_without_credentials(control_plane, stubs) -> None:
+    worker = Worker(Leaky(), control_plane.address)
+    runner = asyncio.get_running_loop().create_task(worker.run())
+    try:
+        await asyncio.wait_for(worker.registered.wait(), 10)
+        await stubs.tasks.SubmitTask(t.SubmitTaskRequest(task=m.Task(description="leak")), timeout=5)
+
+        async def forwarded():
+            logs = await stubs.system.ListLogs(system_pb.ListLogsRequest(contains="using postgresql"), timeout=5)
+            return logs.records
+
+        [record] = await wait_for(forwarded, 15, message="the agent's log line")
+        assert record.message == "using postgresql://maos:***@db/maos"
+    finally:
+        await worker.shutdown(0.5)
+        await runner

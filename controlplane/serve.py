@@ -13,7 +13,7 @@ from agent_sdk.heap import settle_heap
 from controlplane.agent_types import agent_type
 from controlplane.app import App, build_app
 from controlplane.config import Settings
-from controlplane.home import PRIVATE_UMASK, create_private_file, private_dir
+from controlplane.home import PRIVATE_UMASK, open_private, private_dir
 from controlplane.redaction import RedactingFilter
 
 log = logging.getLogger(__name__)
@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 def configure_logging(settings: Settings) -> None:
     """Log to stderr and to ``$MAOS_HOME/logs/controlplane.log``."""
     logs = private_dir(settings.home / "logs")
-    create_private_file(logs / "controlplane.log")
+    open_private(logs / "controlplane.log").close()  # created 0600; build_app tightens an older one, saying so
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr), logging.FileHandler(logs / "controlplane.log")]
     for handler in handlers:
         handler.addFilter(RedactingFilter())  # no credential reaches a log line

@@ -256,4 +256,5 @@ class SystemServicer(system_grpc.SystemServiceServicer):
             )
         self.engine.runtime[request.key] = parse_value(request.key, request.value)
         return system_pb.SetConfigResponse(value=system_pb.ConfigValue(
-            key=request.key, value=str(self.engine.runtime[request.key]), description=option.description, source="runtime"))
+            key=request.key, value=shown_setting(request.key, self.engine.runtime[request.key]),
+            description=option.description, source="runtime"))

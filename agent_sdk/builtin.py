@@ -31,6 +31,7 @@ from typing import Any
 
 from agent_sdk.agent import Agent
 from agent_sdk.context import Context, Result
+from agent_sdk.environment import child_environment
 from agent_sdk.errors import PermanentError, RetryableError
 from agent_sdk.types import AgentTypeSpec
 
@@ -160,7 +161,10 @@ class ShellAgent(Agent):
       assignment permanently, saying how to enable it.
     * ``timeout``: seconds (or ``30s``, ``5m``) one run may take (default 300);
       then the process group is killed and the assignment fails permanently.
-    * ``cwd``, ``env``: working directory and extra environment variables.
+    * ``cwd``, ``env``: working directory and extra environment variables. The command does
+      not inherit the agent's environment: it gets the allow-list of
+      :mod:`agent_sdk.environment` (``PATH``, ``HOME``, locale...) plus ``env``, so no key,
+      credential or database URL reaches it unless ``env`` names it.
     * ``max_output_bytes``: stdout kept for the result (default 1 MiB).
 
     The command also sees ``MAOS_TASK``, ``MAOS_SUBTASK``, ``MAOS_ATTEMPT``,
@@ -231,8 +235,8 @@ class ShellAgent(Agent):
         if self.configuration_error:
             raise PermanentError(self.configuration_error, error_type="ShellNotConfigured")
         a = ctx.assignment
-        env = {k: v for k, v in os.environ.items() if k != "MAOS_TOKEN"}  # the agent's credential stays here
-        env.update(self.env)
+        # The allow-list only: no credential, model key or database URL of the agent reaches the command.
+        env = child_environment(os.environ, extra=self.env)
         env.update(MAOS_TASK=a.task, MAOS_SUBTASK=a.subtask, MAOS_ATTEMPT=str(a.attempt),
                    MAOS_CAPABILITY=a.capability, MAOS_INPUTS=json.dumps(a.inputs, sort_keys=True))
         argv = self.argv(a.instructions)

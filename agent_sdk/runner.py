@@ -91,6 +91,10 @@ def run(agent_type: str, server: str, token: str | None, join_token: str | None,
     from controlplane.config import load_settings
     from controlplane.errors import InvalidArgument
     from controlplane.plugins import get_plugin_manager
+    from controlplane.redaction import RedactingFilter
+
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RedactingFilter())  # the agent's log file carries no credential either
 
     settings = load_settings()
     try:

@@ -22,6 +22,9 @@ class AgentTypeSpec:
         base_type: For custom types, the type they specialise.
         parameters: Parameters passed to the factory.
         source: "builtin", a plugin's name, or the YAML file it came from.
+        environment: Names of environment variables a launched agent of this type receives from the
+            control plane's environment, beyond the allow-list of :mod:`agent_sdk.environment`
+            (a model-backed type: its model key). Custom types inherit their base type's.
     """
 
     name: str
@@ -32,6 +35,7 @@ class AgentTypeSpec:
     base_type: str = ""
     parameters: Mapping[str, Any] = field(default_factory=dict)
     source: str = "builtin"
+    environment: tuple[str, ...] = ()
 
     def build(self) -> Agent:
         """A new agent of this type."""

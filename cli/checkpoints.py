@@ -20,8 +20,10 @@ from cli._output import bare_id, emit, key_values, message, table, when
 
 
 def write_file(path: Path, meta: msgs.Checkpoint, payload: bytes) -> None:
-    """Write an export file: the metadata line, then the payload."""
-    path.write_bytes(json_format.MessageToJson(meta, indent=None).encode() + b"\n" + payload)
+    """Write an export file (mode 0600: it holds every user's tasks): the metadata line, then the payload."""
+    from controlplane.home import write_private
+
+    write_private(path, json_format.MessageToJson(meta, indent=None).encode() + b"\n" + payload)
 
 
 def read_file(path: Path) -> tuple[msgs.Checkpoint, bytes]:
@@ -186,7 +188,9 @@ def _recover_offline(checkpoint_id: str, verify: bool, components: list[str], re
 
     settings = load_settings()
     if settings.database_url.startswith("sqlite"):
-        settings.home.mkdir(parents=True, exist_ok=True)
+        from controlplane.home import private_dir
+
+        private_dir(settings.home)
     backend = open_storage(get_plugin_manager(), settings.database_url)
     try:
         backend.migrate()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
 import click
@@ -15,6 +16,8 @@ from cli._options import output_option, run
 from cli._output import emit, table
 from controlplane.config import OPTIONS, canonical_key, default_home, parse_value
 from controlplane.errors import InvalidArgument
+from controlplane.home import private_dir, write_private
+from controlplane.redaction import shown_setting
 
 
 @click.group()
@@ -64,9 +67,10 @@ def set_(key: str, value: str) -> None:
             child = node[section] = CommentedMap()
         node = child
     node[leaf] = written
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w") as out:
-        _round_trip().dump(document, out)
+    private_dir(path.parent)
+    text = io.StringIO()
+    _round_trip().dump(document, text)
+    write_private(path, text.getvalue())  # it may hold keys: 0600
     applied = "at the next start"
     if OPTIONS[key].runtime:
         try:
@@ -74,8 +78,9 @@ def set_(key: str, value: str) -> None:
             applied = "now (the control plane is running)"
         except UnavailableError:
             applied = "at the next start (no control plane is running)"
-    emit({"key": key, "value": parsed, "file": str(path), "applied": applied},
-         lambda: f"{key} = {parsed} (saved in {path}; applies {applied})")
+    shown = shown_setting(key, parsed)  # a key or a database password is not echoed
+    emit({"key": key, "value": shown, "file": str(path), "applied": applied},
+         lambda: f"{key} = {shown} (saved in {path}; applies {applied})")
 
 
 def _round_trip() -> YAML:

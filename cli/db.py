@@ -27,13 +27,14 @@ def migrate(database_url: str | None) -> None:
     """
     from controlplane.app import open_storage, shown_url
     from controlplane.config import load_settings
+    from controlplane.home import private_dir
     from controlplane.plugins import get_plugin_manager
 
     overrides = {"database.primary_url": database_url} if database_url else None
     settings = load_settings(overrides=overrides)
     url = settings.database_url
     if url.startswith("sqlite"):
-        settings.home.mkdir(parents=True, exist_ok=True)
+        private_dir(settings.home)
     message(f"migrating {shown_url(url)}")
     backend = open_storage(get_plugin_manager(), url)
     try:

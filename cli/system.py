@@ -121,20 +121,20 @@ def init(force: bool, new_admin_key: bool) -> None:
     a new admin key is issued in the new one.
     """
     from controlplane.config import DEFAULT_CONFIG_YML
+    from controlplane.home import private_dir, secure_home, write_private
 
     home = _home()
     created, kept = [], []
     for folder in (home, home / "agents", home / "logs"):
         if not folder.is_dir():
-            folder.mkdir(parents=True, exist_ok=True)
+            private_dir(folder)
             created.append(str(folder))
     config = home / "config.yml"
     if config.exists() and not force:
         kept.append(str(config))
         message(f"kept the existing {config} (use --force to overwrite it)")
     else:
-        config.write_text(DEFAULT_CONFIG_YML)
-        config.chmod(0o600)  # it may hold an API key
+        write_private(config, DEFAULT_CONFIG_YML)  # it may hold an API key
         created.append(str(config))
     from controlplane.access.bootstrap import bootstrap_admin
     from controlplane.config import load_settings
@@ -144,6 +144,7 @@ def init(force: bool, new_admin_key: bool) -> None:
         created.append(str(credentials))
     else:
         kept.append(str(home / "credentials"))
+    secure_home(home)  # an existing install's maos.db, logs... become private too
     emit({"home": str(home), "created": created, "kept": kept},
          lambda: "\n".join(f"created {p}" for p in created) or f"{home} is already initialized")
 
@@ -167,6 +168,7 @@ def _serve_foreground(settings: Any, detached: bool) -> None:
     import logging
 
     from controlplane.agent_types import agent_type
+    from controlplane.home import PRIVATE_UMASK, private_dir, write_private
     from controlplane.plugins import get_plugin_manager
     from controlplane.serve import configure_logging, serve
 
@@ -178,12 +180,17 @@ def _serve_foreground(settings: Any, detached: bool) -> None:
     if other is not None and other != os.getpid():
         raise CliError(f"MAOS is already running (pid {other}, {pid_file}); run `maos stop` first",
                        EXIT_FAILED_PRECONDITION)
-    settings.home.mkdir(parents=True, exist_ok=True)
-    pid_file.write_text(f"{os.getpid()}\n")
+    os.umask(PRIVATE_UMASK)  # what the control plane and its agents create is their owner's only
+    private_dir(settings.home)  # build_app tightens what is already there, once logging is set up
+    write_private(pid_file, f"{os.getpid()}\n")
     if detached:  # stderr already is the log file
-        (settings.home / "logs").mkdir(parents=True, exist_ok=True)
+        private_dir(settings.home / "logs")
         logging.basicConfig(level=settings["system.log_level"].upper(), stream=sys.stderr, force=True,
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        from controlplane.redaction import RedactingFilter
+
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(RedactingFilter())  # no credential reaches the log file
         logging.getLogger("alembic").setLevel(logging.WARNING)
     else:
         configure_logging(settings)
@@ -212,7 +219,9 @@ def _start_daemon(settings: Any, agents: str | None, metrics_port: int | None, m
     if _serving(target, tls):
         raise CliError(f"something already serves gRPC on {address}; choose another --address",
                        EXIT_FAILED_PRECONDITION)
-    logs.mkdir(parents=True, exist_ok=True)
+    from controlplane.home import open_private, private_dir, write_private
+
+    private_dir(logs)
     log_path = logs / LOG_FILE
     offset = log_path.stat().st_size if log_path.exists() else 0
     args = [sys.executable, "-m", "cli.main", "start", "--detached", "--address", address]
@@ -222,9 +231,9 @@ def _start_daemon(settings: Any, agents: str | None, metrics_port: int | None, m
         args += ["--metrics-port", str(metrics_port)]
     if migrate is not None:
         args.append("--migrate" if migrate else "--no-migrate")
-    with log_path.open("ab") as log:
+    with open_private(log_path) as log:
         proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
-    pid_file.write_text(f"{proc.pid}\n")
+    write_private(pid_file, f"{proc.pid}\n")
     deadline = time.monotonic() + startup_timeout
     while not _serving(target, tls):
         if proc.poll() is not None:

@@ -14,10 +14,17 @@ from controlplane.access.join_tokens import JoinTokens
 from controlplane.access.manager import AccessManager
 from controlplane.access.rate_limit import CallLimits
 from controlplane.agent_limits import AgentLimits
+from controlplane.agent_types import agent_type
 from controlplane.api.admission import AgentAdmission
 from controlplane.api.auth import AuthInterceptor
 from controlplane.api.errors import ErrorAndMetricsInterceptor
-from controlplane.api.server import build_server, check_bind_address, local_address, set_serving
+from controlplane.api.server import (
+    build_server,
+    check_bind_address,
+    check_metrics_address,
+    local_address,
+    set_serving,
+)
 from controlplane.api.servicers.access import AccessServicer, AuditServicer
 from controlplane.api.servicers.agents import AgentServicer
 from controlplane.api.servicers.gateway import GatewayServicer
@@ -27,10 +34,12 @@ from controlplane.api.tls import ServerCredentials, ServerTls, server_tls
 from controlplane.checkpoints.wiring import install_checkpoints
 from controlplane.config import Settings
 from controlplane.errors import FailedPrecondition, InvalidArgument
+from controlplane.home import secure_home
 from controlplane.launcher import LocalLauncher
 from controlplane.logbook import LogBook, LogBookHandler
 from controlplane.metrics import Metrics
 from controlplane.plugins import await_me_maybe, get_plugin_manager
+from controlplane.redaction import redact_url
 from controlplane.retention import AuditRetention
 from controlplane.scheduler.engine import Engine
 from controlplane.storage.base import ReportsSchema, StorageBackend
@@ -80,6 +89,9 @@ class App:
         """Bind, recover state, and serve; returns the bound gRPC port."""
         address = address or self.settings["server.address"]
         check_bind_address(address, self.settings["server.allow_insecure_remote"], tls=self.tls is not None)
+        if self.settings["server.metrics_port"]:
+            check_metrics_address(self.settings["server.metrics_address"],
+                                  self.settings["server.allow_insecure_remote"])
         if self.tls is not None:
             self.credentials = ServerCredentials(self.tls)
             self.port = self.server.add_secure_port(address, self.credentials.credentials())
@@ -134,13 +146,8 @@ class App:
 
 
 def shown_url(url: str) -> str:
-    """A database URL without its password (for messages and logs)."""
-    try:
-        from sqlalchemy.engine import make_url
-
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # not a SQLAlchemy URL (a plugin backend's): keep only what follows credentials
-        return url.rsplit("@", 1)[-1]
+    """A database URL without its credentials (for messages and logs): see :mod:`controlplane.redaction`."""
+    return redact_url(url)
 
 
 def check_schema(backend: StorageBackend, url: str) -> None:
@@ -182,6 +189,7 @@ def build_app(settings: Settings, pm: pluggy.PluginManager | None = None) -> App
     for warning in settings.warnings:
         log.warning("%s", warning)
     tls = server_tls(settings)  # bad TLS settings fail before the database is touched
+    secure_home(settings.home)  # 0700, files 0600 (an existing install's looser modes are tightened)
     backend = open_storage(pm, settings.database_url)
     try:
         if settings["database.migrate_on_start"]:
@@ -198,6 +206,7 @@ def build_app(settings: Settings, pm: pluggy.PluginManager | None = None) -> App
     engine = Engine(settings=settings, storage=storage, planners=planners, metrics=metrics, replica=replica)
     launcher = LocalLauncher(settings["server.address"], settings.home, settings["system.max_agents"],
                              AgentLimits.from_settings(settings))
+    launcher.type_environment = lambda name: getattr(agent_type(pm, settings, name), "environment", ())
     if tls is not None:
         launcher.use_tls(settings.client_tls, client_certificate_required=tls.require_client_auth)
     logbook = LogBook()

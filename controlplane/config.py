@@ -198,11 +198,14 @@ OPTIONS: dict[str, Option] = {
         Option("redis.url", _text, "", "Redis URL for events and shared state; empty disables Redis."),
         Option("server.address", _text, "127.0.0.1:7100", "gRPC listen address (host:port)."),
         Option("server.metrics_port", _non_negative_int, 9464, "Prometheus /metrics port; 0 disables."),
-        Option("server.metrics_address", _text, "127.0.0.1", "Address /metrics listens on."),
+        Option("server.metrics_address", _text, "127.0.0.1",
+               "Address /metrics listens on (plaintext HTTP: beyond localhost only with "
+               "server.allow_insecure_remote)."),
         Option("server.reflection", _reflection, "authenticated",
                "gRPC server reflection: off, admin (admin keys), authenticated (any valid key) or public "
                "(no key, for clients that cannot send a header); true means authenticated, false off."),
-        Option("server.allow_insecure_remote", _bool, False, "Allow a plaintext port beyond localhost."),
+        Option("server.allow_insecure_remote", _bool, False,
+               "Allow a plaintext port beyond localhost (the gRPC port without TLS, /metrics)."),
         Option("server.tls.cert_file", _path, "", "Server certificate chain (PEM); with key_file, serve TLS."),
         Option("server.tls.key_file", _path, "", "Private key (PEM, unencrypted) of server.tls.cert_file."),
         Option("server.tls.client_ca_file", _path, "", "CA certificates (PEM) that verify client certificates."),

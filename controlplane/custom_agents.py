@@ -177,6 +177,7 @@ def _specialise(definition: _Definition, base: AgentTypeSpec) -> AgentTypeSpec:
         base_type=base.name,
         parameters={**base.parameters, **definition.parameters},
         source=str(definition.path),
+        environment=tuple(base.environment),
     )
 
 

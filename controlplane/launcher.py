@@ -16,18 +16,39 @@ import logging
 import os
 import secrets
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from agent_sdk.environment import child_environment
 from agent_sdk.tls import ClientTls, TlsFileError
 from controlplane.agent_limits import AgentLimits
 from controlplane.errors import FailedPrecondition, InvalidArgument, Unavailable
+from controlplane.home import open_private, private_dir
 
 log = logging.getLogger(__name__)
 
 #: Seconds a process asked to stop (SIGTERM) after its grace gets before SIGKILL.
 KILL_GRACE = 0.5
+#: MAOS variables of this process a launched agent also gets (besides the non-secret settings).
+AGENT_MAOS_VARIABLES = frozenset({"MAOS_TRACE_PLUGINS"})
+
+
+def agent_environment(environ: Mapping[str, str], needed: Iterable[str] = ()) -> dict[str, str]:
+    """The environment of a launched agent: the allow-list, the settings agents read, what its type needs.
+
+    The ``MAOS_*`` variables of settings are passed except ``database.*``, ``redis.*``,
+    ``security.*`` and secret-looking ones (:func:`controlplane.redaction.is_secret_setting`):
+    an agent talks to the control plane, never to its database. ``needed`` names variables
+    the agent's type asks for (:attr:`agent_sdk.AgentTypeSpec.environment`).
+    """
+    from controlplane.config import OPTIONS
+    from controlplane.redaction import is_secret_setting
+
+    settings = {o.env_var for o in OPTIONS.values()
+                if not o.key.startswith(("database.", "redis.", "security."))
+                and not is_secret_setting(o.key)}
+    return child_environment(environ, [*sorted(settings | AGENT_MAOS_VARIABLES), *needed])
 
 
 @dataclass
@@ -69,6 +90,16 @@ class LocalLauncher:
         #: How launched agents connect (plaintext unless :meth:`use_tls`).
         self.tls = ClientTls()
         self._cannot_launch = ""
+        #: The environment variables an agent type needs (its spec's ``environment``), set by build_app.
+        self.type_environment: Callable[[str], Iterable[str]] | None = None
+
+    def _type_environment(self, agent_type: str) -> Iterable[str]:
+        if self.type_environment is None:
+            return ()
+        try:
+            return self.type_environment(agent_type)
+        except InvalidArgument:  # the type is gone (a custom type's file was removed): nothing extra
+            return ()
 
     def use_tls(self, tls: ClientTls, *, client_certificate_required: bool) -> None:
         """Launched agents connect over TLS with these files (checked now; InvalidArgument names the setting).
@@ -125,15 +156,15 @@ class LocalLauncher:
     async def _start(self, launch: Launch) -> None:
         stderr = None
         if self.log_dir is not None:
-            self.log_dir.mkdir(parents=True, exist_ok=True)
-            stderr = open(self.log_dir / f"agent-{launch.agent_type}-{launch.id}.log", "ab")  # noqa: SIM115
-        # The TLS choice is in the arguments; a MAOS_TLS* variable of this process must not change it.
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MAOS_TLS")}
+            private_dir(self.log_dir)
+            stderr = open_private(self.log_dir / f"agent-{launch.agent_type}-{launch.id}.log")
+        # An allow-list, not this process's environment: no model key the type does not need, no
+        # database URL, no other secret (the TLS choice is in the arguments).
+        env = agent_environment(os.environ, self._type_environment(launch.agent_type))
         if self.home is not None:
             env["MAOS_HOME"] = str(self.home)
         if self.token:
             env["MAOS_TOKEN"] = self.token
-            env.pop("MAOS_JOIN_TOKEN", None)  # the agent takes one or the other
         launch.process = await asyncio.create_subprocess_exec(
             *launch.args, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
             stderr=stderr, env=env, start_new_session=True,

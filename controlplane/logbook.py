@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from controlplane.domain.model import now
+from controlplane.redaction import RedactingFilter, redact
 
 #: Python logging levels by ``maos.v1.LogLevel`` number, and back.
 LEVELS = {1: logging.DEBUG, 2: logging.INFO, 3: logging.WARNING, 4: logging.ERROR, 5: logging.CRITICAL}
@@ -93,8 +94,9 @@ class LogBook:
         return list(matching)
 
     def extend(self, entries: Iterable[LogEntry]) -> None:
-        """Keep several records."""
+        """Keep several records (forwarded by agents: credentials in them are masked first)."""
         for entry in entries:
+            entry.message = redact(entry.message)
             self.add(entry)
 
 
@@ -104,6 +106,7 @@ class LogBookHandler(logging.Handler):
     def __init__(self, book: LogBook, level: int = logging.INFO):
         super().__init__(level=level)
         self.book = book
+        self.addFilter(RedactingFilter())  # what ListLogs/TailLogs show carries no credentials
 
     def emit(self, record: logging.LogRecord) -> None:
         try:

@@ -1,8 +1,8 @@
 """Prometheus metrics of one control plane, in a registry of its own (no global state).
 
 Label sets are bounded: priorities, statuses, outcomes, agent types (pools,
-at most :data:`MAX_POOLS` of them), gRPC services, methods and codes; never
-task, request or user ids.
+at most :data:`MAX_POOLS` of them, and only while agents of the type are
+connected), gRPC services, methods and codes; never task, request or user ids.
 """
 
 from __future__ import annotations
@@ -18,8 +18,9 @@ from controlplane.version import __version__
 
 # Task run time and schedule-to-start: seconds to hours (conventions, section 3).
 TASK_BUCKETS = (0.001, 0.005, 0.025, 0.1, 0.5, 1, 5, 15, 30, 60, 300, 900, 1800, 3600, 7200, 21600)
-#: Agents name their own type, so only the first this many types seen get a ``pool`` series of their
-#: own; agents of any further type are counted under :data:`OTHER_POOL`.
+#: Agents name their own type, so at most this many types get a ``pool`` series of their own at once;
+#: agents of any further type are counted under :data:`OTHER_POOL`. A pool's series is removed when its
+#: last agent leaves, so throw-away type names leave nothing behind.
 MAX_POOLS = 100
 OTHER_POOL = "other"
 
@@ -44,7 +45,10 @@ class Metrics:
     def __init__(self) -> None:
         self._submitted: dict[Priority, Counter] = {}
         self._transitions: dict[tuple[TaskStatus, TaskStatus], Counter] = {}
-        self._pools: set[str] = set()
+        #: Connected agents per agent type, the label each type is counted under, and the count per label.
+        self._agents_of_type: dict[str, int] = {}
+        self._label_of_type: dict[str, str] = {}
+        self._agents_of_label: dict[str, int] = {}
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.build_info = Gauge("maos_build_info", "Build information.", ["version"], registry=r)
@@ -130,13 +134,31 @@ class Metrics:
         self.run_seconds.labels(outcome).observe(max(0.0, seconds))
 
     def agent_connected(self, pool: str, delta: int) -> None:
-        """An agent of a pool connected (+1) or left (-1)."""
-        if pool not in self._pools:
-            if len(self._pools) >= MAX_POOLS:
-                pool = OTHER_POOL
-            else:
-                self._pools.add(pool)
-        self.agents_connected.labels(pool).inc(delta)
+        """An agent of a pool (its type) connected (+1) or left (-1).
+
+        A type is counted under its own label while fewer than :data:`MAX_POOLS` types have
+        one, else under :data:`OTHER_POOL`, until its last agent leaves; a label with no agent
+        left loses its series.
+        """
+        label = self._label_of_type.get(pool)
+        if label is None:
+            if delta <= 0:
+                return  # never counted: nothing to take back
+            own = len(self._agents_of_label) - (OTHER_POOL in self._agents_of_label)
+            label = pool if own < MAX_POOLS and pool != OTHER_POOL else OTHER_POOL
+            self._label_of_type[pool] = label
+        agents = self._agents_of_type.get(pool, 0) + delta
+        if agents > 0:
+            self._agents_of_type[pool] = agents
+        else:
+            self._agents_of_type.pop(pool, None)
+            del self._label_of_type[pool]
+        count = self._agents_of_label.get(label, 0) + delta
+        if count > 0:
+            self._agents_of_label[label] = count
+            self.agents_connected.labels(label).set(count)
+        elif self._agents_of_label.pop(label, None) is not None:
+            self.agents_connected.remove(label)
 
     def lease_expired(self) -> None:
         """A lease expired."""

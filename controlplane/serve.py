@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable, Mapping
@@ -12,15 +13,19 @@ from agent_sdk.heap import settle_heap
 from controlplane.agent_types import agent_type
 from controlplane.app import App, build_app
 from controlplane.config import Settings
+from controlplane.home import PRIVATE_UMASK, open_private, private_dir
+from controlplane.redaction import RedactingFilter
 
 log = logging.getLogger(__name__)
 
 
 def configure_logging(settings: Settings) -> None:
     """Log to stderr and to ``$MAOS_HOME/logs/controlplane.log``."""
-    logs = settings.home / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
+    logs = private_dir(settings.home / "logs")
+    open_private(logs / "controlplane.log").close()  # created 0600; build_app tightens an older one, saying so
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr), logging.FileHandler(logs / "controlplane.log")]
+    for handler in handlers:
+        handler.addFilter(RedactingFilter())  # no credential reaches a log line
     logging.basicConfig(
         level=settings["system.log_level"].upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -36,7 +41,11 @@ async def serve(
     address: str | None = None,
     on_ready: Callable[[App], None] | None = None,
 ) -> None:
-    """Start a control plane with a local agent pool and run until a stop signal."""
+    """Start a control plane with a local agent pool and run until a stop signal.
+
+    The process's umask becomes 0077: the files it and its agents create are their owner's only.
+    """
+    os.umask(PRIVATE_UMASK)
     app = build_app(settings)
     pool = dict(settings["agents.pool"] if pool is None else pool)
     for name in pool:

@@ -9,6 +9,7 @@ from typing import Any
 import yaml
 
 from controlplane.access.manager import ADMIN_USER, AccessManager
+from controlplane.home import private_dir
 
 CREDENTIALS_FILE = "credentials"
 
@@ -46,7 +47,7 @@ def write_credentials(home: Path, token: str, key_name: str, database: str = "")
     later switch of ``database.primary_url`` is noticed: the key is unknown there.
     """
     path = credentials_path(home)
-    home.mkdir(parents=True, exist_ok=True)
+    private_dir(home)
     tmp = path.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as out:

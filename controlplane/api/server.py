@@ -49,6 +49,24 @@ def check_bind_address(address: str, allow_insecure_remote: bool, tls: bool = Fa
         )
 
 
+def check_metrics_address(host: str, allow_insecure_remote: bool) -> None:
+    """Refuse to serve /metrics (plaintext HTTP, no key) beyond this machine unless explicitly allowed.
+
+    The same rule as the gRPC port's (:func:`check_bind_address`) without its TLS way out:
+    /metrics has no TLS, so only ``server.allow_insecure_remote`` lets it listen beyond localhost.
+    """
+    host = host.strip()
+    if host not in _LOCAL_HOSTS and not allow_insecure_remote:
+        where = host or "every address"
+        raise InvalidArgument(
+            f"refusing to serve /metrics (plaintext HTTP, readable without a key) on {where}: "
+            "set server.metrics_address to 127.0.0.1 (and scrape through a proxy or tunnel), "
+            "turn it off with server.metrics_port: 0, or set server.allow_insecure_remote "
+            "(MAOS_SERVER_ALLOW_INSECURE_REMOTE=true) if you mean it",
+            field="server.metrics_address",
+        )
+
+
 def local_address(address: str) -> str:
     """The address a process on this machine dials to reach a server bound to ``address``."""
     host, _, port = address.rpartition(":")

@@ -46,12 +46,33 @@ log = logging.getLogger(__name__)
 MAX_STATE_KEY = 256
 MAX_STATE_VALUE = 1024 * 1024
 APPLIED_MEMORY = 100_000  # results remembered (task, subtask -> epoch) to acknowledge late duplicates
+#: Reports on forgotten subtasks answered from storage at once; beyond, they are told TASK_FINISHED
+#: without a read (a flood of made-up references costs no more than this many queries in flight).
+MAX_STORED_ANSWERS = 64
 HOUSEKEEPING_EVERY = 60  # sweeps
 FORGET_AGENTS_AFTER = 86400.0  # seconds after an agent left
 #: Durable reports acknowledged within this many seconds share one Committed message ...
 ACK_GATHER = 0.02
 #: ... of at most this many refs.
 MAX_ACK_REFS = 512
+
+
+def stored_report_ack(ref: Ref, sub: Subtask | None, agent_id: str, output: str | None) -> Ack:
+    """The answer to a result (``output``) or failure (None) report, judged by the stored subtask ``sub``.
+
+    An agent that never held the subtask learns no more than of an unknown one.
+    """
+    if sub is None:
+        return Ack(ref, False, "ERROR_REASON_TASK_FINISHED", "the task is finished or unknown")
+    if sub.lease_epoch != ref.lease_epoch or sub.attempt != ref.attempt:
+        return Ack(ref, False, "ERROR_REASON_STALE_ATTEMPT", f"attempt {ref.attempt} is stale")
+    if sub.agent_id != agent_id:
+        return Ack(ref, False, "ERROR_REASON_TASK_FINISHED", "the task is finished or unknown")
+    if output is not None and sub.status == SubtaskStatus.COMPLETED and sub.output == output:
+        return Ack(ref, True, message="duplicate result ignored")
+    if output is None and sub.status == SubtaskStatus.FAILED:
+        return Ack(ref, True, message="already settled")
+    return Ack(ref, False, "ERROR_REASON_TASK_FINISHED", f"the subtask is {sub.status.name}")
 
 
 class AgentSide:
@@ -173,10 +194,47 @@ class AgentSide:
             return Ack(ref, False, "ERROR_REASON_TASK_FINISHED", f"the subtask is {sub.status.name}")
         return task, sub
 
+    def _forgotten(self, ref: Ref) -> bool:
+        """Whether a report is on a subtask neither in memory nor remembered as applied.
+
+        Its task finished, before a restart of the control plane or long enough ago to have
+        left :data:`APPLIED_MEMORY`: only the stored subtask can say what the report is.
+        """
+        in_memory = ref.task_id in self.tasks and ref.subtask_id in self.subtasks.get(ref.task_id, {})
+        return not in_memory and self._applied.get((ref.task_id, ref.subtask_id)) != ref.lease_epoch
+
+    def _answer_forgotten(self, session: AgentSession, ref: Ref, output: str | None) -> None:
+        if self._stored_answers >= MAX_STORED_ANSWERS:
+            session.send(Ack(ref, False, "ERROR_REASON_TASK_FINISHED", "the task is finished or unknown"))
+            return
+        self._stored_answers += 1
+        self._background(self._answer_from_storage(session, ref, output))
+
+    async def _answer_from_storage(self, session: AgentSession, ref: Ref, output: str | None) -> None:
+        """Answer a report on a forgotten subtask (see :meth:`_forgotten`) from what is stored.
+
+        A result re-sent because the control plane died after storing it but before its
+        acknowledgement reached the agent is an accepted duplicate, as the protocol promises
+        (same agent, attempt, lease epoch and output); an earlier attempt is still stale.
+        """
+        try:
+            await self.committer.durable()  # a task that just finished here: read its final state
+            stored = await self.storage.call(self.storage.backend.get_subtasks, ref.task_id)
+        except Exception:  # the storage's failure is not the agent's: it may send again
+            log.exception("reading subtask %s/%s to answer a late report failed", ref.task_id, ref.subtask_id)
+            stored = []
+        finally:
+            self._stored_answers -= 1
+        sub = next((s for s in stored if s.id == ref.subtask_id), None)
+        session.send(stored_report_ack(ref, sub, session.id, output))
+
     def report_result(
         self, session: AgentSession, ref: Ref, output: str, artifacts: list[Artifact], usage: Usage
     ) -> None:
         """Apply a result (once) and ack it after commit."""
+        if self._forgotten(ref):
+            self._answer_forgotten(session, ref, output)
+            return
         checked = self._check_ref(session, ref)
         if isinstance(checked, Ack):
             self._answer(session, checked)
@@ -212,6 +270,9 @@ class AgentSide:
         usage: Usage,
     ) -> None:
         """Retry or fail a subtask after an agent's failure report."""
+        if self._forgotten(ref):
+            self._answer_forgotten(session, ref, None)
+            return
         checked = self._check_ref(session, ref)
         if isinstance(checked, Ack):
             self._answer(session, checked)

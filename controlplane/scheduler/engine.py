@@ -123,6 +123,8 @@ class Engine(AgentSide, Consensus, Watching):
         # (task, subtask) -> lease epoch of the applied result, for acknowledging
         # duplicates after the task left memory (bounded; oldest forgotten first).
         self._applied: OrderedDict[SubKey, int] = OrderedDict()
+        #: Reports on forgotten subtasks being answered from storage now (bounded: MAX_STORED_ANSWERS).
+        self._stored_answers = 0
         self._incarnation = 0
         self._planning: dict[str, asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()

@@ -28,7 +28,7 @@ from agent_sdk.context import Assignment, Ballot, Context, Result, Usage, VoteCh
 from agent_sdk.errors import PermanentError, RetryableError
 from agent_sdk.types import AgentTypeSpec
 from plugins.claude.client import make_client, request_options, translate_error
-from plugins.claude.config import ClaudeConfig, load_plugin_settings, resolve_config
+from plugins.claude.config import AGENT_ENVIRONMENT, ClaudeConfig, load_plugin_settings, resolve_config
 from plugins.claude.pricing import price_for, usage_cost_micros
 
 log = logging.getLogger(__name__)
@@ -395,6 +395,7 @@ def agent_type_specs(settings: Any = None) -> list[AgentTypeSpec]:
         return AgentTypeSpec(
             name=cls.agent_type, capabilities=tuple(cls.capabilities), description=cls.description,
             factory=factory, max_concurrency=cls.max_concurrency, source=SOURCE,
+            environment=AGENT_ENVIRONMENT,
         )
 
     return [spec(cls) for cls in AGENT_CLASSES]

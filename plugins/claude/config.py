@@ -32,6 +32,11 @@ DEFAULT_TIMEOUT = 600.0
 
 KEY_ENV_VARS = ("ANTHROPIC_API_KEY", "CLAUDE_API_KEY")
 BASE_URL_ENV_VAR = "ANTHROPIC_BASE_URL"
+#: What a launched Claude agent receives from the control plane's environment (``AgentTypeSpec.environment``):
+#: its model key (in any of its forms), the API's address and the proxies that reach it. Nothing else secret.
+AGENT_ENVIRONMENT = (*KEY_ENV_VARS, "MAOS_CLAUDE_API_KEY", BASE_URL_ENV_VAR,
+                     "HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY", "ALL_PROXY",
+                     "https_proxy", "http_proxy", "no_proxy", "all_proxy")
 
 
 def sdk_models() -> list[str]:

@@ -39,3 +39,11 @@ async def hangs(ctx: Context) -> str:
 
 
 NOT_CALLABLE = "a string"
+
+
+def environment(ctx: Context) -> str:
+    """The agent process's environment, as JSON (what a launched agent was given)."""
+    import json
+    import os
+
+    return json.dumps(dict(os.environ), sort_keys=True)

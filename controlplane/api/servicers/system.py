@@ -18,6 +18,7 @@ from controlplane.domain.events import Event
 from controlplane.logbook import LEVELS, LogBook, LogEntry, LogFilter
 from controlplane.errors import FailedPrecondition, InvalidArgument, ResourceExhausted
 from controlplane.metrics import Metrics
+from controlplane.redaction import redact, shown_setting
 from controlplane.scheduler.engine import Engine
 from controlplane.version import __version__
 
@@ -99,7 +100,7 @@ class SystemServicer(system_grpc.SystemServiceServicer):
         try:
             await self.engine.storage.call(backend.ping)
         except Exception as exc:
-            return UNHEALTHY, f"{backend.kind}: {exc}"
+            return UNHEALTHY, redact(f"{backend.kind}: {exc}")
         return HEALTHY, f"{backend.kind} reachable"
 
     async def _redis(self) -> tuple[int, str]:
@@ -110,7 +111,7 @@ class SystemServicer(system_grpc.SystemServiceServicer):
         try:
             await self.redis_check()
         except Exception as exc:
-            return UNHEALTHY, str(exc)
+            return UNHEALTHY, redact(str(exc))
         return HEALTHY, "reachable"
 
     async def GetMetricsSummary(self, request: system_pb.GetMetricsSummaryRequest, context: grpc.aio.ServicerContext) -> system_pb.GetMetricsSummaryResponse:
@@ -239,10 +240,7 @@ class SystemServicer(system_grpc.SystemServiceServicer):
         for key in keys:
             if key not in OPTIONS:
                 raise InvalidArgument(f"unknown setting {key!r}", field="keys")
-            if key == "claude.api_key" or key.endswith("_url") and "@" in str(self.settings[key]):
-                shown = "(set)" if self.settings[key] else ""
-            else:
-                shown = str(self.engine.runtime.get(key, self.settings[key]))
+            shown = shown_setting(key, self.engine.runtime.get(key, self.settings[key]))
             values.append(system_pb.ConfigValue(key=key, value=shown, description=OPTIONS[key].description,
                                                 source="runtime" if key in self.engine.runtime else self.settings.source(key)))
         return system_pb.GetConfigResponse(values=values)
@@ -258,4 +256,5 @@ class SystemServicer(system_grpc.SystemServiceServicer):
             )
         self.engine.runtime[request.key] = parse_value(request.key, request.value)
         return system_pb.SetConfigResponse(value=system_pb.ConfigValue(
-            key=request.key, value=str(self.engine.runtime[request.key]), description=option.description, source="runtime"))
+            key=request.key, value=shown_setting(request.key, self.engine.runtime[request.key]),
+            description=option.description, source="runtime"))

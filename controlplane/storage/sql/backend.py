@@ -29,6 +29,7 @@ from controlplane.access.records import JoinTokenRecord
 from controlplane.checkpoints.record import CheckpointRecord
 from controlplane.domain.model import AgentInfo, Subtask, Task, TaskStatus
 from controlplane.errors import Aborted, AlreadyExists, Unavailable
+from controlplane.home import PRIVATE_DIR, create_private_file
 from controlplane.storage.base import (
     IdempotencyRecord, SchemaStatus, StateValue, TableRows, TaskQuery, WriteBatch,
 )
@@ -760,7 +761,7 @@ def _sqlite_locked(exc: Unavailable) -> bool:
 def _sqlite_engine(url: URL) -> Engine:
     plain_file = _sqlite_plain_file(url)
     if plain_file:
-        Path(url.database or "").expanduser().parent.mkdir(parents=True, exist_ok=True)
+        Path(url.database or "").expanduser().parent.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
     pool: dict[str, Any] = (
         {"poolclass": StaticPool}  # one shared connection, or each would see its own database
         if _sqlite_in_memory(url)
@@ -769,9 +770,25 @@ def _sqlite_engine(url: URL) -> Engine:
     engine = create_engine(url, connect_args={"check_same_thread": False}, **pool)
     event.listen(engine, "connect", _configure_sqlite_connection)
     if plain_file:
+        event.listen(engine, "do_connect", _private_database_file)
         event.listen(engine, "connect", _no_checkpoint_on_commit)
     event.listen(engine, "begin", _begin_sqlite_transaction)
     return engine
+
+
+def _private_database_file(_dialect: Any, _record: Any, cargs: tuple[Any, ...],
+                           _cparams: dict[str, Any]) -> None:
+    """Before SQLite opens (and maybe creates) the file: make it, and its ``-wal``/``-shm``, 0600.
+
+    SQLite gives the ``-wal`` and ``-shm`` files the database file's mode, so creating that
+    file 0600 first keeps all three private whatever the umask. Done at connection time, so
+    merely checking a schema creates nothing.
+    """
+    database = Path(str(cargs[0]) if cargs else "").expanduser()
+    logs = [database.with_name(database.name + suffix) for suffix in ("-wal", "-shm")]
+    for path in (database, *logs):
+        if path == database or path.exists():
+            create_private_file(path)
 
 
 def _configure_sqlite_connection(dbapi_connection: Any, _record: Any) -> None:

@@ -225,3 +225,48 @@ async def test_register_with_bad_concurrency_is_invalid(control_plane: App) -> N
         assert not control_plane.engine.sessions
     finally:
         await agent.close()
+
+
+async def test_a_stored_result_re_sent_after_a_restart_is_an_accepted_duplicate(tmp_path: Path) -> None:
+    """The control plane dies after storing a result; the agent re-sends it to the restarted one."""
+    cp = ControlPlaneProcess(tmp_path / "home")
+    cp.start()
+    await cp.wait_ready()
+    stubs, agent = Stubs(cp.address), RawAgent(cp.address)
+    try:
+        agent.send(register=gw.Register(agent_type="raw", capabilities=["*"], max_concurrency=1, language="test"))
+        first = (await agent.receive("registered")).registered
+        reply = await stubs.tasks.SubmitTask(t.SubmitTaskRequest(task=m.Task(description="once")), timeout=5)
+        ref = (await agent.receive("assignment")).assignment.ref
+        agent.send(result=gw.SubtaskResult(ref=ref, output="stored"))
+        assert (await _wait_finished(stubs, reply.task.name, 10)).status == enums.TASK_STATUS_COMPLETED
+        cp.kill()  # whether or not its acknowledgement got out, the agent sends the result again
+        await agent.close()
+        await stubs.close()
+        cp.start()
+        await cp.wait_ready()
+        stubs, agent = Stubs(cp.address), RawAgent(cp.address)
+        agent.send(register=gw.Register(
+            agent_type="raw", capabilities=["*"], max_concurrency=1, language="test",
+            resume=gw.ResumeSession(agent=first.agent, session_id=first.session_id, assignments=[ref])))
+        assert (await agent.receive("registered")).registered.agent == first.agent
+
+        agent.send(result=gw.SubtaskResult(ref=ref, output="stored"))
+        duplicate = (await agent.receive("ack")).ack
+        assert duplicate.accepted and duplicate.message == "duplicate result ignored", duplicate
+
+        stale = gw.AssignmentRef(subtask=ref.subtask, attempt=ref.attempt, lease_epoch=ref.lease_epoch + 1)
+        agent.send(result=gw.SubtaskResult(ref=stale, output="stored"))
+        refused = (await agent.receive("ack")).ack
+        assert not refused.accepted and refused.reason == errors.ERROR_REASON_STALE_ATTEMPT, refused
+
+        agent.send(result=gw.SubtaskResult(ref=ref, output="another answer"))
+        different = (await agent.receive("ack")).ack
+        assert not different.accepted and different.reason == errors.ERROR_REASON_TASK_FINISHED, different
+
+        results = await stubs.tasks.GetTaskResults(t.GetTaskResultsRequest(name=reply.task.name), timeout=5)
+        assert [s.output for s in results.result.subtasks] == ["stored"]
+    finally:
+        await agent.close()
+        await stubs.close()
+        cp.stop()

@@ -13,6 +13,7 @@ import pluggy
 from controlplane.access.join_tokens import JoinTokens
 from controlplane.access.manager import AccessManager
 from controlplane.access.rate_limit import CallLimits
+from controlplane.agent_types import type_capabilities
 from controlplane.api.admission import AgentAdmission
 from controlplane.api.auth import AuthInterceptor
 from controlplane.api.errors import ErrorAndMetricsInterceptor
@@ -190,10 +191,12 @@ def build_app(settings: Settings, pm: pluggy.PluginManager | None = None) -> App
     launcher = LocalLauncher(settings["server.address"], settings.home, settings["system.max_agents"])
     if tls is not None:
         launcher.use_tls(settings.client_tls, client_certificate_required=tls.require_client_auth)
-    logbook = LogBook()
+    logbook = LogBook(task_owner=lambda task_id: getattr(engine.tasks.get(task_id), "owner", ""),
+                      agent_owner=lambda agent_id: getattr(engine.agents.get(agent_id), "owner", ""))
     access = AccessManager(storage)
     access.bootstrap_sync()  # users/admin and the agents' users exist from the start
-    join_tokens = JoinTokens(storage, access, agent_exists=lambda agent_id: agent_id in engine.agents)
+    join_tokens = JoinTokens(storage, access, agent_exists=lambda agent_id: agent_id in engine.agents,
+                             type_capabilities=lambda name: type_capabilities(pm, settings, name))
     admission: AgentAdmission | None = None
     limits: CallLimits | None = None
     auth: AuthInterceptor | None = None

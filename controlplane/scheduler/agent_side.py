@@ -75,7 +75,8 @@ class AgentSide:
         revoked: list[Ref] = []
         earlier_info = self.agents.get(resume_agent_id) if resume_agent_id else None
         if earlier_info is not None and earlier_info.session_id == resume_session_id \
-                and earlier_info.agent_type == info.agent_type and info.id in ("", resume_agent_id):
+                and earlier_info.agent_type == info.agent_type and info.id in ("", resume_agent_id) \
+                and earlier_info.owner == info.owner:  # nor may it pass to another owner
             # Only the holder of the session (it knows the session id) may take its identity back.
             info.id = resume_agent_id
         else:

@@ -41,6 +41,7 @@ subject is recorded in the audit record's ``peer`` next to the address
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import re
 import time
 import uuid
@@ -64,6 +65,8 @@ __all__ = ["MALFORMED", "AuthInterceptor", "audit_resource", "peer_address"]
 
 #: Status codes of refusals: every call ending with one is audited as DENY, whoever refused it.
 DENIALS = frozenset({"PERMISSION_DENIED", "UNAUTHENTICATED"})
+#: Whether the current call's refusal has been audited already (by the gateway's admission, say).
+_refusal_audited: contextvars.ContextVar[bool] = contextvars.ContextVar("maos_refusal_audited", default=False)
 #: The ``resource`` of an audit record whose request named something that is not a resource name.
 MALFORMED = "<malformed>"
 #: An id as ``convert.parse_name`` takes it (tasks, agents, checkpoints, ...), matched whole.
@@ -158,11 +161,14 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             "request_id": request_id if not request_id or _REQUEST_ID.fullmatch(request_id) else MALFORMED,
             "reason": reason,
         }
+        if reason:
+            _refusal_audited.set(True)
         self.record_audit(record)
 
     async def _authorize(self, method: str, context: grpc.aio.ServicerContext, request: Any) -> Caller:
         permission = needed(method)
         assert permission is not None
+        _refusal_audited.set(False)
         caller: Caller | None = None
         limits = self.limits
         try:
@@ -216,6 +222,8 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             # A refusal decided inside the servicer is a denial like the interceptor's own, and is
             # recorded for read-only methods too.
             denied = code in DENIALS
+            if denied and _refusal_audited.get():  # recorded where it was decided
+                return
             if denied:
                 reason = reason or f"ERROR_REASON_{code}"
             if audited or denied:

@@ -76,7 +76,7 @@ class AgentSide:
         earlier_info = self.agents.get(resume_agent_id) if resume_agent_id else None
         if earlier_info is not None and earlier_info.session_id == resume_session_id \
                 and earlier_info.agent_type == info.agent_type and info.id in ("", resume_agent_id) \
-                and earlier_info.owner == info.owner:  # nor may it pass to another owner
+                and earlier_info.owner in ("", info.owner):  # nor may it pass to another owner
             # Only the holder of the session (it knows the session id) may take its identity back.
             info.id = resume_agent_id
         else:

@@ -217,6 +217,23 @@ async def test_acting_on_another_principals_agent_needs_manage_all(secured: App,
         await devs_stream.close()
 
 
+async def test_an_agents_session_is_resumed_only_by_its_owner(secured: App, devs: tuple[Client, Client]) -> None:
+    dev_a, _ = devs
+    admins, stream = await join(secured, register("echo"), bearer=await admin_key(secured))
+    await stream.close()
+    await wait_for(lambda: not secured.engine.sessions, message="the admin's agent to leave")
+    resume = gw.ResumeSession(agent=admins.agent, session_id=admins.session_id)
+    taken, stream = await join(secured, register("echo", resume=resume),
+                               bearer=dev_a.secret)  # type: ignore[attr-defined]
+    await stream.close()
+    assert taken.agent != admins.agent  # a new agent of dev-a's, not the admin's under a new owner
+    assert secured.engine.agents[admins.agent.removeprefix("agents/")].owner == "users/admin"
+    assert secured.engine.agents[taken.agent.removeprefix("agents/")].owner == "users/dev-a"
+    again, stream = await join(secured, register("echo", resume=resume), bearer=await admin_key(secured))
+    await stream.close()
+    assert again.agent == admins.agent  # its owner resumes it
+
+
 async def test_an_agents_assignments_show_only_tasks_the_caller_may_see(secured: App, admin: Client,
                                                                         devs: tuple[Client, Client]) -> None:
     dev_a, dev_b = devs

@@ -134,6 +134,10 @@ class AgentSide:
             self.metrics.agent_connected(session.info.agent_type, -1)  # type: ignore[attr-defined]
         session.close()
 
+    def worked_on(self, agent_id: str, task_id: str) -> bool:
+        """Whether agent ``agent_id`` holds, or ran, a subtask of task ``task_id`` (as memory knows it)."""
+        return any(sub.agent_id == agent_id for sub in self.subtasks.get(task_id, {}).values())
+
     def seen(self, session: AgentSession) -> None:
         """The agent sent something: it is alive (work may go to it again)."""
         if session.suspect:

@@ -34,7 +34,7 @@ from controlplane.api.pb import errors_pb, gateway_grpc, gateway_pb, messages_pb
 from controlplane.domain.model import AgentInfo
 from controlplane.domain.tasks import valid_type_name
 from controlplane.errors import FailedPrecondition, InvalidArgument, Unauthenticated
-from controlplane.logbook import LogBook
+from controlplane.logbook import LogBook, LogEntry
 from controlplane.scheduler.commands import (
     Ack,
     Assign,
@@ -315,6 +315,13 @@ class GatewayServicer(gateway_grpc.AgentGatewayServicer):
             return current_principal()
         return admitted.owner
 
+    def _own_record(self, entry: LogEntry) -> LogEntry:
+        """An agent's log record keeps its task only if the agent works or worked on that task: the task's
+        owner reads it (docs/security.md), so no agent may write into another task's log."""
+        if entry.task_id and not self.engine.worked_on(entry.agent_id, entry.task_id):
+            entry.task_id = entry.subtask_id = ""
+        return entry
+
     def _state(self, session: AgentSession, request: gateway_pb.SharedStateRequest) -> None:
         ref = ref_from_pb(request.ref)
         op = request.WhichOneof("op")
@@ -386,7 +393,8 @@ class GatewayServicer(gateway_grpc.AgentGatewayServicer):
                     engine.cast_vote(session, v.proposal, v.candidate_id, v.confidence, v.rationale, v.round)
                 elif kind == "logs":
                     if self.logbook is not None:
-                        self.logbook.extend(convert.log_entry_from_pb(r, session.id) for r in msg.logs.records[:100])
+                        self.logbook.extend(self._own_record(convert.log_entry_from_pb(r, session.id))
+                                            for r in msg.logs.records[:100])
                 elif kind == "state":
                     self._state(session, msg.state)
                 elif kind == "register":

@@ -107,11 +107,21 @@ async def _agent_logs(stream: Stream, *records: msgs.LogRecord) -> None:
 async def test_log_lines_of_other_principals_tasks_and_agents_are_hidden(secured: App, admin: Client,
                                                                          devs: tuple[Client, Client]) -> None:
     dev_a, dev_b = devs
-    theirs = await dev_b.submit_task(description="dev-b's task", agent_type="nobody")
-    mine = await dev_a.submit_task(description="dev-a's task", agent_type="nobody")
-    # An agent of the admin's forwards lines about both tasks and one about itself.
-    _, stream = await join(secured, register("reporter"), bearer=await admin_key(secured))
+    theirs = await dev_b.submit_task(description="dev-b's task", agent_type="reporter")
+    mine = await dev_a.submit_task(description="dev-a's task", agent_type="reporter")
+    elsewhere = await dev_b.submit_task(description="dev-b's other task", agent_type="nobody")
+    # An agent of the admin's runs both tasks and forwards lines about them and one about itself.
+    registered, stream = await join(secured, register("reporter", max_concurrency=2),
+                                    bearer=await admin_key(secured))
+    agent_id = registered.agent.removeprefix("agents/")
     try:
+        await wait_for(lambda: all(secured.engine.worked_on(agent_id, t.name.removeprefix("tasks/"))
+                                   for t in (theirs, mine)), message="both tasks assigned to the agent")
+        # A line about a task it never ran is kept as its own line, not the task's (no forged task logs).
+        await _agent_logs(stream, msgs.LogRecord(task=elsewhere.name, message="forged for dev-b", level=2))
+        await wait_for(lambda: secured.logbook.query(LogFilter(contains="forged")), message="the forged line")
+        assert await _logs(dev_b, task=elsewhere.name) == [] and await _logs(dev_b, contains="forged") == []
+        assert [r.agent for r in await _logs(admin, contains="forged")] == [registered.agent]
         tail = dev_a.system.TailLogs(system_pb.TailLogsRequest(tail=1000), timeout=20)
         await _agent_logs(stream,
                           msgs.LogRecord(task=theirs.name, message="dev-b SECRET-TOKEN-123", level=2),

@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 
 import agent_sdk.proto.maos.v1 as protos
-from controlplane.access.permissions import BUILTIN_ROLES, KNOWN_PERMISSIONS, needed
+from controlplane.access.permissions import BUILTIN_ROLES, KNOWN_PERMISSIONS, needed, valid_permission
 from controlplane.api.server import SERVICE_NAMES
 
 DOC = Path(__file__).resolve().parents[3] / "docs" / "security.md"
@@ -61,6 +61,7 @@ def test_every_permission_and_builtin_role_is_documented() -> None:
     for permission in KNOWN_PERMISSIONS:
         assert f"| `{permission}` |" in text, f"docs/security.md does not explain {permission}"
     for role, (_, permissions) in BUILTIN_ROLES.items():
+        assert all(valid_permission(p) for p in permissions), f"{role} holds an unknown permission"
         row = next((line for line in text.splitlines() if line.startswith(f"| {role} |")), "")
         assert row, f"docs/security.md does not list the role {role}"
         listed = set(re.findall(r"`([^`]+)`", row))

@@ -2,7 +2,11 @@
 
 Permissions are ``resource:verb`` strings; ``*`` grants everything and
 ``resource:*`` every verb of a resource. Deny by default: a method missing
-from :data:`METHOD_PERMISSIONS` needs ``admin``.
+from :data:`METHOD_PERMISSIONS` needs ``admin``. Roles and keys may hold only
+:data:`KNOWN_PERMISSIONS` (and those wildcards). What a caller sees of other
+principals' objects is decided in the servicers, by :data:`VIEW_ALL_TASKS` and
+:data:`MANAGE_ALL_AGENTS`; ``docs/security.md`` is the whole matrix, checked
+against this table by a test.
 """
 
 from __future__ import annotations

@@ -156,7 +156,8 @@ def api_key() -> None:
 
 @api_key.command("create")
 @click.option("--name", default="", help="A label for the key.")
-@click.option("--permissions", default="", help="Comma-separated subset of your permissions (default: all).")
+@click.option("--permissions", default="",
+              help="Comma-separated subset of your key's permissions (default: all; a limited key must list them).")
 @click.option("--expires", type=Duration(), default=None, help="Lifetime, e.g. 30d (default 90d, at most 365d).")
 @click.option("--user", default="", help="Create it for another user (admin).")
 @output_option

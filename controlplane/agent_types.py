@@ -30,3 +30,9 @@ def agent_type(pm: pluggy.PluginManager, settings: Settings, name: str, field: s
             reason="ERROR_REASON_UNKNOWN_AGENT_TYPE",
         )
     return known[name]
+
+
+def type_capabilities(pm: pluggy.PluginManager, settings: Settings, name: str) -> frozenset[str]:
+    """The capabilities the registry gives agent type ``name`` (none for an unknown type)."""
+    spec = agent_types(pm, settings).get(name)
+    return frozenset(spec.capabilities) if spec is not None else frozenset()

@@ -14,7 +14,7 @@ from controlplane.access.join_tokens import JoinTokens
 from controlplane.access.manager import AccessManager
 from controlplane.access.rate_limit import CallLimits
 from controlplane.agent_limits import AgentLimits
-from controlplane.agent_types import agent_type
+from controlplane.agent_types import agent_type, type_capabilities
 from controlplane.api.admission import AgentAdmission
 from controlplane.api.auth import AuthInterceptor
 from controlplane.api.errors import ErrorAndMetricsInterceptor
@@ -209,10 +209,12 @@ def build_app(settings: Settings, pm: pluggy.PluginManager | None = None) -> App
     launcher.type_environment = lambda name: getattr(agent_type(pm, settings, name), "environment", ())
     if tls is not None:
         launcher.use_tls(settings.client_tls, client_certificate_required=tls.require_client_auth)
-    logbook = LogBook()
+    logbook = LogBook(task_owner=lambda task_id: getattr(engine.tasks.get(task_id), "owner", ""),
+                      agent_owner=lambda agent_id: getattr(engine.agents.get(agent_id), "owner", ""))
     access = AccessManager(storage)
     access.bootstrap_sync()  # users/admin and the agents' users exist from the start
-    join_tokens = JoinTokens(storage, access, agent_exists=lambda agent_id: agent_id in engine.agents)
+    join_tokens = JoinTokens(storage, access, agent_exists=lambda agent_id: agent_id in engine.agents,
+                             type_capabilities=lambda name: type_capabilities(pm, settings, name))
     admission: AgentAdmission | None = None
     limits: CallLimits | None = None
     auth: AuthInterceptor | None = None

@@ -64,6 +64,8 @@ class Launch:
     stopping: bool = False
     #: Labels the agent gets when it registers (from SpawnAgents).
     labels: dict[str, str] = field(default_factory=dict)
+    #: The principal that asked for it (SpawnAgents); "" for the control plane's own pool.
+    owner: str = ""
     registered_event: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
     supervisor: asyncio.Task[None] | None = field(default=None, repr=False)
     #: A restart in progress (its process must be stopped too if the launch is stopped meanwhile).
@@ -129,8 +131,9 @@ class LocalLauncher:
         return sum(1 for launch in self.launches.values() if not launch.stopping)
 
     async def spawn(self, agent_type: str, *, capabilities: list[str] | None = None,
-                    max_concurrency: int = 0, labels: dict[str, str] | None = None) -> Launch:
-        """Start one supervised agent process of ``agent_type``."""
+                    max_concurrency: int = 0, labels: dict[str, str] | None = None,
+                    owner: str = "") -> Launch:
+        """Start one supervised agent process of ``agent_type`` (owned by ``owner``; "": the control plane)."""
         if self._cannot_launch:
             raise FailedPrecondition(self._cannot_launch, reason="ERROR_REASON_NOT_SUPPORTED")
         self.limits.admit(self.active)
@@ -142,7 +145,7 @@ class LocalLauncher:
             args += ["--capabilities", ",".join(capabilities)]
         if max_concurrency:
             args += ["--max-concurrency", str(max_concurrency)]
-        launch = Launch(launch_id, agent_type, args, labels=dict(labels or {}))
+        launch = Launch(launch_id, agent_type, args, labels=dict(labels or {}), owner=owner)
         self.launches[launch_id] = launch
         try:
             await self._start(launch)

@@ -34,6 +34,32 @@ class LogEntry:
     agent_id: str = ""
     fields: dict[str, str] = field(default_factory=dict)
     seq: int = 0
+    #: The principals owning the record's task and its agent when it was kept (who may read it).
+    task_owner: str = ""
+    agent_owner: str = ""
+
+
+@dataclass(frozen=True)
+class Visibility:
+    """Which records a principal may read (see ``docs/security.md``).
+
+    A record about a task is shown to the task's owner (or to holders of
+    ``task:view-all``), whichever agent wrote it; an agent's record about no
+    task to the agent's owner (or to holders of ``agent:manage-all``); the
+    control plane's own records about no task to every reader.
+    """
+
+    principal: str
+    all_tasks: bool = False
+    all_agents: bool = False
+
+    def allows(self, entry: LogEntry) -> bool:
+        """Whether the principal may read ``entry``."""
+        if entry.task_id:
+            return self.all_tasks or (bool(entry.task_owner) and entry.task_owner == self.principal)
+        if entry.agent_id:
+            return self.all_agents or (bool(entry.agent_owner) and entry.agent_owner == self.principal)
+        return True
 
 
 @dataclass(frozen=True)
@@ -46,11 +72,14 @@ class LogFilter:
     task_id: str = ""
     agent_id: str = ""
     since: float | None = None
+    #: Who reads (None: everything is visible, as with access control off).
+    visibility: Visibility | None = None
 
     def matches(self, entry: LogEntry) -> bool:
-        """Whether ``entry`` passes the filter."""
+        """Whether ``entry`` passes the filter (and the reader may see it)."""
         return (
-            entry.level >= self.min_level
+            (self.visibility is None or self.visibility.allows(entry))
+            and entry.level >= self.min_level
             and (not self.component or entry.component == self.component or entry.component.startswith(self.component + "."))
             and (not self.contains or self.contains.lower() in entry.message.lower())
             and (not self.task_id or entry.task_id == self.task_id)
@@ -62,15 +91,23 @@ class LogFilter:
 class LogBook:
     """The ring of recent records and the live subscribers to it."""
 
-    def __init__(self, capacity: int = 20_000):
+    def __init__(self, capacity: int = 20_000, task_owner: Callable[[str], str] | None = None,
+                 agent_owner: Callable[[str], str] | None = None):
+        """``task_owner``/``agent_owner`` name the owner of a task or agent id ("" if unknown)."""
         self._entries: deque[LogEntry] = deque(maxlen=capacity)
         self._seq = 0
         self.subscribers: list[Callable[[LogEntry], None]] = []
+        self.task_owner = task_owner
+        self.agent_owner = agent_owner
 
     def add(self, entry: LogEntry) -> None:
-        """Keep a record and hand it to subscribers."""
+        """Keep a record (noting who owns its task and agent) and hand it to subscribers."""
         self._seq += 1
         entry.seq = self._seq
+        if entry.task_id and not entry.task_owner and self.task_owner is not None:
+            entry.task_owner = self.task_owner(entry.task_id)
+        if entry.agent_id and not entry.agent_owner and self.agent_owner is not None:
+            entry.agent_owner = self.agent_owner(entry.agent_id)
         self._entries.append(entry)
         for subscriber in list(self.subscribers):
             subscriber(entry)

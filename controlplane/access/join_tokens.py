@@ -25,6 +25,18 @@ and the agent needs a new one.
 
 Revoking a token stops further joins; agents that already joined keep their
 credentials (revoke those as API keys).
+
+A token bound to agent types also bounds what its agents may claim: an agent
+of such a token declares only capabilities of its type (those the type
+registry lists for it, :mod:`controlplane.agent_types`), so it is given only
+that type's work. A claim beyond is refused at Register, PERMISSION_DENIED
+naming the capabilities refused and those allowed, before a use is counted;
+the agent's credential keeps the limit for its later connections. A token
+bound to no type limits nothing.
+
+The token's creator owns the agents that join with it (recorded on their
+credentials): pausing, draining or terminating them needs no
+``agent:manage-all`` for that principal.
 """
 
 from __future__ import annotations
@@ -108,16 +120,32 @@ class JoinTokens:
     """
 
     def __init__(self, storage: Any, access: AccessManager,
-                 agent_exists: Callable[[str], bool] = lambda agent_id: False):
+                 agent_exists: Callable[[str], bool] = lambda agent_id: False,
+                 type_capabilities: Callable[[str], frozenset[str]] = lambda agent_type: frozenset()):
+        """``type_capabilities`` names the capabilities the type registry gives a type (none if unknown)."""
         self.storage = storage
         self.access = access
         self.agent_exists = agent_exists
+        self.type_capabilities = type_capabilities
+
+    def check_capabilities(self, agent_type: str, capabilities: Sequence[str], source: str) -> None:
+        """PERMISSION_DENIED if ``capabilities`` go beyond those of ``agent_type`` (``source`` binds it)."""
+        allowed = self.type_capabilities(agent_type) | {agent_type}
+        beyond = [c for c in dict.fromkeys(capabilities) if c not in allowed]
+        if beyond:
+            shown = ", ".join(repr(c[:64]) for c in beyond[:10]) + (f" and {len(beyond) - 10} more"
+                                                                      if len(beyond) > 10 else "")
+            raise PermissionDenied(
+                f"{source} binds its agents to type {agent_type!r}, whose capabilities are "
+                f"{', '.join(sorted(allowed))}; register.capabilities may not claim {shown}",
+                metadata={"agent_type": agent_type, "capabilities": ",".join(beyond)[:256]})
 
     async def create(self, agent_types: Sequence[str], max_uses: int,
-                     ttl: float | None) -> tuple[JoinTokenRecord, str]:
+                     ttl: float | None, creator: str = "") -> tuple[JoinTokenRecord, str]:
         """A new token; returns (record, ``id.secret``). The secret is never available again.
 
-        ``ttl`` None or 0 means the default, 24 h (as for API keys).
+        ``ttl`` None or 0 means the default, 24 h (as for API keys). ``creator`` (the calling
+        principal) will own the agents that join with it.
 
         Raises:
             InvalidArgument: a negative or too long ``ttl``, ``max_uses`` out of range, bad agent types.
@@ -140,7 +168,8 @@ class JoinTokens:
         for _ in range(3):  # a clash of random 6-character ids is rare; try again
             token_id, secret = _random(6), _random(16)
             record = JoinTokenRecord(id=token_id, digest=digest(secret), agent_types=tuple(dict.fromkeys(agent_types)),
-                                     max_uses=max_uses, uses=0, create_time=now, expire_time=now + ttl)
+                                     max_uses=max_uses, uses=0, create_time=now, expire_time=now + ttl,
+                                     creator=creator)
             try:
                 await self.storage.call(self.storage.backend.put_join_token, record)
             except AlreadyExists:
@@ -168,12 +197,13 @@ class JoinTokens:
             raise NotFound(f"join token {name(token_id)!r} does not exist", reason=_NOT_FOUND)
         return record
 
-    async def redeem(self, token: str, agent_type: str) -> Redemption:
+    async def redeem(self, token: str, agent_type: str, capabilities: Sequence[str] = ()) -> Redemption:
         """Count one use of ``token`` for an agent of ``agent_type`` and issue that agent's credential.
 
         Raises:
             Unauthenticated: malformed, unknown (or wrong secret), revoked or expired token.
-            PermissionDenied: the type is not allowed, or every use is spent.
+            PermissionDenied: the type is not allowed, ``capabilities`` go beyond the type's (a
+                token bound to types), or every use is spent.
 
         The use is counted durably before the credential is stored, and before
         the agent receives it in ``Registered``: should storing the credential
@@ -191,13 +221,16 @@ class JoinTokens:
             raise Unauthenticated("unknown join token", reason=_NOT_FOUND)
         now = time.time()
         self._check(record, agent_type, now)
+        if record.agent_types:
+            self.check_capabilities(agent_type, capabilities, f"join token {name(token_id)}")
         agent_id = await self._new_agent_id(agent_type)
         counted = await self.storage.call(self.storage.backend.use_join_token, token_id, now)
         if counted is None:  # revoked, expired or used up since it was read
             latest = await self.storage.call(self.storage.backend.get_join_token, token_id) or record
             self._check(latest, agent_type, now)
             raise self._exhausted(latest)
-        key, credential = await self.access.issue_agent_credential(agent_id, agent_type, name(token_id))
+        key, credential = await self.access.issue_agent_credential(
+            agent_id, agent_type, name(token_id), owner=record.creator, typed=bool(record.agent_types))
         return Redemption(agent_id=agent_id, key_id=key["id"], credential=credential)
 
     async def _new_agent_id(self, agent_type: str) -> str:

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from controlplane.access import keys
-from controlplane.access.permissions import BUILTIN_ROLES, grants, valid_permission
+from controlplane.access.permissions import BUILTIN_ROLES, grants, permission_problem
 from controlplane.errors import (
     AlreadyExists,
     CredentialRefused,
@@ -55,11 +55,20 @@ DEFAULT_OVERLAP = 86400.0
 _LAST_USED_EVERY = 60.0
 _ROLE_ID = re.compile(r"[a-z][a-z0-9-]{0,62}")  # fullmatch: "$" would accept a trailing newline
 _USER_ID = re.compile(r"[^a-z0-9-]+")
+#: Longest email address accepted (RFC 5321's path limit less its angle brackets).
+MAX_EMAIL = 254
+_EMAIL_ATOM = r"[A-Za-z0-9_%+'-]+"
+_DOMAIN_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+#: A dot-atom local part of at most 64 characters (no leading, trailing or double dot), then a host name.
+_EMAIL = re.compile(rf"(?=[^@]{{1,64}}@){_EMAIL_ATOM}(?:\.{_EMAIL_ATOM})*"
+                    rf"@{_DOMAIN_LABEL}(?:\.{_DOMAIN_LABEL})*")
 ADMIN_USER = "admin"
 AGENT_USER = "local-agents"
 JOINED_AGENTS_USER = "joined-agents"
 #: Users ``bootstrap_sync`` creates; they cannot be deleted.
 BUILTIN_USERS = frozenset({ADMIN_USER, AGENT_USER, JOINED_AGENTS_USER})
+#: The owner of the agents the control plane starts on its own (its ``agents.pool``).
+CONTROL_PLANE = f"users/{AGENT_USER}"
 #: The display name of the key supervised local agents use.
 LOCAL_AGENTS_KEY = "local agents"
 #: Lifetime of a joined agent's credential.
@@ -68,9 +77,44 @@ AGENT_CREDENTIAL_TTL = DEFAULT_TTL
 AGENT_CREDENTIAL_RENEW_WITHIN = AGENT_CREDENTIAL_TTL / 3
 
 
+def normal_email(email: str) -> str:
+    """``email`` lowercased, the form users are stored and compared in.
+
+    Raises:
+        InvalidArgument: longer than :data:`MAX_EMAIL` or not ``local@host`` (a dot-atom local part
+            of letters, digits and ``_%+'-``; ``../..@x`` is refused).
+    """
+    shown = repr(email[:64]) + ("..." if len(email) > 64 else "")
+    if len(email) > MAX_EMAIL:
+        raise InvalidArgument(f"user.email is {len(email)} characters long; at most {MAX_EMAIL}",
+                              field="user.email")
+    if not _EMAIL.fullmatch(email):
+        raise InvalidArgument(f"{shown} is not an email address (local-part@host, as in dev@example.com)",
+                              field="user.email")
+    return email.lower()
+
+
+def check_permissions(permissions: list[str], field: str) -> None:
+    """INVALID_ARGUMENT naming the first permission that is not a known one (``field[index]``)."""
+    for index, perm in enumerate(permissions):
+        problem = permission_problem(perm)
+        if problem:
+            raise InvalidArgument(problem, field=f"{field}[{index}]")
+
+
 def valid_role_id(role_id: str) -> bool:
     """Whether ``role_id`` is a role id: a lowercase letter, then lowercase letters, digits or '-' (max 63)."""
     return bool(_ROLE_ID.fullmatch(role_id))
+
+
+@dataclass(frozen=True)
+class BoundAgent:
+    """What a joined agent's credential binds: its id and type, its owner, and whether its token was typed."""
+
+    agent_id: str
+    agent_type: str
+    owner: str = ""
+    typed: bool = False
 
 
 @dataclass(frozen=True)
@@ -161,13 +205,18 @@ class AccessManager:
             record["revoke_time"] = time.time()
             await self.storage.call(self.storage.backend.access_put, "api_keys", record["id"], dict(record))
 
-    async def issue_agent_credential(self, agent_id: str, agent_type: str,
-                                     join_token: str) -> tuple[dict[str, Any], str]:
+    async def issue_agent_credential(self, agent_id: str, agent_type: str, join_token: str, *,
+                                     owner: str = "", typed: bool = False) -> tuple[dict[str, Any], str]:
         """The credential of an agent that joined with ``join_token``: a key of ``users/joined-agents``
-        limited to ``agent:connect`` and bound to ``agents/{agent_id}`` of ``agent_type``."""
+        limited to ``agent:connect`` and bound to ``agents/{agent_id}`` of ``agent_type``.
+
+        ``owner`` (the token's creator) owns the agent; ``typed``: the token was bound to agent
+        types, so the agent may claim only its type's capabilities, on every connection.
+        """
         record, secret = self._new_key(JOINED_AGENTS_USER, f"agents/{agent_id}", ["agent:connect"],
                                        AGENT_CREDENTIAL_TTL)
-        record.update(agent=agent_id, agent_type=agent_type, join_token=join_token)
+        record.update(agent=agent_id, agent_type=agent_type, join_token=join_token, owner=owner,
+                      typed=typed)
         await self.storage.call(self.storage.backend.access_put, "api_keys", record["id"], record)
         self.api_keys[record["id"]] = record
         return record, secret
@@ -216,12 +265,13 @@ class AccessManager:
             return None
         return expire
 
-    def bound_agent(self, caller: Caller) -> tuple[str, str] | None:
-        """``(agent id, agent type)`` the caller's credential is bound to; None for other keys."""
+    def bound_agent(self, caller: Caller) -> BoundAgent | None:
+        """The agent the caller's credential is bound to; None for other keys."""
         record = self.api_keys.get(caller.key_id) if caller.key_id else None
         if record is None or not record.get("agent"):
             return None
-        return record["agent"], record.get("agent_type", "")
+        return BoundAgent(record["agent"], record.get("agent_type", ""), record.get("owner", ""),
+                          bool(record.get("typed")))
 
     # --- authentication ----------------------------------------------------------
 
@@ -290,9 +340,9 @@ class AccessManager:
             return await self._create_user(email, roles)
 
     async def _create_user(self, email: str, roles: list[str]) -> dict[str, Any]:
-        if not email or "@" not in email:
-            raise InvalidArgument(f"{email!r} is not an email address", field="user.email")
-        if any(u["email"] == email for u in self.users.values()):
+        email = normal_email(email)
+        # Stored lowercased; users created before that compare lowercased too.
+        if any(u["email"].lower() == email for u in self.users.values()):
             raise AlreadyExists(f"a user with email {email} already exists")
         self._check_roles(roles)
         base = _USER_ID.sub("-", email.split("@", 1)[0].lower()).strip("-") or "user"
@@ -386,10 +436,7 @@ class AccessManager:
             raise NotFound(f"role {role_id!r} does not exist", reason="ERROR_REASON_ROLE_NOT_FOUND")
         if existing is not None and existing.get("builtin"):
             raise FailedPrecondition(f"role {role_id!r} is built in", reason="ERROR_REASON_NOT_SUPPORTED")
-        for index, perm in enumerate(permissions or []):
-            if not valid_permission(perm):
-                raise InvalidArgument(f"{perm!r} is not a permission (resource:verb or *)",
-                                      field=f"role.permissions[{index}]")
+        check_permissions(list(permissions or []), "role.permissions")
         record = dict(existing or {"id": role_id, "description": "", "permissions": [], "builtin": False})
         if permissions is not None:
             record["permissions"] = list(permissions)
@@ -424,9 +471,7 @@ class AccessManager:
 
     def _new_key(self, user_id: str, name: str, permissions: list[str], ttl: float | None,
                  key_id: str | None = None) -> tuple[dict[str, Any], str]:
-        for index, perm in enumerate(permissions):
-            if not valid_permission(perm):
-                raise InvalidArgument(f"{perm!r} is not a permission", field=f"api_key.permissions[{index}]")
+        check_permissions(permissions, "api_key.permissions")
         secret = keys.generate()
         key_id = keys.parse(secret)
         assert key_id is not None
@@ -439,22 +484,43 @@ class AccessManager:
 
     async def create_key(self, caller: Caller, user_id: str, name: str, permissions: list[str],
                          ttl: float | None) -> tuple[dict[str, Any], str]:
-        """A new key for the caller (or, for an admin, for ``user_id``)."""
+        """A new key for the caller (or, for an admin, for ``user_id``).
+
+        A key never grants more than the calling key holds: an empty ``permissions``
+        (everything the user has) is refused to a key limited to some permissions.
+
+        Raises:
+            PermissionDenied: another user's key from a non-admin, a permission the caller lacks,
+                or an unrestricted key asked for by a restricted one.
+        """
         target = user_id or caller.principal.removeprefix("users/")
         if target != caller.principal.removeprefix("users/") and not caller.may("*"):
             raise PermissionDenied("only an admin can create keys for another user")
         ttl = DEFAULT_TTL if not ttl else ttl
         if ttl > MAX_TTL:
             raise InvalidArgument("ttl is at most 365 days", field="ttl")
-        for perm in permissions:
-            if valid_permission(perm) and not caller.may(perm):
-                raise PermissionDenied(f"a key cannot grant {perm!r}, which the caller lacks")
+        check_permissions(permissions, "api_key.permissions")
+        self._check_within(caller, permissions, "create a key")
         async with self._changing:  # delete_user revokes every key of the user it sees: this one too
             self.user(target)
             record, secret = self._new_key(target, name, permissions, ttl)
             await self.storage.call(self.storage.backend.access_put, "api_keys", record["id"], record)
             self.api_keys[record["id"]] = record
             return record, secret
+
+    @staticmethod
+    def _check_within(caller: Caller, permissions: list[str], action: str) -> None:
+        """PERMISSION_DENIED unless a key of ``permissions`` (empty: all of its user's) grants no more
+        than the caller's own key."""
+        if not permissions and caller.key_permissions:
+            raise PermissionDenied(
+                f"this key is limited to {', '.join(sorted(caller.key_permissions))}: it cannot {action} "
+                "with every permission of its user; list the permissions (at most its own)",
+                metadata={"permission": "*"})
+        for perm in permissions:
+            if not caller.may(perm):
+                raise PermissionDenied(f"cannot {action} granting {perm!r}, which the calling key lacks",
+                                       metadata={"permission": perm})
 
     def _owned_key(self, caller: Caller, key_id: str) -> dict[str, Any]:
         if not keys.valid_id(key_id):  # a whole key pasted by mistake must not be echoed (nor audited)
@@ -488,6 +554,8 @@ class AccessManager:
             record = self._owned_key(caller, key_id)
             if record.get("revoke_time"):
                 raise FailedPrecondition("a revoked key cannot be rotated", reason="ERROR_REASON_NOT_SUPPORTED")
+            # The new secret is as powerful as the key: a narrower key may not obtain it.
+            self._check_within(caller, list(record.get("permissions") or []), f"rotate apiKeys/{key_id}")
             overlap = DEFAULT_OVERLAP if overlap is None else overlap
             body = keys.PREFIX + key_id
             secret = keys.generate(key_id)

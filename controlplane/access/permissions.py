@@ -2,20 +2,31 @@
 
 Permissions are ``resource:verb`` strings; ``*`` grants everything and
 ``resource:*`` every verb of a resource. Deny by default: a method missing
-from :data:`METHOD_PERMISSIONS` needs ``admin``.
+from :data:`METHOD_PERMISSIONS` needs ``admin``. Roles and keys may hold only
+:data:`KNOWN_PERMISSIONS` (and those wildcards). What a caller sees of other
+principals' objects is decided in the servicers, by :data:`VIEW_ALL_TASKS` and
+:data:`MANAGE_ALL_AGENTS`; ``docs/security.md`` is the whole matrix, checked
+against this table by a test.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 
 #: Anyone authenticated.
 AUTHENTICATED = "authenticated"
 #: Permission that only ``*`` grants.
 ADMIN = "admin"
-#: Lets a principal see and act on other principals' tasks.
+#: Lets a principal see and act on other principals' tasks (and their events and log lines).
 VIEW_ALL_TASKS = "task:view-all"
+#: Lets a principal pause, resume, drain and terminate agents it does not own (and read their log lines).
+MANAGE_ALL_AGENTS = "agent:manage-all"
+#: Reading a checkpoint's contents: every principal's tasks, outputs and shared state.
+EXPORT_CHECKPOINTS = "checkpoint:export"
+#: Importing a checkpoint (what a later ``Recover`` may restore).
+IMPORT_CHECKPOINTS = "checkpoint:import"
+#: Planning with a model (``AnalyzeTask`` spends tokens only for holders of it).
+PLAN_WITH_MODEL = "task:submit"
 
 _T, _A, _S, _C = "/maos.v1.TaskService/", "/maos.v1.AgentService/", "/maos.v1.SystemService/", "/maos.v1.CheckpointService/"
 _X, _U = "/maos.v1.AccessService/", "/maos.v1.AuditService/"
@@ -30,8 +41,9 @@ METHOD_PERMISSIONS: dict[str, str] = {
     **{_S + m: "system:view" for m in ("GetStatus", "GetHealth", "GetMetricsSummary", "ListLogs", "TailLogs",
                                         "WatchEvents", "GetConfig")},
     _S + "SetConfig": ADMIN,
-    **{_C + m: "checkpoint:view" for m in ("ListCheckpoints", "GetCheckpoint", "ExportCheckpoint")},
-    _C + "CreateCheckpoint": "checkpoint:create", _C + "ImportCheckpoint": "checkpoint:create",
+    **{_C + m: "checkpoint:view" for m in ("ListCheckpoints", "GetCheckpoint")},
+    _C + "ExportCheckpoint": EXPORT_CHECKPOINTS,
+    _C + "CreateCheckpoint": "checkpoint:create", _C + "ImportCheckpoint": IMPORT_CHECKPOINTS,
     _C + "DeleteCheckpoint": "checkpoint:delete", _C + "Recover": ADMIN,
     _X + "GetCaller": AUTHENTICATED,
     **{_X + m: "apikey:manage" for m in ("CreateApiKey", "ListApiKeys", "RevokeApiKey", "RotateApiKey")},
@@ -58,7 +70,13 @@ BUILTIN_ROLES: dict[str, tuple[str, list[str]]] = {
     "agent": ("Connects agents to the gateway.", ["agent:connect"]),
 }
 
-_PERMISSION = re.compile(r"^(\*|[a-z][a-z0-9-]*:(\*|[a-z][a-z0-9-]*))$")
+#: Permissions no method needs but servicers check (what a caller sees or may do to others' objects).
+EXTRA_PERMISSIONS = frozenset({VIEW_ALL_TASKS, MANAGE_ALL_AGENTS})
+#: Every permission a role or key may hold (besides ``*`` and ``resource:*`` of these resources).
+KNOWN_PERMISSIONS = frozenset(p for p in METHOD_PERMISSIONS.values() if p not in (ADMIN, AUTHENTICATED)) \
+    | EXTRA_PERMISSIONS
+#: The resources of :data:`KNOWN_PERMISSIONS`.
+KNOWN_RESOURCES = frozenset(p.split(":", 1)[0] for p in KNOWN_PERMISSIONS)
 
 
 #: ``server.reflection`` levels: who may call server reflection (``off``: it is not served).
@@ -81,8 +99,23 @@ def needed(method: str, reflection: str = "authenticated") -> str | None:
 
 
 def valid_permission(permission: str) -> bool:
-    """Whether ``permission`` is ``*``, ``resource:verb`` or ``resource:*``."""
-    return bool(_PERMISSION.match(permission))
+    """Whether ``permission`` is ``*``, a known ``resource:verb`` or ``resource:*`` of a known resource.
+
+    Matched whole: a trailing newline or a space makes a permission invalid.
+    """
+    if permission == "*" or permission in KNOWN_PERMISSIONS:
+        return True
+    resource, _, verb = permission.partition(":")
+    return verb == "*" and resource in KNOWN_RESOURCES
+
+
+def permission_problem(permission: str) -> str:
+    """Why ``permission`` cannot be held, for an INVALID_ARGUMENT message ("" when it is valid)."""
+    if valid_permission(permission):
+        return ""
+    shown = repr(permission[:64]) + ("..." if len(permission) > 64 else "")
+    return (f"{shown} is not a known permission (*, resource:* or one of "
+            f"{', '.join(sorted(KNOWN_PERMISSIONS))})")
 
 
 def grants(held: Iterable[str], permission: str) -> bool:

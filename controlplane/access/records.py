@@ -22,6 +22,8 @@ class JoinTokenRecord:
     create_time: float
     expire_time: float
     revoke_time: float | None = None
+    #: The principal that created it, owner of the agents that join with it ("" for older tokens).
+    creator: str = ""
 
     def exhausted(self) -> bool:
         """Whether every allowed use is spent."""

@@ -78,6 +78,8 @@ class Admitted:
     agent_id: str = ""
     credential: str = ""
     joined: bool = False
+    #: The principal owning the agent: its join token's creator, or the API key's principal.
+    owner: str = ""
 
 
 class AgentAdmission:
@@ -157,9 +159,9 @@ class AgentAdmission:
         if caller is JOINING:
             return await self._join(info, join_token, context)
         bound = self.access.bound_agent(caller) if isinstance(caller, Caller) else None
-        if bound is None:
-            return Admitted()  # an API key holding agent:connect
-        agent_id, agent_type = bound
+        if bound is None:  # an API key holding agent:connect: its principal owns the agent
+            return Admitted(owner=caller.principal if isinstance(caller, Caller) else "")
+        agent_id, agent_type = bound.agent_id, bound.agent_type
         try:
             if info.agent_type != agent_type:
                 raise PermissionDenied(f"this credential belongs to agents/{agent_id}, of type {agent_type!r}",
@@ -167,19 +169,22 @@ class AgentAdmission:
             if resume_agent and resume_agent != agent_id:
                 raise PermissionDenied(f"this credential belongs to agents/{agent_id}, not agents/{resume_agent}",
                                        metadata={"agent": f"agents/{agent_id}"})
+            if bound.typed:  # its join token was bound to types: so is every later connection
+                self.tokens.check_capabilities(agent_type, info.capabilities,
+                                               f"the credential of agents/{agent_id}")
         except MaosError as exc:
             self.audit(CONNECT, caller, context, None, status_code_for(exc).name, exc.reason)
             raise
         renewed = await self.access.renew_agent_credential(bearer_token(context.invocation_metadata()) or "")
         if renewed:
             self.audit(CONNECT, caller, context, None, "OK", resource=f"apiKeys/{caller.key_id}")
-        return Admitted(agent_id=agent_id, credential=renewed)
+        return Admitted(agent_id=agent_id, credential=renewed, owner=bound.owner)
 
     async def _join(self, info: AgentInfo, token: str, context: Any) -> Admitted:
         parsed = join_tokens.parse(token)
         resource = join_tokens.name(parsed[0]) if parsed else ""
         try:
-            joined = await self.tokens.redeem(token, info.agent_type)
+            joined = await self.tokens.redeem(token, info.agent_type, info.capabilities)
         except MaosError as exc:
             refusal = self._refusal(exc, context)
             self.audit(CONNECT, None, context, None, status_code_for(refusal).name, refusal.reason,
@@ -191,4 +196,5 @@ class AgentAdmission:
         caller_var.set(caller)
         principal_var.set(caller.principal)
         self.audit(CONNECT, caller, context, None, "OK", resource=resource)
-        return Admitted(agent_id=joined.agent_id, credential=joined.credential, joined=True)
+        return Admitted(agent_id=joined.agent_id, credential=joined.credential, joined=True,
+                        owner=self.access.api_keys[joined.key_id].get("owner", ""))

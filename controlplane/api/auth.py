@@ -21,7 +21,10 @@ statuses with an ``ErrorInfo`` like every other domain error. For each call it:
 3. checks the permission;
 4. sets ``principal_var`` and ``caller_var`` for the servicer;
 5. appends an audit record for every denial (rate limits included) and
-   every mutating call (with its final status code). Records join the next
+   every mutating call (with its final status code). A call the servicer
+   itself refuses (PERMISSION_DENIED or UNAUTHENTICATED: another principal's
+   agent, a key broader than the caller's) is a denial too: decision DENY,
+   for read-only methods as well. Records join the next
    group commit without holding up the response: they are durable within
    50 ms (``AUDIT_FLUSH_DELAY``), and only a crash in that window can lose
    the last few.
@@ -39,6 +42,7 @@ subject is recorded in the audit record's ``peer`` next to the address
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import re
 import time
 import uuid
@@ -60,6 +64,10 @@ from controlplane.metrics import Metrics
 
 __all__ = ["MALFORMED", "AuthInterceptor", "audit_resource", "peer_address"]
 
+#: Status codes of refusals: every call ending with one is audited as DENY, whoever refused it.
+DENIALS = frozenset({"PERMISSION_DENIED", "UNAUTHENTICATED"})
+#: Whether the current call's refusal has been audited already (by the gateway's admission, say).
+_refusal_audited: contextvars.ContextVar[bool] = contextvars.ContextVar("maos_refusal_audited", default=False)
 #: The ``resource`` of an audit record whose request named something that is not a resource name.
 MALFORMED = "<malformed>"
 #: An id as ``convert.parse_name`` takes it (tasks, agents, checkpoints, ...), matched whole.
@@ -156,11 +164,14 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             "request_id": request_id if not request_id or _REQUEST_ID.fullmatch(request_id) else MALFORMED,
             "reason": reason,
         }
+        if reason:
+            _refusal_audited.set(True)
         self.record_audit(record)
 
     async def _authorize(self, method: str, context: grpc.aio.ServicerContext, request: Any) -> Caller:
         permission = needed(method, self.reflection)
         assert permission is not None
+        _refusal_audited.set(False)
         caller: Caller | None = None
         limits = self.limits
         try:
@@ -199,20 +210,27 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         audit = self.audit
 
         def outcome(caller: Caller, context: Any, request: Any, exc: BaseException | None) -> None:
-            if not audited:
-                return
+            reason = ""
             if exc is None:
                 code = context.code()
                 code = code.name if isinstance(code, grpc.StatusCode) else "OK"
             elif isinstance(exc, errors.MaosError):
-                code = status_code_for(exc).name
+                code, reason = status_code_for(exc).name, exc.reason
             elif isinstance(exc, grpc.aio.AbortError):
                 code = context.code().name if isinstance(context.code(), grpc.StatusCode) else "UNKNOWN"
             elif isinstance(exc, asyncio.CancelledError):  # the client went away (or cancelled)
                 code = "CANCELLED"
             else:
                 code = "INTERNAL"
-            audit(method, caller, context, request, code)
+            # A refusal decided inside the servicer is a denial like the interceptor's own, and is
+            # recorded for read-only methods too.
+            denied = code in DENIALS
+            if denied and _refusal_audited.get():  # recorded where it was decided
+                return
+            if denied:
+                reason = reason or f"ERROR_REASON_{code}"
+            if audited or denied:
+                audit(method, caller, context, request, code, reason if denied else "")
 
         if handler.unary_unary or handler.stream_unary:
             inner = handler.unary_unary or handler.stream_unary

@@ -38,3 +38,5 @@ class Event:
     data: dict[str, Any] = field(default_factory=dict)
     time: float = field(default_factory=now)
     id: int = 0
+    #: The principal owning the event's task (set when published; decides who may watch it).
+    owner: str = ""

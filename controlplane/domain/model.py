@@ -290,6 +290,10 @@ class AgentInfo:
     last_heartbeat_time: float | None = None
     disconnect_time: float | None = None
     session_id: str = ""
+    #: The principal owning the agent: whose key or join token registered it, or who spawned it
+    #: (``users/local-agents``, the control plane, for its own pool). "" for none: only
+    #: holders of ``agent:manage-all`` act on it.
+    owner: str = ""
 
     @property
     def name(self) -> str:

@@ -96,7 +96,8 @@ class AgentSide:
         revoked: list[Ref] = []
         earlier_info = self.agents.get(resume_agent_id) if resume_agent_id else None
         if earlier_info is not None and earlier_info.session_id == resume_session_id \
-                and earlier_info.agent_type == info.agent_type and info.id in ("", resume_agent_id):
+                and earlier_info.agent_type == info.agent_type and info.id in ("", resume_agent_id) \
+                and earlier_info.owner in ("", info.owner):  # nor may it pass to another owner
             # Only the holder of the session (it knows the session id) may take its identity back.
             info.id = resume_agent_id
         else:
@@ -153,6 +154,10 @@ class AgentSide:
             self.committer.agent(session.info)
             self.metrics.agent_connected(session.info.agent_type, -1)  # type: ignore[attr-defined]
         session.close()
+
+    def worked_on(self, agent_id: str, task_id: str) -> bool:
+        """Whether agent ``agent_id`` holds, or ran, a subtask of task ``task_id`` (as memory knows it)."""
+        return any(sub.agent_id == agent_id for sub in self.subtasks.get(task_id, {}).values())
 
     def seen(self, session: AgentSession) -> None:
         """The agent sent something: it is alive (work may go to it again)."""

@@ -413,12 +413,20 @@ class Engine(AgentSide, Consensus, Watching):
         self._evaluate_dependencies(task, deps)
         self._kick()
 
-    async def analyze(self, task: Task) -> ExecutionPlan:
-        """The plan a task would run with (same planner choice, fallback and consensus steps); no state."""
+    async def analyze(self, task: Task, with_model: bool = True) -> ExecutionPlan:
+        """The plan a task would run with (same planner choice, fallback and consensus steps); no state.
+
+        Without ``with_model`` only planners that plan at once (``plan_now``) are asked: a planner
+        that would call a model, and spend its tokens, is passed over for the built-in plan.
+        """
         try:
             planner = next(p for p in self.planners if p.accepts(task))
             plan_now = getattr(planner, "plan_now", None)
-            if plan_now is not None:
+            if plan_now is None and not with_model:
+                plan = self.fallback_planner.plan_now(task)
+                plan.warnings.append(f"planning with a model needs the permission task:submit; "
+                                     f"showing the {plan.planner} plan")
+            elif plan_now is not None:
                 plan = plan_now(task)
             else:
                 plan = await asyncio.wait_for(planner.plan(task), self.settings["tasks.planning_timeout"])

@@ -74,6 +74,7 @@ class Watching:
         """
         self._event_seq += 1
         event.id = self._event_seq
+        event.owner = task.owner
         snapshots = None
         if task.id in self._watchers:
             snapshots = (copy.copy(task), copy.copy(sub) if sub else None)

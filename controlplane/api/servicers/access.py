@@ -199,7 +199,7 @@ class AccessServicer(access_grpc.AccessServiceServicer):
     async def CreateJoinToken(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         ttl = convert.checked_seconds(request.ttl, "ttl") if request.HasField("ttl") else None
         record, token = await self.tokens.create(list(request.join_token.agent_types), request.join_token.max_uses,
-                                                 ttl)
+                                                 ttl, creator=current_principal())
         return access_pb.CreateJoinTokenResponse(join_token=join_token_pb(record), token=token)
 
     async def ListJoinTokens(self, request: Any, context: grpc.aio.ServicerContext) -> Any:

@@ -1,4 +1,11 @@
-"""maos.v1.AgentService: list, inspect, spawn and steer agents."""
+"""maos.v1.AgentService: list, inspect, spawn and steer agents.
+
+Every holder of ``agent:view`` lists and reads every agent (they are shared:
+any agent may be given anyone's work), with its owner; an agent's
+``assignments`` show only subtasks of tasks the caller may see. Pausing,
+resuming, draining and terminating an agent needs ``agent:manage`` and, for
+an agent the caller does not own, ``agent:manage-all`` (PERMISSION_DENIED).
+"""
 
 from __future__ import annotations
 
@@ -10,12 +17,19 @@ import grpc
 from controlplane.agent_types import agent_type, agent_types
 from controlplane.custom_agents import custom_agent_types
 from controlplane.api import convert
-from controlplane.api.context import current_principal
+from controlplane.access.permissions import MANAGE_ALL_AGENTS, VIEW_ALL_TASKS
+from controlplane.api.context import caller_may, current_principal
 from controlplane.api.paging import PageTokens, page_size
 from controlplane.api.pb import agents_grpc, agents_pb, messages_pb
 from controlplane.domain.model import AgentInfo, AgentStatus
 from controlplane.domain.tasks import validate_request_id
-from controlplane.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
+from controlplane.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    ResourceExhausted,
+)
 from controlplane.launcher import Launch, LocalLauncher
 from controlplane.scheduler.engine import Engine
 
@@ -48,11 +62,14 @@ class AgentServicer(agents_grpc.AgentServiceServicer):
             self.engine.committer.agent(info)
 
     def _pb(self, info: AgentInfo):
+        """An agent as the caller may see it: its assignments only of tasks the caller may see."""
         session = self.engine.sessions.get(info.id)
         if session is not None:
             info.status = session.status()
-            return convert.agent_to_pb(info, [f"tasks/{t}/subtasks/{s}" for t, s in sorted(session.running)],
-                                       session.free)
+            principal = None if caller_may(VIEW_ALL_TASKS) else current_principal()
+            running = [f"tasks/{t}/subtasks/{s}" for t, s in sorted(session.running)
+                       if principal is None or getattr(self.engine.tasks.get(t), "owner", None) == principal]
+            return convert.agent_to_pb(info, running, session.free)
         return convert.agent_to_pb(info)
 
     def _info(self, name: str) -> AgentInfo:
@@ -60,6 +77,22 @@ class AgentServicer(agents_grpc.AgentServiceServicer):
         info = self.engine.agents.get(agent_id)
         if info is None:
             raise NotFound(f"agent agents/{agent_id} does not exist", reason="ERROR_REASON_AGENT_NOT_FOUND")
+        return info
+
+    def _managed(self, name: str, action: str) -> AgentInfo:
+        """The agent ``name`` if the caller may ``action`` it: its owner, or a holder of agent:manage-all.
+
+        Raises:
+            NotFound: no such agent.
+            PermissionDenied: another principal's agent (every caller may list agents, so this
+                tells nothing new).
+        """
+        info = self._info(name)
+        if info.owner != current_principal() and not caller_may(MANAGE_ALL_AGENTS):
+            owner = info.owner or "no one"
+            raise PermissionDenied(
+                f"agents/{info.id} belongs to {owner}: to {action} another principal's agent you need the "
+                f"permission {MANAGE_ALL_AGENTS!r}", metadata={"permission": MANAGE_ALL_AGENTS})
         return info
 
     async def ListAgents(self, request, context: grpc.aio.ServicerContext) -> agents_pb.ListAgentsResponse:
@@ -145,7 +178,8 @@ class AgentServicer(agents_grpc.AgentServiceServicer):
             self.launcher.limits.admit(self.launcher.active, count)  # system.max_memory, all or none
             return [
                 await self.launcher.spawn(spec.name, capabilities=list(request.capabilities) or None,
-                                          max_concurrency=request.max_concurrency, labels=dict(request.labels))
+                                          max_concurrency=request.max_concurrency,
+                                          labels=dict(request.labels), owner=current_principal())
                 for _ in range(count)
             ]
 
@@ -169,7 +203,7 @@ class AgentServicer(agents_grpc.AgentServiceServicer):
 
     async def TerminateAgent(self, request, context: grpc.aio.ServicerContext) -> agents_pb.TerminateAgentResponse:
         validate_request_id(request.request_id)
-        info = self._info(request.name)
+        info = self._managed(request.name, "terminate")
         grace = convert.seconds(request.grace) if request.HasField("grace") else DEFAULT_GRACE
         if grace < 0:
             raise InvalidArgument("grace cannot be negative", field="grace")
@@ -186,12 +220,13 @@ class AgentServicer(agents_grpc.AgentServiceServicer):
         return agents_pb.TerminateAgentResponse(agent=answer)
 
     async def PauseAgent(self, request, context: grpc.aio.ServicerContext) -> agents_pb.PauseAgentResponse:
-        answer = self._pb(self.engine.pause_agent(self._info(request.name).id))  # as of the request
+        info = self._managed(request.name, "pause")
+        answer = self._pb(self.engine.pause_agent(info.id))  # as of the request
         await self.engine.committer.durable()
         return agents_pb.PauseAgentResponse(agent=answer)
 
     async def ResumeAgent(self, request, context: grpc.aio.ServicerContext) -> agents_pb.ResumeAgentResponse:
-        answer = self._pb(self.engine.resume_agent(self._info(request.name).id))
+        answer = self._pb(self.engine.resume_agent(self._managed(request.name, "resume").id))
         await self.engine.committer.durable()
         return agents_pb.ResumeAgentResponse(agent=answer)
 
@@ -199,7 +234,7 @@ class AgentServicer(agents_grpc.AgentServiceServicer):
         grace = convert.seconds(request.grace) if request.HasField("grace") else DEFAULT_GRACE
         if grace < 0:
             raise InvalidArgument("grace cannot be negative", field="grace")
-        info = self.engine.drain_agent(self._info(request.name).id, grace)
+        info = self.engine.drain_agent(self._managed(request.name, "drain").id, grace)
         answer = self._pb(info)  # as of the request: the agent may be gone once the commit is done
         launch = self.launcher.by_agent(info.id) if self.launcher else None
         if launch is not None:

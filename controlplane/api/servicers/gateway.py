@@ -9,6 +9,11 @@ is refused UNAUTHENTICATED when no admission is wired: fail closed.
 ``Register.launch_id`` (an agent the control plane launched itself, marked
 managed) is honoured only from the local agents' key (``users/local-agents``),
 or when access control is off; from anyone else it is ignored.
+
+Every agent gets an owner at Register (``AgentInfo.owner``): the principal
+that spawned a launched agent (:data:`~controlplane.access.manager.CONTROL_PLANE`
+for the control plane's own pool), the creator of a joined agent's join token,
+or the principal of the API key an agent connected with.
 """
 
 from __future__ import annotations
@@ -21,15 +26,15 @@ from typing import Any
 
 import grpc
 
-from controlplane.access.manager import AGENT_USER, Caller
+from controlplane.access.manager import AGENT_USER, CONTROL_PLANE, Caller
 from controlplane.api import convert
 from controlplane.api.admission import Admitted, AgentAdmission
-from controlplane.api.context import caller_var
+from controlplane.api.context import caller_var, current_principal
 from controlplane.api.pb import errors_pb, gateway_grpc, gateway_pb, messages_pb
 from controlplane.domain.model import AgentInfo
 from controlplane.domain.tasks import valid_type_name
 from controlplane.errors import FailedPrecondition, InvalidArgument, Unauthenticated
-from controlplane.logbook import LogBook
+from controlplane.logbook import LogBook, LogEntry
 from controlplane.scheduler.commands import (
     Ack,
     Assign,
@@ -264,6 +269,7 @@ class GatewayServicer(gateway_grpc.AgentGatewayServicer):
         reg, info, resume_refs, resume_id, admitted = admission
         launch_id = reg.launch_id if launch_id_honoured() else ""
         info.managed = bool(launch_id)
+        info.owner = self._owner(launch_id, admitted)
         session, registration = self.engine.register(info, resume_id, resume_refs, reg.resume.session_id)
         if launch_id and self.launcher is not None:
             self.launcher.registered(launch_id, session.id)
@@ -298,6 +304,23 @@ class GatewayServicer(gateway_grpc.AgentGatewayServicer):
         finally:
             reader.cancel()
             self.engine.disconnect(session)
+
+    def _owner(self, launch_id: str, admitted: Admitted) -> str:
+        """Who owns the registering agent: for a launch, whoever spawned it (the control plane for its
+        pool); else the principal of its API key or the creator of its join token."""
+        if launch_id:
+            launch = self.launcher.launches.get(launch_id) if self.launcher is not None else None
+            return (launch.owner if launch is not None else "") or CONTROL_PLANE
+        if self.admission is None:  # access control off: every caller is the local user
+            return current_principal()
+        return admitted.owner
+
+    def _own_record(self, entry: LogEntry) -> LogEntry:
+        """An agent's log record keeps its task only if the agent works or worked on that task: the task's
+        owner reads it (docs/security.md), so no agent may write into another task's log."""
+        if entry.task_id and not self.engine.worked_on(entry.agent_id, entry.task_id):
+            entry.task_id = entry.subtask_id = ""
+        return entry
 
     def _state(self, session: AgentSession, request: gateway_pb.SharedStateRequest) -> None:
         ref = ref_from_pb(request.ref)
@@ -370,7 +393,8 @@ class GatewayServicer(gateway_grpc.AgentGatewayServicer):
                     engine.cast_vote(session, v.proposal, v.candidate_id, v.confidence, v.rationale, v.round)
                 elif kind == "logs":
                     if self.logbook is not None:
-                        self.logbook.extend(convert.log_entry_from_pb(r, session.id) for r in msg.logs.records[:100])
+                        self.logbook.extend(self._own_record(convert.log_entry_from_pb(r, session.id))
+                                            for r in msg.logs.records[:100])
                 elif kind == "state":
                     self._state(session, msg.state)
                 elif kind == "register":

@@ -15,7 +15,9 @@ from controlplane.api.pb import enums_pb, system_grpc, system_pb
 from controlplane.config import OPTIONS, Settings, parse_value
 from controlplane.api.paging import PageTokens, page_size
 from controlplane.domain.events import Event
-from controlplane.logbook import LEVELS, LogBook, LogEntry, LogFilter
+from controlplane.logbook import LEVELS, LogBook, LogEntry, LogFilter, Visibility
+from controlplane.access.permissions import MANAGE_ALL_AGENTS, VIEW_ALL_TASKS
+from controlplane.api.context import caller_may, current_principal
 from controlplane.errors import FailedPrecondition, InvalidArgument, ResourceExhausted
 from controlplane.metrics import Metrics
 from controlplane.redaction import redact, shown_setting
@@ -132,10 +134,19 @@ class SystemServicer(system_grpc.SystemServiceServicer):
                                                       help=family.documentation, category=category))
         return system_pb.GetMetricsSummaryResponse(samples=samples)
 
+    @staticmethod
+    def _visibility() -> Visibility | None:
+        """What of other principals' tasks and agents the caller may read (None: everything)."""
+        if caller_may(VIEW_ALL_TASKS) and caller_may(MANAGE_ALL_AGENTS):
+            return None
+        return Visibility(current_principal(), all_tasks=caller_may(VIEW_ALL_TASKS),
+                          all_agents=caller_may(MANAGE_ALL_AGENTS))
+
     def _log_filter(self, request) -> LogFilter:
         if request.min_level and request.min_level not in LEVELS:
             raise InvalidArgument(f"min_level {request.min_level} is not a log level", field="min_level")
         return LogFilter(
+            visibility=self._visibility(),
             min_level=LEVELS.get(request.min_level, logging.NOTSET),
             component=request.component,
             contains=request.contains,
@@ -187,8 +198,12 @@ class SystemServicer(system_grpc.SystemServiceServicer):
         types = set(request.event_types)
         task_id = convert.parse_name(request.task, "tasks", "task") if request.task else ""
 
+        # Events of other principals' tasks only for holders of task:view-all (as GetTask).
+        principal = None if caller_may(VIEW_ALL_TASKS) else current_principal()
+
         def wanted(event: Event) -> bool:
-            return (not types or int(event.type) in types) and (not task_id or event.task_id == task_id)
+            return ((principal is None or event.owner == principal)
+                    and (not types or int(event.type) in types) and (not task_id or event.task_id == task_id))
 
         replay = self._replay(request.after_event_id)
         queue: asyncio.Queue[Event | None] = asyncio.Queue()

@@ -9,8 +9,9 @@ from collections.abc import AsyncIterator, Callable
 import grpc
 
 from controlplane.api import convert
-from controlplane.access.permissions import VIEW_ALL_TASKS
+from controlplane.access.permissions import PLAN_WITH_MODEL, VIEW_ALL_TASKS
 from controlplane.access.rate_limit import RATE_LIMITED
+from controlplane.api.auth import DENIALS
 from controlplane.api.context import caller_may, caller_var, current_principal
 from controlplane.api.errors import status_code_for, submit_error
 from controlplane.api.paging import PageTokens, page_size
@@ -103,10 +104,10 @@ class TaskServicer(tasks_grpc.TaskServiceServicer):
         except Exception as exc:  # one refused request must not end the stream
             if self.audit is not None:
                 refused = isinstance(exc, MaosError)
-                # a rate-limit refusal is a denial, as the interceptor records it
-                denial = exc.reason if refused and exc.reason == RATE_LIMITED else ""
-                self.audit(STREAM_SUBMIT, caller_var.get(), context, request,
-                           status_code_for(exc).name if refused else "INTERNAL", denial)
+                code = status_code_for(exc).name if refused else "INTERNAL"
+                # a rate-limit refusal or a permission refusal is a denial, as the interceptor records it
+                denial = exc.reason if refused and (exc.reason == RATE_LIMITED or code in DENIALS) else ""
+                self.audit(STREAM_SUBMIT, caller_var.get(), context, request, code, denial)
             return tasks_pb.StreamSubmitTasksResponse(error=submit_error(exc))
         if self.audit is not None:
             self.audit(STREAM_SUBMIT, caller_var.get(), context, request, "OK", resource=task.name)
@@ -295,7 +296,9 @@ class TaskServicer(tasks_grpc.TaskServiceServicer):
                 return tasks_pb.AnalyzeTaskResponse(plan=convert.plan_to_pb(task.plan))
         else:
             task = self._new_task(request.task, "task")
-        return tasks_pb.AnalyzeTaskResponse(plan=convert.plan_to_pb(await self.engine.analyze(task)))
+        # A caller who may not submit may not spend model tokens either: it gets the built-in plan.
+        plan = await self.engine.analyze(task, with_model=caller_may(PLAN_WITH_MODEL))
+        return tasks_pb.AnalyzeTaskResponse(plan=convert.plan_to_pb(plan))
 
     async def WatchTask(self, request: tasks_pb.WatchTaskRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[tasks_pb.WatchTaskResponse]:
         task_id = (await self._visible(request.name)).id  # another principal's task is NOT_FOUND here too

@@ -149,6 +149,7 @@ join_tokens = Table(
     Column("create_time", Double, nullable=False),
     Column("expire_time", Double, nullable=False),
     Column("revoke_time", Double, nullable=True),
+    Column("creator", String, nullable=False, server_default=""),  # the principal; owns the agents that join
 )
 
 #: Append-only: rows are inserted, never updated or deleted by the control plane.

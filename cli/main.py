@@ -14,7 +14,8 @@ from typing import Any
 import click
 
 from agent_sdk.tls import tls_from_options, tls_options
-from cli import access, agents, checkpoints, config, db, join_tokens, monitor, plugins, system, tasks
+from cli import (access, agents, checkpoints, config, db, join_tokens, logs, metrics, monitor, plugins, system,
+                 tasks)
 from cli._options import OUTPUT_FLAGS, State
 from cli._output import FORMATS
 
@@ -76,6 +77,10 @@ for command in (system.init, system.start, system.stop, system.restart, system.s
     cli.add_command(command)
 cli.add_command(tasks.task)
 cli.add_command(monitor.monitor)
+for command in (logs.logs, metrics.metrics, metrics.resources):
+    cli.add_command(command)
+agents.agent.add_command(logs.agent_logs)
+agents.agent.add_command(metrics.agent_metrics)
 cli.add_command(agents.agent)
 cli.add_command(db.db)
 cli.add_command(config.config)

@@ -35,7 +35,7 @@ class SqlMetricsHistory:
     def list_metrics_samples(self, since: float, until: float, limit: int) -> list[tuple[float, dict[str, float]]]:
         """Samples with ``since <= time < until``, oldest first, the newest ``limit`` of them."""
         query = (select(_T.c.time, _T.c.data).where(_T.c.time >= since, _T.c.time < until)
-                 .order_by(_T.c.time.desc()).limit(limit))
+                 .order_by(_T.c.time.desc(), _T.c.replica.desc()).limit(limit))
         with translate_errors(), self.engine.connect() as conn:
             rows = conn.execute(query).all()
         return [(row.time, json.loads(row.data)) for row in reversed(rows)]

@@ -66,8 +66,8 @@ IDEMPOTENT_METHODS = {
                             "UpdateTask", "GetTaskResults", "AnalyzeTask"],
     "maos.v1.AgentService": ["ListAgents", "GetAgent", "SpawnAgents", "TerminateAgent", "PauseAgent",
                              "ResumeAgent", "DrainAgent", "ListAgentTypes", "GetAgentMetrics"],
-    "maos.v1.SystemService": ["GetStatus", "GetHealth", "GetMetricsSummary", "ListLogs", "GetConfig", "SetConfig",
-                              "GetMetricsHistory", "GetResources"],
+    "maos.v1.SystemService": ["GetStatus", "GetHealth", "GetMetricsSummary", "ListLogs", "GetConfig",
+                              "SetConfig", "GetMetricsHistory", "GetResources"],
     "grpc.health.v1.Health": ["Check"],
 }
 
@@ -519,12 +519,14 @@ class Client:
         request = agents_pb.RestartAgentRequest(name=agent_name(id_or_name), force=force)
         if grace is not None:
             request.grace.FromNanoseconds(int(grace * 1e9))
-        wait = self.timeout + (0 if force else 30.0 if grace is None else grace) + 15.0  # drain, then register
+        drain = 0.0 if force else 30.0 if grace is None else grace
+        wait = self.timeout + drain + 15.0  # the old process drains, then the new one registers
         return await self.agents.RestartAgent(request, timeout=wait)
 
     async def agent_metrics(self, id_or_name: str) -> agents_pb.GetAgentMetricsResponse:
         """An agent's record, its process's CPU and memory (when supervised) and its log counts."""
-        return await self.agents.GetAgentMetrics(agents_pb.GetAgentMetricsRequest(name=agent_name(id_or_name)))
+        request = agents_pb.GetAgentMetricsRequest(name=agent_name(id_or_name))
+        return await self.agents.GetAgentMetrics(request)
 
     async def list_agent_types(self) -> list[agents_pb.AgentType]:
         """The agent types the control plane knows."""
@@ -574,7 +576,7 @@ class Client:
         return await self.system.GetMetricsHistory(request)
 
     async def resources(self) -> system_pb.GetResourcesResponse:
-        """CPU, memory, sockets of the control plane and its supervised agents; the machine, database and queue."""
+        """CPU, memory, sockets of the control plane and its supervised agents; the machine, database, queue."""
         return await self.system.GetResources(system_pb.GetResourcesRequest())
 
     async def list_logs(self, *, level: int = 0, component: str = "", contains: str = "", task: str = "",

@@ -34,14 +34,33 @@ def export_options(formats: Sequence[str], what: str) -> Callable[[Callable[...,
         what: What is exported, for the help text.
     """
     options = [
-        click.option("-o", "--format", "output", type=click.Choice(FORMATS, case_sensitive=False), default=None,
-                     expose_value=False, callback=_set_format, is_eager=True, show_default=False,
-                     help="Output format on stdout (default: the global -o)."),
-        click.option("--export", "export", type=click.Choice(list(formats), case_sensitive=False), default=None,
-                     help=f"Write {what} to --output FILE as {', '.join(formats)}."),
-        click.option("--output", "output_file", default=None, metavar="FILE",
-                     help="With --export: the file written ('-' for stdout). Without --export it is the output "
-                          "format (table, json, yaml), as on other commands."),
+        click.option(
+            "-o",
+            "--format",
+            "output",
+            type=click.Choice(FORMATS, case_sensitive=False),
+            default=None,
+            expose_value=False,
+            callback=_set_format,
+            is_eager=True,
+            show_default=False,
+            help="Output format on stdout (default: the global -o).",
+        ),
+        click.option(
+            "--export",
+            "export",
+            type=click.Choice(list(formats), case_sensitive=False),
+            default=None,
+            help=f"Write {what} to --output FILE as {', '.join(formats)}.",
+        ),
+        click.option(
+            "--output",
+            "output_file",
+            default=None,
+            metavar="FILE",
+            help="With --export: the file written ('-' for stdout). Without --export it is the output "
+            "format (table, json, yaml), as on other commands.",
+        ),
     ]
 
     def decorate(fn: Callable[..., Any]) -> Any:
@@ -64,8 +83,10 @@ def resolve_export(export: str | None, output_file: str | None) -> tuple[str | N
         if output_file.lower() in FORMATS:
             state().output = output_file.lower()
             return None, None
-        raise click.UsageError(f"--output {output_file} names a file, which needs --export FORMAT "
-                               "(-o/--format sets the output format on stdout)")
+        raise click.UsageError(
+            f"--output {output_file} names a file, which needs --export FORMAT "
+            "(-o/--format sets the output format on stdout)"
+        )
     if not output_file:
         raise click.UsageError(f"--export {export} needs --output FILE (or --output - for stdout)")
     return export.lower(), output_file
@@ -73,7 +94,7 @@ def resolve_export(export: str | None, output_file: str | None) -> tuple[str | N
 
 @contextlib.contextmanager
 def opened(path: str) -> Iterator[TextIO]:
-    """The export file opened for writing (``-``: stdout); a usage error names a path that cannot be written."""
+    """The export file opened for writing (``-``: stdout); a usage error names a path it cannot write."""
     if path == "-":
         yield sys.stdout
         return

@@ -13,7 +13,7 @@ import csv
 import json
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, TextIO
 
 import click
@@ -59,9 +59,13 @@ class Sampler:
 
     def add(self, reading: system_pb.GetResourcesResponse) -> None:
         """Record one reading: print it, export it, note crossings."""
-        at = datetime.now(timezone.utc)
+        at = datetime.now(UTC)
         values = {name: METRICS[name][0](reading) for name in self.metrics}
-        crossed = [n for n in self.metrics if n in PERCENT and self.threshold is not None and values[n] >= self.threshold]
+        crossed = [
+            n
+            for n in self.metrics
+            if n in PERCENT and self.threshold is not None and values[n] >= self.threshold
+        ]
         for name in crossed:
             self.crossings.setdefault(name, []).append(values[name])
         row = {"time": at.isoformat(timespec="milliseconds"), **values, "crossed": crossed}
@@ -80,11 +84,18 @@ class Sampler:
     def finish(self) -> None:
         """Write a JSON export (the samples so far) and say which figures crossed the threshold."""
         if self.export == "json" and self.out is not None:
-            json.dump({"metrics": self.metrics, "threshold": self.threshold, "samples": self.rows}, self.out, indent=2)
+            json.dump(
+                {"metrics": self.metrics, "threshold": self.threshold, "samples": self.rows},
+                self.out,
+                indent=2,
+            )
             self.out.write("\n")
         for name, values in self.crossings.items():
-            message(f"{name} reached --threshold {self.threshold:g}% in {len(values)} of {len(self.rows)} samples "
-                    f"(highest {max(values):.1f}%)")
+            message(
+                f"{name} reached --threshold {self.threshold:g}% in {len(values)} of {len(self.rows)} "
+                f"samples "
+                f"(highest {max(values):.1f}%)"
+            )
 
 
 async def sample(client: Client, sampler: Sampler, interval: float, duration: float | None) -> None:

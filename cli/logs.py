@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import click
@@ -34,27 +34,51 @@ def _level(name: str | None) -> int:
 def _check_since(ctx: click.Context, param: click.Parameter, value: datetime | None) -> datetime | None:
     if value is None:
         return None
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     if value > now + timedelta(minutes=1):
         raise click.BadParameter(f"{value.isoformat(timespec='seconds')} is in the future")
     if now - value > MAX_SINCE:
-        raise click.BadParameter("goes back more than 30d; records are kept in memory for a shorter time "
-                                 "(older ones are in $MAOS_HOME/logs)")
+        raise click.BadParameter(
+            "goes back more than 30d; records are kept in memory for a shorter time "
+            "(older ones are in $MAOS_HOME/logs)"
+        )
     return value
 
 
 def log_options(fn: Any) -> Any:
     """The filters shared by ``maos logs`` and ``maos agent logs``."""
-    for option in reversed([
-        click.option("-f", "--follow", is_flag=True, help="Keep printing records as they are written (Ctrl-C stops)."),
-        click.option("--level", type=UpperChoice(LEVELS), default=None, help="At least this level."),
-        click.option("--grep", "contains", default="", show_default=False, metavar="TEXT",
-                     help="Only records whose message contains TEXT (case-insensitive, at most 256 characters)."),
-        click.option("--since", type=Since(), default=None, callback=_check_since,
-                     help="Only records since then: 1h, 30m, 7d or an ISO time (at most 30d back)."),
-        click.option("--limit", type=click.IntRange(1, MAX_LIMIT), default=100,
-                     help="Most records printed (the newest); with --follow, before the live ones."),
-    ]):
+    for option in reversed(
+        [
+            click.option(
+                "-f",
+                "--follow",
+                is_flag=True,
+                help="Keep printing records as they are written (Ctrl-C stops).",
+            ),
+            click.option("--level", type=UpperChoice(LEVELS), default=None, help="At least this level."),
+            click.option(
+                "--grep",
+                "contains",
+                default="",
+                show_default=False,
+                metavar="TEXT",
+                help="Only records whose message contains TEXT (case-insensitive, at most 256 characters).",
+            ),
+            click.option(
+                "--since",
+                type=Since(),
+                default=None,
+                callback=_check_since,
+                help="Only records since then: 1h, 30m, 7d or an ISO time (at most 30d back).",
+            ),
+            click.option(
+                "--limit",
+                type=click.IntRange(1, MAX_LIMIT),
+                default=100,
+                help="Most records printed (the newest); with --follow, before the live ones.",
+            ),
+        ]
+    ):
         fn = option(fn)
     return fn
 
@@ -81,8 +105,9 @@ async def _recent(client: Client, limit: int, **filters: Any) -> list[msgs.LogRe
     found: list[msgs.LogRecord] = []
     token = ""
     while len(found) < limit:
-        page = await client.list_logs(newest_first=True, page_size=min(PAGE, limit - len(found)),
-                                      page_token=token, **filters)
+        page = await client.list_logs(
+            newest_first=True, page_size=min(PAGE, limit - len(found)), page_token=token, **filters
+        )
         found.extend(page.records)
         token = page.next_page_token
         if not token:
@@ -112,14 +137,26 @@ def show_logs(follow: bool, limit: int, since: datetime | None, **filters: Any) 
 
 @click.command()
 @log_options
-@click.option("--component", default="", show_default=False, metavar="NAME",
-              help="orchestrator (the control plane's own records), agents (every agent's), or one part: "
-                   "api, scheduler, launcher, checkpoints, agents/ID.")
+@click.option(
+    "--component",
+    default="",
+    show_default=False,
+    metavar="NAME",
+    help="orchestrator (the control plane's own records), agents (every agent's), or one part: "
+    "api, scheduler, launcher, checkpoints, agents/ID.",
+)
 @click.option("--task", default="", show_default=False, metavar="ID", help="Only records about this task.")
 @output_option
 @handle_errors
-def logs(follow: bool, level: str | None, contains: str, since: datetime | None, limit: int, component: str,
-         task: str) -> None:
+def logs(
+    follow: bool,
+    level: str | None,
+    contains: str,
+    since: datetime | None,
+    limit: int,
+    component: str,
+    task: str,
+) -> None:
     """Show the recent log records of the control plane and its agents, newest last.
 
     The control plane keeps the last 20,000 records in memory (agents forward
@@ -136,8 +173,15 @@ def logs(follow: bool, level: str | None, contains: str, since: datetime | None,
 @click.option("--task", default="", show_default=False, metavar="ID", help="Only records about this task.")
 @output_option
 @handle_errors
-def agent_logs(agent_id: str, follow: bool, level: str | None, contains: str, since: datetime | None, limit: int,
-               task: str) -> None:
+def agent_logs(
+    agent_id: str,
+    follow: bool,
+    level: str | None,
+    contains: str,
+    since: datetime | None,
+    limit: int,
+    task: str,
+) -> None:
     """Show the log records an agent forwarded (its ctx.log lines), newest last.
 
     An unknown agent is an error (exit 3); --follow keeps printing until Ctrl-C.

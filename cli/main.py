@@ -14,8 +14,20 @@ from typing import Any
 import click
 
 from agent_sdk.tls import tls_from_options, tls_options
-from cli import (access, agents, checkpoints, config, db, join_tokens, logs, metrics, monitor, plugins, system,
-                 tasks)
+from cli import (
+    access,
+    agents,
+    checkpoints,
+    config,
+    db,
+    join_tokens,
+    logs,
+    metrics,
+    monitor,
+    plugins,
+    system,
+    tasks,
+)
 from cli._options import OUTPUT_FLAGS, State
 from cli._output import FORMATS
 

@@ -21,7 +21,6 @@ from agent_sdk.proto.maos.v1 import messages_pb2 as msgs
 from cli._errors import EXIT_THRESHOLD, handle_errors
 from cli._export import export_options, opened, resolve_export
 from cli._options import Duration, run, split_csv
-from cli._sampling import DEFAULT_METRICS, METRICS, PERCENT, Sampler, sample
 from cli._output import (
     bare_id,
     counts_text,
@@ -36,6 +35,7 @@ from cli._output import (
     table,
     to_data,
 )
+from cli._sampling import DEFAULT_METRICS, METRICS, PERCENT, Sampler, sample
 
 #: Unfinished tasks, as the snapshot lists them.
 ACTIVE = [enums.TASK_STATUS_PENDING, enums.TASK_STATUS_QUEUED, enums.TASK_STATUS_RUNNING]
@@ -157,13 +157,15 @@ MIN_INTERVAL = 0.2
               help=f"Sample these figures every --interval: {', '.join(METRICS)} "
                    f"(default {','.join(DEFAULT_METRICS)}). cpu and memory are % of the machine used by the "
                    "control plane and its supervised agents.")
-@click.option("--interval", type=Duration(), default=None, help="Time between samples (default 5s, at least 0.2s).")
+@click.option("--interval", type=Duration(), default=None,
+              help="Time between samples (default 5s, at least 0.2s).")
 @click.option("--threshold", type=click.FloatRange(0, 100), default=None, metavar="PERCENT",
               help="Highlight cpu or memory at or above PERCENT; the command then exits 11 when it ends.")
 @export_options(["csv", "json"], "the samples")
 @handle_errors
 def monitor(follow: bool, task: str, limit: int, duration: float | None, metric: str | None,
-            interval: float | None, threshold: float | None, export: str | None, output_file: str | None) -> None:
+            interval: float | None, threshold: float | None, export: str | None,
+            output_file: str | None) -> None:
     """Show agents, task counts and unfinished tasks; with --follow, then every change live.
 
     With --follow it runs until Ctrl-C (exit 130) or --duration; a broken
@@ -181,8 +183,8 @@ def monitor(follow: bool, task: str, limit: int, duration: float | None, metric:
     fmt, path = resolve_export(export, output_file)
     if metric is not None or interval is not None or threshold is not None or fmt is not None:
         if follow or task:
-            raise click.UsageError("--follow and --task show tasks and events; --metric, --interval, --threshold "
-                                   "and --export sample figures: use one or the other")
+            raise click.UsageError("--follow and --task show tasks and events; --metric, --interval, "
+                                   "--threshold and --export sample figures: use one or the other")
         _sample(metric, interval, threshold, duration, fmt, path)
         return
     if not follow:

@@ -97,7 +97,8 @@ class LogBook:
                     break
         return found
 
-    def query_newest(self, wanted: LogFilter, before_seq: int | None = None, limit: int = 100) -> list[LogEntry]:
+    def query_newest(self, wanted: LogFilter, before_seq: int | None = None,
+                     limit: int = 100) -> list[LogEntry]:
         """Matching records before ``before_seq`` (None: the newest), newest first, at most ``limit``."""
         found = []
         for entry in reversed(self._entries):

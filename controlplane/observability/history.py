@@ -1,4 +1,4 @@
-"""The metrics history: a sample of the summary figures every ``metrics.history.interval``, kept in the database.
+"""The metrics history: the summary figures sampled every ``metrics.history.interval``, kept in the database.
 
 :class:`HistorySampler` is a periodic job. Its unit of work, :meth:`HistorySampler.sample_once`
 (sample, store, prune), is safe to run from any replica; to run it on one replica
@@ -41,7 +41,9 @@ class Series:
 
 
 SERIES: dict[str, Series] = {
-    "maos_cpu_percent": Series("system", "CPU of the control plane and its supervised agents, % of the machine."),
+    "maos_cpu_percent": Series(
+        "system", "CPU of the control plane and its supervised agents, % of the machine."
+    ),
     "maos_memory_bytes": Series("system", "Resident memory of the control plane and its supervised agents."),
     "maos_memory_percent": Series("system", "That memory in % of the machine's."),
     "maos_connections": Series("system", "Open sockets of the control plane."),
@@ -52,7 +54,9 @@ SERIES: dict[str, Series] = {
     "maos_tasks_completed": Series("tasks", "Tasks COMPLETED (stored)."),
     "maos_tasks_failed": Series("tasks", "Tasks FAILED (stored)."),
     "maos_tasks_cancelled": Series("tasks", "Tasks CANCELLED (stored)."),
-    "maos_tasks_submitted_total": Series("tasks", "Tasks accepted since the control plane started.", "counter"),
+    "maos_tasks_submitted_total": Series(
+        "tasks", "Tasks accepted since the control plane started.", "counter"
+    ),
     "maos_subtasks_queued": Series("tasks", "Subtasks waiting for an agent."),
     "maos_agents_connected": Series("agents", "Connected agents."),
     "maos_agent_slots_free": Series("agents", "Free assignment slots of connected agents."),
@@ -60,7 +64,9 @@ SERIES: dict[str, Series] = {
     "maos_rpc_calls_total": Series("rpc", "RPCs completed since the control plane started.", "counter"),
     "maos_rpc_errors_total": Series("rpc", "RPCs that ended with a status other than OK.", "counter"),
     "maos_database_size_bytes": Series("storage", "Size of the database."),
-    "maos_storage_commits_total": Series("storage", "Group commits since the control plane started.", "counter"),
+    "maos_storage_commits_total": Series(
+        "storage", "Group commits since the control plane started.", "counter"
+    ),
 }
 
 
@@ -75,11 +81,14 @@ class HistoryAnswer:
 def check_category(category: str) -> None:
     """INVALID_ARGUMENT naming the known categories unless ``category`` is one (or empty)."""
     if category and category not in CATEGORIES:
-        raise InvalidArgument(f"unknown category {category!r}; known: {', '.join(CATEGORIES)}", field="category")
+        raise InvalidArgument(
+            f"unknown category {category!r}; known: {', '.join(CATEGORIES)}", field="category"
+        )
 
 
-def downsample(samples: list[tuple[float, dict[str, float]]], since: float, until: float, points: int,
-               category: str = "") -> dict[str, list[tuple[float, float]]]:
+def downsample(
+    samples: list[tuple[float, dict[str, float]]], since: float, until: float, points: int, category: str = ""
+) -> dict[str, list[tuple[float, float]]]:
     """At most ``points`` points per series over ``[since, until)``: gauges averaged, counters' last value.
 
     A point's time is the time of the last sample in its bucket; empty buckets give no point.
@@ -94,12 +103,14 @@ def downsample(samples: list[tuple[float, dict[str, float]]], since: float, unti
                 continue
             buckets.setdefault(name, {}).setdefault(index, []).append((when, float(value)))
     out: dict[str, list[tuple[float, float]]] = {}
-    for name in SERIES:
+    for name, meaning in SERIES.items():
         if name not in buckets:
             continue
-        counter = SERIES[name].type == "counter"
-        out[name] = [(group[-1][0], group[-1][1] if counter else sum(v for _, v in group) / len(group))
-                     for _, group in sorted(buckets[name].items())]
+        counter = meaning.type == "counter"
+        out[name] = [
+            (group[-1][0], group[-1][1] if counter else sum(v for _, v in group) / len(group))
+            for _, group in sorted(buckets[name].items())
+        ]
     return out
 
 
@@ -108,14 +119,20 @@ class HistorySampler:
 
     Args:
         storage: The storage executor (its backend must offer ``KeepsMetricsHistory`` to keep anything).
-        figures: Produces one sample's figures (:meth:`~controlplane.observability.observer.Observer.figures`).
+        figures: Produces one sample's figures (``Observer.figures``).
         replica: This replica's id, stored with each sample.
         interval: Seconds between samples; 0 disables the job.
         retention: Seconds a sample is kept.
     """
 
-    def __init__(self, storage: Any, figures: Callable[[], Awaitable[dict[str, float]]], replica: str,
-                 interval: float, retention: float):
+    def __init__(
+        self,
+        storage: Any,
+        figures: Callable[[], Awaitable[dict[str, float]]],
+        replica: str,
+        interval: float,
+        retention: float,
+    ):
         self.storage = storage
         self.figures = figures
         self.replica = replica
@@ -130,7 +147,7 @@ class HistorySampler:
         return backend if isinstance(backend, KeepsMetricsHistory) else None
 
     def start(self) -> None:
-        """Start sampling on the running loop (no job when the interval is 0 or the backend keeps no history)."""
+        """Start sampling on the running loop (not when the interval is 0 or the backend keeps no history)."""
         if self.interval > 0 and self.store is not None and self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run(), name="maos-metrics-history")
 
@@ -171,22 +188,32 @@ class HistorySampler:
         """
         check_category(category)
         if timeframe <= 0:
-            raise InvalidArgument("timeframe must be more than 0 (for example 1h, 24h, 7d)", field="timeframe")
+            raise InvalidArgument(
+                "timeframe must be more than 0 (for example 1h, 24h, 7d)", field="timeframe"
+            )
         if timeframe > self.retention:
             raise InvalidArgument(
                 f"timeframe {timeframe:g} s is longer than the history kept (metrics.history.retention "
-                f"{self.retention:g} s)", field="timeframe")
+                f"{self.retention:g} s)",
+                field="timeframe",
+            )
         if points > MAX_POINTS:
             raise InvalidArgument(f"max_points is at most {MAX_POINTS}", field="max_points")
         backend = self.store
         if backend is None:
-            raise FailedPrecondition(f"the storage backend {self.storage.backend.kind!r} keeps no metrics history",
-                                     reason="ERROR_REASON_NOT_SUPPORTED")
+            raise FailedPrecondition(
+                f"the storage backend {self.storage.backend.kind!r} keeps no metrics history",
+                reason="ERROR_REASON_NOT_SUPPORTED",
+            )
         if self.interval <= 0:
-            raise FailedPrecondition("metrics history is off (metrics.history.interval is 0); set it and restart",
-                                     reason="ERROR_REASON_NOT_SUPPORTED")
+            raise FailedPrecondition(
+                "metrics history is off (metrics.history.interval is 0); set it and restart",
+                reason="ERROR_REASON_NOT_SUPPORTED",
+            )
         until = time.time() + 1e-3
         since = until - timeframe
         history = await self.storage.call(backend.metrics_history)  # type: ignore[attr-defined]
         samples = await self.storage.call(history.list_metrics_samples, since, until, MAX_SAMPLES)
-        return HistoryAnswer(downsample(samples, since, until, points or DEFAULT_POINTS, category), len(samples))
+        return HistoryAnswer(
+            downsample(samples, since, until, points or DEFAULT_POINTS, category), len(samples)
+        )

@@ -65,9 +65,11 @@ class Observer:
         """(agent id, type, pid) of each running supervised process."""
         if self.launcher is None:
             return []
-        return [(launch.agent_id, launch.agent_type, launch.process.pid)
-                for launch in list(self.launcher.launches.values())
-                if launch.process is not None and launch.process.returncode is None]
+        return [
+            (launch.agent_id, launch.agent_type, launch.process.pid)
+            for launch in list(self.launcher.launches.values())
+            if launch.process is not None and launch.process.returncode is None
+        ]
 
     def agent_process(self, agent_id: str) -> ProcessReading | None:
         """The reading of a supervised agent's process, or None when it is not supervised here."""
@@ -85,8 +87,10 @@ class Observer:
         readings = self._meter.read([os.getpid(), *(pid for _, _, pid in supervised)], machine)
         return Resources(
             control_plane=readings[0],
-            agents=[AgentProcess(aid, kind, reading) for (aid, kind, _), reading in zip(supervised, readings[1:],
-                                                                                        strict=True)],
+            agents=[
+                AgentProcess(aid, kind, reading)
+                for (aid, kind, _), reading in zip(supervised, readings[1:], strict=True)
+            ],
             host=machine,
             agent_streams=len(self.engine.sessions),
             database_size_bytes=size,
@@ -96,14 +100,15 @@ class Observer:
         )
 
     async def figures(self) -> dict[str, float]:
-        """The summary figures of one history sample (names as :data:`~controlplane.observability.history.SERIES`)."""
+        """The summary figures of one history sample (named as in ``history.SERIES``)."""
         r = await self.resources()
         sessions = list(self.engine.sessions.values())
         figures = {
             "maos_cpu_percent": r.cpu_percent,
             "maos_memory_bytes": float(r.memory_bytes),
-            "maos_memory_percent": (100.0 * r.memory_bytes / r.host.memory_total_bytes
-                                    if r.host.memory_total_bytes else 0.0),
+            "maos_memory_percent": (
+                100.0 * r.memory_bytes / r.host.memory_total_bytes if r.host.memory_total_bytes else 0.0
+            ),
             "maos_connections": float(r.control_plane.connections),
             "maos_subtasks_queued": float(sum(r.queue.values())),
             "maos_agents_connected": float(len(sessions)),
@@ -124,6 +129,12 @@ class Observer:
                     submitted += sample.value
                 elif sample.name == "maos_storage_commit_seconds_count":
                     commits += sample.value
-        figures.update({"maos_rpc_calls_total": calls, "maos_rpc_errors_total": errors,
-                        "maos_tasks_submitted_total": submitted, "maos_storage_commits_total": commits})
+        figures.update(
+            {
+                "maos_rpc_calls_total": calls,
+                "maos_rpc_errors_total": errors,
+                "maos_tasks_submitted_total": submitted,
+                "maos_storage_commits_total": commits,
+            }
+        )
         return figures

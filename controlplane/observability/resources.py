@@ -126,8 +126,16 @@ def read_process(pid: int) -> ProcessReading:
     boot = _boot_time()
     age = max(0.0, time.time() - (boot + int(fields[19]) / ticks)) if boot else 0.0
     files, sockets = _socket_and_file_counts(pid)
-    return ProcessReading(pid, cpu_seconds=cpu, memory_bytes=int(statm[1]) * os.sysconf("SC_PAGE_SIZE"),
-                          threads=int(fields[17]), open_files=files, connections=sockets, age=age, measured=True)
+    return ProcessReading(
+        pid,
+        cpu_seconds=cpu,
+        memory_bytes=int(statm[1]) * os.sysconf("SC_PAGE_SIZE"),
+        threads=int(fields[17]),
+        open_files=files,
+        connections=sockets,
+        age=age,
+        measured=True,
+    )
 
 
 def _self_reading(pid: int) -> ProcessReading:

@@ -35,11 +35,17 @@ class _Lifecycle:
         return self.sampler.stop()
 
 
-def install_observability(pm: pluggy.PluginManager, engine: Any, launcher: Any, metrics: Any,
-                          settings: Any) -> Observability:
+def install_observability(
+    pm: pluggy.PluginManager, engine: Any, launcher: Any, metrics: Any, settings: Any
+) -> Observability:
     """Make the observer and the history sampler, which samples while the app runs."""
     observer = Observer(engine, launcher, metrics)
-    sampler = HistorySampler(engine.storage, observer.figures, engine.replica,
-                             settings["metrics.history.interval"], settings["metrics.history.retention"])
+    sampler = HistorySampler(
+        engine.storage,
+        observer.figures,
+        engine.replica,
+        settings["metrics.history.interval"],
+        settings["metrics.history.retention"],
+    )
     pm.register(_Lifecycle(sampler), name="maos-metrics-history")
     return Observability(observer, sampler)

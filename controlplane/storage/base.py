@@ -296,7 +296,8 @@ class MetricsHistory(Protocol):
     def put_metrics_sample(self, time: float, replica: str, values: dict[str, float]) -> None:
         """Store one sample: the figures (``{"maos_tasks_running": 3.0, ...}``) of ``replica`` at ``time``."""
 
-    def list_metrics_samples(self, since: float, until: float, limit: int) -> list[tuple[float, dict[str, float]]]:
+    def list_metrics_samples(self, since: float, until: float,
+                             limit: int) -> list[tuple[float, dict[str, float]]]:
         """Samples with ``since <= time < until``, oldest first, at most ``limit`` (the newest ones kept)."""
 
     def prune_metrics_samples(self, before: float) -> int:

@@ -32,8 +32,10 @@ async def test_restart_a_supervised_agent(control_plane: App, maos: Maos) -> Non
     assert data["previous"]["status"] == "AGENT_STATUS_TERMINATED"
     assert newest["status"] == "AGENT_STATUS_IDLE" and newest["agent_type"] == "echo" and newest["managed"]
     assert not alive(int(old["pid"])) and alive(int(newest["pid"])) and newest["pid"] != old["pid"]
-    await wait_for(lambda: len([s for s in control_plane.engine.sessions.values() if s.info.managed]) == 1,
-                   message="one supervised agent connected")
+    await wait_for(
+        lambda: len([s for s in control_plane.engine.sessions.values() if s.info.managed]) == 1,
+        message="one supervised agent connected",
+    )
     assert len(control_plane.launcher.launches) == 1  # replaced, not added
 
     listed = json.loads((await maos("-o", "json", "agent", "list")).stdout)["agents"]
@@ -50,10 +52,15 @@ async def test_agents_that_are_not_supervised_cannot_be_restarted(maos: Maos, ec
     own = echo_agent.agent_name.removeprefix("agents/")
     result = await maos("agent", "restart", own)
     assert result.exit_code == EXIT_FAILED_PRECONDITION
-    assert f"agent agents/{own} was not launched by this control plane (it connected on its own)" in result.stderr
+    assert (
+        f"agent agents/{own} was not launched by this control plane (it connected on its own)"
+        in result.stderr
+    )
     assert "restart its process where it runs" in result.stderr
     assert (await maos("-o", "json", "agent", "status", own)).exit_code == 0  # untouched
-    assert json.loads((await maos("-o", "json", "agent", "status", own)).stdout)["status"] == "AGENT_STATUS_IDLE"
+    assert (
+        json.loads((await maos("-o", "json", "agent", "status", own)).stdout)["status"] == "AGENT_STATUS_IDLE"
+    )
 
     unknown = await maos("agent", "restart", "echo-0000000000000000")
     assert unknown.exit_code == EXIT_NOT_FOUND and "does not exist" in unknown.stderr
@@ -79,7 +86,9 @@ async def test_agent_metrics(maos: Maos, echo_agent: Worker) -> None:
     theirs = json.loads((await maos("-o", "json", "agent", "metrics", supervised["name"])).stdout)
     assert int(elsewhere["agent"]["completed_subtasks"]) + int(theirs["agent"]["completed_subtasks"]) == 1
     logged = [m["log_records"] for m in (elsewhere, theirs) if m["log_records"]]
-    assert [{k: int(v) for k, v in counts.items()} for counts in logged] == [{"INFO": 1}]  # who ran it logged it
+    assert [{k: int(v) for k, v in counts.items()} for counts in logged] == [
+        {"INFO": 1}
+    ]  # who ran it logged it
 
     unknown = await maos("agent", "metrics", "echo-0000000000000000")
     assert unknown.exit_code == EXIT_NOT_FOUND

@@ -1,5 +1,5 @@
-"""``maos metrics``, ``maos resources``, ``maos status --resources`` and ``maos monitor`` sampling, as the guide
-writes them, through the real CLI and server; exports are parsed back."""
+"""``maos metrics``, ``maos resources``, ``maos status --resources`` and ``maos monitor`` sampling, as the
+guide writes them, through the real CLI and server; exports are parsed back."""
 
 from __future__ import annotations
 
@@ -68,14 +68,25 @@ async def test_history_timeframes(maos: Maos) -> None:
         assert "samples over" in lines[0] and "kept 7d" in lines[0]
         assert lines[1].split() == ["CATEGORY", "NAME", "LAST", "MIN", "AVG", "MAX", "TREND"]
         names = {line.split()[1] for line in lines[2:]}
-        assert {"maos_cpu_percent", "maos_memory_bytes", "maos_tasks_running", "maos_agents_connected",
-                "maos_rpc_calls_total", "maos_database_size_bytes"} <= names
-    data = json.loads((await maos("-o", "json", "metrics", "--timeframe", "1h", "--category", "agents",
-                                  "--points", "2")).stdout)
+        assert {
+            "maos_cpu_percent",
+            "maos_memory_bytes",
+            "maos_tasks_running",
+            "maos_agents_connected",
+            "maos_rpc_calls_total",
+            "maos_database_size_bytes",
+        } <= names
+    data = json.loads(
+        (
+            await maos("-o", "json", "metrics", "--timeframe", "1h", "--category", "agents", "--points", "2")
+        ).stdout
+    )
     assert {s["category"] for s in data["series"]} == {"agents"}
     assert all(1 <= len(s["points"]) <= 2 for s in data["series"])
     connected = next(s for s in data["series"] if s["name"] == "maos_agents_connected")
-    assert 0 < connected["points"][-1]["value"] <= 1.0  # averaged: the echo agent connected after the first sample
+    assert (
+        0 < connected["points"][-1]["value"] <= 1.0
+    )  # averaged: the echo agent connected after the first sample
     fine = json.loads((await maos("-o", "json", "metrics", "--timeframe", "10s", "--points", "1000")).stdout)
     uptime = [p["value"] for s in fine["series"] if s["name"] == "maos_uptime_seconds" for p in s["points"]]
     assert len(uptime) == fine["samples"] and uptime == sorted(uptime)  # one point per sample, oldest first
@@ -105,23 +116,42 @@ async def test_exports_parse_back(maos: Maos, tmp_path: Path) -> None:
     assert (await maos("metrics", "--export", "json", "--output", str(js))).exit_code == 0
     samples = json.loads(js.read_text())["samples"]
     assert any(s["name"] == "maos_tasks_submitted_total" and s["value"] == 1 for s in samples)
-    assert (await maos("metrics", "--category", "rpc", "--export", "csv", "--output", str(table))).exit_code == 0
+    assert (
+        await maos("metrics", "--category", "rpc", "--export", "csv", "--output", str(table))
+    ).exit_code == 0
     rows = list(csv.DictReader(table.open()))
     assert rows and {r["category"] for r in rows} == {"rpc"} and all(float(r["value"]) >= 0 for r in rows)
 
     await _history_samples(maos, 2)
     history = tmp_path / "history.prom"
-    assert (await maos("metrics", "--timeframe", "10s", "--points", "1000", "--export", "prometheus",
-                       "--output", str(history))).exit_code == 0
+    assert (
+        await maos(
+            "metrics",
+            "--timeframe",
+            "10s",
+            "--points",
+            "1000",
+            "--export",
+            "prometheus",
+            "--output",
+            str(history),
+        )
+    ).exit_code == 0
     parsed = {f.name: f for f in text_string_to_metric_families(history.read_text())}
     points = parsed["maos_uptime_seconds"].samples
     assert parsed["maos_uptime_seconds"].type == "gauge" and len(points) >= 2
-    assert all(p.timestamp is not None for p in points) and [p.value for p in points] == sorted(p.value for p in points)
+    assert all(p.timestamp is not None for p in points) and [p.value for p in points] == sorted(
+        p.value for p in points
+    )
     assert parsed["maos_rpc_calls"].type == "counter"
     history_csv = tmp_path / "history.csv"
-    assert (await maos("metrics", "--timeframe", "24h", "--export", "csv", "--output", str(history_csv))
-            ).exit_code == 0
-    assert {r["name"] for r in csv.DictReader(history_csv.open())} >= {"maos_cpu_percent", "maos_tasks_completed"}
+    assert (
+        await maos("metrics", "--timeframe", "24h", "--export", "csv", "--output", str(history_csv))
+    ).exit_code == 0
+    assert {r["name"] for r in csv.DictReader(history_csv.open())} >= {
+        "maos_cpu_percent",
+        "maos_tasks_completed",
+    }
 
 
 async def test_output_and_export_coexist(maos: Maos, tmp_path: Path) -> None:
@@ -135,7 +165,10 @@ async def test_output_and_export_coexist(maos: Maos, tmp_path: Path) -> None:
     to_stdout = await maos("-o", "yaml", "metrics", "--export", "csv", "--output", "-")
     assert to_stdout.exit_code == 0 and to_stdout.stdout.startswith("category,name,labels,value")
     bad_format = await maos("metrics", "--export", "xml", "--output", "x")
-    assert bad_format.exit_code == EXIT_USAGE and "'xml' is not one of 'prometheus', 'json', 'csv'" in bad_format.stderr
+    assert (
+        bad_format.exit_code == EXIT_USAGE
+        and "'xml' is not one of 'prometheus', 'json', 'csv'" in bad_format.stderr
+    )
 
 
 async def test_resources_and_status_resources(maos: Maos) -> None:
@@ -143,7 +176,9 @@ async def test_resources_and_status_resources(maos: Maos) -> None:
     assert result.exit_code == 0, result.output
     lines = stdout_lines(result)
     assert lines[0].split()[:3] == ["PID", "PROCESS", "TYPE"]
-    assert lines[1].split()[0] == str(os.getpid()) and "control plane" in lines[1]  # the server runs in this test
+    assert (
+        lines[1].split()[0] == str(os.getpid()) and "control plane" in lines[1]
+    )  # the server runs in this test
     assert any(line.startswith("Machine:") and "cores" in line for line in lines)
     assert any(line.startswith("Agent streams:") and line.endswith("1") for line in lines)
     data = json.loads((await maos("-o", "json", "resources")).stdout)
@@ -168,32 +203,49 @@ async def test_monitor_samples_and_exports(maos: Maos, tmp_path: Path) -> None:
     assert all(row.split()[1].endswith("%") and row.split()[3] == "0" for row in lines[1:])
 
     out = tmp_path / "system_metrics.csv"
-    result = await maos("monitor", "--export", "csv", "--output", str(out), "--interval", "0.2s", "--duration", "0.5s")
+    result = await maos(
+        "monitor", "--export", "csv", "--output", str(out), "--interval", "0.2s", "--duration", "0.5s"
+    )
     assert result.exit_code == 0, result.output
     rows = list(csv.DictReader(out.open()))
     assert len(rows) >= 2 and set(rows[0]) == {"time", "cpu", "memory", "tasks", "agents", "crossed"}
     assert all(float(r["agents"]) == 1 and 0 <= float(r["memory"]) < 100 for r in rows)
     out_json = tmp_path / "system_metrics.json"
-    result = await maos("monitor", "--metric", "memory", "--export", "json", "--output", str(out_json),
-                        "--interval", "0.2s", "--duration", "0.3s")
+    result = await maos(
+        "monitor",
+        "--metric",
+        "memory",
+        "--export",
+        "json",
+        "--output",
+        str(out_json),
+        "--interval",
+        "0.2s",
+        "--duration",
+        "0.3s",
+    )
     assert result.exit_code == 0, result.output
     data = json.loads(out_json.read_text())
     assert data["metrics"] == ["memory"] and len(data["samples"]) >= 2
 
-    as_json = await maos("-o", "json", "monitor", "--metric", "queue,connections", "--interval", "0.2s",
-                         "--duration", "0.2s")
-    assert [set(json.loads(line)) for line in stdout_lines(as_json)][0] == {"time", "queue", "connections", "crossed"}
+    as_json = await maos(
+        "-o", "json", "monitor", "--metric", "queue,connections", "--interval", "0.2s", "--duration", "0.2s"
+    )
+    first = json.loads(stdout_lines(as_json)[0])
+    assert set(first) == {"time", "queue", "connections", "crossed"}
 
 
 async def test_monitor_threshold_highlights_and_exits_non_zero(maos: Maos) -> None:
-    crossed = await maos("monitor", "--metric", "memory,cpu", "--threshold", "0", "--interval", "0.2s",
-                         "--duration", "0.4s")
+    crossed = await maos(
+        "monitor", "--metric", "memory,cpu", "--threshold", "0", "--interval", "0.2s", "--duration", "0.4s"
+    )
     assert crossed.exit_code == EXIT_THRESHOLD, crossed.output
     rows = stdout_lines(crossed)[1:]
     assert rows and all(row.split()[1].endswith("%!") for row in rows)  # NO_COLOR: marked with "!"
     assert "memory reached --threshold 0% in" in crossed.stderr
-    calm = await maos("monitor", "--metric", "memory,cpu", "--threshold", "100", "--interval", "0.2s",
-                      "--duration", "0.2s")
+    calm = await maos(
+        "monitor", "--metric", "memory,cpu", "--threshold", "100", "--interval", "0.2s", "--duration", "0.2s"
+    )
     assert calm.exit_code == 0 and "!" not in calm.stdout
 
 
@@ -214,8 +266,18 @@ async def test_monitor_bad_inputs(maos: Maos) -> None:
 async def test_monitor_as_the_guide_writes_it_runs_until_interrupted(maos: Maos) -> None:
     env = {k: v for k, v in {**os.environ, **maos.env()}.items() if v is not None}
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", "from cli.main import main; main()", "monitor", "--metric", "cpu,memory,tasks",
-        "--interval", "0.2s", env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        sys.executable,
+        "-c",
+        "from cli.main import main; main()",
+        "monitor",
+        "--metric",
+        "cpu,memory,tasks",
+        "--interval",
+        "0.2s",
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     try:
         assert proc.stdout is not None
         header = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode().split()

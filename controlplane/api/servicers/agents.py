@@ -221,7 +221,8 @@ class AgentServicer(agents_grpc.AgentServiceServicer):
             problems=[str(p) for p in custom_agent_types(self.pm, self.settings).problems],
         )
 
-    async def RestartAgent(self, request, context: grpc.aio.ServicerContext) -> agents_pb.RestartAgentResponse:
+    async def RestartAgent(self, request, context: grpc.aio.ServicerContext
+                           ) -> agents_pb.RestartAgentResponse:
         info = self._info(request.name)
         grace = convert.seconds(request.grace) if request.HasField("grace") else DEFAULT_GRACE
         if grace < 0:
@@ -238,7 +239,7 @@ class AgentServicer(agents_grpc.AgentServiceServicer):
         self.engine.terminate_agent(info.id, grace, request.force)
         await self.engine.committer.durable()  # re-queued work and the old agent's state are recorded
         await self.launcher.restart(launch, 0.0 if request.force else grace)
-        previous = self._pb(self.engine.agents.get(info.id, info))  # gone now: TERMINATED once its stream ended
+        previous = self._pb(self.engine.agents.get(info.id, info))  # TERMINATED once its stream ended
         await self.launcher.wait_registered([launch], SPAWN_WAIT)
         new = self.engine.agents.get(launch.agent_id) if launch.agent_id else None
         agent = self._pb(new) if new is not None else messages_pb.Agent(
@@ -246,7 +247,8 @@ class AgentServicer(agents_grpc.AgentServiceServicer):
             pid=launch.process.pid if launch.process else 0, labels={**launch.labels, "launch_id": launch.id})
         return agents_pb.RestartAgentResponse(previous=previous, agent=agent)
 
-    async def GetAgentMetrics(self, request, context: grpc.aio.ServicerContext) -> agents_pb.GetAgentMetricsResponse:
+    async def GetAgentMetrics(self, request, context: grpc.aio.ServicerContext
+                              ) -> agents_pb.GetAgentMetricsResponse:
         info = self._info(request.name)
         response = agents_pb.GetAgentMetricsResponse(agent=self._pb(info))
         reading = self.observer.agent_process(info.id) if self.observer is not None else None

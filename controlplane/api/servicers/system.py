@@ -36,8 +36,8 @@ DISABLED = enums_pb.COMPONENT_STATE_DISABLED
 class SystemServicer(system_grpc.SystemServiceServicer):
     """Status, health, metrics and runtime configuration."""
 
-    def __init__(self, engine: Engine, settings: Settings, metrics: Metrics, logbook: LogBook, redis_check=None,
-                 observer: Observer | None = None, history: HistorySampler | None = None):
+    def __init__(self, engine: Engine, settings: Settings, metrics: Metrics, logbook: LogBook,
+                 redis_check=None, observer: Observer | None = None, history: HistorySampler | None = None):
         self.engine = engine
         self.observer = observer
         self.history = history
@@ -151,9 +151,11 @@ class SystemServicer(system_grpc.SystemServiceServicer):
                     "storage": ("maos_storage",)}
         return next((c for c, p in prefixes.items() if name.startswith(p)), "system")
 
-    async def GetMetricsHistory(self, request: system_pb.GetMetricsHistoryRequest, context: grpc.aio.ServicerContext) -> system_pb.GetMetricsHistoryResponse:
+    async def GetMetricsHistory(self, request: system_pb.GetMetricsHistoryRequest,
+                                context: grpc.aio.ServicerContext) -> system_pb.GetMetricsHistoryResponse:
         if self.history is None:
-            raise FailedPrecondition("this control plane keeps no metrics history", reason="ERROR_REASON_NOT_SUPPORTED")
+            raise FailedPrecondition("this control plane keeps no metrics history",
+                                     reason="ERROR_REASON_NOT_SUPPORTED")
         timeframe = convert.seconds(request.timeframe) if request.HasField("timeframe") else DEFAULT_TIMEFRAME
         answer = await self.history.read(request.category, timeframe, request.max_points)
         return system_pb.GetMetricsHistoryResponse(
@@ -161,18 +163,22 @@ class SystemServicer(system_grpc.SystemServiceServicer):
                 name=name, category=SERIES[name].category, help=SERIES[name].help, type=SERIES[name].type,
                 points=[system_pb.MetricPoint(time=convert.timestamp(t), value=v) for t, v in points])
                 for name, points in answer.series.items()],
-            interval=convert.duration(self.history.interval), retention=convert.duration(self.history.retention),
+            interval=convert.duration(self.history.interval),
+            retention=convert.duration(self.history.retention),
             samples=answer.samples,
         )
 
-    async def GetResources(self, request: system_pb.GetResourcesRequest, context: grpc.aio.ServicerContext) -> system_pb.GetResourcesResponse:
+    async def GetResources(self, request: system_pb.GetResourcesRequest,
+                           context: grpc.aio.ServicerContext) -> system_pb.GetResourcesResponse:
         if self.observer is None:
-            raise FailedPrecondition("this control plane measures no resources", reason="ERROR_REASON_NOT_SUPPORTED")
+            raise FailedPrecondition("this control plane measures no resources",
+                                     reason="ERROR_REASON_NOT_SUPPORTED")
         r = await self.observer.resources()
         return system_pb.GetResourcesResponse(
             control_plane=convert.process_to_pb(r.control_plane),
             agents=[convert.process_to_pb(a.reading, a.agent_id, a.agent_type) for a in r.agents],
-            host=system_pb.HostResources(cpu_count=r.host.cpu_count, memory_total_bytes=r.host.memory_total_bytes,
+            host=system_pb.HostResources(cpu_count=r.host.cpu_count,
+                                         memory_total_bytes=r.host.memory_total_bytes,
                                          memory_available_bytes=r.host.memory_available_bytes,
                                          load_average=r.host.load_average),
             agent_streams=r.agent_streams, database_size_bytes=r.database_size_bytes,
@@ -186,9 +192,10 @@ class SystemServicer(system_grpc.SystemServiceServicer):
         if len(request.component) > MAX_COMPONENT:
             raise InvalidArgument(f"component is at most {MAX_COMPONENT} characters", field="component")
         if len(request.contains) > MAX_CONTAINS:
-            raise InvalidArgument(f"contains is at most {MAX_CONTAINS} characters (got {len(request.contains)})",
-                                  field="contains")
-        since = convert.epoch(request.since) if getattr(request, "since", None) and request.HasField("since") else None
+            raise InvalidArgument(
+                f"contains is at most {MAX_CONTAINS} characters (got {len(request.contains)})", field="contains")
+        has_since = getattr(request, "since", None) and request.HasField("since")  # TailLogs has none
+        since = convert.epoch(request.since) if has_since else None
         if since is not None and since > time.time() + MAX_SINCE_AHEAD:
             raise InvalidArgument("since is in the future", field="since")
         agent_id = convert.parse_name(request.agent, "agents", "agent") if request.agent else ""
@@ -206,7 +213,8 @@ class SystemServicer(system_grpc.SystemServiceServicer):
     async def ListLogs(self, request: system_pb.ListLogsRequest, context: grpc.aio.ServicerContext) -> system_pb.ListLogsResponse:
         size = page_size(request.page_size, default=100)
         if request.order_by.strip().lower() not in LOG_ORDERS:
-            raise InvalidArgument(f"order_by {request.order_by!r} is not one of: time, time desc", field="order_by")
+            raise InvalidArgument(f"order_by {request.order_by!r} is not one of: time, time desc",
+                                  field="order_by")
         newest_first = LOG_ORDERS[request.order_by.strip().lower()]
         wanted = self._log_filter(request)
         filters = system_pb.ListLogsRequest()

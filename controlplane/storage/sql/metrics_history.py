@@ -25,17 +25,23 @@ class SqlMetricsHistory:
         self.engine = engine
 
     def put_metrics_sample(self, time: float, replica: str, values: dict[str, float]) -> None:
-        """Store one sample (a second sample of the same replica at the same time replaces nothing: it is dropped)."""
+        """Store one sample (another of the same replica at the same time is dropped, not replaced)."""
         data = json.dumps(values, separators=(",", ":"))
         with translate_errors(), self.engine.begin() as conn:
             exists = conn.execute(select(_T.c.time).where(_T.c.time == time, _T.c.replica == replica)).first()
             if exists is None:
                 conn.execute(_T.insert().values(time=time, replica=replica, data=data))
 
-    def list_metrics_samples(self, since: float, until: float, limit: int) -> list[tuple[float, dict[str, float]]]:
+    def list_metrics_samples(
+        self, since: float, until: float, limit: int
+    ) -> list[tuple[float, dict[str, float]]]:
         """Samples with ``since <= time < until``, oldest first, the newest ``limit`` of them."""
-        query = (select(_T.c.time, _T.c.data).where(_T.c.time >= since, _T.c.time < until)
-                 .order_by(_T.c.time.desc(), _T.c.replica.desc()).limit(limit))
+        query = (
+            select(_T.c.time, _T.c.data)
+            .where(_T.c.time >= since, _T.c.time < until)
+            .order_by(_T.c.time.desc(), _T.c.replica.desc())
+            .limit(limit)
+        )
         with translate_errors(), self.engine.connect() as conn:
             rows = conn.execute(query).all()
         return [(row.time, json.loads(row.data)) for row in reversed(rows)]

@@ -22,7 +22,11 @@ from tests.harness.server import Stubs, empty_postgres, make_settings, start_app
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SqlBackend]:
     """A migrated backend with no samples: a fresh SQLite file, or the session's PostgreSQL database."""
-    url = f"sqlite:///{tmp_path / 'maos.db'}" if request.param == "sqlite" else request.getfixturevalue("postgres_url")
+    url = (
+        f"sqlite:///{tmp_path / 'maos.db'}"
+        if request.param == "sqlite"
+        else request.getfixturevalue("postgres_url")
+    )
     store = SqlBackendFactory().open(url)
     store.migrate()
     with store.engine.begin() as conn:
@@ -52,8 +56,10 @@ def test_samples_round_trip_oldest_first_and_are_pruned(backend: SqlBackend) -> 
 
 
 def test_downsampling_averages_gauges_and_keeps_the_last_counter() -> None:
-    samples = [(t, {"maos_cpu_percent": float(t), "maos_rpc_calls_total": float(t * 10), "unknown": 1.0})
-               for t in (0, 1, 2, 3, 8, 9)]
+    samples = [
+        (t, {"maos_cpu_percent": float(t), "maos_rpc_calls_total": float(t * 10), "unknown": 1.0})
+        for t in (0, 1, 2, 3, 8, 9)
+    ]
     series = downsample(samples, since=0.0, until=10.0, points=2)
     assert series["maos_cpu_percent"] == [(3, 1.5), (9, 8.5)]
     assert series["maos_rpc_calls_total"] == [(3, 30.0), (9, 90.0)]
@@ -81,6 +87,7 @@ async def sampling_plane(request: pytest.FixtureRequest, maos_home: Path) -> Asy
 async def test_a_control_plane_samples_keeps_and_serves_its_history(sampling_plane: App) -> None:
     stubs = Stubs(sampling_plane.address)
     try:
+
         def request(**fields: object) -> system_pb.GetMetricsHistoryRequest:
             r = system_pb.GetMetricsHistoryRequest(**fields)
             r.timeframe.FromSeconds(10)  # with 1000 points: 10 ms buckets, one sample each
@@ -101,7 +108,9 @@ async def test_a_control_plane_samples_keeps_and_serves_its_history(sampling_pla
         await sampling_plane.storage.call(history.put_metrics_sample, time.time() - 7200, "old", {"x": 1.0})
 
         async def pruned() -> bool:
-            rows = await sampling_plane.storage.call(history.list_metrics_samples, 0.0, time.time() - 3600, 10)
+            rows = await sampling_plane.storage.call(
+                history.list_metrics_samples, 0.0, time.time() - 3600, 10
+            )
             return rows == []
 
         await wait_for(pruned, 15, interval=0.05, message="the old sample pruned")
@@ -131,7 +140,9 @@ async def test_history_off_is_a_precondition(maos_home: Path) -> None:
             await stubs.system.GetMetricsHistory(system_pb.GetMetricsHistoryRequest())
         assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
         assert "metrics history is off (metrics.history.interval is 0)" in caught.value.details()
-        rows = await app.storage.call(app.storage.backend.metrics_history().list_metrics_samples, 0.0, 1e12, 10)
+        rows = await app.storage.call(
+            app.storage.backend.metrics_history().list_metrics_samples, 0.0, 1e12, 10
+        )
         assert rows == []  # and nothing was sampled
     finally:
         await stubs.close()

@@ -38,6 +38,10 @@ async def test_restart_a_supervised_agent(control_plane: App, maos: Maos) -> Non
     )
     assert len(control_plane.launcher.launches) == 1  # replaced, not added
 
+    again = await maos("agent", "restart", old_id)
+    assert again.exit_code == EXIT_FAILED_PRECONDITION
+    assert f"agent agents/{old_id} is TERMINATED (stopped or restarted already)" in again.stderr
+
     listed = json.loads((await maos("-o", "json", "agent", "list")).stdout)["agents"]
     assert newest["name"] in {a["name"] for a in listed} and old["name"] not in {a["name"] for a in listed}
     done = await maos("task", "submit", "Echo after the restart", "--wait")

@@ -228,6 +228,10 @@ class AgentServicer(agents_grpc.AgentServiceServicer):
         if grace < 0:
             raise InvalidArgument("grace cannot be negative", field="grace")
         launch = self.launcher.by_agent(info.id) if self.launcher else None
+        if launch is None and info.managed and info.status == AgentStatus.TERMINATED:
+            raise FailedPrecondition(f"agent agents/{info.id} is TERMINATED (stopped or restarted already); "
+                                     "`maos agent list` shows the agents running now",
+                                     reason="ERROR_REASON_AGENT_STATE")
         if launch is None:
             where = ("this control plane does not launch local agents" if self.launcher is None else
                      f"agent agents/{info.id} was not launched by this control plane"

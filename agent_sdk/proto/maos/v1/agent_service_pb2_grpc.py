@@ -178,7 +178,9 @@ class AgentServiceServicer:
         after the old one ended; else the new agent is listed as STARTING with
         its pid). An agent that connected on its own, or that this replica does
         not supervise, is FAILED_PRECONDITION (ERROR_REASON_NOT_SUPPORTED) saying
-        so; an unknown one NOT_FOUND (ERROR_REASON_AGENT_NOT_FOUND).
+        so; one that was restarted or stopped already FAILED_PRECONDITION
+        (ERROR_REASON_AGENT_STATE); an unknown one NOT_FOUND
+        (ERROR_REASON_AGENT_NOT_FOUND).
         Not idempotent: a repeated call restarts the new process.
         Permission: agent:manage.
         """

@@ -43,7 +43,11 @@ def size_text(n: float) -> str:
     return f"{n:.1f} TiB"
 
 
-def _number(value: float) -> str:
+def _number(value: float, name: str = "") -> str:
+    if name.endswith("_bytes"):
+        return size_text(value)
+    if name.endswith("_percent"):
+        return f"{value:.1f}%"
     return f"{value:.0f}" if float(value).is_integer() else f"{value:.2f}"
 
 
@@ -190,10 +194,10 @@ def _history_text(history: system_pb.GetMetricsHistoryResponse, timeframe: float
             [
                 s.category,
                 s.name,
-                _number(values[-1]),
-                _number(min(values)),
-                _number(sum(values) / len(values)),
-                _number(max(values)),
+                _number(values[-1], s.name),
+                _number(min(values), s.name),
+                _number(sum(values) / len(values), s.name),
+                _number(max(values), s.name),
                 _trend(values),
             ]
         )

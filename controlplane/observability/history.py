@@ -214,6 +214,7 @@ class HistorySampler:
         since = until - timeframe
         history = await self.storage.call(backend.metrics_history)  # type: ignore[attr-defined]
         samples = await self.storage.call(history.list_metrics_samples, since, until, MAX_SAMPLES)
-        return HistoryAnswer(
-            downsample(samples, since, until, points or DEFAULT_POINTS, category), len(samples)
-        )
+        # Buckets span the samples there are: a history younger than the timeframe still shows its shape.
+        start = samples[0][0] if samples else since
+        series = downsample(samples, start, until, points or DEFAULT_POINTS, category)
+        return HistoryAnswer(series, len(samples))

@@ -163,7 +163,8 @@ class SystemServiceServicer:
         memory, tasks by state, queue, agents, RPCs, database size), sampled
         every `metrics.history.interval` and kept in the database for
         `metrics.history.retention`, downsampled to at most `max_points` points
-        per series (averages of gauges, the last value of counters).
+        per series: equal time buckets from the oldest sample in the timeframe
+        to now, each the average of a gauge or the last value of a counter.
         INVALID_ARGUMENT for an unknown category, a timeframe of 0 or longer than
         the retention, or more than 1000 points; FAILED_PRECONDITION
         (ERROR_REASON_NOT_SUPPORTED) when sampling is off or the storage

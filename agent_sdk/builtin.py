@@ -1,7 +1,8 @@
 """Agents that need no model, so MAOS is useful (and testable) offline.
 
 * ``echo`` answers with its instructions (and the inputs it was given), for
-  trying MAOS and for tests; it can take any subtask.
+  trying MAOS and for tests; it can take any subtask (metadata ``echo_log=TEXT``
+  logs TEXT through ``ctx.log``, which reaches `maos agent logs`).
 * ``noop`` answers "ok" at once (benchmarks of the orchestration itself).
 * ``sleep`` sleeps ``metadata["sleep_seconds"]`` (default 0.1 s) then
   answers, checkpointing as it goes (parallel-efficiency benchmarks and
@@ -50,6 +51,8 @@ class EchoAgent(Agent):
             raise PermanentError("echo was asked to fail (metadata echo_fail=permanent)")
         if a.metadata.get("echo_fail") == "retryable" and a.attempt == 0:
             raise RetryableError("echo was asked to fail once (metadata echo_fail=retryable)")
+        if a.metadata.get("echo_log"):
+            ctx.log.info("%s", a.metadata["echo_log"])  # forwarded to the control plane (`maos agent logs`)
         if a.inputs:
             return "\n".join(a.inputs[key] for key in sorted(a.inputs))
         return a.instructions

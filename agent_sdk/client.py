@@ -65,8 +65,9 @@ IDEMPOTENT_METHODS = {
     "maos.v1.TaskService": ["SubmitTask", "BatchSubmitTasks", "GetTask", "ListTasks", "CancelTask", "RetryTask",
                             "UpdateTask", "GetTaskResults", "AnalyzeTask"],
     "maos.v1.AgentService": ["ListAgents", "GetAgent", "SpawnAgents", "TerminateAgent", "PauseAgent",
-                             "ResumeAgent", "DrainAgent", "ListAgentTypes"],
-    "maos.v1.SystemService": ["GetStatus", "GetHealth", "GetMetricsSummary", "ListLogs", "GetConfig", "SetConfig"],
+                             "ResumeAgent", "DrainAgent", "ListAgentTypes", "GetAgentMetrics"],
+    "maos.v1.SystemService": ["GetStatus", "GetHealth", "GetMetricsSummary", "ListLogs", "GetConfig",
+                              "SetConfig", "GetMetricsHistory", "GetResources"],
     "grpc.health.v1.Health": ["Check"],
 }
 
@@ -516,6 +517,21 @@ class Client:
             request.grace.FromNanoseconds(int(grace * 1e9))
         return (await self.agents.DrainAgent(request)).agent
 
+    async def restart_agent(self, id_or_name: str, *, force: bool = False,
+                            grace: float | None = None) -> agents_pb.RestartAgentResponse:
+        """Restart a supervised agent's process (the new one registers as a new agent); waits for it."""
+        request = agents_pb.RestartAgentRequest(name=agent_name(id_or_name), force=force)
+        if grace is not None:
+            request.grace.FromNanoseconds(int(grace * 1e9))
+        drain = 0.0 if force else 30.0 if grace is None else grace
+        wait = self.timeout + drain + 15.0  # the old process drains, then the new one registers
+        return await self.agents.RestartAgent(request, timeout=wait)
+
+    async def agent_metrics(self, id_or_name: str) -> agents_pb.GetAgentMetricsResponse:
+        """An agent's record, its process's CPU and memory (when supervised) and its log counts."""
+        request = agents_pb.GetAgentMetricsRequest(name=agent_name(id_or_name))
+        return await self.agents.GetAgentMetrics(request)
+
     async def list_agent_types(self) -> list[agents_pb.AgentType]:
         """The agent types the control plane knows."""
         return list((await self.agent_types_report()).agent_types)
@@ -550,6 +566,43 @@ class Client:
         """Metric samples ("system", "tasks", "agents", "rpc", "storage"; empty means all)."""
         return list((await self.system.GetMetricsSummary(
             system_pb.GetMetricsSummaryRequest(category=category))).samples)
+
+    async def metrics_exposition(self, category: str = "") -> str:
+        """The metrics in the Prometheus text format (as /metrics serves them), of one category or all."""
+        return (await self.system.GetMetricsSummary(system_pb.GetMetricsSummaryRequest(
+            category=category, include_exposition=True))).exposition
+
+    async def metrics_history(self, timeframe: float, *, category: str = "",
+                              max_points: int = 0) -> system_pb.GetMetricsHistoryResponse:
+        """The summary figures of the last ``timeframe`` seconds, downsampled to ``max_points`` per series."""
+        request = system_pb.GetMetricsHistoryRequest(category=category, max_points=max_points)
+        request.timeframe.FromNanoseconds(int(timeframe * 1e9))
+        return await self.system.GetMetricsHistory(request)
+
+    async def resources(self) -> system_pb.GetResourcesResponse:
+        """CPU, memory, sockets of the control plane and its supervised agents; the machine, database, queue."""
+        return await self.system.GetResources(system_pb.GetResourcesRequest())
+
+    async def list_logs(self, *, level: int = 0, component: str = "", contains: str = "", task: str = "",
+                        agent: str = "", since: datetime | float | None = None, newest_first: bool = False,
+                        page_size: int = 0, page_token: str = "") -> system_pb.ListLogsResponse:
+        """One page of kept log records (``level`` a ``maos.v1.LogLevel``: at least that level)."""
+        request = system_pb.ListLogsRequest(
+            min_level=level, component=component, contains=contains, task=task_name(task) if task else "",
+            agent=agent_name(agent) if agent else "", order_by="time desc" if newest_first else "",
+            page_size=page_size, page_token=page_token)
+        if since is not None:
+            request.since.CopyFrom(_timestamp(since))
+        return await self.system.ListLogs(request)
+
+    async def tail_logs(self, *, level: int = 0, component: str = "", contains: str = "", task: str = "",
+                        agent: str = "", tail: int = 0) -> AsyncIterator[msgs.LogRecord]:
+        """Log records as they are written (no deadline), after the ``tail`` most recent matching ones."""
+        request = system_pb.TailLogsRequest(min_level=level, component=component, contains=contains,
+                                            task=task_name(task) if task else "",
+                                            agent=agent_name(agent) if agent else "", tail=tail)
+        async for response in self.system.TailLogs(request):
+            yield response.record
 
     async def get_config(self, keys: Iterable[str] = ()) -> list[system_pb.ConfigValue]:
         """Configuration values with their sources (every key when ``keys`` is empty)."""

@@ -21,6 +21,7 @@ Code  Meaning
 8     RESOURCE_EXHAUSTED: a limit or rate was hit; the error says when to retry
 9     DEADLINE_EXCEEDED, or a ``--timeout`` of the CLI ran out
 10    the task finished FAILED or CANCELLED (``task wait``, ``task submit --wait``)
+11    a figure crossed ``maos monitor --threshold``
 ====  ==========================================================================
 """
 
@@ -48,6 +49,8 @@ EXIT_UNAUTHENTICATED = 7
 EXIT_RESOURCE_EXHAUSTED = 8
 EXIT_TIMEOUT = 9
 EXIT_TASK_FAILED = 10
+#: A `maos monitor --threshold` was crossed.
+EXIT_THRESHOLD = 11
 #: Interrupted with Ctrl-C (128 + SIGINT, as shells report it).
 EXIT_INTERRUPTED = 130
 

@@ -136,6 +136,28 @@ agent.add_command(kill, "terminate")
 
 @agent.command()
 @agent_id_argument
+@click.option("--force", is_flag=True, help="End the old process at once and re-queue its work.")
+@click.option("--grace", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
+              help="Time the old process has to finish its work (server default 30 s).")
+@output_option
+@handle_errors
+def restart(agent_id: str, force: bool, grace: float | None) -> None:
+    """Restart a supervised agent: end its process and start a new one of the same type.
+
+    The old agent drains within --grace (its work is re-queued with --force)
+    and the new process registers as a new agent, whose id is printed. Only
+    agents this control plane launched (`maos start --agents`, `maos agent
+    spawn`) can be restarted; others exit 5 saying why.
+    """
+    got = run(lambda client: client.restart_agent(agent_id, force=force, grace=grace))
+    new = got.agent
+    emit(got, lambda: f"restarted {bare_id(got.previous.name)} as "
+                      f"{bare_id(new.name) if new.name else 'a new process'} "
+                      f"{status_text(_status(new))} (pid {new.pid})")
+
+
+@agent.command()
+@agent_id_argument
 @output_option
 @handle_errors
 def status(agent_id: str) -> None:

@@ -15,7 +15,20 @@ import click
 
 from agent_sdk.tls import tls_from_options, tls_options
 from cli import (
-    access, agents, checkpoints, completion, config, db, join_tokens, monitor, plugins, system, task_export, tasks,
+    access,
+    agents,
+    checkpoints,
+    completion,
+    config,
+    db,
+    join_tokens,
+    logs,
+    metrics,
+    monitor,
+    plugins,
+    system,
+    task_export,
+    tasks,
 )
 from cli._options import OUTPUT_FLAGS, State
 from cli._output import FORMATS
@@ -79,6 +92,10 @@ for command in (system.init, system.start, system.stop, system.restart, system.s
 cli.add_command(tasks.task)
 tasks.task.add_command(task_export.export)
 cli.add_command(monitor.monitor)
+for command in (logs.logs, metrics.metrics, metrics.resources):
+    cli.add_command(command)
+agents.agent.add_command(logs.agent_logs)
+agents.agent.add_command(metrics.agent_metrics)
 cli.add_command(agents.agent)
 cli.add_command(db.db)
 cli.add_command(config.config)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import AsyncIterator
@@ -17,8 +18,9 @@ from agent_sdk.client import Client
 from agent_sdk.errors import MaosRpcError
 from agent_sdk.proto.maos.v1 import enums_pb2 as enums
 from agent_sdk.proto.maos.v1 import messages_pb2 as msgs
-from cli._errors import EXIT_INTERRUPTED, handle_errors
-from cli._options import Duration, output_option, run
+from cli._errors import EXIT_INTERRUPTED, EXIT_THRESHOLD, handle_errors
+from cli._export import export_options, opened, resolve_export
+from cli._options import Duration, run, split_csv
 from cli._output import (
     bare_id,
     counts_text,
@@ -33,6 +35,7 @@ from cli._output import (
     table,
     to_data,
 )
+from cli._sampling import DEFAULT_METRICS, METRICS, PERCENT, Sampler, sample
 
 #: Unfinished tasks, as the snapshot lists them.
 ACTIVE = [enums.TASK_STATUS_PENDING, enums.TASK_STATUS_QUEUED, enums.TASK_STATUS_RUNNING]
@@ -139,22 +142,50 @@ async def _follow(client: Client, task: str, limit: int, duration: float | None)
         await events.aclose()
 
 
+#: The shortest --interval (a CPU percentage over less is noise).
+MIN_INTERVAL = 0.2
+
+
 @click.command()
 @click.option("-f", "--follow", is_flag=True, help="After the snapshot, print every change as it is committed.")
 @click.option("--task", "task", default="", show_default=False, metavar="ID", help="Only this task.")
 @click.option("--limit", type=click.IntRange(min=1), default=20, help="Most unfinished tasks listed.")
 @click.option("--duration", type=Duration(), default=None,
-              help="With --follow: stop after this long (5m, 30s); no limit when unset.")
-@output_option
+              help="With --follow or when sampling: stop after this long (5m, 30s); no limit when unset.")
+@click.option("--metric", "metric", default=None, metavar="A,B",
+              help=f"Sample these figures every --interval: {', '.join(METRICS)} "
+                   f"(default {','.join(DEFAULT_METRICS)}). cpu and memory are % of the machine used by the "
+                   "control plane and its supervised agents.")
+@click.option("--interval", type=Duration(), default=None,
+              help="Time between samples (default 5s, at least 0.2s).")
+@click.option("--threshold", type=click.FloatRange(0, 100), default=None, metavar="PERCENT",
+              help="Highlight cpu or memory at or above PERCENT; the command then exits 11 when it ends.")
+@export_options(["csv", "json"], "the samples")
 @handle_errors
-def monitor(follow: bool, task: str, limit: int, duration: float | None) -> None:
+def monitor(follow: bool, task: str, limit: int, duration: float | None, metric: str | None,
+            interval: float | None, threshold: float | None, export: str | None,
+            output_file: str | None) -> None:
     """Show agents, task counts and unfinished tasks; with --follow, then every change live.
 
     With --follow it runs until Ctrl-C (exit 130) or --duration; a broken
     event stream is opened again where it broke. With -o json it prints one
     JSON object per line (the snapshot, then each event), with -o yaml one
     YAML document each.
+
+    \b
+    With --metric, --interval, --threshold or --export it samples figures
+    instead, one line each --interval, until --duration or Ctrl-C:
+      maos monitor --metric cpu,memory,tasks --interval 5s --duration 5m
+      maos monitor --metric memory,cpu --threshold 90
+      maos monitor --export csv --output system_metrics.csv
     """
+    fmt, path = resolve_export(export, output_file)
+    if metric is not None or interval is not None or threshold is not None or fmt is not None:
+        if follow or task:
+            raise click.UsageError("--follow and --task show tasks and events; --metric, --interval, "
+                                   "--threshold and --export sample figures: use one or the other")
+        _sample(metric, interval, threshold, duration, fmt, path)
+        return
     if not follow:
         snapshot = run(lambda client: _snapshot(client, task, limit))
         emit(snapshot, lambda: _snapshot_text(snapshot))
@@ -163,3 +194,32 @@ def monitor(follow: bool, task: str, limit: int, duration: float | None) -> None
         run(lambda client: _follow(client, task, limit, duration))
     except KeyboardInterrupt:
         raise SystemExit(EXIT_INTERRUPTED) from None
+
+
+def _sample(metric: str | None, interval: float | None, threshold: float | None, duration: float | None,
+            fmt: str | None, path: str | None) -> None:
+    names = [n.lower() for n in split_csv(metric)] if metric is not None else list(DEFAULT_METRICS)
+    unknown = [n for n in names if n not in METRICS]
+    if unknown or not names:
+        raise click.BadParameter(f"unknown {', '.join(map(repr, unknown)) or 'empty list'}; "
+                                 f"known: {', '.join(METRICS)}", param_hint="--metric")
+    if threshold is not None and not any(n in PERCENT for n in names):
+        raise click.BadParameter("applies to cpu and memory (percentages); add one of them to --metric",
+                                 param_hint="--threshold")
+    every = 5.0 if interval is None else interval
+    if every < MIN_INTERVAL:
+        raise click.BadParameter(f"{every:g} s is shorter than {MIN_INTERVAL:g} s", param_hint="--interval")
+    with opened(path) if path else contextlib.nullcontext() as out:
+        sampler = Sampler(list(dict.fromkeys(names)), threshold, fmt, out)
+        interrupted = False
+        try:
+            run(lambda client: sample(client, sampler, every, duration))
+        except KeyboardInterrupt:
+            interrupted = True
+        finally:
+            sampler.finish()
+    if sampler.crossings:
+        raise SystemExit(EXIT_THRESHOLD)
+    if interrupted:
+        raise SystemExit(EXIT_INTERRUPTED)
+

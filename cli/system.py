@@ -333,7 +333,7 @@ def restart(agents: str | None, address: str | None, metrics_port: int | None, s
 
 @click.command()
 @click.option("--detailed", is_flag=True, help="Also subtasks, queue, replicas and component health.")
-@click.option("--resources", is_flag=True, help="Agent slots, queue and limits.")
+@click.option("--resources", is_flag=True, help="CPU, memory, connections, database size, queue and limits.")
 @click.option("--performance", is_flag=True, help="Task and RPC metrics.")
 @click.option("--memory", is_flag=True, help="Memory metrics the control plane reports.")
 @click.option("--system", "system_info", is_flag=True, help="Versions and platform (for support requests).")
@@ -348,6 +348,7 @@ def status(detailed: bool, resources: bool, performance: bool, memory: bool, sys
             out["health"] = await client.health()
         if resources:
             out["limits"] = await client.get_config(["system.max_agents", "tasks.default_max_agents"])
+            out["resources"] = await client.resources()
         if performance:
             out["metrics"] = [*await client.metrics_summary("tasks"), *await client.metrics_summary("rpc")]
         if memory:
@@ -371,6 +372,9 @@ def status(detailed: bool, resources: bool, performance: bool, memory: bool, sys
                       ("Subtasks", counts_text(s.subtasks)), ("Queue", counts_text(s.queue)),
                       ("Replicas", ", ".join(s.replicas))]
         if resources:
+            from cli.metrics import status_resources
+
+            pairs += status_resources(got["resources"])
             pairs += [("Queue", counts_text(s.queue))] if not detailed else []
             pairs += [(f"Limit {v.key}", f"{v.value} ({v.source})") for v in got["limits"]]
         if system_info:

@@ -38,6 +38,7 @@ from controlplane.home import secure_home
 from controlplane.launcher import LocalLauncher
 from controlplane.logbook import LogBook, LogBookHandler
 from controlplane.metrics import Metrics
+from controlplane.observability.wiring import install_observability
 from controlplane.plugins import await_me_maybe, get_plugin_manager
 from controlplane.redaction import redact_url
 from controlplane.retention import AuditRetention
@@ -225,11 +226,13 @@ def build_app(settings: Settings, pm: pluggy.PluginManager | None = None) -> App
         interceptors.append(auth)  # inside: its denials get ErrorInfo
         admission = AgentAdmission(access, join_tokens, auth.audit, limits, metrics)
         launcher.token = access.issue_local_agents_key_sync()  # earlier starts' keys are revoked
+    observing = install_observability(pm, engine, launcher, metrics, settings)
     servicers = {
         "tasks": TaskServicer(engine, settings, limits.admit if limits is not None else None,
                               auth.audit if auth is not None else None),
-        "agents": AgentServicer(engine, launcher, pm, settings),
-        "system": SystemServicer(engine, settings, metrics, logbook),
+        "agents": AgentServicer(engine, launcher, pm, settings, observing.observer, logbook),
+        "system": SystemServicer(engine, settings, metrics, logbook, observer=observing.observer,
+                                 history=observing.history),
         "gateway": GatewayServicer(engine, launcher, logbook, admission),
         "access": AccessServicer(access, join_tokens),
         "audit": AuditServicer(storage, engine.committer.durable),

@@ -247,6 +247,46 @@ class LocalLauncher:
             launch.supervisor.cancel()
         self.launches.pop(launch.id, None)
 
+    async def restart(self, launch: Launch, grace: float) -> None:
+        """End the launch's process and start a new one in its place (same type, arguments and labels).
+
+        The process, already told to drain and leave, gets ``grace`` seconds to exit on its
+        own, then SIGTERM and, :data:`KILL_GRACE` later, SIGKILL. The new process
+        registers as a new agent (:attr:`Launch.registered_event` is set again then).
+
+        Raises:
+            Unavailable: The new process could not be started (the launch is then gone).
+        """
+        if launch.supervisor is not None:
+            launch.supervisor.cancel()
+            await asyncio.gather(launch.supervisor, return_exceptions=True)
+        if launch.starting is not None and not launch.starting.done():
+            await asyncio.gather(asyncio.shield(launch.starting), return_exceptions=True)
+        process = launch.process
+        if process is not None and process.returncode is None:
+            try:
+                await asyncio.wait_for(asyncio.shield(process.wait()), grace)
+            except TimeoutError:
+                try:
+                    process.terminate()
+                    await asyncio.wait_for(asyncio.shield(process.wait()), KILL_GRACE)
+                except TimeoutError:
+                    process.kill()
+                    await process.wait()
+                except ProcessLookupError:
+                    pass
+        launch.agent_id = ""
+        launch.registered_event = asyncio.Event()
+        try:
+            await self._start(launch)
+        except OSError as exc:
+            self.launches.pop(launch.id, None)
+            raise Unavailable(f"cannot start a {launch.agent_type} agent process: {exc}",
+                              reason="ERROR_REASON_NOT_SUPPORTED") from exc
+        launch.supervisor = asyncio.get_running_loop().create_task(self._supervise(launch))
+        log.info("agent process %s (%s) restarted as pid %s", launch.id, launch.agent_type,
+                 launch.process.pid if launch.process else "?")
+
     def stop_after(self, launch: Launch, grace: float) -> None:
         """Let a process that was told to leave exit within ``grace`` seconds, then end it (no restart)."""
         launch.stopping = True

@@ -19,6 +19,19 @@ from controlplane.redaction import RedactingFilter, redact
 #: Python logging levels by ``maos.v1.LogLevel`` number, and back.
 LEVELS = {1: logging.DEBUG, 2: logging.INFO, 3: logging.WARNING, 4: logging.ERROR, 5: logging.CRITICAL}
 PROTO_LEVEL = {v: k for k, v in LEVELS.items()}
+#: Names of groups of components (the user guide's): every record of the control plane itself, and
+#: every record agents forwarded (whose component is ``agents/{agent}``).
+CONTROL_PLANE_GROUPS = frozenset({"orchestrator", "controlplane", "control-plane"})
+AGENTS_GROUP = "agents"
+
+
+def component_matches(wanted: str, component: str) -> bool:
+    """Whether ``component`` is ``wanted``, one of its parts (``api.x``, ``agents/ID``) or in its group."""
+    if not wanted or component == wanted:
+        return True
+    if wanted in CONTROL_PLANE_GROUPS:
+        return not component.startswith(AGENTS_GROUP + "/")
+    return component.startswith((wanted + ".", wanted + "/"))
 
 
 @dataclass
@@ -80,7 +93,7 @@ class LogFilter:
         return (
             (self.visibility is None or self.visibility.allows(entry))
             and entry.level >= self.min_level
-            and (not self.component or entry.component == self.component or entry.component.startswith(self.component + "."))
+            and component_matches(self.component, entry.component)
             and (not self.contains or self.contains.lower() in entry.message.lower())
             and (not self.task_id or entry.task_id == self.task_id)
             and (not self.agent_id or entry.agent_id == self.agent_id)
@@ -121,6 +134,26 @@ class LogBook:
                 if len(found) == limit:
                     break
         return found
+
+    def query_newest(self, wanted: LogFilter, before_seq: int | None = None,
+                     limit: int = 100) -> list[LogEntry]:
+        """Matching records before ``before_seq`` (None: the newest), newest first, at most ``limit``."""
+        found = []
+        for entry in reversed(self._entries):
+            if (before_seq is None or entry.seq < before_seq) and wanted.matches(entry):
+                found.append(entry)
+                if len(found) == limit:
+                    break
+        return found
+
+    def count_levels(self, wanted: LogFilter) -> dict[str, int]:
+        """How many kept records match, by level name (``INFO``, ``WARNING``, ...)."""
+        counts: dict[str, int] = {}
+        for entry in self._entries:
+            if wanted.matches(entry):
+                name = logging.getLevelName(entry.level)
+                counts[name] = counts.get(name, 0) + 1
+        return counts
 
     def tail(self, wanted: LogFilter, count: int) -> list[LogEntry]:
         """The last ``count`` matching records, oldest first."""

@@ -345,3 +345,13 @@ def consensus_to_pb(state: dict | None) -> messages_pb.ConsensusRecord | None:
         winning_candidate_id=state["winner"],
         agreement=state["agreement"],
     )
+
+
+def process_to_pb(reading, agent_id: str = "", agent_type: str = "") -> messages_pb.ProcessResources:
+    """A process reading (:class:`controlplane.observability.resources.ProcessReading`) as a proto."""
+    return messages_pb.ProcessResources(
+        pid=reading.pid, agent=f"agents/{agent_id}" if agent_id else "", agent_type=agent_type,
+        cpu_percent=reading.cpu_percent, cpu_seconds=reading.cpu_seconds, memory_bytes=reading.memory_bytes,
+        memory_percent=reading.memory_percent, threads=reading.threads, open_files=reading.open_files,
+        connections=reading.connections, measured=reading.measured,
+    )

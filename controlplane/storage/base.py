@@ -299,3 +299,36 @@ class ReportsSchema(Protocol):
 
     def schema_status(self) -> SchemaStatus:
         """The database's schema revision against the one this version needs (read only)."""
+
+
+@runtime_checkable
+class MetricsHistory(Protocol):
+    """A small table of the control plane's summary figures over time (see :class:`KeepsMetricsHistory`)."""
+
+    def put_metrics_sample(self, time: float, replica: str, values: dict[str, float]) -> None:
+        """Store one sample: the figures (``{"maos_tasks_running": 3.0, ...}``) of ``replica`` at ``time``."""
+
+    def list_metrics_samples(self, since: float, until: float,
+                             limit: int) -> list[tuple[float, dict[str, float]]]:
+        """Samples with ``since <= time < until``, oldest first, at most ``limit`` (the newest ones kept)."""
+
+    def prune_metrics_samples(self, before: float) -> int:
+        """Delete the samples older than ``before``; how many were deleted."""
+
+
+@runtime_checkable
+class KeepsMetricsHistory(Protocol):
+    """An optional capability of a backend that keeps a history of the summary figures (``maos metrics
+    --timeframe``). Without it, ``GetMetricsHistory`` answers FAILED_PRECONDITION and nothing is sampled.
+    """
+
+    def metrics_history(self) -> MetricsHistory:
+        """The history store (called on the storage thread, like every other method)."""
+
+
+@runtime_checkable
+class ReportsSize(Protocol):
+    """An optional capability of a backend that can tell how large its database is (``maos resources``)."""
+
+    def database_size_bytes(self) -> int:
+        """The database's size in bytes (files on disk, or what the server reports)."""

@@ -21,7 +21,7 @@ from controlplane.access.permissions import MANAGE_ALL_AGENTS, VIEW_ALL_TASKS
 from controlplane.api.context import caller_may, current_principal
 from controlplane.api.paging import PageTokens, page_size
 from controlplane.api.pb import agents_grpc, agents_pb, messages_pb
-from controlplane.domain.model import AgentInfo, AgentStatus
+from controlplane.domain.model import AgentInfo, AgentStatus, now
 from controlplane.domain.tasks import validate_request_id
 from controlplane.errors import (
     FailedPrecondition,
@@ -31,6 +31,7 @@ from controlplane.errors import (
     ResourceExhausted,
 )
 from controlplane.launcher import Launch, LocalLauncher
+from controlplane.logbook import LogBook, LogFilter
 from controlplane.scheduler.engine import Engine
 
 DEFAULT_GRACE = 30.0
@@ -41,8 +42,11 @@ SPAWN_MEMORY = 10_000  # SpawnAgents request_ids remembered (oldest forgotten fi
 class AgentServicer(agents_grpc.AgentServiceServicer):
     """Agents of this control plane."""
 
-    def __init__(self, engine: Engine, launcher: LocalLauncher | None, pm, settings):
+    def __init__(self, engine: Engine, launcher: LocalLauncher | None, pm, settings, observer=None,
+                 logbook: LogBook | None = None):
         self.engine = engine
+        self.observer = observer  # controlplane.observability.observer.Observer: process readings
+        self.logbook = logbook
         self.launcher = launcher
         self.pm = pm
         self.settings = settings
@@ -252,3 +256,46 @@ class AgentServicer(agents_grpc.AgentServiceServicer):
             ],
             problems=[str(p) for p in custom_agent_types(self.pm, self.settings).problems],
         )
+
+    async def RestartAgent(self, request, context: grpc.aio.ServicerContext
+                           ) -> agents_pb.RestartAgentResponse:
+        info = self._managed(request.name, "restart")
+        grace = convert.seconds(request.grace) if request.HasField("grace") else DEFAULT_GRACE
+        if grace < 0:
+            raise InvalidArgument("grace cannot be negative", field="grace")
+        launch = self.launcher.by_agent(info.id) if self.launcher else None
+        if launch is None and info.managed and info.status == AgentStatus.TERMINATED:
+            raise FailedPrecondition(f"agent agents/{info.id} is TERMINATED (stopped or restarted already); "
+                                     "`maos agent list` shows the agents running now",
+                                     reason="ERROR_REASON_AGENT_STATE")
+        if launch is None:
+            where = ("this control plane does not launch local agents" if self.launcher is None else
+                     f"agent agents/{info.id} was not launched by this control plane"
+                     + ("" if info.managed else " (it connected on its own)"))
+            raise FailedPrecondition(
+                f"{where}, so it cannot be restarted here: restart its process where it runs, or "
+                f"`maos agent terminate {info.id}` and `maos agent spawn {info.agent_type}`",
+                reason="ERROR_REASON_NOT_SUPPORTED")
+        self.engine.terminate_agent(info.id, grace, request.force)
+        await self.engine.committer.durable()  # re-queued work and the old agent's state are recorded
+        await self.launcher.restart(launch, 0.0 if request.force else grace)
+        previous = self._pb(self.engine.agents.get(info.id, info))  # TERMINATED once its stream ended
+        await self.launcher.wait_registered([launch], SPAWN_WAIT)
+        new = self.engine.agents.get(launch.agent_id) if launch.agent_id else None
+        agent = self._pb(new) if new is not None else messages_pb.Agent(
+            agent_type=launch.agent_type, status=AgentStatus.STARTING, managed=True,
+            pid=launch.process.pid if launch.process else 0, labels={**launch.labels, "launch_id": launch.id})
+        return agents_pb.RestartAgentResponse(previous=previous, agent=agent)
+
+    async def GetAgentMetrics(self, request, context: grpc.aio.ServicerContext
+                              ) -> agents_pb.GetAgentMetricsResponse:
+        info = self._info(request.name)
+        response = agents_pb.GetAgentMetricsResponse(agent=self._pb(info))
+        reading = self.observer.agent_process(info.id) if self.observer is not None else None
+        if reading is not None:
+            response.process.CopyFrom(convert.process_to_pb(reading, info.id, info.agent_type))
+        if self.logbook is not None:
+            response.log_records.update(self.logbook.count_levels(LogFilter(agent_id=info.id)))
+        if info.id in self.engine.sessions and info.connect_time:
+            response.connected_seconds = max(0.0, now() - info.connect_time)
+        return response

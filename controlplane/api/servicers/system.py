@@ -10,21 +10,27 @@ from collections.abc import AsyncIterator
 
 import grpc
 
+from controlplane.access.permissions import MANAGE_ALL_AGENTS, VIEW_ALL_TASKS
 from controlplane.api import convert
+from controlplane.api.context import caller_may, current_principal
+from controlplane.api.paging import PageTokens, page_size
 from controlplane.api.pb import enums_pb, system_grpc, system_pb
 from controlplane.config import OPTIONS, Settings, parse_value
-from controlplane.api.paging import PageTokens, page_size
 from controlplane.domain.events import Event
+from controlplane.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
 from controlplane.logbook import LEVELS, LogBook, LogEntry, LogFilter, Visibility
-from controlplane.access.permissions import MANAGE_ALL_AGENTS, VIEW_ALL_TASKS
-from controlplane.api.context import caller_may, current_principal
-from controlplane.errors import FailedPrecondition, InvalidArgument, ResourceExhausted
 from controlplane.metrics import Metrics
+from controlplane.observability.history import DEFAULT_TIMEFRAME, SERIES, HistorySampler, check_category
+from controlplane.observability.observer import Observer
 from controlplane.redaction import redact, shown_setting
 from controlplane.scheduler.engine import Engine
 from controlplane.version import __version__
 
 MAX_PENDING_EVENTS = 10_000
+#: Bounds of the log filters: a component name, the text searched for, and how far ahead ``since`` may be.
+MAX_COMPONENT, MAX_CONTAINS, MAX_SINCE_AHEAD = 128, 256, 60.0
+#: ``ListLogsRequest.order_by`` values: oldest first, newest first.
+LOG_ORDERS = {"": False, "time": False, "time asc": False, "time desc": True}
 HEALTHY = enums_pb.COMPONENT_STATE_HEALTHY
 UNHEALTHY = enums_pb.COMPONENT_STATE_UNHEALTHY
 DISABLED = enums_pb.COMPONENT_STATE_DISABLED
@@ -33,8 +39,11 @@ DISABLED = enums_pb.COMPONENT_STATE_DISABLED
 class SystemServicer(system_grpc.SystemServiceServicer):
     """Status, health, metrics and runtime configuration."""
 
-    def __init__(self, engine: Engine, settings: Settings, metrics: Metrics, logbook: LogBook, redis_check=None):
+    def __init__(self, engine: Engine, settings: Settings, metrics: Metrics, logbook: LogBook,
+                 redis_check=None, observer: Observer | None = None, history: HistorySampler | None = None):
         self.engine = engine
+        self.observer = observer
+        self.history = history
         self.logbook = logbook
         self.tokens = PageTokens()
         self.settings = settings
@@ -117,22 +126,68 @@ class SystemServicer(system_grpc.SystemServiceServicer):
         return HEALTHY, "reachable"
 
     async def GetMetricsSummary(self, request: system_pb.GetMetricsSummaryRequest, context: grpc.aio.ServicerContext) -> system_pb.GetMetricsSummaryResponse:
-        categories = {"system": ("maos_build",), "tasks": ("maos_task", "maos_subtask"),
-                      "agents": ("maos_agent",), "rpc": ("grpc_",), "storage": ("maos_storage",)}
-        if request.category and request.category not in categories:
-            raise InvalidArgument(f"unknown category {request.category!r}; known: {', '.join(categories)}",
-                                  field="category")
+        check_category(request.category)
+        families = [(family, self._category(family.name)) for family in self.metrics.registry.collect()]
         samples = []
-        for family in self.metrics.registry.collect():
+        for family, category in families:
+            if request.category and category != request.category:
+                continue
             for sample in family.samples:
-                category = next((c for c, prefixes in categories.items() if sample.name.startswith(prefixes)), "system")
-                if request.category and category != request.category:
-                    continue
                 if sample.name.endswith("_bucket") or sample.name.endswith("_created"):
                     continue
                 samples.append(system_pb.MetricSample(name=sample.name, labels=sample.labels, value=sample.value,
                                                       help=family.documentation, category=category))
-        return system_pb.GetMetricsSummaryResponse(samples=samples)
+        response = system_pb.GetMetricsSummaryResponse(samples=samples)
+        if request.include_exposition:
+            from prometheus_client import generate_latest
+
+            class Chosen:  # a registry of the chosen families, as generate_latest reads one
+                def collect(self):
+                    return (f for f, c in families if not request.category or c == request.category)
+
+            response.exposition = generate_latest(Chosen()).decode()  # type: ignore[arg-type]
+        return response
+
+    @staticmethod
+    def _category(name: str) -> str:
+        prefixes = {"tasks": ("maos_task", "maos_subtask"), "agents": ("maos_agent",), "rpc": ("grpc_",),
+                    "storage": ("maos_storage",)}
+        return next((c for c, p in prefixes.items() if name.startswith(p)), "system")
+
+    async def GetMetricsHistory(self, request: system_pb.GetMetricsHistoryRequest,
+                                context: grpc.aio.ServicerContext) -> system_pb.GetMetricsHistoryResponse:
+        if self.history is None:
+            raise FailedPrecondition("this control plane keeps no metrics history",
+                                     reason="ERROR_REASON_NOT_SUPPORTED")
+        timeframe = convert.seconds(request.timeframe) if request.HasField("timeframe") else DEFAULT_TIMEFRAME
+        answer = await self.history.read(request.category, timeframe, request.max_points)
+        return system_pb.GetMetricsHistoryResponse(
+            series=[system_pb.MetricSeries(
+                name=name, category=SERIES[name].category, help=SERIES[name].help, type=SERIES[name].type,
+                points=[system_pb.MetricPoint(time=convert.timestamp(t), value=v) for t, v in points])
+                for name, points in answer.series.items()],
+            interval=convert.duration(self.history.interval),
+            retention=convert.duration(self.history.retention),
+            samples=answer.samples,
+        )
+
+    async def GetResources(self, request: system_pb.GetResourcesRequest,
+                           context: grpc.aio.ServicerContext) -> system_pb.GetResourcesResponse:
+        if self.observer is None:
+            raise FailedPrecondition("this control plane measures no resources",
+                                     reason="ERROR_REASON_NOT_SUPPORTED")
+        r = await self.observer.resources()
+        return system_pb.GetResourcesResponse(
+            control_plane=convert.process_to_pb(r.control_plane),
+            agents=[convert.process_to_pb(a.reading, a.agent_id, a.agent_type) for a in r.agents],
+            host=system_pb.HostResources(cpu_count=r.host.cpu_count,
+                                         memory_total_bytes=r.host.memory_total_bytes,
+                                         memory_available_bytes=r.host.memory_available_bytes,
+                                         load_average=r.host.load_average),
+            agent_streams=r.agent_streams, database_size_bytes=r.database_size_bytes,
+            queue=[system_pb.StateCount(state=k, count=v) for k, v in sorted(r.queue.items())],
+            unfinished_tasks=r.unfinished_tasks,
+        )
 
     @staticmethod
     def _visibility() -> Visibility | None:
@@ -145,26 +200,43 @@ class SystemServicer(system_grpc.SystemServiceServicer):
     def _log_filter(self, request) -> LogFilter:
         if request.min_level and request.min_level not in LEVELS:
             raise InvalidArgument(f"min_level {request.min_level} is not a log level", field="min_level")
+        if len(request.component) > MAX_COMPONENT:
+            raise InvalidArgument(f"component is at most {MAX_COMPONENT} characters", field="component")
+        if len(request.contains) > MAX_CONTAINS:
+            raise InvalidArgument(
+                f"contains is at most {MAX_CONTAINS} characters (got {len(request.contains)})", field="contains")
+        has_since = getattr(request, "since", None) and request.HasField("since")  # TailLogs has none
+        since = convert.epoch(request.since) if has_since else None
+        if since is not None and since > time.time() + MAX_SINCE_AHEAD:
+            raise InvalidArgument("since is in the future", field="since")
+        agent_id = convert.parse_name(request.agent, "agents", "agent") if request.agent else ""
+        if agent_id and agent_id not in self.engine.agents:
+            raise NotFound(f"agent agents/{agent_id} does not exist", reason="ERROR_REASON_AGENT_NOT_FOUND")
         return LogFilter(
             visibility=self._visibility(),
             min_level=LEVELS.get(request.min_level, logging.NOTSET),
             component=request.component,
             contains=request.contains,
             task_id=convert.parse_name(request.task, "tasks", "task") if request.task else "",
-            agent_id=convert.parse_name(request.agent, "agents", "agent") if request.agent else "",
-            since=convert.epoch(request.since) if getattr(request, "since", None) and request.HasField("since") else None,
+            agent_id=agent_id,
+            since=since,
         )
 
     async def ListLogs(self, request: system_pb.ListLogsRequest, context: grpc.aio.ServicerContext) -> system_pb.ListLogsResponse:
         size = page_size(request.page_size, default=100)
+        if request.order_by.strip().lower() not in LOG_ORDERS:
+            raise InvalidArgument(f"order_by {request.order_by!r} is not one of: time, time desc",
+                                  field="order_by")
+        newest_first = LOG_ORDERS[request.order_by.strip().lower()]
         wanted = self._log_filter(request)
         filters = system_pb.ListLogsRequest()
         filters.CopyFrom(request)
         filters.ClearField("page_token")
         filters.ClearField("page_size")
         digest = filters.SerializeToString(deterministic=True)
-        after = self.tokens.read(request.page_token, digest) or 0
-        entries = self.logbook.query(wanted, after, size + 1)
+        position = self.tokens.read(request.page_token, digest)
+        entries = (self.logbook.query_newest(wanted, position, size + 1) if newest_first
+                   else self.logbook.query(wanted, position or 0, size + 1))
         response = system_pb.ListLogsResponse(records=[convert.log_entry_to_pb(e) for e in entries[:size]])
         if len(entries) > size:
             response.next_page_token = self.tokens.issue(entries[size - 1].seq, digest)

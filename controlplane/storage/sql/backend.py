@@ -190,6 +190,18 @@ class SqlBackend:
         with translate_errors(), self.engine.connect() as conn:
             return schema_status(conn)
 
+    def metrics_history(self) -> Any:
+        """The ``metrics_samples`` table (the optional ``KeepsMetricsHistory`` capability)."""
+        from controlplane.storage.sql.metrics_history import SqlMetricsHistory
+
+        return SqlMetricsHistory(self._writes)
+
+    def database_size_bytes(self) -> int:
+        """The database's size (the optional ``ReportsSize`` capability)."""
+        from controlplane.storage.sql.metrics_history import database_size_bytes
+
+        return database_size_bytes(self.engine)
+
     def ping(self) -> None:
         """Raise ``Unavailable`` unless a trivial query succeeds."""
         with translate_errors(), self.engine.connect() as conn:

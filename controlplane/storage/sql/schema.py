@@ -164,5 +164,15 @@ audit_records = Table(
     Index("ix_audit_records_time", "time"),
 )
 
+#: The control plane's summary figures over time (``maos metrics --timeframe``), pruned after
+#: ``metrics.history.retention``; written by :mod:`controlplane.storage.sql.metrics_history`.
+metrics_samples = Table(
+    "metrics_samples",
+    metadata,
+    Column("time", Double, primary_key=True),
+    Column("replica", String, primary_key=True),
+    Column("data", Text, nullable=False),
+)
+
 #: Every table of the schema, parents first.
 ALL_TABLES: tuple[Table, ...] = tuple(metadata.sorted_tables)

@@ -207,13 +207,14 @@ async def test_acting_on_another_principals_agent_needs_manage_all(secured: App,
 
         for client, agent in ((dev_a, admins), (dev_b, admins), (dev_b, dev_as)):
             for call in (client.pause_agent(agent), client.drain_agent(agent), client.resume_agent(agent),
-                         client.terminate_agent(agent, force=True)):
+                         client.terminate_agent(agent, force=True), client.restart_agent(agent, force=True)):
                 error = await fails(call, P, DENIED)
                 assert "agent:manage-all" in error.message and agent in error.message
         assert {s.status() for s in secured.engine.sessions.values()} == {enums.AGENT_STATUS_IDLE}
         denials = [r for r in await stored_audit(secured, principal="users/dev-b")
-                   if r["method"].endswith(("PauseAgent", "DrainAgent", "ResumeAgent", "TerminateAgent"))]
-        assert len(denials) == 8 and {r["decision"] for r in denials} == {"DENY"}
+                   if r["method"].endswith(("PauseAgent", "DrainAgent", "ResumeAgent", "TerminateAgent",
+                                            "RestartAgent"))]
+        assert len(denials) == 10 and {r["decision"] for r in denials} == {"DENY"}
 
         # Its owner may; so may the admin (agent:manage-all) and a role holding agent:manage-all.
         assert (await dev_a.pause_agent(dev_as)).status == enums.AGENT_STATUS_PAUSED

@@ -158,3 +158,46 @@ class ListAgentTypesResponse(_message.Message):
     agent_types: _containers.RepeatedCompositeFieldContainer[AgentType]
     problems: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, agent_types: _Optional[_Iterable[_Union[AgentType, _Mapping]]] = ..., problems: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class RestartAgentRequest(_message.Message):
+    __slots__ = ("name", "force", "grace")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    FORCE_FIELD_NUMBER: _ClassVar[int]
+    GRACE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    force: bool
+    grace: _duration_pb2.Duration
+    def __init__(self, name: _Optional[str] = ..., force: _Optional[bool] = ..., grace: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+
+class RestartAgentResponse(_message.Message):
+    __slots__ = ("previous", "agent")
+    PREVIOUS_FIELD_NUMBER: _ClassVar[int]
+    AGENT_FIELD_NUMBER: _ClassVar[int]
+    previous: _messages_pb2.Agent
+    agent: _messages_pb2.Agent
+    def __init__(self, previous: _Optional[_Union[_messages_pb2.Agent, _Mapping]] = ..., agent: _Optional[_Union[_messages_pb2.Agent, _Mapping]] = ...) -> None: ...
+
+class GetAgentMetricsRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class GetAgentMetricsResponse(_message.Message):
+    __slots__ = ("agent", "process", "log_records", "connected_seconds")
+    class LogRecordsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    AGENT_FIELD_NUMBER: _ClassVar[int]
+    PROCESS_FIELD_NUMBER: _ClassVar[int]
+    LOG_RECORDS_FIELD_NUMBER: _ClassVar[int]
+    CONNECTED_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    agent: _messages_pb2.Agent
+    process: _messages_pb2.ProcessResources
+    log_records: _containers.ScalarMap[str, int]
+    connected_seconds: float
+    def __init__(self, agent: _Optional[_Union[_messages_pb2.Agent, _Mapping]] = ..., process: _Optional[_Union[_messages_pb2.ProcessResources, _Mapping]] = ..., log_records: _Optional[_Mapping[str, int]] = ..., connected_seconds: _Optional[float] = ...) -> None: ...

@@ -80,6 +80,16 @@ class AgentServiceStub:
                 request_serializer=maos_dot_v1_dot_agent__service__pb2.ListAgentTypesRequest.SerializeToString,
                 response_deserializer=maos_dot_v1_dot_agent__service__pb2.ListAgentTypesResponse.FromString,
                 _registered_method=True)
+        self.RestartAgent = channel.unary_unary(
+                '/maos.v1.AgentService/RestartAgent',
+                request_serializer=maos_dot_v1_dot_agent__service__pb2.RestartAgentRequest.SerializeToString,
+                response_deserializer=maos_dot_v1_dot_agent__service__pb2.RestartAgentResponse.FromString,
+                _registered_method=True)
+        self.GetAgentMetrics = channel.unary_unary(
+                '/maos.v1.AgentService/GetAgentMetrics',
+                request_serializer=maos_dot_v1_dot_agent__service__pb2.GetAgentMetricsRequest.SerializeToString,
+                response_deserializer=maos_dot_v1_dot_agent__service__pb2.GetAgentMetricsResponse.FromString,
+                _registered_method=True)
 
 
 class AgentServiceServicer:
@@ -159,6 +169,36 @@ class AgentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RestartAgent(self, request, context):
+        """Restarts a supervised agent process (one this control plane launched):
+        the agent is terminated like TerminateAgent (drained within `grace`, or
+        at once with `force`, its work re-queued), then a new process of the same
+        type, capabilities and labels is started; it registers as a new agent.
+        The call returns once the new process registered (at most about 15 s
+        after the old one ended; else the new agent is listed as STARTING with
+        its pid). An agent that connected on its own, or that this replica does
+        not supervise, is FAILED_PRECONDITION (ERROR_REASON_NOT_SUPPORTED) saying
+        so; one that was restarted or stopped already FAILED_PRECONDITION
+        (ERROR_REASON_AGENT_STATE); an unknown one NOT_FOUND
+        (ERROR_REASON_AGENT_NOT_FOUND).
+        Not idempotent: a repeated call restarts the new process.
+        Permission: agent:manage.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetAgentMetrics(self, request, context):
+        """Returns an agent's figures: its record (subtasks completed and failed,
+        reliability, token usage, running assignments, free slots), the CPU and
+        memory of its process when this control plane supervises it, and how
+        many of its forwarded log records are kept, by level. NOT_FOUND
+        (ERROR_REASON_AGENT_NOT_FOUND) if unknown. Permission: agent:view.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AgentServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -201,6 +241,16 @@ def add_AgentServiceServicer_to_server(servicer, server):
                     servicer.ListAgentTypes,
                     request_deserializer=maos_dot_v1_dot_agent__service__pb2.ListAgentTypesRequest.FromString,
                     response_serializer=maos_dot_v1_dot_agent__service__pb2.ListAgentTypesResponse.SerializeToString,
+            ),
+            'RestartAgent': grpc.unary_unary_rpc_method_handler(
+                    servicer.RestartAgent,
+                    request_deserializer=maos_dot_v1_dot_agent__service__pb2.RestartAgentRequest.FromString,
+                    response_serializer=maos_dot_v1_dot_agent__service__pb2.RestartAgentResponse.SerializeToString,
+            ),
+            'GetAgentMetrics': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetAgentMetrics,
+                    request_deserializer=maos_dot_v1_dot_agent__service__pb2.GetAgentMetricsRequest.FromString,
+                    response_serializer=maos_dot_v1_dot_agent__service__pb2.GetAgentMetricsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -424,6 +474,60 @@ class AgentService:
             '/maos.v1.AgentService/ListAgentTypes',
             maos_dot_v1_dot_agent__service__pb2.ListAgentTypesRequest.SerializeToString,
             maos_dot_v1_dot_agent__service__pb2.ListAgentTypesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RestartAgent(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/maos.v1.AgentService/RestartAgent',
+            maos_dot_v1_dot_agent__service__pb2.RestartAgentRequest.SerializeToString,
+            maos_dot_v1_dot_agent__service__pb2.RestartAgentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetAgentMetrics(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/maos.v1.AgentService/GetAgentMetrics',
+            maos_dot_v1_dot_agent__service__pb2.GetAgentMetricsRequest.SerializeToString,
+            maos_dot_v1_dot_agent__service__pb2.GetAgentMetricsResponse.FromString,
             options,
             channel_credentials,
             insecure,

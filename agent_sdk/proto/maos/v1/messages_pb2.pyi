@@ -608,3 +608,29 @@ class LogRecord(_message.Message):
     agent: str
     fields: _containers.ScalarMap[str, str]
     def __init__(self, time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., level: _Optional[_Union[_enums_pb2.LogLevel, str]] = ..., component: _Optional[str] = ..., message: _Optional[str] = ..., task: _Optional[str] = ..., subtask: _Optional[str] = ..., agent: _Optional[str] = ..., fields: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class ProcessResources(_message.Message):
+    __slots__ = ("pid", "agent", "agent_type", "cpu_percent", "cpu_seconds", "memory_bytes", "memory_percent", "threads", "open_files", "connections", "measured")
+    PID_FIELD_NUMBER: _ClassVar[int]
+    AGENT_FIELD_NUMBER: _ClassVar[int]
+    AGENT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    CPU_PERCENT_FIELD_NUMBER: _ClassVar[int]
+    CPU_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_PERCENT_FIELD_NUMBER: _ClassVar[int]
+    THREADS_FIELD_NUMBER: _ClassVar[int]
+    OPEN_FILES_FIELD_NUMBER: _ClassVar[int]
+    CONNECTIONS_FIELD_NUMBER: _ClassVar[int]
+    MEASURED_FIELD_NUMBER: _ClassVar[int]
+    pid: int
+    agent: str
+    agent_type: str
+    cpu_percent: float
+    cpu_seconds: float
+    memory_bytes: int
+    memory_percent: float
+    threads: int
+    open_files: int
+    connections: int
+    measured: bool
+    def __init__(self, pid: _Optional[int] = ..., agent: _Optional[str] = ..., agent_type: _Optional[str] = ..., cpu_percent: _Optional[float] = ..., cpu_seconds: _Optional[float] = ..., memory_bytes: _Optional[int] = ..., memory_percent: _Optional[float] = ..., threads: _Optional[int] = ..., open_files: _Optional[int] = ..., connections: _Optional[int] = ..., measured: _Optional[bool] = ...) -> None: ...

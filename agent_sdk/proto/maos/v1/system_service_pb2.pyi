@@ -91,10 +91,12 @@ class GetHealthResponse(_message.Message):
     def __init__(self, state: _Optional[_Union[_enums_pb2.ComponentState, str]] = ..., components: _Optional[_Iterable[_Union[ComponentHealth, _Mapping]]] = ...) -> None: ...
 
 class GetMetricsSummaryRequest(_message.Message):
-    __slots__ = ("category",)
+    __slots__ = ("category", "include_exposition")
     CATEGORY_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_EXPOSITION_FIELD_NUMBER: _ClassVar[int]
     category: str
-    def __init__(self, category: _Optional[str] = ...) -> None: ...
+    include_exposition: bool
+    def __init__(self, category: _Optional[str] = ..., include_exposition: _Optional[bool] = ...) -> None: ...
 
 class MetricSample(_message.Message):
     __slots__ = ("name", "labels", "value", "help", "category")
@@ -118,13 +120,15 @@ class MetricSample(_message.Message):
     def __init__(self, name: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., value: _Optional[float] = ..., help: _Optional[str] = ..., category: _Optional[str] = ...) -> None: ...
 
 class GetMetricsSummaryResponse(_message.Message):
-    __slots__ = ("samples",)
+    __slots__ = ("samples", "exposition")
     SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    EXPOSITION_FIELD_NUMBER: _ClassVar[int]
     samples: _containers.RepeatedCompositeFieldContainer[MetricSample]
-    def __init__(self, samples: _Optional[_Iterable[_Union[MetricSample, _Mapping]]] = ...) -> None: ...
+    exposition: str
+    def __init__(self, samples: _Optional[_Iterable[_Union[MetricSample, _Mapping]]] = ..., exposition: _Optional[str] = ...) -> None: ...
 
 class ListLogsRequest(_message.Message):
-    __slots__ = ("page_size", "page_token", "min_level", "component", "since", "contains", "task", "agent")
+    __slots__ = ("page_size", "page_token", "min_level", "component", "since", "contains", "task", "agent", "order_by")
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     MIN_LEVEL_FIELD_NUMBER: _ClassVar[int]
@@ -133,6 +137,7 @@ class ListLogsRequest(_message.Message):
     CONTAINS_FIELD_NUMBER: _ClassVar[int]
     TASK_FIELD_NUMBER: _ClassVar[int]
     AGENT_FIELD_NUMBER: _ClassVar[int]
+    ORDER_BY_FIELD_NUMBER: _ClassVar[int]
     page_size: int
     page_token: str
     min_level: _enums_pb2.LogLevel
@@ -141,7 +146,8 @@ class ListLogsRequest(_message.Message):
     contains: str
     task: str
     agent: str
-    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., min_level: _Optional[_Union[_enums_pb2.LogLevel, str]] = ..., component: _Optional[str] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., contains: _Optional[str] = ..., task: _Optional[str] = ..., agent: _Optional[str] = ...) -> None: ...
+    order_by: str
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., min_level: _Optional[_Union[_enums_pb2.LogLevel, str]] = ..., component: _Optional[str] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., contains: _Optional[str] = ..., task: _Optional[str] = ..., agent: _Optional[str] = ..., order_by: _Optional[str] = ...) -> None: ...
 
 class ListLogsResponse(_message.Message):
     __slots__ = ("records", "next_page_token")
@@ -226,3 +232,81 @@ class SetConfigResponse(_message.Message):
     VALUE_FIELD_NUMBER: _ClassVar[int]
     value: ConfigValue
     def __init__(self, value: _Optional[_Union[ConfigValue, _Mapping]] = ...) -> None: ...
+
+class GetMetricsHistoryRequest(_message.Message):
+    __slots__ = ("category", "timeframe", "max_points")
+    CATEGORY_FIELD_NUMBER: _ClassVar[int]
+    TIMEFRAME_FIELD_NUMBER: _ClassVar[int]
+    MAX_POINTS_FIELD_NUMBER: _ClassVar[int]
+    category: str
+    timeframe: _duration_pb2.Duration
+    max_points: int
+    def __init__(self, category: _Optional[str] = ..., timeframe: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., max_points: _Optional[int] = ...) -> None: ...
+
+class MetricPoint(_message.Message):
+    __slots__ = ("time", "value")
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    time: _timestamp_pb2.Timestamp
+    value: float
+    def __init__(self, time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., value: _Optional[float] = ...) -> None: ...
+
+class MetricSeries(_message.Message):
+    __slots__ = ("name", "category", "help", "type", "points")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CATEGORY_FIELD_NUMBER: _ClassVar[int]
+    HELP_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    POINTS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    category: str
+    help: str
+    type: str
+    points: _containers.RepeatedCompositeFieldContainer[MetricPoint]
+    def __init__(self, name: _Optional[str] = ..., category: _Optional[str] = ..., help: _Optional[str] = ..., type: _Optional[str] = ..., points: _Optional[_Iterable[_Union[MetricPoint, _Mapping]]] = ...) -> None: ...
+
+class GetMetricsHistoryResponse(_message.Message):
+    __slots__ = ("series", "interval", "retention", "samples")
+    SERIES_FIELD_NUMBER: _ClassVar[int]
+    INTERVAL_FIELD_NUMBER: _ClassVar[int]
+    RETENTION_FIELD_NUMBER: _ClassVar[int]
+    SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    series: _containers.RepeatedCompositeFieldContainer[MetricSeries]
+    interval: _duration_pb2.Duration
+    retention: _duration_pb2.Duration
+    samples: int
+    def __init__(self, series: _Optional[_Iterable[_Union[MetricSeries, _Mapping]]] = ..., interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., retention: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., samples: _Optional[int] = ...) -> None: ...
+
+class GetResourcesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class HostResources(_message.Message):
+    __slots__ = ("cpu_count", "memory_total_bytes", "memory_available_bytes", "load_average")
+    CPU_COUNT_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_TOTAL_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_AVAILABLE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    LOAD_AVERAGE_FIELD_NUMBER: _ClassVar[int]
+    cpu_count: int
+    memory_total_bytes: int
+    memory_available_bytes: int
+    load_average: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, cpu_count: _Optional[int] = ..., memory_total_bytes: _Optional[int] = ..., memory_available_bytes: _Optional[int] = ..., load_average: _Optional[_Iterable[float]] = ...) -> None: ...
+
+class GetResourcesResponse(_message.Message):
+    __slots__ = ("control_plane", "agents", "host", "agent_streams", "database_size_bytes", "queue", "unfinished_tasks")
+    CONTROL_PLANE_FIELD_NUMBER: _ClassVar[int]
+    AGENTS_FIELD_NUMBER: _ClassVar[int]
+    HOST_FIELD_NUMBER: _ClassVar[int]
+    AGENT_STREAMS_FIELD_NUMBER: _ClassVar[int]
+    DATABASE_SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_FIELD_NUMBER: _ClassVar[int]
+    UNFINISHED_TASKS_FIELD_NUMBER: _ClassVar[int]
+    control_plane: _messages_pb2.ProcessResources
+    agents: _containers.RepeatedCompositeFieldContainer[_messages_pb2.ProcessResources]
+    host: HostResources
+    agent_streams: int
+    database_size_bytes: int
+    queue: _containers.RepeatedCompositeFieldContainer[StateCount]
+    unfinished_tasks: int
+    def __init__(self, control_plane: _Optional[_Union[_messages_pb2.ProcessResources, _Mapping]] = ..., agents: _Optional[_Iterable[_Union[_messages_pb2.ProcessResources, _Mapping]]] = ..., host: _Optional[_Union[HostResources, _Mapping]] = ..., agent_streams: _Optional[int] = ..., database_size_bytes: _Optional[int] = ..., queue: _Optional[_Iterable[_Union[StateCount, _Mapping]]] = ..., unfinished_tasks: _Optional[int] = ...) -> None: ...

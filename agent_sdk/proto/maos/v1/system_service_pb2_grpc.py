@@ -77,6 +77,16 @@ class SystemServiceStub:
                 request_serializer=maos_dot_v1_dot_system__service__pb2.SetConfigRequest.SerializeToString,
                 response_deserializer=maos_dot_v1_dot_system__service__pb2.SetConfigResponse.FromString,
                 _registered_method=True)
+        self.GetMetricsHistory = channel.unary_unary(
+                '/maos.v1.SystemService/GetMetricsHistory',
+                request_serializer=maos_dot_v1_dot_system__service__pb2.GetMetricsHistoryRequest.SerializeToString,
+                response_deserializer=maos_dot_v1_dot_system__service__pb2.GetMetricsHistoryResponse.FromString,
+                _registered_method=True)
+        self.GetResources = channel.unary_unary(
+                '/maos.v1.SystemService/GetResources',
+                request_serializer=maos_dot_v1_dot_system__service__pb2.GetResourcesRequest.SerializeToString,
+                response_deserializer=maos_dot_v1_dot_system__service__pb2.GetResourcesResponse.FromString,
+                _registered_method=True)
 
 
 class SystemServiceServicer:
@@ -148,6 +158,32 @@ class SystemServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetMetricsHistory(self, request, context):
+        """Returns the history of the control plane's summary figures (CPU,
+        memory, tasks by state, queue, agents, RPCs, database size), sampled
+        every `metrics.history.interval` and kept in the database for
+        `metrics.history.retention`, downsampled to at most `max_points` points
+        per series: equal time buckets from the oldest sample in the timeframe
+        to now, each the average of a gauge or the last value of a counter.
+        INVALID_ARGUMENT for an unknown category, a timeframe of 0 or longer than
+        the retention, or more than 1000 points; FAILED_PRECONDITION
+        (ERROR_REASON_NOT_SUPPORTED) when sampling is off or the storage
+        backend keeps no history. Permission: system:view.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetResources(self, request, context):
+        """Returns what the control plane and the agent processes it supervises
+        use now: CPU, memory, threads, files and sockets of each process, the
+        machine's CPU count, memory and load, agent streams, the database's size
+        and the queue. Permission: system:view.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SystemServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -190,6 +226,16 @@ def add_SystemServiceServicer_to_server(servicer, server):
                     servicer.SetConfig,
                     request_deserializer=maos_dot_v1_dot_system__service__pb2.SetConfigRequest.FromString,
                     response_serializer=maos_dot_v1_dot_system__service__pb2.SetConfigResponse.SerializeToString,
+            ),
+            'GetMetricsHistory': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetMetricsHistory,
+                    request_deserializer=maos_dot_v1_dot_system__service__pb2.GetMetricsHistoryRequest.FromString,
+                    response_serializer=maos_dot_v1_dot_system__service__pb2.GetMetricsHistoryResponse.SerializeToString,
+            ),
+            'GetResources': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetResources,
+                    request_deserializer=maos_dot_v1_dot_system__service__pb2.GetResourcesRequest.FromString,
+                    response_serializer=maos_dot_v1_dot_system__service__pb2.GetResourcesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -410,6 +456,60 @@ class SystemService:
             '/maos.v1.SystemService/SetConfig',
             maos_dot_v1_dot_system__service__pb2.SetConfigRequest.SerializeToString,
             maos_dot_v1_dot_system__service__pb2.SetConfigResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetMetricsHistory(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/maos.v1.SystemService/GetMetricsHistory',
+            maos_dot_v1_dot_system__service__pb2.GetMetricsHistoryRequest.SerializeToString,
+            maos_dot_v1_dot_system__service__pb2.GetMetricsHistoryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetResources(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/maos.v1.SystemService/GetResources',
+            maos_dot_v1_dot_system__service__pb2.GetResourcesRequest.SerializeToString,
+            maos_dot_v1_dot_system__service__pb2.GetResourcesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -8,6 +8,7 @@ import re
 from google.protobuf import duration_pb2, timestamp_pb2
 
 from controlplane.api.pb import enums_pb, errors_pb, messages_pb
+from controlplane.domain.limits import clip_bytes, quote
 from controlplane.domain.model import (
     AgentInfo,
     Artifact,
@@ -35,7 +36,7 @@ def parse_name(name: str, collection: str, field: str = "name") -> str:
     prefix = collection + "/"
     ident = name[len(prefix):] if name.startswith(prefix) else name
     if not _ID.fullmatch(ident):
-        raise InvalidArgument(f"{field} {name!r} is not a valid {collection}/ID name", field=field)
+        raise InvalidArgument(f"{field} {quote(name)} is not a valid {collection}/ID name", field=field)
     return ident
 
 
@@ -294,18 +295,19 @@ def event_to_pb(event, incarnation: int) -> messages_pb.Event:
     return msg
 
 
-def log_entry_from_pb(record: messages_pb.LogRecord, agent_id: str) -> LogEntry:
-    """An agent's forwarded log record (its agent id is the sender's, whatever it claims)."""
+def log_entry_from_pb(record: messages_pb.LogRecord, agent_id: str, max_message_bytes: int = 8192) -> LogEntry:
+    """An agent's forwarded log record (its agent id is the sender's, whatever it claims; its text cut
+    to ``max_message_bytes``, its fields to 32 of at most 256 bytes each)."""
     task = record.task.split("/")[1] if record.task.startswith("tasks/") else ""
     return LogEntry(
         level=LEVELS.get(record.level, logging.INFO),
         component=f"agents/{agent_id}",
-        message=record.message[:8192],
+        message=clip_bytes(record.message, max_message_bytes),
         time=epoch(record.time) if record.HasField("time") else now(),
-        task_id=task,
-        subtask_id=record.subtask.rsplit("/", 1)[-1] if record.subtask else "",
+        task_id=task if _ID.fullmatch(task) else "",
+        subtask_id=subtask if _ID.fullmatch(subtask := record.subtask.rsplit("/", 1)[-1]) else "",
         agent_id=agent_id,
-        fields=dict(list(record.fields.items())[:32]),
+        fields={clip_bytes(k, 256): clip_bytes(v, 256) for k, v in list(record.fields.items())[:32]},
     )
 
 

@@ -18,6 +18,7 @@ from controlplane.api import convert
 from controlplane.api.context import caller_var, current_principal
 from controlplane.api.paging import page_size
 from controlplane.api.pb import access_grpc, access_pb, audit_grpc, audit_pb, enums_pb, messages_pb
+from controlplane.domain.limits import quote
 from controlplane.errors import InvalidArgument, NotFound, Unauthenticated
 
 #: What UpdateUser may change (an allowlist, OWASP API3).
@@ -148,7 +149,7 @@ class AccessServicer(access_grpc.AccessServiceServicer):
     async def GetRole(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         role = self.access.roles.get(_strip(request.name, "roles"))
         if role is None:
-            raise NotFound(f"role {request.name!r} does not exist", reason="ERROR_REASON_ROLE_NOT_FOUND")
+            raise NotFound(f"role {quote(request.name)} does not exist", reason="ERROR_REASON_ROLE_NOT_FOUND")
         return access_pb.GetRoleResponse(role=role_pb(role))
 
     async def ListRoles(self, request: Any, context: grpc.aio.ServicerContext) -> Any:

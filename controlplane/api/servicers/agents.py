@@ -11,8 +11,9 @@ from controlplane.agent_types import agent_type, agent_types
 from controlplane.custom_agents import custom_agent_types
 from controlplane.api import convert
 from controlplane.api.context import current_principal
-from controlplane.api.paging import PageTokens, page_size
+from controlplane.api.paging import PageTokens, fitting, page_size
 from controlplane.api.pb import agents_grpc, agents_pb, messages_pb
+from controlplane.domain.limits import Limits, map_size
 from controlplane.domain.model import AgentInfo, AgentStatus
 from controlplane.domain.tasks import validate_request_id
 from controlplane.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
@@ -33,6 +34,7 @@ class AgentServicer(agents_grpc.AgentServiceServicer):
         self.pm = pm
         self.settings = settings
         self.tokens = PageTokens()
+        self.limits = Limits.from_settings(settings)
         # (principal, request_id) -> (the request without its id, the launches it made).
         self._spawns: OrderedDict[tuple[str, str], tuple[bytes, asyncio.Future[list[Launch]]]] = OrderedDict()
         # Held from the max_agents check until the launches exist, so concurrent calls cannot overshoot.
@@ -54,6 +56,16 @@ class AgentServicer(agents_grpc.AgentServiceServicer):
             return convert.agent_to_pb(info, [f"tasks/{t}/subtasks/{s}" for t, s in sorted(session.running)],
                                        session.free)
         return convert.agent_to_pb(info)
+
+    def _listed(self, info: AgentInfo) -> messages_pb.Agent:
+        """An agent as a list shows it; labels over ``limits.agent_labels_bytes`` (an agent registered
+        before the limit was checked) are left out, with the label ``maos.labels-omitted`` saying so."""
+        msg = self._pb(info)
+        if map_size(msg.labels) > self.limits.agent_labels:
+            size = map_size(msg.labels)
+            msg.labels.clear()
+            msg.labels["maos.labels-omitted"] = f"{size} bytes"
+        return msg
 
     def _info(self, name: str) -> AgentInfo:
         agent_id = convert.parse_name(name, "agents")
@@ -84,8 +96,9 @@ class AgentServicer(agents_grpc.AgentServiceServicer):
                 continue
             agents.append((session is None, info.connect_time or 0, info))
         agents.sort(key=lambda row: (row[0], -row[1], row[2].id))
-        page = agents[start:start + size]
-        response = agents_pb.ListAgentsResponse(agents=[self._pb(info) for _, _, info in page])
+        page = [self._listed(info) for _, _, info in agents[start:start + size]]
+        size = fitting(page, self.limits.response)  # a page full in bytes ends early
+        response = agents_pb.ListAgentsResponse(agents=page[:size])
         if start + size < len(agents):
             response.next_page_token = self.tokens.issue(start + size, filters.SerializeToString(deterministic=True))
         return response

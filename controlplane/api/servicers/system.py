@@ -13,8 +13,9 @@ import grpc
 from controlplane.api import convert
 from controlplane.api.pb import enums_pb, system_grpc, system_pb
 from controlplane.config import OPTIONS, Settings, parse_value
-from controlplane.api.paging import PageTokens, page_size
+from controlplane.api.paging import PageTokens, fitting, page_size
 from controlplane.domain.events import Event
+from controlplane.domain.limits import Limits, quote
 from controlplane.logbook import LEVELS, LogBook, LogEntry, LogFilter
 from controlplane.errors import FailedPrecondition, InvalidArgument, ResourceExhausted
 from controlplane.metrics import Metrics
@@ -34,6 +35,7 @@ class SystemServicer(system_grpc.SystemServiceServicer):
         self.engine = engine
         self.logbook = logbook
         self.tokens = PageTokens()
+        self.limits = Limits.from_settings(settings)
         self.settings = settings
         self.metrics = metrics
         self.redis_check = redis_check
@@ -117,7 +119,7 @@ class SystemServicer(system_grpc.SystemServiceServicer):
         categories = {"system": ("maos_build",), "tasks": ("maos_task", "maos_subtask"),
                       "agents": ("maos_agent",), "rpc": ("grpc_",), "storage": ("maos_storage",)}
         if request.category and request.category not in categories:
-            raise InvalidArgument(f"unknown category {request.category!r}; known: {', '.join(categories)}",
+            raise InvalidArgument(f"unknown category {quote(request.category)}; known: {', '.join(categories)}",
                                   field="category")
         samples = []
         for family in self.metrics.registry.collect():
@@ -153,7 +155,11 @@ class SystemServicer(system_grpc.SystemServiceServicer):
         digest = filters.SerializeToString(deterministic=True)
         after = self.tokens.read(request.page_token, digest) or 0
         entries = self.logbook.query(wanted, after, size + 1)
-        response = system_pb.ListLogsResponse(records=[convert.log_entry_to_pb(e) for e in entries[:size]])
+        records = [convert.log_entry_to_pb(e) for e in entries[:size]]
+        fit = fitting(records, self.limits.response)
+        if fit < len(records):  # the page is full in bytes before it is in records
+            entries, records, size = entries[:fit + 1], records[:fit], fit
+        response = system_pb.ListLogsResponse(records=records)
         if len(entries) > size:
             response.next_page_token = self.tokens.issue(entries[size - 1].seq, digest)
         return response
@@ -238,7 +244,7 @@ class SystemServicer(system_grpc.SystemServiceServicer):
         values = []
         for key in keys:
             if key not in OPTIONS:
-                raise InvalidArgument(f"unknown setting {key!r}", field="keys")
+                raise InvalidArgument(f"unknown setting {quote(key)}", field="keys")
             if key == "claude.api_key" or key.endswith("_url") and "@" in str(self.settings[key]):
                 shown = "(set)" if self.settings[key] else ""
             else:
@@ -250,7 +256,7 @@ class SystemServicer(system_grpc.SystemServiceServicer):
     async def SetConfig(self, request: system_pb.SetConfigRequest, context: grpc.aio.ServicerContext) -> system_pb.SetConfigResponse:
         option = OPTIONS.get(request.key)
         if option is None:
-            raise InvalidArgument(f"unknown setting {request.key!r}", field="key")
+            raise InvalidArgument(f"unknown setting {quote(request.key)}", field="key")
         if not option.runtime:
             raise InvalidArgument(
                 f"{request.key} cannot change while running; set it in config.yml or {option.env_var} and restart",

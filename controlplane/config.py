@@ -206,7 +206,7 @@ OPTIONS: dict[str, Option] = {
                "Longest progress text an agent reports (bytes; longer is cut)."),
         Option("limits.log_message_bytes", _positive_int, 8192,
                "Longest log line an agent forwards (bytes; longer is cut)."),
-        Option("limits.response_bytes", _positive_int, 4 * 1024 * 1024,
+        Option("limits.response_bytes", _positive_int, 3 * 1024 * 1024,
                "Most bytes of one list page or result chunk; pages stop early below it."),
         Option("limits.custom_agent_file_bytes", _positive_int, 64 * 1024,
                "Largest custom agent type file in MAOS_HOME/agents (bytes)."),

@@ -88,7 +88,7 @@ class Limits:
     progress_message: int = 4096
     log_message: int = 8192
     report_text: int = 16 * 1024
-    response: int = 4 * 1024 * 1024
+    response: int = 3 * 1024 * 1024
 
     @classmethod
     def from_settings(cls, settings: Any) -> Limits:

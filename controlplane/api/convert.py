@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+from typing import Any
 
 from google.protobuf import duration_pb2, timestamp_pb2
 
@@ -83,6 +84,24 @@ def epoch(value: timestamp_pb2.Timestamp) -> float:
     return value.seconds + value.nanos / 1e9
 
 
+#: The range of a valid google.protobuf.Timestamp: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z.
+MIN_TIMESTAMP_SECONDS = -62_135_596_800
+MAX_TIMESTAMP_SECONDS = 253_402_300_799
+
+
+def checked_epoch(value: timestamp_pb2.Timestamp, field: str) -> float:
+    """A Timestamp as epoch seconds; INVALID_ARGUMENT naming ``field`` if it is not a valid one."""
+    if not (MIN_TIMESTAMP_SECONDS <= value.seconds <= MAX_TIMESTAMP_SECONDS and 0 <= value.nanos <= 999_999_999):
+        raise InvalidArgument(f"{field} is not a valid timestamp (years 1 to 9999, nanos 0 to 999999999)",
+                              field=field)
+    return epoch(value)
+
+
+def optional_epoch(message: Any, field: str) -> float | None:
+    """The checked Timestamp ``field`` of ``message`` as epoch seconds, None when unset."""
+    return checked_epoch(getattr(message, field), field) if message.HasField(field) else None
+
+
 def priority_from_pb(value: int, field: str = "task.priority") -> Priority:
     """A proto priority; UNSPECIFIED means NORMAL."""
     if value == 0:
@@ -108,9 +127,9 @@ def task_from_pb(msg: messages_pb.Task, *, default_max_agents: int, retry_defaul
     depends = [parse_name(d, "tasks", f"{prefix}.depends_on") for d in msg.depends_on]
     retry = RetryPolicy(
         max_retries=msg.retry_policy.max_retries if msg.retry_policy.HasField("max_retries") else retry_defaults.max_retries,
-        initial_backoff=seconds(msg.retry_policy.initial_backoff) if msg.retry_policy.HasField("initial_backoff") else retry_defaults.initial_backoff,
+        initial_backoff=checked_seconds(msg.retry_policy.initial_backoff, f"{prefix}.retry_policy.initial_backoff") if msg.retry_policy.HasField("initial_backoff") else retry_defaults.initial_backoff,
         multiplier=msg.retry_policy.backoff_multiplier if msg.retry_policy.HasField("backoff_multiplier") else retry_defaults.multiplier,
-        max_backoff=seconds(msg.retry_policy.max_backoff) if msg.retry_policy.HasField("max_backoff") else retry_defaults.max_backoff,
+        max_backoff=checked_seconds(msg.retry_policy.max_backoff, f"{prefix}.retry_policy.max_backoff") if msg.retry_policy.HasField("max_backoff") else retry_defaults.max_backoff,
     )
     c = msg.consensus
     consensus = ConsensusPolicy(
@@ -119,7 +138,7 @@ def task_from_pb(msg: messages_pb.Task, *, default_max_agents: int, retry_defaul
         strategy=_strategy(c.strategy, f"{prefix}.consensus.strategy"),
         candidates=c.candidates if c.HasField("candidates") else 3,
         max_rounds=c.max_rounds if c.HasField("max_rounds") else 3,
-        round_timeout=seconds(c.round_timeout) if c.HasField("round_timeout") else None,
+        round_timeout=checked_seconds(c.round_timeout, f"{prefix}.consensus.round_timeout") if c.HasField("round_timeout") else None,
     )
     return Task(
         id="",
@@ -129,7 +148,7 @@ def task_from_pb(msg: messages_pb.Task, *, default_max_agents: int, retry_defaul
         max_agents=msg.max_agents or default_max_agents,
         depends_on=depends,
         consensus=consensus,
-        timeout=seconds(msg.timeout) if msg.HasField("timeout") else None,
+        timeout=checked_seconds(msg.timeout, f"{prefix}.timeout") if msg.HasField("timeout") else None,
         context=msg.context,
         constraints=msg.constraints,
         metadata=dict(msg.metadata),

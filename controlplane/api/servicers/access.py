@@ -237,8 +237,8 @@ class AuditServicer(audit_grpc.AuditServiceServicer):
         rows: list[dict[str, Any]] = []
         while len(rows) <= size:  # the decision is filtered here: read on until a page is full
             chunk = await self.storage.call(lambda before=before: self.storage.backend.list_audit(
-                since=convert.epoch(request.since) if request.HasField("since") else None,
-                until=convert.epoch(request.until) if request.HasField("until") else None,
+                since=convert.optional_epoch(request, "since"),
+                until=convert.optional_epoch(request, "until"),
                 principal=request.principal, action=request.action, before_seq=before, limit=size + 1))
             if not chunk:
                 break

@@ -21,6 +21,7 @@ from controlplane.launcher import Launch, LocalLauncher
 from controlplane.scheduler.engine import Engine
 
 DEFAULT_GRACE = 30.0
+MAX_GRACE = 86400.0
 SPAWN_WAIT = 15.0  # seconds SpawnAgents waits for launched processes to register
 SPAWN_MEMORY = 10_000  # SpawnAgents request_ids remembered (oldest forgotten first)
 
@@ -182,9 +183,9 @@ class AgentServicer(agents_grpc.AgentServiceServicer):
     async def TerminateAgent(self, request, context: grpc.aio.ServicerContext) -> agents_pb.TerminateAgentResponse:
         validate_request_id(request.request_id)
         info = self._info(request.name)
-        grace = convert.seconds(request.grace) if request.HasField("grace") else DEFAULT_GRACE
-        if grace < 0:
-            raise InvalidArgument("grace cannot be negative", field="grace")
+        grace = convert.checked_seconds(request.grace, "grace") if request.HasField("grace") else DEFAULT_GRACE
+        if not 0 <= grace <= MAX_GRACE:
+            raise InvalidArgument(f"grace must be between 0 and {MAX_GRACE:g} seconds", field="grace")
         info = self.engine.terminate_agent(info.id, grace, request.force)
         answer = self._pb(info)
         await self.engine.committer.durable()  # re-queued work and the agent's state are recorded
@@ -208,9 +209,9 @@ class AgentServicer(agents_grpc.AgentServiceServicer):
         return agents_pb.ResumeAgentResponse(agent=answer)
 
     async def DrainAgent(self, request, context: grpc.aio.ServicerContext) -> agents_pb.DrainAgentResponse:
-        grace = convert.seconds(request.grace) if request.HasField("grace") else DEFAULT_GRACE
-        if grace < 0:
-            raise InvalidArgument("grace cannot be negative", field="grace")
+        grace = convert.checked_seconds(request.grace, "grace") if request.HasField("grace") else DEFAULT_GRACE
+        if not 0 <= grace <= MAX_GRACE:
+            raise InvalidArgument(f"grace must be between 0 and {MAX_GRACE:g} seconds", field="grace")
         info = self.engine.drain_agent(self._info(request.name).id, grace)
         answer = self._pb(info)  # as of the request: the agent may be gone once the commit is done
         launch = self.launcher.by_agent(info.id) if self.launcher else None

@@ -387,7 +387,7 @@ class GatewayServicer(gateway_grpc.AgentGatewayServicer):
                     f = msg.failure
                     engine.report_failure(
                         session, ref, clip_bytes(f.message, self.limits.report_text), f.retryable,
-                        convert.seconds(f.retry_after), clip_bytes(f.error_type, self.limits.agent_field),
+                        min(max(0.0, convert.seconds(f.retry_after)), 86400.0), clip_bytes(f.error_type, self.limits.agent_field),
                         convert.usage_from_pb(f.usage),
                     )
                 elif kind == "progress":

@@ -142,7 +142,7 @@ class SystemServicer(system_grpc.SystemServiceServicer):
             contains=request.contains,
             task_id=convert.parse_name(request.task, "tasks", "task") if request.task else "",
             agent_id=convert.parse_name(request.agent, "agents", "agent") if request.agent else "",
-            since=convert.epoch(request.since) if getattr(request, "since", None) and request.HasField("since") else None,
+            since=convert.optional_epoch(request, "since") if hasattr(request, "since") else None,
         )
 
     async def ListLogs(self, request: system_pb.ListLogsRequest, context: grpc.aio.ServicerContext) -> system_pb.ListLogsResponse:
@@ -190,6 +190,10 @@ class SystemServicer(system_grpc.SystemServiceServicer):
     async def WatchEvents(self, request: system_pb.WatchEventsRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[system_pb.WatchEventsResponse]:
         engine = self.engine
         types = set(request.event_types)
+        for index, value in enumerate(request.event_types):
+            if value == 0 or value not in enums_pb.EventType.values():
+                raise InvalidArgument(f"event_types[{index}] {value} is not an event type",
+                                      field=f"event_types[{index}]")
         task_id = convert.parse_name(request.task, "tasks", "task") if request.task else ""
 
         def wanted(event: Event) -> bool:
@@ -227,7 +231,8 @@ class SystemServicer(system_grpc.SystemServiceServicer):
         if not after_event_id:
             return []
         incarnation, _, sequence = after_event_id.partition(".")
-        if not (incarnation.isdigit() and sequence.isdigit()):
+        # ASCII digits only: str.isdigit() also takes "²" and "٣", which int() reads or refuses.
+        if not all(part.isascii() and part.isdigit() and len(part) <= 18 for part in (incarnation, sequence)):
             raise InvalidArgument("after_event_id must be an event id as returned in Event.id",
                                   field="after_event_id")
         kept = list(self.engine.recent_events)

@@ -233,7 +233,7 @@ class TaskServicer(tasks_grpc.TaskServiceServicer):
             statuses=[TaskStatus(s) for s in request.statuses],
             task_types=list(request.task_types),
             priorities=[int(p) for p in priorities],
-            since=convert.epoch(request.since) if request.HasField("since") else None,
+            since=convert.optional_epoch(request, "since"),
             owner=(request.owner or None) if caller_may(VIEW_ALL_TASKS) else current_principal(),
             batch=convert.parse_name(request.batch, "batches", "batch") if request.batch else None,
             before_seq=before,

@@ -8,7 +8,7 @@ from collections import OrderedDict
 import grpc
 
 from controlplane.agent_types import agent_type, agent_types
-from controlplane.custom_agents import custom_agent_types
+from controlplane.custom_agents import custom_agent_types, is_custom, shown_path
 from controlplane.api import convert
 from controlplane.api.context import current_principal
 from controlplane.api.paging import PageTokens, fitting, page_size
@@ -112,7 +112,7 @@ class AgentServicer(agents_grpc.AgentServiceServicer):
         count = request.count or 1
         if not 1 <= count <= 100:
             raise InvalidArgument("count must be between 1 and 100", field="count")
-        spec = agent_type(self.pm, self.settings, request.agent_type)
+        spec = await asyncio.to_thread(agent_type, self.pm, self.settings, request.agent_type)
         if self.launcher is None:
             raise FailedPrecondition("this control plane does not launch local agents",
                                      reason="ERROR_REASON_NOT_SUPPORTED")
@@ -221,12 +221,18 @@ class AgentServicer(agents_grpc.AgentServiceServicer):
         return agents_pb.DrainAgentResponse(agent=answer)
 
     async def ListAgentTypes(self, request, context: grpc.aio.ServicerContext) -> agents_pb.ListAgentTypesResponse:
+        # Off the event loop: collecting the types reads the custom agent files of MAOS_HOME/agents.
+        types, custom = await asyncio.to_thread(
+            lambda: (agent_types(self.pm, self.settings), custom_agent_types(self.pm, self.settings)))
+        home = self.settings
         return agents_pb.ListAgentTypesResponse(
             agent_types=[
                 agents_pb.AgentType(name=s.name, base_type=s.base_type, capabilities=list(s.capabilities),
-                                    description=s.description, source=s.source,
+                                    description=s.description,
+                                    source=shown_path(s.source, home) if is_custom(s, home) else s.source,
                                     spawnable=self.launcher is not None)
-                for s in sorted(agent_types(self.pm, self.settings).values(), key=lambda s: s.name)
+                for s in sorted(types.values(), key=lambda s: s.name)
             ],
-            problems=[str(p) for p in custom_agent_types(self.pm, self.settings).problems],
+            # Paths relative to MAOS_HOME: where the server's files live is not the caller's business.
+            problems=[f"{shown_path(p.path, home)}: {p.message}" for p in custom.problems],
         )

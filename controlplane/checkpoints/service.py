@@ -12,7 +12,6 @@ import asyncio
 import logging
 import secrets
 import time
-import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -76,10 +75,14 @@ def take(backend: StorageBackend, *, display_name: str = "", description: str = 
     return record
 
 
-def import_payload(backend: StorageBackend, meta: CheckpointRecord, data: bytes) -> CheckpointRecord:
-    """Verify and store an exported checkpoint; an identical one already stored is returned as is."""
-    header, rows = codec.decode(data, meta.sha256, meta.id)
-    raw_size = len(zlib.decompress(data))
+def import_payload(backend: StorageBackend, meta: CheckpointRecord, data: bytes, *,
+                   max_inflated: int | None = None) -> CheckpointRecord:
+    """Verify and store an exported checkpoint; an identical one already stored is returned as is.
+
+    ``max_inflated`` bounds the size the payload may decompress to (corrupt beyond it).
+    """
+    header, rows = codec.decode(data, meta.sha256, meta.id, max_inflated)
+    raw_size = len(codec.inflate(data, max_inflated, meta.id))
     existing = backend.get_checkpoint(meta.id) if meta.id else None
     if existing is not None:
         if existing.sha256 == meta.sha256:
@@ -224,9 +227,15 @@ class Checkpoints:
         if not await self._call(self.backend.delete_checkpoint, checkpoint_id):
             raise not_found(checkpoint_id)
 
+    def upload(self) -> codec.Upload:
+        """A bounded receiver of an imported payload (``limits.checkpoint_import_bytes`` and ``_inflated_bytes``)."""
+        return codec.Upload(self.settings["limits.checkpoint_import_bytes"],
+                            self.settings["limits.checkpoint_inflated_bytes"])
+
     async def import_(self, meta: CheckpointRecord, data: bytes) -> CheckpointRecord:
         async with self.lock:
-            return await self._call(import_payload, self.backend, meta, data)
+            return await self._call(import_payload, self.backend, meta, data,
+                                    max_inflated=self.settings["limits.checkpoint_inflated_bytes"])
 
     async def recover(self, checkpoint_id: str, components: list[str], *, verify_only: bool,
                       requeue_later: bool) -> RecoveryReport:

@@ -19,6 +19,10 @@ from typing import Any
 
 from controlplane.errors import FieldViolation, InvalidArgument
 
+#: Fixed bounds of small free-text fields: display names, and reasons and descriptions.
+MAX_NAME_BYTES = 256
+MAX_TEXT_BYTES = 4096
+
 #: Characters of a bad value an error message shows.
 QUOTE_CHARS = 64
 ELLIPSIS = "…"

@@ -13,7 +13,7 @@ from controlplane.api import convert
 from controlplane.api.context import current_principal
 from controlplane.api.paging import PageTokens, fitting, page_size
 from controlplane.api.pb import agents_grpc, agents_pb, messages_pb
-from controlplane.domain.limits import Limits, map_size
+from controlplane.domain.limits import Limits, check_bytes, map_size
 from controlplane.domain.model import AgentInfo, AgentStatus
 from controlplane.domain.tasks import validate_request_id
 from controlplane.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
@@ -112,6 +112,7 @@ class AgentServicer(agents_grpc.AgentServiceServicer):
         count = request.count or 1
         if not 1 <= count <= 100:
             raise InvalidArgument("count must be between 1 and 100", field="count")
+        check_bytes([("labels", map_size(request.labels), self.limits.agent_labels, "limits.agent_labels_bytes")])
         spec = await asyncio.to_thread(agent_type, self.pm, self.settings, request.agent_type)
         if self.launcher is None:
             raise FailedPrecondition("this control plane does not launch local agents",

@@ -13,6 +13,7 @@ from controlplane.api.paging import PageTokens, page_size
 from controlplane.api.pb import enums_pb, messages_pb
 from controlplane.checkpoints.record import CheckpointRecord
 from controlplane.checkpoints.service import Checkpoints
+from controlplane.domain.limits import MAX_NAME_BYTES, MAX_TEXT_BYTES, check_bytes, size_of
 from controlplane.domain.tasks import validate_request_id
 from controlplane.errors import InvalidArgument
 
@@ -47,6 +48,8 @@ class CheckpointServicer(pb_grpc.CheckpointServiceServicer):
     async def CreateCheckpoint(self, request: pb.CreateCheckpointRequest, context: grpc.aio.ServicerContext
                                ) -> pb.CreateCheckpointResponse:
         validate_request_id(request.request_id)
+        check_bytes([("display_name", size_of(request.display_name), MAX_NAME_BYTES, ""),
+                     ("description", size_of(request.description), MAX_TEXT_BYTES, "")])
         record = await self.checkpoints.create(request.display_name, request.description)
         assert record is not None  # only automatic checkpoints are skipped
         return pb.CreateCheckpointResponse(checkpoint=checkpoint_to_pb(record))

@@ -16,7 +16,7 @@ from controlplane.api.errors import status_code_for, submit_error
 from controlplane.api.paging import PageTokens, fitting, page_size
 from controlplane.api.pb import enums_pb, messages_pb, tasks_grpc, tasks_pb
 from controlplane.config import Settings
-from controlplane.domain.limits import Limits, clip_bytes, size_of, utf8_chunk
+from controlplane.domain.limits import MAX_TEXT_BYTES, Limits, check_bytes, clip_bytes, size_of, utf8_chunk
 from controlplane.domain.model import RetryPolicy, Task, TaskStatus
 from controlplane.domain.tasks import validate_request_id, validate_task
 from controlplane.errors import (
@@ -267,6 +267,7 @@ class TaskServicer(tasks_grpc.TaskServiceServicer):
         return msg
 
     async def CancelTask(self, request: tasks_pb.CancelTaskRequest, context: grpc.aio.ServicerContext) -> tasks_pb.CancelTaskResponse:
+        check_bytes([("reason", size_of(request.reason), MAX_TEXT_BYTES, "")])
         validate_request_id(request.request_id)
         task = await self._visible(request.name)
         if request.request_id and task.status == TaskStatus.CANCELLED:

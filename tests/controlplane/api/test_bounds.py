@@ -324,3 +324,44 @@ async def test_cli_task_results_prints_a_chunked_output_whole(small: tuple[App, 
     result = await maos("-o", "json", "task", "results", created.name)
     assert result.exit_code == 0, result.output
     assert "z" * 260_000 in result.stdout
+
+
+# --- small free-text fields -----------------------------------------------------------
+
+
+async def test_free_text_fields_are_bounded(plane: tuple[App, BigStubs]) -> None:
+    """Reasons, descriptions and display names: INVALID_ARGUMENT naming the field, nothing changed."""
+    from agent_sdk.proto.maos.v1 import access_service_pb2 as access_pb
+    from agent_sdk.proto.maos.v1 import access_service_pb2_grpc as access_grpc
+    from agent_sdk.proto.maos.v1 import checkpoint_service_pb2 as checkpoints_pb
+    from agent_sdk.proto.maos.v1 import checkpoint_service_pb2_grpc as checkpoints_grpc
+
+    _, stubs = plane
+    created = await submit(stubs, "to keep")
+    access = access_grpc.AccessServiceStub(stubs.channel)
+    checkpoints = checkpoints_grpc.CheckpointServiceStub(stubs.channel)
+    calls = [
+        ("reason", stubs.tasks.CancelTask(tasks_pb.CancelTaskRequest(name=created.name, reason="r" * 5000),
+                                          timeout=RPC_TIMEOUT)),
+        ("display_name", checkpoints.CreateCheckpoint(checkpoints_pb.CreateCheckpointRequest(
+            display_name="d" * 300), timeout=RPC_TIMEOUT)),
+        ("description", checkpoints.CreateCheckpoint(checkpoints_pb.CreateCheckpointRequest(
+            description="d" * 5000), timeout=RPC_TIMEOUT)),
+        ("role.description", access.CreateRole(access_pb.CreateRoleRequest(
+            role=msgs.Role(name="roles/wordy", description="w" * 5000, permissions=["task:view"])),
+            timeout=RPC_TIMEOUT)),
+        ("api_key.display_name", access.CreateApiKey(access_pb.CreateApiKeyRequest(
+            api_key=msgs.ApiKey(user="users/admin", display_name="k" * 300)), timeout=RPC_TIMEOUT)),
+        ("labels", stubs.agents.SpawnAgents(agents_pb.SpawnAgentsRequest(
+            agent_type="echo", labels={"l": "v" * 20_000}), timeout=RPC_TIMEOUT)),
+    ]
+    for field, call in calls:
+        failure = await rpc_failure(call)
+        assert_failure(failure, INVALID, INVALID_FIELD, field)
+        assert "bytes; the limit is" in failure.message
+    task_now = await stubs.tasks.GetTask(tasks_pb.GetTaskRequest(name=created.name), timeout=RPC_TIMEOUT)
+    assert task_now.task.status != enums.TASK_STATUS_CANCELLED
+    listed = await checkpoints.ListCheckpoints(checkpoints_pb.ListCheckpointsRequest(), timeout=RPC_TIMEOUT)
+    assert [c for c in listed.checkpoints if not c.automatic] == []
+    roles = await access.ListRoles(access_pb.ListRolesRequest(), timeout=RPC_TIMEOUT)
+    assert "roles/wordy" not in {r.name for r in roles.roles}

@@ -230,7 +230,8 @@ class GatewayServicer(gateway_grpc.AgentGatewayServicer):
         self.launcher = launcher
         self.logbook = logbook
         self.admission = admission
-        self.limits = Limits.from_settings(engine.settings)
+        settings = getattr(engine, "settings", None)
+        self.limits = Limits.from_settings(settings) if settings is not None else Limits()
         self._background: set[asyncio.Task[None]] = set()
 
     async def _first(self, requests: AsyncIterator[gateway_pb.ConnectRequest],

@@ -125,11 +125,16 @@ def task_from_pb(msg: messages_pb.Task, *, default_max_agents: int, retry_defaul
                  prefix: str = "task") -> Task:
     """A new task from a request (output-only fields ignored)."""
     depends = [parse_name(d, "tasks", f"{prefix}.depends_on") for d in msg.depends_on]
+
+    def span(value: duration_pb2.Duration, name: str) -> float:
+        # Ill-formed Durations are refused here; negative ones by validate_task, with the others.
+        return checked_seconds(value, f"{prefix}.{name}", allow_negative=True)
+
     retry = RetryPolicy(
         max_retries=msg.retry_policy.max_retries if msg.retry_policy.HasField("max_retries") else retry_defaults.max_retries,
-        initial_backoff=checked_seconds(msg.retry_policy.initial_backoff, f"{prefix}.retry_policy.initial_backoff") if msg.retry_policy.HasField("initial_backoff") else retry_defaults.initial_backoff,
+        initial_backoff=span(msg.retry_policy.initial_backoff, "retry_policy.initial_backoff") if msg.retry_policy.HasField("initial_backoff") else retry_defaults.initial_backoff,
         multiplier=msg.retry_policy.backoff_multiplier if msg.retry_policy.HasField("backoff_multiplier") else retry_defaults.multiplier,
-        max_backoff=checked_seconds(msg.retry_policy.max_backoff, f"{prefix}.retry_policy.max_backoff") if msg.retry_policy.HasField("max_backoff") else retry_defaults.max_backoff,
+        max_backoff=span(msg.retry_policy.max_backoff, "retry_policy.max_backoff") if msg.retry_policy.HasField("max_backoff") else retry_defaults.max_backoff,
     )
     c = msg.consensus
     consensus = ConsensusPolicy(
@@ -138,7 +143,7 @@ def task_from_pb(msg: messages_pb.Task, *, default_max_agents: int, retry_defaul
         strategy=_strategy(c.strategy, f"{prefix}.consensus.strategy"),
         candidates=c.candidates if c.HasField("candidates") else 3,
         max_rounds=c.max_rounds if c.HasField("max_rounds") else 3,
-        round_timeout=checked_seconds(c.round_timeout, f"{prefix}.consensus.round_timeout") if c.HasField("round_timeout") else None,
+        round_timeout=span(c.round_timeout, "consensus.round_timeout") if c.HasField("round_timeout") else None,
     )
     return Task(
         id="",
@@ -148,7 +153,7 @@ def task_from_pb(msg: messages_pb.Task, *, default_max_agents: int, retry_defaul
         max_agents=msg.max_agents or default_max_agents,
         depends_on=depends,
         consensus=consensus,
-        timeout=checked_seconds(msg.timeout, f"{prefix}.timeout") if msg.HasField("timeout") else None,
+        timeout=span(msg.timeout, "timeout") if msg.HasField("timeout") else None,
         context=msg.context,
         constraints=msg.constraints,
         metadata=dict(msg.metadata),

@@ -411,7 +411,8 @@ class Client:
         parts = [result.output]
         offset = response.next_output_offset
         while offset:
-            chunk = await self.tasks.GetTaskResults(tasks_pb.GetTaskResultsRequest(name=name, output_offset=offset))
+            chunk = await self.tasks.GetTaskResults(
+                tasks_pb.GetTaskResultsRequest(name=name, output_offset=offset))
             parts.append(chunk.result.output)
             offset = chunk.next_output_offset
         if len(parts) > 1:

@@ -232,7 +232,8 @@ def _read(path: Path, size: int, max_bytes: int) -> _Definition:
         if key not in data:
             raise _Invalid(f"`{key}` is required")
         if not isinstance(data[key], str) or not TYPE_NAME.fullmatch(data[key]):
-            raise _Invalid(f"`{key}` {quote(data[key])} must start with a letter and hold only letters, digits, "
+            raise _Invalid(f"`{key}` {quote(data[key])} must start with a letter and hold only letters, "
+                           "digits, "
                            "'_' or '-' (max 63)")
     name, base = data["name"], data["type"]
     if name == base:

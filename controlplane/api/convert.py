@@ -91,7 +91,8 @@ MAX_TIMESTAMP_SECONDS = 253_402_300_799
 
 def checked_epoch(value: timestamp_pb2.Timestamp, field: str) -> float:
     """A Timestamp as epoch seconds; INVALID_ARGUMENT naming ``field`` if it is not a valid one."""
-    if not (MIN_TIMESTAMP_SECONDS <= value.seconds <= MAX_TIMESTAMP_SECONDS and 0 <= value.nanos <= 999_999_999):
+    in_range = MIN_TIMESTAMP_SECONDS <= value.seconds <= MAX_TIMESTAMP_SECONDS
+    if not (in_range and 0 <= value.nanos <= 999_999_999):
         raise InvalidArgument(f"{field} is not a valid timestamp (years 1 to 9999, nanos 0 to 999999999)",
                               field=field)
     return epoch(value)
@@ -132,9 +133,11 @@ def task_from_pb(msg: messages_pb.Task, *, default_max_agents: int, retry_defaul
 
     retry = RetryPolicy(
         max_retries=msg.retry_policy.max_retries if msg.retry_policy.HasField("max_retries") else retry_defaults.max_retries,
-        initial_backoff=span(msg.retry_policy.initial_backoff, "retry_policy.initial_backoff") if msg.retry_policy.HasField("initial_backoff") else retry_defaults.initial_backoff,
+        initial_backoff=(span(msg.retry_policy.initial_backoff, "retry_policy.initial_backoff")
+                         if msg.retry_policy.HasField("initial_backoff") else retry_defaults.initial_backoff),
         multiplier=msg.retry_policy.backoff_multiplier if msg.retry_policy.HasField("backoff_multiplier") else retry_defaults.multiplier,
-        max_backoff=span(msg.retry_policy.max_backoff, "retry_policy.max_backoff") if msg.retry_policy.HasField("max_backoff") else retry_defaults.max_backoff,
+        max_backoff=(span(msg.retry_policy.max_backoff, "retry_policy.max_backoff")
+                     if msg.retry_policy.HasField("max_backoff") else retry_defaults.max_backoff),
     )
     c = msg.consensus
     consensus = ConsensusPolicy(
@@ -143,7 +146,8 @@ def task_from_pb(msg: messages_pb.Task, *, default_max_agents: int, retry_defaul
         strategy=_strategy(c.strategy, f"{prefix}.consensus.strategy"),
         candidates=c.candidates if c.HasField("candidates") else 3,
         max_rounds=c.max_rounds if c.HasField("max_rounds") else 3,
-        round_timeout=span(c.round_timeout, "consensus.round_timeout") if c.HasField("round_timeout") else None,
+        round_timeout=(span(c.round_timeout, "consensus.round_timeout")
+                       if c.HasField("round_timeout") else None),
     )
     return Task(
         id="",
@@ -319,7 +323,8 @@ def event_to_pb(event, incarnation: int) -> messages_pb.Event:
     return msg
 
 
-def log_entry_from_pb(record: messages_pb.LogRecord, agent_id: str, max_message_bytes: int = 8192) -> LogEntry:
+def log_entry_from_pb(record: messages_pb.LogRecord, agent_id: str,
+                      max_message_bytes: int = 8192) -> LogEntry:
     """An agent's forwarded log record (its agent id is the sender's, whatever it claims; its text cut
     to ``max_message_bytes``, its fields to 32 of at most 256 bytes each)."""
     task = record.task.split("/")[1] if record.task.startswith("tasks/") else ""

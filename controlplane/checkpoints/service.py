@@ -228,7 +228,7 @@ class Checkpoints:
             raise not_found(checkpoint_id)
 
     def upload(self) -> codec.Upload:
-        """A bounded receiver of an imported payload (``limits.checkpoint_import_bytes`` and ``_inflated_bytes``)."""
+        """A bounded receiver of an upload (``limits.checkpoint_import_bytes``, ``_inflated_bytes``)."""
         return codec.Upload(self.settings["limits.checkpoint_import_bytes"],
                             self.settings["limits.checkpoint_inflated_bytes"])
 

@@ -112,7 +112,8 @@ class AgentServicer(agents_grpc.AgentServiceServicer):
         count = request.count or 1
         if not 1 <= count <= 100:
             raise InvalidArgument("count must be between 1 and 100", field="count")
-        check_bytes([("labels", map_size(request.labels), self.limits.agent_labels, "limits.agent_labels_bytes")])
+        check_bytes([("labels", map_size(request.labels), self.limits.agent_labels,
+                      "limits.agent_labels_bytes")])
         spec = await asyncio.to_thread(agent_type, self.pm, self.settings, request.agent_type)
         if self.launcher is None:
             raise FailedPrecondition("this control plane does not launch local agents",
@@ -184,7 +185,8 @@ class AgentServicer(agents_grpc.AgentServiceServicer):
     async def TerminateAgent(self, request, context: grpc.aio.ServicerContext) -> agents_pb.TerminateAgentResponse:
         validate_request_id(request.request_id)
         info = self._info(request.name)
-        grace = convert.checked_seconds(request.grace, "grace") if request.HasField("grace") else DEFAULT_GRACE
+        grace = convert.checked_seconds(request.grace, "grace") if request.HasField("grace") else \
+            DEFAULT_GRACE
         if not 0 <= grace <= MAX_GRACE:
             raise InvalidArgument(f"grace must be between 0 and {MAX_GRACE:g} seconds", field="grace")
         info = self.engine.terminate_agent(info.id, grace, request.force)
@@ -210,7 +212,8 @@ class AgentServicer(agents_grpc.AgentServiceServicer):
         return agents_pb.ResumeAgentResponse(agent=answer)
 
     async def DrainAgent(self, request, context: grpc.aio.ServicerContext) -> agents_pb.DrainAgentResponse:
-        grace = convert.checked_seconds(request.grace, "grace") if request.HasField("grace") else DEFAULT_GRACE
+        grace = convert.checked_seconds(request.grace, "grace") if request.HasField("grace") else \
+            DEFAULT_GRACE
         if not 0 <= grace <= MAX_GRACE:
             raise InvalidArgument(f"grace must be between 0 and {MAX_GRACE:g} seconds", field="grace")
         info = self.engine.drain_agent(self._info(request.name).id, grace)

@@ -388,7 +388,8 @@ class GatewayServicer(gateway_grpc.AgentGatewayServicer):
                     f = msg.failure
                     engine.report_failure(
                         session, ref, clip_bytes(f.message, self.limits.report_text), f.retryable,
-                        min(max(0.0, convert.seconds(f.retry_after)), 86400.0), clip_bytes(f.error_type, self.limits.agent_field),
+                        min(max(0.0, convert.seconds(f.retry_after)), 86400.0),
+                        clip_bytes(f.error_type, self.limits.agent_field),
                         convert.usage_from_pb(f.usage),
                     )
                 elif kind == "progress":
@@ -402,8 +403,8 @@ class GatewayServicer(gateway_grpc.AgentGatewayServicer):
                 elif kind == "output":
                     ref = ref_from_pb(msg.output.ref)
                     if ref is not None:
-                        engine.report_output(session, ref, clip_bytes(msg.output.text, self.limits.report_text),
-                                             msg.output.sequence)
+                        text = clip_bytes(msg.output.text, self.limits.report_text)
+                        engine.report_output(session, ref, text, msg.output.sequence)
                 elif kind == "vote":
                     v = msg.vote
                     engine.cast_vote(session, v.proposal, v.candidate_id, v.confidence,

@@ -119,7 +119,8 @@ class SystemServicer(system_grpc.SystemServiceServicer):
         categories = {"system": ("maos_build",), "tasks": ("maos_task", "maos_subtask"),
                       "agents": ("maos_agent",), "rpc": ("grpc_",), "storage": ("maos_storage",)}
         if request.category and request.category not in categories:
-            raise InvalidArgument(f"unknown category {quote(request.category)}; known: {', '.join(categories)}",
+            raise InvalidArgument(f"unknown category {quote(request.category)}; "
+                                  f"known: {', '.join(categories)}",
                                   field="category")
         samples = []
         for family in self.metrics.registry.collect():

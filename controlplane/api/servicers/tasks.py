@@ -92,8 +92,8 @@ class TaskServicer(tasks_grpc.TaskServiceServicer):
             retry_defaults=self.retry_defaults,
             prefix=prefix,
         )
-        validate_task(task, max_description_length=self.settings["tasks.max_description_length"], prefix=prefix,
-                      limits=self.limits)
+        validate_task(task, max_description_length=self.settings["tasks.max_description_length"],
+                      prefix=prefix, limits=self.limits)
         task.id = self.engine.new_task_id()
         return task
 
@@ -244,7 +244,7 @@ class TaskServicer(tasks_grpc.TaskServiceServicer):
         tasks = [self.engine.tasks.get(t.id, t) for t in rows]
         more = len(tasks) > size
         tasks = tasks[:size]
-        messages = [self._listed(convert.task_to_pb(t, self.engine.explain(t) if not t.status.finished else ""))
+        messages = [self._listed(convert.task_to_pb(t, "" if t.status.finished else self.engine.explain(t)))
                     for t in tasks]
         fit = fitting(messages, self.limits.response)
         if fit < len(messages):  # the page is full in bytes before it is in tasks
@@ -263,7 +263,8 @@ class TaskServicer(tasks_grpc.TaskServiceServicer):
         cut = [name for name in ("context", "constraints") if size_of(getattr(msg, name)) > budget // 4]
         for name in cut:
             setattr(msg, name, clip_bytes(getattr(msg, name), budget // 4))
-        msg.warnings.append(f"{' and '.join(cut)} cut to {budget // 4} bytes in this listing; GetTask shows them")
+        msg.warnings.append(
+            f"{' and '.join(cut)} cut to {budget // 4} bytes in this listing; GetTask shows them")
         return msg
 
     async def CancelTask(self, request: tasks_pb.CancelTaskRequest, context: grpc.aio.ServicerContext) -> tasks_pb.CancelTaskResponse:

@@ -300,7 +300,8 @@ async def test_a_failing_command_fails_the_task_with_its_stderr(
 
 # --- bounds -------------------------------------------------------------------------------
 
-#: 443 bytes of nested aliases ("billion laughs"): 9**9 strings once expanded.
+#: 374 bytes of nested aliases ("billion laughs"): 9**8 strings once expanded, quoted whole in the
+#: problem of its bad `capabilities` before the aliases were bounded (a 34 MB ListAgentTypes answer).
 YAML_BOMB = """\
 name: bomb
 type: echo
@@ -313,8 +314,11 @@ parameters:
   f: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]
   g: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]
   h: &h [*g,*g,*g,*g,*g,*g,*g,*g,*g]
-  i: &i [*h,*h,*h,*h,*h,*h,*h,*h,*h]
+capabilities: *h
 """
+
+#: More aliases than allowed (72), each cheap.
+MANY_ALIASES = "name: many\ntype: echo\nparameters:\n  x: &x 1\n  y: [" + ", ".join(["*x"] * 72) + "]\n"
 
 #: Few aliases (45), but 15**4 nodes once expanded.
 WIDE_ALIASES = """\
@@ -338,6 +342,7 @@ parameters:
 def test_yaml_alias_bombs_and_oversized_files_are_skipped_with_their_reason(tmp_path: Path) -> None:
     home = tmp_path / "home"
     write(home, "bomb.yml", YAML_BOMB)
+    write(home, "many.yml", MANY_ALIASES)
     write(home, "wide.yml", WIDE_ALIASES)
     write(home, "recursive.yml", RECURSIVE)
     write(home, "huge.yml", DOMAIN_RESEARCHER.replace("domain_researcher", "huge") + "#" * 70_000 + "\n")
@@ -347,12 +352,13 @@ def test_yaml_alias_bombs_and_oversized_files_are_skipped_with_their_reason(tmp_
     problems = problems_of(home)
     elapsed = time.perf_counter() - started
     assert elapsed < 2.0, elapsed
-    assert "more than 64 YAML aliases" in problems["bomb.yml"]
+    assert "more than 10000 YAML nodes" in problems["bomb.yml"]
+    assert "more than 64 YAML aliases" in problems["many.yml"]
     assert "more than 10000 YAML nodes" in problems["wide.yml"]
     assert "YAML nodes" in problems["recursive.yml"]
     assert "the limit is 65536 bytes (limits.custom_agent_file_bytes)" in problems["huge.yml"]
     known = types_of(home)
-    assert {"domain_researcher", "few"} <= set(known) and not {"bomb", "wide", "huge"} & set(known)
+    assert {"domain_researcher", "few"} <= set(known) and not {"bomb", "many", "wide", "huge"} & set(known)
     assert known["few"].parameters["y"] == [1, 2]
 
 
@@ -379,4 +385,4 @@ async def test_a_yaml_bomb_does_not_freeze_the_server(control_plane: App, stubs:
     assert time.perf_counter() - started < 2.0
     assert "domain_researcher" in {t.name for t in listed.agent_types}
     [problem] = listed.problems
-    assert problem.startswith("agents/bomb.yml: ") and "aliases" in problem and len(problem) < 300
+    assert problem.startswith("agents/bomb.yml: ") and "aliases expanded" in problem and len(problem) < 300

@@ -54,6 +54,9 @@ MAX_CONCURRENCY = 1024
 MAX_ASSIGNMENT_BATCH = 256
 #: ... and about this many bytes (an assignment larger than that goes alone).
 MAX_BATCH_BYTES = 1024 * 1024
+#: Most bytes of one assignment, well under the agents' 16 MiB receive limit: beyond it the inputs
+#: (outputs of the steps it depends on, each up to ``limits.result_bytes``) are cut to fit.
+MAX_ASSIGNMENT_BYTES = 12 * 1024 * 1024
 
 
 def ref_from_pb(ref: gateway_pb.AssignmentRef) -> Ref | None:
@@ -97,7 +100,21 @@ def assignment_to_pb(command: Assign) -> gateway_pb.Assignment:
     )
     if command.resume_checkpoint is not None:
         msg.resume_checkpoint = command.resume_checkpoint
+    if msg.ByteSize() > MAX_ASSIGNMENT_BYTES and msg.inputs:
+        _fit_inputs(msg)
     return msg
+
+
+def _fit_inputs(msg: gateway_pb.Assignment) -> None:
+    """Cut the inputs of an assignment over :data:`MAX_ASSIGNMENT_BYTES`, each to an equal share of the room."""
+    inputs = dict(msg.inputs)
+    room = MAX_ASSIGNMENT_BYTES - (msg.ByteSize() - sum(size_of(k) + size_of(v) + 16 for k, v in inputs.items()))
+    share = max(1024, room // len(inputs) - 64)  # less the framing of each map entry
+    for key, value in inputs.items():
+        size = size_of(value)
+        if size > share:
+            note = f"\n[cut: the whole input is {size} bytes]"
+            msg.inputs[key] = clip_bytes(value, max(0, share - size_of(note))) + note
 
 
 def take_assignments(first: Assign, outbox: asyncio.Queue[Any]) -> tuple[gateway_pb.Assignments, Any]:

@@ -37,7 +37,7 @@ from tests.controlplane.api.test_task_service import (
     task,
     wait_status,
 )
-from tests.harness.server import Stubs, make_settings, start_app
+from tests.harness.server import Stubs, make_settings, start_app, wait_for
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 INVALID_FIELD = "ERROR_REASON_INVALID_FIELD"
@@ -78,7 +78,8 @@ async def small(tmp_path: Path) -> AsyncIterator[tuple[App, BigStubs]]:
     """A control plane with small limits, so that pages and chunks show with small objects."""
     app, stubs = await _plane(tmp_path / "small", **{
         "limits.task_context_bytes": 40_000, "limits.response_bytes": 100_000, "limits.result_bytes": 300_000,
-        "limits.agent_labels_bytes": 1000, "limits.progress_message_bytes": 100})
+        "limits.agent_labels_bytes": 1000, "limits.progress_message_bytes": 100,
+        "limits.log_message_bytes": 1000})
     try:
         yield app, stubs
     finally:
@@ -259,6 +260,8 @@ class BigAnswer(Agent):
         """The long answer."""
         meta = dict(ctx.assignment.metadata)
         ctx.progress(0.5, "p" * 10_000)
+        for i in range(int(meta.get("log_lines", "0"))):
+            ctx.log.info("line %d %s", i, "L" * 10_000)
         return meta.get("char", "a") * int(meta["size"])
 
 
@@ -365,3 +368,33 @@ async def test_free_text_fields_are_bounded(plane: tuple[App, BigStubs]) -> None
     assert [c for c in listed.checkpoints if not c.automatic] == []
     roles = await access.ListRoles(access_pb.ListRolesRequest(), timeout=RPC_TIMEOUT)
     assert "roles/wordy" not in {r.name for r in roles.roles}
+
+
+async def test_agent_log_lines_are_cut_and_log_pages_fit(small: tuple[App, BigStubs]) -> None:
+    """150 log lines of 10 KB: each stored cut to 1,000 bytes, and a page stops at the 100 KB budget."""
+    app, stubs = small
+    async with running_worker(BigAnswer(), app.address):
+        created = await submit(stubs, "chatty", max_agents=1, metadata={"size": "1", "log_lines": "150"})
+        await wait_status(stubs, created.name, enums.TASK_STATUS_COMPLETED)
+
+        async def logged() -> list[msgs.LogRecord]:
+            found, token = [], ""
+            while True:
+                page = await stubs.system.ListLogs(system_pb.ListLogsRequest(
+                    task=created.name, contains="line", page_size=1000, page_token=token), timeout=RPC_TIMEOUT)
+                assert page.ByteSize() <= 100_000
+                found.extend(page.records)
+                token = page.next_page_token
+                if not token:
+                    return found
+
+        await wait_for(lambda: _count(logged, 150), message="150 log records")
+    first = await stubs.system.ListLogs(system_pb.ListLogsRequest(task=created.name, contains="line",
+                                                                  page_size=1000), timeout=RPC_TIMEOUT)
+    assert 1 <= len(first.records) < 150 and first.next_page_token
+    records = await logged()
+    assert all(len(r.message.encode()) <= 1000 and r.message.endswith("…") for r in records)
+
+
+async def _count(read: Any, wanted: int) -> bool:
+    return len(await read()) >= wanted

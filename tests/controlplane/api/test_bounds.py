@@ -398,3 +398,44 @@ async def test_agent_log_lines_are_cut_and_log_pages_fit(small: tuple[App, BigSt
 
 async def _count(read: Any, wanted: int) -> bool:
     return len(await read()) >= wanted
+
+
+async def test_agents_registered_before_the_label_limit_are_listed_without_their_labels(tmp_path: Path) -> None:
+    """Agents with 5 MB of labels, kept after they left: ListAgents still answers, leaving those labels out."""
+    home = tmp_path / "labels"
+    app, stubs = await _plane(home, **{"limits.agent_labels_bytes": 6 * MB})
+    try:
+        for i in range(4):
+            queue: asyncio.Queue[gw.ConnectRequest | None] = asyncio.Queue()
+            queue.put_nowait(gw.ConnectRequest(register=gw.Register(
+                agent_type="echo", max_concurrency=1, labels={"big": f"{i}" + "l" * (5 * MB)})))
+
+            async def requests(q: asyncio.Queue[gw.ConnectRequest | None] = queue
+                               ) -> AsyncIterator[gw.ConnectRequest]:
+                while (item := await q.get()) is not None:
+                    yield item
+
+            call = stubs.gateway.Connect(requests())
+            await call.read()  # registered
+            queue.put_nowait(None)  # the agent leaves
+            while await call.read() is not grpc.aio.EOF:
+                pass
+        await app.engine.committer.durable()
+    finally:
+        await stubs.close()
+        await app.stop(grace=1.0)
+    app, stubs = await _plane(home)  # the default limit, 16 KiB
+    try:
+        listed, token = [], ""
+        while True:
+            page = await stubs.agents.ListAgents(agents_pb.ListAgentsRequest(include_terminated=True,
+                                                                             page_token=token), timeout=RPC_TIMEOUT)
+            listed.extend(page.agents)
+            token = page.next_page_token
+            if not token:
+                break
+        assert len(listed) == 4
+        assert all(dict(a.labels) == {"maos.labels-omitted": f"{5 * MB + 4} bytes"} for a in listed)
+    finally:
+        await stubs.close()
+        await app.stop(grace=1.0)

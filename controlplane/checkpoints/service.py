@@ -17,6 +17,7 @@ from typing import Any
 
 from controlplane.checkpoints import payload as codec
 from controlplane.checkpoints.record import COMPONENT_TABLES, KNOWN_COMPONENTS, CheckpointRecord
+from controlplane.domain.limits import quote
 from controlplane.domain.model import Subtask, SubtaskStatus
 from controlplane.errors import AlreadyExists, InvalidArgument, NotFound
 from controlplane.storage.base import StorageBackend, TableRows, WriteBatch
@@ -44,7 +45,7 @@ def new_id() -> str:
 
 
 def not_found(checkpoint_id: str) -> NotFound:
-    return NotFound(f"checkpoint {checkpoint_id!r} not found (see `maos checkpoint list`)", reason=NOT_FOUND,
+    return NotFound(f"checkpoint {quote(checkpoint_id)} not found (see `maos checkpoint list`)", reason=NOT_FOUND,
                     metadata={"checkpoint": f"checkpoints/{checkpoint_id}"})
 
 
@@ -134,7 +135,7 @@ def plan_recovery(record: CheckpointRecord, components: list[str]) -> tuple[list
         raise InvalidArgument(f"unknown component(s) {', '.join(map(repr, unknown))}; known: "
                               f"{', '.join(KNOWN_COMPONENTS)}", field="components")
     wanted = list(dict.fromkeys(components)) or list(record.components)
-    warnings = [f"component {c!r} is not in this checkpoint; left as it is" for c in wanted
+    warnings = [f"component {quote(c)} is not in this checkpoint; left as it is" for c in wanted
                 if c not in record.components]
     return [c for c in wanted if c in record.components], warnings
 

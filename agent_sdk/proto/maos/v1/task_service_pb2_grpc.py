@@ -153,7 +153,10 @@ class TaskServiceServicer:
     def ListTasks(self, request, context):
         """Lists tasks, newest first, filtered and paginated. page_size 0 means 50;
         larger than 1000 is lowered to 1000; negative is INVALID_ARGUMENT. A
-        page_token must come with the same filters it was issued for.
+        page_token must come with the same filters it was issued for. A page
+        ends early once it holds the server's response budget
+        (`limits.response_bytes`); a task alone over it is listed with its
+        context and constraints cut and a warning (GetTask shows them whole).
         Permission: task:view.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)

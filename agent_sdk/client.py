@@ -406,8 +406,23 @@ class Client:
         return response.task
 
     async def get_results(self, id_or_name: str) -> msgs.TaskResult:
-        """The result of a finished task (FailedPreconditionError while it runs)."""
-        return (await self.tasks.GetTaskResults(tasks_pb.GetTaskResultsRequest(name=task_name(id_or_name)))).result
+        """The result of a finished task, its whole output (FailedPreconditionError while it runs).
+
+        An output larger than one response is read in chunks (``output_offset``) and joined.
+        """
+        name = task_name(id_or_name)
+        response = await self.tasks.GetTaskResults(tasks_pb.GetTaskResultsRequest(name=name))
+        result = response.result
+        parts = [result.output]
+        offset = response.next_output_offset
+        while offset:
+            chunk = await self.tasks.GetTaskResults(
+                tasks_pb.GetTaskResultsRequest(name=name, output_offset=offset))
+            parts.append(chunk.result.output)
+            offset = chunk.next_output_offset
+        if len(parts) > 1:
+            result.output = "".join(parts)
+        return result
 
     async def analyze_task(self, task: msgs.Task | None = None, *, name: str | None = None,
                            **fields: Any) -> msgs.ExecutionPlan:

@@ -7,6 +7,7 @@ from typing import Any
 import pluggy
 
 from controlplane.config import Settings
+from controlplane.domain.limits import quote
 from controlplane.errors import InvalidArgument
 
 
@@ -25,7 +26,7 @@ def agent_type(pm: pluggy.PluginManager, settings: Settings, name: str, field: s
     known = agent_types(pm, settings)
     if name not in known:
         raise InvalidArgument(
-            f"unknown agent type {name!r}; known types: {', '.join(sorted(known)) or 'none'}",
+            f"unknown agent type {quote(name)}; known types: {', '.join(sorted(known)) or 'none'}",
             field=field,
             reason="ERROR_REASON_UNKNOWN_AGENT_TYPE",
         )

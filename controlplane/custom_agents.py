@@ -16,14 +16,23 @@ An agent of the custom type is the base type's agent built with the merged
 parameters; it registers under the custom name (so a task submitted with
 ``agent_type: domain_researcher`` runs on it) with the custom capabilities.
 
-Files are read each time the agent types are collected (the
-``register_agent_types`` hook), so a new file is picked up without a restart.
-A broken file is logged and skipped, never breaking the others; its problem
-is returned in :attr:`CustomAgentTypes.problems` (``maos plugins list`` shows them).
+Files are looked at each time the agent types are collected (the
+``register_agent_types`` hook), so a new file is picked up without a restart;
+a file is read and parsed again only when its size or modification time
+changed. A broken file is logged and skipped, never breaking the others; its
+problem is returned in :attr:`CustomAgentTypes.problems` (``maos plugins list``
+shows them).
+
+The files are untrusted input, bounded like any other (issue 11): a file larger
+than ``limits.custom_agent_file_bytes`` is skipped unread, and YAML aliases
+are limited (:data:`MAX_ALIASES`, and :data:`MAX_NODES` nodes once expanded),
+so a few hundred bytes of nested aliases (a "billion laughs" file) cannot
+freeze the server.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from collections.abc import Iterable, Mapping
@@ -36,6 +45,7 @@ import yaml
 from agent_sdk.agent import Agent
 from agent_sdk.types import AgentTypeSpec
 from controlplane.config import Settings
+from controlplane.domain.limits import QUOTE_CHARS, clip, quote
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +53,12 @@ log = logging.getLogger(__name__)
 TYPE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_\-]{0,62}")
 FIELDS = ("name", "type", "description", "capabilities", "max_concurrency", "parameters")
 PATTERNS = ("*.yml", "*.yaml")
+#: Most aliases (``*name``) a file may use ...
+MAX_ALIASES = 64
+#: ... and most YAML nodes it may hold with every alias expanded.
+MAX_NODES = 10_000
+#: The default of ``limits.custom_agent_file_bytes``.
+MAX_FILE_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -91,20 +107,115 @@ def is_custom(spec: Any, settings: Settings) -> bool:
     return bool(getattr(spec, "base_type", "")) and Path(source).parent == agents_dir(settings)
 
 
+def shown_path(path: Path | str, settings: Settings) -> str:
+    """``path`` as callers of the API see it: relative to ``MAOS_HOME`` when inside it."""
+    try:
+        return str(Path(path).relative_to(settings.home))
+    except ValueError:
+        return Path(path).name if Path(path).is_absolute() else str(path)
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """A safe loader that counts aliases as it composes, and refuses more than :data:`MAX_ALIASES`."""
+
+    aliases = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            self.aliases += 1
+            if self.aliases > MAX_ALIASES:
+                raise _Invalid(f"uses more than {MAX_ALIASES} YAML aliases")
+        return super().compose_node(parent, index)
+
+
+def _expanded_nodes(root: yaml.Node) -> int:
+    """How many nodes ``root`` holds with every alias expanded (stops counting past :data:`MAX_NODES`)."""
+    sizes: dict[int, int] = {}
+    active: set[int] = set()
+
+    def size(node: yaml.Node) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in active:  # an alias inside its own anchor: endless once expanded
+            return MAX_NODES + 1
+        active.add(key)
+        total = 1
+        if isinstance(node, yaml.SequenceNode):
+            children: list[yaml.Node] = list(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            children = [part for pair in node.value for part in pair]
+        else:
+            children = []
+        for child in children:
+            total = min(total + size(child), MAX_NODES + 1)
+            if total > MAX_NODES:
+                break
+        active.discard(key)
+        sizes[key] = total
+        return total
+
+    return size(root)
+
+
+def _load_yaml(text: str) -> Any:
+    """``yaml.safe_load`` with aliases bounded (``_Invalid`` past the bounds)."""
+    loader = _BoundedLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        if _expanded_nodes(node) > MAX_NODES:
+            raise _Invalid(f"holds more than {MAX_NODES} YAML nodes with its aliases expanded")
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
 def _files(directory: Path) -> list[Path]:
     if not directory.is_dir():
         return []
     return sorted({p for pattern in PATTERNS for p in directory.glob(pattern) if p.is_file()})
 
 
-def _parse(path: Path) -> _Definition:
-    """Read and check one file (``_Invalid`` says what is wrong, with YAML line numbers)."""
+def _parse(path: Path, max_bytes: int = MAX_FILE_BYTES) -> _Definition:
+    """Read and check one file, once per change of its size or modification time.
+
+    Raises:
+        _Invalid: what is wrong with the file (with YAML line numbers).
+    """
     try:
-        text = path.read_text(encoding="utf-8")
+        stat = path.stat()
+    except OSError as exc:
+        raise _Invalid(f"cannot be read: {exc.strerror or exc}") from None
+    outcome = _parse_version(path, stat.st_mtime_ns, stat.st_size, max_bytes)
+    if isinstance(outcome, _Invalid):
+        raise _Invalid(str(outcome))
+    return outcome
+
+
+@functools.lru_cache(maxsize=512)
+def _parse_version(path: Path, mtime_ns: int, size: int, max_bytes: int) -> _Definition | _Invalid:
+    """The definition in one version of a file, or what is wrong with it (cached by version)."""
+    try:
+        return _read(path, size, max_bytes)
+    except _Invalid as exc:
+        return exc.with_traceback(None)
+
+
+def _read(path: Path, size: int, max_bytes: int) -> _Definition:
+    if size > max_bytes:
+        raise _Invalid(f"is {size} bytes; the limit is {max_bytes} bytes (limits.custom_agent_file_bytes)")
+    try:
+        with path.open("rb") as file:
+            raw = file.read(max_bytes + 1)  # the file may have grown since it was measured
+        if len(raw) > max_bytes:
+            raise _Invalid(f"is over {max_bytes} bytes (limits.custom_agent_file_bytes)")
+        text = raw.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise _Invalid(f"cannot be read: {exc}") from None
     try:
-        data = yaml.safe_load(text)
+        data = _load_yaml(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -114,14 +225,15 @@ def _parse(path: Path) -> _Definition:
     if not isinstance(data, Mapping):
         raise _Invalid("must be a mapping with at least `name` and `type`"
                        + (" (the file is empty)" if data is None else f", not a {type(data).__name__}"))
-    unknown = [str(k) for k in data if k not in FIELDS]
+    unknown = [clip(str(k), QUOTE_CHARS) for k in data if k not in FIELDS]
     if unknown:
-        raise _Invalid(f"unknown field(s) {', '.join(sorted(unknown))}; allowed: {', '.join(FIELDS)}")
+        raise _Invalid(f"unknown field(s) {', '.join(sorted(unknown)[:5])}; allowed: {', '.join(FIELDS)}")
     for key in ("name", "type"):
         if key not in data:
             raise _Invalid(f"`{key}` is required")
         if not isinstance(data[key], str) or not TYPE_NAME.fullmatch(data[key]):
-            raise _Invalid(f"`{key}` {data[key]!r} must start with a letter and hold only letters, digits, "
+            raise _Invalid(f"`{key}` {quote(data[key])} must start with a letter and hold only letters, "
+                           "digits, "
                            "'_' or '-' (max 63)")
     name, base = data["name"], data["type"]
     if name == base:
@@ -137,19 +249,19 @@ def _parse(path: Path) -> _Definition:
             raise _Invalid("`capabilities` must be a list of strings")
         for index, capability in enumerate(capabilities):
             if not isinstance(capability, str) or not capability.strip():
-                raise _Invalid(f"`capabilities[{index}]` must be a non-empty string, not {capability!r}")
+                raise _Invalid(f"`capabilities[{index}]` must be a non-empty string, not {quote(capability)}")
         capabilities = tuple(c.strip() for c in capabilities)
     max_concurrency = data.get("max_concurrency")
     if max_concurrency is not None and (
             isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int)
             or not 1 <= max_concurrency <= 1024):
-        raise _Invalid(f"`max_concurrency` must be an integer from 1 to 1024, not {max_concurrency!r}")
+        raise _Invalid(f"`max_concurrency` must be an integer from 1 to 1024, not {quote(max_concurrency)}")
     parameters = data.get("parameters") or {}
     if not isinstance(parameters, Mapping):
         raise _Invalid("`parameters` must be a mapping")
     bad_keys = [k for k in parameters if not isinstance(k, str)]
     if bad_keys:
-        raise _Invalid(f"`parameters` keys must be strings, not {bad_keys[0]!r}")
+        raise _Invalid(f"`parameters` keys must be strings, not {quote(bad_keys[0])}")
     return _Definition(path, name, base, description, capabilities, max_concurrency, dict(parameters))
 
 
@@ -215,9 +327,10 @@ def load_custom_agent_types(settings: Settings, known: Mapping[str, AgentTypeSpe
     found = CustomAgentTypes(agents_dir(settings))
     definitions: list[_Definition] = []
     seen: dict[str, Path] = {}
+    max_bytes = settings["limits.custom_agent_file_bytes"]
     for path in _files(found.directory):
         try:
-            definition = _parse(path)
+            definition = _parse(path, max_bytes)
             if definition.name in known:
                 owner = getattr(known[definition.name], "source", "")
                 raise _Invalid(f"agent type {definition.name!r} already exists (from {owner}); "

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 import re
+from typing import Any
 
 from google.protobuf import duration_pb2, timestamp_pb2
 
 from controlplane.api.pb import enums_pb, errors_pb, messages_pb
 from controlplane.domain.events import EventType
+from controlplane.domain.limits import clip_bytes, quote
 from controlplane.domain.model import (
     AgentInfo,
     Artifact,
@@ -36,7 +38,7 @@ def parse_name(name: str, collection: str, field: str = "name") -> str:
     prefix = collection + "/"
     ident = name[len(prefix):] if name.startswith(prefix) else name
     if not _ID.fullmatch(ident):
-        raise InvalidArgument(f"{field} {name!r} is not a valid {collection}/ID name", field=field)
+        raise InvalidArgument(f"{field} {quote(name)} is not a valid {collection}/ID name", field=field)
     return ident
 
 
@@ -83,6 +85,25 @@ def epoch(value: timestamp_pb2.Timestamp) -> float:
     return value.seconds + value.nanos / 1e9
 
 
+#: The range of a valid google.protobuf.Timestamp: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z.
+MIN_TIMESTAMP_SECONDS = -62_135_596_800
+MAX_TIMESTAMP_SECONDS = 253_402_300_799
+
+
+def checked_epoch(value: timestamp_pb2.Timestamp, field: str) -> float:
+    """A Timestamp as epoch seconds; INVALID_ARGUMENT naming ``field`` if it is not a valid one."""
+    in_range = MIN_TIMESTAMP_SECONDS <= value.seconds <= MAX_TIMESTAMP_SECONDS
+    if not (in_range and 0 <= value.nanos <= 999_999_999):
+        raise InvalidArgument(f"{field} is not a valid timestamp (years 1 to 9999, nanos 0 to 999999999)",
+                              field=field)
+    return epoch(value)
+
+
+def optional_epoch(message: Any, field: str) -> float | None:
+    """The checked Timestamp ``field`` of ``message`` as epoch seconds, None when unset."""
+    return checked_epoch(getattr(message, field), field) if message.HasField(field) else None
+
+
 def priority_from_pb(value: int, field: str = "task.priority") -> Priority:
     """A proto priority; UNSPECIFIED means NORMAL."""
     if value == 0:
@@ -106,11 +127,18 @@ def task_from_pb(msg: messages_pb.Task, *, default_max_agents: int, retry_defaul
                  prefix: str = "task") -> Task:
     """A new task from a request (output-only fields ignored)."""
     depends = [parse_name(d, "tasks", f"{prefix}.depends_on") for d in msg.depends_on]
+
+    def span(value: duration_pb2.Duration, name: str) -> float:
+        # Ill-formed Durations are refused here; negative ones by validate_task, with the others.
+        return checked_seconds(value, f"{prefix}.{name}", allow_negative=True)
+
     retry = RetryPolicy(
         max_retries=msg.retry_policy.max_retries if msg.retry_policy.HasField("max_retries") else retry_defaults.max_retries,
-        initial_backoff=seconds(msg.retry_policy.initial_backoff) if msg.retry_policy.HasField("initial_backoff") else retry_defaults.initial_backoff,
+        initial_backoff=(span(msg.retry_policy.initial_backoff, "retry_policy.initial_backoff")
+                         if msg.retry_policy.HasField("initial_backoff") else retry_defaults.initial_backoff),
         multiplier=msg.retry_policy.backoff_multiplier if msg.retry_policy.HasField("backoff_multiplier") else retry_defaults.multiplier,
-        max_backoff=seconds(msg.retry_policy.max_backoff) if msg.retry_policy.HasField("max_backoff") else retry_defaults.max_backoff,
+        max_backoff=(span(msg.retry_policy.max_backoff, "retry_policy.max_backoff")
+                     if msg.retry_policy.HasField("max_backoff") else retry_defaults.max_backoff),
     )
     c = msg.consensus
     consensus = ConsensusPolicy(
@@ -119,7 +147,8 @@ def task_from_pb(msg: messages_pb.Task, *, default_max_agents: int, retry_defaul
         strategy=_strategy(c.strategy, f"{prefix}.consensus.strategy"),
         candidates=c.candidates if c.HasField("candidates") else 3,
         max_rounds=c.max_rounds if c.HasField("max_rounds") else 3,
-        round_timeout=seconds(c.round_timeout) if c.HasField("round_timeout") else None,
+        round_timeout=(span(c.round_timeout, "consensus.round_timeout")
+                       if c.HasField("round_timeout") else None),
     )
     return Task(
         id="",
@@ -129,7 +158,7 @@ def task_from_pb(msg: messages_pb.Task, *, default_max_agents: int, retry_defaul
         max_agents=msg.max_agents or default_max_agents,
         depends_on=depends,
         consensus=consensus,
-        timeout=seconds(msg.timeout) if msg.HasField("timeout") else None,
+        timeout=span(msg.timeout, "timeout") if msg.HasField("timeout") else None,
         context=msg.context,
         constraints=msg.constraints,
         metadata=dict(msg.metadata),
@@ -303,18 +332,20 @@ def event_to_pb(event, incarnation: int) -> messages_pb.Event:
     return msg
 
 
-def log_entry_from_pb(record: messages_pb.LogRecord, agent_id: str) -> LogEntry:
-    """An agent's forwarded log record (its agent id is the sender's, whatever it claims)."""
+def log_entry_from_pb(record: messages_pb.LogRecord, agent_id: str,
+                      max_message_bytes: int = 8192) -> LogEntry:
+    """An agent's forwarded log record (its agent id is the sender's, whatever it claims; its text cut
+    to ``max_message_bytes``, its fields to 32 of at most 256 bytes each)."""
     task = record.task.split("/")[1] if record.task.startswith("tasks/") else ""
     return LogEntry(
         level=LEVELS.get(record.level, logging.INFO),
         component=f"agents/{agent_id}",
-        message=record.message[:8192],
+        message=clip_bytes(record.message, max_message_bytes),
         time=epoch(record.time) if record.HasField("time") else now(),
-        task_id=task,
-        subtask_id=record.subtask.rsplit("/", 1)[-1] if record.subtask else "",
+        task_id=task if _ID.fullmatch(task) else "",
+        subtask_id=subtask if _ID.fullmatch(subtask := record.subtask.rsplit("/", 1)[-1]) else "",
         agent_id=agent_id,
-        fields=dict(list(record.fields.items())[:32]),
+        fields={clip_bytes(k, 256): clip_bytes(v, 256) for k, v in list(record.fields.items())[:32]},
     )
 
 

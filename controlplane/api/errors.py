@@ -23,11 +23,22 @@ from grpc_status import rpc_status
 from controlplane import errors
 from controlplane.api.convert import error_reason_number
 from controlplane.api.pb import errors_pb, tasks_pb
+from controlplane.domain.limits import clip_bytes
 from controlplane.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
 DOMAIN = "maos"
+
+#: Bounds of what a status carries. Status and details travel in the response trailers, whose
+#: size grpc limits (8 KiB by default): a message quoting a whole bad input (a 3,000-character
+#: name) would break the call as RESOURCE_EXHAUSTED instead of answering it (issue 11).
+#: In UTF-8 bytes; at most about 6 KiB on the wire together (percent-encoding and base64 included).
+MAX_MESSAGE_BYTES = 1024
+MAX_FIELD_BYTES = 128
+MAX_DESCRIPTION_BYTES = 200
+MAX_VIOLATIONS = 10
+MAX_METADATA_BYTES = 128
 
 #: What the request deserializer hands a handler for bytes that are not a valid message.
 UNDECODABLE = object()
@@ -61,10 +72,11 @@ def submit_error(exc: BaseException) -> tasks_pb.SubmitError:
         return tasks_pb.SubmitError(code=grpc.StatusCode.INTERNAL.value[0], message="internal error",
                                     reason=errors_pb.ERROR_REASON_INTERNAL)
     error = tasks_pb.SubmitError(
-        code=status_code_for(exc).value[0], reason=error_reason_number(exc.reason), message=exc.message,
-        field_violations=[tasks_pb.FieldViolation(field=v.field, description=v.description)
-                          for v in getattr(exc, "violations", ())],
-        metadata=exc.metadata)
+        code=status_code_for(exc).value[0], reason=error_reason_number(exc.reason),
+        message=clip_bytes(exc.message, MAX_MESSAGE_BYTES),
+        field_violations=[tasks_pb.FieldViolation(field=field, description=description)
+                          for field, description in _violations(exc)],
+        metadata=_metadata(exc))
     retry_after = getattr(exc, "retry_after", None)
     if retry_after:
         error.retry_delay.FromNanoseconds(int(retry_after * 1e9))
@@ -77,17 +89,28 @@ def _pack(message: Any) -> any_pb2.Any:
     return packed
 
 
+def _violations(exc: errors.MaosError) -> list[tuple[str, str]]:
+    """The field violations of an error, each clipped, at most :data:`MAX_VIOLATIONS` of them."""
+    return [(clip_bytes(v.field, MAX_FIELD_BYTES), clip_bytes(v.description, MAX_DESCRIPTION_BYTES))
+            for v in getattr(exc, "violations", ())[:MAX_VIOLATIONS]]
+
+
+def _metadata(exc: errors.MaosError) -> dict[str, str]:
+    return {clip_bytes(k, 64): clip_bytes(v, MAX_METADATA_BYTES) for k, v in list(exc.metadata.items())[:8]}
+
+
 def to_status(exc: errors.MaosError) -> grpc.Status:
-    """The rich status (code, message, details) of a domain error."""
+    """The rich status (code, message, details) of a domain error, clipped to fit in the trailers."""
     code = status_code_for(exc)
-    details = [_pack(error_details_pb2.ErrorInfo(reason=exc.reason, domain=DOMAIN, metadata=exc.metadata))]
-    if isinstance(exc, errors.InvalidArgument) and exc.violations:
+    details = [_pack(error_details_pb2.ErrorInfo(reason=exc.reason, domain=DOMAIN, metadata=_metadata(exc)))]
+    violations = _violations(exc)
+    if isinstance(exc, errors.InvalidArgument) and violations:
         details.append(
             _pack(
                 error_details_pb2.BadRequest(
                     field_violations=[
-                        error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
-                        for v in exc.violations
+                        error_details_pb2.BadRequest.FieldViolation(field=field, description=description)
+                        for field, description in violations
                     ]
                 )
             )
@@ -96,7 +119,8 @@ def to_status(exc: errors.MaosError) -> grpc.Status:
         info = error_details_pb2.RetryInfo()
         info.retry_delay.FromNanoseconds(int(exc.retry_after * 1e9))
         details.append(_pack(info))
-    return rpc_status.to_status(status_pb2.Status(code=code.value[0], message=exc.message, details=details))
+    message = clip_bytes(exc.message, MAX_MESSAGE_BYTES)
+    return rpc_status.to_status(status_pb2.Status(code=code.value[0], message=message, details=details))
 
 
 def internal_status() -> grpc.Status:

@@ -7,6 +7,9 @@ import hashlib
 import hmac
 import secrets
 import struct
+from collections.abc import Sequence
+
+from google.protobuf.message import Message
 
 from controlplane.errors import InvalidArgument
 
@@ -55,3 +58,17 @@ class PageTokens:
                 field="page_token", reason="ERROR_REASON_INVALID_PAGE_TOKEN",
             )
         return struct.unpack(">q", body[:8])[0]
+
+
+def fitting(messages: Sequence[Message], budget: int) -> int:
+    """How many of the first ``messages`` fit in one response of at most ``budget`` bytes (at least one).
+
+    A page stops early rather than grow past the message limit: whatever its objects hold, a list
+    answers, and the rest comes with the next page token (issue 11).
+    """
+    total = 0
+    for count, message in enumerate(messages):
+        total += message.ByteSize() + 8  # the field's tag and length prefix
+        if total > budget and count:
+            return count
+    return len(messages)

@@ -10,25 +10,83 @@ Binary columns are base64 strings in JSON (listed in ``binary``). The
 checksum covers the compressed bytes (what is stored and exported); the
 content digest covers the table lines only, so two checkpoints of the same
 state have the same content digest.
+
+An imported payload is untrusted (issue 11): :class:`Upload` checks it as it
+arrives, bounding its compressed size and the size it decompresses to before
+anything is inflated whole, and :func:`decode` accepts only the known
+components and their tables, with well-formed columns and rows.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import re
 import zlib
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
-from controlplane.errors import FailedPrecondition
+from controlplane.checkpoints.record import COMPONENT_TABLES
+from controlplane.errors import FailedPrecondition, InvalidArgument
 from controlplane.storage.base import TableRows
 
 FORMAT = "maos-checkpoint"
 FORMAT_VERSION = "1"
 COMPRESSION_LEVEL = 1  # speed first: 100,000 tasks in well under a second
 CORRUPT = "ERROR_REASON_CHECKPOINT_CORRUPT"
+#: Bytes inflated per step while an upload is measured (the output never grows past this at once).
+INFLATE_STEP = 256 * 1024
+_COLUMN = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+
+
+class Upload:
+    """An imported payload as it arrives: its size, SHA-256 and decompressed size, each checked per chunk.
+
+    Args:
+        max_bytes: Most compressed bytes accepted (``limits.checkpoint_import_bytes``).
+        max_inflated: Most bytes the payload may decompress to (``limits.checkpoint_inflated_bytes``).
+    """
+
+    def __init__(self, max_bytes: int, max_inflated: int):
+        self.max_bytes = max_bytes
+        self.max_inflated = max_inflated
+        self.size = 0
+        self.inflated = 0
+        self._chunks: list[bytes] = []
+        self._sha256 = hashlib.sha256()
+        self._inflater = zlib.decompressobj()
+
+    def add(self, chunk: bytes) -> None:
+        """Take one chunk; INVALID_ARGUMENT as soon as a bound is passed (nothing stored)."""
+        self.size += len(chunk)
+        if self.size > self.max_bytes:
+            raise InvalidArgument(
+                f"the checkpoint payload is over {self.max_bytes} bytes (limits.checkpoint_import_bytes)",
+                field="chunk")
+        self._sha256.update(chunk)
+        self._chunks.append(chunk)
+        pending = chunk
+        try:
+            while pending and not self._inflater.eof:
+                self.inflated += len(self._inflater.decompress(pending, INFLATE_STEP))
+                if self.inflated > self.max_inflated:
+                    raise InvalidArgument(
+                        f"the checkpoint payload decompresses to over {self.max_inflated} bytes "
+                        "(limits.checkpoint_inflated_bytes)", field="chunk")
+                pending = self._inflater.unconsumed_tail
+        except zlib.error as exc:
+            raise corrupt(f"it does not decompress ({exc})") from None
+
+    @property
+    def sha256(self) -> str:
+        """Hex SHA-256 of the bytes so far."""
+        return self._sha256.hexdigest()
+
+    def payload(self) -> bytes:
+        """The whole compressed payload (checked: within both bounds)."""
+        return b"".join(self._chunks)
 
 
 @dataclass
@@ -97,25 +155,75 @@ def checksum(payload: bytes) -> str:
     return hashlib.sha256(payload).hexdigest()
 
 
-def decode(payload: bytes, expected_sha256: str, checkpoint_id: str = "") -> tuple[dict[str, Any], TableRows]:
+def inflate(payload: bytes, max_inflated: int | None = None, checkpoint_id: str = "") -> bytes:
+    """The decompressed payload; corrupt if it does not decompress or is over ``max_inflated`` bytes."""
+    inflater = zlib.decompressobj()
+    try:
+        raw = inflater.decompress(payload, max_inflated + 1) if max_inflated is not None else \
+            inflater.decompress(payload)
+    except zlib.error as exc:
+        raise corrupt(f"it does not decompress ({exc})", checkpoint_id) from None
+    if max_inflated is not None and len(raw) > max_inflated:
+        raise corrupt(f"it decompresses to over {max_inflated} bytes", checkpoint_id)
+    return raw
+
+
+def _check_header(header: Any) -> set[str]:
+    """The tables a checkpoint with this header may hold (ValueError if the header is not one of ours)."""
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
+        raise ValueError("not a MAOS checkpoint")
+    if header.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"unsupported format version {str(header.get('format_version'))[:16]!r}")
+    components = header.get("components") or []
+    if not isinstance(components, list) or not all(isinstance(c, str) for c in components):
+        raise ValueError("its components are not a list of names")
+    unknown = [c for c in components if c not in COMPONENT_TABLES]
+    if unknown or len(set(components)) != len(components):
+        raise ValueError(f"unknown or repeated components {[c[:32] for c in unknown[:5]]}; "
+                         f"a checkpoint holds {', '.join(COMPONENT_TABLES)}")
+    if not isinstance(header.get("create_time", 0), int | float):
+        raise ValueError("its create_time is not a number")
+    return {t for c in components for t in COMPONENT_TABLES[c]}
+
+
+def _check_part(part: Any, tables: set[str], seen: TableRows) -> None:
+    """A table line names a table of the header's components once, with well-formed columns and rows."""
+    if not isinstance(part, dict):
+        raise ValueError("a table line is not an object")
+    table = part.get("table")
+    if table not in tables or table in seen:
+        raise ValueError(f"table {str(table)[:32]!r} is unknown, repeated or not of its components")
+    columns, binary, rows = part.get("columns"), part.get("binary"), part.get("rows")
+    names = isinstance(columns, list) and all(isinstance(c, str) and _COLUMN.fullmatch(c) for c in columns)
+    if not names or len(set(columns)) != len(columns):
+        raise ValueError(f"table {table}: the columns are not distinct column names")
+    if not isinstance(binary, list) or not all(b in columns for b in binary):
+        raise ValueError(f"table {table}: binary names a column it does not have")
+    if not isinstance(rows, list) or not all(isinstance(r, list) and len(r) == len(columns) for r in rows):
+        raise ValueError(f"table {table}: a row does not match its columns")
+
+
+def decode(payload: bytes, expected_sha256: str, checkpoint_id: str = "",
+           max_inflated: int | None = None) -> tuple[dict[str, Any], TableRows]:
     """Verify and parse a payload: its header and its rows (binary columns as bytes).
 
     Raises:
         FailedPrecondition: ERROR_REASON_CHECKPOINT_CORRUPT when the checksum
-            does not match, or the payload does not decompress or parse.
+            does not match, or the payload does not decompress (within ``max_inflated``
+            bytes) or parse, or names components or tables that are not ours.
     """
     if checksum(payload) != expected_sha256:
         raise corrupt("its SHA-256 does not match the recorded checksum", checkpoint_id)
+    raw = inflate(payload, max_inflated, checkpoint_id)
     try:
-        lines = zlib.decompress(payload).split(b"\n")
+        lines = raw.split(b"\n")
+        del raw
         header = orjson.loads(lines[0])
-        if header.get("format") != FORMAT:
-            raise ValueError("not a MAOS checkpoint")
-        if header.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"unsupported format version {header.get('format_version')!r}")
+        tables = _check_header(header)
         data: TableRows = {}
         for line in lines[1:]:
             part = orjson.loads(line)
+            _check_part(part, tables, data)
             columns, binary = part["columns"], {part["columns"].index(b) for b in part["binary"]}
             rows = part["rows"]
             if binary:

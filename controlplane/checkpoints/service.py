@@ -12,14 +12,17 @@ import asyncio
 import logging
 import secrets
 import time
-import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
 from controlplane.checkpoints import payload as codec
 from controlplane.checkpoints.record import (
-    COMPONENT_ALIASES, COMPONENT_TABLES, KNOWN_COMPONENTS, CheckpointRecord,
+    COMPONENT_ALIASES,
+    COMPONENT_TABLES,
+    KNOWN_COMPONENTS,
+    CheckpointRecord,
 )
+from controlplane.domain.limits import quote
 from controlplane.domain.model import Subtask, SubtaskStatus
 from controlplane.errors import AlreadyExists, InvalidArgument, NotFound
 from controlplane.storage.base import StorageBackend, TableRows, WriteBatch
@@ -47,7 +50,7 @@ def new_id() -> str:
 
 
 def not_found(checkpoint_id: str) -> NotFound:
-    return NotFound(f"checkpoint {checkpoint_id!r} not found (see `maos checkpoint list`)", reason=NOT_FOUND,
+    return NotFound(f"checkpoint {quote(checkpoint_id)} not found (see `maos checkpoint list`)", reason=NOT_FOUND,
                     metadata={"checkpoint": f"checkpoints/{checkpoint_id}"})
 
 
@@ -78,10 +81,14 @@ def take(backend: StorageBackend, *, display_name: str = "", description: str = 
     return record
 
 
-def import_payload(backend: StorageBackend, meta: CheckpointRecord, data: bytes) -> CheckpointRecord:
-    """Verify and store an exported checkpoint; an identical one already stored is returned as is."""
-    header, rows = codec.decode(data, meta.sha256, meta.id)
-    raw_size = len(zlib.decompress(data))
+def import_payload(backend: StorageBackend, meta: CheckpointRecord, data: bytes, *,
+                   max_inflated: int | None = None) -> CheckpointRecord:
+    """Verify and store an exported checkpoint; an identical one already stored is returned as is.
+
+    ``max_inflated`` bounds the size the payload may decompress to (corrupt beyond it).
+    """
+    header, rows = codec.decode(data, meta.sha256, meta.id, max_inflated)
+    raw_size = len(codec.inflate(data, max_inflated, meta.id))
     existing = backend.get_checkpoint(meta.id) if meta.id else None
     if existing is not None:
         if existing.sha256 == meta.sha256:
@@ -135,7 +142,7 @@ def plan_recovery(record: CheckpointRecord, components: list[str]) -> tuple[list
                               f"{', '.join(KNOWN_COMPONENTS)} (task_manager and agent_pool name tasks and agents)",
                               field="components")
     wanted = list(dict.fromkeys(components)) or list(record.components)
-    warnings = [f"component {c!r} is not in this checkpoint; left as it is" for c in wanted
+    warnings = [f"component {quote(c)} is not in this checkpoint; left as it is" for c in wanted
                 if c not in record.components]
     return [c for c in wanted if c in record.components], warnings
 
@@ -228,9 +235,15 @@ class Checkpoints:
         if not await self._call(self.backend.delete_checkpoint, checkpoint_id):
             raise not_found(checkpoint_id)
 
+    def upload(self) -> codec.Upload:
+        """A bounded receiver of an upload (``limits.checkpoint_import_bytes``, ``_inflated_bytes``)."""
+        return codec.Upload(self.settings["limits.checkpoint_import_bytes"],
+                            self.settings["limits.checkpoint_inflated_bytes"])
+
     async def import_(self, meta: CheckpointRecord, data: bytes) -> CheckpointRecord:
         async with self.lock:
-            return await self._call(import_payload, self.backend, meta, data)
+            return await self._call(import_payload, self.backend, meta, data,
+                                    max_inflated=self.settings["limits.checkpoint_inflated_bytes"])
 
     async def recover(self, checkpoint_id: str, components: list[str], *, verify_only: bool,
                       requeue_later: bool) -> RecoveryReport:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from controlplane.domain.limits import Limits, map_size, over, size_of
 from controlplane.domain.model import Subtask, SubtaskKind, Task
 from controlplane.errors import FieldViolation, InvalidArgument
 
@@ -34,8 +35,14 @@ def validate_request_id(request_id: str, field: str = "request_id") -> None:
         )
 
 
-def validate_task(task: Task, *, max_description_length: int, prefix: str = "task") -> None:
-    """Check a new task's fields; raise InvalidArgument naming every bad field."""
+def validate_task(task: Task, *, max_description_length: int, prefix: str = "task",
+                  limits: Limits | None = None) -> None:
+    """Check a new task's fields; raise InvalidArgument naming every bad field.
+
+    ``limits`` bounds context, constraints and metadata in bytes (the defaults of
+    :class:`~controlplane.domain.limits.Limits` when not given).
+    """
+    limits = limits or Limits()
     problems: list[FieldViolation] = []
 
     def bad(name: str, text: str) -> None:
@@ -63,6 +70,14 @@ def validate_task(task: Task, *, max_description_length: int, prefix: str = "tas
         if not key or len(key) > 128 or len(value) > 4096:
             bad("metadata", "keys are 1-128 characters and values at most 4096")
             break
+    # Counted in bytes: these are stored with the task and sent on every read of it (issue 11).
+    for name, size, limit, setting in [
+        ("context", size_of(task.context), limits.task_context, "limits.task_context_bytes"),
+        ("constraints", size_of(task.constraints), limits.task_constraints, "limits.task_constraints_bytes"),
+        ("metadata", map_size(task.metadata), limits.task_metadata, "limits.task_metadata_bytes"),
+    ]:
+        if size > limit:
+            problems.append(over(f"{prefix}.{name}", size, limit, setting))
     # The values are quoted: a field may hold a server default the caller never sent (a cap of
     # tasks.default_max_backoff below the caller's initial backoff).
     retry = task.retry

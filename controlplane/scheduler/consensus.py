@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 
 from controlplane.domain.consensus import Ballot, tally
+from controlplane.domain.limits import quote
 from controlplane.domain.model import ExecutionPlan, PlannedSubtask, SubtaskKind, SubtaskStatus, Task, TaskStatus
 from controlplane.domain.model import Failure, now
 from controlplane.domain.planning import SYNTHESIS_CAPABILITY
@@ -150,7 +151,7 @@ class Consensus:
                              proposal=proposal))
             return
         if candidate_id not in {c["id"] for c in state["candidates"]}:
-            session.send(Ack(ref, False, "ERROR_REASON_INVALID_FIELD", f"no candidate {candidate_id!r}",
+            session.send(Ack(ref, False, "ERROR_REASON_INVALID_FIELD", f"no candidate {quote(candidate_id)}",
                              proposal=proposal))
             return
         if any(v["voter"] == session.id and v["round"] == state["round"] for v in state["votes"]):

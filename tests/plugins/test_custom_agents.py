@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,7 @@ from agent_sdk.proto.maos.v1 import agent_service_pb2 as agents_pb
 from agent_sdk.proto.maos.v1 import enums_pb2 as enums
 from agent_sdk.testing import AgentEnvironment
 from controlplane.agent_types import agent_types
+from controlplane import custom_agents
 from controlplane.app import App
 from controlplane.custom_agents import custom_agent_types
 from controlplane.plugins import get_plugin_manager
@@ -231,7 +234,11 @@ async def test_custom_type_is_listed_spawned_and_runs_a_task(
     assert "broken" not in by_name and "echo" in by_name
     custom = by_name["domain_researcher"]
     assert (custom.base_type, custom.source, list(custom.capabilities)) == (
-        "echo", str(path), ["scientific_literature", "patent_research"])
+        "echo", "agents/custom_researcher.yml", ["scientific_literature", "patent_research"])
+    assert path.exists()
+    # Callers see paths relative to MAOS_HOME, never where the server's files are.
+    assert [p.split(":")[0] for p in listed.problems] == ["agents/broken.yml"]
+    assert str(maos_home) not in str(listed)
     assert custom.spawnable
 
     # The launcher gives its processes the control plane's MAOS_HOME, where they find the YAML.
@@ -289,3 +296,93 @@ async def test_a_failing_command_fails_the_task_with_its_stderr(
     result = await results(stubs, task.name)
     text = str(result.failure) + str(list(result.subtasks))
     assert "exited with status 3" in text and "no thanks" in text, text
+
+
+# --- bounds -------------------------------------------------------------------------------
+
+#: 374 bytes of nested aliases ("billion laughs"): 9**8 strings once expanded, quoted whole in the
+#: problem of its bad `capabilities` before the aliases were bounded (a 34 MB ListAgentTypes answer).
+YAML_BOMB = """\
+name: bomb
+type: echo
+parameters:
+  a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]
+  b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]
+  c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]
+  d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]
+  e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]
+  f: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]
+  g: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]
+  h: &h [*g,*g,*g,*g,*g,*g,*g,*g,*g]
+capabilities: *h
+"""
+
+#: More aliases than allowed (72), each cheap.
+MANY_ALIASES = "name: many\ntype: echo\nparameters:\n  x: &x 1\n  y: [" + ", ".join(["*x"] * 72) + "]\n"
+
+#: Few aliases (45), but 15**4 nodes once expanded.
+WIDE_ALIASES = """\
+name: wide
+type: echo
+parameters:
+  a: &a [1,2,3,4,5,6,7,8,9,10,11,12,13,14,15]
+  b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a,*a,*a,*a,*a,*a,*a]
+  c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b,*b,*b,*b,*b,*b,*b]
+  d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c,*c,*c,*c,*c,*c,*c]
+"""
+
+RECURSIVE = """\
+name: recursive
+type: echo
+parameters:
+  loop: &loop [1, *loop]
+"""
+
+
+def test_yaml_alias_bombs_and_oversized_files_are_skipped_with_their_reason(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    write(home, "bomb.yml", YAML_BOMB)
+    write(home, "many.yml", MANY_ALIASES)
+    write(home, "wide.yml", WIDE_ALIASES)
+    write(home, "recursive.yml", RECURSIVE)
+    write(home, "huge.yml", DOMAIN_RESEARCHER.replace("domain_researcher", "huge") + "#" * 70_000 + "\n")
+    write(home, "fine.yml", DOMAIN_RESEARCHER)
+    write(home, "few_aliases.yml", "name: few\ntype: echo\nparameters:\n  x: &x [1, 2]\n  y: *x\n")
+    started = time.perf_counter()
+    problems = problems_of(home)
+    elapsed = time.perf_counter() - started
+    assert elapsed < 2.0, elapsed
+    assert "more than 10000 YAML nodes" in problems["bomb.yml"]
+    assert "more than 64 YAML aliases" in problems["many.yml"]
+    assert "more than 10000 YAML nodes" in problems["wide.yml"]
+    assert "YAML nodes" in problems["recursive.yml"]
+    assert "the limit is 65536 bytes (limits.custom_agent_file_bytes)" in problems["huge.yml"]
+    known = types_of(home)
+    assert {"domain_researcher", "few"} <= set(known) and not {"bomb", "many", "wide", "huge"} & set(known)
+    assert known["few"].parameters["y"] == [1, 2]
+
+
+def test_a_file_is_parsed_once_per_change(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    path = write(home, "custom_researcher.yml", DOMAIN_RESEARCHER)
+    parse = custom_agents._parse_version
+    assert types_of(home)["domain_researcher"].description == "Researches papers and patents."
+    misses = parse.cache_info().misses
+    for _ in range(3):
+        assert "domain_researcher" in types_of(home)
+    assert parse.cache_info().misses == misses  # unchanged file: not read again
+    path.write_text(DOMAIN_RESEARCHER.replace("Researches papers and patents.", "Reads a lot, now."))
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 1_000_000))
+    assert types_of(home)["domain_researcher"].description == "Reads a lot, now."
+    assert parse.cache_info().misses == misses + 1
+
+
+async def test_a_yaml_bomb_does_not_freeze_the_server(control_plane: App, stubs: Stubs, maos_home: Path) -> None:
+    write(maos_home, "bomb.yml", YAML_BOMB)
+    write(maos_home, "custom_researcher.yml", DOMAIN_RESEARCHER)
+    started = time.perf_counter()
+    listed = await stubs.agents.ListAgentTypes(agents_pb.ListAgentTypesRequest(), timeout=5)
+    assert time.perf_counter() - started < 2.0
+    assert "domain_researcher" in {t.name for t in listed.agent_types}
+    [problem] = listed.problems
+    assert problem.startswith("agents/bomb.yml: ") and "aliases expanded" in problem and len(problem) < 300

@@ -18,6 +18,7 @@ from controlplane.api import convert
 from controlplane.api.context import caller_var, current_principal
 from controlplane.api.paging import page_size
 from controlplane.api.pb import access_grpc, access_pb, audit_grpc, audit_pb, enums_pb, messages_pb
+from controlplane.domain.limits import MAX_NAME_BYTES, MAX_TEXT_BYTES, check_bytes, quote, size_of
 from controlplane.errors import InvalidArgument, NotFound, Unauthenticated
 
 #: What UpdateUser may change (an allowlist, OWASP API3).
@@ -72,6 +73,11 @@ def _page(items: list[Any], request: Any) -> tuple[list[Any], str]:
     start = _offset(request.page_token) or 0
     chunk = items[start:start + size]
     return chunk, str(start + size) if start + size < len(items) else ""
+
+
+def _check_text(*fields: tuple[str, str, int]) -> None:
+    """INVALID_ARGUMENT for each free-text field over its bound in bytes."""
+    check_bytes((field, size_of(value), limit, "") for field, value, limit in fields)
 
 
 def _strip(name: str, collection: str) -> str:
@@ -142,13 +148,14 @@ class AccessServicer(access_grpc.AccessServiceServicer):
 
     async def CreateRole(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         role_id = request.role_id or _strip(request.role.name, "roles")
+        _check_text(("role.description", request.role.description, MAX_TEXT_BYTES))
         role = await self.access.save_role(role_id, list(request.role.permissions), request.role.description, True)
         return access_pb.CreateRoleResponse(role=role_pb(role))
 
     async def GetRole(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         role = self.access.roles.get(_strip(request.name, "roles"))
         if role is None:
-            raise NotFound(f"role {request.name!r} does not exist", reason="ERROR_REASON_ROLE_NOT_FOUND")
+            raise NotFound(f"role {quote(request.name)} does not exist", reason="ERROR_REASON_ROLE_NOT_FOUND")
         return access_pb.GetRoleResponse(role=role_pb(role))
 
     async def ListRoles(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
@@ -156,6 +163,7 @@ class AccessServicer(access_grpc.AccessServiceServicer):
         return access_pb.ListRolesResponse(roles=[role_pb(r) for r in roles], next_page_token=token)
 
     async def UpdateRole(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        _check_text(("role.description", request.role.description, MAX_TEXT_BYTES))
         paths = set(request.update_mask.paths) or {"permissions", "description"}
         unknown = paths - {"permissions", "description"}
         if unknown:
@@ -173,6 +181,7 @@ class AccessServicer(access_grpc.AccessServiceServicer):
         return access_pb.DeleteRoleResponse()
 
     async def CreateApiKey(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        _check_text(("api_key.display_name", request.api_key.display_name, MAX_NAME_BYTES))
         ttl = convert.checked_seconds(request.ttl, "ttl") if request.HasField("ttl") else None
         record, secret = await self.access.create_key(
             self._caller(), _strip(request.api_key.user, "users"), request.api_key.display_name,
@@ -236,8 +245,8 @@ class AuditServicer(audit_grpc.AuditServiceServicer):
         rows: list[dict[str, Any]] = []
         while len(rows) <= size:  # the decision is filtered here: read on until a page is full
             chunk = await self.storage.call(lambda before=before: self.storage.backend.list_audit(
-                since=convert.epoch(request.since) if request.HasField("since") else None,
-                until=convert.epoch(request.until) if request.HasField("until") else None,
+                since=convert.optional_epoch(request, "since"),
+                until=convert.optional_epoch(request, "until"),
                 principal=request.principal, action=request.action, before_seq=before, limit=size + 1))
             if not chunk:
                 break

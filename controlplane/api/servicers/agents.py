@@ -14,13 +14,14 @@ from collections import OrderedDict
 
 import grpc
 
-from controlplane.agent_types import agent_type, agent_types
-from controlplane.custom_agents import custom_agent_types
-from controlplane.api import convert
 from controlplane.access.permissions import MANAGE_ALL_AGENTS, VIEW_ALL_TASKS
+from controlplane.agent_types import agent_type, agent_types
+from controlplane.api import convert
 from controlplane.api.context import caller_may, current_principal
-from controlplane.api.paging import PageTokens, page_size
+from controlplane.api.paging import PageTokens, fitting, page_size
 from controlplane.api.pb import agents_grpc, agents_pb, messages_pb
+from controlplane.custom_agents import custom_agent_types, is_custom, shown_path
+from controlplane.domain.limits import Limits, check_bytes, map_size
 from controlplane.domain.model import AgentInfo, AgentStatus, now
 from controlplane.domain.tasks import validate_request_id
 from controlplane.errors import (
@@ -35,6 +36,7 @@ from controlplane.logbook import LogBook, LogFilter
 from controlplane.scheduler.engine import Engine
 
 DEFAULT_GRACE = 30.0
+MAX_GRACE = 86400.0
 SPAWN_WAIT = 15.0  # seconds SpawnAgents waits for launched processes to register
 SPAWN_MEMORY = 10_000  # SpawnAgents request_ids remembered (oldest forgotten first)
 
@@ -51,6 +53,7 @@ class AgentServicer(agents_grpc.AgentServiceServicer):
         self.pm = pm
         self.settings = settings
         self.tokens = PageTokens()
+        self.limits = Limits.from_settings(settings)
         # (principal, request_id) -> (the request without its id, the launches it made).
         self._spawns: OrderedDict[tuple[str, str], tuple[bytes, asyncio.Future[list[Launch]]]] = OrderedDict()
         # Held from the max_agents check until the launches exist, so concurrent calls cannot overshoot.
@@ -75,6 +78,16 @@ class AgentServicer(agents_grpc.AgentServiceServicer):
                        if principal is None or getattr(self.engine.tasks.get(t), "owner", None) == principal]
             return convert.agent_to_pb(info, running, session.free)
         return convert.agent_to_pb(info)
+
+    def _listed(self, info: AgentInfo) -> messages_pb.Agent:
+        """An agent as a list shows it; labels over ``limits.agent_labels_bytes`` (an agent registered
+        before the limit was checked) are left out, with the label ``maos.labels-omitted`` saying so."""
+        msg = self._pb(info)
+        if map_size(msg.labels) > self.limits.agent_labels:
+            size = map_size(msg.labels)
+            msg.labels.clear()
+            msg.labels["maos.labels-omitted"] = f"{size} bytes"
+        return msg
 
     def _info(self, name: str) -> AgentInfo:
         agent_id = convert.parse_name(name, "agents")
@@ -121,8 +134,9 @@ class AgentServicer(agents_grpc.AgentServiceServicer):
                 continue
             agents.append((session is None, info.connect_time or 0, info))
         agents.sort(key=lambda row: (row[0], -row[1], row[2].id))
-        page = agents[start:start + size]
-        response = agents_pb.ListAgentsResponse(agents=[self._pb(info) for _, _, info in page])
+        page = [self._listed(info) for _, _, info in agents[start:start + size]]
+        size = fitting(page, self.limits.response)  # a page full in bytes ends early
+        response = agents_pb.ListAgentsResponse(agents=page[:size])
         if start + size < len(agents):
             response.next_page_token = self.tokens.issue(start + size, filters.SerializeToString(deterministic=True))
         return response
@@ -135,7 +149,9 @@ class AgentServicer(agents_grpc.AgentServiceServicer):
         count = request.count or 1
         if not 1 <= count <= 100:
             raise InvalidArgument("count must be between 1 and 100", field="count")
-        spec = agent_type(self.pm, self.settings, request.agent_type)
+        check_bytes([("labels", map_size(request.labels), self.limits.agent_labels,
+                      "limits.agent_labels_bytes")])
+        spec = await asyncio.to_thread(agent_type, self.pm, self.settings, request.agent_type)
         if self.launcher is None:
             raise FailedPrecondition("this control plane does not launch local agents",
                                      reason="ERROR_REASON_NOT_SUPPORTED")
@@ -208,9 +224,10 @@ class AgentServicer(agents_grpc.AgentServiceServicer):
     async def TerminateAgent(self, request, context: grpc.aio.ServicerContext) -> agents_pb.TerminateAgentResponse:
         validate_request_id(request.request_id)
         info = self._managed(request.name, "terminate")
-        grace = convert.seconds(request.grace) if request.HasField("grace") else DEFAULT_GRACE
-        if grace < 0:
-            raise InvalidArgument("grace cannot be negative", field="grace")
+        grace = convert.checked_seconds(request.grace, "grace") if request.HasField("grace") else \
+            DEFAULT_GRACE
+        if not 0 <= grace <= MAX_GRACE:
+            raise InvalidArgument(f"grace must be between 0 and {MAX_GRACE:g} seconds", field="grace")
         info = self.engine.terminate_agent(info.id, grace, request.force)
         answer = self._pb(info)
         await self.engine.committer.durable()  # re-queued work and the agent's state are recorded
@@ -235,9 +252,10 @@ class AgentServicer(agents_grpc.AgentServiceServicer):
         return agents_pb.ResumeAgentResponse(agent=answer)
 
     async def DrainAgent(self, request, context: grpc.aio.ServicerContext) -> agents_pb.DrainAgentResponse:
-        grace = convert.seconds(request.grace) if request.HasField("grace") else DEFAULT_GRACE
-        if grace < 0:
-            raise InvalidArgument("grace cannot be negative", field="grace")
+        grace = convert.checked_seconds(request.grace, "grace") if request.HasField("grace") else \
+            DEFAULT_GRACE
+        if not 0 <= grace <= MAX_GRACE:
+            raise InvalidArgument(f"grace must be between 0 and {MAX_GRACE:g} seconds", field="grace")
         info = self.engine.drain_agent(self._managed(request.name, "drain").id, grace)
         answer = self._pb(info)  # as of the request: the agent may be gone once the commit is done
         launch = self.launcher.by_agent(info.id) if self.launcher else None
@@ -247,22 +265,29 @@ class AgentServicer(agents_grpc.AgentServiceServicer):
         return agents_pb.DrainAgentResponse(agent=answer)
 
     async def ListAgentTypes(self, request, context: grpc.aio.ServicerContext) -> agents_pb.ListAgentTypesResponse:
+        # Off the event loop: collecting the types reads the custom agent files of MAOS_HOME/agents.
+        types, custom = await asyncio.to_thread(
+            lambda: (agent_types(self.pm, self.settings), custom_agent_types(self.pm, self.settings)))
+        home = self.settings
         return agents_pb.ListAgentTypesResponse(
             agent_types=[
                 agents_pb.AgentType(name=s.name, base_type=s.base_type, capabilities=list(s.capabilities),
-                                    description=s.description, source=s.source,
+                                    description=s.description,
+                                    source=shown_path(s.source, home) if is_custom(s, home) else s.source,
                                     spawnable=self.launcher is not None)
-                for s in sorted(agent_types(self.pm, self.settings).values(), key=lambda s: s.name)
+                for s in sorted(types.values(), key=lambda s: s.name)
             ],
-            problems=[str(p) for p in custom_agent_types(self.pm, self.settings).problems],
+            # Paths relative to MAOS_HOME: where the server's files live is not the caller's business.
+            problems=[f"{shown_path(p.path, home)}: {p.message}" for p in custom.problems],
         )
 
     async def RestartAgent(self, request, context: grpc.aio.ServicerContext
                            ) -> agents_pb.RestartAgentResponse:
         info = self._managed(request.name, "restart")
-        grace = convert.seconds(request.grace) if request.HasField("grace") else DEFAULT_GRACE
-        if grace < 0:
-            raise InvalidArgument("grace cannot be negative", field="grace")
+        grace = convert.checked_seconds(request.grace, "grace") if request.HasField("grace") else \
+            DEFAULT_GRACE
+        if not 0 <= grace <= MAX_GRACE:
+            raise InvalidArgument(f"grace must be between 0 and {MAX_GRACE:g} seconds", field="grace")
         launch = self.launcher.by_agent(info.id) if self.launcher else None
         if launch is None and info.managed and info.status == AgentStatus.TERMINATED:
             raise FailedPrecondition(f"agent agents/{info.id} is TERMINATED (stopped or restarted already); "

@@ -13,11 +13,11 @@ from controlplane.api.paging import PageTokens, page_size
 from controlplane.api.pb import enums_pb, messages_pb
 from controlplane.checkpoints.record import CheckpointRecord
 from controlplane.checkpoints.service import Checkpoints
+from controlplane.domain.limits import MAX_NAME_BYTES, MAX_TEXT_BYTES, check_bytes, size_of
 from controlplane.domain.tasks import validate_request_id
 from controlplane.errors import InvalidArgument
 
 CHUNK = 1024 * 1024  # export chunk size (well under the 16 MiB message limit)
-MAX_IMPORT = 4 * 1024 * 1024 * 1024
 
 
 def checkpoint_to_pb(r: CheckpointRecord) -> messages_pb.Checkpoint:
@@ -48,6 +48,8 @@ class CheckpointServicer(pb_grpc.CheckpointServiceServicer):
     async def CreateCheckpoint(self, request: pb.CreateCheckpointRequest, context: grpc.aio.ServicerContext
                                ) -> pb.CreateCheckpointResponse:
         validate_request_id(request.request_id)
+        check_bytes([("display_name", size_of(request.display_name), MAX_NAME_BYTES, ""),
+                     ("description", size_of(request.description), MAX_TEXT_BYTES, "")])
         record = await self.checkpoints.create(request.display_name, request.description)
         assert record is not None  # only automatic checkpoints are skipped
         return pb.CreateCheckpointResponse(checkpoint=checkpoint_to_pb(record))
@@ -78,8 +80,7 @@ class CheckpointServicer(pb_grpc.CheckpointServiceServicer):
     async def ImportCheckpoint(self, request_iterator: AsyncIterator[pb.ImportCheckpointRequest],
                                context: grpc.aio.ServicerContext) -> pb.ImportCheckpointResponse:
         meta: CheckpointRecord | None = None
-        chunks: list[bytes] = []
-        received = 0
+        upload = self.checkpoints.upload()  # bounded and checked chunk by chunk as it arrives
         async for part in request_iterator:
             if part.HasField("checkpoint"):
                 if meta is not None:
@@ -88,15 +89,12 @@ class CheckpointServicer(pb_grpc.CheckpointServiceServicer):
             elif part.HasField("chunk"):
                 if meta is None:
                     raise InvalidArgument("send the checkpoint metadata before the payload", field="checkpoint")
-                received += len(part.chunk)
-                if received > MAX_IMPORT:
-                    raise InvalidArgument("the payload is larger than 4 GiB", field="chunk")
-                chunks.append(part.chunk)
+                upload.add(part.chunk)
         if meta is None:
             raise InvalidArgument("no checkpoint metadata was sent", field="checkpoint")
         if not meta.sha256:
             raise InvalidArgument("checkpoint.sha256 is required", field="checkpoint.sha256")
-        record = await self.checkpoints.import_(meta, b"".join(chunks))
+        record = await self.checkpoints.import_(meta, upload.payload())
         return pb.ImportCheckpointResponse(checkpoint=checkpoint_to_pb(record))
 
     async def DeleteCheckpoint(self, request: pb.DeleteCheckpointRequest, context: grpc.aio.ServicerContext

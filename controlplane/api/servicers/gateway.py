@@ -31,6 +31,7 @@ from controlplane.api import convert
 from controlplane.api.admission import Admitted, AgentAdmission
 from controlplane.api.context import caller_var, current_principal
 from controlplane.api.pb import errors_pb, gateway_grpc, gateway_pb, messages_pb
+from controlplane.domain.limits import Limits, check_bytes, clip_bytes, map_size, quote, size_of
 from controlplane.domain.model import AgentInfo
 from controlplane.domain.tasks import valid_type_name
 from controlplane.errors import FailedPrecondition, InvalidArgument, Unauthenticated
@@ -58,6 +59,9 @@ MAX_CONCURRENCY = 1024
 MAX_ASSIGNMENT_BATCH = 256
 #: ... and about this many bytes (an assignment larger than that goes alone).
 MAX_BATCH_BYTES = 1024 * 1024
+#: Most bytes of one assignment, well under the agents' 16 MiB receive limit: beyond it the inputs
+#: (outputs of the steps it depends on, each up to ``limits.result_bytes``) are cut to fit.
+MAX_ASSIGNMENT_BYTES = 12 * 1024 * 1024
 
 
 def ref_from_pb(ref: gateway_pb.AssignmentRef) -> Ref | None:
@@ -70,7 +74,7 @@ def ref_from_pb(ref: gateway_pb.AssignmentRef) -> Ref | None:
 
 def _bad_ref(ref: gateway_pb.AssignmentRef) -> Ack:
     return Ack(Ref("", "", ref.attempt, ref.lease_epoch), False, "ERROR_REASON_INVALID_FIELD",
-               f"ref.subtask {ref.subtask!r} is not tasks/TASK/subtasks/SUBTASK")
+               f"ref.subtask {quote(ref.subtask)} is not tasks/TASK/subtasks/SUBTASK")
 
 
 def ref_to_pb(ref: Ref) -> gateway_pb.AssignmentRef:
@@ -101,7 +105,21 @@ def assignment_to_pb(command: Assign) -> gateway_pb.Assignment:
     )
     if command.resume_checkpoint is not None:
         msg.resume_checkpoint = command.resume_checkpoint
+    if msg.ByteSize() > MAX_ASSIGNMENT_BYTES and msg.inputs:
+        _fit_inputs(msg)
     return msg
+
+
+def _fit_inputs(msg: gateway_pb.Assignment) -> None:
+    """Cut the inputs of an assignment over :data:`MAX_ASSIGNMENT_BYTES`, each to an equal share of the room."""
+    inputs = dict(msg.inputs)
+    room = MAX_ASSIGNMENT_BYTES - (msg.ByteSize() - sum(size_of(k) + size_of(v) + 16 for k, v in inputs.items()))
+    share = max(1024, room // len(inputs) - 64)  # less the framing of each map entry
+    for key, value in inputs.items():
+        size = size_of(value)
+        if size > share:
+            note = f"\n[cut: the whole input is {size} bytes]"
+            msg.inputs[key] = clip_bytes(value, max(0, share - size_of(note))) + note
 
 
 def take_assignments(first: Assign, outbox: asyncio.Queue[Any]) -> tuple[gateway_pb.Assignments, Any]:
@@ -168,14 +186,26 @@ def command_to_pb(command: Any) -> gateway_pb.ConnectResponse:
     raise TypeError(f"unknown agent command {command!r}")
 
 
+def result_size(result: gateway_pb.SubtaskResult) -> int:
+    """The bytes a result stores: its output and its artifacts (names, types, inline content, uris)."""
+    return size_of(result.output) + sum(
+        size_of(a.name) + size_of(a.media_type) + len(a.content) + size_of(a.uri) + size_of(a.sha256)
+        for a in result.artifacts)
+
+
 def launch_id_honoured() -> bool:
     """Whether the current caller may claim a launch (access control off, or the local agents' key)."""
     caller = caller_var.get()
     return caller is None or (isinstance(caller, Caller) and caller.principal == f"users/{AGENT_USER}")
 
 
-def agent_from_register(reg: gateway_pb.Register, peer: str) -> AgentInfo:
-    """Validate a Register message and make the agent's record (not ``managed``: the caller decides that)."""
+def agent_from_register(reg: gateway_pb.Register, peer: str, limits: Limits | None = None) -> AgentInfo:
+    """Validate a Register message and make the agent's record (not ``managed``: the caller decides that).
+
+    Everything the agent describes itself with is kept and listed by ``ListAgents`` for as long as its
+    record lives, so each field is bounded in bytes (``limits.agent_*``).
+    """
+    limits = limits or Limits()
     if not valid_type_name(reg.agent_type):
         raise InvalidArgument(
             "register.agent_type must start with a letter and hold only letters, digits, '_' or '-' (max 63)",
@@ -188,6 +218,18 @@ def agent_from_register(reg: gateway_pb.Register, peer: str) -> AgentInfo:
     if len(reg.capabilities) > 256 or any(not c or len(c) > 64 for c in reg.capabilities):
         raise InvalidArgument("register.capabilities: at most 256, each 1-64 characters",
                               field="register.capabilities")
+    check_bytes([
+        ("register.labels", map_size(reg.labels), limits.agent_labels, "limits.agent_labels_bytes"),
+        ("register.hostname", size_of(reg.hostname), limits.agent_hostname, "limits.agent_hostname_bytes"),
+        ("register.language", size_of(reg.language), limits.agent_field, ""),
+        ("register.sdk_version", size_of(reg.sdk_version), limits.agent_field, ""),
+        ("register.capabilities", sum(size_of(c) for c in reg.capabilities), 256 * 64, ""),
+        ("register.launch_id", size_of(reg.launch_id), limits.agent_field, ""),
+        ("register.resume.session_id", size_of(reg.resume.session_id), limits.agent_field, ""),
+    ])
+    if len(reg.resume.assignments) > MAX_CONCURRENCY:
+        raise InvalidArgument(f"register.resume.assignments: at most {MAX_CONCURRENCY}",
+                              field="register.resume.assignments")
     return AgentInfo(
         id="",
         agent_type=reg.agent_type,
@@ -210,6 +252,8 @@ class GatewayServicer(gateway_grpc.AgentGatewayServicer):
         self.launcher = launcher
         self.logbook = logbook
         self.admission = admission
+        settings = getattr(engine, "settings", None)
+        self.limits = Limits.from_settings(settings) if settings is not None else Limits()
         self._background: set[asyncio.Task[None]] = set()
 
     async def _first(self, requests: AsyncIterator[gateway_pb.ConnectRequest],
@@ -245,7 +289,7 @@ class GatewayServicer(gateway_grpc.AgentGatewayServicer):
             raise FailedPrecondition("the first message of a stream must be register",
                                      reason="ERROR_REASON_NOT_REGISTERED")
         reg = first.register
-        info = agent_from_register(reg, context.peer())
+        info = agent_from_register(reg, context.peer(), self.limits)
         resume_refs = [r for r in (ref_from_pb(x) for x in reg.resume.assignments) if r is not None]
         resume_id = convert.parse_name(reg.resume.agent, "agents", "register.resume.agent") if reg.resume.agent else ""
         admitted = Admitted()
@@ -347,6 +391,15 @@ class GatewayServicer(gateway_grpc.AgentGatewayServicer):
         if ref is None:
             session.send(_bad_ref(result.ref))
             return
+        size = result_size(result)
+        if size > self.limits.result:
+            # Stored, a result this large would make its task's reads fail for good (issue 11): the
+            # subtask fails instead, saying why, and is not retried (the same work gives the same size).
+            self.engine.report_failure(
+                session, ref, f"result rejected: result.output and artifacts are {size} bytes; the limit is "
+                f"{self.limits.result} bytes (limits.result_bytes); return large output as an artifact uri",
+                False, 0.0, "ResultTooLarge", convert.usage_from_pb(result.usage))
+            return
         self.engine.report_result(session, ref, result.output,
                                   [convert.artifact_from_pb(a) for a in result.artifacts],
                                   convert.usage_from_pb(result.usage))
@@ -374,7 +427,9 @@ class GatewayServicer(gateway_grpc.AgentGatewayServicer):
                         continue
                     f = msg.failure
                     engine.report_failure(
-                        session, ref, f.message, f.retryable, convert.seconds(f.retry_after), f.error_type,
+                        session, ref, clip_bytes(f.message, self.limits.report_text), f.retryable,
+                        min(max(0.0, convert.seconds(f.retry_after)), 86400.0),
+                        clip_bytes(f.error_type, self.limits.agent_field),
                         convert.usage_from_pb(f.usage),
                     )
                 elif kind == "progress":
@@ -382,18 +437,21 @@ class GatewayServicer(gateway_grpc.AgentGatewayServicer):
                     if ref is not None:
                         p = msg.progress
                         engine.report_progress(
-                            session, ref, p.fraction, p.message, p.checkpoint if p.HasField("checkpoint") else None
+                            session, ref, p.fraction, clip_bytes(p.message, self.limits.progress_message),
+                            p.checkpoint if p.HasField("checkpoint") else None
                         )
                 elif kind == "output":
                     ref = ref_from_pb(msg.output.ref)
                     if ref is not None:
-                        engine.report_output(session, ref, msg.output.text, msg.output.sequence)
+                        text = clip_bytes(msg.output.text, self.limits.report_text)
+                        engine.report_output(session, ref, text, msg.output.sequence)
                 elif kind == "vote":
                     v = msg.vote
-                    engine.cast_vote(session, v.proposal, v.candidate_id, v.confidence, v.rationale, v.round)
+                    engine.cast_vote(session, v.proposal, v.candidate_id, v.confidence,
+                                     clip_bytes(v.rationale, self.limits.report_text), v.round)
                 elif kind == "logs":
                     if self.logbook is not None:
-                        self.logbook.extend(self._own_record(convert.log_entry_from_pb(r, session.id))
+                        self.logbook.extend(self._own_record(convert.log_entry_from_pb(r, session.id, self.limits.log_message))
                                             for r in msg.logs.records[:100])
                 elif kind == "state":
                     self._state(session, msg.state)

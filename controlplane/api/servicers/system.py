@@ -13,10 +13,11 @@ import grpc
 from controlplane.access.permissions import MANAGE_ALL_AGENTS, VIEW_ALL_TASKS
 from controlplane.api import convert
 from controlplane.api.context import caller_may, current_principal
-from controlplane.api.paging import PageTokens, page_size
+from controlplane.api.paging import PageTokens, fitting, page_size
 from controlplane.api.pb import enums_pb, system_grpc, system_pb
 from controlplane.config import OPTIONS, Settings, parse_value
 from controlplane.domain.events import Event
+from controlplane.domain.limits import Limits, quote
 from controlplane.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
 from controlplane.logbook import LEVELS, LogBook, LogEntry, LogFilter, Visibility
 from controlplane.metrics import Metrics
@@ -46,6 +47,7 @@ class SystemServicer(system_grpc.SystemServiceServicer):
         self.history = history
         self.logbook = logbook
         self.tokens = PageTokens()
+        self.limits = Limits.from_settings(settings)
         self.settings = settings
         self.metrics = metrics
         self.redis_check = redis_check
@@ -205,8 +207,7 @@ class SystemServicer(system_grpc.SystemServiceServicer):
         if len(request.contains) > MAX_CONTAINS:
             raise InvalidArgument(
                 f"contains is at most {MAX_CONTAINS} characters (got {len(request.contains)})", field="contains")
-        has_since = getattr(request, "since", None) and request.HasField("since")  # TailLogs has none
-        since = convert.epoch(request.since) if has_since else None
+        since = convert.optional_epoch(request, "since") if hasattr(request, "since") else None  # not TailLogs
         if since is not None and since > time.time() + MAX_SINCE_AHEAD:
             raise InvalidArgument("since is in the future", field="since")
         agent_id = convert.parse_name(request.agent, "agents", "agent") if request.agent else ""
@@ -237,7 +238,11 @@ class SystemServicer(system_grpc.SystemServiceServicer):
         position = self.tokens.read(request.page_token, digest)
         entries = (self.logbook.query_newest(wanted, position, size + 1) if newest_first
                    else self.logbook.query(wanted, position or 0, size + 1))
-        response = system_pb.ListLogsResponse(records=[convert.log_entry_to_pb(e) for e in entries[:size]])
+        records = [convert.log_entry_to_pb(e) for e in entries[:size]]
+        fit = fitting(records, self.limits.response)
+        if fit < len(records):  # the page is full in bytes before it is in records
+            entries, records, size = entries[:fit + 1], records[:fit], fit
+        response = system_pb.ListLogsResponse(records=records)
         if len(entries) > size:
             response.next_page_token = self.tokens.issue(entries[size - 1].seq, digest)
         return response
@@ -268,6 +273,10 @@ class SystemServicer(system_grpc.SystemServiceServicer):
     async def WatchEvents(self, request: system_pb.WatchEventsRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[system_pb.WatchEventsResponse]:
         engine = self.engine
         types = set(request.event_types)
+        for index, value in enumerate(request.event_types):
+            if value == 0 or value not in enums_pb.EventType.values():
+                raise InvalidArgument(f"event_types[{index}] {value} is not an event type",
+                                      field=f"event_types[{index}]")
         task_id = convert.parse_name(request.task, "tasks", "task") if request.task else ""
 
         # Events of other principals' tasks only for holders of task:view-all (as GetTask).
@@ -309,7 +318,8 @@ class SystemServicer(system_grpc.SystemServiceServicer):
         if not after_event_id:
             return []
         incarnation, _, sequence = after_event_id.partition(".")
-        if not (incarnation.isdigit() and sequence.isdigit()):
+        # ASCII digits only: str.isdigit() also takes "²" and "٣", which int() reads or refuses.
+        if not all(part.isascii() and part.isdigit() and len(part) <= 18 for part in (incarnation, sequence)):
             raise InvalidArgument("after_event_id must be an event id as returned in Event.id",
                                   field="after_event_id")
         kept = list(self.engine.recent_events)
@@ -326,7 +336,7 @@ class SystemServicer(system_grpc.SystemServiceServicer):
         values = []
         for key in keys:
             if key not in OPTIONS:
-                raise InvalidArgument(f"unknown setting {key!r}", field="keys")
+                raise InvalidArgument(f"unknown setting {quote(key)}", field="keys")
             shown = shown_setting(key, self.engine.runtime.get(key, self.settings[key]))
             values.append(system_pb.ConfigValue(key=key, value=shown, description=OPTIONS[key].description,
                                                 source="runtime" if key in self.engine.runtime else self.settings.source(key)))
@@ -335,7 +345,7 @@ class SystemServicer(system_grpc.SystemServiceServicer):
     async def SetConfig(self, request: system_pb.SetConfigRequest, context: grpc.aio.ServicerContext) -> system_pb.SetConfigResponse:
         option = OPTIONS.get(request.key)
         if option is None:
-            raise InvalidArgument(f"unknown setting {request.key!r}", field="key")
+            raise InvalidArgument(f"unknown setting {quote(request.key)}", field="key")
         if not option.runtime:
             raise InvalidArgument(
                 f"{request.key} cannot change while running; set it in config.yml or {option.env_var} and restart",

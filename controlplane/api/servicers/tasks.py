@@ -4,23 +4,29 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 
 import grpc
 
-from controlplane.api import convert
 from controlplane.access.permissions import PLAN_WITH_MODEL, VIEW_ALL_TASKS
 from controlplane.access.rate_limit import RATE_LIMITED
+from controlplane.api import convert
 from controlplane.api.auth import DENIALS
 from controlplane.api.context import caller_may, caller_var, current_principal
 from controlplane.api.errors import status_code_for, submit_error
-from controlplane.api.paging import PageTokens, page_size
+from controlplane.api.paging import PageTokens, fitting, page_size
 from controlplane.api.pb import enums_pb, messages_pb, tasks_grpc, tasks_pb
 from controlplane.config import Settings
+from controlplane.domain.limits import MAX_TEXT_BYTES, Limits, check_bytes, clip_bytes, size_of, utf8_chunk
 from controlplane.domain.model import RetryPolicy, Task, TaskStatus
 from controlplane.domain.tasks import MAX_TIMEOUT, validate_request_id, validate_task
 from controlplane.errors import (
-    FailedPrecondition, FieldViolation, InvalidArgument, MaosError, NotFound, ResourceExhausted,
+    FailedPrecondition,
+    FieldViolation,
+    InvalidArgument,
+    MaosError,
+    NotFound,
+    ResourceExhausted,
 )
 from controlplane.scheduler.engine import Engine
 from controlplane.storage.base import TaskQuery
@@ -30,6 +36,30 @@ MAX_BATCH = 1000
 MAX_STREAM_IN_FLIGHT = 1024
 STREAM_SUBMIT = "/maos.v1.TaskService/StreamSubmitTasks"
 UPDATABLE = {"priority", "max_agents"}
+
+
+#: Bytes kept free in a response for what is not counted (framing, the task name, usage).
+RESPONSE_MARGIN = 4096
+
+
+def fit_outputs(subtasks: Sequence[messages_pb.Subtask], artifacts: Sequence[messages_pb.Artifact],
+                budget: int) -> bool:
+    """Cut subtask outputs and drop inline artifact contents until they fit in ``budget`` bytes.
+
+    Each output gets an equal share of the budget; an artifact whose content is over its share keeps
+    its name, size and digest but not its content. Returns whether anything was cut.
+    """
+    total = sum(size_of(s.output) for s in subtasks) + sum(len(a.content) for a in artifacts)
+    if total <= budget:
+        return False
+    share = max(1024, budget // max(1, len(subtasks) + len(artifacts)))
+    for sub in subtasks:
+        if size_of(sub.output) > share:
+            sub.output = clip_bytes(sub.output, share)
+    for artifact in artifacts:
+        if len(artifact.content) > share:
+            artifact.content = b""
+    return True
 
 
 def request_hash(request: object) -> str:
@@ -54,6 +84,7 @@ class TaskServicer(tasks_grpc.TaskServiceServicer):
         self.admit = admit
         self.audit = audit
         self.tokens = PageTokens()
+        self.limits = Limits.from_settings(settings)
         self.retry_defaults = RetryPolicy(
             max_retries=settings["tasks.default_max_retries"],
             initial_backoff=settings["tasks.default_initial_backoff"],
@@ -67,7 +98,8 @@ class TaskServicer(tasks_grpc.TaskServiceServicer):
             retry_defaults=self.retry_defaults,
             prefix=prefix,
         )
-        validate_task(task, max_description_length=self.settings["tasks.max_description_length"], prefix=prefix)
+        validate_task(task, max_description_length=self.settings["tasks.max_description_length"],
+                      prefix=prefix, limits=self.limits)
         task.id = self.engine.new_task_id()
         return task
 
@@ -180,6 +212,9 @@ class TaskServicer(tasks_grpc.TaskServiceServicer):
         response = tasks_pb.GetTaskResponse(task=convert.task_to_pb(task, self.engine.explain(task), subtasks))
         if request.view == enums_pb.TASK_VIEW_FULL:
             response.subtasks.extend(convert.subtask_to_pb(s) for s in subtasks)
+            # Whole outputs are read with GetTaskResults; here they are cut to fit the response.
+            fit_outputs(response.subtasks, [a for s in response.subtasks for a in s.artifacts],
+                        self.limits.response // 2)
             plan = convert.plan_to_pb(task.plan)
             if plan is not None:
                 response.plan.CopyFrom(plan)
@@ -204,7 +239,7 @@ class TaskServicer(tasks_grpc.TaskServiceServicer):
             statuses=[TaskStatus(s) for s in request.statuses],
             task_types=list(request.task_types),
             priorities=[int(p) for p in priorities],
-            since=convert.epoch(request.since) if request.HasField("since") else None,
+            since=convert.optional_epoch(request, "since"),
             owner=(request.owner or None) if caller_may(VIEW_ALL_TASKS) else current_principal(),
             batch=convert.parse_name(request.batch, "batches", "batch") if request.batch else None,
             before_seq=before,
@@ -215,14 +250,31 @@ class TaskServicer(tasks_grpc.TaskServiceServicer):
         tasks = [self.engine.tasks.get(t.id, t) for t in rows]
         more = len(tasks) > size
         tasks = tasks[:size]
-        response = tasks_pb.ListTasksResponse(
-            tasks=[convert.task_to_pb(t, self.engine.explain(t) if not t.status.finished else "") for t in tasks]
-        )
+        messages = [self._listed(convert.task_to_pb(t, "" if t.status.finished else self.engine.explain(t)))
+                    for t in tasks]
+        fit = fitting(messages, self.limits.response)
+        if fit < len(messages):  # the page is full in bytes before it is in tasks
+            more, tasks, messages = True, tasks[:fit], messages[:fit]
+        response = tasks_pb.ListTasksResponse(tasks=messages)
         if more:
             response.next_page_token = self.tokens.issue(tasks[-1].seq, digest)
         return response
 
+    def _listed(self, msg: messages_pb.Task) -> messages_pb.Task:
+        """A task as a list shows it: whole, unless it alone is over the response budget (stored before
+        the limits were checked); then its context and constraints are cut, with a warning saying so."""
+        budget = self.limits.response
+        if msg.ByteSize() <= budget:
+            return msg
+        cut = [name for name in ("context", "constraints") if size_of(getattr(msg, name)) > budget // 4]
+        for name in cut:
+            setattr(msg, name, clip_bytes(getattr(msg, name), budget // 4))
+        msg.warnings.append(
+            f"{' and '.join(cut)} cut to {budget // 4} bytes in this listing; GetTask shows them")
+        return msg
+
     async def CancelTask(self, request: tasks_pb.CancelTaskRequest, context: grpc.aio.ServicerContext) -> tasks_pb.CancelTaskResponse:
+        check_bytes([("reason", size_of(request.reason), MAX_TEXT_BYTES, "")])
         validate_request_id(request.request_id)
         task = await self._visible(request.name)
         if request.request_id and task.status == TaskStatus.CANCELLED:
@@ -265,6 +317,8 @@ class TaskServicer(tasks_grpc.TaskServiceServicer):
         return tasks_pb.UpdateTaskResponse(task=await self._task_pb(task))
 
     async def GetTaskResults(self, request: tasks_pb.GetTaskResultsRequest, context: grpc.aio.ServicerContext) -> tasks_pb.GetTaskResultsResponse:
+        if request.max_output_bytes < 0:
+            raise InvalidArgument("max_output_bytes cannot be negative", field="max_output_bytes")
         task = await self._visible(request.name)
         if not task.status.finished:
             raise FailedPrecondition(
@@ -272,19 +326,26 @@ class TaskServicer(tasks_grpc.TaskServiceServicer):
                 "(use `maos task wait`)",
                 reason="ERROR_REASON_RESULT_NOT_READY",
             )
-        subtasks = await self.engine.get_subtasks(task.id)
-        artifacts = [convert.artifact_to_pb(a) for s in subtasks for a in s.artifacts]
-        result = messages_pb.TaskResult(
-            task=task.name,
-            status=int(task.status),
-            output=task.output,
-            artifacts=artifacts,
-            usage=convert.usage_to_pb(task.usage),
-            subtasks=[convert.subtask_to_pb(s) for s in subtasks],
-            failure=convert.failure_to_pb(task.failure),
-            consensus=convert.consensus_to_pb(task.consensus_state),
-        )
-        return tasks_pb.GetTaskResultsResponse(result=result)
+        budget = self.limits.response
+        result = messages_pb.TaskResult(task=task.name, status=int(task.status),
+                                        usage=convert.usage_to_pb(task.usage),
+                                        failure=convert.failure_to_pb(task.failure))
+        truncated = False
+        if request.output_offset == 0:  # the first chunk carries everything else
+            subtasks = await self.engine.get_subtasks(task.id)
+            result.artifacts.extend(convert.artifact_to_pb(a) for s in subtasks for a in s.artifacts)
+            result.subtasks.extend(convert.subtask_to_pb(s) for s in subtasks)
+            consensus = convert.consensus_to_pb(task.consensus_state)
+            if consensus is not None:
+                result.consensus.CopyFrom(consensus)
+            truncated = fit_outputs(result.subtasks, [*result.artifacts, *(a for s in result.subtasks
+                                                                          for a in s.artifacts)], budget // 2)
+        room = budget - result.ByteSize() - RESPONSE_MARGIN
+        limit = min(request.max_output_bytes or room, room)
+        result.output, following = utf8_chunk(task.output, request.output_offset, limit)
+        return tasks_pb.GetTaskResultsResponse(
+            result=result, output_size=size_of(task.output), output_offset=request.output_offset,
+            next_output_offset=following, truncated=truncated)
 
     async def AnalyzeTask(self, request: tasks_pb.AnalyzeTaskRequest, context: grpc.aio.ServicerContext) -> tasks_pb.AnalyzeTaskResponse:
         which = request.WhichOneof("target")

@@ -1,4 +1,5 @@
-"""Property-based fuzz of every user-facing unary RPC, and the submit stream, with random and invalid messages.
+"""Property-based fuzz of every user-facing RPC, unary and streaming, and the agent gateway, with random and
+invalid messages.
 
 One control plane runs for the whole module on its own event loop in a background
 thread; hypothesis drives synchronous tests that call it through that loop. The
@@ -9,6 +10,7 @@ a mutating RPC leaves the observable state (tasks, agents, status counts) unchan
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import os
 import threading
@@ -24,6 +26,8 @@ from hypothesis import strategies as st
 
 from agent_sdk.proto.maos.v1 import (
     access_service_pb2,
+    agent_gateway_pb2 as gateway_pb2,
+    agent_gateway_pb2_grpc,
     access_service_pb2_grpc,
     agent_service_pb2,
     agent_service_pb2_grpc,
@@ -452,3 +456,138 @@ def test_stream_submit_answers_every_request_cleanly(remote: Remote) -> None:
         assert after - before == stored - before  # refused requests stored nothing
 
     fuzz()
+
+
+# ---------------------------------------------------------------- streaming RPCs and the agent gateway
+
+#: Seconds a streaming call is given to answer or fail before it is taken as open and cancelled.
+STREAM_WAIT = 0.3
+STREAM_FUZZ = settings(FUZZ, max_examples=max(5, FUZZ.max_examples // 3))
+SERVER_STREAMING = [(s, m.name, m) for module, _, s in SERVICES
+                    for m in module.DESCRIPTOR.services_by_name[s].methods
+                    if m.server_streaming and not m.client_streaming]
+
+
+async def _first_outcome(call: Any) -> tuple[grpc.StatusCode | None, str]:
+    """How a streaming call answered: its status if it failed or ended within STREAM_WAIT, else None."""
+    try:
+        while True:
+            message = await asyncio.wait_for(call.read(), STREAM_WAIT)
+            if message is grpc.aio.EOF:
+                return grpc.StatusCode.OK, ""
+    except TimeoutError:
+        return None, ""
+    except grpc.aio.AioRpcError as exc:
+        return exc.code(), exc.details() or ""
+    finally:
+        call.cancel()
+
+
+@pytest.mark.parametrize(("service", "method", "descriptor"), SERVER_STREAMING,
+                         ids=[f"{s}.{m}" for s, m, _ in SERVER_STREAMING])
+def test_server_streams_never_fail_internally(remote: Remote, service: str, method: str, descriptor: Any) -> None:
+    """WatchTask, TailLogs, WatchEvents, ExportCheckpoint: a random request fails cleanly or streams."""
+    request_cls = getattr(
+        next(module for module, _, name in SERVICES if name == service), descriptor.input_type.name)
+
+    @STREAM_FUZZ
+    @given(values=message(descriptor.input_type))
+    def fuzz(values: dict[str, Any]) -> None:
+        request = build(request_cls, values)
+
+        async def go() -> tuple[grpc.StatusCode | None, str]:
+            return await _first_outcome(getattr(remote.stubs[service], method)(request, timeout=CALL_TIMEOUT))
+
+        code, detail = remote.run(go(), timeout=CALL_TIMEOUT + 10)
+        assert code not in FORBIDDEN, f"{service}.{method} -> {code}: {detail}\nrequest: {request!r:.2000}"
+
+    fuzz()
+
+
+def test_import_checkpoint_never_fails_internally(remote: Remote) -> None:
+    """Random metadata and chunks: refused cleanly, and a refused import stores nothing."""
+    meta = messages_pb2.Checkpoint.DESCRIPTOR
+    chunks = st.lists(st.one_of(st.binary(max_size=64), st.just(b"x\x9c"), st.just(b"\x78\x9c\x03\x00")),
+                      max_size=4)
+
+    @STREAM_FUZZ
+    @given(st.one_of(st.none(), message(meta)), chunks)
+    def fuzz(values: dict[str, Any] | None, parts: list[bytes]) -> None:
+        requests = [] if values is None else [
+            checkpoint_service_pb2.ImportCheckpointRequest(checkpoint=build(messages_pb2.Checkpoint, values))]
+        requests += [checkpoint_service_pb2.ImportCheckpointRequest(chunk=p) for p in parts]
+        before = remote.fingerprint()
+
+        async def go() -> tuple[grpc.StatusCode, str]:
+            try:
+                await remote.stubs["CheckpointService"].ImportCheckpoint(iter(requests), timeout=CALL_TIMEOUT)
+            except grpc.aio.AioRpcError as exc:
+                return exc.code(), exc.details() or ""
+            return grpc.StatusCode.OK, ""
+
+        code, detail = remote.run(go(), timeout=CALL_TIMEOUT + 10)
+        assert code not in FORBIDDEN, f"ImportCheckpoint -> {code.name}: {detail}"
+        if code != grpc.StatusCode.OK:
+            assert remote.fingerprint() == before
+
+    fuzz()
+
+
+def test_recover_verify_only_never_fails_internally(remote: Remote) -> None:
+    """Recover with random fields but verify_only (a real restore would replace the state under the fuzz)."""
+    descriptor = checkpoint_service_pb2.DESCRIPTOR.message_types_by_name["RecoverRequest"]
+
+    @STREAM_FUZZ
+    @given(message(descriptor))
+    def fuzz(values: dict[str, Any]) -> None:
+        request = build(checkpoint_service_pb2.RecoverRequest, values)
+        request.verify_only = True
+        before = remote.fingerprint()
+        code, detail = remote.call("CheckpointService", "Recover", request)
+        assert code not in FORBIDDEN, f"Recover -> {code.name}: {detail}"
+        assert remote.fingerprint() == before
+
+    fuzz()
+
+
+class _Errors(logging.Handler):
+    """Collects ERROR records of the control plane's gateway (a report that broke its handling)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def test_agent_gateway_connect_never_fails_internally(remote: Remote) -> None:
+    """AgentGateway.Connect with a Register (random, or a valid one) and then random reports: the stream
+    ends cleanly or with a clean status, and no report breaks its handling (no error logged)."""
+    register = gateway_pb2.Register.DESCRIPTOR
+    report = gateway_pb2.ConnectRequest.DESCRIPTOR
+    valid = st.fixed_dictionaries({"agent_type": st.just("fuzz"), "max_concurrency": st.integers(1, 4)},
+                                  optional={"labels": st.dictionaries(texts, texts, max_size=3),
+                                            "hostname": texts, "capabilities": st.lists(texts, max_size=3)})
+    errors = _Errors()
+    logger = logging.getLogger("controlplane")
+
+    @STREAM_FUZZ
+    @given(st.one_of(valid, message(register)), st.lists(message(report), max_size=4))
+    def fuzz(first: dict[str, Any], rest: list[dict[str, Any]]) -> None:
+        requests = [gateway_pb2.ConnectRequest(register=build(gateway_pb2.Register, first)),
+                    *(build(gateway_pb2.ConnectRequest, r) for r in rest)]
+
+        async def go() -> tuple[grpc.StatusCode | None, str]:
+            stub = agent_gateway_pb2_grpc.AgentGatewayStub(remote.channel)
+            return await _first_outcome(stub.Connect(iter(requests), timeout=CALL_TIMEOUT))
+
+        code, detail = remote.run(go(), timeout=CALL_TIMEOUT + 10)
+        assert code not in FORBIDDEN, f"Connect -> {code}: {detail}\nrequests: {requests!r:.2000}"
+        assert not errors.records, [r.getMessage() for r in errors.records]
+
+    logger.addHandler(errors)
+    try:
+        fuzz()
+    finally:
+        logger.removeHandler(errors)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 from agent_sdk.proto.maos.v1 import agent_gateway_pb2 as gw
 from agent_sdk.proto.maos.v1 import enums_pb2 as enums
@@ -10,7 +11,13 @@ from agent_sdk.proto.maos.v1 import errors_pb2 as errors
 from agent_sdk.proto.maos.v1 import messages_pb2 as m
 from agent_sdk.proto.maos.v1 import task_service_pb2 as t
 from agent_sdk.worker import _CLOSE, MAX_RESULT_BATCH_BYTES, _take_results
-from controlplane.api.servicers.gateway import MAX_ASSIGNMENT_BATCH, MAX_BATCH_BYTES, take_assignments
+from controlplane.api.servicers.gateway import (
+    MAX_ASSIGNMENT_BATCH,
+    MAX_ASSIGNMENT_BYTES,
+    MAX_BATCH_BYTES,
+    assignment_to_pb,
+    take_assignments,
+)
 from controlplane.app import App
 from controlplane.domain.model import Priority, SubtaskKind
 from controlplane.scheduler.commands import Ack, Assign, Ref
@@ -137,3 +144,16 @@ async def test_an_agent_that_does_not_ask_gets_one_assignment_per_message(contro
             assert (await _wait_finished(stubs, name, 10)).status == enums.TASK_STATUS_COMPLETED
     finally:
         await agent.close()
+
+
+def test_an_assignment_with_large_inputs_is_cut_to_fit_the_agents_receive_limit() -> None:
+    """Five dependencies of 4 MB each (within limits.result_bytes) would make a 20 MB message."""
+    inputs = {f"step-{i}": "é" * (2 * 1024 * 1024) for i in range(5)}
+    command = dataclasses.replace(_assign(1), inputs=inputs)
+    msg = assignment_to_pb(command)
+    assert msg.ByteSize() <= MAX_ASSIGNMENT_BYTES
+    assert set(msg.inputs) == set(inputs)
+    for value in msg.inputs.values():
+        assert value.startswith("é" * 1000) and value.endswith(f"[cut: the whole input is {4 * 1024 * 1024} bytes]")
+    small = assignment_to_pb(dataclasses.replace(_assign(2), inputs={"a": "short"}))
+    assert dict(small.inputs) == {"a": "short"}

@@ -102,7 +102,10 @@ class AgentServiceServicer:
 
     def ListAgents(self, request, context):
         """Lists agents, connected ones first, filtered and paginated (page_size 0
-        means 50, at most 1000). Permission: agent:view.
+        means 50, at most 1000). A page ends early once it holds the server's
+        response budget (`limits.response_bytes`); labels over
+        `limits.agent_labels_bytes` are left out of a listing, replaced by the
+        label `maos.labels-omitted`. Permission: agent:view.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

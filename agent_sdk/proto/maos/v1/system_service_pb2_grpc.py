@@ -119,8 +119,9 @@ class SystemServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListLogs(self, request, context):
-        """Lists log records of the control plane and its agents, newest last.
-        Permission: logs:view.
+        """Lists log records of the control plane and its agents, newest last. A
+        page ends early once it holds the server's response budget
+        (`limits.response_bytes`). Permission: logs:view.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -189,16 +189,28 @@ class UpdateTaskResponse(_message.Message):
     def __init__(self, task: _Optional[_Union[_messages_pb2.Task, _Mapping]] = ...) -> None: ...
 
 class GetTaskResultsRequest(_message.Message):
-    __slots__ = ("name",)
+    __slots__ = ("name", "output_offset", "max_output_bytes")
     NAME_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_OFFSET_FIELD_NUMBER: _ClassVar[int]
+    MAX_OUTPUT_BYTES_FIELD_NUMBER: _ClassVar[int]
     name: str
-    def __init__(self, name: _Optional[str] = ...) -> None: ...
+    output_offset: int
+    max_output_bytes: int
+    def __init__(self, name: _Optional[str] = ..., output_offset: _Optional[int] = ..., max_output_bytes: _Optional[int] = ...) -> None: ...
 
 class GetTaskResultsResponse(_message.Message):
-    __slots__ = ("result",)
+    __slots__ = ("result", "output_size", "output_offset", "next_output_offset", "truncated")
     RESULT_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_SIZE_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_OFFSET_FIELD_NUMBER: _ClassVar[int]
+    NEXT_OUTPUT_OFFSET_FIELD_NUMBER: _ClassVar[int]
+    TRUNCATED_FIELD_NUMBER: _ClassVar[int]
     result: _messages_pb2.TaskResult
-    def __init__(self, result: _Optional[_Union[_messages_pb2.TaskResult, _Mapping]] = ...) -> None: ...
+    output_size: int
+    output_offset: int
+    next_output_offset: int
+    truncated: bool
+    def __init__(self, result: _Optional[_Union[_messages_pb2.TaskResult, _Mapping]] = ..., output_size: _Optional[int] = ..., output_offset: _Optional[int] = ..., next_output_offset: _Optional[int] = ..., truncated: _Optional[bool] = ...) -> None: ...
 
 class AnalyzeTaskRequest(_message.Message):
     __slots__ = ("task", "name")

@@ -153,7 +153,10 @@ class TaskServiceServicer:
     def ListTasks(self, request, context):
         """Lists tasks, newest first, filtered and paginated. page_size 0 means 50;
         larger than 1000 is lowered to 1000; negative is INVALID_ARGUMENT. A
-        page_token must come with the same filters it was issued for.
+        page_token must come with the same filters it was issued for. A page
+        ends early once it holds the server's response budget
+        (`limits.response_bytes`); a task alone over it is listed with its
+        context and constraints cut and a warning (GetTask shows them whole).
         Permission: task:view.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -193,6 +196,14 @@ class TaskServiceServicer:
         """Returns the result of a task: the synthesized output, artifacts, usage,
         every subtask's output and any consensus record. FAILED_PRECONDITION
         (ERROR_REASON_RESULT_NOT_READY) while the task is not finished.
+
+        A response never exceeds the server's response budget
+        (`limits.response_bytes`): a larger output is returned in chunks. Read
+        the first chunk with `output_offset` 0, then call again with
+        `output_offset` set to the response's `next_output_offset` until it is
+        0. Subtasks, artifacts and the consensus record come with the first
+        chunk only; when they alone are over the budget, subtask outputs and
+        inline artifact contents are cut and `truncated` is set.
         Permission: task:view.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)

@@ -1,0 +1,60 @@
+"""Wiring webhooks into a built control plane: the gRPC service, the engine tap and the worker's lifecycle."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+import pluggy
+
+from agent_sdk.proto.maos.v1 import webhook_service_pb2_grpc as webhooks_grpc
+from controlplane.access.permissions import VIEW_ALL_TASKS
+from controlplane.hookspecs import hookimpl
+from controlplane.webhooks.service import Webhooks
+
+
+class _Lifecycle:
+    """A plugin object starting delivery at startup and stopping it at shutdown."""
+
+    def __init__(self, webhooks: Webhooks):
+        self.webhooks = webhooks
+
+    @hookimpl
+    def startup(self, app: Any) -> Any:
+        return self.webhooks.start()
+
+    @hookimpl
+    def shutdown(self, app: Any) -> Any:
+        return self.webhooks.stop()
+
+
+def views_all_tasks(access: Any) -> Callable[[str], bool]:
+    """Whether a principal holds ``task:view-all`` now: an enabled user whose roles grant it.
+
+    Without access control (``access`` None) every caller is the local user, who sees every task.
+    """
+    if access is None:
+        return lambda principal: True
+
+    def check(principal: str) -> bool:
+        user = access.users.get(principal.removeprefix("users/")) if principal.startswith("users/") else None
+        return user is not None and not user.get("disabled") and access.caller_of(user).may(VIEW_ALL_TASKS)
+
+    return check
+
+
+def install_webhooks(pm: pluggy.PluginManager, engine: Any, settings: Any, server: grpc.aio.Server,
+                     access: Any) -> Webhooks:
+    """Add the WebhookService to ``server``, tap the engine's events and deliver while the app runs.
+
+    ``access`` is the AccessManager when access control is on, else None.
+    """
+    from controlplane.api.servicers.webhooks import WebhookServicer
+
+    webhooks = Webhooks(engine.storage, settings, engine.committer, engine.replica, views_all_tasks(access))
+    webhooks_grpc.add_WebhookServiceServicer_to_server(WebhookServicer(webhooks), server)
+    if webhooks.backend is not None:
+        engine.event_taps.append(webhooks.tap)
+    pm.register(_Lifecycle(webhooks), name="maos-webhooks")
+    return webhooks

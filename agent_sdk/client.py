@@ -51,6 +51,7 @@ from agent_sdk.proto.maos.v1 import task_service_pb2 as tasks_pb
 from agent_sdk.proto.maos.v1 import task_service_pb2_grpc as tasks_grpc
 from agent_sdk.submitter import TaskSubmitter
 from agent_sdk.tls import server_name_options
+from agent_sdk.webhooks import WebhookMethods
 
 __all__ = ["Client", "MaosRpcError", "SERVICE_CONFIG", "TERMINAL_TASK_STATUSES", "agent_name", "build_task",
            "priority_value", "task_name", "translate_errors"]
@@ -67,6 +68,7 @@ IDEMPOTENT_METHODS = {
     "maos.v1.AgentService": ["ListAgents", "GetAgent", "SpawnAgents", "TerminateAgent", "PauseAgent",
                              "ResumeAgent", "DrainAgent", "ListAgentTypes"],
     "maos.v1.SystemService": ["GetStatus", "GetHealth", "GetMetricsSummary", "ListLogs", "GetConfig", "SetConfig"],
+    "maos.v1.WebhookService": ["CreateWebhook", "GetWebhook", "ListWebhooks", "ListWebhookDeliveries"],
     "grpc.health.v1.Health": ["Check"],
 }
 
@@ -258,8 +260,10 @@ class _Service:
         return unary
 
 
-class Client:
+class Client(WebhookMethods):
     """An async client of one MAOS control plane.
+
+    The WebhookService methods (``create_webhook``, ...) come from :class:`~agent_sdk.webhooks.WebhookMethods`.
 
     Args:
         address: ``host:port`` of the control plane.

@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from agent_sdk.tls import tls_from_options, tls_options
-from cli import access, agents, checkpoints, config, db, join_tokens, monitor, plugins, system, tasks
+from cli import access, agents, checkpoints, config, db, join_tokens, monitor, plugins, system, tasks, webhooks
 from cli._options import OUTPUT_FLAGS, State
 from cli._output import FORMATS
 
@@ -82,6 +82,7 @@ cli.add_command(config.config)
 cli.add_command(plugins.plugins)
 cli.add_command(checkpoints.checkpoint)
 cli.add_command(checkpoints.recover)
+cli.add_command(webhooks.webhook)
 for group in (access.user, access.role, access.api_key, join_tokens.join_token, access.audit):
     cli.add_command(group)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from controlplane.domain.events import Event, EventType
@@ -17,8 +17,12 @@ EVENT_NAMES = ("task.submitted", "task.started", "task.completed", "task.failed"
 #: The event ``TestWebhook`` sends (to any webhook, whatever its events).
 TEST_EVENT = "webhook.test"
 #: A task status reached -> the event it makes.
-_STATUS_EVENTS = {"RUNNING": "task.started", "COMPLETED": "task.completed", "FAILED": "task.failed",
-                  "CANCELLED": "task.cancelled"}
+_STATUS_EVENTS = {
+    "RUNNING": "task.started",
+    "COMPLETED": "task.completed",
+    "FAILED": "task.failed",
+    "CANCELLED": "task.cancelled",
+}
 #: The longest task description a body carries (the task is one GetTask away).
 MAX_DESCRIPTION = 1000
 #: The body a delivery never exceeds, whatever ``webhooks.max_payload_bytes`` says, is at least this.
@@ -48,8 +52,9 @@ def validate_events(names: Iterable[str], field: str = "webhook.events") -> list
     unknown = sorted(wanted - set(EVENT_NAMES))
     if unknown:
         shown = ", ".join(repr(n[:40]) for n in unknown[:5])
-        raise InvalidArgument(f"{field}: unknown event name(s) {shown}; known: {', '.join(EVENT_NAMES)}",
-                              field=field)
+        raise InvalidArgument(
+            f"{field}: unknown event name(s) {shown}; known: {', '.join(EVENT_NAMES)}", field=field
+        )
     return [n for n in EVENT_NAMES if n in wanted]
 
 
@@ -70,34 +75,55 @@ def may_receive(hook: WebhookRecord, task_owner: str, owner_views_all: bool) -> 
 def _iso(seconds: float | None) -> str | None:
     if not seconds:
         return None
-    return datetime.fromtimestamp(seconds, timezone.utc).isoformat().replace("+00:00", "Z")
+    return datetime.fromtimestamp(seconds, UTC).isoformat().replace("+00:00", "Z")
 
 
-def task_payload(event_id: str, name: str, created: float, task: Task, previous_status: str,
-                 max_bytes: int) -> str:
+def task_payload(
+    event_id: str, name: str, created: float, task: Task, previous_status: str, max_bytes: int
+) -> str:
     """The JSON body of a task event: ``{"id", "event", "created", "data": {...}}``, at most ``max_bytes``.
 
     ``data`` holds the task's identity and state; its ``output`` (and then its
     description) is cut to fit ``max_bytes``, with ``output_truncated`` set.
     """
     data: dict[str, Any] = {
-        "task_id": task.id, "name": task.name, "status": task.status.name, "previous_status": previous_status,
-        "owner": task.owner, "task_type": task.task_type, "priority": task.priority.name,
-        "description": task.description[:MAX_DESCRIPTION], "batch": task.batch,
-        "create_time": _iso(task.create_time), "start_time": _iso(task.start_time),
-        "end_time": _iso(task.end_time), "metadata": dict(task.metadata),
-        "failure": None if task.failure is None else {"reason": task.failure.reason,
-                                                      "message": task.failure.message},
-        "output": task.output, "output_truncated": False,
+        "task_id": task.id,
+        "name": task.name,
+        "status": task.status.name,
+        "previous_status": previous_status,
+        "owner": task.owner,
+        "task_type": task.task_type,
+        "priority": task.priority.name,
+        "description": task.description[:MAX_DESCRIPTION],
+        "batch": task.batch,
+        "create_time": _iso(task.create_time),
+        "start_time": _iso(task.start_time),
+        "end_time": _iso(task.end_time),
+        "metadata": dict(task.metadata),
+        "failure": None
+        if task.failure is None
+        else {"reason": task.failure.reason, "message": task.failure.message},
+        "output": task.output,
+        "output_truncated": False,
     }
     return fit({"id": event_id, "event": name, "created": int(created), "data": data}, max_bytes)
 
 
 def test_payload(event_id: str, created: float, webhook_id: str, owner: str) -> str:
     """The JSON body of a ``webhook.test`` event."""
-    return fit({"id": event_id, "event": TEST_EVENT, "created": int(created),
-                "data": {"webhook": f"webhooks/{webhook_id}", "owner": owner,
-                         "message": "A test event sent by `maos webhook test`."}}, MIN_PAYLOAD_BYTES)
+    return fit(
+        {
+            "id": event_id,
+            "event": TEST_EVENT,
+            "created": int(created),
+            "data": {
+                "webhook": f"webhooks/{webhook_id}",
+                "owner": owner,
+                "message": "A test event sent by `maos webhook test`.",
+            },
+        },
+        MIN_PAYLOAD_BYTES,
+    )
 
 
 def fit(body: dict[str, Any], max_bytes: int) -> str:
@@ -113,7 +139,7 @@ def fit(body: dict[str, Any], max_bytes: int) -> str:
         if not value:
             continue
         # Cut by characters, at least the excess in bytes (a character is at least one byte).
-        data[key] = value[:max(0, len(value) - excess - 16)]
+        data[key] = value[: max(0, len(value) - excess - 16)]
         if key == "output":
             data["output_truncated"] = True
         text = _dumps(body)

@@ -31,8 +31,9 @@ class RetrySchedule:
         nominal = min(self.max_backoff, self.initial * MULTIPLIER ** max(0, failed_attempts - 1))
         return nominal * (rng or random).uniform(JITTER_FLOOR, 1.0)
 
-    def next_attempt(self, created: float, now: float, failed_attempts: int,
-                     rng: random.Random | None = None) -> float | None:
+    def next_attempt(
+        self, created: float, now: float, failed_attempts: int, rng: random.Random | None = None
+    ) -> float | None:
         """When to try again after a failure at ``now``, or None: the window is over, give up."""
         due = now + self.delay(failed_attempts, rng)
         return None if due > created + self.window else due

@@ -36,14 +36,26 @@ class Outcome:
 
 
 def _request(target: Target, body: bytes, headers: Mapping[str, str]) -> bytes:
-    lines = [f"POST {target.path} HTTP/1.1", f"Host: {target.host_header}", f"User-Agent: {USER_AGENT}",
-             "Content-Type: application/json", f"Content-Length: {len(body)}", "Connection: close",
-             *(f"{k}: {v}" for k, v in headers.items())]
+    lines = [
+        f"POST {target.path} HTTP/1.1",
+        f"Host: {target.host_header}",
+        f"User-Agent: {USER_AGENT}",
+        "Content-Type: application/json",
+        f"Content-Length: {len(body)}",
+        "Connection: close",
+        *(f"{k}: {v}" for k, v in headers.items()),
+    ]
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
 
-async def post(target: Target, addresses: list[IpAddress], body: bytes, headers: Mapping[str, str],
-               timeout: float, tls: ssl.SSLContext | None = None) -> Outcome:
+async def post(
+    target: Target,
+    addresses: list[IpAddress],
+    body: bytes,
+    headers: Mapping[str, str],
+    timeout: float,
+    tls: ssl.SSLContext | None = None,
+) -> Outcome:
     """POST ``body`` to ``target`` through the first of ``addresses`` that accepts a connection.
 
     Never raises for network trouble: a refused connection, a TLS failure, a
@@ -73,15 +85,20 @@ async def post(target: Target, addresses: list[IpAddress], body: bytes, headers:
     return Outcome(status, "" if 200 <= status < 300 else f"HTTP {status} {reason}".strip()[:200], latency)
 
 
-async def _connect(target: Target, addresses: list[IpAddress], tls: ssl.SSLContext | None
-                   ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+async def _connect(
+    target: Target, addresses: list[IpAddress], tls: ssl.SSLContext | None
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     context = (tls or ssl.create_default_context()) if target.tls else None
     last: OSError | None = None
     for address in addresses:
         try:
             return await asyncio.open_connection(
-                str(address), target.port, ssl=context, server_hostname=target.host if context else None,
-                limit=_MAX_STATUS_LINE)
+                str(address),
+                target.port,
+                ssl=context,
+                server_hostname=target.host if context else None,
+                limit=_MAX_STATUS_LINE,
+            )
         except OSError as exc:
             last = exc
     raise last or OSError(f"{target.host} has no address")

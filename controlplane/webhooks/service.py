@@ -21,7 +21,13 @@ from typing import Any
 from controlplane.domain.events import Event
 from controlplane.domain.model import Task
 from controlplane.domain.tasks import validate_request_id
-from controlplane.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, ResourceExhausted
+from controlplane.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    ResourceExhausted,
+)
 from controlplane.storage.base import StoresWebhooks
 from controlplane.webhooks import events, signing
 from controlplane.webhooks.records import DeliveryRecord, WebhookRecord
@@ -59,8 +65,11 @@ class Changes:
 def validate_secret(secret: str, field: str = "webhook.secret") -> None:
     """A secret is 16-256 printable ASCII characters without spaces."""
     if not MIN_SECRET <= len(secret) <= MAX_SECRET or not all("!" <= c <= "~" for c in secret):
-        raise InvalidArgument(f"{field} must be {MIN_SECRET}-{MAX_SECRET} printable ASCII characters without "
-                              "spaces (leave it empty to have one generated)", field=field)
+        raise InvalidArgument(
+            f"{field} must be {MIN_SECRET}-{MAX_SECRET} printable ASCII characters without "
+            "spaces (leave it empty to have one generated)",
+            field=field,
+        )
 
 
 class Webhooks:
@@ -74,8 +83,14 @@ class Webhooks:
         owner_views_all: Whether a principal holds ``task:view-all`` now.
     """
 
-    def __init__(self, storage: Any, settings: Any, committer: Any, replica: str,
-                 owner_views_all: Callable[[str], bool]):
+    def __init__(
+        self,
+        storage: Any,
+        settings: Any,
+        committer: Any,
+        replica: str,
+        owner_views_all: Callable[[str], bool],
+    ):
         self.storage = storage
         self.settings = settings
         self.committer = committer
@@ -108,14 +123,16 @@ class Webhooks:
 
     def _backend(self) -> StoresWebhooks:
         if self.backend is None:
-            raise FailedPrecondition(f"the storage backend {self.storage.backend.kind!r} does not store webhooks",
-                                     reason="ERROR_REASON_NOT_SUPPORTED")
+            raise FailedPrecondition(
+                f"the storage backend {self.storage.backend.kind!r} does not store webhooks",
+                reason="ERROR_REASON_NOT_SUPPORTED",
+            )
         return self.backend
 
     # --- the engine tap ------------------------------------------------------------
 
     def tap(self, event: Event, task: Task) -> None:
-        """Add a delivery to the outbox, in the commit of ``event``'s change, for every webhook that takes it."""
+        """Add a delivery to the outbox, in the commit of ``event``'s change, for each webhook taking it."""
         if not self.hooks:
             return
         name = events.event_name(event)
@@ -134,32 +151,54 @@ class Webhooks:
             return
         created = time.time()
         event_id = "evt_" + uuid.uuid4().hex
-        payload = events.task_payload(event_id, name, created, task, event.from_status,
-                                      self.settings["webhooks.max_payload_bytes"])
+        payload = events.task_payload(
+            event_id, name, created, task, event.from_status, self.settings["webhooks.max_payload_bytes"]
+        )
         for hook in targets:
-            self.committer.webhook_delivery(DeliveryRecord(
-                id="dlv_" + uuid.uuid4().hex, webhook_id=hook.id, event=name, event_id=event_id, payload=payload,
-                task_id=task.id, create_time=created, next_attempt_time=created))
+            self.committer.webhook_delivery(
+                DeliveryRecord(
+                    id="dlv_" + uuid.uuid4().hex,
+                    webhook_id=hook.id,
+                    event=name,
+                    event_id=event_id,
+                    payload=payload,
+                    task_id=task.id,
+                    create_time=created,
+                    next_attempt_time=created,
+                )
+            )
         if self._wake_pending != self.committer.generation_id and self.worker is not None:
             self._wake_pending = self.committer.generation_id
             self.committer.after_commit(self.worker.wake)
 
     # --- management ---------------------------------------------------------------
 
-    async def create(self, actor: Actor, *, url: str, event_names: Sequence[str], secret: str = "",
-                     disabled: bool = False, webhook_id: str = "", request_id: str = ""
-                     ) -> tuple[WebhookRecord, str]:
+    async def create(
+        self,
+        actor: Actor,
+        *,
+        url: str,
+        event_names: Sequence[str],
+        secret: str = "",
+        disabled: bool = False,
+        webhook_id: str = "",
+        request_id: str = "",
+    ) -> tuple[WebhookRecord, str]:
         """A new webhook of ``actor``; returns it and the generated secret ("" when one was given)."""
         backend = self._backend()
         validate_request_id(request_id)
         if request_id:
             earlier = await self.storage.call(backend.find_webhook, actor.principal, request_id)
             if earlier is not None:
-                shown = earlier.secret if earlier.secret.startswith(signing.SECRET_PREFIX) and not secret else ""
+                shown = (
+                    earlier.secret if earlier.secret.startswith(signing.SECRET_PREFIX) and not secret else ""
+                )
                 return earlier, shown
         if webhook_id and not _ID.fullmatch(webhook_id):
-            raise InvalidArgument("webhook_id must be 1-63 characters of a-z, 0-9 and '-', starting with a letter",
-                                  field="webhook_id")
+            raise InvalidArgument(
+                "webhook_id must be 1-63 characters of a-z, 0-9 and '-', starting with a letter",
+                field="webhook_id",
+            )
         names = events.validate_events(event_names)
         if secret:
             validate_secret(secret)
@@ -167,15 +206,25 @@ class Webhooks:
         generated = "" if secret else signing.generate_secret()
         now = time.time()
         record = WebhookRecord(
-            id=webhook_id or f"wh{int(now * 1000):x}{secrets.token_hex(4)}", owner=actor.principal, url=url,
-            secret=secret or generated, events=names, disabled=disabled, view_all=actor.views_all_tasks,
-            create_time=now, update_time=now, request_id=request_id)
+            id=webhook_id or f"wh{int(now * 1000):x}{secrets.token_hex(4)}",
+            owner=actor.principal,
+            url=url,
+            secret=secret or generated,
+            events=names,
+            disabled=disabled,
+            view_all=actor.views_all_tasks,
+            create_time=now,
+            update_time=now,
+            request_id=request_id,
+        )
         async with self._creating:
             limit = self.settings["webhooks.max_per_owner"]
             if await self.storage.call(backend.count_webhooks, actor.principal) >= limit:
-                raise ResourceExhausted(f"{actor.principal} has {limit} webhooks, the most allowed "
-                                        "(webhooks.max_per_owner); delete one first",
-                                        metadata={"limit": "webhooks.max_per_owner"})
+                raise ResourceExhausted(
+                    f"{actor.principal} has {limit} webhooks, the most allowed "
+                    "(webhooks.max_per_owner); delete one first",
+                    metadata={"limit": "webhooks.max_per_owner"},
+                )
             await self.storage.call(lambda: backend.put_webhook(record, create=True))
         self.hooks[record.id] = record
         return record, generated
@@ -190,8 +239,11 @@ class Webhooks:
     async def _changeable(self, actor: Actor, webhook_id: str) -> WebhookRecord:
         record = await self.get(actor, webhook_id)
         if record.owner != actor.principal and not actor.manages_all_webhooks:
-            raise PermissionDenied(f"webhooks/{webhook_id} belongs to {record.owner}; changing another owner's "
-                                   "webhook needs admin", metadata={"permission": "admin"})
+            raise PermissionDenied(
+                f"webhooks/{webhook_id} belongs to {record.owner}; changing another owner's "
+                "webhook needs admin",
+                metadata={"permission": "admin"},
+            )
         return record
 
     async def list(self, actor: Actor, offset: int, limit: int) -> list[WebhookRecord]:
@@ -203,12 +255,16 @@ class Webhooks:
         """Apply ``changes``; returns the webhook and a generated secret ("" unless rotated to one)."""
         backend = self._backend()
         if not changes.paths:
-            raise InvalidArgument(f"update_mask is required: name the fields to change ({', '.join(UPDATABLE)})",
-                                  field="update_mask")
+            raise InvalidArgument(
+                f"update_mask is required: name the fields to change ({', '.join(UPDATABLE)})",
+                field="update_mask",
+            )
         unknown = [p for p in changes.paths if p not in UPDATABLE]
         if unknown:
-            raise InvalidArgument(f"update_mask: {', '.join(map(repr, unknown))} cannot be changed; "
-                                  f"use {', '.join(UPDATABLE)}", field="update_mask")
+            raise InvalidArgument(
+                f"update_mask: {', '.join(map(repr, unknown))} cannot be changed; use {', '.join(UPDATABLE)}",
+                field="update_mask",
+            )
         record = await self._changeable(actor, webhook_id)
         updated, generated = replace(record), ""
         if "url" in changes.paths:
@@ -236,7 +292,9 @@ class Webhooks:
         await self.storage.call(self._backend().delete_webhook, record.id)
         self.hooks.pop(record.id, None)
 
-    async def deliveries(self, actor: Actor, webhook_id: str, offset: int, limit: int) -> list[DeliveryRecord]:
+    async def deliveries(
+        self, actor: Actor, webhook_id: str, offset: int, limit: int
+    ) -> list[DeliveryRecord]:
         """Deliveries of a webhook ``actor`` may see, newest first."""
         record = await self.get(actor, webhook_id)
         return await self.storage.call(self._backend().list_deliveries, record.id, offset, limit)
@@ -248,8 +306,14 @@ class Webhooks:
         now = time.time()
         event_id = "evt_" + uuid.uuid4().hex
         delivery = DeliveryRecord(
-            id="dlv_" + uuid.uuid4().hex, webhook_id=record.id, event=events.TEST_EVENT, event_id=event_id,
-            payload=events.test_payload(event_id, now, record.id, record.owner), create_time=now,
-            next_attempt_time=now + self.worker.lease, claim=self.worker.claim)
+            id="dlv_" + uuid.uuid4().hex,
+            webhook_id=record.id,
+            event=events.TEST_EVENT,
+            event_id=event_id,
+            payload=events.test_payload(event_id, now, record.id, record.owner),
+            create_time=now,
+            next_attempt_time=now + self.worker.lease,
+            claim=self.worker.claim,
+        )
         await self.storage.call(self._backend().add_deliveries, [delivery])
         return await self.worker.attempt_now(delivery)

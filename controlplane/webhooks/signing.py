@@ -35,8 +35,9 @@ def signature_header(secret: str, body: bytes, timestamp: int | None = None) -> 
     return f"t={t},v1={signature(secret, t, body)}"
 
 
-def verify(secret: str, body: bytes, header: str, *, tolerance: float = DEFAULT_TOLERANCE,
-           now: float | None = None) -> bool:
+def verify(
+    secret: str, body: bytes, header: str, *, tolerance: float = DEFAULT_TOLERANCE, now: float | None = None
+) -> bool:
     """Whether ``header`` is a valid ``MAOS-Signature`` of ``body``, made at most ``tolerance`` s ago.
 
     The reference implementation of what a receiver does (docs/webhooks.md

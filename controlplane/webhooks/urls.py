@@ -23,8 +23,11 @@ from controlplane.errors import InvalidArgument
 MAX_URL_LENGTH = 2048
 _SCHEMES = {"http": 80, "https": 443}
 #: Ranges refused besides what ``ipaddress`` flags as private, loopback, link-local, ...
-_EXTRA_BLOCKED = (ipaddress.ip_network("100.64.0.0/10"), ipaddress.ip_network("192.0.0.0/24"),
-                  ipaddress.ip_network("198.18.0.0/15"))
+_EXTRA_BLOCKED = (
+    ipaddress.ip_network("100.64.0.0/10"),
+    ipaddress.ip_network("192.0.0.0/24"),
+    ipaddress.ip_network("198.18.0.0/15"),
+)
 
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -70,13 +73,16 @@ def parse_url(url: str, field: str = "webhook.url") -> Target:
         raise InvalidArgument(f"{field} {url!r} is not a valid URL: {exc}", field=field) from None
     scheme = parts.scheme.lower()
     if scheme not in _SCHEMES:
-        raise InvalidArgument(f"{field} must be an http or https URL, not {parts.scheme or 'one without a scheme'!r}",
-                              field=field)
+        raise InvalidArgument(
+            f"{field} must be an http or https URL, not {parts.scheme or 'one without a scheme'!r}",
+            field=field,
+        )
     if not parts.hostname:
         raise InvalidArgument(f"{field} {url!r} has no host", field=field)
     if parts.username is not None or parts.password is not None:
-        raise InvalidArgument(f"{field} must not carry a user name or password; sign with the secret instead",
-                              field=field)
+        raise InvalidArgument(
+            f"{field} must not carry a user name or password; sign with the secret instead", field=field
+        )
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     return Target(url=url, scheme=scheme, host=parts.hostname, port=port or _SCHEMES[scheme], path=path)
 
@@ -87,8 +93,15 @@ def blocked(address: IpAddress) -> bool:
         mapped = address.ipv4_mapped or address.sixtofour
         if mapped is not None:
             return blocked(mapped)
-    if (address.is_private or address.is_loopback or address.is_link_local or address.is_multicast
-            or address.is_reserved or address.is_unspecified or not address.is_global):
+    if (
+        address.is_private
+        or address.is_loopback
+        or address.is_link_local
+        or address.is_multicast
+        or address.is_reserved
+        or address.is_unspecified
+        or not address.is_global
+    ):
         return True
     return any(address in net for net in _EXTRA_BLOCKED if net.version == address.version)
 
@@ -125,11 +138,15 @@ async def check_url(url: str, allow_private: bool, field: str = "webhook.url") -
     try:
         addresses = await resolve(target)
     except OSError as exc:
-        raise InvalidArgument(f"{field}: the host {target.host!r} does not resolve ({exc})", field=field) from None
+        raise InvalidArgument(
+            f"{field}: the host {target.host!r} does not resolve ({exc})", field=field
+        ) from None
     bad = refused(addresses, allow_private)
     if bad:
         raise InvalidArgument(
-            f"{field}: {target.host} resolves to {', '.join(map(str, bad))}, a loopback, private, link-local or "
-            "reserved address, which webhooks may not call (set webhooks.allow_private: true to allow it)",
-            field=field)
+            f"{field}: {target.host} resolves to {', '.join(map(str, bad))}, a loopback, private, "
+            "link-local or reserved address, which webhooks may not call "
+            "(set webhooks.allow_private: true to allow it)",
+            field=field,
+        )
     return target

@@ -44,8 +44,9 @@ def views_all_tasks(access: Any) -> Callable[[str], bool]:
     return check
 
 
-def install_webhooks(pm: pluggy.PluginManager, engine: Any, settings: Any, server: grpc.aio.Server,
-                     access: Any) -> Webhooks:
+def install_webhooks(
+    pm: pluggy.PluginManager, engine: Any, settings: Any, server: grpc.aio.Server, access: Any
+) -> Webhooks:
     """Add the WebhookService to ``server``, tap the engine's events and deliver while the app runs.
 
     ``access`` is the AccessManager when access control is on, else None.

@@ -56,8 +56,11 @@ class DeliveryWorker:
         self.concurrency: int = settings["webhooks.concurrency"]
         self.poll_interval: float = settings["webhooks.poll_interval"]
         self.retention: float = settings["webhooks.delivery_retention"]
-        self.schedule = RetrySchedule(settings["webhooks.retry_initial_backoff"],
-                                      settings["webhooks.retry_max_backoff"], settings["webhooks.retry_window"])
+        self.schedule = RetrySchedule(
+            settings["webhooks.retry_initial_backoff"],
+            settings["webhooks.retry_max_backoff"],
+            settings["webhooks.retry_window"],
+        )
         self.lease = self.timeout + LEASE_MARGIN
         #: Marks this process's claims; a new one at every start.
         self.claim = f"{replica}/{uuid.uuid4().hex[:12]}"
@@ -87,11 +90,7 @@ class DeliveryWorker:
         cut = list(self._in_flight.values())
         for task, _ in cut:
             task.cancel()
-        for task, _ in cut:
-            try:
-                await task
-            except BaseException:  # cancelled (or failed): released below
-                pass
+        await asyncio.gather(*(task for task, _ in cut), return_exceptions=True)  # cancelled: released below
         for _, record in cut:
             if record.status == PENDING:
                 record.next_attempt_time = time.time()
@@ -133,7 +132,9 @@ class DeliveryWorker:
         free = self.concurrency - len(self._in_flight)
         if free <= 0:
             return
-        for record in await self.storage.call(self.backend.claim_deliveries, self.claim, now, self.lease, free):
+        for record in await self.storage.call(
+            self.backend.claim_deliveries, self.claim, now, self.lease, free
+        ):
             self._spawn(record)
 
     def _spawn(self, record: DeliveryRecord) -> asyncio.Task[DeliveryRecord]:
@@ -163,11 +164,17 @@ class DeliveryWorker:
             outcome = await self._send(hook, record)
             record.attempts += 1
             record.last_attempt_time = started
-            record.http_status, record.error, record.latency = outcome.http_status, outcome.error, outcome.latency
+            record.http_status, record.error, record.latency = (
+                outcome.http_status,
+                outcome.error,
+                outcome.latency,
+            )
             if outcome.ok:
                 record.status, record.next_attempt_time = SUCCEEDED, started
             else:
-                retry = self.schedule.next_attempt(record.create_time, time.time(), record.attempts, self._random)
+                retry = self.schedule.next_attempt(
+                    record.create_time, time.time(), record.attempts, self._random
+                )
                 if retry is None:
                     record.status, record.next_attempt_time = FAILED, time.time()
                 else:
@@ -181,12 +188,21 @@ class DeliveryWorker:
             target = parse_url(hook.url)
             addresses = await resolve(target)
         except (MaosError, OSError) as exc:
-            return sender.Outcome(0, f"cannot resolve the URL's host: {getattr(exc, 'message', exc)}"[:200], 0.0)
+            return sender.Outcome(
+                0, f"cannot resolve the URL's host: {getattr(exc, 'message', exc)}"[:200], 0.0
+            )
         bad = refused(addresses, self.allow_private)
         if bad:
-            return sender.Outcome(0, f"refused: {target.host} resolves to {bad[0]}, a private address "
-                                     "(webhooks.allow_private is off)", 0.0)
+            return sender.Outcome(
+                0,
+                f"refused: {target.host} resolves to {bad[0]}, a private address "
+                "(webhooks.allow_private is off)",
+                0.0,
+            )
         body = record.payload.encode()
-        headers = {"MAOS-Event": record.event, "MAOS-Delivery": record.id,
-                   "MAOS-Signature": signing.signature_header(hook.secret, body)}
+        headers = {
+            "MAOS-Event": record.event,
+            "MAOS-Delivery": record.id,
+            "MAOS-Signature": signing.signature_header(hook.secret, body),
+        }
         return await sender.post(target, addresses, body, headers, self.timeout)

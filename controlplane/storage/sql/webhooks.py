@@ -43,41 +43,90 @@ def _dumps(data: Mapping[str, Any]) -> str:
 
 def webhook_to_row(r: WebhookRecord) -> dict[str, Any]:
     """The row of a webhook."""
-    return {"id": r.id, "owner": r.owner, "request_id": r.request_id, "create_time": r.create_time,
-            "data": _dumps({"url": r.url, "secret": r.secret, "events": r.events, "disabled": r.disabled,
-                            "view_all": r.view_all, "update_time": r.update_time})}
+    return {
+        "id": r.id,
+        "owner": r.owner,
+        "request_id": r.request_id,
+        "create_time": r.create_time,
+        "data": _dumps(
+            {
+                "url": r.url,
+                "secret": r.secret,
+                "events": r.events,
+                "disabled": r.disabled,
+                "view_all": r.view_all,
+                "update_time": r.update_time,
+            }
+        ),
+    }
 
 
 def webhook_from_row(row: Mapping[str, Any]) -> WebhookRecord:
     """A webhook from its row."""
     data = json.loads(row["data"])
-    return WebhookRecord(id=row["id"], owner=row["owner"], request_id=row["request_id"],
-                         create_time=row["create_time"], url=data["url"], secret=data["secret"],
-                         events=list(data.get("events") or []), disabled=bool(data.get("disabled")),
-                         view_all=bool(data.get("view_all")), update_time=data.get("update_time") or 0.0)
+    return WebhookRecord(
+        id=row["id"],
+        owner=row["owner"],
+        request_id=row["request_id"],
+        create_time=row["create_time"],
+        url=data["url"],
+        secret=data["secret"],
+        events=list(data.get("events") or []),
+        disabled=bool(data.get("disabled")),
+        view_all=bool(data.get("view_all")),
+        update_time=data.get("update_time") or 0.0,
+    )
 
 
 def _delivery_data(r: DeliveryRecord) -> str:
-    return _dumps({"event": r.event, "event_id": r.event_id, "task_id": r.task_id, "attempts": r.attempts,
-                   "last_attempt_time": r.last_attempt_time, "http_status": r.http_status, "error": r.error,
-                   "latency": r.latency})
+    return _dumps(
+        {
+            "event": r.event,
+            "event_id": r.event_id,
+            "task_id": r.task_id,
+            "attempts": r.attempts,
+            "last_attempt_time": r.last_attempt_time,
+            "http_status": r.http_status,
+            "error": r.error,
+            "latency": r.latency,
+        }
+    )
 
 
 def delivery_row(r: DeliveryRecord) -> dict[str, Any]:
     """The row of a delivery."""
-    return {"id": r.id, "webhook_id": r.webhook_id, "status": r.status, "next_attempt_time": r.next_attempt_time,
-            "claim": r.claim, "create_time": r.create_time, "data": _delivery_data(r), "payload": r.payload}
+    return {
+        "id": r.id,
+        "webhook_id": r.webhook_id,
+        "status": r.status,
+        "next_attempt_time": r.next_attempt_time,
+        "claim": r.claim,
+        "create_time": r.create_time,
+        "data": _delivery_data(r),
+        "payload": r.payload,
+    }
 
 
 def delivery_from_row(row: Mapping[str, Any]) -> DeliveryRecord:
     """A delivery from its row (``payload`` empty when the row was listed without it)."""
     data = json.loads(row["data"])
     return DeliveryRecord(
-        id=row["id"], webhook_id=row["webhook_id"], status=row["status"], next_attempt_time=row["next_attempt_time"],
-        claim=row["claim"], create_time=row["create_time"], payload=row.get("payload") or "",
-        event=data["event"], event_id=data["event_id"], task_id=data.get("task_id") or "",
-        attempts=int(data.get("attempts") or 0), last_attempt_time=data.get("last_attempt_time"),
-        http_status=int(data.get("http_status") or 0), error=data.get("error") or "", latency=data.get("latency"))
+        id=row["id"],
+        webhook_id=row["webhook_id"],
+        status=row["status"],
+        next_attempt_time=row["next_attempt_time"],
+        claim=row["claim"],
+        create_time=row["create_time"],
+        payload=row.get("payload") or "",
+        event=data["event"],
+        event_id=data["event_id"],
+        task_id=data.get("task_id") or "",
+        attempts=int(data.get("attempts") or 0),
+        last_attempt_time=data.get("last_attempt_time"),
+        http_status=int(data.get("http_status") or 0),
+        error=data.get("error") or "",
+        latency=data.get("latency"),
+    )
 
 
 class SqlWebhooks:
@@ -102,7 +151,9 @@ class SqlWebhooks:
             row = conn.execute(select(_W).where(_W.c.id == webhook_id)).mappings().first()
         return None if row is None else webhook_from_row(row)
 
-    def list_webhooks(self, owner: str | None = None, offset: int = 0, limit: int = 1000) -> list[WebhookRecord]:
+    def list_webhooks(
+        self, owner: str | None = None, offset: int = 0, limit: int = 1000
+    ) -> list[WebhookRecord]:
         """Webhooks oldest first (of ``owner`` only, unless None)."""
         stmt = select(_W).order_by(_W.c.create_time, _W.c.id).offset(max(offset, 0)).limit(max(limit, 0))
         if owner is not None:
@@ -113,7 +164,9 @@ class SqlWebhooks:
     def count_webhooks(self, owner: str) -> int:
         """How many webhooks ``owner`` has."""
         with _translated(), self.engine.connect() as conn:
-            return int(conn.execute(select(func.count()).select_from(_W).where(_W.c.owner == owner)).scalar_one())
+            return int(
+                conn.execute(select(func.count()).select_from(_W).where(_W.c.owner == owner)).scalar_one()
+            )
 
     def find_webhook(self, owner: str, request_id: str) -> WebhookRecord | None:
         """The webhook ``owner`` created with ``request_id``, or None."""
@@ -137,26 +190,44 @@ class SqlWebhooks:
 
     def claim_deliveries(self, claim: str, now: float, lease: float, limit: int) -> list[DeliveryRecord]:
         """Claim up to ``limit`` due pending deliveries for ``lease`` seconds (see ``StoresWebhooks``)."""
-        due = (select(_D.c.id).where(_D.c.status == PENDING, _D.c.next_attempt_time <= now)
-               .order_by(_D.c.next_attempt_time).limit(max(limit, 0)).with_for_update(skip_locked=True))
-        stmt = (_D.update().where(_D.c.id.in_(due.scalar_subquery()))
-                .values(claim=claim, next_attempt_time=now + lease).returning(*_D.columns))
+        due = (
+            select(_D.c.id)
+            .where(_D.c.status == PENDING, _D.c.next_attempt_time <= now)
+            .order_by(_D.c.next_attempt_time)
+            .limit(max(limit, 0))
+            .with_for_update(skip_locked=True)
+        )
+        stmt = (
+            _D.update()
+            .where(_D.c.id.in_(due.scalar_subquery()))
+            .values(claim=claim, next_attempt_time=now + lease)
+            .returning(*_D.columns)
+        )
         with _translated(), self._writes.begin() as conn:
             rows = conn.execute(stmt).mappings().all()
         return sorted((delivery_from_row(row) for row in rows), key=lambda r: (r.create_time, r.id))
 
     def finish_attempt(self, record: DeliveryRecord, claim: str) -> bool:
         """Record an attempt and release the claim, if ``claim`` still holds the row."""
-        values = {"status": record.status, "next_attempt_time": record.next_attempt_time, "claim": "",
-                  "data": _delivery_data(record)}
+        values = {
+            "status": record.status,
+            "next_attempt_time": record.next_attempt_time,
+            "claim": "",
+            "data": _delivery_data(record),
+        }
         with _translated(), self._writes.begin() as conn:
             result = conn.execute(_D.update().where(_D.c.id == record.id, _D.c.claim == claim).values(values))
             return bool(result.rowcount)
 
     def list_deliveries(self, webhook_id: str, offset: int = 0, limit: int = 50) -> list[DeliveryRecord]:
         """Deliveries of a webhook, newest first, without payloads."""
-        stmt = (select(*_LISTED).where(_D.c.webhook_id == webhook_id)
-                .order_by(_D.c.create_time.desc(), _D.c.id.desc()).offset(max(offset, 0)).limit(max(limit, 0)))
+        stmt = (
+            select(*_LISTED)
+            .where(_D.c.webhook_id == webhook_id)
+            .order_by(_D.c.create_time.desc(), _D.c.id.desc())
+            .offset(max(offset, 0))
+            .limit(max(limit, 0))
+        )
         with _translated(), self.engine.connect() as conn:
             return [delivery_from_row(row) for row in conn.execute(stmt).mappings()]
 
@@ -170,4 +241,6 @@ class SqlWebhooks:
     def prune_deliveries(self, before: float) -> int:
         """Delete finished deliveries created before ``before``."""
         with _translated(), self._writes.begin() as conn:
-            return int(conn.execute(_D.delete().where(_D.c.status != PENDING, _D.c.create_time < before)).rowcount)
+            return int(
+                conn.execute(_D.delete().where(_D.c.status != PENDING, _D.c.create_time < before)).rowcount
+            )

@@ -31,8 +31,16 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SqlBacke
 
 
 def delivery(n: int, due: float, webhook: str = "w1") -> DeliveryRecord:
-    return DeliveryRecord(id=f"dlv_{n:04d}", webhook_id=webhook, event="task.completed", event_id=f"evt_{n}",
-                          payload='{"x":1}', task_id="t1", create_time=due, next_attempt_time=due)
+    return DeliveryRecord(
+        id=f"dlv_{n:04d}",
+        webhook_id=webhook,
+        event="task.completed",
+        event_id=f"evt_{n}",
+        payload='{"x":1}',
+        task_id="t1",
+        create_time=due,
+        next_attempt_time=due,
+    )
 
 
 def test_the_backend_has_the_capability(backend: SqlBackend) -> None:
@@ -40,11 +48,22 @@ def test_the_backend_has_the_capability(backend: SqlBackend) -> None:
 
 
 def test_webhooks_round_trip_owner_listing_and_duplicates(backend: SqlBackend) -> None:
-    hook = WebhookRecord(id="w1", owner="users/a", url="https://example.com/x", secret="whsec_x" * 3,
-                         events=["task.failed"], view_all=True, create_time=1.0, update_time=2.0, request_id="r1")
+    hook = WebhookRecord(
+        id="w1",
+        owner="users/a",
+        url="https://example.com/x",
+        secret="whsec_x" * 3,
+        events=["task.failed"],
+        view_all=True,
+        create_time=1.0,
+        update_time=2.0,
+        request_id="r1",
+    )
     backend.put_webhook(hook, create=True)
-    backend.put_webhook(WebhookRecord(id="w2", owner="users/b", url="https://e.com", secret="s" * 16,
-                                      create_time=3.0), create=True)
+    backend.put_webhook(
+        WebhookRecord(id="w2", owner="users/b", url="https://e.com", secret="s" * 16, create_time=3.0),
+        create=True,
+    )
     with pytest.raises(AlreadyExists):
         backend.put_webhook(hook, create=True)
     assert backend.get_webhook("w1") == hook

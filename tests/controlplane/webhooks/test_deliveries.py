@@ -20,12 +20,17 @@ from agent_sdk.proto.maos.v1 import webhook_service_pb2 as webhooks_pb
 from agent_sdk.worker import Worker
 from controlplane.app import App
 from controlplane.webhooks import signing
-from tests.harness.receiver import Receiver, receiver  # noqa: F401 (fixture)
+from tests.harness.receiver import Receiver
 from tests.harness.server import ControlPlaneProcess, empty_postgres, make_settings, start_app, wait_for
 
 SECRET = "whsec_a-test-secret-of-ours"
-FAST = {"webhooks.allow_private": True, "webhooks.retry_initial_backoff": 0.2, "webhooks.retry_max_backoff": 0.5,
-        "webhooks.poll_interval": 0.1, "webhooks.timeout": 2.0}
+FAST = {
+    "webhooks.allow_private": True,
+    "webhooks.retry_initial_backoff": 0.2,
+    "webhooks.retry_max_backoff": 0.5,
+    "webhooks.poll_interval": 0.1,
+    "webhooks.timeout": 2.0,
+}
 
 
 def verified(secret: str, r: object) -> bool:
@@ -53,13 +58,15 @@ async def run_echo(app: App) -> tuple[Worker, asyncio.Task[None]]:
     return worker, runner
 
 
-async def test_task_events_are_delivered_signed_with_their_headers_and_logged(hooked: App,
-                                                                              receiver: Receiver) -> None:
+async def test_task_events_are_delivered_signed_with_their_headers_and_logged(
+    hooked: App, receiver: Receiver
+) -> None:
     worker, runner = await run_echo(hooked)
     try:
         async with Client(hooked.address) as client:
-            hook, generated = await client.create_webhook(receiver.url, secret=SECRET, events=[
-                "task.submitted", "task.started", "task.completed"])
+            hook, generated = await client.create_webhook(
+                receiver.url, secret=SECRET, events=["task.submitted", "task.started", "task.completed"]
+            )
             assert generated == ""  # a secret was given: nothing to show
             task = await client.submit_task(description="What is 2+2?")
             await client.wait_task(task.name, timeout=30)
@@ -70,7 +77,11 @@ async def test_task_events_are_delivered_signed_with_their_headers_and_logged(ho
         await runner
     got = receiver.snapshot()
     # Deliveries run concurrently, so they may arrive in any order (docs/webhooks.md says so).
-    assert sorted(r.headers["MAOS-Event"] for r in got) == ["task.completed", "task.started", "task.submitted"]
+    assert sorted(r.headers["MAOS-Event"] for r in got) == [
+        "task.completed",
+        "task.started",
+        "task.submitted",
+    ]
     for r in got:
         assert verified(SECRET, r), r.headers
         assert r.event["event"] == r.headers["MAOS-Event"] and r.event["data"]["task_id"] == task.name[6:]
@@ -79,7 +90,11 @@ async def test_task_events_are_delivered_signed_with_their_headers_and_logged(ho
     [completed] = [r for r in got if r.headers["MAOS-Event"] == "task.completed"]
     assert completed.event["data"]["status"] == "COMPLETED" and completed.event["data"]["output"]
     assert not verified("whsec_some-other-secret", got[0])
-    assert [d.event for d in log.deliveries] == ["task.completed", "task.started", "task.submitted"]  # newest first
+    assert [d.event for d in log.deliveries] == [
+        "task.completed",
+        "task.started",
+        "task.submitted",
+    ]  # newest first
     assert {d.id for d in log.deliveries} == {r.delivery for r in got}
     for d in log.deliveries:
         assert d.state == webhooks_pb.WEBHOOK_DELIVERY_STATE_SUCCEEDED and d.succeeded
@@ -92,8 +107,9 @@ async def test_a_500_is_retried_with_the_same_delivery_id(hooked: App, receiver:
     async with Client(hooked.address) as client:
         hook, _ = await client.create_webhook(receiver.url, secret=SECRET, events=["task.submitted"])
         await client.submit_task(description="retry me")
-        await wait_for(lambda: any(r.answered == 200 for r in receiver.snapshot()), 15,
-                       message="a successful retry")
+        await wait_for(
+            lambda: any(r.answered == 200 for r in receiver.snapshot()), 15, message="a successful retry"
+        )
         log = await client.list_webhook_deliveries(hook.name)
     got = receiver.snapshot()
     assert [r.answered for r in got] == [500, 503, 200]
@@ -103,10 +119,15 @@ async def test_a_500_is_retried_with_the_same_delivery_id(hooked: App, receiver:
     assert d.succeeded and d.attempt == 3 and d.http_status == 200 and d.error == ""
 
 
-async def test_failing_deliveries_show_status_error_and_next_retry(maos_home: Path, receiver: Receiver) -> None:
+async def test_failing_deliveries_show_status_error_and_next_retry(
+    maos_home: Path, receiver: Receiver
+) -> None:
     receiver.default = 500
-    app = await start_app(make_settings(maos_home, **{**FAST, "webhooks.retry_initial_backoff": 30,
-                                                     "webhooks.retry_max_backoff": 60}))
+    app = await start_app(
+        make_settings(
+            maos_home, **{**FAST, "webhooks.retry_initial_backoff": 30, "webhooks.retry_max_backoff": 60}
+        )
+    )
     try:
         async with Client(app.address) as client:
             hook, _ = await client.create_webhook(receiver.url, events=["task.submitted"])
@@ -124,11 +145,16 @@ async def test_failing_deliveries_show_status_error_and_next_retry(maos_home: Pa
     assert d.HasField("next_attempt_time") and 20 < d.next_attempt_time.seconds - d.time.seconds <= 31
 
 
-async def test_deliveries_survive_a_control_plane_crash_with_the_same_delivery_id(tmp_path: Path,
-                                                                                receiver: Receiver) -> None:
+async def test_deliveries_survive_a_control_plane_crash_with_the_same_delivery_id(
+    tmp_path: Path, receiver: Receiver
+) -> None:
     receiver.default = 500
-    proc = ControlPlaneProcess(tmp_path / "home", MAOS_WEBHOOKS_ALLOW_PRIVATE="true",
-                               MAOS_WEBHOOKS_RETRY_INITIAL_BACKOFF="3", MAOS_WEBHOOKS_POLL_INTERVAL="0.1")
+    proc = ControlPlaneProcess(
+        tmp_path / "home",
+        MAOS_WEBHOOKS_ALLOW_PRIVATE="true",
+        MAOS_WEBHOOKS_RETRY_INITIAL_BACKOFF="3",
+        MAOS_WEBHOOKS_POLL_INTERVAL="0.1",
+    )
     proc.start()
     try:
         await proc.wait_ready()
@@ -147,8 +173,11 @@ async def test_deliveries_survive_a_control_plane_crash_with_the_same_delivery_i
         receiver.default = 200
         proc.start()
         await proc.wait_ready()
-        await wait_for(lambda: any(r.answered == 200 for r in receiver.snapshot()), 20,
-                       message="the delivery retried by the restarted control plane")
+        await wait_for(
+            lambda: any(r.answered == 200 for r in receiver.snapshot()),
+            20,
+            message="the delivery retried by the restarted control plane",
+        )
         async with Client(proc.address) as client:
             [d] = (await client.list_webhook_deliveries(hook.name)).deliveries
     finally:
@@ -170,8 +199,11 @@ async def test_the_outbox_on_postgresql(maos_home: Path, postgres_url: str, rece
         async with Client(app.address) as client:
             hook, secret = await client.create_webhook(receiver.url, events=["task.submitted"])
             task = await client.submit_task(description="on postgres")
-            await wait_for(lambda: any(r.answered == 200 for r in receiver.snapshot()), 15,
-                           message="the retried delivery")
+            await wait_for(
+                lambda: any(r.answered == 200 for r in receiver.snapshot()),
+                15,
+                message="the retried delivery",
+            )
             [d] = (await client.list_webhook_deliveries(hook.name)).deliveries
     finally:
         await app.stop(grace=1.0)
@@ -181,7 +213,9 @@ async def test_the_outbox_on_postgresql(maos_home: Path, postgres_url: str, rece
     assert d.succeeded and d.attempt == 2 and d.id == got[0].delivery
 
 
-async def test_test_event_is_sent_now_and_a_disabled_webhook_gets_nothing(hooked: App, receiver: Receiver) -> None:
+async def test_test_event_is_sent_now_and_a_disabled_webhook_gets_nothing(
+    hooked: App, receiver: Receiver
+) -> None:
     async with Client(hooked.address) as client:
         hook, secret = await client.create_webhook(receiver.url, events=["task.submitted"])
         assert secret.startswith("whsec_")

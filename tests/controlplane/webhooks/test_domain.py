@@ -36,8 +36,11 @@ def test_signature_is_hmac_sha256_of_timestamp_dot_body_and_verifies() -> None:
 
 
 def test_retry_schedule_grows_is_capped_and_gives_up_after_the_window() -> None:
-    defaults = RetrySchedule(OPTIONS["webhooks.retry_initial_backoff"].default,
-                             OPTIONS["webhooks.retry_max_backoff"].default, OPTIONS["webhooks.retry_window"].default)
+    defaults = RetrySchedule(
+        OPTIONS["webhooks.retry_initial_backoff"].default,
+        OPTIONS["webhooks.retry_max_backoff"].default,
+        OPTIONS["webhooks.retry_window"].default,
+    )
     rng = random.Random(7)
     first = [defaults.delay(1, rng) for _ in range(50)]
     assert max(first) <= 30 and min(first) > 0  # the first retry comes within 30 s by default
@@ -48,8 +51,22 @@ def test_retry_schedule_grows_is_capped_and_gives_up_after_the_window() -> None:
     assert short.next_attempt(created=0.0, now=9.5, failed_attempts=3, rng=rng) is None
 
 
-@pytest.mark.parametrize("address", ["127.0.0.1", "10.1.2.3", "172.16.0.9", "192.168.0.1", "169.254.169.254",
-                                     "100.64.0.1", "0.0.0.0", "::1", "fe80::1", "fc00::1", "::ffff:127.0.0.1"])
+@pytest.mark.parametrize(
+    "address",
+    [
+        "127.0.0.1",
+        "10.1.2.3",
+        "172.16.0.9",
+        "192.168.0.1",
+        "169.254.169.254",
+        "100.64.0.1",
+        "0.0.0.0",
+        "::1",
+        "fe80::1",
+        "fc00::1",
+        "::ffff:127.0.0.1",
+    ],
+)
 def test_private_loopback_and_link_local_addresses_are_blocked(address: str) -> None:
     assert blocked(ipaddress.ip_address(address))
 
@@ -59,9 +76,19 @@ def test_public_addresses_are_allowed(address: str) -> None:
     assert not blocked(ipaddress.ip_address(address))
 
 
-@pytest.mark.parametrize("url", ["", "ftp://example.com/x", "example.com/hook", "http:///nohost",
-                                 "http://user:pw@example.com/", "http://example.com:99999/",
-                                 "http://exa mple.com/", "https://example.com/" + "a" * 2100])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "",
+        "ftp://example.com/x",
+        "example.com/hook",
+        "http:///nohost",
+        "http://user:pw@example.com/",
+        "http://example.com:99999/",
+        "http://exa mple.com/",
+        "https://example.com/" + "a" * 2100,
+    ],
+)
 def test_bad_urls_name_the_field(url: str) -> None:
     with pytest.raises(InvalidArgument) as info:
         parse_url(url)
@@ -77,12 +104,19 @@ def test_parsed_url_keeps_path_query_and_port() -> None:
 
 def test_event_names_match_the_engine_events() -> None:
     assert events.event_name(Event(EventType.TASK_SUBMITTED, to_status="PENDING")) == "task.submitted"
-    for status, name in [("RUNNING", "task.started"), ("COMPLETED", "task.completed"), ("FAILED", "task.failed"),
-                         ("CANCELLED", "task.cancelled"), ("QUEUED", None)]:
+    for status, name in [
+        ("RUNNING", "task.started"),
+        ("COMPLETED", "task.completed"),
+        ("FAILED", "task.failed"),
+        ("CANCELLED", "task.cancelled"),
+        ("QUEUED", None),
+    ]:
         assert events.event_name(Event(EventType.TASK_STATUS_CHANGED, to_status=status)) == name
     assert events.event_name(Event(EventType.SUBTASK_PROGRESS)) is None
-    assert events.validate_events(["task.failed", "TASK.COMPLETED", "task.failed"]) == ["task.completed",
-                                                                                       "task.failed"]
+    assert events.validate_events(["task.failed", "TASK.COMPLETED", "task.failed"]) == [
+        "task.completed",
+        "task.failed",
+    ]
     assert events.validate_events(["*"]) == []
     with pytest.raises(InvalidArgument) as info:
         events.validate_events(["task.completed", "task.exploded"])
@@ -100,8 +134,14 @@ def test_who_receives_what() -> None:
 
 
 def test_task_body_is_bounded_and_keeps_its_shape() -> None:
-    task = Task(id="t1", description="d" * 5000, owner="users/alice", status=TaskStatus.FAILED,
-                output="x" * 200_000, failure=Failure("ERROR_REASON_TIMED_OUT", "too slow"))
+    task = Task(
+        id="t1",
+        description="d" * 5000,
+        owner="users/alice",
+        status=TaskStatus.FAILED,
+        output="x" * 200_000,
+        failure=Failure("ERROR_REASON_TIMED_OUT", "too slow"),
+    )
     body = events.task_payload("evt_1", "task.failed", 1_700_000_000, task, "RUNNING", 8192)
     assert len(body.encode()) <= 8192
     data = json.loads(body)

@@ -81,6 +81,7 @@ class Webhooks:
         committer: The engine's committer (deliveries join its commits).
         replica: This process's replica id.
         owner_views_all: Whether a principal holds ``task:view-all`` now.
+        metrics: The control plane's metrics (delivery attempts and their duration), or None.
     """
 
     def __init__(
@@ -90,6 +91,7 @@ class Webhooks:
         committer: Any,
         replica: str,
         owner_views_all: Callable[[str], bool],
+        metrics: Any = None,
     ):
         self.storage = storage
         self.settings = settings
@@ -98,7 +100,9 @@ class Webhooks:
         backend = storage.backend
         self.backend: StoresWebhooks | None = backend if isinstance(backend, StoresWebhooks) else None
         self.hooks: dict[str, WebhookRecord] = {}
-        self.worker = DeliveryWorker(storage, settings, replica, self.reload) if self.backend else None
+        self.worker = (
+            DeliveryWorker(storage, settings, replica, self.reload, metrics) if self.backend else None
+        )
         self._creating = asyncio.Lock()
         self._wake_pending = -1  # the committer generation already set to wake the worker
 

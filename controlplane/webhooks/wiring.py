@@ -53,7 +53,9 @@ def install_webhooks(
     """
     from controlplane.api.servicers.webhooks import WebhookServicer
 
-    webhooks = Webhooks(engine.storage, settings, engine.committer, engine.replica, views_all_tasks(access))
+    webhooks = Webhooks(
+        engine.storage, settings, engine.committer, engine.replica, views_all_tasks(access), engine.metrics
+    )
     webhooks_grpc.add_WebhookServiceServicer_to_server(WebhookServicer(webhooks), server)
     if webhooks.backend is not None:
         engine.event_taps.append(webhooks.tap)

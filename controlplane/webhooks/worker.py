@@ -46,9 +46,11 @@ class DeliveryWorker:
         settings: The settings (``webhooks.*``).
         replica: This process's replica id (part of its claim token).
         reload: Refreshes the caller's view of the webhooks (called every :data:`RELOAD_EVERY` s).
+        metrics: The control plane's :class:`~controlplane.metrics.Metrics` (or None).
     """
 
-    def __init__(self, storage: Any, settings: Any, replica: str, reload: Callable[[], Any]):
+    def __init__(self, storage: Any, settings: Any, replica: str, reload: Callable[[], Any],
+                 metrics: Any = None):
         self.storage = storage
         self.backend: StoresWebhooks = storage.backend
         self.timeout: float = settings["webhooks.timeout"]
@@ -65,6 +67,7 @@ class DeliveryWorker:
         #: Marks this process's claims; a new one at every start.
         self.claim = f"{replica}/{uuid.uuid4().hex[:12]}"
         self._reload = reload
+        self._metrics = metrics
         self._wake = asyncio.Event()
         self._in_flight: dict[str, tuple[asyncio.Task[Any], DeliveryRecord]] = {}
         self._runner: asyncio.Task[None] | None = None
@@ -179,6 +182,9 @@ class DeliveryWorker:
                     record.status, record.next_attempt_time = FAILED, time.time()
                 else:
                     record.next_attempt_time = retry
+            if self._metrics is not None:
+                outcome_name = "retrying" if record.status == PENDING else record.status
+                self._metrics.webhook_attempt(outcome_name, outcome.latency)
         if not await self.storage.call(self.backend.finish_attempt, record, self.claim):
             log.warning("webhook delivery %s was claimed by another process meanwhile", record.id)
         return record

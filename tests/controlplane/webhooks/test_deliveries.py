@@ -117,6 +117,14 @@ async def test_a_500_is_retried_with_the_same_delivery_id(hooked: App, receiver:
     assert all(verified(SECRET, r) for r in got)
     [d] = log.deliveries
     assert d.succeeded and d.attempt == 3 and d.http_status == 200 and d.error == ""
+    scraped = {
+        s.labels["outcome"]: s.value
+        for m in hooked.metrics.registry.collect()
+        if m.name == "maos_webhook_delivery_attempts"
+        for s in m.samples
+        if s.name.endswith("_total")
+    }
+    assert scraped == {"succeeded": 1, "retrying": 2, "failed": 0}
 
 
 async def test_failing_deliveries_show_status_error_and_next_retry(

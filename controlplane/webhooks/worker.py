@@ -119,7 +119,8 @@ class DeliveryWorker:
                 if due is not None and due <= now:
                     await self._claim(now)
                     due = await self.storage.call(self.backend.next_delivery_due)
-                if due is not None:
+                # With every slot busy, a finishing attempt wakes the worker: no need to look sooner.
+                if due is not None and len(self._in_flight) < self.concurrency:
                     wait = min(wait, max(0.01, due - time.time()))
             except MaosError as exc:  # storage down: try again on the next round
                 log.warning("webhook deliveries: %s", exc)

@@ -63,13 +63,20 @@ def subscribed(hook: WebhookRecord, name: str) -> bool:
     return not hook.disabled and (not hook.events or name in hook.events)
 
 
-def may_receive(hook: WebhookRecord, task_owner: str, owner_views_all: bool) -> bool:
+#: What tasks a webhook owner may see now: every task, its own, or none (disabled or deleted).
+ALL, OWN, NONE = "all", "own", "none"
+
+
+def may_receive(hook: WebhookRecord, task_owner: str, owner_reach: str) -> bool:
     """Whether ``hook`` may receive events of a task owned by ``task_owner``.
 
-    Its owner's own tasks; every task only when the webhook was made by a caller
-    holding ``task:view-all`` *and* its owner holds it still (``owner_views_all``).
+    ``owner_reach`` is what the webhook's owner may see now (:data:`ALL`, :data:`OWN` or
+    :data:`NONE`). Its owner's own tasks; every task only when the webhook was made by a caller
+    holding ``task:view-all`` *and* its owner holds that permission still.
     """
-    return task_owner == hook.owner or (hook.view_all and owner_views_all)
+    if owner_reach == NONE:
+        return False
+    return task_owner == hook.owner or (hook.view_all and owner_reach == ALL)
 
 
 def _iso(seconds: float | None) -> str | None:

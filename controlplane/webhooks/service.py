@@ -80,7 +80,7 @@ class Webhooks:
         settings: The settings (``webhooks.*``).
         committer: The engine's committer (deliveries join its commits).
         replica: This process's replica id.
-        owner_views_all: Whether a principal holds ``task:view-all`` now.
+        owner_reach: What a principal may see now: ``all`` tasks, its ``own``, or ``none``.
         metrics: The control plane's metrics (delivery attempts and their duration), or None.
     """
 
@@ -90,13 +90,13 @@ class Webhooks:
         settings: Any,
         committer: Any,
         replica: str,
-        owner_views_all: Callable[[str], bool],
+        owner_reach: Callable[[str], str],
         metrics: Any = None,
     ):
         self.storage = storage
         self.settings = settings
         self.committer = committer
-        self.owner_views_all = owner_views_all
+        self.owner_reach = owner_reach
         backend = storage.backend
         self.backend: StoresWebhooks | None = backend if isinstance(backend, StoresWebhooks) else None
         self.hooks: dict[str, WebhookRecord] = {}
@@ -142,14 +142,14 @@ class Webhooks:
         name = events.event_name(event)
         if name is None:
             return
-        views_all: dict[str, bool] = {}
+        reach: dict[str, str] = {}
         targets = []
         for hook in self.hooks.values():
             if not events.subscribed(hook, name):
                 continue
-            if hook.owner != task.owner and hook.view_all and hook.owner not in views_all:
-                views_all[hook.owner] = self.owner_views_all(hook.owner)
-            if events.may_receive(hook, task.owner, views_all.get(hook.owner, False)):
+            if hook.owner not in reach:
+                reach[hook.owner] = self.owner_reach(hook.owner)
+            if events.may_receive(hook, task.owner, reach[hook.owner]):
                 targets.append(hook)
         if not targets:
             return

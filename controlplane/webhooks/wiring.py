@@ -11,6 +11,7 @@ import pluggy
 from agent_sdk.proto.maos.v1 import webhook_service_pb2_grpc as webhooks_grpc
 from controlplane.access.permissions import VIEW_ALL_TASKS
 from controlplane.hookspecs import hookimpl
+from controlplane.webhooks.events import ALL, NONE, OWN
 from controlplane.webhooks.service import Webhooks
 
 
@@ -29,19 +30,22 @@ class _Lifecycle:
         return self.webhooks.stop()
 
 
-def views_all_tasks(access: Any) -> Callable[[str], bool]:
-    """Whether a principal holds ``task:view-all`` now: an enabled user whose roles grant it.
+def owner_reach(access: Any) -> Callable[[str], str]:
+    """What a principal may see now: ``all`` tasks (``task:view-all``), its ``own``, or ``none``.
 
-    Without access control (``access`` None) every caller is the local user, who sees every task.
+    ``none`` for a user that is disabled or deleted (and for anything but a user). Without
+    access control (``access`` None) every caller is the local user, who sees every task.
     """
     if access is None:
-        return lambda principal: True
+        return lambda principal: ALL
 
-    def check(principal: str) -> bool:
+    def reach(principal: str) -> str:
         user = access.users.get(principal.removeprefix("users/")) if principal.startswith("users/") else None
-        return user is not None and not user.get("disabled") and access.caller_of(user).may(VIEW_ALL_TASKS)
+        if user is None or user.get("disabled"):
+            return NONE
+        return ALL if access.caller_of(user).may(VIEW_ALL_TASKS) else OWN
 
-    return check
+    return reach
 
 
 def install_webhooks(
@@ -54,7 +58,7 @@ def install_webhooks(
     from controlplane.api.servicers.webhooks import WebhookServicer
 
     webhooks = Webhooks(
-        engine.storage, settings, engine.committer, engine.replica, views_all_tasks(access), engine.metrics
+        engine.storage, settings, engine.committer, engine.replica, owner_reach(access), engine.metrics
     )
     webhooks_grpc.add_WebhookServiceServicer_to_server(WebhookServicer(webhooks), server)
     if webhooks.backend is not None:

@@ -278,3 +278,30 @@ async def test_webhooks_per_owner_are_bounded_and_create_is_idempotent(maos_home
             await refused(client.delete_webhook("second"), grpc.StatusCode.NOT_FOUND)
     finally:
         await app.stop(grace=1.0)
+
+
+async def test_what_a_webhook_receives_follows_its_owners_current_permissions(secured_hooks: App,
+                                                                              receiver: Receiver) -> None:
+    app = secured_hooks
+    root_key = await user_key(app, "root@example.com", "admin")
+    bob_key = await user_key(app, "bob@example.com", "developer")
+
+    async def logged_tasks(hook_id: str) -> list[str]:
+        records = await app.storage.call(app.storage.backend.list_deliveries, hook_id)
+        return [f"{d.event} {d.task_id}" for d in records]
+
+    async with Client(app.address, token=root_key) as root, Client(app.address, token=bob_key) as bob, \
+            Client(app.address, token=await admin_key(app)) as admin:
+        hook, _ = await root.create_webhook(receiver.url, events=["task.submitted", "task.cancelled"])
+        hook_id = hook.name.removeprefix("webhooks/")
+        first = (await bob.submit_task(description="seen: root holds task:view-all")).name[6:]
+        await admin.update_user("root", roles=["developer"])  # root loses task:view-all
+        second = (await bob.submit_task(description="not seen any more")).name[6:]
+        own = (await root.submit_task(description="root's own")).name[6:]
+        assert sorted(await logged_tasks(hook_id)) == sorted([f"task.submitted {first}", f"task.submitted {own}"])
+        await admin.update_user("root", disabled=True)  # a disabled owner's webhooks receive nothing
+        await admin.cancel_task(own)
+        assert f"task.cancelled {own}" not in await logged_tasks(hook_id)
+        await wait_for(lambda: len(receiver.snapshot()) >= 2, 15, message="the two deliveries")
+    assert {r.event["data"]["task_id"] for r in receiver.snapshot()} == {first, own}
+    assert second not in {r.event["data"]["task_id"] for r in receiver.snapshot()}

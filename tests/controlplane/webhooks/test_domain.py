@@ -126,11 +126,12 @@ def test_event_names_match_the_engine_events() -> None:
 def test_who_receives_what() -> None:
     mine = WebhookRecord(id="w", owner="users/alice", url="http://x", secret="s" * 16, events=["task.failed"])
     assert events.subscribed(mine, "task.failed") and not events.subscribed(mine, "task.completed")
-    assert events.may_receive(mine, "users/alice", owner_views_all=False)
-    assert not events.may_receive(mine, "users/bob", owner_views_all=True)  # not made with task:view-all
+    assert events.may_receive(mine, "users/alice", events.OWN)
+    assert not events.may_receive(mine, "users/alice", events.NONE)  # its owner was disabled or deleted
+    assert not events.may_receive(mine, "users/bob", events.ALL)  # not made with task:view-all
     wide = WebhookRecord(id="w", owner="users/root", url="http://x", secret="s" * 16, view_all=True)
-    assert events.may_receive(wide, "users/bob", owner_views_all=True)
-    assert not events.may_receive(wide, "users/bob", owner_views_all=False)  # the owner lost it since
+    assert events.may_receive(wide, "users/bob", events.ALL)
+    assert not events.may_receive(wide, "users/bob", events.OWN)  # the owner lost task:view-all since
 
 
 def test_task_body_is_bounded_and_keeps_its_shape() -> None:

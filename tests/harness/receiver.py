@@ -62,7 +62,8 @@ class Receiver:
         return [r for r in self.snapshot() if r.headers.get("MAOS-Event") == event]
 
 
-def _handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
+def handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
+    """The request handler class of a server that answers and records for ``receiver``."""
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
@@ -83,7 +84,7 @@ def _handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
 def receiver() -> Iterator[Receiver]:
     """A running receiver; stopped at the end of the test."""
     state = Receiver()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler(state))
     state.port = server.server_address[1]
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

@@ -298,7 +298,8 @@ async def test_what_a_webhook_receives_follows_its_owners_current_permissions(se
         await admin.update_user("root", roles=["developer"])  # root loses task:view-all
         second = (await bob.submit_task(description="not seen any more")).name[6:]
         own = (await root.submit_task(description="root's own")).name[6:]
-        assert sorted(await logged_tasks(hook_id)) == sorted([f"task.submitted {first}", f"task.submitted {own}"])
+        logged = sorted(await logged_tasks(hook_id))
+        assert logged == sorted([f"task.submitted {first}", f"task.submitted {own}"])
         await admin.update_user("root", disabled=True)  # a disabled owner's webhooks receive nothing
         await admin.cancel_task(own)
         assert f"task.cancelled {own}" not in await logged_tasks(hook_id)

@@ -159,11 +159,10 @@ class DeliveryWorker:
     async def attempt(self, record: DeliveryRecord) -> DeliveryRecord:
         """One attempt of a claimed delivery; the outcome is recorded and ``record`` updated."""
         hook = await self.storage.call(self.backend.get_webhook, record.webhook_id)
-        if hook is None:  # deleted meanwhile, with its deliveries
-            return record
         started = time.time()
-        if hook.disabled:
-            record.status, record.error, record.next_attempt_time = FAILED, "the webhook is disabled", started
+        if hook is None or hook.disabled:  # deleted (a delivery committed just after) or disabled meanwhile
+            record.status, record.next_attempt_time = FAILED, started
+            record.error = "the webhook was deleted" if hook is None else "the webhook is disabled"
         else:
             outcome = await self._send(hook, record)
             record.attempts += 1
@@ -186,7 +185,8 @@ class DeliveryWorker:
             if self._metrics is not None:
                 outcome_name = "retrying" if record.status == PENDING else record.status
                 self._metrics.webhook_attempt(outcome_name, outcome.latency)
-        if not await self.storage.call(self.backend.finish_attempt, record, self.claim):
+        recorded = await self.storage.call(self.backend.finish_attempt, record, self.claim)
+        if not recorded and hook is not None:
             log.warning("webhook delivery %s was claimed by another process meanwhile", record.id)
         return record
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from controlplane.app import App
 from controlplane.domain.model import TaskStatus
 from controlplane.errors import Unavailable
 from controlplane.storage.base import WriteBatch
+from controlplane.webhooks.records import FAILED, DeliveryRecord
 from tests.harness.receiver import Receiver
 from tests.harness.server import make_settings, start_app, wait_for
 
@@ -72,3 +74,17 @@ async def test_a_failed_commit_sends_nothing_until_it_is_written(hooked: App, re
     [batch] = [b for b in written if b.webhook_deliveries]
     assert [d.id for d in batch.webhook_deliveries] == [r.delivery]
     assert [t.id for t in batch.tasks] == [r.event["data"]["task_id"]]
+
+
+async def test_a_delivery_of_a_deleted_webhook_is_marked_failed_not_retried_forever(hooked: App) -> None:
+    backend = hooked.storage.backend
+    now = time.time()
+    orphan = DeliveryRecord(id="dlv_orphan", webhook_id="ghost", event="task.failed", event_id="evt_x",
+                            payload="{}", create_time=now, next_attempt_time=now)
+    await hooked.storage.call(backend.add_deliveries, [orphan])
+
+    async def settled() -> bool:
+        [row] = await hooked.storage.call(backend.list_deliveries, "ghost")
+        return row.status == FAILED and row.error == "the webhook was deleted"
+
+    await wait_for(settled, 10, message="the orphan delivery marked failed")

@@ -1,7 +1,7 @@
 """The delivery worker: claims due deliveries from the outbox, POSTs them, records the outcome.
 
 Any number of control-plane processes may run one against the same database:
-a delivery is claimed for a lease (``webhooks.timeout`` plus a margin) by one
+a delivery is claimed for a lease (twice ``webhooks.timeout`` plus 10 s) by one
 of them (:meth:`~controlplane.storage.base.StoresWebhooks.claim_deliveries`),
 and comes back to the others if that one dies before recording the outcome.
 Pending deliveries left by a stopped or crashed control plane are therefore
@@ -30,8 +30,8 @@ from controlplane.webhooks.urls import parse_url, refused, resolve
 
 log = logging.getLogger(__name__)
 
-#: Seconds a claim outlives the attempt's timeout (DNS, connecting, recording the outcome).
-LEASE_MARGIN = 30.0
+#: Seconds a claim outlives its attempt's two timeouts (resolving, then sending) for recording the outcome.
+LEASE_MARGIN = 10.0
 #: Seconds between reloads of the webhooks (changes made by other processes).
 RELOAD_EVERY = 10.0
 #: Seconds between prunes of the delivery log.
@@ -63,7 +63,7 @@ class DeliveryWorker:
             settings["webhooks.retry_max_backoff"],
             settings["webhooks.retry_window"],
         )
-        self.lease = self.timeout + LEASE_MARGIN
+        self.lease = 2 * self.timeout + LEASE_MARGIN
         #: Marks this process's claims; a new one at every start.
         self.claim = f"{replica}/{uuid.uuid4().hex[:12]}"
         self._reload = reload
@@ -193,7 +193,9 @@ class DeliveryWorker:
     async def _send(self, hook: WebhookRecord, record: DeliveryRecord) -> sender.Outcome:
         try:
             target = parse_url(hook.url)
-            addresses = await resolve(target)
+            addresses = await asyncio.wait_for(resolve(target), self.timeout)
+        except TimeoutError:
+            return sender.Outcome(0, f"the host did not resolve within {self.timeout:g} s", self.timeout)
         except (MaosError, OSError) as exc:
             return sender.Outcome(
                 0, f"cannot resolve the URL's host: {getattr(exc, 'message', exc)}"[:200], 0.0

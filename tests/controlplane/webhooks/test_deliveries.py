@@ -162,6 +162,7 @@ async def test_deliveries_survive_a_control_plane_crash_with_the_same_delivery_i
         MAOS_WEBHOOKS_ALLOW_PRIVATE="true",
         MAOS_WEBHOOKS_RETRY_INITIAL_BACKOFF="3",
         MAOS_WEBHOOKS_POLL_INTERVAL="0.1",
+        MAOS_WEBHOOKS_TIMEOUT="2",
     )
     proc.start()
     try:
@@ -181,9 +182,10 @@ async def test_deliveries_survive_a_control_plane_crash_with_the_same_delivery_i
         receiver.default = 200
         proc.start()
         await proc.wait_ready()
+        # Within the retry delay, or within a claim's lease (14 s here) if the kill cut an attempt short.
         await wait_for(
             lambda: any(r.answered == 200 for r in receiver.snapshot()),
-            20,
+            30,
             message="the delivery retried by the restarted control plane",
         )
         async with Client(proc.address) as client:

@@ -38,9 +38,9 @@ from agent_sdk.errors import MaosRpcError, UnavailableError, from_rpc_error
 from agent_sdk.proto.maos.v1 import access_service_pb2 as access_pb
 from agent_sdk.proto.maos.v1 import access_service_pb2_grpc as access_grpc
 from agent_sdk.proto.maos.v1 import agent_service_pb2 as agents_pb
+from agent_sdk.proto.maos.v1 import agent_service_pb2_grpc as agents_grpc
 from agent_sdk.proto.maos.v1 import audit_service_pb2 as audit_pb
 from agent_sdk.proto.maos.v1 import audit_service_pb2_grpc as audit_grpc
-from agent_sdk.proto.maos.v1 import agent_service_pb2_grpc as agents_grpc
 from agent_sdk.proto.maos.v1 import checkpoint_service_pb2 as checkpoints_pb
 from agent_sdk.proto.maos.v1 import checkpoint_service_pb2_grpc as checkpoints_grpc
 from agent_sdk.proto.maos.v1 import enums_pb2 as enums
@@ -51,6 +51,7 @@ from agent_sdk.proto.maos.v1 import task_service_pb2 as tasks_pb
 from agent_sdk.proto.maos.v1 import task_service_pb2_grpc as tasks_grpc
 from agent_sdk.submitter import TaskSubmitter
 from agent_sdk.tls import server_name_options
+from agent_sdk.webhooks import WebhookMethods
 
 __all__ = ["Client", "MaosRpcError", "SERVICE_CONFIG", "TERMINAL_TASK_STATUSES", "agent_name", "build_task",
            "priority_value", "task_name", "translate_errors"]
@@ -68,6 +69,7 @@ IDEMPOTENT_METHODS = {
                              "ResumeAgent", "DrainAgent", "ListAgentTypes", "GetAgentMetrics"],
     "maos.v1.SystemService": ["GetStatus", "GetHealth", "GetMetricsSummary", "ListLogs", "GetConfig",
                               "SetConfig", "GetMetricsHistory", "GetResources"],
+    "maos.v1.WebhookService": ["CreateWebhook", "GetWebhook", "ListWebhooks", "ListWebhookDeliveries"],
     "grpc.health.v1.Health": ["Check"],
 }
 
@@ -259,8 +261,10 @@ class _Service:
         return unary
 
 
-class Client:
+class Client(WebhookMethods):
     """An async client of one MAOS control plane.
+
+    The WebhookService methods (``create_webhook``, ...) come from :class:`~agent_sdk.webhooks.WebhookMethods`.
 
     Args:
         address: ``host:port`` of the control plane.

@@ -29,6 +29,7 @@ from cli import (
     system,
     task_export,
     tasks,
+    webhooks,
 )
 from cli._options import OUTPUT_FLAGS, State
 from cli._output import FORMATS
@@ -103,6 +104,7 @@ cli.add_command(plugins.plugins)
 cli.add_command(checkpoints.checkpoint)
 cli.add_command(checkpoints.recover)
 cli.add_command(completion.completion)
+cli.add_command(webhooks.webhook)
 for group in (access.user, access.role, access.api_key, join_tokens.join_token, access.audit):
     cli.add_command(group)
 

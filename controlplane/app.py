@@ -45,6 +45,7 @@ from controlplane.retention import AuditRetention
 from controlplane.scheduler.engine import Engine
 from controlplane.storage.base import ReportsSchema, StorageBackend
 from controlplane.storage.executor import StorageExecutor
+from controlplane.webhooks.wiring import install_webhooks
 
 log = logging.getLogger(__name__)
 
@@ -239,6 +240,7 @@ def build_app(settings: Settings, pm: pluggy.PluginManager | None = None) -> App
     }
     server, health = build_server(servicers, interceptors, settings["server.reflection"])
     install_checkpoints(pm, engine, settings, server)
+    install_webhooks(pm, engine, settings, server, access if auth is not None else None)
     return App(settings=settings, pm=pm, metrics=metrics, storage=storage, engine=engine, server=server,
                health=health, launcher=launcher, logbook=logbook, access=access, tls=tls,
                retention=AuditRetention(storage, settings["audit.retention_days"]))

@@ -45,6 +45,13 @@ def _duration(value: Any) -> float:
     return seconds
 
 
+def _positive_duration(value: Any) -> float:
+    seconds = _duration(value)
+    if seconds <= 0:
+        raise ValueError("must be a duration greater than 0")
+    return seconds
+
+
 def _bool(value: Any) -> bool:
     if isinstance(value, bool):
         return value
@@ -275,6 +282,22 @@ OPTIONS: dict[str, Option] = {
                "How long metrics history samples are kept (seconds, or 7d, 24h)."),
         Option("checkpoints.retention.count", _positive_int, 20, "Checkpoints kept."),
         Option("checkpoints.retention.age_days", _positive_int, 30, "Days a checkpoint is kept."),
+        Option("webhooks.allow_private", _bool, False,
+               "Let webhooks call loopback, private and link-local addresses (refused by default: SSRF)."),
+        Option("webhooks.timeout", _positive_duration, 10.0, "Seconds one delivery attempt may take."),
+        Option("webhooks.retry_initial_backoff", _positive_duration, 10.0,
+               "Delay before the first retry of a failed delivery; each next one doubles (with jitter)."),
+        Option("webhooks.retry_max_backoff", _positive_duration, 3600.0, "Longest delay between two attempts."),
+        Option("webhooks.retry_window", _positive_duration, 3 * 86400.0,
+               "How long after its event a failing delivery is retried before it is marked failed."),
+        Option("webhooks.max_per_owner", _positive_int, 25, "Most webhooks one user may have."),
+        Option("webhooks.max_payload_bytes", _positive_int, 65536,
+               "Largest event body; a task's output is cut to fit (at least 4096)."),
+        Option("webhooks.concurrency", _positive_int, 8, "Deliveries this process attempts at once."),
+        Option("webhooks.poll_interval", _positive_duration, 2.0,
+               "Seconds between looks at the outbox for deliveries due (new events wake it at once)."),
+        Option("webhooks.delivery_retention", _positive_duration, 30 * 86400.0,
+               "How long finished deliveries stay in the delivery log."),
         Option("claude.api_key", _text, "", "Anthropic API key (or ANTHROPIC_API_KEY / CLAUDE_API_KEY)."),
         Option("claude.model", _text, "", "Model for Claude-backed agents; empty means the default."),
         Option("claude.base_url", _text, "", "Messages API base URL; empty means Anthropic's."),

@@ -78,6 +78,16 @@ class Metrics:
             "maos_storage_commit_seconds", "Duration of one group commit.", registry=r
         )
         self.commit_rows = Counter("maos_storage_committed_rows_total", "Rows written by group commits.", registry=r)
+        self.webhook_attempts = Counter(
+            "maos_webhook_delivery_attempts_total",
+            "Webhook delivery attempts by outcome: succeeded, retrying, or failed (given up).", ["outcome"],
+            registry=r,
+        )
+        for outcome in ("succeeded", "retrying", "failed"):
+            self.webhook_attempts.labels(outcome)
+        self.webhook_seconds = Histogram(
+            "maos_webhook_delivery_seconds", "Duration of one webhook delivery attempt.", registry=r
+        )
         self.rpc_handled = Counter(
             "grpc_server_handled_total", "RPCs completed on the server.",
             ["grpc_type", "grpc_service", "grpc_method", "grpc_code"], registry=r,
@@ -163,6 +173,11 @@ class Metrics:
     def lease_expired(self) -> None:
         """A lease expired."""
         self.lease_expirations.inc()
+
+    def webhook_attempt(self, outcome: str, seconds: float) -> None:
+        """A webhook delivery was attempted (``succeeded``, ``retrying`` or ``failed``)."""
+        self.webhook_attempts.labels(outcome).inc()
+        self.webhook_seconds.observe(max(0.0, seconds))
 
     def retried(self) -> None:
         """A subtask was queued for another attempt."""

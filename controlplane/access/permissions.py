@@ -27,9 +27,12 @@ EXPORT_CHECKPOINTS = "checkpoint:export"
 IMPORT_CHECKPOINTS = "checkpoint:import"
 #: Planning with a model (``AnalyzeTask`` spends tokens only for holders of it).
 PLAN_WITH_MODEL = "task:submit"
+#: Lets a principal see every owner's webhooks and their deliveries.
+VIEW_ALL_WEBHOOKS = "webhook:view-all"
 
 _T, _A, _S, _C = "/maos.v1.TaskService/", "/maos.v1.AgentService/", "/maos.v1.SystemService/", "/maos.v1.CheckpointService/"
 _X, _U = "/maos.v1.AccessService/", "/maos.v1.AuditService/"
+_W = "/maos.v1.WebhookService/"
 
 METHOD_PERMISSIONS: dict[str, str] = {
     **{_T + m: "task:submit" for m in ("SubmitTask", "BatchSubmitTasks", "StreamSubmitTasks")},
@@ -50,6 +53,8 @@ METHOD_PERMISSIONS: dict[str, str] = {
     **{_X + m: "apikey:manage" for m in ("CreateApiKey", "ListApiKeys", "RevokeApiKey", "RotateApiKey")},
     **{_X + m: "agent:join-token" for m in ("CreateJoinToken", "ListJoinTokens", "RevokeJoinToken")},
     _U + "ListAuditRecords": "audit:view",
+    **{_W + m: "webhook:manage" for m in ("CreateWebhook", "GetWebhook", "ListWebhooks", "UpdateWebhook",
+                                          "DeleteWebhook", "ListWebhookDeliveries", "TestWebhook")},
     "/maos.v1.AgentGateway/Connect": "agent:connect",
 }
 
@@ -58,7 +63,8 @@ REFLECTION = "/grpc.reflection."
 #: Read-only methods: every other method is mutating and audited.
 READ_ONLY = frozenset(m for m, p in METHOD_PERMISSIONS.items() if p.endswith(":view") or m.endswith(
     ("/GetCaller", "/ListApiKeys", "/GetUser", "/ListUsers", "/GetRole", "/ListRoles", "/ListJoinTokens",
-     "/GetConfig"))) | frozenset({"/maos.v1.AgentGateway/Connect", *(
+     "/GetConfig", "/GetWebhook", "/ListWebhooks", "/ListWebhookDeliveries"))) | frozenset({
+         "/maos.v1.AgentGateway/Connect", *(
          f"{REFLECTION}{version}.ServerReflection/ServerReflectionInfo" for version in ("v1alpha", "v1"))})
 
 _VIEWER = ["task:view", "agent:view", "system:view", "checkpoint:view"]
@@ -66,7 +72,7 @@ BUILTIN_ROLES: dict[str, tuple[str, list[str]]] = {
     "viewer": ("Reads tasks, agents, system state and checkpoints.", _VIEWER),
     "developer": ("Viewer plus submitting and managing its own tasks, agents and API keys.",
                   [*_VIEWER, "task:submit", "task:cancel", "task:update", "agent:spawn", "agent:manage",
-                   "apikey:manage"]),
+                   "apikey:manage", "webhook:manage"]),
     "admin": ("Everything.", ["*"]),
     "agent": ("Connects agents to the gateway.", ["agent:connect"]),
 }

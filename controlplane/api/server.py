@@ -30,6 +30,7 @@ SERVICE_NAMES = [
     "maos.v1.AgentGateway",
     "maos.v1.AccessService",
     "maos.v1.AuditService",
+    "maos.v1.WebhookService",
 ]
 
 _LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}

@@ -54,11 +54,13 @@ class _Generation:
         self.agents: dict[str, AgentInfo] = {}
         self.idempotency: list[IdempotencyRecord] = []
         self.audit: list[dict[str, Any]] = []
+        self.webhook_deliveries: list[Any] = []
         self.after: list[Callable[[], None]] = []
         self.waiters: list[asyncio.Future[None]] = []
 
     def empty(self) -> bool:
-        return not (self.tasks or self.subtasks or self.agents or self.idempotency or self.audit or self.after)
+        return not (self.tasks or self.subtasks or self.agents or self.idempotency or self.audit or self.after
+                    or self.webhook_deliveries)
 
     def snapshot(self) -> WriteBatch:
         return WriteBatch(
@@ -67,6 +69,7 @@ class _Generation:
             agents=[_shallow_copy(a) for a in self.agents.values()],
             idempotency=list(self.idempotency),
             audit=list(self.audit),
+            webhook_deliveries=list(self.webhook_deliveries),
         )
 
 
@@ -132,6 +135,11 @@ class Committer:
             self._wake.set()
         elif self._audit_flush is None:
             self._audit_flush = asyncio.get_running_loop().call_later(AUDIT_FLUSH_DELAY, self._wake.set)
+
+    def webhook_delivery(self, record: Any) -> None:
+        """Add a webhook delivery to the outbox in the commit of the changes marked so far."""
+        self._current.webhook_deliveries.append(record)
+        self._wake.set()
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` on the loop once everything marked so far is durable."""
@@ -227,6 +235,7 @@ class Committer:
             current.agents.setdefault(key, agent)
         current.idempotency[:0] = generation.idempotency
         current.audit[:0] = generation.audit
+        current.webhook_deliveries[:0] = generation.webhook_deliveries
         excess = len(current.audit) - MAX_PENDING_AUDIT
         if excess > 0:
             del current.audit[:excess]

@@ -137,6 +137,9 @@ class Engine(AgentSide, Consensus, Watching):
         self._event_seq = 0
         self._schedule_pending = False
         self.event_listeners: list[Callable[[Event], None]] = []
+        #: Called with every state-change event and its task as the change is made (before it is
+        #: committed), so that what they mark on the committer joins the same commit (webhooks' outbox).
+        self.event_taps: list[Callable[[Event, Task], None]] = []
         #: The latest events, for WatchEvents resuming after an event id.
         self.recent_events: deque[Event] = deque(maxlen=RECENT_EVENTS)
         self._events_generation = -1

@@ -81,6 +81,11 @@ class Watching:
         if committed:
             self._deliver([(event, snapshots)])
             return
+        for tap in self.event_taps:
+            try:
+                tap(event, task)
+            except Exception:  # a failing tap must not stop the transition
+                log.exception("event tap failed")
         generation = self.committer.generation_id
         if self._events_generation != generation:
             pending: list[tuple[Event, tuple[Task, Subtask | None] | None]] = []

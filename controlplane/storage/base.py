@@ -25,6 +25,7 @@ from controlplane.domain.model import AgentInfo, Subtask, Task, TaskStatus
 if TYPE_CHECKING:
     from controlplane.access.records import JoinTokenRecord
     from controlplane.checkpoints.record import CheckpointRecord
+    from controlplane.webhooks.records import DeliveryRecord, WebhookRecord
 
 #: Raw rows of tables: ``{table: (column names, rows as tuples)}`` (checkpoints).
 TableRows = dict[str, tuple[list[str], list[tuple[Any, ...]]]]
@@ -61,13 +62,18 @@ class WriteBatch:
     #: Audit records to append, never updated or deleted afterwards (each a JSON-able dict with at least
     #: ``time``, ``principal`` and ``method``, which :meth:`StorageBackend.list_audit` filters on).
     audit: list[dict[str, Any]] = field(default_factory=list)
+    #: Webhook deliveries to add to the outbox (inserted once; a repeated id is ignored). Only a
+    #: backend with the :class:`StoresWebhooks` capability is ever given any.
+    webhook_deliveries: list[DeliveryRecord] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.tasks or self.subtasks or self.agents or self.idempotency or self.audit)
+        return bool(self.tasks or self.subtasks or self.agents or self.idempotency or self.audit
+                    or self.webhook_deliveries)
 
     def rows(self) -> int:
         """How many rows the batch writes."""
-        return len(self.tasks) + len(self.subtasks) + len(self.agents) + len(self.idempotency) + len(self.audit)
+        return (len(self.tasks) + len(self.subtasks) + len(self.agents) + len(self.idempotency) + len(self.audit)
+                + len(self.webhook_deliveries))
 
 
 @dataclass
@@ -332,3 +338,58 @@ class ReportsSize(Protocol):
 
     def database_size_bytes(self) -> int:
         """The database's size in bytes (files on disk, or what the server reports)."""
+
+
+@runtime_checkable
+class StoresWebhooks(Protocol):
+    """An optional capability of a backend that stores webhooks and their delivery outbox.
+
+    Deliveries enter the outbox through :attr:`WriteBatch.webhook_deliveries`,
+    in the same transaction as the change they report, and leave it through
+    :meth:`claim_deliveries`, which any number of control-plane processes may
+    call at once: each due row goes to one claimant, for a lease, and comes
+    back if its claimant dies. Without this capability WebhookService answers
+    FAILED_PRECONDITION.
+    """
+
+    def put_webhook(self, record: WebhookRecord, *, create: bool = False) -> None:
+        """Store a webhook (``create``: ``AlreadyExists`` if its id is taken)."""
+
+    def get_webhook(self, webhook_id: str) -> WebhookRecord | None:
+        """One webhook, or None."""
+
+    def list_webhooks(self, owner: str | None = None, offset: int = 0, limit: int = 1000) -> list[WebhookRecord]:
+        """Webhooks oldest first (of ``owner`` only, unless None)."""
+
+    def count_webhooks(self, owner: str) -> int:
+        """How many webhooks ``owner`` has."""
+
+    def find_webhook(self, owner: str, request_id: str) -> WebhookRecord | None:
+        """The webhook ``owner`` created with ``request_id``, or None."""
+
+    def delete_webhook(self, webhook_id: str) -> bool:
+        """Delete a webhook and its deliveries; whether it existed."""
+
+    def add_deliveries(self, records: Sequence[DeliveryRecord]) -> None:
+        """Insert deliveries outside a :class:`WriteBatch` (test events)."""
+
+    def claim_deliveries(self, claim: str, now: float, lease: float, limit: int) -> list[DeliveryRecord]:
+        """Claim up to ``limit`` pending deliveries due at ``now``, oldest due first.
+
+        Each claimed row gets ``claim`` and ``next_attempt_time = now + lease``
+        (when it comes back if never finished), atomically: two claimants never
+        get the same row (``FOR UPDATE SKIP LOCKED`` on PostgreSQL).
+        """
+
+    def finish_attempt(self, record: DeliveryRecord, claim: str) -> bool:
+        """Record an attempt's outcome (status, attempts, HTTP status, error, latency, times) and release
+        the claim; False (nothing written) if the row is no longer claimed by ``claim``."""
+
+    def list_deliveries(self, webhook_id: str, offset: int = 0, limit: int = 50) -> list[DeliveryRecord]:
+        """Deliveries of a webhook, newest first (without payloads)."""
+
+    def next_delivery_due(self) -> float | None:
+        """The earliest ``next_attempt_time`` of a pending delivery, or None."""
+
+    def prune_deliveries(self, before: float) -> int:
+        """Delete finished deliveries created before ``before``; how many."""

@@ -34,6 +34,7 @@ from controlplane.storage.base import (
     IdempotencyRecord, SchemaStatus, StateValue, TableRows, TaskQuery, WriteBatch,
 )
 from controlplane.storage.sql import codec, schema, wal
+from controlplane.storage.sql.webhooks import SqlWebhooks, delivery_row
 from controlplane.storage.sql.migrations import schema_status
 from controlplane.storage.sql.migrations import migrate as run_migrations
 from controlplane.storage.sql.wal import WalCheckpointer
@@ -123,8 +124,11 @@ def _raw_upsert(table: Table, mark: str, *, keep: Sequence[str] = (), update: bo
     return sql, columns
 
 
-class SqlBackend:
+class SqlBackend(SqlWebhooks):
     """A :class:`~controlplane.storage.base.StorageBackend` on a SQLAlchemy engine.
+
+    It also offers the optional ``StoresWebhooks`` capability (in
+    :mod:`controlplane.storage.sql.webhooks`).
 
     Subtasks carry a storage-assigned ``ord`` that only new rows keep, so
     :meth:`get_subtasks` returns them in the order they were first written
@@ -156,6 +160,7 @@ class SqlBackend:
         self._raw_subtasks = _raw_upsert(schema.subtasks, mark, keep=("ord",))
         self._raw_agents = _raw_upsert(schema.agents, mark)
         self._raw_idempotency = _raw_upsert(schema.idempotency, mark, update=False)
+        self._raw_deliveries = _raw_upsert(schema.webhook_deliveries, mark, update=False)
         self._raw_audit = (f"INSERT INTO audit_records (time, principal, method, data) "
                            f"VALUES ({mark}, {mark}, {mark}, {mark})")
         self._checkpointer: WalCheckpointer | None = None  # started by the first write to an SQLite file
@@ -334,6 +339,10 @@ class SqlBackend:
                     cursor.executemany(sql, [tuple(row[c] for c in columns) for row in rows])
             if batch.audit:
                 cursor.executemany(self._raw_audit, _audit_rows(batch.audit))
+            if batch.webhook_deliveries:  # the outbox: in the same transaction as what the events report
+                sql, columns = self._raw_deliveries
+                cursor.executemany(sql, [tuple(row[c] for c in columns)
+                                         for row in map(delivery_row, batch.webhook_deliveries)])
         finally:
             cursor.close()
 

@@ -174,5 +174,33 @@ metrics_samples = Table(
     Column("data", Text, nullable=False),
 )
 
+webhooks = Table(
+    "webhooks",
+    metadata,
+    Column("id", String, primary_key=True),
+    Column("owner", String, nullable=False),
+    Column("request_id", String, nullable=False),  # "" when created without one
+    Column("create_time", Double, nullable=False),
+    Column("data", Text, nullable=False),
+    Index("ix_webhooks_owner", "owner", "create_time"),
+)
+
+#: The webhook outbox and delivery log: rows join the commit of the change they report.
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("id", String, primary_key=True),
+    Column("webhook_id", String, nullable=False),
+    Column("status", String, nullable=False),  # pending, succeeded, failed
+    # When the next attempt is due (while claimed: when the claim's lease ends).
+    Column("next_attempt_time", Double, nullable=False),
+    Column("claim", String, nullable=False),  # "" or the claimant's token
+    Column("create_time", Double, nullable=False),
+    Column("data", Text, nullable=False),
+    Column("payload", Text, nullable=False),
+    Index("ix_webhook_deliveries_due", "status", "next_attempt_time"),
+    Index("ix_webhook_deliveries_webhook", "webhook_id", "create_time"),
+)
+
 #: Every table of the schema, parents first.
 ALL_TABLES: tuple[Table, ...] = tuple(metadata.sorted_tables)

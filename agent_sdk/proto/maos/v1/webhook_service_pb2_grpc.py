@@ -27,12 +27,23 @@ if _version_not_supported:
 
 
 class WebhookServiceStub:
-    """HTTP endpoints that receive events.
+    """HTTP endpoints that receive events of tasks.
 
-    Each delivery is a POST of the Event as JSON with the headers
-    `X-Maos-Event`, `X-Maos-Delivery` (unique id) and `X-Maos-Signature`
-    (`sha256=` HMAC-SHA256 of the body with the webhook's secret). Failed
-    deliveries are retried with exponential backoff.
+    Each delivery is an HTTP POST of a JSON event (`{"id", "event",
+    "created", "data"}`) with the headers `MAOS-Event` (the event name, such
+    as `task.completed`), `MAOS-Delivery` (a unique id, the same on every
+    retry of one delivery) and `MAOS-Signature: t=<unix seconds>,v1=<hex
+    HMAC-SHA256 of "<t>.<raw body>" keyed by the webhook's secret>`.
+    Deliveries are written to an outbox in the same commit as the change
+    they report, and are retried with exponential backoff on errors,
+    timeouts and non-2xx answers for `webhooks.retry_window`, across
+    restarts of the control plane. A webhook receives only events of tasks
+    its owner may see (its own tasks, or every task with `task:view-all`).
+
+    Callers see and change only their own webhooks: another owner's webhook
+    is NOT_FOUND (ERROR_REASON_WEBHOOK_NOT_FOUND). `webhook:view-all` shows
+    every owner's webhooks and deliveries; changing another owner's webhook
+    needs `admin`.
     """
 
     def __init__(self, channel):
@@ -71,20 +82,40 @@ class WebhookServiceStub:
                 request_serializer=maos_dot_v1_dot_webhook__service__pb2.ListWebhookDeliveriesRequest.SerializeToString,
                 response_deserializer=maos_dot_v1_dot_webhook__service__pb2.ListWebhookDeliveriesResponse.FromString,
                 _registered_method=True)
+        self.TestWebhook = channel.unary_unary(
+                '/maos.v1.WebhookService/TestWebhook',
+                request_serializer=maos_dot_v1_dot_webhook__service__pb2.TestWebhookRequest.SerializeToString,
+                response_deserializer=maos_dot_v1_dot_webhook__service__pb2.TestWebhookResponse.FromString,
+                _registered_method=True)
 
 
 class WebhookServiceServicer:
-    """HTTP endpoints that receive events.
+    """HTTP endpoints that receive events of tasks.
 
-    Each delivery is a POST of the Event as JSON with the headers
-    `X-Maos-Event`, `X-Maos-Delivery` (unique id) and `X-Maos-Signature`
-    (`sha256=` HMAC-SHA256 of the body with the webhook's secret). Failed
-    deliveries are retried with exponential backoff.
+    Each delivery is an HTTP POST of a JSON event (`{"id", "event",
+    "created", "data"}`) with the headers `MAOS-Event` (the event name, such
+    as `task.completed`), `MAOS-Delivery` (a unique id, the same on every
+    retry of one delivery) and `MAOS-Signature: t=<unix seconds>,v1=<hex
+    HMAC-SHA256 of "<t>.<raw body>" keyed by the webhook's secret>`.
+    Deliveries are written to an outbox in the same commit as the change
+    they report, and are retried with exponential backoff on errors,
+    timeouts and non-2xx answers for `webhooks.retry_window`, across
+    restarts of the control plane. A webhook receives only events of tasks
+    its owner may see (its own tasks, or every task with `task:view-all`).
+
+    Callers see and change only their own webhooks: another owner's webhook
+    is NOT_FOUND (ERROR_REASON_WEBHOOK_NOT_FOUND). `webhook:view-all` shows
+    every owner's webhooks and deliveries; changing another owner's webhook
+    needs `admin`.
     """
 
     def CreateWebhook(self, request, context):
-        """Registers a webhook. INVALID_ARGUMENT for a URL that is not http(s).
-        Permission: webhook:manage.
+        """Registers a webhook. INVALID_ARGUMENT naming the field for a URL that
+        is not http(s), resolves to a loopback, link-local or private address
+        (unless `webhooks.allow_private`), an unknown event name or a secret
+        that is too short; RESOURCE_EXHAUSTED past `webhooks.max_per_owner`.
+        Without `webhook.secret` one is generated and returned once, in the
+        response's `secret`. Permission: webhook:manage.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -98,30 +129,43 @@ class WebhookServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListWebhooks(self, request, context):
-        """Lists webhooks. Permission: webhook:manage.
+        """Lists the caller's webhooks (every owner's with `webhook:view-all`),
+        oldest first (page_size 0 means 50, at most 1000).
+        Permission: webhook:manage.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def UpdateWebhook(self, request, context):
-        """Changes `url`, `event_types`, `secret` or `disabled`.
-        Permission: webhook:manage.
+        """Changes `url`, `events`, `secret` or `disabled` (the paths of
+        `update_mask`; `event_types` is accepted for `events`). `secret` in the
+        mask with an empty `webhook.secret` rotates to a generated secret,
+        returned once in the response. Permission: webhook:manage.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def DeleteWebhook(self, request, context):
-        """Deletes a webhook. Permission: webhook:manage.
+        """Deletes a webhook and its delivery log. Permission: webhook:manage.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListWebhookDeliveries(self, request, context):
-        """Lists recent deliveries of a webhook with their outcome.
+        """Lists deliveries of a webhook, newest first, with their outcome.
         Permission: webhook:manage.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def TestWebhook(self, request, context):
+        """Sends a `webhook.test` event to the webhook now and returns the
+        delivery after its first attempt (a failed one is retried like any
+        other). Permission: webhook:manage.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -160,6 +204,11 @@ def add_WebhookServiceServicer_to_server(servicer, server):
                     request_deserializer=maos_dot_v1_dot_webhook__service__pb2.ListWebhookDeliveriesRequest.FromString,
                     response_serializer=maos_dot_v1_dot_webhook__service__pb2.ListWebhookDeliveriesResponse.SerializeToString,
             ),
+            'TestWebhook': grpc.unary_unary_rpc_method_handler(
+                    servicer.TestWebhook,
+                    request_deserializer=maos_dot_v1_dot_webhook__service__pb2.TestWebhookRequest.FromString,
+                    response_serializer=maos_dot_v1_dot_webhook__service__pb2.TestWebhookResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'maos.v1.WebhookService', rpc_method_handlers)
@@ -169,12 +218,23 @@ def add_WebhookServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class WebhookService:
-    """HTTP endpoints that receive events.
+    """HTTP endpoints that receive events of tasks.
 
-    Each delivery is a POST of the Event as JSON with the headers
-    `X-Maos-Event`, `X-Maos-Delivery` (unique id) and `X-Maos-Signature`
-    (`sha256=` HMAC-SHA256 of the body with the webhook's secret). Failed
-    deliveries are retried with exponential backoff.
+    Each delivery is an HTTP POST of a JSON event (`{"id", "event",
+    "created", "data"}`) with the headers `MAOS-Event` (the event name, such
+    as `task.completed`), `MAOS-Delivery` (a unique id, the same on every
+    retry of one delivery) and `MAOS-Signature: t=<unix seconds>,v1=<hex
+    HMAC-SHA256 of "<t>.<raw body>" keyed by the webhook's secret>`.
+    Deliveries are written to an outbox in the same commit as the change
+    they report, and are retried with exponential backoff on errors,
+    timeouts and non-2xx answers for `webhooks.retry_window`, across
+    restarts of the control plane. A webhook receives only events of tasks
+    its owner may see (its own tasks, or every task with `task:view-all`).
+
+    Callers see and change only their own webhooks: another owner's webhook
+    is NOT_FOUND (ERROR_REASON_WEBHOOK_NOT_FOUND). `webhook:view-all` shows
+    every owner's webhooks and deliveries; changing another owner's webhook
+    needs `admin`.
     """
 
     @staticmethod
@@ -329,6 +389,33 @@ class WebhookService:
             '/maos.v1.WebhookService/ListWebhookDeliveries',
             maos_dot_v1_dot_webhook__service__pb2.ListWebhookDeliveriesRequest.SerializeToString,
             maos_dot_v1_dot_webhook__service__pb2.ListWebhookDeliveriesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TestWebhook(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/maos.v1.WebhookService/TestWebhook',
+            maos_dot_v1_dot_webhook__service__pb2.TestWebhookRequest.SerializeToString,
+            maos_dot_v1_dot_webhook__service__pb2.TestWebhookResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import sys
 import time
 from collections.abc import AsyncIterator
 from datetime import datetime
@@ -20,6 +21,7 @@ from agent_sdk.proto.maos.v1 import enums_pb2 as enums
 from agent_sdk.proto.maos.v1 import messages_pb2 as msgs
 from cli._errors import EXIT_INTERRUPTED, EXIT_THRESHOLD, handle_errors
 from cli._export import export_options, opened, resolve_export
+from cli.live import live
 from cli._options import Duration, run, split_csv
 from cli._output import (
     bare_id,
@@ -150,8 +152,10 @@ MIN_INTERVAL = 0.2
 @click.option("-f", "--follow", is_flag=True, help="After the snapshot, print every change as it is committed.")
 @click.option("--task", "task", default="", show_default=False, metavar="ID", help="Only this task.")
 @click.option("--limit", type=click.IntRange(min=1), default=20, help="Most unfinished tasks listed.")
+@click.option("--once", is_flag=True,
+              help="On a terminal, print one snapshot instead of the live view (piped output always does).")
 @click.option("--duration", type=Duration(), default=None,
-              help="With --follow or when sampling: stop after this long (5m, 30s); no limit when unset.")
+              help="Live, with --follow or when sampling: stop after this long (5m, 30s); no limit when unset.")
 @click.option("--metric", "metric", default=None, metavar="A,B",
               help=f"Sample these figures every --interval: {', '.join(METRICS)} "
                    f"(default {','.join(DEFAULT_METRICS)}). cpu and memory are % of the machine used by the "
@@ -162,10 +166,15 @@ MIN_INTERVAL = 0.2
               help="Highlight cpu or memory at or above PERCENT; the command then exits 11 when it ends.")
 @export_options(["csv", "json"], "the samples")
 @handle_errors
-def monitor(follow: bool, task: str, limit: int, duration: float | None, metric: str | None,
+def monitor(follow: bool, task: str, limit: int, once: bool, duration: float | None, metric: str | None,
             interval: float | None, threshold: float | None, export: str | None,
             output_file: str | None) -> None:
     """Show agents, task counts and unfinished tasks; with --follow, then every change live.
+
+    On a terminal (and with the table format) it is a live view, redrawn in
+    place every second: agents, the queue, unfinished tasks with their
+    progress, and throughput, until Ctrl-C or --duration. Piped, or with
+    --once, it prints one snapshot.
 
     With --follow it runs until Ctrl-C (exit 130) or --duration; a broken
     event stream is opened again where it broke. With -o json it prints one
@@ -185,6 +194,12 @@ def monitor(follow: bool, task: str, limit: int, duration: float | None, metric:
             raise click.UsageError("--follow and --task show tasks and events; --metric, --interval, "
                                    "--threshold and --export sample figures: use one or the other")
         _sample(metric, interval, threshold, duration, fmt, path)
+        return
+    if not follow and not task and not once and output_format() == "table" and sys.stdout.isatty():
+        try:
+            run(lambda client: live(client, limit, duration))
+        except KeyboardInterrupt:
+            raise SystemExit(EXIT_INTERRUPTED) from None
         return
     if not follow:
         snapshot = run(lambda client: _snapshot(client, task, limit))

@@ -54,3 +54,15 @@ async def test_tables_on_a_terminal_and_in_a_pipe(maos: Maos) -> None:
     piped = await maos("task", "list")  # CliRunner: not a terminal
     assert "─" not in piped.stdout and not _ANSI.search(piped.stdout)
     assert piped.stdout.splitlines()[0].split()[:2] == ["ID", "STATUS"]
+
+
+async def test_monitor_on_a_terminal_is_a_live_view_redrawn_in_place(maos: Maos) -> None:
+    await maos("task", "submit", "Watched live: 1. a 2. b")
+    env = {k: v for k, v in {**os.environ, **maos.env(), "COLUMNS": "160"}.items() if v is not None}
+    shown = await asyncio.to_thread(on_a_terminal, env, "monitor", "--duration", "2500ms")
+    assert "Throughput" in shown and "Agents" in shown and "Unfinished tasks" in shown
+    assert shown.count("Throughput") >= 2 and "\x1b[1A" in shown  # drawn again, over the last drawing
+    snapshot = await asyncio.to_thread(on_a_terminal, env, "monitor", "--once")
+    assert snapshot.count("Control plane:") == 1 and "\x1b[1A" not in snapshot
+    piped = await maos("monitor")  # not a terminal: one plain snapshot, as before
+    assert piped.stdout.startswith("Control plane:") and "Throughput" not in piped.stdout

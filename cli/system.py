@@ -113,7 +113,7 @@ def init(force: bool) -> None:
     The key is written to $MAOS_HOME/credentials (mode 0600), which the CLI
     uses when neither --token nor MAOS_TOKEN is given.
     """
-    from controlplane.config import DEFAULT_CONFIG_YML
+    from controlplane.config import DEFAULT_CONFIG_YML, config_with_pool
 
     home = _home()
     created, kept = [], []
@@ -126,7 +126,7 @@ def init(force: bool) -> None:
         kept.append(str(config))
         message(f"kept the existing {config} (use --force to overwrite it)")
     else:
-        config.write_text(DEFAULT_CONFIG_YML)
+        config.write_text(config_with_pool(DEFAULT_CONFIG_YML, _initial_pool(home)))
         config.chmod(0o600)  # it may hold an API key
         created.append(str(config))
     from controlplane.access.bootstrap import bootstrap_admin
@@ -139,6 +139,40 @@ def init(force: bool) -> None:
         kept.append(str(home / "credentials"))
     emit({"home": str(home), "created": created, "kept": kept},
          lambda: "\n".join(f"created {p}" for p in created) or f"{home} is already initialized")
+
+
+def _initial_pool(home: Path) -> dict[str, int]:
+    """The pool `maos init` writes: Claude agents when an API key is set, else the offline one."""
+    from controlplane.config import load_settings
+    from controlplane.plugins import get_plugin_manager
+    from controlplane.pool import default_pool
+
+    return default_pool(get_plugin_manager(), load_settings(home=home))
+
+
+OFFLINE_NOTICE = (
+    "note: the answers come from offline agents ({types}), which do no model work: echo hands back the "
+    "instructions it is given. For Claude agents set ANTHROPIC_API_KEY (or claude.api_key in "
+    "$MAOS_HOME/config.yml) and run `maos start` again, or add some with `maos agent spawn researcher`."
+)
+
+
+def offline_notice(types: list[str]) -> None:
+    """Say on stderr that the answers come from offline agents, and how to get Claude ones."""
+    message(OFFLINE_NOTICE.format(types=", ".join(sorted(set(types))) or "echo"))
+
+
+def _check_start(settings: Any) -> dict[str, int]:
+    """The pool `maos start` launches, checked before anything starts (unknown types, missing keys)."""
+    from controlplane.plugins import get_plugin_manager
+    from controlplane.pool import check_pool, pool_is_offline, the_pool
+
+    pm = get_plugin_manager()
+    pool = the_pool(pm, settings)
+    check_pool(pm, settings, pool, field="agents.pool")
+    if pool and pool_is_offline(pm, settings, pool):
+        offline_notice([name for name, count in pool.items() if count])
+    return pool
 
 
 def _settings(agents: str | None, address: str | None, metrics_port: int | None, migrate: bool | None) -> Any:
@@ -159,13 +193,9 @@ def _settings(agents: str | None, address: str | None, metrics_port: int | None,
 def _serve_foreground(settings: Any, detached: bool) -> None:
     import logging
 
-    from controlplane.agent_types import agent_type
-    from controlplane.plugins import get_plugin_manager
     from controlplane.serve import configure_logging, serve
 
-    pm = get_plugin_manager()
-    for name in settings["agents.pool"]:
-        agent_type(pm, settings, name, field="agents.pool")
+    pool = _check_start(settings) if not detached else None  # a detached child was checked by its parent
     pid_file = settings.home / PID_FILE
     other = _running_pid(pid_file)
     if other is not None and other != os.getpid():
@@ -185,7 +215,7 @@ def _serve_foreground(settings: Any, detached: bool) -> None:
         message(f"MAOS control plane serving on {app.address} (pid {os.getpid()}); Ctrl-C stops it")
 
     try:
-        asyncio.run(serve(settings, address=settings["server.address"], on_ready=ready))
+        asyncio.run(serve(settings, pool=pool, address=settings["server.address"], on_ready=ready))
     finally:
         _release(pid_file, os.getpid())
 
@@ -278,6 +308,7 @@ def start(agents: str | None, address: str | None, metrics_port: int | None, sta
     if not daemon:
         _serve_foreground(settings, detached)
         return
+    _check_start(settings)
     info = _start_daemon(settings, agents, metrics_port, migrate, startup_timeout)
     emit(info, lambda: f"MAOS control plane started on {info['address']} (pid {info['pid']})\nLogs: {info['log']}")
 
@@ -307,6 +338,7 @@ def restart(agents: str | None, address: str | None, metrics_port: int | None, s
             migrate: bool | None, stop_timeout: float) -> None:
     """Stop the control plane if it runs, then start it in the background."""
     settings = _settings(agents, address, metrics_port, migrate)
+    _check_start(settings)
     stopped = _stop(settings.home, stop_timeout, force=False)
     info = _start_daemon(settings, agents, metrics_port, migrate, startup_timeout)
     emit({"stopped": stopped, **info},
@@ -314,6 +346,15 @@ def restart(agents: str | None, address: str | None, metrics_port: int | None, s
 
 
 # --- status, health, version ---------------------------------------------------------------------
+
+async def offline_pool(client: Client) -> list[str]:
+    """The types of the connected agents when every one is offline (empty otherwise, or with no agents)."""
+    connected = [a async for a in client.iter_agents(statuses=[
+        enums.AGENT_STATUS_IDLE, enums.AGENT_STATUS_BUSY, enums.AGENT_STATUS_PAUSED, enums.AGENT_STATUS_DRAINING])]
+    if connected and all(a.backing == enums.AGENT_BACKING_OFFLINE for a in connected):
+        return [a.agent_type for a in connected]
+    return []
+
 
 @click.command()
 @click.option("--detailed", is_flag=True, help="Also subtasks, queue, replicas and component health.")
@@ -328,6 +369,7 @@ def status(detailed: bool, resources: bool, performance: bool, memory: bool, sys
 
     async def action(client: Client) -> dict[str, Any]:
         out: dict[str, Any] = {"status": await client.status(detailed)}
+        out["offline_types"] = await offline_pool(client)
         if detailed:
             out["health"] = await client.health()
         if resources:
@@ -340,6 +382,9 @@ def status(detailed: bool, resources: bool, performance: bool, memory: bool, sys
 
     got = run(action)
     s = got["status"]
+    offline = got.pop("offline_types")
+    if offline:
+        offline_notice(offline)
     data: dict[str, Any] = dict(got)
     if system_info:
         data["system"] = {"client_version": _client_version(), "python": platform.python_version(),

@@ -30,6 +30,7 @@ from controlplane.launcher import LocalLauncher
 from controlplane.logbook import LogBook, LogBookHandler
 from controlplane.metrics import Metrics
 from controlplane.plugins import await_me_maybe, get_plugin_manager
+from controlplane.pool import AgentSupply
 from controlplane.scheduler.engine import Engine
 from controlplane.storage.base import ReportsSchema, StorageBackend
 from controlplane.storage.executor import StorageExecutor
@@ -188,6 +189,7 @@ def build_app(settings: Settings, pm: pluggy.PluginManager | None = None) -> App
     replica = settings["server.replica_id"] or f"{socket.gethostname()}-{os.getpid()}"
     engine = Engine(settings=settings, storage=storage, planners=planners, metrics=metrics, replica=replica)
     launcher = LocalLauncher(settings["server.address"], settings.home, settings["system.max_agents"])
+    engine.supply = AgentSupply(pm, settings, launcher)
     if tls is not None:
         launcher.use_tls(settings.client_tls, client_certificate_required=tls.require_client_auth)
     logbook = LogBook()

@@ -177,6 +177,8 @@ def _specialise(definition: _Definition, base: AgentTypeSpec) -> AgentTypeSpec:
         base_type=base.name,
         parameters={**base.parameters, **definition.parameters},
         source=str(definition.path),
+        backing=base.backing,
+        precondition=base.precondition,
     )
 
 

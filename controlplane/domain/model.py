@@ -290,6 +290,8 @@ class AgentInfo:
     last_heartbeat_time: float | None = None
     disconnect_time: float | None = None
     session_id: str = ""
+    #: ``maos.v1.AgentBacking``: 0 unspecified (treated as model-backed), 1 model, 2 offline.
+    backing: int = 0
 
     @property
     def name(self) -> str:

@@ -21,6 +21,7 @@ from agent_sdk.proto.maos.v1 import enums_pb2 as enums
 from agent_sdk.tls import ClientTls
 from cli._errors import EXIT_FAILED_PRECONDITION, EXIT_GENERIC, EXIT_TIMEOUT, CliError, handle_errors
 from cli._options import Duration, make_client, output_option, resolve_tls, run, start_options, state
+from cli._pool import offline_notice, offline_pool
 from cli._output import counts_text, duration_text, emit, health_table, key_values, message, table, when
 
 PID_FILE = "maos.pid"
@@ -148,18 +149,6 @@ def _initial_pool(home: Path) -> dict[str, int]:
     from controlplane.pool import default_pool
 
     return default_pool(get_plugin_manager(), load_settings(home=home))
-
-
-OFFLINE_NOTICE = (
-    "note: the answers come from offline agents ({types}), which do no model work: echo hands back the "
-    "instructions it is given. For Claude agents set ANTHROPIC_API_KEY (or claude.api_key in "
-    "$MAOS_HOME/config.yml) and run `maos start` again, or add some with `maos agent spawn researcher`."
-)
-
-
-def offline_notice(types: list[str]) -> None:
-    """Say on stderr that the answers come from offline agents, and how to get Claude ones."""
-    message(OFFLINE_NOTICE.format(types=", ".join(sorted(set(types))) or "echo"))
 
 
 def _check_start(settings: Any) -> dict[str, int]:
@@ -346,15 +335,6 @@ def restart(agents: str | None, address: str | None, metrics_port: int | None, s
 
 
 # --- status, health, version ---------------------------------------------------------------------
-
-async def offline_pool(client: Client) -> list[str]:
-    """The types of the connected agents when every one is offline (empty otherwise, or with no agents)."""
-    connected = [a async for a in client.iter_agents(statuses=[
-        enums.AGENT_STATUS_IDLE, enums.AGENT_STATUS_BUSY, enums.AGENT_STATUS_PAUSED, enums.AGENT_STATUS_DRAINING])]
-    if connected and all(a.backing == enums.AGENT_BACKING_OFFLINE for a in connected):
-        return [a.agent_type for a in connected]
-    return []
-
 
 @click.command()
 @click.option("--detailed", is_flag=True, help="Also subtasks, queue, replicas and component health.")

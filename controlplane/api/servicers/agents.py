@@ -7,7 +7,7 @@ from collections import OrderedDict
 
 import grpc
 
-from controlplane.agent_types import agent_type, agent_types
+from controlplane.agent_types import agent_types
 from controlplane.custom_agents import custom_agent_types
 from controlplane.api import convert
 from controlplane.api.context import current_principal
@@ -17,6 +17,7 @@ from controlplane.domain.model import AgentInfo, AgentStatus
 from controlplane.domain.tasks import validate_request_id
 from controlplane.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
 from controlplane.launcher import Launch, LocalLauncher
+from controlplane.pool import check_type, unavailable
 from controlplane.scheduler.engine import Engine
 
 DEFAULT_GRACE = 30.0
@@ -98,7 +99,7 @@ class AgentServicer(agents_grpc.AgentServiceServicer):
         count = request.count or 1
         if not 1 <= count <= 100:
             raise InvalidArgument("count must be between 1 and 100", field="count")
-        spec = agent_type(self.pm, self.settings, request.agent_type)
+        spec = check_type(self.pm, self.settings, request.agent_type)  # unknown, or cannot run here (no key)
         if self.launcher is None:
             raise FailedPrecondition("this control plane does not launch local agents",
                                      reason="ERROR_REASON_NOT_SUPPORTED")
@@ -211,7 +212,8 @@ class AgentServicer(agents_grpc.AgentServiceServicer):
             agent_types=[
                 agents_pb.AgentType(name=s.name, base_type=s.base_type, capabilities=list(s.capabilities),
                                     description=s.description, source=s.source,
-                                    spawnable=self.launcher is not None)
+                                    spawnable=self.launcher is not None and not unavailable(s),
+                                    backing=int(getattr(s, "backing", 0)), unavailable_reason=unavailable(s))
                 for s in sorted(agent_types(self.pm, self.settings).values(), key=lambda s: s.name)
             ],
             problems=[str(p) for p in custom_agent_types(self.pm, self.settings).problems],

@@ -1,0 +1,29 @@
+"""Saying plainly when the answers come from offline agents, and how to get Claude ones."""
+
+from __future__ import annotations
+
+from agent_sdk.client import Client
+from agent_sdk.proto.maos.v1 import enums_pb2 as enums
+from cli._output import message
+
+OFFLINE_NOTICE = (
+    "note: the answers come from offline agents ({types}), which do no model work (echo hands back the "
+    "instructions it is given). For Claude agents set ANTHROPIC_API_KEY (or claude.api_key in "
+    "$MAOS_HOME/config.yml) and run `maos start` again, or add some with `maos agent spawn researcher`."
+)
+
+_CONNECTED = [enums.AGENT_STATUS_IDLE, enums.AGENT_STATUS_BUSY, enums.AGENT_STATUS_PAUSED,
+              enums.AGENT_STATUS_DRAINING]
+
+
+def offline_notice(types: list[str]) -> None:
+    """Say on stderr that the answers come from offline agents of ``types``, and how to get Claude ones."""
+    message(OFFLINE_NOTICE.format(types=", ".join(sorted(set(types))) or "echo"))
+
+
+async def offline_pool(client: Client) -> list[str]:
+    """The types of the connected agents when every one is offline (empty otherwise, or with no agents)."""
+    connected = [a async for a in client.iter_agents(statuses=_CONNECTED)]
+    if connected and all(a.backing == enums.AGENT_BACKING_OFFLINE for a in connected):
+        return [a.agent_type for a in connected]
+    return []

@@ -146,7 +146,8 @@ def fit_plan(plan: ExecutionPlan, task: Task, pool: AgentPool, known: Mapping[st
       ``synthesis`` (the task's own type first); else, if only offline agents are connected, to them as
       generic work; else it is removed and the control plane joins the parts' results (warning).
 
-    An empty pool (nothing connected, nothing launchable) leaves the plan as it is: agents may connect later.
+    An empty pool (nothing connected, nothing launchable) leaves the plan as it is, agents may connect later,
+    unless it names a type that cannot run here (a Claude type without an API key).
 
     Args:
         plan: The planner's plan (not changed; a fitted copy is returned).
@@ -155,7 +156,11 @@ def fit_plan(plan: ExecutionPlan, task: Task, pool: AgentPool, known: Mapping[st
         known: Registered type names (to tell an unknown type from one that is only absent).
     """
     known = known or {}
-    if not pool.present():
+    if not pool.present():  # agents may connect later; only a type that can never run here is refused
+        for step in plan.subtasks:
+            named = pool.types.get(step.agent_type or task.agent_type)
+            if named is not None and named.unavailable:
+                return Fitted(plan, _why_type_missing(pool, named.name, known))
         return Fitted(plan)
     warnings = list(plan.warnings)
     steps: list[PlannedSubtask] = []

@@ -19,6 +19,7 @@ from typing import Any
 
 from controlplane.domain.model import ExecutionPlan, Failure, Subtask, SubtaskKind, Task, TaskStatus, now
 from controlplane.domain.pool import (
+    BACKING_OFFLINE,
     COORDINATOR,
     SYNTHESIS,
     AgentPool,
@@ -140,28 +141,22 @@ class PoolSide:
             return doing[0] if doing else ""
         return ""
 
-    def _demand(self, agent_type: str, capability: str, count: int = 1) -> int:
-        """Launch agents for work no connected agent (but an offline one through ``*``) can take.
-
-        With ``count`` above 1 (consensus), launch until that many distinct agents could take it.
-        Returns how many are being launched for it.
-        """
+    def _demand(self, agent_type: str, capability: str) -> None:
+        """Launch an agent for work no connected agent can take (an offline one only through ``*``)."""
         heap_key = (agent_type, capability)
-        if count <= 1 and self._who_takes(heap_key)[1]:
-            return 0
-        name = self._launch_type_for(agent_type, capability, offline_too=count > 1)
-        if not name:
-            return 0
-        starting = self.supply.starting(name)
-        wanted = count - starting
-        if wanted <= 0:
-            return starting
-        room = self.supply.room()
-        if room <= 0:
-            return starting
-        self._launching[heap_key] = now() + LAUNCH_PATIENCE
-        self._background(self.supply.launch(name, min(wanted, room)))  # type: ignore[attr-defined]
-        return starting + min(wanted, room)
+        if self._who_takes(heap_key)[1]:
+            return
+        name = self._launch_type_for(agent_type, capability)
+        if name and not self.supply.starting(name) and self.supply.room() > 0:
+            self._launch(heap_key, name, 1)
+
+    def _launch(self, heap_key: HeapKey, name: str, count: int) -> None:
+        """Launch ``count`` agents of type ``name`` for the work of ``heap_key`` (in the background)."""
+        spec = self.supply.specs().get(name)
+        if spec is not None and int(getattr(spec, "backing", 0)) != BACKING_OFFLINE:
+            # Offline agents leave this work to the model-backed agent on its way.
+            self._launching[heap_key] = now() + LAUNCH_PATIENCE
+        self._background(self.supply.launch(name, count))  # type: ignore[attr-defined]
 
     def _demand_for_plan(self, task: Task) -> None:
         """Ask for agents for every step of a just-planned task that no connected agent can take."""
@@ -190,15 +185,18 @@ class PoolSide:
                        if not s.closed and not s.draining and self.may_take(s, step.agent_type, step.capability))
         if eligible >= need:
             return True
-        coming = self._demand(step.agent_type, step.capability, need - eligible)
-        if eligible + coming >= need:
+        name = self._launch_type_for(step.agent_type, step.capability, offline_too=True)
+        starting = self.supply.starting(name) if name else 0
+        room = self.supply.room() if name else 0
+        if eligible + starting + room >= need:
+            if need - eligible - starting > 0:
+                self._launch((step.agent_type, step.capability), name, need - eligible - starting)
             return True
         what = (f"of type {step.agent_type}" if step.agent_type
                 else f"with capability {step.capability}" if step.capability else "able to take it")
         limit = self.setting("system.max_agents")  # type: ignore[attr-defined]
-        room = self.supply.room() if self.supply is not None else 0
         self._finish_task(task, TaskStatus.FAILED, Failure(NO_ELIGIBLE, (  # type: ignore[attr-defined]
             f"consensus needs {need} distinct agents {what} for step {step.id.rsplit('-c', 1)[0]}; "
-            f"{eligible} connected and {coming} more can be launched (system.max_agents {limit}, "
-            f"room for {room})")))
+            f"{eligible} connected, {starting + room} more can be launched (system.max_agents {limit}"
+            + ("" if name else "; no agent type that could take it can be launched here") + ")")))
         return False

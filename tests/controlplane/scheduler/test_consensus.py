@@ -117,6 +117,6 @@ async def test_too_few_distinct_agents_fail_at_once(control_plane: App, stubs: S
         reply = await stubs.tasks.SubmitTask(consensus_task(0.5), timeout=5)
         full = await finished(stubs, reply.task.name)
     assert full.task.status == enums.TASK_STATUS_FAILED
-    assert full.task.failure.reason == "ERROR_REASON_NO_ELIGIBLE_AGENTS"
+    assert full.task.failure.reason == errors.ERROR_REASON_NO_ELIGIBLE_AGENTS
     assert "consensus needs 3 distinct agents" in full.task.failure.message
     assert "1 connected" in full.task.failure.message

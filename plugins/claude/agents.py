@@ -24,6 +24,7 @@ the first assignment does not pay for them. The types are model-backed
 from __future__ import annotations
 
 import contextlib
+import importlib
 import logging
 import math
 import time
@@ -162,6 +163,9 @@ class ClaudeAgent(Agent):
         """Import ``anthropic`` and build the client now, so the first assignment does not pay for them."""
         if self._client is None and self.config.api_key:
             self._client = make_client(self.config)
+            # The SDK builds its resources and the streaming helpers lazily: pay for them now too.
+            _ = self._client.messages
+            importlib.import_module("anthropic.lib.streaming")
 
     async def close(self) -> None:
         """Close the shared client."""

@@ -128,19 +128,16 @@ class Fitted:
 
 def _why_type_missing(pool: AgentPool, name: str, known: Mapping[str, str]) -> str:
     found = pool.types.get(name)
-    if found is not None and found.unavailable:
-        return f"agents of type {name} cannot run here: {found.unavailable}"
-    if found is None and name not in known:
-        return f"agent type {name} is not registered here and no agent of that type is connected"
-    return (f"no agent of type {name} is connected and none can be launched (system.max_agents reached or "
-            f"no launcher); connect one (`maos agent spawn {name}` or `maos-agent run --type {name}`)")
+    return f"agents of type {name} cannot run here: {found.unavailable if found else 'unknown type'}"
 
 
 def fit_plan(plan: ExecutionPlan, task: Task, pool: AgentPool, known: Mapping[str, str] | None = None) -> Fitted:
     """Route every step of ``plan`` to agents of ``pool``, re-routing or refusing what nobody could run.
 
     * A step addressed to a type (``--agent-type X``) runs on that type whatever capability the planner
-      gave it; if no agent of the type is connected or can be launched, the task is refused.
+      gave it; if the type cannot run here (a Claude type without an API key) and none is connected, the
+      task is refused. A type that is only absent is waited for (an agent may connect from elsewhere; the
+      task's status says so), or launched on demand.
     * A work step whose capability no present type has goes to any model-backed agent (warning).
     * A synthesis step goes to the coordinator when one is present; else to a type that declares
       ``synthesis`` (the task's own type first); else, if only offline agents are connected, to them as
@@ -184,8 +181,11 @@ def fit_plan(plan: ExecutionPlan, task: Task, pool: AgentPool, known: Mapping[st
                 step = routed
         elif step_type:
             step = replace(step, agent_type=step_type, capability="")
-            if not pool.takers(step_type, ""):
+            named = pool.types.get(step_type)
+            if named is not None and named.unavailable and not named.connected:
                 return Fitted(plan, _why_type_missing(pool, step_type, known))
+            # Otherwise an agent of the type may connect (another machine, another language): the task
+            # waits, and its status says for what (or one is launched on demand).
         elif step.capability and not pool.takers("", step.capability):
             if pool.takers("", ""):
                 warnings.append(f"step {step.key}: no agent here declares capability {step.capability}; "

@@ -155,9 +155,17 @@ async def test_a_step_for_a_type_nobody_can_run_fails_at_once(maos: Maos, contro
     assert failure["reason"] == "ERROR_REASON_NO_ELIGIBLE_AGENTS"
     assert "researcher cannot run here" in failure["message"] and "ANTHROPIC_API_KEY" in failure["message"]
 
-    unknown, _ = await submit_wait(maos, "Research quantum computing", "--agent-type", "nobody_knows")
-    shown = json.loads((await maos("-o", "json", "task", "show", unknown["task_id"])).stdout)
-    assert "nobody_knows is not registered here" in shown["task"]["failure"]["message"]
+    # A type only absent here (its agents may connect from elsewhere) waits, and says for what.
+    absent = await maos("-o", "json", "task", "submit", "Research", "--agent-type", "nobody_knows")
+    task_id = json.loads(absent.stdout)["task_id"]
+
+    async def waiting() -> dict | None:
+        shown = json.loads((await maos("-o", "json", "task", "show", task_id)).stdout)["task"]
+        return shown if shown["status_reason"] else None
+
+    shown = await wait_for(waiting, 10, message="the reason it waits")
+    assert shown["status"] == "TASK_STATUS_QUEUED"
+    assert shown["status_reason"] == "no connected agent of type nobody_knows"
 
 
 SHOUTER = """\

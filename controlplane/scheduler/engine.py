@@ -149,6 +149,7 @@ class Engine(AgentSide, Consensus, Watching, PoolSide):
         self.supply: Any = None
         self._match_cache: dict[tuple[str, str], tuple[bool, bool]] = {}
         self._launching: dict[tuple[str, str], float] = {}
+        self._pool_cache: Any = None
 
     # --- lifecycle ----------------------------------------------------------
 

@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 HeapKey = tuple[str, str]
 #: Seconds an on-demand launch is waited for before another may be made for the same work.
 LAUNCH_PATIENCE = 60.0
+#: Seconds the pool seen by planning is reused (it is rebuilt at once when an agent comes or goes).
+POOL_TTL = 1.0
 NO_ELIGIBLE = "ERROR_REASON_NO_ELIGIBLE_AGENTS"
 
 
@@ -46,12 +48,14 @@ class PoolSide:
     sessions: dict[str, AgentSession]
     _match_cache: dict[HeapKey, tuple[bool, bool]]
     _launching: dict[HeapKey, float]
+    _pool_cache: tuple[float, AgentPool] | None
 
     # --- matching -------------------------------------------------------------
 
     def _pool_changed(self) -> None:
         """An agent came or went: matching answers may differ."""
         self._match_cache.clear()
+        self._pool_cache = None
 
     def _who_takes(self, heap_key: HeapKey) -> tuple[bool, bool]:
         """(a connected model-backed agent may take the work, one may or it is addressed to a connected
@@ -83,7 +87,19 @@ class PoolSide:
     # --- the pool -------------------------------------------------------------
 
     def agent_pool(self) -> AgentPool:
-        """The types connected here (with their agents' capabilities) and those the supervisor can launch."""
+        """The types connected here (with their agents' capabilities) and those the supervisor can launch.
+
+        Cached until an agent comes or goes, for at most :data:`POOL_TTL` seconds (what can be launched
+        changes with the launches).
+        """
+        cached = self._pool_cache
+        if cached is not None and cached[0] > now():
+            return cached[1]
+        pool = self._build_pool()
+        self._pool_cache = (now() + POOL_TTL, pool)
+        return pool
+
+    def _build_pool(self) -> AgentPool:
         connected: dict[str, PoolType] = {}
         for session in self.sessions.values():
             if session.closed:

@@ -150,6 +150,7 @@ class Engine(AgentSide, Consensus, Watching, PoolSide):
         self._match_cache: dict[tuple[str, str], tuple[bool, bool]] = {}
         self._launching: dict[tuple[str, str], float] = {}
         self._pool_cache: Any = None
+        self._launch_cache: dict[tuple[str, str, bool], tuple[float, str]] = {}
 
     # --- lifecycle ----------------------------------------------------------
 

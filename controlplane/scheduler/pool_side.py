@@ -49,12 +49,14 @@ class PoolSide:
     _match_cache: dict[HeapKey, tuple[bool, bool]]
     _launching: dict[HeapKey, float]
     _pool_cache: tuple[float, AgentPool] | None
+    _launch_cache: dict[tuple[str, str, bool], tuple[float, str]]
 
     # --- matching -------------------------------------------------------------
 
     def _pool_changed(self) -> None:
         """An agent came or went: matching answers may differ."""
         self._match_cache.clear()
+        self._launch_cache.clear()
         self._pool_cache = None
 
     def _who_takes(self, heap_key: HeapKey) -> tuple[bool, bool]:
@@ -136,10 +138,20 @@ class PoolSide:
         """The type to launch for work of (agent type, capability), or "" if none can be.
 
         Model-backed and custom types are launched on demand; with ``offline_too`` (consensus in an
-        offline pool) also another agent of an offline type already able to take such work.
+        offline pool) also another agent of an offline type already able to take such work. Answers are
+        cached with the pool (until an agent comes or goes, at most :data:`POOL_TTL` seconds).
         """
         if self.supply is None or not self.supply.enabled:
             return ""
+        key = (agent_type, capability, offline_too)
+        cached = self._launch_cache.get(key)
+        if cached is not None and cached[0] > now():
+            return cached[1]
+        name = self._choose_launch_type(agent_type, capability, offline_too)
+        self._launch_cache[key] = (now() + POOL_TTL, name)
+        return name
+
+    def _choose_launch_type(self, agent_type: str, capability: str, offline_too: bool) -> str:
         specs = self.supply.specs()
         if agent_type:
             spec = specs.get(agent_type)

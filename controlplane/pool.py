@@ -23,7 +23,7 @@ from agent_sdk.types import AgentBacking
 from controlplane.agent_types import agent_type, agent_types
 from controlplane.config import Settings
 from controlplane.custom_agents import is_custom
-from controlplane.domain.pool import PoolType
+from controlplane.domain.pool import PoolType, wildcard_match
 from controlplane.errors import FailedPrecondition
 
 log = logging.getLogger(__name__)
@@ -145,6 +145,20 @@ class AgentSupply:
             return 0
         return sum(1 for launch in self.launcher.launches.values()
                    if launch.agent_type == agent_type_name and not launch.agent_id and not launch.stopping)
+
+    def starting_for(self, agent_type: str, capability: str) -> int:
+        """Launched processes, not registered yet, whose type could take work of (agent type, capability)."""
+        if self.launcher is None:
+            return 0
+        specs = self.specs()
+        count = 0
+        for launch in self.launcher.launches.values():
+            spec = specs.get(launch.agent_type)
+            if launch.agent_id or launch.stopping or spec is None:
+                continue
+            if wildcard_match(agent_type, capability, spec.name, frozenset(spec.capabilities) | {spec.name}):
+                count += 1
+        return count
 
     async def launch(self, agent_type_name: str, count: int) -> int:
         """Launch up to ``count`` agents of the type (within the room left); how many were started."""

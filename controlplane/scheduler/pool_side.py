@@ -214,6 +214,8 @@ class PoolSide:
         if eligible >= need:
             return True
         name = self._launch_type_for(step.agent_type, step.capability, offline_too=True)
+        if self.supply is not None and eligible + self.supply.starting_for(step.agent_type, step.capability) >= need:
+            return True  # enough are starting already (the pool of a control plane that just started)
         starting = self.supply.starting(name) if name else 0
         room = self.supply.room() if name else 0
         if eligible + starting + room >= need:

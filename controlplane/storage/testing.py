@@ -236,6 +236,7 @@ def full_agent(agent_id: str = "agent-full", **changes: Any) -> AgentInfo:
         last_heartbeat_time=_T0 + 9.5,
         disconnect_time=_T0 + 99.0,
         session_id="session-1",
+        backing=1,
     )  # fmt: skip
     return dataclasses.replace(agent, **changes)
 

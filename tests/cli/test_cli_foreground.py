@@ -139,7 +139,13 @@ async def test_quick_start_in_the_foreground_with_the_default_pool(foreground: F
     assert "Version:" in status.stdout
     # No key: the offline pool, and the commands say so (with how to get Claude agents).
     assert "the answers come from offline agents (echo)" in foreground.stderr.read_text()
-    assert "offline agents (echo)" in status.stderr and "ANTHROPIC_API_KEY" in status.stderr
+
+    async def status_notice() -> str | None:
+        shown = await foreground.cli("status")
+        return shown.stderr if "offline agents (echo)" in shown.stderr else None
+
+    notice = await wait_for(status_notice, 15, interval=0.2, message="`maos status` to name the offline agents")
+    assert "ANTHROPIC_API_KEY" in notice
 
     submitted = await foreground.cli("task", "submit", QUICK_START_TASK)
     assert submitted.exit_code == 0, submitted.output

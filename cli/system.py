@@ -127,9 +127,13 @@ def init(force: bool) -> None:
         kept.append(str(config))
         message(f"kept the existing {config} (use --force to overwrite it)")
     else:
-        config.write_text(config_with_pool(DEFAULT_CONFIG_YML, _initial_pool(home)))
+        pool = _initial_pool(home)
+        config.write_text(config_with_pool(DEFAULT_CONFIG_YML, pool))
         config.chmod(0o600)  # it may hold an API key
         created.append(str(config))
+        message("agent pool: " + ", ".join(f"{name}={count}" for name, count in pool.items())
+                + (" (Claude agents: an Anthropic API key is set)" if "echo" not in pool else
+                   " (offline agents; with an Anthropic API key, put Claude types in agents.pool: see config.yml)"))
     from controlplane.access.bootstrap import bootstrap_admin
     from controlplane.config import load_settings
 

@@ -167,7 +167,7 @@ def fit_plan(plan: ExecutionPlan, task: Task, pool: AgentPool, known: Mapping[st
         step = replace(step, depends_on=list(step.depends_on))
         step_type = step.agent_type or task.agent_type
         if step.kind == SubtaskKind.SYNTHESIS:
-            routed = _route_synthesis(step, step_type, pool)
+            routed = _route_synthesis(step, step_type, pool, prefer_coordinator=not task.consensus.required)
             if routed is None:
                 if step.key in needed:  # something builds on it: any model-backed agent combines
                     step = replace(step, agent_type="", capability="")
@@ -202,13 +202,18 @@ def fit_plan(plan: ExecutionPlan, task: Task, pool: AgentPool, known: Mapping[st
     return Fitted(fitted)
 
 
-def _route_synthesis(step: PlannedSubtask, step_type: str, pool: AgentPool) -> PlannedSubtask | None:
-    """Where a synthesis step goes (None: no agent here can synthesize)."""
+def _route_synthesis(step: PlannedSubtask, step_type: str, pool: AgentPool, *,
+                     prefer_coordinator: bool = True) -> PlannedSubtask | None:
+    """Where a synthesis step goes (None: no agent here can synthesize).
+
+    Under consensus the step becomes candidates on distinct agents: any type that declares ``synthesis``
+    may answer, not only the coordinator.
+    """
     own = pool.types.get(step_type) if step_type else None
     if own is not None and own.present and (own.declares(SYNTHESIS) or "*" in own.capabilities):
         return replace(step, agent_type=step_type, capability=SYNTHESIS)
     coordinator = pool.types.get(COORDINATOR)
-    if coordinator is not None and coordinator.present and not coordinator.offline:
+    if prefer_coordinator and coordinator is not None and coordinator.present and not coordinator.offline:
         return replace(step, agent_type=COORDINATOR, capability=SYNTHESIS)
     if any(t.declares(SYNTHESIS) and not t.offline for t in pool.present()):
         return replace(step, agent_type="", capability=SYNTHESIS)

@@ -97,3 +97,12 @@ def test_an_offline_pool_keeps_its_plan() -> None:
     assert [(s.agent_type, s.capability) for s in fitted.plan.subtasks] == [
         ("", "researcher"), ("", "researcher"), ("", "synthesis")]
     assert not fitted.plan.warnings
+
+
+def test_under_consensus_any_type_that_synthesizes_may_answer() -> None:
+    from controlplane.domain.model import ConsensusPolicy
+
+    steps = plan(work("a", "researcher"), work("b", "researcher"), synthesis("a", "b"))
+    task = Task(id="t", description="d", consensus=ConsensusPolicy(required=True))
+    final = fit_plan(steps, task, AgentPool.of([RESEARCHER, COORDINATOR])).plan.subtasks[-1]
+    assert (final.agent_type, final.capability) == ("", "synthesis")

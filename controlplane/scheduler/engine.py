@@ -32,6 +32,7 @@ from controlplane.domain.model import (
     ExecutionPlan,
     Failure,
     Subtask,
+    SubtaskKind,
     SubtaskStatus,
     Task,
     TaskStatus,
@@ -968,6 +969,10 @@ class Engine(AgentSide, Consensus, Watching, PoolSide):
                                    + ("; launching one" if launching else ""))
                 else:
                     reasons.append("no connected agent" + ("; launching one" if launching else ""))
+            elif sub.kind == SubtaskKind.CANDIDATE and not any(
+                    self._candidate_allowed(task, sub.id, s) for s in candidates):
+                reasons.append(f"waiting for a distinct agent: the other candidates hold all {len(candidates)} "
+                               "able to take it")
             elif self._running_per_task.get(task.id, 0) >= task.max_agents:
                 reasons.append(f"at its max_agents ({task.max_agents})")
             elif all(s.paused or s.draining for s in candidates):

@@ -21,8 +21,8 @@ from agent_sdk.proto.maos.v1 import enums_pb2 as enums
 from agent_sdk.tls import ClientTls
 from cli._errors import EXIT_FAILED_PRECONDITION, EXIT_GENERIC, EXIT_TIMEOUT, CliError, handle_errors
 from cli._options import Duration, make_client, output_option, resolve_tls, run, start_options, state
-from cli._pool import offline_notice, offline_pool
 from cli._output import counts_text, duration_text, emit, health_table, key_values, message, table, when
+from cli._pool import offline_notice, offline_pool
 
 PID_FILE = "maos.pid"
 LOG_FILE = "controlplane.log"

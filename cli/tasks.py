@@ -13,7 +13,6 @@ from agent_sdk.proto.maos.v1 import enums_pb2 as enums
 from agent_sdk.proto.maos.v1 import errors_pb2
 from agent_sdk.proto.maos.v1 import messages_pb2 as msgs
 from cli._errors import EXIT_TASK_FAILED, CliError, handle_errors
-from cli._pool import offline_notice, offline_pool
 from cli._options import (
     PRIORITIES,
     TASK_STATUSES,
@@ -41,6 +40,7 @@ from cli._output import (
     to_data,
     when,
 )
+from cli._pool import offline_notice, offline_pool
 from controlplane.domain.tasks import (
     MAX_BACKOFF,
     MAX_BACKOFF_MULTIPLIER,

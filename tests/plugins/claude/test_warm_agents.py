@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+import plugins.claude.agents as claude_agents
 from agent_sdk.agent import Agent
 from agent_sdk.worker import Worker
 from controlplane.app import App
@@ -12,8 +13,6 @@ from plugins.claude.agents import ResearcherAgent
 from tests.harness.messages_api import MessagesAPIServer
 from tests.harness.server import Stubs
 from tests.plugins.claude.conftest import params
-
-import plugins.claude.agents as claude_agents
 
 
 class Recorder(Agent):

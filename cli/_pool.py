@@ -12,8 +12,12 @@ OFFLINE_NOTICE = (
     "$MAOS_HOME/config.yml) and run `maos start` again, or add some with `maos agent spawn researcher`."
 )
 
-_CONNECTED = [enums.AGENT_STATUS_IDLE, enums.AGENT_STATUS_BUSY, enums.AGENT_STATUS_PAUSED,
-              enums.AGENT_STATUS_DRAINING]
+_CONNECTED = [
+    enums.AGENT_STATUS_IDLE,
+    enums.AGENT_STATUS_BUSY,
+    enums.AGENT_STATUS_PAUSED,
+    enums.AGENT_STATUS_DRAINING,
+]
 
 
 def offline_notice(types: list[str]) -> None:

@@ -133,7 +133,8 @@ def init(force: bool) -> None:
         created.append(str(config))
         message("agent pool: " + ", ".join(f"{name}={count}" for name, count in pool.items())
                 + (" (Claude agents: an Anthropic API key is set)" if "echo" not in pool else
-                   " (offline agents; with an Anthropic API key, put Claude types in agents.pool: see config.yml)"))
+                   " (offline agents; with an Anthropic API key, put Claude types in agents.pool: "
+                   "see config.yml)"))
     from controlplane.access.bootstrap import bootstrap_admin
     from controlplane.config import load_settings
 

@@ -46,8 +46,11 @@ def unavailable(spec: Any) -> str:
 
 def default_pool(pm: pluggy.PluginManager, settings: Settings) -> dict[str, int]:
     """The pool ``maos start`` launches when ``agents.pool`` is not set (see the module docstring)."""
-    specs = [s for s in agent_types(pm, settings).values()
-             if model_backed(s) and getattr(s, "pool_share", 0) > 0 and not unavailable(s)]
+    specs = [
+        s
+        for s in agent_types(pm, settings).values()
+        if model_backed(s) and getattr(s, "pool_share", 0) > 0 and not unavailable(s)
+    ]
     budget = settings["system.max_agents"]
     pool: dict[str, int] = {}
     level = 1
@@ -63,7 +66,9 @@ def default_pool(pm: pluggy.PluginManager, settings: Settings) -> dict[str, int]
 def pool_is_offline(pm: pluggy.PluginManager, settings: Settings, pool: Mapping[str, int]) -> bool:
     """Whether every agent of ``pool`` is offline (no model does the work)."""
     known = agent_types(pm, settings)
-    return all(getattr(known.get(name), "backing", 0) == AgentBacking.OFFLINE for name, n in pool.items() if n)
+    return all(
+        getattr(known.get(name), "backing", 0) == AgentBacking.OFFLINE for name, n in pool.items() if n
+    )
 
 
 def the_pool(pm: pluggy.PluginManager, settings: Settings) -> dict[str, int]:
@@ -74,16 +79,21 @@ def the_pool(pm: pluggy.PluginManager, settings: Settings) -> dict[str, int]:
 
 
 def check_type(pm: pluggy.PluginManager, settings: Settings, name: str, field: str = "agent_type") -> Any:
-    """A type that can run here; INVALID_ARGUMENT if unknown, FAILED_PRECONDITION saying what to set if not."""
+    """A type that can run here: INVALID_ARGUMENT if unknown, FAILED_PRECONDITION naming what to set."""
     spec = agent_type(pm, settings, name, field=field)
     why = unavailable(spec)
     if why:
-        raise FailedPrecondition(f"agent type {name} cannot run: {why}", reason="ERROR_REASON_AGENT_TYPE_UNAVAILABLE",
-                                 metadata={"agent_type": name})
+        raise FailedPrecondition(
+            f"agent type {name} cannot run: {why}",
+            reason="ERROR_REASON_AGENT_TYPE_UNAVAILABLE",
+            metadata={"agent_type": name},
+        )
     return spec
 
 
-def check_pool(pm: pluggy.PluginManager, settings: Settings, pool: Mapping[str, int], field: str = "agents") -> None:
+def check_pool(
+    pm: pluggy.PluginManager, settings: Settings, pool: Mapping[str, int], field: str = "agents"
+) -> None:
     """Every type of ``pool`` can run here (see :func:`check_type`)."""
     for name, count in pool.items():
         if count:
@@ -134,17 +144,26 @@ class AgentSupply:
     def pool_types(self) -> list[PoolType]:
         """The registered types as planning sees them (``connected`` left 0; the engine adds its agents)."""
         room = self.room() > 0 and self.enabled
-        return [PoolType(name=name, capabilities=frozenset(spec.capabilities) | {name},
-                         backing=int(getattr(spec, "backing", 0)), launchable=room and self.on_demand(spec),
-                         unavailable=unavailable(spec))
-                for name, spec in self.specs().items()]
+        return [
+            PoolType(
+                name=name,
+                capabilities=frozenset(spec.capabilities) | {name},
+                backing=int(getattr(spec, "backing", 0)),
+                launchable=room and self.on_demand(spec),
+                unavailable=unavailable(spec),
+            )
+            for name, spec in self.specs().items()
+        ]
 
     def starting(self, agent_type_name: str) -> int:
         """Launched processes of the type that have not registered yet."""
         if self.launcher is None:
             return 0
-        return sum(1 for launch in self.launcher.launches.values()
-                   if launch.agent_type == agent_type_name and not launch.agent_id and not launch.stopping)
+        return sum(
+            1
+            for launch in self.launcher.launches.values()
+            if launch.agent_type == agent_type_name and not launch.agent_id and not launch.stopping
+        )
 
     def starting_for(self, agent_type: str, capability: str) -> int:
         """Launched processes, not registered yet, whose type could take work of (agent type, capability)."""

@@ -39,7 +39,9 @@ def wildcard_match(step_type: str, capability: str, agent_type: str, capabilitie
 def explicit_match(step_type: str, capability: str, agent_type: str, capabilities: frozenset[str]) -> bool:
     """Work addressed to the agent: its own type, or a capability it declares by name."""
     if step_type:
-        return step_type == agent_type and (not capability or "*" in capabilities or capability in capabilities)
+        return step_type == agent_type and (
+            not capability or "*" in capabilities or capability in capabilities
+        )
     return bool(capability) and (capability == agent_type or capability in capabilities)
 
 
@@ -100,12 +102,24 @@ class AgentPool:
         """Present types whose agents may take a step (the scheduler's rule; launchable offline types only
         for work addressed to them)."""
         present = self.present()
-        model = [t for t in present if not t.offline
-                 and wildcard_match(step_type, capability, t.name, t.capabilities | {t.name})]
-        offline = [t for t in present if t.offline and (
-            explicit_match(step_type, capability, t.name, t.capabilities | {t.name})
-            or (t.connected and not model and wildcard_match(step_type, capability, t.name,
-                                                             t.capabilities | {t.name})))]
+        model = [
+            t
+            for t in present
+            if not t.offline and wildcard_match(step_type, capability, t.name, t.capabilities | {t.name})
+        ]
+        offline = [
+            t
+            for t in present
+            if t.offline
+            and (
+                explicit_match(step_type, capability, t.name, t.capabilities | {t.name})
+                or (
+                    t.connected
+                    and not model
+                    and wildcard_match(step_type, capability, t.name, t.capabilities | {t.name})
+                )
+            )
+        ]
         return model + offline
 
     def describe(self) -> str:
@@ -114,7 +128,8 @@ class AgentPool:
         if not present:
             return "no agent is connected and none can be launched"
         return "agents here: " + ", ".join(
-            f"{t.name} ({t.connected} connected{', launchable' if t.launchable else ''})" for t in present)
+            f"{t.name} ({t.connected} connected{', launchable' if t.launchable else ''})" for t in present
+        )
 
 
 @dataclass
@@ -131,7 +146,9 @@ def _why_type_missing(pool: AgentPool, name: str, known: Mapping[str, str]) -> s
     return f"agents of type {name} cannot run here: {found.unavailable if found else 'unknown type'}"
 
 
-def fit_plan(plan: ExecutionPlan, task: Task, pool: AgentPool, known: Mapping[str, str] | None = None) -> Fitted:
+def fit_plan(
+    plan: ExecutionPlan, task: Task, pool: AgentPool, known: Mapping[str, str] | None = None
+) -> Fitted:
     """Route every step of ``plan`` to agents of ``pool``, re-routing or refusing what nobody could run.
 
     * A step addressed to a type (``--agent-type X``) runs on that type whatever capability the planner
@@ -171,11 +188,14 @@ def fit_plan(plan: ExecutionPlan, task: Task, pool: AgentPool, known: Mapping[st
             if routed is None:
                 if step.key in needed:  # something builds on it: any model-backed agent combines
                     step = replace(step, agent_type="", capability="")
-                    warnings.append(f"step {step.key}: no agent here declares {SYNTHESIS}; any agent combines")
+                    warnings.append(
+                        f"step {step.key}: no agent here declares {SYNTHESIS}; any agent combines"
+                    )
                 else:
                     dropped.add(step.key)
-                    warnings.append(f"no agent here declares {SYNTHESIS}; the results of the parts are joined as "
-                                    "they are")
+                    warnings.append(
+                        f"no agent here declares {SYNTHESIS}; the results of the parts are joined as they are"
+                    )
                     continue
             else:
                 step = routed
@@ -188,12 +208,17 @@ def fit_plan(plan: ExecutionPlan, task: Task, pool: AgentPool, known: Mapping[st
             # waits, and its status says for what (or one is launched on demand).
         elif step.capability and not pool.takers("", step.capability):
             if pool.takers("", ""):
-                warnings.append(f"step {step.key}: no agent here declares capability {step.capability}; "
-                                "re-routed to any agent")
+                warnings.append(
+                    f"step {step.key}: no agent here declares capability {step.capability}; "
+                    "re-routed to any agent"
+                )
                 step = replace(step, capability="")
             else:
-                return Fitted(plan, f"step {step.key} needs capability {step.capability} and no agent here can "
-                                    f"take it ({pool.describe()})")
+                return Fitted(
+                    plan,
+                    f"step {step.key} needs capability {step.capability} and no agent here can "
+                    f"take it ({pool.describe()})",
+                )
         steps.append(step)
     if dropped:
         for step in steps:
@@ -202,8 +227,9 @@ def fit_plan(plan: ExecutionPlan, task: Task, pool: AgentPool, known: Mapping[st
     return Fitted(fitted)
 
 
-def _route_synthesis(step: PlannedSubtask, step_type: str, pool: AgentPool, *,
-                     prefer_coordinator: bool = True) -> PlannedSubtask | None:
+def _route_synthesis(
+    step: PlannedSubtask, step_type: str, pool: AgentPool, *, prefer_coordinator: bool = True
+) -> PlannedSubtask | None:
     """Where a synthesis step goes (None: no agent here can synthesize).
 
     Under consensus the step becomes candidates on distinct agents: any type that declares ``synthesis``

@@ -958,7 +958,8 @@ class Engine(AgentSide, Consensus, Watching, PoolSide):
                     + (f" after: {sub.status_reason}" if sub.status_reason else "")
                 )
                 continue
-            candidates = [s for s in self.sessions.values() if self.may_take(s, sub.agent_type, sub.capability)]
+            candidates = [s for s in self.sessions.values()
+                          if self.may_take(s, sub.agent_type, sub.capability)]
             if not candidates:
                 launching = self._launching.get((sub.agent_type, sub.capability), 0.0) > now()
                 if sub.agent_type:
@@ -971,8 +972,8 @@ class Engine(AgentSide, Consensus, Watching, PoolSide):
                     reasons.append("no connected agent" + ("; launching one" if launching else ""))
             elif sub.kind == SubtaskKind.CANDIDATE and not any(
                     self._candidate_allowed(task, sub.id, s) for s in candidates):
-                reasons.append(f"waiting for a distinct agent: the other candidates hold all {len(candidates)} "
-                               "able to take it")
+                reasons.append(f"waiting for a distinct agent: the other candidates hold all "
+                               f"{len(candidates)} able to take it")
             elif self._running_per_task.get(task.id, 0) >= task.max_agents:
                 reasons.append(f"at its max_agents ({task.max_agents})")
             elif all(s.paused or s.draining for s in candidates):

@@ -66,10 +66,14 @@ class PoolSide:
         if found is None:
             step_type, capability = heap_key
             live = [s for s in self.sessions.values() if not s.closed]
-            model = any(not s.offline and wildcard_match(step_type, capability, s.info.agent_type, s.capabilities)
-                        for s in live)
-            addressed = any(s.offline and explicit_match(step_type, capability, s.info.agent_type, s.capabilities)
-                            for s in live)
+            model = any(
+                not s.offline and wildcard_match(step_type, capability, s.info.agent_type, s.capabilities)
+                for s in live
+            )
+            addressed = any(
+                s.offline and explicit_match(step_type, capability, s.info.agent_type, s.capabilities)
+                for s in live
+            )
             found = self._match_cache[heap_key] = (model, model or addressed)
         return found
 
@@ -83,8 +87,13 @@ class PoolSide:
 
     def may_take(self, session: AgentSession, agent_type: str, capability: str) -> bool:
         """Whether the agent of ``session`` may take work of (agent type, capability)."""
-        return matches((agent_type, capability), session.info.agent_type, session.capabilities,
-                       offline=session.offline, generic_ok=self._generic_ok)
+        return matches(
+            (agent_type, capability),
+            session.info.agent_type,
+            session.capabilities,
+            offline=session.offline,
+            generic_ok=self._generic_ok,
+        )
 
     # --- the pool -------------------------------------------------------------
 
@@ -108,10 +117,13 @@ class PoolSide:
                 continue
             info = session.info
             earlier = connected.get(info.agent_type)
-            capabilities = frozenset(session.capabilities) | (earlier.capabilities if earlier else frozenset())
+            capabilities = frozenset(session.capabilities) | (
+                earlier.capabilities if earlier else frozenset()
+            )
             backing = info.backing if earlier is None or earlier.backing == info.backing else 0
-            connected[info.agent_type] = PoolType(info.agent_type, capabilities, backing,
-                                                  (earlier.connected if earlier else 0) + 1)
+            connected[info.agent_type] = PoolType(
+                info.agent_type, capabilities, backing, (earlier.connected if earlier else 0) + 1
+            )
         types = dict(connected)
         if self.supply is not None:
             for supplied in self.supply.pool_types():
@@ -119,8 +131,14 @@ class PoolSide:
                 if here is None:
                     types[supplied.name] = supplied
                 else:
-                    types[supplied.name] = PoolType(here.name, here.capabilities, here.backing, here.connected,
-                                                    supplied.launchable, supplied.unavailable)
+                    types[supplied.name] = PoolType(
+                        here.name,
+                        here.capabilities,
+                        here.backing,
+                        here.connected,
+                        supplied.launchable,
+                        supplied.unavailable,
+                    )
         return AgentPool(types)
 
     def _fit(self, task: Task, plan: ExecutionPlan) -> ExecutionPlan | None:
@@ -156,16 +174,23 @@ class PoolSide:
         if agent_type:
             spec = specs.get(agent_type)
             return agent_type if spec is not None and self.supply.on_demand(spec) else ""
-        able = [name for name, spec in specs.items() if self.supply.on_demand(spec)
-                and (not capability or capability == name or capability in spec.capabilities)]
+        able = [
+            name
+            for name, spec in specs.items()
+            if self.supply.on_demand(spec)
+            and (not capability or capability == name or capability in spec.capabilities)
+        ]
         if able:
             for preferred in (capability, COORDINATOR if capability == SYNTHESIS else ""):
                 if preferred in able:
                     return preferred
             return able[0]
         if offline_too:
-            doing = [s.info.agent_type for s in self.sessions.values()
-                     if not s.closed and s.info.agent_type in specs and self.may_take(s, agent_type, capability)]
+            doing = [
+                s.info.agent_type
+                for s in self.sessions.values()
+                if not s.closed and s.info.agent_type in specs and self.may_take(s, agent_type, capability)
+            ]
             return doing[0] if doing else ""
         return ""
 
@@ -190,8 +215,11 @@ class PoolSide:
         """Ask for agents for every step of a just-planned task that no connected agent can take."""
         if self.supply is None:
             return
-        for key in {(s.agent_type, s.capability) for s in self.subtasks[task.id].values()  # type: ignore[attr-defined]
-                    if s.kind != SubtaskKind.CANDIDATE}:
+        for key in {
+            (s.agent_type, s.capability)
+            for s in self.subtasks[task.id].values()  # type: ignore[attr-defined]
+            if s.kind != SubtaskKind.CANDIDATE
+        }:
             self._demand(*key)
 
     def _registered_for_launches(self, session: AgentSession) -> None:
@@ -203,18 +231,27 @@ class PoolSide:
 
     def _consensus_capacity(self, task: Task) -> bool:
         """Enough distinct agents for the candidates, launching more if needed; False when the task failed."""
-        candidates: list[Subtask] = [s for s in self.subtasks[task.id].values()  # type: ignore[attr-defined]
-                                     if s.kind == SubtaskKind.CANDIDATE]
+        candidates: list[Subtask] = [
+            s
+            for s in self.subtasks[task.id].values()  # type: ignore[attr-defined]
+            if s.kind == SubtaskKind.CANDIDATE
+        ]
         if not candidates or (not self.sessions and self.supply is None):
             return True
         step = candidates[0]
         need = len(candidates)
-        eligible = sum(1 for s in self.sessions.values()
-                       if not s.closed and not s.draining and self.may_take(s, step.agent_type, step.capability))
+        eligible = sum(
+            1
+            for s in self.sessions.values()
+            if not s.closed and not s.draining and self.may_take(s, step.agent_type, step.capability)
+        )
         if eligible >= need:
             return True
         name = self._launch_type_for(step.agent_type, step.capability, offline_too=True)
-        if self.supply is not None and eligible + self.supply.starting_for(step.agent_type, step.capability) >= need:
+        if (
+            self.supply is not None
+            and eligible + self.supply.starting_for(step.agent_type, step.capability) >= need
+        ):
             return True  # enough are starting already (the pool of a control plane that just started)
         starting = self.supply.starting(name) if name else 0
         room = self.supply.room() if name else 0
@@ -222,11 +259,25 @@ class PoolSide:
             if need - eligible - starting > 0:
                 self._launch((step.agent_type, step.capability), name, need - eligible - starting)
             return True
-        what = (f"of type {step.agent_type}" if step.agent_type
-                else f"with capability {step.capability}" if step.capability else "able to take it")
+        what = (
+            f"of type {step.agent_type}"
+            if step.agent_type
+            else f"with capability {step.capability}"
+            if step.capability
+            else "able to take it"
+        )
         limit = self.setting("system.max_agents")  # type: ignore[attr-defined]
-        self._finish_task(task, TaskStatus.FAILED, Failure(NO_ELIGIBLE, (  # type: ignore[attr-defined]
-            f"consensus needs {need} distinct agents {what} for step {step.id.rsplit('-c', 1)[0]}; "
-            f"{eligible} connected, {starting + room} more can be launched (system.max_agents {limit}"
-            + ("" if name else "; no agent type that could take it can be launched here") + ")")))
+        self._finish_task(
+            task,
+            TaskStatus.FAILED,
+            Failure(
+                NO_ELIGIBLE,
+                (  # type: ignore[attr-defined]
+                    f"consensus needs {need} distinct agents {what} for step {step.id.rsplit('-c', 1)[0]}; "
+                    f"{eligible} connected, {starting + room} more can be launched (system.max_agents {limit}"
+                    + ("" if name else "; no agent type that could take it can be launched here")
+                    + ")"
+                ),
+            ),
+        )
         return False

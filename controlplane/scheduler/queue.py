@@ -38,8 +38,8 @@ class Entry:
     token: int = field(compare=False)
 
 
-def matches(heap_key: tuple[str, str], agent_type: str, capabilities: frozenset[str], *, offline: bool = False,
-            generic_ok: Callable[[tuple[str, str]], bool] | None = None) -> bool:
+def matches(heap_key: tuple[str, str], agent_type: str, capabilities: frozenset[str], *,
+            offline: bool = False, generic_ok: Callable[[tuple[str, str]], bool] | None = None) -> bool:
     """Whether an agent may take work from the heap of (agent type, capability).
 
     An offline agent takes work addressed to it (its type, or a capability it declares by name), and

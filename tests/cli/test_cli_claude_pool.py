@@ -74,8 +74,9 @@ async def finish(fg: Foreground, *submit: str) -> tuple[str, dict]:
     return task_id, json.loads((await fg.cli("-o", "json", "task", "show", task_id)).stdout)
 
 
-async def test_quick_start_with_a_key_ends_in_the_models_synthesized_answer(keyed: Foreground,
-                                                                             api: MessagesAPIServer) -> None:
+async def test_quick_start_with_a_key_ends_in_the_models_synthesized_answer(
+    keyed: Foreground, api: MessagesAPIServer
+) -> None:
     keyed.env["MAOS_SYSTEM_MAX_AGENTS"] = "3"  # the pool is sized to system.max_agents
     initialized = keyed.run("init")
     assert initialized.returncode == 0, initialized.stderr
@@ -129,15 +130,19 @@ async def test_agent_types_without_a_coordinator_or_connected_agents_end(keyed: 
     results = await keyed.cli("task", "results", task_id)
     assert "coordinator synthesized" in results.stdout
 
-    task_id, shown = await finish(keyed, "Research latest developments in quantum computing",
-                                  "--agent-type", "domain_researcher")
+    task_id, shown = await finish(
+        keyed, "Research latest developments in quantum computing", "--agent-type", "domain_researcher"
+    )
     assert shown["task"]["status"] == "TASK_STATUS_COMPLETED", shown["task"]
     agents = {s["name"].rsplit("/", 1)[1]: s["agent"] for s in shown["subtasks"]}
     assert agents.pop("final").startswith("agents/coordinator-")
     assert agents and all(a.startswith("agents/domain_researcher-") for a in agents.values())
 
-    listed = [a["agent_type"] for a in await keyed.agents() if a["status"] in ("AGENT_STATUS_IDLE",
-                                                                                  "AGENT_STATUS_BUSY")]
+    listed = [
+        a["agent_type"]
+        for a in await keyed.agents()
+        if a["status"] in ("AGENT_STATUS_IDLE", "AGENT_STATUS_BUSY")
+    ]
     keyed.agent_pids = [int(a["pid"]) for a in await keyed.agents()]
     assert sorted(listed) == ["coder", "coordinator", "domain_researcher"]
     assert keyed.signal_and_wait(signal.SIGTERM) == 0, keyed.output()

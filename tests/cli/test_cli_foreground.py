@@ -144,7 +144,8 @@ async def test_quick_start_in_the_foreground_with_the_default_pool(foreground: F
         shown = await foreground.cli("status")
         return shown.stderr if "offline agents (echo)" in shown.stderr else None
 
-    notice = await wait_for(status_notice, 15, interval=0.2, message="`maos status` to name the offline agents")
+    notice = await wait_for(status_notice, 15, interval=0.2,
+                            message="`maos status` to name the offline agents")
     assert "ANTHROPIC_API_KEY" in notice
 
     submitted = await foreground.cli("task", "submit", QUICK_START_TASK)

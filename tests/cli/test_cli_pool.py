@@ -24,8 +24,13 @@ from tests.harness.planning_api import model_like
 from tests.harness.server import Stubs, make_settings, start_app, wait_for
 
 API_KEY = "sk-ant-test-key"
-KEY_VARS = ("ANTHROPIC_API_KEY", "CLAUDE_API_KEY", "ANTHROPIC_BASE_URL", "MAOS_CLAUDE_API_KEY",
-            "MAOS_CLAUDE_BASE_URL")
+KEY_VARS = (
+    "ANTHROPIC_API_KEY",
+    "CLAUDE_API_KEY",
+    "ANTHROPIC_BASE_URL",
+    "MAOS_CLAUDE_API_KEY",
+    "MAOS_CLAUDE_BASE_URL",
+)
 
 
 @pytest.fixture(autouse=True)
@@ -67,12 +72,6 @@ async def submit_wait(maos: Maos, *args: str) -> tuple[dict, str]:
     return json.loads(result.stdout), result.stderr
 
 
-def agents_of(app: App, task_id: str) -> dict[str, str]:
-    """Subtask id -> the type of the agent that ran it."""
-    subs = app.engine.subtasks.get(task_id) or {}
-    return {sid: app.engine.agents[s.agent_id].agent_type for sid, s in subs.items() if s.agent_id}
-
-
 async def subtask_agents(app: App, task_id: str) -> dict[str, str]:
     subs = await app.engine.get_subtasks(task_id)
     return {s.id: app.engine.agents[s.agent_id].agent_type for s in subs if s.agent_id}
@@ -81,8 +80,9 @@ async def subtask_agents(app: App, task_id: str) -> dict[str, str]:
 # --- offline agents never steal typed work --------------------------------------------------------
 
 
-async def test_offline_agents_keep_off_typed_and_generic_work(maos: Maos, control_plane: App,
-                                                              api: MessagesAPIServer) -> None:
+async def test_offline_agents_keep_off_typed_and_generic_work(
+    maos: Maos, control_plane: App, api: MessagesAPIServer
+) -> None:
     async with connected(control_plane.address, claude(ResearcherAgent, api)):
         research, stderr = await submit_wait(maos, "1. alpha\n2. beta", "--type", "research")
         assert research["status"] == "COMPLETED"
@@ -102,8 +102,9 @@ async def test_offline_agents_keep_off_typed_and_generic_work(maos: Maos, contro
     assert "the answers come from offline agents (echo)" in stderr and "ANTHROPIC_API_KEY" in stderr
 
 
-async def test_status_says_the_answers_come_from_offline_agents(maos: Maos, control_plane: App,
-                                                                api: MessagesAPIServer) -> None:
+async def test_status_says_the_answers_come_from_offline_agents(
+    maos: Maos, control_plane: App, api: MessagesAPIServer
+) -> None:
     result = await maos("status")
     assert result.exit_code == 0, result.output
     assert "offline agents (echo)" in result.stderr and "maos agent spawn researcher" in result.stderr
@@ -116,11 +117,15 @@ async def test_agents_say_what_backs_them(maos: Maos, control_plane: App, api: M
     async with connected(control_plane.address, claude(ResearcherAgent, api)):
         listed = json.loads((await maos("-o", "json", "agent", "list")).stdout)["agents"]
         assert {a["agent_type"]: a["backing"] for a in listed} == {
-            "echo": "AGENT_BACKING_OFFLINE", "researcher": "AGENT_BACKING_MODEL"}
+            "echo": "AGENT_BACKING_OFFLINE",
+            "researcher": "AGENT_BACKING_MODEL",
+        }
     types = await maos("-o", "json", "agent", "types")
     by_name = {t["name"]: t for t in json.loads(types.stdout)["agent_types"]}
     assert by_name["echo"]["backing"] == "AGENT_BACKING_OFFLINE" and by_name["echo"]["spawnable"]
-    assert by_name["researcher"]["backing"] == "AGENT_BACKING_MODEL" and not by_name["researcher"]["spawnable"]
+    assert (
+        by_name["researcher"]["backing"] == "AGENT_BACKING_MODEL" and not by_name["researcher"]["spawnable"]
+    )
     assert "ANTHROPIC_API_KEY" in by_name["researcher"]["unavailable_reason"]
     assert "researcher" in types.stderr and "cannot run here" in types.stderr
 
@@ -177,9 +182,11 @@ parameters:
 """
 
 
-async def test_a_plugin_type_is_never_handed_the_synthesis(maos: Maos, control_plane: App, maos_home: Path) -> None:
-    """A custom type without `synthesis`, named with --agent-type: it is launched on demand, does the parts, and
-    the parts are joined (the combining prompt never reaches it)."""
+async def test_a_plugin_type_is_never_handed_the_synthesis(
+    maos: Maos, control_plane: App, maos_home: Path
+) -> None:
+    """A custom type without `synthesis`, named with --agent-type: it is launched on demand and does the
+    parts, which are joined (the combining prompt never reaches it)."""
     (maos_home / "agents").mkdir(parents=True, exist_ok=True)
     (maos_home / "agents" / "shouter.yml").write_text(SHOUTER)
     answer, _ = await submit_wait(maos, "1. alpha\n2. beta", "--agent-type", "shouter")
@@ -204,7 +211,10 @@ async def test_consensus_launches_the_agents_it_needs(maos: Maos, control_plane:
     assert (shown["task"].get("failure") or {}).get("reason", "") != "ERROR_REASON_NO_ELIGIBLE_AGENTS"
     candidates = [s for s in await control_plane.engine.get_subtasks(answer["task_id"])]
     assert len({s.agent_id for s in candidates}) == 3
-    assert sorted(launch.agent_type for launch in control_plane.launcher.launches.values()) == ["echo", "echo"]
+    assert sorted(launch.agent_type for launch in control_plane.launcher.launches.values()) == [
+        "echo",
+        "echo",
+    ]
 
 
 async def test_consensus_fails_at_once_when_the_agents_cannot_be_had(tmp_path: Path) -> None:
@@ -220,16 +230,21 @@ async def test_consensus_fails_at_once_when_the_agents_cannot_be_had(tmp_path: P
             assert shown["task"]["status"] == "TASK_STATUS_FAILED"
             assert shown["task"]["failure"]["reason"] == "ERROR_REASON_NO_ELIGIBLE_AGENTS"
             assert "consensus needs 3 distinct agents" in shown["task"]["failure"]["message"]
-            assert "1 connected, 1 more can be launched (system.max_agents 1)" in shown["task"]["failure"]["message"]
+            assert (
+                "1 connected, 1 more can be launched (system.max_agents 1)"
+                in shown["task"]["failure"]["message"]
+            )
             assert not app.launcher.launches  # nothing launched in vain
     finally:
         await app.stop(grace=1.0)
 
 
-# --- the synthesis goes to the coordinator --------------------------------------------------------------------
+# --- the synthesis goes to the coordinator ----------------------------------------------------------
 
 
-async def test_synthesis_goes_to_the_coordinator(maos: Maos, control_plane: App, api: MessagesAPIServer) -> None:
+async def test_synthesis_goes_to_the_coordinator(
+    maos: Maos, control_plane: App, api: MessagesAPIServer
+) -> None:
     async with connected(control_plane.address, claude(ResearcherAgent, api), claude(CoordinatorAgent, api)):
         answer, _ = await submit_wait(maos, "1. alpha\n2. beta", "--type", "research")
         ran = await subtask_agents(control_plane, answer["task_id"])
@@ -239,15 +254,24 @@ async def test_synthesis_goes_to_the_coordinator(maos: Maos, control_plane: App,
         assert synthesis and synthesis[0].body["max_tokens"] == CoordinatorAgent.default_max_tokens
 
 
-async def test_recommended_agents_are_model_backed_with_a_key(tmp_path: Path, api: MessagesAPIServer,
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_recommended_agents_are_model_backed_with_a_key(
+    tmp_path: Path, api: MessagesAPIServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("ANTHROPIC_API_KEY", API_KEY)
     app = await start_app(make_settings(tmp_path / "home", **{"claude.base_url": api.base_url}))
     maos = Maos(app.address, tmp_path / "home")
     try:
         async with connected(app.address, EchoAgent()):
-            result = await maos("-o", "json", "task", "analyze", "Research cloud trends", "--type", "research",
-                                "--recommend-agents")
+            result = await maos(
+                "-o",
+                "json",
+                "task",
+                "analyze",
+                "Research cloud trends",
+                "--type",
+                "research",
+                "--recommend-agents",
+            )
             assert result.exit_code == 0, result.output
             recommended = json.loads(result.stdout)["recommended_agent_types"]
             assert "researcher" in recommended and "coordinator" in recommended
@@ -259,8 +283,16 @@ async def test_recommended_agents_are_model_backed_with_a_key(tmp_path: Path, ap
     maos = Maos(offline.address, tmp_path / "offline")
     try:
         async with connected(offline.address, EchoAgent()):
-            result = await maos("-o", "json", "task", "analyze", "Research cloud trends", "--type", "research",
-                                "--recommend-agents")
+            result = await maos(
+                "-o",
+                "json",
+                "task",
+                "analyze",
+                "Research cloud trends",
+                "--type",
+                "research",
+                "--recommend-agents",
+            )
             recommended = json.loads(result.stdout)["recommended_agent_types"]
             assert "researcher" not in recommended and "echo" in recommended
     finally:

@@ -19,15 +19,22 @@ def _no_key(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
-@pytest.mark.parametrize(("max_agents", "expected"), [
-    (10, {"researcher": 2, "coordinator": 1, "coder": 1, "analyst": 1, "tester": 1}),
-    (3, {"researcher": 1, "coordinator": 1, "coder": 1}),
-    (1, {"researcher": 1}),
-])
-def test_with_a_key_the_default_pool_is_claude_sized_to_max_agents(tmp_path: Path, max_agents: int,
-                                                                   expected: dict[str, int]) -> None:
-    settings = load_settings(home=tmp_path, environ={}, overrides={
-        "claude.api_key": "sk-ant-test", "system.max_agents": max_agents})
+@pytest.mark.parametrize(
+    ("max_agents", "expected"),
+    [
+        (10, {"researcher": 2, "coordinator": 1, "coder": 1, "analyst": 1, "tester": 1}),
+        (3, {"researcher": 1, "coordinator": 1, "coder": 1}),
+        (1, {"researcher": 1}),
+    ],
+)
+def test_with_a_key_the_default_pool_is_claude_sized_to_max_agents(
+    tmp_path: Path, max_agents: int, expected: dict[str, int]
+) -> None:
+    settings = load_settings(
+        home=tmp_path,
+        environ={},
+        overrides={"claude.api_key": "sk-ant-test", "system.max_agents": max_agents},
+    )
     assert default_pool(get_plugin_manager(), settings) == expected
     assert the_pool(get_plugin_manager(), settings) == expected
 
@@ -50,7 +57,9 @@ def test_without_a_key_the_offline_pool_stays_and_claude_types_are_refused(tmp_p
 
 
 def test_a_set_pool_wins(tmp_path: Path) -> None:
-    settings = load_settings(home=tmp_path, environ={}, overrides={"claude.api_key": "k", "agents.pool": "echo=1"})
+    settings = load_settings(
+        home=tmp_path, environ={}, overrides={"claude.api_key": "k", "agents.pool": "echo=1"}
+    )
     assert the_pool(get_plugin_manager(), settings) == {"echo": 1}
 
 

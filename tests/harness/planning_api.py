@@ -34,8 +34,10 @@ def is_planning(request: dict[str, Any]) -> bool:
 def offered_agent_types(request: dict[str, Any]) -> dict[str, list[str]]:
     """The agent types (and their capabilities) a planning request offers, in order."""
     system = _text_of(request.get("system", ""))
-    return {m.group(1): [c.strip() for c in m.group(2).split(",") if c.strip()]
-            for m in _OFFERED_TYPE.finditer(system)}
+    return {
+        m.group(1): [c.strip() for c in m.group(2).split(",") if c.strip()]
+        for m in _OFFERED_TYPE.finditer(system)
+    }
 
 
 def plan_over_offered_types(request: dict[str, Any], parts: int = 2) -> Reply | None:
@@ -48,17 +50,32 @@ def plan_over_offered_types(request: dict[str, Any], parts: int = 2) -> Reply | 
     if not is_planning(request):
         return None
     offered = [name for name in offered_agent_types(request) if name != "coordinator"] or ["researcher"]
-    steps = [{"key": f"part_{index + 1}", "title": f"Part {index + 1} for {name}",
-              "instructions": f"Do part {index + 1} of the task as a {name}.", "capability": name,
-              "depends_on": []}
-             for index, name in enumerate(offered[:parts])]
+    steps = [
+        {
+            "key": f"part_{index + 1}",
+            "title": f"Part {index + 1} for {name}",
+            "instructions": f"Do part {index + 1} of the task as a {name}.",
+            "capability": name,
+            "depends_on": [],
+        }
+        for index, name in enumerate(offered[:parts])
+    ]
     if len(steps) > 1:
-        steps.append({"key": "final", "title": "Synthesize the results", "kind": "synthesis",
-                      "instructions": "Combine the parts into one answer.", "capability": "synthesis",
-                      "depends_on": [s["key"] for s in steps]})
+        steps.append(
+            {
+                "key": "final",
+                "title": "Synthesize the results",
+                "kind": "synthesis",
+                "instructions": "Combine the parts into one answer.",
+                "capability": "synthesis",
+                "depends_on": [s["key"] for s in steps],
+            }
+        )
     plan = {"subtasks": steps, "complexity": "low", "recommended_agents": len(steps)}
-    return MessageReply([{"type": "tool_use", "id": "toolu_plan", "name": "submit_plan", "input": plan}],
-                        stop_reason="tool_use")
+    return MessageReply(
+        [{"type": "tool_use", "id": "toolu_plan", "name": "submit_plan", "input": plan}],
+        stop_reason="tool_use",
+    )
 
 
 def role_answer(request: dict[str, Any]) -> Reply:
@@ -74,6 +91,7 @@ def role_answer(request: dict[str, Any]) -> Reply:
 
 def model_like(parts: int = 2) -> Responder:
     """Plans planning requests over the offered types and answers the others with :func:`role_answer`."""
+
     def respond(request: dict[str, Any]) -> Reply:
         return plan_over_offered_types(request, parts) or role_answer(request)
 

@@ -7,7 +7,9 @@ from controlplane.domain.pool import BACKING_MODEL, BACKING_OFFLINE, AgentPool, 
 from controlplane.scheduler.queue import matches
 
 ECHO = PoolType("echo", frozenset({"*", "echo"}), BACKING_OFFLINE, connected=2)
-RESEARCHER = PoolType("researcher", frozenset({"web_search", "synthesis", "researcher"}), BACKING_MODEL, connected=1)
+RESEARCHER = PoolType(
+    "researcher", frozenset({"web_search", "synthesis", "researcher"}), BACKING_MODEL, connected=1
+)
 CODER = PoolType("coder", frozenset({"programming", "coder"}), BACKING_MODEL, connected=1)
 COORDINATOR = PoolType("coordinator", frozenset({"synthesis", "coordinator"}), BACKING_MODEL, launchable=True)
 COUNTER = PoolType("word_count", frozenset({"word_count"}), BACKING_OFFLINE, connected=1)
@@ -22,8 +24,9 @@ def work(key: str, capability: str = "", agent_type: str = "") -> PlannedSubtask
 
 
 def synthesis(*deps: str) -> PlannedSubtask:
-    return PlannedSubtask("synthesis", "Synthesize", "combine", "synthesis", kind=SubtaskKind.SYNTHESIS,
-                          depends_on=list(deps))
+    return PlannedSubtask(
+        "synthesis", "Synthesize", "combine", "synthesis", kind=SubtaskKind.SYNTHESIS, depends_on=list(deps)
+    )
 
 
 def test_offline_agents_take_typed_work_only_when_addressed_or_alone() -> None:
@@ -55,12 +58,16 @@ def test_a_named_type_takes_every_work_step_whatever_the_capability() -> None:
 
 def test_a_type_that_cannot_run_here_is_refused_with_the_reason() -> None:
     task = Task(id="t", description="d", agent_type="researcher")
-    missing = PoolType("researcher", frozenset({"researcher"}), BACKING_MODEL, unavailable="no Anthropic API key")
+    missing = PoolType(
+        "researcher", frozenset({"researcher"}), BACKING_MODEL, unavailable="no Anthropic API key"
+    )
     fitted = fit_plan(plan(work("a")), task, AgentPool.of([ECHO, missing]), {"researcher": "spec"})
     assert fitted.refused == "agents of type researcher cannot run here: no Anthropic API key"
     assert fit_plan(plan(work("a")), task, AgentPool.of([missing])).refused  # even with nothing connected
     # A type that is only absent (an agent of it may connect from elsewhere) is waited for.
-    absent = fit_plan(plan(work("a")), Task(id="t", description="d", agent_type="ghost"), AgentPool.of([ECHO]))
+    absent = fit_plan(
+        plan(work("a")), Task(id="t", description="d", agent_type="ghost"), AgentPool.of([ECHO])
+    )
     assert not absent.refused and absent.plan.subtasks[0].agent_type == "ghost"
 
 
@@ -95,7 +102,10 @@ def test_an_offline_pool_keeps_its_plan() -> None:
     steps = plan(work("a", "researcher"), work("b", "researcher"), synthesis("a", "b"))
     fitted = fit_plan(steps, Task(id="t", description="d"), AgentPool.of([ECHO]))
     assert [(s.agent_type, s.capability) for s in fitted.plan.subtasks] == [
-        ("", "researcher"), ("", "researcher"), ("", "synthesis")]
+        ("", "researcher"),
+        ("", "researcher"),
+        ("", "synthesis"),
+    ]
     assert not fitted.plan.warnings
 
 

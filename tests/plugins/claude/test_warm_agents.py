@@ -70,8 +70,9 @@ async def test_a_claude_agent_builds_its_client_once_before_its_first_task(
 
         for text in ("first", "second"):
             api.push_text(f"answer {text}")
-            reply = await stubs.tasks.SubmitTask(tasks_pb.SubmitTaskRequest(task=msgs.Task(description=text)),
-                                                 timeout=5)
+            reply = await stubs.tasks.SubmitTask(
+                tasks_pb.SubmitTaskRequest(task=msgs.Task(description=text)), timeout=5
+            )
 
             async def done(name=reply.task.name):
                 got = await stubs.tasks.GetTask(tasks_pb.GetTaskRequest(name=name), timeout=5)
@@ -83,4 +84,3 @@ async def test_a_claude_agent_builds_its_client_once_before_its_first_task(
         await worker.shutdown(1)
         await asyncio.wait_for(runner, 10)
     assert agent._client is None  # closed when the worker stopped
-

@@ -22,6 +22,7 @@ def _pairs(a: msgs.Agent) -> list[tuple[str, Any]]:
     u = a.usage
     return [
         ("ID", bare_id(a.name)), ("Type", a.agent_type), ("Status", status_text(_status(a))),
+        ("Backing", _backing(a.backing)),
         ("Capabilities", ", ".join(a.capabilities)),
         ("Slots", f"{a.free_slots} free of {a.max_concurrency}" if a.max_concurrency else ""),
         ("Assignments", ", ".join(a.assignments)), ("Completed", a.completed_subtasks),

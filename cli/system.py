@@ -158,14 +158,16 @@ def _initial_pool(home: Path) -> dict[str, int]:
 
 def _check_start(settings: Any) -> dict[str, int]:
     """The pool `maos start` launches, checked before anything starts (unknown types, missing keys)."""
+    from controlplane.agent_types import agent_types
     from controlplane.plugins import get_plugin_manager
-    from controlplane.pool import check_pool, pool_is_offline, the_pool
+    from controlplane.pool import check_pool, model_backed, pool_is_offline, the_pool, unavailable
 
     pm = get_plugin_manager()
     pool = the_pool(pm, settings)
     check_pool(pm, settings, pool, field="agents.pool")
     if pool and pool_is_offline(pm, settings, pool):
-        offline_notice([name for name, count in pool.items() if count])
+        key_set = any(model_backed(s) and not unavailable(s) for s in agent_types(pm, settings).values())
+        offline_notice([name for name, count in pool.items() if count], key_set=key_set)
     return pool
 
 

@@ -28,7 +28,7 @@ from agent_sdk.context import (
 from agent_sdk.errors import AgentError, MaosRpcError, PermanentError, RetryableError
 from agent_sdk.submitter import TaskSubmitter
 from agent_sdk.tls import tls_credentials
-from agent_sdk.types import AgentTypeSpec
+from agent_sdk.types import AgentBacking, AgentTypeSpec, SubtaskKind
 from agent_sdk.worker import Worker
 
 if TYPE_CHECKING:
@@ -72,6 +72,8 @@ __all__ = [
     "MaosRpcError",
     # Agent types, running and testing
     "AgentTypeSpec",
+    "AgentBacking",
+    "SubtaskKind",
     "Worker",
     "run_agent",
     "AgentEnvironment",

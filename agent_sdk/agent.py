@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from agent_sdk.context import Ballot, Context, Result, VoteChoice
+from agent_sdk.types import AgentBacking
 
 
 class Agent:
@@ -24,6 +25,18 @@ class Agent:
     agent_type: ClassVar[str] = ""
     capabilities: ClassVar[list[str]] = []
     max_concurrency: ClassVar[int] = 1
+    #: What does the work (sent at Register). Agents that do no model work say OFFLINE, so the
+    #: scheduler keeps them off typed work; UNSPECIFIED is treated as MODEL.
+    backing: ClassVar[AgentBacking] = AgentBacking.UNSPECIFIED
+
+    async def warm_up(self) -> None:
+        """Pay start-up costs (imports, clients) before the agent registers, not on its first assignment.
+
+        The worker awaits it once, before connecting; the default does nothing.
+        """
+
+    async def close(self) -> None:
+        """Release what :meth:`warm_up` set up; the worker awaits it once when it stops."""
 
     async def handle(self, ctx: Context) -> Result | str:
         """Do the work of one assignment and return its result."""

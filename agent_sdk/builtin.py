@@ -34,7 +34,7 @@ from agent_sdk.agent import Agent
 from agent_sdk.context import Context, Result
 from agent_sdk.environment import child_environment
 from agent_sdk.errors import PermanentError, RetryableError
-from agent_sdk.types import AgentTypeSpec
+from agent_sdk.types import AgentBacking, AgentTypeSpec
 
 
 class EchoAgent(Agent):
@@ -42,6 +42,7 @@ class EchoAgent(Agent):
 
     agent_type = "echo"
     capabilities = ["*"]
+    backing = AgentBacking.OFFLINE
     max_concurrency = 8
 
     async def handle(self, ctx: Context) -> str:
@@ -63,6 +64,7 @@ class NoopAgent(Agent):
 
     agent_type = "noop"
     capabilities = ["*"]
+    backing = AgentBacking.OFFLINE
     max_concurrency = 256
 
     async def handle(self, ctx: Context) -> str:
@@ -75,6 +77,7 @@ class SleepAgent(Agent):
 
     agent_type = "sleep"
     capabilities = ["*"]
+    backing = AgentBacking.OFFLINE
     max_concurrency = 1
 
     async def handle(self, ctx: Context) -> str:
@@ -97,7 +100,7 @@ def _simple(cls: type[Agent], description: str) -> AgentTypeSpec:
 
     return AgentTypeSpec(
         name=cls.agent_type, capabilities=tuple(cls.capabilities), description=description,
-        factory=factory, max_concurrency=cls.max_concurrency,
+        factory=factory, max_concurrency=cls.max_concurrency, backing=AgentBacking.OFFLINE,
     )
 
 
@@ -179,6 +182,7 @@ class ShellAgent(Agent):
 
     agent_type = "shell"
     capabilities = ["shell"]
+    backing = AgentBacking.OFFLINE
     max_concurrency = 4
 
     def __init__(self, command: str | list[str] | None = None, *, allow: bool = False, timeout: float = 300.0,
@@ -401,6 +405,7 @@ class PythonAgent(Agent):
 
     agent_type = "python"
     capabilities = ["python"]
+    backing = AgentBacking.OFFLINE
     max_concurrency = 8
 
     def __init__(self, function: str | Callable[..., Any] | None = None, *,
@@ -477,11 +482,12 @@ def builtin_agent_types(*, allow_shell: bool = False) -> list[AgentTypeSpec]:
             description=("Runs parameters.command on the instructions "
                          "(off unless agents.allow_shell or allow: true)."),
             factory=ShellAgent.from_parameters, max_concurrency=ShellAgent.max_concurrency,
-            parameters={"allow": allow_shell},
+            parameters={"allow": allow_shell}, backing=AgentBacking.OFFLINE,
         ),
         AgentTypeSpec(
             name="python", capabilities=tuple(PythonAgent.capabilities),
             description="Calls parameters.function ('package.module:callable') with the Context.",
             factory=PythonAgent.from_parameters, max_concurrency=PythonAgent.max_concurrency,
+            backing=AgentBacking.OFFLINE,
         ),
     ]

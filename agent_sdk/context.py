@@ -19,6 +19,7 @@ class Assignment:
     title: str
     instructions: str
     capability: str
+    #: What the step asks (:class:`agent_sdk.SubtaskKind`: WORK, SYNTHESIS or CANDIDATE).
     kind: int
     task_description: str
     context: str

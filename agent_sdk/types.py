@@ -1,12 +1,50 @@
-"""Agent types: what ``maos agent spawn TYPE`` and ``maos-agent run --type TYPE`` can run."""
+"""Agent types (what ``maos agent spawn TYPE`` and ``maos-agent run --type TYPE`` can run), step kinds
+and agent backings."""
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from agent_sdk.agent import Agent
+if TYPE_CHECKING:
+    from agent_sdk.agent import Agent
+
+
+class SubtaskKind(enum.IntEnum):
+    """What a step of a plan asks of its agent (``Assignment.kind``; values are ``maos.v1.SubtaskKind``).
+
+    Attributes:
+        WORK: One part of the task: do what the instructions say; ``inputs`` hold the results of the steps
+            it depends on.
+        SYNTHESIS: Combine the results of the other parts (``inputs``, one per part) into the task's one
+            answer. Only agents that declare the ``synthesis`` capability (or whose type the task names and
+            that declare it) are handed this step.
+        CANDIDATE: One candidate answer of a consensus step: answer the instructions on your own; the
+            candidates are then voted on.
+    """
+
+    UNSPECIFIED = 0
+    WORK = 1
+    SYNTHESIS = 2
+    CANDIDATE = 3
+
+
+class AgentBacking(enum.IntEnum):
+    """What does an agent's work (``maos.v1.AgentBacking``); sent at Register.
+
+    Attributes:
+        UNSPECIFIED: Not said; the control plane treats it as MODEL.
+        MODEL: A model (for example Claude) does the work.
+        OFFLINE: No model (echo, noop, sleep, shell, python): such agents take only work addressed to
+            them (their type, or a capability they declare by name), and other work only while no
+            connected agent of another kind could take it.
+    """
+
+    UNSPECIFIED = 0
+    MODEL = 1
+    OFFLINE = 2
 
 
 @dataclass(frozen=True)
@@ -25,6 +63,11 @@ class AgentTypeSpec:
         environment: Names of environment variables a launched agent of this type receives from the
             control plane's environment, beyond the allow-list of :mod:`agent_sdk.environment`
             (a model-backed type: its model key). Custom types inherit their base type's.
+        backing: What does the work of its agents (model-backed or offline).
+        precondition: Called with the type's parameters; returns why agents of the type cannot run with
+            this configuration (for example "no Anthropic API key: set ..."), or "" when they can. The
+            control plane refuses to spawn or start such a type.
+        pool_share: How many agents of the type the default pool holds when the type can run (0: none).
     """
 
     name: str
@@ -36,7 +79,14 @@ class AgentTypeSpec:
     parameters: Mapping[str, Any] = field(default_factory=dict)
     source: str = "builtin"
     environment: tuple[str, ...] = ()
+    backing: AgentBacking = AgentBacking.UNSPECIFIED
+    precondition: Callable[[Mapping[str, Any]], str] | None = None
+    pool_share: int = 0
 
     def build(self) -> Agent:
         """A new agent of this type."""
         return self.factory(self.parameters)
+
+    def unavailable(self) -> str:
+        """Why agents of this type cannot run with this configuration; "" when they can."""
+        return self.precondition(self.parameters) if self.precondition is not None else ""

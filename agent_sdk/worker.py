@@ -52,6 +52,7 @@ from agent_sdk.proto.maos.v1 import enums_pb2 as enums_pb
 from agent_sdk.proto.maos.v1 import errors_pb2 as errors_pb
 from agent_sdk.proto.maos.v1 import messages_pb2 as msgs
 from agent_sdk.tls import server_name_options
+from agent_sdk.types import SubtaskKind
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +171,24 @@ class Worker:
     # --- public ---------------------------------------------------------------
 
     async def run(self) -> None:
-        """Connect and work until shut down (or until the server drains with exit)."""
+        """Connect and work until shut down (or until the server drains with exit).
+
+        The agent's :meth:`~agent_sdk.Agent.warm_up` runs first, so its start-up costs are paid before it
+        registers; a failing warm-up is logged and the agent still runs (its work reports the problem).
+        """
+        try:
+            await self.agent.warm_up()
+        except Exception:  # noqa: BLE001 - the first assignment reports what is wrong, with its context
+            log.exception("warming up the %s agent failed", self.agent.agent_type)
+        try:
+            await self._run()
+        finally:
+            try:
+                await self.agent.close()
+            except Exception:  # noqa: BLE001 - closing must not hide how the run ended
+                log.exception("closing the %s agent failed", self.agent.agent_type)
+
+    async def _run(self) -> None:
         attempt = 0
         while not self._stop.is_set():
             try:
@@ -298,6 +316,7 @@ class Worker:
             pid=os.getpid(),
             launch_id=self.launch_id,
             accepts_assignment_batches=True,
+            backing=int(getattr(self.agent, "backing", 0)),
         )
         if self.join_token and not self.credential:
             reg.join_token = self.join_token
@@ -345,7 +364,8 @@ class Worker:
             return
         assignment = Assignment(
             task=a.task, subtask=a.ref.subtask, attempt=a.ref.attempt, lease_epoch=a.ref.lease_epoch,
-            title=a.title, instructions=a.instructions, capability=a.capability, kind=a.kind,
+            title=a.title, instructions=a.instructions, capability=a.capability,
+            kind=SubtaskKind(a.kind) if a.kind in SubtaskKind._value2member_map_ else a.kind,
             task_description=a.task_description, context=a.context, constraints=a.constraints,
             metadata=dict(a.metadata), inputs=dict(a.inputs),
             resume_checkpoint=a.resume_checkpoint if a.HasField("resume_checkpoint") else None,

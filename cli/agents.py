@@ -23,6 +23,7 @@ def _pairs(a: msgs.Agent) -> list[tuple[str, Any]]:
     u = a.usage
     return [
         ("ID", bare_id(a.name)), ("Type", a.agent_type), ("Status", status_text(_status(a))),
+        ("Backing", _backing(a.backing)),
         ("Capabilities", ", ".join(a.capabilities)),
         ("Slots", f"{a.free_slots} free of {a.max_concurrency}" if a.max_concurrency else ""),
         ("Assignments", ", ".join(a.assignments)), ("Completed", a.completed_subtasks),
@@ -204,7 +205,18 @@ def types() -> None:
     known = list(report.agent_types)
     for problem in report.problems:
         click.echo(f"warning: skipped {problem}", err=True)
+    blocked: dict[str, list[str]] = {}
+    for t in known:
+        if t.unavailable_reason:
+            blocked.setdefault(t.unavailable_reason, []).append(t.name)
+    for why, names in blocked.items():
+        click.echo(f"note: {', '.join(names)} cannot run here: {why}", err=True)
     emit({"agent_types": known, "problems": list(report.problems)}, lambda: table(
-        ["NAME", "BASE", "SOURCE", "SPAWNABLE", "CAPABILITIES", "DESCRIPTION"],
-        [[t.name, t.base_type, t.source, "yes" if t.spawnable else "no", short(", ".join(t.capabilities), 30),
-          short(t.description, 50)] for t in known], empty="No agent types."))
+        ["NAME", "BASE", "SOURCE", "BACKING", "SPAWNABLE", "CAPABILITIES", "DESCRIPTION"],
+        [[t.name, t.base_type, t.source, _backing(t.backing), "yes" if t.spawnable else "no",
+          short(", ".join(t.capabilities), 30), short(t.description, 50)] for t in known],
+        empty="No agent types."))
+
+
+def _backing(value: int) -> str:
+    return {enums.AGENT_BACKING_MODEL: "model", enums.AGENT_BACKING_OFFLINE: "offline"}.get(value, "")

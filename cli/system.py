@@ -21,10 +21,26 @@ from agent_sdk.errors import MaosRpcError
 from agent_sdk.proto.maos.v1 import enums_pb2 as enums
 from agent_sdk.tls import ClientTls
 from cli._errors import (
-    EXIT_FAILED_PRECONDITION, EXIT_GENERIC, EXIT_INTERRUPTED, EXIT_TIMEOUT, CliError, handle_errors,
+    EXIT_FAILED_PRECONDITION,
+    EXIT_GENERIC,
+    EXIT_INTERRUPTED,
+    EXIT_TIMEOUT,
+    CliError,
+    handle_errors,
 )
 from cli._options import Duration, make_client, output_option, resolve_tls, run, start_options, state
-from cli._output import counts_text, duration_text, emit, health_table, key_values, message, table, to_data, when
+from cli._output import (
+    counts_text,
+    duration_text,
+    emit,
+    health_table,
+    key_values,
+    message,
+    table,
+    to_data,
+    when,
+)
+from cli._pool import offline_notice, offline_pool
 
 PID_FILE = "maos.pid"
 LOG_FILE = "controlplane.log"
@@ -120,7 +136,7 @@ def init(force: bool, new_admin_key: bool) -> None:
     changing database.primary_url: the old key lives in the old database, so
     a new admin key is issued in the new one.
     """
-    from controlplane.config import DEFAULT_CONFIG_YML
+    from controlplane.config import DEFAULT_CONFIG_YML, config_with_pool
     from controlplane.home import private_dir, secure_home, write_private
 
     home = _home()
@@ -134,8 +150,13 @@ def init(force: bool, new_admin_key: bool) -> None:
         kept.append(str(config))
         message(f"kept the existing {config} (use --force to overwrite it)")
     else:
-        write_private(config, DEFAULT_CONFIG_YML)  # it may hold an API key
+        pool = _initial_pool(home)
+        write_private(config, config_with_pool(DEFAULT_CONFIG_YML, pool))  # it may hold an API key
         created.append(str(config))
+        message("agent pool: " + ", ".join(f"{name}={count}" for name, count in pool.items())
+                + (" (Claude agents: an Anthropic API key is set)" if "echo" not in pool else
+                   " (offline agents; with an Anthropic API key, put Claude types in agents.pool: "
+                   "see config.yml)"))
     from controlplane.access.bootstrap import bootstrap_admin
     from controlplane.config import load_settings
 
@@ -147,6 +168,30 @@ def init(force: bool, new_admin_key: bool) -> None:
     secure_home(home)  # an existing install's maos.db, logs... become private too
     emit({"home": str(home), "created": created, "kept": kept},
          lambda: "\n".join(f"created {p}" for p in created) or f"{home} is already initialized")
+
+
+def _initial_pool(home: Path) -> dict[str, int]:
+    """The pool `maos init` writes: Claude agents when an API key is set, else the offline one."""
+    from controlplane.config import load_settings
+    from controlplane.plugins import get_plugin_manager
+    from controlplane.pool import default_pool
+
+    return default_pool(get_plugin_manager(), load_settings(home=home))
+
+
+def _check_start(settings: Any) -> dict[str, int]:
+    """The pool `maos start` launches, checked before anything starts (unknown types, missing keys)."""
+    from controlplane.agent_types import agent_types
+    from controlplane.plugins import get_plugin_manager
+    from controlplane.pool import check_pool, model_backed, pool_is_offline, the_pool, unavailable
+
+    pm = get_plugin_manager()
+    pool = the_pool(pm, settings)
+    check_pool(pm, settings, pool, field="agents.pool")
+    if pool and pool_is_offline(pm, settings, pool):
+        key_set = any(model_backed(s) and not unavailable(s) for s in agent_types(pm, settings).values())
+        offline_notice([name for name, count in pool.items() if count], key_set=key_set)
+    return pool
 
 
 def _settings(agents: str | None, address: str | None, metrics_port: int | None, migrate: bool | None) -> Any:
@@ -167,14 +212,10 @@ def _settings(agents: str | None, address: str | None, metrics_port: int | None,
 def _serve_foreground(settings: Any, detached: bool) -> None:
     import logging
 
-    from controlplane.agent_types import agent_type
     from controlplane.home import PRIVATE_UMASK, private_dir, write_private
-    from controlplane.plugins import get_plugin_manager
     from controlplane.serve import configure_logging, serve
 
-    pm = get_plugin_manager()
-    for name in settings["agents.pool"]:
-        agent_type(pm, settings, name, field="agents.pool")
+    pool = _check_start(settings) if not detached else None  # a detached child was checked by its parent
     pid_file = settings.home / PID_FILE
     other = _running_pid(pid_file)
     if other is not None and other != os.getpid():
@@ -199,7 +240,7 @@ def _serve_foreground(settings: Any, detached: bool) -> None:
         message(f"MAOS control plane serving on {app.address} (pid {os.getpid()}); Ctrl-C stops it")
 
     try:
-        asyncio.run(serve(settings, address=settings["server.address"], on_ready=ready))
+        asyncio.run(serve(settings, pool=pool, address=settings["server.address"], on_ready=ready))
     finally:
         _release(pid_file, os.getpid())
 
@@ -294,6 +335,7 @@ def start(agents: str | None, address: str | None, metrics_port: int | None, sta
     if not daemon:
         _serve_foreground(settings, detached)
         return
+    _check_start(settings)
     info = _start_daemon(settings, agents, metrics_port, migrate, startup_timeout)
     emit(info, lambda: f"MAOS control plane started on {info['address']} (pid {info['pid']})\nLogs: {info['log']}")
 
@@ -323,6 +365,7 @@ def restart(agents: str | None, address: str | None, metrics_port: int | None, s
             migrate: bool | None, stop_timeout: float) -> None:
     """Stop the control plane if it runs, then start it in the background."""
     settings = _settings(agents, address, metrics_port, migrate)
+    _check_start(settings)
     stopped = _stop(settings.home, stop_timeout, force=False)
     info = _start_daemon(settings, agents, metrics_port, migrate, startup_timeout)
     emit({"stopped": stopped, **info},
@@ -344,6 +387,7 @@ def status(detailed: bool, resources: bool, performance: bool, memory: bool, sys
 
     async def action(client: Client) -> dict[str, Any]:
         out: dict[str, Any] = {"status": await client.status(detailed)}
+        out["offline_types"] = await offline_pool(client)
         if detailed:
             out["health"] = await client.health()
         if resources:
@@ -357,6 +401,9 @@ def status(detailed: bool, resources: bool, performance: bool, memory: bool, sys
 
     got = run(action)
     s = got["status"]
+    offline = got.pop("offline_types")
+    if offline:
+        offline_notice(offline)
     data: dict[str, Any] = dict(got)
     if system_info:
         data["system"] = {"client_version": _client_version(), "python": platform.python_version(),

@@ -43,6 +43,7 @@ from cli._output import (
     to_data,
     when,
 )
+from cli._pool import offline_notice, offline_pool
 from controlplane.domain.tasks import (
     MAX_BACKOFF,
     MAX_BACKOFF_MULTIPLIER,
@@ -227,6 +228,9 @@ def submit(description: str, task_type: str | None, priority: str | None, max_ag
         if not wait:
             return created, None, None
         message(f"submitted {bare_id(created.name)}; waiting for it to finish")
+        offline = await offline_pool(client)
+        if offline:
+            offline_notice(offline)
         final = await client.wait_task(created.name, timeout=wait_timeout)
         return created, final, await client.get_results(final.name)
 
@@ -390,6 +394,25 @@ def update(task_id: str, priority: str | None, max_agents: int | None) -> None:
     emit(updated, lambda: key_values(_task_pairs(updated)))
 
 
+def recommended_types(plan: msgs.ExecutionPlan, types: list[Any]) -> list[Any]:
+    """The agent types to run ``plan`` with: for each step, the types that can take it, model-backed ones
+    that can run here first (offline types only when no model-backed type can take the step)."""
+    def takes(t: Any, step: Any) -> bool:
+        if step.agent_type:
+            return t.name == step.agent_type
+        caps = {*t.capabilities, t.name}
+        return not step.capability or step.capability in caps or "*" in caps
+
+    chosen: dict[str, Any] = {}
+    for step in plan.subtasks:
+        able = [t for t in types if takes(t, step) and not t.unavailable_reason]
+        model = [t for t in able if t.backing != enums.AGENT_BACKING_OFFLINE]
+        explicit = [t for t in model if step.agent_type or step.capability in {*t.capabilities, t.name}]
+        for t in explicit or model or able:
+            chosen.setdefault(t.name, t)
+    return list(chosen.values())
+
+
 @task.command()
 @click.argument("target", metavar="DESCRIPTION_OR_ID")
 @click.option("--recommend-agents", is_flag=True, help="Also list the agent types able to run the plan.")
@@ -416,7 +439,7 @@ def analyze(target: str, recommend_agents: bool, task_type: str | None, max_agen
 
     plan, types = run(action)
     needed = sorted({p.capability for p in plan.subtasks if p.capability and p.capability != "*"})
-    fits = [t for t in types if "*" in t.capabilities or set(needed) <= set(t.capabilities)]
+    fits = recommended_types(plan, types)
     data = to_data(plan)
     if recommend_agents:
         data["recommended_agent_types"] = [t.name for t in fits]

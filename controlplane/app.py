@@ -40,6 +40,7 @@ from controlplane.logbook import LogBook, LogBookHandler
 from controlplane.metrics import Metrics
 from controlplane.observability.wiring import install_observability
 from controlplane.plugins import await_me_maybe, get_plugin_manager
+from controlplane.pool import AgentSupply
 from controlplane.redaction import redact_url
 from controlplane.retention import AuditRetention
 from controlplane.scheduler.engine import Engine
@@ -209,6 +210,7 @@ def build_app(settings: Settings, pm: pluggy.PluginManager | None = None) -> App
     launcher = LocalLauncher(settings["server.address"], settings.home, settings["system.max_agents"],
                              AgentLimits.from_settings(settings))
     launcher.type_environment = lambda name: getattr(agent_type(pm, settings, name), "environment", ())
+    engine.supply = AgentSupply(pm, settings, launcher)
     if tls is not None:
         launcher.use_tls(settings.client_tls, client_certificate_required=tls.require_client_auth)
     logbook = LogBook(task_owner=lambda task_id: getattr(engine.tasks.get(task_id), "owner", ""),

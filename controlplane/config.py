@@ -440,6 +440,12 @@ def load_settings(
     return settings.with_overrides(overrides) if overrides else settings
 
 
+def config_with_pool(text: str, pool: Mapping[str, int]) -> str:
+    """``text`` (a config.yml) with the ``agents.pool`` block replaced by ``pool``."""
+    lines = "".join(f"    {name}: {count}\n" for name, count in pool.items())
+    return re.sub(r"(?m)^  pool:\n(?:    .*\n)+", lambda _m: f"  pool:\n{lines}", text, count=1)
+
+
 DEFAULT_CONFIG_YML = """\
 # MAOS configuration. Environment variables MAOS_<SECTION>_<KEY> override
 # these values (for example MAOS_SYSTEM_MAX_AGENTS=20).
@@ -467,7 +473,10 @@ server:
   #   cert_file: "~/.maos/tls/server.pem"
   #   key_file: "~/.maos/tls/server.key"
 
-# The local agents `maos start` launches when no --agents is given.
+# The local agents `maos start` launches when no --agents is given. `maos init` writes a
+# Claude pool when an Anthropic API key is set (ANTHROPIC_API_KEY, CLAUDE_API_KEY or
+# claude.api_key), else the offline echo agents, which answer without a model.
+# For Claude agents later: researcher: 2, coordinator: 1, coder: 1, analyst: 1, tester: 1
 agents:
   pool:
     echo: 2

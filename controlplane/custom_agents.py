@@ -290,6 +290,8 @@ def _specialise(definition: _Definition, base: AgentTypeSpec) -> AgentTypeSpec:
         parameters={**base.parameters, **definition.parameters},
         source=str(definition.path),
         environment=tuple(base.environment),
+        backing=base.backing,
+        precondition=base.precondition,
     )
 
 

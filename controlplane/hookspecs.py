@@ -69,7 +69,9 @@ def register_planners(settings: Settings) -> list[Planner]:
         A list of planners (:class:`controlplane.domain.planning.Planner`). A
         task is planned by the first planner (in hook order: plugins before
         built-ins) whose ``accepts(task)`` is true; the deterministic built-in
-        planner accepts every task and runs last.
+        planner accepts every task and runs last. A planner's ``plan`` that
+        takes a ``pool`` keyword is told the agent types connected or
+        launchable; every plan is fitted to them before it runs.
 
     Example::
 

@@ -94,6 +94,7 @@ class LocalLauncher:
         self._cannot_launch = ""
         #: The environment variables an agent type needs (its spec's ``environment``), set by build_app.
         self.type_environment: Callable[[str], Iterable[str]] | None = None
+        self._stopped = False
 
     def _type_environment(self, agent_type: str) -> Iterable[str]:
         if self.type_environment is None:
@@ -136,6 +137,8 @@ class LocalLauncher:
         """Start one supervised agent process of ``agent_type`` (owned by ``owner``; "": the control plane)."""
         if self._cannot_launch:
             raise FailedPrecondition(self._cannot_launch, reason="ERROR_REASON_NOT_SUPPORTED")
+        if self._stopped:
+            raise Unavailable("the control plane is stopping", reason="ERROR_REASON_SHUTTING_DOWN")
         self.limits.admit(self.active)
         launch_id = secrets.token_hex(6)
         args = [sys.executable, "-m", "agent_sdk.runner", "run", "--type", agent_type,
@@ -153,6 +156,11 @@ class LocalLauncher:
             del self.launches[launch_id]
             raise Unavailable(f"cannot start a {agent_type} agent process: {exc}",
                               reason="ERROR_REASON_NOT_SUPPORTED") from exc
+        if launch.stopping or self._stopped:  # stopped while it started: end it, do not supervise it
+            launch.stopping = True
+            self.launches[launch_id] = launch
+            await self.stop_launch(launch, KILL_GRACE)
+            raise Unavailable("the control plane is stopping", reason="ERROR_REASON_SHUTTING_DOWN")
         launch.supervisor = asyncio.get_running_loop().create_task(self._supervise(launch))
         return launch
 
@@ -306,7 +314,8 @@ class LocalLauncher:
         reaper.add_done_callback(self._reapers.discard)
 
     async def stop(self, grace: float = 10.0) -> None:
-        """Stop every process."""
+        """Stop every process (and launch no more)."""
+        self._stopped = True
         for reaper in list(self._reapers):
             reaper.cancel()
         await asyncio.gather(*(self.stop_launch(launch, grace) for launch in list(self.launches.values())))

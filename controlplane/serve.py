@@ -10,10 +10,10 @@ import sys
 from collections.abc import Callable, Mapping
 
 from agent_sdk.heap import settle_heap
-from controlplane.agent_types import agent_type
 from controlplane.app import App, build_app
 from controlplane.config import Settings
 from controlplane.home import PRIVATE_UMASK, open_private, private_dir
+from controlplane.pool import check_pool, the_pool
 from controlplane.redaction import RedactingFilter
 
 log = logging.getLogger(__name__)
@@ -43,13 +43,16 @@ async def serve(
 ) -> None:
     """Start a control plane with a local agent pool and run until a stop signal.
 
-    The process's umask becomes 0077: the files it and its agents create are their owner's only.
+    The pool is ``agents.pool`` when set, else the default pool (Claude agents when an API key is set,
+    else offline echo agents; see :func:`controlplane.pool.default_pool`). Unknown types and types that
+    cannot run here (a Claude type without a key) fail before anything starts. The process's umask
+    becomes 0077: the files it and its agents create are their owner's only.
     """
     os.umask(PRIVATE_UMASK)
     app = build_app(settings)
-    pool = dict(settings["agents.pool"] if pool is None else pool)
-    for name in pool:
-        agent_type(app.pm, settings, name, field="agents")  # unknown types fail before serving
+    pool = the_pool(app.pm, settings) if pool is None else dict(pool)
+    check_pool(app.pm, settings, pool)
+    app.engine.supply.enabled = False  # nothing launched on demand until the pool is
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -59,6 +62,7 @@ async def serve(
         for name, count in pool.items():
             for _ in range(count):
                 await app.launcher.spawn(name)
+        app.engine.supply.enabled = True
         settle_heap()
         if on_ready:
             on_ready(app)

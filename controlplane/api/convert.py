@@ -302,7 +302,7 @@ def agent_to_pb(a: AgentInfo, assignments: list[str] | None = None, free_slots: 
         replica=a.replica, managed=a.managed, completed_subtasks=a.completed_subtasks,
         failed_subtasks=a.failed_subtasks, reliability=a.reliability, usage=usage_to_pb(a.usage),
         connect_time=timestamp(a.connect_time), last_heartbeat_time=timestamp(a.last_heartbeat_time),
-        disconnect_time=timestamp(a.disconnect_time), owner=a.owner,
+        disconnect_time=timestamp(a.disconnect_time), owner=a.owner, backing=a.backing,
     )
 
 

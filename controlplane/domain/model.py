@@ -294,6 +294,8 @@ class AgentInfo:
     #: (``users/local-agents``, the control plane, for its own pool). "" for none: only
     #: holders of ``agent:manage-all`` act on it.
     owner: str = ""
+    #: ``maos.v1.AgentBacking``: 0 unspecified (treated as model-backed), 1 model, 2 offline.
+    backing: int = 0
 
     @property
     def name(self) -> str:

@@ -38,7 +38,12 @@ class Planner(Protocol):
         """Whether this planner plans the task."""
 
     async def plan(self, task: Task) -> ExecutionPlan:
-        """Make the plan (may call a model)."""
+        """Make the plan (may call a model).
+
+        A planner whose ``plan`` also takes a ``pool`` keyword is given the agent types that are
+        connected or launchable (:class:`controlplane.domain.pool.AgentPool`). Every plan is fitted to
+        the pool before it runs (:func:`controlplane.domain.pool.fit_plan`).
+        """
 
 
 def capability_for(task_type: str) -> str:

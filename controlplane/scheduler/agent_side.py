@@ -106,6 +106,7 @@ class AgentSide:
             old = self.sessions.pop(info.id, None)
             if old is not None:
                 old.close()  # superseded by the new stream
+                self._pool_changed()  # type: ignore[attr-defined]
                 self.metrics.agent_connected(old.info.agent_type, -1)  # type: ignore[attr-defined]
         else:
             info.id = new_agent_id(info.agent_type)
@@ -134,6 +135,8 @@ class AgentSide:
         self.agents[info.id] = info
         self.committer.agent(info)
         self.metrics.agent_connected(info.agent_type, +1)  # type: ignore[attr-defined]
+        self._pool_changed()  # type: ignore[attr-defined]
+        self._registered_for_launches(session)  # type: ignore[attr-defined]
         self._kick()
         return session, Registration(
             agent_id=info.id,
@@ -153,6 +156,7 @@ class AgentSide:
             session.info.disconnect_time = now()
             self.committer.agent(session.info)
             self.metrics.agent_connected(session.info.agent_type, -1)  # type: ignore[attr-defined]
+            self._pool_changed()  # type: ignore[attr-defined]
         session.close()
 
     def worked_on(self, agent_id: str, task_id: str) -> bool:

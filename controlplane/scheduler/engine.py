@@ -15,6 +15,7 @@ not match the current lease are rejected and change nothing.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import random
 import secrets
@@ -31,6 +32,7 @@ from controlplane.domain.model import (
     ExecutionPlan,
     Failure,
     Subtask,
+    SubtaskKind,
     SubtaskStatus,
     Task,
     TaskStatus,
@@ -38,6 +40,7 @@ from controlplane.domain.model import (
     now,
 )
 from controlplane.domain.planning import DeterministicPlanner, Planner, validate_plan
+from controlplane.domain.pool import fit_plan
 from controlplane.domain.tasks import combine_outputs
 from controlplane.errors import Aborted, FailedPrecondition, InvalidArgument, NotFound
 from controlplane.scheduler.commands import (
@@ -49,6 +52,7 @@ from controlplane.scheduler.committer import Committer
 from controlplane.scheduler.queue import Entry, ReadyQueue
 from controlplane.scheduler.agent_side import AgentSide
 from controlplane.scheduler.consensus import Consensus, with_candidates
+from controlplane.scheduler.pool_side import PoolSide
 from controlplane.scheduler.sessions import AgentSession
 from controlplane.scheduler.watching import Watch, Watching
 from controlplane.storage.base import IdempotencyRecord
@@ -78,7 +82,7 @@ class SubmitOutcome:
     created: bool = True
 
 
-class Engine(AgentSide, Consensus, Watching):
+class Engine(AgentSide, Consensus, Watching, PoolSide):
     """Tasks, subtasks, leases and agent sessions of one control plane."""
 
     def __init__(
@@ -152,6 +156,12 @@ class Engine(AgentSide, Consensus, Watching):
         #: Queued subtasks by priority, refreshed on the loop for readers on other threads (/metrics).
         self.queued_snapshot: dict[str, int] = {}
         self._random = random.Random(secrets.randbits(128))
+        #: What the supervisor can launch (set by build_app; None: plans fit the connected agents only).
+        self.supply: Any = None
+        self._match_cache: dict[tuple[str, str], tuple[bool, bool]] = {}
+        self._launching: dict[tuple[str, str], float] = {}
+        self._pool_cache: Any = None
+        self._launch_cache: dict[tuple[str, str, bool], tuple[float, str]] = {}
 
     # --- lifecycle ----------------------------------------------------------
 
@@ -432,13 +442,25 @@ class Engine(AgentSide, Consensus, Watching):
             elif plan_now is not None:
                 plan = plan_now(task)
             else:
-                plan = await asyncio.wait_for(planner.plan(task), self.settings["tasks.planning_timeout"])
+                plan = await asyncio.wait_for(self._ask_planner(planner.plan, task),
+                                              self.settings["tasks.planning_timeout"])
         except Exception as exc:  # as for a real task: the built-in plan, with why
             plan = self.fallback_planner.plan_now(task)
             plan.warnings.append(f"the planner failed ({type(exc).__name__}: {exc}); used the {plan.planner} plan")
+        known = self.supply.specs() if self.supply is not None else {}
+        fitted = fit_plan(plan, task, self.agent_pool(), known)
+        plan = fitted.plan
+        if fitted.refused:
+            plan.warnings = [*plan.warnings, f"this task would fail: {fitted.refused}"]
         if task.consensus.required:
             plan, _ = with_candidates(plan, task.consensus.candidates)
         return plan
+
+    def _ask_planner(self, method: Callable[..., Any], task: Task) -> Any:
+        """Call a planner's ``plan``/``plan_with_usage``, telling it the pool when it takes ``pool``."""
+        if "pool" in inspect.signature(method).parameters:
+            return method(task, pool=self.agent_pool())
+        return method(task)
 
     def _plan_and_queue(self, task: Task) -> None:
         """Plan the task now (planners with ``plan_now``) or in the background (model planners)."""
@@ -466,9 +488,11 @@ class Engine(AgentSide, Consensus, Watching):
         try:
             with_usage = getattr(planner, "plan_with_usage", None)  # model planners report what they spent
             if with_usage is not None:
-                plan, spent = await asyncio.wait_for(with_usage(task), self.settings["tasks.planning_timeout"])
+                plan, spent = await asyncio.wait_for(self._ask_planner(with_usage, task),
+                                                     self.settings["tasks.planning_timeout"])
             else:
-                plan = await asyncio.wait_for(planner.plan(task), self.settings["tasks.planning_timeout"])
+                plan = await asyncio.wait_for(self._ask_planner(planner.plan, task),
+                                              self.settings["tasks.planning_timeout"])
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a planner plugin must not be able to lose a task
@@ -487,6 +511,10 @@ class Engine(AgentSide, Consensus, Watching):
             self._kick()
 
     def _apply_plan(self, task: Task, plan: ExecutionPlan) -> None:
+        fitted = self._fit(task, plan)
+        if fitted is None:  # nobody here can run it: the task failed with the reason
+            return
+        plan = fitted
         if task.consensus.required:
             plan = self._consensus_plan(task, plan)
         problems = validate_plan(plan, self.settings["tasks.max_fanout"])
@@ -517,6 +545,9 @@ class Engine(AgentSide, Consensus, Watching):
             if sub.status == SubtaskStatus.QUEUED:
                 self._enqueue(task, sub)
         self._set_task_status(task, TaskStatus.QUEUED)
+        if task.consensus.required and not self._consensus_capacity(task):
+            return
+        self._demand_for_plan(task)
 
     # --- the ready queue ----------------------------------------------------
 
@@ -592,6 +623,7 @@ class Engine(AgentSide, Consensus, Watching):
                     session.info.agent_type, session.capabilities, self._valid,
                     lambda e, s=session: self._runnable(e, s),
                     lambda e, s=skipped: self._park(e, s),
+                    offline=session.offline, generic_ok=self._generic_ok,
                 )
                 for heap_key, kept in skipped:  # runnable elsewhere, just not on this agent
                     self.queue.push_entry(heap_key, kept)
@@ -965,16 +997,22 @@ class Engine(AgentSide, Consensus, Watching):
                     + (f" after: {sub.status_reason}" if sub.status_reason else "")
                 )
                 continue
-            candidates = [
-                s for s in self.sessions.values()
-                if (not sub.agent_type or s.info.agent_type == sub.agent_type)
-                and (not sub.capability or "*" in s.capabilities or sub.capability in s.capabilities)
-            ]
+            candidates = [s for s in self.sessions.values()
+                          if self.may_take(s, sub.agent_type, sub.capability)]
             if not candidates:
+                launching = self._launching.get((sub.agent_type, sub.capability), 0.0) > now()
                 if sub.agent_type:
-                    reasons.append(f"no connected agent of type {sub.agent_type}")
+                    reasons.append(f"no connected agent of type {sub.agent_type}"
+                                   + ("; launching one" if launching else ""))
+                elif sub.capability:
+                    reasons.append(f"no connected agent has capability {sub.capability}"
+                                   + ("; launching one" if launching else ""))
                 else:
-                    reasons.append(f"no connected agent has capability {sub.capability}")
+                    reasons.append("no connected agent" + ("; launching one" if launching else ""))
+            elif sub.kind == SubtaskKind.CANDIDATE and not any(
+                    self._candidate_allowed(task, sub.id, s) for s in candidates):
+                reasons.append(f"waiting for a distinct agent: the other candidates hold all "
+                               f"{len(candidates)} able to take it")
             elif self._running_per_task.get(task.id, 0) >= task.max_agents:
                 reasons.append(f"at its max_agents ({task.max_agents})")
             elif not self._task_may_run(task):

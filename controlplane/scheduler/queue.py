@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from controlplane.domain.model import Priority
+from controlplane.domain.pool import explicit_match, wildcard_match
 
 FAIR_QUANTUM = 0.05  # seconds of virtual time per subtask already queued for the same task
 
@@ -37,12 +38,21 @@ class Entry:
     token: int = field(compare=False)
 
 
-def matches(heap_key: tuple[str, str], agent_type: str, capabilities: frozenset[str]) -> bool:
-    """Whether an agent may take work from the heap of (agent type, capability)."""
+def matches(heap_key: tuple[str, str], agent_type: str, capabilities: frozenset[str], *,
+            offline: bool = False, generic_ok: Callable[[tuple[str, str]], bool] | None = None) -> bool:
+    """Whether an agent may take work from the heap of (agent type, capability).
+
+    An offline agent takes work addressed to it (its type, or a capability it declares by name), and
+    other work only when ``generic_ok(heap_key)`` says no model-backed agent could take it
+    (see :mod:`controlplane.domain.pool`).
+    """
     wanted_type, capability = heap_key
-    if wanted_type and wanted_type != agent_type:
-        return False
-    return not capability or "*" in capabilities or capability in capabilities
+    if not offline:
+        return wildcard_match(wanted_type, capability, agent_type, capabilities)
+    if explicit_match(wanted_type, capability, agent_type, capabilities):
+        return True
+    return wildcard_match(wanted_type, capability, agent_type, capabilities) and \
+        (generic_ok is None or generic_ok(heap_key))
 
 
 class ReadyQueue:
@@ -76,6 +86,9 @@ class ReadyQueue:
         valid: Callable[[Entry], bool],
         runnable: Callable[[Entry], bool],
         park: Callable[[Entry], None],
+        *,
+        offline: bool = False,
+        generic_ok: Callable[[tuple[str, str]], bool] | None = None,
     ) -> Entry | None:
         """Remove and return the best entry the agent may take, or None.
 
@@ -87,11 +100,14 @@ class ReadyQueue:
                 its max_agents); those are handed to ``park`` and skipped.
             park: Keeps a skipped entry until it can run (the caller pushes it
                 back later).
+            offline: The agent does no model work (it keeps off typed work).
+            generic_ok: For an offline agent: whether no model-backed agent could take a heap's work.
         """
         while True:
             best_heap: list[Entry] | None = None
             for heap_key, heap in self._heaps.items():
-                if not heap or not matches(heap_key, agent_type, capabilities):
+                if not heap or not matches(heap_key, agent_type, capabilities, offline=offline,
+                                           generic_ok=generic_ok):
                     continue
                 while heap and not valid(heap[0]):
                     heapq.heappop(heap)

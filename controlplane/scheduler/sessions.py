@@ -18,6 +18,8 @@ class AgentSession:
     def __init__(self, info: AgentInfo):
         self.info = info
         self.capabilities = frozenset([*info.capabilities, info.agent_type])
+        #: An offline agent (no model) keeps off typed work (see controlplane.domain.pool).
+        self.offline = info.backing == 2
         self.running: set[tuple[str, str]] = set()
         self.paused = False
         self.draining = False

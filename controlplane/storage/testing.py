@@ -50,7 +50,12 @@ from controlplane.domain.model import (
 )
 from controlplane.errors import Aborted, AlreadyExists
 from controlplane.storage.base import (
-    IdempotencyRecord, PrunesAudit, StateValue, StorageBackend, TaskQuery, WriteBatch,
+    IdempotencyRecord,
+    PrunesAudit,
+    StateValue,
+    StorageBackend,
+    TaskQuery,
+    WriteBatch,
 )
 
 _T0 = 1_700_000_000.123456  # a fixed time with a fractional part, to check float precision
@@ -239,6 +244,7 @@ def full_agent(agent_id: str = "agent-full", **changes: Any) -> AgentInfo:
         disconnect_time=_T0 + 99.0,
         session_id="session-1",
         owner="users/alice",
+        backing=1,
     )  # fmt: skip
     return dataclasses.replace(agent, **changes)
 

@@ -13,28 +13,36 @@ Each assignment is one streamed Messages API call:
 Text deltas are forwarded with ``ctx.output`` as they arrive; the result
 carries the token usage (input, output, cache reads and writes), the number of
 model calls and the cost. Cancelling ``handle`` closes the HTTP stream.
+
+Agents are warm: :meth:`ClaudeAgent.warm_up` (run by the worker before it
+registers) imports ``anthropic`` and builds the client every call reuses, so
+the first assignment does not pay for them. The types are model-backed
+(``AgentBacking.MODEL``) and cannot start without an API key (their
+:attr:`~agent_sdk.AgentTypeSpec.precondition` says which settings to set).
 """
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import logging
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any, ClassVar
 
 from agent_sdk.agent import Agent
 from agent_sdk.context import Assignment, Ballot, Context, Result, Usage, VoteChoice
 from agent_sdk.errors import PermanentError, RetryableError
-from agent_sdk.types import AgentTypeSpec
-from plugins.claude.client import make_client, request_options, translate_error
+from agent_sdk.types import AgentBacking, AgentTypeSpec, SubtaskKind
+from plugins.claude.client import NO_KEY_MESSAGE, make_client, request_options, translate_error
 from plugins.claude.config import AGENT_ENVIRONMENT, ClaudeConfig, load_plugin_settings, resolve_config
 from plugins.claude.pricing import price_for, usage_cost_micros
 
 log = logging.getLogger(__name__)
 
 SOURCE = "plugins.claude"
-SYNTHESIS_KIND = 2  # maos.v1.SubtaskKind SUBTASK_KIND_SYNTHESIS
+SYNTHESIS_KIND = SubtaskKind.SYNTHESIS
 #: Rough characters per token, to estimate a prompt's size against a token budget before sending it.
 CHARS_PER_TOKEN = 3.5
 _PROGRESS_INTERVAL = 1.0
@@ -125,7 +133,10 @@ class ClaudeAgent(Agent):
     agent_type: ClassVar[str] = "claude"
     capabilities: ClassVar[list[str]] = []
     max_concurrency: ClassVar[int] = 4
+    backing: ClassVar[AgentBacking] = AgentBacking.MODEL
     description: ClassVar[str] = "A Claude-backed agent."
+    #: Agents of the type in the default pool when an API key is set.
+    pool_share: ClassVar[int] = 1
     role_prompt: ClassVar[str] = ""
     default_max_tokens: ClassVar[int] = 4096
     #: None: the model's default sampling (the installed SDK no longer names ``temperature``).
@@ -143,6 +154,33 @@ class ClaudeAgent(Agent):
         self.config = config
         #: Usage of the calls made by :meth:`vote` (a VoteChoice carries no usage).
         self.vote_usage = Usage()
+        #: The client every call reuses, built by :meth:`warm_up` (None: each call builds its own).
+        self._client: Any = None
+
+    # --- start-up -------------------------------------------------------------
+
+    async def warm_up(self) -> None:
+        """Import ``anthropic`` and build the client now, so the first assignment does not pay for them."""
+        if self._client is None and self.config.api_key:
+            self._client = make_client(self.config)
+            # The SDK builds its resources and the streaming helpers lazily: pay for them now too.
+            _ = self._client.messages
+            importlib.import_module("anthropic.lib.streaming")
+
+    async def close(self) -> None:
+        """Close the shared client."""
+        client, self._client = self._client, None
+        if client is not None:
+            await client.close()
+
+    @contextlib.asynccontextmanager
+    async def _calls(self) -> AsyncIterator[Any]:
+        """The client for one call: the warm one, else a new one closed afterwards."""
+        if self._client is not None:
+            yield self._client
+            return
+        async with make_client(self.config) as client:
+            yield client
 
     # --- work -----------------------------------------------------------------
 
@@ -191,11 +229,10 @@ class ClaudeAgent(Agent):
         messages = [{"role": "user", "content": user_message_text(a)}]
         prompt_chars = sum(len(b["text"]) for b in system) + len(messages[0]["content"])
         max_tokens = self.max_tokens_for(a, prompt_chars)
-        client = make_client(self.config)
         ctx.progress(0.0, f"asking {self.config.model}")
         received, last_report = 0, time.monotonic()
         try:
-            async with client, client.messages.stream(
+            async with self._calls() as client, client.messages.stream(
                 model=self.config.model, max_tokens=max_tokens, system=system, messages=messages,
                 **request_options(self.config),
             ) as stream:
@@ -274,9 +311,8 @@ class ClaudeAgent(Agent):
         timeout = self.config.timeout
         if ballot.deadline is not None:  # answer before the round closes
             timeout = max(1.0, min(timeout, ballot.deadline - time.time()))
-        client = make_client(self.config)
         try:
-            async with client:
+            async with self._calls() as client:
                 message = await client.messages.create(
                     model=self.config.model, max_tokens=1024,
                     system=f"{_COMMON}\n\n{self.role_prompt}\n\nYou are now a voter in a consensus round.",
@@ -334,6 +370,7 @@ class ResearcherAgent(ClaudeAgent):
     capabilities: ClassVar[list[str]] = ["web_search", "data_analysis", "synthesis"]
     description = "Claude-backed researcher: web_search, data_analysis, synthesis (market and competitive research)."
     role_prompt = ROLE_PROMPTS["researcher"]
+    pool_share = 2
 
 
 class CoderAgent(ClaudeAgent):
@@ -376,9 +413,21 @@ class CoordinatorAgent(ClaudeAgent):
     default_max_tokens = 8192
 
 
+#: In the order the default pool fills: with a small ``system.max_agents`` the first ones come first.
 AGENT_CLASSES: tuple[type[ClaudeAgent], ...] = (
-    ResearcherAgent, CoderAgent, AnalystAgent, TesterAgent, CoordinatorAgent,
+    ResearcherAgent, CoordinatorAgent, CoderAgent, AnalystAgent, TesterAgent,
 )
+
+
+def needs_key(settings: Any, params: Mapping[str, Any]) -> str:
+    """Why a Claude type with these parameters cannot run: no API key anywhere ("" when one is set)."""
+    if settings is None:
+        settings = load_plugin_settings()
+    try:
+        config = resolve_config(settings, params)
+    except ValueError as exc:  # bad parameters: the type's own problem, reported when it is built
+        return f"invalid parameters: {exc}"
+    return "" if config.api_key else NO_KEY_MESSAGE
 
 
 def agent_type_specs(settings: Any = None) -> list[AgentTypeSpec]:
@@ -394,7 +443,8 @@ def agent_type_specs(settings: Any = None) -> list[AgentTypeSpec]:
 
         return AgentTypeSpec(
             name=cls.agent_type, capabilities=tuple(cls.capabilities), description=cls.description,
-            factory=factory, max_concurrency=cls.max_concurrency, source=SOURCE,
+            factory=factory, max_concurrency=cls.max_concurrency, source=SOURCE, backing=AgentBacking.MODEL,
+            precondition=lambda params: needs_key(settings, params), pool_share=cls.pool_share,
             environment=AGENT_ENVIRONMENT,
         )
 

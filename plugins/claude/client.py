@@ -29,14 +29,16 @@ if TYPE_CHECKING:
 _RETRYABLE_TYPES = {"rate_limit_error", "overloaded_error", "api_error", "timeout_error"}
 
 
+#: What to do when no key is set (used by errors and by the agent types' precondition).
+NO_KEY_MESSAGE = ("no Anthropic API key: set ANTHROPIC_API_KEY (or CLAUDE_API_KEY) in the environment of "
+                  "`maos start`, or claude.api_key in $MAOS_HOME/config.yml")
+
+
 class NoApiKeyError(PermanentError):
     """No Anthropic API key is configured."""
 
     def __init__(self) -> None:
-        super().__init__(
-            "no Anthropic API key: set claude.api_key, ANTHROPIC_API_KEY or CLAUDE_API_KEY",
-            error_type="NoApiKey",
-        )
+        super().__init__(NO_KEY_MESSAGE, error_type="NoApiKey")
 
 
 class DeferredRetry(Exception):

@@ -14,6 +14,13 @@ model left it out. For a task whose type names a capability (``research`` →
 ``researcher``...) the work steps are routed to that capability, as the
 deterministic planner does; for ``mixed`` tasks the model's capabilities are kept.
 
+The model is told the agent types that are connected or that the supervisor can
+launch (``pool``, from the engine), so it plans only for those; a task naming an
+agent type (``--agent-type X``) has every work step routed to X. The engine then
+fits the plan to the pool (:func:`controlplane.domain.pool.fit_plan`): synthesis
+goes to the coordinator when there is one, never to a type that does not declare
+``synthesis``.
+
 Planning is async only (``await planner.plan(task)``): the control plane runs it in the
 background while the task is PENDING ("planning").
 """
@@ -33,6 +40,7 @@ from controlplane.domain.planning import (
     capability_for,
     validate_plan,
 )
+from controlplane.domain.pool import AgentPool
 from plugins.claude.client import make_client, request_options, translate_error
 from plugins.claude.config import ClaudeConfig
 from plugins.claude.pricing import usage_cost_micros
@@ -136,16 +144,21 @@ class ClaudePlanner:
         """Only when an API key is configured (offline installs use the deterministic planner)."""
         return bool(self.config.api_key)
 
-    async def plan(self, task: Task) -> ExecutionPlan:
+    async def plan(self, task: Task, pool: AgentPool | None = None) -> ExecutionPlan:
         """The model's plan, or the deterministic plan with a warning."""
-        plan, _ = await self.plan_with_usage(task)
+        plan, _ = await self.plan_with_usage(task, pool=pool)
         return plan
 
-    async def plan_with_usage(self, task: Task) -> tuple[ExecutionPlan, Usage]:
-        """The plan and the tokens/cost the planning call used (to charge to the task)."""
+    async def plan_with_usage(self, task: Task, pool: AgentPool | None = None) -> tuple[ExecutionPlan, Usage]:
+        """The plan and the tokens/cost the planning call used (to charge to the task).
+
+        Args:
+            task: The task to plan.
+            pool: The agent types connected or launchable (None: the five Claude types are assumed).
+        """
         usage = Usage()
         try:
-            message = await self._ask(task)
+            message = await self._ask(task, pool)
         except Exception as exc:  # noqa: BLE001 - any failure means the deterministic plan
             return self._fallback(task, f"the Messages API call failed ({translate_error(exc)})"), usage
         u = message.usage
@@ -166,11 +179,12 @@ class ClaudePlanner:
     def _width_limit(self, task: Task) -> int:
         return max(1, min(task.max_agents, self.max_fanout))
 
-    async def _ask(self, task: Task) -> Any:
+    async def _ask(self, task: Task, pool: AgentPool | None = None) -> Any:
         width = self._width_limit(task)
-        capabilities = "\n".join(f"  - {name}: {', '.join(caps)}" for name, caps in KNOWN_CAPABILITIES.items())
+        offered = offered_types(pool, task)
+        capabilities = "\n".join(f"  - {name}: {', '.join(caps) or name}" for name, caps in offered.items())
         system = SYSTEM_PROMPT.format(capabilities=capabilities, limit=self.max_subtasks, width=width)
-        wanted = capability_for(task.task_type)
+        wanted = task.agent_type or capability_for(task.task_type)
         lines = [f"<task type=\"{task.task_type}\" max_agents=\"{task.max_agents}\">\n{task.description.strip()}\n</task>"]
         if task.context.strip():
             lines.append(f"<context>\n{task.context.strip()}\n</context>")
@@ -207,7 +221,7 @@ class ClaudePlanner:
             raise PlanRejected("the plan has no subtasks")
         if len(raw_steps) > self.max_subtasks:
             raise PlanRejected(f"the plan has {len(raw_steps)} subtasks, more than the limit {self.max_subtasks}")
-        forced = capability_for(task.task_type) if task.task_type != "mixed" else ""
+        forced = task.agent_type or (capability_for(task.task_type) if task.task_type != "mixed" else "")
         steps = [self._step(task, index, raw, forced) for index, raw in enumerate(raw_steps)]
 
         work = [s for s in steps if s.kind != SubtaskKind.SYNTHESIS]
@@ -295,6 +309,19 @@ class ClaudePlanner:
         )
 
 
+def offered_types(pool: AgentPool | None, task: Task) -> dict[str, list[str]]:
+    """The agent types the model is told about, with their capabilities.
+
+    Those of ``pool`` that are connected or launchable and model-backed (plus the task's own type);
+    the five Claude types when there is no pool or it has none.
+    """
+    if pool is None:
+        return dict(KNOWN_CAPABILITIES)
+    offered = {t.name: sorted(c for c in t.capabilities if c not in (t.name, "*"))
+               for t in pool.present() if not t.offline or t.name == task.agent_type}
+    return offered or dict(KNOWN_CAPABILITIES)
+
+
 def _gather_leaves(steps: list[PlannedSubtask]) -> None:
     """When the plan ends in one synthesis step, make it depend on every other leaf too.
 
@@ -347,4 +374,4 @@ def dag_levels(steps: list[PlannedSubtask]) -> list[int]:
     return [level(s.key) for s in steps]
 
 
-__all__ = ["ClaudePlanner", "PlanRejected", "dag_levels", "plan_tool"]
+__all__ = ["ClaudePlanner", "PlanRejected", "dag_levels", "offered_types", "plan_tool"]

@@ -9,6 +9,7 @@ import agent_sdk
 
 EXPECTED = [
     "Agent",
+    "AgentBacking",
     "AgentEnvironment",
     "AgentError",
     "AgentTypeSpec",
@@ -24,6 +25,7 @@ EXPECTED = [
     "RetryableError",
     "SharedState",
     "StateConflict",
+    "SubtaskKind",
     "TaskSubmitter",
     "Usage",
     "VoteChoice",
@@ -41,7 +43,9 @@ def test_all_is_pinned() -> None:
 def test_every_export_resolves_to_its_home_module() -> None:
     homes = {
         "Agent": "agent_sdk.agent", "AgentEnvironment": "agent_sdk.testing", "AgentError": "agent_sdk.errors",
-        "AgentTypeSpec": "agent_sdk.types", "Client": "agent_sdk.client", "MaosRpcError": "agent_sdk.errors",
+        "AgentTypeSpec": "agent_sdk.types",
+        "AgentBacking": "agent_sdk.types", "SubtaskKind": "agent_sdk.types",
+        "Client": "agent_sdk.client", "MaosRpcError": "agent_sdk.errors",
         "PermanentError": "agent_sdk.errors", "RetryableError": "agent_sdk.errors",
         "TaskSubmitter": "agent_sdk.submitter", "Worker": "agent_sdk.worker",
         "run_agent": "agent_sdk.runner", "tls_credentials": "agent_sdk.tls",

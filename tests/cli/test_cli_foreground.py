@@ -40,7 +40,9 @@ class Foreground:
     def __init__(self, home: Path):
         self.home = home
         self.address = f"127.0.0.1:{free_port()}"
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("MAOS_") and k != "NO_COLOR"}
+        # No Anthropic key from the developer's shell: a test that wants Claude agents sets its own.
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("MAOS_") and k not in (
+            "NO_COLOR", "ANTHROPIC_API_KEY", "CLAUDE_API_KEY", "ANTHROPIC_BASE_URL")}
         self.env.update({"MAOS_HOME": str(home), "MAOS_SERVER_ADDRESS": self.address,
                          "MAOS_SERVER_METRICS_PORT": "0", "NO_COLOR": "1"})
         self.process: subprocess.Popen[bytes] | None = None
@@ -135,6 +137,16 @@ async def test_quick_start_in_the_foreground_with_the_default_pool(foreground: F
     status = await foreground.cli("status")
     assert status.exit_code == 0, status.output
     assert "Version:" in status.stdout
+    # No key: the offline pool, and the commands say so (with how to get Claude agents).
+    assert "the answers come from offline agents (echo)" in foreground.stderr.read_text()
+
+    async def status_notice() -> str | None:
+        shown = await foreground.cli("status")
+        return shown.stderr if "offline agents (echo)" in shown.stderr else None
+
+    notice = await wait_for(status_notice, 15, interval=0.2,
+                            message="`maos status` to name the offline agents")
+    assert "ANTHROPIC_API_KEY" in notice
 
     submitted = await foreground.cli("task", "submit", QUICK_START_TASK)
     assert submitted.exit_code == 0, submitted.output

@@ -15,7 +15,7 @@ from collections import OrderedDict
 import grpc
 
 from controlplane.access.permissions import MANAGE_ALL_AGENTS, VIEW_ALL_TASKS
-from controlplane.agent_types import agent_type, agent_types
+from controlplane.agent_types import agent_types
 from controlplane.api import convert
 from controlplane.api.context import caller_may, current_principal
 from controlplane.api.paging import PageTokens, fitting, page_size
@@ -33,6 +33,7 @@ from controlplane.errors import (
 )
 from controlplane.launcher import Launch, LocalLauncher
 from controlplane.logbook import LogBook, LogFilter
+from controlplane.pool import check_type, unavailable
 from controlplane.scheduler.engine import Engine
 
 DEFAULT_GRACE = 30.0
@@ -151,7 +152,8 @@ class AgentServicer(agents_grpc.AgentServiceServicer):
             raise InvalidArgument("count must be between 1 and 100", field="count")
         check_bytes([("labels", map_size(request.labels), self.limits.agent_labels,
                       "limits.agent_labels_bytes")])
-        spec = await asyncio.to_thread(agent_type, self.pm, self.settings, request.agent_type)
+        # Unknown, or unable to run here (no key); off the event loop: it may read custom type files.
+        spec = await asyncio.to_thread(check_type, self.pm, self.settings, request.agent_type)
         if self.launcher is None:
             raise FailedPrecondition("this control plane does not launch local agents",
                                      reason="ERROR_REASON_NOT_SUPPORTED")
@@ -274,7 +276,8 @@ class AgentServicer(agents_grpc.AgentServiceServicer):
                 agents_pb.AgentType(name=s.name, base_type=s.base_type, capabilities=list(s.capabilities),
                                     description=s.description,
                                     source=shown_path(s.source, home) if is_custom(s, home) else s.source,
-                                    spawnable=self.launcher is not None)
+                                    spawnable=self.launcher is not None and not unavailable(s),
+                                    backing=int(getattr(s, "backing", 0)), unavailable_reason=unavailable(s))
                 for s in sorted(types.values(), key=lambda s: s.name)
             ],
             # Paths relative to MAOS_HOME: where the server's files live is not the caller's business.

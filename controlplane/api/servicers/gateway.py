@@ -240,6 +240,8 @@ def agent_from_register(reg: gateway_pb.Register, peer: str, limits: Limits | No
         sdk_version=reg.sdk_version,
         hostname=reg.hostname or peer,
         pid=reg.pid,
+        # Unknown values (a newer agent) count as unspecified: treated as model-backed.
+        backing=reg.backing if reg.backing in (1, 2) else 0,
     )
 
 

@@ -110,17 +110,13 @@ async def test_unanimous_strategy_from_runtime_config(control_plane: App, stubs:
     assert full.task.status == enums.TASK_STATUS_FAILED  # 2 of 3 is a majority, not unanimity
 
 
-async def test_candidates_wait_for_distinct_agents(control_plane: App, stubs: Stubs) -> None:
+async def test_too_few_distinct_agents_fail_at_once(control_plane: App, stubs: Stubs) -> None:
+    """Candidates run on distinct agents: with one agent and no type to launch more, the task fails at once
+    saying how many it needs and has (it used to wait forever for a free agent slot)."""
     async with agents(control_plane.address, "solo"):
         reply = await stubs.tasks.SubmitTask(consensus_task(0.5), timeout=5)
-
-        async def one_done_rest_waiting() -> bool:
-            full = await stubs.tasks.GetTask(t.GetTaskRequest(name=reply.task.name, view=enums.TASK_VIEW_FULL))
-            states = sorted(s.status for s in full.subtasks)
-            return states == [enums.SUBTASK_STATUS_QUEUED, enums.SUBTASK_STATUS_QUEUED,
-                              enums.SUBTASK_STATUS_COMPLETED]
-
-        await wait_for(one_done_rest_waiting, 10, message="one candidate done, two waiting")
-        async with agents(control_plane.address, "solo", "solo"):
-            full = await finished(stubs, reply.task.name)
-    assert full.task.status == enums.TASK_STATUS_COMPLETED and full.consensus.agreement == 1.0
+        full = await finished(stubs, reply.task.name)
+    assert full.task.status == enums.TASK_STATUS_FAILED
+    assert full.task.failure.reason == errors.ERROR_REASON_NO_ELIGIBLE_AGENTS
+    assert "consensus needs 3 distinct agents" in full.task.failure.message
+    assert "1 connected" in full.task.failure.message

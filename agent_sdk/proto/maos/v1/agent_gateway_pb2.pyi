@@ -75,7 +75,7 @@ class AssignmentRef(_message.Message):
     def __init__(self, subtask: _Optional[str] = ..., attempt: _Optional[int] = ..., lease_epoch: _Optional[int] = ...) -> None: ...
 
 class Register(_message.Message):
-    __slots__ = ("agent_type", "capabilities", "max_concurrency", "labels", "language", "sdk_version", "hostname", "pid", "resume", "join_token", "launch_id", "accepts_assignment_batches")
+    __slots__ = ("agent_type", "capabilities", "max_concurrency", "labels", "language", "sdk_version", "hostname", "pid", "resume", "join_token", "launch_id", "accepts_assignment_batches", "backing")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -95,6 +95,7 @@ class Register(_message.Message):
     JOIN_TOKEN_FIELD_NUMBER: _ClassVar[int]
     LAUNCH_ID_FIELD_NUMBER: _ClassVar[int]
     ACCEPTS_ASSIGNMENT_BATCHES_FIELD_NUMBER: _ClassVar[int]
+    BACKING_FIELD_NUMBER: _ClassVar[int]
     agent_type: str
     capabilities: _containers.RepeatedScalarFieldContainer[str]
     max_concurrency: int
@@ -107,7 +108,8 @@ class Register(_message.Message):
     join_token: str
     launch_id: str
     accepts_assignment_batches: bool
-    def __init__(self, agent_type: _Optional[str] = ..., capabilities: _Optional[_Iterable[str]] = ..., max_concurrency: _Optional[int] = ..., labels: _Optional[_Mapping[str, str]] = ..., language: _Optional[str] = ..., sdk_version: _Optional[str] = ..., hostname: _Optional[str] = ..., pid: _Optional[int] = ..., resume: _Optional[_Union[ResumeSession, _Mapping]] = ..., join_token: _Optional[str] = ..., launch_id: _Optional[str] = ..., accepts_assignment_batches: _Optional[bool] = ...) -> None: ...
+    backing: _enums_pb2.AgentBacking
+    def __init__(self, agent_type: _Optional[str] = ..., capabilities: _Optional[_Iterable[str]] = ..., max_concurrency: _Optional[int] = ..., labels: _Optional[_Mapping[str, str]] = ..., language: _Optional[str] = ..., sdk_version: _Optional[str] = ..., hostname: _Optional[str] = ..., pid: _Optional[int] = ..., resume: _Optional[_Union[ResumeSession, _Mapping]] = ..., join_token: _Optional[str] = ..., launch_id: _Optional[str] = ..., accepts_assignment_batches: _Optional[bool] = ..., backing: _Optional[_Union[_enums_pb2.AgentBacking, str]] = ...) -> None: ...
 
 class ResumeSession(_message.Message):
     __slots__ = ("agent", "session_id", "assignments")

@@ -136,20 +136,24 @@ class ListAgentTypesRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class AgentType(_message.Message):
-    __slots__ = ("name", "base_type", "capabilities", "description", "source", "spawnable")
+    __slots__ = ("name", "base_type", "capabilities", "description", "source", "spawnable", "backing", "unavailable_reason")
     NAME_FIELD_NUMBER: _ClassVar[int]
     BASE_TYPE_FIELD_NUMBER: _ClassVar[int]
     CAPABILITIES_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     SPAWNABLE_FIELD_NUMBER: _ClassVar[int]
+    BACKING_FIELD_NUMBER: _ClassVar[int]
+    UNAVAILABLE_REASON_FIELD_NUMBER: _ClassVar[int]
     name: str
     base_type: str
     capabilities: _containers.RepeatedScalarFieldContainer[str]
     description: str
     source: str
     spawnable: bool
-    def __init__(self, name: _Optional[str] = ..., base_type: _Optional[str] = ..., capabilities: _Optional[_Iterable[str]] = ..., description: _Optional[str] = ..., source: _Optional[str] = ..., spawnable: _Optional[bool] = ...) -> None: ...
+    backing: _enums_pb2.AgentBacking
+    unavailable_reason: str
+    def __init__(self, name: _Optional[str] = ..., base_type: _Optional[str] = ..., capabilities: _Optional[_Iterable[str]] = ..., description: _Optional[str] = ..., source: _Optional[str] = ..., spawnable: _Optional[bool] = ..., backing: _Optional[_Union[_enums_pb2.AgentBacking, str]] = ..., unavailable_reason: _Optional[str] = ...) -> None: ...
 
 class ListAgentTypesResponse(_message.Message):
     __slots__ = ("agent_types", "problems")

@@ -40,6 +40,12 @@ class SubtaskKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     SUBTASK_KIND_SYNTHESIS: _ClassVar[SubtaskKind]
     SUBTASK_KIND_CANDIDATE: _ClassVar[SubtaskKind]
 
+class AgentBacking(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    AGENT_BACKING_UNSPECIFIED: _ClassVar[AgentBacking]
+    AGENT_BACKING_MODEL: _ClassVar[AgentBacking]
+    AGENT_BACKING_OFFLINE: _ClassVar[AgentBacking]
+
 class AgentStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     AGENT_STATUS_UNSPECIFIED: _ClassVar[AgentStatus]
@@ -147,6 +153,9 @@ SUBTASK_KIND_UNSPECIFIED: SubtaskKind
 SUBTASK_KIND_WORK: SubtaskKind
 SUBTASK_KIND_SYNTHESIS: SubtaskKind
 SUBTASK_KIND_CANDIDATE: SubtaskKind
+AGENT_BACKING_UNSPECIFIED: AgentBacking
+AGENT_BACKING_MODEL: AgentBacking
+AGENT_BACKING_OFFLINE: AgentBacking
 AGENT_STATUS_UNSPECIFIED: AgentStatus
 AGENT_STATUS_IDLE: AgentStatus
 AGENT_STATUS_BUSY: AgentStatus

@@ -37,6 +37,7 @@ class ErrorReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ERROR_REASON_NOT_REGISTERED: _ClassVar[ErrorReason]
     ERROR_REASON_CHECKPOINT_CORRUPT: _ClassVar[ErrorReason]
     ERROR_REASON_NOT_SUPPORTED: _ClassVar[ErrorReason]
+    ERROR_REASON_AGENT_TYPE_UNAVAILABLE: _ClassVar[ErrorReason]
     ERROR_REASON_STALE_ATTEMPT: _ClassVar[ErrorReason]
     ERROR_REASON_VERSION_CONFLICT: _ClassVar[ErrorReason]
     ERROR_REASON_REQUEST_IN_FLIGHT: _ClassVar[ErrorReason]
@@ -56,6 +57,7 @@ class ErrorReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ERROR_REASON_NO_CONSENSUS: _ClassVar[ErrorReason]
     ERROR_REASON_CANCELLED: _ClassVar[ErrorReason]
     ERROR_REASON_LEASE_EXPIRED: _ClassVar[ErrorReason]
+    ERROR_REASON_NO_ELIGIBLE_AGENTS: _ClassVar[ErrorReason]
     ERROR_REASON_INTERNAL: _ClassVar[ErrorReason]
 ERROR_REASON_UNSPECIFIED: ErrorReason
 ERROR_REASON_INVALID_FIELD: ErrorReason
@@ -86,6 +88,7 @@ ERROR_REASON_BATCH_SUBMITTED: ErrorReason
 ERROR_REASON_NOT_REGISTERED: ErrorReason
 ERROR_REASON_CHECKPOINT_CORRUPT: ErrorReason
 ERROR_REASON_NOT_SUPPORTED: ErrorReason
+ERROR_REASON_AGENT_TYPE_UNAVAILABLE: ErrorReason
 ERROR_REASON_STALE_ATTEMPT: ErrorReason
 ERROR_REASON_VERSION_CONFLICT: ErrorReason
 ERROR_REASON_REQUEST_IN_FLIGHT: ErrorReason
@@ -105,6 +108,7 @@ ERROR_REASON_AGENT_FAILED: ErrorReason
 ERROR_REASON_NO_CONSENSUS: ErrorReason
 ERROR_REASON_CANCELLED: ErrorReason
 ERROR_REASON_LEASE_EXPIRED: ErrorReason
+ERROR_REASON_NO_ELIGIBLE_AGENTS: ErrorReason
 ERROR_REASON_INTERNAL: ErrorReason
 
 class StaleAttemptDetail(_message.Message):

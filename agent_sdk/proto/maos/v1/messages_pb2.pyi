@@ -316,7 +316,7 @@ class TaskResult(_message.Message):
     def __init__(self, task: _Optional[str] = ..., status: _Optional[_Union[_enums_pb2.TaskStatus, str]] = ..., output: _Optional[str] = ..., artifacts: _Optional[_Iterable[_Union[Artifact, _Mapping]]] = ..., usage: _Optional[_Union[TokenUsage, _Mapping]] = ..., subtasks: _Optional[_Iterable[_Union[Subtask, _Mapping]]] = ..., consensus: _Optional[_Union[ConsensusRecord, _Mapping]] = ..., failure: _Optional[_Union[Failure, _Mapping]] = ...) -> None: ...
 
 class Agent(_message.Message):
-    __slots__ = ("name", "agent_type", "capabilities", "max_concurrency", "labels", "language", "sdk_version", "status", "assignments", "free_slots", "hostname", "pid", "replica", "managed", "completed_subtasks", "failed_subtasks", "reliability", "usage", "connect_time", "last_heartbeat_time", "disconnect_time", "owner")
+    __slots__ = ("name", "agent_type", "capabilities", "max_concurrency", "labels", "language", "sdk_version", "status", "assignments", "free_slots", "hostname", "pid", "replica", "managed", "completed_subtasks", "failed_subtasks", "reliability", "usage", "connect_time", "last_heartbeat_time", "disconnect_time", "owner", "backing")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -346,6 +346,7 @@ class Agent(_message.Message):
     LAST_HEARTBEAT_TIME_FIELD_NUMBER: _ClassVar[int]
     DISCONNECT_TIME_FIELD_NUMBER: _ClassVar[int]
     OWNER_FIELD_NUMBER: _ClassVar[int]
+    BACKING_FIELD_NUMBER: _ClassVar[int]
     name: str
     agent_type: str
     capabilities: _containers.RepeatedScalarFieldContainer[str]
@@ -368,7 +369,8 @@ class Agent(_message.Message):
     last_heartbeat_time: _timestamp_pb2.Timestamp
     disconnect_time: _timestamp_pb2.Timestamp
     owner: str
-    def __init__(self, name: _Optional[str] = ..., agent_type: _Optional[str] = ..., capabilities: _Optional[_Iterable[str]] = ..., max_concurrency: _Optional[int] = ..., labels: _Optional[_Mapping[str, str]] = ..., language: _Optional[str] = ..., sdk_version: _Optional[str] = ..., status: _Optional[_Union[_enums_pb2.AgentStatus, str]] = ..., assignments: _Optional[_Iterable[str]] = ..., free_slots: _Optional[int] = ..., hostname: _Optional[str] = ..., pid: _Optional[int] = ..., replica: _Optional[str] = ..., managed: _Optional[bool] = ..., completed_subtasks: _Optional[int] = ..., failed_subtasks: _Optional[int] = ..., reliability: _Optional[float] = ..., usage: _Optional[_Union[TokenUsage, _Mapping]] = ..., connect_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_heartbeat_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., disconnect_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., owner: _Optional[str] = ...) -> None: ...
+    backing: _enums_pb2.AgentBacking
+    def __init__(self, name: _Optional[str] = ..., agent_type: _Optional[str] = ..., capabilities: _Optional[_Iterable[str]] = ..., max_concurrency: _Optional[int] = ..., labels: _Optional[_Mapping[str, str]] = ..., language: _Optional[str] = ..., sdk_version: _Optional[str] = ..., status: _Optional[_Union[_enums_pb2.AgentStatus, str]] = ..., assignments: _Optional[_Iterable[str]] = ..., free_slots: _Optional[int] = ..., hostname: _Optional[str] = ..., pid: _Optional[int] = ..., replica: _Optional[str] = ..., managed: _Optional[bool] = ..., completed_subtasks: _Optional[int] = ..., failed_subtasks: _Optional[int] = ..., reliability: _Optional[float] = ..., usage: _Optional[_Union[TokenUsage, _Mapping]] = ..., connect_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_heartbeat_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., disconnect_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., owner: _Optional[str] = ..., backing: _Optional[_Union[_enums_pb2.AgentBacking, str]] = ...) -> None: ...
 
 class Checkpoint(_message.Message):
     __slots__ = ("name", "display_name", "description", "create_time", "automatic", "size_bytes", "compressed_size_bytes", "sha256", "components", "task_count", "format_version")

@@ -92,8 +92,21 @@ def _task_pairs(task: msgs.Task) -> list[tuple[str, Any]]:
         ("Created", when(task.create_time)), ("Started", when(task.start_time)), ("Ended", when(task.end_time)),
         ("Failure", _failure(task.failure)), ("Retries", task.retries or ""),
         ("Retry policy", _retry_policy(task.retry_policy)),
+        ("Budget", _budget(task)),
         ("Warnings", "; ".join(task.warnings)),
     ]
+
+
+def _budget(task: msgs.Task) -> str:
+    """The budget and what was spent of it ("" without one)."""
+    b, u = task.budget, task.usage
+    spent = u.input_tokens + u.output_tokens + u.cache_read_input_tokens + u.cache_creation_input_tokens
+    parts = []
+    if b.max_total_tokens:
+        parts.append(f"{spent:,} of {b.max_total_tokens:,} tokens")
+    if b.max_cost_micros:
+        parts.append(f"${u.cost_micros / 1e6:.4f} of ${b.max_cost_micros / 1e6:.4f}")
+    return ", ".join(parts)
 
 
 def _retry_policy(policy: msgs.RetryPolicy) -> str:
@@ -136,6 +149,10 @@ def _results_text(result: msgs.TaskResult) -> str:
         ("Artifacts", ", ".join(a.name for a in result.artifacts)),
     ])]
     parts.append("\n" + (result.output or "(no output)"))
+    done = [s for s in result.subtasks if s.status == enums.SUBTASK_STATUS_COMPLETED and s.output]
+    if result.status != enums.TASK_STATUS_COMPLETED and done:
+        parts.append("\nCompleted parts (kept):")
+        parts.extend(f"\n## {s.title or bare_id(s.name)}\n{s.output}" for s in done)
     return "\n".join(parts)
 
 
@@ -178,6 +195,10 @@ def task() -> None:
               help="Longest delay between retries, at least --retry-backoff, e.g. 1m "
                    f"(default: tasks.default_max_backoff; at most {MAX_BACKOFF / 86400:g}d).")
 @click.option("--agent-type", default=None, help="Run every subtask on agents of this type.")
+@click.option("--max-tokens", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Token budget over all the task's model calls (default: tasks.default_max_tokens).")
+@click.option("--max-cost", type=click.FloatRange(min=0, min_open=True), default=None, metavar="USD",
+              help="Cost budget in US dollars (default: tasks.default_max_cost).")
 @click.option("--request-id", default=None, help="Idempotency key (a UUID; generated when unset).")
 @click.option("--wait", is_flag=True, help="Wait until the task finishes and print its result.")
 @click.option("--wait-timeout", type=click.FloatRange(min=0, min_open=True), default=None, metavar="SECONDS",
@@ -189,7 +210,8 @@ def submit(description: str, task_type: str | None, priority: str | None, max_ag
            task_timeout: float | None, context: str | None, constraints: str | None,
            metadata: tuple[tuple[str, str], ...], max_retries: int | None, initial_backoff: float | None,
            backoff_multiplier: float | None, max_backoff: float | None, agent_type: str | None,
-           request_id: str | None, wait: bool, wait_timeout: float | None) -> None:
+           max_tokens: int | None, max_cost: float | None, request_id: str | None, wait: bool,
+           wait_timeout: float | None) -> None:
     """Submit a task described in plain language; prints its id.
 
     The id is printed alone on stdout, so `ID=$(maos task submit "...")`
@@ -199,6 +221,9 @@ def submit(description: str, task_type: str | None, priority: str | None, max_ag
     A failed subtask is retried up to --max-retries times, waiting
     --retry-backoff, then each time --retry-multiplier times longer, at most
     --retry-max-backoff; unset ones take the server's tasks.default_* settings.
+
+    --max-tokens and --max-cost bound what the task spends on models; a task
+    stopped by its budget fails (BUDGET_EXCEEDED) and keeps its completed parts.
     """
     draft = build_task(description, task_type=task_type or "", priority=normalize_priority(priority),
                        max_agents=max_agents or 0, depends_on=split_csv(depends_on),
@@ -206,7 +231,7 @@ def submit(description: str, task_type: str | None, priority: str | None, max_ag
                        timeout=task_timeout, context=context or "", constraints=constraints or "",
                        metadata=dict(metadata), max_retries=max_retries, agent_type=agent_type or "",
                        initial_backoff=initial_backoff, backoff_multiplier=backoff_multiplier,
-                       max_backoff=max_backoff)
+                       max_backoff=max_backoff, max_tokens=max_tokens, max_cost=max_cost)
 
     async def action(client: Client) -> tuple[msgs.Task, msgs.Task | None, msgs.TaskResult | None]:
         created = await client.submit_task(draft, request_id=request_id)

@@ -66,9 +66,9 @@ class TaskServicer(tasks_grpc.TaskServiceServicer):
             retry_defaults=self.retry_defaults,
             prefix=prefix,
         )
-        if not msg.HasField("budget") or not task.max_total_tokens and not task.max_cost_micros:
-            task.max_total_tokens = self.settings["tasks.default_max_tokens"]
-            task.max_cost_micros = round(self.settings["tasks.default_max_cost"] * 1_000_000)
+        # A limit the task does not set takes the server's default (0 there too: no limit).
+        task.max_total_tokens = task.max_total_tokens or self.settings["tasks.default_max_tokens"]
+        task.max_cost_micros = task.max_cost_micros or round(self.settings["tasks.default_max_cost"] * 1_000_000)
         validate_task(task, max_description_length=self.settings["tasks.max_description_length"], prefix=prefix)
         task.id = self.engine.new_task_id()
         return task

@@ -13,6 +13,7 @@ from agent_sdk.proto.maos.v1 import enums_pb2 as enums
 from agent_sdk.proto.maos.v1 import errors_pb2
 from agent_sdk.proto.maos.v1 import messages_pb2 as msgs
 from cli._errors import EXIT_TASK_FAILED, CliError, handle_errors
+from cli.progress import with_progress
 from cli._options import (
     PRIORITIES,
     TASK_STATUSES,
@@ -200,7 +201,9 @@ def task() -> None:
 @click.option("--max-cost", type=click.FloatRange(min=0, min_open=True), default=None, metavar="USD",
               help="Cost budget in US dollars (default: tasks.default_max_cost).")
 @click.option("--request-id", default=None, help="Idempotency key (a UUID; generated when unset).")
-@click.option("--wait", is_flag=True, help="Wait until the task finishes and print its result.")
+@click.option("--wait", is_flag=True, help="Wait until the task finishes (showing its progress on stderr) and "
+              "print its result.")
+@click.option("--follow", is_flag=True, help="With --wait: print the model's text as it streams.")
 @click.option("--wait-timeout", type=click.FloatRange(min=0, min_open=True), default=None, metavar="SECONDS",
               help="With --wait: give up after this long (exit 9).")
 @output_option
@@ -210,7 +213,7 @@ def submit(description: str, task_type: str | None, priority: str | None, max_ag
            task_timeout: float | None, context: str | None, constraints: str | None,
            metadata: tuple[tuple[str, str], ...], max_retries: int | None, initial_backoff: float | None,
            backoff_multiplier: float | None, max_backoff: float | None, agent_type: str | None,
-           max_tokens: int | None, max_cost: float | None, request_id: str | None, wait: bool,
+           max_tokens: int | None, max_cost: float | None, request_id: str | None, wait: bool, follow: bool,
            wait_timeout: float | None) -> None:
     """Submit a task described in plain language; prints its id.
 
@@ -238,7 +241,8 @@ def submit(description: str, task_type: str | None, priority: str | None, max_ag
         if not wait:
             return created, None, None
         message(f"submitted {bare_id(created.name)}; waiting for it to finish")
-        final = await client.wait_task(created.name, timeout=wait_timeout)
+        final = await with_progress(client, created.name,
+                                    lambda: client.wait_task(created.name, timeout=wait_timeout), follow=follow)
         return created, final, await client.get_results(final.name)
 
     created, final, result = run(action)
@@ -350,15 +354,18 @@ def results(task_id: str) -> None:
 @task_id_argument
 @click.option("--timeout", "wait_timeout", type=click.FloatRange(min=0, min_open=True), default=None,
               metavar="SECONDS", help="Give up after this long (exit 9); no limit when unset.")
+@click.option("--follow", is_flag=True, help="Print the model's text as it streams.")
 @output_option
 @handle_errors
-def wait_(task_id: str, wait_timeout: float | None) -> None:
-    """Wait until a task finishes.
+def wait_(task_id: str, wait_timeout: float | None, follow: bool) -> None:
+    """Wait until a task finishes, showing its progress on stderr.
 
-    Exits 0 when it COMPLETED, 10 when it FAILED or was CANCELLED, and 9 when
-    --timeout runs out first.
+    Progress is the steps done, the step running, and the tokens and cost so
+    far (nothing with -o json or yaml). Exits 0 when it COMPLETED, 10 when it
+    FAILED or was CANCELLED, and 9 when --timeout runs out first.
     """
-    final = run(lambda client: client.wait_task(task_id, timeout=wait_timeout))
+    final = run(lambda client: with_progress(client, task_id,
+                                             lambda: client.wait_task(task_id, timeout=wait_timeout), follow=follow))
     emit(final, lambda: f"{bare_id(final.name)} {status_text(_status(final))}")
     _exit_for(final)
 

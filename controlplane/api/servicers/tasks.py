@@ -296,7 +296,9 @@ class TaskServicer(tasks_grpc.TaskServiceServicer):
     async def WatchTask(self, request: tasks_pb.WatchTaskRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[tasks_pb.WatchTaskResponse]:
         task_id = (await self._visible(request.name)).id  # another principal's task is NOT_FOUND here too
         async for event, task, sub in self.engine.watch(task_id, request.include_progress):
-            response = tasks_pb.WatchTaskResponse(task=convert.task_to_pb(task, "" if task.status.finished else self.engine.explain(task)))
+            subtasks = await self.engine.get_subtasks(task.id)  # for subtasks_total / subtasks_completed
+            response = tasks_pb.WatchTaskResponse(task=convert.task_to_pb(
+                task, "" if task.status.finished else self.engine.explain(task), subtasks))
             if event is not None:
                 response.event.CopyFrom(convert.event_to_pb(event, self.engine.incarnation))
             if sub is not None:

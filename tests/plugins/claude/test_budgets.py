@@ -134,3 +134,18 @@ async def test_a_round_of_unusable_votes_is_no_consensus_and_every_vote_is_count
     assert full.task.usage.model_calls == 6 == len(api.requests)  # three candidates, three votes
     votes = [r for r in api.requests if "cast_vote" in str(r.body.get("tools"))]
     assert all("A hospital" in str(r.body["messages"]) and "No downtime" in str(r.body["messages"]) for r in votes)
+
+
+async def test_wait_follow_prints_the_models_text_as_it_streams(
+        control_plane: App, maos_home: Path, api: MessagesAPIServer) -> None:
+    api.responder = lambda body: MessageReply([{"type": "text", "text": "Streaming answer in several words."}],
+                                              chunk_delay=0.02)
+    maos = Maos(control_plane.address, maos_home)
+    async with agents(control_plane.address, ResearcherAgent(params(api))):
+        followed = await maos("task", "submit", "Write an answer", "--wait", "--follow")
+    assert followed.exit_code == 0, followed.output
+    streamed, _, result = followed.stdout.partition("Task:")
+    assert "── s0 Write an answer ──" in streamed
+    assert "Streaming answer in several words." in streamed  # before the result block
+    assert "Streaming answer in several words." in result
+    assert "1/1 steps done" in followed.stderr

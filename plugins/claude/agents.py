@@ -159,7 +159,7 @@ class ClaudeAgent(Agent):
                 defaults["temperature"] = self.default_temperature
             config = resolve_config(settings, params or {}, defaults=defaults)
         self.config = config
-        #: Usage of the calls made by :meth:`vote` (a VoteChoice carries no usage).
+        #: Usage of all the calls made by :meth:`vote` (each VoteChoice carries its own).
         self.vote_usage = Usage()
 
     # --- work -----------------------------------------------------------------
@@ -294,7 +294,8 @@ class ClaudeAgent(Agent):
                                for c in ballot.candidates)
         earlier = ""
         if ballot.previous_votes:
-            lines = "\n".join(f"- {voter} chose {cand} (confidence {conf:.2f}): {why}"
+            lines = "\n".join(f"- {voter} chose {cand} (confidence {conf:.2f}): {why}" if cand else
+                              f"- {voter} abstained: {why}"
                               for voter, cand, conf, why in ballot.previous_votes)
             earlier = f"\n\nVotes of the previous round (no agreement was reached):\n{lines}"
         task_rules = ""

@@ -149,3 +149,30 @@ async def test_wait_follow_prints_the_models_text_as_it_streams(
     assert "Streaming answer in several words." in streamed  # before the result block
     assert "Streaming answer in several words." in result
     assert "1/1 steps done" in followed.stderr
+
+
+async def test_a_cost_budget_is_overshot_by_at_most_one_calls_price(
+        control_plane: App, stubs: Stubs, api: MessagesAPIServer) -> None:
+    api.responder = up_to_max_tokens
+    async with agents(control_plane.address, ResearcherAgent(params(api)), CoordinatorAgent(params(api))):
+        reply = await stubs.tasks.SubmitTask(tasks_pb.SubmitTaskRequest(task=msgs.Task(
+            description=FOUR_PARTS, task_type="research", max_agents=4,
+            budget=msgs.Budget(max_cost_micros=20_000))), timeout=5)
+
+        async def finished() -> tasks_pb.GetTaskResponse | None:
+            got = await stubs.tasks.GetTask(tasks_pb.GetTaskRequest(name=reply.task.name,
+                                                                   view=enums.TASK_VIEW_FULL), timeout=5)
+            return got if got.task.status in (enums.TASK_STATUS_COMPLETED, enums.TASK_STATUS_FAILED) else None
+
+        try:
+            done = await wait_for(finished, 15, message="the task")
+        except AssertionError:
+            got = await stubs.tasks.GetTask(tasks_pb.GetTaskRequest(name=reply.task.name,
+                                                                   view=enums.TASK_VIEW_FULL), timeout=5)
+            print("DEBUG", got, [ (r.body.get("max_tokens"), r.path) for r in api.requests])
+            raise
+    assert done.task.status == enums.TASK_STATUS_COMPLETED or \
+        done.task.failure.reason == errors.ERROR_REASON_BUDGET_EXCEEDED, done.task.failure
+    dearest = max(s.usage.cost_micros for s in done.subtasks)
+    assert done.task.usage.cost_micros <= 20_000 + dearest
+    assert len(api.requests) >= 4  # the parts shared the budget rather than the first taking it all

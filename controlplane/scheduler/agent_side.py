@@ -147,7 +147,12 @@ class AgentSide:
             self._agent_changed(session)
         held = {(r.task_id, r.subtask_id) for r in running}
         if free_slots is not None:
+            before = session.free
             session.report_free(free_slots, len(held & session.running))
+            if session.free > before:
+                # Credit came back without a release here (work whose lease had expired ended on the
+                # agent): queued work may go to it now, not only at the next unrelated change.
+                self._kick()
         stamp = now()
         session.info.last_heartbeat_time = stamp
         for ref in running:

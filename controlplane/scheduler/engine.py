@@ -601,8 +601,11 @@ class Engine(AgentSide, Consensus, Watching):
     def _assign(self, session: AgentSession, task: Task, sub: Subtask) -> None:
         key = (task.id, sub.id)
         siblings = self.subtasks[task.id]
-        unstarted = sum(1 for s in siblings.values() if s.status in (SubtaskStatus.BLOCKED, SubtaskStatus.QUEUED))
-        share = None if self._over_budget(task, or_at=True) else self.reservations.take(task, key, unstarted)
+        share: tuple[int, int] | None = (0, 0)
+        if task.max_total_tokens or task.max_cost_micros:  # a step reserves its share of what is left
+            unstarted = sum(1 for s in siblings.values()
+                            if s.status in (SubtaskStatus.BLOCKED, SubtaskStatus.QUEUED))
+            share = None if self._over_budget(task, or_at=True) else self.reservations.take(task, key, unstarted)
         if share is None:  # nothing left to spend (and nothing running to give any back): no more work starts
             self._finish_task(task, TaskStatus.FAILED, Failure(
                 "ERROR_REASON_BUDGET_EXCEEDED", "the task used up its budget before all its work could run"))

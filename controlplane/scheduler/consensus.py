@@ -148,6 +148,10 @@ class Consensus:
         ref = Ref(parts[1] if len(parts) > 1 else "", "", round_number, 0)
         if task is None or state is None or state["outcome"] != "PENDING" or \
                 proposal != self._proposal(task, state["round"]):
+            if task is not None and state is not None and session.id in state["voters"] and not any(
+                    v["voter"] == session.id and v["round"] == round_number for v in state["votes"]):
+                self._charge_agent(session, usage or Usage())  # type: ignore[attr-defined]
+                self.charge_task(task.id, usage or Usage())  # type: ignore[attr-defined]  # judged too late
             session.send(Ack(ref, False, "ERROR_REASON_PROPOSAL_CLOSED", "that proposal is not open",
                              proposal=proposal))
             return

@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 from controlplane.domain.budget import NOTHING_LEFT, reserve_share
-from controlplane.domain.context import MIN_SHARE, ancestors, bound_texts, fair_shares, plan_outline, step_inputs
+from controlplane.domain.context import (
+    MIN_SHARE,
+    ancestors,
+    bound_texts,
+    fair_shares,
+    plan_outline,
+    step_inputs,
+)
 from controlplane.domain.model import Subtask, SubtaskKind
 
 

@@ -6,7 +6,6 @@ request's ``max_tokens`` allows (at most 400), the way a model writes until its 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 from pathlib import Path
@@ -16,7 +15,6 @@ from agent_sdk.proto.maos.v1 import enums_pb2 as enums
 from agent_sdk.proto.maos.v1 import errors_pb2 as errors
 from agent_sdk.proto.maos.v1 import messages_pb2 as msgs
 from agent_sdk.proto.maos.v1 import task_service_pb2 as tasks_pb
-from agent_sdk.worker import Worker
 from controlplane.app import App
 from controlplane.domain.events import EventType
 from plugins.claude.agents import CoordinatorAgent, ResearcherAgent

@@ -240,11 +240,19 @@ class Engine(AgentSide, Consensus, Watching):
                 self._arm_timeout(task)
             if task.consensus_state is not None:
                 self._resume_consensus(task)
-            for sub in self.subtasks[task.id].values():
+            subs = self.subtasks[task.id].values()
+            # The shares running steps were given are not stored: each holds what it would get now.
+            sharing = sum(1 for sub in subs if sub.status in (SubtaskStatus.BLOCKED, SubtaskStatus.QUEUED,
+                                                              SubtaskStatus.RUNNING))
+            for sub in subs:
                 if sub.status == SubtaskStatus.RUNNING:
                     # Its agent may still be working: give it time to reconnect and resume.
                     self.leases[(task.id, sub.id)] = Lease(sub.agent_id, sub.lease_epoch, now() + grace)
+                    self.grants.granted(task.id, sub.id, sub.lease_epoch, sub.agent_id)
                     self._running_per_task[task.id] += 1
+                    if task.max_total_tokens or task.max_cost_micros:
+                        self.reservations.take(task, (task.id, sub.id), sharing)
+                        sharing -= 1
                 elif sub.status == SubtaskStatus.QUEUED:
                     self._enqueue(task, sub)
         self._kick()

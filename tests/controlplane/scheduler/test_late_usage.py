@@ -51,3 +51,30 @@ async def test_a_cancelled_attempt_is_charged_once_and_only_by_its_agent(control
 
 async def _charged(stubs: Stubs, task: str, tokens: int) -> bool:
     return (await usage_of(stubs, task)).input_tokens == tokens
+
+
+async def test_after_a_restart_running_steps_hold_their_share_and_may_still_report_usage(tmp_path) -> None:
+    from tests.harness.server import make_settings, start_app
+
+    settings = make_settings(tmp_path / "home")
+    app = await start_app(settings)
+    stubs = Stubs(app.address)
+    agent, _ = await connect(app.address)
+    try:
+        reply = await stubs.tasks.SubmitTask(t.SubmitTaskRequest(task=m.Task(
+            description="Plan:\n1. a\n2. b", budget=m.Budget(max_total_tokens=3000))), timeout=5)
+        task_id = reply.task.name.split("/")[1]
+        ref = (await agent.receive("assignment")).assignment.ref
+        assert ref.subtask.endswith("/s0")
+    finally:
+        await agent.close()
+        await stubs.close()
+        await app.stop(grace=0.5)
+    app = await start_app(settings)
+    try:
+        engine = app.engine
+        assert engine.reservations.held(task_id)[0] == 1000  # 3,000 shared by s0 (running), s1 and the synthesis
+        agent_id = engine.subtasks[task_id]["s0"].agent_id
+        assert engine.grants.claim(task_id, "s0", ref.lease_epoch, agent_id)
+    finally:
+        await app.stop(grace=0.5)

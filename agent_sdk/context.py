@@ -105,6 +105,9 @@ class Ballot:
     #: The task's context and constraints, which the answer must respect.
     context: str = ""
     constraints: str = ""
+    #: What this vote may spend of the task's budget (0: no limit); abstain when judging cannot fit.
+    remaining_tokens: int = 0
+    remaining_cost_micros: int = 0
 
 
 @dataclass(frozen=True)

@@ -456,6 +456,8 @@ class Worker:
             deadline=(request.deadline.seconds + request.deadline.nanos / 1e9) if request.HasField("deadline") else None,
             previous_votes=[(v.voter, v.candidate_id, v.confidence, v.rationale) for v in request.previous_votes],
             context=request.context, constraints=request.constraints,
+            remaining_tokens=request.remaining_budget.max_total_tokens,
+            remaining_cost_micros=request.remaining_budget.max_cost_micros,
         )
         try:
             choice = await self.agent.vote(ballot)

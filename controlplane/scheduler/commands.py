@@ -101,6 +101,8 @@ class VoteOnCandidates:
     previous_votes: list[tuple[str, str, float, str]]  # (voter, candidate id, confidence, rationale)
     context: str = ""
     constraints: str = ""
+    max_total_tokens: int = 0
+    max_cost_micros: int = 0
 
 
 @dataclass(frozen=True)

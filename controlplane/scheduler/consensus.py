@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 
+from controlplane.domain.budget import NOTHING_LEFT, reserve_share
 from controlplane.domain.consensus import Ballot, tally
 from controlplane.domain.model import ExecutionPlan, PlannedSubtask, SubtaskKind, SubtaskStatus, Task, TaskStatus
 from controlplane.domain.model import Failure, Usage, now
@@ -114,6 +115,15 @@ class Consensus:
         self.committer.task(task)
         proposal = self._proposal(task, state["round"])
         previous = [v for v in state["votes"] if v["round"] == state["round"] - 1]
+        # Each voter may spend an equal share of what the task has left (nothing else runs meanwhile).
+        held_tokens, held_cost = self.reservations.held(task.id)  # type: ignore[attr-defined]
+        token_share = reserve_share(task.max_total_tokens, task.usage.total_tokens, held_tokens, len(voters))
+        cost_share = reserve_share(task.max_cost_micros, task.usage.cost_micros, held_cost, len(voters))
+        if voters and NOTHING_LEFT in (token_share, cost_share):
+            task.consensus_state = {**state, "outcome": "NO_CONSENSUS"}
+            self._finish_task(task, TaskStatus.FAILED, Failure(  # type: ignore[attr-defined]
+                "ERROR_REASON_BUDGET_EXCEEDED", "the task's budget has nothing left for the votes"))
+            return
         for voter in voters:
             self.sessions[voter].send(VoteOnCandidates(
                 proposal=proposal, task_id=task.id, question=task.description,
@@ -121,6 +131,7 @@ class Consensus:
                 round=state["round"], deadline=state["deadline"],
                 previous_votes=[(v["voter"], v["candidate_id"], v["confidence"], v["rationale"]) for v in previous],
                 context=task.context, constraints=task.constraints,
+                max_total_tokens=token_share, max_cost_micros=cost_share,
             ))
         handle = self._round_timers.pop(task.id, None)
         if handle:

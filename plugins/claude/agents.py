@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 
 SOURCE = "plugins.claude"
 SYNTHESIS_KIND = 2  # maos.v1.SubtaskKind SUBTASK_KIND_SYNTHESIS
+#: Most output tokens of a vote (a tool call naming a candidate, a confidence and a short rationale).
+VOTE_MAX_TOKENS = 1024
 #: Rough characters per token, to estimate a prompt's size against a token budget before sending it.
 CHARS_PER_TOKEN = 3.5
 _PROGRESS_INTERVAL = 1.0
@@ -173,31 +175,36 @@ class ClaudeAgent(Agent):
         ]
 
     def max_tokens_for(self, a: Assignment, prompt_chars: int) -> int:
-        """``max_tokens`` within the task's remaining budget; PermanentError if nothing is left.
+        """``max_tokens`` within the assignment's share of the task's budget; BudgetExhausted if it cannot fit.
 
         ``remaining_tokens`` / ``remaining_cost_micros``: 0 means no limit, a negative value means the
         budget is spent. A positive budget must cover the (estimated) prompt plus at least one output token.
         """
-        if a.remaining_tokens < 0 or a.remaining_cost_micros < 0:
+        return self.budgeted_max_tokens(a.remaining_tokens, a.remaining_cost_micros, prompt_chars,
+                                        self.config.max_tokens)
+
+    def budgeted_max_tokens(self, tokens: int, cost_micros: int, prompt_chars: int, wanted: int) -> int:
+        """At most ``wanted`` output tokens that, with the (estimated) prompt, fit ``tokens`` and ``cost_micros``."""
+        if tokens < 0 or cost_micros < 0:
             raise BudgetExhausted("budget exhausted: the task has no tokens or cost left")
-        max_tokens = self.config.max_tokens
+        max_tokens = wanted
         prompt_tokens = int(prompt_chars / CHARS_PER_TOKEN) + 1
-        if a.remaining_tokens > 0:
-            left = a.remaining_tokens - prompt_tokens
+        if tokens > 0:
+            left = tokens - prompt_tokens
             if left < 1:
                 raise BudgetExhausted(
-                    f"budget exhausted: {a.remaining_tokens} tokens left for this step, the prompt alone needs "
+                    f"budget exhausted: {tokens} tokens left for this step, the prompt alone needs "
                     f"about {prompt_tokens}")
             max_tokens = min(max_tokens, left)
-        if a.remaining_cost_micros > 0:
+        if cost_micros > 0:
             price = price_for(self.config.model)
             if price is not None and price.output > 0:
                 # a first call writes the shared context to the cache (priced above plain input)
-                left_micros = a.remaining_cost_micros - prompt_tokens * max(price.input, price.cache_write)
+                left_micros = cost_micros - prompt_tokens * max(price.input, price.cache_write)
                 affordable = int(left_micros / price.output)
                 if affordable < 1:
                     raise BudgetExhausted(
-                        f"budget exhausted: ${a.remaining_cost_micros / 1e6:.6f} left for this step does not "
+                        f"budget exhausted: ${cost_micros / 1e6:.6f} left for this step does not "
                         f"cover a call to {self.config.model}")
                 max_tokens = min(max_tokens, affordable)
         return max_tokens
@@ -324,12 +331,18 @@ class ClaudeAgent(Agent):
         timeout = self.config.timeout
         if ballot.deadline is not None:  # answer before the round closes
             timeout = max(1.0, min(timeout, ballot.deadline - time.time()))
+        system = f"{_COMMON}\n\n{self.role_prompt}\n\nYou are now a voter in a consensus round."
+        try:  # within the vote's share of the task's budget
+            max_tokens = self.budgeted_max_tokens(ballot.remaining_tokens, ballot.remaining_cost_micros,
+                                                  len(system) + len(prompt) + len(str(tool)), VOTE_MAX_TOKENS)
+        except BudgetExhausted as exc:
+            return _abstention(str(exc))
         client = make_client(self.config)
         try:
             async with client:
                 message = await client.messages.create(
-                    model=self.config.model, max_tokens=1024,
-                    system=f"{_COMMON}\n\n{self.role_prompt}\n\nYou are now a voter in a consensus round.",
+                    model=self.config.model, max_tokens=max_tokens,
+                    system=system,
                     messages=[{"role": "user", "content": prompt}],
                     tools=[tool], tool_choice={"type": "tool", "name": "cast_vote"}, timeout=timeout,
                     **request_options(self.config),

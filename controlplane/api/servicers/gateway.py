@@ -146,6 +146,8 @@ def command_to_pb(command: Any) -> gateway_pb.ConnectResponse:
                                              abstained=not c)
                             for v, c, conf, why in command.previous_votes],
             context=command.context, constraints=command.constraints,
+            remaining_budget=messages_pb.Budget(max_total_tokens=command.max_total_tokens,
+                                                max_cost_micros=command.max_cost_micros),
         ))
     if isinstance(command, Committed):
         return gateway_pb.ConnectResponse(committed=gateway_pb.Committed(refs=[ref_to_pb(r) for r in command.refs]))

@@ -168,3 +168,33 @@ async def test_a_cost_budget_is_overshot_by_at_most_one_calls_price(
     dearest = max(s.usage.cost_micros for s in done.subtasks)
     assert done.task.usage.cost_micros <= 20_000 + dearest
     assert len(api.requests) >= 4  # the parts shared the budget rather than the first taking it all
+
+
+async def test_votes_share_what_the_budget_has_left(control_plane: App, stubs: Stubs, api: MessagesAPIServer) -> None:
+    def respond(body: dict[str, Any]) -> Any:
+        if "cast_vote" not in str(body.get("tools")):
+            return "Use canary releases."
+        first = re.search(r'<candidate id="([^"]+)">', str(body["messages"][-1]["content"])).group(1)
+        return MessageReply([{"type": "tool_use", "id": "toolu_v", "name": "cast_vote",
+                              "input": {"candidate_id": first, "confidence": 0.9, "rationale": "fine"}}],
+                            stop_reason="tool_use")
+
+    api.responder = respond
+    async with agents(control_plane.address, *(CoordinatorAgent(params(api)) for _ in range(3))):
+        reply = await stubs.tasks.SubmitTask(tasks_pb.SubmitTaskRequest(task=msgs.Task(
+            description="Recommend a deployment strategy", budget=msgs.Budget(max_total_tokens=2400),
+            consensus=msgs.ConsensusPolicy(required=True, threshold=0.5, max_rounds=1))), timeout=5)
+
+        async def finished() -> tasks_pb.GetTaskResponse | None:
+            got = await stubs.tasks.GetTask(tasks_pb.GetTaskRequest(name=reply.task.name,
+                                                                   view=enums.TASK_VIEW_FULL), timeout=5)
+            return got if got.task.status in (enums.TASK_STATUS_COMPLETED, enums.TASK_STATUS_FAILED) else None
+
+        full = await wait_for(finished, 20, message="the consensus task")
+    assert full.task.status == enums.TASK_STATUS_COMPLETED, full.task.failure
+    votes = [r for r in api.requests if "cast_vote" in str(r.body.get("tools"))]
+    assert len(votes) == 3
+    candidates_spent = spent(full.task.usage) - sum(spent(v.usage) for v in full.consensus.votes)
+    share = (2400 - candidates_spent) // 3
+    assert all(int(r.body["max_tokens"]) < share for r in votes)  # each vote within its third of what was left
+    assert spent(full.task.usage) <= 2400

@@ -362,7 +362,7 @@ class Cancel(_message.Message):
     def __init__(self, ref: _Optional[_Union[AssignmentRef, _Mapping]] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class VoteRequest(_message.Message):
-    __slots__ = ("proposal", "task", "question", "candidates", "round", "deadline", "previous_votes", "context", "constraints")
+    __slots__ = ("proposal", "task", "question", "candidates", "round", "deadline", "previous_votes", "context", "constraints", "remaining_budget")
     PROPOSAL_FIELD_NUMBER: _ClassVar[int]
     TASK_FIELD_NUMBER: _ClassVar[int]
     QUESTION_FIELD_NUMBER: _ClassVar[int]
@@ -372,6 +372,7 @@ class VoteRequest(_message.Message):
     PREVIOUS_VOTES_FIELD_NUMBER: _ClassVar[int]
     CONTEXT_FIELD_NUMBER: _ClassVar[int]
     CONSTRAINTS_FIELD_NUMBER: _ClassVar[int]
+    REMAINING_BUDGET_FIELD_NUMBER: _ClassVar[int]
     proposal: str
     task: str
     question: str
@@ -381,7 +382,8 @@ class VoteRequest(_message.Message):
     previous_votes: _containers.RepeatedCompositeFieldContainer[_messages_pb2.Vote]
     context: str
     constraints: str
-    def __init__(self, proposal: _Optional[str] = ..., task: _Optional[str] = ..., question: _Optional[str] = ..., candidates: _Optional[_Iterable[_Union[_messages_pb2.Candidate, _Mapping]]] = ..., round: _Optional[int] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., previous_votes: _Optional[_Iterable[_Union[_messages_pb2.Vote, _Mapping]]] = ..., context: _Optional[str] = ..., constraints: _Optional[str] = ...) -> None: ...
+    remaining_budget: _messages_pb2.Budget
+    def __init__(self, proposal: _Optional[str] = ..., task: _Optional[str] = ..., question: _Optional[str] = ..., candidates: _Optional[_Iterable[_Union[_messages_pb2.Candidate, _Mapping]]] = ..., round: _Optional[int] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., previous_votes: _Optional[_Iterable[_Union[_messages_pb2.Vote, _Mapping]]] = ..., context: _Optional[str] = ..., constraints: _Optional[str] = ..., remaining_budget: _Optional[_Union[_messages_pb2.Budget, _Mapping]] = ...) -> None: ...
 
 class Drain(_message.Message):
     __slots__ = ("grace", "reason", "exit")

@@ -16,6 +16,7 @@ from agent_sdk.client import Client
 from agent_sdk.context import (
     Artifact,
     Assignment,
+    DependencyResult,
     Ballot,
     Candidate,
     Context,
@@ -25,7 +26,7 @@ from agent_sdk.context import (
     Usage,
     VoteChoice,
 )
-from agent_sdk.errors import AgentError, MaosRpcError, PermanentError, RetryableError
+from agent_sdk.errors import AgentError, BudgetExhausted, MaosRpcError, PermanentError, RetryableError
 from agent_sdk.submitter import TaskSubmitter
 from agent_sdk.tls import tls_credentials
 from agent_sdk.types import AgentBacking, AgentTypeSpec, SubtaskKind
@@ -56,6 +57,7 @@ __all__ = [
     "Agent",
     "Context",
     "Assignment",
+    "DependencyResult",
     "Result",
     "Usage",
     "Artifact",
@@ -69,6 +71,7 @@ __all__ = [
     "AgentError",
     "RetryableError",
     "PermanentError",
+    "BudgetExhausted",
     "MaosRpcError",
     # Agent types, running and testing
     "AgentTypeSpec",

@@ -183,8 +183,17 @@ def build_task(
     initial_backoff: float | None = None,
     backoff_multiplier: float | None = None,
     max_backoff: float | None = None,
+    max_tokens: int | None = None,
+    max_cost: float | None = None,
 ) -> msgs.Task:
     """A ``Task`` message from keyword arguments (``timeout`` in seconds, ids bare or as names).
+
+    ``max_tokens`` (every token: input, output, cache reads and writes) and
+    ``max_cost`` (US dollars) are the task's budget over all its model calls
+    (planning, work, synthesis, votes); None takes the server's default
+    (``tasks.default_max_tokens`` / ``tasks.default_max_cost``, 0: no limit).
+    A task stopped by its budget fails with ERROR_REASON_BUDGET_EXCEEDED and
+    keeps its completed parts.
 
     ``max_retries``, ``initial_backoff`` (seconds), ``backoff_multiplier`` and
     ``max_backoff`` (seconds, the cap) form the task's retry policy; each one
@@ -211,6 +220,10 @@ def build_task(
         task.retry_policy.backoff_multiplier = backoff_multiplier
     if max_backoff is not None:
         task.retry_policy.max_backoff.FromNanoseconds(round(max_backoff * 1e9))
+    if max_tokens is not None:
+        task.budget.max_total_tokens = max_tokens
+    if max_cost is not None:
+        task.budget.max_cost_micros = round(max_cost * 1_000_000)
     return task
 
 

@@ -9,8 +9,25 @@ from typing import Any
 
 
 @dataclass(frozen=True)
+class DependencyResult:
+    """The final result of a task this task depends on (``--depends-on``)."""
+
+    task: str  # tasks/{id}
+    description: str
+    #: The result, cut with a visible note at the end when it was longer than the server's limit.
+    output: str
+    omitted_chars: int = 0
+
+
+@dataclass(frozen=True)
 class Assignment:
-    """One attempt at one subtask."""
+    """One attempt at one subtask.
+
+    ``inputs`` holds the outputs of every step this one depends on, directly or
+    through others; ``dependency_results`` the final results of the tasks its
+    task depends on; ``plan`` the task's plan, one line per step, for steps that
+    combine the parts. All are bounded by the server (cut texts end with a note).
+    """
 
     task: str
     subtask: str
@@ -32,6 +49,8 @@ class Assignment:
     #: What the task may still spend (0: no limit); an agent should stop before exceeding it.
     remaining_tokens: int = 0
     remaining_cost_micros: int = 0
+    dependency_results: tuple[DependencyResult, ...] = ()
+    plan: str = ""
 
 
 @dataclass
@@ -84,15 +103,32 @@ class Ballot:
     round: int
     deadline: float | None = None
     previous_votes: list[tuple[str, str, float, str]] = field(default_factory=list)  # (voter, candidate, conf, why)
+    #: The task's context and constraints, which the answer must respect.
+    context: str = ""
+    constraints: str = ""
+    #: What this vote may spend of the task's budget (0: no limit); abstain when judging cannot fit.
+    remaining_tokens: int = 0
+    remaining_cost_micros: int = 0
 
 
 @dataclass(frozen=True)
 class VoteChoice:
-    """An agent's vote: the chosen candidate, its confidence (0-1) and why."""
+    """An agent's vote: the chosen candidate, its confidence (0-1) and why, and what judging cost.
+
+    ``abstain``: no usable judgement (``rationale`` says why); the vote is not
+    counted, and a round where every vote abstains reaches no consensus.
+    """
 
     candidate_id: str
     confidence: float = 1.0
     rationale: str = ""
+    usage: Usage = field(default_factory=Usage)
+    abstain: bool = False
+
+    @classmethod
+    def abstention(cls, why: str, usage: Usage | None = None) -> VoteChoice:
+        """A vote that names no candidate."""
+        return cls("", confidence=0.0, rationale=why, usage=usage or Usage(), abstain=True)
 
 
 class StateConflict(Exception):
@@ -153,6 +189,8 @@ class Context:
         self.log = logger
         self.last_checkpoint: bytes | None = assignment.resume_checkpoint
         self._fraction = 0.0
+        #: What the work spent so far (see :meth:`spend`).
+        self.spent = Usage()
 
     @property
     def resume_checkpoint(self) -> bytes | None:
@@ -169,6 +207,16 @@ class Context:
     def checkpoint(self, data: bytes, message: str = "") -> None:
         """Save a work checkpoint; a later attempt starts from the latest one."""
         self.progress(self._fraction, message, data)
+
+    def spend(self, usage: Usage) -> None:
+        """Record tokens and cost spent so far, as they are spent.
+
+        The worker reports them if the work fails or is cancelled (the tokens a
+        stream delivered before it was closed count). A returned Result reports
+        its own usage; when it has none, what was recorded here is reported.
+        """
+        for name in vars(usage):
+            setattr(self.spent, name, getattr(self.spent, name) + getattr(usage, name))
 
     def output(self, text: str) -> None:
         """Stream a chunk of partial output to watchers."""

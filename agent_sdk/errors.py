@@ -31,6 +31,13 @@ class PermanentError(AgentError):
     """Another attempt will not help: the subtask (and its task) fails."""
 
 
+class BudgetExhausted(PermanentError):
+    """The assignment's share of the task's budget cannot cover the work.
+
+    The task fails with ERROR_REASON_BUDGET_EXCEEDED, keeping its completed parts.
+    """
+
+
 # --- client-side errors: a failed call to the control plane -------------------
 
 import grpc  # noqa: E402  (client errors only; agent errors above need no gRPC)

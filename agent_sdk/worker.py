@@ -40,12 +40,14 @@ from agent_sdk.context import (
     Ballot,
     Candidate,
     Context,
+    DependencyResult,
     Result,
     SharedState,
     StateConflict,
     Usage,
+    VoteChoice,
 )
-from agent_sdk.errors import AgentError
+from agent_sdk.errors import AgentError, BudgetExhausted
 from agent_sdk.proto.maos.v1 import agent_gateway_pb2 as gw
 from agent_sdk.proto.maos.v1 import agent_gateway_pb2_grpc as gw_grpc
 from agent_sdk.proto.maos.v1 import enums_pb2 as enums_pb
@@ -156,6 +158,8 @@ class Worker:
         self.registered = asyncio.Event()
         self._running: dict[str, tuple[asyncio.Task[None], gw.AssignmentRef]] = {}
         self._unacked: dict[str, gw.ConnectRequest] = {}
+        #: Assignments the control plane cancelled (their spent usage is still reported).
+        self._stopped: set[str] = set()
         self._outbox: asyncio.Queue[Any] | None = None
         self._stop = asyncio.Event()
         self._draining = False
@@ -373,6 +377,9 @@ class Worker:
             priority=a.priority,
             remaining_tokens=a.remaining_budget.max_total_tokens,
             remaining_cost_micros=a.remaining_budget.max_cost_micros,
+            dependency_results=tuple(DependencyResult(d.task, d.description, d.output, d.omitted_chars)
+                                     for d in a.dependency_results),
+            plan=a.plan,
         )
         ref = gw.AssignmentRef()
         ref.CopyFrom(a.ref)
@@ -396,23 +403,31 @@ class Worker:
         try:
             outcome = await self.agent.handle(ctx)
             result = outcome if isinstance(outcome, Result) else Result(output=str(outcome))
+            spent = result.usage if _usage(result.usage).ByteSize() else ctx.spent
             report = gw.ConnectRequest(result=gw.SubtaskResult(
-                ref=ref, output=result.output, usage=_usage(result.usage),
+                ref=ref, output=result.output, usage=_usage(spent),
                 artifacts=[msgs.Artifact(name=a.name, media_type=a.media_type, content=a.content,
                                          size_bytes=len(a.content)) for a in result.artifacts],
             ))
             self.completed += 1
         except asyncio.CancelledError:
             self._running.pop(key, None)
+            if key in self._stopped and _usage(ctx.spent).ByteSize():
+                # Stopped by the control plane: the attempt is over there, but what it spent is still charged.
+                self._send(gw.ConnectRequest(failure=gw.SubtaskFailure(
+                    ref=ref, message="cancelled", error_type="Cancelled", usage=_usage(ctx.spent))))
+            self._stopped.discard(key)
             raise
         except AgentError as exc:
             report = gw.ConnectRequest(failure=gw.SubtaskFailure(
                 ref=ref, message=str(exc), retryable=exc.retryable, error_type=exc.error_type,
-                retry_after=_duration(exc.retry_after)))
+                retry_after=_duration(exc.retry_after), usage=_usage(ctx.spent),
+                reason=errors_pb.ERROR_REASON_BUDGET_EXCEEDED if isinstance(exc, BudgetExhausted) else 0))
         except Exception as exc:  # an unexpected bug in the agent: permanent
             log.exception("assignment %s failed", assignment.subtask)
             report = gw.ConnectRequest(failure=gw.SubtaskFailure(
-                ref=ref, message=f"{type(exc).__name__}: {exc}", retryable=False, error_type=type(exc).__name__))
+                ref=ref, message=f"{type(exc).__name__}: {exc}", retryable=False, error_type=type(exc).__name__,
+                usage=_usage(ctx.spent)))
         self._running.pop(key, None)
         self._unacked[key] = report
         self._send(report)
@@ -460,16 +475,19 @@ class Worker:
             candidates=[Candidate(c.id, c.agent, c.content) for c in request.candidates], round=request.round,
             deadline=(request.deadline.seconds + request.deadline.nanos / 1e9) if request.HasField("deadline") else None,
             previous_votes=[(v.voter, v.candidate_id, v.confidence, v.rationale) for v in request.previous_votes],
+            context=request.context, constraints=request.constraints,
+            remaining_tokens=request.remaining_budget.max_total_tokens,
+            remaining_cost_micros=request.remaining_budget.max_cost_micros,
         )
         try:
             choice = await self.agent.vote(ballot)
-        except Exception:  # a failing judge abstains rather than breaking the agent
+        except Exception as exc:  # a failing judge abstains (at once) rather than breaking the agent
             log.exception("vote on %s failed", request.proposal)
-            return
+            choice = VoteChoice.abstention(f"the vote failed: {type(exc).__name__}: {exc}"[:1000])
         self._send(gw.ConnectRequest(vote=gw.CastVote(
-            proposal=request.proposal, candidate_id=choice.candidate_id,
+            proposal=request.proposal, candidate_id="" if choice.abstain else choice.candidate_id,
             confidence=min(1.0, max(0.0, choice.confidence)), rationale=choice.rationale, round=request.round,
-            request_id=f"{request.proposal}#{request.round}")))
+            request_id=f"{request.proposal}#{request.round}", usage=_usage(choice.usage), abstain=choice.abstain)))
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -481,6 +499,7 @@ class Worker:
         entry = self._running.pop(key, None)
         if entry is not None:
             log.info("cancelling %s: %s", ref.subtask, reason)
+            self._stopped.add(key)
             entry[0].cancel()
 
     async def _wait_idle(self, grace: float) -> None:

@@ -14,6 +14,7 @@ from agent_sdk.proto.maos.v1 import enums_pb2 as enums
 from agent_sdk.proto.maos.v1 import errors_pb2
 from agent_sdk.proto.maos.v1 import messages_pb2 as msgs
 from cli._errors import EXIT_TASK_FAILED, CliError, handle_errors
+from cli.progress import with_progress
 from cli._options import (
     PRIORITIES,
     TASK_STATUSES,
@@ -96,8 +97,21 @@ def _task_pairs(task: msgs.Task) -> list[tuple[str, Any]]:
         ("Created", when(task.create_time)), ("Started", when(task.start_time)), ("Ended", when(task.end_time)),
         ("Failure", _failure(task.failure)), ("Retries", task.retries or ""),
         ("Retry policy", _retry_policy(task.retry_policy)),
+        ("Budget", _budget(task)),
         ("Warnings", "; ".join(task.warnings)),
     ]
+
+
+def _budget(task: msgs.Task) -> str:
+    """The budget and what was spent of it ("" without one)."""
+    b, u = task.budget, task.usage
+    spent = u.input_tokens + u.output_tokens + u.cache_read_input_tokens + u.cache_creation_input_tokens
+    parts = []
+    if b.max_total_tokens:
+        parts.append(f"{spent:,} of {b.max_total_tokens:,} tokens")
+    if b.max_cost_micros:
+        parts.append(f"${u.cost_micros / 1e6:.4f} of ${b.max_cost_micros / 1e6:.4f}")
+    return ", ".join(parts)
 
 
 def _retry_policy(policy: msgs.RetryPolicy) -> str:
@@ -141,6 +155,10 @@ def _results_text(result: msgs.TaskResult, warnings: list[str] | None = None) ->
         ("Artifacts", ", ".join(a.name for a in result.artifacts)),
     ])]
     parts.append("\n" + (result.output or "(no output)"))
+    done = [s for s in result.subtasks if s.status == enums.SUBTASK_STATUS_COMPLETED and s.output]
+    if result.status != enums.TASK_STATUS_COMPLETED and done:
+        parts.append("\nCompleted parts (kept):")
+        parts.extend(f"\n## {s.title or bare_id(s.name)}\n{s.output}" for s in done)
     return "\n".join(parts)
 
 
@@ -193,8 +211,14 @@ def task() -> None:
               help="Longest delay between retries, at least --retry-backoff, e.g. 1m "
                    f"(default: tasks.default_max_backoff; at most {MAX_BACKOFF / 86400:g}d).")
 @click.option("--agent-type", default=None, help="Run every subtask on agents of this type.")
+@click.option("--max-tokens", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Token budget over all the task's model calls (default: tasks.default_max_tokens).")
+@click.option("--max-cost", type=click.FloatRange(min=0, min_open=True), default=None, metavar="USD",
+              help="Cost budget in US dollars (default: tasks.default_max_cost).")
 @click.option("--request-id", default=None, help="Idempotency key (a UUID; generated when unset).")
-@click.option("--wait", is_flag=True, help="Wait until the task finishes and print its result.")
+@click.option("--wait", is_flag=True, help="Wait until the task finishes (showing its progress on stderr) and "
+              "print its result.")
+@click.option("--follow", is_flag=True, help="With --wait: print the model's text as it streams.")
 @click.option("--wait-timeout", type=click.FloatRange(min=0, min_open=True), default=None, metavar="SECONDS",
               help="With --wait: give up after this long (exit 9).")
 @output_option
@@ -204,7 +228,8 @@ def submit(description: str, task_type: str | None, priority: str | None, max_ag
            task_timeout: float | None, context: str | None, constraints: str | None,
            metadata: tuple[dict[str, str], ...], max_retries: int | None, initial_backoff: float | None,
            backoff_multiplier: float | None, max_backoff: float | None, agent_type: str | None,
-           request_id: str | None, wait: bool, wait_timeout: float | None) -> None:
+           max_tokens: int | None, max_cost: float | None, request_id: str | None, wait: bool, follow: bool,
+           wait_timeout: float | None) -> None:
     """Submit a task described in plain language; prints its id.
 
     The id is printed alone on stdout, so `ID=$(maos task submit "...")`
@@ -214,6 +239,9 @@ def submit(description: str, task_type: str | None, priority: str | None, max_ag
     A failed subtask is retried up to --max-retries times, waiting
     --retry-backoff, then each time --retry-multiplier times longer, at most
     --retry-max-backoff; unset ones take the server's tasks.default_* settings.
+
+    --max-tokens and --max-cost bound what the task spends on models; a task
+    stopped by its budget fails (BUDGET_EXCEEDED) and keeps its completed parts.
     """
     draft = build_task(description, task_type=task_type or "", priority=normalize_priority(priority),
                        max_agents=max_agents or 0, depends_on=split_csv(depends_on),
@@ -221,7 +249,7 @@ def submit(description: str, task_type: str | None, priority: str | None, max_ag
                        timeout=task_timeout, context=context or "", constraints=constraints or "",
                        metadata=merge_metadata(metadata), max_retries=max_retries, agent_type=agent_type or "",
                        initial_backoff=initial_backoff, backoff_multiplier=backoff_multiplier,
-                       max_backoff=max_backoff)
+                       max_backoff=max_backoff, max_tokens=max_tokens, max_cost=max_cost)
 
     async def action(client: Client) -> tuple[msgs.Task, msgs.Task | None, msgs.TaskResult | None]:
         created = await client.submit_task(draft, request_id=request_id)
@@ -231,7 +259,8 @@ def submit(description: str, task_type: str | None, priority: str | None, max_ag
         offline = await offline_pool(client)
         if offline:
             offline_notice(offline)
-        final = await client.wait_task(created.name, timeout=wait_timeout)
+        final = await with_progress(client, created.name,
+                                    lambda: client.wait_task(created.name, timeout=wait_timeout), follow=follow)
         return created, final, await client.get_results(final.name)
 
     created, final, result = run(action)
@@ -353,15 +382,18 @@ def results(task_id: str) -> None:
 @task_id_argument
 @click.option("--timeout", "wait_timeout", type=click.FloatRange(min=0, min_open=True), default=None,
               metavar="SECONDS", help="Give up after this long (exit 9); no limit when unset.")
+@click.option("--follow", is_flag=True, help="Print the model's text as it streams.")
 @output_option
 @handle_errors
-def wait_(task_id: str, wait_timeout: float | None) -> None:
-    """Wait until a task finishes.
+def wait_(task_id: str, wait_timeout: float | None, follow: bool) -> None:
+    """Wait until a task finishes, showing its progress on stderr.
 
-    Exits 0 when it COMPLETED, 10 when it FAILED or was CANCELLED, and 9 when
-    --timeout runs out first.
+    Progress is the steps done, the step running, and the tokens and cost so
+    far (nothing with -o json or yaml). Exits 0 when it COMPLETED, 10 when it
+    FAILED or was CANCELLED, and 9 when --timeout runs out first.
     """
-    final = run(lambda client: client.wait_task(task_id, timeout=wait_timeout))
+    final = run(lambda client: with_progress(client, task_id,
+                                             lambda: client.wait_task(task_id, timeout=wait_timeout), follow=follow))
     emit(final, lambda: f"{bare_id(final.name)} {status_text(_status(final))}")
     _exit_for(final)
 

@@ -270,6 +270,13 @@ OPTIONS: dict[str, Option] = {
                "Largest checkpoint upload ImportCheckpoint accepts (bytes, compressed)."),
         Option("limits.checkpoint_inflated_bytes", _positive_int, 256 * 1024 * 1024,
                "Largest size an imported checkpoint may decompress to (bytes)."),
+        Option("tasks.default_max_tokens", _non_negative_int, 0,
+               "Token budget of a task that sets none (0: no limit)."),
+        Option("tasks.default_max_cost", _non_negative_number, 0.0,
+               "Cost budget in US dollars of a task that sets none (0: no limit)."),
+        Option("tasks.context_max_chars", _positive_int, 60_000,
+               "Most characters of earlier results (its steps', its dependencies') one step sees; "
+               "longer ones are cut with a note."),
         Option("agents.pool", _pool, {"echo": 2}, "Local agents `maos start` launches (type=count,...)."),
         Option("agents.allow_shell", _bool, False, "Allow the shell agent type to run commands."),
         Option("consensus.voting_strategy", _choice("majority", "weighted", "unanimous"), "majority",

@@ -15,6 +15,7 @@ from controlplane.domain.model import (
     AgentInfo,
     Artifact,
     ConsensusPolicy,
+    DependencyResult,
     ExecutionPlan,
     Failure,
     Priority,
@@ -195,6 +196,12 @@ def usage_from_pb(u: messages_pb.TokenUsage) -> Usage:
     )
 
 
+def dependency_result_to_pb(d: DependencyResult) -> messages_pb.DependencyResult:
+    """A dependency's result as handed to agents."""
+    return messages_pb.DependencyResult(task=f"tasks/{d.task_id}", description=d.description, output=d.output,
+                                        omitted_chars=d.omitted_chars)
+
+
 def failure_to_pb(f: Failure | None) -> messages_pb.Failure | None:
     """A failure as a proto."""
     if f is None:
@@ -372,7 +379,8 @@ def consensus_to_pb(state: dict | None) -> messages_pb.ConsensusRecord | None:
                                           content=c["content"]) for c in state["candidates"]],
         votes=[messages_pb.Vote(voter=f"agents/{v['voter']}", candidate_id=v["candidate_id"],
                                 confidence=v["confidence"], rationale=v["rationale"], round=v["round"],
-                                weight=v["weight"]) for v in state["votes"]],
+                                weight=v["weight"], usage=usage_to_pb(Usage(**v.get("usage") or {})),
+                                abstained=not v["candidate_id"]) for v in state["votes"]],
         winning_candidate_id=state["winner"],
         agreement=state["agreement"],
     )

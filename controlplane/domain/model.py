@@ -188,6 +188,17 @@ class ExecutionPlan:
 
 
 @dataclass
+class DependencyResult:
+    """The final result of a task another depends on, as its agents see it (bounded)."""
+
+    task_id: str
+    description: str
+    output: str
+    #: Characters of the result left out (0: it is whole).
+    omitted_chars: int = 0
+
+
+@dataclass
 class Task:
     """A unit of work described in plain language, and its state."""
 
@@ -223,6 +234,8 @@ class Task:
     #: The consensus record (candidates, votes, rounds, outcome) when consensus is required.
     consensus_state: dict[str, Any] | None = None
     output: str = ""
+    #: The results of the tasks in ``depends_on``, taken when the task started (bounded).
+    dependency_results: list[DependencyResult] = field(default_factory=list)
     seq: int = 0  # insertion order, for stable listing and tie-breaking
 
     @property

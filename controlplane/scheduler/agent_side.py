@@ -177,7 +177,12 @@ class AgentSide:
             self._agent_changed(session)
         held = {(r.task_id, r.subtask_id) for r in running}
         if free_slots is not None:
+            before = session.free
             session.report_free(free_slots, len(held & session.running))
+            if session.free > before:
+                # Credit came back without a release here (work whose lease had expired ended on the
+                # agent): queued work may go to it now, not only at the next unrelated change.
+                self._kick()
         stamp = now()
         session.info.last_heartbeat_time = stamp
         for ref in running:
@@ -241,11 +246,14 @@ class AgentSide:
         self, session: AgentSession, ref: Ref, output: str, artifacts: list[Artifact], usage: Usage
     ) -> None:
         """Apply a result (once) and ack it after commit."""
-        if self._forgotten(ref):
+        if self._forgotten(ref):  # charged only if this agent's lease was never reported on (no duplicate)
+            self._charge_late(session, ref, usage)
             self._answer_forgotten(session, ref, output)
             return
         checked = self._check_ref(session, ref)
         if isinstance(checked, Ack):
+            if not checked.accepted:  # too late for the work, not for the bill
+                self._charge_late(session, ref, usage)
             self._answer(session, checked)
             return
         task, sub = checked
@@ -253,8 +261,10 @@ class AgentSide:
             self._answer(session, Ack(ref, True, message="duplicate result ignored"))
             return
         if sub.status != SubtaskStatus.RUNNING:
+            self._charge_late(session, ref, usage)
             session.send(Ack(ref, False, "ERROR_REASON_TASK_FINISHED", f"the subtask is {sub.status.name}"))
             return
+        self.grants.claim(ref.task_id, ref.subtask_id, ref.lease_epoch, session.id)
         sub.output = output
         sub.artifacts = artifacts
         sub.usage = usage
@@ -277,21 +287,43 @@ class AgentSide:
         retry_after: float,
         error_type: str,
         usage: Usage,
+        *,
+        budget_exceeded: bool = False,
     ) -> None:
-        """Retry or fail a subtask after an agent's failure report."""
-        if self._forgotten(ref):
+        """Retry or fail a subtask after an agent's failure report.
+
+        A report on an attempt that already ended (its task finished, its lease
+        moved on: a call that ended late, a stream the agent cancelled) changes
+        nothing but the usage charged. ``budget_exceeded``: the agent's share of
+        the budget could not cover the work, so the task fails with
+        ERROR_REASON_BUDGET_EXCEEDED, keeping its completed parts.
+        """
+        if self._forgotten(ref):  # its task has left memory: charge what was spent, answer from storage
+            self._charge_late(session, ref, usage)
             self._answer_forgotten(session, ref, None)
             return
         checked = self._check_ref(session, ref)
         if isinstance(checked, Ack):
+            if not checked.accepted:
+                self._charge_late(session, ref, usage)
             self._answer(session, checked)
             return
         task, sub = checked
         if sub.status != SubtaskStatus.RUNNING:
+            self._charge_late(session, ref, usage)
             self._answer(session, Ack(ref, True, message="already settled"))
             return
+        self.grants.claim(ref.task_id, ref.subtask_id, ref.lease_epoch, session.id)
         self._release(task, sub)
         if self._charge(task, session, usage, success=False):  # the budget is spent: the task is over
+            self._ack_when_durable(session, ref)
+            return
+        if budget_exceeded:
+            sub.failure = Failure("ERROR_REASON_BUDGET_EXCEEDED", message, sub.name, error_type)
+            self._set_subtask_status(task, sub, SubtaskStatus.FAILED)
+            self._finish_task(task, TaskStatus.FAILED, Failure(
+                "ERROR_REASON_BUDGET_EXCEEDED", f"the task's budget could not cover subtask {sub.id}: {message}",
+                sub.name, error_type))
             self._ack_when_durable(session, ref)
             return
         failure = Failure("ERROR_REASON_AGENT_FAILED", message, sub.name, error_type)
@@ -426,9 +458,7 @@ class AgentSide:
         total = Usage(**vars(task.usage))
         total.add(usage)
         task.usage = total
-        agent_usage = Usage(**vars(session.info.usage))
-        agent_usage.add(usage)
-        session.info.usage = agent_usage
+        self._charge_agent(session, usage)
         if success:
             session.info.completed_subtasks += 1
         else:
@@ -441,6 +471,53 @@ class AgentSide:
                               Failure("ERROR_REASON_BUDGET_EXCEEDED", f"the task spent more than its {over} budget"))
             return True
         return False
+
+    def _charge_agent(self, session: AgentSession, usage: Usage) -> None:
+        agent_usage = Usage(**vars(session.info.usage))
+        agent_usage.add(usage)
+        session.info.usage = agent_usage
+        self.committer.agent(session.info)
+
+    def charge_task(self, task_id: str, usage: Usage) -> None:
+        """Add usage to a task, finished or not (a vote, a call that ended late); durable with the next commit.
+
+        A task that left memory is read back from storage and written again;
+        such charges run one at a time, each committed before the next reads.
+        """
+        if not usage.total_tokens and not usage.cost_micros and not usage.model_calls:
+            return
+        task = self.tasks.get(task_id)
+        if task is not None:
+            total = Usage(**vars(task.usage))
+            total.add(usage)
+            task.usage = total
+            self.committer.task(task)
+            if not task.status.finished and self._over_budget(task):
+                self._finish_task(task, TaskStatus.FAILED, Failure(
+                    "ERROR_REASON_BUDGET_EXCEEDED", "the task spent more than its budget"))
+            return
+        self._background(self._charge_stored(task_id, usage))
+
+    async def _charge_stored(self, task_id: str, usage: Usage) -> None:
+        async with self._late_charges:
+            await self.committer.durable()  # an earlier charge of this task may still be pending
+            stored = await self.storage.call(self.storage.backend.get_task, task_id)
+            if task_id in self.tasks:  # back in memory meanwhile (a retry): charge that copy
+                self.charge_task(task_id, usage)
+                return
+            if stored is None:
+                return
+            total = Usage(**vars(stored.usage))
+            total.add(usage)
+            stored.usage = total
+            self.committer.task(stored)
+            await self.committer.durable()
+
+    def _charge_late(self, session: AgentSession, ref: Ref, usage: Usage) -> None:
+        """Charge what an attempt that already ended spent, once, if this agent held that lease."""
+        if self.grants.claim(ref.task_id, ref.subtask_id, ref.lease_epoch, session.id):
+            self._charge_agent(session, usage)
+            self.charge_task(ref.task_id, usage)
 
     # --- agent commands -----------------------------------------------------
 

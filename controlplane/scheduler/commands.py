@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from controlplane.domain.model import Priority, SubtaskKind
+from controlplane.domain.model import DependencyResult, Priority, SubtaskKind
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,8 @@ class Assign:
     priority: Priority
     max_total_tokens: int = 0
     max_cost_micros: int = 0
+    dependency_results: tuple[DependencyResult, ...] = ()
+    plan: str = ""
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,10 @@ class VoteOnCandidates:
     round: int
     deadline: float
     previous_votes: list[tuple[str, str, float, str]]  # (voter, candidate id, confidence, rationale)
+    context: str = ""
+    constraints: str = ""
+    max_total_tokens: int = 0
+    max_cost_micros: int = 0
 
 
 @dataclass(frozen=True)

@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import asyncio
 
+from controlplane.domain.budget import NOTHING_LEFT, reserve_share
 from controlplane.domain.consensus import Ballot, tally
 from controlplane.domain.limits import quote
 from controlplane.domain.model import ExecutionPlan, PlannedSubtask, SubtaskKind, SubtaskStatus, Task, TaskStatus
-from controlplane.domain.model import Failure, now
+from controlplane.domain.model import Failure, Usage, now
 from controlplane.domain.planning import SYNTHESIS_CAPABILITY
 from controlplane.scheduler.commands import Ack, Ref, VoteOnCandidates
 from controlplane.scheduler.sessions import AgentSession
@@ -115,12 +116,23 @@ class Consensus:
         self.committer.task(task)
         proposal = self._proposal(task, state["round"])
         previous = [v for v in state["votes"] if v["round"] == state["round"] - 1]
+        # Each voter may spend an equal share of what the task has left (nothing else runs meanwhile).
+        held_tokens, held_cost = self.reservations.held(task.id)  # type: ignore[attr-defined]
+        token_share = reserve_share(task.max_total_tokens, task.usage.total_tokens, held_tokens, len(voters))
+        cost_share = reserve_share(task.max_cost_micros, task.usage.cost_micros, held_cost, len(voters))
+        if voters and NOTHING_LEFT in (token_share, cost_share):
+            task.consensus_state = {**state, "outcome": "NO_CONSENSUS"}
+            self._finish_task(task, TaskStatus.FAILED, Failure(  # type: ignore[attr-defined]
+                "ERROR_REASON_BUDGET_EXCEEDED", "the task's budget has nothing left for the votes"))
+            return
         for voter in voters:
             self.sessions[voter].send(VoteOnCandidates(
                 proposal=proposal, task_id=task.id, question=task.description,
                 candidates=[(c["id"], c["agent"], c["content"]) for c in state["candidates"]],
                 round=state["round"], deadline=state["deadline"],
                 previous_votes=[(v["voter"], v["candidate_id"], v["confidence"], v["rationale"]) for v in previous],
+                context=task.context, constraints=task.constraints,
+                max_total_tokens=token_share, max_cost_micros=cost_share,
             ))
         handle = self._round_timers.pop(task.id, None)
         if handle:
@@ -135,14 +147,23 @@ class Consensus:
         return f"tasks/{task.id}/proposals/r{round_number}"
 
     def cast_vote(self, session: AgentSession, proposal: str, candidate_id: str, confidence: float,
-                  rationale: str, round_number: int) -> None:
-        """Count one agent's vote in the open round (once); ack it after commit."""
+                  rationale: str, round_number: int, *, usage: Usage | None = None, abstain: bool = False) -> None:
+        """Count one agent's vote in the open round (once); ack it after commit.
+
+        ``usage`` (what judging cost) is charged to the task once per voter and
+        round. An abstention (no usable judgement) ends the voter's turn but is
+        not counted: a round where every vote abstains reaches no consensus.
+        """
         parts = proposal.split("/")
         task = self.tasks.get(parts[1]) if len(parts) == 4 and parts[0] == "tasks" else None
         state = task.consensus_state if task is not None else None
         ref = Ref(parts[1] if len(parts) > 1 else "", "", round_number, 0)
         if task is None or state is None or state["outcome"] != "PENDING" or \
                 proposal != self._proposal(task, state["round"]):
+            if task is not None and state is not None and session.id in state["voters"] and not any(
+                    v["voter"] == session.id and v["round"] == round_number for v in state["votes"]):
+                self._charge_agent(session, usage or Usage())  # type: ignore[attr-defined]
+                self.charge_task(task.id, usage or Usage())  # type: ignore[attr-defined]  # judged too late
             session.send(Ack(ref, False, "ERROR_REASON_PROPOSAL_CLOSED", "that proposal is not open",
                              proposal=proposal))
             return
@@ -150,17 +171,24 @@ class Consensus:
             session.send(Ack(ref, False, "ERROR_REASON_PERMISSION_DENIED", "this agent was not asked to vote",
                              proposal=proposal))
             return
-        if candidate_id not in {c["id"] for c in state["candidates"]}:
+        if abstain:
+            candidate_id, confidence = "", 0.0
+        elif candidate_id not in {c["id"] for c in state["candidates"]}:
             session.send(Ack(ref, False, "ERROR_REASON_INVALID_FIELD", f"no candidate {quote(candidate_id)}",
                              proposal=proposal))
             return
         if any(v["voter"] == session.id and v["round"] == state["round"] for v in state["votes"]):
             session.send(Ack(ref, True, message="duplicate vote ignored", proposal=proposal))
             return
+        spent = usage or Usage()
         vote = {"voter": session.id, "candidate_id": candidate_id, "confidence": max(0.0, min(1.0, confidence)),
-                "rationale": rationale[:4000], "round": state["round"], "weight": 0.0}
+                "rationale": rationale[:4000], "round": state["round"], "weight": 0.0, "usage": dict(vars(spent))}
         task.consensus_state = {**state, "votes": [*state["votes"], vote]}
         self.committer.task(task)
+        self._charge_agent(session, spent)  # type: ignore[attr-defined]
+        self.charge_task(task.id, spent)  # type: ignore[attr-defined]
+        if task.status.finished:  # the vote's cost took the task past its budget
+            return
         self.committer.after_commit(lambda: session.send(Ack(ref, True, proposal=proposal)))
         voted = {v["voter"] for v in task.consensus_state["votes"] if v["round"] == state["round"]}
         if voted >= set(state["voters"]):
@@ -174,7 +202,7 @@ class Consensus:
         handle = self._round_timers.pop(task_id, None)
         if handle:
             handle.cancel()
-        votes = [v for v in state["votes"] if v["round"] == round_number]
+        votes = [v for v in state["votes"] if v["round"] == round_number and v["candidate_id"]]  # no abstentions
         reliability = {a: self.agents[a].reliability for a in {v["voter"] for v in votes} if a in self.agents}
         result = tally(state["strategy"], state["threshold"],
                        [Ballot(v["voter"], v["candidate_id"], v["confidence"]) for v in votes], reliability)
@@ -191,7 +219,9 @@ class Consensus:
             self._open_round(task)
         else:
             task.consensus_state = {**state, "outcome": "NO_CONSENSUS"}
-            best = f"; the best candidate had {result.agreement:.0%}" if votes else "; no votes arrived"
+            cast = [v for v in state["votes"] if v["round"] == round_number]
+            best = f"; the best candidate had {result.agreement:.0%}" if votes else \
+                "; every vote abstained (no usable judgement)" if cast else "; no votes arrived"
             self._finish_task(task, TaskStatus.FAILED, Failure(
                 "ERROR_REASON_NO_CONSENSUS",
                 f"no candidate reached the {state['strategy']} threshold of {state['threshold']:g} "

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from controlplane.config import Settings
+from controlplane.domain.budget import over_budget
+from controlplane.domain.context import dependency_results, plan_outline, step_inputs
 from controlplane.domain.events import Event, EventType
 from controlplane.domain.model import (
     AgentInfo,
@@ -51,6 +53,7 @@ from controlplane.scheduler.commands import (
 from controlplane.scheduler.committer import Committer
 from controlplane.scheduler.queue import Entry, ReadyQueue
 from controlplane.scheduler.agent_side import AgentSide
+from controlplane.scheduler.budgets import Grants, Reservations
 from controlplane.scheduler.consensus import Consensus, with_candidates
 from controlplane.scheduler.pool_side import PoolSide
 from controlplane.scheduler.sessions import AgentSession
@@ -111,6 +114,10 @@ class Engine(AgentSide, Consensus, Watching, PoolSide):
         self.sessions: dict[str, AgentSession] = {}
         self.agents: dict[str, AgentInfo] = {}
         self._tokens: dict[SubKey, int] = {}
+        #: Budget shares of running subtasks, and who held which lease (for usage reported late).
+        self.reservations = Reservations()
+        self.grants = Grants()
+        self._late_charges = asyncio.Lock()
         self._running_per_task: dict[str, int] = defaultdict(int)
         self._parked: dict[str, list[tuple[tuple[str, str], Entry]]] = defaultdict(list)
         #: ``system.max_concurrent_tasks`` (0: no cap): tasks RUNNING at once.
@@ -228,6 +235,7 @@ class Engine(AgentSide, Consensus, Watching, PoolSide):
                         self.subtasks, self.leases, self._tokens, self._running_per_task, self._parked,
                         self._dependants, self._running_tasks, self._awaiting_task_slot):
             mapping.clear()
+        self.reservations.clear()
         for session in self.sessions.values():
             session.running.clear()
             session.reported_free = session.info.max_concurrency
@@ -253,11 +261,19 @@ class Engine(AgentSide, Consensus, Watching, PoolSide):
                 self._arm_timeout(task)
             if task.consensus_state is not None:
                 self._resume_consensus(task)
-            for sub in self.subtasks[task.id].values():
+            subs = self.subtasks[task.id].values()
+            # The shares running steps were given are not stored: each holds what it would get now.
+            sharing = sum(1 for sub in subs if sub.status in (SubtaskStatus.BLOCKED, SubtaskStatus.QUEUED,
+                                                              SubtaskStatus.RUNNING))
+            for sub in subs:
                 if sub.status == SubtaskStatus.RUNNING:
                     # Its agent may still be working: give it time to reconnect and resume.
                     self.leases[(task.id, sub.id)] = Lease(sub.agent_id, sub.lease_epoch, now() + grace)
+                    self.grants.granted(task.id, sub.id, sub.lease_epoch, sub.agent_id)
                     self._running_per_task[task.id] += 1
+                    if task.max_total_tokens or task.max_cost_micros:
+                        self.reservations.take(task, (task.id, sub.id), sharing)
+                        sharing -= 1
                 elif sub.status == SubtaskStatus.QUEUED:
                     self._enqueue(task, sub)
         self._kick()
@@ -416,6 +432,9 @@ class Engine(AgentSide, Consensus, Watching, PoolSide):
         if any(dep not in self.tasks and dep not in (known or {}) for dep in task.depends_on):
             self._background(self._start_if_ready(task.id))
             return
+        if task.depends_on:  # every step sees what the task builds on (bounded; durable with the task)
+            found = {d: self.tasks.get(d) or (known or {})[d] for d in task.depends_on}
+            task.dependency_results = dependency_results(task, found, self.setting("tasks.context_max_chars"))
         self._plan_and_queue(task)
 
     async def _start_if_ready(self, task_id: str) -> None:
@@ -581,7 +600,10 @@ class Engine(AgentSide, Consensus, Watching, PoolSide):
 
     def _runnable(self, entry: Entry, session: AgentSession) -> bool:
         task = self.tasks[entry.task_id]
-        return self._running_per_task[entry.task_id] < task.max_agents and self._task_may_run(task) and \
+        running = self._running_per_task[entry.task_id]
+        if running and not self.reservations.free(task):
+            return False  # its running steps hold the rest of the budget: wait for what they leave
+        return running < task.max_agents and self._task_may_run(task) and \
             self._candidate_allowed(task, entry.subtask_id, session)
 
     def _task_may_run(self, task: Task) -> bool:
@@ -641,17 +663,17 @@ class Engine(AgentSide, Consensus, Watching, PoolSide):
     @staticmethod
     def _over_budget(task: Task, *, or_at: bool = False) -> str:
         """"token" or "cost" when the task spent more than (``or_at``: at least) its budget, else ""."""
-        def past(used: int, limit: int) -> bool:
-            return bool(limit) and (used >= limit if or_at else used > limit)
-
-        if past(task.usage.total_tokens, task.max_total_tokens):
-            return "token"
-        if past(task.usage.cost_micros, task.max_cost_micros):
-            return "cost"
-        return ""
+        return over_budget(task, or_at=or_at)
 
     def _assign(self, session: AgentSession, task: Task, sub: Subtask) -> None:
-        if self._over_budget(task, or_at=True):  # nothing left to spend: no more work starts
+        key = (task.id, sub.id)
+        siblings = self.subtasks[task.id]
+        share: tuple[int, int] | None = (0, 0)
+        if task.max_total_tokens or task.max_cost_micros:  # a step reserves its share of what is left
+            unstarted = sum(1 for s in siblings.values()
+                            if s.status in (SubtaskStatus.BLOCKED, SubtaskStatus.QUEUED))
+            share = None if self._over_budget(task, or_at=True) else self.reservations.take(task, key, unstarted)
+        if share is None:  # nothing left to spend (and nothing running to give any back): no more work starts
             self._finish_task(task, TaskStatus.FAILED, Failure(
                 "ERROR_REASON_BUDGET_EXCEEDED", "the task used up its budget before all its work could run"))
             return
@@ -662,8 +684,8 @@ class Engine(AgentSide, Consensus, Watching, PoolSide):
         sub.start_time = stamp
         sub.status_reason = ""
         self._set_subtask_status(task, sub, SubtaskStatus.RUNNING)
-        key = (task.id, sub.id)
         self.leases[key] = Lease(session.id, sub.lease_epoch, stamp + self.lease_ttl)
+        self.grants.granted(task.id, sub.id, sub.lease_epoch, session.id)
         session.running.add(key)
         session.assigned()
         self._running_per_task[task.id] += 1
@@ -673,7 +695,8 @@ class Engine(AgentSide, Consensus, Watching, PoolSide):
                 if task.timeout:
                     self._arm_timeout(task)
             self._set_task_status(task, TaskStatus.RUNNING)
-        siblings = self.subtasks[task.id]
+        context_limit = self.setting("tasks.context_max_chars")
+        combining = sub.kind in (SubtaskKind.SYNTHESIS, SubtaskKind.CANDIDATE)
         session.send(
             Assign(
                 ref=Ref(task.id, sub.id, sub.attempt, sub.lease_epoch),
@@ -685,13 +708,15 @@ class Engine(AgentSide, Consensus, Watching, PoolSide):
                 context=task.context,
                 constraints=task.constraints,
                 metadata=dict(task.metadata),
-                inputs={d: siblings[d].output for d in sub.depends_on if d in siblings},
+                inputs=step_inputs(task.id, siblings, sub.id, context_limit),
                 resume_checkpoint=sub.checkpoint,
                 deadline=(task.start_time + task.timeout) if task.timeout and task.start_time else None,
                 lease_ttl=self.lease_ttl,
                 priority=task.priority,
-                max_total_tokens=max(0, task.max_total_tokens - task.usage.total_tokens) if task.max_total_tokens else 0,
-                max_cost_micros=max(0, task.max_cost_micros - task.usage.cost_micros) if task.max_cost_micros else 0,
+                max_total_tokens=share[0],
+                max_cost_micros=share[1],
+                dependency_results=tuple(task.dependency_results),
+                plan=plan_outline(task.plan, siblings) if combining else "",
             )
         )
 
@@ -740,6 +765,7 @@ class Engine(AgentSide, Consensus, Watching, PoolSide):
     def _release(self, task: Task, sub: Subtask) -> None:
         """Forget the lease of a subtask leaving RUNNING."""
         key = (task.id, sub.id)
+        self.reservations.release(key)
         lease = self.leases.pop(key, None)
         if lease is None:
             return

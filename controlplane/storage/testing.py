@@ -36,6 +36,7 @@ from controlplane.domain.model import (
     AgentStatus,
     Artifact,
     ConsensusPolicy,
+    DependencyResult,
     ExecutionPlan,
     Failure,
     PlannedSubtask,
@@ -129,6 +130,7 @@ def full_task(task_id: str = "task-full", *, seq: int = 1, **changes: Any) -> Ta
                                     "round": 1, "weight": 0.4}],
                          "voters": ["a1"], "winner": "", "agreement": 0.5, "deadline": _T0 + 300},
         output="The summary.",
+        dependency_results=[DependencyResult("task-dep", "Research first", "Users want speed.", omitted_chars=7)],
         seq=seq,
     )  # fmt: skip
     return dataclasses.replace(task, **changes)

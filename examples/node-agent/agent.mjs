@@ -255,7 +255,8 @@ function sleep(ms, signal) {
 // --- the work ---------------------------------------------------------------------------
 
 /**
- * The agent's logic: upper-case the instructions (a synthesis step upper-cases its inputs).
+ * The agent's logic: upper-case the instructions (a synthesis step upper-cases its inputs), then name
+ * the results of the tasks its task depends on.
  *
  * `ctx.progress(fraction, message, checkpoint?)` and `ctx.output(text)` report as it goes;
  * `ctx.signal` aborts on Cancel. Return the output; throw AgentFailure to fail.
@@ -298,7 +299,10 @@ async function work(assignment, ctx) {
   await sleep(delayMs / 2, ctx.signal);
   const secondHalf = source.slice(middle).toUpperCase();
   ctx.output(secondHalf);
-  return firstHalf + secondHalf;
+  // The final results of the tasks this task depends on (`depends_on`), bounded by the server.
+  const builtOn = (assignment.dependency_results || []).map((d) => `\nbuilds on ${d.task}: ${d.output}`).join("");
+  if (builtOn) ctx.output(builtOn);
+  return firstHalf + secondHalf + builtOn;
 }
 
 /** How this agent votes: for the longest candidate. */

@@ -3,16 +3,20 @@
 Each assignment is one streamed Messages API call:
 
 * ``system``: the type's role prompt, then a block holding the task's shared
-  context (description, context, constraints) marked
-  ``cache_control: {"type": "ephemeral"}``, so the subtasks of one task reuse
-  the cached prefix (prompts shorter than the model's minimum cacheable length
-  are simply not cached);
+  context (description, context, constraints, and the final results of the
+  tasks it depends on) marked ``cache_control: {"type": "ephemeral"}``, so the
+  subtasks of one task reuse the cached prefix (prompts shorter than the
+  model's minimum cacheable length are simply not cached);
 * one user message: the subtask's instructions and the outputs of the steps
-  it depends on (for a synthesis step: the parts to combine).
+  it depends on, directly or through others (for a synthesis step: the plan
+  and the parts to combine).
 
 Text deltas are forwarded with ``ctx.output`` as they arrive; the result
 carries the token usage (input, output, cache reads and writes), the number of
-model calls and the cost. Cancelling ``handle`` closes the HTTP stream.
+model calls and the cost. Cancelling ``handle`` closes the HTTP stream; what
+the stream delivered until then is recorded with ``ctx.spend`` so it is still
+charged. ``max_tokens`` stays within the share of the task's budget the
+assignment carries.
 
 Agents are warm: :meth:`ClaudeAgent.warm_up` (run by the worker before it
 registers) imports ``anthropic`` and builds the client every call reuses, so
@@ -29,20 +33,23 @@ import logging
 import math
 import time
 from collections.abc import AsyncIterator, Mapping
+from dataclasses import replace
 from typing import Any, ClassVar
 
 from agent_sdk.agent import Agent
 from agent_sdk.context import Assignment, Ballot, Context, Result, Usage, VoteChoice
-from agent_sdk.errors import PermanentError, RetryableError
+from agent_sdk.errors import BudgetExhausted, PermanentError, RetryableError
 from agent_sdk.types import AgentBacking, AgentTypeSpec, SubtaskKind
 from plugins.claude.client import NO_KEY_MESSAGE, make_client, request_options, translate_error
 from plugins.claude.config import AGENT_ENVIRONMENT, ClaudeConfig, load_plugin_settings, resolve_config
-from plugins.claude.pricing import price_for, usage_cost_micros
+from plugins.claude.pricing import cost_micros, price_for, usage_cost_micros
 
 log = logging.getLogger(__name__)
 
 SOURCE = "plugins.claude"
 SYNTHESIS_KIND = SubtaskKind.SYNTHESIS
+#: Most output tokens of a vote (a tool call naming a candidate, a confidence and a short rationale).
+VOTE_MAX_TOKENS = 1024
 #: Rough characters per token, to estimate a prompt's size against a token budget before sending it.
 CHARS_PER_TOKEN = 3.5
 _PROGRESS_INTERVAL = 1.0
@@ -97,7 +104,18 @@ def shared_context_text(a: Assignment) -> str:
     if a.constraints.strip():
         parts.append(_section("constraints", a.constraints))
         parts.append("Respect every constraint above.")
+    if a.dependency_results:
+        body = "\n".join(
+            f'<dependency task="{d.task}" description="{_attr(d.description)}">\n{d.output.strip()}\n</dependency>'
+            for d in a.dependency_results)
+        parts.append(f"This task builds on the final results of the tasks it depends on:\n{body}")
     return "\n\n".join(parts)
+
+
+def _attr(text: str, limit: int = 200) -> str:
+    """Text fit for an XML-like attribute: one line, no quotes, at most ``limit`` characters."""
+    flat = " ".join(text.split()).replace('"', "'")
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
 def user_message_text(a: Assignment) -> str:
@@ -110,11 +128,13 @@ def user_message_text(a: Assignment) -> str:
             "the task. Keep what is right and specific, resolve contradictions, remove repetition, and do not "
             "mention the parts or the agents."
         )
+    if a.plan.strip() and synthesis:
+        parts.append(_section("plan", a.plan))
     title = f' title="{a.title}"' if a.title else ""
     parts.append(f"<subtask{title}>\n{a.instructions.strip()}\n</subtask>")
     if a.inputs:
-        label, tag = ("The parts to combine", "part") if synthesis else ("Results of the steps yours depends on",
-                                                                         "input")
+        label, tag = ("The parts to combine", "part") if synthesis else (
+            "Results of the steps yours depends on (directly or through other steps)", "input")
         body = "\n".join(f'<{tag} key="{key}">\n{a.inputs[key].strip()}\n</{tag}>' for key in sorted(a.inputs))
         parts.append(f"{label}:\n{body}")
     return "\n\n".join(parts)
@@ -152,7 +172,7 @@ class ClaudeAgent(Agent):
                 defaults["temperature"] = self.default_temperature
             config = resolve_config(settings, params or {}, defaults=defaults)
         self.config = config
-        #: Usage of the calls made by :meth:`vote` (a VoteChoice carries no usage).
+        #: Usage of all the calls made by :meth:`vote` (each VoteChoice carries its own).
         self.vote_usage = Usage()
         #: The client every call reuses, built by :meth:`warm_up` (None: each call builds its own).
         self._client: Any = None
@@ -193,32 +213,37 @@ class ClaudeAgent(Agent):
         ]
 
     def max_tokens_for(self, a: Assignment, prompt_chars: int) -> int:
-        """``max_tokens`` within the task's remaining budget; PermanentError if nothing is left.
+        """``max_tokens`` within the assignment's share of the task's budget; BudgetExhausted if it cannot fit.
 
         ``remaining_tokens`` / ``remaining_cost_micros``: 0 means no limit, a negative value means the
         budget is spent. A positive budget must cover the (estimated) prompt plus at least one output token.
         """
-        if a.remaining_tokens < 0 or a.remaining_cost_micros < 0:
-            raise PermanentError("budget exhausted: the task has no tokens or cost left", error_type="BudgetExhausted")
-        max_tokens = self.config.max_tokens
+        return self.budgeted_max_tokens(a.remaining_tokens, a.remaining_cost_micros, prompt_chars,
+                                        self.config.max_tokens)
+
+    def budgeted_max_tokens(self, tokens: int, cost_micros: int, prompt_chars: int, wanted: int) -> int:
+        """At most ``wanted`` output tokens that, with the (estimated) prompt, fit ``tokens`` and ``cost_micros``."""
+        if tokens < 0 or cost_micros < 0:
+            raise BudgetExhausted("budget exhausted: the task has no tokens or cost left")
+        max_tokens = wanted
         prompt_tokens = int(prompt_chars / CHARS_PER_TOKEN) + 1
-        if a.remaining_tokens > 0:
-            left = a.remaining_tokens - prompt_tokens
+        if tokens > 0:
+            left = tokens - prompt_tokens
             if left < 1:
-                raise PermanentError(
-                    f"budget exhausted: {a.remaining_tokens} tokens left, the prompt alone needs about "
-                    f"{prompt_tokens}", error_type="BudgetExhausted")
+                raise BudgetExhausted(
+                    f"budget exhausted: {tokens} tokens left for this step, the prompt alone needs "
+                    f"about {prompt_tokens}")
             max_tokens = min(max_tokens, left)
-        if a.remaining_cost_micros > 0:
+        if cost_micros > 0:
             price = price_for(self.config.model)
             if price is not None and price.output > 0:
                 # a first call writes the shared context to the cache (priced above plain input)
-                left_micros = a.remaining_cost_micros - prompt_tokens * max(price.input, price.cache_write)
+                left_micros = cost_micros - prompt_tokens * max(price.input, price.cache_write)
                 affordable = int(left_micros / price.output)
                 if affordable < 1:
-                    raise PermanentError(
-                        f"budget exhausted: ${a.remaining_cost_micros / 1e6:.6f} left does not cover a call to "
-                        f"{self.config.model}", error_type="BudgetExhausted")
+                    raise BudgetExhausted(
+                        f"budget exhausted: ${cost_micros / 1e6:.6f} left for this step does not "
+                        f"cover a call to {self.config.model}")
                 max_tokens = min(max_tokens, affordable)
         return max_tokens
 
@@ -231,6 +256,7 @@ class ClaudeAgent(Agent):
         max_tokens = self.max_tokens_for(a, prompt_chars)
         ctx.progress(0.0, f"asking {self.config.model}")
         received, last_report = 0, time.monotonic()
+        stream: Any = None
         try:
             async with self._calls() as client, client.messages.stream(
                 model=self.config.model, max_tokens=max_tokens, system=system, messages=messages,
@@ -246,8 +272,11 @@ class ClaudeAgent(Agent):
                         tokens = received / CHARS_PER_TOKEN
                         ctx.progress(min(0.95, 0.05 + 0.9 * tokens / max_tokens), f"~{int(tokens)} tokens")
                 message = await stream.get_final_message()
-        except Exception as exc:  # CancelledError (a BaseException) propagates untouched
-            raise translate_error(exc) from exc
+        except BaseException as exc:  # cancelled or failed mid-stream: what was delivered is still charged
+            ctx.spend(self._partial_usage(stream, received))
+            if isinstance(exc, Exception):
+                raise translate_error(exc) from exc
+            raise
         usage = self._usage(message)
         if message.stop_reason is None:  # the stream ended without message_delta/message_stop
             raise RetryableError("the Messages API stream ended before the answer was complete",
@@ -259,6 +288,26 @@ class ClaudeAgent(Agent):
         if message.stop_reason == "max_tokens":
             ctx.log.warning("subtask %s: the answer was cut at max_tokens=%d", a.subtask, max_tokens)
         return Result(output=output, usage=usage)
+
+    def _partial_usage(self, stream: Any, received_chars: int) -> Usage:
+        """What a stream that ended early cost: its reported input, and the output delivered so far.
+
+        Nothing is counted when the request never started streaming (no tokens were delivered).
+        """
+        try:
+            snapshot = stream.current_message_snapshot if stream is not None else None
+        except AssertionError:  # no message_start yet
+            snapshot = None
+        u = getattr(snapshot, "usage", None)
+        if u is None:
+            return Usage()
+        figures = {"input_tokens": int(u.input_tokens or 0),
+                   "output_tokens": max(int(u.output_tokens or 0), math.ceil(received_chars / CHARS_PER_TOKEN)),
+                   "cache_read_input_tokens": int(u.cache_read_input_tokens or 0),
+                   "cache_creation_input_tokens": int(u.cache_creation_input_tokens or 0)}
+        return Usage(**figures, model_calls=1, cost_micros=cost_micros(
+            self.config.model, figures["input_tokens"], figures["output_tokens"],
+            figures["cache_creation_input_tokens"], figures["cache_read_input_tokens"]))
 
     def _usage(self, message: Any) -> Usage:
         u = message.usage
@@ -277,8 +326,10 @@ class ClaudeAgent(Agent):
     async def vote(self, ballot: Ballot) -> VoteChoice:
         """Ask the model to pick the best candidate (tool ``cast_vote``).
 
-        Output that does not name a candidate falls back to a low-confidence vote for the first one; API
-        failures raise RetryableError / PermanentError like :meth:`handle` (the worker then abstains).
+        The voter sees the task's context and constraints. Output that does not name a candidate is an
+        abstention (not counted: a round where every vote abstains reaches no consensus); API failures raise
+        RetryableError / PermanentError like :meth:`handle` (the worker then abstains). The choice carries
+        the call's usage, which the control plane charges to the task.
         """
         if not ballot.candidates:
             raise PermanentError("the ballot has no candidates", error_type="EmptyBallot")
@@ -287,10 +338,16 @@ class ClaudeAgent(Agent):
                                for c in ballot.candidates)
         earlier = ""
         if ballot.previous_votes:
-            lines = "\n".join(f"- {voter} chose {cand} (confidence {conf:.2f}): {why}"
+            lines = "\n".join(f"- {voter} chose {cand} (confidence {conf:.2f}): {why}" if cand else
+                              f"- {voter} abstained: {why}"
                               for voter, cand, conf, why in ballot.previous_votes)
             earlier = f"\n\nVotes of the previous round (no agreement was reached):\n{lines}"
-        prompt = (f"Question put to the vote (round {ballot.round}):\n{ballot.question.strip()}\n\n"
+        task_rules = ""
+        if ballot.context.strip():
+            task_rules += f"\n\n{_section('context', ballot.context)}"
+        if ballot.constraints.strip():
+            task_rules += f"\n\n{_section('constraints', ballot.constraints)}\nThe answer must respect every constraint."
+        prompt = (f"Question put to the vote (round {ballot.round}):\n{ballot.question.strip()}{task_rules}\n\n"
                   f"Candidate answers:\n{candidates}{earlier}\n\n"
                   "Judge which candidate answers the question best (correct, complete, specific) and cast your "
                   "vote with the cast_vote tool.")
@@ -311,11 +368,17 @@ class ClaudeAgent(Agent):
         timeout = self.config.timeout
         if ballot.deadline is not None:  # answer before the round closes
             timeout = max(1.0, min(timeout, ballot.deadline - time.time()))
+        system = f"{_COMMON}\n\n{self.role_prompt}\n\nYou are now a voter in a consensus round."
+        try:  # within the vote's share of the task's budget
+            max_tokens = self.budgeted_max_tokens(ballot.remaining_tokens, ballot.remaining_cost_micros,
+                                                  len(system) + len(prompt) + len(str(tool)), VOTE_MAX_TOKENS)
+        except BudgetExhausted as exc:
+            return _abstention(str(exc))
         try:
             async with self._calls() as client:
                 message = await client.messages.create(
-                    model=self.config.model, max_tokens=1024,
-                    system=f"{_COMMON}\n\n{self.role_prompt}\n\nYou are now a voter in a consensus round.",
+                    model=self.config.model, max_tokens=max_tokens,
+                    system=system,
                     messages=[{"role": "user", "content": prompt}],
                     tools=[tool], tool_choice={"type": "tool", "name": "cast_vote"}, timeout=timeout,
                     **request_options(self.config),
@@ -323,7 +386,7 @@ class ClaudeAgent(Agent):
         except Exception as exc:
             error = translate_error(exc)
             if error.error_type == "ApiBadResponse":
-                return _fallback_vote(ids, f"the model's reply could not be read ({exc})")
+                return _abstention(f"the model's reply could not be read ({exc})")
             raise error from exc
         usage = self._usage(message)
         self.vote_usage.input_tokens += usage.input_tokens
@@ -332,29 +395,30 @@ class ClaudeAgent(Agent):
         self.vote_usage.cache_creation_input_tokens += usage.cache_creation_input_tokens
         self.vote_usage.cost_micros += usage.cost_micros
         self.vote_usage.model_calls += 1
-        return parse_vote(message, ids)
+        choice = parse_vote(message, ids)
+        return replace(choice, usage=usage)
 
 
-def _fallback_vote(ids: list[str], why: str) -> VoteChoice:
-    log.warning("claude vote: %s; voting for the first candidate with low confidence", why)
-    return VoteChoice(ids[0], confidence=0.1, rationale=f"no usable judgement: {why}")
+def _abstention(why: str) -> VoteChoice:
+    log.warning("claude vote: %s; abstaining", why)
+    return VoteChoice.abstention(f"no usable judgement: {why}")
 
 
 def parse_vote(message: Any, ids: list[str]) -> VoteChoice:
-    """The VoteChoice in a ``cast_vote`` tool call, or the low-confidence fallback."""
+    """The VoteChoice in a ``cast_vote`` tool call, or an abstention saying what was wrong."""
     call = next((b for b in getattr(message, "content", None) or []
                  if getattr(b, "type", "") == "tool_use" and getattr(b, "name", "") == "cast_vote"), None)
     if call is None:
-        return _fallback_vote(ids, "the model did not call cast_vote")
+        return _abstention("the model did not call cast_vote")
     data = call.input
     if not isinstance(data, Mapping):
-        return _fallback_vote(ids, "cast_vote input is not an object")
+        return _abstention("cast_vote input is not an object")
     candidate = data.get("candidate_id")
     if not isinstance(candidate, str) or candidate not in ids:
-        return _fallback_vote(ids, f"cast_vote named an unknown candidate {candidate!r}")
+        return _abstention(f"cast_vote named an unknown candidate {candidate!r}")
     confidence = data.get("confidence")
     if isinstance(confidence, bool) or not isinstance(confidence, int | float) or math.isnan(confidence):
-        return _fallback_vote(ids, f"cast_vote confidence {confidence!r} is not a number")
+        return _abstention(f"cast_vote confidence {confidence!r} is not a number")
     rationale = data.get("rationale")
     return VoteChoice(candidate, confidence=min(1.0, max(0.0, float(confidence))),
                       rationale=rationale.strip() if isinstance(rationale, str) else "")

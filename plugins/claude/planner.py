@@ -43,13 +43,19 @@ from controlplane.domain.planning import (
 from controlplane.domain.pool import AgentPool
 from plugins.claude.client import make_client, request_options, translate_error
 from plugins.claude.config import ClaudeConfig
-from plugins.claude.pricing import usage_cost_micros
+from plugins.claude.pricing import price_for, usage_cost_micros
 
 log = logging.getLogger(__name__)
 
 #: Most subtasks the planner accepts from the model (besides ``tasks.max_fanout``).
 DEFAULT_MAX_SUBTASKS = 32
 PLANNER_MAX_TOKENS = 4096
+#: The planning call may spend at most this share of a task's budget ...
+PLANNER_BUDGET_SHARE = 0.25
+#: ... and plans with the model only if that leaves it at least this many output tokens.
+PLANNER_MIN_TOKENS = 256
+#: Characters of each dependency's result the planner sees (every step sees it in full, within bounds).
+PLANNER_DEPENDENCY_CHARS = 2000
 PLANNER_TIMEOUT = 120.0
 _KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,62}$")
 _CAPABILITY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-.:]{0,62}$")
@@ -157,8 +163,11 @@ class ClaudePlanner:
             pool: The agent types connected or launchable (None: the five Claude types are assumed).
         """
         usage = Usage()
+        max_tokens = self.planning_max_tokens(task)
+        if max_tokens < PLANNER_MIN_TOKENS:
+            return self._fallback(task, "the task's budget leaves too little for a model plan"), usage
         try:
-            message = await self._ask(task, pool)
+            message = await self._ask(task, pool, max_tokens)
         except Exception as exc:  # noqa: BLE001 - any failure means the deterministic plan
             return self._fallback(task, f"the Messages API call failed ({translate_error(exc)})"), usage
         u = message.usage
@@ -176,10 +185,24 @@ class ClaudePlanner:
 
     # --- the call ---------------------------------------------------------------
 
+    def planning_max_tokens(self, task: Task) -> int:
+        """``max_tokens`` of the planning call: within :data:`PLANNER_BUDGET_SHARE` of the task's budget."""
+        max_tokens = min(self.config.max_tokens, PLANNER_MAX_TOKENS) or PLANNER_MAX_TOKENS
+        prompt_tokens = (len(SYSTEM_PROMPT) + len(task.description) + len(task.context) + len(task.constraints)
+                         ) // 3 + 500  # the capability list and the tool schema
+        if task.max_total_tokens:
+            allowance = int(task.max_total_tokens * PLANNER_BUDGET_SHARE) - task.usage.total_tokens
+            max_tokens = min(max_tokens, allowance - prompt_tokens)
+        price = price_for(self.config.model)
+        if task.max_cost_micros and price is not None and price.output > 0:
+            allowance = int(task.max_cost_micros * PLANNER_BUDGET_SHARE) - task.usage.cost_micros
+            max_tokens = min(max_tokens, int((allowance - prompt_tokens * price.input) / price.output))
+        return max_tokens
+
     def _width_limit(self, task: Task) -> int:
         return max(1, min(task.max_agents, self.max_fanout))
 
-    async def _ask(self, task: Task, pool: AgentPool | None = None) -> Any:
+    async def _ask(self, task: Task, pool: AgentPool | None = None, max_tokens: int = PLANNER_MAX_TOKENS) -> Any:
         width = self._width_limit(task)
         offered = offered_types(pool, task)
         capabilities = "\n".join(f"  - {name}: {', '.join(caps) or name}" for name, caps in offered.items())
@@ -190,6 +213,9 @@ class ClaudePlanner:
             lines.append(f"<context>\n{task.context.strip()}\n</context>")
         if task.constraints.strip():
             lines.append(f"<constraints>\n{task.constraints.strip()}\n</constraints>")
+        for dep in task.dependency_results:  # what the task builds on (the steps see it whole, within bounds)
+            excerpt = dep.output[:PLANNER_DEPENDENCY_CHARS] + ("…" if len(dep.output) > PLANNER_DEPENDENCY_CHARS else "")
+            lines.append(f'<dependency task="tasks/{dep.task_id}">\n{excerpt.strip()}\n</dependency>')
         if wanted:
             lines.append(f'The work steps of this task run on "{wanted}" agents; use capability "{wanted}" '
                          f'for them (and "{SYNTHESIS_CAPABILITY}" for the synthesis step).')
@@ -197,7 +223,7 @@ class ClaudePlanner:
         config = self.config
         async with make_client(config) as client:
             return await client.messages.create(
-                model=config.model, max_tokens=min(config.max_tokens, PLANNER_MAX_TOKENS) or PLANNER_MAX_TOKENS,
+                model=config.model, max_tokens=max_tokens,
                 system=system, messages=[{"role": "user", "content": "\n\n".join(lines)}],
                 tools=[plan_tool(self.max_subtasks)], tool_choice={"type": "tool", "name": "submit_plan"},
                 timeout=min(config.timeout, PLANNER_TIMEOUT), **request_options(config),

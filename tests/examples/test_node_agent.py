@@ -211,6 +211,12 @@ async def test_node_agent_registers_and_runs_work_of_its_type(pair, control_plan
     assert sub.has_checkpoint, "the Progress checkpoint the node agent sent half way did not reach the control plane"
     assert sub.progress == 1.0
 
+    # A task that depends on another gets its result in the assignment.
+    later = await submit(stubs, "then this", agent_type=NODE_TYPE, depends_on=[task])
+    done = await finished(stubs, later)
+    assert done.task.status == enums.TASK_STATUS_COMPLETED, done.task.failure
+    assert await output_of(stubs, later) == f"THEN THIS\nbuilds on {task}: MAKE THIS LOUD"
+
     # Without agent_type either agent may take it: the Python echo agent echoes, the node agent upper-cases.
     echo_name = by_language["python"].name
     names = [await submit(stubs, f"open task {i}") for i in range(6)]

@@ -102,6 +102,8 @@ def assignment_to_pb(command: Assign) -> gateway_pb.Assignment:
         remaining_budget=messages_pb.Budget(
             max_total_tokens=command.max_total_tokens, max_cost_micros=command.max_cost_micros
         ),
+        dependency_results=[convert.dependency_result_to_pb(d) for d in command.dependency_results],
+        plan=command.plan,
     )
     if command.resume_checkpoint is not None:
         msg.resume_checkpoint = command.resume_checkpoint
@@ -163,8 +165,12 @@ def command_to_pb(command: Any) -> gateway_pb.ConnectResponse:
             candidates=[messages_pb.Candidate(id=c, agent=f"agents/{a}" if a else "", content=text)
                         for c, a, text in command.candidates],
             round=command.round, deadline=convert.timestamp(command.deadline),
-            previous_votes=[messages_pb.Vote(voter=f"agents/{v}", candidate_id=c, confidence=conf, rationale=why)
+            previous_votes=[messages_pb.Vote(voter=f"agents/{v}", candidate_id=c, confidence=conf, rationale=why,
+                                             abstained=not c)
                             for v, c, conf, why in command.previous_votes],
+            context=command.context, constraints=command.constraints,
+            remaining_budget=messages_pb.Budget(max_total_tokens=command.max_total_tokens,
+                                                max_cost_micros=command.max_cost_micros),
         ))
     if isinstance(command, Committed):
         return gateway_pb.ConnectResponse(committed=gateway_pb.Committed(refs=[ref_to_pb(r) for r in command.refs]))
@@ -433,6 +439,7 @@ class GatewayServicer(gateway_grpc.AgentGatewayServicer):
                         min(max(0.0, convert.seconds(f.retry_after)), 86400.0),
                         clip_bytes(f.error_type, self.limits.agent_field),
                         convert.usage_from_pb(f.usage),
+                        budget_exceeded=f.reason == errors_pb.ERROR_REASON_BUDGET_EXCEEDED,
                     )
                 elif kind == "progress":
                     ref = ref_from_pb(msg.progress.ref)
@@ -450,7 +457,8 @@ class GatewayServicer(gateway_grpc.AgentGatewayServicer):
                 elif kind == "vote":
                     v = msg.vote
                     engine.cast_vote(session, v.proposal, v.candidate_id, v.confidence,
-                                     clip_bytes(v.rationale, self.limits.report_text), v.round)
+                                     clip_bytes(v.rationale, self.limits.report_text), v.round,
+                                     usage=convert.usage_from_pb(v.usage), abstain=v.abstain)
                 elif kind == "logs":
                     if self.logbook is not None:
                         self.logbook.extend(self._own_record(convert.log_entry_from_pb(r, session.id, self.limits.log_message))

@@ -98,6 +98,9 @@ class TaskServicer(tasks_grpc.TaskServiceServicer):
             retry_defaults=self.retry_defaults,
             prefix=prefix,
         )
+        # A limit the task does not set takes the server's default (0 there too: no limit).
+        task.max_total_tokens = task.max_total_tokens or self.settings["tasks.default_max_tokens"]
+        task.max_cost_micros = task.max_cost_micros or round(self.settings["tasks.default_max_cost"] * 1_000_000)
         validate_task(task, max_description_length=self.settings["tasks.max_description_length"],
                       prefix=prefix, limits=self.limits)
         task.id = self.engine.new_task_id()
@@ -364,7 +367,9 @@ class TaskServicer(tasks_grpc.TaskServiceServicer):
     async def WatchTask(self, request: tasks_pb.WatchTaskRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[tasks_pb.WatchTaskResponse]:
         task_id = (await self._visible(request.name)).id  # another principal's task is NOT_FOUND here too
         async for event, task, sub in self.engine.watch(task_id, request.include_progress):
-            response = tasks_pb.WatchTaskResponse(task=convert.task_to_pb(task, "" if task.status.finished else self.engine.explain(task)))
+            subtasks = await self.engine.get_subtasks(task.id)  # for subtasks_total / subtasks_completed
+            response = tasks_pb.WatchTaskResponse(task=convert.task_to_pb(
+                task, "" if task.status.finished else self.engine.explain(task), subtasks))
             if event is not None:
                 response.event.CopyFrom(convert.event_to_pb(event, self.engine.incarnation))
             if sub is not None:

@@ -21,6 +21,7 @@ from controlplane.domain.model import (
     AgentStatus,
     Artifact,
     ConsensusPolicy,
+    DependencyResult,
     ExecutionPlan,
     Failure,
     PlannedSubtask,
@@ -149,6 +150,7 @@ def task_from_row(row: Mapping[str, Any]) -> Task:
         failure=_failure(data.get("failure")),
         usage=_build(Usage, data.get("usage")),
         plan=_plan_from_dict(data.get("plan")),
+        dependency_results=[_build(DependencyResult, d) for d in data.get("dependency_results") or ()],
     )
     data.update({name: row[name] for name in TASK_COLUMNS})
     task = _build(Task, data)

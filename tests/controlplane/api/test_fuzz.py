@@ -550,6 +550,11 @@ def test_recover_verify_only_never_fails_internally(remote: Remote) -> None:
     fuzz()
 
 
+#: What a grpc aio client reports, instead of the server's status, when it keeps writing to a stream
+#: the server has refused (grpc/grpc#36066): not an error of the server's, whose own are never worded so.
+GRPC_CORE_RACE = "Internal error from Core"
+
+
 class _Errors(logging.Handler):
     """Collects ERROR records of the control plane's gateway (a report that broke its handling)."""
 
@@ -583,6 +588,8 @@ def test_agent_gateway_connect_never_fails_internally(remote: Remote) -> None:
             return await _first_outcome(stub.Connect(iter(requests), timeout=CALL_TIMEOUT))
 
         code, detail = remote.run(go(), timeout=CALL_TIMEOUT + 10)
+        if code == grpc.StatusCode.INTERNAL and detail == GRPC_CORE_RACE:
+            return  # the client wrote on while the server refused the stream: its status is lost (grpc#36066)
         assert code not in FORBIDDEN, f"Connect -> {code}: {detail}\nrequests: {requests!r:.2000}"
         assert not errors.records, [r.getMessage() for r in errors.records]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
+from dataclasses import replace
 
 import pytest
 
@@ -315,10 +316,19 @@ async def test_vote_through_tool_use(api: MessagesAPIServer) -> None:
     assert body["tools"][0]["input_schema"]["properties"]["candidate_id"]["enum"] == ["c1", "c2"]
     assert "Complete and right." in body["messages"][0]["content"]
     assert agent.vote_usage.model_calls == 1 and agent.vote_usage.input_tokens == 100
+    assert (choice.usage.model_calls, choice.usage.input_tokens, choice.usage.output_tokens) == (1, 100, 20)
+
+
+async def test_voters_see_the_tasks_context_and_constraints(api: MessagesAPIServer) -> None:
+    api.push_tool_use("cast_vote", {"candidate_id": "c2", "confidence": 0.8, "rationale": "fits"})
+    await CoordinatorAgent(params(api)).vote(replace(ballot(), context="For a hospital", constraints="HIPAA only"))
+    prompt = api.requests[0].body["messages"][0]["content"]
+    assert "<context>\nFor a hospital\n</context>" in prompt
+    assert "<constraints>\nHIPAA only\n</constraints>" in prompt
 
 
 @pytest.mark.parametrize("script", ["text", "unknown", "bad_confidence", "not_json"])
-async def test_malformed_vote_falls_back(api: MessagesAPIServer, script: str) -> None:
+async def test_an_unusable_vote_abstains(api: MessagesAPIServer, script: str) -> None:
     if script == "text":
         api.push_text("I think c2 is best.")
     elif script == "unknown":
@@ -328,8 +338,8 @@ async def test_malformed_vote_falls_back(api: MessagesAPIServer, script: str) ->
     else:
         api.push_malformed("{not json")
     choice = await CoordinatorAgent(params(api)).vote(ballot())
-    assert choice.candidate_id == "c1"
-    assert choice.confidence <= 0.1
+    assert choice.abstain and choice.candidate_id == "" and choice.confidence == 0.0
+    assert choice.rationale.startswith("no usable judgement")
 
 
 async def test_vote_clamps_confidence(api: MessagesAPIServer) -> None:

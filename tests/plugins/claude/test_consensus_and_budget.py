@@ -68,7 +68,8 @@ async def test_claude_agents_reach_consensus(control_plane: App, stubs: Stubs, a
     assert full.task.status == enums.TASK_STATUS_COMPLETED
     assert full.consensus.outcome == enums.CONSENSUS_OUTCOME_REACHED
     assert len(full.consensus.votes) == 3 and all("canary" in v.rationale for v in full.consensus.votes)
-    assert full.task.usage.model_calls == 3  # the candidates' calls (votes are the agents' own cost)
+    assert full.task.usage.model_calls == 6 == len(api.requests)  # three candidates and three votes
+    assert all(v.usage.model_calls == 1 and v.usage.input_tokens > 0 for v in full.consensus.votes)
 
 
 async def test_claude_agents_without_consensus(control_plane: App, stubs: Stubs, api: MessagesAPIServer) -> None:
@@ -97,9 +98,8 @@ async def test_claude_agents_without_consensus(control_plane: App, stubs: Stubs,
     assert len(full.consensus.votes) == 3
 
 
-async def test_the_scheduler_enforces_a_token_budget(control_plane: App, stubs: Stubs,
-                                                     api: MessagesAPIServer) -> None:
-    api.push_text("A long answer", usage={"input_tokens": 400, "output_tokens": 300})
+async def test_a_share_too_small_for_the_prompt_fails_the_task_before_any_call(
+        control_plane: App, stubs: Stubs, api: MessagesAPIServer) -> None:
     worker = Worker(ResearcherAgent(params(api)), control_plane.address)
     runner = asyncio.get_running_loop().create_task(worker.run())
     try:
@@ -113,5 +113,5 @@ async def test_the_scheduler_enforces_a_token_budget(control_plane: App, stubs: 
         await runner
     assert full.task.status == enums.TASK_STATUS_FAILED
     assert full.task.failure.reason == errors.ERROR_REASON_BUDGET_EXCEEDED
-    assert full.task.usage.input_tokens + full.task.usage.output_tokens == 700
-    assert len(api.requests) == 1  # nothing more was spent once the budget was gone
+    assert "budget exhausted" in full.task.failure.message and "s0" in full.task.failure.message
+    assert len(api.requests) == 0  # 250 tokens (half of 500: the synthesis needs its share) cannot hold the prompt

@@ -192,3 +192,24 @@ def test_dag_levels() -> None:
     steps = [PlannedSubtask("a", "a", "a"), PlannedSubtask("b", "b", "b", depends_on=["a"]),
              PlannedSubtask("c", "c", "c"), PlannedSubtask("d", "d", "d", depends_on=["b", "c"])]
     assert dag_levels(steps) == [0, 1, 0, 2]
+
+
+async def test_the_planning_call_is_bounded_by_the_tasks_budget(api: MessagesAPIServer, config: ClaudeConfig) -> None:
+    plan, usage = await planner(config).plan_with_usage(make_task(max_total_tokens=2000))
+    assert_fallback(plan, "the task's budget leaves too little for a model plan")
+    assert usage.model_calls == 0 and not api.requests  # nothing was spent
+
+    api.push_tool_use("submit_plan", good_plan())
+    plan, _ = await planner(config).plan_with_usage(make_task(max_total_tokens=12_000))
+    assert plan.planner == "claude"
+    assert api.requests[0].body["max_tokens"] <= 12_000 // 4  # a quarter of the budget, the prompt included
+
+
+async def test_the_planner_sees_the_results_the_task_builds_on(api: MessagesAPIServer, config: ClaudeConfig) -> None:
+    from controlplane.domain.model import DependencyResult
+
+    api.push_tool_use("submit_plan", good_plan())
+    await planner(config).plan_with_usage(make_task(dependency_results=[
+        DependencyResult("t0", "Research user requirements", "Users need offline mode.")]))
+    assert '<dependency task="tasks/t0">\nUsers need offline mode.\n</dependency>' in \
+        api.requests[0].body["messages"][0]["content"]

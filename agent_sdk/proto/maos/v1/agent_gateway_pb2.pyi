@@ -198,36 +198,42 @@ class SubtaskResults(_message.Message):
     def __init__(self, results: _Optional[_Iterable[_Union[SubtaskResult, _Mapping]]] = ...) -> None: ...
 
 class SubtaskFailure(_message.Message):
-    __slots__ = ("ref", "message", "retryable", "retry_after", "error_type", "usage")
+    __slots__ = ("ref", "message", "retryable", "retry_after", "error_type", "usage", "reason")
     REF_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     RETRYABLE_FIELD_NUMBER: _ClassVar[int]
     RETRY_AFTER_FIELD_NUMBER: _ClassVar[int]
     ERROR_TYPE_FIELD_NUMBER: _ClassVar[int]
     USAGE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
     ref: AssignmentRef
     message: str
     retryable: bool
     retry_after: _duration_pb2.Duration
     error_type: str
     usage: _messages_pb2.TokenUsage
-    def __init__(self, ref: _Optional[_Union[AssignmentRef, _Mapping]] = ..., message: _Optional[str] = ..., retryable: _Optional[bool] = ..., retry_after: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., error_type: _Optional[str] = ..., usage: _Optional[_Union[_messages_pb2.TokenUsage, _Mapping]] = ...) -> None: ...
+    reason: _errors_pb2.ErrorReason
+    def __init__(self, ref: _Optional[_Union[AssignmentRef, _Mapping]] = ..., message: _Optional[str] = ..., retryable: _Optional[bool] = ..., retry_after: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., error_type: _Optional[str] = ..., usage: _Optional[_Union[_messages_pb2.TokenUsage, _Mapping]] = ..., reason: _Optional[_Union[_errors_pb2.ErrorReason, str]] = ...) -> None: ...
 
 class CastVote(_message.Message):
-    __slots__ = ("proposal", "candidate_id", "confidence", "rationale", "round", "request_id")
+    __slots__ = ("proposal", "candidate_id", "confidence", "rationale", "round", "request_id", "usage", "abstain")
     PROPOSAL_FIELD_NUMBER: _ClassVar[int]
     CANDIDATE_ID_FIELD_NUMBER: _ClassVar[int]
     CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
     RATIONALE_FIELD_NUMBER: _ClassVar[int]
     ROUND_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    USAGE_FIELD_NUMBER: _ClassVar[int]
+    ABSTAIN_FIELD_NUMBER: _ClassVar[int]
     proposal: str
     candidate_id: str
     confidence: float
     rationale: str
     round: int
     request_id: str
-    def __init__(self, proposal: _Optional[str] = ..., candidate_id: _Optional[str] = ..., confidence: _Optional[float] = ..., rationale: _Optional[str] = ..., round: _Optional[int] = ..., request_id: _Optional[str] = ...) -> None: ...
+    usage: _messages_pb2.TokenUsage
+    abstain: bool
+    def __init__(self, proposal: _Optional[str] = ..., candidate_id: _Optional[str] = ..., confidence: _Optional[float] = ..., rationale: _Optional[str] = ..., round: _Optional[int] = ..., request_id: _Optional[str] = ..., usage: _Optional[_Union[_messages_pb2.TokenUsage, _Mapping]] = ..., abstain: _Optional[bool] = ...) -> None: ...
 
 class AgentLogs(_message.Message):
     __slots__ = ("records",)
@@ -296,7 +302,7 @@ class Assignments(_message.Message):
     def __init__(self, assignments: _Optional[_Iterable[_Union[Assignment, _Mapping]]] = ...) -> None: ...
 
 class Assignment(_message.Message):
-    __slots__ = ("ref", "task", "title", "instructions", "capability", "kind", "task_description", "context", "constraints", "metadata", "inputs", "resume_checkpoint", "deadline", "lease_ttl", "remaining_budget", "priority")
+    __slots__ = ("ref", "task", "title", "instructions", "capability", "kind", "task_description", "context", "constraints", "metadata", "inputs", "resume_checkpoint", "deadline", "lease_ttl", "remaining_budget", "priority", "dependency_results", "plan")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -327,6 +333,8 @@ class Assignment(_message.Message):
     LEASE_TTL_FIELD_NUMBER: _ClassVar[int]
     REMAINING_BUDGET_FIELD_NUMBER: _ClassVar[int]
     PRIORITY_FIELD_NUMBER: _ClassVar[int]
+    DEPENDENCY_RESULTS_FIELD_NUMBER: _ClassVar[int]
+    PLAN_FIELD_NUMBER: _ClassVar[int]
     ref: AssignmentRef
     task: str
     title: str
@@ -343,7 +351,9 @@ class Assignment(_message.Message):
     lease_ttl: _duration_pb2.Duration
     remaining_budget: _messages_pb2.Budget
     priority: _enums_pb2.Priority
-    def __init__(self, ref: _Optional[_Union[AssignmentRef, _Mapping]] = ..., task: _Optional[str] = ..., title: _Optional[str] = ..., instructions: _Optional[str] = ..., capability: _Optional[str] = ..., kind: _Optional[_Union[_enums_pb2.SubtaskKind, str]] = ..., task_description: _Optional[str] = ..., context: _Optional[str] = ..., constraints: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., inputs: _Optional[_Mapping[str, str]] = ..., resume_checkpoint: _Optional[bytes] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., lease_ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., remaining_budget: _Optional[_Union[_messages_pb2.Budget, _Mapping]] = ..., priority: _Optional[_Union[_enums_pb2.Priority, str]] = ...) -> None: ...
+    dependency_results: _containers.RepeatedCompositeFieldContainer[_messages_pb2.DependencyResult]
+    plan: str
+    def __init__(self, ref: _Optional[_Union[AssignmentRef, _Mapping]] = ..., task: _Optional[str] = ..., title: _Optional[str] = ..., instructions: _Optional[str] = ..., capability: _Optional[str] = ..., kind: _Optional[_Union[_enums_pb2.SubtaskKind, str]] = ..., task_description: _Optional[str] = ..., context: _Optional[str] = ..., constraints: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., inputs: _Optional[_Mapping[str, str]] = ..., resume_checkpoint: _Optional[bytes] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., lease_ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., remaining_budget: _Optional[_Union[_messages_pb2.Budget, _Mapping]] = ..., priority: _Optional[_Union[_enums_pb2.Priority, str]] = ..., dependency_results: _Optional[_Iterable[_Union[_messages_pb2.DependencyResult, _Mapping]]] = ..., plan: _Optional[str] = ...) -> None: ...
 
 class Cancel(_message.Message):
     __slots__ = ("ref", "reason")
@@ -354,7 +364,7 @@ class Cancel(_message.Message):
     def __init__(self, ref: _Optional[_Union[AssignmentRef, _Mapping]] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class VoteRequest(_message.Message):
-    __slots__ = ("proposal", "task", "question", "candidates", "round", "deadline", "previous_votes")
+    __slots__ = ("proposal", "task", "question", "candidates", "round", "deadline", "previous_votes", "context", "constraints", "remaining_budget")
     PROPOSAL_FIELD_NUMBER: _ClassVar[int]
     TASK_FIELD_NUMBER: _ClassVar[int]
     QUESTION_FIELD_NUMBER: _ClassVar[int]
@@ -362,6 +372,9 @@ class VoteRequest(_message.Message):
     ROUND_FIELD_NUMBER: _ClassVar[int]
     DEADLINE_FIELD_NUMBER: _ClassVar[int]
     PREVIOUS_VOTES_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    CONSTRAINTS_FIELD_NUMBER: _ClassVar[int]
+    REMAINING_BUDGET_FIELD_NUMBER: _ClassVar[int]
     proposal: str
     task: str
     question: str
@@ -369,7 +382,10 @@ class VoteRequest(_message.Message):
     round: int
     deadline: _timestamp_pb2.Timestamp
     previous_votes: _containers.RepeatedCompositeFieldContainer[_messages_pb2.Vote]
-    def __init__(self, proposal: _Optional[str] = ..., task: _Optional[str] = ..., question: _Optional[str] = ..., candidates: _Optional[_Iterable[_Union[_messages_pb2.Candidate, _Mapping]]] = ..., round: _Optional[int] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., previous_votes: _Optional[_Iterable[_Union[_messages_pb2.Vote, _Mapping]]] = ...) -> None: ...
+    context: str
+    constraints: str
+    remaining_budget: _messages_pb2.Budget
+    def __init__(self, proposal: _Optional[str] = ..., task: _Optional[str] = ..., question: _Optional[str] = ..., candidates: _Optional[_Iterable[_Union[_messages_pb2.Candidate, _Mapping]]] = ..., round: _Optional[int] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., previous_votes: _Optional[_Iterable[_Union[_messages_pb2.Vote, _Mapping]]] = ..., context: _Optional[str] = ..., constraints: _Optional[str] = ..., remaining_budget: _Optional[_Union[_messages_pb2.Budget, _Mapping]] = ...) -> None: ...
 
 class Drain(_message.Message):
     __slots__ = ("grace", "reason", "exit")

@@ -260,20 +260,36 @@ class Candidate(_message.Message):
     def __init__(self, id: _Optional[str] = ..., agent: _Optional[str] = ..., content: _Optional[str] = ...) -> None: ...
 
 class Vote(_message.Message):
-    __slots__ = ("voter", "candidate_id", "confidence", "rationale", "round", "weight")
+    __slots__ = ("voter", "candidate_id", "confidence", "rationale", "round", "weight", "usage", "abstained")
     VOTER_FIELD_NUMBER: _ClassVar[int]
     CANDIDATE_ID_FIELD_NUMBER: _ClassVar[int]
     CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
     RATIONALE_FIELD_NUMBER: _ClassVar[int]
     ROUND_FIELD_NUMBER: _ClassVar[int]
     WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    USAGE_FIELD_NUMBER: _ClassVar[int]
+    ABSTAINED_FIELD_NUMBER: _ClassVar[int]
     voter: str
     candidate_id: str
     confidence: float
     rationale: str
     round: int
     weight: float
-    def __init__(self, voter: _Optional[str] = ..., candidate_id: _Optional[str] = ..., confidence: _Optional[float] = ..., rationale: _Optional[str] = ..., round: _Optional[int] = ..., weight: _Optional[float] = ...) -> None: ...
+    usage: TokenUsage
+    abstained: bool
+    def __init__(self, voter: _Optional[str] = ..., candidate_id: _Optional[str] = ..., confidence: _Optional[float] = ..., rationale: _Optional[str] = ..., round: _Optional[int] = ..., weight: _Optional[float] = ..., usage: _Optional[_Union[TokenUsage, _Mapping]] = ..., abstained: _Optional[bool] = ...) -> None: ...
+
+class DependencyResult(_message.Message):
+    __slots__ = ("task", "description", "output", "omitted_chars")
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_FIELD_NUMBER: _ClassVar[int]
+    OMITTED_CHARS_FIELD_NUMBER: _ClassVar[int]
+    task: str
+    description: str
+    output: str
+    omitted_chars: int
+    def __init__(self, task: _Optional[str] = ..., description: _Optional[str] = ..., output: _Optional[str] = ..., omitted_chars: _Optional[int] = ...) -> None: ...
 
 class ConsensusRecord(_message.Message):
     __slots__ = ("outcome", "strategy", "threshold", "rounds", "candidates", "votes", "winning_candidate_id", "agreement")

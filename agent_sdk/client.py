@@ -40,6 +40,7 @@ from agent_sdk.proto.maos.v1 import access_service_pb2_grpc as access_grpc
 from agent_sdk.proto.maos.v1 import agent_service_pb2 as agents_pb
 from agent_sdk.proto.maos.v1 import audit_service_pb2 as audit_pb
 from agent_sdk.proto.maos.v1 import audit_service_pb2_grpc as audit_grpc
+from agent_sdk.proto.maos.v1 import batch_service_pb2_grpc as batches_grpc
 from agent_sdk.proto.maos.v1 import agent_service_pb2_grpc as agents_grpc
 from agent_sdk.proto.maos.v1 import checkpoint_service_pb2 as checkpoints_pb
 from agent_sdk.proto.maos.v1 import checkpoint_service_pb2_grpc as checkpoints_grpc
@@ -49,8 +50,10 @@ from agent_sdk.proto.maos.v1 import system_service_pb2 as system_pb
 from agent_sdk.proto.maos.v1 import system_service_pb2_grpc as system_grpc
 from agent_sdk.proto.maos.v1 import task_service_pb2 as tasks_pb
 from agent_sdk.proto.maos.v1 import task_service_pb2_grpc as tasks_grpc
+from agent_sdk.proto.maos.v1 import template_service_pb2_grpc as templates_grpc
 from agent_sdk.submitter import TaskSubmitter
 from agent_sdk.tls import server_name_options
+from agent_sdk.workflows import WorkflowMethods
 
 __all__ = ["Client", "MaosRpcError", "SERVICE_CONFIG", "TERMINAL_TASK_STATUSES", "agent_name", "build_task",
            "priority_value", "task_name", "translate_errors"]
@@ -67,6 +70,9 @@ IDEMPOTENT_METHODS = {
     "maos.v1.AgentService": ["ListAgents", "GetAgent", "SpawnAgents", "TerminateAgent", "PauseAgent",
                              "ResumeAgent", "DrainAgent", "ListAgentTypes"],
     "maos.v1.SystemService": ["GetStatus", "GetHealth", "GetMetricsSummary", "ListLogs", "GetConfig", "SetConfig"],
+    "maos.v1.BatchService": ["CreateBatch", "GetBatch", "ListBatches", "AddBatchTask", "SubmitBatch",
+                             "GetBatchResults"],
+    "maos.v1.TemplateService": ["GetTemplate", "ListTemplates", "SubmitTaskFromTemplate"],
     "grpc.health.v1.Health": ["Check"],
 }
 
@@ -258,8 +264,10 @@ class _Service:
         return unary
 
 
-class Client:
+class Client(WorkflowMethods):
     """An async client of one MAOS control plane.
+
+    Batches and templates: see :class:`agent_sdk.workflows.WorkflowMethods`.
 
     Args:
         address: ``host:port`` of the control plane.
@@ -284,6 +292,8 @@ class Client:
         self.system = _Service(system_grpc.SystemServiceStub(self.channel), self)
         self.access = _Service(access_grpc.AccessServiceStub(self.channel), self)
         self.audit = _Service(audit_grpc.AuditServiceStub(self.channel), self)
+        self.batches = _Service(batches_grpc.BatchServiceStub(self.channel), self)
+        self.templates = _Service(templates_grpc.TemplateServiceStub(self.channel), self)
 
     @classmethod
     async def connect(cls, address: str, *, token: str | None = None, timeout: float = DEFAULT_TIMEOUT,

@@ -33,7 +33,7 @@ class TemplateServiceStub:
     (`templates/{id}`), its bare id, or its display name, which is unique among
     the caller's own templates. Other principals' templates do not exist for a
     caller (NOT_FOUND) unless it holds `task:view-all`, which lets it read
-    them (not use, replace or delete them).
+    them and submit from them (not replace or delete them).
     """
 
     def __init__(self, channel):
@@ -76,7 +76,7 @@ class TemplateServiceServicer:
     (`templates/{id}`), its bare id, or its display name, which is unique among
     the caller's own templates. Other principals' templates do not exist for a
     caller (NOT_FOUND) unless it holds `task:view-all`, which lets it read
-    them (not use, replace or delete them).
+    them and submit from them (not replace or delete them).
     """
 
     def CreateTemplate(self, request, context):
@@ -169,7 +169,7 @@ class TemplateService:
     (`templates/{id}`), its bare id, or its display name, which is unique among
     the caller's own templates. Other principals' templates do not exist for a
     caller (NOT_FOUND) unless it holds `task:view-all`, which lets it read
-    them (not use, replace or delete them).
+    them and submit from them (not replace or delete them).
     """
 
     @staticmethod

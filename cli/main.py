@@ -14,7 +14,9 @@ from typing import Any
 import click
 
 from agent_sdk.tls import tls_from_options, tls_options
-from cli import access, agents, checkpoints, config, db, join_tokens, monitor, plugins, system, tasks
+from cli import (
+    access, agents, batches, checkpoints, config, db, join_tokens, monitor, plugins, system, tasks, templates,
+)
 from cli._options import OUTPUT_FLAGS, State
 from cli._output import FORMATS
 
@@ -75,6 +77,9 @@ for command in (system.init, system.start, system.stop, system.restart, system.s
                 system.version):
     cli.add_command(command)
 cli.add_command(tasks.task)
+tasks.task.add_command(templates.submit_from_template)
+cli.add_command(batches.batch)
+cli.add_command(templates.template)
 cli.add_command(monitor.monitor)
 cli.add_command(agents.agent)
 cli.add_command(db.db)

@@ -98,6 +98,9 @@ class Templates:
         if len(description) > rules.MAX_TEMPLATE_DESCRIPTION:
             raise InvalidArgument(f"template.description is {len(description)} characters; at most "
                                   f"{rules.MAX_TEMPLATE_DESCRIPTION}", field="template.description")
+        if task.depends_on and not source_task:
+            raise InvalidArgument("a template cannot depend on tasks (each task made from it would wait for the "
+                                  "same ones); leave depends_on out", field="template.task.depends_on")
         params = rules.check_parameters(task, parameters)
         record = TemplateRecord(id=template_id or rules.new_id("tpl"), display_name=display_name,
                                 task=rules.template_task(task), owner=principal, description=description,

@@ -195,3 +195,22 @@ async def test_other_users_cannot_see_submit_or_delete_a_batch(secured: App, mao
     assert mine["batch"]["task_count"] == 1 and mine["batch"]["status"] == "BATCH_STATUS_OPEN"
     # an admin (task:view-all) sees it by id
     assert (await maos("batch", "status", batch_id, MAOS_TOKEN=token)).exit_code == 0
+
+
+async def test_batches_and_templates_on_postgresql(pg_control_plane: App, maos_home: Path) -> None:
+    maos = Maos(pg_control_plane.address, maos_home)
+    assert (await maos("batch", "create", "--name", "pg batch")).exit_code == 0
+    for text in ("first", "second"):
+        assert (await maos("batch", "add-task", "pg batch", text)).exit_code == 0
+    submitted = await maos("-o", "json", "batch", "submit", "pg batch", "--schedule", "sequential")
+    assert submitted.exit_code == 0, submitted.stderr
+    ids = json.loads(submitted.stdout)["task_ids"]
+    status = await _status(maos, "pg batch")
+    assert [t["name"] for t in status["tasks"]] == [f"tasks/{i}" for i in ids]
+    assert status["tasks"][1]["depends_on"] == [f"tasks/{ids[0]}"] and status["batch"]["task_count"] == 2
+    assert stdout_lines(await maos("batch", "submit", "pg batch")) == ids
+
+    assert (await maos("template", "create", "--name", "pg", "--description", "Hello {who}")).exit_code == 0
+    used = await maos("task", "submit-from-template", "pg", "--param", "who=postgres")
+    shown = json.loads((await maos("-o", "json", "task", "show", used.stdout.strip())).stdout)["task"]
+    assert shown["description"] == "Hello postgres"

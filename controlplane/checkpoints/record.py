@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 COMPONENT_TABLES: dict[str, tuple[str, ...]] = {
     "tasks": ("tasks", "subtasks", "shared_state"),
     "agents": ("agents",),
+    "batches": ("batches", "batch_tasks"),
+    "templates": ("templates",),
 }
 
 #: Components RecoverRequest may name (the proto's list); the rest are not captured yet.

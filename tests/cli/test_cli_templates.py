@@ -172,3 +172,24 @@ async def test_other_users_cannot_see_use_or_delete_a_template(secured: App, mao
     refused = await maos("template", "delete", template_id, MAOS_TOKEN=token)
     assert refused.exit_code == 5 and "only its owner" in refused.stderr
     assert (await maos("template", "delete", "mine", MAOS_TOKEN=alice_key)).exit_code == 0
+
+
+async def test_checkpoints_hold_templates_and_batches(maos: Maos) -> None:
+    assert (await maos("template", "create", "--name", "kept", "--description", "Hello {who}")).exit_code == 0
+    assert (await maos("batch", "create", "--name", "kept batch")).exit_code == 0
+    assert (await maos("batch", "add-task", "kept batch", "work")).exit_code == 0
+    ck = (await maos("checkpoint", "create")).stdout.strip()
+    shown = json.loads((await maos("-o", "json", "checkpoint", "show", ck)).stdout)
+    assert {"templates", "batches"} <= set(shown["components"])
+    assert (await maos("template", "delete", "kept")).exit_code == 0
+    assert (await maos("batch", "delete", "kept batch")).exit_code == 0
+
+    verified = json.loads((await maos("-o", "json", "recover", "--checkpoint", ck, "--verify", "--component",
+                                      "templates", "--component", "batches")).stdout)
+    assert {c["component"]: int(c["restored"]) for c in verified["changes"]} == {"templates": 1, "batches": 1}
+    result = await maos("recover", "--checkpoint", ck, "--component", "templates", "--component", "batches")
+    assert result.exit_code == 0, result.stderr
+    used = await maos("task", "submit-from-template", "kept", "--param", "who=world")
+    assert used.exit_code == 0, used.stderr
+    status = json.loads((await maos("-o", "json", "batch", "status", "kept batch")).stdout)
+    assert status["batch"]["task_count"] == 1 and status["batch"]["pending_tasks"][0]["description"] == "work"

@@ -11,7 +11,11 @@ from agent_sdk.client import build_task
 from agent_sdk.proto.maos.v1 import messages_pb2 as msgs
 from cli._options import Duration, KeyValue, normalize_priority, priority_option, split_csv
 from controlplane.domain.tasks import (
-    MAX_BACKOFF, MAX_BACKOFF_MULTIPLIER, MAX_INITIAL_BACKOFF, MAX_RETRIES, MAX_TIMEOUT,
+    MAX_BACKOFF,
+    MAX_BACKOFF_MULTIPLIER,
+    MAX_INITIAL_BACKOFF,
+    MAX_RETRIES,
+    MAX_TIMEOUT,
 )
 
 #: The keyword names :func:`task_options` adds to a command, and their flags.

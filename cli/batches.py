@@ -11,7 +11,18 @@ from agent_sdk.proto.maos.v1 import enums_pb2 as enums
 from agent_sdk.proto.maos.v1 import messages_pb2 as msgs
 from cli._errors import handle_errors
 from cli._options import UpperChoice, output_option, run
-from cli._output import bare_id, emit, enum_label, key_values, message, short, status_text, table, to_data, when
+from cli._output import (
+    bare_id,
+    emit,
+    enum_label,
+    key_values,
+    message,
+    short,
+    status_text,
+    table,
+    to_data,
+    when,
+)
 from cli._task_options import draft, pop_options, task_options
 
 SCHEDULES = ("PARALLEL", "SEQUENTIAL")

@@ -15,7 +15,18 @@ from agent_sdk.proto.maos.v1 import enums_pb2 as enums
 from agent_sdk.proto.maos.v1 import messages_pb2 as msgs
 from cli._errors import EXIT_INVALID_ARGUMENT, CliError, handle_errors
 from cli._options import KeyValue, output_option, run
-from cli._output import bare_id, duration_text, emit, enum_label, key_values, message, short, table, to_data, when
+from cli._output import (
+    bare_id,
+    duration_text,
+    emit,
+    enum_label,
+    key_values,
+    message,
+    short,
+    table,
+    to_data,
+    when,
+)
 from cli._task_options import draft, given, pop_options, task_options
 from cli.tasks import _exit_for, _results_text, _status
 

@@ -2,7 +2,11 @@
 
 from controlplane.workflows.batches import Batches, BatchView
 from controlplane.workflows.records import (
-    BatchRecord, BatchSchedule, BatchStatus, TemplateParameter, TemplateRecord,
+    BatchRecord,
+    BatchSchedule,
+    BatchStatus,
+    TemplateParameter,
+    TemplateRecord,
 )
 from controlplane.workflows.templates import Templates
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import itertools
 import re
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
@@ -167,7 +168,7 @@ def chain(tasks: Sequence[Task], schedule: BatchSchedule) -> None:
     """Sequential: make each task also depend on the one before it (in place)."""
     if schedule != BatchSchedule.SEQUENTIAL:
         return
-    for before, after in zip(tasks, tasks[1:]):
+    for before, after in itertools.pairwise(tasks):
         if before.id not in after.depends_on:
             after.depends_on.append(before.id)
 

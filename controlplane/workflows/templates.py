@@ -15,7 +15,13 @@ from collections.abc import Mapping, Sequence
 
 from controlplane.domain.model import Task
 from controlplane.domain.tasks import validate_task
-from controlplane.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
+from controlplane.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    ResourceExhausted,
+)
 from controlplane.scheduler.engine import Engine
 from controlplane.storage.base import StoresTemplates, TemplateStore
 from controlplane.workflows import rules

@@ -10,7 +10,7 @@ from agent_sdk.client import Client
 from controlplane.app import App
 from controlplane.domain.model import Task
 from tests.cli.conftest import Maos, stdout_lines
-from tests.harness.server import admin_key, wait_for
+from tests.harness.server import admin_key, stored_audit, wait_for
 
 
 async def _status(maos: Maos, name: str) -> dict:
@@ -195,6 +195,12 @@ async def test_other_users_cannot_see_submit_or_delete_a_batch(secured: App, mao
     assert mine["batch"]["task_count"] == 1 and mine["batch"]["status"] == "BATCH_STATUS_OPEN"
     # an admin (task:view-all) sees it by id
     assert (await maos("batch", "status", batch_id, MAOS_TOKEN=token)).exit_code == 0
+    # changes are audited, with the caller and the outcome; reads are not
+    created_records = await stored_audit(secured, action="BatchService/CreateBatch")
+    assert sorted(r["principal"] for r in created_records) == ["users/alice", "users/bob"]
+    denied = await stored_audit(secured, action="BatchService/DeleteBatch")
+    assert denied and all(r["principal"] == "users/bob" and r["status_code"] == "NOT_FOUND" for r in denied)
+    assert await stored_audit(secured, action="BatchService/GetBatch") == []
 
 
 async def test_batches_and_templates_on_postgresql(pg_control_plane: App, maos_home: Path) -> None:

@@ -16,7 +16,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from controlplane.domain.model import Task, TaskStatus, now
-from controlplane.errors import AlreadyExists, FailedPrecondition, NotFound, ResourceExhausted
+from controlplane.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    ResourceExhausted,
+)
 from controlplane.scheduler.engine import Engine
 from controlplane.storage.base import BatchStore, StoresBatches, TaskQuery
 from controlplane.workflows import rules
@@ -76,7 +82,8 @@ class Batches:
         """
         store = self._store()
         if not ref:
-            raise NotFound("no batch named: give its name or id", reason=NOT_FOUND)
+            raise InvalidArgument("name is required: the batch's name or id", field="name")
+        rules.check_ref(ref, "name")
         batch = None
         if rules.looks_like("batches", ref):
             batch = await self.storage.call(store.get_batch, ref.removeprefix("batches/"))

@@ -48,6 +48,13 @@ def validate_display_name(value: str, field: str, what: str) -> None:
                               "spaces at either end", field=field)
 
 
+def check_ref(ref: str, field: str) -> None:
+    """A name, id or resource name a caller looks a batch or template up by: at most 200 characters."""
+    if len(ref) > 2 * MAX_DISPLAY_NAME:
+        raise InvalidArgument(f"{field} is {len(ref)} characters; names and ids are at most {MAX_DISPLAY_NAME}",
+                              field=field)
+
+
 def looks_like(collection: str, ref: str) -> bool:
     """Whether ``ref`` is a resource name of ``collection`` (``batches/...``) rather than an id or a name."""
     return ref.startswith(collection + "/")
@@ -123,10 +130,10 @@ def render(task: Task, parameters: Sequence[TemplateParameter], params: Mapping[
             not declared) or too long, each named.
     """
     declared = {p.name: p for p in parameters}
-    problems: list[FieldViolation] = []
     if len(params) > MAX_PARAMETERS:
-        problems.append(FieldViolation(field, f"{len(params)} values; at most {MAX_PARAMETERS}"))
-    unknown = sorted(name for name in params if name not in declared)
+        raise InvalidArgument(f"{len(params)} parameter values; at most {MAX_PARAMETERS}", field=field)
+    problems: list[FieldViolation] = []
+    unknown = sorted(_shown(name) for name in params if name not in declared)
     if unknown:
         known = ", ".join(declared) or "none"
         problems.append(FieldViolation(field, f"unknown parameters: {', '.join(unknown)} (the template takes: {known})"))
@@ -148,6 +155,11 @@ def render(task: Task, parameters: Sequence[TemplateParameter], params: Mapping[
     out.description, out.context, out.constraints = fill(task.description), fill(task.context), fill(task.constraints)
     out.metadata = {key: fill(value) for key, value in task.metadata.items()}
     return out
+
+
+def _shown(name: str) -> str:
+    """A caller's parameter name as an error message quotes it (cut, so a message stays short)."""
+    return name if len(name) <= MAX_PARAMETER_NAME else name[:MAX_PARAMETER_NAME] + "..."
 
 
 def template_task(source: Task) -> Task:

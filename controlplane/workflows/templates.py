@@ -62,7 +62,8 @@ class Templates:
         """
         store = self._store()
         if not ref:
-            raise NotFound("no template named: give its name or id", reason=NOT_FOUND)
+            raise InvalidArgument("name is required: the template's name or id", field="name")
+        rules.check_ref(ref, "name")
         if rules.looks_like("templates", ref):
             found = await self.storage.call(store.get_template, ref.removeprefix("templates/"))
         else:

@@ -220,3 +220,8 @@ async def test_batches_and_templates_on_postgresql(pg_control_plane: App, maos_h
     used = await maos("task", "submit-from-template", "pg", "--param", "who=postgres")
     shown = json.loads((await maos("-o", "json", "task", "show", used.stdout.strip())).stdout)["task"]
     assert shown["description"] == "Hello postgres"
+
+
+async def test_a_long_name_is_refused_without_being_echoed(maos: Maos) -> None:
+    result = await maos("batch", "status", "n" * 5000)
+    assert result.exit_code == 4 and "5000 characters" in result.stderr and len(result.stderr) < 300

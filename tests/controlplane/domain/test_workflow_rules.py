@@ -88,3 +88,12 @@ def test_summary_of_a_submitted_batch(statuses: list[TaskStatus], expected: Batc
 
 def test_an_open_batch_is_open() -> None:
     assert rules.summarize(False, [], []).status == BatchStatus.OPEN
+
+
+def test_callers_parameter_names_are_bounded_in_errors() -> None:
+    params = [TemplateParameter("who")]
+    with pytest.raises(InvalidArgument) as err:
+        rules.render(_task("{who}"), params, {"x" * 10_000: "v", "who": "me"})
+    assert len(err.value.message) < 300 and "x" * 64 + "..." in err.value.message
+    with pytest.raises(InvalidArgument, match="65 parameter values; at most 64"):
+        rules.render(_task("{who}"), params, {f"p{i}": "v" for i in range(65)})

@@ -324,9 +324,29 @@ class BatchStore(Protocol):
     def batch_tasks(self, batch_id: str) -> list[Task]:
         """The tasks added to a batch, in the order they were added."""
 
-    def mark_batch_submitted(self, batch_id: str, task_ids: Sequence[str], schedule: BatchSchedule,
-                             when: float) -> bool:
-        """Record the submission of an OPEN batch; False (nothing changed) if it is not OPEN."""
+    def claim_batch_submit(self, batch_id: str, task_ids: Sequence[str], schedule: BatchSchedule, when: float,
+                           stale_before: float) -> BatchRecord | None:
+        """Claim the submission of a batch, in one transaction (so one submitter at a time, across replicas).
+
+        An OPEN batch becomes SUBMITTING with ``task_ids``, ``schedule`` and
+        ``claim_time = when``. A SUBMITTING batch claimed before ``stale_before``
+        (its submitter died) is claimed again at ``when``, keeping its task ids and
+        schedule. Any other batch is left as it is.
+
+        Returns:
+            The batch afterwards (the caller holds the claim when its ``claim_time``
+            is ``when``), or None if it does not exist.
+        """
+
+    def release_batch_claim(self, batch_id: str, when: float) -> None:
+        """Make a batch claimed at ``when`` OPEN again (its submit stored nothing)."""
+
+    def mark_batch_submitted(self, batch_id: str, schedule: BatchSchedule, when: float) -> bool:
+        """Record the submission of a batch claimed at ``when`` (its added tasks are deleted: they are tasks now).
+
+        Returns:
+            False (nothing changed) if the batch is not claimed at ``when``.
+        """
 
     def delete_batch(self, batch_id: str) -> bool:
         """Delete a batch and its added tasks (not the submitted tasks); whether it existed."""

@@ -65,11 +65,31 @@ class WorkflowStoreContract:
         assert store.get_batch("b1").entry_count == 2
         assert store.list_batches("u", 0, 10)[0].entry_count == 2
 
-        assert store.mark_batch_submitted("b1", ["t1", "t2"], BatchSchedule.SEQUENTIAL, _T0 + 5)
-        assert not store.mark_batch_submitted("b1", ["t3"], BatchSchedule.PARALLEL, _T0 + 6)
+        claimed = store.claim_batch_submit("b1", ["t1", "t2"], BatchSchedule.SEQUENTIAL, _T0 + 5, _T0 - 60)
+        assert (claimed.claim_time, claimed.task_ids, claimed.submitted) == (_T0 + 5, ["t1", "t2"], False)
+        assert store.add_batch_task("b1", second) is None  # held by the submit
+        # another submitter does not get a fresh claim ...
+        other = store.claim_batch_submit("b1", ["t8", "t9"], BatchSchedule.PARALLEL, _T0 + 6, _T0 - 54)
+        assert (other.claim_time, other.task_ids) == (_T0 + 5, ["t1", "t2"])
+        # ... until it is stale: then it takes it over, with the same task ids and schedule
+        taken = store.claim_batch_submit("b1", ["t8", "t9"], BatchSchedule.PARALLEL, _T0 + 70, _T0 + 10)
+        assert (taken.claim_time, taken.task_ids, taken.schedule) == (_T0 + 70, ["t1", "t2"], BatchSchedule.SEQUENTIAL)
+        assert not store.mark_batch_submitted("b1", BatchSchedule.SEQUENTIAL, _T0 + 5)  # the old claim is gone
+        store.release_batch_claim("b1", _T0 + 5)  # nor can it release the batch
+        assert store.get_batch("b1").claim_time == _T0 + 70
+        store.release_batch_claim("b1", _T0 + 70)
+        reopened = store.get_batch("b1")
+        assert (reopened.claim_time, reopened.task_ids, reopened.submitted) == (None, [], False)
+        assert store.batch_tasks("b1") == [first, second]
+
+        claimed = store.claim_batch_submit("b1", ["t1", "t2"], BatchSchedule.PARALLEL, _T0 + 80, _T0)
+        assert store.mark_batch_submitted("b1", BatchSchedule.SEQUENTIAL, _T0 + 80)
+        assert not store.mark_batch_submitted("b1", BatchSchedule.SEQUENTIAL, _T0 + 80)
         done = store.get_batch("b1")
-        assert (done.submitted, done.schedule, done.submit_time, done.task_ids, done.entry_count) == (
-            True, BatchSchedule.SEQUENTIAL, _T0 + 5, ["t1", "t2"], 2)
+        assert (done.submitted, done.schedule, done.submit_time, done.task_ids, done.entry_count, done.claim_time) == (
+            True, BatchSchedule.SEQUENTIAL, _T0 + 80, ["t1", "t2"], 2, None)
+        assert store.claim_batch_submit("b1", ["t5"], BatchSchedule.PARALLEL, _T0 + 90, _T0 + 90) == done
+        assert store.claim_batch_submit("nope", ["t5"], BatchSchedule.PARALLEL, _T0, _T0) is None
         assert store.add_batch_task("b1", second) is None  # closed
         assert store.delete_batch("b1") and not store.delete_batch("b1")
         assert store.get_batch("b1") is None and store.batch_tasks("b1") == []

@@ -2,10 +2,13 @@
 
 A batch belongs to the principal that created it; its display name is unique
 among that owner's batches. It is OPEN while tasks are added (each validated
-when added), then submitted once: every task is stored in one transaction (the
-engine's atomic submit) or none is, and the batch records the task ids. A
-repeated submit stores nothing and returns the same tasks; so does a submit
-after a crash between the two steps, found through the tasks' ``batch`` field.
+when added), then submitted once. A submit first claims the batch in storage
+with the ids its tasks will have (one submitter at a time, across replicas),
+then stores every task in one transaction (the engine's atomic submit) or none
+(the claim is released), then records the batch as submitted. A repeated
+submit stores nothing and returns the same tasks; a submit that finds a claim
+left by a submitter that died takes it over, and stores the tasks only if that
+submitter had not.
 """
 
 from __future__ import annotations
@@ -17,21 +20,25 @@ from dataclasses import dataclass
 
 from controlplane.domain.model import Task, TaskStatus, now
 from controlplane.errors import (
+    Aborted,
     AlreadyExists,
     FailedPrecondition,
     InvalidArgument,
+    MaosError,
     NotFound,
     ResourceExhausted,
 )
 from controlplane.scheduler.engine import Engine
-from controlplane.storage.base import BatchStore, StoresBatches, TaskQuery
+from controlplane.storage.base import BatchStore, StoresBatches
 from controlplane.workflows import rules
 from controlplane.workflows.records import BatchRecord, BatchSchedule
 
 NOT_FOUND = "ERROR_REASON_BATCH_NOT_FOUND"
 SUBMITTED = "ERROR_REASON_BATCH_SUBMITTED"
-#: The engine's idempotency method for batch submits (keyed by owner and batch id).
+#: The method the engine's submit is told (metrics, logs).
 SUBMIT_METHOD = "SubmitBatch"
+#: Seconds after which a submit's claim on a batch is taken over (its submitter died; a submit takes < 1 s).
+CLAIM_STALE = 60.0
 
 
 @dataclass
@@ -188,7 +195,7 @@ class Batches:
 
     @staticmethod
     def _check_open(batch: BatchRecord) -> None:
-        if batch.submitted:
+        if batch.submitted or batch.claim_time is not None:
             raise FailedPrecondition(
                 f"batch {batch.display_name!r} was already submitted; tasks can only be added before "
                 "`maos batch submit` (create another batch)", reason=SUBMITTED, metadata={"batch": batch.name})
@@ -196,11 +203,14 @@ class Batches:
     async def submit(self, batch: BatchRecord, schedule: BatchSchedule | None) -> tuple[BatchRecord, list[Task]]:
         """Submit every task of the batch atomically (all stored, or none); the batch and its tasks.
 
-        Idempotent: a submitted batch returns its tasks without storing anything.
+        The batch is first claimed in storage with the ids its tasks will have, so
+        one submitter at a time (across replicas) stores them; a repeated submit
+        returns the same tasks without storing anything.
 
         Raises:
             FailedPrecondition: The batch is empty, or was submitted with another schedule.
             NotFound: A task's dependency does not exist (nothing is stored; the batch stays OPEN).
+            Aborted: Another replica is submitting it right now.
         """
         store = self._store()
         async with self._lock:
@@ -209,42 +219,55 @@ class Batches:
                 raise NotFound(f"batch {batch.name} does not exist", reason=NOT_FOUND)
             if current.submitted:
                 return self._check_schedule(current, schedule), await self.engine.get_tasks(current.task_ids)
-            chosen = schedule or BatchSchedule.PARALLEL
-            stored = await self._stored_tasks(current)  # submitted before a crash, not yet recorded
-            if stored:
-                tasks = stored
-            else:
-                drafts = await self.storage.call(store.batch_tasks, current.id)
-                if not drafts:
-                    raise FailedPrecondition(
-                        f"batch {current.display_name!r} has no tasks; add some with "
-                        f"`maos batch add-task {current.display_name!r} \"DESCRIPTION\"`",
-                        metadata={"batch": current.name})
-                tasks = self._prepare(current, drafts, chosen)
-                outcomes = await self.engine.submit(tasks, principal=current.owner, request_id=current.id,
-                                                    request_hash=current.id, method=SUBMIT_METHOD)
-                tasks = [o.task for o in outcomes]
+            if current.claim_time is None and current.entry_count == 0:
+                raise FailedPrecondition(
+                    f"batch {current.display_name!r} has no tasks; add some with "
+                    f"`maos batch add-task {current.display_name!r} \"DESCRIPTION\"`", metadata={"batch": current.name})
             when = now()
-            await self.storage.call(store.mark_batch_submitted, current.id, [t.id for t in tasks], chosen, when)
-            current.submitted, current.schedule, current.submit_time = True, chosen, when
-            current.task_ids, current.entry_count = [t.id for t in tasks], len(tasks)
-            return current, tasks
+            ids = [self.engine.new_task_id() for _ in range(current.entry_count)]
+            claimed = await self.storage.call(store.claim_batch_submit, current.id, ids,
+                                              schedule or BatchSchedule.PARALLEL, when, when - CLAIM_STALE)
+            if claimed is None:
+                raise NotFound(f"batch {batch.name} does not exist", reason=NOT_FOUND)
+            if claimed.submitted:
+                return self._check_schedule(claimed, schedule), await self.engine.get_tasks(claimed.task_ids)
+            if claimed.claim_time != when:
+                raise Aborted(f"batch {claimed.display_name!r} is being submitted by another control-plane "
+                              "replica; retry in a minute", reason="ERROR_REASON_REQUEST_IN_FLIGHT")
+            # A cancelled call must not stop halfway: the claim would hold the batch until it goes stale.
+            return await asyncio.shield(self._store_tasks(store, claimed, schedule, when))
 
-    def _prepare(self, batch: BatchRecord, drafts: list[Task], schedule: BatchSchedule) -> list[Task]:
+    async def _store_tasks(self, store: BatchStore, claimed: BatchRecord, schedule: BatchSchedule | None,
+                           when: float) -> tuple[BatchRecord, list[Task]]:
+        """Store the claimed batch's tasks under the claimed ids (unless a submitter that died did), then record it."""
+        chosen = schedule or claimed.schedule or BatchSchedule.PARALLEL
+        tasks = await self.engine.get_tasks(claimed.task_ids)
+        if len(tasks) == len(claimed.task_ids):  # stored by a submitter that stopped before recording it
+            chosen = claimed.schedule or chosen
+        else:
+            drafts = await self.storage.call(store.batch_tasks, claimed.id)
+            tasks = self._prepare(claimed, drafts, claimed.task_ids, chosen)
+            try:
+                outcomes = await self.engine.submit(tasks, principal=claimed.owner, method=SUBMIT_METHOD)
+            except MaosError:  # refused before anything was stored
+                await self.storage.call(store.release_batch_claim, claimed.id, when)
+                raise
+            tasks = [o.task for o in outcomes]
+        await self.storage.call(store.mark_batch_submitted, claimed.id, chosen, when)
+        claimed.submitted, claimed.schedule, claimed.submit_time, claimed.claim_time = True, chosen, when, None
+        claimed.entry_count = len(tasks)
+        return claimed, tasks
+
+    def _prepare(self, batch: BatchRecord, drafts: list[Task], ids: list[str], schedule: BatchSchedule
+                 ) -> list[Task]:
         tasks = []
-        for draft in drafts:
+        for draft, task_id in zip(drafts, ids, strict=True):
             task = copy.deepcopy(draft)
-            task.id = self.engine.new_task_id()
+            task.id = task_id
             task.batch = batch.id
             tasks.append(task)
         rules.chain(tasks, schedule)
         return tasks
-
-    async def _stored_tasks(self, batch: BatchRecord) -> list[Task]:
-        """Tasks of this batch already stored (a submit that crashed before it was recorded), in order."""
-        query = TaskQuery(batch=batch.id, owner=batch.owner, limit=self.max_tasks + 1)
-        found = await self.storage.call(self.storage.backend.list_tasks, query)
-        return sorted(found, key=lambda t: t.seq)
 
     @staticmethod
     def _check_schedule(batch: BatchRecord, schedule: BatchSchedule | None) -> BatchRecord:
@@ -265,6 +288,9 @@ class Batches:
             current = await self.storage.call(store.get_batch, batch.id)
             if current is None:
                 raise NotFound(f"batch {batch.name} does not exist", reason=NOT_FOUND)
+            if current.claim_time is not None:
+                raise FailedPrecondition(f"batch {current.display_name!r} is being submitted; try again in a "
+                                         "moment", metadata={"batch": current.name})
             if current.submitted:
                 tasks = await self.engine.get_tasks(current.task_ids)
                 running = [t for t in tasks if not t.status.finished]

@@ -41,6 +41,8 @@ class BatchRecord:
     entry_count: int = 0
     #: The request_id of the CreateBatch call that made it (a repeated call returns it).
     request_id: str = ""
+    #: Set while a submit holds the batch (SUBMITTING): when it claimed it.
+    claim_time: float | None = None
 
     @property
     def name(self) -> str:

@@ -225,3 +225,51 @@ async def test_batches_and_templates_on_postgresql(pg_control_plane: App, maos_h
 async def test_a_long_name_is_refused_without_being_echoed(maos: Maos) -> None:
     result = await maos("batch", "status", "n" * 5000)
     assert result.exit_code == 4 and "5000 characters" in result.stderr and len(result.stderr) < 300
+
+
+async def test_a_submit_in_progress_elsewhere_or_cut_short(maos: Maos, control_plane: App) -> None:
+    """Another replica holding the claim (exit 6), and claims left by a submitter that died."""
+    from controlplane.domain.model import now
+    from controlplane.workflows.records import BatchSchedule
+
+    store = control_plane.storage.backend.batches
+    call = control_plane.storage.call
+
+    async def batch_with_tasks(name: str) -> str:
+        assert (await maos("batch", "create", "--name", name)).exit_code == 0
+        for text in ("one", "two"):
+            assert (await maos("batch", "add-task", name, text)).exit_code == 0
+        return (await call(store.find_batch, "users/local", name)).id
+
+    busy = await batch_with_tasks("busy")
+    await call(store.claim_batch_submit, busy, ["t1a", "t1b"], BatchSchedule.PARALLEL, now(), 0.0)
+    refused = await maos("batch", "submit", "busy")
+    assert refused.exit_code == 6 and "being submitted by another control-plane replica" in refused.stderr
+    assert (await maos("batch", "add-task", "busy", "three")).exit_code == 5
+    assert (await maos("batch", "delete", "busy")).exit_code == 5
+
+    # a submitter died after claiming, before storing anything: its claim is taken over, with its ids
+    # (and with the schedule asked now, or else the one it was asked)
+    orphan = await batch_with_tasks("orphan")
+    ids = [control_plane.engine.new_task_id() for _ in range(2)]
+    await call(store.claim_batch_submit, orphan, ids, BatchSchedule.SEQUENTIAL, now() - 120, 0.0)
+    taken = await maos("-o", "json", "batch", "submit", "orphan")
+    assert taken.exit_code == 0, taken.stderr
+    data = json.loads(taken.stdout)
+    assert data["task_ids"] == ids and data["batch"]["schedule"] == "BATCH_SCHEDULE_SEQUENTIAL"
+    assert data["batch"]["tasks"] == [f"tasks/{i}" for i in ids]
+
+    # a submitter died after storing the tasks, before recording it: they are found, none is added
+    stored = await batch_with_tasks("stored")
+    ids = [control_plane.engine.new_task_id() for _ in range(2)]
+    await call(store.claim_batch_submit, stored, ids, BatchSchedule.SEQUENTIAL, now() - 120, 0.0)
+    drafts = await call(store.batch_tasks, stored)
+    for task, task_id in zip(drafts, ids, strict=True):
+        task.id, task.batch = task_id, stored
+    await control_plane.engine.submit(drafts, principal="users/local")
+    before = len(json.loads((await maos("-o", "json", "task", "list", "--all")).stdout)["tasks"])
+    found = await maos("-o", "json", "batch", "submit", "stored")
+    assert found.exit_code == 0, found.stderr
+    data = json.loads(found.stdout)
+    assert data["task_ids"] == ids and data["batch"]["schedule"] == "BATCH_SCHEDULE_SEQUENTIAL"
+    assert len(json.loads((await maos("-o", "json", "task", "list", "--all")).stdout)["tasks"]) == before

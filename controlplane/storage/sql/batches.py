@@ -14,6 +14,8 @@ from controlplane.storage.sql import codec, schema
 from controlplane.workflows.records import BatchRecord, BatchSchedule
 
 _B, _E = schema.batches, schema.batch_tasks
+#: Values of ``batches.submitted``.
+OPEN, SUBMITTED, SUBMITTING = 0, 1, 2
 
 
 class SqlBatchStore:
@@ -66,7 +68,7 @@ class SqlBatchStore:
         with self.translate(), self.writes.begin() as conn:
             locked = select(_B.c.submitted).where(_B.c.id == batch_id).with_for_update()
             submitted = conn.execute(locked).scalar_one_or_none()
-            if submitted is None or submitted:
+            if submitted != OPEN:
                 return None
             count = int(conn.execute(select(func.count()).select_from(_E).where(_E.c.batch_id == batch_id))
                         .scalar_one())
@@ -85,17 +87,43 @@ class SqlBatchStore:
         with self.translate(), self.engine.connect() as conn:
             return [codec.task_from_row(orjson.loads(data)) for (data,) in conn.execute(stmt).all()]
 
-    def mark_batch_submitted(self, batch_id: str, task_ids: Sequence[str], schedule: BatchSchedule,
-                             when: float) -> bool:
-        """Record the submission of an OPEN batch (its added tasks are then the stored tasks); False if not OPEN."""
+    def claim_batch_submit(self, batch_id: str, task_ids: Sequence[str], schedule: BatchSchedule, when: float,
+                           stale_before: float) -> BatchRecord | None:
+        """Claim the submission of an OPEN batch, or of one whose submitter stopped before ``stale_before``."""
         with self.translate(), self.writes.begin() as conn:
-            row = conn.execute(select(_B.c.data).where(_B.c.id == batch_id, _B.c.submitted == 0)
-                               .with_for_update()).first()
+            row = conn.execute(select(_B.c.submitted, _B.c.data).where(_B.c.id == batch_id).with_for_update()).first()
             if row is None:
+                return None
+            submitted, data = row[0], orjson.loads(row[1])
+            if submitted == OPEN:
+                data.update(task_ids=list(task_ids), schedule=int(schedule), claim_time=when)
+            elif submitted == SUBMITTING and (data.get("claim_time") or 0) < stale_before:
+                data["claim_time"] = when
+            if data.get("claim_time") == when:
+                conn.execute(_B.update().where(_B.c.id == batch_id).values(submitted=SUBMITTING,
+                                                                           data=codec.dumps(data)))
+            found = conn.execute(select(_B, _count()).where(_B.c.id == batch_id)).mappings().one()
+            return _batch(found)
+
+    def release_batch_claim(self, batch_id: str, when: float) -> None:
+        """Make a batch claimed at ``when`` OPEN again."""
+        with self.translate(), self.writes.begin() as conn:
+            row = conn.execute(select(_B.c.data).where(_B.c.id == batch_id, _B.c.submitted == SUBMITTING)
+                               .with_for_update()).first()
+            if row is None or orjson.loads(row[0]).get("claim_time") != when:
+                return
+            data = {**orjson.loads(row[0]), "task_ids": [], "schedule": None, "claim_time": None}
+            conn.execute(_B.update().where(_B.c.id == batch_id).values(submitted=OPEN, data=codec.dumps(data)))
+
+    def mark_batch_submitted(self, batch_id: str, schedule: BatchSchedule, when: float) -> bool:
+        """Record the submission of a batch claimed at ``when``; its added tasks are deleted (they are tasks now)."""
+        with self.translate(), self.writes.begin() as conn:
+            row = conn.execute(select(_B.c.data).where(_B.c.id == batch_id, _B.c.submitted == SUBMITTING)
+                               .with_for_update()).first()
+            if row is None or orjson.loads(row[0]).get("claim_time") != when:
                 return False
-            data = {**orjson.loads(row[0]), "schedule": int(schedule), "submit_time": when,
-                    "task_ids": list(task_ids)}
-            conn.execute(_B.update().where(_B.c.id == batch_id).values(submitted=1, data=codec.dumps(data)))
+            data = {**orjson.loads(row[0]), "schedule": int(schedule), "submit_time": when, "claim_time": None}
+            conn.execute(_B.update().where(_B.c.id == batch_id).values(submitted=SUBMITTED, data=codec.dumps(data)))
             conn.execute(delete(_E).where(_E.c.batch_id == batch_id))
             return True
 
@@ -114,19 +142,23 @@ def _count() -> Any:
 
 def _batch_row(batch: BatchRecord) -> dict[str, Any]:
     data = {"schedule": int(batch.schedule) if batch.schedule else None, "submit_time": batch.submit_time,
-            "task_ids": batch.task_ids, "request_id": batch.request_id}
+            "task_ids": batch.task_ids, "request_id": batch.request_id, "claim_time": batch.claim_time}
     return {"id": batch.id, "owner": batch.owner, "display_name": batch.display_name,
-            "create_time": batch.create_time, "submitted": int(batch.submitted), "data": codec.dumps(data)}
+            "create_time": batch.create_time,
+            "submitted": SUBMITTED if batch.submitted else SUBMITTING if batch.claim_time else OPEN,
+            "data": codec.dumps(data)}
 
 
 def _batch(row: Any) -> BatchRecord:
     data = orjson.loads(row["data"])
     task_ids = list(data.get("task_ids") or [])
     schedule = data.get("schedule")
+    submitted = row["submitted"] == SUBMITTED
     return BatchRecord(
         id=row["id"], display_name=row["display_name"], owner=row["owner"], create_time=row["create_time"],
-        submitted=bool(row["submitted"]), schedule=BatchSchedule(schedule) if schedule else None,
+        submitted=submitted, schedule=BatchSchedule(schedule) if schedule else None,
         submit_time=data.get("submit_time"), task_ids=task_ids,
-        entry_count=len(task_ids) if row["submitted"] else int(row["entry_count"]),
+        entry_count=len(task_ids) if submitted else int(row["entry_count"]),
         request_id=data.get("request_id") or "",
+        claim_time=data.get("claim_time") if row["submitted"] == SUBMITTING else None,
     )

@@ -164,7 +164,8 @@ audit_records = Table(
     Index("ix_audit_records_time", "time"),
 )
 
-#: Batches: ``submitted`` 0 (OPEN) or 1; the rest (schedule, task ids, ...) in ``data``.
+#: Batches: ``submitted`` 0 (OPEN), 1 (submitted) or 2 (a submit holds it); the rest (schedule, task ids,
+#: claim time, ...) in ``data``.
 batches = Table(
     "batches",
     metadata,

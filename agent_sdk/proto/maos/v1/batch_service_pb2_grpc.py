@@ -129,7 +129,9 @@ class BatchServiceServicer:
         entry, and the batch stays OPEN). Idempotent by the batch itself: a
         repeated submit stores nothing and returns the same tasks (with another
         schedule than the first submit's: FAILED_PRECONDITION). An empty batch is
-        FAILED_PRECONDITION. Permission: task:submit.
+        FAILED_PRECONDITION; a batch another replica is submitting at that moment
+        is ABORTED (ERROR_REASON_REQUEST_IN_FLIGHT: retry). Permission:
+        task:submit.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

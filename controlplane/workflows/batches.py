@@ -18,7 +18,7 @@ import copy
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from controlplane.domain.model import Task, TaskStatus, now
+from controlplane.domain.model import Subtask, Task, TaskStatus, now
 from controlplane.errors import (
     Aborted,
     AlreadyExists,
@@ -112,6 +112,10 @@ class Batches:
         if with_pending and not batch.submitted:
             pending = await self.storage.call(self._store().batch_tasks, batch.id)
         return BatchView(batch, tasks, summary, pending)
+
+    async def finished(self, view: BatchView) -> list[tuple[Task, list[Subtask]]]:
+        """The batch's finished tasks, in the order they were added, each with its subtasks (for results)."""
+        return [(t, await self.engine.get_subtasks(t.id)) for t in view.tasks if t.status.finished]
 
     async def _progress(self, task: Task) -> float:
         if task.status.finished:

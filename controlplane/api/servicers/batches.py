@@ -14,7 +14,7 @@ from controlplane.config import Settings
 from controlplane.domain.model import Subtask, Task, TaskStatus
 from controlplane.domain.tasks import validate_request_id
 from controlplane.errors import InvalidArgument
-from controlplane.workflows import Batches, BatchSchedule, BatchView
+from controlplane.workflows import Batches, BatchRecord, BatchSchedule, BatchView
 
 #: Batches listed per page at most (each is summarized from its tasks).
 MAX_LIST_PAGE = 100
@@ -64,7 +64,7 @@ class BatchServicer(batches_grpc.BatchServiceServicer):
         self.settings = settings
         self.tokens = PageTokens()
 
-    async def _batch(self, ref: str):
+    async def _batch(self, ref: str) -> BatchRecord:
         return await self.batches.resolve(ref, current_principal(), caller_may(VIEW_ALL_TASKS))
 
     async def CreateBatch(self, request: batches_pb.CreateBatchRequest, context: grpc.aio.ServicerContext
@@ -110,8 +110,7 @@ class BatchServicer(batches_grpc.BatchServiceServicer):
     async def GetBatchResults(self, request: batches_pb.GetBatchResultsRequest, context: grpc.aio.ServicerContext
                               ) -> batches_pb.GetBatchResultsResponse:
         view = await self.batches.view(await self._batch(request.name))
-        results = [task_result_pb(t, await self.batches.engine.get_subtasks(t.id))
-                   for t in view.tasks if t.status.finished]
+        results = [task_result_pb(task, subtasks) for task, subtasks in await self.batches.finished(view)]
         return batches_pb.GetBatchResultsResponse(batch=batch_to_pb(view), results=results)
 
     async def DeleteBatch(self, request: batches_pb.DeleteBatchRequest, context: grpc.aio.ServicerContext

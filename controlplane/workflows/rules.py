@@ -135,8 +135,9 @@ def render(task: Task, parameters: Sequence[TemplateParameter], params: Mapping[
     problems: list[FieldViolation] = []
     unknown = sorted(_shown(name) for name in params if name not in declared)
     if unknown:
-        known = ", ".join(declared) or "none"
-        problems.append(FieldViolation(field, f"unknown parameters: {', '.join(unknown)} (the template takes: {known})"))
+        known = (f"the template takes: {', '.join(declared)}" if declared else
+                 "the template has no parameters: its text has no {placeholders}")
+        problems.append(FieldViolation(field, f"unknown parameters: {', '.join(unknown)} ({known})"))
     missing = [p.name for p in parameters if p.default is None and p.name not in params]
     if missing:
         problems.append(FieldViolation(field, "missing required parameters: " + ", ".join(missing)))

@@ -97,3 +97,9 @@ def test_callers_parameter_names_are_bounded_in_errors() -> None:
     assert len(err.value.message) < 300 and "x" * 64 + "..." in err.value.message
     with pytest.raises(InvalidArgument, match="65 parameter values; at most 64"):
         rules.render(_task("{who}"), params, {f"p{i}": "v" for i in range(65)})
+
+
+def test_a_template_without_placeholders_says_so() -> None:
+    with pytest.raises(InvalidArgument, match=r"unknown parameters: language \(the template has no parameters: "
+                                              r"its text has no \{placeholders\}\)"):
+        rules.render(_task("Plain"), [], {"language": "python"})

@@ -127,8 +127,8 @@ def template() -> None:
               help="The task's description, with {param} placeholders (instead of --from-task).")
 @click.option("--summary", default="", show_default=False, help="What the template is for.")
 @click.option("--param", "params", multiple=True, metavar="NAME[=DEFAULT]",
-              help="Declare a parameter, with a default or required (repeatable); when none is declared, "
-                   "every {placeholder} is a required parameter.")
+              help="Give a parameter a default (NAME=DEFAULT), or say it is required (NAME); repeatable. "
+                   "Every {placeholder} is a parameter, required unless given a default.")
 @click.option("--replace", is_flag=True, help="Replace your template of the same name.")
 @task_options
 @output_option

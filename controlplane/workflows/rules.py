@@ -81,21 +81,19 @@ def placeholders(task: Task) -> list[str]:
 
 def check_parameters(task: Task, declared: Sequence[TemplateParameter], field: str = "template.parameters"
                      ) -> list[TemplateParameter]:
-    """The template's parameters: ``declared`` when given (checked against the placeholders), else those used.
+    """The template's parameters, in order of first use: each placeholder, as ``declared`` (with a description,
+    a default) or else required.
 
     Raises:
-        InvalidArgument: A bad or repeated parameter name, too many parameters, a
-            too long description or default, a placeholder naming no declared
-            parameter, or a declared parameter used nowhere.
+        InvalidArgument: A bad or repeated parameter name, more than 64
+            parameters, a too long description or default, or a declared
+            parameter that no placeholder uses.
     """
     used = placeholders(task)
-    if not declared:
-        if len(used) > MAX_PARAMETERS:
-            raise InvalidArgument(f"the task uses {len(used)} placeholders; at most {MAX_PARAMETERS}", field=field)
-        return [TemplateParameter(name) for name in used]
     problems: list[FieldViolation] = []
-    if len(declared) > MAX_PARAMETERS:
-        problems.append(FieldViolation(field, f"{len(declared)} parameters; at most {MAX_PARAMETERS}"))
+    total = len({*used, *(p.name for p in declared)})
+    if total > MAX_PARAMETERS:
+        problems.append(FieldViolation(field, f"{total} parameters; at most {MAX_PARAMETERS}"))
     seen: set[str] = set()
     for index, p in enumerate(declared):
         where = f"{field}[{index}]"
@@ -109,16 +107,14 @@ def check_parameters(task: Task, declared: Sequence[TemplateParameter], field: s
             problems.append(FieldViolation(f"{where}.description", f"at most {MAX_PARAMETER_VALUE} characters"))
         if p.default is not None and len(p.default) > MAX_PARAMETER_VALUE:
             problems.append(FieldViolation(f"{where}.default_value", f"at most {MAX_PARAMETER_VALUE} characters"))
-    undeclared = [name for name in used if name not in seen]
-    if undeclared:
-        problems.append(FieldViolation(field, "placeholders name no declared parameter: " + ", ".join(undeclared)))
     unused = [p.name for p in declared if p.name in seen and p.name not in used]
     if unused:
         problems.append(FieldViolation(field, "declared parameters are used by no placeholder: " + ", ".join(unused)))
     if problems:
         raise InvalidArgument("invalid template: " + "; ".join(f"{p.field}: {p.description}" for p in problems),
                               violations=problems)
-    return list(declared)
+    given = {p.name: p for p in declared}
+    return [given.get(name) or TemplateParameter(name) for name in used]
 
 
 def render(task: Task, parameters: Sequence[TemplateParameter], params: Mapping[str, str],

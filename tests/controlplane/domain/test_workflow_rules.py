@@ -36,13 +36,13 @@ def test_render_fills_defaults_and_names_every_problem() -> None:
         rules.render(task, params, {"who": "x" * 4097})
 
 
-def test_declared_parameters_must_match_the_placeholders() -> None:
+def test_declared_parameters_must_be_used() -> None:
     task = _task("In {language} on {os}")
     assert [p.name for p in rules.check_parameters(task, [])] == ["language", "os"]
-    declared = [TemplateParameter("language", default="python"), TemplateParameter("os")]
-    assert rules.check_parameters(task, declared) == declared
+    declared = [TemplateParameter("os", "the system"), TemplateParameter("language", default="python")]
+    assert rules.check_parameters(task, declared) == [declared[1], declared[0]]
+    assert rules.check_parameters(task, declared[1:]) == [declared[1], TemplateParameter("os")]
     for bad, text in [
-        ([TemplateParameter("language")], "placeholders name no declared parameter: os"),
         ([*declared, TemplateParameter("extra")], "used by no placeholder: extra"),
         ([*declared, TemplateParameter("os")], "'os' is declared twice"),
         ([TemplateParameter("1bad"), *declared], "'1bad' is not a parameter name"),

@@ -82,11 +82,10 @@ class TemplateServiceServicer:
     def CreateTemplate(self, request, context):
         """Creates a template from a task definition (`template.task`) or from an
         existing task the caller may see (`source_task`: its description and
-        options, not its dependencies). The parameters are those declared in
-        `template.parameters`, or, when none are declared, every placeholder
-        found (each required). INVALID_ARGUMENT if a placeholder names no
-        declared parameter or a declared parameter is used nowhere;
-        ALREADY_EXISTS if the caller already has a template of that display name
+        options, not its dependencies). The parameters are the placeholders found,
+        in order of first use, each as declared in `template.parameters` (with a
+        description, a default) or else required. INVALID_ARGUMENT if a declared
+        parameter is used by no placeholder; ALREADY_EXISTS if the caller already has a template of that display name
         (unless `replace`). Permission: task:submit.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)

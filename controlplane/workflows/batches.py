@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import copy
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from controlplane.domain.model import Subtask, Task, TaskStatus, now
@@ -66,7 +65,8 @@ class Batches:
         self.storage = engine.storage
         self.max_tasks = max_tasks
         self.max_per_owner = max_per_owner
-        # One mutation of batches at a time in this process: a submit never races an add or a delete.
+        # One change of batches at a time in this process (a submit never races an add or a delete here);
+        # across replicas, the storage claim of a submit and the conditional writes keep them apart.
         self._lock = asyncio.Lock()
 
     def _store(self) -> BatchStore:
@@ -75,9 +75,6 @@ class Batches:
             raise FailedPrecondition(f"the {backend.kind} storage backend does not store batches",
                                      reason="ERROR_REASON_NOT_SUPPORTED")
         return backend.batches
-
-    async def _call(self, fn: Callable[..., object], *args: object) -> object:
-        return await self.storage.call(fn, *args)
 
     # --- lookups ---------------------------------------------------------------------------------
 
@@ -91,7 +88,6 @@ class Batches:
         if not ref:
             raise InvalidArgument("name is required: the batch's name or id", field="name")
         rules.check_ref(ref, "name")
-        batch = None
         if rules.looks_like("batches", ref):
             batch = await self.storage.call(store.get_batch, ref.removeprefix("batches/"))
         else:

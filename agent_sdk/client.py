@@ -41,6 +41,7 @@ from agent_sdk.proto.maos.v1 import agent_service_pb2 as agents_pb
 from agent_sdk.proto.maos.v1 import agent_service_pb2_grpc as agents_grpc
 from agent_sdk.proto.maos.v1 import audit_service_pb2 as audit_pb
 from agent_sdk.proto.maos.v1 import audit_service_pb2_grpc as audit_grpc
+from agent_sdk.proto.maos.v1 import batch_service_pb2_grpc as batches_grpc
 from agent_sdk.proto.maos.v1 import checkpoint_service_pb2 as checkpoints_pb
 from agent_sdk.proto.maos.v1 import checkpoint_service_pb2_grpc as checkpoints_grpc
 from agent_sdk.proto.maos.v1 import enums_pb2 as enums
@@ -49,9 +50,11 @@ from agent_sdk.proto.maos.v1 import system_service_pb2 as system_pb
 from agent_sdk.proto.maos.v1 import system_service_pb2_grpc as system_grpc
 from agent_sdk.proto.maos.v1 import task_service_pb2 as tasks_pb
 from agent_sdk.proto.maos.v1 import task_service_pb2_grpc as tasks_grpc
+from agent_sdk.proto.maos.v1 import template_service_pb2_grpc as templates_grpc
 from agent_sdk.submitter import TaskSubmitter
 from agent_sdk.tls import server_name_options
 from agent_sdk.webhooks import WebhookMethods
+from agent_sdk.workflows import WorkflowMethods
 
 __all__ = ["Client", "MaosRpcError", "SERVICE_CONFIG", "TERMINAL_TASK_STATUSES", "agent_name", "build_task",
            "priority_value", "task_name", "translate_errors"]
@@ -70,6 +73,9 @@ IDEMPOTENT_METHODS = {
     "maos.v1.SystemService": ["GetStatus", "GetHealth", "GetMetricsSummary", "ListLogs", "GetConfig",
                               "SetConfig", "GetMetricsHistory", "GetResources"],
     "maos.v1.WebhookService": ["CreateWebhook", "GetWebhook", "ListWebhooks", "ListWebhookDeliveries"],
+    "maos.v1.BatchService": ["CreateBatch", "GetBatch", "ListBatches", "AddBatchTask", "SubmitBatch",
+                             "GetBatchResults"],
+    "maos.v1.TemplateService": ["GetTemplate", "ListTemplates", "SubmitTaskFromTemplate"],
     "grpc.health.v1.Health": ["Check"],
 }
 
@@ -274,10 +280,11 @@ class _Service:
         return unary
 
 
-class Client(WebhookMethods):
+class Client(WebhookMethods, WorkflowMethods):
     """An async client of one MAOS control plane.
 
-    The WebhookService methods (``create_webhook``, ...) come from :class:`~agent_sdk.webhooks.WebhookMethods`.
+    The WebhookService methods (``create_webhook``, ...) come from :class:`~agent_sdk.webhooks.WebhookMethods`;
+    batches and templates from :class:`agent_sdk.workflows.WorkflowMethods`.
 
     Args:
         address: ``host:port`` of the control plane.
@@ -302,6 +309,8 @@ class Client(WebhookMethods):
         self.system = _Service(system_grpc.SystemServiceStub(self.channel), self)
         self.access = _Service(access_grpc.AccessServiceStub(self.channel), self)
         self.audit = _Service(audit_grpc.AuditServiceStub(self.channel), self)
+        self.batches = _Service(batches_grpc.BatchServiceStub(self.channel), self)
+        self.templates = _Service(templates_grpc.TemplateServiceStub(self.channel), self)
 
     @classmethod
     async def connect(cls, address: str, *, token: str | None = None, timeout: float = DEFAULT_TIMEOUT,

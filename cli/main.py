@@ -17,6 +17,7 @@ from agent_sdk.tls import tls_from_options, tls_options
 from cli import (
     access,
     agents,
+    batches,
     checkpoints,
     completion,
     config,
@@ -29,6 +30,7 @@ from cli import (
     system,
     task_export,
     tasks,
+    templates,
     webhooks,
 )
 from cli._options import OUTPUT_FLAGS, State
@@ -92,6 +94,9 @@ for command in (system.init, system.start, system.stop, system.restart, system.s
     cli.add_command(command)
 cli.add_command(tasks.task)
 tasks.task.add_command(task_export.export)
+tasks.task.add_command(templates.submit_from_template)
+cli.add_command(batches.batch)
+cli.add_command(templates.template)
 cli.add_command(monitor.monitor)
 for command in (logs.logs, metrics.metrics, metrics.resources):
     cli.add_command(command)

@@ -27,9 +27,11 @@ from controlplane.api.server import (
 )
 from controlplane.api.servicers.access import AccessServicer, AuditServicer
 from controlplane.api.servicers.agents import AgentServicer
+from controlplane.api.servicers.batches import BatchServicer
 from controlplane.api.servicers.gateway import GatewayServicer
 from controlplane.api.servicers.system import SystemServicer
 from controlplane.api.servicers.tasks import TaskServicer
+from controlplane.api.servicers.templates import TemplateServicer
 from controlplane.api.tls import ServerCredentials, ServerTls, server_tls
 from controlplane.checkpoints.wiring import install_checkpoints
 from controlplane.config import Settings
@@ -47,6 +49,7 @@ from controlplane.scheduler.engine import Engine
 from controlplane.storage.base import ReportsSchema, StorageBackend
 from controlplane.storage.executor import StorageExecutor
 from controlplane.webhooks.wiring import install_webhooks
+from controlplane.workflows import Batches, Templates
 
 log = logging.getLogger(__name__)
 
@@ -239,6 +242,10 @@ def build_app(settings: Settings, pm: pluggy.PluginManager | None = None) -> App
         "gateway": GatewayServicer(engine, launcher, logbook, admission),
         "access": AccessServicer(access, join_tokens),
         "audit": AuditServicer(storage, engine.committer.durable),
+        "batches": BatchServicer(Batches(engine, settings["batches.max_tasks"], settings["batches.max_per_owner"]),
+                                 settings),
+        "templates": TemplateServicer(Templates(engine, settings["tasks.max_description_length"],
+                                                settings["templates.max_per_owner"]), settings),
     }
     server, health = build_server(servicers, interceptors, settings["server.reflection"])
     install_checkpoints(pm, engine, settings, server)

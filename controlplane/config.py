@@ -277,6 +277,9 @@ OPTIONS: dict[str, Option] = {
         Option("tasks.context_max_chars", _positive_int, 60_000,
                "Most characters of earlier results (its steps', its dependencies') one step sees; "
                "longer ones are cut with a note."),
+        Option("batches.max_tasks", _positive_int, 1000, "Most tasks one batch may hold."),
+        Option("batches.max_per_owner", _positive_int, 1000, "Most batches one principal may have."),
+        Option("templates.max_per_owner", _positive_int, 1000, "Most templates one principal may have."),
         Option("agents.pool", _pool, {"echo": 2}, "Local agents `maos start` launches (type=count,...)."),
         Option("agents.allow_shell", _bool, False, "Allow the shell agent type to run commands."),
         Option("consensus.voting_strategy", _choice("majority", "weighted", "unanimous"), "majority",

@@ -33,6 +33,7 @@ VIEW_ALL_WEBHOOKS = "webhook:view-all"
 _T, _A, _S, _C = "/maos.v1.TaskService/", "/maos.v1.AgentService/", "/maos.v1.SystemService/", "/maos.v1.CheckpointService/"
 _X, _U = "/maos.v1.AccessService/", "/maos.v1.AuditService/"
 _W = "/maos.v1.WebhookService/"
+_B, _TP = "/maos.v1.BatchService/", "/maos.v1.TemplateService/"
 
 METHOD_PERMISSIONS: dict[str, str] = {
     **{_T + m: "task:submit" for m in ("SubmitTask", "BatchSubmitTasks", "StreamSubmitTasks")},
@@ -55,6 +56,11 @@ METHOD_PERMISSIONS: dict[str, str] = {
     _U + "ListAuditRecords": "audit:view",
     **{_W + m: "webhook:manage" for m in ("CreateWebhook", "GetWebhook", "ListWebhooks", "UpdateWebhook",
                                           "DeleteWebhook", "ListWebhookDeliveries", "TestWebhook")},
+    # Batches and templates are the caller's own task definitions: the task permissions apply.
+    **{_B + m: "task:submit" for m in ("CreateBatch", "AddBatchTask", "SubmitBatch", "DeleteBatch")},
+    **{_B + m: "task:view" for m in ("GetBatch", "ListBatches", "GetBatchResults")},
+    **{_TP + m: "task:submit" for m in ("CreateTemplate", "DeleteTemplate", "SubmitTaskFromTemplate")},
+    **{_TP + m: "task:view" for m in ("GetTemplate", "ListTemplates")},
     "/maos.v1.AgentGateway/Connect": "agent:connect",
 }
 

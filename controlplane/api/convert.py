@@ -253,7 +253,7 @@ def task_to_pb(t: Task, status_reason: str = "", subtasks: list[Subtask] | None 
         failure=failure_to_pb(t.failure), owner=t.owner, create_time=timestamp(t.create_time),
         start_time=timestamp(t.start_time), end_time=timestamp(t.end_time), update_time=timestamp(t.update_time),
         usage=usage_to_pb(t.usage), warnings=t.warnings, retries=t.retries,
-        batch=t.batch, template=t.template,
+        batch=f"batches/{t.batch}" if t.batch else "", template=f"templates/{t.template}" if t.template else "",
     )
     if subtasks is not None:
         msg.subtasks_total = len(subtasks)

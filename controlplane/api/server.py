@@ -6,7 +6,9 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from controlplane.api.pb import access_grpc, agents_grpc, audit_grpc, gateway_grpc, system_grpc, tasks_grpc
+from controlplane.api.pb import (
+    access_grpc, agents_grpc, audit_grpc, batches_grpc, gateway_grpc, system_grpc, tasks_grpc, templates_grpc,
+)
 from controlplane.errors import InvalidArgument
 
 #: Accept agent keepalive pings every 10 s or slower (agents ping every 30 s).
@@ -31,6 +33,8 @@ SERVICE_NAMES = [
     "maos.v1.AccessService",
     "maos.v1.AuditService",
     "maos.v1.WebhookService",
+    "maos.v1.BatchService",
+    "maos.v1.TemplateService",
 ]
 
 _LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
@@ -84,6 +88,8 @@ def build_server(servicers: dict[str, object], interceptors: list[grpc.aio.Serve
     gateway_grpc.add_AgentGatewayServicer_to_server(servicers["gateway"], server)
     access_grpc.add_AccessServiceServicer_to_server(servicers["access"], server)
     audit_grpc.add_AuditServiceServicer_to_server(servicers["audit"], server)
+    batches_grpc.add_BatchServiceServicer_to_server(servicers["batches"], server)
+    templates_grpc.add_TemplateServiceServicer_to_server(servicers["templates"], server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     if reflection_level != "off":

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 COMPONENT_TABLES: dict[str, tuple[str, ...]] = {
     "tasks": ("tasks", "subtasks", "shared_state"),
     "agents": ("agents",),
+    "batches": ("batches", "batch_tasks"),
+    "templates": ("templates",),
 }
 
 #: The user guide's names of components (``maos recover --component task_manager``).

@@ -122,8 +122,13 @@ def _groups(data: TableRows, component: str) -> dict[str, tuple[Any, ...]]:
     def norm(row: tuple[Any, ...]) -> tuple[Any, ...]:
         return tuple(bytes(v) if isinstance(v, (memoryview, bytearray)) else v for v in row)
 
-    if component == "agents":
-        return {row[0]: (norm(row),) for row in data.get("agents", ([], []))[1]}
+    if component in ("agents", "templates"):  # keyed by their first column, the id
+        return {row[0]: (norm(row),) for row in data.get(component, ([], []))[1]}
+    if component == "batches":  # a batch with the tasks added to it
+        batches: dict[str, list[Any]] = {row[0]: [norm(row)] for row in data.get("batches", ([], []))[1]}
+        for row in data.get("batch_tasks", ([], []))[1]:  # batch_id is the first key column
+            batches.setdefault(row[0], []).append(norm(row))
+        return {k: tuple(v) for k, v in batches.items()}
     columns, rows = data.get("tasks", ([], []))
     id_at = columns.index("id") if columns else 0
     groups: dict[str, list[Any]] = {row[id_at]: [norm(row)] for row in rows}

@@ -339,10 +339,14 @@ class Engine(AgentSide, Consensus, Watching, PoolSide):
         self, tasks: list[Task], principal: str, key: tuple[str, str, str], request_hash: str, method: str
     ) -> list[SubmitOutcome]:
         request_id = key[2]
-        dep_ids = {d for t in tasks for d in t.depends_on}
+        # A task may depend on one submitted before it in the same call (a sequential batch).
+        earlier = {t.id: i for i, t in enumerate(tasks)}
+        dep_ids = {d for t in tasks for d in t.depends_on if d not in earlier}
         deps = await self._lookup(dep_ids)
         for index, task in enumerate(tasks):
             for dep in task.depends_on:
+                if earlier.get(dep, index) < index:
+                    continue
                 dep_task = deps.get(dep)
                 if dep_task is None or (dep_task.owner != principal and principal):
                     where = f"requests[{index}].task.depends_on" if len(tasks) > 1 else "task.depends_on"

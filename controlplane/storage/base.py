@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from controlplane.access.records import JoinTokenRecord
     from controlplane.checkpoints.record import CheckpointRecord
     from controlplane.webhooks.records import DeliveryRecord, WebhookRecord
+    from controlplane.workflows.records import BatchRecord, BatchSchedule, TemplateRecord
 
 #: Raw rows of tables: ``{table: (column names, rows as tuples)}`` (checkpoints).
 TableRows = dict[str, tuple[list[str], list[tuple[Any, ...]]]]
@@ -393,3 +394,116 @@ class StoresWebhooks(Protocol):
 
     def prune_deliveries(self, before: float) -> int:
         """Delete finished deliveries created before ``before``; how many."""
+
+
+class BatchStore(Protocol):
+    """Batches and the tasks added to them (see :class:`StoresBatches`).
+
+    Names are unique per owner: a second batch of the same ``(owner, display_name)``
+    raises ``AlreadyExists``. Records read back carry ``entry_count``.
+    """
+
+    def create_batch(self, batch: BatchRecord) -> None:
+        """Insert an OPEN batch (``AlreadyExists`` if its id, or its owner's name, is taken)."""
+
+    def get_batch(self, batch_id: str) -> BatchRecord | None:
+        """One batch, or None."""
+
+    def find_batch(self, owner: str, display_name: str) -> BatchRecord | None:
+        """The owner's batch of that name, or None."""
+
+    def list_batches(self, owner: str | None, offset: int, limit: int) -> list[BatchRecord]:
+        """Batches newest first (``owner`` None: everyone's), at most ``limit`` after ``offset``."""
+
+    def count_batches(self, owner: str) -> int:
+        """How many batches the owner has."""
+
+    def add_batch_task(self, batch_id: str, task: Task, request_id: str = "") -> int | None:
+        """Append a task to an OPEN batch, in one transaction; the batch's task count afterwards.
+
+        A ``request_id`` already used for this batch adds nothing (the count is returned).
+
+        Returns:
+            The count, or None when the batch does not exist or is not OPEN (nothing added).
+        """
+
+    def batch_tasks(self, batch_id: str) -> list[Task]:
+        """The tasks added to a batch, in the order they were added."""
+
+    def claim_batch_submit(self, batch_id: str, task_ids: Sequence[str], schedule: BatchSchedule, when: float,
+                           stale_before: float) -> BatchRecord | None:
+        """Claim the submission of a batch, in one transaction (so one submitter at a time, across replicas).
+
+        An OPEN batch becomes SUBMITTING with ``task_ids``, ``schedule`` and
+        ``claim_time = when``. A SUBMITTING batch claimed before ``stale_before``
+        (its submitter died) is claimed again at ``when``, keeping its task ids and
+        schedule. Any other batch is left as it is.
+
+        Returns:
+            The batch afterwards (the caller holds the claim when its ``claim_time``
+            is ``when``), or None if it does not exist.
+        """
+
+    def release_batch_claim(self, batch_id: str, when: float) -> None:
+        """Make a batch claimed at ``when`` OPEN again (its submit stored nothing)."""
+
+    def mark_batch_submitted(self, batch_id: str, schedule: BatchSchedule, when: float) -> bool:
+        """Record the submission of a batch claimed at ``when`` (its added tasks are deleted: they are tasks now).
+
+        Returns:
+            False (nothing changed) if the batch is not claimed at ``when``.
+        """
+
+    def delete_batch(self, batch_id: str) -> bool:
+        """Delete a batch and its added tasks (not the submitted tasks); whether it existed."""
+
+
+@runtime_checkable
+class StoresBatches(Protocol):
+    """An optional capability of a backend that stores batches (``maos batch``).
+
+    Without it, the BatchService answers FAILED_PRECONDITION naming the backend.
+    """
+
+    #: The backend's batch store.
+    batches: BatchStore
+
+
+class TemplateStore(Protocol):
+    """Task templates (see :class:`StoresTemplates`); names are unique per owner."""
+
+    def put_template(self, template: TemplateRecord, *, replace: bool = False) -> TemplateRecord:
+        """Insert a template; with ``replace``, overwrite the owner's template of the same name, keeping its id.
+
+        Returns:
+            The stored template (with the kept id when replaced).
+
+        Raises:
+            AlreadyExists: The id, or (without ``replace``) the owner's name, is taken.
+        """
+
+    def get_template(self, template_id: str) -> TemplateRecord | None:
+        """One template, or None."""
+
+    def find_template(self, owner: str, display_name: str) -> TemplateRecord | None:
+        """The owner's template of that name, or None."""
+
+    def list_templates(self, owner: str | None, offset: int, limit: int) -> list[TemplateRecord]:
+        """Templates by name (``owner`` None: everyone's), at most ``limit`` after ``offset``."""
+
+    def count_templates(self, owner: str) -> int:
+        """How many templates the owner has."""
+
+    def delete_template(self, template_id: str) -> bool:
+        """Delete a template; whether it existed."""
+
+
+@runtime_checkable
+class StoresTemplates(Protocol):
+    """An optional capability of a backend that stores task templates (``maos template``).
+
+    Without it, the TemplateService answers FAILED_PRECONDITION naming the backend.
+    """
+
+    #: The backend's template store.
+    templates: TemplateStore

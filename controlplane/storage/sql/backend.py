@@ -31,13 +31,20 @@ from controlplane.domain.model import AgentInfo, Subtask, Task, TaskStatus
 from controlplane.errors import Aborted, AlreadyExists, Unavailable
 from controlplane.home import PRIVATE_DIR, create_private_file
 from controlplane.storage.base import (
-    IdempotencyRecord, SchemaStatus, StateValue, TableRows, TaskQuery, WriteBatch,
+    IdempotencyRecord,
+    SchemaStatus,
+    StateValue,
+    TableRows,
+    TaskQuery,
+    WriteBatch,
 )
 from controlplane.storage.sql import codec, schema, wal
-from controlplane.storage.sql.webhooks import SqlWebhooks, delivery_row
-from controlplane.storage.sql.migrations import schema_status
+from controlplane.storage.sql.batches import SqlBatchStore
 from controlplane.storage.sql.migrations import migrate as run_migrations
+from controlplane.storage.sql.migrations import schema_status
+from controlplane.storage.sql.templates import SqlTemplateStore
 from controlplane.storage.sql.wal import WalCheckpointer
+from controlplane.storage.sql.webhooks import SqlWebhooks, delivery_row
 
 _T = TypeVar("_T")
 
@@ -166,6 +173,9 @@ class SqlBackend(SqlWebhooks):
         self._checkpointer: WalCheckpointer | None = None  # started by the first write to an SQLite file
         self._now_connection: sqlite3.Connection | None = None  # write_now's own, made on first use
         self._closed = False
+        #: Optional capabilities (storage.base.StoresBatches, StoresTemplates), in their own modules.
+        self.batches = SqlBatchStore(engine, self._writes, translate_errors)
+        self.templates = SqlTemplateStore(engine, self._writes, translate_errors)
 
     def __repr__(self) -> str:
         return f"SqlBackend({self.engine.url!r})"

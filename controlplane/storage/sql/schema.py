@@ -40,6 +40,7 @@ tasks = Table(
     Index("ix_tasks_status", "status"),
     Index("ix_tasks_owner_seq", "owner", "seq"),
     Index("ix_tasks_create_time", "create_time"),
+    Index("ix_tasks_batch", "batch"),
 )
 
 #: Columns of ``tasks`` fixed when a task is accepted, never written again.
@@ -200,6 +201,43 @@ webhook_deliveries = Table(
     Column("payload", Text, nullable=False),
     Index("ix_webhook_deliveries_due", "status", "next_attempt_time"),
     Index("ix_webhook_deliveries_webhook", "webhook_id", "create_time"),
+)
+
+#: Batches: ``submitted`` 0 (OPEN), 1 (submitted) or 2 (a submit holds it); the rest (schedule, task ids,
+#: claim time, ...) in ``data``.
+batches = Table(
+    "batches",
+    metadata,
+    Column("id", String, primary_key=True),
+    Column("owner", String, nullable=False),
+    Column("display_name", String, nullable=False),
+    Column("create_time", Double, nullable=False),
+    Column("submitted", Integer, nullable=False),
+    Column("data", Text, nullable=False),
+    Index("ix_batches_owner_display_name", "owner", "display_name", unique=True),
+    Index("ix_batches_create_time", "create_time"),
+)
+
+#: The tasks added to a batch before it is submitted (``data``: a task as in ``tasks``).
+batch_tasks = Table(
+    "batch_tasks",
+    metadata,
+    Column("batch_id", String, primary_key=True),
+    Column("position", Integer, primary_key=True),
+    Column("request_id", String, nullable=False),
+    Column("data", Text, nullable=False),
+)
+
+#: Task templates (``data``: description, parameters, source task and the task).
+templates = Table(
+    "templates",
+    metadata,
+    Column("id", String, primary_key=True),
+    Column("owner", String, nullable=False),
+    Column("display_name", String, nullable=False),
+    Column("create_time", Double, nullable=False),
+    Column("data", Text, nullable=False),
+    Index("ix_templates_owner_display_name", "owner", "display_name", unique=True),
 )
 
 #: Every table of the schema, parents first.

@@ -558,7 +558,7 @@ async def test_no_other_method_is_reachable_without_credentials(secured: App) ->
     )
 
     served = {"TaskService", "AgentService", "SystemService", "CheckpointService", "AccessService", "AuditService",
-              "WebhookService"}
+              "WebhookService", "BatchService", "TemplateService"}
     modules = (access_service_pb2, agent_service_pb2, audit_service_pb2, batch_service_pb2, checkpoint_service_pb2,
                system_service_pb2, task_service_pb2, template_service_pb2, webhook_service_pb2)
     methods = [(service.name, f"/{service.full_name}/{m.name}") for module in modules

@@ -140,9 +140,9 @@ async def test_recover_after_database_wipe(maos_home: Path, tmp_path: Path) -> N
 async def test_components_and_bad_inputs(client: Client) -> None:
     await submit(client, 1)
     ck = await client.create_checkpoint()
-    report = await client.recover(ck.name, verify_only=True, components=["agents", "templates"])
-    assert [c.component for c in report.changes] == ["agents"]
-    assert any("templates" in w for w in report.warnings)
+    report = await client.recover(ck.name, verify_only=True, components=["agents", "templates", "config"])
+    assert [c.component for c in report.changes] == ["agents", "templates"]
+    assert any("'config'" in w for w in report.warnings)
     for call, code, reason in [
         (client.recover(ck.name, components=["bogus"]), grpc.StatusCode.INVALID_ARGUMENT, None),
         (client.get_checkpoint("nope"), grpc.StatusCode.NOT_FOUND, "ERROR_REASON_CHECKPOINT_NOT_FOUND"),

@@ -1,4 +1,5 @@
 # Generated from protos/ by protos/generate.py. DO NOT EDIT.
+from . import enums_pb2 as _enums_pb2
 from . import messages_pb2 as _messages_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
@@ -31,10 +32,12 @@ class GetBatchRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ...) -> None: ...
 
 class GetBatchResponse(_message.Message):
-    __slots__ = ("batch",)
+    __slots__ = ("batch", "tasks")
     BATCH_FIELD_NUMBER: _ClassVar[int]
+    TASKS_FIELD_NUMBER: _ClassVar[int]
     batch: _messages_pb2.Batch
-    def __init__(self, batch: _Optional[_Union[_messages_pb2.Batch, _Mapping]] = ...) -> None: ...
+    tasks: _containers.RepeatedCompositeFieldContainer[_messages_pb2.Task]
+    def __init__(self, batch: _Optional[_Union[_messages_pb2.Batch, _Mapping]] = ..., tasks: _Optional[_Iterable[_Union[_messages_pb2.Task, _Mapping]]] = ...) -> None: ...
 
 class ListBatchesRequest(_message.Message):
     __slots__ = ("page_size", "page_token")
@@ -69,12 +72,14 @@ class AddBatchTaskResponse(_message.Message):
     def __init__(self, batch: _Optional[_Union[_messages_pb2.Batch, _Mapping]] = ...) -> None: ...
 
 class SubmitBatchRequest(_message.Message):
-    __slots__ = ("name", "request_id")
+    __slots__ = ("name", "request_id", "schedule")
     NAME_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    SCHEDULE_FIELD_NUMBER: _ClassVar[int]
     name: str
     request_id: str
-    def __init__(self, name: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+    schedule: _enums_pb2.BatchSchedule
+    def __init__(self, name: _Optional[str] = ..., request_id: _Optional[str] = ..., schedule: _Optional[_Union[_enums_pb2.BatchSchedule, str]] = ...) -> None: ...
 
 class SubmitBatchResponse(_message.Message):
     __slots__ = ("batch", "tasks")

@@ -28,6 +28,11 @@ if _version_not_supported:
 
 class BatchServiceStub:
     """Named groups of tasks, built up and then submitted together.
+
+    A batch is owned by its creator and addressed by its resource name
+    (`batches/{id}`), its bare id, or its display name, which is unique among
+    the caller's own batches. Other principals' batches do not exist for a
+    caller (NOT_FOUND) unless it holds `task:view-all`.
     """
 
     def __init__(self, channel):
@@ -75,10 +80,16 @@ class BatchServiceStub:
 
 class BatchServiceServicer:
     """Named groups of tasks, built up and then submitted together.
+
+    A batch is owned by its creator and addressed by its resource name
+    (`batches/{id}`), its bare id, or its display name, which is unique among
+    the caller's own batches. Other principals' batches do not exist for a
+    caller (NOT_FOUND) unless it holds `task:view-all`.
     """
 
     def CreateBatch(self, request, context):
-        """Creates an empty, OPEN batch. ALREADY_EXISTS if the id is taken.
+        """Creates an empty, OPEN batch. ALREADY_EXISTS if the caller already has a
+        batch of that display name, or if the id is taken.
         Permission: task:submit.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -86,14 +97,17 @@ class BatchServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetBatch(self, request, context):
-        """Returns a batch with its progress. Permission: task:view.
+        """Returns a batch with its progress (counts of its tasks by state).
+        Permission: task:view.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListBatches(self, request, context):
-        """Lists batches, newest first. Permission: task:view.
+        """Lists the caller's batches, newest first (every principal's with
+        `task:view-all`). Listed batches carry no pending_tasks.
+        Permission: task:view.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -101,7 +115,8 @@ class BatchServiceServicer:
 
     def AddBatchTask(self, request, context):
         """Adds a task to an OPEN batch (validated now, submitted with the batch).
-        FAILED_PRECONDITION (ERROR_REASON_BATCH_SUBMITTED) once submitted.
+        FAILED_PRECONDITION (ERROR_REASON_BATCH_SUBMITTED) once submitted;
+        RESOURCE_EXHAUSTED past `batches.max_tasks` tasks.
         Permission: task:submit.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -109,15 +124,22 @@ class BatchServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def SubmitBatch(self, request, context):
-        """Submits every task of the batch atomically. Idempotent by request_id.
-        Permission: task:submit.
+        """Submits every task of the batch atomically: all are stored in one
+        transaction, or none (a missing dependency is NOT_FOUND naming the
+        entry, and the batch stays OPEN). Idempotent by the batch itself: a
+        repeated submit stores nothing and returns the same tasks (with another
+        schedule than the first submit's: FAILED_PRECONDITION). An empty batch is
+        FAILED_PRECONDITION; a batch another replica is submitting at that moment
+        is ABORTED (ERROR_REASON_REQUEST_IN_FLIGHT: retry). Permission:
+        task:submit.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetBatchResults(self, request, context):
-        """Returns the results of the batch's finished tasks. Permission: task:view.
+        """Returns the results of the batch's finished tasks (the batch's counts
+        say how many are still unfinished). Permission: task:view.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -125,7 +147,7 @@ class BatchServiceServicer:
 
     def DeleteBatch(self, request, context):
         """Deletes an OPEN batch, or forgets a finished one (its tasks remain).
-        Permission: task:submit.
+        A RUNNING batch is FAILED_PRECONDITION. Permission: task:submit.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -179,6 +201,11 @@ def add_BatchServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class BatchService:
     """Named groups of tasks, built up and then submitted together.
+
+    A batch is owned by its creator and addressed by its resource name
+    (`batches/{id}`), its bare id, or its display name, which is unique among
+    the caller's own batches. Other principals' batches do not exist for a
+    caller (NOT_FOUND) unless it holds `task:view-all`.
     """
 
     @staticmethod

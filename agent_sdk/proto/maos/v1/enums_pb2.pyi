@@ -111,6 +111,12 @@ class BatchStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     BATCH_STATUS_COMPLETED: _ClassVar[BatchStatus]
     BATCH_STATUS_FAILED: _ClassVar[BatchStatus]
 
+class BatchSchedule(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    BATCH_SCHEDULE_UNSPECIFIED: _ClassVar[BatchSchedule]
+    BATCH_SCHEDULE_PARALLEL: _ClassVar[BatchSchedule]
+    BATCH_SCHEDULE_SEQUENTIAL: _ClassVar[BatchSchedule]
+
 class ComponentState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     COMPONENT_STATE_UNSPECIFIED: _ClassVar[ComponentState]
@@ -200,6 +206,9 @@ BATCH_STATUS_OPEN: BatchStatus
 BATCH_STATUS_RUNNING: BatchStatus
 BATCH_STATUS_COMPLETED: BatchStatus
 BATCH_STATUS_FAILED: BatchStatus
+BATCH_SCHEDULE_UNSPECIFIED: BatchSchedule
+BATCH_SCHEDULE_PARALLEL: BatchSchedule
+BATCH_SCHEDULE_SEQUENTIAL: BatchSchedule
 COMPONENT_STATE_UNSPECIFIED: ComponentState
 COMPONENT_STATE_HEALTHY: ComponentState
 COMPONENT_STATE_DEGRADED: ComponentState

@@ -415,7 +415,7 @@ class Checkpoint(_message.Message):
     def __init__(self, name: _Optional[str] = ..., display_name: _Optional[str] = ..., description: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., automatic: _Optional[bool] = ..., size_bytes: _Optional[int] = ..., compressed_size_bytes: _Optional[int] = ..., sha256: _Optional[str] = ..., components: _Optional[_Iterable[str]] = ..., task_count: _Optional[int] = ..., format_version: _Optional[str] = ...) -> None: ...
 
 class Batch(_message.Message):
-    __slots__ = ("name", "display_name", "status", "pending_tasks", "tasks", "tasks_completed", "tasks_failed", "owner", "create_time", "submit_time")
+    __slots__ = ("name", "display_name", "status", "pending_tasks", "tasks", "tasks_completed", "tasks_failed", "owner", "create_time", "submit_time", "schedule", "tasks_pending", "tasks_queued", "tasks_running", "tasks_cancelled", "task_count", "progress")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -426,6 +426,13 @@ class Batch(_message.Message):
     OWNER_FIELD_NUMBER: _ClassVar[int]
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     SUBMIT_TIME_FIELD_NUMBER: _ClassVar[int]
+    SCHEDULE_FIELD_NUMBER: _ClassVar[int]
+    TASKS_PENDING_FIELD_NUMBER: _ClassVar[int]
+    TASKS_QUEUED_FIELD_NUMBER: _ClassVar[int]
+    TASKS_RUNNING_FIELD_NUMBER: _ClassVar[int]
+    TASKS_CANCELLED_FIELD_NUMBER: _ClassVar[int]
+    TASK_COUNT_FIELD_NUMBER: _ClassVar[int]
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
     name: str
     display_name: str
     status: _enums_pb2.BatchStatus
@@ -436,7 +443,14 @@ class Batch(_message.Message):
     owner: str
     create_time: _timestamp_pb2.Timestamp
     submit_time: _timestamp_pb2.Timestamp
-    def __init__(self, name: _Optional[str] = ..., display_name: _Optional[str] = ..., status: _Optional[_Union[_enums_pb2.BatchStatus, str]] = ..., pending_tasks: _Optional[_Iterable[_Union[Task, _Mapping]]] = ..., tasks: _Optional[_Iterable[str]] = ..., tasks_completed: _Optional[int] = ..., tasks_failed: _Optional[int] = ..., owner: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., submit_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    schedule: _enums_pb2.BatchSchedule
+    tasks_pending: int
+    tasks_queued: int
+    tasks_running: int
+    tasks_cancelled: int
+    task_count: int
+    progress: float
+    def __init__(self, name: _Optional[str] = ..., display_name: _Optional[str] = ..., status: _Optional[_Union[_enums_pb2.BatchStatus, str]] = ..., pending_tasks: _Optional[_Iterable[_Union[Task, _Mapping]]] = ..., tasks: _Optional[_Iterable[str]] = ..., tasks_completed: _Optional[int] = ..., tasks_failed: _Optional[int] = ..., owner: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., submit_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., schedule: _Optional[_Union[_enums_pb2.BatchSchedule, str]] = ..., tasks_pending: _Optional[int] = ..., tasks_queued: _Optional[int] = ..., tasks_running: _Optional[int] = ..., tasks_cancelled: _Optional[int] = ..., task_count: _Optional[int] = ..., progress: _Optional[float] = ...) -> None: ...
 
 class TemplateParameter(_message.Message):
     __slots__ = ("name", "description", "default_value")
@@ -449,7 +463,7 @@ class TemplateParameter(_message.Message):
     def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., default_value: _Optional[str] = ...) -> None: ...
 
 class Template(_message.Message):
-    __slots__ = ("name", "description", "task", "parameters", "owner", "create_time", "source_task")
+    __slots__ = ("name", "description", "task", "parameters", "owner", "create_time", "source_task", "display_name")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     TASK_FIELD_NUMBER: _ClassVar[int]
@@ -457,6 +471,7 @@ class Template(_message.Message):
     OWNER_FIELD_NUMBER: _ClassVar[int]
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     SOURCE_TASK_FIELD_NUMBER: _ClassVar[int]
+    DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
     name: str
     description: str
     task: Task
@@ -464,7 +479,8 @@ class Template(_message.Message):
     owner: str
     create_time: _timestamp_pb2.Timestamp
     source_task: str
-    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., task: _Optional[_Union[Task, _Mapping]] = ..., parameters: _Optional[_Iterable[_Union[TemplateParameter, _Mapping]]] = ..., owner: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., source_task: _Optional[str] = ...) -> None: ...
+    display_name: str
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., task: _Optional[_Union[Task, _Mapping]] = ..., parameters: _Optional[_Iterable[_Union[TemplateParameter, _Mapping]]] = ..., owner: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., source_task: _Optional[str] = ..., display_name: _Optional[str] = ...) -> None: ...
 
 class User(_message.Message):
     __slots__ = ("name", "email", "roles", "disabled", "create_time")

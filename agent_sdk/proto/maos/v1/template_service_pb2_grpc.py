@@ -27,7 +27,13 @@ if _version_not_supported:
 
 
 class TemplateServiceStub:
-    """Reusable task templates with `{{param}}` placeholders.
+    """Reusable task templates with `{param}` (or `{{param}}`) placeholders.
+
+    A template is owned by its creator and addressed by its resource name
+    (`templates/{id}`), its bare id, or its display name, which is unique among
+    the caller's own templates. Other principals' templates do not exist for a
+    caller (NOT_FOUND) unless it holds `task:view-all`, which lets it read
+    them and submit from them (not replace or delete them).
     """
 
     def __init__(self, channel):
@@ -64,13 +70,23 @@ class TemplateServiceStub:
 
 
 class TemplateServiceServicer:
-    """Reusable task templates with `{{param}}` placeholders.
+    """Reusable task templates with `{param}` (or `{{param}}`) placeholders.
+
+    A template is owned by its creator and addressed by its resource name
+    (`templates/{id}`), its bare id, or its display name, which is unique among
+    the caller's own templates. Other principals' templates do not exist for a
+    caller (NOT_FOUND) unless it holds `task:view-all`, which lets it read
+    them and submit from them (not replace or delete them).
     """
 
     def CreateTemplate(self, request, context):
-        """Creates a template from a task definition or from an existing task
-        (`source_task`). ALREADY_EXISTS if the id is taken; INVALID_ARGUMENT if
-        a placeholder names no declared parameter. Permission: template:manage.
+        """Creates a template from a task definition (`template.task`) or from an
+        existing task the caller may see (`source_task`: its description and
+        options, not its dependencies). The parameters are the placeholders found,
+        in order of first use, each as declared in `template.parameters` (with a
+        description, a default) or else required. INVALID_ARGUMENT if a declared
+        parameter is used by no placeholder; ALREADY_EXISTS if the caller already has a template of that display name
+        (unless `replace`). Permission: task:submit.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -78,30 +94,32 @@ class TemplateServiceServicer:
 
     def GetTemplate(self, request, context):
         """Returns one template (its full definition, for export).
-        Permission: template:view.
+        Permission: task:view.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListTemplates(self, request, context):
-        """Lists templates by name. Permission: template:view.
+        """Lists the caller's templates by display name (every principal's with
+        `task:view-all`). Permission: task:view.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def DeleteTemplate(self, request, context):
-        """Deletes a template. Permission: template:manage.
+        """Deletes one of the caller's templates. Permission: task:submit.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def SubmitTaskFromTemplate(self, request, context):
-        """Fills a template's placeholders and submits the task. A missing
-        required parameter or an unknown one is INVALID_ARGUMENT. Idempotent by
-        request_id. Permission: task:submit.
+        """Fills a template's placeholders and submits the task, owned by the
+        caller. A missing required parameter or an unknown one is
+        INVALID_ARGUMENT naming them. Idempotent by request_id.
+        Permission: task:submit.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -144,7 +162,13 @@ def add_TemplateServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class TemplateService:
-    """Reusable task templates with `{{param}}` placeholders.
+    """Reusable task templates with `{param}` (or `{{param}}`) placeholders.
+
+    A template is owned by its creator and addressed by its resource name
+    (`templates/{id}`), its bare id, or its display name, which is unique among
+    the caller's own templates. Other principals' templates do not exist for a
+    caller (NOT_FOUND) unless it holds `task:view-all`, which lets it read
+    them and submit from them (not replace or delete them).
     """
 
     @staticmethod

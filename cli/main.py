@@ -15,7 +15,8 @@ import click
 
 from agent_sdk.tls import tls_from_options, tls_options
 from cli import (
-    access, agents, checkpoints, completion, config, db, join_tokens, monitor, plugins, system, task_export, tasks,
+    access, agents, checkpoints, completion, config, db, join_tokens, mcp_server, monitor, plugins, system, task_export,
+    tasks,
 )
 from cli._options import OUTPUT_FLAGS, State
 from cli._output import FORMATS
@@ -86,6 +87,7 @@ cli.add_command(plugins.plugins)
 cli.add_command(checkpoints.checkpoint)
 cli.add_command(checkpoints.recover)
 cli.add_command(completion.completion)
+cli.add_command(mcp_server.mcp)
 for group in (access.user, access.role, access.api_key, join_tokens.join_token, access.audit):
     cli.add_command(group)
 

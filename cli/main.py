@@ -15,8 +15,8 @@ import click
 
 from agent_sdk.tls import tls_from_options, tls_options
 from cli import (
-    access, agents, checkpoints, completion, config, db, join_tokens, mcp_server, monitor, plugins, system, task_export,
-    tasks,
+    access, agents, checkpoints, completion, config, db, join_tokens, mcp_server, monitor, plugins, system,
+    task_export, tasks,
 )
 from cli._options import OUTPUT_FLAGS, State
 from cli._output import FORMATS

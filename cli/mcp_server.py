@@ -18,7 +18,8 @@ INSTALL_HINT = 'maos mcp needs the mcp package: pip install "maos[mcp]" (or pip 
               help="Serve streamable HTTP at http://HOST:PORT/mcp instead of stdio; each MCP client sends "
                    "its own API key as Authorization: Bearer.")
 @click.option("--host", default="127.0.0.1", help="With --http: the address to listen on (plain HTTP).")
-@click.option("--port", type=click.IntRange(0, 65535), default=8100, help="With --http: the port (0: any free).")
+@click.option("--port", type=click.IntRange(0, 65535), default=8100,
+              help="With --http: the port (0: any free).")
 @click.option("--allowed-host", "allowed_hosts", multiple=True, metavar="HOST:PORT",
               help="With --http: another Host header value to answer (e.g. a proxy's name; * for any port).")
 @handle_errors
@@ -60,7 +61,8 @@ def mcp(http: bool, host: str, port: int, allowed_hosts: tuple[str, ...]) -> Non
         message(f"warning: serving plain HTTP on {host}: API keys cross the network in clear; "
                 "put a TLS proxy in front (and --allowed-host its name)")
     async def serve_http() -> None:
-        client = make_client(s.addr, token=None, timeout=s.timeout, tls=tls)  # each request brings its own key
+        # No key of its own: each request brings its MCP client's.
+        client = make_client(s.addr, token=None, timeout=s.timeout, tls=tls)
         transport = HttpTransport(client, host=host, allowed_hosts=allowed_hosts)
         server = uvicorn.Server(uvicorn.Config(transport.app(), host=host, port=port, log_level="warning",
                                                lifespan="on"))

@@ -68,7 +68,8 @@ async def read_resource(client: Client, uri: str) -> types.ReadResourceResult:
     else:
         match = _TASK_URI.match(uri)
         if not match:
-            raise MCPError(RESOURCE_NOT_FOUND, f"unknown resource {uri!r}; use {RUNNING_URI} or {TASK_TEMPLATE}")
+            raise MCPError(RESOURCE_NOT_FOUND,
+                           f"unknown resource {uri!r}; use {RUNNING_URI} or {TASK_TEMPLATE}")
         try:
             data = to_data(await client.get_task(match.group(1), full=True))
         except NotFoundError as exc:
@@ -76,4 +77,5 @@ async def read_resource(client: Client, uri: str) -> types.ReadResourceResult:
         except MaosRpcError as exc:
             raise MCPError(types.INVALID_REQUEST, str(exc)) from None
     text = json.dumps(data, default=str, indent=2)
-    return types.ReadResourceResult(contents=[types.TextResourceContents(uri=uri, mime_type=_JSON, text=text)])
+    contents = types.TextResourceContents(uri=uri, mime_type=_JSON, text=text)
+    return types.ReadResourceResult(contents=[contents])

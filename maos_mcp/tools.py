@@ -13,7 +13,7 @@ import asyncio
 import json
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import jsonschema
@@ -49,14 +49,16 @@ _TASK_ID = {"type": "string", "minLength": 1, "maxLength": 200,
 
 
 def _schema(properties: dict[str, Any], required: list[str] | None = None) -> dict[str, Any]:
-    return {"type": "object", "properties": properties, "required": required or [], "additionalProperties": False}
+    return {"type": "object", "properties": properties, "required": required or [],
+            "additionalProperties": False}
 
 
 SUBMIT_SCHEMA = _schema({
     "description": {"type": "string", "minLength": 1,
                     "description": "The work, in plain language; MAOS splits it into parallel subtasks."},
     "task_type": {"type": "string", "description": "research, coding, analysis, mixed or an agent type."},
-    "priority": {"type": "string", "enum": PRIORITIES, "description": "Default NORMAL (MEDIUM means NORMAL)."},
+    "priority": {"type": "string", "enum": PRIORITIES,
+                 "description": "Default NORMAL (MEDIUM means NORMAL)."},
     "max_agents": {"type": "integer", "minimum": 1,
                    "description": "Most agents working on the task at once (default: the server's setting)."},
     "depends_on": {"type": "array", "items": {"type": "string", "minLength": 1}, "maxItems": MAX_DEPENDENCIES,
@@ -80,7 +82,7 @@ SUBMIT_SCHEMA = _schema({
                     "description": "Longest delay between retries in seconds, at least initial_backoff."},
     "agent_type": {"type": "string", "description": "Run every subtask on agents of this type."},
     "request_id": {"type": "string", "maxLength": 100,
-                   "description": "Idempotency key (a UUID): the same key submits once. Generated when unset."},
+                   "description": "Idempotency key (a UUID): one task per key; generated when unset."},
 }, ["description"])
 
 GET_SCHEMA = _schema({"task_id": _TASK_ID}, ["task_id"])
@@ -88,7 +90,8 @@ GET_SCHEMA = _schema({"task_id": _TASK_ID}, ["task_id"])
 WAIT_SCHEMA = _schema({
     "task_id": _TASK_ID,
     "timeout": {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_WAIT,
-                "description": f"Seconds to wait at most (default {DEFAULT_WAIT:g}); call again if it still runs."},
+                "description": f"Seconds to wait at most (default {DEFAULT_WAIT:g}); call again while it "
+                               "runs."},
 }, ["task_id"])
 
 LIST_SCHEMA = _schema({
@@ -96,10 +99,11 @@ LIST_SCHEMA = _schema({
                  "description": "Only tasks in these states."},
     "task_types": {"type": "array", "items": {"type": "string"}, "maxItems": 20,
                    "description": "Only tasks of these types."},
-    "priorities": {"type": "array", "items": {"type": "string", "enum": PRIORITIES}, "maxItems": len(PRIORITIES),
+    "priorities": {"type": "array", "items": {"type": "string", "enum": PRIORITIES},
+                   "maxItems": len(PRIORITIES),
                    "description": "Only tasks of these priorities."},
     "since": {"type": "string", "format": "date-time",
-              "description": "Only tasks created at or after this ISO 8601 time (e.g. 2026-01-31T09:00:00Z)."},
+              "description": "Only tasks created since this ISO 8601 time (e.g. 2026-01-31T09:00:00Z)."},
     "page_size": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE,
                   "description": f"Tasks per page, newest first (default {DEFAULT_PAGE_SIZE})."},
     "page_token": {"type": "string", "maxLength": 1000,
@@ -138,9 +142,11 @@ def _status(value: int) -> str:
 
 def task_summary(task: msgs.Task) -> dict[str, Any]:
     """The fields of a task a listing shows."""
-    return {"task_id": bare_id(task.name), "status": _status(task.status), "status_reason": task.status_reason,
+    return {"task_id": bare_id(task.name), "status": _status(task.status),
+            "status_reason": task.status_reason,
             "progress": round(task.progress, 4), "description": task.description[:200],
-            "task_type": task.task_type, "priority": enums.Priority.Name(task.priority).removeprefix("PRIORITY_"),
+            "task_type": task.task_type,
+            "priority": enums.Priority.Name(task.priority).removeprefix("PRIORITY_"),
             "create_time": task.create_time.ToJsonString() if task.create_time.seconds else "",
             "subtasks_total": task.subtasks_total, "subtasks_completed": task.subtasks_completed}
 
@@ -155,7 +161,8 @@ def _task_line(task: msgs.Task) -> str:
 
 def _result_text(result: msgs.TaskResult) -> str:
     failure = f"\nFailure: {result.failure.message}" if result.failure.message else ""
-    return f"Task {bare_id(result.task)} {_status(result.status)}{failure}\n\n{result.output or '(no output)'}"
+    head = f"Task {bare_id(result.task)} {_status(result.status)}{failure}"
+    return f"{head}\n\n{result.output or '(no output)'}"
 
 
 async def submit_task(call: Call, args: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -166,7 +173,8 @@ async def submit_task(call: Call, args: dict[str, Any]) -> tuple[str, dict[str, 
         priority="NORMAL" if priority == "MEDIUM" else priority, max_agents=args.get("max_agents", 0),
         depends_on=args.get("depends_on", ()), require_consensus=args.get("require_consensus", False),
         consensus_threshold=args.get("consensus_threshold"), timeout=args.get("timeout"),
-        context=args.get("context", ""), constraints=args.get("constraints", ""), metadata=args.get("metadata"),
+        context=args.get("context", ""), constraints=args.get("constraints", ""),
+        metadata=args.get("metadata"),
         max_retries=args.get("max_retries"), agent_type=args.get("agent_type", ""),
         initial_backoff=args.get("initial_backoff"), backoff_multiplier=args.get("backoff_multiplier"),
         max_backoff=args.get("max_backoff"))
@@ -180,8 +188,8 @@ async def get_task(call: Call, args: dict[str, Any]) -> tuple[str, dict[str, Any
     """GetTask, full view: the task, its subtasks, plan and consensus record."""
     response = await call.client.get_task(args["task_id"], full=True)
     lines = [_task_line(response.task)]
-    lines += [f"  subtask {bare_id(s.name)} {enums.SubtaskStatus.Name(s.status).removeprefix('SUBTASK_STATUS_')}"
-              f" {(s.title or s.instructions)[:80]}" for s in response.subtasks]
+    lines += [f"  subtask {bare_id(s.name)} {enums.SubtaskStatus.Name(s.status).removeprefix('SUBTASK_STATUS_')} "
+              f"{(s.title or s.instructions)[:80]}" for s in response.subtasks]
     return "\n".join(lines), to_data(response)
 
 
@@ -203,13 +211,13 @@ async def wait_task(call: Call, args: dict[str, Any]) -> tuple[str, dict[str, An
 
     try:
         await asyncio.wait_for(follow(), timeout)
-    except (TimeoutError, asyncio.TimeoutError):
+    except TimeoutError:
         pass
     task = (await call.client.get_task(args["task_id"])).task  # the stored state (WatchTask may run ahead)
     data: dict[str, Any] = {"task_id": bare_id(task.name), "status": _status(task.status),
                             "finished": task.status in TERMINAL_TASK_STATUSES, "task": to_data(task)}
     if not data["finished"]:
-        return (f"{_task_line(task)}\nStill running after {timeout:g} s; call wait_task again to keep waiting.",
+        return (f"{_task_line(task)}\nStill running after {timeout:g} s; call wait_task again to wait more.",
                 data)
     result = await call.client.get_results(task.name)
     data["result"] = to_data(result)
@@ -221,7 +229,7 @@ def _since(text: str) -> datetime:
         moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError:
         raise ToolInputError(f"since: {text!r} is not an ISO 8601 time like 2026-01-31T09:00:00Z") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 async def list_tasks(call: Call, args: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -241,7 +249,8 @@ async def list_tasks(call: Call, args: dict[str, Any]) -> tuple[str, dict[str, A
 async def cancel_task(call: Call, args: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     """CancelTask (a finished task cannot be cancelled)."""
     task = await call.client.cancel_task(args["task_id"], args.get("reason", ""))
-    return _task_line(task), {"task_id": bare_id(task.name), "status": _status(task.status), "task": to_data(task)}
+    data = {"task_id": bare_id(task.name), "status": _status(task.status), "task": to_data(task)}
+    return _task_line(task), data
 
 
 async def get_task_results(call: Call, args: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -275,11 +284,13 @@ TOOLS: dict[str, ToolSpec] = {spec.tool.name: spec for spec in [
           "A task's status, progress, failure, subtasks (with their agents) and execution plan.",
           GET_SCHEMA, get_task, read_only=True),
     _spec("wait_task", "Wait for a task",
-          f"Wait until a task finishes (at most timeout seconds, default {DEFAULT_WAIT:g}, up to {MAX_WAIT:g}) "
+          f"Wait until a task finishes (at most timeout seconds, default {DEFAULT_WAIT:g}, "
+          f"up to {MAX_WAIT:g}) "
           "and return its result; reports progress while waiting. A task still running after the timeout is "
           "no error: call again.", WAIT_SCHEMA, wait_task, read_only=True),
     _spec("list_tasks", "List tasks",
-          "Tasks visible to this API key, newest first, filtered by status, type, priority and creation time; "
+          "Tasks visible to this API key, newest first, filtered by status, type, priority and "
+          "creation time; "
           f"pages of at most {MAX_PAGE_SIZE}.", LIST_SCHEMA, list_tasks, read_only=True),
     _spec("cancel_task", "Cancel a task", "Cancel a task that has not finished (its running subtasks stop).",
           CANCEL_SCHEMA, cancel_task, read_only=False),

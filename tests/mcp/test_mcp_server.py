@@ -18,23 +18,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import uvicorn
+from mcp.client.session import ClientSession
+from mcp.client.stdio import StdioServerParameters, stdio_client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
+from mcp.shared.exceptions import MCPError
 
-pytest.importorskip("mcp")
-
-import uvicorn  # noqa: E402
-from mcp.client.session import ClientSession  # noqa: E402
-from mcp.client.stdio import StdioServerParameters, stdio_client  # noqa: E402
-from mcp.client.streamable_http import streamable_http_client  # noqa: E402
-from mcp.shared._httpx_utils import create_mcp_http_client  # noqa: E402
-from mcp.shared.exceptions import MCPError  # noqa: E402
-
-from agent_sdk.builtin import EchoAgent  # noqa: E402
-from agent_sdk.client import Client, build_task  # noqa: E402
-from agent_sdk.worker import Worker  # noqa: E402
-from controlplane.app import App  # noqa: E402
-from maos_mcp.server import HttpTransport  # noqa: E402
-from tests.controlplane.access.test_access import task_count, user_key  # noqa: E402
-from tests.harness.server import admin_key, wait_for  # noqa: E402
+from agent_sdk.builtin import EchoAgent
+from agent_sdk.client import Client, build_task
+from agent_sdk.worker import Worker
+from controlplane.app import App
+from maos_mcp.server import HttpTransport
+from tests.controlplane.access.test_access import task_count, user_key
+from tests.harness.server import admin_key, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 TOOL_NAMES = {"submit_task", "get_task", "wait_task", "list_tasks", "cancel_task", "get_task_results"}
@@ -58,7 +55,8 @@ async def stdio_session(app: App, home: Path, token: str) -> AsyncIterator[Clien
     """An MCP session with a spawned ``maos mcp`` process using ``token`` (as MAOS_TOKEN)."""
     params = StdioServerParameters(
         command=sys.executable, args=["-m", "cli.main", "--addr", app.address, "mcp"], cwd=str(REPO),
-        env={"MAOS_TOKEN": token, "MAOS_HOME": str(home), "PYTHONPATH": os.environ.get("PYTHONPATH", str(REPO))})
+        env={"MAOS_TOKEN": token, "MAOS_HOME": str(home),
+             "PYTHONPATH": os.environ.get("PYTHONPATH", str(REPO))})
     async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
         await asyncio.wait_for(session.initialize(), 30)
         yield session
@@ -86,7 +84,8 @@ async def http_session(url: str, token: str | None) -> AsyncIterator[ClientSessi
     """An MCP session over streamable HTTP sending ``token`` as ``Authorization: Bearer``."""
     headers = {"Authorization": f"Bearer {token}"} if token else None
     async with create_mcp_http_client(headers=headers) as http, \
-            streamable_http_client(url, http_client=http) as (read, write), ClientSession(read, write) as session:
+            streamable_http_client(url, http_client=http) as (read, write), \
+            ClientSession(read, write) as session:
         await asyncio.wait_for(session.initialize(), 30)
         yield session
 
@@ -133,7 +132,8 @@ async def test_stdio_submits_waits_with_progress_and_reads_the_result(secured: A
         async def on_progress(value: float, total: float | None, note: str | None) -> None:
             progress.append((value, total, note))
 
-        waited = await call(session, "wait_task", {"task_id": task_id, "timeout": 60}, progress_callback=on_progress)
+        waited = await call(session, "wait_task", {"task_id": task_id, "timeout": 60},
+                            progress_callback=on_progress)
         assert waited["finished"] and waited["status"] == "COMPLETED", waited
         assert waited["result"]["output"], waited
         assert progress and all(total == 1.0 and task_id in note for _, total, note in progress), progress
@@ -161,24 +161,29 @@ async def test_tools_are_listed_with_schemas_mirroring_the_requests(secured: App
         assert tools[name].input_schema["required"] == ["task_id"], name
     assert tools["wait_task"].input_schema["properties"]["timeout"]["maximum"] == 600
     assert tools["list_tasks"].input_schema["properties"]["page_size"]["maximum"] == 100
-    assert tools["get_task"].annotations.read_only_hint and not tools["submit_task"].annotations.read_only_hint
+    assert tools["get_task"].annotations.read_only_hint
+    assert not tools["submit_task"].annotations.read_only_hint
     assert all(t.description for t in tools.values())
 
 
 async def test_bad_input_is_a_tool_error_naming_the_field_and_changes_nothing(secured: App,
                                                                                maos_home: Path) -> None:
-    async with stdio_session(secured, maos_home, await user_key(secured, "dev@example.com", "developer")) as s:
+    dev = await user_key(secured, "dev@example.com", "developer")
+    async with stdio_session(secured, maos_home, dev) as s:
         before = await task_count(secured)
-        wrong_type = await refused(s, "submit_task", {"description": "x", "max_agents": "many"}, "INVALID_ARGUMENT")
+        wrong_type = await refused(s, "submit_task", {"description": "x", "max_agents": "many"},
+                                   "INVALID_ARGUMENT")
         assert "max_agents" in wrong_type and "integer" in wrong_type
         unknown = await refused(s, "submit_task", {"description": "x", "maxAgents": 2}, "INVALID_ARGUMENT")
         assert "maxAgents" in unknown and "max_agents" in unknown  # says which arguments exist
         missing = await refused(s, "submit_task", {}, "INVALID_ARGUMENT")
         assert "description" in missing
         # Checks only the server makes come back with its message and the field it named.
-        too_many = await refused(s, "submit_task", {"description": "x", "max_agents": 5000}, "INVALID_ARGUMENT")
+        too_many = await refused(s, "submit_task", {"description": "x", "max_agents": 5000},
+                                 "INVALID_ARGUMENT")
         assert "task.max_agents" in too_many, too_many
-        backoff = await refused(s, "submit_task", {"description": "x", "initial_backoff": 10, "max_backoff": 1},
+        backoff = await refused(s, "submit_task",
+                                {"description": "x", "initial_backoff": 10, "max_backoff": 1},
                                 "INVALID_ARGUMENT")
         assert "max_backoff" in backoff, backoff
         assert "since" in await refused(s, "list_tasks", {"since": "yesterday"}, "INVALID_ARGUMENT")
@@ -193,10 +198,12 @@ async def test_http_submits_waits_and_reads_the_result_with_the_clients_key(secu
     dev = await user_key(secured, "dev@example.com", "developer")
     async with http_session(mcp_url, dev) as session:
         assert {t.name for t in (await session.list_tools()).tools} == TOOL_NAMES
-        task_id = (await call(session, "submit_task", {"description": "List three uses of graphene"}))["task_id"]
+        submitted = await call(session, "submit_task", {"description": "List three uses of graphene"})
+        task_id = submitted["task_id"]
         waited = await call(session, "wait_task", {"task_id": task_id, "timeout": 60})
         assert waited["status"] == "COMPLETED" and waited["result"]["output"]
-        assert (await call(session, "get_task_results", {"task_id": task_id}))["output"] == waited["result"]["output"]
+        results = await call(session, "get_task_results", {"task_id": task_id})
+        assert results["output"] == waited["result"]["output"]
 
 
 async def test_http_another_users_task_is_not_found_and_running_tasks_are_resources(secured: App,
@@ -227,10 +234,12 @@ async def test_http_another_users_task_is_not_found_and_running_tasks_are_resour
 
         cancelled = await call(dev_a, "cancel_task", {"task_id": mine["task_id"], "reason": "not needed"})
         assert cancelled["status"] == "CANCELLED"
-        assert (await call(dev_b, "get_task", {"task_id": theirs["task_id"]}))["task"]["status"] != "CANCELLED"
+        still = await call(dev_b, "get_task", {"task_id": theirs["task_id"]})
+        assert still["task"]["status"] != "CANCELLED"
 
 
-async def test_http_viewer_cannot_submit_and_a_missing_or_bad_key_is_refused(secured: App, mcp_url: str) -> None:
+async def test_http_viewer_cannot_submit_and_a_missing_or_bad_key_is_refused(secured: App,
+                                                                             mcp_url: str) -> None:
     viewer = await user_key(secured, "viewer@example.com", "viewer")
     before = await task_count(secured)
     async with http_session(mcp_url, viewer) as session:

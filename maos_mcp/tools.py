@@ -188,8 +188,9 @@ async def get_task(call: Call, args: dict[str, Any]) -> tuple[str, dict[str, Any
     """GetTask, full view: the task, its subtasks, plan and consensus record."""
     response = await call.client.get_task(args["task_id"], full=True)
     lines = [_task_line(response.task)]
-    lines += [f"  subtask {bare_id(s.name)} {enums.SubtaskStatus.Name(s.status).removeprefix('SUBTASK_STATUS_')} "
-              f"{(s.title or s.instructions)[:80]}" for s in response.subtasks]
+    for s in response.subtasks:
+        status = enums.SubtaskStatus.Name(s.status).removeprefix("SUBTASK_STATUS_")
+        lines.append(f"  subtask {bare_id(s.name)} {status} {(s.title or s.instructions)[:80]}")
     return "\n".join(lines), to_data(response)
 
 

@@ -232,6 +232,9 @@ async def test_http_another_users_task_is_not_found_and_running_tasks_are_resour
             await dev_a.read_resource(f"maos://tasks/{theirs['task_id']}")
         assert "dev-b's plans" not in str(info.value)
 
+        # A wait that runs out is no error: the model is told the task still runs.
+        waited = await call(dev_a, "wait_task", {"task_id": mine["task_id"], "timeout": 0.3})
+        assert not waited["finished"] and waited["status"] in ("PENDING", "QUEUED"), waited
         cancelled = await call(dev_a, "cancel_task", {"task_id": mine["task_id"], "reason": "not needed"})
         assert cancelled["status"] == "CANCELLED"
         still = await call(dev_b, "get_task", {"task_id": theirs["task_id"]})
@@ -250,6 +253,11 @@ async def test_http_viewer_cannot_submit_and_a_missing_or_bad_key_is_refused(sec
         await refused(anonymous, "list_tasks", {}, "UNAUTHENTICATED")
     async with http_session(mcp_url, "maos_key_not_a_real_key") as forged:
         await refused(forged, "submit_task", {"description": "x"}, "UNAUTHENTICATED")
+    async with create_mcp_http_client(headers={"Authorization": f"Basic {viewer}"}) as http, \
+            streamable_http_client(mcp_url, http_client=http) as (read, write), \
+            ClientSession(read, write) as basic:
+        await asyncio.wait_for(basic.initialize(), 30)
+        assert "Bearer <API key>" in await refused(basic, "list_tasks", {}, "UNAUTHENTICATED")
     assert await task_count(secured) == before
 
 
@@ -264,3 +272,24 @@ def test_mcp_without_the_package_says_what_to_install(monkeypatch: pytest.Monkey
     result = CliRunner().invoke(cli, ["mcp"], prog_name="maos")
     assert result.exit_code == 2, result.output
     assert 'pip install "maos[mcp]"' in result.output
+
+
+async def test_maos_mcp_http_serves_each_client_with_its_own_key(secured: App, maos_home: Path) -> None:
+    dev = await user_key(secured, "dev@example.com", "developer")
+    env = {**os.environ, "MAOS_HOME": str(maos_home), "PYTHONPATH": os.environ.get("PYTHONPATH", str(REPO))}
+    env.pop("MAOS_TOKEN", None)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "cli.main", "--addr", secured.address, "mcp", "--http", "--port", "0",
+        cwd=str(REPO), env=env, stdin=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+    try:
+        line = (await asyncio.wait_for(process.stderr.readline(), 30)).decode()
+        assert line.startswith("MCP over streamable HTTP at http://127.0.0.1:"), line
+        url = line.split(" at ", 1)[1].split()[0]
+        async with http_session(url, dev) as session:
+            submitted = await call(session, "submit_task", {"description": "served over HTTP"})
+            assert submitted["task"]["description"] == "served over HTTP"
+        async with http_session(url, None) as anonymous:  # the process has no key to lend
+            await refused(anonymous, "list_tasks", {}, "UNAUTHENTICATED")
+    finally:
+        process.terminate()
+        await asyncio.wait_for(process.wait(), 15)

@@ -104,6 +104,9 @@ LIST_SCHEMA = _schema({
                    "description": "Only tasks of these priorities."},
     "since": {"type": "string", "format": "date-time",
               "description": "Only tasks created since this ISO 8601 time (e.g. 2026-01-31T09:00:00Z)."},
+    "batch": {"type": "string", "maxLength": 200, "description": "Only tasks of this batch (batches/ID)."},
+    "owner": {"type": "string", "maxLength": 200,
+              "description": "Only tasks of this owner (users/ID); others' tasks need task:view-all."},
     "page_size": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE,
                   "description": f"Tasks per page, newest first (default {DEFAULT_PAGE_SIZE})."},
     "page_token": {"type": "string", "maxLength": 1000,
@@ -240,6 +243,7 @@ async def list_tasks(call: Call, args: dict[str, Any]) -> tuple[str, dict[str, A
         task_types=args.get("task_types", ()),
         priorities=["NORMAL" if p == "MEDIUM" else p for p in args.get("priorities", ())],
         since=_since(args["since"]) if args.get("since") else None,
+        batch=args.get("batch", ""), owner=args.get("owner", ""),
         page_size=args.get("page_size", DEFAULT_PAGE_SIZE), page_token=args.get("page_token", ""))
     text = "\n".join(_task_line(t) for t in page.tasks) or "No tasks."
     if page.next_page_token:

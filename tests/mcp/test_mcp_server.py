@@ -219,6 +219,8 @@ async def test_http_another_users_task_is_not_found_and_running_tasks_are_resour
             assert "dev-b's plans" not in message
         listed = await call(dev_a, "list_tasks", {})
         assert [t["task_id"] for t in listed["tasks"]] == [mine["task_id"]]
+        others = await call(dev_a, "list_tasks", {"owner": "users/dev-b", "statuses": ["PENDING", "QUEUED"]})
+        assert theirs["task_id"] not in [t["task_id"] for t in others["tasks"]]  # a filter never widens
 
         uris = {str(r.uri) for r in (await dev_a.list_resources()).resources}
         assert uris == {"maos://tasks/running", f"maos://tasks/{mine['task_id']}"}

@@ -19,6 +19,7 @@ from mcp.server import Server, ServerRequestContext
 from mcp.server.stdio import stdio_server
 from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecuritySettings
+from mcp.shared.exceptions import MCPError
 from starlette.applications import Starlette
 from starlette.routing import Route
 from starlette.types import ASGIApp
@@ -75,8 +76,6 @@ def build_server(client_for: ClientFor) -> Server[Any]:
         return await resources.read_resource(_resource_client(ctx), str(params.uri))
 
     def _resource_client(ctx: ServerRequestContext[Any, Any]) -> Client:
-        from mcp.shared.exceptions import MCPError
-
         try:
             return client_for(ctx)
         except MaosRpcError as exc:

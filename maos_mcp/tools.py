@@ -37,12 +37,15 @@ from controlplane.domain.tasks import (
 #: wait_task waits this long when no timeout is given, and never longer than MAX_WAIT.
 DEFAULT_WAIT = 60.0
 MAX_WAIT = 600.0
+#: How long wait_task gives the server to store an end WatchTask already reported.
+STORED_WAIT = 10.0
 #: list_tasks pages.
 DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100
 
 PRIORITIES = ["LOW", "NORMAL", "MEDIUM", "HIGH", "CRITICAL"]
-STATUSES = [n.removeprefix("TASK_STATUS_") for n in enums.TaskStatus.keys() if not n.endswith("UNSPECIFIED")]
+STATUSES = [n.removeprefix("TASK_STATUS_") for n in enums.TaskStatus.keys()  # noqa: SIM118 - not a dict
+            if not n.endswith("UNSPECIFIED")]
 
 _TASK_ID = {"type": "string", "minLength": 1, "maxLength": 200,
             "description": "The task's id (t...) or name (tasks/t...), as submit_task or list_tasks gave it."}
@@ -203,21 +206,23 @@ async def wait_task(call: Call, args: dict[str, Any]) -> tuple[str, dict[str, An
     A finished task comes with its result; one still running is no error (``finished`` is false).
     """
     timeout = float(args.get("timeout", DEFAULT_WAIT))
-    latest: list[msgs.Task] = []
 
-    async def follow() -> None:
+    async def follow() -> bool:
         async for update in call.client.watch_task(args["task_id"], include_progress=True):
-            latest[:] = [update.task]
             task = update.task
             await call.report_progress(task.progress, 1.0, _task_line(task))
             if task.status in TERMINAL_TASK_STATUSES:
-                return
+                return True
+        return False
 
     try:
-        await asyncio.wait_for(follow(), timeout)
+        finished = await asyncio.wait_for(follow(), timeout)
     except TimeoutError:
-        pass
-    task = (await call.client.get_task(args["task_id"])).task  # the stored state (WatchTask may run ahead)
+        finished = False
+    if finished:  # WatchTask can report the end a moment before it is stored: wait until GetTask agrees
+        task = await call.client.wait_task(args["task_id"], timeout=STORED_WAIT)
+    else:
+        task = (await call.client.get_task(args["task_id"])).task
     data: dict[str, Any] = {"task_id": bare_id(task.name), "status": _status(task.status),
                             "finished": task.status in TERMINAL_TASK_STATUSES, "task": to_data(task)}
     if not data["finished"]:
@@ -230,7 +235,7 @@ async def wait_task(call: Call, args: dict[str, Any]) -> tuple[str, dict[str, An
 
 def _since(text: str) -> datetime:
     try:
-        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+        moment = datetime.fromisoformat(text.strip())
     except ValueError:
         raise ToolInputError(f"since: {text!r} is not an ISO 8601 time like 2026-01-31T09:00:00Z") from None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

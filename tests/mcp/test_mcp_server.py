@@ -11,6 +11,7 @@ import asyncio
 import inspect
 import json
 import os
+import subprocess
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -263,17 +264,14 @@ async def test_http_viewer_cannot_submit_and_a_missing_or_bad_key_is_refused(sec
     assert await task_count(secured) == before
 
 
-def test_mcp_without_the_package_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
-    from click.testing import CliRunner
-
-    from cli.main import cli
-
-    for name in [m for m in sys.modules if m.split(".")[0] in ("mcp", "mcp_types", "maos_mcp")]:
-        monkeypatch.delitem(sys.modules, name)
-    monkeypatch.setitem(sys.modules, "mcp", None)  # as if it were not installed
-    result = CliRunner().invoke(cli, ["mcp"], prog_name="maos")
-    assert result.exit_code == 2, result.output
-    assert 'pip install "maos[mcp]"' in result.output
+def test_mcp_without_the_package_says_what_to_install() -> None:
+    blocked = ("import sys; sys.modules['mcp'] = None; sys.argv = ['maos', 'mcp']; "  # as if not installed
+               "from cli.main import main; main()")
+    env = {**os.environ, "PYTHONPATH": os.environ.get("PYTHONPATH", str(REPO))}
+    done = subprocess.run([sys.executable, "-c", blocked], cwd=str(REPO), env=env, capture_output=True, text=True,
+                          stdin=subprocess.DEVNULL, timeout=60, check=False)
+    assert done.returncode == 2, done.stderr
+    assert 'pip install "maos[mcp]"' in done.stderr
 
 
 async def test_maos_mcp_http_serves_each_client_with_its_own_key(secured: App, maos_home: Path) -> None:

@@ -201,8 +201,16 @@ async def test_http_submits_waits_and_reads_the_result_with_the_clients_key(secu
         assert {t.name for t in (await session.list_tools()).tools} == TOOL_NAMES
         submitted = await call(session, "submit_task", {"description": "List three uses of graphene"})
         task_id = submitted["task_id"]
-        waited = await call(session, "wait_task", {"task_id": task_id, "timeout": 60})
+        notes: list[str | None] = []
+
+        async def on_progress(value: float, total: float | None, note: str | None) -> None:
+            notes.append(note)
+
+        waited = await call(session, "wait_task", {"task_id": task_id, "timeout": 60},
+                            progress_callback=on_progress)
         assert waited["status"] == "COMPLETED" and waited["result"]["output"]
+        # Progress came over the request's SSE stream.
+        assert notes and all(task_id in (note or "") for note in notes), notes
         results = await call(session, "get_task_results", {"task_id": task_id})
         assert results["output"] == waited["result"]["output"]
 
@@ -268,8 +276,8 @@ def test_mcp_without_the_package_says_what_to_install() -> None:
     blocked = ("import sys; sys.modules['mcp'] = None; sys.argv = ['maos', 'mcp']; "  # as if not installed
                "from cli.main import main; main()")
     env = {**os.environ, "PYTHONPATH": os.environ.get("PYTHONPATH", str(REPO))}
-    done = subprocess.run([sys.executable, "-c", blocked], cwd=str(REPO), env=env, capture_output=True, text=True,
-                          stdin=subprocess.DEVNULL, timeout=60, check=False)
+    done = subprocess.run([sys.executable, "-c", blocked], cwd=str(REPO), env=env, capture_output=True,
+                          text=True, stdin=subprocess.DEVNULL, timeout=60, check=False)
     assert done.returncode == 2, done.stderr
     assert 'pip install "maos[mcp]"' in done.stderr
 

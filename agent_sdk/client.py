@@ -24,6 +24,7 @@ The raw services are reachable as ``client.tasks``, ``client.agents`` and
 from __future__ import annotations
 
 import asyncio
+import copy
 import functools
 import json
 import uuid
@@ -324,6 +325,18 @@ class Client(WebhookMethods, WorkflowMethods):
             await client.close()
             raise UnavailableError(f"cannot reach the MAOS control plane at {address} within {timeout:g} s") from None
         return client
+
+    def with_token(self, token: str | None) -> Client:
+        """A client sending ``token`` instead, over this client's channel (one connection, many callers).
+
+        The new client shares the channel: close this one, not it, when done.
+        """
+        clone = copy.copy(self)
+        clone.token = token
+        clone._metadata = (("authorization", f"Bearer {token}"),) if token else None
+        for attr in ("tasks", "agents", "system", "access", "audit"):
+            setattr(clone, attr, _Service(getattr(self, attr)._stub, clone))
+        return clone
 
     async def close(self) -> None:
         """Close the channel (calls in flight are cancelled)."""

@@ -24,6 +24,7 @@ from cli import (
     db,
     join_tokens,
     logs,
+    mcp_server,
     metrics,
     monitor,
     plugins,
@@ -110,6 +111,7 @@ cli.add_command(checkpoints.checkpoint)
 cli.add_command(checkpoints.recover)
 cli.add_command(completion.completion)
 cli.add_command(webhooks.webhook)
+cli.add_command(mcp_server.mcp)
 for group in (access.user, access.role, access.api_key, join_tokens.join_token, access.audit):
     cli.add_command(group)
 

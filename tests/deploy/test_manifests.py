@@ -23,7 +23,14 @@ import yaml
 from controlplane.api.server import check_bind_address, check_metrics_address
 from controlplane.config import OPTIONS, load_settings, parse_value
 from tests.deploy._common import (
-    IMAGE_UID, KUBERNETES, MAOS_HOME, OVERLAYS, VERSION, allowed_maos_env_vars, check_maos_command, parse_command,
+    IMAGE_UID,
+    KUBERNETES,
+    MAOS_HOME,
+    OVERLAYS,
+    VERSION,
+    allowed_maos_env_vars,
+    check_maos_command,
+    parse_command,
 )
 from tests.deploy.kustomize import KustomizeError, load_documents, merge, render
 
@@ -380,8 +387,9 @@ def test_migrations_run_as_a_job_on_the_same_database(overlay: tuple[str, Resour
 
 
 def test_keda_scales_a_deployment_on_an_exported_metric() -> None:
-    from controlplane.metrics import Metrics
     from prometheus_client import generate_latest
+
+    from controlplane.metrics import Metrics
 
     resources = render(KUBERNETES / "overlays" / "production-keda")
     scaled = [r for r in resources if r["kind"] == "ScaledObject"]

@@ -445,10 +445,19 @@ def status(detailed: bool, resources: bool, performance: bool, memory: bool, sys
 @click.option("--all", "all_", is_flag=True, help="Every component (the default).")
 @click.option("--continuous", is_flag=True, help="Check again every --interval until interrupted.")
 @click.option("--interval", type=Duration(), default="60s", help="Time between checks with --continuous.")
+@click.option("--probe", is_flag=True,
+              help="Only ask the standard gRPC health service (no API key needed): exit 0 when it answers "
+                   "SERVING, 1 otherwise. For container health checks and Kubernetes exec probes.")
 @output_option
 @handle_errors
-def health(components: tuple[str, ...], all_: bool, continuous: bool, interval: float) -> None:
+def health(components: tuple[str, ...], all_: bool, continuous: bool, interval: float, probe: bool) -> None:
     """Check the control plane's components; exits 1 when one is UNHEALTHY."""
+    if probe:
+        if components or all_ or continuous:
+            raise click.UsageError("--probe checks the server as a whole: it takes no --component, --all or "
+                                   "--continuous")
+        _probe()
+        return
     wanted = () if all_ else components
     try:
         while True:
@@ -465,6 +474,30 @@ def health(components: tuple[str, ...], all_: bool, continuous: bool, interval: 
         raise SystemExit(EXIT_INTERRUPTED) from None
     if result.state == enums.COMPONENT_STATE_UNHEALTHY:
         raise CliError("the control plane is UNHEALTHY", EXIT_GENERIC)
+
+
+def _probe() -> None:
+    """``maos health --probe``: the standard gRPC health check of the whole server, without a key.
+
+    Every failure exits 1 (container runtimes read 1 as unhealthy and reserve other codes),
+    with the reason on stderr: NOT_SERVING (starting or draining), unreachable, a refused TLS
+    handshake, or an unusable TLS file.
+    """
+    s = state()
+
+    async def check() -> bool:
+        async with make_client(s.addr, token=None, timeout=s.timeout, tls=resolve_tls(s.tls, s.no_tls)) as client:
+            return await client.serving()
+
+    try:
+        serving = asyncio.run(check())
+    except MaosRpcError as exc:
+        raise CliError(f"{s.addr}: not reachable ({exc.code.name}: {exc.message})", EXIT_GENERIC) from None
+    except CliError as exc:
+        raise CliError(exc.message, EXIT_GENERIC) from None
+    if not serving:
+        raise CliError(f"{s.addr}: NOT_SERVING (starting or shutting down)", EXIT_GENERIC)
+    emit({"address": s.addr, "status": "SERVING"}, lambda: f"{s.addr}: SERVING")
 
 
 @click.command()

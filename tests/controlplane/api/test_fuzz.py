@@ -33,6 +33,8 @@ from agent_sdk.proto.maos.v1 import (
     agent_service_pb2_grpc,
     audit_service_pb2,
     audit_service_pb2_grpc,
+    batch_service_pb2,
+    batch_service_pb2_grpc,
     checkpoint_service_pb2,
     checkpoint_service_pb2_grpc,
     messages_pb2,
@@ -40,6 +42,10 @@ from agent_sdk.proto.maos.v1 import (
     system_service_pb2_grpc,
     task_service_pb2,
     task_service_pb2_grpc,
+    template_service_pb2,
+    template_service_pb2_grpc,
+    webhook_service_pb2,
+    webhook_service_pb2_grpc,
 )
 from tests.harness.server import make_settings, start_app
 
@@ -55,6 +61,9 @@ SERVICES = [
     (checkpoint_service_pb2, checkpoint_service_pb2_grpc.CheckpointServiceStub, "CheckpointService"),
     (access_service_pb2, access_service_pb2_grpc.AccessServiceStub, "AccessService"),
     (audit_service_pb2, audit_service_pb2_grpc.AuditServiceStub, "AuditService"),
+    (batch_service_pb2, batch_service_pb2_grpc.BatchServiceStub, "BatchService"),
+    (template_service_pb2, template_service_pb2_grpc.TemplateServiceStub, "TemplateService"),
+    (webhook_service_pb2, webhook_service_pb2_grpc.WebhookServiceStub, "WebhookService"),
 ]
 #: Streaming RPCs, and the ones that replace the whole state, are not fuzzed here.
 SKIPPED = {"Recover", "ImportCheckpoint", "WatchTask", "TailLogs", "WatchEvents", "ExportCheckpoint"}
@@ -65,6 +74,9 @@ MUTATING = {
     "CreateCheckpoint", "DeleteCheckpoint",
     "CreateUser", "UpdateUser", "DeleteUser", "CreateRole", "UpdateRole", "DeleteRole",
     "CreateApiKey", "RevokeApiKey", "RotateApiKey", "CreateJoinToken", "RevokeJoinToken",
+    "CreateBatch", "AddBatchTask", "SubmitBatch", "DeleteBatch",
+    "CreateTemplate", "DeleteTemplate", "SubmitTaskFromTemplate",
+    "CreateWebhook", "UpdateWebhook", "DeleteWebhook",
 }
 
 METHODS: list[tuple[str, str, Any]] = []  # (service, method, method descriptor)
@@ -263,7 +275,17 @@ class Remote:
         code, tokens = self.call("AccessService", "ListJoinTokens",
                                  access_service_pb2.ListJoinTokensRequest(page_size=1000))
         assert code == grpc.StatusCode.OK, tokens
+        code, batches = self.call("BatchService", "ListBatches", batch_service_pb2.ListBatchesRequest(page_size=1000))
+        assert code == grpc.StatusCode.OK, batches
+        code, templates = self.call("TemplateService", "ListTemplates",
+                                    template_service_pb2.ListTemplatesRequest(page_size=1000))
+        assert code == grpc.StatusCode.OK, templates
+        code, hooks = self.call("WebhookService", "ListWebhooks", webhook_service_pb2.ListWebhooksRequest(page_size=1000))
+        assert code == grpc.StatusCode.OK, hooks
         return (
+            sorted(b.SerializeToString(deterministic=True) for b in batches.batches),
+            sorted(t.SerializeToString(deterministic=True) for t in templates.templates),
+            sorted(w.SerializeToString(deterministic=True) for w in hooks.webhooks),
             sorted(tasks),
             sorted((a.name, a.status) for a in agents.agents),
             sorted(c.SerializeToString(deterministic=True) for c in [*status.tasks, *status.agents]),

@@ -23,13 +23,14 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from . import enums_pb2 as maos_dot_v1_dot_enums__pb2
 from . import messages_pb2 as maos_dot_v1_dot_messages__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cmaos/v1/system_service.proto\x12\x07maos.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13maos/v1/enums.proto\x1a\x16maos/v1/messages.proto\"$\n\x10GetStatusRequest\x12\x10\n\x08\x64\x65tailed\x18\x01 \x01(\x08\"*\n\nStateCount\x12\r\n\x05state\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x04\"\xfd\x02\n\x11GetStatusResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x0f\n\x07replica\x18\x02 \x01(\t\x12.\n\nstart_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x06uptime\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x17\n\x0fstorage_backend\x18\x05 \x01(\t\x12\"\n\x05tasks\x18\x06 \x03(\x0b\x32\x13.maos.v1.StateCount\x12%\n\x08subtasks\x18\x07 \x03(\x0b\x32\x13.maos.v1.StateCount\x12#\n\x06\x61gents\x18\x08 \x03(\x0b\x32\x13.maos.v1.StateCount\x12\"\n\x05queue\x18\t \x03(\x0b\x32\x13.maos.v1.StateCount\x12\x18\n\x10\x63onnected_agents\x18\n \x01(\r\x12\x12\n\nfree_slots\x18\x0b \x01(\r\x12\x10\n\x08replicas\x18\x0c \x03(\t\"&\n\x10GetHealthRequest\x12\x12\n\ncomponents\x18\x01 \x03(\t\"\xf1\x01\n\x0f\x43omponentHealth\x12\x11\n\tcomponent\x18\x01 \x01(\t\x12&\n\x05state\x18\x02 \x01(\x0e\x32\x17.maos.v1.ComponentState\x12\x0f\n\x07message\x18\x03 \x01(\t\x12*\n\x07latency\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x36\n\x07\x64\x65tails\x18\x05 \x03(\x0b\x32%.maos.v1.ComponentHealth.DetailsEntry\x1a.\n\x0c\x44\x65tailsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"i\n\x11GetHealthResponse\x12&\n\x05state\x18\x01 \x01(\x0e\x32\x17.maos.v1.ComponentState\x12,\n\ncomponents\x18\x02 \x03(\x0b\x32\x18.maos.v1.ComponentHealth\",\n\x18GetMetricsSummaryRequest\x12\x10\n\x08\x63\x61tegory\x18\x01 \x01(\t\"\xad\x01\n\x0cMetricSample\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x31\n\x06labels\x18\x02 \x03(\x0b\x32!.maos.v1.MetricSample.LabelsEntry\x12\r\n\x05value\x18\x03 \x01(\x01\x12\x0c\n\x04help\x18\x04 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x05 \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"C\n\x19GetMetricsSummaryResponse\x12&\n\x07samples\x18\x01 \x03(\x0b\x32\x15.maos.v1.MetricSample\"\xcb\x01\n\x0fListLogsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12$\n\tmin_level\x18\x03 \x01(\x0e\x32\x11.maos.v1.LogLevel\x12\x11\n\tcomponent\x18\x04 \x01(\t\x12)\n\x05since\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x63ontains\x18\x06 \x01(\t\x12\x0c\n\x04task\x18\x07 \x01(\t\x12\r\n\x05\x61gent\x18\x08 \x01(\t\"P\n\x10ListLogsResponse\x12#\n\x07records\x18\x01 \x03(\x0b\x32\x12.maos.v1.LogRecord\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x87\x01\n\x0fTailLogsRequest\x12$\n\tmin_level\x18\x01 \x01(\x0e\x32\x11.maos.v1.LogLevel\x12\x11\n\tcomponent\x18\x02 \x01(\t\x12\x10\n\x08\x63ontains\x18\x03 \x01(\t\x12\x0c\n\x04task\x18\x04 \x01(\t\x12\r\n\x05\x61gent\x18\x05 \x01(\t\x12\x0c\n\x04tail\x18\x06 \x01(\r\"6\n\x10TailLogsResponse\x12\"\n\x06record\x18\x01 \x01(\x0b\x32\x12.maos.v1.LogRecord\"c\n\x12WatchEventsRequest\x12\'\n\x0b\x65vent_types\x18\x01 \x03(\x0e\x32\x12.maos.v1.EventType\x12\x16\n\x0e\x61\x66ter_event_id\x18\x02 \x01(\t\x12\x0c\n\x04task\x18\x03 \x01(\t\"4\n\x13WatchEventsResponse\x12\x1d\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x0e.maos.v1.Event\" \n\x10GetConfigRequest\x12\x0c\n\x04keys\x18\x01 \x03(\t\"N\n\x0b\x43onfigValue\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x0e\n\x06source\x18\x04 \x01(\t\"9\n\x11GetConfigResponse\x12$\n\x06values\x18\x01 \x03(\x0b\x32\x14.maos.v1.ConfigValue\".\n\x10SetConfigRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"8\n\x11SetConfigResponse\x12#\n\x05value\x18\x01 \x01(\x0b\x32\x14.maos.v1.ConfigValue2\xcb\x04\n\rSystemService\x12\x42\n\tGetStatus\x12\x19.maos.v1.GetStatusRequest\x1a\x1a.maos.v1.GetStatusResponse\x12\x42\n\tGetHealth\x12\x19.maos.v1.GetHealthRequest\x1a\x1a.maos.v1.GetHealthResponse\x12Z\n\x11GetMetricsSummary\x12!.maos.v1.GetMetricsSummaryRequest\x1a\".maos.v1.GetMetricsSummaryResponse\x12?\n\x08ListLogs\x12\x18.maos.v1.ListLogsRequest\x1a\x19.maos.v1.ListLogsResponse\x12\x41\n\x08TailLogs\x12\x18.maos.v1.TailLogsRequest\x1a\x19.maos.v1.TailLogsResponse0\x01\x12J\n\x0bWatchEvents\x12\x1b.maos.v1.WatchEventsRequest\x1a\x1c.maos.v1.WatchEventsResponse0\x01\x12\x42\n\tGetConfig\x12\x19.maos.v1.GetConfigRequest\x1a\x1a.maos.v1.GetConfigResponse\x12\x42\n\tSetConfig\x12\x19.maos.v1.SetConfigRequest\x1a\x1a.maos.v1.SetConfigResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cmaos/v1/system_service.proto\x12\x07maos.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13maos/v1/enums.proto\x1a\x16maos/v1/messages.proto\"$\n\x10GetStatusRequest\x12\x10\n\x08\x64\x65tailed\x18\x01 \x01(\x08\"*\n\nStateCount\x12\r\n\x05state\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x04\"\xfd\x02\n\x11GetStatusResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x0f\n\x07replica\x18\x02 \x01(\t\x12.\n\nstart_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x06uptime\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x17\n\x0fstorage_backend\x18\x05 \x01(\t\x12\"\n\x05tasks\x18\x06 \x03(\x0b\x32\x13.maos.v1.StateCount\x12%\n\x08subtasks\x18\x07 \x03(\x0b\x32\x13.maos.v1.StateCount\x12#\n\x06\x61gents\x18\x08 \x03(\x0b\x32\x13.maos.v1.StateCount\x12\"\n\x05queue\x18\t \x03(\x0b\x32\x13.maos.v1.StateCount\x12\x18\n\x10\x63onnected_agents\x18\n \x01(\r\x12\x12\n\nfree_slots\x18\x0b \x01(\r\x12\x10\n\x08replicas\x18\x0c \x03(\t\"&\n\x10GetHealthRequest\x12\x12\n\ncomponents\x18\x01 \x03(\t\"\xf1\x01\n\x0f\x43omponentHealth\x12\x11\n\tcomponent\x18\x01 \x01(\t\x12&\n\x05state\x18\x02 \x01(\x0e\x32\x17.maos.v1.ComponentState\x12\x0f\n\x07message\x18\x03 \x01(\t\x12*\n\x07latency\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x36\n\x07\x64\x65tails\x18\x05 \x03(\x0b\x32%.maos.v1.ComponentHealth.DetailsEntry\x1a.\n\x0c\x44\x65tailsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"i\n\x11GetHealthResponse\x12&\n\x05state\x18\x01 \x01(\x0e\x32\x17.maos.v1.ComponentState\x12,\n\ncomponents\x18\x02 \x03(\x0b\x32\x18.maos.v1.ComponentHealth\",\n\x18GetMetricsSummaryRequest\x12\x10\n\x08\x63\x61tegory\x18\x01 \x01(\t\"\xad\x01\n\x0cMetricSample\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x31\n\x06labels\x18\x02 \x03(\x0b\x32!.maos.v1.MetricSample.LabelsEntry\x12\r\n\x05value\x18\x03 \x01(\x01\x12\x0c\n\x04help\x18\x04 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x05 \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"C\n\x19GetMetricsSummaryResponse\x12&\n\x07samples\x18\x01 \x03(\x0b\x32\x15.maos.v1.MetricSample\"\xcb\x01\n\x0fListLogsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12$\n\tmin_level\x18\x03 \x01(\x0e\x32\x11.maos.v1.LogLevel\x12\x11\n\tcomponent\x18\x04 \x01(\t\x12)\n\x05since\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x63ontains\x18\x06 \x01(\t\x12\x0c\n\x04task\x18\x07 \x01(\t\x12\r\n\x05\x61gent\x18\x08 \x01(\t\"P\n\x10ListLogsResponse\x12#\n\x07records\x18\x01 \x03(\x0b\x32\x12.maos.v1.LogRecord\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x87\x01\n\x0fTailLogsRequest\x12$\n\tmin_level\x18\x01 \x01(\x0e\x32\x11.maos.v1.LogLevel\x12\x11\n\tcomponent\x18\x02 \x01(\t\x12\x10\n\x08\x63ontains\x18\x03 \x01(\t\x12\x0c\n\x04task\x18\x04 \x01(\t\x12\r\n\x05\x61gent\x18\x05 \x01(\t\x12\x0c\n\x04tail\x18\x06 \x01(\r\"6\n\x10TailLogsResponse\x12\"\n\x06record\x18\x01 \x01(\x0b\x32\x12.maos.v1.LogRecord\"c\n\x12WatchEventsRequest\x12\'\n\x0b\x65vent_types\x18\x01 \x03(\x0e\x32\x12.maos.v1.EventType\x12\x16\n\x0e\x61\x66ter_event_id\x18\x02 \x01(\t\x12\x0c\n\x04task\x18\x03 \x01(\t\"4\n\x13WatchEventsResponse\x12\x1d\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x0e.maos.v1.Event\" \n\x10GetConfigRequest\x12\x0c\n\x04keys\x18\x01 \x03(\t\"N\n\x0b\x43onfigValue\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x0e\n\x06source\x18\x04 \x01(\t\"9\n\x11GetConfigResponse\x12$\n\x06values\x18\x01 \x03(\x0b\x32\x14.maos.v1.ConfigValue\".\n\x10SetConfigRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"8\n\x11SetConfigResponse\x12#\n\x05value\x18\x01 \x01(\x0b\x32\x14.maos.v1.ConfigValue2\x8f\x06\n\rSystemService\x12]\n\tGetStatus\x12\x19.maos.v1.GetStatusRequest\x1a\x1a.maos.v1.GetStatusResponse\"\x19\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/system/status\x12]\n\tGetHealth\x12\x19.maos.v1.GetHealthRequest\x1a\x1a.maos.v1.GetHealthResponse\"\x19\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/system/health\x12v\n\x11GetMetricsSummary\x12!.maos.v1.GetMetricsSummaryRequest\x1a\".maos.v1.GetMetricsSummaryResponse\"\x1a\x82\xd3\xe4\x93\x02\x14\x12\x12/v1/system/metrics\x12Q\n\x08ListLogs\x12\x18.maos.v1.ListLogsRequest\x1a\x19.maos.v1.ListLogsResponse\"\x10\x82\xd3\xe4\x93\x02\n\x12\x08/v1/logs\x12X\n\x08TailLogs\x12\x18.maos.v1.TailLogsRequest\x1a\x19.maos.v1.TailLogsResponse\"\x15\x82\xd3\xe4\x93\x02\x0f\x12\r/v1/logs:tail0\x01\x12\x64\n\x0bWatchEvents\x12\x1b.maos.v1.WatchEventsRequest\x1a\x1c.maos.v1.WatchEventsResponse\"\x18\x82\xd3\xe4\x93\x02\x12\x12\x10/v1/events:watch0\x01\x12V\n\tGetConfig\x12\x19.maos.v1.GetConfigRequest\x1a\x1a.maos.v1.GetConfigResponse\"\x12\x82\xd3\xe4\x93\x02\x0c\x12\n/v1/config\x12]\n\tSetConfig\x12\x19.maos.v1.SetConfigRequest\x1a\x1a.maos.v1.SetConfigResponse\"\x19\x82\xd3\xe4\x93\x02\x13\"\x0e/v1/config:set:\x01*b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -40,50 +41,66 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_COMPONENTHEALTH_DETAILSENTRY']._serialized_options = b'8\001'
   _globals['_METRICSAMPLE_LABELSENTRY']._loaded_options = None
   _globals['_METRICSAMPLE_LABELSENTRY']._serialized_options = b'8\001'
-  _globals['_GETSTATUSREQUEST']._serialized_start=151
-  _globals['_GETSTATUSREQUEST']._serialized_end=187
-  _globals['_STATECOUNT']._serialized_start=189
-  _globals['_STATECOUNT']._serialized_end=231
-  _globals['_GETSTATUSRESPONSE']._serialized_start=234
-  _globals['_GETSTATUSRESPONSE']._serialized_end=615
-  _globals['_GETHEALTHREQUEST']._serialized_start=617
-  _globals['_GETHEALTHREQUEST']._serialized_end=655
-  _globals['_COMPONENTHEALTH']._serialized_start=658
-  _globals['_COMPONENTHEALTH']._serialized_end=899
-  _globals['_COMPONENTHEALTH_DETAILSENTRY']._serialized_start=853
-  _globals['_COMPONENTHEALTH_DETAILSENTRY']._serialized_end=899
-  _globals['_GETHEALTHRESPONSE']._serialized_start=901
-  _globals['_GETHEALTHRESPONSE']._serialized_end=1006
-  _globals['_GETMETRICSSUMMARYREQUEST']._serialized_start=1008
-  _globals['_GETMETRICSSUMMARYREQUEST']._serialized_end=1052
-  _globals['_METRICSAMPLE']._serialized_start=1055
-  _globals['_METRICSAMPLE']._serialized_end=1228
-  _globals['_METRICSAMPLE_LABELSENTRY']._serialized_start=1183
-  _globals['_METRICSAMPLE_LABELSENTRY']._serialized_end=1228
-  _globals['_GETMETRICSSUMMARYRESPONSE']._serialized_start=1230
-  _globals['_GETMETRICSSUMMARYRESPONSE']._serialized_end=1297
-  _globals['_LISTLOGSREQUEST']._serialized_start=1300
-  _globals['_LISTLOGSREQUEST']._serialized_end=1503
-  _globals['_LISTLOGSRESPONSE']._serialized_start=1505
-  _globals['_LISTLOGSRESPONSE']._serialized_end=1585
-  _globals['_TAILLOGSREQUEST']._serialized_start=1588
-  _globals['_TAILLOGSREQUEST']._serialized_end=1723
-  _globals['_TAILLOGSRESPONSE']._serialized_start=1725
-  _globals['_TAILLOGSRESPONSE']._serialized_end=1779
-  _globals['_WATCHEVENTSREQUEST']._serialized_start=1781
-  _globals['_WATCHEVENTSREQUEST']._serialized_end=1880
-  _globals['_WATCHEVENTSRESPONSE']._serialized_start=1882
-  _globals['_WATCHEVENTSRESPONSE']._serialized_end=1934
-  _globals['_GETCONFIGREQUEST']._serialized_start=1936
-  _globals['_GETCONFIGREQUEST']._serialized_end=1968
-  _globals['_CONFIGVALUE']._serialized_start=1970
-  _globals['_CONFIGVALUE']._serialized_end=2048
-  _globals['_GETCONFIGRESPONSE']._serialized_start=2050
-  _globals['_GETCONFIGRESPONSE']._serialized_end=2107
-  _globals['_SETCONFIGREQUEST']._serialized_start=2109
-  _globals['_SETCONFIGREQUEST']._serialized_end=2155
-  _globals['_SETCONFIGRESPONSE']._serialized_start=2157
-  _globals['_SETCONFIGRESPONSE']._serialized_end=2213
-  _globals['_SYSTEMSERVICE']._serialized_start=2216
-  _globals['_SYSTEMSERVICE']._serialized_end=2803
+  _globals['_SYSTEMSERVICE'].methods_by_name['GetStatus']._loaded_options = None
+  _globals['_SYSTEMSERVICE'].methods_by_name['GetStatus']._serialized_options = b'\202\323\344\223\002\023\022\021/v1/system/status'
+  _globals['_SYSTEMSERVICE'].methods_by_name['GetHealth']._loaded_options = None
+  _globals['_SYSTEMSERVICE'].methods_by_name['GetHealth']._serialized_options = b'\202\323\344\223\002\023\022\021/v1/system/health'
+  _globals['_SYSTEMSERVICE'].methods_by_name['GetMetricsSummary']._loaded_options = None
+  _globals['_SYSTEMSERVICE'].methods_by_name['GetMetricsSummary']._serialized_options = b'\202\323\344\223\002\024\022\022/v1/system/metrics'
+  _globals['_SYSTEMSERVICE'].methods_by_name['ListLogs']._loaded_options = None
+  _globals['_SYSTEMSERVICE'].methods_by_name['ListLogs']._serialized_options = b'\202\323\344\223\002\n\022\010/v1/logs'
+  _globals['_SYSTEMSERVICE'].methods_by_name['TailLogs']._loaded_options = None
+  _globals['_SYSTEMSERVICE'].methods_by_name['TailLogs']._serialized_options = b'\202\323\344\223\002\017\022\r/v1/logs:tail'
+  _globals['_SYSTEMSERVICE'].methods_by_name['WatchEvents']._loaded_options = None
+  _globals['_SYSTEMSERVICE'].methods_by_name['WatchEvents']._serialized_options = b'\202\323\344\223\002\022\022\020/v1/events:watch'
+  _globals['_SYSTEMSERVICE'].methods_by_name['GetConfig']._loaded_options = None
+  _globals['_SYSTEMSERVICE'].methods_by_name['GetConfig']._serialized_options = b'\202\323\344\223\002\014\022\n/v1/config'
+  _globals['_SYSTEMSERVICE'].methods_by_name['SetConfig']._loaded_options = None
+  _globals['_SYSTEMSERVICE'].methods_by_name['SetConfig']._serialized_options = b'\202\323\344\223\002\023\"\016/v1/config:set:\001*'
+  _globals['_GETSTATUSREQUEST']._serialized_start=181
+  _globals['_GETSTATUSREQUEST']._serialized_end=217
+  _globals['_STATECOUNT']._serialized_start=219
+  _globals['_STATECOUNT']._serialized_end=261
+  _globals['_GETSTATUSRESPONSE']._serialized_start=264
+  _globals['_GETSTATUSRESPONSE']._serialized_end=645
+  _globals['_GETHEALTHREQUEST']._serialized_start=647
+  _globals['_GETHEALTHREQUEST']._serialized_end=685
+  _globals['_COMPONENTHEALTH']._serialized_start=688
+  _globals['_COMPONENTHEALTH']._serialized_end=929
+  _globals['_COMPONENTHEALTH_DETAILSENTRY']._serialized_start=883
+  _globals['_COMPONENTHEALTH_DETAILSENTRY']._serialized_end=929
+  _globals['_GETHEALTHRESPONSE']._serialized_start=931
+  _globals['_GETHEALTHRESPONSE']._serialized_end=1036
+  _globals['_GETMETRICSSUMMARYREQUEST']._serialized_start=1038
+  _globals['_GETMETRICSSUMMARYREQUEST']._serialized_end=1082
+  _globals['_METRICSAMPLE']._serialized_start=1085
+  _globals['_METRICSAMPLE']._serialized_end=1258
+  _globals['_METRICSAMPLE_LABELSENTRY']._serialized_start=1213
+  _globals['_METRICSAMPLE_LABELSENTRY']._serialized_end=1258
+  _globals['_GETMETRICSSUMMARYRESPONSE']._serialized_start=1260
+  _globals['_GETMETRICSSUMMARYRESPONSE']._serialized_end=1327
+  _globals['_LISTLOGSREQUEST']._serialized_start=1330
+  _globals['_LISTLOGSREQUEST']._serialized_end=1533
+  _globals['_LISTLOGSRESPONSE']._serialized_start=1535
+  _globals['_LISTLOGSRESPONSE']._serialized_end=1615
+  _globals['_TAILLOGSREQUEST']._serialized_start=1618
+  _globals['_TAILLOGSREQUEST']._serialized_end=1753
+  _globals['_TAILLOGSRESPONSE']._serialized_start=1755
+  _globals['_TAILLOGSRESPONSE']._serialized_end=1809
+  _globals['_WATCHEVENTSREQUEST']._serialized_start=1811
+  _globals['_WATCHEVENTSREQUEST']._serialized_end=1910
+  _globals['_WATCHEVENTSRESPONSE']._serialized_start=1912
+  _globals['_WATCHEVENTSRESPONSE']._serialized_end=1964
+  _globals['_GETCONFIGREQUEST']._serialized_start=1966
+  _globals['_GETCONFIGREQUEST']._serialized_end=1998
+  _globals['_CONFIGVALUE']._serialized_start=2000
+  _globals['_CONFIGVALUE']._serialized_end=2078
+  _globals['_GETCONFIGRESPONSE']._serialized_start=2080
+  _globals['_GETCONFIGRESPONSE']._serialized_end=2137
+  _globals['_SETCONFIGREQUEST']._serialized_start=2139
+  _globals['_SETCONFIGREQUEST']._serialized_end=2185
+  _globals['_SETCONFIGRESPONSE']._serialized_start=2187
+  _globals['_SETCONFIGRESPONSE']._serialized_end=2243
+  _globals['_SYSTEMSERVICE']._serialized_start=2246
+  _globals['_SYSTEMSERVICE']._serialized_end=3029
 # @@protoc_insertion_point(module_scope)

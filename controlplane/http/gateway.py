@@ -31,7 +31,7 @@ from starlette.routing import Mount, Route as StarletteRoute
 from starlette.types import ASGIApp
 
 from controlplane.api.context import HTTP_PEER_METADATA
-from controlplane.errors import InvalidArgument, MaosError
+from controlplane.errors import InvalidArgument, MaosError, ResourceExhausted
 from controlplane.http import grpcweb
 from controlplane.http.aliases import ALIASES, Alias
 from controlplane.http.openapi import openapi_document
@@ -58,7 +58,7 @@ PEER_METADATA = HTTP_PEER_METADATA
 _ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD"]
 
 
-class TooLarge(MaosError):
+class TooLarge(ResourceExhausted):
     """A request body over ``server.http_max_body_bytes`` (HTTP 413)."""
 
 

@@ -7,6 +7,7 @@ repeated for lists, dotted for nested fields) for whatever neither binds.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -184,11 +185,10 @@ def parse_json(request_class: type[Message], fields: Any) -> Message:
 
 
 def _field_in(text: str) -> str:
-    """The field a json_format error names (``... at "SubmitTaskRequest.task.priority"``), if any."""
-    marker = ' at "'
-    if marker in text:
-        path = text.rsplit(marker, 1)[1].split('"', 1)[0]
-        return path.split(".", 1)[1] if "." in path else path
-    if 'field named "' in text:
-        return text.split('field named "', 1)[1].split('"', 1)[0]
-    return "body"
+    """The field a json_format error names (``... at SubmitTaskRequest.task.priority``), if any."""
+    paths = re.findall(r'\bat "?([A-Za-z_][\w]*(?:\.[A-Za-z_]\w*)*)', text)
+    named = re.findall(r'field named "?([\w]+)', text)
+    parts = paths[-1].split(".")[1:] if paths else []
+    if named:
+        parts.append(named[-1])
+    return ".".join(parts) or "body"

@@ -51,6 +51,8 @@ log = logging.getLogger(__name__)
 
 #: Request fields a stream resumes from, set from the ``Last-Event-ID`` header.
 RESUME_FIELDS = ("after_event_id",)
+#: Seconds an SSE request waits for its stream's first message (or refusal) before answering 200.
+FIRST_MESSAGE_WAIT = 1.0
 #: Seconds between SSE keepalive comments (they also notice a client that went away).
 KEEPALIVE = 15.0
 #: The metadata key that carries the HTTP client's address to the gRPC server (trusted on the Unix socket only).
@@ -238,19 +240,21 @@ class Gateway:
                 if name in message.DESCRIPTOR.fields_by_name and not getattr(message, name):
                     setattr(message, name, resume)
         call = self._stream(method)(message, metadata=self._metadata(request))
-        try:
-            first = await call.read()
-        except grpc.aio.AioRpcError as exc:
-            return error_response(status_of_rpc_error(exc))
+        # A refusal (no key, not found) comes at once and is answered with its HTTP status; a stream
+        # whose first message takes longer starts anyway, and a later error is an `event: error`.
+        first = asyncio.ensure_future(call.read())
+        await asyncio.wait({first}, timeout=FIRST_MESSAGE_WAIT)
+        if first.done() and isinstance(first.exception(), grpc.aio.AioRpcError):
+            return error_response(status_of_rpc_error(first.exception()))  # type: ignore[arg-type]
         return StreamingResponse(self._events(call, first), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
-    async def _events(self, call: Any, first: Any) -> AsyncIterator[bytes]:
+    async def _events(self, call: Any, first: asyncio.Future[Any]) -> AsyncIterator[bytes]:
         queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=64)
 
         async def pump() -> None:
             try:
-                item = first
+                item = await first
                 while item is not grpc.aio.EOF:
                     await queue.put(item)
                     item = await call.read()
@@ -260,6 +264,7 @@ class Gateway:
 
         reader = asyncio.create_task(pump())
         try:
+            yield b": stream open\n\n"
             while True:
                 try:
                     item = await asyncio.wait_for(queue.get(), KEEPALIVE)
@@ -278,6 +283,7 @@ class Gateway:
         finally:
             call.cancel()
             reader.cancel()
+            first.cancel()
 
     # -- gRPC-Web ---------------------------------------------------------------------------------
 

@@ -170,25 +170,36 @@ class Gateway:
             self._openapi = openapi_document(self.routes)
         return _json(self._openapi)
 
+    def resolve(self, verb: str, path: str) -> tuple[Route | Alias | str | None, dict[str, str]]:
+        """What serves ``verb path``: a guide alias, a route (with its path values), ``"method"``
+        when the path exists for other verbs only, or None."""
+        known_path = False
+        for alias, regex in self._aliases:
+            found = regex.fullmatch(path)
+            if found:
+                known_path = True
+                if alias.verb == verb:
+                    return alias, found.groupdict()
+        for route in self.routes:
+            values = route.match(path)
+            if values is not None:
+                known_path = True
+                if route.verb == verb:
+                    return route, values
+        return ("method" if known_path else None), {}
+
     async def dispatch(self, request: Request) -> Response:
         """Every other path: gRPC-Web, a guide alias, or a transcoded route."""
         try:
             if request.method == "POST" and grpcweb.is_grpc_web(request.headers.get("content-type", "")):
                 return await self.grpc_web(request)
             path = request.url.path
-            for alias, regex in self._aliases:
-                found = regex.fullmatch(path)
-                if found and alias.verb == request.method:
-                    return await self._call_alias(request, alias, found.groupdict())
-            matched_path = False
-            for route in self.routes:
-                values = route.match(path)
-                if values is None:
-                    continue
-                matched_path = True
-                if route.verb == request.method:
-                    return await self._call_route(request, route, values)
-            if matched_path or any(regex.fullmatch(path) for _, regex in self._aliases):
+            target, values = self.resolve(request.method, path)
+            if isinstance(target, Alias):
+                return await self._call_alias(request, target, values)
+            if isinstance(target, Route):
+                return await self._call_route(request, target, values)
+            if target == "method":
                 return error_response(status_pb2.Status(
                     code=grpc.StatusCode.UNIMPLEMENTED.value[0],
                     message=f"{request.method} is not allowed on {path}; see /openapi.json"), 405)

@@ -170,3 +170,25 @@ def openapi_document(routes: list[Route], title: str = "MAOS", version: str = "v
         "security": [{"apiKey": []}],
         "paths": paths,
     }
+
+
+def routes_table(routes: list[Route]) -> str:
+    """The Markdown table of every HTTP route (docs/http.md holds it; a test keeps it current)."""
+    rows = ["| Method | Path | RPC |", "|---|---|---|"]
+    for route in routes:
+        suffix = " (SSE)" if route.server_streaming else ""
+        rows.append(f"| {route.verb} | `{route.openapi_path}` | `{route.rpc}`{suffix} |")
+    for alias in ALIASES:
+        rows.append(f"| {alias.verb} | `{alias.path}` | `{alias.rpc}` (guide path) |")
+    return "\n".join(rows) + "\n"
+
+
+if __name__ == "__main__":  # python -m controlplane.http.openapi [--markdown]: print the document or the table
+    import json
+    import sys
+
+    from controlplane.api.server import SERVICE_NAMES
+    from controlplane.http.rules import routes_of
+
+    served = routes_of(SERVICE_NAMES)
+    sys.stdout.write(routes_table(served) if "--markdown" in sys.argv else json.dumps(openapi_document(served), indent=2) + "\n")

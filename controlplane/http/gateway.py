@@ -27,7 +27,8 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
-from starlette.routing import Mount, Route as StarletteRoute
+from starlette.routing import Mount
+from starlette.routing import Route as StarletteRoute
 from starlette.types import ASGIApp
 
 from controlplane.api.context import HTTP_PEER_METADATA

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from google.api import annotations_pb2, http_pb2
 from google.protobuf import descriptor_pool
-from google.protobuf.descriptor import Descriptor, MethodDescriptor
+from google.protobuf.descriptor import Descriptor, FieldDescriptor, MethodDescriptor
 from google.protobuf.message import Message
 from google.protobuf.message_factory import GetMessageClass
 
@@ -51,7 +51,7 @@ def singular(collection: str) -> str:
         return collection[:-3] + "y"
     if collection.endswith(("ches", "shes", "sses", "xes")):
         return collection[:-2]
-    return collection[:-1] if collection.endswith("s") else collection
+    return collection.removesuffix("s")
 
 
 @dataclass(frozen=True)
@@ -152,6 +152,6 @@ def routes_of(service_names: list[str]) -> list[Route]:
     return routes
 
 
-def field_by_name(message: Descriptor, name: str):  # noqa: ANN201 - a FieldDescriptor or None
+def field_by_name(message: Descriptor, name: str) -> FieldDescriptor | None:
     """A field by its proto name (``page_size``) or JSON name (``pageSize``)."""
     return message.fields_by_name.get(name) or next((f for f in message.fields if f.json_name == name), None)

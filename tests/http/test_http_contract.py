@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from controlplane.app import App, build_app
 from controlplane.api.server import SERVICE_NAMES
+from controlplane.app import App, build_app
 from controlplane.errors import InvalidArgument
 from controlplane.http.aliases import ALIASES, Alias
 from controlplane.http.openapi import routes_table

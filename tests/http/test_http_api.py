@@ -79,7 +79,13 @@ async def test_guide_example_with_a_bearer_key(secured_http: App, admin_http: Ht
     assert error_of(ns["results"])[:2] == (9, "ERROR_REASON_RESULT_NOT_READY")
     # The same call without the header is refused like the gRPC call, and audited once, as over gRPC.
     bare = await asyncio.to_thread(requests.post, f"{admin_http.base}/api/tasks", json={"description": "x"})
-    assert bare.status_code == 401 and error_of(bare)[0] == 16
+    assert bare.status_code == 401 and error_of(bare)[:2] == (16, "ERROR_REASON_UNAUTHENTICATED")
+    wrong = await asyncio.to_thread(requests.get, f"{admin_http.base}/api/v1/system/status",
+                                    headers={"Authorization": "Bearer maos_key_not_a_real_one"})
+    assert wrong.status_code == 401
+    # /health is the gRPC health check, which needs no key (load balancers probe it).
+    health = await asyncio.to_thread(requests.get, f"{admin_http.base}/health")
+    assert health.status_code == 200 and health.json() == {"status": "SERVING"}
     records = await stored_audit(secured_http)
     submits = [r for r in records if r["method"].endswith("SubmitTask")]
     assert [r["decision"] for r in submits].count("ALLOW") == 1

@@ -92,3 +92,27 @@ async def test_https_with_the_grpc_ports_certificate(maos_home: Path, pki) -> No
         assert reply.status_code == 200 and reply.json() == {"status": "SERVING"}
     finally:
         await app.stop(grace=1.0)
+
+
+async def test_extra_asgi_apps_mount_beside_the_api(maos_home: Path) -> None:
+    import asyncio
+
+    import requests
+
+    async def hello(scope, receive, send) -> None:  # a minimal ASGI app, as the MCP transport would be
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"text/plain")]})
+        await send({"type": "http.response.body", "body": f"mounted at {scope['root_path']}".encode()})
+
+    app = build_app(make_settings(maos_home))
+    app.http.mount("/mcp", hello)
+    await app.start("127.0.0.1:0", http_address="127.0.0.1:0")
+    try:
+        base = f"http://127.0.0.1:{app.http_port}"
+        reply = await asyncio.to_thread(requests.get, f"{base}/mcp/", timeout=10)
+        assert reply.status_code == 200 and reply.text == "mounted at /mcp"
+        assert (await asyncio.to_thread(requests.get, f"{base}/health", timeout=10)).status_code == 200
+        with pytest.raises(RuntimeError):
+            app.http.mount("/late", hello)
+    finally:
+        await app.stop(grace=1.0)

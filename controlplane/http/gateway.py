@@ -334,8 +334,11 @@ class Gateway:
             return finish(grpc.StatusCode.RESOURCE_EXHAUSTED.value[0], exc.message)
         assert self.channel is not None
         metadata = self._metadata(request)
-        timeout = _grpc_timeout(request.headers.get("grpc-timeout", "")) or self.timeout
+        # The client's grpc-timeout if it sends one; else unary calls get server.http_timeout and
+        # streams run until the client leaves (as Server-Sent Events do).
+        timeout = _grpc_timeout(request.headers.get("grpc-timeout", ""))
         if not method.server_streaming:
+            timeout = timeout or self.timeout
             try:
                 reply = await self.channel.unary_unary(request.url.path)(payload, metadata=metadata, timeout=timeout)
             except grpc.aio.AioRpcError as exc:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import re
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
@@ -20,7 +21,7 @@ from google.protobuf import descriptor_pool
 from google.protobuf.descriptor import MethodDescriptor
 from google.protobuf.message import Message
 from google.protobuf.message_factory import GetMessageClass
-from google.rpc import status_pb2
+from google.rpc import error_details_pb2, status_pb2
 from grpc_health.v1 import health_pb2  # noqa: F401 - the Health service's descriptors for /health
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -70,8 +71,13 @@ def _json(body: Any, status: int = 200) -> Response:
 
 
 def error_response(status: status_pb2.Status, http: int | None = None) -> Response:
-    """A ``google.rpc.Status`` as JSON with the HTTP status of its code."""
-    return _json(status_json(status), http or http_status(status.code))
+    """A ``google.rpc.Status`` as JSON with the HTTP status of its code (and ``Retry-After`` from a RetryInfo)."""
+    response = _json(status_json(status), http or http_status(status.code))
+    for detail in status.details:
+        info = error_details_pb2.RetryInfo()
+        if detail.Is(info.DESCRIPTOR) and detail.Unpack(info):
+            response.headers["Retry-After"] = str(max(1, math.ceil(info.retry_delay.ToTimedelta().total_seconds())))
+    return response
 
 
 def _alias_regex(path: str) -> re.Pattern[str]:

@@ -173,3 +173,22 @@ async def test_another_users_task_is_not_found(secured_http: App, admin_http: Ht
     assert cancel.status_code == 404
     assert (await as_alice.get(f"/api/tasks/{task_id}")).json()["task"]["status"] != "TASK_STATUS_CANCELLED"
     assert (await as_bob.get("/v1/tasks")).json().get("tasks", []) == []
+
+
+async def test_rate_limited_calls_are_429_with_retry_after(maos_home) -> None:
+    from tests.harness.server import admin_key, make_settings, start_app
+
+    app = await start_app(make_settings(maos_home, **{"security.auth": "required", "security.rate_limit.rate": 0.5,
+                                                      "security.rate_limit.burst": 2}), http=True)
+    try:
+        client = Http(app, await admin_key(app))
+        replies = [await client.get("/api/v1/system/status") for _ in range(4)]
+        assert [r.status_code for r in replies[:2]] == [200, 200]
+        limited = replies[-1]
+        assert limited.status_code == 429, limited.text
+        code, reason, _ = error_of(limited)
+        assert (code, reason) == (8, "ERROR_REASON_RATE_LIMITED")
+        assert any(d["@type"].endswith("google.rpc.RetryInfo") for d in limited.json()["details"])
+        assert int(limited.headers["Retry-After"]) >= 1
+    finally:
+        await app.stop(grace=1.0)

@@ -32,6 +32,7 @@ from starlette.routing import Mount
 from starlette.routing import Route as StarletteRoute
 from starlette.types import ASGIApp
 
+from controlplane.access.permissions import ADMIN
 from controlplane.api.context import HTTP_PEER_METADATA
 from controlplane.errors import InvalidArgument, MaosError, ResourceExhausted
 from controlplane.http import grpcweb
@@ -98,8 +99,10 @@ class Gateway:
     """Transcodes HTTP requests into calls on a gRPC channel to the control plane."""
 
     def __init__(self, routes: list[Route], service_names: list[str], *, max_body: int, timeout: float,
-                 cors_origins: list[str], mounts: Mapping[str, ASGIApp] | None = None):
+                 cors_origins: list[str], mounts: Mapping[str, ASGIApp] | None = None,
+                 reflection: str = "authenticated"):
         self.routes = routes
+        self.reflection = reflection
         self.service_names = set(service_names)
         self.max_body = max_body
         self.timeout = timeout or None
@@ -172,7 +175,22 @@ class Gateway:
     # -- endpoints --------------------------------------------------------------------------------
 
     async def openapi(self, request: Request) -> Response:
-        """``GET /openapi.json``."""
+        """``GET /openapi.json``, to whom ``server.reflection`` shows the schema (as gRPC reflection)."""
+        if self.reflection == "off":
+            return error_response(status_pb2.Status(code=grpc.StatusCode.NOT_FOUND.value[0],
+                                                    message="the API description is off (server.reflection: off)"))
+        if self.reflection != "public":
+            method = descriptor_pool.Default().FindMethodByName("maos.v1.AccessService.GetCaller")
+            try:
+                caller = await self._unary(method)(GetMessageClass(method.input_type)(),
+                                                   metadata=self._metadata(request), timeout=self.timeout)
+            except grpc.aio.AioRpcError as exc:
+                return error_response(status_of_rpc_error(exc))
+            if self.reflection == "admin" and not {"*", ADMIN} & set(caller.permissions) \
+                    and "roles/admin" not in caller.roles:
+                return error_response(status_pb2.Status(
+                    code=grpc.StatusCode.PERMISSION_DENIED.value[0],
+                    message=f"{caller.principal} may not read the API description (server.reflection: admin)"))
         if self._openapi is None:
             self._openapi = openapi_document(self.routes)
         return _json(self._openapi)

@@ -90,7 +90,8 @@ class HttpServer:
         self.gateway = Gateway(
             routes_of(self.service_names), self.service_names,
             max_body=self.settings["server.http_max_body_bytes"], timeout=self.settings["server.http_timeout"],
-            cors_origins=self.settings["server.http_cors_origins"], mounts=self.mounts)
+            cors_origins=self.settings["server.http_cors_origins"], mounts=self.mounts,
+            reflection=self.settings["server.reflection"])
         self.gateway.channel = grpc.aio.insecure_channel(self.grpc_socket(), options=[
             ("grpc.max_receive_message_length", 16 * 1024 * 1024),
             ("grpc.max_send_message_length", 16 * 1024 * 1024)])

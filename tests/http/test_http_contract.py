@@ -13,7 +13,7 @@ from controlplane.errors import InvalidArgument
 from controlplane.http.aliases import ALIASES, Alias
 from controlplane.http.openapi import routes_table
 from controlplane.http.rules import Route, routes_of
-from tests.harness.server import make_settings, start_app
+from tests.harness.server import admin_key, make_settings, start_app
 from tests.http.conftest import Http
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "http.md"
@@ -114,5 +114,38 @@ async def test_extra_asgi_apps_mount_beside_the_api(maos_home: Path) -> None:
         assert (await asyncio.to_thread(requests.get, f"{base}/health", timeout=10)).status_code == 200
         with pytest.raises(RuntimeError):
             app.http.mount("/late", hello)
+    finally:
+        await app.stop(grace=1.0)
+
+
+async def test_the_openapi_document_follows_server_reflection(secured_http: App, admin_http: Http) -> None:
+    import asyncio
+
+    import requests
+
+    bare = await asyncio.to_thread(requests.get, f"{admin_http.base}/openapi.json", timeout=10)
+    assert bare.status_code == 401  # authenticated (the default): any valid key, like gRPC reflection
+    viewer = await secured_http.access.create_user("vera@example.com", ["viewer"])
+    _, key = await secured_http.storage.call(secured_http.access.issue_key_sync, viewer["id"], "vera")
+    assert (await Http(secured_http, key).get("/openapi.json")).status_code == 200
+    assert (await admin_http.get("/openapi.json")).status_code == 200
+
+
+@pytest.mark.parametrize(("level", "bare", "viewer"), [("off", 404, 404), ("admin", 401, 403), ("public", 200, 200)])
+async def test_openapi_levels(maos_home: Path, level: str, bare: int, viewer: int) -> None:
+    import asyncio
+
+    import requests
+
+    app = await start_app(make_settings(maos_home, **{"security.auth": "required", "server.reflection": level}),
+                          http=True)
+    try:
+        url = f"http://127.0.0.1:{app.http_port}/openapi.json"
+        assert (await asyncio.to_thread(requests.get, url, timeout=10)).status_code == bare
+        user = await app.access.create_user("vic@example.com", ["viewer"])
+        _, key = await app.storage.call(app.access.issue_key_sync, user["id"], "vic")
+        assert (await Http(app, key).get("/openapi.json")).status_code == viewer
+        admin = Http(app, await admin_key(app))
+        assert (await admin.get("/openapi.json")).status_code == (404 if level == "off" else 200)
     finally:
         await app.stop(grace=1.0)

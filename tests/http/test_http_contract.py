@@ -149,3 +149,23 @@ async def test_openapi_levels(maos_home: Path, level: str, bare: int, viewer: in
         assert (await admin.get("/openapi.json")).status_code == (404 if level == "off" else 200)
     finally:
         await app.stop(grace=1.0)
+
+
+async def test_mutual_tls_on_the_http_port(maos_home: Path, pki) -> None:
+    import asyncio
+
+    import requests
+
+    app = await start_app(make_settings(maos_home, **pki.server_settings(mutual=True)), http=True)
+    try:
+        url = f"https://localhost:{app.http_port}/health"
+        with_cert = await asyncio.to_thread(requests.get, url, verify=str(pki.ca), timeout=10,
+                                            cert=(str(pki.client.cert), str(pki.client.key)))
+        assert with_cert.status_code == 200
+        with pytest.raises(requests.exceptions.RequestException):
+            await asyncio.to_thread(requests.get, url, verify=str(pki.ca), timeout=10)
+        with pytest.raises(requests.exceptions.RequestException):
+            await asyncio.to_thread(requests.get, url, verify=str(pki.ca), timeout=10,
+                                    cert=(str(pki.stranger.cert), str(pki.stranger.key)))
+    finally:
+        await app.stop(grace=1.0)

@@ -237,7 +237,9 @@ def _serve_foreground(settings: Any, detached: bool) -> None:
         configure_logging(settings)
 
     def ready(app: Any) -> None:
-        message(f"MAOS control plane serving on {app.address} (pid {os.getpid()}); Ctrl-C stops it")
+        http = (f", HTTP on {'https' if app.tls else 'http'}://{settings['server.http_address']}:{app.http_port}"
+                if app.http_port else "")
+        message(f"MAOS control plane serving on {app.address}{http} (pid {os.getpid()}); Ctrl-C stops it")
 
     try:
         asyncio.run(serve(settings, pool=pool, address=settings["server.address"], on_ready=ready))

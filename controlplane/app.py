@@ -37,6 +37,7 @@ from controlplane.checkpoints.wiring import install_checkpoints
 from controlplane.config import Settings
 from controlplane.errors import FailedPrecondition, InvalidArgument
 from controlplane.home import secure_home
+from controlplane.http.server import HttpServer, check_http_address
 from controlplane.launcher import LocalLauncher
 from controlplane.logbook import LogBook, LogBookHandler
 from controlplane.metrics import Metrics
@@ -88,13 +89,28 @@ class App:
     metrics_port: int = 0
     #: The port's TLS credentials (None for plaintext); they re-read changed certificate files.
     credentials: ServerCredentials | None = None
+    #: The HTTP/JSON and gRPC-Web port (``server.http_port``); mount extra ASGI apps on it before start.
+    http: HttpServer | None = None
+    http_port: int = 0
     _started: bool = field(default=False, repr=False)
     _log_handler: logging.Handler | None = field(default=None, repr=False)
 
-    async def start(self, address: str | None = None) -> int:
-        """Bind, recover state, and serve; returns the bound gRPC port."""
+    async def start(self, address: str | None = None, http_address: str | None = None) -> int:
+        """Bind, recover state, and serve; returns the bound gRPC port.
+
+        ``http_address`` (``host:port``, port 0 for any free one) overrides ``server.http_address``
+        and ``server.http_port`` (whose 0 turns the HTTP port off).
+        """
         address = address or self.settings["server.address"]
         check_bind_address(address, self.settings["server.allow_insecure_remote"], tls=self.tls is not None)
+        if http_address is None and self.settings["server.http_port"]:
+            http_address = f"{self.settings['server.http_address']}:{self.settings['server.http_port']}"
+        if http_address is not None and self.http is not None:
+            check_http_address(http_address.rpartition(":")[0], self.settings["server.allow_insecure_remote"],
+                               tls=self.tls is not None)
+            self.server.add_insecure_port(self.http.grpc_socket())  # private: the HTTP door's loopback
+        else:
+            http_address = None
         if self.settings["server.metrics_port"]:
             check_metrics_address(self.settings["server.metrics_address"],
                                   self.settings["server.allow_insecure_remote"])
@@ -118,14 +134,18 @@ class App:
         await set_serving(self.health, True)
         if self.retention is not None:
             self.retention.start()
+        self._started = True  # from here on, stop() undoes what started
+        if http_address is not None and self.http is not None:
+            host, _, port = http_address.rpartition(":")
+            self.http_port = await self.http.start(host, int(port))
         if self.settings["server.metrics_port"]:
             self.metrics_port = self.metrics.serve(
                 self.settings["server.metrics_port"], self.settings["server.metrics_address"]
             )
         self._started = True
-        log.info("MAOS control plane %s serving on %s%s (storage %s)", self.engine.replica, self.address,
+        log.info("MAOS control plane %s serving on %s%s (storage %s)%s", self.engine.replica, self.address,
                  " (mutual TLS)" if self.tls and self.tls.require_client_auth else " (TLS)" if self.tls else "",
-                 self.storage.backend.kind)
+                 self.storage.backend.kind, f", HTTP on port {self.http_port}" if self.http_port else "")
         return self.port
 
     async def stop(self, grace: float = 5.0) -> None:
@@ -136,6 +156,8 @@ class App:
                 if self.retention is not None:
                     await self.retention.stop()
                 await self.launcher.stop(grace)
+                if self.http is not None:
+                    await self.http.stop(grace)
                 await self.server.stop(grace)
                 if self.access is not None and self.launcher.token:
                     await self.access.revoke_local_agents_key(self.launcher.token)
@@ -252,4 +274,5 @@ def build_app(settings: Settings, pm: pluggy.PluginManager | None = None) -> App
     install_webhooks(pm, engine, settings, server, access if auth is not None else None)
     return App(settings=settings, pm=pm, metrics=metrics, storage=storage, engine=engine, server=server,
                health=health, launcher=launcher, logbook=logbook, access=access, tls=tls,
+               http=HttpServer(settings, tls),
                retention=AuditRetention(storage, settings["audit.retention_days"]))

@@ -158,6 +158,16 @@ def _text(value: Any) -> str:
     return "" if value is None else str(value)
 
 
+def _origins(value: Any) -> list[str]:
+    """CORS origins: a YAML list or a comma-separated string (``https://ops.example.com``, or ``*``)."""
+    items = value if isinstance(value, list | tuple) else str(value or "").split(",")
+    origins = [str(item).strip().rstrip("/") for item in items if str(item).strip()]
+    for origin in origins:
+        if origin != "*" and not re.fullmatch(r"https?://[^/\s]+", origin):
+            raise ValueError(f"{origin!r} is not an origin (scheme://host[:port], or *)")
+    return origins
+
+
 def _path(value: Any) -> str:
     """A file path (``~`` expanded); empty means unset."""
     text = _text(value).strip()
@@ -208,6 +218,17 @@ OPTIONS: dict[str, Option] = {
         Option("server.metrics_address", _text, "127.0.0.1",
                "Address /metrics listens on (plaintext HTTP: beyond localhost only with "
                "server.allow_insecure_remote)."),
+        Option("server.http_port", _non_negative_int, 8000,
+               "HTTP/JSON, Server-Sent Events and gRPC-Web port (same keys, TLS files and address rule as "
+               "the gRPC port); 0 disables."),
+        Option("server.http_address", _text, "127.0.0.1",
+               "Address the HTTP port listens on (beyond localhost only with TLS or server.allow_insecure_remote)."),
+        Option("server.http_cors_origins", _origins, [],
+               "Browser origins allowed to call the HTTP port (a list, or comma-separated); none by default."),
+        Option("server.http_max_body_bytes", _memory_size, 4 * 1024 * 1024,
+               "Largest HTTP request body (e.g. 4MiB); larger ones are refused with 413."),
+        Option("server.http_timeout", _duration, 60.0,
+               "Deadline of each unary call made over HTTP (streams run until the client leaves)."),
         Option("server.reflection", _reflection, "authenticated",
                "gRPC server reflection: off, admin (admin keys), authenticated (any valid key) or public "
                "(no key, for clients that cannot send a header); true means authenticated, false off."),

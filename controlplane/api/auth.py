@@ -57,7 +57,7 @@ from controlplane.access.manager import AccessManager, Caller, valid_role_id
 from controlplane.access.permissions import READ_ONLY, needed
 from controlplane.access.rate_limit import RATE_LIMITED, CallLimits
 from controlplane.api.admission import CONNECT, JOINING
-from controlplane.api.context import bearer_token, caller_var, peer_address, principal_var
+from controlplane.api.context import bearer_token, caller_peer, caller_var, peer_address, principal_var
 from controlplane.api.errors import status_code_for
 from controlplane.api.tls import client_certificate_subject
 from controlplane.metrics import Metrics
@@ -118,7 +118,7 @@ def audit_resource(name: str) -> str:
 
 def _peer(context: grpc.aio.ServicerContext) -> str:
     """The caller's address, and the subject of its verified client certificate if it sent one."""
-    peer = context.peer() or ""
+    peer = caller_peer(context)
     subject = client_certificate_subject(context)
     return f"{peer} (client certificate {subject})" if subject else peer
 
@@ -194,7 +194,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             # stays UNAUTHENTICATED, so its holder stops instead of retrying (as on RESOURCE_EXHAUSTED).
             if limits is not None and isinstance(exc, errors.Unauthenticated) \
                     and not isinstance(exc, errors.CredentialRefused):
-                refusal = limits.failed_authentication(peer_address(context.peer() or "")) or exc
+                refusal = limits.failed_authentication(peer_address(caller_peer(context))) or exc
             if refusal.reason == RATE_LIMITED and self.metrics is not None:
                 self.metrics.call_rate_limited(method, refusal.metadata.get("limit", ""))
             self.audit(method, caller, context, request, status_code_for(refusal).name, refusal.reason)

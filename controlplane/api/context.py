@@ -34,6 +34,24 @@ def peer_address(peer: str) -> str:
     return peer
 
 
+#: The HTTP port's client address, sent by the control plane's own HTTP door on its private Unix socket.
+HTTP_PEER_METADATA = "x-maos-http-peer"
+
+
+def caller_peer(context: Any) -> str:
+    """The caller's address: the HTTP client's for calls the HTTP port makes over its private Unix socket.
+
+    The header is believed only on the Unix socket (reachable by the server's own user alone);
+    on TCP ports the transport's peer is the answer.
+    """
+    peer = context.peer() or ""
+    if peer.startswith("unix:"):
+        for key, value in context.invocation_metadata() or ():
+            if key == HTTP_PEER_METADATA and isinstance(value, str) and value.startswith(("ipv4:", "ipv6:")):
+                return value
+    return peer
+
+
 def bearer_token(metadata: Any) -> str | None:
     """The key of ``authorization: Bearer <key>`` in a call's invocation metadata, if any."""
     for key, value in metadata or ():

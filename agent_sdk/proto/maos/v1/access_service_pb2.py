@@ -23,91 +23,128 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from . import messages_pb2 as maos_dot_v1_dot_messages__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cmaos/v1/access_service.proto\x12\x07maos.v1\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16maos/v1/messages.proto\"\x12\n\x10GetCallerRequest\"[\n\x11GetCallerResponse\x12\x11\n\tprincipal\x18\x01 \x01(\t\x12\x0f\n\x07\x61pi_key\x18\x02 \x01(\t\x12\r\n\x05roles\x18\x03 \x03(\t\x12\x13\n\x0bpermissions\x18\x04 \x03(\t\"D\n\x11\x43reateUserRequest\x12\x1b\n\x04user\x18\x01 \x01(\x0b\x32\r.maos.v1.User\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"1\n\x12\x43reateUserResponse\x12\x1b\n\x04user\x18\x01 \x01(\x0b\x32\r.maos.v1.User\"\x1e\n\x0eGetUserRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\".\n\x0fGetUserResponse\x12\x1b\n\x04user\x18\x01 \x01(\x0b\x32\r.maos.v1.User\"9\n\x10ListUsersRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"J\n\x11ListUsersResponse\x12\x1c\n\x05users\x18\x01 \x03(\x0b\x32\r.maos.v1.User\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"a\n\x11UpdateUserRequest\x12\x1b\n\x04user\x18\x01 \x01(\x0b\x32\r.maos.v1.User\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"1\n\x12UpdateUserResponse\x12\x1b\n\x04user\x18\x01 \x01(\x0b\x32\r.maos.v1.User\"!\n\x11\x44\x65leteUserRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x14\n\x12\x44\x65leteUserResponse\"A\n\x11\x43reateRoleRequest\x12\x0f\n\x07role_id\x18\x01 \x01(\t\x12\x1b\n\x04role\x18\x02 \x01(\x0b\x32\r.maos.v1.Role\"1\n\x12\x43reateRoleResponse\x12\x1b\n\x04role\x18\x01 \x01(\x0b\x32\r.maos.v1.Role\"\x1e\n\x0eGetRoleRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\".\n\x0fGetRoleResponse\x12\x1b\n\x04role\x18\x01 \x01(\x0b\x32\r.maos.v1.Role\"9\n\x10ListRolesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"J\n\x11ListRolesResponse\x12\x1c\n\x05roles\x18\x01 \x03(\x0b\x32\r.maos.v1.Role\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"a\n\x11UpdateRoleRequest\x12\x1b\n\x04role\x18\x01 \x01(\x0b\x32\r.maos.v1.Role\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"1\n\x12UpdateRoleResponse\x12\x1b\n\x04role\x18\x01 \x01(\x0b\x32\r.maos.v1.Role\"!\n\x11\x44\x65leteRoleRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x14\n\x12\x44\x65leteRoleResponse\"s\n\x13\x43reateApiKeyRequest\x12 \n\x07\x61pi_key\x18\x01 \x01(\x0b\x32\x0f.maos.v1.ApiKey\x12&\n\x03ttl\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"H\n\x14\x43reateApiKeyResponse\x12 \n\x07\x61pi_key\x18\x01 \x01(\x0b\x32\x0f.maos.v1.ApiKey\x12\x0e\n\x06secret\x18\x02 \x01(\t\"b\n\x12ListApiKeysRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x0c\n\x04user\x18\x03 \x01(\t\x12\x17\n\x0finclude_revoked\x18\x04 \x01(\x08\"Q\n\x13ListApiKeysResponse\x12!\n\x08\x61pi_keys\x18\x01 \x03(\x0b\x32\x0f.maos.v1.ApiKey\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"#\n\x13RevokeApiKeyRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"8\n\x14RevokeApiKeyResponse\x12 \n\x07\x61pi_key\x18\x01 \x01(\x0b\x32\x0f.maos.v1.ApiKey\"O\n\x13RotateApiKeyRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12*\n\x07overlap\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x84\x01\n\x14RotateApiKeyResponse\x12 \n\x07\x61pi_key\x18\x01 \x01(\x0b\x32\x0f.maos.v1.ApiKey\x12\x0e\n\x06secret\x18\x02 \x01(\t\x12:\n\x16old_secret_expire_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"h\n\x16\x43reateJoinTokenRequest\x12&\n\njoin_token\x18\x01 \x01(\x0b\x32\x12.maos.v1.JoinToken\x12&\n\x03ttl\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"P\n\x17\x43reateJoinTokenResponse\x12&\n\njoin_token\x18\x01 \x01(\x0b\x32\x12.maos.v1.JoinToken\x12\r\n\x05token\x18\x02 \x01(\t\">\n\x15ListJoinTokensRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"Z\n\x16ListJoinTokensResponse\x12\'\n\x0bjoin_tokens\x18\x01 \x03(\x0b\x32\x12.maos.v1.JoinToken\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"&\n\x16RevokeJoinTokenRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"A\n\x17RevokeJoinTokenResponse\x12&\n\njoin_token\x18\x01 \x01(\x0b\x32\x12.maos.v1.JoinToken2\xb1\n\n\rAccessService\x12\x42\n\tGetCaller\x12\x19.maos.v1.GetCallerRequest\x1a\x1a.maos.v1.GetCallerResponse\x12\x45\n\nCreateUser\x12\x1a.maos.v1.CreateUserRequest\x1a\x1b.maos.v1.CreateUserResponse\x12<\n\x07GetUser\x12\x17.maos.v1.GetUserRequest\x1a\x18.maos.v1.GetUserResponse\x12\x42\n\tListUsers\x12\x19.maos.v1.ListUsersRequest\x1a\x1a.maos.v1.ListUsersResponse\x12\x45\n\nUpdateUser\x12\x1a.maos.v1.UpdateUserRequest\x1a\x1b.maos.v1.UpdateUserResponse\x12\x45\n\nDeleteUser\x12\x1a.maos.v1.DeleteUserRequest\x1a\x1b.maos.v1.DeleteUserResponse\x12\x45\n\nCreateRole\x12\x1a.maos.v1.CreateRoleRequest\x1a\x1b.maos.v1.CreateRoleResponse\x12<\n\x07GetRole\x12\x17.maos.v1.GetRoleRequest\x1a\x18.maos.v1.GetRoleResponse\x12\x42\n\tListRoles\x12\x19.maos.v1.ListRolesRequest\x1a\x1a.maos.v1.ListRolesResponse\x12\x45\n\nUpdateRole\x12\x1a.maos.v1.UpdateRoleRequest\x1a\x1b.maos.v1.UpdateRoleResponse\x12\x45\n\nDeleteRole\x12\x1a.maos.v1.DeleteRoleRequest\x1a\x1b.maos.v1.DeleteRoleResponse\x12K\n\x0c\x43reateApiKey\x12\x1c.maos.v1.CreateApiKeyRequest\x1a\x1d.maos.v1.CreateApiKeyResponse\x12H\n\x0bListApiKeys\x12\x1b.maos.v1.ListApiKeysRequest\x1a\x1c.maos.v1.ListApiKeysResponse\x12K\n\x0cRevokeApiKey\x12\x1c.maos.v1.RevokeApiKeyRequest\x1a\x1d.maos.v1.RevokeApiKeyResponse\x12K\n\x0cRotateApiKey\x12\x1c.maos.v1.RotateApiKeyRequest\x1a\x1d.maos.v1.RotateApiKeyResponse\x12T\n\x0f\x43reateJoinToken\x12\x1f.maos.v1.CreateJoinTokenRequest\x1a .maos.v1.CreateJoinTokenResponse\x12Q\n\x0eListJoinTokens\x12\x1e.maos.v1.ListJoinTokensRequest\x1a\x1f.maos.v1.ListJoinTokensResponse\x12T\n\x0fRevokeJoinToken\x12\x1f.maos.v1.RevokeJoinTokenRequest\x1a .maos.v1.RevokeJoinTokenResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cmaos/v1/access_service.proto\x12\x07maos.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16maos/v1/messages.proto\"\x12\n\x10GetCallerRequest\"[\n\x11GetCallerResponse\x12\x11\n\tprincipal\x18\x01 \x01(\t\x12\x0f\n\x07\x61pi_key\x18\x02 \x01(\t\x12\r\n\x05roles\x18\x03 \x03(\t\x12\x13\n\x0bpermissions\x18\x04 \x03(\t\"D\n\x11\x43reateUserRequest\x12\x1b\n\x04user\x18\x01 \x01(\x0b\x32\r.maos.v1.User\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"1\n\x12\x43reateUserResponse\x12\x1b\n\x04user\x18\x01 \x01(\x0b\x32\r.maos.v1.User\"\x1e\n\x0eGetUserRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\".\n\x0fGetUserResponse\x12\x1b\n\x04user\x18\x01 \x01(\x0b\x32\r.maos.v1.User\"9\n\x10ListUsersRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"J\n\x11ListUsersResponse\x12\x1c\n\x05users\x18\x01 \x03(\x0b\x32\r.maos.v1.User\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"a\n\x11UpdateUserRequest\x12\x1b\n\x04user\x18\x01 \x01(\x0b\x32\r.maos.v1.User\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"1\n\x12UpdateUserResponse\x12\x1b\n\x04user\x18\x01 \x01(\x0b\x32\r.maos.v1.User\"!\n\x11\x44\x65leteUserRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x14\n\x12\x44\x65leteUserResponse\"A\n\x11\x43reateRoleRequest\x12\x0f\n\x07role_id\x18\x01 \x01(\t\x12\x1b\n\x04role\x18\x02 \x01(\x0b\x32\r.maos.v1.Role\"1\n\x12\x43reateRoleResponse\x12\x1b\n\x04role\x18\x01 \x01(\x0b\x32\r.maos.v1.Role\"\x1e\n\x0eGetRoleRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\".\n\x0fGetRoleResponse\x12\x1b\n\x04role\x18\x01 \x01(\x0b\x32\r.maos.v1.Role\"9\n\x10ListRolesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"J\n\x11ListRolesResponse\x12\x1c\n\x05roles\x18\x01 \x03(\x0b\x32\r.maos.v1.Role\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"a\n\x11UpdateRoleRequest\x12\x1b\n\x04role\x18\x01 \x01(\x0b\x32\r.maos.v1.Role\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"1\n\x12UpdateRoleResponse\x12\x1b\n\x04role\x18\x01 \x01(\x0b\x32\r.maos.v1.Role\"!\n\x11\x44\x65leteRoleRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x14\n\x12\x44\x65leteRoleResponse\"s\n\x13\x43reateApiKeyRequest\x12 \n\x07\x61pi_key\x18\x01 \x01(\x0b\x32\x0f.maos.v1.ApiKey\x12&\n\x03ttl\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"H\n\x14\x43reateApiKeyResponse\x12 \n\x07\x61pi_key\x18\x01 \x01(\x0b\x32\x0f.maos.v1.ApiKey\x12\x0e\n\x06secret\x18\x02 \x01(\t\"b\n\x12ListApiKeysRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x0c\n\x04user\x18\x03 \x01(\t\x12\x17\n\x0finclude_revoked\x18\x04 \x01(\x08\"Q\n\x13ListApiKeysResponse\x12!\n\x08\x61pi_keys\x18\x01 \x03(\x0b\x32\x0f.maos.v1.ApiKey\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"#\n\x13RevokeApiKeyRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"8\n\x14RevokeApiKeyResponse\x12 \n\x07\x61pi_key\x18\x01 \x01(\x0b\x32\x0f.maos.v1.ApiKey\"O\n\x13RotateApiKeyRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12*\n\x07overlap\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x84\x01\n\x14RotateApiKeyResponse\x12 \n\x07\x61pi_key\x18\x01 \x01(\x0b\x32\x0f.maos.v1.ApiKey\x12\x0e\n\x06secret\x18\x02 \x01(\t\x12:\n\x16old_secret_expire_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"h\n\x16\x43reateJoinTokenRequest\x12&\n\njoin_token\x18\x01 \x01(\x0b\x32\x12.maos.v1.JoinToken\x12&\n\x03ttl\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"P\n\x17\x43reateJoinTokenResponse\x12&\n\njoin_token\x18\x01 \x01(\x0b\x32\x12.maos.v1.JoinToken\x12\r\n\x05token\x18\x02 \x01(\t\">\n\x15ListJoinTokensRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"Z\n\x16ListJoinTokensResponse\x12\'\n\x0bjoin_tokens\x18\x01 \x03(\x0b\x32\x12.maos.v1.JoinToken\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"&\n\x16RevokeJoinTokenRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"A\n\x17RevokeJoinTokenResponse\x12&\n\njoin_token\x18\x01 \x01(\x0b\x32\x12.maos.v1.JoinToken2\xb3\x0e\n\rAccessService\x12V\n\tGetCaller\x12\x19.maos.v1.GetCallerRequest\x1a\x1a.maos.v1.GetCallerResponse\"\x12\x82\xd3\xe4\x93\x02\x0c\x12\n/v1/caller\x12[\n\nCreateUser\x12\x1a.maos.v1.CreateUserRequest\x1a\x1b.maos.v1.CreateUserResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\"\t/v1/users:\x01*\x12X\n\x07GetUser\x12\x17.maos.v1.GetUserRequest\x1a\x18.maos.v1.GetUserResponse\"\x1a\x82\xd3\xe4\x93\x02\x14\x12\x12/v1/{name=users/*}\x12U\n\tListUsers\x12\x19.maos.v1.ListUsersRequest\x1a\x1a.maos.v1.ListUsersResponse\"\x11\x82\xd3\xe4\x93\x02\x0b\x12\t/v1/users\x12l\n\nUpdateUser\x12\x1a.maos.v1.UpdateUserRequest\x1a\x1b.maos.v1.UpdateUserResponse\"%\x82\xd3\xe4\x93\x02\x1f\x32\x17/v1/{user.name=users/*}:\x04user\x12\x61\n\nDeleteUser\x12\x1a.maos.v1.DeleteUserRequest\x1a\x1b.maos.v1.DeleteUserResponse\"\x1a\x82\xd3\xe4\x93\x02\x14*\x12/v1/{name=users/*}\x12^\n\nCreateRole\x12\x1a.maos.v1.CreateRoleRequest\x1a\x1b.maos.v1.CreateRoleResponse\"\x17\x82\xd3\xe4\x93\x02\x11\"\t/v1/roles:\x04role\x12X\n\x07GetRole\x12\x17.maos.v1.GetRoleRequest\x1a\x18.maos.v1.GetRoleResponse\"\x1a\x82\xd3\xe4\x93\x02\x14\x12\x12/v1/{name=roles/*}\x12U\n\tListRoles\x12\x19.maos.v1.ListRolesRequest\x1a\x1a.maos.v1.ListRolesResponse\"\x11\x82\xd3\xe4\x93\x02\x0b\x12\t/v1/roles\x12l\n\nUpdateRole\x12\x1a.maos.v1.UpdateRoleRequest\x1a\x1b.maos.v1.UpdateRoleResponse\"%\x82\xd3\xe4\x93\x02\x1f\x32\x17/v1/{role.name=roles/*}:\x04role\x12\x61\n\nDeleteRole\x12\x1a.maos.v1.DeleteRoleRequest\x1a\x1b.maos.v1.DeleteRoleResponse\"\x1a\x82\xd3\xe4\x93\x02\x14*\x12/v1/{name=roles/*}\x12\x63\n\x0c\x43reateApiKey\x12\x1c.maos.v1.CreateApiKeyRequest\x1a\x1d.maos.v1.CreateApiKeyResponse\"\x16\x82\xd3\xe4\x93\x02\x10\"\x0b/v1/apiKeys:\x01*\x12]\n\x0bListApiKeys\x12\x1b.maos.v1.ListApiKeysRequest\x1a\x1c.maos.v1.ListApiKeysResponse\"\x13\x82\xd3\xe4\x93\x02\r\x12\x0b/v1/apiKeys\x12s\n\x0cRevokeApiKey\x12\x1c.maos.v1.RevokeApiKeyRequest\x1a\x1d.maos.v1.RevokeApiKeyResponse\"&\x82\xd3\xe4\x93\x02 \"\x1b/v1/{name=apiKeys/*}:revoke:\x01*\x12s\n\x0cRotateApiKey\x12\x1c.maos.v1.RotateApiKeyRequest\x1a\x1d.maos.v1.RotateApiKeyResponse\"&\x82\xd3\xe4\x93\x02 \"\x1b/v1/{name=apiKeys/*}:rotate:\x01*\x12o\n\x0f\x43reateJoinToken\x12\x1f.maos.v1.CreateJoinTokenRequest\x1a .maos.v1.CreateJoinTokenResponse\"\x19\x82\xd3\xe4\x93\x02\x13\"\x0e/v1/joinTokens:\x01*\x12i\n\x0eListJoinTokens\x12\x1e.maos.v1.ListJoinTokensRequest\x1a\x1f.maos.v1.ListJoinTokensResponse\"\x16\x82\xd3\xe4\x93\x02\x10\x12\x0e/v1/joinTokens\x12\x7f\n\x0fRevokeJoinToken\x12\x1f.maos.v1.RevokeJoinTokenRequest\x1a .maos.v1.RevokeJoinTokenResponse\")\x82\xd3\xe4\x93\x02#\"\x1e/v1/{name=joinTokens/*}:revoke:\x01*b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'maos.v1.access_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_GETCALLERREQUEST']._serialized_start=164
-  _globals['_GETCALLERREQUEST']._serialized_end=182
-  _globals['_GETCALLERRESPONSE']._serialized_start=184
-  _globals['_GETCALLERRESPONSE']._serialized_end=275
-  _globals['_CREATEUSERREQUEST']._serialized_start=277
-  _globals['_CREATEUSERREQUEST']._serialized_end=345
-  _globals['_CREATEUSERRESPONSE']._serialized_start=347
-  _globals['_CREATEUSERRESPONSE']._serialized_end=396
-  _globals['_GETUSERREQUEST']._serialized_start=398
-  _globals['_GETUSERREQUEST']._serialized_end=428
-  _globals['_GETUSERRESPONSE']._serialized_start=430
-  _globals['_GETUSERRESPONSE']._serialized_end=476
-  _globals['_LISTUSERSREQUEST']._serialized_start=478
-  _globals['_LISTUSERSREQUEST']._serialized_end=535
-  _globals['_LISTUSERSRESPONSE']._serialized_start=537
-  _globals['_LISTUSERSRESPONSE']._serialized_end=611
-  _globals['_UPDATEUSERREQUEST']._serialized_start=613
-  _globals['_UPDATEUSERREQUEST']._serialized_end=710
-  _globals['_UPDATEUSERRESPONSE']._serialized_start=712
-  _globals['_UPDATEUSERRESPONSE']._serialized_end=761
-  _globals['_DELETEUSERREQUEST']._serialized_start=763
-  _globals['_DELETEUSERREQUEST']._serialized_end=796
-  _globals['_DELETEUSERRESPONSE']._serialized_start=798
-  _globals['_DELETEUSERRESPONSE']._serialized_end=818
-  _globals['_CREATEROLEREQUEST']._serialized_start=820
-  _globals['_CREATEROLEREQUEST']._serialized_end=885
-  _globals['_CREATEROLERESPONSE']._serialized_start=887
-  _globals['_CREATEROLERESPONSE']._serialized_end=936
-  _globals['_GETROLEREQUEST']._serialized_start=938
-  _globals['_GETROLEREQUEST']._serialized_end=968
-  _globals['_GETROLERESPONSE']._serialized_start=970
-  _globals['_GETROLERESPONSE']._serialized_end=1016
-  _globals['_LISTROLESREQUEST']._serialized_start=1018
-  _globals['_LISTROLESREQUEST']._serialized_end=1075
-  _globals['_LISTROLESRESPONSE']._serialized_start=1077
-  _globals['_LISTROLESRESPONSE']._serialized_end=1151
-  _globals['_UPDATEROLEREQUEST']._serialized_start=1153
-  _globals['_UPDATEROLEREQUEST']._serialized_end=1250
-  _globals['_UPDATEROLERESPONSE']._serialized_start=1252
-  _globals['_UPDATEROLERESPONSE']._serialized_end=1301
-  _globals['_DELETEROLEREQUEST']._serialized_start=1303
-  _globals['_DELETEROLEREQUEST']._serialized_end=1336
-  _globals['_DELETEROLERESPONSE']._serialized_start=1338
-  _globals['_DELETEROLERESPONSE']._serialized_end=1358
-  _globals['_CREATEAPIKEYREQUEST']._serialized_start=1360
-  _globals['_CREATEAPIKEYREQUEST']._serialized_end=1475
-  _globals['_CREATEAPIKEYRESPONSE']._serialized_start=1477
-  _globals['_CREATEAPIKEYRESPONSE']._serialized_end=1549
-  _globals['_LISTAPIKEYSREQUEST']._serialized_start=1551
-  _globals['_LISTAPIKEYSREQUEST']._serialized_end=1649
-  _globals['_LISTAPIKEYSRESPONSE']._serialized_start=1651
-  _globals['_LISTAPIKEYSRESPONSE']._serialized_end=1732
-  _globals['_REVOKEAPIKEYREQUEST']._serialized_start=1734
-  _globals['_REVOKEAPIKEYREQUEST']._serialized_end=1769
-  _globals['_REVOKEAPIKEYRESPONSE']._serialized_start=1771
-  _globals['_REVOKEAPIKEYRESPONSE']._serialized_end=1827
-  _globals['_ROTATEAPIKEYREQUEST']._serialized_start=1829
-  _globals['_ROTATEAPIKEYREQUEST']._serialized_end=1908
-  _globals['_ROTATEAPIKEYRESPONSE']._serialized_start=1911
-  _globals['_ROTATEAPIKEYRESPONSE']._serialized_end=2043
-  _globals['_CREATEJOINTOKENREQUEST']._serialized_start=2045
-  _globals['_CREATEJOINTOKENREQUEST']._serialized_end=2149
-  _globals['_CREATEJOINTOKENRESPONSE']._serialized_start=2151
-  _globals['_CREATEJOINTOKENRESPONSE']._serialized_end=2231
-  _globals['_LISTJOINTOKENSREQUEST']._serialized_start=2233
-  _globals['_LISTJOINTOKENSREQUEST']._serialized_end=2295
-  _globals['_LISTJOINTOKENSRESPONSE']._serialized_start=2297
-  _globals['_LISTJOINTOKENSRESPONSE']._serialized_end=2387
-  _globals['_REVOKEJOINTOKENREQUEST']._serialized_start=2389
-  _globals['_REVOKEJOINTOKENREQUEST']._serialized_end=2427
-  _globals['_REVOKEJOINTOKENRESPONSE']._serialized_start=2429
-  _globals['_REVOKEJOINTOKENRESPONSE']._serialized_end=2494
-  _globals['_ACCESSSERVICE']._serialized_start=2497
-  _globals['_ACCESSSERVICE']._serialized_end=3826
+  _globals['_ACCESSSERVICE'].methods_by_name['GetCaller']._loaded_options = None
+  _globals['_ACCESSSERVICE'].methods_by_name['GetCaller']._serialized_options = b'\202\323\344\223\002\014\022\n/v1/caller'
+  _globals['_ACCESSSERVICE'].methods_by_name['CreateUser']._loaded_options = None
+  _globals['_ACCESSSERVICE'].methods_by_name['CreateUser']._serialized_options = b'\202\323\344\223\002\016\"\t/v1/users:\001*'
+  _globals['_ACCESSSERVICE'].methods_by_name['GetUser']._loaded_options = None
+  _globals['_ACCESSSERVICE'].methods_by_name['GetUser']._serialized_options = b'\202\323\344\223\002\024\022\022/v1/{name=users/*}'
+  _globals['_ACCESSSERVICE'].methods_by_name['ListUsers']._loaded_options = None
+  _globals['_ACCESSSERVICE'].methods_by_name['ListUsers']._serialized_options = b'\202\323\344\223\002\013\022\t/v1/users'
+  _globals['_ACCESSSERVICE'].methods_by_name['UpdateUser']._loaded_options = None
+  _globals['_ACCESSSERVICE'].methods_by_name['UpdateUser']._serialized_options = b'\202\323\344\223\002\0372\027/v1/{user.name=users/*}:\004user'
+  _globals['_ACCESSSERVICE'].methods_by_name['DeleteUser']._loaded_options = None
+  _globals['_ACCESSSERVICE'].methods_by_name['DeleteUser']._serialized_options = b'\202\323\344\223\002\024*\022/v1/{name=users/*}'
+  _globals['_ACCESSSERVICE'].methods_by_name['CreateRole']._loaded_options = None
+  _globals['_ACCESSSERVICE'].methods_by_name['CreateRole']._serialized_options = b'\202\323\344\223\002\021\"\t/v1/roles:\004role'
+  _globals['_ACCESSSERVICE'].methods_by_name['GetRole']._loaded_options = None
+  _globals['_ACCESSSERVICE'].methods_by_name['GetRole']._serialized_options = b'\202\323\344\223\002\024\022\022/v1/{name=roles/*}'
+  _globals['_ACCESSSERVICE'].methods_by_name['ListRoles']._loaded_options = None
+  _globals['_ACCESSSERVICE'].methods_by_name['ListRoles']._serialized_options = b'\202\323\344\223\002\013\022\t/v1/roles'
+  _globals['_ACCESSSERVICE'].methods_by_name['UpdateRole']._loaded_options = None
+  _globals['_ACCESSSERVICE'].methods_by_name['UpdateRole']._serialized_options = b'\202\323\344\223\002\0372\027/v1/{role.name=roles/*}:\004role'
+  _globals['_ACCESSSERVICE'].methods_by_name['DeleteRole']._loaded_options = None
+  _globals['_ACCESSSERVICE'].methods_by_name['DeleteRole']._serialized_options = b'\202\323\344\223\002\024*\022/v1/{name=roles/*}'
+  _globals['_ACCESSSERVICE'].methods_by_name['CreateApiKey']._loaded_options = None
+  _globals['_ACCESSSERVICE'].methods_by_name['CreateApiKey']._serialized_options = b'\202\323\344\223\002\020\"\013/v1/apiKeys:\001*'
+  _globals['_ACCESSSERVICE'].methods_by_name['ListApiKeys']._loaded_options = None
+  _globals['_ACCESSSERVICE'].methods_by_name['ListApiKeys']._serialized_options = b'\202\323\344\223\002\r\022\013/v1/apiKeys'
+  _globals['_ACCESSSERVICE'].methods_by_name['RevokeApiKey']._loaded_options = None
+  _globals['_ACCESSSERVICE'].methods_by_name['RevokeApiKey']._serialized_options = b'\202\323\344\223\002 \"\033/v1/{name=apiKeys/*}:revoke:\001*'
+  _globals['_ACCESSSERVICE'].methods_by_name['RotateApiKey']._loaded_options = None
+  _globals['_ACCESSSERVICE'].methods_by_name['RotateApiKey']._serialized_options = b'\202\323\344\223\002 \"\033/v1/{name=apiKeys/*}:rotate:\001*'
+  _globals['_ACCESSSERVICE'].methods_by_name['CreateJoinToken']._loaded_options = None
+  _globals['_ACCESSSERVICE'].methods_by_name['CreateJoinToken']._serialized_options = b'\202\323\344\223\002\023\"\016/v1/joinTokens:\001*'
+  _globals['_ACCESSSERVICE'].methods_by_name['ListJoinTokens']._loaded_options = None
+  _globals['_ACCESSSERVICE'].methods_by_name['ListJoinTokens']._serialized_options = b'\202\323\344\223\002\020\022\016/v1/joinTokens'
+  _globals['_ACCESSSERVICE'].methods_by_name['RevokeJoinToken']._loaded_options = None
+  _globals['_ACCESSSERVICE'].methods_by_name['RevokeJoinToken']._serialized_options = b'\202\323\344\223\002#\"\036/v1/{name=joinTokens/*}:revoke:\001*'
+  _globals['_GETCALLERREQUEST']._serialized_start=194
+  _globals['_GETCALLERREQUEST']._serialized_end=212
+  _globals['_GETCALLERRESPONSE']._serialized_start=214
+  _globals['_GETCALLERRESPONSE']._serialized_end=305
+  _globals['_CREATEUSERREQUEST']._serialized_start=307
+  _globals['_CREATEUSERREQUEST']._serialized_end=375
+  _globals['_CREATEUSERRESPONSE']._serialized_start=377
+  _globals['_CREATEUSERRESPONSE']._serialized_end=426
+  _globals['_GETUSERREQUEST']._serialized_start=428
+  _globals['_GETUSERREQUEST']._serialized_end=458
+  _globals['_GETUSERRESPONSE']._serialized_start=460
+  _globals['_GETUSERRESPONSE']._serialized_end=506
+  _globals['_LISTUSERSREQUEST']._serialized_start=508
+  _globals['_LISTUSERSREQUEST']._serialized_end=565
+  _globals['_LISTUSERSRESPONSE']._serialized_start=567
+  _globals['_LISTUSERSRESPONSE']._serialized_end=641
+  _globals['_UPDATEUSERREQUEST']._serialized_start=643
+  _globals['_UPDATEUSERREQUEST']._serialized_end=740
+  _globals['_UPDATEUSERRESPONSE']._serialized_start=742
+  _globals['_UPDATEUSERRESPONSE']._serialized_end=791
+  _globals['_DELETEUSERREQUEST']._serialized_start=793
+  _globals['_DELETEUSERREQUEST']._serialized_end=826
+  _globals['_DELETEUSERRESPONSE']._serialized_start=828
+  _globals['_DELETEUSERRESPONSE']._serialized_end=848
+  _globals['_CREATEROLEREQUEST']._serialized_start=850
+  _globals['_CREATEROLEREQUEST']._serialized_end=915
+  _globals['_CREATEROLERESPONSE']._serialized_start=917
+  _globals['_CREATEROLERESPONSE']._serialized_end=966
+  _globals['_GETROLEREQUEST']._serialized_start=968
+  _globals['_GETROLEREQUEST']._serialized_end=998
+  _globals['_GETROLERESPONSE']._serialized_start=1000
+  _globals['_GETROLERESPONSE']._serialized_end=1046
+  _globals['_LISTROLESREQUEST']._serialized_start=1048
+  _globals['_LISTROLESREQUEST']._serialized_end=1105
+  _globals['_LISTROLESRESPONSE']._serialized_start=1107
+  _globals['_LISTROLESRESPONSE']._serialized_end=1181
+  _globals['_UPDATEROLEREQUEST']._serialized_start=1183
+  _globals['_UPDATEROLEREQUEST']._serialized_end=1280
+  _globals['_UPDATEROLERESPONSE']._serialized_start=1282
+  _globals['_UPDATEROLERESPONSE']._serialized_end=1331
+  _globals['_DELETEROLEREQUEST']._serialized_start=1333
+  _globals['_DELETEROLEREQUEST']._serialized_end=1366
+  _globals['_DELETEROLERESPONSE']._serialized_start=1368
+  _globals['_DELETEROLERESPONSE']._serialized_end=1388
+  _globals['_CREATEAPIKEYREQUEST']._serialized_start=1390
+  _globals['_CREATEAPIKEYREQUEST']._serialized_end=1505
+  _globals['_CREATEAPIKEYRESPONSE']._serialized_start=1507
+  _globals['_CREATEAPIKEYRESPONSE']._serialized_end=1579
+  _globals['_LISTAPIKEYSREQUEST']._serialized_start=1581
+  _globals['_LISTAPIKEYSREQUEST']._serialized_end=1679
+  _globals['_LISTAPIKEYSRESPONSE']._serialized_start=1681
+  _globals['_LISTAPIKEYSRESPONSE']._serialized_end=1762
+  _globals['_REVOKEAPIKEYREQUEST']._serialized_start=1764
+  _globals['_REVOKEAPIKEYREQUEST']._serialized_end=1799
+  _globals['_REVOKEAPIKEYRESPONSE']._serialized_start=1801
+  _globals['_REVOKEAPIKEYRESPONSE']._serialized_end=1857
+  _globals['_ROTATEAPIKEYREQUEST']._serialized_start=1859
+  _globals['_ROTATEAPIKEYREQUEST']._serialized_end=1938
+  _globals['_ROTATEAPIKEYRESPONSE']._serialized_start=1941
+  _globals['_ROTATEAPIKEYRESPONSE']._serialized_end=2073
+  _globals['_CREATEJOINTOKENREQUEST']._serialized_start=2075
+  _globals['_CREATEJOINTOKENREQUEST']._serialized_end=2179
+  _globals['_CREATEJOINTOKENRESPONSE']._serialized_start=2181
+  _globals['_CREATEJOINTOKENRESPONSE']._serialized_end=2261
+  _globals['_LISTJOINTOKENSREQUEST']._serialized_start=2263
+  _globals['_LISTJOINTOKENSREQUEST']._serialized_end=2325
+  _globals['_LISTJOINTOKENSRESPONSE']._serialized_start=2327
+  _globals['_LISTJOINTOKENSRESPONSE']._serialized_end=2417
+  _globals['_REVOKEJOINTOKENREQUEST']._serialized_start=2419
+  _globals['_REVOKEJOINTOKENREQUEST']._serialized_end=2457
+  _globals['_REVOKEJOINTOKENRESPONSE']._serialized_start=2459
+  _globals['_REVOKEJOINTOKENRESPONSE']._serialized_end=2524
+  _globals['_ACCESSSERVICE']._serialized_start=2527
+  _globals['_ACCESSSERVICE']._serialized_end=4370
 # @@protoc_insertion_point(module_scope)

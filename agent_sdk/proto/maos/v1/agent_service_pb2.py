@@ -23,12 +23,13 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from . import enums_pb2 as maos_dot_v1_dot_enums__pb2
 from . import messages_pb2 as maos_dot_v1_dot_messages__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bmaos/v1/agent_service.proto\x12\x07maos.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x13maos/v1/enums.proto\x1a\x16maos/v1/messages.proto\"\x93\x01\n\x11ListAgentsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12&\n\x08statuses\x18\x03 \x03(\x0e\x32\x14.maos.v1.AgentStatus\x12\x13\n\x0b\x61gent_types\x18\x04 \x03(\t\x12\x1a\n\x12include_terminated\x18\x05 \x01(\x08\"M\n\x12ListAgentsResponse\x12\x1e\n\x06\x61gents\x18\x01 \x03(\x0b\x32\x0e.maos.v1.Agent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x1f\n\x0fGetAgentRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"1\n\x10GetAgentResponse\x12\x1d\n\x05\x61gent\x18\x01 \x01(\x0b\x32\x0e.maos.v1.Agent\"\xe2\x01\n\x12SpawnAgentsRequest\x12\x12\n\nagent_type\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\r\x12\x14\n\x0c\x63\x61pabilities\x18\x03 \x03(\t\x12\x17\n\x0fmax_concurrency\x18\x04 \x01(\r\x12\x37\n\x06labels\x18\x05 \x03(\x0b\x32\'.maos.v1.SpawnAgentsRequest.LabelsEntry\x12\x12\n\nrequest_id\x18\x06 \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"5\n\x13SpawnAgentsResponse\x12\x1e\n\x06\x61gents\x18\x01 \x03(\x0b\x32\x0e.maos.v1.Agent\"r\n\x15TerminateAgentRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x66orce\x18\x02 \x01(\x08\x12(\n\x05grace\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"7\n\x16TerminateAgentResponse\x12\x1d\n\x05\x61gent\x18\x01 \x01(\x0b\x32\x0e.maos.v1.Agent\"!\n\x11PauseAgentRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"3\n\x12PauseAgentResponse\x12\x1d\n\x05\x61gent\x18\x01 \x01(\x0b\x32\x0e.maos.v1.Agent\"\"\n\x12ResumeAgentRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"4\n\x13ResumeAgentResponse\x12\x1d\n\x05\x61gent\x18\x01 \x01(\x0b\x32\x0e.maos.v1.Agent\"K\n\x11\x44rainAgentRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12(\n\x05grace\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"3\n\x12\x44rainAgentResponse\x12\x1d\n\x05\x61gent\x18\x01 \x01(\x0b\x32\x0e.maos.v1.Agent\"\x17\n\x15ListAgentTypesRequest\"\xbe\x01\n\tAgentType\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tbase_type\x18\x02 \x01(\t\x12\x14\n\x0c\x63\x61pabilities\x18\x03 \x03(\t\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12\x0e\n\x06source\x18\x05 \x01(\t\x12\x11\n\tspawnable\x18\x06 \x01(\x08\x12&\n\x07\x62\x61\x63king\x18\x07 \x01(\x0e\x32\x15.maos.v1.AgentBacking\x12\x1a\n\x12unavailable_reason\x18\x08 \x01(\t\"S\n\x16ListAgentTypesResponse\x12\'\n\x0b\x61gent_types\x18\x01 \x03(\x0b\x32\x12.maos.v1.AgentType\x12\x10\n\x08problems\x18\x02 \x03(\t\"\\\n\x13RestartAgentRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x66orce\x18\x02 \x01(\x08\x12(\n\x05grace\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\"W\n\x14RestartAgentResponse\x12 \n\x08previous\x18\x01 \x01(\x0b\x32\x0e.maos.v1.Agent\x12\x1d\n\x05\x61gent\x18\x02 \x01(\x0b\x32\x0e.maos.v1.Agent\"&\n\x16GetAgentMetricsRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\xf9\x01\n\x17GetAgentMetricsResponse\x12\x1d\n\x05\x61gent\x18\x01 \x01(\x0b\x32\x0e.maos.v1.Agent\x12*\n\x07process\x18\x02 \x01(\x0b\x32\x19.maos.v1.ProcessResources\x12\x45\n\x0blog_records\x18\x03 \x03(\x0b\x32\x30.maos.v1.GetAgentMetricsResponse.LogRecordsEntry\x12\x19\n\x11\x63onnected_seconds\x18\x04 \x01(\x01\x1a\x31\n\x0fLogRecordsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\x32\x81\x06\n\x0c\x41gentService\x12\x45\n\nListAgents\x12\x1a.maos.v1.ListAgentsRequest\x1a\x1b.maos.v1.ListAgentsResponse\x12?\n\x08GetAgent\x12\x18.maos.v1.GetAgentRequest\x1a\x19.maos.v1.GetAgentResponse\x12H\n\x0bSpawnAgents\x12\x1b.maos.v1.SpawnAgentsRequest\x1a\x1c.maos.v1.SpawnAgentsResponse\x12Q\n\x0eTerminateAgent\x12\x1e.maos.v1.TerminateAgentRequest\x1a\x1f.maos.v1.TerminateAgentResponse\x12\x45\n\nPauseAgent\x12\x1a.maos.v1.PauseAgentRequest\x1a\x1b.maos.v1.PauseAgentResponse\x12H\n\x0bResumeAgent\x12\x1b.maos.v1.ResumeAgentRequest\x1a\x1c.maos.v1.ResumeAgentResponse\x12\x45\n\nDrainAgent\x12\x1a.maos.v1.DrainAgentRequest\x1a\x1b.maos.v1.DrainAgentResponse\x12Q\n\x0eListAgentTypes\x12\x1e.maos.v1.ListAgentTypesRequest\x1a\x1f.maos.v1.ListAgentTypesResponse\x12K\n\x0cRestartAgent\x12\x1c.maos.v1.RestartAgentRequest\x1a\x1d.maos.v1.RestartAgentResponse\x12T\n\x0fGetAgentMetrics\x12\x1f.maos.v1.GetAgentMetricsRequest\x1a .maos.v1.GetAgentMetricsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bmaos/v1/agent_service.proto\x12\x07maos.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x13maos/v1/enums.proto\x1a\x16maos/v1/messages.proto\"\x93\x01\n\x11ListAgentsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12&\n\x08statuses\x18\x03 \x03(\x0e\x32\x14.maos.v1.AgentStatus\x12\x13\n\x0b\x61gent_types\x18\x04 \x03(\t\x12\x1a\n\x12include_terminated\x18\x05 \x01(\x08\"M\n\x12ListAgentsResponse\x12\x1e\n\x06\x61gents\x18\x01 \x03(\x0b\x32\x0e.maos.v1.Agent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x1f\n\x0fGetAgentRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"1\n\x10GetAgentResponse\x12\x1d\n\x05\x61gent\x18\x01 \x01(\x0b\x32\x0e.maos.v1.Agent\"\xe2\x01\n\x12SpawnAgentsRequest\x12\x12\n\nagent_type\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\r\x12\x14\n\x0c\x63\x61pabilities\x18\x03 \x03(\t\x12\x17\n\x0fmax_concurrency\x18\x04 \x01(\r\x12\x37\n\x06labels\x18\x05 \x03(\x0b\x32\'.maos.v1.SpawnAgentsRequest.LabelsEntry\x12\x12\n\nrequest_id\x18\x06 \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"5\n\x13SpawnAgentsResponse\x12\x1e\n\x06\x61gents\x18\x01 \x03(\x0b\x32\x0e.maos.v1.Agent\"r\n\x15TerminateAgentRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x66orce\x18\x02 \x01(\x08\x12(\n\x05grace\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"7\n\x16TerminateAgentResponse\x12\x1d\n\x05\x61gent\x18\x01 \x01(\x0b\x32\x0e.maos.v1.Agent\"!\n\x11PauseAgentRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"3\n\x12PauseAgentResponse\x12\x1d\n\x05\x61gent\x18\x01 \x01(\x0b\x32\x0e.maos.v1.Agent\"\"\n\x12ResumeAgentRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"4\n\x13ResumeAgentResponse\x12\x1d\n\x05\x61gent\x18\x01 \x01(\x0b\x32\x0e.maos.v1.Agent\"K\n\x11\x44rainAgentRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12(\n\x05grace\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"3\n\x12\x44rainAgentResponse\x12\x1d\n\x05\x61gent\x18\x01 \x01(\x0b\x32\x0e.maos.v1.Agent\"\x17\n\x15ListAgentTypesRequest\"\xbe\x01\n\tAgentType\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tbase_type\x18\x02 \x01(\t\x12\x14\n\x0c\x63\x61pabilities\x18\x03 \x03(\t\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12\x0e\n\x06source\x18\x05 \x01(\t\x12\x11\n\tspawnable\x18\x06 \x01(\x08\x12&\n\x07\x62\x61\x63king\x18\x07 \x01(\x0e\x32\x15.maos.v1.AgentBacking\x12\x1a\n\x12unavailable_reason\x18\x08 \x01(\t\"S\n\x16ListAgentTypesResponse\x12\'\n\x0b\x61gent_types\x18\x01 \x03(\x0b\x32\x12.maos.v1.AgentType\x12\x10\n\x08problems\x18\x02 \x03(\t\"\\\n\x13RestartAgentRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x66orce\x18\x02 \x01(\x08\x12(\n\x05grace\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\"W\n\x14RestartAgentResponse\x12 \n\x08previous\x18\x01 \x01(\x0b\x32\x0e.maos.v1.Agent\x12\x1d\n\x05\x61gent\x18\x02 \x01(\x0b\x32\x0e.maos.v1.Agent\"&\n\x16GetAgentMetricsRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\xf9\x01\n\x17GetAgentMetricsResponse\x12\x1d\n\x05\x61gent\x18\x01 \x01(\x0b\x32\x0e.maos.v1.Agent\x12*\n\x07process\x18\x02 \x01(\x0b\x32\x19.maos.v1.ProcessResources\x12\x45\n\x0blog_records\x18\x03 \x03(\x0b\x32\x30.maos.v1.GetAgentMetricsResponse.LogRecordsEntry\x12\x19\n\x11\x63onnected_seconds\x18\x04 \x01(\x01\x1a\x31\n\x0fLogRecordsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\x32\xd1\x08\n\x0c\x41gentService\x12Y\n\nListAgents\x12\x1a.maos.v1.ListAgentsRequest\x1a\x1b.maos.v1.ListAgentsResponse\"\x12\x82\xd3\xe4\x93\x02\x0c\x12\n/v1/agents\x12\\\n\x08GetAgent\x12\x18.maos.v1.GetAgentRequest\x1a\x19.maos.v1.GetAgentResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\x12\x13/v1/{name=agents/*}\x12\x65\n\x0bSpawnAgents\x12\x1b.maos.v1.SpawnAgentsRequest\x1a\x1c.maos.v1.SpawnAgentsResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\"\x10/v1/agents:spawn:\x01*\x12{\n\x0eTerminateAgent\x12\x1e.maos.v1.TerminateAgentRequest\x1a\x1f.maos.v1.TerminateAgentResponse\"(\x82\xd3\xe4\x93\x02\"\"\x1d/v1/{name=agents/*}:terminate:\x01*\x12k\n\nPauseAgent\x12\x1a.maos.v1.PauseAgentRequest\x1a\x1b.maos.v1.PauseAgentResponse\"$\x82\xd3\xe4\x93\x02\x1e\"\x19/v1/{name=agents/*}:pause:\x01*\x12o\n\x0bResumeAgent\x12\x1b.maos.v1.ResumeAgentRequest\x1a\x1c.maos.v1.ResumeAgentResponse\"%\x82\xd3\xe4\x93\x02\x1f\"\x1a/v1/{name=agents/*}:resume:\x01*\x12k\n\nDrainAgent\x12\x1a.maos.v1.DrainAgentRequest\x1a\x1b.maos.v1.DrainAgentResponse\"$\x82\xd3\xe4\x93\x02\x1e\"\x19/v1/{name=agents/*}:drain:\x01*\x12i\n\x0eListAgentTypes\x12\x1e.maos.v1.ListAgentTypesRequest\x1a\x1f.maos.v1.ListAgentTypesResponse\"\x16\x82\xd3\xe4\x93\x02\x10\x12\x0e/v1/agentTypes\x12s\n\x0cRestartAgent\x12\x1c.maos.v1.RestartAgentRequest\x1a\x1d.maos.v1.RestartAgentResponse\"&\x82\xd3\xe4\x93\x02 \"\x1b/v1/{name=agents/*}:restart:\x01*\x12y\n\x0fGetAgentMetrics\x12\x1f.maos.v1.GetAgentMetricsRequest\x1a .maos.v1.GetAgentMetricsResponse\"#\x82\xd3\xe4\x93\x02\x1d\x12\x1b/v1/{name=agents/*}/metricsb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,52 +40,72 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SPAWNAGENTSREQUEST_LABELSENTRY']._serialized_options = b'8\001'
   _globals['_GETAGENTMETRICSRESPONSE_LOGRECORDSENTRY']._loaded_options = None
   _globals['_GETAGENTMETRICSRESPONSE_LOGRECORDSENTRY']._serialized_options = b'8\001'
-  _globals['_LISTAGENTSREQUEST']._serialized_start=118
-  _globals['_LISTAGENTSREQUEST']._serialized_end=265
-  _globals['_LISTAGENTSRESPONSE']._serialized_start=267
-  _globals['_LISTAGENTSRESPONSE']._serialized_end=344
-  _globals['_GETAGENTREQUEST']._serialized_start=346
-  _globals['_GETAGENTREQUEST']._serialized_end=377
-  _globals['_GETAGENTRESPONSE']._serialized_start=379
-  _globals['_GETAGENTRESPONSE']._serialized_end=428
-  _globals['_SPAWNAGENTSREQUEST']._serialized_start=431
-  _globals['_SPAWNAGENTSREQUEST']._serialized_end=657
-  _globals['_SPAWNAGENTSREQUEST_LABELSENTRY']._serialized_start=612
-  _globals['_SPAWNAGENTSREQUEST_LABELSENTRY']._serialized_end=657
-  _globals['_SPAWNAGENTSRESPONSE']._serialized_start=659
-  _globals['_SPAWNAGENTSRESPONSE']._serialized_end=712
-  _globals['_TERMINATEAGENTREQUEST']._serialized_start=714
-  _globals['_TERMINATEAGENTREQUEST']._serialized_end=828
-  _globals['_TERMINATEAGENTRESPONSE']._serialized_start=830
-  _globals['_TERMINATEAGENTRESPONSE']._serialized_end=885
-  _globals['_PAUSEAGENTREQUEST']._serialized_start=887
-  _globals['_PAUSEAGENTREQUEST']._serialized_end=920
-  _globals['_PAUSEAGENTRESPONSE']._serialized_start=922
-  _globals['_PAUSEAGENTRESPONSE']._serialized_end=973
-  _globals['_RESUMEAGENTREQUEST']._serialized_start=975
-  _globals['_RESUMEAGENTREQUEST']._serialized_end=1009
-  _globals['_RESUMEAGENTRESPONSE']._serialized_start=1011
-  _globals['_RESUMEAGENTRESPONSE']._serialized_end=1063
-  _globals['_DRAINAGENTREQUEST']._serialized_start=1065
-  _globals['_DRAINAGENTREQUEST']._serialized_end=1140
-  _globals['_DRAINAGENTRESPONSE']._serialized_start=1142
-  _globals['_DRAINAGENTRESPONSE']._serialized_end=1193
-  _globals['_LISTAGENTTYPESREQUEST']._serialized_start=1195
-  _globals['_LISTAGENTTYPESREQUEST']._serialized_end=1218
-  _globals['_AGENTTYPE']._serialized_start=1221
-  _globals['_AGENTTYPE']._serialized_end=1411
-  _globals['_LISTAGENTTYPESRESPONSE']._serialized_start=1413
-  _globals['_LISTAGENTTYPESRESPONSE']._serialized_end=1496
-  _globals['_RESTARTAGENTREQUEST']._serialized_start=1498
-  _globals['_RESTARTAGENTREQUEST']._serialized_end=1590
-  _globals['_RESTARTAGENTRESPONSE']._serialized_start=1592
-  _globals['_RESTARTAGENTRESPONSE']._serialized_end=1679
-  _globals['_GETAGENTMETRICSREQUEST']._serialized_start=1681
-  _globals['_GETAGENTMETRICSREQUEST']._serialized_end=1719
-  _globals['_GETAGENTMETRICSRESPONSE']._serialized_start=1722
-  _globals['_GETAGENTMETRICSRESPONSE']._serialized_end=1971
-  _globals['_GETAGENTMETRICSRESPONSE_LOGRECORDSENTRY']._serialized_start=1922
-  _globals['_GETAGENTMETRICSRESPONSE_LOGRECORDSENTRY']._serialized_end=1971
-  _globals['_AGENTSERVICE']._serialized_start=1974
-  _globals['_AGENTSERVICE']._serialized_end=2743
+  _globals['_AGENTSERVICE'].methods_by_name['ListAgents']._loaded_options = None
+  _globals['_AGENTSERVICE'].methods_by_name['ListAgents']._serialized_options = b'\202\323\344\223\002\014\022\n/v1/agents'
+  _globals['_AGENTSERVICE'].methods_by_name['GetAgent']._loaded_options = None
+  _globals['_AGENTSERVICE'].methods_by_name['GetAgent']._serialized_options = b'\202\323\344\223\002\025\022\023/v1/{name=agents/*}'
+  _globals['_AGENTSERVICE'].methods_by_name['SpawnAgents']._loaded_options = None
+  _globals['_AGENTSERVICE'].methods_by_name['SpawnAgents']._serialized_options = b'\202\323\344\223\002\025\"\020/v1/agents:spawn:\001*'
+  _globals['_AGENTSERVICE'].methods_by_name['TerminateAgent']._loaded_options = None
+  _globals['_AGENTSERVICE'].methods_by_name['TerminateAgent']._serialized_options = b'\202\323\344\223\002\"\"\035/v1/{name=agents/*}:terminate:\001*'
+  _globals['_AGENTSERVICE'].methods_by_name['PauseAgent']._loaded_options = None
+  _globals['_AGENTSERVICE'].methods_by_name['PauseAgent']._serialized_options = b'\202\323\344\223\002\036\"\031/v1/{name=agents/*}:pause:\001*'
+  _globals['_AGENTSERVICE'].methods_by_name['ResumeAgent']._loaded_options = None
+  _globals['_AGENTSERVICE'].methods_by_name['ResumeAgent']._serialized_options = b'\202\323\344\223\002\037\"\032/v1/{name=agents/*}:resume:\001*'
+  _globals['_AGENTSERVICE'].methods_by_name['DrainAgent']._loaded_options = None
+  _globals['_AGENTSERVICE'].methods_by_name['DrainAgent']._serialized_options = b'\202\323\344\223\002\036\"\031/v1/{name=agents/*}:drain:\001*'
+  _globals['_AGENTSERVICE'].methods_by_name['ListAgentTypes']._loaded_options = None
+  _globals['_AGENTSERVICE'].methods_by_name['ListAgentTypes']._serialized_options = b'\202\323\344\223\002\020\022\016/v1/agentTypes'
+  _globals['_AGENTSERVICE'].methods_by_name['RestartAgent']._loaded_options = None
+  _globals['_AGENTSERVICE'].methods_by_name['RestartAgent']._serialized_options = b'\202\323\344\223\002 \"\033/v1/{name=agents/*}:restart:\001*'
+  _globals['_AGENTSERVICE'].methods_by_name['GetAgentMetrics']._loaded_options = None
+  _globals['_AGENTSERVICE'].methods_by_name['GetAgentMetrics']._serialized_options = b'\202\323\344\223\002\035\022\033/v1/{name=agents/*}/metrics'
+  _globals['_LISTAGENTSREQUEST']._serialized_start=148
+  _globals['_LISTAGENTSREQUEST']._serialized_end=295
+  _globals['_LISTAGENTSRESPONSE']._serialized_start=297
+  _globals['_LISTAGENTSRESPONSE']._serialized_end=374
+  _globals['_GETAGENTREQUEST']._serialized_start=376
+  _globals['_GETAGENTREQUEST']._serialized_end=407
+  _globals['_GETAGENTRESPONSE']._serialized_start=409
+  _globals['_GETAGENTRESPONSE']._serialized_end=458
+  _globals['_SPAWNAGENTSREQUEST']._serialized_start=461
+  _globals['_SPAWNAGENTSREQUEST']._serialized_end=687
+  _globals['_SPAWNAGENTSREQUEST_LABELSENTRY']._serialized_start=642
+  _globals['_SPAWNAGENTSREQUEST_LABELSENTRY']._serialized_end=687
+  _globals['_SPAWNAGENTSRESPONSE']._serialized_start=689
+  _globals['_SPAWNAGENTSRESPONSE']._serialized_end=742
+  _globals['_TERMINATEAGENTREQUEST']._serialized_start=744
+  _globals['_TERMINATEAGENTREQUEST']._serialized_end=858
+  _globals['_TERMINATEAGENTRESPONSE']._serialized_start=860
+  _globals['_TERMINATEAGENTRESPONSE']._serialized_end=915
+  _globals['_PAUSEAGENTREQUEST']._serialized_start=917
+  _globals['_PAUSEAGENTREQUEST']._serialized_end=950
+  _globals['_PAUSEAGENTRESPONSE']._serialized_start=952
+  _globals['_PAUSEAGENTRESPONSE']._serialized_end=1003
+  _globals['_RESUMEAGENTREQUEST']._serialized_start=1005
+  _globals['_RESUMEAGENTREQUEST']._serialized_end=1039
+  _globals['_RESUMEAGENTRESPONSE']._serialized_start=1041
+  _globals['_RESUMEAGENTRESPONSE']._serialized_end=1093
+  _globals['_DRAINAGENTREQUEST']._serialized_start=1095
+  _globals['_DRAINAGENTREQUEST']._serialized_end=1170
+  _globals['_DRAINAGENTRESPONSE']._serialized_start=1172
+  _globals['_DRAINAGENTRESPONSE']._serialized_end=1223
+  _globals['_LISTAGENTTYPESREQUEST']._serialized_start=1225
+  _globals['_LISTAGENTTYPESREQUEST']._serialized_end=1248
+  _globals['_AGENTTYPE']._serialized_start=1251
+  _globals['_AGENTTYPE']._serialized_end=1441
+  _globals['_LISTAGENTTYPESRESPONSE']._serialized_start=1443
+  _globals['_LISTAGENTTYPESRESPONSE']._serialized_end=1526
+  _globals['_RESTARTAGENTREQUEST']._serialized_start=1528
+  _globals['_RESTARTAGENTREQUEST']._serialized_end=1620
+  _globals['_RESTARTAGENTRESPONSE']._serialized_start=1622
+  _globals['_RESTARTAGENTRESPONSE']._serialized_end=1709
+  _globals['_GETAGENTMETRICSREQUEST']._serialized_start=1711
+  _globals['_GETAGENTMETRICSREQUEST']._serialized_end=1749
+  _globals['_GETAGENTMETRICSRESPONSE']._serialized_start=1752
+  _globals['_GETAGENTMETRICSRESPONSE']._serialized_end=2001
+  _globals['_GETAGENTMETRICSRESPONSE_LOGRECORDSENTRY']._serialized_start=1952
+  _globals['_GETAGENTMETRICSRESPONSE_LOGRECORDSENTRY']._serialized_end=2001
+  _globals['_AGENTSERVICE']._serialized_start=2004
+  _globals['_AGENTSERVICE']._serialized_end=3109
 # @@protoc_insertion_point(module_scope)

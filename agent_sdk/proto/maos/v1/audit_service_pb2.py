@@ -23,22 +23,25 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from . import enums_pb2 as maos_dot_v1_dot_enums__pb2
 from . import messages_pb2 as maos_dot_v1_dot_messages__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bmaos/v1/audit_service.proto\x12\x07maos.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13maos/v1/enums.proto\x1a\x16maos/v1/messages.proto\"\xe3\x01\n\x17ListAuditRecordsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12)\n\x05since\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x05until\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tprincipal\x18\x05 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x06 \x01(\t\x12(\n\x08\x64\x65\x63ision\x18\x07 \x01(\x0e\x32\x16.maos.v1.AuditDecision\"Z\n\x18ListAuditRecordsResponse\x12%\n\x07records\x18\x01 \x03(\x0b\x32\x14.maos.v1.AuditRecord\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2g\n\x0c\x41uditService\x12W\n\x10ListAuditRecords\x12 .maos.v1.ListAuditRecordsRequest\x1a!.maos.v1.ListAuditRecordsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bmaos/v1/audit_service.proto\x12\x07maos.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13maos/v1/enums.proto\x1a\x16maos/v1/messages.proto\"\xe3\x01\n\x17ListAuditRecordsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12)\n\x05since\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x05until\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tprincipal\x18\x05 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x06 \x01(\t\x12(\n\x08\x64\x65\x63ision\x18\x07 \x01(\x0e\x32\x16.maos.v1.AuditDecision\"Z\n\x18ListAuditRecordsResponse\x12%\n\x07records\x18\x01 \x03(\x0b\x32\x14.maos.v1.AuditRecord\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\x81\x01\n\x0c\x41uditService\x12q\n\x10ListAuditRecords\x12 .maos.v1.ListAuditRecordsRequest\x1a!.maos.v1.ListAuditRecordsResponse\"\x18\x82\xd3\xe4\x93\x02\x12\x12\x10/v1/auditRecordsb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'maos.v1.audit_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_LISTAUDITRECORDSREQUEST']._serialized_start=119
-  _globals['_LISTAUDITRECORDSREQUEST']._serialized_end=346
-  _globals['_LISTAUDITRECORDSRESPONSE']._serialized_start=348
-  _globals['_LISTAUDITRECORDSRESPONSE']._serialized_end=438
-  _globals['_AUDITSERVICE']._serialized_start=440
-  _globals['_AUDITSERVICE']._serialized_end=543
+  _globals['_AUDITSERVICE'].methods_by_name['ListAuditRecords']._loaded_options = None
+  _globals['_AUDITSERVICE'].methods_by_name['ListAuditRecords']._serialized_options = b'\202\323\344\223\002\022\022\020/v1/auditRecords'
+  _globals['_LISTAUDITRECORDSREQUEST']._serialized_start=149
+  _globals['_LISTAUDITRECORDSREQUEST']._serialized_end=376
+  _globals['_LISTAUDITRECORDSRESPONSE']._serialized_start=378
+  _globals['_LISTAUDITRECORDSRESPONSE']._serialized_end=468
+  _globals['_AUDITSERVICE']._serialized_start=471
+  _globals['_AUDITSERVICE']._serialized_end=600
 # @@protoc_insertion_point(module_scope)

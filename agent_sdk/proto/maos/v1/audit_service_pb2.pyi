@@ -1,6 +1,7 @@
 # Generated from protos/ by protos/generate.py. DO NOT EDIT.
 import datetime
 
+from google.api import annotations_pb2 as _annotations_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from . import enums_pb2 as _enums_pb2
 from . import messages_pb2 as _messages_pb2

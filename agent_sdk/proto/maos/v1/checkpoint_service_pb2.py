@@ -23,47 +23,58 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from . import enums_pb2 as maos_dot_v1_dot_enums__pb2
 from . import messages_pb2 as maos_dot_v1_dot_messages__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n maos/v1/checkpoint_service.proto\x12\x07maos.v1\x1a\x13maos/v1/enums.proto\x1a\x16maos/v1/messages.proto\"X\n\x17\x43reateCheckpointRequest\x12\x14\n\x0c\x64isplay_name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"C\n\x18\x43reateCheckpointResponse\x12\'\n\ncheckpoint\x18\x01 \x01(\x0b\x32\x13.maos.v1.Checkpoint\"?\n\x16ListCheckpointsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"\\\n\x17ListCheckpointsResponse\x12(\n\x0b\x63heckpoints\x18\x01 \x03(\x0b\x32\x13.maos.v1.Checkpoint\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"$\n\x14GetCheckpointRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"@\n\x15GetCheckpointResponse\x12\'\n\ncheckpoint\x18\x01 \x01(\x0b\x32\x13.maos.v1.Checkpoint\"\'\n\x17\x45xportCheckpointRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"^\n\x18\x45xportCheckpointResponse\x12)\n\ncheckpoint\x18\x01 \x01(\x0b\x32\x13.maos.v1.CheckpointH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"]\n\x17ImportCheckpointRequest\x12)\n\ncheckpoint\x18\x01 \x01(\x0b\x32\x13.maos.v1.CheckpointH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"C\n\x18ImportCheckpointResponse\x12\'\n\ncheckpoint\x18\x01 \x01(\x0b\x32\x13.maos.v1.Checkpoint\"\'\n\x17\x44\x65leteCheckpointRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x1a\n\x18\x44\x65leteCheckpointResponse\"\x8f\x01\n\x0eRecoverRequest\x12\x12\n\ncheckpoint\x18\x01 \x01(\t\x12\x13\n\x0bverify_only\x18\x02 \x01(\x08\x12\x12\n\ncomponents\x18\x03 \x03(\t\x12,\n\nlater_work\x18\x04 \x01(\x0e\x32\x18.maos.v1.LaterWorkPolicy\x12\x12\n\nrequest_id\x18\x05 \x01(\t\"Z\n\x0f\x43omponentChange\x12\x11\n\tcomponent\x18\x01 \x01(\t\x12\x10\n\x08restored\x18\x02 \x01(\x04\x12\x0f\n\x07\x63hanged\x18\x03 \x01(\x04\x12\x11\n\tunchanged\x18\x04 \x01(\x04\"\xb3\x01\n\x0fRecoverResponse\x12\'\n\ncheckpoint\x18\x01 \x01(\x0b\x32\x13.maos.v1.Checkpoint\x12\x14\n\x0cintegrity_ok\x18\x02 \x01(\x08\x12\x0f\n\x07\x61pplied\x18\x03 \x01(\x08\x12)\n\x07\x63hanges\x18\x04 \x03(\x0b\x32\x18.maos.v1.ComponentChange\x12\x13\n\x0blater_tasks\x18\x05 \x03(\t\x12\x10\n\x08warnings\x18\x06 \x03(\t2\xdf\x04\n\x11\x43heckpointService\x12W\n\x10\x43reateCheckpoint\x12 .maos.v1.CreateCheckpointRequest\x1a!.maos.v1.CreateCheckpointResponse\x12T\n\x0fListCheckpoints\x12\x1f.maos.v1.ListCheckpointsRequest\x1a .maos.v1.ListCheckpointsResponse\x12N\n\rGetCheckpoint\x12\x1d.maos.v1.GetCheckpointRequest\x1a\x1e.maos.v1.GetCheckpointResponse\x12Y\n\x10\x45xportCheckpoint\x12 .maos.v1.ExportCheckpointRequest\x1a!.maos.v1.ExportCheckpointResponse0\x01\x12Y\n\x10ImportCheckpoint\x12 .maos.v1.ImportCheckpointRequest\x1a!.maos.v1.ImportCheckpointResponse(\x01\x12W\n\x10\x44\x65leteCheckpoint\x12 .maos.v1.DeleteCheckpointRequest\x1a!.maos.v1.DeleteCheckpointResponse\x12<\n\x07Recover\x12\x17.maos.v1.RecoverRequest\x1a\x18.maos.v1.RecoverResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n maos/v1/checkpoint_service.proto\x12\x07maos.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x13maos/v1/enums.proto\x1a\x16maos/v1/messages.proto\"X\n\x17\x43reateCheckpointRequest\x12\x14\n\x0c\x64isplay_name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"C\n\x18\x43reateCheckpointResponse\x12\'\n\ncheckpoint\x18\x01 \x01(\x0b\x32\x13.maos.v1.Checkpoint\"?\n\x16ListCheckpointsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"\\\n\x17ListCheckpointsResponse\x12(\n\x0b\x63heckpoints\x18\x01 \x03(\x0b\x32\x13.maos.v1.Checkpoint\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"$\n\x14GetCheckpointRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"@\n\x15GetCheckpointResponse\x12\'\n\ncheckpoint\x18\x01 \x01(\x0b\x32\x13.maos.v1.Checkpoint\"\'\n\x17\x45xportCheckpointRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"^\n\x18\x45xportCheckpointResponse\x12)\n\ncheckpoint\x18\x01 \x01(\x0b\x32\x13.maos.v1.CheckpointH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"]\n\x17ImportCheckpointRequest\x12)\n\ncheckpoint\x18\x01 \x01(\x0b\x32\x13.maos.v1.CheckpointH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"C\n\x18ImportCheckpointResponse\x12\'\n\ncheckpoint\x18\x01 \x01(\x0b\x32\x13.maos.v1.Checkpoint\"\'\n\x17\x44\x65leteCheckpointRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x1a\n\x18\x44\x65leteCheckpointResponse\"\x8f\x01\n\x0eRecoverRequest\x12\x12\n\ncheckpoint\x18\x01 \x01(\t\x12\x13\n\x0bverify_only\x18\x02 \x01(\x08\x12\x12\n\ncomponents\x18\x03 \x03(\t\x12,\n\nlater_work\x18\x04 \x01(\x0e\x32\x18.maos.v1.LaterWorkPolicy\x12\x12\n\nrequest_id\x18\x05 \x01(\t\"Z\n\x0f\x43omponentChange\x12\x11\n\tcomponent\x18\x01 \x01(\t\x12\x10\n\x08restored\x18\x02 \x01(\x04\x12\x0f\n\x07\x63hanged\x18\x03 \x01(\x04\x12\x11\n\tunchanged\x18\x04 \x01(\x04\"\xb3\x01\n\x0fRecoverResponse\x12\'\n\ncheckpoint\x18\x01 \x01(\x0b\x32\x13.maos.v1.Checkpoint\x12\x14\n\x0cintegrity_ok\x18\x02 \x01(\x08\x12\x0f\n\x07\x61pplied\x18\x03 \x01(\x08\x12)\n\x07\x63hanges\x18\x04 \x03(\x0b\x32\x18.maos.v1.ComponentChange\x12\x13\n\x0blater_tasks\x18\x05 \x03(\t\x12\x10\n\x08warnings\x18\x06 \x03(\t2\xfc\x05\n\x11\x43heckpointService\x12s\n\x10\x43reateCheckpoint\x12 .maos.v1.CreateCheckpointRequest\x1a!.maos.v1.CreateCheckpointResponse\"\x1a\x82\xd3\xe4\x93\x02\x14\"\x0f/v1/checkpoints:\x01*\x12m\n\x0fListCheckpoints\x12\x1f.maos.v1.ListCheckpointsRequest\x1a .maos.v1.ListCheckpointsResponse\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/v1/checkpoints\x12p\n\rGetCheckpoint\x12\x1d.maos.v1.GetCheckpointRequest\x1a\x1e.maos.v1.GetCheckpointResponse\" \x82\xd3\xe4\x93\x02\x1a\x12\x18/v1/{name=checkpoints/*}\x12Y\n\x10\x45xportCheckpoint\x12 .maos.v1.ExportCheckpointRequest\x1a!.maos.v1.ExportCheckpointResponse0\x01\x12Y\n\x10ImportCheckpoint\x12 .maos.v1.ImportCheckpointRequest\x1a!.maos.v1.ImportCheckpointResponse(\x01\x12y\n\x10\x44\x65leteCheckpoint\x12 .maos.v1.DeleteCheckpointRequest\x1a!.maos.v1.DeleteCheckpointResponse\" \x82\xd3\xe4\x93\x02\x1a*\x18/v1/{name=checkpoints/*}\x12`\n\x07Recover\x12\x17.maos.v1.RecoverRequest\x1a\x18.maos.v1.RecoverResponse\"\"\x82\xd3\xe4\x93\x02\x1c\"\x17/v1/checkpoints:recover:\x01*b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'maos.v1.checkpoint_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CREATECHECKPOINTREQUEST']._serialized_start=90
-  _globals['_CREATECHECKPOINTREQUEST']._serialized_end=178
-  _globals['_CREATECHECKPOINTRESPONSE']._serialized_start=180
-  _globals['_CREATECHECKPOINTRESPONSE']._serialized_end=247
-  _globals['_LISTCHECKPOINTSREQUEST']._serialized_start=249
-  _globals['_LISTCHECKPOINTSREQUEST']._serialized_end=312
-  _globals['_LISTCHECKPOINTSRESPONSE']._serialized_start=314
-  _globals['_LISTCHECKPOINTSRESPONSE']._serialized_end=406
-  _globals['_GETCHECKPOINTREQUEST']._serialized_start=408
-  _globals['_GETCHECKPOINTREQUEST']._serialized_end=444
-  _globals['_GETCHECKPOINTRESPONSE']._serialized_start=446
-  _globals['_GETCHECKPOINTRESPONSE']._serialized_end=510
-  _globals['_EXPORTCHECKPOINTREQUEST']._serialized_start=512
-  _globals['_EXPORTCHECKPOINTREQUEST']._serialized_end=551
-  _globals['_EXPORTCHECKPOINTRESPONSE']._serialized_start=553
-  _globals['_EXPORTCHECKPOINTRESPONSE']._serialized_end=647
-  _globals['_IMPORTCHECKPOINTREQUEST']._serialized_start=649
-  _globals['_IMPORTCHECKPOINTREQUEST']._serialized_end=742
-  _globals['_IMPORTCHECKPOINTRESPONSE']._serialized_start=744
-  _globals['_IMPORTCHECKPOINTRESPONSE']._serialized_end=811
-  _globals['_DELETECHECKPOINTREQUEST']._serialized_start=813
-  _globals['_DELETECHECKPOINTREQUEST']._serialized_end=852
-  _globals['_DELETECHECKPOINTRESPONSE']._serialized_start=854
-  _globals['_DELETECHECKPOINTRESPONSE']._serialized_end=880
-  _globals['_RECOVERREQUEST']._serialized_start=883
-  _globals['_RECOVERREQUEST']._serialized_end=1026
-  _globals['_COMPONENTCHANGE']._serialized_start=1028
-  _globals['_COMPONENTCHANGE']._serialized_end=1118
-  _globals['_RECOVERRESPONSE']._serialized_start=1121
-  _globals['_RECOVERRESPONSE']._serialized_end=1300
-  _globals['_CHECKPOINTSERVICE']._serialized_start=1303
-  _globals['_CHECKPOINTSERVICE']._serialized_end=1910
+  _globals['_CHECKPOINTSERVICE'].methods_by_name['CreateCheckpoint']._loaded_options = None
+  _globals['_CHECKPOINTSERVICE'].methods_by_name['CreateCheckpoint']._serialized_options = b'\202\323\344\223\002\024\"\017/v1/checkpoints:\001*'
+  _globals['_CHECKPOINTSERVICE'].methods_by_name['ListCheckpoints']._loaded_options = None
+  _globals['_CHECKPOINTSERVICE'].methods_by_name['ListCheckpoints']._serialized_options = b'\202\323\344\223\002\021\022\017/v1/checkpoints'
+  _globals['_CHECKPOINTSERVICE'].methods_by_name['GetCheckpoint']._loaded_options = None
+  _globals['_CHECKPOINTSERVICE'].methods_by_name['GetCheckpoint']._serialized_options = b'\202\323\344\223\002\032\022\030/v1/{name=checkpoints/*}'
+  _globals['_CHECKPOINTSERVICE'].methods_by_name['DeleteCheckpoint']._loaded_options = None
+  _globals['_CHECKPOINTSERVICE'].methods_by_name['DeleteCheckpoint']._serialized_options = b'\202\323\344\223\002\032*\030/v1/{name=checkpoints/*}'
+  _globals['_CHECKPOINTSERVICE'].methods_by_name['Recover']._loaded_options = None
+  _globals['_CHECKPOINTSERVICE'].methods_by_name['Recover']._serialized_options = b'\202\323\344\223\002\034\"\027/v1/checkpoints:recover:\001*'
+  _globals['_CREATECHECKPOINTREQUEST']._serialized_start=120
+  _globals['_CREATECHECKPOINTREQUEST']._serialized_end=208
+  _globals['_CREATECHECKPOINTRESPONSE']._serialized_start=210
+  _globals['_CREATECHECKPOINTRESPONSE']._serialized_end=277
+  _globals['_LISTCHECKPOINTSREQUEST']._serialized_start=279
+  _globals['_LISTCHECKPOINTSREQUEST']._serialized_end=342
+  _globals['_LISTCHECKPOINTSRESPONSE']._serialized_start=344
+  _globals['_LISTCHECKPOINTSRESPONSE']._serialized_end=436
+  _globals['_GETCHECKPOINTREQUEST']._serialized_start=438
+  _globals['_GETCHECKPOINTREQUEST']._serialized_end=474
+  _globals['_GETCHECKPOINTRESPONSE']._serialized_start=476
+  _globals['_GETCHECKPOINTRESPONSE']._serialized_end=540
+  _globals['_EXPORTCHECKPOINTREQUEST']._serialized_start=542
+  _globals['_EXPORTCHECKPOINTREQUEST']._serialized_end=581
+  _globals['_EXPORTCHECKPOINTRESPONSE']._serialized_start=583
+  _globals['_EXPORTCHECKPOINTRESPONSE']._serialized_end=677
+  _globals['_IMPORTCHECKPOINTREQUEST']._serialized_start=679
+  _globals['_IMPORTCHECKPOINTREQUEST']._serialized_end=772
+  _globals['_IMPORTCHECKPOINTRESPONSE']._serialized_start=774
+  _globals['_IMPORTCHECKPOINTRESPONSE']._serialized_end=841
+  _globals['_DELETECHECKPOINTREQUEST']._serialized_start=843
+  _globals['_DELETECHECKPOINTREQUEST']._serialized_end=882
+  _globals['_DELETECHECKPOINTRESPONSE']._serialized_start=884
+  _globals['_DELETECHECKPOINTRESPONSE']._serialized_end=910
+  _globals['_RECOVERREQUEST']._serialized_start=913
+  _globals['_RECOVERREQUEST']._serialized_end=1056
+  _globals['_COMPONENTCHANGE']._serialized_start=1058
+  _globals['_COMPONENTCHANGE']._serialized_end=1148
+  _globals['_RECOVERRESPONSE']._serialized_start=1151
+  _globals['_RECOVERRESPONSE']._serialized_end=1330
+  _globals['_CHECKPOINTSERVICE']._serialized_start=1333
+  _globals['_CHECKPOINTSERVICE']._serialized_end=2097
 # @@protoc_insertion_point(module_scope)

@@ -23,45 +23,60 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from . import enums_pb2 as maos_dot_v1_dot_enums__pb2
 from . import messages_pb2 as maos_dot_v1_dot_messages__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bmaos/v1/batch_service.proto\x12\x07maos.v1\x1a\x13maos/v1/enums.proto\x1a\x16maos/v1/messages.proto\"P\n\x12\x43reateBatchRequest\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"4\n\x13\x43reateBatchResponse\x12\x1d\n\x05\x62\x61tch\x18\x01 \x01(\x0b\x32\x0e.maos.v1.Batch\"\x1f\n\x0fGetBatchRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"O\n\x10GetBatchResponse\x12\x1d\n\x05\x62\x61tch\x18\x01 \x01(\x0b\x32\x0e.maos.v1.Batch\x12\x1c\n\x05tasks\x18\x02 \x03(\x0b\x32\r.maos.v1.Task\";\n\x12ListBatchesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"O\n\x13ListBatchesResponse\x12\x1f\n\x07\x62\x61tches\x18\x01 \x03(\x0b\x32\x0e.maos.v1.Batch\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"U\n\x13\x41\x64\x64\x42\x61tchTaskRequest\x12\r\n\x05\x62\x61tch\x18\x01 \x01(\t\x12\x1b\n\x04task\x18\x02 \x01(\x0b\x32\r.maos.v1.Task\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"5\n\x14\x41\x64\x64\x42\x61tchTaskResponse\x12\x1d\n\x05\x62\x61tch\x18\x01 \x01(\x0b\x32\x0e.maos.v1.Batch\"`\n\x12SubmitBatchRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12(\n\x08schedule\x18\x03 \x01(\x0e\x32\x16.maos.v1.BatchSchedule\"R\n\x13SubmitBatchResponse\x12\x1d\n\x05\x62\x61tch\x18\x01 \x01(\x0b\x32\x0e.maos.v1.Batch\x12\x1c\n\x05tasks\x18\x02 \x03(\x0b\x32\r.maos.v1.Task\"&\n\x16GetBatchResultsRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"^\n\x17GetBatchResultsResponse\x12\x1d\n\x05\x62\x61tch\x18\x01 \x01(\x0b\x32\x0e.maos.v1.Batch\x12$\n\x07results\x18\x02 \x03(\x0b\x32\x13.maos.v1.TaskResult\"\"\n\x12\x44\x65leteBatchRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x15\n\x13\x44\x65leteBatchResponse2\x9a\x04\n\x0c\x42\x61tchService\x12H\n\x0b\x43reateBatch\x12\x1b.maos.v1.CreateBatchRequest\x1a\x1c.maos.v1.CreateBatchResponse\x12?\n\x08GetBatch\x12\x18.maos.v1.GetBatchRequest\x1a\x19.maos.v1.GetBatchResponse\x12H\n\x0bListBatches\x12\x1b.maos.v1.ListBatchesRequest\x1a\x1c.maos.v1.ListBatchesResponse\x12K\n\x0c\x41\x64\x64\x42\x61tchTask\x12\x1c.maos.v1.AddBatchTaskRequest\x1a\x1d.maos.v1.AddBatchTaskResponse\x12H\n\x0bSubmitBatch\x12\x1b.maos.v1.SubmitBatchRequest\x1a\x1c.maos.v1.SubmitBatchResponse\x12T\n\x0fGetBatchResults\x12\x1f.maos.v1.GetBatchResultsRequest\x1a .maos.v1.GetBatchResultsResponse\x12H\n\x0b\x44\x65leteBatch\x12\x1b.maos.v1.DeleteBatchRequest\x1a\x1c.maos.v1.DeleteBatchResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bmaos/v1/batch_service.proto\x12\x07maos.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x13maos/v1/enums.proto\x1a\x16maos/v1/messages.proto\"P\n\x12\x43reateBatchRequest\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"4\n\x13\x43reateBatchResponse\x12\x1d\n\x05\x62\x61tch\x18\x01 \x01(\x0b\x32\x0e.maos.v1.Batch\"\x1f\n\x0fGetBatchRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"O\n\x10GetBatchResponse\x12\x1d\n\x05\x62\x61tch\x18\x01 \x01(\x0b\x32\x0e.maos.v1.Batch\x12\x1c\n\x05tasks\x18\x02 \x03(\x0b\x32\r.maos.v1.Task\";\n\x12ListBatchesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"O\n\x13ListBatchesResponse\x12\x1f\n\x07\x62\x61tches\x18\x01 \x03(\x0b\x32\x0e.maos.v1.Batch\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"U\n\x13\x41\x64\x64\x42\x61tchTaskRequest\x12\r\n\x05\x62\x61tch\x18\x01 \x01(\t\x12\x1b\n\x04task\x18\x02 \x01(\x0b\x32\r.maos.v1.Task\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"5\n\x14\x41\x64\x64\x42\x61tchTaskResponse\x12\x1d\n\x05\x62\x61tch\x18\x01 \x01(\x0b\x32\x0e.maos.v1.Batch\"`\n\x12SubmitBatchRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12(\n\x08schedule\x18\x03 \x01(\x0e\x32\x16.maos.v1.BatchSchedule\"R\n\x13SubmitBatchResponse\x12\x1d\n\x05\x62\x61tch\x18\x01 \x01(\x0b\x32\x0e.maos.v1.Batch\x12\x1c\n\x05tasks\x18\x02 \x03(\x0b\x32\r.maos.v1.Task\"&\n\x16GetBatchResultsRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"^\n\x17GetBatchResultsResponse\x12\x1d\n\x05\x62\x61tch\x18\x01 \x01(\x0b\x32\x0e.maos.v1.Batch\x12$\n\x07results\x18\x02 \x03(\x0b\x32\x13.maos.v1.TaskResult\"\"\n\x12\x44\x65leteBatchRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x15\n\x13\x44\x65leteBatchResponse2\xf9\x05\n\x0c\x42\x61tchService\x12`\n\x0b\x43reateBatch\x12\x1b.maos.v1.CreateBatchRequest\x1a\x1c.maos.v1.CreateBatchResponse\"\x16\x82\xd3\xe4\x93\x02\x10\"\x0b/v1/batches:\x01*\x12]\n\x08GetBatch\x12\x18.maos.v1.GetBatchRequest\x1a\x19.maos.v1.GetBatchResponse\"\x1c\x82\xd3\xe4\x93\x02\x16\x12\x14/v1/{name=batches/*}\x12]\n\x0bListBatches\x12\x1b.maos.v1.ListBatchesRequest\x1a\x1c.maos.v1.ListBatchesResponse\"\x13\x82\xd3\xe4\x93\x02\r\x12\x0b/v1/batches\x12s\n\x0c\x41\x64\x64\x42\x61tchTask\x12\x1c.maos.v1.AddBatchTaskRequest\x1a\x1d.maos.v1.AddBatchTaskResponse\"&\x82\xd3\xe4\x93\x02 \"\x1b/v1/{batch=batches/*}/tasks:\x01*\x12p\n\x0bSubmitBatch\x12\x1b.maos.v1.SubmitBatchRequest\x1a\x1c.maos.v1.SubmitBatchResponse\"&\x82\xd3\xe4\x93\x02 \"\x1b/v1/{name=batches/*}:submit:\x01*\x12z\n\x0fGetBatchResults\x12\x1f.maos.v1.GetBatchResultsRequest\x1a .maos.v1.GetBatchResultsResponse\"$\x82\xd3\xe4\x93\x02\x1e\x12\x1c/v1/{name=batches/*}/results\x12\x66\n\x0b\x44\x65leteBatch\x12\x1b.maos.v1.DeleteBatchRequest\x1a\x1c.maos.v1.DeleteBatchResponse\"\x1c\x82\xd3\xe4\x93\x02\x16*\x14/v1/{name=batches/*}b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'maos.v1.batch_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CREATEBATCHREQUEST']._serialized_start=85
-  _globals['_CREATEBATCHREQUEST']._serialized_end=165
-  _globals['_CREATEBATCHRESPONSE']._serialized_start=167
-  _globals['_CREATEBATCHRESPONSE']._serialized_end=219
-  _globals['_GETBATCHREQUEST']._serialized_start=221
-  _globals['_GETBATCHREQUEST']._serialized_end=252
-  _globals['_GETBATCHRESPONSE']._serialized_start=254
-  _globals['_GETBATCHRESPONSE']._serialized_end=333
-  _globals['_LISTBATCHESREQUEST']._serialized_start=335
-  _globals['_LISTBATCHESREQUEST']._serialized_end=394
-  _globals['_LISTBATCHESRESPONSE']._serialized_start=396
-  _globals['_LISTBATCHESRESPONSE']._serialized_end=475
-  _globals['_ADDBATCHTASKREQUEST']._serialized_start=477
-  _globals['_ADDBATCHTASKREQUEST']._serialized_end=562
-  _globals['_ADDBATCHTASKRESPONSE']._serialized_start=564
-  _globals['_ADDBATCHTASKRESPONSE']._serialized_end=617
-  _globals['_SUBMITBATCHREQUEST']._serialized_start=619
-  _globals['_SUBMITBATCHREQUEST']._serialized_end=715
-  _globals['_SUBMITBATCHRESPONSE']._serialized_start=717
-  _globals['_SUBMITBATCHRESPONSE']._serialized_end=799
-  _globals['_GETBATCHRESULTSREQUEST']._serialized_start=801
-  _globals['_GETBATCHRESULTSREQUEST']._serialized_end=839
-  _globals['_GETBATCHRESULTSRESPONSE']._serialized_start=841
-  _globals['_GETBATCHRESULTSRESPONSE']._serialized_end=935
-  _globals['_DELETEBATCHREQUEST']._serialized_start=937
-  _globals['_DELETEBATCHREQUEST']._serialized_end=971
-  _globals['_DELETEBATCHRESPONSE']._serialized_start=973
-  _globals['_DELETEBATCHRESPONSE']._serialized_end=994
-  _globals['_BATCHSERVICE']._serialized_start=997
-  _globals['_BATCHSERVICE']._serialized_end=1535
+  _globals['_BATCHSERVICE'].methods_by_name['CreateBatch']._loaded_options = None
+  _globals['_BATCHSERVICE'].methods_by_name['CreateBatch']._serialized_options = b'\202\323\344\223\002\020\"\013/v1/batches:\001*'
+  _globals['_BATCHSERVICE'].methods_by_name['GetBatch']._loaded_options = None
+  _globals['_BATCHSERVICE'].methods_by_name['GetBatch']._serialized_options = b'\202\323\344\223\002\026\022\024/v1/{name=batches/*}'
+  _globals['_BATCHSERVICE'].methods_by_name['ListBatches']._loaded_options = None
+  _globals['_BATCHSERVICE'].methods_by_name['ListBatches']._serialized_options = b'\202\323\344\223\002\r\022\013/v1/batches'
+  _globals['_BATCHSERVICE'].methods_by_name['AddBatchTask']._loaded_options = None
+  _globals['_BATCHSERVICE'].methods_by_name['AddBatchTask']._serialized_options = b'\202\323\344\223\002 \"\033/v1/{batch=batches/*}/tasks:\001*'
+  _globals['_BATCHSERVICE'].methods_by_name['SubmitBatch']._loaded_options = None
+  _globals['_BATCHSERVICE'].methods_by_name['SubmitBatch']._serialized_options = b'\202\323\344\223\002 \"\033/v1/{name=batches/*}:submit:\001*'
+  _globals['_BATCHSERVICE'].methods_by_name['GetBatchResults']._loaded_options = None
+  _globals['_BATCHSERVICE'].methods_by_name['GetBatchResults']._serialized_options = b'\202\323\344\223\002\036\022\034/v1/{name=batches/*}/results'
+  _globals['_BATCHSERVICE'].methods_by_name['DeleteBatch']._loaded_options = None
+  _globals['_BATCHSERVICE'].methods_by_name['DeleteBatch']._serialized_options = b'\202\323\344\223\002\026*\024/v1/{name=batches/*}'
+  _globals['_CREATEBATCHREQUEST']._serialized_start=115
+  _globals['_CREATEBATCHREQUEST']._serialized_end=195
+  _globals['_CREATEBATCHRESPONSE']._serialized_start=197
+  _globals['_CREATEBATCHRESPONSE']._serialized_end=249
+  _globals['_GETBATCHREQUEST']._serialized_start=251
+  _globals['_GETBATCHREQUEST']._serialized_end=282
+  _globals['_GETBATCHRESPONSE']._serialized_start=284
+  _globals['_GETBATCHRESPONSE']._serialized_end=363
+  _globals['_LISTBATCHESREQUEST']._serialized_start=365
+  _globals['_LISTBATCHESREQUEST']._serialized_end=424
+  _globals['_LISTBATCHESRESPONSE']._serialized_start=426
+  _globals['_LISTBATCHESRESPONSE']._serialized_end=505
+  _globals['_ADDBATCHTASKREQUEST']._serialized_start=507
+  _globals['_ADDBATCHTASKREQUEST']._serialized_end=592
+  _globals['_ADDBATCHTASKRESPONSE']._serialized_start=594
+  _globals['_ADDBATCHTASKRESPONSE']._serialized_end=647
+  _globals['_SUBMITBATCHREQUEST']._serialized_start=649
+  _globals['_SUBMITBATCHREQUEST']._serialized_end=745
+  _globals['_SUBMITBATCHRESPONSE']._serialized_start=747
+  _globals['_SUBMITBATCHRESPONSE']._serialized_end=829
+  _globals['_GETBATCHRESULTSREQUEST']._serialized_start=831
+  _globals['_GETBATCHRESULTSREQUEST']._serialized_end=869
+  _globals['_GETBATCHRESULTSRESPONSE']._serialized_start=871
+  _globals['_GETBATCHRESULTSRESPONSE']._serialized_end=965
+  _globals['_DELETEBATCHREQUEST']._serialized_start=967
+  _globals['_DELETEBATCHREQUEST']._serialized_end=1001
+  _globals['_DELETEBATCHRESPONSE']._serialized_start=1003
+  _globals['_DELETEBATCHRESPONSE']._serialized_end=1024
+  _globals['_BATCHSERVICE']._serialized_start=1027
+  _globals['_BATCHSERVICE']._serialized_end=1788
 # @@protoc_insertion_point(module_scope)

@@ -1,4 +1,5 @@
 # Generated from protos/ by protos/generate.py. DO NOT EDIT.
+from google.api import annotations_pb2 as _annotations_pb2
 from . import enums_pb2 as _enums_pb2
 from . import messages_pb2 as _messages_pb2
 from google.protobuf.internal import containers as _containers

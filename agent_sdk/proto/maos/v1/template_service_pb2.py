@@ -23,10 +23,11 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from . import messages_pb2 as maos_dot_v1_dot_messages__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1emaos/v1/template_service.proto\x12\x07maos.v1\x1a\x16maos/v1/messages.proto\"w\n\x15\x43reateTemplateRequest\x12\x13\n\x0btemplate_id\x18\x01 \x01(\t\x12#\n\x08template\x18\x02 \x01(\x0b\x32\x11.maos.v1.Template\x12\x13\n\x0bsource_task\x18\x03 \x01(\t\x12\x0f\n\x07replace\x18\x04 \x01(\x08\"=\n\x16\x43reateTemplateResponse\x12#\n\x08template\x18\x01 \x01(\x0b\x32\x11.maos.v1.Template\"\"\n\x12GetTemplateRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\":\n\x13GetTemplateResponse\x12#\n\x08template\x18\x01 \x01(\x0b\x32\x11.maos.v1.Template\"=\n\x14ListTemplatesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"V\n\x15ListTemplatesResponse\x12$\n\ttemplates\x18\x01 \x03(\x0b\x32\x11.maos.v1.Template\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"%\n\x15\x44\x65leteTemplateRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x18\n\x16\x44\x65leteTemplateResponse\"\xb8\x01\n\x1dSubmitTaskFromTemplateRequest\x12\x10\n\x08template\x18\x01 \x01(\t\x12\x42\n\x06params\x18\x02 \x03(\x0b\x32\x32.maos.v1.SubmitTaskFromTemplateRequest.ParamsEntry\x12\x12\n\nrequest_id\x18\x03 \x01(\t\x1a-\n\x0bParamsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"=\n\x1eSubmitTaskFromTemplateResponse\x12\x1b\n\x04task\x18\x01 \x01(\x0b\x32\r.maos.v1.Task2\xbc\x03\n\x0fTemplateService\x12Q\n\x0e\x43reateTemplate\x12\x1e.maos.v1.CreateTemplateRequest\x1a\x1f.maos.v1.CreateTemplateResponse\x12H\n\x0bGetTemplate\x12\x1b.maos.v1.GetTemplateRequest\x1a\x1c.maos.v1.GetTemplateResponse\x12N\n\rListTemplates\x12\x1d.maos.v1.ListTemplatesRequest\x1a\x1e.maos.v1.ListTemplatesResponse\x12Q\n\x0e\x44\x65leteTemplate\x12\x1e.maos.v1.DeleteTemplateRequest\x1a\x1f.maos.v1.DeleteTemplateResponse\x12i\n\x16SubmitTaskFromTemplate\x12&.maos.v1.SubmitTaskFromTemplateRequest\x1a\'.maos.v1.SubmitTaskFromTemplateResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1emaos/v1/template_service.proto\x12\x07maos.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x16maos/v1/messages.proto\"w\n\x15\x43reateTemplateRequest\x12\x13\n\x0btemplate_id\x18\x01 \x01(\t\x12#\n\x08template\x18\x02 \x01(\x0b\x32\x11.maos.v1.Template\x12\x13\n\x0bsource_task\x18\x03 \x01(\t\x12\x0f\n\x07replace\x18\x04 \x01(\x08\"=\n\x16\x43reateTemplateResponse\x12#\n\x08template\x18\x01 \x01(\x0b\x32\x11.maos.v1.Template\"\"\n\x12GetTemplateRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\":\n\x13GetTemplateResponse\x12#\n\x08template\x18\x01 \x01(\x0b\x32\x11.maos.v1.Template\"=\n\x14ListTemplatesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"V\n\x15ListTemplatesResponse\x12$\n\ttemplates\x18\x01 \x03(\x0b\x32\x11.maos.v1.Template\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"%\n\x15\x44\x65leteTemplateRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x18\n\x16\x44\x65leteTemplateResponse\"\xb8\x01\n\x1dSubmitTaskFromTemplateRequest\x12\x10\n\x08template\x18\x01 \x01(\t\x12\x42\n\x06params\x18\x02 \x03(\x0b\x32\x32.maos.v1.SubmitTaskFromTemplateRequest.ParamsEntry\x12\x12\n\nrequest_id\x18\x03 \x01(\t\x1a-\n\x0bParamsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"=\n\x1eSubmitTaskFromTemplateResponse\x12\x1b\n\x04task\x18\x01 \x01(\x0b\x32\r.maos.v1.Task2\xdc\x04\n\x0fTemplateService\x12k\n\x0e\x43reateTemplate\x12\x1e.maos.v1.CreateTemplateRequest\x1a\x1f.maos.v1.CreateTemplateResponse\"\x18\x82\xd3\xe4\x93\x02\x12\"\r/v1/templates:\x01*\x12h\n\x0bGetTemplate\x12\x1b.maos.v1.GetTemplateRequest\x1a\x1c.maos.v1.GetTemplateResponse\"\x1e\x82\xd3\xe4\x93\x02\x18\x12\x16/v1/{name=templates/*}\x12\x65\n\rListTemplates\x12\x1d.maos.v1.ListTemplatesRequest\x1a\x1e.maos.v1.ListTemplatesResponse\"\x15\x82\xd3\xe4\x93\x02\x0f\x12\r/v1/templates\x12q\n\x0e\x44\x65leteTemplate\x12\x1e.maos.v1.DeleteTemplateRequest\x1a\x1f.maos.v1.DeleteTemplateResponse\"\x1e\x82\xd3\xe4\x93\x02\x18*\x16/v1/{name=templates/*}\x12\x97\x01\n\x16SubmitTaskFromTemplate\x12&.maos.v1.SubmitTaskFromTemplateRequest\x1a\'.maos.v1.SubmitTaskFromTemplateResponse\",\x82\xd3\xe4\x93\x02&\"!/v1/{template=templates/*}:submit:\x01*b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,28 +36,38 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_SUBMITTASKFROMTEMPLATEREQUEST_PARAMSENTRY']._loaded_options = None
   _globals['_SUBMITTASKFROMTEMPLATEREQUEST_PARAMSENTRY']._serialized_options = b'8\001'
-  _globals['_CREATETEMPLATEREQUEST']._serialized_start=67
-  _globals['_CREATETEMPLATEREQUEST']._serialized_end=186
-  _globals['_CREATETEMPLATERESPONSE']._serialized_start=188
-  _globals['_CREATETEMPLATERESPONSE']._serialized_end=249
-  _globals['_GETTEMPLATEREQUEST']._serialized_start=251
-  _globals['_GETTEMPLATEREQUEST']._serialized_end=285
-  _globals['_GETTEMPLATERESPONSE']._serialized_start=287
-  _globals['_GETTEMPLATERESPONSE']._serialized_end=345
-  _globals['_LISTTEMPLATESREQUEST']._serialized_start=347
-  _globals['_LISTTEMPLATESREQUEST']._serialized_end=408
-  _globals['_LISTTEMPLATESRESPONSE']._serialized_start=410
-  _globals['_LISTTEMPLATESRESPONSE']._serialized_end=496
-  _globals['_DELETETEMPLATEREQUEST']._serialized_start=498
-  _globals['_DELETETEMPLATEREQUEST']._serialized_end=535
-  _globals['_DELETETEMPLATERESPONSE']._serialized_start=537
-  _globals['_DELETETEMPLATERESPONSE']._serialized_end=561
-  _globals['_SUBMITTASKFROMTEMPLATEREQUEST']._serialized_start=564
-  _globals['_SUBMITTASKFROMTEMPLATEREQUEST']._serialized_end=748
-  _globals['_SUBMITTASKFROMTEMPLATEREQUEST_PARAMSENTRY']._serialized_start=703
-  _globals['_SUBMITTASKFROMTEMPLATEREQUEST_PARAMSENTRY']._serialized_end=748
-  _globals['_SUBMITTASKFROMTEMPLATERESPONSE']._serialized_start=750
-  _globals['_SUBMITTASKFROMTEMPLATERESPONSE']._serialized_end=811
-  _globals['_TEMPLATESERVICE']._serialized_start=814
-  _globals['_TEMPLATESERVICE']._serialized_end=1258
+  _globals['_TEMPLATESERVICE'].methods_by_name['CreateTemplate']._loaded_options = None
+  _globals['_TEMPLATESERVICE'].methods_by_name['CreateTemplate']._serialized_options = b'\202\323\344\223\002\022\"\r/v1/templates:\001*'
+  _globals['_TEMPLATESERVICE'].methods_by_name['GetTemplate']._loaded_options = None
+  _globals['_TEMPLATESERVICE'].methods_by_name['GetTemplate']._serialized_options = b'\202\323\344\223\002\030\022\026/v1/{name=templates/*}'
+  _globals['_TEMPLATESERVICE'].methods_by_name['ListTemplates']._loaded_options = None
+  _globals['_TEMPLATESERVICE'].methods_by_name['ListTemplates']._serialized_options = b'\202\323\344\223\002\017\022\r/v1/templates'
+  _globals['_TEMPLATESERVICE'].methods_by_name['DeleteTemplate']._loaded_options = None
+  _globals['_TEMPLATESERVICE'].methods_by_name['DeleteTemplate']._serialized_options = b'\202\323\344\223\002\030*\026/v1/{name=templates/*}'
+  _globals['_TEMPLATESERVICE'].methods_by_name['SubmitTaskFromTemplate']._loaded_options = None
+  _globals['_TEMPLATESERVICE'].methods_by_name['SubmitTaskFromTemplate']._serialized_options = b'\202\323\344\223\002&\"!/v1/{template=templates/*}:submit:\001*'
+  _globals['_CREATETEMPLATEREQUEST']._serialized_start=97
+  _globals['_CREATETEMPLATEREQUEST']._serialized_end=216
+  _globals['_CREATETEMPLATERESPONSE']._serialized_start=218
+  _globals['_CREATETEMPLATERESPONSE']._serialized_end=279
+  _globals['_GETTEMPLATEREQUEST']._serialized_start=281
+  _globals['_GETTEMPLATEREQUEST']._serialized_end=315
+  _globals['_GETTEMPLATERESPONSE']._serialized_start=317
+  _globals['_GETTEMPLATERESPONSE']._serialized_end=375
+  _globals['_LISTTEMPLATESREQUEST']._serialized_start=377
+  _globals['_LISTTEMPLATESREQUEST']._serialized_end=438
+  _globals['_LISTTEMPLATESRESPONSE']._serialized_start=440
+  _globals['_LISTTEMPLATESRESPONSE']._serialized_end=526
+  _globals['_DELETETEMPLATEREQUEST']._serialized_start=528
+  _globals['_DELETETEMPLATEREQUEST']._serialized_end=565
+  _globals['_DELETETEMPLATERESPONSE']._serialized_start=567
+  _globals['_DELETETEMPLATERESPONSE']._serialized_end=591
+  _globals['_SUBMITTASKFROMTEMPLATEREQUEST']._serialized_start=594
+  _globals['_SUBMITTASKFROMTEMPLATEREQUEST']._serialized_end=778
+  _globals['_SUBMITTASKFROMTEMPLATEREQUEST_PARAMSENTRY']._serialized_start=733
+  _globals['_SUBMITTASKFROMTEMPLATEREQUEST_PARAMSENTRY']._serialized_end=778
+  _globals['_SUBMITTASKFROMTEMPLATERESPONSE']._serialized_start=780
+  _globals['_SUBMITTASKFROMTEMPLATERESPONSE']._serialized_end=841
+  _globals['_TEMPLATESERVICE']._serialized_start=844
+  _globals['_TEMPLATESERVICE']._serialized_end=1448
 # @@protoc_insertion_point(module_scope)

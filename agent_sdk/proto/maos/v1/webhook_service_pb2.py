@@ -23,51 +23,66 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from . import messages_pb2 as maos_dot_v1_dot_messages__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dmaos/v1/webhook_service.proto\x12\x07maos.v1\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16maos/v1/messages.proto\"a\n\x14\x43reateWebhookRequest\x12\x12\n\nwebhook_id\x18\x01 \x01(\t\x12!\n\x07webhook\x18\x02 \x01(\x0b\x32\x10.maos.v1.Webhook\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"J\n\x15\x43reateWebhookResponse\x12!\n\x07webhook\x18\x01 \x01(\x0b\x32\x10.maos.v1.Webhook\x12\x0e\n\x06secret\x18\x02 \x01(\t\"!\n\x11GetWebhookRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"7\n\x12GetWebhookResponse\x12!\n\x07webhook\x18\x01 \x01(\x0b\x32\x10.maos.v1.Webhook\"<\n\x13ListWebhooksRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"S\n\x14ListWebhooksResponse\x12\"\n\x08webhooks\x18\x01 \x03(\x0b\x32\x10.maos.v1.Webhook\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"j\n\x14UpdateWebhookRequest\x12!\n\x07webhook\x18\x01 \x01(\x0b\x32\x10.maos.v1.Webhook\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"J\n\x15UpdateWebhookResponse\x12!\n\x07webhook\x18\x01 \x01(\x0b\x32\x10.maos.v1.Webhook\x12\x0e\n\x06secret\x18\x02 \x01(\t\"$\n\x14\x44\x65leteWebhookRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x17\n\x15\x44\x65leteWebhookResponse\"V\n\x1cListWebhookDeliveriesRequest\x12\x0f\n\x07webhook\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"\x91\x03\n\x0fWebhookDelivery\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\x12(\n\x04time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0bhttp_status\x18\x04 \x01(\x05\x12\r\n\x05\x65rror\x18\x05 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x06 \x01(\r\x12\x11\n\tsucceeded\x18\x07 \x01(\x08\x12\r\n\x05\x65vent\x18\x08 \x01(\t\x12,\n\x05state\x18\t \x01(\x0e\x32\x1d.maos.v1.WebhookDeliveryState\x12*\n\x07latency\x18\n \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x35\n\x11next_attempt_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04task\x18\x0c \x01(\t\x12/\n\x0b\x63reate_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07webhook\x18\x0e \x01(\t\"\"\n\x12TestWebhookRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"A\n\x13TestWebhookResponse\x12*\n\x08\x64\x65livery\x18\x01 \x01(\x0b\x32\x18.maos.v1.WebhookDelivery\"f\n\x1dListWebhookDeliveriesResponse\x12,\n\ndeliveries\x18\x01 \x03(\x0b\x32\x18.maos.v1.WebhookDelivery\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*\xab\x01\n\x14WebhookDeliveryState\x12&\n\"WEBHOOK_DELIVERY_STATE_UNSPECIFIED\x10\x00\x12\"\n\x1eWEBHOOK_DELIVERY_STATE_PENDING\x10\x01\x12$\n WEBHOOK_DELIVERY_STATE_SUCCEEDED\x10\x02\x12!\n\x1dWEBHOOK_DELIVERY_STATE_FAILED\x10\x03\x32\xc6\x04\n\x0eWebhookService\x12N\n\rCreateWebhook\x12\x1d.maos.v1.CreateWebhookRequest\x1a\x1e.maos.v1.CreateWebhookResponse\x12\x45\n\nGetWebhook\x12\x1a.maos.v1.GetWebhookRequest\x1a\x1b.maos.v1.GetWebhookResponse\x12K\n\x0cListWebhooks\x12\x1c.maos.v1.ListWebhooksRequest\x1a\x1d.maos.v1.ListWebhooksResponse\x12N\n\rUpdateWebhook\x12\x1d.maos.v1.UpdateWebhookRequest\x1a\x1e.maos.v1.UpdateWebhookResponse\x12N\n\rDeleteWebhook\x12\x1d.maos.v1.DeleteWebhookRequest\x1a\x1e.maos.v1.DeleteWebhookResponse\x12\x66\n\x15ListWebhookDeliveries\x12%.maos.v1.ListWebhookDeliveriesRequest\x1a&.maos.v1.ListWebhookDeliveriesResponse\x12H\n\x0bTestWebhook\x12\x1b.maos.v1.TestWebhookRequest\x1a\x1c.maos.v1.TestWebhookResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dmaos/v1/webhook_service.proto\x12\x07maos.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16maos/v1/messages.proto\"a\n\x14\x43reateWebhookRequest\x12\x12\n\nwebhook_id\x18\x01 \x01(\t\x12!\n\x07webhook\x18\x02 \x01(\x0b\x32\x10.maos.v1.Webhook\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"J\n\x15\x43reateWebhookResponse\x12!\n\x07webhook\x18\x01 \x01(\x0b\x32\x10.maos.v1.Webhook\x12\x0e\n\x06secret\x18\x02 \x01(\t\"!\n\x11GetWebhookRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"7\n\x12GetWebhookResponse\x12!\n\x07webhook\x18\x01 \x01(\x0b\x32\x10.maos.v1.Webhook\"<\n\x13ListWebhooksRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"S\n\x14ListWebhooksResponse\x12\"\n\x08webhooks\x18\x01 \x03(\x0b\x32\x10.maos.v1.Webhook\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"j\n\x14UpdateWebhookRequest\x12!\n\x07webhook\x18\x01 \x01(\x0b\x32\x10.maos.v1.Webhook\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"J\n\x15UpdateWebhookResponse\x12!\n\x07webhook\x18\x01 \x01(\x0b\x32\x10.maos.v1.Webhook\x12\x0e\n\x06secret\x18\x02 \x01(\t\"$\n\x14\x44\x65leteWebhookRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x17\n\x15\x44\x65leteWebhookResponse\"V\n\x1cListWebhookDeliveriesRequest\x12\x0f\n\x07webhook\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"\x91\x03\n\x0fWebhookDelivery\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\x12(\n\x04time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0bhttp_status\x18\x04 \x01(\x05\x12\r\n\x05\x65rror\x18\x05 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x06 \x01(\r\x12\x11\n\tsucceeded\x18\x07 \x01(\x08\x12\r\n\x05\x65vent\x18\x08 \x01(\t\x12,\n\x05state\x18\t \x01(\x0e\x32\x1d.maos.v1.WebhookDeliveryState\x12*\n\x07latency\x18\n \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x35\n\x11next_attempt_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04task\x18\x0c \x01(\t\x12/\n\x0b\x63reate_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07webhook\x18\x0e \x01(\t\"\"\n\x12TestWebhookRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"A\n\x13TestWebhookResponse\x12*\n\x08\x64\x65livery\x18\x01 \x01(\x0b\x32\x18.maos.v1.WebhookDelivery\"f\n\x1dListWebhookDeliveriesResponse\x12,\n\ndeliveries\x18\x01 \x03(\x0b\x32\x18.maos.v1.WebhookDelivery\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*\xab\x01\n\x14WebhookDeliveryState\x12&\n\"WEBHOOK_DELIVERY_STATE_UNSPECIFIED\x10\x00\x12\"\n\x1eWEBHOOK_DELIVERY_STATE_PENDING\x10\x01\x12$\n WEBHOOK_DELIVERY_STATE_SUCCEEDED\x10\x02\x12!\n\x1dWEBHOOK_DELIVERY_STATE_FAILED\x10\x03\x32\xb2\x06\n\x0eWebhookService\x12g\n\rCreateWebhook\x12\x1d.maos.v1.CreateWebhookRequest\x1a\x1e.maos.v1.CreateWebhookResponse\"\x17\x82\xd3\xe4\x93\x02\x11\"\x0c/v1/webhooks:\x01*\x12\x64\n\nGetWebhook\x12\x1a.maos.v1.GetWebhookRequest\x1a\x1b.maos.v1.GetWebhookResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\x12\x15/v1/{name=webhooks/*}\x12\x61\n\x0cListWebhooks\x12\x1c.maos.v1.ListWebhooksRequest\x1a\x1d.maos.v1.ListWebhooksResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\x12\x0c/v1/webhooks\x12x\n\rUpdateWebhook\x12\x1d.maos.v1.UpdateWebhookRequest\x1a\x1e.maos.v1.UpdateWebhookResponse\"(\x82\xd3\xe4\x93\x02\"2\x1d/v1/{webhook.name=webhooks/*}:\x01*\x12m\n\rDeleteWebhook\x12\x1d.maos.v1.DeleteWebhookRequest\x1a\x1e.maos.v1.DeleteWebhookResponse\"\x1d\x82\xd3\xe4\x93\x02\x17*\x15/v1/{name=webhooks/*}\x12\x93\x01\n\x15ListWebhookDeliveries\x12%.maos.v1.ListWebhookDeliveriesRequest\x1a&.maos.v1.ListWebhookDeliveriesResponse\"+\x82\xd3\xe4\x93\x02%\x12#/v1/{webhook=webhooks/*}/deliveries\x12o\n\x0bTestWebhook\x12\x1b.maos.v1.TestWebhookRequest\x1a\x1c.maos.v1.TestWebhookResponse\"%\x82\xd3\xe4\x93\x02\x1f\"\x1a/v1/{name=webhooks/*}:test:\x01*b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'maos.v1.webhook_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_WEBHOOKDELIVERYSTATE']._serialized_start=1526
-  _globals['_WEBHOOKDELIVERYSTATE']._serialized_end=1697
-  _globals['_CREATEWEBHOOKREQUEST']._serialized_start=165
-  _globals['_CREATEWEBHOOKREQUEST']._serialized_end=262
-  _globals['_CREATEWEBHOOKRESPONSE']._serialized_start=264
-  _globals['_CREATEWEBHOOKRESPONSE']._serialized_end=338
-  _globals['_GETWEBHOOKREQUEST']._serialized_start=340
-  _globals['_GETWEBHOOKREQUEST']._serialized_end=373
-  _globals['_GETWEBHOOKRESPONSE']._serialized_start=375
-  _globals['_GETWEBHOOKRESPONSE']._serialized_end=430
-  _globals['_LISTWEBHOOKSREQUEST']._serialized_start=432
-  _globals['_LISTWEBHOOKSREQUEST']._serialized_end=492
-  _globals['_LISTWEBHOOKSRESPONSE']._serialized_start=494
-  _globals['_LISTWEBHOOKSRESPONSE']._serialized_end=577
-  _globals['_UPDATEWEBHOOKREQUEST']._serialized_start=579
-  _globals['_UPDATEWEBHOOKREQUEST']._serialized_end=685
-  _globals['_UPDATEWEBHOOKRESPONSE']._serialized_start=687
-  _globals['_UPDATEWEBHOOKRESPONSE']._serialized_end=761
-  _globals['_DELETEWEBHOOKREQUEST']._serialized_start=763
-  _globals['_DELETEWEBHOOKREQUEST']._serialized_end=799
-  _globals['_DELETEWEBHOOKRESPONSE']._serialized_start=801
-  _globals['_DELETEWEBHOOKRESPONSE']._serialized_end=824
-  _globals['_LISTWEBHOOKDELIVERIESREQUEST']._serialized_start=826
-  _globals['_LISTWEBHOOKDELIVERIESREQUEST']._serialized_end=912
-  _globals['_WEBHOOKDELIVERY']._serialized_start=915
-  _globals['_WEBHOOKDELIVERY']._serialized_end=1316
-  _globals['_TESTWEBHOOKREQUEST']._serialized_start=1318
-  _globals['_TESTWEBHOOKREQUEST']._serialized_end=1352
-  _globals['_TESTWEBHOOKRESPONSE']._serialized_start=1354
-  _globals['_TESTWEBHOOKRESPONSE']._serialized_end=1419
-  _globals['_LISTWEBHOOKDELIVERIESRESPONSE']._serialized_start=1421
-  _globals['_LISTWEBHOOKDELIVERIESRESPONSE']._serialized_end=1523
-  _globals['_WEBHOOKSERVICE']._serialized_start=1700
-  _globals['_WEBHOOKSERVICE']._serialized_end=2282
+  _globals['_WEBHOOKSERVICE'].methods_by_name['CreateWebhook']._loaded_options = None
+  _globals['_WEBHOOKSERVICE'].methods_by_name['CreateWebhook']._serialized_options = b'\202\323\344\223\002\021\"\014/v1/webhooks:\001*'
+  _globals['_WEBHOOKSERVICE'].methods_by_name['GetWebhook']._loaded_options = None
+  _globals['_WEBHOOKSERVICE'].methods_by_name['GetWebhook']._serialized_options = b'\202\323\344\223\002\027\022\025/v1/{name=webhooks/*}'
+  _globals['_WEBHOOKSERVICE'].methods_by_name['ListWebhooks']._loaded_options = None
+  _globals['_WEBHOOKSERVICE'].methods_by_name['ListWebhooks']._serialized_options = b'\202\323\344\223\002\016\022\014/v1/webhooks'
+  _globals['_WEBHOOKSERVICE'].methods_by_name['UpdateWebhook']._loaded_options = None
+  _globals['_WEBHOOKSERVICE'].methods_by_name['UpdateWebhook']._serialized_options = b'\202\323\344\223\002\"2\035/v1/{webhook.name=webhooks/*}:\001*'
+  _globals['_WEBHOOKSERVICE'].methods_by_name['DeleteWebhook']._loaded_options = None
+  _globals['_WEBHOOKSERVICE'].methods_by_name['DeleteWebhook']._serialized_options = b'\202\323\344\223\002\027*\025/v1/{name=webhooks/*}'
+  _globals['_WEBHOOKSERVICE'].methods_by_name['ListWebhookDeliveries']._loaded_options = None
+  _globals['_WEBHOOKSERVICE'].methods_by_name['ListWebhookDeliveries']._serialized_options = b'\202\323\344\223\002%\022#/v1/{webhook=webhooks/*}/deliveries'
+  _globals['_WEBHOOKSERVICE'].methods_by_name['TestWebhook']._loaded_options = None
+  _globals['_WEBHOOKSERVICE'].methods_by_name['TestWebhook']._serialized_options = b'\202\323\344\223\002\037\"\032/v1/{name=webhooks/*}:test:\001*'
+  _globals['_WEBHOOKDELIVERYSTATE']._serialized_start=1556
+  _globals['_WEBHOOKDELIVERYSTATE']._serialized_end=1727
+  _globals['_CREATEWEBHOOKREQUEST']._serialized_start=195
+  _globals['_CREATEWEBHOOKREQUEST']._serialized_end=292
+  _globals['_CREATEWEBHOOKRESPONSE']._serialized_start=294
+  _globals['_CREATEWEBHOOKRESPONSE']._serialized_end=368
+  _globals['_GETWEBHOOKREQUEST']._serialized_start=370
+  _globals['_GETWEBHOOKREQUEST']._serialized_end=403
+  _globals['_GETWEBHOOKRESPONSE']._serialized_start=405
+  _globals['_GETWEBHOOKRESPONSE']._serialized_end=460
+  _globals['_LISTWEBHOOKSREQUEST']._serialized_start=462
+  _globals['_LISTWEBHOOKSREQUEST']._serialized_end=522
+  _globals['_LISTWEBHOOKSRESPONSE']._serialized_start=524
+  _globals['_LISTWEBHOOKSRESPONSE']._serialized_end=607
+  _globals['_UPDATEWEBHOOKREQUEST']._serialized_start=609
+  _globals['_UPDATEWEBHOOKREQUEST']._serialized_end=715
+  _globals['_UPDATEWEBHOOKRESPONSE']._serialized_start=717
+  _globals['_UPDATEWEBHOOKRESPONSE']._serialized_end=791
+  _globals['_DELETEWEBHOOKREQUEST']._serialized_start=793
+  _globals['_DELETEWEBHOOKREQUEST']._serialized_end=829
+  _globals['_DELETEWEBHOOKRESPONSE']._serialized_start=831
+  _globals['_DELETEWEBHOOKRESPONSE']._serialized_end=854
+  _globals['_LISTWEBHOOKDELIVERIESREQUEST']._serialized_start=856
+  _globals['_LISTWEBHOOKDELIVERIESREQUEST']._serialized_end=942
+  _globals['_WEBHOOKDELIVERY']._serialized_start=945
+  _globals['_WEBHOOKDELIVERY']._serialized_end=1346
+  _globals['_TESTWEBHOOKREQUEST']._serialized_start=1348
+  _globals['_TESTWEBHOOKREQUEST']._serialized_end=1382
+  _globals['_TESTWEBHOOKRESPONSE']._serialized_start=1384
+  _globals['_TESTWEBHOOKRESPONSE']._serialized_end=1449
+  _globals['_LISTWEBHOOKDELIVERIESRESPONSE']._serialized_start=1451
+  _globals['_LISTWEBHOOKDELIVERIESRESPONSE']._serialized_end=1553
+  _globals['_WEBHOOKSERVICE']._serialized_start=1730
+  _globals['_WEBHOOKSERVICE']._serialized_end=2548
 # @@protoc_insertion_point(module_scope)

@@ -25,8 +25,7 @@ async def test_a_heartbeat_that_frees_a_slot_gets_the_queued_work(control_plane:
         cancel = (await asyncio.wait_for(agent.receive("cancel"), 10)).cancel
         assert cancel.ref == first
         agent.send(heartbeat=gw.Heartbeat(free_slots=0))  # alive again, still busy with the stale attempt
-        await asyncio.sleep(0.3)
-        agent.send(heartbeat=gw.Heartbeat(free_slots=1))  # done with it
+        agent.send(heartbeat=gw.Heartbeat(free_slots=1))  # done with it (one stream: read in this order)
         again = (await asyncio.wait_for(agent.receive("assignment"), 2)).assignment.ref
         assert again.subtask == first.subtask and again.attempt == first.attempt + 1
     finally:

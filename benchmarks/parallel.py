@@ -33,7 +33,7 @@ async def one_run(stub, events, md) -> float:
     pending = {task.name for task in reply.tasks}
     while pending:
         event = (await asyncio.wait_for(events.read(), 10)).event
-        if event.to_status == "COMPLETED":
+        if event.to_status == "TASK_STATUS_COMPLETED":
             pending.discard(event.task)
     return time.perf_counter() - started
 

@@ -42,8 +42,9 @@ async def run(tasks: int, warmup: int, database_url: str, wait: str) -> None:
             if wait == "events":
                 while True:
                     event = (await asyncio.wait_for(events.read(), 10)).event
-                    if event.task == reply.task.name and event.to_status in ("COMPLETED", "FAILED", "CANCELLED"):
-                        status = event.to_status
+                    finished = ("TASK_STATUS_COMPLETED", "TASK_STATUS_FAILED", "TASK_STATUS_CANCELLED")
+                    if event.task == reply.task.name and event.to_status in finished:
+                        status = event.to_status.removeprefix("TASK_STATUS_")
                         break
             else:
                 final = None

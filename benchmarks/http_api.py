@@ -14,7 +14,7 @@ processes:
 Prints both and the HTTP overhead per call (HTTP minus gRPC). The HTTP door transcodes each
 request into a gRPC call over a Unix socket, so its overhead is that hop plus JSON and HTTP/1.1.
 
-    python benchmarks/http.py [--tasks 2000] [--concurrency 16] [--round-trips 300] [--database-url ...]
+    python benchmarks/http_api.py [--tasks 2000] [--concurrency 16] [--round-trips 300] [--database-url ...]
 """
 
 from __future__ import annotations

@@ -35,6 +35,7 @@ from typing import Any, TypeVar
 import grpc
 from google.protobuf import field_mask_pb2, timestamp_pb2
 
+from agent_sdk._common import enum_value
 from agent_sdk.errors import MaosRpcError, UnavailableError, from_rpc_error
 from agent_sdk.proto.maos.v1 import access_service_pb2 as access_pb
 from agent_sdk.proto.maos.v1 import access_service_pb2_grpc as access_grpc
@@ -151,14 +152,7 @@ def agent_name(id_or_name: str) -> str:
 
 def priority_value(priority: str | int | None) -> int:
     """A ``Priority`` value from LOW, NORMAL (alias MEDIUM), HIGH, CRITICAL (any case, optional prefix) or an int."""
-    if priority is None:
-        return enums.PRIORITY_UNSPECIFIED
-    if isinstance(priority, int):
-        return priority
-    key = str(priority).strip().upper().removeprefix("PRIORITY_")
-    if key not in _PRIORITIES:
-        raise ValueError(f"unknown priority {priority!r}; use LOW, NORMAL (or MEDIUM), HIGH or CRITICAL")
-    return _PRIORITIES[key]
+    return enum_value(priority, _PRIORITIES, "PRIORITY_", "LOW, NORMAL (or MEDIUM), HIGH or CRITICAL")
 
 
 def _timestamp(value: datetime | float | timestamp_pb2.Timestamp) -> timestamp_pb2.Timestamp:

@@ -11,6 +11,7 @@ import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from agent_sdk._common import enum_value, paged
 from agent_sdk.proto.maos.v1 import batch_service_pb2 as batches_pb
 from agent_sdk.proto.maos.v1 import enums_pb2 as enums
 from agent_sdk.proto.maos.v1 import messages_pb2 as msgs
@@ -24,14 +25,7 @@ _SCHEDULES = {"PARALLEL": enums.BATCH_SCHEDULE_PARALLEL, "SEQUENTIAL": enums.BAT
 
 def schedule_value(schedule: str | int | None) -> int:
     """A ``BatchSchedule`` value from parallel or sequential (any case, optional prefix), an int, or None."""
-    if schedule is None:
-        return enums.BATCH_SCHEDULE_UNSPECIFIED
-    if isinstance(schedule, int):
-        return schedule
-    key = str(schedule).strip().upper().removeprefix("BATCH_SCHEDULE_")
-    if key not in _SCHEDULES:
-        raise ValueError(f"unknown schedule {schedule!r}; use parallel or sequential")
-    return _SCHEDULES[key]
+    return enum_value(schedule, _SCHEDULES, "BATCH_SCHEDULE_", "parallel or sequential")
 
 
 def parameters(values: Mapping[str, str | None] | Sequence[msgs.TemplateParameter]) -> list[msgs.TemplateParameter]:
@@ -82,17 +76,8 @@ class WorkflowMethods:
 
     async def iter_batches(self, *, limit: int | None = None) -> AsyncIterator[msgs.Batch]:
         """Every batch you may see, newest first, across pages (at most ``limit``)."""
-        token, count = "", 0
-        while True:
-            page = await self.list_batches(page_token=token)
-            for batch in page.batches:
-                yield batch
-                count += 1
-                if limit and count >= limit:
-                    return
-            token = page.next_page_token
-            if not token:
-                return
+        async for batch in paged(lambda token: self.list_batches(page_token=token), "batches", limit):
+            yield batch
 
     async def get_batch_results(self, batch: str) -> batches_pb.GetBatchResultsResponse:
         """The results of the batch's finished tasks, with the batch's counts."""
@@ -144,17 +129,8 @@ class WorkflowMethods:
 
     async def iter_templates(self, *, limit: int | None = None) -> AsyncIterator[msgs.Template]:
         """Every template you may see, by name, across pages (at most ``limit``)."""
-        token, count = "", 0
-        while True:
-            page = await self.list_templates(page_token=token)
-            for template in page.templates:
-                yield template
-                count += 1
-                if limit and count >= limit:
-                    return
-            token = page.next_page_token
-            if not token:
-                return
+        async for template in paged(lambda token: self.list_templates(page_token=token), "templates", limit):
+            yield template
 
     async def delete_template(self, template: str) -> None:
         """Delete one of your templates (tasks made from it remain)."""

@@ -7,10 +7,10 @@ optional :class:`~controlplane.storage.base.PrunesAudit` capability; with
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 
+from controlplane.periodic import PeriodicJob
 from controlplane.storage.base import PrunesAudit
 from controlplane.storage.executor import StorageExecutor
 
@@ -25,8 +25,7 @@ class AuditRetention:
     def __init__(self, storage: StorageExecutor, retention_days: int, interval: float = DAY):
         self.storage = storage
         self.retention_days = retention_days
-        self.interval = interval
-        self._task: asyncio.Task[None] | None = None
+        self._job = PeriodicJob("audit retention", self.prune, interval)
 
     @property
     def enabled(self) -> bool:
@@ -48,20 +47,9 @@ class AuditRetention:
 
     def start(self) -> None:
         """Prune now and then every interval, in the background."""
-        if self.enabled and self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="maos-audit-retention")
+        if self.enabled:
+            self._job.start()
 
     async def stop(self) -> None:
         """Stop the background job (a prune under way is cancelled; its transaction rolls back)."""
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.prune()
-            except Exception:  # a failed prune is tried again at the next interval
-                log.exception("audit retention failed")
-            await asyncio.sleep(self.interval)
+        await self._job.stop()

@@ -9,14 +9,14 @@ time bucket, so a week of minute samples becomes a few dozen points.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from controlplane.errors import FailedPrecondition, InvalidArgument, MaosError
+from controlplane.errors import FailedPrecondition, InvalidArgument
+from controlplane.periodic import PeriodicJob
 from controlplane.storage.base import KeepsMetricsHistory
 
 log = logging.getLogger(__name__)
@@ -138,7 +138,7 @@ class HistorySampler:
         self.replica = replica
         self.interval = interval
         self.retention = retention
-        self._task: asyncio.Task[None] | None = None
+        self._job = PeriodicJob("metrics history sample", self.sample_once, interval)
 
     @property
     def store(self) -> object | None:
@@ -148,25 +148,12 @@ class HistorySampler:
 
     def start(self) -> None:
         """Start sampling on the running loop (not when the interval is 0 or the backend keeps no history)."""
-        if self.interval > 0 and self.store is not None and self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="maos-metrics-history")
+        if self.interval > 0 and self.store is not None:
+            self._job.start()
 
     async def stop(self) -> None:
         """Stop sampling (a sample being stored is abandoned)."""
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.sample_once()
-            except MaosError as exc:
-                log.warning("metrics history sample failed: %s", exc)
-            except Exception:
-                log.exception("metrics history sample failed")
-            await asyncio.sleep(self.interval)
+        await self._job.stop()
 
     async def sample_once(self, when: float | None = None) -> None:
         """Take one sample, store it, and delete samples older than the retention."""

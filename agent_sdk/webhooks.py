@@ -13,14 +13,18 @@ Ids may be given bare (``wh1a2b...``) or as names (``webhooks/wh1a2b...``).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 from google.protobuf import field_mask_pb2
 
+from agent_sdk._common import paged
 from agent_sdk.proto.maos.v1 import messages_pb2 as msgs
 from agent_sdk.proto.maos.v1 import webhook_service_pb2 as webhooks_pb
 from agent_sdk.proto.maos.v1 import webhook_service_pb2_grpc as webhooks_grpc
+
+#: Items asked for per page when iterating (the server's largest page).
+PAGE = 1000
 
 __all__ = ["WebhookMethods", "webhook_name"]
 
@@ -84,6 +88,11 @@ class WebhookMethods:
             webhooks_pb.ListWebhooksRequest(page_size=page_size, page_token=page_token)
         )
 
+    def iter_webhooks(self, *, limit: int | None = None) -> AsyncIterator[msgs.Webhook]:
+        """Every webhook you may see, oldest first, across pages (at most ``limit``)."""
+        size = min(limit or PAGE, PAGE)
+        return paged(lambda token: self.list_webhooks(page_size=size, page_token=token), "webhooks", limit)
+
     async def update_webhook(
         self,
         id_or_name: str,
@@ -144,3 +153,10 @@ class WebhookMethods:
                 webhook=webhook_name(id_or_name), page_size=page_size, page_token=page_token
             )
         )
+
+    def iter_webhook_deliveries(self, id_or_name: str, *,
+                                limit: int | None = None) -> AsyncIterator[webhooks_pb.WebhookDelivery]:
+        """Every delivery of a webhook, newest first, across pages (at most ``limit``)."""
+        size = min(limit or PAGE, PAGE)
+        return paged(lambda token: self.list_webhook_deliveries(id_or_name, page_size=size, page_token=token),
+                     "deliveries", limit)

@@ -105,14 +105,7 @@ def list_(limit: int) -> None:
     """List your webhooks (every owner's with webhook:view-all)."""
 
     async def fetch(client: Any) -> list[msgs.Webhook]:
-        found, token = [], ""
-        while len(found) < limit:
-            page = await client.list_webhooks(page_size=min(limit - len(found), 1000), page_token=token)
-            found += list(page.webhooks)
-            token = page.next_page_token
-            if not token:
-                break
-        return found[:limit]
+        return [webhook async for webhook in client.iter_webhooks(limit=limit)]
 
     items = run(fetch)
     emit(
@@ -214,16 +207,7 @@ def deliveries(webhook_id: str, limit: int) -> None:
     """The delivery log: event, status, attempts, HTTP status, latency and next retry, newest first."""
 
     async def fetch(client: Any) -> list[webhooks_pb.WebhookDelivery]:
-        found, token = [], ""
-        while len(found) < limit:
-            page = await client.list_webhook_deliveries(
-                webhook_id, page_size=min(limit - len(found), 1000), page_token=token
-            )
-            found += list(page.deliveries)
-            token = page.next_page_token
-            if not token:
-                break
-        return found[:limit]
+        return [delivery async for delivery in client.iter_webhook_deliveries(webhook_id, limit=limit)]
 
     items = run(fetch)
     emit(

@@ -18,15 +18,12 @@
 from __future__ import annotations
 
 import asyncio
-import codecs
-import contextlib
 import functools
 import importlib
 import inspect
 import json
 import os
 import shlex
-import signal
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -34,6 +31,7 @@ from agent_sdk.agent import Agent
 from agent_sdk.context import Context, Result
 from agent_sdk.environment import child_environment
 from agent_sdk.errors import PermanentError, RetryableError
+from agent_sdk.process import run_bounded
 from agent_sdk.types import AgentBacking, AgentTypeSpec
 
 
@@ -109,7 +107,6 @@ def _simple(cls: type[Agent], description: str) -> AgentTypeSpec:
 _SHELL_PARAMETERS = {"command", "allow", "timeout", "cwd", "env", "max_output_bytes"}
 _PYTHON_PARAMETERS = {"function", "kwargs", "timeout"}
 _STDERR_TAIL = 2000  # characters of stderr quoted in a failure message
-_KILL_GRACE = 1.0  # seconds between SIGTERM and SIGKILL of a command's process group
 
 SHELL_DISABLED = (
     "the shell agent type is disabled (it runs commands on this machine); enable it with "
@@ -248,88 +245,29 @@ class ShellAgent(Agent):
                    MAOS_CAPABILITY=a.capability, MAOS_INPUTS=json.dumps(a.inputs, sort_keys=True))
         argv = self.argv(a.instructions)
         try:
-            process = await asyncio.create_subprocess_exec(
-                *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE, cwd=self.cwd, env=env, start_new_session=True)
+            done = await run_bounded(argv, timeout=self.timeout, max_output_bytes=self.max_output_bytes,
+                                     cwd=self.cwd, env=env, stdin=a.instructions.encode(), on_stdout=ctx.output)
         except OSError as exc:
             raise PermanentError(f"cannot run {argv[0]!r}: {exc}",
                                  error_type="ShellCommandNotFound") from None
-        stdout: list[str] = []
-        stderr: list[str] = []
-        kept = 0
-        truncated = False
-
-        async def feed() -> None:
-            assert process.stdin is not None
-            try:
-                process.stdin.write(a.instructions.encode())
-                await process.stdin.drain()
-            except (BrokenPipeError, ConnectionResetError):
-                pass  # the command does not read its input
-            finally:
-                process.stdin.close()
-
-        async def pump(stream: asyncio.StreamReader | None, into: list[str], stream_out: bool) -> None:
-            nonlocal kept, truncated
-            assert stream is not None
-            decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-            while chunk := await stream.read(65536):
-                text = decoder.decode(chunk)
-                if stream_out:
-                    if kept >= self.max_output_bytes:
-                        truncated = True
-                        continue  # keep draining so the command is not blocked on a full pipe
-                    kept += len(chunk)
-                    if text:
-                        ctx.output(text)
-                into.append(text)
-            into.append(decoder.decode(b"", final=True))
-
-        deadline = asyncio.timeout(self.timeout)
-        try:
-            async with deadline:
-                await asyncio.gather(feed(), pump(process.stdout, stdout, True),
-                                     pump(process.stderr, stderr, False))
-                code = await process.wait()
-        except TimeoutError:
-            await _kill_group(process)
-            if not deadline.expired():
+        except TimeoutError as exc:
+            partial = getattr(exc, "partial", None)
+            if partial is None:
                 raise
             raise PermanentError(
                 f"the command timed out after {self.timeout:g} s (parameters.timeout); stderr: "
-                f"{_tail(''.join(stderr)) or '(empty)'}", error_type="ShellTimeout") from None
-        except asyncio.CancelledError:
-            await _kill_group(process)
-            raise
-        errors = "".join(stderr)
+                f"{_tail(partial.stderr) or '(empty)'}", error_type="ShellTimeout") from None
+        code, errors = done.returncode, done.stderr
         if code != 0:
             status = f"was killed by signal {-code}" if code < 0 else f"exited with status {code}"
             raise PermanentError(f"the command {status}; stderr: {_tail(errors) or '(empty)'}",
                                  error_type="ShellCommandFailed")
         if errors.strip():
             ctx.log.info("stderr: %s", _tail(errors))
-        output = "".join(stdout)
-        if truncated or kept > self.max_output_bytes:
-            output = output.encode()[: self.max_output_bytes].decode(errors="ignore") + "\n[output truncated]"
+        output = done.stdout
+        if done.truncated:
+            output += "\n[output truncated]"
         return output.rstrip("\n")
-
-
-async def _kill_group(process: asyncio.subprocess.Process) -> None:
-    """SIGTERM the command's process group, SIGKILL it after a grace, and reap the process."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(process.pid, sig)
-        except (ProcessLookupError, PermissionError):
-            break
-        try:
-            await asyncio.wait_for(asyncio.shield(process.wait()), _KILL_GRACE)
-            # The leader exited; make sure nothing it started in its group lingers.
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(process.pid, signal.SIGKILL)
-            return
-        except TimeoutError:
-            continue
-    await process.wait()
 
 
 class _ThreadContext(Context):

@@ -63,6 +63,36 @@ class Usage:
     cache_creation_input_tokens: int = 0
     cost_micros: int = 0
     model_calls: int = 0
+    #: Server-side web searches and fetches the model made (their cost is in ``cost_micros``).
+    web_search_requests: int = 0
+    web_fetch_requests: int = 0
+    #: Tool calls of every kind (the agent's own tools and the API's server tools).
+    tool_calls: int = 0
+
+
+@dataclass
+class ToolCall:
+    """One tool call made by the work, as `maos task show` lists it.
+
+    ``server``: the Messages API ran it (web search, fetch, code execution); ``summary``: one
+    line about its input or its error; ``turn``: the model turn (from 1) it was made in.
+    """
+
+    name: str
+    duration: float = 0.0
+    is_error: bool = False
+    summary: str = ""
+    server: bool = False
+    turn: int = 0
+
+
+@dataclass
+class Source:
+    """A source the output cites (a web page the model searched or fetched)."""
+
+    url: str
+    title: str = ""
+    cited_text: str = ""
 
 
 @dataclass
@@ -81,6 +111,9 @@ class Result:
     output: str
     artifacts: list[Artifact] = field(default_factory=list)
     usage: Usage = field(default_factory=Usage)
+    #: The tool calls the work made, in order, and the sources its output cites.
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    sources: list[Source] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

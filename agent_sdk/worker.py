@@ -408,6 +408,10 @@ class Worker:
                 ref=ref, output=result.output, usage=_usage(spent),
                 artifacts=[msgs.Artifact(name=a.name, media_type=a.media_type, content=a.content,
                                          size_bytes=len(a.content)) for a in result.artifacts],
+                tool_calls=[msgs.ToolCall(name=c.name, server=c.server, duration=_duration(c.duration),
+                                          is_error=c.is_error, summary=c.summary, turn=c.turn)
+                            for c in result.tool_calls],
+                sources=[msgs.Source(url=x.url, title=x.title, cited_text=x.cited_text) for x in result.sources],
             ))
             self.completed += 1
         except asyncio.CancelledError:
@@ -525,7 +529,8 @@ def _usage(u: Usage) -> msgs.TokenUsage:
         input_tokens=u.input_tokens, output_tokens=u.output_tokens,
         cache_read_input_tokens=u.cache_read_input_tokens,
         cache_creation_input_tokens=u.cache_creation_input_tokens,
-        cost_micros=u.cost_micros, model_calls=u.model_calls,
+        cost_micros=u.cost_micros, model_calls=u.model_calls, web_search_requests=u.web_search_requests,
+        web_fetch_requests=u.web_fetch_requests, tool_calls=u.tool_calls,
     )
 
 

@@ -168,6 +168,16 @@ def _origins(value: Any) -> list[str]:
     return origins
 
 
+def _domains(value: Any) -> list[str]:
+    """Domain names: a YAML list or a comma-separated string (``example.com``, ``docs.python.org``)."""
+    items = value if isinstance(value, list | tuple) else str(value or "").split(",")
+    domains = [str(item).strip().lower() for item in items if str(item).strip()]
+    for domain in domains:
+        if not re.fullmatch(r"[a-z0-9*]([a-z0-9.*-]*[a-z0-9])?(/[^\s]*)?", domain):
+            raise ValueError(f"{domain!r} is not a domain name (such as example.com)")
+    return domains
+
+
 def _path(value: Any) -> str:
     """A file path (``~`` expanded); empty means unset."""
     text = _text(value).strip()
@@ -303,6 +313,19 @@ OPTIONS: dict[str, Option] = {
         Option("templates.max_per_owner", _positive_int, 1000, "Most templates one principal may have."),
         Option("agents.pool", _pool, {"echo": 2}, "Local agents `maos start` launches (type=count,...)."),
         Option("agents.allow_shell", _bool, False, "Allow the shell agent type to run commands."),
+        Option("agents.allow_exec", _bool, False,
+               "Give coder and tester agents a local workspace per task, with tools that read and write "
+               "its files and run commands on this machine."),
+        Option("agents.workspace.command_timeout", _positive_duration, 60.0,
+               "Seconds one run_command of a workspace may take; then its process group is killed."),
+        Option("agents.workspace.max_output_bytes", _positive_int, 64 * 1024,
+               "Most bytes of a command's output (or a file read) a workspace tool hands the model."),
+        Option("agents.workspace.max_file_bytes", _positive_int, 1024 * 1024,
+               "Largest file write_file may write in a workspace."),
+        Option("agents.workspace.max_artifact_bytes", _positive_int, 1024 * 1024,
+               "Most bytes of files one step stores with its result as artifacts (files written in the step)."),
+        Option("agents.workspace.retention", _positive_duration, 86400.0,
+               "How long a task's workspace is kept after it was last used (seconds, or 24h, 7d)."),
         Option("consensus.voting_strategy", _choice("majority", "weighted", "unanimous"), "majority",
                "How votes are counted.", runtime=True),
         Option("consensus.timeout", _duration, 300.0, "Seconds one voting round may take.", runtime=True),
@@ -332,6 +355,20 @@ OPTIONS: dict[str, Option] = {
         Option("claude.api_key", _text, "", "Anthropic API key (or ANTHROPIC_API_KEY / CLAUDE_API_KEY)."),
         Option("claude.model", _text, "", "Model for Claude-backed agents; empty means the default."),
         Option("claude.base_url", _text, "", "Messages API base URL; empty means Anthropic's."),
+        Option("claude.tools.max_turns", _positive_int, 20,
+               "Most model calls one step's tool loop makes; a loop still calling tools then fails, saying so."),
+        Option("claude.tools.max_seconds", _positive_duration, 900.0,
+               "Longest wall time of one step's tool loop (seconds, or 15m)."),
+        Option("claude.web_search.enabled", _bool, True, "Offer researchers Anthropic's server-side web search."),
+        Option("claude.web_search.max_uses", _positive_int, 5, "Most web searches per model call."),
+        Option("claude.web_fetch.enabled", _bool, True, "Offer researchers Anthropic's server-side web fetch."),
+        Option("claude.web_fetch.max_uses", _positive_int, 5, "Most pages fetched per model call."),
+        Option("claude.web.allowed_domains", _domains, [],
+               "Only these domains are searched and fetched (a list, or comma-separated); empty: any."),
+        Option("claude.web.blocked_domains", _domains, [],
+               "Domains never searched or fetched (ignored when allowed_domains is set)."),
+        Option("claude.code_execution.enabled", _bool, True,
+               "Offer coders and testers Anthropic's server-side code execution (a sandbox on the API's side)."),
     ]
 }
 

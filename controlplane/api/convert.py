@@ -20,8 +20,10 @@ from controlplane.domain.model import (
     Failure,
     Priority,
     RetryPolicy,
+    Source,
     Subtask,
     Task,
+    ToolCall,
     Usage,
     now,
 )
@@ -176,7 +178,8 @@ def usage_to_pb(u: Usage) -> messages_pb.TokenUsage:
         input_tokens=u.input_tokens, output_tokens=u.output_tokens,
         cache_read_input_tokens=u.cache_read_input_tokens,
         cache_creation_input_tokens=u.cache_creation_input_tokens,
-        cost_micros=u.cost_micros, model_calls=u.model_calls,
+        cost_micros=u.cost_micros, model_calls=u.model_calls, web_search_requests=u.web_search_requests,
+        web_fetch_requests=u.web_fetch_requests, tool_calls=u.tool_calls,
     )
 
 
@@ -193,7 +196,61 @@ def usage_from_pb(u: messages_pb.TokenUsage) -> Usage:
         cache_read_input_tokens=clamp(u.cache_read_input_tokens),
         cache_creation_input_tokens=clamp(u.cache_creation_input_tokens),
         cost_micros=clamp(u.cost_micros), model_calls=clamp(u.model_calls),
+        web_search_requests=clamp(u.web_search_requests), web_fetch_requests=clamp(u.web_fetch_requests),
+        tool_calls=clamp(u.tool_calls),
     )
+
+
+#: Bounds of the tool-call records and cited sources an agent reports (agents are untrusted input).
+MAX_TOOL_CALLS = 200
+MAX_SOURCES = 100
+TOOL_SUMMARY_CHARS = 200
+TOOL_NAME_CHARS = 128
+SOURCE_URL_CHARS = 2048
+SOURCE_TITLE_CHARS = 500
+SOURCE_CITED_CHARS = 1000
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def tool_call_to_pb(c: ToolCall) -> messages_pb.ToolCall:
+    """A tool-call record as a proto."""
+    return messages_pb.ToolCall(name=c.name, server=c.server, duration=duration(c.duration), is_error=c.is_error,
+                                summary=c.summary, turn=c.turn)
+
+
+def tool_calls_from_pb(calls: Any) -> list[ToolCall]:
+    """The first :data:`MAX_TOOL_CALLS` records an agent reported, each field cut to its bound."""
+    return [ToolCall(name=_cut(c.name, TOOL_NAME_CHARS), server=c.server,
+                     duration=max(0.0, min(c.duration.ToTimedelta().total_seconds(), 1e7)),
+                     is_error=c.is_error, summary=_cut(c.summary, TOOL_SUMMARY_CHARS), turn=min(c.turn, 1 << 20))
+            for c in list(calls)[:MAX_TOOL_CALLS]]
+
+
+def source_to_pb(s: Source) -> messages_pb.Source:
+    """A cited source as a proto."""
+    return messages_pb.Source(url=s.url, title=s.title, cited_text=s.cited_text)
+
+
+def sources_from_pb(sources: Any) -> list[Source]:
+    """The first :data:`MAX_SOURCES` sources an agent reported, each field cut to its bound."""
+    return [Source(url=_cut(s.url, SOURCE_URL_CHARS), title=_cut(s.title, SOURCE_TITLE_CHARS),
+                   cited_text=_cut(s.cited_text, SOURCE_CITED_CHARS))
+            for s in list(sources)[:MAX_SOURCES]]
+
+
+def merged_sources(subtasks: Any) -> list[messages_pb.Source]:
+    """The sources of ``subtasks`` (domain records) in order, one per URL."""
+    seen: set[str] = set()
+    merged = []
+    for sub in subtasks:
+        for source in sub.sources:
+            if source.url not in seen:
+                seen.add(source.url)
+                merged.append(source_to_pb(source))
+    return merged
 
 
 def dependency_result_to_pb(d: DependencyResult) -> messages_pb.DependencyResult:
@@ -278,7 +335,8 @@ def subtask_to_pb(s: Subtask) -> messages_pb.Subtask:
         artifacts=[artifact_to_pb(a) for a in s.artifacts], failure=failure_to_pb(s.failure),
         usage=usage_to_pb(s.usage), has_checkpoint=s.checkpoint is not None,
         queue_time=timestamp(s.queue_time), start_time=timestamp(s.start_time), end_time=timestamp(s.end_time),
-        status_reason=s.status_reason,
+        status_reason=s.status_reason, tool_calls=[tool_call_to_pb(c) for c in s.tool_calls],
+        sources=[source_to_pb(x) for x in s.sources],
     )
 
 

@@ -118,6 +118,11 @@ class Usage:
     cache_creation_input_tokens: int = 0
     cost_micros: int = 0
     model_calls: int = 0
+    #: Server-side web searches and fetches (their cost is in ``cost_micros``).
+    web_search_requests: int = 0
+    web_fetch_requests: int = 0
+    #: Tool calls of every kind (the agent's own and the API's server tools).
+    tool_calls: int = 0
 
     def add(self, other: Usage) -> None:
         """Accumulate ``other`` into this usage."""
@@ -127,6 +132,9 @@ class Usage:
         self.cache_creation_input_tokens += other.cache_creation_input_tokens
         self.cost_micros += other.cost_micros
         self.model_calls += other.model_calls
+        self.web_search_requests += other.web_search_requests
+        self.web_fetch_requests += other.web_fetch_requests
+        self.tool_calls += other.tool_calls
 
     @property
     def total_tokens(self) -> int:
@@ -159,6 +167,27 @@ class Artifact:
     uri: str = ""
     size_bytes: int = 0
     sha256: str = ""
+
+
+@dataclass
+class ToolCall:
+    """One tool call an agent made for a subtask (for people: name, time, outcome, one line)."""
+
+    name: str
+    server: bool = False
+    duration: float = 0.0
+    is_error: bool = False
+    summary: str = ""
+    turn: int = 0
+
+
+@dataclass
+class Source:
+    """A source the model cited."""
+
+    url: str
+    title: str = ""
+    cited_text: str = ""
 
 
 @dataclass
@@ -273,6 +302,9 @@ class Subtask:
     not_before: float = 0.0
     status_reason: str = ""
     retries_used: int = 0
+    #: The tool calls and cited sources of the attempt that completed it.
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    sources: list[Source] = field(default_factory=list)
 
     @property
     def name(self) -> str:

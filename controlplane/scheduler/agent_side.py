@@ -19,10 +19,12 @@ from controlplane.domain.model import (
     AgentStatus,
     Artifact,
     Failure,
+    Source,
     Subtask,
     SubtaskStatus,
     Task,
     TaskStatus,
+    ToolCall,
     Usage,
     new_agent_id,
     now,
@@ -243,9 +245,10 @@ class AgentSide:
         session.send(stored_report_ack(ref, sub, session.id, output))
 
     def report_result(
-        self, session: AgentSession, ref: Ref, output: str, artifacts: list[Artifact], usage: Usage
+        self, session: AgentSession, ref: Ref, output: str, artifacts: list[Artifact], usage: Usage,
+        *, tool_calls: list[ToolCall] | None = None, sources: list[Source] | None = None,
     ) -> None:
-        """Apply a result (once) and ack it after commit."""
+        """Apply a result (once) and ack it after commit (with the work's tool calls and cited sources)."""
         if self._forgotten(ref):  # charged only if this agent's lease was never reported on (no duplicate)
             self._charge_late(session, ref, usage)
             self._answer_forgotten(session, ref, output)
@@ -268,6 +271,8 @@ class AgentSide:
         sub.output = output
         sub.artifacts = artifacts
         sub.usage = usage
+        sub.tool_calls = list(tool_calls or ())
+        sub.sources = list(sources or ())
         sub.progress = 1.0
         self._applied[(task.id, sub.id)] = sub.lease_epoch
         if len(self._applied) > APPLIED_MEMORY:

@@ -193,10 +193,12 @@ def command_to_pb(command: Any) -> gateway_pb.ConnectResponse:
 
 
 def result_size(result: gateway_pb.SubtaskResult) -> int:
-    """The bytes a result stores: its output and its artifacts (names, types, inline content, uris)."""
+    """The bytes a result stores: its output, its artifacts (names, types, inline content, uris), its
+    tool-call records and sources."""
     return size_of(result.output) + sum(
         size_of(a.name) + size_of(a.media_type) + len(a.content) + size_of(a.uri) + size_of(a.sha256)
-        for a in result.artifacts)
+        for a in result.artifacts) + sum(c.ByteSize() for c in result.tool_calls) + sum(
+        s.ByteSize() for s in result.sources)
 
 
 def launch_id_honoured() -> bool:
@@ -410,7 +412,9 @@ class GatewayServicer(gateway_grpc.AgentGatewayServicer):
             return
         self.engine.report_result(session, ref, result.output,
                                   [convert.artifact_from_pb(a) for a in result.artifacts],
-                                  convert.usage_from_pb(result.usage))
+                                  convert.usage_from_pb(result.usage),
+                                  tool_calls=convert.tool_calls_from_pb(result.tool_calls),
+                                  sources=convert.sources_from_pb(result.sources))
 
     async def _read(self, requests: AsyncIterator[gateway_pb.ConnectRequest], session: AgentSession) -> None:
         engine = self.engine

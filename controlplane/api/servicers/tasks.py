@@ -40,6 +40,8 @@ UPDATABLE = {"priority", "max_agents"}
 
 #: Bytes kept free in a response for what is not counted (framing, the task name, usage).
 RESPONSE_MARGIN = 4096
+#: Most cited sources a task's result lists (each subtask keeps its own, up to its bound).
+MAX_RESULT_SOURCES = 500
 
 
 def fit_outputs(subtasks: Sequence[messages_pb.Subtask], artifacts: Sequence[messages_pb.Artifact],
@@ -338,6 +340,7 @@ class TaskServicer(tasks_grpc.TaskServiceServicer):
             subtasks = await self.engine.get_subtasks(task.id)
             result.artifacts.extend(convert.artifact_to_pb(a) for s in subtasks for a in s.artifacts)
             result.subtasks.extend(convert.subtask_to_pb(s) for s in subtasks)
+            result.sources.extend(convert.merged_sources(subtasks)[:MAX_RESULT_SOURCES])
             consensus = convert.consensus_to_pb(task.consensus_state)
             if consensus is not None:
                 result.consensus.CopyFrom(consensus)

@@ -27,11 +27,13 @@ from controlplane.domain.model import (
     PlannedSubtask,
     Priority,
     RetryPolicy,
+    Source,
     Subtask,
     SubtaskKind,
     SubtaskStatus,
     Task,
     TaskStatus,
+    ToolCall,
     Usage,
 )
 from controlplane.storage.base import IdempotencyRecord
@@ -178,6 +180,8 @@ def subtask_to_row(subtask: Subtask) -> dict[str, Any]:
     data["artifacts"] = [_artifact_to_dict(a) for a in subtask.artifacts]
     data["failure"] = None if subtask.failure is None else _flat(subtask.failure)
     data["usage"] = _flat(subtask.usage)
+    data["tool_calls"] = [_flat(c) for c in subtask.tool_calls]
+    data["sources"] = [_flat(s) for s in subtask.sources]
     return {
         "task_id": subtask.task_id,
         "id": subtask.id,
@@ -206,6 +210,8 @@ def subtask_from_row(row: Mapping[str, Any]) -> Subtask:
         artifacts=[_artifact_from_dict(a) for a in data.get("artifacts", ())],
         failure=_failure(data.get("failure")),
         usage=_build(Usage, data.get("usage")),
+        tool_calls=[_build(ToolCall, c) for c in data.get("tool_calls") or ()],
+        sources=[_build(Source, s) for s in data.get("sources") or ()],
     )
     subtask = _build(Subtask, data)
     subtask.kind = SubtaskKind(subtask.kind)

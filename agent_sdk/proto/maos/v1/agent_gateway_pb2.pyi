@@ -178,18 +178,22 @@ class OutputChunk(_message.Message):
     def __init__(self, ref: _Optional[_Union[AssignmentRef, _Mapping]] = ..., text: _Optional[str] = ..., sequence: _Optional[int] = ...) -> None: ...
 
 class SubtaskResult(_message.Message):
-    __slots__ = ("ref", "output", "artifacts", "usage", "request_id")
+    __slots__ = ("ref", "output", "artifacts", "usage", "request_id", "tool_calls", "sources")
     REF_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_FIELD_NUMBER: _ClassVar[int]
     ARTIFACTS_FIELD_NUMBER: _ClassVar[int]
     USAGE_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    TOOL_CALLS_FIELD_NUMBER: _ClassVar[int]
+    SOURCES_FIELD_NUMBER: _ClassVar[int]
     ref: AssignmentRef
     output: str
     artifacts: _containers.RepeatedCompositeFieldContainer[_messages_pb2.Artifact]
     usage: _messages_pb2.TokenUsage
     request_id: str
-    def __init__(self, ref: _Optional[_Union[AssignmentRef, _Mapping]] = ..., output: _Optional[str] = ..., artifacts: _Optional[_Iterable[_Union[_messages_pb2.Artifact, _Mapping]]] = ..., usage: _Optional[_Union[_messages_pb2.TokenUsage, _Mapping]] = ..., request_id: _Optional[str] = ...) -> None: ...
+    tool_calls: _containers.RepeatedCompositeFieldContainer[_messages_pb2.ToolCall]
+    sources: _containers.RepeatedCompositeFieldContainer[_messages_pb2.Source]
+    def __init__(self, ref: _Optional[_Union[AssignmentRef, _Mapping]] = ..., output: _Optional[str] = ..., artifacts: _Optional[_Iterable[_Union[_messages_pb2.Artifact, _Mapping]]] = ..., usage: _Optional[_Union[_messages_pb2.TokenUsage, _Mapping]] = ..., request_id: _Optional[str] = ..., tool_calls: _Optional[_Iterable[_Union[_messages_pb2.ToolCall, _Mapping]]] = ..., sources: _Optional[_Iterable[_Union[_messages_pb2.Source, _Mapping]]] = ...) -> None: ...
 
 class SubtaskResults(_message.Message):
     __slots__ = ("results",)

@@ -51,20 +51,26 @@ class Budget(_message.Message):
     def __init__(self, max_total_tokens: _Optional[int] = ..., max_cost_micros: _Optional[int] = ...) -> None: ...
 
 class TokenUsage(_message.Message):
-    __slots__ = ("input_tokens", "output_tokens", "cache_read_input_tokens", "cache_creation_input_tokens", "cost_micros", "model_calls")
+    __slots__ = ("input_tokens", "output_tokens", "cache_read_input_tokens", "cache_creation_input_tokens", "cost_micros", "model_calls", "web_search_requests", "web_fetch_requests", "tool_calls")
     INPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     CACHE_READ_INPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     CACHE_CREATION_INPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     COST_MICROS_FIELD_NUMBER: _ClassVar[int]
     MODEL_CALLS_FIELD_NUMBER: _ClassVar[int]
+    WEB_SEARCH_REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    WEB_FETCH_REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    TOOL_CALLS_FIELD_NUMBER: _ClassVar[int]
     input_tokens: int
     output_tokens: int
     cache_read_input_tokens: int
     cache_creation_input_tokens: int
     cost_micros: int
     model_calls: int
-    def __init__(self, input_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ..., cache_read_input_tokens: _Optional[int] = ..., cache_creation_input_tokens: _Optional[int] = ..., cost_micros: _Optional[int] = ..., model_calls: _Optional[int] = ...) -> None: ...
+    web_search_requests: int
+    web_fetch_requests: int
+    tool_calls: int
+    def __init__(self, input_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ..., cache_read_input_tokens: _Optional[int] = ..., cache_creation_input_tokens: _Optional[int] = ..., cost_micros: _Optional[int] = ..., model_calls: _Optional[int] = ..., web_search_requests: _Optional[int] = ..., web_fetch_requests: _Optional[int] = ..., tool_calls: _Optional[int] = ...) -> None: ...
 
 class Failure(_message.Message):
     __slots__ = ("reason", "message", "subtask", "error_type")
@@ -93,6 +99,32 @@ class Artifact(_message.Message):
     size_bytes: int
     sha256: str
     def __init__(self, name: _Optional[str] = ..., media_type: _Optional[str] = ..., content: _Optional[bytes] = ..., uri: _Optional[str] = ..., size_bytes: _Optional[int] = ..., sha256: _Optional[str] = ...) -> None: ...
+
+class ToolCall(_message.Message):
+    __slots__ = ("name", "server", "duration", "is_error", "summary", "turn")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SERVER_FIELD_NUMBER: _ClassVar[int]
+    DURATION_FIELD_NUMBER: _ClassVar[int]
+    IS_ERROR_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    TURN_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    server: bool
+    duration: _duration_pb2.Duration
+    is_error: bool
+    summary: str
+    turn: int
+    def __init__(self, name: _Optional[str] = ..., server: _Optional[bool] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., is_error: _Optional[bool] = ..., summary: _Optional[str] = ..., turn: _Optional[int] = ...) -> None: ...
+
+class Source(_message.Message):
+    __slots__ = ("url", "title", "cited_text")
+    URL_FIELD_NUMBER: _ClassVar[int]
+    TITLE_FIELD_NUMBER: _ClassVar[int]
+    CITED_TEXT_FIELD_NUMBER: _ClassVar[int]
+    url: str
+    title: str
+    cited_text: str
+    def __init__(self, url: _Optional[str] = ..., title: _Optional[str] = ..., cited_text: _Optional[str] = ...) -> None: ...
 
 class Task(_message.Message):
     __slots__ = ("name", "description", "task_type", "priority", "max_agents", "depends_on", "consensus", "timeout", "context", "constraints", "metadata", "retry_policy", "budget", "agent_type", "status", "status_reason", "failure", "owner", "create_time", "start_time", "end_time", "update_time", "progress", "subtasks_total", "subtasks_completed", "subtasks_running", "usage", "warnings", "retries", "batch", "template")
@@ -168,7 +200,7 @@ class Task(_message.Message):
     def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., task_type: _Optional[str] = ..., priority: _Optional[_Union[_enums_pb2.Priority, str]] = ..., max_agents: _Optional[int] = ..., depends_on: _Optional[_Iterable[str]] = ..., consensus: _Optional[_Union[ConsensusPolicy, _Mapping]] = ..., timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., context: _Optional[str] = ..., constraints: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., retry_policy: _Optional[_Union[RetryPolicy, _Mapping]] = ..., budget: _Optional[_Union[Budget, _Mapping]] = ..., agent_type: _Optional[str] = ..., status: _Optional[_Union[_enums_pb2.TaskStatus, str]] = ..., status_reason: _Optional[str] = ..., failure: _Optional[_Union[Failure, _Mapping]] = ..., owner: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., progress: _Optional[float] = ..., subtasks_total: _Optional[int] = ..., subtasks_completed: _Optional[int] = ..., subtasks_running: _Optional[int] = ..., usage: _Optional[_Union[TokenUsage, _Mapping]] = ..., warnings: _Optional[_Iterable[str]] = ..., retries: _Optional[int] = ..., batch: _Optional[str] = ..., template: _Optional[str] = ...) -> None: ...
 
 class Subtask(_message.Message):
-    __slots__ = ("name", "title", "instructions", "capability", "agent_type", "kind", "depends_on", "status", "attempt", "agent", "progress", "progress_message", "output", "artifacts", "failure", "usage", "has_checkpoint", "queue_time", "start_time", "end_time", "status_reason")
+    __slots__ = ("name", "title", "instructions", "capability", "agent_type", "kind", "depends_on", "status", "attempt", "agent", "progress", "progress_message", "output", "artifacts", "failure", "usage", "has_checkpoint", "queue_time", "start_time", "end_time", "status_reason", "tool_calls", "sources")
     NAME_FIELD_NUMBER: _ClassVar[int]
     TITLE_FIELD_NUMBER: _ClassVar[int]
     INSTRUCTIONS_FIELD_NUMBER: _ClassVar[int]
@@ -190,6 +222,8 @@ class Subtask(_message.Message):
     START_TIME_FIELD_NUMBER: _ClassVar[int]
     END_TIME_FIELD_NUMBER: _ClassVar[int]
     STATUS_REASON_FIELD_NUMBER: _ClassVar[int]
+    TOOL_CALLS_FIELD_NUMBER: _ClassVar[int]
+    SOURCES_FIELD_NUMBER: _ClassVar[int]
     name: str
     title: str
     instructions: str
@@ -211,7 +245,9 @@ class Subtask(_message.Message):
     start_time: _timestamp_pb2.Timestamp
     end_time: _timestamp_pb2.Timestamp
     status_reason: str
-    def __init__(self, name: _Optional[str] = ..., title: _Optional[str] = ..., instructions: _Optional[str] = ..., capability: _Optional[str] = ..., agent_type: _Optional[str] = ..., kind: _Optional[_Union[_enums_pb2.SubtaskKind, str]] = ..., depends_on: _Optional[_Iterable[str]] = ..., status: _Optional[_Union[_enums_pb2.SubtaskStatus, str]] = ..., attempt: _Optional[int] = ..., agent: _Optional[str] = ..., progress: _Optional[float] = ..., progress_message: _Optional[str] = ..., output: _Optional[str] = ..., artifacts: _Optional[_Iterable[_Union[Artifact, _Mapping]]] = ..., failure: _Optional[_Union[Failure, _Mapping]] = ..., usage: _Optional[_Union[TokenUsage, _Mapping]] = ..., has_checkpoint: _Optional[bool] = ..., queue_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., status_reason: _Optional[str] = ...) -> None: ...
+    tool_calls: _containers.RepeatedCompositeFieldContainer[ToolCall]
+    sources: _containers.RepeatedCompositeFieldContainer[Source]
+    def __init__(self, name: _Optional[str] = ..., title: _Optional[str] = ..., instructions: _Optional[str] = ..., capability: _Optional[str] = ..., agent_type: _Optional[str] = ..., kind: _Optional[_Union[_enums_pb2.SubtaskKind, str]] = ..., depends_on: _Optional[_Iterable[str]] = ..., status: _Optional[_Union[_enums_pb2.SubtaskStatus, str]] = ..., attempt: _Optional[int] = ..., agent: _Optional[str] = ..., progress: _Optional[float] = ..., progress_message: _Optional[str] = ..., output: _Optional[str] = ..., artifacts: _Optional[_Iterable[_Union[Artifact, _Mapping]]] = ..., failure: _Optional[_Union[Failure, _Mapping]] = ..., usage: _Optional[_Union[TokenUsage, _Mapping]] = ..., has_checkpoint: _Optional[bool] = ..., queue_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., status_reason: _Optional[str] = ..., tool_calls: _Optional[_Iterable[_Union[ToolCall, _Mapping]]] = ..., sources: _Optional[_Iterable[_Union[Source, _Mapping]]] = ...) -> None: ...
 
 class PlannedSubtask(_message.Message):
     __slots__ = ("key", "title", "instructions", "capability", "agent_type", "kind", "depends_on")
@@ -312,7 +348,7 @@ class ConsensusRecord(_message.Message):
     def __init__(self, outcome: _Optional[_Union[_enums_pb2.ConsensusOutcome, str]] = ..., strategy: _Optional[_Union[_enums_pb2.VotingStrategy, str]] = ..., threshold: _Optional[float] = ..., rounds: _Optional[int] = ..., candidates: _Optional[_Iterable[_Union[Candidate, _Mapping]]] = ..., votes: _Optional[_Iterable[_Union[Vote, _Mapping]]] = ..., winning_candidate_id: _Optional[str] = ..., agreement: _Optional[float] = ...) -> None: ...
 
 class TaskResult(_message.Message):
-    __slots__ = ("task", "status", "output", "artifacts", "usage", "subtasks", "consensus", "failure")
+    __slots__ = ("task", "status", "output", "artifacts", "usage", "subtasks", "consensus", "failure", "sources")
     TASK_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_FIELD_NUMBER: _ClassVar[int]
@@ -321,6 +357,7 @@ class TaskResult(_message.Message):
     SUBTASKS_FIELD_NUMBER: _ClassVar[int]
     CONSENSUS_FIELD_NUMBER: _ClassVar[int]
     FAILURE_FIELD_NUMBER: _ClassVar[int]
+    SOURCES_FIELD_NUMBER: _ClassVar[int]
     task: str
     status: _enums_pb2.TaskStatus
     output: str
@@ -329,7 +366,8 @@ class TaskResult(_message.Message):
     subtasks: _containers.RepeatedCompositeFieldContainer[Subtask]
     consensus: ConsensusRecord
     failure: Failure
-    def __init__(self, task: _Optional[str] = ..., status: _Optional[_Union[_enums_pb2.TaskStatus, str]] = ..., output: _Optional[str] = ..., artifacts: _Optional[_Iterable[_Union[Artifact, _Mapping]]] = ..., usage: _Optional[_Union[TokenUsage, _Mapping]] = ..., subtasks: _Optional[_Iterable[_Union[Subtask, _Mapping]]] = ..., consensus: _Optional[_Union[ConsensusRecord, _Mapping]] = ..., failure: _Optional[_Union[Failure, _Mapping]] = ...) -> None: ...
+    sources: _containers.RepeatedCompositeFieldContainer[Source]
+    def __init__(self, task: _Optional[str] = ..., status: _Optional[_Union[_enums_pb2.TaskStatus, str]] = ..., output: _Optional[str] = ..., artifacts: _Optional[_Iterable[_Union[Artifact, _Mapping]]] = ..., usage: _Optional[_Union[TokenUsage, _Mapping]] = ..., subtasks: _Optional[_Iterable[_Union[Subtask, _Mapping]]] = ..., consensus: _Optional[_Union[ConsensusRecord, _Mapping]] = ..., failure: _Optional[_Union[Failure, _Mapping]] = ..., sources: _Optional[_Iterable[_Union[Source, _Mapping]]] = ...) -> None: ...
 
 class Agent(_message.Message):
     __slots__ = ("name", "agent_type", "capabilities", "max_concurrency", "labels", "language", "sdk_version", "status", "assignments", "free_slots", "hostname", "pid", "replica", "managed", "completed_subtasks", "failed_subtasks", "reliability", "usage", "connect_time", "last_heartbeat_time", "disconnect_time", "owner", "backing")

@@ -247,16 +247,16 @@ class ShellAgent(Agent):
         try:
             done = await run_bounded(argv, timeout=self.timeout, max_output_bytes=self.max_output_bytes,
                                      cwd=self.cwd, env=env, stdin=a.instructions.encode(), on_stdout=ctx.output)
-        except OSError as exc:
-            raise PermanentError(f"cannot run {argv[0]!r}: {exc}",
-                                 error_type="ShellCommandNotFound") from None
-        except TimeoutError as exc:
+        except TimeoutError as exc:  # (an OSError too: caught first)
             partial = getattr(exc, "partial", None)
             if partial is None:
                 raise
             raise PermanentError(
                 f"the command timed out after {self.timeout:g} s (parameters.timeout); stderr: "
                 f"{_tail(partial.stderr) or '(empty)'}", error_type="ShellTimeout") from None
+        except OSError as exc:
+            raise PermanentError(f"cannot run {argv[0]!r}: {exc}",
+                                 error_type="ShellCommandNotFound") from None
         code, errors = done.returncode, done.stderr
         if code != 0:
             status = f"was killed by signal {-code}" if code < 0 else f"exited with status {code}"

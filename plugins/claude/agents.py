@@ -1,6 +1,7 @@
 """Claude-backed agents: researcher, coder, analyst, tester and coordinator.
 
-Each assignment is one streamed Messages API call:
+Each assignment runs a tool loop (:mod:`plugins.claude.tools.loop`) of streamed Messages API
+calls; its first request is:
 
 * ``system``: the type's role prompt, then a block holding the task's shared
   context (description, context, constraints, and the final results of the
@@ -11,8 +12,15 @@ Each assignment is one streamed Messages API call:
   it depends on, directly or through others (for a synthesis step: the plan
   and the parts to combine).
 
+and the tools of the agent's role: Anthropic's server-side web search and
+fetch for a researcher, server-side code execution for a coder or tester
+(plus a local workspace per task when ``agents.allow_exec`` is on), and the
+tools of its :attr:`ClaudeAgent.tool_sources`. The loop runs the calls the
+model makes and stops at the step's limits (see :mod:`plugins.claude.tools`).
+
 Text deltas are forwarded with ``ctx.output`` as they arrive; the result
-carries the token usage (input, output, cache reads and writes), the number of
+carries the tool calls, the sources the answer cites, the files the step
+wrote in its workspace (as artifacts), the token usage (input, output, cache reads and writes), the number of
 model calls and the cost. Cancelling ``handle`` closes the HTTP stream; what
 the stream delivered until then is recorded with ``ctx.spend`` so it is still
 charged. ``max_tokens`` stays within the share of the task's budget the
@@ -34,15 +42,28 @@ import math
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import replace
+from pathlib import Path
 from typing import Any, ClassVar
 
 from agent_sdk.agent import Agent
 from agent_sdk.context import Assignment, Ballot, Context, Result, Usage, VoteChoice
-from agent_sdk.errors import BudgetExhausted, PermanentError, RetryableError
+from agent_sdk.errors import BudgetExhausted, PermanentError
 from agent_sdk.types import AgentBacking, AgentTypeSpec, SubtaskKind
 from plugins.claude.client import NO_KEY_MESSAGE, make_client, request_options, translate_error
 from plugins.claude.config import AGENT_ENVIRONMENT, ClaudeConfig, load_plugin_settings, resolve_config
-from plugins.claude.pricing import cost_micros, price_for, usage_cost_micros
+from plugins.claude.pricing import WEB_SEARCH_MICROS, cost_micros, price_for, usage_cost_micros
+from plugins.claude.tools.base import ClientTool, ToolSource
+from plugins.claude.tools.loop import ToolLoop
+from plugins.claude.tools.server import beta_header, server_tools
+from plugins.claude.tools.settings import (
+    CODE_EXECUTION,
+    WEB_FETCH,
+    WEB_SEARCH,
+    WORKSPACE,
+    ToolSettings,
+    resolve_tool_settings,
+)
+from plugins.claude.tools.workspace import Workspace, sweep, workspaces_root
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +73,6 @@ SYNTHESIS_KIND = SubtaskKind.SYNTHESIS
 VOTE_MAX_TOKENS = 1024
 #: Rough characters per token, to estimate a prompt's size against a token budget before sending it.
 CHARS_PER_TOKEN = 3.5
-_PROGRESS_INTERVAL = 1.0
 
 _COMMON = (
     "You are one agent of MAOS, a system that splits a task into parts that several agents work on in "
@@ -66,8 +86,9 @@ ROLE_PROMPTS: dict[str, str] = {
     "researcher": (
         "Role: researcher. You find, check and summarise information: market and competitive research, "
         "literature and fact gathering. Separate facts from estimates, say how sure you are, name the "
-        "sources or kinds of sources a reader should check, and note when your knowledge may be out of date "
-        "(you cannot browse unless a tool says otherwise)."
+        "sources a reader should check, and note when your knowledge may be out of date. When you have web "
+        "search and fetch tools, use them to check facts that change (figures, prices, releases, news) and "
+        "cite what you found; without them, say that you could not check."
     ),
     "coder": (
         "Role: software engineer. You write, fix and explain code. Produce complete, runnable code with the "
@@ -89,6 +110,19 @@ ROLE_PROMPTS: dict[str, str] = {
         "other agents into one coherent answer, resolve contradictions (say which source you trust and why), "
         "remove duplication, and judge between candidate answers when asked."
     ),
+}
+
+
+#: What the system prompt says about each built-in tool the agent offers.
+TOOL_PROMPTS: dict[str, str] = {
+    WEB_SEARCH: "You can search the web with the web_search tool.",
+    WEB_FETCH: "You can read a web page or PDF whose URL you were given or found with the web_fetch tool.",
+    CODE_EXECUTION: ("You can run code in a sandbox with the code_execution tool: use it to check that code works "
+                     "and to compute rather than estimate."),
+    WORKSPACE: ("You have a workspace folder for this task, shared with its other steps: list_files, read_file, "
+                "write_file and run_command work in it (paths are relative to it). Write the files the task asks "
+                "for there (they are returned to the user with the result) and run them or their tests with "
+                "run_command."),
 }
 
 
@@ -161,6 +195,8 @@ class ClaudeAgent(Agent):
     default_max_tokens: ClassVar[int] = 4096
     #: None: the model's default sampling (the installed SDK no longer names ``temperature``).
     default_temperature: ClassVar[float | None] = None
+    #: The built-in tools the role uses (each on or off by settings and the type's parameters).
+    role_tools: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, params: Mapping[str, Any] | None = None, *, settings: Any = None,
                  config: ClaudeConfig | None = None):
@@ -172,6 +208,14 @@ class ClaudeAgent(Agent):
                 defaults["temperature"] = self.default_temperature
             config = resolve_config(settings, params or {}, defaults=defaults)
         self.config = config
+        #: The built-in tools this agent offers and the limits of its tool loop.
+        self.tools: ToolSettings = resolve_tool_settings(settings, params, self.role_tools)
+        #: Where task workspaces live (``$MAOS_HOME``).
+        self.home = _home(settings)
+        #: Sources of client tools (MCP servers...): opened by :meth:`warm_up`, closed by :meth:`close`,
+        #: their tools offered to the model on every assignment.
+        self.tool_sources: list[ToolSource] = []
+        self._opened_sources: list[ToolSource] = []
         #: Usage of all the calls made by :meth:`vote` (each VoteChoice carries its own).
         self.vote_usage = Usage()
         #: The client every call reuses, built by :meth:`warm_up` (None: each call builds its own).
@@ -180,18 +224,36 @@ class ClaudeAgent(Agent):
     # --- start-up -------------------------------------------------------------
 
     async def warm_up(self) -> None:
-        """Import ``anthropic`` and build the client now, so the first assignment does not pay for them."""
+        """Import ``anthropic``, build the client and open the tool sources, before the first assignment."""
         if self._client is None and self.config.api_key:
             self._client = make_client(self.config)
             # The SDK builds its resources and the streaming helpers lazily: pay for them now too.
             _ = self._client.messages
             importlib.import_module("anthropic.lib.streaming")
+        await self.open_tool_sources()
+
+    async def open_tool_sources(self) -> None:
+        """Open the tool sources not open yet (an error says which source failed and why)."""
+        for source in self.tool_sources:
+            if source not in self._opened_sources:
+                await source.open()
+                self._opened_sources.append(source)
 
     async def close(self) -> None:
-        """Close the shared client."""
+        """Close the tool sources and the shared client."""
+        opened, self._opened_sources = self._opened_sources, []
+        for source in reversed(opened):
+            try:
+                await source.close()
+            except Exception as exc:  # noqa: BLE001 - one source's failure must not keep the others open
+                log.warning("claude: closing tool source %s failed: %s", source.name, exc)
         client, self._client = self._client, None
         if client is not None:
             await client.close()
+
+    def calls(self) -> contextlib.AbstractAsyncContextManager[Any]:
+        """The client for one call: the warm one, else a new one closed afterwards."""
+        return self._calls()
 
     @contextlib.asynccontextmanager
     async def _calls(self) -> AsyncIterator[Any]:
@@ -205,8 +267,12 @@ class ClaudeAgent(Agent):
     # --- work -----------------------------------------------------------------
 
     def system_blocks(self, a: Assignment) -> list[dict[str, Any]]:
-        """The role prompt, then the task's shared context as a cached block."""
+        """The role prompt (with what its tools are for), then the task's shared context as a cached block."""
         role = f"{_COMMON}\n\n{self.role_prompt}".strip()
+        tools = " ".join(TOOL_PROMPTS[t] for t in (WEB_SEARCH, WEB_FETCH, CODE_EXECUTION, WORKSPACE)
+                         if self.tools.offers(t))
+        if tools:
+            role = f"{role}\n\n{tools}"
         return [
             {"type": "text", "text": role},
             {"type": "text", "text": shared_context_text(a), "cache_control": {"type": "ephemeral"}},
@@ -248,46 +314,49 @@ class ClaudeAgent(Agent):
         return max_tokens
 
     async def handle(self, ctx: Context) -> Result:
-        """Run the assignment as one streamed Claude call."""
+        """Run the assignment's tool loop; the final answer, with its tool calls, sources and files."""
         a = ctx.assignment
         system = self.system_blocks(a)
-        messages = [{"role": "user", "content": user_message_text(a)}]
-        prompt_chars = sum(len(b["text"]) for b in system) + len(messages[0]["content"])
-        max_tokens = self.max_tokens_for(a, prompt_chars)
-        ctx.progress(0.0, f"asking {self.config.model}")
-        received, last_report = 0, time.monotonic()
-        stream: Any = None
+        prompt = user_message_text(a)
+        # Fail early, before any tool runs, when the budget cannot cover even the first call.
+        self.max_tokens_for(a, sum(len(b["text"]) for b in system) + len(prompt))
+        workspace = self.workspace_for(a) if self.tools.offers(WORKSPACE) else None
+        before = workspace.snapshot() if workspace is not None else {}
+        client_tools: list[ClientTool] = [*(workspace.tools() if workspace is not None else ())]
+        for source in self._opened_sources:
+            client_tools.extend(source.tools())
+        offered = server_tools(self.tools)
+        loop = ToolLoop(self, ctx, system=system, prompt=prompt, server_tools=offered, client_tools=client_tools,
+                        max_turns=self.tools.max_turns, max_seconds=self.tools.max_seconds,
+                        extra_headers=beta_header(offered))
         try:
-            async with self._calls() as client, client.messages.stream(
-                model=self.config.model, max_tokens=max_tokens, system=system, messages=messages,
-                **request_options(self.config),
-            ) as stream:
-                async for text in stream.text_stream:
-                    if not text:
-                        continue
-                    ctx.output(text)
-                    received += len(text)
-                    if time.monotonic() - last_report >= _PROGRESS_INTERVAL:
-                        last_report = time.monotonic()
-                        tokens = received / CHARS_PER_TOKEN
-                        ctx.progress(min(0.95, 0.05 + 0.9 * tokens / max_tokens), f"~{int(tokens)} tokens")
-                message = await stream.get_final_message()
-        except BaseException as exc:  # cancelled or failed mid-stream: what was delivered is still charged
-            ctx.spend(self._partial_usage(stream, received))
-            if isinstance(exc, Exception):
-                raise translate_error(exc) from exc
-            raise
+            done = await loop.run()
+        finally:
+            artifacts, skipped = workspace.changed_since(before) if workspace is not None else ([], [])
+            if skipped:
+                ctx.log.warning("subtask %s: files left out of the result (over agents.workspace.max_artifact_bytes "
+                                "or unreadable): %s", a.subtask, ", ".join(skipped[:20]))
+        return Result(output=done.text, usage=done.usage, artifacts=artifacts, tool_calls=done.tool_calls,
+                      sources=done.sources)
+
+    def workspace_for(self, a: Assignment) -> Workspace:
+        """The task's workspace on this machine (workspaces unused past their retention are deleted first)."""
+        sweep(workspaces_root(self.home), self.tools.workspace.retention)
+        return Workspace.for_task(self.home, a.task, self.tools.workspace)
+
+    def partial_usage(self, stream: Any, received_chars: int) -> Usage:
+        """What a stream that ended early cost (see :meth:`_partial_usage`)."""
+        return self._partial_usage(stream, received_chars)
+
+    def usage_of(self, message: Any) -> Usage:
+        """The usage of one model call: tokens, server tool requests (web searches are billed) and cost."""
         usage = self._usage(message)
-        if message.stop_reason is None:  # the stream ended without message_delta/message_stop
-            raise RetryableError("the Messages API stream ended before the answer was complete",
-                                 error_type="ApiTruncated")
-        if message.stop_reason == "refusal":
-            raise PermanentError(f"{self.config.model} declined the subtask (stop reason refusal)",
-                                 error_type="Refused")
-        output = "".join(block.text for block in message.content if getattr(block, "type", "") == "text")
-        if message.stop_reason == "max_tokens":
-            ctx.log.warning("subtask %s: the answer was cut at max_tokens=%d", a.subtask, max_tokens)
-        return Result(output=output, usage=usage)
+        server = getattr(message.usage, "server_tool_use", None)
+        searches = int(getattr(server, "web_search_requests", 0) or 0)
+        usage.web_search_requests = searches
+        usage.web_fetch_requests = int(getattr(server, "web_fetch_requests", 0) or 0)
+        usage.cost_micros += searches * WEB_SEARCH_MICROS
+        return usage
 
     def _partial_usage(self, stream: Any, received_chars: int) -> Usage:
         """What a stream that ended early cost: its reported input, and the output delivered so far.
@@ -435,6 +504,7 @@ class ResearcherAgent(ClaudeAgent):
     description = "Claude-backed researcher: web_search, data_analysis, synthesis (market and competitive research)."
     role_prompt = ROLE_PROMPTS["researcher"]
     pool_share = 2
+    role_tools = (WEB_SEARCH, WEB_FETCH)
 
 
 class CoderAgent(ClaudeAgent):
@@ -445,6 +515,7 @@ class CoderAgent(ClaudeAgent):
     description = "Claude-backed coder: programming, testing, debugging (software development, automation)."
     role_prompt = ROLE_PROMPTS["coder"]
     default_max_tokens = 8192
+    role_tools = (CODE_EXECUTION, WORKSPACE)
 
 
 class AnalystAgent(ClaudeAgent):
@@ -464,6 +535,7 @@ class TesterAgent(ClaudeAgent):
     description = "Claude-backed tester: test_generation, validation, qa (quality assurance, testing)."
     role_prompt = ROLE_PROMPTS["tester"]
     default_max_tokens = 8192
+    role_tools = (CODE_EXECUTION, WORKSPACE)
 
 
 class CoordinatorAgent(ClaudeAgent):
@@ -481,6 +553,16 @@ class CoordinatorAgent(ClaudeAgent):
 AGENT_CLASSES: tuple[type[ClaudeAgent], ...] = (
     ResearcherAgent, CoordinatorAgent, CoderAgent, AnalystAgent, TesterAgent,
 )
+
+
+def _home(settings: Any) -> Path:
+    """``settings.home`` when the settings carry one, else ``$MAOS_HOME`` (or ``~/.maos``)."""
+    home = getattr(settings, "home", None)
+    if home is not None:
+        return Path(home)
+    from controlplane.config import default_home
+
+    return default_home()
 
 
 def needs_key(settings: Any, params: Mapping[str, Any]) -> str:

@@ -68,6 +68,11 @@ PRICES: dict[str, Price] = {
 #: The current price of each family, used for models newer than this table.
 FAMILY_PRICES: dict[str, Price] = {"opus": _OPUS_45, "sonnet": _SONNET, "haiku": _HAIKU_45}
 
+#: Anthropic's server-side web search: $10 per 1,000 searches, on top of the tokens (micro-dollars per search).
+#: Web fetch and code execution cost only their tokens here (code execution's container hours beyond the
+#: free allowance are not modelled).
+WEB_SEARCH_MICROS = 10_000
+
 _warned: set[str] = set()
 
 

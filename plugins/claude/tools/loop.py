@@ -52,6 +52,21 @@ def _one_line(value: Any, limit: int = SUMMARY_CHARS) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
+def _chars(value: Any) -> int:
+    """Characters of the text in a message or block (what the model reads), for budget estimates."""
+    if isinstance(value, str):
+        return len(value)
+    if isinstance(value, list):
+        return sum(map(_chars, value))
+    if not isinstance(value, dict):
+        return 0
+    if isinstance(value.get("text"), str):
+        return len(value["text"])
+    if "input" in value:
+        return len(json.dumps(value["input"], default=str))
+    return _chars(value.get("content", ""))
+
+
 def _block_dict(block: Any) -> dict[str, Any]:
     """A response content block as a request block (what the API sent, minus the SDK's own fields)."""
     data = block.to_dict(exclude_none=True) if hasattr(block, "to_dict") else dict(block)
@@ -136,7 +151,7 @@ class ToolLoop:
                     f"the tool loop ran out of time after {turn - 1} model turns ({self.max_seconds:g} s, "
                     f"claude.tools.max_seconds, or the task's deadline)", error_type="ToolLoopTimeout")
             max_tokens = self._max_tokens()
-            self._fraction = min(0.95, 0.05 + 0.9 * (turn - 1) / self.max_turns)
+            self._fraction = min(0.95, 0.9 * (turn - 1) / self.max_turns)
             self.ctx.progress(self._fraction, f"turn {turn}: asking {self.agent.config.model}")
             turn_start = time.monotonic()
             try:
@@ -201,8 +216,8 @@ class ToolLoop:
         if cost > 0:
             cost = cost - spent.cost_micros
             cost = cost if cost > 0 else -1
-        prompt_chars = len(json.dumps(self.system)) + len(json.dumps(self.messages, default=str)) + len(
-            json.dumps(self.tools))
+        prompt_chars = (sum(len(b.get("text", "")) for b in self.system) + sum(map(_chars, self.messages))
+                        + (len(json.dumps(self.tools)) if self.tools else 0))
         return self.agent.budgeted_max_tokens(tokens, cost, prompt_chars, self.agent.config.max_tokens)
 
     async def _call(self, max_tokens: int, container: str | None) -> Any:

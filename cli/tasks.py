@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import time
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import click
@@ -14,6 +15,7 @@ from agent_sdk.proto.maos.v1 import enums_pb2 as enums
 from agent_sdk.proto.maos.v1 import errors_pb2
 from agent_sdk.proto.maos.v1 import messages_pb2 as msgs
 from cli._errors import EXIT_TASK_FAILED, CliError, handle_errors
+from cli.artifacts import write_artifacts
 from cli.progress import with_progress
 from cli._options import (
     PRIORITIES,
@@ -151,15 +153,37 @@ def _results_text(result: msgs.TaskResult, warnings: list[str] | None = None) ->
                                                                           "TASK_STATUS_"))),
         ("Failure", _failure(result.failure)),
         ("Usage", f"{u.input_tokens} input / {u.output_tokens} output tokens, {u.model_calls} model calls, "
-                  f"${u.cost_micros / 1e6:.4f}"),
-        ("Artifacts", ", ".join(a.name for a in result.artifacts)),
+                  f"${u.cost_micros / 1e6:.4f}" + _tool_usage(u)),
+        ("Artifacts", ", ".join(dict.fromkeys(a.name for a in result.artifacts))),
     ])]
     parts.append("\n" + (result.output or "(no output)"))
+    if result.sources:
+        parts.append("\nSources:")
+        for i, source in enumerate(result.sources, 1):
+            parts.append(f"[{i}] {source.title or source.url}\n    {source.url}"
+                         + (f'\n    "{short(source.cited_text, 200)}"' if source.cited_text else ""))
     done = [s for s in result.subtasks if s.status == enums.SUBTASK_STATUS_COMPLETED and s.output]
     if result.status != enums.TASK_STATUS_COMPLETED and done:
         parts.append("\nCompleted parts (kept):")
         parts.extend(f"\n## {s.title or bare_id(s.name)}\n{s.output}" for s in done)
     return "\n".join(parts)
+
+
+def _tool_usage(u: msgs.TokenUsage) -> str:
+    """``, 3 tool calls (2 web searches, 1 fetch)`` when the work used tools."""
+    if not u.tool_calls and not u.web_search_requests and not u.web_fetch_requests:
+        return ""
+    server = [f"{n} {what}" for n, what in ((u.web_search_requests, "web searches"),
+                                             (u.web_fetch_requests, "web fetches")) if n]
+    return f", {u.tool_calls} tool calls" + (f" ({', '.join(server)})" if server else "")
+
+
+def _tool_call_table(subtasks: list[msgs.Subtask]) -> str:
+    return table(["SUBTASK", "TURN", "TOOL", "RAN ON", "TIME", "OUTCOME", "SUMMARY"], [
+        [bare_id(s.name), c.turn, c.name, "api" if c.server else "agent", duration_text(c.duration),
+         "error" if c.is_error else "ok", short(c.summary, 60)]
+        for s in subtasks for c in s.tool_calls
+    ])
 
 
 def _ran(task: msgs.Task) -> str:
@@ -329,6 +353,8 @@ def show(task_id: str, execution_plan: bool) -> None:
         parts = [key_values(_task_pairs(response.task))]
         if response.subtasks:
             parts.append("Subtasks:\n" + _subtask_table(list(response.subtasks)))
+            if any(s.tool_calls for s in response.subtasks):
+                parts.append("Tool calls:\n" + _tool_call_table(list(response.subtasks)))
         if execution_plan:
             parts.append("Execution plan:\n" + (_plan_text(response.plan) if response.HasField("plan")
                                                 else "(not planned yet)"))
@@ -370,11 +396,22 @@ def cancel(task_id: str, reason: str) -> None:
 
 @task.command()
 @task_id_argument
+@click.option("--artifacts", "artifacts_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              metavar="DIR", help="Also write the task's artifacts (files its steps produced) into DIR.")
 @output_option
 @handle_errors
-def results(task_id: str) -> None:
-    """Show the result of a finished task (exit 5 while it runs)."""
+def results(task_id: str, artifacts_dir: Path | None) -> None:
+    """Show the result of a finished task (exit 5 while it runs): its output, the sources it cites, its usage.
+
+    With --artifacts DIR, the files the task produced are written under DIR (names are checked: a
+    name that is absolute or climbs out with .. is skipped, with a note on stderr).
+    """
     result = run(lambda client: client.get_results(task_id))
+    if artifacts_dir is not None:
+        written = write_artifacts(result.artifacts, artifacts_dir)
+        for name, why in written.skipped:
+            click.echo(f"artifact {name!r} not written: {why}", err=True)
+        click.echo(f"{len(written.files)} artifact(s) written to {artifacts_dir}", err=True)
     emit(result, lambda: _results_text(result))
 
 

@@ -15,6 +15,14 @@ Example::
 
 Replies come from a FIFO queue filled by the ``push_*`` methods, else from
 :attr:`MessagesAPIServer.responder` (default: echo the last user message).
+
+Tools: ``push_tool_use`` scripts a client tool call (stop reason ``tool_use``); the next
+request must answer every ``tool_use`` with a ``tool_result`` in its last user message, as the
+real API requires (else 400). Server tools are scripted with the block helpers
+(:func:`server_tool_use`, :func:`web_search_result`, :func:`web_fetch_result`,
+:func:`cited_text`) in a :class:`MessageReply`, with ``stop_reason="pause_turn"`` for a paused
+turn and ``usage={"server_tool_use": {"web_search_requests": 1}}`` for its billing; citations
+stream as ``citations_delta`` events.
 Requests failing authentication or validation get an error without consuming
 a scripted reply. The installed SDK sends its key as ``Authorization: Bearer``
 rather than ``x-api-key``; both are accepted.
@@ -152,7 +160,69 @@ def _validate(body: Any) -> str | None:
             return f"messages.{i}.content: Field required"
     if "system" in body and not isinstance(body["system"], (str, list)):
         return "system: Input should be a valid string or list of text blocks"
+    return _tool_pairing(body["messages"])
+
+
+def _tool_pairing(messages: list[dict[str, Any]]) -> str | None:
+    """The real API's rule: each ``tool_use`` is answered by a ``tool_result`` in the very next message."""
+    for i, msg in enumerate(messages):
+        blocks = msg["content"] if isinstance(msg["content"], list) else []
+        if msg["role"] == "assistant":
+            asked = [b.get("id") for b in blocks if isinstance(b, dict) and b.get("type") == "tool_use"]
+            if not asked or i + 1 == len(messages):
+                continue
+            following = messages[i + 1]["content"]
+            answered = {b.get("tool_use_id") for b in following if isinstance(b, dict)
+                        and b.get("type") == "tool_result"} if isinstance(following, list) else set()
+            missing = [tid for tid in asked if tid not in answered]
+            if missing:
+                return (f"messages.{i + 1}: `tool_use` ids were found without `tool_result` blocks immediately "
+                        f"after: {', '.join(missing)}")
+        else:
+            previous = messages[i - 1]["content"] if i else []
+            asked_before = {b.get("id") for b in previous if isinstance(b, dict) and b.get("type") == "tool_use"} \
+                if isinstance(previous, list) else set()
+            for b in blocks:
+                if isinstance(b, dict) and b.get("type") == "tool_result" and b.get("tool_use_id") not in asked_before:
+                    return (f"messages.{i}.content: unexpected `tool_use_id` found in `tool_result` blocks: "
+                            f"{b.get('tool_use_id')}")
     return None
+
+
+# --- content blocks of server tools, for scripted replies ----------------------------------------
+
+
+def server_tool_use(name: str, input: Any, id: str = "") -> dict[str, Any]:
+    """A ``server_tool_use`` block (``web_search``, ``web_fetch``, ``code_execution``...)."""
+    return {"type": "server_tool_use", "id": id or f"srvtoolu_{uuid.uuid4().hex[:24]}", "name": name, "input": input}
+
+
+def web_search_result(tool_use_id: str, results: list[tuple[str, str]]) -> dict[str, Any]:
+    """A ``web_search_tool_result`` block listing ``(url, title)`` hits."""
+    return {"type": "web_search_tool_result", "tool_use_id": tool_use_id, "content": [
+        {"type": "web_search_result", "url": url, "title": title, "encrypted_content": "enc", "page_age": None}
+        for url, title in results]}
+
+
+def web_search_error(tool_use_id: str, code: str = "max_uses_exceeded") -> dict[str, Any]:
+    """A ``web_search_tool_result`` block carrying an error."""
+    return {"type": "web_search_tool_result", "tool_use_id": tool_use_id,
+            "content": {"type": "web_search_tool_result_error", "error_code": code}}
+
+
+def web_fetch_result(tool_use_id: str, url: str, title: str, text: str) -> dict[str, Any]:
+    """A ``web_fetch_tool_result`` block: the page at ``url`` as a plain-text document."""
+    return {"type": "web_fetch_tool_result", "tool_use_id": tool_use_id, "content": {
+        "type": "web_fetch_result", "url": url, "retrieved_at": "2026-01-01T00:00:00Z",
+        "content": {"type": "document", "title": title, "citations": {"enabled": True},
+                    "source": {"type": "text", "media_type": "text/plain", "data": text}}}}
+
+
+def cited_text(text: str, citations: list[tuple[str, str, str]]) -> dict[str, Any]:
+    """A ``text`` block citing ``(url, title, cited_text)`` web search results."""
+    return {"type": "text", "text": text, "citations": [
+        {"type": "web_search_result_location", "url": url, "title": title, "cited_text": cited,
+         "encrypted_index": "idx"} for url, title, cited in citations]}
 
 
 def _sse_events(message: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -162,13 +232,15 @@ def _sse_events(message: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]
     yield "message_start", {"type": "message_start", "message": start}
     yield "ping", {"type": "ping"}
     for index, block in enumerate(message["content"]):
-        if block.get("type") == "tool_use":
+        if block.get("type") in ("tool_use", "server_tool_use"):
             raw = json.dumps(block.get("input"))
             deltas = [{"type": "input_json_delta", "partial_json": raw[i : i + 16]} for i in range(0, len(raw), 16)]
             first = {**block, "input": {}}
         elif block.get("type") == "text":
             deltas = [{"type": "text_delta", "text": t} for t in re.findall(r"\s*\S+\s*|\s+", block["text"])]
-            first = {**block, "text": ""}
+            # citations arrive as deltas of their own, after the text they cite (as the real API sends them)
+            deltas += [{"type": "citations_delta", "citation": c} for c in block.get("citations") or ()]
+            first = {k: v for k, v in block.items() if k != "citations"} | {"text": ""}
         else:
             deltas, first = [], block
         yield "content_block_start", {"type": "content_block_start", "index": index, "content_block": first}

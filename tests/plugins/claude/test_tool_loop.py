@@ -219,14 +219,14 @@ async def test_paths_that_leave_the_workspace_get_error_results(api: MessagesAPI
 async def test_a_command_is_killed_at_its_time_limit_and_its_output_is_bounded(
         api: MessagesAPIServer, tmp_path: Path) -> None:
     api.push_tool_use("run_command", {"command": "sleep 30"})
-    api.push_tool_use("run_command", {"argv": ["python3", "-c", "print('y' * 5000)"]})
+    api.push_tool_use("run_command", {"argv": ["/bin/sh", "-c", "head -c 5000 /dev/zero | tr '\\0' y"]})
     api.push_tool_use("run_command", {"command": "exit 3"})
     api.push_text("ok")
-    settings = exec_settings(tmp_path, **{"agents.workspace.command_timeout": 0.3,
+    settings = exec_settings(tmp_path, **{"agents.workspace.command_timeout": 1.0,
                                           "agents.workspace.max_output_bytes": 100})
     result = await CoderAgent(params(api), settings=settings).handle(context()[0])
     killed = results_in(api.requests[1].body)["run_command"]
-    assert killed["is_error"] and "killed after 0.3 s (agents.workspace.command_timeout)" in killed["content"]
+    assert killed["is_error"] and "killed after 1 s (agents.workspace.command_timeout)" in killed["content"]
     cut = results_in(api.requests[2].body)["run_command"]["content"]
     assert "output cut at 100 bytes" in cut and cut.splitlines()[2] == "y" * 100
     failed = results_in(api.requests[3].body)["run_command"]

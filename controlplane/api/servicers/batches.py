@@ -43,7 +43,7 @@ def task_result_pb(task: Task, subtasks: list[Subtask]) -> messages_pb.TaskResul
         task=task.name, status=int(task.status), output=task.output,
         artifacts=[convert.artifact_to_pb(a) for s in subtasks for a in s.artifacts],
         usage=convert.usage_to_pb(task.usage), failure=convert.failure_to_pb(task.failure),
-        consensus=convert.consensus_to_pb(task.consensus_state),
+        consensus=convert.consensus_to_pb(task.consensus_state), sources=convert.merged_sources(subtasks),
     )
 
 

@@ -7,6 +7,7 @@ assertions read what the model was sent.
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ from tests.harness.messages_api import (
     web_search_error,
     web_search_result,
 )
-from tests.harness.server import make_settings
+from tests.harness.server import make_settings, wait_for
 from tests.plugins.claude.conftest import assignment, context, params
 
 PAGE = "https://example.com/cloud-2025"
@@ -137,10 +138,14 @@ async def test_web_tools_are_off_by_settings_or_by_a_custom_types_parameters(
 async def test_without_allow_exec_a_coder_gets_code_execution_and_no_local_tools(
         api: MessagesAPIServer, tmp_path: Path) -> None:
     api.push_text("def f(): pass")
+    api.push_text("def g(): pass")
     await CoderAgent(params(api), settings=make_settings(tmp_path)).handle(context()[0])
-    (request,) = api.requests
-    assert request.body["tools"] == [{"type": "code_execution_20250825", "name": "code_execution"}]
-    assert "code-execution-2025-08-25" in request.headers["anthropic-beta"]
+    # a type's parameters cannot turn the workspace on: agents.allow_exec alone can
+    await CoderAgent(params(api, workspace=True), settings=make_settings(tmp_path)).handle(context()[0])
+    for request in api.requests:
+        assert request.body["tools"] == [{"type": "code_execution_20250825", "name": "code_execution"}]
+        assert "code-execution-2025-08-25" in request.headers["anthropic-beta"]
+        assert "workspace" not in request.body["system"][0]["text"]
     assert not (tmp_path / "workspaces").exists()
 
 
@@ -329,6 +334,23 @@ async def test_a_budget_stops_the_loop_and_what_was_spent_is_charged(api: Messag
     assert ctx.spent.model_calls == 2 and ctx.spent.input_tokens == 2000
     # each call's max_tokens fits what the calls before it left
     assert 0 < api.requests[1].body["max_tokens"] <= api.requests[0].body["max_tokens"] - 1100
+
+
+async def test_a_cancelled_loop_charges_its_calls_and_stops_its_command(
+        api: MessagesAPIServer, tmp_path: Path) -> None:
+    marker = tmp_path / "workspaces" / "tcancel" / "started"
+    api.push_tool_use("run_command", {"command": "touch started && sleep 30 && touch finished"},
+                      usage={"input_tokens": 300, "output_tokens": 20})
+    agent = CoderAgent(params(api), settings=exec_settings(tmp_path))
+    ctx, _ = context(assignment(task="tasks/tcancel"))
+    running = asyncio.get_running_loop().create_task(agent.handle(ctx))
+    await wait_for(marker.exists, 10, message="the command to start")
+    running.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await running
+    assert (ctx.spent.model_calls, ctx.spent.input_tokens, ctx.spent.output_tokens) == (1, 300, 20)
+    assert not (marker.parent / "finished").exists()
+    assert len(api.requests) == 1
 
 
 async def test_the_loop_stops_at_its_wall_time(api: MessagesAPIServer, tmp_path: Path) -> None:

@@ -46,6 +46,9 @@ def test_postgres_urls_use_psycopg(tmp_path: Path) -> None:
         ("consensus.voting_strategy", "loudest", "must be one of"),
         ("agents.pool", "echo=x", "invalid literal"),
         ("nope.key", "1", "unknown setting"),
+        ("claude.web.allowed_domains", "example.com, not a domain!", "not a domain name"),
+        ("claude.tools.max_turns", "0", "at least 1"),
+        ("agents.allow_exec", "maybe", "not a boolean"),
     ],
 )
 def test_bad_values_are_rejected_with_the_key(key: str, value: str, message: str) -> None:

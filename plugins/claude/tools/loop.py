@@ -182,10 +182,12 @@ class ToolLoop:
                 if message.stop_reason == "max_tokens":
                     self.ctx.log.warning("subtask %s: the answer was cut at max_tokens=%d", a.subtask, max_tokens)
                 break
+            if turn == self.max_turns:
+                break  # no turn left to read the results: the calls are not run
             results = await self._run_calls(calls, turn, limit)
             self.messages.append({"role": "user", "content": results})
             answer = []  # the final answer comes after the last tool results
-        else:
+        if stop_reason in ("tool_use", "pause_turn") and turn == self.max_turns:
             asked = sorted(self._last_asked())
             raise PermanentError(
                 f"the tool loop stopped at its limit of {self.max_turns} model turns (claude.tools.max_turns or "
@@ -197,9 +199,7 @@ class ToolLoop:
                           turns=turn)
 
     def _last_asked(self) -> set[str]:
-        last = self.messages[-1] if self.messages else {}
-        if last.get("role") == "user" and len(self.messages) >= 2:
-            last = self.messages[-2]
+        last = self.messages[-1]  # the last assistant turn
         content = last.get("content") if isinstance(last.get("content"), list) else []
         return {b.get("name", "?") for b in content if b.get("type") in ("tool_use", "server_tool_use")}
 

@@ -43,6 +43,8 @@ from agent_sdk.types import AgentBacking, AgentTypeSpec, SubtaskKind
 from plugins.claude.client import NO_KEY_MESSAGE, make_client, request_options, translate_error
 from plugins.claude.config import AGENT_ENVIRONMENT, ClaudeConfig, load_plugin_settings, resolve_config
 from plugins.claude.pricing import cost_micros, price_for, usage_cost_micros
+from plugins.claude.tools.base import ToolSource
+from plugins.claude.tools.sources import AgentTools, agents_folder, check_parameters, tool_warnings, tools_unavailable
 
 log = logging.getLogger(__name__)
 
@@ -176,6 +178,10 @@ class ClaudeAgent(Agent):
         self.vote_usage = Usage()
         #: The client every call reuses, built by :meth:`warm_up` (None: each call builds its own).
         self._client: Any = None
+        #: Client tools from the type's MCP servers (``mcp_servers``, ``specialized_tools``): opened by
+        #: :meth:`warm_up` (else by the first assignment), closed by :meth:`close`.
+        self.tools = AgentTools(params or {}, agents_folder(settings))
+        self.tool_sources: list[ToolSource] = list(self.tools.sources)
 
     # --- start-up -------------------------------------------------------------
 
@@ -186,9 +192,11 @@ class ClaudeAgent(Agent):
             # The SDK builds its resources and the streaming helpers lazily: pay for them now too.
             _ = self._client.messages
             importlib.import_module("anthropic.lib.streaming")
+        await self.tools.open()  # a PermanentError saying which server cannot start (tried again per task)
 
     async def close(self) -> None:
-        """Close the shared client."""
+        """Close the shared client and the tool sources (MCP server processes end)."""
+        await self.tools.close()
         client, self._client = self._client, None
         if client is not None:
             await client.close()
@@ -249,6 +257,7 @@ class ClaudeAgent(Agent):
 
     async def handle(self, ctx: Context) -> Result:
         """Run the assignment as one streamed Claude call."""
+        await self.tools.ready(ctx.log)
         a = ctx.assignment
         system = self.system_blocks(a)
         messages = [{"role": "user", "content": user_message_text(a)}]
@@ -483,6 +492,11 @@ AGENT_CLASSES: tuple[type[ClaudeAgent], ...] = (
 )
 
 
+def cannot_run(settings: Any, params: Mapping[str, Any]) -> str:
+    """Why a Claude type with these parameters cannot run: no API key, or an MCP server that cannot start."""
+    return needs_key(settings, params) or tools_unavailable(params, agents_folder(settings))
+
+
 def needs_key(settings: Any, params: Mapping[str, Any]) -> str:
     """Why a Claude type with these parameters cannot run: no API key anywhere ("" when one is set)."""
     if settings is None:
@@ -508,8 +522,9 @@ def agent_type_specs(settings: Any = None) -> list[AgentTypeSpec]:
         return AgentTypeSpec(
             name=cls.agent_type, capabilities=tuple(cls.capabilities), description=cls.description,
             factory=factory, max_concurrency=cls.max_concurrency, source=SOURCE, backing=AgentBacking.MODEL,
-            precondition=lambda params: needs_key(settings, params), pool_share=cls.pool_share,
-            environment=AGENT_ENVIRONMENT,
+            precondition=lambda params: cannot_run(settings, params), pool_share=cls.pool_share,
+            environment=AGENT_ENVIRONMENT, validate=check_parameters,
+            advisory=lambda params: tool_warnings(params, agents_folder(settings)),
         )
 
     return [spec(cls) for cls in AGENT_CLASSES]

@@ -33,7 +33,7 @@ from controlplane.errors import (
 )
 from controlplane.launcher import Launch, LocalLauncher
 from controlplane.logbook import LogBook, LogFilter
-from controlplane.pool import check_type, unavailable
+from controlplane.pool import check_type, type_warnings, unavailable
 from controlplane.scheduler.engine import Engine
 
 DEFAULT_GRACE = 30.0
@@ -277,7 +277,8 @@ class AgentServicer(agents_grpc.AgentServiceServicer):
                                     description=s.description,
                                     source=shown_path(s.source, home) if is_custom(s, home) else s.source,
                                     spawnable=self.launcher is not None and not unavailable(s),
-                                    backing=int(getattr(s, "backing", 0)), unavailable_reason=unavailable(s))
+                                    backing=int(getattr(s, "backing", 0)), unavailable_reason=unavailable(s),
+                                    warnings=type_warnings(s))
                 for s in sorted(types.values(), key=lambda s: s.name)
             ],
             # Paths relative to MAOS_HOME: where the server's files live is not the caller's business.

@@ -88,7 +88,8 @@ class McpServerSpec:
         name: The server's name in the type (prefixes its tools' names).
         command: The program and its arguments (stdio); empty for a URL server.
         env: Extra environment variables of a stdio server, as sorted pairs.
-        cwd: Working directory of a stdio server ("" : the base directory given when parsing).
+        cwd: Working directory of a stdio server (relative ones are taken from the base directory given
+            when parsing, which is also the default when it exists; "": the agent's own).
         url: The streamable HTTP endpoint; empty for a stdio server.
         startup_timeout: Seconds to start or connect, initialise and list the tools.
         call_timeout: Seconds one tool call may take.
@@ -192,8 +193,10 @@ def parse_server(entry: Any, where: str, base_dir: Path | None = None) -> McpSer
         pairs.append((key, _text(f"{where}: `env.{key}`", value, allow_empty=True)))
     cwd = entry.get("cwd")
     folder = _text(f"{where}: `cwd`", cwd) if cwd is not None else ""
-    if base_dir is not None:
-        folder = str(base_dir / folder) if folder else str(base_dir)
+    if base_dir is not None and folder:
+        folder = str(base_dir / folder)
+    elif base_dir is not None and base_dir.is_dir():
+        folder = str(base_dir)
     return McpServerSpec(name=name, command=args, env=tuple(sorted(pairs)), cwd=folder, **timeouts)
 
 

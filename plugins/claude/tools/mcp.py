@@ -36,6 +36,7 @@ import logging
 import os
 import re
 import threading
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -293,6 +294,7 @@ class _StderrTail:
         self._size = 0
         self._lock = threading.Lock()
         read_fd, write_fd = os.pipe()
+        self._inode = os.fstat(read_fd).st_ino
         self.writer = os.fdopen(write_fd, "w")
         self._reader = os.fdopen(read_fd, "rb")
         self._thread = threading.Thread(target=self._pump, name=f"mcp-stderr-{server}", daemon=True)
@@ -307,6 +309,20 @@ class _StderrTail:
                     self._size += len(line)
                     while self._size > STDERR_TAIL_BYTES and len(self._tail) > 1:
                         self._size -= len(self._tail.popleft())
+
+    def holders(self) -> list[int]:
+        """Other processes holding the pipe (the server and whatever inherited its stderr); Linux only."""
+        target = f"pipe:[{self._inode}]"
+        found = []
+        for entry in Path("/proc").glob("[0-9]*"):
+            if entry.name == str(os.getpid()):
+                continue
+            try:
+                if any(os.readlink(fd) == target for fd in (entry / "fd").iterdir()):
+                    found.append(int(entry.name))
+            except OSError:  # gone, or not ours
+                continue
+        return found
 
     def release_writer(self) -> None:
         """Close this process's end of the pipe (the server holds its own): EOF once the server exits."""
@@ -343,6 +359,7 @@ class McpToolSource:
         self._runner: asyncio.Task[None] | None = None
         self._closing: asyncio.Event | None = None
         self._stderr: _StderrTail | None = None
+        self._group = 0
 
     @property
     def name(self) -> str:
@@ -438,10 +455,16 @@ class McpToolSource:
             assert self._stderr is not None
             try:
                 async with stdio_client(params, errlog=self._stderr.writer) as streams:
+                    # The server leads its own process group (started in a new session): remember it, to end
+                    # what the server leaves behind once it is gone.
+                    self._group = _group_of(self._stderr.holders())
                     self._stderr.release_writer()  # the server has its copy; ours would hide its exit
                     yield streams
             finally:
                 self._stderr.release_writer()
+                if self._group:
+                    await _end_group(self._group, self.name)
+                self._group = 0
 
         return stdio()
 
@@ -515,6 +538,50 @@ class McpToolSource:
         stderr = self._stderr.text(wait=0.5) if self._stderr is not None and not self.spec.url else ""
         message = f"MCP server {self.name!r} ({clip(self.spec.describe(), 120)}) {what}"
         return message + (f"; its stderr: {clip(stderr, 600)}" if stderr else "")
+
+
+def _group_of(pids: list[int]) -> int:
+    """The process group the server leads (its pid), among the processes holding its stderr."""
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            if os.getpgid(pid) == pid and os.getsid(pid) == pid:
+                return pid
+    return 0
+
+
+async def _end_group(group: int, server: str, grace: float = 2.0) -> None:
+    """End the processes left in a stdio server's group after it stopped: SIGTERM, then SIGKILL."""
+    import signal
+
+    if not _group_alive(group):
+        return
+    log.info("MCP server %s left processes behind; ending them", server)
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(OSError):
+            os.killpg(group, sig)
+        deadline = time.monotonic() + grace
+        while _group_alive(group):
+            if time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.02)
+        else:
+            return
+
+
+def _group_alive(group: int) -> bool:
+    """Whether a process of the group runs (zombies waiting to be reaped do not count)."""
+    try:
+        os.killpg(group, 0)
+    except OSError:
+        return False
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == group and fields[0] not in ("Z", "X"):
+            return True
+    return False
 
 
 def clip(text: str, limit: int) -> str:

@@ -72,6 +72,9 @@ DEFAULT_CALL_TIMEOUT = 60.0
 MAX_TIMEOUT = 3600.0
 #: Bytes of a stdio server's stderr kept to explain why it failed.
 STDERR_TAIL_BYTES = 4096
+#: JSON-RPC error codes of the ``mcp`` client: the connection closed, a request timed out.
+CONNECTION_CLOSED = -32000
+REQUEST_TIMEOUT = -32001
 #: Seconds :meth:`McpToolSource.close` waits for the session to wind down (the stdio transport's own
 #: shutdown is bounded at about 6 s: stdin closed, SIGTERM, SIGKILL) before cancelling it.
 CLOSE_TIMEOUT = 15.0
@@ -374,8 +377,8 @@ class McpToolSource:
 
     @property
     def is_open(self) -> bool:
-        """Whether the session is up."""
-        return self._session is not None
+        """Whether the session is up (as far as is known: a server that exited is noticed at the next call)."""
+        return self._session is not None and not self.failure
 
     async def open(self) -> None:
         """Start or connect, initialise and list the tools, within ``startup_timeout``.
@@ -423,7 +426,7 @@ class McpToolSource:
                 if isinstance(exc, asyncio.CancelledError):
                     ready.cancel()
                     raise
-                if isinstance(exc, TimeoutError):
+                if isinstance(_innermost(exc), TimeoutError):
                     why = f"did not start and list its tools within {self.spec.startup_timeout:g} s " \
                           "(startup_timeout)"
                 else:
@@ -502,19 +505,28 @@ class McpToolSource:
     async def call(self, remote_name: str, arguments: dict[str, Any]) -> ToolOutput:
         """Call the server's tool ``remote_name``; every failure is an error result saying what happened."""
         session = self._session
-        if session is None:
+        if session is None or self.failure:
             why = self.failure or f"MCP server {self.name!r} is not running"
             return ToolOutput(why, is_error=True)
         timeout = self.spec.call_timeout
+        late = ToolOutput(f"tool {remote_name!r} of MCP server {self.name!r} did not answer within {timeout:g} s "
+                          "(call_timeout)", is_error=True)
         try:
             async with asyncio.timeout(timeout + 5):  # the session's own timeout comes first
                 result = await session.call_tool(remote_name, arguments, read_timeout_seconds=timeout)
         except TimeoutError:
-            return ToolOutput(f"tool {remote_name!r} of MCP server {self.name!r} did not answer within "
-                              f"{timeout:g} s (call_timeout)", is_error=True)
+            return late
         except Exception as exc:  # noqa: BLE001 - the model gets an error result, the subtask goes on
-            return ToolOutput(f"tool {remote_name!r} of MCP server {self.name!r} failed: {_describe(exc)}",
-                              is_error=True)
+            code = getattr(exc, "code", None)
+            if type(exc).__name__ == "MCPError" and code == REQUEST_TIMEOUT:
+                return late
+            if type(exc).__name__ == "MCPError" and code == CONNECTION_CLOSED:
+                self.failure = self._why(_describe(exc))
+                log.warning("%s", self.failure)
+                if self._closing is not None:
+                    self._closing.set()  # end what is left of the session; the next open starts it again
+                return ToolOutput(self.failure, is_error=True)
+            return ToolOutput(f"tool {remote_name!r} of MCP server {self.name!r} {_describe(exc)}", is_error=True)
         return result_output(self.name, result)
 
     async def close(self) -> None:
@@ -589,10 +601,16 @@ def clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _describe(exc: BaseException) -> str:
-    """A failure in a phrase: the innermost useful exception of a group, its type when it has no message."""
+def _innermost(exc: BaseException) -> BaseException:
+    """The first exception inside (nested) exception groups."""
     while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
         exc = exc.exceptions[0]
+    return exc
+
+
+def _describe(exc: BaseException) -> str:
+    """A failure in a phrase: the innermost useful exception of a group, its type when it has no message."""
+    exc = _innermost(exc)
     if isinstance(exc, FileNotFoundError):
         return f"cannot be started: {exc.strerror or 'not found'}: {exc.filename or ''}".rstrip(": ")
     if isinstance(exc, PermissionError):

@@ -82,6 +82,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--http", type=int, default=0, help="serve streamable HTTP on 127.0.0.1:PORT")
     parser.add_argument("--crash", action="store_true", help="exit at once with a message on stderr")
+    parser.add_argument("--tag", default="", help="ignored: marks the process for tests that look for it")
     args = parser.parse_args()
     if args.crash:
         print("facts: cannot open the facts database", file=sys.stderr, flush=True)

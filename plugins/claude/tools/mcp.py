@@ -80,6 +80,10 @@ REQUEST_TIMEOUT = -32001
 CLOSE_TIMEOUT = 15.0
 
 
+#: Why MCP servers cannot be used without the ``mcp`` package.
+MCP_MISSING = "MCP servers need the mcp package: pip install 'maos[mcp]'"
+
+
 class McpUnavailable(Exception):
     """An MCP server could not be started, reached or listed; the message says why."""
 
@@ -611,6 +615,8 @@ def _innermost(exc: BaseException) -> BaseException:
 def _describe(exc: BaseException) -> str:
     """A failure in a phrase: the innermost useful exception of a group, its type when it has no message."""
     exc = _innermost(exc)
+    if isinstance(exc, ModuleNotFoundError) and (exc.name or "").split(".")[0] in ("mcp", "mcp_types"):
+        return f"cannot be used: {MCP_MISSING}"
     if isinstance(exc, FileNotFoundError):
         return f"cannot be started: {exc.strerror or 'not found'}: {exc.filename or ''}".rstrip(": ")
     if isinstance(exc, PermissionError):

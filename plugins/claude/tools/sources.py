@@ -28,7 +28,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from plugins.claude.tools.mcp import CLOSE_TIMEOUT, McpServerSpec, McpToolSource, McpUnavailable, parse_servers
+from plugins.claude.tools.mcp import (
+    CLOSE_TIMEOUT,
+    MCP_MISSING,
+    McpServerSpec,
+    McpToolSource,
+    McpUnavailable,
+    parse_servers,
+)
 
 #: The built-in tools' names (server tools and workspace tools); a ``specialized_tools`` entry may name them.
 BUILTIN_TOOL_NAMES = frozenset({
@@ -200,10 +207,12 @@ def _on_event_loop() -> bool:
 
 
 def _mcp_missing() -> str:
-    try:
-        import mcp  # noqa: F401
-    except ImportError:
-        return "MCP servers need the mcp package: pip install 'maos[mcp]'"
+    """Why MCP servers cannot be used here ("" when the package is installed; it is not imported here,
+    which would hold up an event loop for a second)."""
+    import importlib.util
+
+    if importlib.util.find_spec("mcp") is None:
+        return MCP_MISSING
     return ""
 
 

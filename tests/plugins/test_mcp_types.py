@@ -9,6 +9,7 @@ import signal
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import plugins.claude.plugin as claude_plugin
 from agent_sdk.proto.maos.v1 import agent_service_pb2 as agents_pb
@@ -156,8 +157,14 @@ async def test_a_crashing_server_is_reported_with_its_stderr(control_plane: App,
     PROBES.clear()
     write(maos_home, "fact_researcher.yml",
           fact_researcher([sys.executable, "-m", "tests.harness.mcp_facts", "--crash"]))
-    listed = await stubs.agents.ListAgentTypes(agents_pb.ListAgentTypesRequest(), timeout=30)
-    [custom] = [t for t in listed.agent_types if t.name == "fact_researcher"]
+
+    async def checked() -> agents_pb.AgentType | None:
+        """The type once its server's probe answered (a slow machine may need more than one call)."""
+        listed = await stubs.agents.ListAgentTypes(agents_pb.ListAgentTypesRequest(), timeout=10)
+        [custom] = [t for t in listed.agent_types if t.name == "fact_researcher"]
+        return custom if custom.unavailable_reason else None
+
+    custom = await wait_for(checked, 30, interval=0.2, message="the server's probe")
     assert "exited or closed the connection" in custom.unavailable_reason
     assert custom.unavailable_reason.endswith("its stderr: facts: cannot open the facts database")
     assert str(ROOT) not in custom.unavailable_reason.replace(sys.executable, "")  # only what the file says
@@ -168,7 +175,12 @@ async def test_an_agent_process_starts_its_server_and_ends_it(
     PROBES.clear()
     write(maos_home, "fact_researcher.yml",
           fact_researcher([sys.executable, "-m", "tests.harness.mcp_facts", "--tag", str(maos_home)]))
-    listed = await Maos(control_plane.address, maos_home)("agent", "types")
+
+    async def checked() -> Any:
+        listed = await Maos(control_plane.address, maos_home)("agent", "types")
+        return None if "still being checked" in listed.stderr else listed
+
+    listed = await wait_for(checked, 30, interval=0.2, message="the server's probe")
     assert "fact_researcher" in listed.stdout and "fact_researcher cannot run" not in listed.stderr, listed.output
     assert "warning:" not in listed.stderr  # lookup_fact is offered by the server
 

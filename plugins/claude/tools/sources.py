@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any
 
 from plugins.claude.tools.mcp import (
-    CLOSE_TIMEOUT,
     MCP_MISSING,
     McpServerSpec,
     McpToolSource,
@@ -48,6 +47,9 @@ MAX_TOOL_NAME_CHARS = 128
 FAILED_PROBE_TTL = 30.0
 #: Most probe answers kept (least recently used ones go first).
 MAX_PROBES = 256
+#: Seconds a caller off the event loop waits for a type's probes (a client's call has a deadline: 10 s by
+#: default); a server that takes longer is reported as still being checked, and its answer shown next time.
+PROBE_WAIT = 4.0
 
 
 def specialized_tools(params: Mapping[str, Any]) -> list[str] | None:
@@ -143,8 +145,8 @@ class Probes:
         #: How many probes were started (for tests of the cache).
         self.started = 0
 
-    def get(self, spec: McpServerSpec, *, wait: bool) -> Probe | None:
-        """The server's probe answer; None while one runs and ``wait`` is false (or it outlasts its bound)."""
+    def get(self, spec: McpServerSpec, *, wait: float) -> Probe | None:
+        """The server's probe answer; None while one runs (after waiting up to ``wait`` seconds for it)."""
         with self._lock:
             answer = self._answers.get(spec)
             if answer is not None and (not answer.error or time.monotonic() - answer.at < FAILED_PROBE_TTL):
@@ -156,11 +158,17 @@ class Probes:
                 self.started += 1
                 threading.Thread(target=self._probe, args=(spec, done), name=f"mcp-probe-{spec.name}",
                                  daemon=True).start()
-        if wait:
-            done.wait(spec.startup_timeout + 2 * CLOSE_TIMEOUT)
+        if wait > 0 and done.wait(wait):
             with self._lock:
                 return self._answers.get(spec)
         return None
+
+    def answers(self, specs: list[McpServerSpec], *, wait: float) -> list[Probe | None]:
+        """The answers for several servers, probed at once, waiting up to ``wait`` seconds in all."""
+        for spec in specs:
+            self.get(spec, wait=0)
+        deadline = time.monotonic() + wait
+        return [self.get(spec, wait=max(0.0, deadline - time.monotonic())) for spec in specs]
 
     def clear(self) -> None:
         """Forget every answer (running probes still record theirs)."""
@@ -230,37 +238,39 @@ def tools_unavailable(params: Mapping[str, Any], base_dir: Path | None = None) -
     missing = _mcp_missing()
     if missing:
         return missing
-    wait = not _on_event_loop()
-    for spec in specs:
-        answer = PROBES.get(spec, wait=wait)
+    for answer in PROBES.answers(specs, wait=_wait()):
         if answer is not None and answer.error:
             return answer.error
     return ""
 
 
-def tool_warnings(params: Mapping[str, Any], base_dir: Path | None = None) -> list[str]:
-    """Notes about the declared tools that do not stop the type: allow-listed names nothing offers.
+def _wait() -> float:
+    """How long this caller may wait for probes: never on an event loop."""
+    return 0.0 if _on_event_loop() else PROBE_WAIT
 
-    Names are checked once every server's tools are known (off an event loop this waits for them);
-    with a server that cannot start, its failure is what is reported (:func:`tools_unavailable`).
+
+def tool_warnings(params: Mapping[str, Any], base_dir: Path | None = None) -> list[str]:
+    """Notes about the declared tools that do not stop the type: servers still being checked, and
+    allow-listed names nothing offers.
+
+    Names are checked once every server's tools are known (off an event loop this waits a little for
+    them); with a server that cannot start, its failure is what is reported (:func:`tools_unavailable`).
     """
     try:
         allowed = specialized_tools(params)
         specs = server_specs(params, base_dir)
     except ValueError:
         return []  # reported as the file's problem
-    if not allowed:
+    if specs and _mcp_missing():
         return []
-    offered: set[str] = set()
-    if specs:
-        if _mcp_missing():
-            return []
-        wait = not _on_event_loop()
-        for spec in specs:
-            answer = PROBES.get(spec, wait=wait)
-            if answer is None or answer.error:
-                return []
-            offered |= answer.tools
+    answers = PROBES.answers(specs, wait=_wait()) if specs else []
+    pending = [spec.name for spec, answer in zip(specs, answers, strict=True) if answer is None]
+    if pending:
+        return [f"MCP server(s) {', '.join(pending)} still being checked (starting and listing the tools "
+                f"takes longer than {PROBE_WAIT:g} s); ask again to see the outcome"]
+    if not allowed or any(answer is not None and answer.error for answer in answers):
+        return []
+    offered = {name for answer in answers if answer is not None for name in answer.tools}
     missing = unknown_tools(allowed, offered)
     return [unknown_tools_message(missing)] if missing else []
 

@@ -270,7 +270,7 @@ async def test_a_claude_agent_opens_its_sources_at_warm_up_and_ends_them_at_clos
     assert not alive(pid)
 
 
-async def test_an_agent_whose_server_cannot_start_fails_its_assignments(caplog: pytest.LogCaptureFixture) -> None:
+async def test_an_agent_whose_server_cannot_start_fails_its_assignments() -> None:
     from tests.plugins.claude.conftest import context
 
     agent = ResearcherAgent({"api_key": API_KEY, "mcp_servers": [{"name": "nope", "command": ["/nonexistent/x"]}]})
@@ -316,6 +316,8 @@ def test_probes_report_a_server_that_cannot_start_and_names_nothing_offers() -> 
     bad = {"mcp_servers": [{"name": "nope", "command": ["/nonexistent/probe-me"]}]}
     assert tools_unavailable(bad).startswith("MCP server 'nope' (/nonexistent/probe-me) cannot be started")
     good = {"mcp_servers": [facts()], "specialized_tools": ["lookup_fact", "pubmed_search", "web_fetch"]}
+    [spec] = parse_servers(good["mcp_servers"])
+    assert PROBES.get(spec, wait=30) is not None  # a caller waits only a few seconds; a busy machine is slower
     assert tools_unavailable(good) == ""
     assert tool_warnings(good) == ["specialized_tools: no built-in tool or MCP server of this type offers "
                                    "pubmed_search; its agents run without them"]
@@ -338,7 +340,25 @@ async def test_on_an_event_loop_probes_never_block() -> None:
     assert tools_unavailable(params) == ""  # not known yet: counted as available
     assert time.monotonic() - started < 0.5
     [spec] = parse_servers(params["mcp_servers"])
-    await wait_for(lambda: PROBES.get(spec, wait=False) is not None, 30, interval=0.05,
+    await wait_for(lambda: PROBES.get(spec, wait=0) is not None, 30, interval=0.05,
                    message="the probe to answer")
-    assert PROBES.get(spec, wait=False).error == ""
+    assert PROBES.get(spec, wait=0).error == ""
     await asyncio.sleep(0)
+
+
+def test_a_slow_server_is_reported_as_being_checked_then_with_its_outcome(monkeypatch: pytest.MonkeyPatch) -> None:
+    from plugins.claude.tools import sources
+
+    PROBES.clear()
+    monkeypatch.setattr(sources, "PROBE_WAIT", 0.3)
+    params = {"mcp_servers": [{"name": "mute", "command": [sys.executable, "-c", "import time; time.sleep(60)"],
+                               "startup_timeout": 2}], "specialized_tools": ["lookup_fact"]}
+    started = time.monotonic()
+    assert tools_unavailable(params) == ""  # not known yet: a caller waits only so long
+    assert tool_warnings(params) == ["MCP server(s) mute still being checked (starting and listing the tools "
+                                     "takes longer than 0.3 s); ask again to see the outcome"]
+    assert time.monotonic() - started < 1.5
+    [spec] = parse_servers(params["mcp_servers"])
+    assert PROBES.get(spec, wait=10) is not None
+    assert "did not start and list its tools within 2 s" in tools_unavailable(params)
+    assert tool_warnings(params) == []  # the failure is what is reported

@@ -410,11 +410,11 @@ class McpToolSource:
 
     async def _run(self, ready: asyncio.Future[None]) -> None:
         """Own the transport and the session: enter them, report ready, wait for close, leave them."""
-        import anyio
-        from mcp import ClientSession
-        from mcp_types import Implementation
-
         try:
+            import anyio
+            from mcp import ClientSession
+            from mcp_types import Implementation
+
             async with contextlib.AsyncExitStack() as stack:
                 read, write = await stack.enter_async_context(self._transport())
                 session = await stack.enter_async_context(ClientSession(

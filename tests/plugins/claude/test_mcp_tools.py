@@ -362,3 +362,11 @@ def test_a_slow_server_is_reported_as_being_checked_then_with_its_outcome(monkey
     assert PROBES.get(spec, wait=10) is not None
     assert "did not start and list its tools within 2 s" in tools_unavailable(params)
     assert tool_warnings(params) == []  # the failure is what is reported
+
+
+async def test_without_the_mcp_package_the_reason_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "mcp", None)  # as if it were not installed
+    assert tools_unavailable({"mcp_servers": [facts()]}) == mcp_tools.MCP_MISSING
+    with pytest.raises(McpUnavailable, match=r"cannot be used: MCP servers need the mcp package: "
+                                             r"pip install 'maos\[mcp\]'"):
+        await source(facts()).open()

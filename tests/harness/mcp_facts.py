@@ -12,6 +12,8 @@ Tools:
     my_pid(): the server's own pid.
     environment(name): the value of an environment variable ("" when unset).
     where(): the server's working directory.
+
+With ``FACTS_EXTRA_TOOLS=N`` in its environment it offers N more tools (``extra_0``...).
 """
 
 from __future__ import annotations
@@ -78,12 +80,22 @@ def where() -> str:
     return os.getcwd()
 
 
+def _add_extra_tools(count: int) -> None:
+    """``FACTS_EXTRA_TOOLS=N``: N more tools, ``extra_0``... (bounds on how many tools are offered)."""
+    for index in range(count):
+        def extra(index: int = index) -> str:
+            return str(index)
+
+        server.add_tool(extra, name=f"extra_{index}", description=f"Extra tool {index}.")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--http", type=int, default=0, help="serve streamable HTTP on 127.0.0.1:PORT")
     parser.add_argument("--crash", action="store_true", help="exit at once with a message on stderr")
     parser.add_argument("--tag", default="", help="ignored: marks the process for tests that look for it")
     args = parser.parse_args()
+    _add_extra_tools(int(os.environ.get("FACTS_EXTRA_TOOLS") or 0))
     if args.crash:
         print("facts: cannot open the facts database", file=sys.stderr, flush=True)
         sys.exit(3)

@@ -149,6 +149,16 @@ async def test_call_timeouts_and_result_bounds() -> None:
         await server.close()
 
 
+async def test_at_most_max_tools_are_taken_from_one_server() -> None:
+    server = source(facts(env={"PYTHONPATH": str(ROOT), "FACTS_EXTRA_TOOLS": "80"}))
+    await server.open()
+    try:
+        assert len(server.tools()) == mcp_tools.MAX_TOOLS
+        assert len({t.name for t in server.tools()}) == mcp_tools.MAX_TOOLS
+    finally:
+        await server.close()
+
+
 async def test_the_server_gets_a_minimal_environment_and_its_cwd(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-secret")

@@ -493,8 +493,10 @@ AGENT_CLASSES: tuple[type[ClaudeAgent], ...] = (
 
 
 def cannot_run(settings: Any, params: Mapping[str, Any]) -> str:
-    """Why a Claude type with these parameters cannot run: no API key, or an MCP server that cannot start."""
-    return needs_key(settings, params) or tools_unavailable(params, agents_folder(settings))
+    """Why a Claude type with these parameters cannot run: no API key, an MCP server that cannot start (both
+    are said, so that one listing shows everything to fix)."""
+    return "; ".join(why for why in (needs_key(settings, params), tools_unavailable(params, agents_folder(settings)))
+                     if why)
 
 
 def needs_key(settings: Any, params: Mapping[str, Any]) -> str:

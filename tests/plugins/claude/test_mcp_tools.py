@@ -380,3 +380,14 @@ async def test_without_the_mcp_package_the_reason_says_what_to_install(monkeypat
     with pytest.raises(McpUnavailable, match=r"cannot be used: MCP servers need the mcp package: "
                                              r"pip install 'maos\[mcp\]'"):
         await source(facts()).open()
+
+
+def test_without_a_key_both_reasons_are_given(tmp_path: Path) -> None:
+    from plugins.claude.agents import cannot_run
+    from tests.harness.server import make_settings
+
+    PROBES.clear()
+    settings = make_settings(tmp_path)
+    why = cannot_run(settings, {"mcp_servers": [{"name": "nope", "command": ["/nonexistent/x"]}]})
+    assert why.startswith("no Anthropic API key") and "; MCP server 'nope' (/nonexistent/x) cannot be started" in why
+    assert cannot_run(settings, {"api_key": API_KEY}) == ""

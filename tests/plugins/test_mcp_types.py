@@ -204,3 +204,37 @@ async def test_an_agent_process_starts_its_server_and_ends_it(
     os.kill(agent.pid, signal.SIGTERM)  # a graceful stop closes the agent, and its tool sources
     await wait_for(lambda: agent.process.poll() is not None, 30, interval=0.05, message="the agent to exit")
     assert not servers() and not alive(server)
+
+
+async def test_a_command_that_exits_while_a_server_is_probed_leaves_no_process(tmp_path: Path) -> None:
+    import subprocess
+    import uuid
+
+    marker = f"mute-{uuid.uuid4().hex}"
+    home = tmp_path / "home"
+    write(home, "mute.yml", f"""\
+        name: mute_researcher
+        type: researcher
+        mcp_servers:
+          - name: mute
+            command: {json.dumps([sys.executable, "-c", "import time; time.sleep(120)", marker])}
+            startup_timeout: 60
+        """)
+    env = {**os.environ, "MAOS_HOME": str(home), "PYTHONPATH": str(ROOT), "NO_COLOR": "1"}
+    done = subprocess.run([sys.executable, "-c", "from cli.main import main; main()", "plugins", "list"],
+                          env=env, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stderr
+    assert "warning: MCP server(s) mute still being checked" in done.stdout
+
+    def mute_servers() -> list[int]:
+        found = []
+        for entry in Path("/proc").glob("[0-9]*"):
+            try:
+                argv = (entry / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if marker.encode() in argv and alive(int(entry.name)):
+                found.append(int(entry.name))
+        return found
+
+    assert mute_servers() == []

@@ -28,6 +28,7 @@ never the agent's model key.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import collections
 import contextlib
 import hashlib
@@ -35,6 +36,7 @@ import json
 import logging
 import os
 import re
+import signal
 import threading
 import time
 from collections.abc import Iterable, Mapping
@@ -465,12 +467,15 @@ class McpToolSource:
                     # The server leads its own process group (started in a new session): remember it, to end
                     # what the server leaves behind once it is gone.
                     self._group = _group_of(self._stderr.holders())
+                    if self._group:
+                        _LIVE_GROUPS.add(self._group)
                     self._stderr.release_writer()  # the server has its copy; ours would hide its exit
                     yield streams
             finally:
                 self._stderr.release_writer()
                 if self._group:
                     await _end_group(self._group, self.name)
+                    _LIVE_GROUPS.discard(self._group)
                 self._group = 0
 
         return stdio()
@@ -556,6 +561,18 @@ class McpToolSource:
         return message + (f"; its stderr: {clip(stderr, 600)}" if stderr else "")
 
 
+#: Process groups of the stdio servers this process runs: ended if it exits without closing them (a
+#: command that exits while a probe still waits for a server, an agent that stops on a fatal error).
+_LIVE_GROUPS: set[int] = set()
+
+
+@atexit.register
+def _end_live_groups() -> None:
+    for group in list(_LIVE_GROUPS):
+        with contextlib.suppress(OSError):
+            os.killpg(group, signal.SIGKILL)
+
+
 def _group_of(pids: list[int]) -> int:
     """The process group the server leads (its pid), among the processes holding its stderr."""
     for pid in pids:
@@ -567,8 +584,6 @@ def _group_of(pids: list[int]) -> int:
 
 async def _end_group(group: int, server: str, grace: float = 2.0) -> None:
     """End the processes left in a stdio server's group after it stopped: SIGTERM, then SIGKILL."""
-    import signal
-
     if not _group_alive(group):
         return
     log.info("MCP server %s left processes behind; ending them", server)

@@ -146,7 +146,8 @@ class Probes:
         self.started = 0
 
     def get(self, spec: McpServerSpec, *, wait: float) -> Probe | None:
-        """The server's probe answer; None while one runs (after waiting up to ``wait`` seconds for it)."""
+        """The server's probe answer, waiting up to ``wait`` seconds for a running probe; None while the first
+        one runs (a failure being checked again stays the answer until the new probe has one)."""
         with self._lock:
             answer = self._answers.get(spec)
             if answer is not None and (not answer.error or time.monotonic() - answer.at < FAILED_PROBE_TTL):
@@ -158,10 +159,10 @@ class Probes:
                 self.started += 1
                 threading.Thread(target=self._probe, args=(spec, done), name=f"mcp-probe-{spec.name}",
                                  daemon=True).start()
-        if wait > 0 and done.wait(wait):
-            with self._lock:
-                return self._answers.get(spec)
-        return None
+        if wait > 0:
+            done.wait(wait)
+        with self._lock:
+            return self._answers.get(spec)
 
     def answers(self, specs: list[McpServerSpec], *, wait: float) -> list[Probe | None]:
         """The answers for several servers, probed at once, waiting up to ``wait`` seconds in all."""

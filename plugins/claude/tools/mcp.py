@@ -404,6 +404,8 @@ class McpToolSource:
             await asyncio.wait_for(asyncio.shield(ready), self.spec.startup_timeout + CLOSE_TIMEOUT)
         except BaseException as exc:
             await self.close()
+            if ready.done() and not ready.cancelled():
+                ready.exception()  # retrieved: no "exception was never retrieved" once the caller gave up
             if isinstance(exc, McpUnavailable | asyncio.CancelledError):
                 raise
             if isinstance(exc, TimeoutError):
@@ -549,9 +551,12 @@ class McpToolSource:
             await asyncio.wait_for(asyncio.shield(runner), CLOSE_TIMEOUT)
         except TimeoutError:
             runner.cancel()
-            with contextlib.suppress(BaseException):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await runner
-        except BaseException:  # noqa: BLE001 - the runner reported its failure already
+        except asyncio.CancelledError:
+            if not runner.done():
+                raise  # our caller was cancelled; the runner goes on closing by itself
+        except Exception:  # noqa: BLE001, S110 - the runner reported its failure already
             pass
         self._session = None
 

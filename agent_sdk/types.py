@@ -68,6 +68,12 @@ class AgentTypeSpec:
             this configuration (for example "no Anthropic API key: set ..."), or "" when they can. The
             control plane refuses to spawn or start such a type.
         pool_share: How many agents of the type the default pool holds when the type can run (0: none).
+        validate: Called with a custom type's parameters when its file is loaded (cheap, nothing
+            started); raises ValueError saying what is wrong, and the file is skipped with that message.
+            Custom types inherit their base type's.
+        advisory: Called with the type's parameters; returns notes about this configuration that do
+            not stop the type from running (for example an allow-listed tool nothing offers), shown by
+            ``maos agent types`` and ``maos plugins list``. Custom types inherit their base type's.
     """
 
     name: str
@@ -82,6 +88,8 @@ class AgentTypeSpec:
     backing: AgentBacking = AgentBacking.UNSPECIFIED
     precondition: Callable[[Mapping[str, Any]], str] | None = None
     pool_share: int = 0
+    validate: Callable[[Mapping[str, Any]], None] | None = None
+    advisory: Callable[[Mapping[str, Any]], list[str]] | None = None
 
     def build(self) -> Agent:
         """A new agent of this type."""
@@ -90,3 +98,7 @@ class AgentTypeSpec:
     def unavailable(self) -> str:
         """Why agents of this type cannot run with this configuration; "" when they can."""
         return self.precondition(self.parameters) if self.precondition is not None else ""
+
+    def warnings(self) -> list[str]:
+        """Notes about this configuration that do not stop the type from running."""
+        return list(self.advisory(self.parameters)) if self.advisory is not None else []

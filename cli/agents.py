@@ -211,6 +211,9 @@ def types() -> None:
             blocked.setdefault(t.unavailable_reason, []).append(t.name)
     for why, names in blocked.items():
         click.echo(f"note: {', '.join(names)} cannot run here: {why}", err=True)
+    for t in known:
+        for warning in t.warnings:
+            click.echo(f"warning: {t.name}: {warning}", err=True)
     emit({"agent_types": known, "problems": list(report.problems)}, lambda: table(
         ["NAME", "BASE", "SOURCE", "BACKING", "SPAWNABLE", "CAPABILITIES", "DESCRIPTION"],
         [[t.name, t.base_type, t.source, _backing(t.backing), "yes" if t.spawnable else "no",

@@ -49,6 +49,7 @@ def inspect_plugins(pm: Any, settings: Any) -> dict[str, Any]:
     """Every registered plugin (source, hooks, what it provides), the custom agent types and problems."""
     from controlplane.custom_agents import load_custom_agent_types
     from controlplane.plugins import DEFAULT_PLUGINS
+    from controlplane.pool import type_warnings, unavailable
 
     dists = {id(plugin): dist for plugin, dist in pm.list_plugin_distinfo()}
     registered = [(name, plugin) for name, plugin in pm.list_name_plugin() if plugin is not None]
@@ -79,8 +80,10 @@ def inspect_plugins(pm: Any, settings: Any) -> dict[str, Any]:
         "plugins": plugins,
         "custom_agent_types": {
             "directory": str(custom.directory),
+            # Checking a type may start its MCP servers to list their tools (once per definition).
             "types": [{"name": s.name, "base_type": s.base_type, "capabilities": list(s.capabilities),
-                       "file": s.source} for s in custom.specs],
+                       "file": s.source, "unavailable": unavailable(s), "warnings": type_warnings(s)}
+                      for s in custom.specs],
         },
         "problems": problems,
     }
@@ -98,7 +101,11 @@ def _text(data: dict[str, Any]) -> str:
         blocks.append(f"{p['name']} ({origin})" + ("\n" + _indent(body) if body else ""))
     custom = data["custom_agent_types"]
     if custom["types"]:
-        lines = [f"{t['name']} (base {t['base_type']}): {t['file']}" for t in custom["types"]]
+        lines = []
+        for t in custom["types"]:
+            lines.append(f"{t['name']} (base {t['base_type']}): {t['file']}")
+            lines.extend(f"  cannot run here: {why}" for why in [t["unavailable"]] if why)
+            lines.extend(f"  warning: {warning}" for warning in t["warnings"])
         blocks.append(f"Custom agent types ({custom['directory']})\n" + _indent("\n".join(lines)))
     else:
         blocks.append(f"Custom agent types ({custom['directory']}): none")

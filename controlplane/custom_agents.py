@@ -11,6 +11,15 @@ capabilities and add parameters::
     max_concurrency: 2               # default: the base type's
     parameters:                      # merged over the base type's parameters
       timeout: 7200
+    mcp_servers:                     # tools from MCP servers (model-backed bases; see docs/mcp-tools.md)
+      - name: facts
+        command: ["python", "facts_server.py"]
+    specialized_tools: [lookup_fact] # optional allow-list of tool names (also accepted under parameters)
+
+``mcp_servers`` and ``specialized_tools`` are handed to the base type's agent as parameters of
+those names; the base type checks them (``AgentTypeSpec.validate``) when the file is loaded, reports
+what does not stop it (``AgentTypeSpec.advisory``: ``maos agent types`` shows it as a warning), and
+says why it cannot run (``AgentTypeSpec.precondition``: an MCP server that cannot start).
 
 An agent of the custom type is the base type's agent built with the merged
 parameters; it registers under the custom name (so a task submitted with
@@ -43,7 +52,7 @@ from typing import Any
 import yaml
 
 from agent_sdk.agent import Agent
-from agent_sdk.types import AgentTypeSpec
+from agent_sdk.types import AgentBacking, AgentTypeSpec
 from controlplane.config import Settings
 from controlplane.domain.limits import QUOTE_CHARS, clip, quote
 
@@ -51,7 +60,10 @@ log = logging.getLogger(__name__)
 
 #: The same rule as a task's agent_type and an agent's Register.agent_type.
 TYPE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_\-]{0,62}")
-FIELDS = ("name", "type", "description", "capabilities", "max_concurrency", "parameters")
+FIELDS = ("name", "type", "description", "capabilities", "max_concurrency", "parameters", "mcp_servers",
+          "specialized_tools")
+#: Top-level fields handed to the base type's agent as parameters of the same name.
+TOOL_FIELDS = ("mcp_servers", "specialized_tools")
 PATTERNS = ("*.yml", "*.yaml")
 #: Most aliases (``*name``) a file may use ...
 MAX_ALIASES = 64
@@ -90,6 +102,8 @@ class _Definition:
     capabilities: tuple[str, ...] | None
     max_concurrency: int | None
     parameters: Mapping[str, Any]
+    #: The :data:`TOOL_FIELDS` the file gives at its top level.
+    tool_fields: tuple[str, ...] = ()
 
 
 class _Invalid(ValueError):
@@ -262,7 +276,13 @@ def _read(path: Path, size: int, max_bytes: int) -> _Definition:
     bad_keys = [k for k in parameters if not isinstance(k, str)]
     if bad_keys:
         raise _Invalid(f"`parameters` keys must be strings, not {quote(bad_keys[0])}")
-    return _Definition(path, name, base, description, capabilities, max_concurrency, dict(parameters))
+    parameters = dict(parameters)
+    tool_fields = tuple(key for key in TOOL_FIELDS if data.get(key) is not None)
+    for key in tool_fields:
+        if key in parameters:
+            raise _Invalid(f"`{key}` is given both at the top level and under `parameters`; keep one")
+        parameters[key] = data[key]
+    return _Definition(path, name, base, description, capabilities, max_concurrency, parameters, tool_fields)
 
 
 def _specialise(definition: _Definition, base: AgentTypeSpec) -> AgentTypeSpec:
@@ -292,7 +312,22 @@ def _specialise(definition: _Definition, base: AgentTypeSpec) -> AgentTypeSpec:
         environment=tuple(base.environment),
         backing=base.backing,
         precondition=base.precondition,
+        validate=base.validate,
+        advisory=base.advisory,
     )
+
+
+def _check_tools(definition: _Definition, spec: AgentTypeSpec, base: AgentTypeSpec) -> None:
+    """Tool settings need a model-backed base; the base type checks their content (nothing is started)."""
+    if definition.tool_fields and base.backing == AgentBacking.OFFLINE:
+        raise _Invalid(f"`{definition.tool_fields[0]}` needs a model-backed base type: agents of "
+                       f"{base.name!r} run no model, so they use no tools")
+    if spec.validate is None:
+        return
+    try:
+        spec.validate(spec.parameters)
+    except ValueError as exc:
+        raise _Invalid(str(exc)) from None
 
 
 def _is_sdk_builtin(spec: AgentTypeSpec) -> bool:
@@ -360,6 +395,7 @@ def load_custom_agent_types(settings: Settings, known: Mapping[str, AgentTypeSpe
             progress = True
             spec = _specialise(definition, base)
             try:
+                _check_tools(definition, spec, base)
                 if definition.base in cheap:
                     cheap.add(definition.name)
                     _check_builds(spec, base)

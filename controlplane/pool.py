@@ -23,6 +23,7 @@ from agent_sdk.types import AgentBacking
 from controlplane.agent_types import agent_type, agent_types
 from controlplane.config import Settings
 from controlplane.custom_agents import is_custom
+from controlplane.domain.limits import clip
 from controlplane.domain.pool import PoolType, wildcard_match
 from controlplane.errors import FailedPrecondition
 
@@ -42,6 +43,23 @@ def unavailable(spec: Any) -> str:
     """Why agents of the type cannot run here ("" when they can)."""
     check = getattr(spec, "unavailable", None)
     return check() if callable(check) else ""
+
+
+#: Most warnings shown per type, and the longest one (the rest is cut).
+MAX_TYPE_WARNINGS = 8
+MAX_WARNING_CHARS = 1024
+
+
+def type_warnings(spec: Any) -> list[str]:
+    """Notes about the type's configuration that do not stop it from running (bounded)."""
+    check = getattr(spec, "warnings", None)
+    if not callable(check):
+        return []
+    try:
+        notes = check()
+    except Exception as exc:  # noqa: BLE001 - a plugin's broken check is itself worth a note
+        notes = [f"checking the type failed: {type(exc).__name__}: {exc}"]
+    return [clip(str(note), MAX_WARNING_CHARS) for note in list(notes)[:MAX_TYPE_WARNINGS]]
 
 
 def default_pool(pm: pluggy.PluginManager, settings: Settings) -> dict[str, int]:

@@ -64,6 +64,7 @@ from plugins.claude.tools.settings import (
     resolve_tool_settings,
 )
 from plugins.claude.tools.workspace import Workspace, sweep, workspaces_root
+from plugins.claude.tools.sources import AgentTools, agents_folder, check_parameters, tool_warnings, tools_unavailable
 
 log = logging.getLogger(__name__)
 
@@ -212,9 +213,11 @@ class ClaudeAgent(Agent):
         self.tools: ToolSettings = resolve_tool_settings(settings, params, self.role_tools)
         #: Where task workspaces live (``$MAOS_HOME``).
         self.home = _home(settings)
-        #: Sources of client tools (MCP servers...): opened by :meth:`warm_up`, closed by :meth:`close`,
-        #: their tools offered to the model on every assignment.
-        self.tool_sources: list[ToolSource] = []
+        #: Sources of client tools: the type's MCP servers (``mcp_servers``, filtered by ``specialized_tools``;
+        #: opened by :meth:`warm_up`, else by the first assignment) and any other source added here (opened by
+        #: :meth:`warm_up`); closed by :meth:`close`, their tools offered to the model on every assignment.
+        self.mcp = AgentTools(params or {}, agents_folder(settings))
+        self.tool_sources: list[ToolSource] = list(self.mcp.sources)
         self._opened_sources: list[ToolSource] = []
         #: Usage of all the calls made by :meth:`vote` (each VoteChoice carries its own).
         self.vote_usage = Usage()
@@ -230,23 +233,25 @@ class ClaudeAgent(Agent):
             # The SDK builds its resources and the streaming helpers lazily: pay for them now too.
             _ = self._client.messages
             importlib.import_module("anthropic.lib.streaming")
+        await self.mcp.open()  # a PermanentError saying which MCP server cannot start (tried again per task)
         await self.open_tool_sources()
 
     async def open_tool_sources(self) -> None:
-        """Open the tool sources not open yet (an error says which source failed and why)."""
+        """Open the tool sources not open yet, other than the MCP servers (an error says which source failed)."""
         for source in self.tool_sources:
-            if source not in self._opened_sources:
+            if source not in self.mcp.sources and source not in self._opened_sources:
                 await source.open()
                 self._opened_sources.append(source)
 
     async def close(self) -> None:
-        """Close the tool sources and the shared client."""
+        """Close the tool sources (MCP server processes end) and the shared client."""
         opened, self._opened_sources = self._opened_sources, []
         for source in reversed(opened):
             try:
                 await source.close()
             except Exception as exc:  # noqa: BLE001 - one source's failure must not keep the others open
                 log.warning("claude: closing tool source %s failed: %s", source.name, exc)
+        await self.mcp.close()
         client, self._client = self._client, None
         if client is not None:
             await client.close()
@@ -315,6 +320,7 @@ class ClaudeAgent(Agent):
 
     async def handle(self, ctx: Context) -> Result:
         """Run the assignment's tool loop; the final answer, with its tool calls, sources and files."""
+        await self.mcp.ready(ctx.log)
         a = ctx.assignment
         system = self.system_blocks(a)
         prompt = user_message_text(a)
@@ -323,8 +329,9 @@ class ClaudeAgent(Agent):
         workspace = self.workspace_for(a) if self.tools.offers(WORKSPACE) else None
         before = workspace.snapshot() if workspace is not None else {}
         client_tools: list[ClientTool] = [*(workspace.tools() if workspace is not None else ())]
-        for source in self._opened_sources:
-            client_tools.extend(source.tools())
+        for source in self.tool_sources:
+            if source in self.mcp.sources or source in self._opened_sources:
+                client_tools.extend(source.tools())
         offered = server_tools(self.tools)
         loop = ToolLoop(self, ctx, system=system, prompt=prompt, server_tools=offered, client_tools=client_tools,
                         max_turns=self.tools.max_turns, max_seconds=self.tools.max_seconds,
@@ -565,6 +572,13 @@ def _home(settings: Any) -> Path:
     return default_home()
 
 
+def cannot_run(settings: Any, params: Mapping[str, Any]) -> str:
+    """Why a Claude type with these parameters cannot run: no API key, an MCP server that cannot start (both
+    are said, so that one listing shows everything to fix)."""
+    return "; ".join(why for why in (needs_key(settings, params), tools_unavailable(params, agents_folder(settings)))
+                     if why)
+
+
 def needs_key(settings: Any, params: Mapping[str, Any]) -> str:
     """Why a Claude type with these parameters cannot run: no API key anywhere ("" when one is set)."""
     if settings is None:
@@ -590,8 +604,9 @@ def agent_type_specs(settings: Any = None) -> list[AgentTypeSpec]:
         return AgentTypeSpec(
             name=cls.agent_type, capabilities=tuple(cls.capabilities), description=cls.description,
             factory=factory, max_concurrency=cls.max_concurrency, source=SOURCE, backing=AgentBacking.MODEL,
-            precondition=lambda params: needs_key(settings, params), pool_share=cls.pool_share,
-            environment=AGENT_ENVIRONMENT,
+            precondition=lambda params: cannot_run(settings, params), pool_share=cls.pool_share,
+            environment=AGENT_ENVIRONMENT, validate=check_parameters,
+            advisory=lambda params: tool_warnings(params, agents_folder(settings)),
         )
 
     return [spec(cls) for cls in AGENT_CLASSES]

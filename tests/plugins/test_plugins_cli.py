@@ -52,7 +52,7 @@ def test_custom_types_and_broken_files_are_shown(tmp_path: Path) -> None:
     data = json.loads(result.stdout)
     assert data["custom_agent_types"]["types"] == [{
         "name": "domain_researcher", "base_type": "echo", "capabilities": ["papers"],
-        "file": str(tmp_path / "agents" / "good.yml")}]
+        "file": str(tmp_path / "agents" / "good.yml"), "unavailable": "", "warnings": []}]
     [problem] = data["problems"]
     assert problem.startswith(f"{tmp_path / 'agents' / 'bad.yml'}: unknown base type 'nothing_like_it'")
     # Custom types are not attributed to the built-in plugin that loads them.

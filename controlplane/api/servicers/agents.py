@@ -33,7 +33,7 @@ from controlplane.errors import (
 )
 from controlplane.launcher import Launch, LocalLauncher
 from controlplane.logbook import LogBook, LogFilter
-from controlplane.pool import check_type, unavailable
+from controlplane.pool import check_type, type_warnings, unavailable
 from controlplane.scheduler.engine import Engine
 
 DEFAULT_GRACE = 30.0
@@ -267,22 +267,25 @@ class AgentServicer(agents_grpc.AgentServiceServicer):
         return agents_pb.DrainAgentResponse(agent=answer)
 
     async def ListAgentTypes(self, request, context: grpc.aio.ServicerContext) -> agents_pb.ListAgentTypesResponse:
-        # Off the event loop: collecting the types reads the custom agent files of MAOS_HOME/agents.
-        types, custom = await asyncio.to_thread(
-            lambda: (agent_types(self.pm, self.settings), custom_agent_types(self.pm, self.settings)))
         home = self.settings
-        return agents_pb.ListAgentTypesResponse(
-            agent_types=[
-                agents_pb.AgentType(name=s.name, base_type=s.base_type, capabilities=list(s.capabilities),
-                                    description=s.description,
-                                    source=shown_path(s.source, home) if is_custom(s, home) else s.source,
-                                    spawnable=self.launcher is not None and not unavailable(s),
-                                    backing=int(getattr(s, "backing", 0)), unavailable_reason=unavailable(s))
-                for s in sorted(types.values(), key=lambda s: s.name)
-            ],
+
+        def report() -> agents_pb.ListAgentTypesResponse:
+            # Off the event loop: collecting the types reads the custom agent files of MAOS_HOME/agents, and
+            # checking them may start their MCP servers to list their tools (once per server definition).
+            types, custom = agent_types(self.pm, self.settings), custom_agent_types(self.pm, self.settings)
+            shown = []
+            for s in sorted(types.values(), key=lambda s: s.name):
+                why = unavailable(s)
+                shown.append(agents_pb.AgentType(
+                    name=s.name, base_type=s.base_type, capabilities=list(s.capabilities),
+                    description=s.description, source=shown_path(s.source, home) if is_custom(s, home) else s.source,
+                    spawnable=self.launcher is not None and not why, backing=int(getattr(s, "backing", 0)),
+                    unavailable_reason=why, warnings=type_warnings(s)))
             # Paths relative to MAOS_HOME: where the server's files live is not the caller's business.
-            problems=[f"{shown_path(p.path, home)}: {p.message}" for p in custom.problems],
-        )
+            return agents_pb.ListAgentTypesResponse(
+                agent_types=shown, problems=[f"{shown_path(p.path, home)}: {p.message}" for p in custom.problems])
+
+        return await asyncio.to_thread(report)
 
     async def RestartAgent(self, request, context: grpc.aio.ServicerContext
                            ) -> agents_pb.RestartAgentResponse:

@@ -137,7 +137,7 @@ class ListAgentTypesRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class AgentType(_message.Message):
-    __slots__ = ("name", "base_type", "capabilities", "description", "source", "spawnable", "backing", "unavailable_reason")
+    __slots__ = ("name", "base_type", "capabilities", "description", "source", "spawnable", "backing", "unavailable_reason", "warnings")
     NAME_FIELD_NUMBER: _ClassVar[int]
     BASE_TYPE_FIELD_NUMBER: _ClassVar[int]
     CAPABILITIES_FIELD_NUMBER: _ClassVar[int]
@@ -146,6 +146,7 @@ class AgentType(_message.Message):
     SPAWNABLE_FIELD_NUMBER: _ClassVar[int]
     BACKING_FIELD_NUMBER: _ClassVar[int]
     UNAVAILABLE_REASON_FIELD_NUMBER: _ClassVar[int]
+    WARNINGS_FIELD_NUMBER: _ClassVar[int]
     name: str
     base_type: str
     capabilities: _containers.RepeatedScalarFieldContainer[str]
@@ -154,7 +155,8 @@ class AgentType(_message.Message):
     spawnable: bool
     backing: _enums_pb2.AgentBacking
     unavailable_reason: str
-    def __init__(self, name: _Optional[str] = ..., base_type: _Optional[str] = ..., capabilities: _Optional[_Iterable[str]] = ..., description: _Optional[str] = ..., source: _Optional[str] = ..., spawnable: _Optional[bool] = ..., backing: _Optional[_Union[_enums_pb2.AgentBacking, str]] = ..., unavailable_reason: _Optional[str] = ...) -> None: ...
+    warnings: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., base_type: _Optional[str] = ..., capabilities: _Optional[_Iterable[str]] = ..., description: _Optional[str] = ..., source: _Optional[str] = ..., spawnable: _Optional[bool] = ..., backing: _Optional[_Union[_enums_pb2.AgentBacking, str]] = ..., unavailable_reason: _Optional[str] = ..., warnings: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ListAgentTypesResponse(_message.Message):
     __slots__ = ("agent_types", "problems")

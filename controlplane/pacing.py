@@ -25,6 +25,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from agent_sdk.pacing import ModelPacer, Outcome, PermitAnswer
 from controlplane.domain.model_limits import (
     HEADER_PREFIX,
     BreakerPolicy,
@@ -301,6 +302,23 @@ class Pacer:
         finally:
             if isinstance(permit, Grant) and permit.permit_id in self._permits:
                 self.report(permit.permit_id, CallOutcome(abandoned=True))
+
+    def model_pacer(self) -> ModelPacer:
+        """This pacer as an :class:`agent_sdk.pacing.ModelPacer`, for model calls made in the control plane
+        (the Claude planner): the same permits and outcomes as agents', without a stream."""
+
+        async def ask(model: str, input_tokens: int, output_tokens: int, max_wait: float) -> PermitAnswer:
+            answer = await self.acquire(model, input_tokens, output_tokens, max_wait=max_wait, holder="control-plane")
+            if isinstance(answer, Deferred):
+                return PermitAnswer(False, retry_after=answer.retry_after, reason=answer.reason)
+            return PermitAnswer(True, answer.permit_id, answer.waited)
+
+        def send(outcome: Outcome) -> None:
+            self.report(outcome.permit_id, CallOutcome(outcome.status, outcome.retry_after, outcome.headers or {},
+                                                       outcome.input_tokens, outcome.output_tokens,
+                                                       outcome.abandoned), model=outcome.model)
+
+        return ModelPacer(ask, send)
 
     # --- visibility -------------------------------------------------------------------
 

@@ -39,6 +39,10 @@ PERMIT_TTL = 900.0
 #: Response headers an outcome may carry (others are ignored): the rate-limit family and retry-after.
 HEADER_PREFIX = "anthropic-ratelimit-"
 _BUCKETS = ("requests", "input_tokens", "output_tokens")
+#: The ``error_type`` of a retryable failure whose model call the pacer held past the agent's
+#: ``max_wait``: no call was made, so the subtask is queued again after its retry-after without
+#: spending a retry.
+DEFERRED_ERROR_TYPE = "ModelPaced"
 
 
 class BreakerState(enum.IntEnum):

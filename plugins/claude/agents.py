@@ -39,8 +39,16 @@ from typing import Any, ClassVar
 from agent_sdk.agent import Agent
 from agent_sdk.context import Assignment, Ballot, Context, Result, Usage, VoteChoice
 from agent_sdk.errors import BudgetExhausted, PermanentError, RetryableError
+from agent_sdk.pacing import Permit
 from agent_sdk.types import AgentBacking, AgentTypeSpec, SubtaskKind
-from plugins.claude.client import NO_KEY_MESSAGE, make_client, request_options, translate_error
+from plugins.claude.client import (
+    NO_KEY_MESSAGE,
+    make_client,
+    paced_call,
+    report_success,
+    request_options,
+    translate_error,
+)
 from plugins.claude.config import AGENT_ENVIRONMENT, ClaudeConfig, load_plugin_settings, resolve_config
 from plugins.claude.pricing import cost_micros, price_for, usage_cost_micros
 
@@ -257,7 +265,9 @@ class ClaudeAgent(Agent):
         ctx.progress(0.0, f"asking {self.config.model}")
         received, last_report = 0, time.monotonic()
         stream: Any = None
-        try:
+
+        async def attempt(permit: Permit) -> Any:
+            nonlocal stream, received, last_report
             async with self._calls() as client, client.messages.stream(
                 model=self.config.model, max_tokens=max_tokens, system=system, messages=messages,
                 **request_options(self.config),
@@ -271,7 +281,13 @@ class ClaudeAgent(Agent):
                         last_report = time.monotonic()
                         tokens = received / CHARS_PER_TOKEN
                         ctx.progress(min(0.95, 0.05 + 0.9 * tokens / max_tokens), f"~{int(tokens)} tokens")
-                message = await stream.get_final_message()
+                answer = await stream.get_final_message()
+            report_success(permit, stream.response.headers, answer)
+            return answer
+
+        try:
+            message = await paced_call(self.pacer, self.config, int(prompt_chars / CHARS_PER_TOKEN) + 1, max_tokens,
+                                       attempt, may_retry=lambda: stream is None)
         except BaseException as exc:  # cancelled or failed mid-stream: what was delivered is still charged
             ctx.spend(self._partial_usage(stream, received))
             if isinstance(exc, Exception):
@@ -374,15 +390,22 @@ class ClaudeAgent(Agent):
                                                   len(system) + len(prompt) + len(str(tool)), VOTE_MAX_TOKENS)
         except BudgetExhausted as exc:
             return _abstention(str(exc))
-        try:
+        async def attempt(permit: Permit) -> Any:
             async with self._calls() as client:
-                message = await client.messages.create(
+                raw = await client.messages.with_raw_response.create(
                     model=self.config.model, max_tokens=max_tokens,
                     system=system,
                     messages=[{"role": "user", "content": prompt}],
                     tools=[tool], tool_choice={"type": "tool", "name": "cast_vote"}, timeout=timeout,
                     **request_options(self.config),
                 )
+                answer = await raw.parse()
+            report_success(permit, raw.headers, answer)
+            return answer
+
+        prompt_tokens = int((len(system) + len(prompt) + len(str(tool))) / CHARS_PER_TOKEN) + 1
+        try:
+            message = await paced_call(self.pacer, self.config, prompt_tokens, max_tokens, attempt)
         except Exception as exc:
             error = translate_error(exc)
             if error.error_type == "ApiBadResponse":

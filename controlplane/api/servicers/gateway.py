@@ -350,6 +350,7 @@ class GatewayServicer(gateway_grpc.AgentGatewayServicer):
                 server_version=__version__,
                 replica=registration.replica,
                 accepts_result_batches=True,
+                paces_model_calls=self.engine.pacer is not None,
             )
         )
         reader = asyncio.get_running_loop().create_task(self._read(request_iterator, session))

@@ -77,8 +77,9 @@ class AgentGatewayStub:
     for the API's retry-after; then one test call; then gradually more). A
     permit not granted within `max_wait` comes back with `granted` false and
     `retry_after`: the agent should then end its assignment with a retryable
-    `SubtaskFailure` carrying that `retry_after` rather than hold its slot (or
-    ask again after `retry_after`). After the call, the agent sends one
+    `SubtaskFailure` whose `error_type` is "ModelPaced" and whose `retry_after`
+    is that one, rather than hold its slot (the work is queued again after
+    `retry_after` without spending a retry), or ask again after `retry_after`. After the call, the agent sends one
     `ModelCallOutcome` with the permit id: the HTTP status (0 without an
     answer), the retry-after and `anthropic-ratelimit-*` headers of the answer,
     and the tokens used; `abandoned` when the call was not made or was cancelled
@@ -157,8 +158,9 @@ class AgentGatewayServicer:
     for the API's retry-after; then one test call; then gradually more). A
     permit not granted within `max_wait` comes back with `granted` false and
     `retry_after`: the agent should then end its assignment with a retryable
-    `SubtaskFailure` carrying that `retry_after` rather than hold its slot (or
-    ask again after `retry_after`). After the call, the agent sends one
+    `SubtaskFailure` whose `error_type` is "ModelPaced" and whose `retry_after`
+    is that one, rather than hold its slot (the work is queued again after
+    `retry_after` without spending a retry), or ask again after `retry_after`. After the call, the agent sends one
     `ModelCallOutcome` with the permit id: the HTTP status (0 without an
     answer), the retry-after and `anthropic-ratelimit-*` headers of the answer,
     and the tokens used; `abandoned` when the call was not made or was cancelled
@@ -261,8 +263,9 @@ class AgentGateway:
     for the API's retry-after; then one test call; then gradually more). A
     permit not granted within `max_wait` comes back with `granted` false and
     `retry_after`: the agent should then end its assignment with a retryable
-    `SubtaskFailure` carrying that `retry_after` rather than hold its slot (or
-    ask again after `retry_after`). After the call, the agent sends one
+    `SubtaskFailure` whose `error_type` is "ModelPaced" and whose `retry_after`
+    is that one, rather than hold its slot (the work is queued again after
+    `retry_after` without spending a retry), or ask again after `retry_after`. After the call, the agent sends one
     `ModelCallOutcome` with the permit id: the HTTP status (0 without an
     answer), the retry-after and `anthropic-ratelimit-*` headers of the answer,
     and the tokens used; `abandoned` when the call was not made or was cancelled

@@ -14,7 +14,6 @@ import secrets
 from collections.abc import Sequence
 
 from controlplane.domain.events import Event, EventType
-from controlplane.domain.model_limits import DEFERRED_ERROR_TYPE
 from controlplane.domain.model import (
     AgentInfo,
     AgentStatus,
@@ -28,6 +27,7 @@ from controlplane.domain.model import (
     new_agent_id,
     now,
 )
+from controlplane.domain.model_limits import DEFERRED_ERROR_TYPE
 from controlplane.errors import FailedPrecondition, MaosError, NotFound
 from controlplane.scheduler.commands import (
     Ack,

@@ -151,6 +151,9 @@ class _Permit:
     input_tokens: int
     output_tokens: int
     expires: float
+    #: The breaker's opening count when it was granted: calls from before the last opening do not
+    #: count against the recovery's in-flight cap (a long stream must not stall the test call).
+    epoch: int = 0
 
 
 @dataclass(frozen=True)
@@ -196,6 +199,8 @@ class ModelPacing:
         self.window: int | None = None
         self.buckets = {name: _Bucket(now) for name in _BUCKETS}
         self.permits: dict[str, _Permit] = {}
+        #: How many times the breaker opened (see ``_Permit.epoch``).
+        self.openings = 0
         self.granted = 0
         self.held = 0
         self.overloaded_answers = 0
@@ -222,7 +227,7 @@ class ModelPacing:
                 return Decision(False, self.open_until - now, f"the breaker is open: {self.last_problem}")
             self.state = BreakerState.HALF_OPEN
             self.window = 1
-        if self.window is not None and len(self.permits) >= self.window:
+        if self.window is not None and self._recovering_calls() >= self.window:
             what = "testing the API with one call" if self.state == BreakerState.HALF_OPEN else \
                 f"recovering: at most {self.window} calls at once"
             return Decision(False, None, what)
@@ -243,7 +248,7 @@ class ModelPacing:
                 b = self.buckets[bucket]
                 b.refill(limit, now)
                 b.level = (b.level or 0.0) - min(amount, limit)
-        self.permits[permit_id] = _Permit(max(0, input_tokens), max(0, output_tokens), now + PERMIT_TTL)
+        self.permits[permit_id] = _Permit(max(0, input_tokens), max(0, output_tokens), now + PERMIT_TTL, self.openings)
         self.granted += 1
 
     def report(self, now: float, permit_id: str, outcome: CallOutcome) -> None:
@@ -282,6 +287,10 @@ class ModelPacing:
                     self.cooldown = self.policy.cooldown
                     self.last_problem = ""
 
+    def _recovering_calls(self) -> int:
+        """Calls in flight that were granted since the breaker last opened."""
+        return sum(1 for p in self.permits.values() if p.epoch == self.openings)
+
     def _open(self, now: float, retry_after: float | None, problem: str) -> None:
         if retry_after is not None and retry_after > 0:
             hold = retry_after
@@ -290,6 +299,8 @@ class ModelPacing:
             self.cooldown = min(self.policy.max_cooldown, self.cooldown * 2)
         # calls already in flight may bring more 429s: the latest hold never shortens an earlier one
         self.open_until = max(self.open_until, now + hold) if self.state == BreakerState.OPEN else now + hold
+        if self.state != BreakerState.OPEN:
+            self.openings += 1
         self.state = BreakerState.OPEN
         self.window = 1
         self.failures = 0

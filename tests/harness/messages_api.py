@@ -354,6 +354,7 @@ class MessagesAPIServer:
         #: Headers every answer carries, e.g. ``anthropic-ratelimit-requests-limit`` (see :meth:`overload`).
         self.rate_limit_headers: dict[str, str] = {}
         self._storm: tuple[float, int, float] | None = None  # (until, status, retry_after)
+        self._storm_trigger: tuple[Callable[[dict[str, Any]], bool], float, int, float] | None = None
         #: Answers given by the storm of :meth:`overload` (arrival times, monotonic).
         self.storm_answers: list[float] = []
 
@@ -499,6 +500,13 @@ class MessagesAPIServer:
         with self._cond:
             self._storm = (time.monotonic() + seconds, status, retry_after)
 
+    def overload_when(self, trigger: Callable[[dict[str, Any]], bool], seconds: float, *, status: int = 529,
+                      retry_after: float = 1.0) -> None:
+        """Start an :meth:`overload` storm at the first Messages request for which ``trigger(body)`` holds
+        (that request gets the storm's first answer)."""
+        with self._cond:
+            self._storm_trigger = (trigger, seconds, status, retry_after)
+
     @property
     def storming(self) -> bool:
         """Whether a storm of :meth:`overload` is on now."""
@@ -507,6 +515,9 @@ class MessagesAPIServer:
 
     def _next_reply(self, request: dict[str, Any]) -> Reply:
         with self._cond:
+            if self._storm_trigger is not None and self._storm_trigger[0](request):
+                _, seconds, status, retry_after = self._storm_trigger
+                self._storm, self._storm_trigger = (time.monotonic() + seconds, status, retry_after), None
             if self._storm is not None and time.monotonic() < self._storm[0]:
                 _, status, retry_after = self._storm
                 self.storm_answers.append(time.monotonic())

@@ -261,10 +261,14 @@ class Pacer:
         # "until a call ends" has no figure: ask again after a short while
         return Deferred(pacing.model, max(0.05, wait if wait is not None else _POLL), reason)
 
-    def report(self, permit_id: str, outcome: CallOutcome, model: str = "") -> None:
+    def report(self, permit_id: str, outcome: CallOutcome, model: str = "", holder: str | None = None) -> None:
         """Apply the outcome of a call; ``model`` is needed only for a permit the pacer does not know
-        (its headers still teach the limits)."""
-        known = self._permits.pop(permit_id, None)
+        (one freed when its stream ended: the outcome still counts). With ``holder``, a permit that
+        another holder holds is left alone (an agent reports only on its own calls)."""
+        known = self._permits.get(permit_id)
+        if known is not None and holder is not None and known[1] != holder:
+            return
+        self._permits.pop(permit_id, None)
         name = known[0] if known is not None else model
         if not name or not MODEL_NAME.match(name):
             return

@@ -134,3 +134,13 @@ def test_rate_limits_come_from_the_environment_as_yaml(tmp_path) -> None:
         "MAOS_CLAUDE_RATE_LIMITS": "{claude-test: {requests_per_minute: 5}}"})
     assert settings["claude.rate_limits"] == {MODEL: {"requests_per_minute": 5, "input_tokens_per_minute": 0,
                                                       "output_tokens_per_minute": 0}}
+
+
+async def test_a_holder_reports_only_on_its_own_permits() -> None:
+    pacer = Pacer()
+    mine = await pacer.acquire(MODEL, holder="agent-1")
+    pacer.report(mine.permit_id, CallOutcome(529, retry_after=30), holder="agent-2")  # not its permit
+    (status,) = pacer.status()
+    assert status.state == BreakerState.CLOSED and status.in_flight == 1
+    pacer.report(mine.permit_id, CallOutcome(200), holder="agent-1")
+    assert pacer.status()[0].in_flight == 0

@@ -438,7 +438,7 @@ class GatewayServicer(gateway_grpc.AgentGatewayServicer):
         else:
             session.send(PermitReply(request.request_id, True, answer.permit_id, answer.waited))
 
-    def _outcome(self, outcome: gateway_pb.ModelCallOutcome) -> None:
+    def _outcome(self, session: AgentSession, outcome: gateway_pb.ModelCallOutcome) -> None:
         pacer = self.engine.pacer
         if pacer is None:
             return
@@ -447,7 +447,7 @@ class GatewayServicer(gateway_grpc.AgentGatewayServicer):
         pacer.report(outcome.permit_id[:64], CallOutcome(
             status=outcome.status_code, retry_after=retry_after, headers=dict(outcome.headers),
             input_tokens=outcome.input_tokens, output_tokens=outcome.output_tokens, abandoned=outcome.abandoned,
-        ), model=outcome.model)
+        ), model=outcome.model, holder=_holder(session))
 
     def _result(self, session: AgentSession, result: gateway_pb.SubtaskResult) -> None:
         ref = ref_from_pb(result.ref)
@@ -523,7 +523,7 @@ class GatewayServicer(gateway_grpc.AgentGatewayServicer):
                 elif kind == "permit_request":
                     self._permit(session, msg.permit_request)
                 elif kind == "model_outcome":
-                    self._outcome(msg.model_outcome)
+                    self._outcome(session, msg.model_outcome)
                 elif kind == "register":
                     log.warning("agent %s sent register twice; ignored", session.id)
                 # logs, votes and shared state are handled by later components

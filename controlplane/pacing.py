@@ -175,6 +175,27 @@ class Pacer:
 
     # --- permits -------------------------------------------------------------------
 
+    def grant_now(self, model: str, input_tokens: int = 0, output_tokens: int = 0, holder: str = "") -> Grant | None:
+        """The fast path of :meth:`acquire`, without waiting: a permit if one may be granted at once and
+        nobody waits before this call, else None (then call :meth:`acquire`).
+
+        Raises:
+            ValueError: The model name is not one.
+        """
+        if not MODEL_NAME.match(model):
+            raise ValueError(f"model: {model[:64]!r} is not a model name (letters, digits and ._:@/-, "
+                             "at most 100 characters)")
+        input_tokens, output_tokens = max(0, int(input_tokens)), max(0, int(output_tokens))
+        pacing = self._pacing(model)
+        if pacing is None:
+            return self._grant(model, None, holder, 0.0, input_tokens, output_tokens)
+        queue = self._queues.get(model)
+        if queue is not None and queue.locked():
+            return None
+        if pacing.decide(self.clock(), input_tokens, output_tokens).granted:
+            return self._grant(model, pacing, holder, 0.0, input_tokens, output_tokens)
+        return None
+
     async def acquire(self, model: str, input_tokens: int = 0, output_tokens: int = 0, *,
                       max_wait: float = 10.0, holder: str = "") -> Grant | Deferred:
         """A permit for one call to ``model``, waiting at most ``max_wait`` seconds for it.

@@ -73,13 +73,16 @@ async def test_a_hold_longer_than_max_wait_is_deferred_with_the_time_left() -> N
 
 
 async def test_rates_from_settings_pace_calls() -> None:
-    pacer = Pacer({MODEL: RateLimits(requests_per_minute=600)})  # a burst of 600, then 10 a second
+    now = [100.0]
+    pacer = Pacer({MODEL: RateLimits(requests_per_minute=600)}, clock=lambda: now[0])  # 600 at once, then 10/s
     for _ in range(600):
-        assert isinstance(await pacer.acquire(MODEL, max_wait=0), Grant)
-    started = time.monotonic()
-    assert isinstance(await pacer.acquire(MODEL, max_wait=2), Grant)
-    assert time.monotonic() - started >= 0.08
-    assert pacer.status()[0].usage["requests"] > 0.99
+        assert pacer.grant_now(MODEL) is not None
+    assert pacer.grant_now(MODEL) is None
+    deferred = await pacer.acquire(MODEL, max_wait=0)
+    assert isinstance(deferred, Deferred) and deferred.retry_after == pytest.approx(0.1)
+    assert "rate limits" in deferred.reason and pacer.status()[0].usage["requests"] == 1.0
+    now[0] += 0.11
+    assert isinstance(await pacer.acquire(MODEL, max_wait=0), Grant)
 
 
 async def test_a_leaving_holder_frees_its_permits() -> None:

@@ -417,6 +417,14 @@ class GatewayServicer(gateway_grpc.AgentGatewayServicer):
         if pacer is None:  # nothing paces: every call may go
             session.send(PermitReply(request.request_id, True, "unpaced"))
             return
+        try:  # the fast path answers at once, without a task
+            grant = pacer.grant_now(request.model, request.input_tokens, request.output_tokens, _holder(session))
+        except ValueError as exc:
+            session.send(PermitReply(request.request_id, False, reason=f"invalid permit request: {exc}"))
+            return
+        if grant is not None:
+            session.send(PermitReply(request.request_id, True, grant.permit_id))
+            return
         task = asyncio.get_running_loop().create_task(self._answer_permit(pacer, session, request))
         self._background.add(task)
         task.add_done_callback(self._background.discard)

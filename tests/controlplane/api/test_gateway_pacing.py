@@ -51,19 +51,18 @@ async def test_a_529_holds_every_agents_permits_until_its_retry_after(control_pl
         assert first.granted and first.permit_id
 
         one.send(model_outcome=gw.ModelCallOutcome(
-            permit_id=first.permit_id, status_code=529, retry_after=seconds(0.8), headers={
+            permit_id=first.permit_id, status_code=529, retry_after=seconds(2.0), headers={
                 "anthropic-ratelimit-requests-limit": "50", "anthropic-ratelimit-output-tokens-limit": "8000",
                 "x-other": "ignored"}))
-        shown = await wait_for(lambda: pacing_of(stubs), 5, message="the model's pacing in GetStatus")
         shown = await wait_for(lambda: _open(stubs), 5, message="the breaker to open")
         assert shown.overloaded_answers == 1 and "overloaded (529)" in shown.last_problem
         assert shown.requests_per_minute == 50 and shown.output_tokens_per_minute == 8000
 
         deferred = await ask(two, 7, max_wait=0.05)  # the other agent is held too
-        assert not deferred.granted and 0.3 < deferred.retry_after.ToNanoseconds() / 1e9 <= 0.8
+        assert not deferred.granted and 0 < deferred.retry_after.ToNanoseconds() / 1e9 <= 2.0
         assert "breaker is open" in deferred.reason
 
-        probe = await ask(two, 8, max_wait=5)  # granted once the hold ends: the test call
+        probe = await ask(two, 8, max_wait=10)  # granted once the hold ends: the test call
         assert probe.granted and probe.waited.ToNanoseconds() > 0
         two.send(model_outcome=gw.ModelCallOutcome(permit_id=probe.permit_id, status_code=200,
                                                    input_tokens=480, output_tokens=300))

@@ -444,6 +444,17 @@ def status(detailed: bool, resources: bool, performance: bool, memory: bool, sys
     emit(data, text)
 
 
+def pacing_summary(models: Any) -> str:
+    """One line of the models whose calls are held back (breaker not closed, or calls waiting); "" if none."""
+    parts = []
+    for m in models:
+        if m.breaker == enums.BREAKER_STATE_CLOSED and not m.held:
+            continue
+        breaker = enum_label(enums.BreakerState, m.breaker, "BREAKER_STATE_")
+        parts.append(f"{m.model} {breaker}, {m.held} held" + (f" ({m.last_problem})" if m.last_problem else ""))
+    return "; ".join(parts)
+
+
 def pacing_table(models: Any) -> str:
     """``Model calls:`` and one row per paced model: breaker, calls in flight and held, rate use."""
 

@@ -81,6 +81,9 @@ async def test_a_529_storm_is_paced_across_the_pool_and_shown(keyed: Foreground,
     assert opened["requests_per_minute"] == 4000  # learned from the answers' headers
     text = await keyed.cli("status")
     assert "Model calls (paced across agents)" in text.stdout and "OPEN" in text.stdout
+    monitor = await keyed.cli("monitor", "--once")
+    assert monitor.exit_code == 0, monitor.output
+    assert "Model calls:" in monitor.stdout and opened["model"] in monitor.stdout
     assert metrics(keyed)[f'maos_model_breaker_state{{model="{opened["model"]}"}}'] == 2
 
     waited = await keyed.cli("task", "wait", task_id, "--timeout", "90")

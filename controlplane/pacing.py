@@ -210,19 +210,17 @@ class Pacer:
         Raises:
             ValueError: The model name is not one.
         """
-        if not MODEL_NAME.match(model):
-            raise ValueError(f"model: {model[:64]!r} is not a model name (letters, digits and ._:@/-, "
-                             "at most 100 characters)")
+        grant = self.grant_now(model, input_tokens, output_tokens, holder)  # the fast path
+        if grant is not None:
+            return grant
         input_tokens, output_tokens = max(0, int(input_tokens)), max(0, int(output_tokens))
         max_wait = min(max(0.0, max_wait), MAX_WAIT)
-        pacing = self._pacing(model)
-        if pacing is None:
+        pacing = self.store.get(model)
+        if pacing is None:  # not paced (grant_now grants those): only if another replica dropped it
             return self._grant(model, None, holder, 0.0, input_tokens, output_tokens)
         start = self.clock()
         queue = self._queues.setdefault(model, asyncio.Lock())
         decision = pacing.decide(start, input_tokens, output_tokens)
-        if decision.granted and not queue.locked():  # the fast path: no one waits before this call
-            return self._grant(model, pacing, holder, 0.0, input_tokens, output_tokens)
         if self._waiting.get(holder, 0) >= MAX_WAITING_PER_HOLDER:
             return self._defer(pacing, start, decision.wait, "too many permit requests waiting")
         pacing.held += 1

@@ -18,6 +18,11 @@ the stream delivered until then is recorded with ``ctx.spend`` so it is still
 charged. ``max_tokens`` stays within the share of the task's budget the
 assignment carries.
 
+Every call (work and votes) is made under a permit of the control plane's pacer
+(``self.pacer``, set by the worker: :func:`plugins.claude.client.paced_call`), so the pool
+shares the model's rate limits and a 429/529 holds everyone's calls rather than each agent
+retrying on its own.
+
 Agents are warm: :meth:`ClaudeAgent.warm_up` (run by the worker before it
 registers) imports ``anthropic`` and builds the client every call reuses, so
 the first assignment does not pay for them. The types are model-backed
@@ -390,6 +395,7 @@ class ClaudeAgent(Agent):
                                                   len(system) + len(prompt) + len(str(tool)), VOTE_MAX_TOKENS)
         except BudgetExhausted as exc:
             return _abstention(str(exc))
+
         async def attempt(permit: Permit) -> Any:
             async with self._calls() as client:
                 raw = await client.messages.with_raw_response.create(

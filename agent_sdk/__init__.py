@@ -27,6 +27,7 @@ from agent_sdk.context import (
     VoteChoice,
 )
 from agent_sdk.errors import AgentError, BudgetExhausted, MaosRpcError, PermanentError, RetryableError
+from agent_sdk.pacing import ModelCallDeferred, ModelPacer, Permit
 from agent_sdk.submitter import TaskSubmitter
 from agent_sdk.tls import tls_credentials
 from agent_sdk.types import AgentBacking, AgentTypeSpec, SubtaskKind
@@ -63,6 +64,10 @@ __all__ = [
     "Artifact",
     "SharedState",
     "StateConflict",
+    # Model pacing
+    "ModelPacer",
+    "Permit",
+    "ModelCallDeferred",
     # Consensus
     "Ballot",
     "Candidate",

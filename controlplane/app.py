@@ -42,6 +42,7 @@ from controlplane.launcher import LocalLauncher
 from controlplane.logbook import LogBook, LogBookHandler
 from controlplane.metrics import Metrics
 from controlplane.observability.wiring import install_observability
+from controlplane.pacing import Pacer
 from controlplane.plugins import await_me_maybe, get_plugin_manager
 from controlplane.pool import AgentSupply
 from controlplane.redaction import redact_url
@@ -232,6 +233,7 @@ def build_app(settings: Settings, pm: pluggy.PluginManager | None = None) -> App
     planners = [p for group in pm.hook.register_planners(settings=settings) for p in group or []]
     replica = settings["server.replica_id"] or f"{socket.gethostname()}-{os.getpid()}"
     engine = Engine(settings=settings, storage=storage, planners=planners, metrics=metrics, replica=replica)
+    engine.pacer = Pacer.from_settings(settings, metrics)
     launcher = LocalLauncher(settings["server.address"], settings.home, settings["system.max_agents"],
                              AgentLimits.from_settings(settings))
     launcher.type_environment = lambda name: getattr(agent_type(pm, settings, name), "environment", ())

@@ -154,6 +154,33 @@ def _pool(value: Any) -> dict[str, int]:
     return pool
 
 
+_RATE_KEYS = ("requests_per_minute", "input_tokens_per_minute", "output_tokens_per_minute")
+
+
+def _rate_limits(value: Any) -> dict[str, dict[str, int]]:
+    """Per-model rate limits: ``{model: {requests_per_minute: 50, input_tokens_per_minute: 30000, ...}}``.
+
+    A string is read as YAML (or JSON), so the environment variable can hold the same mapping.
+    """
+    if isinstance(value, str):
+        value = yaml.safe_load(value) if value.strip() else {}
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ValueError("expected a mapping of model names to limits")
+    limits: dict[str, dict[str, int]] = {}
+    for model, entry in value.items():
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._:@/\-]{0,99}", str(model)):
+            raise ValueError(f"{str(model)[:64]!r} is not a model name")
+        if not isinstance(entry, Mapping):
+            raise ValueError(f"{model}: expected a mapping with {', '.join(_RATE_KEYS)}")
+        unknown = sorted(set(map(str, entry)) - set(_RATE_KEYS))
+        if unknown:
+            raise ValueError(f"{model}: unknown key {unknown[0]!r} (known: {', '.join(_RATE_KEYS)})")
+        limits[str(model)] = {key: _non_negative_int(entry.get(key, 0)) for key in _RATE_KEYS}
+    return limits
+
+
 def _text(value: Any) -> str:
     return "" if value is None else str(value)
 
@@ -369,6 +396,17 @@ OPTIONS: dict[str, Option] = {
                "Domains never searched or fetched (ignored when allowed_domains is set)."),
         Option("claude.code_execution.enabled", _bool, True,
                "Offer coders and testers Anthropic's server-side code execution (a sandbox on the API's side)."),
+        Option("claude.rate_limits", _rate_limits, {},
+               "Per-model limits every agent's calls share: {model: {requests_per_minute, "
+               "input_tokens_per_minute, output_tokens_per_minute}} (0 or absent: only what the API's "
+               "anthropic-ratelimit-* headers announce)."),
+        Option("claude.breaker.failure_threshold", _positive_int, 3,
+               "Failed model calls in a row (5xx, no answer) that open a model's circuit breaker; "
+               "429 and 529 open it at once."),
+        Option("claude.breaker.cooldown", _positive_duration, 5.0,
+               "How long an open breaker holds model calls when the API names no retry-after."),
+        Option("claude.breaker.max_cooldown", _positive_duration, 60.0,
+               "Longest hold: the cool-down doubles each time the breaker opens again without a success."),
     ]
 }
 

@@ -71,7 +71,10 @@ def register_planners(settings: Settings) -> list[Planner]:
         built-ins) whose ``accepts(task)`` is true; the deterministic built-in
         planner accepts every task and runs last. A planner's ``plan`` that
         takes a ``pool`` keyword is told the agent types connected or
-        launchable; every plan is fitted to them before it runs.
+        launchable; every plan is fitted to them before it runs. One that
+        takes a ``pacer`` keyword gets the control plane's
+        :class:`controlplane.pacing.Pacer`, to take a permit for each model
+        call as agents do.
 
     Example::
 

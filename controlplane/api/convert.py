@@ -8,9 +8,10 @@ from typing import Any
 
 from google.protobuf import duration_pb2, timestamp_pb2
 
-from controlplane.api.pb import enums_pb, errors_pb, messages_pb
+from controlplane.api.pb import enums_pb, errors_pb, messages_pb, system_pb
 from controlplane.domain.events import EventType
 from controlplane.domain.limits import clip_bytes, quote
+from controlplane.domain.model_limits import PacingStatus
 from controlplane.domain.model import (
     AgentInfo,
     Artifact,
@@ -184,6 +185,20 @@ def usage_to_pb(u: Usage) -> messages_pb.TokenUsage:
 
 
 MAX_USAGE = 1 << 40  # per report: far above any real figure, far below what storage can hold
+
+
+def model_pacing_to_pb(p: PacingStatus) -> system_pb.ModelPacing:
+    """The status message of one paced model."""
+    limits = p.limits
+    return system_pb.ModelPacing(
+        model=p.model, breaker=int(p.state), reopens_in=duration(p.reopens_in), in_flight=p.in_flight,
+        in_flight_cap=p.in_flight_cap, held=p.held, requests_per_minute=limits.requests_per_minute,
+        input_tokens_per_minute=limits.input_tokens_per_minute,
+        output_tokens_per_minute=limits.output_tokens_per_minute,
+        requests_used=p.usage.get("requests", 0.0), input_tokens_used=p.usage.get("input_tokens", 0.0),
+        output_tokens_used=p.usage.get("output_tokens", 0.0), granted=p.granted,
+        overloaded_answers=p.overloaded_answers, last_problem=p.last_problem,
+    )
 
 
 def usage_from_pb(u: messages_pb.TokenUsage) -> Usage:

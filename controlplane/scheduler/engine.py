@@ -117,6 +117,8 @@ class Engine(AgentSide, Consensus, Watching, PoolSide):
         #: Budget shares of running subtasks, and who held which lease (for usage reported late).
         self.reservations = Reservations()
         self.grants = Grants()
+        #: Paces model calls across agents (controlplane.pacing.Pacer; set by build_app), or None.
+        self.pacer: Any = None
         self._late_charges = asyncio.Lock()
         self._running_per_task: dict[str, int] = defaultdict(int)
         self._parked: dict[str, list[tuple[tuple[str, str], Entry]]] = defaultdict(list)
@@ -480,10 +482,15 @@ class Engine(AgentSide, Consensus, Watching, PoolSide):
         return plan
 
     def _ask_planner(self, method: Callable[..., Any], task: Task) -> Any:
-        """Call a planner's ``plan``/``plan_with_usage``, telling it the pool when it takes ``pool``."""
-        if "pool" in inspect.signature(method).parameters:
-            return method(task, pool=self.agent_pool())
-        return method(task)
+        """Call a planner's ``plan``/``plan_with_usage``, telling it the pool when it takes ``pool`` and
+        giving it the pacer of model calls when it takes ``pacer``."""
+        parameters = inspect.signature(method).parameters
+        kwargs: dict[str, Any] = {}
+        if "pool" in parameters:
+            kwargs["pool"] = self.agent_pool()
+        if "pacer" in parameters:
+            kwargs["pacer"] = self.pacer
+        return method(task, **kwargs)
 
     def _plan_and_queue(self, task: Task) -> None:
         """Plan the task now (planners with ``plan_now``) or in the background (model planners)."""

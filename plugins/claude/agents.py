@@ -26,6 +26,11 @@ the stream delivered until then is recorded with ``ctx.spend`` so it is still
 charged. ``max_tokens`` stays within the share of the task's budget the
 assignment carries.
 
+Every call (work and votes) is made under a permit of the control plane's pacer
+(``self.pacer``, set by the worker: :func:`plugins.claude.client.paced_call`), so the pool
+shares the model's rate limits and a 429/529 holds everyone's calls rather than each agent
+retrying on its own.
+
 Agents are warm: :meth:`ClaudeAgent.warm_up` (run by the worker before it
 registers) imports ``anthropic`` and builds the client every call reuses, so
 the first assignment does not pay for them. The types are model-backed
@@ -48,8 +53,16 @@ from typing import Any, ClassVar
 from agent_sdk.agent import Agent
 from agent_sdk.context import Assignment, Ballot, Context, Result, Usage, VoteChoice
 from agent_sdk.errors import BudgetExhausted, PermanentError
+from agent_sdk.pacing import Permit
 from agent_sdk.types import AgentBacking, AgentTypeSpec, SubtaskKind
-from plugins.claude.client import NO_KEY_MESSAGE, make_client, request_options, translate_error
+from plugins.claude.client import (
+    NO_KEY_MESSAGE,
+    make_client,
+    paced_call,
+    report_success,
+    request_options,
+    translate_error,
+)
 from plugins.claude.config import AGENT_ENVIRONMENT, ClaudeConfig, load_plugin_settings, resolve_config
 from plugins.claude.pricing import WEB_SEARCH_MICROS, cost_micros, price_for, usage_cost_micros
 from plugins.claude.tools.base import ClientTool, ToolSource
@@ -450,15 +463,23 @@ class ClaudeAgent(Agent):
                                                   len(system) + len(prompt) + len(str(tool)), VOTE_MAX_TOKENS)
         except BudgetExhausted as exc:
             return _abstention(str(exc))
-        try:
+
+        async def attempt(permit: Permit) -> Any:
             async with self._calls() as client:
-                message = await client.messages.create(
+                raw = await client.messages.with_raw_response.create(
                     model=self.config.model, max_tokens=max_tokens,
                     system=system,
                     messages=[{"role": "user", "content": prompt}],
                     tools=[tool], tool_choice={"type": "tool", "name": "cast_vote"}, timeout=timeout,
                     **request_options(self.config),
                 )
+                answer = await raw.parse()
+            report_success(permit, raw.headers, answer)
+            return answer
+
+        prompt_tokens = int((len(system) + len(prompt) + len(str(tool))) / CHARS_PER_TOKEN) + 1
+        try:
+            message = await paced_call(self.pacer, self.config, prompt_tokens, max_tokens, attempt)
         except Exception as exc:
             error = translate_error(exc)
             if error.error_type == "ApiBadResponse":

@@ -22,10 +22,11 @@ from typing import Any
 #: deprecated by the SDK.
 DEFAULT_MODEL = "claude-sonnet-4-6"
 DEFAULT_MAX_TOKENS = 4096
-#: Retries the SDK makes itself (429/529/5xx/connection errors, honouring retry-after) before the
+#: Retries of one call (429/529/5xx/connection errors), each under a new permit of the pacer, before the
 #: agent reports a RetryableError so the control plane retries later.
 DEFAULT_MAX_RETRIES = 2
-#: The longest retry-after (seconds) the SDK waits in-process; a longer one is handed to the control plane.
+#: The longest (seconds) an agent waits in-process, for a permit or a retry-after; past it the work is
+#: handed back to the control plane.
 DEFAULT_MAX_RETRY_WAIT = 10.0
 #: Seconds one HTTP attempt may take (the SDK's read timeout).
 DEFAULT_TIMEOUT = 600.0

@@ -22,7 +22,10 @@ EXPECTED = [
     "Context",
     "DependencyResult",
     "MaosRpcError",
+    "ModelCallDeferred",
+    "ModelPacer",
     "PermanentError",
+    "Permit",
     "Result",
     "RetryableError",
     "SharedState",
@@ -50,6 +53,7 @@ def test_every_export_resolves_to_its_home_module() -> None:
         "Client": "agent_sdk.client", "MaosRpcError": "agent_sdk.errors",
         "PermanentError": "agent_sdk.errors", "RetryableError": "agent_sdk.errors",
         "BudgetExhausted": "agent_sdk.errors",
+        "ModelPacer": "agent_sdk.pacing", "Permit": "agent_sdk.pacing", "ModelCallDeferred": "agent_sdk.pacing",
         "TaskSubmitter": "agent_sdk.submitter", "Worker": "agent_sdk.worker",
         "run_agent": "agent_sdk.runner", "tls_credentials": "agent_sdk.tls",
     }

@@ -377,7 +377,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _start(self, status: int, headers: Mapping[str, str]) -> None:
         self.send_response(status)
-        for name, value in {"request-id": f"req_{uuid.uuid4().hex[:24]}", **headers}.items():
+        extra = self.server.api.rate_limit_headers
+        for name, value in {"request-id": f"req_{uuid.uuid4().hex[:24]}", **extra, **headers}.items():
             self.send_header(name, value)
         self.end_headers()
 
@@ -422,6 +423,12 @@ class MessagesAPIServer:
         self._stop_event = threading.Event()
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
+        #: Headers every answer carries, e.g. ``anthropic-ratelimit-requests-limit`` (see :meth:`overload`).
+        self.rate_limit_headers: dict[str, str] = {}
+        self._storm: tuple[float, int, float] | None = None  # (until, status, retry_after)
+        self._storm_trigger: tuple[Callable[[dict[str, Any]], bool], float, int, float] | None = None
+        #: Answers given by the storm of :meth:`overload` (arrival times, monotonic).
+        self.storm_answers: list[float] = []
 
     def start(self) -> MessagesAPIServer:
         """Binds an ephemeral port and serves in a background thread; returns ``self``."""
@@ -556,8 +563,38 @@ class MessagesAPIServer:
             record.disconnected = True
             self._cond.notify_all()
 
+    def overload(self, seconds: float, *, status: int = 529, retry_after: float = 1.0) -> None:
+        """For the next ``seconds``, answer every Messages request with ``status`` and ``retry-after``.
+
+        A storm as the real API has them (529 overloaded, or 429 rate limited), scripted replies and the
+        responder wait until it ends; :attr:`storm_answers` records when each storm answer was given.
+        """
+        with self._cond:
+            self._storm = (time.monotonic() + seconds, status, retry_after)
+
+    def overload_when(self, trigger: Callable[[dict[str, Any]], bool], seconds: float, *, status: int = 529,
+                      retry_after: float = 1.0) -> None:
+        """Start an :meth:`overload` storm at the first Messages request for which ``trigger(body)`` holds
+        (that request gets the storm's first answer)."""
+        with self._cond:
+            self._storm_trigger = (trigger, seconds, status, retry_after)
+
+    @property
+    def storming(self) -> bool:
+        """Whether a storm of :meth:`overload` is on now."""
+        with self._cond:
+            return self._storm is not None and time.monotonic() < self._storm[0]
+
     def _next_reply(self, request: dict[str, Any]) -> Reply:
         with self._cond:
+            if self._storm_trigger is not None and self._storm_trigger[0](request):
+                _, seconds, status, retry_after = self._storm_trigger
+                self._storm, self._storm_trigger = (time.monotonic() + seconds, status, retry_after), None
+            if self._storm is not None and time.monotonic() < self._storm[0]:
+                _, status, retry_after = self._storm
+                self.storm_answers.append(time.monotonic())
+                return ErrorReply(status, None, "scripted storm", {
+                    "retry-after-ms": str(int(retry_after * 1000)), "retry-after": str(max(1, math.ceil(retry_after)))})
             if self._queue:
                 return self._queue.popleft()
         reply = self.responder(request)

@@ -74,6 +74,7 @@ class SystemServicer(system_grpc.SystemServiceServicer):
             connected_agents=len(engine.sessions),
             free_slots=sum(s.free for s in engine.sessions.values()),
             replicas=[engine.replica] if request.detailed else [],
+            model_pacing=[convert.model_pacing_to_pb(p) for p in engine.pacer.status()] if engine.pacer else [],
         )
 
     async def GetHealth(self, request: system_pb.GetHealthRequest, context: grpc.aio.ServicerContext) -> system_pb.GetHealthResponse:

@@ -46,6 +46,13 @@ class AgentBacking(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     AGENT_BACKING_MODEL: _ClassVar[AgentBacking]
     AGENT_BACKING_OFFLINE: _ClassVar[AgentBacking]
 
+class BreakerState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    BREAKER_STATE_UNSPECIFIED: _ClassVar[BreakerState]
+    BREAKER_STATE_CLOSED: _ClassVar[BreakerState]
+    BREAKER_STATE_OPEN: _ClassVar[BreakerState]
+    BREAKER_STATE_HALF_OPEN: _ClassVar[BreakerState]
+
 class AgentStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     AGENT_STATUS_UNSPECIFIED: _ClassVar[AgentStatus]
@@ -162,6 +169,10 @@ SUBTASK_KIND_CANDIDATE: SubtaskKind
 AGENT_BACKING_UNSPECIFIED: AgentBacking
 AGENT_BACKING_MODEL: AgentBacking
 AGENT_BACKING_OFFLINE: AgentBacking
+BREAKER_STATE_UNSPECIFIED: BreakerState
+BREAKER_STATE_CLOSED: BreakerState
+BREAKER_STATE_OPEN: BreakerState
+BREAKER_STATE_HALF_OPEN: BreakerState
 AGENT_STATUS_UNSPECIFIED: AgentStatus
 AGENT_STATUS_IDLE: AgentStatus
 AGENT_STATUS_BUSY: AgentStatus

@@ -52,8 +52,9 @@ from controlplane.http.transcode import (
 
 log = logging.getLogger(__name__)
 
-#: Request fields a stream resumes from, set from the ``Last-Event-ID`` header.
-RESUME_FIELDS = ("after_event_id",)
+#: Request fields a stream resumes from, set from the ``Last-Event-ID`` header (WatchTask and
+#: WatchEvents resume after an ``Event.id``, TailLogs after a ``LogRecord.id``).
+RESUME_FIELDS = ("after_event_id", "after_record_id")
 #: Seconds an SSE request waits for its stream's first message (or refusal) before answering 200.
 FIRST_MESSAGE_WAIT = 1.0
 #: Seconds between SSE keepalive comments (they also notice a client that went away).
@@ -86,10 +87,11 @@ def _alias_regex(path: str) -> re.Pattern[str]:
 
 
 def _event_id(message: Message) -> str:
-    """The id a streamed message can be resumed after (``event.id``), if it has one."""
+    """The id a streamed message can be resumed after (``event.id``, ``record.id``), if it has one."""
     fields = message.DESCRIPTOR.fields_by_name
-    if "event" in fields and message.HasField("event"):
-        return getattr(message.event, "id", "")
+    for name in ("event", "record"):
+        if name in fields and message.HasField(name):
+            return getattr(getattr(message, name), "id", "")
     if "id" in fields:
         return str(message.id)  # type: ignore[attr-defined]
     return ""

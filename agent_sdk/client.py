@@ -320,16 +320,18 @@ class Client(WebhookMethods, WorkflowMethods):
             raise UnavailableError(f"cannot reach the MAOS control plane at {address} within {timeout:g} s") from None
         return client
 
-    def with_token(self, token: str | None) -> Client:
-        """A client sending ``token`` instead, over this client's channel (one connection, many callers).
+    def with_token(self, token: str | None, metadata: Sequence[tuple[str, str]] = ()) -> Client:
+        """A client sending ``token`` instead (and ``metadata`` with every call), over this client's channel.
 
-        The new client shares the channel: close this one, not it, when done.
+        One connection, many callers: the new client shares the channel, so close this one, not it.
         """
         clone = copy.copy(self)
         clone.token = token
-        clone._metadata = (("authorization", f"Bearer {token}"),) if token else None
-        for attr in ("tasks", "agents", "system", "access", "audit"):
-            setattr(clone, attr, _Service(getattr(self, attr)._stub, clone))
+        pairs = ((("authorization", f"Bearer {token}"),) if token else ()) + tuple(metadata)
+        clone._metadata = pairs or None
+        for attr, value in vars(self).items():
+            if isinstance(value, _Service):
+                setattr(clone, attr, _Service(value._stub, clone))
         return clone
 
     async def close(self) -> None:

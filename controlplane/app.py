@@ -37,6 +37,7 @@ from controlplane.checkpoints.wiring import install_checkpoints
 from controlplane.config import Settings
 from controlplane.errors import FailedPrecondition, InvalidArgument
 from controlplane.home import secure_home
+from controlplane.http.mcp_mount import MCP_PATH, mount_mcp
 from controlplane.http.server import HttpServer, check_http_address
 from controlplane.launcher import LocalLauncher
 from controlplane.logbook import LogBook, LogBookHandler
@@ -137,6 +138,8 @@ class App:
         self._started = True  # from here on, stop() undoes what started
         if http_address is not None and self.http is not None:
             host, _, port = http_address.rpartition(":")
+            if MCP_PATH not in self.http.mounts:
+                mount_mcp(self.http, self.settings, host)
             self.http_port = await self.http.start(host, int(port))
         if self.settings["server.metrics_port"]:
             self.metrics_port = self.metrics.serve(

@@ -82,6 +82,15 @@ def error_response(status: status_pb2.Status, http: int | None = None) -> Respon
     return response
 
 
+def peer_metadata(request: Request) -> list[tuple[str, str]]:
+    """The metadata that tells the gRPC server (on the private socket) the HTTP client's address."""
+    if request.client is None:
+        return []
+    host = request.client.host
+    family = "ipv6" if ":" in host else "ipv4"
+    return [(PEER_METADATA, f"{family}:{host}:{request.client.port}")]
+
+
 def _alias_regex(path: str) -> re.Pattern[str]:
     return re.compile(re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(path)))
 
@@ -111,7 +120,9 @@ class Gateway:
         self.channel: grpc.aio.Channel | None = None
         self._aliases = [(alias, _alias_regex(alias.path)) for alias in ALIASES]
         self._openapi: dict[str, Any] | None = None
-        starlette_routes: list[Any] = [Mount(path, app=app) for path, app in (mounts or {}).items()]
+        starlette_routes: list[Any] = []
+        for path, app in (mounts or {}).items():  # the path itself (``/mcp``) and what is under it
+            starlette_routes += [StarletteRoute(path, app), Mount(path, app=app)]
         starlette_routes += [
             StarletteRoute("/openapi.json", self.openapi, methods=["GET"]),
             StarletteRoute("/{path:path}", self.dispatch, methods=_ALL_METHODS),
@@ -131,11 +142,7 @@ class Gateway:
         authorization = request.headers.get("authorization")
         if authorization:
             metadata.append(("authorization", authorization))
-        if request.client is not None:
-            host = request.client.host
-            family = "ipv6" if ":" in host else "ipv4"
-            metadata.append((PEER_METADATA, f"{family}:{host}:{request.client.port}"))
-        return metadata
+        return metadata + peer_metadata(request)
 
     async def _body(self, request: Request) -> bytes:
         declared = request.headers.get("content-length")
@@ -403,4 +410,4 @@ def _grpc_timeout(value: str) -> float | None:
     return None
 
 
-__all__ = ["Gateway", "error_response"]
+__all__ = ["Gateway", "error_response", "peer_metadata"]

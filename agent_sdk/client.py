@@ -469,9 +469,15 @@ class Client(WebhookMethods, WorkflowMethods):
         return (await self.tasks.AnalyzeTask(request)).plan
 
     async def watch_task(self, id_or_name: str, *, include_progress: bool = False,
-                         timeout: float | None = None) -> AsyncIterator[tasks_pb.WatchTaskResponse]:
-        """A snapshot of the task, then one message per change until it finishes (no deadline by default)."""
-        request = tasks_pb.WatchTaskRequest(name=task_name(id_or_name), include_progress=include_progress)
+                         timeout: float | None = None,
+                         after_event_id: str = "") -> AsyncIterator[tasks_pb.WatchTaskResponse]:
+        """A snapshot of the task, then one message per change until it finishes (no deadline by default).
+
+        With ``after_event_id`` (the ``event.id`` of the last message received) it resumes instead:
+        the changes after that event, then the live ones, with no snapshot first.
+        """
+        request = tasks_pb.WatchTaskRequest(name=task_name(id_or_name), include_progress=include_progress,
+                                            after_event_id=after_event_id)
         async for response in self.tasks.WatchTask(request, timeout=timeout):
             yield response
 
@@ -646,11 +652,16 @@ class Client(WebhookMethods, WorkflowMethods):
         return await self.system.ListLogs(request)
 
     async def tail_logs(self, *, level: int = 0, component: str = "", contains: str = "", task: str = "",
-                        agent: str = "", tail: int = 0) -> AsyncIterator[msgs.LogRecord]:
-        """Log records as they are written (no deadline), after the ``tail`` most recent matching ones."""
+                        agent: str = "", tail: int = 0, after_record_id: str = "") -> AsyncIterator[msgs.LogRecord]:
+        """Log records as they are written (no deadline), after the ``tail`` most recent matching ones.
+
+        With ``after_record_id`` (the ``id`` of the last record received) it resumes instead: the
+        kept records after that one, then the live ones.
+        """
         request = system_pb.TailLogsRequest(min_level=level, component=component, contains=contains,
                                             task=task_name(task) if task else "",
-                                            agent=agent_name(agent) if agent else "", tail=tail)
+                                            agent=agent_name(agent) if agent else "", tail=tail,
+                                            after_record_id=after_record_id)
         async for response in self.system.TailLogs(request):
             yield response.record
 

@@ -44,6 +44,7 @@ from controlplane.http.transcode import (
     http_status,
     parse_json,
     query_fields,
+    rename_fields,
     status_json,
     status_of_error,
     status_of_rpc_error,
@@ -263,14 +264,16 @@ class Gateway:
     async def _call_alias(self, request: Request, alias: Alias, params: dict[str, str]) -> Response:
         method = descriptor_pool.Default().FindMethodByName(alias.rpc)
         body = await self._json_body(request) if alias.verb in ("POST", "PUT", "PATCH") else None
-        fields = alias.request(params, body if body is not None else {})
-        if alias.query:
-            fields.update(query_fields(method.input_type, list(request.query_params.multi_items())))
-        message = parse_json(GetMessageClass(method.input_type), fields)
         try:
+            fields = alias.request(params, body if body is not None else {})
+            if alias.query:
+                fields.update(query_fields(method.input_type, list(request.query_params.multi_items())))
+            message = parse_json(GetMessageClass(method.input_type), fields)
             reply = await self._unary(method)(message, metadata=self._metadata(request), timeout=self.timeout)
+        except MaosError as exc:
+            return error_response(rename_fields(status_of_error(exc), alias.field))
         except grpc.aio.AioRpcError as exc:
-            return error_response(status_of_rpc_error(exc))
+            return error_response(rename_fields(status_of_rpc_error(exc), alias.field))
         result = alias.response(params, to_json(reply, proto_names=True))
         if alias.rpc == "grpc.health.v1.Health.Check" and result.get("status") != "SERVING":
             return _json(result, 503)

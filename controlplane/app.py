@@ -110,6 +110,8 @@ class App:
             check_http_address(http_address.rpartition(":")[0], self.settings["server.allow_insecure_remote"],
                                tls=self.tls is not None)
             self.server.add_insecure_port(self.http.grpc_socket())  # private: the HTTP door's loopback
+            if MCP_PATH not in self.http.mounts:  # before anything serves: importing mcp takes a moment
+                mount_mcp(self.http, self.settings, http_address.rpartition(":")[0])
         else:
             http_address = None
         if self.settings["server.metrics_port"]:
@@ -138,8 +140,6 @@ class App:
         self._started = True  # from here on, stop() undoes what started
         if http_address is not None and self.http is not None:
             host, _, port = http_address.rpartition(":")
-            if MCP_PATH not in self.http.mounts:
-                mount_mcp(self.http, self.settings, host)
             self.http_port = await self.http.start(host, int(port))
         if self.settings["server.metrics_port"]:
             self.metrics_port = self.metrics.serve(

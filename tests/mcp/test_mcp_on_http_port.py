@@ -9,7 +9,10 @@ reaches the gRPC server over the HTTP port's private socket, which needs no clie
 from __future__ import annotations
 
 import asyncio
+import os
 import ssl
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -134,3 +137,39 @@ async def test_mcp_can_be_turned_off(maos_home: Path) -> None:
         assert answer.status_code == 404 and answer.json()["code"] == 5
     finally:
         await app.stop(grace=1.0)
+
+
+PROBE = """
+import asyncio, sys, tempfile
+from pathlib import Path
+sys.modules['mcp'] = None  # as if the mcp package were not installed
+from controlplane.app import build_app
+from tests.harness.server import make_settings
+
+async def main(explicit):
+    overrides = {'server.http_mcp': True} if explicit else {}
+    app = build_app(make_settings(Path(tempfile.mkdtemp()), **overrides))
+    try:
+        await app.start('127.0.0.1:0', http_address='127.0.0.1:0')
+    except Exception as exc:
+        print(type(exc).__name__, exc)
+        return
+    print('started', sorted(app.http.mounts))
+    await app.stop(grace=0.5)
+
+asyncio.run(main(sys.argv[1] == 'explicit'))
+"""
+
+
+@pytest.mark.parametrize("setting", ["default", "explicit"])
+def test_without_the_mcp_package(setting: str) -> None:
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": os.environ.get("PYTHONPATH", str(root))}
+    done = subprocess.run([sys.executable, "-c", PROBE, setting], cwd=str(root), env=env, capture_output=True,
+                          text=True, stdin=subprocess.DEVNULL, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    if setting == "default":  # left at its default, the endpoint is skipped (and the server starts)
+        assert done.stdout.strip() == "started []", done.stdout
+    else:  # asked for explicitly, the start is refused, saying what to install
+        assert done.stdout.startswith("FailedPrecondition server.http_mcp is on but the mcp package"), done.stdout
+        assert 'pip install "maos[mcp]"' in done.stdout

@@ -12,6 +12,7 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from agent_sdk.builtin import EchoAgent
+from agent_sdk.client import Client
 from agent_sdk.proto.maos.v1 import enums_pb2 as enums
 from agent_sdk.proto.maos.v1 import messages_pb2 as m
 from agent_sdk.proto.maos.v1 import system_service_pb2 as system_pb
@@ -20,6 +21,7 @@ from agent_sdk.worker import Worker
 from controlplane.app import App
 from controlplane.errors import FailedPrecondition, InvalidArgument
 from controlplane.logbook import LogBook, LogEntry, LogFilter
+from tests.controlplane.access.test_access import user_key
 from tests.harness.server import Stubs, wait_for
 
 PROGRESS = {enums.EVENT_TYPE_SUBTASK_PROGRESS, enums.EVENT_TYPE_SUBTASK_OUTPUT}
@@ -153,3 +155,25 @@ async def test_an_event_pushed_out_of_the_kept_history_is_reported_lost(control_
     assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert reason_of(info.value) == "ERROR_REASON_RESUME_POINT_LOST"
     assert "no longer kept" in (info.value.details() or "")
+
+
+async def test_a_resumed_event_stream_shows_only_what_the_caller_may_see(secured: App) -> None:
+    a = await user_key(secured, "dev-a@example.com", "developer")
+    b = await user_key(secured, "dev-b@example.com", "developer")
+    async with Client(secured.address, token=a) as dev_a, Client(secured.address, token=b) as dev_b:
+        stream = dev_a.system.WatchEvents(system_pb.WatchEventsRequest())
+        reader = asyncio.ensure_future(anext(stream))
+        await wait_for(lambda: secured.engine.event_listeners, 5, message="dev-a's listener")
+        first = await dev_a.submit_task(description="a's first", agent_type="nobody")
+        seen = (await asyncio.wait_for(reader, 10)).event
+        await stream.aclose()
+        assert seen.task == first.name
+        theirs = await dev_b.submit_task(description="b's", agent_type="nobody")  # while dev-a is away
+        mine = await dev_a.submit_task(description="a's second", agent_type="nobody")
+        resumed = dev_a.system.WatchEvents(system_pb.WatchEventsRequest(after_event_id=seen.id))
+        replayed: list[m.Event] = []
+        while not any(e.task == mine.name for e in replayed):
+            replayed.append((await asyncio.wait_for(anext(resumed), 10)).event)
+        await resumed.aclose()
+        assert {e.task for e in replayed} <= {first.name, mine.name}, replayed  # none of dev-b's
+        assert theirs.name not in {e.task for e in replayed}

@@ -320,16 +320,18 @@ class Client(WebhookMethods, WorkflowMethods):
             raise UnavailableError(f"cannot reach the MAOS control plane at {address} within {timeout:g} s") from None
         return client
 
-    def with_token(self, token: str | None) -> Client:
-        """A client sending ``token`` instead, over this client's channel (one connection, many callers).
+    def with_token(self, token: str | None, metadata: Sequence[tuple[str, str]] = ()) -> Client:
+        """A client sending ``token`` instead (and ``metadata`` with every call), over this client's channel.
 
-        The new client shares the channel: close this one, not it, when done.
+        One connection, many callers: the new client shares the channel, so close this one, not it.
         """
         clone = copy.copy(self)
         clone.token = token
-        clone._metadata = (("authorization", f"Bearer {token}"),) if token else None
-        for attr in ("tasks", "agents", "system", "access", "audit"):
-            setattr(clone, attr, _Service(getattr(self, attr)._stub, clone))
+        pairs = ((("authorization", f"Bearer {token}"),) if token else ()) + tuple(metadata)
+        clone._metadata = pairs or None
+        for attr, value in vars(self).items():
+            if isinstance(value, _Service):
+                setattr(clone, attr, _Service(value._stub, clone))
         return clone
 
     async def close(self) -> None:
@@ -467,9 +469,15 @@ class Client(WebhookMethods, WorkflowMethods):
         return (await self.tasks.AnalyzeTask(request)).plan
 
     async def watch_task(self, id_or_name: str, *, include_progress: bool = False,
-                         timeout: float | None = None) -> AsyncIterator[tasks_pb.WatchTaskResponse]:
-        """A snapshot of the task, then one message per change until it finishes (no deadline by default)."""
-        request = tasks_pb.WatchTaskRequest(name=task_name(id_or_name), include_progress=include_progress)
+                         timeout: float | None = None,
+                         after_event_id: str = "") -> AsyncIterator[tasks_pb.WatchTaskResponse]:
+        """A snapshot of the task, then one message per change until it finishes (no deadline by default).
+
+        With ``after_event_id`` (the ``event.id`` of the last message received) it resumes instead:
+        the changes after that event, then the live ones, with no snapshot first.
+        """
+        request = tasks_pb.WatchTaskRequest(name=task_name(id_or_name), include_progress=include_progress,
+                                            after_event_id=after_event_id)
         async for response in self.tasks.WatchTask(request, timeout=timeout):
             yield response
 
@@ -644,11 +652,16 @@ class Client(WebhookMethods, WorkflowMethods):
         return await self.system.ListLogs(request)
 
     async def tail_logs(self, *, level: int = 0, component: str = "", contains: str = "", task: str = "",
-                        agent: str = "", tail: int = 0) -> AsyncIterator[msgs.LogRecord]:
-        """Log records as they are written (no deadline), after the ``tail`` most recent matching ones."""
+                        agent: str = "", tail: int = 0, after_record_id: str = "") -> AsyncIterator[msgs.LogRecord]:
+        """Log records as they are written (no deadline), after the ``tail`` most recent matching ones.
+
+        With ``after_record_id`` (the ``id`` of the last record received) it resumes instead: the
+        kept records after that one, then the live ones.
+        """
         request = system_pb.TailLogsRequest(min_level=level, component=component, contains=contains,
                                             task=task_name(task) if task else "",
-                                            agent=agent_name(agent) if agent else "", tail=tail)
+                                            agent=agent_name(agent) if agent else "", tail=tail,
+                                            after_record_id=after_record_id)
         async for response in self.system.TailLogs(request):
             yield response.record
 

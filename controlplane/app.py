@@ -37,6 +37,7 @@ from controlplane.checkpoints.wiring import install_checkpoints
 from controlplane.config import Settings
 from controlplane.errors import FailedPrecondition, InvalidArgument
 from controlplane.home import secure_home
+from controlplane.http.mcp_mount import MCP_PATH, mount_mcp
 from controlplane.http.server import HttpServer, check_http_address
 from controlplane.launcher import LocalLauncher
 from controlplane.logbook import LogBook, LogBookHandler
@@ -110,6 +111,8 @@ class App:
             check_http_address(http_address.rpartition(":")[0], self.settings["server.allow_insecure_remote"],
                                tls=self.tls is not None)
             self.server.add_insecure_port(self.http.grpc_socket())  # private: the HTTP door's loopback
+            if MCP_PATH not in self.http.mounts:  # before anything serves: importing mcp takes a moment
+                mount_mcp(self.http, self.settings, http_address.rpartition(":")[0])
         else:
             http_address = None
         if self.settings["server.metrics_port"]:

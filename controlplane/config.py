@@ -266,6 +266,9 @@ OPTIONS: dict[str, Option] = {
                "Largest HTTP request body (e.g. 4MiB); larger ones are refused with 413."),
         Option("server.http_timeout", _duration, 60.0,
                "Deadline of each unary call made over HTTP (streams run until the client leaves)."),
+        Option("server.http_mcp", _bool, True,
+               "Serve MCP (streamable HTTP) at /mcp on the HTTP port, for Claude Code and other MCP clients; "
+               "each request acts with its own Authorization: Bearer key. Needs the mcp package (maos[mcp])."),
         Option("server.reflection", _reflection, "authenticated",
                "gRPC server reflection: off, admin (admin keys), authenticated (any valid key) or public "
                "(no key, for clients that cannot send a header); true means authenticated, false off."),

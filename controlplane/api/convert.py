@@ -28,7 +28,7 @@ from controlplane.domain.model import (
     Usage,
     now,
 )
-from controlplane.errors import InvalidArgument
+from controlplane.errors import FailedPrecondition, InvalidArgument
 from controlplane.logbook import LEVELS, PROTO_LEVEL, LogEntry
 
 # Matched with fullmatch: "$" would also accept a trailing newline.
@@ -44,6 +44,29 @@ def parse_name(name: str, collection: str, field: str = "name") -> str:
     if not _ID.fullmatch(ident):
         raise InvalidArgument(f"{field} {quote(name)} is not a valid {collection}/ID name", field=field)
     return ident
+
+
+def parse_resume_id(value: str, incarnation: int, field: str) -> int | None:
+    """The sequence number of a resume id ``{incarnation}.{sequence}`` (None when empty).
+
+    Raises:
+        InvalidArgument: It is not such an id.
+        FailedPrecondition: It was issued by another start of the control plane or another
+            replica (reason ERROR_REASON_RESUME_POINT_LOST).
+    """
+    if not value:
+        return None
+    start, dot, sequence = value.partition(".")
+    # ASCII digits only: str.isdigit() also takes "²" and "٣", which int() reads or refuses.
+    if not dot or not all(part.isascii() and part.isdigit() and len(part) <= 18 for part in (start, sequence)):
+        raise InvalidArgument(f"{field} {quote(value[:64])} is not an id this API sent "
+                              "(INCARNATION.SEQUENCE, as in Event.id or LogRecord.id)", field=field)
+    if int(start) != incarnation:
+        raise FailedPrecondition(
+            f"{field} {value} was sent before this control plane restarted, or by another replica "
+            f"(this one is incarnation {incarnation}); its history is not kept here: open the stream "
+            "again without a resume id", reason="ERROR_REASON_RESUME_POINT_LOST")
+    return int(sequence)
 
 
 def seconds(value: duration_pb2.Duration) -> float:
@@ -429,9 +452,10 @@ def log_entry_from_pb(record: messages_pb.LogRecord, agent_id: str,
     )
 
 
-def log_entry_to_pb(entry: LogEntry) -> messages_pb.LogRecord:
-    """A log record as a proto."""
+def log_entry_to_pb(entry: LogEntry, incarnation: int = 0) -> messages_pb.LogRecord:
+    """A log record as a proto; its id is ``{incarnation}.{seq}`` (resumable within one start)."""
     return messages_pb.LogRecord(
+        id=f"{incarnation}.{entry.seq}",
         time=timestamp(entry.time), level=PROTO_LEVEL.get(entry.level, 2), component=entry.component,
         message=entry.message, task=f"tasks/{entry.task_id}" if entry.task_id else "",
         subtask=f"tasks/{entry.task_id}/subtasks/{entry.subtask_id}" if entry.subtask_id else "",

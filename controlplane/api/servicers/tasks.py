@@ -369,8 +369,11 @@ class TaskServicer(tasks_grpc.TaskServiceServicer):
 
     async def WatchTask(self, request: tasks_pb.WatchTaskRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[tasks_pb.WatchTaskResponse]:
         task_id = (await self._visible(request.name)).id  # another principal's task is NOT_FOUND here too
-        async for event, task, sub in self.engine.watch(task_id, request.include_progress):
+        after = convert.parse_resume_id(request.after_event_id, self.engine.incarnation, "after_event_id")
+        async for event, task, sub in self.engine.watch(task_id, request.include_progress, after):
             subtasks = await self.engine.get_subtasks(task.id)  # for subtasks_total / subtasks_completed
+            if sub is None and event is not None and event.subtask_id:  # a replayed change: the subtask now
+                sub = next((s for s in subtasks if s.id == event.subtask_id), None)
             response = tasks_pb.WatchTaskResponse(task=convert.task_to_pb(
                 task, "" if task.status.finished else self.engine.explain(task), subtasks))
             if event is not None:

@@ -659,7 +659,7 @@ class Event(_message.Message):
     def __init__(self, id: _Optional[str] = ..., type: _Optional[_Union[_enums_pb2.EventType, str]] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., task: _Optional[str] = ..., subtask: _Optional[str] = ..., agent: _Optional[str] = ..., from_status: _Optional[str] = ..., to_status: _Optional[str] = ..., message: _Optional[str] = ..., data: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
 
 class LogRecord(_message.Message):
-    __slots__ = ("time", "level", "component", "message", "task", "subtask", "agent", "fields")
+    __slots__ = ("time", "level", "component", "message", "task", "subtask", "agent", "fields", "id")
     class FieldsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -675,6 +675,7 @@ class LogRecord(_message.Message):
     SUBTASK_FIELD_NUMBER: _ClassVar[int]
     AGENT_FIELD_NUMBER: _ClassVar[int]
     FIELDS_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
     time: _timestamp_pb2.Timestamp
     level: _enums_pb2.LogLevel
     component: str
@@ -683,7 +684,8 @@ class LogRecord(_message.Message):
     subtask: str
     agent: str
     fields: _containers.ScalarMap[str, str]
-    def __init__(self, time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., level: _Optional[_Union[_enums_pb2.LogLevel, str]] = ..., component: _Optional[str] = ..., message: _Optional[str] = ..., task: _Optional[str] = ..., subtask: _Optional[str] = ..., agent: _Optional[str] = ..., fields: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    id: str
+    def __init__(self, time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., level: _Optional[_Union[_enums_pb2.LogLevel, str]] = ..., component: _Optional[str] = ..., message: _Optional[str] = ..., task: _Optional[str] = ..., subtask: _Optional[str] = ..., agent: _Optional[str] = ..., fields: _Optional[_Mapping[str, str]] = ..., id: _Optional[str] = ...) -> None: ...
 
 class ProcessResources(_message.Message):
     __slots__ = ("pid", "agent", "agent_type", "cpu_percent", "cpu_seconds", "memory_bytes", "memory_percent", "threads", "open_files", "connections", "measured")

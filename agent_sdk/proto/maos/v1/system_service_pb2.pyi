@@ -195,20 +195,22 @@ class ListLogsResponse(_message.Message):
     def __init__(self, records: _Optional[_Iterable[_Union[_messages_pb2.LogRecord, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class TailLogsRequest(_message.Message):
-    __slots__ = ("min_level", "component", "contains", "task", "agent", "tail")
+    __slots__ = ("min_level", "component", "contains", "task", "agent", "tail", "after_record_id")
     MIN_LEVEL_FIELD_NUMBER: _ClassVar[int]
     COMPONENT_FIELD_NUMBER: _ClassVar[int]
     CONTAINS_FIELD_NUMBER: _ClassVar[int]
     TASK_FIELD_NUMBER: _ClassVar[int]
     AGENT_FIELD_NUMBER: _ClassVar[int]
     TAIL_FIELD_NUMBER: _ClassVar[int]
+    AFTER_RECORD_ID_FIELD_NUMBER: _ClassVar[int]
     min_level: _enums_pb2.LogLevel
     component: str
     contains: str
     task: str
     agent: str
     tail: int
-    def __init__(self, min_level: _Optional[_Union[_enums_pb2.LogLevel, str]] = ..., component: _Optional[str] = ..., contains: _Optional[str] = ..., task: _Optional[str] = ..., agent: _Optional[str] = ..., tail: _Optional[int] = ...) -> None: ...
+    after_record_id: str
+    def __init__(self, min_level: _Optional[_Union[_enums_pb2.LogLevel, str]] = ..., component: _Optional[str] = ..., contains: _Optional[str] = ..., task: _Optional[str] = ..., agent: _Optional[str] = ..., tail: _Optional[int] = ..., after_record_id: _Optional[str] = ...) -> None: ...
 
 class TailLogsResponse(_message.Message):
     __slots__ = ("record",)

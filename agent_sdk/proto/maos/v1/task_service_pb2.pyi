@@ -228,12 +228,14 @@ class AnalyzeTaskResponse(_message.Message):
     def __init__(self, plan: _Optional[_Union[_messages_pb2.ExecutionPlan, _Mapping]] = ...) -> None: ...
 
 class WatchTaskRequest(_message.Message):
-    __slots__ = ("name", "include_progress")
+    __slots__ = ("name", "include_progress", "after_event_id")
     NAME_FIELD_NUMBER: _ClassVar[int]
     INCLUDE_PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    AFTER_EVENT_ID_FIELD_NUMBER: _ClassVar[int]
     name: str
     include_progress: bool
-    def __init__(self, name: _Optional[str] = ..., include_progress: _Optional[bool] = ...) -> None: ...
+    after_event_id: str
+    def __init__(self, name: _Optional[str] = ..., include_progress: _Optional[bool] = ..., after_event_id: _Optional[str] = ...) -> None: ...
 
 class WatchTaskResponse(_message.Message):
     __slots__ = ("task", "event", "subtask")

@@ -223,6 +223,15 @@ class TaskServiceServicer:
         """Streams a snapshot of the task, then one message per change until the
         task is finished (the last message carries the terminal state) or the
         client goes away. Permission: task:view.
+
+        With `after_event_id` (the `event.id` of the last message a client
+        received) the stream resumes instead: no snapshot, but each change of
+        the task made after that event, in the order they were first sent, then
+        the live changes, none twice. Replayed messages carry the task (and
+        subtask) as they are when the stream resumes. An id the server no
+        longer keeps (older than its recent events, or issued before a restart
+        or by another replica) is FAILED_PRECONDITION with reason
+        ERROR_REASON_RESUME_POINT_LOST: watch again without it.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -29,7 +29,7 @@ from agent_sdk.context import (
 from agent_sdk.errors import AgentError, BudgetExhausted, MaosRpcError, PermanentError, RetryableError
 from agent_sdk.submitter import TaskSubmitter
 from agent_sdk.tls import tls_credentials
-from agent_sdk.types import AgentBacking, AgentTypeSpec, SubtaskKind
+from agent_sdk.types import AgentBacking, AgentTypeSpec, SubtaskKind, verdict_json
 from agent_sdk.worker import Worker
 
 if TYPE_CHECKING:
@@ -67,6 +67,8 @@ __all__ = [
     "Ballot",
     "Candidate",
     "VoteChoice",
+    # Review steps (SubtaskKind.REVIEW)
+    "verdict_json",
     # Errors
     "AgentError",
     "RetryableError",

@@ -6,6 +6,7 @@ import re
 
 from controlplane.domain.limits import Limits, map_size, over, size_of
 from controlplane.domain.model import Subtask, SubtaskKind, Task
+from controlplane.domain.review import MAX_REVIEW_ROUNDS
 from controlplane.errors import FieldViolation, InvalidArgument
 
 MAX_METADATA_ENTRIES = 64
@@ -105,6 +106,8 @@ def validate_task(task: Task, *, max_description_length: int, prefix: str = "tas
             bad("consensus.max_rounds", "between 1 and 10 rounds")
         if consensus.round_timeout is not None and not 1 <= consensus.round_timeout <= 86400:
             bad("consensus.round_timeout", "between 1 second and 1 day")
+    if not 0 <= task.review_rounds <= MAX_REVIEW_ROUNDS:
+        bad("review_rounds", f"is {task.review_rounds}; between 0 (no review) and {MAX_REVIEW_ROUNDS} rounds")
     if task.max_total_tokens < 0 or task.max_cost_micros < 0:
         bad("budget", "limits cannot be negative")
     if problems:

@@ -152,12 +152,13 @@ class Review:
         return FailedPrecondition(f"task {task.name} is not waiting for plan approval: {why}",
                                   reason="ERROR_REASON_NOT_AWAITING_APPROVAL")
 
-    async def approve(self, task_id: str, principal: str) -> Task:
+    async def approve(self, task_id: str, principal: str, request_id: str = "") -> Task:
         """Run the plan a task waits with, exactly as it was shown; FailedPrecondition if it is not waiting."""
         task = await self.get_task(task_id)  # type: ignore[attr-defined]
         if not self.awaiting_approval(task) or self.tasks.get(task.id) is not task:
             raise self._not_waiting(task)
-        task.approval = {**(task.approval or {}), "state": APPROVED, "principal": principal, "decide_time": now()}
+        task.approval = {**(task.approval or {}), "state": APPROVED, "principal": principal, "decide_time": now(),
+                         "request_id": request_id}
         self._publish(Event(EventType.PLAN_APPROVAL, task_id=task.id,  # type: ignore[attr-defined]
                             message=f"plan approved by {principal or 'a user'}", data={"approval": APPROVED}), task)
         self._start_plan(task, task.plan)  # type: ignore[attr-defined]
@@ -165,13 +166,13 @@ class Review:
         await self.committer.durable()  # type: ignore[attr-defined]
         return task
 
-    async def reject(self, task_id: str, principal: str, reason: str) -> Task:
+    async def reject(self, task_id: str, principal: str, reason: str, request_id: str = "") -> Task:
         """Cancel a task waiting for plan approval, with who rejected it and why."""
         task = await self.get_task(task_id)  # type: ignore[attr-defined]
         if not self.awaiting_approval(task) or self.tasks.get(task.id) is not task:
             raise self._not_waiting(task)
         task.approval = {**(task.approval or {}), "state": REJECTED, "principal": principal, "decide_time": now(),
-                         "reason": reason}
+                         "reason": reason, "request_id": request_id}
         message = f"plan rejected by {principal or 'a user'}: {reason}"
         self._publish(Event(EventType.PLAN_APPROVAL, task_id=task.id, message=message,  # type: ignore[attr-defined]
                             data={"approval": REJECTED, "reason": reason}), task)

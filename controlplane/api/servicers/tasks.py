@@ -322,13 +322,20 @@ class TaskServicer(tasks_grpc.TaskServiceServicer):
         task = await self.engine.update(task.id, priority=priority, max_agents=max_agents)
         return tasks_pb.UpdateTaskResponse(task=await self._task_pb(task))
 
+    @staticmethod
+    def _decided(task: Task, request_id: str, state: str) -> bool:
+        """Whether this very call (its request_id, from this caller) already decided the task's plan."""
+        approval = task.approval or {}
+        return bool(request_id) and approval.get("state") == state and approval.get("request_id") == request_id \
+            and approval.get("principal") == current_principal()
+
     async def ApproveTask(self, request: tasks_pb.ApproveTaskRequest, context: grpc.aio.ServicerContext) -> tasks_pb.ApproveTaskResponse:
         validate_request_id(request.request_id)
         task = await self._visible(request.name)
-        if request.request_id and (task.approval or {}).get("state") == "APPROVED":
-            # A repeated approval (same intent, retried by the client) returns the approved task.
+        if self._decided(task, request.request_id, "APPROVED"):
+            # A repeated approval (the same call, retried by the client) returns the approved task.
             return tasks_pb.ApproveTaskResponse(task=await self._task_pb(task))
-        task = await self.engine.approve(task.id, current_principal())
+        task = await self.engine.approve(task.id, current_principal(), request.request_id)
         return tasks_pb.ApproveTaskResponse(task=await self._task_pb(task))
 
     async def RejectTask(self, request: tasks_pb.RejectTaskRequest, context: grpc.aio.ServicerContext) -> tasks_pb.RejectTaskResponse:
@@ -337,9 +344,9 @@ class TaskServicer(tasks_grpc.TaskServiceServicer):
             raise InvalidArgument("reason is required: say why the plan is rejected", field="reason")
         check_bytes([("reason", size_of(request.reason), MAX_TEXT_BYTES, "")])
         task = await self._visible(request.name)
-        if request.request_id and (task.approval or {}).get("state") == "REJECTED":
+        if self._decided(task, request.request_id, "REJECTED"):
             return tasks_pb.RejectTaskResponse(task=await self._task_pb(task))
-        task = await self.engine.reject(task.id, current_principal(), request.reason.strip())
+        task = await self.engine.reject(task.id, current_principal(), request.reason.strip(), request.request_id)
         return tasks_pb.RejectTaskResponse(task=await self._task_pb(task))
 
     async def GetTaskResults(self, request: tasks_pb.GetTaskResultsRequest, context: grpc.aio.ServicerContext) -> tasks_pb.GetTaskResultsResponse:

@@ -15,6 +15,9 @@ A mixin of :class:`~controlplane.scheduler.engine.Engine`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from controlplane.domain import review as rules
 from controlplane.domain.events import Event, EventType
 from controlplane.domain.model import Failure, Subtask, SubtaskStatus, Task, TaskStatus, now
@@ -28,8 +31,19 @@ WAITING_REASON = "waiting for plan approval"
 class Review:
     """Review rounds and plan approval (mixin of Engine)."""
 
+    # What the engine provides.
     tasks: dict[str, Task]
     subtasks: dict[str, dict[str, Subtask]]
+    committer: Any
+    supply: Any
+    agent_pool: Callable[[], Any]
+    get_task: Callable[[str], Any]
+    _publish: Callable[..., None]
+    _finish_task: Callable[..., None]
+    _enqueue: Callable[[Task, Subtask], None]
+    _demand: Callable[[str, str], None]
+    _start_plan: Callable[..., None]
+    _kick: Callable[[], None]
 
     # --- review rounds ----------------------------------------------------------
 
@@ -54,10 +68,10 @@ class Review:
             task.output = subs[answer].output
         else:
             task.output = combine_outputs(list(subs.values()))
-        self._finish_task(task, TaskStatus.COMPLETED, None)  # type: ignore[attr-defined]
+        self._finish_task(task, TaskStatus.COMPLETED, None)
 
     def _add_review(self, task: Task, round_number: int, after: str) -> None:
-        sub = rules.review_step(task, round_number, after, self.agent_pool())  # type: ignore[attr-defined]
+        sub = rules.review_step(task, round_number, after, self.agent_pool())
         record = dict(task.review_state or {})
         record["rounds"] = [*record["rounds"], {"round": round_number, "review_step": sub.id, "reviewer": "",
                                                 "verdict": None, "revision_step": "", "usage": {}, "note": ""}]
@@ -69,13 +83,13 @@ class Review:
         sub.queue_time = now()
         self.subtasks[task.id][sub.id] = sub
         task.update_time = now()
-        self.committer.task(task)  # type: ignore[attr-defined]
-        self.committer.subtask(sub)  # type: ignore[attr-defined]
-        self._publish(Event(EventType.SUBTASK_STATUS_CHANGED, task_id=task.id, subtask_id=sub.id,  # type: ignore[attr-defined]
+        self.committer.task(task)
+        self.committer.subtask(sub)
+        self._publish(Event(EventType.SUBTASK_STATUS_CHANGED, task_id=task.id, subtask_id=sub.id,
                             to_status=SubtaskStatus.QUEUED.name), task, sub)
-        self._enqueue(task, sub)  # type: ignore[attr-defined]
-        if self.supply is not None:  # type: ignore[attr-defined]  # launch an agent for it if none can take it
-            self._demand(sub.agent_type, sub.capability)  # type: ignore[attr-defined]
+        self._enqueue(task, sub)
+        if self.supply is not None:  # launch an agent for it if none can take it
+            self._demand(sub.agent_type, sub.capability)
 
     def _review_step_done(self, task: Task) -> None:
         """The loop's latest step (a review or a revision) completed: take the next one, or finish."""
@@ -93,7 +107,7 @@ class Review:
             task.review_state = record
             if verdict.note:
                 task.warnings = [*task.warnings, f"review round {number}: {verdict.note}"]
-            self._publish(Event(EventType.REVIEW_ROUND, task_id=task.id, subtask_id=review.id,  # type: ignore[attr-defined]
+            self._publish(Event(EventType.REVIEW_ROUND, task_id=task.id, subtask_id=review.id,
                                 agent_id=review.agent_id,
                                 message=f"review round {number}: {rules.verdict_text(last['verdict'])}",
                                 data={"round": number, "approved": verdict.approved,
@@ -128,8 +142,8 @@ class Review:
         task.approval = {"state": WAITING, "request_time": now(), "principal": "", "decide_time": None,
                          "reason": ""}
         task.update_time = now()
-        self.committer.task(task)  # type: ignore[attr-defined]
-        self._publish(Event(EventType.PLAN_APPROVAL, task_id=task.id, message=WAITING_REASON,  # type: ignore[attr-defined]
+        self.committer.task(task)
+        self._publish(Event(EventType.PLAN_APPROVAL, task_id=task.id, message=WAITING_REASON,
                             data={"approval": WAITING}), task)
         return True
 
@@ -154,28 +168,28 @@ class Review:
 
     async def approve(self, task_id: str, principal: str, request_id: str = "") -> Task:
         """Run the plan a task waits with, exactly as it was shown; FailedPrecondition if it is not waiting."""
-        task = await self.get_task(task_id)  # type: ignore[attr-defined]
+        task = await self.get_task(task_id)
         if not self.awaiting_approval(task) or self.tasks.get(task.id) is not task:
             raise self._not_waiting(task)
         task.approval = {**(task.approval or {}), "state": APPROVED, "principal": principal, "decide_time": now(),
                          "request_id": request_id}
-        self._publish(Event(EventType.PLAN_APPROVAL, task_id=task.id,  # type: ignore[attr-defined]
+        self._publish(Event(EventType.PLAN_APPROVAL, task_id=task.id,
                             message=f"plan approved by {principal or 'a user'}", data={"approval": APPROVED}), task)
-        self._start_plan(task, task.plan)  # type: ignore[attr-defined]
-        self._kick()  # type: ignore[attr-defined]
-        await self.committer.durable()  # type: ignore[attr-defined]
+        self._start_plan(task, task.plan)
+        self._kick()
+        await self.committer.durable()
         return task
 
     async def reject(self, task_id: str, principal: str, reason: str, request_id: str = "") -> Task:
         """Cancel a task waiting for plan approval, with who rejected it and why."""
-        task = await self.get_task(task_id)  # type: ignore[attr-defined]
+        task = await self.get_task(task_id)
         if not self.awaiting_approval(task) or self.tasks.get(task.id) is not task:
             raise self._not_waiting(task)
         task.approval = {**(task.approval or {}), "state": REJECTED, "principal": principal, "decide_time": now(),
                          "reason": reason, "request_id": request_id}
         message = f"plan rejected by {principal or 'a user'}: {reason}"
-        self._publish(Event(EventType.PLAN_APPROVAL, task_id=task.id, message=message,  # type: ignore[attr-defined]
+        self._publish(Event(EventType.PLAN_APPROVAL, task_id=task.id, message=message,
                             data={"approval": REJECTED, "reason": reason}), task)
-        self._finish_task(task, TaskStatus.CANCELLED, Failure("ERROR_REASON_CANCELLED", message))  # type: ignore[attr-defined]
-        await self.committer.durable()  # type: ignore[attr-defined]
+        self._finish_task(task, TaskStatus.CANCELLED, Failure("ERROR_REASON_CANCELLED", message))
+        await self.committer.durable()
         return task

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from agent_sdk.builtin import EchoAgent
-from agent_sdk.client import Client, build_task
+from agent_sdk.client import Client
 from agent_sdk.proto.maos.v1 import enums_pb2 as enums
 from agent_sdk.worker import Worker
 from cli._errors import EXIT_FAILED_PRECONDITION, EXIT_TASK_FAILED, EXIT_UNAUTHENTICATED, EXIT_USAGE

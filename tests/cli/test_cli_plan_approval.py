@@ -80,9 +80,26 @@ async def test_a_planned_task_waits_until_approved_and_a_viewer_cannot_approve(
     assert refused.exit_code == EXIT_UNAUTHENTICATED, refused.output
     assert engine_task.approval["state"] == "WAITING" and not secured.engine.subtasks[task_id]
 
-    approved = await maos("task", "approve", task_id, MAOS_TOKEN=dev)
-    assert approved.exit_code == 0, approved.output
-    assert f"{task_id} approved" in approved.stdout
+    async with Client(secured.address, token=dev) as client:
+        events: list[str] = []
+        snapshot = asyncio.Event()
+
+        async def watch() -> None:
+            async for update in client.watch_task(task_id):
+                snapshot.set()  # the first message: the watch is open
+                if update.HasField("event") and update.event.type == enums.EVENT_TYPE_PLAN_APPROVAL:
+                    events.append(update.event.message)
+
+        watching = asyncio.get_running_loop().create_task(watch())
+        try:
+            await asyncio.wait_for(snapshot.wait(), 5)
+            approved = await maos("task", "approve", task_id, MAOS_TOKEN=dev)
+            assert approved.exit_code == 0, approved.output
+            assert f"{task_id} approved" in approved.stdout
+            await asyncio.wait_for(watching, 20)  # the watch ends when the task is done
+        finally:
+            watching.cancel()
+    assert events == ["plan approved by users/dev"]
     waited = await maos("task", "wait", task_id, "--timeout", "20", MAOS_TOKEN=dev)
     assert waited.exit_code == 0, waited.output
     shown = await maos("task", "show", task_id, MAOS_TOKEN=dev)
@@ -110,14 +127,17 @@ async def test_a_rejected_plan_cancels_the_task_with_the_reason(secured: App, ag
     task_id = await _submit_waiting(maos, dev)
     async with Client(secured.address, token=dev) as client:
         events: list[str] = []
+        snapshot = asyncio.Event()
 
         async def watch() -> None:
             async for update in client.watch_task(task_id):
+                snapshot.set()  # the first message: the watch is open
                 if update.HasField("event") and update.event.type == enums.EVENT_TYPE_PLAN_APPROVAL:
                     events.append(update.event.message)
 
         watching = asyncio.get_running_loop().create_task(watch())
         try:
+            await asyncio.wait_for(snapshot.wait(), 5)
             no_reason = await maos("task", "reject", task_id, MAOS_TOKEN=dev)
             assert no_reason.exit_code == EXIT_USAGE and "--reason" in no_reason.output
             rejected = await maos("task", "reject", task_id, "--reason", "too broad; split it", MAOS_TOKEN=dev)

@@ -80,3 +80,21 @@ async def test_a_bad_number_of_rounds_is_refused_and_nothing_is_stored(offline: 
     assert info.value.code == grpc.StatusCode.INVALID_ARGUMENT
     assert "task.review_rounds" in str(info.value) and "between 0" in str(info.value)
     assert len(control_plane.engine.tasks) == before
+
+
+async def test_a_consensus_winner_is_reviewed_and_revised(control_plane: App, agent_processes,
+                                                          maos_home: Path) -> None:
+    for _ in range(3):  # consensus needs three distinct agents
+        agent_processes(control_plane.address, "echo")
+    await wait_for_agents(control_plane, 3)
+    maos = Maos(control_plane.address, maos_home)
+    result = await maos("task", "submit", "Pick a queue", "--require-consensus", "--review-rounds", "1",
+                        "--metadata", "echo_review=changes", "--wait", "--wait-timeout", "30", "-o", "json")
+    assert result.exit_code == 0, result.output
+    done = json.loads(result.stdout)["result"]
+    assert done["consensus"]["outcome"] == "REACHED" and done["review"]["outcome"] == "EXHAUSTED"
+    winner = done["consensus"]["winning_candidate_id"]
+    steps = {s["name"].rsplit("/", 1)[1]: s for s in done["subtasks"]}
+    assert set(steps) == {"s0-c0", "s0-c1", "s0-c2", "review-1", "revision-1"}
+    assert steps["review-1"]["depends_on"] == [winner]
+    assert done["output"] == steps["revision-1"]["output"] == "Pick a queue"

@@ -25,6 +25,12 @@ def _verdict(r: msgs.ReviewRound) -> str:
     return "approved" if r.verdict.approved else "changes requested"
 
 
+def review_summary(record: msgs.ReviewRecord) -> str:
+    """``APPROVED in round 2 of at most 3`` (one line for results)."""
+    outcome = enum_label(enums.ReviewOutcome, record.outcome, "REVIEW_OUTCOME_")
+    return f"{outcome} in round {len(record.rounds)} of at most {record.max_rounds}" if record.rounds else outcome
+
+
 def review_text(record: msgs.ReviewRecord) -> str:
     """The outcome, then one row per round with its verdict, and each round's changes below."""
     outcome = enum_label(enums.ReviewOutcome, record.outcome, "REVIEW_OUTCOME_")

@@ -45,7 +45,7 @@ from cli._output import (
     when,
 )
 from cli._pool import offline_notice, offline_pool
-from cli._review import approval_text, review_text
+from cli._review import approval_text, review_summary, review_text
 from controlplane.domain.review import MAX_REVIEW_ROUNDS
 from controlplane.domain.tasks import (
     MAX_BACKOFF,
@@ -159,6 +159,7 @@ def _results_text(result: msgs.TaskResult, warnings: list[str] | None = None) ->
         ("Usage", f"{u.input_tokens} input / {u.output_tokens} output tokens, {u.model_calls} model calls, "
                   f"${u.cost_micros / 1e6:.4f}"),
         ("Artifacts", ", ".join(a.name for a in result.artifacts)),
+        ("Review", review_summary(result.review) if result.HasField("review") else ""),
     ])]
     parts.append("\n" + (result.output or "(no output)"))
     done = [s for s in result.subtasks if s.status == enums.SUBTASK_STATUS_COMPLETED and s.output]
@@ -352,6 +353,9 @@ def show(task_id: str, execution_plan: bool) -> None:
         if execution_plan:
             parts.append("Execution plan:\n" + (_plan_text(response.plan) if response.HasField("plan")
                                                 else "(not planned yet)"))
+            if response.task.review_rounds:
+                parts.append(f"Then up to {response.task.review_rounds} review round(s): a REVIEW step grades the "
+                             "answer, and a REVISION step applies the changes it asks for.")
         if response.HasField("consensus"):
             parts.append("Consensus:\n" + _consensus_text(response.consensus))
         if response.HasField("review"):

@@ -34,7 +34,10 @@ async def offline(control_plane: App, agent_processes, maos_home: Path) -> Maos:
 async def test_an_echo_reviewer_approves_in_round_one(offline: Maos) -> None:
     result = await offline("task", "submit", DESCRIPTION, "--review-rounds", "3", "--wait", "--wait-timeout", "30")
     assert result.exit_code == 0, result.output
+    assert "APPROVED in round 1 of at most 3" in result.stdout
     task_id = json.loads((await offline("task", "list", "-o", "json")).stdout)["tasks"][0]["name"].split("/")[1]
+    planned = await offline("task", "show", task_id, "--execution-plan")
+    assert "Then up to 3 review round(s)" in planned.stdout
     shown = await offline("task", "show", task_id)
     assert "Review rounds:  3" in shown.stdout or "Review rounds: 3" in shown.stdout, shown.stdout
     assert "Outcome:  APPROVED" in shown.stdout or "Outcome: APPROVED" in shown.stdout, shown.stdout

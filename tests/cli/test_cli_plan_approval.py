@@ -70,6 +70,9 @@ async def test_a_planned_task_waits_until_approved_and_a_viewer_cannot_approve(
     assert "Subtasks:" not in shown.stdout  # nothing runs before the approval
     listed = await maos("task", "list", "--detailed", MAOS_TOKEN=dev)
     assert WAITING in listed.stdout
+    status = await maos("status", MAOS_TOKEN=dev)
+    assert any(line.split() == ["Waiting", "for", "plan", "approval:", "1"] for line in status.stdout.splitlines()), \
+        status.stdout
     engine_task = secured.engine.tasks[task_id]
     assert engine_task.status.name == "PENDING" and not secured.engine.subtasks[task_id]
 

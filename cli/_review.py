@@ -13,6 +13,8 @@ def approval_text(task: msgs.Task) -> str:
     if not task.HasField("approval"):
         return "requested (once planned)" if task.approve_plan else ""
     if a.state == enums.PLAN_APPROVAL_STATE_WAITING:
+        if task.status != enums.TASK_STATUS_PENDING:  # cancelled (or timed out) while it waited
+            return f"never decided (waiting since {when(a.request_time)})"
         return f"waiting since {when(a.request_time)} (maos task approve / reject {bare_id(task.name)})"
     state = enum_label(enums.PlanApprovalState, a.state, "PLAN_APPROVAL_STATE_").lower()
     text = f"{state} by {a.principal or 'a user'} at {when(a.decide_time)}"

@@ -177,6 +177,13 @@ async def test_approving_a_task_that_never_asked_for_approval_is_refused(secured
     hidden = await maos("task", "approve", task_id, MAOS_TOKEN=other)  # another's task does not exist for it
     assert hidden.exit_code == 3, hidden.output
 
+    waiting = await _submit_waiting(maos, dev)  # cancelled while it waits: there is nothing left to decide
+    assert (await maos("task", "cancel", waiting, MAOS_TOKEN=dev)).exit_code == 0
+    late = await maos("task", "approve", waiting, MAOS_TOKEN=dev)
+    assert late.exit_code == EXIT_FAILED_PRECONDITION and "it is CANCELLED" in late.stderr, late.output
+    shown = await maos("task", "show", waiting, MAOS_TOKEN=dev)
+    assert "never decided" in shown.stdout, shown.stdout
+
 
 async def test_the_wait_survives_a_restart_and_the_timeout_counts_from_the_start_of_work(
         maos_home: Path) -> None:

@@ -101,3 +101,17 @@ async def test_a_consensus_winner_is_reviewed_and_revised(control_plane: App, ag
     assert set(steps) == {"s0-c0", "s0-c1", "s0-c2", "review-1", "revision-1"}
     assert steps["review-1"]["depends_on"] == [winner]
     assert done["output"] == steps["revision-1"]["output"] == "Pick a queue"
+
+
+async def test_a_reviewer_that_gives_no_verdict_ends_the_loop_with_a_note(control_plane: App, agent_processes,
+                                                                         maos_home: Path) -> None:
+    agent_processes(control_plane.address, "noop")  # answers "ok" to everything, a review included
+    await wait_for_agents(control_plane, 1)
+    maos = Maos(control_plane.address, maos_home)
+    result = await maos("task", "submit", "Anything", "--review-rounds", "5", "--wait", "--wait-timeout", "30",
+                        "-o", "json")
+    assert result.exit_code == 0, result.output
+    done = json.loads(result.stdout)
+    (only,) = done["result"]["review"]["rounds"]
+    assert done["result"]["review"]["outcome"] == "APPROVED" and "held no verdict" in only["note"]
+    assert any("review round 1: the reviewer's output held no verdict" in w for w in done["warnings"])

@@ -71,6 +71,9 @@ async def test_rounds_that_keep_asking_for_changes_stop_after_n(offline: Maos) -
     assert steps == ["s0", "review-1", "revision-1", "review-2", "revision-2"]
     # The revision saw the answer under review (echo returns its inputs): the answer is the task's one step.
     assert done["result"]["output"] == "Name a database"
+    report = await offline("task", "export", task_id)
+    assert "## Review" in report.stdout and "EXHAUSTED in round 2 of at most 2" in report.stdout
+    assert "| 2 | changes requested | echo was asked to request a change" in report.stdout
 
 
 async def test_a_bad_number_of_rounds_is_refused_and_nothing_is_stored(offline: Maos, control_plane: App) -> None:

@@ -10,12 +10,12 @@ import click
 from agent_sdk.client import build_task
 from agent_sdk.proto.maos.v1 import messages_pb2 as msgs
 from cli._options import Duration, KeyValue, normalize_priority, priority_option, split_csv
-from controlplane.domain.review import MAX_REVIEW_ROUNDS
 from controlplane.domain.tasks import (
     MAX_BACKOFF,
     MAX_BACKOFF_MULTIPLIER,
     MAX_INITIAL_BACKOFF,
     MAX_RETRIES,
+    MAX_REVIEW_ROUNDS,
     MAX_TIMEOUT,
 )
 

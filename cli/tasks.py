@@ -46,12 +46,12 @@ from cli._output import (
 )
 from cli._pool import offline_notice, offline_pool
 from cli._review import approval_text, review_summary, review_text
-from controlplane.domain.review import MAX_REVIEW_ROUNDS
 from controlplane.domain.tasks import (
     MAX_BACKOFF,
     MAX_BACKOFF_MULTIPLIER,
     MAX_INITIAL_BACKOFF,
     MAX_RETRIES,
+    MAX_REVIEW_ROUNDS,
     MAX_TIMEOUT,
 )
 

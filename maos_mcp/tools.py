@@ -24,7 +24,6 @@ from agent_sdk.errors import MaosRpcError
 from agent_sdk.proto.maos.v1 import enums_pb2 as enums
 from agent_sdk.proto.maos.v1 import messages_pb2 as msgs
 from cli._output import to_data
-from controlplane.domain.review import MAX_REVIEW_ROUNDS
 from controlplane.domain.tasks import (
     MAX_BACKOFF,
     MAX_BACKOFF_MULTIPLIER,
@@ -32,6 +31,7 @@ from controlplane.domain.tasks import (
     MAX_INITIAL_BACKOFF,
     MAX_METADATA_ENTRIES,
     MAX_RETRIES,
+    MAX_REVIEW_ROUNDS,
     MAX_TIMEOUT,
 )
 

@@ -33,9 +33,8 @@ from typing import Any
 from controlplane.domain.context import bound_texts
 from controlplane.domain.model import Subtask, SubtaskKind, Task
 from controlplane.domain.pool import AgentPool
+from controlplane.domain.tasks import combine_outputs
 
-#: Most review rounds a task may ask for.
-MAX_REVIEW_ROUNDS = 5
 #: Changes kept of one verdict, and characters kept of each change and of the summary.
 MAX_CHANGES = 20
 MAX_CHANGE_CHARS = 2000
@@ -43,6 +42,8 @@ MAX_CHANGE_CHARS = 2000
 REVIEWER_TYPES = ("tester", "coordinator")
 #: A capability an agent type may declare to review (beside the types above).
 REVIEW_CAPABILITY = "review"
+#: The kinds of the loop's steps (they see the answer alone, as input ``answer``).
+LOOP_KINDS = (SubtaskKind.REVIEW, SubtaskKind.REVISION)
 #: The input key of the answer under review or revision.
 ANSWER_INPUT = "answer"
 #: ``outcome`` values of the record (``maos.v1.ReviewOutcome`` names).
@@ -112,7 +113,7 @@ def revision_key(round_number: int) -> str:
 
 def answer_step(subtasks: Mapping[str, Subtask]) -> str:
     """The step whose output is a plan's answer: the synthesis step, the single step, or "" (the parts joined)."""
-    steps = [s for s in subtasks.values() if s.kind not in (SubtaskKind.REVIEW, SubtaskKind.REVISION)]
+    steps = [s for s in subtasks.values() if s.kind not in LOOP_KINDS]
     synthesis = [s.id for s in steps if s.kind == SubtaskKind.SYNTHESIS]
     if synthesis:
         return synthesis[0]
@@ -129,8 +130,7 @@ def current_answer(record: Mapping[str, Any], subtasks: Mapping[str, Subtask]) -
     step = subtasks.get(record["answer_step"]) if record["answer_step"] else None
     if step is not None:
         return step.output
-    parts = [s for s in subtasks.values() if s.kind not in (SubtaskKind.REVIEW, SubtaskKind.REVISION)]
-    return "\n\n".join(f"## {s.title}\n{s.output}" for s in parts)
+    return combine_outputs([s for s in subtasks.values() if s.kind not in LOOP_KINDS])
 
 
 def answer_inputs(task: Task, subtasks: Mapping[str, Subtask], limit: int) -> dict[str, str]:

@@ -6,7 +6,6 @@ import re
 
 from controlplane.domain.limits import Limits, map_size, over, size_of
 from controlplane.domain.model import Subtask, SubtaskKind, Task
-from controlplane.domain.review import MAX_REVIEW_ROUNDS
 from controlplane.errors import FieldViolation, InvalidArgument
 
 MAX_METADATA_ENTRIES = 64
@@ -17,6 +16,8 @@ MAX_RETRIES = 100
 MAX_INITIAL_BACKOFF = 3600.0
 MAX_BACKOFF_MULTIPLIER = 10.0
 MAX_BACKOFF = 86400.0
+#: Most review rounds a task may ask for (``review_rounds``; see controlplane.domain.review).
+MAX_REVIEW_ROUNDS = 5
 # Matched with fullmatch: "$" would also accept a trailing newline.
 _TYPE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_\-]{0,62}")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9_\-]{1,36}")

@@ -27,7 +27,6 @@ from typing import Any
 from controlplane.config import Settings
 from controlplane.domain.budget import over_budget
 from controlplane.domain.context import dependency_results, plan_outline, step_inputs
-from controlplane.domain.review import answer_inputs
 from controlplane.domain.events import Event, EventType
 from controlplane.domain.model import (
     AgentInfo,
@@ -44,6 +43,7 @@ from controlplane.domain.model import (
 )
 from controlplane.domain.planning import DeterministicPlanner, Planner, validate_plan
 from controlplane.domain.pool import fit_plan
+from controlplane.domain.review import LOOP_KINDS, answer_inputs
 from controlplane.errors import Aborted, FailedPrecondition, InvalidArgument, NotFound
 from controlplane.scheduler.commands import (
     Assign,
@@ -710,6 +710,9 @@ class Engine(AgentSide, Consensus, Review, Watching, PoolSide):
             self._set_task_status(task, TaskStatus.RUNNING)
         context_limit = self.setting("tasks.context_max_chars")
         combining = sub.kind in (SubtaskKind.SYNTHESIS, SubtaskKind.CANDIDATE)
+        # A review or revision step sees the answer alone; any other step, what it depends on.
+        inputs = answer_inputs(task, siblings, context_limit) if sub.kind in LOOP_KINDS \
+            else step_inputs(task.id, siblings, sub.id, context_limit)
         session.send(
             Assign(
                 ref=Ref(task.id, sub.id, sub.attempt, sub.lease_epoch),
@@ -721,9 +724,7 @@ class Engine(AgentSide, Consensus, Review, Watching, PoolSide):
                 context=task.context,
                 constraints=task.constraints,
                 metadata=dict(task.metadata),
-                inputs=answer_inputs(task, siblings, context_limit) if sub.kind in (SubtaskKind.REVIEW,
-                                                                                   SubtaskKind.REVISION)
-                else step_inputs(task.id, siblings, sub.id, context_limit),
+                inputs=inputs,
                 resume_checkpoint=sub.checkpoint,
                 deadline=(task.start_time + task.timeout) if task.timeout and task.start_time else None,
                 lease_ttl=self.lease_ttl,

@@ -59,7 +59,7 @@ async def test_a_planned_task_waits_until_approved_and_a_viewer_cannot_approve(
         secured: App, agent: Worker, maos_home: Path) -> None:
     maos = Maos(secured.address, maos_home)
     dev = await user_key(secured, "dev@example.com", "developer")
-    viewer = await user_key(secured, "viewer@example.com", "viewer", )
+    viewer = await user_key(secured, "viewer@example.com", "viewer")
     task_id = await _submit_waiting(maos, dev)
 
     shown = await maos("task", "show", task_id, "--execution-plan", MAOS_TOKEN=dev)

@@ -30,7 +30,7 @@ from agent_sdk.errors import AgentError, BudgetExhausted, MaosRpcError, Permanen
 from agent_sdk.pacing import ModelCallDeferred, ModelPacer, Permit
 from agent_sdk.submitter import TaskSubmitter
 from agent_sdk.tls import tls_credentials
-from agent_sdk.types import AgentBacking, AgentTypeSpec, SubtaskKind
+from agent_sdk.types import AgentBacking, AgentTypeSpec, SubtaskKind, verdict_json
 from agent_sdk.worker import Worker
 
 if TYPE_CHECKING:
@@ -72,6 +72,8 @@ __all__ = [
     "Ballot",
     "Candidate",
     "VoteChoice",
+    # Review steps (SubtaskKind.REVIEW)
+    "verdict_json",
     # Errors
     "AgentError",
     "RetryableError",

@@ -186,6 +186,8 @@ def build_task(
     max_backoff: float | None = None,
     max_tokens: int | None = None,
     max_cost: float | None = None,
+    review_rounds: int = 0,
+    approve_plan: bool = False,
 ) -> msgs.Task:
     """A ``Task`` message from keyword arguments (``timeout`` in seconds, ids bare or as names).
 
@@ -202,11 +204,17 @@ def build_task(
     The server validates them: SubmitTask answers INVALID_ARGUMENT naming the
     field for a negative backoff, a multiplier below 1 or a cap below the
     initial backoff.
+
+    ``review_rounds`` (0-5) has a reviewer grade the answer and a revision
+    apply its changes, until it approves or the rounds run out;
+    ``approve_plan`` makes the task wait, once planned, until
+    :meth:`Client.approve_task` or :meth:`Client.reject_task`.
     """
     task = msgs.Task(description=description, task_type=task_type or "", priority=priority_value(priority),
                      max_agents=max_agents or 0, depends_on=[task_name(d) for d in depends_on if d],
                      context=context or "", constraints=constraints or "", metadata=dict(metadata or {}),
-                     agent_type=agent_type or "")
+                     agent_type=agent_type or "", review_rounds=review_rounds or 0,
+                     approve_plan=bool(approve_plan))
     if require_consensus or consensus_threshold is not None:
         task.consensus.required = bool(require_consensus)
         if consensus_threshold is not None:
@@ -412,6 +420,19 @@ class Client(WebhookMethods, WorkflowMethods):
     async def cancel_task(self, id_or_name: str, reason: str = "", *, request_id: str | None = None) -> msgs.Task:
         """Cancel an unfinished task (FailedPreconditionError if it is finished)."""
         response = await self.tasks.CancelTask(tasks_pb.CancelTaskRequest(
+            name=task_name(id_or_name), reason=reason, request_id=request_id or str(uuid.uuid4())))
+        return response.task
+
+    async def approve_task(self, id_or_name: str, *, request_id: str | None = None) -> msgs.Task:
+        """Approve the plan of a task waiting for plan approval; it then runs (FailedPreconditionError if it
+        is not waiting)."""
+        response = await self.tasks.ApproveTask(tasks_pb.ApproveTaskRequest(
+            name=task_name(id_or_name), request_id=request_id or str(uuid.uuid4())))
+        return response.task
+
+    async def reject_task(self, id_or_name: str, reason: str, *, request_id: str | None = None) -> msgs.Task:
+        """Reject the plan of a task waiting for plan approval; the task is CANCELLED with ``reason``."""
+        response = await self.tasks.RejectTask(tasks_pb.RejectTaskRequest(
             name=task_name(id_or_name), reason=reason, request_id=request_id or str(uuid.uuid4())))
         return response.task
 

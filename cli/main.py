@@ -29,6 +29,7 @@ from cli import (
     monitor,
     plugins,
     system,
+    task_approval,
     task_export,
     tasks,
     templates,
@@ -95,6 +96,8 @@ for command in (system.init, system.start, system.stop, system.restart, system.s
     cli.add_command(command)
 cli.add_command(tasks.task)
 tasks.task.add_command(task_export.export)
+tasks.task.add_command(task_approval.approve)
+tasks.task.add_command(task_approval.reject)
 tasks.task.add_command(templates.submit_from_template)
 cli.add_command(batches.batch)
 cli.add_command(templates.template)

@@ -416,7 +416,8 @@ def status(detailed: bool, resources: bool, performance: bool, memory: bool, sys
         pairs = [("Version", s.version), ("Replica", s.replica), ("Uptime", duration_text(s.uptime)),
                  ("Storage", s.storage_backend),
                  ("Agents", f"{s.connected_agents} connected, {s.free_slots} free slots"),
-                 ("Tasks", counts_text(s.tasks))]
+                 ("Tasks", counts_text(s.tasks)),
+                 ("Waiting for plan approval", s.tasks_awaiting_approval or "")]
         if detailed:
             pairs += [("Started", when(s.start_time)), ("Agent states", counts_text(s.agents)),
                       ("Subtasks", counts_text(s.subtasks)), ("Queue", counts_text(s.queue)),

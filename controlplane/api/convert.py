@@ -193,6 +193,8 @@ def task_from_pb(msg: messages_pb.Task, *, default_max_agents: int, retry_defaul
         max_total_tokens=msg.budget.max_total_tokens,
         max_cost_micros=msg.budget.max_cost_micros,
         agent_type=msg.agent_type,
+        review_rounds=msg.review_rounds,
+        approve_plan=msg.approve_plan,
     )
 
 
@@ -349,6 +351,7 @@ def task_to_pb(t: Task, status_reason: str = "", subtasks: list[Subtask] | None 
         start_time=timestamp(t.start_time), end_time=timestamp(t.end_time), update_time=timestamp(t.update_time),
         usage=usage_to_pb(t.usage), warnings=t.warnings, retries=t.retries,
         batch=f"batches/{t.batch}" if t.batch else "", template=f"templates/{t.template}" if t.template else "",
+        review_rounds=t.review_rounds, approve_plan=t.approve_plan, approval=approval_to_pb(t.approval),
     )
     if subtasks is not None:
         msg.subtasks_total = len(subtasks)
@@ -361,6 +364,40 @@ def task_to_pb(t: Task, status_reason: str = "", subtasks: list[Subtask] | None 
     if t.status.name == "COMPLETED":
         msg.progress = 1.0
     return msg
+
+
+def approval_to_pb(approval: dict | None) -> messages_pb.PlanApproval | None:
+    """A task's plan approval as a proto (None before it is planned, or without approve_plan)."""
+    if not approval:
+        return None
+    return messages_pb.PlanApproval(
+        state=enums_pb.PlanApprovalState.Value(f"PLAN_APPROVAL_STATE_{approval['state']}"),
+        request_time=timestamp(approval.get("request_time")), principal=approval.get("principal") or "",
+        decide_time=timestamp(approval.get("decide_time")), reason=approval.get("reason") or "",
+    )
+
+
+def review_to_pb(task_id: str, record: dict | None) -> messages_pb.ReviewRecord | None:
+    """A task's review loop as a proto (None without review rounds, or before its answer is ready)."""
+    if not record:
+        return None
+
+    def subtask(sid: str) -> str:
+        return f"tasks/{task_id}/subtasks/{sid}" if sid else ""
+
+    rounds = []
+    for r in record["rounds"]:
+        verdict = r.get("verdict")
+        rounds.append(messages_pb.ReviewRound(
+            round=r["round"], review_subtask=subtask(r["review_step"]),
+            reviewer=f"agents/{r['reviewer']}" if r.get("reviewer") else "",
+            verdict=messages_pb.ReviewVerdict(approved=verdict["approved"], changes=verdict["changes"],
+                                              summary=verdict["summary"]) if verdict else None,
+            revision_subtask=subtask(r.get("revision_step", "")), usage=usage_to_pb(Usage(**(r.get("usage") or {}))),
+            note=r.get("note", ""),
+        ))
+    return messages_pb.ReviewRecord(outcome=enums_pb.ReviewOutcome.Value(f"REVIEW_OUTCOME_{record['outcome']}"),
+                                    max_rounds=record["max_rounds"], rounds=rounds)
 
 
 def subtask_to_pb(s: Subtask) -> messages_pb.Subtask:

@@ -37,6 +37,7 @@ EXPECTED = [
     "Worker",
     "run_agent",
     "tls_credentials",
+    "verdict_json",
 ]
 
 
@@ -49,7 +50,7 @@ def test_every_export_resolves_to_its_home_module() -> None:
     homes = {
         "Agent": "agent_sdk.agent", "AgentEnvironment": "agent_sdk.testing", "AgentError": "agent_sdk.errors",
         "AgentTypeSpec": "agent_sdk.types",
-        "AgentBacking": "agent_sdk.types", "SubtaskKind": "agent_sdk.types",
+        "AgentBacking": "agent_sdk.types", "SubtaskKind": "agent_sdk.types", "verdict_json": "agent_sdk.types",
         "Client": "agent_sdk.client", "MaosRpcError": "agent_sdk.errors",
         "PermanentError": "agent_sdk.errors", "RetryableError": "agent_sdk.errors",
         "BudgetExhausted": "agent_sdk.errors",

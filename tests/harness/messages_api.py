@@ -140,6 +140,39 @@ def echo_responder(request: dict[str, Any]) -> Reply:
     return MessageReply(content=[{"type": "text", "text": _text_of(users[-1]) if users else ""}])
 
 
+def offers_tool(request: Mapping[str, Any], name: str) -> bool:
+    """Whether a request offers the tool ``name`` (``submit_review``, ``cast_vote``, ``submit_plan``)."""
+    return any(isinstance(t, dict) and t.get("name") == name for t in request.get("tools") or [])
+
+
+class ReviewScript:
+    """A responder that answers review requests (those offering ``submit_review``) with scripted verdicts.
+
+    Each verdict is ``True`` (approve) or a list of changes; once they run out, reviews approve. Every other
+    request goes to ``fallback`` (default: :func:`echo_responder`), so work, synthesis and revision steps of
+    several agents may interleave with the reviews in any order.
+    """
+
+    def __init__(self, verdicts: list[bool | list[str]], fallback: Responder | None = None) -> None:
+        self.verdicts: deque[bool | list[str]] = deque(verdicts)
+        self.fallback: Responder = fallback or echo_responder
+        self.reviews = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, request: dict[str, Any]) -> Reply | str:
+        if not offers_tool(request, "submit_review"):
+            return self.fallback(request)
+        with self._lock:
+            self.reviews += 1
+            verdict = self.verdicts.popleft() if self.verdicts else True
+        approved = verdict is True
+        changes = [] if approved else list(verdict)  # type: ignore[arg-type]
+        block = {"type": "tool_use", "id": f"toolu_{uuid.uuid4().hex[:24]}", "name": "submit_review",
+                 "input": {"approved": approved, "changes": changes,
+                           "summary": "good as it is" if approved else "needs changes"}}
+        return MessageReply([block], stop_reason="tool_use")
+
+
 def _validate(body: Any) -> str | None:
     """Returns an ``invalid_request_error`` message, or None if the body is acceptable."""
     if not isinstance(body, dict):
@@ -489,6 +522,12 @@ class MessagesAPIServer:
         content = ([{"type": "text", "text": text}] if text else []) + [block]
         kwargs.setdefault("stop_reason", "tool_use")
         self.push(MessageReply(content, **kwargs))
+
+    def push_review(self, approved: bool, changes: list[str] | tuple[str, ...] = (), summary: str = "",
+                    **kwargs: Any) -> None:
+        """Queues a reviewer's verdict: a ``submit_review`` tool call approving or listing ``changes``."""
+        self.push_tool_use("submit_review", {"approved": approved, "changes": list(changes), "summary": summary},
+                           **kwargs)
 
     def push_error(
         self, status: int, message: str | None = None, *, error_type: str | None = None,

@@ -358,3 +358,25 @@ def test_an_overload_storm_answers_every_call_until_it_ends(server: MessagesAPIS
         assert raw.headers["anthropic-ratelimit-requests-remaining"] == "49"
         assert raw.parse().content[0].text == "after the storm"  # the scripted reply waited
     assert len(server.storm_answers) == 2
+
+
+def test_scripted_review_verdicts_answer_only_review_requests(server: MessagesAPIServer) -> None:
+    from tests.harness.messages_api import ReviewScript
+
+    tool = {"name": "submit_review", "input_schema": {"type": "object"}}
+    client = make_client(server)
+    server.push_review(False, ["add a source"], summary="close")
+    pushed = client.messages.create(model="m", max_tokens=64, messages=[{"role": "user", "content": "grade"}],
+                                    tools=[tool])
+    (block,) = pushed.content
+    assert isinstance(block, ToolUseBlock) and block.name == "submit_review"
+    assert block.input == {"approved": False, "changes": ["add a source"], "summary": "close"}
+
+    server.responder = ReviewScript([["shorter"], True])
+    work = client.messages.create(model="m", max_tokens=64, messages=[{"role": "user", "content": "draft it"}])
+    assert isinstance(work.content[0], TextBlock) and work.content[0].text == "draft it"  # echoed
+    verdicts = [client.messages.create(model="m", max_tokens=64, tools=[tool],
+                                       messages=[{"role": "user", "content": "grade"}]).content[0].input
+                for _ in range(3)]
+    assert [(v["approved"], v["changes"]) for v in verdicts] == [(False, ["shorter"]), (True, []), (True, [])]
+    assert server.responder.reviews == 3

@@ -75,6 +75,7 @@ class SystemServicer(system_grpc.SystemServiceServicer):
             free_slots=sum(s.free for s in engine.sessions.values()),
             replicas=[engine.replica] if request.detailed else [],
             model_pacing=[convert.model_pacing_to_pb(p) for p in engine.pacer.status()] if engine.pacer else [],
+            tasks_awaiting_approval=sum(1 for t in engine.tasks.values() if engine.awaiting_approval(t)),
         )
 
     async def GetHealth(self, request: system_pb.GetHealthRequest, context: grpc.aio.ServicerContext) -> system_pb.GetHealthResponse:

@@ -29,7 +29,7 @@ class StateCount(_message.Message):
     def __init__(self, state: _Optional[str] = ..., count: _Optional[int] = ...) -> None: ...
 
 class GetStatusResponse(_message.Message):
-    __slots__ = ("version", "replica", "start_time", "uptime", "storage_backend", "tasks", "subtasks", "agents", "queue", "connected_agents", "free_slots", "replicas", "model_pacing")
+    __slots__ = ("version", "replica", "start_time", "uptime", "storage_backend", "tasks", "subtasks", "agents", "queue", "connected_agents", "free_slots", "replicas", "model_pacing", "tasks_awaiting_approval")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     REPLICA_FIELD_NUMBER: _ClassVar[int]
     START_TIME_FIELD_NUMBER: _ClassVar[int]
@@ -43,6 +43,7 @@ class GetStatusResponse(_message.Message):
     FREE_SLOTS_FIELD_NUMBER: _ClassVar[int]
     REPLICAS_FIELD_NUMBER: _ClassVar[int]
     MODEL_PACING_FIELD_NUMBER: _ClassVar[int]
+    TASKS_AWAITING_APPROVAL_FIELD_NUMBER: _ClassVar[int]
     version: str
     replica: str
     start_time: _timestamp_pb2.Timestamp
@@ -56,7 +57,8 @@ class GetStatusResponse(_message.Message):
     free_slots: int
     replicas: _containers.RepeatedScalarFieldContainer[str]
     model_pacing: _containers.RepeatedCompositeFieldContainer[ModelPacing]
-    def __init__(self, version: _Optional[str] = ..., replica: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., uptime: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., storage_backend: _Optional[str] = ..., tasks: _Optional[_Iterable[_Union[StateCount, _Mapping]]] = ..., subtasks: _Optional[_Iterable[_Union[StateCount, _Mapping]]] = ..., agents: _Optional[_Iterable[_Union[StateCount, _Mapping]]] = ..., queue: _Optional[_Iterable[_Union[StateCount, _Mapping]]] = ..., connected_agents: _Optional[int] = ..., free_slots: _Optional[int] = ..., replicas: _Optional[_Iterable[str]] = ..., model_pacing: _Optional[_Iterable[_Union[ModelPacing, _Mapping]]] = ...) -> None: ...
+    tasks_awaiting_approval: int
+    def __init__(self, version: _Optional[str] = ..., replica: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., uptime: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., storage_backend: _Optional[str] = ..., tasks: _Optional[_Iterable[_Union[StateCount, _Mapping]]] = ..., subtasks: _Optional[_Iterable[_Union[StateCount, _Mapping]]] = ..., agents: _Optional[_Iterable[_Union[StateCount, _Mapping]]] = ..., queue: _Optional[_Iterable[_Union[StateCount, _Mapping]]] = ..., connected_agents: _Optional[int] = ..., free_slots: _Optional[int] = ..., replicas: _Optional[_Iterable[str]] = ..., model_pacing: _Optional[_Iterable[_Union[ModelPacing, _Mapping]]] = ..., tasks_awaiting_approval: _Optional[int] = ...) -> None: ...
 
 class ModelPacing(_message.Message):
     __slots__ = ("model", "breaker", "reopens_in", "in_flight", "in_flight_cap", "held", "requests_per_minute", "input_tokens_per_minute", "output_tokens_per_minute", "requests_used", "input_tokens_used", "output_tokens_used", "granted", "overloaded_answers", "last_problem")

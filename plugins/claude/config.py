@@ -136,6 +136,17 @@ def resolve_config(
     return config.with_params(params or {})
 
 
+def settings_options() -> list[Any]:
+    """The plugin's settings, the ``claude`` section of config.yml (``register_settings``)."""
+    from controlplane.config import Option, parse_text
+
+    return [
+        Option("claude.api_key", parse_text, "", "Anthropic API key (or ANTHROPIC_API_KEY / CLAUDE_API_KEY)."),
+        Option("claude.model", parse_text, "", "Model for Claude-backed agents; empty means the default."),
+        Option("claude.base_url", parse_text, "", "Messages API base URL; empty means Anthropic's."),
+    ]
+
+
 def load_plugin_settings() -> Any:
     """``controlplane.config.load_settings()``, or None when the settings cannot be read."""
     import logging

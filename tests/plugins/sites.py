@@ -10,6 +10,7 @@ concurrent runs never do.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -57,3 +58,12 @@ def maos(site: Path, home: Path, *args: str, timeout: float = 90, **extra: str) 
     """``maos ARGS`` as a process that sees the plugins of ``site``."""
     return subprocess.run([sys.executable, "-m", "cli.main", *args], env=environment(site, home, **extra),
                           capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL, cwd=site)
+
+
+GUIDE = ROOT / "docs" / "plugins.md"
+_FILE_BLOCK = re.compile(r"<!-- file: (?P<name>[^ ]+) -->\n```python\n(?P<source>.*?)\n```", re.DOTALL)
+
+
+def guide_files() -> dict[str, str]:
+    """The files docs/plugins.md shows (``<!-- file: NAME -->`` before a python block), by name."""
+    return {m["name"]: m["source"] + "\n" for m in _FILE_BLOCK.finditer(GUIDE.read_text())}

@@ -104,7 +104,7 @@ def load_entry_points(pm: MaosPluginManager) -> None:
         except Exception as exc:  # noqa: BLE001  (any failure of one plugin: skip it, keep MAOS running)
             if pm.get_plugin(name) is not None:
                 pm.unregister(name=name)
-            detail = exc.message if isinstance(exc, pluggy.PluginValidationError) else f"{type(exc).__name__}: {exc}"
+            detail = str(exc) if isinstance(exc, pluggy.PluginValidationError) else f"{type(exc).__name__}: {exc}"
             pm.report(f"plugin {name} skipped: {detail}")
             continue
         for caller in pm.get_hookcallers(plugin) or []:

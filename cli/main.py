@@ -100,9 +100,10 @@ class PluginCommands(click.Group):
             return
         self._plugins_loaded = True
         if pm is None:
-            from controlplane.plugins import get_plugin_manager
+            from controlplane.plugins import installed_plugin_manager
 
-            pm = get_plugin_manager()  # a broken plugin is skipped, with a warning on stderr
+            # The built-ins add no commands; a broken plugin is skipped, with a warning on stderr.
+            pm = installed_plugin_manager(quiet=False)
         arguments = {"cli": self}
         own = dict(self.commands)
         for impl in reversed(pm.hook.register_commands.get_hookimpls()):  # the order pluggy calls them

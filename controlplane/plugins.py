@@ -73,9 +73,14 @@ def get_plugin_manager(load_entrypoints: bool = True) -> MaosPluginManager:
     return pm
 
 
-def installed_plugin_manager() -> MaosPluginManager:
-    """A quiet manager with only the installed plugins (no built-ins): cheap, to read their settings."""
-    pm = MaosPluginManager(quiet=True)  # get_plugin_manager() reports the same problems
+def installed_plugin_manager(quiet: bool = True) -> MaosPluginManager:
+    """A manager with only the installed plugins (no built-ins): cheap, for their settings or commands.
+
+    Args:
+        quiet: Keep problems without logging them (reading settings: get_plugin_manager() reports
+            the same problems where they matter).
+    """
+    pm = MaosPluginManager(quiet=quiet)
     pm.add_hookspecs(hookspecs)
     load_entry_points(pm)
     return pm

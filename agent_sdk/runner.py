@@ -89,7 +89,8 @@ def cli() -> None:
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
 @tls_options
-def run(agent_type: str, server: str | None, token: str | None, join_token: str | None, capabilities: str | None,
+def run(agent_type: str, server: str | None, token: str | None, join_token: str | None,
+        capabilities: str | None,
         max_concurrency: int | None, launch_id: str, grace: float, log_level: str, **tls_params: Any) -> None:
     """Run one agent of TYPE until stopped."""
     if token and join_token:

@@ -44,7 +44,7 @@ DEFAULT_ADDRESS = "127.0.0.1:7100"
 
 
 def default_address() -> str:
-    """MAOS_SERVER_ADDRESS, else MAOS_ADDR (its older name), else server.address of config.yml or 127.0.0.1:7100."""
+    """MAOS_SERVER_ADDRESS, else MAOS_ADDR (its older name), else server.address of config.yml."""
     legacy = os.environ.get("MAOS_ADDR", "").strip()
     if legacy and not os.environ.get("MAOS_SERVER_ADDRESS", "").strip():
         return legacy
@@ -109,7 +109,8 @@ class PluginCommands(click.Group):
         for impl in reversed(pm.hook.register_commands.get_hookimpls()):  # the order pluggy calls them
             try:
                 commands = impl.function(*[arguments[name] for name in impl.argnames]) or []
-                if not isinstance(commands, list | tuple) or not all(isinstance(c, click.Command) for c in commands):
+                if not isinstance(commands, list | tuple) or not all(
+                        isinstance(c, click.Command) for c in commands):
                     raise TypeError("register_commands must return a list of click commands")
             except Exception as exc:  # noqa: BLE001  (one plugin's failure must not break the command line)
                 _plugin_warning(f"plugin {impl.plugin_name}: register_commands failed ({type(exc).__name__}: "
@@ -118,12 +119,12 @@ class PluginCommands(click.Group):
             for name, command in own.items():  # a plugin that decorated cli directly replaces nothing
                 if self.commands.get(name) is not command:
                     self.commands[name] = command
-                    _plugin_warning(f"plugin {impl.plugin_name}: command {name!r} left out: maos already has a "
-                                    "command of that name")
+                    _plugin_warning(f"plugin {impl.plugin_name}: command {name!r} left out: maos already "
+                                    "has a command of that name")
             for command in commands:
                 if command.name in own:
-                    _plugin_warning(f"plugin {impl.plugin_name}: command {command.name!r} left out: maos already "
-                                    "has a command of that name")
+                    _plugin_warning(f"plugin {impl.plugin_name}: command {command.name!r} left out: maos "
+                                    "already has a command of that name")
                 else:
                     self.add_command(command)
 

@@ -104,7 +104,8 @@ def _text(data: dict[str, Any]) -> str:
         pairs = [("Module", p["module"] if p["module"] != p["name"] else ""),
                  ("Hooks", ", ".join(p["hooks"])),
                  ("Agent types", ", ".join(p["agent_types"])), ("Planners", ", ".join(p["planners"])),
-                 ("Storage", ", ".join(p["storage_backends"])), ("Settings", ", ".join(p.get("settings", []))),
+                 ("Storage", ", ".join(p["storage_backends"])),
+                 ("Settings", ", ".join(p.get("settings", []))),
                  ("Commands", ", ".join(p.get("commands", [])))]
         body = key_values(pairs)
         blocks.append(f"{p['name']} ({origin})" + ("\n" + _indent(body) if body else ""))

@@ -6,6 +6,11 @@ variable of a key is ``MAOS_`` plus the key in upper case with dots replaced by
 underscores (``MAOS_DATABASE_PRIMARY_URL``, ``MAOS_SYSTEM_MAX_AGENTS``), as the
 user guide shows. Values in ``config.yml`` may refer to the environment as
 ``${NAME}``.
+
+Plugins declare settings of their own the same way, in sections of their own
+(the ``register_settings`` hook, :func:`controlplane.plugins.plugin_settings`);
+:func:`load_settings` resolves them with MAOS's. A key of ``config.yml`` that
+no one declares is a warning (:attr:`Settings.warnings`), not an error.
 """
 
 from __future__ import annotations
@@ -467,7 +472,8 @@ class Settings:
             sources[canonical] = "override"
         inputs = self._inputs
         if inputs is not None:
-            inputs = _Sources(inputs.config_file, inputs.loaded, inputs.environ, {**inputs.overrides, **overrides})
+            inputs = _Sources(inputs.config_file, inputs.loaded, inputs.environ,
+                              {**inputs.overrides, **overrides})
         return Settings(self.home, values, sources, self.warnings, options=self._options, inputs=inputs)
 
     def with_plugins(self, pm: Any) -> Settings:

@@ -109,7 +109,8 @@ def load_entry_points(pm: MaosPluginManager) -> None:
         except Exception as exc:  # noqa: BLE001  (any failure of one plugin: skip it, keep MAOS running)
             if pm.get_plugin(name) is not None:
                 pm.unregister(name=name)
-            detail = str(exc) if isinstance(exc, pluggy.PluginValidationError) else f"{type(exc).__name__}: {exc}"
+            validation = isinstance(exc, pluggy.PluginValidationError)
+            detail = str(exc) if validation else f"{type(exc).__name__}: {exc}"
             pm.report(f"plugin {name} skipped: {detail}")
             continue
         for caller in pm.get_hookcallers(plugin) or []:
@@ -125,14 +126,16 @@ def _unknown_hooks(pm: pluggy.PluginManager, plugin: Any) -> str:
     known = [name for name in vars(pm.hook) if not name.startswith("_") and getattr(pm.hook, name).has_spec()]
     wrong = []
     for caller in pm.get_hookcallers(plugin) or []:
-        if caller.has_spec() or all(impl.optionalhook for impl in caller.get_hookimpls() if impl.plugin is plugin):
+        own = [impl for impl in caller.get_hookimpls() if impl.plugin is plugin]
+        if caller.has_spec() or all(impl.optionalhook for impl in own):
             continue
         close = difflib.get_close_matches(caller.name, known, n=1, cutoff=0.6)
         wrong.append(f"{caller.name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
     return f"unknown hook {', '.join(wrong)}; docs/plugin_hooks.md lists the hooks" if wrong else ""
 
 
-def _guarded(pm: MaosPluginManager, plugin: str, hook: str, function: Callable[..., Any]) -> Callable[..., Any]:
+def _guarded(pm: MaosPluginManager, plugin: str, hook: str,
+             function: Callable[..., Any]) -> Callable[..., Any]:
     """``function`` reporting an exception it raises and returning nothing instead."""
 
     @functools.wraps(function)

@@ -141,7 +141,8 @@ def settings_options() -> list[Any]:
     from controlplane.config import Option, parse_text
 
     return [
-        Option("claude.api_key", parse_text, "", "Anthropic API key (or ANTHROPIC_API_KEY / CLAUDE_API_KEY)."),
+        Option("claude.api_key", parse_text, "",
+               "Anthropic API key (or ANTHROPIC_API_KEY / CLAUDE_API_KEY)."),
         Option("claude.model", parse_text, "", "Model for Claude-backed agents; empty means the default."),
         Option("claude.base_url", parse_text, "", "Messages API base URL; empty means Anthropic's."),
     ]

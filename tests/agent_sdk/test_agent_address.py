@@ -81,7 +81,8 @@ async def test_maos_addr_still_works_with_a_deprecation_warning(
 def test_the_order_flag_then_maos_server_address_then_maos_addr_then_config(tmp_path: Path) -> None:
     (tmp_path / "config.yml").write_text("server:\n  address: 0.0.0.0:7300\n")
     both = {"MAOS_SERVER_ADDRESS": "127.0.0.1:7400", "MAOS_ADDR": "127.0.0.1:7500"}
-    assert server_address("127.0.0.1:7600", load_settings(home=tmp_path, environ=both), both) == "127.0.0.1:7600"
+    flagged = server_address("127.0.0.1:7600", load_settings(home=tmp_path, environ=both), both)
+    assert flagged == "127.0.0.1:7600"
     assert server_address(None, load_settings(home=tmp_path, environ=both), both) == "127.0.0.1:7400"
     legacy = {"MAOS_ADDR": "127.0.0.1:7500"}
     assert server_address(None, load_settings(home=tmp_path, environ=legacy), legacy) == "127.0.0.1:7500"

@@ -80,7 +80,8 @@ EXPECTED_PROBLEMS = [
     "plugin trespassing: its settings are left out: setting 'server.colour' is in the section 'server', "
     "which is MAOS's own",
     "plugin raising: register_agent_types failed (RuntimeError: no licence); what it registers is left out",
-    "plugin raising: register_commands failed (RuntimeError: no commands today); what it registers is left out",
+    "plugin raising: register_commands failed (RuntimeError: no commands today); what it registers is "
+    "left out",
 ]
 
 
@@ -128,8 +129,8 @@ def test_maos_start_and_its_agents_run_a_task_despite_them(site: Path, tmp_path:
     home = tmp_path / "home"
     address = f"127.0.0.1:{free_port()}"
     assert maos(site, home, "init").returncode == 0
-    started = maos(site, home, "-o", "json", "start", "--daemon", "--address", address, "--agents", "whisperer=1",
-                   "--startup-timeout", "60")
+    started = maos(site, home, "-o", "json", "start", "--daemon", "--address", address,
+                   "--agents", "whisperer=1", "--startup-timeout", "60")
     assert started.returncode == 0, started.stderr
     pid = json.loads(started.stdout)["pid"]
     try:

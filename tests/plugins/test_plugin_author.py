@@ -80,9 +80,9 @@ def test_the_cli_lists_it_and_runs_its_command_with_its_settings(site: Path, tmp
 
     # A section no plugin registers is a warning, shown where the plugins are.
     problems = json.loads(maos(site, home, "plugins", "list", "-o", "json").stdout)["problems"]
-    assert problems == [f"{home / 'config.yml'}: unknown setting 'nonsense.knob' ignored: no installed plugin "
-                        "registers settings in the section 'nonsense' (`maos plugins list` shows the sections "
-                        "plugins register)"]
+    assert problems == [f"{home / 'config.yml'}: unknown setting 'nonsense.knob' ignored: no installed "
+                        "plugin registers settings in the section 'nonsense' (`maos plugins list` shows the "
+                        "sections plugins register)"]
 
     # maos config set checks and writes the plugin's settings like MAOS's own.
     before = (home / "config.yml").read_text()
@@ -113,8 +113,8 @@ def test_without_the_plugin_its_section_is_only_a_warning(tmp_path: Path) -> Non
     (tmp_path / "config.yml").write_text("tickets:\n  prefix: BUG\n")
     settings = load_settings(home=tmp_path, environ={})
     [warning] = settings.warnings
-    assert "unknown setting 'tickets.prefix' ignored: no installed plugin registers settings in the section " \
-           "'tickets'" in warning
+    assert ("unknown setting 'tickets.prefix' ignored: no installed plugin registers settings in the "
+            "section 'tickets'") in warning
 
 
 async def test_its_planner_goes_first_and_its_agent_runs_the_steps(
@@ -139,12 +139,13 @@ async def test_its_planner_goes_first_and_its_agent_runs_the_steps(
         assert {"tickets.max_items", "claude.model", "server.address"} <= set(keys)
 
         analyzed = await asyncio.to_thread(
-            runner.invoke, cli, ["task", "analyze", "Fix the login page", "--metadata", "tickets=101,102,103,104",
-                                 "-o", "json"], env=env, prog_name="maos")
+            runner.invoke, cli, ["task", "analyze", "Fix the login page", "--metadata",
+                                 "tickets=101,102,103,104", "-o", "json"], env=env, prog_name="maos")
         assert analyzed.exit_code == 0, analyzed.output
         plan = json.loads(analyzed.stdout)
         assert plan["planner"] == "tickets"
-        assert [s["title"] for s in plan["subtasks"]] == ["BUG-101", "BUG-102", "BUG-103"]  # tickets.max_items
+        # Three: tickets.max_items.
+        assert [s["title"] for s in plan["subtasks"]] == ["BUG-101", "BUG-102", "BUG-103"]
         unlabelled = await asyncio.to_thread(runner.invoke, cli, ["task", "analyze", "Fix it", "-o", "json"],
                                              env=env, prog_name="maos")
         assert json.loads(unlabelled.stdout)["planner"] != "tickets"
@@ -165,7 +166,8 @@ def test_the_guides_tests_of_the_plugin_pass_as_an_author_runs_them(site: Path, 
     project = tmp_path / "project"
     project.mkdir()
     (project / "test_tickets.py").write_text(guide_files()["test_tickets.py"])
-    (project / "pytest.ini").write_text("[pytest]\nasyncio_mode = auto\nasyncio_default_fixture_loop_scope = function\n")
+    (project / "pytest.ini").write_text(
+        "[pytest]\nasyncio_mode = auto\nasyncio_default_fixture_loop_scope = function\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("MAOS_")}
     env["PYTHONPATH"] = os.pathsep.join([str(site), str(ROOT)])
     done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_tickets.py"],

@@ -54,13 +54,13 @@ def test_the_contract_suite_certifies_it_from_the_authors_own_project(site: Path
         (project / name).write_text(files[name])
     env = {k: v for k, v in os.environ.items() if not k.startswith("MAOS_")}
     env["PYTHONPATH"] = os.pathsep.join([str(site), str(ROOT)])
-    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly"],
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
                           cwd=project, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     assert " failed" not in done.stdout
     assert "TestObservedBackend::test_round_trip_fully_populated" in subprocess.run(
-        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider"], cwd=project, env=env,
-        capture_output=True, text=True, timeout=120).stdout
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider"], cwd=project,
+        env=env, capture_output=True, text=True, timeout=120).stdout
 
 
 async def test_a_control_plane_on_it_writes_every_row_through_its_write(

@@ -73,6 +73,29 @@ def register_settings():
     return [Option("server.colour", parse_text, "blue", "Not this plugin's section.")]
 '''
 
+SQUATTING = '''
+import click
+
+from controlplane import hookimpl
+
+
+@hookimpl
+def register_commands(cli):
+    @cli.command("status")
+    def status():
+        click.echo("not MAOS's status")
+
+    @click.command("task")
+    def task():
+        click.echo("not MAOS's task")
+
+    @click.command("squat")
+    def squat():
+        click.echo("squatting")
+
+    return [task, squat]
+'''
+
 EXPECTED_PROBLEMS = [
     "plugin missing skipped: ModuleNotFoundError: No module named 'a_module_nobody_installed'",
     "plugin misspelt skipped: unknown hook 'register_agent_type' (did you mean 'register_agent_types'?); "
@@ -94,6 +117,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     install(root, "maos-plugin-raising", {"raising": "raising_plugin"}, {"raising_plugin.py": RAISING})
     install(root, "maos-plugin-trespassing", {"trespassing": "trespassing_plugin"},
             {"trespassing_plugin.py": TRESPASSING})
+    install(root, "maos-plugin-squatting", {"squatting": "squatting_plugin"}, {"squatting_plugin.py": SQUATTING})
     return root
 
 
@@ -119,6 +143,12 @@ def test_the_command_line_works_and_says_what_it_left_out(site: Path, tmp_path: 
     assert helped.returncode == 0, helped.stderr
     assert "task" in helped.stdout and "Traceback" not in helped.stderr
     assert "register_commands failed (RuntimeError: no commands today)" in helped.stderr
+    squat = maos(site, tmp_path, "squat")  # a plugin's own command runs
+    assert squat.returncode == 0 and squat.stdout == "squatting\n"
+    assert "command 'task' left out: maos already has a command of that name" in squat.stderr
+    assert "command 'status' left out: maos already has a command of that name" in squat.stderr
+    task = maos(site, tmp_path, "task", "--help")  # MAOS's own, never replaced
+    assert task.returncode == 0 and "submit" in task.stdout
     unknown = maos(site, tmp_path, "frobnicate")
     assert unknown.returncode == 2 and "No such command 'frobnicate'" in unknown.stderr
     assert "Traceback" not in unknown.stderr

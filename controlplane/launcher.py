@@ -19,16 +19,12 @@ import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from agent_sdk.environment import child_environment
 from agent_sdk.tls import ClientTls, TlsFileError
 from controlplane.agent_limits import AgentLimits
 from controlplane.errors import FailedPrecondition, InvalidArgument, Unavailable
 from controlplane.home import open_private, private_dir
-
-if TYPE_CHECKING:
-    from controlplane.config import Option
 
 log = logging.getLogger(__name__)
 
@@ -38,20 +34,19 @@ KILL_GRACE = 0.5
 AGENT_MAOS_VARIABLES = frozenset({"MAOS_TRACE_PLUGINS"})
 
 
-def agent_environment(environ: Mapping[str, str], needed: Iterable[str] = (),
-                      options: Iterable[Option] | None = None) -> dict[str, str]:
+def agent_environment(environ: Mapping[str, str], needed: Iterable[str] = ()) -> dict[str, str]:
     """The environment of a launched agent: the allow-list, the settings agents read, what its type needs.
 
     The ``MAOS_*`` variables of settings are passed except ``database.*``, ``redis.*``,
     ``security.*`` and secret-looking ones (:func:`controlplane.redaction.is_secret_setting`):
     an agent talks to the control plane, never to its database. ``needed`` names variables
-    the agent's type asks for (:attr:`agent_sdk.AgentTypeSpec.environment`). ``options`` are
-    the settings (default: MAOS's own and the installed plugins').
+    the agent's type asks for (:attr:`agent_sdk.AgentTypeSpec.environment`). Settings are
+    MAOS's own and those of the installed plugins (``register_settings``).
     """
     from controlplane.config import known_options
     from controlplane.redaction import is_secret_setting
 
-    settings = {o.env_var for o in (known_options().values() if options is None else options)
+    settings = {o.env_var for o in known_options().values()
                 if not o.key.startswith(("database.", "redis.", "security."))
                 and not is_secret_setting(o.key)}
     return child_environment(environ, [*sorted(settings | AGENT_MAOS_VARIABLES), *needed])

@@ -40,6 +40,21 @@ DEFAULT_PLUGINS = (
 _SETTING_KEY = re.compile(r"[a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)+")
 
 
+class Distribution:
+    """The distribution a plugin was installed with (what ``pm.list_plugin_distinfo()`` pairs it with)."""
+
+    def __init__(self, dist: importlib.metadata.Distribution) -> None:
+        self._dist = dist
+
+    @property
+    def project_name(self) -> str:
+        """The distribution's name (``maos-plugin-example``)."""
+        return str(self._dist.metadata["name"])
+
+    def __getattr__(self, name: str) -> Any:  # version, metadata, ...
+        return getattr(self._dist, name)
+
+
 class MaosPluginManager(pluggy.PluginManager):
     """A pluggy manager that keeps what went wrong with the installed plugins."""
 
@@ -48,6 +63,11 @@ class MaosPluginManager(pluggy.PluginManager):
         #: One sentence per problem (a plugin skipped, a hook that failed), oldest first, no repeats.
         self.problems: list[str] = []
         self._quiet = quiet
+        self._installed: list[tuple[Any, Distribution]] = []
+
+    def list_plugin_distinfo(self) -> list[tuple[Any, Any]]:
+        """``(plugin, distribution)`` of every plugin registered from an entry point."""
+        return [*super().list_plugin_distinfo(), *self._installed]
 
     def report(self, problem: str) -> None:
         """Log ``problem`` as a warning (unless quiet) and keep it, once."""
@@ -94,20 +114,19 @@ def load_entry_points(pm: MaosPluginManager) -> None:
     hook). The ``register_*`` hooks of the plugins loaded here are guarded: one
     that raises is reported and counts as returning nothing.
     """
-    names = sorted({ep.name for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)})
-    for name in names:
+    for name, entry_point in installed_entry_points(tuple(sys.path)):
         if pm.get_plugin(name) is not None or pm.is_blocked(name):
-            continue
+            continue  # as pluggy does: the first distribution of a name wins
         try:
-            pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP, name=name)
-            plugin = pm.get_plugin(name)
-            if plugin is None:
-                continue
+            plugin = entry_point.load()
+            pm.register(plugin, name=name)
+            pm._installed.append((plugin, Distribution(entry_point.dist)))
             unknown = _unknown_hooks(pm, plugin)
             if unknown:
                 raise pluggy.PluginValidationError(plugin, unknown)
         except Exception as exc:  # noqa: BLE001  (any failure of one plugin: skip it, keep MAOS running)
             if pm.get_plugin(name) is not None:
+                pm._installed = [(p, d) for p, d in pm._installed if p is not pm.get_plugin(name)]
                 pm.unregister(name=name)
             validation = isinstance(exc, pluggy.PluginValidationError)
             detail = str(exc) if validation else f"{type(exc).__name__}: {exc}"
@@ -119,6 +138,21 @@ def load_entry_points(pm: MaosPluginManager) -> None:
             for impl in caller.get_hookimpls():
                 if impl.plugin is plugin and not (impl.wrapper or impl.hookwrapper):
                     impl.function = _guarded(pm, name, caller.name, impl.function)
+
+
+@functools.lru_cache(maxsize=8)
+def installed_entry_points(path: tuple[str, ...]) -> list[tuple[str, importlib.metadata.EntryPoint]]:
+    """The ``maos`` entry points of the distributions on ``path`` (``sys.path``), by name.
+
+    Reading every distribution's metadata takes milliseconds and settings are
+    loaded often (each command, each test), so the answer is kept per
+    ``sys.path``: a distribution installed into a directory already on the path
+    while a process runs is seen by the next process.
+    """
+    found: list[tuple[str, importlib.metadata.EntryPoint]] = []
+    for dist in importlib.metadata.distributions(path=list(path)):
+        found.extend((ep.name, ep) for ep in dist.entry_points if ep.group == ENTRY_POINT_GROUP)
+    return sorted(found, key=lambda item: item[0])
 
 
 def _unknown_hooks(pm: pluggy.PluginManager, plugin: Any) -> str:

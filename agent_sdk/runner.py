@@ -1,8 +1,14 @@
 """``maos-agent``: run an agent process against a control plane.
 
 Usable as a command (``maos-agent run --type echo --server 127.0.0.1:7100``)
-and as a library (:func:`run_agent`). SIGTERM and SIGINT drain the agent:
-running work gets ``--grace`` seconds to finish, then the process exits.
+and as a library (:func:`run_agent`, a coroutine: ``asyncio.run(run_agent(...))``).
+SIGTERM and SIGINT drain the agent: running work gets ``--grace`` seconds to
+finish, then the process exits.
+
+The control plane's address: ``--server``, else ``MAOS_SERVER_ADDRESS`` (the
+variable every MAOS command reads), else ``server.address`` of config.yml, else
+127.0.0.1:7100. ``MAOS_ADDR``, the name this command used to read, still works
+with a deprecation warning.
 
 Credentials: ``--token`` (``MAOS_TOKEN``), an API key holding ``agent:connect``
 or an agent credential; or ``--join-token`` (``MAOS_JOIN_TOKEN``), exchanged
@@ -19,8 +25,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
+from collections.abc import Mapping
 from typing import Any
 
 import click
@@ -47,6 +55,7 @@ async def run_agent(
 ) -> Worker:
     """Run ``agent`` until SIGTERM/SIGINT (drained with ``grace``) or a drain-with-exit.
 
+    A coroutine: await it in a running event loop, or ``asyncio.run(run_agent(agent, address))``.
     ``credentials`` (from :func:`agent_sdk.tls_credentials`) connect over TLS; plaintext when None.
     """
     worker = Worker(agent, server, token=token, join_token=join_token, capabilities=capabilities,
@@ -66,8 +75,9 @@ def cli() -> None:
 
 @cli.command()
 @click.option("--type", "agent_type", required=True, help="Agent type to run (see `maos agent types`).")
-@click.option("--server", envvar="MAOS_ADDR", default="127.0.0.1:7100", show_default=True,
-              help="Control plane address host:port.")
+@click.option("--server", default=None, metavar="HOST:PORT",
+              help="Control plane address [default: MAOS_SERVER_ADDRESS, else server.address of "
+                   "config.yml, else 127.0.0.1:7100].")
 @click.option("--token", envvar="MAOS_TOKEN", default=None, help="API key or agent credential.")
 @click.option("--join-token", envvar="MAOS_JOIN_TOKEN", default=None, metavar="ID.SECRET",
               help="Join token, exchanged at the first Register for this agent's own credential.")
@@ -79,7 +89,8 @@ def cli() -> None:
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
 @tls_options
-def run(agent_type: str, server: str, token: str | None, join_token: str | None, capabilities: str | None,
+def run(agent_type: str, server: str | None, token: str | None, join_token: str | None,
+        capabilities: str | None,
         max_concurrency: int | None, launch_id: str, grace: float, log_level: str, **tls_params: Any) -> None:
     """Run one agent of TYPE until stopped."""
     if token and join_token:
@@ -96,9 +107,11 @@ def run(agent_type: str, server: str, token: str | None, join_token: str | None,
     for handler in logging.getLogger().handlers:
         handler.addFilter(RedactingFilter())  # the agent's log file carries no credential either
 
-    settings = load_settings()
+    pm = get_plugin_manager()  # a broken installed plugin is skipped with a warning
+    settings = load_settings(pm=pm)
+    server = server_address(server, settings)
     try:
-        spec = find_type(get_plugin_manager(), settings, agent_type, field="--type")
+        spec = find_type(pm, settings, agent_type, field="--type")
     except InvalidArgument as exc:
         raise click.BadParameter(exc.message, param_hint="--type") from None
     caps = [c.strip() for c in capabilities.split(",") if c.strip()] if capabilities else None
@@ -120,6 +133,23 @@ def run(agent_type: str, server: str, token: str | None, join_token: str | None,
             raise
         raise click.ClickException(f"the control plane refused the agent: {exc.code().name}: {exc.details()}") \
             from None
+
+
+def server_address(flag: str | None, settings: Any, environ: Mapping[str, str] | None = None) -> str:
+    """The control plane's address: ``flag``, MAOS_SERVER_ADDRESS, MAOS_ADDR (deprecated), config.yml."""
+    from controlplane.api.server import local_address
+
+    environ = os.environ if environ is None else environ
+    if flag:
+        return flag
+    if settings.source("server.address") in ("env", "override"):
+        return local_address(settings["server.address"])
+    legacy = environ.get("MAOS_ADDR", "").strip()
+    if legacy:
+        logging.getLogger("maos-agent").warning(
+            "MAOS_ADDR is deprecated: set MAOS_SERVER_ADDRESS, the variable every MAOS command reads")
+        return legacy
+    return local_address(settings["server.address"])
 
 
 def main() -> None:

@@ -339,6 +339,8 @@ def start(agents: str | None, address: str | None, metrics_port: int | None, sta
         _serve_foreground(settings, detached)
         return
     _check_start(settings)
+    for warning in settings.warnings:  # the server logs them to its file; say them here too
+        message(f"warning: {warning}")
     info = _start_daemon(settings, agents, metrics_port, migrate, startup_timeout)
     emit(info, lambda: f"MAOS control plane started on {info['address']} (pid {info['pid']})\nLogs: {info['log']}")
 

@@ -513,22 +513,38 @@ def recommended_types(plan: msgs.ExecutionPlan, types: list[Any]) -> list[Any]:
 @click.option("--recommend-agents", is_flag=True, help="Also list the agent types able to run the plan.")
 @click.option("--type", "task_type", default=None, help="Task type of a draft description.")
 @click.option("--max-agents", type=MAX_AGENTS, default=None, help="max_agents of a draft description.")
+@click.option("--metadata", multiple=True, type=Metadata(),
+              help="A label KEY=VALUE, or a JSON object of several, of a draft description (repeatable).")
+@click.option("--context", default=None, help="Background of a draft description.")
+@click.option("--constraints", default=None, help="Rules of a draft description.")
+@click.option("--agent-type", default=None, help="Agent type of a draft description.")
 @output_option
 @handle_errors
-def analyze(target: str, recommend_agents: bool, task_type: str | None, max_agents: int | None) -> None:
+def analyze(target: str, recommend_agents: bool, task_type: str | None, max_agents: int | None,
+            metadata: tuple[dict[str, str], ...], context: str | None, constraints: str | None,
+            agent_type: str | None) -> None:
     """Plan a task without running it: complexity, agents, parallel efficiency.
 
     DESCRIPTION_OR_ID is either the id of an existing task (t..., tasks/t...)
-    or the description of a draft task.
+    or the description of a draft task. A draft is planned as `maos task
+    submit` with the same options would plan it: a planner plugin may choose
+    tasks by their type, metadata, context or agent type.
     """
     is_id = bool(_TASK_ID.match(target.strip()))
+    draft_options = metadata or context is not None or constraints is not None or agent_type or task_type \
+        or max_agents
+    if is_id and draft_options:
+        raise click.UsageError("--type, --max-agents, --metadata, --context, --constraints and --agent-type "
+                               "describe a draft; an existing task is planned as it was submitted")
 
     async def action(client: Client) -> tuple[msgs.ExecutionPlan, list[Any]]:
         if is_id:
             plan = await client.analyze_task(name=target)
         else:
             plan = await client.analyze_task(description=target, task_type=task_type or "",
-                                             max_agents=max_agents or 0)
+                                             max_agents=max_agents or 0, metadata=merge_metadata(metadata),
+                                             context=context or "", constraints=constraints or "",
+                                             agent_type=agent_type or "")
         types = await client.list_agent_types() if recommend_agents else []
         return plan, types
 

@@ -218,6 +218,7 @@ def build_app(settings: Settings, pm: pluggy.PluginManager | None = None) -> App
     checked: :func:`check_schema` refuses a database not at the latest revision.
     """
     pm = pm or get_plugin_manager()
+    settings = settings.with_plugins(pm)  # the settings of plugins registered on pm alone
     for warning in settings.warnings:
         log.warning("%s", warning)
     tls = server_tls(settings)  # bad TLS settings fail before the database is touched

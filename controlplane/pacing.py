@@ -118,8 +118,8 @@ class Pacer:
     """Permits for model calls across every agent (see the module docstring).
 
     Args:
-        limits: Configured per-minute limits by model (``claude.rate_limits``).
-        policy: The breaker's policy (``claude.breaker.*``).
+        limits: Configured per-minute limits by model (``models.rate_limits``).
+        policy: The breaker's policy (``models.breaker.*``).
         store: Where the state lives (memory by default).
         metrics: The control plane's :class:`~controlplane.metrics.Metrics`, or None.
         clock: Monotonic seconds (tests pass their own).
@@ -143,12 +143,12 @@ class Pacer:
 
     @classmethod
     def from_settings(cls, settings: Any, metrics: Any = None) -> Pacer:
-        """A pacer configured by ``claude.rate_limits`` and ``claude.breaker.*``."""
-        limits = {model: RateLimits(**values) for model, values in settings["claude.rate_limits"].items()}
-        policy = BreakerPolicy(failure_threshold=settings["claude.breaker.failure_threshold"],
-                               cooldown=settings["claude.breaker.cooldown"],
-                               max_cooldown=max(settings["claude.breaker.cooldown"],
-                                                settings["claude.breaker.max_cooldown"]))
+        """A pacer configured by ``models.rate_limits`` and ``models.breaker.*``."""
+        limits = {model: RateLimits(**values) for model, values in settings["models.rate_limits"].items()}
+        policy = BreakerPolicy(failure_threshold=settings["models.breaker.failure_threshold"],
+                               cooldown=settings["models.breaker.cooldown"],
+                               max_cooldown=max(settings["models.breaker.cooldown"],
+                                                settings["models.breaker.max_cooldown"]))
         return cls(limits, policy, metrics=metrics)
 
     # --- state ----------------------------------------------------------------------

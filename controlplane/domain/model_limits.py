@@ -9,7 +9,7 @@ Per model (:class:`ModelPacing`):
 
 * **Rates.** Token buckets for requests, input tokens and output tokens per minute, each
   refilled continuously up to one minute's allowance (as the Messages API measures them). The
-  limit of a bucket is the lower of the configured one (``claude.rate_limits``) and the one the
+  limit of a bucket is the lower of the configured one (``models.rate_limits``) and the one the
   API announces in its ``anthropic-ratelimit-*-limit`` headers; a ``-remaining`` header lowers the
   bucket's level (never raises it). A permit reserves the request, the estimated input tokens and
   ``max_tokens`` of output; the outcome gives back what the call did not use.

@@ -12,7 +12,7 @@
   ``max_retry_wait``, ``timeout``.
 * Every Messages API call runs under a permit of the control plane's pacer
   (:func:`plugins.claude.client.paced_call`), which holds the whole pool's calls after a
-  429/529 (settings ``claude.rate_limits``, ``claude.breaker.*``).
+  429/529 (settings ``models.rate_limits``, ``models.breaker.*``).
 """
 
 from plugins.claude.agents import (

@@ -137,6 +137,39 @@ def resolve_config(
     return config.with_params(params or {})
 
 
+def settings_options() -> list[Any]:
+    """The plugin's settings, the ``claude`` section of config.yml (``register_settings``)."""
+    from controlplane.config import (
+        Option,
+        parse_bool,
+        parse_domains,
+        parse_positive_duration,
+        parse_positive_int,
+        parse_text,
+    )
+
+    return [
+        Option("claude.api_key", parse_text, "",
+               "Anthropic API key (or ANTHROPIC_API_KEY / CLAUDE_API_KEY)."),
+        Option("claude.model", parse_text, "", "Model for Claude-backed agents; empty means the default."),
+        Option("claude.base_url", parse_text, "", "Messages API base URL; empty means Anthropic's."),
+        Option("claude.tools.max_turns", parse_positive_int, 20,
+               "Most model calls one step's tool loop makes; a loop still calling tools then fails, saying so."),
+        Option("claude.tools.max_seconds", parse_positive_duration, 900.0,
+               "Longest wall time of one step's tool loop (seconds, or 15m)."),
+        Option("claude.web_search.enabled", parse_bool, True, "Offer researchers Anthropic's server-side web search."),
+        Option("claude.web_search.max_uses", parse_positive_int, 5, "Most web searches per model call."),
+        Option("claude.web_fetch.enabled", parse_bool, True, "Offer researchers Anthropic's server-side web fetch."),
+        Option("claude.web_fetch.max_uses", parse_positive_int, 5, "Most pages fetched per model call."),
+        Option("claude.web.allowed_domains", parse_domains, [],
+               "Only these domains are searched and fetched (a list, or comma-separated); empty: any."),
+        Option("claude.web.blocked_domains", parse_domains, [],
+               "Domains never searched or fetched (ignored when allowed_domains is set)."),
+        Option("claude.code_execution.enabled", parse_bool, True,
+               "Offer coders and testers Anthropic's server-side code execution (a sandbox on the API's side)."),
+    ]
+
+
 def load_plugin_settings() -> Any:
     """``controlplane.config.load_settings()``, or None when the settings cannot be read."""
     import logging

@@ -111,9 +111,9 @@ async def test_bad_model_names_are_refused_and_models_are_bounded() -> None:
 
 def test_settings_configure_the_pacer(tmp_path) -> None:
     settings = make_settings(tmp_path, **{
-        "claude.rate_limits": {MODEL: {"requests_per_minute": 50, "output_tokens_per_minute": 8000}},
-        "claude.breaker.failure_threshold": 2, "claude.breaker.cooldown": "2s",
-        "claude.breaker.max_cooldown": "1m"})
+        "models.rate_limits": {MODEL: {"requests_per_minute": 50, "output_tokens_per_minute": 8000}},
+        "models.breaker.failure_threshold": 2, "models.breaker.cooldown": "2s",
+        "models.breaker.max_cooldown": "1m"})
     pacer = Pacer.from_settings(settings)
     assert pacer.configured[MODEL] == RateLimits(50, 0, 8000)
     assert (pacer.policy.failure_threshold, pacer.policy.cooldown, pacer.policy.max_cooldown) == (2, 2.0, 60.0)
@@ -127,15 +127,15 @@ def test_settings_configure_the_pacer(tmp_path) -> None:
     ("[1, 2]", "expected a mapping of model names"),
 ])
 def test_bad_rate_limits_are_refused_naming_the_setting(tmp_path, value, problem) -> None:
-    with pytest.raises(InvalidArgument, match="claude.rate_limits") as info:
-        make_settings(tmp_path, **{"claude.rate_limits": value})
+    with pytest.raises(InvalidArgument, match="models.rate_limits") as info:
+        make_settings(tmp_path, **{"models.rate_limits": value})
     assert problem in str(info.value)
 
 
 def test_rate_limits_come_from_the_environment_as_yaml(tmp_path) -> None:
     settings = load_settings(home=tmp_path, environ={
-        "MAOS_CLAUDE_RATE_LIMITS": "{claude-test: {requests_per_minute: 5}}"})
-    assert settings["claude.rate_limits"] == {MODEL: {"requests_per_minute": 5, "input_tokens_per_minute": 0,
+        "MAOS_MODELS_RATE_LIMITS": "{claude-test: {requests_per_minute: 5}}"})
+    assert settings["models.rate_limits"] == {MODEL: {"requests_per_minute": 5, "input_tokens_per_minute": 0,
                                                       "output_tokens_per_minute": 0}}
 
 

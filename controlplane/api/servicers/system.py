@@ -15,7 +15,7 @@ from controlplane.api import convert
 from controlplane.api.context import caller_may, current_principal
 from controlplane.api.paging import PageTokens, fitting, page_size
 from controlplane.api.pb import enums_pb, system_grpc, system_pb
-from controlplane.config import OPTIONS, Settings, parse_value
+from controlplane.config import Settings, parse_value
 from controlplane.domain.events import Event
 from controlplane.domain.limits import Limits, quote
 from controlplane.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
@@ -325,18 +325,19 @@ class SystemServicer(system_grpc.SystemServiceServicer):
         return [] if after is None else self.engine.events_after(after)
 
     async def GetConfig(self, request: system_pb.GetConfigRequest, context: grpc.aio.ServicerContext) -> system_pb.GetConfigResponse:
-        keys = list(request.keys) or list(OPTIONS)
+        options = self.settings.options  # MAOS's own and the plugins' (register_settings)
+        keys = list(request.keys) or list(options)
         values = []
         for key in keys:
-            if key not in OPTIONS:
+            if key not in options:
                 raise InvalidArgument(f"unknown setting {quote(key)}", field="keys")
             shown = shown_setting(key, self.engine.runtime.get(key, self.settings[key]))
-            values.append(system_pb.ConfigValue(key=key, value=shown, description=OPTIONS[key].description,
+            values.append(system_pb.ConfigValue(key=key, value=shown, description=options[key].description,
                                                 source="runtime" if key in self.engine.runtime else self.settings.source(key)))
         return system_pb.GetConfigResponse(values=values)
 
     async def SetConfig(self, request: system_pb.SetConfigRequest, context: grpc.aio.ServicerContext) -> system_pb.SetConfigResponse:
-        option = OPTIONS.get(request.key)
+        option = self.settings.options.get(request.key)
         if option is None:
             raise InvalidArgument(f"unknown setting {quote(request.key)}", field="key")
         if not option.runtime:

@@ -19,7 +19,7 @@ import inspect
 import logging
 import random
 import secrets
-from collections import OrderedDict, defaultdict, deque
+from collections import Counter, OrderedDict, defaultdict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +33,7 @@ from controlplane.domain.model import (
     AgentStatus,
     ExecutionPlan,
     Failure,
+    Priority,
     Subtask,
     SubtaskKind,
     SubtaskStatus,
@@ -162,6 +163,10 @@ class Engine(AgentSide, Consensus, Watching, PoolSide):
         self.state_version = 0
         #: Queued subtasks by priority, refreshed on the loop for readers on other threads (/metrics).
         self.queued_snapshot: dict[str, int] = {}
+        #: Subtasks in memory by status, and QUEUED ones by their task's priority: counted as work
+        #: moves (see :meth:`_count`), so reading them costs nothing at any queue depth.
+        self.subtask_counts: Counter[SubtaskStatus] = Counter()
+        self.queued_counts: Counter[Priority] = Counter()
         self._random = random.Random(secrets.randbits(128))
         #: What the supervisor can launch (set by build_app; None: plans fit the connected agents only).
         self.supply: Any = None
@@ -236,6 +241,8 @@ class Engine(AgentSide, Consensus, Watching, PoolSide):
                         self._dependants, self._running_tasks, self._awaiting_task_slot):
             mapping.clear()
         self.reservations.clear()
+        self.subtask_counts.clear()
+        self.queued_counts.clear()
         for session in self.sessions.values():
             session.running.clear()
             session.reported_free = session.info.max_concurrency
@@ -252,6 +259,9 @@ class Engine(AgentSide, Consensus, Watching, PoolSide):
                 self._running_tasks.add(task.id)
         for sub in subtasks:
             self.subtasks.setdefault(sub.task_id, {})[sub.id] = sub
+        for task in tasks:
+            for sub in self.subtasks[task.id].values():
+                self._count(task, sub.status, 1)
         for task in tasks:
             for dep in task.depends_on:
                 self._dependants[dep].add(task.id)
@@ -563,7 +573,11 @@ class Engine(AgentSide, Consensus, Watching, PoolSide):
                 status=SubtaskStatus.BLOCKED if step.depends_on else SubtaskStatus.QUEUED,
                 queue_time=stamp,
             )
+            replaced = subs.get(sub.id)
+            if replaced is not None:
+                self._count(task, replaced.status, -1)
             subs[sub.id] = sub
+            self._count(task, sub.status, 1)
             self.committer.subtask(sub)
             if sub.status == SubtaskStatus.QUEUED:
                 self._enqueue(task, sub)
@@ -749,6 +763,9 @@ class Engine(AgentSide, Consensus, Watching, PoolSide):
 
     def _set_subtask_status(self, task: Task, sub: Subtask, status: SubtaskStatus) -> None:
         before = sub.status
+        if self.subtasks.get(task.id, {}).get(sub.id) is sub:  # counted while it is in memory
+            self._count(task, before, -1)
+            self._count(task, status, 1)
         sub.status = status
         self.committer.subtask(sub)
         if status.finished:
@@ -868,7 +885,8 @@ class Engine(AgentSide, Consensus, Watching, PoolSide):
         task = self.tasks.get(task_id)
         if task is not None and task.status.finished and not self._watchers.get(task_id):
             del self.tasks[task_id]
-            for sid in self.subtasks.pop(task_id, {}):
+            for sid, sub in self.subtasks.pop(task_id, {}).items():
+                self._count(task, sub.status, -1)
                 self._tokens.pop((task_id, sid), None)
 
     def _arm_timeout(self, task: Task) -> None:
@@ -941,7 +959,11 @@ class Engine(AgentSide, Consensus, Watching, PoolSide):
             )
         task = current
         self.tasks[task.id] = task
+        for sub in self.subtasks.get(task.id, {}).values():
+            self._count(task, sub.status, -1)
         self.subtasks[task.id] = {s.id: s for s in subs}
+        for sub in subs:
+            self._count(task, sub.status, 1)
         task.retries += 1
         if max_agents is not None:
             task.max_agents = max_agents
@@ -994,7 +1016,10 @@ class Engine(AgentSide, Consensus, Watching, PoolSide):
                 reason="ERROR_REASON_TASK_FINISHED",
             )
         if priority is not None and priority != task.priority:
-            task.priority = priority  # type: ignore[assignment]
+            queued = sum(1 for sub in self.subtasks.get(task.id, {}).values() if sub.status == SubtaskStatus.QUEUED)
+            self.queued_counts[task.priority] -= queued
+            task.priority = Priority(priority)  # type: ignore[call-overload]
+            self.queued_counts[task.priority] += queued
             for sub in self.subtasks.get(task.id, {}).values():
                 if sub.status == SubtaskStatus.QUEUED and (task.id, sub.id) not in self._delayed:
                     self._enqueue(task, sub)  # a new token invalidates the old entry
@@ -1060,11 +1085,16 @@ class Engine(AgentSide, Consensus, Watching, PoolSide):
         self.state_version += rows
         self.metrics.commit(rows, seconds)  # type: ignore[attr-defined]
 
+    def _count(self, task: Task, status: SubtaskStatus, delta: int) -> None:
+        """Count a subtask of ``task`` in (``delta`` 1) or out of (-1) ``status``."""
+        self.subtask_counts[status] += delta
+        if status == SubtaskStatus.QUEUED:
+            self.queued_counts[task.priority] += delta
+
     def queued_by_priority(self) -> dict[str, int]:
-        """Queued subtasks by priority name."""
-        counts: dict[str, int] = defaultdict(int)
-        for task in self.tasks.values():
-            for sub in self.subtasks.get(task.id, {}).values():
-                if sub.status == SubtaskStatus.QUEUED:
-                    counts[task.priority.name] += 1
-        return dict(counts)
+        """Queued subtasks by priority name (maintained counts: no walk over the queue)."""
+        return {priority.name: n for priority, n in self.queued_counts.items() if n}
+
+    def subtasks_by_status(self) -> dict[str, int]:
+        """Subtasks in memory (those of unfinished tasks, and of finished ones until evicted) by status name."""
+        return {status.name: n for status, n in self.subtask_counts.items() if n}

@@ -564,3 +564,25 @@ def test_without_the_postgres_extra_sqlite_works_and_postgresql_says_what_to_ins
                           cwd=Path(__file__).resolve().parents[3])
     assert done.returncode == 0, done.stderr
     assert "pip install 'maos[postgres]'" in done.stdout
+
+
+def test_task_counts_migration_counts_existing_tasks(tmp_path: Path) -> None:
+    """Upgrading a database that already holds tasks counts them once, then the triggers keep counting."""
+    from alembic import command
+
+    store = SqlBackendFactory().open(f"sqlite:///{tmp_path / 'old.db'}")
+    try:
+        with store.engine.begin() as conn:
+            command.upgrade(alembic_config(conn), "0012")
+        row = codec.task_to_row(minimal_task("old", seq=1, status=TaskStatus.COMPLETED))
+        with store.engine.begin() as conn:
+            conn.execute(schema.tasks.insert(), [row, {**row, "id": "old2", "seq": 2}])
+        store.migrate()
+        assert store.count_tasks_by_status()[TaskStatus.COMPLETED] == 2
+        store.write(WriteBatch(tasks=[minimal_task("new", seq=3)]))
+        with store.engine.begin() as conn:
+            conn.execute(schema.tasks.delete().where(schema.tasks.c.id == "old"))
+        counts = store.count_tasks_by_status()
+        assert (counts[TaskStatus.COMPLETED], counts[TaskStatus.PENDING]) == (1, 1)
+    finally:
+        store.close()

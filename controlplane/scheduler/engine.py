@@ -21,7 +21,7 @@ import random
 import secrets
 from collections import Counter, OrderedDict, defaultdict, deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from controlplane.config import Settings
@@ -537,8 +537,8 @@ class Engine(AgentSide, Consensus, Watching, PoolSide):
             self._planning.pop(task.id, None)
         if task.status == TaskStatus.PENDING and self.tasks.get(task.id) is task:
             if spent is not None:
-                total = Usage(**vars(task.usage))
-                total.add(Usage(**vars(spent)))
+                total = replace(task.usage)
+                total.add(replace(spent))
                 task.usage = total
             self._apply_plan(task, plan)
             self._kick()
@@ -557,7 +557,8 @@ class Engine(AgentSide, Consensus, Watching, PoolSide):
             )
             return
         task.plan = plan
-        task.warnings = [*task.warnings, *plan.warnings]
+        if plan.warnings:
+            task.warnings = [*task.warnings, *plan.warnings]
         subs = self.subtasks.setdefault(task.id, {})
         stamp = now()
         for step in plan.subtasks:

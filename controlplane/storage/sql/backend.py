@@ -863,7 +863,11 @@ def _postgresql_engine(url: URL) -> Engine:
     connect_args: dict[str, Any] = {"prepare_threshold": None}
     if "connect_timeout" not in url.query:
         connect_args["connect_timeout"] = 10
-    return create_engine(url, pool_pre_ping=True, connect_args=connect_args)
+    # No ping before every checkout (a round trip on every write): a connection found dead
+    # when used is invalidated by SQLAlchemy (the rollback after the failed statement notices)
+    # and that one call fails as UNAVAILABLE, to be retried; connections are also
+    # replaced after half an hour, before idle-connection timeouts commonly cut them.
+    return create_engine(url, pool_recycle=1800, connect_args=connect_args)
 
 
 class SqlBackendFactory:

@@ -19,7 +19,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import text
+from sqlalchemy import create_engine, text
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, ProgrammingError
 
 from controlplane import hookspecs
@@ -586,3 +586,29 @@ def test_task_counts_migration_counts_existing_tasks(tmp_path: Path) -> None:
         assert (counts[TaskStatus.COMPLETED], counts[TaskStatus.PENDING]) == (1, 1)
     finally:
         store.close()
+
+
+@pytest.mark.postgres
+def test_postgres_write_after_the_server_dropped_the_connection(postgres_backend: SqlBackend) -> None:
+    """Connections are not pinged before use: one cut by the server fails one call, never more."""
+    postgres_backend.write(WriteBatch(tasks=[minimal_task("before", seq=1)]))
+    killer = create_engine(postgres_backend.engine.url)
+    try:
+        with killer.connect() as conn:
+            pids = [pid for (pid,) in conn.execute(text(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"))]
+            assert pids  # the backend's pooled connection
+            for pid in pids:
+                conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+    finally:
+        killer.dispose()
+    failures = 0
+    for attempt in range(3):
+        try:
+            postgres_backend.write(WriteBatch(tasks=[minimal_task("after", seq=2)]))
+            break
+        except Unavailable:
+            failures += 1
+    assert failures <= 1
+    assert postgres_backend.get_task("after") is not None
+    assert postgres_backend.count_tasks_by_status()[TaskStatus.PENDING] == 2

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,8 +95,13 @@ def bootstrap_admin_key(env: dict[str, str]) -> str:
 
 @contextlib.asynccontextmanager
 async def control_plane(pool: str, database_url: str = "", extra_env: dict[str, str] | None = None,
-                        agents: int = 0) -> AsyncIterator[Bench]:
-    """A control plane process with a local agent pool and access control required."""
+                        agents: int = 0, prepare: Callable[[dict[str, str]], None] | None = None,
+                        ) -> AsyncIterator[Bench]:
+    """A control plane process with a local agent pool and access control required.
+
+    ``prepare`` is called with the server's environment after its database is
+    created and before the server starts (to fill the database).
+    """
     home = tempfile.mkdtemp(prefix="maos-bench-")
     address = f"127.0.0.1:{free_port()}"
     env = {**os.environ, "MAOS_HOME": home, "MAOS_AGENTS_POOL": pool, "MAOS_SERVER_METRICS_PORT": "0",
@@ -106,6 +111,8 @@ async def control_plane(pool: str, database_url: str = "", extra_env: dict[str, 
     if database_url:  # each run gets a database of its own, so counts start at zero
         env["MAOS_DATABASE_PRIMARY_URL"] = stack.enter_context(fresh_database(database_url))
     token = bootstrap_admin_key(env)
+    if prepare is not None:
+        prepare(env)
     proc = subprocess.Popen([sys.executable, "-c", SERVE, address], env=env, stdin=subprocess.DEVNULL)
     channel = grpc.aio.insecure_channel(address)
     bench = Bench(address, channel, token, proc.pid)

@@ -48,7 +48,8 @@ asyncio.run(main())
 """
 
 
-async def run(calls: int, inflight: int) -> None:
+async def measure(calls: int, inflight: int) -> tuple[float, float, float]:
+    """Calls/s and the server's and client's CPU µs per call of a bare grpc.aio unary call."""
     address = f"127.0.0.1:{free_port()}"
     server = subprocess.Popen([sys.executable, "-c", SERVER, address, str(Path(__file__).resolve().parent.parent)])
     try:
@@ -74,10 +75,21 @@ async def run(calls: int, inflight: int) -> None:
     finally:
         server.kill()
         server.wait()
+    return calls / elapsed, server_cpu * 1e6 / calls, client_cpu * 1e6 / calls
+
+
+def describe_baseline(figures: tuple[float, float, float]) -> str:
+    """One line: the grpc baseline, to print next to a MAOS figure of the same run."""
+    rate, server_us, client_us = figures
+    return (f"grpc baseline (bare grpc.aio unary call, same run): {rate:.0f} calls/s, "
+            f"server {server_us:.0f} µs + client {client_us:.0f} µs CPU per call")
+
+
+async def run(calls: int, inflight: int) -> None:
+    rate, server_us, client_us = await measure(calls, inflight)
     print(f"workload: {calls} unary calls to a bare grpc.aio server (no storage, no interceptors), "
           f"{inflight} in flight, 1 client")
-    print(f"{calls / elapsed:.0f} calls/s; CPU per call: server {server_cpu * 1e6 / calls:.0f} µs, "
-          f"client {client_cpu * 1e6 / calls:.0f} µs")
+    print(f"{rate:.0f} calls/s; CPU per call: server {server_us:.0f} µs, client {client_us:.0f} µs")
 
 
 def main() -> None:

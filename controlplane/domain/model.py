@@ -1,4 +1,8 @@
-"""Domain records. Enum values equal the ``maos.v1`` proto numbers, so conversion is a cast."""
+"""Domain records. Enum values equal the ``maos.v1`` proto numbers, so conversion is a cast.
+
+Records held for every unfinished task use ``__slots__`` (``slots=True``): no per-object
+``__dict__``, which would be most of a queued task's memory.
+"""
 
 from __future__ import annotations
 
@@ -83,7 +87,7 @@ def now() -> float:
     return time.time()
 
 
-@dataclass
+@dataclass(slots=True)
 class RetryPolicy:
     """How a failed subtask is retried (Temporal semantics: exponential, capped)."""
 
@@ -98,7 +102,7 @@ class RetryPolicy:
         return min(delay, self.max_backoff)
 
 
-@dataclass
+@dataclass(slots=True)
 class ConsensusPolicy:
     """Whether and how the decision step needs agreement."""
 
@@ -110,7 +114,7 @@ class ConsensusPolicy:
     round_timeout: float | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class Usage:
     """Tokens and cost (cost in millionths of a US dollar)."""
 
@@ -149,7 +153,7 @@ class Usage:
         )
 
 
-@dataclass
+@dataclass(slots=True)
 class Failure:
     """Why a task or subtask failed."""
 
@@ -159,7 +163,7 @@ class Failure:
     error_type: str = ""
 
 
-@dataclass
+@dataclass(slots=True)
 class Artifact:
     """A file or blob produced by a subtask."""
 
@@ -171,7 +175,7 @@ class Artifact:
     sha256: str = ""
 
 
-@dataclass
+@dataclass(slots=True)
 class ToolCall:
     """One tool call an agent made for a subtask (for people: name, time, outcome, one line)."""
 
@@ -183,7 +187,7 @@ class ToolCall:
     turn: int = 0
 
 
-@dataclass
+@dataclass(slots=True)
 class Source:
     """A source the model cited."""
 
@@ -192,7 +196,7 @@ class Source:
     cited_text: str = ""
 
 
-@dataclass
+@dataclass(slots=True)
 class PlannedSubtask:
     """One step of a plan, before it runs."""
 
@@ -205,7 +209,7 @@ class PlannedSubtask:
     depends_on: list[str] = field(default_factory=list)
 
 
-@dataclass
+@dataclass(slots=True)
 class ExecutionPlan:
     """A small DAG of subtasks made by a planner."""
 
@@ -218,7 +222,7 @@ class ExecutionPlan:
     critical_path_length: int = 1
 
 
-@dataclass
+@dataclass(slots=True)
 class DependencyResult:
     """The final result of a task another depends on, as its agents see it (bounded)."""
 
@@ -229,7 +233,7 @@ class DependencyResult:
     omitted_chars: int = 0
 
 
-@dataclass
+@dataclass(slots=True)
 class Task:
     """A unit of work described in plain language, and its state."""
 
@@ -283,7 +287,7 @@ class Task:
         return f"tasks/{self.id}"
 
 
-@dataclass
+@dataclass(slots=True)
 class Subtask:
     """One step of a task's plan, and its execution state."""
 

@@ -10,6 +10,8 @@ from controlplane.errors import FieldViolation, InvalidArgument
 
 MAX_METADATA_ENTRIES = 64
 MAX_DEPENDENCIES = 100
+#: Most agents one task may use at once (a fan-out to a pool of 10,000 agents fits).
+MAX_TASK_AGENTS = 10_000
 MAX_TIMEOUT = 7 * 86400.0
 #: Bounds of a task's retry policy (the CLI's options use the same).
 MAX_RETRIES = 100
@@ -58,8 +60,8 @@ def validate_task(task: Task, *, max_description_length: int, prefix: str = "tas
         bad("task_type", "must start with a letter and hold only letters, digits, '_' or '-' (max 63)")
     if task.agent_type and not _TYPE_NAME.fullmatch(task.agent_type):
         bad("agent_type", "must start with a letter and hold only letters, digits, '_' or '-' (max 63)")
-    if not 1 <= task.max_agents <= 1000:
-        bad("max_agents", "must be between 1 and 1000")
+    if not 1 <= task.max_agents <= MAX_TASK_AGENTS:
+        bad("max_agents", f"must be between 1 and {MAX_TASK_AGENTS}")
     if task.timeout is not None and not 0 < task.timeout <= MAX_TIMEOUT:
         bad("timeout", f"must be more than 0 and at most {int(MAX_TIMEOUT)} seconds")
     if len(task.depends_on) > MAX_DEPENDENCIES:

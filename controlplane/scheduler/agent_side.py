@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+from dataclasses import replace
 from collections.abc import Sequence
 
 from controlplane.domain.events import Event, EventType
@@ -463,7 +464,7 @@ class AgentSide:
 
     def _charge(self, task: Task, session: AgentSession, usage: Usage, *, success: bool) -> bool:
         """Add what a report spent to its task and agent; True when that ended the task (budget)."""
-        total = Usage(**vars(task.usage))
+        total = replace(task.usage)
         total.add(usage)
         task.usage = total
         self._charge_agent(session, usage)
@@ -481,7 +482,7 @@ class AgentSide:
         return False
 
     def _charge_agent(self, session: AgentSession, usage: Usage) -> None:
-        agent_usage = Usage(**vars(session.info.usage))
+        agent_usage = replace(session.info.usage)
         agent_usage.add(usage)
         session.info.usage = agent_usage
         self.committer.agent(session.info)
@@ -496,7 +497,7 @@ class AgentSide:
             return
         task = self.tasks.get(task_id)
         if task is not None:
-            total = Usage(**vars(task.usage))
+            total = replace(task.usage)
             total.add(usage)
             task.usage = total
             self.committer.task(task)
@@ -515,7 +516,7 @@ class AgentSide:
                 return
             if stored is None:
                 return
-            total = Usage(**vars(stored.usage))
+            total = replace(stored.usage)
             total.add(usage)
             stored.usage = total
             self.committer.task(stored)

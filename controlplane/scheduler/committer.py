@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -40,11 +41,32 @@ AUDIT_FLUSH_DELAY = 0.05
 AUDIT_FLUSH_COUNT = 1000
 
 
+_COPIERS: dict[type, Callable[[Any], Any]] = {}
+
+
+def _copier(cls: type) -> Callable[[Any], Any]:
+    """A function copying the fields of a ``cls`` one by one (records with ``__slots__`` have no ``__dict__``)."""
+    names = [f.name for f in dataclasses.fields(cls)]
+    if not hasattr(cls, "__slots__"):
+        def copy_dict(record: Any) -> Any:
+            clone = object.__new__(cls)
+            clone.__dict__.update(record.__dict__)
+            return clone
+        return copy_dict
+    # Straight-line code: a few times faster than copy.copy's generic path on every commit.
+    body = "\n".join(f"    c.{name} = r.{name}" for name in names)
+    scope: dict[str, Any] = {"new": object.__new__, "cls": cls}
+    exec(f"def copy_slots(r):\n    c = new(cls)\n{body}\n    return c", scope)  # noqa: S102
+    return scope["copy_slots"]
+
+
 def _shallow_copy(record: Any) -> Any:
-    """A shallow copy of a record (what ``copy.copy`` does, at half its cost)."""
-    clone = object.__new__(type(record))
-    clone.__dict__.update(record.__dict__)
-    return clone
+    """A shallow copy of a record (what ``copy.copy`` does, at a fraction of its cost)."""
+    cls = type(record)
+    copier = _COPIERS.get(cls)
+    if copier is None:
+        copier = _COPIERS[cls] = _copier(cls)
+    return copier(record)
 
 
 class _Generation:

@@ -21,7 +21,7 @@ from controlplane.domain.budget import NOTHING_LEFT, reserve_share
 from controlplane.domain.consensus import Ballot, tally
 from controlplane.domain.limits import quote
 from controlplane.domain.model import ExecutionPlan, PlannedSubtask, SubtaskKind, SubtaskStatus, Task, TaskStatus
-from controlplane.domain.model import Failure, Usage, now
+from controlplane.domain.model import Failure, Usage, as_dict, now
 from controlplane.domain.planning import SYNTHESIS_CAPABILITY
 from controlplane.scheduler.commands import Ack, Ref, VoteOnCandidates
 from controlplane.scheduler.sessions import AgentSession
@@ -182,7 +182,7 @@ class Consensus:
             return
         spent = usage or Usage()
         vote = {"voter": session.id, "candidate_id": candidate_id, "confidence": max(0.0, min(1.0, confidence)),
-                "rationale": rationale[:4000], "round": state["round"], "weight": 0.0, "usage": dict(vars(spent))}
+                "rationale": rationale[:4000], "round": state["round"], "weight": 0.0, "usage": as_dict(spent)}
         task.consensus_state = {**state, "votes": [*state["votes"], vote]}
         self.committer.task(task)
         self._charge_agent(session, spent)  # type: ignore[attr-defined]

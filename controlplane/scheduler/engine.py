@@ -19,9 +19,9 @@ import inspect
 import logging
 import random
 import secrets
-from collections import OrderedDict, defaultdict, deque
+from collections import Counter, OrderedDict, defaultdict, deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from controlplane.config import Settings
@@ -33,6 +33,7 @@ from controlplane.domain.model import (
     AgentStatus,
     ExecutionPlan,
     Failure,
+    Priority,
     Subtask,
     SubtaskKind,
     SubtaskStatus,
@@ -165,6 +166,10 @@ class Engine(AgentSide, Consensus, Review, Watching, PoolSide):
         self.state_version = 0
         #: Queued subtasks by priority, refreshed on the loop for readers on other threads (/metrics).
         self.queued_snapshot: dict[str, int] = {}
+        #: Subtasks in memory by status, and QUEUED ones by their task's priority: counted as work
+        #: moves (see :meth:`_count`), so reading them costs nothing at any queue depth.
+        self.subtask_counts: Counter[SubtaskStatus] = Counter()
+        self.queued_counts: Counter[Priority] = Counter()
         self._random = random.Random(secrets.randbits(128))
         #: What the supervisor can launch (set by build_app; None: plans fit the connected agents only).
         self.supply: Any = None
@@ -239,6 +244,8 @@ class Engine(AgentSide, Consensus, Review, Watching, PoolSide):
                         self._dependants, self._running_tasks, self._awaiting_task_slot):
             mapping.clear()
         self.reservations.clear()
+        self.subtask_counts.clear()
+        self.queued_counts.clear()
         for session in self.sessions.values():
             session.running.clear()
             session.reported_free = session.info.max_concurrency
@@ -255,6 +262,9 @@ class Engine(AgentSide, Consensus, Review, Watching, PoolSide):
                 self._running_tasks.add(task.id)
         for sub in subtasks:
             self.subtasks.setdefault(sub.task_id, {})[sub.id] = sub
+        for task in tasks:
+            for sub in self.subtasks[task.id].values():
+                self._count(task, sub.status, 1)
         for task in tasks:
             for dep in task.depends_on:
                 self._dependants[dep].add(task.id)
@@ -537,8 +547,8 @@ class Engine(AgentSide, Consensus, Review, Watching, PoolSide):
             self._planning.pop(task.id, None)
         if task.status == TaskStatus.PENDING and self.tasks.get(task.id) is task:
             if spent is not None:
-                total = Usage(**vars(task.usage))
-                total.add(Usage(**vars(spent)))
+                total = replace(task.usage)
+                total.add(replace(spent))
                 task.usage = total
             self._apply_plan(task, plan)
             self._kick()
@@ -557,7 +567,8 @@ class Engine(AgentSide, Consensus, Review, Watching, PoolSide):
             )
             return
         task.plan = plan
-        task.warnings = [*task.warnings, *plan.warnings]
+        if plan.warnings:
+            task.warnings = [*task.warnings, *plan.warnings]
         if self._await_approval(task):
             return
         self._start_plan(task, plan)
@@ -579,7 +590,11 @@ class Engine(AgentSide, Consensus, Review, Watching, PoolSide):
                 status=SubtaskStatus.BLOCKED if step.depends_on else SubtaskStatus.QUEUED,
                 queue_time=stamp,
             )
+            replaced = subs.get(sub.id)
+            if replaced is not None:
+                self._count(task, replaced.status, -1)
             subs[sub.id] = sub
+            self._count(task, sub.status, 1)
             self.committer.subtask(sub)
             if sub.status == SubtaskStatus.QUEUED:
                 self._enqueue(task, sub)
@@ -768,6 +783,9 @@ class Engine(AgentSide, Consensus, Review, Watching, PoolSide):
 
     def _set_subtask_status(self, task: Task, sub: Subtask, status: SubtaskStatus) -> None:
         before = sub.status
+        if self.subtasks.get(task.id, {}).get(sub.id) is sub:  # counted while it is in memory
+            self._count(task, before, -1)
+            self._count(task, status, 1)
         sub.status = status
         self.committer.subtask(sub)
         if status.finished:
@@ -886,7 +904,8 @@ class Engine(AgentSide, Consensus, Review, Watching, PoolSide):
         task = self.tasks.get(task_id)
         if task is not None and task.status.finished and not self._watchers.get(task_id):
             del self.tasks[task_id]
-            for sid in self.subtasks.pop(task_id, {}):
+            for sid, sub in self.subtasks.pop(task_id, {}).items():
+                self._count(task, sub.status, -1)
                 self._tokens.pop((task_id, sid), None)
 
     def _arm_timeout(self, task: Task) -> None:
@@ -959,7 +978,11 @@ class Engine(AgentSide, Consensus, Review, Watching, PoolSide):
             )
         task = current
         self.tasks[task.id] = task
+        for sub in self.subtasks.get(task.id, {}).values():
+            self._count(task, sub.status, -1)
         self.subtasks[task.id] = {s.id: s for s in subs}
+        for sub in subs:
+            self._count(task, sub.status, 1)
         task.retries += 1
         if max_agents is not None:
             task.max_agents = max_agents
@@ -1012,7 +1035,10 @@ class Engine(AgentSide, Consensus, Review, Watching, PoolSide):
                 reason="ERROR_REASON_TASK_FINISHED",
             )
         if priority is not None and priority != task.priority:
-            task.priority = priority  # type: ignore[assignment]
+            queued = sum(1 for sub in self.subtasks.get(task.id, {}).values() if sub.status == SubtaskStatus.QUEUED)
+            self.queued_counts[task.priority] -= queued
+            task.priority = Priority(priority)  # type: ignore[call-overload]
+            self.queued_counts[task.priority] += queued
             for sub in self.subtasks.get(task.id, {}).values():
                 if sub.status == SubtaskStatus.QUEUED and (task.id, sub.id) not in self._delayed:
                     self._enqueue(task, sub)  # a new token invalidates the old entry
@@ -1078,11 +1104,16 @@ class Engine(AgentSide, Consensus, Review, Watching, PoolSide):
         self.state_version += rows
         self.metrics.commit(rows, seconds)  # type: ignore[attr-defined]
 
+    def _count(self, task: Task, status: SubtaskStatus, delta: int) -> None:
+        """Count a subtask of ``task`` in (``delta`` 1) or out of (-1) ``status``."""
+        self.subtask_counts[status] += delta
+        if status == SubtaskStatus.QUEUED:
+            self.queued_counts[task.priority] += delta
+
     def queued_by_priority(self) -> dict[str, int]:
-        """Queued subtasks by priority name."""
-        counts: dict[str, int] = defaultdict(int)
-        for task in self.tasks.values():
-            for sub in self.subtasks.get(task.id, {}).values():
-                if sub.status == SubtaskStatus.QUEUED:
-                    counts[task.priority.name] += 1
-        return dict(counts)
+        """Queued subtasks by priority name (maintained counts: no walk over the queue)."""
+        return {priority.name: n for priority, n in self.queued_counts.items() if n}
+
+    def subtasks_by_status(self) -> dict[str, int]:
+        """Subtasks in memory (those of unfinished tasks, and of finished ones until evicted) by status name."""
+        return {status.name: n for status, n in self.subtask_counts.items() if n}

@@ -27,7 +27,7 @@ from controlplane.domain.pool import explicit_match, wildcard_match
 FAIR_QUANTUM = 0.05  # seconds of virtual time per subtask already queued for the same task
 
 
-@dataclass(order=True)
+@dataclass(order=True, slots=True)
 class Entry:
     """A heap entry; ordered by (key, seq)."""
 

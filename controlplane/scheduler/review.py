@@ -15,6 +15,7 @@ A mixin of :class:`~controlplane.scheduler.engine.Engine`.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -101,7 +102,7 @@ class Review:
         if last["verdict"] is None:  # the review of this round just completed
             review = subs[last["review_step"]]
             verdict = rules.parse_verdict(review.output)
-            last.update(verdict=verdict.as_dict(), reviewer=review.agent_id, usage=dict(vars(review.usage)),
+            last.update(verdict=verdict.as_dict(), reviewer=review.agent_id, usage=dataclasses.asdict(review.usage),
                         note=verdict.note)
             record["rounds"] = rounds
             task.review_state = record

@@ -142,7 +142,11 @@ class StorageBackend(Protocol):
         """Every agent ever registered that is not purged."""
 
     def count_tasks_by_status(self) -> dict[TaskStatus, int]:
-        """How many tasks are in each state."""
+        """How many tasks are in each state.
+
+        GetStatus and the metrics sampler call this often: it should cost the same at any
+        number of stored tasks (counts kept as tasks change, not a scan).
+        """
 
     def state_get(self, task_id: str, key: str) -> StateValue | None:
         """A key of a task's shared state, or None."""

@@ -536,6 +536,23 @@ class StorageContract:
         for status in TaskStatus:
             assert counts.get(status, 0) == sum(1 for t in tasks if t.status == status)
 
+    def test_count_tasks_by_status_follows_changes(self, backend: StorageBackend) -> None:
+        backend.write(WriteBatch(tasks=[minimal_task("a", seq=1), minimal_task("b", seq=2)]))
+        backend.write(WriteBatch(tasks=[minimal_task("a", seq=1, status=TaskStatus.RUNNING),
+                                        minimal_task("b", seq=2)]))  # b written again, unchanged
+        counts = backend.count_tasks_by_status()
+        assert (counts[TaskStatus.PENDING], counts[TaskStatus.RUNNING]) == (1, 1)
+        snap = backend.snapshot_tables(["tasks"])
+        backend.write(WriteBatch(tasks=[minimal_task("a", seq=1, status=TaskStatus.COMPLETED),
+                                        minimal_task("b", seq=2, status=TaskStatus.FAILED)]))
+        counts = backend.count_tasks_by_status()
+        assert (counts[TaskStatus.PENDING], counts[TaskStatus.RUNNING]) == (0, 0)
+        assert (counts[TaskStatus.COMPLETED], counts[TaskStatus.FAILED]) == (1, 1)
+        backend.restore_tables(snap)  # a recovery writes rows back: the counts follow
+        counts = backend.count_tasks_by_status()
+        assert (counts[TaskStatus.PENDING], counts[TaskStatus.RUNNING], counts[TaskStatus.COMPLETED]) == (1, 1, 0)
+        assert sum(counts.values()) == 2
+
     def test_shared_state_compare_and_set(self, backend: StorageBackend) -> None:
         assert backend.state_get("t1", "k") is None
         assert backend.state_put("t1", "k", b"one", 0) == 1  # 0: must not exist yet

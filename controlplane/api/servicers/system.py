@@ -55,10 +55,7 @@ class SystemServicer(system_grpc.SystemServiceServicer):
     async def GetStatus(self, request: system_pb.GetStatusRequest, context: grpc.aio.ServicerContext) -> system_pb.GetStatusResponse:
         engine = self.engine
         counts = await engine.storage.call(engine.storage.backend.count_tasks_by_status)
-        sub_counts: Counter[str] = Counter()
-        for subs in engine.subtasks.values():
-            for sub in subs.values():
-                sub_counts[sub.status.name] += 1
+        sub_counts = engine.subtasks_by_status()
         agent_counts: Counter[str] = Counter(s.status().name for s in engine.sessions.values())
         uptime = time.time() - engine.started_at
         return system_pb.GetStatusResponse(

@@ -19,7 +19,7 @@ from controlplane.api.pb import enums_pb, messages_pb, tasks_grpc, tasks_pb
 from controlplane.config import Settings
 from controlplane.domain.limits import MAX_TEXT_BYTES, Limits, check_bytes, clip_bytes, size_of, utf8_chunk
 from controlplane.domain.model import RetryPolicy, Task, TaskStatus
-from controlplane.domain.tasks import MAX_TIMEOUT, validate_request_id, validate_task
+from controlplane.domain.tasks import MAX_TASK_AGENTS, MAX_TIMEOUT, validate_request_id, validate_task
 from controlplane.errors import (
     FailedPrecondition,
     FieldViolation,
@@ -295,8 +295,9 @@ class TaskServicer(tasks_grpc.TaskServiceServicer):
         validate_request_id(request.request_id)
         task = await self._visible(request.name)
         max_agents = request.max_agents if request.HasField("max_agents") else None
-        if max_agents is not None and not 1 <= max_agents <= 1000:
-            raise InvalidArgument(f"max_agents is {max_agents}; it must be between 1 and 1000", field="max_agents")
+        if max_agents is not None and not 1 <= max_agents <= MAX_TASK_AGENTS:
+            raise InvalidArgument(f"max_agents is {max_agents}; it must be between 1 and {MAX_TASK_AGENTS}",
+                                  field="max_agents")
         timeout = convert.seconds(request.timeout) if request.HasField("timeout") else None
         if timeout is not None and not 0 < timeout <= MAX_TIMEOUT:
             raise InvalidArgument(f"timeout must be more than 0 and at most {int(MAX_TIMEOUT)} seconds",

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import base64
 import orjson
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import fields
+from operator import attrgetter
 from typing import Any, TypeVar
 
 from controlplane.domain.model import (
@@ -49,9 +50,19 @@ def dumps(data: Any) -> str:
     return orjson.dumps(data).decode()
 
 
+_FIELD_NAMES: dict[type, tuple[tuple[str, ...], Callable[[Any], tuple[Any, ...]]]] = {}
+
+
 def _flat(obj: Any) -> dict[str, Any]:
     """A shallow dict of a dataclass's fields (the caller encodes nested records)."""
-    return dict(vars(obj))
+    cls = type(obj)
+    known = _FIELD_NAMES.get(cls)
+    if known is None:  # records have __slots__, not __dict__: read the fields by name, through one getter
+        names = tuple(f.name for f in fields(cls))
+        getter = attrgetter(*names)
+        known = _FIELD_NAMES[cls] = (names, (lambda o: (getter(o),)) if len(names) == 1 else getter)
+    names, values = known
+    return dict(zip(names, values(obj)))
 
 
 def _build(cls: type[_T], data: Mapping[str, Any] | None) -> _T:

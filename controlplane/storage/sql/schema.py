@@ -43,6 +43,16 @@ tasks = Table(
     Index("ix_tasks_batch", "batch"),
 )
 
+#: How many tasks are in each status (summed over shards), kept by triggers on ``tasks`` that run in the
+#: transaction of every change (migration 0013); never written by the control plane itself.
+task_counts = Table(
+    "task_counts",
+    metadata,
+    Column("status", Integer, primary_key=True),
+    Column("shard", Integer, primary_key=True),
+    Column("n", BigInteger, nullable=False),
+)
+
 #: Columns of ``tasks`` fixed when a task is accepted, never written again.
 TASK_IMMUTABLE_COLUMNS = ("seq", "owner", "task_type", "create_time", "batch")
 

@@ -74,7 +74,7 @@ async def finished_task(stubs: Stubs) -> msgs.Task:
     [
         pytest.param(task(""), "task.description", id="empty-description"),
         pytest.param(task("   \n\t"), "task.description", id="blank-description"),
-        pytest.param(task(max_agents=5000), "task.max_agents", id="max-agents-5000"),
+        pytest.param(task(max_agents=10_001), "task.max_agents", id="max-agents-10001"),
         pytest.param(task(priority=99), "task.priority", id="priority-99"),
         pytest.param(task(priority=-1), "task.priority", id="priority-negative"),
         pytest.param(task(task_type="bad type!"), "task.task_type", id="task-type-chars"),
@@ -99,7 +99,7 @@ async def test_submit_rejects_invalid_fields_and_changes_nothing(
 
 
 async def test_submit_names_every_bad_field(stubs: Stubs) -> None:
-    failure = await rpc_failure(submit_call(stubs, task("", max_agents=5000, timeout=seconds(-3))))
+    failure = await rpc_failure(submit_call(stubs, task("", max_agents=10_001, timeout=seconds(-3))))
     assert_failure(failure, INVALID, INVALID_FIELD)
     assert {"task.description", "task.max_agents", "task.timeout"} <= set(failure.fields)
     assert await list_all(stubs) == []
@@ -318,7 +318,7 @@ async def test_invalid_list_filters(stubs: Stubs, request_: tasks_pb.ListTasksRe
         pytest.param((), {"priority": enums.PRIORITY_HIGH}, "update_mask", id="empty-mask"),
         pytest.param(("description",), {"description": "new"}, "update_mask", id="description"),
         pytest.param(("priority", "status"), {"priority": enums.PRIORITY_HIGH}, "update_mask", id="status"),
-        pytest.param(("max_agents",), {"max_agents": 5000}, "task.max_agents", id="max-agents-5000"),
+        pytest.param(("max_agents",), {"max_agents": 10_001}, "task.max_agents", id="max-agents-10001"),
         pytest.param(("max_agents",), {"max_agents": 0}, "task.max_agents", id="max-agents-0"),
         pytest.param(("priority",), {"priority": 99}, "task.priority", id="priority-99"),
     ],
@@ -411,7 +411,7 @@ async def test_analyze_without_a_target(stubs: Stubs) -> None:
 async def test_analyze_an_invalid_draft_changes_nothing(stubs: Stubs, existing: msgs.Task) -> None:
     before = fingerprint(await list_all(stubs))
     failure = await rpc_failure(
-        stubs.tasks.AnalyzeTask(tasks_pb.AnalyzeTaskRequest(task=task("", max_agents=5000)), timeout=RPC_TIMEOUT)
+        stubs.tasks.AnalyzeTask(tasks_pb.AnalyzeTaskRequest(task=task("", max_agents=10_001)), timeout=RPC_TIMEOUT)
     )
     assert_failure(failure, INVALID, INVALID_FIELD, "task.description")
     assert "task.max_agents" in failure.fields

@@ -19,7 +19,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import text
+from sqlalchemy import create_engine, text
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, ProgrammingError
 
 from controlplane import hookspecs
@@ -564,3 +564,51 @@ def test_without_the_postgres_extra_sqlite_works_and_postgresql_says_what_to_ins
                           cwd=Path(__file__).resolve().parents[3])
     assert done.returncode == 0, done.stderr
     assert "pip install 'maos[postgres]'" in done.stdout
+
+
+def test_task_counts_migration_counts_existing_tasks(tmp_path: Path) -> None:
+    """Upgrading a database that already holds tasks counts them once, then the triggers keep counting."""
+    from alembic import command
+
+    store = SqlBackendFactory().open(f"sqlite:///{tmp_path / 'old.db'}")
+    try:
+        with store.engine.begin() as conn:
+            command.upgrade(alembic_config(conn), "0012")
+        row = codec.task_to_row(minimal_task("old", seq=1, status=TaskStatus.COMPLETED))
+        with store.engine.begin() as conn:
+            conn.execute(schema.tasks.insert(), [row, {**row, "id": "old2", "seq": 2}])
+        store.migrate()
+        assert store.count_tasks_by_status()[TaskStatus.COMPLETED] == 2
+        store.write(WriteBatch(tasks=[minimal_task("new", seq=3)]))
+        with store.engine.begin() as conn:
+            conn.execute(schema.tasks.delete().where(schema.tasks.c.id == "old"))
+        counts = store.count_tasks_by_status()
+        assert (counts[TaskStatus.COMPLETED], counts[TaskStatus.PENDING]) == (1, 1)
+    finally:
+        store.close()
+
+
+@pytest.mark.postgres
+def test_postgres_write_after_the_server_dropped_the_connection(postgres_backend: SqlBackend) -> None:
+    """Connections are not pinged before use: one cut by the server fails one call, never more."""
+    postgres_backend.write(WriteBatch(tasks=[minimal_task("before", seq=1)]))
+    killer = create_engine(postgres_backend.engine.url)
+    try:
+        with killer.connect() as conn:
+            pids = [pid for (pid,) in conn.execute(text(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"))]
+            assert pids  # the backend's pooled connection
+            for pid in pids:
+                conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+    finally:
+        killer.dispose()
+    failures = 0
+    for attempt in range(3):
+        try:
+            postgres_backend.write(WriteBatch(tasks=[minimal_task("after", seq=2)]))
+            break
+        except Unavailable:
+            failures += 1
+    assert failures <= 1
+    assert postgres_backend.get_task("after") is not None
+    assert postgres_backend.count_tasks_by_status()[TaskStatus.PENDING] == 2

@@ -124,9 +124,10 @@ export async function stream(path, onMessage, { signal, lastEventId = "", onOpen
 /**
  * Follow a stream for as long as `signal` is not aborted: reconnect after a cut, resuming
  * after the last event seen (Last-Event-ID). `onState("live" | "reconnecting" | "error", error)`.
- * A refusal (401, 403, 404, 400) is not retried.
+ * A refusal (401, 403, 404, 400) is not retried; a stream that ends while `done()` is true
+ * (a finished task's watch) is not reopened: onState("ended").
  */
-export async function follow(path, onMessage, { signal, onState = () => {} } = {}) {
+export async function follow(path, onMessage, { signal, onState = () => {}, done = () => false } = {}) {
   let lastEventId = "";
   let delay = 500;
   while (!signal?.aborted) {
@@ -135,6 +136,7 @@ export async function follow(path, onMessage, { signal, onState = () => {} } = {
         signal, lastEventId, onOpen: () => { delay = 500; onState("live"); },
       });
       if (signal?.aborted) return;
+      if (done()) { onState("ended"); return; }
       onState("reconnecting");
     } catch (err) {
       if (signal?.aborted) return;

@@ -132,7 +132,8 @@ export function liveBadge() {
   const el = h("span", { class: "live off", role: "status" }, "connecting…");
   el.set = (state, err) => {
     el.className = `live ${state === "live" ? "on" : "off"}`;
-    el.textContent = state === "live" ? "live" : state === "error" ? `stopped: ${err?.explanation || err}` : "reconnecting…";
+    el.textContent = state === "live" ? "live" : state === "ended" ? "finished"
+      : state === "error" ? `stopped: ${err?.explanation || err}` : "reconnecting…";
   };
   return el;
 }
@@ -146,4 +147,10 @@ export function debounce(fn, ms = 250) {
 /** A page heading with optional tools on the right. */
 export function heading(title, ...tools) {
   return h("div", { class: "page-head" }, h("h1", {}, title), h("div", { class: "tools" }, tools));
+}
+
+/** A sentence of the server's with every `tasks/ID` in it as a link to that task. */
+export function linkTasks(text) {
+  return String(text || "").split(/(tasks\/[A-Za-z0-9_-]+)/).map((part, i) => (i % 2
+    ? h("a", { href: `#/tasks/${part.slice(6)}`, class: "mono" }, part) : part));
 }

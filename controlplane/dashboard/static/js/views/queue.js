@@ -1,7 +1,7 @@
 // The queue: what waits, for how long, and why (the server's status_reason, in its words).
 
 import { follow, get } from "../api.js";
-import { badge, debounce, duration, enumName, errorBox, fill, h, heading, liveBadge, shortName, table } from "../ui.js";
+import { badge, debounce, duration, enumName, errorBox, fill, h, heading, linkTasks, liveBadge, shortName, table } from "../ui.js";
 
 export async function render(root, { signal }) {
   const live = liveBadge();
@@ -26,7 +26,7 @@ export async function render(root, { signal }) {
         ["Status", (t) => badge(t.status, "TASK_STATUS_")],
         ["Priority", (t) => enumName(t.priority, "PRIORITY_")],
         ["Waiting", (t) => duration(t.createTime)],
-        ["Why it waits", (t) => t.statusReason || (t.status === "TASK_STATUS_QUEUED" ? "waiting for a free agent slot" : "not planned yet")],
+        ["Why it waits", (t) => (t.statusReason ? linkTasks(t.statusReason) : null) || (t.status === "TASK_STATUS_QUEUED" ? "waiting for a free agent slot" : "not planned yet")],
         ["Description", (t) => h("span", { class: "clip", title: t.description }, t.description)],
       ], tasks, { empty: "Nothing waits: every task has started or finished." }));
     } catch (err) {

@@ -4,7 +4,7 @@
 import { follow, get, post } from "../api.js";
 import { planGraph } from "../graph.js";
 import {
-  badge, cost, debounce, duration, enumName, errorBox, fill, h, heading, liveBadge, number, progress,
+  badge, cost, debounce, duration, enumName, errorBox, fill, h, heading, linkTasks, liveBadge, number, progress,
   shortName, table, time, toast,
 } from "../ui.js";
 
@@ -58,6 +58,7 @@ export async function render(root, { params, can, signal }) {
   const streamed = new Map(); // subtask key -> text received while it runs
   let detail = null;
   let finalOutput = "";
+  let watching = null; // starts the live stream again (after a retry: a finished task's watch has ended)
 
   fill(root,
     heading(`Task ${params.id}`, live),
@@ -74,7 +75,9 @@ export async function render(root, { params, can, signal }) {
     try {
       await post(`/v1/${name}:${verb}`, body);
       toast(`${verb} requested`);
+      finalOutput = "";
       await load();
+      if (verb === "retry" && watching) watching();
     } catch (err) {
       toast(err.explanation || String(err), "error");
     }
@@ -83,7 +86,7 @@ export async function render(root, { params, can, signal }) {
   function drawHead(t) {
     const done = TERMINAL.includes(t.status);
     fill(head, h("div", { class: "summary" },
-      h("p", { class: "lead" }, badge(t.status, "TASK_STATUS_"), " ", h("span", { id: "task-status-reason" }, t.statusReason || ""),
+      h("p", { class: "lead" }, badge(t.status, "TASK_STATUS_"), " ", h("span", { id: "task-status-reason" }, linkTasks(t.statusReason)),
         t.failure?.message ? h("span", { class: "error-text" }, ` ${t.failure.message}`) : null),
       h("p", { class: "description" }, t.description),
       h("dl", { class: "facts" },
@@ -169,7 +172,7 @@ export async function render(root, { params, can, signal }) {
   }
 
   const reload = debounce(() => load().catch((err) => toast(err.explanation || String(err), "error")), 200);
-  follow(`/v1/${name}:watch?includeProgress=true`, (message) => {
+  const watch = () => follow(`/v1/${name}:watch?includeProgress=true`, (message) => {
     if (message.task && detail) { detail.task = message.task; drawHead(message.task); }
     const event = message.event;
     if (!event) return;
@@ -185,5 +188,7 @@ export async function render(root, { params, can, signal }) {
       event.subtask ? ` ${key}` : "", event.toStatus ? ` → ${event.toStatus}` : "", event.message ? `: ${event.message}` : ""));
     while (events.children.length > 50) events.lastChild.remove();
     reload();
-  }, { signal, onState: (state, err) => live.set(state, err) });
+  }, { signal, onState: (state, err) => live.set(state, err), done: () => TERMINAL.includes(detail?.task?.status) });
+  watching = watch;
+  watch();
 }

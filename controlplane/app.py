@@ -121,9 +121,10 @@ class App:
             dashboard_address = (f"{self.settings['server.dashboard_address']}:"
                                  f"{self.settings['server.dashboard_port']}")
         if dashboard_address is not None and self.dashboard is not None:
-            check_http_address(dashboard_address.rpartition(":")[0], self.settings["server.allow_insecure_remote"],
-                               tls=self.tls is not None, setting=self.dashboard.setting)
-            self.server.add_insecure_port(self.dashboard.grpc_socket())  # the dashboard's own private loopback
+            check_http_address(dashboard_address.rpartition(":")[0],
+                               self.settings["server.allow_insecure_remote"], tls=self.tls is not None,
+                               setting=self.dashboard.setting)
+            self.server.add_insecure_port(self.dashboard.grpc_socket())  # its own private loopback
         else:
             dashboard_address = None
         if self.settings["server.metrics_port"]:

@@ -230,10 +230,11 @@ OPTIONS: dict[str, Option] = {
         Option("server.http_timeout", _duration, 60.0,
                "Deadline of each unary call made over HTTP (streams run until the client leaves)."),
         Option("server.dashboard_port", _non_negative_int, 3001,
-               "Web dashboard port (its pages and the same HTTP API, same keys, TLS files and address rule as "
-               "the gRPC port); 0 disables."),
+               "Web dashboard port (its pages and the same HTTP API, same keys, TLS files and address "
+               "rule as the gRPC port); 0 disables."),
         Option("server.dashboard_address", _text, "127.0.0.1",
-               "Address the dashboard listens on (beyond localhost only with TLS or server.allow_insecure_remote)."),
+               "Address the dashboard listens on (beyond localhost only with TLS or "
+               "server.allow_insecure_remote)."),
         Option("server.reflection", _reflection, "authenticated",
                "gRPC server reflection: off, admin (admin keys), authenticated (any valid key) or public "
                "(no key, for clients that cannot send a header); true means authenticated, false off."),

@@ -52,7 +52,8 @@ class _PageHeaders:
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = [(k, v) for k, v in message.get("headers", []) if k.decode().lower() not in SECURITY_HEADERS]
+                headers = [(k, v) for k, v in message.get("headers", [])
+                           if k.decode().lower() not in SECURITY_HEADERS]
                 headers += [(k.encode(), v.encode()) for k, v in SECURITY_HEADERS.items()]
                 message = {**message, "headers": headers}
             await send(message)
@@ -74,7 +75,7 @@ def dashboard_app(api: ASGIApp) -> ASGIApp:
 
 
 class DashboardServer(HttpServer):
-    """The dashboard port (``server.dashboard_port``): the HTTP port's server, with the page around its API."""
+    """The dashboard port (``server.dashboard_port``): the HTTP port's server with the page around its API."""
 
     setting = "server.dashboard"
 

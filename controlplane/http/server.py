@@ -25,7 +25,8 @@ from controlplane.http.rules import routes_of
 _LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
 
 
-def check_http_address(host: str, allow_insecure_remote: bool, tls: bool, setting: str = "server.http") -> None:
+def check_http_address(host: str, allow_insecure_remote: bool, tls: bool,
+                       setting: str = "server.http") -> None:
     """The gRPC port's rule for the HTTP port: beyond localhost only with TLS or ``allow_insecure_remote``.
 
     ``setting`` names the port's settings (``server.http``: ``server.http_address``, ``server.http_port``).
@@ -34,8 +35,8 @@ def check_http_address(host: str, allow_insecure_remote: bool, tls: bool, settin
         raise InvalidArgument(
             f"refusing to serve plaintext HTTP on {host.strip() or 'every address'}: set {setting}_address "
             "to 127.0.0.1, configure TLS (server.tls.cert_file, server.tls.key_file), turn it off with "
-            f"{setting}_port: 0, or set server.allow_insecure_remote (MAOS_SERVER_ALLOW_INSECURE_REMOTE=true) "
-            "if you mean it",
+            f"{setting}_port: 0, or set server.allow_insecure_remote "
+            "(MAOS_SERVER_ALLOW_INSECURE_REMOTE=true) if you mean it",
             field=f"{setting}_address",
         )
 
@@ -92,7 +93,8 @@ class HttpServer:
 
     async def start(self, host: str, port: int) -> int:
         """Bind ``host:port`` (0: any free port), connect to the gRPC server's socket and serve; the port."""
-        check_http_address(host, self.settings["server.allow_insecure_remote"], self.tls is not None, self.setting)
+        check_http_address(host, self.settings["server.allow_insecure_remote"], self.tls is not None,
+                           self.setting)
         self.gateway = Gateway(
             routes_of(self.service_names), self.service_names,
             max_body=self.settings["server.http_max_body_bytes"], timeout=self.settings["server.http_timeout"],
@@ -120,7 +122,8 @@ class HttpServer:
         while not self._server.started:
             if self._task.done():
                 self._task.result()  # raises what stopped it
-                raise InvalidArgument(f"the HTTP port {host}:{self.port} did not start", field=f"{self.setting}_port")
+                raise InvalidArgument(f"the HTTP port {host}:{self.port} did not start",
+                                      field=f"{self.setting}_port")
             await asyncio.sleep(0.01)
         return self.port
 

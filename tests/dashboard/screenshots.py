@@ -100,6 +100,11 @@ async def main(out: Path) -> None:
                     await page.locator("#log-lines li").first.wait_for()
                 await page.screenshot(path=str(out / f"{name}.png"), full_page=name in ("task", "metrics"))
                 print(out / f"{name}.png")
+            await page.emulate_media(color_scheme="dark")  # the same page in the dark theme
+            await page.goto(f"{base}/#/agents")
+            await page.locator(".live.on").wait_for()
+            await page.screenshot(path=str(out / "agents-dark.png"))
+            print(out / "agents-dark.png")
             await browser.close()
     finally:
         for agent in agents:

@@ -48,6 +48,7 @@ async def test_sign_in_and_watch_a_cli_task_complete_live(dashboard: Dashboard, 
     task_id = json.loads(done.stdout)["task_id"].removeprefix("tasks/")
     row = page.locator(f'tr[data-task="{task_id}"]')
     await expect(row).to_be_visible()
+    await expect(row.locator(".badge")).to_have_text("RUNNING")  # three 1.5 s steps on one slot, then a synthesis
     await expect(row.locator(".badge")).to_have_text("COMPLETED")
 
     # Its detail: the plan as a graph, the subtasks, the output, usage.
@@ -189,3 +190,18 @@ def test_the_assets_ship_in_the_package() -> None:
     static = Path(server.__file__).parent / "static"
     assert (static / "index.html").is_file() and (static / "js" / "app.js").is_file()
     assert "http" not in (static / "index.html").read_text().split("<body>")[0].replace("http-equiv", "")
+
+
+async def test_without_access_control_the_dashboard_opens_directly(maos_home: Path, browser: Any) -> None:
+    from tests.harness.server import make_settings, start_app
+
+    app = await start_app(make_settings(maos_home, **{"security.auth": "off"}), dashboard=True)
+    try:
+        page, _ = await _page(browser)
+        await page.goto(f"http://127.0.0.1:{app.dashboard_port}/")
+        expect = _expect()
+        await expect(page.get_by_role("heading", name="Overview")).to_be_visible()
+        await expect(page.get_by_label("API key")).to_have_count(0)
+        await expect(page.get_by_role("button", name="Sign out")).to_be_hidden()
+    finally:
+        await app.stop(grace=1.0)

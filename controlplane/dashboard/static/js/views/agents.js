@@ -48,11 +48,14 @@ export async function render(root, { can, signal }) {
         ["Type", (a) => a.agentType],
         ["Status", (a) => badge(a.status, "AGENT_STATUS_")],
         ["Slots", (a) => `${(a.maxConcurrency || 0) - (a.freeSlots || 0)}/${a.maxConcurrency || 0}`],
-        ["Leases", (a) => (a.assignments || []).map((s) => h("a", { href: `#/tasks/${s.split("/")[1]}`, class: "mono lease" }, s.replace(/^tasks\//, "")))],
+        ["Leases", (a) => (a.assignments || []).map((s) => {
+          const [, task, , step] = s.split("/"); // tasks/{task}/subtasks/{step}
+          return h("a", { href: `#/tasks/${task}`, class: "mono lease", title: s }, `${task.slice(0, 10)}…/${step}`);
+        })],
         ["Heartbeat", (a) => time(a.lastHeartbeatTime)],
         ["Done / failed", (a) => `${number(a.completedSubtasks)} / ${number(a.failedSubtasks)}`],
         ["Reliability", (a) => `${Math.round((a.reliability || 0) * 100)}%`],
-        ["Where", (a) => `${a.hostname || ""}${a.pid ? ` pid ${a.pid}` : ""}`],
+        ["Where", (a) => h("span", { class: "nowrap" }, `${a.hostname || ""}${a.pid ? `:${a.pid}` : ""}`)],
         ["Owner", (a) => (a.owner || "").replace(/^users\//, "")],
         ["", actions],
       ], agents, { empty: "No agents are connected. Start some with `maos agent spawn`.", rowAttrs: (a) => ({ "data-agent": shortName(a.name) }) }));

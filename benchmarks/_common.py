@@ -105,7 +105,7 @@ async def control_plane(pool: str, database_url: str = "", extra_env: dict[str, 
     home = tempfile.mkdtemp(prefix="maos-bench-")
     address = f"127.0.0.1:{free_port()}"
     env = {**os.environ, "MAOS_HOME": home, "MAOS_AGENTS_POOL": pool, "MAOS_SERVER_METRICS_PORT": "0",
-           "MAOS_SERVER_HTTP_PORT": "0", "MAOS_SYSTEM_LOG_LEVEL": "warning", "MAOS_SYSTEM_MAX_AGENTS": "100",
+           "MAOS_SERVER_HTTP_PORT": "0", "MAOS_SERVER_DASHBOARD_PORT": "0", "MAOS_SYSTEM_LOG_LEVEL": "warning", "MAOS_SYSTEM_MAX_AGENTS": "100",
            **(extra_env or {})}
     stack = contextlib.ExitStack()
     if database_url:  # each run gets a database of its own, so counts start at zero

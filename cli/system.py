@@ -238,8 +238,10 @@ def _serve_foreground(settings: Any, detached: bool) -> None:
         configure_logging(settings)
 
     def ready(app: Any) -> None:
-        http = (f", HTTP on {'https' if app.tls else 'http'}://{settings['server.http_address']}:{app.http_port}"
-                if app.http_port else "")
+        scheme = "https" if app.tls else "http"
+        http = f", HTTP on {scheme}://{settings['server.http_address']}:{app.http_port}" if app.http_port else ""
+        if app.dashboard_port:
+            http += f", dashboard on {scheme}://{settings['server.dashboard_address']}:{app.dashboard_port}"
         message(f"MAOS control plane serving on {app.address}{http} (pid {os.getpid()}); Ctrl-C stops it")
 
     try:

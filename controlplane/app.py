@@ -35,6 +35,7 @@ from controlplane.api.servicers.templates import TemplateServicer
 from controlplane.api.tls import ServerCredentials, ServerTls, server_tls
 from controlplane.checkpoints.wiring import install_checkpoints
 from controlplane.config import Settings
+from controlplane.dashboard import DashboardServer
 from controlplane.errors import FailedPrecondition, InvalidArgument
 from controlplane.home import secure_home
 from controlplane.http.mcp_mount import MCP_PATH, mount_mcp
@@ -94,14 +95,19 @@ class App:
     #: The HTTP/JSON and gRPC-Web port (``server.http_port``); mount extra ASGI apps on it before start.
     http: HttpServer | None = None
     http_port: int = 0
+    #: The web dashboard's port (``server.dashboard_port``): its page, and the HTTP API on the same origin.
+    dashboard: DashboardServer | None = None
+    dashboard_port: int = 0
     _started: bool = field(default=False, repr=False)
     _log_handler: logging.Handler | None = field(default=None, repr=False)
 
-    async def start(self, address: str | None = None, http_address: str | None = None) -> int:
+    async def start(self, address: str | None = None, http_address: str | None = None,
+                    dashboard_address: str | None = None) -> int:
         """Bind, recover state, and serve; returns the bound gRPC port.
 
         ``http_address`` (``host:port``, port 0 for any free one) overrides ``server.http_address``
-        and ``server.http_port`` (whose 0 turns the HTTP port off).
+        and ``server.http_port`` (whose 0 turns the HTTP port off); ``dashboard_address`` likewise
+        ``server.dashboard_address`` and ``server.dashboard_port``.
         """
         address = address or self.settings["server.address"]
         check_bind_address(address, self.settings["server.allow_insecure_remote"], tls=self.tls is not None)
@@ -115,6 +121,16 @@ class App:
                 mount_mcp(self.http, self.settings, http_address.rpartition(":")[0])
         else:
             http_address = None
+        if dashboard_address is None and self.settings["server.dashboard_port"]:
+            dashboard_address = (f"{self.settings['server.dashboard_address']}:"
+                                 f"{self.settings['server.dashboard_port']}")
+        if dashboard_address is not None and self.dashboard is not None:
+            check_http_address(dashboard_address.rpartition(":")[0],
+                               self.settings["server.allow_insecure_remote"], tls=self.tls is not None,
+                               setting=self.dashboard.setting)
+            self.server.add_insecure_port(self.dashboard.grpc_socket())  # its own private loopback
+        else:
+            dashboard_address = None
         if self.settings["server.metrics_port"]:
             check_metrics_address(self.settings["server.metrics_address"],
                                   self.settings["server.allow_insecure_remote"])
@@ -142,14 +158,18 @@ class App:
         if http_address is not None and self.http is not None:
             host, _, port = http_address.rpartition(":")
             self.http_port = await self.http.start(host, int(port))
+        if dashboard_address is not None and self.dashboard is not None:
+            host, _, port = dashboard_address.rpartition(":")
+            self.dashboard_port = await self.dashboard.start(host, int(port))
         if self.settings["server.metrics_port"]:
             self.metrics_port = self.metrics.serve(
                 self.settings["server.metrics_port"], self.settings["server.metrics_address"]
             )
         self._started = True
-        log.info("MAOS control plane %s serving on %s%s (storage %s)%s", self.engine.replica, self.address,
+        log.info("MAOS control plane %s serving on %s%s (storage %s)%s%s", self.engine.replica, self.address,
                  " (mutual TLS)" if self.tls and self.tls.require_client_auth else " (TLS)" if self.tls else "",
-                 self.storage.backend.kind, f", HTTP on port {self.http_port}" if self.http_port else "")
+                 self.storage.backend.kind, f", HTTP on port {self.http_port}" if self.http_port else "",
+                 f", dashboard on port {self.dashboard_port}" if self.dashboard_port else "")
         return self.port
 
     async def stop(self, grace: float = 5.0) -> None:
@@ -162,6 +182,8 @@ class App:
                 await self.launcher.stop(grace)
                 if self.http is not None:
                     await self.http.stop(grace)
+                if self.dashboard is not None:
+                    await self.dashboard.stop(grace)
                 await self.server.stop(grace)
                 if self.access is not None and self.launcher.token:
                     await self.access.revoke_local_agents_key(self.launcher.token)
@@ -280,5 +302,5 @@ def build_app(settings: Settings, pm: pluggy.PluginManager | None = None) -> App
     install_webhooks(pm, engine, settings, server, access if auth is not None else None)
     return App(settings=settings, pm=pm, metrics=metrics, storage=storage, engine=engine, server=server,
                health=health, launcher=launcher, logbook=logbook, access=access, tls=tls,
-               http=HttpServer(settings, tls),
+               http=HttpServer(settings, tls), dashboard=DashboardServer(settings, tls),
                retention=AuditRetention(storage, settings["audit.retention_days"]))

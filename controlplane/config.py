@@ -291,6 +291,12 @@ OPTIONS: dict[str, Option] = {
         Option("server.http_mcp", _bool, True,
                "Serve MCP (streamable HTTP) at /mcp on the HTTP port, for Claude Code and other MCP clients; "
                "each request acts with its own Authorization: Bearer key. Needs the mcp package (maos[mcp])."),
+        Option("server.dashboard_port", _non_negative_int, 3001,
+               "Web dashboard port (its pages and the same HTTP API, same keys, TLS files and address "
+               "rule as the gRPC port); 0 disables."),
+        Option("server.dashboard_address", _text, "127.0.0.1",
+               "Address the dashboard listens on (beyond localhost only with TLS or "
+               "server.allow_insecure_remote)."),
         Option("server.reflection", _reflection, "authenticated",
                "gRPC server reflection: off, admin (admin keys), authenticated (any valid key) or public "
                "(no key, for clients that cannot send a header); true means authenticated, false off."),

@@ -292,7 +292,7 @@ class Gateway:
         # whose first message takes longer starts anyway, and a later error is an `event: error`.
         first = asyncio.ensure_future(call.read())
         await asyncio.wait({first}, timeout=FIRST_MESSAGE_WAIT)
-        if first.done() and isinstance(first.exception(), grpc.aio.AioRpcError):
+        if first.done() and not first.cancelled() and isinstance(first.exception(), grpc.aio.AioRpcError):
             return error_response(status_of_rpc_error(first.exception()))  # type: ignore[arg-type]
         return StreamingResponse(self._events(call, first), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

@@ -28,15 +28,19 @@ _LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
 log = logging.getLogger(__name__)
 
 
-def check_http_address(host: str, allow_insecure_remote: bool, tls: bool) -> None:
-    """The gRPC port's rule for the HTTP port: beyond localhost only with TLS or ``allow_insecure_remote``."""
+def check_http_address(host: str, allow_insecure_remote: bool, tls: bool,
+                       setting: str = "server.http") -> None:
+    """The gRPC port's rule for the HTTP port: beyond localhost only with TLS or ``allow_insecure_remote``.
+
+    ``setting`` names the port's settings (``server.http``: ``server.http_address``, ``server.http_port``).
+    """
     if host.strip() not in _LOCAL_HOSTS and not tls and not allow_insecure_remote:
         raise InvalidArgument(
-            f"refusing to serve plaintext HTTP on {host.strip() or 'every address'}: set server.http_address "
+            f"refusing to serve plaintext HTTP on {host.strip() or 'every address'}: set {setting}_address "
             "to 127.0.0.1, configure TLS (server.tls.cert_file, server.tls.key_file), turn it off with "
-            "server.http_port: 0, or set server.allow_insecure_remote (MAOS_SERVER_ALLOW_INSECURE_REMOTE=true) "
-            "if you mean it",
-            field="server.http_address",
+            f"{setting}_port: 0, or set server.allow_insecure_remote "
+            "(MAOS_SERVER_ALLOW_INSECURE_REMOTE=true) if you mean it",
+            field=f"{setting}_address",
         )
 
 
@@ -52,8 +56,11 @@ class HttpServer:
     """The HTTP/JSON, SSE and gRPC-Web port: a :class:`Gateway` on a private channel to the gRPC server.
 
     Extra ASGI applications (the MCP server's streamable-HTTP transport, for instance) are
-    mounted with :meth:`mount` before :meth:`start`.
+    mounted with :meth:`mount` before :meth:`start`. A subclass serves more around the API by
+    overriding :meth:`application` (the dashboard does); ``setting`` names its port's settings.
     """
+
+    setting = "server.http"
 
     def __init__(self, settings: Any, tls: ServerTls | None, service_names: list[str] | None = None):
         self.settings = settings
@@ -113,7 +120,8 @@ class HttpServer:
 
     async def start(self, host: str, port: int) -> int:
         """Bind ``host:port`` (0: any free port), connect to the gRPC server's socket and serve; the port."""
-        check_http_address(host, self.settings["server.allow_insecure_remote"], self.tls is not None)
+        check_http_address(host, self.settings["server.allow_insecure_remote"], self.tls is not None,
+                           self.setting)
         if self.lifespans:
             ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self._lifespan_end = asyncio.Event()
@@ -136,9 +144,9 @@ class HttpServer:
         except OSError as exc:
             sock.close()
             raise InvalidArgument(f"cannot listen on {host}:{port} for HTTP: {exc.strerror}",
-                                  field="server.http_port") from None
+                                  field=f"{self.setting}_port") from None
         self.port = sock.getsockname()[1]
-        config = uvicorn.Config(self.gateway.asgi, log_level="warning", lifespan="off", access_log=False,
+        config = uvicorn.Config(self.application(), log_level="warning", lifespan="off", access_log=False,
                                 timeout_graceful_shutdown=5, proxy_headers=False, server_header=False,
                                 **self._ssl())
         self._server = _Server(config)
@@ -146,9 +154,15 @@ class HttpServer:
         while not self._server.started:
             if self._task.done():
                 self._task.result()  # raises what stopped it
-                raise InvalidArgument(f"the HTTP port {host}:{self.port} did not start", field="server.http_port")
+                raise InvalidArgument(f"the HTTP port {host}:{self.port} did not start",
+                                      field=f"{self.setting}_port")
             await asyncio.sleep(0.01)
         return self.port
+
+    def application(self) -> ASGIApp:
+        """What the port serves: the gateway (a subclass may serve more around it)."""
+        assert self.gateway is not None
+        return self.gateway.asgi
 
     async def stop(self, grace: float = 5.0) -> None:
         """Stop serving: open streams end (their calls are cancelled), then the port closes."""

@@ -44,7 +44,7 @@ class Foreground:
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("MAOS_") and k not in (
             "NO_COLOR", "ANTHROPIC_API_KEY", "CLAUDE_API_KEY", "ANTHROPIC_BASE_URL")}
         self.env.update({"MAOS_HOME": str(home), "MAOS_SERVER_ADDRESS": self.address,
-                         "MAOS_SERVER_METRICS_PORT": "0", "MAOS_SERVER_HTTP_PORT": "0", "NO_COLOR": "1"})
+                         "MAOS_SERVER_METRICS_PORT": "0", "MAOS_SERVER_HTTP_PORT": "0", "MAOS_SERVER_DASHBOARD_PORT": "0", "NO_COLOR": "1"})
         self.process: subprocess.Popen[bytes] | None = None
         self.agent_pids: list[int] = []
         self.cli = Maos(self.address, home)

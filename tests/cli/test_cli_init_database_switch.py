@@ -24,7 +24,7 @@ async def test_switching_to_postgresql_then_maos_init(tmp_path: Path, postgres_u
     assert (await maos("config", "set", "database.primary_url", plain_url)).exit_code == 0
     from controlplane.config import load_settings
 
-    app = await start_app(load_settings(home=home, environ={}, overrides={"server.metrics_port": 0, "server.http_port": 0,
+    app = await start_app(load_settings(home=home, environ={}, overrides={"server.metrics_port": 0, "server.http_port": 0, "server.dashboard_port": 0,
                                                                           "agents.pool": {}}))
     try:
         maos = Maos(app.address, home)

@@ -68,7 +68,7 @@ class Database:
     def maos(self, *args: str, timeout: float = 90, **env: str) -> subprocess.CompletedProcess[str]:
         """``maos ARGS...`` in its own process, with only this home and database."""
         environ = {k: v for k, v in os.environ.items() if not k.startswith("MAOS_")}
-        environ.update({"MAOS_HOME": str(self.home), "MAOS_SERVER_METRICS_PORT": "0", "MAOS_SERVER_HTTP_PORT": "0", "NO_COLOR": "1", **env})
+        environ.update({"MAOS_HOME": str(self.home), "MAOS_SERVER_METRICS_PORT": "0", "MAOS_SERVER_HTTP_PORT": "0", "MAOS_SERVER_DASHBOARD_PORT": "0", "NO_COLOR": "1", **env})
         if self.url:
             environ["MAOS_DATABASE_PRIMARY_URL"] = self.url
         return subprocess.run([sys.executable, "-m", "cli.main", *args], env=environ, capture_output=True,

@@ -141,7 +141,7 @@ async def test_client_certificate_from_config_yml(mtls_maos: Maos, pki: Pki) -> 
 
 def maos_process(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MAOS_")}
-    env.update({"MAOS_HOME": str(home), "MAOS_SERVER_METRICS_PORT": "0", "MAOS_SERVER_HTTP_PORT": "0", "NO_COLOR": "1"})
+    env.update({"MAOS_HOME": str(home), "MAOS_SERVER_METRICS_PORT": "0", "MAOS_SERVER_HTTP_PORT": "0", "MAOS_SERVER_DASHBOARD_PORT": "0", "NO_COLOR": "1"})
     return subprocess.run([sys.executable, "-m", "cli.main", *args], env=env, capture_output=True, text=True,
                           timeout=120, stdin=subprocess.DEVNULL, check=False)
 

@@ -77,7 +77,7 @@ def test_every_block_of_the_guide_runs(tmp_path: Path) -> None:
     env.update({
         "HOME": str(home), "NO_COLOR": "1", "PATH": os.path.dirname(maos) + os.pathsep + env.get("PATH", ""),
         "MAOS_SERVER_ADDRESS": f"127.0.0.1:{free_port()}", "MAOS_SERVER_METRICS_PORT": str(free_port()),
-        "MAOS_SERVER_HTTP_PORT": str(free_port()),
+        "MAOS_SERVER_HTTP_PORT": str(free_port()), "MAOS_SERVER_DASHBOARD_PORT": str(free_port()),
         "PYTHONPATH": os.pathsep.join(filter(None, [str(GUIDE.parents[1]), env.get("PYTHONPATH", "")])),
     })
     try:

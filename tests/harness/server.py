@@ -35,6 +35,7 @@ from controlplane.config import Settings, load_settings
 TEST_OVERRIDES = {
     "server.metrics_port": 0,
     "server.http_port": 0,  # http_control_plane serves it on an ephemeral port
+    "server.dashboard_port": 0,  # tests/dashboard serve it on an ephemeral port
     "scheduler.lease_ttl": 3.0,
     "scheduler.heartbeat_interval": 0.5,
     "scheduler.restart_grace": 3.0,
@@ -76,10 +77,11 @@ def make_settings(home: Path, **overrides: Any) -> Settings:
     return load_settings(home=home, environ={}, overrides={**TEST_OVERRIDES, **overrides})
 
 
-async def start_app(settings: Settings, http: bool = False) -> App:
-    """Build and start a control plane on an ephemeral localhost port (and HTTP on another with ``http``)."""
+async def start_app(settings: Settings, http: bool = False, dashboard: bool = False) -> App:
+    """Build and start a control plane on an ephemeral localhost port (and HTTP, the dashboard, on others)."""
     app = build_app(settings)
-    await app.start("127.0.0.1:0", http_address="127.0.0.1:0" if http else None)
+    await app.start("127.0.0.1:0", http_address="127.0.0.1:0" if http else None,
+                    dashboard_address="127.0.0.1:0" if dashboard else None)
     return app
 
 
@@ -241,6 +243,7 @@ class ControlPlaneProcess:
             "MAOS_AGENTS_POOL": "",
             "MAOS_SERVER_METRICS_PORT": "0",
             "MAOS_SERVER_HTTP_PORT": "0",
+            "MAOS_SERVER_DASHBOARD_PORT": "0",
             "MAOS_SYSTEM_LOG_LEVEL": "warning",
             "MAOS_SCHEDULER_LEASE_TTL": "3",
             "MAOS_SCHEDULER_HEARTBEAT_INTERVAL": "0.5",

@@ -38,6 +38,7 @@ from controlplane.config import Settings
 from controlplane.errors import FailedPrecondition, InvalidArgument
 from controlplane.home import secure_home
 from controlplane.http.server import HttpServer, check_http_address
+from controlplane.autoscaler import Autoscaler
 from controlplane.launcher import LocalLauncher
 from controlplane.logbook import LogBook, LogBookHandler
 from controlplane.metrics import Metrics
@@ -84,6 +85,8 @@ class App:
     access: AccessManager | None = None
     tls: ServerTls | None = None
     retention: AuditRetention | None = None
+    #: Autoscaling of supervised agents (``scaling.enabled``); started by :meth:`start_autoscaling`.
+    autoscaler: Autoscaler | None = None
     address: str = ""
     port: int = 0
     metrics_port: int = 0
@@ -148,11 +151,18 @@ class App:
                  self.storage.backend.kind, f", HTTP on port {self.http_port}" if self.http_port else "")
         return self.port
 
+    def start_autoscaling(self) -> None:
+        """Start the autoscaler (``scaling.enabled``) once the pool is launched; nothing without it."""
+        if self.autoscaler is not None and self._started:
+            self.autoscaler.start()
+
     async def stop(self, grace: float = 5.0) -> None:
         """Drain agents, stop serving, commit what is pending and release everything."""
         if self._started:
             try:
                 await set_serving(self.health, False)
+                if self.autoscaler is not None:
+                    await self.autoscaler.stop()
                 if self.retention is not None:
                     await self.retention.stop()
                 await self.launcher.stop(grace)
@@ -272,7 +282,8 @@ def build_app(settings: Settings, pm: pluggy.PluginManager | None = None) -> App
     server, health = build_server(servicers, interceptors, settings["server.reflection"])
     install_checkpoints(pm, engine, settings, server)
     install_webhooks(pm, engine, settings, server, access if auth is not None else None)
+    autoscaler = Autoscaler(engine, launcher, settings, metrics) if settings["scaling.enabled"] else None
     return App(settings=settings, pm=pm, metrics=metrics, storage=storage, engine=engine, server=server,
-               health=health, launcher=launcher, logbook=logbook, access=access, tls=tls,
+               health=health, launcher=launcher, logbook=logbook, access=access, tls=tls, autoscaler=autoscaler,
                http=HttpServer(settings, tls),
                retention=AuditRetention(storage, settings["audit.retention_days"]))

@@ -52,6 +52,8 @@ async def serve(
     app = build_app(settings)
     pool = the_pool(app.pm, settings) if pool is None else dict(pool)
     check_pool(app.pm, settings, pool)
+    if settings["scaling.enabled"]:
+        check_pool(app.pm, settings, {name: 1 for name in settings["scaling.types"]}, field="scaling.types")
     app.engine.supply.enabled = False  # nothing launched on demand until the pool is
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -63,6 +65,7 @@ async def serve(
             for _ in range(count):
                 await app.launcher.spawn(name)
         app.engine.supply.enabled = True
+        app.start_autoscaling()
         settle_heap()
         if on_ready:
             on_ready(app)

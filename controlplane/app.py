@@ -265,12 +265,14 @@ def build_app(settings: Settings, pm: pluggy.PluginManager | None = None) -> App
         admission = AgentAdmission(access, join_tokens, auth.audit, limits, metrics)
         launcher.token = access.issue_local_agents_key_sync()  # earlier starts' keys are revoked
     observing = install_observability(pm, engine, launcher, metrics, settings)
+    autoscaler = Autoscaler(engine, launcher, settings, metrics) if settings["scaling.enabled"] else None
     servicers = {
         "tasks": TaskServicer(engine, settings, limits.admit if limits is not None else None,
                               auth.audit if auth is not None else None),
         "agents": AgentServicer(engine, launcher, pm, settings, observing.observer, logbook),
         "system": SystemServicer(engine, settings, metrics, logbook, observer=observing.observer,
-                                 history=observing.history),
+                                 history=observing.history,
+                                 scaling=autoscaler.snapshot if autoscaler is not None else None),
         "gateway": GatewayServicer(engine, launcher, logbook, admission),
         "access": AccessServicer(access, join_tokens),
         "audit": AuditServicer(storage, engine.committer.durable),
@@ -282,7 +284,6 @@ def build_app(settings: Settings, pm: pluggy.PluginManager | None = None) -> App
     server, health = build_server(servicers, interceptors, settings["server.reflection"])
     install_checkpoints(pm, engine, settings, server)
     install_webhooks(pm, engine, settings, server, access if auth is not None else None)
-    autoscaler = Autoscaler(engine, launcher, settings, metrics) if settings["scaling.enabled"] else None
     return App(settings=settings, pm=pm, metrics=metrics, storage=storage, engine=engine, server=server,
                health=health, launcher=launcher, logbook=logbook, access=access, tls=tls, autoscaler=autoscaler,
                http=HttpServer(settings, tls),

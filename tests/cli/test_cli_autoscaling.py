@@ -6,14 +6,16 @@ real ``maos-agent`` processes it supervises; the tasks are submitted with the re
 
 from __future__ import annotations
 
+import asyncio
 import json
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.cli.test_cli_foreground import Foreground
-from tests.harness.server import wait_for
+from tests.harness.server import free_port, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -41,7 +43,8 @@ async def sleep_agents(fg: Foreground) -> list[dict]:
 
 async def test_scales_up_under_a_queue_and_back_down_when_idle(scaled: Foreground) -> None:
     fg = scaled
-    fg.start("--agents", "echo=1")
+    port = free_port()
+    fg.start("--agents", "echo=1", "--metrics-port", str(port))
     await fg.wait_serving({"echo": 1})
     assert await sleep_agents(fg) == []  # min 0: none before there is work
 
@@ -56,8 +59,18 @@ async def test_scales_up_under_a_queue_and_back_down_when_idle(scaled: Foregroun
         found = await sleep_agents(fg)
         return found if len(found) >= 2 else None
 
+    def scrape() -> str:
+        return urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+
     up = await wait_for(scaled_up, 60, interval=0.2, message="sleep agents to be launched")
     assert all(a["managed"] for a in up)
+    shown = json.loads((await fg.cli("-o", "json", "status")).stdout)["status"]["scaling"]
+    assert [row["agent_type"] for row in shown] == ["sleep"]
+    assert shown[0]["max"] == 3 and shown[0]["desired"] >= 1 and shown[0]["reason"]
+    body = await asyncio.to_thread(scrape)
+    assert 'maos_scaling_events_total{agent_type="sleep",direction="up"}' in body
+    assert 'maos_scaling_queue_depth{agent_type="sleep"}' in body
+    assert 'maos_scaling_desired_agents{agent_type="sleep"}' in body
     peak = len(up)
 
     async def most_launched() -> int | None:
@@ -74,7 +87,11 @@ async def test_scales_up_under_a_queue_and_back_down_when_idle(scaled: Foregroun
         return await sleep_agents(fg) == []
 
     await wait_for(scaled_down, 60, interval=0.2, message="idle sleep agents to be stopped")
-    status = await fg.cli("-o", "json", "status")
+    status = await fg.cli("status")
     assert status.exit_code == 0, status.output
+    assert "Autoscaling:" in status.stdout and "sleep" in status.stdout, status.stdout
+    body = await asyncio.to_thread(scrape)
+    assert 'maos_scaling_events_total{agent_type="sleep",direction="down"}' in body
+    assert 'maos_scaling_desired_agents{agent_type="sleep"} 0.0' in body
     echo = [a for a in await fg.agents() if a["agent_type"] == "echo" and a["status"] in LIVE]
     assert len(echo) == 1  # a type that is not autoscaled is left alone

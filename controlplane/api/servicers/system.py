@@ -6,7 +6,8 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import grpc
 
@@ -41,8 +42,11 @@ class SystemServicer(system_grpc.SystemServiceServicer):
     """Status, health, metrics and runtime configuration."""
 
     def __init__(self, engine: Engine, settings: Settings, metrics: Metrics, logbook: LogBook,
-                 redis_check=None, observer: Observer | None = None, history: HistorySampler | None = None):
+                 redis_check=None, observer: Observer | None = None, history: HistorySampler | None = None,
+                 scaling: Callable[[], list[Any]] | None = None):
         self.engine = engine
+        #: The autoscaler's last decisions (``scaling.enabled``), or None.
+        self.scaling = scaling
         self.observer = observer
         self.history = history
         self.logbook = logbook
@@ -74,6 +78,14 @@ class SystemServicer(system_grpc.SystemServiceServicer):
             connected_agents=len(engine.sessions),
             free_slots=sum(s.free for s in engine.sessions.values()),
             replicas=[engine.replica] if request.detailed else [],
+            scaling=[
+                system_pb.TypeScaling(
+                    agent_type=row.agent_type, min=row.min, max=row.max, current=row.current,
+                    desired=row.desired, queued=row.queued, oldest_wait=convert.duration(row.oldest_wait),
+                    reason=row.reason, **({"decided_at": convert.timestamp(row.decided_at)} if row.decided_at else {}),
+                )
+                for row in (self.scaling() if self.scaling is not None else [])
+            ],
         )
 
     async def GetHealth(self, request: system_pb.GetHealthRequest, context: grpc.aio.ServicerContext) -> system_pb.GetHealthResponse:

@@ -137,6 +137,8 @@ class App:
         await set_serving(self.health, True)
         if self.retention is not None:
             self.retention.start()
+        if self.autoscaler is not None and not self.autoscaler.apply:
+            self.autoscaler.start()  # deciding and exporting only: nothing to wait for
         self._started = True  # from here on, stop() undoes what started
         if http_address is not None and self.http is not None:
             host, _, port = http_address.rpartition(":")
@@ -152,7 +154,7 @@ class App:
         return self.port
 
     def start_autoscaling(self) -> None:
-        """Start the autoscaler (``scaling.enabled``) once the pool is launched; nothing without it."""
+        """Start the autoscaler once the pool is launched (``scaling.enabled``: it launches and stops agents)."""
         if self.autoscaler is not None and self._started:
             self.autoscaler.start()
 
@@ -265,7 +267,8 @@ def build_app(settings: Settings, pm: pluggy.PluginManager | None = None) -> App
         admission = AgentAdmission(access, join_tokens, auth.audit, limits, metrics)
         launcher.token = access.issue_local_agents_key_sync()  # earlier starts' keys are revoked
     observing = install_observability(pm, engine, launcher, metrics, settings)
-    autoscaler = Autoscaler(engine, launcher, settings, metrics) if settings["scaling.enabled"] else None
+    autoscaler = (Autoscaler(engine, launcher, settings, metrics)
+                  if settings["scaling.enabled"] or settings["scaling.types"] else None)
     servicers = {
         "tasks": TaskServicer(engine, settings, limits.admit if limits is not None else None,
                               auth.audit if auth is not None else None),

@@ -5,6 +5,10 @@ queued subtasks its agents could take and the oldest wait (from the engine's tas
 agents (the launcher) and those idle past ``scaling.idle_seconds``, asks
 :func:`controlplane.domain.scaling.decide` for the desired counts, then launches agents or drains
 and stops idle ones. The last decision per type is kept for ``maos status`` and the metrics.
+
+With ``scaling.types`` set and ``scaling.enabled`` off, it only decides and exports: the current
+agents are then the connected ones of the type (run by another supervisor, such as a Kubernetes
+Deployment scaled by KEDA or an HPA on ``maos_scaling_queue_depth`` or ``maos_scaling_desired_agents``).
 """
 
 from __future__ import annotations
@@ -59,6 +63,8 @@ class Autoscaler:
             max_agents=settings["system.max_agents"],
         )
         self.idle_seconds = settings["scaling.idle_seconds"]
+        #: Launch and stop agents (``scaling.enabled``); otherwise only decide and export (for Kubernetes).
+        self.apply = bool(settings["scaling.enabled"])
         self.state = {name: TypeScaling(name, lim.min, lim.max) for name, lim in self.limits.items()}
         self._changed_at: dict[str, float] = {}
         self._idle_since: dict[str, float] = {}
@@ -104,18 +110,26 @@ class Autoscaler:
         return [launch for launch in self.launcher.launches.values()
                 if launch.agent_type == name and not launch.stopping]
 
-    def _idle(self, launches: list[Any], mono: float) -> list[Any]:
-        """Launches whose agent has run nothing for ``scaling.idle_seconds`` (longest idle first)."""
+    def _sessions(self, name: str) -> list[Any]:
+        """Connected agents of the type (those another supervisor, such as Kubernetes, runs too)."""
+        return [session for session in self.engine.sessions.values()
+                if session.info.agent_type == name and not session.closed and not session.draining]
+
+    def _idle(self, units: list[Any], mono: float) -> list[Any]:
+        """Launches (or sessions) whose agent has run nothing for ``scaling.idle_seconds``, longest idle first."""
         idle: list[tuple[float, Any]] = []
-        for launch in launches:
-            session = self.engine.sessions.get(launch.agent_id) if launch.agent_id else None
+        for unit in units:
+            if self.apply:
+                session = self.engine.sessions.get(unit.agent_id) if unit.agent_id else None
+            else:
+                session = unit
             if session is None or session.closed or session.running:
-                self._idle_since.pop(launch.id, None)
+                self._idle_since.pop(unit.id, None)
                 continue
-            since = self._idle_since.setdefault(launch.id, mono)
+            since = self._idle_since.setdefault(unit.id, mono)
             if mono - since >= self.idle_seconds:
-                idle.append((since, launch))
-        return [launch for _since, launch in sorted(idle, key=lambda pair: pair[0])]
+                idle.append((since, unit))
+        return [unit for _since, unit in sorted(idle, key=lambda pair: pair[0])]
 
     # --- one decision ---------------------------------------------------------
 
@@ -123,12 +137,17 @@ class Autoscaler:
         """Decide once and apply it; the decisions by type."""
         mono, wall = time.monotonic(), now()
         queued = self._queued(wall)
-        launches = {name: self._launches(name) for name in self.limits}
+        if self.apply:
+            launches = {name: self._launches(name) for name in self.limits}
+            live = {launch.id for launch in self.launcher.launches.values()}
+            others = sum(1 for launch in self.launcher.launches.values()
+                         if not launch.stopping and launch.agent_type not in self.limits)
+        else:
+            launches = {name: self._sessions(name) for name in self.limits}
+            live = set(self.engine.sessions)
+            others = 0
         idle = {name: self._idle(launches[name], mono) for name in self.limits}
-        live = {launch.id for launch in self.launcher.launches.values()}
         self._idle_since = {k: v for k, v in self._idle_since.items() if k in live}
-        others = sum(1 for launch in self.launcher.launches.values()
-                     if not launch.stopping and launch.agent_type not in self.limits)
         policy = Policy(**{**self.policy.__dict__, "max_agents": max(0, self.policy.max_agents - others)})
         loads = {
             name: TypeLoad(
@@ -141,13 +160,15 @@ class Autoscaler:
         decisions = decide(loads, self.limits, policy)
         for name, decision in decisions.items():
             current = loads[name].current
-            delta = decision.delta(current)
+            delta = decision.delta(current) if self.apply else 0
             if delta > 0:
                 started = await self._launch(name, delta)
                 self._event(name, "up", started)
             elif delta < 0:
                 stopped = self._drain(idle[name][:-delta] or launches[name][delta:])
                 self._event(name, "down", stopped)
+            if not self.apply and self.state[name].decided_at and current != self.state[name].current:
+                self._changed_at[name] = mono  # another supervisor scaled the type
             if delta:
                 self._changed_at[name] = mono
                 log.info("autoscaling %s: %d -> %d (%s)", name, current, decision.desired, decision.reason)

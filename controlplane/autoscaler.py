@@ -53,7 +53,7 @@ class Autoscaler:
         self.launcher = launcher
         self.settings = settings
         self.metrics = metrics
-        self.limits = {name: TypeLimits(lo, hi) for name, (lo, hi) in settings["scaling.types"].items()}
+        self.limits = {name: TypeLimits(b["min"], b["max"]) for name, b in settings["scaling.types"].items()}
         self.policy = Policy(
             queue_depth=settings["scaling.queue_depth_threshold"],
             wait_seconds=settings["scaling.wait_threshold"],

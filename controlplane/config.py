@@ -154,7 +154,7 @@ def _pool(value: Any) -> dict[str, int]:
     return pool
 
 
-def _scaling_types(value: Any) -> dict[str, tuple[int, int]]:
+def _scaling_types(value: Any) -> dict[str, dict[str, int]]:
     """Per-type autoscaling bounds: ``{"echo": {"min": 1, "max": 4}}`` or ``"echo=1:4,coder=0:2"``."""
     if isinstance(value, Mapping):
         items = []
@@ -173,14 +173,14 @@ def _scaling_types(value: Any) -> dict[str, tuple[int, int]]:
             if not sep:
                 raise ValueError(f"{part!r}: write type=min:max, like echo=1:4")
             items.append((name.strip(), lo.strip(), hi.strip()))
-    types: dict[str, tuple[int, int]] = {}
+    types: dict[str, dict[str, int]] = {}
     for name, lo, hi in items:
         if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_\-]{0,62}", str(name)):
             raise ValueError(f"{name!r} is not an agent type name")
         low, high = _non_negative_int(lo), _non_negative_int(hi)
         if high < low:
             raise ValueError(f"{name}: max {high} is below min {low}")
-        types[str(name)] = (low, high)
+        types[str(name)] = {"min": low, "max": high}
     if len(types) > 64:
         raise ValueError("at most 64 agent types can be autoscaled")
     return types

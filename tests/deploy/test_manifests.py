@@ -389,6 +389,7 @@ def test_migrations_run_as_a_job_on_the_same_database(overlay: tuple[str, Resour
 def test_keda_scales_a_deployment_on_an_exported_metric() -> None:
     from prometheus_client import generate_latest
 
+    from controlplane.autoscaler import TypeScaling
     from controlplane.metrics import Metrics
 
     resources = render(KUBERNETES / "overlays" / "production-keda")
@@ -398,13 +399,17 @@ def test_keda_scales_a_deployment_on_an_exported_metric() -> None:
     target = find(resources, "Deployment", spec["scaleTargetRef"]["name"])
     assert "replicas" not in target["spec"]  # the autoscaler owns it; `kubectl apply` must not reset it
     assert 1 <= spec["minReplicaCount"] <= spec["maxReplicaCount"]
+    config = yaml.safe_load(find(resources, "ConfigMap", "maos-config")["data"]["config.yml"])
+    agent_type = target["metadata"]["name"].removeprefix("maos-agent-")
+    assert agent_type in config["scaling"]["types"]  # the control plane exports the type's queue depth
     metrics = Metrics()
     try:
-        metrics.watch_queue(lambda: {"NORMAL": 3})
+        metrics.watch_scaling(lambda: [TypeScaling(agent_type, 1, 20, queued=3)])
         exported = generate_latest(metrics.registry).decode()
     finally:
         metrics.close()
     for trigger in spec["triggers"]:
         assert trigger["type"] == "prometheus"
-        assert 'maos_tasks_pending{queue="normal"} 3.0' in exported and "maos_tasks_pending" in trigger["metadata"]["query"]
+        assert f'maos_scaling_queue_depth{{agent_type="{agent_type}"}} 3.0' in exported
+        assert f'maos_scaling_queue_depth{{agent_type="{agent_type}"}}' in trigger["metadata"]["query"]
         assert float(trigger["metadata"]["threshold"]) > 0

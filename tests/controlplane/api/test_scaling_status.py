@@ -97,4 +97,4 @@ def test_bad_scaling_types_are_refused_with_what_to_write(tmp_path: Path, value,
 def test_scaling_types_read_both_shapes(tmp_path: Path) -> None:
     for value in ("echo=1:4, sleep=0:2", {"echo": {"min": 1, "max": 4}, "sleep": {"max": 2}}):
         settings = load_settings(home=tmp_path, environ={}, overrides={"scaling.types": value})
-        assert settings["scaling.types"] == {"echo": (1, 4), "sleep": (0, 2)}
+        assert settings["scaling.types"] == {"echo": {"min": 1, "max": 4}, "sleep": {"min": 0, "max": 2}}

@@ -33,12 +33,12 @@ from controlplane.api.servicers.system import SystemServicer
 from controlplane.api.servicers.tasks import TaskServicer
 from controlplane.api.servicers.templates import TemplateServicer
 from controlplane.api.tls import ServerCredentials, ServerTls, server_tls
+from controlplane.autoscaler import Autoscaler
 from controlplane.checkpoints.wiring import install_checkpoints
 from controlplane.config import Settings
 from controlplane.errors import FailedPrecondition, InvalidArgument
 from controlplane.home import secure_home
 from controlplane.http.server import HttpServer, check_http_address
-from controlplane.autoscaler import Autoscaler
 from controlplane.launcher import LocalLauncher
 from controlplane.logbook import LogBook, LogBookHandler
 from controlplane.metrics import Metrics

@@ -20,7 +20,6 @@ from controlplane.config import load_settings
 from tests.harness.server import Stubs, free_port, make_settings, start_app, wait_for
 
 
-
 async def test_types_without_enabled_export_the_queue_and_launch_nothing(tmp_path: Path, agent_processes) -> None:
     port = free_port()
     app = await start_app(make_settings(tmp_path, **{

@@ -437,6 +437,11 @@ def status(detailed: bool, resources: bool, performance: bool, memory: bool, sys
         parts = [key_values(pairs)]
         if s.model_pacing:
             parts.append(pacing_table(s.model_pacing))
+        if s.scaling:
+            parts.append("Autoscaling:\n" + table(
+                ["TYPE", "MIN", "MAX", "CURRENT", "DESIRED", "QUEUED", "OLDEST WAIT", "LAST DECISION"],
+                [[r.agent_type, str(r.min), str(r.max), str(r.current), str(r.desired), str(r.queued),
+                  duration_text(r.oldest_wait), r.reason] for r in s.scaling]))
         if detailed:
             parts.append(health_table(got["health"]))
         for key, title in (("metrics", "Metrics"), ("memory", "Memory")):

@@ -33,6 +33,7 @@ from controlplane.api.servicers.system import SystemServicer
 from controlplane.api.servicers.tasks import TaskServicer
 from controlplane.api.servicers.templates import TemplateServicer
 from controlplane.api.tls import ServerCredentials, ServerTls, server_tls
+from controlplane.autoscaler import Autoscaler
 from controlplane.checkpoints.wiring import install_checkpoints
 from controlplane.config import Settings
 from controlplane.dashboard import DashboardServer
@@ -87,6 +88,8 @@ class App:
     access: AccessManager | None = None
     tls: ServerTls | None = None
     retention: AuditRetention | None = None
+    #: Autoscaling of supervised agents (``scaling.enabled``); started by :meth:`start_autoscaling`.
+    autoscaler: Autoscaler | None = None
     address: str = ""
     port: int = 0
     metrics_port: int = 0
@@ -154,6 +157,8 @@ class App:
         await set_serving(self.health, True)
         if self.retention is not None:
             self.retention.start()
+        if self.autoscaler is not None and not self.autoscaler.apply:
+            self.autoscaler.start()  # deciding and exporting only: nothing to wait for
         self._started = True  # from here on, stop() undoes what started
         if http_address is not None and self.http is not None:
             host, _, port = http_address.rpartition(":")
@@ -172,11 +177,18 @@ class App:
                  f", dashboard on port {self.dashboard_port}" if self.dashboard_port else "")
         return self.port
 
+    def start_autoscaling(self) -> None:
+        """Start the autoscaler once the pool is launched (``scaling.enabled``: it launches and stops agents)."""
+        if self.autoscaler is not None and self._started:
+            self.autoscaler.start()
+
     async def stop(self, grace: float = 5.0) -> None:
         """Drain agents, stop serving, commit what is pending and release everything."""
         if self._started:
             try:
                 await set_serving(self.health, False)
+                if self.autoscaler is not None:
+                    await self.autoscaler.stop()
                 if self.retention is not None:
                     await self.retention.stop()
                 await self.launcher.stop(grace)
@@ -283,12 +295,15 @@ def build_app(settings: Settings, pm: pluggy.PluginManager | None = None) -> App
         admission = AgentAdmission(access, join_tokens, auth.audit, limits, metrics)
         launcher.token = access.issue_local_agents_key_sync()  # earlier starts' keys are revoked
     observing = install_observability(pm, engine, launcher, metrics, settings)
+    autoscaler = (Autoscaler(engine, launcher, settings, metrics)
+                  if settings["scaling.enabled"] or settings["scaling.types"] else None)
     servicers = {
         "tasks": TaskServicer(engine, settings, limits.admit if limits is not None else None,
                               auth.audit if auth is not None else None),
         "agents": AgentServicer(engine, launcher, pm, settings, observing.observer, logbook),
         "system": SystemServicer(engine, settings, metrics, logbook, observer=observing.observer,
-                                 history=observing.history),
+                                 history=observing.history,
+                                 scaling=autoscaler.snapshot if autoscaler is not None else None),
         "gateway": GatewayServicer(engine, launcher, logbook, admission),
         "access": AccessServicer(access, join_tokens),
         "audit": AuditServicer(storage, engine.committer.durable),
@@ -301,6 +316,6 @@ def build_app(settings: Settings, pm: pluggy.PluginManager | None = None) -> App
     install_checkpoints(pm, engine, settings, server)
     install_webhooks(pm, engine, settings, server, access if auth is not None else None)
     return App(settings=settings, pm=pm, metrics=metrics, storage=storage, engine=engine, server=server,
-               health=health, launcher=launcher, logbook=logbook, access=access, tls=tls,
+               health=health, launcher=launcher, logbook=logbook, access=access, tls=tls, autoscaler=autoscaler,
                http=HttpServer(settings, tls), dashboard=DashboardServer(settings, tls),
                retention=AuditRetention(storage, settings["audit.retention_days"]))

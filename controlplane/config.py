@@ -187,6 +187,38 @@ def _rate_limits(value: Any) -> dict[str, dict[str, int]]:
     return limits
 
 
+def _scaling_types(value: Any) -> dict[str, dict[str, int]]:
+    """Per-type autoscaling bounds: ``{"echo": {"min": 1, "max": 4}}`` or ``"echo=1:4,coder=0:2"``."""
+    if isinstance(value, Mapping):
+        items = []
+        for name, bounds in value.items():
+            if not isinstance(bounds, Mapping) or set(bounds) - {"min", "max"}:
+                raise ValueError(f"scaling.types.{name} takes min and max, like {{min: 1, max: 4}}")
+            items.append((name, bounds.get("min", 0), bounds.get("max", bounds.get("min", 0))))
+    else:
+        items = []
+        for part in str(value).split(","):
+            part = part.strip()
+            if not part:
+                continue
+            name, _sep, rng = part.partition("=")
+            lo, sep, hi = rng.partition(":")
+            if not sep:
+                raise ValueError(f"{part!r}: write type=min:max, like echo=1:4")
+            items.append((name.strip(), lo.strip(), hi.strip()))
+    types: dict[str, dict[str, int]] = {}
+    for name, lo, hi in items:
+        if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_\-]{0,62}", str(name)):
+            raise ValueError(f"{name!r} is not an agent type name")
+        low, high = _non_negative_int(lo), _non_negative_int(hi)
+        if high < low:
+            raise ValueError(f"{name}: max {high} is below min {low}")
+        types[str(name)] = {"min": low, "max": high}
+    if len(types) > 64:
+        raise ValueError("at most 64 agent types can be autoscaled")
+    return types
+
+
 def _text(value: Any) -> str:
     return "" if value is None else str(value)
 
@@ -370,6 +402,20 @@ OPTIONS: dict[str, Option] = {
         Option("batches.max_per_owner", _positive_int, 1000, "Most batches one principal may have."),
         Option("templates.max_per_owner", _positive_int, 1000, "Most templates one principal may have."),
         Option("agents.pool", _pool, {"echo": 2}, "Local agents `maos start` launches (type=count,...)."),
+        Option("scaling.enabled", _bool, False,
+               "Autoscale the supervised agents of the types in scaling.types."),
+        Option("scaling.types", _scaling_types, {},
+               "Autoscaled types with their bounds (type=min:max,... or {type: {min, max}})."),
+        Option("scaling.interval", _positive_duration, 5.0, "Seconds between autoscaling decisions."),
+        Option("scaling.queue_depth_threshold", _positive_int, 1,
+               "Queued subtasks per agent of a type that add an agent."),
+        Option("scaling.wait_threshold", _positive_duration, 10.0,
+               "Seconds queued work may wait before its type gets another agent."),
+        Option("scaling.idle_seconds", _positive_duration, 60.0,
+               "Seconds an agent is idle before it is drained and stopped (never below min)."),
+        Option("scaling.cooldown", _duration, 30.0, "Seconds after a type's scale event before the next."),
+        Option("scaling.scale_up_increment", _positive_int, 1, "Agents added per scale-up."),
+        Option("scaling.scale_down_increment", _positive_int, 1, "Agents stopped per scale-down."),
         Option("agents.allow_shell", _bool, False, "Allow the shell agent type to run commands."),
         Option("agents.allow_exec", _bool, False,
                "Give coder and tester agents a local workspace per task, with tools that read and write "

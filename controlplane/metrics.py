@@ -8,6 +8,7 @@ connected), gRPC services, methods and codes; never task, request or user ids.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily
@@ -37,6 +38,34 @@ class _QueueCollector(Collector):
         for priority in Priority:
             family.add_metric([priority.name.lower()], counts.get(priority.name, 0))
         yield family
+
+
+class _ScalingCollector(Collector):
+    """Autoscaling per agent type, read from the autoscaler at scrape time (see controlplane.autoscaler)."""
+
+    def __init__(self, source: Callable[[], list[Any]]):
+        self._source = source
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        queued = GaugeMetricFamily(
+            "maos_scaling_queue_depth",
+            "Queued subtasks agents of the type could take (the external metric for an HPA or KEDA).",
+            labels=["agent_type"],
+        )
+        wait = GaugeMetricFamily(
+            "maos_scaling_oldest_wait_seconds", "Seconds the oldest of that work has been queued.",
+            labels=["agent_type"],
+        )
+        desired = GaugeMetricFamily("maos_scaling_desired_agents", "Agents the autoscaler wants.",
+                                    labels=["agent_type"])
+        current = GaugeMetricFamily("maos_scaling_current_agents", "Supervised agents of the type.",
+                                    labels=["agent_type"])
+        for row in self._source():
+            queued.add_metric([row.agent_type], row.queued)
+            wait.add_metric([row.agent_type], row.oldest_wait)
+            desired.add_metric([row.agent_type], row.desired)
+            current.add_metric([row.agent_type], row.current)
+        yield from (queued, wait, desired, current)
 
 
 class Metrics:
@@ -96,6 +125,10 @@ class Metrics:
             "grpc_server_handling_seconds", "Time to handle an RPC.",
             ["grpc_type", "grpc_service", "grpc_method"], registry=r,
         )
+        self.scale_events = Counter(
+            "maos_scaling_events_total", "Agents launched (direction up) or stopped (down) by autoscaling.",
+            ["agent_type", "direction"], registry=r,
+        )
         self.rate_limited_calls = Counter(
             "maos_rate_limited_total", "Calls refused with RESOURCE_EXHAUSTED by a rate limit "
             "(limit: principal or failed_auth).", ["grpc_service", "grpc_method", "limit"], registry=r,
@@ -121,6 +154,13 @@ class Metrics:
             "maos_model_overloaded_answers_total", "429 and 529 answers agents reported, by model and status.",
             ["model", "status"], registry=r,
         )
+    def watch_scaling(self, source: Callable[[], list[Any]]) -> None:
+        """Export the autoscaler's per-type queue depth, wait, desired and current agents at scrape time."""
+        self.registry.register(_ScalingCollector(source))
+
+    def scale_event(self, agent_type: str, direction: str, count: int) -> None:
+        """The autoscaler launched (``up``) or stopped (``down``) ``count`` agents of the type."""
+        self.scale_events.labels(agent_type, direction).inc(count)
 
     def watch_queue(self, source: Callable[[], dict[str, int]]) -> None:
         """Export queue depth read from ``source`` at scrape time."""

@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from agent_sdk.heap import settle_heap
 from controlplane.app import App, build_app
 from controlplane.config import Settings
+from controlplane.errors import FailedPrecondition
 from controlplane.home import PRIVATE_UMASK, open_private, private_dir
 from controlplane.pool import check_pool, the_pool
 from controlplane.redaction import RedactingFilter
@@ -52,6 +53,12 @@ async def serve(
     app = build_app(settings)
     pool = the_pool(app.pm, settings) if pool is None else dict(pool)
     check_pool(app.pm, settings, pool)
+    if settings["scaling.enabled"]:
+        if not settings["scaling.types"]:
+            raise FailedPrecondition("scaling.enabled is true but scaling.types names no agent type to scale; "
+                                     "set it, for example `scaling.types: {echo: {min: 1, max: 4}}`, or turn "
+                                     "scaling.enabled off")
+        check_pool(app.pm, settings, {name: 1 for name in settings["scaling.types"]}, field="scaling.types")
     app.engine.supply.enabled = False  # nothing launched on demand until the pool is
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -63,6 +70,7 @@ async def serve(
             for _ in range(count):
                 await app.launcher.spawn(name)
         app.engine.supply.enabled = True
+        app.start_autoscaling()
         settle_heap()
         if on_ready:
             on_ready(app)

@@ -67,10 +67,10 @@ def cli_env_vars() -> set[str]:
 
 
 def allowed_maos_env_vars() -> set[str]:
-    """``MAOS_*`` variables that do something: settings (``controlplane.config.OPTIONS``), CLI options, MAOS_HOME."""
-    from controlplane.config import OPTIONS
+    """``MAOS_*`` variables that do something: settings (MAOS's own and the plugins'), CLI options, MAOS_HOME."""
+    from controlplane.config import known_options
 
-    return {o.env_var for o in OPTIONS.values()} | cli_env_vars() | {"MAOS_HOME"}
+    return {o.env_var for o in known_options().values()} | cli_env_vars() | {"MAOS_HOME"}
 
 
 def check_maos_command(argv: list[str], where: str) -> list[str]:

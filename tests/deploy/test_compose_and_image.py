@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from controlplane.api.server import check_bind_address, check_metrics_address
-from controlplane.config import OPTIONS, load_settings, parse_value
+from controlplane.config import OPTIONS, known_options, load_settings, parse_value
 from tests.deploy._common import (
     DEPLOY,
     IMAGE_UID,
@@ -96,7 +96,8 @@ def test_compose_runs_the_image_the_dockerfile_builds(compose: dict[str, Any]) -
 
 def test_compose_commands_and_environment(compose: dict[str, Any]) -> None:
     allowed = allowed_maos_env_vars()
-    settings = {o.env_var: key for key, o in OPTIONS.items()}
+    options = known_options()  # MAOS's own settings and the plugins' (the Claude plugin's claude.*)
+    settings = {o.env_var: key for key, o in options.items()}
     problems: list[str] = []
     for name, service in maos_services(compose).items():
         problems += check_maos_command(service["command"], name)
@@ -104,7 +105,7 @@ def test_compose_commands_and_environment(compose: dict[str, Any]) -> None:
             if variable.startswith("MAOS_"):
                 assert variable in allowed, f"{name}: {variable} is no setting or option"
             if variable in settings and "${" not in str(value):
-                parse_value(settings[variable], value)
+                parse_value(settings[variable], value, options)
     assert problems == []
     commands = {name: parse_command(s["command"])[0] for name, s in maos_services(compose).items()}
     assert commands == {"migrate": ["maos", "db", "migrate"], "controlplane": ["maos", "start"],

@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from controlplane.api.server import check_bind_address, check_metrics_address
-from controlplane.config import OPTIONS, load_settings, parse_value
+from controlplane.config import OPTIONS, known_options, load_settings, parse_value
 from tests.deploy._common import (
     IMAGE_UID,
     KUBERNETES,
@@ -276,14 +276,15 @@ def test_commands_are_those_of_the_image(overlay: tuple[str, Resources]) -> None
 def test_maos_environment_variables_do_something(overlay: tuple[str, Resources]) -> None:
     _, resources = overlay
     allowed = allowed_maos_env_vars()
-    settings = {o.env_var: key for key, o in OPTIONS.items()}
+    options = known_options()  # MAOS's own settings and the plugins' (the Claude plugin's claude.*)
+    settings = {o.env_var: key for key, o in options.items()}
     for name, pod, _ in pods(resources):
         for container in containers(pod):
             for env in container.get("env", []):
                 if env["name"].startswith("MAOS_"):
                     assert env["name"] in allowed, f"{name}: {env['name']} is no setting or option"
                 if env["name"] in settings and "value" in env:
-                    parse_value(settings[env["name"]], env["value"])
+                    parse_value(settings[env["name"]], env["value"], options)
 
 
 def test_images_are_the_one_the_dockerfile_builds(overlay: tuple[str, Resources]) -> None:
@@ -389,6 +390,7 @@ def test_migrations_run_as_a_job_on_the_same_database(overlay: tuple[str, Resour
 def test_keda_scales_a_deployment_on_an_exported_metric() -> None:
     from prometheus_client import generate_latest
 
+    from controlplane.autoscaler import TypeScaling
     from controlplane.metrics import Metrics
 
     resources = render(KUBERNETES / "overlays" / "production-keda")
@@ -398,13 +400,17 @@ def test_keda_scales_a_deployment_on_an_exported_metric() -> None:
     target = find(resources, "Deployment", spec["scaleTargetRef"]["name"])
     assert "replicas" not in target["spec"]  # the autoscaler owns it; `kubectl apply` must not reset it
     assert 1 <= spec["minReplicaCount"] <= spec["maxReplicaCount"]
+    config = yaml.safe_load(find(resources, "ConfigMap", "maos-config")["data"]["config.yml"])
+    agent_type = target["metadata"]["name"].removeprefix("maos-agent-")
+    assert agent_type in config["scaling"]["types"]  # the control plane exports the type's queue depth
     metrics = Metrics()
     try:
-        metrics.watch_queue(lambda: {"NORMAL": 3})
+        metrics.watch_scaling(lambda: [TypeScaling(agent_type, 1, 20, queued=3)])
         exported = generate_latest(metrics.registry).decode()
     finally:
         metrics.close()
     for trigger in spec["triggers"]:
         assert trigger["type"] == "prometheus"
-        assert 'maos_tasks_pending{queue="normal"} 3.0' in exported and "maos_tasks_pending" in trigger["metadata"]["query"]
+        assert f'maos_scaling_queue_depth{{agent_type="{agent_type}"}} 3.0' in exported
+        assert f'maos_scaling_queue_depth{{agent_type="{agent_type}"}}' in trigger["metadata"]["query"]
         assert float(trigger["metadata"]["threshold"]) > 0

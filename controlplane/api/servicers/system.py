@@ -6,7 +6,8 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import grpc
 
@@ -41,8 +42,11 @@ class SystemServicer(system_grpc.SystemServiceServicer):
     """Status, health, metrics and runtime configuration."""
 
     def __init__(self, engine: Engine, settings: Settings, metrics: Metrics, logbook: LogBook,
-                 redis_check=None, observer: Observer | None = None, history: HistorySampler | None = None):
+                 redis_check=None, observer: Observer | None = None, history: HistorySampler | None = None,
+                 scaling: Callable[[], list[Any]] | None = None):
         self.engine = engine
+        #: The autoscaler's last decisions (``scaling.enabled``), or None.
+        self.scaling = scaling
         self.observer = observer
         self.history = history
         self.logbook = logbook
@@ -73,6 +77,14 @@ class SystemServicer(system_grpc.SystemServiceServicer):
             replicas=[engine.replica] if request.detailed else [],
             model_pacing=[convert.model_pacing_to_pb(p) for p in engine.pacer.status()] if engine.pacer else [],
             tasks_awaiting_approval=sum(1 for t in engine.tasks.values() if engine.awaiting_approval(t)),
+            scaling=[
+                system_pb.TypeScaling(
+                    agent_type=row.agent_type, min=row.min, max=row.max, current=row.current,
+                    desired=row.desired, queued=row.queued, oldest_wait=convert.duration(row.oldest_wait),
+                    reason=row.reason, **({"decided_at": convert.timestamp(row.decided_at)} if row.decided_at else {}),
+                )
+                for row in (self.scaling() if self.scaling is not None else [])
+            ],
         )
 
     async def GetHealth(self, request: system_pb.GetHealthRequest, context: grpc.aio.ServicerContext) -> system_pb.GetHealthResponse:

@@ -26,6 +26,7 @@ from typing import Any
 import click
 import grpc
 
+from agent_sdk.addresses import AddressList
 from agent_sdk.agent import Agent
 from agent_sdk.heap import settle_heap
 from agent_sdk.tls import TlsFileError, tls_from_options, tls_options
@@ -66,8 +67,9 @@ def cli() -> None:
 
 @cli.command()
 @click.option("--type", "agent_type", required=True, help="Agent type to run (see `maos agent types`).")
-@click.option("--server", envvar="MAOS_ADDR", default="127.0.0.1:7100", show_default=True,
-              help="Control plane address host:port.")
+@click.option("--server", envvar="MAOS_ADDR", default="127.0.0.1:7100", show_default=True, type=AddressList(),
+              help="Control plane address host:port; several, comma-separated, to fail over between them "
+                   "(or a dns:///name:port target).")
 @click.option("--token", envvar="MAOS_TOKEN", default=None, help="API key or agent credential.")
 @click.option("--join-token", envvar="MAOS_JOIN_TOKEN", default=None, metavar="ID.SECRET",
               help="Join token, exchanged at the first Register for this agent's own credential.")

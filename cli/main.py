@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from agent_sdk.addresses import AddressList
 from agent_sdk.tls import tls_from_options, tls_options
 from cli import (
     access,
@@ -68,9 +69,10 @@ Shell completion: eval "$(maos completion bash)" (or zsh, fish).
     context_settings={"auto_envvar_prefix": "MAOS", "show_default": True, "help_option_names": ["-h", "--help"]},
     epilog=EPILOG,
 )
-@click.option("--addr", envvar="MAOS_ADDR", default=default_address, metavar="HOST:PORT",
-              show_default="server.address from config.yml or MAOS_SERVER_ADDRESS",
-              help="Address of the control plane.")
+@click.option("--addr", envvar="MAOS_ADDR", default=default_address, metavar="HOST:PORT[,HOST:PORT...]",
+              type=AddressList(), show_default="server.address from config.yml or MAOS_SERVER_ADDRESS",
+              help="Address of the control plane; several, comma-separated, to fail over between them "
+                   "(or a dns:///name:port target).")
 @click.option("--token", envvar="MAOS_TOKEN", default=None, show_default=False, help="API key (Bearer token).")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=10.0, metavar="SECONDS",
               help="Deadline of each call to the control plane.")

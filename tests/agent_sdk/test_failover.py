@@ -11,6 +11,8 @@ import pytest
 
 from agent_sdk.addresses import AddressError, channel_target, parse_addresses
 from agent_sdk.client import Client
+from agent_sdk.errors import UnavailableError
+from agent_sdk.tls import tls_credentials
 from agent_sdk.proto.maos.v1 import enums_pb2 as enums
 from tests.harness.server import ControlPlaneProcess, free_port, make_settings, start_app, wait_for
 
@@ -80,6 +82,26 @@ async def test_a_client_skips_a_dead_address_and_follows_when_its_server_stops(t
     finally:
         await first.stop(grace=0.5)
         await second.stop(grace=0.5)
+
+
+async def test_over_tls_every_address_is_checked_for_the_first_addresss_name(tmp_path: Path, pki) -> None:
+    app = await start_app(make_settings(tmp_path / "home", **pki.server_settings()))
+    port = app.address.rsplit(":", 1)[1]
+    try:
+        credentials = tls_credentials(ca=pki.ca)
+        # The certificate names localhost and 127.0.0.1: the first entry's host is the name checked.
+        async with Client(f"localhost:{free_port()},127.0.0.1:{port}", credentials=credentials) as client:
+            assert (await client.status()).version
+        code, out, err = await maos(f"127.0.0.1:{free_port()},localhost:{port}", tmp_path / "home",
+                                    *pki.client_args(), "task", "list")
+        assert code == 0, err
+        # A name the certificate does not carry fails the handshake, whichever replica answers.
+        async with Client(f"127.0.0.1:{free_port()},127.0.0.1:{port}", credentials=credentials,
+                          tls_server_name="elsewhere.example", timeout=2) as client:
+            with pytest.raises(UnavailableError):
+                await client.status()
+    finally:
+        await app.stop(grace=0.5)
 
 
 async def maos(address: str, home: Path, *args: str) -> tuple[int, str, str]:

@@ -75,7 +75,8 @@ def parse_addresses(value: str | Sequence[str]) -> tuple[str, ...]:
         AddressError: the list or an entry is empty, a port is not 1..65535, or a
             scheme target is combined with other addresses.
     """
-    entries = [e.strip() for e in value.split(",")] if isinstance(value, str) else [str(e).strip() for e in value]
+    parts = value.split(",") if isinstance(value, str) else value
+    entries = [str(e).strip() for e in parts]
     if not entries or entries == [""]:
         raise AddressError("no control-plane address given; write host:port, or several separated by commas")
     for position, entry in enumerate(entries, 1):
@@ -84,8 +85,9 @@ def parse_addresses(value: str | Sequence[str]) -> tuple[str, ...]:
     schemed = [e for e in entries if e.startswith(_SCHEMES)]
     if schemed:
         if len(entries) > 1:
-            raise AddressError(f"{schemed[0]!r} is a gRPC target of its own and cannot be listed with other "
-                               "addresses; give a dns:/// name alone, or host:port entries separated by commas")
+            raise AddressError(f"{schemed[0]!r} is a gRPC target of its own and cannot be listed with "
+                               "other addresses; give a dns:/// name alone, or host:port entries "
+                               "separated by commas")
         return (entries[0],)
     return tuple(_check(e) for e in entries)
 
@@ -116,8 +118,8 @@ def channel_target(addresses: Sequence[str]) -> str:
     resolved = [(ip, _split(entry)[1]) for entry in addresses for ip in _resolved(entry)]
     versions = {ip.version for ip, _ in resolved}
     if len(versions) > 1:
-        raise AddressError(f"addresses {','.join(addresses)!r} mix IPv4 and IPv6 hosts; one channel takes one "
-                           "family, list the replicas' addresses of one family")
+        raise AddressError(f"addresses {','.join(addresses)!r} mix IPv4 and IPv6 hosts; one channel "
+                           "takes one family, list the replicas' addresses of one family")
     if versions == {4}:
         return "ipv4:" + ",".join(f"{ip}:{port}" for ip, port in dict.fromkeys(resolved))
     return "ipv6:" + ",".join(f"[{ip}]:{port}" for ip, port in dict.fromkeys(resolved))

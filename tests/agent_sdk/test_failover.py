@@ -1,4 +1,4 @@
-"""Several control-plane addresses: the client, the CLI and agents use a live one and follow when theirs dies."""
+"""Several control-plane addresses: clients, the CLI and agents use a live one and follow when theirs dies."""
 
 from __future__ import annotations
 
@@ -12,10 +12,16 @@ import pytest
 from agent_sdk.addresses import AddressError, channel_target, parse_addresses
 from agent_sdk.client import Client
 from agent_sdk.errors import UnavailableError
-from agent_sdk.tls import tls_credentials
 from agent_sdk.proto.maos.v1 import enums_pb2 as enums
-from tests.harness.server import ControlPlaneProcess, free_port, make_settings, start_app, wait_for
-
+from agent_sdk.tls import tls_credentials
+from tests.harness.server import (
+    ControlPlaneProcess,
+    empty_postgres,
+    free_port,
+    make_settings,
+    start_app,
+    wait_for,
+)
 
 # --- parsing ---------------------------------------------------------------------------------------
 
@@ -92,7 +98,7 @@ async def test_over_tls_every_address_is_checked_for_the_first_addresss_name(tmp
         # The certificate names localhost and 127.0.0.1: the first entry's host is the name checked.
         async with Client(f"localhost:{free_port()},127.0.0.1:{port}", credentials=credentials) as client:
             assert (await client.status()).version
-        code, out, err = await maos(f"127.0.0.1:{free_port()},localhost:{port}", tmp_path / "home",
+        code, _, err = await maos(f"127.0.0.1:{free_port()},localhost:{port}", tmp_path / "home",
                                     *pki.client_args(), "task", "list")
         assert code == 0, err
         # A name the certificate does not carry fails the handshake, whichever replica answers.
@@ -106,11 +112,13 @@ async def test_over_tls_every_address_is_checked_for_the_first_addresss_name(tmp
 
 async def maos(address: str, home: Path, *args: str) -> tuple[int, str, str]:
     """A real ``maos`` process."""
-    env = {**os.environ, "MAOS_HOME": str(home), "MAOS_ADDR": address, "NO_COLOR": "1", "PYTHONPATH": os.getcwd()}
+    env = {**os.environ, "MAOS_HOME": str(home), "MAOS_ADDR": address, "NO_COLOR": "1",
+           "PYTHONPATH": os.getcwd()}
     for name in ("MAOS_TOKEN", "MAOS_TLS", "MAOS_TLS_CA", "MAOS_CLIENT_TLS_ENABLED", "MAOS_SERVER_ADDRESS"):
         env.pop(name, None)
-    process = await asyncio.create_subprocess_exec(sys.executable, "-m", "cli.main", *args, env=env,
-                                                   stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "cli.main", *args, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, err = await asyncio.wait_for(process.communicate(), 60)
     assert process.returncode is not None
     return process.returncode, out.decode(), err.decode()
@@ -120,7 +128,8 @@ async def test_the_cli_uses_the_next_live_address(tmp_path: Path) -> None:
     app = await start_app(make_settings(tmp_path / "home"))
     try:
         dead = f"127.0.0.1:{free_port()}"
-        code, out, err = await maos(f"{dead},{app.address}", tmp_path / "home", "task", "submit", "listed twice")
+        both = f"{dead},{app.address}"
+        code, out, err = await maos(both, tmp_path / "home", "task", "submit", "listed twice")
         assert code == 0, err
         code, out, err = await maos(dead, tmp_path / "home", "--timeout", "1", "task", "list")
         assert code == 6, (out, err)  # only a dead address: unavailable
@@ -136,11 +145,17 @@ async def test_the_cli_uses_the_next_live_address(tmp_path: Path) -> None:
 
 # --- agents --------------------------------------------------------------------------------------------
 
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
 async def test_an_agent_resumes_its_session_on_the_other_address_and_keeps_its_work(
-        tmp_path: Path, agent_processes) -> None:
+        tmp_path: Path, agent_processes, database: str, request: pytest.FixtureRequest) -> None:
     """The control plane dies and comes back on another port with the same database, within the lease."""
     home = tmp_path / "home"
-    cp = ControlPlaneProcess(home)
+    env: dict[str, str] = {}
+    if database == "postgresql":
+        url = request.getfixturevalue("postgres_url")
+        empty_postgres(url)
+        env["MAOS_DATABASE_PRIMARY_URL"] = url
+    cp = ControlPlaneProcess(home, **env)
     other = f"127.0.0.1:{free_port()}"
     cp.start()
     await cp.wait_ready()

@@ -27,9 +27,10 @@ from agent_sdk.context import (
     VoteChoice,
 )
 from agent_sdk.errors import AgentError, BudgetExhausted, MaosRpcError, PermanentError, RetryableError
+from agent_sdk.pacing import ModelCallDeferred, ModelPacer, Permit
 from agent_sdk.submitter import TaskSubmitter
 from agent_sdk.tls import tls_credentials
-from agent_sdk.types import AgentBacking, AgentTypeSpec, SubtaskKind
+from agent_sdk.types import AgentBacking, AgentTypeSpec, SubtaskKind, verdict_json
 from agent_sdk.worker import Worker
 
 if TYPE_CHECKING:
@@ -63,10 +64,16 @@ __all__ = [
     "Artifact",
     "SharedState",
     "StateConflict",
+    # Model pacing
+    "ModelPacer",
+    "Permit",
+    "ModelCallDeferred",
     # Consensus
     "Ballot",
     "Candidate",
     "VoteChoice",
+    # Review steps (SubtaskKind.REVIEW)
+    "verdict_json",
     # Errors
     "AgentError",
     "RetryableError",

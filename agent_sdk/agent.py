@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from agent_sdk.context import Ballot, Context, Result, VoteChoice
+from agent_sdk.pacing import UNPACED, ModelPacer
 from agent_sdk.types import AgentBacking
 
 
@@ -28,6 +29,8 @@ class Agent:
     #: What does the work (sent at Register). Agents that do no model work say OFFLINE, so the
     #: scheduler keeps them off typed work; UNSPECIFIED is treated as MODEL.
     backing: ClassVar[AgentBacking] = AgentBacking.UNSPECIFIED
+    #: Permits for model calls (:mod:`agent_sdk.pacing`); the worker sets one over its stream.
+    pacer: ModelPacer = UNPACED
 
     async def warm_up(self) -> None:
         """Pay start-up costs (imports, clients) before the agent registers, not on its first assignment.

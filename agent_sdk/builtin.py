@@ -2,7 +2,9 @@
 
 * ``echo`` answers with its instructions (and the inputs it was given), for
   trying MAOS and for tests; it can take any subtask (metadata ``echo_log=TEXT``
-  logs TEXT through ``ctx.log``, which reaches `maos agent logs`).
+  logs TEXT through ``ctx.log``, which reaches `maos agent logs`). A review
+  step it approves without judging (metadata ``echo_review=changes`` makes it
+  ask for a change instead, to try the review loop offline).
 * ``noop`` answers "ok" at once (benchmarks of the orchestration itself).
 * ``sleep`` sleeps ``metadata["sleep_seconds"]`` (default 0.1 s) then
   answers, checkpointing as it goes (parallel-efficiency benchmarks and
@@ -32,7 +34,7 @@ from agent_sdk.context import Context, Result
 from agent_sdk.environment import child_environment
 from agent_sdk.errors import PermanentError, RetryableError
 from agent_sdk.process import run_bounded
-from agent_sdk.types import AgentBacking, AgentTypeSpec
+from agent_sdk.types import AgentBacking, AgentTypeSpec, SubtaskKind, verdict_json
 
 
 class EchoAgent(Agent):
@@ -52,6 +54,10 @@ class EchoAgent(Agent):
             raise RetryableError("echo was asked to fail once (metadata echo_fail=retryable)")
         if a.metadata.get("echo_log"):
             ctx.log.info("%s", a.metadata["echo_log"])  # forwarded to the control plane (`maos agent logs`)
+        if a.kind == SubtaskKind.REVIEW:  # it cannot judge: approve, unless asked to request a change
+            if a.metadata.get("echo_review") == "changes":
+                return verdict_json(False, ["echo was asked to request a change (metadata echo_review=changes)"])
+            return verdict_json(True, summary="echo approves without judging")
         if a.inputs:
             return "\n".join(a.inputs[key] for key in sorted(a.inputs))
         return a.instructions

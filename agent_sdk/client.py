@@ -186,6 +186,8 @@ def build_task(
     max_backoff: float | None = None,
     max_tokens: int | None = None,
     max_cost: float | None = None,
+    review_rounds: int = 0,
+    approve_plan: bool = False,
 ) -> msgs.Task:
     """A ``Task`` message from keyword arguments (``timeout`` in seconds, ids bare or as names).
 
@@ -202,11 +204,17 @@ def build_task(
     The server validates them: SubmitTask answers INVALID_ARGUMENT naming the
     field for a negative backoff, a multiplier below 1 or a cap below the
     initial backoff.
+
+    ``review_rounds`` (0-5) has a reviewer grade the answer and a revision
+    apply its changes, until it approves or the rounds run out;
+    ``approve_plan`` makes the task wait, once planned, until
+    :meth:`Client.approve_task` or :meth:`Client.reject_task`.
     """
     task = msgs.Task(description=description, task_type=task_type or "", priority=priority_value(priority),
                      max_agents=max_agents or 0, depends_on=[task_name(d) for d in depends_on if d],
                      context=context or "", constraints=constraints or "", metadata=dict(metadata or {}),
-                     agent_type=agent_type or "")
+                     agent_type=agent_type or "", review_rounds=review_rounds or 0,
+                     approve_plan=bool(approve_plan))
     if require_consensus or consensus_threshold is not None:
         task.consensus.required = bool(require_consensus)
         if consensus_threshold is not None:
@@ -320,16 +328,18 @@ class Client(WebhookMethods, WorkflowMethods):
             raise UnavailableError(f"cannot reach the MAOS control plane at {client.address} within {timeout:g} s") from None
         return client
 
-    def with_token(self, token: str | None) -> Client:
-        """A client sending ``token`` instead, over this client's channel (one connection, many callers).
+    def with_token(self, token: str | None, metadata: Sequence[tuple[str, str]] = ()) -> Client:
+        """A client sending ``token`` instead (and ``metadata`` with every call), over this client's channel.
 
-        The new client shares the channel: close this one, not it, when done.
+        One connection, many callers: the new client shares the channel, so close this one, not it.
         """
         clone = copy.copy(self)
         clone.token = token
-        clone._metadata = (("authorization", f"Bearer {token}"),) if token else None
-        for attr in ("tasks", "agents", "system", "access", "audit"):
-            setattr(clone, attr, _Service(getattr(self, attr)._stub, clone))
+        pairs = ((("authorization", f"Bearer {token}"),) if token else ()) + tuple(metadata)
+        clone._metadata = pairs or None
+        for attr, value in vars(self).items():
+            if isinstance(value, _Service):
+                setattr(clone, attr, _Service(value._stub, clone))
         return clone
 
     async def close(self) -> None:
@@ -413,6 +423,19 @@ class Client(WebhookMethods, WorkflowMethods):
             name=task_name(id_or_name), reason=reason, request_id=request_id or str(uuid.uuid4())))
         return response.task
 
+    async def approve_task(self, id_or_name: str, *, request_id: str | None = None) -> msgs.Task:
+        """Approve the plan of a task waiting for plan approval; it then runs (FailedPreconditionError if it
+        is not waiting)."""
+        response = await self.tasks.ApproveTask(tasks_pb.ApproveTaskRequest(
+            name=task_name(id_or_name), request_id=request_id or str(uuid.uuid4())))
+        return response.task
+
+    async def reject_task(self, id_or_name: str, reason: str, *, request_id: str | None = None) -> msgs.Task:
+        """Reject the plan of a task waiting for plan approval; the task is CANCELLED with ``reason``."""
+        response = await self.tasks.RejectTask(tasks_pb.RejectTaskRequest(
+            name=task_name(id_or_name), reason=reason, request_id=request_id or str(uuid.uuid4())))
+        return response.task
+
     async def retry_task(self, id_or_name: str, *, max_agents: int | None = None, timeout: float | None = None,
                          request_id: str | None = None) -> msgs.Task:
         """Run a FAILED or CANCELLED task again, optionally with a new ``max_agents`` and ``timeout`` (seconds)."""
@@ -467,9 +490,15 @@ class Client(WebhookMethods, WorkflowMethods):
         return (await self.tasks.AnalyzeTask(request)).plan
 
     async def watch_task(self, id_or_name: str, *, include_progress: bool = False,
-                         timeout: float | None = None) -> AsyncIterator[tasks_pb.WatchTaskResponse]:
-        """A snapshot of the task, then one message per change until it finishes (no deadline by default)."""
-        request = tasks_pb.WatchTaskRequest(name=task_name(id_or_name), include_progress=include_progress)
+                         timeout: float | None = None,
+                         after_event_id: str = "") -> AsyncIterator[tasks_pb.WatchTaskResponse]:
+        """A snapshot of the task, then one message per change until it finishes (no deadline by default).
+
+        With ``after_event_id`` (the ``event.id`` of the last message received) it resumes instead:
+        the changes after that event, then the live ones, with no snapshot first.
+        """
+        request = tasks_pb.WatchTaskRequest(name=task_name(id_or_name), include_progress=include_progress,
+                                            after_event_id=after_event_id)
         async for response in self.tasks.WatchTask(request, timeout=timeout):
             yield response
 
@@ -644,11 +673,16 @@ class Client(WebhookMethods, WorkflowMethods):
         return await self.system.ListLogs(request)
 
     async def tail_logs(self, *, level: int = 0, component: str = "", contains: str = "", task: str = "",
-                        agent: str = "", tail: int = 0) -> AsyncIterator[msgs.LogRecord]:
-        """Log records as they are written (no deadline), after the ``tail`` most recent matching ones."""
+                        agent: str = "", tail: int = 0, after_record_id: str = "") -> AsyncIterator[msgs.LogRecord]:
+        """Log records as they are written (no deadline), after the ``tail`` most recent matching ones.
+
+        With ``after_record_id`` (the ``id`` of the last record received) it resumes instead: the
+        kept records after that one, then the live ones.
+        """
         request = system_pb.TailLogsRequest(min_level=level, component=component, contains=contains,
                                             task=task_name(task) if task else "",
-                                            agent=agent_name(agent) if agent else "", tail=tail)
+                                            agent=agent_name(agent) if agent else "", tail=tail,
+                                            after_record_id=after_record_id)
         async for response in self.system.TailLogs(request):
             yield response.record
 

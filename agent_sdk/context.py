@@ -7,6 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from agent_sdk.pacing import UNPACED, ModelPacer
+
 
 @dataclass(frozen=True)
 class DependencyResult:
@@ -213,8 +215,11 @@ class Context:
         send: Callable[[str, dict[str, Any]], None],
         logger: logging.Logger,
         state: SharedState | None = None,
+        pacer: ModelPacer = UNPACED,
     ):
         self.assignment = assignment
+        #: Permits for model calls (:mod:`agent_sdk.pacing`): take one before each call.
+        self.pacer = pacer
         self._send = send
         #: The task's shared state (None when the runtime offers none, e.g. in some tests).
         self.state = state

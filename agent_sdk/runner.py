@@ -1,8 +1,14 @@
 """``maos-agent``: run an agent process against a control plane.
 
 Usable as a command (``maos-agent run --type echo --server 127.0.0.1:7100``)
-and as a library (:func:`run_agent`). SIGTERM and SIGINT drain the agent:
-running work gets ``--grace`` seconds to finish, then the process exits.
+and as a library (:func:`run_agent`, a coroutine: ``asyncio.run(run_agent(...))``).
+SIGTERM and SIGINT drain the agent: running work gets ``--grace`` seconds to
+finish, then the process exits.
+
+The control plane's address: ``--server``, else ``MAOS_SERVER_ADDRESS`` (the
+variable every MAOS command reads), else ``server.address`` of config.yml, else
+127.0.0.1:7100. ``MAOS_ADDR``, the name this command used to read, still works
+with a deprecation warning.
 
 Credentials: ``--token`` (``MAOS_TOKEN``), an API key holding ``agent:connect``
 or an agent credential; or ``--join-token`` (``MAOS_JOIN_TOKEN``), exchanged
@@ -19,14 +25,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
+from collections.abc import Mapping
 from typing import Any
 
 import click
 import grpc
 
-from agent_sdk.addresses import AddressList
+from agent_sdk.addresses import AddressError, AddressList, parse_addresses
 from agent_sdk.agent import Agent
 from agent_sdk.heap import settle_heap
 from agent_sdk.tls import TlsFileError, tls_from_options, tls_options
@@ -48,6 +56,7 @@ async def run_agent(
 ) -> Worker:
     """Run ``agent`` until SIGTERM/SIGINT (drained with ``grace``) or a drain-with-exit.
 
+    A coroutine: await it in a running event loop, or ``asyncio.run(run_agent(agent, address))``.
     ``credentials`` (from :func:`agent_sdk.tls_credentials`) connect over TLS; plaintext when None.
     """
     worker = Worker(agent, server, token=token, join_token=join_token, capabilities=capabilities,
@@ -67,9 +76,10 @@ def cli() -> None:
 
 @cli.command()
 @click.option("--type", "agent_type", required=True, help="Agent type to run (see `maos agent types`).")
-@click.option("--server", envvar="MAOS_ADDR", default="127.0.0.1:7100", show_default=True, type=AddressList(),
-              help="Control plane address host:port; several, comma-separated, to fail over between them "
-                   "(or a dns:///name:port target).")
+@click.option("--server", default=None, metavar="HOST:PORT[,HOST:PORT...]", type=AddressList(),
+              help="Control plane address; several, comma-separated, to fail over between them, or a "
+                   "dns:///name:port target [default: MAOS_SERVER_ADDRESS, else server.address of "
+                   "config.yml, else 127.0.0.1:7100].")
 @click.option("--token", envvar="MAOS_TOKEN", default=None, help="API key or agent credential.")
 @click.option("--join-token", envvar="MAOS_JOIN_TOKEN", default=None, metavar="ID.SECRET",
               help="Join token, exchanged at the first Register for this agent's own credential.")
@@ -81,7 +91,8 @@ def cli() -> None:
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
 @tls_options
-def run(agent_type: str, server: str, token: str | None, join_token: str | None, capabilities: str | None,
+def run(agent_type: str, server: str | None, token: str | None, join_token: str | None,
+        capabilities: str | None,
         max_concurrency: int | None, launch_id: str, grace: float, log_level: str, **tls_params: Any) -> None:
     """Run one agent of TYPE until stopped."""
     if token and join_token:
@@ -98,9 +109,14 @@ def run(agent_type: str, server: str, token: str | None, join_token: str | None,
     for handler in logging.getLogger().handlers:
         handler.addFilter(RedactingFilter())  # the agent's log file carries no credential either
 
-    settings = load_settings()
+    pm = get_plugin_manager()  # a broken installed plugin is skipped with a warning
+    settings = load_settings(pm=pm)
     try:
-        spec = find_type(get_plugin_manager(), settings, agent_type, field="--type")
+        server = ",".join(parse_addresses(server_address(server, settings)))
+    except AddressError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--server' / MAOS_SERVER_ADDRESS") from None
+    try:
+        spec = find_type(pm, settings, agent_type, field="--type")
     except InvalidArgument as exc:
         raise click.BadParameter(exc.message, param_hint="--type") from None
     caps = [c.strip() for c in capabilities.split(",") if c.strip()] if capabilities else None
@@ -122,6 +138,23 @@ def run(agent_type: str, server: str, token: str | None, join_token: str | None,
             raise
         raise click.ClickException(f"the control plane refused the agent: {exc.code().name}: {exc.details()}") \
             from None
+
+
+def server_address(flag: str | None, settings: Any, environ: Mapping[str, str] | None = None) -> str:
+    """The control plane's address: ``flag``, MAOS_SERVER_ADDRESS, MAOS_ADDR (deprecated), config.yml."""
+    from controlplane.api.server import local_address
+
+    environ = os.environ if environ is None else environ
+    if flag:
+        return flag
+    if settings.source("server.address") in ("env", "override"):
+        return local_address(settings["server.address"])
+    legacy = environ.get("MAOS_ADDR", "").strip()
+    if legacy:
+        logging.getLogger("maos-agent").warning(
+            "MAOS_ADDR is deprecated: set MAOS_SERVER_ADDRESS, the variable every MAOS command reads")
+        return legacy
+    return local_address(settings["server.address"])
 
 
 def main() -> None:

@@ -23,12 +23,32 @@ class SubtaskKind(enum.IntEnum):
             that declare it) are handed this step.
         CANDIDATE: One candidate answer of a consensus step: answer the instructions on your own; the
             candidates are then voted on.
+        REVIEW: Grade the task's answer (``inputs["answer"]``) against its description, context and
+            constraints; return the verdict as JSON, ``{"approved": true}`` or ``{"approved": false,
+            "changes": ["..."], "summary": "..."}`` (``maos.v1.ReviewVerdict``; see :func:`verdict_json`).
+            An output holding no verdict counts as an approval.
+        REVISION: Revise the task's answer (``inputs["answer"]``) to make the changes the instructions list;
+            return the whole revised answer.
     """
 
     UNSPECIFIED = 0
     WORK = 1
     SYNTHESIS = 2
     CANDIDATE = 3
+    REVIEW = 4
+    REVISION = 5
+
+
+def verdict_json(approved: bool, changes: list[str] | tuple[str, ...] = (), summary: str = "") -> str:
+    """The output of a REVIEW step: a ``maos.v1.ReviewVerdict`` as JSON."""
+    import json
+
+    data: dict[str, Any] = {"approved": bool(approved)}
+    if changes:
+        data["changes"] = [str(c) for c in changes]
+    if summary:
+        data["summary"] = summary
+    return json.dumps(data)
 
 
 class AgentBacking(enum.IntEnum):

@@ -29,6 +29,7 @@ import logging
 import os
 import random
 import socket
+import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -49,6 +50,7 @@ from agent_sdk.context import (
     VoteChoice,
 )
 from agent_sdk.errors import AgentError, BudgetExhausted
+from agent_sdk.pacing import ModelPacer, Outcome, PermitAnswer
 from agent_sdk.proto.maos.v1 import agent_gateway_pb2 as gw
 from agent_sdk.proto.maos.v1 import agent_gateway_pb2_grpc as gw_grpc
 from agent_sdk.proto.maos.v1 import enums_pb2 as enums_pb
@@ -101,6 +103,9 @@ def _take_results(first: gw.ConnectRequest, outbox: asyncio.Queue[Any]) -> tuple
     else:
         item = None
     return gw.ConnectRequest(results=gw.SubtaskResults(results=results)), item
+
+
+_UINT32 = 2**32 - 1
 
 
 def _seconds(d: Any) -> float:
@@ -171,6 +176,12 @@ class Worker:
         self._background: set[asyncio.Task[Any]] = set()
         self._state_waiters: dict[int, asyncio.Future[gw.SharedStateResponse]] = {}
         self._state_seq = 0
+        self._permit_waiters: dict[int, asyncio.Future[gw.ModelPermit]] = {}
+        self._permit_seq = 0
+        self._paced = False  # whether the control plane answers permit requests (per stream)
+        #: Permits for the agent's model calls, over the stream; also set as ``agent.pacer``.
+        self.pacer = ModelPacer(self._ask_permit, self._send_outcome)
+        agent.pacer = self.pacer
         self._log_handler = _ForwardingHandler(self)
         self.completed = 0
 
@@ -274,6 +285,10 @@ class Worker:
                         waiter = self._state_waiters.pop(response.state.request_id, None)
                         if waiter is not None and not waiter.done():
                             waiter.set_result(response.state)
+                    elif kind == "permit":
+                        permit_waiter = self._permit_waiters.pop(response.permit.request_id, None)
+                        if permit_waiter is not None and not permit_waiter.done():
+                            permit_waiter.set_result(response.permit)
                     elif kind == "vote_request":
                         self._spawn(self._vote(response.vote_request))
                     elif kind == "pause":
@@ -287,6 +302,10 @@ class Worker:
                     if not waiter.done():
                         waiter.set_exception(ConnectionError("the stream to the control plane broke"))
                 self._state_waiters.clear()
+                for permit_waiter in self._permit_waiters.values():  # asked again on the next stream
+                    if not permit_waiter.done():
+                        permit_waiter.set_exception(ConnectionError("the stream to the control plane broke"))
+                self._permit_waiters.clear()
                 self._outbox.put_nowait(_CLOSE)
                 self._outbox = None
                 self.registered.clear()
@@ -338,6 +357,7 @@ class Worker:
             self.credential = registered.credential
         self._heartbeat_interval = _seconds(registered.heartbeat_interval) or 5.0
         self._result_batches = registered.accepts_result_batches
+        self._paced = registered.paces_model_calls
         for ref in registered.revoked:
             self._cancel(ref, "re-leased elsewhere while disconnected")
         for key, message in list(self._unacked.items()):
@@ -400,7 +420,8 @@ class Worker:
 
         logger = logging.LoggerAdapter(self._agent_logger(), {"maos_task": assignment.task,
                                                               "maos_subtask": assignment.subtask})
-        ctx = Context(assignment, send, logger, SharedState(lambda *args: self._state_call(ref, *args)))
+        ctx = Context(assignment, send, logger, SharedState(lambda *args: self._state_call(ref, *args)),
+                      pacer=self.pacer)
         try:
             outcome = await self.agent.handle(ctx)
             result = outcome if isinstance(outcome, Result) else Result(output=str(outcome))
@@ -473,6 +494,50 @@ class Worker:
         if op == "put":
             return reply.version
         return None
+
+    # --- model pacing --------------------------------------------------------------
+
+    async def _ask_permit(self, model: str, input_tokens: int, output_tokens: int, max_wait: float) -> PermitAnswer:
+        """Ask the control plane for a permit (see :mod:`agent_sdk.pacing`); at once when it paces nothing.
+
+        While the stream is down the request waits for the next one, within ``max_wait``.
+        """
+        deadline = time.monotonic() + max_wait
+        while True:
+            if not self.registered.is_set():
+                try:
+                    await asyncio.wait_for(self.registered.wait(), max(0.0, deadline - time.monotonic()))
+                except TimeoutError:
+                    return PermitAnswer(False, retry_after=1.0, reason="not connected to the control plane")
+            if not self._paced:
+                return PermitAnswer(True, "")
+            self._permit_seq += 1
+            request_id = self._permit_seq
+            waiter: asyncio.Future[gw.ModelPermit] = asyncio.get_running_loop().create_future()
+            self._permit_waiters[request_id] = waiter
+            self._send(gw.ConnectRequest(permit_request=gw.ModelPermitRequest(
+                request_id=request_id, model=model, input_tokens=min(input_tokens, _UINT32),
+                output_tokens=min(output_tokens, _UINT32),
+                max_wait=_duration(max(0.0, deadline - time.monotonic())))))
+            try:
+                reply = await waiter
+            except ConnectionError:
+                continue
+            finally:
+                self._permit_waiters.pop(request_id, None)
+            return PermitAnswer(reply.granted, reply.permit_id, _seconds(reply.waited), _seconds(reply.retry_after),
+                                reply.reason)
+
+    def _send_outcome(self, outcome: Outcome) -> None:
+        if not self._paced or not outcome.permit_id:
+            return
+        message = gw.ModelCallOutcome(
+            permit_id=outcome.permit_id, model=outcome.model, status_code=max(0, outcome.status),
+            headers=dict(outcome.headers or {}), input_tokens=min(outcome.input_tokens, _UINT32),
+            output_tokens=min(outcome.output_tokens, _UINT32), abandoned=outcome.abandoned)
+        if outcome.retry_after is not None:
+            message.retry_after.CopyFrom(_duration(outcome.retry_after))
+        self._send(gw.ConnectRequest(model_outcome=message))
 
     async def _vote(self, request: gw.VoteRequest) -> None:
         ballot = Ballot(

@@ -112,7 +112,8 @@ def describe(exc: MaosRpcError) -> str:
     text = exc.message
     if exc.code == grpc.StatusCode.UNAVAILABLE and not exc.reason:
         text = (f"cannot reach the MAOS control plane at {_address() or 'the configured address'} "
-                f"({exc.message}); is it running? (`maos start`, --addr or MAOS_ADDR)" + _tls_hint(exc.message))
+                f"({exc.message}); is it running? (`maos start`, --addr or MAOS_SERVER_ADDRESS)"
+                + _tls_hint(exc.message))
     elif exc.code == grpc.StatusCode.DEADLINE_EXCEEDED:
         text = f"the call timed out ({exc.message}); raise --timeout or check the control plane"
     elif exc.code == grpc.StatusCode.UNAUTHENTICATED:

@@ -15,6 +15,7 @@ from controlplane.domain.tasks import (
     MAX_BACKOFF_MULTIPLIER,
     MAX_INITIAL_BACKOFF,
     MAX_RETRIES,
+    MAX_REVIEW_ROUNDS,
     MAX_TIMEOUT,
 )
 
@@ -24,7 +25,7 @@ FLAGS = {"task_type": "--type", "priority": "--priority", "max_agents": "--max-a
          "task_timeout": "--timeout", "context": "--context", "constraints": "--constraints",
          "metadata": "--metadata", "max_retries": "--max-retries", "initial_backoff": "--retry-backoff",
          "backoff_multiplier": "--retry-multiplier", "max_backoff": "--retry-max-backoff",
-         "agent_type": "--agent-type"}
+         "agent_type": "--agent-type", "review_rounds": "--review-rounds", "approve_plan": "--approve-plan"}
 
 
 def task_options(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -54,6 +55,9 @@ def task_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--retry-max-backoff", "max_backoff", type=Duration(max_seconds=MAX_BACKOFF), default=None,
                      help="Longest delay between retries, e.g. 1m (default: tasks.default_max_backoff)."),
         click.option("--agent-type", default=None, help="Run every subtask on agents of this type."),
+        click.option("--review-rounds", type=click.IntRange(0, MAX_REVIEW_ROUNDS), default=None, metavar="N",
+                     help=f"Rounds of review and revision of the answer (0-{MAX_REVIEW_ROUNDS}; default 0)."),
+        click.option("--approve-plan", is_flag=True, help="Wait for `maos task approve ID` once planned."),
     ]
     for decorator in reversed(decorators):
         fn = decorator(fn)
@@ -79,4 +83,5 @@ def draft(description: str, options: dict[str, Any]) -> msgs.Task:
         timeout=options["task_timeout"], context=options["context"] or "", constraints=options["constraints"] or "",
         metadata=dict(options["metadata"]), max_retries=options["max_retries"], agent_type=options["agent_type"] or "",
         initial_backoff=options["initial_backoff"], backoff_multiplier=options["backoff_multiplier"],
-        max_backoff=options["max_backoff"])
+        max_backoff=options["max_backoff"], review_rounds=options["review_rounds"] or 0,
+        approve_plan=options["approve_plan"])

@@ -14,7 +14,7 @@ from agent_sdk.errors import UnavailableError
 from cli._errors import EXIT_INVALID_ARGUMENT, CliError, handle_errors
 from cli._options import output_option, run
 from cli._output import emit, table
-from controlplane.config import OPTIONS, canonical_key, default_home, parse_value
+from controlplane.config import canonical_key, default_home, known_options, parse_value
 from controlplane.errors import InvalidArgument
 from controlplane.home import private_dir, write_private
 from controlplane.redaction import shown_setting
@@ -49,10 +49,11 @@ def set_(key: str, value: str) -> None:
     The file keeps its comments and order. The guides' spellings are accepted
     (tasks.defaults.max_retries is tasks.default_max_retries); an unknown key is
     refused with the closest one."""
+    options = known_options()  # MAOS's own settings and the installed plugins'
     try:
-        key = canonical_key(key)
+        key = canonical_key(key, options)
         written = _scalar(value)
-        parsed = parse_value(key, written)
+        parsed = parse_value(key, written, options)
     except InvalidArgument as exc:
         raise CliError(exc.message, EXIT_INVALID_ARGUMENT) from None
     path = default_home() / "config.yml"
@@ -72,7 +73,7 @@ def set_(key: str, value: str) -> None:
     _round_trip().dump(document, text)
     write_private(path, text.getvalue())  # it may hold keys: 0600
     applied = "at the next start"
-    if OPTIONS[key].runtime:
+    if options[key].runtime:
         try:
             run(lambda client: client.set_config(key, value))
             applied = "now (the control plane is running)"

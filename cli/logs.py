@@ -2,25 +2,30 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import click
+import grpc
 import yaml
 
 from agent_sdk.client import Client
+from agent_sdk.errors import MaosRpcError
 from agent_sdk.proto.maos.v1 import enums_pb2 as enums
 from agent_sdk.proto.maos.v1 import messages_pb2 as msgs
 from cli._errors import EXIT_INTERRUPTED, handle_errors
 from cli._options import Since, UpperChoice, agent_id_argument, output_option, run
-from cli._output import bare_id, emit, enum_label, output_format, to_data
+from cli._output import bare_id, emit, enum_label, message, output_format, to_data
 
 LEVELS = ["DEBUG", "INFO", "WARNING", "WARN", "ERROR", "CRITICAL"]
 #: How far back --since may reach (records are kept in memory; older ones are in $MAOS_HOME/logs).
 MAX_SINCE = timedelta(days=30)
 #: Records asked for per page, and the most --limit allows.
 PAGE, MAX_LIMIT = 1000, 10_000
+#: Seconds before following again after the stream broke (doubling up to the cap).
+RECONNECT_DELAY, RECONNECT_DELAY_CAP = 0.5, 5.0
 
 
 def _level(name: str | None) -> int:
@@ -115,10 +120,28 @@ async def _recent(client: Client, limit: int, **filters: Any) -> list[msgs.LogRe
 
 async def _follow(client: Client, limit: int, since: datetime | None, **filters: Any) -> None:
     # TailLogs sends the backlog and then live records from one subscription: nothing falls between.
+    # A broken stream is opened again after the last record shown, so none is lost or shown twice.
     floor = since.timestamp() if since else None
-    async for record in client.tail_logs(tail=min(limit, 1000), **filters):
-        if floor is None or record.time.seconds + record.time.nanos / 1e9 >= floor:
-            click.echo(_record(record))
+    after, delay = "", RECONNECT_DELAY
+    while True:
+        try:
+            async for record in client.tail_logs(tail=min(limit, 1000), after_record_id=after, **filters):
+                after, delay = record.id, RECONNECT_DELAY
+                if floor is None or record.time.seconds + record.time.nanos / 1e9 >= floor:
+                    click.echo(_record(record))
+            why = "the control plane ended the log stream"
+        except MaosRpcError as exc:
+            if exc.code == grpc.StatusCode.FAILED_PRECONDITION and after:
+                message(f"log records after {after} are no longer kept (the control plane restarted?); "
+                        "some were missed")
+                after = ""
+                continue
+            if exc.code not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED):
+                raise
+            why = exc.message
+        message(f"{why}; following again in {delay:g} s")
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, RECONNECT_DELAY_CAP)
 
 
 def show_logs(follow: bool, limit: int, since: datetime | None, **filters: Any) -> None:
@@ -159,8 +182,9 @@ def logs(
 
     The control plane keeps the last 20,000 records in memory (agents forward
     theirs over their streams); the complete logs are in $MAOS_HOME/logs.
-    With --follow it prints new records until Ctrl-C (exit 130); with -o json
-    one JSON object per line.
+    With --follow it prints new records until Ctrl-C (exit 130), and after a
+    broken connection follows again from the last record it printed; with
+    -o json one JSON object per line.
     """
     show_logs(follow, limit, since, level=_level(level), component=component, contains=contains, task=task)
 

@@ -38,6 +38,7 @@ from cli._output import (
     to_data,
 )
 from cli._sampling import DEFAULT_METRICS, METRICS, PERCENT, Sampler, sample
+from cli.system import pacing_summary
 
 #: Unfinished tasks, as the snapshot lists them.
 ACTIVE = [enums.TASK_STATUS_PENDING, enums.TASK_STATUS_QUEUED, enums.TASK_STATUS_RUNNING]
@@ -61,6 +62,7 @@ def _snapshot_text(snapshot: dict[str, Any]) -> str:
         ("Agents", f"{s.connected_agents} connected, {s.free_slots} free slots"),
         ("Tasks", counts_text(s.tasks)),
         ("Queue", counts_text(s.queue)),
+        ("Model calls", pacing_summary(s.model_pacing)),
     ])
     rows = [[bare_id(t.name), status_text(enum_label(enums.TaskStatus, t.status, "TASK_STATUS_")),
              enum_label(enums.Priority, t.priority, "PRIORITY_"), _progress(t), short(t.status_reason, 60),

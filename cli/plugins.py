@@ -37,11 +37,14 @@ def _provided(pm: Any, plugin: Any, others: list[Any], settings: Any, problems: 
         return [item for group in groups for item in group or []]
 
     types = [s for s in call("register_agent_types", settings=settings) if not is_custom(s, settings)]
+    group = click.Group("maos")  # a plugin may add its commands to the group it is given, or return them
+    commands = {getattr(c, "name", "") for c in call("register_commands", cli=group)} | set(group.commands)
     return {
         "agent_types": sorted({s.name for s in types}),
         "planners": [getattr(p, "name", type(p).__name__)
                      for p in call("register_planners", settings=settings)],
         "storage_backends": [getattr(f, "name", type(f).__name__) for f in call("register_storage_backends")],
+        "commands": sorted(filter(None, commands)),
     }, types
 
 
@@ -51,20 +54,26 @@ def inspect_plugins(pm: Any, settings: Any) -> dict[str, Any]:
     from controlplane.plugins import DEFAULT_PLUGINS
     from controlplane.pool import type_warnings, unavailable
 
+    from controlplane.plugins import settings_by_plugin
+
     dists = {id(plugin): dist for plugin, dist in pm.list_plugin_distinfo()}
     registered = [(name, plugin) for name, plugin in pm.list_name_plugin() if plugin is not None]
-    problems: list[str] = []
+    problems: list[str] = list(getattr(pm, "problems", []))  # plugins skipped while loading
+    settings_keys = settings_by_plugin(pm)
     plugins = []
     types_by_plugin: dict[int, list[Any]] = {}
     for name, plugin in registered:
         others = [p for _, p in registered if p is not plugin]
         provided, types_by_plugin[id(plugin)] = _provided(pm, plugin, others, settings, problems, name)
+        # Settings and commands are listed only for the plugins that have some.
+        extra = {"settings": settings_keys.get(name, []), "commands": provided.pop("commands")}
         plugins.append({
             "name": name,
             **_source(name, plugin, dists, DEFAULT_PLUGINS),
             "module": getattr(plugin, "__name__", type(plugin).__module__ + "." + type(plugin).__qualname__),
             "hooks": sorted({caller.name for caller in pm.get_hookcallers(plugin) or []}),
             **provided,
+            **{key: value for key, value in extra.items() if value},
         })
     # Built-ins last, as they are called (trylast); then by name.
     plugins.sort(key=lambda p: (p["source"] == "built-in", p["name"]))
@@ -76,6 +85,8 @@ def inspect_plugins(pm: Any, settings: Any) -> dict[str, Any]:
             known.setdefault(spec.name, spec)
     custom = load_custom_agent_types(settings, known, log_problems=False)
     problems.extend(str(problem) for problem in custom.problems)
+    problems.extend(getattr(settings, "warnings", []))  # config.yml's unknown settings and sections
+    problems.extend(p for p in getattr(pm, "problems", []) if p not in problems)  # hooks that failed just now
     return {
         "plugins": plugins,
         "custom_agent_types": {
@@ -96,7 +107,9 @@ def _text(data: dict[str, Any]) -> str:
         pairs = [("Module", p["module"] if p["module"] != p["name"] else ""),
                  ("Hooks", ", ".join(p["hooks"])),
                  ("Agent types", ", ".join(p["agent_types"])), ("Planners", ", ".join(p["planners"])),
-                 ("Storage", ", ".join(p["storage_backends"]))]
+                 ("Storage", ", ".join(p["storage_backends"])),
+                 ("Settings", ", ".join(p.get("settings", []))),
+                 ("Commands", ", ".join(p.get("commands", [])))]
         body = key_values(pairs)
         blocks.append(f"{p['name']} ({origin})" + ("\n" + _indent(body) if body else ""))
     custom = data["custom_agent_types"]
@@ -129,18 +142,19 @@ def plugins() -> None:
 def list_() -> None:
     """List plugins: where each comes from, its hooks and what it provides.
 
-    Also lists the custom agent types of $MAOS_HOME/agents/*.yml and the
-    files that were skipped, with the reason.
+    Also lists the custom agent types of $MAOS_HOME/agents/*.yml, and the
+    problems found: plugins skipped (an import error, a misspelt hook), hooks
+    that failed, custom type files skipped, unknown settings of config.yml.
     """
     from controlplane.config import load_settings
     from controlplane.plugins import get_plugin_manager
 
-    settings = load_settings()
-    try:
-        pm = get_plugin_manager()
-    except Exception as exc:  # an installed plugin that fails to load or validate
-        raise CliError(f"cannot load the installed plugins: {type(exc).__name__}: {exc}") from None
-    with _quiet("controlplane.custom_agents"):  # its warnings are the "problems" listed below
+    with _quiet("controlplane.custom_agents"), _quiet("controlplane.plugins"):  # listed as "problems" below
+        try:
+            pm = get_plugin_manager()  # a broken installed plugin is skipped and listed
+        except Exception as exc:  # noqa: BLE001  (a built-in that fails: nothing to list)
+            raise CliError(f"cannot load the plugins: {type(exc).__name__}: {exc}") from None
+        settings = load_settings(pm=pm)
         data = inspect_plugins(pm, settings)
     emit(data, lambda: _text(data))
 

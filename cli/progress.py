@@ -30,6 +30,8 @@ def progress_line(task: msgs.Task, running: dict[str, tuple[str, float]]) -> str
     """One line: state, steps done, the steps running, tokens and cost so far."""
     state = enums.TaskStatus.Name(task.status).removeprefix("TASK_STATUS_")
     parts = [state]
+    if task.status == enums.TASK_STATUS_PENDING and task.status_reason:  # "waiting for plan approval"
+        parts.append(task.status_reason)
     if task.subtasks_total:
         parts.append(f"{task.subtasks_completed}/{task.subtasks_total} steps done")
     if running:

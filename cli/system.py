@@ -33,6 +33,7 @@ from cli._output import (
     counts_text,
     duration_text,
     emit,
+    enum_label,
     health_table,
     key_values,
     message,
@@ -338,6 +339,8 @@ def start(agents: str | None, address: str | None, metrics_port: int | None, sta
         _serve_foreground(settings, detached)
         return
     _check_start(settings)
+    for warning in settings.warnings:  # the server logs them to its file; say them here too
+        message(f"warning: {warning}")
     info = _start_daemon(settings, agents, metrics_port, migrate, startup_timeout)
     emit(info, lambda: f"MAOS control plane started on {info['address']} (pid {info['pid']})\nLogs: {info['log']}")
 
@@ -415,7 +418,8 @@ def status(detailed: bool, resources: bool, performance: bool, memory: bool, sys
         pairs = [("Version", s.version), ("Replica", s.replica), ("Uptime", duration_text(s.uptime)),
                  ("Storage", s.storage_backend),
                  ("Agents", f"{s.connected_agents} connected, {s.free_slots} free slots"),
-                 ("Tasks", counts_text(s.tasks))]
+                 ("Tasks", counts_text(s.tasks)),
+                 ("Waiting for plan approval", s.tasks_awaiting_approval or "")]
         if detailed:
             pairs += [("Started", when(s.start_time)), ("Agent states", counts_text(s.agents)),
                       ("Subtasks", counts_text(s.subtasks)), ("Queue", counts_text(s.queue)),
@@ -429,6 +433,8 @@ def status(detailed: bool, resources: bool, performance: bool, memory: bool, sys
         if system_info:
             pairs += [(k.replace("_", " ").capitalize(), v) for k, v in data["system"].items()]
         parts = [key_values(pairs)]
+        if s.model_pacing:
+            parts.append(pacing_table(s.model_pacing))
         if detailed:
             parts.append(health_table(got["health"]))
         for key, title in (("metrics", "Metrics"), ("memory", "Memory")):
@@ -439,6 +445,38 @@ def status(detailed: bool, resources: bool, performance: bool, memory: bool, sys
         return "\n\n".join(parts)
 
     emit(data, text)
+
+
+def pacing_summary(models: Any) -> str:
+    """One line of the models whose calls are held back (breaker not closed, or calls waiting); "" if none."""
+    parts = []
+    for m in models:
+        if m.breaker == enums.BREAKER_STATE_CLOSED and not m.held:
+            continue
+        breaker = enum_label(enums.BreakerState, m.breaker, "BREAKER_STATE_")
+        parts.append(f"{m.model} {breaker}, {m.held} held" + (f" ({m.last_problem})" if m.last_problem else ""))
+    return "; ".join(parts)
+
+
+def pacing_table(models: Any) -> str:
+    """``Model calls:`` and one row per paced model: breaker, calls in flight and held, rate use."""
+
+    def rate(used: float, limit: int) -> str:
+        return f"{used:.0%} of {limit}" if limit else "-"
+
+    rows = []
+    for m in models:
+        breaker = enum_label(enums.BreakerState, m.breaker, "BREAKER_STATE_")
+        if m.breaker == enums.BREAKER_STATE_OPEN:
+            breaker += f" ({duration_text(m.reopens_in)} left)"
+        in_flight = f"{m.in_flight}/{m.in_flight_cap}" if m.in_flight_cap else str(m.in_flight)
+        rows.append([m.model, breaker, in_flight, m.held, rate(m.requests_used, m.requests_per_minute),
+                     rate(m.input_tokens_used, m.input_tokens_per_minute),
+                     rate(m.output_tokens_used, m.output_tokens_per_minute), m.granted, m.overloaded_answers,
+                     m.last_problem])
+    return "Model calls (paced across agents):\n" + table(
+        ["MODEL", "BREAKER", "IN FLIGHT", "HELD", "REQUESTS/MIN", "INPUT TOKENS/MIN", "OUTPUT TOKENS/MIN",
+         "GRANTED", "429/529", "LAST PROBLEM"], rows)
 
 
 @click.command()

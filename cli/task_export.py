@@ -16,6 +16,7 @@ from agent_sdk.proto.maos.v1 import task_service_pb2 as tasks_pb
 from cli._errors import handle_errors
 from cli._options import run, task_id_argument
 from cli._output import bare_id, enum_label, message, to_data, when
+from cli._review import review_summary
 
 
 async def _fetch(client: Client, task_id: str) -> tuple[tasks_pb.GetTaskResponse, msgs.TaskResult | None]:
@@ -56,6 +57,11 @@ def as_markdown(shown: tasks_pb.GetTaskResponse, result: msgs.TaskResult | None)
             if sub.agent:
                 lines += [f"Agent: `{bare_id(sub.agent)}`", ""]
             lines += [sub.output.strip() or "_(no output)_"]
+    if shown.HasField("review"):
+        lines += ["", "## Review", "", f"Outcome: {review_summary(shown.review)}", "",
+                  "| Round | Verdict | Changes |", "|---|---|---|"]
+        lines += [f"| {r.round} | {'approved' if r.verdict.approved else 'changes requested'} | "
+                  f"{_cell('; '.join(r.verdict.changes) or r.verdict.summary or r.note)} |" for r in shown.review.rounds]
     if result is not None:
         usage = result.usage
         lines += ["", "## Result", "", result.output.strip() or "_(no output)_", "", "## Usage", "",

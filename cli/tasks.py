@@ -47,11 +47,13 @@ from cli._output import (
     when,
 )
 from cli._pool import offline_notice, offline_pool
+from cli._review import approval_text, review_summary, review_text
 from controlplane.domain.tasks import (
     MAX_BACKOFF,
     MAX_BACKOFF_MULTIPLIER,
     MAX_INITIAL_BACKOFF,
     MAX_RETRIES,
+    MAX_REVIEW_ROUNDS,
     MAX_TIMEOUT,
 )
 
@@ -60,6 +62,8 @@ _TASK_ID = re.compile(r"^(tasks/)?t[0-9a-f]{12,}$")
 #: max_agents: 0 is never valid (the server refuses it), so the CLI does too; the server alone
 #: checks the upper bound (1000), answering INVALID_ARGUMENT (exit 4) naming task.max_agents.
 MAX_AGENTS = click.IntRange(min=1)
+#: --review-rounds: the server refuses more (INVALID_ARGUMENT); the CLI says so before asking.
+REVIEW_ROUNDS = click.IntRange(0, MAX_REVIEW_ROUNDS)
 
 
 def _status(task: msgs.Task) -> str:
@@ -100,6 +104,8 @@ def _task_pairs(task: msgs.Task) -> list[tuple[str, Any]]:
         ("Failure", _failure(task.failure)), ("Retries", task.retries or ""),
         ("Retry policy", _retry_policy(task.retry_policy)),
         ("Budget", _budget(task)),
+        ("Review rounds", task.review_rounds or ""),
+        ("Plan approval", approval_text(task)),
         ("Warnings", "; ".join(task.warnings)),
     ]
 
@@ -155,6 +161,7 @@ def _results_text(result: msgs.TaskResult, warnings: list[str] | None = None) ->
         ("Usage", f"{u.input_tokens} input / {u.output_tokens} output tokens, {u.model_calls} model calls, "
                   f"${u.cost_micros / 1e6:.4f}" + _tool_usage(u)),
         ("Artifacts", ", ".join(dict.fromkeys(a.name for a in result.artifacts))),
+        ("Review", review_summary(result.review) if result.HasField("review") else ""),
     ])]
     parts.append("\n" + (result.output or "(no output)"))
     if result.sources:
@@ -239,6 +246,11 @@ def task() -> None:
               help="Token budget over all the task's model calls (default: tasks.default_max_tokens).")
 @click.option("--max-cost", type=click.FloatRange(min=0, min_open=True), default=None, metavar="USD",
               help="Cost budget in US dollars (default: tasks.default_max_cost).")
+@click.option("--review-rounds", type=REVIEW_ROUNDS, default=0, metavar="N", show_default=False,
+              help=f"Have a reviewer grade the answer and a revision apply its changes, until it approves or "
+                   f"N rounds pass (0-{MAX_REVIEW_ROUNDS}; default 0: no review).")
+@click.option("--approve-plan", is_flag=True,
+              help="Once planned, wait for `maos task approve ID` (or `maos task reject ID`) before any work.")
 @click.option("--request-id", default=None, help="Idempotency key (a UUID; generated when unset).")
 @click.option("--wait", is_flag=True, help="Wait until the task finishes (showing its progress on stderr) and "
               "print its result.")
@@ -252,8 +264,8 @@ def submit(description: str, task_type: str | None, priority: str | None, max_ag
            task_timeout: float | None, context: str | None, constraints: str | None,
            metadata: tuple[dict[str, str], ...], max_retries: int | None, initial_backoff: float | None,
            backoff_multiplier: float | None, max_backoff: float | None, agent_type: str | None,
-           max_tokens: int | None, max_cost: float | None, request_id: str | None, wait: bool, follow: bool,
-           wait_timeout: float | None) -> None:
+           max_tokens: int | None, max_cost: float | None, review_rounds: int, approve_plan: bool,
+           request_id: str | None, wait: bool, follow: bool, wait_timeout: float | None) -> None:
     """Submit a task described in plain language; prints its id.
 
     The id is printed alone on stdout, so `ID=$(maos task submit "...")`
@@ -266,6 +278,14 @@ def submit(description: str, task_type: str | None, priority: str | None, max_ag
 
     --max-tokens and --max-cost bound what the task spends on models; a task
     stopped by its budget fails (BUDGET_EXCEEDED) and keeps its completed parts.
+
+    --review-rounds N: a reviewer (a tester, else a coordinator) grades the
+    answer against the description and constraints; each round that asks for
+    changes revises the answer. `maos task show` lists each round's verdict.
+
+    --approve-plan: the task waits, planned, until it is approved (`maos task
+    show ID --execution-plan` shows the plan); its --timeout counts from when
+    its work starts.
     """
     draft = build_task(description, task_type=task_type or "", priority=normalize_priority(priority),
                        max_agents=max_agents or 0, depends_on=split_csv(depends_on),
@@ -273,7 +293,8 @@ def submit(description: str, task_type: str | None, priority: str | None, max_ag
                        timeout=task_timeout, context=context or "", constraints=constraints or "",
                        metadata=merge_metadata(metadata), max_retries=max_retries, agent_type=agent_type or "",
                        initial_backoff=initial_backoff, backoff_multiplier=backoff_multiplier,
-                       max_backoff=max_backoff, max_tokens=max_tokens, max_cost=max_cost)
+                       max_backoff=max_backoff, max_tokens=max_tokens, max_cost=max_cost,
+                       review_rounds=review_rounds, approve_plan=approve_plan)
 
     async def action(client: Client) -> tuple[msgs.Task, msgs.Task | None, msgs.TaskResult | None]:
         created = await client.submit_task(draft, request_id=request_id)
@@ -358,8 +379,13 @@ def show(task_id: str, execution_plan: bool) -> None:
         if execution_plan:
             parts.append("Execution plan:\n" + (_plan_text(response.plan) if response.HasField("plan")
                                                 else "(not planned yet)"))
+            if response.task.review_rounds:
+                parts.append(f"Then up to {response.task.review_rounds} review round(s): a REVIEW step grades the "
+                             "answer, and a REVISION step applies the changes it asks for.")
         if response.HasField("consensus"):
             parts.append("Consensus:\n" + _consensus_text(response.consensus))
+        if response.HasField("review"):
+            parts.append("Review:\n" + review_text(response.review))
         return "\n\n".join(parts)
 
     emit(data, text)
@@ -487,22 +513,38 @@ def recommended_types(plan: msgs.ExecutionPlan, types: list[Any]) -> list[Any]:
 @click.option("--recommend-agents", is_flag=True, help="Also list the agent types able to run the plan.")
 @click.option("--type", "task_type", default=None, help="Task type of a draft description.")
 @click.option("--max-agents", type=MAX_AGENTS, default=None, help="max_agents of a draft description.")
+@click.option("--metadata", multiple=True, type=Metadata(),
+              help="A label KEY=VALUE, or a JSON object of several, of a draft description (repeatable).")
+@click.option("--context", default=None, help="Background of a draft description.")
+@click.option("--constraints", default=None, help="Rules of a draft description.")
+@click.option("--agent-type", default=None, help="Agent type of a draft description.")
 @output_option
 @handle_errors
-def analyze(target: str, recommend_agents: bool, task_type: str | None, max_agents: int | None) -> None:
+def analyze(target: str, recommend_agents: bool, task_type: str | None, max_agents: int | None,
+            metadata: tuple[dict[str, str], ...], context: str | None, constraints: str | None,
+            agent_type: str | None) -> None:
     """Plan a task without running it: complexity, agents, parallel efficiency.
 
     DESCRIPTION_OR_ID is either the id of an existing task (t..., tasks/t...)
-    or the description of a draft task.
+    or the description of a draft task. A draft is planned as `maos task
+    submit` with the same options would plan it: a planner plugin may choose
+    tasks by their type, metadata, context or agent type.
     """
     is_id = bool(_TASK_ID.match(target.strip()))
+    draft_options = metadata or context is not None or constraints is not None or agent_type or task_type \
+        or max_agents
+    if is_id and draft_options:
+        raise click.UsageError("--type, --max-agents, --metadata, --context, --constraints and --agent-type "
+                               "describe a draft; an existing task is planned as it was submitted")
 
     async def action(client: Client) -> tuple[msgs.ExecutionPlan, list[Any]]:
         if is_id:
             plan = await client.analyze_task(name=target)
         else:
             plan = await client.analyze_task(description=target, task_type=task_type or "",
-                                             max_agents=max_agents or 0)
+                                             max_agents=max_agents or 0, metadata=merge_metadata(metadata),
+                                             context=context or "", constraints=constraints or "",
+                                             agent_type=agent_type or "")
         types = await client.list_agent_types() if recommend_agents else []
         return plan, types
 

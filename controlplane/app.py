@@ -37,11 +37,13 @@ from controlplane.checkpoints.wiring import install_checkpoints
 from controlplane.config import Settings
 from controlplane.errors import FailedPrecondition, InvalidArgument
 from controlplane.home import secure_home
+from controlplane.http.mcp_mount import MCP_PATH, mount_mcp
 from controlplane.http.server import HttpServer, check_http_address
 from controlplane.launcher import LocalLauncher
 from controlplane.logbook import LogBook, LogBookHandler
 from controlplane.metrics import Metrics
 from controlplane.observability.wiring import install_observability
+from controlplane.pacing import Pacer
 from controlplane.plugins import await_me_maybe, get_plugin_manager
 from controlplane.pool import AgentSupply
 from controlplane.redaction import redact_url
@@ -109,6 +111,8 @@ class App:
             check_http_address(http_address.rpartition(":")[0], self.settings["server.allow_insecure_remote"],
                                tls=self.tls is not None)
             self.server.add_insecure_port(self.http.grpc_socket())  # private: the HTTP door's loopback
+            if MCP_PATH not in self.http.mounts:  # before anything serves: importing mcp takes a moment
+                mount_mcp(self.http, self.settings, http_address.rpartition(":")[0])
         else:
             http_address = None
         if self.settings["server.metrics_port"]:
@@ -214,6 +218,7 @@ def build_app(settings: Settings, pm: pluggy.PluginManager | None = None) -> App
     checked: :func:`check_schema` refuses a database not at the latest revision.
     """
     pm = pm or get_plugin_manager()
+    settings = settings.with_plugins(pm)  # the settings of plugins registered on pm alone
     for warning in settings.warnings:
         log.warning("%s", warning)
     tls = server_tls(settings)  # bad TLS settings fail before the database is touched
@@ -232,6 +237,7 @@ def build_app(settings: Settings, pm: pluggy.PluginManager | None = None) -> App
     planners = [p for group in pm.hook.register_planners(settings=settings) for p in group or []]
     replica = settings["server.replica_id"] or f"{socket.gethostname()}-{os.getpid()}"
     engine = Engine(settings=settings, storage=storage, planners=planners, metrics=metrics, replica=replica)
+    engine.pacer = Pacer.from_settings(settings, metrics)
     launcher = LocalLauncher(settings["server.address"], settings.home, settings["system.max_agents"],
                              AgentLimits.from_settings(settings))
     launcher.type_environment = lambda name: getattr(agent_type(pm, settings, name), "environment", ())

@@ -6,6 +6,11 @@ variable of a key is ``MAOS_`` plus the key in upper case with dots replaced by
 underscores (``MAOS_DATABASE_PRIMARY_URL``, ``MAOS_SYSTEM_MAX_AGENTS``), as the
 user guide shows. Values in ``config.yml`` may refer to the environment as
 ``${NAME}``.
+
+Plugins declare settings of their own the same way, in sections of their own
+(the ``register_settings`` hook, :func:`controlplane.plugins.plugin_settings`);
+:func:`load_settings` resolves them with MAOS's. A key of ``config.yml`` that
+no one declares is a warning (:attr:`Settings.warnings`), not an error.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import yaml
@@ -154,6 +160,33 @@ def _pool(value: Any) -> dict[str, int]:
     return pool
 
 
+_RATE_KEYS = ("requests_per_minute", "input_tokens_per_minute", "output_tokens_per_minute")
+
+
+def _rate_limits(value: Any) -> dict[str, dict[str, int]]:
+    """Per-model rate limits: ``{model: {requests_per_minute: 50, input_tokens_per_minute: 30000, ...}}``.
+
+    A string is read as YAML (or JSON), so the environment variable can hold the same mapping.
+    """
+    if isinstance(value, str):
+        value = yaml.safe_load(value) if value.strip() else {}
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ValueError("expected a mapping of model names to limits")
+    limits: dict[str, dict[str, int]] = {}
+    for model, entry in value.items():
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._:@/\-]{0,99}", str(model)):
+            raise ValueError(f"{str(model)[:64]!r} is not a model name")
+        if not isinstance(entry, Mapping):
+            raise ValueError(f"{model}: expected a mapping with {', '.join(_RATE_KEYS)}")
+        unknown = sorted(set(map(str, entry)) - set(_RATE_KEYS))
+        if unknown:
+            raise ValueError(f"{model}: unknown key {unknown[0]!r} (known: {', '.join(_RATE_KEYS)})")
+        limits[str(model)] = {key: _non_negative_int(entry.get(key, 0)) for key in _RATE_KEYS}
+    return limits
+
+
 def _text(value: Any) -> str:
     return "" if value is None else str(value)
 
@@ -182,6 +215,22 @@ def _path(value: Any) -> str:
     """A file path (``~`` expanded); empty means unset."""
     text = _text(value).strip()
     return str(Path(text).expanduser()) if text else ""
+
+
+#: The parsers of MAOS's own settings, for plugins' settings (``Option(key, parse_duration, 30.0, ...)``).
+#: Each takes the raw value (YAML scalar, or the text of an environment variable) and returns the value,
+#: or raises ``ValueError`` with a sentence saying what is expected.
+parse_duration = _duration
+parse_positive_duration = _positive_duration
+parse_bool = _bool
+parse_positive_int = _positive_int
+parse_non_negative_int = _non_negative_int
+parse_non_negative_number = _non_negative_number
+parse_memory_size = _memory_size
+parse_choice = _choice
+parse_text = _text
+parse_domains = _domains
+parse_path = _path
 
 
 @dataclass(frozen=True)
@@ -239,6 +288,9 @@ OPTIONS: dict[str, Option] = {
                "Largest HTTP request body (e.g. 4MiB); larger ones are refused with 413."),
         Option("server.http_timeout", _duration, 60.0,
                "Deadline of each unary call made over HTTP (streams run until the client leaves)."),
+        Option("server.http_mcp", _bool, True,
+               "Serve MCP (streamable HTTP) at /mcp on the HTTP port, for Claude Code and other MCP clients; "
+               "each request acts with its own Authorization: Bearer key. Needs the mcp package (maos[mcp])."),
         Option("server.reflection", _reflection, "authenticated",
                "gRPC server reflection: off, admin (admin keys), authenticated (any valid key) or public "
                "(no key, for clients that cannot send a header); true means authenticated, false off."),
@@ -352,23 +404,17 @@ OPTIONS: dict[str, Option] = {
                "Seconds between looks at the outbox for deliveries due (new events wake it at once)."),
         Option("webhooks.delivery_retention", _positive_duration, 30 * 86400.0,
                "How long finished deliveries stay in the delivery log."),
-        Option("claude.api_key", _text, "", "Anthropic API key (or ANTHROPIC_API_KEY / CLAUDE_API_KEY)."),
-        Option("claude.model", _text, "", "Model for Claude-backed agents; empty means the default."),
-        Option("claude.base_url", _text, "", "Messages API base URL; empty means Anthropic's."),
-        Option("claude.tools.max_turns", _positive_int, 20,
-               "Most model calls one step's tool loop makes; a loop still calling tools then fails, saying so."),
-        Option("claude.tools.max_seconds", _positive_duration, 900.0,
-               "Longest wall time of one step's tool loop (seconds, or 15m)."),
-        Option("claude.web_search.enabled", _bool, True, "Offer researchers Anthropic's server-side web search."),
-        Option("claude.web_search.max_uses", _positive_int, 5, "Most web searches per model call."),
-        Option("claude.web_fetch.enabled", _bool, True, "Offer researchers Anthropic's server-side web fetch."),
-        Option("claude.web_fetch.max_uses", _positive_int, 5, "Most pages fetched per model call."),
-        Option("claude.web.allowed_domains", _domains, [],
-               "Only these domains are searched and fetched (a list, or comma-separated); empty: any."),
-        Option("claude.web.blocked_domains", _domains, [],
-               "Domains never searched or fetched (ignored when allowed_domains is set)."),
-        Option("claude.code_execution.enabled", _bool, True,
-               "Offer coders and testers Anthropic's server-side code execution (a sandbox on the API's side)."),
+        Option("models.rate_limits", _rate_limits, {},
+               "Per-model limits every model-backed agent's calls share: {model: {requests_per_minute, "
+               "input_tokens_per_minute, output_tokens_per_minute}} (0 or absent: only what the API's "
+               "anthropic-ratelimit-* headers announce)."),
+        Option("models.breaker.failure_threshold", _positive_int, 3,
+               "Failed model calls in a row (5xx, no answer) that open a model's circuit breaker; "
+               "429 and 529 open it at once."),
+        Option("models.breaker.cooldown", _positive_duration, 5.0,
+               "How long an open breaker holds model calls when the API names no retry-after."),
+        Option("models.breaker.max_cooldown", _positive_duration, 60.0,
+               "Longest hold: the cool-down doubles each time the breaker opens again without a success."),
     ]
 }
 
@@ -379,24 +425,45 @@ ALIASES: dict[str, str] = {
 }
 
 
-def canonical_key(key: str) -> str:
+#: The sections of MAOS's own settings. A plugin registers its settings (``register_settings``) in
+#: sections of its own, never in one of these.
+CORE_SECTIONS = frozenset(key.split(".", 1)[0] for key in OPTIONS)
+
+
+def canonical_key(key: str, options: Mapping[str, Option] = OPTIONS) -> str:
     """The option ``key`` names (itself, or what an alias stands for).
+
+    Args:
+        key: A dotted key as a user wrote it.
+        options: The settings known (MAOS's own by default; :func:`known_options` adds the plugins').
 
     Raises:
         InvalidArgument: No such setting; the message suggests the closest one.
     """
-    if key in OPTIONS:
+    if key in options:
         return key
     if key in ALIASES:
         return ALIASES[key]
-    raise InvalidArgument(f"unknown setting {key!r}{did_you_mean(key)}; `maos config get` lists every setting",
-                          field="key")
+    raise InvalidArgument(f"unknown setting {key!r}{did_you_mean(key, options)}; "
+                          "`maos config get` lists every setting", field="key")
 
 
-def did_you_mean(key: str) -> str:
+def did_you_mean(key: str, options: Mapping[str, Option] = OPTIONS) -> str:
     """`` (did you mean 'x'?)`` for the setting closest to ``key``, or ``""``."""
-    close = difflib.get_close_matches(key, [*OPTIONS, *ALIASES], n=1, cutoff=0.7)
+    close = difflib.get_close_matches(key, [*options, *ALIASES], n=1, cutoff=0.7)
     return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def known_options(pm: Any = None) -> dict[str, Option]:
+    """MAOS's own settings and those plugins register (``register_settings``), by key.
+
+    Args:
+        pm: The plugin manager whose plugins count; None: the plugins installed in this
+            environment (the ``maos`` entry points, loaded without the built-ins).
+    """
+    from controlplane.plugins import plugin_settings
+
+    return {**OPTIONS, **plugin_settings(pm)}
 
 
 def default_home() -> Path:
@@ -404,12 +471,12 @@ def default_home() -> Path:
     return Path(os.environ.get("MAOS_HOME") or Path.home() / ".maos").expanduser()
 
 
-def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+def _flatten(data: Mapping[str, Any], options: Mapping[str, Option], prefix: str = "") -> dict[str, Any]:
     flat: dict[str, Any] = {}
     for key, value in data.items():
         dotted = f"{prefix}{key}"
-        if isinstance(value, Mapping) and dotted not in OPTIONS:
-            flat.update(_flatten(value, dotted + "."))
+        if isinstance(value, Mapping) and dotted not in options:
+            flat.update(_flatten(value, options, dotted + "."))
         else:
             flat[dotted] = value
     return flat
@@ -421,19 +488,41 @@ def _expand_env(value: Any, environ: Mapping[str, str]) -> Any:
     return value
 
 
+@dataclass(frozen=True)
+class _Sources:
+    """What settings are resolved from, kept so that plugins' settings can be resolved later."""
+
+    config_file: Path
+    loaded: Mapping[str, Any] | None  # config.yml as read, or None when there is none
+    environ: Mapping[str, str]
+    overrides: Mapping[str, Any]
+
+
 class Settings:
-    """Resolved settings; read them as ``settings["scheduler.lease_ttl"]``."""
+    """Resolved settings; read them as ``settings["scheduler.lease_ttl"]``.
+
+    They hold MAOS's own settings and those of the plugins known when they were
+    loaded (:func:`load_settings`); :meth:`with_plugins` adds a plugin manager's.
+    """
 
     def __init__(self, home: Path, values: dict[str, Any], sources: dict[str, str],
-                 warnings: list[str] | None = None):
+                 warnings: list[str] | None = None, *, options: Mapping[str, Option] | None = None,
+                 inputs: _Sources | None = None):
         self.home = home
         self._values = values
         self._sources = sources
         #: What loading found but ignored (unknown keys of config.yml), one sentence each.
         self.warnings = list(warnings or [])
+        self._options = dict(OPTIONS if options is None else options)
+        self._inputs = inputs
 
     def __getitem__(self, key: str) -> Any:
         return self._values[key]
+
+    @property
+    def options(self) -> Mapping[str, Option]:
+        """Every setting these settings hold (MAOS's own, then the plugins'), by key."""
+        return MappingProxyType(self._options)
 
     def source(self, key: str) -> str:
         """Where the value of ``key`` comes from: default, file, env or override."""
@@ -443,9 +532,30 @@ class Settings:
         """A copy with some values replaced (validated like any other source)."""
         values, sources = dict(self._values), dict(self._sources)
         for key, raw in overrides.items():
-            values[canonical_key(key)] = parse_value(key, raw)
-            sources[canonical_key(key)] = "override"
-        return Settings(self.home, values, sources, self.warnings)
+            canonical = canonical_key(key, self._options)
+            values[canonical] = parse_value(key, raw, self._options)
+            sources[canonical] = "override"
+        inputs = self._inputs
+        if inputs is not None:
+            inputs = _Sources(inputs.config_file, inputs.loaded, inputs.environ,
+                              {**inputs.overrides, **overrides})
+        return Settings(self.home, values, sources, self.warnings, options=self._options, inputs=inputs)
+
+    def with_plugins(self, pm: Any) -> Settings:
+        """These settings with those the plugins of ``pm`` register, resolved like MAOS's own.
+
+        Raises:
+            InvalidArgument: A plugin's setting has a bad value in config.yml or the environment.
+        """
+        added = {key: o for key, o in known_options(pm).items() if key not in self._options}
+        if not added:
+            return self
+        options = {**self._options, **added}
+        if self._inputs is None:
+            values = {**self._values, **{key: o.default for key, o in added.items()}}
+            sources = {**self._sources, **dict.fromkeys(added, "default")}
+            return Settings(self.home, values, sources, self.warnings, options=options)
+        return _resolve(self.home, self._inputs, options)
 
     @property
     def database_url(self) -> str:
@@ -465,13 +575,13 @@ class Settings:
                          server_name=self["client.tls.server_name"])
 
     def items(self) -> list[tuple[str, Any]]:
-        """Every key with its value, in declaration order."""
-        return [(key, self._values[key]) for key in OPTIONS]
+        """Every key with its value, in declaration order (MAOS's own, then the plugins')."""
+        return [(key, self._values[key]) for key in self._options]
 
 
-def parse_value(key: str, raw: Any) -> Any:
+def parse_value(key: str, raw: Any, options: Mapping[str, Option] = OPTIONS) -> Any:
     """Validate and convert one value; unknown keys and bad values raise InvalidArgument."""
-    option = OPTIONS[canonical_key(key)]
+    option = options[canonical_key(key, options)]
     try:
         return option.parse(raw)
     except (TypeError, ValueError) as exc:
@@ -482,30 +592,56 @@ def load_settings(
     home: Path | None = None,
     environ: Mapping[str, str] | None = None,
     overrides: Mapping[str, Any] | None = None,
+    *,
+    pm: Any = None,
 ) -> Settings:
-    """Resolve every option from defaults, the config file, the environment and overrides."""
+    """Resolve every option from defaults, the config file, the environment and overrides.
+
+    Args:
+        home: MAOS_HOME (default: ``$MAOS_HOME`` or ``~/.maos``).
+        environ: The environment (default ``os.environ``).
+        overrides: Values that win over every other source (command-line flags).
+        pm: The plugin manager whose plugins' settings are resolved too; None: those of the
+            plugins installed in this environment.
+    """
     environ = os.environ if environ is None else environ
     home = (home or Path(environ.get("MAOS_HOME") or Path.home() / ".maos")).expanduser()
-    values = {key: o.default for key, o in OPTIONS.items()}
-    sources = dict.fromkeys(OPTIONS, "default")
-    warnings: list[str] = []
     config_file = home / "config.yml"
+    loaded = None
     if config_file.exists():
         loaded = yaml.safe_load(config_file.read_text()) or {}
         if not isinstance(loaded, Mapping):
             raise InvalidArgument(f"{config_file} must hold a mapping of sections", field="config.yml")
-        for key, raw in _flatten(loaded).items():
-            if key in OPTIONS or key in ALIASES:
-                values[canonical_key(key)] = parse_value(key, _expand_env(raw, environ))
-                sources[canonical_key(key)] = "file"
-            else:
-                warnings.append(f"{config_file}: unknown setting {key!r} ignored{did_you_mean(key)}")
-    for key, option in OPTIONS.items():
-        if option.env_var in environ:
-            values[key] = parse_value(key, environ[option.env_var])
+    return _resolve(home, _Sources(config_file, loaded, environ, dict(overrides or {})), known_options(pm))
+
+
+def _resolve(home: Path, inputs: _Sources, options: Mapping[str, Option]) -> Settings:
+    values = {key: o.default for key, o in options.items()}
+    sources = dict.fromkeys(options, "default")
+    warnings: list[str] = []
+    for key, raw in _flatten(inputs.loaded or {}, options).items():
+        if key in options or key in ALIASES:
+            values[canonical_key(key, options)] = parse_value(key, _expand_env(raw, inputs.environ), options)
+            sources[canonical_key(key, options)] = "file"
+        else:
+            warnings.append(_unknown_setting(inputs.config_file, key, options))
+    for key, option in options.items():
+        if option.env_var in inputs.environ:
+            values[key] = parse_value(key, inputs.environ[option.env_var], options)
             sources[key] = "env"
-    settings = Settings(home, values, sources, warnings)
-    return settings.with_overrides(overrides) if overrides else settings
+    settings = Settings(home, values, sources, warnings, options=options,
+                        inputs=_Sources(inputs.config_file, inputs.loaded, inputs.environ, {}))
+    return settings.with_overrides(inputs.overrides) if inputs.overrides else settings
+
+
+def _unknown_setting(config_file: Path, key: str, options: Mapping[str, Option]) -> str:
+    """The warning for a key of config.yml that names no setting (in a known section or not)."""
+    section = key.split(".", 1)[0]
+    if any(known.split(".", 1)[0] == section for known in options):
+        return f"{config_file}: unknown setting {key!r} ignored{did_you_mean(key, options)}"
+    return (f"{config_file}: unknown setting {key!r} ignored{did_you_mean(key, options)}: no installed plugin "
+            f"registers settings in the section {section!r} (`maos plugins list` shows the sections plugins "
+            "register)")
 
 
 def config_with_pool(text: str, pool: Mapping[str, int]) -> str:

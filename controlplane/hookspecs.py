@@ -10,7 +10,9 @@ them; an implementation may accept fewer arguments than its spec.
 None of these hooks is ``firstresult``: every implementation is called and
 the host combines the results (``register_*`` hooks return lists). pluggy
 calls hooks synchronously; the lifecycle hooks may return an awaitable, which
-the host awaits (``controlplane.plugins.await_me_maybe``).
+the host awaits (``controlplane.plugins.await_me_maybe``). An installed plugin
+whose ``register_*`` hook raises is reported (``maos plugins list``) and what
+it would register is left out; the rest of MAOS goes on.
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
-    from controlplane.config import Settings
+    import click
+
+    from controlplane.config import Option, Settings
     from controlplane.domain.planning import Planner
     from controlplane.storage.base import StorageBackendFactory
 
@@ -62,22 +66,34 @@ def register_planners(settings: Settings) -> list[Planner]:
     Called once when the control plane is built. Not firstresult: every
     implementation is called; not awaited.
 
+    A task is planned by the first planner, in hook order, whose
+    ``accepts(task)`` is true. Hook order is pluggy's: ``tryfirst``
+    implementations, then the others newest-registered first, then
+    ``trylast`` ones (the built-in deterministic planner, which accepts every
+    task). The Claude plugin's model planner is an ordinary implementation that
+    accepts every task once an Anthropic key is set, so a plugin planner that
+    must see tasks before it is marked ``@hookimpl(tryfirst=True)``.
+
     Args:
-        settings: The control plane's resolved settings.
+        settings: The control plane's resolved settings (the plugin's own included).
 
     Returns:
-        A list of planners (:class:`controlplane.domain.planning.Planner`). A
-        task is planned by the first planner (in hook order: plugins before
-        built-ins) whose ``accepts(task)`` is true; the deterministic built-in
-        planner accepts every task and runs last. A planner's ``plan`` that
-        takes a ``pool`` keyword is told the agent types connected or
-        launchable; every plan is fitted to them before it runs.
+        A list of planners (:class:`controlplane.domain.planning.Planner`:
+        ``name``, ``accepts(task: Task) -> bool`` and
+        ``async plan(task: Task) -> ExecutionPlan``, types of
+        :mod:`controlplane.domain.model`). A ``plan`` that takes a ``pool``
+        keyword is told the agent types connected or launchable; every plan is
+        fitted to them before it runs. ``maos task analyze`` shows the plan of
+        a draft (``--type``, ``--metadata``, ``--context`` reach ``accepts``). A ``plan``
+        that takes a ``pacer`` keyword gets the control plane's
+        :class:`controlplane.pacing.Pacer`, to take a permit for each model
+        call as agents do.
 
     Example::
 
-        @hookimpl
+        @hookimpl(tryfirst=True)
         def register_planners(settings):
-            return [OnlyResearchPlanner()]  # accepts(task): task.task_type == "research"
+            return [TicketPlanner()]  # accepts(task): "ticket" in task.metadata
     """
 
 
@@ -110,6 +126,69 @@ def register_agent_types(settings: Settings) -> list[Any]:
             return [AgentTypeSpec(name="reverser", capabilities=("text",),
                                   description="Reverses its instructions.",
                                   factory=lambda params: Reverser(), source="maos-plugin-example")]
+    """
+
+
+# --- settings and commands -------------------------------------------------------
+
+
+@hookspec
+def register_settings() -> list[Option]:
+    """Register a plugin's settings: a section of ``config.yml`` of its own.
+
+    Called whenever settings are loaded (by the control plane, ``maos-agent``
+    and the CLI), before any other hook, so it takes no arguments and must be
+    cheap. Not firstresult: every implementation is called; not awaited.
+
+    Each setting is a :class:`controlplane.config.Option` whose key is
+    ``section.name`` (lower case, dotted). A plugin owns the sections it
+    registers: a section of MAOS's own, or one another plugin registered, is
+    refused (the plugin's settings are then left out and the problem is shown
+    by ``maos plugins list``). Values come, like MAOS's own, from defaults,
+    ``config.yml``, ``MAOS_SECTION_NAME`` variables and ``${VAR}`` references,
+    are checked by the option's ``parse`` (a bad value stops ``maos start``
+    with the key), are shown by ``maos config get`` and written by ``maos
+    config set``; hooks read them as ``settings["section.name"]``. A section
+    of ``config.yml`` that no installed plugin registers is reported as a
+    warning when MAOS starts.
+
+    Returns:
+        A list of :class:`controlplane.config.Option`.
+
+    Example::
+
+        @hookimpl
+        def register_settings():
+            return [Option("tickets.url", parse_text, "", "Where the ticket planner reads tickets.")]
+    """
+
+
+@hookspec
+def register_commands(cli: click.Group) -> list[click.Command]:
+    """Register commands of the ``maos`` command line.
+
+    Called once per ``maos`` invocation, the first time a command is looked up
+    that MAOS does not have itself (or when ``maos --help`` lists them); not
+    awaited. Not firstresult: every implementation is called and the commands
+    they return are added to ``cli``. A command whose name MAOS already uses is
+    left out with a warning; an implementation that raises is reported on
+    stderr and the rest of the command line works.
+
+    Args:
+        cli: The ``maos`` group, to add subcommands to existing groups
+            (``cli.commands["task"]``) or to read its options.
+
+    Returns:
+        A list of :class:`click.Command` (or groups).
+
+    Example::
+
+        @hookimpl
+        def register_commands(cli):
+            @click.command(help="Say hello.")
+            def hello():
+                click.echo("hello")
+            return [hello]
     """
 
 

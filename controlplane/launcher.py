@@ -40,12 +40,13 @@ def agent_environment(environ: Mapping[str, str], needed: Iterable[str] = ()) ->
     The ``MAOS_*`` variables of settings are passed except ``database.*``, ``redis.*``,
     ``security.*`` and secret-looking ones (:func:`controlplane.redaction.is_secret_setting`):
     an agent talks to the control plane, never to its database. ``needed`` names variables
-    the agent's type asks for (:attr:`agent_sdk.AgentTypeSpec.environment`).
+    the agent's type asks for (:attr:`agent_sdk.AgentTypeSpec.environment`). Settings are
+    MAOS's own and those of the installed plugins (``register_settings``).
     """
-    from controlplane.config import OPTIONS
+    from controlplane.config import known_options
     from controlplane.redaction import is_secret_setting
 
-    settings = {o.env_var for o in OPTIONS.values()
+    settings = {o.env_var for o in known_options().values()
                 if not o.key.startswith(("database.", "redis.", "security."))
                 and not is_secret_setting(o.key)}
     return child_environment(environ, [*sorted(settings | AGENT_MAOS_VARIABLES), *needed])

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from controlplane.domain.model import now
+from controlplane.errors import FailedPrecondition, InvalidArgument
 from controlplane.redaction import RedactingFilter, redact
 
 #: Python logging levels by ``maos.v1.LogLevel`` number, and back.
@@ -134,6 +135,27 @@ class LogBook:
                 if len(found) == limit:
                     break
         return found
+
+    def after(self, wanted: LogFilter, seq: int) -> list[LogEntry]:
+        """Every kept matching record written after record ``seq``, oldest first (to resume a tail).
+
+        Raises:
+            InvalidArgument: No record ``seq`` has been written yet.
+            FailedPrecondition: Record ``seq`` was pushed out of the ring (reason
+                ERROR_REASON_RESUME_POINT_LOST): records after it may be lost.
+        """
+        if seq > self._seq or seq < 0:
+            raise InvalidArgument(f"after_record_id names log record {seq}, which has not been written here "
+                                  f"(the latest is {self._seq})",
+                                  field="after_record_id")
+        oldest = self._entries[0].seq if self._entries else self._seq + 1
+        if seq < oldest - 1:
+            raise FailedPrecondition(
+                f"log record {seq} is no longer kept: the log keeps its last {self._entries.maxlen} records "
+                f"(the oldest now is {oldest}); tail again without a resume id, or read older records "
+                "from the log files", reason="ERROR_REASON_RESUME_POINT_LOST",
+                metadata={"oldest_kept": str(oldest)})
+        return self.query(wanted, seq, len(self._entries))
 
     def query_newest(self, wanted: LogFilter, before_seq: int | None = None,
                      limit: int = 100) -> list[LogEntry]:

@@ -101,6 +101,27 @@ class Metrics:
             "(limit: principal or failed_auth).", ["grpc_service", "grpc_method", "limit"], registry=r,
         )
 
+        # Model pacing (controlplane.pacing): ``model`` is bounded by controlplane.pacing.MAX_MODELS.
+        self.model_permits = Counter(
+            "maos_model_permits_total", "Permits for model calls by outcome: granted, held (had to wait), "
+            "deferred (not granted within the caller's max_wait).", ["model", "outcome"], registry=r,
+        )
+        self.model_breaker_state = Gauge(
+            "maos_model_breaker_state", "Circuit breaker of a model: 1 closed, 2 open, 3 half-open.", ["model"],
+            registry=r,
+        )
+        self.model_calls_held = Gauge(
+            "maos_model_calls_held", "Model calls waiting for a permit now.", ["model"], registry=r,
+        )
+        self.model_permit_wait_seconds = Histogram(
+            "maos_model_permit_wait_seconds", "Time a model call waited for its permit (or until deferred).",
+            buckets=(0.001, 0.01, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 300), registry=r,
+        )
+        self.model_overloaded_answers = Counter(
+            "maos_model_overloaded_answers_total", "429 and 529 answers agents reported, by model and status.",
+            ["model", "status"], registry=r,
+        )
+
     def watch_queue(self, source: Callable[[], dict[str, int]]) -> None:
         """Export queue depth read from ``source`` at scrape time."""
         self.registry.register(_QueueCollector(source))

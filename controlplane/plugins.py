@@ -1,15 +1,35 @@
-"""The plugin manager: built-ins and ``maos`` entry points, through the same hooks."""
+"""The plugin manager: built-ins and ``maos`` entry points, through the same hooks.
+
+One broken installed plugin does not stop MAOS: a plugin whose module fails to
+import, whose hooks do not match the specifications (a misspelt hook name) or
+whose ``register_*`` hook raises is skipped, with one warning in the log, and
+listed by ``maos plugins list`` (:attr:`MaosPluginManager.problems`).
+"""
 
 from __future__ import annotations
 
+import difflib
+import functools
+import importlib.metadata
 import inspect
+import logging
 import os
+import re
 import sys
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 from controlplane import hookspecs
+
+if TYPE_CHECKING:
+    from controlplane.config import Option
+
+log = logging.getLogger(__name__)
+
+#: The entry-point group MAOS loads plugins from.
+ENTRY_POINT_GROUP = "maos"
 
 #: Built-in plugins, registered exactly like third-party ones (trylast, so plugins win).
 DEFAULT_PLUGINS = (
@@ -17,13 +37,52 @@ DEFAULT_PLUGINS = (
     "controlplane.builtin_plugin",
 )
 
+_SETTING_KEY = re.compile(r"[a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)+")
 
-def get_plugin_manager(load_entrypoints: bool = True) -> pluggy.PluginManager:
+
+class Distribution:
+    """The distribution a plugin was installed with (what ``pm.list_plugin_distinfo()`` pairs it with)."""
+
+    def __init__(self, dist: importlib.metadata.Distribution) -> None:
+        self._dist = dist
+
+    @property
+    def project_name(self) -> str:
+        """The distribution's name (``maos-plugin-example``)."""
+        return str(self._dist.metadata["name"])
+
+    def __getattr__(self, name: str) -> Any:  # version, metadata, ...
+        return getattr(self._dist, name)
+
+
+class MaosPluginManager(pluggy.PluginManager):
+    """A pluggy manager that keeps what went wrong with the installed plugins."""
+
+    def __init__(self, *, quiet: bool = False) -> None:
+        super().__init__("maos")
+        #: One sentence per problem (a plugin skipped, a hook that failed), oldest first, no repeats.
+        self.problems: list[str] = []
+        self._quiet = quiet
+        self._installed: list[tuple[Any, Distribution]] = []
+
+    def list_plugin_distinfo(self) -> list[tuple[Any, Any]]:
+        """``(plugin, distribution)`` of every plugin registered from an entry point."""
+        return [*super().list_plugin_distinfo(), *self._installed]
+
+    def report(self, problem: str) -> None:
+        """Log ``problem`` as a warning (unless quiet) and keep it, once."""
+        if problem not in self.problems:
+            self.problems.append(problem)
+            if not self._quiet:
+                log.warning("%s", problem)
+
+
+def get_plugin_manager(load_entrypoints: bool = True) -> MaosPluginManager:
     """A fresh plugin manager with the hookspecs, built-ins and (optionally) installed plugins."""
-    pm = pluggy.PluginManager("maos")
+    pm = MaosPluginManager()
     pm.add_hookspecs(hookspecs)
     if load_entrypoints:
-        pm.load_setuptools_entrypoints("maos")
+        load_entry_points(pm)
     for module_name in DEFAULT_PLUGINS:
         module = __import__(module_name, fromlist=["_"])
         pm.register(module, name=module_name)
@@ -32,6 +91,165 @@ def get_plugin_manager(load_entrypoints: bool = True) -> pluggy.PluginManager:
         pm.trace.root.setwriter(lambda text: sys.stderr.write(text))
         pm.enable_tracing()
     return pm
+
+
+def installed_plugin_manager(quiet: bool = True) -> MaosPluginManager:
+    """A manager with only the installed plugins (no built-ins): cheap, for their settings or commands.
+
+    Args:
+        quiet: Keep problems without logging them (reading settings: get_plugin_manager() reports
+            the same problems where they matter).
+    """
+    pm = MaosPluginManager(quiet=quiet)
+    pm.add_hookspecs(hookspecs)
+    load_entry_points(pm)
+    return pm
+
+
+def load_entry_points(pm: MaosPluginManager) -> None:
+    """Register every plugin of the ``maos`` entry-point group, skipping (and reporting) broken ones.
+
+    A plugin is skipped when its module cannot be imported, when pluggy refuses
+    its hook implementations, or when one of them names no hook (a misspelt
+    hook). The ``register_*`` hooks of the plugins loaded here are guarded: one
+    that raises is reported and counts as returning nothing.
+    """
+    for name, entry_point in installed_entry_points(tuple(sys.path)):
+        if pm.get_plugin(name) is not None or pm.is_blocked(name):
+            continue  # as pluggy does: the first distribution of a name wins
+        try:
+            plugin = entry_point.load()
+            pm.register(plugin, name=name)
+            pm._installed.append((plugin, Distribution(entry_point.dist)))
+            unknown = _unknown_hooks(pm, plugin)
+            if unknown:
+                raise pluggy.PluginValidationError(plugin, unknown)
+        except Exception as exc:  # noqa: BLE001  (any failure of one plugin: skip it, keep MAOS running)
+            if pm.get_plugin(name) is not None:
+                pm._installed = [(p, d) for p, d in pm._installed if p is not pm.get_plugin(name)]
+                pm.unregister(name=name)
+            validation = isinstance(exc, pluggy.PluginValidationError)
+            detail = str(exc) if validation else f"{type(exc).__name__}: {exc}"
+            pm.report(f"plugin {name} skipped: {detail}")
+            continue
+        for caller in pm.get_hookcallers(plugin) or []:
+            if not caller.name.startswith("register_"):
+                continue
+            for impl in caller.get_hookimpls():
+                if impl.plugin is plugin and not (impl.wrapper or impl.hookwrapper):
+                    impl.function = _guarded(pm, name, caller.name, impl.function)
+
+
+@functools.lru_cache(maxsize=8)
+def installed_entry_points(path: tuple[str, ...]) -> list[tuple[str, importlib.metadata.EntryPoint]]:
+    """The ``maos`` entry points of the distributions on ``path`` (``sys.path``), by name.
+
+    Reading every distribution's metadata takes milliseconds and settings are
+    loaded often (each command, each test), so the answer is kept per
+    ``sys.path``: a distribution installed into a directory already on the path
+    while a process runs is seen by the next process.
+    """
+    found: list[tuple[str, importlib.metadata.EntryPoint]] = []
+    for dist in importlib.metadata.distributions(path=list(path)):
+        found.extend((ep.name, ep) for ep in dist.entry_points if ep.group == ENTRY_POINT_GROUP)
+    return sorted(found, key=lambda item: item[0])
+
+
+def _unknown_hooks(pm: pluggy.PluginManager, plugin: Any) -> str:
+    """Why ``plugin`` implements hooks that do not exist ("" when it does not)."""
+    known = [name for name in vars(pm.hook) if not name.startswith("_") and getattr(pm.hook, name).has_spec()]
+    wrong = []
+    for caller in pm.get_hookcallers(plugin) or []:
+        own = [impl for impl in caller.get_hookimpls() if impl.plugin is plugin]
+        if caller.has_spec() or all(impl.optionalhook for impl in own):
+            continue
+        close = difflib.get_close_matches(caller.name, known, n=1, cutoff=0.6)
+        wrong.append(f"{caller.name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    return f"unknown hook {', '.join(wrong)}; docs/plugin_hooks.md lists the hooks" if wrong else ""
+
+
+def _guarded(pm: MaosPluginManager, plugin: str, hook: str,
+             function: Callable[..., Any]) -> Callable[..., Any]:
+    """``function`` reporting an exception it raises and returning nothing instead."""
+
+    @functools.wraps(function)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return function(*args, **kwargs)
+        except Exception as exc:  # noqa: BLE001  (one plugin's failure must not stop MAOS)
+            pm.report(f"plugin {plugin}: {hook} failed ({type(exc).__name__}: {exc}); what it registers is "
+                      "left out")
+            return None
+
+    return call
+
+
+def plugin_settings(pm: pluggy.PluginManager | None = None) -> dict[str, Option]:
+    """The settings the plugins of ``pm`` register (``register_settings``), by key, checked.
+
+    Args:
+        pm: A plugin manager; None: :func:`installed_plugin_manager`.
+    """
+    return _collect_settings(installed_plugin_manager() if pm is None else pm)[0]
+
+
+def settings_by_plugin(pm: pluggy.PluginManager) -> dict[str, list[str]]:
+    """The setting keys each plugin of ``pm`` registers, by plugin name (``maos plugins list``)."""
+    return _collect_settings(pm)[1]
+
+
+def _collect_settings(pm: pluggy.PluginManager) -> tuple[dict[str, Option], dict[str, list[str]]]:
+    """Every plugin's settings, checked: each plugin owns the sections it registers.
+
+    A plugin whose settings are not :class:`~controlplane.config.Option` objects with
+    dotted lower-case keys, or use a section of MAOS's own or of another plugin, is
+    reported and its settings are left out.
+    """
+    from controlplane.config import CORE_SECTIONS, Option
+
+    options: dict[str, Option] = {}
+    by_plugin: dict[str, list[str]] = {}
+    owners: dict[str, str] = {}
+    caller = getattr(pm.hook, "register_settings", None)
+    impls = [i for i in (caller.get_hookimpls() if caller else []) if not (i.wrapper or i.hookwrapper)]
+    for impl in reversed(impls):  # the order pluggy calls them: plugins before built-ins
+        name = impl.plugin_name
+        try:
+            result = impl.function() or []
+        except Exception as exc:  # noqa: BLE001  (reported like a failing hook of an installed plugin)
+            result, problem = [], f"register_settings failed ({type(exc).__name__}: {exc})"
+        else:
+            problem = _settings_problem(name, result, options, owners, CORE_SECTIONS, Option)
+        if problem:
+            if isinstance(pm, MaosPluginManager):
+                pm.report(f"plugin {name}: its settings are left out: {problem}")
+            continue
+        for option in result:
+            owners.setdefault(option.key.split(".", 1)[0], name)
+            options[option.key] = option
+        if result:
+            by_plugin[name] = [option.key for option in result]
+    return options, by_plugin
+
+
+def _settings_problem(name: str, result: Any, options: dict[str, Any], owners: dict[str, str],
+                      core: frozenset[str], option_type: type) -> str:
+    """What is wrong with the settings one plugin registers ("" when nothing)."""
+    if not isinstance(result, list | tuple) or not all(isinstance(o, option_type) for o in result):
+        return "register_settings must return a list of controlplane.config.Option"
+    for option in result:
+        section = option.key.split(".", 1)[0]
+        if not _SETTING_KEY.fullmatch(option.key):
+            return f"setting {option.key!r} is not a dotted lower-case key (section.name)"
+        if section in core:
+            return f"setting {option.key!r} is in the section {section!r}, which is MAOS's own"
+        if owners.get(section, name) != name:
+            return f"setting {option.key!r} is in the section {section!r} of the plugin {owners[section]}"
+        if option.key in options or sum(o.key == option.key for o in result) > 1:
+            return f"setting {option.key!r} is registered twice"
+        if option.runtime:
+            return f"setting {option.key!r} is marked runtime; plugin settings apply when MAOS starts"
+    return ""
 
 
 async def await_me_maybe(value: Any) -> Any:

@@ -21,6 +21,7 @@ from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, Streamable
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp.shared.exceptions import MCPError
 from starlette.applications import Starlette
+from starlette.requests import Request
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
@@ -148,12 +149,21 @@ class HttpTransport:
         host: The address the HTTP server listens on (for the Host header check).
         allowed_hosts: More ``host:port`` names the server answers to (``*`` for any port).
         security: Host/Origin checks replacing the ones derived from ``host``.
+        metadata: More gRPC metadata for the calls of one HTTP request (the control plane's own
+            HTTP port passes on the HTTP client's address this way).
     """
 
     def __init__(self, client: Client, *, host: str = "127.0.0.1", allowed_hosts: Sequence[str] = (),
-                 security: TransportSecuritySettings | None = None):
+                 security: TransportSecuritySettings | None = None,
+                 metadata: Callable[[Request], Sequence[tuple[str, str]]] | None = None):
         self.client = client
-        self.server = build_server(lambda ctx: client.with_token(bearer_token(ctx)))
+
+        def client_for(ctx: ServerRequestContext[Any, Any]) -> Client:
+            token = bearer_token(ctx)
+            extra = metadata(ctx.request) if metadata is not None and ctx.request is not None else ()
+            return client.with_token(token, extra)
+
+        self.server = build_server(client_for)
         self.manager = StreamableHTTPSessionManager(
             app=self.server, security_settings=security or transport_security(host, allowed_hosts))
         self.asgi: ASGIApp = StreamableHTTPASGIApp(self.manager)

@@ -31,6 +31,7 @@ from controlplane.domain.tasks import (
     MAX_INITIAL_BACKOFF,
     MAX_METADATA_ENTRIES,
     MAX_RETRIES,
+    MAX_REVIEW_ROUNDS,
     MAX_TIMEOUT,
 )
 
@@ -88,6 +89,12 @@ SUBMIT_SCHEMA = _schema({
                    "description": "Token budget of the whole task (0 or unset: the server's default)."},
     "max_cost": {"type": "number", "minimum": 0,
                  "description": "Cost budget of the whole task in US dollars (0 or unset: the server's default)."},
+    "review_rounds": {"type": "integer", "minimum": 0, "maximum": MAX_REVIEW_ROUNDS,
+                      "description": "Rounds in which a reviewer grades the answer and a revision applies the "
+                                     "changes it asks for, until it approves (0 or unset: no review)."},
+    "approve_plan": {"type": "boolean",
+                     "description": "Once planned, wait until a person approves the plan "
+                                    "(`maos task approve ID`) or rejects it (`maos task reject ID`)."},
     "request_id": {"type": "string", "maxLength": 100,
                    "description": "Idempotency key (a UUID): one task per key; generated when unset."},
 }, ["description"])
@@ -187,7 +194,8 @@ async def submit_task(call: Call, args: dict[str, Any]) -> tuple[str, dict[str, 
         metadata=args.get("metadata"),
         max_retries=args.get("max_retries"), agent_type=args.get("agent_type", ""),
         initial_backoff=args.get("initial_backoff"), backoff_multiplier=args.get("backoff_multiplier"),
-        max_backoff=args.get("max_backoff"), max_tokens=args.get("max_tokens"), max_cost=args.get("max_cost"))
+        max_backoff=args.get("max_backoff"), max_tokens=args.get("max_tokens"), max_cost=args.get("max_cost"),
+        review_rounds=args.get("review_rounds", 0), approve_plan=args.get("approve_plan", False))
     created = await call.client.submit_task(draft, request_id=args.get("request_id"))
     task_id = bare_id(created.name)
     return (f"Submitted task {task_id} ({_status(created.status)}). Follow it with wait_task or get_task.",

@@ -39,6 +39,7 @@ METHOD_PERMISSIONS: dict[str, str] = {
     **{_T + m: "task:submit" for m in ("SubmitTask", "BatchSubmitTasks", "StreamSubmitTasks")},
     **{_T + m: "task:view" for m in ("GetTask", "ListTasks", "GetTaskResults", "AnalyzeTask", "WatchTask")},
     _T + "CancelTask": "task:cancel", _T + "RetryTask": "task:update", _T + "UpdateTask": "task:update",
+    _T + "ApproveTask": "task:approve", _T + "RejectTask": "task:approve",
     **{_A + m: "agent:view" for m in ("ListAgents", "GetAgent", "ListAgentTypes", "GetAgentMetrics")},
     _A + "SpawnAgents": "agent:spawn",
     **{_A + m: "agent:manage" for m in ("TerminateAgent", "PauseAgent", "ResumeAgent", "DrainAgent",
@@ -77,7 +78,8 @@ _VIEWER = ["task:view", "agent:view", "system:view", "checkpoint:view"]
 BUILTIN_ROLES: dict[str, tuple[str, list[str]]] = {
     "viewer": ("Reads tasks, agents, system state and checkpoints.", _VIEWER),
     "developer": ("Viewer plus submitting and managing its own tasks, agents and API keys.",
-                  [*_VIEWER, "task:submit", "task:cancel", "task:update", "agent:spawn", "agent:manage",
+                  [*_VIEWER, "task:submit", "task:cancel", "task:update", "task:approve", "agent:spawn",
+                   "agent:manage",
                    "apikey:manage", "webhook:manage"]),
     "admin": ("Everything.", ["*"]),
     "agent": ("Connects agents to the gateway.", ["agent:connect"]),

@@ -8,9 +8,10 @@ from typing import Any
 
 from google.protobuf import duration_pb2, timestamp_pb2
 
-from controlplane.api.pb import enums_pb, errors_pb, messages_pb
+from controlplane.api.pb import enums_pb, errors_pb, messages_pb, system_pb
 from controlplane.domain.events import EventType
 from controlplane.domain.limits import clip_bytes, quote
+from controlplane.domain.model_limits import PacingStatus
 from controlplane.domain.model import (
     AgentInfo,
     Artifact,
@@ -27,7 +28,7 @@ from controlplane.domain.model import (
     Usage,
     now,
 )
-from controlplane.errors import InvalidArgument
+from controlplane.errors import FailedPrecondition, InvalidArgument
 from controlplane.logbook import LEVELS, PROTO_LEVEL, LogEntry
 
 # Matched with fullmatch: "$" would also accept a trailing newline.
@@ -43,6 +44,29 @@ def parse_name(name: str, collection: str, field: str = "name") -> str:
     if not _ID.fullmatch(ident):
         raise InvalidArgument(f"{field} {quote(name)} is not a valid {collection}/ID name", field=field)
     return ident
+
+
+def parse_resume_id(value: str, incarnation: int, field: str) -> int | None:
+    """The sequence number of a resume id ``{incarnation}.{sequence}`` (None when empty).
+
+    Raises:
+        InvalidArgument: It is not such an id.
+        FailedPrecondition: It was issued by another start of the control plane or another
+            replica (reason ERROR_REASON_RESUME_POINT_LOST).
+    """
+    if not value:
+        return None
+    start, dot, sequence = value.partition(".")
+    # ASCII digits only: str.isdigit() also takes "²" and "٣", which int() reads or refuses.
+    if not dot or not all(part.isascii() and part.isdigit() and len(part) <= 18 for part in (start, sequence)):
+        raise InvalidArgument(f"{field} {quote(value[:64])} is not an id this API sent "
+                              "(INCARNATION.SEQUENCE, as in Event.id or LogRecord.id)", field=field)
+    if int(start) != incarnation:
+        raise FailedPrecondition(
+            f"{field} {value} was sent before this control plane restarted, or by another replica "
+            f"(this one is incarnation {incarnation}); its history is not kept here: open the stream "
+            "again without a resume id", reason="ERROR_REASON_RESUME_POINT_LOST")
+    return int(sequence)
 
 
 def seconds(value: duration_pb2.Duration) -> float:
@@ -169,6 +193,8 @@ def task_from_pb(msg: messages_pb.Task, *, default_max_agents: int, retry_defaul
         max_total_tokens=msg.budget.max_total_tokens,
         max_cost_micros=msg.budget.max_cost_micros,
         agent_type=msg.agent_type,
+        review_rounds=msg.review_rounds,
+        approve_plan=msg.approve_plan,
     )
 
 
@@ -184,6 +210,20 @@ def usage_to_pb(u: Usage) -> messages_pb.TokenUsage:
 
 
 MAX_USAGE = 1 << 40  # per report: far above any real figure, far below what storage can hold
+
+
+def model_pacing_to_pb(p: PacingStatus) -> system_pb.ModelPacing:
+    """The status message of one paced model."""
+    limits = p.limits
+    return system_pb.ModelPacing(
+        model=p.model, breaker=int(p.state), reopens_in=duration(p.reopens_in), in_flight=p.in_flight,
+        in_flight_cap=p.in_flight_cap, held=p.held, requests_per_minute=limits.requests_per_minute,
+        input_tokens_per_minute=limits.input_tokens_per_minute,
+        output_tokens_per_minute=limits.output_tokens_per_minute,
+        requests_used=p.usage.get("requests", 0.0), input_tokens_used=p.usage.get("input_tokens", 0.0),
+        output_tokens_used=p.usage.get("output_tokens", 0.0), granted=p.granted,
+        overloaded_answers=p.overloaded_answers, last_problem=p.last_problem,
+    )
 
 
 def usage_from_pb(u: messages_pb.TokenUsage) -> Usage:
@@ -311,6 +351,7 @@ def task_to_pb(t: Task, status_reason: str = "", subtasks: list[Subtask] | None 
         start_time=timestamp(t.start_time), end_time=timestamp(t.end_time), update_time=timestamp(t.update_time),
         usage=usage_to_pb(t.usage), warnings=t.warnings, retries=t.retries,
         batch=f"batches/{t.batch}" if t.batch else "", template=f"templates/{t.template}" if t.template else "",
+        review_rounds=t.review_rounds, approve_plan=t.approve_plan, approval=approval_to_pb(t.approval),
     )
     if subtasks is not None:
         msg.subtasks_total = len(subtasks)
@@ -323,6 +364,40 @@ def task_to_pb(t: Task, status_reason: str = "", subtasks: list[Subtask] | None 
     if t.status.name == "COMPLETED":
         msg.progress = 1.0
     return msg
+
+
+def approval_to_pb(approval: dict | None) -> messages_pb.PlanApproval | None:
+    """A task's plan approval as a proto (None before it is planned, or without approve_plan)."""
+    if not approval:
+        return None
+    return messages_pb.PlanApproval(
+        state=enums_pb.PlanApprovalState.Value(f"PLAN_APPROVAL_STATE_{approval['state']}"),
+        request_time=timestamp(approval.get("request_time")), principal=approval.get("principal") or "",
+        decide_time=timestamp(approval.get("decide_time")), reason=approval.get("reason") or "",
+    )
+
+
+def review_to_pb(task_id: str, record: dict | None) -> messages_pb.ReviewRecord | None:
+    """A task's review loop as a proto (None without review rounds, or before its answer is ready)."""
+    if not record:
+        return None
+
+    def subtask(sid: str) -> str:
+        return f"tasks/{task_id}/subtasks/{sid}" if sid else ""
+
+    rounds = []
+    for r in record["rounds"]:
+        verdict = r.get("verdict")
+        rounds.append(messages_pb.ReviewRound(
+            round=r["round"], review_subtask=subtask(r["review_step"]),
+            reviewer=f"agents/{r['reviewer']}" if r.get("reviewer") else "",
+            verdict=messages_pb.ReviewVerdict(approved=verdict["approved"], changes=verdict["changes"],
+                                              summary=verdict["summary"]) if verdict else None,
+            revision_subtask=subtask(r.get("revision_step", "")), usage=usage_to_pb(Usage(**(r.get("usage") or {}))),
+            note=r.get("note", ""),
+        ))
+    return messages_pb.ReviewRecord(outcome=enums_pb.ReviewOutcome.Value(f"REVIEW_OUTCOME_{record['outcome']}"),
+                                    max_rounds=record["max_rounds"], rounds=rounds)
 
 
 def subtask_to_pb(s: Subtask) -> messages_pb.Subtask:
@@ -414,9 +489,10 @@ def log_entry_from_pb(record: messages_pb.LogRecord, agent_id: str,
     )
 
 
-def log_entry_to_pb(entry: LogEntry) -> messages_pb.LogRecord:
-    """A log record as a proto."""
+def log_entry_to_pb(entry: LogEntry, incarnation: int = 0) -> messages_pb.LogRecord:
+    """A log record as a proto; its id is ``{incarnation}.{seq}`` (resumable within one start)."""
     return messages_pb.LogRecord(
+        id=f"{incarnation}.{entry.seq}",
         time=timestamp(entry.time), level=PROTO_LEVEL.get(entry.level, 2), component=entry.component,
         message=entry.message, task=f"tasks/{entry.task_id}" if entry.task_id else "",
         subtask=f"tasks/{entry.task_id}/subtasks/{entry.subtask_id}" if entry.subtask_id else "",

@@ -11,7 +11,7 @@ from controlplane.domain.tasks import validate_task
 #: The fields of a Task a client sets; the rest is state, cleared from a draft.
 INPUT_FIELDS = frozenset({"description", "task_type", "priority", "max_agents", "depends_on", "consensus",
                           "timeout", "context", "constraints", "metadata", "retry_policy", "budget",
-                          "agent_type"})
+                          "agent_type", "review_rounds", "approve_plan"})
 
 
 def retry_defaults(settings: Settings) -> RetryPolicy:

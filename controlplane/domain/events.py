@@ -22,6 +22,8 @@ class EventType(enum.IntEnum):
     AGENT_DISCONNECTED = 8
     AGENT_STATUS_CHANGED = 9
     LEASE_EXPIRED = 10
+    PLAN_APPROVAL = 14
+    REVIEW_ROUND = 15
 
 
 @dataclass

@@ -62,6 +62,8 @@ class SubtaskKind(enum.IntEnum):
     WORK = 1
     SYNTHESIS = 2
     CANDIDATE = 3
+    REVIEW = 4
+    REVISION = 5
 
 
 class AgentStatus(enum.IntEnum):
@@ -262,6 +264,14 @@ class Task:
     plan: ExecutionPlan | None = None
     #: The consensus record (candidates, votes, rounds, outcome) when consensus is required.
     consensus_state: dict[str, Any] | None = None
+    #: Evaluator-optimizer rounds after the answer is made (0: none); see controlplane.domain.review.
+    review_rounds: int = 0
+    #: The review loop's record (rounds, verdicts, outcome) once it started.
+    review_state: dict[str, Any] | None = None
+    #: Wait for a person to approve the plan before any work starts.
+    approve_plan: bool = False
+    #: The plan's approval (state, request_time, principal, decide_time, reason) once planned.
+    approval: dict[str, Any] | None = None
     output: str = ""
     #: The results of the tasks in ``depends_on``, taken when the task started (bounded).
     dependency_results: list[DependencyResult] = field(default_factory=list)

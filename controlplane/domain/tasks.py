@@ -16,6 +16,8 @@ MAX_RETRIES = 100
 MAX_INITIAL_BACKOFF = 3600.0
 MAX_BACKOFF_MULTIPLIER = 10.0
 MAX_BACKOFF = 86400.0
+#: Most review rounds a task may ask for (``review_rounds``; see controlplane.domain.review).
+MAX_REVIEW_ROUNDS = 5
 # Matched with fullmatch: "$" would also accept a trailing newline.
 _TYPE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_\-]{0,62}")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9_\-]{1,36}")
@@ -105,6 +107,8 @@ def validate_task(task: Task, *, max_description_length: int, prefix: str = "tas
             bad("consensus.max_rounds", "between 1 and 10 rounds")
         if consensus.round_timeout is not None and not 1 <= consensus.round_timeout <= 86400:
             bad("consensus.round_timeout", "between 1 second and 1 day")
+    if not 0 <= task.review_rounds <= MAX_REVIEW_ROUNDS:
+        bad("review_rounds", f"is {task.review_rounds}; between 0 (no review) and {MAX_REVIEW_ROUNDS} rounds")
     if task.max_total_tokens < 0 or task.max_cost_micros < 0:
         bad("budget", "limits cannot be negative")
     if problems:

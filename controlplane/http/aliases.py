@@ -28,6 +28,8 @@ class Alias:
     response: Callable[[Mapping[str, str], Json], Json] = lambda params, reply: reply
     query: bool = False  # query parameters go to the request too
     summary: str = ""
+    #: The name an error's field has in this route's body (``task.priority`` -> ``priority``).
+    field: Callable[[str], str] = lambda name: name
 
 
 def _priority(value: Any) -> Any:
@@ -49,6 +51,19 @@ def submit_request(params: Mapping[str, str], body: Any) -> Json:
     if "priority" in task:
         task["priority"] = _priority(task["priority"])
     return {"task": task, "request_id": request_id}
+
+
+def guide_field(name: str) -> str:
+    """A SubmitTaskRequest field as the guide's body names it: ``task.task_type`` -> ``type``."""
+    if name.startswith("task."):
+        name = name.removeprefix("task.")
+        return "type" if name == "task_type" else name
+    return name
+
+
+def path_field(name: str) -> str:
+    """The request's ``name`` is the path's ``task_id``."""
+    return "task_id" if name == "name" else name
 
 
 def task_id(name: str) -> str:
@@ -86,22 +101,22 @@ def _serving(params: Mapping[str, str], reply: Json) -> Json:
 
 ALIASES: list[Alias] = [
     Alias("POST", "/api/tasks", "maos.v1.TaskService.SubmitTask", submit_request, submitted,
-          summary="Submit a task (the guide's body: description, type, max_agents, priority)."),
+          summary="Submit a task (the guide's body: description, type, max_agents, priority).", field=guide_field),
     Alias("GET", "/api/tasks/{task_id}", "maos.v1.TaskService.GetTask", _name, with_task_id, query=True,
-          summary="A task."),
+          summary="A task.", field=path_field),
     Alias("GET", "/api/tasks/{task_id}/results", "maos.v1.TaskService.GetTaskResults", _name, with_task_id,
-          summary="A finished task's results."),
+          summary="A finished task's results.", field=path_field),
     Alias("GET", "/health", "grpc.health.v1.Health.Check", _nothing, _serving,
           summary="Whether the control plane serves (no key needed)."),
     Alias("GET", "/health/detailed", "maos.v1.SystemService.GetHealth", _nothing, query=True,
           summary="Each component's health."),
     Alias("POST", "/api/v1/tasks", "maos.v1.TaskService.SubmitTask", submit_request, submitted,
-          summary="Submit a task."),
+          summary="Submit a task.", field=guide_field),
     Alias("GET", "/api/v1/tasks", "maos.v1.TaskService.ListTasks", _nothing, query=True, summary="List tasks."),
     Alias("GET", "/api/v1/tasks/{task_id}", "maos.v1.TaskService.GetTask", _name, with_task_id, query=True,
-          summary="A task."),
+          summary="A task.", field=path_field),
     Alias("DELETE", "/api/v1/tasks/{task_id}", "maos.v1.TaskService.CancelTask", _name, with_task_id,
-          query=True, summary="Cancel a task."),
+          query=True, summary="Cancel a task.", field=path_field),
     Alias("GET", "/api/v1/agents", "maos.v1.AgentService.ListAgents", _nothing, query=True,
           summary="List agents."),
     Alias("POST", "/api/v1/agents", "maos.v1.AgentService.SpawnAgents", _body,

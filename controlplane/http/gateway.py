@@ -44,6 +44,7 @@ from controlplane.http.transcode import (
     http_status,
     parse_json,
     query_fields,
+    rename_fields,
     status_json,
     status_of_error,
     status_of_rpc_error,
@@ -52,8 +53,9 @@ from controlplane.http.transcode import (
 
 log = logging.getLogger(__name__)
 
-#: Request fields a stream resumes from, set from the ``Last-Event-ID`` header.
-RESUME_FIELDS = ("after_event_id",)
+#: Request fields a stream resumes from, set from the ``Last-Event-ID`` header (WatchTask and
+#: WatchEvents resume after an ``Event.id``, TailLogs after a ``LogRecord.id``).
+RESUME_FIELDS = ("after_event_id", "after_record_id")
 #: Seconds an SSE request waits for its stream's first message (or refusal) before answering 200.
 FIRST_MESSAGE_WAIT = 1.0
 #: Seconds between SSE keepalive comments (they also notice a client that went away).
@@ -81,15 +83,25 @@ def error_response(status: status_pb2.Status, http: int | None = None) -> Respon
     return response
 
 
+def peer_metadata(request: Request) -> list[tuple[str, str]]:
+    """The metadata that tells the gRPC server (on the private socket) the HTTP client's address."""
+    if request.client is None:
+        return []
+    host = request.client.host
+    family = "ipv6" if ":" in host else "ipv4"
+    return [(PEER_METADATA, f"{family}:{host}:{request.client.port}")]
+
+
 def _alias_regex(path: str) -> re.Pattern[str]:
     return re.compile(re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(path)))
 
 
 def _event_id(message: Message) -> str:
-    """The id a streamed message can be resumed after (``event.id``), if it has one."""
+    """The id a streamed message can be resumed after (``event.id``, ``record.id``), if it has one."""
     fields = message.DESCRIPTOR.fields_by_name
-    if "event" in fields and message.HasField("event"):
-        return getattr(message.event, "id", "")
+    for name in ("event", "record"):
+        if name in fields and message.HasField(name):
+            return getattr(getattr(message, name), "id", "")
     if "id" in fields:
         return str(message.id)  # type: ignore[attr-defined]
     return ""
@@ -109,7 +121,9 @@ class Gateway:
         self.channel: grpc.aio.Channel | None = None
         self._aliases = [(alias, _alias_regex(alias.path)) for alias in ALIASES]
         self._openapi: dict[str, Any] | None = None
-        starlette_routes: list[Any] = [Mount(path, app=app) for path, app in (mounts or {}).items()]
+        starlette_routes: list[Any] = []
+        for path, app in (mounts or {}).items():  # the path itself (``/mcp``) and what is under it
+            starlette_routes += [StarletteRoute(path, app), Mount(path, app=app)]
         starlette_routes += [
             StarletteRoute("/openapi.json", self.openapi, methods=["GET"]),
             StarletteRoute("/{path:path}", self.dispatch, methods=_ALL_METHODS),
@@ -129,11 +143,7 @@ class Gateway:
         authorization = request.headers.get("authorization")
         if authorization:
             metadata.append(("authorization", authorization))
-        if request.client is not None:
-            host = request.client.host
-            family = "ipv6" if ":" in host else "ipv4"
-            metadata.append((PEER_METADATA, f"{family}:{host}:{request.client.port}"))
-        return metadata
+        return metadata + peer_metadata(request)
 
     async def _body(self, request: Request) -> bytes:
         declared = request.headers.get("content-length")
@@ -254,14 +264,16 @@ class Gateway:
     async def _call_alias(self, request: Request, alias: Alias, params: dict[str, str]) -> Response:
         method = descriptor_pool.Default().FindMethodByName(alias.rpc)
         body = await self._json_body(request) if alias.verb in ("POST", "PUT", "PATCH") else None
-        fields = alias.request(params, body if body is not None else {})
-        if alias.query:
-            fields.update(query_fields(method.input_type, list(request.query_params.multi_items())))
-        message = parse_json(GetMessageClass(method.input_type), fields)
         try:
+            fields = alias.request(params, body if body is not None else {})
+            if alias.query:
+                fields.update(query_fields(method.input_type, list(request.query_params.multi_items())))
+            message = parse_json(GetMessageClass(method.input_type), fields)
             reply = await self._unary(method)(message, metadata=self._metadata(request), timeout=self.timeout)
+        except MaosError as exc:
+            return error_response(rename_fields(status_of_error(exc), alias.field))
         except grpc.aio.AioRpcError as exc:
-            return error_response(status_of_rpc_error(exc))
+            return error_response(rename_fields(status_of_rpc_error(exc), alias.field))
         result = alias.response(params, to_json(reply, proto_names=True))
         if alias.rpc == "grpc.health.v1.Health.Check" and result.get("status") != "SERVING":
             return _json(result, 503)
@@ -401,4 +413,4 @@ def _grpc_timeout(value: str) -> float | None:
     return None
 
 
-__all__ = ["Gateway", "error_response"]
+__all__ = ["Gateway", "error_response", "peer_metadata"]

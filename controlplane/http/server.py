@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import shutil
 import socket
 import ssl
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import grpc
@@ -23,6 +25,7 @@ from controlplane.http.gateway import Gateway
 from controlplane.http.rules import routes_of
 
 _LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
+log = logging.getLogger(__name__)
 
 
 def check_http_address(host: str, allow_insecure_remote: bool, tls: bool) -> None:
@@ -57,17 +60,41 @@ class HttpServer:
         self.tls = tls
         self.service_names = list(service_names or SERVICE_NAMES)
         self.mounts: dict[str, ASGIApp] = {}
+        self.lifespans: list[Callable[[], AbstractAsyncContextManager[Any]]] = []
         self.gateway: Gateway | None = None
+        self._lifespan_task: asyncio.Task[None] | None = None
+        self._lifespan_end: asyncio.Event | None = None
         self.port = 0
         self._server: _Server | None = None
         self._task: asyncio.Task[None] | None = None
         self._socket_dir = ""
 
-    def mount(self, path: str, app: ASGIApp) -> None:
-        """Serve ``app`` under ``path`` (``/mcp``) on the HTTP port; call before :meth:`start`."""
+    def mount(self, path: str, app: ASGIApp,
+              lifespan: Callable[[], AbstractAsyncContextManager[Any]] | None = None) -> None:
+        """Serve ``app`` under ``path`` (``/mcp``) on the HTTP port; call before :meth:`start`.
+
+        ``lifespan`` (the app's own, as an async context manager factory) is entered before the
+        port opens and left after it closes, in a task of its own (anyio task groups must be left
+        by the task that entered them).
+        """
         if self.gateway is not None:
             raise RuntimeError("mount ASGI applications before the HTTP port starts")
         self.mounts[path.rstrip("/") or "/"] = app
+        if lifespan is not None:
+            self.lifespans.append(lifespan)
+
+    async def _run_lifespans(self, ready: asyncio.Future[None], end: asyncio.Event) -> None:
+        try:
+            async with contextlib.AsyncExitStack() as stack:
+                for lifespan in self.lifespans:
+                    await stack.enter_async_context(lifespan())
+                ready.set_result(None)
+                await end.wait()
+        except BaseException as exc:
+            if not ready.done():
+                ready.set_exception(exc)
+            else:
+                log.exception("an application mounted on the HTTP port failed")
 
     def grpc_socket(self) -> str:
         """A private Unix socket address for the gRPC server to add (a fresh 0700 directory)."""
@@ -87,6 +114,11 @@ class HttpServer:
     async def start(self, host: str, port: int) -> int:
         """Bind ``host:port`` (0: any free port), connect to the gRPC server's socket and serve; the port."""
         check_http_address(host, self.settings["server.allow_insecure_remote"], self.tls is not None)
+        if self.lifespans:
+            ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._lifespan_end = asyncio.Event()
+            self._lifespan_task = asyncio.create_task(self._run_lifespans(ready, self._lifespan_end))
+            await ready
         self.gateway = Gateway(
             routes_of(self.service_names), self.service_names,
             max_body=self.settings["server.http_max_body_bytes"], timeout=self.settings["server.http_timeout"],
@@ -128,6 +160,11 @@ class HttpServer:
                 await asyncio.wait_for(self._task, max(grace, 1.0) + 5)
             except TimeoutError:
                 self._server.force_exit = True
+        if self._lifespan_task is not None and self._lifespan_end is not None:
+            self._lifespan_end.set()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._lifespan_task, max(grace, 1.0) + 5)
+            self._lifespan_task = self._lifespan_end = None
         if self._socket_dir:
             shutil.rmtree(self._socket_dir, ignore_errors=True)
             self._socket_dir = ""

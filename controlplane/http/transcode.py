@@ -8,7 +8,7 @@ repeated for lists, dotted for nested fields) for whatever neither binds.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import grpc
@@ -189,6 +189,21 @@ def _field_in(text: str) -> str:
     paths = re.findall(r'\bat "?([A-Za-z_][\w]*(?:\.[A-Za-z_]\w*)*)', text)
     named = re.findall(r'field named "?([\w]+)', text)
     parts = paths[-1].split(".")[1:] if paths else []
+    if not paths:  # "Failed to parse task field: Failed to parse max_agents field: invalid literal ..."
+        parts = re.findall(r"Failed to parse (\w+) field", text)
     if named:
         parts.append(named[-1])
     return ".".join(parts) or "body"
+
+
+def rename_fields(status: status_pb2.Status, rename: Callable[[str], str]) -> status_pb2.Status:
+    """``status`` with the field of each ``BadRequest`` violation renamed (as a route's body names it)."""
+    out = status_pb2.Status()
+    out.CopyFrom(status)
+    for detail in out.details:
+        bad = error_details_pb2.BadRequest()
+        if detail.Is(bad.DESCRIPTOR) and detail.Unpack(bad):
+            for violation in bad.field_violations:
+                violation.field = rename(violation.field)
+            detail.Pack(bad)
+    return out

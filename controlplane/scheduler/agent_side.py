@@ -29,6 +29,7 @@ from controlplane.domain.model import (
     new_agent_id,
     now,
 )
+from controlplane.domain.model_limits import DEFERRED_ERROR_TYPE
 from controlplane.errors import FailedPrecondition, MaosError, NotFound
 from controlplane.scheduler.commands import (
     Ack,
@@ -332,7 +333,9 @@ class AgentSide:
             self._ack_when_durable(session, ref)
             return
         failure = Failure("ERROR_REASON_AGENT_FAILED", message, sub.name, error_type)
-        if retryable and sub.retries_used < task.retry.max_retries:
+        if retryable and error_type == DEFERRED_ERROR_TYPE:  # the pacer held its model call: nothing failed
+            self._requeue(task, sub, delay=retry_after, why=message, spends_retry=False)
+        elif retryable and sub.retries_used < task.retry.max_retries:
             delay = max(task.retry.backoff(sub.retries_used + 1), retry_after)
             self._requeue(task, sub, delay=delay, why=message)
         else:

@@ -124,6 +124,18 @@ class StateReply:
     message: str = ""
 
 
+@dataclass(frozen=True)
+class PermitReply:
+    """The answer to a model permit request (see :mod:`controlplane.pacing`)."""
+
+    request_id: int
+    granted: bool
+    permit_id: str = ""
+    waited: float = 0.0
+    retry_after: float = 0.0
+    reason: str = ""
+
+
 @dataclass
 class Registration:
     """The answer to Register."""

@@ -212,8 +212,7 @@ class Consensus:
         if result.reached:
             winner = next(c for c in state["candidates"] if c["id"] == result.leader)
             task.consensus_state = {**state, "outcome": "REACHED", "winner": winner["id"]}
-            task.output = winner["content"]
-            self._finish_task(task, TaskStatus.COMPLETED, None)
+            self._answer_ready(task, winner["id"])  # type: ignore[attr-defined]  # reviewed first with review_rounds
         elif round_number < task.consensus.max_rounds:
             task.consensus_state = state
             self._open_round(task)

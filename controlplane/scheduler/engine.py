@@ -43,7 +43,7 @@ from controlplane.domain.model import (
 )
 from controlplane.domain.planning import DeterministicPlanner, Planner, validate_plan
 from controlplane.domain.pool import fit_plan
-from controlplane.domain.tasks import combine_outputs
+from controlplane.domain.review import LOOP_KINDS, answer_inputs
 from controlplane.errors import Aborted, FailedPrecondition, InvalidArgument, NotFound
 from controlplane.scheduler.commands import (
     Assign,
@@ -56,6 +56,7 @@ from controlplane.scheduler.agent_side import AgentSide
 from controlplane.scheduler.budgets import Grants, Reservations
 from controlplane.scheduler.consensus import Consensus, with_candidates
 from controlplane.scheduler.pool_side import PoolSide
+from controlplane.scheduler.review import WAITING_REASON, Review
 from controlplane.scheduler.sessions import AgentSession
 from controlplane.scheduler.watching import Watch, Watching
 from controlplane.storage.base import IdempotencyRecord
@@ -85,7 +86,7 @@ class SubmitOutcome:
     created: bool = True
 
 
-class Engine(AgentSide, Consensus, Watching, PoolSide):
+class Engine(AgentSide, Consensus, Review, Watching, PoolSide):
     """Tasks, subtasks, leases and agent sessions of one control plane."""
 
     def __init__(
@@ -117,6 +118,8 @@ class Engine(AgentSide, Consensus, Watching, PoolSide):
         #: Budget shares of running subtasks, and who held which lease (for usage reported late).
         self.reservations = Reservations()
         self.grants = Grants()
+        #: Paces model calls across agents (controlplane.pacing.Pacer; set by build_app), or None.
+        self.pacer: Any = None
         self._late_charges = asyncio.Lock()
         self._running_per_task: dict[str, int] = defaultdict(int)
         self._parked: dict[str, list[tuple[tuple[str, str], Entry]]] = defaultdict(list)
@@ -480,13 +483,20 @@ class Engine(AgentSide, Consensus, Watching, PoolSide):
         return plan
 
     def _ask_planner(self, method: Callable[..., Any], task: Task) -> Any:
-        """Call a planner's ``plan``/``plan_with_usage``, telling it the pool when it takes ``pool``."""
-        if "pool" in inspect.signature(method).parameters:
-            return method(task, pool=self.agent_pool())
-        return method(task)
+        """Call a planner's ``plan``/``plan_with_usage``, telling it the pool when it takes ``pool`` and
+        giving it the pacer of model calls when it takes ``pacer``."""
+        parameters = inspect.signature(method).parameters
+        kwargs: dict[str, Any] = {}
+        if "pool" in parameters:
+            kwargs["pool"] = self.agent_pool()
+        if "pacer" in parameters:
+            kwargs["pacer"] = self.pacer
+        return method(task, **kwargs)
 
     def _plan_and_queue(self, task: Task) -> None:
         """Plan the task now (planners with ``plan_now``) or in the background (model planners)."""
+        if self.awaiting_approval(task):  # planned before a restart: it waits with the plan it showed
+            return
         try:
             planner = next(p for p in self.planners if p.accepts(task))
             plan_now = getattr(planner, "plan_now", None)
@@ -548,6 +558,12 @@ class Engine(AgentSide, Consensus, Watching, PoolSide):
             return
         task.plan = plan
         task.warnings = [*task.warnings, *plan.warnings]
+        if self._await_approval(task):
+            return
+        self._start_plan(task, plan)
+
+    def _start_plan(self, task: Task, plan: ExecutionPlan) -> None:
+        """Make the subtasks of the task's (fitted, validated, perhaps approved) plan and queue the ready ones."""
         subs = self.subtasks.setdefault(task.id, {})
         stamp = now()
         for step in plan.subtasks:
@@ -701,6 +717,9 @@ class Engine(AgentSide, Consensus, Watching, PoolSide):
             self._set_task_status(task, TaskStatus.RUNNING)
         context_limit = self.setting("tasks.context_max_chars")
         combining = sub.kind in (SubtaskKind.SYNTHESIS, SubtaskKind.CANDIDATE)
+        # A review or revision step sees the answer alone; any other step, what it depends on.
+        inputs = answer_inputs(task, siblings, context_limit) if sub.kind in LOOP_KINDS \
+            else step_inputs(task.id, siblings, sub.id, context_limit)
         session.send(
             Assign(
                 ref=Ref(task.id, sub.id, sub.attempt, sub.lease_epoch),
@@ -712,7 +731,7 @@ class Engine(AgentSide, Consensus, Watching, PoolSide):
                 context=task.context,
                 constraints=task.constraints,
                 metadata=dict(task.metadata),
-                inputs=step_inputs(task.id, siblings, sub.id, context_limit),
+                inputs=inputs,
                 resume_checkpoint=sub.checkpoint,
                 deadline=(task.start_time + task.timeout) if task.timeout and task.start_time else None,
                 lease_ttl=self.lease_ttl,
@@ -811,8 +830,7 @@ class Engine(AgentSide, Consensus, Watching, PoolSide):
                 if consensus["round"] == 0:
                     self._open_round(task)
             else:
-                task.output = combine_outputs(list(subs.values()))
-                self._finish_task(task, TaskStatus.COMPLETED, None)
+                self._answer_ready(task)
         else:
             task.update_time = now()
             self.committer.task(task)
@@ -1016,7 +1034,7 @@ class Engine(AgentSide, Consensus, Watching, PoolSide):
             waiting = [d for d in task.depends_on if d in self.tasks and not self.tasks[d].status.finished]
             if waiting:
                 return "waiting for " + ", ".join(f"tasks/{d}" for d in waiting)
-            return "planning"
+            return WAITING_REASON if self.awaiting_approval(task) else "planning"
         reasons = []
         for sub in self.subtasks.get(task.id, {}).values():
             if sub.status != SubtaskStatus.QUEUED:

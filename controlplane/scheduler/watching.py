@@ -15,12 +15,15 @@ from dataclasses import dataclass
 
 from controlplane.domain.events import Event, EventType
 from controlplane.domain.model import Subtask, Task
-from controlplane.errors import ResourceExhausted
+from controlplane.errors import FailedPrecondition, InvalidArgument, ResourceExhausted
 
 
 log = logging.getLogger(__name__)
 
 MAX_PENDING = 10_000  # changes a WatchTask reader may fall behind before it is cut off
+#: The reason of a resume id the server no longer keeps (errors.proto).
+RESUME_POINT_LOST = "ERROR_REASON_RESUME_POINT_LOST"
+_PROGRESS = (EventType.SUBTASK_PROGRESS, EventType.SUBTASK_OUTPUT)
 
 
 @dataclass(eq=False)
@@ -36,8 +39,14 @@ class Watching:
 
     # --- watching -----------------------------------------------------------
 
-    async def watch(self, task_id: str, include_progress: bool = False) -> AsyncIterator[tuple[Event | None, Task, Subtask | None]]:
-        """The task now, then every committed change until it finishes."""
+    async def watch(self, task_id: str, include_progress: bool = False,
+                    after: int | None = None) -> AsyncIterator[tuple[Event | None, Task, Subtask | None]]:
+        """The task now, then every committed change until it finishes.
+
+        With ``after`` (an event sequence number) there is no snapshot first: the kept changes
+        of the task delivered after that event come first (with the task as it is now), then
+        the live ones, none twice (see :meth:`events_after` for the errors).
+        """
         task = await self.get_task(task_id)
         watch = Watch(asyncio.Queue(), include_progress)
         self._watchers[task_id].add(watch)
@@ -47,13 +56,24 @@ class Watching:
             await self.committer.durable()
             task = self.tasks.get(task_id, task)
             snapshot = copy.copy(task)
-            yield None, snapshot, None
+            replayed: set[int] = set()
+            if after is None:
+                yield None, snapshot, None
+            else:
+                # Everything published before the watch was added was delivered by now (after-commit
+                # callbacks run before durable() resolves); what was delivered since is also queued.
+                for event in self.events_after(after):
+                    if event.task_id == task_id and (include_progress or event.type not in _PROGRESS):
+                        replayed.add(event.id)
+                        yield event, snapshot, None
             if snapshot.status.finished:
                 return
             while True:
                 if watch.queue.qsize() > MAX_PENDING:
                     raise ResourceExhausted(f"the watcher fell more than {MAX_PENDING} changes behind; watch again")
                 event, snapshot, sub = await watch.queue.get()
+                if event.id in replayed:
+                    continue
                 yield event, snapshot, sub
                 if event.type == EventType.TASK_STATUS_CHANGED and snapshot.status.finished:
                     return
@@ -65,6 +85,29 @@ class Watching:
                     del self._watchers[task_id]
                     # Only a committed final state may leave memory.
                     self.committer.after_commit(lambda: self._evict(task_id))
+
+    def events_after(self, sequence: int) -> list[Event]:
+        """The kept events delivered after event ``sequence``, in the order they were delivered.
+
+        Events are numbered when they happen but delivered once committed, so the order of
+        delivery (what streams sent) is the one followed, not the numbers'.
+
+        Raises:
+            InvalidArgument: No event with that number has happened yet on this control plane.
+            FailedPrecondition: The event is no longer kept (reason ERROR_REASON_RESUME_POINT_LOST).
+        """
+        kept = self.recent_events
+        for index in range(len(kept) - 1, -1, -1):
+            if kept[index].id == sequence:
+                return [kept[i] for i in range(index + 1, len(kept))]
+        if sequence > self._event_seq or sequence < 0:
+            raise InvalidArgument(f"after_event_id names event {sequence}, which this control plane has not sent "
+                                  f"(the latest is {self._event_seq})", field="after_event_id")
+        oldest = min((event.id for event in kept), default=self._event_seq + 1)
+        raise FailedPrecondition(
+            f"event {sequence} is no longer kept: this control plane keeps its last {kept.maxlen} events "
+            f"(the oldest now is {oldest}); open the stream again without a resume id",
+            reason=RESUME_POINT_LOST, metadata={"oldest_kept": str(oldest)})
 
     def _publish(self, event: Event, task: Task, sub: Subtask | None = None, *, committed: bool = False) -> None:
         """Deliver an event to task watchers and event listeners once it is durable.
@@ -98,7 +141,7 @@ class Watching:
             self.recent_events.append(event)
             if snapshots is not None:
                 for watch in self._watchers.get(event.task_id, ()):
-                    if event.type in (EventType.SUBTASK_PROGRESS, EventType.SUBTASK_OUTPUT) and not watch.include_progress:
+                    if event.type in _PROGRESS and not watch.include_progress:
                         continue
                     watch.queue.put_nowait((event, *snapshots))
             for listener in list(self.event_listeners):

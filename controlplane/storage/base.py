@@ -248,7 +248,10 @@ class WritesNow(Protocol):
     more than that. Such a backend may offer :meth:`write_now`, which the
     control plane calls on its event loop thread for small batches, while the
     storage thread may be busy with something else. The control plane never
-    runs two writes (``write`` or ``write_now``) at once.
+    runs two writes (``write`` or ``write_now``) at once. Only a ``write_now``
+    defined by the backend's class is used, so a wrapper that delegates to
+    another backend by ``__getattr__`` sees every batch in its own ``write``
+    (:func:`controlplane.storage.executor.fast_write`).
     """
 
     def can_write_now(self) -> bool:

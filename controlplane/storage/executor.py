@@ -17,13 +17,29 @@ T = TypeVar("T")
 WRITE_NOW_MAX_ROWS = 24
 
 
+def fast_write(backend: StorageBackend) -> Callable[[WriteBatch], bool] | None:
+    """The backend's :meth:`~controlplane.storage.base.WritesNow.write_now`, if it offers one that can write.
+
+    Only a ``write_now`` defined by the backend's class counts. A wrapper that
+    delegates what it does not define to another backend (``__getattr__``) and
+    defines only ``write`` therefore sees every batch in its ``write``: writes
+    of the engine's state reach a backend through one method.
+    """
+    if not (callable(getattr(type(backend), "write_now", None))
+            and callable(getattr(type(backend), "can_write_now", None))):
+        return None
+    if not isinstance(backend, WritesNow) or not backend.can_write_now():
+        return None
+    return backend.write_now
+
+
 class StorageExecutor:
     """Owns a backend and the single thread that talks to it."""
 
     def __init__(self, backend: StorageBackend):
         self.backend = backend
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="maos-storage")
-        self._write_now = backend.write_now if isinstance(backend, WritesNow) and backend.can_write_now() else None
+        self._write_now = fast_write(backend)
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(*args)`` on the storage thread and return its result."""

@@ -13,7 +13,7 @@
 //        --capabilities text,upper --max-concurrency 4 [--token ...]
 //
 // Options (all optional):
-//   --server HOST:PORT      control plane (env MAOS_ADDR, default 127.0.0.1:7100)
+//   --server HOST:PORT      control plane (env MAOS_SERVER_ADDRESS, default 127.0.0.1:7100)
 //   --type NAME             agent type (default node-upper)
 //   --capabilities a,b      capabilities (default text,upper)
 //   --max-concurrency N     assignments at once, 1-1024 (default 4)
@@ -120,7 +120,7 @@ function parseCommandLine(argv) {
   const { values } = parseArgs({
     args: argv,
     options: {
-      server: { type: "string", default: process.env.MAOS_ADDR || "127.0.0.1:7100" },
+      server: { type: "string", default: process.env.MAOS_SERVER_ADDRESS || process.env.MAOS_ADDR || "127.0.0.1:7100" },
       type: { type: "string", default: "node-upper" },
       capabilities: { type: "string", default: "text,upper" },
       "max-concurrency": { type: "string", default: "4" },

@@ -10,6 +10,9 @@
   ``claude.base_url`` (or ``ANTHROPIC_BASE_URL``); per-type parameters
   ``model``, ``max_tokens``, ``temperature``, ``base_url``, ``max_retries``,
   ``max_retry_wait``, ``timeout``.
+* Every Messages API call runs under a permit of the control plane's pacer
+  (:func:`plugins.claude.client.paced_call`), which holds the whole pool's calls after a
+  429/529 (settings ``models.rate_limits``, ``models.breaker.*``).
 """
 
 from plugins.claude.agents import (

@@ -26,6 +26,11 @@ the stream delivered until then is recorded with ``ctx.spend`` so it is still
 charged. ``max_tokens`` stays within the share of the task's budget the
 assignment carries.
 
+Every call (work and votes) is made under a permit of the control plane's pacer
+(``self.pacer``, set by the worker: :func:`plugins.claude.client.paced_call`), so the pool
+shares the model's rate limits and a 429/529 holds everyone's calls rather than each agent
+retrying on its own.
+
 Agents are warm: :meth:`ClaudeAgent.warm_up` (run by the worker before it
 registers) imports ``anthropic`` and builds the client every call reuses, so
 the first assignment does not pay for them. The types are model-backed
@@ -48,8 +53,16 @@ from typing import Any, ClassVar
 from agent_sdk.agent import Agent
 from agent_sdk.context import Assignment, Ballot, Context, Result, Usage, VoteChoice
 from agent_sdk.errors import BudgetExhausted, PermanentError
-from agent_sdk.types import AgentBacking, AgentTypeSpec, SubtaskKind
-from plugins.claude.client import NO_KEY_MESSAGE, make_client, request_options, translate_error
+from agent_sdk.pacing import Permit
+from agent_sdk.types import AgentBacking, AgentTypeSpec, SubtaskKind, verdict_json
+from plugins.claude.client import (
+    NO_KEY_MESSAGE,
+    make_client,
+    paced_call,
+    report_success,
+    request_options,
+    translate_error,
+)
 from plugins.claude.config import AGENT_ENVIRONMENT, ClaudeConfig, load_plugin_settings, resolve_config
 from plugins.claude.pricing import WEB_SEARCH_MICROS, cost_micros, price_for, usage_cost_micros
 from plugins.claude.tools.base import ClientTool, ToolSource
@@ -322,6 +335,8 @@ class ClaudeAgent(Agent):
         """Run the assignment's tool loop; the final answer, with its tool calls, sources and files."""
         await self.mcp.ready(ctx.log)
         a = ctx.assignment
+        if a.kind == SubtaskKind.REVIEW:
+            return await self.review(ctx)
         system = self.system_blocks(a)
         prompt = user_message_text(a)
         # Fail early, before any tool runs, when the budget cannot cover even the first call.
@@ -450,15 +465,23 @@ class ClaudeAgent(Agent):
                                                   len(system) + len(prompt) + len(str(tool)), VOTE_MAX_TOKENS)
         except BudgetExhausted as exc:
             return _abstention(str(exc))
-        try:
+
+        async def attempt(permit: Permit) -> Any:
             async with self._calls() as client:
-                message = await client.messages.create(
+                raw = await client.messages.with_raw_response.create(
                     model=self.config.model, max_tokens=max_tokens,
                     system=system,
                     messages=[{"role": "user", "content": prompt}],
                     tools=[tool], tool_choice={"type": "tool", "name": "cast_vote"}, timeout=timeout,
                     **request_options(self.config),
                 )
+                answer = await raw.parse()
+            report_success(permit, raw.headers, answer)
+            return answer
+
+        prompt_tokens = int((len(system) + len(prompt) + len(str(tool))) / CHARS_PER_TOKEN) + 1
+        try:
+            message = await paced_call(self.pacer, self.config, prompt_tokens, max_tokens, attempt)
         except Exception as exc:
             error = translate_error(exc)
             if error.error_type == "ApiBadResponse":
@@ -473,6 +496,78 @@ class ClaudeAgent(Agent):
         self.vote_usage.model_calls += 1
         choice = parse_vote(message, ids)
         return replace(choice, usage=usage)
+
+    # --- review (evaluator-optimizer) ------------------------------------------
+
+    async def review(self, ctx: Context) -> Result:
+        """Grade the task's answer (input ``answer``) through the tool ``submit_review`` (a fixed schema).
+
+        The reviewer sees the task's description, context and constraints (the cached system block). The
+        result's output is the verdict as JSON (``maos.v1.ReviewVerdict``); a reply without the tool call is
+        returned as text, which the control plane counts as an approval with a note. API failures raise like
+        :meth:`handle`.
+        """
+        a = ctx.assignment
+        system = self.system_blocks(a)
+        system[0] = {"type": "text", "text": f"{system[0]['text']}\n\nYou are now the reviewer of the task's answer."}
+        prompt = (f"{_section('answer', a.inputs.get('answer', ''))}\n\n"
+                  "Grade the answer above against the task (its description, context and constraints): is it "
+                  "correct, complete and specific, and does it respect every constraint? Give your verdict with "
+                  "the submit_review tool: approve it as it is, or list each change it needs, concretely.")
+        prompt_chars = sum(len(b["text"]) for b in system) + len(prompt) + len(str(REVIEW_TOOL))
+        max_tokens = self.max_tokens_for(a, prompt_chars)
+        max_tokens = min(max_tokens, REVIEW_MAX_TOKENS)
+        ctx.progress(0.0, f"reviewing with {self.config.model}")
+
+        async def attempt(permit: Permit) -> Any:
+            async with self._calls() as client:
+                raw = await client.messages.with_raw_response.create(
+                    model=self.config.model, max_tokens=max_tokens, system=system,
+                    messages=[{"role": "user", "content": prompt}], tools=[REVIEW_TOOL],
+                    tool_choice={"type": "tool", "name": REVIEW_TOOL["name"]}, **request_options(self.config),
+                )
+                answer = await raw.parse()
+            report_success(permit, raw.headers, answer)
+            return answer
+
+        try:  # under a permit of the control plane's pacer, like every model call
+            message = await paced_call(self.pacer, self.config, int(prompt_chars / CHARS_PER_TOKEN) + 1, max_tokens,
+                                       attempt)
+        except Exception as exc:
+            raise translate_error(exc) from exc
+        return Result(output=parse_review(message), usage=self._usage(message))
+
+
+#: Most output tokens of a review (a verdict and a list of changes).
+REVIEW_MAX_TOKENS = 2048
+#: The tool a reviewer answers through (its input is a ``maos.v1.ReviewVerdict``).
+REVIEW_TOOL: dict[str, Any] = {
+    "name": "submit_review",
+    "description": "Give your verdict on the answer: approve it, or list the changes it needs.",
+    "input_schema": {
+        "type": "object",
+        "properties": {
+            "approved": {"type": "boolean", "description": "True when the answer meets the task as it is."},
+            "changes": {"type": "array", "items": {"type": "string"},
+                        "description": "Each change the answer needs (empty when approved)."},
+            "summary": {"type": "string", "description": "Your judgement of the answer in one or two sentences."},
+        },
+        "required": ["approved", "changes", "summary"],
+    },
+}
+
+
+def parse_review(message: Any) -> str:
+    """The verdict of a ``submit_review`` tool call as JSON, or the reply's text when there is none."""
+    blocks = getattr(message, "content", None) or []
+    call = next((b for b in blocks if getattr(b, "type", "") == "tool_use"
+                 and getattr(b, "name", "") == REVIEW_TOOL["name"]), None)
+    data = getattr(call, "input", None)
+    if not isinstance(data, Mapping) or not isinstance(data.get("approved"), bool):
+        return "".join(getattr(b, "text", "") for b in blocks if getattr(b, "type", "") == "text")
+    changes = data.get("changes")
+    return verdict_json(data["approved"], [c for c in changes if isinstance(c, str)] if isinstance(changes, list)
+                        else [], data["summary"] if isinstance(data.get("summary"), str) else "")
 
 
 def _abstention(why: str) -> VoteChoice:

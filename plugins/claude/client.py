@@ -1,32 +1,40 @@
-"""The Messages API client the plugin uses, and how its errors become agent errors.
+"""The Messages API client the plugin uses, its paced retries, and how its errors become agent errors.
 
-* 429 (rate limit), 529 (overloaded), 408/409/5xx and connection failures are
-  retryable. The SDK retries them itself ``max_retries`` times, sleeping what
-  the server's ``retry-after-ms`` / ``retry-after`` asks; once those retries are
-  used up (or the server asks for more than ``max_retry_wait`` seconds, which
-  is not worth holding an agent slot for) the agent raises
-  :class:`agent_sdk.errors.RetryableError` with ``retry_after`` set from the
-  same headers, so the control plane retries later.
+* Every call takes a permit from the control plane's pacer first (:func:`paced_call`,
+  :mod:`agent_sdk.pacing`), and reports how it went: status, ``retry-after`` and the
+  ``anthropic-ratelimit-*`` headers, tokens used. The SDK's own retries are off (``max_retries=0``):
+  the plugin retries instead, ``max_retries`` times, each retry under a new permit, so a 429 or 529
+  holds every agent's calls to the model (the breaker) rather than each agent retrying on its own.
+* 429 (rate limit), 529 (overloaded), 408/409/5xx and connection failures are retryable. Without a
+  pacing control plane (:data:`agent_sdk.pacing.UNPACED`) a retry sleeps what the server's
+  ``retry-after-ms`` / ``retry-after`` asks, else an exponential backoff. A wait longer than
+  ``max_retry_wait`` seconds (not worth holding an agent slot for) ends the attempt with
+  :class:`agent_sdk.errors.RetryableError` carrying ``retry_after``, so the control plane retries
+  later; under a pacer, a permit not granted within ``max_retry_wait`` does the same
+  (:class:`agent_sdk.pacing.ModelCallDeferred`, which does not spend one of the task's retries).
 * 400, 401, 402, 403, 404, 413, 422 and other client errors are permanent:
   another attempt sends the same request.
 """
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import json
 import sys
 import time
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from agent_sdk.errors import AgentError, PermanentError, RetryableError
+from agent_sdk.pacing import ModelPacer, Permit
 from plugins.claude.config import ClaudeConfig
 
 if TYPE_CHECKING:
     import anthropic
 
 _RETRYABLE_TYPES = {"rate_limit_error", "overloaded_error", "api_error", "timeout_error"}
+T = TypeVar("T")
 
 
 #: What to do when no key is set (used by errors and by the agent types' precondition).
@@ -39,50 +47,6 @@ class NoApiKeyError(PermanentError):
 
     def __init__(self) -> None:
         super().__init__(NO_KEY_MESSAGE, error_type="NoApiKey")
-
-
-class DeferredRetry(Exception):
-    """The server asked to wait longer than ``max_retry_wait``: give up now, retry later.
-
-    Raised by :class:`DeferLongWaits` inside the SDK's retry loop; it is not an
-    SDK error type, so the SDK does not retry it.
-    """
-
-    def __init__(self, status: int, retry_after: float, message: str):
-        super().__init__(message)
-        self.status = status
-        self.retry_after = retry_after
-        self.message = message
-
-
-class DeferLongWaits:
-    """SDK middleware: a 429/529/503 asking for more than ``limit`` seconds raises :class:`DeferredRetry`."""
-
-    def __init__(self, limit: float):
-        self.limit = limit
-
-    async def __call__(self, request: Any, call_next: Any) -> Any:
-        response = await call_next(request)
-        http = getattr(response, "http_response", None)
-        if http is None or http.status_code not in (429, 503, 529):
-            return response
-        wait = retry_after_seconds(http.headers)
-        if wait is None or wait <= self.limit:
-            return response
-        try:
-            await http.aread()
-            message = _body_message(http.json()) or http.text
-        except Exception:  # noqa: BLE001 - the body is only used for the message
-            message = ""
-        finally:
-            await http.aclose()
-        raise DeferredRetry(http.status_code, wait, message or f"HTTP {http.status_code}")
-
-
-def _body_message(body: Any) -> str:
-    if isinstance(body, Mapping) and isinstance(body.get("error"), Mapping):
-        return str(body["error"].get("message") or "")
-    return ""
 
 
 def make_client(config: ClaudeConfig) -> anthropic.AsyncAnthropic:
@@ -98,10 +62,66 @@ def make_client(config: ClaudeConfig) -> anthropic.AsyncAnthropic:
     return anthropic.AsyncAnthropic(
         api_key=config.api_key,
         base_url=config.base_url or None,
-        max_retries=config.max_retries,
+        max_retries=0,  # retries are paced by paced_call
         timeout=config.timeout,
-        middleware=[DeferLongWaits(config.max_retry_wait)],
     )
+
+
+def answer_facts(exc: BaseException) -> tuple[int, float | None, Mapping[str, str]] | None:
+    """The HTTP status (0: no answer), retry-after and headers of a failed call; None if it was no API failure."""
+    import anthropic
+
+    if isinstance(exc, anthropic.APIStatusError):
+        headers = exc.response.headers if exc.response is not None else {}
+        status = exc.status_code
+        if status < 400:  # an error event in a streamed answer: the status its type stands for
+            status = {"overloaded_error": 529, "rate_limit_error": 429}.get(getattr(exc, "type", None) or "", 500)
+        return status, retry_after_seconds(headers), headers
+    if isinstance(exc, anthropic.APIConnectionError) or _is_transport_error(exc):  # timeouts included
+        return 0, None, {}
+    return None
+
+
+async def paced_call(pacer: ModelPacer, config: ClaudeConfig, input_tokens: int, output_tokens: int,
+                     attempt: Callable[[Permit], Awaitable[T]], *, may_retry: Callable[[], bool] = lambda: True) -> T:
+    """Run ``attempt`` (one Messages API call) under a permit, retrying retryable failures (module docstring).
+
+    ``attempt`` reports its own success (``permit.report(200, headers=..., ...)``: it alone has the
+    answer's headers and usage); failures are reported here. ``may_retry`` says whether another
+    attempt may be made after a failure (not once a streamed answer was partly delivered).
+
+    Raises:
+        AgentError: The call failed (translated by :func:`translate_error`), or no permit came in time.
+    """
+    retries = 0
+    while True:
+        async with pacer.call(config.model, input_tokens, output_tokens, max_wait=config.max_retry_wait) as permit:
+            try:
+                return await attempt(permit)
+            except Exception as exc:
+                facts = answer_facts(exc)
+                if facts is None:
+                    raise
+                status, retry_after, headers = facts
+                permit.report(status, retry_after=retry_after, headers=headers)
+                error, cause = translate_error(exc), exc
+                if not error.retryable or retries >= config.max_retries or not may_retry():
+                    raise
+        retries += 1
+        if pacer.paced and status in (429, 529):
+            continue  # the next permit waits for the model's breaker
+        wait = retry_after if retry_after is not None else min(8.0, 0.5 * 2 ** (retries - 1))
+        if wait > config.max_retry_wait:
+            raise error from cause
+        await asyncio.sleep(wait)
+
+
+def report_success(permit: Permit, headers: Mapping[str, str], message: Any) -> None:
+    """Report a call that answered: its headers, and the input (uncached plus cache writes) and output tokens."""
+    usage = getattr(message, "usage", None)
+    input_tokens = int(getattr(usage, "input_tokens", 0) or 0) + int(getattr(usage, "cache_creation_input_tokens", 0) or 0)
+    permit.report(200, headers=headers, input_tokens=input_tokens,
+                  output_tokens=int(getattr(usage, "output_tokens", 0) or 0))
 
 
 def request_options(config: ClaudeConfig) -> dict[str, Any]:
@@ -137,10 +157,6 @@ def translate_error(exc: BaseException) -> AgentError:
 
     if isinstance(exc, AgentError):
         return exc
-    if isinstance(exc, DeferredRetry):
-        kind, what = ("RateLimited", "rate limit") if exc.status == 429 else ("Overloaded", "overloaded")
-        return RetryableError(f"Messages API {what} ({exc.status}), retry after {exc.retry_after:g} s: "
-                              f"{exc.message}", retry_after=exc.retry_after, error_type=kind)
     if isinstance(exc, anthropic.APIStatusError):
         status = exc.status_code
         error_type = getattr(exc, "type", None) or ""

@@ -22,10 +22,11 @@ from typing import Any
 #: deprecated by the SDK.
 DEFAULT_MODEL = "claude-sonnet-4-6"
 DEFAULT_MAX_TOKENS = 4096
-#: Retries the SDK makes itself (429/529/5xx/connection errors, honouring retry-after) before the
+#: Retries of one call (429/529/5xx/connection errors), each under a new permit of the pacer, before the
 #: agent reports a RetryableError so the control plane retries later.
 DEFAULT_MAX_RETRIES = 2
-#: The longest retry-after (seconds) the SDK waits in-process; a longer one is handed to the control plane.
+#: The longest (seconds) an agent waits in-process, for a permit or a retry-after; past it the work is
+#: handed back to the control plane.
 DEFAULT_MAX_RETRY_WAIT = 10.0
 #: Seconds one HTTP attempt may take (the SDK's read timeout).
 DEFAULT_TIMEOUT = 600.0
@@ -134,6 +135,39 @@ def resolve_config(
     if defaults:
         config = config.with_params(defaults)
     return config.with_params(params or {})
+
+
+def settings_options() -> list[Any]:
+    """The plugin's settings, the ``claude`` section of config.yml (``register_settings``)."""
+    from controlplane.config import (
+        Option,
+        parse_bool,
+        parse_domains,
+        parse_positive_duration,
+        parse_positive_int,
+        parse_text,
+    )
+
+    return [
+        Option("claude.api_key", parse_text, "",
+               "Anthropic API key (or ANTHROPIC_API_KEY / CLAUDE_API_KEY)."),
+        Option("claude.model", parse_text, "", "Model for Claude-backed agents; empty means the default."),
+        Option("claude.base_url", parse_text, "", "Messages API base URL; empty means Anthropic's."),
+        Option("claude.tools.max_turns", parse_positive_int, 20,
+               "Most model calls one step's tool loop makes; a loop still calling tools then fails, saying so."),
+        Option("claude.tools.max_seconds", parse_positive_duration, 900.0,
+               "Longest wall time of one step's tool loop (seconds, or 15m)."),
+        Option("claude.web_search.enabled", parse_bool, True, "Offer researchers Anthropic's server-side web search."),
+        Option("claude.web_search.max_uses", parse_positive_int, 5, "Most web searches per model call."),
+        Option("claude.web_fetch.enabled", parse_bool, True, "Offer researchers Anthropic's server-side web fetch."),
+        Option("claude.web_fetch.max_uses", parse_positive_int, 5, "Most pages fetched per model call."),
+        Option("claude.web.allowed_domains", parse_domains, [],
+               "Only these domains are searched and fetched (a list, or comma-separated); empty: any."),
+        Option("claude.web.blocked_domains", parse_domains, [],
+               "Domains never searched or fetched (ignored when allowed_domains is set)."),
+        Option("claude.code_execution.enabled", parse_bool, True,
+               "Offer coders and testers Anthropic's server-side code execution (a sandbox on the API's side)."),
+    ]
 
 
 def load_plugin_settings() -> Any:

@@ -30,9 +30,11 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Mapping
-from typing import Any
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
 from agent_sdk.context import Usage
+from agent_sdk.pacing import UNPACED, ModelPacer, Permit
 from controlplane.domain.model import ExecutionPlan, PlannedSubtask, SubtaskKind, Task
 from controlplane.domain.planning import (
     SYNTHESIS_CAPABILITY,
@@ -41,9 +43,12 @@ from controlplane.domain.planning import (
     validate_plan,
 )
 from controlplane.domain.pool import AgentPool
-from plugins.claude.client import make_client, request_options, translate_error
+from plugins.claude.client import make_client, paced_call, report_success, request_options, translate_error
 from plugins.claude.config import ClaudeConfig
 from plugins.claude.pricing import price_for, usage_cost_micros
+
+if TYPE_CHECKING:
+    from controlplane.pacing import Pacer
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +62,8 @@ PLANNER_MIN_TOKENS = 256
 #: Characters of each dependency's result the planner sees (every step sees it in full, within bounds).
 PLANNER_DEPENDENCY_CHARS = 2000
 PLANNER_TIMEOUT = 120.0
+#: The longest the planning call waits for a permit while the model is paced (within tasks.planning_timeout).
+PLANNER_PERMIT_WAIT = 30.0
 _KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,62}$")
 _CAPABILITY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-.:]{0,62}$")
 _TITLE_LIMIT = 80
@@ -150,24 +157,27 @@ class ClaudePlanner:
         """Only when an API key is configured (offline installs use the deterministic planner)."""
         return bool(self.config.api_key)
 
-    async def plan(self, task: Task, pool: AgentPool | None = None) -> ExecutionPlan:
+    async def plan(self, task: Task, pool: AgentPool | None = None, pacer: Pacer | None = None) -> ExecutionPlan:
         """The model's plan, or the deterministic plan with a warning."""
-        plan, _ = await self.plan_with_usage(task, pool=pool)
+        plan, _ = await self.plan_with_usage(task, pool=pool, pacer=pacer)
         return plan
 
-    async def plan_with_usage(self, task: Task, pool: AgentPool | None = None) -> tuple[ExecutionPlan, Usage]:
+    async def plan_with_usage(self, task: Task, pool: AgentPool | None = None,
+                              pacer: Pacer | None = None) -> tuple[ExecutionPlan, Usage]:
         """The plan and the tokens/cost the planning call used (to charge to the task).
 
         Args:
             task: The task to plan.
             pool: The agent types connected or launchable (None: the five Claude types are assumed).
+            pacer: The control plane's pacer of model calls: the planning call takes a permit like an
+                agent's calls (None: unpaced).
         """
         usage = Usage()
         max_tokens = self.planning_max_tokens(task)
         if max_tokens < PLANNER_MIN_TOKENS:
             return self._fallback(task, "the task's budget leaves too little for a model plan"), usage
         try:
-            message = await self._ask(task, pool, max_tokens)
+            message = await self._ask(task, pool, max_tokens, pacer.model_pacer() if pacer is not None else UNPACED)
         except Exception as exc:  # noqa: BLE001 - any failure means the deterministic plan
             return self._fallback(task, f"the Messages API call failed ({translate_error(exc)})"), usage
         u = message.usage
@@ -202,7 +212,8 @@ class ClaudePlanner:
     def _width_limit(self, task: Task) -> int:
         return max(1, min(task.max_agents, self.max_fanout))
 
-    async def _ask(self, task: Task, pool: AgentPool | None = None, max_tokens: int = PLANNER_MAX_TOKENS) -> Any:
+    async def _ask(self, task: Task, pool: AgentPool | None = None, max_tokens: int = PLANNER_MAX_TOKENS,
+                   pacer: ModelPacer = UNPACED) -> Any:
         width = self._width_limit(task)
         offered = offered_types(pool, task)
         capabilities = "\n".join(f"  - {name}: {', '.join(caps) or name}" for name, caps in offered.items())
@@ -220,14 +231,23 @@ class ClaudePlanner:
             lines.append(f'The work steps of this task run on "{wanted}" agents; use capability "{wanted}" '
                          f'for them (and "{SYNTHESIS_CAPABILITY}" for the synthesis step).')
         lines.append("Plan this task and submit the plan with submit_plan.")
-        config = self.config
-        async with make_client(config) as client:
-            return await client.messages.create(
-                model=config.model, max_tokens=max_tokens,
-                system=system, messages=[{"role": "user", "content": "\n\n".join(lines)}],
-                tools=[plan_tool(self.max_subtasks)], tool_choice={"type": "tool", "name": "submit_plan"},
-                timeout=min(config.timeout, PLANNER_TIMEOUT), **request_options(config),
-            )
+        config = replace(self.config, max_retry_wait=max(self.config.max_retry_wait, PLANNER_PERMIT_WAIT))
+        text = "\n\n".join(lines)
+
+        async def attempt(permit: Permit) -> Any:
+            async with make_client(config) as client:
+                raw = await client.messages.with_raw_response.create(
+                    model=config.model, max_tokens=max_tokens,
+                    system=system, messages=[{"role": "user", "content": text}],
+                    tools=[plan_tool(self.max_subtasks)], tool_choice={"type": "tool", "name": "submit_plan"},
+                    timeout=min(config.timeout, PLANNER_TIMEOUT), **request_options(config),
+                )
+                answer = await raw.parse()
+            report_success(permit, raw.headers, answer)
+            return answer
+
+        prompt_tokens = int((len(system) + len(text)) / 3.5) + 500  # the tool schema
+        return await paced_call(pacer, config, prompt_tokens, max_tokens, attempt)
 
     def _fallback(self, task: Task, why: str) -> ExecutionPlan:
         plan = self.fallback.plan_now(task)

@@ -10,7 +10,7 @@ from typing import Any
 
 from controlplane.hookspecs import hookimpl
 from plugins.claude.agents import agent_type_specs
-from plugins.claude.config import resolve_config
+from plugins.claude.config import resolve_config, settings_options
 from plugins.claude.planner import ClaudePlanner
 
 
@@ -19,6 +19,12 @@ def _max_fanout(settings: Any) -> int:
         return int(settings["tasks.max_fanout"])
     except (KeyError, TypeError):
         return 256
+
+
+@hookimpl
+def register_settings() -> list[Any]:
+    """The ``claude`` section: api_key, model, base_url."""
+    return settings_options()
 
 
 @hookimpl

@@ -22,7 +22,10 @@ EXPECTED = [
     "Context",
     "DependencyResult",
     "MaosRpcError",
+    "ModelCallDeferred",
+    "ModelPacer",
     "PermanentError",
+    "Permit",
     "Result",
     "RetryableError",
     "SharedState",
@@ -34,6 +37,7 @@ EXPECTED = [
     "Worker",
     "run_agent",
     "tls_credentials",
+    "verdict_json",
 ]
 
 
@@ -46,10 +50,11 @@ def test_every_export_resolves_to_its_home_module() -> None:
     homes = {
         "Agent": "agent_sdk.agent", "AgentEnvironment": "agent_sdk.testing", "AgentError": "agent_sdk.errors",
         "AgentTypeSpec": "agent_sdk.types",
-        "AgentBacking": "agent_sdk.types", "SubtaskKind": "agent_sdk.types",
+        "AgentBacking": "agent_sdk.types", "SubtaskKind": "agent_sdk.types", "verdict_json": "agent_sdk.types",
         "Client": "agent_sdk.client", "MaosRpcError": "agent_sdk.errors",
         "PermanentError": "agent_sdk.errors", "RetryableError": "agent_sdk.errors",
         "BudgetExhausted": "agent_sdk.errors",
+        "ModelPacer": "agent_sdk.pacing", "Permit": "agent_sdk.pacing", "ModelCallDeferred": "agent_sdk.pacing",
         "TaskSubmitter": "agent_sdk.submitter", "Worker": "agent_sdk.worker",
         "run_agent": "agent_sdk.runner", "tls_credentials": "agent_sdk.tls",
     }

@@ -112,9 +112,9 @@ async def test_over_tls_every_address_is_checked_for_the_first_addresss_name(tmp
 
 async def maos(address: str, home: Path, *args: str) -> tuple[int, str, str]:
     """A real ``maos`` process."""
-    env = {**os.environ, "MAOS_HOME": str(home), "MAOS_ADDR": address, "NO_COLOR": "1",
+    env = {**os.environ, "MAOS_HOME": str(home), "MAOS_SERVER_ADDRESS": address, "NO_COLOR": "1",
            "PYTHONPATH": os.getcwd()}
-    for name in ("MAOS_TOKEN", "MAOS_TLS", "MAOS_TLS_CA", "MAOS_CLIENT_TLS_ENABLED", "MAOS_SERVER_ADDRESS"):
+    for name in ("MAOS_TOKEN", "MAOS_TLS", "MAOS_TLS_CA", "MAOS_CLIENT_TLS_ENABLED", "MAOS_ADDR"):
         env.pop(name, None)
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "cli.main", *args, env=env,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from controlplane.config import DEFAULT_CONFIG_YML, load_settings, parse_value
+from controlplane.config import DEFAULT_CONFIG_YML, known_options, load_settings, parse_value
 from controlplane.errors import InvalidArgument
 
 
@@ -53,7 +53,7 @@ def test_postgres_urls_use_psycopg(tmp_path: Path) -> None:
 )
 def test_bad_values_are_rejected_with_the_key(key: str, value: str, message: str) -> None:
     with pytest.raises(InvalidArgument, match=message):
-        parse_value(key, value)
+        parse_value(key, value, known_options())
 
 
 def test_a_bad_environment_value_fails_loading(tmp_path: Path) -> None:

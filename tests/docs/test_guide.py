@@ -62,6 +62,7 @@ def test_the_guide_has_few_blocks_it_does_not_run_and_says_why() -> None:
     assert len(skipped) <= MOST_NOT_RUN * len(found), [b.line for b in skipped]
 
 
+@pytest.mark.timeout(360)  # every block of the guide runs as a user would: a long, real session
 def test_every_block_of_the_guide_runs(tmp_path: Path) -> None:
     maos = shutil.which("maos", path=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
     assert maos, "the maos command is not installed (pip install -e .)"

@@ -140,6 +140,39 @@ def echo_responder(request: dict[str, Any]) -> Reply:
     return MessageReply(content=[{"type": "text", "text": _text_of(users[-1]) if users else ""}])
 
 
+def offers_tool(request: Mapping[str, Any], name: str) -> bool:
+    """Whether a request offers the tool ``name`` (``submit_review``, ``cast_vote``, ``submit_plan``)."""
+    return any(isinstance(t, dict) and t.get("name") == name for t in request.get("tools") or [])
+
+
+class ReviewScript:
+    """A responder that answers review requests (those offering ``submit_review``) with scripted verdicts.
+
+    Each verdict is ``True`` (approve) or a list of changes; once they run out, reviews approve. Every other
+    request goes to ``fallback`` (default: :func:`echo_responder`), so work, synthesis and revision steps of
+    several agents may interleave with the reviews in any order.
+    """
+
+    def __init__(self, verdicts: list[bool | list[str]], fallback: Responder | None = None) -> None:
+        self.verdicts: deque[bool | list[str]] = deque(verdicts)
+        self.fallback: Responder = fallback or echo_responder
+        self.reviews = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, request: dict[str, Any]) -> Reply | str:
+        if not offers_tool(request, "submit_review"):
+            return self.fallback(request)
+        with self._lock:
+            self.reviews += 1
+            verdict = self.verdicts.popleft() if self.verdicts else True
+        approved = verdict is True
+        changes = [] if approved else list(verdict)  # type: ignore[arg-type]
+        block = {"type": "tool_use", "id": f"toolu_{uuid.uuid4().hex[:24]}", "name": "submit_review",
+                 "input": {"approved": approved, "changes": changes,
+                           "summary": "good as it is" if approved else "needs changes"}}
+        return MessageReply([block], stop_reason="tool_use")
+
+
 def _validate(body: Any) -> str | None:
     """Returns an ``invalid_request_error`` message, or None if the body is acceptable."""
     if not isinstance(body, dict):
@@ -377,7 +410,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _start(self, status: int, headers: Mapping[str, str]) -> None:
         self.send_response(status)
-        for name, value in {"request-id": f"req_{uuid.uuid4().hex[:24]}", **headers}.items():
+        extra = self.server.api.rate_limit_headers
+        for name, value in {"request-id": f"req_{uuid.uuid4().hex[:24]}", **extra, **headers}.items():
             self.send_header(name, value)
         self.end_headers()
 
@@ -422,6 +456,12 @@ class MessagesAPIServer:
         self._stop_event = threading.Event()
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
+        #: Headers every answer carries, e.g. ``anthropic-ratelimit-requests-limit`` (see :meth:`overload`).
+        self.rate_limit_headers: dict[str, str] = {}
+        self._storm: tuple[float, int, float] | None = None  # (until, status, retry_after)
+        self._storm_trigger: tuple[Callable[[dict[str, Any]], bool], float, int, float] | None = None
+        #: Answers given by the storm of :meth:`overload` (arrival times, monotonic).
+        self.storm_answers: list[float] = []
 
     def start(self) -> MessagesAPIServer:
         """Binds an ephemeral port and serves in a background thread; returns ``self``."""
@@ -482,6 +522,12 @@ class MessagesAPIServer:
         content = ([{"type": "text", "text": text}] if text else []) + [block]
         kwargs.setdefault("stop_reason", "tool_use")
         self.push(MessageReply(content, **kwargs))
+
+    def push_review(self, approved: bool, changes: list[str] | tuple[str, ...] = (), summary: str = "",
+                    **kwargs: Any) -> None:
+        """Queues a reviewer's verdict: a ``submit_review`` tool call approving or listing ``changes``."""
+        self.push_tool_use("submit_review", {"approved": approved, "changes": list(changes), "summary": summary},
+                           **kwargs)
 
     def push_error(
         self, status: int, message: str | None = None, *, error_type: str | None = None,
@@ -556,8 +602,38 @@ class MessagesAPIServer:
             record.disconnected = True
             self._cond.notify_all()
 
+    def overload(self, seconds: float, *, status: int = 529, retry_after: float = 1.0) -> None:
+        """For the next ``seconds``, answer every Messages request with ``status`` and ``retry-after``.
+
+        A storm as the real API has them (529 overloaded, or 429 rate limited), scripted replies and the
+        responder wait until it ends; :attr:`storm_answers` records when each storm answer was given.
+        """
+        with self._cond:
+            self._storm = (time.monotonic() + seconds, status, retry_after)
+
+    def overload_when(self, trigger: Callable[[dict[str, Any]], bool], seconds: float, *, status: int = 529,
+                      retry_after: float = 1.0) -> None:
+        """Start an :meth:`overload` storm at the first Messages request for which ``trigger(body)`` holds
+        (that request gets the storm's first answer)."""
+        with self._cond:
+            self._storm_trigger = (trigger, seconds, status, retry_after)
+
+    @property
+    def storming(self) -> bool:
+        """Whether a storm of :meth:`overload` is on now."""
+        with self._cond:
+            return self._storm is not None and time.monotonic() < self._storm[0]
+
     def _next_reply(self, request: dict[str, Any]) -> Reply:
         with self._cond:
+            if self._storm_trigger is not None and self._storm_trigger[0](request):
+                _, seconds, status, retry_after = self._storm_trigger
+                self._storm, self._storm_trigger = (time.monotonic() + seconds, status, retry_after), None
+            if self._storm is not None and time.monotonic() < self._storm[0]:
+                _, status, retry_after = self._storm
+                self.storm_answers.append(time.monotonic())
+                return ErrorReply(status, None, "scripted storm", {
+                    "retry-after-ms": str(int(retry_after * 1000)), "retry-after": str(max(1, math.ceil(retry_after)))})
             if self._queue:
                 return self._queue.popleft()
         reply = self.responder(request)

@@ -336,3 +336,47 @@ def test_count_tokens_and_models(server: MessagesAPIServer) -> None:
     assert count.input_tokens == 4  # "be brief" + "Say hello"
     assert [m.id for m in models.data] and all(m.type == "model" for m in models.data)
     assert [r.path for r in server.requests] == ["/v1/messages/count_tokens", "/v1/models"]
+
+
+def test_an_overload_storm_answers_every_call_until_it_ends(server: MessagesAPIServer) -> None:
+    server.rate_limit_headers = {"anthropic-ratelimit-requests-limit": "50",
+                                 "anthropic-ratelimit-requests-remaining": "49"}
+    server.push_text("after the storm")
+    server.overload(0.3, status=529, retry_after=0.25)
+    with make_client(server) as client:
+        for _ in range(2):
+            with pytest.raises(anthropic.OverloadedError) as info:
+                client.messages.create(model=MODEL, max_tokens=8, messages=USER)
+            headers = info.value.response.headers
+            assert headers["retry-after-ms"] == "250" and headers["retry-after"] == "1"
+            assert headers["anthropic-ratelimit-requests-limit"] == "50"
+        assert server.storming and len(server.storm_answers) == 2
+        deadline = time.monotonic() + 5
+        while server.storming and time.monotonic() < deadline:
+            time.sleep(0.02)
+        raw = client.messages.with_raw_response.create(model=MODEL, max_tokens=8, messages=USER)
+        assert raw.headers["anthropic-ratelimit-requests-remaining"] == "49"
+        assert raw.parse().content[0].text == "after the storm"  # the scripted reply waited
+    assert len(server.storm_answers) == 2
+
+
+def test_scripted_review_verdicts_answer_only_review_requests(server: MessagesAPIServer) -> None:
+    from tests.harness.messages_api import ReviewScript
+
+    tool = {"name": "submit_review", "input_schema": {"type": "object"}}
+    client = make_client(server)
+    server.push_review(False, ["add a source"], summary="close")
+    pushed = client.messages.create(model="m", max_tokens=64, messages=[{"role": "user", "content": "grade"}],
+                                    tools=[tool])
+    (block,) = pushed.content
+    assert isinstance(block, ToolUseBlock) and block.name == "submit_review"
+    assert block.input == {"approved": False, "changes": ["add a source"], "summary": "close"}
+
+    server.responder = ReviewScript([["shorter"], True])
+    work = client.messages.create(model="m", max_tokens=64, messages=[{"role": "user", "content": "draft it"}])
+    assert isinstance(work.content[0], TextBlock) and work.content[0].text == "draft it"  # echoed
+    verdicts = [client.messages.create(model="m", max_tokens=64, tools=[tool],
+                                       messages=[{"role": "user", "content": "grade"}]).content[0].input
+                for _ in range(3)]
+    assert [(v["approved"], v["changes"]) for v in verdicts] == [(False, ["shorter"]), (True, []), (True, [])]
+    assert server.responder.reviews == 3

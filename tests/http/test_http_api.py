@@ -149,6 +149,32 @@ async def test_bad_input_is_a_json_status_and_changes_nothing(http_plane: App, h
             assert any(f == field or f.endswith(field) for f in fields), (field, response.text)
         assert response.json()["message"]
     assert await _count_tasks(http_plane) == 0
+    # The guide's and the API examples' paths name the fields as their own bodies and paths do.
+    alias_cases = [
+        (await http.post("/api/tasks", json={"description": "x", "priority": "URGENT"}), "priority"),
+        (await http.post("/api/tasks", json={"description": "x", "max_agents": "four"}), "max_agents"),
+        (await http.post("/api/tasks", json={"description": "x", "max_agents": 100000}), "max_agents"),
+        (await http.post("/api/tasks", json={"description": "", "type": "analysis"}), "description"),
+        (await http.post("/api/tasks", json={"descripton": "x"}), "descripton"),
+        (await http.post("/api/tasks", json=["x"]), "body"),
+        (await http.post("/api/v1/tasks", json={"description": "x", "priority": 7}), "priority"),
+        (await http.get("/api/tasks/bad$id"), "task_id"),
+        (await http.get("/api/tasks/bad$id/results"), "task_id"),
+        (await http.call("DELETE", "/api/v1/tasks/bad$id"), "task_id"),
+        (await http.get("/api/v1/tasks", params={"page_size": "abc"}), "page_size"),
+        (await http.get("/api/v1/tasks", params={"statuses": "NOPE"}), "statuses"),
+        (await http.post("/api/v1/agents", json={"agent_type": "echo", "count": -1}), "count"),
+        (await http.post("/api/v1/agents", json={"agent_type": "nosuch", "count": 1}), "agent_type"),
+        (await http.get("/api/v1/system/metrics", params={"category": "nope"}), "category"),
+        (await http.get("/health/detailed", params={"x": "1"}), "x"),
+    ]
+    for response, field in alias_cases:
+        assert response.status_code == 400, (field, response.status_code, response.text[:300])
+        code, reason, fields = error_of(response)
+        assert code == 3 and reason and response.json()["message"], response.text
+        assert fields == [field], (field, response.text)
+    assert await _count_tasks(http_plane) == 0
+    assert (await http.get("/api/v1/agents")).json().get("agents", []) == []
     missing = await http.get("/v1/tasks/t0000")
     assert missing.status_code == 404 and error_of(missing)[:2] == (5, "ERROR_REASON_TASK_NOT_FOUND")
     wrong_verb = await http.call("PUT", "/v1/tasks")

@@ -48,3 +48,12 @@ def test_every_hook_states_firstresult_and_awaitable_behaviour() -> None:
         assert "firstresult" in section and "Awaitable" in section, (
             f"the section of {name} omits its call semantics")
         assert "```python" in section, f"the section of {name} has no example"
+
+
+GUIDE = DOCS.parent / "plugins.md"
+
+
+@pytest.mark.parametrize("name", sorted(hook_signatures()))
+def test_the_plugin_authors_guide_lists_every_hook_with_its_signature(name: str) -> None:
+    assert f"`{hook_signatures()[name]}`" in GUIDE.read_text(), (
+        f"docs/plugins.md does not list the hook {hook_signatures()[name]} in its table")

@@ -33,9 +33,11 @@ from controlplane.api.context import caller_var, current_principal
 from controlplane.api.pb import errors_pb, gateway_grpc, gateway_pb, messages_pb
 from controlplane.domain.limits import Limits, check_bytes, clip_bytes, map_size, quote, size_of
 from controlplane.domain.model import AgentInfo
+from controlplane.domain.model_limits import CallOutcome
 from controlplane.domain.tasks import valid_type_name
 from controlplane.errors import FailedPrecondition, InvalidArgument, Unauthenticated
 from controlplane.logbook import LogBook, LogEntry
+from controlplane.pacing import Deferred, Pacer
 from controlplane.scheduler.commands import (
     Ack,
     Assign,
@@ -43,6 +45,7 @@ from controlplane.scheduler.commands import (
     Committed,
     DrainAgent,
     PauseAgent,
+    PermitReply,
     Ref,
     ResumeAgent,
     StateReply,
@@ -179,6 +182,11 @@ def command_to_pb(command: Any) -> gateway_pb.ConnectResponse:
             request_id=command.request_id, found=command.found, value=command.value, version=command.version,
             error=errors_pb.ErrorReason.Value(command.error) if command.error else 0,
             error_message=command.message))
+    if isinstance(command, PermitReply):
+        return gateway_pb.ConnectResponse(permit=gateway_pb.ModelPermit(
+            request_id=command.request_id, granted=command.granted, permit_id=command.permit_id,
+            waited=convert.duration(command.waited), retry_after=convert.duration(command.retry_after),
+            reason=command.reason))
     if isinstance(command, CancelWork):
         return gateway_pb.ConnectResponse(cancel=gateway_pb.Cancel(ref=ref_to_pb(command.ref), reason=command.reason))
     if isinstance(command, DrainAgent):
@@ -190,6 +198,11 @@ def command_to_pb(command: Any) -> gateway_pb.ConnectResponse:
     if isinstance(command, ResumeAgent):
         return gateway_pb.ConnectResponse(resume=gateway_pb.Resume())
     raise TypeError(f"unknown agent command {command!r}")
+
+
+def _holder(session: AgentSession) -> str:
+    """Who holds a session's model permits: this stream of the agent (a resumed stream is another)."""
+    return f"{session.id}/{id(session)}"
 
 
 def result_size(result: gateway_pb.SubtaskResult) -> int:
@@ -339,6 +352,7 @@ class GatewayServicer(gateway_grpc.AgentGatewayServicer):
                 server_version=__version__,
                 replica=registration.replica,
                 accepts_result_batches=True,
+                paces_model_calls=self.engine.pacer is not None,
             )
         )
         reader = asyncio.get_running_loop().create_task(self._read(request_iterator, session))
@@ -358,6 +372,8 @@ class GatewayServicer(gateway_grpc.AgentGatewayServicer):
         finally:
             reader.cancel()
             self.engine.disconnect(session)
+            if self.engine.pacer is not None:
+                self.engine.pacer.release_holder(_holder(session))
 
     def _owner(self, launch_id: str, admitted: Admitted) -> str:
         """Who owns the registering agent: for a launch, whoever spawned it (the control plane for its
@@ -395,6 +411,53 @@ class GatewayServicer(gateway_grpc.AgentGatewayServicer):
         task = asyncio.get_running_loop().create_task(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+    # --- model pacing ------------------------------------------------------------
+
+    def _permit(self, session: AgentSession, request: gateway_pb.ModelPermitRequest) -> None:
+        pacer = self.engine.pacer
+        if pacer is None:  # nothing paces: every call may go
+            session.send(PermitReply(request.request_id, True, "unpaced"))
+            return
+        try:  # the fast path answers at once, without a task
+            grant = pacer.grant_now(request.model, request.input_tokens, request.output_tokens, _holder(session))
+        except ValueError as exc:
+            session.send(PermitReply(request.request_id, False, reason=f"invalid permit request: {exc}"))
+            return
+        if grant is not None:
+            session.send(PermitReply(request.request_id, True, grant.permit_id))
+            return
+        task = asyncio.get_running_loop().create_task(self._answer_permit(pacer, session, request))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _answer_permit(self, pacer: Pacer, session: AgentSession,
+                             request: gateway_pb.ModelPermitRequest) -> None:
+        max_wait = convert.seconds(request.max_wait) if request.HasField("max_wait") else 10.0
+        try:
+            answer = await pacer.acquire(request.model, request.input_tokens, request.output_tokens,
+                                         max_wait=max_wait, holder=_holder(session))
+        except ValueError as exc:
+            session.send(PermitReply(request.request_id, False, reason=f"invalid permit request: {exc}"))
+            return
+        if isinstance(answer, Deferred):
+            session.send(PermitReply(request.request_id, False, retry_after=answer.retry_after,
+                                     reason=answer.reason))
+        elif session.closed:  # the agent left while it waited
+            pacer.report(answer.permit_id, CallOutcome(abandoned=True))
+        else:
+            session.send(PermitReply(request.request_id, True, answer.permit_id, answer.waited))
+
+    def _outcome(self, session: AgentSession, outcome: gateway_pb.ModelCallOutcome) -> None:
+        pacer = self.engine.pacer
+        if pacer is None:
+            return
+        retry_after = min(max(0.0, convert.seconds(outcome.retry_after)), 3600.0) \
+            if outcome.HasField("retry_after") else None
+        pacer.report(outcome.permit_id[:64], CallOutcome(
+            status=outcome.status_code, retry_after=retry_after, headers=dict(outcome.headers),
+            input_tokens=outcome.input_tokens, output_tokens=outcome.output_tokens, abandoned=outcome.abandoned,
+        ), model=outcome.model, holder=_holder(session))
 
     def _result(self, session: AgentSession, result: gateway_pb.SubtaskResult) -> None:
         ref = ref_from_pb(result.ref)
@@ -469,6 +532,10 @@ class GatewayServicer(gateway_grpc.AgentGatewayServicer):
                                             for r in msg.logs.records[:100])
                 elif kind == "state":
                     self._state(session, msg.state)
+                elif kind == "permit_request":
+                    self._permit(session, msg.permit_request)
+                elif kind == "model_outcome":
+                    self._outcome(session, msg.model_outcome)
                 elif kind == "register":
                     log.warning("agent %s sent register twice; ignored", session.id)
                 # logs, votes and shared state are handled by later components

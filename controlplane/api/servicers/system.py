@@ -15,7 +15,7 @@ from controlplane.api import convert
 from controlplane.api.context import caller_may, current_principal
 from controlplane.api.paging import PageTokens, fitting, page_size
 from controlplane.api.pb import enums_pb, system_grpc, system_pb
-from controlplane.config import OPTIONS, Settings, parse_value
+from controlplane.config import Settings, parse_value
 from controlplane.domain.events import Event
 from controlplane.domain.limits import Limits, quote
 from controlplane.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
@@ -74,6 +74,8 @@ class SystemServicer(system_grpc.SystemServiceServicer):
             connected_agents=len(engine.sessions),
             free_slots=sum(s.free for s in engine.sessions.values()),
             replicas=[engine.replica] if request.detailed else [],
+            model_pacing=[convert.model_pacing_to_pb(p) for p in engine.pacer.status()] if engine.pacer else [],
+            tasks_awaiting_approval=sum(1 for t in engine.tasks.values() if engine.awaiting_approval(t)),
         )
 
     async def GetHealth(self, request: system_pb.GetHealthRequest, context: grpc.aio.ServicerContext) -> system_pb.GetHealthResponse:
@@ -238,7 +240,7 @@ class SystemServicer(system_grpc.SystemServiceServicer):
         position = self.tokens.read(request.page_token, digest)
         entries = (self.logbook.query_newest(wanted, position, size + 1) if newest_first
                    else self.logbook.query(wanted, position or 0, size + 1))
-        records = [convert.log_entry_to_pb(e) for e in entries[:size]]
+        records = [convert.log_entry_to_pb(e, self.engine.incarnation) for e in entries[:size]]
         fit = fitting(records, self.limits.response)
         if fit < len(records):  # the page is full in bytes before it is in records
             entries, records, size = entries[:fit + 1], records[:fit], fit
@@ -251,22 +253,26 @@ class SystemServicer(system_grpc.SystemServiceServicer):
         if request.tail > 1000:
             raise InvalidArgument("tail is at most 1000 records", field="tail")
         wanted = self._log_filter(request)
+        incarnation = self.engine.incarnation
+        after = convert.parse_resume_id(request.after_record_id, incarnation, "after_record_id")
         queue: asyncio.Queue[LogEntry | None] = asyncio.Queue()
 
         def subscriber(entry: LogEntry) -> None:
             if wanted.matches(entry):
                 queue.put_nowait(entry if queue.qsize() < MAX_PENDING_EVENTS else None)
 
-        backlog = self.logbook.tail(wanted, request.tail)
+        # No await between reading the ring and subscribing: no record is missed or sent twice.
+        backlog = self.logbook.tail(wanted, request.tail) if after is None else self.logbook.after(wanted, after)
         self.logbook.subscribers.append(subscriber)
         try:
             for entry in backlog:
-                yield system_pb.TailLogsResponse(record=convert.log_entry_to_pb(entry))
+                yield system_pb.TailLogsResponse(record=convert.log_entry_to_pb(entry, incarnation))
             while True:
                 entry = await queue.get()
                 if entry is None:
-                    raise ResourceExhausted("the reader fell too far behind; tail again")
-                yield system_pb.TailLogsResponse(record=convert.log_entry_to_pb(entry))
+                    raise ResourceExhausted("the reader fell too far behind; tail again with after_record_id "
+                                            "(the last record's id) to resume")
+                yield system_pb.TailLogsResponse(record=convert.log_entry_to_pb(entry, incarnation))
         finally:
             self.logbook.subscribers.remove(subscriber)
 
@@ -314,36 +320,24 @@ class SystemServicer(system_grpc.SystemServiceServicer):
             engine.event_listeners.remove(listener)
 
     def _replay(self, after_event_id: str) -> list[Event]:
-        """The kept events after ``after_event_id`` (none when it is empty)."""
-        if not after_event_id:
-            return []
-        incarnation, _, sequence = after_event_id.partition(".")
-        # ASCII digits only: str.isdigit() also takes "²" and "٣", which int() reads or refuses.
-        if not all(part.isascii() and part.isdigit() and len(part) <= 18 for part in (incarnation, sequence)):
-            raise InvalidArgument("after_event_id must be an event id as returned in Event.id",
-                                  field="after_event_id")
-        kept = list(self.engine.recent_events)
-        if int(incarnation) != self.engine.incarnation or (kept and int(sequence) < kept[0].id - 1):
-            raise FailedPrecondition(
-                f"event {after_event_id} is no longer kept (the server restarted or moved on); "
-                "watch again without after_event_id",
-                reason="ERROR_REASON_NOT_SUPPORTED",
-            )
-        return [event for event in kept if event.id > int(sequence)]
+        """The kept events sent after ``after_event_id`` (none when it is empty)."""
+        after = convert.parse_resume_id(after_event_id, self.engine.incarnation, "after_event_id")
+        return [] if after is None else self.engine.events_after(after)
 
     async def GetConfig(self, request: system_pb.GetConfigRequest, context: grpc.aio.ServicerContext) -> system_pb.GetConfigResponse:
-        keys = list(request.keys) or list(OPTIONS)
+        options = self.settings.options  # MAOS's own and the plugins' (register_settings)
+        keys = list(request.keys) or list(options)
         values = []
         for key in keys:
-            if key not in OPTIONS:
+            if key not in options:
                 raise InvalidArgument(f"unknown setting {quote(key)}", field="keys")
             shown = shown_setting(key, self.engine.runtime.get(key, self.settings[key]))
-            values.append(system_pb.ConfigValue(key=key, value=shown, description=OPTIONS[key].description,
+            values.append(system_pb.ConfigValue(key=key, value=shown, description=options[key].description,
                                                 source="runtime" if key in self.engine.runtime else self.settings.source(key)))
         return system_pb.GetConfigResponse(values=values)
 
     async def SetConfig(self, request: system_pb.SetConfigRequest, context: grpc.aio.ServicerContext) -> system_pb.SetConfigResponse:
-        option = OPTIONS.get(request.key)
+        option = self.settings.options.get(request.key)
         if option is None:
             raise InvalidArgument(f"unknown setting {quote(request.key)}", field="key")
         if not option.runtime:

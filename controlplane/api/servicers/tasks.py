@@ -226,6 +226,9 @@ class TaskServicer(tasks_grpc.TaskServiceServicer):
             consensus = convert.consensus_to_pb(task.consensus_state)
             if consensus is not None:
                 response.consensus.CopyFrom(consensus)
+            review = convert.review_to_pb(task.id, task.review_state)
+            if review is not None:
+                response.review.CopyFrom(review)
         return response
 
     async def ListTasks(self, request: tasks_pb.ListTasksRequest, context: grpc.aio.ServicerContext) -> tasks_pb.ListTasksResponse:
@@ -321,6 +324,33 @@ class TaskServicer(tasks_grpc.TaskServiceServicer):
         task = await self.engine.update(task.id, priority=priority, max_agents=max_agents)
         return tasks_pb.UpdateTaskResponse(task=await self._task_pb(task))
 
+    @staticmethod
+    def _decided(task: Task, request_id: str, state: str) -> bool:
+        """Whether this very call (its request_id, from this caller) already decided the task's plan."""
+        approval = task.approval or {}
+        return bool(request_id) and approval.get("state") == state and approval.get("request_id") == request_id \
+            and approval.get("principal") == current_principal()
+
+    async def ApproveTask(self, request: tasks_pb.ApproveTaskRequest, context: grpc.aio.ServicerContext) -> tasks_pb.ApproveTaskResponse:
+        validate_request_id(request.request_id)
+        task = await self._visible(request.name)
+        if self._decided(task, request.request_id, "APPROVED"):
+            # A repeated approval (the same call, retried by the client) returns the approved task.
+            return tasks_pb.ApproveTaskResponse(task=await self._task_pb(task))
+        task = await self.engine.approve(task.id, current_principal(), request.request_id)
+        return tasks_pb.ApproveTaskResponse(task=await self._task_pb(task))
+
+    async def RejectTask(self, request: tasks_pb.RejectTaskRequest, context: grpc.aio.ServicerContext) -> tasks_pb.RejectTaskResponse:
+        validate_request_id(request.request_id)
+        if not request.reason.strip():
+            raise InvalidArgument("reason is required: say why the plan is rejected", field="reason")
+        check_bytes([("reason", size_of(request.reason), MAX_TEXT_BYTES, "")])
+        task = await self._visible(request.name)
+        if self._decided(task, request.request_id, "REJECTED"):
+            return tasks_pb.RejectTaskResponse(task=await self._task_pb(task))
+        task = await self.engine.reject(task.id, current_principal(), request.reason.strip(), request.request_id)
+        return tasks_pb.RejectTaskResponse(task=await self._task_pb(task))
+
     async def GetTaskResults(self, request: tasks_pb.GetTaskResultsRequest, context: grpc.aio.ServicerContext) -> tasks_pb.GetTaskResultsResponse:
         if request.max_output_bytes < 0:
             raise InvalidArgument("max_output_bytes cannot be negative", field="max_output_bytes")
@@ -344,6 +374,9 @@ class TaskServicer(tasks_grpc.TaskServiceServicer):
             consensus = convert.consensus_to_pb(task.consensus_state)
             if consensus is not None:
                 result.consensus.CopyFrom(consensus)
+            review = convert.review_to_pb(task.id, task.review_state)
+            if review is not None:
+                result.review.CopyFrom(review)
             truncated = fit_outputs(result.subtasks, [*result.artifacts, *(a for s in result.subtasks
                                                                           for a in s.artifacts)], budget // 2)
         room = budget - result.ByteSize() - RESPONSE_MARGIN
@@ -369,8 +402,11 @@ class TaskServicer(tasks_grpc.TaskServiceServicer):
 
     async def WatchTask(self, request: tasks_pb.WatchTaskRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[tasks_pb.WatchTaskResponse]:
         task_id = (await self._visible(request.name)).id  # another principal's task is NOT_FOUND here too
-        async for event, task, sub in self.engine.watch(task_id, request.include_progress):
+        after = convert.parse_resume_id(request.after_event_id, self.engine.incarnation, "after_event_id")
+        async for event, task, sub in self.engine.watch(task_id, request.include_progress, after):
             subtasks = await self.engine.get_subtasks(task.id)  # for subtasks_total / subtasks_completed
+            if sub is None and event is not None and event.subtask_id:  # a replayed change: the subtask now
+                sub = next((s for s in subtasks if s.id == event.subtask_id), None)
             response = tasks_pb.WatchTaskResponse(task=convert.task_to_pb(
                 task, "" if task.status.finished else self.engine.explain(task), subtasks))
             if event is not None:

@@ -29,7 +29,8 @@ from typing import TYPE_CHECKING, Any
 
 from agent_sdk.context import Context, Source, ToolCall, Usage
 from agent_sdk.errors import PermanentError, RetryableError
-from plugins.claude.client import request_options, translate_error
+from agent_sdk.pacing import Permit
+from plugins.claude.client import paced_call, report_success, request_options, translate_error
 from plugins.claude.tools.base import ClientTool, ToolOutput
 
 if TYPE_CHECKING:
@@ -230,11 +231,14 @@ class ToolLoop:
             extra["extra_headers"] = self.extra_headers
         stream: Any = None
         received = 0
-        try:
+
+        async def attempt(permit: Permit) -> Any:
+            nonlocal stream
             async with self.agent.calls() as client, client.messages.stream(
                 model=self.agent.config.model, max_tokens=max_tokens, system=self.system, messages=self.messages,
                 **extra, **options,
             ) as stream:
+                nonlocal received
                 async for event in stream:
                     kind = getattr(event, "type", "")
                     if kind == "text" and event.text:
@@ -246,12 +250,25 @@ class ToolLoop:
                         if getattr(block, "type", "") == "server_tool_use":
                             self.ctx.progress(self._fraction,
                                               f"{block.name}: {_one_line(getattr(block, 'input', {}), 80)}")
-                return await stream.get_final_message()
+                answer = await stream.get_final_message()
+            report_success(permit, stream.response.headers, answer)
+            return answer
+
+        try:
+            # Under a permit of the control plane's pacer; retried (with a new permit) only while nothing streamed.
+            return await paced_call(self.agent.pacer, self.agent.config, self._prompt_tokens(), max_tokens, attempt,
+                                    may_retry=lambda: stream is None)
         except BaseException as exc:  # cancelled or failed mid-stream: what was delivered is still charged
             self.ctx.spend(self.agent.partial_usage(stream, received))
             if isinstance(exc, Exception):
                 raise translate_error(exc) from exc
             raise
+
+    def _prompt_tokens(self) -> int:
+        """The (estimated) input tokens of the next turn, for the pacer's token rates."""
+        chars = (sum(len(b.get("text", "")) for b in self.system) + sum(map(_chars, self.messages))
+                 + (len(json.dumps(self.tools)) if self.tools else 0))
+        return int(chars / 3.5) + 1
 
     def _report_tokens(self, received: int, max_tokens: int) -> None:
         now = time.monotonic()

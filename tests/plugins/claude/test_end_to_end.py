@@ -53,6 +53,10 @@ async def test_research_task_runs_on_a_claude_researcher(
         (sub,) = result.subtasks
         assert sub.usage.input_tokens == 120
 
+        (paced,) = control_plane.engine.pacer.status()  # the call took a permit over the stream, and reported
+        assert (paced.model, paced.granted) == (DEFAULT_MODEL, 1)
+        await wait_for(lambda: not control_plane.engine.pacer.status()[0].in_flight, 5, message="the outcome")
+
         (request,) = api.requests
         shared = request.body["system"][1]
         assert shared["cache_control"] == {"type": "ephemeral"}

@@ -213,3 +213,28 @@ async def test_the_planner_sees_the_results_the_task_builds_on(api: MessagesAPIS
         DependencyResult("t0", "Research user requirements", "Users need offline mode.")]))
     assert '<dependency task="tasks/t0">\nUsers need offline mode.\n</dependency>' in \
         api.requests[0].body["messages"][0]["content"]
+
+
+async def test_the_planning_call_takes_a_permit_of_the_control_planes_pacer(
+    api: MessagesAPIServer, config: ClaudeConfig
+) -> None:
+    """The planner runs in the control plane: its calls wait for the same breaker as the agents'."""
+    import time
+
+    from controlplane.domain.model_limits import BreakerState, CallOutcome
+    from controlplane.pacing import Pacer
+
+    pacer = Pacer()
+    opened = await pacer.acquire(config.model)
+    pacer.report(opened.permit_id, CallOutcome(529, retry_after=0.4))  # an agent's call was overloaded
+    api.rate_limit_headers = {"anthropic-ratelimit-requests-limit": "50"}
+    api.push_error(529, retry_after=0.3)  # and so is the planner's test call
+    api.push_tool_use("submit_plan", good_plan(), usage={"input_tokens": 500, "output_tokens": 200})
+    started = time.monotonic()
+    plan, usage = await planner(config).plan_with_usage(make_task(task_type="mixed", max_agents=4), pacer=pacer)
+    assert plan.planner == "claude" and usage.model_calls == 1
+    assert time.monotonic() - started >= 0.6  # held 0.4 s, then 0.3 s after its own 529, not retried at once
+    (status,) = pacer.status()
+    assert status.state == BreakerState.CLOSED and status.overloaded_answers == 2 and status.granted == 3
+    assert status.limits.requests_per_minute == 50 and status.in_flight == 0
+    assert len(api.requests) == 2

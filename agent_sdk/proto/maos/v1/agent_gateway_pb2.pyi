@@ -15,7 +15,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class ConnectRequest(_message.Message):
-    __slots__ = ("register", "heartbeat", "progress", "output", "result", "failure", "vote", "logs", "state", "results")
+    __slots__ = ("register", "heartbeat", "progress", "output", "result", "failure", "vote", "logs", "state", "results", "permit_request", "model_outcome")
     REGISTER_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
     PROGRESS_FIELD_NUMBER: _ClassVar[int]
@@ -26,6 +26,8 @@ class ConnectRequest(_message.Message):
     LOGS_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     RESULTS_FIELD_NUMBER: _ClassVar[int]
+    PERMIT_REQUEST_FIELD_NUMBER: _ClassVar[int]
+    MODEL_OUTCOME_FIELD_NUMBER: _ClassVar[int]
     register: Register
     heartbeat: Heartbeat
     progress: Progress
@@ -36,10 +38,12 @@ class ConnectRequest(_message.Message):
     logs: AgentLogs
     state: SharedStateRequest
     results: SubtaskResults
-    def __init__(self, register: _Optional[_Union[Register, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ..., output: _Optional[_Union[OutputChunk, _Mapping]] = ..., result: _Optional[_Union[SubtaskResult, _Mapping]] = ..., failure: _Optional[_Union[SubtaskFailure, _Mapping]] = ..., vote: _Optional[_Union[CastVote, _Mapping]] = ..., logs: _Optional[_Union[AgentLogs, _Mapping]] = ..., state: _Optional[_Union[SharedStateRequest, _Mapping]] = ..., results: _Optional[_Union[SubtaskResults, _Mapping]] = ...) -> None: ...
+    permit_request: ModelPermitRequest
+    model_outcome: ModelCallOutcome
+    def __init__(self, register: _Optional[_Union[Register, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ..., output: _Optional[_Union[OutputChunk, _Mapping]] = ..., result: _Optional[_Union[SubtaskResult, _Mapping]] = ..., failure: _Optional[_Union[SubtaskFailure, _Mapping]] = ..., vote: _Optional[_Union[CastVote, _Mapping]] = ..., logs: _Optional[_Union[AgentLogs, _Mapping]] = ..., state: _Optional[_Union[SharedStateRequest, _Mapping]] = ..., results: _Optional[_Union[SubtaskResults, _Mapping]] = ..., permit_request: _Optional[_Union[ModelPermitRequest, _Mapping]] = ..., model_outcome: _Optional[_Union[ModelCallOutcome, _Mapping]] = ...) -> None: ...
 
 class ConnectResponse(_message.Message):
-    __slots__ = ("registered", "assignment", "cancel", "vote_request", "drain", "pause", "resume", "ack", "state", "committed", "assignments")
+    __slots__ = ("registered", "assignment", "cancel", "vote_request", "drain", "pause", "resume", "ack", "state", "committed", "assignments", "permit")
     REGISTERED_FIELD_NUMBER: _ClassVar[int]
     ASSIGNMENT_FIELD_NUMBER: _ClassVar[int]
     CANCEL_FIELD_NUMBER: _ClassVar[int]
@@ -51,6 +55,7 @@ class ConnectResponse(_message.Message):
     STATE_FIELD_NUMBER: _ClassVar[int]
     COMMITTED_FIELD_NUMBER: _ClassVar[int]
     ASSIGNMENTS_FIELD_NUMBER: _ClassVar[int]
+    PERMIT_FIELD_NUMBER: _ClassVar[int]
     registered: Registered
     assignment: Assignment
     cancel: Cancel
@@ -62,7 +67,8 @@ class ConnectResponse(_message.Message):
     state: SharedStateResponse
     committed: Committed
     assignments: Assignments
-    def __init__(self, registered: _Optional[_Union[Registered, _Mapping]] = ..., assignment: _Optional[_Union[Assignment, _Mapping]] = ..., cancel: _Optional[_Union[Cancel, _Mapping]] = ..., vote_request: _Optional[_Union[VoteRequest, _Mapping]] = ..., drain: _Optional[_Union[Drain, _Mapping]] = ..., pause: _Optional[_Union[Pause, _Mapping]] = ..., resume: _Optional[_Union[Resume, _Mapping]] = ..., ack: _Optional[_Union[ReportAck, _Mapping]] = ..., state: _Optional[_Union[SharedStateResponse, _Mapping]] = ..., committed: _Optional[_Union[Committed, _Mapping]] = ..., assignments: _Optional[_Union[Assignments, _Mapping]] = ...) -> None: ...
+    permit: ModelPermit
+    def __init__(self, registered: _Optional[_Union[Registered, _Mapping]] = ..., assignment: _Optional[_Union[Assignment, _Mapping]] = ..., cancel: _Optional[_Union[Cancel, _Mapping]] = ..., vote_request: _Optional[_Union[VoteRequest, _Mapping]] = ..., drain: _Optional[_Union[Drain, _Mapping]] = ..., pause: _Optional[_Union[Pause, _Mapping]] = ..., resume: _Optional[_Union[Resume, _Mapping]] = ..., ack: _Optional[_Union[ReportAck, _Mapping]] = ..., state: _Optional[_Union[SharedStateResponse, _Mapping]] = ..., committed: _Optional[_Union[Committed, _Mapping]] = ..., assignments: _Optional[_Union[Assignments, _Mapping]] = ..., permit: _Optional[_Union[ModelPermit, _Mapping]] = ...) -> None: ...
 
 class AssignmentRef(_message.Message):
     __slots__ = ("subtask", "attempt", "lease_epoch")
@@ -122,7 +128,7 @@ class ResumeSession(_message.Message):
     def __init__(self, agent: _Optional[str] = ..., session_id: _Optional[str] = ..., assignments: _Optional[_Iterable[_Union[AssignmentRef, _Mapping]]] = ...) -> None: ...
 
 class Registered(_message.Message):
-    __slots__ = ("agent", "session_id", "heartbeat_interval", "lease_ttl", "credential", "resumed", "revoked", "server_version", "replica", "accepts_result_batches")
+    __slots__ = ("agent", "session_id", "heartbeat_interval", "lease_ttl", "credential", "resumed", "revoked", "server_version", "replica", "accepts_result_batches", "paces_model_calls")
     AGENT_FIELD_NUMBER: _ClassVar[int]
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_INTERVAL_FIELD_NUMBER: _ClassVar[int]
@@ -133,6 +139,7 @@ class Registered(_message.Message):
     SERVER_VERSION_FIELD_NUMBER: _ClassVar[int]
     REPLICA_FIELD_NUMBER: _ClassVar[int]
     ACCEPTS_RESULT_BATCHES_FIELD_NUMBER: _ClassVar[int]
+    PACES_MODEL_CALLS_FIELD_NUMBER: _ClassVar[int]
     agent: str
     session_id: str
     heartbeat_interval: _duration_pb2.Duration
@@ -143,7 +150,8 @@ class Registered(_message.Message):
     server_version: str
     replica: str
     accepts_result_batches: bool
-    def __init__(self, agent: _Optional[str] = ..., session_id: _Optional[str] = ..., heartbeat_interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., lease_ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., credential: _Optional[str] = ..., resumed: _Optional[_Iterable[_Union[AssignmentRef, _Mapping]]] = ..., revoked: _Optional[_Iterable[_Union[AssignmentRef, _Mapping]]] = ..., server_version: _Optional[str] = ..., replica: _Optional[str] = ..., accepts_result_batches: _Optional[bool] = ...) -> None: ...
+    paces_model_calls: bool
+    def __init__(self, agent: _Optional[str] = ..., session_id: _Optional[str] = ..., heartbeat_interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., lease_ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., credential: _Optional[str] = ..., resumed: _Optional[_Iterable[_Union[AssignmentRef, _Mapping]]] = ..., revoked: _Optional[_Iterable[_Union[AssignmentRef, _Mapping]]] = ..., server_version: _Optional[str] = ..., replica: _Optional[str] = ..., accepts_result_batches: _Optional[bool] = ..., paces_model_calls: _Optional[bool] = ...) -> None: ...
 
 class Heartbeat(_message.Message):
     __slots__ = ("running", "free_slots", "draining")
@@ -428,3 +436,62 @@ class ReportAck(_message.Message):
     reason: _errors_pb2.ErrorReason
     message: str
     def __init__(self, ref: _Optional[_Union[AssignmentRef, _Mapping]] = ..., proposal: _Optional[str] = ..., accepted: _Optional[bool] = ..., reason: _Optional[_Union[_errors_pb2.ErrorReason, str]] = ..., message: _Optional[str] = ...) -> None: ...
+
+class ModelPermitRequest(_message.Message):
+    __slots__ = ("request_id", "model", "input_tokens", "output_tokens", "max_wait", "ref")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    INPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    MAX_WAIT_FIELD_NUMBER: _ClassVar[int]
+    REF_FIELD_NUMBER: _ClassVar[int]
+    request_id: int
+    model: str
+    input_tokens: int
+    output_tokens: int
+    max_wait: _duration_pb2.Duration
+    ref: AssignmentRef
+    def __init__(self, request_id: _Optional[int] = ..., model: _Optional[str] = ..., input_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ..., max_wait: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., ref: _Optional[_Union[AssignmentRef, _Mapping]] = ...) -> None: ...
+
+class ModelPermit(_message.Message):
+    __slots__ = ("request_id", "granted", "permit_id", "waited", "retry_after", "reason")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    GRANTED_FIELD_NUMBER: _ClassVar[int]
+    PERMIT_ID_FIELD_NUMBER: _ClassVar[int]
+    WAITED_FIELD_NUMBER: _ClassVar[int]
+    RETRY_AFTER_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    request_id: int
+    granted: bool
+    permit_id: str
+    waited: _duration_pb2.Duration
+    retry_after: _duration_pb2.Duration
+    reason: str
+    def __init__(self, request_id: _Optional[int] = ..., granted: _Optional[bool] = ..., permit_id: _Optional[str] = ..., waited: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., retry_after: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class ModelCallOutcome(_message.Message):
+    __slots__ = ("permit_id", "status_code", "retry_after", "headers", "input_tokens", "output_tokens", "abandoned", "model")
+    class HeadersEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    PERMIT_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_CODE_FIELD_NUMBER: _ClassVar[int]
+    RETRY_AFTER_FIELD_NUMBER: _ClassVar[int]
+    HEADERS_FIELD_NUMBER: _ClassVar[int]
+    INPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    ABANDONED_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    permit_id: str
+    status_code: int
+    retry_after: _duration_pb2.Duration
+    headers: _containers.ScalarMap[str, str]
+    input_tokens: int
+    output_tokens: int
+    abandoned: bool
+    model: str
+    def __init__(self, permit_id: _Optional[str] = ..., status_code: _Optional[int] = ..., retry_after: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., headers: _Optional[_Mapping[str, str]] = ..., input_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ..., abandoned: _Optional[bool] = ..., model: _Optional[str] = ...) -> None: ...

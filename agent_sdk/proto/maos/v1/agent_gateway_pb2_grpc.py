@@ -67,6 +67,27 @@ class AgentGatewayStub:
     backoff and sends `Register` with `resume` set; assignments whose leases
     have not expired stay with it (listed in `Registered.resumed`).
 
+    Model pacing (agents that call a model API, in any language): the model's
+    limits belong to the whole pool, so before each model call an agent sends
+    `ModelPermitRequest` (model, estimated input tokens, max_tokens, how long it
+    will wait) and makes the call only once it receives a `ModelPermit` with
+    `granted` set. The control plane paces permits by the model's request and
+    token rates (settings and the API's `anthropic-ratelimit-*` headers) and
+    holds them while the model's circuit breaker is open (after a 429 or 529,
+    for the API's retry-after; then one test call; then gradually more). A
+    permit not granted within `max_wait` comes back with `granted` false and
+    `retry_after`: the agent should then end its assignment with a retryable
+    `SubtaskFailure` whose `error_type` is "ModelPaced" and whose `retry_after`
+    is that one, rather than hold its slot (the work is queued again after
+    `retry_after` without spending a retry), or ask again after `retry_after`. After the call, the agent sends one
+    `ModelCallOutcome` with the permit id: the HTTP status (0 without an
+    answer), the retry-after and `anthropic-ratelimit-*` headers of the answer,
+    and the tokens used; `abandoned` when the call was not made or was cancelled
+    before an answer. The agent does not retry 429/529 itself: it reports the
+    outcome and asks for a new permit, which waits for the breaker. Permits
+    whose outcome never comes are freed when the stream ends. Agents that never
+    ask for permits still work, unpaced.
+
     Keepalive (all languages): client keepalive_time_ms=30000,
     keepalive_timeout_ms=10000, keepalive_permit_without_calls=1,
     http2.max_pings_without_data=0. The server accepts pings every 10 s or
@@ -126,6 +147,27 @@ class AgentGatewayServicer:
     Reconnecting: an agent whose stream breaks reconnects with jittered
     backoff and sends `Register` with `resume` set; assignments whose leases
     have not expired stay with it (listed in `Registered.resumed`).
+
+    Model pacing (agents that call a model API, in any language): the model's
+    limits belong to the whole pool, so before each model call an agent sends
+    `ModelPermitRequest` (model, estimated input tokens, max_tokens, how long it
+    will wait) and makes the call only once it receives a `ModelPermit` with
+    `granted` set. The control plane paces permits by the model's request and
+    token rates (settings and the API's `anthropic-ratelimit-*` headers) and
+    holds them while the model's circuit breaker is open (after a 429 or 529,
+    for the API's retry-after; then one test call; then gradually more). A
+    permit not granted within `max_wait` comes back with `granted` false and
+    `retry_after`: the agent should then end its assignment with a retryable
+    `SubtaskFailure` whose `error_type` is "ModelPaced" and whose `retry_after`
+    is that one, rather than hold its slot (the work is queued again after
+    `retry_after` without spending a retry), or ask again after `retry_after`. After the call, the agent sends one
+    `ModelCallOutcome` with the permit id: the HTTP status (0 without an
+    answer), the retry-after and `anthropic-ratelimit-*` headers of the answer,
+    and the tokens used; `abandoned` when the call was not made or was cancelled
+    before an answer. The agent does not retry 429/529 itself: it reports the
+    outcome and asks for a new permit, which waits for the breaker. Permits
+    whose outcome never comes are freed when the stream ends. Agents that never
+    ask for permits still work, unpaced.
 
     Keepalive (all languages): client keepalive_time_ms=30000,
     keepalive_timeout_ms=10000, keepalive_permit_without_calls=1,
@@ -210,6 +252,27 @@ class AgentGateway:
     Reconnecting: an agent whose stream breaks reconnects with jittered
     backoff and sends `Register` with `resume` set; assignments whose leases
     have not expired stay with it (listed in `Registered.resumed`).
+
+    Model pacing (agents that call a model API, in any language): the model's
+    limits belong to the whole pool, so before each model call an agent sends
+    `ModelPermitRequest` (model, estimated input tokens, max_tokens, how long it
+    will wait) and makes the call only once it receives a `ModelPermit` with
+    `granted` set. The control plane paces permits by the model's request and
+    token rates (settings and the API's `anthropic-ratelimit-*` headers) and
+    holds them while the model's circuit breaker is open (after a 429 or 529,
+    for the API's retry-after; then one test call; then gradually more). A
+    permit not granted within `max_wait` comes back with `granted` false and
+    `retry_after`: the agent should then end its assignment with a retryable
+    `SubtaskFailure` whose `error_type` is "ModelPaced" and whose `retry_after`
+    is that one, rather than hold its slot (the work is queued again after
+    `retry_after` without spending a retry), or ask again after `retry_after`. After the call, the agent sends one
+    `ModelCallOutcome` with the permit id: the HTTP status (0 without an
+    answer), the retry-after and `anthropic-ratelimit-*` headers of the answer,
+    and the tokens used; `abandoned` when the call was not made or was cancelled
+    before an answer. The agent does not retry 429/529 itself: it reports the
+    outcome and asks for a new permit, which waits for the breaker. Permits
+    whose outcome never comes are freed when the stream ends. Agents that never
+    ask for permits still work, unpaced.
 
     Keepalive (all languages): client keepalive_time_ms=30000,
     keepalive_timeout_ms=10000, keepalive_permit_without_calls=1,

@@ -39,12 +39,21 @@ class SubtaskKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     SUBTASK_KIND_WORK: _ClassVar[SubtaskKind]
     SUBTASK_KIND_SYNTHESIS: _ClassVar[SubtaskKind]
     SUBTASK_KIND_CANDIDATE: _ClassVar[SubtaskKind]
+    SUBTASK_KIND_REVIEW: _ClassVar[SubtaskKind]
+    SUBTASK_KIND_REVISION: _ClassVar[SubtaskKind]
 
 class AgentBacking(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     AGENT_BACKING_UNSPECIFIED: _ClassVar[AgentBacking]
     AGENT_BACKING_MODEL: _ClassVar[AgentBacking]
     AGENT_BACKING_OFFLINE: _ClassVar[AgentBacking]
+
+class BreakerState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    BREAKER_STATE_UNSPECIFIED: _ClassVar[BreakerState]
+    BREAKER_STATE_CLOSED: _ClassVar[BreakerState]
+    BREAKER_STATE_OPEN: _ClassVar[BreakerState]
+    BREAKER_STATE_HALF_OPEN: _ClassVar[BreakerState]
 
 class AgentStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -71,6 +80,20 @@ class ConsensusOutcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     CONSENSUS_OUTCOME_REACHED: _ClassVar[ConsensusOutcome]
     CONSENSUS_OUTCOME_NO_CONSENSUS: _ClassVar[ConsensusOutcome]
 
+class PlanApprovalState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    PLAN_APPROVAL_STATE_UNSPECIFIED: _ClassVar[PlanApprovalState]
+    PLAN_APPROVAL_STATE_WAITING: _ClassVar[PlanApprovalState]
+    PLAN_APPROVAL_STATE_APPROVED: _ClassVar[PlanApprovalState]
+    PLAN_APPROVAL_STATE_REJECTED: _ClassVar[PlanApprovalState]
+
+class ReviewOutcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    REVIEW_OUTCOME_UNSPECIFIED: _ClassVar[ReviewOutcome]
+    REVIEW_OUTCOME_PENDING: _ClassVar[ReviewOutcome]
+    REVIEW_OUTCOME_APPROVED: _ClassVar[ReviewOutcome]
+    REVIEW_OUTCOME_EXHAUSTED: _ClassVar[ReviewOutcome]
+
 class EventType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     EVENT_TYPE_UNSPECIFIED: _ClassVar[EventType]
@@ -87,6 +110,8 @@ class EventType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     EVENT_TYPE_CONSENSUS_ROUND: _ClassVar[EventType]
     EVENT_TYPE_CHECKPOINT_CREATED: _ClassVar[EventType]
     EVENT_TYPE_BATCH_STATUS_CHANGED: _ClassVar[EventType]
+    EVENT_TYPE_PLAN_APPROVAL: _ClassVar[EventType]
+    EVENT_TYPE_REVIEW_ROUND: _ClassVar[EventType]
 
 class LogLevel(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -159,9 +184,15 @@ SUBTASK_KIND_UNSPECIFIED: SubtaskKind
 SUBTASK_KIND_WORK: SubtaskKind
 SUBTASK_KIND_SYNTHESIS: SubtaskKind
 SUBTASK_KIND_CANDIDATE: SubtaskKind
+SUBTASK_KIND_REVIEW: SubtaskKind
+SUBTASK_KIND_REVISION: SubtaskKind
 AGENT_BACKING_UNSPECIFIED: AgentBacking
 AGENT_BACKING_MODEL: AgentBacking
 AGENT_BACKING_OFFLINE: AgentBacking
+BREAKER_STATE_UNSPECIFIED: BreakerState
+BREAKER_STATE_CLOSED: BreakerState
+BREAKER_STATE_OPEN: BreakerState
+BREAKER_STATE_HALF_OPEN: BreakerState
 AGENT_STATUS_UNSPECIFIED: AgentStatus
 AGENT_STATUS_IDLE: AgentStatus
 AGENT_STATUS_BUSY: AgentStatus
@@ -178,6 +209,14 @@ CONSENSUS_OUTCOME_UNSPECIFIED: ConsensusOutcome
 CONSENSUS_OUTCOME_PENDING: ConsensusOutcome
 CONSENSUS_OUTCOME_REACHED: ConsensusOutcome
 CONSENSUS_OUTCOME_NO_CONSENSUS: ConsensusOutcome
+PLAN_APPROVAL_STATE_UNSPECIFIED: PlanApprovalState
+PLAN_APPROVAL_STATE_WAITING: PlanApprovalState
+PLAN_APPROVAL_STATE_APPROVED: PlanApprovalState
+PLAN_APPROVAL_STATE_REJECTED: PlanApprovalState
+REVIEW_OUTCOME_UNSPECIFIED: ReviewOutcome
+REVIEW_OUTCOME_PENDING: ReviewOutcome
+REVIEW_OUTCOME_APPROVED: ReviewOutcome
+REVIEW_OUTCOME_EXHAUSTED: ReviewOutcome
 EVENT_TYPE_UNSPECIFIED: EventType
 EVENT_TYPE_TASK_SUBMITTED: EventType
 EVENT_TYPE_TASK_STATUS_CHANGED: EventType
@@ -192,6 +231,8 @@ EVENT_TYPE_LEASE_EXPIRED: EventType
 EVENT_TYPE_CONSENSUS_ROUND: EventType
 EVENT_TYPE_CHECKPOINT_CREATED: EventType
 EVENT_TYPE_BATCH_STATUS_CHANGED: EventType
+EVENT_TYPE_PLAN_APPROVAL: EventType
+EVENT_TYPE_REVIEW_ROUND: EventType
 LOG_LEVEL_UNSPECIFIED: LogLevel
 LOG_LEVEL_DEBUG: LogLevel
 LOG_LEVEL_INFO: LogLevel

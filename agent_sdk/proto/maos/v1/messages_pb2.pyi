@@ -127,7 +127,7 @@ class Source(_message.Message):
     def __init__(self, url: _Optional[str] = ..., title: _Optional[str] = ..., cited_text: _Optional[str] = ...) -> None: ...
 
 class Task(_message.Message):
-    __slots__ = ("name", "description", "task_type", "priority", "max_agents", "depends_on", "consensus", "timeout", "context", "constraints", "metadata", "retry_policy", "budget", "agent_type", "status", "status_reason", "failure", "owner", "create_time", "start_time", "end_time", "update_time", "progress", "subtasks_total", "subtasks_completed", "subtasks_running", "usage", "warnings", "retries", "batch", "template")
+    __slots__ = ("name", "description", "task_type", "priority", "max_agents", "depends_on", "consensus", "timeout", "context", "constraints", "metadata", "retry_policy", "budget", "agent_type", "review_rounds", "approve_plan", "status", "status_reason", "failure", "owner", "create_time", "start_time", "end_time", "update_time", "progress", "subtasks_total", "subtasks_completed", "subtasks_running", "usage", "warnings", "retries", "batch", "template", "approval")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -149,6 +149,8 @@ class Task(_message.Message):
     RETRY_POLICY_FIELD_NUMBER: _ClassVar[int]
     BUDGET_FIELD_NUMBER: _ClassVar[int]
     AGENT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    REVIEW_ROUNDS_FIELD_NUMBER: _ClassVar[int]
+    APPROVE_PLAN_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     STATUS_REASON_FIELD_NUMBER: _ClassVar[int]
     FAILURE_FIELD_NUMBER: _ClassVar[int]
@@ -166,6 +168,7 @@ class Task(_message.Message):
     RETRIES_FIELD_NUMBER: _ClassVar[int]
     BATCH_FIELD_NUMBER: _ClassVar[int]
     TEMPLATE_FIELD_NUMBER: _ClassVar[int]
+    APPROVAL_FIELD_NUMBER: _ClassVar[int]
     name: str
     description: str
     task_type: str
@@ -180,6 +183,8 @@ class Task(_message.Message):
     retry_policy: RetryPolicy
     budget: Budget
     agent_type: str
+    review_rounds: int
+    approve_plan: bool
     status: _enums_pb2.TaskStatus
     status_reason: str
     failure: Failure
@@ -197,7 +202,60 @@ class Task(_message.Message):
     retries: int
     batch: str
     template: str
-    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., task_type: _Optional[str] = ..., priority: _Optional[_Union[_enums_pb2.Priority, str]] = ..., max_agents: _Optional[int] = ..., depends_on: _Optional[_Iterable[str]] = ..., consensus: _Optional[_Union[ConsensusPolicy, _Mapping]] = ..., timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., context: _Optional[str] = ..., constraints: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., retry_policy: _Optional[_Union[RetryPolicy, _Mapping]] = ..., budget: _Optional[_Union[Budget, _Mapping]] = ..., agent_type: _Optional[str] = ..., status: _Optional[_Union[_enums_pb2.TaskStatus, str]] = ..., status_reason: _Optional[str] = ..., failure: _Optional[_Union[Failure, _Mapping]] = ..., owner: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., progress: _Optional[float] = ..., subtasks_total: _Optional[int] = ..., subtasks_completed: _Optional[int] = ..., subtasks_running: _Optional[int] = ..., usage: _Optional[_Union[TokenUsage, _Mapping]] = ..., warnings: _Optional[_Iterable[str]] = ..., retries: _Optional[int] = ..., batch: _Optional[str] = ..., template: _Optional[str] = ...) -> None: ...
+    approval: PlanApproval
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., task_type: _Optional[str] = ..., priority: _Optional[_Union[_enums_pb2.Priority, str]] = ..., max_agents: _Optional[int] = ..., depends_on: _Optional[_Iterable[str]] = ..., consensus: _Optional[_Union[ConsensusPolicy, _Mapping]] = ..., timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., context: _Optional[str] = ..., constraints: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., retry_policy: _Optional[_Union[RetryPolicy, _Mapping]] = ..., budget: _Optional[_Union[Budget, _Mapping]] = ..., agent_type: _Optional[str] = ..., review_rounds: _Optional[int] = ..., approve_plan: _Optional[bool] = ..., status: _Optional[_Union[_enums_pb2.TaskStatus, str]] = ..., status_reason: _Optional[str] = ..., failure: _Optional[_Union[Failure, _Mapping]] = ..., owner: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., progress: _Optional[float] = ..., subtasks_total: _Optional[int] = ..., subtasks_completed: _Optional[int] = ..., subtasks_running: _Optional[int] = ..., usage: _Optional[_Union[TokenUsage, _Mapping]] = ..., warnings: _Optional[_Iterable[str]] = ..., retries: _Optional[int] = ..., batch: _Optional[str] = ..., template: _Optional[str] = ..., approval: _Optional[_Union[PlanApproval, _Mapping]] = ...) -> None: ...
+
+class PlanApproval(_message.Message):
+    __slots__ = ("state", "request_time", "principal", "decide_time", "reason")
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_TIME_FIELD_NUMBER: _ClassVar[int]
+    PRINCIPAL_FIELD_NUMBER: _ClassVar[int]
+    DECIDE_TIME_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    state: _enums_pb2.PlanApprovalState
+    request_time: _timestamp_pb2.Timestamp
+    principal: str
+    decide_time: _timestamp_pb2.Timestamp
+    reason: str
+    def __init__(self, state: _Optional[_Union[_enums_pb2.PlanApprovalState, str]] = ..., request_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., principal: _Optional[str] = ..., decide_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class ReviewVerdict(_message.Message):
+    __slots__ = ("approved", "changes", "summary")
+    APPROVED_FIELD_NUMBER: _ClassVar[int]
+    CHANGES_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    approved: bool
+    changes: _containers.RepeatedScalarFieldContainer[str]
+    summary: str
+    def __init__(self, approved: _Optional[bool] = ..., changes: _Optional[_Iterable[str]] = ..., summary: _Optional[str] = ...) -> None: ...
+
+class ReviewRound(_message.Message):
+    __slots__ = ("round", "review_subtask", "reviewer", "verdict", "revision_subtask", "usage", "note")
+    ROUND_FIELD_NUMBER: _ClassVar[int]
+    REVIEW_SUBTASK_FIELD_NUMBER: _ClassVar[int]
+    REVIEWER_FIELD_NUMBER: _ClassVar[int]
+    VERDICT_FIELD_NUMBER: _ClassVar[int]
+    REVISION_SUBTASK_FIELD_NUMBER: _ClassVar[int]
+    USAGE_FIELD_NUMBER: _ClassVar[int]
+    NOTE_FIELD_NUMBER: _ClassVar[int]
+    round: int
+    review_subtask: str
+    reviewer: str
+    verdict: ReviewVerdict
+    revision_subtask: str
+    usage: TokenUsage
+    note: str
+    def __init__(self, round: _Optional[int] = ..., review_subtask: _Optional[str] = ..., reviewer: _Optional[str] = ..., verdict: _Optional[_Union[ReviewVerdict, _Mapping]] = ..., revision_subtask: _Optional[str] = ..., usage: _Optional[_Union[TokenUsage, _Mapping]] = ..., note: _Optional[str] = ...) -> None: ...
+
+class ReviewRecord(_message.Message):
+    __slots__ = ("outcome", "max_rounds", "rounds")
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    MAX_ROUNDS_FIELD_NUMBER: _ClassVar[int]
+    ROUNDS_FIELD_NUMBER: _ClassVar[int]
+    outcome: _enums_pb2.ReviewOutcome
+    max_rounds: int
+    rounds: _containers.RepeatedCompositeFieldContainer[ReviewRound]
+    def __init__(self, outcome: _Optional[_Union[_enums_pb2.ReviewOutcome, str]] = ..., max_rounds: _Optional[int] = ..., rounds: _Optional[_Iterable[_Union[ReviewRound, _Mapping]]] = ...) -> None: ...
 
 class Subtask(_message.Message):
     __slots__ = ("name", "title", "instructions", "capability", "agent_type", "kind", "depends_on", "status", "attempt", "agent", "progress", "progress_message", "output", "artifacts", "failure", "usage", "has_checkpoint", "queue_time", "start_time", "end_time", "status_reason", "tool_calls", "sources")
@@ -348,7 +406,7 @@ class ConsensusRecord(_message.Message):
     def __init__(self, outcome: _Optional[_Union[_enums_pb2.ConsensusOutcome, str]] = ..., strategy: _Optional[_Union[_enums_pb2.VotingStrategy, str]] = ..., threshold: _Optional[float] = ..., rounds: _Optional[int] = ..., candidates: _Optional[_Iterable[_Union[Candidate, _Mapping]]] = ..., votes: _Optional[_Iterable[_Union[Vote, _Mapping]]] = ..., winning_candidate_id: _Optional[str] = ..., agreement: _Optional[float] = ...) -> None: ...
 
 class TaskResult(_message.Message):
-    __slots__ = ("task", "status", "output", "artifacts", "usage", "subtasks", "consensus", "failure", "sources")
+    __slots__ = ("task", "status", "output", "artifacts", "usage", "subtasks", "consensus", "failure", "sources", "review")
     TASK_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_FIELD_NUMBER: _ClassVar[int]
@@ -358,6 +416,7 @@ class TaskResult(_message.Message):
     CONSENSUS_FIELD_NUMBER: _ClassVar[int]
     FAILURE_FIELD_NUMBER: _ClassVar[int]
     SOURCES_FIELD_NUMBER: _ClassVar[int]
+    REVIEW_FIELD_NUMBER: _ClassVar[int]
     task: str
     status: _enums_pb2.TaskStatus
     output: str
@@ -367,7 +426,8 @@ class TaskResult(_message.Message):
     consensus: ConsensusRecord
     failure: Failure
     sources: _containers.RepeatedCompositeFieldContainer[Source]
-    def __init__(self, task: _Optional[str] = ..., status: _Optional[_Union[_enums_pb2.TaskStatus, str]] = ..., output: _Optional[str] = ..., artifacts: _Optional[_Iterable[_Union[Artifact, _Mapping]]] = ..., usage: _Optional[_Union[TokenUsage, _Mapping]] = ..., subtasks: _Optional[_Iterable[_Union[Subtask, _Mapping]]] = ..., consensus: _Optional[_Union[ConsensusRecord, _Mapping]] = ..., failure: _Optional[_Union[Failure, _Mapping]] = ..., sources: _Optional[_Iterable[_Union[Source, _Mapping]]] = ...) -> None: ...
+    review: ReviewRecord
+    def __init__(self, task: _Optional[str] = ..., status: _Optional[_Union[_enums_pb2.TaskStatus, str]] = ..., output: _Optional[str] = ..., artifacts: _Optional[_Iterable[_Union[Artifact, _Mapping]]] = ..., usage: _Optional[_Union[TokenUsage, _Mapping]] = ..., subtasks: _Optional[_Iterable[_Union[Subtask, _Mapping]]] = ..., consensus: _Optional[_Union[ConsensusRecord, _Mapping]] = ..., failure: _Optional[_Union[Failure, _Mapping]] = ..., sources: _Optional[_Iterable[_Union[Source, _Mapping]]] = ..., review: _Optional[_Union[ReviewRecord, _Mapping]] = ...) -> None: ...
 
 class Agent(_message.Message):
     __slots__ = ("name", "agent_type", "capabilities", "max_concurrency", "labels", "language", "sdk_version", "status", "assignments", "free_slots", "hostname", "pid", "replica", "managed", "completed_subtasks", "failed_subtasks", "reliability", "usage", "connect_time", "last_heartbeat_time", "disconnect_time", "owner", "backing")
@@ -659,7 +719,7 @@ class Event(_message.Message):
     def __init__(self, id: _Optional[str] = ..., type: _Optional[_Union[_enums_pb2.EventType, str]] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., task: _Optional[str] = ..., subtask: _Optional[str] = ..., agent: _Optional[str] = ..., from_status: _Optional[str] = ..., to_status: _Optional[str] = ..., message: _Optional[str] = ..., data: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
 
 class LogRecord(_message.Message):
-    __slots__ = ("time", "level", "component", "message", "task", "subtask", "agent", "fields")
+    __slots__ = ("time", "level", "component", "message", "task", "subtask", "agent", "fields", "id")
     class FieldsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -675,6 +735,7 @@ class LogRecord(_message.Message):
     SUBTASK_FIELD_NUMBER: _ClassVar[int]
     AGENT_FIELD_NUMBER: _ClassVar[int]
     FIELDS_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
     time: _timestamp_pb2.Timestamp
     level: _enums_pb2.LogLevel
     component: str
@@ -683,7 +744,8 @@ class LogRecord(_message.Message):
     subtask: str
     agent: str
     fields: _containers.ScalarMap[str, str]
-    def __init__(self, time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., level: _Optional[_Union[_enums_pb2.LogLevel, str]] = ..., component: _Optional[str] = ..., message: _Optional[str] = ..., task: _Optional[str] = ..., subtask: _Optional[str] = ..., agent: _Optional[str] = ..., fields: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    id: str
+    def __init__(self, time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., level: _Optional[_Union[_enums_pb2.LogLevel, str]] = ..., component: _Optional[str] = ..., message: _Optional[str] = ..., task: _Optional[str] = ..., subtask: _Optional[str] = ..., agent: _Optional[str] = ..., fields: _Optional[_Mapping[str, str]] = ..., id: _Optional[str] = ...) -> None: ...
 
 class ProcessResources(_message.Message):
     __slots__ = ("pid", "agent", "agent_type", "cpu_percent", "cpu_seconds", "memory_bytes", "memory_percent", "threads", "open_files", "connections", "measured")

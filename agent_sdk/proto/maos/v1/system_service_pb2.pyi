@@ -29,7 +29,7 @@ class StateCount(_message.Message):
     def __init__(self, state: _Optional[str] = ..., count: _Optional[int] = ...) -> None: ...
 
 class GetStatusResponse(_message.Message):
-    __slots__ = ("version", "replica", "start_time", "uptime", "storage_backend", "tasks", "subtasks", "agents", "queue", "connected_agents", "free_slots", "replicas")
+    __slots__ = ("version", "replica", "start_time", "uptime", "storage_backend", "tasks", "subtasks", "agents", "queue", "connected_agents", "free_slots", "replicas", "model_pacing", "tasks_awaiting_approval")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     REPLICA_FIELD_NUMBER: _ClassVar[int]
     START_TIME_FIELD_NUMBER: _ClassVar[int]
@@ -42,6 +42,8 @@ class GetStatusResponse(_message.Message):
     CONNECTED_AGENTS_FIELD_NUMBER: _ClassVar[int]
     FREE_SLOTS_FIELD_NUMBER: _ClassVar[int]
     REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_PACING_FIELD_NUMBER: _ClassVar[int]
+    TASKS_AWAITING_APPROVAL_FIELD_NUMBER: _ClassVar[int]
     version: str
     replica: str
     start_time: _timestamp_pb2.Timestamp
@@ -54,7 +56,43 @@ class GetStatusResponse(_message.Message):
     connected_agents: int
     free_slots: int
     replicas: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, version: _Optional[str] = ..., replica: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., uptime: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., storage_backend: _Optional[str] = ..., tasks: _Optional[_Iterable[_Union[StateCount, _Mapping]]] = ..., subtasks: _Optional[_Iterable[_Union[StateCount, _Mapping]]] = ..., agents: _Optional[_Iterable[_Union[StateCount, _Mapping]]] = ..., queue: _Optional[_Iterable[_Union[StateCount, _Mapping]]] = ..., connected_agents: _Optional[int] = ..., free_slots: _Optional[int] = ..., replicas: _Optional[_Iterable[str]] = ...) -> None: ...
+    model_pacing: _containers.RepeatedCompositeFieldContainer[ModelPacing]
+    tasks_awaiting_approval: int
+    def __init__(self, version: _Optional[str] = ..., replica: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., uptime: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., storage_backend: _Optional[str] = ..., tasks: _Optional[_Iterable[_Union[StateCount, _Mapping]]] = ..., subtasks: _Optional[_Iterable[_Union[StateCount, _Mapping]]] = ..., agents: _Optional[_Iterable[_Union[StateCount, _Mapping]]] = ..., queue: _Optional[_Iterable[_Union[StateCount, _Mapping]]] = ..., connected_agents: _Optional[int] = ..., free_slots: _Optional[int] = ..., replicas: _Optional[_Iterable[str]] = ..., model_pacing: _Optional[_Iterable[_Union[ModelPacing, _Mapping]]] = ..., tasks_awaiting_approval: _Optional[int] = ...) -> None: ...
+
+class ModelPacing(_message.Message):
+    __slots__ = ("model", "breaker", "reopens_in", "in_flight", "in_flight_cap", "held", "requests_per_minute", "input_tokens_per_minute", "output_tokens_per_minute", "requests_used", "input_tokens_used", "output_tokens_used", "granted", "overloaded_answers", "last_problem")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    BREAKER_FIELD_NUMBER: _ClassVar[int]
+    REOPENS_IN_FIELD_NUMBER: _ClassVar[int]
+    IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
+    IN_FLIGHT_CAP_FIELD_NUMBER: _ClassVar[int]
+    HELD_FIELD_NUMBER: _ClassVar[int]
+    REQUESTS_PER_MINUTE_FIELD_NUMBER: _ClassVar[int]
+    INPUT_TOKENS_PER_MINUTE_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_TOKENS_PER_MINUTE_FIELD_NUMBER: _ClassVar[int]
+    REQUESTS_USED_FIELD_NUMBER: _ClassVar[int]
+    INPUT_TOKENS_USED_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_TOKENS_USED_FIELD_NUMBER: _ClassVar[int]
+    GRANTED_FIELD_NUMBER: _ClassVar[int]
+    OVERLOADED_ANSWERS_FIELD_NUMBER: _ClassVar[int]
+    LAST_PROBLEM_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    breaker: _enums_pb2.BreakerState
+    reopens_in: _duration_pb2.Duration
+    in_flight: int
+    in_flight_cap: int
+    held: int
+    requests_per_minute: int
+    input_tokens_per_minute: int
+    output_tokens_per_minute: int
+    requests_used: float
+    input_tokens_used: float
+    output_tokens_used: float
+    granted: int
+    overloaded_answers: int
+    last_problem: str
+    def __init__(self, model: _Optional[str] = ..., breaker: _Optional[_Union[_enums_pb2.BreakerState, str]] = ..., reopens_in: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., in_flight: _Optional[int] = ..., in_flight_cap: _Optional[int] = ..., held: _Optional[int] = ..., requests_per_minute: _Optional[int] = ..., input_tokens_per_minute: _Optional[int] = ..., output_tokens_per_minute: _Optional[int] = ..., requests_used: _Optional[float] = ..., input_tokens_used: _Optional[float] = ..., output_tokens_used: _Optional[float] = ..., granted: _Optional[int] = ..., overloaded_answers: _Optional[int] = ..., last_problem: _Optional[str] = ...) -> None: ...
 
 class GetHealthRequest(_message.Message):
     __slots__ = ("components",)
@@ -159,20 +197,22 @@ class ListLogsResponse(_message.Message):
     def __init__(self, records: _Optional[_Iterable[_Union[_messages_pb2.LogRecord, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class TailLogsRequest(_message.Message):
-    __slots__ = ("min_level", "component", "contains", "task", "agent", "tail")
+    __slots__ = ("min_level", "component", "contains", "task", "agent", "tail", "after_record_id")
     MIN_LEVEL_FIELD_NUMBER: _ClassVar[int]
     COMPONENT_FIELD_NUMBER: _ClassVar[int]
     CONTAINS_FIELD_NUMBER: _ClassVar[int]
     TASK_FIELD_NUMBER: _ClassVar[int]
     AGENT_FIELD_NUMBER: _ClassVar[int]
     TAIL_FIELD_NUMBER: _ClassVar[int]
+    AFTER_RECORD_ID_FIELD_NUMBER: _ClassVar[int]
     min_level: _enums_pb2.LogLevel
     component: str
     contains: str
     task: str
     agent: str
     tail: int
-    def __init__(self, min_level: _Optional[_Union[_enums_pb2.LogLevel, str]] = ..., component: _Optional[str] = ..., contains: _Optional[str] = ..., task: _Optional[str] = ..., agent: _Optional[str] = ..., tail: _Optional[int] = ...) -> None: ...
+    after_record_id: str
+    def __init__(self, min_level: _Optional[_Union[_enums_pb2.LogLevel, str]] = ..., component: _Optional[str] = ..., contains: _Optional[str] = ..., task: _Optional[str] = ..., agent: _Optional[str] = ..., tail: _Optional[int] = ..., after_record_id: _Optional[str] = ...) -> None: ...
 
 class TailLogsResponse(_message.Message):
     __slots__ = ("record",)

@@ -130,6 +130,14 @@ class SystemServiceServicer:
     def TailLogs(self, request, context):
         """Streams log records as they are written, after the `tail` most recent
         matching ones. Permission: logs:view.
+
+        With `after_record_id` (the `LogRecord.id` of the last record a client
+        received) the stream resumes instead of sending `tail` records: every
+        kept matching record written after that one, then the live ones, none
+        twice. Records are kept per replica in a bounded ring; an id the server
+        no longer keeps (pushed out of the ring, or issued before a restart or
+        by another replica) is FAILED_PRECONDITION with reason
+        ERROR_REASON_RESUME_POINT_LOST.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -138,6 +146,13 @@ class SystemServiceServicer:
     def WatchEvents(self, request, context):
         """Streams events as they happen, optionally after a given event id.
         Permission: system:view.
+
+        With `after_event_id` the kept events sent after that one (in the order
+        they were first sent) come first, then the live ones, none twice. An id
+        the server no longer keeps (older than its recent events, or issued
+        before a restart or by another replica) is FAILED_PRECONDITION with
+        reason ERROR_REASON_RESUME_POINT_LOST; a malformed one, or one this
+        server never sent, INVALID_ARGUMENT.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

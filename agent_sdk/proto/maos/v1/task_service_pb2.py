@@ -32,7 +32,7 @@ from . import errors_pb2 as maos_dot_v1_dot_errors__pb2
 from . import messages_pb2 as maos_dot_v1_dot_messages__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1amaos/v1/task_service.proto\x12\x07maos.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13maos/v1/enums.proto\x1a\x14maos/v1/errors.proto\x1a\x16maos/v1/messages.proto\"D\n\x11SubmitTaskRequest\x12\x1b\n\x04task\x18\x01 \x01(\x0b\x32\r.maos.v1.Task\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"1\n\x12SubmitTaskResponse\x12\x1b\n\x04task\x18\x01 \x01(\x0b\x32\r.maos.v1.Task\"K\n\x18StreamSubmitTasksRequest\x12\x1b\n\x04task\x18\x01 \x01(\x0b\x32\r.maos.v1.Task\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"l\n\x19StreamSubmitTasksResponse\x12\x1d\n\x04task\x18\x01 \x01(\x0b\x32\r.maos.v1.TaskH\x00\x12%\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x14.maos.v1.SubmitErrorH\x00\x42\t\n\x07outcome\"\x9c\x02\n\x0bSubmitError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12$\n\x06reason\x18\x02 \x01(\x0e\x32\x14.maos.v1.ErrorReason\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x31\n\x10\x66ield_violations\x18\x04 \x03(\x0b\x32\x17.maos.v1.FieldViolation\x12.\n\x0bretry_delay\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x34\n\x08metadata\x18\x06 \x03(\x0b\x32\".maos.v1.SubmitError.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"4\n\x0e\x46ieldViolation\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\"[\n\x17\x42\x61tchSubmitTasksRequest\x12,\n\x08requests\x18\x01 \x03(\x0b\x32\x1a.maos.v1.SubmitTaskRequest\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"8\n\x18\x42\x61tchSubmitTasksResponse\x12\x1c\n\x05tasks\x18\x01 \x03(\x0b\x32\r.maos.v1.Task\"?\n\x0eGetTaskRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x1f\n\x04view\x18\x02 \x01(\x0e\x32\x11.maos.v1.TaskView\"\xa5\x01\n\x0fGetTaskResponse\x12\x1b\n\x04task\x18\x01 \x01(\x0b\x32\r.maos.v1.Task\x12\"\n\x08subtasks\x18\x02 \x03(\x0b\x32\x10.maos.v1.Subtask\x12$\n\x04plan\x18\x03 \x01(\x0b\x32\x16.maos.v1.ExecutionPlan\x12+\n\tconsensus\x18\x04 \x01(\x0b\x32\x18.maos.v1.ConsensusRecord\"\xe4\x01\n\x10ListTasksRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12%\n\x08statuses\x18\x03 \x03(\x0e\x32\x13.maos.v1.TaskStatus\x12\x12\n\ntask_types\x18\x04 \x03(\t\x12%\n\npriorities\x18\x05 \x03(\x0e\x32\x11.maos.v1.Priority\x12)\n\x05since\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x62\x61tch\x18\x07 \x01(\t\x12\r\n\x05owner\x18\x08 \x01(\t\"J\n\x11ListTasksResponse\x12\x1c\n\x05tasks\x18\x01 \x03(\x0b\x32\r.maos.v1.Task\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"E\n\x11\x43\x61ncelTaskRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"1\n\x12\x43\x61ncelTaskResponse\x12\x1b\n\x04task\x18\x01 \x01(\x0b\x32\r.maos.v1.Task\"\x88\x01\n\x10RetryTaskRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x17\n\nmax_agents\x18\x03 \x01(\rH\x00\x88\x01\x01\x12*\n\x07timeout\x18\x04 \x01(\x0b\x32\x19.google.protobuf.DurationB\r\n\x0b_max_agents\"0\n\x11RetryTaskResponse\x12\x1b\n\x04task\x18\x01 \x01(\x0b\x32\r.maos.v1.Task\"u\n\x11UpdateTaskRequest\x12\x1b\n\x04task\x18\x01 \x01(\x0b\x32\r.maos.v1.Task\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"1\n\x12UpdateTaskResponse\x12\x1b\n\x04task\x18\x01 \x01(\x0b\x32\r.maos.v1.Task\"V\n\x15GetTaskResultsRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x15\n\routput_offset\x18\x02 \x01(\x03\x12\x18\n\x10max_output_bytes\x18\x03 \x01(\x03\"\x98\x01\n\x16GetTaskResultsResponse\x12#\n\x06result\x18\x01 \x01(\x0b\x32\x13.maos.v1.TaskResult\x12\x13\n\x0boutput_size\x18\x02 \x01(\x03\x12\x15\n\routput_offset\x18\x03 \x01(\x03\x12\x1a\n\x12next_output_offset\x18\x04 \x01(\x03\x12\x11\n\ttruncated\x18\x05 \x01(\x08\"M\n\x12\x41nalyzeTaskRequest\x12\x1d\n\x04task\x18\x01 \x01(\x0b\x32\r.maos.v1.TaskH\x00\x12\x0e\n\x04name\x18\x02 \x01(\tH\x00\x42\x08\n\x06target\";\n\x13\x41nalyzeTaskResponse\x12$\n\x04plan\x18\x01 \x01(\x0b\x32\x16.maos.v1.ExecutionPlan\":\n\x10WatchTaskRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x18\n\x10include_progress\x18\x02 \x01(\x08\"r\n\x11WatchTaskResponse\x12\x1b\n\x04task\x18\x01 \x01(\x0b\x32\r.maos.v1.Task\x12\x1d\n\x05\x65vent\x18\x02 \x01(\x0b\x32\x0e.maos.v1.Event\x12!\n\x07subtask\x18\x03 \x01(\x0b\x32\x10.maos.v1.Subtask2\x81\t\n\x0bTaskService\x12[\n\nSubmitTask\x12\x1a.maos.v1.SubmitTaskRequest\x1a\x1b.maos.v1.SubmitTaskResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\"\t/v1/tasks:\x01*\x12y\n\x10\x42\x61tchSubmitTasks\x12 .maos.v1.BatchSubmitTasksRequest\x1a!.maos.v1.BatchSubmitTasksResponse\" \x82\xd3\xe4\x93\x02\x1a\"\x15/v1/tasks:batchSubmit:\x01*\x12^\n\x11StreamSubmitTasks\x12!.maos.v1.StreamSubmitTasksRequest\x1a\".maos.v1.StreamSubmitTasksResponse(\x01\x30\x01\x12X\n\x07GetTask\x12\x17.maos.v1.GetTaskRequest\x1a\x18.maos.v1.GetTaskResponse\"\x1a\x82\xd3\xe4\x93\x02\x14\x12\x12/v1/{name=tasks/*}\x12U\n\tListTasks\x12\x19.maos.v1.ListTasksRequest\x1a\x1a.maos.v1.ListTasksResponse\"\x11\x82\xd3\xe4\x93\x02\x0b\x12\t/v1/tasks\x12k\n\nCancelTask\x12\x1a.maos.v1.CancelTaskRequest\x1a\x1b.maos.v1.CancelTaskResponse\"$\x82\xd3\xe4\x93\x02\x1e\"\x19/v1/{name=tasks/*}:cancel:\x01*\x12g\n\tRetryTask\x12\x19.maos.v1.RetryTaskRequest\x1a\x1a.maos.v1.RetryTaskResponse\"#\x82\xd3\xe4\x93\x02\x1d\"\x18/v1/{name=tasks/*}:retry:\x01*\x12l\n\nUpdateTask\x12\x1a.maos.v1.UpdateTaskRequest\x1a\x1b.maos.v1.UpdateTaskResponse\"%\x82\xd3\xe4\x93\x02\x1f\x32\x17/v1/{task.name=tasks/*}:\x04task\x12u\n\x0eGetTaskResults\x12\x1e.maos.v1.GetTaskResultsRequest\x1a\x1f.maos.v1.GetTaskResultsResponse\"\"\x82\xd3\xe4\x93\x02\x1c\x12\x1a/v1/{name=tasks/*}/results\x12\x66\n\x0b\x41nalyzeTask\x12\x1b.maos.v1.AnalyzeTaskRequest\x1a\x1c.maos.v1.AnalyzeTaskResponse\"\x1c\x82\xd3\xe4\x93\x02\x16\"\x11/v1/tasks:analyze:\x01*\x12\x66\n\tWatchTask\x12\x19.maos.v1.WatchTaskRequest\x1a\x1a.maos.v1.WatchTaskResponse\" \x82\xd3\xe4\x93\x02\x1a\x12\x18/v1/{name=tasks/*}:watch0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1amaos/v1/task_service.proto\x12\x07maos.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13maos/v1/enums.proto\x1a\x14maos/v1/errors.proto\x1a\x16maos/v1/messages.proto\"D\n\x11SubmitTaskRequest\x12\x1b\n\x04task\x18\x01 \x01(\x0b\x32\r.maos.v1.Task\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"1\n\x12SubmitTaskResponse\x12\x1b\n\x04task\x18\x01 \x01(\x0b\x32\r.maos.v1.Task\"K\n\x18StreamSubmitTasksRequest\x12\x1b\n\x04task\x18\x01 \x01(\x0b\x32\r.maos.v1.Task\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"l\n\x19StreamSubmitTasksResponse\x12\x1d\n\x04task\x18\x01 \x01(\x0b\x32\r.maos.v1.TaskH\x00\x12%\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x14.maos.v1.SubmitErrorH\x00\x42\t\n\x07outcome\"\x9c\x02\n\x0bSubmitError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12$\n\x06reason\x18\x02 \x01(\x0e\x32\x14.maos.v1.ErrorReason\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x31\n\x10\x66ield_violations\x18\x04 \x03(\x0b\x32\x17.maos.v1.FieldViolation\x12.\n\x0bretry_delay\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x34\n\x08metadata\x18\x06 \x03(\x0b\x32\".maos.v1.SubmitError.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"4\n\x0e\x46ieldViolation\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\"[\n\x17\x42\x61tchSubmitTasksRequest\x12,\n\x08requests\x18\x01 \x03(\x0b\x32\x1a.maos.v1.SubmitTaskRequest\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"8\n\x18\x42\x61tchSubmitTasksResponse\x12\x1c\n\x05tasks\x18\x01 \x03(\x0b\x32\r.maos.v1.Task\"?\n\x0eGetTaskRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x1f\n\x04view\x18\x02 \x01(\x0e\x32\x11.maos.v1.TaskView\"\xcc\x01\n\x0fGetTaskResponse\x12\x1b\n\x04task\x18\x01 \x01(\x0b\x32\r.maos.v1.Task\x12\"\n\x08subtasks\x18\x02 \x03(\x0b\x32\x10.maos.v1.Subtask\x12$\n\x04plan\x18\x03 \x01(\x0b\x32\x16.maos.v1.ExecutionPlan\x12+\n\tconsensus\x18\x04 \x01(\x0b\x32\x18.maos.v1.ConsensusRecord\x12%\n\x06review\x18\x05 \x01(\x0b\x32\x15.maos.v1.ReviewRecord\"\xe4\x01\n\x10ListTasksRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12%\n\x08statuses\x18\x03 \x03(\x0e\x32\x13.maos.v1.TaskStatus\x12\x12\n\ntask_types\x18\x04 \x03(\t\x12%\n\npriorities\x18\x05 \x03(\x0e\x32\x11.maos.v1.Priority\x12)\n\x05since\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x62\x61tch\x18\x07 \x01(\t\x12\r\n\x05owner\x18\x08 \x01(\t\"J\n\x11ListTasksResponse\x12\x1c\n\x05tasks\x18\x01 \x03(\x0b\x32\r.maos.v1.Task\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"E\n\x11\x43\x61ncelTaskRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"1\n\x12\x43\x61ncelTaskResponse\x12\x1b\n\x04task\x18\x01 \x01(\x0b\x32\r.maos.v1.Task\"\x88\x01\n\x10RetryTaskRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x17\n\nmax_agents\x18\x03 \x01(\rH\x00\x88\x01\x01\x12*\n\x07timeout\x18\x04 \x01(\x0b\x32\x19.google.protobuf.DurationB\r\n\x0b_max_agents\"0\n\x11RetryTaskResponse\x12\x1b\n\x04task\x18\x01 \x01(\x0b\x32\r.maos.v1.Task\"u\n\x11UpdateTaskRequest\x12\x1b\n\x04task\x18\x01 \x01(\x0b\x32\r.maos.v1.Task\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"1\n\x12UpdateTaskResponse\x12\x1b\n\x04task\x18\x01 \x01(\x0b\x32\r.maos.v1.Task\"V\n\x15GetTaskResultsRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x15\n\routput_offset\x18\x02 \x01(\x03\x12\x18\n\x10max_output_bytes\x18\x03 \x01(\x03\"\x98\x01\n\x16GetTaskResultsResponse\x12#\n\x06result\x18\x01 \x01(\x0b\x32\x13.maos.v1.TaskResult\x12\x13\n\x0boutput_size\x18\x02 \x01(\x03\x12\x15\n\routput_offset\x18\x03 \x01(\x03\x12\x1a\n\x12next_output_offset\x18\x04 \x01(\x03\x12\x11\n\ttruncated\x18\x05 \x01(\x08\"M\n\x12\x41nalyzeTaskRequest\x12\x1d\n\x04task\x18\x01 \x01(\x0b\x32\r.maos.v1.TaskH\x00\x12\x0e\n\x04name\x18\x02 \x01(\tH\x00\x42\x08\n\x06target\";\n\x13\x41nalyzeTaskResponse\x12$\n\x04plan\x18\x01 \x01(\x0b\x32\x16.maos.v1.ExecutionPlan\"R\n\x10WatchTaskRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x18\n\x10include_progress\x18\x02 \x01(\x08\x12\x16\n\x0e\x61\x66ter_event_id\x18\x03 \x01(\t\"r\n\x11WatchTaskResponse\x12\x1b\n\x04task\x18\x01 \x01(\x0b\x32\r.maos.v1.Task\x12\x1d\n\x05\x65vent\x18\x02 \x01(\x0b\x32\x0e.maos.v1.Event\x12!\n\x07subtask\x18\x03 \x01(\x0b\x32\x10.maos.v1.Subtask\"6\n\x12\x41pproveTaskRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"2\n\x13\x41pproveTaskResponse\x12\x1b\n\x04task\x18\x01 \x01(\x0b\x32\r.maos.v1.Task\"E\n\x11RejectTaskRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"1\n\x12RejectTaskResponse\x12\x1b\n\x04task\x18\x01 \x01(\x0b\x32\r.maos.v1.Task2\xdf\n\n\x0bTaskService\x12[\n\nSubmitTask\x12\x1a.maos.v1.SubmitTaskRequest\x1a\x1b.maos.v1.SubmitTaskResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\"\t/v1/tasks:\x01*\x12y\n\x10\x42\x61tchSubmitTasks\x12 .maos.v1.BatchSubmitTasksRequest\x1a!.maos.v1.BatchSubmitTasksResponse\" \x82\xd3\xe4\x93\x02\x1a\"\x15/v1/tasks:batchSubmit:\x01*\x12^\n\x11StreamSubmitTasks\x12!.maos.v1.StreamSubmitTasksRequest\x1a\".maos.v1.StreamSubmitTasksResponse(\x01\x30\x01\x12X\n\x07GetTask\x12\x17.maos.v1.GetTaskRequest\x1a\x18.maos.v1.GetTaskResponse\"\x1a\x82\xd3\xe4\x93\x02\x14\x12\x12/v1/{name=tasks/*}\x12U\n\tListTasks\x12\x19.maos.v1.ListTasksRequest\x1a\x1a.maos.v1.ListTasksResponse\"\x11\x82\xd3\xe4\x93\x02\x0b\x12\t/v1/tasks\x12k\n\nCancelTask\x12\x1a.maos.v1.CancelTaskRequest\x1a\x1b.maos.v1.CancelTaskResponse\"$\x82\xd3\xe4\x93\x02\x1e\"\x19/v1/{name=tasks/*}:cancel:\x01*\x12g\n\tRetryTask\x12\x19.maos.v1.RetryTaskRequest\x1a\x1a.maos.v1.RetryTaskResponse\"#\x82\xd3\xe4\x93\x02\x1d\"\x18/v1/{name=tasks/*}:retry:\x01*\x12l\n\nUpdateTask\x12\x1a.maos.v1.UpdateTaskRequest\x1a\x1b.maos.v1.UpdateTaskResponse\"%\x82\xd3\xe4\x93\x02\x1f\x32\x17/v1/{task.name=tasks/*}:\x04task\x12u\n\x0eGetTaskResults\x12\x1e.maos.v1.GetTaskResultsRequest\x1a\x1f.maos.v1.GetTaskResultsResponse\"\"\x82\xd3\xe4\x93\x02\x1c\x12\x1a/v1/{name=tasks/*}/results\x12\x66\n\x0b\x41nalyzeTask\x12\x1b.maos.v1.AnalyzeTaskRequest\x1a\x1c.maos.v1.AnalyzeTaskResponse\"\x1c\x82\xd3\xe4\x93\x02\x16\"\x11/v1/tasks:analyze:\x01*\x12\x66\n\tWatchTask\x12\x19.maos.v1.WatchTaskRequest\x1a\x1a.maos.v1.WatchTaskResponse\" \x82\xd3\xe4\x93\x02\x1a\x12\x18/v1/{name=tasks/*}:watch0\x01\x12o\n\x0b\x41pproveTask\x12\x1b.maos.v1.ApproveTaskRequest\x1a\x1c.maos.v1.ApproveTaskResponse\"%\x82\xd3\xe4\x93\x02\x1f\"\x1a/v1/{name=tasks/*}:approve:\x01*\x12k\n\nRejectTask\x12\x1a.maos.v1.RejectTaskRequest\x1a\x1b.maos.v1.RejectTaskResponse\"$\x82\xd3\xe4\x93\x02\x1e\"\x19/v1/{name=tasks/*}:reject:\x01*b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -61,6 +61,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TASKSERVICE'].methods_by_name['AnalyzeTask']._serialized_options = b'\202\323\344\223\002\026\"\021/v1/tasks:analyze:\001*'
   _globals['_TASKSERVICE'].methods_by_name['WatchTask']._loaded_options = None
   _globals['_TASKSERVICE'].methods_by_name['WatchTask']._serialized_options = b'\202\323\344\223\002\032\022\030/v1/{name=tasks/*}:watch'
+  _globals['_TASKSERVICE'].methods_by_name['ApproveTask']._loaded_options = None
+  _globals['_TASKSERVICE'].methods_by_name['ApproveTask']._serialized_options = b'\202\323\344\223\002\037\"\032/v1/{name=tasks/*}:approve:\001*'
+  _globals['_TASKSERVICE'].methods_by_name['RejectTask']._loaded_options = None
+  _globals['_TASKSERVICE'].methods_by_name['RejectTask']._serialized_options = b'\202\323\344\223\002\036\"\031/v1/{name=tasks/*}:reject:\001*'
   _globals['_SUBMITTASKREQUEST']._serialized_start=235
   _globals['_SUBMITTASKREQUEST']._serialized_end=303
   _globals['_SUBMITTASKRESPONSE']._serialized_start=305
@@ -82,35 +86,43 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETTASKREQUEST']._serialized_start=1035
   _globals['_GETTASKREQUEST']._serialized_end=1098
   _globals['_GETTASKRESPONSE']._serialized_start=1101
-  _globals['_GETTASKRESPONSE']._serialized_end=1266
-  _globals['_LISTTASKSREQUEST']._serialized_start=1269
-  _globals['_LISTTASKSREQUEST']._serialized_end=1497
-  _globals['_LISTTASKSRESPONSE']._serialized_start=1499
-  _globals['_LISTTASKSRESPONSE']._serialized_end=1573
-  _globals['_CANCELTASKREQUEST']._serialized_start=1575
-  _globals['_CANCELTASKREQUEST']._serialized_end=1644
-  _globals['_CANCELTASKRESPONSE']._serialized_start=1646
-  _globals['_CANCELTASKRESPONSE']._serialized_end=1695
-  _globals['_RETRYTASKREQUEST']._serialized_start=1698
-  _globals['_RETRYTASKREQUEST']._serialized_end=1834
-  _globals['_RETRYTASKRESPONSE']._serialized_start=1836
-  _globals['_RETRYTASKRESPONSE']._serialized_end=1884
-  _globals['_UPDATETASKREQUEST']._serialized_start=1886
-  _globals['_UPDATETASKREQUEST']._serialized_end=2003
-  _globals['_UPDATETASKRESPONSE']._serialized_start=2005
-  _globals['_UPDATETASKRESPONSE']._serialized_end=2054
-  _globals['_GETTASKRESULTSREQUEST']._serialized_start=2056
-  _globals['_GETTASKRESULTSREQUEST']._serialized_end=2142
-  _globals['_GETTASKRESULTSRESPONSE']._serialized_start=2145
-  _globals['_GETTASKRESULTSRESPONSE']._serialized_end=2297
-  _globals['_ANALYZETASKREQUEST']._serialized_start=2299
-  _globals['_ANALYZETASKREQUEST']._serialized_end=2376
-  _globals['_ANALYZETASKRESPONSE']._serialized_start=2378
-  _globals['_ANALYZETASKRESPONSE']._serialized_end=2437
-  _globals['_WATCHTASKREQUEST']._serialized_start=2439
-  _globals['_WATCHTASKREQUEST']._serialized_end=2497
-  _globals['_WATCHTASKRESPONSE']._serialized_start=2499
-  _globals['_WATCHTASKRESPONSE']._serialized_end=2613
-  _globals['_TASKSERVICE']._serialized_start=2616
-  _globals['_TASKSERVICE']._serialized_end=3769
+  _globals['_GETTASKRESPONSE']._serialized_end=1305
+  _globals['_LISTTASKSREQUEST']._serialized_start=1308
+  _globals['_LISTTASKSREQUEST']._serialized_end=1536
+  _globals['_LISTTASKSRESPONSE']._serialized_start=1538
+  _globals['_LISTTASKSRESPONSE']._serialized_end=1612
+  _globals['_CANCELTASKREQUEST']._serialized_start=1614
+  _globals['_CANCELTASKREQUEST']._serialized_end=1683
+  _globals['_CANCELTASKRESPONSE']._serialized_start=1685
+  _globals['_CANCELTASKRESPONSE']._serialized_end=1734
+  _globals['_RETRYTASKREQUEST']._serialized_start=1737
+  _globals['_RETRYTASKREQUEST']._serialized_end=1873
+  _globals['_RETRYTASKRESPONSE']._serialized_start=1875
+  _globals['_RETRYTASKRESPONSE']._serialized_end=1923
+  _globals['_UPDATETASKREQUEST']._serialized_start=1925
+  _globals['_UPDATETASKREQUEST']._serialized_end=2042
+  _globals['_UPDATETASKRESPONSE']._serialized_start=2044
+  _globals['_UPDATETASKRESPONSE']._serialized_end=2093
+  _globals['_GETTASKRESULTSREQUEST']._serialized_start=2095
+  _globals['_GETTASKRESULTSREQUEST']._serialized_end=2181
+  _globals['_GETTASKRESULTSRESPONSE']._serialized_start=2184
+  _globals['_GETTASKRESULTSRESPONSE']._serialized_end=2336
+  _globals['_ANALYZETASKREQUEST']._serialized_start=2338
+  _globals['_ANALYZETASKREQUEST']._serialized_end=2415
+  _globals['_ANALYZETASKRESPONSE']._serialized_start=2417
+  _globals['_ANALYZETASKRESPONSE']._serialized_end=2476
+  _globals['_WATCHTASKREQUEST']._serialized_start=2478
+  _globals['_WATCHTASKREQUEST']._serialized_end=2560
+  _globals['_WATCHTASKRESPONSE']._serialized_start=2562
+  _globals['_WATCHTASKRESPONSE']._serialized_end=2676
+  _globals['_APPROVETASKREQUEST']._serialized_start=2678
+  _globals['_APPROVETASKREQUEST']._serialized_end=2732
+  _globals['_APPROVETASKRESPONSE']._serialized_start=2734
+  _globals['_APPROVETASKRESPONSE']._serialized_end=2784
+  _globals['_REJECTTASKREQUEST']._serialized_start=2786
+  _globals['_REJECTTASKREQUEST']._serialized_end=2855
+  _globals['_REJECTTASKRESPONSE']._serialized_start=2857
+  _globals['_REJECTTASKRESPONSE']._serialized_end=2906
+  _globals['_TASKSERVICE']._serialized_start=2909
+  _globals['_TASKSERVICE']._serialized_end=4284
 # @@protoc_insertion_point(module_scope)

@@ -100,16 +100,18 @@ class GetTaskRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ..., view: _Optional[_Union[_enums_pb2.TaskView, str]] = ...) -> None: ...
 
 class GetTaskResponse(_message.Message):
-    __slots__ = ("task", "subtasks", "plan", "consensus")
+    __slots__ = ("task", "subtasks", "plan", "consensus", "review")
     TASK_FIELD_NUMBER: _ClassVar[int]
     SUBTASKS_FIELD_NUMBER: _ClassVar[int]
     PLAN_FIELD_NUMBER: _ClassVar[int]
     CONSENSUS_FIELD_NUMBER: _ClassVar[int]
+    REVIEW_FIELD_NUMBER: _ClassVar[int]
     task: _messages_pb2.Task
     subtasks: _containers.RepeatedCompositeFieldContainer[_messages_pb2.Subtask]
     plan: _messages_pb2.ExecutionPlan
     consensus: _messages_pb2.ConsensusRecord
-    def __init__(self, task: _Optional[_Union[_messages_pb2.Task, _Mapping]] = ..., subtasks: _Optional[_Iterable[_Union[_messages_pb2.Subtask, _Mapping]]] = ..., plan: _Optional[_Union[_messages_pb2.ExecutionPlan, _Mapping]] = ..., consensus: _Optional[_Union[_messages_pb2.ConsensusRecord, _Mapping]] = ...) -> None: ...
+    review: _messages_pb2.ReviewRecord
+    def __init__(self, task: _Optional[_Union[_messages_pb2.Task, _Mapping]] = ..., subtasks: _Optional[_Iterable[_Union[_messages_pb2.Subtask, _Mapping]]] = ..., plan: _Optional[_Union[_messages_pb2.ExecutionPlan, _Mapping]] = ..., consensus: _Optional[_Union[_messages_pb2.ConsensusRecord, _Mapping]] = ..., review: _Optional[_Union[_messages_pb2.ReviewRecord, _Mapping]] = ...) -> None: ...
 
 class ListTasksRequest(_message.Message):
     __slots__ = ("page_size", "page_token", "statuses", "task_types", "priorities", "since", "batch", "owner")
@@ -228,12 +230,14 @@ class AnalyzeTaskResponse(_message.Message):
     def __init__(self, plan: _Optional[_Union[_messages_pb2.ExecutionPlan, _Mapping]] = ...) -> None: ...
 
 class WatchTaskRequest(_message.Message):
-    __slots__ = ("name", "include_progress")
+    __slots__ = ("name", "include_progress", "after_event_id")
     NAME_FIELD_NUMBER: _ClassVar[int]
     INCLUDE_PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    AFTER_EVENT_ID_FIELD_NUMBER: _ClassVar[int]
     name: str
     include_progress: bool
-    def __init__(self, name: _Optional[str] = ..., include_progress: _Optional[bool] = ...) -> None: ...
+    after_event_id: str
+    def __init__(self, name: _Optional[str] = ..., include_progress: _Optional[bool] = ..., after_event_id: _Optional[str] = ...) -> None: ...
 
 class WatchTaskResponse(_message.Message):
     __slots__ = ("task", "event", "subtask")
@@ -244,3 +248,33 @@ class WatchTaskResponse(_message.Message):
     event: _messages_pb2.Event
     subtask: _messages_pb2.Subtask
     def __init__(self, task: _Optional[_Union[_messages_pb2.Task, _Mapping]] = ..., event: _Optional[_Union[_messages_pb2.Event, _Mapping]] = ..., subtask: _Optional[_Union[_messages_pb2.Subtask, _Mapping]] = ...) -> None: ...
+
+class ApproveTaskRequest(_message.Message):
+    __slots__ = ("name", "request_id")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    request_id: str
+    def __init__(self, name: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class ApproveTaskResponse(_message.Message):
+    __slots__ = ("task",)
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    task: _messages_pb2.Task
+    def __init__(self, task: _Optional[_Union[_messages_pb2.Task, _Mapping]] = ...) -> None: ...
+
+class RejectTaskRequest(_message.Message):
+    __slots__ = ("name", "reason", "request_id")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    reason: str
+    request_id: str
+    def __init__(self, name: _Optional[str] = ..., reason: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class RejectTaskResponse(_message.Message):
+    __slots__ = ("task",)
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    task: _messages_pb2.Task
+    def __init__(self, task: _Optional[_Union[_messages_pb2.Task, _Mapping]] = ...) -> None: ...

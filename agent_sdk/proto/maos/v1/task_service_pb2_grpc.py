@@ -95,6 +95,16 @@ class TaskServiceStub:
                 request_serializer=maos_dot_v1_dot_task__service__pb2.WatchTaskRequest.SerializeToString,
                 response_deserializer=maos_dot_v1_dot_task__service__pb2.WatchTaskResponse.FromString,
                 _registered_method=True)
+        self.ApproveTask = channel.unary_unary(
+                '/maos.v1.TaskService/ApproveTask',
+                request_serializer=maos_dot_v1_dot_task__service__pb2.ApproveTaskRequest.SerializeToString,
+                response_deserializer=maos_dot_v1_dot_task__service__pb2.ApproveTaskResponse.FromString,
+                _registered_method=True)
+        self.RejectTask = channel.unary_unary(
+                '/maos.v1.TaskService/RejectTask',
+                request_serializer=maos_dot_v1_dot_task__service__pb2.RejectTaskRequest.SerializeToString,
+                response_deserializer=maos_dot_v1_dot_task__service__pb2.RejectTaskResponse.FromString,
+                _registered_method=True)
 
 
 class TaskServiceServicer:
@@ -223,6 +233,40 @@ class TaskServiceServicer:
         """Streams a snapshot of the task, then one message per change until the
         task is finished (the last message carries the terminal state) or the
         client goes away. Permission: task:view.
+
+        With `after_event_id` (the `event.id` of the last message a client
+        received) the stream resumes instead: no snapshot, but each change of
+        the task made after that event, in the order they were first sent, then
+        the live changes, none twice. Replayed messages carry the task (and
+        subtask) as they are when the stream resumes. An id the server no
+        longer keeps (older than its recent events, or issued before a restart
+        or by another replica) is FAILED_PRECONDITION with reason
+        ERROR_REASON_RESUME_POINT_LOST: watch again without it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ApproveTask(self, request, context):
+        """Approves the plan of a task waiting for plan approval (submitted with
+        `approve_plan`): the plan runs as GetTask (TASK_VIEW_FULL) and
+        AnalyzeTask showed it. FAILED_PRECONDITION
+        (ERROR_REASON_NOT_AWAITING_APPROVAL) for a task that is not waiting
+        (a repeated call with the same request_id returns the approved task).
+        Another principal's task is NOT_FOUND unless the caller holds
+        `task:view-all`. Audited. Permission: task:approve.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RejectTask(self, request, context):
+        """Rejects the plan of a task waiting for plan approval: the task is
+        CANCELLED (failure reason ERROR_REASON_CANCELLED, the message naming who
+        rejected it and why) and its dependants fail; RetryTask plans it again
+        and waits for approval again. `reason` is required. FAILED_PRECONDITION
+        (ERROR_REASON_NOT_AWAITING_APPROVAL) for a task that is not waiting.
+        Audited. Permission: task:approve.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -285,6 +329,16 @@ def add_TaskServiceServicer_to_server(servicer, server):
                     servicer.WatchTask,
                     request_deserializer=maos_dot_v1_dot_task__service__pb2.WatchTaskRequest.FromString,
                     response_serializer=maos_dot_v1_dot_task__service__pb2.WatchTaskResponse.SerializeToString,
+            ),
+            'ApproveTask': grpc.unary_unary_rpc_method_handler(
+                    servicer.ApproveTask,
+                    request_deserializer=maos_dot_v1_dot_task__service__pb2.ApproveTaskRequest.FromString,
+                    response_serializer=maos_dot_v1_dot_task__service__pb2.ApproveTaskResponse.SerializeToString,
+            ),
+            'RejectTask': grpc.unary_unary_rpc_method_handler(
+                    servicer.RejectTask,
+                    request_deserializer=maos_dot_v1_dot_task__service__pb2.RejectTaskRequest.FromString,
+                    response_serializer=maos_dot_v1_dot_task__service__pb2.RejectTaskResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -589,6 +643,60 @@ class TaskService:
             '/maos.v1.TaskService/WatchTask',
             maos_dot_v1_dot_task__service__pb2.WatchTaskRequest.SerializeToString,
             maos_dot_v1_dot_task__service__pb2.WatchTaskResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ApproveTask(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/maos.v1.TaskService/ApproveTask',
+            maos_dot_v1_dot_task__service__pb2.ApproveTaskRequest.SerializeToString,
+            maos_dot_v1_dot_task__service__pb2.ApproveTaskResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RejectTask(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/maos.v1.TaskService/RejectTask',
+            maos_dot_v1_dot_task__service__pb2.RejectTaskRequest.SerializeToString,
+            maos_dot_v1_dot_task__service__pb2.RejectTaskResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -193,3 +193,23 @@ async def _agents(client: Client) -> bool:
         return bool((await client.list_agents()).agents)
     except Exception:  # noqa: BLE001 - not serving yet
         return False
+
+
+async def test_maos_agent_takes_a_list_from_maos_server_address(tmp_path: Path) -> None:
+    app = await start_app(make_settings(tmp_path / "home"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAOS_")}
+    env.update(MAOS_HOME=str(tmp_path / "home"), PYTHONPATH=os.getcwd())
+    command = [sys.executable, "-m", "agent_sdk.runner", "run", "--type", "echo", "--log-level", "warning"]
+    bad = await asyncio.create_subprocess_exec(
+        *command, env={**env, "MAOS_SERVER_ADDRESS": f"{app.address},"}, stderr=asyncio.subprocess.PIPE)
+    _, err = await asyncio.wait_for(bad.communicate(), 60)
+    assert bad.returncode == 2
+    assert "entry 2 is empty" in err.decode()
+    agent = await asyncio.create_subprocess_exec(
+        *command, env={**env, "MAOS_SERVER_ADDRESS": f"127.0.0.1:{free_port()},{app.address}"})
+    try:
+        await wait_for(lambda: len(app.engine.sessions) == 1, 30, message="the agent to connect")
+    finally:
+        agent.terminate()
+        await asyncio.wait_for(agent.wait(), 30)
+        await app.stop(grace=0.5)

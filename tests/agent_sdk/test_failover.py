@@ -172,11 +172,13 @@ async def test_an_agent_resumes_its_session_on_the_other_address_and_keeps_its_w
             return bool(full.subtasks) and full.subtasks[0].status == enums.SUBTASK_STATUS_RUNNING
 
         await wait_for(running, 20, message="the subtask to run")
+        # A wait in flight across the failover: its WatchTask stream is opened again on the other address.
+        waiting = asyncio.ensure_future(client.wait_task(task.name, timeout=60))
         cp.kill()
         cp.port, cp.address = int(other.rsplit(":", 1)[1]), other
         cp.start()
         await cp.wait_ready()
-        done = await client.wait_task(task.name, timeout=30)
+        done = await waiting
         assert done.status == enums.TASK_STATUS_COMPLETED
         [sub] = (await client.get_task(task.name, full=True)).subtasks
         # The first attempt completed on the agent that held it: the session was resumed, not re-dispatched.

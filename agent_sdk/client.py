@@ -36,6 +36,7 @@ import grpc
 from google.protobuf import field_mask_pb2, timestamp_pb2
 
 from agent_sdk._common import enum_value
+from agent_sdk.addresses import open_channel, parse_addresses
 from agent_sdk.errors import MaosRpcError, UnavailableError, from_rpc_error
 from agent_sdk.proto.maos.v1 import access_service_pb2 as access_pb
 from agent_sdk.proto.maos.v1 import access_service_pb2_grpc as access_grpc
@@ -54,7 +55,6 @@ from agent_sdk.proto.maos.v1 import task_service_pb2 as tasks_pb
 from agent_sdk.proto.maos.v1 import task_service_pb2_grpc as tasks_grpc
 from agent_sdk.proto.maos.v1 import template_service_pb2_grpc as templates_grpc
 from agent_sdk.submitter import TaskSubmitter
-from agent_sdk.tls import server_name_options
 from agent_sdk.webhooks import WebhookMethods
 from agent_sdk.workflows import WorkflowMethods
 
@@ -290,23 +290,23 @@ class Client(WebhookMethods, WorkflowMethods):
     batches and templates from :class:`agent_sdk.workflows.WorkflowMethods`.
 
     Args:
-        address: ``host:port`` of the control plane.
+        address: ``host:port`` of the control plane, or several (a comma-separated string or a sequence)
+            to fail over between, or a ``dns:///name:port`` target (see :mod:`agent_sdk.addresses`).
         token: An API key sent as ``authorization: Bearer <token>``.
         timeout: Default deadline in seconds of every unary call.
         credentials: TLS channel credentials (:func:`agent_sdk.tls_credentials`); plaintext when None.
         tls_server_name: The name the server certificate must carry, when not the address's host.
     """
 
-    def __init__(self, address: str, *, token: str | None = None, timeout: float = DEFAULT_TIMEOUT,
+    def __init__(self, address: str | Sequence[str], *, token: str | None = None, timeout: float = DEFAULT_TIMEOUT,
                  credentials: grpc.ChannelCredentials | None = None, tls_server_name: str | None = None):
-        self.address = address
+        self.addresses = parse_addresses(address)
+        self.address = ",".join(self.addresses)
         self.token = token
         self.timeout = timeout
         self._metadata = (("authorization", f"Bearer {token}"),) if token else None
-        self.channel = (
-            grpc.aio.secure_channel(address, credentials,
-                                    options=CHANNEL_OPTIONS + server_name_options(tls_server_name))
-            if credentials else grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS))
+        self.channel = open_channel(self.addresses, options=CHANNEL_OPTIONS, credentials=credentials,
+                                    tls_server_name=tls_server_name)
         self.tasks = _Service(tasks_grpc.TaskServiceStub(self.channel), self)
         self.agents = _Service(agents_grpc.AgentServiceStub(self.channel), self)
         self.system = _Service(system_grpc.SystemServiceStub(self.channel), self)
@@ -316,7 +316,7 @@ class Client(WebhookMethods, WorkflowMethods):
         self.templates = _Service(templates_grpc.TemplateServiceStub(self.channel), self)
 
     @classmethod
-    async def connect(cls, address: str, *, token: str | None = None, timeout: float = DEFAULT_TIMEOUT,
+    async def connect(cls, address: str | Sequence[str], *, token: str | None = None, timeout: float = DEFAULT_TIMEOUT,
                       credentials: grpc.ChannelCredentials | None = None,
                       tls_server_name: str | None = None) -> Client:
         """A client whose channel is ready; UnavailableError if it cannot connect within ``timeout``."""
@@ -325,7 +325,7 @@ class Client(WebhookMethods, WorkflowMethods):
             await asyncio.wait_for(client.channel.channel_ready(), timeout)
         except (TimeoutError, asyncio.TimeoutError):
             await client.close()
-            raise UnavailableError(f"cannot reach the MAOS control plane at {address} within {timeout:g} s") from None
+            raise UnavailableError(f"cannot reach the MAOS control plane at {client.address} within {timeout:g} s") from None
         return client
 
     def with_token(self, token: str | None, metadata: Sequence[tuple[str, str]] = ()) -> Client:

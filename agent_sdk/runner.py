@@ -34,6 +34,7 @@ from typing import Any
 import click
 import grpc
 
+from agent_sdk.addresses import AddressError, AddressList, parse_addresses
 from agent_sdk.agent import Agent
 from agent_sdk.heap import settle_heap
 from agent_sdk.tls import TlsFileError, tls_from_options, tls_options
@@ -75,8 +76,9 @@ def cli() -> None:
 
 @cli.command()
 @click.option("--type", "agent_type", required=True, help="Agent type to run (see `maos agent types`).")
-@click.option("--server", default=None, metavar="HOST:PORT",
-              help="Control plane address [default: MAOS_SERVER_ADDRESS, else server.address of "
+@click.option("--server", default=None, metavar="HOST:PORT[,HOST:PORT...]", type=AddressList(),
+              help="Control plane address; several, comma-separated, to fail over between them, or a "
+                   "dns:///name:port target [default: MAOS_SERVER_ADDRESS, else server.address of "
                    "config.yml, else 127.0.0.1:7100].")
 @click.option("--token", envvar="MAOS_TOKEN", default=None, help="API key or agent credential.")
 @click.option("--join-token", envvar="MAOS_JOIN_TOKEN", default=None, metavar="ID.SECRET",
@@ -109,7 +111,10 @@ def run(agent_type: str, server: str | None, token: str | None, join_token: str 
 
     pm = get_plugin_manager()  # a broken installed plugin is skipped with a warning
     settings = load_settings(pm=pm)
-    server = server_address(server, settings)
+    try:
+        server = ",".join(parse_addresses(server_address(server, settings)))
+    except AddressError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--server' / MAOS_SERVER_ADDRESS") from None
     try:
         spec = find_type(pm, settings, agent_type, field="--type")
     except InvalidArgument as exc:

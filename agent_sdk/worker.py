@@ -30,11 +30,12 @@ import os
 import random
 import socket
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import grpc
 
+from agent_sdk.addresses import open_channel, parse_addresses
 from agent_sdk.agent import Agent
 from agent_sdk.context import (
     Assignment,
@@ -55,7 +56,6 @@ from agent_sdk.proto.maos.v1 import agent_gateway_pb2_grpc as gw_grpc
 from agent_sdk.proto.maos.v1 import enums_pb2 as enums_pb
 from agent_sdk.proto.maos.v1 import errors_pb2 as errors_pb
 from agent_sdk.proto.maos.v1 import messages_pb2 as msgs
-from agent_sdk.tls import server_name_options
 from agent_sdk.types import SubtaskKind
 
 log = logging.getLogger(__name__)
@@ -121,7 +121,8 @@ class Worker:
 
     Args:
         agent: What runs the assignments.
-        server: The control plane, ``host:port``.
+        server: The control plane, ``host:port``, or several to fail over between (comma-separated or a
+            sequence), or a ``dns:///`` target; see :mod:`agent_sdk.addresses`.
         token: API key or agent credential (``authorization: Bearer``).
         join_token: A join token to exchange for a credential at the first Register
             (see the module docstring); sent until a credential is received, and
@@ -131,7 +132,7 @@ class Worker:
     def __init__(
         self,
         agent: Agent,
-        server: str,
+        server: str | Sequence[str],
         *,
         token: str | None = None,
         join_token: str | None = None,
@@ -145,7 +146,8 @@ class Worker:
         max_backoff: float = 10.0,
     ):
         self.agent = agent
-        self.server = server
+        self._addresses = parse_addresses(server)
+        self.server = ",".join(self._addresses)
         self.token = token
         self.join_token = join_token
         #: The credential the control plane issued for ``join_token`` (empty until then).
@@ -246,11 +248,10 @@ class Worker:
     async def _session(self) -> None:
         bearer = self.credential or self.token
         metadata = (("authorization", f"Bearer {bearer}"),) if bearer else None
-        channel = (
-            grpc.aio.secure_channel(self.server, self.credentials,
-                                    options=CHANNEL_OPTIONS + server_name_options(self.tls_server_name))
-            if self.credentials else grpc.aio.insecure_channel(self.server, options=CHANNEL_OPTIONS)
-        )
+        # Several addresses: the channel connects to the first live one (see agent_sdk.addresses), so a
+        # session broken by a dying control plane resumes on another.
+        channel = open_channel(self._addresses, options=CHANNEL_OPTIONS, credentials=self.credentials,
+                               tls_server_name=self.tls_server_name)
         async with channel:
             stub = gw_grpc.AgentGatewayStub(channel)
             self._outbox = asyncio.Queue()

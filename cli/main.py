@@ -16,6 +16,7 @@ from typing import Any
 
 import click
 
+from agent_sdk.addresses import AddressList
 from agent_sdk.tls import tls_from_options, tls_options
 from cli import (
     access,
@@ -140,9 +141,10 @@ def _plugin_warning(text: str) -> None:
     context_settings={"auto_envvar_prefix": "MAOS", "show_default": True, "help_option_names": ["-h", "--help"]},
     epilog=EPILOG,
 )
-@click.option("--addr", default=default_address, metavar="HOST:PORT", allow_from_autoenv=False,
-              show_default="MAOS_SERVER_ADDRESS, or server.address from config.yml",
-              help="Address of the control plane.")
+@click.option("--addr", default=default_address, metavar="HOST:PORT[,HOST:PORT...]", allow_from_autoenv=False,
+              type=AddressList(), show_default="MAOS_SERVER_ADDRESS, or server.address from config.yml",
+              help="Address of the control plane; several, comma-separated, to fail over between them "
+                   "(or a dns:///name:port target).")
 @click.option("--token", envvar="MAOS_TOKEN", default=None, show_default=False, help="API key (Bearer token).")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=10.0, metavar="SECONDS",
               help="Deadline of each call to the control plane.")

@@ -20,7 +20,7 @@ from tests.cli.conftest import Maos
 async def test_errors_carry_reason_and_field_violations(maos: Maos) -> None:
     async with Client(maos.address, token="ignored-by-this-server", timeout=5) as client:
         with pytest.raises(InvalidArgumentError) as invalid:
-            await client.submit_task(description="x", max_agents=5000)
+            await client.submit_task(description="x", max_agents=10_001)
         assert invalid.value.code == grpc.StatusCode.INVALID_ARGUMENT
         assert invalid.value.reason == "ERROR_REASON_INVALID_FIELD"
         assert [f for f, _ in invalid.value.field_violations] == ["task.max_agents"]

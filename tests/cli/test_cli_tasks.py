@@ -147,7 +147,7 @@ async def test_invalid_priority_is_a_usage_error(maos: Maos) -> None:
 
 
 async def test_invalid_max_agents_is_invalid_argument_naming_the_field(maos: Maos) -> None:
-    result = await maos("task", "submit", "x", "--max-agents", "5000")
+    result = await maos("task", "submit", "x", "--max-agents", "10001")
     assert result.exit_code == EXIT_INVALID_ARGUMENT
     assert "max_agents" in result.stderr and result.stdout == ""
 
@@ -175,7 +175,7 @@ async def test_update_cancel_wait_retry_of_an_unfinished_task(maos: Maos) -> Non
     assert updated["priority"] == "CRITICAL" and updated["max_agents"] == 2
     assert (await maos("task", "update", task_id)).exit_code == EXIT_USAGE
 
-    result = await maos("task", "update", task_id, "--max-agents", "5000")
+    result = await maos("task", "update", task_id, "--max-agents", "10001")
     assert result.exit_code == EXIT_INVALID_ARGUMENT and "max_agents" in result.stderr
 
     result = await maos("task", "results", task_id)

@@ -180,7 +180,7 @@ async def test_bad_input_is_a_tool_error_naming_the_field_and_changes_nothing(se
         missing = await refused(s, "submit_task", {}, "INVALID_ARGUMENT")
         assert "description" in missing
         # Checks only the server makes come back with its message and the field it named.
-        too_many = await refused(s, "submit_task", {"description": "x", "max_agents": 5000},
+        too_many = await refused(s, "submit_task", {"description": "x", "max_agents": 10_001},
                                  "INVALID_ARGUMENT")
         assert "task.max_agents" in too_many, too_many
         backoff = await refused(s, "submit_task",

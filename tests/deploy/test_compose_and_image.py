@@ -162,7 +162,8 @@ def test_the_image_is_built_in_two_stages_and_runs_unprivileged() -> None:
     assert last("USER") == f"{IMAGE_UID}:{IMAGE_UID}"
     assert f"MAOS_HOME={MAOS_HOME}" in last("ENV").split()
     assert json.loads(last("VOLUME")) == [MAOS_HOME]
-    assert {int(p) for p in last("EXPOSE").split()} == {7100, OPTIONS["server.metrics_port"].default}
+    assert {int(p) for p in last("EXPOSE").split()} == {
+        7100, *(OPTIONS[f"server.{port}"].default for port in ("http_port", "dashboard_port", "metrics_port"))}
     runtime = dockerfile()[[i for i, (ins, _) in enumerate(dockerfile()) if ins == "FROM"][1]:]
     assert [args for ins, args in runtime if ins == "COPY"] == ["--from=build /opt/maos /opt/maos"]
 

@@ -22,6 +22,7 @@ import yaml
 
 from controlplane.api.server import check_bind_address, check_metrics_address
 from controlplane.config import OPTIONS, known_options, load_settings, parse_value
+from controlplane.http.server import check_http_address
 from tests.deploy._common import (
     IMAGE_UID,
     KUBERNETES,
@@ -326,7 +327,10 @@ def test_the_control_plane_starts_with_these_settings(overlay: tuple[str, Resour
     assert settings["agents.pool"] == {}  # agents run in their own pods
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert ports == {"grpc": int(settings["server.address"].rpartition(":")[2]),
+                     "http": settings["server.http_port"], "dashboard": settings["server.dashboard_port"],
                      "metrics": settings["server.metrics_port"]}
+    for key in ("server.http_address", "server.dashboard_address"):  # the same rule as every other port
+        check_http_address(settings[key], settings["server.allow_insecure_remote"], tls)
     assert settings["database.migrate_on_start"] is False and "--no-migrate" in container["command"]
     pod = find(resources, "Deployment", CONTROL_PLANE)["spec"]["template"]["spec"]
     for key in ("server.tls.cert_file", "server.tls.key_file", "client.tls.ca_file"):

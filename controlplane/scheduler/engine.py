@@ -39,7 +39,6 @@ from controlplane.domain.model import (
     SubtaskStatus,
     Task,
     TaskStatus,
-    Usage,
     now,
 )
 from controlplane.domain.planning import DeterministicPlanner, Planner, validate_plan

@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from controlplane.api.server import check_bind_address, check_metrics_address
-from controlplane.config import OPTIONS, known_options, load_settings, parse_value
+from controlplane.config import known_options, load_settings, parse_value
 from controlplane.http.server import check_http_address
 from tests.deploy._common import (
     IMAGE_UID,

@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import click
-import grpc
 import yaml
 
 from agent_sdk.client import Client
-from agent_sdk.errors import MaosRpcError
 from agent_sdk.proto.maos.v1 import enums_pb2 as enums
 from agent_sdk.proto.maos.v1 import messages_pb2 as msgs
 from cli._errors import EXIT_INTERRUPTED, handle_errors
+from cli._follow import resumed
 from cli._options import Since, UpperChoice, agent_id_argument, output_option, run
-from cli._output import bare_id, emit, enum_label, message, output_format, to_data
+from cli._output import bare_id, emit, enum_label, output_format, to_data
 
 LEVELS = ["DEBUG", "INFO", "WARNING", "WARN", "ERROR", "CRITICAL"]
 #: How far back --since may reach (records are kept in memory; older ones are in $MAOS_HOME/logs).
@@ -25,7 +23,6 @@ MAX_SINCE = timedelta(days=30)
 #: Records asked for per page, and the most --limit allows.
 PAGE, MAX_LIMIT = 1000, 10_000
 #: Seconds before following again after the stream broke (doubling up to the cap).
-RECONNECT_DELAY, RECONNECT_DELAY_CAP = 0.5, 5.0
 
 
 def _level(name: str | None) -> int:
@@ -122,26 +119,11 @@ async def _follow(client: Client, limit: int, since: datetime | None, **filters:
     # TailLogs sends the backlog and then live records from one subscription: nothing falls between.
     # A broken stream is opened again after the last record shown, so none is lost or shown twice.
     floor = since.timestamp() if since else None
-    after, delay = "", RECONNECT_DELAY
-    while True:
-        try:
-            async for record in client.tail_logs(tail=min(limit, 1000), after_record_id=after, **filters):
-                after, delay = record.id, RECONNECT_DELAY
-                if floor is None or record.time.seconds + record.time.nanos / 1e9 >= floor:
-                    click.echo(_record(record))
-            why = "the control plane ended the log stream"
-        except MaosRpcError as exc:
-            if exc.code == grpc.StatusCode.FAILED_PRECONDITION and after:
-                message(f"log records after {after} are no longer kept (the control plane restarted?); "
-                        "some were missed")
-                after = ""
-                continue
-            if exc.code not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED):
-                raise
-            why = exc.message
-        message(f"{why}; following again in {delay:g} s")
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, RECONNECT_DELAY_CAP)
+    records = resumed(lambda after: client.tail_logs(tail=min(limit, 1000), after_record_id=after, **filters),
+                      lambda record: record.id, what="log records", stream="log", verb="following")
+    async for record in records:
+        if floor is None or record.time.seconds + record.time.nanos / 1e9 >= floor:
+            click.echo(_record(record))
 
 
 def show_logs(follow: bool, limit: int, since: datetime | None, **filters: Any) -> None:

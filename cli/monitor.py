@@ -12,15 +12,14 @@ from datetime import datetime
 from typing import Any
 
 import click
-import grpc
 import yaml
 
 from agent_sdk.client import Client
-from agent_sdk.errors import MaosRpcError
 from agent_sdk.proto.maos.v1 import enums_pb2 as enums
 from agent_sdk.proto.maos.v1 import messages_pb2 as msgs
 from cli._errors import EXIT_INTERRUPTED, EXIT_THRESHOLD, handle_errors
 from cli._export import export_options, opened, resolve_export
+from cli._follow import resumed
 from cli.live import live
 from cli._options import Duration, run, split_csv
 from cli._output import (
@@ -30,7 +29,6 @@ from cli._output import (
     emit,
     enum_label,
     key_values,
-    message,
     output_format,
     short,
     status_text,
@@ -43,7 +41,6 @@ from cli.system import pacing_summary
 #: Unfinished tasks, as the snapshot lists them.
 ACTIVE = [enums.TASK_STATUS_PENDING, enums.TASK_STATUS_QUEUED, enums.TASK_STATUS_RUNNING]
 #: A broken event stream is opened again after this long, doubling up to the cap.
-RECONNECT_DELAY, RECONNECT_DELAY_CAP = 0.5, 5.0
 
 
 async def _snapshot(client: Client, task: str, limit: int, status: Any = None) -> dict[str, Any]:
@@ -94,24 +91,9 @@ def _event_text(event: msgs.Event) -> str:
 
 async def _events(client: Client, task: str) -> AsyncIterator[msgs.Event]:
     """Every event from now on; a broken stream is opened again where it broke (missed events said on stderr)."""
-    after, delay = "", RECONNECT_DELAY
-    while True:
-        try:
-            async for event in client.watch_events(task=task, after_event_id=after):
-                after, delay = event.id, RECONNECT_DELAY
-                yield event
-            why = "the control plane ended the event stream"
-        except MaosRpcError as exc:
-            if exc.code == grpc.StatusCode.FAILED_PRECONDITION and after:
-                message(f"events after {after} are no longer kept (the control plane restarted?); some were missed")
-                after = ""
-                continue
-            if exc.code not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED):
-                raise
-            why = exc.message
-        message(f"{why}; watching again in {delay:g} s")
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, RECONNECT_DELAY_CAP)
+    async for event in resumed(lambda after: client.watch_events(task=task, after_event_id=after),
+                               lambda event: event.id, what="events", stream="event", verb="watching"):
+        yield event
 
 
 def _record(data: Any) -> str:

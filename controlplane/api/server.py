@@ -44,7 +44,18 @@ _ANY_HOSTS = {"0.0.0.0", "[::]", "::", ""}
 
 
 def check_bind_address(address: str, allow_insecure_remote: bool, tls: bool = False) -> None:
-    """Refuse a plaintext port reachable beyond this machine unless explicitly allowed (TLS ports may bind anywhere)."""
+    """Refuse a plaintext port reachable beyond this machine unless explicitly allowed (TLS ports may bind anywhere).
+
+    Also refuse a list of addresses: clients take one (``MAOS_SERVER_ADDRESS=a:7100,b:7100``, to move to a
+    live control plane), but a control plane listens on exactly one.
+    """
+    if "," in address:
+        raise InvalidArgument(
+            f"a control plane listens on one address, not the list {address[:120]!r}: a list is for clients "
+            "(maos --addr, maos-agent --server); start each control plane with its own --address "
+            "(or server.address)",
+            field="server.address",
+        )
     host = address.rsplit(":", 1)[0] if ":" in address else address
     if host not in _LOCAL_HOSTS and not tls and not allow_insecure_remote:
         raise InvalidArgument(

@@ -216,6 +216,9 @@ def test_check_bind_address() -> None:
     check_bind_address("10.1.2.3:7100", allow_insecure_remote=True)
     with pytest.raises(InvalidArgument):
         check_bind_address("[::]:7100", allow_insecure_remote=False, tls=False)
+    with pytest.raises(InvalidArgument, match="listens on one address") as listed:
+        check_bind_address("127.0.0.1:7100,127.0.0.1:7101", allow_insecure_remote=False)
+    assert [v.field for v in listed.value.violations] == ["server.address"]
 
 
 # --- bad configuration ------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from controlplane.domain.model_limits import BreakerState, CallOutcome, RateLimi
 from controlplane.errors import InvalidArgument
 from controlplane.metrics import Metrics
 from controlplane.pacing import MAX_MODELS, Deferred, Grant, Pacer
-from tests.harness.server import make_settings
+from tests.harness.server import make_settings, wait_for
 
 MODEL = "claude-test"
 
@@ -91,7 +91,7 @@ async def test_a_leaving_holder_frees_its_permits() -> None:
     probe = await pacer.acquire(MODEL, max_wait=2, holder="agent-1")
     assert isinstance(probe, Grant)
     blocked = asyncio.create_task(pacer.acquire(MODEL, max_wait=5, holder="agent-2"))
-    await asyncio.sleep(0.05)
+    await wait_for(lambda: pacer.status()[0].held == 1, 3, message="the second call held")
     assert not blocked.done()  # the test call is out
     pacer.release_holder("agent-1")  # its agent left without reporting
     assert isinstance(await asyncio.wait_for(blocked, 3), Grant)

@@ -22,7 +22,9 @@ def enum_value(value: str | int | None, names: Mapping[str, int], prefix: str, c
     return names[key]
 
 
-async def paged(fetch: Callable[[str], Awaitable[Any]], field: str, limit: int | None = None) -> AsyncIterator[Any]:
+async def paged(
+    fetch: Callable[[str], Awaitable[Any]], field: str, limit: int | None = None
+) -> AsyncIterator[Any]:
     """Every item of a List RPC's repeated ``field``, page after page (``fetch(page_token)``), at most ``limit``."""
     token, count = "", 0
     while True:

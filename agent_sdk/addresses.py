@@ -85,9 +85,11 @@ def parse_addresses(value: str | Sequence[str]) -> tuple[str, ...]:
     schemed = [e for e in entries if e.startswith(_SCHEMES)]
     if schemed:
         if len(entries) > 1:
-            raise AddressError(f"{schemed[0]!r} is a gRPC target of its own and cannot be listed with "
-                               "other addresses; give a dns:/// name alone, or host:port entries "
-                               "separated by commas")
+            raise AddressError(
+                f"{schemed[0]!r} is a gRPC target of its own and cannot be listed with "
+                "other addresses; give a dns:/// name alone, or host:port entries "
+                "separated by commas"
+            )
         return (entries[0],)
     return tuple(_check(e) for e in entries)
 
@@ -118,16 +120,22 @@ def channel_target(addresses: Sequence[str]) -> str:
     resolved = [(ip, _split(entry)[1]) for entry in addresses for ip in _resolved(entry)]
     versions = {ip.version for ip, _ in resolved}
     if len(versions) > 1:
-        raise AddressError(f"addresses {','.join(addresses)!r} mix IPv4 and IPv6 hosts; one channel "
-                           "takes one family, list the replicas' addresses of one family")
+        raise AddressError(
+            f"addresses {','.join(addresses)!r} mix IPv4 and IPv6 hosts; one channel "
+            "takes one family, list the replicas' addresses of one family"
+        )
     if versions == {4}:
         return "ipv4:" + ",".join(f"{ip}:{port}" for ip, port in dict.fromkeys(resolved))
     return "ipv6:" + ",".join(f"[{ip}]:{port}" for ip, port in dict.fromkeys(resolved))
 
 
-def open_channel(addresses: Sequence[str], *, options: Sequence[tuple[str, Any]] = (),
-                 credentials: grpc.ChannelCredentials | None = None,
-                 tls_server_name: str | None = None) -> grpc.aio.Channel:
+def open_channel(
+    addresses: Sequence[str],
+    *,
+    options: Sequence[tuple[str, Any]] = (),
+    credentials: grpc.ChannelCredentials | None = None,
+    tls_server_name: str | None = None,
+) -> grpc.aio.Channel:
     """An aio channel over ``addresses`` (checked, see :func:`parse_addresses`), plaintext or TLS."""
     target = channel_target(addresses)
     extra: list[tuple[str, Any]] = []
@@ -137,8 +145,9 @@ def open_channel(addresses: Sequence[str], *, options: Sequence[tuple[str, Any]]
         if credentials and not tls_server_name:
             tls_server_name = _split(addresses[0])[0]
     if credentials:
-        return grpc.aio.secure_channel(target, credentials,
-                                       options=[*options, *extra, *server_name_options(tls_server_name)])
+        return grpc.aio.secure_channel(
+            target, credentials, options=[*options, *extra, *server_name_options(tls_server_name)]
+        )
     return grpc.aio.insecure_channel(target, options=[*options, *extra])
 
 

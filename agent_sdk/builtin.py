@@ -56,7 +56,9 @@ class EchoAgent(Agent):
             ctx.log.info("%s", a.metadata["echo_log"])  # forwarded to the control plane (`maos agent logs`)
         if a.kind == SubtaskKind.REVIEW:  # it cannot judge: approve, unless asked to request a change
             if a.metadata.get("echo_review") == "changes":
-                return verdict_json(False, ["echo was asked to request a change (metadata echo_review=changes)"])
+                return verdict_json(
+                    False, ["echo was asked to request a change (metadata echo_review=changes)"]
+                )
             return verdict_json(True, summary="echo approves without judging")
         if a.inputs:
             return "\n".join(a.inputs[key] for key in sorted(a.inputs))
@@ -93,8 +95,11 @@ class SleepAgent(Agent):
         for step in range(done, steps):
             await asyncio.sleep(total / steps)
             if step + 1 < steps:  # after the last step the result itself is the record
-                ctx.progress((step + 1) / steps, f"step {step + 1}/{steps}",
-                             checkpoint=json.dumps({"step": step + 1}).encode())
+                ctx.progress(
+                    (step + 1) / steps,
+                    f"step {step + 1}/{steps}",
+                    checkpoint=json.dumps({"step": step + 1}).encode(),
+                )
         return f"slept {total:g} s in {steps} steps (resumed at step {done}, attempt {a.attempt})"
 
 
@@ -103,8 +108,12 @@ def _simple(cls: type[Agent], description: str) -> AgentTypeSpec:
         return cls()
 
     return AgentTypeSpec(
-        name=cls.agent_type, capabilities=tuple(cls.capabilities), description=description,
-        factory=factory, max_concurrency=cls.max_concurrency, backing=AgentBacking.OFFLINE,
+        name=cls.agent_type,
+        capabilities=tuple(cls.capabilities),
+        description=description,
+        factory=factory,
+        max_concurrency=cls.max_concurrency,
+        backing=AgentBacking.OFFLINE,
     )
 
 
@@ -136,8 +145,9 @@ def _seconds(value: Any, name: str) -> float | None:
         try:
             seconds = float(text[: len(text) - len(unit)] if unit else text) * units.get(unit, 1.0)
         except ValueError:
-            raise ValueError(f"parameters.{name} must be a duration like 30, 30s, 500ms or 5m, "
-                             f"not {value!r}") from None
+            raise ValueError(
+                f"parameters.{name} must be a duration like 30, 30s, 500ms or 5m, not {value!r}"
+            ) from None
     if seconds <= 0:
         raise ValueError(f"parameters.{name} must be positive, not {value!r}")
     return seconds
@@ -146,8 +156,9 @@ def _seconds(value: Any, name: str) -> float | None:
 def _check_keys(params: Mapping[str, Any], known: set[str], kind: str) -> None:
     unknown = sorted(str(k) for k in params if k not in known)
     if unknown:
-        raise ValueError(f"unknown {kind} parameter(s) {', '.join(unknown)}; "
-                         f"known: {', '.join(sorted(known))}")
+        raise ValueError(
+            f"unknown {kind} parameter(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+        )
 
 
 def _tail(text: str, limit: int = _STDERR_TAIL) -> str:
@@ -188,9 +199,16 @@ class ShellAgent(Agent):
     backing = AgentBacking.OFFLINE
     max_concurrency = 4
 
-    def __init__(self, command: str | list[str] | None = None, *, allow: bool = False, timeout: float = 300.0,
-                 cwd: str | None = None, env: Mapping[str, str] | None = None,
-                 max_output_bytes: int = 1 << 20):
+    def __init__(
+        self,
+        command: str | list[str] | None = None,
+        *,
+        allow: bool = False,
+        timeout: float = 300.0,
+        cwd: str | None = None,
+        env: Mapping[str, str] | None = None,
+        max_output_bytes: int = 1 << 20,
+    ):
         self.command = command
         self.allow = allow
         self.timeout = timeout
@@ -220,15 +238,23 @@ class ShellAgent(Agent):
         max_output = params.get("max_output_bytes", 1 << 20)
         if isinstance(max_output, bool) or not isinstance(max_output, int) or max_output < 1:
             raise ValueError("parameters.max_output_bytes must be a positive integer")
-        return cls(command, allow=allow, timeout=_seconds(params.get("timeout", 300.0), "timeout") or 300.0,
-                   cwd=cwd, env={k: str(v) for k, v in env.items()}, max_output_bytes=max_output)
+        return cls(
+            command,
+            allow=allow,
+            timeout=_seconds(params.get("timeout", 300.0), "timeout") or 300.0,
+            cwd=cwd,
+            env={k: str(v) for k, v in env.items()},
+            max_output_bytes=max_output,
+        )
 
     @property
     def configuration_error(self) -> str:
         """Why this agent cannot run anything ("" when it can, once allowed)."""
         if self.command is None:
-            return ("the shell agent has no command: define a custom agent type with `type: shell` and "
-                    "parameters.command in $MAOS_HOME/agents/*.yml")
+            return (
+                "the shell agent has no command: define a custom agent type with `type: shell` and "
+                "parameters.command in $MAOS_HOME/agents/*.yml"
+            )
         return ""
 
     def argv(self, instructions: str) -> list[str]:
@@ -247,27 +273,43 @@ class ShellAgent(Agent):
         a = ctx.assignment
         # The allow-list only: no credential, model key or database URL of the agent reaches the command.
         env = child_environment(os.environ, extra=self.env)
-        env.update(MAOS_TASK=a.task, MAOS_SUBTASK=a.subtask, MAOS_ATTEMPT=str(a.attempt),
-                   MAOS_CAPABILITY=a.capability, MAOS_INPUTS=json.dumps(a.inputs, sort_keys=True))
+        env.update(
+            MAOS_TASK=a.task,
+            MAOS_SUBTASK=a.subtask,
+            MAOS_ATTEMPT=str(a.attempt),
+            MAOS_CAPABILITY=a.capability,
+            MAOS_INPUTS=json.dumps(a.inputs, sort_keys=True),
+        )
         argv = self.argv(a.instructions)
         try:
-            done = await run_bounded(argv, timeout=self.timeout, max_output_bytes=self.max_output_bytes,
-                                     cwd=self.cwd, env=env, stdin=a.instructions.encode(), on_stdout=ctx.output)
+            done = await run_bounded(
+                argv,
+                timeout=self.timeout,
+                max_output_bytes=self.max_output_bytes,
+                cwd=self.cwd,
+                env=env,
+                stdin=a.instructions.encode(),
+                on_stdout=ctx.output,
+            )
         except TimeoutError as exc:  # (an OSError too: caught first)
             partial = getattr(exc, "partial", None)
             if partial is None:
                 raise
             raise PermanentError(
                 f"the command timed out after {self.timeout:g} s (parameters.timeout); stderr: "
-                f"{_tail(partial.stderr) or '(empty)'}", error_type="ShellTimeout") from None
+                f"{_tail(partial.stderr) or '(empty)'}",
+                error_type="ShellTimeout",
+            ) from None
         except OSError as exc:
-            raise PermanentError(f"cannot run {argv[0]!r}: {exc}",
-                                 error_type="ShellCommandNotFound") from None
+            raise PermanentError(
+                f"cannot run {argv[0]!r}: {exc}", error_type="ShellCommandNotFound"
+            ) from None
         code, errors = done.returncode, done.stderr
         if code != 0:
             status = f"was killed by signal {-code}" if code < 0 else f"exited with status {code}"
-            raise PermanentError(f"the command {status}; stderr: {_tail(errors) or '(empty)'}",
-                                 error_type="ShellCommandFailed")
+            raise PermanentError(
+                f"the command {status}; stderr: {_tail(errors) or '(empty)'}", error_type="ShellCommandFailed"
+            )
         if errors.strip():
             ctx.log.info("stderr: %s", _tail(errors))
         output = done.stdout
@@ -311,14 +353,16 @@ def resolve_function(path: str) -> Callable[..., Any]:
     try:
         target: Any = importlib.import_module(module_name.strip())
     except Exception as exc:  # ImportError, or the module itself failed while importing
-        raise ValueError(f"parameters.function {path!r}: cannot import {module_name!r} "
-                         f"({type(exc).__name__}: {exc})") from None
+        raise ValueError(
+            f"parameters.function {path!r}: cannot import {module_name!r} ({type(exc).__name__}: {exc})"
+        ) from None
     for part in attribute.strip().split("."):
         try:
             target = getattr(target, part)
         except AttributeError:
-            raise ValueError(f"parameters.function {path!r}: {module_name!r} has no attribute "
-                             f"{attribute.strip()!r}") from None
+            raise ValueError(
+                f"parameters.function {path!r}: {module_name!r} has no attribute {attribute.strip()!r}"
+            ) from None
     if not callable(target):
         raise ValueError(f"parameters.function {path!r} is not callable")
     return target
@@ -352,8 +396,13 @@ class PythonAgent(Agent):
     backing = AgentBacking.OFFLINE
     max_concurrency = 8
 
-    def __init__(self, function: str | Callable[..., Any] | None = None, *,
-                 kwargs: Mapping[str, Any] | None = None, timeout: float | None = None):
+    def __init__(
+        self,
+        function: str | Callable[..., Any] | None = None,
+        *,
+        kwargs: Mapping[str, Any] | None = None,
+        timeout: float | None = None,
+    ):
         self.function_path = function if isinstance(function, str) else getattr(function, "__qualname__", "")
         self.function = resolve_function(function) if isinstance(function, str) else function
         self.kwargs = dict(kwargs or {})
@@ -368,7 +417,8 @@ class PythonAgent(Agent):
             raise ValueError("parameters.function must be a string like 'package.module:callable'")
         kwargs = params.get("kwargs") or {}
         if not isinstance(kwargs, Mapping) or not all(
-                isinstance(k, str) and k.isidentifier() for k in kwargs):
+            isinstance(k, str) and k.isidentifier() for k in kwargs
+        ):
             raise ValueError("parameters.kwargs must be a mapping of argument names to values")
         return cls(function, kwargs=kwargs, timeout=_seconds(params.get("timeout"), "timeout"))
 
@@ -376,8 +426,10 @@ class PythonAgent(Agent):
     def configuration_error(self) -> str:
         """Why this agent cannot run anything ("" when it can)."""
         if self.function is None:
-            return ("the python agent has no function: define a custom agent type with `type: python` and "
-                    "parameters.function ('package.module:callable') in $MAOS_HOME/agents/*.yml")
+            return (
+                "the python agent has no function: define a custom agent type with `type: python` and "
+                "parameters.function ('package.module:callable') in $MAOS_HOME/agents/*.yml"
+            )
         return ""
 
     async def handle(self, ctx: Context) -> Result:
@@ -400,14 +452,18 @@ class PythonAgent(Agent):
         except TimeoutError:
             if not deadline.expired():
                 raise  # the function's own TimeoutError: a failure like any other
-            raise PermanentError(f"{self.function_path} did not return within {self.timeout:g} s "
-                                 "(parameters.timeout)", error_type="PythonTimeout") from None
+            raise PermanentError(
+                f"{self.function_path} did not return within {self.timeout:g} s (parameters.timeout)",
+                error_type="PythonTimeout",
+            ) from None
         if isinstance(value, Result):
             return value
         if isinstance(value, str):
             return Result(output=value)
-        raise PermanentError(f"{self.function_path} returned {type(value).__name__}; "
-                             "return a str or an agent_sdk.Result", error_type="PythonBadResult")
+        raise PermanentError(
+            f"{self.function_path} returned {type(value).__name__}; return a str or an agent_sdk.Result",
+            error_type="PythonBadResult",
+        )
 
 
 def builtin_agent_types(*, allow_shell: bool = False) -> list[AgentTypeSpec]:
@@ -422,16 +478,22 @@ def builtin_agent_types(*, allow_shell: bool = False) -> list[AgentTypeSpec]:
         _simple(NoopAgent, "Answers 'ok' at once (benchmarks)."),
         _simple(SleepAgent, "Sleeps metadata sleep_seconds, checkpointing each step (benchmarks, recovery)."),
         AgentTypeSpec(
-            name="shell", capabilities=tuple(ShellAgent.capabilities),
-            description=("Runs parameters.command on the instructions "
-                         "(off unless agents.allow_shell or allow: true)."),
-            factory=ShellAgent.from_parameters, max_concurrency=ShellAgent.max_concurrency,
-            parameters={"allow": allow_shell}, backing=AgentBacking.OFFLINE,
+            name="shell",
+            capabilities=tuple(ShellAgent.capabilities),
+            description=(
+                "Runs parameters.command on the instructions (off unless agents.allow_shell or allow: true)."
+            ),
+            factory=ShellAgent.from_parameters,
+            max_concurrency=ShellAgent.max_concurrency,
+            parameters={"allow": allow_shell},
+            backing=AgentBacking.OFFLINE,
         ),
         AgentTypeSpec(
-            name="python", capabilities=tuple(PythonAgent.capabilities),
+            name="python",
+            capabilities=tuple(PythonAgent.capabilities),
             description="Calls parameters.function ('package.module:callable') with the Context.",
-            factory=PythonAgent.from_parameters, max_concurrency=PythonAgent.max_concurrency,
+            factory=PythonAgent.from_parameters,
+            max_concurrency=PythonAgent.max_concurrency,
             backing=AgentBacking.OFFLINE,
         ),
     ]

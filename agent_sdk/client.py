@@ -58,41 +58,89 @@ from agent_sdk.submitter import TaskSubmitter
 from agent_sdk.webhooks import WebhookMethods
 from agent_sdk.workflows import WorkflowMethods
 
-__all__ = ["Client", "MaosRpcError", "SERVICE_CONFIG", "TERMINAL_TASK_STATUSES", "agent_name", "build_task",
-           "priority_value", "task_name", "translate_errors"]
+__all__ = [
+    "Client",
+    "MaosRpcError",
+    "SERVICE_CONFIG",
+    "TERMINAL_TASK_STATUSES",
+    "agent_name",
+    "build_task",
+    "priority_value",
+    "task_name",
+    "translate_errors",
+]
 
 T = TypeVar("T")
 
 DEFAULT_TIMEOUT = 10.0
-TERMINAL_TASK_STATUSES = frozenset({enums.TASK_STATUS_COMPLETED, enums.TASK_STATUS_FAILED, enums.TASK_STATUS_CANCELLED})
+TERMINAL_TASK_STATUSES = frozenset(
+    {enums.TASK_STATUS_COMPLETED, enums.TASK_STATUS_FAILED, enums.TASK_STATUS_CANCELLED}
+)
 
 #: Unary methods safe to retry on UNAVAILABLE (reads, and writes deduplicated by request_id).
 IDEMPOTENT_METHODS = {
-    "maos.v1.TaskService": ["SubmitTask", "BatchSubmitTasks", "GetTask", "ListTasks", "CancelTask", "RetryTask",
-                            "UpdateTask", "GetTaskResults", "AnalyzeTask"],
-    "maos.v1.AgentService": ["ListAgents", "GetAgent", "SpawnAgents", "TerminateAgent", "PauseAgent",
-                             "ResumeAgent", "DrainAgent", "ListAgentTypes", "GetAgentMetrics"],
-    "maos.v1.SystemService": ["GetStatus", "GetHealth", "GetMetricsSummary", "ListLogs", "GetConfig",
-                              "SetConfig", "GetMetricsHistory", "GetResources"],
+    "maos.v1.TaskService": [
+        "SubmitTask",
+        "BatchSubmitTasks",
+        "GetTask",
+        "ListTasks",
+        "CancelTask",
+        "RetryTask",
+        "UpdateTask",
+        "GetTaskResults",
+        "AnalyzeTask",
+    ],
+    "maos.v1.AgentService": [
+        "ListAgents",
+        "GetAgent",
+        "SpawnAgents",
+        "TerminateAgent",
+        "PauseAgent",
+        "ResumeAgent",
+        "DrainAgent",
+        "ListAgentTypes",
+        "GetAgentMetrics",
+    ],
+    "maos.v1.SystemService": [
+        "GetStatus",
+        "GetHealth",
+        "GetMetricsSummary",
+        "ListLogs",
+        "GetConfig",
+        "SetConfig",
+        "GetMetricsHistory",
+        "GetResources",
+    ],
     "maos.v1.WebhookService": ["CreateWebhook", "GetWebhook", "ListWebhooks", "ListWebhookDeliveries"],
-    "maos.v1.BatchService": ["CreateBatch", "GetBatch", "ListBatches", "AddBatchTask", "SubmitBatch",
-                             "GetBatchResults"],
+    "maos.v1.BatchService": [
+        "CreateBatch",
+        "GetBatch",
+        "ListBatches",
+        "AddBatchTask",
+        "SubmitBatch",
+        "GetBatchResults",
+    ],
     "maos.v1.TemplateService": ["GetTemplate", "ListTemplates", "SubmitTaskFromTemplate"],
     "grpc.health.v1.Health": ["Check"],
 }
 
 SERVICE_CONFIG = {
-    "methodConfig": [{
-        "name": [{"service": service, "method": method}
-                 for service, methods in IDEMPOTENT_METHODS.items() for method in methods],
-        "retryPolicy": {
-            "maxAttempts": 4,
-            "initialBackoff": "0.1s",
-            "maxBackoff": "2s",
-            "backoffMultiplier": 2,
-            "retryableStatusCodes": ["UNAVAILABLE"],
-        },
-    }]
+    "methodConfig": [
+        {
+            "name": [
+                {"service": service, "method": method}
+                for service, methods in IDEMPOTENT_METHODS.items()
+                for method in methods
+            ],
+            "retryPolicy": {
+                "maxAttempts": 4,
+                "initialBackoff": "0.1s",
+                "maxBackoff": "2s",
+                "backoffMultiplier": 2,
+                "retryableStatusCodes": ["UNAVAILABLE"],
+            },
+        }
+    ]
 }
 
 CHANNEL_OPTIONS = [
@@ -105,11 +153,17 @@ CHANNEL_OPTIONS = [
 #: What every API key starts with (as ``controlplane.access.keys.PREFIX``: the SDK does not import
 #: the control plane).
 _KEY_PREFIX = "maos_key_"
-_PRIORITIES = {"LOW": enums.PRIORITY_LOW, "NORMAL": enums.PRIORITY_NORMAL, "MEDIUM": enums.PRIORITY_NORMAL,
-               "HIGH": enums.PRIORITY_HIGH, "CRITICAL": enums.PRIORITY_CRITICAL}
+_PRIORITIES = {
+    "LOW": enums.PRIORITY_LOW,
+    "NORMAL": enums.PRIORITY_NORMAL,
+    "MEDIUM": enums.PRIORITY_NORMAL,
+    "HIGH": enums.PRIORITY_HIGH,
+    "CRITICAL": enums.PRIORITY_CRITICAL,
+}
 
 
 # --- names and values ---------------------------------------------------------------------------
+
 
 def _name(collection: str, id_or_name: str) -> str:
     text = str(id_or_name).strip()
@@ -130,8 +184,10 @@ def api_key_name(id_or_name: str) -> str:
     """
     name = _name("apiKeys", id_or_name)
     if name.removeprefix("apiKeys/").startswith(_KEY_PREFIX):
-        raise ValueError("that is an API key's secret, not its id: give apiKeys/ID or ID, the 12 characters "
-                         f"after {_KEY_PREFIX} (`maos api-key list` shows them)")
+        raise ValueError(
+            "that is an API key's secret, not its id: give apiKeys/ID or ID, the 12 characters "
+            f"after {_KEY_PREFIX} (`maos api-key list` shows them)"
+        )
     return name
 
 
@@ -210,11 +266,19 @@ def build_task(
     ``approve_plan`` makes the task wait, once planned, until
     :meth:`Client.approve_task` or :meth:`Client.reject_task`.
     """
-    task = msgs.Task(description=description, task_type=task_type or "", priority=priority_value(priority),
-                     max_agents=max_agents or 0, depends_on=[task_name(d) for d in depends_on if d],
-                     context=context or "", constraints=constraints or "", metadata=dict(metadata or {}),
-                     agent_type=agent_type or "", review_rounds=review_rounds or 0,
-                     approve_plan=bool(approve_plan))
+    task = msgs.Task(
+        description=description,
+        task_type=task_type or "",
+        priority=priority_value(priority),
+        max_agents=max_agents or 0,
+        depends_on=[task_name(d) for d in depends_on if d],
+        context=context or "",
+        constraints=constraints or "",
+        metadata=dict(metadata or {}),
+        agent_type=agent_type or "",
+        review_rounds=review_rounds or 0,
+        approve_plan=bool(approve_plan),
+    )
     if require_consensus or consensus_threshold is not None:
         task.consensus.required = bool(require_consensus)
         if consensus_threshold is not None:
@@ -237,6 +301,7 @@ def build_task(
 
 
 # --- error translation and stub wrapping ------------------------------------------------------------
+
 
 def translate_errors(fn: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
     """Raise :class:`MaosRpcError` subclasses instead of ``grpc.aio.AioRpcError`` from a coroutine."""
@@ -263,7 +328,9 @@ class _Service:
         client = self._client
         if isinstance(multicallable, grpc.aio.UnaryStreamMultiCallable):
 
-            async def stream(request: Any, *, timeout: float | None = None, **kwargs: Any) -> AsyncIterator[Any]:
+            async def stream(
+                request: Any, *, timeout: float | None = None, **kwargs: Any
+            ) -> AsyncIterator[Any]:
                 call = multicallable(request, timeout=timeout, metadata=client._metadata, **kwargs)
                 try:
                     async for response in call:
@@ -277,8 +344,12 @@ class _Service:
 
         @translate_errors
         async def unary(request: Any, *, timeout: float | None = None, **kwargs: Any) -> Any:
-            return await multicallable(request, timeout=client.timeout if timeout is None else timeout,
-                                       metadata=client._metadata, **kwargs)
+            return await multicallable(
+                request,
+                timeout=client.timeout if timeout is None else timeout,
+                metadata=client._metadata,
+                **kwargs,
+            )
 
         return unary
 
@@ -298,15 +369,23 @@ class Client(WebhookMethods, WorkflowMethods):
         tls_server_name: The name the server certificate must carry, when not the address's host.
     """
 
-    def __init__(self, address: str | Sequence[str], *, token: str | None = None, timeout: float = DEFAULT_TIMEOUT,
-                 credentials: grpc.ChannelCredentials | None = None, tls_server_name: str | None = None):
+    def __init__(
+        self,
+        address: str | Sequence[str],
+        *,
+        token: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        credentials: grpc.ChannelCredentials | None = None,
+        tls_server_name: str | None = None,
+    ):
         self.addresses = parse_addresses(address)
         self.address = ",".join(self.addresses)
         self.token = token
         self.timeout = timeout
         self._metadata = (("authorization", f"Bearer {token}"),) if token else None
-        self.channel = open_channel(self.addresses, options=CHANNEL_OPTIONS, credentials=credentials,
-                                    tls_server_name=tls_server_name)
+        self.channel = open_channel(
+            self.addresses, options=CHANNEL_OPTIONS, credentials=credentials, tls_server_name=tls_server_name
+        )
         self.tasks = _Service(tasks_grpc.TaskServiceStub(self.channel), self)
         self.agents = _Service(agents_grpc.AgentServiceStub(self.channel), self)
         self.system = _Service(system_grpc.SystemServiceStub(self.channel), self)
@@ -316,16 +395,26 @@ class Client(WebhookMethods, WorkflowMethods):
         self.templates = _Service(templates_grpc.TemplateServiceStub(self.channel), self)
 
     @classmethod
-    async def connect(cls, address: str | Sequence[str], *, token: str | None = None, timeout: float = DEFAULT_TIMEOUT,
-                      credentials: grpc.ChannelCredentials | None = None,
-                      tls_server_name: str | None = None) -> Client:
+    async def connect(
+        cls,
+        address: str | Sequence[str],
+        *,
+        token: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        credentials: grpc.ChannelCredentials | None = None,
+        tls_server_name: str | None = None,
+    ) -> Client:
         """A client whose channel is ready; UnavailableError if it cannot connect within ``timeout``."""
-        client = cls(address, token=token, timeout=timeout, credentials=credentials, tls_server_name=tls_server_name)
+        client = cls(
+            address, token=token, timeout=timeout, credentials=credentials, tls_server_name=tls_server_name
+        )
         try:
             await asyncio.wait_for(client.channel.channel_ready(), timeout)
         except (TimeoutError, asyncio.TimeoutError):
             await client.close()
-            raise UnavailableError(f"cannot reach the MAOS control plane at {client.address} within {timeout:g} s") from None
+            raise UnavailableError(
+                f"cannot reach the MAOS control plane at {client.address} within {timeout:g} s"
+            ) from None
         return client
 
     def with_token(self, token: str | None, metadata: Sequence[tuple[str, str]] = ()) -> Client:
@@ -354,12 +443,14 @@ class Client(WebhookMethods, WorkflowMethods):
 
     # --- tasks ------------------------------------------------------------------------------------
 
-    async def submit_task(self, task: msgs.Task | None = None, *, request_id: str | None = None,
-                          **fields: Any) -> msgs.Task:
+    async def submit_task(
+        self, task: msgs.Task | None = None, *, request_id: str | None = None, **fields: Any
+    ) -> msgs.Task:
         """Submit a task (a ``Task`` message or :func:`build_task` keyword arguments); returns it as stored."""
         message = task if task is not None else build_task(**fields)
         response = await self.tasks.SubmitTask(
-            tasks_pb.SubmitTaskRequest(task=message, request_id=request_id or str(uuid.uuid4())))
+            tasks_pb.SubmitTaskRequest(task=message, request_id=request_id or str(uuid.uuid4()))
+        )
         return response.task
 
     def submitter(self) -> TaskSubmitter:
@@ -370,13 +461,16 @@ class Client(WebhookMethods, WorkflowMethods):
         """
         return TaskSubmitter(tasks_grpc.TaskServiceStub(self.channel), self._metadata, build_task)
 
-    async def batch_submit(self, tasks: Sequence[msgs.Task | Mapping[str, Any]], *,
-                           request_id: str | None = None) -> list[msgs.Task]:
+    async def batch_submit(
+        self, tasks: Sequence[msgs.Task | Mapping[str, Any]], *, request_id: str | None = None
+    ) -> list[msgs.Task]:
         """Submit many tasks atomically; returns them in order."""
-        requests = [tasks_pb.SubmitTaskRequest(task=t if isinstance(t, msgs.Task) else build_task(**t))
-                    for t in tasks]
+        requests = [
+            tasks_pb.SubmitTaskRequest(task=t if isinstance(t, msgs.Task) else build_task(**t)) for t in tasks
+        ]
         response = await self.tasks.BatchSubmitTasks(
-            tasks_pb.BatchSubmitTasksRequest(requests=requests, request_id=request_id or str(uuid.uuid4())))
+            tasks_pb.BatchSubmitTasksRequest(requests=requests, request_id=request_id or str(uuid.uuid4()))
+        )
         return list(response.tasks)
 
     async def get_task(self, id_or_name: str, full: bool = False) -> tasks_pb.GetTaskResponse:
@@ -384,25 +478,46 @@ class Client(WebhookMethods, WorkflowMethods):
         view = enums.TASK_VIEW_FULL if full else enums.TASK_VIEW_BASIC
         return await self.tasks.GetTask(tasks_pb.GetTaskRequest(name=task_name(id_or_name), view=view))
 
-    def _list_tasks_request(self, statuses: Iterable[int], task_types: Iterable[str], priorities: Iterable[Any],
-                            since: datetime | float | None, batch: str, owner: str) -> tasks_pb.ListTasksRequest:
+    def _list_tasks_request(
+        self,
+        statuses: Iterable[int],
+        task_types: Iterable[str],
+        priorities: Iterable[Any],
+        since: datetime | float | None,
+        batch: str,
+        owner: str,
+    ) -> tasks_pb.ListTasksRequest:
         request = tasks_pb.ListTasksRequest(
-            statuses=list(statuses), task_types=list(task_types),
-            priorities=[priority_value(p) for p in priorities], batch=batch, owner=owner)
+            statuses=list(statuses),
+            task_types=list(task_types),
+            priorities=[priority_value(p) for p in priorities],
+            batch=batch,
+            owner=owner,
+        )
         if since is not None:
             request.since.CopyFrom(_timestamp(since))
         return request
 
-    async def list_tasks(self, *, statuses: Iterable[int] = (), task_types: Iterable[str] = (),
-                         priorities: Iterable[Any] = (), since: datetime | float | None = None, batch: str = "",
-                         owner: str = "", page_size: int = 0, page_token: str = "") -> tasks_pb.ListTasksResponse:
+    async def list_tasks(
+        self,
+        *,
+        statuses: Iterable[int] = (),
+        task_types: Iterable[str] = (),
+        priorities: Iterable[Any] = (),
+        since: datetime | float | None = None,
+        batch: str = "",
+        owner: str = "",
+        page_size: int = 0,
+        page_token: str = "",
+    ) -> tasks_pb.ListTasksResponse:
         """One page of tasks, newest first (``since``: a datetime or epoch seconds)."""
         request = self._list_tasks_request(statuses, task_types, priorities, since, batch, owner)
         request.page_size, request.page_token = page_size, page_token
         return await self.tasks.ListTasks(request)
 
-    async def iter_tasks(self, *, limit: int | None = None, page_size: int = 0,
-                         **filters: Any) -> AsyncIterator[msgs.Task]:
+    async def iter_tasks(
+        self, *, limit: int | None = None, page_size: int = 0, **filters: Any
+    ) -> AsyncIterator[msgs.Task]:
         """Every task matching the filters of :meth:`list_tasks`, across pages (at most ``limit``)."""
         token, count = "", 0
         while True:
@@ -417,37 +532,61 @@ class Client(WebhookMethods, WorkflowMethods):
             if not token:
                 return
 
-    async def cancel_task(self, id_or_name: str, reason: str = "", *, request_id: str | None = None) -> msgs.Task:
+    async def cancel_task(
+        self, id_or_name: str, reason: str = "", *, request_id: str | None = None
+    ) -> msgs.Task:
         """Cancel an unfinished task (FailedPreconditionError if it is finished)."""
-        response = await self.tasks.CancelTask(tasks_pb.CancelTaskRequest(
-            name=task_name(id_or_name), reason=reason, request_id=request_id or str(uuid.uuid4())))
+        response = await self.tasks.CancelTask(
+            tasks_pb.CancelTaskRequest(
+                name=task_name(id_or_name), reason=reason, request_id=request_id or str(uuid.uuid4())
+            )
+        )
         return response.task
 
     async def approve_task(self, id_or_name: str, *, request_id: str | None = None) -> msgs.Task:
         """Approve the plan of a task waiting for plan approval; it then runs (FailedPreconditionError if it
         is not waiting)."""
-        response = await self.tasks.ApproveTask(tasks_pb.ApproveTaskRequest(
-            name=task_name(id_or_name), request_id=request_id or str(uuid.uuid4())))
+        response = await self.tasks.ApproveTask(
+            tasks_pb.ApproveTaskRequest(
+                name=task_name(id_or_name), request_id=request_id or str(uuid.uuid4())
+            )
+        )
         return response.task
 
     async def reject_task(self, id_or_name: str, reason: str, *, request_id: str | None = None) -> msgs.Task:
         """Reject the plan of a task waiting for plan approval; the task is CANCELLED with ``reason``."""
-        response = await self.tasks.RejectTask(tasks_pb.RejectTaskRequest(
-            name=task_name(id_or_name), reason=reason, request_id=request_id or str(uuid.uuid4())))
+        response = await self.tasks.RejectTask(
+            tasks_pb.RejectTaskRequest(
+                name=task_name(id_or_name), reason=reason, request_id=request_id or str(uuid.uuid4())
+            )
+        )
         return response.task
 
-    async def retry_task(self, id_or_name: str, *, max_agents: int | None = None, timeout: float | None = None,
-                         request_id: str | None = None) -> msgs.Task:
+    async def retry_task(
+        self,
+        id_or_name: str,
+        *,
+        max_agents: int | None = None,
+        timeout: float | None = None,
+        request_id: str | None = None,
+    ) -> msgs.Task:
         """Run a FAILED or CANCELLED task again, optionally with a new ``max_agents`` and ``timeout`` (seconds)."""
-        request = tasks_pb.RetryTaskRequest(name=task_name(id_or_name), request_id=request_id or str(uuid.uuid4()),
-                                            max_agents=max_agents)
+        request = tasks_pb.RetryTaskRequest(
+            name=task_name(id_or_name), request_id=request_id or str(uuid.uuid4()), max_agents=max_agents
+        )
         if timeout is not None:
             request.timeout.FromNanoseconds(int(timeout * 1e9))
         response = await self.tasks.RetryTask(request)
         return response.task
 
-    async def update_task(self, id_or_name: str, priority: str | int | None = None, max_agents: int | None = None,
-                          *, request_id: str | None = None) -> msgs.Task:
+    async def update_task(
+        self,
+        id_or_name: str,
+        priority: str | int | None = None,
+        max_agents: int | None = None,
+        *,
+        request_id: str | None = None,
+    ) -> msgs.Task:
         """Change the priority and/or max_agents of an unfinished task."""
         task, paths = msgs.Task(name=task_name(id_or_name)), []
         if priority is not None:
@@ -456,9 +595,13 @@ class Client(WebhookMethods, WorkflowMethods):
         if max_agents is not None:
             task.max_agents = max_agents
             paths.append("max_agents")
-        response = await self.tasks.UpdateTask(tasks_pb.UpdateTaskRequest(
-            task=task, update_mask=field_mask_pb2.FieldMask(paths=paths),
-            request_id=request_id or str(uuid.uuid4())))
+        response = await self.tasks.UpdateTask(
+            tasks_pb.UpdateTaskRequest(
+                task=task,
+                update_mask=field_mask_pb2.FieldMask(paths=paths),
+                request_id=request_id or str(uuid.uuid4()),
+            )
+        )
         return response.task
 
     async def get_results(self, id_or_name: str) -> msgs.TaskResult:
@@ -473,15 +616,17 @@ class Client(WebhookMethods, WorkflowMethods):
         offset = response.next_output_offset
         while offset:
             chunk = await self.tasks.GetTaskResults(
-                tasks_pb.GetTaskResultsRequest(name=name, output_offset=offset))
+                tasks_pb.GetTaskResultsRequest(name=name, output_offset=offset)
+            )
             parts.append(chunk.result.output)
             offset = chunk.next_output_offset
         if len(parts) > 1:
             result.output = "".join(parts)
         return result
 
-    async def analyze_task(self, task: msgs.Task | None = None, *, name: str | None = None,
-                           **fields: Any) -> msgs.ExecutionPlan:
+    async def analyze_task(
+        self, task: msgs.Task | None = None, *, name: str | None = None, **fields: Any
+    ) -> msgs.ExecutionPlan:
         """Plan without running: an existing task (``name``), a ``Task`` draft, or build_task keywords."""
         if name:
             request = tasks_pb.AnalyzeTaskRequest(name=task_name(name))
@@ -489,16 +634,22 @@ class Client(WebhookMethods, WorkflowMethods):
             request = tasks_pb.AnalyzeTaskRequest(task=task if task is not None else build_task(**fields))
         return (await self.tasks.AnalyzeTask(request)).plan
 
-    async def watch_task(self, id_or_name: str, *, include_progress: bool = False,
-                         timeout: float | None = None,
-                         after_event_id: str = "") -> AsyncIterator[tasks_pb.WatchTaskResponse]:
+    async def watch_task(
+        self,
+        id_or_name: str,
+        *,
+        include_progress: bool = False,
+        timeout: float | None = None,
+        after_event_id: str = "",
+    ) -> AsyncIterator[tasks_pb.WatchTaskResponse]:
         """A snapshot of the task, then one message per change until it finishes (no deadline by default).
 
         With ``after_event_id`` (the ``event.id`` of the last message received) it resumes instead:
         the changes after that event, then the live ones, with no snapshot first.
         """
-        request = tasks_pb.WatchTaskRequest(name=task_name(id_or_name), include_progress=include_progress,
-                                            after_event_id=after_event_id)
+        request = tasks_pb.WatchTaskRequest(
+            name=task_name(id_or_name), include_progress=include_progress, after_event_id=after_event_id
+        )
         async for response in self.tasks.WatchTask(request, timeout=timeout):
             yield response
 
@@ -509,6 +660,7 @@ class Client(WebhookMethods, WorkflowMethods):
         The terminal state is then confirmed with GetTask, so calls made after this one (GetTaskResults)
         see it too: WatchTask can report a terminal state a moment before the server has stored it.
         """
+
         async def watch_until_finished() -> None:
             delay = 0.1
             while True:
@@ -538,13 +690,25 @@ class Client(WebhookMethods, WorkflowMethods):
 
     # --- agents -----------------------------------------------------------------------------------
 
-    async def list_agents(self, *, statuses: Iterable[int] = (), agent_types: Iterable[str] = (),
-                          include_terminated: bool = False, page_size: int = 0,
-                          page_token: str = "") -> agents_pb.ListAgentsResponse:
+    async def list_agents(
+        self,
+        *,
+        statuses: Iterable[int] = (),
+        agent_types: Iterable[str] = (),
+        include_terminated: bool = False,
+        page_size: int = 0,
+        page_token: str = "",
+    ) -> agents_pb.ListAgentsResponse:
         """One page of agents, connected ones first."""
-        return await self.agents.ListAgents(agents_pb.ListAgentsRequest(
-            statuses=list(statuses), agent_types=list(agent_types), include_terminated=include_terminated,
-            page_size=page_size, page_token=page_token))
+        return await self.agents.ListAgents(
+            agents_pb.ListAgentsRequest(
+                statuses=list(statuses),
+                agent_types=list(agent_types),
+                include_terminated=include_terminated,
+                page_size=page_size,
+                page_token=page_token,
+            )
+        )
 
     async def iter_agents(self, **filters: Any) -> AsyncIterator[msgs.Agent]:
         """Every agent matching the filters of :meth:`list_agents`, across pages."""
@@ -561,20 +725,41 @@ class Client(WebhookMethods, WorkflowMethods):
         """One agent with its assignments and track record."""
         return (await self.agents.GetAgent(agents_pb.GetAgentRequest(name=agent_name(id_or_name)))).agent
 
-    async def spawn_agents(self, agent_type: str, count: int = 1, *, capabilities: Iterable[str] = (),
-                           max_concurrency: int = 0, labels: Mapping[str, str] | None = None,
-                           request_id: str | None = None) -> list[msgs.Agent]:
+    async def spawn_agents(
+        self,
+        agent_type: str,
+        count: int = 1,
+        *,
+        capabilities: Iterable[str] = (),
+        max_concurrency: int = 0,
+        labels: Mapping[str, str] | None = None,
+        request_id: str | None = None,
+    ) -> list[msgs.Agent]:
         """Launch supervised agent processes on the control plane's machine (they start as STARTING)."""
-        response = await self.agents.SpawnAgents(agents_pb.SpawnAgentsRequest(
-            agent_type=agent_type, count=count, capabilities=list(capabilities), max_concurrency=max_concurrency,
-            labels=dict(labels or {}), request_id=request_id or str(uuid.uuid4())))
+        response = await self.agents.SpawnAgents(
+            agents_pb.SpawnAgentsRequest(
+                agent_type=agent_type,
+                count=count,
+                capabilities=list(capabilities),
+                max_concurrency=max_concurrency,
+                labels=dict(labels or {}),
+                request_id=request_id or str(uuid.uuid4()),
+            )
+        )
         return list(response.agents)
 
-    async def terminate_agent(self, id_or_name: str, *, force: bool = False, grace: float | None = None,
-                              request_id: str | None = None) -> msgs.Agent:
+    async def terminate_agent(
+        self,
+        id_or_name: str,
+        *,
+        force: bool = False,
+        grace: float | None = None,
+        request_id: str | None = None,
+    ) -> msgs.Agent:
         """Stop an agent: drain it within ``grace`` seconds (default 30), or at once with ``force``."""
-        request = agents_pb.TerminateAgentRequest(name=agent_name(id_or_name), force=force,
-                                                  request_id=request_id or str(uuid.uuid4()))
+        request = agents_pb.TerminateAgentRequest(
+            name=agent_name(id_or_name), force=force, request_id=request_id or str(uuid.uuid4())
+        )
         if grace is not None:
             request.grace.FromNanoseconds(int(grace * 1e9))
         return (await self.agents.TerminateAgent(request)).agent
@@ -585,7 +770,9 @@ class Client(WebhookMethods, WorkflowMethods):
 
     async def resume_agent(self, id_or_name: str) -> msgs.Agent:
         """Let a paused agent take work again."""
-        return (await self.agents.ResumeAgent(agents_pb.ResumeAgentRequest(name=agent_name(id_or_name)))).agent
+        return (
+            await self.agents.ResumeAgent(agents_pb.ResumeAgentRequest(name=agent_name(id_or_name)))
+        ).agent
 
     async def drain_agent(self, id_or_name: str, grace: float | None = None) -> msgs.Agent:
         """Ask an agent to finish its work, take no more, then leave."""
@@ -594,8 +781,9 @@ class Client(WebhookMethods, WorkflowMethods):
             request.grace.FromNanoseconds(int(grace * 1e9))
         return (await self.agents.DrainAgent(request)).agent
 
-    async def restart_agent(self, id_or_name: str, *, force: bool = False,
-                            grace: float | None = None) -> agents_pb.RestartAgentResponse:
+    async def restart_agent(
+        self, id_or_name: str, *, force: bool = False, grace: float | None = None
+    ) -> agents_pb.RestartAgentResponse:
         """Restart a supervised agent's process (the new one registers as a new agent); waits for it."""
         request = agents_pb.RestartAgentRequest(name=agent_name(id_or_name), force=force)
         if grace is not None:
@@ -623,15 +811,22 @@ class Client(WebhookMethods, WorkflowMethods):
         """Version, uptime and counts of tasks, subtasks and agents."""
         return await self.system.GetStatus(system_pb.GetStatusRequest(detailed=detailed))
 
-    async def watch_events(self, *, task: str = "", event_types: Iterable[int] = (), after_event_id: str = "",
-                           timeout: float | None = None) -> AsyncIterator[msgs.Event]:
+    async def watch_events(
+        self,
+        *,
+        task: str = "",
+        event_types: Iterable[int] = (),
+        after_event_id: str = "",
+        timeout: float | None = None,
+    ) -> AsyncIterator[msgs.Event]:
         """Every change as it is committed (no deadline by default): of one task, or of every type in ``event_types``.
 
         ``after_event_id`` (an earlier ``Event.id``) first replays the kept events after it;
         FAILED_PRECONDITION when they are no longer kept.
         """
-        request = system_pb.WatchEventsRequest(event_types=list(event_types), after_event_id=after_event_id,
-                                               task=task_name(task) if task else "")
+        request = system_pb.WatchEventsRequest(
+            event_types=list(event_types), after_event_id=after_event_id, task=task_name(task) if task else ""
+        )
         async for response in self.system.WatchEvents(request, timeout=timeout):
             yield response.event
 
@@ -641,16 +836,23 @@ class Client(WebhookMethods, WorkflowMethods):
 
     async def metrics_summary(self, category: str = "") -> list[system_pb.MetricSample]:
         """Metric samples ("system", "tasks", "agents", "rpc", "storage"; empty means all)."""
-        return list((await self.system.GetMetricsSummary(
-            system_pb.GetMetricsSummaryRequest(category=category))).samples)
+        return list(
+            (
+                await self.system.GetMetricsSummary(system_pb.GetMetricsSummaryRequest(category=category))
+            ).samples
+        )
 
     async def metrics_exposition(self, category: str = "") -> str:
         """The metrics in the Prometheus text format (as /metrics serves them), of one category or all."""
-        return (await self.system.GetMetricsSummary(system_pb.GetMetricsSummaryRequest(
-            category=category, include_exposition=True))).exposition
+        return (
+            await self.system.GetMetricsSummary(
+                system_pb.GetMetricsSummaryRequest(category=category, include_exposition=True)
+            )
+        ).exposition
 
-    async def metrics_history(self, timeframe: float, *, category: str = "",
-                              max_points: int = 0) -> system_pb.GetMetricsHistoryResponse:
+    async def metrics_history(
+        self, timeframe: float, *, category: str = "", max_points: int = 0
+    ) -> system_pb.GetMetricsHistoryResponse:
         """The summary figures of the last ``timeframe`` seconds, downsampled to ``max_points`` per series."""
         request = system_pb.GetMetricsHistoryRequest(category=category, max_points=max_points)
         request.timeframe.FromNanoseconds(int(timeframe * 1e9))
@@ -660,29 +862,59 @@ class Client(WebhookMethods, WorkflowMethods):
         """CPU, memory, sockets of the control plane and its supervised agents; the machine, database, queue."""
         return await self.system.GetResources(system_pb.GetResourcesRequest())
 
-    async def list_logs(self, *, level: int = 0, component: str = "", contains: str = "", task: str = "",
-                        agent: str = "", since: datetime | float | None = None, newest_first: bool = False,
-                        page_size: int = 0, page_token: str = "") -> system_pb.ListLogsResponse:
+    async def list_logs(
+        self,
+        *,
+        level: int = 0,
+        component: str = "",
+        contains: str = "",
+        task: str = "",
+        agent: str = "",
+        since: datetime | float | None = None,
+        newest_first: bool = False,
+        page_size: int = 0,
+        page_token: str = "",
+    ) -> system_pb.ListLogsResponse:
         """One page of kept log records (``level`` a ``maos.v1.LogLevel``: at least that level)."""
         request = system_pb.ListLogsRequest(
-            min_level=level, component=component, contains=contains, task=task_name(task) if task else "",
-            agent=agent_name(agent) if agent else "", order_by="time desc" if newest_first else "",
-            page_size=page_size, page_token=page_token)
+            min_level=level,
+            component=component,
+            contains=contains,
+            task=task_name(task) if task else "",
+            agent=agent_name(agent) if agent else "",
+            order_by="time desc" if newest_first else "",
+            page_size=page_size,
+            page_token=page_token,
+        )
         if since is not None:
             request.since.CopyFrom(_timestamp(since))
         return await self.system.ListLogs(request)
 
-    async def tail_logs(self, *, level: int = 0, component: str = "", contains: str = "", task: str = "",
-                        agent: str = "", tail: int = 0, after_record_id: str = "") -> AsyncIterator[msgs.LogRecord]:
+    async def tail_logs(
+        self,
+        *,
+        level: int = 0,
+        component: str = "",
+        contains: str = "",
+        task: str = "",
+        agent: str = "",
+        tail: int = 0,
+        after_record_id: str = "",
+    ) -> AsyncIterator[msgs.LogRecord]:
         """Log records as they are written (no deadline), after the ``tail`` most recent matching ones.
 
         With ``after_record_id`` (the ``id`` of the last record received) it resumes instead: the
         kept records after that one, then the live ones.
         """
-        request = system_pb.TailLogsRequest(min_level=level, component=component, contains=contains,
-                                            task=task_name(task) if task else "",
-                                            agent=agent_name(agent) if agent else "", tail=tail,
-                                            after_record_id=after_record_id)
+        request = system_pb.TailLogsRequest(
+            min_level=level,
+            component=component,
+            contains=contains,
+            task=task_name(task) if task else "",
+            agent=agent_name(agent) if agent else "",
+            tail=tail,
+            after_record_id=after_record_id,
+        )
         async for response in self.system.TailLogs(request):
             yield response.record
 
@@ -700,8 +932,10 @@ class Client(WebhookMethods, WorkflowMethods):
         from grpc_health.v1 import health_pb2, health_pb2_grpc
 
         response = await health_pb2_grpc.HealthStub(self.channel).Check(
-            health_pb2.HealthCheckRequest(service=service), timeout=self.timeout if timeout is None else timeout,
-            metadata=self._metadata)
+            health_pb2.HealthCheckRequest(service=service),
+            timeout=self.timeout if timeout is None else timeout,
+            metadata=self._metadata,
+        )
         return response.status == health_pb2.HealthCheckResponse.SERVING
 
     # --- checkpoints ------------------------------------------------------------------------------
@@ -710,30 +944,48 @@ class Client(WebhookMethods, WorkflowMethods):
     def checkpoints(self) -> Any:
         """The CheckpointService stub (same defaults as the other services)."""
         if "_checkpoints" not in self.__dict__:
-            self.__dict__["_checkpoints"] = _Service(checkpoints_grpc.CheckpointServiceStub(self.channel), self)
+            self.__dict__["_checkpoints"] = _Service(
+                checkpoints_grpc.CheckpointServiceStub(self.channel), self
+            )
         return self.__dict__["_checkpoints"]
 
-    async def create_checkpoint(self, display_name: str = "", description: str = "", *,
-                                request_id: str | None = None) -> msgs.Checkpoint:
+    async def create_checkpoint(
+        self, display_name: str = "", description: str = "", *, request_id: str | None = None
+    ) -> msgs.Checkpoint:
         """Take a checkpoint now; returns its metadata once stored."""
-        return (await self.checkpoints.CreateCheckpoint(checkpoints_pb.CreateCheckpointRequest(
-            display_name=display_name, description=description, request_id=request_id or str(uuid.uuid4())))).checkpoint
+        return (
+            await self.checkpoints.CreateCheckpoint(
+                checkpoints_pb.CreateCheckpointRequest(
+                    display_name=display_name,
+                    description=description,
+                    request_id=request_id or str(uuid.uuid4()),
+                )
+            )
+        ).checkpoint
 
-    async def list_checkpoints(self, *, page_size: int = 0, page_token: str = "") -> checkpoints_pb.ListCheckpointsResponse:
+    async def list_checkpoints(
+        self, *, page_size: int = 0, page_token: str = ""
+    ) -> checkpoints_pb.ListCheckpointsResponse:
         """One page of checkpoints, newest first."""
         return await self.checkpoints.ListCheckpoints(
-            checkpoints_pb.ListCheckpointsRequest(page_size=page_size, page_token=page_token))
+            checkpoints_pb.ListCheckpointsRequest(page_size=page_size, page_token=page_token)
+        )
 
     async def get_checkpoint(self, id_or_name: str) -> msgs.Checkpoint:
         """One checkpoint's metadata (``latest`` names the newest)."""
-        return (await self.checkpoints.GetCheckpoint(
-            checkpoints_pb.GetCheckpointRequest(name=checkpoint_name(id_or_name)))).checkpoint
+        return (
+            await self.checkpoints.GetCheckpoint(
+                checkpoints_pb.GetCheckpointRequest(name=checkpoint_name(id_or_name))
+            )
+        ).checkpoint
 
     async def export_checkpoint(self, id_or_name: str) -> tuple[msgs.Checkpoint, bytes]:
         """A checkpoint's metadata and its exact stored (compressed) payload."""
         meta, chunks = msgs.Checkpoint(), []
         async for part in self.checkpoints.ExportCheckpoint(
-                checkpoints_pb.ExportCheckpointRequest(name=checkpoint_name(id_or_name)), timeout=self.timeout * 30):
+            checkpoints_pb.ExportCheckpointRequest(name=checkpoint_name(id_or_name)),
+            timeout=self.timeout * 30,
+        ):
             if part.HasField("checkpoint"):
                 meta = part.checkpoint
             else:
@@ -741,31 +993,50 @@ class Client(WebhookMethods, WorkflowMethods):
         return meta, b"".join(chunks)
 
     @translate_errors
-    async def import_checkpoint(self, meta: msgs.Checkpoint, payload: bytes, chunk_size: int = 1024 * 1024
-                                ) -> msgs.Checkpoint:
+    async def import_checkpoint(
+        self, meta: msgs.Checkpoint, payload: bytes, chunk_size: int = 1024 * 1024
+    ) -> msgs.Checkpoint:
         """Store an exported checkpoint; FailedPrecondition (CHECKPOINT_CORRUPT) if its checksum does not match."""
+
         def parts() -> Iterable[checkpoints_pb.ImportCheckpointRequest]:
             yield checkpoints_pb.ImportCheckpointRequest(checkpoint=meta)
             for start in range(0, len(payload), chunk_size):
-                yield checkpoints_pb.ImportCheckpointRequest(chunk=payload[start:start + chunk_size])
+                yield checkpoints_pb.ImportCheckpointRequest(chunk=payload[start : start + chunk_size])
 
         stub = checkpoints_grpc.CheckpointServiceStub(self.channel)
-        response = await stub.ImportCheckpoint(iter(list(parts())), timeout=self.timeout * 30, metadata=self._metadata)
+        response = await stub.ImportCheckpoint(
+            iter(list(parts())), timeout=self.timeout * 30, metadata=self._metadata
+        )
         return response.checkpoint
 
     async def delete_checkpoint(self, id_or_name: str) -> None:
         """Delete a checkpoint."""
-        await self.checkpoints.DeleteCheckpoint(checkpoints_pb.DeleteCheckpointRequest(name=checkpoint_name(id_or_name)))
+        await self.checkpoints.DeleteCheckpoint(
+            checkpoints_pb.DeleteCheckpointRequest(name=checkpoint_name(id_or_name))
+        )
 
-    async def recover(self, checkpoint: str = "", *, verify_only: bool = False, components: Iterable[str] = (),
-                      requeue_later_work: bool = False, request_id: str | None = None,
-                      timeout: float | None = None) -> checkpoints_pb.RecoverResponse:
+    async def recover(
+        self,
+        checkpoint: str = "",
+        *,
+        verify_only: bool = False,
+        components: Iterable[str] = (),
+        requeue_later_work: bool = False,
+        request_id: str | None = None,
+        timeout: float | None = None,
+    ) -> checkpoints_pb.RecoverResponse:
         """Restore from a checkpoint (the newest when empty), or only verify and report with ``verify_only``."""
         policy = enums.LATER_WORK_POLICY_REQUEUE if requeue_later_work else enums.LATER_WORK_POLICY_KEEP
-        return await self.checkpoints.Recover(checkpoints_pb.RecoverRequest(
-            checkpoint=checkpoint_name(checkpoint) if checkpoint else "", verify_only=verify_only,
-            components=list(components), later_work=policy, request_id=request_id or str(uuid.uuid4())),
-            timeout=timeout if timeout is not None else self.timeout * 30)
+        return await self.checkpoints.Recover(
+            checkpoints_pb.RecoverRequest(
+                checkpoint=checkpoint_name(checkpoint) if checkpoint else "",
+                verify_only=verify_only,
+                components=list(components),
+                later_work=policy,
+                request_id=request_id or str(uuid.uuid4()),
+            ),
+            timeout=timeout if timeout is not None else self.timeout * 30,
+        )
 
     # --- access control and audit ---------------------------------------------------------------
 
@@ -786,14 +1057,21 @@ class Client(WebhookMethods, WorkflowMethods):
         """One user (admin)."""
         return (await self.access.GetUser(access_pb.GetUserRequest(name=_name("users", id_or_name)))).user
 
-    async def update_user(self, id_or_name: str, *, roles: Sequence[str] | None = None,
-                          disabled: bool | None = None) -> msgs.User:
+    async def update_user(
+        self, id_or_name: str, *, roles: Sequence[str] | None = None, disabled: bool | None = None
+    ) -> msgs.User:
         """Replace a user's roles and/or disable or enable it (None: unchanged; admin)."""
         paths = [p for p, v in (("roles", roles), ("disabled", disabled)) if v is not None]
-        user = msgs.User(name=_name("users", id_or_name), roles=[_name("roles", r) for r in roles or []],
-                         disabled=bool(disabled))
-        return (await self.access.UpdateUser(access_pb.UpdateUserRequest(
-            user=user, update_mask=field_mask_pb2.FieldMask(paths=paths)))).user
+        user = msgs.User(
+            name=_name("users", id_or_name),
+            roles=[_name("roles", r) for r in roles or []],
+            disabled=bool(disabled),
+        )
+        return (
+            await self.access.UpdateUser(
+                access_pb.UpdateUserRequest(user=user, update_mask=field_mask_pb2.FieldMask(paths=paths))
+            )
+        ).user
 
     async def delete_user(self, id_or_name: str) -> None:
         """Delete a user and revoke its keys (admin; not the built-in users, not yourself)."""
@@ -804,14 +1082,21 @@ class Client(WebhookMethods, WorkflowMethods):
         role = msgs.Role(permissions=list(permissions), description=description)
         return (await self.access.CreateRole(access_pb.CreateRoleRequest(role_id=name, role=role))).role
 
-    async def update_role(self, name: str, permissions: Sequence[str] | None = None,
-                          description: str | None = None) -> msgs.Role:
+    async def update_role(
+        self, name: str, permissions: Sequence[str] | None = None, description: str | None = None
+    ) -> msgs.Role:
         """Change a custom role's permissions and/or description."""
         paths = [p for p, v in (("permissions", permissions), ("description", description)) if v is not None]
-        role = msgs.Role(name=name if name.startswith("roles/") else f"roles/{name}",
-                         permissions=list(permissions or []), description=description or "")
-        return (await self.access.UpdateRole(access_pb.UpdateRoleRequest(
-            role=role, update_mask=field_mask_pb2.FieldMask(paths=paths)))).role
+        role = msgs.Role(
+            name=name if name.startswith("roles/") else f"roles/{name}",
+            permissions=list(permissions or []),
+            description=description or "",
+        )
+        return (
+            await self.access.UpdateRole(
+                access_pb.UpdateRoleRequest(role=role, update_mask=field_mask_pb2.FieldMask(paths=paths))
+            )
+        ).role
 
     async def list_roles(self) -> list[msgs.Role]:
         """Every role, built-in ones included."""
@@ -821,26 +1106,36 @@ class Client(WebhookMethods, WorkflowMethods):
         """Delete a custom role that no user holds (admin)."""
         await self.access.DeleteRole(access_pb.DeleteRoleRequest(name=_name("roles", name)))
 
-    async def create_api_key(self, name: str = "", permissions: Sequence[str] = (), ttl: float | None = None,
-                             user: str = "") -> access_pb.CreateApiKeyResponse:
+    async def create_api_key(
+        self, name: str = "", permissions: Sequence[str] = (), ttl: float | None = None, user: str = ""
+    ) -> access_pb.CreateApiKeyResponse:
         """A new API key (its secret is in the response, and only there)."""
-        request = access_pb.CreateApiKeyRequest(api_key=msgs.ApiKey(
-            display_name=name, permissions=list(permissions), user=user), request_id=str(uuid.uuid4()))
+        request = access_pb.CreateApiKeyRequest(
+            api_key=msgs.ApiKey(display_name=name, permissions=list(permissions), user=user),
+            request_id=str(uuid.uuid4()),
+        )
         if ttl:
             request.ttl.FromNanoseconds(int(ttl * 1e9))
         return await self.access.CreateApiKey(request)
 
     async def list_api_keys(self, user: str = "", include_revoked: bool = False) -> list[msgs.ApiKey]:
         """The caller's keys (an admin: everyone's)."""
-        return list((await self.access.ListApiKeys(access_pb.ListApiKeysRequest(
-            page_size=1000, user=user, include_revoked=include_revoked))).api_keys)
+        return list(
+            (
+                await self.access.ListApiKeys(
+                    access_pb.ListApiKeysRequest(page_size=1000, user=user, include_revoked=include_revoked)
+                )
+            ).api_keys
+        )
 
     async def revoke_api_key(self, name: str) -> msgs.ApiKey:
         """Revoke a key (``apiKeys/ID`` or ID); the next call made with it fails.
 
         A whole key (``maos_key_...``) raises ValueError without being sent (:func:`api_key_name`).
         """
-        return (await self.access.RevokeApiKey(access_pb.RevokeApiKeyRequest(name=api_key_name(name)))).api_key
+        return (
+            await self.access.RevokeApiKey(access_pb.RevokeApiKeyRequest(name=api_key_name(name)))
+        ).api_key
 
     async def rotate_api_key(self, name: str, overlap: float | None = None) -> access_pb.RotateApiKeyResponse:
         """A new secret for a key; the old one works for ``overlap`` seconds (default 24 h).
@@ -852,14 +1147,16 @@ class Client(WebhookMethods, WorkflowMethods):
             request.overlap.FromNanoseconds(int(overlap * 1e9))
         return await self.access.RotateApiKey(request)
 
-    async def create_join_token(self, agent_types: Sequence[str] = (), max_uses: int = 0,
-                                ttl: float | None = None) -> access_pb.CreateJoinTokenResponse:
+    async def create_join_token(
+        self, agent_types: Sequence[str] = (), max_uses: int = 0, ttl: float | None = None
+    ) -> access_pb.CreateJoinTokenResponse:
         """A new agent join token (``id.secret`` in ``token``, and only there).
 
         ``agent_types`` empty: any type; ``max_uses`` 0: unlimited; ``ttl`` None or 0: 24 h (at most 30 days).
         """
-        request = access_pb.CreateJoinTokenRequest(join_token=msgs.JoinToken(
-            agent_types=list(agent_types), max_uses=max_uses))
+        request = access_pb.CreateJoinTokenRequest(
+            join_token=msgs.JoinToken(agent_types=list(agent_types), max_uses=max_uses)
+        )
         if ttl is not None:
             request.ttl.FromNanoseconds(int(ttl * 1e9))
         return await self.access.CreateJoinToken(request)
@@ -869,7 +1166,9 @@ class Client(WebhookMethods, WorkflowMethods):
         found: list[msgs.JoinToken] = []
         token = ""
         while True:
-            page = await self.access.ListJoinTokens(access_pb.ListJoinTokensRequest(page_size=1000, page_token=token))
+            page = await self.access.ListJoinTokens(
+                access_pb.ListJoinTokensRequest(page_size=1000, page_token=token)
+            )
             found.extend(page.join_tokens)
             token = page.next_page_token
             if not token:
@@ -883,16 +1182,23 @@ class Client(WebhookMethods, WorkflowMethods):
         request = access_pb.RevokeJoinTokenRequest(name=join_token_name(name))
         return (await self.access.RevokeJoinToken(request)).join_token
 
-    async def list_audit_records(self, *, since: datetime | float | None = None, principal: str = "",
-                                 action: str = "", page_size: int = 100) -> list[msgs.AuditRecord]:
+    async def list_audit_records(
+        self,
+        *,
+        since: datetime | float | None = None,
+        principal: str = "",
+        action: str = "",
+        page_size: int = 100,
+    ) -> list[msgs.AuditRecord]:
         """Audit records, newest first."""
         request = audit_pb.ListAuditRecordsRequest(page_size=page_size, principal=principal, action=action)
         if since is not None:
             request.since.CopyFrom(_timestamp(since))
         return list((await self.audit.ListAuditRecords(request)).records)
 
-    async def all_audit_records(self, *, since: datetime | float | None = None, principal: str = "",
-                                action: str = "") -> list[msgs.AuditRecord]:
+    async def all_audit_records(
+        self, *, since: datetime | float | None = None, principal: str = "", action: str = ""
+    ) -> list[msgs.AuditRecord]:
         """Every audit record matching the filters (all pages), newest first."""
         request = audit_pb.ListAuditRecordsRequest(page_size=1000, principal=principal, action=action)
         if since is not None:

@@ -137,7 +137,9 @@ class Ballot:
     candidates: list[Candidate]
     round: int
     deadline: float | None = None
-    previous_votes: list[tuple[str, str, float, str]] = field(default_factory=list)  # (voter, candidate, conf, why)
+    previous_votes: list[tuple[str, str, float, str]] = field(
+        default_factory=list
+    )  # (voter, candidate, conf, why)
     #: The task's context and constraints, which the answer must respect.
     context: str = ""
     constraints: str = ""

@@ -17,13 +17,40 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 #: Variables every child process keeps: none of them is a secret.
-BASE_VARIABLES = frozenset({
-    "PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "TZ", "TERM", "TMPDIR", "TEMP", "TMP",
-    "NO_COLOR", "XDG_RUNTIME_DIR", "XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_DATA_HOME",
-    "PYTHONPATH", "PYTHONHOME", "PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE", "PYTHONIOENCODING",
-    "VIRTUAL_ENV", "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE",
-    "SYSTEMROOT", "WINDIR", "COMSPEC", "PATHEXT",  # Windows needs these to start processes at all
-})
+BASE_VARIABLES = frozenset(
+    {
+        "PATH",
+        "HOME",
+        "USER",
+        "LOGNAME",
+        "SHELL",
+        "LANG",
+        "LANGUAGE",
+        "TZ",
+        "TERM",
+        "TMPDIR",
+        "TEMP",
+        "TMP",
+        "NO_COLOR",
+        "XDG_RUNTIME_DIR",
+        "XDG_CONFIG_HOME",
+        "XDG_CACHE_HOME",
+        "XDG_DATA_HOME",
+        "PYTHONPATH",
+        "PYTHONHOME",
+        "PYTHONUNBUFFERED",
+        "PYTHONDONTWRITEBYTECODE",
+        "PYTHONIOENCODING",
+        "VIRTUAL_ENV",
+        "SSL_CERT_FILE",
+        "SSL_CERT_DIR",
+        "REQUESTS_CA_BUNDLE",
+        "SYSTEMROOT",
+        "WINDIR",
+        "COMSPEC",
+        "PATHEXT",  # Windows needs these to start processes at all
+    }
+)
 #: Prefixes of variables every child keeps (locale categories).
 BASE_PREFIXES = ("LC_",)
 
@@ -33,8 +60,9 @@ def base_environment(environ: Mapping[str, str]) -> dict[str, str]:
     return {k: v for k, v in environ.items() if k in BASE_VARIABLES or k.startswith(BASE_PREFIXES)}
 
 
-def child_environment(environ: Mapping[str, str], passed: Iterable[str] = (),
-                      extra: Mapping[str, str] | None = None) -> dict[str, str]:
+def child_environment(
+    environ: Mapping[str, str], passed: Iterable[str] = (), extra: Mapping[str, str] | None = None
+) -> dict[str, str]:
     """The allow-listed part of ``environ``, plus the variables named in ``passed``, plus ``extra``."""
     env = base_environment(environ)
     env.update({name: environ[name] for name in passed if name in environ})

@@ -144,9 +144,18 @@ class DeadlineExceededError(MaosRpcError):
 
 _ERROR_FOR_CODE: dict[grpc.StatusCode, type[MaosRpcError]] = {
     cls.code: cls
-    for cls in (InvalidArgumentError, NotFoundError, AlreadyExistsError, FailedPreconditionError, AbortedError,
-                ResourceExhaustedError, UnauthenticatedError, PermissionDeniedError, UnavailableError,
-                DeadlineExceededError)
+    for cls in (
+        InvalidArgumentError,
+        NotFoundError,
+        AlreadyExistsError,
+        FailedPreconditionError,
+        AbortedError,
+        ResourceExhaustedError,
+        UnauthenticatedError,
+        PermissionDeniedError,
+        UnavailableError,
+        DeadlineExceededError,
+    )
 }
 
 
@@ -184,8 +193,14 @@ def from_rpc_error(exc: grpc.aio.AioRpcError | grpc.RpcError) -> MaosRpcError:
                 detail.Unpack(info_retry)
                 retry_delay = info_retry.retry_delay.seconds + info_retry.retry_delay.nanos / 1e9
     cls = _ERROR_FOR_CODE.get(code, MaosRpcError)
-    return cls(message, code=code, reason=reason, field_violations=violations, retry_delay=retry_delay,
-               metadata=metadata)
+    return cls(
+        message,
+        code=code,
+        reason=reason,
+        field_violations=violations,
+        retry_delay=retry_delay,
+        metadata=metadata,
+    )
 
 
 def from_submit_error(error: Any) -> MaosRpcError:
@@ -193,9 +208,18 @@ def from_submit_error(error: Any) -> MaosRpcError:
     from agent_sdk.proto.maos.v1 import errors_pb2
 
     code = next((c for c in grpc.StatusCode if c.value[0] == error.code), grpc.StatusCode.UNKNOWN)
-    reason = errors_pb2.ErrorReason.Name(error.reason) if error.reason in errors_pb2.ErrorReason.values() else ""
+    reason = (
+        errors_pb2.ErrorReason.Name(error.reason) if error.reason in errors_pb2.ErrorReason.values() else ""
+    )
     cls = _ERROR_FOR_CODE.get(code, MaosRpcError)
-    retry_delay = error.retry_delay.seconds + error.retry_delay.nanos / 1e9 if error.HasField("retry_delay") else None
-    return cls(error.message or code.name, code=code, reason="" if error.reason == 0 else reason,
-               field_violations=[(v.field, v.description) for v in error.field_violations],
-               retry_delay=retry_delay, metadata=dict(error.metadata))
+    retry_delay = (
+        error.retry_delay.seconds + error.retry_delay.nanos / 1e9 if error.HasField("retry_delay") else None
+    )
+    return cls(
+        error.message or code.name,
+        code=code,
+        reason="" if error.reason == 0 else reason,
+        field_violations=[(v.field, v.description) for v in error.field_violations],
+        retry_delay=retry_delay,
+        metadata=dict(error.metadata),
+    )

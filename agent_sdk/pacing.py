@@ -45,9 +45,11 @@ class ModelCallDeferred(RetryableError):
     """No permit for a model call within ``max_wait``: hand the work back (``retry_after`` says when)."""
 
     def __init__(self, model: str, retry_after: float, reason: str):
-        super().__init__(f"model {model}: no permit within the wait allowed ({reason}); "
-                         f"try again in {retry_after:.1f} s", retry_after=retry_after,
-                         error_type=DEFERRED_ERROR_TYPE)
+        super().__init__(
+            f"model {model}: no permit within the wait allowed ({reason}); try again in {retry_after:.1f} s",
+            retry_after=retry_after,
+            error_type=DEFERRED_ERROR_TYPE,
+        )
         self.model = model
         self.reason = reason
 
@@ -88,8 +90,15 @@ class Permit:
         self._send = send
         self.reported = False
 
-    def report(self, status: int, *, retry_after: float | None = None, headers: Mapping[str, str] | None = None,
-               input_tokens: int = 0, output_tokens: int = 0) -> None:
+    def report(
+        self,
+        status: int,
+        *,
+        retry_after: float | None = None,
+        headers: Mapping[str, str] | None = None,
+        input_tokens: int = 0,
+        output_tokens: int = 0,
+    ) -> None:
         """Report how the call ended.
 
         Args:
@@ -102,10 +111,22 @@ class Permit:
         if self.reported:
             return
         self.reported = True
-        kept = {str(k).lower(): str(v) for k, v in (headers or {}).items()
-                if str(k).lower().startswith(RATE_LIMIT_HEADER_PREFIX)}
-        self._send(Outcome(self.permit_id, self.model, status, retry_after, kept, max(0, input_tokens),
-                           max(0, output_tokens)))
+        kept = {
+            str(k).lower(): str(v)
+            for k, v in (headers or {}).items()
+            if str(k).lower().startswith(RATE_LIMIT_HEADER_PREFIX)
+        }
+        self._send(
+            Outcome(
+                self.permit_id,
+                self.model,
+                status,
+                retry_after,
+                kept,
+                max(0, input_tokens),
+                max(0, output_tokens),
+            )
+        )
 
     def abandon(self) -> None:
         """The call was not made or was cancelled before an answer: only free the permit."""
@@ -123,27 +144,35 @@ class ModelPacer:
         paced: False for :data:`UNPACED` (nothing holds calls back: callers back off on their own).
     """
 
-    def __init__(self, ask: Callable[[str, int, int, float], Awaitable[PermitAnswer]],
-                 send: Callable[[Outcome], None], paced: bool = True):
+    def __init__(
+        self,
+        ask: Callable[[str, int, int, float], Awaitable[PermitAnswer]],
+        send: Callable[[Outcome], None],
+        paced: bool = True,
+    ):
         self._ask = ask
         self._send = send
         self.paced = paced
 
-    async def permit(self, model: str, input_tokens: int = 0, output_tokens: int = 0,
-                     max_wait: float = DEFAULT_MAX_WAIT) -> Permit:
+    async def permit(
+        self, model: str, input_tokens: int = 0, output_tokens: int = 0, max_wait: float = DEFAULT_MAX_WAIT
+    ) -> Permit:
         """A permit for one call (report it with :meth:`Permit.report`).
 
         Raises:
             ModelCallDeferred: None was granted within ``max_wait``.
         """
-        answer = await self._ask(model, max(0, int(input_tokens)), max(0, int(output_tokens)), max(0.0, max_wait))
+        answer = await self._ask(
+            model, max(0, int(input_tokens)), max(0, int(output_tokens)), max(0.0, max_wait)
+        )
         if not answer.granted:
             raise ModelCallDeferred(model, answer.retry_after, answer.reason or "not granted")
         return Permit(model, answer, self._send)
 
     @contextlib.asynccontextmanager
-    async def call(self, model: str, input_tokens: int = 0, output_tokens: int = 0,
-                   max_wait: float = DEFAULT_MAX_WAIT) -> AsyncIterator[Permit]:
+    async def call(
+        self, model: str, input_tokens: int = 0, output_tokens: int = 0, max_wait: float = DEFAULT_MAX_WAIT
+    ) -> AsyncIterator[Permit]:
         """:meth:`permit` for the block; a block left without a report reports the call abandoned."""
         permit = await self.permit(model, input_tokens, output_tokens, max_wait)
         try:
@@ -162,4 +191,3 @@ def _drop(outcome: Outcome) -> None:
 
 #: The pacer of an agent without a control plane (tests, scripts): every permit at once.
 UNPACED = ModelPacer(_grant_at_once, _drop, paced=False)
-

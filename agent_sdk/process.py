@@ -30,9 +30,16 @@ class Completed:
     truncated: bool = False
 
 
-async def run_bounded(argv: Sequence[str], *, timeout: float, max_output_bytes: int, cwd: str | None = None,
-                      env: Mapping[str, str] | None = None, stdin: bytes | None = None,
-                      on_stdout: Callable[[str], None] | None = None) -> Completed:
+async def run_bounded(
+    argv: Sequence[str],
+    *,
+    timeout: float,
+    max_output_bytes: int,
+    cwd: str | None = None,
+    env: Mapping[str, str] | None = None,
+    stdin: bytes | None = None,
+    on_stdout: Callable[[str], None] | None = None,
+) -> Completed:
     """Run ``argv`` (no shell unless ``argv`` starts one) and wait for it within ``timeout`` seconds.
 
     Raises:
@@ -42,9 +49,14 @@ async def run_bounded(argv: Sequence[str], *, timeout: float, max_output_bytes: 
         asyncio.CancelledError: Cancelled; its process group was killed.
     """
     process = await asyncio.create_subprocess_exec(
-        *argv, stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=cwd,
-        env=dict(env) if env is not None else None, start_new_session=True)
+        *argv,
+        stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        cwd=cwd,
+        env=dict(env) if env is not None else None,
+        start_new_session=True,
+    )
     stdout: list[str] = []
     stderr: list[str] = []
     kept = {"stdout": 0, "stderr": 0}
@@ -82,7 +94,9 @@ async def run_bounded(argv: Sequence[str], *, timeout: float, max_output_bytes: 
     deadline = asyncio.timeout(timeout)
     try:
         async with deadline:
-            await asyncio.gather(feed(), pump(process.stdout, stdout, "stdout"), pump(process.stderr, stderr, "stderr"))
+            await asyncio.gather(
+                feed(), pump(process.stdout, stdout, "stdout"), pump(process.stderr, stderr, "stderr")
+            )
             code = await process.wait()
     except TimeoutError as exc:
         await kill_group(process)

@@ -59,9 +59,17 @@ async def run_agent(
     A coroutine: await it in a running event loop, or ``asyncio.run(run_agent(agent, address))``.
     ``credentials`` (from :func:`agent_sdk.tls_credentials`) connect over TLS; plaintext when None.
     """
-    worker = Worker(agent, server, token=token, join_token=join_token, capabilities=capabilities,
-                    max_concurrency=max_concurrency, launch_id=launch_id, credentials=credentials,
-                    tls_server_name=tls_server_name)
+    worker = Worker(
+        agent,
+        server,
+        token=token,
+        join_token=join_token,
+        capabilities=capabilities,
+        max_concurrency=max_concurrency,
+        launch_id=launch_id,
+        credentials=credentials,
+        tls_server_name=tls_server_name,
+    )
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, lambda: loop.create_task(worker.shutdown(grace)))
@@ -76,30 +84,59 @@ def cli() -> None:
 
 @cli.command()
 @click.option("--type", "agent_type", required=True, help="Agent type to run (see `maos agent types`).")
-@click.option("--server", default=None, metavar="HOST:PORT[,HOST:PORT...]", type=AddressList(),
-              help="Control plane address; several, comma-separated, to fail over between them, or a "
-                   "dns:///name:port target [default: MAOS_SERVER_ADDRESS, else server.address of "
-                   "config.yml, else 127.0.0.1:7100].")
+@click.option(
+    "--server",
+    default=None,
+    metavar="HOST:PORT[,HOST:PORT...]",
+    type=AddressList(),
+    help="Control plane address; several, comma-separated, to fail over between them, or a "
+    "dns:///name:port target [default: MAOS_SERVER_ADDRESS, else server.address of "
+    "config.yml, else 127.0.0.1:7100].",
+)
 @click.option("--token", envvar="MAOS_TOKEN", default=None, help="API key or agent credential.")
-@click.option("--join-token", envvar="MAOS_JOIN_TOKEN", default=None, metavar="ID.SECRET",
-              help="Join token, exchanged at the first Register for this agent's own credential.")
+@click.option(
+    "--join-token",
+    envvar="MAOS_JOIN_TOKEN",
+    default=None,
+    metavar="ID.SECRET",
+    help="Join token, exchanged at the first Register for this agent's own credential.",
+)
 @click.option("--capabilities", default=None, help="Comma-separated capabilities (default: the type's).")
-@click.option("--max-concurrency", type=click.IntRange(1, 1024), default=None,
-              help="Assignments run at once (default: the type's).")
+@click.option(
+    "--max-concurrency",
+    type=click.IntRange(1, 1024),
+    default=None,
+    help="Assignments run at once (default: the type's).",
+)
 @click.option("--launch-id", default="", hidden=True, help="Set by the control plane's launcher.")
-@click.option("--grace", type=float, default=30.0, show_default=True, help="Seconds to finish work on SIGTERM.")
-@click.option("--log-level", default="info", show_default=True,
-              type=click.Choice(["debug", "info", "warning", "error"]))
+@click.option(
+    "--grace", type=float, default=30.0, show_default=True, help="Seconds to finish work on SIGTERM."
+)
+@click.option(
+    "--log-level", default="info", show_default=True, type=click.Choice(["debug", "info", "warning", "error"])
+)
 @tls_options
-def run(agent_type: str, server: str | None, token: str | None, join_token: str | None,
-        capabilities: str | None,
-        max_concurrency: int | None, launch_id: str, grace: float, log_level: str, **tls_params: Any) -> None:
+def run(
+    agent_type: str,
+    server: str | None,
+    token: str | None,
+    join_token: str | None,
+    capabilities: str | None,
+    max_concurrency: int | None,
+    launch_id: str,
+    grace: float,
+    log_level: str,
+    **tls_params: Any,
+) -> None:
     """Run one agent of TYPE until stopped."""
     if token and join_token:
         raise click.UsageError("give --token (MAOS_TOKEN) or --join-token (MAOS_JOIN_TOKEN), not both")
     tls = tls_from_options(tls_params)
-    logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s agent[%(process)d] %(name)s: %(message)s")
+    logging.basicConfig(
+        level=log_level.upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s agent[%(process)d] %(name)s: %(message)s",
+    )
     from controlplane.agent_types import agent_type as find_type
     from controlplane.config import load_settings
     from controlplane.errors import InvalidArgument
@@ -129,15 +166,30 @@ def run(agent_type: str, server: str | None, token: str | None, join_token: str 
     agent = spec.build()
     settle_heap()  # this process is the agent's alone: start-up is over
     try:
-        asyncio.run(run_agent(agent, server, token=token, join_token=join_token, capabilities=caps,
-                              max_concurrency=max_concurrency or spec.max_concurrency, launch_id=launch_id,
-                              grace=grace, credentials=credentials, tls_server_name=tls.server_name or None))
+        asyncio.run(
+            run_agent(
+                agent,
+                server,
+                token=token,
+                join_token=join_token,
+                capabilities=caps,
+                max_concurrency=max_concurrency or spec.max_concurrency,
+                launch_id=launch_id,
+                grace=grace,
+                credentials=credentials,
+                tls_server_name=tls.server_name or None,
+            )
+        )
     except grpc.aio.AioRpcError as exc:
-        if exc.code() not in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED,
-                              grpc.StatusCode.INVALID_ARGUMENT):
+        if exc.code() not in (
+            grpc.StatusCode.UNAUTHENTICATED,
+            grpc.StatusCode.PERMISSION_DENIED,
+            grpc.StatusCode.INVALID_ARGUMENT,
+        ):
             raise
-        raise click.ClickException(f"the control plane refused the agent: {exc.code().name}: {exc.details()}") \
-            from None
+        raise click.ClickException(
+            f"the control plane refused the agent: {exc.code().name}: {exc.details()}"
+        ) from None
 
 
 def server_address(flag: str | None, settings: Any, environ: Mapping[str, str] | None = None) -> str:
@@ -152,7 +204,8 @@ def server_address(flag: str | None, settings: Any, environ: Mapping[str, str] |
     legacy = environ.get("MAOS_ADDR", "").strip()
     if legacy:
         logging.getLogger("maos-agent").warning(
-            "MAOS_ADDR is deprecated: set MAOS_SERVER_ADDRESS, the variable every MAOS command reads")
+            "MAOS_ADDR is deprecated: set MAOS_SERVER_ADDRESS, the variable every MAOS command reads"
+        )
         return legacy
     return local_address(settings["server.address"])
 

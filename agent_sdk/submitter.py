@@ -36,7 +36,9 @@ _END = object()
 class TaskSubmitter:
     """One open StreamSubmitTasks call; use it as an async context manager (see the module docstring)."""
 
-    def __init__(self, stub: Any, metadata: tuple[tuple[str, str], ...] | None, build: Callable[..., msgs.Task]):
+    def __init__(
+        self, stub: Any, metadata: tuple[tuple[str, str], ...] | None, build: Callable[..., msgs.Task]
+    ):
         self._stub = stub
         self._metadata = metadata
         self._build = build
@@ -55,11 +57,14 @@ class TaskSubmitter:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    async def submit(self, task: msgs.Task | None = None, *, request_id: str | None = None,
-                     **fields: Any) -> msgs.Task:
+    async def submit(
+        self, task: msgs.Task | None = None, *, request_id: str | None = None, **fields: Any
+    ) -> msgs.Task:
         """Submit one task (a ``Task`` message or ``build_task`` keyword arguments); returns it as stored."""
         if self._reader is None:
-            raise RuntimeError("use the submitter as an async context manager (async with client.submitter())")
+            raise RuntimeError(
+                "use the submitter as an async context manager (async with client.submitter())"
+            )
         if self._closing:
             raise RuntimeError("this submitter is closed; open another with client.submitter()")
         if self._failed is not None:
@@ -67,8 +72,9 @@ class TaskSubmitter:
         message = task if task is not None else self._build(**fields)
         future: asyncio.Future[msgs.Task] = asyncio.get_running_loop().create_future()
         self._waiting.append(future)
-        self._outbox.put_nowait(tasks_pb.StreamSubmitTasksRequest(task=message,
-                                                                  request_id=request_id or str(uuid.uuid4())))
+        self._outbox.put_nowait(
+            tasks_pb.StreamSubmitTasksRequest(task=message, request_id=request_id or str(uuid.uuid4()))
+        )
         return await future
 
     async def close(self) -> None:
@@ -111,8 +117,9 @@ class TaskSubmitter:
             return
         except IndexError:  # an answer nobody asked for: the server broke the protocol
             self._call.cancel()
-            error = MaosRpcError("the control plane answered more submits than were made",
-                                 code=grpc.StatusCode.INTERNAL)
+            error = MaosRpcError(
+                "the control plane answered more submits than were made", code=grpc.StatusCode.INTERNAL
+            )
         self._fail(error)
 
     def _fail(self, error: MaosRpcError) -> None:

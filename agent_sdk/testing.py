@@ -74,7 +74,8 @@ class MemorySharedState(SharedState):
     def __init__(self, initial: Mapping[str, bytes] | None = None):
         super().__init__(self._dispatch)
         self._data: dict[str, tuple[bytes, int]] = {
-            key: (bytes(value), 1) for key, value in (initial or {}).items()}
+            key: (bytes(value), 1) for key, value in (initial or {}).items()
+        }
         #: Every operation, in order: ``(op, key, expected_version)``.
         self.operations: list[tuple[str, str, int | None]] = []
 
@@ -93,14 +94,16 @@ class MemorySharedState(SharedState):
             raise StateConflict(key, expected_version, actual)
         return actual
 
-    async def _dispatch(self, op: str, key: str, value: bytes | None = None,
-                        expected_version: int | None = None) -> Any:
+    async def _dispatch(
+        self, op: str, key: str, value: bytes | None = None, expected_version: int | None = None
+    ) -> Any:
         self.operations.append((op, key, expected_version))
         if not 1 <= len(key) <= self.max_key_length or len(value or b"") > self.max_value_bytes:
             # What the worker raises when the control plane rejects the field.
             raise RuntimeError(
                 f"shared state {op} of {key!r} failed: keys are 1-{self.max_key_length} characters and "
-                f"values at most {self.max_value_bytes} bytes (ERROR_REASON_INVALID_FIELD)")
+                f"values at most {self.max_value_bytes} bytes (ERROR_REASON_INVALID_FIELD)"
+            )
         if op == "get":
             return self._data.get(key)
         if op == "put":
@@ -141,9 +144,14 @@ class AgentEnvironment:
     ``state`` (a :class:`MemorySharedState`) lives as long as the environment.
     """
 
-    def __init__(self, *, state: MemorySharedState | None = None, task: str = "tasks/test-task",
-                 on_progress: Callable[[ProgressReport], None] | None = None,
-                 on_output: Callable[[str], None] | None = None):
+    def __init__(
+        self,
+        *,
+        state: MemorySharedState | None = None,
+        task: str = "tasks/test-task",
+        on_progress: Callable[[ProgressReport], None] | None = None,
+        on_output: Callable[[str], None] | None = None,
+    ):
         """Create an environment.
 
         Args:
@@ -214,25 +222,51 @@ class AgentEnvironment:
 
     # --- running ----------------------------------------------------------------
 
-    def assignment(self, instructions: str = "", *, inputs: Mapping[str, str] | None = None,
-                   metadata: Mapping[str, str] | None = None, resume_checkpoint: bytes | None = None,
-                   attempt: int = 0, capability: str = "", kind: int = 0, title: str = "",
-                   task_description: str = "", context: str = "", constraints: str = "",
-                   deadline: float | None = None, priority: int = 0, subtask: str | None = None,
-                   remaining_tokens: int = 0, remaining_cost_micros: int = 0) -> Assignment:
+    def assignment(
+        self,
+        instructions: str = "",
+        *,
+        inputs: Mapping[str, str] | None = None,
+        metadata: Mapping[str, str] | None = None,
+        resume_checkpoint: bytes | None = None,
+        attempt: int = 0,
+        capability: str = "",
+        kind: int = 0,
+        title: str = "",
+        task_description: str = "",
+        context: str = "",
+        constraints: str = "",
+        deadline: float | None = None,
+        priority: int = 0,
+        subtask: str | None = None,
+        remaining_tokens: int = 0,
+        remaining_cost_micros: int = 0,
+    ) -> Assignment:
         """The :class:`~agent_sdk.Assignment` :meth:`run` hands to the agent (same keywords)."""
         return Assignment(
-            task=self.task, subtask=subtask or f"subtask-{self.runs}", attempt=attempt,
+            task=self.task,
+            subtask=subtask or f"subtask-{self.runs}",
+            attempt=attempt,
             lease_epoch=attempt + 1,
-            title=title or instructions[:60], instructions=instructions, capability=capability, kind=kind,
-            task_description=task_description or instructions, context=context, constraints=constraints,
-            metadata=dict(metadata or {}), inputs=dict(inputs or {}), resume_checkpoint=resume_checkpoint,
-            deadline=deadline, priority=priority, remaining_tokens=remaining_tokens,
+            title=title or instructions[:60],
+            instructions=instructions,
+            capability=capability,
+            kind=kind,
+            task_description=task_description or instructions,
+            context=context,
+            constraints=constraints,
+            metadata=dict(metadata or {}),
+            inputs=dict(inputs or {}),
+            resume_checkpoint=resume_checkpoint,
+            deadline=deadline,
+            priority=priority,
+            remaining_tokens=remaining_tokens,
             remaining_cost_micros=remaining_cost_micros,
         )
 
-    async def run(self, agent: Agent, instructions: str = "", *, timeout: float | None = 30.0,
-                  **assignment: Any) -> Result:
+    async def run(
+        self, agent: Agent, instructions: str = "", *, timeout: float | None = 30.0, **assignment: Any
+    ) -> Result:
         """Run one assignment on ``agent`` and return its :class:`~agent_sdk.Result`.
 
         Args:
@@ -301,14 +335,29 @@ class AgentEnvironment:
     # --- voting -------------------------------------------------------------------
 
     @staticmethod
-    def ballot(question: str, candidates: Mapping[str, str] | Iterable[str], *, round: int = 1,
-               proposal: str = "proposals/test", task: str = "tasks/test-task") -> Ballot:
+    def ballot(
+        question: str,
+        candidates: Mapping[str, str] | Iterable[str],
+        *,
+        round: int = 1,
+        proposal: str = "proposals/test",
+        task: str = "tasks/test-task",
+    ) -> Ballot:
         """A :class:`~agent_sdk.Ballot`; ``candidates`` maps ids to answers (or lists them: c0, c1, ...)."""
-        items = candidates.items() if isinstance(candidates, Mapping) else (
-            (f"c{i}", content) for i, content in enumerate(candidates))
-        return Ballot(proposal=proposal, task=task, question=question, round=round,
-                      candidates=[Candidate(id=cid, agent=f"agents/candidate-{cid}", content=content)
-                                  for cid, content in items])
+        items = (
+            candidates.items()
+            if isinstance(candidates, Mapping)
+            else ((f"c{i}", content) for i, content in enumerate(candidates))
+        )
+        return Ballot(
+            proposal=proposal,
+            task=task,
+            question=question,
+            round=round,
+            candidates=[
+                Candidate(id=cid, agent=f"agents/candidate-{cid}", content=content) for cid, content in items
+            ],
+        )
 
     async def vote(self, agent: Agent, ballot: Ballot, *, timeout: float | None = 30.0) -> VoteChoice:
         """Ask ``agent`` to vote on ``ballot``; checks the choice names a candidate and a confidence in 0-1.
@@ -320,7 +369,8 @@ class AgentEnvironment:
         assert isinstance(choice, VoteChoice), f"vote() returned {type(choice).__name__}, not a VoteChoice"
         ids = [c.id for c in ballot.candidates]
         assert choice.candidate_id in ids, (
-            f"vote for {choice.candidate_id!r}, not one of the candidates {ids}")
+            f"vote for {choice.candidate_id!r}, not one of the candidates {ids}"
+        )
         assert 0.0 <= choice.confidence <= 1.0, f"confidence {choice.confidence} is not between 0 and 1"
         return choice
 

@@ -27,8 +27,16 @@ from typing import Any, TypeVar
 import click
 import grpc
 
-__all__ = ["ClientTls", "TlsFileError", "read_ca", "read_key_pair", "server_name_options", "tls_credentials",
-           "tls_from_options", "tls_options"]
+__all__ = [
+    "ClientTls",
+    "TlsFileError",
+    "read_ca",
+    "read_key_pair",
+    "server_name_options",
+    "tls_credentials",
+    "tls_from_options",
+    "tls_options",
+]
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -63,8 +71,11 @@ def _read(path: StrPath, what: str, marker: bytes, marker_text: str) -> bytes:
 
 def _refuse_encrypted(key: StrPath) -> Any:
     def password() -> bytes:
-        raise TlsFileError(f"private key {key} is encrypted; gRPC needs an unencrypted key file "
-                           "(protect it with file permissions, mode 0600)", key)
+        raise TlsFileError(
+            f"private key {key} is encrypted; gRPC needs an unencrypted key file "
+            "(protect it with file permissions, mode 0600)",
+            key,
+        )
 
     return password
 
@@ -75,8 +86,9 @@ def read_ca(path: StrPath) -> bytes:
     try:
         ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cadata=data.decode("ascii", "replace"))
     except ssl.SSLError as exc:
-        raise TlsFileError(f"CA certificate file {path} holds no valid certificate ({exc.reason or exc})",
-                           path) from None
+        raise TlsFileError(
+            f"CA certificate file {path} holds no valid certificate ({exc.reason or exc})", path
+        ) from None
     return data
 
 
@@ -86,19 +98,27 @@ def read_key_pair(cert: StrPath, key: StrPath) -> tuple[bytes, bytes]:
     secret = _read(key, "private key file", _PRIVATE_KEY, "'-----BEGIN ... PRIVATE KEY-----'")
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     try:
-        context.load_cert_chain(Path(cert).expanduser(), Path(key).expanduser(), password=_refuse_encrypted(key))
+        context.load_cert_chain(
+            Path(cert).expanduser(), Path(key).expanduser(), password=_refuse_encrypted(key)
+        )
     except ssl.SSLError as exc:
         if exc.reason == "KEY_VALUES_MISMATCH":
-            raise TlsFileError(f"private key {key} does not belong to the certificate in {cert}", key) from None
-        raise TlsFileError(f"cannot load the certificate {cert} with the private key {key}: the certificate "
-                           f"or the key is malformed ({exc.reason or exc})", cert) from None
+            raise TlsFileError(
+                f"private key {key} does not belong to the certificate in {cert}", key
+            ) from None
+        raise TlsFileError(
+            f"cannot load the certificate {cert} with the private key {key}: the certificate "
+            f"or the key is malformed ({exc.reason or exc})",
+            cert,
+        ) from None
     except OSError as exc:  # a file vanished between the two reads
         raise TlsFileError(f"certificate {cert} / private key {key}: {exc.strerror or exc}", cert) from None
     return chain, secret
 
 
-def tls_credentials(ca: StrPath | None = None, cert: StrPath | None = None,
-                    key: StrPath | None = None) -> grpc.ChannelCredentials:
+def tls_credentials(
+    ca: StrPath | None = None, cert: StrPath | None = None, key: StrPath | None = None
+) -> grpc.ChannelCredentials:
     """Channel credentials for a TLS control plane, from PEM files.
 
     Args:
@@ -151,9 +171,13 @@ class ClientTls:
 
     def or_else(self, fallback: ClientTls) -> ClientTls:
         """Each field of this one if set, else the fallback's (flags over configuration)."""
-        return ClientTls(enabled=self.enabled or fallback.enabled, ca_file=self.ca_file or fallback.ca_file,
-                         cert_file=self.cert_file or fallback.cert_file, key_file=self.key_file or fallback.key_file,
-                         server_name=self.server_name or fallback.server_name)
+        return ClientTls(
+            enabled=self.enabled or fallback.enabled,
+            ca_file=self.ca_file or fallback.ca_file,
+            cert_file=self.cert_file or fallback.cert_file,
+            key_file=self.key_file or fallback.key_file,
+            server_name=self.server_name or fallback.server_name,
+        )
 
     def credentials(self) -> grpc.ChannelCredentials | None:
         """Channel credentials (None for plaintext); raises :class:`TlsFileError` for an unusable file."""
@@ -164,8 +188,12 @@ class ClientTls:
     def agent_args(self) -> list[str]:
         """The same choice as ``maos-agent run`` options (``--no-tls`` for plaintext)."""
         args = ["--tls"] if self.on else ["--no-tls"]
-        for flag, value in (("--tls-ca", self.ca_file), ("--tls-cert", self.cert_file),
-                            ("--tls-key", self.key_file), ("--tls-server-name", self.server_name)):
+        for flag, value in (
+            ("--tls-ca", self.ca_file),
+            ("--tls-cert", self.cert_file),
+            ("--tls-key", self.key_file),
+            ("--tls-server-name", self.server_name),
+        ):
             if value:
                 args += [flag, value]
         return args
@@ -179,20 +207,49 @@ def tls_options(fn: _F) -> _F:
     ``tls_key`` and ``tls_server_name``, which :func:`tls_from_options` reads.
     """
     options = [
-        click.option("--tls/--no-tls", "tls", envvar="MAOS_TLS", default=None, show_default=False,
-                     help="Connect over TLS (implied by the other --tls-* options; without --tls-ca the "
-                          "system's trusted CAs verify the server), or in plaintext whatever client.tls says. "
-                          "Default: the client.tls settings."),
-        click.option("--tls-ca", envvar="MAOS_TLS_CA", default=None, metavar="FILE", show_default=False,
-                     help="CA certificates (PEM) that verify the control plane. Default: client.tls.ca_file."),
-        click.option("--tls-cert", envvar="MAOS_TLS_CERT", default=None, metavar="FILE", show_default=False,
-                     help="Client certificate (PEM) for mutual TLS. Default: client.tls.cert_file."),
-        click.option("--tls-key", envvar="MAOS_TLS_KEY", default=None, metavar="FILE", show_default=False,
-                     help="Private key (PEM) of --tls-cert. Default: client.tls.key_file."),
-        click.option("--tls-server-name", envvar="MAOS_TLS_SERVER_NAME", default=None, metavar="NAME",
-                     show_default=False,
-                     help="Name the server certificate must carry, if not the host of the control plane's "
-                          "address. Default: client.tls.server_name."),
+        click.option(
+            "--tls/--no-tls",
+            "tls",
+            envvar="MAOS_TLS",
+            default=None,
+            show_default=False,
+            help="Connect over TLS (implied by the other --tls-* options; without --tls-ca the "
+            "system's trusted CAs verify the server), or in plaintext whatever client.tls says. "
+            "Default: the client.tls settings.",
+        ),
+        click.option(
+            "--tls-ca",
+            envvar="MAOS_TLS_CA",
+            default=None,
+            metavar="FILE",
+            show_default=False,
+            help="CA certificates (PEM) that verify the control plane. Default: client.tls.ca_file.",
+        ),
+        click.option(
+            "--tls-cert",
+            envvar="MAOS_TLS_CERT",
+            default=None,
+            metavar="FILE",
+            show_default=False,
+            help="Client certificate (PEM) for mutual TLS. Default: client.tls.cert_file.",
+        ),
+        click.option(
+            "--tls-key",
+            envvar="MAOS_TLS_KEY",
+            default=None,
+            metavar="FILE",
+            show_default=False,
+            help="Private key (PEM) of --tls-cert. Default: client.tls.key_file.",
+        ),
+        click.option(
+            "--tls-server-name",
+            envvar="MAOS_TLS_SERVER_NAME",
+            default=None,
+            metavar="NAME",
+            show_default=False,
+            help="Name the server certificate must carry, if not the host of the control plane's "
+            "address. Default: client.tls.server_name.",
+        ),
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -205,10 +262,15 @@ def tls_from_options(params: Mapping[str, Any]) -> ClientTls:
     ``--no-tls`` (``params["tls"] is False``) means plaintext whatever the settings say;
     combined with a TLS file or name it is a :class:`click.UsageError`.
     """
-    tls = ClientTls(enabled=bool(params.get("tls")), ca_file=params.get("tls_ca") or "",
-                    cert_file=params.get("tls_cert") or "", key_file=params.get("tls_key") or "",
-                    server_name=params.get("tls_server_name") or "")
+    tls = ClientTls(
+        enabled=bool(params.get("tls")),
+        ca_file=params.get("tls_ca") or "",
+        cert_file=params.get("tls_cert") or "",
+        key_file=params.get("tls_key") or "",
+        server_name=params.get("tls_server_name") or "",
+    )
     if params.get("tls") is False and tls.on:
-        raise click.UsageError("--no-tls cannot be combined with --tls-ca, --tls-cert, --tls-key or "
-                               "--tls-server-name")
+        raise click.UsageError(
+            "--no-tls cannot be combined with --tls-ca, --tls-cert, --tls-key or --tls-server-name"
+        )
     return tls

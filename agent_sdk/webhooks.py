@@ -154,9 +154,13 @@ class WebhookMethods:
             )
         )
 
-    def iter_webhook_deliveries(self, id_or_name: str, *,
-                                limit: int | None = None) -> AsyncIterator[webhooks_pb.WebhookDelivery]:
+    def iter_webhook_deliveries(
+        self, id_or_name: str, *, limit: int | None = None
+    ) -> AsyncIterator[webhooks_pb.WebhookDelivery]:
         """Every delivery of a webhook, newest first, across pages (at most ``limit``)."""
         size = min(limit or PAGE, PAGE)
-        return paged(lambda token: self.list_webhook_deliveries(id_or_name, page_size=size, page_token=token),
-                     "deliveries", limit)
+        return paged(
+            lambda token: self.list_webhook_deliveries(id_or_name, page_size=size, page_token=token),
+            "deliveries",
+            limit,
+        )

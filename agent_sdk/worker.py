@@ -212,8 +212,11 @@ class Worker:
                 await self._session()
                 attempt = 0
             except grpc.aio.AioRpcError as exc:
-                if exc.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.UNAUTHENTICATED,
-                                  grpc.StatusCode.PERMISSION_DENIED):
+                if exc.code() in (
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    grpc.StatusCode.UNAUTHENTICATED,
+                    grpc.StatusCode.PERMISSION_DENIED,
+                ):
                     raise
                 log.info("stream to %s ended: %s", self.server, exc.details() or exc.code().name)
             if self._stop.is_set() or not self.reconnect:
@@ -250,8 +253,12 @@ class Worker:
         metadata = (("authorization", f"Bearer {bearer}"),) if bearer else None
         # Several addresses: the channel connects to the first live one (see agent_sdk.addresses), so a
         # session broken by a dying control plane resumes on another.
-        channel = open_channel(self._addresses, options=CHANNEL_OPTIONS, credentials=self.credentials,
-                               tls_server_name=self.tls_server_name)
+        channel = open_channel(
+            self._addresses,
+            options=CHANNEL_OPTIONS,
+            credentials=self.credentials,
+            tls_server_name=self.tls_server_name,
+        )
         async with channel:
             stub = gw_grpc.AgentGatewayStub(channel)
             self._outbox = asyncio.Queue()
@@ -273,7 +280,9 @@ class Worker:
                     elif kind == "ack":
                         self._unacked.pop(response.ack.ref.subtask + f"#{response.ack.ref.lease_epoch}", None)
                         if not response.ack.accepted:
-                            log.warning("report on %s rejected: %s", response.ack.ref.subtask, response.ack.message)
+                            log.warning(
+                                "report on %s rejected: %s", response.ack.ref.subtask, response.ack.message
+                            )
                     elif kind == "cancel":
                         self._cancel(response.cancel.ref, response.cancel.reason)
                     elif kind == "registered":
@@ -314,8 +323,12 @@ class Worker:
         """What the stream sends: the outbox, with results queued back to back sent as one message."""
         while True:
             item = await outbox.get()
-            if (self._result_batches and item is not _CLOSE and not outbox.empty()
-                    and item.WhichOneof("message") == "result"):
+            if (
+                self._result_batches
+                and item is not _CLOSE
+                and not outbox.empty()
+                and item.WhichOneof("message") == "result"
+            ):
                 batch, item = _take_results(item, outbox)
                 yield batch
                 if item is None:
@@ -350,7 +363,9 @@ class Worker:
             reg.resume.assignments.extend(ref for _, ref in self._running.values())
         return reg
 
-    def _on_registered(self, registered: gw.Registered, heartbeats: asyncio.Task[None] | None) -> asyncio.Task[None]:
+    def _on_registered(
+        self, registered: gw.Registered, heartbeats: asyncio.Task[None] | None
+    ) -> asyncio.Task[None]:
         self.agent_name = registered.agent
         self.session_id = registered.session_id
         if registered.credential:
@@ -384,22 +399,37 @@ class Worker:
     def _start(self, a: gw.Assignment) -> None:
         key = f"{a.ref.subtask}#{a.ref.lease_epoch}"
         if self._draining:
-            self._send(gw.ConnectRequest(failure=gw.SubtaskFailure(
-                ref=a.ref, message="the agent is shutting down", retryable=True, error_type="Draining")))
+            self._send(
+                gw.ConnectRequest(
+                    failure=gw.SubtaskFailure(
+                        ref=a.ref, message="the agent is shutting down", retryable=True, error_type="Draining"
+                    )
+                )
+            )
             return
         assignment = Assignment(
-            task=a.task, subtask=a.ref.subtask, attempt=a.ref.attempt, lease_epoch=a.ref.lease_epoch,
-            title=a.title, instructions=a.instructions, capability=a.capability,
+            task=a.task,
+            subtask=a.ref.subtask,
+            attempt=a.ref.attempt,
+            lease_epoch=a.ref.lease_epoch,
+            title=a.title,
+            instructions=a.instructions,
+            capability=a.capability,
             kind=SubtaskKind(a.kind) if a.kind in SubtaskKind._value2member_map_ else a.kind,
-            task_description=a.task_description, context=a.context, constraints=a.constraints,
-            metadata=dict(a.metadata), inputs=dict(a.inputs),
+            task_description=a.task_description,
+            context=a.context,
+            constraints=a.constraints,
+            metadata=dict(a.metadata),
+            inputs=dict(a.inputs),
             resume_checkpoint=a.resume_checkpoint if a.HasField("resume_checkpoint") else None,
             deadline=(a.deadline.seconds + a.deadline.nanos / 1e9) if a.HasField("deadline") else None,
             priority=a.priority,
             remaining_tokens=a.remaining_budget.max_total_tokens,
             remaining_cost_micros=a.remaining_budget.max_cost_micros,
-            dependency_results=tuple(DependencyResult(d.task, d.description, d.output, d.omitted_chars)
-                                     for d in a.dependency_results),
+            dependency_results=tuple(
+                DependencyResult(d.task, d.description, d.output, d.omitted_chars)
+                for d in a.dependency_results
+            ),
             plan=a.plan,
         )
         ref = gw.AssignmentRef()
@@ -415,45 +445,90 @@ class Worker:
                     msg.checkpoint = fields["checkpoint"]
                 self._send(gw.ConnectRequest(progress=msg))
             else:
-                self._send(gw.ConnectRequest(output=gw.OutputChunk(ref=ref, text=fields["text"],
-                                                                   sequence=fields["sequence"])))
+                self._send(
+                    gw.ConnectRequest(
+                        output=gw.OutputChunk(ref=ref, text=fields["text"], sequence=fields["sequence"])
+                    )
+                )
 
-        logger = logging.LoggerAdapter(self._agent_logger(), {"maos_task": assignment.task,
-                                                              "maos_subtask": assignment.subtask})
-        ctx = Context(assignment, send, logger, SharedState(lambda *args: self._state_call(ref, *args)),
-                      pacer=self.pacer)
+        logger = logging.LoggerAdapter(
+            self._agent_logger(), {"maos_task": assignment.task, "maos_subtask": assignment.subtask}
+        )
+        ctx = Context(
+            assignment,
+            send,
+            logger,
+            SharedState(lambda *args: self._state_call(ref, *args)),
+            pacer=self.pacer,
+        )
         try:
             outcome = await self.agent.handle(ctx)
             result = outcome if isinstance(outcome, Result) else Result(output=str(outcome))
             spent = result.usage if _usage(result.usage).ByteSize() else ctx.spent
-            report = gw.ConnectRequest(result=gw.SubtaskResult(
-                ref=ref, output=result.output, usage=_usage(spent),
-                artifacts=[msgs.Artifact(name=a.name, media_type=a.media_type, content=a.content,
-                                         size_bytes=len(a.content)) for a in result.artifacts],
-                tool_calls=[msgs.ToolCall(name=c.name, server=c.server, duration=_duration(c.duration),
-                                          is_error=c.is_error, summary=c.summary, turn=c.turn)
-                            for c in result.tool_calls],
-                sources=[msgs.Source(url=x.url, title=x.title, cited_text=x.cited_text) for x in result.sources],
-            ))
+            report = gw.ConnectRequest(
+                result=gw.SubtaskResult(
+                    ref=ref,
+                    output=result.output,
+                    usage=_usage(spent),
+                    artifacts=[
+                        msgs.Artifact(
+                            name=a.name, media_type=a.media_type, content=a.content, size_bytes=len(a.content)
+                        )
+                        for a in result.artifacts
+                    ],
+                    tool_calls=[
+                        msgs.ToolCall(
+                            name=c.name,
+                            server=c.server,
+                            duration=_duration(c.duration),
+                            is_error=c.is_error,
+                            summary=c.summary,
+                            turn=c.turn,
+                        )
+                        for c in result.tool_calls
+                    ],
+                    sources=[
+                        msgs.Source(url=x.url, title=x.title, cited_text=x.cited_text) for x in result.sources
+                    ],
+                )
+            )
             self.completed += 1
         except asyncio.CancelledError:
             self._running.pop(key, None)
             if key in self._stopped and _usage(ctx.spent).ByteSize():
                 # Stopped by the control plane: the attempt is over there, but what it spent is still charged.
-                self._send(gw.ConnectRequest(failure=gw.SubtaskFailure(
-                    ref=ref, message="cancelled", error_type="Cancelled", usage=_usage(ctx.spent))))
+                self._send(
+                    gw.ConnectRequest(
+                        failure=gw.SubtaskFailure(
+                            ref=ref, message="cancelled", error_type="Cancelled", usage=_usage(ctx.spent)
+                        )
+                    )
+                )
             self._stopped.discard(key)
             raise
         except AgentError as exc:
-            report = gw.ConnectRequest(failure=gw.SubtaskFailure(
-                ref=ref, message=str(exc), retryable=exc.retryable, error_type=exc.error_type,
-                retry_after=_duration(exc.retry_after), usage=_usage(ctx.spent),
-                reason=errors_pb.ERROR_REASON_BUDGET_EXCEEDED if isinstance(exc, BudgetExhausted) else 0))
+            report = gw.ConnectRequest(
+                failure=gw.SubtaskFailure(
+                    ref=ref,
+                    message=str(exc),
+                    retryable=exc.retryable,
+                    error_type=exc.error_type,
+                    retry_after=_duration(exc.retry_after),
+                    usage=_usage(ctx.spent),
+                    reason=errors_pb.ERROR_REASON_BUDGET_EXCEEDED if isinstance(exc, BudgetExhausted) else 0,
+                )
+            )
         except Exception as exc:  # an unexpected bug in the agent: permanent
             log.exception("assignment %s failed", assignment.subtask)
-            report = gw.ConnectRequest(failure=gw.SubtaskFailure(
-                ref=ref, message=f"{type(exc).__name__}: {exc}", retryable=False, error_type=type(exc).__name__,
-                usage=_usage(ctx.spent)))
+            report = gw.ConnectRequest(
+                failure=gw.SubtaskFailure(
+                    ref=ref,
+                    message=f"{type(exc).__name__}: {exc}",
+                    retryable=False,
+                    error_type=type(exc).__name__,
+                    usage=_usage(ctx.spent),
+                )
+            )
         self._running.pop(key, None)
         self._unacked[key] = report
         self._send(report)
@@ -467,7 +542,12 @@ class Worker:
         return logger
 
     async def _state_call(
-        self, ref: gw.AssignmentRef, op: str, key: str, value: bytes | None = None, expected: int | None = None
+        self,
+        ref: gw.AssignmentRef,
+        op: str,
+        key: str,
+        value: bytes | None = None,
+        expected: int | None = None,
     ) -> Any:
         self._state_seq += 1
         request = gw.SharedStateRequest(request_id=self._state_seq, ref=ref, key=key)
@@ -497,7 +577,9 @@ class Worker:
 
     # --- model pacing --------------------------------------------------------------
 
-    async def _ask_permit(self, model: str, input_tokens: int, output_tokens: int, max_wait: float) -> PermitAnswer:
+    async def _ask_permit(
+        self, model: str, input_tokens: int, output_tokens: int, max_wait: float
+    ) -> PermitAnswer:
         """Ask the control plane for a permit (see :mod:`agent_sdk.pacing`); at once when it paces nothing.
 
         While the stream is down the request waits for the next one, within ``max_wait``.
@@ -515,37 +597,62 @@ class Worker:
             request_id = self._permit_seq
             waiter: asyncio.Future[gw.ModelPermit] = asyncio.get_running_loop().create_future()
             self._permit_waiters[request_id] = waiter
-            self._send(gw.ConnectRequest(permit_request=gw.ModelPermitRequest(
-                request_id=request_id, model=model, input_tokens=min(input_tokens, _UINT32),
-                output_tokens=min(output_tokens, _UINT32),
-                max_wait=_duration(max(0.0, deadline - time.monotonic())))))
+            self._send(
+                gw.ConnectRequest(
+                    permit_request=gw.ModelPermitRequest(
+                        request_id=request_id,
+                        model=model,
+                        input_tokens=min(input_tokens, _UINT32),
+                        output_tokens=min(output_tokens, _UINT32),
+                        max_wait=_duration(max(0.0, deadline - time.monotonic())),
+                    )
+                )
+            )
             try:
                 reply = await waiter
             except ConnectionError:
                 continue
             finally:
                 self._permit_waiters.pop(request_id, None)
-            return PermitAnswer(reply.granted, reply.permit_id, _seconds(reply.waited), _seconds(reply.retry_after),
-                                reply.reason)
+            return PermitAnswer(
+                reply.granted,
+                reply.permit_id,
+                _seconds(reply.waited),
+                _seconds(reply.retry_after),
+                reply.reason,
+            )
 
     def _send_outcome(self, outcome: Outcome) -> None:
         if not self._paced or not outcome.permit_id:
             return
         message = gw.ModelCallOutcome(
-            permit_id=outcome.permit_id, model=outcome.model, status_code=max(0, outcome.status),
-            headers=dict(outcome.headers or {}), input_tokens=min(outcome.input_tokens, _UINT32),
-            output_tokens=min(outcome.output_tokens, _UINT32), abandoned=outcome.abandoned)
+            permit_id=outcome.permit_id,
+            model=outcome.model,
+            status_code=max(0, outcome.status),
+            headers=dict(outcome.headers or {}),
+            input_tokens=min(outcome.input_tokens, _UINT32),
+            output_tokens=min(outcome.output_tokens, _UINT32),
+            abandoned=outcome.abandoned,
+        )
         if outcome.retry_after is not None:
             message.retry_after.CopyFrom(_duration(outcome.retry_after))
         self._send(gw.ConnectRequest(model_outcome=message))
 
     async def _vote(self, request: gw.VoteRequest) -> None:
         ballot = Ballot(
-            proposal=request.proposal, task=request.task, question=request.question,
-            candidates=[Candidate(c.id, c.agent, c.content) for c in request.candidates], round=request.round,
-            deadline=(request.deadline.seconds + request.deadline.nanos / 1e9) if request.HasField("deadline") else None,
-            previous_votes=[(v.voter, v.candidate_id, v.confidence, v.rationale) for v in request.previous_votes],
-            context=request.context, constraints=request.constraints,
+            proposal=request.proposal,
+            task=request.task,
+            question=request.question,
+            candidates=[Candidate(c.id, c.agent, c.content) for c in request.candidates],
+            round=request.round,
+            deadline=(request.deadline.seconds + request.deadline.nanos / 1e9)
+            if request.HasField("deadline")
+            else None,
+            previous_votes=[
+                (v.voter, v.candidate_id, v.confidence, v.rationale) for v in request.previous_votes
+            ],
+            context=request.context,
+            constraints=request.constraints,
             remaining_tokens=request.remaining_budget.max_total_tokens,
             remaining_cost_micros=request.remaining_budget.max_cost_micros,
         )
@@ -554,10 +661,20 @@ class Worker:
         except Exception as exc:  # a failing judge abstains (at once) rather than breaking the agent
             log.exception("vote on %s failed", request.proposal)
             choice = VoteChoice.abstention(f"the vote failed: {type(exc).__name__}: {exc}"[:1000])
-        self._send(gw.ConnectRequest(vote=gw.CastVote(
-            proposal=request.proposal, candidate_id="" if choice.abstain else choice.candidate_id,
-            confidence=min(1.0, max(0.0, choice.confidence)), rationale=choice.rationale, round=request.round,
-            request_id=f"{request.proposal}#{request.round}", usage=_usage(choice.usage), abstain=choice.abstain)))
+        self._send(
+            gw.ConnectRequest(
+                vote=gw.CastVote(
+                    proposal=request.proposal,
+                    candidate_id="" if choice.abstain else choice.candidate_id,
+                    confidence=min(1.0, max(0.0, choice.confidence)),
+                    rationale=choice.rationale,
+                    round=request.round,
+                    request_id=f"{request.proposal}#{request.round}",
+                    usage=_usage(choice.usage),
+                    abstain=choice.abstain,
+                )
+            )
+        )
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -592,11 +709,15 @@ class Worker:
 
 def _usage(u: Usage) -> msgs.TokenUsage:
     return msgs.TokenUsage(
-        input_tokens=u.input_tokens, output_tokens=u.output_tokens,
+        input_tokens=u.input_tokens,
+        output_tokens=u.output_tokens,
         cache_read_input_tokens=u.cache_read_input_tokens,
         cache_creation_input_tokens=u.cache_creation_input_tokens,
-        cost_micros=u.cost_micros, model_calls=u.model_calls, web_search_requests=u.web_search_requests,
-        web_fetch_requests=u.web_fetch_requests, tool_calls=u.tool_calls,
+        cost_micros=u.cost_micros,
+        model_calls=u.model_calls,
+        web_search_requests=u.web_search_requests,
+        web_fetch_requests=u.web_fetch_requests,
+        tool_calls=u.tool_calls,
     )
 
 

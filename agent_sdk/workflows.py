@@ -28,7 +28,9 @@ def schedule_value(schedule: str | int | None) -> int:
     return enum_value(schedule, _SCHEDULES, "BATCH_SCHEDULE_", "parallel or sequential")
 
 
-def parameters(values: Mapping[str, str | None] | Sequence[msgs.TemplateParameter]) -> list[msgs.TemplateParameter]:
+def parameters(
+    values: Mapping[str, str | None] | Sequence[msgs.TemplateParameter],
+) -> list[msgs.TemplateParameter]:
     """Template parameters from ``{name: default or None}`` or ``TemplateParameter`` messages."""
     if isinstance(values, Mapping):
         return [msgs.TemplateParameter(name=name, default_value=default) for name, default in values.items()]
@@ -43,36 +45,52 @@ class WorkflowMethods:
 
     # --- batches ------------------------------------------------------------------------------
 
-    async def create_batch(self, name: str, *, batch_id: str = "", request_id: str | None = None) -> msgs.Batch:
+    async def create_batch(
+        self, name: str, *, batch_id: str = "", request_id: str | None = None
+    ) -> msgs.Batch:
         """A new, empty batch named ``name`` (unique among yours)."""
-        response = await self.batches.CreateBatch(batches_pb.CreateBatchRequest(
-            display_name=name, batch_id=batch_id, request_id=request_id or str(uuid.uuid4())))
+        response = await self.batches.CreateBatch(
+            batches_pb.CreateBatchRequest(
+                display_name=name, batch_id=batch_id, request_id=request_id or str(uuid.uuid4())
+            )
+        )
         return response.batch
 
-    async def add_batch_task(self, batch: str, task: msgs.Task | None = None, *, request_id: str | None = None,
-                             **fields: Any) -> msgs.Batch:
+    async def add_batch_task(
+        self, batch: str, task: msgs.Task | None = None, *, request_id: str | None = None, **fields: Any
+    ) -> msgs.Batch:
         """Add a task (a ``Task`` message or :func:`agent_sdk.client.build_task` keywords) to an open batch."""
         from agent_sdk.client import build_task
 
         message = task if task is not None else build_task(**fields)
-        response = await self.batches.AddBatchTask(batches_pb.AddBatchTaskRequest(
-            batch=batch, task=message, request_id=request_id or str(uuid.uuid4())))
+        response = await self.batches.AddBatchTask(
+            batches_pb.AddBatchTaskRequest(
+                batch=batch, task=message, request_id=request_id or str(uuid.uuid4())
+            )
+        )
         return response.batch
 
-    async def submit_batch(self, batch: str, *, schedule: str | int | None = None,
-                           request_id: str | None = None) -> batches_pb.SubmitBatchResponse:
+    async def submit_batch(
+        self, batch: str, *, schedule: str | int | None = None, request_id: str | None = None
+    ) -> batches_pb.SubmitBatchResponse:
         """Submit every task of the batch at once (``schedule``: parallel or sequential); its tasks."""
-        return await self.batches.SubmitBatch(batches_pb.SubmitBatchRequest(
-            name=batch, schedule=schedule_value(schedule), request_id=request_id or str(uuid.uuid4())))
+        return await self.batches.SubmitBatch(
+            batches_pb.SubmitBatchRequest(
+                name=batch, schedule=schedule_value(schedule), request_id=request_id or str(uuid.uuid4())
+            )
+        )
 
     async def get_batch(self, batch: str) -> batches_pb.GetBatchResponse:
         """A batch with its counts by state, its added tasks (while open) and its submitted tasks."""
         return await self.batches.GetBatch(batches_pb.GetBatchRequest(name=batch))
 
-    async def list_batches(self, *, page_size: int = 0, page_token: str = "") -> batches_pb.ListBatchesResponse:
+    async def list_batches(
+        self, *, page_size: int = 0, page_token: str = ""
+    ) -> batches_pb.ListBatchesResponse:
         """One page of your batches, newest first."""
-        return await self.batches.ListBatches(batches_pb.ListBatchesRequest(page_size=page_size,
-                                                                          page_token=page_token))
+        return await self.batches.ListBatches(
+            batches_pb.ListBatchesRequest(page_size=page_size, page_token=page_token)
+        )
 
     async def iter_batches(self, *, limit: int | None = None) -> AsyncIterator[msgs.Batch]:
         """Every batch you may see, newest first, across pages (at most ``limit``)."""
@@ -89,10 +107,18 @@ class WorkflowMethods:
 
     # --- templates ----------------------------------------------------------------------------
 
-    async def create_template(self, name: str, task: msgs.Task | None = None, *, source_task: str = "",
-                              summary: str = "",
-                              params: Mapping[str, str | None] | Sequence[msgs.TemplateParameter] = (),
-                              template_id: str = "", replace: bool = False, **fields: Any) -> msgs.Template:
+    async def create_template(
+        self,
+        name: str,
+        task: msgs.Task | None = None,
+        *,
+        source_task: str = "",
+        summary: str = "",
+        params: Mapping[str, str | None] | Sequence[msgs.TemplateParameter] = (),
+        template_id: str = "",
+        replace: bool = False,
+        **fields: Any,
+    ) -> msgs.Template:
         """A template named ``name``: of ``task`` (or build_task keywords), or copied from ``source_task``.
 
         ``summary`` says what the template is for (``Template.description``; a
@@ -105,27 +131,40 @@ class WorkflowMethods:
         template = msgs.Template(display_name=name, description=summary, parameters=parameters(params))
         if not source_task:
             template.task.CopyFrom(task if task is not None else build_task(**fields))
-        response = await self.templates.CreateTemplate(templates_pb.CreateTemplateRequest(
-            template=template, template_id=template_id, replace=replace,
-            source_task=task_name(source_task) if source_task else ""))
+        response = await self.templates.CreateTemplate(
+            templates_pb.CreateTemplateRequest(
+                template=template,
+                template_id=template_id,
+                replace=replace,
+                source_task=task_name(source_task) if source_task else "",
+            )
+        )
         return response.template
 
     async def import_template(self, template: msgs.Template, *, replace: bool = False) -> msgs.Template:
         """Store an exported template (:meth:`get_template`'s message) as one of yours."""
-        copy = msgs.Template(display_name=template.display_name, description=template.description,
-                             parameters=template.parameters, task=template.task)
-        response = await self.templates.CreateTemplate(templates_pb.CreateTemplateRequest(template=copy,
-                                                                                         replace=replace))
+        copy = msgs.Template(
+            display_name=template.display_name,
+            description=template.description,
+            parameters=template.parameters,
+            task=template.task,
+        )
+        response = await self.templates.CreateTemplate(
+            templates_pb.CreateTemplateRequest(template=copy, replace=replace)
+        )
         return response.template
 
     async def get_template(self, template: str) -> msgs.Template:
         """One template, with its whole definition."""
         return (await self.templates.GetTemplate(templates_pb.GetTemplateRequest(name=template))).template
 
-    async def list_templates(self, *, page_size: int = 0, page_token: str = "") -> templates_pb.ListTemplatesResponse:
+    async def list_templates(
+        self, *, page_size: int = 0, page_token: str = ""
+    ) -> templates_pb.ListTemplatesResponse:
         """One page of your templates, by name."""
-        return await self.templates.ListTemplates(templates_pb.ListTemplatesRequest(page_size=page_size,
-                                                                                  page_token=page_token))
+        return await self.templates.ListTemplates(
+            templates_pb.ListTemplatesRequest(page_size=page_size, page_token=page_token)
+        )
 
     async def iter_templates(self, *, limit: int | None = None) -> AsyncIterator[msgs.Template]:
         """Every template you may see, by name, across pages (at most ``limit``)."""
@@ -136,10 +175,15 @@ class WorkflowMethods:
         """Delete one of your templates (tasks made from it remain)."""
         await self.templates.DeleteTemplate(templates_pb.DeleteTemplateRequest(name=template))
 
-    async def submit_from_template(self, template: str, params: Mapping[str, str] | None = None, *,
-                                   request_id: str | None = None) -> msgs.Task:
+    async def submit_from_template(
+        self, template: str, params: Mapping[str, str] | None = None, *, request_id: str | None = None
+    ) -> msgs.Task:
         """Fill the template's placeholders with ``params`` and submit the task; returns it as stored."""
-        response = await self.templates.SubmitTaskFromTemplate(templates_pb.SubmitTaskFromTemplateRequest(
-            template=template, params={k: str(v) for k, v in (params or {}).items()},
-            request_id=request_id or str(uuid.uuid4())))
+        response = await self.templates.SubmitTaskFromTemplate(
+            templates_pb.SubmitTaskFromTemplateRequest(
+                template=template,
+                params={k: str(v) for k, v in (params or {}).items()},
+                request_id=request_id or str(uuid.uuid4()),
+            )
+        )
         return response.task

@@ -94,9 +94,13 @@ def bootstrap_admin_key(env: dict[str, str]) -> str:
 
 
 @contextlib.asynccontextmanager
-async def control_plane(pool: str, database_url: str = "", extra_env: dict[str, str] | None = None,
-                        agents: int = 0, prepare: Callable[[dict[str, str]], None] | None = None,
-                        ) -> AsyncIterator[Bench]:
+async def control_plane(
+    pool: str,
+    database_url: str = "",
+    extra_env: dict[str, str] | None = None,
+    agents: int = 0,
+    prepare: Callable[[dict[str, str]], None] | None = None,
+) -> AsyncIterator[Bench]:
     """A control plane process with a local agent pool and access control required.
 
     ``prepare`` is called with the server's environment after its database is
@@ -104,9 +108,17 @@ async def control_plane(pool: str, database_url: str = "", extra_env: dict[str, 
     """
     home = tempfile.mkdtemp(prefix="maos-bench-")
     address = f"127.0.0.1:{free_port()}"
-    env = {**os.environ, "MAOS_HOME": home, "MAOS_AGENTS_POOL": pool, "MAOS_SERVER_METRICS_PORT": "0",
-           "MAOS_SERVER_HTTP_PORT": "0", "MAOS_SERVER_DASHBOARD_PORT": "0", "MAOS_SYSTEM_LOG_LEVEL": "warning", "MAOS_SYSTEM_MAX_AGENTS": "100",
-           **(extra_env or {})}
+    env = {
+        **os.environ,
+        "MAOS_HOME": home,
+        "MAOS_AGENTS_POOL": pool,
+        "MAOS_SERVER_METRICS_PORT": "0",
+        "MAOS_SERVER_HTTP_PORT": "0",
+        "MAOS_SERVER_DASHBOARD_PORT": "0",
+        "MAOS_SYSTEM_LOG_LEVEL": "warning",
+        "MAOS_SYSTEM_MAX_AGENTS": "100",
+        **(extra_env or {}),
+    }
     stack = contextlib.ExitStack()
     if database_url:  # each run gets a database of its own, so counts start at zero
         env["MAOS_DATABASE_PRIMARY_URL"] = stack.enter_context(fresh_database(database_url))
@@ -121,7 +133,9 @@ async def control_plane(pool: str, database_url: str = "", extra_env: dict[str, 
         deadline = time.monotonic() + 60
         while True:
             try:
-                status = await system.GetStatus(system_pb.GetStatusRequest(), metadata=bench.metadata, timeout=1)
+                status = await system.GetStatus(
+                    system_pb.GetStatusRequest(), metadata=bench.metadata, timeout=1
+                )
                 if status.connected_agents >= agents:
                     break
             except grpc.aio.AioRpcError:
@@ -172,7 +186,9 @@ def cpu_seconds(pid: int) -> dict[str, float]:
     return totals
 
 
-def cpu_report(before: dict[str, float], after: dict[str, float], client: float, units: int, unit: str) -> str:
+def cpu_report(
+    before: dict[str, float], after: dict[str, float], client: float, units: int, unit: str
+) -> str:
     """CPU microseconds per ``unit`` for the control plane, its agents and this client."""
     parts = {name: after[name] - before[name] for name in before}
     parts["client"] = client
@@ -183,7 +199,9 @@ def cpu_report(before: dict[str, float], after: dict[str, float], client: float,
 def status_events(bench: Bench) -> grpc.aio.UnaryStreamCall:
     """A WatchEvents stream of every task status change (cancel it when done)."""
     return system_grpc.SystemServiceStub(bench.channel).WatchEvents(
-        system_pb.WatchEventsRequest(event_types=[enums.EVENT_TYPE_TASK_STATUS_CHANGED]), metadata=bench.metadata)
+        system_pb.WatchEventsRequest(event_types=[enums.EVENT_TYPE_TASK_STATUS_CHANGED]),
+        metadata=bench.metadata,
+    )
 
 
 def tasks_stub(channel: grpc.aio.Channel) -> tasks_grpc.TaskServiceStub:
@@ -200,5 +218,7 @@ def percentile(values: list[float], q: float) -> float:
 
 def describe(values_ms: list[float]) -> str:
     """p50/p99/mean of milliseconds."""
-    return (f"p50 {percentile(values_ms, 50):.2f} ms  p99 {percentile(values_ms, 99):.2f} ms  "
-            f"mean {statistics.fmean(values_ms):.2f} ms")
+    return (
+        f"p50 {percentile(values_ms, 50):.2f} ms  p99 {percentile(values_ms, 99):.2f} ms  "
+        f"mean {statistics.fmean(values_ms):.2f} ms"
+    )

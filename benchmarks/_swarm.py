@@ -30,8 +30,9 @@ from agent_sdk.worker import KEEPALIVE_OPTIONS  # noqa: E402
 STREAMS_PER_CHANNEL = 100
 
 
-async def agent(stub: gw_grpc.AgentGatewayStub, cancels: list[float], registered: list[int],
-                broken: Counter[str]) -> None:
+async def agent(
+    stub: gw_grpc.AgentGatewayStub, cancels: list[float], registered: list[int], broken: Counter[str]
+) -> None:
     """One agent; like a real one, it reconnects with jittered backoff when its stream fails."""
     while True:
         if await session(stub, cancels, registered, broken):
@@ -39,12 +40,18 @@ async def agent(stub: gw_grpc.AgentGatewayStub, cancels: list[float], registered
         await asyncio.sleep(random.uniform(0.05, 0.5))
 
 
-async def session(stub: gw_grpc.AgentGatewayStub, cancels: list[float], registered: list[int],
-                  broken: Counter[str]) -> bool:
+async def session(
+    stub: gw_grpc.AgentGatewayStub, cancels: list[float], registered: list[int], broken: Counter[str]
+) -> bool:
     """Register, heartbeat, hold assignments, note Cancel times; False (counted) if the stream failed."""
     outbox: asyncio.Queue[gw.ConnectRequest] = asyncio.Queue()
-    outbox.put_nowait(gw.ConnectRequest(register=gw.Register(
-        agent_type="swarm", capabilities=["*"], max_concurrency=1, language="python-swarm")))
+    outbox.put_nowait(
+        gw.ConnectRequest(
+            register=gw.Register(
+                agent_type="swarm", capabilities=["*"], max_concurrency=1, language="python-swarm"
+            )
+        )
+    )
 
     async def requests():
         while True:
@@ -55,7 +62,9 @@ async def session(stub: gw_grpc.AgentGatewayStub, cancels: list[float], register
     async def heartbeats(interval: float) -> None:
         while True:
             await asyncio.sleep(interval)
-            outbox.put_nowait(gw.ConnectRequest(heartbeat=gw.Heartbeat(running=held, free_slots=1 - len(held))))
+            outbox.put_nowait(
+                gw.ConnectRequest(heartbeat=gw.Heartbeat(running=held, free_slots=1 - len(held)))
+            )
 
     beat = None
     metadata = (("authorization", f"Bearer {os.environ['MAOS_API_KEY']}"),)
@@ -87,12 +96,19 @@ async def main(address: str, count: int, outfile: str) -> None:
     broken: Counter[str] = Counter()
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-    channels = [grpc.aio.insecure_channel(address, options=KEEPALIVE_OPTIONS)
-                for _ in range((count + STREAMS_PER_CHANNEL - 1) // STREAMS_PER_CHANNEL)]
+    channels = [
+        grpc.aio.insecure_channel(address, options=KEEPALIVE_OPTIONS)
+        for _ in range((count + STREAMS_PER_CHANNEL - 1) // STREAMS_PER_CHANNEL)
+    ]
     tasks = []
     for i in range(count):  # a few ms apart, as real agents start: not hundreds of streams in one instant
-        tasks.append(asyncio.create_task(agent(gw_grpc.AgentGatewayStub(channels[i // STREAMS_PER_CHANNEL]),
-                                               cancels, registered, broken)))
+        tasks.append(
+            asyncio.create_task(
+                agent(
+                    gw_grpc.AgentGatewayStub(channels[i // STREAMS_PER_CHANNEL]), cancels, registered, broken
+                )
+            )
+        )
         await asyncio.sleep(0.002)
     await stop.wait()
     Path(outfile).write_text(json.dumps({"registered": registered[0], "cancels": cancels, "broken": broken}))

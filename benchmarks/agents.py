@@ -47,7 +47,9 @@ def rss_mib(pid: int) -> float:
 
 
 def server_pid(address: str) -> int:
-    out = subprocess.run(["pgrep", "-f", f"controlplane.serve.*{address}|{address}"], capture_output=True, text=True)
+    out = subprocess.run(
+        ["pgrep", "-f", f"controlplane.serve.*{address}|{address}"], capture_output=True, text=True
+    )
     for pid in out.stdout.split():
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
         if "controlplane.serve" in cmdline and address in cmdline and "_swarm" not in cmdline:
@@ -74,16 +76,27 @@ async def run(agents: int, fanout: bool) -> None:
         swarms = []
         for index in range(0, agents, PER_PROCESS):
             n = min(PER_PROCESS, agents - index)
-            swarms.append(subprocess.Popen(
-                [sys.executable, str(Path(__file__).with_name("_swarm.py")), address, str(n),
-                 str(outdir / f"{index}.json")], env=dict(os.environ, MAOS_API_KEY=bench.token)))
+            swarms.append(
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        str(Path(__file__).with_name("_swarm.py")),
+                        address,
+                        str(n),
+                        str(outdir / f"{index}.json"),
+                    ],
+                    env=dict(os.environ, MAOS_API_KEY=bench.token),
+                )
+            )
         started = time.perf_counter()
 
         async def all_connected() -> bool:
             status = await system.GetStatus(system_pb.GetStatusRequest(), metadata=md, timeout=30)
             if status.connected_agents and status.connected_agents % 1000 < 50:
-                print(f"  {status.connected_agents} connected after {time.perf_counter() - started:.0f} s",
-                      file=sys.stderr)
+                print(
+                    f"  {status.connected_agents} connected after {time.perf_counter() - started:.0f} s",
+                    file=sys.stderr,
+                )
             return status.connected_agents >= agents
 
         try:
@@ -91,25 +104,36 @@ async def run(agents: int, fanout: bool) -> None:
             connect_time = time.perf_counter() - started
             await asyncio.sleep(2)  # let allocations settle after the registration burst
             after = rss_mib(pid)
-            held = (await system.GetStatus(system_pb.GetStatusRequest(), metadata=md, timeout=30)).connected_agents
+            held = (
+                await system.GetStatus(system_pb.GetStatusRequest(), metadata=md, timeout=30)
+            ).connected_agents
             print(f"workload: {agents} idle agents (one stream each, {PER_PROCESS} per process), SQLite")
-            print(f"connected in {connect_time:.1f} s; control-plane RSS {before:.0f} MiB -> {after:.0f} MiB "
-                  f"(+{after - before:.0f} MiB, {(after - before) * 1024 / agents:.0f} KiB per agent); {held} still connected 2 s later")
+            print(
+                f"connected in {connect_time:.1f} s; control-plane RSS {before:.0f} MiB -> {after:.0f} MiB "
+                f"(+{after - before:.0f} MiB, {(after - before) * 1024 / agents:.0f} KiB per agent); {held} still connected 2 s later"
+            )
             if fanout:
                 stub = tasks_stub(channel)
                 description = "Fan out:\n" + "\n".join(f"- part {i}" for i in range(agents))
-                reply = await stub.SubmitTask(t.SubmitTaskRequest(task=m.Task(
-                    description=description, max_agents=agents)), metadata=md, timeout=30)
+                reply = await stub.SubmitTask(
+                    t.SubmitTaskRequest(task=m.Task(description=description, max_agents=agents)),
+                    metadata=md,
+                    timeout=30,
+                )
 
                 async def all_running() -> bool:
-                    task = (await stub.GetTask(t.GetTaskRequest(name=reply.task.name), metadata=md, timeout=30)).task
+                    task = (
+                        await stub.GetTask(t.GetTaskRequest(name=reply.task.name), metadata=md, timeout=30)
+                    ).task
                     return task.subtasks_running >= agents
 
                 await wait_until(all_running, 120, "every subtask running")
                 cancel_at = time.time()
                 await stub.CancelTask(t.CancelTaskRequest(name=reply.task.name), metadata=md, timeout=30)
                 answered = time.time()
-                final = (await stub.GetTask(t.GetTaskRequest(name=reply.task.name), metadata=md, timeout=30)).task
+                final = (
+                    await stub.GetTask(t.GetTaskRequest(name=reply.task.name), metadata=md, timeout=30)
+                ).task
                 assert final.status == enums.TASK_STATUS_CANCELLED
                 await asyncio.sleep(1.0)
         finally:
@@ -119,17 +143,23 @@ async def run(agents: int, fanout: bool) -> None:
                 proc.wait(timeout=60)
         reports = [json.loads(f.read_text()) for f in outdir.glob("*.json")]
         broken = sum((Counter(r["broken"]) for r in reports), Counter())
-        print(f"streams that broke and reconnected: {sum(broken.values())}"
-              + (f" ({', '.join(f'{code} {n}' for code, n in broken.most_common())})" if broken else ""))
+        print(
+            f"streams that broke and reconnected: {sum(broken.values())}"
+            + (f" ({', '.join(f'{code} {n}' for code, n in broken.most_common())})" if broken else "")
+        )
         if fanout:
             cancels = [c for r in reports for c in r["cancels"]]
             last = max(cancels) - cancel_at
-            print(f"cancel fan-out: CancelTask answered in {(answered - cancel_at) * 1000:.0f} ms; "
-                  f"{len(cancels)}/{agents} agents got Cancel, the last {last * 1000:.0f} ms after the call")
+            print(
+                f"cancel fan-out: CancelTask answered in {(answered - cancel_at) * 1000:.0f} ms; "
+                f"{len(cancels)}/{agents} agents got Cancel, the last {last * 1000:.0f} ms after the call"
+            )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--agents", type=int, default=1000)
     parser.add_argument("--fanout", action="store_true")
     args = parser.parse_args()

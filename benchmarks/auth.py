@@ -36,9 +36,18 @@ from controlplane.config import load_settings  # noqa: E402
 
 async def measure(auth: str, calls: int) -> tuple[list[float], list[float], list[float]]:
     home = Path(tempfile.mkdtemp(prefix="maos-bench-auth-"))
-    settings = load_settings(home=home, environ={}, overrides={
-        "security.auth": auth, "server.metrics_port": 0, "agents.pool": {}, "system.log_level": "warning",
-        "security.rate_limit.rate": 1_000_000, "security.rate_limit.burst": 1_000_000})
+    settings = load_settings(
+        home=home,
+        environ={},
+        overrides={
+            "security.auth": auth,
+            "server.metrics_port": 0,
+            "agents.pool": {},
+            "system.log_level": "warning",
+            "security.rate_limit.rate": 1_000_000,
+            "security.rate_limit.burst": 1_000_000,
+        },
+    )
     bootstrap_admin(settings)
     token = read_token(home)
     app = build_app(settings)
@@ -77,20 +86,28 @@ async def measure(auth: str, calls: int) -> tuple[list[float], list[float], list
 async def run(calls: int) -> None:
     off, _, _ = await measure("off", calls)
     on, checks, limited = await measure("required", calls)
-    print(f"workload: {calls} sequential SystemService.GetConfig calls per mode, one client, SQLite, in-process server")
+    print(
+        f"workload: {calls} sequential SystemService.GetConfig calls per mode, one client, SQLite, in-process server"
+    )
     print(f"auth off:      {describe(off)}")
     print(f"auth required: {describe(on)}")
     print(f"difference of p50: {(percentile(on, 50) - percentile(off, 50)) * 1000:.0f} µs per call")
     if checks:
-        print(f"one key check (AccessManager.authenticate): p50 {statistics.median(checks):.1f} µs  "
-              f"p99 {percentile(checks, 99):.1f} µs")
+        print(
+            f"one key check (AccessManager.authenticate): p50 {statistics.median(checks):.1f} µs  "
+            f"p99 {percentile(checks, 99):.1f} µs"
+        )
     if limited:
-        print(f"rate limit check (CallLimits.admit): p50 {statistics.median(limited):.2f} µs  "
-              f"p99 {percentile(limited, 99):.2f} µs")
+        print(
+            f"rate limit check (CallLimits.admit): p50 {statistics.median(limited):.2f} µs  "
+            f"p99 {percentile(limited, 99):.2f} µs"
+        )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--calls", type=int, default=3000)
     asyncio.run(run(parser.parse_args().calls))
 

@@ -25,32 +25,55 @@ def seed(backend, n: int) -> None:
     """Write ``n`` tasks with one queued subtask each, in batches of 10,000."""
     for start in range(0, n, 10_000):
         ids = range(start, min(start + 10_000, n))
-        backend.write(WriteBatch(
-            tasks=[Task(id=f"t{i:08d}", seq=i + 1, description=f"benchmark task {i}", status=TaskStatus.RUNNING)
-                   for i in ids],
-            subtasks=[Subtask(task_id=f"t{i:08d}", id="s1", title="work", instructions=f"do item {i}",
-                              status=SubtaskStatus.QUEUED) for i in ids],
-        ))
+        backend.write(
+            WriteBatch(
+                tasks=[
+                    Task(
+                        id=f"t{i:08d}",
+                        seq=i + 1,
+                        description=f"benchmark task {i}",
+                        status=TaskStatus.RUNNING,
+                    )
+                    for i in ids
+                ],
+                subtasks=[
+                    Subtask(
+                        task_id=f"t{i:08d}",
+                        id="s1",
+                        title="work",
+                        instructions=f"do item {i}",
+                        status=SubtaskStatus.QUEUED,
+                    )
+                    for i in ids
+                ],
+            )
+        )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=100_000)
-    parser.add_argument("--url", default=None, help="Database URL (default: SQLite in a temporary directory).")
+    parser.add_argument(
+        "--url", default=None, help="Database URL (default: SQLite in a temporary directory)."
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         backend = SqlBackendFactory().open(args.url or f"sqlite:///{Path(tmp) / 'bench.db'}")
         backend.migrate()
         started = time.perf_counter()
         seed(backend, args.tasks)
-        print(f"workload: {args.tasks:,} tasks + {args.tasks:,} subtasks on {backend.kind} "
-              f"(seeded in {time.perf_counter() - started:.2f} s)")
+        print(
+            f"workload: {args.tasks:,} tasks + {args.tasks:,} subtasks on {backend.kind} "
+            f"(seeded in {time.perf_counter() - started:.2f} s)"
+        )
 
         started = time.perf_counter()
         record = service.take(backend, display_name="bench")
         create = time.perf_counter() - started
-        print(f"create:  {create:.2f} s  (goal < 2 s)  {record.size / 2**20:.1f} MiB -> "
-              f"{record.compressed_size / 2**20:.1f} MiB, {record.task_count:,} tasks")
+        print(
+            f"create:  {create:.2f} s  (goal < 2 s)  {record.size / 2**20:.1f} MiB -> "
+            f"{record.compressed_size / 2**20:.1f} MiB, {record.task_count:,} tasks"
+        )
 
         stored = backend.get_checkpoint(record.id, True)
         started = time.perf_counter()

@@ -51,7 +51,9 @@ asyncio.run(main())
 async def measure(calls: int, inflight: int) -> tuple[float, float, float]:
     """Calls/s and the server's and client's CPU µs per call of a bare grpc.aio unary call."""
     address = f"127.0.0.1:{free_port()}"
-    server = subprocess.Popen([sys.executable, "-c", SERVER, address, str(Path(__file__).resolve().parent.parent)])
+    server = subprocess.Popen(
+        [sys.executable, "-c", SERVER, address, str(Path(__file__).resolve().parent.parent)]
+    )
     try:
         async with grpc.aio.insecure_channel(address) as channel:
             await asyncio.wait_for(channel.channel_ready(), 30)
@@ -67,7 +69,11 @@ async def measure(calls: int, inflight: int) -> tuple[float, float, float]:
                     left -= 1
                     await stub.SubmitTask(request, timeout=10)
 
-            server_before, client_before, started = cpu_seconds(server.pid), time.process_time(), time.perf_counter()
+            server_before, client_before, started = (
+                cpu_seconds(server.pid),
+                time.process_time(),
+                time.perf_counter(),
+            )
             await asyncio.gather(*(caller() for _ in range(inflight)))
             elapsed = time.perf_counter() - started
             server_cpu = cpu_seconds(server.pid)["control plane"] - server_before["control plane"]
@@ -81,19 +87,25 @@ async def measure(calls: int, inflight: int) -> tuple[float, float, float]:
 def describe_baseline(figures: tuple[float, float, float]) -> str:
     """One line: the grpc baseline, to print next to a MAOS figure of the same run."""
     rate, server_us, client_us = figures
-    return (f"grpc baseline (bare grpc.aio unary call, same run): {rate:.0f} calls/s, "
-            f"server {server_us:.0f} µs + client {client_us:.0f} µs CPU per call")
+    return (
+        f"grpc baseline (bare grpc.aio unary call, same run): {rate:.0f} calls/s, "
+        f"server {server_us:.0f} µs + client {client_us:.0f} µs CPU per call"
+    )
 
 
 async def run(calls: int, inflight: int) -> None:
     rate, server_us, client_us = await measure(calls, inflight)
-    print(f"workload: {calls} unary calls to a bare grpc.aio server (no storage, no interceptors), "
-          f"{inflight} in flight, 1 client")
+    print(
+        f"workload: {calls} unary calls to a bare grpc.aio server (no storage, no interceptors), "
+        f"{inflight} in flight, 1 client"
+    )
     print(f"{rate:.0f} calls/s; CPU per call: server {server_us:.0f} µs, client {client_us:.0f} µs")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--calls", type=int, default=10_000)
     parser.add_argument("--inflight", type=int, default=64)
     args = parser.parse_args()

@@ -62,7 +62,9 @@ def http_throughput(port: int, token: str, tasks: int, concurrency: int) -> tupl
     latencies: list[float] = []
     lock = threading.Lock()
     share = [tasks // concurrency + (1 if i < tasks % concurrency else 0) for i in range(concurrency)]
-    threads = [threading.Thread(target=_http_submitter, args=(port, token, n, latencies, lock)) for n in share]
+    threads = [
+        threading.Thread(target=_http_submitter, args=(port, token, n, latencies, lock)) for n in share
+    ]
     started = time.perf_counter()
     for thread in threads:
         thread.start()
@@ -123,8 +125,9 @@ async def grpc_round_trips(bench: Bench, count: int) -> list[float]:
         started = time.perf_counter()
         reply = await stub.SubmitTask(request, metadata=bench.metadata, timeout=30)
         final = None
-        async for update in stub.WatchTask(t.WatchTaskRequest(name=reply.task.name), metadata=bench.metadata,
-                                           timeout=30):
+        async for update in stub.WatchTask(
+            t.WatchTaskRequest(name=reply.task.name), metadata=bench.metadata, timeout=30
+        ):
             final = update.task
         if final is None or final.status != 4:  # TASK_STATUS_COMPLETED
             raise RuntimeError(f"task {reply.task.name} did not complete")
@@ -142,24 +145,32 @@ async def run(tasks: int, concurrency: int, round_trips: int, warmup: int, datab
         await asyncio.to_thread(http_round_trips, port, bench.token, warmup)  # warm both doors up
         await grpc_round_trips(bench, warmup)
         grpc_rate, grpc_calls = await grpc_throughput(bench, tasks, concurrency)
-        http_rate, http_calls = await asyncio.to_thread(http_throughput, port, bench.token, tasks, concurrency)
+        http_rate, http_calls = await asyncio.to_thread(
+            http_throughput, port, bench.token, tasks, concurrency
+        )
         grpc_trips = await grpc_round_trips(bench, round_trips)
         http_trips = await asyncio.to_thread(http_round_trips, port, bench.token, round_trips)
     backend = "postgresql" if database_url else "sqlite"
-    print(f"workload: no-op tasks (one subtask), 2 noop agent processes, {backend}, access control on; "
-          f"throughput: {tasks} submits from {concurrency} concurrent clients per door; "
-          f"round trip: {round_trips} sequential submit -> COMPLETED (watch stream); {warmup} warm-up")
+    print(
+        f"workload: no-op tasks (one subtask), 2 noop agent processes, {backend}, access control on; "
+        f"throughput: {tasks} submits from {concurrency} concurrent clients per door; "
+        f"round trip: {round_trips} sequential submit -> COMPLETED (watch stream); {warmup} warm-up"
+    )
     print(f"gRPC SubmitTask:      {grpc_rate:8.0f} tasks/s  per call {describe(grpc_calls)}")
     print(f"HTTP POST /api/tasks: {http_rate:8.0f} tasks/s  per call {describe(http_calls)}")
     print(f"gRPC round trip (SubmitTask + WatchTask):     {describe(grpc_trips)}")
     print(f"HTTP round trip (POST /api/tasks + SSE watch): {describe(http_trips)}")
-    print(f"HTTP overhead per call: submit {_mean(http_calls) - _mean(grpc_calls):+.2f} ms mean "
-          f"({1e3 / http_rate - 1e3 / grpc_rate:+.3f} ms of server time per task at full load), "
-          f"round trip {_mean(http_trips) - _mean(grpc_trips):+.2f} ms mean")
+    print(
+        f"HTTP overhead per call: submit {_mean(http_calls) - _mean(grpc_calls):+.2f} ms mean "
+        f"({1e3 / http_rate - 1e3 / grpc_rate:+.3f} ms of server time per task at full load), "
+        f"round trip {_mean(http_trips) - _mean(grpc_trips):+.2f} ms mean"
+    )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--tasks", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--round-trips", type=int, default=300)

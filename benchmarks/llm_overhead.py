@@ -53,8 +53,10 @@ async def run(tasks: int, latency: float) -> None:
     api = MessagesAPIServer(api_key=API_KEY, responder=slow(latency)).start()
     env = {"ANTHROPIC_API_KEY": API_KEY, "MAOS_CLAUDE_BASE_URL": api.base_url}
     try:
-        async with control_plane(POOL, extra_env=env, agents=5) as bench, \
-                Client(bench.address, token=bench.token) as client:
+        async with (
+            control_plane(POOL, extra_env=env, agents=5) as bench,
+            Client(bench.address, token=bench.token) as client,
+        ):
             walls = []
             for index in range(tasks + 1):  # the first warms every agent's connection to the API
                 started = time.perf_counter()
@@ -65,28 +67,40 @@ async def run(tasks: int, latency: float) -> None:
                     raise RuntimeError(f"task {task.name} ended {enums.TaskStatus.Name(final.status)}")
                 shown = await client.get_task(task.name, full=True)
                 if len(shown.plan.subtasks) != PARTS + 1:
-                    raise RuntimeError(f"expected a plan of {PARTS} parts and a synthesis, got "
-                                       f"{len(shown.plan.subtasks)} steps ({shown.plan.planner})")
+                    raise RuntimeError(
+                        f"expected a plan of {PARTS} parts and a synthesis, got "
+                        f"{len(shown.plan.subtasks)} steps ({shown.plan.planner})"
+                    )
                 if index:
                     walls.append(wall)
     finally:
         api.stop()
     model = CALLS_ON_THE_CRITICAL_PATH * latency
     overheads = sorted((w - model) * 1000 for w in walls)
-    print(f"workload: {tasks} tasks one after another, each planned by the model into {PARTS} parallel parts "
-          f"plus a synthesis; 5 Claude agents ({POOL}); the Messages API test server answers every call after "
-          f"{latency * 1000:.0f} ms; sqlite, access control on; 1 warm-up task")
-    print(f"wall time per task: median {statistics.median(walls) * 1000:.0f} ms  "
-          f"min {min(walls) * 1000:.0f} ms  max {max(walls) * 1000:.0f} ms  "
-          f"(model calls on the critical path: {model * 1000:.0f} ms)")
-    print(f"MAOS overhead per task: median {statistics.median(overheads):.0f} ms  min {overheads[0]:.0f} ms  "
-          f"max {overheads[-1]:.0f} ms  (goal: under 100 ms)")
+    print(
+        f"workload: {tasks} tasks one after another, each planned by the model into {PARTS} parallel parts "
+        f"plus a synthesis; 5 Claude agents ({POOL}); the Messages API test server answers every call after "
+        f"{latency * 1000:.0f} ms; sqlite, access control on; 1 warm-up task"
+    )
+    print(
+        f"wall time per task: median {statistics.median(walls) * 1000:.0f} ms  "
+        f"min {min(walls) * 1000:.0f} ms  max {max(walls) * 1000:.0f} ms  "
+        f"(model calls on the critical path: {model * 1000:.0f} ms)"
+    )
+    print(
+        f"MAOS overhead per task: median {statistics.median(overheads):.0f} ms  min {overheads[0]:.0f} ms  "
+        f"max {overheads[-1]:.0f} ms  (goal: under 100 ms)"
+    )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--tasks", type=int, default=10, help="tasks measured (after one warm-up)")
-    parser.add_argument("--model-latency", type=float, default=0.2, help="seconds the test server takes per call")
+    parser.add_argument(
+        "--model-latency", type=float, default=0.2, help="seconds the test server takes per call"
+    )
     args = parser.parse_args()
     asyncio.run(run(args.tasks, args.model_latency))
 

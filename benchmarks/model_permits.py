@@ -24,8 +24,11 @@ from benchmarks._common import control_plane, describe  # noqa: E402
 
 MODEL = "claude-sonnet-4-6"
 #: Limits the run stays well within (a limit it reached would pace the calls: no longer the fast path).
-HEADERS = {"anthropic-ratelimit-requests-limit": "1000000", "anthropic-ratelimit-requests-remaining": "999999",
-           "anthropic-ratelimit-output-tokens-limit": "100000000"}
+HEADERS = {
+    "anthropic-ratelimit-requests-limit": "1000000",
+    "anthropic-ratelimit-requests-remaining": "999999",
+    "anthropic-ratelimit-output-tokens-limit": "100000000",
+}
 
 
 class Idle(Agent):
@@ -52,13 +55,17 @@ async def run(permits: int, warmup: int) -> None:
         finally:
             await worker.shutdown(1)
             await runner
-    print(f"workload: {permits} model calls one after another, each taking a permit over the agent stream "
-          f"and reporting its outcome; one agent, {warmup} warm-up, within its limits (the fast path)")
+    print(
+        f"workload: {permits} model calls one after another, each taking a permit over the agent stream "
+        f"and reporting its outcome; one agent, {warmup} warm-up, within its limits (the fast path)"
+    )
     print(f"permit round trip: {describe(samples)}")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--permits", type=int, default=2000)
     parser.add_argument("--warmup", type=int, default=200)
     args = parser.parse_args()

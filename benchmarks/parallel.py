@@ -25,8 +25,9 @@ from benchmarks._common import control_plane, status_events, tasks_stub  # noqa:
 
 
 async def one_run(stub, events, md) -> float:
-    task = m.Task(description="sleep 100 ms", task_type="sleep",
-                  metadata={"sleep_seconds": "0.1", "sleep_steps": "1"})
+    task = m.Task(
+        description="sleep 100 ms", task_type="sleep", metadata={"sleep_seconds": "0.1", "sleep_steps": "1"}
+    )
     requests = [t.SubmitTaskRequest(task=task) for _ in range(64)]
     started = time.perf_counter()
     reply = await stub.BatchSubmitTasks(t.BatchSubmitTasksRequest(requests=requests), metadata=md, timeout=10)
@@ -45,14 +46,20 @@ async def run(runs: int) -> None:
         await one_run(stub, events, md)  # warm-up
         times = [await one_run(stub, events, md) for _ in range(runs)]
         events.cancel()
-    print("workload: 64 tasks x one 100 ms sleep subtask, 8 sleep agent processes (1 slot each), "
-          f"1 BatchSubmitTasks call; {runs} runs after 1 warm-up")
-    print(f"makespan: best {min(times):.3f} s  median {statistics.median(times):.3f} s  "
-          f"worst {max(times):.3f} s  (ideal 0.800 s)")
+    print(
+        "workload: 64 tasks x one 100 ms sleep subtask, 8 sleep agent processes (1 slot each), "
+        f"1 BatchSubmitTasks call; {runs} runs after 1 warm-up"
+    )
+    print(
+        f"makespan: best {min(times):.3f} s  median {statistics.median(times):.3f} s  "
+        f"worst {max(times):.3f} s  (ideal 0.800 s)"
+    )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--runs", type=int, default=5)
     asyncio.run(run(parser.parse_args().runs))
 

@@ -63,8 +63,17 @@ def fill_completed(count: int):
             os.environ.clear()
             os.environ.update(saved)
         stamp = now()
-        template = task_to_row(Task(id="x", description="no-op", task_type="noop", status=TaskStatus.COMPLETED,
-                                    create_time=stamp, end_time=stamp, output="done"))
+        template = task_to_row(
+            Task(
+                id="x",
+                description="no-op",
+                task_type="noop",
+                status=TaskStatus.COMPLETED,
+                create_time=stamp,
+                end_time=stamp,
+                output="done",
+            )
+        )
         columns = list(template)
         engine = create_sql_engine(url)
         mark = "%s" if engine.dialect.name == "postgresql" else "?"
@@ -101,7 +110,11 @@ async def run(queued: int, completed: int, idle: float, drain: bool, database_ur
     prepare = fill_completed(completed) if completed else None
     started = time.perf_counter()
     async with control_plane("", database_url, prepare=prepare) as bench:
-        stub, system, md = tasks_stub(bench.channel), system_grpc.SystemServiceStub(bench.channel), bench.metadata
+        stub, system, md = (
+            tasks_stub(bench.channel),
+            system_grpc.SystemServiceStub(bench.channel),
+            bench.metadata,
+        )
         prepared = time.perf_counter() - started
         await asyncio.sleep(2)
         rss_empty = rss_mib(bench.pid)
@@ -115,8 +128,9 @@ async def run(queued: int, completed: int, idle: float, drain: bool, database_ur
             while left > 0:
                 n = min(BATCH, left)
                 left -= n
-                reply = await stub.BatchSubmitTasks(t.BatchSubmitTasksRequest(requests=[request] * n),
-                                                    metadata=md, timeout=120)
+                reply = await stub.BatchSubmitTasks(
+                    t.BatchSubmitTasksRequest(requests=[request] * n), metadata=md, timeout=120
+                )
                 names.extend(task.name for task in reply.tasks)
 
         submit_started = time.perf_counter()
@@ -127,18 +141,28 @@ async def run(queued: int, completed: int, idle: float, drain: bool, database_ur
         cpu_full = await idle_cpu(bench.pid, idle)
         full_p50, full_max, reply = await status_latency(system, md)
         counts = {c.state: c.count for c in reply.tasks}
-        print(f"workload: {completed} COMPLETED tasks in the database, then {queued} no-op tasks submitted "
-              f"(BatchSubmitTasks of {BATCH}, {INFLIGHT} in flight) to a control plane with no agents, "
-              f"{'postgresql' if database_url else 'sqlite'}")
+        print(
+            f"workload: {completed} COMPLETED tasks in the database, then {queued} no-op tasks submitted "
+            f"(BatchSubmitTasks of {BATCH}, {INFLIGHT} in flight) to a control plane with no agents, "
+            f"{'postgresql' if database_url else 'sqlite'}"
+        )
         if completed:
             print(f"  (database filled and server started in {prepared:.1f} s)")
         if queued:
             print(f"submit: {submit_s:.1f} s ({queued / submit_s:.0f} tasks/s); GetStatus sees {counts}")
-        print(f"memory: {rss_empty:.0f} MiB empty -> {rss_full:.0f} MiB with {queued} queued"
-              + (f" ({(rss_full - rss_empty) * 1024 * 1024 / queued:.0f} bytes per queued task)" if queued else ""))
+        print(
+            f"memory: {rss_empty:.0f} MiB empty -> {rss_full:.0f} MiB with {queued} queued"
+            + (
+                f" ({(rss_full - rss_empty) * 1024 * 1024 / queued:.0f} bytes per queued task)"
+                if queued
+                else ""
+            )
+        )
         print(f"idle CPU: {cpu_empty:.1f} % of a core empty, {cpu_full:.1f} % with {queued} queued")
-        print(f"GetStatus: p50 {empty_p50:.2f} ms (max {empty_max:.2f}) empty; "
-              f"p50 {full_p50:.2f} ms (max {full_max:.2f}) with {queued} queued, {completed} completed")
+        print(
+            f"GetStatus: p50 {empty_p50:.2f} ms (max {empty_max:.2f}) empty; "
+            f"p50 {full_p50:.2f} ms (max {full_max:.2f}) with {queued} queued, {completed} completed"
+        )
         if drain and names:
             drain_started = time.perf_counter()
             sem = asyncio.Semaphore(64)
@@ -151,13 +175,17 @@ async def run(queued: int, completed: int, idle: float, drain: bool, database_ur
             drain_s = time.perf_counter() - drain_started
             await asyncio.sleep(3)
             drained_p50, _, _ = await status_latency(system, md)
-            print(f"after cancelling all {queued} ({drain_s:.1f} s): memory {rss_mib(bench.pid):.0f} MiB, "
-                  f"idle CPU {await idle_cpu(bench.pid, idle):.1f} %, GetStatus p50 {drained_p50:.2f} ms")
+            print(
+                f"after cancelling all {queued} ({drain_s:.1f} s): memory {rss_mib(bench.pid):.0f} MiB, "
+                f"idle CPU {await idle_cpu(bench.pid, idle):.1f} %, GetStatus p50 {drained_p50:.2f} ms"
+            )
     print(describe_baseline(await measure(2000, 64)))
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--queued", type=int, default=100_000)
     parser.add_argument("--completed", type=int, default=0)
     parser.add_argument("--idle", type=float, default=10.0, help="seconds over which idle CPU is measured")

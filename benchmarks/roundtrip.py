@@ -48,7 +48,9 @@ async def run(tasks: int, warmup: int, database_url: str, wait: str) -> None:
                         break
             else:
                 final = None
-                async for update in stub.WatchTask(t.WatchTaskRequest(name=reply.task.name), metadata=md, timeout=10):
+                async for update in stub.WatchTask(
+                    t.WatchTaskRequest(name=reply.task.name), metadata=md, timeout=10
+                ):
                     final = update.task
                 status = enums.TaskStatus.Name(final.status).removeprefix("TASK_STATUS_") if final else "?"
             elapsed = (time.perf_counter() - started) * 1000
@@ -56,18 +58,24 @@ async def run(tasks: int, warmup: int, database_url: str, wait: str) -> None:
                 raise RuntimeError(f"task did not complete: {status}")
             if index >= warmup:
                 samples.append(elapsed)
-        cpu = cpu_report(cpu_before, cpu_seconds(bench.pid), time.process_time() - client_before, tasks, "round trip")
+        cpu = cpu_report(
+            cpu_before, cpu_seconds(bench.pid), time.process_time() - client_before, tasks, "round trip"
+        )
         events.cancel()
     backend = "postgresql" if database_url else "sqlite"
     how = "one WatchEvents stream" if wait == "events" else "a WatchTask call per task"
-    print(f"workload: {tasks} sequential round trips (SubmitTask, then {how} to COMPLETED), "
-          f"no-op task, 2 noop agent processes, {backend}, {warmup} warm-up")
+    print(
+        f"workload: {tasks} sequential round trips (SubmitTask, then {how} to COMPLETED), "
+        f"no-op task, 2 noop agent processes, {backend}, {warmup} warm-up"
+    )
     print(f"round trip: {describe(samples)}")
     print(cpu)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--tasks", type=int, default=2000)
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--database-url", default="")

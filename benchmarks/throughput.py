@@ -46,7 +46,9 @@ async def run(tasks: int, inflight: int, database_url: str, mode: str, batch: in
                 if mode == "batch":
                     n = min(batch, tasks - submitted)
                     submitted += n
-                    await stub.BatchSubmitTasks(t.BatchSubmitTasksRequest(requests=[request] * n), metadata=md, timeout=30)
+                    await stub.BatchSubmitTasks(
+                        t.BatchSubmitTasksRequest(requests=[request] * n), metadata=md, timeout=30
+                    )
                 else:
                     submitted += 1
                     await stub.SubmitTask(request, metadata=md, timeout=30)
@@ -84,24 +86,39 @@ async def run(tasks: int, inflight: int, database_url: str, mode: str, batch: in
                 raise RuntimeError(f"tasks failed: {done}")
             await asyncio.sleep(0.02)  # light polling: every GetStatus call costs the server too
         finished = time.perf_counter()
-        cpu = cpu_report(cpu_before, cpu_seconds(bench.pid), time.process_time() - client_before, tasks, "task")
+        cpu = cpu_report(
+            cpu_before, cpu_seconds(bench.pid), time.process_time() - client_before, tasks, "task"
+        )
     backend = "postgresql" if database_url else "sqlite"
-    how = {"batch": f"BatchSubmitTasks of {batch}", "stream": "StreamSubmitTasks, one task per message",
-           "unary": "SubmitTask"}[mode]
-    print(f"workload: {tasks} no-op tasks, 1 client ({how}, {inflight} calls in flight), "
-          f"2 noop agent processes, {backend}")
+    how = {
+        "batch": f"BatchSubmitTasks of {batch}",
+        "stream": "StreamSubmitTasks, one task per message",
+        "unary": "SubmitTask",
+    }[mode]
+    print(
+        f"workload: {tasks} no-op tasks, 1 client ({how}, {inflight} calls in flight), "
+        f"2 noop agent processes, {backend}"
+    )
     print(f"submit phase: {submit_done - started:.2f} s ({tasks / (submit_done - started):.0f} submits/s)")
-    print(f"first submit to last result: {finished - started:.2f} s -> {tasks / (finished - started):.0f} tasks/s")
+    print(
+        f"first submit to last result: {finished - started:.2f} s -> {tasks / (finished - started):.0f} tasks/s"
+    )
     print(cpu)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--tasks", type=int, default=10_000)
     parser.add_argument("--mode", choices=["unary", "stream", "batch"], default="unary")
-    parser.add_argument("--inflight", type=int, default=64, help="calls (or stream messages) unanswered at once")
+    parser.add_argument(
+        "--inflight", type=int, default=64, help="calls (or stream messages) unanswered at once"
+    )
     parser.add_argument("--database-url", default="")
-    parser.add_argument("--batch", type=int, default=100, help="tasks per BatchSubmitTasks call (--mode batch)")
+    parser.add_argument(
+        "--batch", type=int, default=100, help="tasks per BatchSubmitTasks call (--mode batch)"
+    )
     args = parser.parse_args()
     asyncio.run(run(args.tasks, args.inflight, args.database_url, args.mode, args.batch))
 

@@ -70,10 +70,14 @@ EXIT_CODES: dict[grpc.StatusCode, int] = {
 
 # Domain errors raised locally (config files, `maos start`, `maos db`), by class name.
 _LOCAL_CODES = {
-    "InvalidArgument": grpc.StatusCode.INVALID_ARGUMENT, "NotFound": grpc.StatusCode.NOT_FOUND,
-    "AlreadyExists": grpc.StatusCode.ALREADY_EXISTS, "FailedPrecondition": grpc.StatusCode.FAILED_PRECONDITION,
-    "Aborted": grpc.StatusCode.ABORTED, "ResourceExhausted": grpc.StatusCode.RESOURCE_EXHAUSTED,
-    "Unauthenticated": grpc.StatusCode.UNAUTHENTICATED, "PermissionDenied": grpc.StatusCode.PERMISSION_DENIED,
+    "InvalidArgument": grpc.StatusCode.INVALID_ARGUMENT,
+    "NotFound": grpc.StatusCode.NOT_FOUND,
+    "AlreadyExists": grpc.StatusCode.ALREADY_EXISTS,
+    "FailedPrecondition": grpc.StatusCode.FAILED_PRECONDITION,
+    "Aborted": grpc.StatusCode.ABORTED,
+    "ResourceExhausted": grpc.StatusCode.RESOURCE_EXHAUSTED,
+    "Unauthenticated": grpc.StatusCode.UNAUTHENTICATED,
+    "PermissionDenied": grpc.StatusCode.PERMISSION_DENIED,
     "Unavailable": grpc.StatusCode.UNAVAILABLE,
 }
 
@@ -102,8 +106,10 @@ def _tls_hint(detail: str) -> str:
     if "handshake" in lowered or "ssl" in lowered or "certificate" in lowered:
         return "\n  the TLS handshake failed: check --tls-ca, --tls-cert, --tls-key and --tls-server-name (client.tls.*)"
     if "socket closed" in lowered:
-        return ("\n  the server closed the connection: if it serves TLS give --tls-ca, and under mutual TLS "
-                "--tls-cert and --tls-key (client.tls.*)")
+        return (
+            "\n  the server closed the connection: if it serves TLS give --tls-ca, and under mutual TLS "
+            "--tls-cert and --tls-key (client.tls.*)"
+        )
     return ""
 
 
@@ -111,9 +117,11 @@ def describe(exc: MaosRpcError) -> str:
     """The message for people: the server's message, its field violations, and a hint."""
     text = exc.message
     if exc.code == grpc.StatusCode.UNAVAILABLE and not exc.reason:
-        text = (f"cannot reach the MAOS control plane at {_address() or 'the configured address'} "
-                f"({exc.message}); is it running? (`maos start`, --addr or MAOS_SERVER_ADDRESS)"
-                + _tls_hint(exc.message))
+        text = (
+            f"cannot reach the MAOS control plane at {_address() or 'the configured address'} "
+            f"({exc.message}); is it running? (`maos start`, --addr or MAOS_SERVER_ADDRESS)"
+            + _tls_hint(exc.message)
+        )
     elif exc.code == grpc.StatusCode.DEADLINE_EXCEEDED:
         text = f"the call timed out ({exc.message}); raise --timeout or check the control plane"
     elif exc.code == grpc.StatusCode.UNAUTHENTICATED:
@@ -149,11 +157,19 @@ def handle_errors(fn: F) -> F:
         except Exception as exc:
             domain = sys.modules.get("controlplane.errors")
             if domain is not None and isinstance(exc, domain.MaosError):
-                code = next((c for name, c in _LOCAL_CODES.items()
-                             if any(k.__name__ == name for k in type(exc).__mro__)), grpc.StatusCode.UNKNOWN)
-                violations = [f"  field: {v.field}" if v.description in exc.message else f"  {v.field}: {v.description}"
-                              for v in getattr(exc, "violations", [])
-                              if not (v.field in exc.message and v.description in exc.message)]
+                code = next(
+                    (
+                        c
+                        for name, c in _LOCAL_CODES.items()
+                        if any(k.__name__ == name for k in type(exc).__mro__)
+                    ),
+                    grpc.StatusCode.UNKNOWN,
+                )
+                violations = [
+                    f"  field: {v.field}" if v.description in exc.message else f"  {v.field}: {v.description}"
+                    for v in getattr(exc, "violations", [])
+                    if not (v.field in exc.message and v.description in exc.message)
+                ]
                 raise CliError("\n".join([exc.message, *violations]), exit_code_for(code)) from None
             raise
 

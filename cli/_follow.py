@@ -17,8 +17,14 @@ T = TypeVar("T")
 RECONNECT_DELAY, RECONNECT_DELAY_CAP = 0.5, 5.0
 
 
-async def resumed(open_stream: Callable[[str], AsyncIterator[T]], id_of: Callable[[T], str], *,
-                  what: str, stream: str, verb: str) -> AsyncIterator[T]:
+async def resumed(
+    open_stream: Callable[[str], AsyncIterator[T]],
+    id_of: Callable[[T], str],
+    *,
+    what: str,
+    stream: str,
+    verb: str,
+) -> AsyncIterator[T]:
     """Every item of ``open_stream(after)``, opened again after the last item seen when it breaks.
 
     Nothing is lost or shown twice while the server keeps what was missed; when it no longer does
@@ -42,8 +48,10 @@ async def resumed(open_stream: Callable[[str], AsyncIterator[T]], id_of: Callabl
             why = f"the control plane ended the {stream} stream"
         except MaosRpcError as exc:
             if exc.code == grpc.StatusCode.FAILED_PRECONDITION and after:
-                message(f"{what} after {after} are no longer kept (the control plane restarted?); "
-                        "some were missed")
+                message(
+                    f"{what} after {after} are no longer kept (the control plane restarted?); "
+                    "some were missed"
+                )
                 after = ""
                 continue
             if exc.code not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED):

@@ -21,8 +21,12 @@ from cli._output import FORMATS
 T = TypeVar("T")
 
 PRIORITIES = ["LOW", "NORMAL", "MEDIUM", "HIGH", "CRITICAL"]
-TASK_STATUSES = [n.removeprefix("TASK_STATUS_") for n in enums.TaskStatus.keys() if not n.endswith("UNSPECIFIED")]
-AGENT_STATUSES = [n.removeprefix("AGENT_STATUS_") for n in enums.AgentStatus.keys() if not n.endswith("UNSPECIFIED")]
+TASK_STATUSES = [
+    n.removeprefix("TASK_STATUS_") for n in enums.TaskStatus.keys() if not n.endswith("UNSPECIFIED")
+]
+AGENT_STATUSES = [
+    n.removeprefix("AGENT_STATUS_") for n in enums.AgentStatus.keys() if not n.endswith("UNSPECIFIED")
+]
 
 
 class UpperChoice(click.Choice):
@@ -74,8 +78,10 @@ def credentials_hint() -> str:
     recorded = credentials_database(home)
     if recorded is None or recorded == configured:
         return ""
-    return (f"\n  the key in {credentials_path(home)} was issued by {recorded}, but database.primary_url is now "
-            f"{configured}: run `maos init` to issue an admin key there")
+    return (
+        f"\n  the key in {credentials_path(home)} was issued by {recorded}, but database.primary_url is now "
+        f"{configured}: run `maos init` to issue an admin key there"
+    )
 
 
 def resolve_token(token: str | None) -> str | None:
@@ -109,9 +115,16 @@ def make_client(address: str, *, token: str | None, timeout: float, tls: ClientT
     try:
         credentials = tls.credentials()
     except TlsFileError as exc:
-        raise CliError(f"TLS: {exc.message} (--tls-ca/--tls-cert/--tls-key or client.tls.*)", EXIT_USAGE) from None
-    return Client(address, token=token, timeout=timeout, credentials=credentials,
-                  tls_server_name=tls.server_name or None)
+        raise CliError(
+            f"TLS: {exc.message} (--tls-ca/--tls-cert/--tls-key or client.tls.*)", EXIT_USAGE
+        ) from None
+    return Client(
+        address,
+        token=token,
+        timeout=timeout,
+        credentials=credentials,
+        tls_server_name=tls.server_name or None,
+    )
 
 
 def run(action: Callable[[Client], Awaitable[T]]) -> T:
@@ -138,15 +151,22 @@ OUTPUT_FLAGS = ("-o", "--output", "--format")
 
 def output_option(fn: Callable[..., Any]) -> Callable[..., Any]:
     """``-o/--output/--format`` on a command too (``maos task list -o json``), overriding the global one."""
-    return click.option(*OUTPUT_FLAGS, "output", type=click.Choice(FORMATS, case_sensitive=False),
-                        default=None, expose_value=False, callback=_set_output, is_eager=True, show_default=False,
-                        help="Output format (default: the global -o); --format is the same option.")(fn)
+    return click.option(
+        *OUTPUT_FLAGS,
+        "output",
+        type=click.Choice(FORMATS, case_sensitive=False),
+        default=None,
+        expose_value=False,
+        callback=_set_output,
+        is_eager=True,
+        show_default=False,
+        help="Output format (default: the global -o); --format is the same option.",
+    )(fn)
 
 
 def priority_option(help_text: str, default: str | None = None) -> Callable[[Callable[..., Any]], Any]:
     """``--priority LOW|NORMAL|MEDIUM|HIGH|CRITICAL``, case-insensitive (MEDIUM means NORMAL)."""
-    return click.option("--priority", type=UpperChoice(PRIORITIES), default=default,
-                        help=help_text)
+    return click.option("--priority", type=UpperChoice(PRIORITIES), default=default, help=help_text)
 
 
 def normalize_priority(value: str | None) -> str | None:
@@ -171,7 +191,9 @@ class KeyValue(click.ParamType):
 
     name = "KEY=VALUE"
 
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> tuple[str, str]:
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> tuple[str, str]:
         if isinstance(value, tuple):
             return value
         key, sep, val = str(value).partition("=")
@@ -196,7 +218,9 @@ class Metadata(click.ParamType):
             try:
                 loaded = json.loads(text)
             except json.JSONDecodeError as exc:
-                self.fail(f"{short_text(text)!r} is not a JSON object: {exc.msg} at character {exc.pos}", param, ctx)
+                self.fail(
+                    f"{short_text(text)!r} is not a JSON object: {exc.msg} at character {exc.pos}", param, ctx
+                )
             if not isinstance(loaded, dict):
                 self.fail("a JSON value here must be an object of KEY: VALUE", param, ctx)
             return {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in loaded.items()}
@@ -233,8 +257,11 @@ class Since(click.ParamType):
         try:
             moment = datetime.fromisoformat(str(value).strip().replace("Z", "+00:00"))
         except ValueError:
-            self.fail(f"{value!r} is neither a duration like 1h, 30m, 7d nor an ISO time like 2025-08-11T10:30",
-                      param, ctx)
+            self.fail(
+                f"{value!r} is neither a duration like 1h, 30m, 7d nor an ISO time like 2025-08-11T10:30",
+                param,
+                ctx,
+            )
         return moment if moment.tzinfo else moment.astimezone()
 
 
@@ -309,22 +336,44 @@ def _check_pool(ctx: click.Context, param: click.Parameter, value: str | None) -
     try:
         parse_value("agents.pool", value)
     except InvalidArgument as exc:
-        raise click.BadParameter(f"{exc.message} (expected TYPE=COUNT,... like researcher=2,coder=2)") from None
+        raise click.BadParameter(
+            f"{exc.message} (expected TYPE=COUNT,... like researcher=2,coder=2)"
+        ) from None
     return value
 
 
 _START_OPTIONS = [
-    click.option("--agents", default=None, callback=_check_pool, metavar="TYPE=N,...",
-                 help="Local agents to launch, e.g. researcher=2,coder=2 (default: agents.pool)."),
-    click.option("--address", default=None, metavar="HOST:PORT", help="Listen address (default: server.address)."),
-    click.option("--metrics-port", type=click.IntRange(min=0), default=None,
-                 help="Prometheus /metrics port; 0 disables (default: server.metrics_port)."),
-    click.option("--startup-timeout", type=click.FloatRange(min=0, min_open=True), default=60.0, metavar="SECONDS",
-                 help="In the background: how long to wait until it serves."),
-    click.option("--migrate/--no-migrate", default=None, show_default=False,
-                 help="Apply database migrations before serving (default: database.migrate_on_start, on). "
-                      "With --no-migrate a database that is not at the latest schema revision is refused; "
-                      "run `maos db migrate` first."),
+    click.option(
+        "--agents",
+        default=None,
+        callback=_check_pool,
+        metavar="TYPE=N,...",
+        help="Local agents to launch, e.g. researcher=2,coder=2 (default: agents.pool).",
+    ),
+    click.option(
+        "--address", default=None, metavar="HOST:PORT", help="Listen address (default: server.address)."
+    ),
+    click.option(
+        "--metrics-port",
+        type=click.IntRange(min=0),
+        default=None,
+        help="Prometheus /metrics port; 0 disables (default: server.metrics_port).",
+    ),
+    click.option(
+        "--startup-timeout",
+        type=click.FloatRange(min=0, min_open=True),
+        default=60.0,
+        metavar="SECONDS",
+        help="In the background: how long to wait until it serves.",
+    ),
+    click.option(
+        "--migrate/--no-migrate",
+        default=None,
+        show_default=False,
+        help="Apply database migrations before serving (default: database.migrate_on_start, on). "
+        "With --no-migrate a database that is not at the latest schema revision is refused; "
+        "run `maos db migrate` first.",
+    ),
 ]
 
 

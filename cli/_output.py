@@ -27,10 +27,23 @@ from agent_sdk.proto.maos.v1 import enums_pb2 as enums
 FORMATS = ("table", "json", "yaml")
 
 _STATUS_COLORS = {
-    "COMPLETED": "green", "HEALTHY": "green", "IDLE": "green", "SERVING": "green",
-    "RUNNING": "cyan", "BUSY": "cyan", "QUEUED": "blue", "PENDING": "blue", "STARTING": "blue",
-    "DEGRADED": "yellow", "PAUSED": "yellow", "DRAINING": "yellow", "DISCONNECTED": "yellow",
-    "FAILED": "red", "UNHEALTHY": "red", "CANCELLED": "magenta", "TERMINATED": "magenta",
+    "COMPLETED": "green",
+    "HEALTHY": "green",
+    "IDLE": "green",
+    "SERVING": "green",
+    "RUNNING": "cyan",
+    "BUSY": "cyan",
+    "QUEUED": "blue",
+    "PENDING": "blue",
+    "STARTING": "blue",
+    "DEGRADED": "yellow",
+    "PAUSED": "yellow",
+    "DRAINING": "yellow",
+    "DISCONNECTED": "yellow",
+    "FAILED": "red",
+    "UNHEALTHY": "red",
+    "CANCELLED": "magenta",
+    "TERMINATED": "magenta",
 }
 
 
@@ -46,8 +59,15 @@ def color_enabled() -> bool:
     return not os.environ.get("NO_COLOR") and sys.stdout.isatty()
 
 
-_INT64_TYPES = frozenset({FieldDescriptor.TYPE_INT64, FieldDescriptor.TYPE_UINT64, FieldDescriptor.TYPE_SINT64,
-                          FieldDescriptor.TYPE_FIXED64, FieldDescriptor.TYPE_SFIXED64})
+_INT64_TYPES = frozenset(
+    {
+        FieldDescriptor.TYPE_INT64,
+        FieldDescriptor.TYPE_UINT64,
+        FieldDescriptor.TYPE_SINT64,
+        FieldDescriptor.TYPE_FIXED64,
+        FieldDescriptor.TYPE_SFIXED64,
+    }
+)
 #: String fields that hold an enum value's name (``Event.from_status``: ``TASK_STATUS_COMPLETED``).
 _STATUS_NAME_FIELDS = {"maos.v1.Event": ("from_status", "to_status")}
 _STATUS_PREFIX = re.compile(r"^(?:TASK|SUBTASK|AGENT)_STATUS_")
@@ -76,13 +96,19 @@ def _plain(descriptor: Descriptor, data: dict[str, Any]) -> dict[str, Any]:
             elif value_field.enum_type is not None:
                 data[field.name] = {k: _short_enum(value_field.enum_type, v) for k, v in value.items()}
         elif field.enum_type is not None:
-            data[field.name] = ([_short_enum(field.enum_type, v) for v in value] if repeated
-                                else _short_enum(field.enum_type, value))
+            data[field.name] = (
+                [_short_enum(field.enum_type, v) for v in value]
+                if repeated
+                else _short_enum(field.enum_type, value)
+            )
         elif field.type in _INT64_TYPES:
             data[field.name] = [int(v) for v in value] if repeated else int(value)
         elif field.message_type is not None and not _well_known(field.message_type):
-            data[field.name] = ([_plain(field.message_type, v) for v in value] if repeated
-                                else _plain(field.message_type, value))
+            data[field.name] = (
+                [_plain(field.message_type, v) for v in value]
+                if repeated
+                else _plain(field.message_type, value)
+            )
     for name in _STATUS_NAME_FIELDS.get(descriptor.full_name, ()):
         if isinstance(data.get(name), str):
             data[name] = _STATUS_PREFIX.sub("", data[name])
@@ -102,7 +128,9 @@ def to_data(value: Any) -> Any:
     and the options take), and 64-bit integers are numbers, not strings.
     """
     if isinstance(value, Message):
-        data = MessageToDict(value, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
+        data = MessageToDict(
+            value, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+        )
         return _plain(value.DESCRIPTOR, data) if not _well_known(value.DESCRIPTOR) else data
     if isinstance(value, dict):
         return {k: to_data(v) for k, v in value.items()}
@@ -167,16 +195,22 @@ def _rich_table(headers: Sequence[str], cells: list[list[str]]) -> str:
     from rich.table import Table
     from rich.text import Text
 
-    drawn = Table(box=box.SIMPLE_HEAD, header_style="bold" if color_enabled() else "", show_edge=False,
-                  pad_edge=False)
+    drawn = Table(
+        box=box.SIMPLE_HEAD, header_style="bold" if color_enabled() else "", show_edge=False, pad_edge=False
+    )
     for header in headers:
         drawn.add_column(header, overflow="fold")
     for row in cells:
         drawn.add_row(*(Text.from_ansi(cell) for cell in row))
     buffer = io.StringIO()
     width = shutil.get_terminal_size((120, 24)).columns
-    Console(file=buffer, force_terminal=color_enabled(), no_color=not color_enabled(), width=width,
-            highlight=False).print(drawn)
+    Console(
+        file=buffer,
+        force_terminal=color_enabled(),
+        no_color=not color_enabled(),
+        width=width,
+        highlight=False,
+    ).print(drawn)
     return buffer.getvalue().rstrip("\n")
 
 
@@ -211,8 +245,12 @@ def seconds_text(seconds: float) -> str:
     minutes, secs = divmod(int(seconds), 60)
     hours, minutes = divmod(minutes, 60)
     days, hours = divmod(hours, 24)
-    parts = [f"{days}d" if days else "", f"{hours}h" if hours else "", f"{minutes}m" if minutes else "",
-             f"{secs}s" if secs else ""]
+    parts = [
+        f"{days}d" if days else "",
+        f"{hours}h" if hours else "",
+        f"{minutes}m" if minutes else "",
+        f"{secs}s" if secs else "",
+    ]
     return " ".join(p for p in parts if p) or "0s"
 
 
@@ -239,9 +277,12 @@ def counts_text(items: Iterable[Any]) -> str:
 
 def health_table(h: Any) -> str:
     """The components of a GetHealthResponse as a table, then the overall state."""
+
     def label(value: int) -> str:
         return status_text(enum_label(enums.ComponentState, value, "COMPONENT_STATE_"))
 
-    rows = [[c.component, label(c.state), duration_text(c.latency) if c.HasField("latency") else "", c.message]
-            for c in h.components]
+    rows = [
+        [c.component, label(c.state), duration_text(c.latency) if c.HasField("latency") else "", c.message]
+        for c in h.components
+    ]
     return table(["COMPONENT", "STATE", "LATENCY", "MESSAGE"], rows) + f"\n\nOverall: {label(h.state)}"

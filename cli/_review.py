@@ -30,17 +30,34 @@ def _verdict(r: msgs.ReviewRound) -> str:
 def review_summary(record: msgs.ReviewRecord) -> str:
     """``APPROVED in round 2 of at most 3`` (one line for results)."""
     outcome = enum_label(enums.ReviewOutcome, record.outcome, "REVIEW_OUTCOME_")
-    return f"{outcome} in round {len(record.rounds)} of at most {record.max_rounds}" if record.rounds else outcome
+    return (
+        f"{outcome} in round {len(record.rounds)} of at most {record.max_rounds}"
+        if record.rounds
+        else outcome
+    )
 
 
 def review_text(record: msgs.ReviewRecord) -> str:
     """The outcome, then one row per round with its verdict, and each round's changes below."""
     outcome = enum_label(enums.ReviewOutcome, record.outcome, "REVIEW_OUTCOME_")
-    head = key_values([("Outcome", outcome), ("Rounds", f"{len(record.rounds)} of at most {record.max_rounds}")])
-    rows = table(["ROUND", "VERDICT", "REVIEWER", "MODEL CALLS", "REVISION", "NOTE"], [
-        [str(r.round), _verdict(r), bare_id(r.reviewer) if r.reviewer else "", str(r.usage.model_calls),
-         bare_id(r.revision_subtask) if r.revision_subtask else "", r.note] for r in record.rounds
-    ], empty="No round yet.")
+    head = key_values(
+        [("Outcome", outcome), ("Rounds", f"{len(record.rounds)} of at most {record.max_rounds}")]
+    )
+    rows = table(
+        ["ROUND", "VERDICT", "REVIEWER", "MODEL CALLS", "REVISION", "NOTE"],
+        [
+            [
+                str(r.round),
+                _verdict(r),
+                bare_id(r.reviewer) if r.reviewer else "",
+                str(r.usage.model_calls),
+                bare_id(r.revision_subtask) if r.revision_subtask else "",
+                r.note,
+            ]
+            for r in record.rounds
+        ],
+        empty="No round yet.",
+    )
     details = []
     for r in record.rounds:
         if r.verdict.summary:

@@ -50,8 +50,9 @@ def write_artifacts(artifacts: Iterable[Any], folder: Path) -> Written:
             done.skipped.append((name, "not a safe relative file name"))
             continue
         if not artifact.content and artifact.size_bytes:
-            done.skipped.append((name, "its content was left out of the response (too large); "
-                                       f"{artifact.uri or 'no uri'}"))
+            done.skipped.append(
+                (name, f"its content was left out of the response (too large); {artifact.uri or 'no uri'}")
+            )
             continue
         target = root.joinpath(*relative.parts)
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -33,14 +33,21 @@ def _status(batch: msgs.Batch) -> str:
 
 
 def _schedule(batch: msgs.Batch) -> str:
-    return enum_label(enums.BatchSchedule, batch.schedule, "BATCH_SCHEDULE_").lower() if batch.schedule else ""
+    return (
+        enum_label(enums.BatchSchedule, batch.schedule, "BATCH_SCHEDULE_").lower() if batch.schedule else ""
+    )
 
 
 def _counts(batch: msgs.Batch) -> str:
     """``2 completed, 1 running, 1 queued`` (states with tasks only)."""
-    parts = [(batch.tasks_completed, "completed"), (batch.tasks_failed, "failed"),
-             (batch.tasks_cancelled, "cancelled"), (batch.tasks_running, "running"),
-             (batch.tasks_queued, "queued"), (batch.tasks_pending, "pending")]
+    parts = [
+        (batch.tasks_completed, "completed"),
+        (batch.tasks_failed, "failed"),
+        (batch.tasks_cancelled, "cancelled"),
+        (batch.tasks_running, "running"),
+        (batch.tasks_queued, "queued"),
+        (batch.tasks_pending, "pending"),
+    ]
     return ", ".join(f"{n} {label}" for n, label in parts if n) or "none submitted"
 
 
@@ -51,12 +58,21 @@ def _finished(batch: msgs.Batch) -> int:
 def _pairs(batch: msgs.Batch) -> list[tuple[str, Any]]:
     submitted = batch.status != enums.BATCH_STATUS_OPEN
     return [
-        ("Batch", batch.display_name), ("ID", bare_id(batch.name)), ("Status", status_text(_status(batch))),
-        ("Schedule", _schedule(batch)), ("Tasks", batch.task_count),
-        ("Progress", f"{batch.progress * 100:.0f}% ({_finished(batch)}/{batch.task_count} finished)"
-         if submitted else ""),
-        ("States", _counts(batch) if submitted else ""), ("Owner", batch.owner),
-        ("Created", when(batch.create_time)), ("Submitted", when(batch.submit_time)),
+        ("Batch", batch.display_name),
+        ("ID", bare_id(batch.name)),
+        ("Status", status_text(_status(batch))),
+        ("Schedule", _schedule(batch)),
+        ("Tasks", batch.task_count),
+        (
+            "Progress",
+            f"{batch.progress * 100:.0f}% ({_finished(batch)}/{batch.task_count} finished)"
+            if submitted
+            else "",
+        ),
+        ("States", _counts(batch) if submitted else ""),
+        ("Owner", batch.owner),
+        ("Created", when(batch.create_time)),
+        ("Submitted", when(batch.submit_time)),
     ]
 
 
@@ -76,15 +92,22 @@ def batch() -> None:
 
 
 @batch.command()
-@click.option("--name", required=True, help="The batch's name, unique among your batches (at most 100 characters).")
-@click.option("--id", "batch_id", default="", show_default=False,
-              help="Choose the id (a-z, 0-9, '-'; made by the server when unset).")
+@click.option(
+    "--name", required=True, help="The batch's name, unique among your batches (at most 100 characters)."
+)
+@click.option(
+    "--id",
+    "batch_id",
+    default="",
+    show_default=False,
+    help="Choose the id (a-z, 0-9, '-'; made by the server when unset).",
+)
 @output_option
 @handle_errors
 def create(name: str, batch_id: str) -> None:
     """Create an empty batch; prints its id."""
     created = run(lambda client: client.create_batch(name, batch_id=batch_id))
-    message(f"created batch {created.display_name!r}; add tasks with `maos batch add-task {name!r} \"...\"`")
+    message(f'created batch {created.display_name!r}; add tasks with `maos batch add-task {name!r} "..."`')
     emit({"batch": created}, lambda: bare_id(created.name))
 
 
@@ -106,9 +129,14 @@ def add_task(name: str, description: str, **kwargs: Any) -> None:
 
 @batch.command()
 @click.argument("name")
-@click.option("--schedule", type=UpperChoice(SCHEDULES), default=None, show_default="parallel",
-              help="parallel: the tasks run side by side; sequential: each waits for the one added before it "
-                   "(and fails if it fails).")
+@click.option(
+    "--schedule",
+    type=UpperChoice(SCHEDULES),
+    default=None,
+    show_default="parallel",
+    help="parallel: the tasks run side by side; sequential: each waits for the one added before it "
+    "(and fails if it fails).",
+)
 @output_option
 @handle_errors
 def submit(name: str, schedule: str | None) -> None:
@@ -119,7 +147,9 @@ def submit(name: str, schedule: str | None) -> None:
     """
     response = run(lambda client: client.submit_batch(name, schedule=schedule))
     ids = [bare_id(t.name) for t in response.tasks]
-    message(f"submitted {len(ids)} tasks of batch {response.batch.display_name!r} ({_schedule(response.batch)})")
+    message(
+        f"submitted {len(ids)} tasks of batch {response.batch.display_name!r} ({_schedule(response.batch)})"
+    )
     emit({"batch": response.batch, "task_ids": ids}, lambda: "\n".join(ids))
 
 
@@ -135,13 +165,36 @@ def status(name: str) -> None:
     def text() -> str:
         parts = [key_values(_pairs(b))]
         if b.status == enums.BATCH_STATUS_OPEN:
-            parts.append(table(["#", "PRIORITY", "TYPE", "DESCRIPTION"], [
-                [i + 1, enum_label(enums.Priority, t.priority, "PRIORITY_"), t.task_type, short(t.description, 60)]
-                for i, t in enumerate(b.pending_tasks)], empty="No tasks yet."))
+            parts.append(
+                table(
+                    ["#", "PRIORITY", "TYPE", "DESCRIPTION"],
+                    [
+                        [
+                            i + 1,
+                            enum_label(enums.Priority, t.priority, "PRIORITY_"),
+                            t.task_type,
+                            short(t.description, 60),
+                        ]
+                        for i, t in enumerate(b.pending_tasks)
+                    ],
+                    empty="No tasks yet.",
+                )
+            )
         else:
-            parts.append(table(["ID", "STATUS", "PROGRESS", "DESCRIPTION"], [
-                [bare_id(t.name), status_text(enum_label(enums.TaskStatus, t.status, "TASK_STATUS_")),
-                 f"{t.progress * 100:.0f}%", short(t.description, 60)] for t in response.tasks]))
+            parts.append(
+                table(
+                    ["ID", "STATUS", "PROGRESS", "DESCRIPTION"],
+                    [
+                        [
+                            bare_id(t.name),
+                            status_text(enum_label(enums.TaskStatus, t.status, "TASK_STATUS_")),
+                            f"{t.progress * 100:.0f}%",
+                            short(t.description, 60),
+                        ]
+                        for t in response.tasks
+                    ],
+                )
+            )
         return "\n\n".join(parts)
 
     emit(to_data(response), text)
@@ -179,11 +232,24 @@ def list_(limit: int) -> None:
         return [b async for b in client.iter_batches(limit=limit)]
 
     found = run(action)
-    emit({"batches": found}, lambda: table(
-        ["NAME", "ID", "STATUS", "TASKS", "PROGRESS", "CREATED"],
-        [[b.display_name, bare_id(b.name), status_text(_status(b)), b.task_count,
-          f"{b.progress * 100:.0f}%" if b.status != enums.BATCH_STATUS_OPEN else "", when(b.create_time)]
-         for b in found], empty="No batches."))
+    emit(
+        {"batches": found},
+        lambda: table(
+            ["NAME", "ID", "STATUS", "TASKS", "PROGRESS", "CREATED"],
+            [
+                [
+                    b.display_name,
+                    bare_id(b.name),
+                    status_text(_status(b)),
+                    b.task_count,
+                    f"{b.progress * 100:.0f}%" if b.status != enums.BATCH_STATUS_OPEN else "",
+                    when(b.create_time),
+                ]
+                for b in found
+            ],
+            empty="No batches.",
+        ),
+    )
 
 
 @batch.command()

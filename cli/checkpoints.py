@@ -47,13 +47,20 @@ def _size(n: int) -> str:
 
 
 def _details(c: msgs.Checkpoint) -> str:
-    return key_values([
-        ("ID", bare_id(c.name)), ("Name", c.display_name), ("Description", c.description),
-        ("Created", when(c.create_time)), ("Automatic", "yes" if c.automatic else "no"),
-        ("Tasks", c.task_count), ("Components", ", ".join(c.components)),
-        ("Size", f"{_size(c.size_bytes)} ({_size(c.compressed_size_bytes)} compressed)"),
-        ("SHA-256", c.sha256), ("Format", c.format_version),
-    ])
+    return key_values(
+        [
+            ("ID", bare_id(c.name)),
+            ("Name", c.display_name),
+            ("Description", c.description),
+            ("Created", when(c.create_time)),
+            ("Automatic", "yes" if c.automatic else "no"),
+            ("Tasks", c.task_count),
+            ("Components", ", ".join(c.components)),
+            ("Size", f"{_size(c.size_bytes)} ({_size(c.compressed_size_bytes)} compressed)"),
+            ("SHA-256", c.sha256),
+            ("Format", c.format_version),
+        ]
+    )
 
 
 @click.group()
@@ -78,6 +85,7 @@ def create(display_name: str, description: str) -> None:
 @handle_errors
 def list_(limit: int) -> None:
     """List checkpoints, newest first."""
+
     async def fetch(client: Any) -> list[msgs.Checkpoint]:
         found, token = [], ""
         while len(found) < limit:
@@ -89,11 +97,24 @@ def list_(limit: int) -> None:
         return found[:limit]
 
     items = run(fetch)
-    emit({"checkpoints": items}, lambda: table(
-        ["ID", "CREATED", "AUTO", "TASKS", "SIZE", "NAME"],
-        [[bare_id(c.name), when(c.create_time), "yes" if c.automatic else "", c.task_count,
-          _size(c.compressed_size_bytes), c.display_name] for c in items],
-        empty="No checkpoints."))
+    emit(
+        {"checkpoints": items},
+        lambda: table(
+            ["ID", "CREATED", "AUTO", "TASKS", "SIZE", "NAME"],
+            [
+                [
+                    bare_id(c.name),
+                    when(c.create_time),
+                    "yes" if c.automatic else "",
+                    c.task_count,
+                    _size(c.compressed_size_bytes),
+                    c.display_name,
+                ]
+                for c in items
+            ],
+            empty="No checkpoints.",
+        ),
+    )
 
 
 @checkpoint.command()
@@ -108,8 +129,14 @@ def show(checkpoint_id: str) -> None:
 
 @checkpoint.command()
 @click.argument("checkpoint_id", metavar="ID")
-@click.option("--output", "--file", "output_file", type=click.Path(dir_okay=False, path_type=Path),
-              required=True, help="File to write.")
+@click.option(
+    "--output",
+    "--file",
+    "output_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="File to write.",
+)
 @handle_errors
 def export(checkpoint_id: str, output_file: Path) -> None:
     """Export a checkpoint (metadata and checksummed payload) to a file."""
@@ -139,10 +166,14 @@ def delete(checkpoint_id: str) -> None:
 
 
 def _report_text(r: Any) -> str:
-    lines = [f"Checkpoint {bare_id(r.checkpoint.name)} ({when(r.checkpoint.create_time)}): integrity "
-             f"{'ok' if r.integrity_ok else 'FAILED'}; {'applied' if r.applied else 'not applied (verify only)'}",
-             table(["COMPONENT", "RESTORED", "CHANGED", "UNCHANGED"],
-                   [[c.component, c.restored, c.changed, c.unchanged] for c in r.changes])]
+    lines = [
+        f"Checkpoint {bare_id(r.checkpoint.name)} ({when(r.checkpoint.create_time)}): integrity "
+        f"{'ok' if r.integrity_ok else 'FAILED'}; {'applied' if r.applied else 'not applied (verify only)'}",
+        table(
+            ["COMPONENT", "RESTORED", "CHANGED", "UNCHANGED"],
+            [[c.component, c.restored, c.changed, c.unchanged] for c in r.changes],
+        ),
+    ]
     if r.later_tasks:
         lines.append("Accepted after the checkpoint: " + ", ".join(bare_id(t) for t in r.later_tasks))
     lines += [f"warning: {w}" for w in r.warnings]
@@ -150,34 +181,63 @@ def _report_text(r: Any) -> str:
 
 
 @click.command()
-@click.option("--checkpoint", "checkpoint_id", default="", metavar="ID", help="Checkpoint (default: the newest).")
+@click.option(
+    "--checkpoint", "checkpoint_id", default="", metavar="ID", help="Checkpoint (default: the newest)."
+)
 @click.option("--verify", is_flag=True, help="Check integrity and report what would change; change nothing.")
-@click.option("--component", "components", multiple=True, metavar="NAME",
-              help="Restore only this component (tasks, agents, ...; the guide's task_manager and agent_pool "
-                   "name tasks and agents); repeatable.")
-@click.option("--requeue-later-work", is_flag=True,
-              help="Queue work accepted after the checkpoint again from the start (default: keep it).")
-@click.option("--offline", is_flag=True,
-              help="Recover directly in the database (no control plane may be running).")
-@click.option("--file", "file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-              help="With --offline: import this exported checkpoint first and recover from it.")
+@click.option(
+    "--component",
+    "components",
+    multiple=True,
+    metavar="NAME",
+    help="Restore only this component (tasks, agents, ...; the guide's task_manager and agent_pool "
+    "name tasks and agents); repeatable.",
+)
+@click.option(
+    "--requeue-later-work",
+    is_flag=True,
+    help="Queue work accepted after the checkpoint again from the start (default: keep it).",
+)
+@click.option(
+    "--offline", is_flag=True, help="Recover directly in the database (no control plane may be running)."
+)
+@click.option(
+    "--file",
+    "file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="With --offline: import this exported checkpoint first and recover from it.",
+)
 @output_option
 @handle_errors
-def recover(checkpoint_id: str, verify: bool, components: tuple[str, ...], requeue_later_work: bool,
-            offline: bool, file: Path | None) -> None:
+def recover(
+    checkpoint_id: str,
+    verify: bool,
+    components: tuple[str, ...],
+    requeue_later_work: bool,
+    offline: bool,
+    file: Path | None,
+) -> None:
     """Restore state from a checkpoint; work accepted after it is reported and kept or re-queued."""
     if file is not None and not offline:
         raise click.UsageError("--file needs --offline (online: `maos checkpoint import FILE` first)")
     if offline:
         report = _recover_offline(checkpoint_id, verify, list(components), requeue_later_work, file)
     else:
-        report = run(lambda client: client.recover(checkpoint_id, verify_only=verify, components=components,
-                                                   requeue_later_work=requeue_later_work))
+        report = run(
+            lambda client: client.recover(
+                checkpoint_id,
+                verify_only=verify,
+                components=components,
+                requeue_later_work=requeue_later_work,
+            )
+        )
     emit(report, lambda: _report_text(report))
 
 
-def _recover_offline(checkpoint_id: str, verify: bool, components: list[str], requeue: bool,
-                     file: Path | None) -> Any:
+def _recover_offline(
+    checkpoint_id: str, verify: bool, components: list[str], requeue: bool, file: Path | None
+) -> Any:
     """Recovery against the configured database, without a server (e.g. after the database was wiped)."""
     from controlplane.api.servicers.checkpoints import checkpoint_from_pb, checkpoint_to_pb
     from controlplane.app import open_storage
@@ -204,7 +264,13 @@ def _recover_offline(checkpoint_id: str, verify: bool, components: list[str], re
     finally:
         backend.close()
     return pb.RecoverResponse(
-        checkpoint=checkpoint_to_pb(r.record), integrity_ok=True, applied=r.applied,
-        changes=[pb.ComponentChange(component=c, restored=a, changed=b, unchanged=u)
-                 for c, (a, b, u) in r.changes.items()],
-        later_tasks=r.later_tasks, warnings=r.warnings)
+        checkpoint=checkpoint_to_pb(r.record),
+        integrity_ok=True,
+        applied=r.applied,
+        changes=[
+            pb.ComponentChange(component=c, restored=a, changed=b, unchanged=u)
+            for c, (a, b, u) in r.changes.items()
+        ],
+        later_tasks=r.later_tasks,
+        warnings=r.warnings,
+    )

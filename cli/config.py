@@ -32,9 +32,13 @@ def config() -> None:
 def get(keys: tuple[str, ...]) -> None:
     """Show settings of the running control plane with where each value comes from."""
     values = run(lambda client: client.get_config(keys))
-    emit([{"key": v.key, "value": v.value, "source": v.source, "description": v.description} for v in values],
-         lambda: table(["KEY", "VALUE", "SOURCE", "DESCRIPTION"],
-                       [[v.key, v.value, v.source, v.description] for v in values]))
+    emit(
+        [{"key": v.key, "value": v.value, "source": v.source, "description": v.description} for v in values],
+        lambda: table(
+            ["KEY", "VALUE", "SOURCE", "DESCRIPTION"],
+            [[v.key, v.value, v.source, v.description] for v in values],
+        ),
+    )
 
 
 @config.command("set")
@@ -80,8 +84,10 @@ def set_(key: str, value: str) -> None:
         except UnavailableError:
             applied = "at the next start (no control plane is running)"
     shown = shown_setting(key, parsed)  # a key or a database password is not echoed
-    emit({"key": key, "value": shown, "file": str(path), "applied": applied},
-         lambda: f"{key} = {shown} (saved in {path}; applies {applied})")
+    emit(
+        {"key": key, "value": shown, "file": str(path), "applied": applied},
+        lambda: f"{key} = {shown} (saved in {path}; applies {applied})",
+    )
 
 
 def _round_trip() -> YAML:

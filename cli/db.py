@@ -15,8 +15,13 @@ def db() -> None:
 
 
 @db.command()
-@click.option("--url", "database_url", default=None, show_default=False,
-              help="Database URL (default: database.primary_url, else SQLite in MAOS_HOME).")
+@click.option(
+    "--url",
+    "database_url",
+    default=None,
+    show_default=False,
+    help="Database URL (default: database.primary_url, else SQLite in MAOS_HOME).",
+)
 @output_option
 @handle_errors
 def migrate(database_url: str | None) -> None:

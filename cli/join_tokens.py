@@ -38,9 +38,16 @@ def _uses(t: Any) -> str:
 
 
 @join_token.command("create")
-@click.option("--agent-types", default="", metavar="TYPE,...", help="Agent types it may join as (default: any).")
-@click.option("--uses", "max_uses", type=click.IntRange(0, MAX_USES), default=0,
-              help="How many agents may join with it (0: unlimited).")
+@click.option(
+    "--agent-types", default="", metavar="TYPE,...", help="Agent types it may join as (default: any)."
+)
+@click.option(
+    "--uses",
+    "max_uses",
+    type=click.IntRange(0, MAX_USES),
+    default=0,
+    help="How many agents may join with it (0: unlimited).",
+)
 @click.option("--ttl", type=Duration(), default="24h", help="Lifetime, e.g. 1h or 7d (at most 30d).")
 @output_option
 @handle_errors
@@ -48,10 +55,14 @@ def join_token_create(agent_types: str, max_uses: int, ttl: float) -> None:
     """Create a join token; it is printed once."""
     response = run(lambda c: c.create_join_token(split_csv(agent_types), max_uses, ttl))
     t = response.join_token
-    emit({"join_token": t, "token": response.token},
-         lambda: f"{t.name}: agent types {', '.join(t.agent_types) or 'any'}, uses {_uses(t)}, "
-                 f"expires {when(t.expire_time)}\n{response.token}\n"
-                 "Store the token now: it is not shown again.")
+    emit(
+        {"join_token": t, "token": response.token},
+        lambda: (
+            f"{t.name}: agent types {', '.join(t.agent_types) or 'any'}, uses {_uses(t)}, "
+            f"expires {when(t.expire_time)}\n{response.token}\n"
+            "Store the token now: it is not shown again."
+        ),
+    )
 
 
 @join_token.command("list")
@@ -60,9 +71,24 @@ def join_token_create(agent_types: str, max_uses: int, ttl: float) -> None:
 def join_token_list() -> None:
     """List join tokens (never secrets), revoked and expired ones included."""
     found = run(lambda c: c.list_join_tokens())
-    emit(found, lambda: table(["ID", "AGENT TYPES", "USES", "EXPIRES", "STATE", "CREATED"], [
-        (bare_id(t.name), ",".join(t.agent_types) or "any", _uses(t), when(t.expire_time), _state(t),
-         when(t.create_time)) for t in found], "no join tokens"))
+    emit(
+        found,
+        lambda: table(
+            ["ID", "AGENT TYPES", "USES", "EXPIRES", "STATE", "CREATED"],
+            [
+                (
+                    bare_id(t.name),
+                    ",".join(t.agent_types) or "any",
+                    _uses(t),
+                    when(t.expire_time),
+                    _state(t),
+                    when(t.create_time),
+                )
+                for t in found
+            ],
+            "no join tokens",
+        ),
+    )
 
 
 @join_token.command("revoke")
@@ -76,8 +102,10 @@ def join_token_revoke(token_id: str) -> None:
     """
     if "." in token_id:
         token_id = token_id.split(".", 1)[0]
-        click.echo(f"note: using the token's id {bare_id(token_id)}; its secret (after the '.') is not sent",
-                   err=True)
+        click.echo(
+            f"note: using the token's id {bare_id(token_id)}; its secret (after the '.') is not sent",
+            err=True,
+        )
     t = run(lambda c: c.revoke_join_token(token_id))
     emit(t, lambda: f"revoked {t.name}")
 

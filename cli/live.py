@@ -50,26 +50,45 @@ class Screen:
 
         s = self.status
         head = Text.assemble(
-            ("MAOS ", "bold"), f"{s.version}, up {duration_text(s.uptime)}, {s.storage_backend}   ",
-            ("Agents ", "bold"), f"{s.connected_agents} connected, {s.free_slots} free slots   ",
-            ("Throughput ", "bold"), f"{self.throughput:.1f} tasks/s\n",
-            ("Tasks ", "bold"), f"{counts_text(s.tasks) or 'none'}   ",
-            ("Queue ", "bold"), counts_text(s.queue) or "empty")
-        agents = Table(title="Agents", title_justify="left", expand=True, box=box.SIMPLE_HEAD, show_edge=False)
+            ("MAOS ", "bold"),
+            f"{s.version}, up {duration_text(s.uptime)}, {s.storage_backend}   ",
+            ("Agents ", "bold"),
+            f"{s.connected_agents} connected, {s.free_slots} free slots   ",
+            ("Throughput ", "bold"),
+            f"{self.throughput:.1f} tasks/s\n",
+            ("Tasks ", "bold"),
+            f"{counts_text(s.tasks) or 'none'}   ",
+            ("Queue ", "bold"),
+            counts_text(s.queue) or "empty",
+        )
+        agents = Table(
+            title="Agents", title_justify="left", expand=True, box=box.SIMPLE_HEAD, show_edge=False
+        )
         for column in ("ID", "TYPE", "STATUS", "SLOTS", "RUNNING", "DONE"):
             agents.add_column(column)
         for a in self.agents:
-            agents.add_row(bare_id(a.name), a.agent_type, enum_label(enums.AgentStatus, a.status, "AGENT_STATUS_"),
-                           f"{a.free_slots}/{a.max_concurrency}", str(len(a.assignments)), str(a.completed_subtasks))
-        tasks = Table(title="Unfinished tasks", title_justify="left", expand=True, box=box.SIMPLE_HEAD,
-                      show_edge=False)
+            agents.add_row(
+                bare_id(a.name),
+                a.agent_type,
+                enum_label(enums.AgentStatus, a.status, "AGENT_STATUS_"),
+                f"{a.free_slots}/{a.max_concurrency}",
+                str(len(a.assignments)),
+                str(a.completed_subtasks),
+            )
+        tasks = Table(
+            title="Unfinished tasks", title_justify="left", expand=True, box=box.SIMPLE_HEAD, show_edge=False
+        )
         for column in ("ID", "STATUS", "PROGRESS", "REASON", "DESCRIPTION"):
             tasks.add_column(column)
         for t in self.tasks:
             steps = f" {t.subtasks_completed}/{t.subtasks_total}" if t.subtasks_total else ""
-            tasks.add_row(bare_id(t.name), enum_label(enums.TaskStatus, t.status, "TASK_STATUS_"),
-                          f"{_bar(t.progress)} {t.progress * 100:3.0f}%{steps}", short(t.status_reason, 50),
-                          short(t.description, 40))
+            tasks.add_row(
+                bare_id(t.name),
+                enum_label(enums.TaskStatus, t.status, "TASK_STATUS_"),
+                f"{_bar(t.progress)} {t.progress * 100:3.0f}%{steps}",
+                short(t.status_reason, 50),
+                short(t.description, 40),
+            )
         return Group(head, agents, tasks, Text("Ctrl-C to stop", style="dim"))
 
 

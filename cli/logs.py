@@ -119,8 +119,13 @@ async def _follow(client: Client, limit: int, since: datetime | None, **filters:
     # TailLogs sends the backlog and then live records from one subscription: nothing falls between.
     # A broken stream is opened again after the last record shown, so none is lost or shown twice.
     floor = since.timestamp() if since else None
-    records = resumed(lambda after: client.tail_logs(tail=min(limit, 1000), after_record_id=after, **filters),
-                      lambda record: record.id, what="log records", stream="log", verb="following")
+    records = resumed(
+        lambda after: client.tail_logs(tail=min(limit, 1000), after_record_id=after, **filters),
+        lambda record: record.id,
+        what="log records",
+        stream="log",
+        verb="following",
+    )
     async for record in records:
         if floor is None or record.time.seconds + record.time.nanos / 1e9 >= floor:
             click.echo(_record(record))

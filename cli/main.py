@@ -112,21 +112,28 @@ class PluginCommands(click.Group):
             try:
                 commands = impl.function(*[arguments[name] for name in impl.argnames]) or []
                 if not isinstance(commands, list | tuple) or not all(
-                        isinstance(c, click.Command) for c in commands):
+                    isinstance(c, click.Command) for c in commands
+                ):
                     raise TypeError("register_commands must return a list of click commands")
             except Exception as exc:  # noqa: BLE001  (one plugin's failure must not break the command line)
-                _plugin_warning(f"plugin {impl.plugin_name}: register_commands failed ({type(exc).__name__}: "
-                                f"{exc}); its commands are left out")
+                _plugin_warning(
+                    f"plugin {impl.plugin_name}: register_commands failed ({type(exc).__name__}: "
+                    f"{exc}); its commands are left out"
+                )
                 commands = []
             for name, command in own.items():  # a plugin that decorated cli directly replaces nothing
                 if self.commands.get(name) is not command:
                     self.commands[name] = command
-                    _plugin_warning(f"plugin {impl.plugin_name}: command {name!r} left out: maos already "
-                                    "has a command of that name")
+                    _plugin_warning(
+                        f"plugin {impl.plugin_name}: command {name!r} left out: maos already "
+                        "has a command of that name"
+                    )
             for command in commands:
                 if command.name in own:
-                    _plugin_warning(f"plugin {impl.plugin_name}: command {command.name!r} left out: maos "
-                                    "already has a command of that name")
+                    _plugin_warning(
+                        f"plugin {impl.plugin_name}: command {command.name!r} left out: maos "
+                        "already has a command of that name"
+                    )
                 else:
                     self.add_command(command)
 
@@ -138,18 +145,40 @@ def _plugin_warning(text: str) -> None:
 @click.group(
     name="cli",
     cls=PluginCommands,
-    context_settings={"auto_envvar_prefix": "MAOS", "show_default": True, "help_option_names": ["-h", "--help"]},
+    context_settings={
+        "auto_envvar_prefix": "MAOS",
+        "show_default": True,
+        "help_option_names": ["-h", "--help"],
+    },
     epilog=EPILOG,
 )
-@click.option("--addr", default=default_address, metavar="HOST:PORT[,HOST:PORT...]", allow_from_autoenv=False,
-              type=AddressList(), show_default="MAOS_SERVER_ADDRESS, or server.address from config.yml",
-              help="Address of the control plane; several, comma-separated, to fail over between them "
-                   "(or a dns:///name:port target).")
-@click.option("--token", envvar="MAOS_TOKEN", default=None, show_default=False, help="API key (Bearer token).")
-@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=10.0, metavar="SECONDS",
-              help="Deadline of each call to the control plane.")
-@click.option(*OUTPUT_FLAGS, "output", type=click.Choice(FORMATS, case_sensitive=False), default="table",
-              help="Output format of data on stdout (--format is the same option).")
+@click.option(
+    "--addr",
+    default=default_address,
+    metavar="HOST:PORT[,HOST:PORT...]",
+    allow_from_autoenv=False,
+    type=AddressList(),
+    show_default="MAOS_SERVER_ADDRESS, or server.address from config.yml",
+    help="Address of the control plane; several, comma-separated, to fail over between them "
+    "(or a dns:///name:port target).",
+)
+@click.option(
+    "--token", envvar="MAOS_TOKEN", default=None, show_default=False, help="API key (Bearer token)."
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=10.0,
+    metavar="SECONDS",
+    help="Deadline of each call to the control plane.",
+)
+@click.option(
+    *OUTPUT_FLAGS,
+    "output",
+    type=click.Choice(FORMATS, case_sensitive=False),
+    default="table",
+    help="Output format of data on stdout (--format is the same option).",
+)
 @tls_options
 @click.version_option(package_name="maos", prog_name="maos", message="%(prog)s %(version)s")
 @click.pass_context
@@ -160,12 +189,25 @@ def cli(ctx: click.Context, addr: str, token: str | None, timeout: float, output
     `maos task submit "..."` and follow it with `maos task wait ID`.
     A TLS control plane needs --tls-ca (and --tls-cert/--tls-key under mutual TLS).
     """
-    ctx.obj = State(addr=addr, token=token or None, timeout=timeout, output=output.lower(),
-                    tls=tls_from_options(tls), no_tls=tls["tls"] is False)
+    ctx.obj = State(
+        addr=addr,
+        token=token or None,
+        timeout=timeout,
+        output=output.lower(),
+        tls=tls_from_options(tls),
+        no_tls=tls["tls"] is False,
+    )
 
 
-for command in (system.init, system.start, system.stop, system.restart, system.status, system.health,
-                system.version):
+for command in (
+    system.init,
+    system.start,
+    system.stop,
+    system.restart,
+    system.status,
+    system.health,
+    system.version,
+):
     cli.add_command(command)
 cli.add_command(tasks.task)
 tasks.task.add_command(task_export.export)

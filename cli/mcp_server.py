@@ -14,14 +14,24 @@ INSTALL_HINT = 'maos mcp needs the mcp package: pip install "maos[mcp]" (or pip 
 
 
 @click.command("mcp")
-@click.option("--http", "http", is_flag=True,
-              help="Serve streamable HTTP at http://HOST:PORT/mcp instead of stdio; each MCP client sends "
-                   "its own API key as Authorization: Bearer.")
+@click.option(
+    "--http",
+    "http",
+    is_flag=True,
+    help="Serve streamable HTTP at http://HOST:PORT/mcp instead of stdio; each MCP client sends "
+    "its own API key as Authorization: Bearer.",
+)
 @click.option("--host", default="127.0.0.1", help="With --http: the address to listen on (plain HTTP).")
-@click.option("--port", type=click.IntRange(0, 65535), default=8100,
-              help="With --http: the port (0: any free).")
-@click.option("--allowed-host", "allowed_hosts", multiple=True, metavar="HOST:PORT",
-              help="With --http: another Host header value to answer (e.g. a proxy's name; * for any port).")
+@click.option(
+    "--port", type=click.IntRange(0, 65535), default=8100, help="With --http: the port (0: any free)."
+)
+@click.option(
+    "--allowed-host",
+    "allowed_hosts",
+    multiple=True,
+    metavar="HOST:PORT",
+    help="With --http: another Host header value to answer (e.g. a proxy's name; * for any port).",
+)
 @handle_errors
 def mcp(http: bool, host: str, port: int, allowed_hosts: tuple[str, ...]) -> None:
     """Serve MAOS to MCP clients: submit, follow and cancel tasks from Claude Code.
@@ -58,14 +68,18 @@ def mcp(http: bool, host: str, port: int, allowed_hosts: tuple[str, ...]) -> Non
     except ModuleNotFoundError:
         raise CliError(INSTALL_HINT, EXIT_USAGE) from None
     if host not in ("127.0.0.1", "localhost", "::1"):
-        message(f"warning: serving plain HTTP on {host}: API keys cross the network in clear; "
-                "put a TLS proxy in front (and --allowed-host its name)")
+        message(
+            f"warning: serving plain HTTP on {host}: API keys cross the network in clear; "
+            "put a TLS proxy in front (and --allowed-host its name)"
+        )
+
     async def serve_http() -> None:
         # No key of its own: each request brings its MCP client's.
         client = make_client(s.addr, token=None, timeout=s.timeout, tls=tls)
         transport = HttpTransport(client, host=host, allowed_hosts=allowed_hosts)
-        server = uvicorn.Server(uvicorn.Config(transport.app(), host=host, port=port, log_level="warning",
-                                               lifespan="on"))
+        server = uvicorn.Server(
+            uvicorn.Config(transport.app(), host=host, port=port, log_level="warning", lifespan="on")
+        )
         async with client:
             task = asyncio.get_running_loop().create_task(server.serve())
             while not server.started and not task.done():

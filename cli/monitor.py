@@ -54,18 +54,35 @@ async def _snapshot(client: Client, task: str, limit: int, status: Any = None) -
 
 def _snapshot_text(snapshot: dict[str, Any]) -> str:
     s, tasks = snapshot["status"], snapshot["tasks"]
-    summary = key_values([
-        ("Control plane", f"{s.version}, up {duration_text(s.uptime)}, {s.storage_backend}"),
-        ("Agents", f"{s.connected_agents} connected, {s.free_slots} free slots"),
-        ("Tasks", counts_text(s.tasks)),
-        ("Queue", counts_text(s.queue)),
-        ("Model calls", pacing_summary(s.model_pacing)),
-    ])
-    rows = [[bare_id(t.name), status_text(enum_label(enums.TaskStatus, t.status, "TASK_STATUS_")),
-             enum_label(enums.Priority, t.priority, "PRIORITY_"), _progress(t), short(t.status_reason, 60),
-             short(t.description, 40)] for t in tasks]
-    return summary + "\n\n" + table(["ID", "STATUS", "PRIORITY", "PROGRESS", "REASON", "DESCRIPTION"], rows,
-                                    empty="No unfinished tasks.")
+    summary = key_values(
+        [
+            ("Control plane", f"{s.version}, up {duration_text(s.uptime)}, {s.storage_backend}"),
+            ("Agents", f"{s.connected_agents} connected, {s.free_slots} free slots"),
+            ("Tasks", counts_text(s.tasks)),
+            ("Queue", counts_text(s.queue)),
+            ("Model calls", pacing_summary(s.model_pacing)),
+        ]
+    )
+    rows = [
+        [
+            bare_id(t.name),
+            status_text(enum_label(enums.TaskStatus, t.status, "TASK_STATUS_")),
+            enum_label(enums.Priority, t.priority, "PRIORITY_"),
+            _progress(t),
+            short(t.status_reason, 60),
+            short(t.description, 40),
+        ]
+        for t in tasks
+    ]
+    return (
+        summary
+        + "\n\n"
+        + table(
+            ["ID", "STATUS", "PRIORITY", "PROGRESS", "REASON", "DESCRIPTION"],
+            rows,
+            empty="No unfinished tasks.",
+        )
+    )
 
 
 def _progress(task: msgs.Task) -> str:
@@ -83,7 +100,9 @@ def _event_text(event: msgs.Event) -> str:
         parts.append(f"agent {bare_id(event.agent)}")
     if event.to_status:
         plain = to_data(event)  # statuses by their short names
-        parts.append(f"{plain['from_status']} -> {plain['to_status']}" if event.from_status else plain["to_status"])
+        parts.append(
+            f"{plain['from_status']} -> {plain['to_status']}" if event.from_status else plain["to_status"]
+        )
     if event.message:
         parts.append(short(event.message, 80))
     return "  ".join(parts)
@@ -91,15 +110,22 @@ def _event_text(event: msgs.Event) -> str:
 
 async def _events(client: Client, task: str) -> AsyncIterator[msgs.Event]:
     """Every event from now on; a broken stream is opened again where it broke (missed events said on stderr)."""
-    async for event in resumed(lambda after: client.watch_events(task=task, after_event_id=after),
-                               lambda event: event.id, what="events", stream="event", verb="watching"):
+    async for event in resumed(
+        lambda after: client.watch_events(task=task, after_event_id=after),
+        lambda event: event.id,
+        what="events",
+        stream="event",
+        verb="watching",
+    ):
         yield event
 
 
 def _record(data: Any) -> str:
     """One snapshot or event as a record of a stream: a JSON line, or a YAML document."""
     if output_format() == "yaml":
-        return yaml.safe_dump(to_data(data), sort_keys=False, allow_unicode=True, explicit_start=True).rstrip()
+        return yaml.safe_dump(
+            to_data(data), sort_keys=False, allow_unicode=True, explicit_start=True
+        ).rstrip()
     return json.dumps(to_data(data), default=str)
 
 
@@ -133,26 +159,55 @@ MIN_INTERVAL = 0.2
 
 
 @click.command()
-@click.option("-f", "--follow", is_flag=True, help="After the snapshot, print every change as it is committed.")
+@click.option(
+    "-f", "--follow", is_flag=True, help="After the snapshot, print every change as it is committed."
+)
 @click.option("--task", "task", default="", show_default=False, metavar="ID", help="Only this task.")
 @click.option("--limit", type=click.IntRange(min=1), default=20, help="Most unfinished tasks listed.")
-@click.option("--once", is_flag=True,
-              help="On a terminal, print one snapshot instead of the live view (piped output always does).")
-@click.option("--duration", type=Duration(), default=None,
-              help="Live, with --follow or when sampling: stop after this long (5m, 30s); no limit when unset.")
-@click.option("--metric", "metric", default=None, metavar="A,B",
-              help=f"Sample these figures every --interval: {', '.join(METRICS)} "
-                   f"(default {','.join(DEFAULT_METRICS)}). cpu and memory are % of the machine used by the "
-                   "control plane and its supervised agents.")
-@click.option("--interval", type=Duration(), default=None,
-              help="Time between samples (default 5s, at least 0.2s).")
-@click.option("--threshold", type=click.FloatRange(0, 100), default=None, metavar="PERCENT",
-              help="Highlight cpu or memory at or above PERCENT; the command then exits 11 when it ends.")
+@click.option(
+    "--once",
+    is_flag=True,
+    help="On a terminal, print one snapshot instead of the live view (piped output always does).",
+)
+@click.option(
+    "--duration",
+    type=Duration(),
+    default=None,
+    help="Live, with --follow or when sampling: stop after this long (5m, 30s); no limit when unset.",
+)
+@click.option(
+    "--metric",
+    "metric",
+    default=None,
+    metavar="A,B",
+    help=f"Sample these figures every --interval: {', '.join(METRICS)} "
+    f"(default {','.join(DEFAULT_METRICS)}). cpu and memory are % of the machine used by the "
+    "control plane and its supervised agents.",
+)
+@click.option(
+    "--interval", type=Duration(), default=None, help="Time between samples (default 5s, at least 0.2s)."
+)
+@click.option(
+    "--threshold",
+    type=click.FloatRange(0, 100),
+    default=None,
+    metavar="PERCENT",
+    help="Highlight cpu or memory at or above PERCENT; the command then exits 11 when it ends.",
+)
 @export_options(["csv", "json"], "the samples")
 @handle_errors
-def monitor(follow: bool, task: str, limit: int, once: bool, duration: float | None, metric: str | None,
-            interval: float | None, threshold: float | None, export: str | None,
-            output_file: str | None) -> None:
+def monitor(
+    follow: bool,
+    task: str,
+    limit: int,
+    once: bool,
+    duration: float | None,
+    metric: str | None,
+    interval: float | None,
+    threshold: float | None,
+    export: str | None,
+    output_file: str | None,
+) -> None:
     """Show agents, task counts and unfinished tasks; with --follow, then every change live.
 
     On a terminal (and with the table format) it is a live view, redrawn in
@@ -175,8 +230,10 @@ def monitor(follow: bool, task: str, limit: int, once: bool, duration: float | N
     fmt, path = resolve_export(export, output_file)
     if metric is not None or interval is not None or threshold is not None or fmt is not None:
         if follow or task:
-            raise click.UsageError("--follow and --task show tasks and events; --metric, --interval, "
-                                   "--threshold and --export sample figures: use one or the other")
+            raise click.UsageError(
+                "--follow and --task show tasks and events; --metric, --interval, "
+                "--threshold and --export sample figures: use one or the other"
+            )
         _sample(metric, interval, threshold, duration, fmt, path)
         return
     if not follow and not task and not once and output_format() == "table" and sys.stdout.isatty():
@@ -195,16 +252,25 @@ def monitor(follow: bool, task: str, limit: int, once: bool, duration: float | N
         raise SystemExit(EXIT_INTERRUPTED) from None
 
 
-def _sample(metric: str | None, interval: float | None, threshold: float | None, duration: float | None,
-            fmt: str | None, path: str | None) -> None:
+def _sample(
+    metric: str | None,
+    interval: float | None,
+    threshold: float | None,
+    duration: float | None,
+    fmt: str | None,
+    path: str | None,
+) -> None:
     names = [n.lower() for n in split_csv(metric)] if metric is not None else list(DEFAULT_METRICS)
     unknown = [n for n in names if n not in METRICS]
     if unknown or not names:
-        raise click.BadParameter(f"unknown {', '.join(map(repr, unknown)) or 'empty list'}; "
-                                 f"known: {', '.join(METRICS)}", param_hint="--metric")
+        raise click.BadParameter(
+            f"unknown {', '.join(map(repr, unknown)) or 'empty list'}; known: {', '.join(METRICS)}",
+            param_hint="--metric",
+        )
     if threshold is not None and not any(n in PERCENT for n in names):
-        raise click.BadParameter("applies to cpu and memory (percentages); add one of them to --metric",
-                                 param_hint="--threshold")
+        raise click.BadParameter(
+            "applies to cpu and memory (percentages); add one of them to --metric", param_hint="--threshold"
+        )
     every = 5.0 if interval is None else interval
     if every < MIN_INTERVAL:
         raise click.BadParameter(f"{every:g} s is shorter than {MIN_INTERVAL:g} s", param_hint="--interval")
@@ -221,4 +287,3 @@ def _sample(metric: str | None, interval: float | None, threshold: float | None,
         raise SystemExit(EXIT_THRESHOLD)
     if interrupted:
         raise SystemExit(EXIT_INTERRUPTED)
-

@@ -23,8 +23,9 @@ def _source(name: str, plugin: Any, dists: dict[int, Any], builtins: tuple[str, 
     return {"source": source, "distribution": "", "version": ""}
 
 
-def _provided(pm: Any, plugin: Any, others: list[Any], settings: Any, problems: list[str], name: str
-              ) -> tuple[dict[str, list[str]], list[Any]]:
+def _provided(
+    pm: Any, plugin: Any, others: list[Any], settings: Any, problems: list[str], name: str
+) -> tuple[dict[str, list[str]], list[Any]]:
     """What one plugin's own implementations return (the hooks called on it alone), and its agent types."""
     from controlplane.custom_agents import is_custom
 
@@ -41,8 +42,9 @@ def _provided(pm: Any, plugin: Any, others: list[Any], settings: Any, problems: 
     commands = {getattr(c, "name", "") for c in call("register_commands", cli=group)} | set(group.commands)
     return {
         "agent_types": sorted({s.name for s in types}),
-        "planners": [getattr(p, "name", type(p).__name__)
-                     for p in call("register_planners", settings=settings)],
+        "planners": [
+            getattr(p, "name", type(p).__name__) for p in call("register_planners", settings=settings)
+        ],
         "storage_backends": [getattr(f, "name", type(f).__name__) for f in call("register_storage_backends")],
         "commands": sorted(filter(None, commands)),
     }, types
@@ -67,14 +69,18 @@ def inspect_plugins(pm: Any, settings: Any) -> dict[str, Any]:
         provided, types_by_plugin[id(plugin)] = _provided(pm, plugin, others, settings, problems, name)
         # Settings and commands are listed only for the plugins that have some.
         extra = {"settings": settings_keys.get(name, []), "commands": provided.pop("commands")}
-        plugins.append({
-            "name": name,
-            **_source(name, plugin, dists, DEFAULT_PLUGINS),
-            "module": getattr(plugin, "__name__", type(plugin).__module__ + "." + type(plugin).__qualname__),
-            "hooks": sorted({caller.name for caller in pm.get_hookcallers(plugin) or []}),
-            **provided,
-            **{key: value for key, value in extra.items() if value},
-        })
+        plugins.append(
+            {
+                "name": name,
+                **_source(name, plugin, dists, DEFAULT_PLUGINS),
+                "module": getattr(
+                    plugin, "__name__", type(plugin).__module__ + "." + type(plugin).__qualname__
+                ),
+                "hooks": sorted({caller.name for caller in pm.get_hookcallers(plugin) or []}),
+                **provided,
+                **{key: value for key, value in extra.items() if value},
+            }
+        )
     # Built-ins last, as they are called (trylast); then by name.
     plugins.sort(key=lambda p: (p["source"] == "built-in", p["name"]))
     # The types custom ones may specialise, first name winning in the order pluggy calls the plugins
@@ -92,9 +98,17 @@ def inspect_plugins(pm: Any, settings: Any) -> dict[str, Any]:
         "custom_agent_types": {
             "directory": str(custom.directory),
             # Checking a type may start its MCP servers to list their tools (once per definition).
-            "types": [{"name": s.name, "base_type": s.base_type, "capabilities": list(s.capabilities),
-                       "file": s.source, "unavailable": unavailable(s), "warnings": type_warnings(s)}
-                      for s in custom.specs],
+            "types": [
+                {
+                    "name": s.name,
+                    "base_type": s.base_type,
+                    "capabilities": list(s.capabilities),
+                    "file": s.source,
+                    "unavailable": unavailable(s),
+                    "warnings": type_warnings(s),
+                }
+                for s in custom.specs
+            ],
         },
         "problems": problems,
     }
@@ -104,12 +118,15 @@ def _text(data: dict[str, Any]) -> str:
     blocks = []
     for p in data["plugins"]:
         origin = p["source"] if not p["distribution"] else f"{p['distribution']} {p['version']}, entry point"
-        pairs = [("Module", p["module"] if p["module"] != p["name"] else ""),
-                 ("Hooks", ", ".join(p["hooks"])),
-                 ("Agent types", ", ".join(p["agent_types"])), ("Planners", ", ".join(p["planners"])),
-                 ("Storage", ", ".join(p["storage_backends"])),
-                 ("Settings", ", ".join(p.get("settings", []))),
-                 ("Commands", ", ".join(p.get("commands", [])))]
+        pairs = [
+            ("Module", p["module"] if p["module"] != p["name"] else ""),
+            ("Hooks", ", ".join(p["hooks"])),
+            ("Agent types", ", ".join(p["agent_types"])),
+            ("Planners", ", ".join(p["planners"])),
+            ("Storage", ", ".join(p["storage_backends"])),
+            ("Settings", ", ".join(p.get("settings", []))),
+            ("Commands", ", ".join(p.get("commands", []))),
+        ]
         body = key_values(pairs)
         blocks.append(f"{p['name']} ({origin})" + ("\n" + _indent(body) if body else ""))
     custom = data["custom_agent_types"]

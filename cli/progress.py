@@ -35,8 +35,10 @@ def progress_line(task: msgs.Task, running: dict[str, tuple[str, float]]) -> str
     if task.subtasks_total:
         parts.append(f"{task.subtasks_completed}/{task.subtasks_total} steps done")
     if running:
-        shown = [f"{key} {title}".strip() + (f" {fraction:.0%}" if fraction else "")
-                 for key, (title, fraction) in list(running.items())[:3]]
+        shown = [
+            f"{key} {title}".strip() + (f" {fraction:.0%}" if fraction else "")
+            for key, (title, fraction) in list(running.items())[:3]
+        ]
         more = f" (+{len(running) - 3})" if len(running) > 3 else ""
         parts.append("running " + ", ".join(shown) + more)
     u = task.usage

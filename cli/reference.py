@@ -34,8 +34,13 @@ def render() -> str:
     for path, command in _commands(cli, ["maos"]):
         # The help option names of cli's context_settings: click caches a command's help option once it
         # has run, so the reference must not depend on whether a command ran before in this process.
-        with click.Context(command, info_name=" ".join(path), terminal_width=100, max_content_width=100,
-                           help_option_names=["-h", "--help"]) as ctx:
+        with click.Context(
+            command,
+            info_name=" ".join(path),
+            terminal_width=100,
+            max_content_width=100,
+            help_option_names=["-h", "--help"],
+        ) as ctx:
             text = command.get_help(ctx)
         parts.append(f"## {' '.join(path)}\n\n```text\n{text}\n```\n")
     return "\n".join(parts)

@@ -62,6 +62,7 @@ def _client_version() -> str:
 
 # --- the pid file -------------------------------------------------------------------------------
 
+
 def _alive(pid: int) -> bool:
     """Whether ``pid`` is a live (not zombie) MAOS process."""
     try:
@@ -123,10 +124,16 @@ def _tail(path: Path, offset: int, lines: int = 25) -> str:
 
 # --- init, start, stop, restart -------------------------------------------------------------------
 
+
 @click.command()
-@click.option("--force", is_flag=True, help="Overwrite an existing config.yml with the defaults (and issue a new key).")
-@click.option("--new-admin-key", is_flag=True,
-              help="Issue a new admin key in the configured database (keeps config.yml).")
+@click.option(
+    "--force", is_flag=True, help="Overwrite an existing config.yml with the defaults (and issue a new key)."
+)
+@click.option(
+    "--new-admin-key",
+    is_flag=True,
+    help="Issue a new admin key in the configured database (keeps config.yml).",
+)
 @output_option
 @handle_errors
 def init(force: bool, new_admin_key: bool) -> None:
@@ -154,10 +161,16 @@ def init(force: bool, new_admin_key: bool) -> None:
         pool = _initial_pool(home)
         write_private(config, config_with_pool(DEFAULT_CONFIG_YML, pool))  # it may hold an API key
         created.append(str(config))
-        message("agent pool: " + ", ".join(f"{name}={count}" for name, count in pool.items())
-                + (" (Claude agents: an Anthropic API key is set)" if "echo" not in pool else
-                   " (offline agents; with an Anthropic API key, put Claude types in agents.pool: "
-                   "see config.yml)"))
+        message(
+            "agent pool: "
+            + ", ".join(f"{name}={count}" for name, count in pool.items())
+            + (
+                " (Claude agents: an Anthropic API key is set)"
+                if "echo" not in pool
+                else " (offline agents; with an Anthropic API key, put Claude types in agents.pool: "
+                "see config.yml)"
+            )
+        )
     from controlplane.access.bootstrap import bootstrap_admin
     from controlplane.config import load_settings
 
@@ -167,8 +180,10 @@ def init(force: bool, new_admin_key: bool) -> None:
     else:
         kept.append(str(home / "credentials"))
     secure_home(home)  # an existing install's maos.db, logs... become private too
-    emit({"home": str(home), "created": created, "kept": kept},
-         lambda: "\n".join(f"created {p}" for p in created) or f"{home} is already initialized")
+    emit(
+        {"home": str(home), "created": created, "kept": kept},
+        lambda: "\n".join(f"created {p}" for p in created) or f"{home} is already initialized",
+    )
 
 
 def _initial_pool(home: Path) -> dict[str, int]:
@@ -220,15 +235,21 @@ def _serve_foreground(settings: Any, detached: bool) -> None:
     pid_file = settings.home / PID_FILE
     other = _running_pid(pid_file)
     if other is not None and other != os.getpid():
-        raise CliError(f"MAOS is already running (pid {other}, {pid_file}); run `maos stop` first",
-                       EXIT_FAILED_PRECONDITION)
+        raise CliError(
+            f"MAOS is already running (pid {other}, {pid_file}); run `maos stop` first",
+            EXIT_FAILED_PRECONDITION,
+        )
     os.umask(PRIVATE_UMASK)  # what the control plane and its agents create is their owner's only
     private_dir(settings.home)  # build_app tightens what is already there, once logging is set up
     write_private(pid_file, f"{os.getpid()}\n")
     if detached:  # stderr already is the log file
         private_dir(settings.home / "logs")
-        logging.basicConfig(level=settings["system.log_level"].upper(), stream=sys.stderr, force=True,
-                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logging.basicConfig(
+            level=settings["system.log_level"].upper(),
+            stream=sys.stderr,
+            force=True,
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
         from controlplane.redaction import RedactingFilter
 
         for handler in logging.getLogger().handlers:
@@ -239,7 +260,9 @@ def _serve_foreground(settings: Any, detached: bool) -> None:
 
     def ready(app: Any) -> None:
         scheme = "https" if app.tls else "http"
-        http = f", HTTP on {scheme}://{settings['server.http_address']}:{app.http_port}" if app.http_port else ""
+        http = (
+            f", HTTP on {scheme}://{settings['server.http_address']}:{app.http_port}" if app.http_port else ""
+        )
         if app.dashboard_port:
             http += f", dashboard on {scheme}://{settings['server.dashboard_address']}:{app.dashboard_port}"
         message(f"MAOS control plane serving on {app.address}{http} (pid {os.getpid()}); Ctrl-C stops it")
@@ -250,21 +273,25 @@ def _serve_foreground(settings: Any, detached: bool) -> None:
         _release(pid_file, os.getpid())
 
 
-def _start_daemon(settings: Any, agents: str | None, metrics_port: int | None, migrate: bool | None,
-                  startup_timeout: float) -> dict:
+def _start_daemon(
+    settings: Any, agents: str | None, metrics_port: int | None, migrate: bool | None, startup_timeout: float
+) -> dict:
     pid_file, logs = settings.home / PID_FILE, settings.home / "logs"
     address = settings["server.address"]
     pid = _running_pid(pid_file)
     if pid is not None:
-        raise CliError(f"MAOS is already running (pid {pid}, {pid_file}); run `maos stop` first",
-                       EXIT_FAILED_PRECONDITION)
+        raise CliError(
+            f"MAOS is already running (pid {pid}, {pid_file}); run `maos stop` first",
+            EXIT_FAILED_PRECONDITION,
+        )
     from controlplane.api.server import local_address
 
     target = local_address(address)
     tls = resolve_tls(state().tls, state().no_tls)
     if _serving(target, tls):
-        raise CliError(f"something already serves gRPC on {address}; choose another --address",
-                       EXIT_FAILED_PRECONDITION)
+        raise CliError(
+            f"something already serves gRPC on {address}; choose another --address", EXIT_FAILED_PRECONDITION
+        )
     from controlplane.home import open_private, private_dir, write_private
 
     private_dir(logs)
@@ -278,20 +305,31 @@ def _start_daemon(settings: Any, agents: str | None, metrics_port: int | None, m
     if migrate is not None:
         args.append("--migrate" if migrate else "--no-migrate")
     with open_private(log_path) as log:
-        proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+        proc = subprocess.Popen(
+            args, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True
+        )
     write_private(pid_file, f"{proc.pid}\n")
     deadline = time.monotonic() + startup_timeout
     while not _serving(target, tls):
         if proc.poll() is not None:
             _release(pid_file, proc.pid)
-            raise CliError(f"the control plane exited with code {proc.returncode} while starting; "
-                           f"{log_path}:\n{_tail(log_path, offset)}", EXIT_GENERIC)
+            raise CliError(
+                f"the control plane exited with code {proc.returncode} while starting; "
+                f"{log_path}:\n{_tail(log_path, offset)}",
+                EXIT_GENERIC,
+            )
         if time.monotonic() > deadline:
-            hint = ("; it serves TLS (server.tls.cert_file), so this command checks it with --tls-ca or "
-                    "client.tls.ca_file (and --tls-cert/--tls-key under mutual TLS)"
-                    if settings["server.tls.cert_file"] else "")
-            raise CliError(f"the control plane (pid {proc.pid}) is not serving after {startup_timeout:g} s{hint}; "
-                           f"{log_path}:\n{_tail(log_path, offset)}", EXIT_TIMEOUT)
+            hint = (
+                "; it serves TLS (server.tls.cert_file), so this command checks it with --tls-ca or "
+                "client.tls.ca_file (and --tls-cert/--tls-key under mutual TLS)"
+                if settings["server.tls.cert_file"]
+                else ""
+            )
+            raise CliError(
+                f"the control plane (pid {proc.pid}) is not serving after {startup_timeout:g} s{hint}; "
+                f"{log_path}:\n{_tail(log_path, offset)}",
+                EXIT_TIMEOUT,
+            )
         time.sleep(0.2)
     proc.returncode = 0  # detached on purpose: it outlives this command
     return {"address": target, "pid": proc.pid, "pid_file": str(pid_file), "log": str(log_path)}
@@ -308,8 +346,9 @@ def _stop(home: Path, stop_timeout: float, force: bool) -> dict:
     while _alive(pid):
         if time.monotonic() > deadline:
             if not force:
-                raise CliError(f"pid {pid} did not stop within {stop_timeout:g} s; retry, or use --force",
-                               EXIT_TIMEOUT)
+                raise CliError(
+                    f"pid {pid} did not stop within {stop_timeout:g} s; retry, or use --force", EXIT_TIMEOUT
+                )
             os.kill(pid, signal.SIGKILL)
             force, deadline = False, time.monotonic() + 5
         time.sleep(0.1)
@@ -323,8 +362,15 @@ def _stop(home: Path, stop_timeout: float, force: bool) -> dict:
 @click.option("--detached", is_flag=True, hidden=True)
 @output_option
 @handle_errors
-def start(agents: str | None, address: str | None, metrics_port: int | None, startup_timeout: float,
-          migrate: bool | None, daemon: bool, detached: bool) -> None:
+def start(
+    agents: str | None,
+    address: str | None,
+    metrics_port: int | None,
+    startup_timeout: float,
+    migrate: bool | None,
+    daemon: bool,
+    detached: bool,
+) -> None:
     """Start the control plane and its local agents.
 
     Runs in the foreground until Ctrl-C or SIGTERM, unless --daemon; either
@@ -344,12 +390,21 @@ def start(agents: str | None, address: str | None, metrics_port: int | None, sta
     for warning in settings.warnings:  # the server logs them to its file; say them here too
         message(f"warning: {warning}")
     info = _start_daemon(settings, agents, metrics_port, migrate, startup_timeout)
-    emit(info, lambda: f"MAOS control plane started on {info['address']} (pid {info['pid']})\nLogs: {info['log']}")
+    emit(
+        info,
+        lambda: f"MAOS control plane started on {info['address']} (pid {info['pid']})\nLogs: {info['log']}",
+    )
 
 
 @click.command()
-@click.option("--timeout", "stop_timeout", type=click.FloatRange(min=0), default=30.0, metavar="SECONDS",
-              help="How long to wait for it to exit.")
+@click.option(
+    "--timeout",
+    "stop_timeout",
+    type=click.FloatRange(min=0),
+    default=30.0,
+    metavar="SECONDS",
+    help="How long to wait for it to exit.",
+)
 @click.option("--force", is_flag=True, help="SIGKILL it if it has not exited in time.")
 @output_option
 @handle_errors
@@ -364,22 +419,36 @@ def stop(stop_timeout: float, force: bool) -> None:
 
 @click.command()
 @start_options
-@click.option("--stop-timeout", type=click.FloatRange(min=0), default=30.0, metavar="SECONDS",
-              help="How long to wait for the old process to exit.")
+@click.option(
+    "--stop-timeout",
+    type=click.FloatRange(min=0),
+    default=30.0,
+    metavar="SECONDS",
+    help="How long to wait for the old process to exit.",
+)
 @output_option
 @handle_errors
-def restart(agents: str | None, address: str | None, metrics_port: int | None, startup_timeout: float,
-            migrate: bool | None, stop_timeout: float) -> None:
+def restart(
+    agents: str | None,
+    address: str | None,
+    metrics_port: int | None,
+    startup_timeout: float,
+    migrate: bool | None,
+    stop_timeout: float,
+) -> None:
     """Stop the control plane if it runs, then start it in the background."""
     settings = _settings(agents, address, metrics_port, migrate)
     _check_start(settings)
     stopped = _stop(settings.home, stop_timeout, force=False)
     info = _start_daemon(settings, agents, metrics_port, migrate, startup_timeout)
-    emit({"stopped": stopped, **info},
-         lambda: f"MAOS control plane restarted on {info['address']} (pid {info['pid']})\nLogs: {info['log']}")
+    emit(
+        {"stopped": stopped, **info},
+        lambda: f"MAOS control plane restarted on {info['address']} (pid {info['pid']})\nLogs: {info['log']}",
+    )
 
 
 # --- status, health, version ---------------------------------------------------------------------
+
 
 @click.command()
 @click.option("--detailed", is_flag=True, help="Also subtasks, queue, replicas and component health.")
@@ -403,7 +472,9 @@ def status(detailed: bool, resources: bool, performance: bool, memory: bool, sys
         if performance:
             out["metrics"] = [*await client.metrics_summary("tasks"), *await client.metrics_summary("rpc")]
         if memory:
-            out["memory"] = [s for s in await client.metrics_summary() if "memory" in s.name or "bytes" in s.name]
+            out["memory"] = [
+                s for s in await client.metrics_summary() if "memory" in s.name or "bytes" in s.name
+            ]
         return out
 
     got = run(action)
@@ -413,19 +484,31 @@ def status(detailed: bool, resources: bool, performance: bool, memory: bool, sys
         offline_notice(offline)
     data: dict[str, Any] = dict(got)
     if system_info:
-        data["system"] = {"client_version": _client_version(), "python": platform.python_version(),
-                          "platform": platform.platform(), "address": state().addr}
+        data["system"] = {
+            "client_version": _client_version(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "address": state().addr,
+        }
 
     def text() -> str:
-        pairs = [("Version", s.version), ("Replica", s.replica), ("Uptime", duration_text(s.uptime)),
-                 ("Storage", s.storage_backend),
-                 ("Agents", f"{s.connected_agents} connected, {s.free_slots} free slots"),
-                 ("Tasks", counts_text(s.tasks)),
-                 ("Waiting for plan approval", s.tasks_awaiting_approval or "")]
+        pairs = [
+            ("Version", s.version),
+            ("Replica", s.replica),
+            ("Uptime", duration_text(s.uptime)),
+            ("Storage", s.storage_backend),
+            ("Agents", f"{s.connected_agents} connected, {s.free_slots} free slots"),
+            ("Tasks", counts_text(s.tasks)),
+            ("Waiting for plan approval", s.tasks_awaiting_approval or ""),
+        ]
         if detailed:
-            pairs += [("Started", when(s.start_time)), ("Agent states", counts_text(s.agents)),
-                      ("Subtasks", counts_text(s.subtasks)), ("Queue", counts_text(s.queue)),
-                      ("Replicas", ", ".join(s.replicas))]
+            pairs += [
+                ("Started", when(s.start_time)),
+                ("Agent states", counts_text(s.agents)),
+                ("Subtasks", counts_text(s.subtasks)),
+                ("Queue", counts_text(s.queue)),
+                ("Replicas", ", ".join(s.replicas)),
+            ]
         if resources:
             from cli.metrics import status_resources
 
@@ -438,17 +521,44 @@ def status(detailed: bool, resources: bool, performance: bool, memory: bool, sys
         if s.model_pacing:
             parts.append(pacing_table(s.model_pacing))
         if s.scaling:
-            parts.append("Autoscaling:\n" + table(
-                ["TYPE", "MIN", "MAX", "CURRENT", "DESIRED", "QUEUED", "OLDEST WAIT", "LAST DECISION"],
-                [[r.agent_type, str(r.min), str(r.max), str(r.current), str(r.desired), str(r.queued),
-                  duration_text(r.oldest_wait), r.reason] for r in s.scaling]))
+            parts.append(
+                "Autoscaling:\n"
+                + table(
+                    ["TYPE", "MIN", "MAX", "CURRENT", "DESIRED", "QUEUED", "OLDEST WAIT", "LAST DECISION"],
+                    [
+                        [
+                            r.agent_type,
+                            str(r.min),
+                            str(r.max),
+                            str(r.current),
+                            str(r.desired),
+                            str(r.queued),
+                            duration_text(r.oldest_wait),
+                            r.reason,
+                        ]
+                        for r in s.scaling
+                    ],
+                )
+            )
         if detailed:
             parts.append(health_table(got["health"]))
         for key, title in (("metrics", "Metrics"), ("memory", "Memory")):
             if key in got:
-                parts.append(f"{title}:\n" + table(["NAME", "LABELS", "VALUE"], [
-                    [m.name, ",".join(f"{k}={v}" for k, v in sorted(m.labels.items())), f"{m.value:g}"]
-                    for m in got[key]], empty="(the control plane reports none)"))
+                parts.append(
+                    f"{title}:\n"
+                    + table(
+                        ["NAME", "LABELS", "VALUE"],
+                        [
+                            [
+                                m.name,
+                                ",".join(f"{k}={v}" for k, v in sorted(m.labels.items())),
+                                f"{m.value:g}",
+                            ]
+                            for m in got[key]
+                        ],
+                        empty="(the control plane reports none)",
+                    )
+                )
         return "\n\n".join(parts)
 
     emit(data, text)
@@ -461,7 +571,9 @@ def pacing_summary(models: Any) -> str:
         if m.breaker == enums.BREAKER_STATE_CLOSED and not m.held:
             continue
         breaker = enum_label(enums.BreakerState, m.breaker, "BREAKER_STATE_")
-        parts.append(f"{m.model} {breaker}, {m.held} held" + (f" ({m.last_problem})" if m.last_problem else ""))
+        parts.append(
+            f"{m.model} {breaker}, {m.held} held" + (f" ({m.last_problem})" if m.last_problem else "")
+        )
     return "; ".join(parts)
 
 
@@ -477,32 +589,63 @@ def pacing_table(models: Any) -> str:
         if m.breaker == enums.BREAKER_STATE_OPEN:
             breaker += f" ({duration_text(m.reopens_in)} left)"
         in_flight = f"{m.in_flight}/{m.in_flight_cap}" if m.in_flight_cap else str(m.in_flight)
-        rows.append([m.model, breaker, in_flight, m.held, rate(m.requests_used, m.requests_per_minute),
-                     rate(m.input_tokens_used, m.input_tokens_per_minute),
-                     rate(m.output_tokens_used, m.output_tokens_per_minute), m.granted, m.overloaded_answers,
-                     m.last_problem])
+        rows.append(
+            [
+                m.model,
+                breaker,
+                in_flight,
+                m.held,
+                rate(m.requests_used, m.requests_per_minute),
+                rate(m.input_tokens_used, m.input_tokens_per_minute),
+                rate(m.output_tokens_used, m.output_tokens_per_minute),
+                m.granted,
+                m.overloaded_answers,
+                m.last_problem,
+            ]
+        )
     return "Model calls (paced across agents):\n" + table(
-        ["MODEL", "BREAKER", "IN FLIGHT", "HELD", "REQUESTS/MIN", "INPUT TOKENS/MIN", "OUTPUT TOKENS/MIN",
-         "GRANTED", "429/529", "LAST PROBLEM"], rows)
+        [
+            "MODEL",
+            "BREAKER",
+            "IN FLIGHT",
+            "HELD",
+            "REQUESTS/MIN",
+            "INPUT TOKENS/MIN",
+            "OUTPUT TOKENS/MIN",
+            "GRANTED",
+            "429/529",
+            "LAST PROBLEM",
+        ],
+        rows,
+    )
 
 
 @click.command()
-@click.option("--component", "components", multiple=True, metavar="NAME",
-              help="Only this component: database, redis, scheduler, agents (repeatable).")
+@click.option(
+    "--component",
+    "components",
+    multiple=True,
+    metavar="NAME",
+    help="Only this component: database, redis, scheduler, agents (repeatable).",
+)
 @click.option("--all", "all_", is_flag=True, help="Every component (the default).")
 @click.option("--continuous", is_flag=True, help="Check again every --interval until interrupted.")
 @click.option("--interval", type=Duration(), default="60s", help="Time between checks with --continuous.")
-@click.option("--probe", is_flag=True,
-              help="Only ask the standard gRPC health service (no API key needed): exit 0 when it answers "
-                   "SERVING, 1 otherwise. For container health checks and Kubernetes exec probes.")
+@click.option(
+    "--probe",
+    is_flag=True,
+    help="Only ask the standard gRPC health service (no API key needed): exit 0 when it answers "
+    "SERVING, 1 otherwise. For container health checks and Kubernetes exec probes.",
+)
 @output_option
 @handle_errors
 def health(components: tuple[str, ...], all_: bool, continuous: bool, interval: float, probe: bool) -> None:
     """Check the control plane's components; exits 1 when one is UNHEALTHY."""
     if probe:
         if components or all_ or continuous:
-            raise click.UsageError("--probe checks the server as a whole: it takes no --component, --all or "
-                                   "--continuous")
+            raise click.UsageError(
+                "--probe checks the server as a whole: it takes no --component, --all or --continuous"
+            )
         _probe()
         return
     wanted = () if all_ else components
@@ -511,8 +654,10 @@ def health(components: tuple[str, ...], all_: bool, continuous: bool, interval: 
             result = run(lambda client: client.health(wanted))
             if continuous:  # each check says when it was made
                 checked = datetime.now().astimezone()
-                emit({"time": checked.isoformat(timespec="seconds"), **to_data(result)},
-                     lambda: f"== {checked:%Y-%m-%d %H:%M:%S %Z} ==\n{health_table(result)}\n")
+                emit(
+                    {"time": checked.isoformat(timespec="seconds"), **to_data(result)},
+                    lambda: f"== {checked:%Y-%m-%d %H:%M:%S %Z} ==\n{health_table(result)}\n",
+                )
             else:
                 emit(result, lambda: health_table(result))
                 break
@@ -533,7 +678,9 @@ def _probe() -> None:
     s = state()
 
     async def check() -> bool:
-        async with make_client(s.addr, token=None, timeout=s.timeout, tls=resolve_tls(s.tls, s.no_tls)) as client:
+        async with make_client(
+            s.addr, token=None, timeout=s.timeout, tls=resolve_tls(s.tls, s.no_tls)
+        ) as client:
             return await client.serving()
 
     try:
@@ -558,4 +705,9 @@ def version() -> None:
         server = None
         message(f"server: not reachable at {s.addr} ({exc.code.name})")
     data = {"client": _client_version(), "server": server, "address": s.addr if server else None}
-    emit(data, lambda: key_values([("Client", data["client"]), ("Server", f"{server} at {s.addr}" if server else "")]))
+    emit(
+        data,
+        lambda: key_values(
+            [("Client", data["client"]), ("Server", f"{server} at {s.addr}" if server else "")]
+        ),
+    )

@@ -21,8 +21,13 @@ def approve(task_id: str) -> None:
     permission task:approve; exits 5 if the task is not waiting for approval.
     """
     approved = run(lambda client: client.approve_task(task_id))
-    emit(approved, lambda: f"{bare_id(approved.name)} approved; "
-                           f"{status_text(enum_label(enums.TaskStatus, approved.status, 'TASK_STATUS_'))}")
+    emit(
+        approved,
+        lambda: (
+            f"{bare_id(approved.name)} approved; "
+            f"{status_text(enum_label(enums.TaskStatus, approved.status, 'TASK_STATUS_'))}"
+        ),
+    )
 
 
 @click.command()
@@ -37,5 +42,10 @@ def reject(task_id: str, reason: str) -> None:
     Needs the permission task:approve; exits 5 if the task is not waiting.
     """
     rejected = run(lambda client: client.reject_task(task_id, reason))
-    emit(rejected, lambda: f"{bare_id(rejected.name)} rejected; "
-                           f"{status_text(enum_label(enums.TaskStatus, rejected.status, 'TASK_STATUS_'))}")
+    emit(
+        rejected,
+        lambda: (
+            f"{bare_id(rejected.name)} rejected; "
+            f"{status_text(enum_label(enums.TaskStatus, rejected.status, 'TASK_STATUS_'))}"
+        ),
+    )

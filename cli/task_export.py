@@ -40,15 +40,25 @@ def as_markdown(shown: tasks_pb.GetTaskResponse, result: msgs.TaskResult | None)
     task = shown.task
     status = enum_label(enums.TaskStatus, task.status, "TASK_STATUS_")
     lines = [f"# Task {bare_id(task.name)}", "", task.description.strip(), "", "| | |", "|---|---|"]
-    rows = [("Status", status), ("Reason", task.status_reason), ("Type", task.task_type),
-            ("Priority", enum_label(enums.Priority, task.priority, "PRIORITY_")),
-            ("Created", when(task.create_time)), ("Started", when(task.start_time)), ("Ended", when(task.end_time)),
-            ("Failure", task.failure.message), ("Warnings", "; ".join(task.warnings))]
+    rows = [
+        ("Status", status),
+        ("Reason", task.status_reason),
+        ("Type", task.task_type),
+        ("Priority", enum_label(enums.Priority, task.priority, "PRIORITY_")),
+        ("Created", when(task.create_time)),
+        ("Started", when(task.start_time)),
+        ("Ended", when(task.end_time)),
+        ("Failure", task.failure.message),
+        ("Warnings", "; ".join(task.warnings)),
+    ]
     lines += [f"| {k} | {_cell(v)} |" for k, v in rows if v]
     if shown.HasField("plan") and shown.plan.subtasks:
         lines += ["", "## Plan", "", "| Step | Kind | Capability | Depends on |", "|---|---|---|---|"]
-        lines += [f"| {_cell(p.title or p.key)} | {enum_label(enums.SubtaskKind, p.kind, 'SUBTASK_KIND_')} | "
-                  f"{_cell(p.capability)} | {_cell(', '.join(p.depends_on))} |" for p in shown.plan.subtasks]
+        lines += [
+            f"| {_cell(p.title or p.key)} | {enum_label(enums.SubtaskKind, p.kind, 'SUBTASK_KIND_')} | "
+            f"{_cell(p.capability)} | {_cell(', '.join(p.depends_on))} |"
+            for p in shown.plan.subtasks
+        ]
     if shown.subtasks:
         lines += ["", "## Subtasks"]
         for sub in shown.subtasks:
@@ -58,15 +68,33 @@ def as_markdown(shown: tasks_pb.GetTaskResponse, result: msgs.TaskResult | None)
                 lines += [f"Agent: `{bare_id(sub.agent)}`", ""]
             lines += [sub.output.strip() or "_(no output)_"]
     if shown.HasField("review"):
-        lines += ["", "## Review", "", f"Outcome: {review_summary(shown.review)}", "",
-                  "| Round | Verdict | Changes |", "|---|---|---|"]
-        lines += [f"| {r.round} | {'approved' if r.verdict.approved else 'changes requested'} | "
-                  f"{_cell('; '.join(r.verdict.changes) or r.verdict.summary or r.note)} |" for r in shown.review.rounds]
+        lines += [
+            "",
+            "## Review",
+            "",
+            f"Outcome: {review_summary(shown.review)}",
+            "",
+            "| Round | Verdict | Changes |",
+            "|---|---|---|",
+        ]
+        lines += [
+            f"| {r.round} | {'approved' if r.verdict.approved else 'changes requested'} | "
+            f"{_cell('; '.join(r.verdict.changes) or r.verdict.summary or r.note)} |"
+            for r in shown.review.rounds
+        ]
     if result is not None:
         usage = result.usage
-        lines += ["", "## Result", "", result.output.strip() or "_(no output)_", "", "## Usage", "",
-                  f"{usage.input_tokens} input and {usage.output_tokens} output tokens, "
-                  f"{usage.model_calls} model calls, ${usage.cost_micros / 1e6:.4f}"]
+        lines += [
+            "",
+            "## Result",
+            "",
+            result.output.strip() or "_(no output)_",
+            "",
+            "## Usage",
+            "",
+            f"{usage.input_tokens} input and {usage.output_tokens} output tokens, "
+            f"{usage.model_calls} model calls, ${usage.cost_micros / 1e6:.4f}",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -77,10 +105,20 @@ def _cell(value: object) -> str:
 
 @click.command("export")
 @task_id_argument
-@click.option("--format", "fmt", type=click.Choice(["markdown", "json"]), default="markdown",
-              help="Report format (this command's own --format: markdown or json).")
-@click.option("--output", "output_file", type=click.Path(dir_okay=False, writable=True, path_type=Path),
-              default=None, help="Write the report to this file (default: standard output).")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["markdown", "json"]),
+    default="markdown",
+    help="Report format (this command's own --format: markdown or json).",
+)
+@click.option(
+    "--output",
+    "output_file",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    default=None,
+    help="Write the report to this file (default: standard output).",
+)
 @handle_errors
 def export(task_id: str, fmt: str, output_file: Path | None) -> None:
     """Export a task as a report: its plan, every subtask's output, the result and usage.

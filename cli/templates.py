@@ -37,8 +37,9 @@ MAX_IMPORT_BYTES = 1024 * 1024
 
 
 def _parameters_text(t: msgs.Template) -> str:
-    return ", ".join(f"{p.name}={p.default_value}" if p.HasField("default_value") else p.name
-                     for p in t.parameters)
+    return ", ".join(
+        f"{p.name}={p.default_value}" if p.HasField("default_value") else p.name for p in t.parameters
+    )
 
 
 def _param_option(values: tuple[str, ...]) -> dict[str, str | None]:
@@ -76,6 +77,7 @@ def from_document(doc: Any, source: str) -> msgs.Template:
     Raises:
         CliError: Exit 4, naming what is wrong and where.
     """
+
     def bad(text: str) -> CliError:
         return CliError(f"{source}: {text}", EXIT_INVALID_ARGUMENT)
 
@@ -93,7 +95,11 @@ def from_document(doc: Any, source: str) -> msgs.Template:
     if not isinstance(params, list):
         raise bad("parameters must be a list of {name, description, default}")
     for index, p in enumerate(params):
-        if not isinstance(p, dict) or not isinstance(p.get("name"), str) or set(p) - {"name", "description", "default"}:
+        if (
+            not isinstance(p, dict)
+            or not isinstance(p.get("name"), str)
+            or set(p) - {"name", "description", "default"}
+        ):
             raise bad(f"parameters[{index}] must be a mapping of name, description and default")
         param = template.parameters.add(name=p["name"], description=str(p.get("description") or ""))
         if p.get("default") is not None:
@@ -123,18 +129,33 @@ def template() -> None:
 @template.command()
 @click.option("--name", required=True, help="The template's name, unique among your templates.")
 @click.option("--from-task", default=None, metavar="ID", help="Copy this task's description and options.")
-@click.option("--description", default=None,
-              help="The task's description, with {param} placeholders (instead of --from-task).")
+@click.option(
+    "--description",
+    default=None,
+    help="The task's description, with {param} placeholders (instead of --from-task).",
+)
 @click.option("--summary", default="", show_default=False, help="What the template is for.")
-@click.option("--param", "params", multiple=True, metavar="NAME[=DEFAULT]",
-              help="Give a parameter a default (NAME=DEFAULT), or say it is required (NAME); repeatable. "
-                   "Every {placeholder} is a parameter, required unless given a default.")
+@click.option(
+    "--param",
+    "params",
+    multiple=True,
+    metavar="NAME[=DEFAULT]",
+    help="Give a parameter a default (NAME=DEFAULT), or say it is required (NAME); repeatable. "
+    "Every {placeholder} is a parameter, required unless given a default.",
+)
 @click.option("--replace", is_flag=True, help="Replace your template of the same name.")
 @task_options
 @output_option
 @handle_errors
-def create(name: str, from_task: str | None, description: str | None, summary: str, params: tuple[str, ...],
-           replace: bool, **kwargs: Any) -> None:
+def create(
+    name: str,
+    from_task: str | None,
+    description: str | None,
+    summary: str,
+    params: tuple[str, ...],
+    replace: bool,
+    **kwargs: Any,
+) -> None:
     """Create a template from a task (--from-task) or a description (--description); prints its id.
 
     Placeholders are {name} or {{name}} in the description, --context,
@@ -144,21 +165,27 @@ def create(name: str, from_task: str | None, description: str | None, summary: s
     if (from_task is None) == (description is None):
         raise click.UsageError("give either --from-task ID or --description TEXT")
     if from_task is not None and given(options):
-        raise click.UsageError(f"{', '.join(given(options))} cannot be used with --from-task (the task's own "
-                               "options are copied); create from --description instead")
+        raise click.UsageError(
+            f"{', '.join(given(options))} cannot be used with --from-task (the task's own "
+            "options are copied); create from --description instead"
+        )
     if options["depends_on"]:
         raise click.UsageError("a template cannot depend on tasks: --depends-on is for `maos task submit`")
     declared = _param_option(params)
 
     async def action(client: Client) -> msgs.Template:
         if from_task is not None:
-            return await client.create_template(name, source_task=from_task, summary=summary, params=declared,
-                                                replace=replace)
-        return await client.create_template(name, draft(description or "", options), summary=summary,
-                                            params=declared, replace=replace)
+            return await client.create_template(
+                name, source_task=from_task, summary=summary, params=declared, replace=replace
+            )
+        return await client.create_template(
+            name, draft(description or "", options), summary=summary, params=declared, replace=replace
+        )
 
     created = run(action)
-    message(f"created template {created.display_name!r} with parameters: {_parameters_text(created) or 'none'}")
+    message(
+        f"created template {created.display_name!r} with parameters: {_parameters_text(created) or 'none'}"
+    )
     emit({"template": created}, lambda: bare_id(created.name))
 
 
@@ -173,10 +200,23 @@ def list_(limit: int) -> None:
         return [t async for t in client.iter_templates(limit=limit)]
 
     found = run(action)
-    emit({"templates": found}, lambda: table(
-        ["NAME", "ID", "PARAMETERS", "CREATED", "DESCRIPTION"],
-        [[t.display_name, bare_id(t.name), _parameters_text(t), when(t.create_time),
-          short(t.description or t.task.description, 50)] for t in found], empty="No templates."))
+    emit(
+        {"templates": found},
+        lambda: table(
+            ["NAME", "ID", "PARAMETERS", "CREATED", "DESCRIPTION"],
+            [
+                [
+                    t.display_name,
+                    bare_id(t.name),
+                    _parameters_text(t),
+                    when(t.create_time),
+                    short(t.description or t.task.description, 50),
+                ]
+                for t in found
+            ],
+            empty="No templates.",
+        ),
+    )
 
 
 @template.command()
@@ -189,17 +229,27 @@ def show(name: str) -> None:
     task = found.task
 
     def text() -> str:
-        return key_values([
-            ("Template", found.display_name), ("ID", bare_id(found.name)), ("Description", found.description),
-            ("Parameters", _parameters_text(found) or "none"), ("Owner", found.owner),
-            ("Created", when(found.create_time)), ("From task", bare_id(found.source_task) if found.source_task else ""),
-            ("Task", task.description), ("Type", task.task_type),
-            ("Priority", enum_label(enums.Priority, task.priority, "PRIORITY_")),
-            ("Max agents", task.max_agents or ""), ("Agent type", task.agent_type), ("Context", task.context),
-            ("Constraints", task.constraints), ("Metadata", ", ".join(f"{k}={v}" for k, v in task.metadata.items())),
-            ("Timeout", duration_text(task.timeout) if task.HasField("timeout") else ""),
-            ("Consensus", "required" if task.consensus.required else ""),
-        ])
+        return key_values(
+            [
+                ("Template", found.display_name),
+                ("ID", bare_id(found.name)),
+                ("Description", found.description),
+                ("Parameters", _parameters_text(found) or "none"),
+                ("Owner", found.owner),
+                ("Created", when(found.create_time)),
+                ("From task", bare_id(found.source_task) if found.source_task else ""),
+                ("Task", task.description),
+                ("Type", task.task_type),
+                ("Priority", enum_label(enums.Priority, task.priority, "PRIORITY_")),
+                ("Max agents", task.max_agents or ""),
+                ("Agent type", task.agent_type),
+                ("Context", task.context),
+                ("Constraints", task.constraints),
+                ("Metadata", ", ".join(f"{k}={v}" for k, v in task.metadata.items())),
+                ("Timeout", duration_text(task.timeout) if task.HasField("timeout") else ""),
+                ("Consensus", "required" if task.consensus.required else ""),
+            ]
+        )
 
     emit({"template": found}, text)
 
@@ -215,9 +265,15 @@ def delete(name: str) -> None:
 
 @template.command()
 @click.argument("name")
-@click.option("--output", "path", type=click.Path(dir_okay=False, writable=True), default=None, metavar="FILE",
-              help="Write to FILE (YAML; JSON if it ends in .json) instead of stdout. Here --output is the "
-                   "file, not the output format.")
+@click.option(
+    "--output",
+    "path",
+    type=click.Path(dir_okay=False, writable=True),
+    default=None,
+    metavar="FILE",
+    help="Write to FILE (YAML; JSON if it ends in .json) instead of stdout. Here --output is the "
+    "file, not the output format.",
+)
 @handle_errors
 def export(name: str, path: str | None) -> None:
     """Write a template to a file that `maos template import` reads (to share it)."""
@@ -227,7 +283,8 @@ def export(name: str, path: str | None) -> None:
         text = json.dumps(doc, indent=2) + "\n"
     else:
         text = "# A MAOS task template: maos template import FILE\n" + yaml.safe_dump(
-            doc, sort_keys=False, allow_unicode=True)
+            doc, sort_keys=False, allow_unicode=True
+        )
     if path is None:
         click.echo(text, nl=False)
         return
@@ -245,8 +302,10 @@ def import_(file: str, name: str | None, replace: bool) -> None:
     """Create a template from a file written by `maos template export` (YAML or JSON); prints its id."""
     raw = Path(file).read_bytes()
     if len(raw) > MAX_IMPORT_BYTES:
-        raise CliError(f"{file} is {len(raw)} bytes; a template file is at most {MAX_IMPORT_BYTES}",
-                       EXIT_INVALID_ARGUMENT)
+        raise CliError(
+            f"{file} is {len(raw)} bytes; a template file is at most {MAX_IMPORT_BYTES}",
+            EXIT_INVALID_ARGUMENT,
+        )
     try:
         doc = yaml.safe_load(raw)  # JSON is YAML too
     except yaml.YAMLError as exc:
@@ -255,7 +314,9 @@ def import_(file: str, name: str | None, replace: bool) -> None:
     if name:
         tpl.display_name = name
     created = run(lambda client: client.import_template(tpl, replace=replace))
-    message(f"imported template {created.display_name!r} with parameters: {_parameters_text(created) or 'none'}")
+    message(
+        f"imported template {created.display_name!r} with parameters: {_parameters_text(created) or 'none'}"
+    )
     emit({"template": created}, lambda: bare_id(created.name))
 
 
@@ -271,7 +332,9 @@ def _params(text: str | None, pairs: tuple[tuple[str, str], ...]) -> dict[str, s
             raise click.BadParameter('a JSON object, e.g. \'{"language": "python"}\'', param_hint="--params")
         for key, value in data.items():
             if isinstance(value, (dict, list)) or value is None:
-                raise click.BadParameter(f"{key!r}: values are text, numbers or true/false", param_hint="--params")
+                raise click.BadParameter(
+                    f"{key!r}: values are text, numbers or true/false", param_hint="--params"
+                )
             values[key] = json.dumps(value) if isinstance(value, bool) else str(value)
     values.update(dict(pairs))
     return values
@@ -279,17 +342,35 @@ def _params(text: str | None, pairs: tuple[tuple[str, str], ...]) -> dict[str, s
 
 @click.command("submit-from-template")
 @click.argument("template_name", metavar="TEMPLATE")
-@click.option("--params", "params_json", default=None, metavar="JSON",
-              help='Parameter values as a JSON object: \'{"language": "python"}\'.')
-@click.option("--param", "pairs", multiple=True, type=KeyValue(), help="One parameter value KEY=VALUE (repeatable).")
+@click.option(
+    "--params",
+    "params_json",
+    default=None,
+    metavar="JSON",
+    help='Parameter values as a JSON object: \'{"language": "python"}\'.',
+)
+@click.option(
+    "--param", "pairs", multiple=True, type=KeyValue(), help="One parameter value KEY=VALUE (repeatable)."
+)
 @click.option("--request-id", default=None, help="Idempotency key (a UUID; generated when unset).")
 @click.option("--wait", is_flag=True, help="Wait until the task finishes and print its result.")
-@click.option("--wait-timeout", type=click.FloatRange(min=0, min_open=True), default=None, metavar="SECONDS",
-              help="With --wait: give up after this long (exit 9).")
+@click.option(
+    "--wait-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    metavar="SECONDS",
+    help="With --wait: give up after this long (exit 9).",
+)
 @output_option
 @handle_errors
-def submit_from_template(template_name: str, params_json: str | None, pairs: tuple[tuple[str, str], ...],
-                         request_id: str | None, wait: bool, wait_timeout: float | None) -> None:
+def submit_from_template(
+    template_name: str,
+    params_json: str | None,
+    pairs: tuple[tuple[str, str], ...],
+    request_id: str | None,
+    wait: bool,
+    wait_timeout: float | None,
+) -> None:
     """Submit a task made from a template; prints its id (like `maos task submit`).
 
     Every parameter without a default needs a value; a value for a parameter the
@@ -310,5 +391,8 @@ def submit_from_template(template_name: str, params_json: str | None, pairs: tup
     if final is None:
         emit({"task_id": task_id}, lambda: task_id)
         return
-    emit({"task_id": task_id, "status": _status(final), "result": to_data(result)}, lambda: _results_text(result))
+    emit(
+        {"task_id": task_id, "status": _status(final), "result": to_data(result)},
+        lambda: _results_text(result),
+    )
     _exit_for(final)

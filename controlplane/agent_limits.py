@@ -45,12 +45,18 @@ class AgentLimits:
         """The limits ``settings`` (a :class:`~controlplane.config.Settings`) ask for."""
         get = settings.__getitem__  # type: ignore[attr-defined]
         total = int(get("system.max_memory"))
-        per_agent = int(get("agents.defaults.max_memory")) or (total // int(get("system.max_agents")) if total else 0)
+        per_agent = int(get("agents.defaults.max_memory")) or (
+            total // int(get("system.max_agents")) if total else 0
+        )
         available = sorted(os.sched_getaffinity(0))
         wanted = math.ceil(float(get("system.max_cpu_cores")))
         cpus = available[:wanted] if wanted else []
-        return cls(memory_per_agent=per_agent, memory_total=total, cpus=cpus,
-                   cpus_per_agent=math.ceil(float(get("agents.defaults.max_cpu_cores"))))
+        return cls(
+            memory_per_agent=per_agent,
+            memory_total=total,
+            cpus=cpus,
+            cpus_per_agent=math.ceil(float(get("agents.defaults.max_cpu_cores"))),
+        )
 
     def admit(self, running: int, count: int = 1) -> None:
         """Refuse ``count`` further agents when their memory limits would bring the total over ``memory_total``.
@@ -68,7 +74,9 @@ class AgentLimits:
             raise FailedPrecondition(
                 f"system.max_memory ({_size(self.memory_total)}) leaves no room for {count} more agent(s) of "
                 f"agents.defaults.max_memory {_size(self.memory_per_agent)} ({running} running): stop an "
-                "agent or raise system.max_memory", reason="ERROR_REASON_LIMIT_EXCEEDED")
+                "agent or raise system.max_memory",
+                reason="ERROR_REASON_LIMIT_EXCEEDED",
+            )
 
     def apply(self, pid: int) -> None:
         """Set the limits on the process ``pid`` (just started by the launcher)."""

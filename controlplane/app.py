@@ -104,8 +104,12 @@ class App:
     _started: bool = field(default=False, repr=False)
     _log_handler: logging.Handler | None = field(default=None, repr=False)
 
-    async def start(self, address: str | None = None, http_address: str | None = None,
-                    dashboard_address: str | None = None) -> int:
+    async def start(
+        self,
+        address: str | None = None,
+        http_address: str | None = None,
+        dashboard_address: str | None = None,
+    ) -> int:
         """Bind, recover state, and serve; returns the bound gRPC port.
 
         ``http_address`` (``host:port``, port 0 for any free one) overrides ``server.http_address``
@@ -117,26 +121,34 @@ class App:
         if http_address is None and self.settings["server.http_port"]:
             http_address = f"{self.settings['server.http_address']}:{self.settings['server.http_port']}"
         if http_address is not None and self.http is not None:
-            check_http_address(http_address.rpartition(":")[0], self.settings["server.allow_insecure_remote"],
-                               tls=self.tls is not None)
+            check_http_address(
+                http_address.rpartition(":")[0],
+                self.settings["server.allow_insecure_remote"],
+                tls=self.tls is not None,
+            )
             self.server.add_insecure_port(self.http.grpc_socket())  # private: the HTTP door's loopback
             if MCP_PATH not in self.http.mounts:  # before anything serves: importing mcp takes a moment
                 mount_mcp(self.http, self.settings, http_address.rpartition(":")[0])
         else:
             http_address = None
         if dashboard_address is None and self.settings["server.dashboard_port"]:
-            dashboard_address = (f"{self.settings['server.dashboard_address']}:"
-                                 f"{self.settings['server.dashboard_port']}")
+            dashboard_address = (
+                f"{self.settings['server.dashboard_address']}:{self.settings['server.dashboard_port']}"
+            )
         if dashboard_address is not None and self.dashboard is not None:
-            check_http_address(dashboard_address.rpartition(":")[0],
-                               self.settings["server.allow_insecure_remote"], tls=self.tls is not None,
-                               setting=self.dashboard.setting)
+            check_http_address(
+                dashboard_address.rpartition(":")[0],
+                self.settings["server.allow_insecure_remote"],
+                tls=self.tls is not None,
+                setting=self.dashboard.setting,
+            )
             self.server.add_insecure_port(self.dashboard.grpc_socket())  # its own private loopback
         else:
             dashboard_address = None
         if self.settings["server.metrics_port"]:
-            check_metrics_address(self.settings["server.metrics_address"],
-                                  self.settings["server.allow_insecure_remote"])
+            check_metrics_address(
+                self.settings["server.metrics_address"], self.settings["server.allow_insecure_remote"]
+            )
         if self.tls is not None:
             self.credentials = ServerCredentials(self.tls)
             self.port = self.server.add_secure_port(address, self.credentials.credentials())
@@ -171,10 +183,15 @@ class App:
                 self.settings["server.metrics_port"], self.settings["server.metrics_address"]
             )
         self._started = True
-        log.info("MAOS control plane %s serving on %s%s (storage %s)%s%s", self.engine.replica, self.address,
-                 " (mutual TLS)" if self.tls and self.tls.require_client_auth else " (TLS)" if self.tls else "",
-                 self.storage.backend.kind, f", HTTP on port {self.http_port}" if self.http_port else "",
-                 f", dashboard on port {self.dashboard_port}" if self.dashboard_port else "")
+        log.info(
+            "MAOS control plane %s serving on %s%s (storage %s)%s%s",
+            self.engine.replica,
+            self.address,
+            " (mutual TLS)" if self.tls and self.tls.require_client_auth else " (TLS)" if self.tls else "",
+            self.storage.backend.kind,
+            f", HTTP on port {self.http_port}" if self.http_port else "",
+            f", dashboard on port {self.dashboard_port}" if self.dashboard_port else "",
+        )
         return self.port
 
     def start_autoscaling(self) -> None:
@@ -233,16 +250,25 @@ def check_schema(backend: StorageBackend, url: str) -> None:
         return
     where = shown_url(url)
     if status.current is None:
-        text = (f"the database {where} has no MAOS schema: run `maos db migrate` "
-                "(or let the server migrate: maos start --migrate, database.migrate_on_start: true)")
+        text = (
+            f"the database {where} has no MAOS schema: run `maos db migrate` "
+            "(or let the server migrate: maos start --migrate, database.migrate_on_start: true)"
+        )
     elif status.known:
-        text = (f"the database schema is at revision {status.current}, this version needs {status.head}: "
-                f"run `maos db migrate` (database {where})")
+        text = (
+            f"the database schema is at revision {status.current}, this version needs {status.head}: "
+            f"run `maos db migrate` (database {where})"
+        )
     else:
-        text = (f"the database schema is at revision {status.current}, which this version of MAOS does not "
-                f"know (it needs {status.head}): a newer MAOS migrated {where}; run that version")
-    raise FailedPrecondition(text, reason="ERROR_REASON_NOT_SUPPORTED", metadata={
-        "current_revision": status.current or "", "head_revision": status.head})
+        text = (
+            f"the database schema is at revision {status.current}, which this version of MAOS does not "
+            f"know (it needs {status.head}): a newer MAOS migrated {where}; run that version"
+        )
+    raise FailedPrecondition(
+        text,
+        reason="ERROR_REASON_NOT_SUPPORTED",
+        metadata={"current_revision": status.current or "", "head_revision": status.head},
+    )
 
 
 def build_app(settings: Settings, pm: pluggy.PluginManager | None = None) -> App:
@@ -272,18 +298,28 @@ def build_app(settings: Settings, pm: pluggy.PluginManager | None = None) -> App
     replica = settings["server.replica_id"] or f"{socket.gethostname()}-{os.getpid()}"
     engine = Engine(settings=settings, storage=storage, planners=planners, metrics=metrics, replica=replica)
     engine.pacer = Pacer.from_settings(settings, metrics)
-    launcher = LocalLauncher(settings["server.address"], settings.home, settings["system.max_agents"],
-                             AgentLimits.from_settings(settings))
+    launcher = LocalLauncher(
+        settings["server.address"],
+        settings.home,
+        settings["system.max_agents"],
+        AgentLimits.from_settings(settings),
+    )
     launcher.type_environment = lambda name: getattr(agent_type(pm, settings, name), "environment", ())
     engine.supply = AgentSupply(pm, settings, launcher)
     if tls is not None:
         launcher.use_tls(settings.client_tls, client_certificate_required=tls.require_client_auth)
-    logbook = LogBook(task_owner=lambda task_id: getattr(engine.tasks.get(task_id), "owner", ""),
-                      agent_owner=lambda agent_id: getattr(engine.agents.get(agent_id), "owner", ""))
+    logbook = LogBook(
+        task_owner=lambda task_id: getattr(engine.tasks.get(task_id), "owner", ""),
+        agent_owner=lambda agent_id: getattr(engine.agents.get(agent_id), "owner", ""),
+    )
     access = AccessManager(storage)
     access.bootstrap_sync()  # users/admin and the agents' users exist from the start
-    join_tokens = JoinTokens(storage, access, agent_exists=lambda agent_id: agent_id in engine.agents,
-                             type_capabilities=lambda name: type_capabilities(pm, settings, name))
+    join_tokens = JoinTokens(
+        storage,
+        access,
+        agent_exists=lambda agent_id: agent_id in engine.agents,
+        type_capabilities=lambda name: type_capabilities(pm, settings, name),
+    )
     admission: AgentAdmission | None = None
     limits: CallLimits | None = None
     auth: AuthInterceptor | None = None
@@ -295,27 +331,56 @@ def build_app(settings: Settings, pm: pluggy.PluginManager | None = None) -> App
         admission = AgentAdmission(access, join_tokens, auth.audit, limits, metrics)
         launcher.token = access.issue_local_agents_key_sync()  # earlier starts' keys are revoked
     observing = install_observability(pm, engine, launcher, metrics, settings)
-    autoscaler = (Autoscaler(engine, launcher, settings, metrics)
-                  if settings["scaling.enabled"] or settings["scaling.types"] else None)
+    autoscaler = (
+        Autoscaler(engine, launcher, settings, metrics)
+        if settings["scaling.enabled"] or settings["scaling.types"]
+        else None
+    )
     servicers = {
-        "tasks": TaskServicer(engine, settings, limits.admit if limits is not None else None,
-                              auth.audit if auth is not None else None),
+        "tasks": TaskServicer(
+            engine,
+            settings,
+            limits.admit if limits is not None else None,
+            auth.audit if auth is not None else None,
+        ),
         "agents": AgentServicer(engine, launcher, pm, settings, observing.observer, logbook),
-        "system": SystemServicer(engine, settings, metrics, logbook, observer=observing.observer,
-                                 history=observing.history,
-                                 scaling=autoscaler.snapshot if autoscaler is not None else None),
+        "system": SystemServicer(
+            engine,
+            settings,
+            metrics,
+            logbook,
+            observer=observing.observer,
+            history=observing.history,
+            scaling=autoscaler.snapshot if autoscaler is not None else None,
+        ),
         "gateway": GatewayServicer(engine, launcher, logbook, admission),
         "access": AccessServicer(access, join_tokens),
         "audit": AuditServicer(storage, engine.committer.durable),
-        "batches": BatchServicer(Batches(engine, settings["batches.max_tasks"], settings["batches.max_per_owner"]),
-                                 settings),
-        "templates": TemplateServicer(Templates(engine, settings["tasks.max_description_length"],
-                                                settings["templates.max_per_owner"]), settings),
+        "batches": BatchServicer(
+            Batches(engine, settings["batches.max_tasks"], settings["batches.max_per_owner"]), settings
+        ),
+        "templates": TemplateServicer(
+            Templates(engine, settings["tasks.max_description_length"], settings["templates.max_per_owner"]),
+            settings,
+        ),
     }
     server, health = build_server(servicers, interceptors, settings["server.reflection"])
     install_checkpoints(pm, engine, settings, server)
     install_webhooks(pm, engine, settings, server, access if auth is not None else None)
-    return App(settings=settings, pm=pm, metrics=metrics, storage=storage, engine=engine, server=server,
-               health=health, launcher=launcher, logbook=logbook, access=access, tls=tls, autoscaler=autoscaler,
-               http=HttpServer(settings, tls), dashboard=DashboardServer(settings, tls),
-               retention=AuditRetention(storage, settings["audit.retention_days"]))
+    return App(
+        settings=settings,
+        pm=pm,
+        metrics=metrics,
+        storage=storage,
+        engine=engine,
+        server=server,
+        health=health,
+        launcher=launcher,
+        logbook=logbook,
+        access=access,
+        tls=tls,
+        autoscaler=autoscaler,
+        http=HttpServer(settings, tls),
+        dashboard=DashboardServer(settings, tls),
+        retention=AuditRetention(storage, settings["audit.retention_days"]),
+    )

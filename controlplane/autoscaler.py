@@ -107,13 +107,19 @@ class Autoscaler:
         return frozenset(getattr(spec, "capabilities", ())) | {name}
 
     def _launches(self, name: str) -> list[Any]:
-        return [launch for launch in self.launcher.launches.values()
-                if launch.agent_type == name and not launch.stopping]
+        return [
+            launch
+            for launch in self.launcher.launches.values()
+            if launch.agent_type == name and not launch.stopping
+        ]
 
     def _sessions(self, name: str) -> list[Any]:
         """Connected agents of the type (those another supervisor, such as Kubernetes, runs too)."""
-        return [session for session in self.engine.sessions.values()
-                if session.info.agent_type == name and not session.closed and not session.draining]
+        return [
+            session
+            for session in self.engine.sessions.values()
+            if session.info.agent_type == name and not session.closed and not session.draining
+        ]
 
     def _idle(self, units: list[Any], mono: float) -> list[Any]:
         """Launches (or sessions) whose agent has run nothing for ``scaling.idle_seconds``, longest idle first."""
@@ -140,8 +146,11 @@ class Autoscaler:
         if self.apply:
             launches = {name: self._launches(name) for name in self.limits}
             live = {launch.id for launch in self.launcher.launches.values()}
-            others = sum(1 for launch in self.launcher.launches.values()
-                         if not launch.stopping and launch.agent_type not in self.limits)
+            others = sum(
+                1
+                for launch in self.launcher.launches.values()
+                if not launch.stopping and launch.agent_type not in self.limits
+            )
         else:
             launches = {name: self._sessions(name) for name in self.limits}
             live = set(self.engine.sessions)
@@ -151,7 +160,9 @@ class Autoscaler:
         policy = Policy(**{**self.policy.__dict__, "max_agents": max(0, self.policy.max_agents - others)})
         loads = {
             name: TypeLoad(
-                queued=queued[name][0], oldest_wait=queued[name][1], current=len(launches[name]),
+                queued=queued[name][0],
+                oldest_wait=queued[name][1],
+                current=len(launches[name]),
                 idle=len(idle[name]),
                 since_change=(mono - self._changed_at[name]) if name in self._changed_at else None,
             )
@@ -173,9 +184,15 @@ class Autoscaler:
                 self._changed_at[name] = mono
                 log.info("autoscaling %s: %d -> %d (%s)", name, current, decision.desired, decision.reason)
             self.state[name] = TypeScaling(
-                name, self.limits[name].min, self.limits[name].max, current=current,
-                desired=decision.desired, queued=loads[name].queued, oldest_wait=loads[name].oldest_wait,
-                reason=decision.reason, decided_at=wall,
+                name,
+                self.limits[name].min,
+                self.limits[name].max,
+                current=current,
+                desired=decision.desired,
+                queued=loads[name].queued,
+                oldest_wait=loads[name].oldest_wait,
+                reason=decision.reason,
+                decided_at=wall,
             )
         return decisions
 

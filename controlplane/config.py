@@ -104,8 +104,22 @@ def _ratio(value: Any) -> float:
 
 
 _SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)", re.IGNORECASE)
-_SIZE_UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "kib": 2**10, "m": 10**6, "mb": 10**6, "mib": 2**20,
-               "g": 10**9, "gb": 10**9, "gib": 2**30, "t": 10**12, "tb": 10**12, "tib": 2**40}
+_SIZE_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 10**3,
+    "kb": 10**3,
+    "kib": 2**10,
+    "m": 10**6,
+    "mb": 10**6,
+    "mib": 2**20,
+    "g": 10**9,
+    "gb": 10**9,
+    "gib": 2**30,
+    "t": 10**12,
+    "tb": 10**12,
+    "tib": 2**40,
+}
 
 
 def _memory_size(value: Any) -> int:
@@ -286,75 +300,186 @@ OPTIONS: dict[str, Option] = {
     for o in [
         Option("system.max_agents", _positive_int, 10, "Most supervised agent processes on this machine."),
         Option("system.log_level", _choice("debug", "info", "warning", "error"), "info", "Log level."),
-        Option("system.max_concurrent_tasks", _non_negative_int, 0,
-               "Most tasks running at once; further tasks wait QUEUED, saying so; 0: no cap."),
-        Option("system.max_memory", _memory_size, 0,
-               "Memory all supervised agent processes may reserve together (e.g. 8GB); 0: no cap."),
-        Option("system.max_cpu_cores", _non_negative_number, 0.0,
-               "CPUs supervised agents may run on (the first N, rounded up); 0: all."),
-        Option("agents.defaults.max_memory", _memory_size, 0,
-               "Data segment limit of each supervised agent process (e.g. 1GB); 0: its share of "
-               "system.max_memory, or none."),
-        Option("agents.defaults.max_cpu_cores", _non_negative_number, 0.0,
-               "CPUs each supervised agent may run on (rounded up); 0: all those of system.max_cpu_cores."),
-        Option("audit.retention_days", _non_negative_int, 365,
-               "Days audit records are kept (older ones are deleted daily); 0 keeps them forever."),
+        Option(
+            "system.max_concurrent_tasks",
+            _non_negative_int,
+            0,
+            "Most tasks running at once; further tasks wait QUEUED, saying so; 0: no cap.",
+        ),
+        Option(
+            "system.max_memory",
+            _memory_size,
+            0,
+            "Memory all supervised agent processes may reserve together (e.g. 8GB); 0: no cap.",
+        ),
+        Option(
+            "system.max_cpu_cores",
+            _non_negative_number,
+            0.0,
+            "CPUs supervised agents may run on (the first N, rounded up); 0: all.",
+        ),
+        Option(
+            "agents.defaults.max_memory",
+            _memory_size,
+            0,
+            "Data segment limit of each supervised agent process (e.g. 1GB); 0: its share of "
+            "system.max_memory, or none.",
+        ),
+        Option(
+            "agents.defaults.max_cpu_cores",
+            _non_negative_number,
+            0.0,
+            "CPUs each supervised agent may run on (rounded up); 0: all those of system.max_cpu_cores.",
+        ),
+        Option(
+            "audit.retention_days",
+            _non_negative_int,
+            365,
+            "Days audit records are kept (older ones are deleted daily); 0 keeps them forever.",
+        ),
         Option("database.primary_url", _text, "", "SQLAlchemy URL; empty means SQLite in MAOS_HOME."),
-        Option("database.migrate_on_start", _bool, True,
-               "Apply migrations when the server starts; off, it refuses a database not at the latest "
-               "schema revision (run `maos db migrate`). `maos start --migrate/--no-migrate` overrides it."),
+        Option(
+            "database.migrate_on_start",
+            _bool,
+            True,
+            "Apply migrations when the server starts; off, it refuses a database not at the latest "
+            "schema revision (run `maos db migrate`). `maos start --migrate/--no-migrate` overrides it.",
+        ),
         Option("redis.url", _text, "", "Redis URL for events and shared state; empty disables Redis."),
         Option("server.address", _text, "127.0.0.1:7100", "gRPC listen address (host:port)."),
         Option("server.metrics_port", _non_negative_int, 9464, "Prometheus /metrics port; 0 disables."),
-        Option("server.metrics_address", _text, "127.0.0.1",
-               "Address /metrics listens on (plaintext HTTP: beyond localhost only with "
-               "server.allow_insecure_remote)."),
-        Option("server.http_port", _non_negative_int, 8000,
-               "HTTP/JSON, Server-Sent Events and gRPC-Web port (same keys, TLS files and address rule as "
-               "the gRPC port); 0 disables."),
-        Option("server.http_address", _text, "127.0.0.1",
-               "Address the HTTP port listens on (beyond localhost only with TLS or server.allow_insecure_remote)."),
-        Option("server.http_cors_origins", _origins, [],
-               "Browser origins allowed to call the HTTP port (a list, or comma-separated); none by default."),
-        Option("server.http_max_body_bytes", _memory_size, 4 * 1024 * 1024,
-               "Largest HTTP request body (e.g. 4MiB); larger ones are refused with 413."),
-        Option("server.http_timeout", _duration, 60.0,
-               "Deadline of each unary call made over HTTP (streams run until the client leaves)."),
-        Option("server.http_mcp", _bool, True,
-               "Serve MCP (streamable HTTP) at /mcp on the HTTP port, for Claude Code and other MCP clients; "
-               "each request acts with its own Authorization: Bearer key. Needs the mcp package (maos[mcp])."),
-        Option("server.dashboard_port", _non_negative_int, 3001,
-               "Web dashboard port (its pages and the same HTTP API, same keys, TLS files and address "
-               "rule as the gRPC port); 0 disables."),
-        Option("server.dashboard_address", _text, "127.0.0.1",
-               "Address the dashboard listens on (beyond localhost only with TLS or "
-               "server.allow_insecure_remote)."),
-        Option("server.reflection", _reflection, "authenticated",
-               "gRPC server reflection: off, admin (admin keys), authenticated (any valid key) or public "
-               "(no key, for clients that cannot send a header); true means authenticated, false off."),
-        Option("server.allow_insecure_remote", _bool, False,
-               "Allow a plaintext port beyond localhost (the gRPC port without TLS, /metrics)."),
-        Option("server.tls.cert_file", _path, "", "Server certificate chain (PEM); with key_file, serve TLS."),
+        Option(
+            "server.metrics_address",
+            _text,
+            "127.0.0.1",
+            "Address /metrics listens on (plaintext HTTP: beyond localhost only with "
+            "server.allow_insecure_remote).",
+        ),
+        Option(
+            "server.http_port",
+            _non_negative_int,
+            8000,
+            "HTTP/JSON, Server-Sent Events and gRPC-Web port (same keys, TLS files and address rule as "
+            "the gRPC port); 0 disables.",
+        ),
+        Option(
+            "server.http_address",
+            _text,
+            "127.0.0.1",
+            "Address the HTTP port listens on (beyond localhost only with TLS or server.allow_insecure_remote).",
+        ),
+        Option(
+            "server.http_cors_origins",
+            _origins,
+            [],
+            "Browser origins allowed to call the HTTP port (a list, or comma-separated); none by default.",
+        ),
+        Option(
+            "server.http_max_body_bytes",
+            _memory_size,
+            4 * 1024 * 1024,
+            "Largest HTTP request body (e.g. 4MiB); larger ones are refused with 413.",
+        ),
+        Option(
+            "server.http_timeout",
+            _duration,
+            60.0,
+            "Deadline of each unary call made over HTTP (streams run until the client leaves).",
+        ),
+        Option(
+            "server.http_mcp",
+            _bool,
+            True,
+            "Serve MCP (streamable HTTP) at /mcp on the HTTP port, for Claude Code and other MCP clients; "
+            "each request acts with its own Authorization: Bearer key. Needs the mcp package (maos[mcp]).",
+        ),
+        Option(
+            "server.dashboard_port",
+            _non_negative_int,
+            3001,
+            "Web dashboard port (its pages and the same HTTP API, same keys, TLS files and address "
+            "rule as the gRPC port); 0 disables.",
+        ),
+        Option(
+            "server.dashboard_address",
+            _text,
+            "127.0.0.1",
+            "Address the dashboard listens on (beyond localhost only with TLS or "
+            "server.allow_insecure_remote).",
+        ),
+        Option(
+            "server.reflection",
+            _reflection,
+            "authenticated",
+            "gRPC server reflection: off, admin (admin keys), authenticated (any valid key) or public "
+            "(no key, for clients that cannot send a header); true means authenticated, false off.",
+        ),
+        Option(
+            "server.allow_insecure_remote",
+            _bool,
+            False,
+            "Allow a plaintext port beyond localhost (the gRPC port without TLS, /metrics).",
+        ),
+        Option(
+            "server.tls.cert_file", _path, "", "Server certificate chain (PEM); with key_file, serve TLS."
+        ),
         Option("server.tls.key_file", _path, "", "Private key (PEM, unencrypted) of server.tls.cert_file."),
-        Option("server.tls.client_ca_file", _path, "", "CA certificates (PEM) that verify client certificates."),
-        Option("server.tls.require_client_auth", _bool, False,
-               "Mutual TLS: refuse connections without a client certificate signed by client_ca_file."),
-        Option("client.tls.enabled", _bool, False,
-               "Clients (CLI, maos-agent, launched agents) connect over TLS; implied by the other client.tls keys."),
-        Option("client.tls.ca_file", _path, "", "CA certificates (PEM) that verify the server; empty: system CAs."),
+        Option(
+            "server.tls.client_ca_file", _path, "", "CA certificates (PEM) that verify client certificates."
+        ),
+        Option(
+            "server.tls.require_client_auth",
+            _bool,
+            False,
+            "Mutual TLS: refuse connections without a client certificate signed by client_ca_file.",
+        ),
+        Option(
+            "client.tls.enabled",
+            _bool,
+            False,
+            "Clients (CLI, maos-agent, launched agents) connect over TLS; implied by the other client.tls keys.",
+        ),
+        Option(
+            "client.tls.ca_file",
+            _path,
+            "",
+            "CA certificates (PEM) that verify the server; empty: system CAs.",
+        ),
         Option("client.tls.cert_file", _path, "", "Client certificate (PEM) for mutual TLS."),
         Option("client.tls.key_file", _path, "", "Private key (PEM, unencrypted) of client.tls.cert_file."),
-        Option("client.tls.server_name", _text, "", "Name the server certificate must carry, if not the host."),
-        Option("security.auth", _choice("required", "off"), "required",
-               "API keys on every call (required); off trusts every caller as users/local (tests only)."),
-        Option("security.rate_limit.rate", _non_negative_number, 5000.0,
-               "Calls per second each principal may make (with security.auth: required); 0 disables."),
-        Option("security.rate_limit.burst", _non_negative_int, 10000,
-               "Calls a principal may make at once above the rate; 0 disables the limit."),
-        Option("security.rate_limit.failed_auth_rate", _non_negative_number, 1.0,
-               "Failed authentications per second allowed from one address; 0 disables."),
-        Option("security.rate_limit.failed_auth_burst", _non_negative_int, 30,
-               "Failed authentications from one address before it is throttled; 0 disables."),
+        Option(
+            "client.tls.server_name", _text, "", "Name the server certificate must carry, if not the host."
+        ),
+        Option(
+            "security.auth",
+            _choice("required", "off"),
+            "required",
+            "API keys on every call (required); off trusts every caller as users/local (tests only).",
+        ),
+        Option(
+            "security.rate_limit.rate",
+            _non_negative_number,
+            5000.0,
+            "Calls per second each principal may make (with security.auth: required); 0 disables.",
+        ),
+        Option(
+            "security.rate_limit.burst",
+            _non_negative_int,
+            10000,
+            "Calls a principal may make at once above the rate; 0 disables the limit.",
+        ),
+        Option(
+            "security.rate_limit.failed_auth_rate",
+            _non_negative_number,
+            1.0,
+            "Failed authentications per second allowed from one address; 0 disables.",
+        ),
+        Option(
+            "security.rate_limit.failed_auth_burst",
+            _non_negative_int,
+            30,
+            "Failed authentications from one address before it is throttled; 0 disables.",
+        ),
         Option("server.replica_id", _text, "", "This replica's id; empty means hostname-pid."),
         Option("scheduler.lease_ttl", _duration, 15.0, "Seconds a lease lives without a heartbeat."),
         Option("scheduler.heartbeat_interval", _duration, 5.0, "Seconds between agent heartbeats."),
@@ -369,111 +494,259 @@ OPTIONS: dict[str, Option] = {
         Option("tasks.default_initial_backoff", _duration, 1.0, "First retry delay by default."),
         Option("tasks.default_max_backoff", _duration, 100.0, "Longest retry delay by default."),
         Option("limits.task_context_bytes", _positive_int, 1024 * 1024, "Largest task context (bytes)."),
-        Option("limits.task_constraints_bytes", _positive_int, 64 * 1024,
-               "Largest task constraints (bytes)."),
-        Option("limits.task_metadata_bytes", _positive_int, 64 * 1024,
-               "Largest task metadata, keys and values together (bytes)."),
-        Option("limits.agent_labels_bytes", _positive_int, 16 * 1024,
-               "Largest labels of an agent, keys and values together (bytes)."),
-        Option("limits.agent_hostname_bytes", _positive_int, 255,
-               "Longest hostname an agent reports (bytes)."),
-        Option("limits.result_bytes", _positive_int, 4 * 1024 * 1024,
-               "Largest subtask result: output plus inline artifacts (bytes); larger fails its subtask."),
-        Option("limits.progress_message_bytes", _positive_int, 4096,
-               "Longest progress text an agent reports (bytes; longer is cut)."),
-        Option("limits.log_message_bytes", _positive_int, 8192,
-               "Longest log line an agent forwards (bytes; longer is cut)."),
-        Option("limits.response_bytes", _positive_int, 3 * 1024 * 1024,
-               "Most bytes of one list page or result chunk; pages stop early below it."),
-        Option("limits.custom_agent_file_bytes", _positive_int, 64 * 1024,
-               "Largest custom agent type file in MAOS_HOME/agents (bytes)."),
-        Option("limits.checkpoint_import_bytes", _positive_int, 64 * 1024 * 1024,
-               "Largest checkpoint upload ImportCheckpoint accepts (bytes, compressed)."),
-        Option("limits.checkpoint_inflated_bytes", _positive_int, 256 * 1024 * 1024,
-               "Largest size an imported checkpoint may decompress to (bytes)."),
-        Option("tasks.default_max_tokens", _non_negative_int, 0,
-               "Token budget of a task that sets none (0: no limit)."),
-        Option("tasks.default_max_cost", _non_negative_number, 0.0,
-               "Cost budget in US dollars of a task that sets none (0: no limit)."),
-        Option("tasks.context_max_chars", _positive_int, 60_000,
-               "Most characters of earlier results (its steps', its dependencies') one step sees; "
-               "longer ones are cut with a note."),
+        Option(
+            "limits.task_constraints_bytes", _positive_int, 64 * 1024, "Largest task constraints (bytes)."
+        ),
+        Option(
+            "limits.task_metadata_bytes",
+            _positive_int,
+            64 * 1024,
+            "Largest task metadata, keys and values together (bytes).",
+        ),
+        Option(
+            "limits.agent_labels_bytes",
+            _positive_int,
+            16 * 1024,
+            "Largest labels of an agent, keys and values together (bytes).",
+        ),
+        Option(
+            "limits.agent_hostname_bytes", _positive_int, 255, "Longest hostname an agent reports (bytes)."
+        ),
+        Option(
+            "limits.result_bytes",
+            _positive_int,
+            4 * 1024 * 1024,
+            "Largest subtask result: output plus inline artifacts (bytes); larger fails its subtask.",
+        ),
+        Option(
+            "limits.progress_message_bytes",
+            _positive_int,
+            4096,
+            "Longest progress text an agent reports (bytes; longer is cut).",
+        ),
+        Option(
+            "limits.log_message_bytes",
+            _positive_int,
+            8192,
+            "Longest log line an agent forwards (bytes; longer is cut).",
+        ),
+        Option(
+            "limits.response_bytes",
+            _positive_int,
+            3 * 1024 * 1024,
+            "Most bytes of one list page or result chunk; pages stop early below it.",
+        ),
+        Option(
+            "limits.custom_agent_file_bytes",
+            _positive_int,
+            64 * 1024,
+            "Largest custom agent type file in MAOS_HOME/agents (bytes).",
+        ),
+        Option(
+            "limits.checkpoint_import_bytes",
+            _positive_int,
+            64 * 1024 * 1024,
+            "Largest checkpoint upload ImportCheckpoint accepts (bytes, compressed).",
+        ),
+        Option(
+            "limits.checkpoint_inflated_bytes",
+            _positive_int,
+            256 * 1024 * 1024,
+            "Largest size an imported checkpoint may decompress to (bytes).",
+        ),
+        Option(
+            "tasks.default_max_tokens",
+            _non_negative_int,
+            0,
+            "Token budget of a task that sets none (0: no limit).",
+        ),
+        Option(
+            "tasks.default_max_cost",
+            _non_negative_number,
+            0.0,
+            "Cost budget in US dollars of a task that sets none (0: no limit).",
+        ),
+        Option(
+            "tasks.context_max_chars",
+            _positive_int,
+            60_000,
+            "Most characters of earlier results (its steps', its dependencies') one step sees; "
+            "longer ones are cut with a note.",
+        ),
         Option("batches.max_tasks", _positive_int, 1000, "Most tasks one batch may hold."),
         Option("batches.max_per_owner", _positive_int, 1000, "Most batches one principal may have."),
         Option("templates.max_per_owner", _positive_int, 1000, "Most templates one principal may have."),
         Option("agents.pool", _pool, {"echo": 2}, "Local agents `maos start` launches (type=count,...)."),
-        Option("scaling.enabled", _bool, False,
-               "Autoscale the supervised agents of the types in scaling.types."),
-        Option("scaling.types", _scaling_types, {},
-               "Autoscaled types with their bounds (type=min:max,... or {type: {min, max}})."),
+        Option(
+            "scaling.enabled", _bool, False, "Autoscale the supervised agents of the types in scaling.types."
+        ),
+        Option(
+            "scaling.types",
+            _scaling_types,
+            {},
+            "Autoscaled types with their bounds (type=min:max,... or {type: {min, max}}).",
+        ),
         Option("scaling.interval", _positive_duration, 5.0, "Seconds between autoscaling decisions."),
-        Option("scaling.queue_depth_threshold", _positive_int, 1,
-               "Queued subtasks per agent of a type that add an agent."),
-        Option("scaling.wait_threshold", _positive_duration, 10.0,
-               "Seconds queued work may wait before its type gets another agent."),
-        Option("scaling.idle_seconds", _positive_duration, 60.0,
-               "Seconds an agent is idle before it is drained and stopped (never below min)."),
+        Option(
+            "scaling.queue_depth_threshold",
+            _positive_int,
+            1,
+            "Queued subtasks per agent of a type that add an agent.",
+        ),
+        Option(
+            "scaling.wait_threshold",
+            _positive_duration,
+            10.0,
+            "Seconds queued work may wait before its type gets another agent.",
+        ),
+        Option(
+            "scaling.idle_seconds",
+            _positive_duration,
+            60.0,
+            "Seconds an agent is idle before it is drained and stopped (never below min).",
+        ),
         Option("scaling.cooldown", _duration, 30.0, "Seconds after a type's scale event before the next."),
         Option("scaling.scale_up_increment", _positive_int, 1, "Agents added per scale-up."),
         Option("scaling.scale_down_increment", _positive_int, 1, "Agents stopped per scale-down."),
         Option("agents.allow_shell", _bool, False, "Allow the shell agent type to run commands."),
-        Option("agents.allow_exec", _bool, False,
-               "Give coder and tester agents a local workspace per task, with tools that read and write "
-               "its files and run commands on this machine."),
-        Option("agents.workspace.command_timeout", _positive_duration, 60.0,
-               "Seconds one run_command of a workspace may take; then its process group is killed."),
-        Option("agents.workspace.max_output_bytes", _positive_int, 64 * 1024,
-               "Most bytes of a command's output (or a file read) a workspace tool hands the model."),
-        Option("agents.workspace.max_file_bytes", _positive_int, 1024 * 1024,
-               "Largest file write_file may write in a workspace."),
-        Option("agents.workspace.max_artifact_bytes", _positive_int, 1024 * 1024,
-               "Most bytes of files one step stores with its result as artifacts (files written in the step)."),
-        Option("agents.workspace.retention", _positive_duration, 86400.0,
-               "How long a task's workspace is kept after it was last used (seconds, or 24h, 7d)."),
-        Option("consensus.voting_strategy", _choice("majority", "weighted", "unanimous"), "majority",
-               "How votes are counted.", runtime=True),
+        Option(
+            "agents.allow_exec",
+            _bool,
+            False,
+            "Give coder and tester agents a local workspace per task, with tools that read and write "
+            "its files and run commands on this machine.",
+        ),
+        Option(
+            "agents.workspace.command_timeout",
+            _positive_duration,
+            60.0,
+            "Seconds one run_command of a workspace may take; then its process group is killed.",
+        ),
+        Option(
+            "agents.workspace.max_output_bytes",
+            _positive_int,
+            64 * 1024,
+            "Most bytes of a command's output (or a file read) a workspace tool hands the model.",
+        ),
+        Option(
+            "agents.workspace.max_file_bytes",
+            _positive_int,
+            1024 * 1024,
+            "Largest file write_file may write in a workspace.",
+        ),
+        Option(
+            "agents.workspace.max_artifact_bytes",
+            _positive_int,
+            1024 * 1024,
+            "Most bytes of files one step stores with its result as artifacts (files written in the step).",
+        ),
+        Option(
+            "agents.workspace.retention",
+            _positive_duration,
+            86400.0,
+            "How long a task's workspace is kept after it was last used (seconds, or 24h, 7d).",
+        ),
+        Option(
+            "consensus.voting_strategy",
+            _choice("majority", "weighted", "unanimous"),
+            "majority",
+            "How votes are counted.",
+            runtime=True,
+        ),
         Option("consensus.timeout", _duration, 300.0, "Seconds one voting round may take.", runtime=True),
         Option("checkpoints.interval", _duration, 30.0, "Seconds between automatic checkpoints."),
-        Option("metrics.history.interval", _duration, 60.0,
-               "Seconds between samples of the metrics history (`maos metrics --timeframe`); 0 disables."),
-        Option("metrics.history.retention", _duration, 7 * 86400.0,
-               "How long metrics history samples are kept (seconds, or 7d, 24h)."),
+        Option(
+            "metrics.history.interval",
+            _duration,
+            60.0,
+            "Seconds between samples of the metrics history (`maos metrics --timeframe`); 0 disables.",
+        ),
+        Option(
+            "metrics.history.retention",
+            _duration,
+            7 * 86400.0,
+            "How long metrics history samples are kept (seconds, or 7d, 24h).",
+        ),
         Option("checkpoints.retention.count", _positive_int, 20, "Checkpoints kept."),
         Option("checkpoints.retention.age_days", _positive_int, 30, "Days a checkpoint is kept."),
-        Option("webhooks.allow_private", _bool, False,
-               "Let webhooks call loopback, private and link-local addresses (refused by default: SSRF)."),
+        Option(
+            "webhooks.allow_private",
+            _bool,
+            False,
+            "Let webhooks call loopback, private and link-local addresses (refused by default: SSRF).",
+        ),
         Option("webhooks.timeout", _positive_duration, 10.0, "Seconds one delivery attempt may take."),
-        Option("webhooks.retry_initial_backoff", _positive_duration, 10.0,
-               "Delay before the first retry of a failed delivery; each next one doubles (with jitter)."),
-        Option("webhooks.retry_max_backoff", _positive_duration, 3600.0, "Longest delay between two attempts."),
-        Option("webhooks.retry_window", _positive_duration, 3 * 86400.0,
-               "How long after its event a failing delivery is retried before it is marked failed."),
+        Option(
+            "webhooks.retry_initial_backoff",
+            _positive_duration,
+            10.0,
+            "Delay before the first retry of a failed delivery; each next one doubles (with jitter).",
+        ),
+        Option(
+            "webhooks.retry_max_backoff", _positive_duration, 3600.0, "Longest delay between two attempts."
+        ),
+        Option(
+            "webhooks.retry_window",
+            _positive_duration,
+            3 * 86400.0,
+            "How long after its event a failing delivery is retried before it is marked failed.",
+        ),
         Option("webhooks.max_per_owner", _positive_int, 25, "Most webhooks one user may have."),
-        Option("webhooks.max_payload_bytes", _positive_int, 65536,
-               "Largest event body; a task's output is cut to fit (at least 4096)."),
+        Option(
+            "webhooks.max_payload_bytes",
+            _positive_int,
+            65536,
+            "Largest event body; a task's output is cut to fit (at least 4096).",
+        ),
         Option("webhooks.concurrency", _positive_int, 8, "Deliveries this process attempts at once."),
-        Option("webhooks.poll_interval", _positive_duration, 2.0,
-               "Seconds between looks at the outbox for deliveries due (new events wake it at once)."),
-        Option("webhooks.delivery_retention", _positive_duration, 30 * 86400.0,
-               "How long finished deliveries stay in the delivery log."),
-        Option("models.rate_limits", _rate_limits, {},
-               "Per-model limits every model-backed agent's calls share: {model: {requests_per_minute, "
-               "input_tokens_per_minute, output_tokens_per_minute}} (0 or absent: only what the API's "
-               "anthropic-ratelimit-* headers announce)."),
-        Option("models.breaker.failure_threshold", _positive_int, 3,
-               "Failed model calls in a row (5xx, no answer) that open a model's circuit breaker; "
-               "429 and 529 open it at once."),
-        Option("models.breaker.cooldown", _positive_duration, 5.0,
-               "How long an open breaker holds model calls when the API names no retry-after."),
-        Option("models.breaker.max_cooldown", _positive_duration, 60.0,
-               "Longest hold: the cool-down doubles each time the breaker opens again without a success."),
+        Option(
+            "webhooks.poll_interval",
+            _positive_duration,
+            2.0,
+            "Seconds between looks at the outbox for deliveries due (new events wake it at once).",
+        ),
+        Option(
+            "webhooks.delivery_retention",
+            _positive_duration,
+            30 * 86400.0,
+            "How long finished deliveries stay in the delivery log.",
+        ),
+        Option(
+            "models.rate_limits",
+            _rate_limits,
+            {},
+            "Per-model limits every model-backed agent's calls share: {model: {requests_per_minute, "
+            "input_tokens_per_minute, output_tokens_per_minute}} (0 or absent: only what the API's "
+            "anthropic-ratelimit-* headers announce).",
+        ),
+        Option(
+            "models.breaker.failure_threshold",
+            _positive_int,
+            3,
+            "Failed model calls in a row (5xx, no answer) that open a model's circuit breaker; "
+            "429 and 529 open it at once.",
+        ),
+        Option(
+            "models.breaker.cooldown",
+            _positive_duration,
+            5.0,
+            "How long an open breaker holds model calls when the API names no retry-after.",
+        ),
+        Option(
+            "models.breaker.max_cooldown",
+            _positive_duration,
+            60.0,
+            "Longest hold: the cool-down doubles each time the breaker opens again without a success.",
+        ),
     ]
 }
 
 
 #: The guides' spellings of settings MAOS names otherwise (``tasks.defaults.max_retries``).
 ALIASES: dict[str, str] = {
-    f"tasks.defaults.{key.removeprefix('tasks.default_')}": key for key in OPTIONS if key.startswith("tasks.default_")
+    f"tasks.defaults.{key.removeprefix('tasks.default_')}": key
+    for key in OPTIONS
+    if key.startswith("tasks.default_")
 }
 
 
@@ -496,8 +769,10 @@ def canonical_key(key: str, options: Mapping[str, Option] = OPTIONS) -> str:
         return key
     if key in ALIASES:
         return ALIASES[key]
-    raise InvalidArgument(f"unknown setting {key!r}{did_you_mean(key, options)}; "
-                          "`maos config get` lists every setting", field="key")
+    raise InvalidArgument(
+        f"unknown setting {key!r}{did_you_mean(key, options)}; `maos config get` lists every setting",
+        field="key",
+    )
 
 
 def did_you_mean(key: str, options: Mapping[str, Option] = OPTIONS) -> str:
@@ -557,9 +832,16 @@ class Settings:
     loaded (:func:`load_settings`); :meth:`with_plugins` adds a plugin manager's.
     """
 
-    def __init__(self, home: Path, values: dict[str, Any], sources: dict[str, str],
-                 warnings: list[str] | None = None, *, options: Mapping[str, Option] | None = None,
-                 inputs: _Sources | None = None):
+    def __init__(
+        self,
+        home: Path,
+        values: dict[str, Any],
+        sources: dict[str, str],
+        warnings: list[str] | None = None,
+        *,
+        options: Mapping[str, Option] | None = None,
+        inputs: _Sources | None = None,
+    ):
         self.home = home
         self._values = values
         self._sources = sources
@@ -589,8 +871,9 @@ class Settings:
             sources[canonical] = "override"
         inputs = self._inputs
         if inputs is not None:
-            inputs = _Sources(inputs.config_file, inputs.loaded, inputs.environ,
-                              {**inputs.overrides, **overrides})
+            inputs = _Sources(
+                inputs.config_file, inputs.loaded, inputs.environ, {**inputs.overrides, **overrides}
+            )
         return Settings(self.home, values, sources, self.warnings, options=self._options, inputs=inputs)
 
     def with_plugins(self, pm: Any) -> Settings:
@@ -622,9 +905,13 @@ class Settings:
     @property
     def client_tls(self) -> ClientTls:
         """How clients on this machine connect (``client.tls.*``)."""
-        return ClientTls(enabled=self["client.tls.enabled"], ca_file=self["client.tls.ca_file"],
-                         cert_file=self["client.tls.cert_file"], key_file=self["client.tls.key_file"],
-                         server_name=self["client.tls.server_name"])
+        return ClientTls(
+            enabled=self["client.tls.enabled"],
+            ca_file=self["client.tls.ca_file"],
+            cert_file=self["client.tls.cert_file"],
+            key_file=self["client.tls.key_file"],
+            server_name=self["client.tls.server_name"],
+        )
 
     def items(self) -> list[tuple[str, Any]]:
         """Every key with its value, in declaration order (MAOS's own, then the plugins')."""
@@ -681,8 +968,14 @@ def _resolve(home: Path, inputs: _Sources, options: Mapping[str, Option]) -> Set
         if option.env_var in inputs.environ:
             values[key] = parse_value(key, inputs.environ[option.env_var], options)
             sources[key] = "env"
-    settings = Settings(home, values, sources, warnings, options=options,
-                        inputs=_Sources(inputs.config_file, inputs.loaded, inputs.environ, {}))
+    settings = Settings(
+        home,
+        values,
+        sources,
+        warnings,
+        options=options,
+        inputs=_Sources(inputs.config_file, inputs.loaded, inputs.environ, {}),
+    )
     return settings.with_overrides(inputs.overrides) if inputs.overrides else settings
 
 
@@ -691,9 +984,11 @@ def _unknown_setting(config_file: Path, key: str, options: Mapping[str, Option])
     section = key.split(".", 1)[0]
     if any(known.split(".", 1)[0] == section for known in options):
         return f"{config_file}: unknown setting {key!r} ignored{did_you_mean(key, options)}"
-    return (f"{config_file}: unknown setting {key!r} ignored{did_you_mean(key, options)}: no installed plugin "
-            f"registers settings in the section {section!r} (`maos plugins list` shows the sections plugins "
-            "register)")
+    return (
+        f"{config_file}: unknown setting {key!r} ignored{did_you_mean(key, options)}: no installed plugin "
+        f"registers settings in the section {section!r} (`maos plugins list` shows the sections plugins "
+        "register)"
+    )
 
 
 def config_with_pool(text: str, pool: Mapping[str, int]) -> str:

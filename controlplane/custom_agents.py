@@ -60,8 +60,16 @@ log = logging.getLogger(__name__)
 
 #: The same rule as a task's agent_type and an agent's Register.agent_type.
 TYPE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_\-]{0,62}")
-FIELDS = ("name", "type", "description", "capabilities", "max_concurrency", "parameters", "mcp_servers",
-          "specialized_tools")
+FIELDS = (
+    "name",
+    "type",
+    "description",
+    "capabilities",
+    "max_concurrency",
+    "parameters",
+    "mcp_servers",
+    "specialized_tools",
+)
 #: Top-level fields handed to the base type's agent as parameters of the same name.
 TOOL_FIELDS = ("mcp_servers", "specialized_tools")
 PATTERNS = ("*.yml", "*.yaml")
@@ -237,8 +245,10 @@ def _read(path: Path, size: int, max_bytes: int) -> _Definition:
     except yaml.YAMLError as exc:
         raise _Invalid(f"is not valid YAML: {exc}") from None
     if not isinstance(data, Mapping):
-        raise _Invalid("must be a mapping with at least `name` and `type`"
-                       + (" (the file is empty)" if data is None else f", not a {type(data).__name__}"))
+        raise _Invalid(
+            "must be a mapping with at least `name` and `type`"
+            + (" (the file is empty)" if data is None else f", not a {type(data).__name__}")
+        )
     unknown = [clip(str(k), QUOTE_CHARS) for k in data if k not in FIELDS]
     if unknown:
         raise _Invalid(f"unknown field(s) {', '.join(sorted(unknown)[:5])}; allowed: {', '.join(FIELDS)}")
@@ -246,9 +256,11 @@ def _read(path: Path, size: int, max_bytes: int) -> _Definition:
         if key not in data:
             raise _Invalid(f"`{key}` is required")
         if not isinstance(data[key], str) or not TYPE_NAME.fullmatch(data[key]):
-            raise _Invalid(f"`{key}` {quote(data[key])} must start with a letter and hold only letters, "
-                           "digits, "
-                           "'_' or '-' (max 63)")
+            raise _Invalid(
+                f"`{key}` {quote(data[key])} must start with a letter and hold only letters, "
+                "digits, "
+                "'_' or '-' (max 63)"
+            )
     name, base = data["name"], data["type"]
     if name == base:
         raise _Invalid(f"`type` cannot be the type itself ({name!r})")
@@ -267,8 +279,10 @@ def _read(path: Path, size: int, max_bytes: int) -> _Definition:
         capabilities = tuple(c.strip() for c in capabilities)
     max_concurrency = data.get("max_concurrency")
     if max_concurrency is not None and (
-            isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int)
-            or not 1 <= max_concurrency <= 1024):
+        isinstance(max_concurrency, bool)
+        or not isinstance(max_concurrency, int)
+        or not 1 <= max_concurrency <= 1024
+    ):
         raise _Invalid(f"`max_concurrency` must be an integer from 1 to 1024, not {quote(max_concurrency)}")
     parameters = data.get("parameters") or {}
     if not isinstance(parameters, Mapping):
@@ -288,8 +302,9 @@ def _read(path: Path, size: int, max_bytes: int) -> _Definition:
 def _specialise(definition: _Definition, base: AgentTypeSpec) -> AgentTypeSpec:
     """The spec of a custom type: the base type's agent, renamed, with merged parameters."""
     name = definition.name
-    capabilities = (definition.capabilities if definition.capabilities is not None
-                    else tuple(base.capabilities))
+    capabilities = (
+        definition.capabilities if definition.capabilities is not None else tuple(base.capabilities)
+    )
 
     def factory(parameters: Mapping[str, Any]) -> Agent:
         agent = base.factory({**base.parameters, **parameters})
@@ -320,8 +335,10 @@ def _specialise(definition: _Definition, base: AgentTypeSpec) -> AgentTypeSpec:
 def _check_tools(definition: _Definition, spec: AgentTypeSpec, base: AgentTypeSpec) -> None:
     """Tool settings need a model-backed base; the base type checks their content (nothing is started)."""
     if definition.tool_fields and base.backing == AgentBacking.OFFLINE:
-        raise _Invalid(f"`{definition.tool_fields[0]}` needs a model-backed base type: agents of "
-                       f"{base.name!r} run no model, so they use no tools")
+        raise _Invalid(
+            f"`{definition.tool_fields[0]}` needs a model-backed base type: agents of "
+            f"{base.name!r} run no model, so they use no tools"
+        )
     if spec.validate is None:
         return
     try:
@@ -349,8 +366,9 @@ def _check_builds(spec: AgentTypeSpec, base: AgentTypeSpec) -> None:
         raise _Invalid(problem)
 
 
-def load_custom_agent_types(settings: Settings, known: Mapping[str, AgentTypeSpec], *,
-                            log_problems: bool = True) -> CustomAgentTypes:
+def load_custom_agent_types(
+    settings: Settings, known: Mapping[str, AgentTypeSpec], *, log_problems: bool = True
+) -> CustomAgentTypes:
     """The custom types of ``$MAOS_HOME/agents`` that specialise ``known`` types (or each other).
 
     Args:
@@ -370,11 +388,13 @@ def load_custom_agent_types(settings: Settings, known: Mapping[str, AgentTypeSpe
             definition = _parse(path, max_bytes)
             if definition.name in known:
                 owner = getattr(known[definition.name], "source", "")
-                raise _Invalid(f"agent type {definition.name!r} already exists (from {owner}); "
-                               "choose another name")
+                raise _Invalid(
+                    f"agent type {definition.name!r} already exists (from {owner}); choose another name"
+                )
             if definition.name in seen:
-                raise _Invalid(f"agent type {definition.name!r} is also defined in "
-                               f"{seen[definition.name].name}")
+                raise _Invalid(
+                    f"agent type {definition.name!r} is also defined in {seen[definition.name].name}"
+                )
         except _Invalid as exc:
             found.problems.append(Problem(path, str(exc)))
             continue

@@ -89,8 +89,14 @@ class ResourceExhausted(MaosError):
 
     default_reason = "ERROR_REASON_LIMIT_EXCEEDED"
 
-    def __init__(self, message: str, *, reason: str | None = None, retry_after: float | None = None,
-                 metadata: dict[str, str] | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: str | None = None,
+        retry_after: float | None = None,
+        metadata: dict[str, str] | None = None,
+    ):
         super().__init__(message, reason=reason, metadata=metadata)
         self.retry_after = retry_after
 

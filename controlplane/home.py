@@ -59,8 +59,12 @@ def create_private_file(path: Path) -> None:
         mode = stat.S_IMODE(os.fstat(fd).st_mode)
         if mode & PRIVATE_UMASK:
             os.fchmod(fd, mode & ~PRIVATE_UMASK)
-            log.warning("tightened the permissions of %s from %o to %o (readable by its owner only)",
-                        path, mode, mode & ~PRIVATE_UMASK)
+            log.warning(
+                "tightened the permissions of %s from %o to %o (readable by its owner only)",
+                path,
+                mode,
+                mode & ~PRIVATE_UMASK,
+            )
     finally:
         os.close(fd)
 

@@ -46,9 +46,11 @@ def agent_environment(environ: Mapping[str, str], needed: Iterable[str] = ()) ->
     from controlplane.config import known_options
     from controlplane.redaction import is_secret_setting
 
-    settings = {o.env_var for o in known_options().values()
-                if not o.key.startswith(("database.", "redis.", "security."))
-                and not is_secret_setting(o.key)}
+    settings = {
+        o.env_var
+        for o in known_options().values()
+        if not o.key.startswith(("database.", "redis.", "security.")) and not is_secret_setting(o.key)
+    }
     return child_environment(environ, [*sorted(settings | AGENT_MAOS_VARIABLES), *needed])
 
 
@@ -76,8 +78,13 @@ class Launch:
 class LocalLauncher:
     """Starts and supervises agent processes on this machine."""
 
-    def __init__(self, server_address: str, home: Path | None = None, max_agents: int = 10,
-                 limits: AgentLimits | None = None):
+    def __init__(
+        self,
+        server_address: str,
+        home: Path | None = None,
+        max_agents: int = 10,
+        limits: AgentLimits | None = None,
+    ):
         self.server_address = server_address
         #: Memory and CPU limits set on every process started (``system.max_*``, ``agents.defaults.*``).
         self.limits = limits or AgentLimits()
@@ -114,27 +121,42 @@ class LocalLauncher:
         try:
             tls.credentials()
         except TlsFileError as exc:
-            fields = {tls.ca_file: "client.tls.ca_file", tls.cert_file: "client.tls.cert_file",
-                      tls.key_file: "client.tls.key_file"}
+            fields = {
+                tls.ca_file: "client.tls.ca_file",
+                tls.cert_file: "client.tls.cert_file",
+                tls.key_file: "client.tls.key_file",
+            }
             setting = fields.get(exc.path, "client.tls")
-            raise InvalidArgument(f"{setting} (used by launched agents): {exc.message}", field=setting) from None
+            raise InvalidArgument(
+                f"{setting} (used by launched agents): {exc.message}", field=setting
+            ) from None
         self.tls = ClientTls(True, tls.ca_file, tls.cert_file, tls.key_file, tls.server_name)
         if not tls.ca_file:
-            log.warning("client.tls.ca_file is not set: launched agents verify this control plane's "
-                        "certificate with the system's trusted CAs")
+            log.warning(
+                "client.tls.ca_file is not set: launched agents verify this control plane's "
+                "certificate with the system's trusted CAs"
+            )
         self._cannot_launch = (
             "the control plane requires client certificates (server.tls.require_client_auth) but launched "
             "agents have none: set client.tls.cert_file and client.tls.key_file"
-            if client_certificate_required and not tls.cert_file else "")
+            if client_certificate_required and not tls.cert_file
+            else ""
+        )
 
     @property
     def active(self) -> int:
         """Launches not being stopped."""
         return sum(1 for launch in self.launches.values() if not launch.stopping)
 
-    async def spawn(self, agent_type: str, *, capabilities: list[str] | None = None,
-                    max_concurrency: int = 0, labels: dict[str, str] | None = None,
-                    owner: str = "") -> Launch:
+    async def spawn(
+        self,
+        agent_type: str,
+        *,
+        capabilities: list[str] | None = None,
+        max_concurrency: int = 0,
+        labels: dict[str, str] | None = None,
+        owner: str = "",
+    ) -> Launch:
         """Start one supervised agent process of ``agent_type`` (owned by ``owner``; "": the control plane)."""
         if self._cannot_launch:
             raise FailedPrecondition(self._cannot_launch, reason="ERROR_REASON_NOT_SUPPORTED")
@@ -142,9 +164,21 @@ class LocalLauncher:
             raise Unavailable("the control plane is stopping", reason="ERROR_REASON_SHUTTING_DOWN")
         self.limits.admit(self.active)
         launch_id = secrets.token_hex(6)
-        args = [sys.executable, "-m", "agent_sdk.runner", "run", "--type", agent_type,
-                "--server", self.server_address, "--launch-id", launch_id, "--grace", "10",
-                *self.tls.agent_args()]
+        args = [
+            sys.executable,
+            "-m",
+            "agent_sdk.runner",
+            "run",
+            "--type",
+            agent_type,
+            "--server",
+            self.server_address,
+            "--launch-id",
+            launch_id,
+            "--grace",
+            "10",
+            *self.tls.agent_args(),
+        ]
         if capabilities:
             args += ["--capabilities", ",".join(capabilities)]
         if max_concurrency:
@@ -155,8 +189,9 @@ class LocalLauncher:
             await self._start(launch)
         except OSError as exc:  # no process, no quota used
             del self.launches[launch_id]
-            raise Unavailable(f"cannot start a {agent_type} agent process: {exc}",
-                              reason="ERROR_REASON_NOT_SUPPORTED") from exc
+            raise Unavailable(
+                f"cannot start a {agent_type} agent process: {exc}", reason="ERROR_REASON_NOT_SUPPORTED"
+            ) from exc
         if launch.stopping or self._stopped:  # stopped while it started: end it, do not supervise it
             launch.stopping = True
             self.launches[launch_id] = launch
@@ -178,8 +213,12 @@ class LocalLauncher:
         if self.token:
             env["MAOS_TOKEN"] = self.token
         launch.process = await asyncio.create_subprocess_exec(
-            *launch.args, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
-            stderr=stderr, env=env, start_new_session=True,
+            *launch.args,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=stderr,
+            env=env,
+            start_new_session=True,
         )
         try:
             self.limits.apply(launch.process.pid)
@@ -196,8 +235,13 @@ class LocalLauncher:
                 return
             launch.restarts += 1
             delay = min(30.0, 0.5 * 2 ** min(launch.restarts, 6))
-            log.warning("agent process %s (%s) exited with %s; restarting in %.1f s",
-                        launch.id, launch.agent_type, code, delay)
+            log.warning(
+                "agent process %s (%s) exited with %s; restarting in %.1f s",
+                launch.id,
+                launch.agent_type,
+                code,
+                delay,
+            )
             await asyncio.sleep(delay)
             if launch.stopping:
                 return
@@ -207,7 +251,9 @@ class LocalLauncher:
             try:
                 await asyncio.shield(launch.starting)
             except OSError:
-                log.exception("restarting agent process %s (%s) failed; giving up", launch.id, launch.agent_type)
+                log.exception(
+                    "restarting agent process %s (%s) failed; giving up", launch.id, launch.agent_type
+                )
                 self.launches.pop(launch.id, None)
                 return
             if launch.stopping:
@@ -290,11 +336,17 @@ class LocalLauncher:
             await self._start(launch)
         except OSError as exc:
             self.launches.pop(launch.id, None)
-            raise Unavailable(f"cannot start a {launch.agent_type} agent process: {exc}",
-                              reason="ERROR_REASON_NOT_SUPPORTED") from exc
+            raise Unavailable(
+                f"cannot start a {launch.agent_type} agent process: {exc}",
+                reason="ERROR_REASON_NOT_SUPPORTED",
+            ) from exc
         launch.supervisor = asyncio.get_running_loop().create_task(self._supervise(launch))
-        log.info("agent process %s (%s) restarted as pid %s", launch.id, launch.agent_type,
-                 launch.process.pid if launch.process else "?")
+        log.info(
+            "agent process %s (%s) restarted as pid %s",
+            launch.id,
+            launch.agent_type,
+            launch.process.pid if launch.process else "?",
+        )
 
     def stop_after(self, launch: Launch, grace: float) -> None:
         """Let a process that was told to leave exit within ``grace`` seconds, then end it (no restart)."""
@@ -306,8 +358,12 @@ class LocalLauncher:
                 try:
                     await asyncio.wait_for(asyncio.shield(process.wait()), grace)
                 except TimeoutError:
-                    log.warning("agent process %s (%s) did not exit within %.1f s; stopping it",
-                                launch.id, launch.agent_type, grace)
+                    log.warning(
+                        "agent process %s (%s) did not exit within %.1f s; stopping it",
+                        launch.id,
+                        launch.agent_type,
+                        grace,
+                    )
             await self.stop_launch(launch, KILL_GRACE)
 
         reaper = asyncio.get_running_loop().create_task(reap())

@@ -105,8 +105,12 @@ class LogFilter:
 class LogBook:
     """The ring of recent records and the live subscribers to it."""
 
-    def __init__(self, capacity: int = 20_000, task_owner: Callable[[str], str] | None = None,
-                 agent_owner: Callable[[str], str] | None = None):
+    def __init__(
+        self,
+        capacity: int = 20_000,
+        task_owner: Callable[[str], str] | None = None,
+        agent_owner: Callable[[str], str] | None = None,
+    ):
         """``task_owner``/``agent_owner`` name the owner of a task or agent id ("" if unknown)."""
         self._entries: deque[LogEntry] = deque(maxlen=capacity)
         self._seq = 0
@@ -145,20 +149,25 @@ class LogBook:
                 ERROR_REASON_RESUME_POINT_LOST): records after it may be lost.
         """
         if seq > self._seq or seq < 0:
-            raise InvalidArgument(f"after_record_id names log record {seq}, which has not been written here "
-                                  f"(the latest is {self._seq})",
-                                  field="after_record_id")
+            raise InvalidArgument(
+                f"after_record_id names log record {seq}, which has not been written here "
+                f"(the latest is {self._seq})",
+                field="after_record_id",
+            )
         oldest = self._entries[0].seq if self._entries else self._seq + 1
         if seq < oldest - 1:
             raise FailedPrecondition(
                 f"log record {seq} is no longer kept: the log keeps its last {self._entries.maxlen} records "
                 f"(the oldest now is {oldest}); tail again without a resume id, or read older records "
-                "from the log files", reason="ERROR_REASON_RESUME_POINT_LOST",
-                metadata={"oldest_kept": str(oldest)})
+                "from the log files",
+                reason="ERROR_REASON_RESUME_POINT_LOST",
+                metadata={"oldest_kept": str(oldest)},
+            )
         return self.query(wanted, seq, len(self._entries))
 
-    def query_newest(self, wanted: LogFilter, before_seq: int | None = None,
-                     limit: int = 100) -> list[LogEntry]:
+    def query_newest(
+        self, wanted: LogFilter, before_seq: int | None = None, limit: int = 100
+    ) -> list[LogEntry]:
         """Matching records before ``before_seq`` (None: the newest), newest first, at most ``limit``."""
         found = []
         for entry in reversed(self._entries):
@@ -203,7 +212,14 @@ class LogBookHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         try:
             name = record.name.removeprefix("controlplane.")
-            self.book.add(LogEntry(level=record.levelno, component=name.split(".")[0], message=record.getMessage(),
-                                   time=record.created, task_id=getattr(record, "task_id", "")))
+            self.book.add(
+                LogEntry(
+                    level=record.levelno,
+                    component=name.split(".")[0],
+                    message=record.getMessage(),
+                    time=record.created,
+                    task_id=getattr(record, "task_id", ""),
+                )
+            )
         except Exception:
             self.handleError(record)

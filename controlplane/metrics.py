@@ -33,7 +33,9 @@ class _QueueCollector(Collector):
         self._source = source
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        family = GaugeMetricFamily("maos_tasks_pending", "Queued subtasks waiting for an agent.", labels=["queue"])
+        family = GaugeMetricFamily(
+            "maos_tasks_pending", "Queued subtasks waiting for an agent.", labels=["queue"]
+        )
         counts = self._source()
         for priority in Priority:
             family.add_metric([priority.name.lower()], counts.get(priority.name, 0))
@@ -53,13 +55,16 @@ class _ScalingCollector(Collector):
             labels=["agent_type"],
         )
         wait = GaugeMetricFamily(
-            "maos_scaling_oldest_wait_seconds", "Seconds the oldest of that work has been queued.",
+            "maos_scaling_oldest_wait_seconds",
+            "Seconds the oldest of that work has been queued.",
             labels=["agent_type"],
         )
-        desired = GaugeMetricFamily("maos_scaling_desired_agents", "Agents the autoscaler wants.",
-                                    labels=["agent_type"])
-        current = GaugeMetricFamily("maos_scaling_current_agents", "Supervised agents of the type.",
-                                    labels=["agent_type"])
+        desired = GaugeMetricFamily(
+            "maos_scaling_desired_agents", "Agents the autoscaler wants.", labels=["agent_type"]
+        )
+        current = GaugeMetricFamily(
+            "maos_scaling_current_agents", "Supervised agents of the type.", labels=["agent_type"]
+        )
         for row in self._source():
             queued.add_metric([row.agent_type], row.queued)
             wait.add_metric([row.agent_type], row.oldest_wait)
@@ -93,8 +98,11 @@ class Metrics:
             registry=r,
         )
         self.run_seconds = Histogram(
-            "maos_task_run_seconds", "Time from a task's start to its end.", ["outcome"],
-            buckets=TASK_BUCKETS, registry=r,
+            "maos_task_run_seconds",
+            "Time from a task's start to its end.",
+            ["outcome"],
+            buckets=TASK_BUCKETS,
+            registry=r,
         )
         for outcome in ("completed", "failed", "cancelled"):
             self.run_seconds.labels(outcome)  # export every series from the start
@@ -102,14 +110,19 @@ class Metrics:
         self.lease_expirations = Counter(
             "maos_agent_lease_expirations_total", "Leases that expired without a heartbeat.", registry=r
         )
-        self.retries = Counter("maos_subtask_retries_total", "Subtasks queued again for another attempt.", registry=r)
+        self.retries = Counter(
+            "maos_subtask_retries_total", "Subtasks queued again for another attempt.", registry=r
+        )
         self.commit_seconds = Histogram(
             "maos_storage_commit_seconds", "Duration of one group commit.", registry=r
         )
-        self.commit_rows = Counter("maos_storage_committed_rows_total", "Rows written by group commits.", registry=r)
+        self.commit_rows = Counter(
+            "maos_storage_committed_rows_total", "Rows written by group commits.", registry=r
+        )
         self.webhook_attempts = Counter(
             "maos_webhook_delivery_attempts_total",
-            "Webhook delivery attempts by outcome: succeeded, retrying, or failed (given up).", ["outcome"],
+            "Webhook delivery attempts by outcome: succeeded, retrying, or failed (given up).",
+            ["outcome"],
             registry=r,
         )
         for outcome in ("succeeded", "retrying", "failed"):
@@ -118,42 +131,63 @@ class Metrics:
             "maos_webhook_delivery_seconds", "Duration of one webhook delivery attempt.", registry=r
         )
         self.rpc_handled = Counter(
-            "grpc_server_handled_total", "RPCs completed on the server.",
-            ["grpc_type", "grpc_service", "grpc_method", "grpc_code"], registry=r,
+            "grpc_server_handled_total",
+            "RPCs completed on the server.",
+            ["grpc_type", "grpc_service", "grpc_method", "grpc_code"],
+            registry=r,
         )
         self.rpc_seconds = Histogram(
-            "grpc_server_handling_seconds", "Time to handle an RPC.",
-            ["grpc_type", "grpc_service", "grpc_method"], registry=r,
+            "grpc_server_handling_seconds",
+            "Time to handle an RPC.",
+            ["grpc_type", "grpc_service", "grpc_method"],
+            registry=r,
         )
         self.scale_events = Counter(
-            "maos_scaling_events_total", "Agents launched (direction up) or stopped (down) by autoscaling.",
-            ["agent_type", "direction"], registry=r,
+            "maos_scaling_events_total",
+            "Agents launched (direction up) or stopped (down) by autoscaling.",
+            ["agent_type", "direction"],
+            registry=r,
         )
         self.rate_limited_calls = Counter(
-            "maos_rate_limited_total", "Calls refused with RESOURCE_EXHAUSTED by a rate limit "
-            "(limit: principal or failed_auth).", ["grpc_service", "grpc_method", "limit"], registry=r,
+            "maos_rate_limited_total",
+            "Calls refused with RESOURCE_EXHAUSTED by a rate limit (limit: principal or failed_auth).",
+            ["grpc_service", "grpc_method", "limit"],
+            registry=r,
         )
 
         # Model pacing (controlplane.pacing): ``model`` is bounded by controlplane.pacing.MAX_MODELS.
         self.model_permits = Counter(
-            "maos_model_permits_total", "Permits for model calls by outcome: granted, held (had to wait), "
-            "deferred (not granted within the caller's max_wait).", ["model", "outcome"], registry=r,
+            "maos_model_permits_total",
+            "Permits for model calls by outcome: granted, held (had to wait), "
+            "deferred (not granted within the caller's max_wait).",
+            ["model", "outcome"],
+            registry=r,
         )
         self.model_breaker_state = Gauge(
-            "maos_model_breaker_state", "Circuit breaker of a model: 1 closed, 2 open, 3 half-open.", ["model"],
+            "maos_model_breaker_state",
+            "Circuit breaker of a model: 1 closed, 2 open, 3 half-open.",
+            ["model"],
             registry=r,
         )
         self.model_calls_held = Gauge(
-            "maos_model_calls_held", "Model calls waiting for a permit now.", ["model"], registry=r,
+            "maos_model_calls_held",
+            "Model calls waiting for a permit now.",
+            ["model"],
+            registry=r,
         )
         self.model_permit_wait_seconds = Histogram(
-            "maos_model_permit_wait_seconds", "Time a model call waited for its permit (or until deferred).",
-            buckets=(0.001, 0.01, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 300), registry=r,
+            "maos_model_permit_wait_seconds",
+            "Time a model call waited for its permit (or until deferred).",
+            buckets=(0.001, 0.01, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+            registry=r,
         )
         self.model_overloaded_answers = Counter(
-            "maos_model_overloaded_answers_total", "429 and 529 answers agents reported, by model and status.",
-            ["model", "status"], registry=r,
+            "maos_model_overloaded_answers_total",
+            "429 and 529 answers agents reported, by model and status.",
+            ["model", "status"],
+            registry=r,
         )
+
     def watch_scaling(self, source: Callable[[], list[Any]]) -> None:
         """Export the autoscaler's per-type queue depth, wait, desired and current agents at scrape time."""
         self.registry.register(_ScalingCollector(source))
@@ -193,7 +227,8 @@ class Metrics:
         child = self._transitions.get((before, after))
         if child is None:
             child = self._transitions[(before, after)] = self.task_transitions.labels(
-                before.name.lower(), after.name.lower())
+                before.name.lower(), after.name.lower()
+            )
         child.inc()
 
     def schedule_to_start(self, seconds: float) -> None:

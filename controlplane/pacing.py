@@ -125,9 +125,14 @@ class Pacer:
         clock: Monotonic seconds (tests pass their own).
     """
 
-    def __init__(self, limits: Mapping[str, RateLimits] | None = None, policy: BreakerPolicy | None = None,
-                 store: PacingStore | None = None, metrics: Any = None,
-                 clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        limits: Mapping[str, RateLimits] | None = None,
+        policy: BreakerPolicy | None = None,
+        store: PacingStore | None = None,
+        metrics: Any = None,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.configured = dict(limits or {})
         self.policy = policy or BreakerPolicy()
         self.store: PacingStore = store or MemoryPacingStore()
@@ -145,10 +150,11 @@ class Pacer:
     def from_settings(cls, settings: Any, metrics: Any = None) -> Pacer:
         """A pacer configured by ``models.rate_limits`` and ``models.breaker.*``."""
         limits = {model: RateLimits(**values) for model, values in settings["models.rate_limits"].items()}
-        policy = BreakerPolicy(failure_threshold=settings["models.breaker.failure_threshold"],
-                               cooldown=settings["models.breaker.cooldown"],
-                               max_cooldown=max(settings["models.breaker.cooldown"],
-                                                settings["models.breaker.max_cooldown"]))
+        policy = BreakerPolicy(
+            failure_threshold=settings["models.breaker.failure_threshold"],
+            cooldown=settings["models.breaker.cooldown"],
+            max_cooldown=max(settings["models.breaker.cooldown"], settings["models.breaker.max_cooldown"]),
+        )
         return cls(limits, policy, metrics=metrics)
 
     # --- state ----------------------------------------------------------------------
@@ -159,8 +165,11 @@ class Pacer:
         if pacing is None:
             if len(self.store.models()) >= MAX_MODELS:
                 if not self._unpaced_warned:
-                    log.warning("more than %d models are called: calls to %r and further models are not paced",
-                                MAX_MODELS, model)
+                    log.warning(
+                        "more than %d models are called: calls to %r and further models are not paced",
+                        MAX_MODELS,
+                        model,
+                    )
                     self._unpaced_warned = True
                 return None
             pacing = ModelPacing(model, self.configured.get(model, RateLimits()), self.policy, self.clock())
@@ -175,7 +184,9 @@ class Pacer:
 
     # --- permits -------------------------------------------------------------------
 
-    def grant_now(self, model: str, input_tokens: int = 0, output_tokens: int = 0, holder: str = "") -> Grant | None:
+    def grant_now(
+        self, model: str, input_tokens: int = 0, output_tokens: int = 0, holder: str = ""
+    ) -> Grant | None:
         """The fast path of :meth:`acquire`, without waiting: a permit if one may be granted at once and
         nobody waits before this call, else None (then call :meth:`acquire`).
 
@@ -183,8 +194,10 @@ class Pacer:
             ValueError: The model name is not one.
         """
         if not MODEL_NAME.match(model):
-            raise ValueError(f"model: {model[:64]!r} is not a model name (letters, digits and ._:@/-, "
-                             "at most 100 characters)")
+            raise ValueError(
+                f"model: {model[:64]!r} is not a model name (letters, digits and ._:@/-, "
+                "at most 100 characters)"
+            )
         input_tokens, output_tokens = max(0, int(input_tokens)), max(0, int(output_tokens))
         pacing = self._pacing(model)
         if pacing is None:
@@ -196,8 +209,15 @@ class Pacer:
             return self._grant(model, pacing, holder, 0.0, input_tokens, output_tokens)
         return None
 
-    async def acquire(self, model: str, input_tokens: int = 0, output_tokens: int = 0, *,
-                      max_wait: float = 10.0, holder: str = "") -> Grant | Deferred:
+    async def acquire(
+        self,
+        model: str,
+        input_tokens: int = 0,
+        output_tokens: int = 0,
+        *,
+        max_wait: float = 10.0,
+        holder: str = "",
+    ) -> Grant | Deferred:
         """A permit for one call to ``model``, waiting at most ``max_wait`` seconds for it.
 
         Args:
@@ -228,7 +248,9 @@ class Pacer:
         self._waiting[holder] = self._waiting.get(holder, 0) + 1
         self._observe(model)
         try:
-            return await self._wait_turn(model, pacing, queue, start, max_wait, holder, input_tokens, output_tokens)
+            return await self._wait_turn(
+                model, pacing, queue, start, max_wait, holder, input_tokens, output_tokens
+            )
         finally:
             self._waiting[holder] -= 1
             if not self._waiting[holder]:
@@ -236,8 +258,17 @@ class Pacer:
             pacing.held -= 1
             self._observe(model)
 
-    async def _wait_turn(self, model: str, pacing: ModelPacing, queue: asyncio.Lock, start: float,
-                         max_wait: float, holder: str, input_tokens: int, output_tokens: int) -> Grant | Deferred:
+    async def _wait_turn(
+        self,
+        model: str,
+        pacing: ModelPacing,
+        queue: asyncio.Lock,
+        start: float,
+        max_wait: float,
+        holder: str,
+        input_tokens: int,
+        output_tokens: int,
+    ) -> Grant | Deferred:
         deadline = start + max_wait
         try:
             await asyncio.wait_for(queue.acquire(), max(0.0, deadline - self.clock()))
@@ -260,8 +291,15 @@ class Pacer:
         finally:
             queue.release()
 
-    def _grant(self, model: str, pacing: ModelPacing | None, holder: str, waited: float,
-               input_tokens: int, output_tokens: int) -> Grant:
+    def _grant(
+        self,
+        model: str,
+        pacing: ModelPacing | None,
+        holder: str,
+        waited: float,
+        input_tokens: int,
+        output_tokens: int,
+    ) -> Grant:
         permit_id = f"p{next(self._ids)}"
         if pacing is not None:
             pacing.grant(self.clock(), permit_id, input_tokens, output_tokens)
@@ -280,7 +318,9 @@ class Pacer:
         # "until a call ends" has no figure: ask again after a short while
         return Deferred(pacing.model, max(0.05, wait if wait is not None else _POLL), reason)
 
-    def report(self, permit_id: str, outcome: CallOutcome, model: str = "", holder: str | None = None) -> None:
+    def report(
+        self, permit_id: str, outcome: CallOutcome, model: str = "", holder: str | None = None
+    ) -> None:
         """Apply the outcome of a call; ``model`` is needed only for a permit the pacer does not know
         (one freed when its stream ended: the outcome still counts). With ``holder``, a permit that
         another holder holds is left alone (an agent reports only on its own calls)."""
@@ -294,15 +334,26 @@ class Pacer:
         pacing = self.store.get(name)
         if pacing is None:
             return
-        outcome = CallOutcome(outcome.status, outcome.retry_after, clean_headers(outcome.headers),
-                              outcome.input_tokens, outcome.output_tokens, outcome.abandoned)
+        outcome = CallOutcome(
+            outcome.status,
+            outcome.retry_after,
+            clean_headers(outcome.headers),
+            outcome.input_tokens,
+            outcome.output_tokens,
+            outcome.abandoned,
+        )
         before = pacing.state
         pacing.report(self.clock(), permit_id, outcome)
         if outcome.overloaded and self.metrics is not None:
             self.metrics.model_overloaded_answers.labels(name, str(outcome.status)).inc()
         if pacing.state != before:
-            log.warning("model %s: breaker %s -> %s%s", name, before.name, pacing.state.name,
-                        f" ({pacing.last_problem})" if pacing.state == BreakerState.OPEN else "")
+            log.warning(
+                "model %s: breaker %s -> %s%s",
+                name,
+                before.name,
+                pacing.state.name,
+                f" ({pacing.last_problem})" if pacing.state == BreakerState.OPEN else "",
+            )
         self._signal(name)
 
     def release_holder(self, holder: str) -> None:
@@ -316,8 +367,9 @@ class Pacer:
                     self._signal(model)
 
     @contextlib.asynccontextmanager
-    async def call(self, model: str, input_tokens: int = 0, output_tokens: int = 0, *,
-                   max_wait: float = 10.0) -> AsyncIterator[Grant | Deferred]:
+    async def call(
+        self, model: str, input_tokens: int = 0, output_tokens: int = 0, *, max_wait: float = 10.0
+    ) -> AsyncIterator[Grant | Deferred]:
         """``acquire`` for a call made in this process; an outcome not reported is reported abandoned."""
         permit = await self.acquire(model, input_tokens, output_tokens, max_wait=max_wait)
         try:
@@ -331,15 +383,26 @@ class Pacer:
         (the Claude planner): the same permits and outcomes as agents', without a stream."""
 
         async def ask(model: str, input_tokens: int, output_tokens: int, max_wait: float) -> PermitAnswer:
-            answer = await self.acquire(model, input_tokens, output_tokens, max_wait=max_wait, holder="control-plane")
+            answer = await self.acquire(
+                model, input_tokens, output_tokens, max_wait=max_wait, holder="control-plane"
+            )
             if isinstance(answer, Deferred):
                 return PermitAnswer(False, retry_after=answer.retry_after, reason=answer.reason)
             return PermitAnswer(True, answer.permit_id, answer.waited)
 
         def send(outcome: Outcome) -> None:
-            self.report(outcome.permit_id, CallOutcome(outcome.status, outcome.retry_after, outcome.headers or {},
-                                                       outcome.input_tokens, outcome.output_tokens,
-                                                       outcome.abandoned), model=outcome.model)
+            self.report(
+                outcome.permit_id,
+                CallOutcome(
+                    outcome.status,
+                    outcome.retry_after,
+                    outcome.headers or {},
+                    outcome.input_tokens,
+                    outcome.output_tokens,
+                    outcome.abandoned,
+                ),
+                model=outcome.model,
+            )
 
         return ModelPacer(ask, send)
 

@@ -168,8 +168,9 @@ def _unknown_hooks(pm: pluggy.PluginManager, plugin: Any) -> str:
     return f"unknown hook {', '.join(wrong)}; docs/plugin_hooks.md lists the hooks" if wrong else ""
 
 
-def _guarded(pm: MaosPluginManager, plugin: str, hook: str,
-             function: Callable[..., Any]) -> Callable[..., Any]:
+def _guarded(
+    pm: MaosPluginManager, plugin: str, hook: str, function: Callable[..., Any]
+) -> Callable[..., Any]:
     """``function`` reporting an exception it raises and returning nothing instead."""
 
     @functools.wraps(function)
@@ -177,8 +178,9 @@ def _guarded(pm: MaosPluginManager, plugin: str, hook: str,
         try:
             return function(*args, **kwargs)
         except Exception as exc:  # noqa: BLE001  (one plugin's failure must not stop MAOS)
-            pm.report(f"plugin {plugin}: {hook} failed ({type(exc).__name__}: {exc}); what it registers is "
-                      "left out")
+            pm.report(
+                f"plugin {plugin}: {hook} failed ({type(exc).__name__}: {exc}); what it registers is left out"
+            )
             return None
 
     return call
@@ -232,8 +234,14 @@ def _collect_settings(pm: pluggy.PluginManager) -> tuple[dict[str, Option], dict
     return options, by_plugin
 
 
-def _settings_problem(name: str, result: Any, options: dict[str, Any], owners: dict[str, str],
-                      core: frozenset[str], option_type: type) -> str:
+def _settings_problem(
+    name: str,
+    result: Any,
+    options: dict[str, Any],
+    owners: dict[str, str],
+    core: frozenset[str],
+    option_type: type,
+) -> str:
     """What is wrong with the settings one plugin registers ("" when nothing)."""
     if not isinstance(result, list | tuple) or not all(isinstance(o, option_type) for o in result):
         return "register_settings must return a list of controlplane.config.Option"

@@ -26,17 +26,19 @@ SET = "(set)"
 # A setting's last dotted segment that names a secret (``key_file`` and other paths are not secrets).
 _SECRET_SETTING = re.compile(
     r"(?:^|_)(?:api_?key|key|secret|secrets|token|tokens|password|passwd|passphrase|pwd|credentials?"
-    r"|private_key|access_key|signing_key)$", re.IGNORECASE)
+    r"|private_key|access_key|signing_key)$",
+    re.IGNORECASE,
+)
 # A query parameter or connection-string field that carries a credential.
-_SECRET_PARAM = re.compile(
-    r"pass|pwd|secret|token|key|auth|credential|signature|sig$|session", re.IGNORECASE)
+_SECRET_PARAM = re.compile(r"pass|pwd|secret|token|key|auth|credential|signature|sig$|session", re.IGNORECASE)
 # A URL with a scheme (``postgresql+psycopg://...``, ``redis://...``, ``https://...``).
 _URL = re.compile(r"\b[A-Za-z][A-Za-z0-9+.\-]*://[^\s'\"<>]+")
 # ``password=...`` style pairs outside URLs (libpq connection strings, log lines).
 _PAIR = re.compile(
     r"(?P<name>\b[A-Za-z_]*(?:password|passwd|pwd|secret|token|api_?key))(?![A-Za-z])(?P<sep>\s*=\s*)"
     r"(?P<quote>['\"]?)(?P<value>[^\s'\"&,;]+)(?P=quote)",
-    re.IGNORECASE)
+    re.IGNORECASE,
+)
 
 
 def is_secret_setting(key: str) -> bool:
@@ -65,8 +67,9 @@ def redact_url(url: str) -> str:
     if query:
         pairs = parse_qsl(query, keep_blank_values=True)
         if any(_SECRET_PARAM.search(name) for name, _ in pairs):
-            query = "&".join(f"{name}={MASK if _SECRET_PARAM.search(name) else value}"
-                             for name, value in pairs)
+            query = "&".join(
+                f"{name}={MASK if _SECRET_PARAM.search(name) else value}" for name, value in pairs
+            )
     if (netloc, query) == (parts.netloc, parts.query):
         return url
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))

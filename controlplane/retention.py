@@ -41,8 +41,11 @@ class AuditRetention:
         cutoff = (time.time() if at is None else at) - self.retention_days * DAY
         deleted = await self.storage.call(backend.delete_audit_before, cutoff)
         if deleted:
-            log.info("deleted %d audit records older than %d days (audit.retention_days)", deleted,
-                     self.retention_days)
+            log.info(
+                "deleted %d audit records older than %d days (audit.retention_days)",
+                deleted,
+                self.retention_days,
+            )
         return deleted
 
     def start(self) -> None:

@@ -23,8 +23,13 @@ log = logging.getLogger(__name__)
 def configure_logging(settings: Settings) -> None:
     """Log to stderr and to ``$MAOS_HOME/logs/controlplane.log``."""
     logs = private_dir(settings.home / "logs")
-    open_private(logs / "controlplane.log").close()  # created 0600; build_app tightens an older one, saying so
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr), logging.FileHandler(logs / "controlplane.log")]
+    open_private(
+        logs / "controlplane.log"
+    ).close()  # created 0600; build_app tightens an older one, saying so
+    handlers: list[logging.Handler] = [
+        logging.StreamHandler(sys.stderr),
+        logging.FileHandler(logs / "controlplane.log"),
+    ]
     for handler in handlers:
         handler.addFilter(RedactingFilter())  # no credential reaches a log line
     logging.basicConfig(
@@ -55,9 +60,11 @@ async def serve(
     check_pool(app.pm, settings, pool)
     if settings["scaling.enabled"]:
         if not settings["scaling.types"]:
-            raise FailedPrecondition("scaling.enabled is true but scaling.types names no agent type to scale; "
-                                     "set it, for example `scaling.types: {echo: {min: 1, max: 4}}`, or turn "
-                                     "scaling.enabled off")
+            raise FailedPrecondition(
+                "scaling.enabled is true but scaling.types names no agent type to scale; "
+                "set it, for example `scaling.types: {echo: {min: 1, max: 4}}`, or turn "
+                "scaling.enabled off"
+            )
         check_pool(app.pm, settings, {name: 1 for name in settings["scaling.types"]}, field="scaling.types")
     app.engine.supply.enabled = False  # nothing launched on demand until the pool is
     stop = asyncio.Event()

@@ -45,20 +45,41 @@ async def running_tasks(client: Client) -> list[Any]:
 
 async def list_resources(client: Client) -> types.ListResourcesResult:
     """The running-tasks listing and one resource per running task."""
-    resources = [types.Resource(name="running-tasks", title="Running tasks", uri=RUNNING_URI, mime_type=_JSON,
-                                description="Unfinished tasks (pending, queued, running) this key may see.")]
+    resources = [
+        types.Resource(
+            name="running-tasks",
+            title="Running tasks",
+            uri=RUNNING_URI,
+            mime_type=_JSON,
+            description="Unfinished tasks (pending, queued, running) this key may see.",
+        )
+    ]
     for task in await running_tasks(client):
-        resources.append(types.Resource(name=f"task-{bare_id(task.name)}", uri=task_uri(task.name),
-                                        title=task.description[:80], mime_type=_JSON,
-                                        description=f"Task {bare_id(task.name)}: status, subtasks and plan."))
+        resources.append(
+            types.Resource(
+                name=f"task-{bare_id(task.name)}",
+                uri=task_uri(task.name),
+                title=task.description[:80],
+                mime_type=_JSON,
+                description=f"Task {bare_id(task.name)}: status, subtasks and plan.",
+            )
+        )
     return types.ListResourcesResult(resources=resources)
 
 
 def list_templates() -> types.ListResourceTemplatesResult:
     """The per-task resource template."""
-    return types.ListResourceTemplatesResult(resource_templates=[types.ResourceTemplate(
-        name="task", title="A task", uri_template=TASK_TEMPLATE, mime_type=_JSON,
-        description="One task by id: status, progress, subtasks, plan and consensus record.")])
+    return types.ListResourceTemplatesResult(
+        resource_templates=[
+            types.ResourceTemplate(
+                name="task",
+                title="A task",
+                uri_template=TASK_TEMPLATE,
+                mime_type=_JSON,
+                description="One task by id: status, progress, subtasks, plan and consensus record.",
+            )
+        ]
+    )
 
 
 async def read_resource(client: Client, uri: str) -> types.ReadResourceResult:
@@ -68,8 +89,9 @@ async def read_resource(client: Client, uri: str) -> types.ReadResourceResult:
     else:
         match = _TASK_URI.match(uri)
         if not match:
-            raise MCPError(RESOURCE_NOT_FOUND,
-                           f"unknown resource {uri!r}; use {RUNNING_URI} or {TASK_TEMPLATE}")
+            raise MCPError(
+                RESOURCE_NOT_FOUND, f"unknown resource {uri!r}; use {RUNNING_URI} or {TASK_TEMPLATE}"
+            )
         try:
             data = to_data(await client.get_task(match.group(1), full=True))
         except NotFoundError as exc:

@@ -57,8 +57,9 @@ def build_server(client_for: ClientFor) -> Server[Any]:
     async def list_tools(ctx: ServerRequestContext[Any, Any], params: Any) -> types.ListToolsResult:
         return types.ListToolsResult(tools=[spec.tool for spec in TOOLS.values()])
 
-    async def on_call_tool(ctx: ServerRequestContext[Any, Any],
-                           params: types.CallToolRequestParams) -> types.CallToolResult:
+    async def on_call_tool(
+        ctx: ServerRequestContext[Any, Any], params: types.CallToolRequestParams
+    ) -> types.CallToolResult:
         try:
             client = client_for(ctx)
         except MaosRpcError as exc:
@@ -68,12 +69,14 @@ def build_server(client_for: ClientFor) -> Server[Any]:
     async def list_resources(ctx: ServerRequestContext[Any, Any], params: Any) -> types.ListResourcesResult:
         return await resources.list_resources(_resource_client(ctx))
 
-    async def list_templates(ctx: ServerRequestContext[Any, Any],
-                             params: Any) -> types.ListResourceTemplatesResult:
+    async def list_templates(
+        ctx: ServerRequestContext[Any, Any], params: Any
+    ) -> types.ListResourceTemplatesResult:
         return resources.list_templates()
 
-    async def read_resource(ctx: ServerRequestContext[Any, Any],
-                            params: types.ReadResourceRequestParams) -> types.ReadResourceResult:
+    async def read_resource(
+        ctx: ServerRequestContext[Any, Any], params: types.ReadResourceRequestParams
+    ) -> types.ReadResourceResult:
         return await resources.read_resource(_resource_client(ctx), str(params.uri))
 
     def _resource_client(ctx: ServerRequestContext[Any, Any]) -> Client:
@@ -82,9 +85,17 @@ def build_server(client_for: ClientFor) -> Server[Any]:
         except MaosRpcError as exc:
             raise MCPError(types.INVALID_REQUEST, str(exc)) from None
 
-    return Server("maos", version=_version(), title="MAOS", instructions=INSTRUCTIONS,
-                  on_list_tools=list_tools, on_call_tool=on_call_tool, on_list_resources=list_resources,
-                  on_list_resource_templates=list_templates, on_read_resource=read_resource)
+    return Server(
+        "maos",
+        version=_version(),
+        title="MAOS",
+        instructions=INSTRUCTIONS,
+        on_list_tools=list_tools,
+        on_call_tool=on_call_tool,
+        on_list_resources=list_resources,
+        on_list_resource_templates=list_templates,
+        on_read_resource=read_resource,
+    )
 
 
 async def serve_stdio(client: Client) -> None:
@@ -129,8 +140,9 @@ def transport_security(host: str, allowed_hosts: Sequence[str] = ()) -> Transpor
     hosts = ["127.0.0.1:*", "localhost:*", "[::1]:*"] if _is_loopback(host) else [f"{host}:*"]
     hosts += list(allowed_hosts)
     origins = [f"{scheme}://{h}" for h in hosts for scheme in ("http", "https")]
-    return TransportSecuritySettings(enable_dns_rebinding_protection=True, allowed_hosts=hosts,
-                                     allowed_origins=origins)
+    return TransportSecuritySettings(
+        enable_dns_rebinding_protection=True, allowed_hosts=hosts, allowed_origins=origins
+    )
 
 
 class HttpTransport:
@@ -153,9 +165,15 @@ class HttpTransport:
             HTTP port passes on the HTTP client's address this way).
     """
 
-    def __init__(self, client: Client, *, host: str = "127.0.0.1", allowed_hosts: Sequence[str] = (),
-                 security: TransportSecuritySettings | None = None,
-                 metadata: Callable[[Request], Sequence[tuple[str, str]]] | None = None):
+    def __init__(
+        self,
+        client: Client,
+        *,
+        host: str = "127.0.0.1",
+        allowed_hosts: Sequence[str] = (),
+        security: TransportSecuritySettings | None = None,
+        metadata: Callable[[Request], Sequence[tuple[str, str]]] | None = None,
+    ):
         self.client = client
 
         def client_for(ctx: ServerRequestContext[Any, Any]) -> Client:
@@ -165,7 +183,8 @@ class HttpTransport:
 
         self.server = build_server(client_for)
         self.manager = StreamableHTTPSessionManager(
-            app=self.server, security_settings=security or transport_security(host, allowed_hosts))
+            app=self.server, security_settings=security or transport_security(host, allowed_hosts)
+        )
         self.asgi: ASGIApp = StreamableHTTPASGIApp(self.manager)
 
     @contextlib.asynccontextmanager
@@ -176,5 +195,7 @@ class HttpTransport:
 
     def app(self, path: str = "/mcp") -> Starlette:
         """A Starlette app serving MCP at ``path`` alone, with its lifespan."""
-        return Starlette(routes=[Route(path, endpoint=self.asgi, methods=["GET", "POST", "DELETE"])],
-                         lifespan=lambda app: self.lifespan())
+        return Starlette(
+            routes=[Route(path, endpoint=self.asgi, methods=["GET", "POST", "DELETE"])],
+            lifespan=lambda app: self.lifespan(),
+        )

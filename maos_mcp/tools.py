@@ -45,92 +45,201 @@ DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100
 
 PRIORITIES = ["LOW", "NORMAL", "MEDIUM", "HIGH", "CRITICAL"]
-STATUSES = [n.removeprefix("TASK_STATUS_") for n in enums.TaskStatus.keys()  # noqa: SIM118 - not a dict
-            if not n.endswith("UNSPECIFIED")]
+STATUSES = [
+    n.removeprefix("TASK_STATUS_")
+    for n in enums.TaskStatus.keys()  # noqa: SIM118 - not a dict
+    if not n.endswith("UNSPECIFIED")
+]
 
-_TASK_ID = {"type": "string", "minLength": 1, "maxLength": 200,
-            "description": "The task's id (t...) or name (tasks/t...), as submit_task or list_tasks gave it."}
+_TASK_ID = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": 200,
+    "description": "The task's id (t...) or name (tasks/t...), as submit_task or list_tasks gave it.",
+}
 
 
 def _schema(properties: dict[str, Any], required: list[str] | None = None) -> dict[str, Any]:
-    return {"type": "object", "properties": properties, "required": required or [],
-            "additionalProperties": False}
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": required or [],
+        "additionalProperties": False,
+    }
 
 
-SUBMIT_SCHEMA = _schema({
-    "description": {"type": "string", "minLength": 1,
-                    "description": "The work, in plain language; MAOS splits it into parallel subtasks."},
-    "task_type": {"type": "string", "description": "research, coding, analysis, mixed or an agent type."},
-    "priority": {"type": "string", "enum": PRIORITIES,
-                 "description": "Default NORMAL (MEDIUM means NORMAL)."},
-    "max_agents": {"type": "integer", "minimum": 1,
-                   "description": "Most agents working on the task at once (default: the server's setting)."},
-    "depends_on": {"type": "array", "items": {"type": "string", "minLength": 1}, "maxItems": MAX_DEPENDENCIES,
-                   "description": "Ids of tasks that must complete first."},
-    "require_consensus": {"type": "boolean", "description": "Let several agents decide by vote."},
-    "consensus_threshold": {"type": "number", "exclusiveMinimum": 0, "maximum": 1,
-                            "description": "Share of votes the winner needs (default 0.5)."},
-    "timeout": {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_TIMEOUT,
-                "description": "Wall-clock limit of the task in seconds (none when unset)."},
-    "context": {"type": "string", "description": "Background every agent sees."},
-    "constraints": {"type": "string", "description": "Rules the result must follow."},
-    "metadata": {"type": "object", "additionalProperties": {"type": "string"},
-                 "maxProperties": MAX_METADATA_ENTRIES, "description": "Labels, text to text."},
-    "max_retries": {"type": "integer", "minimum": 0, "maximum": MAX_RETRIES,
-                    "description": "Retries of each failed subtask (default: the server's setting)."},
-    "initial_backoff": {"type": "number", "minimum": 0, "maximum": MAX_INITIAL_BACKOFF,
-                        "description": "Seconds before the first retry."},
-    "backoff_multiplier": {"type": "number", "minimum": 1, "maximum": MAX_BACKOFF_MULTIPLIER,
-                           "description": "Each retry waits this many times longer than the previous one."},
-    "max_backoff": {"type": "number", "minimum": 0, "maximum": MAX_BACKOFF,
-                    "description": "Longest delay between retries in seconds, at least initial_backoff."},
-    "agent_type": {"type": "string", "description": "Run every subtask on agents of this type."},
-    "max_tokens": {"type": "integer", "minimum": 0,
-                   "description": "Token budget of the whole task (0 or unset: the server's default)."},
-    "max_cost": {"type": "number", "minimum": 0,
-                 "description": "Cost budget of the whole task in US dollars (0 or unset: the server's default)."},
-    "review_rounds": {"type": "integer", "minimum": 0, "maximum": MAX_REVIEW_ROUNDS,
-                      "description": "Rounds in which a reviewer grades the answer and a revision applies the "
-                                     "changes it asks for, until it approves (0 or unset: no review)."},
-    "approve_plan": {"type": "boolean",
-                     "description": "Once planned, wait until a person approves the plan "
-                                    "(`maos task approve ID`) or rejects it (`maos task reject ID`)."},
-    "request_id": {"type": "string", "maxLength": 100,
-                   "description": "Idempotency key (a UUID): one task per key; generated when unset."},
-}, ["description"])
+SUBMIT_SCHEMA = _schema(
+    {
+        "description": {
+            "type": "string",
+            "minLength": 1,
+            "description": "The work, in plain language; MAOS splits it into parallel subtasks.",
+        },
+        "task_type": {"type": "string", "description": "research, coding, analysis, mixed or an agent type."},
+        "priority": {
+            "type": "string",
+            "enum": PRIORITIES,
+            "description": "Default NORMAL (MEDIUM means NORMAL).",
+        },
+        "max_agents": {
+            "type": "integer",
+            "minimum": 1,
+            "description": "Most agents working on the task at once (default: the server's setting).",
+        },
+        "depends_on": {
+            "type": "array",
+            "items": {"type": "string", "minLength": 1},
+            "maxItems": MAX_DEPENDENCIES,
+            "description": "Ids of tasks that must complete first.",
+        },
+        "require_consensus": {"type": "boolean", "description": "Let several agents decide by vote."},
+        "consensus_threshold": {
+            "type": "number",
+            "exclusiveMinimum": 0,
+            "maximum": 1,
+            "description": "Share of votes the winner needs (default 0.5).",
+        },
+        "timeout": {
+            "type": "number",
+            "exclusiveMinimum": 0,
+            "maximum": MAX_TIMEOUT,
+            "description": "Wall-clock limit of the task in seconds (none when unset).",
+        },
+        "context": {"type": "string", "description": "Background every agent sees."},
+        "constraints": {"type": "string", "description": "Rules the result must follow."},
+        "metadata": {
+            "type": "object",
+            "additionalProperties": {"type": "string"},
+            "maxProperties": MAX_METADATA_ENTRIES,
+            "description": "Labels, text to text.",
+        },
+        "max_retries": {
+            "type": "integer",
+            "minimum": 0,
+            "maximum": MAX_RETRIES,
+            "description": "Retries of each failed subtask (default: the server's setting).",
+        },
+        "initial_backoff": {
+            "type": "number",
+            "minimum": 0,
+            "maximum": MAX_INITIAL_BACKOFF,
+            "description": "Seconds before the first retry.",
+        },
+        "backoff_multiplier": {
+            "type": "number",
+            "minimum": 1,
+            "maximum": MAX_BACKOFF_MULTIPLIER,
+            "description": "Each retry waits this many times longer than the previous one.",
+        },
+        "max_backoff": {
+            "type": "number",
+            "minimum": 0,
+            "maximum": MAX_BACKOFF,
+            "description": "Longest delay between retries in seconds, at least initial_backoff.",
+        },
+        "agent_type": {"type": "string", "description": "Run every subtask on agents of this type."},
+        "max_tokens": {
+            "type": "integer",
+            "minimum": 0,
+            "description": "Token budget of the whole task (0 or unset: the server's default).",
+        },
+        "max_cost": {
+            "type": "number",
+            "minimum": 0,
+            "description": "Cost budget of the whole task in US dollars (0 or unset: the server's default).",
+        },
+        "review_rounds": {
+            "type": "integer",
+            "minimum": 0,
+            "maximum": MAX_REVIEW_ROUNDS,
+            "description": "Rounds in which a reviewer grades the answer and a revision applies the "
+            "changes it asks for, until it approves (0 or unset: no review).",
+        },
+        "approve_plan": {
+            "type": "boolean",
+            "description": "Once planned, wait until a person approves the plan "
+            "(`maos task approve ID`) or rejects it (`maos task reject ID`).",
+        },
+        "request_id": {
+            "type": "string",
+            "maxLength": 100,
+            "description": "Idempotency key (a UUID): one task per key; generated when unset.",
+        },
+    },
+    ["description"],
+)
 
 GET_SCHEMA = _schema({"task_id": _TASK_ID}, ["task_id"])
 
-WAIT_SCHEMA = _schema({
-    "task_id": _TASK_ID,
-    "timeout": {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_WAIT,
-                "description": f"Seconds to wait at most (default {DEFAULT_WAIT:g}); call again while it "
-                               "runs."},
-}, ["task_id"])
+WAIT_SCHEMA = _schema(
+    {
+        "task_id": _TASK_ID,
+        "timeout": {
+            "type": "number",
+            "exclusiveMinimum": 0,
+            "maximum": MAX_WAIT,
+            "description": f"Seconds to wait at most (default {DEFAULT_WAIT:g}); call again while it runs.",
+        },
+    },
+    ["task_id"],
+)
 
-LIST_SCHEMA = _schema({
-    "statuses": {"type": "array", "items": {"type": "string", "enum": STATUSES}, "maxItems": len(STATUSES),
-                 "description": "Only tasks in these states."},
-    "task_types": {"type": "array", "items": {"type": "string"}, "maxItems": 20,
-                   "description": "Only tasks of these types."},
-    "priorities": {"type": "array", "items": {"type": "string", "enum": PRIORITIES},
-                   "maxItems": len(PRIORITIES),
-                   "description": "Only tasks of these priorities."},
-    "since": {"type": "string", "format": "date-time",
-              "description": "Only tasks created since this ISO 8601 time (e.g. 2026-01-31T09:00:00Z)."},
-    "batch": {"type": "string", "maxLength": 200, "description": "Only tasks of this batch (batches/ID)."},
-    "owner": {"type": "string", "maxLength": 200,
-              "description": "Only tasks of this owner (users/ID); others' tasks need task:view-all."},
-    "page_size": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE,
-                  "description": f"Tasks per page, newest first (default {DEFAULT_PAGE_SIZE})."},
-    "page_token": {"type": "string", "maxLength": 1000,
-                   "description": "next_page_token of the previous page, for the next one."},
-})
+LIST_SCHEMA = _schema(
+    {
+        "statuses": {
+            "type": "array",
+            "items": {"type": "string", "enum": STATUSES},
+            "maxItems": len(STATUSES),
+            "description": "Only tasks in these states.",
+        },
+        "task_types": {
+            "type": "array",
+            "items": {"type": "string"},
+            "maxItems": 20,
+            "description": "Only tasks of these types.",
+        },
+        "priorities": {
+            "type": "array",
+            "items": {"type": "string", "enum": PRIORITIES},
+            "maxItems": len(PRIORITIES),
+            "description": "Only tasks of these priorities.",
+        },
+        "since": {
+            "type": "string",
+            "format": "date-time",
+            "description": "Only tasks created since this ISO 8601 time (e.g. 2026-01-31T09:00:00Z).",
+        },
+        "batch": {
+            "type": "string",
+            "maxLength": 200,
+            "description": "Only tasks of this batch (batches/ID).",
+        },
+        "owner": {
+            "type": "string",
+            "maxLength": 200,
+            "description": "Only tasks of this owner (users/ID); others' tasks need task:view-all.",
+        },
+        "page_size": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": MAX_PAGE_SIZE,
+            "description": f"Tasks per page, newest first (default {DEFAULT_PAGE_SIZE}).",
+        },
+        "page_token": {
+            "type": "string",
+            "maxLength": 1000,
+            "description": "next_page_token of the previous page, for the next one.",
+        },
+    }
+)
 
-CANCEL_SCHEMA = _schema({
-    "task_id": _TASK_ID,
-    "reason": {"type": "string", "maxLength": 1000, "description": "Why; recorded with the task."},
-}, ["task_id"])
+CANCEL_SCHEMA = _schema(
+    {
+        "task_id": _TASK_ID,
+        "reason": {"type": "string", "maxLength": 1000, "description": "Why; recorded with the task."},
+    },
+    ["task_id"],
+)
 
 
 class ToolInputError(Exception):
@@ -159,13 +268,18 @@ def _status(value: int) -> str:
 
 def task_summary(task: msgs.Task) -> dict[str, Any]:
     """The fields of a task a listing shows."""
-    return {"task_id": bare_id(task.name), "status": _status(task.status),
-            "status_reason": task.status_reason,
-            "progress": round(task.progress, 4), "description": task.description[:200],
-            "task_type": task.task_type,
-            "priority": enums.Priority.Name(task.priority).removeprefix("PRIORITY_"),
-            "create_time": task.create_time.ToJsonString() if task.create_time.seconds else "",
-            "subtasks_total": task.subtasks_total, "subtasks_completed": task.subtasks_completed}
+    return {
+        "task_id": bare_id(task.name),
+        "status": _status(task.status),
+        "status_reason": task.status_reason,
+        "progress": round(task.progress, 4),
+        "description": task.description[:200],
+        "task_type": task.task_type,
+        "priority": enums.Priority.Name(task.priority).removeprefix("PRIORITY_"),
+        "create_time": task.create_time.ToJsonString() if task.create_time.seconds else "",
+        "subtasks_total": task.subtasks_total,
+        "subtasks_completed": task.subtasks_completed,
+    }
 
 
 def _task_line(task: msgs.Task) -> str:
@@ -186,20 +300,33 @@ async def submit_task(call: Call, args: dict[str, Any]) -> tuple[str, dict[str, 
     """SubmitTask with every option of ``maos task submit``."""
     priority = args.get("priority")
     draft = build_task(
-        args["description"], task_type=args.get("task_type", ""),
-        priority="NORMAL" if priority == "MEDIUM" else priority, max_agents=args.get("max_agents", 0),
-        depends_on=args.get("depends_on", ()), require_consensus=args.get("require_consensus", False),
-        consensus_threshold=args.get("consensus_threshold"), timeout=args.get("timeout"),
-        context=args.get("context", ""), constraints=args.get("constraints", ""),
+        args["description"],
+        task_type=args.get("task_type", ""),
+        priority="NORMAL" if priority == "MEDIUM" else priority,
+        max_agents=args.get("max_agents", 0),
+        depends_on=args.get("depends_on", ()),
+        require_consensus=args.get("require_consensus", False),
+        consensus_threshold=args.get("consensus_threshold"),
+        timeout=args.get("timeout"),
+        context=args.get("context", ""),
+        constraints=args.get("constraints", ""),
         metadata=args.get("metadata"),
-        max_retries=args.get("max_retries"), agent_type=args.get("agent_type", ""),
-        initial_backoff=args.get("initial_backoff"), backoff_multiplier=args.get("backoff_multiplier"),
-        max_backoff=args.get("max_backoff"), max_tokens=args.get("max_tokens"), max_cost=args.get("max_cost"),
-        review_rounds=args.get("review_rounds", 0), approve_plan=args.get("approve_plan", False))
+        max_retries=args.get("max_retries"),
+        agent_type=args.get("agent_type", ""),
+        initial_backoff=args.get("initial_backoff"),
+        backoff_multiplier=args.get("backoff_multiplier"),
+        max_backoff=args.get("max_backoff"),
+        max_tokens=args.get("max_tokens"),
+        max_cost=args.get("max_cost"),
+        review_rounds=args.get("review_rounds", 0),
+        approve_plan=args.get("approve_plan", False),
+    )
     created = await call.client.submit_task(draft, request_id=args.get("request_id"))
     task_id = bare_id(created.name)
-    return (f"Submitted task {task_id} ({_status(created.status)}). Follow it with wait_task or get_task.",
-            {"task_id": task_id, "task": to_data(created)})
+    return (
+        f"Submitted task {task_id} ({_status(created.status)}). Follow it with wait_task or get_task.",
+        {"task_id": task_id, "task": to_data(created)},
+    )
 
 
 async def get_task(call: Call, args: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -235,11 +362,17 @@ async def wait_task(call: Call, args: dict[str, Any]) -> tuple[str, dict[str, An
         task = await call.client.wait_task(args["task_id"], timeout=STORED_WAIT)
     else:
         task = (await call.client.get_task(args["task_id"])).task
-    data: dict[str, Any] = {"task_id": bare_id(task.name), "status": _status(task.status),
-                            "finished": task.status in TERMINAL_TASK_STATUSES, "task": to_data(task)}
+    data: dict[str, Any] = {
+        "task_id": bare_id(task.name),
+        "status": _status(task.status),
+        "finished": task.status in TERMINAL_TASK_STATUSES,
+        "task": to_data(task),
+    }
     if not data["finished"]:
-        return (f"{_task_line(task)}\nStill running after {timeout:g} s; call wait_task again to wait more.",
-                data)
+        return (
+            f"{_task_line(task)}\nStill running after {timeout:g} s; call wait_task again to wait more.",
+            data,
+        )
     result = await call.client.get_results(task.name)
     data["result"] = to_data(result)
     return _result_text(result), data
@@ -260,8 +393,11 @@ async def list_tasks(call: Call, args: dict[str, Any]) -> tuple[str, dict[str, A
         task_types=args.get("task_types", ()),
         priorities=["NORMAL" if p == "MEDIUM" else p for p in args.get("priorities", ())],
         since=_since(args["since"]) if args.get("since") else None,
-        batch=args.get("batch", ""), owner=args.get("owner", ""),
-        page_size=args.get("page_size", DEFAULT_PAGE_SIZE), page_token=args.get("page_token", ""))
+        batch=args.get("batch", ""),
+        owner=args.get("owner", ""),
+        page_size=args.get("page_size", DEFAULT_PAGE_SIZE),
+        page_token=args.get("page_token", ""),
+    )
     text = "\n".join(_task_line(t) for t in page.tasks) or "No tasks."
     if page.next_page_token:
         text += f"\n(more: page_token {page.next_page_token})"
@@ -289,37 +425,88 @@ class ToolSpec:
     handler: Handler
 
 
-def _spec(name: str, title: str, description: str, schema: dict[str, Any], handler: Handler, *,
-          read_only: bool, idempotent: bool = True) -> ToolSpec:
-    annotations = types.ToolAnnotations(read_only_hint=read_only, destructive_hint=False,
-                                        idempotent_hint=idempotent, open_world_hint=False)
-    return ToolSpec(types.Tool(name=name, title=title, description=description, input_schema=schema,
-                               annotations=annotations), handler)
+def _spec(
+    name: str,
+    title: str,
+    description: str,
+    schema: dict[str, Any],
+    handler: Handler,
+    *,
+    read_only: bool,
+    idempotent: bool = True,
+) -> ToolSpec:
+    annotations = types.ToolAnnotations(
+        read_only_hint=read_only, destructive_hint=False, idempotent_hint=idempotent, open_world_hint=False
+    )
+    return ToolSpec(
+        types.Tool(
+            name=name, title=title, description=description, input_schema=schema, annotations=annotations
+        ),
+        handler,
+    )
 
 
-TOOLS: dict[str, ToolSpec] = {spec.tool.name: spec for spec in [
-    _spec("submit_task", "Submit a task",
-          "Hand a piece of work, described in plain language, to the MAOS cluster: it is split into subtasks "
-          "that agents run in parallel, and their answers are combined. Returns the task id at once; use "
-          "wait_task to wait for the result.", SUBMIT_SCHEMA, submit_task, read_only=False, idempotent=False),
-    _spec("get_task", "Show a task",
-          "A task's status, progress, failure, subtasks (with their agents) and execution plan.",
-          GET_SCHEMA, get_task, read_only=True),
-    _spec("wait_task", "Wait for a task",
-          f"Wait until a task finishes (at most timeout seconds, default {DEFAULT_WAIT:g}, "
-          f"up to {MAX_WAIT:g}) "
-          "and return its result; reports progress while waiting. A task still running after the timeout is "
-          "no error: call again.", WAIT_SCHEMA, wait_task, read_only=True),
-    _spec("list_tasks", "List tasks",
-          "Tasks visible to this API key, newest first, filtered by status, type, priority and "
-          "creation time; "
-          f"pages of at most {MAX_PAGE_SIZE}.", LIST_SCHEMA, list_tasks, read_only=True),
-    _spec("cancel_task", "Cancel a task", "Cancel a task that has not finished (its running subtasks stop).",
-          CANCEL_SCHEMA, cancel_task, read_only=False),
-    _spec("get_task_results", "Read a task's result",
-          "The combined output of a finished task, with token usage, cost and artifacts.",
-          GET_SCHEMA, get_task_results, read_only=True),
-]}
+TOOLS: dict[str, ToolSpec] = {
+    spec.tool.name: spec
+    for spec in [
+        _spec(
+            "submit_task",
+            "Submit a task",
+            "Hand a piece of work, described in plain language, to the MAOS cluster: it is split into subtasks "
+            "that agents run in parallel, and their answers are combined. Returns the task id at once; use "
+            "wait_task to wait for the result.",
+            SUBMIT_SCHEMA,
+            submit_task,
+            read_only=False,
+            idempotent=False,
+        ),
+        _spec(
+            "get_task",
+            "Show a task",
+            "A task's status, progress, failure, subtasks (with their agents) and execution plan.",
+            GET_SCHEMA,
+            get_task,
+            read_only=True,
+        ),
+        _spec(
+            "wait_task",
+            "Wait for a task",
+            f"Wait until a task finishes (at most timeout seconds, default {DEFAULT_WAIT:g}, "
+            f"up to {MAX_WAIT:g}) "
+            "and return its result; reports progress while waiting. A task still running after the timeout is "
+            "no error: call again.",
+            WAIT_SCHEMA,
+            wait_task,
+            read_only=True,
+        ),
+        _spec(
+            "list_tasks",
+            "List tasks",
+            "Tasks visible to this API key, newest first, filtered by status, type, priority and "
+            "creation time; "
+            f"pages of at most {MAX_PAGE_SIZE}.",
+            LIST_SCHEMA,
+            list_tasks,
+            read_only=True,
+        ),
+        _spec(
+            "cancel_task",
+            "Cancel a task",
+            "Cancel a task that has not finished (its running subtasks stop).",
+            CANCEL_SCHEMA,
+            cancel_task,
+            read_only=False,
+        ),
+        _spec(
+            "get_task_results",
+            "Read a task's result",
+            "The combined output of a finished task, with token usage, cost and artifacts.",
+            GET_SCHEMA,
+            get_task_results,
+            read_only=True,
+        ),
+    ]
+}
 
 
 def validate(schema: Mapping[str, Any], arguments: dict[str, Any]) -> None:
@@ -339,25 +526,36 @@ def validate(schema: Mapping[str, Any], arguments: dict[str, Any]) -> None:
 
 def error_result(text: str, error: dict[str, Any]) -> types.CallToolResult:
     """A tool error: ``text`` for the model, ``error`` as structured content."""
-    return types.CallToolResult(content=[types.TextContent(type="text", text=text)],
-                                structured_content={"error": error}, is_error=True)
+    return types.CallToolResult(
+        content=[types.TextContent(type="text", text=text)],
+        structured_content={"error": error},
+        is_error=True,
+    )
 
 
 def rpc_error_result(exc: MaosRpcError) -> types.CallToolResult:
     """A tool error from a refused call: the server's code, reason, message and the fields it named."""
     lines = [f"{exc.code.name}: {exc.message}"]
     lines += [f"  {field}: {description}" for field, description in exc.field_violations]
-    return error_result("\n".join(lines), {
-        "code": exc.code.name, "reason": exc.reason, "message": exc.message,
-        "field_violations": [{"field": f, "description": d} for f, d in exc.field_violations]})
+    return error_result(
+        "\n".join(lines),
+        {
+            "code": exc.code.name,
+            "reason": exc.reason,
+            "message": exc.message,
+            "field_violations": [{"field": f, "description": d} for f, d in exc.field_violations],
+        },
+    )
 
 
 async def call_tool(call: Call, name: str, arguments: dict[str, Any] | None) -> types.CallToolResult:
     """Run tool ``name``; every failure becomes a tool error the model can read."""
     spec = TOOLS.get(name)
     if spec is None:
-        return error_result(f"unknown tool {name!r}; the tools are: {', '.join(TOOLS)}",
-                            {"code": "NOT_FOUND", "message": f"unknown tool {name!r}"})
+        return error_result(
+            f"unknown tool {name!r}; the tools are: {', '.join(TOOLS)}",
+            {"code": "NOT_FOUND", "message": f"unknown tool {name!r}"},
+        )
     args = dict(arguments or {})
     try:
         validate(spec.tool.input_schema, args)
@@ -368,5 +566,7 @@ async def call_tool(call: Call, name: str, arguments: dict[str, Any] | None) -> 
         return rpc_error_result(exc)
     except ValueError as exc:  # build_task's own checks (an unknown priority)
         return error_result(f"INVALID_ARGUMENT: {exc}", {"code": "INVALID_ARGUMENT", "message": str(exc)})
-    return types.CallToolResult(content=[types.TextContent(type="text", text=text)],
-                                structured_content=json.loads(json.dumps(data, default=str)))
+    return types.CallToolResult(
+        content=[types.TextContent(type="text", text=text)],
+        structured_content=json.loads(json.dumps(data, default=str)),
+    )

@@ -51,7 +51,9 @@ def write_credentials(home: Path, token: str, key_name: str, database: str = "")
     tmp = path.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as out:
-        yaml.safe_dump({"token": token, "api_key": key_name, **({"database": database} if database else {})}, out)
+        yaml.safe_dump(
+            {"token": token, "api_key": key_name, **({"database": database} if database else {})}, out
+        )
     os.chmod(tmp, 0o600)
     os.replace(tmp, path)
     return path
@@ -71,8 +73,11 @@ def bootstrap_admin(settings: Any, force: bool = False) -> Path | None:
     from controlplane.storage.executor import StorageExecutor
 
     database = shown_url(settings.database_url)
-    if credentials_path(settings.home).exists() and not force \
-            and credentials_database(settings.home) in (None, database):
+    if (
+        credentials_path(settings.home).exists()
+        and not force
+        and credentials_database(settings.home) in (None, database)
+    ):
         return None
     backend = open_storage(get_plugin_manager(), settings.database_url)
     storage = StorageExecutor(backend)

@@ -119,9 +119,13 @@ class JoinTokens:
     such an id, nor one stored or bound to a credential.
     """
 
-    def __init__(self, storage: Any, access: AccessManager,
-                 agent_exists: Callable[[str], bool] = lambda agent_id: False,
-                 type_capabilities: Callable[[str], frozenset[str]] = lambda agent_type: frozenset()):
+    def __init__(
+        self,
+        storage: Any,
+        access: AccessManager,
+        agent_exists: Callable[[str], bool] = lambda agent_id: False,
+        type_capabilities: Callable[[str], frozenset[str]] = lambda agent_type: frozenset(),
+    ):
         """``type_capabilities`` names the capabilities the type registry gives a type (none if unknown)."""
         self.storage = storage
         self.access = access
@@ -133,15 +137,18 @@ class JoinTokens:
         allowed = self.type_capabilities(agent_type) | {agent_type}
         beyond = [c for c in dict.fromkeys(capabilities) if c not in allowed]
         if beyond:
-            shown = ", ".join(repr(c[:64]) for c in beyond[:10]) + (f" and {len(beyond) - 10} more"
-                                                                      if len(beyond) > 10 else "")
+            shown = ", ".join(repr(c[:64]) for c in beyond[:10]) + (
+                f" and {len(beyond) - 10} more" if len(beyond) > 10 else ""
+            )
             raise PermissionDenied(
                 f"{source} binds its agents to type {agent_type!r}, whose capabilities are "
                 f"{', '.join(sorted(allowed))}; register.capabilities may not claim {shown}",
-                metadata={"agent_type": agent_type, "capabilities": ",".join(beyond)[:256]})
+                metadata={"agent_type": agent_type, "capabilities": ",".join(beyond)[:256]},
+            )
 
-    async def create(self, agent_types: Sequence[str], max_uses: int,
-                     ttl: float | None, creator: str = "") -> tuple[JoinTokenRecord, str]:
+    async def create(
+        self, agent_types: Sequence[str], max_uses: int, ttl: float | None, creator: str = ""
+    ) -> tuple[JoinTokenRecord, str]:
         """A new token; returns (record, ``id.secret``). The secret is never available again.
 
         ``ttl`` None or 0 means the default, 24 h (as for API keys). ``creator`` (the calling
@@ -153,29 +160,42 @@ class JoinTokens:
         """
         ttl = ttl or DEFAULT_TTL
         if not 0 < ttl <= MAX_TTL:
-            raise InvalidArgument(f"ttl must be more than 0 and at most {int(MAX_TTL // 86400)} days", field="ttl")
+            raise InvalidArgument(
+                f"ttl must be more than 0 and at most {int(MAX_TTL // 86400)} days", field="ttl"
+            )
         if not 0 <= max_uses <= MAX_USES:
-            raise InvalidArgument(f"max_uses must be between 0 (unlimited) and {MAX_USES}",
-                                  field="join_token.max_uses")
+            raise InvalidArgument(
+                f"max_uses must be between 0 (unlimited) and {MAX_USES}", field="join_token.max_uses"
+            )
         if len(agent_types) > MAX_AGENT_TYPES:
             raise InvalidArgument(f"at most {MAX_AGENT_TYPES} agent types", field="join_token.agent_types")
         for index, agent_type in enumerate(agent_types):
             if not valid_type_name(agent_type):
                 raise InvalidArgument(
                     f"{agent_type!r} is not an agent type name (a letter, then letters, digits, '_' or '-'; max 63)",
-                    field=f"join_token.agent_types[{index}]")
+                    field=f"join_token.agent_types[{index}]",
+                )
         now = time.time()
         for _ in range(3):  # a clash of random 6-character ids is rare; try again
             token_id, secret = _random(6), _random(16)
-            record = JoinTokenRecord(id=token_id, digest=digest(secret), agent_types=tuple(dict.fromkeys(agent_types)),
-                                     max_uses=max_uses, uses=0, create_time=now, expire_time=now + ttl,
-                                     creator=creator)
+            record = JoinTokenRecord(
+                id=token_id,
+                digest=digest(secret),
+                agent_types=tuple(dict.fromkeys(agent_types)),
+                max_uses=max_uses,
+                uses=0,
+                create_time=now,
+                expire_time=now + ttl,
+                creator=creator,
+            )
             try:
                 await self.storage.call(self.storage.backend.put_join_token, record)
             except AlreadyExists:
                 continue
             return record, f"{token_id}.{secret}"
-        raise Aborted("could not pick an unused join token id; try again", reason="ERROR_REASON_ALREADY_EXISTS")
+        raise Aborted(
+            "could not pick an unused join token id; try again", reason="ERROR_REASON_ALREADY_EXISTS"
+        )
 
     async def list_tokens(self) -> list[JoinTokenRecord]:
         """Every token, revoked and expired ones included, oldest first."""
@@ -190,8 +210,10 @@ class JoinTokens:
             NotFound: no such token.
         """
         if not valid_id(token_id):
-            raise InvalidArgument("name must be joinTokens/ID, ID being the 6 letters or digits before the '.' "
-                                  "of the token", field="name")
+            raise InvalidArgument(
+                "name must be joinTokens/ID, ID being the 6 letters or digits before the '.' of the token",
+                field="name",
+            )
         record = await self.storage.call(self.storage.backend.revoke_join_token, token_id, time.time())
         if record is None:
             raise NotFound(f"join token {name(token_id)!r} does not exist", reason=_NOT_FOUND)
@@ -213,7 +235,9 @@ class JoinTokens:
         """
         parsed = parse(token)
         if parsed is None:
-            raise Unauthenticated("the join token is malformed (expected ID.SECRET, [a-z0-9]{6}.[a-z0-9]{16})")
+            raise Unauthenticated(
+                "the join token is malformed (expected ID.SECRET, [a-z0-9]{6}.[a-z0-9]{16})"
+            )
         token_id, secret = parsed
         record = await self.storage.call(self.storage.backend.get_join_token, token_id)
         stored = record.digest if record is not None else digest("")  # compare anyway: same timing
@@ -230,15 +254,17 @@ class JoinTokens:
             self._check(latest, agent_type, now)
             raise self._exhausted(latest)
         key, credential = await self.access.issue_agent_credential(
-            agent_id, agent_type, name(token_id), owner=record.creator, typed=bool(record.agent_types))
+            agent_id, agent_type, name(token_id), owner=record.creator, typed=bool(record.agent_types)
+        )
         return Redemption(agent_id=agent_id, key_id=key["id"], credential=credential)
 
     async def _new_agent_id(self, agent_type: str) -> str:
         """A fresh id (64 random bits) no agent has had: not in memory, not stored, bound to no credential."""
         for _ in range(3):
             agent_id = new_agent_id(agent_type)
-            if self.agent_exists(agent_id) or any(k.get("agent") == agent_id
-                                                  for k in self.access.api_keys.values()):
+            if self.agent_exists(agent_id) or any(
+                k.get("agent") == agent_id for k in self.access.api_keys.values()
+            ):
                 continue
             if await self.storage.call(self.storage.backend.get_agent, agent_id) is None:
                 return agent_id
@@ -246,21 +272,25 @@ class JoinTokens:
 
     def _check(self, record: JoinTokenRecord, agent_type: str, now: float) -> None:
         if record.revoke_time is not None:
-            raise CredentialRefused(f"join token {name(record.id)} was revoked",
-                                    reason="ERROR_REASON_CREDENTIAL_REVOKED")
+            raise CredentialRefused(
+                f"join token {name(record.id)} was revoked", reason="ERROR_REASON_CREDENTIAL_REVOKED"
+            )
         if now >= record.expire_time:
-            raise CredentialRefused(f"join token {name(record.id)} expired",
-                                    reason="ERROR_REASON_CREDENTIAL_EXPIRED")
+            raise CredentialRefused(
+                f"join token {name(record.id)} expired", reason="ERROR_REASON_CREDENTIAL_EXPIRED"
+            )
         if not record.allows(agent_type):
             raise PermissionDenied(
                 f"join token {name(record.id)} does not allow agents of type {agent_type!r} "
                 f"(only {', '.join(record.agent_types)})",
-                metadata={"join_token": name(record.id), "agent_type": agent_type})
+                metadata={"join_token": name(record.id), "agent_type": agent_type},
+            )
         if record.exhausted():
             raise self._exhausted(record)
 
     @staticmethod
     def _exhausted(record: JoinTokenRecord) -> PermissionDenied:
-        return PermissionDenied(f"join token {name(record.id)} has been used {record.max_uses} of "
-                                f"{record.max_uses} times", metadata={"join_token": name(record.id),
-                                                                      "max_uses": str(record.max_uses)})
+        return PermissionDenied(
+            f"join token {name(record.id)} has been used {record.max_uses} of {record.max_uses} times",
+            metadata={"join_token": name(record.id), "max_uses": str(record.max_uses)},
+        )

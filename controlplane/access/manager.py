@@ -60,8 +60,10 @@ MAX_EMAIL = 254
 _EMAIL_ATOM = r"[A-Za-z0-9_%+'-]+"
 _DOMAIN_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 #: A dot-atom local part of at most 64 characters (no leading, trailing or double dot), then a host name.
-_EMAIL = re.compile(rf"(?=[^@]{{1,64}}@){_EMAIL_ATOM}(?:\.{_EMAIL_ATOM})*"
-                    rf"@{_DOMAIN_LABEL}(?:\.{_DOMAIN_LABEL})*")
+_EMAIL = re.compile(
+    rf"(?=[^@]{{1,64}}@){_EMAIL_ATOM}(?:\.{_EMAIL_ATOM})*"
+    rf"@{_DOMAIN_LABEL}(?:\.{_DOMAIN_LABEL})*"
+)
 ADMIN_USER = "admin"
 AGENT_USER = "local-agents"
 JOINED_AGENTS_USER = "joined-agents"
@@ -86,11 +88,13 @@ def normal_email(email: str) -> str:
     """
     shown = repr(email[:64]) + ("..." if len(email) > 64 else "")
     if len(email) > MAX_EMAIL:
-        raise InvalidArgument(f"user.email is {len(email)} characters long; at most {MAX_EMAIL}",
-                              field="user.email")
+        raise InvalidArgument(
+            f"user.email is {len(email)} characters long; at most {MAX_EMAIL}", field="user.email"
+        )
     if not _EMAIL.fullmatch(email):
-        raise InvalidArgument(f"{shown} is not an email address (local-part@host, as in dev@example.com)",
-                              field="user.email")
+        raise InvalidArgument(
+            f"{shown} is not an email address (local-part@host, as in dev@example.com)", field="user.email"
+        )
     return email.lower()
 
 
@@ -163,24 +167,38 @@ class AccessManager:
         self.roles = {r["id"]: r for r in backend.access_list("roles")}
         self.api_keys = {r["id"]: r for r in backend.access_list("api_keys")}
         for role_id, (description, perms) in BUILTIN_ROLES.items():
-            self.roles[role_id] = {"id": role_id, "description": description, "permissions": perms, "builtin": True}
+            self.roles[role_id] = {
+                "id": role_id,
+                "description": description,
+                "permissions": perms,
+                "builtin": True,
+            }
 
     def bootstrap_sync(self) -> None:
         """Create ``users/admin`` (role admin), ``users/local-agents`` and ``users/joined-agents`` (role
         agent) if missing."""
         self.load_sync()
         backend = self.storage.backend
-        for user_id, email, role in ((ADMIN_USER, "admin@localhost", "admin"),
-                                     (AGENT_USER, "agents@localhost", "agent"),
-                                     (JOINED_AGENTS_USER, "joined-agents@localhost", "agent")):
+        for user_id, email, role in (
+            (ADMIN_USER, "admin@localhost", "admin"),
+            (AGENT_USER, "agents@localhost", "agent"),
+            (JOINED_AGENTS_USER, "joined-agents@localhost", "agent"),
+        ):
             if user_id not in self.users:
-                record = {"id": user_id, "email": email, "roles": [role], "disabled": False,
-                          "create_time": time.time(), "uid": uuid.uuid4().hex}
+                record = {
+                    "id": user_id,
+                    "email": email,
+                    "roles": [role],
+                    "disabled": False,
+                    "create_time": time.time(),
+                    "uid": uuid.uuid4().hex,
+                }
                 backend.access_put("users", user_id, record)
                 self.users[user_id] = record
 
-    def issue_key_sync(self, user_id: str, name: str, permissions: list[str] | None = None,
-                       ttl: float | None = DEFAULT_TTL) -> tuple[dict[str, Any], str]:
+    def issue_key_sync(
+        self, user_id: str, name: str, permissions: list[str] | None = None, ttl: float | None = DEFAULT_TTL
+    ) -> tuple[dict[str, Any], str]:
         """Create a key directly in the database (bootstrap, launcher); returns (record, secret)."""
         record, secret = self._new_key(user_id, name, permissions or [], ttl)
         self.storage.backend.access_put("api_keys", record["id"], record, create=True)
@@ -191,8 +209,11 @@ class AccessManager:
         """Revoke the local agents' keys of earlier starts, then issue this start's; returns its secret."""
         now = time.time()
         for record in self.api_keys.values():
-            if record["user"] == AGENT_USER and record.get("display_name") == LOCAL_AGENTS_KEY \
-                    and not record.get("revoke_time"):
+            if (
+                record["user"] == AGENT_USER
+                and record.get("display_name") == LOCAL_AGENTS_KEY
+                and not record.get("revoke_time")
+            ):
                 record["revoke_time"] = now
                 self.storage.backend.access_put("api_keys", record["id"], dict(record))
         _, secret = self.issue_key_sync(AGENT_USER, LOCAL_AGENTS_KEY, ttl=ttl)
@@ -205,18 +226,19 @@ class AccessManager:
             record["revoke_time"] = time.time()
             await self.storage.call(self.storage.backend.access_put, "api_keys", record["id"], dict(record))
 
-    async def issue_agent_credential(self, agent_id: str, agent_type: str, join_token: str, *,
-                                     owner: str = "", typed: bool = False) -> tuple[dict[str, Any], str]:
+    async def issue_agent_credential(
+        self, agent_id: str, agent_type: str, join_token: str, *, owner: str = "", typed: bool = False
+    ) -> tuple[dict[str, Any], str]:
         """The credential of an agent that joined with ``join_token``: a key of ``users/joined-agents``
         limited to ``agent:connect`` and bound to ``agents/{agent_id}`` of ``agent_type``.
 
         ``owner`` (the token's creator) owns the agent; ``typed``: the token was bound to agent
         types, so the agent may claim only its type's capabilities, on every connection.
         """
-        record, secret = self._new_key(JOINED_AGENTS_USER, f"agents/{agent_id}", ["agent:connect"],
-                                       AGENT_CREDENTIAL_TTL)
-        record.update(agent=agent_id, agent_type=agent_type, join_token=join_token, owner=owner,
-                      typed=typed)
+        record, secret = self._new_key(
+            JOINED_AGENTS_USER, f"agents/{agent_id}", ["agent:connect"], AGENT_CREDENTIAL_TTL
+        )
+        record.update(agent=agent_id, agent_type=agent_type, join_token=join_token, owner=owner, typed=typed)
         await self.storage.call(self.storage.backend.access_put, "api_keys", record["id"], record)
         self.api_keys[record["id"]] = record
         return record, secret
@@ -244,8 +266,13 @@ class AccessManager:
                 return ""
             now = time.time()
             renewed = keys.generate(key_id)
-            updated = {**record, "digest": keys.digest(renewed), "expire_time": now + AGENT_CREDENTIAL_TTL,
-                       "old_digest": keys.digest(secret), "old_expire_time": expire}
+            updated = {
+                **record,
+                "digest": keys.digest(renewed),
+                "expire_time": now + AGENT_CREDENTIAL_TTL,
+                "old_digest": keys.digest(secret),
+                "old_expire_time": expire,
+            }
             await self.storage.call(self.storage.backend.access_put, "api_keys", record["id"], updated)
             self.api_keys[record["id"]] = updated
             return renewed
@@ -270,8 +297,9 @@ class AccessManager:
         record = self.api_keys.get(caller.key_id) if caller.key_id else None
         if record is None or not record.get("agent"):
             return None
-        return BoundAgent(record["agent"], record.get("agent_type", ""), record.get("owner", ""),
-                          bool(record.get("typed")))
+        return BoundAgent(
+            record["agent"], record.get("agent_type", ""), record.get("owner", ""), bool(record.get("typed"))
+        )
 
     # --- authentication ----------------------------------------------------------
 
@@ -324,13 +352,20 @@ class AccessManager:
             caller = dataclasses.replace(caller, principal=f"agents/{record['agent']}")
         return caller
 
-    def caller_of(self, user: dict[str, Any], key_id: str = "", key_permissions: list[str] | None = None) -> Caller:
+    def caller_of(
+        self, user: dict[str, Any], key_id: str = "", key_permissions: list[str] | None = None
+    ) -> Caller:
         """The :class:`Caller` of a user (through one of its keys)."""
         perms: set[str] = set()
         for role in user.get("roles", []):
             perms.update(self.roles.get(role, {}).get("permissions", []))
-        return Caller(principal=f"users/{user['id']}", key_id=key_id, roles=tuple(user.get("roles", [])),
-                      role_permissions=frozenset(perms), key_permissions=frozenset(key_permissions or []))
+        return Caller(
+            principal=f"users/{user['id']}",
+            key_id=key_id,
+            roles=tuple(user.get("roles", [])),
+            role_permissions=frozenset(perms),
+            key_permissions=frozenset(key_permissions or []),
+        )
 
     # --- users and roles ------------------------------------------------------------
 
@@ -350,8 +385,14 @@ class AccessManager:
         while user_id in self.users:
             n += 1
             user_id = f"{base}-{n}"
-        record = {"id": user_id, "email": email, "roles": list(roles), "disabled": False,
-                  "create_time": time.time(), "uid": uuid.uuid4().hex}
+        record = {
+            "id": user_id,
+            "email": email,
+            "roles": list(roles),
+            "disabled": False,
+            "create_time": time.time(),
+            "uid": uuid.uuid4().hex,
+        }
         await self.storage.call(self.storage.backend.access_put, "users", user_id, record)
         self.users[user_id] = record
         return record
@@ -368,8 +409,9 @@ class AccessManager:
             if role not in self.roles:
                 raise NotFound(f"role {role!r} does not exist", reason="ERROR_REASON_ROLE_NOT_FOUND")
 
-    async def update_user(self, caller: Caller, user_id: str, *, roles: list[str] | None = None,
-                          disabled: bool | None = None) -> dict[str, Any]:
+    async def update_user(
+        self, caller: Caller, user_id: str, *, roles: list[str] | None = None, disabled: bool | None = None
+    ) -> dict[str, Any]:
         """Replace a user's roles and/or set ``disabled`` (None: unchanged).
 
         A disabled user's keys are refused from the next call on. Callers cannot
@@ -389,8 +431,10 @@ class AccessManager:
             if not changes or all(record.get(k) == v for k, v in changes.items()):
                 return record
             if caller.principal == f"users/{user_id}":
-                raise FailedPrecondition("you cannot change your own roles or disable yourself; "
-                                         "another admin can", reason="ERROR_REASON_NOT_SUPPORTED")
+                raise FailedPrecondition(
+                    "you cannot change your own roles or disable yourself; another admin can",
+                    reason="ERROR_REASON_NOT_SUPPORTED",
+                )
             updated = {**record, **changes}
             await self.storage.call(self.storage.backend.access_put, "users", user_id, updated)
             self.users[user_id] = updated
@@ -406,27 +450,34 @@ class AccessManager:
         async with self._changing:
             self.user(user_id)
             if user_id in BUILTIN_USERS:
-                raise FailedPrecondition(f"user {user_id!r} is built in and cannot be deleted; disable it instead",
-                                         reason="ERROR_REASON_NOT_SUPPORTED")
+                raise FailedPrecondition(
+                    f"user {user_id!r} is built in and cannot be deleted; disable it instead",
+                    reason="ERROR_REASON_NOT_SUPPORTED",
+                )
             if caller.principal == f"users/{user_id}":
-                raise FailedPrecondition("you cannot delete yourself; another admin can",
-                                         reason="ERROR_REASON_NOT_SUPPORTED")
+                raise FailedPrecondition(
+                    "you cannot delete yourself; another admin can", reason="ERROR_REASON_NOT_SUPPORTED"
+                )
             now = time.time()
-            for key in [k for k in self.api_keys.values() if k["user"] == user_id and not k.get("revoke_time")]:
+            for key in [
+                k for k in self.api_keys.values() if k["user"] == user_id and not k.get("revoke_time")
+            ]:
                 revoked = {**key, "revoke_time": now}  # keys first: a failure below leaves them revoked
                 await self.storage.call(self.storage.backend.access_put, "api_keys", key["id"], revoked)
                 self.api_keys[key["id"]] = revoked
             await self.storage.call(self.storage.backend.access_delete, "users", user_id)
             del self.users[user_id]
 
-    async def save_role(self, role_id: str, permissions: list[str] | None, description: str | None,
-                        create: bool) -> dict[str, Any]:
+    async def save_role(
+        self, role_id: str, permissions: list[str] | None, description: str | None, create: bool
+    ) -> dict[str, Any]:
         """Create or update a custom role."""
         async with self._changing:
             return await self._save_role(role_id, permissions, description, create)
 
-    async def _save_role(self, role_id: str, permissions: list[str] | None, description: str | None,
-                         create: bool) -> dict[str, Any]:
+    async def _save_role(
+        self, role_id: str, permissions: list[str] | None, description: str | None, create: bool
+    ) -> dict[str, Any]:
         if not valid_role_id(role_id):
             raise InvalidArgument(f"{role_id!r} is not a role id ([a-z][a-z0-9-]*)", field="role_id")
         existing = self.roles.get(role_id)
@@ -461,29 +512,45 @@ class AccessManager:
                 raise FailedPrecondition(f"role {role_id!r} is built in", reason="ERROR_REASON_NOT_SUPPORTED")
             holders = sorted(f"users/{u['id']}" for u in self.users.values() if role_id in u.get("roles", []))
             if holders:
-                shown = ", ".join(holders[:10]) + (f" and {len(holders) - 10} more" if len(holders) > 10 else "")
-                raise FailedPrecondition(f"role {role_id!r} is held by {shown}; take it from them first",
-                                         reason="ERROR_REASON_NOT_SUPPORTED")
+                shown = ", ".join(holders[:10]) + (
+                    f" and {len(holders) - 10} more" if len(holders) > 10 else ""
+                )
+                raise FailedPrecondition(
+                    f"role {role_id!r} is held by {shown}; take it from them first",
+                    reason="ERROR_REASON_NOT_SUPPORTED",
+                )
             await self.storage.call(self.storage.backend.access_delete, "roles", role_id)
             del self.roles[role_id]
 
     # --- API keys -------------------------------------------------------------------
 
-    def _new_key(self, user_id: str, name: str, permissions: list[str], ttl: float | None,
-                 key_id: str | None = None) -> tuple[dict[str, Any], str]:
+    def _new_key(
+        self, user_id: str, name: str, permissions: list[str], ttl: float | None, key_id: str | None = None
+    ) -> tuple[dict[str, Any], str]:
         check_permissions(permissions, "api_key.permissions")
         secret = keys.generate()
         key_id = keys.parse(secret)
         assert key_id is not None
         now = time.time()
-        record = {"id": key_id, "user": user_id, "user_uid": self.users.get(user_id, {}).get("uid"),
-                  "display_name": name, "permissions": list(permissions),
-                  "create_time": now, "expire_time": now + ttl if ttl else None, "last_used_time": None,
-                  "revoke_time": None, "digest": keys.digest(secret), "old_digest": "", "old_expire_time": None}
+        record = {
+            "id": key_id,
+            "user": user_id,
+            "user_uid": self.users.get(user_id, {}).get("uid"),
+            "display_name": name,
+            "permissions": list(permissions),
+            "create_time": now,
+            "expire_time": now + ttl if ttl else None,
+            "last_used_time": None,
+            "revoke_time": None,
+            "digest": keys.digest(secret),
+            "old_digest": "",
+            "old_expire_time": None,
+        }
         return record, secret
 
-    async def create_key(self, caller: Caller, user_id: str, name: str, permissions: list[str],
-                         ttl: float | None) -> tuple[dict[str, Any], str]:
+    async def create_key(
+        self, caller: Caller, user_id: str, name: str, permissions: list[str], ttl: float | None
+    ) -> tuple[dict[str, Any], str]:
         """A new key for the caller (or, for an admin, for ``user_id``).
 
         A key never grants more than the calling key holds: an empty ``permissions``
@@ -516,29 +583,40 @@ class AccessManager:
             raise PermissionDenied(
                 f"this key is limited to {', '.join(sorted(caller.key_permissions))}: it cannot {action} "
                 "with every permission of its user; list the permissions (at most its own)",
-                metadata={"permission": "*"})
+                metadata={"permission": "*"},
+            )
         for perm in permissions:
             if not caller.may(perm):
-                raise PermissionDenied(f"cannot {action} granting {perm!r}, which the calling key lacks",
-                                       metadata={"permission": perm})
+                raise PermissionDenied(
+                    f"cannot {action} granting {perm!r}, which the calling key lacks",
+                    metadata={"permission": perm},
+                )
 
     def _owned_key(self, caller: Caller, key_id: str) -> dict[str, Any]:
         if not keys.valid_id(key_id):  # a whole key pasted by mistake must not be echoed (nor audited)
-            raise InvalidArgument("name must be apiKeys/ID, ID being the 12 letters or digits after maos_key_ "
-                                  "(not the whole key)", field="name")
+            raise InvalidArgument(
+                "name must be apiKeys/ID, ID being the 12 letters or digits after maos_key_ "
+                "(not the whole key)",
+                field="name",
+            )
         record = self.api_keys.get(key_id)
         if record is None or (f"users/{record['user']}" != caller.principal and not caller.may("*")):
             raise NotFound(f"API key {key_id!r} does not exist", reason="ERROR_REASON_API_KEY_NOT_FOUND")
         return record
 
-    def list_keys(self, caller: Caller, user_id: str = "", include_revoked: bool = False) -> list[dict[str, Any]]:
+    def list_keys(
+        self, caller: Caller, user_id: str = "", include_revoked: bool = False
+    ) -> list[dict[str, Any]]:
         """The caller's keys (an admin: everyone's, or ``user_id``'s)."""
         mine = caller.principal.removeprefix("users/")
         if user_id and user_id != mine and not caller.may("*"):
             raise PermissionDenied("only an admin can list another user's keys")
         wanted = user_id or (None if caller.may("*") else mine)
-        return [k for k in self.api_keys.values()
-                if (wanted is None or k["user"] == wanted) and (include_revoked or not k.get("revoke_time"))]
+        return [
+            k
+            for k in self.api_keys.values()
+            if (wanted is None or k["user"] == wanted) and (include_revoked or not k.get("revoke_time"))
+        ]
 
     async def revoke_key(self, caller: Caller, key_id: str) -> dict[str, Any]:
         """Revoke a key; effective on the next call."""
@@ -548,12 +626,16 @@ class AccessManager:
             await self.storage.call(self.storage.backend.access_put, "api_keys", key_id, dict(record))
             return record
 
-    async def rotate_key(self, caller: Caller, key_id: str, overlap: float | None) -> tuple[dict[str, Any], str]:
+    async def rotate_key(
+        self, caller: Caller, key_id: str, overlap: float | None
+    ) -> tuple[dict[str, Any], str]:
         """A new secret for the key; the old one works for ``overlap`` seconds more."""
         async with self._changing:
             record = self._owned_key(caller, key_id)
             if record.get("revoke_time"):
-                raise FailedPrecondition("a revoked key cannot be rotated", reason="ERROR_REASON_NOT_SUPPORTED")
+                raise FailedPrecondition(
+                    "a revoked key cannot be rotated", reason="ERROR_REASON_NOT_SUPPORTED"
+                )
             # The new secret is as powerful as the key: a narrower key may not obtain it.
             self._check_within(caller, list(record.get("permissions") or []), f"rotate apiKeys/{key_id}")
             overlap = DEFAULT_OVERLAP if overlap is None else overlap
@@ -564,7 +646,10 @@ class AccessManager:
             old_expire = now + overlap
             if record.get("expire_time"):
                 old_expire = min(old_expire, record["expire_time"])
-            record.update(old_digest=record["digest"] if overlap > 0 else "", old_expire_time=old_expire,
-                          digest=keys.digest(secret))
+            record.update(
+                old_digest=record["digest"] if overlap > 0 else "",
+                old_expire_time=old_expire,
+                digest=keys.digest(secret),
+            )
             await self.storage.call(self.storage.backend.access_put, "api_keys", key_id, dict(record))
             return record, secret

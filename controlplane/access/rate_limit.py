@@ -53,8 +53,14 @@ class TokenBuckets:
         clock: Seconds from a monotonic clock (injectable for tests).
     """
 
-    def __init__(self, rate: float, burst: float, *, max_keys: int = MAX_KEYS,
-                 clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        rate: float,
+        burst: float,
+        *,
+        max_keys: int = MAX_KEYS,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         if not (rate > 0 and math.isfinite(rate)) or burst < 1 or max_keys < 1:
             raise ValueError("rate must be a positive number, burst and max_keys at least 1")
         self.rate = float(rate)
@@ -103,7 +109,10 @@ def _refusal(limit: str, what: str, buckets: TokenBuckets, delay: float) -> Reso
     delay = math.ceil(delay * 1000) / 1000  # whole milliseconds, never 0
     return ResourceExhausted(
         f"{what} (at most {buckets.rate:g}/s, bursts of {buckets.burst:g})",
-        reason=RATE_LIMITED, retry_after=delay, metadata={"limit": limit})
+        reason=RATE_LIMITED,
+        retry_after=delay,
+        metadata={"limit": limit},
+    )
 
 
 class CallLimits:
@@ -116,12 +125,15 @@ class CallLimits:
     @classmethod
     def from_settings(cls, settings: Any) -> CallLimits | None:
         """The limits ``security.rate_limit.*`` configure; None when both are off (a 0)."""
+
         def buckets(rate_key: str, burst_key: str) -> TokenBuckets | None:
             rate, burst = settings[rate_key], settings[burst_key]
             return TokenBuckets(rate, burst) if rate > 0 and burst > 0 else None
 
-        limits = cls(buckets("security.rate_limit.rate", "security.rate_limit.burst"),
-                     buckets("security.rate_limit.failed_auth_rate", "security.rate_limit.failed_auth_burst"))
+        limits = cls(
+            buckets("security.rate_limit.rate", "security.rate_limit.burst"),
+            buckets("security.rate_limit.failed_auth_rate", "security.rate_limit.failed_auth_burst"),
+        )
         return None if limits.per_principal is None and limits.failed_auth is None else limits
 
     def failed_authentication(self, peer: str) -> ResourceExhausted | None:
@@ -131,7 +143,9 @@ class CallLimits:
         delay = self.failed_auth.take(peer)
         if delay <= 0:
             return None
-        return _refusal(FAILED_AUTH, "too many failed authentications from this address", self.failed_auth, delay)
+        return _refusal(
+            FAILED_AUTH, "too many failed authentications from this address", self.failed_auth, delay
+        )
 
     def admit(self, principal: str) -> None:
         """Take one call of ``principal``'s rate.

@@ -92,8 +92,14 @@ class AgentAdmission:
     #: Most streams without a bearer waiting for admission at once, all addresses together.
     max_joining = 1024
 
-    def __init__(self, access: AccessManager, tokens: JoinTokens, audit: Audit,
-                 limits: CallLimits | None = None, metrics: Metrics | None = None):
+    def __init__(
+        self,
+        access: AccessManager,
+        tokens: JoinTokens,
+        audit: Audit,
+        limits: CallLimits | None = None,
+        metrics: Metrics | None = None,
+    ):
         self.access = access
         self.tokens = tokens
         self.audit = audit
@@ -118,7 +124,10 @@ class AgentAdmission:
         if self._joining[peer] >= self.max_joining_per_peer or self._joining.total() >= self.max_joining:
             error = ResourceExhausted(
                 "too many agents are joining at once (streams without credentials waiting for their "
-                "Register); try again in a moment", retry_after=1.0, metadata={"limit": JOINING_STREAMS})
+                "Register); try again in a moment",
+                retry_after=1.0,
+                metadata={"limit": JOINING_STREAMS},
+            )
             if self.metrics is not None:
                 self.metrics.call_rate_limited(CONNECT, JOINING_STREAMS)
             self.audit(CONNECT, None, context, None, status_code_for(error).name, error.reason)
@@ -164,14 +173,19 @@ class AgentAdmission:
         agent_id, agent_type = bound.agent_id, bound.agent_type
         try:
             if info.agent_type != agent_type:
-                raise PermissionDenied(f"this credential belongs to agents/{agent_id}, of type {agent_type!r}",
-                                       metadata={"agent": f"agents/{agent_id}"})
+                raise PermissionDenied(
+                    f"this credential belongs to agents/{agent_id}, of type {agent_type!r}",
+                    metadata={"agent": f"agents/{agent_id}"},
+                )
             if resume_agent and resume_agent != agent_id:
-                raise PermissionDenied(f"this credential belongs to agents/{agent_id}, not agents/{resume_agent}",
-                                       metadata={"agent": f"agents/{agent_id}"})
+                raise PermissionDenied(
+                    f"this credential belongs to agents/{agent_id}, not agents/{resume_agent}",
+                    metadata={"agent": f"agents/{agent_id}"},
+                )
             if bound.typed:  # its join token was bound to types: so is every later connection
-                self.tokens.check_capabilities(agent_type, info.capabilities,
-                                               f"the credential of agents/{agent_id}")
+                self.tokens.check_capabilities(
+                    agent_type, info.capabilities, f"the credential of agents/{agent_id}"
+                )
         except MaosError as exc:
             self.audit(CONNECT, caller, context, None, status_code_for(exc).name, exc.reason)
             raise
@@ -187,8 +201,9 @@ class AgentAdmission:
             joined = await self.tokens.redeem(token, info.agent_type, info.capabilities)
         except MaosError as exc:
             refusal = self._refusal(exc, context)
-            self.audit(CONNECT, None, context, None, status_code_for(refusal).name, refusal.reason,
-                       resource=resource)
+            self.audit(
+                CONNECT, None, context, None, status_code_for(refusal).name, refusal.reason, resource=resource
+            )
             if refusal is not exc:
                 raise refusal from None
             raise
@@ -196,5 +211,9 @@ class AgentAdmission:
         caller_var.set(caller)
         principal_var.set(caller.principal)
         self.audit(CONNECT, caller, context, None, "OK", resource=resource)
-        return Admitted(agent_id=joined.agent_id, credential=joined.credential, joined=True,
-                        owner=self.access.api_keys[joined.key_id].get("owner", ""))
+        return Admitted(
+            agent_id=joined.agent_id,
+            credential=joined.credential,
+            joined=True,
+            owner=self.access.api_keys[joined.key_id].get("owner", ""),
+        )

@@ -82,8 +82,9 @@ def _matcher(pattern: re.Pattern[str]) -> Callable[[str], bool]:
 
 #: Whether an id is well-formed, for each collection; ``apiKeys`` and ``joinTokens`` exactly as issued.
 _COLLECTION_IDS: dict[str, Callable[[str], bool]] = {
-    **dict.fromkeys(("tasks", "subtasks", "agents", "checkpoints", "batches", "templates", "webhooks"),
-                    _matcher(_ID)),
+    **dict.fromkeys(
+        ("tasks", "subtasks", "agents", "checkpoints", "batches", "templates", "webhooks"), _matcher(_ID)
+    ),
     "users": _matcher(_USER_ID),
     "roles": valid_role_id,
     "apiKeys": keys.valid_id,
@@ -126,9 +127,14 @@ def _peer(context: grpc.aio.ServicerContext) -> str:
 class AuthInterceptor(grpc.aio.ServerInterceptor):
     """Authenticates, authorizes (deny by default) and audits every MAOS RPC."""
 
-    def __init__(self, access: AccessManager, record_audit: Callable[[dict[str, Any]], None],
-                 limits: CallLimits | None = None, metrics: Metrics | None = None,
-                 reflection: str = "authenticated"):
+    def __init__(
+        self,
+        access: AccessManager,
+        record_audit: Callable[[dict[str, Any]], None],
+        limits: CallLimits | None = None,
+        metrics: Metrics | None = None,
+        reflection: str = "authenticated",
+    ):
         self.access = access
         self.reflection = reflection
         self.record_audit = record_audit
@@ -152,15 +158,28 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         self._wrapped[method] = (handler, wrapped)
         return wrapped
 
-    def audit(self, method: str, caller: Caller | None, context: grpc.aio.ServicerContext,
-              request: Any, code: str, reason: str = "", resource: str = "") -> None:
+    def audit(
+        self,
+        method: str,
+        caller: Caller | None,
+        context: grpc.aio.ServicerContext,
+        request: Any,
+        code: str,
+        reason: str = "",
+        resource: str = "",
+    ) -> None:
         """Queue one record for the next commit (``resource`` and ``request_id`` only if well-formed)."""
         request_id = str(getattr(request, "request_id", "") or "")
         record = {
-            "id": uuid.uuid4().hex, "time": time.time(), "principal": caller.principal if caller else "",
-            "key_id": caller.key_id if caller else "", "peer": _peer(context), "method": method,
+            "id": uuid.uuid4().hex,
+            "time": time.time(),
+            "principal": caller.principal if caller else "",
+            "key_id": caller.key_id if caller else "",
+            "peer": _peer(context),
+            "method": method,
             "resource": audit_resource(resource or str(getattr(request, "name", "") or "")),
-            "decision": "DENY" if reason else "ALLOW", "status_code": code,
+            "decision": "DENY" if reason else "ALLOW",
+            "status_code": code,
             "request_id": request_id if not request_id or _REQUEST_ID.fullmatch(request_id) else MALFORMED,
             "reason": reason,
         }
@@ -186,14 +205,19 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             if limits is not None:
                 limits.admit(caller.principal)
             if not caller.may(permission):
-                raise errors.PermissionDenied(f"{caller.principal} lacks the permission {permission!r}",
-                                              metadata={"permission": permission})
+                raise errors.PermissionDenied(
+                    f"{caller.principal} lacks the permission {permission!r}",
+                    metadata={"permission": permission},
+                )
         except errors.MaosError as exc:
             refusal: errors.MaosError = exc
             # Only failures guessing could produce are throttled; a revoked or expired key on record
             # stays UNAUTHENTICATED, so its holder stops instead of retrying (as on RESOURCE_EXHAUSTED).
-            if limits is not None and isinstance(exc, errors.Unauthenticated) \
-                    and not isinstance(exc, errors.CredentialRefused):
+            if (
+                limits is not None
+                and isinstance(exc, errors.Unauthenticated)
+                and not isinstance(exc, errors.CredentialRefused)
+            ):
                 refusal = limits.failed_authentication(peer_address(caller_peer(context))) or exc
             if refusal.reason == RATE_LIMITED and self.metrics is not None:
                 self.metrics.call_rate_limited(method, refusal.metadata.get("limit", ""))
@@ -246,7 +270,11 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
                 outcome(caller, context, None if streaming_request else request, None)
                 return response
 
-            make = grpc.stream_unary_rpc_method_handler if streaming_request else grpc.unary_unary_rpc_method_handler
+            make = (
+                grpc.stream_unary_rpc_method_handler
+                if streaming_request
+                else grpc.unary_unary_rpc_method_handler
+            )
             return make(unary, handler.request_deserializer, handler.response_serializer)
 
         inner_s = handler.unary_stream or handler.stream_stream
@@ -262,5 +290,9 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
                 raise
             outcome(caller, context, None if streaming_request else request, None)
 
-        make_s = grpc.stream_stream_rpc_method_handler if streaming_request else grpc.unary_stream_rpc_method_handler
+        make_s = (
+            grpc.stream_stream_rpc_method_handler
+            if streaming_request
+            else grpc.unary_stream_rpc_method_handler
+        )
         return make_s(stream, handler.request_deserializer, handler.response_serializer)

@@ -56,5 +56,5 @@ def bearer_token(metadata: Any) -> str | None:
     """The key of ``authorization: Bearer <key>`` in a call's invocation metadata, if any."""
     for key, value in metadata or ():
         if key == "authorization" and isinstance(value, str) and value.startswith("Bearer "):
-            return value[len("Bearer "):].strip()
+            return value[len("Bearer ") :].strip()
     return None

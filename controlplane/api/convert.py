@@ -40,7 +40,7 @@ def parse_name(name: str, collection: str, field: str = "name") -> str:
     if not name:
         raise InvalidArgument(f"{field} is required, as {collection}/ID", field=field)
     prefix = collection + "/"
-    ident = name[len(prefix):] if name.startswith(prefix) else name
+    ident = name[len(prefix) :] if name.startswith(prefix) else name
     if not _ID.fullmatch(ident):
         raise InvalidArgument(f"{field} {quote(name)} is not a valid {collection}/ID name", field=field)
     return ident
@@ -58,14 +58,21 @@ def parse_resume_id(value: str, incarnation: int, field: str) -> int | None:
         return None
     start, dot, sequence = value.partition(".")
     # ASCII digits only: str.isdigit() also takes "²" and "٣", which int() reads or refuses.
-    if not dot or not all(part.isascii() and part.isdigit() and len(part) <= 18 for part in (start, sequence)):
-        raise InvalidArgument(f"{field} {quote(value[:64])} is not an id this API sent "
-                              "(INCARNATION.SEQUENCE, as in Event.id or LogRecord.id)", field=field)
+    if not dot or not all(
+        part.isascii() and part.isdigit() and len(part) <= 18 for part in (start, sequence)
+    ):
+        raise InvalidArgument(
+            f"{field} {quote(value[:64])} is not an id this API sent "
+            "(INCARNATION.SEQUENCE, as in Event.id or LogRecord.id)",
+            field=field,
+        )
     if int(start) != incarnation:
         raise FailedPrecondition(
             f"{field} {value} was sent before this control plane restarted, or by another replica "
             f"(this one is incarnation {incarnation}); its history is not kept here: open the stream "
-            "again without a resume id", reason="ERROR_REASON_RESUME_POINT_LOST")
+            "again without a resume id",
+            reason="ERROR_REASON_RESUME_POINT_LOST",
+        )
     return int(sequence)
 
 
@@ -121,8 +128,9 @@ def checked_epoch(value: timestamp_pb2.Timestamp, field: str) -> float:
     """A Timestamp as epoch seconds; INVALID_ARGUMENT naming ``field`` if it is not a valid one."""
     in_range = MIN_TIMESTAMP_SECONDS <= value.seconds <= MAX_TIMESTAMP_SECONDS
     if not (in_range and 0 <= value.nanos <= 999_999_999):
-        raise InvalidArgument(f"{field} is not a valid timestamp (years 1 to 9999, nanos 0 to 999999999)",
-                              field=field)
+        raise InvalidArgument(
+            f"{field} is not a valid timestamp (years 1 to 9999, nanos 0 to 999999999)", field=field
+        )
     return epoch(value)
 
 
@@ -138,20 +146,24 @@ def priority_from_pb(value: int, field: str = "task.priority") -> Priority:
     try:
         return Priority(value)
     except ValueError:
-        raise InvalidArgument(f"{field} {value} is not a priority (LOW, NORMAL, HIGH, CRITICAL)", field=field) from None
+        raise InvalidArgument(
+            f"{field} {value} is not a priority (LOW, NORMAL, HIGH, CRITICAL)", field=field
+        ) from None
 
 
 def _strategy(value: int, field: str) -> str:
     if value == 0:
         return ""
     if value not in enums_pb.VotingStrategy.values():
-        raise InvalidArgument(f"{field} {value} is not a voting strategy (MAJORITY, WEIGHTED, UNANIMOUS)",
-                              field=field)
+        raise InvalidArgument(
+            f"{field} {value} is not a voting strategy (MAJORITY, WEIGHTED, UNANIMOUS)", field=field
+        )
     return enums_pb.VotingStrategy.Name(value).removeprefix("VOTING_STRATEGY_").lower()
 
 
-def task_from_pb(msg: messages_pb.Task, *, default_max_agents: int, retry_defaults: RetryPolicy,
-                 prefix: str = "task") -> Task:
+def task_from_pb(
+    msg: messages_pb.Task, *, default_max_agents: int, retry_defaults: RetryPolicy, prefix: str = "task"
+) -> Task:
     """A new task from a request (output-only fields ignored)."""
     depends = [parse_name(d, "tasks", f"{prefix}.depends_on") for d in msg.depends_on]
 
@@ -160,12 +172,22 @@ def task_from_pb(msg: messages_pb.Task, *, default_max_agents: int, retry_defaul
         return checked_seconds(value, f"{prefix}.{name}", allow_negative=True)
 
     retry = RetryPolicy(
-        max_retries=msg.retry_policy.max_retries if msg.retry_policy.HasField("max_retries") else retry_defaults.max_retries,
-        initial_backoff=(span(msg.retry_policy.initial_backoff, "retry_policy.initial_backoff")
-                         if msg.retry_policy.HasField("initial_backoff") else retry_defaults.initial_backoff),
-        multiplier=msg.retry_policy.backoff_multiplier if msg.retry_policy.HasField("backoff_multiplier") else retry_defaults.multiplier,
-        max_backoff=(span(msg.retry_policy.max_backoff, "retry_policy.max_backoff")
-                     if msg.retry_policy.HasField("max_backoff") else retry_defaults.max_backoff),
+        max_retries=msg.retry_policy.max_retries
+        if msg.retry_policy.HasField("max_retries")
+        else retry_defaults.max_retries,
+        initial_backoff=(
+            span(msg.retry_policy.initial_backoff, "retry_policy.initial_backoff")
+            if msg.retry_policy.HasField("initial_backoff")
+            else retry_defaults.initial_backoff
+        ),
+        multiplier=msg.retry_policy.backoff_multiplier
+        if msg.retry_policy.HasField("backoff_multiplier")
+        else retry_defaults.multiplier,
+        max_backoff=(
+            span(msg.retry_policy.max_backoff, "retry_policy.max_backoff")
+            if msg.retry_policy.HasField("max_backoff")
+            else retry_defaults.max_backoff
+        ),
     )
     c = msg.consensus
     consensus = ConsensusPolicy(
@@ -174,8 +196,9 @@ def task_from_pb(msg: messages_pb.Task, *, default_max_agents: int, retry_defaul
         strategy=_strategy(c.strategy, f"{prefix}.consensus.strategy"),
         candidates=c.candidates if c.HasField("candidates") else 3,
         max_rounds=c.max_rounds if c.HasField("max_rounds") else 3,
-        round_timeout=(span(c.round_timeout, "consensus.round_timeout")
-                       if c.HasField("round_timeout") else None),
+        round_timeout=(
+            span(c.round_timeout, "consensus.round_timeout") if c.HasField("round_timeout") else None
+        ),
     )
     return Task(
         id="",
@@ -201,11 +224,15 @@ def task_from_pb(msg: messages_pb.Task, *, default_max_agents: int, retry_defaul
 def usage_to_pb(u: Usage) -> messages_pb.TokenUsage:
     """Usage as a proto."""
     return messages_pb.TokenUsage(
-        input_tokens=u.input_tokens, output_tokens=u.output_tokens,
+        input_tokens=u.input_tokens,
+        output_tokens=u.output_tokens,
         cache_read_input_tokens=u.cache_read_input_tokens,
         cache_creation_input_tokens=u.cache_creation_input_tokens,
-        cost_micros=u.cost_micros, model_calls=u.model_calls, web_search_requests=u.web_search_requests,
-        web_fetch_requests=u.web_fetch_requests, tool_calls=u.tool_calls,
+        cost_micros=u.cost_micros,
+        model_calls=u.model_calls,
+        web_search_requests=u.web_search_requests,
+        web_fetch_requests=u.web_fetch_requests,
+        tool_calls=u.tool_calls,
     )
 
 
@@ -216,27 +243,39 @@ def model_pacing_to_pb(p: PacingStatus) -> system_pb.ModelPacing:
     """The status message of one paced model."""
     limits = p.limits
     return system_pb.ModelPacing(
-        model=p.model, breaker=int(p.state), reopens_in=duration(p.reopens_in), in_flight=p.in_flight,
-        in_flight_cap=p.in_flight_cap, held=p.held, requests_per_minute=limits.requests_per_minute,
+        model=p.model,
+        breaker=int(p.state),
+        reopens_in=duration(p.reopens_in),
+        in_flight=p.in_flight,
+        in_flight_cap=p.in_flight_cap,
+        held=p.held,
+        requests_per_minute=limits.requests_per_minute,
         input_tokens_per_minute=limits.input_tokens_per_minute,
         output_tokens_per_minute=limits.output_tokens_per_minute,
-        requests_used=p.usage.get("requests", 0.0), input_tokens_used=p.usage.get("input_tokens", 0.0),
-        output_tokens_used=p.usage.get("output_tokens", 0.0), granted=p.granted,
-        overloaded_answers=p.overloaded_answers, last_problem=p.last_problem,
+        requests_used=p.usage.get("requests", 0.0),
+        input_tokens_used=p.usage.get("input_tokens", 0.0),
+        output_tokens_used=p.usage.get("output_tokens", 0.0),
+        granted=p.granted,
+        overloaded_answers=p.overloaded_answers,
+        last_problem=p.last_problem,
     )
 
 
 def usage_from_pb(u: messages_pb.TokenUsage) -> Usage:
     """Usage an agent reported, each figure clamped to [0, MAX_USAGE] (agents are untrusted input)."""
+
     def clamp(value: int) -> int:
         return min(max(0, value), MAX_USAGE)
 
     return Usage(
-        input_tokens=clamp(u.input_tokens), output_tokens=clamp(u.output_tokens),
+        input_tokens=clamp(u.input_tokens),
+        output_tokens=clamp(u.output_tokens),
         cache_read_input_tokens=clamp(u.cache_read_input_tokens),
         cache_creation_input_tokens=clamp(u.cache_creation_input_tokens),
-        cost_micros=clamp(u.cost_micros), model_calls=clamp(u.model_calls),
-        web_search_requests=clamp(u.web_search_requests), web_fetch_requests=clamp(u.web_fetch_requests),
+        cost_micros=clamp(u.cost_micros),
+        model_calls=clamp(u.model_calls),
+        web_search_requests=clamp(u.web_search_requests),
+        web_fetch_requests=clamp(u.web_fetch_requests),
         tool_calls=clamp(u.tool_calls),
     )
 
@@ -257,16 +296,29 @@ def _cut(text: str, limit: int) -> str:
 
 def tool_call_to_pb(c: ToolCall) -> messages_pb.ToolCall:
     """A tool-call record as a proto."""
-    return messages_pb.ToolCall(name=c.name, server=c.server, duration=duration(c.duration), is_error=c.is_error,
-                                summary=c.summary, turn=c.turn)
+    return messages_pb.ToolCall(
+        name=c.name,
+        server=c.server,
+        duration=duration(c.duration),
+        is_error=c.is_error,
+        summary=c.summary,
+        turn=c.turn,
+    )
 
 
 def tool_calls_from_pb(calls: Any) -> list[ToolCall]:
     """The first :data:`MAX_TOOL_CALLS` records an agent reported, each field cut to its bound."""
-    return [ToolCall(name=_cut(c.name, TOOL_NAME_CHARS), server=c.server,
-                     duration=max(0.0, min(c.duration.ToTimedelta().total_seconds(), 1e7)),
-                     is_error=c.is_error, summary=_cut(c.summary, TOOL_SUMMARY_CHARS), turn=min(c.turn, 1 << 20))
-            for c in list(calls)[:MAX_TOOL_CALLS]]
+    return [
+        ToolCall(
+            name=_cut(c.name, TOOL_NAME_CHARS),
+            server=c.server,
+            duration=max(0.0, min(c.duration.ToTimedelta().total_seconds(), 1e7)),
+            is_error=c.is_error,
+            summary=_cut(c.summary, TOOL_SUMMARY_CHARS),
+            turn=min(c.turn, 1 << 20),
+        )
+        for c in list(calls)[:MAX_TOOL_CALLS]
+    ]
 
 
 def source_to_pb(s: Source) -> messages_pb.Source:
@@ -276,9 +328,14 @@ def source_to_pb(s: Source) -> messages_pb.Source:
 
 def sources_from_pb(sources: Any) -> list[Source]:
     """The first :data:`MAX_SOURCES` sources an agent reported, each field cut to its bound."""
-    return [Source(url=_cut(s.url, SOURCE_URL_CHARS), title=_cut(s.title, SOURCE_TITLE_CHARS),
-                   cited_text=_cut(s.cited_text, SOURCE_CITED_CHARS))
-            for s in list(sources)[:MAX_SOURCES]]
+    return [
+        Source(
+            url=_cut(s.url, SOURCE_URL_CHARS),
+            title=_cut(s.title, SOURCE_TITLE_CHARS),
+            cited_text=_cut(s.cited_text, SOURCE_CITED_CHARS),
+        )
+        for s in list(sources)[:MAX_SOURCES]
+    ]
 
 
 def merged_sources(subtasks: Any) -> list[messages_pb.Source]:
@@ -295,16 +352,18 @@ def merged_sources(subtasks: Any) -> list[messages_pb.Source]:
 
 def dependency_result_to_pb(d: DependencyResult) -> messages_pb.DependencyResult:
     """A dependency's result as handed to agents."""
-    return messages_pb.DependencyResult(task=f"tasks/{d.task_id}", description=d.description, output=d.output,
-                                        omitted_chars=d.omitted_chars)
+    return messages_pb.DependencyResult(
+        task=f"tasks/{d.task_id}", description=d.description, output=d.output, omitted_chars=d.omitted_chars
+    )
 
 
 def failure_to_pb(f: Failure | None) -> messages_pb.Failure | None:
     """A failure as a proto."""
     if f is None:
         return None
-    return messages_pb.Failure(reason=error_reason_number(f.reason), message=f.message, subtask=f.subtask,
-                               error_type=f.error_type)
+    return messages_pb.Failure(
+        reason=error_reason_number(f.reason), message=f.message, subtask=f.subtask, error_type=f.error_type
+    )
 
 
 _ERROR_REASONS = errors_pb.ErrorReason.DESCRIPTOR.values_by_name
@@ -318,40 +377,74 @@ def error_reason_number(name: str) -> int:
 
 def artifact_to_pb(a: Artifact) -> messages_pb.Artifact:
     """An artifact as a proto."""
-    return messages_pb.Artifact(name=a.name, media_type=a.media_type, content=a.content, uri=a.uri,
-                                size_bytes=a.size_bytes, sha256=a.sha256)
+    return messages_pb.Artifact(
+        name=a.name,
+        media_type=a.media_type,
+        content=a.content,
+        uri=a.uri,
+        size_bytes=a.size_bytes,
+        sha256=a.sha256,
+    )
 
 
 def artifact_from_pb(a: messages_pb.Artifact) -> Artifact:
     """An artifact from a proto."""
-    return Artifact(name=a.name, media_type=a.media_type, content=a.content, uri=a.uri,
-                    size_bytes=a.size_bytes or len(a.content), sha256=a.sha256)
+    return Artifact(
+        name=a.name,
+        media_type=a.media_type,
+        content=a.content,
+        uri=a.uri,
+        size_bytes=a.size_bytes or len(a.content),
+        sha256=a.sha256,
+    )
 
 
 def task_to_pb(t: Task, status_reason: str = "", subtasks: list[Subtask] | None = None) -> messages_pb.Task:
     """A task as a proto."""
     strategy = t.consensus.strategy.upper()
     msg = messages_pb.Task(
-        name=t.name, description=t.description, task_type=t.task_type, priority=int(t.priority),
-        max_agents=t.max_agents, depends_on=[f"tasks/{d}" for d in t.depends_on],
+        name=t.name,
+        description=t.description,
+        task_type=t.task_type,
+        priority=int(t.priority),
+        max_agents=t.max_agents,
+        depends_on=[f"tasks/{d}" for d in t.depends_on],
         consensus=messages_pb.ConsensusPolicy(
-            required=t.consensus.required, threshold=t.consensus.threshold,
+            required=t.consensus.required,
+            threshold=t.consensus.threshold,
             strategy=enums_pb.VotingStrategy.Value(f"VOTING_STRATEGY_{strategy}") if strategy else 0,
-            candidates=t.consensus.candidates, max_rounds=t.consensus.max_rounds,
+            candidates=t.consensus.candidates,
+            max_rounds=t.consensus.max_rounds,
             round_timeout=duration(t.consensus.round_timeout),
         ),
-        timeout=duration(t.timeout), context=t.context, constraints=t.constraints, metadata=t.metadata,
+        timeout=duration(t.timeout),
+        context=t.context,
+        constraints=t.constraints,
+        metadata=t.metadata,
         retry_policy=messages_pb.RetryPolicy(
-            max_retries=t.retry.max_retries, initial_backoff=duration(t.retry.initial_backoff),
-            backoff_multiplier=t.retry.multiplier, max_backoff=duration(t.retry.max_backoff),
+            max_retries=t.retry.max_retries,
+            initial_backoff=duration(t.retry.initial_backoff),
+            backoff_multiplier=t.retry.multiplier,
+            max_backoff=duration(t.retry.max_backoff),
         ),
         budget=messages_pb.Budget(max_total_tokens=t.max_total_tokens, max_cost_micros=t.max_cost_micros),
-        agent_type=t.agent_type, status=int(t.status), status_reason=status_reason or t.status_reason,
-        failure=failure_to_pb(t.failure), owner=t.owner, create_time=timestamp(t.create_time),
-        start_time=timestamp(t.start_time), end_time=timestamp(t.end_time), update_time=timestamp(t.update_time),
-        usage=usage_to_pb(t.usage), warnings=t.warnings, retries=t.retries,
-        batch=f"batches/{t.batch}" if t.batch else "", template=f"templates/{t.template}" if t.template else "",
-        review_rounds=t.review_rounds, approve_plan=t.approve_plan, approval=approval_to_pb(t.approval),
+        agent_type=t.agent_type,
+        status=int(t.status),
+        status_reason=status_reason or t.status_reason,
+        failure=failure_to_pb(t.failure),
+        owner=t.owner,
+        create_time=timestamp(t.create_time),
+        start_time=timestamp(t.start_time),
+        end_time=timestamp(t.end_time),
+        update_time=timestamp(t.update_time),
+        usage=usage_to_pb(t.usage),
+        warnings=t.warnings,
+        retries=t.retries,
+        batch=f"batches/{t.batch}" if t.batch else "",
+        template=f"templates/{t.template}" if t.template else "",
+        review_rounds=t.review_rounds,
+        approve_plan=t.approve_plan,
+        approval=approval_to_pb(t.approval),
     )
     if subtasks is not None:
         msg.subtasks_total = len(subtasks)
@@ -359,7 +452,8 @@ def task_to_pb(t: Task, status_reason: str = "", subtasks: list[Subtask] | None 
         msg.subtasks_running = sum(1 for s in subtasks if s.status.name == "RUNNING")
         msg.progress = (
             sum(1.0 if s.status.name == "COMPLETED" else s.progress for s in subtasks) / len(subtasks)
-            if subtasks else 0.0
+            if subtasks
+            else 0.0
         )
     if t.status.name == "COMPLETED":
         msg.progress = 1.0
@@ -372,8 +466,10 @@ def approval_to_pb(approval: dict | None) -> messages_pb.PlanApproval | None:
         return None
     return messages_pb.PlanApproval(
         state=enums_pb.PlanApprovalState.Value(f"PLAN_APPROVAL_STATE_{approval['state']}"),
-        request_time=timestamp(approval.get("request_time")), principal=approval.get("principal") or "",
-        decide_time=timestamp(approval.get("decide_time")), reason=approval.get("reason") or "",
+        request_time=timestamp(approval.get("request_time")),
+        principal=approval.get("principal") or "",
+        decide_time=timestamp(approval.get("decide_time")),
+        reason=approval.get("reason") or "",
     )
 
 
@@ -388,29 +484,53 @@ def review_to_pb(task_id: str, record: dict | None) -> messages_pb.ReviewRecord 
     rounds = []
     for r in record["rounds"]:
         verdict = r.get("verdict")
-        rounds.append(messages_pb.ReviewRound(
-            round=r["round"], review_subtask=subtask(r["review_step"]),
-            reviewer=f"agents/{r['reviewer']}" if r.get("reviewer") else "",
-            verdict=messages_pb.ReviewVerdict(approved=verdict["approved"], changes=verdict["changes"],
-                                              summary=verdict["summary"]) if verdict else None,
-            revision_subtask=subtask(r.get("revision_step", "")), usage=usage_to_pb(Usage(**(r.get("usage") or {}))),
-            note=r.get("note", ""),
-        ))
-    return messages_pb.ReviewRecord(outcome=enums_pb.ReviewOutcome.Value(f"REVIEW_OUTCOME_{record['outcome']}"),
-                                    max_rounds=record["max_rounds"], rounds=rounds)
+        rounds.append(
+            messages_pb.ReviewRound(
+                round=r["round"],
+                review_subtask=subtask(r["review_step"]),
+                reviewer=f"agents/{r['reviewer']}" if r.get("reviewer") else "",
+                verdict=messages_pb.ReviewVerdict(
+                    approved=verdict["approved"], changes=verdict["changes"], summary=verdict["summary"]
+                )
+                if verdict
+                else None,
+                revision_subtask=subtask(r.get("revision_step", "")),
+                usage=usage_to_pb(Usage(**(r.get("usage") or {}))),
+                note=r.get("note", ""),
+            )
+        )
+    return messages_pb.ReviewRecord(
+        outcome=enums_pb.ReviewOutcome.Value(f"REVIEW_OUTCOME_{record['outcome']}"),
+        max_rounds=record["max_rounds"],
+        rounds=rounds,
+    )
 
 
 def subtask_to_pb(s: Subtask) -> messages_pb.Subtask:
     """A subtask as a proto."""
     return messages_pb.Subtask(
-        name=s.name, title=s.title, instructions=s.instructions, capability=s.capability,
-        agent_type=s.agent_type, kind=int(s.kind), depends_on=s.depends_on, status=int(s.status),
-        attempt=s.attempt, agent=f"agents/{s.agent_id}" if s.agent_id else "", progress=s.progress,
-        progress_message=s.progress_message, output=s.output,
-        artifacts=[artifact_to_pb(a) for a in s.artifacts], failure=failure_to_pb(s.failure),
-        usage=usage_to_pb(s.usage), has_checkpoint=s.checkpoint is not None,
-        queue_time=timestamp(s.queue_time), start_time=timestamp(s.start_time), end_time=timestamp(s.end_time),
-        status_reason=s.status_reason, tool_calls=[tool_call_to_pb(c) for c in s.tool_calls],
+        name=s.name,
+        title=s.title,
+        instructions=s.instructions,
+        capability=s.capability,
+        agent_type=s.agent_type,
+        kind=int(s.kind),
+        depends_on=s.depends_on,
+        status=int(s.status),
+        attempt=s.attempt,
+        agent=f"agents/{s.agent_id}" if s.agent_id else "",
+        progress=s.progress,
+        progress_message=s.progress_message,
+        output=s.output,
+        artifacts=[artifact_to_pb(a) for a in s.artifacts],
+        failure=failure_to_pb(s.failure),
+        usage=usage_to_pb(s.usage),
+        has_checkpoint=s.checkpoint is not None,
+        queue_time=timestamp(s.queue_time),
+        start_time=timestamp(s.start_time),
+        end_time=timestamp(s.end_time),
+        status_reason=s.status_reason,
+        tool_calls=[tool_call_to_pb(c) for c in s.tool_calls],
         sources=[source_to_pb(x) for x in s.sources],
     )
 
@@ -421,12 +541,20 @@ def plan_to_pb(p: ExecutionPlan | None) -> messages_pb.ExecutionPlan | None:
         return None
     return messages_pb.ExecutionPlan(
         subtasks=[
-            messages_pb.PlannedSubtask(key=s.key, title=s.title, instructions=s.instructions,
-                                       capability=s.capability, agent_type=s.agent_type, kind=int(s.kind),
-                                       depends_on=s.depends_on)
+            messages_pb.PlannedSubtask(
+                key=s.key,
+                title=s.title,
+                instructions=s.instructions,
+                capability=s.capability,
+                agent_type=s.agent_type,
+                kind=int(s.kind),
+                depends_on=s.depends_on,
+            )
             for s in p.subtasks
         ],
-        planner=p.planner, warnings=p.warnings, complexity=p.complexity,
+        planner=p.planner,
+        warnings=p.warnings,
+        complexity=p.complexity,
         recommended_agents=p.recommended_agents,
         estimated_parallel_efficiency=p.estimated_parallel_efficiency,
         critical_path_length=p.critical_path_length,
@@ -436,13 +564,29 @@ def plan_to_pb(p: ExecutionPlan | None) -> messages_pb.ExecutionPlan | None:
 def agent_to_pb(a: AgentInfo, assignments: list[str] | None = None, free_slots: int = 0) -> messages_pb.Agent:
     """An agent as a proto."""
     return messages_pb.Agent(
-        name=a.name, agent_type=a.agent_type, capabilities=a.capabilities, max_concurrency=a.max_concurrency,
-        labels=a.labels, language=a.language, sdk_version=a.sdk_version, status=int(a.status),
-        assignments=assignments or [], free_slots=free_slots, hostname=a.hostname, pid=a.pid,
-        replica=a.replica, managed=a.managed, completed_subtasks=a.completed_subtasks,
-        failed_subtasks=a.failed_subtasks, reliability=a.reliability, usage=usage_to_pb(a.usage),
-        connect_time=timestamp(a.connect_time), last_heartbeat_time=timestamp(a.last_heartbeat_time),
-        disconnect_time=timestamp(a.disconnect_time), owner=a.owner, backing=a.backing,
+        name=a.name,
+        agent_type=a.agent_type,
+        capabilities=a.capabilities,
+        max_concurrency=a.max_concurrency,
+        labels=a.labels,
+        language=a.language,
+        sdk_version=a.sdk_version,
+        status=int(a.status),
+        assignments=assignments or [],
+        free_slots=free_slots,
+        hostname=a.hostname,
+        pid=a.pid,
+        replica=a.replica,
+        managed=a.managed,
+        completed_subtasks=a.completed_subtasks,
+        failed_subtasks=a.failed_subtasks,
+        reliability=a.reliability,
+        usage=usage_to_pb(a.usage),
+        connect_time=timestamp(a.connect_time),
+        last_heartbeat_time=timestamp(a.last_heartbeat_time),
+        disconnect_time=timestamp(a.disconnect_time),
+        owner=a.owner,
+        backing=a.backing,
     )
 
 
@@ -472,8 +616,9 @@ def event_to_pb(event, incarnation: int) -> messages_pb.Event:
     return msg
 
 
-def log_entry_from_pb(record: messages_pb.LogRecord, agent_id: str,
-                      max_message_bytes: int = 8192) -> LogEntry:
+def log_entry_from_pb(
+    record: messages_pb.LogRecord, agent_id: str, max_message_bytes: int = 8192
+) -> LogEntry:
     """An agent's forwarded log record (its agent id is the sender's, whatever it claims; its text cut
     to ``max_message_bytes``, its fields to 32 of at most 256 bytes each)."""
     task = record.task.split("/")[1] if record.task.startswith("tasks/") else ""
@@ -493,10 +638,14 @@ def log_entry_to_pb(entry: LogEntry, incarnation: int = 0) -> messages_pb.LogRec
     """A log record as a proto; its id is ``{incarnation}.{seq}`` (resumable within one start)."""
     return messages_pb.LogRecord(
         id=f"{incarnation}.{entry.seq}",
-        time=timestamp(entry.time), level=PROTO_LEVEL.get(entry.level, 2), component=entry.component,
-        message=entry.message, task=f"tasks/{entry.task_id}" if entry.task_id else "",
+        time=timestamp(entry.time),
+        level=PROTO_LEVEL.get(entry.level, 2),
+        component=entry.component,
+        message=entry.message,
+        task=f"tasks/{entry.task_id}" if entry.task_id else "",
         subtask=f"tasks/{entry.task_id}/subtasks/{entry.subtask_id}" if entry.subtask_id else "",
-        agent=f"agents/{entry.agent_id}" if entry.agent_id else "", fields=entry.fields,
+        agent=f"agents/{entry.agent_id}" if entry.agent_id else "",
+        fields=entry.fields,
     )
 
 
@@ -509,12 +658,25 @@ def consensus_to_pb(state: dict | None) -> messages_pb.ConsensusRecord | None:
         strategy=enums_pb.VotingStrategy.Value(f"VOTING_STRATEGY_{state['strategy'].upper()}"),
         threshold=state["threshold"],
         rounds=state["round"],
-        candidates=[messages_pb.Candidate(id=c["id"], agent=f"agents/{c['agent']}" if c["agent"] else "",
-                                          content=c["content"]) for c in state["candidates"]],
-        votes=[messages_pb.Vote(voter=f"agents/{v['voter']}", candidate_id=v["candidate_id"],
-                                confidence=v["confidence"], rationale=v["rationale"], round=v["round"],
-                                weight=v["weight"], usage=usage_to_pb(Usage(**v.get("usage") or {})),
-                                abstained=not v["candidate_id"]) for v in state["votes"]],
+        candidates=[
+            messages_pb.Candidate(
+                id=c["id"], agent=f"agents/{c['agent']}" if c["agent"] else "", content=c["content"]
+            )
+            for c in state["candidates"]
+        ],
+        votes=[
+            messages_pb.Vote(
+                voter=f"agents/{v['voter']}",
+                candidate_id=v["candidate_id"],
+                confidence=v["confidence"],
+                rationale=v["rationale"],
+                round=v["round"],
+                weight=v["weight"],
+                usage=usage_to_pb(Usage(**v.get("usage") or {})),
+                abstained=not v["candidate_id"],
+            )
+            for v in state["votes"]
+        ],
         winning_candidate_id=state["winner"],
         agreement=state["agreement"],
     )
@@ -523,8 +685,15 @@ def consensus_to_pb(state: dict | None) -> messages_pb.ConsensusRecord | None:
 def process_to_pb(reading, agent_id: str = "", agent_type: str = "") -> messages_pb.ProcessResources:
     """A process reading (:class:`controlplane.observability.resources.ProcessReading`) as a proto."""
     return messages_pb.ProcessResources(
-        pid=reading.pid, agent=f"agents/{agent_id}" if agent_id else "", agent_type=agent_type,
-        cpu_percent=reading.cpu_percent, cpu_seconds=reading.cpu_seconds, memory_bytes=reading.memory_bytes,
-        memory_percent=reading.memory_percent, threads=reading.threads, open_files=reading.open_files,
-        connections=reading.connections, measured=reading.measured,
+        pid=reading.pid,
+        agent=f"agents/{agent_id}" if agent_id else "",
+        agent_type=agent_type,
+        cpu_percent=reading.cpu_percent,
+        cpu_seconds=reading.cpu_seconds,
+        memory_bytes=reading.memory_bytes,
+        memory_percent=reading.memory_percent,
+        threads=reading.threads,
+        open_files=reading.open_files,
+        connections=reading.connections,
+        measured=reading.measured,
     )

@@ -9,16 +9,34 @@ from controlplane.domain.model import RetryPolicy, Task
 from controlplane.domain.tasks import validate_task
 
 #: The fields of a Task a client sets; the rest is state, cleared from a draft.
-INPUT_FIELDS = frozenset({"description", "task_type", "priority", "max_agents", "depends_on", "consensus",
-                          "timeout", "context", "constraints", "metadata", "retry_policy", "budget",
-                          "agent_type", "review_rounds", "approve_plan"})
+INPUT_FIELDS = frozenset(
+    {
+        "description",
+        "task_type",
+        "priority",
+        "max_agents",
+        "depends_on",
+        "consensus",
+        "timeout",
+        "context",
+        "constraints",
+        "metadata",
+        "retry_policy",
+        "budget",
+        "agent_type",
+        "review_rounds",
+        "approve_plan",
+    }
+)
 
 
 def retry_defaults(settings: Settings) -> RetryPolicy:
     """The retry policy of a task that sets none (``tasks.default_*``)."""
-    return RetryPolicy(max_retries=settings["tasks.default_max_retries"],
-                       initial_backoff=settings["tasks.default_initial_backoff"],
-                       max_backoff=settings["tasks.default_max_backoff"])
+    return RetryPolicy(
+        max_retries=settings["tasks.default_max_retries"],
+        initial_backoff=settings["tasks.default_initial_backoff"],
+        max_backoff=settings["tasks.default_max_backoff"],
+    )
 
 
 def draft_from_pb(msg: messages_pb.Task, settings: Settings, prefix: str = "task") -> Task:
@@ -27,8 +45,12 @@ def draft_from_pb(msg: messages_pb.Task, settings: Settings, prefix: str = "task
     Raises:
         InvalidArgument: Naming every bad field under ``prefix``.
     """
-    task = convert.task_from_pb(msg, default_max_agents=settings["tasks.default_max_agents"],
-                                retry_defaults=retry_defaults(settings), prefix=prefix)
+    task = convert.task_from_pb(
+        msg,
+        default_max_agents=settings["tasks.default_max_agents"],
+        retry_defaults=retry_defaults(settings),
+        prefix=prefix,
+    )
     validate_task(task, max_description_length=settings["tasks.max_description_length"], prefix=prefix)
     return task
 

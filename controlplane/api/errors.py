@@ -69,14 +69,21 @@ def submit_error(exc: BaseException) -> tasks_pb.SubmitError:
     """What a refused request on a submit stream is answered with (SubmitTask's status, as a message)."""
     if not isinstance(exc, errors.MaosError):
         log.error("submitting a task failed", exc_info=exc)
-        return tasks_pb.SubmitError(code=grpc.StatusCode.INTERNAL.value[0], message="internal error",
-                                    reason=errors_pb.ERROR_REASON_INTERNAL)
+        return tasks_pb.SubmitError(
+            code=grpc.StatusCode.INTERNAL.value[0],
+            message="internal error",
+            reason=errors_pb.ERROR_REASON_INTERNAL,
+        )
     error = tasks_pb.SubmitError(
-        code=status_code_for(exc).value[0], reason=error_reason_number(exc.reason),
+        code=status_code_for(exc).value[0],
+        reason=error_reason_number(exc.reason),
         message=clip_bytes(exc.message, MAX_MESSAGE_BYTES),
-        field_violations=[tasks_pb.FieldViolation(field=field, description=description)
-                          for field, description in _violations(exc)],
-        metadata=_metadata(exc))
+        field_violations=[
+            tasks_pb.FieldViolation(field=field, description=description)
+            for field, description in _violations(exc)
+        ],
+        metadata=_metadata(exc),
+    )
     retry_after = getattr(exc, "retry_after", None)
     if retry_after:
         error.retry_delay.FromNanoseconds(int(retry_after * 1e9))
@@ -91,8 +98,10 @@ def _pack(message: Any) -> any_pb2.Any:
 
 def _violations(exc: errors.MaosError) -> list[tuple[str, str]]:
     """The field violations of an error, each clipped, at most :data:`MAX_VIOLATIONS` of them."""
-    return [(clip_bytes(v.field, MAX_FIELD_BYTES), clip_bytes(v.description, MAX_DESCRIPTION_BYTES))
-            for v in getattr(exc, "violations", ())[:MAX_VIOLATIONS]]
+    return [
+        (clip_bytes(v.field, MAX_FIELD_BYTES), clip_bytes(v.description, MAX_DESCRIPTION_BYTES))
+        for v in getattr(exc, "violations", ())[:MAX_VIOLATIONS]
+    ]
 
 
 def _metadata(exc: errors.MaosError) -> dict[str, str]:
@@ -128,7 +137,9 @@ def internal_status() -> grpc.Status:
     info = error_details_pb2.ErrorInfo(reason="ERROR_REASON_INTERNAL", domain=DOMAIN)
     return rpc_status.to_status(
         status_pb2.Status(
-            code=code_pb2.INTERNAL, message="internal error; the server logged the details", details=[_pack(info)]
+            code=code_pb2.INTERNAL,
+            message="internal error; the server logged the details",
+            details=[_pack(info)],
         )
     )
 
@@ -181,7 +192,9 @@ class ErrorAndMetricsInterceptor(grpc.aio.ServerInterceptor):
                 return UNDECODABLE
 
         def undecodable() -> errors.InvalidArgument:
-            return errors.InvalidArgument(f"the request is not a valid {method} request message", field="request")
+            return errors.InvalidArgument(
+                f"the request is not a valid {method} request message", field="request"
+            )
 
         async def checked(requests: Any) -> Any:
             async for request in requests:
@@ -192,8 +205,10 @@ class ErrorAndMetricsInterceptor(grpc.aio.ServerInterceptor):
         def done(kind: str, started: float, code: str) -> None:
             child = children.get((kind, code))
             if child is None:  # label lookups are slow: resolve once per method, kind and code
-                child = children[(kind, code)] = (handled.labels(kind, service, method, code),
-                                                  seconds.labels(kind, service, method))
+                child = children[(kind, code)] = (
+                    handled.labels(kind, service, method, code),
+                    seconds.labels(kind, service, method),
+                )
             child[0].inc()
             child[1].observe(time.perf_counter() - started)
 
@@ -201,7 +216,9 @@ class ErrorAndMetricsInterceptor(grpc.aio.ServerInterceptor):
             code = context.code()
             return code.name if isinstance(code, grpc.StatusCode) else "OK"
 
-        async def failed(kind: str, started: float, context: grpc.aio.ServicerContext, exc: Exception) -> None:
+        async def failed(
+            kind: str, started: float, context: grpc.aio.ServicerContext, exc: Exception
+        ) -> None:
             if isinstance(exc, grpc.aio.AbortError):  # the handler set its own status
                 done(kind, started, code_of(context))
                 return
@@ -224,9 +241,7 @@ class ErrorAndMetricsInterceptor(grpc.aio.ServerInterceptor):
                 done("unary", started, code_of(context))
                 return response
 
-            return grpc.unary_unary_rpc_method_handler(
-                unary_unary, deserializer, handler.response_serializer
-            )
+            return grpc.unary_unary_rpc_method_handler(unary_unary, deserializer, handler.response_serializer)
         if handler.unary_stream:
             inner_us = handler.unary_stream
 
@@ -273,6 +288,4 @@ class ErrorAndMetricsInterceptor(grpc.aio.ServerInterceptor):
                 raise
             done("bidi_stream", started, code_of(context))
 
-        return grpc.stream_stream_rpc_method_handler(
-            stream_stream, deserializer, handler.response_serializer
-        )
+        return grpc.stream_stream_rpc_method_handler(stream_stream, deserializer, handler.response_serializer)

@@ -46,16 +46,20 @@ class PageTokens:
         except (ValueError, TypeError):
             raw = b""
         body, mac = raw[:16], raw[16:]
-        good = len(raw) == 28 and hmac.compare_digest(mac, hmac.new(self._secret, body, hashlib.sha256).digest()[:12])
+        good = len(raw) == 28 and hmac.compare_digest(
+            mac, hmac.new(self._secret, body, hashlib.sha256).digest()[:12]
+        )
         if not good:
             raise InvalidArgument(
                 "page_token is malformed or expired; start again from the first page",
-                field="page_token", reason="ERROR_REASON_INVALID_PAGE_TOKEN",
+                field="page_token",
+                reason="ERROR_REASON_INVALID_PAGE_TOKEN",
             )
         if body[8:] != hashlib.blake2b(filters, digest_size=8).digest():
             raise InvalidArgument(
                 "page_token was issued for other filters; repeat the same filters or start again",
-                field="page_token", reason="ERROR_REASON_INVALID_PAGE_TOKEN",
+                field="page_token",
+                reason="ERROR_REASON_INVALID_PAGE_TOKEN",
             )
         return struct.unpack(">q", body[:8])[0]
 

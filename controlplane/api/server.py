@@ -7,7 +7,14 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from controlplane.api.pb import (
-    access_grpc, agents_grpc, audit_grpc, batches_grpc, gateway_grpc, system_grpc, tasks_grpc, templates_grpc,
+    access_grpc,
+    agents_grpc,
+    audit_grpc,
+    batches_grpc,
+    gateway_grpc,
+    system_grpc,
+    tasks_grpc,
+    templates_grpc,
 )
 from controlplane.errors import InvalidArgument
 
@@ -89,8 +96,9 @@ def local_address(address: str) -> str:
     return f"127.0.0.1:{port}" if host in _ANY_HOSTS else address
 
 
-def build_server(servicers: dict[str, object], interceptors: list[grpc.aio.ServerInterceptor],
-                 reflection_level: str) -> tuple[grpc.aio.Server, health.aio.HealthServicer]:
+def build_server(
+    servicers: dict[str, object], interceptors: list[grpc.aio.ServerInterceptor], reflection_level: str
+) -> tuple[grpc.aio.Server, health.aio.HealthServicer]:
     """A server with every servicer added (not yet bound or started); reflection unless ``off``."""
     server = grpc.aio.server(interceptors=interceptors, options=SERVER_OPTIONS)
     tasks_grpc.add_TaskServiceServicer_to_server(servicers["tasks"], server)
@@ -104,7 +112,11 @@ def build_server(servicers: dict[str, object], interceptors: list[grpc.aio.Serve
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     if reflection_level != "off":
-        names = [*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME]
+        names = [
+            *SERVICE_NAMES,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        ]
         reflection.enable_server_reflection(names, server)
     return server, health_servicer
 

@@ -33,8 +33,12 @@ from controlplane.errors import InvalidArgument
 
 log = logging.getLogger(__name__)
 
-_SETTINGS = ("server.tls.cert_file", "server.tls.key_file", "server.tls.client_ca_file",
-             "server.tls.require_client_auth")
+_SETTINGS = (
+    "server.tls.cert_file",
+    "server.tls.key_file",
+    "server.tls.client_ca_file",
+    "server.tls.require_client_auth",
+)
 
 
 @dataclass(frozen=True)
@@ -83,20 +87,29 @@ def server_tls(settings: Any) -> ServerTls | None:
     if not cert and not key:
         if client_ca or require:
             setting = "server.tls.require_client_auth" if require else "server.tls.client_ca_file"
-            raise InvalidArgument(f"{setting} needs TLS: set server.tls.cert_file and server.tls.key_file too",
-                                  field=setting)
+            raise InvalidArgument(
+                f"{setting} needs TLS: set server.tls.cert_file and server.tls.key_file too", field=setting
+            )
         return None
     if not cert or not key:
         missing = "server.tls.key_file" if cert else "server.tls.cert_file"
-        raise InvalidArgument(f"{missing} is not set: TLS needs both server.tls.cert_file and server.tls.key_file",
-                              field=missing)
+        raise InvalidArgument(
+            f"{missing} is not set: TLS needs both server.tls.cert_file and server.tls.key_file",
+            field=missing,
+        )
     if require and not client_ca:
-        raise InvalidArgument("server.tls.require_client_auth needs server.tls.client_ca_file: the CA "
-                              "certificates that verify client certificates", field="server.tls.client_ca_file")
+        raise InvalidArgument(
+            "server.tls.require_client_auth needs server.tls.client_ca_file: the CA "
+            "certificates that verify client certificates",
+            field="server.tls.client_ca_file",
+        )
     if client_ca and not require:
-        raise InvalidArgument("server.tls.client_ca_file is set but server.tls.require_client_auth is false; "
-                              "client certificates are only checked when required: set require_client_auth "
-                              "to true, or remove client_ca_file", field="server.tls.require_client_auth")
+        raise InvalidArgument(
+            "server.tls.client_ca_file is set but server.tls.require_client_auth is false; "
+            "client certificates are only checked when required: set require_client_auth "
+            "to true, or remove client_ca_file",
+            field="server.tls.require_client_auth",
+        )
     tls = ServerTls(cert, key, client_ca, require)
     _load(tls)
     return tls
@@ -126,13 +139,15 @@ class ServerCredentials:
 
     def credentials(self) -> grpc.ServerCredentials:
         """Credentials for ``server.add_secure_port``."""
-        return grpc.dynamic_ssl_server_credentials(self._initial, self._fetch,
-                                                   require_client_authentication=self.tls.require_client_auth)
+        return grpc.dynamic_ssl_server_credentials(
+            self._initial, self._fetch, require_client_authentication=self.tls.require_client_auth
+        )
 
     @staticmethod
     def _configuration(material: _Material) -> grpc.ServerCertificateConfiguration:
-        return grpc.ssl_server_certificate_configuration([(material.key, material.chain)],
-                                                         root_certificates=material.client_ca)
+        return grpc.ssl_server_certificate_configuration(
+            [(material.key, material.chain)], root_certificates=material.client_ca
+        )
 
     def _fetch(self) -> grpc.ServerCertificateConfiguration | None:
         """Called by gRPC (on one of its threads) before each handshake: new material, or None to keep."""
@@ -145,8 +160,10 @@ class ServerCredentials:
                 try:
                     configuration = self._configuration(_load(self.tls))
                 except InvalidArgument as exc:
-                    log.warning("TLS files changed but do not load (%s); still serving the previous "
-                                "certificate", exc.message)
+                    log.warning(
+                        "TLS files changed but do not load (%s); still serving the previous certificate",
+                        exc.message,
+                    )
                     return None
                 self.reloads += 1
             log.info("TLS files changed: new connections use the reloaded certificate")

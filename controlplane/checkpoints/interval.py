@@ -59,5 +59,9 @@ class IntervalJob:
                 log.exception("automatic checkpoint failed")
                 continue
             if record is not None:
-                log.info("automatic checkpoint checkpoints/%s (%d tasks, %d bytes)", record.id,
-                         record.task_count, record.compressed_size)
+                log.info(
+                    "automatic checkpoint checkpoints/%s (%d tasks, %d bytes)",
+                    record.id,
+                    record.task_count,
+                    record.compressed_size,
+                )

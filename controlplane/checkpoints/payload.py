@@ -64,7 +64,8 @@ class Upload:
         if self.size > self.max_bytes:
             raise InvalidArgument(
                 f"the checkpoint payload is over {self.max_bytes} bytes (limits.checkpoint_import_bytes)",
-                field="chunk")
+                field="chunk",
+            )
         self._sha256.update(chunk)
         self._chunks.append(chunk)
         pending = chunk
@@ -74,7 +75,9 @@ class Upload:
                 if self.inflated > self.max_inflated:
                     raise InvalidArgument(
                         f"the checkpoint payload decompresses to over {self.max_inflated} bytes "
-                        "(limits.checkpoint_inflated_bytes)", field="chunk")
+                        "(limits.checkpoint_inflated_bytes)",
+                        field="chunk",
+                    )
                 pending = self._inflater.unconsumed_tail
         except zlib.error as exc:
             raise corrupt(f"it does not decompress ({exc})") from None
@@ -118,12 +121,20 @@ def _binary_columns(columns: list[str], rows: list[tuple[Any, ...]]) -> list[str
 
 def encode(data: TableRows, components: list[str], create_time: float) -> Encoded:
     """Serialise, compress and checksum the rows of a snapshot."""
-    header = {"format": FORMAT, "format_version": FORMAT_VERSION, "create_time": create_time,
-              "components": components}
+    header = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "create_time": create_time,
+        "components": components,
+    }
     lines = []
     for table, (columns, rows) in data.items():
-        lines.append(orjson.dumps({"table": table, "columns": columns, "binary": _binary_columns(columns, rows),
-                                   "rows": rows}, default=_binary))
+        lines.append(
+            orjson.dumps(
+                {"table": table, "columns": columns, "binary": _binary_columns(columns, rows), "rows": rows},
+                default=_binary,
+            )
+        )
     body = b"\n".join(lines)
     raw = orjson.dumps(header) + b"\n" + body
     compressed = zlib.compress(raw, COMPRESSION_LEVEL)
@@ -138,16 +149,21 @@ def encode(data: TableRows, components: list[str], create_time: float) -> Encode
 
 def encode_digest(data: TableRows) -> str:
     """The content digest :func:`encode` would compute for these rows."""
-    lines = [orjson.dumps({"table": t, "columns": c, "binary": _binary_columns(c, r), "rows": r}, default=_binary)
-             for t, (c, r) in data.items()]
+    lines = [
+        orjson.dumps({"table": t, "columns": c, "binary": _binary_columns(c, r), "rows": r}, default=_binary)
+        for t, (c, r) in data.items()
+    ]
     return hashlib.sha256(b"\n".join(lines)).hexdigest()
 
 
 def corrupt(why: str, checkpoint_id: str = "") -> FailedPrecondition:
     """The error of a payload that fails its integrity check."""
     name = f"checkpoints/{checkpoint_id}" if checkpoint_id else "the checkpoint"
-    return FailedPrecondition(f"{name} is corrupt: {why}; nothing was changed", reason=CORRUPT,
-                              metadata={"checkpoint": name} if checkpoint_id else None)
+    return FailedPrecondition(
+        f"{name} is corrupt: {why}; nothing was changed",
+        reason=CORRUPT,
+        metadata={"checkpoint": name} if checkpoint_id else None,
+    )
 
 
 def checksum(payload: bytes) -> str:
@@ -159,8 +175,11 @@ def inflate(payload: bytes, max_inflated: int | None = None, checkpoint_id: str 
     """The decompressed payload; corrupt if it does not decompress or is over ``max_inflated`` bytes."""
     inflater = zlib.decompressobj()
     try:
-        raw = inflater.decompress(payload, max_inflated + 1) if max_inflated is not None else \
-            inflater.decompress(payload)
+        raw = (
+            inflater.decompress(payload, max_inflated + 1)
+            if max_inflated is not None
+            else inflater.decompress(payload)
+        )
     except zlib.error as exc:
         raise corrupt(f"it does not decompress ({exc})", checkpoint_id) from None
     if max_inflated is not None and len(raw) > max_inflated:
@@ -179,8 +198,10 @@ def _check_header(header: Any) -> set[str]:
         raise ValueError("its components are not a list of names")
     unknown = [c for c in components if c not in COMPONENT_TABLES]
     if unknown or len(set(components)) != len(components):
-        raise ValueError(f"unknown or repeated components {[c[:32] for c in unknown[:5]]}; "
-                         f"a checkpoint holds {', '.join(COMPONENT_TABLES)}")
+        raise ValueError(
+            f"unknown or repeated components {[c[:32] for c in unknown[:5]]}; "
+            f"a checkpoint holds {', '.join(COMPONENT_TABLES)}"
+        )
     if not isinstance(header.get("create_time", 0), int | float):
         raise ValueError("its create_time is not a number")
     return {t for c in components for t in COMPONENT_TABLES[c]}
@@ -203,8 +224,9 @@ def _check_part(part: Any, tables: set[str], seen: TableRows) -> None:
         raise ValueError(f"table {table}: a row does not match its columns")
 
 
-def decode(payload: bytes, expected_sha256: str, checkpoint_id: str = "",
-           max_inflated: int | None = None) -> tuple[dict[str, Any], TableRows]:
+def decode(
+    payload: bytes, expected_sha256: str, checkpoint_id: str = "", max_inflated: int | None = None
+) -> tuple[dict[str, Any], TableRows]:
     """Verify and parse a payload: its header and its rows (binary columns as bytes).
 
     Raises:
@@ -227,8 +249,12 @@ def decode(payload: bytes, expected_sha256: str, checkpoint_id: str = "",
             columns, binary = part["columns"], {part["columns"].index(b) for b in part["binary"]}
             rows = part["rows"]
             if binary:
-                rows = [tuple(base64.b64decode(v) if i in binary and v is not None else v
-                              for i, v in enumerate(row)) for row in rows]
+                rows = [
+                    tuple(
+                        base64.b64decode(v) if i in binary and v is not None else v for i, v in enumerate(row)
+                    )
+                    for row in rows
+                ]
             else:
                 rows = [tuple(row) for row in rows]
             data[part["table"]] = (columns, rows)

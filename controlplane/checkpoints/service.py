@@ -50,8 +50,11 @@ def new_id() -> str:
 
 
 def not_found(checkpoint_id: str) -> NotFound:
-    return NotFound(f"checkpoint {quote(checkpoint_id)} not found (see `maos checkpoint list`)", reason=NOT_FOUND,
-                    metadata={"checkpoint": f"checkpoints/{checkpoint_id}"})
+    return NotFound(
+        f"checkpoint {quote(checkpoint_id)} not found (see `maos checkpoint list`)",
+        reason=NOT_FOUND,
+        metadata={"checkpoint": f"checkpoints/{checkpoint_id}"},
+    )
 
 
 def tables_of(components: list[str]) -> list[str]:
@@ -60,8 +63,15 @@ def tables_of(components: list[str]) -> list[str]:
 
 # --- synchronous parts (storage thread, or offline) ------------------------------------------------
 
-def take(backend: StorageBackend, *, display_name: str = "", description: str = "", automatic: bool = False,
-         skip_unchanged: bool = False) -> CheckpointRecord | None:
+
+def take(
+    backend: StorageBackend,
+    *,
+    display_name: str = "",
+    description: str = "",
+    automatic: bool = False,
+    skip_unchanged: bool = False,
+) -> CheckpointRecord | None:
     """Snapshot every component, store it, and return its metadata (None if skipped as unchanged)."""
     create_time = time.time()
     data = backend.snapshot_tables(tables_of(ALL_COMPONENTS))
@@ -71,18 +81,28 @@ def take(backend: StorageBackend, *, display_name: str = "", description: str = 
         if latest is not None and latest.content_sha256 == encoded.content_sha256:
             return None
     record = CheckpointRecord(
-        id=new_id(), display_name=display_name, description=description, create_time=create_time,
-        automatic=automatic, size=encoded.size, compressed_size=len(encoded.compressed), sha256=encoded.sha256,
-        content_sha256=encoded.content_sha256, components=list(ALL_COMPONENTS), task_count=encoded.task_count,
-        format_version=codec.FORMAT_VERSION, payload=encoded.compressed,
+        id=new_id(),
+        display_name=display_name,
+        description=description,
+        create_time=create_time,
+        automatic=automatic,
+        size=encoded.size,
+        compressed_size=len(encoded.compressed),
+        sha256=encoded.sha256,
+        content_sha256=encoded.content_sha256,
+        components=list(ALL_COMPONENTS),
+        task_count=encoded.task_count,
+        format_version=codec.FORMAT_VERSION,
+        payload=encoded.compressed,
     )
     backend.put_checkpoint(record)
     record.payload = None
     return record
 
 
-def import_payload(backend: StorageBackend, meta: CheckpointRecord, data: bytes, *,
-                   max_inflated: int | None = None) -> CheckpointRecord:
+def import_payload(
+    backend: StorageBackend, meta: CheckpointRecord, data: bytes, *, max_inflated: int | None = None
+) -> CheckpointRecord:
     """Verify and store an exported checkpoint; an identical one already stored is returned as is.
 
     ``max_inflated`` bounds the size the payload may decompress to (corrupt beyond it).
@@ -96,18 +116,28 @@ def import_payload(backend: StorageBackend, meta: CheckpointRecord, data: bytes,
         raise AlreadyExists(f"checkpoints/{meta.id} already exists with other content; delete it first")
     body_sha = codec.encode_digest(rows)
     record = CheckpointRecord(
-        id=meta.id or new_id(), display_name=meta.display_name, description=meta.description,
-        create_time=float(header.get("create_time") or meta.create_time or time.time()), automatic=meta.automatic,
-        size=raw_size, compressed_size=len(data), sha256=meta.sha256, content_sha256=body_sha,
-        components=list(header.get("components") or []), task_count=len(rows.get("tasks", ([], []))[1]),
-        format_version=str(header.get("format_version")), payload=data,
+        id=meta.id or new_id(),
+        display_name=meta.display_name,
+        description=meta.description,
+        create_time=float(header.get("create_time") or meta.create_time or time.time()),
+        automatic=meta.automatic,
+        size=raw_size,
+        compressed_size=len(data),
+        sha256=meta.sha256,
+        content_sha256=body_sha,
+        components=list(header.get("components") or []),
+        task_count=len(rows.get("tasks", ([], []))[1]),
+        format_version=str(header.get("format_version")),
+        payload=data,
     )
     backend.put_checkpoint(record)
     record.payload = None
     return record
 
 
-def apply_retention(backend: StorageBackend, count: int, age_days: float, now: float | None = None) -> list[str]:
+def apply_retention(
+    backend: StorageBackend, count: int, age_days: float, now: float | None = None
+) -> list[str]:
     """Delete checkpoints beyond the newest ``count`` or older than ``age_days``; never the newest."""
     cutoff = (now or time.time()) - age_days * 86400
     records = backend.list_checkpoints(0, 1_000_000)
@@ -119,6 +149,7 @@ def apply_retention(backend: StorageBackend, count: int, age_days: float, now: f
 
 def _groups(data: TableRows, component: str) -> dict[str, tuple[Any, ...]]:
     """Rows of a component grouped by the object they belong to (a task with its subtasks and state)."""
+
     def norm(row: tuple[Any, ...]) -> tuple[Any, ...]:
         return tuple(bytes(v) if isinstance(v, (memoryview, bytearray)) else v for v in row)
 
@@ -143,17 +174,28 @@ def plan_recovery(record: CheckpointRecord, components: list[str]) -> tuple[list
     components = [COMPONENT_ALIASES.get(c, c) for c in components]
     unknown = [c for c in components if c not in KNOWN_COMPONENTS]
     if unknown:
-        raise InvalidArgument(f"unknown component(s) {', '.join(map(repr, unknown))}; known: "
-                              f"{', '.join(KNOWN_COMPONENTS)} (task_manager and agent_pool name tasks and agents)",
-                              field="components")
+        raise InvalidArgument(
+            f"unknown component(s) {', '.join(map(repr, unknown))}; known: "
+            f"{', '.join(KNOWN_COMPONENTS)} (task_manager and agent_pool name tasks and agents)",
+            field="components",
+        )
     wanted = list(dict.fromkeys(components)) or list(record.components)
-    warnings = [f"component {quote(c)} is not in this checkpoint; left as it is" for c in wanted
-                if c not in record.components]
+    warnings = [
+        f"component {quote(c)} is not in this checkpoint; left as it is"
+        for c in wanted
+        if c not in record.components
+    ]
     return [c for c in wanted if c in record.components], warnings
 
 
-def recover(backend: StorageBackend, record: CheckpointRecord, components: list[str], *, verify_only: bool,
-            requeue_later: bool) -> RecoveryReport:
+def recover(
+    backend: StorageBackend,
+    record: CheckpointRecord,
+    components: list[str],
+    *,
+    verify_only: bool,
+    requeue_later: bool,
+) -> RecoveryReport:
     """Verify a checkpoint, compare it with the database and (unless ``verify_only``) restore it."""
     _, data = codec.decode(record.payload or b"", record.sha256, record.id)
     selected, warnings = plan_recovery(record, components)
@@ -169,9 +211,11 @@ def recover(backend: StorageBackend, record: CheckpointRecord, components: list[
             report.later_tasks = [f"tasks/{k}" for k in now_ if k not in saved]
     if report.later_tasks:
         verb = "re-queued" if requeue_later else "kept"
-        report.warnings.append(f"{len(report.later_tasks)} task(s) accepted after the checkpoint will be {verb}"
-                               if verify_only else f"{len(report.later_tasks)} task(s) accepted after the "
-                               f"checkpoint were {verb}")
+        report.warnings.append(
+            f"{len(report.later_tasks)} task(s) accepted after the checkpoint will be {verb}"
+            if verify_only
+            else f"{len(report.later_tasks)} task(s) accepted after the checkpoint were {verb}"
+        )
     if verify_only:
         return report
     backend.restore_tables({t: data[t] for t in tables if t in data})
@@ -187,7 +231,12 @@ def requeue(backend: StorageBackend, task_ids: list[str]) -> None:
     for task_id in task_ids:
         for sub in backend.get_subtasks(task_id):
             if sub.status == SubtaskStatus.RUNNING:
-                sub.status, sub.agent_id, sub.progress, sub.progress_message = SubtaskStatus.QUEUED, "", 0.0, ""
+                sub.status, sub.agent_id, sub.progress, sub.progress_message = (
+                    SubtaskStatus.QUEUED,
+                    "",
+                    0.0,
+                    "",
+                )
                 sub.checkpoint, sub.start_time = None, None
                 sub.status_reason = "re-queued by recovery"
                 subtasks.append(sub)
@@ -195,6 +244,7 @@ def requeue(backend: StorageBackend, task_ids: list[str]) -> None:
 
 
 # --- the control plane's side ---------------------------------------------------------------------
+
 
 class Checkpoints:
     """Checkpoint operations of a running control plane (used by the servicer and the interval job)."""
@@ -211,21 +261,32 @@ class Checkpoints:
     async def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         return await self.engine.storage.call(lambda: fn(*args, **kwargs))
 
-    async def create(self, display_name: str = "", description: str = "", automatic: bool = False
-                     ) -> CheckpointRecord | None:
+    async def create(
+        self, display_name: str = "", description: str = "", automatic: bool = False
+    ) -> CheckpointRecord | None:
         """Take a checkpoint of everything accepted so far (None when automatic and unchanged)."""
         async with self.lock:
             await self.engine.committer.durable()
-            record = await self._call(take, self.backend, display_name=display_name, description=description,
-                                      automatic=automatic, skip_unchanged=automatic)
+            record = await self._call(
+                take,
+                self.backend,
+                display_name=display_name,
+                description=description,
+                automatic=automatic,
+                skip_unchanged=automatic,
+            )
             if record is not None:
                 await self.retain()
             return record
 
     async def retain(self) -> list[str]:
         """Apply the retention settings."""
-        return await self._call(apply_retention, self.backend, self.settings["checkpoints.retention.count"],
-                                self.settings["checkpoints.retention.age_days"])
+        return await self._call(
+            apply_retention,
+            self.backend,
+            self.settings["checkpoints.retention.count"],
+            self.settings["checkpoints.retention.age_days"],
+        )
 
     async def get(self, checkpoint_id: str, with_payload: bool = False) -> CheckpointRecord:
         record = await self._call(self.backend.get_checkpoint, checkpoint_id or "latest", with_payload)
@@ -242,33 +303,48 @@ class Checkpoints:
 
     def upload(self) -> codec.Upload:
         """A bounded receiver of an upload (``limits.checkpoint_import_bytes``, ``_inflated_bytes``)."""
-        return codec.Upload(self.settings["limits.checkpoint_import_bytes"],
-                            self.settings["limits.checkpoint_inflated_bytes"])
+        return codec.Upload(
+            self.settings["limits.checkpoint_import_bytes"], self.settings["limits.checkpoint_inflated_bytes"]
+        )
 
     async def import_(self, meta: CheckpointRecord, data: bytes) -> CheckpointRecord:
         async with self.lock:
-            return await self._call(import_payload, self.backend, meta, data,
-                                    max_inflated=self.settings["limits.checkpoint_inflated_bytes"])
+            return await self._call(
+                import_payload,
+                self.backend,
+                meta,
+                data,
+                max_inflated=self.settings["limits.checkpoint_inflated_bytes"],
+            )
 
-    async def recover(self, checkpoint_id: str, components: list[str], *, verify_only: bool,
-                      requeue_later: bool) -> RecoveryReport:
+    async def recover(
+        self, checkpoint_id: str, components: list[str], *, verify_only: bool, requeue_later: bool
+    ) -> RecoveryReport:
         """Verify and report, or restore and reload the engine's in-memory state from the database."""
         record = await self.get(checkpoint_id, with_payload=True)
         plan_recovery(record, components)  # INVALID_ARGUMENT before any work
         async with self.lock:
             await self.engine.committer.durable()
             if verify_only:
-                return await self._call(recover, self.backend, record, components, verify_only=True,
-                                        requeue_later=requeue_later)
+                return await self._call(
+                    recover, self.backend, record, components, verify_only=True, requeue_later=requeue_later
+                )
 
             def restore_and_load() -> tuple[RecoveryReport, Any, int]:
-                report = recover(self.backend, record, components, verify_only=False, requeue_later=requeue_later)
+                report = recover(
+                    self.backend, record, components, verify_only=False, requeue_later=requeue_later
+                )
                 return report, self.backend.load_unfinished(), self.backend.next_task_seq()
 
             async with self.engine.committer.paused():  # nothing may be written over the restore
                 report, (tasks, subtasks), seq = await self._call(restore_and_load)
                 later = {name.split("/", 1)[1] for name in report.later_tasks}
                 self.engine.reload(tasks, subtasks, seq, keep=later)
-            log.info("recovered from checkpoints/%s: %s; %d later task(s) %s", record.id, report.changes,
-                     len(report.later_tasks), "re-queued" if requeue_later else "kept")
+            log.info(
+                "recovered from checkpoints/%s: %s; %d later task(s) %s",
+                record.id,
+                report.changes,
+                len(report.later_tasks),
+                "re-queued" if requeue_later else "kept",
+            )
             return report

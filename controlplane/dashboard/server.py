@@ -27,7 +27,8 @@ STATIC = Path(__file__).resolve().parent / "static"
 SECURITY_HEADERS = {
     "content-security-policy": (
         "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-        "connect-src 'self'; font-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"),
+        "connect-src 'self'; font-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    ),
     "x-content-type-options": "nosniff",
     "referrer-policy": "no-referrer",
     "x-frame-options": "DENY",
@@ -52,8 +53,11 @@ class _PageHeaders:
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = [(k, v) for k, v in message.get("headers", [])
-                           if k.decode().lower() not in SECURITY_HEADERS]
+                headers = [
+                    (k, v)
+                    for k, v in message.get("headers", [])
+                    if k.decode().lower() not in SECURITY_HEADERS
+                ]
                 headers += [(k.encode(), v.encode()) for k, v in SECURITY_HEADERS.items()]
                 message = {**message, "headers": headers}
             await send(message)
@@ -67,11 +71,15 @@ async def _index(request: Request) -> Response:
 
 def dashboard_app(api: ASGIApp) -> ASGIApp:
     """``/`` is the page, ``/assets/...`` its files; every other path is the HTTP API (``api``)."""
-    return _PageHeaders(Starlette(routes=[
-        Route("/", _index, methods=["GET", "HEAD"]),
-        Mount("/assets", app=StaticFiles(directory=STATIC, follow_symlink=False)),
-        Mount("", app=api),
-    ]))
+    return _PageHeaders(
+        Starlette(
+            routes=[
+                Route("/", _index, methods=["GET", "HEAD"]),
+                Mount("/assets", app=StaticFiles(directory=STATIC, follow_symlink=False)),
+                Mount("", app=api),
+            ]
+        )
+    )
 
 
 class DashboardServer(HttpServer):

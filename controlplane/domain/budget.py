@@ -38,7 +38,8 @@ def reserve_share(limit: int, used: int, reserved: int, unstarted: int) -> int:
 
 
 def over_budget(task: Task, *, or_at: bool = False) -> str:
-    """"token" or "cost" when the task spent more than (``or_at``: at least) its budget, else ""."""
+    """ "token" or "cost" when the task spent more than (``or_at``: at least) its budget, else ""."""
+
     def past(used: int, limit: int) -> bool:
         return bool(limit) and (used >= limit if or_at else used > limit)
 

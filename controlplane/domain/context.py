@@ -20,8 +20,10 @@ MIN_SHARE = 200
 
 def truncation_note(omitted: int, total: int, where: str) -> str:
     """The note that ends a cut text."""
-    return (f"\n\n[… {omitted:,} of {total:,} characters left out here (the context limit "
-            f"tasks.context_max_chars); the whole text: {where}]")
+    return (
+        f"\n\n[… {omitted:,} of {total:,} characters left out here (the context limit "
+        f"tasks.context_max_chars); the whole text: {where}]"
+    )
 
 
 def fair_shares(lengths: Sequence[int], limit: int) -> list[int]:
@@ -62,8 +64,9 @@ def bound_texts(texts: Mapping[str, str], limit: int, where: Mapping[str, str]) 
 def dependency_results(task: Task, dependencies: Mapping[str, Task], limit: int) -> list[DependencyResult]:
     """The results of the tasks ``task`` depends on, in the order named, bounded together by ``limit``."""
     named = [d for d in task.depends_on if d in dependencies]
-    bounded = bound_texts({d: dependencies[d].output for d in named}, limit,
-                          {d: f"maos task results {d}" for d in named})
+    bounded = bound_texts(
+        {d: dependencies[d].output for d in named}, limit, {d: f"maos task results {d}" for d in named}
+    )
     return [DependencyResult(d, dependencies[d].description, *bounded[d]) for d in named]
 
 
@@ -83,15 +86,21 @@ def ancestors(subtasks: Mapping[str, Subtask], subtask_id: str) -> list[str]:
 def step_inputs(task_id: str, subtasks: Mapping[str, Subtask], subtask_id: str, limit: int) -> dict[str, str]:
     """The outputs a step sees: every step it depends on (transitively), bounded together by ``limit``."""
     keys = ancestors(subtasks, subtask_id)
-    bounded = bound_texts({k: subtasks[k].output for k in keys}, limit,
-                          {k: f"maos task results {task_id} (subtask {k})" for k in keys})
+    bounded = bound_texts(
+        {k: subtasks[k].output for k in keys},
+        limit,
+        {k: f"maos task results {task_id} (subtask {k})" for k in keys},
+    )
     return {k: text for k, (text, _) in bounded.items()}
 
 
 def plan_outline(plan: ExecutionPlan | None, subtasks: Mapping[str, Subtask]) -> str:
     """The plan, one line per step, as the steps that combine the parts see it."""
-    steps = [(s.key, s.title, s.depends_on) for s in plan.subtasks] if plan is not None else \
-        [(s.id, s.title, s.depends_on) for s in subtasks.values()]
+    steps = (
+        [(s.key, s.title, s.depends_on) for s in plan.subtasks]
+        if plan is not None
+        else [(s.id, s.title, s.depends_on) for s in subtasks.values()]
+    )
     lines = []
     for key, title, depends_on in steps:
         after = f" (after {', '.join(depends_on)})" if depends_on else ""

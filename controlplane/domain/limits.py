@@ -125,8 +125,9 @@ def utf8_chunk(text: str, offset: int, limit: int, field: str = "output_offset")
     if not 0 <= offset <= len(raw):
         raise InvalidArgument(f"{field} {offset} is outside the output (0 to {len(raw)} bytes)", field=field)
     if offset < len(raw) and raw[offset] & 0xC0 == 0x80:
-        raise InvalidArgument(f"{field} {offset} is inside a character; use a next_output_offset",
-                              field=field)
+        raise InvalidArgument(
+            f"{field} {offset} is inside a character; use a next_output_offset", field=field
+        )
     end = min(len(raw), offset + max(1, limit))
     while end < len(raw) and raw[end] & 0xC0 == 0x80:
         end -= 1

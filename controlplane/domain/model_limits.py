@@ -63,8 +63,11 @@ class RateLimits:
 
     def of(self, bucket: str) -> int:
         """The limit of ``bucket`` (``requests``, ``input_tokens`` or ``output_tokens``)."""
-        return {"requests": self.requests_per_minute, "input_tokens": self.input_tokens_per_minute,
-                "output_tokens": self.output_tokens_per_minute}[bucket]
+        return {
+            "requests": self.requests_per_minute,
+            "input_tokens": self.input_tokens_per_minute,
+            "output_tokens": self.output_tokens_per_minute,
+        }[bucket]
 
 
 @dataclass(frozen=True)
@@ -228,8 +231,11 @@ class ModelPacing:
             self.state = BreakerState.HALF_OPEN
             self.window = 1
         if self.window is not None and self._recovering_calls() >= self.window:
-            what = "testing the API with one call" if self.state == BreakerState.HALF_OPEN else \
-                f"recovering: at most {self.window} calls at once"
+            what = (
+                "testing the API with one call"
+                if self.state == BreakerState.HALF_OPEN
+                else f"recovering: at most {self.window} calls at once"
+            )
             return Decision(False, None, what)
         wait = 0.0
         for bucket, amount in zip(_BUCKETS, (1, input_tokens, output_tokens), strict=True):
@@ -248,7 +254,9 @@ class ModelPacing:
                 b = self.buckets[bucket]
                 b.refill(limit, now)
                 b.level = (b.level or 0.0) - min(amount, limit)
-        self.permits[permit_id] = _Permit(max(0, input_tokens), max(0, output_tokens), now + PERMIT_TTL, self.openings)
+        self.permits[permit_id] = _Permit(
+            max(0, input_tokens), max(0, output_tokens), now + PERMIT_TTL, self.openings
+        )
         self.granted += 1
 
     def report(self, now: float, permit_id: str, outcome: CallOutcome) -> None:
@@ -258,8 +266,10 @@ class ModelPacing:
         if outcome.abandoned:
             return
         if permit is not None:  # give back what the call did not use
-            for bucket, reserved, used in (("input_tokens", permit.input_tokens, outcome.input_tokens),
-                                           ("output_tokens", permit.output_tokens, outcome.output_tokens)):
+            for bucket, reserved, used in (
+                ("input_tokens", permit.input_tokens, outcome.input_tokens),
+                ("output_tokens", permit.output_tokens, outcome.output_tokens),
+            ):
                 limit = self.limit(bucket)
                 if limit and used is not None and used < reserved:
                     b = self.buckets[bucket]
@@ -271,8 +281,11 @@ class ModelPacing:
             self._open(now, outcome.retry_after, f"the API answered {what}")
         elif outcome.failed:
             self.failures += 1
-            if self.state != BreakerState.CLOSED or self.window is not None \
-                    or self.failures >= self.policy.failure_threshold:
+            if (
+                self.state != BreakerState.CLOSED
+                or self.window is not None
+                or self.failures >= self.policy.failure_threshold
+            ):
                 what = f"HTTP {outcome.status}" if outcome.status else "no answer"
                 self._open(now, outcome.retry_after, f"{self.failures} failed calls in a row (last: {what})")
         elif 200 <= outcome.status < 300:
@@ -317,15 +330,21 @@ class ModelPacing:
             if limit:
                 learned[bucket] = limit
             remaining = _int(headers.get(f"{name}-remaining"))
-            effective = min(v for v in (limit or 0, self.limit(bucket)) if v > 0) if (limit or self.limit(bucket)) else 0
+            effective = (
+                min(v for v in (limit or 0, self.limit(bucket)) if v > 0)
+                if (limit or self.limit(bucket))
+                else 0
+            )
             if remaining is not None and effective:
                 b = self.buckets[bucket]
                 b.refill(effective, now)
                 b.level = min(b.level or 0.0, float(remaining))
         if learned:
-            self.learned = RateLimits(learned.get("requests", self.learned.requests_per_minute),
-                                      learned.get("input_tokens", self.learned.input_tokens_per_minute),
-                                      learned.get("output_tokens", self.learned.output_tokens_per_minute))
+            self.learned = RateLimits(
+                learned.get("requests", self.learned.requests_per_minute),
+                learned.get("input_tokens", self.learned.input_tokens_per_minute),
+                learned.get("output_tokens", self.learned.output_tokens_per_minute),
+            )
 
     def release(self, permit_id: str) -> None:
         """Free a permit whose call will never report (its agent left)."""
@@ -348,8 +367,19 @@ class ModelPacing:
         if state == BreakerState.OPEN:  # past its hold it half-opens at the next request
             reopens = max(0.0, self.open_until - now)
             state = BreakerState.OPEN if reopens > 0 else BreakerState.HALF_OPEN
-        return PacingStatus(self.model, state, reopens, len(self.permits), self.window or 0, self.limits(),
-                            usage, self.granted, self.held, self.overloaded_answers, self.last_problem)
+        return PacingStatus(
+            self.model,
+            state,
+            reopens,
+            len(self.permits),
+            self.window or 0,
+            self.limits(),
+            usage,
+            self.granted,
+            self.held,
+            self.overloaded_answers,
+            self.last_problem,
+        )
 
 
 def _int(value: str | None) -> int | None:
@@ -360,4 +390,3 @@ def _int(value: str | None) -> int | None:
     except ValueError:
         return None
     return number if number >= 0 else None
-

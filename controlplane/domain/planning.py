@@ -63,7 +63,7 @@ def _inline_items(description: str) -> tuple[str, list[str]]:
     items = []
     for index, mark in enumerate(marks):
         end = marks[index + 1].start() if index + 1 < len(marks) else len(description)
-        items.append(description[mark.end():end].strip().rstrip(",;").strip())
+        items.append(description[mark.end() : end].strip().rstrip(",;").strip())
     return description[: marks[0].start()].strip(), [item for item in items if item]
 
 

@@ -82,7 +82,7 @@ def parse_verdict(output: str) -> Verdict:
     data: Any = None
     if 0 <= start < end:
         try:
-            data = json.loads(output[start:end + 1])
+            data = json.loads(output[start : end + 1])
         except ValueError:
             data = None
     if not isinstance(data, Mapping) or not isinstance(data.get("approved"), bool):
@@ -96,8 +96,12 @@ def parse_verdict(output: str) -> Verdict:
     if not changes and summary:
         return Verdict(False, [summary], summary)
     if not changes:
-        return Verdict(True, [], summary, note="the reviewer did not approve but asked for no change; "
-                                               "counted as an approval")
+        return Verdict(
+            True,
+            [],
+            summary,
+            note="the reviewer did not approve but asked for no change; counted as an approval",
+        )
     return Verdict(False, changes, summary)
 
 
@@ -137,8 +141,9 @@ def answer_inputs(task: Task, subtasks: Mapping[str, Subtask], limit: int) -> di
     """What a review or revision step sees: the answer alone, bounded by ``limit``."""
     record = task.review_state or {}
     text = current_answer(record, subtasks) if record else ""
-    where = f"maos task results {task.id}" + (f" (subtask {record['answer_step']})" if record.get("answer_step")
-                                               else "")
+    where = f"maos task results {task.id}" + (
+        f" (subtask {record['answer_step']})" if record.get("answer_step") else ""
+    )
     bounded = bound_texts({ANSWER_INPUT: text}, limit, {ANSWER_INPUT: where})
     return {ANSWER_INPUT: bounded[ANSWER_INPUT][0]}
 
@@ -154,9 +159,11 @@ REVIEW_INSTRUCTIONS = (
 def revision_instructions(changes: list[str], round_number: int) -> str:
     """What a revision step is asked to do."""
     items = "\n".join(f"- {change}" for change in changes)
-    return (f"A reviewer asked for changes to the answer to the task (input `answer`), round {round_number}:\n"
-            f"{items}\n\nRevise the answer to make these changes, keeping what is right. Reply with the whole "
-            "revised answer (it replaces the previous one), not only the changes and not a description of them.")
+    return (
+        f"A reviewer asked for changes to the answer to the task (input `answer`), round {round_number}:\n"
+        f"{items}\n\nRevise the answer to make these changes, keeping what is right. Reply with the whole "
+        "revised answer (it replaces the previous one), not only the changes and not a description of them."
+    )
 
 
 def route_reviewer(pool: AgentPool, task: Task) -> tuple[str, str]:
@@ -176,19 +183,31 @@ def route_reviewer(pool: AgentPool, task: Task) -> tuple[str, str]:
 def review_step(task: Task, round_number: int, after: str, pool: AgentPool) -> Subtask:
     """The review step of ``round_number``, after step ``after`` (or every current step when "")."""
     agent_type, capability = route_reviewer(pool, task)
-    return Subtask(task_id=task.id, id=review_key(round_number), title=f"Review the answer (round {round_number})",
-                   instructions=REVIEW_INSTRUCTIONS, capability=capability, agent_type=agent_type,
-                   kind=SubtaskKind.REVIEW, depends_on=[after] if after else [])
+    return Subtask(
+        task_id=task.id,
+        id=review_key(round_number),
+        title=f"Review the answer (round {round_number})",
+        instructions=REVIEW_INSTRUCTIONS,
+        capability=capability,
+        agent_type=agent_type,
+        kind=SubtaskKind.REVIEW,
+        depends_on=[after] if after else [],
+    )
 
 
 def revision_step(task: Task, round_number: int, changes: list[str], author: Subtask | None) -> Subtask:
     """The revision step of ``round_number``, for the agents that made the answer (``author``'s type or
     capability; any agent when the answer was the parts joined)."""
-    return Subtask(task_id=task.id, id=revision_key(round_number), title=f"Revise the answer (round {round_number})",
-                   instructions=revision_instructions(changes, round_number),
-                   capability=author.capability if author is not None else "",
-                   agent_type=author.agent_type if author is not None else task.agent_type,
-                   kind=SubtaskKind.REVISION, depends_on=[review_key(round_number)])
+    return Subtask(
+        task_id=task.id,
+        id=revision_key(round_number),
+        title=f"Revise the answer (round {round_number})",
+        instructions=revision_instructions(changes, round_number),
+        capability=author.capability if author is not None else "",
+        agent_type=author.agent_type if author is not None else task.agent_type,
+        kind=SubtaskKind.REVISION,
+        depends_on=[review_key(round_number)],
+    )
 
 
 def verdict_text(verdict: Mapping[str, Any]) -> str:

@@ -90,8 +90,11 @@ def _wanted(load: TypeLoad, limits: TypeLimits, policy: Policy) -> Decision:
             return Decision(load.current, f"{load.queued} queued but at maximum {hi}")
         if cooling:
             return Decision(load.current, f"{load.queued} queued; cooling down")
-        why = (f"{load.queued} queued for {load.current} agent(s)" if deep
-               else f"oldest queued {load.oldest_wait:.0f}s")
+        why = (
+            f"{load.queued} queued for {load.current} agent(s)"
+            if deep
+            else f"oldest queued {load.oldest_wait:.0f}s"
+        )
         return Decision(min(hi, load.current + policy.up_step), why)
     if load.queued == 0 and load.idle > 0 and load.current > lo:
         if cooling:

@@ -39,8 +39,9 @@ def validate_request_id(request_id: str, field: str = "request_id") -> None:
         )
 
 
-def validate_task(task: Task, *, max_description_length: int, prefix: str = "task",
-                  limits: Limits | None = None) -> None:
+def validate_task(
+    task: Task, *, max_description_length: int, prefix: str = "task", limits: Limits | None = None
+) -> None:
     """Check a new task's fields; raise InvalidArgument naming every bad field.
 
     ``limits`` bounds context, constraints and metadata in bytes (the defaults of
@@ -88,15 +89,21 @@ def validate_task(task: Task, *, max_description_length: int, prefix: str = "tas
     if retry.max_retries > MAX_RETRIES:
         bad("retry_policy.max_retries", f"is {retry.max_retries}; at most {MAX_RETRIES}")
     if not 0 <= retry.initial_backoff <= MAX_INITIAL_BACKOFF:
-        bad("retry_policy.initial_backoff",
-            f"is {retry.initial_backoff:g} s; must be between 0 and {MAX_INITIAL_BACKOFF:g} seconds")
+        bad(
+            "retry_policy.initial_backoff",
+            f"is {retry.initial_backoff:g} s; must be between 0 and {MAX_INITIAL_BACKOFF:g} seconds",
+        )
     if not 1 <= retry.multiplier <= MAX_BACKOFF_MULTIPLIER:
-        bad("retry_policy.backoff_multiplier",
-            f"is {retry.multiplier:g}; must be between 1 and {MAX_BACKOFF_MULTIPLIER:g}")
+        bad(
+            "retry_policy.backoff_multiplier",
+            f"is {retry.multiplier:g}; must be between 1 and {MAX_BACKOFF_MULTIPLIER:g}",
+        )
     if retry.max_backoff < retry.initial_backoff:
-        bad("retry_policy.max_backoff",
+        bad(
+            "retry_policy.max_backoff",
             f"is {retry.max_backoff:g} s, less than initial_backoff ({retry.initial_backoff:g} s); "
-            "the cap must be at least the initial backoff")
+            "the cap must be at least the initial backoff",
+        )
     elif retry.max_backoff > MAX_BACKOFF:
         bad("retry_policy.max_backoff", f"is {retry.max_backoff:g} s; at most {MAX_BACKOFF:g} seconds")
     consensus = task.consensus

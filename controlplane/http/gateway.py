@@ -79,7 +79,9 @@ def error_response(status: status_pb2.Status, http: int | None = None) -> Respon
     for detail in status.details:
         info = error_details_pb2.RetryInfo()
         if detail.Is(info.DESCRIPTOR) and detail.Unpack(info):
-            response.headers["Retry-After"] = str(max(1, math.ceil(info.retry_delay.ToTimedelta().total_seconds())))
+            response.headers["Retry-After"] = str(
+                max(1, math.ceil(info.retry_delay.ToTimedelta().total_seconds()))
+            )
     return response
 
 
@@ -110,9 +112,17 @@ def _event_id(message: Message) -> str:
 class Gateway:
     """Transcodes HTTP requests into calls on a gRPC channel to the control plane."""
 
-    def __init__(self, routes: list[Route], service_names: list[str], *, max_body: int, timeout: float,
-                 cors_origins: list[str], mounts: Mapping[str, ASGIApp] | None = None,
-                 reflection: str = "authenticated"):
+    def __init__(
+        self,
+        routes: list[Route],
+        service_names: list[str],
+        *,
+        max_body: int,
+        timeout: float,
+        cors_origins: list[str],
+        mounts: Mapping[str, ASGIApp] | None = None,
+        reflection: str = "authenticated",
+    ):
         self.routes = routes
         self.reflection = reflection
         self.service_names = set(service_names)
@@ -128,12 +138,27 @@ class Gateway:
             StarletteRoute("/openapi.json", self.openapi, methods=["GET"]),
             StarletteRoute("/{path:path}", self.dispatch, methods=_ALL_METHODS),
         ]
-        middleware = [Middleware(
-            CORSMiddleware, allow_origins=list(cors_origins), allow_methods=_ALL_METHODS,
-            allow_headers=["authorization", "content-type", "last-event-id", "x-grpc-web", "x-user-agent",
-                           "grpc-timeout"],
-            expose_headers=["grpc-status", "grpc-message", "grpc-status-details-bin"], max_age=600,
-        )] if cors_origins else []
+        middleware = (
+            [
+                Middleware(
+                    CORSMiddleware,
+                    allow_origins=list(cors_origins),
+                    allow_methods=_ALL_METHODS,
+                    allow_headers=[
+                        "authorization",
+                        "content-type",
+                        "last-event-id",
+                        "x-grpc-web",
+                        "x-user-agent",
+                        "grpc-timeout",
+                    ],
+                    expose_headers=["grpc-status", "grpc-message", "grpc-status-details-bin"],
+                    max_age=600,
+                )
+            ]
+            if cors_origins
+            else []
+        )
         self.asgi = Starlette(routes=starlette_routes, middleware=middleware)
 
     # -- plumbing ---------------------------------------------------------------------------------
@@ -148,16 +173,22 @@ class Gateway:
     async def _body(self, request: Request) -> bytes:
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > self.max_body:
-            raise TooLarge(f"the request body ({declared} bytes) is over the limit of {self.max_body} bytes "
-                           "(server.http_max_body_bytes)", reason="ERROR_REASON_LIMIT_EXCEEDED",
-                           metadata={"limit": "server.http_max_body_bytes"})
+            raise TooLarge(
+                f"the request body ({declared} bytes) is over the limit of {self.max_body} bytes "
+                "(server.http_max_body_bytes)",
+                reason="ERROR_REASON_LIMIT_EXCEEDED",
+                metadata={"limit": "server.http_max_body_bytes"},
+            )
         chunks, size = [], 0
         async for chunk in request.stream():
             size += len(chunk)
             if size > self.max_body:
-                raise TooLarge(f"the request body is over the limit of {self.max_body} bytes "
-                               "(server.http_max_body_bytes)", reason="ERROR_REASON_LIMIT_EXCEEDED",
-                               metadata={"limit": "server.http_max_body_bytes"})
+                raise TooLarge(
+                    f"the request body is over the limit of {self.max_body} bytes "
+                    "(server.http_max_body_bytes)",
+                    reason="ERROR_REASON_LIMIT_EXCEEDED",
+                    metadata={"limit": "server.http_max_body_bytes"},
+                )
             chunks.append(chunk)
         return b"".join(chunks)
 
@@ -173,34 +204,53 @@ class Gateway:
     def _unary(self, method: MethodDescriptor) -> Any:
         assert self.channel is not None, "the gateway is not started"
         path = f"/{method.containing_service.full_name}/{method.name}"
-        return self.channel.unary_unary(path, request_serializer=lambda m: m.SerializeToString(),
-                                        response_deserializer=GetMessageClass(method.output_type).FromString)
+        return self.channel.unary_unary(
+            path,
+            request_serializer=lambda m: m.SerializeToString(),
+            response_deserializer=GetMessageClass(method.output_type).FromString,
+        )
 
     def _stream(self, method: MethodDescriptor) -> Any:
         assert self.channel is not None, "the gateway is not started"
         path = f"/{method.containing_service.full_name}/{method.name}"
-        return self.channel.unary_stream(path, request_serializer=lambda m: m.SerializeToString(),
-                                         response_deserializer=GetMessageClass(method.output_type).FromString)
+        return self.channel.unary_stream(
+            path,
+            request_serializer=lambda m: m.SerializeToString(),
+            response_deserializer=GetMessageClass(method.output_type).FromString,
+        )
 
     # -- endpoints --------------------------------------------------------------------------------
 
     async def openapi(self, request: Request) -> Response:
         """``GET /openapi.json``, to whom ``server.reflection`` shows the schema (as gRPC reflection)."""
         if self.reflection == "off":
-            return error_response(status_pb2.Status(code=grpc.StatusCode.NOT_FOUND.value[0],
-                                                    message="the API description is off (server.reflection: off)"))
+            return error_response(
+                status_pb2.Status(
+                    code=grpc.StatusCode.NOT_FOUND.value[0],
+                    message="the API description is off (server.reflection: off)",
+                )
+            )
         if self.reflection != "public":
             method = descriptor_pool.Default().FindMethodByName("maos.v1.AccessService.GetCaller")
             try:
-                caller = await self._unary(method)(GetMessageClass(method.input_type)(),
-                                                   metadata=self._metadata(request), timeout=self.timeout)
+                caller = await self._unary(method)(
+                    GetMessageClass(method.input_type)(),
+                    metadata=self._metadata(request),
+                    timeout=self.timeout,
+                )
             except grpc.aio.AioRpcError as exc:
                 return error_response(status_of_rpc_error(exc))
-            if self.reflection == "admin" and not {"*", ADMIN} & set(caller.permissions) \
-                    and "roles/admin" not in caller.roles:
-                return error_response(status_pb2.Status(
-                    code=grpc.StatusCode.PERMISSION_DENIED.value[0],
-                    message=f"{caller.principal} may not read the API description (server.reflection: admin)"))
+            if (
+                self.reflection == "admin"
+                and not {"*", ADMIN} & set(caller.permissions)
+                and "roles/admin" not in caller.roles
+            ):
+                return error_response(
+                    status_pb2.Status(
+                        code=grpc.StatusCode.PERMISSION_DENIED.value[0],
+                        message=f"{caller.principal} may not read the API description (server.reflection: admin)",
+                    )
+                )
         if self._openapi is None:
             self._openapi = openapi_document(self.routes)
         return _json(self._openapi)
@@ -235,28 +285,42 @@ class Gateway:
             if isinstance(target, Route):
                 return await self._call_route(request, target, values)
             if target == "method":
-                return error_response(status_pb2.Status(
-                    code=grpc.StatusCode.UNIMPLEMENTED.value[0],
-                    message=f"{request.method} is not allowed on {path}; see /openapi.json"), 405)
-            return error_response(status_pb2.Status(code=grpc.StatusCode.NOT_FOUND.value[0],
-                                                    message=f"no route {path}; see /openapi.json"))
+                return error_response(
+                    status_pb2.Status(
+                        code=grpc.StatusCode.UNIMPLEMENTED.value[0],
+                        message=f"{request.method} is not allowed on {path}; see /openapi.json",
+                    ),
+                    405,
+                )
+            return error_response(
+                status_pb2.Status(
+                    code=grpc.StatusCode.NOT_FOUND.value[0], message=f"no route {path}; see /openapi.json"
+                )
+            )
         except TooLarge as exc:
             return error_response(status_of_error(exc), 413)
         except MaosError as exc:
             return error_response(status_of_error(exc))
         except Exception:  # a bug here: answered like the gRPC server answers its own (INTERNAL, logged)
             log.exception("HTTP %s %s failed", request.method, request.url.path)
-            return error_response(status_pb2.Status(code=grpc.StatusCode.INTERNAL.value[0],
-                                                    message="internal error; see the control plane's log"))
+            return error_response(
+                status_pb2.Status(
+                    code=grpc.StatusCode.INTERNAL.value[0],
+                    message="internal error; see the control plane's log",
+                )
+            )
 
     async def _call_route(self, request: Request, route: Route, values: dict[str, str]) -> Response:
         json_body = await self._json_body(request) if route.body else None
-        message = build_request(route.request_class(), route.body, values, json_body,
-                                list(request.query_params.multi_items()))
+        message = build_request(
+            route.request_class(), route.body, values, json_body, list(request.query_params.multi_items())
+        )
         if route.server_streaming:
             return await self._sse(request, route.method, message)
         try:
-            reply = await self._unary(route.method)(message, metadata=self._metadata(request), timeout=self.timeout)
+            reply = await self._unary(route.method)(
+                message, metadata=self._metadata(request), timeout=self.timeout
+            )
         except grpc.aio.AioRpcError as exc:
             return error_response(status_of_rpc_error(exc))
         return _json(to_json(reply))
@@ -294,8 +358,11 @@ class Gateway:
         await asyncio.wait({first}, timeout=FIRST_MESSAGE_WAIT)
         if first.done() and not first.cancelled() and isinstance(first.exception(), grpc.aio.AioRpcError):
             return error_response(status_of_rpc_error(first.exception()))  # type: ignore[arg-type]
-        return StreamingResponse(self._events(call, first), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        return StreamingResponse(
+            self._events(call, first),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
 
     async def _events(self, call: Any, first: asyncio.Future[Any]) -> AsyncIterator[bytes]:
         queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=64)
@@ -323,7 +390,11 @@ class Gateway:
                     return
                 if isinstance(item, grpc.aio.AioRpcError):
                     if item.code() != grpc.StatusCode.CANCELLED:
-                        yield b"event: error\ndata: " + orjson.dumps(status_json(status_of_rpc_error(item))) + b"\n\n"
+                        yield (
+                            b"event: error\ndata: "
+                            + orjson.dumps(status_json(status_of_rpc_error(item)))
+                            + b"\n\n"
+                        )
                     return
                 event_id = _event_id(item)
                 head = f"id: {event_id}\n".encode() if event_id else b""
@@ -360,8 +431,10 @@ class Gateway:
         if method is None:
             return finish(grpc.StatusCode.UNIMPLEMENTED.value[0], f"unknown method {request.url.path}")
         if method.client_streaming:
-            return finish(grpc.StatusCode.UNIMPLEMENTED.value[0],
-                          "gRPC-Web carries unary and server-streaming calls only; use native gRPC")
+            return finish(
+                grpc.StatusCode.UNIMPLEMENTED.value[0],
+                "gRPC-Web carries unary and server-streaming calls only; use native gRPC",
+            )
         try:
             payload = grpcweb.request_message(await self._body(request), text)
         except grpcweb.FramingError as exc:
@@ -376,7 +449,9 @@ class Gateway:
         if not method.server_streaming:
             timeout = timeout or self.timeout
             try:
-                reply = await self.channel.unary_unary(request.url.path)(payload, metadata=metadata, timeout=timeout)
+                reply = await self.channel.unary_unary(request.url.path)(
+                    payload, metadata=metadata, timeout=timeout
+                )
             except grpc.aio.AioRpcError as exc:
                 return finish(exc.code().value[0], exc.details() or "", _details(exc))
             body = grpcweb.encode(grpcweb.frame(grpcweb.MESSAGE, reply) + grpcweb.trailers(0, ""), text)
@@ -389,7 +464,9 @@ class Gateway:
                     yield grpcweb.encode(grpcweb.frame(grpcweb.MESSAGE, reply), text)
                 yield grpcweb.encode(grpcweb.trailers(0, ""), text)
             except grpc.aio.AioRpcError as exc:
-                yield grpcweb.encode(grpcweb.trailers(exc.code().value[0], exc.details() or "", _details(exc)), text)
+                yield grpcweb.encode(
+                    grpcweb.trailers(exc.code().value[0], exc.details() or "", _details(exc)), text
+                )
             finally:
                 call.cancel()
 

@@ -45,8 +45,9 @@ def trailers(code: int, message: str, details: bytes | None = None) -> bytes:
 
 def _percent(text: str) -> str:
     """The gRPC percent-encoding of a status message."""
-    return "".join(c if 0x20 <= ord(c) < 0x7F and c != "%" else "".join(f"%{b:02X}" for b in c.encode())
-                   for c in text)
+    return "".join(
+        c if 0x20 <= ord(c) < 0x7F and c != "%" else "".join(f"%{b:02X}" for b in c.encode()) for c in text
+    )
 
 
 def request_message(body: bytes, text: bool) -> bytes:
@@ -75,6 +76,6 @@ def parse_frames(body: bytes) -> Iterable[tuple[int, bytes]]:
     """The frames of a (binary) body: for clients and tests."""
     position = 0
     while position < len(body):
-        flag, length = struct.unpack(">BI", body[position:position + 5])
-        yield flag, body[position + 5:position + 5 + length]
+        flag, length = struct.unpack(">BI", body[position : position + 5])
+        yield flag, body[position + 5 : position + 5 + length]
         position += 5 + length

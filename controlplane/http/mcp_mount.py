@@ -67,11 +67,15 @@ class KeyCheck:
         if not authorization.lower().startswith("bearer ") or not authorization[7:].strip():
             status = status_pb2.Status(
                 code=grpc.StatusCode.UNAUTHENTICATED.value[0],
-                message="MCP on this control plane needs an API key: send 'Authorization: Bearer maos_key_...'")
+                message="MCP on this control plane needs an API key: send 'Authorization: Bearer maos_key_...'",
+            )
         else:
             try:
-                await self.stub.GetCaller(access_service_pb2.GetCallerRequest(), timeout=self.timeout,
-                                          metadata=[("authorization", authorization), *peer_metadata(request)])
+                await self.stub.GetCaller(
+                    access_service_pb2.GetCallerRequest(),
+                    timeout=self.timeout,
+                    metadata=[("authorization", authorization), *peer_metadata(request)],
+                )
             except grpc.aio.AioRpcError as exc:
                 status = status_of_rpc_error(exc)
         if status is None:
@@ -108,8 +112,11 @@ def mount_mcp(http: HttpServer, settings: Any, host: str) -> bool:
         if settings.source("server.http_mcp") == "default":
             log.info("MCP is not served at %s: the mcp package is not installed (%s)", MCP_PATH, INSTALL_HINT)
             return False
-        raise FailedPrecondition(f"server.http_mcp is on but the mcp package is not installed: {INSTALL_HINT}, "
-                                 "or set server.http_mcp: false", reason="ERROR_REASON_NOT_SUPPORTED") from None
+        raise FailedPrecondition(
+            f"server.http_mcp is on but the mcp package is not installed: {INSTALL_HINT}, "
+            "or set server.http_mcp: false",
+            reason="ERROR_REASON_NOT_SUPPORTED",
+        ) from None
     if _is_loopback(host):
         # DNS rebinding: a web page whose name resolves to 127.0.0.1 must not reach a local server
         # (it matters most with security.auth: off), so Host and Origin must name this machine or

@@ -36,8 +36,11 @@ _WELL_KNOWN: dict[str, dict[str, Any]] = {
     "google.protobuf.Value": {},
     "google.protobuf.ListValue": {"type": "array", "items": {}},
     "google.protobuf.Empty": {"type": "object"},
-    "google.protobuf.Any": {"type": "object", "properties": {"@type": {"type": "string"}},
-                            "additionalProperties": True},
+    "google.protobuf.Any": {
+        "type": "object",
+        "properties": {"@type": {"type": "string"}},
+        "additionalProperties": True,
+    },
 }
 _PARAMETER = re.compile(r"\{([A-Za-z0-9_]+)\}")
 
@@ -68,7 +71,10 @@ class _Schemas:
 
     def field(self, field: FieldDescriptor) -> dict[str, Any]:
         if field.message_type is not None and field.message_type.GetOptions().map_entry:
-            return {"type": "object", "additionalProperties": self.single(field.message_type.fields_by_name["value"])}
+            return {
+                "type": "object",
+                "additionalProperties": self.single(field.message_type.fields_by_name["value"]),
+            }
         if field.is_repeated:
             return {"type": "array", "items": self.single(field)}
         return self.single(field)
@@ -90,13 +96,17 @@ def _query_parameters(schemas: _Schemas, message: Descriptor, bound: set[str]) -
 
 
 def _path_parameters(path: str) -> list[dict[str, Any]]:
-    return [{"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
-            for name in _PARAMETER.findall(path)]
+    return [
+        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+        for name in _PARAMETER.findall(path)
+    ]
 
 
 def _error_responses() -> dict[str, Any]:
-    error = {"description": "A google.rpc.Status (code, message, details: ErrorInfo, BadRequest, ...).",
-             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/google.rpc.Status"}}}}
+    error = {
+        "description": "A google.rpc.Status (code, message, details: ErrorInfo, BadRequest, ...).",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/google.rpc.Status"}}},
+    }
     return {"default": error}
 
 
@@ -110,24 +120,40 @@ def _operation(schemas: _Schemas, route: Route) -> dict[str, Any]:
         "summary": route.rpc,
     }
     if route.body == "*":
-        operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": schemas.ref(request)}}}
+        operation["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": schemas.ref(request)}},
+        }
     elif route.body:
         field = field_by_name(request, route.body)
-        operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": schemas.field(field)}}}
+        operation["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": schemas.field(field)}},
+        }
         parameters += _query_parameters(schemas, request, bound | {route.body})
     else:
         parameters += _query_parameters(schemas, request, bound)
     if route.server_streaming:
         operation["parameters"] = parameters + [
-            {"name": "Last-Event-ID", "in": "header", "required": False, "schema": {"type": "string"}}]
-        operation["responses"] = {"200": {
-            "description": f"Server-Sent Events, each `data:` a {response.full_name} in JSON.",
-            "content": {"text/event-stream": {"schema": {"type": "string"}}}}, **_error_responses()}
+            {"name": "Last-Event-ID", "in": "header", "required": False, "schema": {"type": "string"}}
+        ]
+        operation["responses"] = {
+            "200": {
+                "description": f"Server-Sent Events, each `data:` a {response.full_name} in JSON.",
+                "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            },
+            **_error_responses(),
+        }
         schemas.ref(response)
     else:
         operation["parameters"] = parameters
-        operation["responses"] = {"200": {"description": response.full_name, "content": {
-            "application/json": {"schema": schemas.ref(response)}}}, **_error_responses()}
+        operation["responses"] = {
+            "200": {
+                "description": response.full_name,
+                "content": {"application/json": {"schema": schemas.ref(response)}},
+            },
+            **_error_responses(),
+        }
     return operation
 
 
@@ -139,11 +165,19 @@ def _alias_operation(schemas: _Schemas, alias: Alias) -> dict[str, Any]:
         "summary": alias.summary or alias.rpc,
         "description": f"Calls {alias.rpc}; field names as in the protos (snake_case).",
         "parameters": _path_parameters(alias.path),
-        "responses": {"200": {"description": method.output_type.full_name, "content": {
-            "application/json": {"schema": {"type": "object"}}}}, **_error_responses()},
+        "responses": {
+            "200": {
+                "description": method.output_type.full_name,
+                "content": {"application/json": {"schema": {"type": "object"}}},
+            },
+            **_error_responses(),
+        },
     }
     if alias.verb in ("POST", "PUT", "PATCH"):
-        operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}}
+        operation["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": {"type": "object"}}},
+        }
     return operation
 
 
@@ -160,12 +194,20 @@ def openapi_document(routes: list[Route], title: str = "MAOS", version: str = "v
     schemas.ref(status_pb2.Status.DESCRIPTOR)
     return {
         "openapi": "3.1.0",
-        "info": {"title": title, "version": version,
-                 "description": "The MAOS HTTP/JSON API, transcoded from the gRPC API (google.api.http)."},
+        "info": {
+            "title": title,
+            "version": version,
+            "description": "The MAOS HTTP/JSON API, transcoded from the gRPC API (google.api.http).",
+        },
         "components": {
             "schemas": schemas.components,
-            "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer",
-                                           "description": "An API key: Authorization: Bearer maos_key_..."}},
+            "securitySchemes": {
+                "apiKey": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "An API key: Authorization: Bearer maos_key_...",
+                }
+            },
         },
         "security": [{"apiKey": []}],
         "paths": paths,
@@ -183,7 +225,9 @@ def routes_table(routes: list[Route]) -> str:
     return "\n".join(rows) + "\n"
 
 
-if __name__ == "__main__":  # python -m controlplane.http.openapi [--markdown]: print the document or the table
+if (
+    __name__ == "__main__"
+):  # python -m controlplane.http.openapi [--markdown]: print the document or the table
     import json
     import sys
 
@@ -191,4 +235,8 @@ if __name__ == "__main__":  # python -m controlplane.http.openapi [--markdown]: 
     from controlplane.http.rules import routes_of
 
     served = routes_of(SERVICE_NAMES)
-    sys.stdout.write(routes_table(served) if "--markdown" in sys.argv else json.dumps(openapi_document(served), indent=2) + "\n")
+    sys.stdout.write(
+        routes_table(served)
+        if "--markdown" in sys.argv
+        else json.dumps(openapi_document(served), indent=2) + "\n"
+    )

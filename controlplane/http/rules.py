@@ -119,7 +119,7 @@ def _compile(template: str) -> tuple[re.Pattern[str], tuple[str, ...]]:
     regex = ""
     position = 0
     for found in _VARIABLE.finditer(template):
-        regex += re.escape(template[position:found.start()])
+        regex += re.escape(template[position : found.start()])
         variables.append(found.group(1))
         regex += f"({_segment_regex(found.group(2) or '*')})"
         position = found.end()

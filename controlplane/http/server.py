@@ -28,8 +28,9 @@ _LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
 log = logging.getLogger(__name__)
 
 
-def check_http_address(host: str, allow_insecure_remote: bool, tls: bool,
-                       setting: str = "server.http") -> None:
+def check_http_address(
+    host: str, allow_insecure_remote: bool, tls: bool, setting: str = "server.http"
+) -> None:
     """The gRPC port's rule for the HTTP port: beyond localhost only with TLS or ``allow_insecure_remote``.
 
     ``setting`` names the port's settings (``server.http``: ``server.http_address``, ``server.http_port``).
@@ -76,8 +77,9 @@ class HttpServer:
         self._task: asyncio.Task[None] | None = None
         self._socket_dir = ""
 
-    def mount(self, path: str, app: ASGIApp,
-              lifespan: Callable[[], AbstractAsyncContextManager[Any]] | None = None) -> None:
+    def mount(
+        self, path: str, app: ASGIApp, lifespan: Callable[[], AbstractAsyncContextManager[Any]] | None = None
+    ) -> None:
         """Serve ``app`` under ``path`` (``/mcp``) on the HTTP port; call before :meth:`start`.
 
         ``lifespan`` (the app's own, as an async context manager factory) is entered before the
@@ -115,26 +117,37 @@ class HttpServer:
         options: dict[str, Any] = {"ssl_certfile": self.tls.cert_file, "ssl_keyfile": self.tls.key_file}
         if self.tls.client_ca_file:
             options["ssl_ca_certs"] = self.tls.client_ca_file
-            options["ssl_cert_reqs"] = ssl.CERT_REQUIRED if self.tls.require_client_auth else ssl.CERT_OPTIONAL
+            options["ssl_cert_reqs"] = (
+                ssl.CERT_REQUIRED if self.tls.require_client_auth else ssl.CERT_OPTIONAL
+            )
         return options
 
     async def start(self, host: str, port: int) -> int:
         """Bind ``host:port`` (0: any free port), connect to the gRPC server's socket and serve; the port."""
-        check_http_address(host, self.settings["server.allow_insecure_remote"], self.tls is not None,
-                           self.setting)
+        check_http_address(
+            host, self.settings["server.allow_insecure_remote"], self.tls is not None, self.setting
+        )
         if self.lifespans:
             ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self._lifespan_end = asyncio.Event()
             self._lifespan_task = asyncio.create_task(self._run_lifespans(ready, self._lifespan_end))
             await ready
         self.gateway = Gateway(
-            routes_of(self.service_names), self.service_names,
-            max_body=self.settings["server.http_max_body_bytes"], timeout=self.settings["server.http_timeout"],
-            cors_origins=self.settings["server.http_cors_origins"], mounts=self.mounts,
-            reflection=self.settings["server.reflection"])
-        self.gateway.channel = grpc.aio.insecure_channel(self.grpc_socket(), options=[
-            ("grpc.max_receive_message_length", 16 * 1024 * 1024),
-            ("grpc.max_send_message_length", 16 * 1024 * 1024)])
+            routes_of(self.service_names),
+            self.service_names,
+            max_body=self.settings["server.http_max_body_bytes"],
+            timeout=self.settings["server.http_timeout"],
+            cors_origins=self.settings["server.http_cors_origins"],
+            mounts=self.mounts,
+            reflection=self.settings["server.reflection"],
+        )
+        self.gateway.channel = grpc.aio.insecure_channel(
+            self.grpc_socket(),
+            options=[
+                ("grpc.max_receive_message_length", 16 * 1024 * 1024),
+                ("grpc.max_send_message_length", 16 * 1024 * 1024),
+            ],
+        )
         family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
         try:
@@ -143,19 +156,28 @@ class HttpServer:
             sock.bind((host.strip("[]"), port))
         except OSError as exc:
             sock.close()
-            raise InvalidArgument(f"cannot listen on {host}:{port} for HTTP: {exc.strerror}",
-                                  field=f"{self.setting}_port") from None
+            raise InvalidArgument(
+                f"cannot listen on {host}:{port} for HTTP: {exc.strerror}", field=f"{self.setting}_port"
+            ) from None
         self.port = sock.getsockname()[1]
-        config = uvicorn.Config(self.application(), log_level="warning", lifespan="off", access_log=False,
-                                timeout_graceful_shutdown=5, proxy_headers=False, server_header=False,
-                                **self._ssl())
+        config = uvicorn.Config(
+            self.application(),
+            log_level="warning",
+            lifespan="off",
+            access_log=False,
+            timeout_graceful_shutdown=5,
+            proxy_headers=False,
+            server_header=False,
+            **self._ssl(),
+        )
         self._server = _Server(config)
         self._task = asyncio.create_task(self._server.serve(sockets=[sock]))
         while not self._server.started:
             if self._task.done():
                 self._task.result()  # raises what stopped it
-                raise InvalidArgument(f"the HTTP port {host}:{self.port} did not start",
-                                      field=f"{self.setting}_port")
+                raise InvalidArgument(
+                    f"the HTTP port {host}:{self.port} did not start", field=f"{self.setting}_port"
+                )
             await asyncio.sleep(0.01)
         return self.port
 

@@ -114,8 +114,9 @@ def _query_value(field: FieldDescriptor, values: list[str], name: str) -> Any:
     if field.is_repeated:
         return [one(v) for v in values]
     if len(values) > 1:
-        raise InvalidArgument(f"query parameter {name} is given {len(values)} times; it takes one value",
-                              field=name)
+        raise InvalidArgument(
+            f"query parameter {name} is given {len(values)} times; it takes one value", field=name
+        )
     return one(values[0])
 
 
@@ -136,16 +137,23 @@ def query_fields(descriptor: Descriptor, query: list[tuple[str, str]]) -> dict[s
                 message = field.message_type
         assert field is not None
         is_plain_message = field.message_type is not None and not field.message_type.full_name.startswith(
-            "google.protobuf.")
+            "google.protobuf."
+        )
         if is_plain_message or field.message_type is not None and field.message_type.GetOptions().map_entry:
-            raise InvalidArgument(f"query parameter {name!r} names a message; name one of its fields",
-                                  field=name)
+            raise InvalidArgument(
+                f"query parameter {name!r} names a message; name one of its fields", field=name
+            )
         _merge(out, _nested(name, _query_value(field, values, name)))
     return out
 
 
-def build_request(request_class: type[Message], body: str, path_values: Mapping[str, str],
-                  json_body: Any, query: list[tuple[str, str]]) -> Message:
+def build_request(
+    request_class: type[Message],
+    body: str,
+    path_values: Mapping[str, str],
+    json_body: Any,
+    query: list[tuple[str, str]],
+) -> Message:
     """The request of a route: path variables, the JSON body where ``body`` puts it, then the query.
 
     Raises:
@@ -165,8 +173,11 @@ def build_request(request_class: type[Message], body: str, path_values: Mapping[
     if body != "*":
         _merge(fields, query_fields(request_class.DESCRIPTOR, query))
     elif query:
-        raise InvalidArgument(f"this route takes its fields in the body, not the query string "
-                              f"({', '.join(sorted({k for k, _ in query}))})", field=query[0][0])
+        raise InvalidArgument(
+            f"this route takes its fields in the body, not the query string "
+            f"({', '.join(sorted({k for k, _ in query}))})",
+            field=query[0][0],
+        )
     for path, value in path_values.items():
         _merge(fields, _nested(path, value))
     return parse_json(request_class, fields)
@@ -179,8 +190,9 @@ def parse_json(request_class: type[Message], fields: Any) -> Message:
         json_format.ParseDict(fields, message)
     except json_format.ParseError as exc:
         text = str(exc)
-        raise InvalidArgument(f"the request does not match {request_class.DESCRIPTOR.full_name}: {text}",
-                              field=_field_in(text)) from None
+        raise InvalidArgument(
+            f"the request does not match {request_class.DESCRIPTOR.full_name}: {text}", field=_field_in(text)
+        ) from None
     return message
 
 

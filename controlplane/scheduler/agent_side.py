@@ -99,9 +99,13 @@ class AgentSide:
         resumed: list[Ref] = []
         revoked: list[Ref] = []
         earlier_info = self.agents.get(resume_agent_id) if resume_agent_id else None
-        if earlier_info is not None and earlier_info.session_id == resume_session_id \
-                and earlier_info.agent_type == info.agent_type and info.id in ("", resume_agent_id) \
-                and earlier_info.owner in ("", info.owner):  # nor may it pass to another owner
+        if (
+            earlier_info is not None
+            and earlier_info.session_id == resume_session_id
+            and earlier_info.agent_type == info.agent_type
+            and info.id in ("", resume_agent_id)
+            and earlier_info.owner in ("", info.owner)
+        ):  # nor may it pass to another owner
             # Only the holder of the session (it knows the session id) may take its identity back.
             info.id = resume_agent_id
         else:
@@ -173,8 +177,13 @@ class AgentSide:
             session.suspect = False
             self._kick()
 
-    def heartbeat(self, session: AgentSession, running: Sequence[Ref], draining: bool = False,
-                  free_slots: int | None = None) -> None:
+    def heartbeat(
+        self,
+        session: AgentSession,
+        running: Sequence[Ref],
+        draining: bool = False,
+        free_slots: int | None = None,
+    ) -> None:
         """Renew the leases the agent still holds; a draining agent gets no new work."""
         if draining and not session.draining:
             session.draining = True
@@ -194,7 +203,9 @@ class AgentSide:
             if lease and lease.agent_id == session.id and lease.epoch == ref.lease_epoch:
                 lease.expires = stamp + self.lease_ttl
 
-    def _check_ref(self, session: AgentSession, ref: Ref, *, running: bool = False) -> tuple[Task, Subtask] | Ack:
+    def _check_ref(
+        self, session: AgentSession, ref: Ref, *, running: bool = False
+    ) -> tuple[Task, Subtask] | Ack:
         """The task and subtask of a report if ``session`` holds that attempt (and, with ``running``,
         the subtask still runs); otherwise the Ack rejecting it."""
         task = self.tasks.get(ref.task_id)
@@ -204,10 +215,16 @@ class AgentSide:
                 return Ack(ref, True, message="duplicate result ignored")
             return Ack(ref, False, "ERROR_REASON_TASK_FINISHED", "the task is finished or unknown")
         if sub.lease_epoch != ref.lease_epoch or sub.attempt != ref.attempt:
-            return Ack(ref, False, "ERROR_REASON_STALE_ATTEMPT",
-                       f"attempt {ref.attempt} is stale; the current attempt is {sub.attempt}")
+            return Ack(
+                ref,
+                False,
+                "ERROR_REASON_STALE_ATTEMPT",
+                f"attempt {ref.attempt} is stale; the current attempt is {sub.attempt}",
+            )
         if sub.agent_id != session.id:
-            return Ack(ref, False, "ERROR_REASON_NOT_LEASE_HOLDER", "this agent does not hold that assignment")
+            return Ack(
+                ref, False, "ERROR_REASON_NOT_LEASE_HOLDER", "this agent does not hold that assignment"
+            )
         if running and sub.status != SubtaskStatus.RUNNING:
             return Ack(ref, False, "ERROR_REASON_TASK_FINISHED", f"the subtask is {sub.status.name}")
         return task, sub
@@ -247,8 +264,15 @@ class AgentSide:
         session.send(stored_report_ack(ref, sub, session.id, output))
 
     def report_result(
-        self, session: AgentSession, ref: Ref, output: str, artifacts: list[Artifact], usage: Usage,
-        *, tool_calls: list[ToolCall] | None = None, sources: list[Source] | None = None,
+        self,
+        session: AgentSession,
+        ref: Ref,
+        output: str,
+        artifacts: list[Artifact],
+        usage: Usage,
+        *,
+        tool_calls: list[ToolCall] | None = None,
+        sources: list[Source] | None = None,
     ) -> None:
         """Apply a result (once) and ack it after commit (with the work's tool calls and cited sources)."""
         if self._forgotten(ref):  # charged only if this agent's lease was never reported on (no duplicate)
@@ -328,9 +352,16 @@ class AgentSide:
         if budget_exceeded:
             sub.failure = Failure("ERROR_REASON_BUDGET_EXCEEDED", message, sub.name, error_type)
             self._set_subtask_status(task, sub, SubtaskStatus.FAILED)
-            self._finish_task(task, TaskStatus.FAILED, Failure(
-                "ERROR_REASON_BUDGET_EXCEEDED", f"the task's budget could not cover subtask {sub.id}: {message}",
-                sub.name, error_type))
+            self._finish_task(
+                task,
+                TaskStatus.FAILED,
+                Failure(
+                    "ERROR_REASON_BUDGET_EXCEEDED",
+                    f"the task's budget could not cover subtask {sub.id}: {message}",
+                    sub.name,
+                    error_type,
+                ),
+            )
             self._ack_when_durable(session, ref)
             return
         failure = Failure("ERROR_REASON_AGENT_FAILED", message, sub.name, error_type)
@@ -343,8 +374,12 @@ class AgentSide:
             sub.failure = failure
             self._set_subtask_status(task, sub, SubtaskStatus.FAILED)
             if retryable:
-                failure = Failure(failure.reason, f"{message} (retries exhausted after {sub.retries_used})",
-                                  sub.name, error_type)
+                failure = Failure(
+                    failure.reason,
+                    f"{message} (retries exhausted after {sub.retries_used})",
+                    sub.name,
+                    error_type,
+                )
             self._finish_task(task, TaskStatus.FAILED, failure)
         self._ack_when_durable(session, ref)
 
@@ -384,7 +419,7 @@ class AgentSide:
             session.ack_timer = None
         refs, session.durable_refs = session.durable_refs, []
         for start in range(0, len(refs), MAX_ACK_REFS):
-            session.send(Committed(refs[start:start + MAX_ACK_REFS]))
+            session.send(Committed(refs[start : start + MAX_ACK_REFS]))
 
     async def shared_state(
         self,
@@ -399,21 +434,35 @@ class AgentSide:
         """Serve a shared-state operation for the task of an assignment the agent holds."""
         checked = self._check_ref(session, ref, running=True)
         if isinstance(checked, Ack):
-            session.send(StateReply(request_id, error=checked.reason or "ERROR_REASON_NOT_LEASE_HOLDER",
-                                    message="shared state is only for tasks of assignments the agent holds"))
+            session.send(
+                StateReply(
+                    request_id,
+                    error=checked.reason or "ERROR_REASON_NOT_LEASE_HOLDER",
+                    message="shared state is only for tasks of assignments the agent holds",
+                )
+            )
             return
         task, _ = checked
         if not 1 <= len(key) <= MAX_STATE_KEY or len(value) > MAX_STATE_VALUE:
-            session.send(StateReply(request_id, error="ERROR_REASON_INVALID_FIELD",
-                                    message=f"keys are 1-{MAX_STATE_KEY} characters and values at most "
-                                            f"{MAX_STATE_VALUE} bytes"))
+            session.send(
+                StateReply(
+                    request_id,
+                    error="ERROR_REASON_INVALID_FIELD",
+                    message=f"keys are 1-{MAX_STATE_KEY} characters and values at most "
+                    f"{MAX_STATE_VALUE} bytes",
+                )
+            )
             return
         backend = self.storage.backend
         try:
             if op == "get":
                 found = await self.storage.call(backend.state_get, task.id, key)
-                reply = StateReply(request_id, found=found is not None,
-                                   value=found.value if found else b"", version=found.version if found else 0)
+                reply = StateReply(
+                    request_id,
+                    found=found is not None,
+                    value=found.value if found else b"",
+                    version=found.version if found else 0,
+                )
             elif op == "put":
                 version = await self.storage.call(backend.state_put, task.id, key, value, expected_version)
                 reply = StateReply(request_id, found=True, value=value, version=version)
@@ -421,11 +470,17 @@ class AgentSide:
                 existed = await self.storage.call(backend.state_delete, task.id, key, expected_version)
                 reply = StateReply(request_id, found=existed)
         except MaosError as exc:
-            reply = StateReply(request_id, error=exc.reason, message=exc.message,
-                               version=int(exc.metadata.get("actual_version", 0)))
+            reply = StateReply(
+                request_id,
+                error=exc.reason,
+                message=exc.message,
+                version=int(exc.metadata.get("actual_version", 0)),
+            )
         except Exception:  # the agent must get an answer whatever happened
             log.exception("shared state %s of %r failed", op, key)
-            reply = StateReply(request_id, error="ERROR_REASON_INTERNAL", message="internal error; see the server log")
+            reply = StateReply(
+                request_id, error="ERROR_REASON_INTERNAL", message="internal error; see the server log"
+            )
         session.send(reply)
 
     def report_progress(
@@ -445,9 +500,17 @@ class AgentSide:
             sub.checkpoint = checkpoint
             self.committer.subtask(sub)
         self._publish(
-            Event(EventType.SUBTASK_PROGRESS, task_id=task.id, subtask_id=sub.id, agent_id=session.id,
-                  message=message, data={"fraction": sub.progress}),
-            task, sub, committed=checkpoint is None,
+            Event(
+                EventType.SUBTASK_PROGRESS,
+                task_id=task.id,
+                subtask_id=sub.id,
+                agent_id=session.id,
+                message=message,
+                data={"fraction": sub.progress},
+            ),
+            task,
+            sub,
+            committed=checkpoint is None,
         )
 
     def report_output(self, session: AgentSession, ref: Ref, text: str, sequence: int) -> None:
@@ -457,9 +520,17 @@ class AgentSide:
             return
         task, sub = checked
         self._publish(
-            Event(EventType.SUBTASK_OUTPUT, task_id=task.id, subtask_id=sub.id, agent_id=session.id,
-                  message=text, data={"sequence": sequence}),
-            task, sub, committed=True,
+            Event(
+                EventType.SUBTASK_OUTPUT,
+                task_id=task.id,
+                subtask_id=sub.id,
+                agent_id=session.id,
+                message=text,
+                data={"sequence": sequence},
+            ),
+            task,
+            sub,
+            committed=True,
         )
 
     def _charge(self, task: Task, session: AgentSession, usage: Usage, *, success: bool) -> bool:
@@ -476,8 +547,11 @@ class AgentSide:
         self.committer.agent(session.info)
         over = self._over_budget(task)
         if over:
-            self._finish_task(task, TaskStatus.FAILED,
-                              Failure("ERROR_REASON_BUDGET_EXCEEDED", f"the task spent more than its {over} budget"))
+            self._finish_task(
+                task,
+                TaskStatus.FAILED,
+                Failure("ERROR_REASON_BUDGET_EXCEEDED", f"the task spent more than its {over} budget"),
+            )
             return True
         return False
 
@@ -502,8 +576,11 @@ class AgentSide:
             task.usage = total
             self.committer.task(task)
             if not task.status.finished and self._over_budget(task):
-                self._finish_task(task, TaskStatus.FAILED, Failure(
-                    "ERROR_REASON_BUDGET_EXCEEDED", "the task spent more than its budget"))
+                self._finish_task(
+                    task,
+                    TaskStatus.FAILED,
+                    Failure("ERROR_REASON_BUDGET_EXCEEDED", "the task spent more than its budget"),
+                )
             return
         self._background(self._charge_stored(task_id, usage))
 
@@ -535,8 +612,12 @@ class AgentSide:
         session = self.sessions.get(agent_id)
         if session is None:
             if agent_id not in self.agents:
-                raise NotFound(f"agent agents/{agent_id} does not exist", reason="ERROR_REASON_AGENT_NOT_FOUND")
-            raise FailedPrecondition(f"agent agents/{agent_id} is not connected", reason="ERROR_REASON_AGENT_STATE")
+                raise NotFound(
+                    f"agent agents/{agent_id} does not exist", reason="ERROR_REASON_AGENT_NOT_FOUND"
+                )
+            raise FailedPrecondition(
+                f"agent agents/{agent_id} is not connected", reason="ERROR_REASON_AGENT_STATE"
+            )
         return session
 
     def pause_agent(self, agent_id: str) -> AgentInfo:
@@ -571,7 +652,9 @@ class AgentSide:
         if session is None:
             info = self.agents.get(agent_id)
             if info is None:
-                raise NotFound(f"agent agents/{agent_id} does not exist", reason="ERROR_REASON_AGENT_NOT_FOUND")
+                raise NotFound(
+                    f"agent agents/{agent_id} does not exist", reason="ERROR_REASON_AGENT_NOT_FOUND"
+                )
             if force:
                 self._requeue_leases_of(agent_id)
             info.status = AgentStatus.TERMINATED
@@ -587,9 +670,13 @@ class AgentSide:
         for task_id, sub_id in held:
             task, sub = self.tasks[task_id], self.subtasks[task_id][sub_id]
             if session is not None:  # it may still be working: tell it to stop
-                session.send(CancelWork(Ref(task_id, sub_id, sub.attempt, sub.lease_epoch), "agent terminated"))
+                session.send(
+                    CancelWork(Ref(task_id, sub_id, sub.attempt, sub.lease_epoch), "agent terminated")
+                )
             self._release(task, sub)
-            self._requeue(task, sub, delay=0.0, why=f"agent agents/{agent_id} was terminated", spends_retry=False)
+            self._requeue(
+                task, sub, delay=0.0, why=f"agent agents/{agent_id} was terminated", spends_retry=False
+            )
 
     def _agent_changed(self, session: AgentSession) -> AgentInfo:
         session.info.status = session.status()
@@ -615,8 +702,13 @@ class AgentSide:
     def _housekeeping(self, at: float) -> None:
         """Bound memory: stale queue entries, and agents gone for a day (storage keeps them)."""
         self.queue.compact(self._valid)
-        gone = [a.id for a in self.agents.values()
-                if a.id not in self.sessions and a.disconnect_time and at - a.disconnect_time > FORGET_AGENTS_AFTER]
+        gone = [
+            a.id
+            for a in self.agents.values()
+            if a.id not in self.sessions
+            and a.disconnect_time
+            and at - a.disconnect_time > FORGET_AGENTS_AFTER
+        ]
         for agent_id in gone:
             del self.agents[agent_id]
 
@@ -637,7 +729,11 @@ class AgentSide:
                 session.send(CancelWork(Ref(task.id, sub.id, sub.attempt, sub.lease_epoch), "lease expired"))
             self._release(task, sub)
             self.metrics.lease_expired()  # type: ignore[attr-defined]
-            self._publish(Event(EventType.LEASE_EXPIRED, task_id=task.id, subtask_id=sub.id, agent_id=lease.agent_id), task, sub)
+            self._publish(
+                Event(EventType.LEASE_EXPIRED, task_id=task.id, subtask_id=sub.id, agent_id=lease.agent_id),
+                task,
+                sub,
+            )
             why = f"the lease of agent agents/{lease.agent_id} expired"
             if sub.retries_used < task.retry.max_retries:
                 self._requeue(task, sub, delay=task.retry.backoff(sub.retries_used + 1), why=why)

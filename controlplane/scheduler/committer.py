@@ -48,10 +48,12 @@ def _copier(cls: type) -> Callable[[Any], Any]:
     """A function copying the fields of a ``cls`` one by one (records with ``__slots__`` have no ``__dict__``)."""
     names = [f.name for f in dataclasses.fields(cls)]
     if not hasattr(cls, "__slots__"):
+
         def copy_dict(record: Any) -> Any:
             clone = object.__new__(cls)
             clone.__dict__.update(record.__dict__)
             return clone
+
         return copy_dict
     # Straight-line code: a few times faster than copy.copy's generic path on every commit.
     body = "\n".join(f"    c.{name} = r.{name}" for name in names)
@@ -81,8 +83,15 @@ class _Generation:
         self.waiters: list[asyncio.Future[None]] = []
 
     def empty(self) -> bool:
-        return not (self.tasks or self.subtasks or self.agents or self.idempotency or self.audit or self.after
-                    or self.webhook_deliveries)
+        return not (
+            self.tasks
+            or self.subtasks
+            or self.agents
+            or self.idempotency
+            or self.audit
+            or self.after
+            or self.webhook_deliveries
+        )
 
     def snapshot(self) -> WriteBatch:
         return WriteBatch(
@@ -236,7 +245,9 @@ class Committer:
             self._idle.set()
             self.failed = None
             if self._on_commit:
-                self._on_commit(len(batch.tasks) + len(batch.subtasks) + len(batch.agents), loop.time() - started)
+                self._on_commit(
+                    len(batch.tasks) + len(batch.subtasks) + len(batch.agents), loop.time() - started
+                )
             for callback in generation.after:
                 try:
                     callback()
@@ -261,7 +272,9 @@ class Committer:
         excess = len(current.audit) - MAX_PENDING_AUDIT
         if excess > 0:
             del current.audit[:excess]
-            log.error("dropped the %d oldest audit records: the database has been unavailable too long", excess)
+            log.error(
+                "dropped the %d oldest audit records: the database has been unavailable too long", excess
+            )
         current.after[:0] = generation.after
         self._wake.set()
 

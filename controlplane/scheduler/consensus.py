@@ -20,7 +20,14 @@ import asyncio
 from controlplane.domain.budget import NOTHING_LEFT, reserve_share
 from controlplane.domain.consensus import Ballot, tally
 from controlplane.domain.limits import quote
-from controlplane.domain.model import ExecutionPlan, PlannedSubtask, SubtaskKind, SubtaskStatus, Task, TaskStatus
+from controlplane.domain.model import (
+    ExecutionPlan,
+    PlannedSubtask,
+    SubtaskKind,
+    SubtaskStatus,
+    Task,
+    TaskStatus,
+)
 from controlplane.domain.model import Failure, Usage, as_dict, now
 from controlplane.domain.planning import SYNTHESIS_CAPABILITY
 from controlplane.scheduler.commands import Ack, Ref, VoteOnCandidates
@@ -41,19 +48,32 @@ def with_candidates(plan: ExecutionPlan, candidates: int) -> tuple[ExecutionPlan
         decision = sinks[0]
         others = [s for s in plan.subtasks if s is not decision]
     else:  # several ends: a synthesis step becomes the decision
-        decision = PlannedSubtask("synthesis", "Synthesize the results",
-                                  "Combine the results of the parts into one answer.",
-                                  capability=SYNTHESIS_CAPABILITY, kind=SubtaskKind.SYNTHESIS,
-                                  depends_on=[s.key for s in sinks])
+        decision = PlannedSubtask(
+            "synthesis",
+            "Synthesize the results",
+            "Combine the results of the parts into one answer.",
+            capability=SYNTHESIS_CAPABILITY,
+            kind=SubtaskKind.SYNTHESIS,
+            depends_on=[s.key for s in sinks],
+        )
         others = list(plan.subtasks)
     copies = [
-        PlannedSubtask(candidate_key(decision.key, i), f"{decision.title} (candidate {i + 1})",
-                       decision.instructions, decision.capability, decision.agent_type, SubtaskKind.CANDIDATE,
-                       list(decision.depends_on))
+        PlannedSubtask(
+            candidate_key(decision.key, i),
+            f"{decision.title} (candidate {i + 1})",
+            decision.instructions,
+            decision.capability,
+            decision.agent_type,
+            SubtaskKind.CANDIDATE,
+            list(decision.depends_on),
+        )
         for i in range(candidates)
     ]
     return ExecutionPlan(
-        subtasks=[*others, *copies], planner=plan.planner, warnings=list(plan.warnings), complexity=plan.complexity,
+        subtasks=[*others, *copies],
+        planner=plan.planner,
+        warnings=list(plan.warnings),
+        complexity=plan.complexity,
         recommended_agents=max(plan.recommended_agents, candidates),
         estimated_parallel_efficiency=plan.estimated_parallel_efficiency,
         critical_path_length=plan.critical_path_length,
@@ -67,9 +87,17 @@ class Consensus:
         plan, step = with_candidates(plan, task.consensus.candidates)
         strategy = task.consensus.strategy or self.setting("consensus.voting_strategy")
         task.consensus_state = {
-            "step": step, "round": 0, "outcome": "PENDING", "strategy": strategy,
-            "threshold": task.consensus.threshold, "candidates": [], "votes": [], "voters": [],
-            "winner": "", "agreement": 0.0, "deadline": None,
+            "step": step,
+            "round": 0,
+            "outcome": "PENDING",
+            "strategy": strategy,
+            "threshold": task.consensus.threshold,
+            "candidates": [],
+            "votes": [],
+            "voters": [],
+            "winner": "",
+            "agreement": 0.0,
+            "deadline": None,
         }
         return plan
 
@@ -80,7 +108,9 @@ class Consensus:
         if state is None or sub.kind != SubtaskKind.CANDIDATE:
             return True
         return not any(
-            other.kind == SubtaskKind.CANDIDATE and other.id != sub.id and other.agent_id == session.id
+            other.kind == SubtaskKind.CANDIDATE
+            and other.id != sub.id
+            and other.agent_id == session.id
             and other.status in (SubtaskStatus.RUNNING, SubtaskStatus.COMPLETED)
             for other in self.subtasks[task.id].values()
         )
@@ -95,9 +125,7 @@ class Consensus:
         if not same_round:
             state["round"] += 1
         candidates = [s for s in self.subtasks[task.id].values() if s.kind == SubtaskKind.CANDIDATE]
-        state["candidates"] = [
-            {"id": s.id, "agent": s.agent_id, "content": s.output} for s in candidates
-        ]
+        state["candidates"] = [{"id": s.id, "agent": s.agent_id, "content": s.output} for s in candidates]
         voters = [c["agent"] for c in state["candidates"] if c["agent"] in self.sessions]
         voters = list(dict.fromkeys(voters))
         if len(voters) < MIN_VOTERS:
@@ -105,8 +133,12 @@ class Consensus:
             for session in self.sessions.values():
                 if len(voters) >= MIN_VOTERS:
                     break
-                capable = step is None or not step.capability or step.capability in session.capabilities \
+                capable = (
+                    step is None
+                    or not step.capability
+                    or step.capability in session.capabilities
                     or "*" in session.capabilities
+                )
                 if session.id not in voters and capable and not session.paused and not session.draining:
                     voters.append(session.id)
         timeout = task.consensus.round_timeout or self.setting("consensus.timeout")
@@ -122,23 +154,38 @@ class Consensus:
         cost_share = reserve_share(task.max_cost_micros, task.usage.cost_micros, held_cost, len(voters))
         if voters and NOTHING_LEFT in (token_share, cost_share):
             task.consensus_state = {**state, "outcome": "NO_CONSENSUS"}
-            self._finish_task(task, TaskStatus.FAILED, Failure(  # type: ignore[attr-defined]
-                "ERROR_REASON_BUDGET_EXCEEDED", "the task's budget has nothing left for the votes"))
+            self._finish_task(
+                task,
+                TaskStatus.FAILED,
+                Failure(  # type: ignore[attr-defined]
+                    "ERROR_REASON_BUDGET_EXCEEDED", "the task's budget has nothing left for the votes"
+                ),
+            )
             return
         for voter in voters:
-            self.sessions[voter].send(VoteOnCandidates(
-                proposal=proposal, task_id=task.id, question=task.description,
-                candidates=[(c["id"], c["agent"], c["content"]) for c in state["candidates"]],
-                round=state["round"], deadline=state["deadline"],
-                previous_votes=[(v["voter"], v["candidate_id"], v["confidence"], v["rationale"]) for v in previous],
-                context=task.context, constraints=task.constraints,
-                max_total_tokens=token_share, max_cost_micros=cost_share,
-            ))
+            self.sessions[voter].send(
+                VoteOnCandidates(
+                    proposal=proposal,
+                    task_id=task.id,
+                    question=task.description,
+                    candidates=[(c["id"], c["agent"], c["content"]) for c in state["candidates"]],
+                    round=state["round"],
+                    deadline=state["deadline"],
+                    previous_votes=[
+                        (v["voter"], v["candidate_id"], v["confidence"], v["rationale"]) for v in previous
+                    ],
+                    context=task.context,
+                    constraints=task.constraints,
+                    max_total_tokens=token_share,
+                    max_cost_micros=cost_share,
+                )
+            )
         handle = self._round_timers.pop(task.id, None)
         if handle:
             handle.cancel()
         self._round_timers[task.id] = self._loop.call_later(  # type: ignore[union-attr]
-            timeout, self._close_round, task.id, state["round"])
+            timeout, self._close_round, task.id, state["round"]
+        )
         if not voters:
             self._close_round(task.id, state["round"])
 
@@ -146,8 +193,18 @@ class Consensus:
     def _proposal(task: Task, round_number: int) -> str:
         return f"tasks/{task.id}/proposals/r{round_number}"
 
-    def cast_vote(self, session: AgentSession, proposal: str, candidate_id: str, confidence: float,
-                  rationale: str, round_number: int, *, usage: Usage | None = None, abstain: bool = False) -> None:
+    def cast_vote(
+        self,
+        session: AgentSession,
+        proposal: str,
+        candidate_id: str,
+        confidence: float,
+        rationale: str,
+        round_number: int,
+        *,
+        usage: Usage | None = None,
+        abstain: bool = False,
+    ) -> None:
         """Count one agent's vote in the open round (once); ack it after commit.
 
         ``usage`` (what judging cost) is charged to the task once per voter and
@@ -158,31 +215,63 @@ class Consensus:
         task = self.tasks.get(parts[1]) if len(parts) == 4 and parts[0] == "tasks" else None
         state = task.consensus_state if task is not None else None
         ref = Ref(parts[1] if len(parts) > 1 else "", "", round_number, 0)
-        if task is None or state is None or state["outcome"] != "PENDING" or \
-                proposal != self._proposal(task, state["round"]):
-            if task is not None and state is not None and session.id in state["voters"] and not any(
-                    v["voter"] == session.id and v["round"] == round_number for v in state["votes"]):
+        if (
+            task is None
+            or state is None
+            or state["outcome"] != "PENDING"
+            or proposal != self._proposal(task, state["round"])
+        ):
+            if (
+                task is not None
+                and state is not None
+                and session.id in state["voters"]
+                and not any(v["voter"] == session.id and v["round"] == round_number for v in state["votes"])
+            ):
                 self._charge_agent(session, usage or Usage())  # type: ignore[attr-defined]
                 self.charge_task(task.id, usage or Usage())  # type: ignore[attr-defined]  # judged too late
-            session.send(Ack(ref, False, "ERROR_REASON_PROPOSAL_CLOSED", "that proposal is not open",
-                             proposal=proposal))
+            session.send(
+                Ack(
+                    ref, False, "ERROR_REASON_PROPOSAL_CLOSED", "that proposal is not open", proposal=proposal
+                )
+            )
             return
         if session.id not in state["voters"]:
-            session.send(Ack(ref, False, "ERROR_REASON_PERMISSION_DENIED", "this agent was not asked to vote",
-                             proposal=proposal))
+            session.send(
+                Ack(
+                    ref,
+                    False,
+                    "ERROR_REASON_PERMISSION_DENIED",
+                    "this agent was not asked to vote",
+                    proposal=proposal,
+                )
+            )
             return
         if abstain:
             candidate_id, confidence = "", 0.0
         elif candidate_id not in {c["id"] for c in state["candidates"]}:
-            session.send(Ack(ref, False, "ERROR_REASON_INVALID_FIELD", f"no candidate {quote(candidate_id)}",
-                             proposal=proposal))
+            session.send(
+                Ack(
+                    ref,
+                    False,
+                    "ERROR_REASON_INVALID_FIELD",
+                    f"no candidate {quote(candidate_id)}",
+                    proposal=proposal,
+                )
+            )
             return
         if any(v["voter"] == session.id and v["round"] == state["round"] for v in state["votes"]):
             session.send(Ack(ref, True, message="duplicate vote ignored", proposal=proposal))
             return
         spent = usage or Usage()
-        vote = {"voter": session.id, "candidate_id": candidate_id, "confidence": max(0.0, min(1.0, confidence)),
-                "rationale": rationale[:4000], "round": state["round"], "weight": 0.0, "usage": as_dict(spent)}
+        vote = {
+            "voter": session.id,
+            "candidate_id": candidate_id,
+            "confidence": max(0.0, min(1.0, confidence)),
+            "rationale": rationale[:4000],
+            "round": state["round"],
+            "weight": 0.0,
+            "usage": as_dict(spent),
+        }
         task.consensus_state = {**state, "votes": [*state["votes"], vote]}
         self.committer.task(task)
         self._charge_agent(session, spent)  # type: ignore[attr-defined]
@@ -202,12 +291,20 @@ class Consensus:
         handle = self._round_timers.pop(task_id, None)
         if handle:
             handle.cancel()
-        votes = [v for v in state["votes"] if v["round"] == round_number and v["candidate_id"]]  # no abstentions
+        votes = [
+            v for v in state["votes"] if v["round"] == round_number and v["candidate_id"]
+        ]  # no abstentions
         reliability = {a: self.agents[a].reliability for a in {v["voter"] for v in votes} if a in self.agents}
-        result = tally(state["strategy"], state["threshold"],
-                       [Ballot(v["voter"], v["candidate_id"], v["confidence"]) for v in votes], reliability)
-        weighted = [{**v, "weight": result.weights.get(v["voter"], 0.0)} if v["round"] == round_number else v
-                    for v in state["votes"]]
+        result = tally(
+            state["strategy"],
+            state["threshold"],
+            [Ballot(v["voter"], v["candidate_id"], v["confidence"]) for v in votes],
+            reliability,
+        )
+        weighted = [
+            {**v, "weight": result.weights.get(v["voter"], 0.0)} if v["round"] == round_number else v
+            for v in state["votes"]
+        ]
         state = {**state, "votes": weighted, "agreement": result.agreement}
         if result.reached:
             winner = next(c for c in state["candidates"] if c["id"] == result.leader)
@@ -219,12 +316,22 @@ class Consensus:
         else:
             task.consensus_state = {**state, "outcome": "NO_CONSENSUS"}
             cast = [v for v in state["votes"] if v["round"] == round_number]
-            best = f"; the best candidate had {result.agreement:.0%}" if votes else \
-                "; every vote abstained (no usable judgement)" if cast else "; no votes arrived"
-            self._finish_task(task, TaskStatus.FAILED, Failure(
-                "ERROR_REASON_NO_CONSENSUS",
-                f"no candidate reached the {state['strategy']} threshold of {state['threshold']:g} "
-                f"in {round_number} round(s){best}"))
+            best = (
+                f"; the best candidate had {result.agreement:.0%}"
+                if votes
+                else "; every vote abstained (no usable judgement)"
+                if cast
+                else "; no votes arrived"
+            )
+            self._finish_task(
+                task,
+                TaskStatus.FAILED,
+                Failure(
+                    "ERROR_REASON_NO_CONSENSUS",
+                    f"no candidate reached the {state['strategy']} threshold of {state['threshold']:g} "
+                    f"in {round_number} round(s){best}",
+                ),
+            )
         self._kick()
 
     def _resume_consensus(self, task: Task) -> None:
@@ -232,7 +339,8 @@ class Consensus:
         state = task.consensus_state
         if state and state["outcome"] == "PENDING" and self._candidates_done(task) and state["round"] > 0:
             self._round_timers[task.id] = self._loop.call_later(  # type: ignore[union-attr]
-                self.heartbeat_interval * 2, self._reopen, task.id)
+                self.heartbeat_interval * 2, self._reopen, task.id
+            )
 
     def _reopen(self, task_id: str) -> None:
         task = self.tasks.get(task_id)

@@ -238,9 +238,21 @@ class Engine(AgentSide, Consensus, Review, Watching, PoolSide):
             handle.cancel()
         for planning in self._planning.values():
             planning.cancel()
-        for mapping in (self._delayed, self._timeouts, self._round_timers, self._planning, self.tasks,
-                        self.subtasks, self.leases, self._tokens, self._running_per_task, self._parked,
-                        self._dependants, self._running_tasks, self._awaiting_task_slot):
+        for mapping in (
+            self._delayed,
+            self._timeouts,
+            self._round_timers,
+            self._planning,
+            self.tasks,
+            self.subtasks,
+            self.leases,
+            self._tokens,
+            self._running_per_task,
+            self._parked,
+            self._dependants,
+            self._running_tasks,
+            self._awaiting_task_slot,
+        ):
             mapping.clear()
         self.reservations.clear()
         self.subtask_counts.clear()
@@ -275,8 +287,11 @@ class Engine(AgentSide, Consensus, Review, Watching, PoolSide):
                 self._resume_consensus(task)
             subs = self.subtasks[task.id].values()
             # The shares running steps were given are not stored: each holds what it would get now.
-            sharing = sum(1 for sub in subs if sub.status in (SubtaskStatus.BLOCKED, SubtaskStatus.QUEUED,
-                                                              SubtaskStatus.RUNNING))
+            sharing = sum(
+                1
+                for sub in subs
+                if sub.status in (SubtaskStatus.BLOCKED, SubtaskStatus.QUEUED, SubtaskStatus.RUNNING)
+            )
             for sub in subs:
                 if sub.status == SubtaskStatus.RUNNING:
                     # Its agent may still be working: give it time to reconnect and resume.
@@ -385,18 +400,24 @@ class Engine(AgentSide, Consensus, Review, Watching, PoolSide):
         if request_id:
             resource = ",".join(t.id for t in tasks)
             self._remember(key, (request_hash, resource))
-            self.committer.idempotency(IdempotencyRecord(principal, method, request_id, request_hash, resource, stamp))
+            self.committer.idempotency(
+                IdempotencyRecord(principal, method, request_id, request_hash, resource, stamp)
+            )
         for task in tasks:
             self._evaluate_dependencies(task, deps)
         self._kick()
         await self.committer.durable()
         return [SubmitOutcome(t) for t in tasks]
 
-    async def _idempotent(self, principal: str, method: str, request_id: str, request_hash: str) -> str | None:
+    async def _idempotent(
+        self, principal: str, method: str, request_id: str, request_hash: str
+    ) -> str | None:
         key = (principal, method, request_id)
         cached = self._idempotency.get(key)
         if cached is None:
-            record = await self.storage.call(self.storage.backend.get_idempotency, principal, method, request_id)
+            record = await self.storage.call(
+                self.storage.backend.get_idempotency, principal, method, request_id
+            )
             cached = self._idempotency.get(key)  # a concurrent call may have finished meanwhile
             if cached is None:
                 if record is None:
@@ -472,16 +493,20 @@ class Engine(AgentSide, Consensus, Review, Watching, PoolSide):
             plan_now = getattr(planner, "plan_now", None)
             if plan_now is None and not with_model:
                 plan = self.fallback_planner.plan_now(task)
-                plan.warnings.append(f"planning with a model needs the permission task:submit; "
-                                     f"showing the {plan.planner} plan")
+                plan.warnings.append(
+                    f"planning with a model needs the permission task:submit; showing the {plan.planner} plan"
+                )
             elif plan_now is not None:
                 plan = plan_now(task)
             else:
-                plan = await asyncio.wait_for(self._ask_planner(planner.plan, task),
-                                              self.settings["tasks.planning_timeout"])
+                plan = await asyncio.wait_for(
+                    self._ask_planner(planner.plan, task), self.settings["tasks.planning_timeout"]
+                )
         except Exception as exc:  # as for a real task: the built-in plan, with why
             plan = self.fallback_planner.plan_now(task)
-            plan.warnings.append(f"the planner failed ({type(exc).__name__}: {exc}); used the {plan.planner} plan")
+            plan.warnings.append(
+                f"the planner failed ({type(exc).__name__}: {exc}); used the {plan.planner} plan"
+            )
         known = self.supply.specs() if self.supply is not None else {}
         fitted = fit_plan(plan, task, self.agent_pool(), known)
         plan = fitted.plan
@@ -514,7 +539,9 @@ class Engine(AgentSide, Consensus, Review, Watching, PoolSide):
         except Exception as exc:  # a planner plugin must not be able to lose a task
             log.warning("planner failed for %s: %s", task.name, exc)
             plan = self.fallback_planner.plan_now(task)
-            plan.warnings.append(f"the planner failed ({type(exc).__name__}: {exc}); used the {plan.planner} plan")
+            plan.warnings.append(
+                f"the planner failed ({type(exc).__name__}: {exc}); used the {plan.planner} plan"
+            )
             self._apply_plan(task, plan)
             return
         if plan_now is not None:
@@ -530,17 +557,21 @@ class Engine(AgentSide, Consensus, Review, Watching, PoolSide):
         try:
             with_usage = getattr(planner, "plan_with_usage", None)  # model planners report what they spent
             if with_usage is not None:
-                plan, spent = await asyncio.wait_for(self._ask_planner(with_usage, task),
-                                                     self.settings["tasks.planning_timeout"])
+                plan, spent = await asyncio.wait_for(
+                    self._ask_planner(with_usage, task), self.settings["tasks.planning_timeout"]
+                )
             else:
-                plan = await asyncio.wait_for(self._ask_planner(planner.plan, task),
-                                              self.settings["tasks.planning_timeout"])
+                plan = await asyncio.wait_for(
+                    self._ask_planner(planner.plan, task), self.settings["tasks.planning_timeout"]
+                )
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a planner plugin must not be able to lose a task
             log.warning("planner %s failed for %s: %s", planner.name, task.name, exc)
             plan = self.fallback_planner.plan_now(task)
-            why = "took too long" if isinstance(exc, TimeoutError) else f"failed ({type(exc).__name__}: {exc})"
+            why = (
+                "took too long" if isinstance(exc, TimeoutError) else f"failed ({type(exc).__name__}: {exc})"
+            )
             plan.warnings.append(f"planner {planner.name} {why}; used the {plan.planner} plan")
         finally:
             self._planning.pop(task.id, None)
@@ -562,7 +593,9 @@ class Engine(AgentSide, Consensus, Review, Watching, PoolSide):
         problems = validate_plan(plan, self.settings["tasks.max_fanout"])
         if problems:
             self._finish_task(
-                task, TaskStatus.FAILED, Failure("ERROR_REASON_INTERNAL", "unusable plan: " + "; ".join(problems))
+                task,
+                TaskStatus.FAILED,
+                Failure("ERROR_REASON_INTERNAL", "unusable plan: " + "; ".join(problems)),
             )
             return
         task.plan = plan
@@ -637,13 +670,19 @@ class Engine(AgentSide, Consensus, Review, Watching, PoolSide):
         running = self._running_per_task[entry.task_id]
         if running and not self.reservations.free(task):
             return False  # its running steps hold the rest of the budget: wait for what they leave
-        return running < task.max_agents and self._task_may_run(task) and \
-            self._candidate_allowed(task, entry.subtask_id, session)
+        return (
+            running < task.max_agents
+            and self._task_may_run(task)
+            and self._candidate_allowed(task, entry.subtask_id, session)
+        )
 
     def _task_may_run(self, task: Task) -> bool:
         """Whether ``task`` runs already or may start under ``system.max_concurrent_tasks``."""
-        return not self.max_running_tasks or task.id in self._running_tasks \
+        return (
+            not self.max_running_tasks
+            or task.id in self._running_tasks
             or len(self._running_tasks) < self.max_running_tasks
+        )
 
     def _park(self, entry: Entry, skipped: list[tuple[tuple[str, str], Entry]]) -> None:
         task = self.tasks[entry.task_id]
@@ -676,16 +715,21 @@ class Engine(AgentSide, Consensus, Review, Watching, PoolSide):
             for session in hungry:
                 skipped: list[tuple[tuple[str, str], Entry]] = []
                 entry = self.queue.pop_for(
-                    session.info.agent_type, session.capabilities, self._valid,
+                    session.info.agent_type,
+                    session.capabilities,
+                    self._valid,
                     lambda e, s=session: self._runnable(e, s),
                     lambda e, s=skipped: self._park(e, s),
-                    offline=session.offline, generic_ok=self._generic_ok,
+                    offline=session.offline,
+                    generic_ok=self._generic_ok,
                 )
                 for heap_key, kept in skipped:  # runnable elsewhere, just not on this agent
                     self.queue.push_entry(heap_key, kept)
                 if entry is None:
                     continue
-                self._assign(session, self.tasks[entry.task_id], self.subtasks[entry.task_id][entry.subtask_id])
+                self._assign(
+                    session, self.tasks[entry.task_id], self.subtasks[entry.task_id][entry.subtask_id]
+                )
                 if session.free > 0:
                     still.append(session)
             hungry = still
@@ -696,7 +740,7 @@ class Engine(AgentSide, Consensus, Review, Watching, PoolSide):
 
     @staticmethod
     def _over_budget(task: Task, *, or_at: bool = False) -> str:
-        """"token" or "cost" when the task spent more than (``or_at``: at least) its budget, else ""."""
+        """ "token" or "cost" when the task spent more than (``or_at``: at least) its budget, else ""."""
         return over_budget(task, or_at=or_at)
 
     def _assign(self, session: AgentSession, task: Task, sub: Subtask) -> None:
@@ -704,12 +748,21 @@ class Engine(AgentSide, Consensus, Review, Watching, PoolSide):
         siblings = self.subtasks[task.id]
         share: tuple[int, int] | None = (0, 0)
         if task.max_total_tokens or task.max_cost_micros:  # a step reserves its share of what is left
-            unstarted = sum(1 for s in siblings.values()
-                            if s.status in (SubtaskStatus.BLOCKED, SubtaskStatus.QUEUED))
-            share = None if self._over_budget(task, or_at=True) else self.reservations.take(task, key, unstarted)
+            unstarted = sum(
+                1 for s in siblings.values() if s.status in (SubtaskStatus.BLOCKED, SubtaskStatus.QUEUED)
+            )
+            share = (
+                None if self._over_budget(task, or_at=True) else self.reservations.take(task, key, unstarted)
+            )
         if share is None:  # nothing left to spend (and nothing running to give any back): no more work starts
-            self._finish_task(task, TaskStatus.FAILED, Failure(
-                "ERROR_REASON_BUDGET_EXCEEDED", "the task used up its budget before all its work could run"))
+            self._finish_task(
+                task,
+                TaskStatus.FAILED,
+                Failure(
+                    "ERROR_REASON_BUDGET_EXCEEDED",
+                    "the task used up its budget before all its work could run",
+                ),
+            )
             return
         stamp = now()
         self.metrics.schedule_to_start(stamp - (sub.queue_time or stamp))  # type: ignore[attr-defined]
@@ -732,8 +785,11 @@ class Engine(AgentSide, Consensus, Review, Watching, PoolSide):
         context_limit = self.setting("tasks.context_max_chars")
         combining = sub.kind in (SubtaskKind.SYNTHESIS, SubtaskKind.CANDIDATE)
         # A review or revision step sees the answer alone; any other step, what it depends on.
-        inputs = answer_inputs(task, siblings, context_limit) if sub.kind in LOOP_KINDS \
+        inputs = (
+            answer_inputs(task, siblings, context_limit)
+            if sub.kind in LOOP_KINDS
             else step_inputs(task.id, siblings, sub.id, context_limit)
+        )
         session.send(
             Assign(
                 ref=Ref(task.id, sub.id, sub.attempt, sub.lease_epoch),
@@ -776,7 +832,9 @@ class Engine(AgentSide, Consensus, Review, Watching, PoolSide):
         self.committer.task(task)
         self.metrics.task_transition(before, status)  # type: ignore[attr-defined]
         self._publish(
-            Event(EventType.TASK_STATUS_CHANGED, task_id=task.id, from_status=before.name, to_status=status.name),
+            Event(
+                EventType.TASK_STATUS_CHANGED, task_id=task.id, from_status=before.name, to_status=status.name
+            ),
             task,
         )
 
@@ -818,7 +876,9 @@ class Engine(AgentSide, Consensus, Review, Watching, PoolSide):
             self._unpark(task.id)
         self._kick()
 
-    def _requeue(self, task: Task, sub: Subtask, *, delay: float, why: str, spends_retry: bool = True) -> None:
+    def _requeue(
+        self, task: Task, sub: Subtask, *, delay: float, why: str, spends_retry: bool = True
+    ) -> None:
         """Queue a subtask for its next attempt; ``spends_retry=False`` when the attempt was cut short through
         no fault of the work (its agent was terminated by an operator), so the retry budget is untouched."""
         sub.attempt += 1
@@ -868,7 +928,12 @@ class Engine(AgentSide, Consensus, Review, Watching, PoolSide):
                 lease = self.leases.get(key)
                 session = self.sessions.get(lease.agent_id) if lease else None
                 if session is not None:
-                    session.send(CancelWork(Ref(task.id, sub.id, sub.attempt, sub.lease_epoch), failure.message if failure else "task finished"))
+                    session.send(
+                        CancelWork(
+                            Ref(task.id, sub.id, sub.attempt, sub.lease_epoch),
+                            failure.message if failure else "task finished",
+                        )
+                    )
                 self._release(task, sub)
             handle = self._delayed.pop(key, None)
             if handle:
@@ -922,7 +987,9 @@ class Engine(AgentSide, Consensus, Review, Watching, PoolSide):
             self._finish_task(
                 task,
                 TaskStatus.FAILED,
-                Failure("ERROR_REASON_TIMED_OUT", f"the task ran longer than its timeout of {task.timeout:g} s"),
+                Failure(
+                    "ERROR_REASON_TIMED_OUT", f"the task ran longer than its timeout of {task.timeout:g} s"
+                ),
             )
 
     # --- user operations ----------------------------------------------------
@@ -960,7 +1027,9 @@ class Engine(AgentSide, Consensus, Review, Watching, PoolSide):
         await self.committer.durable()
         return task
 
-    async def retry(self, task_id: str, *, max_agents: int | None = None, timeout: float | None = None) -> Task:
+    async def retry(
+        self, task_id: str, *, max_agents: int | None = None, timeout: float | None = None
+    ) -> Task:
         """Run a FAILED or CANCELLED task again, keeping its completed subtasks (with new limits if given)."""
         task = await self.get_task(task_id)
         if task.status not in (TaskStatus.FAILED, TaskStatus.CANCELLED):
@@ -1017,8 +1086,15 @@ class Engine(AgentSide, Consensus, Review, Watching, PoolSide):
                 task.start_time = now()
                 self._arm_timeout(task)
             if task.consensus_state is not None:  # decide afresh
-                task.consensus_state = {**task.consensus_state, "outcome": "PENDING", "round": 0, "votes": [],
-                                        "voters": [], "winner": "", "agreement": 0.0}
+                task.consensus_state = {
+                    **task.consensus_state,
+                    "outcome": "PENDING",
+                    "round": 0,
+                    "votes": [],
+                    "voters": [],
+                    "winner": "",
+                    "agreement": 0.0,
+                }
                 if self._candidates_done(task):
                     self._open_round(task)
         self._kick()
@@ -1034,7 +1110,9 @@ class Engine(AgentSide, Consensus, Review, Watching, PoolSide):
                 reason="ERROR_REASON_TASK_FINISHED",
             )
         if priority is not None and priority != task.priority:
-            queued = sum(1 for sub in self.subtasks.get(task.id, {}).values() if sub.status == SubtaskStatus.QUEUED)
+            queued = sum(
+                1 for sub in self.subtasks.get(task.id, {}).values() if sub.status == SubtaskStatus.QUEUED
+            )
             self.queued_counts[task.priority] -= queued
             task.priority = Priority(priority)  # type: ignore[call-overload]
             self.queued_counts[task.priority] += queued
@@ -1070,27 +1148,37 @@ class Engine(AgentSide, Consensus, Review, Watching, PoolSide):
                     + (f" after: {sub.status_reason}" if sub.status_reason else "")
                 )
                 continue
-            candidates = [s for s in self.sessions.values()
-                          if self.may_take(s, sub.agent_type, sub.capability)]
+            candidates = [
+                s for s in self.sessions.values() if self.may_take(s, sub.agent_type, sub.capability)
+            ]
             if not candidates:
                 launching = self._launching.get((sub.agent_type, sub.capability), 0.0) > now()
                 if sub.agent_type:
-                    reasons.append(f"no connected agent of type {sub.agent_type}"
-                                   + ("; launching one" if launching else ""))
+                    reasons.append(
+                        f"no connected agent of type {sub.agent_type}"
+                        + ("; launching one" if launching else "")
+                    )
                 elif sub.capability:
-                    reasons.append(f"no connected agent has capability {sub.capability}"
-                                   + ("; launching one" if launching else ""))
+                    reasons.append(
+                        f"no connected agent has capability {sub.capability}"
+                        + ("; launching one" if launching else "")
+                    )
                 else:
                     reasons.append("no connected agent" + ("; launching one" if launching else ""))
             elif sub.kind == SubtaskKind.CANDIDATE and not any(
-                    self._candidate_allowed(task, sub.id, s) for s in candidates):
-                reasons.append(f"waiting for a distinct agent: the other candidates hold all "
-                               f"{len(candidates)} able to take it")
+                self._candidate_allowed(task, sub.id, s) for s in candidates
+            ):
+                reasons.append(
+                    f"waiting for a distinct agent: the other candidates hold all "
+                    f"{len(candidates)} able to take it"
+                )
             elif self._running_per_task.get(task.id, 0) >= task.max_agents:
                 reasons.append(f"at its max_agents ({task.max_agents})")
             elif not self._task_may_run(task):
-                reasons.append(f"waiting for one of the {len(self._running_tasks)} running tasks to end "
-                               f"(system.max_concurrent_tasks: {self.max_running_tasks})")
+                reasons.append(
+                    f"waiting for one of the {len(self._running_tasks)} running tasks to end "
+                    f"(system.max_concurrent_tasks: {self.max_running_tasks})"
+                )
             elif all(s.paused or s.draining for s in candidates):
                 reasons.append("every agent that could take it is paused or draining")
             else:

@@ -38,8 +38,14 @@ class Entry:
     token: int = field(compare=False)
 
 
-def matches(heap_key: tuple[str, str], agent_type: str, capabilities: frozenset[str], *,
-            offline: bool = False, generic_ok: Callable[[tuple[str, str]], bool] | None = None) -> bool:
+def matches(
+    heap_key: tuple[str, str],
+    agent_type: str,
+    capabilities: frozenset[str],
+    *,
+    offline: bool = False,
+    generic_ok: Callable[[tuple[str, str]], bool] | None = None,
+) -> bool:
     """Whether an agent may take work from the heap of (agent type, capability).
 
     An offline agent takes work addressed to it (its type, or a capability it declares by name), and
@@ -51,8 +57,9 @@ def matches(heap_key: tuple[str, str], agent_type: str, capabilities: frozenset[
         return wildcard_match(wanted_type, capability, agent_type, capabilities)
     if explicit_match(wanted_type, capability, agent_type, capabilities):
         return True
-    return wildcard_match(wanted_type, capability, agent_type, capabilities) and \
-        (generic_ok is None or generic_ok(heap_key))
+    return wildcard_match(wanted_type, capability, agent_type, capabilities) and (
+        generic_ok is None or generic_ok(heap_key)
+    )
 
 
 class ReadyQueue:
@@ -73,7 +80,9 @@ class ReadyQueue:
         """Add a ready subtask."""
         self._seq += 1
         self._per_task[task_id] = self._per_task.get(task_id, 0) + 1
-        heapq.heappush(self._heaps.setdefault(heap_key, []), Entry(key, self._seq, task_id, subtask_id, token))
+        heapq.heappush(
+            self._heaps.setdefault(heap_key, []), Entry(key, self._seq, task_id, subtask_id, token)
+        )
 
     def forget_task(self, task_id: str) -> None:
         """Drop the fairness counter of a finished task."""
@@ -106,8 +115,9 @@ class ReadyQueue:
         while True:
             best_heap: list[Entry] | None = None
             for heap_key, heap in self._heaps.items():
-                if not heap or not matches(heap_key, agent_type, capabilities, offline=offline,
-                                           generic_ok=generic_ok):
+                if not heap or not matches(
+                    heap_key, agent_type, capabilities, offline=offline, generic_ok=generic_ok
+                ):
                     continue
                 while heap and not valid(heap[0]):
                     heapq.heappop(heap)

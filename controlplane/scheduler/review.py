@@ -74,8 +74,18 @@ class Review:
     def _add_review(self, task: Task, round_number: int, after: str) -> None:
         sub = rules.review_step(task, round_number, after, self.agent_pool())
         record = dict(task.review_state or {})
-        record["rounds"] = [*record["rounds"], {"round": round_number, "review_step": sub.id, "reviewer": "",
-                                                "verdict": None, "revision_step": "", "usage": {}, "note": ""}]
+        record["rounds"] = [
+            *record["rounds"],
+            {
+                "round": round_number,
+                "review_step": sub.id,
+                "reviewer": "",
+                "verdict": None,
+                "revision_step": "",
+                "usage": {},
+                "note": "",
+            },
+        ]
         task.review_state = record
         self._add_step(task, sub)
 
@@ -86,8 +96,16 @@ class Review:
         task.update_time = now()
         self.committer.task(task)
         self.committer.subtask(sub)
-        self._publish(Event(EventType.SUBTASK_STATUS_CHANGED, task_id=task.id, subtask_id=sub.id,
-                            to_status=SubtaskStatus.QUEUED.name), task, sub)
+        self._publish(
+            Event(
+                EventType.SUBTASK_STATUS_CHANGED,
+                task_id=task.id,
+                subtask_id=sub.id,
+                to_status=SubtaskStatus.QUEUED.name,
+            ),
+            task,
+            sub,
+        )
         self._enqueue(task, sub)
         if self.supply is not None:  # launch an agent for it if none can take it
             self._demand(sub.agent_type, sub.capability)
@@ -102,17 +120,28 @@ class Review:
         if last["verdict"] is None:  # the review of this round just completed
             review = subs[last["review_step"]]
             verdict = rules.parse_verdict(review.output)
-            last.update(verdict=verdict.as_dict(), reviewer=review.agent_id, usage=dataclasses.asdict(review.usage),
-                        note=verdict.note)
+            last.update(
+                verdict=verdict.as_dict(),
+                reviewer=review.agent_id,
+                usage=dataclasses.asdict(review.usage),
+                note=verdict.note,
+            )
             record["rounds"] = rounds
             task.review_state = record
             if verdict.note:
                 task.warnings = [*task.warnings, f"review round {number}: {verdict.note}"]
-            self._publish(Event(EventType.REVIEW_ROUND, task_id=task.id, subtask_id=review.id,
-                                agent_id=review.agent_id,
-                                message=f"review round {number}: {rules.verdict_text(last['verdict'])}",
-                                data={"round": number, "approved": verdict.approved,
-                                      "changes": list(verdict.changes)}), task, review)
+            self._publish(
+                Event(
+                    EventType.REVIEW_ROUND,
+                    task_id=task.id,
+                    subtask_id=review.id,
+                    agent_id=review.agent_id,
+                    message=f"review round {number}: {rules.verdict_text(last['verdict'])}",
+                    data={"round": number, "approved": verdict.approved, "changes": list(verdict.changes)},
+                ),
+                task,
+                review,
+            )
             if verdict.approved:
                 task.review_state = {**record, "outcome": rules.APPROVED}
                 self._answer_ready(task)
@@ -127,8 +156,11 @@ class Review:
         record["answer_step"] = last["revision_step"]
         if number >= record["max_rounds"]:
             task.review_state = {**record, "outcome": rules.EXHAUSTED}
-            task.warnings = [*task.warnings, f"the reviewer still asked for changes after {number} round(s); "
-                                             f"the last revision is the answer (not reviewed again)"]
+            task.warnings = [
+                *task.warnings,
+                f"the reviewer still asked for changes after {number} round(s); "
+                f"the last revision is the answer (not reviewed again)",
+            ]
             self._answer_ready(task)
             return
         task.review_state = record
@@ -140,19 +172,31 @@ class Review:
         """Whether a just-planned task must wait for approval (it then waits: event, durable record)."""
         if not task.approve_plan or (task.approval or {}).get("state") == APPROVED:
             return False
-        task.approval = {"state": WAITING, "request_time": now(), "principal": "", "decide_time": None,
-                         "reason": ""}
+        task.approval = {
+            "state": WAITING,
+            "request_time": now(),
+            "principal": "",
+            "decide_time": None,
+            "reason": "",
+        }
         task.update_time = now()
         self.committer.task(task)
-        self._publish(Event(EventType.PLAN_APPROVAL, task_id=task.id, message=WAITING_REASON,
-                            data={"approval": WAITING}), task)
+        self._publish(
+            Event(
+                EventType.PLAN_APPROVAL, task_id=task.id, message=WAITING_REASON, data={"approval": WAITING}
+            ),
+            task,
+        )
         return True
 
     @staticmethod
     def awaiting_approval(task: Task) -> bool:
         """Whether the task is planned and waiting for its plan to be approved."""
-        return task.status == TaskStatus.PENDING and task.plan is not None \
+        return (
+            task.status == TaskStatus.PENDING
+            and task.plan is not None
             and (task.approval or {}).get("state") == WAITING
+        )
 
     def _not_waiting(self, task: Task) -> FailedPrecondition:
         state = (task.approval or {}).get("state")
@@ -164,18 +208,32 @@ class Review:
             why = f"its plan was approved by {task.approval['principal'] or 'a user'}"  # type: ignore[index]
         else:
             why = "it is not planned yet"
-        return FailedPrecondition(f"task {task.name} is not waiting for plan approval: {why}",
-                                  reason="ERROR_REASON_NOT_AWAITING_APPROVAL")
+        return FailedPrecondition(
+            f"task {task.name} is not waiting for plan approval: {why}",
+            reason="ERROR_REASON_NOT_AWAITING_APPROVAL",
+        )
 
     async def approve(self, task_id: str, principal: str, request_id: str = "") -> Task:
         """Run the plan a task waits with, exactly as it was shown; FailedPrecondition if it is not waiting."""
         task = await self.get_task(task_id)
         if not self.awaiting_approval(task) or self.tasks.get(task.id) is not task:
             raise self._not_waiting(task)
-        task.approval = {**(task.approval or {}), "state": APPROVED, "principal": principal, "decide_time": now(),
-                         "request_id": request_id}
-        self._publish(Event(EventType.PLAN_APPROVAL, task_id=task.id,
-                            message=f"plan approved by {principal or 'a user'}", data={"approval": APPROVED}), task)
+        task.approval = {
+            **(task.approval or {}),
+            "state": APPROVED,
+            "principal": principal,
+            "decide_time": now(),
+            "request_id": request_id,
+        }
+        self._publish(
+            Event(
+                EventType.PLAN_APPROVAL,
+                task_id=task.id,
+                message=f"plan approved by {principal or 'a user'}",
+                data={"approval": APPROVED},
+            ),
+            task,
+        )
         self._start_plan(task, task.plan)
         self._kick()
         await self.committer.durable()
@@ -186,11 +244,24 @@ class Review:
         task = await self.get_task(task_id)
         if not self.awaiting_approval(task) or self.tasks.get(task.id) is not task:
             raise self._not_waiting(task)
-        task.approval = {**(task.approval or {}), "state": REJECTED, "principal": principal, "decide_time": now(),
-                         "reason": reason, "request_id": request_id}
+        task.approval = {
+            **(task.approval or {}),
+            "state": REJECTED,
+            "principal": principal,
+            "decide_time": now(),
+            "reason": reason,
+            "request_id": request_id,
+        }
         message = f"plan rejected by {principal or 'a user'}: {reason}"
-        self._publish(Event(EventType.PLAN_APPROVAL, task_id=task.id, message=message,
-                            data={"approval": REJECTED, "reason": reason}), task)
+        self._publish(
+            Event(
+                EventType.PLAN_APPROVAL,
+                task_id=task.id,
+                message=message,
+                data={"approval": REJECTED, "reason": reason},
+            ),
+            task,
+        )
         self._finish_task(task, TaskStatus.CANCELLED, Failure("ERROR_REASON_CANCELLED", message))
         await self.committer.durable()
         return task

@@ -39,8 +39,9 @@ class Watching:
 
     # --- watching -----------------------------------------------------------
 
-    async def watch(self, task_id: str, include_progress: bool = False,
-                    after: int | None = None) -> AsyncIterator[tuple[Event | None, Task, Subtask | None]]:
+    async def watch(
+        self, task_id: str, include_progress: bool = False, after: int | None = None
+    ) -> AsyncIterator[tuple[Event | None, Task, Subtask | None]]:
         """The task now, then every committed change until it finishes.
 
         With ``after`` (an event sequence number) there is no snapshot first: the kept changes
@@ -70,7 +71,9 @@ class Watching:
                 return
             while True:
                 if watch.queue.qsize() > MAX_PENDING:
-                    raise ResourceExhausted(f"the watcher fell more than {MAX_PENDING} changes behind; watch again")
+                    raise ResourceExhausted(
+                        f"the watcher fell more than {MAX_PENDING} changes behind; watch again"
+                    )
                 event, snapshot, sub = await watch.queue.get()
                 if event.id in replayed:
                     continue
@@ -101,15 +104,22 @@ class Watching:
             if kept[index].id == sequence:
                 return [kept[i] for i in range(index + 1, len(kept))]
         if sequence > self._event_seq or sequence < 0:
-            raise InvalidArgument(f"after_event_id names event {sequence}, which this control plane has not sent "
-                                  f"(the latest is {self._event_seq})", field="after_event_id")
+            raise InvalidArgument(
+                f"after_event_id names event {sequence}, which this control plane has not sent "
+                f"(the latest is {self._event_seq})",
+                field="after_event_id",
+            )
         oldest = min((event.id for event in kept), default=self._event_seq + 1)
         raise FailedPrecondition(
             f"event {sequence} is no longer kept: this control plane keeps its last {kept.maxlen} events "
             f"(the oldest now is {oldest}); open the stream again without a resume id",
-            reason=RESUME_POINT_LOST, metadata={"oldest_kept": str(oldest)})
+            reason=RESUME_POINT_LOST,
+            metadata={"oldest_kept": str(oldest)},
+        )
 
-    def _publish(self, event: Event, task: Task, sub: Subtask | None = None, *, committed: bool = False) -> None:
+    def _publish(
+        self, event: Event, task: Task, sub: Subtask | None = None, *, committed: bool = False
+    ) -> None:
         """Deliver an event to task watchers and event listeners once it is durable.
 
         Progress and output events carry no state change and are delivered at

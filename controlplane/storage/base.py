@@ -68,13 +68,25 @@ class WriteBatch:
     webhook_deliveries: list[DeliveryRecord] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.tasks or self.subtasks or self.agents or self.idempotency or self.audit
-                    or self.webhook_deliveries)
+        return bool(
+            self.tasks
+            or self.subtasks
+            or self.agents
+            or self.idempotency
+            or self.audit
+            or self.webhook_deliveries
+        )
 
     def rows(self) -> int:
         """How many rows the batch writes."""
-        return (len(self.tasks) + len(self.subtasks) + len(self.agents) + len(self.idempotency) + len(self.audit)
-                + len(self.webhook_deliveries))
+        return (
+            len(self.tasks)
+            + len(self.subtasks)
+            + len(self.agents)
+            + len(self.idempotency)
+            + len(self.audit)
+            + len(self.webhook_deliveries)
+        )
 
 
 @dataclass
@@ -191,7 +203,6 @@ class StorageBackend(Protocol):
     def delete_checkpoint(self, checkpoint_id: str) -> bool:
         """Delete a checkpoint; whether it existed."""
 
-
     # --- access control --------------------------------------------------------
 
     def access_put(self, kind: str, row_id: str, data: dict[str, Any], *, create: bool = False) -> None:
@@ -222,8 +233,16 @@ class StorageBackend(Protocol):
         (then nothing changed).
         """
 
-    def list_audit(self, *, since: float | None = None, until: float | None = None, principal: str = "",
-                   action: str = "", before_seq: int | None = None, limit: int = 100) -> list[dict[str, Any]]:
+    def list_audit(
+        self,
+        *,
+        since: float | None = None,
+        until: float | None = None,
+        principal: str = "",
+        action: str = "",
+        before_seq: int | None = None,
+        limit: int = 100,
+    ) -> list[dict[str, Any]]:
         """Audit records (appended through :attr:`WriteBatch.audit`) newest first, each with its ``seq``.
 
         ``since`` inclusive, ``until`` exclusive, ``principal`` exact, ``action`` a substring
@@ -322,8 +341,9 @@ class MetricsHistory(Protocol):
     def put_metrics_sample(self, time: float, replica: str, values: dict[str, float]) -> None:
         """Store one sample: the figures (``{"maos_tasks_running": 3.0, ...}``) of ``replica`` at ``time``."""
 
-    def list_metrics_samples(self, since: float, until: float,
-                             limit: int) -> list[tuple[float, dict[str, float]]]:
+    def list_metrics_samples(
+        self, since: float, until: float, limit: int
+    ) -> list[tuple[float, dict[str, float]]]:
         """Samples with ``since <= time < until``, oldest first, at most ``limit`` (the newest ones kept)."""
 
     def prune_metrics_samples(self, before: float) -> int:
@@ -366,7 +386,9 @@ class StoresWebhooks(Protocol):
     def get_webhook(self, webhook_id: str) -> WebhookRecord | None:
         """One webhook, or None."""
 
-    def list_webhooks(self, owner: str | None = None, offset: int = 0, limit: int = 1000) -> list[WebhookRecord]:
+    def list_webhooks(
+        self, owner: str | None = None, offset: int = 0, limit: int = 1000
+    ) -> list[WebhookRecord]:
         """Webhooks oldest first (of ``owner`` only, unless None)."""
 
     def count_webhooks(self, owner: str) -> int:
@@ -437,8 +459,14 @@ class BatchStore(Protocol):
     def batch_tasks(self, batch_id: str) -> list[Task]:
         """The tasks added to a batch, in the order they were added."""
 
-    def claim_batch_submit(self, batch_id: str, task_ids: Sequence[str], schedule: BatchSchedule, when: float,
-                           stale_before: float) -> BatchRecord | None:
+    def claim_batch_submit(
+        self,
+        batch_id: str,
+        task_ids: Sequence[str],
+        schedule: BatchSchedule,
+        when: float,
+        stale_before: float,
+    ) -> BatchRecord | None:
         """Claim the submission of a batch, in one transaction (so one submitter at a time, across replicas).
 
         An OPEN batch becomes SUBMITTING with ``task_ids``, ``schedule`` and

@@ -25,8 +25,10 @@ def fast_write(backend: StorageBackend) -> Callable[[WriteBatch], bool] | None:
     defines only ``write`` therefore sees every batch in its ``write``: writes
     of the engine's state reach a backend through one method.
     """
-    if not (callable(getattr(type(backend), "write_now", None))
-            and callable(getattr(type(backend), "can_write_now", None))):
+    if not (
+        callable(getattr(type(backend), "write_now", None))
+        and callable(getattr(type(backend), "can_write_now", None))
+    ):
         return None
     if not isinstance(backend, WritesNow) or not backend.can_write_now():
         return None

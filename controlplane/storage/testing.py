@@ -538,19 +538,30 @@ class StorageContract:
 
     def test_count_tasks_by_status_follows_changes(self, backend: StorageBackend) -> None:
         backend.write(WriteBatch(tasks=[minimal_task("a", seq=1), minimal_task("b", seq=2)]))
-        backend.write(WriteBatch(tasks=[minimal_task("a", seq=1, status=TaskStatus.RUNNING),
-                                        minimal_task("b", seq=2)]))  # b written again, unchanged
+        backend.write(
+            WriteBatch(tasks=[minimal_task("a", seq=1, status=TaskStatus.RUNNING), minimal_task("b", seq=2)])
+        )  # b written again, unchanged
         counts = backend.count_tasks_by_status()
         assert (counts[TaskStatus.PENDING], counts[TaskStatus.RUNNING]) == (1, 1)
         snap = backend.snapshot_tables(["tasks"])
-        backend.write(WriteBatch(tasks=[minimal_task("a", seq=1, status=TaskStatus.COMPLETED),
-                                        minimal_task("b", seq=2, status=TaskStatus.FAILED)]))
+        backend.write(
+            WriteBatch(
+                tasks=[
+                    minimal_task("a", seq=1, status=TaskStatus.COMPLETED),
+                    minimal_task("b", seq=2, status=TaskStatus.FAILED),
+                ]
+            )
+        )
         counts = backend.count_tasks_by_status()
         assert (counts[TaskStatus.PENDING], counts[TaskStatus.RUNNING]) == (0, 0)
         assert (counts[TaskStatus.COMPLETED], counts[TaskStatus.FAILED]) == (1, 1)
         backend.restore_tables(snap)  # a recovery writes rows back: the counts follow
         counts = backend.count_tasks_by_status()
-        assert (counts[TaskStatus.PENDING], counts[TaskStatus.RUNNING], counts[TaskStatus.COMPLETED]) == (1, 1, 0)
+        assert (counts[TaskStatus.PENDING], counts[TaskStatus.RUNNING], counts[TaskStatus.COMPLETED]) == (
+            1,
+            1,
+            0,
+        )
         assert sum(counts.values()) == 2
 
     def test_shared_state_compare_and_set(self, backend: StorageBackend) -> None:
@@ -575,8 +586,11 @@ class StorageContract:
     # --- checkpoints -----------------------------------------------------------
 
     def test_snapshot_and_restore_tables(self, backend: StorageBackend) -> None:
-        backend.write(WriteBatch(tasks=[full_task("ta", seq=1)], subtasks=[full_subtask("ta", "merge")],
-                                 agents=[full_agent()]))
+        backend.write(
+            WriteBatch(
+                tasks=[full_task("ta", seq=1)], subtasks=[full_subtask("ta", "merge")], agents=[full_agent()]
+            )
+        )
         backend.state_put("ta", "k", b"\x00\x01", None)
         tables = ["tasks", "subtasks", "shared_state", "agents"]
         snap = backend.snapshot_tables(tables)
@@ -603,8 +617,16 @@ class StorageContract:
         from controlplane.checkpoints.record import CheckpointRecord
 
         for i in range(3):
-            backend.put_checkpoint(CheckpointRecord(id=f"c{i}", create_time=_T0 + i, components=["tasks"],
-                                                    sha256="ab", payload=bytes([i]) * 10, automatic=i == 1))
+            backend.put_checkpoint(
+                CheckpointRecord(
+                    id=f"c{i}",
+                    create_time=_T0 + i,
+                    components=["tasks"],
+                    sha256="ab",
+                    payload=bytes([i]) * 10,
+                    automatic=i == 1,
+                )
+            )
         latest = backend.get_checkpoint("latest", with_payload=True)
         assert latest is not None and latest.id == "c2" and latest.payload == b"\x02" * 10
         one = backend.get_checkpoint("c1")
@@ -626,9 +648,13 @@ class StorageContract:
         backend.access_put("roles", "r", {"permissions": ["task:view"], "description": "", "builtin": False})
         backend.access_put("api_keys", "k1", {"user": "a", "digest": "ab", "revoke_time": None})
         assert backend.access_list("users") == [
-            {**user, "id": "a", "roles": [], "disabled": True}, {**user, "id": "b", "email": "b@example.com"}]
+            {**user, "id": "a", "roles": [], "disabled": True},
+            {**user, "id": "b", "email": "b@example.com"},
+        ]
         assert [r["id"] for r in backend.access_list("roles")] == ["r"]
-        assert backend.access_list("api_keys") == [{"id": "k1", "user": "a", "digest": "ab", "revoke_time": None}]
+        assert backend.access_list("api_keys") == [
+            {"id": "k1", "user": "a", "digest": "ab", "revoke_time": None}
+        ]
         assert backend.access_delete("users", "a") and not backend.access_delete("users", "a")
         assert backend.access_delete("roles", "r") and not backend.access_delete("roles", "nope")
         assert [r["id"] for r in backend.access_list("users")] == ["b"] and backend.access_list("roles") == []
@@ -641,10 +667,24 @@ class StorageContract:
     def test_join_token_round_trip_and_listing(self, backend: StorageBackend) -> None:
         from controlplane.access.records import JoinTokenRecord
 
-        open_one = JoinTokenRecord(id="abc123", digest="d" * 64, agent_types=(), max_uses=0, uses=0,
-                                   create_time=_T0, expire_time=_T0 + 86400)
-        typed = JoinTokenRecord(id="zzz999", digest="e" * 64, agent_types=("researcher", "coder"), max_uses=3,
-                                uses=0, create_time=_T0 - 1, expire_time=_T0 + 60)
+        open_one = JoinTokenRecord(
+            id="abc123",
+            digest="d" * 64,
+            agent_types=(),
+            max_uses=0,
+            uses=0,
+            create_time=_T0,
+            expire_time=_T0 + 86400,
+        )
+        typed = JoinTokenRecord(
+            id="zzz999",
+            digest="e" * 64,
+            agent_types=("researcher", "coder"),
+            max_uses=3,
+            uses=0,
+            create_time=_T0 - 1,
+            expire_time=_T0 + 60,
+        )
         backend.put_join_token(open_one)
         backend.put_join_token(typed)
         with pytest.raises(AlreadyExists):
@@ -657,8 +697,17 @@ class StorageContract:
     def test_join_token_uses_are_counted_only_while_valid(self, backend: StorageBackend) -> None:
         from controlplane.access.records import JoinTokenRecord
 
-        backend.put_join_token(JoinTokenRecord(id="twice1", digest="d" * 64, agent_types=(), max_uses=2, uses=0,
-                                               create_time=_T0, expire_time=_T0 + 100))
+        backend.put_join_token(
+            JoinTokenRecord(
+                id="twice1",
+                digest="d" * 64,
+                agent_types=(),
+                max_uses=2,
+                uses=0,
+                create_time=_T0,
+                expire_time=_T0 + 100,
+            )
+        )
         first = backend.use_join_token("twice1", _T0 + 1)
         assert first is not None and first.uses == 1
         assert backend.use_join_token("twice1", _T0 + 100) is None  # expired at that time
@@ -669,8 +718,17 @@ class StorageContract:
         stored = backend.get_join_token("twice1")
         assert stored is not None and stored.uses == 2
 
-        backend.put_join_token(JoinTokenRecord(id="many00", digest="d" * 64, agent_types=(), max_uses=0, uses=0,
-                                               create_time=_T0, expire_time=_T0 + 100))
+        backend.put_join_token(
+            JoinTokenRecord(
+                id="many00",
+                digest="d" * 64,
+                agent_types=(),
+                max_uses=0,
+                uses=0,
+                create_time=_T0,
+                expire_time=_T0 + 100,
+            )
+        )
         for expected in range(1, 6):  # 0: unlimited
             counted = backend.use_join_token("many00", _T0)
             assert counted is not None and counted.uses == expected
@@ -678,8 +736,17 @@ class StorageContract:
     def test_revoked_join_token_is_not_counted(self, backend: StorageBackend) -> None:
         from controlplane.access.records import JoinTokenRecord
 
-        backend.put_join_token(JoinTokenRecord(id="gone00", digest="d" * 64, agent_types=(), max_uses=0, uses=0,
-                                               create_time=_T0, expire_time=_T0 + 100))
+        backend.put_join_token(
+            JoinTokenRecord(
+                id="gone00",
+                digest="d" * 64,
+                agent_types=(),
+                max_uses=0,
+                uses=0,
+                create_time=_T0,
+                expire_time=_T0 + 100,
+            )
+        )
         revoked = backend.revoke_join_token("gone00", _T0 + 5)
         assert revoked is not None and revoked.revoke_time == _T0 + 5
         again = backend.revoke_join_token("gone00", _T0 + 9)
@@ -693,17 +760,41 @@ class StorageContract:
 
     def test_audit_records_written_in_a_batch_are_listed_with_filters(self, backend: StorageBackend) -> None:
         def record(n: int, principal: str, method: str, **extra: Any) -> dict[str, Any]:
-            return {"id": f"r{n}", "time": _T0 + n, "principal": principal, "key_id": "", "peer": "ipv4:10.0.0.7",
-                    "method": method, "resource": f"tasks/t{n}", "decision": "ALLOW", "status_code": "OK",
-                    "request_id": "", "reason": "", **extra}
+            return {
+                "id": f"r{n}",
+                "time": _T0 + n,
+                "principal": principal,
+                "key_id": "",
+                "peer": "ipv4:10.0.0.7",
+                "method": method,
+                "resource": f"tasks/t{n}",
+                "decision": "ALLOW",
+                "status_code": "OK",
+                "request_id": "",
+                "reason": "",
+                **extra,
+            }
 
-        first = [record(0, "users/alice", "/maos.v1.TaskService/SubmitTask"),
-                 record(1, "users/bob", "/maos.v1.TaskService/CancelTask"),
-                 record(2, "", "/maos.v1.AgentGateway/Connect", decision="DENY", status_code="UNAUTHENTICATED",
-                        reason="ERROR_REASON_UNAUTHENTICATED", resource="<malformed>")]
+        first = [
+            record(0, "users/alice", "/maos.v1.TaskService/SubmitTask"),
+            record(1, "users/bob", "/maos.v1.TaskService/CancelTask"),
+            record(
+                2,
+                "",
+                "/maos.v1.AgentGateway/Connect",
+                decision="DENY",
+                status_code="UNAUTHENTICATED",
+                reason="ERROR_REASON_UNAUTHENTICATED",
+                resource="<malformed>",
+            ),
+        ]
         backend.write(WriteBatch(audit=first))
-        backend.write(WriteBatch(tasks=[minimal_task("t-audit")],
-                                 audit=[record(3, "users/alice", "/maos.v1.TaskService/CancelTask")]))
+        backend.write(
+            WriteBatch(
+                tasks=[minimal_task("t-audit")],
+                audit=[record(3, "users/alice", "/maos.v1.TaskService/CancelTask")],
+            )
+        )
 
         listed = backend.list_audit()
         assert [r["id"] for r in listed] == ["r3", "r2", "r1", "r0"]  # newest first
@@ -730,9 +821,22 @@ class StorageContract:
     def test_audit_retention_deletes_only_older_records(self, backend: StorageBackend) -> None:
         if not isinstance(backend, PrunesAudit):
             pytest.skip("the backend keeps every audit record (no PrunesAudit capability)")
-        records = [{"id": f"old{n}", "time": _T0 + n, "principal": "users/alice", "key_id": "", "peer": "",
-                    "method": "/maos.v1.TaskService/SubmitTask", "resource": "", "decision": "ALLOW",
-                    "status_code": "OK", "request_id": "", "reason": ""} for n in range(5)]
+        records = [
+            {
+                "id": f"old{n}",
+                "time": _T0 + n,
+                "principal": "users/alice",
+                "key_id": "",
+                "peer": "",
+                "method": "/maos.v1.TaskService/SubmitTask",
+                "resource": "",
+                "decision": "ALLOW",
+                "status_code": "OK",
+                "request_id": "",
+                "reason": "",
+            }
+            for n in range(5)
+        ]
         backend.write(WriteBatch(audit=records))
         assert backend.delete_audit_before(_T0 + 3) == 3
         assert [r["id"] for r in backend.list_audit()] == ["old4", "old3"]

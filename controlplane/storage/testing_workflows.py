@@ -34,8 +34,9 @@ class WorkflowStoreContract:
 
     def test_batch_round_trip_and_names_per_owner(self, backend: StorageBackend) -> None:
         store = backend.batches  # type: ignore[attr-defined]
-        batch = BatchRecord(id="b1", display_name="quarterly analysis", owner="users/alice", create_time=_T0,
-                            request_id="r1")
+        batch = BatchRecord(
+            id="b1", display_name="quarterly analysis", owner="users/alice", create_time=_T0, request_id="r1"
+        )
         store.create_batch(batch)
         assert store.get_batch("b1") == batch
         assert store.find_batch("users/alice", "quarterly analysis") == batch
@@ -44,8 +45,9 @@ class WorkflowStoreContract:
             store.create_batch(BatchRecord(id="b2", display_name="quarterly analysis", owner="users/alice"))
         with pytest.raises(AlreadyExists):
             store.create_batch(BatchRecord(id="b1", display_name="other", owner="users/alice"))
-        store.create_batch(BatchRecord(id="b3", display_name="quarterly analysis", owner="users/bob",
-                                       create_time=_T0 + 1))
+        store.create_batch(
+            BatchRecord(id="b3", display_name="quarterly analysis", owner="users/bob", create_time=_T0 + 1)
+        )
         assert store.count_batches("users/alice") == 1
         assert [b.id for b in store.list_batches(None, 0, 10)] == ["b3", "b1"]
         assert [b.id for b in store.list_batches("users/alice", 0, 10)] == ["b1"]
@@ -73,8 +75,14 @@ class WorkflowStoreContract:
         assert (other.claim_time, other.task_ids) == (_T0 + 5, ["t1", "t2"])
         # ... until it is stale: then it takes it over, with the same task ids and schedule
         taken = store.claim_batch_submit("b1", ["t8", "t9"], BatchSchedule.PARALLEL, _T0 + 70, _T0 + 10)
-        assert (taken.claim_time, taken.task_ids, taken.schedule) == (_T0 + 70, ["t1", "t2"], BatchSchedule.SEQUENTIAL)
-        assert not store.mark_batch_submitted("b1", BatchSchedule.SEQUENTIAL, _T0 + 5)  # the old claim is gone
+        assert (taken.claim_time, taken.task_ids, taken.schedule) == (
+            _T0 + 70,
+            ["t1", "t2"],
+            BatchSchedule.SEQUENTIAL,
+        )
+        assert not store.mark_batch_submitted(
+            "b1", BatchSchedule.SEQUENTIAL, _T0 + 5
+        )  # the old claim is gone
         store.release_batch_claim("b1", _T0 + 5)  # nor can it release the batch
         assert store.get_batch("b1").claim_time == _T0 + 70
         store.release_batch_claim("b1", _T0 + 70)
@@ -86,8 +94,14 @@ class WorkflowStoreContract:
         assert store.mark_batch_submitted("b1", BatchSchedule.SEQUENTIAL, _T0 + 80)
         assert not store.mark_batch_submitted("b1", BatchSchedule.SEQUENTIAL, _T0 + 80)
         done = store.get_batch("b1")
-        assert (done.submitted, done.schedule, done.submit_time, done.task_ids, done.entry_count, done.claim_time) == (
-            True, BatchSchedule.SEQUENTIAL, _T0 + 80, ["t1", "t2"], 2, None)
+        assert (
+            done.submitted,
+            done.schedule,
+            done.submit_time,
+            done.task_ids,
+            done.entry_count,
+            done.claim_time,
+        ) == (True, BatchSchedule.SEQUENTIAL, _T0 + 80, ["t1", "t2"], 2, None)
         assert store.claim_batch_submit("b1", ["t5"], BatchSchedule.PARALLEL, _T0 + 90, _T0 + 90) == done
         assert store.claim_batch_submit("nope", ["t5"], BatchSchedule.PARALLEL, _T0, _T0) is None
         assert store.add_batch_task("b1", second) is None  # closed
@@ -97,25 +111,43 @@ class WorkflowStoreContract:
     def test_template_round_trip_replace_and_names_per_owner(self, backend: StorageBackend) -> None:
         store = backend.templates  # type: ignore[attr-defined]
         template = TemplateRecord(
-            id="tpl1", display_name="api-development", task=_draft("API in {language}"), owner="users/alice",
-            description="APIs", parameters=[TemplateParameter("language", "the language", "python")],
-            source_task="t1", create_time=_T0)
+            id="tpl1",
+            display_name="api-development",
+            task=_draft("API in {language}"),
+            owner="users/alice",
+            description="APIs",
+            parameters=[TemplateParameter("language", "the language", "python")],
+            source_task="t1",
+            create_time=_T0,
+        )
         assert store.put_template(template) == template
         assert store.get_template("tpl1") == template
         assert store.find_template("users/alice", "api-development") == template
         assert store.find_template("users/bob", "api-development") is None
         with pytest.raises(AlreadyExists):
-            store.put_template(TemplateRecord(id="tpl2", display_name="api-development", task=minimal_task(""),
-                                              owner="users/alice"))
-        replacement = TemplateRecord(id="tpl9", display_name="api-development", task=minimal_task("", description="x"),
-                                     owner="users/alice", create_time=_T0 + 9)
+            store.put_template(
+                TemplateRecord(
+                    id="tpl2", display_name="api-development", task=minimal_task(""), owner="users/alice"
+                )
+            )
+        replacement = TemplateRecord(
+            id="tpl9",
+            display_name="api-development",
+            task=minimal_task("", description="x"),
+            owner="users/alice",
+            create_time=_T0 + 9,
+        )
         kept = store.put_template(replacement, replace=True)
         assert kept.id == "tpl1" and kept.create_time == _T0
         assert store.get_template("tpl1") == kept and store.get_template("tpl9") is None
-        store.put_template(TemplateRecord(id="tpl3", display_name="api-development", task=minimal_task(""),
-                                          owner="users/bob"))
-        store.put_template(TemplateRecord(id="tpl4", display_name="a report", task=minimal_task(""),
-                                          owner="users/bob"))
+        store.put_template(
+            TemplateRecord(
+                id="tpl3", display_name="api-development", task=minimal_task(""), owner="users/bob"
+            )
+        )
+        store.put_template(
+            TemplateRecord(id="tpl4", display_name="a report", task=minimal_task(""), owner="users/bob")
+        )
         assert [t.id for t in store.list_templates(None, 0, 10)] == ["tpl4", "tpl1", "tpl3"]
         assert [t.id for t in store.list_templates("users/bob", 1, 10)] == ["tpl3"]
         assert store.count_templates("users/bob") == 2

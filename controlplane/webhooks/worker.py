@@ -49,8 +49,9 @@ class DeliveryWorker:
         metrics: The control plane's :class:`~controlplane.metrics.Metrics` (or None).
     """
 
-    def __init__(self, storage: Any, settings: Any, replica: str, reload: Callable[[], Any],
-                 metrics: Any = None):
+    def __init__(
+        self, storage: Any, settings: Any, replica: str, reload: Callable[[], Any], metrics: Any = None
+    ):
         self.storage = storage
         self.backend: StoresWebhooks = storage.backend
         self.timeout: float = settings["webhooks.timeout"]

@@ -10,5 +10,13 @@ from controlplane.workflows.records import (
 )
 from controlplane.workflows.templates import Templates
 
-__all__ = ["BatchRecord", "BatchSchedule", "BatchStatus", "BatchView", "Batches", "TemplateParameter",
-           "TemplateRecord", "Templates"]
+__all__ = [
+    "BatchRecord",
+    "BatchSchedule",
+    "BatchStatus",
+    "BatchView",
+    "Batches",
+    "TemplateParameter",
+    "TemplateRecord",
+    "Templates",
+]

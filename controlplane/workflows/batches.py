@@ -72,8 +72,10 @@ class Batches:
     def _store(self) -> BatchStore:
         backend = self.storage.backend
         if not isinstance(backend, StoresBatches):
-            raise FailedPrecondition(f"the {backend.kind} storage backend does not store batches",
-                                     reason="ERROR_REASON_NOT_SUPPORTED")
+            raise FailedPrecondition(
+                f"the {backend.kind} storage backend does not store batches",
+                reason="ERROR_REASON_NOT_SUPPORTED",
+            )
         return backend.batches
 
     # --- lookups ---------------------------------------------------------------------------------
@@ -95,8 +97,11 @@ class Batches:
             if batch is None:
                 batch = await self.storage.call(store.get_batch, ref)
         if batch is None or (batch.owner != principal and not may_view_all):
-            raise NotFound(f"batch {ref!r} does not exist (`maos batch list` shows yours)", reason=NOT_FOUND,
-                           metadata={"batch": ref})
+            raise NotFound(
+                f"batch {ref!r} does not exist (`maos batch list` shows yours)",
+                reason=NOT_FOUND,
+                metadata={"batch": ref},
+            )
         return batch
 
     async def view(self, batch: BatchRecord, *, with_pending: bool = False) -> BatchView:
@@ -125,13 +130,15 @@ class Batches:
 
     async def list(self, principal: str, may_view_all: bool, offset: int, limit: int) -> list[BatchRecord]:
         """The caller's batches (everyone's with ``may_view_all``), newest first."""
-        return await self.storage.call(self._store().list_batches, None if may_view_all else principal,
-                                       offset, limit)
+        return await self.storage.call(
+            self._store().list_batches, None if may_view_all else principal, offset, limit
+        )
 
     # --- changes ---------------------------------------------------------------------------------
 
-    async def create(self, display_name: str, principal: str, *, batch_id: str = "",
-                     request_id: str = "") -> BatchRecord:
+    async def create(
+        self, display_name: str, principal: str, *, batch_id: str = "", request_id: str = ""
+    ) -> BatchRecord:
         """A new, empty, OPEN batch owned by ``principal``.
 
         Raises:
@@ -149,19 +156,29 @@ class Batches:
             if existing is not None:
                 if request_id and existing.request_id == request_id:
                     return existing
-                raise AlreadyExists(f"you already have a batch named {display_name!r} ({existing.name}); "
-                                    "pick another name or delete it with `maos batch delete`",
-                                    metadata={"batch": existing.name})
+                raise AlreadyExists(
+                    f"you already have a batch named {display_name!r} ({existing.name}); "
+                    "pick another name or delete it with `maos batch delete`",
+                    metadata={"batch": existing.name},
+                )
             if await self.storage.call(store.count_batches, principal) >= self.max_per_owner:
-                raise ResourceExhausted(f"you have {self.max_per_owner} batches, the most allowed "
-                                        "(batches.max_per_owner); delete some with `maos batch delete`")
-            batch = BatchRecord(id=batch_id or rules.new_id("b"), display_name=display_name, owner=principal,
-                                request_id=request_id)
+                raise ResourceExhausted(
+                    f"you have {self.max_per_owner} batches, the most allowed "
+                    "(batches.max_per_owner); delete some with `maos batch delete`"
+                )
+            batch = BatchRecord(
+                id=batch_id or rules.new_id("b"),
+                display_name=display_name,
+                owner=principal,
+                request_id=request_id,
+            )
             try:
                 await self.storage.call(store.create_batch, batch)
             except AlreadyExists:
-                raise AlreadyExists(f"batch id {batch.id!r} is taken; choose another or let the server pick one",
-                                    metadata={"batch": batch.name}) from None
+                raise AlreadyExists(
+                    f"batch id {batch.id!r} is taken; choose another or let the server pick one",
+                    metadata={"batch": batch.name},
+                ) from None
             return batch
 
     async def add(self, batch: BatchRecord, task: Task, *, request_id: str = "") -> BatchRecord:
@@ -177,19 +194,26 @@ class Batches:
             visible = {t.id for t in await self.engine.get_tasks(task.depends_on) if t.owner == batch.owner}
             missing = [d for d in task.depends_on if d not in visible]
             if missing:
-                raise NotFound(f"dependency tasks/{missing[0]} does not exist",
-                               reason="ERROR_REASON_DEPENDENCY_NOT_FOUND", metadata={"field": "task.depends_on"})
+                raise NotFound(
+                    f"dependency tasks/{missing[0]} does not exist",
+                    reason="ERROR_REASON_DEPENDENCY_NOT_FOUND",
+                    metadata={"field": "task.depends_on"},
+                )
         async with self._lock:
             current = await self.storage.call(store.get_batch, batch.id)
             if current is None:
                 raise NotFound(f"batch {batch.name} does not exist", reason=NOT_FOUND)
             self._check_open(current)
             if current.entry_count >= self.max_tasks:
-                raise ResourceExhausted(f"batch {current.display_name!r} holds {self.max_tasks} tasks, the most "
-                                        "allowed (batches.max_tasks); submit it and start another batch")
+                raise ResourceExhausted(
+                    f"batch {current.display_name!r} holds {self.max_tasks} tasks, the most "
+                    "allowed (batches.max_tasks); submit it and start another batch"
+                )
             count = await self.storage.call(store.add_batch_task, batch.id, task, request_id)
             if count is None:  # submitted or deleted meanwhile (by another replica)
-                raise FailedPrecondition(f"batch {current.display_name!r} is no longer open", reason=SUBMITTED)
+                raise FailedPrecondition(
+                    f"batch {current.display_name!r} is no longer open", reason=SUBMITTED
+                )
             current.entry_count = count
             return current
 
@@ -198,9 +222,14 @@ class Batches:
         if batch.submitted or batch.claim_time is not None:
             raise FailedPrecondition(
                 f"batch {batch.display_name!r} was already submitted; tasks can only be added before "
-                "`maos batch submit` (create another batch)", reason=SUBMITTED, metadata={"batch": batch.name})
+                "`maos batch submit` (create another batch)",
+                reason=SUBMITTED,
+                metadata={"batch": batch.name},
+            )
 
-    async def submit(self, batch: BatchRecord, schedule: BatchSchedule | None) -> tuple[BatchRecord, list[Task]]:
+    async def submit(
+        self, batch: BatchRecord, schedule: BatchSchedule | None
+    ) -> tuple[BatchRecord, list[Task]]:
         """Submit every task of the batch atomically (all stored, or none); the batch and its tasks.
 
         The batch is first claimed in storage with the ids its tasks will have, so
@@ -222,23 +251,35 @@ class Batches:
             if current.claim_time is None and current.entry_count == 0:
                 raise FailedPrecondition(
                     f"batch {current.display_name!r} has no tasks; add some with "
-                    f"`maos batch add-task {current.display_name!r} \"DESCRIPTION\"`", metadata={"batch": current.name})
+                    f'`maos batch add-task {current.display_name!r} "DESCRIPTION"`',
+                    metadata={"batch": current.name},
+                )
             when = now()
             ids = [self.engine.new_task_id() for _ in range(current.entry_count)]
-            claimed = await self.storage.call(store.claim_batch_submit, current.id, ids,
-                                              schedule or BatchSchedule.PARALLEL, when, when - CLAIM_STALE)
+            claimed = await self.storage.call(
+                store.claim_batch_submit,
+                current.id,
+                ids,
+                schedule or BatchSchedule.PARALLEL,
+                when,
+                when - CLAIM_STALE,
+            )
             if claimed is None:
                 raise NotFound(f"batch {batch.name} does not exist", reason=NOT_FOUND)
             if claimed.submitted:
                 return self._check_schedule(claimed, schedule), await self.engine.get_tasks(claimed.task_ids)
             if claimed.claim_time != when:
-                raise Aborted(f"batch {claimed.display_name!r} is being submitted by another control-plane "
-                              "replica; retry in a minute", reason="ERROR_REASON_REQUEST_IN_FLIGHT")
+                raise Aborted(
+                    f"batch {claimed.display_name!r} is being submitted by another control-plane "
+                    "replica; retry in a minute",
+                    reason="ERROR_REASON_REQUEST_IN_FLIGHT",
+                )
             # A cancelled call must not stop halfway: the claim would hold the batch until it goes stale.
             return await asyncio.shield(self._store_tasks(store, claimed, schedule, when))
 
-    async def _store_tasks(self, store: BatchStore, claimed: BatchRecord, schedule: BatchSchedule | None,
-                           when: float) -> tuple[BatchRecord, list[Task]]:
+    async def _store_tasks(
+        self, store: BatchStore, claimed: BatchRecord, schedule: BatchSchedule | None, when: float
+    ) -> tuple[BatchRecord, list[Task]]:
         """Store the claimed batch's tasks under the claimed ids (unless a submitter that died did), then record it."""
         chosen = schedule or claimed.schedule or BatchSchedule.PARALLEL
         tasks = await self.engine.get_tasks(claimed.task_ids)
@@ -254,12 +295,18 @@ class Batches:
                 raise
             tasks = [o.task for o in outcomes]
         await self.storage.call(store.mark_batch_submitted, claimed.id, chosen, when)
-        claimed.submitted, claimed.schedule, claimed.submit_time, claimed.claim_time = True, chosen, when, None
+        claimed.submitted, claimed.schedule, claimed.submit_time, claimed.claim_time = (
+            True,
+            chosen,
+            when,
+            None,
+        )
         claimed.entry_count = len(tasks)
         return claimed, tasks
 
-    def _prepare(self, batch: BatchRecord, drafts: list[Task], ids: list[str], schedule: BatchSchedule
-                 ) -> list[Task]:
+    def _prepare(
+        self, batch: BatchRecord, drafts: list[Task], ids: list[str], schedule: BatchSchedule
+    ) -> list[Task]:
         tasks = []
         for draft, task_id in zip(drafts, ids, strict=True):
             task = copy.deepcopy(draft)
@@ -274,7 +321,10 @@ class Batches:
         if schedule is not None and batch.schedule is not None and schedule != batch.schedule:
             raise FailedPrecondition(
                 f"batch {batch.display_name!r} was already submitted with schedule {batch.schedule.name.lower()}; "
-                "its tasks cannot be rescheduled", reason=SUBMITTED, metadata={"batch": batch.name})
+                "its tasks cannot be rescheduled",
+                reason=SUBMITTED,
+                metadata={"batch": batch.name},
+            )
         return batch
 
     async def delete(self, batch: BatchRecord) -> None:
@@ -289,8 +339,10 @@ class Batches:
             if current is None:
                 raise NotFound(f"batch {batch.name} does not exist", reason=NOT_FOUND)
             if current.claim_time is not None:
-                raise FailedPrecondition(f"batch {current.display_name!r} is being submitted; try again in a "
-                                         "moment", metadata={"batch": current.name})
+                raise FailedPrecondition(
+                    f"batch {current.display_name!r} is being submitted; try again in a moment",
+                    metadata={"batch": current.name},
+                )
             if current.submitted:
                 tasks = await self.engine.get_tasks(current.task_ids)
                 running = [t for t in tasks if not t.status.finished]
@@ -298,5 +350,6 @@ class Batches:
                     raise FailedPrecondition(
                         f"batch {current.display_name!r} has {len(running)} unfinished tasks; wait for them "
                         "(`maos batch status`) or cancel them (`maos task cancel ID`) first",
-                        metadata={"batch": current.name})
+                        metadata={"batch": current.name},
+                    )
             await self.storage.call(store.delete_batch, current.id)

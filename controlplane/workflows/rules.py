@@ -33,8 +33,10 @@ def new_id(prefix: str) -> str:
 def validate_client_id(value: str, field: str) -> None:
     """An id chosen by the client: 1-63 characters of [a-z0-9-], starting with a letter."""
     if not _CLIENT_ID.fullmatch(value):
-        raise InvalidArgument(f"{field} {value!r} must be 1-63 characters of a-z, 0-9 or '-', starting with a letter",
-                              field=field)
+        raise InvalidArgument(
+            f"{field} {value!r} must be 1-63 characters of a-z, 0-9 or '-', starting with a letter",
+            field=field,
+        )
 
 
 def validate_display_name(value: str, field: str, what: str) -> None:
@@ -44,15 +46,18 @@ def validate_display_name(value: str, field: str, what: str) -> None:
     if len(value) > MAX_DISPLAY_NAME:
         raise InvalidArgument(f"{field} is {len(value)} characters; at most {MAX_DISPLAY_NAME}", field=field)
     if value != value.strip() or not value.isprintable() or "/" in value:
-        raise InvalidArgument(f"{field} {value!r} must be printable characters without '/' and without "
-                              "spaces at either end", field=field)
+        raise InvalidArgument(
+            f"{field} {value!r} must be printable characters without '/' and without spaces at either end",
+            field=field,
+        )
 
 
 def check_ref(ref: str, field: str) -> None:
     """A name, id or resource name a caller looks a batch or template up by: at most 200 characters."""
     if len(ref) > 2 * MAX_DISPLAY_NAME:
-        raise InvalidArgument(f"{field} is {len(ref)} characters; names and ids are at most {MAX_DISPLAY_NAME}",
-                              field=field)
+        raise InvalidArgument(
+            f"{field} is {len(ref)} characters; names and ids are at most {MAX_DISPLAY_NAME}", field=field
+        )
 
 
 def looks_like(collection: str, ref: str) -> bool:
@@ -79,8 +84,9 @@ def placeholders(task: Task) -> list[str]:
     return list(found)
 
 
-def check_parameters(task: Task, declared: Sequence[TemplateParameter], field: str = "template.parameters"
-                     ) -> list[TemplateParameter]:
+def check_parameters(
+    task: Task, declared: Sequence[TemplateParameter], field: str = "template.parameters"
+) -> list[TemplateParameter]:
     """The template's parameters, in order of first use: each placeholder, as ``declared`` (with a description,
     a default) or else required.
 
@@ -98,27 +104,41 @@ def check_parameters(task: Task, declared: Sequence[TemplateParameter], field: s
     for index, p in enumerate(declared):
         where = f"{field}[{index}]"
         if not _PARAMETER_NAME.fullmatch(p.name):
-            problems.append(FieldViolation(f"{where}.name", f"{p.name!r} is not a parameter name (a letter or '_', "
-                                           "then letters, digits or '_'; at most 64)"))
+            problems.append(
+                FieldViolation(
+                    f"{where}.name",
+                    f"{p.name!r} is not a parameter name (a letter or '_', "
+                    "then letters, digits or '_'; at most 64)",
+                )
+            )
         elif p.name in seen:
             problems.append(FieldViolation(f"{where}.name", f"{p.name!r} is declared twice"))
         seen.add(p.name)
         if len(p.description) > MAX_PARAMETER_VALUE:
-            problems.append(FieldViolation(f"{where}.description", f"at most {MAX_PARAMETER_VALUE} characters"))
+            problems.append(
+                FieldViolation(f"{where}.description", f"at most {MAX_PARAMETER_VALUE} characters")
+            )
         if p.default is not None and len(p.default) > MAX_PARAMETER_VALUE:
-            problems.append(FieldViolation(f"{where}.default_value", f"at most {MAX_PARAMETER_VALUE} characters"))
+            problems.append(
+                FieldViolation(f"{where}.default_value", f"at most {MAX_PARAMETER_VALUE} characters")
+            )
     unused = [p.name for p in declared if p.name in seen and p.name not in used]
     if unused:
-        problems.append(FieldViolation(field, "declared parameters are used by no placeholder: " + ", ".join(unused)))
+        problems.append(
+            FieldViolation(field, "declared parameters are used by no placeholder: " + ", ".join(unused))
+        )
     if problems:
-        raise InvalidArgument("invalid template: " + "; ".join(f"{p.field}: {p.description}" for p in problems),
-                              violations=problems)
+        raise InvalidArgument(
+            "invalid template: " + "; ".join(f"{p.field}: {p.description}" for p in problems),
+            violations=problems,
+        )
     given = {p.name: p for p in declared}
     return [given.get(name) or TemplateParameter(name) for name in used]
 
 
-def render(task: Task, parameters: Sequence[TemplateParameter], params: Mapping[str, str],
-           field: str = "params") -> Task:
+def render(
+    task: Task, parameters: Sequence[TemplateParameter], params: Mapping[str, str], field: str = "params"
+) -> Task:
     """A copy of the template's task with every placeholder filled from ``params`` (or the defaults).
 
     Raises:
@@ -131,16 +151,20 @@ def render(task: Task, parameters: Sequence[TemplateParameter], params: Mapping[
     problems: list[FieldViolation] = []
     unknown = sorted(_shown(name) for name in params if name not in declared)
     if unknown:
-        known = (f"the template takes: {', '.join(declared)}" if declared else
-                 "the template has no parameters: its text has no {placeholders}")
+        known = (
+            f"the template takes: {', '.join(declared)}"
+            if declared
+            else "the template has no parameters: its text has no {placeholders}"
+        )
         problems.append(FieldViolation(field, f"unknown parameters: {', '.join(unknown)} ({known})"))
     missing = [p.name for p in parameters if p.default is None and p.name not in params]
     if missing:
         problems.append(FieldViolation(field, "missing required parameters: " + ", ".join(missing)))
     long = sorted(name for name, value in params.items() if len(value) > MAX_PARAMETER_VALUE)
     if long:
-        problems.append(FieldViolation(field, f"values longer than {MAX_PARAMETER_VALUE} characters: "
-                                       + ", ".join(long)))
+        problems.append(
+            FieldViolation(field, f"values longer than {MAX_PARAMETER_VALUE} characters: " + ", ".join(long))
+        )
     if problems:
         raise InvalidArgument("; ".join(p.description for p in problems), violations=problems)
     values = {p.name: params.get(p.name, p.default or "") for p in parameters}
@@ -149,7 +173,11 @@ def render(task: Task, parameters: Sequence[TemplateParameter], params: Mapping[
         return _PLACEHOLDER.sub(lambda m: values.get(m.group(1) or m.group(2), m.group(0)), text)
 
     out = copy.deepcopy(task)
-    out.description, out.context, out.constraints = fill(task.description), fill(task.context), fill(task.constraints)
+    out.description, out.context, out.constraints = (
+        fill(task.description),
+        fill(task.context),
+        fill(task.constraints),
+    )
     out.metadata = {key: fill(value) for key, value in task.metadata.items()}
     return out
 
@@ -162,11 +190,20 @@ def _shown(name: str) -> str:
 def template_task(source: Task) -> Task:
     """The reusable part of a task: its description and options, not its identity, state or dependencies."""
     return Task(
-        id="", description=source.description, task_type=source.task_type, priority=source.priority,
-        max_agents=source.max_agents, consensus=copy.deepcopy(source.consensus), timeout=source.timeout,
-        context=source.context, constraints=source.constraints, metadata=dict(source.metadata),
-        retry=copy.deepcopy(source.retry), max_total_tokens=source.max_total_tokens,
-        max_cost_micros=source.max_cost_micros, agent_type=source.agent_type,
+        id="",
+        description=source.description,
+        task_type=source.task_type,
+        priority=source.priority,
+        max_agents=source.max_agents,
+        consensus=copy.deepcopy(source.consensus),
+        timeout=source.timeout,
+        context=source.context,
+        constraints=source.constraints,
+        metadata=dict(source.metadata),
+        retry=copy.deepcopy(source.retry),
+        max_total_tokens=source.max_total_tokens,
+        max_cost_micros=source.max_cost_micros,
+        agent_type=source.agent_type,
     )
 
 

@@ -50,8 +50,10 @@ class Templates:
     def _store(self) -> TemplateStore:
         backend = self.storage.backend
         if not isinstance(backend, StoresTemplates):
-            raise FailedPrecondition(f"the {backend.kind} storage backend does not store templates",
-                                     reason="ERROR_REASON_NOT_SUPPORTED")
+            raise FailedPrecondition(
+                f"the {backend.kind} storage backend does not store templates",
+                reason="ERROR_REASON_NOT_SUPPORTED",
+            )
         return backend.templates
 
     async def resolve(self, ref: str, principal: str, may_view_all: bool) -> TemplateRecord:
@@ -71,26 +73,42 @@ class Templates:
             if found is None:
                 found = await self.storage.call(store.get_template, ref)
         if found is None or (found.owner != principal and not may_view_all):
-            raise NotFound(f"template {ref!r} does not exist (`maos template list` shows yours)", reason=NOT_FOUND,
-                           metadata={"template": ref})
+            raise NotFound(
+                f"template {ref!r} does not exist (`maos template list` shows yours)",
+                reason=NOT_FOUND,
+                metadata={"template": ref},
+            )
         return found
 
     async def owned(self, ref: str, principal: str, may_view_all: bool) -> TemplateRecord:
         """Like :meth:`resolve`, but another principal's template (seen through view-all) cannot be changed."""
         found = await self.resolve(ref, principal, may_view_all)
         if found.owner != principal:
-            raise FailedPrecondition(f"template {found.name} belongs to {found.owner or 'another principal'}; "
-                                     "only its owner can change or delete it", metadata={"template": found.name})
+            raise FailedPrecondition(
+                f"template {found.name} belongs to {found.owner or 'another principal'}; "
+                "only its owner can change or delete it",
+                metadata={"template": found.name},
+            )
         return found
 
     async def list(self, principal: str, may_view_all: bool, offset: int, limit: int) -> list[TemplateRecord]:
         """The caller's templates (everyone's with ``may_view_all``), by name."""
-        return await self.storage.call(self._store().list_templates, None if may_view_all else principal,
-                                       offset, limit)
+        return await self.storage.call(
+            self._store().list_templates, None if may_view_all else principal, offset, limit
+        )
 
-    async def create(self, display_name: str, task: Task, principal: str, *, description: str = "",
-                     parameters: Sequence[TemplateParameter] = (), source_task: str = "", template_id: str = "",
-                     replace: bool = False) -> TemplateRecord:
+    async def create(
+        self,
+        display_name: str,
+        task: Task,
+        principal: str,
+        *,
+        description: str = "",
+        parameters: Sequence[TemplateParameter] = (),
+        source_task: str = "",
+        template_id: str = "",
+        replace: bool = False,
+    ) -> TemplateRecord:
         """Store a template of ``task`` (already validated as a task) owned by ``principal``.
 
         Raises:
@@ -103,29 +121,50 @@ class Templates:
         if template_id:
             rules.validate_client_id(template_id, "template_id")
         if len(description) > rules.MAX_TEMPLATE_DESCRIPTION:
-            raise InvalidArgument(f"template.description is {len(description)} characters; at most "
-                                  f"{rules.MAX_TEMPLATE_DESCRIPTION}", field="template.description")
+            raise InvalidArgument(
+                f"template.description is {len(description)} characters; at most "
+                f"{rules.MAX_TEMPLATE_DESCRIPTION}",
+                field="template.description",
+            )
         if task.depends_on and not source_task:
-            raise InvalidArgument("a template cannot depend on tasks (each task made from it would wait for the "
-                                  "same ones); leave depends_on out", field="template.task.depends_on")
+            raise InvalidArgument(
+                "a template cannot depend on tasks (each task made from it would wait for the "
+                "same ones); leave depends_on out",
+                field="template.task.depends_on",
+            )
         params = rules.check_parameters(task, parameters)
-        record = TemplateRecord(id=template_id or rules.new_id("tpl"), display_name=display_name,
-                                task=rules.template_task(task), owner=principal, description=description,
-                                parameters=params, source_task=source_task)
+        record = TemplateRecord(
+            id=template_id or rules.new_id("tpl"),
+            display_name=display_name,
+            task=rules.template_task(task),
+            owner=principal,
+            description=description,
+            parameters=params,
+            source_task=source_task,
+        )
         async with self._lock:
             existing = await self.storage.call(store.find_template, principal, display_name)
             if existing is not None and not replace:
-                raise AlreadyExists(f"you already have a template named {display_name!r} ({existing.name}); pick "
-                                    "another name, delete it, or replace it (`maos template import --replace`)",
-                                    metadata={"template": existing.name})
-            if existing is None and await self.storage.call(store.count_templates, principal) >= self.max_per_owner:
-                raise ResourceExhausted(f"you have {self.max_per_owner} templates, the most allowed "
-                                        "(templates.max_per_owner); delete some with `maos template delete`")
+                raise AlreadyExists(
+                    f"you already have a template named {display_name!r} ({existing.name}); pick "
+                    "another name, delete it, or replace it (`maos template import --replace`)",
+                    metadata={"template": existing.name},
+                )
+            if (
+                existing is None
+                and await self.storage.call(store.count_templates, principal) >= self.max_per_owner
+            ):
+                raise ResourceExhausted(
+                    f"you have {self.max_per_owner} templates, the most allowed "
+                    "(templates.max_per_owner); delete some with `maos template delete`"
+                )
             try:
                 return await self.storage.call(lambda: store.put_template(record, replace=replace))
             except AlreadyExists:
-                raise AlreadyExists(f"template id {record.id!r} is taken; choose another or let the server "
-                                    "pick one", metadata={"template": record.name}) from None
+                raise AlreadyExists(
+                    f"template id {record.id!r} is taken; choose another or let the server pick one",
+                    metadata={"template": record.name},
+                ) from None
 
     async def source(self, task_id: str, principal: str, may_view_all: bool) -> Task:
         """The task a template is made from (``--from-task``); another principal's is NOT_FOUND."""
@@ -150,12 +189,23 @@ class Templates:
         validate_task(task, max_description_length=self.max_description_length)
         return task
 
-    async def submit(self, template: TemplateRecord, params: Mapping[str, str], principal: str, *,
-                     request_id: str = "", request_hash: str = "") -> Task:
+    async def submit(
+        self,
+        template: TemplateRecord,
+        params: Mapping[str, str],
+        principal: str,
+        *,
+        request_id: str = "",
+        request_hash: str = "",
+    ) -> Task:
         """Fill the template and submit the task as ``principal``'s; idempotent by ``request_id``."""
         task = self.render(template, params)
         task.id = self.engine.new_task_id()
-        outcomes = await self.engine.submit([task], principal=principal, request_id=request_id,
-                                            request_hash=request_hash, method=SUBMIT_METHOD)
+        outcomes = await self.engine.submit(
+            [task],
+            principal=principal,
+            request_id=request_id,
+            request_hash=request_hash,
+            method=SUBMIT_METHOD,
+        )
         return outcomes[0].task
-

@@ -77,7 +77,13 @@ from plugins.claude.tools.settings import (
     resolve_tool_settings,
 )
 from plugins.claude.tools.workspace import Workspace, sweep, workspaces_root
-from plugins.claude.tools.sources import AgentTools, agents_folder, check_parameters, tool_warnings, tools_unavailable
+from plugins.claude.tools.sources import (
+    AgentTools,
+    agents_folder,
+    check_parameters,
+    tool_warnings,
+    tools_unavailable,
+)
 
 log = logging.getLogger(__name__)
 
@@ -131,12 +137,16 @@ ROLE_PROMPTS: dict[str, str] = {
 TOOL_PROMPTS: dict[str, str] = {
     WEB_SEARCH: "You can search the web with the web_search tool.",
     WEB_FETCH: "You can read a web page or PDF whose URL you were given or found with the web_fetch tool.",
-    CODE_EXECUTION: ("You can run code in a sandbox with the code_execution tool: use it to check that code works "
-                     "and to compute rather than estimate."),
-    WORKSPACE: ("You have a workspace folder for this task, shared with its other steps: list_files, read_file, "
-                "write_file and run_command work in it (paths are relative to it). Write the files the task asks "
-                "for there (they are returned to the user with the result) and run them or their tests with "
-                "run_command."),
+    CODE_EXECUTION: (
+        "You can run code in a sandbox with the code_execution tool: use it to check that code works "
+        "and to compute rather than estimate."
+    ),
+    WORKSPACE: (
+        "You have a workspace folder for this task, shared with its other steps: list_files, read_file, "
+        "write_file and run_command work in it (paths are relative to it). Write the files the task asks "
+        "for there (they are returned to the user with the result) and run them or their tests with "
+        "run_command."
+    ),
 }
 
 
@@ -155,7 +165,8 @@ def shared_context_text(a: Assignment) -> str:
     if a.dependency_results:
         body = "\n".join(
             f'<dependency task="{d.task}" description="{_attr(d.description)}">\n{d.output.strip()}\n</dependency>'
-            for d in a.dependency_results)
+            for d in a.dependency_results
+        )
         parts.append(f"This task builds on the final results of the tasks it depends on:\n{body}")
     return "\n\n".join(parts)
 
@@ -181,9 +192,14 @@ def user_message_text(a: Assignment) -> str:
     title = f' title="{a.title}"' if a.title else ""
     parts.append(f"<subtask{title}>\n{a.instructions.strip()}\n</subtask>")
     if a.inputs:
-        label, tag = ("The parts to combine", "part") if synthesis else (
-            "Results of the steps yours depends on (directly or through other steps)", "input")
-        body = "\n".join(f'<{tag} key="{key}">\n{a.inputs[key].strip()}\n</{tag}>' for key in sorted(a.inputs))
+        label, tag = (
+            ("The parts to combine", "part")
+            if synthesis
+            else ("Results of the steps yours depends on (directly or through other steps)", "input")
+        )
+        body = "\n".join(
+            f'<{tag} key="{key}">\n{a.inputs[key].strip()}\n</{tag}>' for key in sorted(a.inputs)
+        )
         parts.append(f"{label}:\n{body}")
     return "\n\n".join(parts)
 
@@ -212,8 +228,13 @@ class ClaudeAgent(Agent):
     #: The built-in tools the role uses (each on or off by settings and the type's parameters).
     role_tools: ClassVar[tuple[str, ...]] = ()
 
-    def __init__(self, params: Mapping[str, Any] | None = None, *, settings: Any = None,
-                 config: ClaudeConfig | None = None):
+    def __init__(
+        self,
+        params: Mapping[str, Any] | None = None,
+        *,
+        settings: Any = None,
+        config: ClaudeConfig | None = None,
+    ):
         if config is None:
             if settings is None:
                 settings = load_plugin_settings()
@@ -287,8 +308,11 @@ class ClaudeAgent(Agent):
     def system_blocks(self, a: Assignment) -> list[dict[str, Any]]:
         """The role prompt (with what its tools are for), then the task's shared context as a cached block."""
         role = f"{_COMMON}\n\n{self.role_prompt}".strip()
-        tools = " ".join(TOOL_PROMPTS[t] for t in (WEB_SEARCH, WEB_FETCH, CODE_EXECUTION, WORKSPACE)
-                         if self.tools.offers(t))
+        tools = " ".join(
+            TOOL_PROMPTS[t]
+            for t in (WEB_SEARCH, WEB_FETCH, CODE_EXECUTION, WORKSPACE)
+            if self.tools.offers(t)
+        )
         if tools:
             role = f"{role}\n\n{tools}"
         return [
@@ -302,8 +326,9 @@ class ClaudeAgent(Agent):
         ``remaining_tokens`` / ``remaining_cost_micros``: 0 means no limit, a negative value means the
         budget is spent. A positive budget must cover the (estimated) prompt plus at least one output token.
         """
-        return self.budgeted_max_tokens(a.remaining_tokens, a.remaining_cost_micros, prompt_chars,
-                                        self.config.max_tokens)
+        return self.budgeted_max_tokens(
+            a.remaining_tokens, a.remaining_cost_micros, prompt_chars, self.config.max_tokens
+        )
 
     def budgeted_max_tokens(self, tokens: int, cost_micros: int, prompt_chars: int, wanted: int) -> int:
         """At most ``wanted`` output tokens that, with the (estimated) prompt, fit ``tokens`` and ``cost_micros``."""
@@ -316,7 +341,8 @@ class ClaudeAgent(Agent):
             if left < 1:
                 raise BudgetExhausted(
                     f"budget exhausted: {tokens} tokens left for this step, the prompt alone needs "
-                    f"about {prompt_tokens}")
+                    f"about {prompt_tokens}"
+                )
             max_tokens = min(max_tokens, left)
         if cost_micros > 0:
             price = price_for(self.config.model)
@@ -327,7 +353,8 @@ class ClaudeAgent(Agent):
                 if affordable < 1:
                     raise BudgetExhausted(
                         f"budget exhausted: ${cost_micros / 1e6:.6f} left for this step does not "
-                        f"cover a call to {self.config.model}")
+                        f"cover a call to {self.config.model}"
+                    )
                 max_tokens = min(max_tokens, affordable)
         return max_tokens
 
@@ -348,18 +375,35 @@ class ClaudeAgent(Agent):
             if source in self.mcp.sources or source in self._opened_sources:
                 client_tools.extend(source.tools())
         offered = server_tools(self.tools)
-        loop = ToolLoop(self, ctx, system=system, prompt=prompt, server_tools=offered, client_tools=client_tools,
-                        max_turns=self.tools.max_turns, max_seconds=self.tools.max_seconds,
-                        extra_headers=beta_header(offered))
+        loop = ToolLoop(
+            self,
+            ctx,
+            system=system,
+            prompt=prompt,
+            server_tools=offered,
+            client_tools=client_tools,
+            max_turns=self.tools.max_turns,
+            max_seconds=self.tools.max_seconds,
+            extra_headers=beta_header(offered),
+        )
         try:
             done = await loop.run()
         finally:
             artifacts, skipped = workspace.changed_since(before) if workspace is not None else ([], [])
             if skipped:
-                ctx.log.warning("subtask %s: files left out of the result (over agents.workspace.max_artifact_bytes "
-                                "or unreadable): %s", a.subtask, ", ".join(skipped[:20]))
-        return Result(output=done.text, usage=done.usage, artifacts=artifacts, tool_calls=done.tool_calls,
-                      sources=done.sources)
+                ctx.log.warning(
+                    "subtask %s: files left out of the result (over agents.workspace.max_artifact_bytes "
+                    "or unreadable): %s",
+                    a.subtask,
+                    ", ".join(skipped[:20]),
+                )
+        return Result(
+            output=done.text,
+            usage=done.usage,
+            artifacts=artifacts,
+            tool_calls=done.tool_calls,
+            sources=done.sources,
+        )
 
     def workspace_for(self, a: Assignment) -> Workspace:
         """The task's workspace on this machine (workspaces unused past their retention are deleted first)."""
@@ -392,13 +436,23 @@ class ClaudeAgent(Agent):
         u = getattr(snapshot, "usage", None)
         if u is None:
             return Usage()
-        figures = {"input_tokens": int(u.input_tokens or 0),
-                   "output_tokens": max(int(u.output_tokens or 0), math.ceil(received_chars / CHARS_PER_TOKEN)),
-                   "cache_read_input_tokens": int(u.cache_read_input_tokens or 0),
-                   "cache_creation_input_tokens": int(u.cache_creation_input_tokens or 0)}
-        return Usage(**figures, model_calls=1, cost_micros=cost_micros(
-            self.config.model, figures["input_tokens"], figures["output_tokens"],
-            figures["cache_creation_input_tokens"], figures["cache_read_input_tokens"]))
+        figures = {
+            "input_tokens": int(u.input_tokens or 0),
+            "output_tokens": max(int(u.output_tokens or 0), math.ceil(received_chars / CHARS_PER_TOKEN)),
+            "cache_read_input_tokens": int(u.cache_read_input_tokens or 0),
+            "cache_creation_input_tokens": int(u.cache_creation_input_tokens or 0),
+        }
+        return Usage(
+            **figures,
+            model_calls=1,
+            cost_micros=cost_micros(
+                self.config.model,
+                figures["input_tokens"],
+                figures["output_tokens"],
+                figures["cache_creation_input_tokens"],
+                figures["cache_read_input_tokens"],
+            ),
+        )
 
     def _usage(self, message: Any) -> Usage:
         u = message.usage
@@ -425,32 +479,46 @@ class ClaudeAgent(Agent):
         if not ballot.candidates:
             raise PermanentError("the ballot has no candidates", error_type="EmptyBallot")
         ids = [c.id for c in ballot.candidates]
-        candidates = "\n".join(f'<candidate id="{c.id}">\n{c.content.strip()}\n</candidate>'
-                               for c in ballot.candidates)
+        candidates = "\n".join(
+            f'<candidate id="{c.id}">\n{c.content.strip()}\n</candidate>' for c in ballot.candidates
+        )
         earlier = ""
         if ballot.previous_votes:
-            lines = "\n".join(f"- {voter} chose {cand} (confidence {conf:.2f}): {why}" if cand else
-                              f"- {voter} abstained: {why}"
-                              for voter, cand, conf, why in ballot.previous_votes)
+            lines = "\n".join(
+                f"- {voter} chose {cand} (confidence {conf:.2f}): {why}"
+                if cand
+                else f"- {voter} abstained: {why}"
+                for voter, cand, conf, why in ballot.previous_votes
+            )
             earlier = f"\n\nVotes of the previous round (no agreement was reached):\n{lines}"
         task_rules = ""
         if ballot.context.strip():
             task_rules += f"\n\n{_section('context', ballot.context)}"
         if ballot.constraints.strip():
             task_rules += f"\n\n{_section('constraints', ballot.constraints)}\nThe answer must respect every constraint."
-        prompt = (f"Question put to the vote (round {ballot.round}):\n{ballot.question.strip()}{task_rules}\n\n"
-                  f"Candidate answers:\n{candidates}{earlier}\n\n"
-                  "Judge which candidate answers the question best (correct, complete, specific) and cast your "
-                  "vote with the cast_vote tool.")
+        prompt = (
+            f"Question put to the vote (round {ballot.round}):\n{ballot.question.strip()}{task_rules}\n\n"
+            f"Candidate answers:\n{candidates}{earlier}\n\n"
+            "Judge which candidate answers the question best (correct, complete, specific) and cast your "
+            "vote with the cast_vote tool."
+        )
         tool = {
             "name": "cast_vote",
             "description": "Cast a vote for the best candidate answer.",
             "input_schema": {
                 "type": "object",
                 "properties": {
-                    "candidate_id": {"type": "string", "enum": ids, "description": "The chosen candidate's id."},
-                    "confidence": {"type": "number", "minimum": 0, "maximum": 1,
-                                   "description": "How sure you are, 0 to 1."},
+                    "candidate_id": {
+                        "type": "string",
+                        "enum": ids,
+                        "description": "The chosen candidate's id.",
+                    },
+                    "confidence": {
+                        "type": "number",
+                        "minimum": 0,
+                        "maximum": 1,
+                        "description": "How sure you are, 0 to 1.",
+                    },
                     "rationale": {"type": "string", "description": "Why, in one or two sentences."},
                 },
                 "required": ["candidate_id", "confidence", "rationale"],
@@ -461,18 +529,25 @@ class ClaudeAgent(Agent):
             timeout = max(1.0, min(timeout, ballot.deadline - time.time()))
         system = f"{_COMMON}\n\n{self.role_prompt}\n\nYou are now a voter in a consensus round."
         try:  # within the vote's share of the task's budget
-            max_tokens = self.budgeted_max_tokens(ballot.remaining_tokens, ballot.remaining_cost_micros,
-                                                  len(system) + len(prompt) + len(str(tool)), VOTE_MAX_TOKENS)
+            max_tokens = self.budgeted_max_tokens(
+                ballot.remaining_tokens,
+                ballot.remaining_cost_micros,
+                len(system) + len(prompt) + len(str(tool)),
+                VOTE_MAX_TOKENS,
+            )
         except BudgetExhausted as exc:
             return _abstention(str(exc))
 
         async def attempt(permit: Permit) -> Any:
             async with self._calls() as client:
                 raw = await client.messages.with_raw_response.create(
-                    model=self.config.model, max_tokens=max_tokens,
+                    model=self.config.model,
+                    max_tokens=max_tokens,
                     system=system,
                     messages=[{"role": "user", "content": prompt}],
-                    tools=[tool], tool_choice={"type": "tool", "name": "cast_vote"}, timeout=timeout,
+                    tools=[tool],
+                    tool_choice={"type": "tool", "name": "cast_vote"},
+                    timeout=timeout,
                     **request_options(self.config),
                 )
                 answer = await raw.parse()
@@ -509,11 +584,16 @@ class ClaudeAgent(Agent):
         """
         a = ctx.assignment
         system = self.system_blocks(a)
-        system[0] = {"type": "text", "text": f"{system[0]['text']}\n\nYou are now the reviewer of the task's answer."}
-        prompt = (f"{_section('answer', a.inputs.get('answer', ''))}\n\n"
-                  "Grade the answer above against the task (its description, context and constraints): is it "
-                  "correct, complete and specific, and does it respect every constraint? Give your verdict with "
-                  "the submit_review tool: approve it as it is, or list each change it needs, concretely.")
+        system[0] = {
+            "type": "text",
+            "text": f"{system[0]['text']}\n\nYou are now the reviewer of the task's answer.",
+        }
+        prompt = (
+            f"{_section('answer', a.inputs.get('answer', ''))}\n\n"
+            "Grade the answer above against the task (its description, context and constraints): is it "
+            "correct, complete and specific, and does it respect every constraint? Give your verdict with "
+            "the submit_review tool: approve it as it is, or list each change it needs, concretely."
+        )
         prompt_chars = sum(len(b["text"]) for b in system) + len(prompt) + len(str(REVIEW_TOOL))
         max_tokens = self.max_tokens_for(a, prompt_chars)
         max_tokens = min(max_tokens, REVIEW_MAX_TOKENS)
@@ -522,17 +602,22 @@ class ClaudeAgent(Agent):
         async def attempt(permit: Permit) -> Any:
             async with self._calls() as client:
                 raw = await client.messages.with_raw_response.create(
-                    model=self.config.model, max_tokens=max_tokens, system=system,
-                    messages=[{"role": "user", "content": prompt}], tools=[REVIEW_TOOL],
-                    tool_choice={"type": "tool", "name": REVIEW_TOOL["name"]}, **request_options(self.config),
+                    model=self.config.model,
+                    max_tokens=max_tokens,
+                    system=system,
+                    messages=[{"role": "user", "content": prompt}],
+                    tools=[REVIEW_TOOL],
+                    tool_choice={"type": "tool", "name": REVIEW_TOOL["name"]},
+                    **request_options(self.config),
                 )
                 answer = await raw.parse()
             report_success(permit, raw.headers, answer)
             return answer
 
         try:  # under a permit of the control plane's pacer, like every model call
-            message = await paced_call(self.pacer, self.config, int(prompt_chars / CHARS_PER_TOKEN) + 1, max_tokens,
-                                       attempt)
+            message = await paced_call(
+                self.pacer, self.config, int(prompt_chars / CHARS_PER_TOKEN) + 1, max_tokens, attempt
+            )
         except Exception as exc:
             raise translate_error(exc) from exc
         return Result(output=parse_review(message), usage=self._usage(message))
@@ -548,9 +633,15 @@ REVIEW_TOOL: dict[str, Any] = {
         "type": "object",
         "properties": {
             "approved": {"type": "boolean", "description": "True when the answer meets the task as it is."},
-            "changes": {"type": "array", "items": {"type": "string"},
-                        "description": "Each change the answer needs (empty when approved)."},
-            "summary": {"type": "string", "description": "Your judgement of the answer in one or two sentences."},
+            "changes": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "Each change the answer needs (empty when approved).",
+            },
+            "summary": {
+                "type": "string",
+                "description": "Your judgement of the answer in one or two sentences.",
+            },
         },
         "required": ["approved", "changes", "summary"],
     },
@@ -560,14 +651,23 @@ REVIEW_TOOL: dict[str, Any] = {
 def parse_review(message: Any) -> str:
     """The verdict of a ``submit_review`` tool call as JSON, or the reply's text when there is none."""
     blocks = getattr(message, "content", None) or []
-    call = next((b for b in blocks if getattr(b, "type", "") == "tool_use"
-                 and getattr(b, "name", "") == REVIEW_TOOL["name"]), None)
+    call = next(
+        (
+            b
+            for b in blocks
+            if getattr(b, "type", "") == "tool_use" and getattr(b, "name", "") == REVIEW_TOOL["name"]
+        ),
+        None,
+    )
     data = getattr(call, "input", None)
     if not isinstance(data, Mapping) or not isinstance(data.get("approved"), bool):
         return "".join(getattr(b, "text", "") for b in blocks if getattr(b, "type", "") == "text")
     changes = data.get("changes")
-    return verdict_json(data["approved"], [c for c in changes if isinstance(c, str)] if isinstance(changes, list)
-                        else [], data["summary"] if isinstance(data.get("summary"), str) else "")
+    return verdict_json(
+        data["approved"],
+        [c for c in changes if isinstance(c, str)] if isinstance(changes, list) else [],
+        data["summary"] if isinstance(data.get("summary"), str) else "",
+    )
 
 
 def _abstention(why: str) -> VoteChoice:
@@ -577,8 +677,14 @@ def _abstention(why: str) -> VoteChoice:
 
 def parse_vote(message: Any, ids: list[str]) -> VoteChoice:
     """The VoteChoice in a ``cast_vote`` tool call, or an abstention saying what was wrong."""
-    call = next((b for b in getattr(message, "content", None) or []
-                 if getattr(b, "type", "") == "tool_use" and getattr(b, "name", "") == "cast_vote"), None)
+    call = next(
+        (
+            b
+            for b in getattr(message, "content", None) or []
+            if getattr(b, "type", "") == "tool_use" and getattr(b, "name", "") == "cast_vote"
+        ),
+        None,
+    )
     if call is None:
         return _abstention("the model did not call cast_vote")
     data = call.input
@@ -591,8 +697,11 @@ def parse_vote(message: Any, ids: list[str]) -> VoteChoice:
     if isinstance(confidence, bool) or not isinstance(confidence, int | float) or math.isnan(confidence):
         return _abstention(f"cast_vote confidence {confidence!r} is not a number")
     rationale = data.get("rationale")
-    return VoteChoice(candidate, confidence=min(1.0, max(0.0, float(confidence))),
-                      rationale=rationale.strip() if isinstance(rationale, str) else "")
+    return VoteChoice(
+        candidate,
+        confidence=min(1.0, max(0.0, float(confidence))),
+        rationale=rationale.strip() if isinstance(rationale, str) else "",
+    )
 
 
 # --- the five types ---------------------------------------------------------------
@@ -603,7 +712,9 @@ class ResearcherAgent(ClaudeAgent):
 
     agent_type = "researcher"
     capabilities: ClassVar[list[str]] = ["web_search", "data_analysis", "synthesis"]
-    description = "Claude-backed researcher: web_search, data_analysis, synthesis (market and competitive research)."
+    description = (
+        "Claude-backed researcher: web_search, data_analysis, synthesis (market and competitive research)."
+    )
     role_prompt = ROLE_PROMPTS["researcher"]
     pool_share = 2
     role_tools = (WEB_SEARCH, WEB_FETCH)
@@ -625,7 +736,9 @@ class AnalystAgent(ClaudeAgent):
 
     agent_type = "analyst"
     capabilities: ClassVar[list[str]] = ["data_analysis", "visualization", "statistics"]
-    description = "Claude-backed analyst: data_analysis, visualization, statistics (data processing, insights)."
+    description = (
+        "Claude-backed analyst: data_analysis, visualization, statistics (data processing, insights)."
+    )
     role_prompt = ROLE_PROMPTS["analyst"]
 
 
@@ -645,15 +758,21 @@ class CoordinatorAgent(ClaudeAgent):
 
     agent_type = "coordinator"
     capabilities: ClassVar[list[str]] = ["orchestration", "consensus", "planning", "synthesis"]
-    description = ("Claude-backed coordinator: orchestration, consensus, planning, synthesis "
-                   "(complex workflows, combining the parts).")
+    description = (
+        "Claude-backed coordinator: orchestration, consensus, planning, synthesis "
+        "(complex workflows, combining the parts)."
+    )
     role_prompt = ROLE_PROMPTS["coordinator"]
     default_max_tokens = 8192
 
 
 #: In the order the default pool fills: with a small ``system.max_agents`` the first ones come first.
 AGENT_CLASSES: tuple[type[ClaudeAgent], ...] = (
-    ResearcherAgent, CoordinatorAgent, CoderAgent, AnalystAgent, TesterAgent,
+    ResearcherAgent,
+    CoordinatorAgent,
+    CoderAgent,
+    AnalystAgent,
+    TesterAgent,
 )
 
 
@@ -670,8 +789,11 @@ def _home(settings: Any) -> Path:
 def cannot_run(settings: Any, params: Mapping[str, Any]) -> str:
     """Why a Claude type with these parameters cannot run: no API key, an MCP server that cannot start (both
     are said, so that one listing shows everything to fix)."""
-    return "; ".join(why for why in (needs_key(settings, params), tools_unavailable(params, agents_folder(settings)))
-                     if why)
+    return "; ".join(
+        why
+        for why in (needs_key(settings, params), tools_unavailable(params, agents_folder(settings)))
+        if why
+    )
 
 
 def needs_key(settings: Any, params: Mapping[str, Any]) -> str:
@@ -697,10 +819,17 @@ def agent_type_specs(settings: Any = None) -> list[AgentTypeSpec]:
             return cls(params, settings=settings)
 
         return AgentTypeSpec(
-            name=cls.agent_type, capabilities=tuple(cls.capabilities), description=cls.description,
-            factory=factory, max_concurrency=cls.max_concurrency, source=SOURCE, backing=AgentBacking.MODEL,
-            precondition=lambda params: cannot_run(settings, params), pool_share=cls.pool_share,
-            environment=AGENT_ENVIRONMENT, validate=check_parameters,
+            name=cls.agent_type,
+            capabilities=tuple(cls.capabilities),
+            description=cls.description,
+            factory=factory,
+            max_concurrency=cls.max_concurrency,
+            source=SOURCE,
+            backing=AgentBacking.MODEL,
+            precondition=lambda params: cannot_run(settings, params),
+            pool_share=cls.pool_share,
+            environment=AGENT_ENVIRONMENT,
+            validate=check_parameters,
             advisory=lambda params: tool_warnings(params, agents_folder(settings)),
         )
 

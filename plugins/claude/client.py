@@ -38,8 +38,10 @@ T = TypeVar("T")
 
 
 #: What to do when no key is set (used by errors and by the agent types' precondition).
-NO_KEY_MESSAGE = ("no Anthropic API key: set ANTHROPIC_API_KEY (or CLAUDE_API_KEY) in the environment of "
-                  "`maos start`, or claude.api_key in $MAOS_HOME/config.yml")
+NO_KEY_MESSAGE = (
+    "no Anthropic API key: set ANTHROPIC_API_KEY (or CLAUDE_API_KEY) in the environment of "
+    "`maos start`, or claude.api_key in $MAOS_HOME/config.yml"
+)
 
 
 class NoApiKeyError(PermanentError):
@@ -75,15 +77,24 @@ def answer_facts(exc: BaseException) -> tuple[int, float | None, Mapping[str, st
         headers = exc.response.headers if exc.response is not None else {}
         status = exc.status_code
         if status < 400:  # an error event in a streamed answer: the status its type stands for
-            status = {"overloaded_error": 529, "rate_limit_error": 429}.get(getattr(exc, "type", None) or "", 500)
+            status = {"overloaded_error": 529, "rate_limit_error": 429}.get(
+                getattr(exc, "type", None) or "", 500
+            )
         return status, retry_after_seconds(headers), headers
     if isinstance(exc, anthropic.APIConnectionError) or _is_transport_error(exc):  # timeouts included
         return 0, None, {}
     return None
 
 
-async def paced_call(pacer: ModelPacer, config: ClaudeConfig, input_tokens: int, output_tokens: int,
-                     attempt: Callable[[Permit], Awaitable[T]], *, may_retry: Callable[[], bool] = lambda: True) -> T:
+async def paced_call(
+    pacer: ModelPacer,
+    config: ClaudeConfig,
+    input_tokens: int,
+    output_tokens: int,
+    attempt: Callable[[Permit], Awaitable[T]],
+    *,
+    may_retry: Callable[[], bool] = lambda: True,
+) -> T:
     """Run ``attempt`` (one Messages API call) under a permit, retrying retryable failures (module docstring).
 
     ``attempt`` reports its own success (``permit.report(200, headers=..., ...)``: it alone has the
@@ -95,7 +106,9 @@ async def paced_call(pacer: ModelPacer, config: ClaudeConfig, input_tokens: int,
     """
     retries = 0
     while True:
-        async with pacer.call(config.model, input_tokens, output_tokens, max_wait=config.max_retry_wait) as permit:
+        async with pacer.call(
+            config.model, input_tokens, output_tokens, max_wait=config.max_retry_wait
+        ) as permit:
             try:
                 return await attempt(permit)
             except Exception as exc:
@@ -119,9 +132,15 @@ async def paced_call(pacer: ModelPacer, config: ClaudeConfig, input_tokens: int,
 def report_success(permit: Permit, headers: Mapping[str, str], message: Any) -> None:
     """Report a call that answered: its headers, and the input (uncached plus cache writes) and output tokens."""
     usage = getattr(message, "usage", None)
-    input_tokens = int(getattr(usage, "input_tokens", 0) or 0) + int(getattr(usage, "cache_creation_input_tokens", 0) or 0)
-    permit.report(200, headers=headers, input_tokens=input_tokens,
-                  output_tokens=int(getattr(usage, "output_tokens", 0) or 0))
+    input_tokens = int(getattr(usage, "input_tokens", 0) or 0) + int(
+        getattr(usage, "cache_creation_input_tokens", 0) or 0
+    )
+    permit.report(
+        200,
+        headers=headers,
+        input_tokens=input_tokens,
+        output_tokens=int(getattr(usage, "output_tokens", 0) or 0),
+    )
 
 
 def request_options(config: ClaudeConfig) -> dict[str, Any]:
@@ -163,27 +182,34 @@ def translate_error(exc: BaseException) -> AgentError:
         message = getattr(exc, "api_message", None) or exc.message
         wait = retry_after_seconds(exc.response.headers) if exc.response is not None else None
         if status == 429 or error_type == "rate_limit_error":
-            return RetryableError(f"Messages API rate limit (429): {message}", retry_after=wait or 0.0,
-                                  error_type="RateLimited")
+            return RetryableError(
+                f"Messages API rate limit (429): {message}", retry_after=wait or 0.0, error_type="RateLimited"
+            )
         if status == 529 or error_type == "overloaded_error":
-            return RetryableError(f"Messages API overloaded (529): {message}", retry_after=wait or 0.0,
-                                  error_type="Overloaded")
+            return RetryableError(
+                f"Messages API overloaded (529): {message}", retry_after=wait or 0.0, error_type="Overloaded"
+            )
         if status in (408, 409) or status >= 500 or (status < 400 and error_type in _RETRYABLE_TYPES):
-            return RetryableError(f"Messages API {status}: {message}", retry_after=wait or 0.0,
-                                  error_type="ApiUnavailable")
-        return PermanentError(f"Messages API {status} ({error_type or 'error'}): {message}",
-                              error_type=_permanent_type(status))
+            return RetryableError(
+                f"Messages API {status}: {message}", retry_after=wait or 0.0, error_type="ApiUnavailable"
+            )
+        return PermanentError(
+            f"Messages API {status} ({error_type or 'error'}): {message}", error_type=_permanent_type(status)
+        )
     if isinstance(exc, anthropic.APITimeoutError):
         return RetryableError("the Messages API did not answer in time", error_type="ApiTimeout")
     if isinstance(exc, anthropic.APIConnectionError):
         return RetryableError(f"could not reach the Messages API: {exc.message}", error_type="ApiConnection")
     if isinstance(exc, anthropic.APIResponseValidationError):
-        return RetryableError(f"the Messages API sent an unexpected response: {exc.message}",
-                              error_type="ApiBadResponse")
+        return RetryableError(
+            f"the Messages API sent an unexpected response: {exc.message}", error_type="ApiBadResponse"
+        )
     if _is_transport_error(exc):  # e.g. the connection dropped in the middle of a streamed answer
         return RetryableError(f"the connection to the Messages API broke: {exc}", error_type="ApiConnection")
     if isinstance(exc, json.JSONDecodeError):
-        return RetryableError(f"the Messages API sent a body that is not JSON: {exc}", error_type="ApiBadResponse")
+        return RetryableError(
+            f"the Messages API sent a body that is not JSON: {exc}", error_type="ApiBadResponse"
+        )
     if isinstance(exc, anthropic.AnthropicError):
         return PermanentError(f"Messages API client error: {exc}", error_type=type(exc).__name__)
     return PermanentError(f"{type(exc).__name__}: {exc}", error_type=type(exc).__name__)
@@ -202,5 +228,12 @@ def _is_transport_error(exc: BaseException) -> bool:
 
 
 def _permanent_type(status: int) -> str:
-    return {400: "InvalidRequest", 401: "AuthenticationFailed", 402: "BillingError", 403: "PermissionDenied",
-            404: "NotFound", 413: "RequestTooLarge", 422: "InvalidRequest"}.get(status, f"Http{status}")
+    return {
+        400: "InvalidRequest",
+        401: "AuthenticationFailed",
+        402: "BillingError",
+        403: "PermissionDenied",
+        404: "NotFound",
+        413: "RequestTooLarge",
+        422: "InvalidRequest",
+    }.get(status, f"Http{status}")

@@ -35,9 +35,19 @@ KEY_ENV_VARS = ("ANTHROPIC_API_KEY", "CLAUDE_API_KEY")
 BASE_URL_ENV_VAR = "ANTHROPIC_BASE_URL"
 #: What a launched Claude agent receives from the control plane's environment (``AgentTypeSpec.environment``):
 #: its model key (in any of its forms), the API's address and the proxies that reach it. Nothing else secret.
-AGENT_ENVIRONMENT = (*KEY_ENV_VARS, "MAOS_CLAUDE_API_KEY", BASE_URL_ENV_VAR,
-                     "HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY", "ALL_PROXY",
-                     "https_proxy", "http_proxy", "no_proxy", "all_proxy")
+AGENT_ENVIRONMENT = (
+    *KEY_ENV_VARS,
+    "MAOS_CLAUDE_API_KEY",
+    BASE_URL_ENV_VAR,
+    "HTTPS_PROXY",
+    "HTTP_PROXY",
+    "NO_PROXY",
+    "ALL_PROXY",
+    "https_proxy",
+    "http_proxy",
+    "no_proxy",
+    "all_proxy",
+)
 
 
 def sdk_models() -> list[str]:
@@ -75,8 +85,10 @@ class ClaudeConfig:
 
     def __repr__(self) -> str:  # never print the key
         shown = f"{self.api_key[:7]}…" if self.api_key else ""
-        return (f"ClaudeConfig(api_key={shown!r}, model={self.model!r}, base_url={self.base_url!r}, "
-                f"max_tokens={self.max_tokens}, temperature={self.temperature}, max_retries={self.max_retries})")
+        return (
+            f"ClaudeConfig(api_key={shown!r}, model={self.model!r}, base_url={self.base_url!r}, "
+            f"max_tokens={self.max_tokens}, temperature={self.temperature}, max_retries={self.max_retries})"
+        )
 
     def with_params(self, params: Mapping[str, Any]) -> ClaudeConfig:
         """A copy with the agent type's parameters applied (unknown keys are ignored)."""
@@ -149,24 +161,55 @@ def settings_options() -> list[Any]:
     )
 
     return [
-        Option("claude.api_key", parse_text, "",
-               "Anthropic API key (or ANTHROPIC_API_KEY / CLAUDE_API_KEY)."),
+        Option(
+            "claude.api_key", parse_text, "", "Anthropic API key (or ANTHROPIC_API_KEY / CLAUDE_API_KEY)."
+        ),
         Option("claude.model", parse_text, "", "Model for Claude-backed agents; empty means the default."),
         Option("claude.base_url", parse_text, "", "Messages API base URL; empty means Anthropic's."),
-        Option("claude.tools.max_turns", parse_positive_int, 20,
-               "Most model calls one step's tool loop makes; a loop still calling tools then fails, saying so."),
-        Option("claude.tools.max_seconds", parse_positive_duration, 900.0,
-               "Longest wall time of one step's tool loop (seconds, or 15m)."),
-        Option("claude.web_search.enabled", parse_bool, True, "Offer researchers Anthropic's server-side web search."),
+        Option(
+            "claude.tools.max_turns",
+            parse_positive_int,
+            20,
+            "Most model calls one step's tool loop makes; a loop still calling tools then fails, saying so.",
+        ),
+        Option(
+            "claude.tools.max_seconds",
+            parse_positive_duration,
+            900.0,
+            "Longest wall time of one step's tool loop (seconds, or 15m).",
+        ),
+        Option(
+            "claude.web_search.enabled",
+            parse_bool,
+            True,
+            "Offer researchers Anthropic's server-side web search.",
+        ),
         Option("claude.web_search.max_uses", parse_positive_int, 5, "Most web searches per model call."),
-        Option("claude.web_fetch.enabled", parse_bool, True, "Offer researchers Anthropic's server-side web fetch."),
+        Option(
+            "claude.web_fetch.enabled",
+            parse_bool,
+            True,
+            "Offer researchers Anthropic's server-side web fetch.",
+        ),
         Option("claude.web_fetch.max_uses", parse_positive_int, 5, "Most pages fetched per model call."),
-        Option("claude.web.allowed_domains", parse_domains, [],
-               "Only these domains are searched and fetched (a list, or comma-separated); empty: any."),
-        Option("claude.web.blocked_domains", parse_domains, [],
-               "Domains never searched or fetched (ignored when allowed_domains is set)."),
-        Option("claude.code_execution.enabled", parse_bool, True,
-               "Offer coders and testers Anthropic's server-side code execution (a sandbox on the API's side)."),
+        Option(
+            "claude.web.allowed_domains",
+            parse_domains,
+            [],
+            "Only these domains are searched and fetched (a list, or comma-separated); empty: any.",
+        ),
+        Option(
+            "claude.web.blocked_domains",
+            parse_domains,
+            [],
+            "Domains never searched or fetched (ignored when allowed_domains is set).",
+        ),
+        Option(
+            "claude.code_execution.enabled",
+            parse_bool,
+            True,
+            "Offer coders and testers Anthropic's server-side code execution (a sandbox on the API's side).",
+        ),
     ]
 
 
@@ -179,7 +222,9 @@ def load_plugin_settings() -> Any:
 
         return load_settings()
     except Exception as exc:  # noqa: BLE001 - a broken config.yml must not hide the environment's key
-        logging.getLogger(__name__).warning("claude: could not load MAOS settings (%s); using the environment", exc)
+        logging.getLogger(__name__).warning(
+            "claude: could not load MAOS settings (%s); using the environment", exc
+        )
         return None
 
 

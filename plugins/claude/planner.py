@@ -117,8 +117,11 @@ def plan_tool(limit: int) -> dict[str, Any]:
                             "title": {"type": "string", "description": "A few words."},
                             "instructions": {"type": "string", "description": "What the agent must do."},
                             "capability": {"type": "string", "description": "The capability the work needs."},
-                            "depends_on": {"type": "array", "items": {"type": "string"},
-                                           "description": "Keys of the subtasks whose results it needs."},
+                            "depends_on": {
+                                "type": "array",
+                                "items": {"type": "string"},
+                                "description": "Keys of the subtasks whose results it needs.",
+                            },
                             "kind": {"type": "string", "enum": ["work", "synthesis"]},
                         },
                         "required": ["key", "title", "instructions", "capability", "depends_on"],
@@ -157,13 +160,16 @@ class ClaudePlanner:
         """Only when an API key is configured (offline installs use the deterministic planner)."""
         return bool(self.config.api_key)
 
-    async def plan(self, task: Task, pool: AgentPool | None = None, pacer: Pacer | None = None) -> ExecutionPlan:
+    async def plan(
+        self, task: Task, pool: AgentPool | None = None, pacer: Pacer | None = None
+    ) -> ExecutionPlan:
         """The model's plan, or the deterministic plan with a warning."""
         plan, _ = await self.plan_with_usage(task, pool=pool, pacer=pacer)
         return plan
 
-    async def plan_with_usage(self, task: Task, pool: AgentPool | None = None,
-                              pacer: Pacer | None = None) -> tuple[ExecutionPlan, Usage]:
+    async def plan_with_usage(
+        self, task: Task, pool: AgentPool | None = None, pacer: Pacer | None = None
+    ) -> tuple[ExecutionPlan, Usage]:
         """The plan and the tokens/cost the planning call used (to charge to the task).
 
         Args:
@@ -177,15 +183,19 @@ class ClaudePlanner:
         if max_tokens < PLANNER_MIN_TOKENS:
             return self._fallback(task, "the task's budget leaves too little for a model plan"), usage
         try:
-            message = await self._ask(task, pool, max_tokens, pacer.model_pacer() if pacer is not None else UNPACED)
+            message = await self._ask(
+                task, pool, max_tokens, pacer.model_pacer() if pacer is not None else UNPACED
+            )
         except Exception as exc:  # noqa: BLE001 - any failure means the deterministic plan
             return self._fallback(task, f"the Messages API call failed ({translate_error(exc)})"), usage
         u = message.usage
         usage = Usage(
-            input_tokens=int(u.input_tokens or 0), output_tokens=int(u.output_tokens or 0),
+            input_tokens=int(u.input_tokens or 0),
+            output_tokens=int(u.output_tokens or 0),
             cache_read_input_tokens=int(getattr(u, "cache_read_input_tokens", 0) or 0),
             cache_creation_input_tokens=int(getattr(u, "cache_creation_input_tokens", 0) or 0),
-            cost_micros=usage_cost_micros(self.config.model, u), model_calls=1,
+            cost_micros=usage_cost_micros(self.config.model, u),
+            model_calls=1,
         )
         try:
             plan = self.convert(task, _tool_input(message))
@@ -198,8 +208,9 @@ class ClaudePlanner:
     def planning_max_tokens(self, task: Task) -> int:
         """``max_tokens`` of the planning call: within :data:`PLANNER_BUDGET_SHARE` of the task's budget."""
         max_tokens = min(self.config.max_tokens, PLANNER_MAX_TOKENS) or PLANNER_MAX_TOKENS
-        prompt_tokens = (len(SYSTEM_PROMPT) + len(task.description) + len(task.context) + len(task.constraints)
-                         ) // 3 + 500  # the capability list and the tool schema
+        prompt_tokens = (
+            len(SYSTEM_PROMPT) + len(task.description) + len(task.context) + len(task.constraints)
+        ) // 3 + 500  # the capability list and the tool schema
         if task.max_total_tokens:
             allowance = int(task.max_total_tokens * PLANNER_BUDGET_SHARE) - task.usage.total_tokens
             max_tokens = min(max_tokens, allowance - prompt_tokens)
@@ -212,24 +223,35 @@ class ClaudePlanner:
     def _width_limit(self, task: Task) -> int:
         return max(1, min(task.max_agents, self.max_fanout))
 
-    async def _ask(self, task: Task, pool: AgentPool | None = None, max_tokens: int = PLANNER_MAX_TOKENS,
-                   pacer: ModelPacer = UNPACED) -> Any:
+    async def _ask(
+        self,
+        task: Task,
+        pool: AgentPool | None = None,
+        max_tokens: int = PLANNER_MAX_TOKENS,
+        pacer: ModelPacer = UNPACED,
+    ) -> Any:
         width = self._width_limit(task)
         offered = offered_types(pool, task)
         capabilities = "\n".join(f"  - {name}: {', '.join(caps) or name}" for name, caps in offered.items())
         system = SYSTEM_PROMPT.format(capabilities=capabilities, limit=self.max_subtasks, width=width)
         wanted = task.agent_type or capability_for(task.task_type)
-        lines = [f"<task type=\"{task.task_type}\" max_agents=\"{task.max_agents}\">\n{task.description.strip()}\n</task>"]
+        lines = [
+            f'<task type="{task.task_type}" max_agents="{task.max_agents}">\n{task.description.strip()}\n</task>'
+        ]
         if task.context.strip():
             lines.append(f"<context>\n{task.context.strip()}\n</context>")
         if task.constraints.strip():
             lines.append(f"<constraints>\n{task.constraints.strip()}\n</constraints>")
         for dep in task.dependency_results:  # what the task builds on (the steps see it whole, within bounds)
-            excerpt = dep.output[:PLANNER_DEPENDENCY_CHARS] + ("…" if len(dep.output) > PLANNER_DEPENDENCY_CHARS else "")
+            excerpt = dep.output[:PLANNER_DEPENDENCY_CHARS] + (
+                "…" if len(dep.output) > PLANNER_DEPENDENCY_CHARS else ""
+            )
             lines.append(f'<dependency task="tasks/{dep.task_id}">\n{excerpt.strip()}\n</dependency>')
         if wanted:
-            lines.append(f'The work steps of this task run on "{wanted}" agents; use capability "{wanted}" '
-                         f'for them (and "{SYNTHESIS_CAPABILITY}" for the synthesis step).')
+            lines.append(
+                f'The work steps of this task run on "{wanted}" agents; use capability "{wanted}" '
+                f'for them (and "{SYNTHESIS_CAPABILITY}" for the synthesis step).'
+            )
         lines.append("Plan this task and submit the plan with submit_plan.")
         config = replace(self.config, max_retry_wait=max(self.config.max_retry_wait, PLANNER_PERMIT_WAIT))
         text = "\n\n".join(lines)
@@ -237,10 +259,14 @@ class ClaudePlanner:
         async def attempt(permit: Permit) -> Any:
             async with make_client(config) as client:
                 raw = await client.messages.with_raw_response.create(
-                    model=config.model, max_tokens=max_tokens,
-                    system=system, messages=[{"role": "user", "content": text}],
-                    tools=[plan_tool(self.max_subtasks)], tool_choice={"type": "tool", "name": "submit_plan"},
-                    timeout=min(config.timeout, PLANNER_TIMEOUT), **request_options(config),
+                    model=config.model,
+                    max_tokens=max_tokens,
+                    system=system,
+                    messages=[{"role": "user", "content": text}],
+                    tools=[plan_tool(self.max_subtasks)],
+                    tool_choice={"type": "tool", "name": "submit_plan"},
+                    timeout=min(config.timeout, PLANNER_TIMEOUT),
+                    **request_options(config),
                 )
                 answer = await raw.parse()
             report_success(permit, raw.headers, answer)
@@ -266,7 +292,9 @@ class ClaudePlanner:
         if not isinstance(raw_steps, list) or not raw_steps:
             raise PlanRejected("the plan has no subtasks")
         if len(raw_steps) > self.max_subtasks:
-            raise PlanRejected(f"the plan has {len(raw_steps)} subtasks, more than the limit {self.max_subtasks}")
+            raise PlanRejected(
+                f"the plan has {len(raw_steps)} subtasks, more than the limit {self.max_subtasks}"
+            )
         forced = task.agent_type or (capability_for(task.task_type) if task.task_type != "mixed" else "")
         steps = [self._step(task, index, raw, forced) for index, raw in enumerate(raw_steps)]
 
@@ -285,13 +313,18 @@ class ClaudePlanner:
         width = max(levels.count(level) for level in set(levels))
         limit = self._width_limit(task)
         if width > limit:
-            raise PlanRejected(f"the plan runs {width} subtasks at once, more than max_agents {task.max_agents}")
+            raise PlanRejected(
+                f"the plan runs {width} subtasks at once, more than max_agents {task.max_agents}"
+            )
         critical = max(levels) + 1
         plan.critical_path_length = critical
         plan.estimated_parallel_efficiency = round(len(steps) / (critical * width), 3)
         complexity = data.get("complexity")
-        plan.complexity = complexity if complexity in ("low", "medium", "high") else (
-            "low" if len(work) <= 3 else "medium" if len(work) <= 8 else "high")
+        plan.complexity = (
+            complexity
+            if complexity in ("low", "medium", "high")
+            else ("low" if len(work) <= 3 else "medium" if len(work) <= 8 else "high")
+        )
         recommended = data.get("recommended_agents")
         if isinstance(recommended, bool) or not isinstance(recommended, int) or recommended < 1:
             recommended = width
@@ -333,8 +366,12 @@ class ClaudePlanner:
         elif forced:
             capability = forced
         return PlannedSubtask(
-            key=key, title=title, instructions=instructions.strip(), capability=capability,
-            agent_type=task.agent_type, kind=SubtaskKind.SYNTHESIS if synthesis else SubtaskKind.WORK,
+            key=key,
+            title=title,
+            instructions=instructions.strip(),
+            capability=capability,
+            agent_type=task.agent_type,
+            kind=SubtaskKind.SYNTHESIS if synthesis else SubtaskKind.WORK,
             depends_on=deps,
         )
 
@@ -348,9 +385,12 @@ class ClaudePlanner:
             suffix += 1
             key = f"synthesis_{suffix}"
         return PlannedSubtask(
-            key=key, title="Synthesize the results",
+            key=key,
+            title="Synthesize the results",
             instructions=f"Combine the results of the parts into one answer to:\n{task.description}",
-            capability=SYNTHESIS_CAPABILITY, agent_type=task.agent_type, kind=SubtaskKind.SYNTHESIS,
+            capability=SYNTHESIS_CAPABILITY,
+            agent_type=task.agent_type,
+            kind=SubtaskKind.SYNTHESIS,
             depends_on=leaves,
         )
 
@@ -363,8 +403,11 @@ def offered_types(pool: AgentPool | None, task: Task) -> dict[str, list[str]]:
     """
     if pool is None:
         return dict(KNOWN_CAPABILITIES)
-    offered = {t.name: sorted(c for c in t.capabilities if c not in (t.name, "*"))
-               for t in pool.present() if not t.offline or t.name == task.agent_type}
+    offered = {
+        t.name: sorted(c for c in t.capabilities if c not in (t.name, "*"))
+        for t in pool.present()
+        if not t.offline or t.name == task.agent_type
+    }
     return offered or dict(KNOWN_CAPABILITIES)
 
 
@@ -390,8 +433,12 @@ def _gather_leaves(steps: list[PlannedSubtask]) -> None:
         return any(depends_on_final(d, seen) for d in by_key[key].depends_on)
 
     for step in steps:
-        if step is not final and step.key not in needed and step.key not in final.depends_on \
-                and not depends_on_final(step.key, set()):
+        if (
+            step is not final
+            and step.key not in needed
+            and step.key not in final.depends_on
+            and not depends_on_final(step.key, set())
+        ):
             final.depends_on.append(step.key)
 
 

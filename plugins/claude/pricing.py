@@ -85,7 +85,9 @@ def price_for(model: str) -> Price | None:
         return PRICES[max(prefixes, key=len)]
     for family, price in FAMILY_PRICES.items():
         if family in model:
-            _warn_once(model, f"claude: no price listed for {model!r}; estimating with the current {family} price")
+            _warn_once(
+                model, f"claude: no price listed for {model!r}; estimating with the current {family} price"
+            )
             return price
     _warn_once(model, f"claude: no price known for {model!r}; its cost is recorded as 0")
     return None

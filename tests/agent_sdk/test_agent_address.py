@@ -46,10 +46,18 @@ def processes() -> Iterator[list[subprocess.Popen[str]]]:
                 proc.wait(timeout=5)
 
 
-def start(processes: list[subprocess.Popen[str]], args: list[str], env: dict[str, str],
-          cwd: Path | None = None) -> subprocess.Popen[str]:
-    proc = subprocess.Popen([sys.executable, *args], env=env, cwd=cwd, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+def start(
+    processes: list[subprocess.Popen[str]], args: list[str], env: dict[str, str], cwd: Path | None = None
+) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(
+        [sys.executable, *args],
+        env=env,
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     processes.append(proc)
     return proc
 
@@ -63,17 +71,25 @@ async def stop(proc: subprocess.Popen[str]) -> str:
 
 
 async def test_maos_agent_finds_the_server_by_maos_server_address(
-        control_plane: App, maos_home: Path, processes) -> None:
-    proc = start(processes, ["-m", "agent_sdk.runner", "run", "--type", "echo"],
-                 agent_env(maos_home, MAOS_SERVER_ADDRESS=control_plane.address))
+    control_plane: App, maos_home: Path, processes
+) -> None:
+    proc = start(
+        processes,
+        ["-m", "agent_sdk.runner", "run", "--type", "echo"],
+        agent_env(maos_home, MAOS_SERVER_ADDRESS=control_plane.address),
+    )
     await wait_for_agents(control_plane, 1, timeout=25)
     assert "MAOS_ADDR" not in await stop(proc)
 
 
 async def test_maos_addr_still_works_with_a_deprecation_warning(
-        control_plane: App, maos_home: Path, processes) -> None:
-    proc = start(processes, ["-m", "agent_sdk.runner", "run", "--type", "echo"],
-                 agent_env(maos_home, MAOS_ADDR=control_plane.address))
+    control_plane: App, maos_home: Path, processes
+) -> None:
+    proc = start(
+        processes,
+        ["-m", "agent_sdk.runner", "run", "--type", "echo"],
+        agent_env(maos_home, MAOS_ADDR=control_plane.address),
+    )
     await wait_for_agents(control_plane, 1, timeout=25)
     assert "MAOS_ADDR is deprecated: set MAOS_SERVER_ADDRESS" in await stop(proc)
 
@@ -91,19 +107,25 @@ def test_the_order_flag_then_maos_server_address_then_maos_addr_then_config(tmp_
 
 
 async def test_the_guides_standalone_agent_runs_a_task(
-        control_plane: App, maos_home: Path, tmp_path: Path, processes) -> None:
+    control_plane: App, maos_home: Path, tmp_path: Path, processes
+) -> None:
     script = tmp_path / "upper_agent.py"
     script.write_text(guide_files()["upper_agent.py"])
-    proc = start(processes, [str(script)], agent_env(maos_home, MAOS_SERVER_ADDRESS=control_plane.address),
-                 cwd=tmp_path)
+    proc = start(
+        processes,
+        [str(script)],
+        agent_env(maos_home, MAOS_SERVER_ADDRESS=control_plane.address),
+        cwd=tmp_path,
+    )
     await wait_for_agents(control_plane, 1, timeout=25)
     [session] = control_plane.engine.sessions.values()
     assert session.info.agent_type == "upper"
     stubs = Stubs(control_plane.address)
     try:
         task = await submit(stubs, "quiet words", agent_type="upper")
-        done = await wait_status(stubs, task.name, enums.TASK_STATUS_COMPLETED, enums.TASK_STATUS_FAILED,
-                                 timeout=20)
+        done = await wait_status(
+            stubs, task.name, enums.TASK_STATUS_COMPLETED, enums.TASK_STATUS_FAILED, timeout=20
+        )
         assert done.status == enums.TASK_STATUS_COMPLETED, done
         assert (await results(stubs, task.name)).output == "QUIET WORDS"
     finally:

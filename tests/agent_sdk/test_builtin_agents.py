@@ -36,7 +36,8 @@ def test_shell_and_python_are_built_in_types_and_shell_follows_the_setting() -> 
 
 
 async def test_instructions_are_substituted_quoted_never_run(
-        agent_env: AgentEnvironment, tmp_path: Path) -> None:
+    agent_env: AgentEnvironment, tmp_path: Path
+) -> None:
     marker = tmp_path / "pwned"
     nasty = f"$(touch {marker}); `touch {marker}` && touch {marker} 'single' \"double\" *"
     result = await agent_env.run(shell(command="printf '%s' {instructions}"), nasty)
@@ -50,7 +51,8 @@ async def test_a_list_command_runs_without_a_shell(agent_env: AgentEnvironment) 
 
 
 async def test_the_command_sees_the_assignment_but_not_the_agents_token(
-        agent_env: AgentEnvironment, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    agent_env: AgentEnvironment, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.setenv("MAOS_TOKEN", "secret")
     command = 'echo "$MAOS_SUBTASK $MAOS_ATTEMPT $MAOS_INPUTS ${MAOS_TOKEN:-no-token} $GREETING $(pwd)"'
     agent = shell(command=command, env={"GREETING": "hi"}, cwd=str(tmp_path))
@@ -105,15 +107,21 @@ async def test_an_unconfigured_shell_fails_saying_what_is_missing(agent_env: Age
         await agent_env.run(ShellAgent.from_parameters({"allow": True}), "x")
 
 
-@pytest.mark.parametrize(("params", "message"), [
-    ({"allow": "yes"}, "parameters.allow must be true or false"),
-    ({"timeout": "soon"}, "parameters.timeout must be a duration"),
-    ({"timeout": 0}, "parameters.timeout must be positive"),
-    ({"command": ""}, "parameters.command must be a non-empty string"),
-    ({"command": ["ls", 3]}, "parameters.command must be a non-empty string or a non-empty list of strings"),
-    ({"env": ["A=1"]}, "parameters.env must be a mapping"),
-    ({"shell": True}, "unknown shell parameter(s) shell"),
-])
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"allow": "yes"}, "parameters.allow must be true or false"),
+        ({"timeout": "soon"}, "parameters.timeout must be a duration"),
+        ({"timeout": 0}, "parameters.timeout must be positive"),
+        ({"command": ""}, "parameters.command must be a non-empty string"),
+        (
+            {"command": ["ls", 3]},
+            "parameters.command must be a non-empty string or a non-empty list of strings",
+        ),
+        ({"env": ["A=1"]}, "parameters.env must be a mapping"),
+        ({"shell": True}, "unknown shell parameter(s) shell"),
+    ],
+)
 def test_bad_shell_parameters_are_rejected(params: dict, message: str) -> None:
     with pytest.raises(ValueError) as error:
         ShellAgent.from_parameters(params)
@@ -124,7 +132,8 @@ def test_bad_shell_parameters_are_rejected(params: dict, message: str) -> None:
 
 
 async def test_a_plain_function_runs_in_a_thread_and_reports_through_the_loop(
-        agent_env: AgentEnvironment) -> None:
+    agent_env: AgentEnvironment,
+) -> None:
     agent = PythonAgent.from_parameters({"function": f"{FUNCTIONS}:shout", "kwargs": {"suffix": "."}})
     assert (await agent_env.run(agent, "calm")).output == "CALM."
     assert agent_env.outputs == ["working"] and agent_env.progress[0].message == "shouting"
@@ -169,15 +178,18 @@ async def test_an_unconfigured_python_agent_fails_saying_what_is_missing(agent_e
         await agent_env.run(PythonAgent.from_parameters({}), "x")
 
 
-@pytest.mark.parametrize(("params", "message"), [
-    ({"function": "no_colon"}, "must look like 'package.module:callable'"),
-    ({"function": "no_such_module_xyz:f"}, "cannot import 'no_such_module_xyz' (ModuleNotFoundError"),
-    ({"function": f"{FUNCTIONS}:missing"}, f"'{FUNCTIONS}' has no attribute 'missing'"),
-    ({"function": f"{FUNCTIONS}:NOT_CALLABLE"}, "is not callable"),
-    ({"function": 3}, "parameters.function must be a string"),
-    ({"function": f"{FUNCTIONS}:shout", "kwargs": ["x"]}, "parameters.kwargs must be a mapping"),
-    ({"function": f"{FUNCTIONS}:shout", "args": []}, "unknown python parameter(s) args"),
-])
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"function": "no_colon"}, "must look like 'package.module:callable'"),
+        ({"function": "no_such_module_xyz:f"}, "cannot import 'no_such_module_xyz' (ModuleNotFoundError"),
+        ({"function": f"{FUNCTIONS}:missing"}, f"'{FUNCTIONS}' has no attribute 'missing'"),
+        ({"function": f"{FUNCTIONS}:NOT_CALLABLE"}, "is not callable"),
+        ({"function": 3}, "parameters.function must be a string"),
+        ({"function": f"{FUNCTIONS}:shout", "kwargs": ["x"]}, "parameters.kwargs must be a mapping"),
+        ({"function": f"{FUNCTIONS}:shout", "args": []}, "unknown python parameter(s) args"),
+    ],
+)
 def test_bad_python_parameters_are_rejected(params: dict, message: str) -> None:
     with pytest.raises(ValueError) as error:
         PythonAgent.from_parameters(params)

@@ -48,15 +48,25 @@ def test_all_is_pinned() -> None:
 
 def test_every_export_resolves_to_its_home_module() -> None:
     homes = {
-        "Agent": "agent_sdk.agent", "AgentEnvironment": "agent_sdk.testing", "AgentError": "agent_sdk.errors",
+        "Agent": "agent_sdk.agent",
+        "AgentEnvironment": "agent_sdk.testing",
+        "AgentError": "agent_sdk.errors",
         "AgentTypeSpec": "agent_sdk.types",
-        "AgentBacking": "agent_sdk.types", "SubtaskKind": "agent_sdk.types", "verdict_json": "agent_sdk.types",
-        "Client": "agent_sdk.client", "MaosRpcError": "agent_sdk.errors",
-        "PermanentError": "agent_sdk.errors", "RetryableError": "agent_sdk.errors",
+        "AgentBacking": "agent_sdk.types",
+        "SubtaskKind": "agent_sdk.types",
+        "verdict_json": "agent_sdk.types",
+        "Client": "agent_sdk.client",
+        "MaosRpcError": "agent_sdk.errors",
+        "PermanentError": "agent_sdk.errors",
+        "RetryableError": "agent_sdk.errors",
         "BudgetExhausted": "agent_sdk.errors",
-        "ModelPacer": "agent_sdk.pacing", "Permit": "agent_sdk.pacing", "ModelCallDeferred": "agent_sdk.pacing",
-        "TaskSubmitter": "agent_sdk.submitter", "Worker": "agent_sdk.worker",
-        "run_agent": "agent_sdk.runner", "tls_credentials": "agent_sdk.tls",
+        "ModelPacer": "agent_sdk.pacing",
+        "Permit": "agent_sdk.pacing",
+        "ModelCallDeferred": "agent_sdk.pacing",
+        "TaskSubmitter": "agent_sdk.submitter",
+        "Worker": "agent_sdk.worker",
+        "run_agent": "agent_sdk.runner",
+        "tls_credentials": "agent_sdk.tls",
     }
     for name in EXPECTED:
         value = getattr(agent_sdk, name)
@@ -80,6 +90,7 @@ def test_unknown_attributes_still_raise() -> None:
 
 def test_importing_the_sdk_does_not_import_test_tools() -> None:
     code = "import sys, agent_sdk; print('agent_sdk.testing' in sys.modules, 'pytest' in sys.modules)"
-    out = subprocess.run([sys.executable, "-W", "error", "-c", code],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-W", "error", "-c", code], capture_output=True, text=True, check=True
+    )
     assert out.stdout.split() == ["False", "False"]

@@ -25,29 +25,36 @@ from tests.harness.server import (
 
 # --- parsing ---------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("127.0.0.1:7100", ("127.0.0.1:7100",)),
-    (" 127.0.0.1:7100 , 127.0.0.1:7101 ", ("127.0.0.1:7100", "127.0.0.1:7101")),
-    ("[::1]:7100,[::1]:7101", ("[::1]:7100", "[::1]:7101")),
-    ("dns:///maos.internal:7100", ("dns:///maos.internal:7100",)),
-    ("localhost:7100,maos-1.internal:7100", ("localhost:7100", "maos-1.internal:7100")),
-])
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("127.0.0.1:7100", ("127.0.0.1:7100",)),
+        (" 127.0.0.1:7100 , 127.0.0.1:7101 ", ("127.0.0.1:7100", "127.0.0.1:7101")),
+        ("[::1]:7100,[::1]:7101", ("[::1]:7100", "[::1]:7101")),
+        ("dns:///maos.internal:7100", ("dns:///maos.internal:7100",)),
+        ("localhost:7100,maos-1.internal:7100", ("localhost:7100", "maos-1.internal:7100")),
+    ],
+)
 def test_address_lists_are_parsed(text: str, expected: tuple[str, ...]) -> None:
     assert parse_addresses(text) == expected
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("", "no control-plane address given"),
-    ("127.0.0.1:7100,", "entry 2 is empty"),
-    ("127.0.0.1:7100,,127.0.0.1:7101", "entry 2 is empty"),
-    ("127.0.0.1", "has no port"),
-    ("127.0.0.1:0", "the port must be a number from 1 to 65535, not '0'"),
-    ("127.0.0.1:65536", "not '65536'"),
-    ("127.0.0.1:http", "not 'http'"),
-    (":7100", "has no host"),
-    ("::1:7100", "an IPv6 address is written [address]:port"),
-    ("dns:///maos.internal:7100,127.0.0.1:7100", "cannot be listed with other addresses"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "no control-plane address given"),
+        ("127.0.0.1:7100,", "entry 2 is empty"),
+        ("127.0.0.1:7100,,127.0.0.1:7101", "entry 2 is empty"),
+        ("127.0.0.1", "has no port"),
+        ("127.0.0.1:0", "the port must be a number from 1 to 65535, not '0'"),
+        ("127.0.0.1:65536", "not '65536'"),
+        ("127.0.0.1:http", "not 'http'"),
+        (":7100", "has no host"),
+        ("::1:7100", "an IPv6 address is written [address]:port"),
+        ("dns:///maos.internal:7100,127.0.0.1:7100", "cannot be listed with other addresses"),
+    ],
+)
 def test_bad_address_lists_are_refused_with_the_entry_at_fault(text: str, message: str) -> None:
     with pytest.raises(AddressError, match=message.replace("[", r"\[").replace("]", r"\]")):
         parse_addresses(text)
@@ -70,6 +77,7 @@ def test_a_client_refuses_a_bad_list_before_connecting() -> None:
 
 
 # --- the client and the CLI --------------------------------------------------------------------------
+
 
 async def test_a_client_skips_a_dead_address_and_follows_when_its_server_stops(tmp_path: Path) -> None:
     first = await start_app(make_settings(tmp_path / "a"))
@@ -98,12 +106,17 @@ async def test_over_tls_every_address_is_checked_for_the_first_addresss_name(tmp
         # The certificate names localhost and 127.0.0.1: the first entry's host is the name checked.
         async with Client(f"localhost:{free_port()},127.0.0.1:{port}", credentials=credentials) as client:
             assert (await client.status()).version
-        code, _, err = await maos(f"127.0.0.1:{free_port()},localhost:{port}", tmp_path / "home",
-                                    *pki.client_args(), "task", "list")
+        code, _, err = await maos(
+            f"127.0.0.1:{free_port()},localhost:{port}", tmp_path / "home", *pki.client_args(), "task", "list"
+        )
         assert code == 0, err
         # A name the certificate does not carry fails the handshake, whichever replica answers.
-        async with Client(f"127.0.0.1:{free_port()},127.0.0.1:{port}", credentials=credentials,
-                          tls_server_name="elsewhere.example", timeout=2) as client:
+        async with Client(
+            f"127.0.0.1:{free_port()},127.0.0.1:{port}",
+            credentials=credentials,
+            tls_server_name="elsewhere.example",
+            timeout=2,
+        ) as client:
             with pytest.raises(UnavailableError):
                 await client.status()
     finally:
@@ -112,13 +125,24 @@ async def test_over_tls_every_address_is_checked_for_the_first_addresss_name(tmp
 
 async def maos(address: str, home: Path, *args: str) -> tuple[int, str, str]:
     """A real ``maos`` process."""
-    env = {**os.environ, "MAOS_HOME": str(home), "MAOS_SERVER_ADDRESS": address, "NO_COLOR": "1",
-           "PYTHONPATH": os.getcwd()}
+    env = {
+        **os.environ,
+        "MAOS_HOME": str(home),
+        "MAOS_SERVER_ADDRESS": address,
+        "NO_COLOR": "1",
+        "PYTHONPATH": os.getcwd(),
+    }
     for name in ("MAOS_TOKEN", "MAOS_TLS", "MAOS_TLS_CA", "MAOS_CLIENT_TLS_ENABLED", "MAOS_ADDR"):
         env.pop(name, None)
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "cli.main", *args, env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        sys.executable,
+        "-m",
+        "cli.main",
+        *args,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     out, err = await asyncio.wait_for(process.communicate(), 60)
     assert process.returncode is not None
     return process.returncode, out.decode(), err.decode()
@@ -145,9 +169,11 @@ async def test_the_cli_uses_the_next_live_address(tmp_path: Path) -> None:
 
 # --- agents --------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("database", ["sqlite", "postgresql"])
 async def test_an_agent_resumes_its_session_on_the_other_address_and_keeps_its_work(
-        tmp_path: Path, agent_processes, database: str, request: pytest.FixtureRequest) -> None:
+    tmp_path: Path, agent_processes, database: str, request: pytest.FixtureRequest
+) -> None:
     """The control plane dies and comes back on another port with the same database, within the lease."""
     home = tmp_path / "home"
     env: dict[str, str] = {}
@@ -164,8 +190,9 @@ async def test_an_agent_resumes_its_session_on_the_other_address_and_keeps_its_w
     try:
         await wait_for(lambda: _agents(client), 30, message="the agent to connect")
         [registered] = (await client.list_agents()).agents
-        task = await client.submit_task(description="sleep", task_type="sleep",
-                                        metadata={"sleep_seconds": "3", "sleep_steps": "6"})
+        task = await client.submit_task(
+            description="sleep", task_type="sleep", metadata={"sleep_seconds": "3", "sleep_steps": "6"}
+        )
 
         async def running() -> bool:
             full = await client.get_task(task.name, full=True)
@@ -203,12 +230,14 @@ async def test_maos_agent_takes_a_list_from_maos_server_address(tmp_path: Path) 
     env.update(MAOS_HOME=str(tmp_path / "home"), PYTHONPATH=os.getcwd())
     command = [sys.executable, "-m", "agent_sdk.runner", "run", "--type", "echo", "--log-level", "warning"]
     bad = await asyncio.create_subprocess_exec(
-        *command, env={**env, "MAOS_SERVER_ADDRESS": f"{app.address},"}, stderr=asyncio.subprocess.PIPE)
+        *command, env={**env, "MAOS_SERVER_ADDRESS": f"{app.address},"}, stderr=asyncio.subprocess.PIPE
+    )
     _, err = await asyncio.wait_for(bad.communicate(), 60)
     assert bad.returncode == 2
     assert "entry 2 is empty" in err.decode()
     agent = await asyncio.create_subprocess_exec(
-        *command, env={**env, "MAOS_SERVER_ADDRESS": f"127.0.0.1:{free_port()},{app.address}"})
+        *command, env={**env, "MAOS_SERVER_ADDRESS": f"127.0.0.1:{free_port()},{app.address}"}
+    )
     try:
         await wait_for(lambda: len(app.engine.sessions) == 1, 30, message="the agent to connect")
     finally:

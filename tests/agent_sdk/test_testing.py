@@ -56,7 +56,8 @@ async def test_sleep_checkpoints_each_step(agent_env: AgentEnvironment) -> None:
 
 
 async def test_sleep_cancelled_after_two_checkpoints_resumes_from_the_last(
-        agent_env: AgentEnvironment) -> None:
+    agent_env: AgentEnvironment,
+) -> None:
     metadata = {"sleep_seconds": "0.4", "sleep_steps": "4"}
     agent_env.cancel_after(checkpoints=2)
     with pytest.raises(asyncio.CancelledError):
@@ -149,7 +150,8 @@ class Reporter(Agent):
 
 
 async def test_reports_and_logs_are_recorded(
-        agent_env: AgentEnvironment, caplog: pytest.LogCaptureFixture) -> None:
+    agent_env: AgentEnvironment, caplog: pytest.LogCaptureFixture
+) -> None:
     with caplog.at_level(logging.INFO, logger="agent_sdk.testing"):
         result = await agent_env.run(Reporter(), "job")
     assert result.output == "count 1"

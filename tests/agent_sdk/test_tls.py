@@ -19,8 +19,9 @@ from tests.harness.certs import Pki
 
 def test_credentials_for_tls_and_mutual_tls(pki: Pki) -> None:
     assert isinstance(tls_credentials(ca=pki.ca), grpc.ChannelCredentials)
-    assert isinstance(tls_credentials(ca=str(pki.ca), cert=pki.client.cert, key=pki.client.key),
-                      grpc.ChannelCredentials)
+    assert isinstance(
+        tls_credentials(ca=str(pki.ca), cert=pki.client.cert, key=pki.client.key), grpc.ChannelCredentials
+    )
     assert isinstance(tls_credentials(), grpc.ChannelCredentials)  # the system's trusted CAs
     assert read_ca(pki.ca).startswith(b"-----BEGIN CERTIFICATE-----")
     chain, key = read_key_pair(pki.client.cert, pki.client.key)
@@ -50,8 +51,11 @@ def test_files_that_are_not_pem(pki: Pki, tmp_path: Path) -> None:
     junk.write_bytes(b"\x00\x01binary")
     with pytest.raises(TlsFileError, match=r"CA certificate file .*junk.pem is not PEM"):
         tls_credentials(ca=junk)
-    with pytest.raises(TlsFileError, match=r"private key file .*ca.pem is not PEM \(it has no '-----BEGIN \.\.\. "
-                                           r"PRIVATE KEY-----' line\)"):
+    with pytest.raises(
+        TlsFileError,
+        match=r"private key file .*ca.pem is not PEM \(it has no '-----BEGIN \.\.\. "
+        r"PRIVATE KEY-----' line\)",
+    ):
         tls_credentials(cert=pki.client.cert, key=pki.ca)  # a certificate given as the key
     broken = tmp_path / "broken.pem"
     broken.write_text("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
@@ -66,15 +70,21 @@ def test_certificate_and_key_must_come_together_and_match(pki: Pki) -> None:
         tls_credentials(ca=pki.ca, key=pki.client.key)
     with pytest.raises(TlsFileError) as mismatch:
         tls_credentials(cert=pki.client.cert, key=pki.server.key)
-    assert mismatch.value.message == (f"private key {pki.server.key} does not belong to the certificate in "
-                                      f"{pki.client.cert}")
+    assert mismatch.value.message == (
+        f"private key {pki.server.key} does not belong to the certificate in {pki.client.cert}"
+    )
 
 
 def test_encrypted_key_is_refused_without_prompting(pki: Pki, tmp_path: Path) -> None:
     key = ec.generate_private_key(ec.SECP256R1())
     encrypted = tmp_path / "encrypted.key"
-    encrypted.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                            serialization.BestAvailableEncryption(b"secret")))
+    encrypted.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(b"secret"),
+        )
+    )
     with pytest.raises(TlsFileError, match="is encrypted; gRPC needs an unencrypted key file"):
         tls_credentials(cert=pki.client.cert, key=encrypted)
 
@@ -86,16 +96,31 @@ def test_client_tls_choice() -> None:
     configured = ClientTls(ca_file="other.pem", cert_file="me.pem", key_file="me.key", server_name="maos")
     assert flags.or_else(configured) == ClientTls(False, "ca.pem", "me.pem", "me.key", "maos")
     assert ClientTls().agent_args() == ["--no-tls"]
-    assert configured.agent_args() == ["--tls", "--tls-ca", "other.pem", "--tls-cert", "me.pem", "--tls-key",
-                                       "me.key", "--tls-server-name", "maos"]
+    assert configured.agent_args() == [
+        "--tls",
+        "--tls-ca",
+        "other.pem",
+        "--tls-cert",
+        "me.pem",
+        "--tls-key",
+        "me.key",
+        "--tls-server-name",
+        "maos",
+    ]
 
 
 def maos_agent(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MAOS_")}
     env["MAOS_HOME"] = str(home)
-    return subprocess.run([sys.executable, "-m", "agent_sdk.runner", "run", "--type", "echo",
-                           "--server", "127.0.0.1:1", *args], env=env, capture_output=True, text=True, timeout=60,
-                          stdin=subprocess.DEVNULL, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "agent_sdk.runner", "run", "--type", "echo", "--server", "127.0.0.1:1", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
 
 
 def test_maos_agent_refuses_a_bad_tls_file_with_a_usage_error(tmp_path: Path) -> None:

@@ -21,10 +21,24 @@ from cli.main import cli
 from controlplane.app import App
 
 #: Variables of the developer's shell that would change what the CLI does.
-_CLEARED = ["MAOS_TOKEN", "MAOS_OUTPUT", "MAOS_TIMEOUT", "MAOS_SERVER_ADDRESS", "MAOS_DATABASE_PRIMARY_URL",
-            "NO_COLOR", "MAOS_TLS", "MAOS_TLS_CA", "MAOS_TLS_CERT", "MAOS_TLS_KEY", "MAOS_TLS_SERVER_NAME",
-            "MAOS_CLIENT_TLS_ENABLED", "MAOS_CLIENT_TLS_CA_FILE", "MAOS_CLIENT_TLS_CERT_FILE",
-            "MAOS_CLIENT_TLS_KEY_FILE", "MAOS_CLIENT_TLS_SERVER_NAME"]
+_CLEARED = [
+    "MAOS_TOKEN",
+    "MAOS_OUTPUT",
+    "MAOS_TIMEOUT",
+    "MAOS_SERVER_ADDRESS",
+    "MAOS_DATABASE_PRIMARY_URL",
+    "NO_COLOR",
+    "MAOS_TLS",
+    "MAOS_TLS_CA",
+    "MAOS_TLS_CERT",
+    "MAOS_TLS_KEY",
+    "MAOS_TLS_SERVER_NAME",
+    "MAOS_CLIENT_TLS_ENABLED",
+    "MAOS_CLIENT_TLS_CA_FILE",
+    "MAOS_CLIENT_TLS_CERT_FILE",
+    "MAOS_CLIENT_TLS_KEY_FILE",
+    "MAOS_CLIENT_TLS_SERVER_NAME",
+]
 
 
 @dataclass

@@ -18,8 +18,9 @@ async def test_user_update_and_delete(secured: App, maos_home: Path) -> None:
     async with Client(secured.address, token=token) as admin:
         await admin.create_user("bob@example.com", ["developer"])
 
-    result = await maos("user", "update", "bob@example.com", "--role", "viewer,developer", "--disable",
-                        MAOS_TOKEN=token)
+    result = await maos(
+        "user", "update", "bob@example.com", "--role", "viewer,developer", "--disable", MAOS_TOKEN=token
+    )
     assert result.exit_code == 0, result.output
     assert result.stdout.strip() == "users/bob (bob@example.com): roles viewer, developer, disabled"
     result = await maos("-o", "json", "user", "update", "bob", "--enable", MAOS_TOKEN=token)
@@ -77,8 +78,12 @@ async def test_help_lists_the_commands(secured: App, maos_home: Path) -> None:
 
 
 async def test_rate_limited_call_exits_8_and_says_when_to_retry(maos_home: Path) -> None:
-    app = await start_app(make_settings(maos_home, **{
-        "security.auth": "required", "security.rate_limit.rate": 0.01, "security.rate_limit.burst": 1}))
+    app = await start_app(
+        make_settings(
+            maos_home,
+            **{"security.auth": "required", "security.rate_limit.rate": 0.01, "security.rate_limit.burst": 1},
+        )
+    )
     try:
         token = await admin_key(app)
         maos = Maos(app.address, maos_home)
@@ -115,4 +120,6 @@ async def test_api_key_revoke_and_rotate_take_a_pasted_key_by_its_id(secured: Ap
     records = await stored_audit(secured)
     assert not any(s[9:] in json.dumps(r) for r in records for s in (rotated.secret, revoked.secret, typo))
     assert {r["resource"] for r in records if r["method"].endswith(("RotateApiKey", "RevokeApiKey"))} == {
-        rotated.api_key.name, revoked.api_key.name}
+        rotated.api_key.name,
+        revoked.api_key.name,
+    }

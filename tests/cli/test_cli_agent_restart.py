@@ -62,9 +62,7 @@ async def test_agents_that_are_not_supervised_cannot_be_restarted(maos: Maos, ec
     )
     assert "restart its process where it runs" in result.stderr
     assert (await maos("-o", "json", "agent", "status", own)).exit_code == 0  # untouched
-    assert (
-        json.loads((await maos("-o", "json", "agent", "status", own)).stdout)["status"] == "IDLE"
-    )
+    assert json.loads((await maos("-o", "json", "agent", "status", own)).stdout)["status"] == "IDLE"
 
     unknown = await maos("agent", "restart", "echo-0000000000000000")
     assert unknown.exit_code == EXIT_NOT_FOUND and "does not exist" in unknown.stderr

@@ -75,8 +75,11 @@ async def test_spawn_then_kill(cli: Maos, control_plane: App) -> None:
     assert killed.stdout.split()[0] == name.removeprefix("agents/")
 
     await wait_for(lambda: not alive(pid), 15, message="the killed agent's process to exit")
-    await wait_for(lambda: name.removeprefix("agents/") not in control_plane.engine.sessions, 10,
-                   message="the killed agent's stream to end")
+    await wait_for(
+        lambda: name.removeprefix("agents/") not in control_plane.engine.sessions,
+        10,
+        message="the killed agent's stream to end",
+    )
     assert name not in await listed(cli)
     terminated = (await listed(cli, "--include-terminated"))[name]
     assert terminated["status"] == "TERMINATED"
@@ -92,6 +95,9 @@ async def test_kill_force_ends_the_process_at_once(cli: Maos, control_plane: App
     assert killed.exit_code == 0, killed.output
     assert killed.stdout.split() == [name.removeprefix("agents/"), "TERMINATED"]  # not DRAINING: it is gone
     assert not alive(pid)  # --force waits for the process to end
-    await wait_for(lambda: name.removeprefix("agents/") not in control_plane.engine.sessions, 10,
-                   message="the killed agent's stream to end")
+    await wait_for(
+        lambda: name.removeprefix("agents/") not in control_plane.engine.sessions,
+        10,
+        message="the killed agent's stream to end",
+    )
     assert (await listed(cli, "--include-terminated"))[name]["status"] == "TERMINATED"

@@ -21,7 +21,9 @@ async def test_agent_list(maos: Maos, echo_agent: Worker) -> None:
     assert header.split()[:3] == ["ID", "TYPE", "STATUS"]
     assert [row.split()[:3] for row in rows] == [[agent_id, "echo", "IDLE"]]
 
-    data = json.loads((await maos("-o", "json", "agent", "list", "--status", "idle", "--type", "echo")).stdout)
+    data = json.loads(
+        (await maos("-o", "json", "agent", "list", "--status", "idle", "--type", "echo")).stdout
+    )
     assert [a["name"] for a in data["agents"]] == [f"agents/{agent_id}"]
     data = json.loads((await maos("-o", "json", "agent", "list", "--status", "BUSY")).stdout)
     assert data["agents"] == []

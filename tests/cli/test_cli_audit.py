@@ -28,8 +28,22 @@ async def test_report_formats(secured, tmp_path: Path) -> None:
 
     def report(name: str) -> Path:
         path = tmp_path / name
-        result = CliRunner().invoke(cli, ["--addr", secured.address, "--token", token, "audit", "report",
-                                          "--output", str(path), "--timeframe", "1h"], catch_exceptions=False)
+        result = CliRunner().invoke(
+            cli,
+            [
+                "--addr",
+                secured.address,
+                "--token",
+                token,
+                "audit",
+                "report",
+                "--output",
+                str(path),
+                "--timeframe",
+                "1h",
+            ],
+            catch_exceptions=False,
+        )
         assert result.exit_code == 0, result.output
         return path
 

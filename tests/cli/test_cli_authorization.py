@@ -26,8 +26,14 @@ async def test_another_principals_agent_cannot_be_paused_or_killed(secured: App,
     try:
         shown = await maos("agent", "status", agent_id, MAOS_TOKEN=dev)
         assert shown.exit_code == 0, shown.output
-        assert any(line.split() == ["Owner:", "users/admin"] for line in shown.stdout.splitlines()), shown.stdout
-        for command in (["agent", "pause", agent_id], ["agent", "drain", agent_id], ["agent", "kill", agent_id]):
+        assert any(line.split() == ["Owner:", "users/admin"] for line in shown.stdout.splitlines()), (
+            shown.stdout
+        )
+        for command in (
+            ["agent", "pause", agent_id],
+            ["agent", "drain", agent_id],
+            ["agent", "kill", agent_id],
+        ):
             result = await maos(*command, MAOS_TOKEN=dev)
             assert result.exit_code == EXIT_UNAUTHENTICATED, result.output
             assert "users/admin" in result.stderr and "agent:manage-all" in result.stderr, result.stderr

@@ -26,11 +26,18 @@ LIVE = {"IDLE", "BUSY", "STARTING", "PAUSED"}
 def scaled(tmp_path: Path) -> Iterator[Foreground]:
     fg = Foreground(tmp_path / "home")
     assert fg.run("init").returncode == 0
-    fg.env.update({
-        "MAOS_SCALING_ENABLED": "true", "MAOS_SCALING_TYPES": "sleep=0:3", "MAOS_SCALING_INTERVAL": "0.2",
-        "MAOS_SCALING_QUEUE_DEPTH_THRESHOLD": "2", "MAOS_SCALING_WAIT_THRESHOLD": "1",
-        "MAOS_SCALING_IDLE_SECONDS": "1", "MAOS_SCALING_COOLDOWN": "0.5", "MAOS_SYSTEM_MAX_AGENTS": "4",
-    })
+    fg.env.update(
+        {
+            "MAOS_SCALING_ENABLED": "true",
+            "MAOS_SCALING_TYPES": "sleep=0:3",
+            "MAOS_SCALING_INTERVAL": "0.2",
+            "MAOS_SCALING_QUEUE_DEPTH_THRESHOLD": "2",
+            "MAOS_SCALING_WAIT_THRESHOLD": "1",
+            "MAOS_SCALING_IDLE_SECONDS": "1",
+            "MAOS_SCALING_COOLDOWN": "0.5",
+            "MAOS_SYSTEM_MAX_AGENTS": "4",
+        }
+    )
     try:
         yield fg
     finally:
@@ -50,8 +57,17 @@ async def test_scales_up_under_a_queue_and_back_down_when_idle(scaled: Foregroun
 
     ids = []
     for n in range(6):
-        submitted = await fg.cli("-o", "json", "task", "submit", f"nap {n}", "--agent-type", "sleep",
-                                 "--metadata", "sleep_seconds=2")
+        submitted = await fg.cli(
+            "-o",
+            "json",
+            "task",
+            "submit",
+            f"nap {n}",
+            "--agent-type",
+            "sleep",
+            "--metadata",
+            "sleep_seconds=2",
+        )
         assert submitted.exit_code == 0, submitted.output
         ids.append(json.loads(submitted.stdout)["task_id"])
 

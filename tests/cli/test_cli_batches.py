@@ -55,7 +55,11 @@ async def test_the_guides_batch_commands(maos: Maos) -> None:
     assert all(t["batch"] == f"batches/{batch_id}" for t in data["tasks"])
 
     shown = await maos("batch", "status", "quarterly-analysis")
-    assert "COMPLETED" in shown.stdout and "100% (3/3 finished)" in shown.stdout and "3 completed" in shown.stdout
+    assert (
+        "COMPLETED" in shown.stdout
+        and "100% (3/3 finished)" in shown.stdout
+        and "3 completed" in shown.stdout
+    )
 
     results = await maos("batch", "results", "quarterly-analysis")
     assert results.exit_code == 0, results.stderr
@@ -68,7 +72,9 @@ async def test_the_guides_batch_commands(maos: Maos) -> None:
     assert len(json.loads(by_id.stdout)["results"]) == 3
 
     listed = await maos("batch", "list")
-    assert "quarterly-analysis" in listed.stdout and batch_id in listed.stdout and "COMPLETED" in listed.stdout
+    assert (
+        "quarterly-analysis" in listed.stdout and batch_id in listed.stdout and "COMPLETED" in listed.stdout
+    )
 
     deleted = await maos("batch", "delete", "quarterly-analysis")
     assert deleted.exit_code == 0 and "deleted batch" in deleted.stderr
@@ -90,8 +96,16 @@ async def test_the_best_practices_batch_with_a_schedule(maos: Maos) -> None:
 
 async def test_sequential_schedule_chains_the_tasks(maos: Maos) -> None:
     await maos("batch", "create", "--name", "pipeline")
-    await maos("batch", "add-task", "pipeline", "Research user requirements", "--priority", "HIGH",
-               "--metadata", "team=research")
+    await maos(
+        "batch",
+        "add-task",
+        "pipeline",
+        "Research user requirements",
+        "--priority",
+        "HIGH",
+        "--metadata",
+        "team=research",
+    )
     await maos("batch", "add-task", "pipeline", "Design system architecture", "--type", "analysis")
     await maos("batch", "add-task", "pipeline", "Implement the system")
     result = await maos("-o", "json", "batch", "submit", "pipeline", "--schedule", "sequential")
@@ -190,8 +204,13 @@ async def test_other_users_cannot_see_submit_or_delete_a_batch(secured: App, mao
     assert (await maos("batch", "add-task", "private", "secret work", MAOS_TOKEN=alice_key)).exit_code == 0
 
     for ref in ("private", batch_id, f"batches/{batch_id}"):
-        for command in (("status", ref), ("results", ref), ("submit", ref), ("delete", ref),
-                        ("add-task", ref, "sneaky")):
+        for command in (
+            ("status", ref),
+            ("results", ref),
+            ("submit", ref),
+            ("delete", ref),
+            ("add-task", ref, "sneaky"),
+        ):
             result = await maos("batch", *command, MAOS_TOKEN=bob_key)
             assert result.exit_code == 3, (command, result.stderr)
     assert "No batches." in (await maos("batch", "list", MAOS_TOKEN=bob_key)).stdout

@@ -52,7 +52,10 @@ async def test_damaged_file_and_bad_inputs(maos: Maos, tmp_path: Path) -> None:
     assert (await maos("checkpoint", "delete", ck)).exit_code == 0
     result = await maos("checkpoint", "import", str(file))
     assert result.exit_code == EXIT_FAILED_PRECONDITION and "corrupt" in result.stderr
-    assert (await maos("recover", "--component", "bogus")).exit_code in (EXIT_NOT_FOUND, EXIT_INVALID_ARGUMENT)
+    assert (await maos("recover", "--component", "bogus")).exit_code in (
+        EXIT_NOT_FOUND,
+        EXIT_INVALID_ARGUMENT,
+    )
     assert (await maos("recover", "--checkpoint", "nope", "--verify")).exit_code == EXIT_NOT_FOUND
     not_a_file = tmp_path / "x"
     not_a_file.write_text("hello")

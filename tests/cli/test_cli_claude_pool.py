@@ -138,11 +138,7 @@ async def test_agent_types_without_a_coordinator_or_connected_agents_end(keyed: 
     assert agents.pop("final").startswith("agents/coordinator-")
     assert agents and all(a.startswith("agents/domain_researcher-") for a in agents.values())
 
-    listed = [
-        a["agent_type"]
-        for a in await keyed.agents()
-        if a["status"] in ("IDLE", "BUSY")
-    ]
+    listed = [a["agent_type"] for a in await keyed.agents() if a["status"] in ("IDLE", "BUSY")]
     keyed.agent_pids = [int(a["pid"]) for a in await keyed.agents()]
     assert sorted(listed) == ["coder", "coordinator", "domain_researcher"]
     assert keyed.signal_and_wait(signal.SIGTERM) == 0, keyed.output()

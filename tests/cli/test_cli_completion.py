@@ -31,9 +31,16 @@ def test_bash_completes_commands_through_the_script() -> None:
     script = CliRunner().invoke(cli, ["completion", "bash"]).stdout
     maos = f"{sys.executable} -c 'from cli.main import main; main()'"
     # The script calls `maos`; a function stands in for the installed entry point.
-    program = (f"maos() {{ {maos} \"$@\"; }}\n{script}\n"
-               "COMP_WORDS=(maos task canc); COMP_CWORD=2; _maos_completion maos; printf '%s\\n' \"${COMPREPLY[@]}\"")
-    done = subprocess.run([bash, "-c", program], capture_output=True, text=True, timeout=60,
-                          env={**os.environ, "PYTHONPATH": os.getcwd()})
+    program = (
+        f'maos() {{ {maos} "$@"; }}\n{script}\n'
+        "COMP_WORDS=(maos task canc); COMP_CWORD=2; _maos_completion maos; printf '%s\\n' \"${COMPREPLY[@]}\""
+    )
+    done = subprocess.run(
+        [bash, "-c", program],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": os.getcwd()},
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["cancel"]

@@ -18,10 +18,24 @@ pytestmark = pytest.mark.slow
 
 def maos(home: Path, *args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MAOS_")}
-    env.update({"MAOS_HOME": str(home), "MAOS_SERVER_METRICS_PORT": "0", "MAOS_SERVER_HTTP_PORT": "0", "MAOS_SERVER_DASHBOARD_PORT": "0", "MAOS_SYSTEM_LOG_LEVEL": "info",
-                "NO_COLOR": "1"})
-    return subprocess.run([sys.executable, "-m", "cli.main", *args], env=env, capture_output=True, text=True,
-                          timeout=timeout, stdin=subprocess.DEVNULL)
+    env.update(
+        {
+            "MAOS_HOME": str(home),
+            "MAOS_SERVER_METRICS_PORT": "0",
+            "MAOS_SERVER_HTTP_PORT": "0",
+            "MAOS_SERVER_DASHBOARD_PORT": "0",
+            "MAOS_SYSTEM_LOG_LEVEL": "info",
+            "NO_COLOR": "1",
+        }
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "cli.main", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def test_daemon_start_status_stop(tmp_path: Path) -> None:
@@ -29,8 +43,19 @@ def test_daemon_start_status_stop(tmp_path: Path) -> None:
     address = f"127.0.0.1:{free_port()}"
     initialized = maos(home, "init")  # the admin key the CLI then uses ($MAOS_HOME/credentials)
     assert initialized.returncode == 0, initialized.stderr
-    started = maos(home, "-o", "json", "start", "--daemon", "--address", address, "--agents", "echo=1",
-                   "--startup-timeout", "60")
+    started = maos(
+        home,
+        "-o",
+        "json",
+        "start",
+        "--daemon",
+        "--address",
+        address,
+        "--agents",
+        "echo=1",
+        "--startup-timeout",
+        "60",
+    )
     assert started.returncode == 0, started.stderr
     info = json.loads(started.stdout)
     pid = info["pid"]

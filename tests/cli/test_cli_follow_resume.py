@@ -65,18 +65,31 @@ class CuttableProxy:
 
 
 async def test_logs_follow_resumes_after_the_last_record_when_the_connection_breaks(
-        control_plane: App, maos_home: Path) -> None:
+    control_plane: App, maos_home: Path
+) -> None:
     proxy = CuttableProxy(control_plane.address)
     address = await proxy.start()
     log = logging.getLogger("controlplane.followprobe")
     env = {k: v for k, v in {**os.environ, **Maos(address, maos_home).env()}.items() if v is not None}
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", "from cli.main import main; main()", "logs", "--follow", "--grep", "follow-probe",
-        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        sys.executable,
+        "-c",
+        "from cli.main import main; main()",
+        "logs",
+        "--follow",
+        "--grep",
+        "follow-probe",
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     try:
         assert proc.stdout is not None and proc.stderr is not None
-        await wait_for(lambda: control_plane.logbook.subscribers or proc.returncode is not None, 30,
-                       message="the follower's subscriber")
+        await wait_for(
+            lambda: control_plane.logbook.subscribers or proc.returncode is not None,
+            30,
+            message="the follower's subscriber",
+        )
         assert proc.returncode is None, (await proc.stderr.read()).decode()
         log.warning("follow-probe 0")
         lines = [(await asyncio.wait_for(proc.stdout.readline(), 30)).decode()]
@@ -87,8 +100,11 @@ async def test_logs_follow_resumes_after_the_last_record_when_the_connection_bre
         log.warning("follow-probe 2")
         accepted = proxy.accepted
         proxy.refusing = False
-        await wait_for(lambda: proxy.accepted > accepted and control_plane.logbook.subscribers, 30,
-                       message="the follower to come back")
+        await wait_for(
+            lambda: proxy.accepted > accepted and control_plane.logbook.subscribers,
+            30,
+            message="the follower to come back",
+        )
         log.warning("follow-probe 3")
         for _ in range(3):
             lines.append((await asyncio.wait_for(proc.stdout.readline(), 30)).decode())

@@ -41,25 +41,48 @@ class Foreground:
         self.home = home
         self.address = f"127.0.0.1:{free_port()}"
         # No Anthropic key from the developer's shell: a test that wants Claude agents sets its own.
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("MAOS_") and k not in (
-            "NO_COLOR", "ANTHROPIC_API_KEY", "CLAUDE_API_KEY", "ANTHROPIC_BASE_URL")}
-        self.env.update({"MAOS_HOME": str(home), "MAOS_SERVER_ADDRESS": self.address,
-                         "MAOS_SERVER_METRICS_PORT": "0", "MAOS_SERVER_HTTP_PORT": "0", "MAOS_SERVER_DASHBOARD_PORT": "0", "NO_COLOR": "1"})
+        self.env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith("MAOS_")
+            and k not in ("NO_COLOR", "ANTHROPIC_API_KEY", "CLAUDE_API_KEY", "ANTHROPIC_BASE_URL")
+        }
+        self.env.update(
+            {
+                "MAOS_HOME": str(home),
+                "MAOS_SERVER_ADDRESS": self.address,
+                "MAOS_SERVER_METRICS_PORT": "0",
+                "MAOS_SERVER_HTTP_PORT": "0",
+                "MAOS_SERVER_DASHBOARD_PORT": "0",
+                "NO_COLOR": "1",
+            }
+        )
         self.process: subprocess.Popen[bytes] | None = None
         self.agent_pids: list[int] = []
         self.cli = Maos(self.address, home)
 
     def run(self, *args: str) -> subprocess.CompletedProcess[str]:
         """``maos ARGS`` as a process (to completion)."""
-        return subprocess.run([sys.executable, "-m", "cli.main", *args], env=self.env, capture_output=True,
-                              text=True, timeout=60, stdin=subprocess.DEVNULL)
+        return subprocess.run(
+            [sys.executable, "-m", "cli.main", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            stdin=subprocess.DEVNULL,
+        )
 
     def start(self, *args: str) -> None:
         """Start ``maos start ARGS``; stdout and stderr go to files (a full pipe would block it)."""
         self.stdout, self.stderr = self.home.parent / "start.out", self.home.parent / "start.err"
         with self.stdout.open("wb") as out, self.stderr.open("wb") as err:
-            self.process = subprocess.Popen([sys.executable, "-m", "cli.main", "start", *args], env=self.env,
-                                            stdin=subprocess.DEVNULL, stdout=out, stderr=err)
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "cli.main", "start", *args],
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+            )
 
     def output(self) -> str:
         return f"stdout:\n{self.stdout.read_text()}\nstderr:\n{self.stderr.read_text()[-3000:]}"
@@ -144,8 +167,9 @@ async def test_quick_start_in_the_foreground_with_the_default_pool(foreground: F
         shown = await foreground.cli("status")
         return shown.stderr if "offline agents (echo)" in shown.stderr else None
 
-    notice = await wait_for(status_notice, 15, interval=0.2,
-                            message="`maos status` to name the offline agents")
+    notice = await wait_for(
+        status_notice, 15, interval=0.2, message="`maos status` to name the offline agents"
+    )
     assert "ANTHROPIC_API_KEY" in notice
 
     submitted = await foreground.cli("task", "submit", QUICK_START_TASK)
@@ -161,8 +185,11 @@ async def test_quick_start_in_the_foreground_with_the_default_pool(foreground: F
 
     code = foreground.signal_and_wait(signal.SIGINT)  # Ctrl-C
     assert code == 0, foreground.output()
-    await wait_for(lambda: not any(alive(pid) for pid in foreground.agent_pids), 15,
-                   message="the launched agent processes to exit")
+    await wait_for(
+        lambda: not any(alive(pid) for pid in foreground.agent_pids),
+        15,
+        message="the launched agent processes to exit",
+    )
     assert not (foreground.home / "maos.pid").exists()
     assert "Traceback" not in foreground.stderr.read_text(), foreground.output()
 
@@ -179,9 +206,15 @@ async def test_start_serves_metrics_on_the_given_port(foreground: Foreground) ->
         return urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
 
     body = await asyncio.to_thread(scrape)
-    for family in ("maos_build_info", "maos_tasks_submitted_total", "maos_task_transitions_total",
-                   "maos_tasks_pending", "maos_agents_connected", "maos_agent_lease_expirations_total",
-                   "grpc_server_handled_total"):
+    for family in (
+        "maos_build_info",
+        "maos_tasks_submitted_total",
+        "maos_task_transitions_total",
+        "maos_tasks_pending",
+        "maos_agents_connected",
+        "maos_agent_lease_expirations_total",
+        "grpc_server_handled_total",
+    ):
         assert f"# TYPE {family}" in body or f"# TYPE {family.removesuffix('_total')}" in body, family
     assert 'maos_tasks_submitted_total{queue="high"} 1.0' in body
     for agent_type, count in pool.items():
@@ -191,5 +224,8 @@ async def test_start_serves_metrics_on_the_given_port(foreground: Foreground) ->
     assert code == 0, foreground.output()
     with pytest.raises(urllib.error.URLError):  # the endpoint went with the process
         await asyncio.to_thread(scrape)
-    await wait_for(lambda: not any(alive(pid) for pid in foreground.agent_pids), 15,
-                   message="the launched agent processes to exit")
+    await wait_for(
+        lambda: not any(alive(pid) for pid in foreground.agent_pids),
+        15,
+        message="the launched agent processes to exit",
+    )

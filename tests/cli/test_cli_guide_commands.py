@@ -22,8 +22,9 @@ async def submit(maos: Maos, *args: str) -> str:
 
 
 async def test_metadata_as_a_json_object(maos: Maos) -> None:
-    task_id = await submit(maos, "Labelled", "--metadata", '{"team": "docs", "run": 3, "tags": ["a"]}',
-                           "--metadata", "owner=me")
+    task_id = await submit(
+        maos, "Labelled", "--metadata", '{"team": "docs", "run": 3, "tags": ["a"]}', "--metadata", "owner=me"
+    )
     task = json.loads((await maos("-o", "json", "task", "show", task_id)).stdout)["task"]
     assert task["metadata"] == {"team": "docs", "run": "3", "tags": '["a"]', "owner": "me"}
     bad = await maos("task", "submit", "x", "--metadata", '{"team": }')
@@ -44,8 +45,19 @@ async def test_list_detailed(maos: Maos) -> None:
     listed = await maos("task", "list", "--detailed")
     assert listed.exit_code == 0, listed.output
     header = listed.stdout.splitlines()[0].split()
-    assert header == ["ID", "STATUS", "PRIORITY", "TYPE", "PROGRESS", "AGENTS", "CREATED", "RAN", "RETRIES",
-                      "REASON", "DESCRIPTION"]
+    assert header == [
+        "ID",
+        "STATUS",
+        "PRIORITY",
+        "TYPE",
+        "PROGRESS",
+        "AGENTS",
+        "CREATED",
+        "RAN",
+        "RETRIES",
+        "REASON",
+        "DESCRIPTION",
+    ]
     row = next(line for line in listed.stdout.splitlines() if line.startswith(task_id))
     assert "COMPLETED" in row and "Detailed" in row
 
@@ -82,8 +94,11 @@ async def test_wait_output_shows_the_plans_warnings(maos: Maos) -> None:
     result = await maos("task", "submit", "Do: 1. a 2. b 3. c", "--max-agents", "2", "--wait")
     assert result.exit_code == 0, result.output
     assert "Warnings:" in result.stdout and "3 items grouped into 2 subtasks" in result.stdout
-    data = json.loads((await maos("-o", "json", "task", "submit", "Do: 1. a 2. b 3. c", "--max-agents", "2",
-                                  "--wait")).stdout)
+    data = json.loads(
+        (
+            await maos("-o", "json", "task", "submit", "Do: 1. a 2. b 3. c", "--max-agents", "2", "--wait")
+        ).stdout
+    )
     assert data["warnings"] == ["3 items grouped into 2 subtasks (max_agents 2)"]
 
 
@@ -101,8 +116,19 @@ async def test_recover_takes_the_guides_component_names(maos: Maos) -> None:
 async def test_health_continuous_stamps_each_check_until_interrupted(maos: Maos) -> None:
     env = {k: v for k, v in {**os.environ, **maos.env()}.items() if v is not None}
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", "from cli.main import main; main()", "-o", "json", "health", "--continuous",
-        "--interval", "200ms", env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        sys.executable,
+        "-c",
+        "from cli.main import main; main()",
+        "-o",
+        "json",
+        "health",
+        "--continuous",
+        "--interval",
+        "200ms",
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     try:
         assert proc.stdout is not None
         checks: list[dict] = []

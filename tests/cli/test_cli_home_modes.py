@@ -19,10 +19,25 @@ pytestmark = pytest.mark.slow
 
 def maos(home: Path, *args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MAOS_")}
-    env.update({"MAOS_HOME": str(home), "MAOS_SERVER_METRICS_PORT": "0", "MAOS_SERVER_HTTP_PORT": "0", "MAOS_SERVER_DASHBOARD_PORT": "0", "MAOS_SYSTEM_LOG_LEVEL": "info",
-                "NO_COLOR": "1"})
-    return subprocess.run([sys.executable, "-m", "cli.main", *args], env=env, capture_output=True, text=True,
-                          timeout=timeout, stdin=subprocess.DEVNULL, check=False)
+    env.update(
+        {
+            "MAOS_HOME": str(home),
+            "MAOS_SERVER_METRICS_PORT": "0",
+            "MAOS_SERVER_HTTP_PORT": "0",
+            "MAOS_SERVER_DASHBOARD_PORT": "0",
+            "MAOS_SYSTEM_LOG_LEVEL": "info",
+            "NO_COLOR": "1",
+        }
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "cli.main", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
 
 
 def modes(home: Path) -> dict[str, int]:
@@ -61,21 +76,50 @@ def test_a_running_install_keeps_every_file_private(tmp_path: Path, open_umask: 
     assert modes(home)["maos.db"] == 0o644 and modes(home)["."] == 0o755
 
     address = f"127.0.0.1:{free_port()}"
-    started = maos(home, "-o", "json", "start", "--daemon", "--address", address, "--agents", "echo=1",
-                   "--startup-timeout", "60")
+    started = maos(
+        home,
+        "-o",
+        "json",
+        "start",
+        "--daemon",
+        "--address",
+        address,
+        "--agents",
+        "echo=1",
+        "--startup-timeout",
+        "60",
+    )
     assert started.returncode == 0, started.stderr
     pid = json.loads(started.stdout)["pid"]
     try:
-        submitted = maos(home, "--addr", address, "-o", "json", "task", "submit", "say hello", "--wait",
-                         "--wait-timeout", "60")
+        submitted = maos(
+            home,
+            "--addr",
+            address,
+            "-o",
+            "json",
+            "task",
+            "submit",
+            "say hello",
+            "--wait",
+            "--wait-timeout",
+            "60",
+        )
         assert submitted.returncode == 0, submitted.stderr
         deadline = time.monotonic() + 30
         while not (home / "maos.db-wal").exists() or not list((home / "logs").glob("agent-echo-*.log")):
             assert time.monotonic() < deadline, sorted(modes(home))
             time.sleep(0.1)
         seen = modes(home)
-        assert {"maos.db", "maos.db-wal", "maos.db-shm", "maos.pid", "config.yml", "credentials",
-                "logs/controlplane.log"} <= set(seen), sorted(seen)
+        assert {
+            "maos.db",
+            "maos.db-wal",
+            "maos.db-shm",
+            "maos.pid",
+            "config.yml",
+            "credentials",
+            "logs/controlplane.log",
+        } <= set(seen), sorted(seen)
         loose = {name: oct(mode) for name, mode in seen.items() if mode & 0o077}
         assert loose == {}, loose
         assert seen["."] == 0o700 and seen["logs"] == 0o700 and seen["maos.db"] == 0o600

@@ -24,8 +24,18 @@ async def test_switching_to_postgresql_then_maos_init(tmp_path: Path, postgres_u
     assert (await maos("config", "set", "database.primary_url", plain_url)).exit_code == 0
     from controlplane.config import load_settings
 
-    app = await start_app(load_settings(home=home, environ={}, overrides={"server.metrics_port": 0, "server.http_port": 0, "server.dashboard_port": 0,
-                                                                          "agents.pool": {}}))
+    app = await start_app(
+        load_settings(
+            home=home,
+            environ={},
+            overrides={
+                "server.metrics_port": 0,
+                "server.http_port": 0,
+                "server.dashboard_port": 0,
+                "agents.pool": {},
+            },
+        )
+    )
     try:
         maos = Maos(app.address, home)
         refused = await maos("status")
@@ -36,6 +46,7 @@ async def test_switching_to_postgresql_then_maos_init(tmp_path: Path, postgres_u
         assert mended.exit_code == 0, mended.output
         assert f"created {home / 'credentials'}" in mended.stdout
         assert yaml.safe_load((home / "credentials").read_text())["database"].startswith("postgresql")
+
         # The control plane reads keys issued outside it (by `maos init`) within about a second.
         async def accepted() -> bool:
             return (await maos("status")).exit_code == 0

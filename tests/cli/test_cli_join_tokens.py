@@ -29,8 +29,17 @@ async def admin_maos(secured: App, maos_home: Path) -> tuple[Maos, str]:
 
 async def test_create_list_revoke(secured: App, admin_maos: tuple[Maos, str]) -> None:
     maos, token = admin_maos
-    created = await maos("join-token", "create", "--agent-types", "researcher,coder", "--uses", "2", "--ttl", "2h",
-                         MAOS_TOKEN=token)
+    created = await maos(
+        "join-token",
+        "create",
+        "--agent-types",
+        "researcher,coder",
+        "--uses",
+        "2",
+        "--ttl",
+        "2h",
+        MAOS_TOKEN=token,
+    )
     assert created.exit_code == 0, created.output
     lines = stdout_lines(created)
     assert lines[0].startswith("joinTokens/") and "researcher, coder" in lines[0] and "uses 0/2" in lines[0]
@@ -62,8 +71,9 @@ async def test_create_list_revoke(secured: App, admin_maos: tuple[Maos, str]) ->
 
 async def test_the_printed_token_lets_an_agent_join(secured: App, admin_maos: tuple[Maos, str]) -> None:
     maos, token = admin_maos
-    created = await maos("join-token", "create", "--agent-types", "echo", "--uses", "1", "-o", "json",
-                         MAOS_TOKEN=token)
+    created = await maos(
+        "join-token", "create", "--agent-types", "echo", "--uses", "1", "-o", "json", MAOS_TOKEN=token
+    )
     worker = Worker(EchoAgent(), secured.address, join_token=json.loads(created.stdout)["token"])
     runner = asyncio.get_running_loop().create_task(worker.run())
     try:
@@ -80,15 +90,19 @@ async def test_the_printed_token_lets_an_agent_join(secured: App, admin_maos: tu
     assert worker.agent_name in row and "joined-agents" in row
 
 
-@pytest.mark.parametrize(("args", "exit_code", "text"), [
-    (["--ttl", "31d"], 4, "30 days"),
-    (["--agent-types", "1bad"], 4, "join_token.agent_types[0]"),
-    (["--agent-types", "ok,no spaces"], 4, "join_token.agent_types[1]"),
-    (["--uses", "-1"], 2, "--uses"),
-    (["--ttl", "soon"], 2, "--ttl"),
-])
+@pytest.mark.parametrize(
+    ("args", "exit_code", "text"),
+    [
+        (["--ttl", "31d"], 4, "30 days"),
+        (["--agent-types", "1bad"], 4, "join_token.agent_types[0]"),
+        (["--agent-types", "ok,no spaces"], 4, "join_token.agent_types[1]"),
+        (["--uses", "-1"], 2, "--uses"),
+        (["--ttl", "soon"], 2, "--ttl"),
+    ],
+)
 async def test_bad_input_exits_with_its_code_and_creates_nothing(
-        admin_maos: tuple[Maos, str], args: list[str], exit_code: int, text: str) -> None:
+    admin_maos: tuple[Maos, str], args: list[str], exit_code: int, text: str
+) -> None:
     maos, token = admin_maos
     result = await maos("join-token", "create", *args, MAOS_TOKEN=token)
     assert result.exit_code == exit_code, result.output
@@ -110,27 +124,35 @@ async def test_unknown_id_and_missing_rights(secured: App, admin_maos: tuple[Mao
     assert listed.stdout.strip() == "no join tokens"
 
 
-async def test_revoking_with_the_whole_token_sends_only_its_id(secured: App, admin_maos: tuple[Maos, str]) -> None:
+async def test_revoking_with_the_whole_token_sends_only_its_id(
+    secured: App, admin_maos: tuple[Maos, str]
+) -> None:
     """Pasting ``ID.SECRET`` (as create printed it) revokes ID; the secret is sent nowhere, printed nowhere."""
     maos, token = admin_maos
     created = await maos("join-token", "create", "-o", "json", MAOS_TOKEN=token)
     whole = json.loads(created.stdout)["token"]
     token_id, secret = whole.split(".")
-    other = json.loads((await maos("join-token", "create", "-o", "json", MAOS_TOKEN=token)).stdout)["join_token"]
+    other = json.loads((await maos("join-token", "create", "-o", "json", MAOS_TOKEN=token)).stdout)[
+        "join_token"
+    ]
 
     revoked = await maos("join-token", "revoke", whole, MAOS_TOKEN=token)
     assert revoked.exit_code == 0, revoked.output
     assert revoked.stdout.strip() == f"revoked joinTokens/{token_id}"
     assert secret not in revoked.output and "secret (after the '.') is not sent" in revoked.stderr
-    listed = {t["name"]: t for t in json.loads((await maos("join-token", "list", "-o", "json",
-                                                           MAOS_TOKEN=token)).stdout)}
+    listed = {
+        t["name"]: t
+        for t in json.loads((await maos("join-token", "list", "-o", "json", MAOS_TOKEN=token)).stdout)
+    }
     assert listed[f"joinTokens/{token_id}"]["revoke_time"] and "revoke_time" not in listed[other["name"]]
     records = await stored_audit(secured)
     assert records and not any(secret in json.dumps(r) for r in records)
 
 
 def test_maos_agent_takes_a_token_or_a_join_token_not_both() -> None:
-    result = CliRunner().invoke(agent_cli, ["run", "--type", "echo", "--token", "maos_key_x",
-                                            "--join-token", "abc123.0123456789abcdef"],
-                                env={"MAOS_TOKEN": None, "MAOS_JOIN_TOKEN": None})
+    result = CliRunner().invoke(
+        agent_cli,
+        ["run", "--type", "echo", "--token", "maos_key_x", "--join-token", "abc123.0123456789abcdef"],
+        env={"MAOS_TOKEN": None, "MAOS_JOIN_TOKEN": None},
+    )
     assert result.exit_code == 2 and "not both" in result.output

@@ -35,17 +35,24 @@ RETRY_AFTER = 1.0
 @pytest.fixture
 def api() -> Iterator[MessagesAPIServer]:
     with MessagesAPIServer(api_key=API_KEY, responder=model_like(parts=PARTS)) as server:
-        server.rate_limit_headers = {"anthropic-ratelimit-requests-limit": "4000",
-                                     "anthropic-ratelimit-requests-remaining": "3999"}
+        server.rate_limit_headers = {
+            "anthropic-ratelimit-requests-limit": "4000",
+            "anthropic-ratelimit-requests-remaining": "3999",
+        }
         yield server
 
 
 @pytest.fixture
 def keyed(tmp_path: Path, api: MessagesAPIServer) -> Iterator[Foreground]:
     fg = Foreground(tmp_path / "home")
-    fg.env.update({"ANTHROPIC_API_KEY": API_KEY, "MAOS_CLAUDE_BASE_URL": api.base_url,
-                   "MAOS_SYSTEM_MAX_AGENTS": str(sum(POOL.values())),
-                   "MAOS_SERVER_METRICS_PORT": str(free_port())})
+    fg.env.update(
+        {
+            "ANTHROPIC_API_KEY": API_KEY,
+            "MAOS_CLAUDE_BASE_URL": api.base_url,
+            "MAOS_SYSTEM_MAX_AGENTS": str(sum(POOL.values())),
+            "MAOS_SERVER_METRICS_PORT": str(free_port()),
+        }
+    )
     try:
         yield fg
     finally:
@@ -56,11 +63,16 @@ def metrics(fg: Foreground) -> dict[str, float]:
     """The ``maos_model_*`` samples of /metrics, by their line's name and labels."""
     port = fg.env["MAOS_SERVER_METRICS_PORT"]
     body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-    return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in body.splitlines()
-            if line.startswith("maos_model_")}
+    return {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in body.splitlines()
+        if line.startswith("maos_model_")
+    }
 
 
-async def test_a_529_storm_is_paced_across_the_pool_and_shown(keyed: Foreground, api: MessagesAPIServer) -> None:
+async def test_a_529_storm_is_paced_across_the_pool_and_shown(
+    keyed: Foreground, api: MessagesAPIServer
+) -> None:
     assert keyed.run("init").returncode == 0
     keyed.start("--agents", ",".join(f"{k}={v}" for k, v in POOL.items()))
     await keyed.wait_serving(POOL)
@@ -76,7 +88,9 @@ async def test_a_529_storm_is_paced_across_the_pool_and_shown(keyed: Foreground,
         paced = json.loads(shown.stdout)["status"]["model_pacing"]
         return next((p for p in paced if p["breaker"] == "OPEN"), None)
 
-    opened = await wait_for(breaker_open, STORM_SECONDS + 5, interval=0.05, message="the breaker in maos status")
+    opened = await wait_for(
+        breaker_open, STORM_SECONDS + 5, interval=0.05, message="the breaker in maos status"
+    )
     assert opened["overloaded_answers"] >= 1 and "overloaded (529)" in opened["last_problem"]
     assert opened["requests_per_minute"] == 4000  # learned from the answers' headers
     text = await keyed.cli("status")
@@ -98,8 +112,9 @@ async def test_a_529_storm_is_paced_across_the_pool_and_shown(keyed: Foreground,
     assert all(b - a >= 0.8 * RETRY_AFTER for a, b in zip(later, later[1:], strict=False)), storm
 
     model = opened["model"]
-    samples = await wait_for(lambda: _settled(keyed, model, len(storm)), 10, interval=0.1,
-                             message="every 529 counted in /metrics")
+    samples = await wait_for(
+        lambda: _settled(keyed, model, len(storm)), 10, interval=0.1, message="every 529 counted in /metrics"
+    )
     assert samples[f'maos_model_breaker_state{{model="{model}"}}'] == 1  # closed again
     assert samples[f'maos_model_permits_total{{model="{model}",outcome="held"}}'] >= 1
     assert samples["maos_model_permit_wait_seconds_count"] >= PARTS + 1

@@ -50,8 +50,17 @@ async def test_an_unknown_task_is_not_found(maos: Maos) -> None:
 async def test_follow_prints_each_change_until_interrupted(maos: Maos) -> None:
     env = {k: v for k, v in {**os.environ, **maos.env()}.items() if v is not None}
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", "from cli.main import main; main()", "-o", "json", "monitor", "--follow",
-        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        sys.executable,
+        "-c",
+        "from cli.main import main; main()",
+        "-o",
+        "json",
+        "monitor",
+        "--follow",
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     try:
         assert proc.stdout is not None
         snapshot = json.loads(await asyncio.wait_for(proc.stdout.readline(), 30))

@@ -42,8 +42,9 @@ async def agent(secured: App) -> AsyncIterator[Worker]:
 
 
 async def _submit_waiting(maos: Maos, token: str, *extra: str) -> str:
-    submitted = await maos("task", "submit", "Compare:\n- PostgreSQL\n- SQLite", "--approve-plan", *extra,
-                           MAOS_TOKEN=token)
+    submitted = await maos(
+        "task", "submit", "Compare:\n- PostgreSQL\n- SQLite", "--approve-plan", *extra, MAOS_TOKEN=token
+    )
     assert submitted.exit_code == 0, submitted.output
     task_id = submitted.stdout.strip()
 
@@ -56,7 +57,8 @@ async def _submit_waiting(maos: Maos, token: str, *extra: str) -> str:
 
 
 async def test_a_planned_task_waits_until_approved_and_a_viewer_cannot_approve(
-        secured: App, agent: Worker, maos_home: Path) -> None:
+    secured: App, agent: Worker, maos_home: Path
+) -> None:
     maos = Maos(secured.address, maos_home)
     dev = await user_key(secured, "dev@example.com", "developer")
     viewer = await user_key(secured, "viewer@example.com", "viewer")
@@ -66,13 +68,18 @@ async def test_a_planned_task_waits_until_approved_and_a_viewer_cannot_approve(
     assert shown.exit_code == 0, shown.output
     assert "Status:" in shown.stdout and "PENDING" in shown.stdout and WAITING in shown.stdout
     assert "Plan approval:" in shown.stdout and "waiting since" in shown.stdout
-    assert "Execution plan:" in shown.stdout and "synthesis" in shown.stdout and "(not planned yet)" not in shown.stdout
+    assert (
+        "Execution plan:" in shown.stdout
+        and "synthesis" in shown.stdout
+        and "(not planned yet)" not in shown.stdout
+    )
     assert "Subtasks:" not in shown.stdout  # nothing runs before the approval
     listed = await maos("task", "list", "--detailed", MAOS_TOKEN=dev)
     assert WAITING in listed.stdout
     status = await maos("status", MAOS_TOKEN=dev)
-    assert any(line.split() == ["Waiting", "for", "plan", "approval:", "1"] for line in status.stdout.splitlines()), \
-        status.stdout
+    assert any(
+        line.split() == ["Waiting", "for", "plan", "approval:", "1"] for line in status.stdout.splitlines()
+    ), status.stdout
     engine_task = secured.engine.tasks[task_id]
     assert engine_task.status.name == "PENDING" and not secured.engine.subtasks[task_id]
 
@@ -108,23 +115,32 @@ async def test_a_planned_task_waits_until_approved_and_a_viewer_cannot_approve(
     shown = await maos("task", "show", task_id, MAOS_TOKEN=dev)
     assert "approved by users/dev" in shown.stdout
     # the plan that ran is the plan that was shown
-    full = json.loads((await maos("task", "show", task_id, "--execution-plan", "-o", "json", MAOS_TOKEN=dev)).stdout)
-    assert [s["name"].rsplit("/", 1)[1] for s in full["subtasks"]] == [p["key"] for p in full["plan"]["subtasks"]]
+    full = json.loads(
+        (await maos("task", "show", task_id, "--execution-plan", "-o", "json", MAOS_TOKEN=dev)).stdout
+    )
+    assert [s["name"].rsplit("/", 1)[1] for s in full["subtasks"]] == [
+        p["key"] for p in full["plan"]["subtasks"]
+    ]
 
     again = await maos("task", "approve", task_id, MAOS_TOKEN=dev)
     assert again.exit_code == EXIT_FAILED_PRECONDITION, again.output
     assert "not waiting for plan approval" in again.stderr and "COMPLETED" in again.stderr
 
     records = await stored_audit(secured)
-    decisions = [(r["method"].rsplit("/", 1)[1], r["principal"], r["status_code"]) for r in records
-                 if r["method"].endswith(("/ApproveTask", "/RejectTask"))]
+    decisions = [
+        (r["method"].rsplit("/", 1)[1], r["principal"], r["status_code"])
+        for r in records
+        if r["method"].endswith(("/ApproveTask", "/RejectTask"))
+    ]
     assert ("ApproveTask", "users/viewer", "PERMISSION_DENIED") in decisions
     assert ("RejectTask", "users/viewer", "PERMISSION_DENIED") in decisions
     assert ("ApproveTask", "users/dev", "OK") in decisions
     assert ("ApproveTask", "users/dev", "FAILED_PRECONDITION") in decisions
 
 
-async def test_a_rejected_plan_cancels_the_task_with_the_reason(secured: App, agent: Worker, maos_home: Path) -> None:
+async def test_a_rejected_plan_cancels_the_task_with_the_reason(
+    secured: App, agent: Worker, maos_home: Path
+) -> None:
     maos = Maos(secured.address, maos_home)
     dev = await user_key(secured, "dev@example.com", "developer")
     task_id = await _submit_waiting(maos, dev)
@@ -143,7 +159,9 @@ async def test_a_rejected_plan_cancels_the_task_with_the_reason(secured: App, ag
             await asyncio.wait_for(snapshot.wait(), 5)
             no_reason = await maos("task", "reject", task_id, MAOS_TOKEN=dev)
             assert no_reason.exit_code == EXIT_USAGE and "--reason" in no_reason.output
-            rejected = await maos("task", "reject", task_id, "--reason", "too broad; split it", MAOS_TOKEN=dev)
+            rejected = await maos(
+                "task", "reject", task_id, "--reason", "too broad; split it", MAOS_TOKEN=dev
+            )
             assert rejected.exit_code == 0, rejected.output
             assert "CANCELLED" in rejected.stdout
             await asyncio.wait_for(watching, 10)  # the watch ends with the task
@@ -161,11 +179,16 @@ async def test_a_rejected_plan_cancels_the_task_with_the_reason(secured: App, ag
     # Retried, it is planned again and waits for approval again.
     retried = await maos("task", "retry", task_id, MAOS_TOKEN=dev)
     assert retried.exit_code == 0, retried.output
-    await wait_for(lambda: secured.engine.awaiting_approval(secured.engine.tasks[task_id]), 10,
-                   message="the retried task to wait for approval")
+    await wait_for(
+        lambda: secured.engine.awaiting_approval(secured.engine.tasks[task_id]),
+        10,
+        message="the retried task to wait for approval",
+    )
 
 
-async def test_approving_a_task_that_never_asked_for_approval_is_refused(secured: App, maos_home: Path) -> None:
+async def test_approving_a_task_that_never_asked_for_approval_is_refused(
+    secured: App, maos_home: Path
+) -> None:
     maos = Maos(secured.address, maos_home)
     dev = await user_key(secured, "dev@example.com", "developer")
     submitted = await maos("task", "submit", "No approval needed", MAOS_TOKEN=dev)
@@ -186,7 +209,8 @@ async def test_approving_a_task_that_never_asked_for_approval_is_refused(secured
 
 
 async def test_the_wait_survives_a_restart_and_the_timeout_counts_from_the_start_of_work(
-        maos_home: Path) -> None:
+    maos_home: Path,
+) -> None:
     settings = make_settings(maos_home, **{"security.auth": "required"})
     app = await start_app(settings)
     try:

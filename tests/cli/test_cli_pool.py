@@ -123,9 +123,7 @@ async def test_agents_say_what_backs_them(maos: Maos, control_plane: App, api: M
     types = await maos("-o", "json", "agent", "types")
     by_name = {t["name"]: t for t in json.loads(types.stdout)["agent_types"]}
     assert by_name["echo"]["backing"] == "OFFLINE" and by_name["echo"]["spawnable"]
-    assert (
-        by_name["researcher"]["backing"] == "MODEL" and not by_name["researcher"]["spawnable"]
-    )
+    assert by_name["researcher"]["backing"] == "MODEL" and not by_name["researcher"]["spawnable"]
     assert "ANTHROPIC_API_KEY" in by_name["researcher"]["unavailable_reason"]
     assert "researcher" in types.stderr and "cannot run here" in types.stderr
 

@@ -31,8 +31,12 @@ async def test_wait_shows_progress_and_json_stays_quiet(maos: Maos) -> None:
 
 
 def test_the_progress_line_names_the_running_step_tokens_and_cost() -> None:
-    task = msgs.Task(status=enums.TASK_STATUS_RUNNING, subtasks_total=5, subtasks_completed=2,
-                     usage=msgs.TokenUsage(input_tokens=1000, output_tokens=234, cost_micros=12_300))
+    task = msgs.Task(
+        status=enums.TASK_STATUS_RUNNING,
+        subtasks_total=5,
+        subtasks_completed=2,
+        usage=msgs.TokenUsage(input_tokens=1000, output_tokens=234, cost_micros=12_300),
+    )
     line = progress_line(task, {"s2": ("Cloud", 0.45)})
     assert line == "RUNNING · 2/5 steps done · running s2 Cloud 45% · 1,234 tokens, $0.0123"
 

@@ -36,8 +36,10 @@ def with_query_password(url: str) -> str:
     No ``@`` in it (what the issue found shown); libpq ignores the password under trust authentication.
     """
     parsed = make_url(url)
-    return (f"postgresql:///{parsed.database}?host={parsed.host}&port={parsed.port or 5432}"
-            f"&user={parsed.username}&password={QUERY_SECRET}&sslmode=disable")
+    return (
+        f"postgresql:///{parsed.database}?host={parsed.host}&port={parsed.port or 5432}"
+        f"&user={parsed.username}&password={QUERY_SECRET}&sslmode=disable"
+    )
 
 
 async def user_key(app, email: str, *roles: str) -> str:
@@ -48,36 +50,64 @@ async def user_key(app, email: str, *roles: str) -> str:
 
 
 def maos(home: Path, *args: str, **env: str):
-    return CliRunner().invoke(cli, list(args), env={"MAOS_HOME": str(home), "MAOS_DATABASE_PRIMARY_URL": None,
-                                                    "MAOS_TOKEN": None, "NO_COLOR": "1", **env},
-                              catch_exceptions=False)
+    return CliRunner().invoke(
+        cli,
+        list(args),
+        env={
+            "MAOS_HOME": str(home),
+            "MAOS_DATABASE_PRIMARY_URL": None,
+            "MAOS_TOKEN": None,
+            "NO_COLOR": "1",
+            **env,
+        },
+        catch_exceptions=False,
+    )
 
 
-async def test_config_get_as_a_viewer_shows_no_credential(tmp_path: Path, postgres_url: str,
-                                                           caplog: pytest.LogCaptureFixture) -> None:
+async def test_config_get_as_a_viewer_shows_no_credential(
+    tmp_path: Path, postgres_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
     """GetConfig shows settings with every credential form masked, to a viewer and an admin alike."""
-    settings = make_settings(tmp_path / "home", **{
-        "security.auth": "required",
-        "database.primary_url": with_query_password(postgres_url),
-        "redis.url": f"redis://:{USERINFO_SECRET}@127.0.0.1:6379/0",
-        "claude.api_key": API_KEY,
-    })
+    settings = make_settings(
+        tmp_path / "home",
+        **{
+            "security.auth": "required",
+            "database.primary_url": with_query_password(postgres_url),
+            "redis.url": f"redis://:{USERINFO_SECRET}@127.0.0.1:6379/0",
+            "claude.api_key": API_KEY,
+        },
+    )
     app = build_app(settings)
     with caplog.at_level(logging.DEBUG):
         await app.start("127.0.0.1:0")
     try:
         token = await user_key(app, "viewer@example.com", "viewer")
-        result = await asyncio.to_thread(maos, tmp_path / "cli", "--addr", app.address, "--token", token,
-                                         "-o", "json", "config", "get")
+        result = await asyncio.to_thread(
+            maos, tmp_path / "cli", "--addr", app.address, "--token", token, "-o", "json", "config", "get"
+        )
         assert result.exit_code == 0, result.output
         shown = {v["key"]: v["value"] for v in json.loads(result.stdout)}
         for secret in (QUERY_SECRET, USERINFO_SECRET, API_KEY):
             assert secret not in result.output
         assert shown["claude.api_key"] == "(set)"
-        assert "password=***" in shown["database.primary_url"] and "sslmode=disable" in shown["database.primary_url"]
+        assert (
+            "password=***" in shown["database.primary_url"]
+            and "sslmode=disable" in shown["database.primary_url"]
+        )
         assert shown["redis.url"] == "redis://:***@127.0.0.1:6379/0"
-        health = await asyncio.to_thread(maos, tmp_path / "cli", "--addr", app.address, "--token", token,
-                                         "-o", "json", "status", "--detailed", "--resources")
+        health = await asyncio.to_thread(
+            maos,
+            tmp_path / "cli",
+            "--addr",
+            app.address,
+            "--token",
+            token,
+            "-o",
+            "json",
+            "status",
+            "--detailed",
+            "--resources",
+        )
         assert health.exit_code == 0, health.output
         assert QUERY_SECRET not in health.output and USERINFO_SECRET not in health.output
         logging.getLogger("controlplane.test").warning("connecting to %s", settings.database_url)
@@ -85,10 +115,13 @@ async def test_config_get_as_a_viewer_shows_no_credential(tmp_path: Path, postgr
         assert any("connecting to" in m for m in written) and not any(QUERY_SECRET in m for m in written)
         async with grpc.aio.insecure_channel(app.address) as channel:
             logs = await system_grpc.SystemServiceStub(channel).ListLogs(
-                system_pb.ListLogsRequest(contains="connecting to"), timeout=5,
-                metadata=[("authorization", f"Bearer {await admin_key(app)}")])
-        assert logs.records and all("password=***" in r.message and QUERY_SECRET not in r.message
-                                    for r in logs.records)
+                system_pb.ListLogsRequest(contains="connecting to"),
+                timeout=5,
+                metadata=[("authorization", f"Bearer {await admin_key(app)}")],
+            )
+        assert logs.records and all(
+            "password=***" in r.message and QUERY_SECRET not in r.message for r in logs.records
+        )
     finally:
         await app.stop(grace=1.0)
 
@@ -106,32 +139,49 @@ def test_config_set_does_not_echo_a_secret(tmp_path: Path) -> None:
 
 
 def test_db_migrate_shows_the_url_without_credentials(tmp_path: Path, postgres_url: str) -> None:
-    result = maos(tmp_path / "home", "-o", "json", "db", "migrate", "--url", with_query_password(postgres_url))
+    result = maos(
+        tmp_path / "home", "-o", "json", "db", "migrate", "--url", with_query_password(postgres_url)
+    )
     assert result.exit_code == 0, result.output
     assert QUERY_SECRET not in result.output
     assert "password=***" in json.loads(result.stdout)["database"]
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("postgresql://u:pw@h/db", "postgresql://u:***@h/db"),
-    ("postgresql://h/db?password=pw&sslpassword=pw2&sslmode=require",
-     "postgresql://h/db?password=***&sslpassword=***&sslmode=require"),
-    ("redis://h:6379/0?token=t&key=k&secret=s", "redis://h:6379/0?token=***&key=***&secret=***"),
-    ("https://example.com/path?q=1", "https://example.com/path?q=1"),
-    ("host=db user=u password=pw dbname=m", "host=db user=u password=*** dbname=m"),
-    ("max_tokens=4096 tokens=12", "max_tokens=4096 tokens=12"),
-    ("failed: connection to postgresql://u:pw@h/db refused", "failed: connection to postgresql://u:***@h/db refused"),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("postgresql://u:pw@h/db", "postgresql://u:***@h/db"),
+        (
+            "postgresql://h/db?password=pw&sslpassword=pw2&sslmode=require",
+            "postgresql://h/db?password=***&sslpassword=***&sslmode=require",
+        ),
+        ("redis://h:6379/0?token=t&key=k&secret=s", "redis://h:6379/0?token=***&key=***&secret=***"),
+        ("https://example.com/path?q=1", "https://example.com/path?q=1"),
+        ("host=db user=u password=pw dbname=m", "host=db user=u password=*** dbname=m"),
+        ("max_tokens=4096 tokens=12", "max_tokens=4096 tokens=12"),
+        (
+            "failed: connection to postgresql://u:pw@h/db refused",
+            "failed: connection to postgresql://u:***@h/db refused",
+        ),
+    ],
+)
 def test_redact_masks_every_credential_form(text: str, expected: str) -> None:
     assert redact(text) == expected
     assert redact_url(text) == expected
 
 
-@pytest.mark.parametrize(("key", "value", "shown"), [
-    ("claude.api_key", "sk-1", "(set)"), ("claude.api_key", "", ""),
-    ("webhooks.signing_secret", "s", "(set)"), ("x.join_token", "a.b", "(set)"), ("db.password", "p", "(set)"),
-    ("server.tls.key_file", "/etc/k.pem", "/etc/k.pem"), ("security.auth", "required", "required"),
-])
+@pytest.mark.parametrize(
+    ("key", "value", "shown"),
+    [
+        ("claude.api_key", "sk-1", "(set)"),
+        ("claude.api_key", "", ""),
+        ("webhooks.signing_secret", "s", "(set)"),
+        ("x.join_token", "a.b", "(set)"),
+        ("db.password", "p", "(set)"),
+        ("server.tls.key_file", "/etc/k.pem", "/etc/k.pem"),
+        ("security.auth", "required", "required"),
+    ],
+)
 def test_secret_looking_settings_are_never_shown(key: str, value: str, shown: str) -> None:
     assert shown_setting(key, value) == shown
 
@@ -155,7 +205,9 @@ async def test_agent_log_lines_are_kept_without_credentials(control_plane, stubs
         await stubs.tasks.SubmitTask(t.SubmitTaskRequest(task=m.Task(description="leak")), timeout=5)
 
         async def forwarded():
-            logs = await stubs.system.ListLogs(system_pb.ListLogsRequest(contains="using postgresql"), timeout=5)
+            logs = await stubs.system.ListLogs(
+                system_pb.ListLogsRequest(contains="using postgresql"), timeout=5
+            )
             return logs.records
 
         [record] = await wait_for(forwarded, 15, message="the agent's log line")

@@ -59,20 +59,38 @@ class Database:
             engine.dispose()
 
     def tables(self) -> set[str]:
-        return set(self.run(lambda conn: sqlalchemy.inspect(conn).get_table_names())) if self.exists() else set()
+        return (
+            set(self.run(lambda conn: sqlalchemy.inspect(conn).get_table_names())) if self.exists() else set()
+        )
 
     def revision(self) -> str | None:
-        return self.run(lambda conn: conn.execute(sqlalchemy.text("SELECT version_num FROM alembic_version"))
-                        .scalar_one())
+        return self.run(
+            lambda conn: conn.execute(sqlalchemy.text("SELECT version_num FROM alembic_version")).scalar_one()
+        )
 
     def maos(self, *args: str, timeout: float = 90, **env: str) -> subprocess.CompletedProcess[str]:
         """``maos ARGS...`` in its own process, with only this home and database."""
         environ = {k: v for k, v in os.environ.items() if not k.startswith("MAOS_")}
-        environ.update({"MAOS_HOME": str(self.home), "MAOS_SERVER_METRICS_PORT": "0", "MAOS_SERVER_HTTP_PORT": "0", "MAOS_SERVER_DASHBOARD_PORT": "0", "NO_COLOR": "1", **env})
+        environ.update(
+            {
+                "MAOS_HOME": str(self.home),
+                "MAOS_SERVER_METRICS_PORT": "0",
+                "MAOS_SERVER_HTTP_PORT": "0",
+                "MAOS_SERVER_DASHBOARD_PORT": "0",
+                "NO_COLOR": "1",
+                **env,
+            }
+        )
         if self.url:
             environ["MAOS_DATABASE_PRIMARY_URL"] = self.url
-        return subprocess.run([sys.executable, "-m", "cli.main", *args], env=environ, capture_output=True,
-                              text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+        return subprocess.run(
+            [sys.executable, "-m", "cli.main", *args],
+            env=environ,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+        )
 
     def start(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
         """``maos start ARGS`` without agents on a free port (foreground unless ``--daemon`` is given)."""
@@ -80,8 +98,20 @@ class Database:
 
     def serves_then_stops(self, *args: str, **env: str) -> None:
         """``maos start --daemon ARGS`` serves (its health check passes); then ``maos stop``."""
-        started = self.maos("-o", "json", "start", "--daemon", "--agents", "echo=0",
-                            "--address", f"127.0.0.1:{free_port()}", "--startup-timeout", "60", *args, **env)
+        started = self.maos(
+            "-o",
+            "json",
+            "start",
+            "--daemon",
+            "--agents",
+            "echo=0",
+            "--address",
+            f"127.0.0.1:{free_port()}",
+            "--startup-timeout",
+            "60",
+            *args,
+            **env,
+        )
         assert started.returncode == 0, started.stderr
         pid = json.loads(started.stdout)["pid"]
         try:
@@ -138,8 +168,10 @@ def test_an_older_revision_is_refused_and_the_setting_is_the_default(database: D
 
     refused = database.start()  # no flag: database.migrate_on_start (false here) decides
     assert refused.returncode == EXIT_FAILED_PRECONDITION, refused.stderr
-    assert (f"the database schema is at revision {PREVIOUS}, this version needs {HEAD}: run `maos db migrate`"
-            in refused.stderr)
+    assert (
+        f"the database schema is at revision {PREVIOUS}, this version needs {HEAD}: run `maos db migrate`"
+        in refused.stderr
+    )
     assert database.revision() == PREVIOUS  # left as it was
 
     by_env = database.start(MAOS_DATABASE_MIGRATE_ON_START="false")
@@ -151,14 +183,19 @@ def test_an_older_revision_is_refused_and_the_setting_is_the_default(database: D
 
 def test_a_revision_this_version_does_not_know_is_refused(database: Database) -> None:
     assert database.maos("db", "migrate").returncode == 0
-    database.run(lambda conn: conn.execute(sqlalchemy.text("UPDATE alembic_version SET version_num = 'f00d'")))
+    database.run(
+        lambda conn: conn.execute(sqlalchemy.text("UPDATE alembic_version SET version_num = 'f00d'"))
+    )
 
     refused = database.start("--no-migrate")
     assert refused.returncode == EXIT_FAILED_PRECONDITION, refused.stderr
     assert "at revision f00d, which this version of MAOS does not know" in refused.stderr
 
-    in_background = database.maos("start", "--daemon", "--no-migrate", "--agents", "echo=0",
-                                  "--address", f"127.0.0.1:{free_port()}")
+    in_background = database.maos(
+        "start", "--daemon", "--no-migrate", "--agents", "echo=0", "--address", f"127.0.0.1:{free_port()}"
+    )
     assert in_background.returncode != 0
-    assert "at revision f00d, which this version of MAOS does not know" in in_background.stderr  # the log's tail
+    assert (
+        "at revision f00d, which this version of MAOS does not know" in in_background.stderr
+    )  # the log's tail
     assert not (database.home / "maos.pid").exists()

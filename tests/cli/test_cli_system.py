@@ -66,8 +66,9 @@ async def test_health(maos: Maos) -> None:
     assert result.exit_code == 0, result.output
     assert "database" in result.stdout and "Overall: HEALTHY" in result.stdout
 
-    data = json.loads((await maos("-o", "json", "health", "--component", "database",
-                                  "--component", "agents")).stdout)
+    data = json.loads(
+        (await maos("-o", "json", "health", "--component", "database", "--component", "agents")).stdout
+    )
     assert [c["component"] for c in data["components"]] == ["database", "agents"]
     assert data["state"] == "HEALTHY"
 

@@ -37,27 +37,49 @@ async def shown(cli: Maos, task_id: str) -> dict:
 
 
 async def test_submit_stores_the_retry_policy_given(cli: Maos) -> None:
-    result = await cli("task", "submit", "retry me", "--max-retries", "5", "--retry-backoff", "2s",
-                       "--retry-multiplier", "3", "--retry-max-backoff", "1m", "--format", "json")
+    result = await cli(
+        "task",
+        "submit",
+        "retry me",
+        "--max-retries",
+        "5",
+        "--retry-backoff",
+        "2s",
+        "--retry-multiplier",
+        "3",
+        "--retry-max-backoff",
+        "1m",
+        "--format",
+        "json",
+    )
     assert result.exit_code == 0, result.output
     task_id = json.loads(result.stdout)["task_id"]
 
     policy = (await shown(cli, task_id))["retry_policy"]
-    assert policy == {"max_retries": 5, "initial_backoff": "2s", "backoff_multiplier": 3.0,
-                      "max_backoff": "60s"}
+    assert policy == {
+        "max_retries": 5,
+        "initial_backoff": "2s",
+        "backoff_multiplier": 3.0,
+        "max_backoff": "60s",
+    }
 
     table = await cli("task", "show", task_id)
     assert "Retry policy:  5 retries, after 2.0s, x3, at most 1m" in table.stdout
 
 
 async def test_unset_retry_fields_take_the_server_defaults(cli: Maos) -> None:
-    result = await cli("task", "submit", "only the multiplier", "--retry-multiplier", "1.5",
-                       "--retry-max-backoff", "500ms")
+    result = await cli(
+        "task", "submit", "only the multiplier", "--retry-multiplier", "1.5", "--retry-max-backoff", "500ms"
+    )
     assert result.exit_code == 0, result.output
     policy = (await shown(cli, result.stdout.strip()))["retry_policy"]
     # max_retries 3 and the 0.05 s initial backoff are the server's tasks.default_* settings.
-    assert policy == {"max_retries": 3, "initial_backoff": "0.050s", "backoff_multiplier": 1.5,
-                      "max_backoff": "0.500s"}
+    assert policy == {
+        "max_retries": 3,
+        "initial_backoff": "0.050s",
+        "backoff_multiplier": 1.5,
+        "max_backoff": "0.500s",
+    }
 
 
 async def test_a_cap_below_the_initial_backoff_is_refused_by_the_server(cli: Maos) -> None:
@@ -72,17 +94,20 @@ async def test_a_cap_below_the_initial_backoff_is_refused_by_the_server(cli: Mao
     assert await stored_ids(cli) == []
 
 
-@pytest.mark.parametrize(("args", "error"), [
-    (["--retry-backoff", "-1s"], "'-1s' is negative"),
-    (["--retry-backoff", "2h"], "'2h' is 7200 s, more than the 3600 s allowed"),
-    (["--retry-max-backoff", "-5"], "'-5' is negative"),
-    (["--retry-max-backoff", "2d"], "'2d' is 172800 s, more than the 86400 s allowed"),
-    (["--retry-backoff", "soon"], "'soon' is not a duration"),
-    (["--retry-multiplier", "0.5"], "0.5 is not in the range 1<=x<=10"),
-    (["--retry-multiplier", "11"], "11.0 is not in the range 1<=x<=10"),
-    (["--max-retries", "101"], "101 is not in the range 0<=x<=100"),
-    (["--max-agents", "0"], "0 is not in the range x>=1"),
-])
+@pytest.mark.parametrize(
+    ("args", "error"),
+    [
+        (["--retry-backoff", "-1s"], "'-1s' is negative"),
+        (["--retry-backoff", "2h"], "'2h' is 7200 s, more than the 3600 s allowed"),
+        (["--retry-max-backoff", "-5"], "'-5' is negative"),
+        (["--retry-max-backoff", "2d"], "'2d' is 172800 s, more than the 86400 s allowed"),
+        (["--retry-backoff", "soon"], "'soon' is not a duration"),
+        (["--retry-multiplier", "0.5"], "0.5 is not in the range 1<=x<=10"),
+        (["--retry-multiplier", "11"], "11.0 is not in the range 1<=x<=10"),
+        (["--max-retries", "101"], "101 is not in the range 0<=x<=100"),
+        (["--max-agents", "0"], "0 is not in the range x>=1"),
+    ],
+)
 async def test_bad_values_are_usage_errors_before_any_call(cli: Maos, args: list[str], error: str) -> None:
     result = await cli("task", "submit", "never sent", *args)
     assert result.exit_code == EXIT_USAGE, result.output

@@ -40,9 +40,22 @@ async def test_submit_prints_only_the_id(maos: Maos) -> None:
 
 
 async def test_submit_wait_results(maos: Maos) -> None:
-    task_id = await submit(maos, "Summarize the benefits of renewable energy", "--type", "research",
-                           "--priority", "high", "--metadata", "team=docs", "--context", "for a blog",
-                           "--max-retries", "1", "--timeout", "60")
+    task_id = await submit(
+        maos,
+        "Summarize the benefits of renewable energy",
+        "--type",
+        "research",
+        "--priority",
+        "high",
+        "--metadata",
+        "team=docs",
+        "--context",
+        "for a blog",
+        "--max-retries",
+        "1",
+        "--timeout",
+        "60",
+    )
     result = await maos("task", "wait", task_id, "--timeout", "30")
     assert result.exit_code == 0, result.output
     assert "COMPLETED" in result.stdout
@@ -84,8 +97,9 @@ async def test_list_with_filters(maos: Maos) -> None:
     names = [t["name"] for t in json.loads(result.stdout)["tasks"]]
     assert names == [f"tasks/{high}"]
 
-    result = await maos("-o", "json", "task", "list", "--type", "analysis", "--status", "completed",
-                        "--since", "1h")
+    result = await maos(
+        "-o", "json", "task", "list", "--type", "analysis", "--status", "completed", "--since", "1h"
+    )
     assert [t["name"] for t in json.loads(result.stdout)["tasks"]] == [f"tasks/{high}"]
 
     result = await maos("-o", "json", "task", "list", "--status", "FAILED")
@@ -164,12 +178,15 @@ async def test_depends_on_repeatable_and_comma_separated(maos: Maos) -> None:
 
 async def test_update_cancel_wait_retry_of_an_unfinished_task(maos: Maos) -> None:
     # No sleep agent is connected, so this task stays queued.
-    task_id = await submit(maos, "waits for a sleep agent", "--agent-type", "sleep",
-                           "--request-id", str(uuid.uuid4()))
+    task_id = await submit(
+        maos, "waits for a sleep agent", "--agent-type", "sleep", "--request-id", str(uuid.uuid4())
+    )
     result = await maos("task", "wait", task_id, "--timeout", "0.3")
     assert result.exit_code == EXIT_TIMEOUT and "did not finish" in result.stderr
 
-    result = await maos("-o", "json", "task", "update", task_id, "--priority", "critical", "--max-agents", "2")
+    result = await maos(
+        "-o", "json", "task", "update", task_id, "--priority", "critical", "--max-agents", "2"
+    )
     assert result.exit_code == 0, result.output
     updated = json.loads(result.stdout)
     assert updated["priority"] == "CRITICAL" and updated["max_agents"] == 2
@@ -194,8 +211,9 @@ async def test_update_cancel_wait_retry_of_an_unfinished_task(maos: Maos) -> Non
 
 
 async def test_analyze_a_draft_and_an_existing_task(maos: Maos) -> None:
-    result = await maos("task", "analyze", "Build an API. Write its tests.", "--recommend-agents",
-                        "--max-agents", "3")
+    result = await maos(
+        "task", "analyze", "Build an API. Write its tests.", "--recommend-agents", "--max-agents", "3"
+    )
     assert result.exit_code == 0, result.output
     assert "Recommended agents:" in result.stdout and "echo" in result.stdout
 
@@ -205,7 +223,17 @@ async def test_analyze_a_draft_and_an_existing_task(maos: Maos) -> None:
 
 
 async def test_failed_task_exits_non_zero(maos: Maos) -> None:
-    result = await maos("task", "submit", "fail please", "--metadata", "echo_fail=permanent", "--max-retries", "0",
-                        "--wait", "--wait-timeout", "30")
+    result = await maos(
+        "task",
+        "submit",
+        "fail please",
+        "--metadata",
+        "echo_fail=permanent",
+        "--max-retries",
+        "0",
+        "--wait",
+        "--wait-timeout",
+        "30",
+    )
     assert result.exit_code == EXIT_TASK_FAILED, result.output
     assert "FAILED" in result.stderr

@@ -33,8 +33,20 @@ async def _task(maos: Maos, task_id: str) -> dict:
 
 async def test_the_guides_template_commands(maos: Maos, tmp_path: Path) -> None:
     # "Create template from successful task"
-    source = await maos("task", "submit", DESCRIPTION, "--type", "coding", "--priority", "HIGH", "--max-agents", "2",
-                        "--metadata", "stack={framework}", "--wait")
+    source = await maos(
+        "task",
+        "submit",
+        DESCRIPTION,
+        "--type",
+        "coding",
+        "--priority",
+        "HIGH",
+        "--max-agents",
+        "2",
+        "--metadata",
+        "stack={framework}",
+        "--wait",
+    )
     assert source.exit_code == 0, source.stderr
     task_id = json.loads((await maos("-o", "json", "task", "list")).stdout)["tasks"][0]["name"].split("/")[1]
     created = await maos("template", "create", "--name", "api-development", "--from-task", task_id)
@@ -46,8 +58,13 @@ async def test_the_guides_template_commands(maos: Maos, tmp_path: Path) -> None:
     assert "api-development" in listed.stdout and "language, framework" in listed.stdout
 
     # "Use template"
-    used = await maos("task", "submit-from-template", "api-development",
-                      "--params", '{"language": "python", "framework": "fastapi"}')
+    used = await maos(
+        "task",
+        "submit-from-template",
+        "api-development",
+        "--params",
+        '{"language": "python", "framework": "fastapi"}',
+    )
     assert used.exit_code == 0, used.stderr
     task = await _task(maos, used.stdout.strip())
     assert task["description"] == "Build a REST API in python with fastapi; document it in python"
@@ -72,8 +89,16 @@ async def test_the_guides_template_commands(maos: Maos, tmp_path: Path) -> None:
 
     shown = await maos("template", "show", "api-copy")
     assert shown.exit_code == 0 and "language, framework" in shown.stdout and DESCRIPTION in shown.stdout
-    waited = await maos("task", "submit-from-template", "api-copy", "--param", "language=go", "--param",
-                        "framework=gin", "--wait")
+    waited = await maos(
+        "task",
+        "submit-from-template",
+        "api-copy",
+        "--param",
+        "language=go",
+        "--param",
+        "framework=gin",
+        "--wait",
+    )
     assert waited.exit_code == 0 and "Build a REST API in go with gin" in waited.stdout
 
     assert (await maos("template", "delete", "api-copy")).exit_code == 0
@@ -82,12 +107,26 @@ async def test_the_guides_template_commands(maos: Maos, tmp_path: Path) -> None:
 
 
 async def test_description_with_declared_parameters(maos: Maos) -> None:
-    created = await maos("template", "create", "--name", "report", "--description", "Write a {kind} report on {topic}",
-                         "--param", "kind=quarterly", "--summary", "Reports", "--priority", "LOW")
+    created = await maos(
+        "template",
+        "create",
+        "--name",
+        "report",
+        "--description",
+        "Write a {kind} report on {topic}",
+        "--param",
+        "kind=quarterly",
+        "--summary",
+        "Reports",
+        "--priority",
+        "LOW",
+    )
     assert created.exit_code == 0, created.stderr
     shown = json.loads((await maos("-o", "json", "template", "show", "report")).stdout)["template"]
-    assert shown["parameters"] == [{"name": "kind", "description": "", "default_value": "quarterly"},
-                                   {"name": "topic", "description": ""}]
+    assert shown["parameters"] == [
+        {"name": "kind", "description": "", "default_value": "quarterly"},
+        {"name": "topic", "description": ""},
+    ]
     assert shown["description"] == "Reports" and short(shown["task"]["priority"]) == "LOW"
     used = await maos("task", "submit-from-template", "report", "--params", '{"topic": "sales"}')
     assert (await _task(maos, used.stdout.strip()))["description"] == "Write a quarterly report on sales"
@@ -100,18 +139,30 @@ async def test_missing_and_unknown_parameters_are_named(maos: Maos) -> None:
     before = json.loads((await maos("-o", "json", "task", "list")).stdout)["tasks"]
     missing = await maos("task", "submit-from-template", "api", "--params", '{"language": "python"}')
     assert missing.exit_code == 4 and "missing required parameters: framework" in missing.stderr
-    unknown = await maos("task", "submit-from-template", "api", "--params",
-                         '{"language": "python", "framework": "x", "colour": "red"}')
+    unknown = await maos(
+        "task",
+        "submit-from-template",
+        "api",
+        "--params",
+        '{"language": "python", "framework": "x", "colour": "red"}',
+    )
     assert unknown.exit_code == 4 and "unknown parameters: colour" in unknown.stderr
     assert "the template takes: language, framework" in unknown.stderr
     not_json = await maos("task", "submit-from-template", "api", "--params", "{language: python")
     assert not_json.exit_code == 2 and "not JSON" in not_json.stderr
     nested = await maos("task", "submit-from-template", "api", "--params", '{"language": {"a": 1}}')
     assert nested.exit_code == 2
-    too_long = await maos("task", "submit-from-template", "api", "--params",
-                          json.dumps({"language": "x" * 5000, "framework": "y"}))
+    too_long = await maos(
+        "task",
+        "submit-from-template",
+        "api",
+        "--params",
+        json.dumps({"language": "x" * 5000, "framework": "y"}),
+    )
     assert too_long.exit_code == 4 and "longer than 4096" in too_long.stderr
-    assert json.loads((await maos("-o", "json", "task", "list")).stdout)["tasks"] == before  # nothing submitted
+    assert (
+        json.loads((await maos("-o", "json", "task", "list")).stdout)["tasks"] == before
+    )  # nothing submitted
     nope = await maos("task", "submit-from-template", "nope", "--params", "{}")
     assert nope.exit_code == 3
 
@@ -119,9 +170,13 @@ async def test_missing_and_unknown_parameters_are_named(maos: Maos) -> None:
 async def test_bad_templates(maos: Maos, tmp_path: Path) -> None:
     neither = await maos("template", "create", "--name", "x")
     assert neither.exit_code == 2 and "--from-task" in neither.stderr
-    both = await maos("template", "create", "--name", "x", "--from-task", "t123456789abcdef", "--description", "d")
+    both = await maos(
+        "template", "create", "--name", "x", "--from-task", "t123456789abcdef", "--description", "d"
+    )
     assert both.exit_code == 2
-    options = await maos("template", "create", "--name", "x", "--from-task", "t123456789abcdef", "--priority", "HIGH")
+    options = await maos(
+        "template", "create", "--name", "x", "--from-task", "t123456789abcdef", "--priority", "HIGH"
+    )
     assert options.exit_code == 2 and "--priority cannot be used with --from-task" in options.stderr
     no_task = await maos("template", "create", "--name", "x", "--from-task", "t123456789abcdef")
     assert no_task.exit_code == 3 and "does not exist" in no_task.stderr
@@ -156,22 +211,31 @@ async def test_other_users_cannot_see_use_or_delete_a_template(secured: App, mao
         alice_key = (await admin.create_api_key("alice", user="alice")).secret
         bob_key = (await admin.create_api_key("bob", user="bob")).secret
     maos = Maos(secured.address, maos_home)
-    created = await maos("template", "create", "--name", "mine", "--description", "Secret {thing}",
-                         MAOS_TOKEN=alice_key)
+    created = await maos(
+        "template", "create", "--name", "mine", "--description", "Secret {thing}", MAOS_TOKEN=alice_key
+    )
     assert created.exit_code == 0, created.stderr
     template_id = created.stdout.strip()
     for ref in ("mine", template_id, f"templates/{template_id}"):
-        for command in (("template", "show", ref), ("template", "delete", ref), ("template", "export", ref),
-                        ("task", "submit-from-template", ref, "--param", "thing=x")):
+        for command in (
+            ("template", "show", ref),
+            ("template", "delete", ref),
+            ("template", "export", ref),
+            ("task", "submit-from-template", ref, "--param", "thing=x"),
+        ):
             result = await maos(*command, MAOS_TOKEN=bob_key)
             assert result.exit_code == 3, (command, result.stderr)
     assert "No templates." in (await maos("template", "list", MAOS_TOKEN=bob_key)).stdout
     # bob's task cannot be copied by alice either
     bob_task = (await maos("task", "submit", "Bob's {work}", MAOS_TOKEN=bob_key)).stdout.strip()
-    copied = await maos("template", "create", "--name", "stolen", "--from-task", bob_task, MAOS_TOKEN=alice_key)
+    copied = await maos(
+        "template", "create", "--name", "stolen", "--from-task", bob_task, MAOS_TOKEN=alice_key
+    )
     assert copied.exit_code == 3
     # the same name is free for bob
-    assert (await maos("template", "create", "--name", "mine", "--description", "d", MAOS_TOKEN=bob_key)).exit_code == 0
+    assert (
+        await maos("template", "create", "--name", "mine", "--description", "d", MAOS_TOKEN=bob_key)
+    ).exit_code == 0
     # an admin sees alice's template by id but cannot delete it
     assert (await maos("template", "show", template_id, MAOS_TOKEN=token)).exit_code == 0
     refused = await maos("template", "delete", template_id, MAOS_TOKEN=token)
@@ -189,8 +253,22 @@ async def test_checkpoints_hold_templates_and_batches(maos: Maos) -> None:
     assert (await maos("template", "delete", "kept")).exit_code == 0
     assert (await maos("batch", "delete", "kept batch")).exit_code == 0
 
-    verified = json.loads((await maos("-o", "json", "recover", "--checkpoint", ck, "--verify", "--component",
-                                      "templates", "--component", "batches")).stdout)
+    verified = json.loads(
+        (
+            await maos(
+                "-o",
+                "json",
+                "recover",
+                "--checkpoint",
+                ck,
+                "--verify",
+                "--component",
+                "templates",
+                "--component",
+                "batches",
+            )
+        ).stdout
+    )
     assert {c["component"]: int(c["restored"]) for c in verified["changes"]} == {"templates": 1, "batches": 1}
     result = await maos("recover", "--checkpoint", ck, "--component", "templates", "--component", "batches")
     assert result.exit_code == 0, result.stderr

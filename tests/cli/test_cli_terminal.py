@@ -18,8 +18,13 @@ def on_a_terminal(env: dict[str, str], *args: str) -> str:
     """Run ``maos ARGS`` with its stdout on a pseudo-terminal; what it printed."""
     leader, follower = pty.openpty()
     try:
-        process = subprocess.Popen([sys.executable, "-c", "from cli.main import main; main()", *args],
-                                   stdin=subprocess.DEVNULL, stdout=follower, stderr=follower, env=env)
+        process = subprocess.Popen(
+            [sys.executable, "-c", "from cli.main import main; main()", *args],
+            stdin=subprocess.DEVNULL,
+            stdout=follower,
+            stderr=follower,
+            env=env,
+        )
         os.close(follower)
         chunks = []
         while True:

@@ -24,8 +24,12 @@ from tests.harness.server import free_port, make_settings, start_app
 async def serve_with_agent(home: Path, pki: Pki, mutual: bool) -> AsyncIterator[Maos]:
     app: App = await start_app(make_settings(home, **pki.server_settings(mutual=mutual)))
     client = {"cert": pki.client.cert, "key": pki.client.key} if mutual else {}
-    worker = Worker(EchoAgent(), f"127.0.0.1:{app.port}", credentials=tls_credentials(ca=pki.ca, **client),
-                    max_backoff=0.5)
+    worker = Worker(
+        EchoAgent(),
+        f"127.0.0.1:{app.port}",
+        credentials=tls_credentials(ca=pki.ca, **client),
+        max_backoff=0.5,
+    )
     runner = asyncio.get_running_loop().create_task(worker.run())
     try:
         await asyncio.wait_for(worker.registered.wait(), 15)
@@ -98,7 +102,9 @@ async def test_bad_tls_files_are_usage_errors(offline_maos: Maos, pki: Pki, tmp_
     assert result.exit_code == EXIT_USAGE
     assert f"client certificate {pki.client.cert} needs its private key file too" in result.stderr
 
-    result = await offline_maos("--tls-cert", str(pki.client.cert), "--tls-key", str(pki.server.key), "status")
+    result = await offline_maos(
+        "--tls-cert", str(pki.client.cert), "--tls-key", str(pki.server.key), "status"
+    )
     assert result.exit_code == EXIT_USAGE
     assert "does not belong to the certificate" in result.stderr
 
@@ -125,8 +131,15 @@ async def test_mutual_tls_needs_a_client_certificate(mtls_maos: Maos, pki: Pki) 
     assert result.exit_code == EXIT_UNAVAILABLE
     assert "under mutual TLS --tls-cert and --tls-key" in result.stderr
 
-    result = await mtls_maos("--tls-ca", str(pki.ca), "--tls-cert", str(pki.stranger.cert),
-                             "--tls-key", str(pki.stranger.key), "status")
+    result = await mtls_maos(
+        "--tls-ca",
+        str(pki.ca),
+        "--tls-cert",
+        str(pki.stranger.cert),
+        "--tls-key",
+        str(pki.stranger.key),
+        "status",
+    )
     assert result.exit_code == EXIT_UNAVAILABLE
 
 
@@ -134,16 +147,32 @@ async def test_client_certificate_from_config_yml(mtls_maos: Maos, pki: Pki) -> 
     mtls_maos.home.mkdir(parents=True, exist_ok=True)
     (mtls_maos.home / "config.yml").write_text(
         f"client:\n  tls:\n    ca_file: '{pki.ca}'\n    cert_file: '{pki.client.cert}'\n"
-        f"    key_file: '{pki.client.key}'\n")
+        f"    key_file: '{pki.client.key}'\n"
+    )
     result = await mtls_maos("task", "submit", "--wait", "from config")
     assert result.exit_code == 0, result.output
 
 
 def maos_process(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MAOS_")}
-    env.update({"MAOS_HOME": str(home), "MAOS_SERVER_METRICS_PORT": "0", "MAOS_SERVER_HTTP_PORT": "0", "MAOS_SERVER_DASHBOARD_PORT": "0", "NO_COLOR": "1"})
-    return subprocess.run([sys.executable, "-m", "cli.main", *args], env=env, capture_output=True, text=True,
-                          timeout=120, stdin=subprocess.DEVNULL, check=False)
+    env.update(
+        {
+            "MAOS_HOME": str(home),
+            "MAOS_SERVER_METRICS_PORT": "0",
+            "MAOS_SERVER_HTTP_PORT": "0",
+            "MAOS_SERVER_DASHBOARD_PORT": "0",
+            "NO_COLOR": "1",
+        }
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "cli.main", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
 
 
 @pytest.mark.slow
@@ -155,9 +184,12 @@ def test_daemon_with_mutual_tls_and_launched_agents(tmp_path: Path, pki: Pki) ->
         f"server:\n  tls:\n    cert_file: '{pki.server.cert}'\n    key_file: '{pki.server.key}'\n"
         f"    client_ca_file: '{pki.ca}'\n    require_client_auth: true\n"
         f"client:\n  tls:\n    ca_file: '{pki.ca}'\n    cert_file: '{pki.client.cert}'\n"
-        f"    key_file: '{pki.client.key}'\n")
+        f"    key_file: '{pki.client.key}'\n"
+    )
     address = f"127.0.0.1:{free_port()}"
-    started = maos_process(home, "-o", "json", "start", "--daemon", "--address", address, "--agents", "echo=1")
+    started = maos_process(
+        home, "-o", "json", "start", "--daemon", "--address", address, "--agents", "echo=1"
+    )
     assert started.returncode == 0, started.stderr
     try:
         submitted = maos_process(home, "--addr", address, "task", "submit", "--wait", "via daemon")

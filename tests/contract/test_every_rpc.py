@@ -43,8 +43,13 @@ METHODS = _methods()
 
 def test_the_contract_has_services() -> None:
     services = {m.containing_service.full_name for m in METHODS}
-    assert {"maos.v1.TaskService", "maos.v1.BatchService", "maos.v1.TemplateService",
-            "maos.v1.WebhookService", "maos.v1.AgentGateway"} <= services
+    assert {
+        "maos.v1.TaskService",
+        "maos.v1.BatchService",
+        "maos.v1.TemplateService",
+        "maos.v1.WebhookService",
+        "maos.v1.AgentGateway",
+    } <= services
 
 
 async def _empty_requests(request: bytes) -> AsyncIterator[bytes]:
@@ -56,19 +61,23 @@ async def _call(channel: grpc.aio.Channel, method: MethodDescriptor, key: str) -
     request_class = message_factory.GetMessageClass(method.input_type)
     response_class = message_factory.GetMessageClass(method.output_type)
     metadata = (("authorization", f"Bearer {key}"),)
-    kwargs = {"request_serializer": request_class.SerializeToString,
-              "response_deserializer": response_class.FromString}
+    kwargs = {
+        "request_serializer": request_class.SerializeToString,
+        "response_deserializer": response_class.FromString,
+    }
     empty = request_class()
     try:
         if not method.client_streaming and not method.server_streaming:
             await channel.unary_unary(path, **kwargs)(empty, metadata=metadata, timeout=CALL_TIMEOUT_S)
         elif method.client_streaming and not method.server_streaming:
-            await channel.stream_unary(path, **kwargs)(_empty_requests(empty), metadata=metadata,
-                                                       timeout=CALL_TIMEOUT_S)
+            await channel.stream_unary(path, **kwargs)(
+                _empty_requests(empty), metadata=metadata, timeout=CALL_TIMEOUT_S
+            )
         else:
             if method.client_streaming:
-                call = channel.stream_stream(path, **kwargs)(_empty_requests(empty), metadata=metadata,
-                                                             timeout=STREAM_WAIT_S)
+                call = channel.stream_stream(path, **kwargs)(
+                    _empty_requests(empty), metadata=metadata, timeout=STREAM_WAIT_S
+                )
             else:
                 call = channel.unary_stream(path, **kwargs)(empty, metadata=metadata, timeout=STREAM_WAIT_S)
             async for _ in call:
@@ -88,6 +97,7 @@ async def test_no_rpc_answers_unimplemented(secured: App) -> None:
     # The harness does not hide failures as successes: an unknown method is UNIMPLEMENTED.
     async with grpc.aio.insecure_channel(f"127.0.0.1:{secured.port}") as channel:
         with pytest.raises(grpc.aio.AioRpcError) as raised:
-            await channel.unary_unary("/maos.v1.TaskService/NoSuchMethod")(b"", metadata=(
-                ("authorization", f"Bearer {key}"),), timeout=CALL_TIMEOUT_S)
+            await channel.unary_unary("/maos.v1.TaskService/NoSuchMethod")(
+                b"", metadata=(("authorization", f"Bearer {key}"),), timeout=CALL_TIMEOUT_S
+            )
     assert raised.value.code() in (grpc.StatusCode.UNIMPLEMENTED, grpc.StatusCode.PERMISSION_DENIED)

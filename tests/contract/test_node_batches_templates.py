@@ -18,8 +18,13 @@ SCRIPT = Path(__file__).resolve().parent / "batches_templates.mjs"
 @pytest.mark.node
 async def test_node_client_uses_batches_and_templates(control_plane: App) -> None:
     _require_node(packages=("@grpc/proto-loader", "@grpc/grpc-js"))
-    result = await asyncio.to_thread(subprocess.run, ["node", str(SCRIPT), control_plane.address],
-                                     capture_output=True, text=True, timeout=60)
+    result = await asyncio.to_thread(
+        subprocess.run,
+        ["node", str(SCRIPT), control_plane.address],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout)
     batch = out["created"]["batch"]
@@ -35,7 +40,10 @@ async def test_node_client_uses_batches_and_templates(control_plane: App) -> Non
     assert status["tasks_queued"] + status["tasks_pending"] == 2 and status["task_count"] == 2
     assert [b["name"] for b in out["listed"]["batches"]] == [batch["name"]]
     assert out["results"]["results"] == []
-    assert out["deleteRunning"]["code"] == "FAILED_PRECONDITION" and "unfinished" in out["deleteRunning"]["details"]
+    assert (
+        out["deleteRunning"]["code"] == "FAILED_PRECONDITION"
+        and "unfinished" in out["deleteRunning"]["details"]
+    )
     assert out["missingBatch"]["code"] == "NOT_FOUND"
 
     template = out["template"]["template"]

@@ -19,10 +19,17 @@ SCRIPT = Path(__file__).resolve().parent / "model_permits.mjs"
 
 
 @pytest.mark.node
-async def test_a_node_agent_takes_permits_and_its_529_holds_the_model(control_plane: App, stubs: Stubs) -> None:
+async def test_a_node_agent_takes_permits_and_its_529_holds_the_model(
+    control_plane: App, stubs: Stubs
+) -> None:
     _require_node(packages=("@grpc/proto-loader", "@grpc/grpc-js"))
-    result = await asyncio.to_thread(subprocess.run, ["node", str(SCRIPT), control_plane.address],
-                                     capture_output=True, text=True, timeout=60)
+    result = await asyncio.to_thread(
+        subprocess.run,
+        ["node", str(SCRIPT), control_plane.address],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout)
     assert out["registered"]["paces_model_calls"] is True

@@ -58,9 +58,7 @@ def _pb2_modules() -> list[ModuleType]:
 
 def _message_count(messages) -> int:  # noqa: ANN001 - protobuf descriptor containers
     """Messages and nested messages, without map entries (protobuf.js has none)."""
-    return sum(
-        _message_count(m.nested_types) + (0 if m.GetOptions().map_entry else 1) for m in messages
-    )
+    return sum(_message_count(m.nested_types) + (0 if m.GetOptions().map_entry else 1) for m in messages)
 
 
 @pytest.mark.node
@@ -82,7 +80,9 @@ def test_node_and_python_see_the_same_contract() -> None:
     }
     assert python_services, "the Python stubs declare no services"
     assert node["services"] == python_services
-    assert node["messages"] == sum(_message_count(m.DESCRIPTOR.message_types_by_name.values()) for m in modules)
+    assert node["messages"] == sum(
+        _message_count(m.DESCRIPTOR.message_types_by_name.values()) for m in modules
+    )
 
 
 def test_committed_stubs_are_fresh(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

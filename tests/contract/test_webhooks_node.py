@@ -21,8 +21,9 @@ async def test_node_client_creates_tests_and_lists_a_webhook(maos_home: Path, re
     secret = "whsec_from-node-0123456789"
     try:
         args = ["node", str(CLIENT), app.address, receiver.url, secret]
-        done = await asyncio.to_thread(subprocess.run, args, cwd=ROOT, capture_output=True, text=True,
-                                       timeout=60, check=False)
+        done = await asyncio.to_thread(
+            subprocess.run, args, cwd=ROOT, capture_output=True, text=True, timeout=60, check=False
+        )
     finally:
         await app.stop(grace=1.0)
     assert done.returncode == 0, done.stderr

@@ -22,17 +22,31 @@ pytestmark = pytest.mark.slow
 
 def limits_of(pid: int) -> tuple[str, str]:
     """The process's data-segment limit (``Max data size`` soft value) and its allowed CPUs."""
-    data = next(line for line in Path(f"/proc/{pid}/limits").read_text().splitlines()
-                if line.startswith("Max data size"))
-    cpus = next(line for line in Path(f"/proc/{pid}/status").read_text().splitlines()
-                if line.startswith("Cpus_allowed_list"))
+    data = next(
+        line
+        for line in Path(f"/proc/{pid}/limits").read_text().splitlines()
+        if line.startswith("Max data size")
+    )
+    cpus = next(
+        line
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+        if line.startswith("Cpus_allowed_list")
+    )
     return data.split()[3], cpus.split()[1]
 
 
 @pytest.fixture
 async def limited(tmp_path: Path) -> AsyncIterator[App]:
-    app = await start_app(make_settings(tmp_path / "home", **{
-        "agents.defaults.max_memory": "256MiB", "system.max_memory": "600MiB", "system.max_cpu_cores": 1}))
+    app = await start_app(
+        make_settings(
+            tmp_path / "home",
+            **{
+                "agents.defaults.max_memory": "256MiB",
+                "system.max_memory": "600MiB",
+                "system.max_cpu_cores": 1,
+            },
+        )
+    )
     try:
         yield app
     finally:

@@ -34,7 +34,9 @@ def test_environment_references_in_the_file(tmp_path: Path) -> None:
 
 
 def test_postgres_urls_use_psycopg(tmp_path: Path) -> None:
-    settings = load_settings(home=tmp_path, environ={"MAOS_DATABASE_PRIMARY_URL": "postgresql://u@h:5432/maos"})
+    settings = load_settings(
+        home=tmp_path, environ={"MAOS_DATABASE_PRIMARY_URL": "postgresql://u@h:5432/maos"}
+    )
     assert settings.database_url == "postgresql+psycopg://u@h:5432/maos"
 
 
@@ -62,7 +64,11 @@ def test_a_bad_environment_value_fails_loading(tmp_path: Path) -> None:
 
 
 def test_pool_syntax() -> None:
-    assert parse_value("agents.pool", "researcher=2, coder=1,echo") == {"researcher": 2, "coder": 1, "echo": 1}
+    assert parse_value("agents.pool", "researcher=2, coder=1,echo") == {
+        "researcher": 2,
+        "coder": 1,
+        "echo": 1,
+    }
 
 
 def test_unknown_keys_of_the_file_load_with_a_warning_naming_them(tmp_path: Path) -> None:
@@ -70,7 +76,10 @@ def test_unknown_keys_of_the_file_load_with_a_warning_naming_them(tmp_path: Path
     settings = load_settings(home=tmp_path, environ={})
     assert settings["system.max_agents"] == 12
     assert len(settings.warnings) == 2
-    assert "unknown setting 'system.max_memry' ignored (did you mean 'system.max_memory'?)" in settings.warnings[0]
+    assert (
+        "unknown setting 'system.max_memry' ignored (did you mean 'system.max_memory'?)"
+        in settings.warnings[0]
+    )
     assert "'fancy.knob'" in settings.warnings[1] and "did you mean" not in settings.warnings[1]
 
 
@@ -78,10 +87,13 @@ def test_the_guides_settings(tmp_path: Path) -> None:
     (tmp_path / "config.yml").write_text(
         "system:\n  max_memory: 8GB\n  max_cpu_cores: 1.5\n  max_concurrent_tasks: 20\n"
         "agents:\n  defaults:\n    max_memory: 512MiB\n"
-        "tasks:\n  defaults:\n    max_retries: 2\naudit:\n  retention_days: 90\n")
+        "tasks:\n  defaults:\n    max_retries: 2\naudit:\n  retention_days: 90\n"
+    )
     settings = load_settings(home=tmp_path, environ={})
     assert not settings.warnings
-    assert settings["system.max_memory"] == 8 * 10**9 and settings["agents.defaults.max_memory"] == 512 * 2**20
+    assert (
+        settings["system.max_memory"] == 8 * 10**9 and settings["agents.defaults.max_memory"] == 512 * 2**20
+    )
     assert settings["system.max_cpu_cores"] == 1.5 and settings["system.max_concurrent_tasks"] == 20
     assert settings["tasks.default_max_retries"] == 2 and settings["audit.retention_days"] == 90
 

@@ -16,8 +16,9 @@ def mode(path: Path) -> int:
     return stat.S_IMODE(path.lstat().st_mode)
 
 
-def test_secure_home_tightens_everything_but_what_links_point_to(tmp_path: Path,
-                                                                 caplog: pytest.LogCaptureFixture) -> None:
+def test_secure_home_tightens_everything_but_what_links_point_to(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     home, outside = tmp_path / "home", tmp_path / "outside.txt"
     (home / "logs").mkdir(parents=True)
     for path in (home / "maos.db", home / "logs" / "a.log", outside):
@@ -31,9 +32,18 @@ def test_secure_home_tightens_everything_but_what_links_point_to(tmp_path: Path,
     with caplog.at_level(logging.WARNING, logger="controlplane.home"):
         changed = secure_home(home)
     assert sorted(str(p.relative_to(home)) if p != home else "." for p in changed) == [
-        ".", "logs", "logs/a.log", "maos.db", "script"]
+        ".",
+        "logs",
+        "logs/a.log",
+        "maos.db",
+        "script",
+    ]
     assert (mode(home), mode(home / "logs"), mode(home / "maos.db"), mode(home / "script")) == (
-        0o700, 0o700, 0o600, 0o700)
+        0o700,
+        0o700,
+        0o600,
+        0o700,
+    )
     assert mode(outside) == 0o644  # a link is not followed
     assert "tightened permissions in" in caplog.text and "maos.db" in caplog.text
     caplog.clear()

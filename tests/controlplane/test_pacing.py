@@ -74,7 +74,9 @@ async def test_a_hold_longer_than_max_wait_is_deferred_with_the_time_left() -> N
 
 async def test_rates_from_settings_pace_calls() -> None:
     now = [100.0]
-    pacer = Pacer({MODEL: RateLimits(requests_per_minute=600)}, clock=lambda: now[0])  # 600 at once, then 10/s
+    pacer = Pacer(
+        {MODEL: RateLimits(requests_per_minute=600)}, clock=lambda: now[0]
+    )  # 600 at once, then 10/s
     for _ in range(600):
         assert pacer.grant_now(MODEL) is not None
     assert pacer.grant_now(MODEL) is None
@@ -110,22 +112,34 @@ async def test_bad_model_names_are_refused_and_models_are_bounded() -> None:
 
 
 def test_settings_configure_the_pacer(tmp_path) -> None:
-    settings = make_settings(tmp_path, **{
-        "models.rate_limits": {MODEL: {"requests_per_minute": 50, "output_tokens_per_minute": 8000}},
-        "models.breaker.failure_threshold": 2, "models.breaker.cooldown": "2s",
-        "models.breaker.max_cooldown": "1m"})
+    settings = make_settings(
+        tmp_path,
+        **{
+            "models.rate_limits": {MODEL: {"requests_per_minute": 50, "output_tokens_per_minute": 8000}},
+            "models.breaker.failure_threshold": 2,
+            "models.breaker.cooldown": "2s",
+            "models.breaker.max_cooldown": "1m",
+        },
+    )
     pacer = Pacer.from_settings(settings)
     assert pacer.configured[MODEL] == RateLimits(50, 0, 8000)
-    assert (pacer.policy.failure_threshold, pacer.policy.cooldown, pacer.policy.max_cooldown) == (2, 2.0, 60.0)
+    assert (pacer.policy.failure_threshold, pacer.policy.cooldown, pacer.policy.max_cooldown) == (
+        2,
+        2.0,
+        60.0,
+    )
 
 
-@pytest.mark.parametrize(("value", "problem"), [
-    ({MODEL: {"requests_per_minut": 5}}, "unknown key 'requests_per_minut'"),
-    ({MODEL: {"requests_per_minute": -1}}, "cannot be negative"),
-    ({MODEL: 50}, "expected a mapping"),
-    ({"bad model": {"requests_per_minute": 5}}, "is not a model name"),
-    ("[1, 2]", "expected a mapping of model names"),
-])
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ({MODEL: {"requests_per_minut": 5}}, "unknown key 'requests_per_minut'"),
+        ({MODEL: {"requests_per_minute": -1}}, "cannot be negative"),
+        ({MODEL: 50}, "expected a mapping"),
+        ({"bad model": {"requests_per_minute": 5}}, "is not a model name"),
+        ("[1, 2]", "expected a mapping of model names"),
+    ],
+)
 def test_bad_rate_limits_are_refused_naming_the_setting(tmp_path, value, problem) -> None:
     with pytest.raises(InvalidArgument, match="models.rate_limits") as info:
         make_settings(tmp_path, **{"models.rate_limits": value})
@@ -133,10 +147,12 @@ def test_bad_rate_limits_are_refused_naming_the_setting(tmp_path, value, problem
 
 
 def test_rate_limits_come_from_the_environment_as_yaml(tmp_path) -> None:
-    settings = load_settings(home=tmp_path, environ={
-        "MAOS_MODELS_RATE_LIMITS": "{claude-test: {requests_per_minute: 5}}"})
-    assert settings["models.rate_limits"] == {MODEL: {"requests_per_minute": 5, "input_tokens_per_minute": 0,
-                                                      "output_tokens_per_minute": 0}}
+    settings = load_settings(
+        home=tmp_path, environ={"MAOS_MODELS_RATE_LIMITS": "{claude-test: {requests_per_minute: 5}}"}
+    )
+    assert settings["models.rate_limits"] == {
+        MODEL: {"requests_per_minute": 5, "input_tokens_per_minute": 0, "output_tokens_per_minute": 0}
+    }
 
 
 async def test_a_holder_reports_only_on_its_own_permits() -> None:

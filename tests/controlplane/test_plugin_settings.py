@@ -31,16 +31,19 @@ def manager(**plugins: Any) -> MaosPluginManager:
     return pm
 
 
-RELAY = SettingsPlugin(Option("relay.url", parse_text, "", "Where to relay events."),
-                  Option("relay.timeout", parse_duration, 10.0, "How long one relay may take."),
-                  Option("relay.batch", parse_positive_int, 50, "Events per relay call."))
+RELAY = SettingsPlugin(
+    Option("relay.url", parse_text, "", "Where to relay events."),
+    Option("relay.timeout", parse_duration, 10.0, "How long one relay may take."),
+    Option("relay.batch", parse_positive_int, 50, "Events per relay call."),
+)
 
 
 def test_defaults_file_environment_and_overrides(tmp_path: Path) -> None:
     pm = manager(relay=RELAY)
     (tmp_path / "config.yml").write_text("relay:\n  url: ${RELAY_TARGET}\n  timeout: 1m\n")
-    settings = load_settings(home=tmp_path, environ={"RELAY_TARGET": "https://relay.example",
-                                                     "MAOS_RELAY_BATCH": "7"}, pm=pm)
+    settings = load_settings(
+        home=tmp_path, environ={"RELAY_TARGET": "https://relay.example", "MAOS_RELAY_BATCH": "7"}, pm=pm
+    )
     assert (settings["relay.url"], settings.source("relay.url")) == ("https://relay.example", "file")
     assert settings["relay.timeout"] == 60.0
     assert (settings["relay.batch"], settings.source("relay.batch")) == (7, "env")
@@ -52,8 +55,12 @@ def test_defaults_file_environment_and_overrides(tmp_path: Path) -> None:
 
 def test_with_plugins_resolves_settings_loaded_before_the_plugins_were_known(tmp_path: Path) -> None:
     (tmp_path / "config.yml").write_text("relay:\n  batch: 5\n")
-    plain = load_settings(home=tmp_path, environ={}, overrides={"system.max_agents": 3},
-                          pm=get_plugin_manager(load_entrypoints=False))
+    plain = load_settings(
+        home=tmp_path,
+        environ={},
+        overrides={"system.max_agents": 3},
+        pm=get_plugin_manager(load_entrypoints=False),
+    )
     assert "relay.batch" not in plain.options and len(plain.warnings) == 1
     settings = plain.with_plugins(manager(relay=RELAY))
     assert settings["relay.batch"] == 5 and settings.warnings == []
@@ -74,21 +81,32 @@ def test_unknown_keys_and_sections_are_warnings(tmp_path: Path) -> None:
     settings = load_settings(home=tmp_path, environ={}, pm=manager(relay=RELAY))
     first, second = settings.warnings
     assert "unknown setting 'relay.batchsize' ignored" in first and "no installed plugin" not in first
-    assert ("unknown setting 'relya.url' ignored (did you mean 'relay.url'?): no installed plugin registers "
-            "settings in the section 'relya'") in second
+    assert (
+        "unknown setting 'relya.url' ignored (did you mean 'relay.url'?): no installed plugin registers "
+        "settings in the section 'relya'"
+    ) in second
 
 
-@pytest.mark.parametrize(("options", "problem"), [
-    ([Option("server.colour", parse_text, "", "x")],
-     "'server.colour' is in the section 'server', which is MAOS's own"),
-    ([Option("Relay.URL", parse_text, "", "x")], "is not a dotted lower-case key"),
-    ([Option("relay", parse_text, "", "x")], "is not a dotted lower-case key"),
-    ([Option("other.mode", parse_text, "", "x", runtime=True)], "is marked runtime"),
-    ([Option("other.a", parse_text, "", "x"), Option("other.a", parse_text, "", "y")], "registered twice"),
-    (["other.a"], "must return a list of controlplane.config.Option"),
-])
-def test_settings_a_plugin_may_not_register_are_left_out_and_reported(options: list[Any],
-                                                                      problem: str) -> None:
+@pytest.mark.parametrize(
+    ("options", "problem"),
+    [
+        (
+            [Option("server.colour", parse_text, "", "x")],
+            "'server.colour' is in the section 'server', which is MAOS's own",
+        ),
+        ([Option("Relay.URL", parse_text, "", "x")], "is not a dotted lower-case key"),
+        ([Option("relay", parse_text, "", "x")], "is not a dotted lower-case key"),
+        ([Option("other.mode", parse_text, "", "x", runtime=True)], "is marked runtime"),
+        (
+            [Option("other.a", parse_text, "", "x"), Option("other.a", parse_text, "", "y")],
+            "registered twice",
+        ),
+        (["other.a"], "must return a list of controlplane.config.Option"),
+    ],
+)
+def test_settings_a_plugin_may_not_register_are_left_out_and_reported(
+    options: list[Any], problem: str
+) -> None:
     pm = manager(bad=SettingsPlugin(*options), relay=RELAY)
     assert set(plugin_settings(pm)) == {"relay.url", "relay.timeout", "relay.batch"}
     [reported] = pm.problems
@@ -111,5 +129,7 @@ def test_a_register_settings_that_raises_is_reported() -> None:
 
     pm = manager(raising=Raising(), relay=RELAY)
     assert set(plugin_settings(pm)) == {"relay.url", "relay.timeout", "relay.batch"}
-    assert pm.problems == ["plugin raising: its settings are left out: register_settings failed "
-                           "(RuntimeError: no settings today)"]
+    assert pm.problems == [
+        "plugin raising: its settings are left out: register_settings failed "
+        "(RuntimeError: no settings today)"
+    ]

@@ -30,11 +30,17 @@ WAIT_MS = 30_000
 
 def chromium_path() -> str:
     """The chromium binary: ``MAOS_CHROMIUM``, else Debian's ``/usr/bin/chromium``, else one on PATH."""
-    for candidate in (os.environ.get("MAOS_CHROMIUM", ""), "/usr/bin/chromium", shutil.which("chromium") or "",
-                      shutil.which("chromium-browser") or ""):
+    for candidate in (
+        os.environ.get("MAOS_CHROMIUM", ""),
+        "/usr/bin/chromium",
+        shutil.which("chromium") or "",
+        shutil.which("chromium-browser") or "",
+    ):
         if candidate and os.access(candidate, os.X_OK):
             return candidate
-    fail_or_skip("chromium is not installed (apt-get install chromium), needed for the dashboard's browser tests")
+    fail_or_skip(
+        "chromium is not installed (apt-get install chromium), needed for the dashboard's browser tests"
+    )
 
 
 @pytest.fixture
@@ -66,10 +72,23 @@ class Dashboard:
     def cli(self, *args: str, key: str | None = None) -> subprocess.CompletedProcess[str]:
         """The real ``maos`` CLI in a subprocess, against this control plane with ``key`` (the admin's)."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("MAOS_")}
-        env.update({"MAOS_HOME": str(self.home), "MAOS_ADDR": self.app.address, "MAOS_TOKEN": key or self.key,
-                    "NO_COLOR": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
-        return subprocess.run([sys.executable, "-m", "cli.main", *args], env=env, capture_output=True, text=True,
-                              timeout=60, stdin=subprocess.DEVNULL)
+        env.update(
+            {
+                "MAOS_HOME": str(self.home),
+                "MAOS_ADDR": self.app.address,
+                "MAOS_TOKEN": key or self.key,
+                "NO_COLOR": "1",
+                "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
+            }
+        )
+        return subprocess.run(
+            [sys.executable, "-m", "cli.main", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            stdin=subprocess.DEVNULL,
+        )
 
     async def user_key(self, email: str, role: str) -> str:
         """A key of a new user holding ``role``."""
@@ -82,7 +101,9 @@ class Dashboard:
 async def dashboard(maos_home: Path) -> AsyncIterator[Dashboard]:
     """A secured control plane with its dashboard on an ephemeral port and one real ``sleep`` agent."""
     app = await start_app(make_settings(maos_home, **{"security.auth": "required"}), dashboard=True)
-    board = Dashboard(app=app, key=await admin_key(app), home=maos_home, url=f"http://127.0.0.1:{app.dashboard_port}/")
+    board = Dashboard(
+        app=app, key=await admin_key(app), home=maos_home, url=f"http://127.0.0.1:{app.dashboard_port}/"
+    )
     try:
         board.agents.append(AgentProcess(app.address, "sleep", "--token", app.launcher.token))
         await wait_for_agents(app, 1)

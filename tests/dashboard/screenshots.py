@@ -36,42 +36,82 @@ async def main(out: Path) -> None:
     from tests.dashboard.conftest import chromium_path
 
     out.mkdir(parents=True, exist_ok=True)
-    logging.getLogger("controlplane").setLevel(logging.INFO)  # the control plane's own lines reach the log view
+    logging.getLogger("controlplane").setLevel(
+        logging.INFO
+    )  # the control plane's own lines reach the log view
     home = Path(tempfile.mkdtemp(prefix="maos-shots-")) / "home"
-    app = await start_app(make_settings(home, **{"security.auth": "required", "metrics.history.interval": 1.0}),
-                          dashboard=True)
-    agents = [AgentProcess(app.address, kind, "--token", app.launcher.token) for kind in ("sleep", "sleep", "echo")]
+    app = await start_app(
+        make_settings(home, **{"security.auth": "required", "metrics.history.interval": 1.0}), dashboard=True
+    )
+    agents = [
+        AgentProcess(app.address, kind, "--token", app.launcher.token) for kind in ("sleep", "sleep", "echo")
+    ]
     try:
         await wait_for_agents(app, len(agents), timeout=30)
         key = await admin_key(app)
         base = f"http://127.0.0.1:{app.dashboard_port}"
 
         def submit(task: dict) -> str:
-            answer = requests.post(f"{base}/v1/tasks", json={"task": task}, timeout=10,
-                                   headers={"Authorization": f"Bearer {key}"})
+            answer = requests.post(
+                f"{base}/v1/tasks",
+                json={"task": task},
+                timeout=10,
+                headers={"Authorization": f"Bearer {key}"},
+            )
             answer.raise_for_status()
             return answer.json()["task"]["name"].removeprefix("tasks/")
 
-        plan = await asyncio.to_thread(submit, {
-            "description": "Compare three storage engines for our event log:\n- PostgreSQL\n- SQLite\n- Redis streams",
-            "taskType": "analysis", "priority": "PRIORITY_HIGH", "agentType": "sleep",
-            "metadata": {"sleep_seconds": "1", "sleep_steps": "2"}})
-        await asyncio.to_thread(submit, {"description": "Summarise the on-call week", "agentType": "echo",
-                                         "metadata": {"echo_log": "read 42 incidents from the on-call log"}})
+        plan = await asyncio.to_thread(
+            submit,
+            {
+                "description": "Compare three storage engines for our event log:\n- PostgreSQL\n- SQLite\n- Redis streams",
+                "taskType": "analysis",
+                "priority": "PRIORITY_HIGH",
+                "agentType": "sleep",
+                "metadata": {"sleep_seconds": "1", "sleep_steps": "2"},
+            },
+        )
+        await asyncio.to_thread(
+            submit,
+            {
+                "description": "Summarise the on-call week",
+                "agentType": "echo",
+                "metadata": {"echo_log": "read 42 incidents from the on-call log"},
+            },
+        )
+
         def finished(task_id: str) -> bool:
-            answer = requests.get(f"{base}/v1/tasks/{task_id}", timeout=10, headers={"Authorization": f"Bearer {key}"})
+            answer = requests.get(
+                f"{base}/v1/tasks/{task_id}", timeout=10, headers={"Authorization": f"Bearer {key}"}
+            )
             return answer.json()["task"]["status"] == "TASK_STATUS_COMPLETED"
 
-        await wait_for(lambda: asyncio.to_thread(finished, plan), 30, interval=0.2, message="the plan to finish")
-        long = await asyncio.to_thread(submit, {
-            "description": "Index every repository (a long step)", "agentType": "sleep",
-            "metadata": {"sleep_seconds": "600", "sleep_steps": "60"}})
-        await asyncio.to_thread(submit, {"description": "Report on the index", "agentType": "echo",
-                                         "priority": "PRIORITY_CRITICAL", "dependsOn": [f"tasks/{long}"]})
+        await wait_for(
+            lambda: asyncio.to_thread(finished, plan), 30, interval=0.2, message="the plan to finish"
+        )
+        long = await asyncio.to_thread(
+            submit,
+            {
+                "description": "Index every repository (a long step)",
+                "agentType": "sleep",
+                "metadata": {"sleep_seconds": "600", "sleep_steps": "60"},
+            },
+        )
+        await asyncio.to_thread(
+            submit,
+            {
+                "description": "Report on the index",
+                "agentType": "echo",
+                "priority": "PRIORITY_CRITICAL",
+                "dependsOn": [f"tasks/{long}"],
+            },
+        )
         logging.getLogger("controlplane.scheduler").warning("agents/echo lease renewed late (example line)")
 
         def sampled() -> bool:
-            history = requests.get(f"{base}/v1/metrics:history", timeout=10, headers={"Authorization": f"Bearer {key}"})
+            history = requests.get(
+                f"{base}/v1/metrics:history", timeout=10, headers={"Authorization": f"Bearer {key}"}
+            )
             return history.json().get("samples", 0) >= 8
 
         await wait_for(lambda: asyncio.to_thread(sampled), 60, interval=1.0, message="a few metrics samples")

@@ -42,13 +42,26 @@ async def test_sign_in_and_watch_a_cli_task_complete_live(dashboard: Dashboard, 
 
     # Submitted from the real CLI while the page is open: the list shows it without a reload.
     done = await asyncio.to_thread(
-        dashboard.cli, "task", "submit", "Compare these fruits:\n- apples\n- pears\n- plums", "--agent-type", "sleep",
-        "--metadata", "sleep_seconds=1.5", "--metadata", "sleep_steps=3", "-o", "json")
+        dashboard.cli,
+        "task",
+        "submit",
+        "Compare these fruits:\n- apples\n- pears\n- plums",
+        "--agent-type",
+        "sleep",
+        "--metadata",
+        "sleep_seconds=1.5",
+        "--metadata",
+        "sleep_steps=3",
+        "-o",
+        "json",
+    )
     assert done.returncode == 0, done.stderr
     task_id = json.loads(done.stdout)["task_id"].removeprefix("tasks/")
     row = page.locator(f'tr[data-task="{task_id}"]')
     await expect(row).to_be_visible()
-    await expect(row.locator(".badge")).to_have_text("RUNNING")  # three 1.5 s steps on one slot, then a synthesis
+    await expect(row.locator(".badge")).to_have_text(
+        "RUNNING"
+    )  # three 1.5 s steps on one slot, then a synthesis
     await expect(row.locator(".badge")).to_have_text("COMPLETED")
 
     # Its detail: the plan as a graph, the subtasks, the output, usage.
@@ -65,7 +78,9 @@ async def test_sign_in_and_watch_a_cli_task_complete_live(dashboard: Dashboard, 
     # The key lives in the tab's sessionStorage, never in a URL nor in localStorage.
     assert await page.evaluate("sessionStorage.getItem('maos.key')") == dashboard.key
     assert await page.evaluate("localStorage.length") == 0
-    assert urls and not [u for u in urls if dashboard.key in u or "maos_key" in u or u.startswith("pageerror")], urls
+    assert urls and not [
+        u for u in urls if dashboard.key in u or "maos_key" in u or u.startswith("pageerror")
+    ], urls
 
 
 async def test_a_task_detail_follows_a_running_task(dashboard: Dashboard, browser: Any) -> None:
@@ -74,8 +89,19 @@ async def test_a_task_detail_follows_a_running_task(dashboard: Dashboard, browse
     await sign_in(page, dashboard.url, dashboard.key)
     await expect(page.get_by_role("navigation", name="Main")).to_be_visible()
     done = await asyncio.to_thread(
-        dashboard.cli, "task", "submit", "One slow step", "--agent-type", "sleep",
-        "--metadata", "sleep_seconds=4", "--metadata", "sleep_steps=4", "-o", "json")
+        dashboard.cli,
+        "task",
+        "submit",
+        "One slow step",
+        "--agent-type",
+        "sleep",
+        "--metadata",
+        "sleep_seconds=4",
+        "--metadata",
+        "sleep_steps=4",
+        "-o",
+        "json",
+    )
     assert done.returncode == 0, done.stderr
     task_id = json.loads(done.stdout)["task_id"].removeprefix("tasks/")
     await page.goto(f"{dashboard.url}#/tasks/{task_id}")
@@ -122,7 +148,9 @@ async def test_a_viewer_is_refused_the_admin_page_and_actions(dashboard: Dashboa
     [agent_id] = list(dashboard.app.engine.agents)
     status = await page.evaluate(
         """async (agent) => (await fetch(`/v1/agents/${agent}:pause`, {method: "POST", body: "{}",
-             headers: {Authorization: `Bearer ${sessionStorage.getItem("maos.key")}`}})).status""", agent_id)
+             headers: {Authorization: `Bearer ${sessionStorage.getItem("maos.key")}`}})).status""",
+        agent_id,
+    )
     assert status == 403
     assert dashboard.app.engine.agents[agent_id].status != AgentStatus.PAUSED
     denied = await stored_audit(dashboard.app)

@@ -45,7 +45,9 @@ async def test_dashboard_port_setting_serves_there(maos_home: Path) -> None:
 
 @pytest.mark.parametrize("address", ["0.0.0.0", "10.1.2.3"])
 async def test_plaintext_dashboard_beyond_localhost_is_refused(maos_home: Path, address: str) -> None:
-    app = build_app(make_settings(maos_home, **{"server.dashboard_address": address, "server.dashboard_port": 3001}))
+    app = build_app(
+        make_settings(maos_home, **{"server.dashboard_address": address, "server.dashboard_port": 3001})
+    )
     with pytest.raises(InvalidArgument) as refused:
         await app.start("127.0.0.1:0")
     assert refused.value.violations[0].field == "server.dashboard_address"
@@ -65,7 +67,11 @@ async def test_page_headers_and_the_api_on_the_same_origin(maos_home: Path) -> N
         page = await asyncio.to_thread(get, "/")
         assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
         policy = page.headers["content-security-policy"]
-        assert "default-src 'none'" in policy and "script-src 'self'" in policy and "connect-src 'self'" in policy
+        assert (
+            "default-src 'none'" in policy
+            and "script-src 'self'" in policy
+            and "connect-src 'self'" in policy
+        )
         assert page.headers["referrer-policy"] == "no-referrer" and page.headers["x-frame-options"] == "DENY"
         script = await asyncio.to_thread(get, "/assets/js/app.js")
         assert script.status_code == 200 and "javascript" in script.headers["content-type"]

@@ -19,12 +19,25 @@ import yaml
 KNOWN_FIELDS = {"apiVersion", "kind", "namespace", "resources", "patches", "images"}
 
 #: Kinds without a namespace (among those a MAOS deployment could contain).
-CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition",
-                  "PriorityClass", "StorageClass"}
+CLUSTER_SCOPED = {
+    "Namespace",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "CustomResourceDefinition",
+    "PriorityClass",
+    "StorageClass",
+}
 
 #: List fields merged element by element (patchMergeKey of the Kubernetes API); others are replaced.
-MERGE_KEYS = {"containers": "name", "initContainers": "name", "volumes": "name", "env": "name",
-              "volumeMounts": "mountPath", "ports": "containerPort", "imagePullSecrets": "name"}
+MERGE_KEYS = {
+    "containers": "name",
+    "initContainers": "name",
+    "volumes": "name",
+    "env": "name",
+    "volumeMounts": "mountPath",
+    "ports": "containerPort",
+    "imagePullSecrets": "name",
+}
 
 
 class KustomizeError(AssertionError):
@@ -81,7 +94,9 @@ def _set_images(resources: list[dict[str, Any]], images: list[dict[str, Any]]) -
                 name, _, tag = container["image"].partition(":")
                 for image in images:
                     if image["name"] == name:
-                        container["image"] = f"{image.get('newName', name)}:{image.get('newTag', tag)}".rstrip(":")
+                        container["image"] = (
+                            f"{image.get('newName', name)}:{image.get('newTag', tag)}".rstrip(":")
+                        )
 
 
 def render(directory: Path) -> list[dict[str, Any]]:
@@ -89,7 +104,9 @@ def render(directory: Path) -> list[dict[str, Any]]:
     kustomization = yaml.safe_load((directory / "kustomization.yaml").read_text())
     unknown = set(kustomization) - KNOWN_FIELDS
     if unknown:
-        raise KustomizeError(f"{directory}/kustomization.yaml: {sorted(unknown)} is beyond what the tests render")
+        raise KustomizeError(
+            f"{directory}/kustomization.yaml: {sorted(unknown)} is beyond what the tests render"
+        )
     resources: list[dict[str, Any]] = []
     for entry in kustomization.get("resources", []):
         path = directory / entry
@@ -99,7 +116,9 @@ def render(directory: Path) -> list[dict[str, Any]]:
         raise KustomizeError(f"{directory}: two resources with the same kind and name")
     for entry in kustomization.get("patches", []):
         if set(entry) != {"path"}:
-            raise KustomizeError(f"{directory}: patches other than a path to a strategic-merge patch: {entry}")
+            raise KustomizeError(
+                f"{directory}: patches other than a path to a strategic-merge patch: {entry}"
+            )
         for patch in load_documents(directory / entry["path"]):
             if key_of(patch) not in by_key:
                 raise KustomizeError(f"{directory}/{entry['path']}: {key_of(patch)} patches no resource")

@@ -39,6 +39,7 @@ _VARIABLE = re.compile(r"\$\{([A-Z_][A-Z0-9_]*)(?::?[-?][^}]*)?\}")
 
 def interpolate(value: str) -> str:
     """``${NAME:-default}`` as Compose reads it with NAME unset, ``${NAME:?...}`` as ``NAME``."""
+
     def one(match: re.Match[str]) -> str:
         text = match.group(0)
         if ":-" in text:
@@ -54,29 +55,52 @@ def compose() -> dict[str, Any]:
 
 
 def maos_services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {name: s for name, s in compose["services"].items() if interpolate(s.get("image", "")).startswith("maos:")}
+    return {
+        name: s
+        for name, s in compose["services"].items()
+        if interpolate(s.get("image", "")).startswith("maos:")
+    }
 
 
 def test_compose_matches_the_compose_specification() -> None:
-    done = subprocess.run([sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.compose-spec",
-                           str(COMPOSE)], capture_output=True, text=True, timeout=120, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.compose-spec", str(COMPOSE)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
 
 
 def test_a_broken_compose_file_is_refused(tmp_path: Path) -> None:
     broken = tmp_path / "compose.yaml"
-    broken.write_text(COMPOSE.read_text().replace("restart: unless-stopped", "restart: sometimes", 1)
-                      .replace("stop_grace_period: 45s", "stop_grace_perod: 45s"))
-    done = subprocess.run([sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.compose-spec",
-                           str(broken)], capture_output=True, text=True, timeout=120, check=False)
+    broken.write_text(
+        COMPOSE.read_text()
+        .replace("restart: unless-stopped", "restart: sometimes", 1)
+        .replace("stop_grace_period: 45s", "stop_grace_perod: 45s")
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.compose-spec", str(broken)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert done.returncode == 1
     assert "stop_grace_perod" in done.stdout
 
 
 def test_compose_services(compose: dict[str, Any]) -> None:
     """No Redis (the control plane does not use it yet) and one control plane (replicas are not supported yet)."""
-    assert set(compose["services"]) == {"postgres", "migrate", "controlplane", "agent-echo", "agent-researcher",
-                                        "prometheus"}
+    assert set(compose["services"]) == {
+        "postgres",
+        "migrate",
+        "controlplane",
+        "agent-echo",
+        "agent-researcher",
+        "prometheus",
+    }
     for service in compose["services"].values():
         assert "MAOS_REDIS_URL" not in service.get("environment", {})
     assert "replicas" not in compose["services"]["controlplane"].get("deploy", {})
@@ -108,8 +132,12 @@ def test_compose_commands_and_environment(compose: dict[str, Any]) -> None:
                 parse_value(settings[variable], value, options)
     assert problems == []
     commands = {name: parse_command(s["command"])[0] for name, s in maos_services(compose).items()}
-    assert commands == {"migrate": ["maos", "db", "migrate"], "controlplane": ["maos", "start"],
-                        "agent-echo": ["maos-agent", "run"], "agent-researcher": ["maos-agent", "run"]}
+    assert commands == {
+        "migrate": ["maos", "db", "migrate"],
+        "controlplane": ["maos", "start"],
+        "agent-echo": ["maos-agent", "run"],
+        "agent-researcher": ["maos-agent", "run"],
+    }
 
 
 def test_compose_control_plane_settings_start(compose: dict[str, Any], tmp_path: Path) -> None:
@@ -119,9 +147,12 @@ def test_compose_control_plane_settings_start(compose: dict[str, Any], tmp_path:
     settings = load_settings(home=tmp_path, environ=env)
     check_bind_address(settings["server.address"], settings["server.allow_insecure_remote"])
     check_metrics_address(settings["server.metrics_address"], settings["server.allow_insecure_remote"])
-    assert settings.database_url.startswith("postgresql+psycopg://maos:<POSTGRES_PASSWORD>@postgres:5432/maos")
-    assert env["MAOS_DATABASE_PRIMARY_URL"] == interpolate(services["migrate"]["environment"]
-                                                           ["MAOS_DATABASE_PRIMARY_URL"])
+    assert settings.database_url.startswith(
+        "postgresql+psycopg://maos:<POSTGRES_PASSWORD>@postgres:5432/maos"
+    )
+    assert env["MAOS_DATABASE_PRIMARY_URL"] == interpolate(
+        services["migrate"]["environment"]["MAOS_DATABASE_PRIMARY_URL"]
+    )
     _, params = parse_command(control_plane["command"])
     assert params["agents"] == "" and params["migrate"] is False
     assert control_plane["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}
@@ -138,12 +169,15 @@ def test_compose_control_plane_settings_start(compose: dict[str, Any], tmp_path:
 
 def test_every_compose_variable_is_in_env_example() -> None:
     used = set(_VARIABLE.findall(COMPOSE.read_text()))
-    documented = set(re.findall(r"^#? ?([A-Z_][A-Z0-9_]*)=", (DEPLOY / "env.example").read_text(), re.MULTILINE))
+    documented = set(
+        re.findall(r"^#? ?([A-Z_][A-Z0-9_]*)=", (DEPLOY / "env.example").read_text(), re.MULTILINE)
+    )
     assert used == documented
     assert "deploy/.env" in (ROOT / ".gitignore").read_text().split()
 
 
 # --- the Dockerfile ----------------------------------------------------------------------------
+
 
 def dockerfile() -> list[tuple[str, str]]:
     """``(INSTRUCTION, arguments)`` of deploy/Dockerfile, continuation lines joined."""
@@ -163,8 +197,10 @@ def test_the_image_is_built_in_two_stages_and_runs_unprivileged() -> None:
     assert f"MAOS_HOME={MAOS_HOME}" in last("ENV").split()
     assert json.loads(last("VOLUME")) == [MAOS_HOME]
     assert {int(p) for p in last("EXPOSE").split()} == {
-        7100, *(OPTIONS[f"server.{port}"].default for port in ("http_port", "dashboard_port", "metrics_port"))}
-    runtime = dockerfile()[[i for i, (ins, _) in enumerate(dockerfile()) if ins == "FROM"][1]:]
+        7100,
+        *(OPTIONS[f"server.{port}"].default for port in ("http_port", "dashboard_port", "metrics_port")),
+    }
+    runtime = dockerfile()[[i for i, (ins, _) in enumerate(dockerfile()) if ins == "FROM"][1] :]
     assert [args for ins, args in runtime if ins == "COPY"] == ["--from=build /opt/maos /opt/maos"]
 
 
@@ -182,10 +218,16 @@ def test_the_image_s_commands() -> None:
 def test_the_image_holds_the_package() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
     packages = {p.rstrip("*") for p in project["tool"]["setuptools"]["packages"]["find"]["include"]}
-    copied = {source for ins, args in dockerfile() if ins == "COPY" and not args.startswith("--from")
-              for source in args.split()[:-1]}
+    copied = {
+        source
+        for ins, args in dockerfile()
+        if ins == "COPY" and not args.startswith("--from")
+        for source in args.split()[:-1]
+    }
     assert copied == packages | {"pyproject.toml", "README.md"}
     assert "postgres" in project["project"]["optional-dependencies"]
     assert any('[postgres]"' in args for ins, args in dockerfile() if ins == "RUN")
     ignored = [line for line in (ROOT / ".dockerignore").read_text().splitlines() if line and line[0] != "#"]
-    assert ignored[0] == "*" and {f"!{p}/" for p in packages} | {"!pyproject.toml", "!README.md"} <= set(ignored)
+    assert ignored[0] == "*" and {f"!{p}/" for p in packages} | {"!pyproject.toml", "!README.md"} <= set(
+        ignored
+    )

@@ -61,7 +61,9 @@ def pods(resources: Resources) -> list[tuple[str, dict[str, Any], dict[str, str]
     for r in resources:
         template = r.get("spec", {}).get("template")
         if r["kind"] in ("Deployment", "StatefulSet", "Job", "DaemonSet") and template:
-            out.append((f"{r['kind']}/{r['metadata']['name']}", template["spec"], template["metadata"]["labels"]))
+            out.append(
+                (f"{r['kind']}/{r['metadata']['name']}", template["spec"], template["metadata"]["labels"])
+            )
     return out
 
 
@@ -78,8 +80,10 @@ def selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
 
 
 def secret_examples() -> dict[str, set[str]]:
-    return {d["metadata"]["name"]: set(d.get("stringData", {})) | set(d.get("data", {}))
-            for d in load_documents(SECRET_EXAMPLES)}
+    return {
+        d["metadata"]["name"]: set(d.get("stringData", {})) | set(d.get("data", {}))
+        for d in load_documents(SECRET_EXAMPLES)
+    }
 
 
 def config_yml(resources: Resources) -> str:
@@ -105,14 +109,18 @@ def control_plane_container(resources: Resources) -> dict[str, Any]:
 
 # --- rendering ---------------------------------------------------------------------------------
 
+
 def test_the_overlays() -> None:
     assert [o.name for o in OVERLAYS] == ["dev", "production", "production-keda"]
 
 
 def test_a_patch_must_name_an_existing_resource(tmp_path: Path) -> None:
     (tmp_path / "kustomization.yaml").write_text(
-        f"resources: [{KUBERNETES / 'base'}]\npatches:\n  - path: p.yaml\n")
-    (tmp_path / "p.yaml").write_text("apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: maos-nothing}\n")
+        f"resources: [{KUBERNETES / 'base'}]\npatches:\n  - path: p.yaml\n"
+    )
+    (tmp_path / "p.yaml").write_text(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: maos-nothing}\n"
+    )
     with pytest.raises(KustomizeError, match="patches no resource"):
         render(tmp_path)
     (tmp_path / "kustomization.yaml").write_text(f"resources: [{KUBERNETES / 'base'}]\nreplicas: []\n")
@@ -121,25 +129,53 @@ def test_a_patch_must_name_an_existing_resource(tmp_path: Path) -> None:
 
 
 def test_strategic_merge() -> None:
-    base = {"spec": {"replicas": 2, "containers": [{"name": "a", "image": "x", "probe": {"grpc": {"port": 1}}},
-                                                   {"name": "b", "command": ["one"]}]}}
-    patch = {"spec": {"replicas": None, "containers": [{"name": "a", "probe": {"grpc": None, "exec": {}}},
-                                                       {"name": "b", "command": ["two"]}, {"name": "c"}]}}
-    assert merge(base, patch) == {"spec": {"containers": [
-        {"name": "c"}, {"name": "a", "image": "x", "probe": {"exec": {}}}, {"name": "b", "command": ["two"]}]}}
+    base = {
+        "spec": {
+            "replicas": 2,
+            "containers": [
+                {"name": "a", "image": "x", "probe": {"grpc": {"port": 1}}},
+                {"name": "b", "command": ["one"]},
+            ],
+        }
+    }
+    patch = {
+        "spec": {
+            "replicas": None,
+            "containers": [
+                {"name": "a", "probe": {"grpc": None, "exec": {}}},
+                {"name": "b", "command": ["two"]},
+                {"name": "c"},
+            ],
+        }
+    }
+    assert merge(base, patch) == {
+        "spec": {
+            "containers": [
+                {"name": "c"},
+                {"name": "a", "image": "x", "probe": {"exec": {}}},
+                {"name": "b", "command": ["two"]},
+            ]
+        }
+    }
 
 
 @pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl (with its Kustomize) is not installed")
 def test_the_rendering_is_kustomize_s(overlay: tuple[str, Resources]) -> None:
     name, resources = overlay
-    printed = subprocess.run(["kubectl", "kustomize", str(KUBERNETES / "overlays" / name)], capture_output=True,
-                             text=True, timeout=60, check=True).stdout
+    printed = subprocess.run(
+        ["kubectl", "kustomize", str(KUBERNETES / "overlays" / name)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
     theirs = {(d["kind"], d["metadata"]["name"]): d for d in yaml.safe_load_all(printed) if d}
     ours = {(d["kind"], d["metadata"]["name"]): d for d in resources}
     assert ours == theirs
 
 
 # --- schemas -----------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("version", SCHEMA_VERSIONS)
 def test_every_manifest_matches_the_kubernetes_schemas(overlay: tuple[str, Resources], version: str) -> None:
@@ -168,12 +204,16 @@ def test_yaml_lint() -> None:
     config = YamlLintConfig(file=str(KUBERNETES.parent / ".yamllint.yaml"))
     files = sorted([*KUBERNETES.parent.rglob("*.yaml"), *KUBERNETES.parent.rglob("*.yml")])
     assert len(files) >= 15
-    problems = [f"{path.relative_to(KUBERNETES.parent)}:{p.line}: {p.desc} ({p.rule})"
-                for path in files for p in linter.run(path.read_text(), config, str(path))]
+    problems = [
+        f"{path.relative_to(KUBERNETES.parent)}:{p.line}: {p.desc} ({p.rule})"
+        for path in files
+        for p in linter.run(path.read_text(), config, str(path))
+    ]
     assert problems == []
 
 
 # --- cross-references --------------------------------------------------------------------------
+
 
 def test_selectors_select_the_pods_they_mean(overlay: tuple[str, Resources]) -> None:
     _, resources = overlay
@@ -188,18 +228,27 @@ def test_selectors_select_the_pods_they_mean(overlay: tuple[str, Resources]) -> 
             for port in r["spec"]["ports"]:
                 assert port["targetPort"] in port_names, f"Service/{r['metadata']['name']}: {port}"
         if r["kind"] == "PodDisruptionBudget":
-            matched = [n for n, _, labels in workloads if selects(r["spec"]["selector"]["matchLabels"], labels)]
+            matched = [
+                n for n, _, labels in workloads if selects(r["spec"]["selector"]["matchLabels"], labels)
+            ]
             assert len(matched) == 1, f"PodDisruptionBudget/{r['metadata']['name']} selects {matched}"
         if r["kind"] == "NetworkPolicy":
             selector = r["spec"]["podSelector"].get("matchLabels", {})
             matched = [(n, pod) for n, pod, labels in workloads if selects(selector, labels)]
             assert matched, f"NetworkPolicy/{r['metadata']['name']} selects no pod"
-            ports = {p["containerPort"] for _, pod in matched for c in pod["containers"] for p in c.get("ports", [])}
+            ports = {
+                p["containerPort"]
+                for _, pod in matched
+                for c in pod["containers"]
+                for p in c.get("ports", [])
+            }
             for rule in r["spec"].get("ingress", []):
                 assert {p["port"] for p in rule["ports"]} <= ports
                 for peer in rule["from"]:
                     if "podSelector" in peer:
-                        assert any(selects(peer["podSelector"]["matchLabels"], labels) for _, _, labels in workloads)
+                        assert any(
+                            selects(peer["podSelector"]["matchLabels"], labels) for _, _, labels in workloads
+                        )
 
 
 def test_control_plane_policy_admits_the_agents(overlay: tuple[str, Resources]) -> None:
@@ -227,12 +276,20 @@ def test_probes_ask_the_grpc_health_service(overlay: tuple[str, Resources]) -> N
 
 def test_the_secrets_and_config_maps_pods_read_exist(overlay: tuple[str, Resources]) -> None:
     _, resources = overlay
-    secrets = {r["metadata"]["name"]: set(r.get("stringData", {})) | set(r.get("data", {}))
-               for r in resources if r["kind"] == "Secret"}
+    secrets = {
+        r["metadata"]["name"]: set(r.get("stringData", {})) | set(r.get("data", {}))
+        for r in resources
+        if r["kind"] == "Secret"
+    }
     secrets = {**secret_examples(), **secrets}
     maps = {r["metadata"]["name"]: set(r["data"]) for r in resources if r["kind"] == "ConfigMap"}
-    claims = {f"StatefulSet/{r['metadata']['name']}": [t["metadata"]["name"] for t in r["spec"]["volumeClaimTemplates"]]
-              for r in resources if r["kind"] == "StatefulSet"}
+    claims = {
+        f"StatefulSet/{r['metadata']['name']}": [
+            t["metadata"]["name"] for t in r["spec"]["volumeClaimTemplates"]
+        ]
+        for r in resources
+        if r["kind"] == "StatefulSet"
+    }
     for name, pod, _ in pods(resources):
         volumes = {v["name"]: v for v in pod.get("volumes", [])}
         volumes.update({claim: {"name": claim} for claim in claims.get(name, [])})
@@ -262,7 +319,13 @@ def test_commands_are_those_of_the_image(overlay: tuple[str, Resources]) -> None
                 continue
             command = container["command"]
             if command[0] == "install":  # the init container: config.yml from the ConfigMap into MAOS_HOME
-                assert command == ["install", "-m", "0600", "/etc/maos/config/config.yml", f"{MAOS_HOME}/config.yml"]
+                assert command == [
+                    "install",
+                    "-m",
+                    "0600",
+                    "/etc/maos/config/config.yml",
+                    f"{MAOS_HOME}/config.yml",
+                ]
                 mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
                 volumes = {v["name"]: v for v in pod["volumes"]}
                 assert volumes[mounts["/etc/maos/config"]]["configMap"]["name"] == "maos-config"
@@ -299,14 +362,18 @@ def test_pods_run_locked_down(overlay: tuple[str, Resources]) -> None:
     for name, pod, _ in pods(resources):
         assert pod["automountServiceAccountToken"] is False, name
         security = pod["securityContext"]
-        assert security["runAsNonRoot"] is True and security["seccompProfile"]["type"] == "RuntimeDefault", name
+        assert security["runAsNonRoot"] is True and security["seccompProfile"]["type"] == "RuntimeDefault", (
+            name
+        )
         for container in containers(pod):
             where = f"{name}/{container['name']}"
             c = container["securityContext"]
             assert c["allowPrivilegeEscalation"] is False and c["capabilities"]["drop"] == ["ALL"], where
             assert c["readOnlyRootFilesystem"] is True, where
             resources_ = container["resources"]
-            assert {"cpu", "memory"} <= set(resources_["requests"]) and "memory" in resources_["limits"], where
+            assert {"cpu", "memory"} <= set(resources_["requests"]) and "memory" in resources_["limits"], (
+                where
+            )
             if is_maos(container):
                 assert security["runAsUser"] == IMAGE_UID, where
                 writable = {m["mountPath"] for m in container["volumeMounts"] if not m.get("readOnly")}
@@ -326,9 +393,12 @@ def test_the_control_plane_starts_with_these_settings(overlay: tuple[str, Resour
     check_metrics_address(settings["server.metrics_address"], settings["server.allow_insecure_remote"])
     assert settings["agents.pool"] == {}  # agents run in their own pods
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-    assert ports == {"grpc": int(settings["server.address"].rpartition(":")[2]),
-                     "http": settings["server.http_port"], "dashboard": settings["server.dashboard_port"],
-                     "metrics": settings["server.metrics_port"]}
+    assert ports == {
+        "grpc": int(settings["server.address"].rpartition(":")[2]),
+        "http": settings["server.http_port"],
+        "dashboard": settings["server.dashboard_port"],
+        "metrics": settings["server.metrics_port"],
+    }
     for key in ("server.http_address", "server.dashboard_address"):  # the same rule as every other port
         check_http_address(settings[key], settings["server.allow_insecure_remote"], tls)
     assert settings["database.migrate_on_start"] is False and "--no-migrate" in container["command"]
@@ -345,7 +415,7 @@ def assert_file_is_mounted(pod: dict[str, Any], container: dict[str, Any], path:
         folder = mount["mountPath"].rstrip("/") + "/"
         if path.startswith(folder) and "secret" in volumes[mount["name"]]:
             secret = volumes[mount["name"]]["secret"]
-            key = path[len(folder):]
+            key = path[len(folder) :]
             items = {i["path"]: i["key"] for i in secret.get("items", [])}
             assert items.get(key, key) in secret_examples()[secret["secretName"]], f"{what}: {path}"
             return
@@ -357,18 +427,24 @@ def test_agents_dial_the_control_plane_service(overlay: tuple[str, Resources], t
     service = find(resources, "Service", CONTROL_PLANE)
     settings = settings_of(resources, tmp_path, literal_env(control_plane_container(resources)))
     tls = bool(settings["server.tls.cert_file"])
-    agents = [(n, pod) for n, pod, labels in pods(resources) if labels.get("app.kubernetes.io/component") == "agent"]
+    agents = [
+        (n, pod) for n, pod, labels in pods(resources) if labels.get("app.kubernetes.io/component") == "agent"
+    ]
     assert len(agents) == 2
     for name, pod in agents:
         container = pod["containers"][0]
         _, params = parse_command(container["command"])
         host, _, port = params["server"].rpartition(":")
-        assert host == service["metadata"]["name"] and int(port) in {p["port"] for p in service["spec"]["ports"]}
+        assert host == service["metadata"]["name"] and int(port) in {
+            p["port"] for p in service["spec"]["ports"]
+        }
         env = literal_env(container)
         assert "MAOS_JOIN_TOKEN" in {e["name"] for e in container["env"]}, name
         if tls:  # the certificate names the Service's DNS name, which the CLI in the pod uses too
             namespace = service["metadata"]["namespace"]
-            assert env["MAOS_TLS_SERVER_NAME"] == settings["client.tls.server_name"] == f"{host}.{namespace}.svc"
+            assert (
+                env["MAOS_TLS_SERVER_NAME"] == settings["client.tls.server_name"] == f"{host}.{namespace}.svc"
+            )
             assert_file_is_mounted(pod, container, env["MAOS_TLS_CA"], f"{name} MAOS_TLS_CA")
         else:
             assert not {k for k in env if k.startswith("MAOS_TLS")}, name
@@ -387,8 +463,9 @@ def test_migrations_run_as_a_job_on_the_same_database(overlay: tuple[str, Resour
     job = find(resources, "Job", "maos-migrate")["spec"]["template"]["spec"]["containers"][0]
     assert parse_command(job["command"])[0] == ["maos", "db", "migrate"]
     url = [e for e in job["env"] if e["name"] == "MAOS_DATABASE_PRIMARY_URL"]
-    assert url and url == [e for e in control_plane_container(resources)["env"]
-                           if e["name"] == "MAOS_DATABASE_PRIMARY_URL"]
+    assert url and url == [
+        e for e in control_plane_container(resources)["env"] if e["name"] == "MAOS_DATABASE_PRIMARY_URL"
+    ]
 
 
 def test_keda_scales_a_deployment_on_an_exported_metric() -> None:

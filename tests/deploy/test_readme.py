@@ -13,7 +13,9 @@ def deploying_commands() -> list[list[str]]:
     section = text.split("\n## Deploying\n", 1)[1].split("\n## ", 1)[0]
     section = section.replace("\\\n", " ")
     commands = []
-    for found in re.finditer(r"(?:exec controlplane|exec\s+deploy/maos-controlplane --) (maos[^|)#\n]*)", section):
+    for found in re.finditer(
+        r"(?:exec controlplane|exec\s+deploy/maos-controlplane --) (maos[^|)#\n]*)", section
+    ):
         commands.append(shlex.split(found.group(1)))
     return commands
 

@@ -40,7 +40,8 @@ def rpcs() -> set[str]:
 def test_every_command_has_a_row_and_every_named_call_exists() -> None:
     rows = {m["command"]: m["call"] for m in ROW.finditer(DOC.read_text())}
     assert set(rows) == commands(cli, "maos"), (
-        f"missing: {sorted(commands(cli, 'maos') - set(rows))}; extra: {sorted(set(rows) - commands(cli, 'maos'))}")
+        f"missing: {sorted(commands(cli, 'maos') - set(rows))}; extra: {sorted(set(rows) - commands(cli, 'maos'))}"
+    )
     known = rpcs()
     named = {f"{m['service']}.{m['method']}" for call in rows.values() for m in RPC.finditer(call)}
     named -= {"Health.Check"}  # the standard health service's

@@ -49,8 +49,13 @@ def blocks() -> list[Block]:
             continue
         before = text[: match.start()].rstrip("\n").rsplit("\n", 1)[-1]
         marker = NOT_RUN.search(before)
-        found.append(Block(text.count("\n", 0, match.start()) + 1, match["body"],
-                           marker["reason"].strip() if marker else None))
+        found.append(
+            Block(
+                text.count("\n", 0, match.start()) + 1,
+                match["body"],
+                marker["reason"].strip() if marker else None,
+            )
+        )
     return found
 
 
@@ -64,31 +69,50 @@ def test_the_guide_has_few_blocks_it_does_not_run_and_says_why() -> None:
 
 @pytest.mark.timeout(360)  # every block of the guide runs as a user would: a long, real session
 def test_every_block_of_the_guide_runs(tmp_path: Path) -> None:
-    maos = shutil.which("maos", path=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
+    maos = shutil.which(
+        "maos", path=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
+    )
     assert maos, "the maos command is not installed (pip install -e .)"
     home = tmp_path / "home"
     home.mkdir()
-    script = ["set -euo pipefail", "cd \"$HOME\""]
+    script = ["set -euo pipefail", 'cd "$HOME"']
     for index, block in enumerate(blocks()):
         if block.not_run is None:
             script += [f"echo '::: guide.md line {block.line}' >&2", block.body]
-    env = {key: value for key, value in os.environ.items()
-           if not key.startswith("MAOS_") and key not in ("ANTHROPIC_API_KEY", "CLAUDE_API_KEY", "NO_COLOR")}
-    env.update({
-        "HOME": str(home), "NO_COLOR": "1", "PATH": os.path.dirname(maos) + os.pathsep + env.get("PATH", ""),
-        "MAOS_SERVER_ADDRESS": f"127.0.0.1:{free_port()}", "MAOS_SERVER_METRICS_PORT": str(free_port()),
-        "MAOS_SERVER_HTTP_PORT": str(free_port()), "MAOS_SERVER_DASHBOARD_PORT": str(free_port()),
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(GUIDE.parents[1]), env.get("PYTHONPATH", "")])),
-    })
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith("MAOS_") and key not in ("ANTHROPIC_API_KEY", "CLAUDE_API_KEY", "NO_COLOR")
+    }
+    env.update(
+        {
+            "HOME": str(home),
+            "NO_COLOR": "1",
+            "PATH": os.path.dirname(maos) + os.pathsep + env.get("PATH", ""),
+            "MAOS_SERVER_ADDRESS": f"127.0.0.1:{free_port()}",
+            "MAOS_SERVER_METRICS_PORT": str(free_port()),
+            "MAOS_SERVER_HTTP_PORT": str(free_port()),
+            "MAOS_SERVER_DASHBOARD_PORT": str(free_port()),
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(GUIDE.parents[1]), env.get("PYTHONPATH", "")])),
+        }
+    )
     try:
-        done = subprocess.run(["bash", "-c", "\n".join(script)], cwd=home, env=env, capture_output=True, text=True,
-                              timeout=600, stdin=subprocess.DEVNULL)
+        done = subprocess.run(
+            ["bash", "-c", "\n".join(script)],
+            cwd=home,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            stdin=subprocess.DEVNULL,
+        )
     finally:
         subprocess.run([maos, "stop"], env=env, capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
     where = [line for line in done.stderr.splitlines() if line.startswith("::: ")]
     assert done.returncode == 0, (
         f"the guide's block at {where[-1][4:] if where else '?'} failed (exit {done.returncode}):\n"
-        f"--- stdout (end)\n{done.stdout[-3000:]}\n--- stderr (end)\n{done.stderr[-3000:]}")
+        f"--- stdout (end)\n{done.stdout[-3000:]}\n--- stderr (end)\n{done.stderr[-3000:]}"
+    )
 
 
 def test_the_cli_reference_is_generated_from_the_commands() -> None:
@@ -96,4 +120,5 @@ def test_the_cli_reference_is_generated_from_the_commands() -> None:
 
     reference = GUIDE.parent / "cli-reference.md"
     assert reference.read_text() == render(), (
-        "docs/cli-reference.md is stale: run `python -m cli.reference > docs/cli-reference.md`")
+        "docs/cli-reference.md is stale: run `python -m cli.reference > docs/cli-reference.md`"
+    )

@@ -22,7 +22,7 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 
 def documented_keys(text: str) -> tuple[set[str], list[str]]:
     """The keys the Configuration table names, and the prefixes of its ``section.*`` rows."""
-    table = text[text.index("### Configuration"):text.index("#### Limits")]
+    table = text[text.index("### Configuration") : text.index("#### Limits")]
     keys: set[str] = set()
     groups: list[str] = []
     for line in table.splitlines():
@@ -30,8 +30,11 @@ def documented_keys(text: str) -> tuple[set[str], list[str]]:
             continue
         previous = ""
         for name in re.findall(r"`([^`]+)`", line.split("|")[1]):
-            full = name if name.split(".", 1)[0] in SECTIONS or not previous else (
-                previous.rsplit(".", 1)[0] + "." + name)
+            full = (
+                name
+                if name.split(".", 1)[0] in SECTIONS or not previous
+                else (previous.rsplit(".", 1)[0] + "." + name)
+            )
             if full.endswith(".*"):
                 groups.append(full[:-1])
             else:
@@ -55,7 +58,8 @@ def test_every_setting_has_a_row_in_the_configuration_table(key: str) -> None:
     keys, groups = documented_keys(README.read_text())
     assert key in keys or any(key.startswith(group) for group in groups), (
         f"the setting {key} is not documented: add a row to the Configuration table of README.md "
-        f"(its description: {first_party_settings()[key].description!r})")
+        f"(its description: {first_party_settings()[key].description!r})"
+    )
 
 
 def test_the_table_names_no_setting_that_does_not_exist() -> None:
@@ -67,8 +71,17 @@ def test_the_table_names_no_setting_that_does_not_exist() -> None:
 
 def test_the_claude_plugin_registers_its_section() -> None:
     assert {key for key in first_party_settings() if key.startswith("claude.")} == {
-        "claude.api_key", "claude.model", "claude.base_url", "claude.tools.max_turns", "claude.tools.max_seconds",
-        "claude.web_search.enabled", "claude.web_search.max_uses", "claude.web_fetch.enabled",
-        "claude.web_fetch.max_uses", "claude.web.allowed_domains", "claude.web.blocked_domains",
-        "claude.code_execution.enabled"}
+        "claude.api_key",
+        "claude.model",
+        "claude.base_url",
+        "claude.tools.max_turns",
+        "claude.tools.max_seconds",
+        "claude.web_search.enabled",
+        "claude.web_search.max_uses",
+        "claude.web_fetch.enabled",
+        "claude.web_fetch.max_uses",
+        "claude.web.allowed_domains",
+        "claude.web.blocked_domains",
+        "claude.code_execution.enabled",
+    }
     assert "claude" not in CORE_SECTIONS

@@ -62,13 +62,33 @@ def require_node() -> str:
 class NodeAgentProcess:
     """A running ``node examples/node-agent/agent.mjs``; stdout lines are collected, stderr goes to a file."""
 
-    def __init__(self, node: str, address: str, log_path: Path, *extra: str, env: dict[str, str] | None = None):
+    def __init__(
+        self, node: str, address: str, log_path: Path, *extra: str, env: dict[str, str] | None = None
+    ):
         self.log_path = log_path
         self._log = log_path.open("wb")
         self.process = subprocess.Popen(
-            [node, str(AGENT), "--server", address, "--type", NODE_TYPE, "--capabilities", "text,upper",
-             "--max-concurrency", "4", "--max-backoff", "1", "--log-level", "debug", *extra],
-            cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self._log,
+            [
+                node,
+                str(AGENT),
+                "--server",
+                address,
+                "--type",
+                NODE_TYPE,
+                "--capabilities",
+                "text,upper",
+                "--max-concurrency",
+                "4",
+                "--max-backoff",
+                "1",
+                "--log-level",
+                "debug",
+                *extra,
+            ],
+            cwd=ROOT,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=self._log,
             env={**os.environ, **(env or {})},
         )
         self.lines: list[str] = []
@@ -95,6 +115,7 @@ class NodeAgentProcess:
 
     async def wait_registered(self, count: int = 1, timeout: float = START_TIMEOUT) -> str:
         """Wait for the ``count``-th ``registered`` line; the agent name it names."""
+
         def registered() -> bool:
             if self.process.poll() is not None and len(self.registrations()) < count:
                 raise AssertionError(f"the node agent exited with {self.process.returncode}:\n{self.log()}")
@@ -105,8 +126,12 @@ class NodeAgentProcess:
 
     async def wait_exit(self, timeout: float = 15.0) -> int:
         """Wait for the process to exit; its return code."""
-        await wait_for(lambda: self.process.poll() is not None, timeout, interval=0.02,
-                       message=f"the node agent to exit; its log:\n{self.log()}")
+        await wait_for(
+            lambda: self.process.poll() is not None,
+            timeout,
+            interval=0.02,
+            message=f"the node agent to exit; its log:\n{self.log()}",
+        )
         return self.process.returncode
 
     def stop(self) -> None:
@@ -151,18 +176,21 @@ async def pair(node_agents, control_plane: App, agent_processes) -> tuple[NodeAg
 async def submit(stubs: Stubs, description: str, **fields: Any) -> str:
     """SubmitTask with a one-line description (one subtask); the task name."""
     reply = await stubs.tasks.SubmitTask(
-        tasks_pb.SubmitTaskRequest(task=msgs.Task(description=description, **fields)), timeout=RPC_TIMEOUT)
+        tasks_pb.SubmitTaskRequest(task=msgs.Task(description=description, **fields)), timeout=RPC_TIMEOUT
+    )
     return reply.task.name
 
 
 async def full(stubs: Stubs, name: str) -> tasks_pb.GetTaskResponse:
     """GetTask with the FULL view."""
-    return await stubs.tasks.GetTask(tasks_pb.GetTaskRequest(name=name, view=enums.TASK_VIEW_FULL),
-                                     timeout=RPC_TIMEOUT)
+    return await stubs.tasks.GetTask(
+        tasks_pb.GetTaskRequest(name=name, view=enums.TASK_VIEW_FULL), timeout=RPC_TIMEOUT
+    )
 
 
 async def finished(stubs: Stubs, name: str, timeout: float = 20.0) -> tasks_pb.GetTaskResponse:
     """Wait until the task is COMPLETED, FAILED or CANCELLED; its FULL view."""
+
     async def done() -> tasks_pb.GetTaskResponse | None:
         reply = await full(stubs, name)
         return reply if reply.task.status in FINISHED else None
@@ -208,7 +236,9 @@ async def test_node_agent_registers_and_runs_work_of_its_type(pair, control_plan
     assert await output_of(stubs, task) == "MAKE THIS LOUD"
     [sub] = done.subtasks
     assert sub.agent == name and sub.attempt == 0 and sub.output == "MAKE THIS LOUD"
-    assert sub.has_checkpoint, "the Progress checkpoint the node agent sent half way did not reach the control plane"
+    assert sub.has_checkpoint, (
+        "the Progress checkpoint the node agent sent half way did not reach the control plane"
+    )
     assert sub.progress == 1.0
 
     # A task that depends on another gets its result in the assignment.
@@ -246,19 +276,32 @@ async def test_node_agent_over_mutual_tls(node_agents, maos_home: Path, pki: Any
             task = await client.submit_task(description="loud and private", agent_type=NODE_TYPE)
             assert (await client.wait_task(task.name, timeout=30)).status == enums.TASK_STATUS_COMPLETED
             assert (await client.get_results(task.name)).output == "LOUD AND PRIVATE"
-        await wait_for(lambda: "ended (UNAVAILABLE" in refused.log(), 15, message="the refused node agent to retry")
+        await wait_for(
+            lambda: "ended (UNAVAILABLE" in refused.log(), 15, message="the refused node agent to retry"
+        )
         assert refused.registrations() == [] and len(app.engine.sessions) == 1
     finally:
         await app.stop(grace=1.0)
 
 
 async def test_retryable_failure_is_retried_and_permanent_failure_fails_the_task(
-        pair, control_plane: App, stubs: Stubs) -> None:
+    pair, control_plane: App, stubs: Stubs
+) -> None:
     node, name = pair
-    retried = await submit(stubs, "fail once", agent_type=NODE_TYPE, metadata={"node_fail": "retryable"},
-                           retry_policy=msgs.RetryPolicy(max_retries=3))
-    permanent = await submit(stubs, "fail for good", agent_type=NODE_TYPE, metadata={"node_fail": "permanent"},
-                             retry_policy=msgs.RetryPolicy(max_retries=3))
+    retried = await submit(
+        stubs,
+        "fail once",
+        agent_type=NODE_TYPE,
+        metadata={"node_fail": "retryable"},
+        retry_policy=msgs.RetryPolicy(max_retries=3),
+    )
+    permanent = await submit(
+        stubs,
+        "fail for good",
+        agent_type=NODE_TYPE,
+        metadata={"node_fail": "permanent"},
+        retry_policy=msgs.RetryPolicy(max_retries=3),
+    )
 
     done = await finished(stubs, retried)
     assert done.task.status == enums.TASK_STATUS_COMPLETED, done.task.failure
@@ -271,11 +314,15 @@ async def test_retryable_failure_is_retried_and_permanent_failure_fails_the_task
     assert "node agent was asked to fail (metadata node_fail=permanent)" in done.task.failure.message
     assert done.task.failure.error_type == "PermanentError"
     [sub] = done.subtasks
-    assert sub.status == enums.SUBTASK_STATUS_FAILED and sub.attempt == 0, "a permanent failure is not retried"
+    assert sub.status == enums.SUBTASK_STATUS_FAILED and sub.attempt == 0, (
+        "a permanent failure is not retried"
+    )
     assert f"{sub.name} attempt 0 failed (permanent, PermanentError)" in node.log()
 
 
-async def test_cancelling_a_task_cancels_the_running_node_assignment(pair, control_plane: App, stubs: Stubs) -> None:
+async def test_cancelling_a_task_cancels_the_running_node_assignment(
+    pair, control_plane: App, stubs: Stubs
+) -> None:
     node, name = pair
     task = await submit(stubs, "slow work", agent_type=NODE_TYPE, metadata={"node_delay_ms": "60000"})
 
@@ -288,10 +335,18 @@ async def test_cancelling_a_task_cancels_the_running_node_assignment(pair, contr
     await stubs.tasks.CancelTask(tasks_pb.CancelTaskRequest(name=task, reason="test"), timeout=RPC_TIMEOUT)
     done = await finished(stubs, task)
     assert done.task.status == enums.TASK_STATUS_CANCELLED
-    await wait_for(lambda: f"cancelling {sub.name}" in node.log(), 10, interval=0.05,
-                   message="the node agent to log the cancellation")
-    await wait_for(lambda: f"work on {sub.name} stopped" in node.log(), 10, interval=0.05,
-                   message="the node agent to stop the work")
+    await wait_for(
+        lambda: f"cancelling {sub.name}" in node.log(),
+        10,
+        interval=0.05,
+        message="the node agent to log the cancellation",
+    )
+    await wait_for(
+        lambda: f"work on {sub.name} stopped" in node.log(),
+        10,
+        interval=0.05,
+        message="the node agent to stop the work",
+    )
 
     # The slot is free again and the agent still works.
     await wait_for(lambda: not _running_on(control_plane, name), 10, message="the node agent to hold nothing")
@@ -301,13 +356,19 @@ async def test_cancelling_a_task_cancels_the_running_node_assignment(pair, contr
     assert node.process.poll() is None
 
 
-async def test_node_agents_answer_and_vote_in_a_consensus(node_agents, control_plane: App, stubs: Stubs) -> None:
+async def test_node_agents_answer_and_vote_in_a_consensus(
+    node_agents, control_plane: App, stubs: Stubs
+) -> None:
     """Three Node.js agents produce the candidates and vote on them through the real control plane."""
     nodes = [node_agents(control_plane.address) for _ in range(3)]
     for node in nodes:
         await node.wait_registered()
-    name = await submit(stubs, "pick a deployment strategy", agent_type=NODE_TYPE,
-                        consensus=msgs.ConsensusPolicy(required=True, threshold=0.6))
+    name = await submit(
+        stubs,
+        "pick a deployment strategy",
+        agent_type=NODE_TYPE,
+        consensus=msgs.ConsensusPolicy(required=True, threshold=0.6),
+    )
     reply = await finished(stubs, name, timeout=30)
     assert reply.task.status == enums.TASK_STATUS_COMPLETED, reply.task.failure
     record = reply.consensus
@@ -318,7 +379,8 @@ async def test_node_agents_answer_and_vote_in_a_consensus(node_agents, control_p
 
 
 async def test_node_agent_joins_with_a_join_token_and_reconnects_with_its_credential(
-        node_agents, secured: App) -> None:
+    node_agents, secured: App
+) -> None:
     """MAOS_JOIN_TOKEN: the node agent joins a control plane that requires credentials, runs work, and
     reconnects with the credential it got (the single-use token is spent by then)."""
     from agent_sdk.client import Client
@@ -328,8 +390,9 @@ async def test_node_agent_joins_with_a_join_token_and_reconnects_with_its_creden
         created = await admin.create_join_token([NODE_TYPE], max_uses=1)
         # A token bound to a type the server's registry does not know lets its agents claim no
         # capability beyond the type itself (which is what typed work needs).
-        node = node_agents(secured.address, "--capabilities", "",
-                           env={"MAOS_JOIN_TOKEN": created.token, "MAOS_TOKEN": ""})
+        node = node_agents(
+            secured.address, "--capabilities", "", env={"MAOS_JOIN_TOKEN": created.token, "MAOS_TOKEN": ""}
+        )
         name = await node.wait_registered()
         agent_id = name.removeprefix("agents/")
         [token] = await admin.list_join_tokens()
@@ -356,20 +419,28 @@ def _running_on(app: App, name: str) -> set[Any]:
     return set(session.running) if session is not None else set()
 
 
-async def test_drain_finishes_running_work_then_the_process_exits_0(pair, control_plane: App, stubs: Stubs) -> None:
+async def test_drain_finishes_running_work_then_the_process_exits_0(
+    pair, control_plane: App, stubs: Stubs
+) -> None:
     node, name = pair
     task = await submit(stubs, "finish me", agent_type=NODE_TYPE, metadata={"node_delay_ms": "1500"})
-    await wait_for(lambda: _running_on(control_plane, name), 10, interval=0.02, message="the node agent to start")
+    await wait_for(
+        lambda: _running_on(control_plane, name), 10, interval=0.02, message="the node agent to start"
+    )
 
-    reply = await stubs.agents.DrainAgent(agents_pb.DrainAgentRequest(name=name, grace=seconds(20)),
-                                          timeout=RPC_TIMEOUT)
+    reply = await stubs.agents.DrainAgent(
+        agents_pb.DrainAgentRequest(name=name, grace=seconds(20)), timeout=RPC_TIMEOUT
+    )
     assert reply.agent.status == enums.AGENT_STATUS_DRAINING
     assert await node.wait_exit(20) == 0
     done = await finished(stubs, task)
     assert done.task.status == enums.TASK_STATUS_COMPLETED, done.task.failure
     assert done.subtasks[0].agent == name and done.subtasks[0].output == "FINISH ME"
-    await wait_for(lambda: name.removeprefix("agents/") not in control_plane.engine.sessions, 5,
-                   message="the drained session to close")
+    await wait_for(
+        lambda: name.removeprefix("agents/") not in control_plane.engine.sessions,
+        5,
+        message="the drained session to close",
+    )
     assert (await agent(stubs, name)).status == enums.AGENT_STATUS_TERMINATED
     assert "drain requested" in node.log()
 
@@ -378,8 +449,10 @@ async def test_drain_finishes_running_work_then_the_process_exits_0(pair, contro
 
     async def waiting_for_a_node_agent() -> bool:
         task = (await full(stubs, later)).task
-        return task.status == enums.TASK_STATUS_QUEUED and f"no connected agent of type {NODE_TYPE}" in \
-            task.status_reason
+        return (
+            task.status == enums.TASK_STATUS_QUEUED
+            and f"no connected agent of type {NODE_TYPE}" in task.status_reason
+        )
 
     await wait_for(waiting_for_a_node_agent, 5, message="the task to wait for a node agent")
 
@@ -387,7 +460,9 @@ async def test_drain_finishes_running_work_then_the_process_exits_0(pair, contro
 async def test_sigterm_drains_and_exits_0(pair, control_plane: App, stubs: Stubs) -> None:
     node, name = pair
     task = await submit(stubs, "sigterm", agent_type=NODE_TYPE, metadata={"node_delay_ms": "1000"})
-    await wait_for(lambda: _running_on(control_plane, name), 10, interval=0.02, message="the node agent to start")
+    await wait_for(
+        lambda: _running_on(control_plane, name), 10, interval=0.02, message="the node agent to start"
+    )
     os.kill(node.pid, signal.SIGTERM)
     assert await node.wait_exit(20) == 0
     done = await finished(stubs, task)
@@ -417,6 +492,7 @@ class FakeStream:
 
     async def receive(self, kind: str, timeout: float = 10.0) -> Any:
         """The next request of ``kind`` (others are skipped); fails if the stream ends first."""
+
         async def next_of_kind() -> Any:
             while True:
                 request = await self.inbox.get()
@@ -428,6 +504,7 @@ class FakeStream:
 
     async def ended(self, timeout: float = 10.0) -> None:
         """Wait until the agent half-closes the stream."""
+
         async def end() -> None:
             while await self.inbox.get() is not None:
                 pass
@@ -495,22 +572,41 @@ async def test_votes_resumes_after_a_broken_stream_and_echoes_refs(fake_gateway,
     assert dict(register.labels) == {"team": "examples", "zone": "a"}
     assert register.pid == node.pid and register.hostname and register.sdk_version
     assert not register.HasField("resume")
-    first.send(registered=gw.Registered(agent="agents/fake-1", session_id="s1", heartbeat_interval=seconds(0.1),
-                                        lease_ttl=seconds(3), server_version="fake"))
+    first.send(
+        registered=gw.Registered(
+            agent="agents/fake-1",
+            session_id="s1",
+            heartbeat_interval=seconds(0.1),
+            lease_ttl=seconds(3),
+            server_version="fake",
+        )
+    )
     assert await node.wait_registered() == "agents/fake-1"
 
     # Voting: the longest candidate, confidence 0.9, proposal and round echoed.
-    first.send(vote_request=gw.VoteRequest(
-        proposal="tasks/t1/proposals/p1", task="tasks/t1", question="which?", round=2,
-        candidates=[msgs.Candidate(id="a", content="short"), msgs.Candidate(id="b", content="the longest answer"),
-                    msgs.Candidate(id="c", content="middling one")]))
+    first.send(
+        vote_request=gw.VoteRequest(
+            proposal="tasks/t1/proposals/p1",
+            task="tasks/t1",
+            question="which?",
+            round=2,
+            candidates=[
+                msgs.Candidate(id="a", content="short"),
+                msgs.Candidate(id="b", content="the longest answer"),
+                msgs.Candidate(id="c", content="middling one"),
+            ],
+        )
+    )
     vote = await first.receive("vote")
     assert (vote.proposal, vote.candidate_id, vote.round) == ("tasks/t1/proposals/p1", "b", 2)
     assert vote.confidence == pytest.approx(0.9) and vote.rationale
 
     # Work in flight: heartbeats list it; progress carries a checkpoint; the ref is echoed exactly.
-    first.send(assignment=gw.Assignment(ref=ref, task="tasks/t1", title="t", instructions="abcd",
-                                        metadata={"node_delay_ms": "3000"}))
+    first.send(
+        assignment=gw.Assignment(
+            ref=ref, task="tasks/t1", title="t", instructions="abcd", metadata={"node_delay_ms": "3000"}
+        )
+    )
 
     async def heartbeat_listing_ref() -> gw.Heartbeat:
         while True:
@@ -534,10 +630,20 @@ async def test_votes_resumes_after_a_broken_stream_and_echoes_refs(fake_gateway,
     assert list(register.resume.assignments) == [ref]
     # Registered is held back until the work is done: the result, made while not registered, is
     # kept and sent once the session is resumed.
-    await wait_for(lambda: "tasks/t1/subtasks/s0 attempt 2 completed" in node.log(), 10,
-                   message="the work to finish while the agent is not registered")
-    second.send(registered=gw.Registered(agent="agents/fake-1", session_id="s2", heartbeat_interval=seconds(0.1),
-                                         lease_ttl=seconds(3), resumed=[ref]))
+    await wait_for(
+        lambda: "tasks/t1/subtasks/s0 attempt 2 completed" in node.log(),
+        10,
+        message="the work to finish while the agent is not registered",
+    )
+    second.send(
+        registered=gw.Registered(
+            agent="agents/fake-1",
+            session_id="s2",
+            heartbeat_interval=seconds(0.1),
+            lease_ttl=seconds(3),
+            resumed=[ref],
+        )
+    )
     assert await node.wait_registered(2) == "agents/fake-1"
     result = await second.receive("result")
     assert result.ref == ref and result.output == "ABCD"
@@ -546,10 +652,15 @@ async def test_votes_resumes_after_a_broken_stream_and_echoes_refs(fake_gateway,
 
     # A revoked assignment on a later resume is stopped without a report; Drain ends the stream; exit 0.
     other = gw.AssignmentRef(subtask="tasks/t2/subtasks/s0", attempt=0, lease_epoch=9)
-    second.send(assignment=gw.Assignment(ref=other, task="tasks/t2", instructions="x",
-                                         metadata={"node_delay_ms": "60000"}))
+    second.send(
+        assignment=gw.Assignment(
+            ref=other, task="tasks/t2", instructions="x", metadata={"node_delay_ms": "60000"}
+        )
+    )
     second.send(cancel=gw.Cancel(ref=other, reason="lease expired"))
-    await wait_for(lambda: "cancelling tasks/t2/subtasks/s0" in node.log(), 10, message="the cancel to be logged")
+    await wait_for(
+        lambda: "cancelling tasks/t2/subtasks/s0" in node.log(), 10, message="the cancel to be logged"
+    )
     second.send(drain=gw.Drain(grace=seconds(5), reason="test", exit=True))
     beat = await second.receive("heartbeat")
     while not beat.draining:

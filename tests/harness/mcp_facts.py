@@ -60,8 +60,12 @@ def big(chars: int) -> str:
 
 @server.tool(description="Start a grandchild process and return its pid.")
 def spawn_child() -> str:
-    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"],
-                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(600)"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     return str(child.pid)
 
 
@@ -83,6 +87,7 @@ def where() -> str:
 def _add_extra_tools(count: int) -> None:
     """``FACTS_EXTRA_TOOLS=N``: N more tools, ``extra_0``... (bounds on how many tools are offered)."""
     for index in range(count):
+
         def extra(index: int = index) -> str:
             return str(index)
 

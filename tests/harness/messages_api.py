@@ -52,9 +52,15 @@ ERROR_TYPES: dict[int, str] = {  # the real API's error ``type`` per HTTP status
 }  # fmt: skip
 
 MODELS: list[dict[str, str]] = [  # served by GET /v1/models
-    {"type": "model", "id": f"claude-{m}", "display_name": f"Claude {m}", "created_at": "2025-10-01T00:00:00Z"}
+    {
+        "type": "model",
+        "id": f"claude-{m}",
+        "display_name": f"Claude {m}",
+        "created_at": "2025-10-01T00:00:00Z",
+    }
     for m in ("opus-4-1", "sonnet-4-5", "haiku-4-5")
 ]
+
 
 @dataclass
 class MessageReply:
@@ -66,6 +72,7 @@ class MessageReply:
         delay: Seconds to wait before responding (interrupted by ``stop()``).
         chunk_delay: Seconds to wait between SSE events when streaming.
     """
+
     content: list[dict[str, Any]]
     stop_reason: str = "end_turn"
     usage: dict[str, int] = field(default_factory=dict)
@@ -77,6 +84,7 @@ class MessageReply:
 @dataclass
 class ErrorReply:
     """An error with the real ``{"type": "error", "error": {...}}`` body; see :meth:`MessagesAPIServer.push_error`."""
+
     status: int
     error_type: str | None = None
     message: str = "scripted error"
@@ -87,6 +95,7 @@ class ErrorReply:
 @dataclass
 class RawReply:
     """Bytes sent verbatim (``content_type`` may be ``text/event-stream`` for raw SSE)."""
+
     body: bytes
     status: int = 200
     content_type: str = "application/json"
@@ -107,6 +116,7 @@ class RecordedRequest:
         body: Parsed JSON body, or ``None`` if absent or unparsable.
         disconnected: True if the client went away before the reply was sent.
     """
+
     method: str
     path: str
     headers: dict[str, str]
@@ -167,9 +177,16 @@ class ReviewScript:
             verdict = self.verdicts.popleft() if self.verdicts else True
         approved = verdict is True
         changes = [] if approved else list(verdict)  # type: ignore[arg-type]
-        block = {"type": "tool_use", "id": f"toolu_{uuid.uuid4().hex[:24]}", "name": "submit_review",
-                 "input": {"approved": approved, "changes": changes,
-                           "summary": "good as it is" if approved else "needs changes"}}
+        block = {
+            "type": "tool_use",
+            "id": f"toolu_{uuid.uuid4().hex[:24]}",
+            "name": "submit_review",
+            "input": {
+                "approved": approved,
+                "changes": changes,
+                "summary": "good as it is" if approved else "needs changes",
+            },
+        }
         return MessageReply([block], stop_reason="tool_use")
 
 
@@ -205,20 +222,38 @@ def _tool_pairing(messages: list[dict[str, Any]]) -> str | None:
             if not asked or i + 1 == len(messages):
                 continue
             following = messages[i + 1]["content"]
-            answered = {b.get("tool_use_id") for b in following if isinstance(b, dict)
-                        and b.get("type") == "tool_result"} if isinstance(following, list) else set()
+            answered = (
+                {
+                    b.get("tool_use_id")
+                    for b in following
+                    if isinstance(b, dict) and b.get("type") == "tool_result"
+                }
+                if isinstance(following, list)
+                else set()
+            )
             missing = [tid for tid in asked if tid not in answered]
             if missing:
-                return (f"messages.{i + 1}: `tool_use` ids were found without `tool_result` blocks immediately "
-                        f"after: {', '.join(missing)}")
+                return (
+                    f"messages.{i + 1}: `tool_use` ids were found without `tool_result` blocks immediately "
+                    f"after: {', '.join(missing)}"
+                )
         else:
             previous = messages[i - 1]["content"] if i else []
-            asked_before = {b.get("id") for b in previous if isinstance(b, dict) and b.get("type") == "tool_use"} \
-                if isinstance(previous, list) else set()
+            asked_before = (
+                {b.get("id") for b in previous if isinstance(b, dict) and b.get("type") == "tool_use"}
+                if isinstance(previous, list)
+                else set()
+            )
             for b in blocks:
-                if isinstance(b, dict) and b.get("type") == "tool_result" and b.get("tool_use_id") not in asked_before:
-                    return (f"messages.{i}.content: unexpected `tool_use_id` found in `tool_result` blocks: "
-                            f"{b.get('tool_use_id')}")
+                if (
+                    isinstance(b, dict)
+                    and b.get("type") == "tool_result"
+                    and b.get("tool_use_id") not in asked_before
+                ):
+                    return (
+                        f"messages.{i}.content: unexpected `tool_use_id` found in `tool_result` blocks: "
+                        f"{b.get('tool_use_id')}"
+                    )
     return None
 
 
@@ -227,35 +262,76 @@ def _tool_pairing(messages: list[dict[str, Any]]) -> str | None:
 
 def server_tool_use(name: str, input: Any, id: str = "") -> dict[str, Any]:
     """A ``server_tool_use`` block (``web_search``, ``web_fetch``, ``code_execution``...)."""
-    return {"type": "server_tool_use", "id": id or f"srvtoolu_{uuid.uuid4().hex[:24]}", "name": name, "input": input}
+    return {
+        "type": "server_tool_use",
+        "id": id or f"srvtoolu_{uuid.uuid4().hex[:24]}",
+        "name": name,
+        "input": input,
+    }
 
 
 def web_search_result(tool_use_id: str, results: list[tuple[str, str]]) -> dict[str, Any]:
     """A ``web_search_tool_result`` block listing ``(url, title)`` hits."""
-    return {"type": "web_search_tool_result", "tool_use_id": tool_use_id, "content": [
-        {"type": "web_search_result", "url": url, "title": title, "encrypted_content": "enc", "page_age": None}
-        for url, title in results]}
+    return {
+        "type": "web_search_tool_result",
+        "tool_use_id": tool_use_id,
+        "content": [
+            {
+                "type": "web_search_result",
+                "url": url,
+                "title": title,
+                "encrypted_content": "enc",
+                "page_age": None,
+            }
+            for url, title in results
+        ],
+    }
 
 
 def web_search_error(tool_use_id: str, code: str = "max_uses_exceeded") -> dict[str, Any]:
     """A ``web_search_tool_result`` block carrying an error."""
-    return {"type": "web_search_tool_result", "tool_use_id": tool_use_id,
-            "content": {"type": "web_search_tool_result_error", "error_code": code}}
+    return {
+        "type": "web_search_tool_result",
+        "tool_use_id": tool_use_id,
+        "content": {"type": "web_search_tool_result_error", "error_code": code},
+    }
 
 
 def web_fetch_result(tool_use_id: str, url: str, title: str, text: str) -> dict[str, Any]:
     """A ``web_fetch_tool_result`` block: the page at ``url`` as a plain-text document."""
-    return {"type": "web_fetch_tool_result", "tool_use_id": tool_use_id, "content": {
-        "type": "web_fetch_result", "url": url, "retrieved_at": "2026-01-01T00:00:00Z",
-        "content": {"type": "document", "title": title, "citations": {"enabled": True},
-                    "source": {"type": "text", "media_type": "text/plain", "data": text}}}}
+    return {
+        "type": "web_fetch_tool_result",
+        "tool_use_id": tool_use_id,
+        "content": {
+            "type": "web_fetch_result",
+            "url": url,
+            "retrieved_at": "2026-01-01T00:00:00Z",
+            "content": {
+                "type": "document",
+                "title": title,
+                "citations": {"enabled": True},
+                "source": {"type": "text", "media_type": "text/plain", "data": text},
+            },
+        },
+    }
 
 
 def cited_text(text: str, citations: list[tuple[str, str, str]]) -> dict[str, Any]:
     """A ``text`` block citing ``(url, title, cited_text)`` web search results."""
-    return {"type": "text", "text": text, "citations": [
-        {"type": "web_search_result_location", "url": url, "title": title, "cited_text": cited,
-         "encrypted_index": "idx"} for url, title, cited in citations]}
+    return {
+        "type": "text",
+        "text": text,
+        "citations": [
+            {
+                "type": "web_search_result_location",
+                "url": url,
+                "title": title,
+                "cited_text": cited,
+                "encrypted_index": "idx",
+            }
+            for url, title, cited in citations
+        ],
+    }
 
 
 def _sse_events(message: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -267,7 +343,9 @@ def _sse_events(message: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]
     for index, block in enumerate(message["content"]):
         if block.get("type") in ("tool_use", "server_tool_use"):
             raw = json.dumps(block.get("input"))
-            deltas = [{"type": "input_json_delta", "partial_json": raw[i : i + 16]} for i in range(0, len(raw), 16)]
+            deltas = [
+                {"type": "input_json_delta", "partial_json": raw[i : i + 16]} for i in range(0, len(raw), 16)
+            ]
             first = {**block, "input": {}}
         elif block.get("type") == "text":
             deltas = [{"type": "text_delta", "text": t} for t in re.findall(r"\s*\S+\s*|\s+", block["text"])]
@@ -280,7 +358,10 @@ def _sse_events(message: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]
         for delta in deltas:
             yield "content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta}
         yield "content_block_stop", {"type": "content_block_stop", "index": index}
-    delta, usage = {k: message[k] for k in ("stop_reason", "stop_sequence")}, message["usage"]["output_tokens"]
+    delta, usage = (
+        {k: message[k] for k in ("stop_reason", "stop_sequence")},
+        message["usage"]["output_tokens"],
+    )
     yield "message_delta", {"type": "message_delta", "delta": delta, "usage": {"output_tokens": usage}}
     yield "message_stop", {"type": "message_stop"}
 
@@ -347,7 +428,11 @@ class _Handler(BaseHTTPRequestHandler):
         if "anthropic-version" not in record.headers:
             problem: str | None = "anthropic-version: header is required"
         else:
-            body = {"max_tokens": 1, **record.body} if counting and isinstance(record.body, dict) else record.body
+            body = (
+                {"max_tokens": 1, **record.body}
+                if counting and isinstance(record.body, dict)
+                else record.body
+            )
             problem = _validate(body)
         if problem:
             return self._send_error(ErrorReply(400, message=problem))
@@ -383,16 +468,22 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _authenticate(self) -> bool:
         auth = self.headers.get("authorization") or ""
-        key = self.headers.get("x-api-key") or (auth[7:].strip() if auth.lower().startswith("bearer ") else "")
+        key = self.headers.get("x-api-key") or (
+            auth[7:].strip() if auth.lower().startswith("bearer ") else ""
+        )
         expected = self.server.api.api_key
         if key and (expected is None or key == expected):
             return True
-        self._send_error(ErrorReply(401, message="invalid x-api-key" if key else "x-api-key header is required"))
+        self._send_error(
+            ErrorReply(401, message="invalid x-api-key" if key else "x-api-key header is required")
+        )
         return False
 
     def _client_gone(self) -> bool:
         try:
-            return bool(select.select([self.connection], [], [], 0)[0]) and not self.connection.recv(1, socket.MSG_PEEK)
+            return bool(select.select([self.connection], [], [], 0)[0]) and not self.connection.recv(
+                1, socket.MSG_PEEK
+            )
         except OSError:
             return True
 
@@ -415,8 +506,12 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         self.end_headers()
 
-    def _send(self, status: int, body: bytes, content_type: str, headers: Mapping[str, str] | None = None) -> None:
-        self._start(status, {"content-type": content_type, "content-length": str(len(body)), **(headers or {})})
+    def _send(
+        self, status: int, body: bytes, content_type: str, headers: Mapping[str, str] | None = None
+    ) -> None:
+        self._start(
+            status, {"content-type": content_type, "content-length": str(len(body)), **(headers or {})}
+        )
         self.wfile.write(body)
 
     def _send_json(self, status: int, obj: Any, headers: Mapping[str, str] | None = None) -> None:
@@ -518,16 +613,23 @@ class MessagesAPIServer:
         ``input`` need not match the tool's schema (malformed-input tests); ``id`` defaults to
         a fresh ``toolu_...``; ``kwargs`` are other :class:`MessageReply` fields.
         """
-        block = {"type": "tool_use", "id": id or f"toolu_{uuid.uuid4().hex[:24]}", "name": name, "input": input}
+        block = {
+            "type": "tool_use",
+            "id": id or f"toolu_{uuid.uuid4().hex[:24]}",
+            "name": name,
+            "input": input,
+        }
         content = ([{"type": "text", "text": text}] if text else []) + [block]
         kwargs.setdefault("stop_reason", "tool_use")
         self.push(MessageReply(content, **kwargs))
 
-    def push_review(self, approved: bool, changes: list[str] | tuple[str, ...] = (), summary: str = "",
-                    **kwargs: Any) -> None:
+    def push_review(
+        self, approved: bool, changes: list[str] | tuple[str, ...] = (), summary: str = "", **kwargs: Any
+    ) -> None:
         """Queues a reviewer's verdict: a ``submit_review`` tool call approving or listing ``changes``."""
-        self.push_tool_use("submit_review", {"approved": approved, "changes": list(changes), "summary": summary},
-                           **kwargs)
+        self.push_tool_use(
+            "submit_review", {"approved": approved, "changes": list(changes), "summary": summary}, **kwargs
+        )
 
     def push_error(
         self, status: int, message: str | None = None, *, error_type: str | None = None,
@@ -550,7 +652,11 @@ class MessagesAPIServer:
         self.push(ErrorReply(status, error_type, message or f"{error_type} (scripted)", all_headers, delay))
 
     def push_malformed(
-        self, body: str | bytes | Mapping[str, Any], *, status: int = 200, content_type: str = "application/json"
+        self,
+        body: str | bytes | Mapping[str, Any],
+        *,
+        status: int = 200,
+        content_type: str = "application/json",
     ) -> None:
         """Queues a verbatim body: raw text/bytes (e.g. invalid JSON) or a mapping dumped unchecked.
 
@@ -579,7 +685,9 @@ class MessagesAPIServer:
         """
         with self._cond:
             if not self._cond.wait_for(lambda: predicate(list(self._requests)), timeout):
-                raise TimeoutError(f"condition not met within {timeout}s; {len(self._requests)} requests seen")
+                raise TimeoutError(
+                    f"condition not met within {timeout}s; {len(self._requests)} requests seen"
+                )
 
     def wait_for_requests(self, count: int, timeout: float = 5.0) -> list[RecordedRequest]:
         """Blocks until at least ``count`` requests were received and returns them."""
@@ -611,8 +719,14 @@ class MessagesAPIServer:
         with self._cond:
             self._storm = (time.monotonic() + seconds, status, retry_after)
 
-    def overload_when(self, trigger: Callable[[dict[str, Any]], bool], seconds: float, *, status: int = 529,
-                      retry_after: float = 1.0) -> None:
+    def overload_when(
+        self,
+        trigger: Callable[[dict[str, Any]], bool],
+        seconds: float,
+        *,
+        status: int = 529,
+        retry_after: float = 1.0,
+    ) -> None:
         """Start an :meth:`overload` storm at the first Messages request for which ``trigger(body)`` holds
         (that request gets the storm's first answer)."""
         with self._cond:
@@ -632,8 +746,15 @@ class MessagesAPIServer:
             if self._storm is not None and time.monotonic() < self._storm[0]:
                 _, status, retry_after = self._storm
                 self.storm_answers.append(time.monotonic())
-                return ErrorReply(status, None, "scripted storm", {
-                    "retry-after-ms": str(int(retry_after * 1000)), "retry-after": str(max(1, math.ceil(retry_after)))})
+                return ErrorReply(
+                    status,
+                    None,
+                    "scripted storm",
+                    {
+                        "retry-after-ms": str(int(retry_after * 1000)),
+                        "retry-after": str(max(1, math.ceil(retry_after))),
+                    },
+                )
             if self._queue:
                 return self._queue.popleft()
         reply = self.responder(request)

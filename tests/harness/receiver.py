@@ -64,6 +64,7 @@ class Receiver:
 
 def handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
     """The request handler class of a server that answers and records for ``receiver``."""
+
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))

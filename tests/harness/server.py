@@ -57,8 +57,9 @@ def alive(pid: int) -> bool:
     return state not in ("Z", "X")
 
 
-async def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.01,
-                   message: str = "condition") -> Any:
+async def wait_for(
+    predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.01, message: str = "condition"
+) -> Any:
     """Poll ``predicate`` (sync or async) until truthy; fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while True:
@@ -80,8 +81,11 @@ def make_settings(home: Path, **overrides: Any) -> Settings:
 async def start_app(settings: Settings, http: bool = False, dashboard: bool = False) -> App:
     """Build and start a control plane on an ephemeral localhost port (and HTTP, the dashboard, on others)."""
     app = build_app(settings)
-    await app.start("127.0.0.1:0", http_address="127.0.0.1:0" if http else None,
-                    dashboard_address="127.0.0.1:0" if dashboard else None)
+    await app.start(
+        "127.0.0.1:0",
+        http_address="127.0.0.1:0" if http else None,
+        dashboard_address="127.0.0.1:0" if dashboard else None,
+    )
     return app
 
 
@@ -107,9 +111,23 @@ class AgentProcess:
         if home is not None:
             env["MAOS_HOME"] = str(home)
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "agent_sdk.runner", "run", "--type", agent_type, "--server", address,
-             "--grace", "5", "--log-level", "warning", *extra],
-            env=env, stdin=subprocess.DEVNULL,
+            [
+                sys.executable,
+                "-m",
+                "agent_sdk.runner",
+                "run",
+                "--type",
+                agent_type,
+                "--server",
+                address,
+                "--grace",
+                "5",
+                "--log-level",
+                "warning",
+                *extra,
+            ],
+            env=env,
+            stdin=subprocess.DEVNULL,
         )
 
     @property
@@ -164,9 +182,14 @@ def empty_postgres(url: str) -> None:
     engine = sqlalchemy.create_engine(url)
     try:
         with engine.begin() as conn:
-            names = [r[0] for r in conn.execute(sqlalchemy.text(
-                "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'alembic_version'"
-            ))]
+            names = [
+                r[0]
+                for r in conn.execute(
+                    sqlalchemy.text(
+                        "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'alembic_version'"
+                    )
+                )
+            ]
             if names:
                 conn.execute(sqlalchemy.text("TRUNCATE " + ", ".join(f'"{n}"' for n in names)))
     finally:
@@ -255,8 +278,9 @@ class ControlPlaneProcess:
 
     def start(self) -> None:
         """Start (or restart) the process on the same port and database."""
-        self.process = subprocess.Popen([sys.executable, "-c", SERVE_SNIPPET, self.address], env=self.env,
-                                        stdin=subprocess.DEVNULL)
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", SERVE_SNIPPET, self.address], env=self.env, stdin=subprocess.DEVNULL
+        )
 
     async def wait_ready(self, timeout: float = 30.0) -> None:
         """Wait until the gRPC health check says SERVING."""
@@ -269,7 +293,8 @@ class ControlPlaneProcess:
             async with grpc.aio.insecure_channel(self.address) as channel:
                 try:
                     reply = await health_pb2_grpc.HealthStub(channel).Check(
-                        health_pb2.HealthCheckRequest(service=""), timeout=1)
+                        health_pb2.HealthCheckRequest(service=""), timeout=1
+                    )
                 except grpc.aio.AioRpcError:
                     return False
                 return reply.status == health_pb2.HealthCheckResponse.SERVING

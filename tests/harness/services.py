@@ -129,7 +129,9 @@ def postgres_url(request: pytest.FixtureRequest) -> Iterator[str]:
 
 
 def _redis_client(url: str) -> redis.Redis:
-    return redis.Redis.from_url(url, socket_connect_timeout=CONNECT_TIMEOUT_S, socket_timeout=CONNECT_TIMEOUT_S)
+    return redis.Redis.from_url(
+        url, socket_connect_timeout=CONNECT_TIMEOUT_S, socket_timeout=CONNECT_TIMEOUT_S
+    )
 
 
 @pytest.fixture(scope="session")

@@ -29,18 +29,26 @@ def server() -> Iterator[MessagesAPIServer]:
         yield srv
 
 
-def make_client(server: MessagesAPIServer, *, max_retries: int = 0, api_key: str = "test-key") -> anthropic.Anthropic:
+def make_client(
+    server: MessagesAPIServer, *, max_retries: int = 0, api_key: str = "test-key"
+) -> anthropic.Anthropic:
     return anthropic.Anthropic(api_key=api_key, base_url=server.base_url, max_retries=max_retries, timeout=10)
 
 
 def make_async_client(server: MessagesAPIServer, *, max_retries: int = 0) -> anthropic.AsyncAnthropic:
-    return anthropic.AsyncAnthropic(api_key="test-key", base_url=server.base_url, max_retries=max_retries, timeout=10)
+    return anthropic.AsyncAnthropic(
+        api_key="test-key", base_url=server.base_url, max_retries=max_retries, timeout=10
+    )
 
 
-def raw_post(server: MessagesAPIServer, path: str, body: Any, headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
+def raw_post(
+    server: MessagesAPIServer, path: str, body: Any, headers: dict[str, str]
+) -> tuple[int, dict[str, Any]]:
     """POSTs without the SDK; returns (status, parsed JSON body)."""
     req = urllib.request.Request(
-        server.base_url + path, data=json.dumps(body).encode(), method="POST",
+        server.base_url + path,
+        data=json.dumps(body).encode(),
+        method="POST",
         headers={"content-type": "application/json", **headers},
     )
     try:
@@ -50,7 +58,12 @@ def raw_post(server: MessagesAPIServer, path: str, body: Any, headers: dict[str,
         return err.code, json.loads(err.read())
 
 
-USAGE = {"input_tokens": 11, "output_tokens": 3, "cache_creation_input_tokens": 5, "cache_read_input_tokens": 7}
+USAGE = {
+    "input_tokens": 11,
+    "output_tokens": 3,
+    "cache_creation_input_tokens": 5,
+    "cache_read_input_tokens": 7,
+}
 
 
 def test_text_reply_sync_with_usage_and_recorded_request(server: MessagesAPIServer) -> None:
@@ -123,10 +136,14 @@ def test_stop_sequence_reported(server: MessagesAPIServer, stream: bool) -> None
     server.push_text("partial", stop_reason="stop_sequence", stop_sequence="###")
     with make_client(server) as client:
         if stream:
-            with client.messages.stream(model=MODEL, max_tokens=64, messages=USER, stop_sequences=["###"]) as s:
+            with client.messages.stream(
+                model=MODEL, max_tokens=64, messages=USER, stop_sequences=["###"]
+            ) as s:
                 message = s.get_final_message()
         else:
-            message = client.messages.create(model=MODEL, max_tokens=64, messages=USER, stop_sequences=["###"])
+            message = client.messages.create(
+                model=MODEL, max_tokens=64, messages=USER, stop_sequences=["###"]
+            )
     assert (message.stop_reason, message.stop_sequence) == ("stop_sequence", "###")
 
 
@@ -140,7 +157,10 @@ def test_streaming_raw_event_sequence_for_tool_use(server: MessagesAPIServer) ->
     assert types[-3:] == ["content_block_stop", "message_delta", "message_stop"]
     deltas = [e.delta for e in events if e.type == "content_block_delta"]
     assert len(deltas) > 1 and all(d.type == "input_json_delta" for d in deltas)
-    assert json.loads("".join(d.partial_json for d in deltas)) == {"query": "a fairly long query string", "limit": 10}
+    assert json.loads("".join(d.partial_json for d in deltas)) == {
+        "query": "a fairly long query string",
+        "limit": 10,
+    }
     message_delta = events[-2]
     assert message_delta.delta.stop_reason == "tool_use" and message_delta.usage.output_tokens > 1
 
@@ -206,9 +226,15 @@ def test_missing_max_tokens_is_400_and_consumes_no_scripted_reply(server: Messag
         with pytest.raises(anthropic.BadRequestError) as info:
             client.post("/v1/messages", body={"model": MODEL, "messages": USER}, cast_to=Message)
         assert info.value.status_code == 400
-        assert info.value.body["error"] == {"type": "invalid_request_error", "message": "max_tokens: Field required"}
+        assert info.value.body["error"] == {
+            "type": "invalid_request_error",
+            "message": "max_tokens: Field required",
+        }
         assert server.pending == 1
-        assert client.messages.create(model=MODEL, max_tokens=8, messages=USER).content[0].text == "kept for later"
+        assert (
+            client.messages.create(model=MODEL, max_tokens=8, messages=USER).content[0].text
+            == "kept for later"
+        )
 
 
 @pytest.mark.parametrize(
@@ -228,12 +254,17 @@ def test_invalid_bodies_rejected(server: MessagesAPIServer, body: dict[str, Any]
 
 def test_wrong_api_key_raises_authentication_error(server: MessagesAPIServer) -> None:
     server.api_key = "right-key"
-    with make_client(server, api_key="wrong-key") as client, pytest.raises(anthropic.AuthenticationError) as info:
+    with (
+        make_client(server, api_key="wrong-key") as client,
+        pytest.raises(anthropic.AuthenticationError) as info,
+    ):
         client.messages.create(model=MODEL, max_tokens=64, messages=USER)
     assert info.value.status_code == 401
     assert info.value.body["error"]["type"] == "authentication_error"
     with make_client(server, api_key="right-key") as client:
-        assert client.messages.create(model=MODEL, max_tokens=64, messages=USER).content[0].text == "Say hello"
+        assert (
+            client.messages.create(model=MODEL, max_tokens=64, messages=USER).content[0].text == "Say hello"
+        )
 
 
 def test_missing_api_key_header_is_401_and_x_api_key_accepted(server: MessagesAPIServer) -> None:
@@ -243,7 +274,9 @@ def test_missing_api_key_header_is_401_and_x_api_key_accepted(server: MessagesAP
     assert error["type"] == "error"
     assert error["error"] == {"type": "authentication_error", "message": "x-api-key header is required"}
 
-    status, message = raw_post(server, "/v1/messages", body, {"anthropic-version": "2023-06-01", "x-api-key": "k"})
+    status, message = raw_post(
+        server, "/v1/messages", body, {"anthropic-version": "2023-06-01", "x-api-key": "k"}
+    )
     assert status == 200 and message["content"] == [{"type": "text", "text": "Say hello"}]
 
 
@@ -291,23 +324,34 @@ def test_stop_interrupts_pending_delay_and_joins_threads() -> None:
     assert not caller.is_alive() and len(errors) == 1
     # Only this server's threads are checked: servers of other tests may still
     # be answering late retries of their own clients.
-    mine = [t for t in threading.enumerate()
-            if getattr(getattr(t, "_target", None), "__self__", None) is httpd and t not in before]
+    mine = [
+        t
+        for t in threading.enumerate()
+        if getattr(getattr(t, "_target", None), "__self__", None) is httpd and t not in before
+    ]
     assert mine == []
 
 
 def test_default_echo_and_custom_responder(server: MessagesAPIServer) -> None:
     with make_client(server) as client:
         messages = [*USER, {"role": "assistant", "content": "ok"}, {"role": "user", "content": "second turn"}]
-        assert client.messages.create(model=MODEL, max_tokens=8, messages=messages).content[0].text == "second turn"
+        assert (
+            client.messages.create(model=MODEL, max_tokens=8, messages=messages).content[0].text
+            == "second turn"
+        )
 
         def responder(request: dict[str, Any]) -> MessageReply | str:
             if request.get("tools"):
-                return MessageReply([{"type": "tool_use", "id": "toolu_1", "name": "t", "input": {}}], "tool_use")
+                return MessageReply(
+                    [{"type": "tool_use", "id": "toolu_1", "name": "t", "input": {}}], "tool_use"
+                )
             return f"model={request['model']}"
 
         server.responder = responder
-        assert client.messages.create(model=MODEL, max_tokens=8, messages=USER).content[0].text == f"model={MODEL}"
+        assert (
+            client.messages.create(model=MODEL, max_tokens=8, messages=USER).content[0].text
+            == f"model={MODEL}"
+        )
         tool = {"name": "t", "input_schema": {"type": "object"}}
         reply = client.messages.create(model=MODEL, max_tokens=8, messages=USER, tools=[tool])
         assert reply.stop_reason == "tool_use" and reply.content[0].id == "toolu_1"
@@ -339,8 +383,10 @@ def test_count_tokens_and_models(server: MessagesAPIServer) -> None:
 
 
 def test_an_overload_storm_answers_every_call_until_it_ends(server: MessagesAPIServer) -> None:
-    server.rate_limit_headers = {"anthropic-ratelimit-requests-limit": "50",
-                                 "anthropic-ratelimit-requests-remaining": "49"}
+    server.rate_limit_headers = {
+        "anthropic-ratelimit-requests-limit": "50",
+        "anthropic-ratelimit-requests-remaining": "49",
+    }
     server.push_text("after the storm")
     server.overload(0.3, status=529, retry_after=0.25)
     with make_client(server) as client:
@@ -366,17 +412,25 @@ def test_scripted_review_verdicts_answer_only_review_requests(server: MessagesAP
     tool = {"name": "submit_review", "input_schema": {"type": "object"}}
     client = make_client(server)
     server.push_review(False, ["add a source"], summary="close")
-    pushed = client.messages.create(model="m", max_tokens=64, messages=[{"role": "user", "content": "grade"}],
-                                    tools=[tool])
+    pushed = client.messages.create(
+        model="m", max_tokens=64, messages=[{"role": "user", "content": "grade"}], tools=[tool]
+    )
     (block,) = pushed.content
     assert isinstance(block, ToolUseBlock) and block.name == "submit_review"
     assert block.input == {"approved": False, "changes": ["add a source"], "summary": "close"}
 
     server.responder = ReviewScript([["shorter"], True])
-    work = client.messages.create(model="m", max_tokens=64, messages=[{"role": "user", "content": "draft it"}])
+    work = client.messages.create(
+        model="m", max_tokens=64, messages=[{"role": "user", "content": "draft it"}]
+    )
     assert isinstance(work.content[0], TextBlock) and work.content[0].text == "draft it"  # echoed
-    verdicts = [client.messages.create(model="m", max_tokens=64, tools=[tool],
-                                       messages=[{"role": "user", "content": "grade"}]).content[0].input
-                for _ in range(3)]
+    verdicts = [
+        client.messages.create(
+            model="m", max_tokens=64, tools=[tool], messages=[{"role": "user", "content": "grade"}]
+        )
+        .content[0]
+        .input
+        for _ in range(3)
+    ]
     assert [(v["approved"], v["changes"]) for v in verdicts] == [(False, ["shorter"]), (True, []), (True, [])]
     assert server.responder.reviews == 3

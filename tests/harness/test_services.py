@@ -24,7 +24,9 @@ def test_postgres_url_is_a_fresh_session_database(postgres_url: str) -> None:
     try:
         with engine.begin() as conn:
             conn.execute(sa.text(f"CREATE TABLE {table} (id serial PRIMARY KEY, name text NOT NULL)"))
-            conn.execute(sa.text(f"INSERT INTO {table} (name) VALUES (:name)"), [{"name": "a"}, {"name": "b"}])
+            conn.execute(
+                sa.text(f"INSERT INTO {table} (name) VALUES (:name)"), [{"name": "a"}, {"name": "b"}]
+            )
         with engine.begin() as conn:
             assert conn.execute(sa.text("SELECT current_database()")).scalar_one() == url.database
             names = conn.execute(sa.text(f"SELECT name FROM {table} ORDER BY id")).scalars().all()

@@ -80,8 +80,11 @@ async def test_guide_example_with_a_bearer_key(secured_http: App, admin_http: Ht
     # The same call without the header is refused like the gRPC call, and audited once, as over gRPC.
     bare = await asyncio.to_thread(requests.post, f"{admin_http.base}/api/tasks", json={"description": "x"})
     assert bare.status_code == 401 and error_of(bare)[:2] == (16, "ERROR_REASON_UNAUTHENTICATED")
-    wrong = await asyncio.to_thread(requests.get, f"{admin_http.base}/api/v1/system/status",
-                                    headers={"Authorization": "Bearer maos_key_not_a_real_one"})
+    wrong = await asyncio.to_thread(
+        requests.get,
+        f"{admin_http.base}/api/v1/system/status",
+        headers={"Authorization": "Bearer maos_key_not_a_real_one"},
+    )
     assert wrong.status_code == 401
     # /health is the gRPC health check, which needs no key (load balancers probe it).
     health = await asyncio.to_thread(requests.get, f"{admin_http.base}/health")
@@ -96,8 +99,12 @@ async def test_every_route_of_the_api_examples(http_plane: App, http: Http) -> N
     health = await http.get("/health")
     assert health.status_code == 200 and health.json() == {"status": "SERVING"}
     detailed = await http.get("/health/detailed")
-    assert detailed.status_code == 200 and {c["component"] for c in detailed.json()["components"]} >= {"database"}
-    created = await http.post("/api/v1/tasks", json={"description": "Summarise the quarter", "priority": "LOW"})
+    assert detailed.status_code == 200 and {c["component"] for c in detailed.json()["components"]} >= {
+        "database"
+    }
+    created = await http.post(
+        "/api/v1/tasks", json={"description": "Summarise the quarter", "priority": "LOW"}
+    )
     assert created.status_code == 200, created.text
     task_id = created.json()["task_id"]
     listed = await http.get("/api/v1/tasks", params={"page_size": 10})
@@ -130,12 +137,25 @@ async def _count_tasks(app: App) -> int:
 
 async def test_bad_input_is_a_json_status_and_changes_nothing(http_plane: App, http: Http) -> None:
     cases = [
-        (await http.post("/v1/tasks", json={"task": {"description": "x", "priority": "URGENT"}}),
-         400, 3, "task.priority"),
+        (
+            await http.post("/v1/tasks", json={"task": {"description": "x", "priority": "URGENT"}}),
+            400,
+            3,
+            "task.priority",
+        ),
         (await http.post("/v1/tasks", json={"task": {"description": ""}}), 400, 3, "task.description"),
-        (await http.post("/api/tasks", data=b"{not json", headers={"content-type": "application/json"}),
-         400, 3, "body"),
-        (await http.post("/v1/tasks", json={"task": {"description": "x", "colour": "red"}}), 400, 3, "colour"),
+        (
+            await http.post("/api/tasks", data=b"{not json", headers={"content-type": "application/json"}),
+            400,
+            3,
+            "body",
+        ),
+        (
+            await http.post("/v1/tasks", json={"task": {"description": "x", "colour": "red"}}),
+            400,
+            3,
+            "colour",
+        ),
         (await http.get("/v1/tasks", params={"page_size": -1}), 400, 3, "page_size"),
         (await http.get("/v1/tasks", params={"flavour": "x"}), 400, 3, "flavour"),
         (await http.post("/api/tasks", json={"description": "x" * (5 * 1024 * 1024)}), 413, 8, ""),
@@ -204,8 +224,13 @@ async def test_another_users_task_is_not_found(secured_http: App, admin_http: Ht
 async def test_rate_limited_calls_are_429_with_retry_after(maos_home) -> None:
     from tests.harness.server import admin_key, make_settings, start_app
 
-    app = await start_app(make_settings(maos_home, **{"security.auth": "required", "security.rate_limit.rate": 0.5,
-                                                      "security.rate_limit.burst": 2}), http=True)
+    app = await start_app(
+        make_settings(
+            maos_home,
+            **{"security.auth": "required", "security.rate_limit.rate": 0.5, "security.rate_limit.burst": 2},
+        ),
+        http=True,
+    )
     try:
         client = Http(app, await admin_key(app))
         replies = [await client.get("/api/v1/system/status") for _ in range(4)]

@@ -27,15 +27,17 @@ def trailer_map(payload: bytes) -> dict[str, str]:
 
 
 async def test_grpc_web_unary_binary(http_plane: App, http: Http) -> None:
-    response = await http.post("/maos.v1.SystemService/GetStatus", data=web_request(
-        system_service_pb2.GetStatusRequest().SerializeToString()),
-        headers={"content-type": "application/grpc-web+proto", "x-grpc-web": "1"})
+    response = await http.post(
+        "/maos.v1.SystemService/GetStatus",
+        data=web_request(system_service_pb2.GetStatusRequest().SerializeToString()),
+        headers={"content-type": "application/grpc-web+proto", "x-grpc-web": "1"},
+    )
     assert response.status_code == 200
     assert response.headers["content-type"] == "application/grpc-web+proto"
     body = response.content
     assert body[0] == 0x00  # a message frame first
     (length,) = struct.unpack(">I", body[1:5])
-    reply = system_service_pb2.GetStatusResponse.FromString(body[5:5 + length])
+    reply = system_service_pb2.GetStatusResponse.FromString(body[5 : 5 + length])
     assert reply.storage_backend == "sqlite"
     assert body[5 + length] == 0x80  # then the trailer frame
     frames = list(parse_frames(body))
@@ -46,17 +48,22 @@ async def test_grpc_web_unary_binary(http_plane: App, http: Http) -> None:
 async def test_grpc_web_text_unary_and_error_trailers(http_plane: App, http: Http) -> None:
     request = task_service_pb2.SubmitTaskRequest()
     request.task.description = "from a browser"
-    response = await http.post("/maos.v1.TaskService/SubmitTask",
-                               data=base64.b64encode(web_request(request.SerializeToString())),
-                               headers={"content-type": "application/grpc-web-text"})
+    response = await http.post(
+        "/maos.v1.TaskService/SubmitTask",
+        data=base64.b64encode(web_request(request.SerializeToString())),
+        headers={"content-type": "application/grpc-web-text"},
+    )
     assert response.headers["content-type"] == "application/grpc-web-text+proto"
     frames = list(parse_frames(base64.b64decode(response.content)))
     task = task_service_pb2.SubmitTaskResponse.FromString(frames[0][1]).task
     assert task.description == "from a browser"
     assert (await http.get(f"/v1/{task.name}")).json()["task"]["description"] == "from a browser"
     missing = task_service_pb2.GetTaskRequest(name="tasks/t0000")
-    refused = await http.post("/maos.v1.TaskService/GetTask", data=web_request(missing.SerializeToString()),
-                              headers={"content-type": "application/grpc-web+proto"})
+    refused = await http.post(
+        "/maos.v1.TaskService/GetTask",
+        data=web_request(missing.SerializeToString()),
+        headers={"content-type": "application/grpc-web+proto"},
+    )
     frames = list(parse_frames(refused.content))
     assert [flag for flag, _ in frames] == [0x80]  # trailers only
     trailers = trailer_map(frames[0][1])
@@ -66,11 +73,17 @@ async def test_grpc_web_text_unary_and_error_trailers(http_plane: App, http: Htt
     info = error_details_pb2.ErrorInfo()
     status.details[0].Unpack(info)
     assert info.reason == "ERROR_REASON_TASK_NOT_FOUND"
-    garbage = await http.post("/maos.v1.TaskService/GetTask", data=b"\x00\x00\x00\x00\x09abc",
-                              headers={"content-type": "application/grpc-web+proto"})
+    garbage = await http.post(
+        "/maos.v1.TaskService/GetTask",
+        data=b"\x00\x00\x00\x00\x09abc",
+        headers={"content-type": "application/grpc-web+proto"},
+    )
     assert trailer_map(next(iter(parse_frames(garbage.content)))[1])["grpc-status"] == "3"
-    streaming_in = await http.post("/maos.v1.TaskService/StreamSubmitTasks", data=web_request(b""),
-                                   headers={"content-type": "application/grpc-web+proto"})
+    streaming_in = await http.post(
+        "/maos.v1.TaskService/StreamSubmitTasks",
+        data=web_request(b""),
+        headers={"content-type": "application/grpc-web+proto"},
+    )
     assert trailer_map(next(iter(parse_frames(streaming_in.content)))[1])["grpc-status"] == "12"
 
 
@@ -79,8 +92,11 @@ async def test_grpc_web_server_streaming(http_plane: App, http: Http) -> None:
     cancel = await http.post(f"/v1/{name}:cancel", json={"reason": "done with it"})
     assert cancel.status_code == 200
     request = task_service_pb2.WatchTaskRequest(name=name)
-    response = await http.post("/maos.v1.TaskService/WatchTask", data=web_request(request.SerializeToString()),
-                               headers={"content-type": "application/grpc-web+proto"})
+    response = await http.post(
+        "/maos.v1.TaskService/WatchTask",
+        data=web_request(request.SerializeToString()),
+        headers={"content-type": "application/grpc-web+proto"},
+    )
     frames = list(parse_frames(response.content))
     assert frames[-1][0] == 0x80 and trailer_map(frames[-1][1])["grpc-status"] == "0"
     messages = [task_service_pb2.WatchTaskResponse.FromString(p) for flag, p in frames if flag == 0x00]
@@ -89,31 +105,47 @@ async def test_grpc_web_server_streaming(http_plane: App, http: Http) -> None:
 
 
 async def test_cors_refused_by_default(http_plane: App, http: Http) -> None:
-    preflight = await http.call("OPTIONS", "/v1/tasks", headers={
-        "Origin": "https://ops.example.com", "Access-Control-Request-Method": "POST"})
+    preflight = await http.call(
+        "OPTIONS",
+        "/v1/tasks",
+        headers={"Origin": "https://ops.example.com", "Access-Control-Request-Method": "POST"},
+    )
     assert "access-control-allow-origin" not in preflight.headers
     plain = await http.get("/health", headers={"Origin": "https://ops.example.com"})
     assert "access-control-allow-origin" not in plain.headers
 
 
 async def test_cors_allows_configured_origins_only(maos_home: Path) -> None:
-    app = await start_app(make_settings(maos_home, **{"server.http_cors_origins": ["https://ops.example.com"]}),
-                          http=True)
+    app = await start_app(
+        make_settings(maos_home, **{"server.http_cors_origins": ["https://ops.example.com"]}), http=True
+    )
     try:
         http = Http(app)
-        preflight = await http.call("OPTIONS", "/v1/tasks", headers={
-            "Origin": "https://ops.example.com", "Access-Control-Request-Method": "POST",
-            "Access-Control-Request-Headers": "authorization, content-type"})
+        preflight = await http.call(
+            "OPTIONS",
+            "/v1/tasks",
+            headers={
+                "Origin": "https://ops.example.com",
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "authorization, content-type",
+            },
+        )
         assert preflight.status_code == 200
         assert preflight.headers["access-control-allow-origin"] == "https://ops.example.com"
         assert "authorization" in preflight.headers["access-control-allow-headers"].lower()
-        refused = await http.call("OPTIONS", "/v1/tasks", headers={
-            "Origin": "https://evil.example.net", "Access-Control-Request-Method": "POST"})
+        refused = await http.call(
+            "OPTIONS",
+            "/v1/tasks",
+            headers={"Origin": "https://evil.example.net", "Access-Control-Request-Method": "POST"},
+        )
         assert refused.status_code == 400 and "access-control-allow-origin" not in refused.headers
         simple = await http.get("/v1/tasks", headers={"Origin": "https://ops.example.com"})
         assert simple.headers["access-control-allow-origin"] == "https://ops.example.com"
-        web = await http.post("/maos.v1.SystemService/GetStatus", data=web_request(b""), headers={
-            "Origin": "https://ops.example.com", "content-type": "application/grpc-web+proto"})
+        web = await http.post(
+            "/maos.v1.SystemService/GetStatus",
+            data=web_request(b""),
+            headers={"Origin": "https://ops.example.com", "content-type": "application/grpc-web+proto"},
+        )
         assert "grpc-status" in web.headers["access-control-expose-headers"]
     finally:
         await app.stop(grace=1.0)

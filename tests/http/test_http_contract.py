@@ -31,8 +31,12 @@ async def test_openapi_lists_every_route_the_server_serves(http_plane: App, http
     # Every served RPC of every annotated service has a route, and every documented path reaches it.
     annotated = {r.rpc for r in routes_of(SERVICE_NAMES)}
     assert {r.rpc for r in gateway.routes} == annotated
-    assert {"maos.v1.TaskService.SubmitTask", "maos.v1.TaskService.WatchTask",
-            "maos.v1.SystemService.WatchEvents", "maos.v1.SystemService.TailLogs"} <= annotated
+    assert {
+        "maos.v1.TaskService.SubmitTask",
+        "maos.v1.TaskService.WatchTask",
+        "maos.v1.SystemService.WatchEvents",
+        "maos.v1.SystemService.TailLogs",
+    } <= annotated
     for verb, path in listed:
         concrete = re.sub(r"\{[^}]+\}", "x1", path)
         target, _ = gateway.resolve(verb, concrete)
@@ -49,8 +53,9 @@ async def test_openapi_lists_every_route_the_server_serves(http_plane: App, http
 def test_docs_route_table_is_current() -> None:
     text = DOC.read_text()
     table = text.split("<!-- routes:begin -->\n", 1)[1].split("<!-- routes:end -->", 1)[0]
-    assert table == routes_table(routes_of(SERVICE_NAMES)), \
+    assert table == routes_table(routes_of(SERVICE_NAMES)), (
         "docs/http.md is stale: paste `python -m controlplane.http.openapi --markdown` between the markers"
+    )
 
 
 async def test_http_port_zero_serves_no_http(maos_home: Path) -> None:
@@ -87,8 +92,9 @@ async def test_https_with_the_grpc_ports_certificate(maos_home: Path, pki) -> No
     settings = make_settings(maos_home, **pki.server_settings())
     app = await start_app(settings, http=True)
     try:
-        reply = await asyncio.to_thread(requests.get, f"https://localhost:{app.http_port}/health",
-                                        verify=str(pki.ca), timeout=10)
+        reply = await asyncio.to_thread(
+            requests.get, f"https://localhost:{app.http_port}/health", verify=str(pki.ca), timeout=10
+        )
         assert reply.status_code == 200 and reply.json() == {"status": "SERVING"}
     finally:
         await app.stop(grace=1.0)
@@ -100,8 +106,9 @@ async def test_extra_asgi_apps_mount_beside_the_api(maos_home: Path) -> None:
     import requests
 
     async def hello(scope, receive, send) -> None:  # a minimal ASGI app, as the MCP transport would be
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", b"text/plain")]})
+        await send(
+            {"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]}
+        )
         await send({"type": "http.response.body", "body": f"mounted at {scope['root_path']}".encode()})
 
     app = build_app(make_settings(maos_home))
@@ -131,14 +138,17 @@ async def test_the_openapi_document_follows_server_reflection(secured_http: App,
     assert (await admin_http.get("/openapi.json")).status_code == 200
 
 
-@pytest.mark.parametrize(("level", "bare", "viewer"), [("off", 404, 404), ("admin", 401, 403), ("public", 200, 200)])
+@pytest.mark.parametrize(
+    ("level", "bare", "viewer"), [("off", 404, 404), ("admin", 401, 403), ("public", 200, 200)]
+)
 async def test_openapi_levels(maos_home: Path, level: str, bare: int, viewer: int) -> None:
     import asyncio
 
     import requests
 
-    app = await start_app(make_settings(maos_home, **{"security.auth": "required", "server.reflection": level}),
-                          http=True)
+    app = await start_app(
+        make_settings(maos_home, **{"security.auth": "required", "server.reflection": level}), http=True
+    )
     try:
         url = f"http://127.0.0.1:{app.http_port}/openapi.json"
         assert (await asyncio.to_thread(requests.get, url, timeout=10)).status_code == bare
@@ -159,13 +169,23 @@ async def test_mutual_tls_on_the_http_port(maos_home: Path, pki) -> None:
     app = await start_app(make_settings(maos_home, **pki.server_settings(mutual=True)), http=True)
     try:
         url = f"https://localhost:{app.http_port}/health"
-        with_cert = await asyncio.to_thread(requests.get, url, verify=str(pki.ca), timeout=10,
-                                            cert=(str(pki.client.cert), str(pki.client.key)))
+        with_cert = await asyncio.to_thread(
+            requests.get,
+            url,
+            verify=str(pki.ca),
+            timeout=10,
+            cert=(str(pki.client.cert), str(pki.client.key)),
+        )
         assert with_cert.status_code == 200
         with pytest.raises(requests.exceptions.RequestException):
             await asyncio.to_thread(requests.get, url, verify=str(pki.ca), timeout=10)
         with pytest.raises(requests.exceptions.RequestException):
-            await asyncio.to_thread(requests.get, url, verify=str(pki.ca), timeout=10,
-                                    cert=(str(pki.stranger.cert), str(pki.stranger.key)))
+            await asyncio.to_thread(
+                requests.get,
+                url,
+                verify=str(pki.ca),
+                timeout=10,
+                cert=(str(pki.stranger.cert), str(pki.stranger.key)),
+            )
     finally:
         await app.stop(grace=1.0)

@@ -16,8 +16,9 @@ from tests.harness.server import wait_for, wait_for_agents
 from tests.http.conftest import Http, error_of
 
 
-def read_events(url: str, headers: dict[str, str], enough: Callable[[list[dict[str, Any]]], bool],
-                opened: Any = None) -> list[dict[str, Any]]:
+def read_events(
+    url: str, headers: dict[str, str], enough: Callable[[list[dict[str, Any]]], bool], opened: Any = None
+) -> list[dict[str, Any]]:
     """Read SSE events (``{"id", "event", "data"}``) until ``enough(events)``, then disconnect."""
     events: list[dict[str, Any]] = []
     with requests.get(url, headers=headers, stream=True, timeout=(5, 30)) as response:
@@ -47,7 +48,9 @@ def _tasks_in(events: list[dict[str, Any]]) -> set[str]:
     return {e["data"]["event"].get("task", "") for e in events if "data" in e}
 
 
-async def test_watch_events_resumes_after_a_disconnect_with_last_event_id(http_plane: App, http: Http) -> None:
+async def test_watch_events_resumes_after_a_disconnect_with_last_event_id(
+    http_plane: App, http: Http
+) -> None:
     url = f"{http.base}/v1/events:watch"
     opened = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -65,8 +68,9 @@ async def test_watch_events_resumes_after_a_disconnect_with_last_event_id(http_p
     last_id = before[-1]["id"]
     # While disconnected, another task is submitted: the resumed stream must deliver its events.
     second = (await http.post("/v1/tasks", json={"task": {"description": "two"}})).json()["task"]["name"]
-    after = await asyncio.to_thread(read_events, url, {"Last-Event-ID": last_id},
-                                    lambda events: second in _tasks_in(events))
+    after = await asyncio.to_thread(
+        read_events, url, {"Last-Event-ID": last_id}, lambda events: second in _tasks_in(events)
+    )
     assert second in _tasks_in(after)
     seen_before = {e["id"] for e in before}
     assert not seen_before & {e["id"] for e in after}, "events before Last-Event-ID came again"
@@ -75,14 +79,19 @@ async def test_watch_events_resumes_after_a_disconnect_with_last_event_id(http_p
     assert stale.status_code == 400 and error_of(stale)[0] == 3
 
 
-async def test_watch_task_streams_until_the_task_finishes(http_plane: App, http: Http, agent_processes) -> None:
+async def test_watch_task_streams_until_the_task_finishes(
+    http_plane: App, http: Http, agent_processes
+) -> None:
     agent_processes(http_plane.address, "echo")
     await wait_for_agents(http_plane, 1)
     name = (await http.post("/v1/tasks", json={"task": {"description": "watch me"}})).json()["task"]["name"]
     finished = ("TASK_STATUS_COMPLETED", "TASK_STATUS_FAILED", "TASK_STATUS_CANCELLED")
     events = await asyncio.to_thread(
-        read_events, f"{http.base}/v1/{name}:watch", {},
-        lambda events: bool(events) and events[-1]["data"]["task"]["status"] in finished)
+        read_events,
+        f"{http.base}/v1/{name}:watch",
+        {},
+        lambda events: bool(events) and events[-1]["data"]["task"]["status"] in finished,
+    )
     assert events[0]["data"]["task"]["name"] == name  # the snapshot first
     assert events[-1]["data"]["task"]["status"] == "TASK_STATUS_COMPLETED"
     assert all(e.get("id") for e in events[1:])  # every change has an event id
@@ -94,8 +103,12 @@ async def test_tail_logs_needs_a_key_when_access_control_is_on(secured_http: App
     bare = await asyncio.to_thread(requests.get, f"{admin_http.base}/v1/logs:tail", timeout=10)
     assert bare.status_code == 401 and error_of(bare)[1] == "ERROR_REASON_UNAUTHENTICATED"
     # With the key the stream opens (200, text/event-stream) and the caller leaves.
-    assert await asyncio.to_thread(read_events, f"{admin_http.base}/v1/logs:tail?tail=5",
-                                   admin_http.headers(), lambda events: True) == []
+    assert (
+        await asyncio.to_thread(
+            read_events, f"{admin_http.base}/v1/logs:tail?tail=5", admin_http.headers(), lambda events: True
+        )
+        == []
+    )
 
 
 def _in_thread(loop: asyncio.AbstractEventLoop, flag: asyncio.Event) -> Any:
@@ -104,30 +117,50 @@ def _in_thread(loop: asyncio.AbstractEventLoop, flag: asyncio.Event) -> Any:
 
 
 async def test_watch_task_resumes_over_sse_with_exactly_the_missed_changes(
-        http_plane: App, http: Http, agent_processes) -> None:
-    name = (await http.post("/v1/tasks", json={"task": {"description": "resume over http"}})).json()["task"]["name"]
+    http_plane: App, http: Http, agent_processes
+) -> None:
+    name = (await http.post("/v1/tasks", json={"task": {"description": "resume over http"}})).json()["task"][
+        "name"
+    ]
     loop = asyncio.get_running_loop()
     # The reference: every change of the task, on a stream that is never interrupted.
     reference_open = asyncio.Event()
-    reference = asyncio.create_task(asyncio.to_thread(
-        read_events, f"{http.base}/v1/events:watch?task={name}", {},
-        lambda events: bool(events) and events[-1]["data"]["event"].get("toStatus") == "TASK_STATUS_COMPLETED",
-        _in_thread(loop, reference_open)))
+    reference = asyncio.create_task(
+        asyncio.to_thread(
+            read_events,
+            f"{http.base}/v1/events:watch?task={name}",
+            {},
+            lambda events: (
+                bool(events) and events[-1]["data"]["event"].get("toStatus") == "TASK_STATUS_COMPLETED"
+            ),
+            _in_thread(loop, reference_open),
+        )
+    )
     watch_open = asyncio.Event()
-    watch = asyncio.create_task(asyncio.to_thread(
-        read_events, f"{http.base}/v1/{name}:watch", {}, lambda events: len(events) >= 2,
-        _in_thread(loop, watch_open)))
+    watch = asyncio.create_task(
+        asyncio.to_thread(
+            read_events,
+            f"{http.base}/v1/{name}:watch",
+            {},
+            lambda events: len(events) >= 2,
+            _in_thread(loop, watch_open),
+        )
+    )
     await asyncio.wait_for(asyncio.gather(reference_open.wait(), watch_open.wait()), 10)
     await wait_for(lambda: http_plane.engine.event_listeners, 5, message="the reference stream's listener")
     agent_processes(http_plane.address, "echo")  # the task waited for an agent until now
     before = await asyncio.wait_for(watch, 30)  # the snapshot and one change; then the client leaves
     assert "id" not in before[0] and before[1]["id"]
-    everything = [e["id"] for e in await asyncio.wait_for(reference, 30)
-                  if e["data"]["event"]["type"] not in ("EVENT_TYPE_SUBTASK_PROGRESS", "EVENT_TYPE_SUBTASK_OUTPUT")]
+    everything = [
+        e["id"]
+        for e in await asyncio.wait_for(reference, 30)
+        if e["data"]["event"]["type"] not in ("EVENT_TYPE_SUBTASK_PROGRESS", "EVENT_TYPE_SUBTASK_OUTPUT")
+    ]
     # The task finished while nobody watched it: the resumed stream sends what was missed, then ends.
-    after = await asyncio.to_thread(read_events, f"{http.base}/v1/{name}:watch",
-                                    {"Last-Event-ID": before[1]["id"]}, lambda events: False)
-    assert [e["id"] for e in after] == everything[everything.index(before[1]["id"]) + 1:]
+    after = await asyncio.to_thread(
+        read_events, f"{http.base}/v1/{name}:watch", {"Last-Event-ID": before[1]["id"]}, lambda events: False
+    )
+    assert [e["id"] for e in after] == everything[everything.index(before[1]["id"]) + 1 :]
     assert after[-1]["data"]["event"]["toStatus"] == "TASK_STATUS_COMPLETED"
 
 
@@ -136,8 +169,9 @@ async def test_tail_logs_resumes_over_sse_after_the_last_record(http_plane: App,
     url = f"{http.base}/v1/logs:tail?contains=sse-probe"
     loop = asyncio.get_running_loop()
     opened = asyncio.Event()
-    reader = asyncio.create_task(asyncio.to_thread(read_events, url, {}, lambda events: len(events) >= 2,
-                                                   _in_thread(loop, opened)))
+    reader = asyncio.create_task(
+        asyncio.to_thread(read_events, url, {}, lambda events: len(events) >= 2, _in_thread(loop, opened))
+    )
     await asyncio.wait_for(opened.wait(), 10)
     await wait_for(lambda: http_plane.logbook.subscribers, 5, message="the tail's subscriber")
     for n in range(2):
@@ -147,8 +181,9 @@ async def test_tail_logs_resumes_over_sse_after_the_last_record(http_plane: App,
     assert [e["id"] for e in before] == [e["data"]["record"]["id"] for e in before]
     for n in range(2, 5):  # written while disconnected
         log.warning("sse-probe %d", n)
-    after = await asyncio.to_thread(read_events, url, {"Last-Event-ID": before[-1]["id"]},
-                                    lambda events: len(events) >= 3)
+    after = await asyncio.to_thread(
+        read_events, url, {"Last-Event-ID": before[-1]["id"]}, lambda events: len(events) >= 3
+    )
     assert [e["data"]["record"]["message"] for e in after] == ["sse-probe 2", "sse-probe 3", "sse-probe 4"]
 
 

@@ -29,8 +29,10 @@ async def test_a_batch_over_http(http_plane: App, http: Http, agent_processes) -
 
 
 async def test_a_template_over_http(http_plane: App, http: Http) -> None:
-    created = await http.post("/v1/templates", json={"template": {
-        "displayName": "api", "task": {"description": "Build an API in {language}"}}})
+    created = await http.post(
+        "/v1/templates",
+        json={"template": {"displayName": "api", "task": {"description": "Build an API in {language}"}}},
+    )
     assert created.status_code == 200, created.text
     name = created.json()["template"]["name"]
     task = await http.post(f"/v1/{name}:submit", json={"params": {"language": "python"}})
@@ -45,6 +47,7 @@ async def test_a_template_over_http(http_plane: App, http: Http) -> None:
 async def test_webhooks_over_http(http: Http) -> None:
     listed = await http.get("/v1/webhooks")
     assert listed.status_code == 200 and listed.json().get("webhooks", []) == []
-    refused = await http.post("/v1/webhooks", json={"webhook": {"url": "http://127.0.0.1:9/hook",
-                                                                "events": ["task.completed"]}})
+    refused = await http.post(
+        "/v1/webhooks", json={"webhook": {"url": "http://127.0.0.1:9/hook", "events": ["task.completed"]}}
+    )
     assert refused.status_code == 400 and "private" in refused.json()["message"]

@@ -32,8 +32,16 @@ from tests.controlplane.access.test_access import task_count, user_key
 from tests.harness.server import admin_key, make_settings, start_app
 from tests.mcp.test_mcp_server import call, refused
 
-INITIALIZE = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-    "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "probe", "version": "1"}}}
+INITIALIZE = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {
+        "protocolVersion": "2025-06-18",
+        "capabilities": {},
+        "clientInfo": {"name": "probe", "version": "1"},
+    },
+}
 MCP_HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
 
 
@@ -50,9 +58,11 @@ async def plane(maos_home: Path) -> AsyncIterator[App]:
 @asynccontextmanager
 async def session_at(url: str, token: str, **client: Any) -> AsyncIterator[ClientSession]:
     """An MCP session over streamable HTTP with ``Authorization: Bearer token``."""
-    async with httpx.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=60, **client) as http, \
-            streamable_http_client(url, http_client=http) as (read, write), \
-            ClientSession(read, write) as session:
+    async with (
+        httpx.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=60, **client) as http,
+        streamable_http_client(url, http_client=http) as (read, write),
+        ClientSession(read, write) as session,
+    ):
         await asyncio.wait_for(session.initialize(), 30)
         yield session
 
@@ -82,7 +92,9 @@ async def test_mcp_on_the_http_port_acts_with_each_callers_key(plane: App) -> No
                 assert "dev-b's plans" not in await refused(session, tool, {"task_id": other}, "NOT_FOUND")
         async with Client(plane.address, token=admin) as root:
             records = await root.list_audit_records(action="SubmitTask")
-            assert (await root.get_task(other)).task.status != enums.TASK_STATUS_CANCELLED  # dev-a's attempt did nothing
+            assert (
+                await root.get_task(other)
+            ).task.status != enums.TASK_STATUS_CANCELLED  # dev-a's attempt did nothing
         # The submit was made as dev-a, with dev-a's key, from the MCP client's address.
         assert sorted(r.principal for r in records) == ["users/dev-a", "users/dev-b"], records
         mine = next(r for r in records if r.principal == "users/dev-a")
@@ -104,7 +116,9 @@ async def test_mcp_without_a_valid_key_is_refused_with_401(plane: App) -> None:
             assert body["code"] == 16 and body["message"], body  # google.rpc.Status, UNAUTHENTICATED
         # With a key the same request starts an MCP session.
         key = await admin_key(plane)
-        opened = await http.post(url, json=INITIALIZE, headers={**MCP_HEADERS, "Authorization": f"Bearer {key}"})
+        opened = await http.post(
+            url, json=INITIALIZE, headers={**MCP_HEADERS, "Authorization": f"Bearer {key}"}
+        )
         assert opened.status_code == 200 and opened.headers.get("mcp-session-id"), opened.text
     assert await task_count(plane) == before
 
@@ -117,14 +131,18 @@ async def test_mcp_works_with_mutual_tls_on_both_ports(maos_home: Path, pki: Any
         context = ssl.create_default_context(cafile=str(pki.ca))
         context.load_cert_chain(str(pki.client.cert), str(pki.client.key))
         async with session_at(f"https://localhost:{app.http_port}/mcp", key, verify=context) as session:
-            submitted = await call(session, "submit_task", {"description": "over TLS", "agent_type": "nobody"})
+            submitted = await call(
+                session, "submit_task", {"description": "over TLS", "agent_type": "nobody"}
+            )
             shown = await call(session, "get_task", {"task_id": submitted["task_id"]})
             assert shown["task"]["description"] == "over TLS"
         # Without a client certificate the HTTP port refuses the connection itself.
         plain = ssl.create_default_context(cafile=str(pki.ca))
         async with httpx.AsyncClient(verify=plain, timeout=10) as http:
             with pytest.raises(httpx.HTTPError):
-                await http.post(f"https://localhost:{app.http_port}/mcp", json=INITIALIZE, headers=MCP_HEADERS)
+                await http.post(
+                    f"https://localhost:{app.http_port}/mcp", json=INITIALIZE, headers=MCP_HEADERS
+                )
     finally:
         await app.stop(grace=1.0)
 
@@ -133,7 +151,9 @@ async def test_mcp_can_be_turned_off(maos_home: Path) -> None:
     app = await start_app(make_settings(maos_home, **{"server.http_mcp": False}), http=True)
     try:
         async with httpx.AsyncClient(timeout=10) as http:
-            answer = await http.post(f"http://127.0.0.1:{app.http_port}/mcp", json=INITIALIZE, headers=MCP_HEADERS)
+            answer = await http.post(
+                f"http://127.0.0.1:{app.http_port}/mcp", json=INITIALIZE, headers=MCP_HEADERS
+            )
         assert answer.status_code == 404 and answer.json()["code"] == 5
     finally:
         await app.stop(grace=1.0)
@@ -165,11 +185,21 @@ asyncio.run(main(sys.argv[1] == 'explicit'))
 def test_without_the_mcp_package(setting: str) -> None:
     root = Path(__file__).resolve().parents[2]
     env = {**os.environ, "PYTHONPATH": os.environ.get("PYTHONPATH", str(root))}
-    done = subprocess.run([sys.executable, "-c", PROBE, setting], cwd=str(root), env=env, capture_output=True,
-                          text=True, stdin=subprocess.DEVNULL, timeout=120, check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, setting],
+        cwd=str(root),
+        env=env,
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=120,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     if setting == "default":  # left at its default, the endpoint is skipped (and the server starts)
         assert done.stdout.strip() == "started []", done.stdout
     else:  # asked for explicitly, the start is refused, saying what to install
-        assert done.stdout.startswith("FailedPrecondition server.http_mcp is on but the mcp package"), done.stdout
+        assert done.stdout.startswith("FailedPrecondition server.http_mcp is on but the mcp package"), (
+            done.stdout
+        )
         assert 'pip install "maos[mcp]"' in done.stdout

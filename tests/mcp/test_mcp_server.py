@@ -55,9 +55,15 @@ async def echo_agent(secured: App) -> AsyncIterator[Worker]:
 async def stdio_session(app: App, home: Path, token: str) -> AsyncIterator[ClientSession]:
     """An MCP session with a spawned ``maos mcp`` process using ``token`` (as MAOS_TOKEN)."""
     params = StdioServerParameters(
-        command=sys.executable, args=["-m", "cli.main", "--addr", app.address, "mcp"], cwd=str(REPO),
-        env={"MAOS_TOKEN": token, "MAOS_HOME": str(home),
-             "PYTHONPATH": os.environ.get("PYTHONPATH", str(REPO))})
+        command=sys.executable,
+        args=["-m", "cli.main", "--addr", app.address, "mcp"],
+        cwd=str(REPO),
+        env={
+            "MAOS_TOKEN": token,
+            "MAOS_HOME": str(home),
+            "PYTHONPATH": os.environ.get("PYTHONPATH", str(REPO)),
+        },
+    )
     async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
         await asyncio.wait_for(session.initialize(), 30)
         yield session
@@ -84,9 +90,11 @@ async def mcp_url(secured: App) -> AsyncIterator[str]:
 async def http_session(url: str, token: str | None) -> AsyncIterator[ClientSession]:
     """An MCP session over streamable HTTP sending ``token`` as ``Authorization: Bearer``."""
     headers = {"Authorization": f"Bearer {token}"} if token else None
-    async with create_mcp_http_client(headers=headers) as http, \
-            streamable_http_client(url, http_client=http) as (read, write), \
-            ClientSession(read, write) as session:
+    async with (
+        create_mcp_http_client(headers=headers) as http,
+        streamable_http_client(url, http_client=http) as (read, write),
+        ClientSession(read, write) as session,
+    ):
         await asyncio.wait_for(session.initialize(), 30)
         yield session
 
@@ -115,15 +123,30 @@ async def refused(session: ClientSession, name: str, arguments: dict[str, Any], 
 
 # --- stdio: the real `maos mcp` process ------------------------------------------------------------
 
-async def test_stdio_submits_waits_with_progress_and_reads_the_result(secured: App, maos_home: Path,
-                                                                      echo_agent: Worker) -> None:
+
+async def test_stdio_submits_waits_with_progress_and_reads_the_result(
+    secured: App, maos_home: Path, echo_agent: Worker
+) -> None:
     dev = await user_key(secured, "dev@example.com", "developer")
     async with stdio_session(secured, maos_home, dev) as session:
-        submitted = await call(session, "submit_task", {
-            "description": "Summarize the benefits of renewable energy", "task_type": "analysis",
-            "priority": "HIGH", "max_agents": 2, "metadata": {"team": "docs"}, "max_retries": 1,
-            "initial_backoff": 0.1, "backoff_multiplier": 2, "max_backoff": 1, "timeout": 120,
-            "context": "for a newsletter", "constraints": "three sentences"})
+        submitted = await call(
+            session,
+            "submit_task",
+            {
+                "description": "Summarize the benefits of renewable energy",
+                "task_type": "analysis",
+                "priority": "HIGH",
+                "max_agents": 2,
+                "metadata": {"team": "docs"},
+                "max_retries": 1,
+                "initial_backoff": 0.1,
+                "backoff_multiplier": 2,
+                "max_backoff": 1,
+                "timeout": 120,
+                "context": "for a newsletter",
+                "constraints": "three sentences",
+            },
+        )
         task_id = submitted["task_id"]
         assert submitted["task"]["priority"] == "HIGH" and submitted["task"]["metadata"] == {"team": "docs"}
         assert submitted["task"]["retry_policy"]["max_retries"] == 1
@@ -133,8 +156,9 @@ async def test_stdio_submits_waits_with_progress_and_reads_the_result(secured: A
         async def on_progress(value: float, total: float | None, note: str | None) -> None:
             progress.append((value, total, note))
 
-        waited = await call(session, "wait_task", {"task_id": task_id, "timeout": 60},
-                            progress_callback=on_progress)
+        waited = await call(
+            session, "wait_task", {"task_id": task_id, "timeout": 60}, progress_callback=on_progress
+        )
         assert waited["finished"] and waited["status"] == "COMPLETED", waited
         assert waited["result"]["output"], waited
         assert progress and all(total == 1.0 and task_id in note for _, total, note in progress), progress
@@ -156,8 +180,11 @@ async def test_tools_are_listed_with_schemas_mirroring_the_requests(secured: App
     assert set(submit["properties"]) == set(inspect.signature(build_task).parameters) | {"request_id"}
     assert submit["required"] == ["description"] and submit["additionalProperties"] is False
     assert submit["properties"]["priority"]["enum"] == ["LOW", "NORMAL", "MEDIUM", "HIGH", "CRITICAL"]
-    assert submit["properties"]["max_agents"] == {**submit["properties"]["max_agents"], "type": "integer",
-                                                  "minimum": 1}
+    assert submit["properties"]["max_agents"] == {
+        **submit["properties"]["max_agents"],
+        "type": "integer",
+        "minimum": 1,
+    }
     for name in TOOL_NAMES - {"submit_task", "list_tasks"}:
         assert tools[name].input_schema["required"] == ["task_id"], name
     assert tools["wait_task"].input_schema["properties"]["timeout"]["maximum"] == 600
@@ -167,25 +194,31 @@ async def test_tools_are_listed_with_schemas_mirroring_the_requests(secured: App
     assert all(t.description for t in tools.values())
 
 
-async def test_bad_input_is_a_tool_error_naming_the_field_and_changes_nothing(secured: App,
-                                                                               maos_home: Path) -> None:
+async def test_bad_input_is_a_tool_error_naming_the_field_and_changes_nothing(
+    secured: App, maos_home: Path
+) -> None:
     dev = await user_key(secured, "dev@example.com", "developer")
     async with stdio_session(secured, maos_home, dev) as s:
         before = await task_count(secured)
-        wrong_type = await refused(s, "submit_task", {"description": "x", "max_agents": "many"},
-                                   "INVALID_ARGUMENT")
+        wrong_type = await refused(
+            s, "submit_task", {"description": "x", "max_agents": "many"}, "INVALID_ARGUMENT"
+        )
         assert "max_agents" in wrong_type and "integer" in wrong_type
         unknown = await refused(s, "submit_task", {"description": "x", "maxAgents": 2}, "INVALID_ARGUMENT")
         assert "maxAgents" in unknown and "max_agents" in unknown  # says which arguments exist
         missing = await refused(s, "submit_task", {}, "INVALID_ARGUMENT")
         assert "description" in missing
         # Checks only the server makes come back with its message and the field it named.
-        too_many = await refused(s, "submit_task", {"description": "x", "max_agents": 10_001},
-                                 "INVALID_ARGUMENT")
+        too_many = await refused(
+            s, "submit_task", {"description": "x", "max_agents": 10_001}, "INVALID_ARGUMENT"
+        )
         assert "task.max_agents" in too_many, too_many
-        backoff = await refused(s, "submit_task",
-                                {"description": "x", "initial_backoff": 10, "max_backoff": 1},
-                                "INVALID_ARGUMENT")
+        backoff = await refused(
+            s,
+            "submit_task",
+            {"description": "x", "initial_backoff": 10, "max_backoff": 1},
+            "INVALID_ARGUMENT",
+        )
         assert "max_backoff" in backoff, backoff
         assert "since" in await refused(s, "list_tasks", {"since": "yesterday"}, "INVALID_ARGUMENT")
         assert await task_count(secured) == before
@@ -194,8 +227,10 @@ async def test_bad_input_is_a_tool_error_naming_the_field_and_changes_nothing(se
 
 # --- streamable HTTP: the ASGI app, one key per MCP client ----------------------------------------
 
-async def test_http_submits_waits_and_reads_the_result_with_the_clients_key(secured: App, mcp_url: str,
-                                                                              echo_agent: Worker) -> None:
+
+async def test_http_submits_waits_and_reads_the_result_with_the_clients_key(
+    secured: App, mcp_url: str, echo_agent: Worker
+) -> None:
     dev = await user_key(secured, "dev@example.com", "developer")
     async with http_session(mcp_url, dev) as session:
         assert {t.name for t in (await session.list_tools()).tools} == TOOL_NAMES
@@ -206,8 +241,9 @@ async def test_http_submits_waits_and_reads_the_result_with_the_clients_key(secu
         async def on_progress(value: float, total: float | None, note: str | None) -> None:
             notes.append(note)
 
-        waited = await call(session, "wait_task", {"task_id": task_id, "timeout": 60},
-                            progress_callback=on_progress)
+        waited = await call(
+            session, "wait_task", {"task_id": task_id, "timeout": 60}, progress_callback=on_progress
+        )
         assert waited["status"] == "COMPLETED" and waited["result"]["output"]
         # Progress came over the request's SSE stream.
         assert notes and all(task_id in (note or "") for note in notes), notes
@@ -215,14 +251,15 @@ async def test_http_submits_waits_and_reads_the_result_with_the_clients_key(secu
         assert results["output"] == waited["result"]["output"]
 
 
-async def test_http_another_users_task_is_not_found_and_running_tasks_are_resources(secured: App,
-                                                                                     mcp_url: str) -> None:
+async def test_http_another_users_task_is_not_found_and_running_tasks_are_resources(
+    secured: App, mcp_url: str
+) -> None:
     a = await user_key(secured, "dev-a@example.com", "developer")
     b = await user_key(secured, "dev-b@example.com", "developer")
     async with http_session(mcp_url, a) as dev_a, http_session(mcp_url, b) as dev_b:
         # No agent of this type: the task stays unfinished, so it is a running-task resource.
-        theirs = (await call(dev_b, "submit_task", {"description": "dev-b's plans", "agent_type": "nobody"}))
-        mine = (await call(dev_a, "submit_task", {"description": "dev-a's work", "agent_type": "nobody"}))
+        theirs = await call(dev_b, "submit_task", {"description": "dev-b's plans", "agent_type": "nobody"})
+        mine = await call(dev_a, "submit_task", {"description": "dev-a's work", "agent_type": "nobody"})
         for tool in ("get_task", "get_task_results", "cancel_task"):
             message = await refused(dev_a, tool, {"task_id": theirs["task_id"]}, "NOT_FOUND")
             assert "dev-b's plans" not in message
@@ -252,32 +289,46 @@ async def test_http_another_users_task_is_not_found_and_running_tasks_are_resour
         assert still["task"]["status"] != "CANCELLED"
 
 
-async def test_http_viewer_cannot_submit_and_a_missing_or_bad_key_is_refused(secured: App,
-                                                                             mcp_url: str) -> None:
+async def test_http_viewer_cannot_submit_and_a_missing_or_bad_key_is_refused(
+    secured: App, mcp_url: str
+) -> None:
     viewer = await user_key(secured, "viewer@example.com", "viewer")
     before = await task_count(secured)
     async with http_session(mcp_url, viewer) as session:
-        assert "PERMISSION_DENIED" in await refused(session, "submit_task", {"description": "x"},
-                                                    "PERMISSION_DENIED")
+        assert "PERMISSION_DENIED" in await refused(
+            session, "submit_task", {"description": "x"}, "PERMISSION_DENIED"
+        )
         assert (await call(session, "list_tasks", {}))["tasks"] == []  # reading is what a viewer may do
     async with http_session(mcp_url, None) as anonymous:
         await refused(anonymous, "list_tasks", {}, "UNAUTHENTICATED")
     async with http_session(mcp_url, "maos_key_not_a_real_key") as forged:
         await refused(forged, "submit_task", {"description": "x"}, "UNAUTHENTICATED")
-    async with create_mcp_http_client(headers={"Authorization": f"Basic {viewer}"}) as http, \
-            streamable_http_client(mcp_url, http_client=http) as (read, write), \
-            ClientSession(read, write) as basic:
+    async with (
+        create_mcp_http_client(headers={"Authorization": f"Basic {viewer}"}) as http,
+        streamable_http_client(mcp_url, http_client=http) as (read, write),
+        ClientSession(read, write) as basic,
+    ):
         await asyncio.wait_for(basic.initialize(), 30)
         assert "Bearer <API key>" in await refused(basic, "list_tasks", {}, "UNAUTHENTICATED")
     assert await task_count(secured) == before
 
 
 def test_mcp_without_the_package_says_what_to_install() -> None:
-    blocked = ("import sys; sys.modules['mcp'] = None; sys.argv = ['maos', 'mcp']; "  # as if not installed
-               "from cli.main import main; main()")
+    blocked = (
+        "import sys; sys.modules['mcp'] = None; sys.argv = ['maos', 'mcp']; "  # as if not installed
+        "from cli.main import main; main()"
+    )
     env = {**os.environ, "PYTHONPATH": os.environ.get("PYTHONPATH", str(REPO))}
-    done = subprocess.run([sys.executable, "-c", blocked], cwd=str(REPO), env=env, capture_output=True,
-                          text=True, stdin=subprocess.DEVNULL, timeout=60, check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", blocked],
+        cwd=str(REPO),
+        env=env,
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=60,
+        check=False,
+    )
     assert done.returncode == 2, done.stderr
     assert 'pip install "maos[mcp]"' in done.stderr
 
@@ -287,8 +338,20 @@ async def test_maos_mcp_http_serves_each_client_with_its_own_key(secured: App, m
     env = {**os.environ, "MAOS_HOME": str(maos_home), "PYTHONPATH": os.environ.get("PYTHONPATH", str(REPO))}
     env.pop("MAOS_TOKEN", None)
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "cli.main", "--addr", secured.address, "mcp", "--http", "--port", "0",
-        cwd=str(REPO), env=env, stdin=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+        sys.executable,
+        "-m",
+        "cli.main",
+        "--addr",
+        secured.address,
+        "mcp",
+        "--http",
+        "--port",
+        "0",
+        cwd=str(REPO),
+        env=env,
+        stdin=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
     try:
         line = (await asyncio.wait_for(process.stderr.readline(), 30)).decode()
         assert line.startswith("MCP over streamable HTTP at http://127.0.0.1:"), line

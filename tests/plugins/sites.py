@@ -20,8 +20,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def install(site: Path, distribution: str, entry_points: Mapping[str, str], modules: Mapping[str, str],
-            version: str = "0.1.0") -> Path:
+def install(
+    site: Path,
+    distribution: str,
+    entry_points: Mapping[str, str],
+    modules: Mapping[str, str],
+    version: str = "0.1.0",
+) -> Path:
     """Write ``modules`` (``{"pkg/mod.py": source}``) and the dist-info of ``distribution`` into ``site``.
 
     Args:
@@ -49,16 +54,32 @@ def install(site: Path, distribution: str, entry_points: Mapping[str, str], modu
 def environment(site: Path, home: Path, **extra: str) -> dict[str, str]:
     """The environment of a MAOS process that sees the plugins of ``site`` and uses ``home``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MAOS_") and k != "NO_COLOR"}
-    env.update({"PYTHONPATH": os.pathsep.join([str(site), str(ROOT)]), "MAOS_HOME": str(home),
-                "NO_COLOR": "1", "MAOS_SERVER_METRICS_PORT": "0", "MAOS_SERVER_HTTP_PORT": "0", **extra})
+    env.update(
+        {
+            "PYTHONPATH": os.pathsep.join([str(site), str(ROOT)]),
+            "MAOS_HOME": str(home),
+            "NO_COLOR": "1",
+            "MAOS_SERVER_METRICS_PORT": "0",
+            "MAOS_SERVER_HTTP_PORT": "0",
+            **extra,
+        }
+    )
     return env
 
 
-def maos(site: Path, home: Path, *args: str, timeout: float = 90,
-         **extra: str) -> subprocess.CompletedProcess[str]:
+def maos(
+    site: Path, home: Path, *args: str, timeout: float = 90, **extra: str
+) -> subprocess.CompletedProcess[str]:
     """``maos ARGS`` as a process that sees the plugins of ``site``."""
-    return subprocess.run([sys.executable, "-m", "cli.main", *args], env=environment(site, home, **extra),
-                          capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL, cwd=site)
+    return subprocess.run(
+        [sys.executable, "-m", "cli.main", *args],
+        env=environment(site, home, **extra),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        cwd=site,
+    )
 
 
 GUIDE = ROOT / "docs" / "plugins.md"

@@ -17,7 +17,7 @@ import pytest
 from tests.harness.server import alive, free_port
 from tests.plugins.sites import install, maos
 
-SOUND = '''
+SOUND = """
 from agent_sdk import Agent, AgentTypeSpec
 from controlplane import hookimpl
 
@@ -34,22 +34,22 @@ class Whisperer(Agent):
 def register_agent_types(settings):
     return [AgentTypeSpec(name="whisperer", capabilities=("whisper",), description="Answers quietly.",
                           factory=lambda parameters: Whisperer(), source="maos-plugin-sound")]
-'''
+"""
 
-MISSPELT = '''
+MISSPELT = """
 from controlplane import hookimpl
 
 
 @hookimpl
 def register_agent_type(settings):
     return []
-'''
+"""
 
-MISSING = '''
+MISSING = """
 import a_module_nobody_installed  # noqa: F401
-'''
+"""
 
-RAISING = '''
+RAISING = """
 from controlplane import hookimpl
 
 
@@ -61,9 +61,9 @@ def register_agent_types(settings):
 @hookimpl
 def register_commands(cli):
     raise RuntimeError("no commands today")
-'''
+"""
 
-TRESPASSING = '''
+TRESPASSING = """
 from controlplane import hookimpl
 from controlplane.config import Option, parse_text
 
@@ -71,9 +71,9 @@ from controlplane.config import Option, parse_text
 @hookimpl
 def register_settings():
     return [Option("server.colour", parse_text, "blue", "Not this plugin's section.")]
-'''
+"""
 
-SQUATTING = '''
+SQUATTING = """
 import click
 
 from controlplane import hookimpl
@@ -94,7 +94,7 @@ def register_commands(cli):
         click.echo("squatting")
 
     return [task, squat]
-'''
+"""
 
 EXPECTED_PROBLEMS = [
     "plugin missing skipped: ModuleNotFoundError: No module named 'a_module_nobody_installed'",
@@ -115,9 +115,15 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     install(root, "maos-plugin-misspelt", {"misspelt": "misspelt_plugin"}, {"misspelt_plugin.py": MISSPELT})
     install(root, "maos-plugin-missing", {"missing": "missing_plugin"}, {"missing_plugin.py": MISSING})
     install(root, "maos-plugin-raising", {"raising": "raising_plugin"}, {"raising_plugin.py": RAISING})
-    install(root, "maos-plugin-trespassing", {"trespassing": "trespassing_plugin"},
-            {"trespassing_plugin.py": TRESPASSING})
-    install(root, "maos-plugin-squatting", {"squatting": "squatting_plugin"}, {"squatting_plugin.py": SQUATTING})
+    install(
+        root,
+        "maos-plugin-trespassing",
+        {"trespassing": "trespassing_plugin"},
+        {"trespassing_plugin.py": TRESPASSING},
+    )
+    install(
+        root, "maos-plugin-squatting", {"squatting": "squatting_plugin"}, {"squatting_plugin.py": SQUATTING}
+    )
     return root
 
 
@@ -159,8 +165,20 @@ def test_maos_start_and_its_agents_run_a_task_despite_them(site: Path, tmp_path:
     home = tmp_path / "home"
     address = f"127.0.0.1:{free_port()}"
     assert maos(site, home, "init").returncode == 0
-    started = maos(site, home, "-o", "json", "start", "--daemon", "--address", address,
-                   "--agents", "whisperer=1", "--startup-timeout", "60")
+    started = maos(
+        site,
+        home,
+        "-o",
+        "json",
+        "start",
+        "--daemon",
+        "--address",
+        address,
+        "--agents",
+        "whisperer=1",
+        "--startup-timeout",
+        "60",
+    )
     assert started.returncode == 0, started.stderr
     pid = json.loads(started.stdout)["pid"]
     try:
@@ -174,8 +192,20 @@ def test_maos_start_and_its_agents_run_a_task_despite_them(site: Path, tmp_path:
                 break
             assert time.monotonic() < deadline, f"no whisperer agent registered: {agents}"
             time.sleep(0.3)
-        done = maos(site, home, "--addr", address, "task", "submit", "--wait", "--timeout", "60",
-                    "--agent-type", "whisperer", "SPEAK SOFTLY")
+        done = maos(
+            site,
+            home,
+            "--addr",
+            address,
+            "task",
+            "submit",
+            "--wait",
+            "--timeout",
+            "60",
+            "--agent-type",
+            "whisperer",
+            "SPEAK SOFTLY",
+        )
         assert done.returncode == 0, done.stderr
         assert "speak softly" in done.stdout
         logs = home / "logs"

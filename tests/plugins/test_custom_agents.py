@@ -106,7 +106,8 @@ def test_defaults_come_from_the_base_type_and_types_may_build_on_custom_types(tm
 
 
 def test_broken_files_are_reported_precisely_and_skipped(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     write(tmp_path, "good.yml", DOMAIN_RESEARCHER)
     write(tmp_path, "bad_yaml.yml", "name: x\ntype: [echo\n")
     write(tmp_path, "list.yml", "- name: x\n")
@@ -123,10 +124,16 @@ def test_broken_files_are_reported_precisely_and_skipped(
     write(tmp_path, "cycle_b.yml", "name: cb\ntype: ca\n")
     write(tmp_path, "shell_typo.yml", "name: sh\ntype: shell\nparameters: {comand: ls}\n")
     write(tmp_path, "shell_nocmd.yml", "name: sh2\ntype: shell\nparameters: {allow: true}\n")
-    write(tmp_path, "python_missing.yml",
-          "name: py\ntype: python\nparameters: {function: 'no_such_module_x:f'}\n")
-    write(tmp_path, "python_not_callable.yml",
-          "name: py2\ntype: python\nparameters: {function: 'tests.plugins.agent_functions:NOT_CALLABLE'}\n")
+    write(
+        tmp_path,
+        "python_missing.yml",
+        "name: py\ntype: python\nparameters: {function: 'no_such_module_x:f'}\n",
+    )
+    write(
+        tmp_path,
+        "python_not_callable.yml",
+        "name: py2\ntype: python\nparameters: {function: 'tests.plugins.agent_functions:NOT_CALLABLE'}\n",
+    )
     write(tmp_path, "on_broken.yml", "name: child\ntype: sh\n")
     (tmp_path / "agents" / "notes.txt").write_text("not a type")
 
@@ -151,10 +158,12 @@ def test_broken_files_are_reported_precisely_and_skipped(
     assert "cannot be resolved" in problems["cycle_a.yml"] and "cannot be resolved" in problems["cycle_b.yml"]
     assert problems["shell_typo.yml"] == (
         "parameters rejected by base type 'shell': unknown shell parameter(s) comand; "
-        "known: allow, command, cwd, env, max_output_bytes, timeout")
+        "known: allow, command, cwd, env, max_output_bytes, timeout"
+    )
     assert problems["shell_nocmd.yml"].startswith("the shell agent has no command")
     assert problems["python_missing.yml"].startswith(
-        "parameters rejected by base type 'python': parameters.function 'no_such_module_x:f': cannot import")
+        "parameters rejected by base type 'python': parameters.function 'no_such_module_x:f': cannot import"
+    )
     assert problems["python_not_callable.yml"].endswith("is not callable")
     assert problems["on_broken.yml"] == "base type 'sh' was skipped (see shell_typo.yml)"
     assert "notes.txt" not in problems and "good.yml" not in problems
@@ -177,15 +186,25 @@ def test_a_plugin_type_can_be_specialised(tmp_path: Path) -> None:
     class Plugin:
         @hookimpl
         def register_agent_types(self):
-            return [AgentTypeSpec(name="researcher", capabilities=("research",), description="plugin type",
-                                  factory=lambda params: EchoAgent(), source="research-plugin")]
+            return [
+                AgentTypeSpec(
+                    name="researcher",
+                    capabilities=("research",),
+                    description="plugin type",
+                    factory=lambda params: EchoAgent(),
+                    source="research-plugin",
+                )
+            ]
 
     write(tmp_path, "r.yml", "name: domain_researcher\ntype: researcher\n")
     pm = get_plugin_manager(load_entrypoints=False)
     pm.register(Plugin(), name="research-plugin")
     spec = agent_types(pm, make_settings(tmp_path))["domain_researcher"]
     assert (spec.base_type, spec.capabilities, spec.description) == (
-        "researcher", ("research",), "plugin type")
+        "researcher",
+        ("research",),
+        "plugin type",
+    )
     assert spec.build().agent_type == "domain_researcher"
 
 
@@ -225,7 +244,8 @@ async def test_a_python_type_calls_its_function_with_the_context(tmp_path: Path)
 
 
 async def test_custom_type_is_listed_spawned_and_runs_a_task(
-        control_plane: App, stubs: Stubs, maos_home: Path) -> None:
+    control_plane: App, stubs: Stubs, maos_home: Path
+) -> None:
     path = write(maos_home, "custom_researcher.yml", DOMAIN_RESEARCHER)
     write(maos_home, "broken.yml", "name: [\n")
 
@@ -234,7 +254,10 @@ async def test_custom_type_is_listed_spawned_and_runs_a_task(
     assert "broken" not in by_name and "echo" in by_name
     custom = by_name["domain_researcher"]
     assert (custom.base_type, custom.source, list(custom.capabilities)) == (
-        "echo", "agents/custom_researcher.yml", ["scientific_literature", "patent_research"])
+        "echo",
+        "agents/custom_researcher.yml",
+        ["scientific_literature", "patent_research"],
+    )
     assert path.exists()
     # Callers see paths relative to MAOS_HOME, never where the server's files are.
     assert [p.split(":")[0] for p in listed.problems] == ["agents/broken.yml"]
@@ -243,16 +266,19 @@ async def test_custom_type_is_listed_spawned_and_runs_a_task(
 
     # The launcher gives its processes the control plane's MAOS_HOME, where they find the YAML.
     reply = await stubs.agents.SpawnAgents(
-        agents_pb.SpawnAgentsRequest(agent_type="domain_researcher", count=1), timeout=PROCESS_START + 5)
+        agents_pb.SpawnAgentsRequest(agent_type="domain_researcher", count=1), timeout=PROCESS_START + 5
+    )
     [agent] = reply.agents
     assert agent.agent_type == "domain_researcher"
     assert agent.status == enums.AGENT_STATUS_IDLE, agent
     assert sorted(agent.capabilities) == ["patent_research", "scientific_literature"]
 
-    task = await submit(stubs, "Research latest developments in quantum computing",
-                        agent_type="domain_researcher")
-    done = await wait_status(stubs, task.name, enums.TASK_STATUS_COMPLETED, enums.TASK_STATUS_FAILED,
-                             timeout=20)
+    task = await submit(
+        stubs, "Research latest developments in quantum computing", agent_type="domain_researcher"
+    )
+    done = await wait_status(
+        stubs, task.name, enums.TASK_STATUS_COMPLETED, enums.TASK_STATUS_FAILED, timeout=20
+    )
     assert done.status == enums.TASK_STATUS_COMPLETED, done
     result = await results(stubs, task.name)
     assert result.output == "Research latest developments in quantum computing"
@@ -260,7 +286,8 @@ async def test_custom_type_is_listed_spawned_and_runs_a_task(
 
 
 async def test_shell_and_python_types_run_in_maos_agent_processes(
-        control_plane: App, stubs: Stubs, maos_home: Path, agent_processes) -> None:
+    control_plane: App, stubs: Stubs, maos_home: Path, agent_processes
+) -> None:
     write(maos_home, "wordcount.yml", WORDCOUNT)
     write(maos_home, "shouter.yml", SHOUTER)
     agent_processes(control_plane.address, "wordcount", home=maos_home)
@@ -272,26 +299,33 @@ async def test_shell_and_python_types_run_in_maos_agent_processes(
     counted = await submit(stubs, "one two three four five", agent_type="wordcount")
     shouted = await submit(stubs, "quiet please", agent_type="shouter")
     for task, expected in ((counted, "5"), (shouted, "QUIET PLEASE?!")):
-        done = await wait_status(stubs, task.name, enums.TASK_STATUS_COMPLETED, enums.TASK_STATUS_FAILED,
-                                 timeout=20)
+        done = await wait_status(
+            stubs, task.name, enums.TASK_STATUS_COMPLETED, enums.TASK_STATUS_FAILED, timeout=20
+        )
         assert done.status == enums.TASK_STATUS_COMPLETED, done
         assert (await results(stubs, task.name)).output == expected
 
 
 async def test_a_failing_command_fails_the_task_with_its_stderr(
-        control_plane: App, stubs: Stubs, maos_home: Path, agent_processes) -> None:
-    write(maos_home, "grumpy.yml", """\
+    control_plane: App, stubs: Stubs, maos_home: Path, agent_processes
+) -> None:
+    write(
+        maos_home,
+        "grumpy.yml",
+        """\
         name: grumpy
         type: shell
         parameters:
           command: "echo 'no thanks' >&2; exit 3"
           allow: true
-        """)
+        """,
+    )
     agent_processes(control_plane.address, "grumpy", home=maos_home)
     await wait_for_agents(control_plane, 1, timeout=PROCESS_START)
     task = await submit(stubs, "please", agent_type="grumpy")  # a PermanentError: no retry
-    done = await wait_status(stubs, task.name, enums.TASK_STATUS_FAILED, enums.TASK_STATUS_COMPLETED,
-                             timeout=20)
+    done = await wait_status(
+        stubs, task.name, enums.TASK_STATUS_FAILED, enums.TASK_STATUS_COMPLETED, timeout=20
+    )
     assert done.status == enums.TASK_STATUS_FAILED
     result = await results(stubs, task.name)
     text = str(result.failure) + str(list(result.subtasks))
@@ -377,7 +411,9 @@ def test_a_file_is_parsed_once_per_change(tmp_path: Path) -> None:
     assert parse.cache_info().misses == misses + 1
 
 
-async def test_a_yaml_bomb_does_not_freeze_the_server(control_plane: App, stubs: Stubs, maos_home: Path) -> None:
+async def test_a_yaml_bomb_does_not_freeze_the_server(
+    control_plane: App, stubs: Stubs, maos_home: Path
+) -> None:
     write(maos_home, "bomb.yml", YAML_BOMB)
     write(maos_home, "custom_researcher.yml", DOMAIN_RESEARCHER)
     started = time.perf_counter()

@@ -32,7 +32,8 @@ def test_every_hook_has_a_heading_with_its_exact_signature(name: str) -> None:
     headings = documented()
     assert name in headings, f"docs/plugin_hooks.md has no section for the hook {signature}"
     assert headings[name] == signature, (
-        f"docs/plugin_hooks.md documents {headings[name]}, the hook is {signature}")
+        f"docs/plugin_hooks.md documents {headings[name]}, the hook is {signature}"
+    )
 
 
 def test_every_documented_hook_exists() -> None:
@@ -46,7 +47,8 @@ def test_every_hook_states_firstresult_and_awaitable_behaviour() -> None:
     for name in hook_signatures():
         section = next(s for s in sections if s.startswith(f"{name}("))
         assert "firstresult" in section and "Awaitable" in section, (
-            f"the section of {name} omits its call semantics")
+            f"the section of {name} omits its call semantics"
+        )
         assert "```python" in section, f"the section of {name} has no example"
 
 
@@ -56,4 +58,5 @@ GUIDE = DOCS.parent / "plugins.md"
 @pytest.mark.parametrize("name", sorted(hook_signatures()))
 def test_the_plugin_authors_guide_lists_every_hook_with_its_signature(name: str) -> None:
     assert f"`{hook_signatures()[name]}`" in GUIDE.read_text(), (
-        f"docs/plugins.md does not list the hook {hook_signatures()[name]} in its table")
+        f"docs/plugins.md does not list the hook {hook_signatures()[name]} in its table"
+    )

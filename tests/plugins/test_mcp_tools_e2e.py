@@ -30,27 +30,34 @@ def tool_results(request: dict[str, Any]) -> list[dict[str, Any]]:
     """The ``tool_result`` blocks of a request's last user message."""
     users = [m for m in request.get("messages", []) if m.get("role") == "user"]
     content = users[-1]["content"] if users else ""
-    return [b for b in content if isinstance(b, dict) and b.get("type") == "tool_result"] if isinstance(
-        content, list) else []
+    return (
+        [b for b in content if isinstance(b, dict) and b.get("type") == "tool_result"]
+        if isinstance(content, list)
+        else []
+    )
 
 
 def model(request: dict[str, Any]) -> MessageReply:
     """Call the fact tool first; once its result is in, answer quoting it."""
     done = tool_results(request)
     if not done:
-        return MessageReply([{"type": "tool_use", "id": "toolu_facts_1", "name": TOOL,
-                              "input": {"topic": "everest"}}], stop_reason="tool_use")
+        return MessageReply(
+            [{"type": "tool_use", "id": "toolu_facts_1", "name": TOOL, "input": {"topic": "everest"}}],
+            stop_reason="tool_use",
+        )
     quoted = done[0]["content"]
     text = quoted if isinstance(quoted, str) else " ".join(b.get("text", "") for b in quoted)
     return MessageReply([{"type": "text", "text": f"According to the facts server: {text}"}])
 
 
 async def test_an_mcp_tools_answer_reaches_the_tasks_result(
-        control_plane: App, stubs: Stubs, maos_home: Path, agent_processes) -> None:
+    control_plane: App, stubs: Stubs, maos_home: Path, agent_processes
+) -> None:
     PROBES.clear()
     with MessagesAPIServer(api_key=KEY, responder=model) as api:
         (maos_home / "agents").mkdir(parents=True)
-        (maos_home / "agents" / "fact_researcher.yml").write_text(textwrap.dedent(f"""\
+        (maos_home / "agents" / "fact_researcher.yml").write_text(
+            textwrap.dedent(f"""\
             name: fact_researcher
             type: researcher
             parameters: {{api_key: {KEY}, base_url: "{api.base_url}", timeout: 20}}
@@ -60,13 +67,15 @@ async def test_an_mcp_tools_answer_reaches_the_tasks_result(
                 env: {{PYTHONPATH: {json.dumps(str(ROOT))}}}
                 cwd: {json.dumps(str(ROOT))}
             specialized_tools: [lookup_fact]
-            """))
+            """)
+        )
         agent_processes(control_plane.address, "fact_researcher", home=maos_home)
         await wait_for_agents(control_plane, 1, timeout=25)
 
         task = await submit(stubs, "How high is Mount Everest?", agent_type="fact_researcher")
-        done = await wait_status(stubs, task.name, enums.TASK_STATUS_COMPLETED, enums.TASK_STATUS_FAILED,
-                                 timeout=30)
+        done = await wait_status(
+            stubs, task.name, enums.TASK_STATUS_COMPLETED, enums.TASK_STATUS_FAILED, timeout=30
+        )
         assert done.status == enums.TASK_STATUS_COMPLETED, done
         result = await results(stubs, task.name)
         assert "According to the facts server: Mount Everest is 8,849 metres high." in result.output, result

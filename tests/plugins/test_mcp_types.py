@@ -44,8 +44,10 @@ parameters:
     - "patent_db_access"
 """
 
-GUIDE_WARNING = ("specialized_tools: no built-in tool or MCP server of this type offers pubmed_search, "
-                 "arxiv_search, patent_db_access; its agents run without them")
+GUIDE_WARNING = (
+    "specialized_tools: no built-in tool or MCP server of this type offers pubmed_search, "
+    "arxiv_search, patent_db_access; its agents run without them"
+)
 
 
 def write(home: Path, name: str, text: str) -> Path:
@@ -57,7 +59,8 @@ def write(home: Path, name: str, text: str) -> Path:
 
 def fact_researcher(command: list[str], extra: str = "") -> str:
     """A researcher type whose MCP server runs ``command`` (a key in its parameters: it can run)."""
-    return textwrap.dedent(f"""\
+    return (
+        textwrap.dedent(f"""\
         name: fact_researcher
         type: researcher
         parameters: {{api_key: {KEY}, base_url: "http://127.0.0.1:9"}}
@@ -67,7 +70,9 @@ def fact_researcher(command: list[str], extra: str = "") -> str:
             env: {{PYTHONPATH: {json.dumps(str(ROOT))}}}
             cwd: {json.dumps(str(ROOT))}
         specialized_tools: [lookup_fact]
-        """) + extra
+        """)
+        + extra
+    )
 
 
 def problems_of(home: Path) -> dict[str, str]:
@@ -78,47 +83,66 @@ def problems_of(home: Path) -> dict[str, str]:
 
 
 def test_bad_tool_settings_skip_the_file_with_the_reason(tmp_path: Path) -> None:
-    write(tmp_path, "typo.yml", """\
+    write(
+        tmp_path,
+        "typo.yml",
+        """\
         name: typo
         type: researcher
         mcp_servers:
           - {name: facts, comand: [python, facts.py]}
-        """)
-    write(tmp_path, "both.yml", """\
+        """,
+    )
+    write(
+        tmp_path,
+        "both.yml",
+        """\
         name: both
         type: researcher
         mcp_servers: [{name: facts, url: "http://127.0.0.1:8123/mcp", command: [x]}]
-        """)
+        """,
+    )
     write(tmp_path, "offline.yml", "name: offline\ntype: echo\nmcp_servers: [{name: f, command: [x]}]\n")
-    write(tmp_path, "twice.yml", """\
+    write(
+        tmp_path,
+        "twice.yml",
+        """\
         name: twice
         type: researcher
         specialized_tools: [a]
         parameters: {specialized_tools: [b]}
-        """)
+        """,
+    )
     write(tmp_path, "names.yml", "name: names\ntype: coder\nspecialized_tools: lookup_fact\n")
-    write(tmp_path, "fine.yml", "name: fine\ntype: researcher\nmcp_servers: [{name: f, url: 'http://127.0.0.1:9/mcp'}]\n")
+    write(
+        tmp_path,
+        "fine.yml",
+        "name: fine\ntype: researcher\nmcp_servers: [{name: f, url: 'http://127.0.0.1:9/mcp'}]\n",
+    )
     problems = problems_of(tmp_path)
     assert problems == {
         "typo.yml": "mcp_servers[0]: unknown field(s) comand; allowed: name, command, env, cwd, url, "
-                    "startup_timeout, call_timeout",
+        "startup_timeout, call_timeout",
         "both.yml": "mcp_servers[0] (facts): give either `command` (a stdio server) or `url` (streamable HTTP), "
-                    "not both",
+        "not both",
         "offline.yml": "`mcp_servers` needs a model-backed base type: agents of 'echo' run no model, so they use "
-                       "no tools",
+        "no tools",
         "twice.yml": "`specialized_tools` is given both at the top level and under `parameters`; keep one",
         "names.yml": "`specialized_tools` must be a list of tool names",
     }
 
 
 async def test_a_bad_mcp_command_is_reported_at_load_and_fails_the_types_tasks(
-        control_plane: App, stubs: Stubs, maos_home: Path) -> None:
+    control_plane: App, stubs: Stubs, maos_home: Path
+) -> None:
     PROBES.clear()
     write(maos_home, "fact_researcher.yml", fact_researcher(["/nonexistent/facts-server", "--stdio"]))
     write(maos_home, "guide.yml", GUIDE_DOMAIN_RESEARCHER)
     maos = Maos(control_plane.address, maos_home)
-    reason = ("MCP server 'facts' (/nonexistent/facts-server --stdio) cannot be started: "
-              "No such file or directory: /nonexistent/facts-server")
+    reason = (
+        "MCP server 'facts' (/nonexistent/facts-server --stdio) cannot be started: "
+        "No such file or directory: /nonexistent/facts-server"
+    )
 
     listed = await maos("agent", "types")
     assert listed.exit_code == 0, listed.output
@@ -135,8 +159,10 @@ async def test_a_bad_mcp_command_is_reported_at_load_and_fails_the_types_tasks(
 
     plugins = await maos("plugins", "list")
     assert plugins.exit_code == 0, plugins.output
-    assert f"fact_researcher (base researcher): {maos_home / 'agents' / 'fact_researcher.yml'}\n" \
-           f"    cannot run here: {reason}" in plugins.stdout
+    assert (
+        f"fact_researcher (base researcher): {maos_home / 'agents' / 'fact_researcher.yml'}\n"
+        f"    cannot run here: {reason}" in plugins.stdout
+    )
     assert f"    warning: {GUIDE_WARNING}" in plugins.stdout
     data = json.loads((await maos("plugins", "list", "-o", "json")).stdout)
     custom = {t["name"]: t for t in data["custom_agent_types"]["types"]}
@@ -145,18 +171,24 @@ async def test_a_bad_mcp_command_is_reported_at_load_and_fails_the_types_tasks(
 
     # A task addressed to the type fails at once with the reason, instead of running without its tools.
     task = await submit(stubs, "Look up the height of Everest", agent_type="fact_researcher")
-    done = await wait_status(stubs, task.name, enums.TASK_STATUS_FAILED, enums.TASK_STATUS_COMPLETED, timeout=20)
+    done = await wait_status(
+        stubs, task.name, enums.TASK_STATUS_FAILED, enums.TASK_STATUS_COMPLETED, timeout=20
+    )
     assert done.status == enums.TASK_STATUS_FAILED
     assert reason in done.failure.message, done.failure
     spawned = await maos("agent", "spawn", "fact_researcher")
     assert spawned.exit_code == 5 and reason in spawned.stderr, spawned.output
 
 
-async def test_a_crashing_server_is_reported_with_its_stderr(control_plane: App, stubs: Stubs,
-                                                            maos_home: Path) -> None:
+async def test_a_crashing_server_is_reported_with_its_stderr(
+    control_plane: App, stubs: Stubs, maos_home: Path
+) -> None:
     PROBES.clear()
-    write(maos_home, "fact_researcher.yml",
-          fact_researcher([sys.executable, "-m", "tests.harness.mcp_facts", "--crash"]))
+    write(
+        maos_home,
+        "fact_researcher.yml",
+        fact_researcher([sys.executable, "-m", "tests.harness.mcp_facts", "--crash"]),
+    )
 
     async def checked() -> agents_pb.AgentType | None:
         """The type once its server's probe answered (a slow machine may need more than one call)."""
@@ -171,17 +203,23 @@ async def test_a_crashing_server_is_reported_with_its_stderr(control_plane: App,
 
 
 async def test_an_agent_process_starts_its_server_and_ends_it(
-        control_plane: App, stubs: Stubs, maos_home: Path, agent_processes) -> None:
+    control_plane: App, stubs: Stubs, maos_home: Path, agent_processes
+) -> None:
     PROBES.clear()
-    write(maos_home, "fact_researcher.yml",
-          fact_researcher([sys.executable, "-m", "tests.harness.mcp_facts", "--tag", str(maos_home)]))
+    write(
+        maos_home,
+        "fact_researcher.yml",
+        fact_researcher([sys.executable, "-m", "tests.harness.mcp_facts", "--tag", str(maos_home)]),
+    )
 
     async def checked() -> Any:
         listed = await Maos(control_plane.address, maos_home)("agent", "types")
         return None if "still being checked" in listed.stderr else listed
 
     listed = await wait_for(checked, 30, interval=0.2, message="the server's probe")
-    assert "fact_researcher" in listed.stdout and "fact_researcher cannot run" not in listed.stderr, listed.output
+    assert "fact_researcher" in listed.stdout and "fact_researcher cannot run" not in listed.stderr, (
+        listed.output
+    )
     assert "warning:" not in listed.stderr  # lookup_fact is offered by the server
 
     agent = agent_processes(control_plane.address, "fact_researcher", home=maos_home)
@@ -195,7 +233,11 @@ async def test_an_agent_process_starts_its_server_and_ends_it(
                 argv = (entry / "cmdline").read_bytes().split(b"\0")
             except OSError:
                 continue
-            if str(maos_home).encode() in argv and b"tests.harness.mcp_facts" in argv and alive(int(entry.name)):
+            if (
+                str(maos_home).encode() in argv
+                and b"tests.harness.mcp_facts" in argv
+                and alive(int(entry.name))
+            ):
                 found.append(int(entry.name))
         return found
 
@@ -212,17 +254,27 @@ async def test_a_command_that_exits_while_a_server_is_probed_leaves_no_process(t
 
     marker = f"mute-{uuid.uuid4().hex}"
     home = tmp_path / "home"
-    write(home, "mute.yml", f"""\
+    write(
+        home,
+        "mute.yml",
+        f"""\
         name: mute_researcher
         type: researcher
         mcp_servers:
           - name: mute
             command: {json.dumps([sys.executable, "-c", "import time; time.sleep(120)", marker])}
             startup_timeout: 60
-        """)
+        """,
+    )
     env = {**os.environ, "MAOS_HOME": str(home), "PYTHONPATH": str(ROOT), "NO_COLOR": "1"}
-    done = subprocess.run([sys.executable, "-c", "from cli.main import main; main()", "plugins", "list"],
-                          env=env, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    done = subprocess.run(
+        [sys.executable, "-c", "from cli.main import main; main()", "plugins", "list"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
     assert done.returncode == 0, done.stderr
     assert "warning: MCP server(s) mute still being checked" in done.stdout
 

@@ -33,8 +33,12 @@ PLUGIN = "tickets_plugin"
 def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The guide's tickets plugin, installed in a directory of its own."""
     files = guide_files()
-    return install(tmp_path_factory.mktemp("tickets-site"), "maos-plugin-tickets", {"tickets": PLUGIN},
-                   {"tickets_plugin/__init__.py": files["tickets_plugin/__init__.py"]})
+    return install(
+        tmp_path_factory.mktemp("tickets-site"),
+        "maos-plugin-tickets",
+        {"tickets": PLUGIN},
+        {"tickets_plugin/__init__.py": files["tickets_plugin/__init__.py"]},
+    )
 
 
 @pytest.fixture
@@ -59,11 +63,17 @@ def test_the_cli_lists_it_and_runs_its_command_with_its_settings(site: Path, tmp
     data = json.loads(listed.stdout)
     tickets = next(p for p in data["plugins"] if p["name"] == "tickets")
     assert tickets == {
-        "name": "tickets", "source": "entry point", "distribution": "maos-plugin-tickets", "version": "0.1.0",
-        "module": PLUGIN, "hooks": ["register_agent_types", "register_commands", "register_planners",
-                                    "register_settings"],
-        "agent_types": ["shouter"], "planners": ["tickets"], "storage_backends": [],
-        "settings": ["tickets.prefix", "tickets.max_items"], "commands": ["tickets"],
+        "name": "tickets",
+        "source": "entry point",
+        "distribution": "maos-plugin-tickets",
+        "version": "0.1.0",
+        "module": PLUGIN,
+        "hooks": ["register_agent_types", "register_commands", "register_planners", "register_settings"],
+        "agent_types": ["shouter"],
+        "planners": ["tickets"],
+        "storage_backends": [],
+        "settings": ["tickets.prefix", "tickets.max_items"],
+        "commands": ["tickets"],
     }
     assert data["problems"] == []
     text = maos(site, home, "plugins", "list")
@@ -80,9 +90,11 @@ def test_the_cli_lists_it_and_runs_its_command_with_its_settings(site: Path, tmp
 
     # A section no plugin registers is a warning, shown where the plugins are.
     problems = json.loads(maos(site, home, "plugins", "list", "-o", "json").stdout)["problems"]
-    assert problems == [f"{home / 'config.yml'}: unknown setting 'nonsense.knob' ignored: no installed "
-                        "plugin registers settings in the section 'nonsense' (`maos plugins list` shows the "
-                        "sections plugins register)"]
+    assert problems == [
+        f"{home / 'config.yml'}: unknown setting 'nonsense.knob' ignored: no installed "
+        "plugin registers settings in the section 'nonsense' (`maos plugins list` shows the "
+        "sections plugins register)"
+    ]
 
     # maos config set checks and writes the plugin's settings like MAOS's own.
     before = (home / "config.yml").read_text()
@@ -113,48 +125,77 @@ def test_without_the_plugin_its_section_is_only_a_warning(tmp_path: Path) -> Non
     (tmp_path / "config.yml").write_text("tickets:\n  prefix: BUG\n")
     settings = load_settings(home=tmp_path, environ={})
     [warning] = settings.warnings
-    assert ("unknown setting 'tickets.prefix' ignored: no installed plugin registers settings in the "
-            "section 'tickets'") in warning
+    assert (
+        "unknown setting 'tickets.prefix' ignored: no installed plugin registers settings in the "
+        "section 'tickets'"
+    ) in warning
 
 
 async def test_its_planner_goes_first_and_its_agent_runs_the_steps(
-        on_path: Path, maos_home: Path, agent_processes) -> None:
+    on_path: Path, maos_home: Path, agent_processes
+) -> None:
     # A Claude key makes the model planner accept every task: the plugin's planner is tryfirst.
-    settings = make_settings(maos_home, **{"tickets.prefix": "BUG", "claude.api_key": "sk-ant-unused",
-                                           "claude.base_url": "http://127.0.0.1:9"})
+    settings = make_settings(
+        maos_home,
+        **{
+            "tickets.prefix": "BUG",
+            "claude.api_key": "sk-ant-unused",
+            "claude.base_url": "http://127.0.0.1:9",
+        },
+    )
     app = await start_app(settings)
     stubs = Stubs(app.address)
-    env = {"MAOS_HOME": str(maos_home), "MAOS_SERVER_ADDRESS": app.address, "NO_COLOR": "1",
-           "MAOS_ADDR": None, "MAOS_TOKEN": None, "MAOS_OUTPUT": None}
+    env = {
+        "MAOS_HOME": str(maos_home),
+        "MAOS_SERVER_ADDRESS": app.address,
+        "NO_COLOR": "1",
+        "MAOS_ADDR": None,
+        "MAOS_TOKEN": None,
+        "MAOS_OUTPUT": None,
+    }
     runner = CliRunner()
     try:
-        shown = await asyncio.to_thread(runner.invoke, cli, ["config", "get", "tickets.prefix", "-o", "json"],
-                                        env=env, prog_name="maos")
+        shown = await asyncio.to_thread(
+            runner.invoke, cli, ["config", "get", "tickets.prefix", "-o", "json"], env=env, prog_name="maos"
+        )
         assert shown.exit_code == 0, shown.output
-        assert json.loads(shown.stdout) == [{"key": "tickets.prefix", "value": "BUG", "source": "override",
-                                             "description": "Prefix of the steps the ticket planner makes."}]
-        everything = await asyncio.to_thread(runner.invoke, cli, ["config", "get", "-o", "json"], env=env,
-                                             prog_name="maos")
+        assert json.loads(shown.stdout) == [
+            {
+                "key": "tickets.prefix",
+                "value": "BUG",
+                "source": "override",
+                "description": "Prefix of the steps the ticket planner makes.",
+            }
+        ]
+        everything = await asyncio.to_thread(
+            runner.invoke, cli, ["config", "get", "-o", "json"], env=env, prog_name="maos"
+        )
         keys = [v["key"] for v in json.loads(everything.stdout)]
         assert {"tickets.max_items", "claude.model", "server.address"} <= set(keys)
 
         analyzed = await asyncio.to_thread(
-            runner.invoke, cli, ["task", "analyze", "Fix the login page", "--metadata",
-                                 "tickets=101,102,103,104", "-o", "json"], env=env, prog_name="maos")
+            runner.invoke,
+            cli,
+            ["task", "analyze", "Fix the login page", "--metadata", "tickets=101,102,103,104", "-o", "json"],
+            env=env,
+            prog_name="maos",
+        )
         assert analyzed.exit_code == 0, analyzed.output
         plan = json.loads(analyzed.stdout)
         assert plan["planner"] == "tickets"
         # Three: tickets.max_items.
         assert [s["title"] for s in plan["subtasks"]] == ["BUG-101", "BUG-102", "BUG-103"]
-        unlabelled = await asyncio.to_thread(runner.invoke, cli, ["task", "analyze", "Fix it", "-o", "json"],
-                                             env=env, prog_name="maos")
+        unlabelled = await asyncio.to_thread(
+            runner.invoke, cli, ["task", "analyze", "Fix it", "-o", "json"], env=env, prog_name="maos"
+        )
         assert json.loads(unlabelled.stdout)["planner"] != "tickets"
 
         agent_processes(app.address, "shouter", home=maos_home)  # maos-agent finds the type by entry point
         await wait_for_agents(app, 1, timeout=25)
         task = await submit(stubs, "fix the login page", metadata={"tickets": "7"})
-        done = await wait_status(stubs, task.name, enums.TASK_STATUS_COMPLETED, enums.TASK_STATUS_FAILED,
-                                 timeout=20)
+        done = await wait_status(
+            stubs, task.name, enums.TASK_STATUS_COMPLETED, enums.TASK_STATUS_FAILED, timeout=20
+        )
         assert done.status == enums.TASK_STATUS_COMPLETED, done
         assert (await results(stubs, task.name)).output == "BUG-7: FIX THE LOGIN PAGE"
     finally:
@@ -167,10 +208,17 @@ def test_the_guides_tests_of_the_plugin_pass_as_an_author_runs_them(site: Path, 
     project.mkdir()
     (project / "test_tickets.py").write_text(guide_files()["test_tickets.py"])
     (project / "pytest.ini").write_text(
-        "[pytest]\nasyncio_mode = auto\nasyncio_default_fixture_loop_scope = function\n")
+        "[pytest]\nasyncio_mode = auto\nasyncio_default_fixture_loop_scope = function\n"
+    )
     env = {k: v for k, v in os.environ.items() if not k.startswith("MAOS_")}
     env["PYTHONPATH"] = os.pathsep.join([str(site), str(ROOT)])
-    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_tickets.py"],
-                          cwd=project, env=env, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_tickets.py"],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "2 passed" in done.stdout

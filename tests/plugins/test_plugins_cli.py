@@ -50,9 +50,16 @@ def test_custom_types_and_broken_files_are_shown(tmp_path: Path) -> None:
     result = maos(tmp_path, "plugins", "list", "-o", "json")
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
-    assert data["custom_agent_types"]["types"] == [{
-        "name": "domain_researcher", "base_type": "echo", "capabilities": ["papers"],
-        "file": str(tmp_path / "agents" / "good.yml"), "unavailable": "", "warnings": []}]
+    assert data["custom_agent_types"]["types"] == [
+        {
+            "name": "domain_researcher",
+            "base_type": "echo",
+            "capabilities": ["papers"],
+            "file": str(tmp_path / "agents" / "good.yml"),
+            "unavailable": "",
+            "warnings": [],
+        }
+    ]
     [problem] = data["problems"]
     assert problem.startswith(f"{tmp_path / 'agents' / 'bad.yml'}: unknown base type 'nothing_like_it'")
     # Custom types are not attributed to the built-in plugin that loads them.
@@ -74,6 +81,7 @@ def test_a_plugin_registered_at_runtime_and_its_failures(tmp_path: Path) -> None
         def register_planners(self, settings):
             class Planner:
                 name = "tiny"
+
             return [Planner()]
 
     class Broken:

@@ -30,8 +30,12 @@ MODULE = "observed_storage"
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return install(tmp_path_factory.mktemp("observed-site"), "maos-storage-observed", {"observed": MODULE},
-                   {f"{MODULE}.py": guide_files()[f"{MODULE}.py"]})
+    return install(
+        tmp_path_factory.mktemp("observed-site"),
+        "maos-storage-observed",
+        {"observed": MODULE},
+        {f"{MODULE}.py": guide_files()[f"{MODULE}.py"]},
+    )
 
 
 @pytest.fixture
@@ -54,17 +58,32 @@ def test_the_contract_suite_certifies_it_from_the_authors_own_project(site: Path
         (project / name).write_text(files[name])
     env = {k: v for k, v in os.environ.items() if not k.startswith("MAOS_")}
     env["PYTHONPATH"] = os.pathsep.join([str(site), str(ROOT)])
-    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
-                          cwd=project, env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     assert " failed" not in done.stdout
-    assert "TestObservedBackend::test_round_trip_fully_populated" in subprocess.run(
-        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider"], cwd=project,
-        env=env, capture_output=True, text=True, timeout=120).stdout
+    assert (
+        "TestObservedBackend::test_round_trip_fully_populated"
+        in subprocess.run(
+            [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider"],
+            cwd=project,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        ).stdout
+    )
 
 
 async def test_a_control_plane_on_it_writes_every_row_through_its_write(
-        on_path: Path, maos_home: Path, agent_processes) -> None:
+    on_path: Path, maos_home: Path, agent_processes
+) -> None:
     url = f"observed+sqlite:///{maos_home / 'maos.db'}"
     app = await start_app(make_settings(maos_home, **{"database.primary_url": url}))
     stubs = Stubs(app.address)
@@ -77,8 +96,9 @@ async def test_a_control_plane_on_it_writes_every_row_through_its_write(
         await wait_for_agents(app, 1, timeout=25)
         before = backend.rows_written
         task = await submit(stubs, "count me")
-        done = await wait_status(stubs, task.name, enums.TASK_STATUS_COMPLETED, enums.TASK_STATUS_FAILED,
-                                 timeout=20)
+        done = await wait_status(
+            stubs, task.name, enums.TASK_STATUS_COMPLETED, enums.TASK_STATUS_FAILED, timeout=20
+        )
         assert done.status == enums.TASK_STATUS_COMPLETED, done
         await app.engine.committer.durable()
         # At least the task and its subtask, each in its latest state.

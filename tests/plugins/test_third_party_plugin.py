@@ -41,9 +41,23 @@ def example_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     source = shutil.copytree(EXAMPLE, root / "src", ignore=shutil.ignore_patterns("build", "*.egg-info"))
     site = root / "site"
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps",
-         "--no-build-isolation", "--no-index", "--target", str(site), str(source)],
-        check=True, capture_output=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "--target",
+            str(site),
+            str(source),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
     )
     assert (site / "maos_plugin_example" / "__init__.py").exists()
     return site
@@ -53,10 +67,12 @@ def example_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def installed(example_site: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """The example is importable and its entry point discoverable, for this test only."""
     assert "example" not in dict(get_plugin_manager().list_name_plugin()), (
-        "maos-plugin-example is installed in the environment; uninstall it")
+        "maos-plugin-example is installed in the environment; uninstall it"
+    )
     monkeypatch.syspath_prepend(str(example_site))  # also invalidates importlib's (metadata) caches
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(example_site),
-                                                                   os.environ.get("PYTHONPATH")])))
+    monkeypatch.setenv(
+        "PYTHONPATH", os.pathsep.join(filter(None, [str(example_site), os.environ.get("PYTHONPATH")]))
+    )
     try:
         yield example_site
     finally:
@@ -95,9 +111,15 @@ def test_maos_plugins_list_shows_it(installed: Path, tmp_path: Path) -> None:
     data = json.loads(result.stdout)
     example = next(p for p in data["plugins"] if p["name"] == "example")
     assert example == {
-        "name": "example", "source": "entry point", "distribution": "maos-plugin-example", "version": "0.1.0",
-        "module": "maos_plugin_example", "hooks": ["register_agent_types"], "agent_types": ["reverser"],
-        "planners": [], "storage_backends": [],
+        "name": "example",
+        "source": "entry point",
+        "distribution": "maos-plugin-example",
+        "version": "0.1.0",
+        "module": "maos_plugin_example",
+        "hooks": ["register_agent_types"],
+        "agent_types": ["reverser"],
+        "planners": [],
+        "storage_backends": [],
     }
     order = [p["name"] for p in data["plugins"]]
     # Plugins first, in the order hooks call them.
@@ -108,7 +130,8 @@ def test_maos_plugins_list_shows_it(installed: Path, tmp_path: Path) -> None:
 
 
 async def test_a_task_runs_end_to_end_on_a_reverser_agent_process(
-        installed: Path, maos_home: Path, agent_processes) -> None:
+    installed: Path, maos_home: Path, agent_processes
+) -> None:
     app = await start_app(make_settings(maos_home))  # build_app loads the installed plugins
     stubs = Stubs(app.address)
     try:
@@ -122,8 +145,9 @@ async def test_a_task_runs_end_to_end_on_a_reverser_agent_process(
         assert session.info.agent_type == "reverser"
 
         task = await submit(stubs, "hello world", agent_type="reverser")
-        done = await wait_status(stubs, task.name, enums.TASK_STATUS_COMPLETED, enums.TASK_STATUS_FAILED,
-                                 timeout=20)
+        done = await wait_status(
+            stubs, task.name, enums.TASK_STATUS_COMPLETED, enums.TASK_STATUS_FAILED, timeout=20
+        )
         assert done.status == enums.TASK_STATUS_COMPLETED, done
         assert (await results(stubs, task.name)).output == "dlrow olleh"
     finally:

@@ -31,31 +31,51 @@ def _ts(value: float | None) -> Any:
 
 def user_pb(u: dict[str, Any]) -> messages_pb.User:
     """A user record as a message."""
-    return messages_pb.User(name=f"users/{u['id']}", email=u["email"], roles=[f"roles/{r}" for r in u["roles"]],
-                            disabled=bool(u.get("disabled")), create_time=_ts(u.get("create_time")))
+    return messages_pb.User(
+        name=f"users/{u['id']}",
+        email=u["email"],
+        roles=[f"roles/{r}" for r in u["roles"]],
+        disabled=bool(u.get("disabled")),
+        create_time=_ts(u.get("create_time")),
+    )
 
 
 def role_pb(r: dict[str, Any]) -> messages_pb.Role:
     """A role record as a message."""
-    return messages_pb.Role(name=f"roles/{r['id']}", description=r.get("description", ""),
-                            permissions=r.get("permissions", []), builtin=bool(r.get("builtin")))
+    return messages_pb.Role(
+        name=f"roles/{r['id']}",
+        description=r.get("description", ""),
+        permissions=r.get("permissions", []),
+        builtin=bool(r.get("builtin")),
+    )
 
 
 def key_pb(k: dict[str, Any]) -> messages_pb.ApiKey:
     """A key record as a message (never its digest)."""
     return messages_pb.ApiKey(
-        name=f"apiKeys/{k['id']}", display_name=k.get("display_name", ""), user=f"users/{k['user']}",
-        permissions=k.get("permissions", []), create_time=_ts(k.get("create_time")),
-        expire_time=_ts(k.get("expire_time")), last_used_time=_ts(k.get("last_used_time")),
-        revoke_time=_ts(k.get("revoke_time")), prefix=f"maos_key_{k['id']}")
+        name=f"apiKeys/{k['id']}",
+        display_name=k.get("display_name", ""),
+        user=f"users/{k['user']}",
+        permissions=k.get("permissions", []),
+        create_time=_ts(k.get("create_time")),
+        expire_time=_ts(k.get("expire_time")),
+        last_used_time=_ts(k.get("last_used_time")),
+        revoke_time=_ts(k.get("revoke_time")),
+        prefix=f"maos_key_{k['id']}",
+    )
 
 
 def join_token_pb(t: JoinTokenRecord) -> messages_pb.JoinToken:
     """A join token record as a message (never its digest)."""
     return messages_pb.JoinToken(
-        name=join_tokens.name(t.id), agent_types=list(t.agent_types), expire_time=_ts(t.expire_time),
-        max_uses=t.max_uses, uses=min(t.uses, join_tokens.MAX_USES), create_time=_ts(t.create_time),
-        revoke_time=_ts(t.revoke_time))
+        name=join_tokens.name(t.id),
+        agent_types=list(t.agent_types),
+        expire_time=_ts(t.expire_time),
+        max_uses=t.max_uses,
+        uses=min(t.uses, join_tokens.MAX_USES),
+        create_time=_ts(t.create_time),
+        revoke_time=_ts(t.revoke_time),
+    )
 
 
 def _offset(token: str) -> int | None:
@@ -63,15 +83,18 @@ def _offset(token: str) -> int | None:
     if not token:
         return None
     if not (token.isascii() and token.isdigit() and len(token) <= 18):
-        raise InvalidArgument("page_token is malformed; start again from the first page", field="page_token",
-                              reason="ERROR_REASON_INVALID_PAGE_TOKEN")
+        raise InvalidArgument(
+            "page_token is malformed; start again from the first page",
+            field="page_token",
+            reason="ERROR_REASON_INVALID_PAGE_TOKEN",
+        )
     return int(token)
 
 
 def _page(items: list[Any], request: Any) -> tuple[list[Any], str]:
     size = page_size(request.page_size)
     start = _offset(request.page_token) or 0
-    chunk = items[start:start + size]
+    chunk = items[start : start + size]
     return chunk, str(start + size) if start + size < len(items) else ""
 
 
@@ -111,11 +134,16 @@ class AccessServicer(access_grpc.AccessServiceServicer):
         if not isinstance(caller, Caller):
             return access_pb.GetCallerResponse(principal=current_principal(), permissions=["*"])
         return access_pb.GetCallerResponse(
-            principal=caller.principal, api_key=f"apiKeys/{caller.key_id}" if caller.key_id else "",
-            roles=[f"roles/{r}" for r in caller.roles], permissions=caller.permissions)
+            principal=caller.principal,
+            api_key=f"apiKeys/{caller.key_id}" if caller.key_id else "",
+            roles=[f"roles/{r}" for r in caller.roles],
+            permissions=caller.permissions,
+        )
 
     async def CreateUser(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        user = await self.access.create_user(request.user.email, [_strip(r, "roles") for r in request.user.roles])
+        user = await self.access.create_user(
+            request.user.email, [_strip(r, "roles") for r in request.user.roles]
+        )
         return access_pb.CreateUserResponse(user=user_pb(user))
 
     async def GetUser(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
@@ -134,12 +162,17 @@ class AccessServicer(access_grpc.AccessServiceServicer):
             paths = (paths - {"*"}) | set(USER_UPDATABLE)
         unknown = paths - set(USER_UPDATABLE)
         if unknown:
-            raise InvalidArgument(f"cannot update {', '.join(sorted(unknown))}; update_mask may name "
-                                  f"{' and '.join(USER_UPDATABLE)}", field="update_mask")
+            raise InvalidArgument(
+                f"cannot update {', '.join(sorted(unknown))}; update_mask may name "
+                f"{' and '.join(USER_UPDATABLE)}",
+                field="update_mask",
+            )
         user = await self.access.update_user(
-            self._caller(), _user_id(request.user.name, "user.name"),
+            self._caller(),
+            _user_id(request.user.name, "user.name"),
             roles=[_strip(r, "roles") for r in request.user.roles] if "roles" in paths else None,
-            disabled=request.user.disabled if "disabled" in paths else None)
+            disabled=request.user.disabled if "disabled" in paths else None,
+        )
         return access_pb.UpdateUserResponse(user=user_pb(user))
 
     async def DeleteUser(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
@@ -149,7 +182,9 @@ class AccessServicer(access_grpc.AccessServiceServicer):
     async def CreateRole(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         role_id = request.role_id or _strip(request.role.name, "roles")
         _check_text(("role.description", request.role.description, MAX_TEXT_BYTES))
-        role = await self.access.save_role(role_id, list(request.role.permissions), request.role.description, True)
+        role = await self.access.save_role(
+            role_id, list(request.role.permissions), request.role.description, True
+        )
         return access_pb.CreateRoleResponse(role=role_pb(role))
 
     async def GetRole(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
@@ -171,7 +206,9 @@ class AccessServicer(access_grpc.AccessServiceServicer):
         role = await self.access.save_role(
             _strip(request.role.name, "roles"),
             list(request.role.permissions) if "permissions" in paths else None,
-            request.role.description if "description" in paths else None, False)
+            request.role.description if "description" in paths else None,
+            False,
+        )
         return access_pb.UpdateRoleResponse(role=role_pb(role))
 
     async def DeleteRole(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
@@ -184,8 +221,12 @@ class AccessServicer(access_grpc.AccessServiceServicer):
         _check_text(("api_key.display_name", request.api_key.display_name, MAX_NAME_BYTES))
         ttl = convert.checked_seconds(request.ttl, "ttl") if request.HasField("ttl") else None
         record, secret = await self.access.create_key(
-            self._caller(), _strip(request.api_key.user, "users"), request.api_key.display_name,
-            list(request.api_key.permissions), ttl)
+            self._caller(),
+            _strip(request.api_key.user, "users"),
+            request.api_key.display_name,
+            list(request.api_key.permissions),
+            ttl,
+        )
         return access_pb.CreateApiKeyResponse(api_key=key_pb(record), secret=secret)
 
     async def ListApiKeys(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
@@ -201,19 +242,28 @@ class AccessServicer(access_grpc.AccessServiceServicer):
         overlap = convert.checked_seconds(request.overlap, "overlap") if request.HasField("overlap") else None
         if overlap is not None and overlap > MAX_TTL:
             raise InvalidArgument("overlap is at most 365 days", field="overlap")
-        record, secret = await self.access.rotate_key(self._caller(), _strip(request.name, "apiKeys"), overlap)
-        return access_pb.RotateApiKeyResponse(api_key=key_pb(record), secret=secret,
-                                              old_secret_expire_time=_ts(record["old_expire_time"]))
+        record, secret = await self.access.rotate_key(
+            self._caller(), _strip(request.name, "apiKeys"), overlap
+        )
+        return access_pb.RotateApiKeyResponse(
+            api_key=key_pb(record), secret=secret, old_secret_expire_time=_ts(record["old_expire_time"])
+        )
 
     async def CreateJoinToken(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         ttl = convert.checked_seconds(request.ttl, "ttl") if request.HasField("ttl") else None
-        record, token = await self.tokens.create(list(request.join_token.agent_types), request.join_token.max_uses,
-                                                 ttl, creator=current_principal())
+        record, token = await self.tokens.create(
+            list(request.join_token.agent_types),
+            request.join_token.max_uses,
+            ttl,
+            creator=current_principal(),
+        )
         return access_pb.CreateJoinTokenResponse(join_token=join_token_pb(record), token=token)
 
     async def ListJoinTokens(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         chunk, token = _page(await self.tokens.list_tokens(), request)
-        return access_pb.ListJoinTokensResponse(join_tokens=[join_token_pb(t) for t in chunk], next_page_token=token)
+        return access_pb.ListJoinTokensResponse(
+            join_tokens=[join_token_pb(t) for t in chunk], next_page_token=token
+        )
 
     async def RevokeJoinToken(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         if not request.name:
@@ -244,10 +294,16 @@ class AuditServicer(audit_grpc.AuditServiceServicer):
         await self.flushed()
         rows: list[dict[str, Any]] = []
         while len(rows) <= size:  # the decision is filtered here: read on until a page is full
-            chunk = await self.storage.call(lambda before=before: self.storage.backend.list_audit(
-                since=convert.optional_epoch(request, "since"),
-                until=convert.optional_epoch(request, "until"),
-                principal=request.principal, action=request.action, before_seq=before, limit=size + 1))
+            chunk = await self.storage.call(
+                lambda before=before: self.storage.backend.list_audit(
+                    since=convert.optional_epoch(request, "since"),
+                    until=convert.optional_epoch(request, "until"),
+                    principal=request.principal,
+                    action=request.action,
+                    before_seq=before,
+                    limit=size + 1,
+                )
+            )
             if not chunk:
                 break
             before = chunk[-1]["seq"]
@@ -257,13 +313,23 @@ class AuditServicer(audit_grpc.AuditServiceServicer):
         more = len(rows) > size
         rows = rows[:size]
         records = [audit_record_pb(r) for r in rows]
-        return audit_pb.ListAuditRecordsResponse(records=records, next_page_token=str(rows[-1]["seq"]) if more else "")
+        return audit_pb.ListAuditRecordsResponse(
+            records=records, next_page_token=str(rows[-1]["seq"]) if more else ""
+        )
 
 
 def audit_record_pb(r: dict[str, Any]) -> messages_pb.AuditRecord:
     """A stored audit record as a message."""
     return messages_pb.AuditRecord(
-        id=r["id"], time=_ts(r["time"]), principal=r["principal"], key_id=r.get("key_id", ""), peer=r.get("peer", ""),
-        method=r["method"], resource=r.get("resource", ""),
+        id=r["id"],
+        time=_ts(r["time"]),
+        principal=r["principal"],
+        key_id=r.get("key_id", ""),
+        peer=r.get("peer", ""),
+        method=r["method"],
+        resource=r.get("resource", ""),
         decision=enums_pb.AuditDecision.Value(f"AUDIT_DECISION_{r.get('decision', 'UNSPECIFIED')}"),
-        status_code=r.get("status_code", ""), request_id=r.get("request_id", ""), reason=r.get("reason", ""))
+        status_code=r.get("status_code", ""),
+        request_id=r.get("request_id", ""),
+        reason=r.get("reason", ""),
+    )

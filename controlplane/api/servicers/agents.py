@@ -45,8 +45,15 @@ SPAWN_MEMORY = 10_000  # SpawnAgents request_ids remembered (oldest forgotten fi
 class AgentServicer(agents_grpc.AgentServiceServicer):
     """Agents of this control plane."""
 
-    def __init__(self, engine: Engine, launcher: LocalLauncher | None, pm, settings, observer=None,
-                 logbook: LogBook | None = None):
+    def __init__(
+        self,
+        engine: Engine,
+        launcher: LocalLauncher | None,
+        pm,
+        settings,
+        observer=None,
+        logbook: LogBook | None = None,
+    ):
         self.engine = engine
         self.observer = observer  # controlplane.observability.observer.Observer: process readings
         self.logbook = logbook
@@ -75,8 +82,11 @@ class AgentServicer(agents_grpc.AgentServiceServicer):
         if session is not None:
             info.status = session.status()
             principal = None if caller_may(VIEW_ALL_TASKS) else current_principal()
-            running = [f"tasks/{t}/subtasks/{s}" for t, s in sorted(session.running)
-                       if principal is None or getattr(self.engine.tasks.get(t), "owner", None) == principal]
+            running = [
+                f"tasks/{t}/subtasks/{s}"
+                for t, s in sorted(session.running)
+                if principal is None or getattr(self.engine.tasks.get(t), "owner", None) == principal
+            ]
             return convert.agent_to_pb(info, running, session.free)
         return convert.agent_to_pb(info)
 
@@ -110,14 +120,18 @@ class AgentServicer(agents_grpc.AgentServiceServicer):
             owner = info.owner or "no one"
             raise PermissionDenied(
                 f"agents/{info.id} belongs to {owner}: to {action} another principal's agent you need the "
-                f"permission {MANAGE_ALL_AGENTS!r}", metadata={"permission": MANAGE_ALL_AGENTS})
+                f"permission {MANAGE_ALL_AGENTS!r}",
+                metadata={"permission": MANAGE_ALL_AGENTS},
+            )
         return info
 
     async def ListAgents(self, request, context: grpc.aio.ServicerContext) -> agents_pb.ListAgentsResponse:
         size = page_size(request.page_size)
         for index, status in enumerate(request.statuses):
             if status not in AgentStatus._value2member_map_:
-                raise InvalidArgument(f"statuses[{index}] {status} is not an agent status", field=f"statuses[{index}]")
+                raise InvalidArgument(
+                    f"statuses[{index}] {status} is not an agent status", field=f"statuses[{index}]"
+                )
         filters = agents_pb.ListAgentsRequest()
         filters.CopyFrom(request)
         filters.ClearField("page_token")
@@ -135,11 +149,13 @@ class AgentServicer(agents_grpc.AgentServiceServicer):
                 continue
             agents.append((session is None, info.connect_time or 0, info))
         agents.sort(key=lambda row: (row[0], -row[1], row[2].id))
-        page = [self._listed(info) for _, _, info in agents[start:start + size]]
+        page = [self._listed(info) for _, _, info in agents[start : start + size]]
         size = fitting(page, self.limits.response)  # a page full in bytes ends early
         response = agents_pb.ListAgentsResponse(agents=page[:size])
         if start + size < len(agents):
-            response.next_page_token = self.tokens.issue(start + size, filters.SerializeToString(deterministic=True))
+            response.next_page_token = self.tokens.issue(
+                start + size, filters.SerializeToString(deterministic=True)
+            )
         return response
 
     async def GetAgent(self, request, context: grpc.aio.ServicerContext) -> agents_pb.GetAgentResponse:
@@ -150,13 +166,15 @@ class AgentServicer(agents_grpc.AgentServiceServicer):
         count = request.count or 1
         if not 1 <= count <= 100:
             raise InvalidArgument("count must be between 1 and 100", field="count")
-        check_bytes([("labels", map_size(request.labels), self.limits.agent_labels,
-                      "limits.agent_labels_bytes")])
+        check_bytes(
+            [("labels", map_size(request.labels), self.limits.agent_labels, "limits.agent_labels_bytes")]
+        )
         # Unknown, or unable to run here (no key); off the event loop: it may read custom type files.
         spec = await asyncio.to_thread(check_type, self.pm, self.settings, request.agent_type)
         if self.launcher is None:
-            raise FailedPrecondition("this control plane does not launch local agents",
-                                     reason="ERROR_REASON_NOT_SUPPORTED")
+            raise FailedPrecondition(
+                "this control plane does not launch local agents", reason="ERROR_REASON_NOT_SUPPORTED"
+            )
         key = (current_principal(), request.request_id)
         if request.request_id:
             unkeyed = agents_pb.SpawnAgentsRequest()
@@ -168,7 +186,10 @@ class AgentServicer(agents_grpc.AgentServiceServicer):
                 if earlier[0] != fingerprint:
                     raise InvalidArgument(
                         f"request_id {request.request_id!r} was already used for a different request; "
-                        "use a new request_id", field="request_id", reason="ERROR_REASON_REQUEST_ID_REUSED")
+                        "use a new request_id",
+                        field="request_id",
+                        reason="ERROR_REASON_REQUEST_ID_REUSED",
+                    )
                 launches = await asyncio.shield(earlier[1])  # the same launches, never new ones
                 return await self._spawned(spec, request, launches)
             outcome: asyncio.Future[list[Launch]] = asyncio.get_running_loop().create_future()
@@ -199,9 +220,13 @@ class AgentServicer(agents_grpc.AgentServiceServicer):
                 )
             self.launcher.limits.admit(self.launcher.active, count)  # system.max_memory, all or none
             return [
-                await self.launcher.spawn(spec.name, capabilities=list(request.capabilities) or None,
-                                          max_concurrency=request.max_concurrency,
-                                          labels=dict(request.labels), owner=current_principal())
+                await self.launcher.spawn(
+                    spec.name,
+                    capabilities=list(request.capabilities) or None,
+                    max_concurrency=request.max_concurrency,
+                    labels=dict(request.labels),
+                    owner=current_principal(),
+                )
                 for _ in range(count)
             ]
 
@@ -216,18 +241,26 @@ class AgentServicer(agents_grpc.AgentServiceServicer):
             if info is not None:
                 launched.append(self._pb(info))
             else:
-                launched.append(messages_pb.Agent(
-                    agent_type=spec.name, capabilities=list(request.capabilities) or list(spec.capabilities),
-                    status=AgentStatus.STARTING, managed=True,
-                    pid=launch.process.pid if launch.process else 0,
-                    labels={**request.labels, "launch_id": launch.id}))
+                launched.append(
+                    messages_pb.Agent(
+                        agent_type=spec.name,
+                        capabilities=list(request.capabilities) or list(spec.capabilities),
+                        status=AgentStatus.STARTING,
+                        managed=True,
+                        pid=launch.process.pid if launch.process else 0,
+                        labels={**request.labels, "launch_id": launch.id},
+                    )
+                )
         return agents_pb.SpawnAgentsResponse(agents=launched)
 
-    async def TerminateAgent(self, request, context: grpc.aio.ServicerContext) -> agents_pb.TerminateAgentResponse:
+    async def TerminateAgent(
+        self, request, context: grpc.aio.ServicerContext
+    ) -> agents_pb.TerminateAgentResponse:
         validate_request_id(request.request_id)
         info = self._managed(request.name, "terminate")
-        grace = convert.checked_seconds(request.grace, "grace") if request.HasField("grace") else \
-            DEFAULT_GRACE
+        grace = (
+            convert.checked_seconds(request.grace, "grace") if request.HasField("grace") else DEFAULT_GRACE
+        )
         if not 0 <= grace <= MAX_GRACE:
             raise InvalidArgument(f"grace must be between 0 and {MAX_GRACE:g} seconds", field="grace")
         info = self.engine.terminate_agent(info.id, grace, request.force)
@@ -254,8 +287,9 @@ class AgentServicer(agents_grpc.AgentServiceServicer):
         return agents_pb.ResumeAgentResponse(agent=answer)
 
     async def DrainAgent(self, request, context: grpc.aio.ServicerContext) -> agents_pb.DrainAgentResponse:
-        grace = convert.checked_seconds(request.grace, "grace") if request.HasField("grace") else \
-            DEFAULT_GRACE
+        grace = (
+            convert.checked_seconds(request.grace, "grace") if request.HasField("grace") else DEFAULT_GRACE
+        )
         if not 0 <= grace <= MAX_GRACE:
             raise InvalidArgument(f"grace must be between 0 and {MAX_GRACE:g} seconds", field="grace")
         info = self.engine.drain_agent(self._managed(request.name, "drain").id, grace)
@@ -266,7 +300,9 @@ class AgentServicer(agents_grpc.AgentServiceServicer):
         await self.engine.committer.durable()
         return agents_pb.DrainAgentResponse(agent=answer)
 
-    async def ListAgentTypes(self, request, context: grpc.aio.ServicerContext) -> agents_pb.ListAgentTypesResponse:
+    async def ListAgentTypes(
+        self, request, context: grpc.aio.ServicerContext
+    ) -> agents_pb.ListAgentTypesResponse:
         home = self.settings
 
         def report() -> agents_pb.ListAgentTypesResponse:
@@ -276,50 +312,77 @@ class AgentServicer(agents_grpc.AgentServiceServicer):
             shown = []
             for s in sorted(types.values(), key=lambda s: s.name):
                 why = unavailable(s)
-                shown.append(agents_pb.AgentType(
-                    name=s.name, base_type=s.base_type, capabilities=list(s.capabilities),
-                    description=s.description, source=shown_path(s.source, home) if is_custom(s, home) else s.source,
-                    spawnable=self.launcher is not None and not why, backing=int(getattr(s, "backing", 0)),
-                    unavailable_reason=why, warnings=type_warnings(s)))
+                shown.append(
+                    agents_pb.AgentType(
+                        name=s.name,
+                        base_type=s.base_type,
+                        capabilities=list(s.capabilities),
+                        description=s.description,
+                        source=shown_path(s.source, home) if is_custom(s, home) else s.source,
+                        spawnable=self.launcher is not None and not why,
+                        backing=int(getattr(s, "backing", 0)),
+                        unavailable_reason=why,
+                        warnings=type_warnings(s),
+                    )
+                )
             # Paths relative to MAOS_HOME: where the server's files live is not the caller's business.
             return agents_pb.ListAgentTypesResponse(
-                agent_types=shown, problems=[f"{shown_path(p.path, home)}: {p.message}" for p in custom.problems])
+                agent_types=shown,
+                problems=[f"{shown_path(p.path, home)}: {p.message}" for p in custom.problems],
+            )
 
         return await asyncio.to_thread(report)
 
-    async def RestartAgent(self, request, context: grpc.aio.ServicerContext
-                           ) -> agents_pb.RestartAgentResponse:
+    async def RestartAgent(
+        self, request, context: grpc.aio.ServicerContext
+    ) -> agents_pb.RestartAgentResponse:
         info = self._managed(request.name, "restart")
-        grace = convert.checked_seconds(request.grace, "grace") if request.HasField("grace") else \
-            DEFAULT_GRACE
+        grace = (
+            convert.checked_seconds(request.grace, "grace") if request.HasField("grace") else DEFAULT_GRACE
+        )
         if not 0 <= grace <= MAX_GRACE:
             raise InvalidArgument(f"grace must be between 0 and {MAX_GRACE:g} seconds", field="grace")
         launch = self.launcher.by_agent(info.id) if self.launcher else None
         if launch is None and info.managed and info.status == AgentStatus.TERMINATED:
-            raise FailedPrecondition(f"agent agents/{info.id} is TERMINATED (stopped or restarted already); "
-                                     "`maos agent list` shows the agents running now",
-                                     reason="ERROR_REASON_AGENT_STATE")
+            raise FailedPrecondition(
+                f"agent agents/{info.id} is TERMINATED (stopped or restarted already); "
+                "`maos agent list` shows the agents running now",
+                reason="ERROR_REASON_AGENT_STATE",
+            )
         if launch is None:
-            where = ("this control plane does not launch local agents" if self.launcher is None else
-                     f"agent agents/{info.id} was not launched by this control plane"
-                     + ("" if info.managed else " (it connected on its own)"))
+            where = (
+                "this control plane does not launch local agents"
+                if self.launcher is None
+                else f"agent agents/{info.id} was not launched by this control plane"
+                + ("" if info.managed else " (it connected on its own)")
+            )
             raise FailedPrecondition(
                 f"{where}, so it cannot be restarted here: restart its process where it runs, or "
                 f"`maos agent terminate {info.id}` and `maos agent spawn {info.agent_type}`",
-                reason="ERROR_REASON_NOT_SUPPORTED")
+                reason="ERROR_REASON_NOT_SUPPORTED",
+            )
         self.engine.terminate_agent(info.id, grace, request.force)
         await self.engine.committer.durable()  # re-queued work and the old agent's state are recorded
         await self.launcher.restart(launch, 0.0 if request.force else grace)
         previous = self._pb(self.engine.agents.get(info.id, info))  # TERMINATED once its stream ended
         await self.launcher.wait_registered([launch], SPAWN_WAIT)
         new = self.engine.agents.get(launch.agent_id) if launch.agent_id else None
-        agent = self._pb(new) if new is not None else messages_pb.Agent(
-            agent_type=launch.agent_type, status=AgentStatus.STARTING, managed=True,
-            pid=launch.process.pid if launch.process else 0, labels={**launch.labels, "launch_id": launch.id})
+        agent = (
+            self._pb(new)
+            if new is not None
+            else messages_pb.Agent(
+                agent_type=launch.agent_type,
+                status=AgentStatus.STARTING,
+                managed=True,
+                pid=launch.process.pid if launch.process else 0,
+                labels={**launch.labels, "launch_id": launch.id},
+            )
+        )
         return agents_pb.RestartAgentResponse(previous=previous, agent=agent)
 
-    async def GetAgentMetrics(self, request, context: grpc.aio.ServicerContext
-                              ) -> agents_pb.GetAgentMetricsResponse:
+    async def GetAgentMetrics(
+        self, request, context: grpc.aio.ServicerContext
+    ) -> agents_pb.GetAgentMetricsResponse:
         info = self._info(request.name)
         response = agents_pb.GetAgentMetricsResponse(agent=self._pb(info))
         reading = self.observer.agent_process(info.id) if self.observer is not None else None

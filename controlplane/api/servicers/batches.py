@@ -24,12 +24,21 @@ def batch_to_pb(view: BatchView, *, with_pending: bool = False) -> messages_pb.B
     """The proto of a batch and the summary of its tasks."""
     b, counts = view.batch, view.progress.counts
     msg = messages_pb.Batch(
-        name=b.name, display_name=b.display_name, status=int(view.progress.status), owner=b.owner,
-        tasks=[f"tasks/{t}" for t in b.task_ids], tasks_completed=counts[TaskStatus.COMPLETED],
-        tasks_failed=counts[TaskStatus.FAILED], tasks_pending=counts[TaskStatus.PENDING],
-        tasks_queued=counts[TaskStatus.QUEUED], tasks_running=counts[TaskStatus.RUNNING],
-        tasks_cancelled=counts[TaskStatus.CANCELLED], task_count=b.entry_count, progress=view.progress.progress,
-        create_time=convert.timestamp(b.create_time), submit_time=convert.timestamp(b.submit_time),
+        name=b.name,
+        display_name=b.display_name,
+        status=int(view.progress.status),
+        owner=b.owner,
+        tasks=[f"tasks/{t}" for t in b.task_ids],
+        tasks_completed=counts[TaskStatus.COMPLETED],
+        tasks_failed=counts[TaskStatus.FAILED],
+        tasks_pending=counts[TaskStatus.PENDING],
+        tasks_queued=counts[TaskStatus.QUEUED],
+        tasks_running=counts[TaskStatus.RUNNING],
+        tasks_cancelled=counts[TaskStatus.CANCELLED],
+        task_count=b.entry_count,
+        progress=view.progress.progress,
+        create_time=convert.timestamp(b.create_time),
+        submit_time=convert.timestamp(b.submit_time),
         schedule=int(b.schedule) if b.schedule else 0,
     )
     if with_pending:
@@ -40,10 +49,14 @@ def batch_to_pb(view: BatchView, *, with_pending: bool = False) -> messages_pb.B
 def task_result_pb(task: Task, subtasks: list[Subtask]) -> messages_pb.TaskResult:
     """The result of a finished task (as GetTaskResults gives it, without the subtasks)."""
     return messages_pb.TaskResult(
-        task=task.name, status=int(task.status), output=task.output,
+        task=task.name,
+        status=int(task.status),
+        output=task.output,
         artifacts=[convert.artifact_to_pb(a) for s in subtasks for a in s.artifacts],
-        usage=convert.usage_to_pb(task.usage), failure=convert.failure_to_pb(task.failure),
-        consensus=convert.consensus_to_pb(task.consensus_state), sources=convert.merged_sources(subtasks),
+        usage=convert.usage_to_pb(task.usage),
+        failure=convert.failure_to_pb(task.failure),
+        consensus=convert.consensus_to_pb(task.consensus_state),
+        sources=convert.merged_sources(subtasks),
     )
 
 
@@ -52,7 +65,9 @@ def schedule_from_pb(value: int) -> BatchSchedule | None:
     if value == 0:
         return None
     if value not in BatchSchedule._value2member_map_:
-        raise InvalidArgument(f"schedule {value} is not a batch schedule (PARALLEL or SEQUENTIAL)", field="schedule")
+        raise InvalidArgument(
+            f"schedule {value} is not a batch schedule (PARALLEL or SEQUENTIAL)", field="schedule"
+        )
     return BatchSchedule(value)
 
 
@@ -67,53 +82,67 @@ class BatchServicer(batches_grpc.BatchServiceServicer):
     async def _batch(self, ref: str) -> BatchRecord:
         return await self.batches.resolve(ref, current_principal(), caller_may(VIEW_ALL_TASKS))
 
-    async def CreateBatch(self, request: batches_pb.CreateBatchRequest, context: grpc.aio.ServicerContext
-                          ) -> batches_pb.CreateBatchResponse:
+    async def CreateBatch(
+        self, request: batches_pb.CreateBatchRequest, context: grpc.aio.ServicerContext
+    ) -> batches_pb.CreateBatchResponse:
         validate_request_id(request.request_id)
-        batch = await self.batches.create(request.display_name, current_principal(), batch_id=request.batch_id,
-                                          request_id=request.request_id)
+        batch = await self.batches.create(
+            request.display_name,
+            current_principal(),
+            batch_id=request.batch_id,
+            request_id=request.request_id,
+        )
         return batches_pb.CreateBatchResponse(batch=batch_to_pb(await self.batches.view(batch)))
 
-    async def GetBatch(self, request: batches_pb.GetBatchRequest, context: grpc.aio.ServicerContext
-                       ) -> batches_pb.GetBatchResponse:
+    async def GetBatch(
+        self, request: batches_pb.GetBatchRequest, context: grpc.aio.ServicerContext
+    ) -> batches_pb.GetBatchResponse:
         view = await self.batches.view(await self._batch(request.name), with_pending=True)
-        return batches_pb.GetBatchResponse(batch=batch_to_pb(view, with_pending=True),
-                                           tasks=[convert.task_to_pb(t) for t in view.tasks])
+        return batches_pb.GetBatchResponse(
+            batch=batch_to_pb(view, with_pending=True), tasks=[convert.task_to_pb(t) for t in view.tasks]
+        )
 
-    async def ListBatches(self, request: batches_pb.ListBatchesRequest, context: grpc.aio.ServicerContext
-                          ) -> batches_pb.ListBatchesResponse:
+    async def ListBatches(
+        self, request: batches_pb.ListBatchesRequest, context: grpc.aio.ServicerContext
+    ) -> batches_pb.ListBatchesResponse:
         size = min(page_size(request.page_size), MAX_LIST_PAGE)
         offset = self.tokens.read(request.page_token, b"batches") or 0
         found = await self.batches.list(current_principal(), caller_may(VIEW_ALL_TASKS), offset, size + 1)
         response = batches_pb.ListBatchesResponse(
-            batches=[batch_to_pb(await self.batches.view(b)) for b in found[:size]])
+            batches=[batch_to_pb(await self.batches.view(b)) for b in found[:size]]
+        )
         if len(found) > size:
             response.next_page_token = self.tokens.issue(offset + size, b"batches")
         return response
 
-    async def AddBatchTask(self, request: batches_pb.AddBatchTaskRequest, context: grpc.aio.ServicerContext
-                           ) -> batches_pb.AddBatchTaskResponse:
+    async def AddBatchTask(
+        self, request: batches_pb.AddBatchTaskRequest, context: grpc.aio.ServicerContext
+    ) -> batches_pb.AddBatchTaskResponse:
         validate_request_id(request.request_id)
         batch = await self._batch(request.batch)
         task = draft_from_pb(request.task, self.settings)
         batch = await self.batches.add(batch, task, request_id=request.request_id)
         return batches_pb.AddBatchTaskResponse(batch=batch_to_pb(await self.batches.view(batch)))
 
-    async def SubmitBatch(self, request: batches_pb.SubmitBatchRequest, context: grpc.aio.ServicerContext
-                          ) -> batches_pb.SubmitBatchResponse:
+    async def SubmitBatch(
+        self, request: batches_pb.SubmitBatchRequest, context: grpc.aio.ServicerContext
+    ) -> batches_pb.SubmitBatchResponse:
         validate_request_id(request.request_id)
         schedule = schedule_from_pb(request.schedule)
         batch, tasks = await self.batches.submit(await self._batch(request.name), schedule)
-        return batches_pb.SubmitBatchResponse(batch=batch_to_pb(await self.batches.view(batch)),
-                                              tasks=[convert.task_to_pb(t) for t in tasks])
+        return batches_pb.SubmitBatchResponse(
+            batch=batch_to_pb(await self.batches.view(batch)), tasks=[convert.task_to_pb(t) for t in tasks]
+        )
 
-    async def GetBatchResults(self, request: batches_pb.GetBatchResultsRequest, context: grpc.aio.ServicerContext
-                              ) -> batches_pb.GetBatchResultsResponse:
+    async def GetBatchResults(
+        self, request: batches_pb.GetBatchResultsRequest, context: grpc.aio.ServicerContext
+    ) -> batches_pb.GetBatchResultsResponse:
         view = await self.batches.view(await self._batch(request.name))
         results = [task_result_pb(task, subtasks) for task, subtasks in await self.batches.finished(view)]
         return batches_pb.GetBatchResultsResponse(batch=batch_to_pb(view), results=results)
 
-    async def DeleteBatch(self, request: batches_pb.DeleteBatchRequest, context: grpc.aio.ServicerContext
-                          ) -> batches_pb.DeleteBatchResponse:
+    async def DeleteBatch(
+        self, request: batches_pb.DeleteBatchRequest, context: grpc.aio.ServicerContext
+    ) -> batches_pb.DeleteBatchResponse:
         await self.batches.delete(await self._batch(request.name))
         return batches_pb.DeleteBatchResponse()

@@ -76,13 +76,19 @@ def ref_from_pb(ref: gateway_pb.AssignmentRef) -> Ref | None:
 
 
 def _bad_ref(ref: gateway_pb.AssignmentRef) -> Ack:
-    return Ack(Ref("", "", ref.attempt, ref.lease_epoch), False, "ERROR_REASON_INVALID_FIELD",
-               f"ref.subtask {quote(ref.subtask)} is not tasks/TASK/subtasks/SUBTASK")
+    return Ack(
+        Ref("", "", ref.attempt, ref.lease_epoch),
+        False,
+        "ERROR_REASON_INVALID_FIELD",
+        f"ref.subtask {quote(ref.subtask)} is not tasks/TASK/subtasks/SUBTASK",
+    )
 
 
 def ref_to_pb(ref: Ref) -> gateway_pb.AssignmentRef:
     """A wire ref from the domain."""
-    return gateway_pb.AssignmentRef(subtask=ref.subtask_name, attempt=ref.attempt, lease_epoch=ref.lease_epoch)
+    return gateway_pb.AssignmentRef(
+        subtask=ref.subtask_name, attempt=ref.attempt, lease_epoch=ref.lease_epoch
+    )
 
 
 def assignment_to_pb(command: Assign) -> gateway_pb.Assignment:
@@ -118,7 +124,9 @@ def assignment_to_pb(command: Assign) -> gateway_pb.Assignment:
 def _fit_inputs(msg: gateway_pb.Assignment) -> None:
     """Cut the inputs of an assignment over :data:`MAX_ASSIGNMENT_BYTES`, each to an equal share of the room."""
     inputs = dict(msg.inputs)
-    room = MAX_ASSIGNMENT_BYTES - (msg.ByteSize() - sum(size_of(k) + size_of(v) + 16 for k, v in inputs.items()))
+    room = MAX_ASSIGNMENT_BYTES - (
+        msg.ByteSize() - sum(size_of(k) + size_of(v) + 16 for k, v in inputs.items())
+    )
     share = max(1024, room // len(inputs) - 64)  # less the framing of each map entry
     for key, value in inputs.items():
         size = size_of(value)
@@ -157,41 +165,72 @@ def command_to_pb(command: Any) -> gateway_pb.ConnectResponse:
         return gateway_pb.ConnectResponse(assignment=assignment_to_pb(command))
     if isinstance(command, Ack):
         reason = errors_pb.ErrorReason.Value(command.reason) if command.reason else 0
-        ack = gateway_pb.ReportAck(accepted=command.accepted, reason=reason, message=command.message,
-                                   proposal=command.proposal)
+        ack = gateway_pb.ReportAck(
+            accepted=command.accepted, reason=reason, message=command.message, proposal=command.proposal
+        )
         if not command.proposal:
             ack.ref.CopyFrom(ref_to_pb(command.ref))
         return gateway_pb.ConnectResponse(ack=ack)
     if isinstance(command, VoteOnCandidates):
-        return gateway_pb.ConnectResponse(vote_request=gateway_pb.VoteRequest(
-            proposal=command.proposal, task=f"tasks/{command.task_id}", question=command.question,
-            candidates=[messages_pb.Candidate(id=c, agent=f"agents/{a}" if a else "", content=text)
-                        for c, a, text in command.candidates],
-            round=command.round, deadline=convert.timestamp(command.deadline),
-            previous_votes=[messages_pb.Vote(voter=f"agents/{v}", candidate_id=c, confidence=conf, rationale=why,
-                                             abstained=not c)
-                            for v, c, conf, why in command.previous_votes],
-            context=command.context, constraints=command.constraints,
-            remaining_budget=messages_pb.Budget(max_total_tokens=command.max_total_tokens,
-                                                max_cost_micros=command.max_cost_micros),
-        ))
+        return gateway_pb.ConnectResponse(
+            vote_request=gateway_pb.VoteRequest(
+                proposal=command.proposal,
+                task=f"tasks/{command.task_id}",
+                question=command.question,
+                candidates=[
+                    messages_pb.Candidate(id=c, agent=f"agents/{a}" if a else "", content=text)
+                    for c, a, text in command.candidates
+                ],
+                round=command.round,
+                deadline=convert.timestamp(command.deadline),
+                previous_votes=[
+                    messages_pb.Vote(
+                        voter=f"agents/{v}", candidate_id=c, confidence=conf, rationale=why, abstained=not c
+                    )
+                    for v, c, conf, why in command.previous_votes
+                ],
+                context=command.context,
+                constraints=command.constraints,
+                remaining_budget=messages_pb.Budget(
+                    max_total_tokens=command.max_total_tokens, max_cost_micros=command.max_cost_micros
+                ),
+            )
+        )
     if isinstance(command, Committed):
-        return gateway_pb.ConnectResponse(committed=gateway_pb.Committed(refs=[ref_to_pb(r) for r in command.refs]))
+        return gateway_pb.ConnectResponse(
+            committed=gateway_pb.Committed(refs=[ref_to_pb(r) for r in command.refs])
+        )
     if isinstance(command, StateReply):
-        return gateway_pb.ConnectResponse(state=gateway_pb.SharedStateResponse(
-            request_id=command.request_id, found=command.found, value=command.value, version=command.version,
-            error=errors_pb.ErrorReason.Value(command.error) if command.error else 0,
-            error_message=command.message))
+        return gateway_pb.ConnectResponse(
+            state=gateway_pb.SharedStateResponse(
+                request_id=command.request_id,
+                found=command.found,
+                value=command.value,
+                version=command.version,
+                error=errors_pb.ErrorReason.Value(command.error) if command.error else 0,
+                error_message=command.message,
+            )
+        )
     if isinstance(command, PermitReply):
-        return gateway_pb.ConnectResponse(permit=gateway_pb.ModelPermit(
-            request_id=command.request_id, granted=command.granted, permit_id=command.permit_id,
-            waited=convert.duration(command.waited), retry_after=convert.duration(command.retry_after),
-            reason=command.reason))
+        return gateway_pb.ConnectResponse(
+            permit=gateway_pb.ModelPermit(
+                request_id=command.request_id,
+                granted=command.granted,
+                permit_id=command.permit_id,
+                waited=convert.duration(command.waited),
+                retry_after=convert.duration(command.retry_after),
+                reason=command.reason,
+            )
+        )
     if isinstance(command, CancelWork):
-        return gateway_pb.ConnectResponse(cancel=gateway_pb.Cancel(ref=ref_to_pb(command.ref), reason=command.reason))
+        return gateway_pb.ConnectResponse(
+            cancel=gateway_pb.Cancel(ref=ref_to_pb(command.ref), reason=command.reason)
+        )
     if isinstance(command, DrainAgent):
         return gateway_pb.ConnectResponse(
-            drain=gateway_pb.Drain(grace=convert.duration(command.grace), reason=command.reason, exit=command.exit)
+            drain=gateway_pb.Drain(
+                grace=convert.duration(command.grace), reason=command.reason, exit=command.exit
+            )
         )
     if isinstance(command, PauseAgent):
         return gateway_pb.ConnectResponse(pause=gateway_pb.Pause())
@@ -208,10 +247,15 @@ def _holder(session: AgentSession) -> str:
 def result_size(result: gateway_pb.SubtaskResult) -> int:
     """The bytes a result stores: its output, its artifacts (names, types, inline content, uris), its
     tool-call records and sources."""
-    return size_of(result.output) + sum(
-        size_of(a.name) + size_of(a.media_type) + len(a.content) + size_of(a.uri) + size_of(a.sha256)
-        for a in result.artifacts) + sum(c.ByteSize() for c in result.tool_calls) + sum(
-        s.ByteSize() for s in result.sources)
+    return (
+        size_of(result.output)
+        + sum(
+            size_of(a.name) + size_of(a.media_type) + len(a.content) + size_of(a.uri) + size_of(a.sha256)
+            for a in result.artifacts
+        )
+        + sum(c.ByteSize() for c in result.tool_calls)
+        + sum(s.ByteSize() for s in result.sources)
+    )
 
 
 def launch_id_honoured() -> bool:
@@ -234,23 +278,33 @@ def agent_from_register(reg: gateway_pb.Register, peer: str, limits: Limits | No
         )
     if not 1 <= reg.max_concurrency <= MAX_CONCURRENCY:
         raise InvalidArgument(
-            f"register.max_concurrency must be between 1 and {MAX_CONCURRENCY}", field="register.max_concurrency"
+            f"register.max_concurrency must be between 1 and {MAX_CONCURRENCY}",
+            field="register.max_concurrency",
         )
     if len(reg.capabilities) > 256 or any(not c or len(c) > 64 for c in reg.capabilities):
-        raise InvalidArgument("register.capabilities: at most 256, each 1-64 characters",
-                              field="register.capabilities")
-    check_bytes([
-        ("register.labels", map_size(reg.labels), limits.agent_labels, "limits.agent_labels_bytes"),
-        ("register.hostname", size_of(reg.hostname), limits.agent_hostname, "limits.agent_hostname_bytes"),
-        ("register.language", size_of(reg.language), limits.agent_field, ""),
-        ("register.sdk_version", size_of(reg.sdk_version), limits.agent_field, ""),
-        ("register.capabilities", sum(size_of(c) for c in reg.capabilities), 256 * 64, ""),
-        ("register.launch_id", size_of(reg.launch_id), limits.agent_field, ""),
-        ("register.resume.session_id", size_of(reg.resume.session_id), limits.agent_field, ""),
-    ])
+        raise InvalidArgument(
+            "register.capabilities: at most 256, each 1-64 characters", field="register.capabilities"
+        )
+    check_bytes(
+        [
+            ("register.labels", map_size(reg.labels), limits.agent_labels, "limits.agent_labels_bytes"),
+            (
+                "register.hostname",
+                size_of(reg.hostname),
+                limits.agent_hostname,
+                "limits.agent_hostname_bytes",
+            ),
+            ("register.language", size_of(reg.language), limits.agent_field, ""),
+            ("register.sdk_version", size_of(reg.sdk_version), limits.agent_field, ""),
+            ("register.capabilities", sum(size_of(c) for c in reg.capabilities), 256 * 64, ""),
+            ("register.launch_id", size_of(reg.launch_id), limits.agent_field, ""),
+            ("register.resume.session_id", size_of(reg.resume.session_id), limits.agent_field, ""),
+        ]
+    )
     if len(reg.resume.assignments) > MAX_CONCURRENCY:
-        raise InvalidArgument(f"register.resume.assignments: at most {MAX_CONCURRENCY}",
-                              field="register.resume.assignments")
+        raise InvalidArgument(
+            f"register.resume.assignments: at most {MAX_CONCURRENCY}", field="register.resume.assignments"
+        )
     return AgentInfo(
         id="",
         agent_type=reg.agent_type,
@@ -269,8 +323,13 @@ def agent_from_register(reg: gateway_pb.Register, peer: str, limits: Limits | No
 class GatewayServicer(gateway_grpc.AgentGatewayServicer):
     """Runs agent sessions."""
 
-    def __init__(self, engine: Engine, launcher: Any = None, logbook: LogBook | None = None,
-                 admission: AgentAdmission | None = None):
+    def __init__(
+        self,
+        engine: Engine,
+        launcher: Any = None,
+        logbook: LogBook | None = None,
+        admission: AgentAdmission | None = None,
+    ):
         self.engine = engine
         self.launcher = launcher
         self.logbook = logbook
@@ -279,8 +338,9 @@ class GatewayServicer(gateway_grpc.AgentGatewayServicer):
         self.limits = Limits.from_settings(settings) if settings is not None else Limits()
         self._background: set[asyncio.Task[None]] = set()
 
-    async def _first(self, requests: AsyncIterator[gateway_pb.ConnectRequest],
-                     context: grpc.aio.ServicerContext) -> gateway_pb.ConnectRequest | None:
+    async def _first(
+        self, requests: AsyncIterator[gateway_pb.ConnectRequest], context: grpc.aio.ServicerContext
+    ) -> gateway_pb.ConnectRequest | None:
         """The stream's first message (None if it ended at once).
 
         A stream without a bearer must bring a Register with a join token within
@@ -298,23 +358,31 @@ class GatewayServicer(gateway_grpc.AgentGatewayServicer):
             first = None
         if first is None or first.WhichOneof("message") != "register" or not first.register.join_token:
             raise self.admission.unauthenticated(
-                context, "no credentials: send 'authorization: Bearer <credential>' or Register.join_token")
+                context, "no credentials: send 'authorization: Bearer <credential>' or Register.join_token"
+            )
         return first
 
     async def _admit(
-        self, requests: AsyncIterator[gateway_pb.ConnectRequest], context: grpc.aio.ServicerContext,
+        self,
+        requests: AsyncIterator[gateway_pb.ConnectRequest],
+        context: grpc.aio.ServicerContext,
     ) -> tuple[gateway_pb.Register, AgentInfo, list[Ref], str, Admitted] | None:
         """The stream's Register, its agent, what it resumes, and its admission (None: no message at all)."""
         first = await self._first(requests, context)
         if first is None:
             return None
         if first.WhichOneof("message") != "register":
-            raise FailedPrecondition("the first message of a stream must be register",
-                                     reason="ERROR_REASON_NOT_REGISTERED")
+            raise FailedPrecondition(
+                "the first message of a stream must be register", reason="ERROR_REASON_NOT_REGISTERED"
+            )
         reg = first.register
         info = agent_from_register(reg, context.peer(), self.limits)
         resume_refs = [r for r in (ref_from_pb(x) for x in reg.resume.assignments) if r is not None]
-        resume_id = convert.parse_name(reg.resume.agent, "agents", "register.resume.agent") if reg.resume.agent else ""
+        resume_id = (
+            convert.parse_name(reg.resume.agent, "agents", "register.resume.agent")
+            if reg.resume.agent
+            else ""
+        )
         admitted = Admitted()
         if self.admission is not None:
             admitted = await self.admission.admit(info, reg.join_token, resume_id, context)
@@ -323,7 +391,9 @@ class GatewayServicer(gateway_grpc.AgentGatewayServicer):
                 resume_id, resume_refs = "", []  # a joining agent is new: it resumes no one's session
         return reg, info, resume_refs, resume_id, admitted
 
-    async def Connect(self, request_iterator: AsyncIterator[gateway_pb.ConnectRequest], context: grpc.aio.ServicerContext) -> AsyncIterator[gateway_pb.ConnectResponse]:
+    async def Connect(
+        self, request_iterator: AsyncIterator[gateway_pb.ConnectRequest], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[gateway_pb.ConnectResponse]:
         slot: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
         if AgentAdmission.joining():
             if self.admission is None:  # nothing could check a join token: fail closed
@@ -396,16 +466,25 @@ class GatewayServicer(gateway_grpc.AgentGatewayServicer):
         ref = ref_from_pb(request.ref)
         op = request.WhichOneof("op")
         if ref is None or op is None:
-            session.send(StateReply(request.request_id, error="ERROR_REASON_INVALID_FIELD",
-                                    message="a shared-state request needs ref and one of get, put, delete"))
+            session.send(
+                StateReply(
+                    request.request_id,
+                    error="ERROR_REASON_INVALID_FIELD",
+                    message="a shared-state request needs ref and one of get, put, delete",
+                )
+            )
             return
         if op == "put":
             body = request.put
             expected = None if body.force else body.expected_version
-            coro = self.engine.shared_state(session, request.request_id, ref, "put", request.key, body.value, expected)
+            coro = self.engine.shared_state(
+                session, request.request_id, ref, "put", request.key, body.value, expected
+            )
         elif op == "delete":
             expected = None if request.delete.force else request.delete.expected_version
-            coro = self.engine.shared_state(session, request.request_id, ref, "delete", request.key, b"", expected)
+            coro = self.engine.shared_state(
+                session, request.request_id, ref, "delete", request.key, b"", expected
+            )
         else:
             coro = self.engine.shared_state(session, request.request_id, ref, "get", request.key)
         task = asyncio.get_running_loop().create_task(coro)
@@ -420,7 +499,9 @@ class GatewayServicer(gateway_grpc.AgentGatewayServicer):
             session.send(PermitReply(request.request_id, True, "unpaced"))
             return
         try:  # the fast path answers at once, without a task
-            grant = pacer.grant_now(request.model, request.input_tokens, request.output_tokens, _holder(session))
+            grant = pacer.grant_now(
+                request.model, request.input_tokens, request.output_tokens, _holder(session)
+            )
         except ValueError as exc:
             session.send(PermitReply(request.request_id, False, reason=f"invalid permit request: {exc}"))
             return
@@ -431,18 +512,25 @@ class GatewayServicer(gateway_grpc.AgentGatewayServicer):
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    async def _answer_permit(self, pacer: Pacer, session: AgentSession,
-                             request: gateway_pb.ModelPermitRequest) -> None:
+    async def _answer_permit(
+        self, pacer: Pacer, session: AgentSession, request: gateway_pb.ModelPermitRequest
+    ) -> None:
         max_wait = convert.seconds(request.max_wait) if request.HasField("max_wait") else 10.0
         try:
-            answer = await pacer.acquire(request.model, request.input_tokens, request.output_tokens,
-                                         max_wait=max_wait, holder=_holder(session))
+            answer = await pacer.acquire(
+                request.model,
+                request.input_tokens,
+                request.output_tokens,
+                max_wait=max_wait,
+                holder=_holder(session),
+            )
         except ValueError as exc:
             session.send(PermitReply(request.request_id, False, reason=f"invalid permit request: {exc}"))
             return
         if isinstance(answer, Deferred):
-            session.send(PermitReply(request.request_id, False, retry_after=answer.retry_after,
-                                     reason=answer.reason))
+            session.send(
+                PermitReply(request.request_id, False, retry_after=answer.retry_after, reason=answer.reason)
+            )
         elif session.closed:  # the agent left while it waited
             pacer.report(answer.permit_id, CallOutcome(abandoned=True))
         else:
@@ -452,12 +540,24 @@ class GatewayServicer(gateway_grpc.AgentGatewayServicer):
         pacer = self.engine.pacer
         if pacer is None:
             return
-        retry_after = min(max(0.0, convert.seconds(outcome.retry_after)), 3600.0) \
-            if outcome.HasField("retry_after") else None
-        pacer.report(outcome.permit_id[:64], CallOutcome(
-            status=outcome.status_code, retry_after=retry_after, headers=dict(outcome.headers),
-            input_tokens=outcome.input_tokens, output_tokens=outcome.output_tokens, abandoned=outcome.abandoned,
-        ), model=outcome.model, holder=_holder(session))
+        retry_after = (
+            min(max(0.0, convert.seconds(outcome.retry_after)), 3600.0)
+            if outcome.HasField("retry_after")
+            else None
+        )
+        pacer.report(
+            outcome.permit_id[:64],
+            CallOutcome(
+                status=outcome.status_code,
+                retry_after=retry_after,
+                headers=dict(outcome.headers),
+                input_tokens=outcome.input_tokens,
+                output_tokens=outcome.output_tokens,
+                abandoned=outcome.abandoned,
+            ),
+            model=outcome.model,
+            holder=_holder(session),
+        )
 
     def _result(self, session: AgentSession, result: gateway_pb.SubtaskResult) -> None:
         ref = ref_from_pb(result.ref)
@@ -469,15 +569,25 @@ class GatewayServicer(gateway_grpc.AgentGatewayServicer):
             # Stored, a result this large would make its task's reads fail for good (issue 11): the
             # subtask fails instead, saying why, and is not retried (the same work gives the same size).
             self.engine.report_failure(
-                session, ref, f"result rejected: result.output and artifacts are {size} bytes; the limit is "
+                session,
+                ref,
+                f"result rejected: result.output and artifacts are {size} bytes; the limit is "
                 f"{self.limits.result} bytes (limits.result_bytes); return large output as an artifact uri",
-                False, 0.0, "ResultTooLarge", convert.usage_from_pb(result.usage))
+                False,
+                0.0,
+                "ResultTooLarge",
+                convert.usage_from_pb(result.usage),
+            )
             return
-        self.engine.report_result(session, ref, result.output,
-                                  [convert.artifact_from_pb(a) for a in result.artifacts],
-                                  convert.usage_from_pb(result.usage),
-                                  tool_calls=convert.tool_calls_from_pb(result.tool_calls),
-                                  sources=convert.sources_from_pb(result.sources))
+        self.engine.report_result(
+            session,
+            ref,
+            result.output,
+            [convert.artifact_from_pb(a) for a in result.artifacts],
+            convert.usage_from_pb(result.usage),
+            tool_calls=convert.tool_calls_from_pb(result.tool_calls),
+            sources=convert.sources_from_pb(result.sources),
+        )
 
     async def _read(self, requests: AsyncIterator[gateway_pb.ConnectRequest], session: AgentSession) -> None:
         engine = self.engine
@@ -488,8 +598,9 @@ class GatewayServicer(gateway_grpc.AgentGatewayServicer):
                 kind = msg.WhichOneof("message")
                 if kind == "heartbeat":
                     hb = msg.heartbeat
-                    engine.heartbeat(session, [r for r in map(ref_from_pb, hb.running) if r], hb.draining,
-                                     hb.free_slots)
+                    engine.heartbeat(
+                        session, [r for r in map(ref_from_pb, hb.running) if r], hb.draining, hb.free_slots
+                    )
                 elif kind == "result":
                     self._result(session, msg.result)
                 elif kind == "results":
@@ -502,7 +613,10 @@ class GatewayServicer(gateway_grpc.AgentGatewayServicer):
                         continue
                     f = msg.failure
                     engine.report_failure(
-                        session, ref, clip_bytes(f.message, self.limits.report_text), f.retryable,
+                        session,
+                        ref,
+                        clip_bytes(f.message, self.limits.report_text),
+                        f.retryable,
                         min(max(0.0, convert.seconds(f.retry_after)), 86400.0),
                         clip_bytes(f.error_type, self.limits.agent_field),
                         convert.usage_from_pb(f.usage),
@@ -513,8 +627,11 @@ class GatewayServicer(gateway_grpc.AgentGatewayServicer):
                     if ref is not None:
                         p = msg.progress
                         engine.report_progress(
-                            session, ref, p.fraction, clip_bytes(p.message, self.limits.progress_message),
-                            p.checkpoint if p.HasField("checkpoint") else None
+                            session,
+                            ref,
+                            p.fraction,
+                            clip_bytes(p.message, self.limits.progress_message),
+                            p.checkpoint if p.HasField("checkpoint") else None,
                         )
                 elif kind == "output":
                     ref = ref_from_pb(msg.output.ref)
@@ -523,13 +640,24 @@ class GatewayServicer(gateway_grpc.AgentGatewayServicer):
                         engine.report_output(session, ref, text, msg.output.sequence)
                 elif kind == "vote":
                     v = msg.vote
-                    engine.cast_vote(session, v.proposal, v.candidate_id, v.confidence,
-                                     clip_bytes(v.rationale, self.limits.report_text), v.round,
-                                     usage=convert.usage_from_pb(v.usage), abstain=v.abstain)
+                    engine.cast_vote(
+                        session,
+                        v.proposal,
+                        v.candidate_id,
+                        v.confidence,
+                        clip_bytes(v.rationale, self.limits.report_text),
+                        v.round,
+                        usage=convert.usage_from_pb(v.usage),
+                        abstain=v.abstain,
+                    )
                 elif kind == "logs":
                     if self.logbook is not None:
-                        self.logbook.extend(self._own_record(convert.log_entry_from_pb(r, session.id, self.limits.log_message))
-                                            for r in msg.logs.records[:100])
+                        self.logbook.extend(
+                            self._own_record(
+                                convert.log_entry_from_pb(r, session.id, self.limits.log_message)
+                            )
+                            for r in msg.logs.records[:100]
+                        )
                 elif kind == "state":
                     self._state(session, msg.state)
                 elif kind == "permit_request":

@@ -41,9 +41,17 @@ DISABLED = enums_pb.COMPONENT_STATE_DISABLED
 class SystemServicer(system_grpc.SystemServiceServicer):
     """Status, health, metrics and runtime configuration."""
 
-    def __init__(self, engine: Engine, settings: Settings, metrics: Metrics, logbook: LogBook,
-                 redis_check=None, observer: Observer | None = None, history: HistorySampler | None = None,
-                 scaling: Callable[[], list[Any]] | None = None):
+    def __init__(
+        self,
+        engine: Engine,
+        settings: Settings,
+        metrics: Metrics,
+        logbook: LogBook,
+        redis_check=None,
+        observer: Observer | None = None,
+        history: HistorySampler | None = None,
+        scaling: Callable[[], list[Any]] | None = None,
+    ):
         self.engine = engine
         #: The autoscaler's last decisions (``scaling.enabled``), or None.
         self.scaling = scaling
@@ -56,7 +64,9 @@ class SystemServicer(system_grpc.SystemServiceServicer):
         self.metrics = metrics
         self.redis_check = redis_check
 
-    async def GetStatus(self, request: system_pb.GetStatusRequest, context: grpc.aio.ServicerContext) -> system_pb.GetStatusResponse:
+    async def GetStatus(
+        self, request: system_pb.GetStatusRequest, context: grpc.aio.ServicerContext
+    ) -> system_pb.GetStatusResponse:
         engine = self.engine
         counts = await engine.storage.call(engine.storage.backend.count_tasks_by_status)
         sub_counts = engine.subtasks_by_status()
@@ -71,28 +81,42 @@ class SystemServicer(system_grpc.SystemServiceServicer):
             tasks=[system_pb.StateCount(state=s.name, count=n) for s, n in sorted(counts.items())],
             subtasks=[system_pb.StateCount(state=k, count=v) for k, v in sorted(sub_counts.items())],
             agents=[system_pb.StateCount(state=k, count=v) for k, v in sorted(agent_counts.items())],
-            queue=[system_pb.StateCount(state=k, count=v) for k, v in sorted(engine.queued_by_priority().items())],
+            queue=[
+                system_pb.StateCount(state=k, count=v) for k, v in sorted(engine.queued_by_priority().items())
+            ],
             connected_agents=len(engine.sessions),
             free_slots=sum(s.free for s in engine.sessions.values()),
             replicas=[engine.replica] if request.detailed else [],
-            model_pacing=[convert.model_pacing_to_pb(p) for p in engine.pacer.status()] if engine.pacer else [],
+            model_pacing=[convert.model_pacing_to_pb(p) for p in engine.pacer.status()]
+            if engine.pacer
+            else [],
             tasks_awaiting_approval=sum(1 for t in engine.tasks.values() if engine.awaiting_approval(t)),
             scaling=[
                 system_pb.TypeScaling(
-                    agent_type=row.agent_type, min=row.min, max=row.max, current=row.current,
-                    desired=row.desired, queued=row.queued, oldest_wait=convert.duration(row.oldest_wait),
-                    reason=row.reason, **({"decided_at": convert.timestamp(row.decided_at)} if row.decided_at else {}),
+                    agent_type=row.agent_type,
+                    min=row.min,
+                    max=row.max,
+                    current=row.current,
+                    desired=row.desired,
+                    queued=row.queued,
+                    oldest_wait=convert.duration(row.oldest_wait),
+                    reason=row.reason,
+                    **({"decided_at": convert.timestamp(row.decided_at)} if row.decided_at else {}),
                 )
                 for row in (self.scaling() if self.scaling is not None else [])
             ],
         )
 
-    async def GetHealth(self, request: system_pb.GetHealthRequest, context: grpc.aio.ServicerContext) -> system_pb.GetHealthResponse:
+    async def GetHealth(
+        self, request: system_pb.GetHealthRequest, context: grpc.aio.ServicerContext
+    ) -> system_pb.GetHealthResponse:
         wanted = set(request.components)
         known = {"database", "redis", "scheduler", "agents"}
         unknown = wanted - known
         if unknown:
-            raise InvalidArgument(f"unknown components {sorted(unknown)}; known: {sorted(known)}", field="components")
+            raise InvalidArgument(
+                f"unknown components {sorted(unknown)}; known: {sorted(known)}", field="components"
+            )
         results = []
         if not wanted or "database" in wanted:
             results.append(await self._timed("database", self._database))
@@ -100,24 +124,34 @@ class SystemServicer(system_grpc.SystemServiceServicer):
             results.append(await self._timed("redis", self._redis))
         if not wanted or "scheduler" in wanted:
             failed = self.engine.committer.failed
-            results.append(system_pb.ComponentHealth(
-                component="scheduler", state=UNHEALTHY if failed else HEALTHY,
-                message=str(failed) if failed else f"{len(self.engine.tasks)} unfinished tasks in memory",
-            ))
+            results.append(
+                system_pb.ComponentHealth(
+                    component="scheduler",
+                    state=UNHEALTHY if failed else HEALTHY,
+                    message=str(failed) if failed else f"{len(self.engine.tasks)} unfinished tasks in memory",
+                )
+            )
         if not wanted or "agents" in wanted:
             n = len(self.engine.sessions)
-            results.append(system_pb.ComponentHealth(
-                component="agents", state=HEALTHY if n else enums_pb.COMPONENT_STATE_DEGRADED,
-                message=f"{n} connected" if n else "no agent is connected; tasks will wait",
-            ))
+            results.append(
+                system_pb.ComponentHealth(
+                    component="agents",
+                    state=HEALTHY if n else enums_pb.COMPONENT_STATE_DEGRADED,
+                    message=f"{n} connected" if n else "no agent is connected; tasks will wait",
+                )
+            )
         worst = max((r.state for r in results if r.state != DISABLED), default=HEALTHY)
         return system_pb.GetHealthResponse(state=worst, components=results)
 
     async def _timed(self, name: str, check) -> system_pb.ComponentHealth:
         started = time.perf_counter()
         state, message = await check()
-        return system_pb.ComponentHealth(component=name, state=state, message=message,
-                                         latency=convert.duration(time.perf_counter() - started))
+        return system_pb.ComponentHealth(
+            component=name,
+            state=state,
+            message=message,
+            latency=convert.duration(time.perf_counter() - started),
+        )
 
     async def _database(self) -> tuple[int, str]:
         backend = self.engine.storage.backend
@@ -138,7 +172,9 @@ class SystemServicer(system_grpc.SystemServiceServicer):
             return UNHEALTHY, redact(str(exc))
         return HEALTHY, "reachable"
 
-    async def GetMetricsSummary(self, request: system_pb.GetMetricsSummaryRequest, context: grpc.aio.ServicerContext) -> system_pb.GetMetricsSummaryResponse:
+    async def GetMetricsSummary(
+        self, request: system_pb.GetMetricsSummaryRequest, context: grpc.aio.ServicerContext
+    ) -> system_pb.GetMetricsSummaryResponse:
         check_category(request.category)
         families = [(family, self._category(family.name)) for family in self.metrics.registry.collect()]
         samples = []
@@ -148,8 +184,15 @@ class SystemServicer(system_grpc.SystemServiceServicer):
             for sample in family.samples:
                 if sample.name.endswith("_bucket") or sample.name.endswith("_created"):
                     continue
-                samples.append(system_pb.MetricSample(name=sample.name, labels=sample.labels, value=sample.value,
-                                                      help=family.documentation, category=category))
+                samples.append(
+                    system_pb.MetricSample(
+                        name=sample.name,
+                        labels=sample.labels,
+                        value=sample.value,
+                        help=family.documentation,
+                        category=category,
+                    )
+                )
         response = system_pb.GetMetricsSummaryResponse(samples=samples)
         if request.include_exposition:
             from prometheus_client import generate_latest
@@ -163,41 +206,58 @@ class SystemServicer(system_grpc.SystemServiceServicer):
 
     @staticmethod
     def _category(name: str) -> str:
-        prefixes = {"tasks": ("maos_task", "maos_subtask"), "agents": ("maos_agent",), "rpc": ("grpc_",),
-                    "storage": ("maos_storage",)}
+        prefixes = {
+            "tasks": ("maos_task", "maos_subtask"),
+            "agents": ("maos_agent",),
+            "rpc": ("grpc_",),
+            "storage": ("maos_storage",),
+        }
         return next((c for c, p in prefixes.items() if name.startswith(p)), "system")
 
-    async def GetMetricsHistory(self, request: system_pb.GetMetricsHistoryRequest,
-                                context: grpc.aio.ServicerContext) -> system_pb.GetMetricsHistoryResponse:
+    async def GetMetricsHistory(
+        self, request: system_pb.GetMetricsHistoryRequest, context: grpc.aio.ServicerContext
+    ) -> system_pb.GetMetricsHistoryResponse:
         if self.history is None:
-            raise FailedPrecondition("this control plane keeps no metrics history",
-                                     reason="ERROR_REASON_NOT_SUPPORTED")
+            raise FailedPrecondition(
+                "this control plane keeps no metrics history", reason="ERROR_REASON_NOT_SUPPORTED"
+            )
         timeframe = convert.seconds(request.timeframe) if request.HasField("timeframe") else DEFAULT_TIMEFRAME
         answer = await self.history.read(request.category, timeframe, request.max_points)
         return system_pb.GetMetricsHistoryResponse(
-            series=[system_pb.MetricSeries(
-                name=name, category=SERIES[name].category, help=SERIES[name].help, type=SERIES[name].type,
-                points=[system_pb.MetricPoint(time=convert.timestamp(t), value=v) for t, v in points])
-                for name, points in answer.series.items()],
+            series=[
+                system_pb.MetricSeries(
+                    name=name,
+                    category=SERIES[name].category,
+                    help=SERIES[name].help,
+                    type=SERIES[name].type,
+                    points=[system_pb.MetricPoint(time=convert.timestamp(t), value=v) for t, v in points],
+                )
+                for name, points in answer.series.items()
+            ],
             interval=convert.duration(self.history.interval),
             retention=convert.duration(self.history.retention),
             samples=answer.samples,
         )
 
-    async def GetResources(self, request: system_pb.GetResourcesRequest,
-                           context: grpc.aio.ServicerContext) -> system_pb.GetResourcesResponse:
+    async def GetResources(
+        self, request: system_pb.GetResourcesRequest, context: grpc.aio.ServicerContext
+    ) -> system_pb.GetResourcesResponse:
         if self.observer is None:
-            raise FailedPrecondition("this control plane measures no resources",
-                                     reason="ERROR_REASON_NOT_SUPPORTED")
+            raise FailedPrecondition(
+                "this control plane measures no resources", reason="ERROR_REASON_NOT_SUPPORTED"
+            )
         r = await self.observer.resources()
         return system_pb.GetResourcesResponse(
             control_plane=convert.process_to_pb(r.control_plane),
             agents=[convert.process_to_pb(a.reading, a.agent_id, a.agent_type) for a in r.agents],
-            host=system_pb.HostResources(cpu_count=r.host.cpu_count,
-                                         memory_total_bytes=r.host.memory_total_bytes,
-                                         memory_available_bytes=r.host.memory_available_bytes,
-                                         load_average=r.host.load_average),
-            agent_streams=r.agent_streams, database_size_bytes=r.database_size_bytes,
+            host=system_pb.HostResources(
+                cpu_count=r.host.cpu_count,
+                memory_total_bytes=r.host.memory_total_bytes,
+                memory_available_bytes=r.host.memory_available_bytes,
+                load_average=r.host.load_average,
+            ),
+            agent_streams=r.agent_streams,
+            database_size_bytes=r.database_size_bytes,
             queue=[system_pb.StateCount(state=k, count=v) for k, v in sorted(r.queue.items())],
             unfinished_tasks=r.unfinished_tasks,
         )
@@ -207,8 +267,11 @@ class SystemServicer(system_grpc.SystemServiceServicer):
         """What of other principals' tasks and agents the caller may read (None: everything)."""
         if caller_may(VIEW_ALL_TASKS) and caller_may(MANAGE_ALL_AGENTS):
             return None
-        return Visibility(current_principal(), all_tasks=caller_may(VIEW_ALL_TASKS),
-                          all_agents=caller_may(MANAGE_ALL_AGENTS))
+        return Visibility(
+            current_principal(),
+            all_tasks=caller_may(VIEW_ALL_TASKS),
+            all_agents=caller_may(MANAGE_ALL_AGENTS),
+        )
 
     def _log_filter(self, request) -> LogFilter:
         if request.min_level and request.min_level not in LEVELS:
@@ -217,8 +280,12 @@ class SystemServicer(system_grpc.SystemServiceServicer):
             raise InvalidArgument(f"component is at most {MAX_COMPONENT} characters", field="component")
         if len(request.contains) > MAX_CONTAINS:
             raise InvalidArgument(
-                f"contains is at most {MAX_CONTAINS} characters (got {len(request.contains)})", field="contains")
-        since = convert.optional_epoch(request, "since") if hasattr(request, "since") else None  # not TailLogs
+                f"contains is at most {MAX_CONTAINS} characters (got {len(request.contains)})",
+                field="contains",
+            )
+        since = (
+            convert.optional_epoch(request, "since") if hasattr(request, "since") else None
+        )  # not TailLogs
         if since is not None and since > time.time() + MAX_SINCE_AHEAD:
             raise InvalidArgument("since is in the future", field="since")
         agent_id = convert.parse_name(request.agent, "agents", "agent") if request.agent else ""
@@ -234,11 +301,14 @@ class SystemServicer(system_grpc.SystemServiceServicer):
             since=since,
         )
 
-    async def ListLogs(self, request: system_pb.ListLogsRequest, context: grpc.aio.ServicerContext) -> system_pb.ListLogsResponse:
+    async def ListLogs(
+        self, request: system_pb.ListLogsRequest, context: grpc.aio.ServicerContext
+    ) -> system_pb.ListLogsResponse:
         size = page_size(request.page_size, default=100)
         if request.order_by.strip().lower() not in LOG_ORDERS:
-            raise InvalidArgument(f"order_by {request.order_by!r} is not one of: time, time desc",
-                                  field="order_by")
+            raise InvalidArgument(
+                f"order_by {request.order_by!r} is not one of: time, time desc", field="order_by"
+            )
         newest_first = LOG_ORDERS[request.order_by.strip().lower()]
         wanted = self._log_filter(request)
         filters = system_pb.ListLogsRequest()
@@ -247,18 +317,23 @@ class SystemServicer(system_grpc.SystemServiceServicer):
         filters.ClearField("page_size")
         digest = filters.SerializeToString(deterministic=True)
         position = self.tokens.read(request.page_token, digest)
-        entries = (self.logbook.query_newest(wanted, position, size + 1) if newest_first
-                   else self.logbook.query(wanted, position or 0, size + 1))
+        entries = (
+            self.logbook.query_newest(wanted, position, size + 1)
+            if newest_first
+            else self.logbook.query(wanted, position or 0, size + 1)
+        )
         records = [convert.log_entry_to_pb(e, self.engine.incarnation) for e in entries[:size]]
         fit = fitting(records, self.limits.response)
         if fit < len(records):  # the page is full in bytes before it is in records
-            entries, records, size = entries[:fit + 1], records[:fit], fit
+            entries, records, size = entries[: fit + 1], records[:fit], fit
         response = system_pb.ListLogsResponse(records=records)
         if len(entries) > size:
             response.next_page_token = self.tokens.issue(entries[size - 1].seq, digest)
         return response
 
-    async def TailLogs(self, request: system_pb.TailLogsRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[system_pb.TailLogsResponse]:
+    async def TailLogs(
+        self, request: system_pb.TailLogsRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[system_pb.TailLogsResponse]:
         if request.tail > 1000:
             raise InvalidArgument("tail is at most 1000 records", field="tail")
         wanted = self._log_filter(request)
@@ -271,7 +346,9 @@ class SystemServicer(system_grpc.SystemServiceServicer):
                 queue.put_nowait(entry if queue.qsize() < MAX_PENDING_EVENTS else None)
 
         # No await between reading the ring and subscribing: no record is missed or sent twice.
-        backlog = self.logbook.tail(wanted, request.tail) if after is None else self.logbook.after(wanted, after)
+        backlog = (
+            self.logbook.tail(wanted, request.tail) if after is None else self.logbook.after(wanted, after)
+        )
         self.logbook.subscribers.append(subscriber)
         try:
             for entry in backlog:
@@ -279,27 +356,35 @@ class SystemServicer(system_grpc.SystemServiceServicer):
             while True:
                 entry = await queue.get()
                 if entry is None:
-                    raise ResourceExhausted("the reader fell too far behind; tail again with after_record_id "
-                                            "(the last record's id) to resume")
+                    raise ResourceExhausted(
+                        "the reader fell too far behind; tail again with after_record_id "
+                        "(the last record's id) to resume"
+                    )
                 yield system_pb.TailLogsResponse(record=convert.log_entry_to_pb(entry, incarnation))
         finally:
             self.logbook.subscribers.remove(subscriber)
 
-    async def WatchEvents(self, request: system_pb.WatchEventsRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[system_pb.WatchEventsResponse]:
+    async def WatchEvents(
+        self, request: system_pb.WatchEventsRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[system_pb.WatchEventsResponse]:
         engine = self.engine
         types = set(request.event_types)
         for index, value in enumerate(request.event_types):
             if value == 0 or value not in enums_pb.EventType.values():
-                raise InvalidArgument(f"event_types[{index}] {value} is not an event type",
-                                      field=f"event_types[{index}]")
+                raise InvalidArgument(
+                    f"event_types[{index}] {value} is not an event type", field=f"event_types[{index}]"
+                )
         task_id = convert.parse_name(request.task, "tasks", "task") if request.task else ""
 
         # Events of other principals' tasks only for holders of task:view-all (as GetTask).
         principal = None if caller_may(VIEW_ALL_TASKS) else current_principal()
 
         def wanted(event: Event) -> bool:
-            return ((principal is None or event.owner == principal)
-                    and (not types or int(event.type) in types) and (not task_id or event.task_id == task_id))
+            return (
+                (principal is None or event.owner == principal)
+                and (not types or int(event.type) in types)
+                and (not task_id or event.task_id == task_id)
+            )
 
         replay = self._replay(request.after_event_id)
         queue: asyncio.Queue[Event | None] = asyncio.Queue()
@@ -333,7 +418,9 @@ class SystemServicer(system_grpc.SystemServiceServicer):
         after = convert.parse_resume_id(after_event_id, self.engine.incarnation, "after_event_id")
         return [] if after is None else self.engine.events_after(after)
 
-    async def GetConfig(self, request: system_pb.GetConfigRequest, context: grpc.aio.ServicerContext) -> system_pb.GetConfigResponse:
+    async def GetConfig(
+        self, request: system_pb.GetConfigRequest, context: grpc.aio.ServicerContext
+    ) -> system_pb.GetConfigResponse:
         options = self.settings.options  # MAOS's own and the plugins' (register_settings)
         keys = list(request.keys) or list(options)
         values = []
@@ -341,11 +428,19 @@ class SystemServicer(system_grpc.SystemServiceServicer):
             if key not in options:
                 raise InvalidArgument(f"unknown setting {quote(key)}", field="keys")
             shown = shown_setting(key, self.engine.runtime.get(key, self.settings[key]))
-            values.append(system_pb.ConfigValue(key=key, value=shown, description=options[key].description,
-                                                source="runtime" if key in self.engine.runtime else self.settings.source(key)))
+            values.append(
+                system_pb.ConfigValue(
+                    key=key,
+                    value=shown,
+                    description=options[key].description,
+                    source="runtime" if key in self.engine.runtime else self.settings.source(key),
+                )
+            )
         return system_pb.GetConfigResponse(values=values)
 
-    async def SetConfig(self, request: system_pb.SetConfigRequest, context: grpc.aio.ServicerContext) -> system_pb.SetConfigResponse:
+    async def SetConfig(
+        self, request: system_pb.SetConfigRequest, context: grpc.aio.ServicerContext
+    ) -> system_pb.SetConfigResponse:
         option = self.settings.options.get(request.key)
         if option is None:
             raise InvalidArgument(f"unknown setting {quote(request.key)}", field="key")
@@ -355,6 +450,11 @@ class SystemServicer(system_grpc.SystemServiceServicer):
                 field="key",
             )
         self.engine.runtime[request.key] = parse_value(request.key, request.value)
-        return system_pb.SetConfigResponse(value=system_pb.ConfigValue(
-            key=request.key, value=shown_setting(request.key, self.engine.runtime[request.key]),
-            description=option.description, source="runtime"))
+        return system_pb.SetConfigResponse(
+            value=system_pb.ConfigValue(
+                key=request.key,
+                value=shown_setting(request.key, self.engine.runtime[request.key]),
+                description=option.description,
+                source="runtime",
+            )
+        )

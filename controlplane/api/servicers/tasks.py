@@ -44,8 +44,9 @@ RESPONSE_MARGIN = 4096
 MAX_RESULT_SOURCES = 500
 
 
-def fit_outputs(subtasks: Sequence[messages_pb.Subtask], artifacts: Sequence[messages_pb.Artifact],
-                budget: int) -> bool:
+def fit_outputs(
+    subtasks: Sequence[messages_pb.Subtask], artifacts: Sequence[messages_pb.Artifact], budget: int
+) -> bool:
     """Cut subtask outputs and drop inline artifact contents until they fit in ``budget`` bytes.
 
     Each output gets an equal share of the budget; an artifact whose content is over its share keeps
@@ -75,8 +76,13 @@ def request_hash(request: object) -> str:
 class TaskServicer(tasks_grpc.TaskServiceServicer):
     """Submits, inspects and steers tasks."""
 
-    def __init__(self, engine: Engine, settings: Settings, admit: Callable[[str], None] | None = None,
-                 audit: Callable[..., None] | None = None):
+    def __init__(
+        self,
+        engine: Engine,
+        settings: Settings,
+        admit: Callable[[str], None] | None = None,
+        audit: Callable[..., None] | None = None,
+    ):
         """With access control on, each request of a submit stream is a call of its own:
         ``admit(principal)`` takes one call of the principal's rate (or raises
         ResourceExhausted), and ``audit`` (:meth:`AuthInterceptor.audit`) records it with
@@ -102,9 +108,15 @@ class TaskServicer(tasks_grpc.TaskServiceServicer):
         )
         # A limit the task does not set takes the server's default (0 there too: no limit).
         task.max_total_tokens = task.max_total_tokens or self.settings["tasks.default_max_tokens"]
-        task.max_cost_micros = task.max_cost_micros or round(self.settings["tasks.default_max_cost"] * 1_000_000)
-        validate_task(task, max_description_length=self.settings["tasks.max_description_length"],
-                      prefix=prefix, limits=self.limits)
+        task.max_cost_micros = task.max_cost_micros or round(
+            self.settings["tasks.default_max_cost"] * 1_000_000
+        )
+        validate_task(
+            task,
+            max_description_length=self.settings["tasks.max_description_length"],
+            prefix=prefix,
+            limits=self.limits,
+        )
         task.id = self.engine.new_task_id()
         return task
 
@@ -112,8 +124,9 @@ class TaskServicer(tasks_grpc.TaskServiceServicer):
         subtasks = await self.engine.get_subtasks(task.id)
         return convert.task_to_pb(task, self.engine.explain(task), subtasks)
 
-    async def _submit(self, request: tasks_pb.SubmitTaskRequest | tasks_pb.StreamSubmitTasksRequest,
-                      principal: str) -> messages_pb.Task:
+    async def _submit(
+        self, request: tasks_pb.SubmitTaskRequest | tasks_pb.StreamSubmitTasksRequest, principal: str
+    ) -> messages_pb.Task:
         """Validate and store the task of one SubmitTask-shaped request; the stored task.
 
         A SubmitTask request and a submit-stream request with the same fields
@@ -122,17 +135,22 @@ class TaskServicer(tasks_grpc.TaskServiceServicer):
         validate_request_id(request.request_id)
         task = self._new_task(request.task, "task")
         outcome = await self.engine.submit(
-            [task], principal=principal, request_id=request.request_id,
+            [task],
+            principal=principal,
+            request_id=request.request_id,
             request_hash=request_hash(request) if request.request_id else "",
         )
         task = outcome[0].task
         return convert.task_to_pb(task, self.engine.explain(task))
 
-    async def SubmitTask(self, request: tasks_pb.SubmitTaskRequest, context: grpc.aio.ServicerContext) -> tasks_pb.SubmitTaskResponse:
+    async def SubmitTask(
+        self, request: tasks_pb.SubmitTaskRequest, context: grpc.aio.ServicerContext
+    ) -> tasks_pb.SubmitTaskResponse:
         return tasks_pb.SubmitTaskResponse(task=await self._submit(request, current_principal()))
 
-    async def _submit_one(self, request: tasks_pb.StreamSubmitTasksRequest, principal: str,
-                          context: grpc.aio.ServicerContext) -> tasks_pb.StreamSubmitTasksResponse:
+    async def _submit_one(
+        self, request: tasks_pb.StreamSubmitTasksRequest, principal: str, context: grpc.aio.ServicerContext
+    ) -> tasks_pb.StreamSubmitTasksResponse:
         """One request of a submit stream, answered (and audited) like a SubmitTask call."""
         try:
             if self.admit is not None:
@@ -150,8 +168,11 @@ class TaskServicer(tasks_grpc.TaskServiceServicer):
             self.audit(STREAM_SUBMIT, caller_var.get(), context, request, "OK", resource=task.name)
         return tasks_pb.StreamSubmitTasksResponse(task=task)
 
-    async def StreamSubmitTasks(self, request_iterator: AsyncIterator[tasks_pb.StreamSubmitTasksRequest],
-                                context: grpc.aio.ServicerContext) -> AsyncIterator[tasks_pb.StreamSubmitTasksResponse]:
+    async def StreamSubmitTasks(
+        self,
+        request_iterator: AsyncIterator[tasks_pb.StreamSubmitTasksRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> AsyncIterator[tasks_pb.StreamSubmitTasksResponse]:
         await context.send_initial_metadata(())  # the client writes once the stream is accepted
         principal = current_principal()
         loop = asyncio.get_running_loop()
@@ -177,7 +198,9 @@ class TaskServicer(tasks_grpc.TaskServiceServicer):
             reader.cancel()
             await asyncio.gather(reader, return_exceptions=True)
 
-    async def BatchSubmitTasks(self, request: tasks_pb.BatchSubmitTasksRequest, context: grpc.aio.ServicerContext) -> tasks_pb.BatchSubmitTasksResponse:
+    async def BatchSubmitTasks(
+        self, request: tasks_pb.BatchSubmitTasksRequest, context: grpc.aio.ServicerContext
+    ) -> tasks_pb.BatchSubmitTasksResponse:
         validate_request_id(request.request_id)
         if not request.requests:
             raise InvalidArgument("requests is empty: give at least one task", field="requests")
@@ -211,15 +234,22 @@ class TaskServicer(tasks_grpc.TaskServiceServicer):
             raise NotFound(f"task tasks/{task_id} does not exist", reason="ERROR_REASON_TASK_NOT_FOUND")
         return task
 
-    async def GetTask(self, request: tasks_pb.GetTaskRequest, context: grpc.aio.ServicerContext) -> tasks_pb.GetTaskResponse:
+    async def GetTask(
+        self, request: tasks_pb.GetTaskRequest, context: grpc.aio.ServicerContext
+    ) -> tasks_pb.GetTaskResponse:
         task = await self._visible(request.name)
         subtasks = await self.engine.get_subtasks(task.id)
-        response = tasks_pb.GetTaskResponse(task=convert.task_to_pb(task, self.engine.explain(task), subtasks))
+        response = tasks_pb.GetTaskResponse(
+            task=convert.task_to_pb(task, self.engine.explain(task), subtasks)
+        )
         if request.view == enums_pb.TASK_VIEW_FULL:
             response.subtasks.extend(convert.subtask_to_pb(s) for s in subtasks)
             # Whole outputs are read with GetTaskResults; here they are cut to fit the response.
-            fit_outputs(response.subtasks, [a for s in response.subtasks for a in s.artifacts],
-                        self.limits.response // 2)
+            fit_outputs(
+                response.subtasks,
+                [a for s in response.subtasks for a in s.artifacts],
+                self.limits.response // 2,
+            )
             plan = convert.plan_to_pb(task.plan)
             if plan is not None:
                 response.plan.CopyFrom(plan)
@@ -231,12 +261,18 @@ class TaskServicer(tasks_grpc.TaskServiceServicer):
                 response.review.CopyFrom(review)
         return response
 
-    async def ListTasks(self, request: tasks_pb.ListTasksRequest, context: grpc.aio.ServicerContext) -> tasks_pb.ListTasksResponse:
+    async def ListTasks(
+        self, request: tasks_pb.ListTasksRequest, context: grpc.aio.ServicerContext
+    ) -> tasks_pb.ListTasksResponse:
         size = page_size(request.page_size)
         for index, status in enumerate(request.statuses):
             if status not in TaskStatus._value2member_map_:
-                raise InvalidArgument(f"statuses[{index}] {status} is not a task status", field=f"statuses[{index}]")
-        priorities = [convert.priority_from_pb(p, f"priorities[{i}]") for i, p in enumerate(request.priorities)]
+                raise InvalidArgument(
+                    f"statuses[{index}] {status} is not a task status", field=f"statuses[{index}]"
+                )
+        priorities = [
+            convert.priority_from_pb(p, f"priorities[{i}]") for i, p in enumerate(request.priorities)
+        ]
         filters = request.__class__()
         filters.CopyFrom(request)
         filters.ClearField("page_token")
@@ -258,8 +294,10 @@ class TaskServicer(tasks_grpc.TaskServiceServicer):
         tasks = [self.engine.tasks.get(t.id, t) for t in rows]
         more = len(tasks) > size
         tasks = tasks[:size]
-        messages = [self._listed(convert.task_to_pb(t, "" if t.status.finished else self.engine.explain(t)))
-                    for t in tasks]
+        messages = [
+            self._listed(convert.task_to_pb(t, "" if t.status.finished else self.engine.explain(t)))
+            for t in tasks
+        ]
         fit = fitting(messages, self.limits.response)
         if fit < len(messages):  # the page is full in bytes before it is in tasks
             more, tasks, messages = True, tasks[:fit], messages[:fit]
@@ -278,10 +316,13 @@ class TaskServicer(tasks_grpc.TaskServiceServicer):
         for name in cut:
             setattr(msg, name, clip_bytes(getattr(msg, name), budget // 4))
         msg.warnings.append(
-            f"{' and '.join(cut)} cut to {budget // 4} bytes in this listing; GetTask shows them")
+            f"{' and '.join(cut)} cut to {budget // 4} bytes in this listing; GetTask shows them"
+        )
         return msg
 
-    async def CancelTask(self, request: tasks_pb.CancelTaskRequest, context: grpc.aio.ServicerContext) -> tasks_pb.CancelTaskResponse:
+    async def CancelTask(
+        self, request: tasks_pb.CancelTaskRequest, context: grpc.aio.ServicerContext
+    ) -> tasks_pb.CancelTaskResponse:
         check_bytes([("reason", size_of(request.reason), MAX_TEXT_BYTES, "")])
         validate_request_id(request.request_id)
         task = await self._visible(request.name)
@@ -291,29 +332,38 @@ class TaskServicer(tasks_grpc.TaskServiceServicer):
         task = await self.engine.cancel(task.id, request.reason, current_principal())
         return tasks_pb.CancelTaskResponse(task=await self._task_pb(task))
 
-    async def RetryTask(self, request: tasks_pb.RetryTaskRequest, context: grpc.aio.ServicerContext) -> tasks_pb.RetryTaskResponse:
+    async def RetryTask(
+        self, request: tasks_pb.RetryTaskRequest, context: grpc.aio.ServicerContext
+    ) -> tasks_pb.RetryTaskResponse:
         validate_request_id(request.request_id)
         task = await self._visible(request.name)
         max_agents = request.max_agents if request.HasField("max_agents") else None
         if max_agents is not None and not 1 <= max_agents <= MAX_TASK_AGENTS:
-            raise InvalidArgument(f"max_agents is {max_agents}; it must be between 1 and {MAX_TASK_AGENTS}",
-                                  field="max_agents")
+            raise InvalidArgument(
+                f"max_agents is {max_agents}; it must be between 1 and {MAX_TASK_AGENTS}", field="max_agents"
+            )
         timeout = convert.seconds(request.timeout) if request.HasField("timeout") else None
         if timeout is not None and not 0 < timeout <= MAX_TIMEOUT:
-            raise InvalidArgument(f"timeout must be more than 0 and at most {int(MAX_TIMEOUT)} seconds",
-                                  field="timeout")
+            raise InvalidArgument(
+                f"timeout must be more than 0 and at most {int(MAX_TIMEOUT)} seconds", field="timeout"
+            )
         task = await self.engine.retry(task.id, max_agents=max_agents, timeout=timeout)
         return tasks_pb.RetryTaskResponse(task=await self._task_pb(task))
 
-    async def UpdateTask(self, request: tasks_pb.UpdateTaskRequest, context: grpc.aio.ServicerContext) -> tasks_pb.UpdateTaskResponse:
+    async def UpdateTask(
+        self, request: tasks_pb.UpdateTaskRequest, context: grpc.aio.ServicerContext
+    ) -> tasks_pb.UpdateTaskResponse:
         validate_request_id(request.request_id)
         paths = list(request.update_mask.paths)
         if not paths:
-            raise InvalidArgument("update_mask is empty: name the fields to change (priority, max_agents)", field="update_mask")
+            raise InvalidArgument(
+                "update_mask is empty: name the fields to change (priority, max_agents)", field="update_mask"
+            )
         unknown = [p for p in paths if p not in UPDATABLE]
         if unknown:
             raise InvalidArgument(
-                f"cannot update {', '.join(unknown)}; only priority and max_agents can change", field="update_mask"
+                f"cannot update {', '.join(unknown)}; only priority and max_agents can change",
+                field="update_mask",
             )
         task = await self._visible(request.task.name, "task.name")
         priority = convert.priority_from_pb(request.task.priority) if "priority" in paths else None
@@ -329,10 +379,16 @@ class TaskServicer(tasks_grpc.TaskServiceServicer):
     def _decided(task: Task, request_id: str, state: str) -> bool:
         """Whether this very call (its request_id, from this caller) already decided the task's plan."""
         approval = task.approval or {}
-        return bool(request_id) and approval.get("state") == state and approval.get("request_id") == request_id \
+        return (
+            bool(request_id)
+            and approval.get("state") == state
+            and approval.get("request_id") == request_id
             and approval.get("principal") == current_principal()
+        )
 
-    async def ApproveTask(self, request: tasks_pb.ApproveTaskRequest, context: grpc.aio.ServicerContext) -> tasks_pb.ApproveTaskResponse:
+    async def ApproveTask(
+        self, request: tasks_pb.ApproveTaskRequest, context: grpc.aio.ServicerContext
+    ) -> tasks_pb.ApproveTaskResponse:
         validate_request_id(request.request_id)
         task = await self._visible(request.name)
         if self._decided(task, request.request_id, "APPROVED"):
@@ -341,7 +397,9 @@ class TaskServicer(tasks_grpc.TaskServiceServicer):
         task = await self.engine.approve(task.id, current_principal(), request.request_id)
         return tasks_pb.ApproveTaskResponse(task=await self._task_pb(task))
 
-    async def RejectTask(self, request: tasks_pb.RejectTaskRequest, context: grpc.aio.ServicerContext) -> tasks_pb.RejectTaskResponse:
+    async def RejectTask(
+        self, request: tasks_pb.RejectTaskRequest, context: grpc.aio.ServicerContext
+    ) -> tasks_pb.RejectTaskResponse:
         validate_request_id(request.request_id)
         if not request.reason.strip():
             raise InvalidArgument("reason is required: say why the plan is rejected", field="reason")
@@ -349,10 +407,14 @@ class TaskServicer(tasks_grpc.TaskServiceServicer):
         task = await self._visible(request.name)
         if self._decided(task, request.request_id, "REJECTED"):
             return tasks_pb.RejectTaskResponse(task=await self._task_pb(task))
-        task = await self.engine.reject(task.id, current_principal(), request.reason.strip(), request.request_id)
+        task = await self.engine.reject(
+            task.id, current_principal(), request.reason.strip(), request.request_id
+        )
         return tasks_pb.RejectTaskResponse(task=await self._task_pb(task))
 
-    async def GetTaskResults(self, request: tasks_pb.GetTaskResultsRequest, context: grpc.aio.ServicerContext) -> tasks_pb.GetTaskResultsResponse:
+    async def GetTaskResults(
+        self, request: tasks_pb.GetTaskResultsRequest, context: grpc.aio.ServicerContext
+    ) -> tasks_pb.GetTaskResultsResponse:
         if request.max_output_bytes < 0:
             raise InvalidArgument("max_output_bytes cannot be negative", field="max_output_bytes")
         task = await self._visible(request.name)
@@ -363,9 +425,12 @@ class TaskServicer(tasks_grpc.TaskServiceServicer):
                 reason="ERROR_REASON_RESULT_NOT_READY",
             )
         budget = self.limits.response
-        result = messages_pb.TaskResult(task=task.name, status=int(task.status),
-                                        usage=convert.usage_to_pb(task.usage),
-                                        failure=convert.failure_to_pb(task.failure))
+        result = messages_pb.TaskResult(
+            task=task.name,
+            status=int(task.status),
+            usage=convert.usage_to_pb(task.usage),
+            failure=convert.failure_to_pb(task.failure),
+        )
         truncated = False
         if request.output_offset == 0:  # the first chunk carries everything else
             subtasks = await self.engine.get_subtasks(task.id)
@@ -378,16 +443,25 @@ class TaskServicer(tasks_grpc.TaskServiceServicer):
             review = convert.review_to_pb(task.id, task.review_state)
             if review is not None:
                 result.review.CopyFrom(review)
-            truncated = fit_outputs(result.subtasks, [*result.artifacts, *(a for s in result.subtasks
-                                                                          for a in s.artifacts)], budget // 2)
+            truncated = fit_outputs(
+                result.subtasks,
+                [*result.artifacts, *(a for s in result.subtasks for a in s.artifacts)],
+                budget // 2,
+            )
         room = budget - result.ByteSize() - RESPONSE_MARGIN
         limit = min(request.max_output_bytes or room, room)
         result.output, following = utf8_chunk(task.output, request.output_offset, limit)
         return tasks_pb.GetTaskResultsResponse(
-            result=result, output_size=size_of(task.output), output_offset=request.output_offset,
-            next_output_offset=following, truncated=truncated)
+            result=result,
+            output_size=size_of(task.output),
+            output_offset=request.output_offset,
+            next_output_offset=following,
+            truncated=truncated,
+        )
 
-    async def AnalyzeTask(self, request: tasks_pb.AnalyzeTaskRequest, context: grpc.aio.ServicerContext) -> tasks_pb.AnalyzeTaskResponse:
+    async def AnalyzeTask(
+        self, request: tasks_pb.AnalyzeTaskRequest, context: grpc.aio.ServicerContext
+    ) -> tasks_pb.AnalyzeTaskResponse:
         which = request.WhichOneof("target")
         if which is None:
             raise InvalidArgument("give either task (a draft) or name (an existing task)", field="target")
@@ -401,15 +475,20 @@ class TaskServicer(tasks_grpc.TaskServiceServicer):
         plan = await self.engine.analyze(task, with_model=caller_may(PLAN_WITH_MODEL))
         return tasks_pb.AnalyzeTaskResponse(plan=convert.plan_to_pb(plan))
 
-    async def WatchTask(self, request: tasks_pb.WatchTaskRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[tasks_pb.WatchTaskResponse]:
+    async def WatchTask(
+        self, request: tasks_pb.WatchTaskRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[tasks_pb.WatchTaskResponse]:
         task_id = (await self._visible(request.name)).id  # another principal's task is NOT_FOUND here too
         after = convert.parse_resume_id(request.after_event_id, self.engine.incarnation, "after_event_id")
         async for event, task, sub in self.engine.watch(task_id, request.include_progress, after):
             subtasks = await self.engine.get_subtasks(task.id)  # for subtasks_total / subtasks_completed
             if sub is None and event is not None and event.subtask_id:  # a replayed change: the subtask now
                 sub = next((s for s in subtasks if s.id == event.subtask_id), None)
-            response = tasks_pb.WatchTaskResponse(task=convert.task_to_pb(
-                task, "" if task.status.finished else self.engine.explain(task), subtasks))
+            response = tasks_pb.WatchTaskResponse(
+                task=convert.task_to_pb(
+                    task, "" if task.status.finished else self.engine.explain(task), subtasks
+                )
+            )
             if event is not None:
                 response.event.CopyFrom(convert.event_to_pb(event, self.engine.incarnation))
             if sub is not None:

@@ -20,18 +20,26 @@ from controlplane.workflows import TemplateParameter, TemplateRecord, Templates
 def template_to_pb(t: TemplateRecord) -> messages_pb.Template:
     """The proto of a template (its whole definition: what export writes)."""
     return messages_pb.Template(
-        name=t.name, display_name=t.display_name, description=t.description, task=draft_to_pb(t.task),
-        parameters=[messages_pb.TemplateParameter(name=p.name, description=p.description, default_value=p.default)
-                    for p in t.parameters],
-        owner=t.owner, create_time=convert.timestamp(t.create_time),
+        name=t.name,
+        display_name=t.display_name,
+        description=t.description,
+        task=draft_to_pb(t.task),
+        parameters=[
+            messages_pb.TemplateParameter(name=p.name, description=p.description, default_value=p.default)
+            for p in t.parameters
+        ],
+        owner=t.owner,
+        create_time=convert.timestamp(t.create_time),
         source_task=f"tasks/{t.source_task}" if t.source_task else "",
     )
 
 
 def parameters_from_pb(msg: messages_pb.Template) -> list[TemplateParameter]:
     """The declared parameters of a template in a request."""
-    return [TemplateParameter(p.name, p.description, p.default_value if p.HasField("default_value") else None)
-            for p in msg.parameters]
+    return [
+        TemplateParameter(p.name, p.description, p.default_value if p.HasField("default_value") else None)
+        for p in msg.parameters
+    ]
 
 
 class TemplateServicer(templates_grpc.TemplateServiceServicer):
@@ -42,33 +50,46 @@ class TemplateServicer(templates_grpc.TemplateServiceServicer):
         self.settings = settings
         self.tokens = PageTokens()
 
-    async def CreateTemplate(self, request: templates_pb.CreateTemplateRequest, context: grpc.aio.ServicerContext
-                             ) -> templates_pb.CreateTemplateResponse:
+    async def CreateTemplate(
+        self, request: templates_pb.CreateTemplateRequest, context: grpc.aio.ServicerContext
+    ) -> templates_pb.CreateTemplateResponse:
         principal, view_all = current_principal(), caller_may(VIEW_ALL_TASKS)
         if request.source_task:
             if request.template.HasField("task"):
-                raise InvalidArgument("give either source_task or template.task, not both", field="source_task")
+                raise InvalidArgument(
+                    "give either source_task or template.task, not both", field="source_task"
+                )
             source_id = convert.parse_name(request.source_task, "tasks", "source_task")
             task = await self.templates.source(source_id, principal, view_all)
         elif request.template.HasField("task"):
             source_id = ""
             task = draft_from_pb(request.template.task, self.settings, prefix="template.task")
         else:
-            raise InvalidArgument("give the template's task (template.task) or a task to copy (source_task)",
-                                  field="template.task")
+            raise InvalidArgument(
+                "give the template's task (template.task) or a task to copy (source_task)",
+                field="template.task",
+            )
         created = await self.templates.create(
-            request.template.display_name, task, principal, description=request.template.description,
-            parameters=parameters_from_pb(request.template), source_task=source_id,
-            template_id=request.template_id, replace=request.replace)
+            request.template.display_name,
+            task,
+            principal,
+            description=request.template.description,
+            parameters=parameters_from_pb(request.template),
+            source_task=source_id,
+            template_id=request.template_id,
+            replace=request.replace,
+        )
         return templates_pb.CreateTemplateResponse(template=template_to_pb(created))
 
-    async def GetTemplate(self, request: templates_pb.GetTemplateRequest, context: grpc.aio.ServicerContext
-                          ) -> templates_pb.GetTemplateResponse:
+    async def GetTemplate(
+        self, request: templates_pb.GetTemplateRequest, context: grpc.aio.ServicerContext
+    ) -> templates_pb.GetTemplateResponse:
         found = await self.templates.resolve(request.name, current_principal(), caller_may(VIEW_ALL_TASKS))
         return templates_pb.GetTemplateResponse(template=template_to_pb(found))
 
-    async def ListTemplates(self, request: templates_pb.ListTemplatesRequest, context: grpc.aio.ServicerContext
-                            ) -> templates_pb.ListTemplatesResponse:
+    async def ListTemplates(
+        self, request: templates_pb.ListTemplatesRequest, context: grpc.aio.ServicerContext
+    ) -> templates_pb.ListTemplatesResponse:
         size = page_size(request.page_size)
         offset = self.tokens.read(request.page_token, b"templates") or 0
         found = await self.templates.list(current_principal(), caller_may(VIEW_ALL_TASKS), offset, size + 1)
@@ -77,18 +98,24 @@ class TemplateServicer(templates_grpc.TemplateServiceServicer):
             response.next_page_token = self.tokens.issue(offset + size, b"templates")
         return response
 
-    async def DeleteTemplate(self, request: templates_pb.DeleteTemplateRequest, context: grpc.aio.ServicerContext
-                             ) -> templates_pb.DeleteTemplateResponse:
+    async def DeleteTemplate(
+        self, request: templates_pb.DeleteTemplateRequest, context: grpc.aio.ServicerContext
+    ) -> templates_pb.DeleteTemplateResponse:
         found = await self.templates.owned(request.name, current_principal(), caller_may(VIEW_ALL_TASKS))
         await self.templates.delete(found)
         return templates_pb.DeleteTemplateResponse()
 
-    async def SubmitTaskFromTemplate(self, request: templates_pb.SubmitTaskFromTemplateRequest,
-                                     context: grpc.aio.ServicerContext
-                                     ) -> templates_pb.SubmitTaskFromTemplateResponse:
+    async def SubmitTaskFromTemplate(
+        self, request: templates_pb.SubmitTaskFromTemplateRequest, context: grpc.aio.ServicerContext
+    ) -> templates_pb.SubmitTaskFromTemplateResponse:
         validate_request_id(request.request_id)
         principal = current_principal()
         found = await self.templates.resolve(request.template, principal, caller_may(VIEW_ALL_TASKS))
-        task = await self.templates.submit(found, dict(request.params), principal, request_id=request.request_id,
-                                           request_hash=request_hash(request) if request.request_id else "")
+        task = await self.templates.submit(
+            found,
+            dict(request.params),
+            principal,
+            request_id=request.request_id,
+            request_hash=request_hash(request) if request.request_id else "",
+        )
         return templates_pb.SubmitTaskFromTemplateResponse(task=convert.task_to_pb(task))

@@ -55,10 +55,15 @@ except ImportError:  # without the ``postgres`` extra only SQLite URLs are serve
 
 #: What the raw DB-API write paths raise for a unique-constraint violation / a lost connection.
 _INTEGRITY_ERRORS: tuple[type[Exception], ...] = (
-    IntegrityError, sqlite3.IntegrityError, *((psycopg.IntegrityError,) if psycopg else ()))
+    IntegrityError,
+    sqlite3.IntegrityError,
+    *((psycopg.IntegrityError,) if psycopg else ()),
+)
 _CONNECTION_ERRORS: tuple[type[Exception], ...] = (
-    sqlite3.OperationalError, sqlite3.InterfaceError,
-    *((psycopg.OperationalError, psycopg.InterfaceError) if psycopg else ()))
+    sqlite3.OperationalError,
+    sqlite3.InterfaceError,
+    *((psycopg.OperationalError, psycopg.InterfaceError) if psycopg else ()),
+)
 
 #: URL schemes served by :class:`SqlBackendFactory`.
 SCHEMES = frozenset({"sqlite", "sqlite+pysqlite", "postgresql", "postgresql+psycopg"})
@@ -115,7 +120,9 @@ def _upsert(insert: Callable[[Table], Any], table: Table, *, keep: Sequence[str]
     )
 
 
-def _raw_upsert(table: Table, mark: str, *, keep: Sequence[str] = (), update: bool = True) -> tuple[str, list[str]]:
+def _raw_upsert(
+    table: Table, mark: str, *, keep: Sequence[str] = (), update: bool = True
+) -> tuple[str, list[str]]:
     """DB-API text of an upsert (or insert-if-absent) of every column, and its column order."""
     columns = [c.name for c in table.columns]
     key = [c.name for c in table.primary_key.columns]
@@ -168,8 +175,10 @@ class SqlBackend(SqlWebhooks):
         self._raw_agents = _raw_upsert(schema.agents, mark)
         self._raw_idempotency = _raw_upsert(schema.idempotency, mark, update=False)
         self._raw_deliveries = _raw_upsert(schema.webhook_deliveries, mark, update=False)
-        self._raw_audit = (f"INSERT INTO audit_records (time, principal, method, data) "
-                           f"VALUES ({mark}, {mark}, {mark}, {mark})")
+        self._raw_audit = (
+            f"INSERT INTO audit_records (time, principal, method, data) "
+            f"VALUES ({mark}, {mark}, {mark}, {mark})"
+        )
         self._checkpointer: WalCheckpointer | None = None  # started by the first write to an SQLite file
         self._now_connection: sqlite3.Connection | None = None  # write_now's own, made on first use
         self._closed = False
@@ -296,7 +305,8 @@ class SqlBackend(SqlWebhooks):
             if not self.can_write_now():
                 return False
             connection = self._now_connection = sqlite3.connect(
-                self.engine.url.database or "", isolation_level=None, check_same_thread=False)
+                self.engine.url.database or "", isolation_level=None, check_same_thread=False
+            )
             _configure_sqlite_connection(connection, None)
             _no_checkpoint_on_commit(connection, None)
             connection.execute("PRAGMA busy_timeout=0")  # a lock held by another writer fails at once
@@ -331,8 +341,15 @@ class SqlBackend(SqlWebhooks):
             subtask_rows = self._subtask_rows(_latest(batch.subtasks, lambda s: (s.task_id, s.id)))
         return task_rows, subtask_rows, agent_rows, idempotency_rows
 
-    def _insert(self, cursor: Any, batch: WriteBatch, task_rows: list[Any], subtask_rows: list[Any],
-                agent_rows: list[Any], idempotency_rows: list[Any]) -> None:
+    def _insert(
+        self,
+        cursor: Any,
+        batch: WriteBatch,
+        task_rows: list[Any],
+        subtask_rows: list[Any],
+        agent_rows: list[Any],
+        idempotency_rows: list[Any],
+    ) -> None:
         """The statements of one write, on a DB-API cursor inside a transaction.
 
         Plain DB-API executemany of pre-built statements: SQLAlchemy's
@@ -351,8 +368,10 @@ class SqlBackend(SqlWebhooks):
                 cursor.executemany(self._raw_audit, _audit_rows(batch.audit))
             if batch.webhook_deliveries:  # the outbox: in the same transaction as what the events report
                 sql, columns = self._raw_deliveries
-                cursor.executemany(sql, [tuple(row[c] for c in columns)
-                                         for row in map(delivery_row, batch.webhook_deliveries)])
+                cursor.executemany(
+                    sql,
+                    [tuple(row[c] for c in columns) for row in map(delivery_row, batch.webhook_deliveries)],
+                )
         finally:
             cursor.close()
 
@@ -543,7 +562,9 @@ class SqlBackend(SqlWebhooks):
                 cursor.close()
         self._next_ord = None  # restored subtasks carry their own ord
 
-    def _move_colliding_seqs(self, cursor: Any, mark: str, columns: list[str], rows: list[tuple[Any, ...]]) -> None:
+    def _move_colliding_seqs(
+        self, cursor: Any, mark: str, columns: list[str], rows: list[tuple[Any, ...]]
+    ) -> None:
         """Give stored tasks that are not restored but share a restored seq a seq after every other."""
         id_at, seq_at = columns.index("id"), columns.index("seq")
         restored = {row[id_at]: row[seq_at] for row in rows}
@@ -555,10 +576,14 @@ class SqlBackend(SqlWebhooks):
             return
         top = max([*seqs, *(seq for _, seq in stored)])
         # Two steps (negative first) so no intermediate state violates the unique index.
-        cursor.executemany(f"UPDATE tasks SET seq = {mark} WHERE id = {mark}",
-                           [(-(i + 1), tid) for i, (_, tid) in enumerate(movers)])
-        cursor.executemany(f"UPDATE tasks SET seq = {mark} WHERE id = {mark}",
-                           [(top + i + 1, tid) for i, (_, tid) in enumerate(movers)])
+        cursor.executemany(
+            f"UPDATE tasks SET seq = {mark} WHERE id = {mark}",
+            [(-(i + 1), tid) for i, (_, tid) in enumerate(movers)],
+        )
+        cursor.executemany(
+            f"UPDATE tasks SET seq = {mark} WHERE id = {mark}",
+            [(top + i + 1, tid) for i, (_, tid) in enumerate(movers)],
+        )
 
     def put_checkpoint(self, record: CheckpointRecord) -> None:
         """Store a checkpoint with its payload (``AlreadyExists`` if the id is taken)."""
@@ -582,8 +607,12 @@ class SqlBackend(SqlWebhooks):
     def list_checkpoints(self, offset: int = 0, limit: int = 50) -> list[CheckpointRecord]:
         """Checkpoints newest first, without payloads."""
         c = schema.checkpoints
-        stmt = (select(*[col for col in c.columns if col.name != "payload"])
-                .order_by(c.c.create_time.desc(), c.c.id.desc()).offset(max(offset, 0)).limit(max(limit, 0)))
+        stmt = (
+            select(*[col for col in c.columns if col.name != "payload"])
+            .order_by(c.c.create_time.desc(), c.c.id.desc())
+            .offset(max(offset, 0))
+            .limit(max(limit, 0))
+        )
         with translate_errors(), self.engine.connect() as conn:
             return [self._checkpoint_from_row(row) for row in conn.execute(stmt).mappings()]
 
@@ -602,7 +631,6 @@ class SqlBackend(SqlWebhooks):
         if data.get("payload") is not None:
             data["payload"] = bytes(data["payload"])
         return CheckpointRecord(**data)
-
 
     # --- access control (users, roles, API keys, audit) ------------------------
 
@@ -667,7 +695,9 @@ class SqlBackend(SqlWebhooks):
         """Set ``revoke_time`` unless already set; the token afterwards, or None if unknown."""
         j = schema.join_tokens
         with translate_errors(), self._writes.begin() as conn:
-            conn.execute(j.update().where(j.c.id == token_id, j.c.revoke_time.is_(None)).values(revoke_time=when))
+            conn.execute(
+                j.update().where(j.c.id == token_id, j.c.revoke_time.is_(None)).values(revoke_time=when)
+            )
             row = conn.execute(select(j).where(j.c.id == token_id)).mappings().first()
         return _join_token(row) if row is not None else None
 
@@ -677,10 +707,16 @@ class SqlBackend(SqlWebhooks):
         Returns the token with the use counted, or None (nothing changed).
         """
         j = schema.join_tokens
-        counted = j.update().where(
-            j.c.id == token_id, j.c.revoke_time.is_(None), j.c.expire_time > now,
-            or_(j.c.max_uses == 0, j.c.uses < j.c.max_uses),
-        ).values(uses=j.c.uses + 1)
+        counted = (
+            j.update()
+            .where(
+                j.c.id == token_id,
+                j.c.revoke_time.is_(None),
+                j.c.expire_time > now,
+                or_(j.c.max_uses == 0, j.c.uses < j.c.max_uses),
+            )
+            .values(uses=j.c.uses + 1)
+        )
         with translate_errors(), self._writes.begin() as conn:
             if conn.execute(counted).rowcount != 1:
                 return None
@@ -689,8 +725,16 @@ class SqlBackend(SqlWebhooks):
 
     # --- audit ----------------------------------------------------------------------
 
-    def list_audit(self, *, since: float | None = None, until: float | None = None, principal: str = "",
-                   action: str = "", before_seq: int | None = None, limit: int = 100) -> list[dict[str, Any]]:
+    def list_audit(
+        self,
+        *,
+        since: float | None = None,
+        until: float | None = None,
+        principal: str = "",
+        action: str = "",
+        before_seq: int | None = None,
+        limit: int = 100,
+    ) -> list[dict[str, Any]]:
         """Audit records newest first (each with its ``seq``), filtered."""
         a = schema.audit_records
         stmt = select(a.c.seq, a.c.data).order_by(a.c.seq.desc()).limit(limit)
@@ -706,7 +750,6 @@ class SqlBackend(SqlWebhooks):
             stmt = stmt.where(a.c.seq < before_seq)
         with translate_errors(), self.engine.connect() as conn:
             return [{**json.loads(data), "seq": seq} for seq, data in conn.execute(stmt).all()]
-
 
     def delete_audit_before(self, time: float) -> int:
         """Delete audit records older than ``time`` (``audit.retention_days``); how many went."""
@@ -810,8 +853,9 @@ def _sqlite_engine(url: URL) -> Engine:
     return engine
 
 
-def _private_database_file(_dialect: Any, _record: Any, cargs: tuple[Any, ...],
-                           _cparams: dict[str, Any]) -> None:
+def _private_database_file(
+    _dialect: Any, _record: Any, cargs: tuple[Any, ...], _cparams: dict[str, Any]
+) -> None:
     """Before SQLite opens (and maybe creates) the file: make it, and its ``-wal``/``-shm``, 0600.
 
     SQLite gives the ``-wal`` and ``-shm`` files the database file's mode, so creating that

@@ -27,7 +27,9 @@ class SqlBatchStore:
         translate: The backend's error translation (a context manager factory).
     """
 
-    def __init__(self, engine: Engine, writes: Engine, translate: Callable[[], contextlib.AbstractContextManager[None]]):
+    def __init__(
+        self, engine: Engine, writes: Engine, translate: Callable[[], contextlib.AbstractContextManager[None]]
+    ):
         self.engine = engine
         self.writes = writes
         self.translate = translate
@@ -52,7 +54,9 @@ class SqlBatchStore:
 
     def list_batches(self, owner: str | None, offset: int, limit: int) -> list[BatchRecord]:
         """Batches newest first (``owner`` None: everyone's), at most ``limit`` after ``offset``."""
-        stmt = select(_B, _count()).order_by(_B.c.create_time.desc(), _B.c.id.desc()).offset(offset).limit(limit)
+        stmt = (
+            select(_B, _count()).order_by(_B.c.create_time.desc(), _B.c.id.desc()).offset(offset).limit(limit)
+        )
         if owner is not None:
             stmt = stmt.where(_B.c.owner == owner)
         with self.translate(), self.engine.connect() as conn:
@@ -61,7 +65,9 @@ class SqlBatchStore:
     def count_batches(self, owner: str) -> int:
         """How many batches the owner has."""
         with self.translate(), self.engine.connect() as conn:
-            return int(conn.execute(select(func.count()).select_from(_B).where(_B.c.owner == owner)).scalar_one())
+            return int(
+                conn.execute(select(func.count()).select_from(_B).where(_B.c.owner == owner)).scalar_one()
+            )
 
     def add_batch_task(self, batch_id: str, task: Task, request_id: str = "") -> int | None:
         """Append a task to an OPEN batch in one transaction; the batch's task count afterwards (None: not OPEN)."""
@@ -70,15 +76,25 @@ class SqlBatchStore:
             submitted = conn.execute(locked).scalar_one_or_none()
             if submitted != OPEN:
                 return None
-            count = int(conn.execute(select(func.count()).select_from(_E).where(_E.c.batch_id == batch_id))
-                        .scalar_one())
+            count = int(
+                conn.execute(
+                    select(func.count()).select_from(_E).where(_E.c.batch_id == batch_id)
+                ).scalar_one()
+            )
             if request_id:
-                seen = conn.execute(select(_E.c.position).where(_E.c.batch_id == batch_id,
-                                                                 _E.c.request_id == request_id)).first()
+                seen = conn.execute(
+                    select(_E.c.position).where(_E.c.batch_id == batch_id, _E.c.request_id == request_id)
+                ).first()
                 if seen is not None:
                     return count
-            conn.execute(_E.insert().values(batch_id=batch_id, position=count, request_id=request_id,
-                                            data=codec.dumps(codec.task_to_row(task))))
+            conn.execute(
+                _E.insert().values(
+                    batch_id=batch_id,
+                    position=count,
+                    request_id=request_id,
+                    data=codec.dumps(codec.task_to_row(task)),
+                )
+            )
             return count + 1
 
     def batch_tasks(self, batch_id: str) -> list[Task]:
@@ -87,11 +103,19 @@ class SqlBatchStore:
         with self.translate(), self.engine.connect() as conn:
             return [codec.task_from_row(orjson.loads(data)) for (data,) in conn.execute(stmt).all()]
 
-    def claim_batch_submit(self, batch_id: str, task_ids: Sequence[str], schedule: BatchSchedule, when: float,
-                           stale_before: float) -> BatchRecord | None:
+    def claim_batch_submit(
+        self,
+        batch_id: str,
+        task_ids: Sequence[str],
+        schedule: BatchSchedule,
+        when: float,
+        stale_before: float,
+    ) -> BatchRecord | None:
         """Claim the submission of an OPEN batch, or of one whose submitter stopped before ``stale_before``."""
         with self.translate(), self.writes.begin() as conn:
-            row = conn.execute(select(_B.c.submitted, _B.c.data).where(_B.c.id == batch_id).with_for_update()).first()
+            row = conn.execute(
+                select(_B.c.submitted, _B.c.data).where(_B.c.id == batch_id).with_for_update()
+            ).first()
             if row is None:
                 return None
             submitted, data = row[0], orjson.loads(row[1])
@@ -100,30 +124,44 @@ class SqlBatchStore:
             elif submitted == SUBMITTING and (data.get("claim_time") or 0) < stale_before:
                 data["claim_time"] = when
             if data.get("claim_time") == when:
-                conn.execute(_B.update().where(_B.c.id == batch_id).values(submitted=SUBMITTING,
-                                                                           data=codec.dumps(data)))
+                conn.execute(
+                    _B.update()
+                    .where(_B.c.id == batch_id)
+                    .values(submitted=SUBMITTING, data=codec.dumps(data))
+                )
             found = conn.execute(select(_B, _count()).where(_B.c.id == batch_id)).mappings().one()
             return _batch(found)
 
     def release_batch_claim(self, batch_id: str, when: float) -> None:
         """Make a batch claimed at ``when`` OPEN again."""
         with self.translate(), self.writes.begin() as conn:
-            row = conn.execute(select(_B.c.data).where(_B.c.id == batch_id, _B.c.submitted == SUBMITTING)
-                               .with_for_update()).first()
+            row = conn.execute(
+                select(_B.c.data).where(_B.c.id == batch_id, _B.c.submitted == SUBMITTING).with_for_update()
+            ).first()
             if row is None or orjson.loads(row[0]).get("claim_time") != when:
                 return
             data = {**orjson.loads(row[0]), "task_ids": [], "schedule": None, "claim_time": None}
-            conn.execute(_B.update().where(_B.c.id == batch_id).values(submitted=OPEN, data=codec.dumps(data)))
+            conn.execute(
+                _B.update().where(_B.c.id == batch_id).values(submitted=OPEN, data=codec.dumps(data))
+            )
 
     def mark_batch_submitted(self, batch_id: str, schedule: BatchSchedule, when: float) -> bool:
         """Record the submission of a batch claimed at ``when``; its added tasks are deleted (they are tasks now)."""
         with self.translate(), self.writes.begin() as conn:
-            row = conn.execute(select(_B.c.data).where(_B.c.id == batch_id, _B.c.submitted == SUBMITTING)
-                               .with_for_update()).first()
+            row = conn.execute(
+                select(_B.c.data).where(_B.c.id == batch_id, _B.c.submitted == SUBMITTING).with_for_update()
+            ).first()
             if row is None or orjson.loads(row[0]).get("claim_time") != when:
                 return False
-            data = {**orjson.loads(row[0]), "schedule": int(schedule), "submit_time": when, "claim_time": None}
-            conn.execute(_B.update().where(_B.c.id == batch_id).values(submitted=SUBMITTED, data=codec.dumps(data)))
+            data = {
+                **orjson.loads(row[0]),
+                "schedule": int(schedule),
+                "submit_time": when,
+                "claim_time": None,
+            }
+            conn.execute(
+                _B.update().where(_B.c.id == batch_id).values(submitted=SUBMITTED, data=codec.dumps(data))
+            )
             conn.execute(delete(_E).where(_E.c.batch_id == batch_id))
             return True
 
@@ -136,17 +174,31 @@ class SqlBatchStore:
 
 def _count() -> Any:
     """The number of added tasks of the selected batch (a correlated subquery)."""
-    return (select(func.count()).select_from(_E).where(_E.c.batch_id == _B.c.id)
-            .scalar_subquery().label("entry_count"))
+    return (
+        select(func.count())
+        .select_from(_E)
+        .where(_E.c.batch_id == _B.c.id)
+        .scalar_subquery()
+        .label("entry_count")
+    )
 
 
 def _batch_row(batch: BatchRecord) -> dict[str, Any]:
-    data = {"schedule": int(batch.schedule) if batch.schedule else None, "submit_time": batch.submit_time,
-            "task_ids": batch.task_ids, "request_id": batch.request_id, "claim_time": batch.claim_time}
-    return {"id": batch.id, "owner": batch.owner, "display_name": batch.display_name,
-            "create_time": batch.create_time,
-            "submitted": SUBMITTED if batch.submitted else SUBMITTING if batch.claim_time else OPEN,
-            "data": codec.dumps(data)}
+    data = {
+        "schedule": int(batch.schedule) if batch.schedule else None,
+        "submit_time": batch.submit_time,
+        "task_ids": batch.task_ids,
+        "request_id": batch.request_id,
+        "claim_time": batch.claim_time,
+    }
+    return {
+        "id": batch.id,
+        "owner": batch.owner,
+        "display_name": batch.display_name,
+        "create_time": batch.create_time,
+        "submitted": SUBMITTED if batch.submitted else SUBMITTING if batch.claim_time else OPEN,
+        "data": codec.dumps(data),
+    }
 
 
 def _batch(row: Any) -> BatchRecord:
@@ -155,9 +207,14 @@ def _batch(row: Any) -> BatchRecord:
     schedule = data.get("schedule")
     submitted = row["submitted"] == SUBMITTED
     return BatchRecord(
-        id=row["id"], display_name=row["display_name"], owner=row["owner"], create_time=row["create_time"],
-        submitted=submitted, schedule=BatchSchedule(schedule) if schedule else None,
-        submit_time=data.get("submit_time"), task_ids=task_ids,
+        id=row["id"],
+        display_name=row["display_name"],
+        owner=row["owner"],
+        create_time=row["create_time"],
+        submitted=submitted,
+        schedule=BatchSchedule(schedule) if schedule else None,
+        submit_time=data.get("submit_time"),
+        task_ids=task_ids,
         entry_count=len(task_ids) if submitted else int(row["entry_count"]),
         request_id=data.get("request_id") or "",
         claim_time=data.get("claim_time") if row["submitted"] == SUBMITTING else None,

@@ -82,9 +82,7 @@ def _plan_to_dict(plan: ExecutionPlan | None) -> dict[str, Any] | None:
     if plan is None:
         return None
     data = _flat(plan)
-    data["subtasks"] = [
-        {**_flat(step), "kind": int(step.kind)} for step in plan.subtasks
-    ]
+    data["subtasks"] = [{**_flat(step), "kind": int(step.kind)} for step in plan.subtasks]
     return data
 
 

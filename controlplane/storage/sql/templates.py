@@ -25,7 +25,9 @@ class SqlTemplateStore:
         translate: The backend's error translation (a context manager factory).
     """
 
-    def __init__(self, engine: Engine, writes: Engine, translate: Callable[[], contextlib.AbstractContextManager[None]]):
+    def __init__(
+        self, engine: Engine, writes: Engine, translate: Callable[[], contextlib.AbstractContextManager[None]]
+    ):
         self.engine = engine
         self.writes = writes
         self.translate = translate
@@ -34,8 +36,11 @@ class SqlTemplateStore:
         """Insert a template; with ``replace``, overwrite the owner's template of that name, keeping its id."""
         with self.translate(), self.writes.begin() as conn:
             if replace:
-                existing = conn.execute(select(_T.c.id, _T.c.create_time).where(
-                    _T.c.owner == template.owner, _T.c.display_name == template.display_name).with_for_update()).first()
+                existing = conn.execute(
+                    select(_T.c.id, _T.c.create_time)
+                    .where(_T.c.owner == template.owner, _T.c.display_name == template.display_name)
+                    .with_for_update()
+                ).first()
                 if existing is not None:
                     template = dataclasses.replace(template, id=existing[0])
                     row = _row(template)
@@ -69,7 +74,9 @@ class SqlTemplateStore:
     def count_templates(self, owner: str) -> int:
         """How many templates the owner has."""
         with self.translate(), self.engine.connect() as conn:
-            return int(conn.execute(select(func.count()).select_from(_T).where(_T.c.owner == owner)).scalar_one())
+            return int(
+                conn.execute(select(func.count()).select_from(_T).where(_T.c.owner == owner)).scalar_one()
+            )
 
     def delete_template(self, template_id: str) -> bool:
         """Delete a template; whether it existed."""
@@ -78,17 +85,30 @@ class SqlTemplateStore:
 
 
 def _row(t: TemplateRecord) -> dict[str, Any]:
-    data = {"description": t.description, "source_task": t.source_task,
-            "parameters": [dataclasses.asdict(p) for p in t.parameters], "task": codec.task_to_row(t.task)}
-    return {"id": t.id, "owner": t.owner, "display_name": t.display_name, "create_time": t.create_time,
-            "data": codec.dumps(data)}
+    data = {
+        "description": t.description,
+        "source_task": t.source_task,
+        "parameters": [dataclasses.asdict(p) for p in t.parameters],
+        "task": codec.task_to_row(t.task),
+    }
+    return {
+        "id": t.id,
+        "owner": t.owner,
+        "display_name": t.display_name,
+        "create_time": t.create_time,
+        "data": codec.dumps(data),
+    }
 
 
 def _template(row: Any) -> TemplateRecord:
     data = orjson.loads(row["data"])
     return TemplateRecord(
-        id=row["id"], display_name=row["display_name"], owner=row["owner"], create_time=row["create_time"],
-        description=data.get("description") or "", source_task=data.get("source_task") or "",
+        id=row["id"],
+        display_name=row["display_name"],
+        owner=row["owner"],
+        create_time=row["create_time"],
+        description=data.get("description") or "",
+        source_task=data.get("source_task") or "",
         parameters=[TemplateParameter(**p) for p in data.get("parameters") or []],
         task=codec.task_from_row(data["task"]),
     )

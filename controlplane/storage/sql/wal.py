@@ -90,7 +90,9 @@ class WalCheckpointer:
                 self._pending = 0
                 try:
                     if connection is None:
-                        connection = sqlite3.connect(self._database, isolation_level=None, check_same_thread=False)
+                        connection = sqlite3.connect(
+                            self._database, isolation_level=None, check_same_thread=False
+                        )
                         # Only a RESTART waits (PASSIVE never does): for readers, this long at most.
                         connection.execute(f"PRAGMA busy_timeout={RESTART_WAIT_MS}")
                     self._checkpoint(connection)

@@ -114,17 +114,32 @@ class ToolLoop:
         describe_call: Optional one-line description of a client call for progress (default: its input).
     """
 
-    def __init__(self, agent: ClaudeAgent, ctx: Context, *, system: list[dict[str, Any]], prompt: str,
-                 server_tools: Sequence[dict[str, Any]] = (), client_tools: Sequence[ClientTool] = (),
-                 max_turns: int = 20, max_seconds: float = 900.0, extra_headers: dict[str, str] | None = None,
-                 describe_call: Callable[[str, Any], str] | None = None):
+    def __init__(
+        self,
+        agent: ClaudeAgent,
+        ctx: Context,
+        *,
+        system: list[dict[str, Any]],
+        prompt: str,
+        server_tools: Sequence[dict[str, Any]] = (),
+        client_tools: Sequence[ClientTool] = (),
+        max_turns: int = 20,
+        max_seconds: float = 900.0,
+        extra_headers: dict[str, str] | None = None,
+        describe_call: Callable[[str, Any], str] | None = None,
+    ):
         self.agent = agent
         self.ctx = ctx
         self.system = system
         self.messages: list[dict[str, Any]] = [{"role": "user", "content": prompt}]
         self.client_tools = {t.name: t for t in client_tools}
-        self.tools: list[dict[str, Any]] = [*server_tools, *(
-            {"name": t.name, "description": t.description, "input_schema": t.input_schema} for t in client_tools)]
+        self.tools: list[dict[str, Any]] = [
+            *server_tools,
+            *(
+                {"name": t.name, "description": t.description, "input_schema": t.input_schema}
+                for t in client_tools
+            ),
+        ]
         self.max_turns = max(1, max_turns)
         self.max_seconds = max_seconds
         self.extra_headers = extra_headers or {}
@@ -150,7 +165,9 @@ class ToolLoop:
             if left <= 0:
                 raise PermanentError(
                     f"the tool loop ran out of time after {turn - 1} model turns ({self.max_seconds:g} s, "
-                    f"claude.tools.max_seconds, or the task's deadline)", error_type="ToolLoopTimeout")
+                    f"claude.tools.max_seconds, or the task's deadline)",
+                    error_type="ToolLoopTimeout",
+                )
             max_tokens = self._max_tokens()
             self._fraction = min(0.95, 0.9 * (turn - 1) / self.max_turns)
             self.ctx.progress(self._fraction, f"turn {turn}: asking {self.agent.config.model}")
@@ -160,7 +177,9 @@ class ToolLoop:
             except TimeoutError:
                 raise PermanentError(
                     f"the tool loop ran out of time in model turn {turn} ({self.max_seconds:g} s, "
-                    f"claude.tools.max_seconds, or the task's deadline)", error_type="ToolLoopTimeout") from None
+                    f"claude.tools.max_seconds, or the task's deadline)",
+                    error_type="ToolLoopTimeout",
+                ) from None
             turn_seconds = time.monotonic() - turn_start
             usage = self.agent.usage_of(message)
             self._state.usage = _plus(self._state.usage, usage)
@@ -168,11 +187,14 @@ class ToolLoop:
             container = getattr(getattr(message, "container", None), "id", None) or container
             stop_reason = message.stop_reason or ""
             if message.stop_reason is None:  # the stream ended without message_delta/message_stop
-                raise RetryableError("the Messages API stream ended before the answer was complete",
-                                     error_type="ApiTruncated")
+                raise RetryableError(
+                    "the Messages API stream ended before the answer was complete", error_type="ApiTruncated"
+                )
             if message.stop_reason == "refusal":
-                raise PermanentError(f"{self.agent.config.model} declined the subtask (stop reason refusal)",
-                                     error_type="Refused")
+                raise PermanentError(
+                    f"{self.agent.config.model} declined the subtask (stop reason refusal)",
+                    error_type="Refused",
+                )
             self._read_server_blocks(message.content, turn, turn_seconds)
             answer.extend(b.text for b in message.content if getattr(b, "type", "") == "text")
             self.messages.append({"role": "assistant", "content": [_block_dict(b) for b in message.content]})
@@ -181,7 +203,9 @@ class ToolLoop:
             calls = [b for b in message.content if getattr(b, "type", "") == "tool_use"]
             if message.stop_reason != "tool_use" or not calls:
                 if message.stop_reason == "max_tokens":
-                    self.ctx.log.warning("subtask %s: the answer was cut at max_tokens=%d", a.subtask, max_tokens)
+                    self.ctx.log.warning(
+                        "subtask %s: the answer was cut at max_tokens=%d", a.subtask, max_tokens
+                    )
                 break
             if turn == self.max_turns:
                 break  # no turn left to read the results: the calls are not run
@@ -193,11 +217,18 @@ class ToolLoop:
             raise PermanentError(
                 f"the tool loop stopped at its limit of {self.max_turns} model turns (claude.tools.max_turns or "
                 f"parameters.max_turns) with the model still calling tools ({', '.join(asked) or 'server tools'}); "
-                "raise the limit or narrow the subtask", error_type="ToolLoopLimit")
+                "raise the limit or narrow the subtask",
+                error_type="ToolLoopLimit",
+            )
         self._state.usage.tool_calls = len(self._state.records)
-        return LoopResult(text="".join(answer), usage=self._state.usage, tool_calls=self._state.records[:MAX_RECORDS],
-                          sources=list(self._state.sources.values())[:MAX_SOURCES], stop_reason=stop_reason,
-                          turns=turn)
+        return LoopResult(
+            text="".join(answer),
+            usage=self._state.usage,
+            tool_calls=self._state.records[:MAX_RECORDS],
+            sources=list(self._state.sources.values())[:MAX_SOURCES],
+            stop_reason=stop_reason,
+            turns=turn,
+        )
 
     def _last_asked(self) -> set[str]:
         last = self.messages[-1]  # the last assistant turn
@@ -210,15 +241,22 @@ class ToolLoop:
         spent = self._state.usage
         tokens = a.remaining_tokens
         if tokens > 0:
-            tokens = tokens - (spent.input_tokens + spent.output_tokens + spent.cache_read_input_tokens
-                               + spent.cache_creation_input_tokens)
+            tokens = tokens - (
+                spent.input_tokens
+                + spent.output_tokens
+                + spent.cache_read_input_tokens
+                + spent.cache_creation_input_tokens
+            )
             tokens = tokens if tokens > 0 else -1
         cost = a.remaining_cost_micros
         if cost > 0:
             cost = cost - spent.cost_micros
             cost = cost if cost > 0 else -1
-        prompt_chars = (sum(len(b.get("text", "")) for b in self.system) + sum(map(_chars, self.messages))
-                        + (len(json.dumps(self.tools)) if self.tools else 0))
+        prompt_chars = (
+            sum(len(b.get("text", "")) for b in self.system)
+            + sum(map(_chars, self.messages))
+            + (len(json.dumps(self.tools)) if self.tools else 0)
+        )
         return self.agent.budgeted_max_tokens(tokens, cost, prompt_chars, self.agent.config.max_tokens)
 
     async def _call(self, max_tokens: int, container: str | None) -> Any:
@@ -234,10 +272,17 @@ class ToolLoop:
 
         async def attempt(permit: Permit) -> Any:
             nonlocal stream
-            async with self.agent.calls() as client, client.messages.stream(
-                model=self.agent.config.model, max_tokens=max_tokens, system=self.system, messages=self.messages,
-                **extra, **options,
-            ) as stream:
+            async with (
+                self.agent.calls() as client,
+                client.messages.stream(
+                    model=self.agent.config.model,
+                    max_tokens=max_tokens,
+                    system=self.system,
+                    messages=self.messages,
+                    **extra,
+                    **options,
+                ) as stream,
+            ):
                 nonlocal received
                 async for event in stream:
                     kind = getattr(event, "type", "")
@@ -248,16 +293,23 @@ class ToolLoop:
                     elif kind == "content_block_stop":
                         block = getattr(event, "content_block", None)
                         if getattr(block, "type", "") == "server_tool_use":
-                            self.ctx.progress(self._fraction,
-                                              f"{block.name}: {_one_line(getattr(block, 'input', {}), 80)}")
+                            self.ctx.progress(
+                                self._fraction, f"{block.name}: {_one_line(getattr(block, 'input', {}), 80)}"
+                            )
                 answer = await stream.get_final_message()
             report_success(permit, stream.response.headers, answer)
             return answer
 
         try:
             # Under a permit of the control plane's pacer; retried (with a new permit) only while nothing streamed.
-            return await paced_call(self.agent.pacer, self.agent.config, self._prompt_tokens(), max_tokens, attempt,
-                                    may_retry=lambda: stream is None)
+            return await paced_call(
+                self.agent.pacer,
+                self.agent.config,
+                self._prompt_tokens(),
+                max_tokens,
+                attempt,
+                may_retry=lambda: stream is None,
+            )
         except BaseException as exc:  # cancelled or failed mid-stream: what was delivered is still charged
             self.ctx.spend(self.agent.partial_usage(stream, received))
             if isinstance(exc, Exception):
@@ -266,8 +318,11 @@ class ToolLoop:
 
     def _prompt_tokens(self) -> int:
         """The (estimated) input tokens of the next turn, for the pacer's token rates."""
-        chars = (sum(len(b.get("text", "")) for b in self.system) + sum(map(_chars, self.messages))
-                 + (len(json.dumps(self.tools)) if self.tools else 0))
+        chars = (
+            sum(len(b.get("text", "")) for b in self.system)
+            + sum(map(_chars, self.messages))
+            + (len(json.dumps(self.tools)) if self.tools else 0)
+        )
         return int(chars / 3.5) + 1
 
     def _report_tokens(self, received: int, max_tokens: int) -> None:
@@ -291,11 +346,22 @@ class ToolLoop:
             summary = self.describe_call(call.name, call.input)
             if output.is_error:
                 summary = f"{summary} -> {_one_line(output.content, 120)}"
-            self._state.records.append(ToolCall(name=call.name, duration=seconds, is_error=output.is_error,
-                                                summary=_one_line(summary), turn=turn))
+            self._state.records.append(
+                ToolCall(
+                    name=call.name,
+                    duration=seconds,
+                    is_error=output.is_error,
+                    summary=_one_line(summary),
+                    turn=turn,
+                )
+            )
             outcome = "failed" if output.is_error else "done"
-            self.ctx.progress(self._fraction, f"{call.name} {outcome} in {seconds:.2f} s: {_one_line(summary, 80)}")
-            self.ctx.log.info("tool %s %s in %.3f s (turn %d): %s", call.name, outcome, seconds, turn, summary)
+            self.ctx.progress(
+                self._fraction, f"{call.name} {outcome} in {seconds:.2f} s: {_one_line(summary, 80)}"
+            )
+            self.ctx.log.info(
+                "tool %s %s in %.3f s (turn %d): %s", call.name, outcome, seconds, turn, summary
+            )
             content = output.content
             if len(content) > MAX_RESULT_CHARS:
                 content = content[:MAX_RESULT_CHARS] + f"\n[cut: {len(content)} characters in all]"
@@ -326,7 +392,11 @@ class ToolLoop:
 
     def _read_server_blocks(self, content: Sequence[Any], turn: int, seconds: float) -> None:
         """Record the turn's server tool calls and the sources its text cites."""
-        results = {getattr(b, "tool_use_id", ""): b for b in content if getattr(b, "type", "").endswith("_tool_result")}
+        results = {
+            getattr(b, "tool_use_id", ""): b
+            for b in content
+            if getattr(b, "type", "").endswith("_tool_result")
+        }
         for block in content:
             kind = getattr(block, "type", "")
             if kind == "server_tool_use":
@@ -335,8 +405,16 @@ class ToolLoop:
                 summary = _one_line(getattr(block, "input", {}), 120)
                 if error:
                     summary = f"{summary} -> {error}"
-                self._state.records.append(ToolCall(name=block.name, duration=seconds, is_error=bool(error),
-                                                    summary=_one_line(summary), server=True, turn=turn))
+                self._state.records.append(
+                    ToolCall(
+                        name=block.name,
+                        duration=seconds,
+                        is_error=bool(error),
+                        summary=_one_line(summary),
+                        server=True,
+                        turn=turn,
+                    )
+                )
             elif kind == "web_fetch_tool_result":
                 inner = getattr(block, "content", None)
                 url = getattr(inner, "url", "") or ""
@@ -350,17 +428,25 @@ class ToolLoop:
                 continue
             for citation in getattr(block, "citations", None) or ():
                 url = getattr(citation, "url", "") or self._state.fetched.get(
-                    getattr(citation, "document_title", "") or "", "")
+                    getattr(citation, "document_title", "") or "", ""
+                )
                 if url:
-                    self._add_source(Source(url=url, title=getattr(citation, "title", None)
-                                            or getattr(citation, "document_title", None) or "",
-                                            cited_text=getattr(citation, "cited_text", "") or ""))
+                    self._add_source(
+                        Source(
+                            url=url,
+                            title=getattr(citation, "title", None)
+                            or getattr(citation, "document_title", None)
+                            or "",
+                            cited_text=getattr(citation, "cited_text", "") or "",
+                        )
+                    )
 
     def _add_source(self, source: Source) -> None:
         known = self._state.sources.get(source.url)
         if known is None:
-            self._state.sources[source.url] = Source(url=source.url[:2048], title=source.title[:500],
-                                                     cited_text=source.cited_text[:1000])
+            self._state.sources[source.url] = Source(
+                url=source.url[:2048], title=source.title[:500], cited_text=source.cited_text[:1000]
+            )
         elif not known.cited_text and source.cited_text:
             known.cited_text = source.cited_text[:1000]
             known.title = known.title or source.title[:500]

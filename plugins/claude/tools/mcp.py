@@ -158,24 +158,31 @@ def parse_server(entry: Any, where: str, base_dir: Path | None = None) -> McpSer
         ValueError: What is wrong, naming the entry and the field.
     """
     if not isinstance(entry, Mapping):
-        raise ValueError(f"{where} must be a mapping with `name` and `command` or `url`, "
-                         f"not {type(entry).__name__}")
+        raise ValueError(
+            f"{where} must be a mapping with `name` and `command` or `url`, not {type(entry).__name__}"
+        )
     unknown = sorted(str(k)[:64] for k in entry if k not in FIELDS)
     if unknown:
         raise ValueError(f"{where}: unknown field(s) {', '.join(unknown[:5])}; allowed: {', '.join(FIELDS)}")
     name = entry.get("name")
     if not isinstance(name, str) or not SERVER_NAME.fullmatch(name):
-        raise ValueError(f"{where}: `name` must start with a letter and hold only letters, digits, '_' or '-' "
-                         f"(max 32), not {str(name)[:64]!r}")
+        raise ValueError(
+            f"{where}: `name` must start with a letter and hold only letters, digits, '_' or '-' "
+            f"(max 32), not {str(name)[:64]!r}"
+        )
     where = f"{where} ({name})"
     command, url = entry.get("command"), entry.get("url")
     if (command is None) == (url is None):
-        raise ValueError(f"{where}: give either `command` (a stdio server) or `url` (streamable HTTP)"
-                         + (", not both" if command is not None else ""))
-    timeouts = {"startup_timeout": _seconds(f"{where}: `startup_timeout`", entry.get("startup_timeout"),
-                                            DEFAULT_STARTUP_TIMEOUT),
-                "call_timeout": _seconds(f"{where}: `call_timeout`", entry.get("call_timeout"),
-                                         DEFAULT_CALL_TIMEOUT)}
+        raise ValueError(
+            f"{where}: give either `command` (a stdio server) or `url` (streamable HTTP)"
+            + (", not both" if command is not None else "")
+        )
+    timeouts = {
+        "startup_timeout": _seconds(
+            f"{where}: `startup_timeout`", entry.get("startup_timeout"), DEFAULT_STARTUP_TIMEOUT
+        ),
+        "call_timeout": _seconds(f"{where}: `call_timeout`", entry.get("call_timeout"), DEFAULT_CALL_TIMEOUT),
+    }
     if url is not None:
         for key in ("env", "cwd"):
             if entry.get(key) is not None:
@@ -183,11 +190,15 @@ def parse_server(entry: Any, where: str, base_dir: Path | None = None) -> McpSer
         address = _text(f"{where}: `url`", url)
         parts = urlsplit(address)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"{where}: `url` must be an http:// or https:// URL with a host, not {address[:64]!r}")
+            raise ValueError(
+                f"{where}: `url` must be an http:// or https:// URL with a host, not {address[:64]!r}"
+            )
         return McpServerSpec(name=name, url=address, **timeouts)
     if isinstance(command, str) or not isinstance(command, list) or not command:
-        raise ValueError(f"{where}: `command` must be a non-empty list: the program and its arguments, "
-                         'for example ["python", "server.py"]')
+        raise ValueError(
+            f"{where}: `command` must be a non-empty list: the program and its arguments, "
+            'for example ["python", "server.py"]'
+        )
     if len(command) > MAX_ARGS:
         raise ValueError(f"{where}: `command` has {len(command)} items; the limit is {MAX_ARGS}")
     args = tuple(_text(f"{where}: `command[{i}]`", arg, allow_empty=i > 0) for i, arg in enumerate(command))
@@ -259,8 +270,11 @@ def result_output(server: str, result: Any) -> ToolOutput:
         elif kind == "resource":
             resource = block.resource
             text = getattr(resource, "text", None)
-            parts.append(text if isinstance(text, str) else
-                         f"[resource {resource.uri} ({resource.mime_type or 'binary'}), not shown]")
+            parts.append(
+                text
+                if isinstance(text, str)
+                else f"[resource {resource.uri} ({resource.mime_type or 'binary'}), not shown]"
+            )
         elif kind == "resource_link":
             parts.append(f"[resource {block.uri}: {block.name}]")
     structured = getattr(result, "structured_content", None)
@@ -268,11 +282,15 @@ def result_output(server: str, result: Any) -> ToolOutput:
         parts.append(json.dumps(structured, ensure_ascii=False, default=str))
     text = "\n".join(parts)
     if len(text) > MAX_RESULT_CHARS:
-        text = (text[:MAX_RESULT_CHARS]
-                + f"\n[cut: the result of MCP server {server!r} was {len(text)} characters; "
-                  f"the first {MAX_RESULT_CHARS} are shown]")
+        text = (
+            text[:MAX_RESULT_CHARS]
+            + f"\n[cut: the result of MCP server {server!r} was {len(text)} characters; "
+            f"the first {MAX_RESULT_CHARS} are shown]"
+        )
     is_error = bool(getattr(result, "is_error", False))
-    return ToolOutput(text or ("(the tool failed without a message)" if is_error else "(no output)"), is_error)
+    return ToolOutput(
+        text or ("(the tool failed without a message)" if is_error else "(no output)"), is_error
+    )
 
 
 # --- the tools and their source -----------------------------------------------------------------
@@ -356,7 +374,9 @@ class McpToolSource:
         client_name: How the client introduces itself to the server.
     """
 
-    def __init__(self, spec: McpServerSpec, allowed: Iterable[str] | None = None, *, client_name: str = "maos"):
+    def __init__(
+        self, spec: McpServerSpec, allowed: Iterable[str] | None = None, *, client_name: str = "maos"
+    ):
         self.spec = spec
         self.allowed = None if allowed is None else frozenset(allowed)
         self.client_name = client_name
@@ -409,7 +429,9 @@ class McpToolSource:
             if isinstance(exc, McpUnavailable | asyncio.CancelledError):
                 raise
             if isinstance(exc, TimeoutError):
-                raise McpUnavailable(self._why(f"did not start within {self.spec.startup_timeout:g} s")) from None
+                raise McpUnavailable(
+                    self._why(f"did not start within {self.spec.startup_timeout:g} s")
+                ) from None
             raise McpUnavailable(self._why(_describe(exc))) from exc
 
     async def _run(self, ready: asyncio.Future[None]) -> None:
@@ -421,8 +443,9 @@ class McpToolSource:
 
             async with contextlib.AsyncExitStack() as stack:
                 read, write = await stack.enter_async_context(self._transport())
-                session = await stack.enter_async_context(ClientSession(
-                    read, write, client_info=Implementation(name=self.client_name, version="1")))
+                session = await stack.enter_async_context(
+                    ClientSession(read, write, client_info=Implementation(name=self.client_name, version="1"))
+                )
                 with anyio.fail_after(self.spec.startup_timeout):  # around no task group: scopes nest
                     await session.initialize()
                     self.listed = await self._list(session)
@@ -435,8 +458,10 @@ class McpToolSource:
                     ready.cancel()
                     raise
                 if isinstance(_innermost(exc), TimeoutError):
-                    why = f"did not start and list its tools within {self.spec.startup_timeout:g} s " \
-                          "(startup_timeout)"
+                    why = (
+                        f"did not start and list its tools within {self.spec.startup_timeout:g} s "
+                        "(startup_timeout)"
+                    )
                 else:
                     why = _describe(exc)
                 ready.set_exception(McpUnavailable(self._why(why)))
@@ -458,8 +483,12 @@ class McpToolSource:
         from mcp import StdioServerParameters, stdio_client
 
         self._stderr = _StderrTail(self.name)
-        params = StdioServerParameters(command=self.spec.command[0], args=list(self.spec.command[1:]),
-                                       env=dict(self.spec.env) or None, cwd=self.spec.cwd or None)
+        params = StdioServerParameters(
+            command=self.spec.command[0],
+            args=list(self.spec.command[1:]),
+            env=dict(self.spec.env) or None,
+            cwd=self.spec.cwd or None,
+        )
 
         @contextlib.asynccontextmanager
         async def stdio() -> Any:
@@ -494,23 +523,37 @@ class McpToolSource:
             if not cursor or len(tools) >= MAX_TOOLS:
                 break
         if len(tools) > MAX_TOOLS:
-            log.warning("MCP server %s lists %d tools; only the first %d are offered", self.name, len(tools),
-                        MAX_TOOLS)
+            log.warning(
+                "MCP server %s lists %d tools; only the first %d are offered",
+                self.name,
+                len(tools),
+                MAX_TOOLS,
+            )
         listed: list[McpTool] = []
         for tool in tools[:MAX_TOOLS]:
             schema = dict(tool.input_schema or {"type": "object"})
             if len(json.dumps(schema, default=str)) > MAX_SCHEMA_BYTES:
-                log.warning("MCP server %s: tool %r left out: its input schema is over %d bytes", self.name,
-                            tool.name, MAX_SCHEMA_BYTES)
+                log.warning(
+                    "MCP server %s: tool %r left out: its input schema is over %d bytes",
+                    self.name,
+                    tool.name,
+                    MAX_SCHEMA_BYTES,
+                )
                 continue
             schema.setdefault("type", "object")
             description = (tool.description or tool.title or tool.name).strip()
             if len(description) > MAX_DESCRIPTION_CHARS:
                 description = description[: MAX_DESCRIPTION_CHARS - 1] + "…"
             name = exposed_name(self.name, tool.name, (t.name for t in listed))
-            listed.append(McpTool(name=name, description=f"{description} (tool {tool.name!r} of MCP server "
-                                                         f"{self.name!r})",
-                                  input_schema=schema, remote_name=tool.name, source=self))
+            listed.append(
+                McpTool(
+                    name=name,
+                    description=f"{description} (tool {tool.name!r} of MCP server {self.name!r})",
+                    input_schema=schema,
+                    remote_name=tool.name,
+                    source=self,
+                )
+            )
         return listed
 
     async def call(self, remote_name: str, arguments: dict[str, Any]) -> ToolOutput:
@@ -520,8 +563,11 @@ class McpToolSource:
             why = self.failure or f"MCP server {self.name!r} is not running"
             return ToolOutput(why, is_error=True)
         timeout = self.spec.call_timeout
-        late = ToolOutput(f"tool {remote_name!r} of MCP server {self.name!r} did not answer within {timeout:g} s "
-                          "(call_timeout)", is_error=True)
+        late = ToolOutput(
+            f"tool {remote_name!r} of MCP server {self.name!r} did not answer within {timeout:g} s "
+            "(call_timeout)",
+            is_error=True,
+        )
         try:
             async with asyncio.timeout(timeout + 5):  # the session's own timeout comes first
                 result = await session.call_tool(remote_name, arguments, read_timeout_seconds=timeout)
@@ -537,7 +583,9 @@ class McpToolSource:
                 if self._closing is not None:
                     self._closing.set()  # end what is left of the session; the next open starts it again
                 return ToolOutput(self.failure, is_error=True)
-            return ToolOutput(f"tool {remote_name!r} of MCP server {self.name!r} {_describe(exc)}", is_error=True)
+            return ToolOutput(
+                f"tool {remote_name!r} of MCP server {self.name!r} {_describe(exc)}", is_error=True
+            )
         return result_output(self.name, result)
 
     async def close(self) -> None:

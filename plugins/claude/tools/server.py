@@ -39,12 +39,25 @@ def server_tools(settings: ToolSettings) -> list[dict[str, Any]]:
     """The server tool definitions of an agent's request (empty when it offers none)."""
     tools: list[dict[str, Any]] = []
     if settings.offers(WEB_SEARCH):
-        tools.append({"type": WEB_SEARCH_TYPE, "name": "web_search", "max_uses": settings.web_search_max_uses,
-                      **_domains(settings)})
+        tools.append(
+            {
+                "type": WEB_SEARCH_TYPE,
+                "name": "web_search",
+                "max_uses": settings.web_search_max_uses,
+                **_domains(settings),
+            }
+        )
     if settings.offers(WEB_FETCH):
-        tools.append({"type": WEB_FETCH_TYPE, "name": "web_fetch", "max_uses": settings.web_fetch_max_uses,
-                      "citations": {"enabled": True}, "max_content_tokens": WEB_FETCH_MAX_CONTENT_TOKENS,
-                      **_domains(settings)})
+        tools.append(
+            {
+                "type": WEB_FETCH_TYPE,
+                "name": "web_fetch",
+                "max_uses": settings.web_fetch_max_uses,
+                "citations": {"enabled": True},
+                "max_content_tokens": WEB_FETCH_MAX_CONTENT_TOKENS,
+                **_domains(settings),
+            }
+        )
     if settings.offers(CODE_EXECUTION):
         tools.append({"type": CODE_EXECUTION_TYPE, "name": "code_execution"})
     return tools

@@ -32,8 +32,17 @@ WORKSPACE = "workspace"
 BUILT_IN = (WEB_SEARCH, WEB_FETCH, CODE_EXECUTION, WORKSPACE)
 
 #: The parameters of an agent type read here (other modules read the rest).
-PARAMETERS = frozenset({*BUILT_IN, "web_search_max_uses", "web_fetch_max_uses", "allowed_domains",
-                        "blocked_domains", "max_turns", "max_seconds"})
+PARAMETERS = frozenset(
+    {
+        *BUILT_IN,
+        "web_search_max_uses",
+        "web_fetch_max_uses",
+        "allowed_domains",
+        "blocked_domains",
+        "max_turns",
+        "max_seconds",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -104,7 +113,9 @@ def _names(params: Mapping[str, Any], name: str, default: Sequence[str]) -> tupl
     return tuple(v.strip().lower() for v in value if v.strip())
 
 
-def resolve_tool_settings(settings: Any, params: Mapping[str, Any] | None, role_tools: Sequence[str]) -> ToolSettings:
+def resolve_tool_settings(
+    settings: Any, params: Mapping[str, Any] | None, role_tools: Sequence[str]
+) -> ToolSettings:
     """The tools of an agent whose role uses ``role_tools``, from settings and its type's parameters.
 
     Raises:
@@ -123,20 +134,28 @@ def resolve_tool_settings(settings: Any, params: Mapping[str, Any] | None, role_
         if on.get(tool, False) and wanted is not False:
             enabled.add(tool)
     max_seconds = params.get("max_seconds")
-    if max_seconds is not None and (isinstance(max_seconds, bool) or not isinstance(max_seconds, int | float)
-                                    or max_seconds <= 0):
+    if max_seconds is not None and (
+        isinstance(max_seconds, bool) or not isinstance(max_seconds, int | float) or max_seconds <= 0
+    ):
         raise ValueError(f"parameters.max_seconds must be a positive number of seconds, not {max_seconds!r}")
     return ToolSettings(
         enabled=frozenset(enabled),
-        web_search_max_uses=_count(params, "web_search_max_uses",
-                                   int(_get(settings, "claude.web_search.max_uses", DEFAULT_MAX_USES))),
-        web_fetch_max_uses=_count(params, "web_fetch_max_uses",
-                                  int(_get(settings, "claude.web_fetch.max_uses", DEFAULT_MAX_USES))),
+        web_search_max_uses=_count(
+            params, "web_search_max_uses", int(_get(settings, "claude.web_search.max_uses", DEFAULT_MAX_USES))
+        ),
+        web_fetch_max_uses=_count(
+            params, "web_fetch_max_uses", int(_get(settings, "claude.web_fetch.max_uses", DEFAULT_MAX_USES))
+        ),
         allowed_domains=_names(params, "allowed_domains", _get(settings, "claude.web.allowed_domains", [])),
         blocked_domains=_names(params, "blocked_domains", _get(settings, "claude.web.blocked_domains", [])),
-        max_turns=_count(params, "max_turns", int(_get(settings, "claude.tools.max_turns", DEFAULT_MAX_TURNS))),
-        max_seconds=float(max_seconds if max_seconds is not None
-                          else _get(settings, "claude.tools.max_seconds", DEFAULT_MAX_SECONDS)),
+        max_turns=_count(
+            params, "max_turns", int(_get(settings, "claude.tools.max_turns", DEFAULT_MAX_TURNS))
+        ),
+        max_seconds=float(
+            max_seconds
+            if max_seconds is not None
+            else _get(settings, "claude.tools.max_seconds", DEFAULT_MAX_SECONDS)
+        ),
         workspace=WorkspaceLimits(
             command_timeout=float(_get(settings, "agents.workspace.command_timeout", 60.0)),
             max_output_bytes=int(_get(settings, "agents.workspace.max_output_bytes", 64 * 1024)),

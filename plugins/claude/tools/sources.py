@@ -37,9 +37,17 @@ from plugins.claude.tools.mcp import (
 )
 
 #: The built-in tools' names (server tools and workspace tools); a ``specialized_tools`` entry may name them.
-BUILTIN_TOOL_NAMES = frozenset({
-    "web_search", "web_fetch", "code_execution", "list_files", "read_file", "write_file", "run_command",
-})
+BUILTIN_TOOL_NAMES = frozenset(
+    {
+        "web_search",
+        "web_fetch",
+        "code_execution",
+        "list_files",
+        "read_file",
+        "write_file",
+        "run_command",
+    }
+)
 #: Most names ``specialized_tools`` may hold, and the longest name.
 MAX_ALLOWED_TOOLS = 128
 MAX_TOOL_NAME_CHARS = 128
@@ -68,8 +76,10 @@ def specialized_tools(params: Mapping[str, Any]) -> list[str] | None:
     names: list[str] = []
     for index, name in enumerate(value):
         if not isinstance(name, str) or not name.strip() or len(name) > MAX_TOOL_NAME_CHARS:
-            raise ValueError(f"`specialized_tools[{index}]` must be a tool name (1 to {MAX_TOOL_NAME_CHARS} "
-                             f"characters), not {str(name)[:64]!r}")
+            raise ValueError(
+                f"`specialized_tools[{index}]` must be a tool name (1 to {MAX_TOOL_NAME_CHARS} "
+                f"characters), not {str(name)[:64]!r}"
+            )
         names.append(name.strip())
     return names
 
@@ -112,8 +122,10 @@ def unknown_tools(allowed: Iterable[str] | None, offered: Iterable[str]) -> list
 def unknown_tools_message(names: list[str]) -> str:
     """The warning for ``specialized_tools`` names that nothing offers."""
     shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
-    return (f"specialized_tools: no built-in tool or MCP server of this type offers {shown}; "
-            "its agents run without them")
+    return (
+        f"specialized_tools: no built-in tool or MCP server of this type offers {shown}; "
+        "its agents run without them"
+    )
 
 
 def offered_names(sources: Iterable[McpToolSource]) -> set[str]:
@@ -157,8 +169,9 @@ class Probes:
             if done is None:
                 done = self._running[spec] = threading.Event()
                 self.started += 1
-                threading.Thread(target=self._probe, args=(spec, done), name=f"mcp-probe-{spec.name}",
-                                 daemon=True).start()
+                threading.Thread(
+                    target=self._probe, args=(spec, done), name=f"mcp-probe-{spec.name}", daemon=True
+                ).start()
         if wait > 0:
             done.wait(wait)
         with self._lock:
@@ -180,7 +193,9 @@ class Probes:
         try:
             answer = asyncio.run(_probe(spec))
         except Exception as exc:  # noqa: BLE001 - any failure of the probe is the server's problem
-            answer = Probe(error=f"MCP server {spec.name!r} could not be checked: {type(exc).__name__}: {exc}")
+            answer = Probe(
+                error=f"MCP server {spec.name!r} could not be checked: {type(exc).__name__}: {exc}"
+            )
         answer = Probe(answer.tools, answer.error, time.monotonic())
         with self._lock:
             self._answers[spec] = answer
@@ -267,8 +282,10 @@ def tool_warnings(params: Mapping[str, Any], base_dir: Path | None = None) -> li
     answers = PROBES.answers(specs, wait=_wait()) if specs else []
     pending = [spec.name for spec, answer in zip(specs, answers, strict=True) if answer is None]
     if pending:
-        return [f"MCP server(s) {', '.join(pending)} still being checked (starting and listing the tools "
-                f"takes longer than {PROBE_WAIT:g} s); ask again to see the outcome"]
+        return [
+            f"MCP server(s) {', '.join(pending)} still being checked (starting and listing the tools "
+            f"takes longer than {PROBE_WAIT:g} s); ask again to see the outcome"
+        ]
     if not allowed or any(answer is not None and answer.error for answer in answers):
         return []
     offered = {name for answer in answers if answer is not None for name in answer.tools}
@@ -332,8 +349,9 @@ class AgentTools:
                 for source in self.sources:
                     await source.close()
                 self.problem = str(exc)
-                raise PermanentError(f"the agent's tools are unavailable: {exc}",
-                                     error_type="ToolSourceUnavailable") from None
+                raise PermanentError(
+                    f"the agent's tools are unavailable: {exc}", error_type="ToolSourceUnavailable"
+                ) from None
             self.problem = ""
 
     async def ready(self, log: Any) -> None:

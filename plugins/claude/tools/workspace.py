@@ -156,8 +156,9 @@ class Workspace:
                 skipped.append(name)
                 continue
             room -= len(content)
-            media = mimetypes.guess_type(name)[0] or ("text/plain" if _is_text(content) else
-                                                      "application/octet-stream")
+            media = mimetypes.guess_type(name)[0] or (
+                "text/plain" if _is_text(content) else "application/octet-stream"
+            )
             artifacts.append(Artifact(name=name, content=content, media_type=media))
         return artifacts, skipped
 
@@ -186,27 +187,47 @@ class Workspace:
         """list_files, read_file, write_file and run_command over this workspace."""
         path_schema = {"type": "string", "description": "A path relative to the workspace, e.g. src/app.py."}
         return [
-            FunctionTool("list_files", "List the files in the task's workspace (or one of its folders), "
-                         "with their sizes in bytes.",
-                         {"type": "object", "properties": {"path": {**path_schema, "default": "."}}},
-                         self._list_files),
-            FunctionTool("read_file", "Read a text file of the task's workspace.",
-                         {"type": "object", "properties": {"path": path_schema}, "required": ["path"]},
-                         self._read_file),
-            FunctionTool("write_file", "Create or replace a file in the task's workspace (folders are created). "
-                         "Files written are returned with the task's result.",
-                         {"type": "object", "properties": {"path": path_schema,
-                                                           "content": {"type": "string"}},
-                          "required": ["path", "content"]},
-                         self._write_file),
-            FunctionTool("run_command", "Run a command in the task's workspace (its working directory) and get "
-                         "its exit status and output, e.g. to run tests. `command` is run by /bin/sh -c; or give "
-                         f"`argv`, a list run without a shell. Killed after {self.limits.command_timeout:g} s.",
-                         {"type": "object", "properties": {
-                             "command": {"type": "string", "description": "A shell command line."},
-                             "argv": {"type": "array", "items": {"type": "string"},
-                                      "description": "A program and its arguments, run without a shell."}}},
-                         self._run_command),
+            FunctionTool(
+                "list_files",
+                "List the files in the task's workspace (or one of its folders), with their sizes in bytes.",
+                {"type": "object", "properties": {"path": {**path_schema, "default": "."}}},
+                self._list_files,
+            ),
+            FunctionTool(
+                "read_file",
+                "Read a text file of the task's workspace.",
+                {"type": "object", "properties": {"path": path_schema}, "required": ["path"]},
+                self._read_file,
+            ),
+            FunctionTool(
+                "write_file",
+                "Create or replace a file in the task's workspace (folders are created). "
+                "Files written are returned with the task's result.",
+                {
+                    "type": "object",
+                    "properties": {"path": path_schema, "content": {"type": "string"}},
+                    "required": ["path", "content"],
+                },
+                self._write_file,
+            ),
+            FunctionTool(
+                "run_command",
+                "Run a command in the task's workspace (its working directory) and get "
+                "its exit status and output, e.g. to run tests. `command` is run by /bin/sh -c; or give "
+                f"`argv`, a list run without a shell. Killed after {self.limits.command_timeout:g} s.",
+                {
+                    "type": "object",
+                    "properties": {
+                        "command": {"type": "string", "description": "A shell command line."},
+                        "argv": {
+                            "type": "array",
+                            "items": {"type": "string"},
+                            "description": "A program and its arguments, run without a shell.",
+                        },
+                    },
+                },
+                self._run_command,
+            ),
         ]
 
     async def _list_files(self, arguments: dict[str, Any]) -> ToolOutput:
@@ -242,8 +263,10 @@ class Workspace:
             raise WorkspaceError("content must be a string")
         data = content.encode()
         if len(data) > self.limits.max_file_bytes:
-            raise WorkspaceError(f"content is {len(data)} bytes; the limit is {self.limits.max_file_bytes} "
-                                 "(agents.workspace.max_file_bytes)")
+            raise WorkspaceError(
+                f"content is {len(data)} bytes; the limit is {self.limits.max_file_bytes} "
+                "(agents.workspace.max_file_bytes)"
+            )
         path = self.resolve(arguments.get("path"))
         if path == self.root or path.is_dir():
             raise WorkspaceError(f"{arguments.get('path')!r} is a folder")
@@ -261,24 +284,31 @@ class Workspace:
         elif isinstance(command, str) and command.strip():
             args = ["/bin/sh", "-c", command]  # the model's own command line, passed as one argument
         else:
-            raise WorkspaceError("give `command` (a non-empty string) or `argv` (a non-empty list of strings)")
+            raise WorkspaceError(
+                "give `command` (a non-empty string) or `argv` (a non-empty list of strings)"
+            )
         env = child_environment(os.environ, extra={"HOME": str(self.root), "MAOS_WORKSPACE": str(self.root)})
         limit = self.limits.max_output_bytes
         try:
-            done = await run_bounded(args, timeout=self.limits.command_timeout, max_output_bytes=limit,
-                                     cwd=str(self.root), env=env)
+            done = await run_bounded(
+                args, timeout=self.limits.command_timeout, max_output_bytes=limit, cwd=str(self.root), env=env
+            )
         except TimeoutError as exc:  # (an OSError too: caught first)
             partial = getattr(exc, "partial", None)
             if partial is None:
                 raise
-            return ToolOutput(f"the command was killed after {self.limits.command_timeout:g} s "
-                              f"(agents.workspace.command_timeout)\n{_streams(partial.stdout, partial.stderr)}",
-                              is_error=True)
+            return ToolOutput(
+                f"the command was killed after {self.limits.command_timeout:g} s "
+                f"(agents.workspace.command_timeout)\n{_streams(partial.stdout, partial.stderr)}",
+                is_error=True,
+            )
         except OSError as exc:
             return ToolOutput(f"cannot run {args[0]!r}: {exc}", is_error=True)
         code = done.returncode
         status = f"killed by signal {-code}" if code < 0 else f"exit status {code}"
-        note = f"\n[output cut at {limit} bytes (agents.workspace.max_output_bytes)]" if done.truncated else ""
+        note = (
+            f"\n[output cut at {limit} bytes (agents.workspace.max_output_bytes)]" if done.truncated else ""
+        )
         return ToolOutput(f"{status}\n{_streams(done.stdout, done.stderr)}{note}")
 
 

@@ -44,8 +44,11 @@ async def task_count(app: App) -> int:
 
 async def test_unauthenticated_calls_are_refused_audited_and_change_nothing(secured: App) -> None:
     async with Client(secured.address) as anonymous:
-        await fails(anonymous.submit_task(description="x"), grpc.StatusCode.UNAUTHENTICATED,
-                    "ERROR_REASON_UNAUTHENTICATED")
+        await fails(
+            anonymous.submit_task(description="x"),
+            grpc.StatusCode.UNAUTHENTICATED,
+            "ERROR_REASON_UNAUTHENTICATED",
+        )
         await fails(anonymous.list_tasks(), grpc.StatusCode.UNAUTHENTICATED, "ERROR_REASON_UNAUTHENTICATED")
     assert await task_count(secured) == 0
     async with Client(secured.address, token=await admin_key(secured)) as admin:
@@ -73,28 +76,42 @@ async def test_wrong_permission_is_denied_and_changes_nothing(secured: App) -> N
     token = await user_key(secured, "viewer@example.com", "viewer")
     async with Client(secured.address, token=token) as viewer:
         assert (await viewer.list_tasks()).tasks == []  # task:view is granted
-        await fails(viewer.submit_task(description="x"), grpc.StatusCode.PERMISSION_DENIED,
-                    "ERROR_REASON_PERMISSION_DENIED")
-        await fails(viewer.create_user("x@example.com", ["admin"]), grpc.StatusCode.PERMISSION_DENIED,
-                    "ERROR_REASON_PERMISSION_DENIED")
+        await fails(
+            viewer.submit_task(description="x"),
+            grpc.StatusCode.PERMISSION_DENIED,
+            "ERROR_REASON_PERMISSION_DENIED",
+        )
+        await fails(
+            viewer.create_user("x@example.com", ["admin"]),
+            grpc.StatusCode.PERMISSION_DENIED,
+            "ERROR_REASON_PERMISSION_DENIED",
+        )
     assert await task_count(secured) == 0
     assert not any(u["email"] == "x@example.com" for u in secured.access.users.values())
     async with Client(secured.address, token=await admin_key(secured)) as admin:
         denied = await admin.list_audit_records(principal="users/viewer")
     assert {(r.method.rsplit("/", 1)[1], r.status_code) for r in denied} == {
-        ("SubmitTask", "PERMISSION_DENIED"), ("CreateUser", "PERMISSION_DENIED")}
+        ("SubmitTask", "PERMISSION_DENIED"),
+        ("CreateUser", "PERMISSION_DENIED"),
+    }
     assert all(r.key_id and r.peer for r in denied)
 
 
 async def test_key_permissions_narrow_the_users(secured: App) -> None:
     async with Client(secured.address, token=await user_key(secured, "dev@example.com", "developer")) as dev:
         narrow = await dev.create_api_key("read only", ["task:view"])
-        await fails(dev.create_api_key("too much", ["*"]), grpc.StatusCode.PERMISSION_DENIED,
-                    "ERROR_REASON_PERMISSION_DENIED")
+        await fails(
+            dev.create_api_key("too much", ["*"]),
+            grpc.StatusCode.PERMISSION_DENIED,
+            "ERROR_REASON_PERMISSION_DENIED",
+        )
     async with Client(secured.address, token=narrow.secret) as client:
         assert (await client.get_caller()).permissions == ["task:view"]
-        await fails(client.submit_task(description="x"), grpc.StatusCode.PERMISSION_DENIED,
-                    "ERROR_REASON_PERMISSION_DENIED")
+        await fails(
+            client.submit_task(description="x"),
+            grpc.StatusCode.PERMISSION_DENIED,
+            "ERROR_REASON_PERMISSION_DENIED",
+        )
 
 
 async def test_expired_key(secured: App) -> None:
@@ -125,10 +142,13 @@ async def test_rotated_key_overlap(secured: App) -> None:
         created = await dev.create_api_key("svc")
         rotated = await dev.rotate_api_key(created.api_key.name, overlap=0.5)
     assert keys.parse(rotated.secret) == keys.parse(created.secret)
-    async with Client(secured.address, token=created.secret) as old, \
-            Client(secured.address, token=rotated.secret) as new:
+    async with (
+        Client(secured.address, token=created.secret) as old,
+        Client(secured.address, token=rotated.secret) as new,
+    ):
         await old.list_tasks()  # within the overlap
         await new.list_tasks()
+
         async def expired() -> bool:
             try:
                 await old.list_tasks()
@@ -149,9 +169,15 @@ async def test_another_users_task_is_not_found_and_unchanged(secured: App) -> No
         task = await alice.submit_task(description="alice's work")
         assert task.owner == "users/alice"
         await fails(bob.get_task(task.name), grpc.StatusCode.NOT_FOUND, "ERROR_REASON_TASK_NOT_FOUND")
-        await fails(bob.tasks.CancelTask(__import__("agent_sdk.proto.maos.v1.task_service_pb2",
-                                                    fromlist=["x"]).CancelTaskRequest(name=task.name)),
-                    grpc.StatusCode.NOT_FOUND, "ERROR_REASON_TASK_NOT_FOUND")
+        await fails(
+            bob.tasks.CancelTask(
+                __import__("agent_sdk.proto.maos.v1.task_service_pb2", fromlist=["x"]).CancelTaskRequest(
+                    name=task.name
+                )
+            ),
+            grpc.StatusCode.NOT_FOUND,
+            "ERROR_REASON_TASK_NOT_FOUND",
+        )
         assert (await bob.list_tasks()).tasks == []
         assert (await bob.list_tasks(owner="users/alice")).tasks == []
         with pytest.raises(MaosRpcError) as watched:  # no snapshot, no events of alice's task
@@ -166,7 +192,8 @@ async def test_another_users_task_is_not_found_and_unchanged(secured: App) -> No
         assert [(r.principal, r.status_code, r.decision) for r in records] == [("users/alice", "OK", 1)]
         cancels = await admin.list_audit_records(action="CancelTask")
         assert [(r.principal, r.status_code, r.resource) for r in cancels] == [
-            ("users/bob", "NOT_FOUND", task.name)]
+            ("users/bob", "NOT_FOUND", task.name)
+        ]
     finally:
         for client in (alice, bob, admin):
             await client.close()
@@ -178,20 +205,31 @@ async def test_roles_and_get_caller(secured: App) -> None:
         assert caller.principal == "users/admin" and caller.permissions == ["*"]
         role = await admin.create_role("submitter", ["task:submit", "task:view"])
         assert role.name == "roles/submitter"
-        await fails(admin.create_role("bad", ["nonsense"]), grpc.StatusCode.INVALID_ARGUMENT,
-                    "ERROR_REASON_INVALID_FIELD")
-        await fails(admin.update_role("admin", ["task:view"]), grpc.StatusCode.FAILED_PRECONDITION,
-                    "ERROR_REASON_NOT_SUPPORTED")
+        await fails(
+            admin.create_role("bad", ["nonsense"]),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "ERROR_REASON_INVALID_FIELD",
+        )
+        await fails(
+            admin.update_role("admin", ["task:view"]),
+            grpc.StatusCode.FAILED_PRECONDITION,
+            "ERROR_REASON_NOT_SUPPORTED",
+        )
         await admin.update_role("submitter", ["task:submit"])
         names = {r.name: r for r in await admin.list_roles()}
         assert {"roles/viewer", "roles/developer", "roles/admin", "roles/agent"} <= set(names)
         assert list(names["roles/submitter"].permissions) == ["task:submit"]
-        await fails(admin.create_user("x@example.com", ["nope"]), grpc.StatusCode.NOT_FOUND,
-                    "ERROR_REASON_ROLE_NOT_FOUND")
+        await fails(
+            admin.create_user("x@example.com", ["nope"]),
+            grpc.StatusCode.NOT_FOUND,
+            "ERROR_REASON_ROLE_NOT_FOUND",
+        )
     token = await user_key(secured, "s@example.com", "submitter")
     async with Client(secured.address, token=token) as submitter:
         await submitter.submit_task(description="ok")
-        await fails(submitter.list_tasks(), grpc.StatusCode.PERMISSION_DENIED, "ERROR_REASON_PERMISSION_DENIED")
+        await fails(
+            submitter.list_tasks(), grpc.StatusCode.PERMISSION_DENIED, "ERROR_REASON_PERMISSION_DENIED"
+        )
 
 
 # --- updating and deleting users and roles ------------------------------------------------
@@ -199,23 +237,36 @@ async def test_roles_and_get_caller(secured: App) -> None:
 
 async def access_snapshot(app: App) -> tuple[object, ...]:
     """Users, roles and keys as stored and as held in memory (without keys' last use)."""
+
     def rows(records: object) -> list[str]:
         return sorted(str({k: v for k, v in r.items() if k != "last_used_time"}) for r in records)
 
-    stored = [rows(await app.storage.call(app.storage.backend.access_list, kind))
-              for kind in ("users", "roles", "api_keys")]
-    return stored, rows(app.access.users.values()), rows(app.access.roles.values()), rows(app.access.api_keys.values())
+    stored = [
+        rows(await app.storage.call(app.storage.backend.access_list, kind))
+        for kind in ("users", "roles", "api_keys")
+    ]
+    return (
+        stored,
+        rows(app.access.users.values()),
+        rows(app.access.roles.values()),
+        rows(app.access.api_keys.values()),
+    )
 
 
 async def test_update_user_roles_and_disabled(secured: App) -> None:
     token = await user_key(secured, "dev@example.com", "developer")
-    async with Client(secured.address, token=await admin_key(secured)) as admin, \
-            Client(secured.address, token=token) as dev:
+    async with (
+        Client(secured.address, token=await admin_key(secured)) as admin,
+        Client(secured.address, token=token) as dev,
+    ):
         await dev.submit_task(description="allowed")
         viewer = await admin.update_user("dev", roles=["viewer", "viewer"])
         assert list(viewer.roles) == ["roles/viewer"] and not viewer.disabled
-        await fails(dev.submit_task(description="x"), grpc.StatusCode.PERMISSION_DENIED,
-                    "ERROR_REASON_PERMISSION_DENIED")
+        await fails(
+            dev.submit_task(description="x"),
+            grpc.StatusCode.PERMISSION_DENIED,
+            "ERROR_REASON_PERMISSION_DENIED",
+        )
         assert (await admin.update_user("users/dev", disabled=True)).disabled
         await fails(dev.list_tasks(), grpc.StatusCode.UNAUTHENTICATED, "ERROR_REASON_UNAUTHENTICATED")
         enabled = await admin.update_user("dev", disabled=False, roles=["developer"])
@@ -235,11 +286,15 @@ async def test_update_user_mask_without_paths_takes_the_fields_that_are_set(secu
 
     await user_key(secured, "dev@example.com", "developer")
     async with Client(secured.address, token=await admin_key(secured)) as admin:
-        reply = await admin.access.UpdateUser(access_pb.UpdateUserRequest(
-            user=msgs.User(name="users/dev", roles=["roles/viewer"])))
+        reply = await admin.access.UpdateUser(
+            access_pb.UpdateUserRequest(user=msgs.User(name="users/dev", roles=["roles/viewer"]))
+        )
         assert list(reply.user.roles) == ["roles/viewer"] and not reply.user.disabled
-        reply = await admin.access.UpdateUser(access_pb.UpdateUserRequest(
-            user=msgs.User(name="users/dev", disabled=True), update_mask={"paths": ["*"]}))
+        reply = await admin.access.UpdateUser(
+            access_pb.UpdateUserRequest(
+                user=msgs.User(name="users/dev", disabled=True), update_mask={"paths": ["*"]}
+            )
+        )
         assert list(reply.user.roles) == [] and reply.user.disabled
 
 
@@ -250,45 +305,79 @@ async def test_bad_user_updates_are_refused_and_change_nothing(secured: App) -> 
     await user_key(secured, "dev@example.com", "developer")
     async with Client(secured.address, token=await admin_key(secured)) as admin:
         before = await access_snapshot(secured)
-        await fails(admin.update_user("nobody", disabled=True), grpc.StatusCode.NOT_FOUND,
-                    "ERROR_REASON_USER_NOT_FOUND")
-        await fails(admin.update_user("dev", roles=["viewer", "no-such-role"]), grpc.StatusCode.NOT_FOUND,
-                    "ERROR_REASON_ROLE_NOT_FOUND")
+        await fails(
+            admin.update_user("nobody", disabled=True),
+            grpc.StatusCode.NOT_FOUND,
+            "ERROR_REASON_USER_NOT_FOUND",
+        )
+        await fails(
+            admin.update_user("dev", roles=["viewer", "no-such-role"]),
+            grpc.StatusCode.NOT_FOUND,
+            "ERROR_REASON_ROLE_NOT_FOUND",
+        )
         for paths in (["email"], ["roles", "name"], ["create_time"], ["user.roles"]):
-            error = await fails(admin.access.UpdateUser(access_pb.UpdateUserRequest(
-                user=msgs.User(name="users/dev", email="evil@example.com", disabled=True),
-                update_mask={"paths": paths})), grpc.StatusCode.INVALID_ARGUMENT, "ERROR_REASON_INVALID_FIELD")
+            error = await fails(
+                admin.access.UpdateUser(
+                    access_pb.UpdateUserRequest(
+                        user=msgs.User(name="users/dev", email="evil@example.com", disabled=True),
+                        update_mask={"paths": paths},
+                    )
+                ),
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "ERROR_REASON_INVALID_FIELD",
+            )
             assert error.field_violations[0][0] == "update_mask"
             assert all(p in error.message for p in paths if p != "roles")
-        await fails(admin.access.UpdateUser(access_pb.UpdateUserRequest(
-            user=msgs.User(disabled=True), update_mask={"paths": ["disabled"]})),
-            grpc.StatusCode.INVALID_ARGUMENT, "ERROR_REASON_INVALID_FIELD")
-        await fails(admin.update_user("admin", disabled=True), grpc.StatusCode.FAILED_PRECONDITION,
-                    "ERROR_REASON_NOT_SUPPORTED")  # yourself
-        await fails(admin.update_user("admin", roles=["viewer"]), grpc.StatusCode.FAILED_PRECONDITION,
-                    "ERROR_REASON_NOT_SUPPORTED")
+        await fails(
+            admin.access.UpdateUser(
+                access_pb.UpdateUserRequest(
+                    user=msgs.User(disabled=True), update_mask={"paths": ["disabled"]}
+                )
+            ),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "ERROR_REASON_INVALID_FIELD",
+        )
+        await fails(
+            admin.update_user("admin", disabled=True),
+            grpc.StatusCode.FAILED_PRECONDITION,
+            "ERROR_REASON_NOT_SUPPORTED",
+        )  # yourself
+        await fails(
+            admin.update_user("admin", roles=["viewer"]),
+            grpc.StatusCode.FAILED_PRECONDITION,
+            "ERROR_REASON_NOT_SUPPORTED",
+        )
         assert await access_snapshot(secured) == before
 
 
 async def test_deleted_users_keys_fail_on_the_next_call(secured: App) -> None:
     token = await user_key(secured, "dev@example.com", "developer")
-    async with Client(secured.address, token=await admin_key(secured)) as admin, \
-            Client(secured.address, token=token) as dev:
+    async with (
+        Client(secured.address, token=await admin_key(secured)) as admin,
+        Client(secured.address, token=token) as dev,
+    ):
         second = await dev.create_api_key("second")
         await dev.list_tasks()
         await admin.delete_user("dev")
         await fails(dev.list_tasks(), grpc.StatusCode.UNAUTHENTICATED, "ERROR_REASON_CREDENTIAL_REVOKED")
         async with Client(secured.address, token=second.secret) as other:
-            await fails(other.list_tasks(), grpc.StatusCode.UNAUTHENTICATED, "ERROR_REASON_CREDENTIAL_REVOKED")
+            await fails(
+                other.list_tasks(), grpc.StatusCode.UNAUTHENTICATED, "ERROR_REASON_CREDENTIAL_REVOKED"
+            )
         await fails(admin.get_user("dev"), grpc.StatusCode.NOT_FOUND, "ERROR_REASON_USER_NOT_FOUND")
         await fails(admin.delete_user("dev"), grpc.StatusCode.NOT_FOUND, "ERROR_REASON_USER_NOT_FOUND")
         # A new user with the same email gets the same id, but none of the old keys.
         again = await admin.create_user("dev@example.com", ["developer"])
         assert again.name == "users/dev"
         await fails(dev.list_tasks(), grpc.StatusCode.UNAUTHENTICATED, "ERROR_REASON_CREDENTIAL_REVOKED")
-    assert "dev" in {u["id"] for u in await secured.storage.call(secured.storage.backend.access_list, "users")}
-    revoked = [k for k in await secured.storage.call(secured.storage.backend.access_list, "api_keys")
-               if k["user"] == "dev"]
+    assert "dev" in {
+        u["id"] for u in await secured.storage.call(secured.storage.backend.access_list, "users")
+    }
+    revoked = [
+        k
+        for k in await secured.storage.call(secured.storage.backend.access_list, "api_keys")
+        if k["user"] == "dev"
+    ]
     assert len(revoked) == 2 and all(k["revoke_time"] for k in revoked)
 
 
@@ -296,15 +385,24 @@ async def test_bad_user_deletes_are_refused_and_change_nothing(secured: App) -> 
     from agent_sdk.proto.maos.v1 import access_service_pb2 as access_pb
 
     other_admin = await user_key(secured, "root@example.com", "admin")
-    async with Client(secured.address, token=await admin_key(secured)) as admin, \
-            Client(secured.address, token=other_admin) as root:
+    async with (
+        Client(secured.address, token=await admin_key(secured)) as admin,
+        Client(secured.address, token=other_admin) as root,
+    ):
         before = await access_snapshot(secured)
         for built_in in ("admin", "local-agents"):
-            await fails(root.delete_user(built_in), grpc.StatusCode.FAILED_PRECONDITION, "ERROR_REASON_NOT_SUPPORTED")
-        await fails(root.delete_user("root"), grpc.StatusCode.FAILED_PRECONDITION, "ERROR_REASON_NOT_SUPPORTED")
+            await fails(
+                root.delete_user(built_in), grpc.StatusCode.FAILED_PRECONDITION, "ERROR_REASON_NOT_SUPPORTED"
+            )
+        await fails(
+            root.delete_user("root"), grpc.StatusCode.FAILED_PRECONDITION, "ERROR_REASON_NOT_SUPPORTED"
+        )
         await fails(root.delete_user("nobody"), grpc.StatusCode.NOT_FOUND, "ERROR_REASON_USER_NOT_FOUND")
-        await fails(root.access.DeleteUser(access_pb.DeleteUserRequest()), grpc.StatusCode.INVALID_ARGUMENT,
-                    "ERROR_REASON_INVALID_FIELD")
+        await fails(
+            root.access.DeleteUser(access_pb.DeleteUserRequest()),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "ERROR_REASON_INVALID_FIELD",
+        )
         assert await access_snapshot(secured) == before
         await admin.delete_user("root")  # another admin can
     assert "root" not in secured.access.users
@@ -319,15 +417,20 @@ async def test_delete_role(secured: App) -> None:
         await admin.create_user("a@example.com", ["submitter"])
         await admin.create_user("b@example.com", ["viewer", "submitter"])
         before = await access_snapshot(secured)
-        held = await fails(admin.delete_role("submitter"), grpc.StatusCode.FAILED_PRECONDITION,
-                           "ERROR_REASON_NOT_SUPPORTED")
+        held = await fails(
+            admin.delete_role("submitter"), grpc.StatusCode.FAILED_PRECONDITION, "ERROR_REASON_NOT_SUPPORTED"
+        )
         assert "users/a" in held.message and "users/b" in held.message
         for built_in in ("viewer", "developer", "admin", "agent"):
-            await fails(admin.delete_role(built_in), grpc.StatusCode.FAILED_PRECONDITION,
-                        "ERROR_REASON_NOT_SUPPORTED")
+            await fails(
+                admin.delete_role(built_in), grpc.StatusCode.FAILED_PRECONDITION, "ERROR_REASON_NOT_SUPPORTED"
+            )
         await fails(admin.delete_role("nope"), grpc.StatusCode.NOT_FOUND, "ERROR_REASON_ROLE_NOT_FOUND")
-        await fails(admin.access.DeleteRole(access_pb.DeleteRoleRequest()), grpc.StatusCode.INVALID_ARGUMENT,
-                    "ERROR_REASON_INVALID_FIELD")
+        await fails(
+            admin.access.DeleteRole(access_pb.DeleteRoleRequest()),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "ERROR_REASON_INVALID_FIELD",
+        )
         assert await access_snapshot(secured) == before
 
         await admin.delete_role("roles/unused")
@@ -335,9 +438,16 @@ async def test_delete_role(secured: App) -> None:
         await admin.update_user("b", roles=["viewer"])
         await admin.delete_role("submitter")
         assert {r.name for r in await admin.list_roles()} == {
-            "roles/viewer", "roles/developer", "roles/admin", "roles/agent"}
-        await fails(admin.create_user("c@example.com", ["submitter"]), grpc.StatusCode.NOT_FOUND,
-                    "ERROR_REASON_ROLE_NOT_FOUND")
+            "roles/viewer",
+            "roles/developer",
+            "roles/admin",
+            "roles/agent",
+        }
+        await fails(
+            admin.create_user("c@example.com", ["submitter"]),
+            grpc.StatusCode.NOT_FOUND,
+            "ERROR_REASON_ROLE_NOT_FOUND",
+        )
     stored = {r["id"] for r in await secured.storage.call(secured.storage.backend.access_list, "roles")}
     assert not stored & {"submitter", "unused"}
 
@@ -347,8 +457,12 @@ async def test_only_admins_update_or_delete_users_and_roles(secured: App) -> Non
     token = await user_key(secured, "dev@example.com", "developer")
     before = await access_snapshot(secured)
     async with Client(secured.address, token=token) as dev:
-        for call in (dev.update_user("other", disabled=True), dev.delete_user("other"), dev.delete_role("viewer"),
-                     dev.update_user("dev", roles=["admin"])):
+        for call in (
+            dev.update_user("other", disabled=True),
+            dev.delete_user("other"),
+            dev.delete_role("viewer"),
+            dev.update_user("dev", roles=["admin"]),
+        ):
             await fails(call, grpc.StatusCode.PERMISSION_DENIED, "ERROR_REASON_PERMISSION_DENIED")
     assert await access_snapshot(secured) == before
 
@@ -361,10 +475,19 @@ async def test_a_whole_key_given_as_a_key_name_is_refused_unechoed_and_unaudited
         created = await admin.create_api_key("ci")
         secret = created.secret
         before = await access_snapshot(secured)
-        for name in (secret, f"apiKeys/{secret}", f"apiKeys/{secret}\n", "apiKeys/" + secret[9:21] + "x", "",
-                     "apiKeys/abc.def", "apiKeys/" + secret[9:21] + "\n"):
-            for call in (admin.access.RevokeApiKey(access_pb.RevokeApiKeyRequest(name=name)),
-                         admin.access.RotateApiKey(access_pb.RotateApiKeyRequest(name=name))):
+        for name in (
+            secret,
+            f"apiKeys/{secret}",
+            f"apiKeys/{secret}\n",
+            "apiKeys/" + secret[9:21] + "x",
+            "",
+            "apiKeys/abc.def",
+            "apiKeys/" + secret[9:21] + "\n",
+        ):
+            for call in (
+                admin.access.RevokeApiKey(access_pb.RevokeApiKeyRequest(name=name)),
+                admin.access.RotateApiKey(access_pb.RotateApiKeyRequest(name=name)),
+            ):
                 error = await fails(call, grpc.StatusCode.INVALID_ARGUMENT, "ERROR_REASON_INVALID_FIELD")
                 assert [f for f, _ in error.field_violations] == ["name"]
                 assert secret not in error.message and secret[9:] not in error.message
@@ -390,17 +513,25 @@ async def test_a_key_created_while_its_user_is_deleted_is_revoked(secured: App) 
     admin = secured.access.caller_of(secured.access.users["admin"])
     created, deleted = await asyncio.gather(
         secured.access.create_key(admin, "dev", "racing", [], None),
-        secured.access.delete_user(admin, "dev"), return_exceptions=True)
+        secured.access.delete_user(admin, "dev"),
+        return_exceptions=True,
+    )
     assert deleted is None, deleted
     if isinstance(created, BaseException):  # delete_user went first: the user was gone
         assert isinstance(created, NotFound), created
-    stored = [k for k in await secured.storage.call(secured.storage.backend.access_list, "api_keys")
-              if k["user"] == "dev"]
-    assert all(k["revoke_time"] for k in stored) and all(k["revoke_time"] for k in secured.access.api_keys.values()
-                                                          if k["user"] == "dev")
+    stored = [
+        k
+        for k in await secured.storage.call(secured.storage.backend.access_list, "api_keys")
+        if k["user"] == "dev"
+    ]
+    assert all(k["revoke_time"] for k in stored) and all(
+        k["revoke_time"] for k in secured.access.api_keys.values() if k["user"] == "dev"
+    )
     if not isinstance(created, BaseException):
         async with Client(secured.address, token=created[1]) as racing:
-            await fails(racing.list_tasks(), grpc.StatusCode.UNAUTHENTICATED, "ERROR_REASON_CREDENTIAL_REVOKED")
+            await fails(
+                racing.list_tasks(), grpc.StatusCode.UNAUTHENTICATED, "ERROR_REASON_CREDENTIAL_REVOKED"
+            )
 
 
 async def test_a_recreated_user_never_inherits_a_key_of_the_old_one(secured: App) -> None:
@@ -425,7 +556,10 @@ async def test_a_role_id_with_a_trailing_newline_is_refused(secured: App) -> Non
     async with Client(secured.address, token=await admin_key(secured)) as admin:
         await admin.get_caller()  # the key's first use is recorded before the snapshot
         before = await access_snapshot(secured)
-        error = await fails(admin.create_role("reviewer\n", ["task:view"]), grpc.StatusCode.INVALID_ARGUMENT,
-                            "ERROR_REASON_INVALID_FIELD")
+        error = await fails(
+            admin.create_role("reviewer\n", ["task:view"]),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "ERROR_REASON_INVALID_FIELD",
+        )
     assert [f for f, _ in error.field_violations] == ["role_id"]
     assert await access_snapshot(secured) == before

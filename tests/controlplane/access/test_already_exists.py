@@ -49,24 +49,34 @@ async def stored(app: App, collection: str) -> dict[str, dict]:
 
 async def audited(admin: Admin, action: str) -> list[str]:
     """Status codes of the audit records of ``action``, once they are durable."""
-    reply = await admin.audit.ListAuditRecords(audit_pb.ListAuditRecordsRequest(action=action),
-                                               metadata=admin.metadata, timeout=5)
+    reply = await admin.audit.ListAuditRecords(
+        audit_pb.ListAuditRecordsRequest(action=action), metadata=admin.metadata, timeout=5
+    )
     return [r.status_code for r in reply.records]
 
 
 async def test_creating_a_user_whose_email_exists(secured: App, admin: Admin) -> None:
-    created = await admin.access.CreateUser(access_pb.CreateUserRequest(
-        user=msgs.User(email="dev@example.com", roles=["roles/viewer"])), metadata=admin.metadata, timeout=5)
+    created = await admin.access.CreateUser(
+        access_pb.CreateUserRequest(user=msgs.User(email="dev@example.com", roles=["roles/viewer"])),
+        metadata=admin.metadata,
+        timeout=5,
+    )
     before_users, before_stored = dict(secured.access.users), await stored(secured, "users")
 
-    failure = await rpc_failure(admin.access.CreateUser(access_pb.CreateUserRequest(
-        user=msgs.User(email="dev@example.com", roles=["roles/admin"])), metadata=admin.metadata, timeout=5))
+    failure = await rpc_failure(
+        admin.access.CreateUser(
+            access_pb.CreateUserRequest(user=msgs.User(email="dev@example.com", roles=["roles/admin"])),
+            metadata=admin.metadata,
+            timeout=5,
+        )
+    )
     assert_failure(failure, ALREADY_EXISTS, REASON)
     assert "dev@example.com" in failure.message and "already exists" in failure.message, failure
 
     # The original keeps its roles (a duplicate create is no way to become admin); no second user appears.
-    got = await admin.access.GetUser(access_pb.GetUserRequest(name=created.user.name),
-                                     metadata=admin.metadata, timeout=5)
+    got = await admin.access.GetUser(
+        access_pb.GetUserRequest(name=created.user.name), metadata=admin.metadata, timeout=5
+    )
     assert got.user == created.user
     assert list(got.user.roles) == ["roles/viewer"]
     assert secured.access.users == before_users
@@ -77,19 +87,30 @@ async def test_creating_a_user_whose_email_exists(secured: App, admin: Admin) ->
 
 
 async def test_creating_a_role_that_exists(secured: App, admin: Admin) -> None:
-    created = await admin.access.CreateRole(access_pb.CreateRoleRequest(
-        role_id="auditor", role=msgs.Role(permissions=["audit:view"], description="reads the audit log")),
-        metadata=admin.metadata, timeout=5)
+    created = await admin.access.CreateRole(
+        access_pb.CreateRoleRequest(
+            role_id="auditor", role=msgs.Role(permissions=["audit:view"], description="reads the audit log")
+        ),
+        metadata=admin.metadata,
+        timeout=5,
+    )
     before = await stored(secured, "roles")
 
-    failure = await rpc_failure(admin.access.CreateRole(access_pb.CreateRoleRequest(
-        role_id="auditor", role=msgs.Role(permissions=["*"], description="takes over")),
-        metadata=admin.metadata, timeout=5))
+    failure = await rpc_failure(
+        admin.access.CreateRole(
+            access_pb.CreateRoleRequest(
+                role_id="auditor", role=msgs.Role(permissions=["*"], description="takes over")
+            ),
+            metadata=admin.metadata,
+            timeout=5,
+        )
+    )
     assert_failure(failure, ALREADY_EXISTS, REASON)
     assert "auditor" in failure.message and "already exists" in failure.message, failure
 
-    got = await admin.access.GetRole(access_pb.GetRoleRequest(name="roles/auditor"),
-                                     metadata=admin.metadata, timeout=5)
+    got = await admin.access.GetRole(
+        access_pb.GetRoleRequest(name="roles/auditor"), metadata=admin.metadata, timeout=5
+    )
     assert got.role == created.role
     assert list(got.role.permissions) == ["audit:view"] and got.role.description == "reads the audit log"
     assert await stored(secured, "roles") == before
@@ -99,8 +120,13 @@ async def test_creating_a_role_that_exists(secured: App, admin: Admin) -> None:
 async def test_creating_a_builtin_role_is_already_exists(secured: App, admin: Admin) -> None:
     before = await stored(secured, "roles")
     builtin = dict(secured.access.roles["viewer"])
-    failure = await rpc_failure(admin.access.CreateRole(access_pb.CreateRoleRequest(
-        role_id="viewer", role=msgs.Role(permissions=["*"])), metadata=admin.metadata, timeout=5))
+    failure = await rpc_failure(
+        admin.access.CreateRole(
+            access_pb.CreateRoleRequest(role_id="viewer", role=msgs.Role(permissions=["*"])),
+            metadata=admin.metadata,
+            timeout=5,
+        )
+    )
     assert_failure(failure, ALREADY_EXISTS, REASON)
     assert "viewer" in failure.message, failure
     assert secured.access.roles["viewer"] == builtin

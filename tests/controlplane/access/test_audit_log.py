@@ -44,8 +44,9 @@ async def test_decision_filter_pages_past_records_of_the_other_decision(secured:
         assert [r.decision for r in denied] == [enums.AUDIT_DECISION_DENY]
         assert denied[0].status_code == "UNAUTHENTICATED"
 
-        request = audit_pb.ListAuditRecordsRequest(page_size=5, decision=enums.AUDIT_DECISION_ALLOW,
-                                                   action="SubmitTask")
+        request = audit_pb.ListAuditRecordsRequest(
+            page_size=5, decision=enums.AUDIT_DECISION_ALLOW, action="SubmitTask"
+        )
         allowed, pages = [], 0
         while True:
             page = await admin.audit.ListAuditRecords(request)
@@ -58,30 +59,33 @@ async def test_decision_filter_pages_past_records_of_the_other_decision(secured:
         assert all(r.decision == enums.AUDIT_DECISION_ALLOW for r in allowed)
 
 
-@pytest.mark.parametrize(("name", "recorded"), [
-    ("", ""),
-    ("tasks/t-1", "tasks/t-1"),
-    ("tasks/t-1/subtasks/s_2", "tasks/t-1/subtasks/s_2"),
-    ("agents/echo-0123456789abcdef", "agents/echo-0123456789abcdef"),
-    ("users/bob-2", "users/bob-2"),
-    ("roles/reviewer", "roles/reviewer"),
-    ("apiKeys/AbCdEf123456", "apiKeys/AbCdEf123456"),
-    ("joinTokens/abc123", "joinTokens/abc123"),
-    ("t-1", "t-1"),  # the servers accept bare ids
-    ("joinTokens/abc123.0123456789abcdef", "<malformed>"),  # a whole join token
-    ("abc123.0123456789abcdef", "<malformed>"),
-    ("apiKeys/maos_key_" + "a" * 32 + "_abcdef", "<malformed>"),  # a whole API key
-    ("maos_key_" + "a" * 32 + "_abcdef", "<malformed>"),
-    ("tasks/maos_key_" + "a" * 32, "<malformed>"),
-    ("apiKeys/AbCdEf1234567", "<malformed>"),
-    ("joinTokens/ABC123", "<malformed>"),
-    ("roles/Admin", "<malformed>"),
-    ("tasks/t-1\n", "<malformed>"),
-    ("tasks/", "<malformed>"),
-    ("tasks/../x", "<malformed>"),
-    ("secrets/x", "<malformed>"),
-    ("tasks/" + "x" * 400, "<malformed>"),
-])
+@pytest.mark.parametrize(
+    ("name", "recorded"),
+    [
+        ("", ""),
+        ("tasks/t-1", "tasks/t-1"),
+        ("tasks/t-1/subtasks/s_2", "tasks/t-1/subtasks/s_2"),
+        ("agents/echo-0123456789abcdef", "agents/echo-0123456789abcdef"),
+        ("users/bob-2", "users/bob-2"),
+        ("roles/reviewer", "roles/reviewer"),
+        ("apiKeys/AbCdEf123456", "apiKeys/AbCdEf123456"),
+        ("joinTokens/abc123", "joinTokens/abc123"),
+        ("t-1", "t-1"),  # the servers accept bare ids
+        ("joinTokens/abc123.0123456789abcdef", "<malformed>"),  # a whole join token
+        ("abc123.0123456789abcdef", "<malformed>"),
+        ("apiKeys/maos_key_" + "a" * 32 + "_abcdef", "<malformed>"),  # a whole API key
+        ("maos_key_" + "a" * 32 + "_abcdef", "<malformed>"),
+        ("tasks/maos_key_" + "a" * 32, "<malformed>"),
+        ("apiKeys/AbCdEf1234567", "<malformed>"),
+        ("joinTokens/ABC123", "<malformed>"),
+        ("roles/Admin", "<malformed>"),
+        ("tasks/t-1\n", "<malformed>"),
+        ("tasks/", "<malformed>"),
+        ("tasks/../x", "<malformed>"),
+        ("secrets/x", "<malformed>"),
+        ("tasks/" + "x" * 400, "<malformed>"),
+    ],
+)
 def test_only_well_formed_names_are_recorded(name: str, recorded: str) -> None:
     from controlplane.api.auth import audit_resource
 

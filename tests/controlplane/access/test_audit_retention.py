@@ -14,8 +14,9 @@ from tests.harness.server import admin_key, make_settings, start_app
 
 @pytest.mark.parametrize("days", [90, 0])
 async def test_records_older_than_the_retention_are_deleted(tmp_path: Path, days: int) -> None:
-    app = await start_app(make_settings(tmp_path / "home", **{"security.auth": "required",
-                                                               "audit.retention_days": days}))
+    app = await start_app(
+        make_settings(tmp_path / "home", **{"security.auth": "required", "audit.retention_days": days})
+    )
     try:
         async with Client(app.address, token=await admin_key(app)) as client:
             await client.submit_task(description="audited")

@@ -72,8 +72,10 @@ class Events:
 
 # --- 1. WatchEvents -----------------------------------------------------------------------------------
 
-async def test_watch_events_shows_only_the_callers_tasks_without_view_all(secured: App, admin: Client,
-                                                                           devs: tuple[Client, Client]) -> None:
+
+async def test_watch_events_shows_only_the_callers_tasks_without_view_all(
+    secured: App, admin: Client, devs: tuple[Client, Client]
+) -> None:
     dev_a, dev_b = devs
     mine_events, all_events = Events(dev_a), Events(admin)
     try:
@@ -84,8 +86,12 @@ async def test_watch_events_shows_only_the_callers_tasks_without_view_all(secure
         await dev_a.cancel_task(mine.name)
         # Events arrive in order: once dev-a's cancellation is in, dev-b's events would have been too.
         for events in (mine_events, all_events):
-            await wait_for(lambda: any(e.task == mine.name and e.to_status == "TASK_STATUS_CANCELLED" for e in events.seen),
-                           message="dev-a's cancellation")
+            await wait_for(
+                lambda: any(
+                    e.task == mine.name and e.to_status == "TASK_STATUS_CANCELLED" for e in events.seen
+                ),
+                message="dev-a's cancellation",
+            )
         assert mine_events.tasks() == {mine.name}, mine_events.seen
         assert all_events.tasks() == {mine.name, theirs.name}  # the admin (task:view-all) sees both
     finally:
@@ -94,6 +100,7 @@ async def test_watch_events_shows_only_the_callers_tasks_without_view_all(secure
 
 
 # --- 2. ListLogs / TailLogs -----------------------------------------------------------------------------
+
 
 async def _logs(client: Client, **filters: Any) -> list[msgs.LogRecord]:
     response = await client.system.ListLogs(system_pb.ListLogsRequest(page_size=1000, **filters))
@@ -104,31 +111,40 @@ async def _agent_logs(stream: Stream, *records: msgs.LogRecord) -> None:
     await stream.call.write(gw.ConnectRequest(logs=gw.AgentLogs(records=list(records))))
 
 
-async def test_log_lines_of_other_principals_tasks_and_agents_are_hidden(secured: App, admin: Client,
-                                                                         devs: tuple[Client, Client]) -> None:
+async def test_log_lines_of_other_principals_tasks_and_agents_are_hidden(
+    secured: App, admin: Client, devs: tuple[Client, Client]
+) -> None:
     dev_a, dev_b = devs
     theirs = await dev_b.submit_task(description="dev-b's task", agent_type="reporter")
     mine = await dev_a.submit_task(description="dev-a's task", agent_type="reporter")
     elsewhere = await dev_b.submit_task(description="dev-b's other task", agent_type="nobody")
     # An agent of the admin's runs both tasks and forwards lines about them and one about itself.
-    registered, stream = await join(secured, register("reporter", max_concurrency=2),
-                                    bearer=await admin_key(secured))
+    registered, stream = await join(
+        secured, register("reporter", max_concurrency=2), bearer=await admin_key(secured)
+    )
     agent_id = registered.agent.removeprefix("agents/")
     try:
-        await wait_for(lambda: all(secured.engine.worked_on(agent_id, t.name.removeprefix("tasks/"))
-                                   for t in (theirs, mine)), message="both tasks assigned to the agent")
+        await wait_for(
+            lambda: all(
+                secured.engine.worked_on(agent_id, t.name.removeprefix("tasks/")) for t in (theirs, mine)
+            ),
+            message="both tasks assigned to the agent",
+        )
         # A line about a task it never ran is kept as its own line, not the task's (no forged task logs).
         await _agent_logs(stream, msgs.LogRecord(task=elsewhere.name, message="forged for dev-b", level=2))
         await wait_for(lambda: secured.logbook.query(LogFilter(contains="forged")), message="the forged line")
         assert await _logs(dev_b, task=elsewhere.name) == [] and await _logs(dev_b, contains="forged") == []
         assert [r.agent for r in await _logs(admin, contains="forged")] == [registered.agent]
         tail = dev_a.system.TailLogs(system_pb.TailLogsRequest(tail=1000), timeout=20)
-        await _agent_logs(stream,
-                          msgs.LogRecord(task=theirs.name, message="dev-b SECRET-TOKEN-123", level=2),
-                          msgs.LogRecord(message="agent-only SECRET-TOKEN-456", level=2),
-                          msgs.LogRecord(task=mine.name, message="dev-a progress", level=2))
-        await wait_for(lambda: secured.logbook.query(LogFilter(contains="dev-a progress")),
-                       message="the forwarded lines")
+        await _agent_logs(
+            stream,
+            msgs.LogRecord(task=theirs.name, message="dev-b SECRET-TOKEN-123", level=2),
+            msgs.LogRecord(message="agent-only SECRET-TOKEN-456", level=2),
+            msgs.LogRecord(task=mine.name, message="dev-a progress", level=2),
+        )
+        await wait_for(
+            lambda: secured.logbook.query(LogFilter(contains="dev-a progress")), message="the forwarded lines"
+        )
 
         # dev-a: its own task's line, never dev-b's (by task= or contains=) nor the admin agent's own.
         assert [r.message for r in await _logs(dev_a, contains="SECRET-TOKEN")] == []
@@ -145,20 +161,27 @@ async def test_log_lines_of_other_principals_tasks_and_agents_are_hidden(secured
         # dev-b sees its own line; the admin (task:view-all, agent:manage-all) sees all three.
         assert [r.message for r in await _logs(dev_b, contains="SECRET-TOKEN")] == ["dev-b SECRET-TOKEN-123"]
         assert {r.message for r in await _logs(admin, contains="SECRET-TOKEN")} == {
-            "dev-b SECRET-TOKEN-123", "agent-only SECRET-TOKEN-456"}
+            "dev-b SECRET-TOKEN-123",
+            "agent-only SECRET-TOKEN-456",
+        }
 
         # Live: a TailLogs of dev-a opened now never gets dev-b's next line, and gets its own.
         live: list[str] = []
 
         async def read_live() -> None:
-            async for response in dev_a.system.TailLogs(system_pb.TailLogsRequest(contains="live"), timeout=20):
+            async for response in dev_a.system.TailLogs(
+                system_pb.TailLogsRequest(contains="live"), timeout=20
+            ):
                 live.append(response.record.message)
 
         reader = asyncio.get_running_loop().create_task(read_live())
         try:
             await wait_for(lambda: secured.logbook.subscribers, message="the live tail subscribed")
-            await _agent_logs(stream, msgs.LogRecord(task=theirs.name, message="live dev-b", level=2),
-                              msgs.LogRecord(task=mine.name, message="live dev-a", level=2))
+            await _agent_logs(
+                stream,
+                msgs.LogRecord(task=theirs.name, message="live dev-b", level=2),
+                msgs.LogRecord(task=mine.name, message="live dev-a", level=2),
+            )
             await wait_for(lambda: live, message="a live line")
             assert live == ["live dev-a"]
         finally:
@@ -170,8 +193,10 @@ async def test_log_lines_of_other_principals_tasks_and_agents_are_hidden(secured
 
 # --- 3. checkpoints -------------------------------------------------------------------------------------
 
-async def test_checkpoint_contents_need_admin_level_permissions(secured: App, admin: Client,
-                                                                devs: tuple[Client, Client]) -> None:
+
+async def test_checkpoint_contents_need_admin_level_permissions(
+    secured: App, admin: Client, devs: tuple[Client, Client]
+) -> None:
     dev_a, _ = devs
     await dev_a.submit_task(description="dev-a's private work")
     checkpoint = await admin.create_checkpoint("nightly")
@@ -188,32 +213,49 @@ async def test_checkpoint_contents_need_admin_level_permissions(secured: App, ad
             error = await fails(client.import_checkpoint(meta, payload), P, DENIED)
             assert "checkpoint:import" in error.message
     assert len((await admin.list_checkpoints()).checkpoints) == 1  # nothing was imported
-    denials = [r for r in await admin.list_audit_records(action="Checkpoint") if r.decision == enums.AUDIT_DECISION_DENY]
+    denials = [
+        r
+        for r in await admin.list_audit_records(action="Checkpoint")
+        if r.decision == enums.AUDIT_DECISION_DENY
+    ]
     assert len(denials) == 4
 
 
 # --- 4. agents ------------------------------------------------------------------------------------------
 
-async def test_acting_on_another_principals_agent_needs_manage_all(secured: App, admin: Client,
-                                                                  devs: tuple[Client, Client]) -> None:
+
+async def test_acting_on_another_principals_agent_needs_manage_all(
+    secured: App, admin: Client, devs: tuple[Client, Client]
+) -> None:
     dev_a, dev_b = devs
     _, admins_stream = await join(secured, register("echo"), bearer=await admin_key(secured))
     _, devs_stream = await join(secured, register("echo"), bearer=dev_a.secret)  # type: ignore[attr-defined]
     try:
-        by_owner = {a.owner: a for a in (await dev_b.list_agents()).agents}  # everyone lists every agent, with its owner
+        by_owner = {
+            a.owner: a for a in (await dev_b.list_agents()).agents
+        }  # everyone lists every agent, with its owner
         assert set(by_owner) == {"users/admin", "users/dev-a"}
         admins, dev_as = by_owner["users/admin"].name, by_owner["users/dev-a"].name
         assert (await dev_b.get_agent(admins)).owner == "users/admin"
 
         for client, agent in ((dev_a, admins), (dev_b, admins), (dev_b, dev_as)):
-            for call in (client.pause_agent(agent), client.drain_agent(agent), client.resume_agent(agent),
-                         client.terminate_agent(agent, force=True), client.restart_agent(agent, force=True)):
+            for call in (
+                client.pause_agent(agent),
+                client.drain_agent(agent),
+                client.resume_agent(agent),
+                client.terminate_agent(agent, force=True),
+                client.restart_agent(agent, force=True),
+            ):
                 error = await fails(call, P, DENIED)
                 assert "agent:manage-all" in error.message and agent in error.message
         assert {s.status() for s in secured.engine.sessions.values()} == {enums.AGENT_STATUS_IDLE}
-        denials = [r for r in await stored_audit(secured, principal="users/dev-b")
-                   if r["method"].endswith(("PauseAgent", "DrainAgent", "ResumeAgent", "TerminateAgent",
-                                            "RestartAgent"))]
+        denials = [
+            r
+            for r in await stored_audit(secured, principal="users/dev-b")
+            if r["method"].endswith(
+                ("PauseAgent", "DrainAgent", "ResumeAgent", "TerminateAgent", "RestartAgent")
+            )
+        ]
         assert len(denials) == 10 and {r["decision"] for r in denials} == {"DENY"}
 
         # Its owner may; so may the admin (agent:manage-all) and a role holding agent:manage-all.
@@ -228,14 +270,15 @@ async def test_acting_on_another_principals_agent_needs_manage_all(secured: App,
         await devs_stream.close()
 
 
-async def test_an_agents_session_is_resumed_only_by_its_owner(secured: App, devs: tuple[Client, Client]) -> None:
+async def test_an_agents_session_is_resumed_only_by_its_owner(
+    secured: App, devs: tuple[Client, Client]
+) -> None:
     dev_a, _ = devs
     admins, stream = await join(secured, register("echo"), bearer=await admin_key(secured))
     await stream.close()
     await wait_for(lambda: not secured.engine.sessions, message="the admin's agent to leave")
     resume = gw.ResumeSession(agent=admins.agent, session_id=admins.session_id)
-    taken, stream = await join(secured, register("echo", resume=resume),
-                               bearer=dev_a.secret)  # type: ignore[attr-defined]
+    taken, stream = await join(secured, register("echo", resume=resume), bearer=dev_a.secret)  # type: ignore[attr-defined]
     await stream.close()
     assert taken.agent != admins.agent  # a new agent of dev-a's, not the admin's under a new owner
     assert secured.engine.agents[admins.agent.removeprefix("agents/")].owner == "users/admin"
@@ -245,14 +288,17 @@ async def test_an_agents_session_is_resumed_only_by_its_owner(secured: App, devs
     assert again.agent == admins.agent  # its owner resumes it
 
 
-async def test_an_agents_assignments_show_only_tasks_the_caller_may_see(secured: App, admin: Client,
-                                                                        devs: tuple[Client, Client]) -> None:
+async def test_an_agents_assignments_show_only_tasks_the_caller_may_see(
+    secured: App, admin: Client, devs: tuple[Client, Client]
+) -> None:
     dev_a, dev_b = devs
     _, stream = await join(secured, register("echo"), bearer=await admin_key(secured))
     try:
         task = await dev_a.submit_task(description="one step", agent_type="echo")
         response = await asyncio.wait_for(stream.call.read(), 10)
-        assigned = response.assignment if response.HasField("assignment") else response.assignments.assignments[0]
+        assigned = (
+            response.assignment if response.HasField("assignment") else response.assignments.assignments[0]
+        )
         assert assigned.task == task.name
         [agent] = (await admin.list_agents()).agents
         assert list((await dev_a.get_agent(agent.name)).assignments) == [assigned.ref.subtask]
@@ -263,8 +309,9 @@ async def test_an_agents_assignments_show_only_tasks_the_caller_may_see(secured:
         await stream.close()
 
 
-async def test_spawned_agents_belong_to_whoever_spawned_them(secured: App, admin: Client,
-                                                             devs: tuple[Client, Client]) -> None:
+async def test_spawned_agents_belong_to_whoever_spawned_them(
+    secured: App, admin: Client, devs: tuple[Client, Client]
+) -> None:
     dev_a, dev_b = devs
     [agent] = await dev_a.spawn_agents("noop", 1)
     try:
@@ -276,6 +323,7 @@ async def test_spawned_agents_belong_to_whoever_spawned_them(secured: App, admin
 
 
 # --- 5. keys never broader than the calling key ---------------------------------------------------------
+
 
 async def test_a_narrowed_key_cannot_mint_or_rotate_a_broader_key(secured: App, admin: Client) -> None:
     broad = await user_key(secured, "dev@example.com", "developer")
@@ -303,11 +351,16 @@ async def test_a_narrowed_key_cannot_mint_or_rotate_a_broader_key(secured: App, 
 
 # --- 6. a typed join token bounds its agents' capabilities ----------------------------------------------
 
+
 async def test_a_typed_join_token_limits_claimed_capabilities(secured: App, admin: Client) -> None:
     token = await admin.create_join_token(agent_types=["researcher"])
     for claim in (["coder"], ["web_search", "programming"], ["*"]):
-        error = await refused(secured, gw.ConnectRequest(register=register("researcher", token.token,
-                                                                           capabilities=claim)), P, DENIED)
+        error = await refused(
+            secured,
+            gw.ConnectRequest(register=register("researcher", token.token, capabilities=claim)),
+            P,
+            DENIED,
+        )
         assert "researcher" in error.message and repr(claim[-1]) in error.message, error.message
         assert "web_search" in error.message  # what it may claim
     assert await uses(secured, token.join_token.name) == 0  # a refused claim spends nothing
@@ -316,10 +369,16 @@ async def test_a_typed_join_token_limits_claimed_capabilities(secured: App, admi
     agent = await admin.get_agent(registered.agent)
     assert list(agent.capabilities) == ["web_search"] and agent.owner == "users/admin"  # the token's creator
     # Its credential keeps the limit on every later connection.
-    await refused(secured, gw.ConnectRequest(register=register("researcher", capabilities=["coder"])), P, DENIED,
-                  bearer=registered.credential)
-    again, stream = await join(secured, register("researcher", capabilities=["synthesis"]),
-                               bearer=registered.credential)
+    await refused(
+        secured,
+        gw.ConnectRequest(register=register("researcher", capabilities=["coder"])),
+        P,
+        DENIED,
+        bearer=registered.credential,
+    )
+    again, stream = await join(
+        secured, register("researcher", capabilities=["synthesis"]), bearer=registered.credential
+    )
     await stream.close()
     assert again.agent == registered.agent
     # A token bound to no type limits nothing.
@@ -331,8 +390,10 @@ async def test_a_typed_join_token_limits_claimed_capabilities(secured: App, admi
 
 # --- 7. weak spots --------------------------------------------------------------------------------------
 
-async def test_unknown_or_malformed_permissions_are_refused_in_roles_and_keys(secured: App,
-                                                                              admin: Client) -> None:
+
+async def test_unknown_or_malformed_permissions_are_refused_in_roles_and_keys(
+    secured: App, admin: Client
+) -> None:
     for bad in ("task:bogus", "task:view\n", " task:view", "bogus:*", "task", ""):
         error = await fails(admin.create_role("r", ["task:view", bad]), INVALID, "ERROR_REASON_INVALID_FIELD")
         assert repr(bad) in error.message and error.field_violations[0][0] == "role.permissions[1]", error
@@ -350,15 +411,27 @@ async def test_emails_are_validated_and_case_insensitive(secured: App, admin: Cl
         assert len(error.message) < 200, error.message  # never the whole input
     user = await admin.create_user("DEV@Example.com", ["viewer"])
     assert user.email == "dev@example.com"
-    await fails(admin.create_user("dev@example.com", ["viewer"]), grpc.StatusCode.ALREADY_EXISTS,
-                "ERROR_REASON_ALREADY_EXISTS")
+    await fails(
+        admin.create_user("dev@example.com", ["viewer"]),
+        grpc.StatusCode.ALREADY_EXISTS,
+        "ERROR_REASON_ALREADY_EXISTS",
+    )
     # A user stored before emails were lowercased compares case-insensitively too.
-    record = {"id": "old", "email": "Old@Example.com", "roles": ["viewer"], "disabled": False,
-              "create_time": 0.0, "uid": "u1"}
+    record = {
+        "id": "old",
+        "email": "Old@Example.com",
+        "roles": ["viewer"],
+        "disabled": False,
+        "create_time": 0.0,
+        "uid": "u1",
+    }
     await secured.storage.call(secured.storage.backend.access_put, "users", "old", record)
     secured.access.users["old"] = record
-    await fails(admin.create_user("old@EXAMPLE.com", ["viewer"]), grpc.StatusCode.ALREADY_EXISTS,
-                "ERROR_REASON_ALREADY_EXISTS")
+    await fails(
+        admin.create_user("old@EXAMPLE.com", ["viewer"]),
+        grpc.StatusCode.ALREADY_EXISTS,
+        "ERROR_REASON_ALREADY_EXISTS",
+    )
     assert len(await admin.list_users()) == 5  # admin, the agents' two users, dev, old
 
 
@@ -366,16 +439,28 @@ async def test_read_only_refusals_inside_a_servicer_are_audited_as_deny(secured:
     token = await user_key(secured, "dev@example.com", "developer")
     async with Client(secured.address, token=token) as dev:
         await fails(dev.list_api_keys(user="users/admin"), P, DENIED)
-    [record] = [r for r in await stored_audit(secured, principal="users/dev") if r["method"].endswith("ListApiKeys")]
+    [record] = [
+        r for r in await stored_audit(secured, principal="users/dev") if r["method"].endswith("ListApiKeys")
+    ]
     assert (record["decision"], record["status_code"]) == ("DENY", "PERMISSION_DENIED")
 
 
-async def test_a_viewers_analyze_never_plans_with_a_model(maos_home: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_viewers_analyze_never_plans_with_a_model(
+    maos_home: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     for name in ("ANTHROPIC_API_KEY", "CLAUDE_API_KEY", "ANTHROPIC_BASE_URL", "MAOS_CLAUDE_API_KEY"):
         monkeypatch.delenv(name, raising=False)
     with MessagesAPIServer(api_key="sk-ant-test-key") as api:
-        app = await start_app(make_settings(maos_home, **{
-            "security.auth": "required", "claude.api_key": "sk-ant-test-key", "claude.base_url": api.base_url}))
+        app = await start_app(
+            make_settings(
+                maos_home,
+                **{
+                    "security.auth": "required",
+                    "claude.api_key": "sk-ant-test-key",
+                    "claude.base_url": api.base_url,
+                },
+            )
+        )
         try:
             viewer_key = await user_key(app, "viewer@example.com", "viewer")
             async with Client(app.address, token=viewer_key) as viewer:

@@ -45,8 +45,15 @@ async def admin(secured: App) -> Any:
 
 def register(agent_type: str = "echo", join_token: str = "", **fields: Any) -> gw.Register:
     """A valid Register (unless ``fields`` say otherwise)."""
-    return gw.Register(**{"agent_type": agent_type, "max_concurrency": 1, "language": "python",
-                          "join_token": join_token, **fields})
+    return gw.Register(
+        **{
+            "agent_type": agent_type,
+            "max_concurrency": 1,
+            "language": "python",
+            "join_token": join_token,
+            **fields,
+        }
+    )
 
 
 class Stream:
@@ -96,8 +103,9 @@ async def join(app: App, reg: gw.Register, bearer: str | None = None) -> tuple[g
         raise
 
 
-async def refused(app: App, message: gw.ConnectRequest | None, code: grpc.StatusCode, reason: str,
-                  bearer: str | None = None) -> MaosRpcError:
+async def refused(
+    app: App, message: gw.ConnectRequest | None, code: grpc.StatusCode, reason: str, bearer: str | None = None
+) -> MaosRpcError:
     """The first message is refused with ``code``/``reason``."""
     stream = Stream(app.address, bearer)
     try:
@@ -110,8 +118,13 @@ async def state(app: App) -> tuple[Any, ...]:
     """What a refused join must not change: tokens (and their uses), agents, sessions, keys."""
     tokens = await app.storage.call(app.storage.backend.list_join_tokens)
     stored_keys = await app.storage.call(app.storage.backend.access_list, "api_keys")
-    return (tokens, sorted(app.engine.agents), sorted(app.engine.sessions),
-            sorted(k["id"] for k in stored_keys), sorted(app.access.api_keys))
+    return (
+        tokens,
+        sorted(app.engine.agents),
+        sorted(app.engine.sessions),
+        sorted(k["id"] for k in stored_keys),
+        sorted(app.access.api_keys),
+    )
 
 
 async def uses(app: App, name: str) -> int:
@@ -157,7 +170,9 @@ async def test_create_list_revoke(secured: App, admin: Client) -> None:
     listed = {t.name: t for t in await admin.list_join_tokens()}
     assert listed[record.name].HasField("revoke_time") and not listed[default.name].HasField("revoke_time")
 
-    audited = {(r.method.rsplit("/", 1)[1], r.principal, r.status_code) for r in await admin.list_audit_records()}
+    audited = {
+        (r.method.rsplit("/", 1)[1], r.principal, r.status_code) for r in await admin.list_audit_records()
+    }
     assert {("CreateJoinToken", "users/admin", "OK"), ("RevokeJoinToken", "users/admin", "OK")} <= audited
 
 
@@ -173,21 +188,26 @@ async def test_ttl_zero_means_the_default(secured: App, admin: Client) -> None:
         assert record.expire_time.seconds - record.create_time.seconds in (86399, 86400)
 
 
-@pytest.mark.parametrize(("kwargs", "field"), [
-    ({"ttl": -5}, "ttl"),
-    ({"ttl": 30 * 86400 + 1}, "ttl"),
-    ({"ttl": 2.0**40}, "ttl"),
-    ({"agent_types": [""]}, "join_token.agent_types[0]"),
-    ({"agent_types": ["coder", "1st"]}, "join_token.agent_types[1]"),
-    ({"agent_types": ["has space"]}, "join_token.agent_types[0]"),
-    ({"agent_types": ["x" * 64]}, "join_token.agent_types[0]"),
-    ({"agent_types": ["a,b"]}, "join_token.agent_types[0]"),
-    ({"agent_types": [f"t{i}" for i in range(65)]}, "join_token.agent_types"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"ttl": -5}, "ttl"),
+        ({"ttl": 30 * 86400 + 1}, "ttl"),
+        ({"ttl": 2.0**40}, "ttl"),
+        ({"agent_types": [""]}, "join_token.agent_types[0]"),
+        ({"agent_types": ["coder", "1st"]}, "join_token.agent_types[1]"),
+        ({"agent_types": ["has space"]}, "join_token.agent_types[0]"),
+        ({"agent_types": ["x" * 64]}, "join_token.agent_types[0]"),
+        ({"agent_types": ["a,b"]}, "join_token.agent_types[0]"),
+        ({"agent_types": [f"t{i}" for i in range(65)]}, "join_token.agent_types"),
+    ],
+)
 async def test_bad_create_input_is_invalid_argument_and_creates_nothing(
-        secured: App, admin: Client, kwargs: dict[str, Any], field: str) -> None:
-    error = await fails(admin.create_join_token(**kwargs), grpc.StatusCode.INVALID_ARGUMENT,
-                        "ERROR_REASON_INVALID_FIELD")
+    secured: App, admin: Client, kwargs: dict[str, Any], field: str
+) -> None:
+    error = await fails(
+        admin.create_join_token(**kwargs), grpc.StatusCode.INVALID_ARGUMENT, "ERROR_REASON_INVALID_FIELD"
+    )
     assert [f for f, _ in error.field_violations] == [field]
     assert await admin.list_join_tokens() == []
 
@@ -199,15 +219,27 @@ async def test_revoke_unknown_or_malformed(secured: App, admin: Client) -> None:
     before = await state(secured)
     # The client sends only the id of a whole token: an unknown id is NOT_FOUND.
     for name in ("joinTokens/abc123", "zzzzzz", "joinTokens/abc123.secret", "abc123.0123456789abcdef"):
-        error = await fails(admin.revoke_join_token(name), grpc.StatusCode.NOT_FOUND,
-                            "ERROR_REASON_JOIN_TOKEN_NOT_FOUND")
+        error = await fails(
+            admin.revoke_join_token(name), grpc.StatusCode.NOT_FOUND, "ERROR_REASON_JOIN_TOKEN_NOT_FOUND"
+        )
         assert "does not exist" in error.message and "secret" not in error.message
     # A name that is no id is INVALID_ARGUMENT, and the message does not repeat it (it may hold a secret).
     secret = existing.token.split(".")[1]
-    for name in ("", "joinTokens/../x", "joinTokens/ABCDEF", existing.token, f"joinTokens/{existing.token}",
-                 "joinTokens/abc1234", "joinTokens/abc123\n", f"apiKeys/{existing.token}"):
-        error = await fails(admin.access.RevokeJoinToken(access_pb.RevokeJoinTokenRequest(name=name)),
-                            grpc.StatusCode.INVALID_ARGUMENT, "ERROR_REASON_INVALID_FIELD")
+    for name in (
+        "",
+        "joinTokens/../x",
+        "joinTokens/ABCDEF",
+        existing.token,
+        f"joinTokens/{existing.token}",
+        "joinTokens/abc1234",
+        "joinTokens/abc123\n",
+        f"apiKeys/{existing.token}",
+    ):
+        error = await fails(
+            admin.access.RevokeJoinToken(access_pb.RevokeJoinTokenRequest(name=name)),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "ERROR_REASON_INVALID_FIELD",
+        )
         assert [f for f, _ in error.field_violations] == ["name"]
         assert secret not in error.message and (not name or name not in error.message)
     assert await state(secured) == before
@@ -216,8 +248,11 @@ async def test_revoke_unknown_or_malformed(secured: App, admin: Client) -> None:
     records = await admin.list_audit_records(action="RevokeJoinToken", page_size=100)
     assert len(records) == 12 and not any(secret in str(r) for r in records)
     assert {r.resource for r in records} == {"joinTokens/abc123", "joinTokens/zzzzzz", "<malformed>", ""}
-    error = await fails(admin.access.ListJoinTokens(access_pb.ListJoinTokensRequest(page_size=-1)),
-                        grpc.StatusCode.INVALID_ARGUMENT, "ERROR_REASON_INVALID_FIELD")
+    error = await fails(
+        admin.access.ListJoinTokens(access_pb.ListJoinTokensRequest(page_size=-1)),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "ERROR_REASON_INVALID_FIELD",
+    )
     assert [f for f, _ in error.field_violations] == ["page_size"]
 
 
@@ -226,12 +261,16 @@ async def test_list_pages(secured: App, admin: Client) -> None:
 
     names = [(await admin.create_join_token()).join_token.name for _ in range(3)]
     first = await admin.access.ListJoinTokens(access_pb.ListJoinTokensRequest(page_size=2))
-    second = await admin.access.ListJoinTokens(access_pb.ListJoinTokensRequest(
-        page_size=2, page_token=first.next_page_token))
+    second = await admin.access.ListJoinTokens(
+        access_pb.ListJoinTokensRequest(page_size=2, page_token=first.next_page_token)
+    )
     assert [t.name for t in [*first.join_tokens, *second.join_tokens]] == names
     assert first.next_page_token and not second.next_page_token
-    await fails(admin.access.ListJoinTokens(access_pb.ListJoinTokensRequest(page_token="x")),
-                grpc.StatusCode.INVALID_ARGUMENT, "ERROR_REASON_INVALID_PAGE_TOKEN")
+    await fails(
+        admin.access.ListJoinTokens(access_pb.ListJoinTokensRequest(page_token="x")),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "ERROR_REASON_INVALID_PAGE_TOKEN",
+    )
 
 
 async def test_join_token_rpcs_need_agent_join_token_permission(secured: App, admin: Client) -> None:
@@ -240,7 +279,9 @@ async def test_join_token_rpcs_need_agent_join_token_permission(secured: App, ad
         for call in (dev.create_join_token(), dev.list_join_tokens(), dev.revoke_join_token(existing.name)):
             await fails(call, grpc.StatusCode.PERMISSION_DENIED, "ERROR_REASON_PERMISSION_DENIED")
     async with Client(secured.address) as anonymous:
-        await fails(anonymous.create_join_token(), grpc.StatusCode.UNAUTHENTICATED, "ERROR_REASON_UNAUTHENTICATED")
+        await fails(
+            anonymous.create_join_token(), grpc.StatusCode.UNAUTHENTICATED, "ERROR_REASON_UNAUTHENTICATED"
+        )
     assert [t.name for t in await admin.list_join_tokens()] == [existing.name]
     assert not (await admin.list_join_tokens())[0].HasField("revoke_time")
 
@@ -250,7 +291,11 @@ async def test_join_token_rpcs_need_agent_join_token_permission(secured: App, ad
         assert made.join_token.name in [t.name for t in await ops.list_join_tokens()]
         await ops.revoke_join_token(made.join_token.name)
     denied = await admin.list_audit_records(principal="users/dev")
-    assert {r.method.rsplit("/", 1)[1] for r in denied} == {"CreateJoinToken", "ListJoinTokens", "RevokeJoinToken"}
+    assert {r.method.rsplit("/", 1)[1] for r in denied} == {
+        "CreateJoinToken",
+        "ListJoinTokens",
+        "RevokeJoinToken",
+    }
 
 
 async def test_tokens_survive_a_restart(maos_home: Any) -> None:
@@ -277,7 +322,8 @@ async def test_tokens_survive_a_restart(maos_home: Any) -> None:
 
 
 async def test_agent_process_joins_runs_work_and_reconnects_with_its_credential(
-        secured: App, admin: Client, agent_processes: Any) -> None:
+    secured: App, admin: Client, agent_processes: Any
+) -> None:
     created = await admin.create_join_token(["echo"], max_uses=1)
     process = agent_processes(secured.address, "echo", "--join-token", created.token)
     await wait_for(lambda: len(secured.engine.sessions) == 1, 30, message="the agent to join")
@@ -294,8 +340,9 @@ async def test_agent_process_joins_runs_work_and_reconnects_with_its_credential(
     assert key.display_name == f"agents/{agent_id}" and list(key.permissions) == ["agent:connect"]
     old = secured.engine.sessions[agent_id]
     old.close()  # the control plane ends the stream: the agent reconnects (the token is used up by now)
-    await wait_for(lambda: secured.engine.sessions.get(agent_id) not in (None, old), 15,
-                   message="the agent to reconnect")
+    await wait_for(
+        lambda: secured.engine.sessions.get(agent_id) not in (None, old), 15, message="the agent to reconnect"
+    )
     assert process.process.poll() is None
     assert await uses(secured, created.join_token.name) == 1
     again = await admin.submit_task(description="after reconnecting", agent_type="echo")
@@ -303,12 +350,16 @@ async def test_agent_process_joins_runs_work_and_reconnects_with_its_credential(
 
     [joined] = [r for r in await connect_audit(admin) if r.decision == enums.AUDIT_DECISION_ALLOW]
     assert (joined.principal, joined.resource, joined.status_code) == (
-        f"agents/{agent_id}", created.join_token.name, "OK")
+        f"agents/{agent_id}",
+        created.join_token.name,
+        "OK",
+    )
     assert joined.key_id == key.name.removeprefix("apiKeys/")
 
 
-async def test_join_token_from_the_environment(secured: App, admin: Client, agent_processes: Any,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_join_token_from_the_environment(
+    secured: App, admin: Client, agent_processes: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     created = await admin.create_join_token(["echo"], max_uses=1)
     monkeypatch.setenv("MAOS_JOIN_TOKEN", created.token)
     monkeypatch.delenv("MAOS_TOKEN", raising=False)
@@ -317,8 +368,9 @@ async def test_join_token_from_the_environment(secured: App, admin: Client, agen
     assert await uses(secured, created.join_token.name) == 1
 
 
-async def test_a_second_agent_with_a_single_use_token_exits(secured: App, admin: Client,
-                                                            agent_processes: Any) -> None:
+async def test_a_second_agent_with_a_single_use_token_exits(
+    secured: App, admin: Client, agent_processes: Any
+) -> None:
     created = await admin.create_join_token(max_uses=1)
     _, stream = await join(secured, register(join_token=created.token))
     await stream.close()
@@ -331,8 +383,9 @@ async def test_a_second_agent_with_a_single_use_token_exits(secured: App, admin:
 
 async def test_concurrent_joins_share_the_uses_exactly(secured: App, admin: Client) -> None:
     created = await admin.create_join_token(max_uses=2)
-    outcomes = await asyncio.gather(*(join(secured, register(join_token=created.token)) for _ in range(8)),
-                                    return_exceptions=True)
+    outcomes = await asyncio.gather(
+        *(join(secured, register(join_token=created.token)) for _ in range(8)), return_exceptions=True
+    )
     joined = [o for o in outcomes if not isinstance(o, BaseException)]
     denied = [o for o in outcomes if isinstance(o, MaosRpcError)]
     for _, stream in joined:
@@ -346,9 +399,18 @@ async def test_concurrent_joins_share_the_uses_exactly(secured: App, admin: Clie
 async def expired_token(app: App) -> str:
     """A token that expired a minute ago (stored directly, as time would have made it)."""
     now = time.time()
-    await app.storage.call(app.storage.backend.put_join_token, JoinTokenRecord(
-        id="old000", digest=join_tokens.digest("s" * 16), agent_types=(), max_uses=0, uses=0,
-        create_time=now - 3600, expire_time=now - 60))
+    await app.storage.call(
+        app.storage.backend.put_join_token,
+        JoinTokenRecord(
+            id="old000",
+            digest=join_tokens.digest("s" * 16),
+            agent_types=(),
+            max_uses=0,
+            uses=0,
+            create_time=now - 3600,
+            expire_time=now - 60,
+        ),
+    )
     return "old000." + "s" * 16
 
 
@@ -383,7 +445,9 @@ async def test_refused_tokens_get_their_status_and_change_nothing(secured: App, 
         if reason == "ERROR_REASON_PERMISSION_DENIED":
             assert error.metadata.get("join_token", "").startswith("joinTokens/"), error
         assert await state(secured) == before, token
-    assert await uses(secured, good.join_token.name) == 0 and await uses(secured, used_up.join_token.name) == 1
+    assert (
+        await uses(secured, good.join_token.name) == 0 and await uses(secured, used_up.join_token.name) == 1
+    )
 
     denials = [r for r in await connect_audit(admin) if r.decision == enums.AUDIT_DECISION_DENY]
     assert len(denials) == len(cases)
@@ -403,7 +467,9 @@ async def test_connect_without_credentials_is_refused(secured: App) -> None:
     assert await state(secured) == before
 
 
-async def test_a_silent_stream_without_credentials_times_out(secured: App, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_silent_stream_without_credentials_times_out(
+    secured: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from controlplane.api.admission import AgentAdmission
 
     monkeypatch.setattr(AgentAdmission, "register_timeout", 0.2)
@@ -434,8 +500,12 @@ async def test_a_bearer_decides_and_its_join_token_is_ignored(secured: App, admi
 async def test_invalid_register_with_a_valid_token_uses_nothing(secured: App, admin: Client) -> None:
     created = await admin.create_join_token(max_uses=1)
     before = await state(secured)
-    error = await refused(secured, gw.ConnectRequest(register=register(join_token=created.token, max_concurrency=0)),
-                          grpc.StatusCode.INVALID_ARGUMENT, "ERROR_REASON_INVALID_FIELD")
+    error = await refused(
+        secured,
+        gw.ConnectRequest(register=register(join_token=created.token, max_concurrency=0)),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "ERROR_REASON_INVALID_FIELD",
+    )
     assert [f for f, _ in error.field_violations] == ["register.max_concurrency"]
     assert await state(secured) == before
 
@@ -451,14 +521,26 @@ async def test_the_credential_can_only_connect(secured: App, admin: Client) -> N
             caller = await agent.get_caller()
             assert caller.principal == registered.agent and list(caller.permissions) == ["agent:connect"]
             assert caller.roles == ["roles/agent"]
-            for call in (agent.submit_task(description="x"), agent.list_tasks(), agent.list_agents(),
-                         agent.create_join_token(), agent.create_api_key("more"), agent.list_audit_records()):
+            for call in (
+                agent.submit_task(description="x"),
+                agent.list_tasks(),
+                agent.list_agents(),
+                agent.create_join_token(),
+                agent.create_api_key("more"),
+                agent.list_audit_records(),
+            ):
                 await fails(call, grpc.StatusCode.PERMISSION_DENIED, "ERROR_REASON_PERMISSION_DENIED")
         assert (await admin.list_tasks()).tasks == []
         audited = await admin.list_audit_records(principal=registered.agent)
         denied = [r for r in audited if r.decision == enums.AUDIT_DECISION_DENY]
         assert {r.method.rsplit("/", 1)[1] for r in denied} == {
-            "SubmitTask", "ListTasks", "ListAgents", "CreateJoinToken", "CreateApiKey", "ListAuditRecords"}
+            "SubmitTask",
+            "ListTasks",
+            "ListAgents",
+            "CreateJoinToken",
+            "CreateApiKey",
+            "ListAuditRecords",
+        }
         assert {r.status_code for r in denied} == {"PERMISSION_DENIED"}
     finally:
         await stream.close()
@@ -479,12 +561,17 @@ async def test_the_credential_is_bound_to_its_agent_and_type(secured: App, admin
     assert await state(secured) == before
 
     # Resuming its own session, or starting a new one without resume: the same agent either way.
-    resumed, stream = await join(secured, register(resume=gw.ResumeSession(
-        agent=registered.agent, session_id=registered.session_id)), bearer=credential)
+    resumed, stream = await join(
+        secured,
+        register(resume=gw.ResumeSession(agent=registered.agent, session_id=registered.session_id)),
+        bearer=credential,
+    )
     assert resumed.agent == registered.agent and resumed.credential == ""
     fresh, newer = await join(secured, register(), bearer=credential)
     assert fresh.agent == registered.agent and fresh.session_id != resumed.session_id
-    assert secured.engine.sessions[registered.agent.removeprefix("agents/")].info.session_id == fresh.session_id
+    assert (
+        secured.engine.sessions[registered.agent.removeprefix("agents/")].info.session_id == fresh.session_id
+    )
     await stream.close()
     await newer.close()
     assert await uses(secured, created.join_token.name) == 2
@@ -502,7 +589,8 @@ async def run_worker(worker: Worker) -> asyncio.Task[None]:
 
 
 async def test_revoking_the_token_keeps_joined_agents_revoking_the_credential_stops_them(
-        secured: App, admin: Client) -> None:
+    secured: App, admin: Client
+) -> None:
     created = await admin.create_join_token(["echo"])
     worker = Worker(EchoAgent(), secured.address, join_token=created.token, max_backoff=0.2)
     runner = await run_worker(worker)
@@ -513,8 +601,11 @@ async def test_revoking_the_token_keeps_joined_agents_revoking_the_credential_st
         await admin.revoke_join_token(created.join_token.name)
         session = secured.engine.sessions[agent_id]
         session.close()  # reconnects with its credential: the revoked token does not matter
-        await wait_for(lambda: secured.engine.sessions.get(agent_id) not in (None, session), 15,
-                       message="the agent to reconnect")
+        await wait_for(
+            lambda: secured.engine.sessions.get(agent_id) not in (None, session),
+            15,
+            message="the agent to reconnect",
+        )
         task = await admin.submit_task(description="still here", agent_type="echo")
         assert (await admin.wait_task(task.name, timeout=20)).status == enums.TASK_STATUS_COMPLETED
 
@@ -557,12 +648,34 @@ async def test_no_other_method_is_reachable_without_credentials(secured: App) ->
         webhook_service_pb2,
     )
 
-    served = {"TaskService", "AgentService", "SystemService", "CheckpointService", "AccessService", "AuditService",
-              "WebhookService", "BatchService", "TemplateService"}
-    modules = (access_service_pb2, agent_service_pb2, audit_service_pb2, batch_service_pb2, checkpoint_service_pb2,
-               system_service_pb2, task_service_pb2, template_service_pb2, webhook_service_pb2)
-    methods = [(service.name, f"/{service.full_name}/{m.name}") for module in modules
-               for service in module.DESCRIPTOR.services_by_name.values() for m in service.methods]
+    served = {
+        "TaskService",
+        "AgentService",
+        "SystemService",
+        "CheckpointService",
+        "AccessService",
+        "AuditService",
+        "WebhookService",
+        "BatchService",
+        "TemplateService",
+    }
+    modules = (
+        access_service_pb2,
+        agent_service_pb2,
+        audit_service_pb2,
+        batch_service_pb2,
+        checkpoint_service_pb2,
+        system_service_pb2,
+        task_service_pb2,
+        template_service_pb2,
+        webhook_service_pb2,
+    )
+    methods = [
+        (service.name, f"/{service.full_name}/{m.name}")
+        for module in modules
+        for service in module.DESCRIPTOR.services_by_name.values()
+        for m in service.methods
+    ]
     assert len(methods) > 50
     async with grpc.aio.insecure_channel(secured.address) as channel:
         for service, method in methods:
@@ -581,8 +694,9 @@ async def test_no_other_method_is_reachable_without_credentials(secured: App) ->
 # --- ids ---------------------------------------------------------------------------------------------
 
 
-async def test_a_clash_of_token_ids_is_aborted_and_stores_nothing(secured: App, admin: Client,
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_clash_of_token_ids_is_aborted_and_stores_nothing(
+    secured: App, admin: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Three random ids in a row taken: ABORTED (retryable), not ALREADY_EXISTS; nothing is stored."""
     first = await admin.create_join_token()
     taken = first.join_token.name.removeprefix("joinTokens/")
@@ -600,8 +714,9 @@ def test_agent_ids_have_64_random_bits() -> None:
     assert len(ids) == 1000 and all(re.fullmatch(r"echo-[0-9a-f]{16}", i) for i in ids)
 
 
-async def test_a_joining_agent_never_gets_an_id_in_use(secured: App, admin: Client,
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_joining_agent_never_gets_an_id_in_use(
+    secured: App, admin: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Connected, stored or credential-bound ids are skipped; when every pick is taken the join is ABORTED."""
     created = await admin.create_join_token()
     connected, stream = await join(secured, register(join_token=created.token))
@@ -619,8 +734,11 @@ async def test_a_joining_agent_never_gets_an_id_in_use(secured: App, admin: Clie
     monkeypatch.setattr(join_tokens, "new_agent_id", lambda agent_type: next(picks))
     try:
         before = await state(secured)
-        await fails(join(secured, register(join_token=created.token)), grpc.StatusCode.ABORTED,
-                    "ERROR_REASON_ALREADY_EXISTS")  # three picks, all taken
+        await fails(
+            join(secured, register(join_token=created.token)),
+            grpc.StatusCode.ABORTED,
+            "ERROR_REASON_ALREADY_EXISTS",
+        )  # three picks, all taken
         assert await state(secured) == before and await uses(secured, created.join_token.name) == 1
 
         registered, stream = await join(secured, register(join_token=created.token))
@@ -635,7 +753,8 @@ async def test_a_joining_agent_never_gets_an_id_in_use(secured: App, admin: Clie
 
 
 async def test_a_credential_near_its_expiry_is_renewed_at_register_and_the_worker_adopts_it(
-        secured: App, admin: Client) -> None:
+    secured: App, admin: Client
+) -> None:
     from controlplane.access import keys
     from controlplane.access.manager import AGENT_CREDENTIAL_TTL
 
@@ -650,8 +769,11 @@ async def test_a_credential_near_its_expiry_is_renewed_at_register_and_the_worke
         # Reconnecting with more than a third of its life left: no renewal.
         session = secured.engine.sessions[agent_id]
         session.close()
-        await wait_for(lambda: secured.engine.sessions.get(agent_id) not in (None, session), 15,
-                       message="the agent to reconnect")
+        await wait_for(
+            lambda: secured.engine.sessions.get(agent_id) not in (None, session),
+            15,
+            message="the agent to reconnect",
+        )
         assert worker.credential == first
         # A quarter of its life left (as after 67 days): the next Register renews it.
         soon = time.time() + AGENT_CREDENTIAL_TTL / 4
@@ -659,15 +781,22 @@ async def test_a_credential_near_its_expiry_is_renewed_at_register_and_the_worke
         session = secured.engine.sessions[agent_id]
         session_id = worker.session_id
         session.close()
-        await wait_for(lambda: worker.credential != first and secured.engine.sessions.get(agent_id)
-                       not in (None, session), 15, message="the agent to reconnect with a renewed credential")
+        await wait_for(
+            lambda: (
+                worker.credential != first and secured.engine.sessions.get(agent_id) not in (None, session)
+            ),
+            15,
+            message="the agent to reconnect with a renewed credential",
+        )
         renewed = worker.credential
         assert keys.parse(renewed) == key_id  # the same key (its listing, its revocation), a new secret
         record = secured.access.api_keys[key_id]
         assert record["digest"] == keys.digest(renewed) and record["old_digest"] == keys.digest(first)
         assert record["expire_time"] - time.time() > AGENT_CREDENTIAL_TTL - 60
         assert record["old_expire_time"] == soon  # the old secret works until its own expiry, no longer
-        stored = {r["id"]: r for r in await secured.storage.call(secured.storage.backend.access_list, "api_keys")}
+        stored = {
+            r["id"]: r for r in await secured.storage.call(secured.storage.backend.access_list, "api_keys")
+        }
         assert stored[key_id]["digest"] == keys.digest(renewed) and renewed not in str(stored)
         assert worker.session_id != session_id and worker.agent_name == f"agents/{agent_id}"
         for credential in (first, renewed):
@@ -676,8 +805,11 @@ async def test_a_credential_near_its_expiry_is_renewed_at_register_and_the_worke
         # The worker reconnects with the renewed one, which is not renewed again.
         session = secured.engine.sessions[agent_id]
         session.close()
-        await wait_for(lambda: secured.engine.sessions.get(agent_id) not in (None, session), 15,
-                       message="the agent to reconnect")
+        await wait_for(
+            lambda: secured.engine.sessions.get(agent_id) not in (None, session),
+            15,
+            message="the agent to reconnect",
+        )
         assert worker.credential == renewed
         renewals = [r for r in await connect_audit(admin) if r.resource == f"apiKeys/{key_id}"]
         assert len(renewals) == 1 and renewals[0].principal == f"agents/{agent_id}"
@@ -688,7 +820,8 @@ async def test_a_credential_near_its_expiry_is_renewed_at_register_and_the_worke
 
 
 async def test_an_agent_that_missed_its_renewal_connects_with_the_old_secret_and_gets_another(
-        secured: App, admin: Client) -> None:
+    secured: App, admin: Client
+) -> None:
     from controlplane.access import keys
     from controlplane.access.manager import AGENT_CREDENTIAL_TTL
 

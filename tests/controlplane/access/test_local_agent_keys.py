@@ -53,7 +53,9 @@ async def test_clean_shutdown_revokes_it_and_the_next_start_refuses_it(maos_home
         assert new is not None and new != old
         assert valid(local_keys(maos_home)) == [keys.parse(new)]
         async with Client(second.address, token=old) as stale:
-            await fails(stale.get_caller(), grpc.StatusCode.UNAUTHENTICATED, "ERROR_REASON_CREDENTIAL_REVOKED")
+            await fails(
+                stale.get_caller(), grpc.StatusCode.UNAUTHENTICATED, "ERROR_REASON_CREDENTIAL_REVOKED"
+            )
         async with Client(second.address, token=new) as agent:
             await agent.get_caller()
     finally:

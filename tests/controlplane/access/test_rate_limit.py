@@ -112,8 +112,14 @@ def test_limits_from_settings_zero_turns_a_limit_off(tmp_path: Path) -> None:
     assert (defaults.per_principal.rate, defaults.per_principal.burst) == (5000.0, 10000.0)
     only_auth = CallLimits.from_settings(make_settings(tmp_path, **{"security.rate_limit.burst": 0}))
     assert only_auth is not None and only_auth.per_principal is None and only_auth.failed_auth is not None
-    assert CallLimits.from_settings(make_settings(tmp_path, **{
-        "security.rate_limit.rate": 0, "security.rate_limit.failed_auth_rate": 0})) is None
+    assert (
+        CallLimits.from_settings(
+            make_settings(
+                tmp_path, **{"security.rate_limit.rate": 0, "security.rate_limit.failed_auth_rate": 0}
+            )
+        )
+        is None
+    )
 
 
 def test_call_limits_refuse_with_reason_delay_and_limit() -> None:
@@ -135,10 +141,15 @@ def test_call_limits_refuse_with_reason_delay_and_limit() -> None:
     assert limits.failed_authentication("ipv4:10.0.0.1") is None
 
 
-@pytest.mark.parametrize(("peer", "address"), [
-    ("ipv4:127.0.0.1:51234", "ipv4:127.0.0.1"), ("ipv6:[::1]:7100", "ipv6:[::1]"),
-    ("unix:/tmp/maos.sock", "unix:/tmp/maos.sock"), ("", ""),
-])
+@pytest.mark.parametrize(
+    ("peer", "address"),
+    [
+        ("ipv4:127.0.0.1:51234", "ipv4:127.0.0.1"),
+        ("ipv6:[::1]:7100", "ipv6:[::1]"),
+        ("unix:/tmp/maos.sock", "unix:/tmp/maos.sock"),
+        ("", ""),
+    ],
+)
 def test_peer_address_drops_the_port(peer: str, address: str) -> None:
     assert peer_address(peer) == address
 
@@ -147,8 +158,12 @@ def test_peer_address_drops_the_port(peer: str, address: str) -> None:
 
 
 async def limited_app(home: Path, **limits: float) -> App:
-    return await start_app(make_settings(home, **{"security.auth": "required", **{
-        f"security.rate_limit.{k}": v for k, v in limits.items()}}))
+    return await start_app(
+        make_settings(
+            home,
+            **{"security.auth": "required", **{f"security.rate_limit.{k}": v for k, v in limits.items()}},
+        )
+    )
 
 
 @pytest.fixture
@@ -170,19 +185,28 @@ async def key_of(app: App, email: str, *roles: str) -> str:
 
 async def health_ok(app: App) -> bool:
     async with grpc.aio.insecure_channel(app.address) as channel:
-        reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=5)
+        reply = await health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(service=""), timeout=5
+        )
     return reply.status == health_pb2.HealthCheckResponse.SERVING
 
 
 def refused_calls(app: App, method: str, limit: str) -> float:
     service, name = method.split("/")
-    return app.metrics.registry.get_sample_value(
-        "maos_rate_limited_total", {"grpc_service": f"maos.v1.{service}", "grpc_method": name, "limit": limit}) or 0
+    return (
+        app.metrics.registry.get_sample_value(
+            "maos_rate_limited_total",
+            {"grpc_service": f"maos.v1.{service}", "grpc_method": name, "limit": limit},
+        )
+        or 0
+    )
 
 
 async def test_over_the_rate_is_refused_changes_nothing_and_refills(slow: App) -> None:
-    async with Client(slow.address, token=await key_of(slow, "alice@example.com", "developer")) as alice, \
-            Client(slow.address, token=await key_of(slow, "bob@example.com", "developer")) as bob:
+    async with (
+        Client(slow.address, token=await key_of(slow, "alice@example.com", "developer")) as alice,
+        Client(slow.address, token=await key_of(slow, "bob@example.com", "developer")) as bob,
+    ):
         await alice.submit_task(description="one")
         await alice.submit_task(description="two")
         with pytest.raises(MaosRpcError) as refused:
@@ -207,15 +231,19 @@ async def test_over_the_rate_is_refused_changes_nothing_and_refills(slow: App) -
         await wait_for(accepted, 10, interval=0.1, message="alice's bucket to refill")
     assert await task_count(slow) == 3
     records = await stored_audit(slow, principal="users/alice")
-    denied = [(r["method"].rsplit("/", 1)[1], r["status_code"], r["reason"])
-              for r in records if r["decision"] == "DENY"]
+    denied = [
+        (r["method"].rsplit("/", 1)[1], r["status_code"], r["reason"])
+        for r in records
+        if r["decision"] == "DENY"
+    ]
     assert denied and set(denied) == {("SubmitTask", "RESOURCE_EXHAUSTED", RATE_LIMITED)}
 
 
 async def test_an_agent_stream_counts_once(maos_home: Path) -> None:
     app = await limited_app(maos_home, rate=0.001, burst=2)  # no refill within the test
-    worker = Worker(EchoAgent(), app.address, token=await key_of(app, "agent@example.com", "agent"),
-                    reconnect=False)
+    worker = Worker(
+        EchoAgent(), app.address, token=await key_of(app, "agent@example.com", "agent"), reconnect=False
+    )
     runner = None
     try:
         runner = asyncio.get_running_loop().create_task(worker.run())
@@ -258,7 +286,9 @@ async def test_failed_authentication_is_throttled_per_peer_and_good_keys_still_w
         assert refused_calls(app, "TaskService/ListTasks", FAILED_AUTH) == 2
         assert await health_ok(app)
         records = await stored_audit(app, action="ListTasks")
-        assert sorted(r["status_code"] for r in records) == ["RESOURCE_EXHAUSTED"] * 2 + ["UNAUTHENTICATED"] * 3
+        assert (
+            sorted(r["status_code"] for r in records) == ["RESOURCE_EXHAUSTED"] * 2 + ["UNAUTHENTICATED"] * 3
+        )
         assert all(r["peer"].startswith("ipv4:127.0.0.1:") for r in records)
     finally:
         await app.stop(grace=1.0)
@@ -280,31 +310,39 @@ async def test_failed_joins_are_throttled_per_peer_like_failed_keys(maos_home: P
         before = await state(app)
         U, R = grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.RESOURCE_EXHAUSTED
         unknown = gw.ConnectRequest(register=register(join_token="zzzzzz." + "a" * 16))
-        for message, reason in ((unknown, "ERROR_REASON_JOIN_TOKEN_NOT_FOUND"),
-                                (gw.ConnectRequest(register=register(join_token="garbage")),
-                                 "ERROR_REASON_UNAUTHENTICATED"),
-                                (gw.ConnectRequest(register=register()), "ERROR_REASON_UNAUTHENTICATED")):
+        for message, reason in (
+            (unknown, "ERROR_REASON_JOIN_TOKEN_NOT_FOUND"),
+            (gw.ConnectRequest(register=register(join_token="garbage")), "ERROR_REASON_UNAUTHENTICATED"),
+            (gw.ConnectRequest(register=register()), "ERROR_REASON_UNAUTHENTICATED"),
+        ):
             await refused(app, message, U, reason)
         for message in (unknown, gw.ConnectRequest(register=register())):  # the address is now told to wait
             error = await refused(app, message, R, RATE_LIMITED)
             assert error.metadata == {"limit": FAILED_AUTH} and error.retry_delay > 0
         # A token on record but revoked stays UNAUTHENTICATED: its holder must stop, not retry.
-        await refused(app, gw.ConnectRequest(register=register(join_token=revoked.token)), U,
-                      "ERROR_REASON_CREDENTIAL_REVOKED")
+        await refused(
+            app,
+            gw.ConnectRequest(register=register(join_token=revoked.token)),
+            U,
+            "ERROR_REASON_CREDENTIAL_REVOKED",
+        )
         assert await state(app) == before
         registered, stream = await join(app, register(join_token=good.token))  # a valid token still joins
         await stream.close()
         assert registered.credential and await uses(app, good.join_token.name) == 1
         assert refused_calls(app, "AgentGateway/Connect", FAILED_AUTH) == 2
         records = await stored_audit(app, action="AgentGateway/Connect")
-        assert sorted(r["status_code"] for r in records if r["decision"] == "DENY") == \
-            ["RESOURCE_EXHAUSTED"] * 2 + ["UNAUTHENTICATED"] * 4
+        assert (
+            sorted(r["status_code"] for r in records if r["decision"] == "DENY")
+            == ["RESOURCE_EXHAUSTED"] * 2 + ["UNAUTHENTICATED"] * 4
+        )
     finally:
         await app.stop(grace=1.0)
 
 
-async def test_streams_waiting_to_join_are_bounded_per_address(secured: App,
-                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_streams_waiting_to_join_are_bounded_per_address(
+    secured: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from controlplane.api.admission import JOINING_STREAMS, AgentAdmission
     from tests.controlplane.access.test_access import fails
     from tests.controlplane.access.test_join_tokens import Stream, join, register, state
@@ -321,7 +359,9 @@ async def test_streams_waiting_to_join_are_bounded_per_address(secured: App,
         async def third_refused() -> bool:
             extra = Stream(secured.address)
             try:
-                error = await fails(extra.status(), grpc.StatusCode.RESOURCE_EXHAUSTED, "ERROR_REASON_LIMIT_EXCEEDED")
+                error = await fails(
+                    extra.status(), grpc.StatusCode.RESOURCE_EXHAUSTED, "ERROR_REASON_LIMIT_EXCEEDED"
+                )
             except AssertionError:  # the silent streams' handlers may not have started yet
                 return False
             finally:
@@ -360,10 +400,14 @@ def test_joining_places_per_address_and_in_all() -> None:
     from controlplane.api.admission import JOINING_STREAMS, AgentAdmission
 
     audited: list[tuple[Any, ...]] = []
-    admission = AgentAdmission(None, None,  # type: ignore[arg-type]
-                               lambda *record, **extra: audited.append(record))
+    admission = AgentAdmission(
+        None,
+        None,  # type: ignore[arg-type]
+        lambda *record, **extra: audited.append(record),
+    )
     admission.max_joining_per_peer, admission.max_joining = 2, 3
     a, b, c = Peer("ipv4:10.0.0.1:1000"), Peer("ipv4:10.0.0.1:1001"), Peer("ipv4:10.0.0.2:1000")
+
     def enter(peer: str) -> None:
         with admission.joining_slot(Peer(peer)):
             pass
@@ -390,7 +434,8 @@ def test_joining_places_per_address_and_in_all() -> None:
 
 
 async def test_a_revoked_or_expired_key_is_unauthenticated_even_when_the_address_is_throttled(
-        maos_home: Path) -> None:
+    maos_home: Path,
+) -> None:
     """So a worker with a revoked credential stops instead of retrying RESOURCE_EXHAUSTED for ever."""
     app = await limited_app(maos_home, failed_auth_rate=0.001, failed_auth_burst=1)
     worker = None
@@ -410,8 +455,10 @@ async def test_a_revoked_or_expired_key_is_unauthenticated_even_when_the_address
         async with Client(app.address, token=expired) as client:
             with pytest.raises(MaosRpcError) as failed:
                 await client.list_tasks()
-        assert (failed.value.code, failed.value.reason) == (grpc.StatusCode.UNAUTHENTICATED,
-                                                            "ERROR_REASON_CREDENTIAL_EXPIRED")
+        assert (failed.value.code, failed.value.reason) == (
+            grpc.StatusCode.UNAUTHENTICATED,
+            "ERROR_REASON_CREDENTIAL_EXPIRED",
+        )
         worker = Worker(EchoAgent(), app.address, token=revoked, max_backoff=0.05)
         runner = asyncio.get_running_loop().create_task(worker.run())
         with pytest.raises(grpc.aio.AioRpcError) as stopped:
@@ -434,6 +481,10 @@ async def test_each_request_on_a_submit_stream_counts_against_the_principal_rate
         first = await submitter.submit(description="one")
         with pytest.raises(ResourceExhaustedError) as refused:
             await submitter.submit(description="two")
-        assert refused.value.reason == RATE_LIMITED and refused.value.retry_delay and refused.value.retry_delay > 0
+        assert (
+            refused.value.reason == RATE_LIMITED
+            and refused.value.retry_delay
+            and refused.value.retry_delay > 0
+        )
         assert refused.value.metadata == {"limit": PRINCIPAL}
     assert first.name and await task_count(slow) == 1

@@ -48,11 +48,15 @@ def _matrix() -> dict[str, tuple[str, str]]:
 def test_the_matrix_lists_every_served_rpc_with_the_permission_the_server_requires() -> None:
     served, rows = _served_methods(), _matrix()
     assert len(served) > 40  # the services were found
-    assert set(rows) == set(served), (f"missing from docs/security.md: {sorted(set(served) - set(rows))}; "
-                                      f"not served: {sorted(set(rows) - set(served))}")
+    assert set(rows) == set(served), (
+        f"missing from docs/security.md: {sorted(set(served) - set(rows))}; "
+        f"not served: {sorted(set(rows) - set(served))}"
+    )
     for name, method in served.items():
         permission, sees = rows[name]
-        assert permission == needed(method), f"{name}: the page says {permission}, the server needs {needed(method)}"
+        assert permission == needed(method), (
+            f"{name}: the page says {permission}, the server needs {needed(method)}"
+        )
         assert sees, f"{name}: say what the caller sees of others' objects (or '-')"
 
 
@@ -67,4 +71,6 @@ def test_every_permission_and_builtin_role_is_documented() -> None:
         listed = set(re.findall(r"`([^`]+)`", row))
         if role == "developer":  # "viewer's, and ..."
             listed |= set(BUILTIN_ROLES["viewer"][1])
-        assert listed == set(permissions), f"{role}: the page lists {sorted(listed)}, the role has {permissions}"
+        assert listed == set(permissions), (
+            f"{role}: the page lists {sorted(listed)}, the role has {permissions}"
+        )

@@ -51,7 +51,9 @@ async def get_agent(stubs: Stubs, name: str) -> msgs.Agent:
 
 async def list_agents(stubs: Stubs, **filters: Any) -> list[msgs.Agent]:
     """Every agent ListAgents returns with ``filters`` (one large page)."""
-    reply = await stubs.agents.ListAgents(agents_pb.ListAgentsRequest(page_size=1000, **filters), timeout=RPC_TIMEOUT)
+    reply = await stubs.agents.ListAgents(
+        agents_pb.ListAgentsRequest(page_size=1000, **filters), timeout=RPC_TIMEOUT
+    )
     assert not reply.next_page_token
     return list(reply.agents)
 
@@ -79,8 +81,10 @@ async def wait_agent(stubs: Stubs, name: str, *statuses: int, timeout: float = 1
 
 def agents_fingerprint(agents: list[msgs.Agent]) -> list[tuple[Any, ...]]:
     """What must not change when a call fails."""
-    return sorted((a.name, a.status, a.free_slots, tuple(a.assignments), a.completed_subtasks, a.failed_subtasks)
-                  for a in agents)
+    return sorted(
+        (a.name, a.status, a.free_slots, tuple(a.assignments), a.completed_subtasks, a.failed_subtasks)
+        for a in agents
+    )
 
 
 async def all_agents_fingerprint(stubs: Stubs) -> list[tuple[Any, ...]]:
@@ -108,8 +112,11 @@ async def disconnected_agent(address: str, agent: Agent | None = None) -> str:
 
 async def wait_stopped(worker: Worker, timeout: float = 10.0) -> None:
     """Wait until the worker has left (its run loop stopped after a Drain)."""
-    await wait_for(lambda: worker._stop.is_set() and worker._outbox is None, timeout,
-                   message="the worker to close its stream")
+    await wait_for(
+        lambda: worker._stop.is_set() and worker._outbox is None,
+        timeout,
+        message="the worker to close its stream",
+    )
 
 
 async def subtasks_of(stubs: Stubs, name: str) -> list[msgs.Subtask]:
@@ -139,7 +146,10 @@ LONG_SLEEP = {"sleep_seconds": "30"}
 
 async def test_list_agents_filters_by_status_and_type(control_plane: App, stubs: Stubs) -> None:
     async with running_workers(control_plane.address, EchoAgent(), NoopAgent(), RecordingSleepAgent()) as (
-            echo, noop, sleep):
+        echo,
+        noop,
+        sleep,
+    ):
         await stubs.agents.PauseAgent(agents_pb.PauseAgentRequest(name=noop.agent_name), timeout=RPC_TIMEOUT)
 
         assert await names(stubs) == {echo.agent_name, noop.agent_name, sleep.agent_name}
@@ -147,12 +157,17 @@ async def test_list_agents_filters_by_status_and_type(control_plane: App, stubs:
         assert await names(stubs, statuses=[enums.AGENT_STATUS_PAUSED]) == {noop.agent_name}
         assert await names(stubs, statuses=[enums.AGENT_STATUS_BUSY]) == set()
         assert await names(stubs, statuses=[enums.AGENT_STATUS_IDLE, enums.AGENT_STATUS_PAUSED]) == {
-            echo.agent_name, noop.agent_name, sleep.agent_name}
+            echo.agent_name,
+            noop.agent_name,
+            sleep.agent_name,
+        }
         assert await names(stubs, agent_types=["sleep"]) == {sleep.agent_name}
         assert await names(stubs, agent_types=["echo", "noop"]) == {echo.agent_name, noop.agent_name}
         assert await names(stubs, agent_types=["researcher"]) == set()
         assert await names(stubs, statuses=[enums.AGENT_STATUS_IDLE], agent_types=["noop"]) == set()
-        assert await names(stubs, statuses=[enums.AGENT_STATUS_PAUSED], agent_types=["noop"]) == {noop.agent_name}
+        assert await names(stubs, statuses=[enums.AGENT_STATUS_PAUSED], agent_types=["noop"]) == {
+            noop.agent_name
+        }
 
         listed = {a.name: a for a in await list_agents(stubs)}
         assert listed[echo.agent_name].agent_type == "echo"
@@ -181,8 +196,9 @@ async def test_list_agents_pages_of_one_return_every_agent_once(control_plane: A
         seen: list[str] = []
         token = ""
         for _ in range(10):
-            reply = await stubs.agents.ListAgents(agents_pb.ListAgentsRequest(page_size=1, page_token=token),
-                                                  timeout=RPC_TIMEOUT)
+            reply = await stubs.agents.ListAgents(
+                agents_pb.ListAgentsRequest(page_size=1, page_token=token), timeout=RPC_TIMEOUT
+            )
             assert len(reply.agents) == 1
             seen.extend(a.name for a in reply.agents)
             token = reply.next_page_token
@@ -194,8 +210,11 @@ async def test_list_agents_pages_of_one_return_every_agent_once(control_plane: A
         seen, token = [], ""
         while True:
             reply = await stubs.agents.ListAgents(
-                agents_pb.ListAgentsRequest(page_size=1, page_token=token, agent_types=["echo"],
-                                            statuses=[enums.AGENT_STATUS_IDLE]), timeout=RPC_TIMEOUT)
+                agents_pb.ListAgentsRequest(
+                    page_size=1, page_token=token, agent_types=["echo"], statuses=[enums.AGENT_STATUS_IDLE]
+                ),
+                timeout=RPC_TIMEOUT,
+            )
             seen.extend(a.name for a in reply.agents)
             token = reply.next_page_token
             if not token:
@@ -205,9 +224,13 @@ async def test_list_agents_pages_of_one_return_every_agent_once(control_plane: A
 
 async def test_terminated_agents_are_hidden_unless_asked_for(control_plane: App, stubs: Stubs) -> None:
     gone = await disconnected_agent(control_plane.address)
-    async with running_worker(EchoAgent(), control_plane.address) as leaving, \
-            running_worker(EchoAgent(), control_plane.address) as staying:
-        await stubs.agents.DrainAgent(agents_pb.DrainAgentRequest(name=leaving.agent_name), timeout=RPC_TIMEOUT)
+    async with (
+        running_worker(EchoAgent(), control_plane.address) as leaving,
+        running_worker(EchoAgent(), control_plane.address) as staying,
+    ):
+        await stubs.agents.DrainAgent(
+            agents_pb.DrainAgentRequest(name=leaving.agent_name), timeout=RPC_TIMEOUT
+        )
         await wait_stopped(leaving)
         await wait_agent(stubs, leaving.agent_name, enums.AGENT_STATUS_TERMINATED)
 
@@ -241,8 +264,9 @@ async def test_get_agent_lists_running_assignments_and_free_slots(control_plane:
         busy = await get_agent(stubs, worker.agent_name)
         assert busy.status == enums.AGENT_STATUS_BUSY
         assert busy.free_slots == 1
-        expected = sorted([(await subtasks_of(stubs, first.name))[0].name,
-                           (await subtasks_of(stubs, second.name))[0].name])
+        expected = sorted(
+            [(await subtasks_of(stubs, first.name))[0].name, (await subtasks_of(stubs, second.name))[0].name]
+        )
         assert sorted(busy.assignments) == expected == sorted(agent.started)
 
         agent.gate.set()
@@ -293,26 +317,37 @@ async def test_paused_agent_gets_no_work_until_resumed(control_plane: App, stubs
     agent = GatedEcho()
     agent.gate.set()
     async with running_worker(agent, control_plane.address) as worker:
-        paused = (await stubs.agents.PauseAgent(agents_pb.PauseAgentRequest(name=worker.agent_name),
-                                                timeout=RPC_TIMEOUT)).agent
+        paused = (
+            await stubs.agents.PauseAgent(
+                agents_pb.PauseAgentRequest(name=worker.agent_name), timeout=RPC_TIMEOUT
+            )
+        ).agent
         assert paused.status == enums.AGENT_STATUS_PAUSED and paused.free_slots == 0
-        again = (await stubs.agents.PauseAgent(agents_pb.PauseAgentRequest(name=worker.agent_name),
-                                               timeout=RPC_TIMEOUT)).agent
+        again = (
+            await stubs.agents.PauseAgent(
+                agents_pb.PauseAgentRequest(name=worker.agent_name), timeout=RPC_TIMEOUT
+            )
+        ).agent
         assert again.status == enums.AGENT_STATUS_PAUSED  # pausing twice is harmless
 
         submitted = await submit(stubs, "wait for me")
         # Two heartbeats later the paused agent has been seen alive and a dispatch pass has run.
         for _ in range(2):
             seen = (await get_agent(stubs, worker.agent_name)).last_heartbeat_time.ToNanoseconds()
-            await wait_for(partial(_heartbeat_after, stubs, worker.agent_name, seen), 5, message="a heartbeat")
+            await wait_for(
+                partial(_heartbeat_after, stubs, worker.agent_name, seen), 5, message="a heartbeat"
+            )
         queued = (await get(stubs, submitted.name)).task
         assert queued.status == enums.TASK_STATUS_QUEUED
         assert queued.status_reason, queued
         assert not agent.started and not worker._running
         assert (await get_agent(stubs, worker.agent_name)).status == enums.AGENT_STATUS_PAUSED
 
-        resumed = (await stubs.agents.ResumeAgent(agents_pb.ResumeAgentRequest(name=worker.agent_name),
-                                                  timeout=RPC_TIMEOUT)).agent
+        resumed = (
+            await stubs.agents.ResumeAgent(
+                agents_pb.ResumeAgentRequest(name=worker.agent_name), timeout=RPC_TIMEOUT
+            )
+        ).agent
         assert resumed.status in (enums.AGENT_STATUS_IDLE, enums.AGENT_STATUS_BUSY)
         done = await wait_status(stubs, submitted.name, enums.TASK_STATUS_COMPLETED, enums.TASK_STATUS_FAILED)
         assert done.status == enums.TASK_STATUS_COMPLETED
@@ -330,8 +365,11 @@ async def test_pausing_keeps_running_work_going(control_plane: App, stubs: Stubs
     async with running_worker(agent, control_plane.address) as worker:
         submitted = await submit(stubs, "keep going")
         await wait_for(lambda: agent.started, 5, message="the assignment to start")
-        paused = (await stubs.agents.PauseAgent(agents_pb.PauseAgentRequest(name=worker.agent_name),
-                                                timeout=RPC_TIMEOUT)).agent
+        paused = (
+            await stubs.agents.PauseAgent(
+                agents_pb.PauseAgentRequest(name=worker.agent_name), timeout=RPC_TIMEOUT
+            )
+        ).agent
         assert paused.status == enums.AGENT_STATUS_PAUSED
         assert list(paused.assignments) == agent.started
         agent.gate.set()
@@ -343,14 +381,19 @@ async def test_pausing_keeps_running_work_going(control_plane: App, stubs: Stubs
 # --- DrainAgent ----------------------------------------------------------------------------
 
 
-async def test_drained_agent_finishes_its_work_takes_no_more_and_leaves(control_plane: App, stubs: Stubs) -> None:
+async def test_drained_agent_finishes_its_work_takes_no_more_and_leaves(
+    control_plane: App, stubs: Stubs
+) -> None:
     agent = GatedEcho()
     async with running_worker(agent, control_plane.address, max_concurrency=4) as worker:
         running = await submit(stubs, "finish me")
         await wait_for(lambda: agent.started, 5, message="the assignment to start")
 
-        drained = (await stubs.agents.DrainAgent(agents_pb.DrainAgentRequest(name=worker.agent_name, grace=seconds(10)),
-                                                 timeout=RPC_TIMEOUT)).agent
+        drained = (
+            await stubs.agents.DrainAgent(
+                agents_pb.DrainAgentRequest(name=worker.agent_name, grace=seconds(10)), timeout=RPC_TIMEOUT
+            )
+        ).agent
         assert drained.status == enums.AGENT_STATUS_DRAINING
         assert drained.free_slots == 0 and len(drained.assignments) == 1
         await wait_for(lambda: worker._draining, 5, message="the worker to receive Drain")
@@ -366,8 +409,9 @@ async def test_drained_agent_finishes_its_work_takes_no_more_and_leaves(control_
         [sub] = await subtasks_of(stubs, running.name)
         assert sub.attempt == 0 and sub.agent == worker.agent_name  # finished where it started
         await wait_stopped(worker)
-        gone = await wait_agent(stubs, worker.agent_name, enums.AGENT_STATUS_TERMINATED,
-                                enums.AGENT_STATUS_DISCONNECTED)
+        gone = await wait_agent(
+            stubs, worker.agent_name, enums.AGENT_STATUS_TERMINATED, enums.AGENT_STATUS_DISCONNECTED
+        )
         assert not gone.assignments
         assert len(agent.started) == 1  # the later task never reached it
         assert (await get(stubs, later.name)).task.status == enums.TASK_STATUS_QUEUED
@@ -381,7 +425,9 @@ async def test_drained_agent_finishes_its_work_takes_no_more_and_leaves(control_
 
 async def test_draining_an_idle_agent_ends_its_stream(control_plane: App, stubs: Stubs) -> None:
     async with running_worker(EchoAgent(), control_plane.address) as worker:
-        await stubs.agents.DrainAgent(agents_pb.DrainAgentRequest(name=worker.agent_name), timeout=RPC_TIMEOUT)
+        await stubs.agents.DrainAgent(
+            agents_pb.DrainAgentRequest(name=worker.agent_name), timeout=RPC_TIMEOUT
+        )
         await wait_stopped(worker, timeout=5)
         gone = await wait_agent(stubs, worker.agent_name, enums.AGENT_STATUS_TERMINATED)
         assert gone.status == enums.AGENT_STATUS_TERMINATED
@@ -399,7 +445,8 @@ async def test_force_terminate_requeues_running_work_at_once(control_plane: App,
         await wait_for(lambda: sleeper.started, 5, message="the sleep to start")
         async with running_worker(EchoAgent(), control_plane.address) as rescuer:
             reply = await stubs.agents.TerminateAgent(
-                agents_pb.TerminateAgentRequest(name=doomed.agent_name, force=True), timeout=RPC_TIMEOUT)
+                agents_pb.TerminateAgentRequest(name=doomed.agent_name, force=True), timeout=RPC_TIMEOUT
+            )
             assert reply.agent.name == doomed.agent_name
             assert reply.agent.status in (enums.AGENT_STATUS_DRAINING, enums.AGENT_STATUS_TERMINATED)
             assert not reply.agent.assignments
@@ -408,8 +455,9 @@ async def test_force_terminate_requeues_running_work_at_once(control_plane: App,
             assert sub.agent != doomed.agent_name
             assert "terminated" in sub.status_reason or sub.status != enums.SUBTASK_STATUS_QUEUED
 
-            done = await wait_status(stubs, submitted.name, enums.TASK_STATUS_COMPLETED, enums.TASK_STATUS_FAILED,
-                                     timeout=5)
+            done = await wait_status(
+                stubs, submitted.name, enums.TASK_STATUS_COMPLETED, enums.TASK_STATUS_FAILED, timeout=5
+            )
             assert done.status == enums.TASK_STATUS_COMPLETED, done.failure
             [sub] = await subtasks_of(stubs, submitted.name)
             assert sub.attempt == 1 and sub.agent == rescuer.agent_name
@@ -441,10 +489,12 @@ async def test_work_requeued_by_a_terminate_keeps_its_retries(control_plane: App
         await wait_for(lambda: sleeper.started, 5, message="the sleep to start")
         async with running_worker(FailsOnce(), control_plane.address):
             await stubs.agents.TerminateAgent(
-                agents_pb.TerminateAgentRequest(name=doomed.agent_name, force=True), timeout=RPC_TIMEOUT)
+                agents_pb.TerminateAgentRequest(name=doomed.agent_name, force=True), timeout=RPC_TIMEOUT
+            )
             # attempt 1 fails (retryable): the one retry the task allows is still there for it
-            done = await wait_status(stubs, submitted.name, enums.TASK_STATUS_COMPLETED, enums.TASK_STATUS_FAILED,
-                                     timeout=10)
+            done = await wait_status(
+                stubs, submitted.name, enums.TASK_STATUS_COMPLETED, enums.TASK_STATUS_FAILED, timeout=10
+            )
             assert done.status == enums.TASK_STATUS_COMPLETED, done.failure
             [sub] = await subtasks_of(stubs, submitted.name)
             assert sub.attempt == 2, sub
@@ -456,7 +506,8 @@ async def test_terminate_without_force_lets_running_work_finish(control_plane: A
         submitted = await submit(stubs, "finish before leaving")
         await wait_for(lambda: agent.started, 5, message="the assignment to start")
         reply = await stubs.agents.TerminateAgent(
-            agents_pb.TerminateAgentRequest(name=worker.agent_name, grace=seconds(10)), timeout=RPC_TIMEOUT)
+            agents_pb.TerminateAgentRequest(name=worker.agent_name, grace=seconds(10)), timeout=RPC_TIMEOUT
+        )
         assert reply.agent.status == enums.AGENT_STATUS_DRAINING
         assert len(reply.agent.assignments) == 1
         [sub] = await subtasks_of(stubs, submitted.name)
@@ -479,15 +530,21 @@ async def test_terminate_grace_cancels_work_that_runs_too_long(control_plane: Ap
         submitted = await submit(stubs, "overstay", metadata=LONG_SLEEP)
         await wait_for(lambda: sleeper.started, 5, message="the sleep to start")
         await stubs.agents.TerminateAgent(
-            agents_pb.TerminateAgentRequest(name=worker.agent_name, grace=seconds(0.2)), timeout=RPC_TIMEOUT)
+            agents_pb.TerminateAgentRequest(name=worker.agent_name, grace=seconds(0.2)), timeout=RPC_TIMEOUT
+        )
         await wait_for(lambda: sleeper.cancelled, 5, message="the sleep to be cancelled after the grace")
         await wait_stopped(worker, timeout=5)
         await wait_agent(stubs, worker.agent_name, enums.AGENT_STATUS_TERMINATED)
     [sub] = await subtasks_of(stubs, submitted.name)
-    assert sub.status in (enums.SUBTASK_STATUS_RUNNING, enums.SUBTASK_STATUS_QUEUED)  # until its lease expires
+    assert sub.status in (
+        enums.SUBTASK_STATUS_RUNNING,
+        enums.SUBTASK_STATUS_QUEUED,
+    )  # until its lease expires
 
 
-async def test_force_terminate_of_a_disconnected_agent_requeues_its_work(control_plane: App, stubs: Stubs) -> None:
+async def test_force_terminate_of_a_disconnected_agent_requeues_its_work(
+    control_plane: App, stubs: Stubs
+) -> None:
     sleeper = RecordingSleepAgent()
     worker = Worker(sleeper, control_plane.address, reconnect=False)
     runner = asyncio.get_running_loop().create_task(worker.run())
@@ -501,7 +558,8 @@ async def test_force_terminate_of_a_disconnected_agent_requeues_its_work(control
         await wait_agent(stubs, worker.agent_name, enums.AGENT_STATUS_DISCONNECTED)
 
         reply = await stubs.agents.TerminateAgent(
-            agents_pb.TerminateAgentRequest(name=worker.agent_name, force=True), timeout=RPC_TIMEOUT)
+            agents_pb.TerminateAgentRequest(name=worker.agent_name, force=True), timeout=RPC_TIMEOUT
+        )
         [sub] = await subtasks_of(stubs, submitted.name)
         assert sub.attempt == 1 and sub.status == enums.SUBTASK_STATUS_QUEUED, sub  # at once, not in 3 s
         assert reply.agent.status == enums.AGENT_STATUS_TERMINATED
@@ -517,10 +575,13 @@ async def test_force_terminate_of_a_disconnected_agent_requeues_its_work(control
 AGENT_METHODS = {
     "GetAgent": lambda s, n: s.agents.GetAgent(agents_pb.GetAgentRequest(name=n), timeout=RPC_TIMEOUT),
     "PauseAgent": lambda s, n: s.agents.PauseAgent(agents_pb.PauseAgentRequest(name=n), timeout=RPC_TIMEOUT),
-    "ResumeAgent": lambda s, n: s.agents.ResumeAgent(agents_pb.ResumeAgentRequest(name=n), timeout=RPC_TIMEOUT),
+    "ResumeAgent": lambda s, n: s.agents.ResumeAgent(
+        agents_pb.ResumeAgentRequest(name=n), timeout=RPC_TIMEOUT
+    ),
     "DrainAgent": lambda s, n: s.agents.DrainAgent(agents_pb.DrainAgentRequest(name=n), timeout=RPC_TIMEOUT),
-    "TerminateAgent": lambda s, n: s.agents.TerminateAgent(agents_pb.TerminateAgentRequest(name=n),
-                                                           timeout=RPC_TIMEOUT),
+    "TerminateAgent": lambda s, n: s.agents.TerminateAgent(
+        agents_pb.TerminateAgentRequest(name=n), timeout=RPC_TIMEOUT
+    ),
 }
 
 
@@ -535,8 +596,15 @@ async def test_unknown_agent_is_not_found(control_plane: App, stubs: Stubs) -> N
         assert await all_agents_fingerprint(stubs) == before
 
 
-MALFORMED_NAMES = ["", "agents/", "agents/bad name", "agents/-x", "agents/a/b", "tasks/x/agents/y",
-                   "agents/" + "x" * 129]
+MALFORMED_NAMES = [
+    "",
+    "agents/",
+    "agents/bad name",
+    "agents/-x",
+    "agents/a/b",
+    "tasks/x/agents/y",
+    "agents/" + "x" * 129,
+]
 
 
 async def test_malformed_agent_name_is_invalid(control_plane: App, stubs: Stubs) -> None:
@@ -545,7 +613,9 @@ async def test_malformed_agent_name_is_invalid(control_plane: App, stubs: Stubs)
         for method, call in AGENT_METHODS.items():
             for name in MALFORMED_NAMES:
                 failure = await rpc_failure(call(stubs, name))
-                assert_failure(failure, grpc.StatusCode.INVALID_ARGUMENT, "ERROR_REASON_INVALID_FIELD", field="name")
+                assert_failure(
+                    failure, grpc.StatusCode.INVALID_ARGUMENT, "ERROR_REASON_INVALID_FIELD", field="name"
+                )
                 assert failure.message, (method, name)
         assert await all_agents_fingerprint(stubs) == before
 
@@ -567,8 +637,9 @@ async def test_bad_list_requests(control_plane: App, stubs: Stubs) -> None:
         before = await all_agents_fingerprint(stubs)
 
         async def refused(reason: str, field: str, **fields: Any) -> None:
-            failure = await rpc_failure(stubs.agents.ListAgents(agents_pb.ListAgentsRequest(**fields),
-                                                                timeout=RPC_TIMEOUT))
+            failure = await rpc_failure(
+                stubs.agents.ListAgents(agents_pb.ListAgentsRequest(**fields), timeout=RPC_TIMEOUT)
+            )
             assert_failure(failure, grpc.StatusCode.INVALID_ARGUMENT, reason, field=field)
 
         await refused("ERROR_REASON_INVALID_FIELD", "page_size", page_size=-1)
@@ -582,11 +653,22 @@ async def test_bad_list_requests(control_plane: App, stubs: Stubs) -> None:
         # A real token reused with other filters; another page size is not another filter.
         first = await stubs.agents.ListAgents(agents_pb.ListAgentsRequest(page_size=1), timeout=RPC_TIMEOUT)
         assert first.next_page_token
-        await refused("ERROR_REASON_INVALID_PAGE_TOKEN", "page_token", page_size=1,
-                      page_token=first.next_page_token, agent_types=["echo"])
-        await refused("ERROR_REASON_INVALID_PAGE_TOKEN", "page_token", page_size=1,
-                      page_token=first.next_page_token, include_terminated=True)
+        await refused(
+            "ERROR_REASON_INVALID_PAGE_TOKEN",
+            "page_token",
+            page_size=1,
+            page_token=first.next_page_token,
+            agent_types=["echo"],
+        )
+        await refused(
+            "ERROR_REASON_INVALID_PAGE_TOKEN",
+            "page_token",
+            page_size=1,
+            page_token=first.next_page_token,
+            include_terminated=True,
+        )
         second = await stubs.agents.ListAgents(
-            agents_pb.ListAgentsRequest(page_size=5, page_token=first.next_page_token), timeout=RPC_TIMEOUT)
+            agents_pb.ListAgentsRequest(page_size=5, page_token=first.next_page_token), timeout=RPC_TIMEOUT
+        )
         assert len(second.agents) == 1 and second.agents[0].name != first.agents[0].name
         assert await all_agents_fingerprint(stubs) == before

@@ -68,7 +68,8 @@ def launch_of(app: App, name: str) -> Launch:
 async def spawn(stubs: Stubs, agent_type: str = "echo", count: int = 1, **fields: Any) -> list[msgs.Agent]:
     """SpawnAgents; returns the agents."""
     reply = await stubs.agents.SpawnAgents(
-        agents_pb.SpawnAgentsRequest(agent_type=agent_type, count=count, **fields), timeout=PROCESS_START + 5)
+        agents_pb.SpawnAgentsRequest(agent_type=agent_type, count=count, **fields), timeout=PROCESS_START + 5
+    )
     return list(reply.agents)
 
 
@@ -82,15 +83,19 @@ async def wait_exited(launch: Launch, timeout: float = 10.0) -> int:
 
 async def wait_supervisor_done(launch: Launch, timeout: float = 10.0) -> None:
     """The supervisor returns only when the launch is being stopped (otherwise it restarts the process)."""
-    await wait_for(lambda: launch.supervisor is None or launch.supervisor.done(), timeout,
-                   message=f"the supervisor of launch {launch.id} to give up")
+    await wait_for(
+        lambda: launch.supervisor is None or launch.supervisor.done(),
+        timeout,
+        message=f"the supervisor of launch {launch.id} to give up",
+    )
 
 
 # --- SpawnAgents -------------------------------------------------------------------------
 
 
 async def test_spawned_agents_register_run_work_and_are_restarted_after_sigkill(
-        control_plane: App, stubs: Stubs, spawned: set[int]) -> None:
+    control_plane: App, stubs: Stubs, spawned: set[int]
+) -> None:
     agents = await spawn(stubs, "echo", 2)
     assert len(agents) == 2
     spawned.update(a.pid for a in agents)
@@ -118,8 +123,11 @@ async def test_spawned_agents_register_run_work_and_are_restarted_after_sigkill(
     await wait_agent(stubs, victim.name, enums.AGENT_STATUS_DISCONNECTED)
 
     async def replacement() -> msgs.Agent | None:
-        fresh = [a for a in await list_agents(stubs, statuses=[enums.AGENT_STATUS_IDLE])
-                 if a.managed and a.name not in {x.name for x in agents}]
+        fresh = [
+            a
+            for a in await list_agents(stubs, statuses=[enums.AGENT_STATUS_IDLE])
+            if a.managed and a.name not in {x.name for x in agents}
+        ]
         return fresh[0] if fresh else None
 
     new = await wait_for(replacement, PROCESS_START, interval=0.05, message="the restarted agent to register")
@@ -127,11 +135,14 @@ async def test_spawned_agents_register_run_work_and_are_restarted_after_sigkill(
     assert new.pid != victim.pid and new.agent_type == "echo"
     assert launch.restarts == 1 and launch.agent_id == new.name.removeprefix("agents/")
     assert launch.process is not None and launch.process.pid == new.pid
-    assert (await get_agent(stubs, agents[1].name)).status == enums.AGENT_STATUS_IDLE  # the other one is untouched
+    assert (
+        await get_agent(stubs, agents[1].name)
+    ).status == enums.AGENT_STATUS_IDLE  # the other one is untouched
 
     # TerminateAgent on the restarted agent ends its process for good.
-    reply = await stubs.agents.TerminateAgent(agents_pb.TerminateAgentRequest(name=new.name, grace=seconds(5)),
-                                              timeout=RPC_TIMEOUT)
+    reply = await stubs.agents.TerminateAgent(
+        agents_pb.TerminateAgentRequest(name=new.name, grace=seconds(5)), timeout=RPC_TIMEOUT
+    )
     assert reply.agent.name == new.name
     assert await wait_exited(launch) == 0  # it drained and exited by itself
     await wait_supervisor_done(launch)
@@ -140,14 +151,21 @@ async def test_spawned_agents_register_run_work_and_are_restarted_after_sigkill(
     assert control_plane.launcher.active == 1
 
 
-async def test_spawn_options_idempotency_and_drain_without_restart(control_plane: App, stubs: Stubs,
-                                                                   spawned: set[int]) -> None:
-    options: dict[str, Any] = {"capabilities": ["review"], "max_concurrency": 3,
-                               "labels": {"team": "blue", "zone": "a"}, "request_id": "spawn-once"}
+async def test_spawn_options_idempotency_and_drain_without_restart(
+    control_plane: App, stubs: Stubs, spawned: set[int]
+) -> None:
+    options: dict[str, Any] = {
+        "capabilities": ["review"],
+        "max_concurrency": 3,
+        "labels": {"team": "blue", "zone": "a"},
+        "request_id": "spawn-once",
+    }
     [agent] = await spawn(stubs, "noop", 0, **options)  # count 0 means 1
     spawned.add(agent.pid)
     assert agent.status == enums.AGENT_STATUS_IDLE and agent.managed
-    assert agent.agent_type == "noop" and list(agent.capabilities) == ["review"] and agent.max_concurrency == 3
+    assert (
+        agent.agent_type == "noop" and list(agent.capabilities) == ["review"] and agent.max_concurrency == 3
+    )
     assert dict(agent.labels) == {"team": "blue", "zone": "a"}
     fetched = await get_agent(stubs, agent.name)
     assert fetched.free_slots == 3 and dict(fetched.labels) == {"team": "blue", "zone": "a"}
@@ -157,16 +175,23 @@ async def test_spawn_options_idempotency_and_drain_without_restart(control_plane
     assert again.name == agent.name and again.pid == agent.pid
     assert len(control_plane.launcher.launches) == 1
     # The same request_id with other parameters: refused, nothing launched.
-    failure = await rpc_failure(stubs.agents.SpawnAgents(
-        agents_pb.SpawnAgentsRequest(agent_type="echo", count=1, request_id="spawn-once"), timeout=RPC_TIMEOUT))
-    assert_failure(failure, grpc.StatusCode.INVALID_ARGUMENT, "ERROR_REASON_REQUEST_ID_REUSED", field="request_id")
+    failure = await rpc_failure(
+        stubs.agents.SpawnAgents(
+            agents_pb.SpawnAgentsRequest(agent_type="echo", count=1, request_id="spawn-once"),
+            timeout=RPC_TIMEOUT,
+        )
+    )
+    assert_failure(
+        failure, grpc.StatusCode.INVALID_ARGUMENT, "ERROR_REASON_REQUEST_ID_REUSED", field="request_id"
+    )
     assert len(control_plane.launcher.launches) == 1
     assert [a.name for a in await list_agents(stubs, include_terminated=True)] == [agent.name]
 
     # Drained, the process exits and the launcher does not start it again.
     launch = launch_of(control_plane, agent.name)
-    reply = await stubs.agents.DrainAgent(agents_pb.DrainAgentRequest(name=agent.name, grace=seconds(5)),
-                                          timeout=RPC_TIMEOUT)
+    reply = await stubs.agents.DrainAgent(
+        agents_pb.DrainAgentRequest(name=agent.name, grace=seconds(5)), timeout=RPC_TIMEOUT
+    )
     assert reply.agent.status == enums.AGENT_STATUS_DRAINING
     assert await wait_exited(launch) == 0
     await wait_supervisor_done(launch)
@@ -177,8 +202,9 @@ async def test_spawn_options_idempotency_and_drain_without_restart(control_plane
     assert [a.name for a in await list_agents(stubs, include_terminated=True)] == [agent.name]
 
 
-async def test_force_terminate_of_a_spawned_sleeper_requeues_and_kills(control_plane: App, stubs: Stubs,
-                                                                       spawned: set[int]) -> None:
+async def test_force_terminate_of_a_spawned_sleeper_requeues_and_kills(
+    control_plane: App, stubs: Stubs, spawned: set[int]
+) -> None:
     [sleeper], [rescuer] = await asyncio.gather(spawn(stubs, "sleep"), spawn(stubs, "echo"))
     spawned.update((sleeper.pid, rescuer.pid))
     await stubs.agents.PauseAgent(agents_pb.PauseAgentRequest(name=rescuer.name), timeout=RPC_TIMEOUT)
@@ -187,8 +213,9 @@ async def test_force_terminate_of_a_spawned_sleeper_requeues_and_kills(control_p
     await stubs.agents.ResumeAgent(agents_pb.ResumeAgentRequest(name=rescuer.name), timeout=RPC_TIMEOUT)
     launch = launch_of(control_plane, sleeper.name)
 
-    reply = await stubs.agents.TerminateAgent(agents_pb.TerminateAgentRequest(name=sleeper.name, force=True),
-                                              timeout=RPC_TIMEOUT)
+    reply = await stubs.agents.TerminateAgent(
+        agents_pb.TerminateAgentRequest(name=sleeper.name, force=True), timeout=RPC_TIMEOUT
+    )
     assert not reply.agent.assignments
     [sub] = await subtasks_of(stubs, submitted.name)
     assert sub.attempt == 1 and sub.agent != sleeper.name  # re-queued at once
@@ -204,14 +231,16 @@ async def test_force_terminate_of_a_spawned_sleeper_requeues_and_kills(control_p
 
 
 async def test_terminate_ends_a_spawned_process_that_does_not_drain_within_grace(
-        control_plane: App, stubs: Stubs, spawned: set[int]) -> None:
+    control_plane: App, stubs: Stubs, spawned: set[int]
+) -> None:
     [agent] = await spawn(stubs, "echo")
     spawned.add(agent.pid)
     launch = launch_of(control_plane, agent.name)
     os.kill(agent.pid, signal.SIGSTOP)  # frozen: it cannot act on Drain
     try:
         reply = await stubs.agents.TerminateAgent(
-            agents_pb.TerminateAgentRequest(name=agent.name, grace=seconds(0.3)), timeout=RPC_TIMEOUT)
+            agents_pb.TerminateAgentRequest(name=agent.name, grace=seconds(0.3)), timeout=RPC_TIMEOUT
+        )
         assert reply.agent.status == enums.AGENT_STATUS_DRAINING
         assert launch.process is not None and launch.process.returncode is None
         await wait_exited(launch, timeout=5)  # ended by the control plane after the grace
@@ -226,9 +255,13 @@ async def test_terminate_ends_a_spawned_process_that_does_not_drain_within_grace
 # --- real unmanaged processes ------------------------------------------------------------------
 
 
-async def test_sigterm_drains_an_unmanaged_agent_process(control_plane: App, stubs: Stubs, agent_processes) -> None:
+async def test_sigterm_drains_an_unmanaged_agent_process(
+    control_plane: App, stubs: Stubs, agent_processes
+) -> None:
     sleeper = agent_processes(control_plane.address, "sleep")
-    await wait_for(lambda: control_plane.engine.sessions, PROCESS_START, message="the agent process to register")
+    await wait_for(
+        lambda: control_plane.engine.sessions, PROCESS_START, message="the agent process to register"
+    )
     [agent] = await list_agents(stubs)
     assert agent.pid == sleeper.pid and not agent.managed
     submitted = await submit(stubs, "short nap", metadata={"sleep_seconds": "1", "sleep_steps": "4"})
@@ -252,9 +285,14 @@ async def test_sigterm_drains_an_unmanaged_agent_process(control_plane: App, stu
 
 async def test_spawn_unknown_type_lists_the_known_ones(control_plane: App, stubs: Stubs) -> None:
     before = await all_agents_fingerprint(stubs)
-    failure = await rpc_failure(stubs.agents.SpawnAgents(agents_pb.SpawnAgentsRequest(agent_type="wizard", count=1),
-                                                         timeout=RPC_TIMEOUT))
-    assert_failure(failure, grpc.StatusCode.INVALID_ARGUMENT, "ERROR_REASON_UNKNOWN_AGENT_TYPE", field="agent_type")
+    failure = await rpc_failure(
+        stubs.agents.SpawnAgents(
+            agents_pb.SpawnAgentsRequest(agent_type="wizard", count=1), timeout=RPC_TIMEOUT
+        )
+    )
+    assert_failure(
+        failure, grpc.StatusCode.INVALID_ARGUMENT, "ERROR_REASON_UNKNOWN_AGENT_TYPE", field="agent_type"
+    )
     assert "wizard" in failure.message
     for known in ("echo", "noop", "sleep"):
         assert known in failure.message, failure.message
@@ -266,9 +304,16 @@ async def test_spawn_rejects_bad_requests(control_plane: App, stubs: Stubs) -> N
     bad = [
         (agents_pb.SpawnAgentsRequest(agent_type="echo", count=101), "ERROR_REASON_INVALID_FIELD", "count"),
         (agents_pb.SpawnAgentsRequest(agent_type="echo", count=1000), "ERROR_REASON_INVALID_FIELD", "count"),
-        (agents_pb.SpawnAgentsRequest(agent_type="echo", count=1, request_id="not a uuid!"),
-         "ERROR_REASON_INVALID_FIELD", "request_id"),
-        (agents_pb.SpawnAgentsRequest(agent_type="", count=1), "ERROR_REASON_UNKNOWN_AGENT_TYPE", "agent_type"),
+        (
+            agents_pb.SpawnAgentsRequest(agent_type="echo", count=1, request_id="not a uuid!"),
+            "ERROR_REASON_INVALID_FIELD",
+            "request_id",
+        ),
+        (
+            agents_pb.SpawnAgentsRequest(agent_type="", count=1),
+            "ERROR_REASON_UNKNOWN_AGENT_TYPE",
+            "agent_type",
+        ),
     ]
     for request, reason, field in bad:
         failure = await rpc_failure(stubs.agents.SpawnAgents(request, timeout=RPC_TIMEOUT))
@@ -291,8 +336,11 @@ async def small_limit(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIt
 async def test_spawn_over_max_agents_is_resource_exhausted(small_limit: App) -> None:
     stubs = Stubs(small_limit.address)
     try:
-        failure = await rpc_failure(stubs.agents.SpawnAgents(
-            agents_pb.SpawnAgentsRequest(agent_type="echo", count=2), timeout=RPC_TIMEOUT))
+        failure = await rpc_failure(
+            stubs.agents.SpawnAgents(
+                agents_pb.SpawnAgentsRequest(agent_type="echo", count=2), timeout=RPC_TIMEOUT
+            )
+        )
         assert_failure(failure, grpc.StatusCode.RESOURCE_EXHAUSTED, "ERROR_REASON_LIMIT_EXCEEDED")
         assert "max_agents" in failure.message
         assert not small_limit.launcher.launches
@@ -305,8 +353,12 @@ async def test_spawn_over_max_agents_is_resource_exhausted(small_limit: App) -> 
 async def test_concurrent_spawns_cannot_overshoot_max_agents(small_limit: App) -> None:
     stubs = Stubs(small_limit.address)
     try:
-        calls = [stubs.agents.SpawnAgents(agents_pb.SpawnAgentsRequest(agent_type="noop", count=2),
-                                          timeout=PROCESS_START + 5) for _ in range(2)]
+        calls = [
+            stubs.agents.SpawnAgents(
+                agents_pb.SpawnAgentsRequest(agent_type="noop", count=2), timeout=PROCESS_START + 5
+            )
+            for _ in range(2)
+        ]
         outcomes = await asyncio.gather(*calls, return_exceptions=True)
         refused = [o for o in outcomes if isinstance(o, grpc.aio.AioRpcError)]
         accepted = [o for o in outcomes if not isinstance(o, BaseException)]

@@ -42,7 +42,10 @@ from tests.harness.server import Stubs, make_settings, start_app, wait_for
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 INVALID_FIELD = "ERROR_REASON_INVALID_FIELD"
 #: Big enough for the large messages these tests send and read.
-BIG = [("grpc.max_receive_message_length", 64 * 1024 * 1024), ("grpc.max_send_message_length", 64 * 1024 * 1024)]
+BIG = [
+    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+    ("grpc.max_send_message_length", 64 * 1024 * 1024),
+]
 MB = 1024 * 1024
 
 
@@ -76,10 +79,17 @@ async def plane(tmp_path: Path) -> AsyncIterator[tuple[App, BigStubs]]:
 @pytest.fixture
 async def small(tmp_path: Path) -> AsyncIterator[tuple[App, BigStubs]]:
     """A control plane with small limits, so that pages and chunks show with small objects."""
-    app, stubs = await _plane(tmp_path / "small", **{
-        "limits.task_context_bytes": 40_000, "limits.response_bytes": 100_000, "limits.result_bytes": 300_000,
-        "limits.agent_labels_bytes": 1000, "limits.progress_message_bytes": 100,
-        "limits.log_message_bytes": 1000})
+    app, stubs = await _plane(
+        tmp_path / "small",
+        **{
+            "limits.task_context_bytes": 40_000,
+            "limits.response_bytes": 100_000,
+            "limits.result_bytes": 300_000,
+            "limits.agent_labels_bytes": 1000,
+            "limits.progress_message_bytes": 100,
+            "limits.log_message_bytes": 1000,
+        },
+    )
     try:
         yield app, stubs
     finally:
@@ -103,16 +113,23 @@ async def all_tasks(stubs: Stubs) -> list[msgs.Task]:
 # --- tasks ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("fields", "field", "limit"), [
-    pytest.param({"context": "x" * (MB + 1)}, "task.context", "1048576", id="context"),
-    pytest.param({"constraints": "é" * 40_000}, "task.constraints", "65536", id="constraints-in-bytes"),
-    pytest.param({"metadata": {f"k{i}": "v" * 4000 for i in range(20)}}, "task.metadata", "65536", id="metadata"),
-])
+@pytest.mark.parametrize(
+    ("fields", "field", "limit"),
+    [
+        pytest.param({"context": "x" * (MB + 1)}, "task.context", "1048576", id="context"),
+        pytest.param({"constraints": "é" * 40_000}, "task.constraints", "65536", id="constraints-in-bytes"),
+        pytest.param(
+            {"metadata": {f"k{i}": "v" * 4000 for i in range(20)}}, "task.metadata", "65536", id="metadata"
+        ),
+    ],
+)
 async def test_oversized_task_fields_are_refused_naming_field_and_limit(
-        plane: tuple[App, BigStubs], fields: dict[str, Any], field: str, limit: str) -> None:
+    plane: tuple[App, BigStubs], fields: dict[str, Any], field: str, limit: str
+) -> None:
     _, stubs = plane
-    failure = await rpc_failure(stubs.tasks.SubmitTask(tasks_pb.SubmitTaskRequest(task=task("big", **fields)),
-                                                       timeout=RPC_TIMEOUT))
+    failure = await rpc_failure(
+        stubs.tasks.SubmitTask(tasks_pb.SubmitTaskRequest(task=task("big", **fields)), timeout=RPC_TIMEOUT)
+    )
     assert_failure(failure, INVALID, INVALID_FIELD, field)
     assert limit in failure.message and "bytes" in failure.message
     assert await all_tasks(stubs) == []  # nothing stored
@@ -120,10 +137,12 @@ async def test_oversized_task_fields_are_refused_naming_field_and_limit(
 
 async def test_batch_submit_names_the_oversized_entry(plane: tuple[App, BigStubs]) -> None:
     _, stubs = plane
-    request = tasks_pb.BatchSubmitTasksRequest(requests=[
-        tasks_pb.SubmitTaskRequest(task=task("small")),
-        tasks_pb.SubmitTaskRequest(task=task("big", context="x" * (2 * MB))),
-    ])
+    request = tasks_pb.BatchSubmitTasksRequest(
+        requests=[
+            tasks_pb.SubmitTaskRequest(task=task("small")),
+            tasks_pb.SubmitTaskRequest(task=task("big", context="x" * (2 * MB))),
+        ]
+    )
     failure = await rpc_failure(stubs.tasks.BatchSubmitTasks(request, timeout=RPC_TIMEOUT))
     assert_failure(failure, INVALID, INVALID_FIELD, "requests[1].task.context")
     assert await all_tasks(stubs) == []
@@ -159,12 +178,17 @@ async def test_list_tasks_answers_with_tasks_stored_before_the_limits(tmp_path: 
 # --- errors quote a prefix ------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", [
-    pytest.param("x" * 3000, id="ascii-3000"),
-    pytest.param("ü" * 3000, id="two-byte-3000"),
-    pytest.param("tasks/" + "\U0001F600" * 5000, id="emoji-5000"),
-])
-async def test_a_long_bad_name_is_invalid_argument_quoting_a_prefix(plane: tuple[App, BigStubs], name: str) -> None:
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param("x" * 3000, id="ascii-3000"),
+        pytest.param("ü" * 3000, id="two-byte-3000"),
+        pytest.param("tasks/" + "\U0001f600" * 5000, id="emoji-5000"),
+    ],
+)
+async def test_a_long_bad_name_is_invalid_argument_quoting_a_prefix(
+    plane: tuple[App, BigStubs], name: str
+) -> None:
     _, stubs = plane
     failure = await rpc_failure(stubs.tasks.GetTask(tasks_pb.GetTaskRequest(name=name), timeout=RPC_TIMEOUT))
     assert_failure(failure, INVALID, INVALID_FIELD, "name")
@@ -174,8 +198,9 @@ async def test_a_long_bad_name_is_invalid_argument_quoting_a_prefix(plane: tuple
 
 async def test_unknown_long_setting_is_quoted_short(plane: tuple[App, BigStubs]) -> None:
     _, stubs = plane
-    failure = await rpc_failure(stubs.system.GetConfig(system_pb.GetConfigRequest(keys=["k" * 20_000]),
-                                                       timeout=RPC_TIMEOUT))
+    failure = await rpc_failure(
+        stubs.system.GetConfig(system_pb.GetConfigRequest(keys=["k" * 20_000]), timeout=RPC_TIMEOUT)
+    )
     assert_failure(failure, INVALID, INVALID_FIELD, "keys")
     assert len(failure.message) < 300
 
@@ -198,19 +223,24 @@ async def register_failure(stubs: BigStubs, **fields: Any) -> Any:
     return await rpc_failure(run())
 
 
-@pytest.mark.parametrize(("fields", "field"), [
-    pytest.param({"labels": {f"l{i}": "v" * 1000 for i in range(20)}}, "register.labels", id="labels"),
-    pytest.param({"hostname": "h" * 300}, "register.hostname", id="hostname"),
-    pytest.param({"sdk_version": "1" * 500}, "register.sdk_version", id="sdk-version"),
-])
-async def test_register_with_oversized_fields_is_refused(plane: tuple[App, BigStubs], fields: dict[str, Any],
-                                                         field: str) -> None:
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        pytest.param({"labels": {f"l{i}": "v" * 1000 for i in range(20)}}, "register.labels", id="labels"),
+        pytest.param({"hostname": "h" * 300}, "register.hostname", id="hostname"),
+        pytest.param({"sdk_version": "1" * 500}, "register.sdk_version", id="sdk-version"),
+    ],
+)
+async def test_register_with_oversized_fields_is_refused(
+    plane: tuple[App, BigStubs], fields: dict[str, Any], field: str
+) -> None:
     app, stubs = plane
     failure = await register_failure(stubs, **fields)
     assert_failure(failure, INVALID, INVALID_FIELD, field)
     assert "limit" in failure.message
-    listed = await stubs.agents.ListAgents(agents_pb.ListAgentsRequest(include_terminated=True),
-                                           timeout=RPC_TIMEOUT)
+    listed = await stubs.agents.ListAgents(
+        agents_pb.ListAgentsRequest(include_terminated=True), timeout=RPC_TIMEOUT
+    )
     assert list(listed.agents) == [] and not app.engine.agents
 
 
@@ -220,10 +250,17 @@ async def test_list_agents_pages_by_size(small: tuple[App, BigStubs]) -> None:
     streams = []
     for i in range(150):
         queue: asyncio.Queue[gw.ConnectRequest | None] = asyncio.Queue()
-        queue.put_nowait(gw.ConnectRequest(register=gw.Register(
-            agent_type="echo", max_concurrency=1, labels={"big": f"{i:03d}" + "l" * 880})))
+        queue.put_nowait(
+            gw.ConnectRequest(
+                register=gw.Register(
+                    agent_type="echo", max_concurrency=1, labels={"big": f"{i:03d}" + "l" * 880}
+                )
+            )
+        )
 
-        async def requests(q: asyncio.Queue[gw.ConnectRequest | None] = queue) -> AsyncIterator[gw.ConnectRequest]:
+        async def requests(
+            q: asyncio.Queue[gw.ConnectRequest | None] = queue,
+        ) -> AsyncIterator[gw.ConnectRequest]:
             while (item := await q.get()) is not None:
                 yield item
 
@@ -236,8 +273,9 @@ async def test_list_agents_pages_by_size(small: tuple[App, BigStubs]) -> None:
         seen = {a.name for a in page.agents}
         token = page.next_page_token
         while token:
-            page = await stubs.agents.ListAgents(agents_pb.ListAgentsRequest(page_size=1000, page_token=token),
-                                                 timeout=RPC_TIMEOUT)
+            page = await stubs.agents.ListAgents(
+                agents_pb.ListAgentsRequest(page_size=1000, page_token=token), timeout=RPC_TIMEOUT
+            )
             seen |= {a.name for a in page.agents}
             token = page.next_page_token
         assert len(seen) == 150
@@ -266,13 +304,16 @@ class BigAnswer(Agent):
 
 
 async def test_an_oversized_result_fails_its_subtask_and_results_stay_readable(
-        small: tuple[App, BigStubs]) -> None:
+    small: tuple[App, BigStubs],
+) -> None:
     app, stubs = small
     async with running_worker(BigAnswer(), app.address):
         created = await submit(stubs, "too much", max_agents=1, metadata={"size": "400000"})
         final = await wait_status(stubs, created.name, enums.TASK_STATUS_FAILED)
     assert "limits.result_bytes" in final.failure.message and "300000" in final.failure.message
-    reply = await stubs.tasks.GetTaskResults(tasks_pb.GetTaskResultsRequest(name=created.name), timeout=RPC_TIMEOUT)
+    reply = await stubs.tasks.GetTaskResults(
+        tasks_pb.GetTaskResultsRequest(name=created.name), timeout=RPC_TIMEOUT
+    )
     assert reply.result.status == enums.TASK_STATUS_FAILED
     assert len(reply.result.output) < 300_000
 
@@ -283,8 +324,9 @@ async def test_a_large_output_is_read_in_chunks(small: tuple[App, BigStubs], tmp
     async with running_worker(BigAnswer(), app.address):
         created = await submit(stubs, "large", max_agents=1, metadata={"size": "125000", "char": "é"})
         await wait_status(stubs, created.name, enums.TASK_STATUS_COMPLETED)
-        subtasks = await stubs.tasks.GetTask(tasks_pb.GetTaskRequest(name=created.name,
-                                                                      view=enums.TASK_VIEW_FULL))
+        subtasks = await stubs.tasks.GetTask(
+            tasks_pb.GetTaskRequest(name=created.name, view=enums.TASK_VIEW_FULL)
+        )
         assert all(len(s.progress_message.encode()) <= 100 for s in subtasks.subtasks)  # progress text cut
     request = tasks_pb.GetTaskResultsRequest(name=created.name)
     first = await stubs.tasks.GetTaskResults(request, timeout=RPC_TIMEOUT)
@@ -292,7 +334,8 @@ async def test_a_large_output_is_read_in_chunks(small: tuple[App, BigStubs], tmp
     chunks, offset = [first.result.output], first.next_output_offset
     while offset:
         chunk = await stubs.tasks.GetTaskResults(
-            tasks_pb.GetTaskResultsRequest(name=created.name, output_offset=offset), timeout=RPC_TIMEOUT)
+            tasks_pb.GetTaskResultsRequest(name=created.name, output_offset=offset), timeout=RPC_TIMEOUT
+        )
         assert chunk.output_offset == offset and not chunk.result.subtasks
         chunks.append(chunk.result.output)
         offset = chunk.next_output_offset
@@ -302,21 +345,33 @@ async def test_a_large_output_is_read_in_chunks(small: tuple[App, BigStubs], tmp
         assert (await client.get_results(created.name)).output == "é" * 125_000
     finally:
         await client.close()
-    inside = await rpc_failure(stubs.tasks.GetTaskResults(
-        tasks_pb.GetTaskResultsRequest(name=created.name, output_offset=1), timeout=RPC_TIMEOUT))
+    inside = await rpc_failure(
+        stubs.tasks.GetTaskResults(
+            tasks_pb.GetTaskResultsRequest(name=created.name, output_offset=1), timeout=RPC_TIMEOUT
+        )
+    )
     assert_failure(inside, INVALID, INVALID_FIELD, "output_offset")
-    past = await rpc_failure(stubs.tasks.GetTaskResults(
-        tasks_pb.GetTaskResultsRequest(name=created.name, output_offset=10**9), timeout=RPC_TIMEOUT))
+    past = await rpc_failure(
+        stubs.tasks.GetTaskResults(
+            tasks_pb.GetTaskResultsRequest(name=created.name, output_offset=10**9), timeout=RPC_TIMEOUT
+        )
+    )
     assert_failure(past, INVALID, INVALID_FIELD, "output_offset")
-    negative = await rpc_failure(stubs.tasks.GetTaskResults(
-        tasks_pb.GetTaskResultsRequest(name=created.name, max_output_bytes=-1), timeout=RPC_TIMEOUT))
+    negative = await rpc_failure(
+        stubs.tasks.GetTaskResults(
+            tasks_pb.GetTaskResultsRequest(name=created.name, max_output_bytes=-1), timeout=RPC_TIMEOUT
+        )
+    )
     assert_failure(negative, INVALID, INVALID_FIELD, "max_output_bytes")
     small_chunk = await stubs.tasks.GetTaskResults(
-        tasks_pb.GetTaskResultsRequest(name=created.name, max_output_bytes=1001), timeout=RPC_TIMEOUT)
+        tasks_pb.GetTaskResultsRequest(name=created.name, max_output_bytes=1001), timeout=RPC_TIMEOUT
+    )
     assert small_chunk.result.output == "é" * 500 and small_chunk.next_output_offset == 1000
 
 
-async def test_cli_task_results_prints_a_chunked_output_whole(small: tuple[App, BigStubs], tmp_path: Path) -> None:
+async def test_cli_task_results_prints_a_chunked_output_whole(
+    small: tuple[App, BigStubs], tmp_path: Path
+) -> None:
     from tests.cli.conftest import Maos
 
     app, stubs = small
@@ -344,19 +399,49 @@ async def test_free_text_fields_are_bounded(plane: tuple[App, BigStubs]) -> None
     access = access_grpc.AccessServiceStub(stubs.channel)
     checkpoints = checkpoints_grpc.CheckpointServiceStub(stubs.channel)
     calls = [
-        ("reason", stubs.tasks.CancelTask(tasks_pb.CancelTaskRequest(name=created.name, reason="r" * 5000),
-                                          timeout=RPC_TIMEOUT)),
-        ("display_name", checkpoints.CreateCheckpoint(checkpoints_pb.CreateCheckpointRequest(
-            display_name="d" * 300), timeout=RPC_TIMEOUT)),
-        ("description", checkpoints.CreateCheckpoint(checkpoints_pb.CreateCheckpointRequest(
-            description="d" * 5000), timeout=RPC_TIMEOUT)),
-        ("role.description", access.CreateRole(access_pb.CreateRoleRequest(
-            role=msgs.Role(name="roles/wordy", description="w" * 5000, permissions=["task:view"])),
-            timeout=RPC_TIMEOUT)),
-        ("api_key.display_name", access.CreateApiKey(access_pb.CreateApiKeyRequest(
-            api_key=msgs.ApiKey(user="users/admin", display_name="k" * 300)), timeout=RPC_TIMEOUT)),
-        ("labels", stubs.agents.SpawnAgents(agents_pb.SpawnAgentsRequest(
-            agent_type="echo", labels={"l": "v" * 20_000}), timeout=RPC_TIMEOUT)),
+        (
+            "reason",
+            stubs.tasks.CancelTask(
+                tasks_pb.CancelTaskRequest(name=created.name, reason="r" * 5000), timeout=RPC_TIMEOUT
+            ),
+        ),
+        (
+            "display_name",
+            checkpoints.CreateCheckpoint(
+                checkpoints_pb.CreateCheckpointRequest(display_name="d" * 300), timeout=RPC_TIMEOUT
+            ),
+        ),
+        (
+            "description",
+            checkpoints.CreateCheckpoint(
+                checkpoints_pb.CreateCheckpointRequest(description="d" * 5000), timeout=RPC_TIMEOUT
+            ),
+        ),
+        (
+            "role.description",
+            access.CreateRole(
+                access_pb.CreateRoleRequest(
+                    role=msgs.Role(name="roles/wordy", description="w" * 5000, permissions=["task:view"])
+                ),
+                timeout=RPC_TIMEOUT,
+            ),
+        ),
+        (
+            "api_key.display_name",
+            access.CreateApiKey(
+                access_pb.CreateApiKeyRequest(
+                    api_key=msgs.ApiKey(user="users/admin", display_name="k" * 300)
+                ),
+                timeout=RPC_TIMEOUT,
+            ),
+        ),
+        (
+            "labels",
+            stubs.agents.SpawnAgents(
+                agents_pb.SpawnAgentsRequest(agent_type="echo", labels={"l": "v" * 20_000}),
+                timeout=RPC_TIMEOUT,
+            ),
+        ),
     ]
     for field, call in calls:
         failure = await rpc_failure(call)
@@ -380,8 +465,12 @@ async def test_agent_log_lines_are_cut_and_log_pages_fit(small: tuple[App, BigSt
         async def logged() -> list[msgs.LogRecord]:
             found, token = [], ""
             while True:
-                page = await stubs.system.ListLogs(system_pb.ListLogsRequest(
-                    task=created.name, contains="line", page_size=1000, page_token=token), timeout=RPC_TIMEOUT)
+                page = await stubs.system.ListLogs(
+                    system_pb.ListLogsRequest(
+                        task=created.name, contains="line", page_size=1000, page_token=token
+                    ),
+                    timeout=RPC_TIMEOUT,
+                )
                 assert page.ByteSize() <= 100_000
                 found.extend(page.records)
                 token = page.next_page_token
@@ -389,8 +478,9 @@ async def test_agent_log_lines_are_cut_and_log_pages_fit(small: tuple[App, BigSt
                     return found
 
         await wait_for(lambda: _count(logged, 150), message="150 log records")
-    first = await stubs.system.ListLogs(system_pb.ListLogsRequest(task=created.name, contains="line",
-                                                                  page_size=1000), timeout=RPC_TIMEOUT)
+    first = await stubs.system.ListLogs(
+        system_pb.ListLogsRequest(task=created.name, contains="line", page_size=1000), timeout=RPC_TIMEOUT
+    )
     assert 1 <= len(first.records) < 150 and first.next_page_token
     records = await logged()
     assert all(len(r.message.encode()) <= 1000 and r.message.endswith("…") for r in records)
@@ -400,18 +490,26 @@ async def _count(read: Any, wanted: int) -> bool:
     return len(await read()) >= wanted
 
 
-async def test_agents_registered_before_the_label_limit_are_listed_without_their_labels(tmp_path: Path) -> None:
+async def test_agents_registered_before_the_label_limit_are_listed_without_their_labels(
+    tmp_path: Path,
+) -> None:
     """Agents with 5 MB of labels, kept after they left: ListAgents still answers, leaving those labels out."""
     home = tmp_path / "labels"
     app, stubs = await _plane(home, **{"limits.agent_labels_bytes": 6 * MB})
     try:
         for i in range(4):
             queue: asyncio.Queue[gw.ConnectRequest | None] = asyncio.Queue()
-            queue.put_nowait(gw.ConnectRequest(register=gw.Register(
-                agent_type="echo", max_concurrency=1, labels={"big": f"{i}" + "l" * (5 * MB)})))
+            queue.put_nowait(
+                gw.ConnectRequest(
+                    register=gw.Register(
+                        agent_type="echo", max_concurrency=1, labels={"big": f"{i}" + "l" * (5 * MB)}
+                    )
+                )
+            )
 
-            async def requests(q: asyncio.Queue[gw.ConnectRequest | None] = queue
-                               ) -> AsyncIterator[gw.ConnectRequest]:
+            async def requests(
+                q: asyncio.Queue[gw.ConnectRequest | None] = queue,
+            ) -> AsyncIterator[gw.ConnectRequest]:
                 while (item := await q.get()) is not None:
                     yield item
 
@@ -428,8 +526,9 @@ async def test_agents_registered_before_the_label_limit_are_listed_without_their
     try:
         listed, token = [], ""
         while True:
-            page = await stubs.agents.ListAgents(agents_pb.ListAgentsRequest(include_terminated=True,
-                                                                             page_token=token), timeout=RPC_TIMEOUT)
+            page = await stubs.agents.ListAgents(
+                agents_pb.ListAgentsRequest(include_terminated=True, page_token=token), timeout=RPC_TIMEOUT
+            )
             listed.extend(page.agents)
             token = page.next_page_token
             if not token:

@@ -17,6 +17,10 @@ def test_error_reason_numbers_of_known_and_unknown_names() -> None:
 def test_a_failure_keeps_its_reason_and_an_unknown_reason_becomes_unspecified() -> None:
     known = convert.failure_to_pb(Failure("ERROR_REASON_AGENT_FAILED", "boom", "s1", "ValueError"))
     assert (known.reason, known.message, known.subtask, known.error_type) == (
-        errors_pb.ERROR_REASON_AGENT_FAILED, "boom", "s1", "ValueError")
+        errors_pb.ERROR_REASON_AGENT_FAILED,
+        "boom",
+        "s1",
+        "ValueError",
+    )
     assert convert.failure_to_pb(Failure("a plugin's own reason", "x", "", "")).reason == 0
     assert convert.failure_to_pb(None) is None

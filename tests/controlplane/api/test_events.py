@@ -22,9 +22,12 @@ async def test_events_of_one_task_in_order_and_resume(control_plane: App, stubs:
     runner = asyncio.create_task(worker.run())
     try:
         await asyncio.wait_for(worker.registered.wait(), 10)
-        stream = stubs.system.WatchEvents(system_pb.WatchEventsRequest(
-            event_types=[enums.EVENT_TYPE_TASK_STATUS_CHANGED]), timeout=20)
-        reply = await stubs.tasks.SubmitTask(t.SubmitTaskRequest(task=m.Task(description="watch me")), timeout=5)
+        stream = stubs.system.WatchEvents(
+            system_pb.WatchEventsRequest(event_types=[enums.EVENT_TYPE_TASK_STATUS_CHANGED]), timeout=20
+        )
+        reply = await stubs.tasks.SubmitTask(
+            t.SubmitTaskRequest(task=m.Task(description="watch me")), timeout=5
+        )
         seen = []
         while not seen or seen[-1].to_status != "TASK_STATUS_COMPLETED":
             event = (await stream.read()).event
@@ -33,13 +36,21 @@ async def test_events_of_one_task_in_order_and_resume(control_plane: App, stubs:
         stream.cancel()
         assert [e.to_status for e in seen][-1] == "TASK_STATUS_COMPLETED"
         # Every status is the name of a TaskStatus value, as the proto says.
-        assert all(enums.TaskStatus.Value(e.to_status) and (not e.from_status or enums.TaskStatus.Value(
-            e.from_status)) for e in seen)
+        assert all(
+            enums.TaskStatus.Value(e.to_status)
+            and (not e.from_status or enums.TaskStatus.Value(e.from_status))
+            for e in seen
+        )
         assert all(e.type == enums.EVENT_TYPE_TASK_STATUS_CHANGED for e in seen)
         # Resuming after the first event replays the rest, in order.
-        resumed = stubs.system.WatchEvents(system_pb.WatchEventsRequest(
-            task=reply.task.name, after_event_id=seen[0].id,
-            event_types=[enums.EVENT_TYPE_TASK_STATUS_CHANGED]), timeout=5)
+        resumed = stubs.system.WatchEvents(
+            system_pb.WatchEventsRequest(
+                task=reply.task.name,
+                after_event_id=seen[0].id,
+                event_types=[enums.EVENT_TYPE_TASK_STATUS_CHANGED],
+            ),
+            timeout=5,
+        )
         replayed = [(await resumed.read()).event for _ in seen[1:]]
         resumed.cancel()
         assert [e.id for e in replayed] == [e.id for e in seen[1:]]

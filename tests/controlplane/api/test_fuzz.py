@@ -69,14 +69,40 @@ SERVICES = [
 SKIPPED = {"Recover", "ImportCheckpoint", "WatchTask", "TailLogs", "WatchEvents", "ExportCheckpoint"}
 #: Mutating RPCs whose rejection must leave the observable state unchanged.
 MUTATING = {
-    "SubmitTask", "BatchSubmitTasks", "CancelTask", "RetryTask", "UpdateTask",
-    "SpawnAgents", "TerminateAgent", "PauseAgent", "ResumeAgent", "DrainAgent", "SetConfig",
-    "CreateCheckpoint", "DeleteCheckpoint",
-    "CreateUser", "UpdateUser", "DeleteUser", "CreateRole", "UpdateRole", "DeleteRole",
-    "CreateApiKey", "RevokeApiKey", "RotateApiKey", "CreateJoinToken", "RevokeJoinToken",
-    "CreateBatch", "AddBatchTask", "SubmitBatch", "DeleteBatch",
-    "CreateTemplate", "DeleteTemplate", "SubmitTaskFromTemplate",
-    "CreateWebhook", "UpdateWebhook", "DeleteWebhook",
+    "SubmitTask",
+    "BatchSubmitTasks",
+    "CancelTask",
+    "RetryTask",
+    "UpdateTask",
+    "SpawnAgents",
+    "TerminateAgent",
+    "PauseAgent",
+    "ResumeAgent",
+    "DrainAgent",
+    "SetConfig",
+    "CreateCheckpoint",
+    "DeleteCheckpoint",
+    "CreateUser",
+    "UpdateUser",
+    "DeleteUser",
+    "CreateRole",
+    "UpdateRole",
+    "DeleteRole",
+    "CreateApiKey",
+    "RevokeApiKey",
+    "RotateApiKey",
+    "CreateJoinToken",
+    "RevokeJoinToken",
+    "CreateBatch",
+    "AddBatchTask",
+    "SubmitBatch",
+    "DeleteBatch",
+    "CreateTemplate",
+    "DeleteTemplate",
+    "SubmitTaskFromTemplate",
+    "CreateWebhook",
+    "UpdateWebhook",
+    "DeleteWebhook",
 }
 
 METHODS: list[tuple[str, str, Any]] = []  # (service, method, method descriptor)
@@ -91,7 +117,17 @@ STUB_CLASSES = {service: stub for _, stub, service in SERVICES}
 
 #: Names that exist while the fuzz runs (filled in by the fixture).
 KNOWN_NAMES: list[str] = []
-PREFIXES = ["tasks/", "agents/", "users/", "roles/", "checkpoints/", "apiKeys/", "joinTokens/", "batches/", ""]
+PREFIXES = [
+    "tasks/",
+    "agents/",
+    "users/",
+    "roles/",
+    "checkpoints/",
+    "apiKeys/",
+    "joinTokens/",
+    "batches/",
+    "",
+]
 
 texts = st.one_of(
     st.just(""),
@@ -106,22 +142,31 @@ names = st.one_of(
     st.deferred(lambda: st.sampled_from(KNOWN_NAMES) if KNOWN_NAMES else st.just("tasks/none")),
 )
 INT_RANGES = {
-    FD.TYPE_INT32: (-(2**31), 2**31 - 1), FD.TYPE_SINT32: (-(2**31), 2**31 - 1),
-    FD.TYPE_SFIXED32: (-(2**31), 2**31 - 1), FD.TYPE_UINT32: (0, 2**32 - 1), FD.TYPE_FIXED32: (0, 2**32 - 1),
-    FD.TYPE_INT64: (-(2**63), 2**63 - 1), FD.TYPE_SINT64: (-(2**63), 2**63 - 1),
-    FD.TYPE_SFIXED64: (-(2**63), 2**63 - 1), FD.TYPE_UINT64: (0, 2**64 - 1), FD.TYPE_FIXED64: (0, 2**64 - 1),
+    FD.TYPE_INT32: (-(2**31), 2**31 - 1),
+    FD.TYPE_SINT32: (-(2**31), 2**31 - 1),
+    FD.TYPE_SFIXED32: (-(2**31), 2**31 - 1),
+    FD.TYPE_UINT32: (0, 2**32 - 1),
+    FD.TYPE_FIXED32: (0, 2**32 - 1),
+    FD.TYPE_INT64: (-(2**63), 2**63 - 1),
+    FD.TYPE_SINT64: (-(2**63), 2**63 - 1),
+    FD.TYPE_SFIXED64: (-(2**63), 2**63 - 1),
+    FD.TYPE_UINT64: (0, 2**64 - 1),
+    FD.TYPE_FIXED64: (0, 2**64 - 1),
 }
 
 
 def ints(lo: int, hi: int) -> st.SearchStrategy[int]:
     """Small values, edges, and anything in range."""
     edges = [v for v in (lo, hi, -1, 0, 1, 2, 3, 10, 1000, 1001) if lo <= v <= hi]
-    return st.one_of(st.sampled_from(edges), st.integers(-5, 100).filter(lambda v: lo <= v <= hi),
-                     st.integers(lo, hi))
+    return st.one_of(
+        st.sampled_from(edges), st.integers(-5, 100).filter(lambda v: lo <= v <= hi), st.integers(lo, hi)
+    )
 
 
-floats = st.one_of(st.sampled_from([0.0, -0.0, 1.0, -1.0, 0.5, 1e308, -1e308, math.inf, -math.inf, math.nan]),
-                   st.floats(allow_nan=True, allow_infinity=True))
+floats = st.one_of(
+    st.sampled_from([0.0, -0.0, 1.0, -1.0, 0.5, 1e308, -1e308, math.inf, -math.inf, math.nan]),
+    st.floats(allow_nan=True, allow_infinity=True),
+)
 
 
 def scalar(field: Any) -> st.SearchStrategy[Any]:
@@ -129,8 +174,16 @@ def scalar(field: Any) -> st.SearchStrategy[Any]:
     t = field.type
     if t == FD.TYPE_STRING:
         lowered = field.name.lower()
-        if lowered in ("name", "user", "task", "agent", "batch", "checkpoint", "depends_on", "owner") \
-                or lowered.endswith(("_name", "_id")):
+        if lowered in (
+            "name",
+            "user",
+            "task",
+            "agent",
+            "batch",
+            "checkpoint",
+            "depends_on",
+            "owner",
+        ) or lowered.endswith(("_name", "_id")):
             return names
         return texts
     if t == FD.TYPE_BYTES:
@@ -138,7 +191,11 @@ def scalar(field: Any) -> st.SearchStrategy[Any]:
     if t == FD.TYPE_BOOL:
         return st.booleans()
     if t in (FD.TYPE_DOUBLE, FD.TYPE_FLOAT):
-        return floats if t == FD.TYPE_DOUBLE else floats.map(lambda v: v if not math.isfinite(v) or abs(v) < 3e38 else 0.0)
+        return (
+            floats
+            if t == FD.TYPE_DOUBLE
+            else floats.map(lambda v: v if not math.isfinite(v) or abs(v) < 3e38 else 0.0)
+        )
     if t == FD.TYPE_ENUM:
         known = [v.number for v in field.enum_type.values]
         return st.one_of(st.sampled_from(known), st.integers(-(2**31), 2**31 - 1), st.sampled_from([-1, 999]))
@@ -148,22 +205,34 @@ def scalar(field: Any) -> st.SearchStrategy[Any]:
 def duration(msg: Any) -> st.SearchStrategy[dict[str, int]]:
     return st.one_of(
         st.fixed_dictionaries({"seconds": st.integers(-10, 100_000), "nanos": st.integers(0, 999_999_999)}),
-        st.fixed_dictionaries({"seconds": st.integers(-315_576_000_000, 315_576_000_000),
-                               "nanos": st.integers(-999_999_999, 999_999_999)}),
-        st.fixed_dictionaries({"seconds": st.integers(-(2**63), 2**63 - 1), "nanos": st.integers(-(2**31), 2**31 - 1)}),
+        st.fixed_dictionaries(
+            {
+                "seconds": st.integers(-315_576_000_000, 315_576_000_000),
+                "nanos": st.integers(-999_999_999, 999_999_999),
+            }
+        ),
+        st.fixed_dictionaries(
+            {"seconds": st.integers(-(2**63), 2**63 - 1), "nanos": st.integers(-(2**31), 2**31 - 1)}
+        ),
     )
 
 
 def timestamp(msg: Any) -> st.SearchStrategy[dict[str, int]]:
     return st.one_of(
-        st.fixed_dictionaries({"seconds": st.integers(0, 253_402_300_799), "nanos": st.integers(0, 999_999_999)}),
-        st.fixed_dictionaries({"seconds": st.integers(-(2**63), 2**63 - 1), "nanos": st.integers(-(2**31), 2**31 - 1)}),
+        st.fixed_dictionaries(
+            {"seconds": st.integers(0, 253_402_300_799), "nanos": st.integers(0, 999_999_999)}
+        ),
+        st.fixed_dictionaries(
+            {"seconds": st.integers(-(2**63), 2**63 - 1), "nanos": st.integers(-(2**31), 2**31 - 1)}
+        ),
     )
 
 
 def field_mask(descriptor: Any) -> st.SearchStrategy[dict[str, list[str]]]:
     paths = [f.name for f in descriptor.fields] if descriptor is not None else []
-    return st.fixed_dictionaries({"paths": st.lists(st.one_of(st.sampled_from(paths or ["x"]), texts), max_size=4)})
+    return st.fixed_dictionaries(
+        {"paths": st.lists(st.one_of(st.sampled_from(paths or ["x"]), texts), max_size=4)}
+    )
 
 
 def message(descriptor: Any, depth: int = 0, sibling: Any = None) -> st.SearchStrategy[dict[str, Any]]:
@@ -178,15 +247,23 @@ def message(descriptor: Any, depth: int = 0, sibling: Any = None) -> st.SearchSt
     optional: dict[str, st.SearchStrategy[Any]] = {}
     for field in descriptor.fields:
         if field.message_type is not None and field.message_type.GetOptions().map_entry:
-            value = scalar(field.message_type.fields_by_name["value"]) if field.message_type.fields_by_name[
-                "value"].message_type is None else st.just({})
+            value = (
+                scalar(field.message_type.fields_by_name["value"])
+                if field.message_type.fields_by_name["value"].message_type is None
+                else st.just({})
+            )
             strategy: st.SearchStrategy[Any] = st.dictionaries(texts, value, max_size=4)
         elif field.message_type is not None:
             if depth >= 2 and not field.message_type.full_name.startswith("google.protobuf"):
                 continue
-            mask_target = next((f.message_type for f in descriptor.fields
-                                if f.message_type is not None and not f.message_type.full_name.startswith("google")),
-                               None)
+            mask_target = next(
+                (
+                    f.message_type
+                    for f in descriptor.fields
+                    if f.message_type is not None and not f.message_type.full_name.startswith("google")
+                ),
+                None,
+            )
             inner = message(field.message_type, depth + 1, mask_target)
             strategy = st.lists(inner, max_size=3) if field.is_repeated else inner
         else:
@@ -222,6 +299,7 @@ def _fill(msg: Any, values: dict[str, Any]) -> None:
 
 # ---------------------------------------------------------------- the server
 
+
 class Remote:
     """A control plane on a background event loop; ``call`` runs one RPC from sync code."""
 
@@ -242,45 +320,68 @@ class Remote:
 
     def call(self, service: str, method: str, request: Any) -> tuple[grpc.StatusCode, Any]:
         """(code, response or details) of one unary call."""
+
         async def go() -> tuple[grpc.StatusCode, Any]:
             try:
-                return grpc.StatusCode.OK, await getattr(self.stubs[service], method)(request, timeout=CALL_TIMEOUT)
+                return grpc.StatusCode.OK, await getattr(self.stubs[service], method)(
+                    request, timeout=CALL_TIMEOUT
+                )
             except grpc.aio.AioRpcError as exc:
                 return exc.code(), exc.details()
+
         return self.run(go(), timeout=CALL_TIMEOUT + 10)
 
     def fingerprint(self) -> tuple[Any, ...]:
         """What a rejected mutation must not change."""
         tasks, token = [], ""
         while True:
-            code, resp = self.call("TaskService", "ListTasks",
-                                   task_service_pb2.ListTasksRequest(page_size=1000, page_token=token))
+            code, resp = self.call(
+                "TaskService",
+                "ListTasks",
+                task_service_pb2.ListTasksRequest(page_size=1000, page_token=token),
+            )
             assert code == grpc.StatusCode.OK, resp
             tasks += [(t.name, t.status, t.priority, t.description, t.status_reason) for t in resp.tasks]
             token = resp.next_page_token
             if not token:
                 break
-        code, agents = self.call("AgentService", "ListAgents",
-                                 agent_service_pb2.ListAgentsRequest(page_size=1000, include_terminated=True))
+        code, agents = self.call(
+            "AgentService",
+            "ListAgents",
+            agent_service_pb2.ListAgentsRequest(page_size=1000, include_terminated=True),
+        )
         assert code == grpc.StatusCode.OK, agents
         code, status = self.call("SystemService", "GetStatus", system_service_pb2.GetStatusRequest())
         assert code == grpc.StatusCode.OK, status
-        code, users = self.call("AccessService", "ListUsers", access_service_pb2.ListUsersRequest(page_size=1000))
+        code, users = self.call(
+            "AccessService", "ListUsers", access_service_pb2.ListUsersRequest(page_size=1000)
+        )
         assert code == grpc.StatusCode.OK, users
-        code, roles = self.call("AccessService", "ListRoles", access_service_pb2.ListRolesRequest(page_size=1000))
+        code, roles = self.call(
+            "AccessService", "ListRoles", access_service_pb2.ListRolesRequest(page_size=1000)
+        )
         assert code == grpc.StatusCode.OK, roles
-        code, cps = self.call("CheckpointService", "ListCheckpoints",
-                              checkpoint_service_pb2.ListCheckpointsRequest(page_size=1000))
+        code, cps = self.call(
+            "CheckpointService",
+            "ListCheckpoints",
+            checkpoint_service_pb2.ListCheckpointsRequest(page_size=1000),
+        )
         assert code == grpc.StatusCode.OK, cps
-        code, tokens = self.call("AccessService", "ListJoinTokens",
-                                 access_service_pb2.ListJoinTokensRequest(page_size=1000))
+        code, tokens = self.call(
+            "AccessService", "ListJoinTokens", access_service_pb2.ListJoinTokensRequest(page_size=1000)
+        )
         assert code == grpc.StatusCode.OK, tokens
-        code, batches = self.call("BatchService", "ListBatches", batch_service_pb2.ListBatchesRequest(page_size=1000))
+        code, batches = self.call(
+            "BatchService", "ListBatches", batch_service_pb2.ListBatchesRequest(page_size=1000)
+        )
         assert code == grpc.StatusCode.OK, batches
-        code, templates = self.call("TemplateService", "ListTemplates",
-                                    template_service_pb2.ListTemplatesRequest(page_size=1000))
+        code, templates = self.call(
+            "TemplateService", "ListTemplates", template_service_pb2.ListTemplatesRequest(page_size=1000)
+        )
         assert code == grpc.StatusCode.OK, templates
-        code, hooks = self.call("WebhookService", "ListWebhooks", webhook_service_pb2.ListWebhooksRequest(page_size=1000))
+        code, hooks = self.call(
+            "WebhookService", "ListWebhooks", webhook_service_pb2.ListWebhooksRequest(page_size=1000)
+        )
         assert code == grpc.StatusCode.OK, hooks
         return (
             sorted(b.SerializeToString(deterministic=True) for b in batches.batches),
@@ -309,13 +410,22 @@ class Remote:
 def remote(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Remote]:
     server = Remote(tmp_path_factory.mktemp("fuzz-home"))
     try:
-        code, resp = server.call("TaskService", "SubmitTask", task_service_pb2.SubmitTaskRequest(
-            task=messages_pb2.Task(description="a known task")))
+        code, resp = server.call(
+            "TaskService",
+            "SubmitTask",
+            task_service_pb2.SubmitTaskRequest(task=messages_pb2.Task(description="a known task")),
+        )
         assert code == grpc.StatusCode.OK, resp
-        code, token = server.call("AccessService", "CreateJoinToken", access_service_pb2.CreateJoinTokenRequest())
+        code, token = server.call(
+            "AccessService", "CreateJoinToken", access_service_pb2.CreateJoinTokenRequest()
+        )
         assert code == grpc.StatusCode.OK, token
-        KNOWN_NAMES[:] = [resp.task.name if hasattr(resp, "task") else resp.name, "users/admin", "roles/admin",
-                          token.join_token.name]
+        KNOWN_NAMES[:] = [
+            resp.task.name if hasattr(resp, "task") else resp.name,
+            "users/admin",
+            "roles/admin",
+            token.join_token.name,
+        ]
         yield server
     finally:
         KNOWN_NAMES.clear()
@@ -324,10 +434,17 @@ def remote(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Remote]:
 
 # ---------------------------------------------------------------- the properties
 
-FUZZ = settings(max_examples=int(os.environ.get("MAOS_FUZZ_EXAMPLES", "40")), deadline=None,
-                derandomize=not os.environ.get("MAOS_FUZZ_RANDOM"), database=None,
-                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
-                                       HealthCheck.data_too_large])
+FUZZ = settings(
+    max_examples=int(os.environ.get("MAOS_FUZZ_EXAMPLES", "40")),
+    deadline=None,
+    derandomize=not os.environ.get("MAOS_FUZZ_RANDOM"),
+    database=None,
+    suppress_health_check=[
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+    ],
+)
 
 
 def check(remote: Remote, service: str, method: str, request: Any) -> None:
@@ -339,10 +456,13 @@ def check(remote: Remote, service: str, method: str, request: Any) -> None:
         assert remote.fingerprint() == before, f"{service}.{method} rejected ({code.name}) but changed state"
 
 
-@pytest.mark.parametrize(("service", "method", "descriptor"), METHODS, ids=[f"{s}.{m}" for s, m, _ in METHODS])
+@pytest.mark.parametrize(
+    ("service", "method", "descriptor"), METHODS, ids=[f"{s}.{m}" for s, m, _ in METHODS]
+)
 def test_rpc_never_fails_internally(remote: Remote, service: str, method: str, descriptor: Any) -> None:
     request_cls = getattr(
-        next(module for module, _, name in SERVICES if name == service), descriptor.input_type.name)
+        next(module for module, _, name in SERVICES if name == service), descriptor.input_type.name
+    )
 
     @FUZZ
     @given(values=message(descriptor.input_type))
@@ -354,6 +474,7 @@ def test_rpc_never_fails_internally(remote: Remote, service: str, method: str, d
 
 def test_garbage_bytes_are_rejected_cleanly(remote: Remote) -> None:
     """Undecodable request bytes get INVALID_ARGUMENT (never UNKNOWN or INTERNAL) and the server still serves."""
+
     @FUZZ
     @given(st.sampled_from(METHODS), st.binary(min_size=1, max_size=200))
     def fuzz(target: tuple[str, str, Any], raw: bytes) -> None:
@@ -394,41 +515,91 @@ IA = grpc.StatusCode.INVALID_ARGUMENT
 FP = grpc.StatusCode.FAILED_PRECONDITION
 REGRESSIONS = [
     # Once implemented: an empty name is INVALID_ARGUMENT, built-in users and roles stay.
-    *[("AccessService", m, getattr(access_service_pb2, f"{m}Request")(), IA)
-      for m in ("UpdateUser", "DeleteUser", "DeleteRole")],
+    *[
+        ("AccessService", m, getattr(access_service_pb2, f"{m}Request")(), IA)
+        for m in ("UpdateUser", "DeleteUser", "DeleteRole")
+    ],
     ("AccessService", "DeleteUser", access_service_pb2.DeleteUserRequest(name="users/admin"), FP),
     ("AccessService", "DeleteRole", access_service_pb2.DeleteRoleRequest(name="roles/admin"), FP),
-    ("AccessService", "UpdateUser", access_service_pb2.UpdateUserRequest(
-        user=messages_pb2.User(name="users/admin"), update_mask={"paths": ["email"]}), IA),
+    (
+        "AccessService",
+        "UpdateUser",
+        access_service_pb2.UpdateUserRequest(
+            user=messages_pb2.User(name="users/admin"), update_mask={"paths": ["email"]}
+        ),
+        IA,
+    ),
     # Join tokens: durations, agent type names, names and page tokens are checked before anything is stored
     # (a ttl of 0 means the default, 24 h, as for CreateApiKey).
-    *[("AccessService", "CreateJoinToken", access_service_pb2.CreateJoinTokenRequest(ttl=ttl), IA)
-      for ttl in ({"seconds": 2**40}, {"seconds": -1}, {"seconds": 1, "nanos": -5},
-                  {"seconds": 30 * 86400 + 1})],
-    ("AccessService", "CreateJoinToken", access_service_pb2.CreateJoinTokenRequest(
-        join_token=messages_pb2.JoinToken(agent_types=["ok", "\u00b2"])), IA),
+    *[
+        ("AccessService", "CreateJoinToken", access_service_pb2.CreateJoinTokenRequest(ttl=ttl), IA)
+        for ttl in (
+            {"seconds": 2**40},
+            {"seconds": -1},
+            {"seconds": 1, "nanos": -5},
+            {"seconds": 30 * 86400 + 1},
+        )
+    ],
+    (
+        "AccessService",
+        "CreateJoinToken",
+        access_service_pb2.CreateJoinTokenRequest(
+            join_token=messages_pb2.JoinToken(agent_types=["ok", "\u00b2"])
+        ),
+        IA,
+    ),
     ("AccessService", "RevokeJoinToken", access_service_pb2.RevokeJoinTokenRequest(name=""), IA),
     ("AccessService", "RevokeJoinToken", access_service_pb2.RevokeJoinTokenRequest(name="joinTokens/x"), IA),
-    ("AccessService", "RevokeJoinToken", access_service_pb2.RevokeJoinTokenRequest(name="joinTokens/zzzzzz"),
-     grpc.StatusCode.NOT_FOUND),
+    (
+        "AccessService",
+        "RevokeJoinToken",
+        access_service_pb2.RevokeJoinTokenRequest(name="joinTokens/zzzzzz"),
+        grpc.StatusCode.NOT_FOUND,
+    ),
     # A whole token or API key where an id belongs: INVALID_ARGUMENT (not NOT_FOUND echoing the secret).
-    ("AccessService", "RevokeJoinToken",
-     access_service_pb2.RevokeJoinTokenRequest(name="joinTokens/abc123.0123456789abcdef"), IA),
-    ("AccessService", "RevokeApiKey",
-     access_service_pb2.RevokeApiKeyRequest(name="apiKeys/maos_key_" + "a" * 32 + "_abcdef"), IA),
-    ("AccessService", "RotateApiKey", access_service_pb2.RotateApiKeyRequest(name="maos_key_" + "a" * 32), IA),
+    (
+        "AccessService",
+        "RevokeJoinToken",
+        access_service_pb2.RevokeJoinTokenRequest(name="joinTokens/abc123.0123456789abcdef"),
+        IA,
+    ),
+    (
+        "AccessService",
+        "RevokeApiKey",
+        access_service_pb2.RevokeApiKeyRequest(name="apiKeys/maos_key_" + "a" * 32 + "_abcdef"),
+        IA,
+    ),
+    (
+        "AccessService",
+        "RotateApiKey",
+        access_service_pb2.RotateApiKeyRequest(name="maos_key_" + "a" * 32),
+        IA,
+    ),
     ("AccessService", "ListJoinTokens", access_service_pb2.ListJoinTokensRequest(page_token="\u00b2"), IA),
     ("AccessService", "ListJoinTokens", access_service_pb2.ListJoinTokensRequest(page_size=-1), IA),
     # An out-of-range Duration overflowed ToTimedelta -> INTERNAL.
     ("AccessService", "CreateApiKey", access_service_pb2.CreateApiKeyRequest(ttl={"seconds": 2**40}), IA),
     ("AccessService", "CreateApiKey", access_service_pb2.CreateApiKeyRequest(ttl={"seconds": -(2**62)}), IA),
-    ("AccessService", "CreateApiKey", access_service_pb2.CreateApiKeyRequest(ttl={"seconds": 1, "nanos": -5}), IA),
+    (
+        "AccessService",
+        "CreateApiKey",
+        access_service_pb2.CreateApiKeyRequest(ttl={"seconds": 1, "nanos": -5}),
+        IA,
+    ),
     # A negative ttl was stored, and its expire_time then broke every ListApiKeys -> INTERNAL.
     ("AccessService", "CreateApiKey", access_service_pb2.CreateApiKeyRequest(ttl={"seconds": -10}), IA),
-    ("AccessService", "RotateApiKey",
-     access_service_pb2.RotateApiKeyRequest(name="apiKeys/x", overlap={"seconds": 2**40}), IA),
-    ("AccessService", "RotateApiKey",
-     access_service_pb2.RotateApiKeyRequest(name="apiKeys/x", overlap={"seconds": -1}), IA),
+    (
+        "AccessService",
+        "RotateApiKey",
+        access_service_pb2.RotateApiKeyRequest(name="apiKeys/x", overlap={"seconds": 2**40}),
+        IA,
+    ),
+    (
+        "AccessService",
+        "RotateApiKey",
+        access_service_pb2.RotateApiKeyRequest(name="apiKeys/x", overlap={"seconds": -1}),
+        IA,
+    ),
     # Audit: negative page_size reached storage, an unknown decision broke Enum.Name -> INTERNAL.
     ("AuditService", "ListAuditRecords", audit_service_pb2.ListAuditRecordsRequest(page_size=-(2**31)), IA),
     ("AuditService", "ListAuditRecords", audit_service_pb2.ListAuditRecordsRequest(decision=-1), IA),
@@ -441,10 +612,14 @@ REGRESSIONS = [
 ]
 
 
-@pytest.mark.parametrize(("service", "method", "request_msg", "expected"), REGRESSIONS,
-                         ids=[f"{s}.{m}-{i}" for i, (s, m, _, _) in enumerate(REGRESSIONS)])
-def test_regression(remote: Remote, service: str, method: str, request_msg: Any,
-                    expected: grpc.StatusCode) -> None:
+@pytest.mark.parametrize(
+    ("service", "method", "request_msg", "expected"),
+    REGRESSIONS,
+    ids=[f"{s}.{m}-{i}" for i, (s, m, _, _) in enumerate(REGRESSIONS)],
+)
+def test_regression(
+    remote: Remote, service: str, method: str, request_msg: Any, expected: grpc.StatusCode
+) -> None:
     before = remote.fingerprint()
     code, detail = remote.call(service, method, request_msg)
     assert code == expected, detail
@@ -485,9 +660,12 @@ def test_stream_submit_answers_every_request_cleanly(remote: Remote) -> None:
 #: Seconds a streaming call is given to answer or fail before it is taken as open and cancelled.
 STREAM_WAIT = 0.3
 STREAM_FUZZ = settings(FUZZ, max_examples=max(5, FUZZ.max_examples // 3))
-SERVER_STREAMING = [(s, m.name, m) for module, _, s in SERVICES
-                    for m in module.DESCRIPTOR.services_by_name[s].methods
-                    if m.server_streaming and not m.client_streaming]
+SERVER_STREAMING = [
+    (s, m.name, m)
+    for module, _, s in SERVICES
+    for m in module.DESCRIPTOR.services_by_name[s].methods
+    if m.server_streaming and not m.client_streaming
+]
 
 
 async def _first_outcome(call: Any) -> tuple[grpc.StatusCode | None, str]:
@@ -505,12 +683,16 @@ async def _first_outcome(call: Any) -> tuple[grpc.StatusCode | None, str]:
         call.cancel()
 
 
-@pytest.mark.parametrize(("service", "method", "descriptor"), SERVER_STREAMING,
-                         ids=[f"{s}.{m}" for s, m, _ in SERVER_STREAMING])
-def test_server_streams_never_fail_internally(remote: Remote, service: str, method: str, descriptor: Any) -> None:
+@pytest.mark.parametrize(
+    ("service", "method", "descriptor"), SERVER_STREAMING, ids=[f"{s}.{m}" for s, m, _ in SERVER_STREAMING]
+)
+def test_server_streams_never_fail_internally(
+    remote: Remote, service: str, method: str, descriptor: Any
+) -> None:
     """WatchTask, TailLogs, WatchEvents, ExportCheckpoint: a random request fails cleanly or streams."""
     request_cls = getattr(
-        next(module for module, _, name in SERVICES if name == service), descriptor.input_type.name)
+        next(module for module, _, name in SERVICES if name == service), descriptor.input_type.name
+    )
 
     @STREAM_FUZZ
     @given(values=message(descriptor.input_type))
@@ -529,14 +711,22 @@ def test_server_streams_never_fail_internally(remote: Remote, service: str, meth
 def test_import_checkpoint_never_fails_internally(remote: Remote) -> None:
     """Random metadata and chunks: refused cleanly, and a refused import stores nothing."""
     meta = messages_pb2.Checkpoint.DESCRIPTOR
-    chunks = st.lists(st.one_of(st.binary(max_size=64), st.just(b"x\x9c"), st.just(b"\x78\x9c\x03\x00")),
-                      max_size=4)
+    chunks = st.lists(
+        st.one_of(st.binary(max_size=64), st.just(b"x\x9c"), st.just(b"\x78\x9c\x03\x00")), max_size=4
+    )
 
     @STREAM_FUZZ
     @given(st.one_of(st.none(), message(meta)), chunks)
     def fuzz(values: dict[str, Any] | None, parts: list[bytes]) -> None:
-        requests = [] if values is None else [
-            checkpoint_service_pb2.ImportCheckpointRequest(checkpoint=build(messages_pb2.Checkpoint, values))]
+        requests = (
+            []
+            if values is None
+            else [
+                checkpoint_service_pb2.ImportCheckpointRequest(
+                    checkpoint=build(messages_pb2.Checkpoint, values)
+                )
+            ]
+        )
         requests += [checkpoint_service_pb2.ImportCheckpointRequest(chunk=p) for p in parts]
         before = remote.fingerprint()
 
@@ -593,17 +783,24 @@ def test_agent_gateway_connect_never_fails_internally(remote: Remote) -> None:
     ends cleanly or with a clean status, and no report breaks its handling (no error logged)."""
     register = gateway_pb2.Register.DESCRIPTOR
     report = gateway_pb2.ConnectRequest.DESCRIPTOR
-    valid = st.fixed_dictionaries({"agent_type": st.just("fuzz"), "max_concurrency": st.integers(1, 4)},
-                                  optional={"labels": st.dictionaries(texts, texts, max_size=3),
-                                            "hostname": texts, "capabilities": st.lists(texts, max_size=3)})
+    valid = st.fixed_dictionaries(
+        {"agent_type": st.just("fuzz"), "max_concurrency": st.integers(1, 4)},
+        optional={
+            "labels": st.dictionaries(texts, texts, max_size=3),
+            "hostname": texts,
+            "capabilities": st.lists(texts, max_size=3),
+        },
+    )
     errors = _Errors()
     logger = logging.getLogger("controlplane")
 
     @STREAM_FUZZ
     @given(st.one_of(valid, message(register)), st.lists(message(report), max_size=4))
     def fuzz(first: dict[str, Any], rest: list[dict[str, Any]]) -> None:
-        requests = [gateway_pb2.ConnectRequest(register=build(gateway_pb2.Register, first)),
-                    *(build(gateway_pb2.ConnectRequest, r) for r in rest)]
+        requests = [
+            gateway_pb2.ConnectRequest(register=build(gateway_pb2.Register, first)),
+            *(build(gateway_pb2.ConnectRequest, r) for r in rest),
+        ]
 
         async def go() -> tuple[grpc.StatusCode | None, str]:
             stub = agent_gateway_pb2_grpc.AgentGatewayStub(remote.channel)

@@ -51,8 +51,9 @@ async def test_a_stream_without_credentials_is_refused_when_no_admission_is_wire
     gateway = GatewayServicer(NoEngine(), admission=None)  # type: ignore[arg-type]
     token = caller_var.set(JOINING)
     try:
-        stream = gateway.Connect(messages(gw.ConnectRequest(register=register(join_token="abc123." + "a" * 16))),
-                                 PeerContext())
+        stream = gateway.Connect(
+            messages(gw.ConnectRequest(register=register(join_token="abc123." + "a" * 16))), PeerContext()
+        )
         with pytest.raises(Unauthenticated):
             await stream.__anext__()
     finally:
@@ -70,8 +71,12 @@ async def test_without_access_control_a_register_needs_no_admission() -> None:
 @pytest.mark.parametrize("agent_type", ["echo\n", "echo\r\n", "\necho", "ec ho", "1echo", "e" * 64, ""])
 async def test_agent_type_names_are_taken_exactly(control_plane: App, agent_type: str) -> None:
     before = await state(control_plane)
-    error = await refused(control_plane, gw.ConnectRequest(register=register(agent_type)),
-                          grpc.StatusCode.INVALID_ARGUMENT, "ERROR_REASON_INVALID_FIELD")
+    error = await refused(
+        control_plane,
+        gw.ConnectRequest(register=register(agent_type)),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "ERROR_REASON_INVALID_FIELD",
+    )
     assert [f for f, _ in error.field_violations] == ["register.agent_type"]
     assert await state(control_plane) == before
 
@@ -87,7 +92,8 @@ class Launches:
 
 
 async def test_launch_id_is_honoured_only_from_the_local_agents_key(
-        secured: App, monkeypatch: pytest.MonkeyPatch) -> None:
+    secured: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
     launches = Launches()
     monkeypatch.setattr(secured.launcher, "registered", launches)
     other_agent_key = await key_of(secured, "agents@example.com", "agent")
@@ -103,8 +109,9 @@ async def test_launch_id_is_honoured_only_from_the_local_agents_key(
     assert launches.calls == [("l-2", agent_id)] and secured.engine.agents[agent_id].managed
 
 
-async def test_launch_id_is_honoured_without_access_control(control_plane: App,
-                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_launch_id_is_honoured_without_access_control(
+    control_plane: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
     launches = Launches()
     monkeypatch.setattr(control_plane.launcher, "registered", launches)
     registered, stream = await join(control_plane, register(launch_id="l-3"))

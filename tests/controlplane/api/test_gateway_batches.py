@@ -26,9 +26,24 @@ from tests.harness.server import Stubs
 
 
 def _assign(n: int, description: str = "") -> Assign:
-    return Assign(ref=Ref("t", f"s{n}", 1, n), title="", instructions="", capability="", kind=SubtaskKind.WORK,
-                  task_description=description, context="", constraints="", metadata={}, inputs={}, resume_checkpoint=None,
-                  deadline=None, lease_ttl=30.0, priority=Priority.NORMAL, max_total_tokens=0, max_cost_micros=0)
+    return Assign(
+        ref=Ref("t", f"s{n}", 1, n),
+        title="",
+        instructions="",
+        capability="",
+        kind=SubtaskKind.WORK,
+        task_description=description,
+        context="",
+        constraints="",
+        metadata={},
+        inputs={},
+        resume_checkpoint=None,
+        deadline=None,
+        lease_ttl=30.0,
+        priority=Priority.NORMAL,
+        max_total_tokens=0,
+        max_cost_micros=0,
+    )
 
 
 def test_take_assignments_stops_at_the_first_other_command_and_keeps_order() -> None:
@@ -37,8 +52,11 @@ def test_take_assignments_stops_at_the_first_other_command_and_keeps_order() -> 
     for item in (_assign(2), _assign(3), ack, _assign(4)):
         outbox.put_nowait(item)
     batch, following = take_assignments(_assign(1), outbox)
-    assert [a.ref.subtask for a in batch.assignments] == ["tasks/t/subtasks/s1", "tasks/t/subtasks/s2",
-                                                           "tasks/t/subtasks/s3"]
+    assert [a.ref.subtask for a in batch.assignments] == [
+        "tasks/t/subtasks/s1",
+        "tasks/t/subtasks/s2",
+        "tasks/t/subtasks/s3",
+    ]
     assert following is ack and outbox.qsize() == 1  # s4 stays queued, behind the ack
 
 
@@ -88,28 +106,46 @@ def test_take_results_stops_before_the_byte_budget() -> None:
 
 
 async def _queued_tasks(stubs: Stubs, n: int) -> list[str]:
-    reply = await stubs.tasks.BatchSubmitTasks(t.BatchSubmitTasksRequest(
-        requests=[t.SubmitTaskRequest(task=m.Task(description=f"batch {i}")) for i in range(n)]), timeout=5)
+    reply = await stubs.tasks.BatchSubmitTasks(
+        t.BatchSubmitTasksRequest(
+            requests=[t.SubmitTaskRequest(task=m.Task(description=f"batch {i}")) for i in range(n)]
+        ),
+        timeout=5,
+    )
     return [task.name for task in reply.tasks]
 
 
 async def test_an_agent_that_asks_gets_assignments_in_one_message_and_may_answer_in_one(
-        control_plane: App, stubs: Stubs) -> None:
+    control_plane: App, stubs: Stubs
+) -> None:
     names = await _queued_tasks(stubs, 5)  # queued before any agent is there: one dispatch pass takes all
     agent = RawAgent(control_plane.address)
     try:
-        agent.send(register=gw.Register(agent_type="raw", capabilities=["*"], max_concurrency=8, language="test",
-                                        accepts_assignment_batches=True))
+        agent.send(
+            register=gw.Register(
+                agent_type="raw",
+                capabilities=["*"],
+                max_concurrency=8,
+                language="test",
+                accepts_assignment_batches=True,
+            )
+        )
         registered = (await agent.receive("registered")).registered
         assert registered.accepts_result_batches
         batch = (await agent.receive("assignments")).assignments.assignments
         assert sorted(a.task for a in batch) == sorted(names)
         refs = [a.ref for a in batch]
-        forged = gw.AssignmentRef(subtask=refs[0].subtask, attempt=refs[0].attempt, lease_epoch=refs[0].lease_epoch + 7)
-        agent.send(results=gw.SubtaskResults(results=[
-            gw.SubtaskResult(ref=forged, output="forged"),  # rejected alone; the others still count
-            *[gw.SubtaskResult(ref=ref, output=f"done {ref.subtask}") for ref in refs],
-        ]))
+        forged = gw.AssignmentRef(
+            subtask=refs[0].subtask, attempt=refs[0].attempt, lease_epoch=refs[0].lease_epoch + 7
+        )
+        agent.send(
+            results=gw.SubtaskResults(
+                results=[
+                    gw.SubtaskResult(ref=forged, output="forged"),  # rejected alone; the others still count
+                    *[gw.SubtaskResult(ref=ref, output=f"done {ref.subtask}") for ref in refs],
+                ]
+            )
+        )
         ack = (await agent.receive("ack")).ack
         assert not ack.accepted and ack.reason == errors.ERROR_REASON_STALE_ATTEMPT
         committed: set[str] = set()
@@ -125,11 +161,15 @@ async def test_an_agent_that_asks_gets_assignments_in_one_message_and_may_answer
         await agent.close()
 
 
-async def test_an_agent_that_does_not_ask_gets_one_assignment_per_message(control_plane: App, stubs: Stubs) -> None:
+async def test_an_agent_that_does_not_ask_gets_one_assignment_per_message(
+    control_plane: App, stubs: Stubs
+) -> None:
     names = await _queued_tasks(stubs, 4)
     agent = RawAgent(control_plane.address)
     try:
-        agent.send(register=gw.Register(agent_type="raw", capabilities=["*"], max_concurrency=8, language="test"))
+        agent.send(
+            register=gw.Register(agent_type="raw", capabilities=["*"], max_concurrency=8, language="test")
+        )
         await agent.receive("registered")
         seen = []
         while len(seen) < len(names):
@@ -154,6 +194,8 @@ def test_an_assignment_with_large_inputs_is_cut_to_fit_the_agents_receive_limit(
     assert msg.ByteSize() <= MAX_ASSIGNMENT_BYTES
     assert set(msg.inputs) == set(inputs)
     for value in msg.inputs.values():
-        assert value.startswith("é" * 1000) and value.endswith(f"[cut: the whole input is {4 * 1024 * 1024} bytes]")
+        assert value.startswith("é" * 1000) and value.endswith(
+            f"[cut: the whole input is {4 * 1024 * 1024} bytes]"
+        )
     small = assignment_to_pb(dataclasses.replace(_assign(2), inputs={"a": "short"}))
     assert dict(small.inputs) == {"a": "short"}

@@ -25,13 +25,22 @@ def seconds(value: float) -> duration_pb2.Duration:
 
 
 async def registered(agent: RawAgent, agent_type: str = "raw-model") -> gw.Registered:
-    agent.send(register=gw.Register(agent_type=agent_type, capabilities=["*"], max_concurrency=2, language="go"))
+    agent.send(
+        register=gw.Register(agent_type=agent_type, capabilities=["*"], max_concurrency=2, language="go")
+    )
     return (await agent.receive("registered")).registered
 
 
 async def ask(agent: RawAgent, request_id: int, max_wait: float, model: str = MODEL) -> gw.ModelPermit:
-    agent.send(permit_request=gw.ModelPermitRequest(request_id=request_id, model=model, input_tokens=500,
-                                                    output_tokens=1000, max_wait=seconds(max_wait)))
+    agent.send(
+        permit_request=gw.ModelPermitRequest(
+            request_id=request_id,
+            model=model,
+            input_tokens=500,
+            output_tokens=1000,
+            max_wait=seconds(max_wait),
+        )
+    )
     permit = (await agent.receive("permit")).permit
     assert permit.request_id == request_id
     return permit
@@ -42,7 +51,9 @@ async def pacing_of(stubs: Stubs, model: str = MODEL) -> system.ModelPacing | No
     return next((p for p in status.model_pacing if p.model == model), None)
 
 
-async def test_a_529_holds_every_agents_permits_until_its_retry_after(control_plane: App, stubs: Stubs) -> None:
+async def test_a_529_holds_every_agents_permits_until_its_retry_after(
+    control_plane: App, stubs: Stubs
+) -> None:
     one, two = RawAgent(control_plane.address), RawAgent(control_plane.address)
     try:
         assert (await registered(one)).paces_model_calls
@@ -50,10 +61,18 @@ async def test_a_529_holds_every_agents_permits_until_its_retry_after(control_pl
         first = await ask(one, 1, max_wait=1)
         assert first.granted and first.permit_id
 
-        one.send(model_outcome=gw.ModelCallOutcome(
-            permit_id=first.permit_id, status_code=529, retry_after=seconds(2.0), headers={
-                "anthropic-ratelimit-requests-limit": "50", "anthropic-ratelimit-output-tokens-limit": "8000",
-                "x-other": "ignored"}))
+        one.send(
+            model_outcome=gw.ModelCallOutcome(
+                permit_id=first.permit_id,
+                status_code=529,
+                retry_after=seconds(2.0),
+                headers={
+                    "anthropic-ratelimit-requests-limit": "50",
+                    "anthropic-ratelimit-output-tokens-limit": "8000",
+                    "x-other": "ignored",
+                },
+            )
+        )
         shown = await wait_for(lambda: _open(stubs), 5, message="the breaker to open")
         assert shown.overloaded_answers == 1 and "overloaded (529)" in shown.last_problem
         assert shown.requests_per_minute == 50 and shown.output_tokens_per_minute == 8000
@@ -64,8 +83,11 @@ async def test_a_529_holds_every_agents_permits_until_its_retry_after(control_pl
 
         probe = await ask(two, 8, max_wait=10)  # granted once the hold ends: the test call
         assert probe.granted and probe.waited.ToNanoseconds() > 0
-        two.send(model_outcome=gw.ModelCallOutcome(permit_id=probe.permit_id, status_code=200,
-                                                   input_tokens=480, output_tokens=300))
+        two.send(
+            model_outcome=gw.ModelCallOutcome(
+                permit_id=probe.permit_id, status_code=200, input_tokens=480, output_tokens=300
+            )
+        )
         closed = await wait_for(lambda: _state(stubs, enums.BREAKER_STATE_CLOSED), 5, message="recovery")
         assert closed.in_flight_cap == 2 and closed.granted == 2
     finally:
@@ -82,13 +104,19 @@ async def _state(stubs: Stubs, state: int) -> system.ModelPacing | None:
     return shown if shown is not None and shown.breaker == state else None
 
 
-async def test_a_bad_request_is_answered_not_granted_and_changes_nothing(control_plane: App, stubs: Stubs) -> None:
+async def test_a_bad_request_is_answered_not_granted_and_changes_nothing(
+    control_plane: App, stubs: Stubs
+) -> None:
     agent = RawAgent(control_plane.address)
     try:
         await registered(agent)
         refused = await ask(agent, 3, max_wait=1, model="not a model name")
-        assert not refused.granted and "invalid permit request" in refused.reason and "model" in refused.reason
-        agent.send(model_outcome=gw.ModelCallOutcome(permit_id="p-unknown", status_code=529, model="bad name!"))
+        assert (
+            not refused.granted and "invalid permit request" in refused.reason and "model" in refused.reason
+        )
+        agent.send(
+            model_outcome=gw.ModelCallOutcome(permit_id="p-unknown", status_code=529, model="bad name!")
+        )
         ok = await ask(agent, 4, max_wait=1, model="claude-other")  # the stream still works
         assert ok.granted
         status = await stubs.system.GetStatus(system.GetStatusRequest(), timeout=5)
@@ -119,11 +147,22 @@ async def test_work_handed_back_by_the_pacer_is_queued_again_without_spending_a_
     agent = RawAgent(control_plane.address)
     try:
         await registered(agent)
-        reply = await stubs.tasks.SubmitTask(t.SubmitTaskRequest(task=m.Task(
-            description="one call", retry_policy=m.RetryPolicy(max_retries=0))), timeout=5)
+        reply = await stubs.tasks.SubmitTask(
+            t.SubmitTaskRequest(
+                task=m.Task(description="one call", retry_policy=m.RetryPolicy(max_retries=0))
+            ),
+            timeout=5,
+        )
         first = (await agent.receive("assignment")).assignment
-        agent.send(failure=gw.SubtaskFailure(ref=first.ref, message="no permit within 10 s", retryable=True,
-                                             error_type="ModelPaced", retry_after=seconds(0.2)))
+        agent.send(
+            failure=gw.SubtaskFailure(
+                ref=first.ref,
+                message="no permit within 10 s",
+                retryable=True,
+                error_type="ModelPaced",
+                retry_after=seconds(0.2),
+            )
+        )
         again = (await asyncio.wait_for(agent.receive("assignment"), 10)).assignment
         assert again.ref.subtask == first.ref.subtask and again.ref.attempt == first.ref.attempt + 1
         agent.send(result=gw.SubtaskResult(ref=again.ref, output="done"))

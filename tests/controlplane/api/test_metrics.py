@@ -37,10 +37,14 @@ async def test_metrics_endpoint_serves_the_starter_families(tmp_path: Path) -> N
     stubs = Stubs(app.address)
     try:
         assert app.metrics_port == port
-        await stubs.tasks.SubmitTask(t.SubmitTaskRequest(task=m.Task(description="count me", priority=3)), timeout=5)
+        await stubs.tasks.SubmitTask(
+            t.SubmitTaskRequest(task=m.Task(description="count me", priority=3)), timeout=5
+        )
+
         async def scrape() -> str:
             return await asyncio.to_thread(
-                lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode())
+                lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+            )
 
         async def queued() -> str | None:  # the queue figure is refreshed by the lease sweeper
             body = await scrape()
@@ -51,8 +55,10 @@ async def test_metrics_endpoint_serves_the_starter_families(tmp_path: Path) -> N
             assert family in body, family
         assert 'maos_tasks_submitted_total{queue="high"} 1.0' in body
         assert 'maos_tasks_pending{queue="high"} 1.0' in body  # no agent: its subtask waits
-        assert ('grpc_server_handled_total{grpc_code="OK",grpc_method="SubmitTask",'
-                'grpc_service="maos.v1.TaskService",grpc_type="unary"} 1.0') in body
+        assert (
+            'grpc_server_handled_total{grpc_code="OK",grpc_method="SubmitTask",'
+            'grpc_service="maos.v1.TaskService",grpc_type="unary"} 1.0'
+        ) in body
         for line in body.splitlines():  # bounded labels: never a task id
             assert "tasks/" not in line and "task_id" not in line
     finally:
@@ -66,8 +72,12 @@ def test_agent_types_beyond_the_limit_share_one_pool_series() -> None:
         metrics.agent_connected(f"type-{index}", +1)
     metrics.agent_connected("type-0", +1)
     metrics.agent_connected(f"type-{MAX_POOLS + 1}", -1)  # leaving counts where connecting did
-    pools = {s.labels["pool"]: s.value for f in metrics.registry.collect() if f.name == "maos_agents_connected"
-             for s in f.samples}
+    pools = {
+        s.labels["pool"]: s.value
+        for f in metrics.registry.collect()
+        if f.name == "maos_agents_connected"
+        for s in f.samples
+    }
     assert len(pools) == MAX_POOLS + 1
     assert pools["type-0"] == 2 and pools[f"type-{MAX_POOLS - 1}"] == 1
     assert pools[OTHER_POOL] == 4 and f"type-{MAX_POOLS}" not in pools
@@ -87,12 +97,15 @@ async def test_throw_away_agent_types_leave_no_series_behind(tmp_path: Path) -> 
 
     async def scrape() -> str:
         return await asyncio.to_thread(
-            lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode())
+            lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+        )
 
     async def connect_and_leave(names: list[str]) -> None:
         agents = [RawAgent(app.address) for _ in names]
         for agent, name in zip(agents, names, strict=True):
-            agent.send(register=gw.Register(agent_type=name, capabilities=["x"], max_concurrency=1, language="test"))
+            agent.send(
+                register=gw.Register(agent_type=name, capabilities=["x"], max_concurrency=1, language="test")
+            )
         for agent in agents:
             await agent.receive("registered")
         for agent in agents:
@@ -107,6 +120,7 @@ async def test_throw_away_agent_types_leave_no_series_behind(tmp_path: Path) -> 
             await connect_and_leave([f"throwaway-{n}" for n in range(start, start + 50)])
         after = series(await scrape())
         assert not [line for line in after if "throwaway" in line]
+
         # Only agent-labelled series count: RPC series (a stream's CANCELLED code) may come and stay.
         def names(lines: list[str]) -> set[str]:  # each series without its value
             return {line.rsplit(" ", 1)[0] for line in lines if not line.startswith("grpc_server_")}
@@ -120,8 +134,12 @@ def test_a_pool_series_goes_when_its_last_agent_leaves_and_frees_its_place() -> 
     metrics = Metrics()
 
     def pools() -> dict[str, float]:
-        return {s.labels["pool"]: s.value for f in metrics.registry.collect() if f.name == "maos_agents_connected"
-                for s in f.samples}
+        return {
+            s.labels["pool"]: s.value
+            for f in metrics.registry.collect()
+            if f.name == "maos_agents_connected"
+            for s in f.samples
+        }
 
     for index in range(MAX_POOLS + 1):
         metrics.agent_connected(f"type-{index}", +1)
@@ -136,10 +154,14 @@ def test_a_pool_series_goes_when_its_last_agent_leaves_and_frees_its_place() -> 
 
 
 async def test_metrics_beyond_localhost_need_the_explicit_opt_in(tmp_path: Path) -> None:
-    settings = make_settings(tmp_path, **{"server.metrics_port": free_port(), "server.metrics_address": "0.0.0.0"})
+    settings = make_settings(
+        tmp_path, **{"server.metrics_port": free_port(), "server.metrics_address": "0.0.0.0"}
+    )
     app = build_app(settings)
     try:
-        with pytest.raises(InvalidArgument, match=r"refusing to serve /metrics .*server\.allow_insecure_remote") as info:
+        with pytest.raises(
+            InvalidArgument, match=r"refusing to serve /metrics .*server\.allow_insecure_remote"
+        ) as info:
             await app.start("127.0.0.1:0")
         assert [v.field for v in info.value.violations] == ["server.metrics_address"]
         assert app.metrics_port == 0 and not app.port  # nothing was bound

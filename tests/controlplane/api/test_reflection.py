@@ -21,8 +21,9 @@ from tests.harness.server import admin_key, make_settings, start_app
 SERVED = {*SERVICE_NAMES, "grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"}
 
 
-async def reflect(address: str, *requests: reflection_pb2.ServerReflectionRequest
-                  ) -> list[reflection_pb2.ServerReflectionResponse]:
+async def reflect(
+    address: str, *requests: reflection_pb2.ServerReflectionRequest
+) -> list[reflection_pb2.ServerReflectionResponse]:
     """Send ``requests`` on one ServerReflectionInfo stream; one response each."""
     async with grpc.aio.insecure_channel(address) as channel:
         stub = reflection_pb2_grpc.ServerReflectionStub(channel)
@@ -55,8 +56,10 @@ async def test_reflection_lists_every_maos_service(control_plane: App) -> None:
 
 
 async def test_reflection_resolves_the_file_of_task_service(control_plane: App) -> None:
-    [response] = await reflect(control_plane.address, reflection_pb2.ServerReflectionRequest(
-        file_containing_symbol="maos.v1.TaskService"))
+    [response] = await reflect(
+        control_plane.address,
+        reflection_pb2.ServerReflectionRequest(file_containing_symbol="maos.v1.TaskService"),
+    )
     assert response.WhichOneof("message_response") == "file_descriptor_response", response
     files = list(response.file_descriptor_response.file_descriptor_proto)
     names = [descriptor_pb2.FileDescriptorProto.FromString(f).name for f in files]
@@ -74,8 +77,10 @@ async def test_reflection_resolves_the_file_of_task_service(control_plane: App) 
 
 
 async def test_reflection_answers_an_unknown_symbol_with_not_found(control_plane: App) -> None:
-    [response] = await reflect(control_plane.address, reflection_pb2.ServerReflectionRequest(
-        file_containing_symbol="maos.v1.NoSuchService"))
+    [response] = await reflect(
+        control_plane.address,
+        reflection_pb2.ServerReflectionRequest(file_containing_symbol="maos.v1.NoSuchService"),
+    )
     assert response.WhichOneof("message_response") == "error_response", response
     assert response.error_response.error_code == grpc.StatusCode.NOT_FOUND.value[0]
 
@@ -102,7 +107,8 @@ async def _reflect_as(app: App, token: str | None) -> set[str]:
     metadata = (("authorization", f"Bearer {token}"),) if token else None
     async with grpc.aio.insecure_channel(app.address) as channel:
         call = reflection_pb2_grpc.ServerReflectionStub(channel).ServerReflectionInfo(
-            iter([listing]), metadata=metadata, timeout=10)
+            iter([listing]), metadata=metadata, timeout=10
+        )
         [response] = [r async for r in call]
     return {s.name for s in response.list_services_response.service}
 
@@ -120,8 +126,9 @@ async def test_reflection_answers_any_valid_key_by_default(secured: App) -> None
 
 @pytest.mark.parametrize("level", ["admin", "public"])
 async def test_reflection_level_is_a_setting(tmp_path: Path, level: str) -> None:
-    app = await start_app(make_settings(tmp_path / "home", **{"security.auth": "required",
-                                                               "server.reflection": level}))
+    app = await start_app(
+        make_settings(tmp_path / "home", **{"security.auth": "required", "server.reflection": level})
+    )
     try:
         viewer = await user_key(app, "viewer@example.com", "viewer")
         if level == "admin":
@@ -136,14 +143,17 @@ async def test_reflection_level_is_a_setting(tmp_path: Path, level: str) -> None
         async with grpc.aio.insecure_channel(app.address) as channel:
             with pytest.raises(grpc.aio.AioRpcError) as keyless:
                 await system_service_pb2_grpc.SystemServiceStub(channel).GetStatus(
-                    system_service_pb2.GetStatusRequest(), timeout=10)
+                    system_service_pb2.GetStatusRequest(), timeout=10
+                )
         assert keyless.value.code() == grpc.StatusCode.UNAUTHENTICATED
     finally:
         await app.stop(grace=1.0)
 
 
-@pytest.mark.parametrize(("written", "level"), [(True, "authenticated"), (False, "off"), ("off", "off"),
-                                                ("PUBLIC", "public"), ("admin", "admin")])
+@pytest.mark.parametrize(
+    ("written", "level"),
+    [(True, "authenticated"), (False, "off"), ("off", "off"), ("PUBLIC", "public"), ("admin", "admin")],
+)
 def test_reflection_setting_values(tmp_path: Path, written: object, level: str) -> None:
     assert make_settings(tmp_path, **{"server.reflection": written})["server.reflection"] == level
 

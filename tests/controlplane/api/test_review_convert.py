@@ -8,7 +8,9 @@ from controlplane.storage.testing import full_task
 
 
 def _unset(message) -> list[str]:
-    return [f.name for f in message.DESCRIPTOR.fields if f.name not in {d.name for d, _ in message.ListFields()}]
+    return [
+        f.name for f in message.DESCRIPTOR.fields if f.name not in {d.name for d, _ in message.ListFields()}
+    ]
 
 
 def test_every_field_of_a_review_round_and_an_approval_is_carried() -> None:

@@ -20,12 +20,23 @@ from controlplane.config import load_settings
 from tests.harness.server import Stubs, free_port, make_settings, start_app, wait_for
 
 
-async def test_types_without_enabled_export_the_queue_and_launch_nothing(tmp_path: Path, agent_processes) -> None:
+async def test_types_without_enabled_export_the_queue_and_launch_nothing(
+    tmp_path: Path, agent_processes
+) -> None:
     port = free_port()
-    app = await start_app(make_settings(tmp_path, **{
-        "server.metrics_port": port, "scaling.types": "sleep=0:4", "scaling.interval": 0.1,
-        "scaling.queue_depth_threshold": 1, "scaling.idle_seconds": 0.5, "scaling.cooldown": 0,
-    }))
+    app = await start_app(
+        make_settings(
+            tmp_path,
+            **{
+                "server.metrics_port": port,
+                "scaling.types": "sleep=0:4",
+                "scaling.interval": 0.1,
+                "scaling.queue_depth_threshold": 1,
+                "scaling.idle_seconds": 0.5,
+                "scaling.cooldown": 0,
+            },
+        )
+    )
     stubs = Stubs(app.address)
 
     async def scaling() -> s.TypeScaling:
@@ -38,8 +49,12 @@ async def test_types_without_enabled_export_the_queue_and_launch_nothing(tmp_pat
 
     try:
         for n in range(3):
-            await stubs.tasks.SubmitTask(t.SubmitTaskRequest(task=m.Task(
-                description=f"nap {n}", agent_type="sleep", metadata={"sleep_seconds": "0.2"})), timeout=5)
+            await stubs.tasks.SubmitTask(
+                t.SubmitTaskRequest(
+                    task=m.Task(description=f"nap {n}", agent_type="sleep", metadata={"sleep_seconds": "0.2"})
+                ),
+                timeout=5,
+            )
 
         async def queued() -> s.TypeScaling | None:
             row = await scaling()
@@ -59,7 +74,9 @@ async def test_types_without_enabled_export_the_queue_and_launch_nothing(tmp_pat
             row = await scaling()
             return row if row.queued == 0 and row.current == 1 and row.desired == 0 else None
 
-        row = await wait_for(drained, 30, interval=0.1, message="the queue run down and the idle agent noticed")
+        row = await wait_for(
+            drained, 30, interval=0.1, message="the queue run down and the idle agent noticed"
+        )
         assert "idle" in row.reason and row.HasField("decided_at")
         body = await asyncio.to_thread(scrape)
         assert 'maos_scaling_queue_depth{agent_type="sleep"} 0.0' in body
@@ -81,12 +98,15 @@ async def test_status_shows_no_scaling_when_off(tmp_path: Path) -> None:
         await app.stop(grace=1.0)
 
 
-@pytest.mark.parametrize("value, message", [
-    ("sleep=3:1", "max 1 is below min 3"),
-    ("sleep=2", "write type=min:max"),
-    ("9x=0:1", "not an agent type name"),
-    ({"sleep": {"min": 1, "most": 3}}, "takes min and max"),
-])
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        ("sleep=3:1", "max 1 is below min 3"),
+        ("sleep=2", "write type=min:max"),
+        ("9x=0:1", "not an agent type name"),
+        ({"sleep": {"min": 1, "most": 3}}, "takes min and max"),
+    ],
+)
 def test_bad_scaling_types_are_refused_with_what_to_write(tmp_path: Path, value, message) -> None:
     with pytest.raises(Exception) as caught:
         load_settings(home=tmp_path, environ={}, overrides={"scaling.types": value})

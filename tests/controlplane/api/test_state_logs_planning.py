@@ -52,15 +52,17 @@ async def test_parallel_subtasks_share_state_with_compare_and_set(control_plane,
     try:
         items = "\n".join(f"- part {i}" for i in range(6))
         reply = await stubs.tasks.SubmitTask(
-            t.SubmitTaskRequest(task=m.Task(description=f"Count:\n{items}", max_agents=6)), timeout=5)
+            t.SubmitTaskRequest(task=m.Task(description=f"Count:\n{items}", max_agents=6)), timeout=5
+        )
         await wait_for(lambda: _finished(stubs, reply.task.name), 15, message="the task")
         backend = control_plane.storage.backend
         stored = await control_plane.storage.call(backend.state_get, reply.task.name.split("/")[1], "count")
         assert stored is not None and stored.value == b"7"  # 6 parts + the synthesis step
         assert stored.version == 7
 
-        logs = await stubs.system.ListLogs(system_pb.ListLogsRequest(task=reply.task.name, contains="counted"),
-                                           timeout=5)
+        logs = await stubs.system.ListLogs(
+            system_pb.ListLogsRequest(task=reply.task.name, contains="counted"), timeout=5
+        )
         assert len(logs.records) == 7
         assert all(r.agent == worker.agent_name and r.component == worker.agent_name for r in logs.records)
     finally:
@@ -101,7 +103,9 @@ class SlowPlanner:
         await self.release.wait()
         if self.fail:
             raise RuntimeError("model unavailable")
-        return ExecutionPlan(subtasks=[PlannedSubtask("only", "Only step", task.description)], planner=self.name)
+        return ExecutionPlan(
+            subtasks=[PlannedSubtask("only", "Only step", task.description)], planner=self.name
+        )
 
 
 class PlannerPlugin:
@@ -126,13 +130,19 @@ async def test_an_async_planner_plans_in_the_background(tmp_path: Path) -> None:
     app = await _app_with(planner, tmp_path)
     stubs = Stubs(app.address)
     try:
-        reply = await stubs.tasks.SubmitTask(t.SubmitTaskRequest(task=m.Task(description="a\n- b\n- c")), timeout=5)
+        reply = await stubs.tasks.SubmitTask(
+            t.SubmitTaskRequest(task=m.Task(description="a\n- b\n- c")), timeout=5
+        )
         assert reply.task.status == enums.TASK_STATUS_PENDING and reply.task.status_reason == "planning"
         planner.release.set()
 
         async def planned() -> bool:
-            full = await stubs.tasks.GetTask(t.GetTaskRequest(name=reply.task.name, view=enums.TASK_VIEW_FULL))
-            return full.plan.planner == "slow" and [s.name.rsplit("/", 1)[1] for s in full.subtasks] == ["only"]
+            full = await stubs.tasks.GetTask(
+                t.GetTaskRequest(name=reply.task.name, view=enums.TASK_VIEW_FULL)
+            )
+            return full.plan.planner == "slow" and [s.name.rsplit("/", 1)[1] for s in full.subtasks] == [
+                "only"
+            ]
 
         await wait_for(planned, 10, message="the slow plan")
     finally:
@@ -146,7 +156,9 @@ async def test_a_failing_planner_falls_back_with_a_warning(tmp_path: Path) -> No
     app = await _app_with(planner, tmp_path)
     stubs = Stubs(app.address)
     try:
-        reply = await stubs.tasks.SubmitTask(t.SubmitTaskRequest(task=m.Task(description="x:\n- a\n- b")), timeout=5)
+        reply = await stubs.tasks.SubmitTask(
+            t.SubmitTaskRequest(task=m.Task(description="x:\n- a\n- b")), timeout=5
+        )
 
         async def fell_back() -> m.Task | None:
             task = (await stubs.tasks.GetTask(t.GetTaskRequest(name=reply.task.name))).task

@@ -41,7 +41,9 @@ async def test_watch_task_resumes_with_exactly_the_missed_changes(control_plane:
     # Every event of the task, read without interruption, is what a resumed watch must add up to.
     reference = stubs.system.WatchEvents(system_pb.WatchEventsRequest(), timeout=30)
     await wait_for(lambda: control_plane.engine.event_listeners, 5, message="the reference listener")
-    name = (await stubs.tasks.SubmitTask(t.SubmitTaskRequest(task=m.Task(description="resume me")), timeout=5)).task.name
+    name = (
+        await stubs.tasks.SubmitTask(t.SubmitTaskRequest(task=m.Task(description="resume me")), timeout=5)
+    ).task.name
     watch = stubs.tasks.WatchTask(t.WatchTaskRequest(name=name), timeout=30)
     snapshot = await watch.read()
     assert not snapshot.HasField("event")
@@ -66,7 +68,7 @@ async def test_watch_task_resumes_with_exactly_the_missed_changes(control_plane:
     resumed = stubs.tasks.WatchTask(t.WatchTaskRequest(name=name, after_event_id=first.event.id), timeout=10)
     replayed = [reply async for reply in resumed]  # the task is finished: the stream ends by itself
     ids = [e.id for e in everything]
-    assert [r.event.id for r in replayed] == ids[ids.index(first.event.id) + 1:]
+    assert [r.event.id for r in replayed] == ids[ids.index(first.event.id) + 1 :]
     assert all(r.task.status == enums.TASK_STATUS_COMPLETED for r in replayed)  # the task as it is now
     assert replayed[-1].event.to_status == "TASK_STATUS_COMPLETED"
     # Resuming after the last change sends nothing more (and ends: the task is finished).
@@ -76,8 +78,11 @@ async def test_watch_task_resumes_with_exactly_the_missed_changes(control_plane:
 
 @pytest.mark.parametrize("rpc", ["watch_task", "watch_events", "tail_logs"])
 async def test_resume_ids_that_are_malformed_unknown_or_from_another_start(
-        control_plane: App, stubs: Stubs, rpc: str) -> None:
-    name = (await stubs.tasks.SubmitTask(t.SubmitTaskRequest(task=m.Task(description="x")), timeout=5)).task.name
+    control_plane: App, stubs: Stubs, rpc: str
+) -> None:
+    name = (
+        await stubs.tasks.SubmitTask(t.SubmitTaskRequest(task=m.Task(description="x")), timeout=5)
+    ).task.name
     incarnation = control_plane.engine.incarnation
 
     def open_stream(resume: str):  # noqa: ANN202 - a gRPC stream call
@@ -113,8 +118,9 @@ async def test_tail_logs_resumes_after_a_record_id(control_plane: App, stubs: St
     assert seen[0].id and seen[0].id != seen[1].id
     for n in range(2, 5):  # written while nobody tails
         log.warning("resume-probe %d", n)
-    resumed = stubs.system.TailLogs(system_pb.TailLogsRequest(contains="resume-probe", after_record_id=seen[1].id),
-                                    timeout=20)
+    resumed = stubs.system.TailLogs(
+        system_pb.TailLogsRequest(contains="resume-probe", after_record_id=seen[1].id), timeout=20
+    )
     missed = [(await resumed.read()).record for _ in range(3)]
     log.warning("resume-probe 5")  # live records follow the replayed ones
     live = (await resumed.read()).record
@@ -138,7 +144,9 @@ def test_a_log_record_pushed_out_of_the_ring_is_reported_lost() -> None:
         book.after(LogFilter(), 6)
 
 
-async def test_an_event_pushed_out_of_the_kept_history_is_reported_lost(control_plane: App, stubs: Stubs) -> None:
+async def test_an_event_pushed_out_of_the_kept_history_is_reported_lost(
+    control_plane: App, stubs: Stubs
+) -> None:
     engine = control_plane.engine
     engine.recent_events = deque(maxlen=2)  # a short history, to push an event out of it
     stream = stubs.system.WatchEvents(system_pb.WatchEventsRequest(), timeout=10)
@@ -147,8 +155,11 @@ async def test_an_event_pushed_out_of_the_kept_history_is_reported_lost(control_
         await stubs.tasks.SubmitTask(t.SubmitTaskRequest(task=m.Task(description=f"n{n}")), timeout=5)
     ids = [(await stream.read()).event.id for _ in range(3)]
     stream.cancel()
-    await wait_for(lambda: len(engine.recent_events) == 2 and engine.recent_events[0].id > int(ids[0].split(".")[1]),
-                   5, message="the first event to leave the history")
+    await wait_for(
+        lambda: len(engine.recent_events) == 2 and engine.recent_events[0].id > int(ids[0].split(".")[1]),
+        5,
+        message="the first event to leave the history",
+    )
     old = stubs.system.WatchEvents(system_pb.WatchEventsRequest(after_event_id=ids[0]), timeout=5)
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await old.read()

@@ -19,8 +19,9 @@ from tests.harness.server import admin_key
 
 async def test_many_submits_in_flight_are_answered_in_order(control_plane: App) -> None:
     async with Client(control_plane.address) as client, client.submitter() as submitter:
-        tasks = await asyncio.gather(*(submitter.submit(description=f"item {i}", priority="HIGH")
-                                       for i in range(300)))
+        tasks = await asyncio.gather(
+            *(submitter.submit(description=f"item {i}", priority="HIGH") for i in range(300))
+        )
     assert [t.description for t in tasks] == [f"item {i}" for i in range(300)]
     assert len({t.name for t in tasks}) == 300
     assert all(t.priority == 3 for t in tasks)
@@ -38,7 +39,9 @@ async def test_a_refused_submit_raises_alone_and_stores_nothing(control_plane: A
     assert isinstance(outcomes[1], InvalidArgumentError)
     assert outcomes[1].reason == "ERROR_REASON_INVALID_FIELD"
     assert [f for f, _ in outcomes[1].field_violations] == ["task.priority"]
-    assert isinstance(outcomes[2], NotFoundError) and outcomes[2].reason == "ERROR_REASON_DEPENDENCY_NOT_FOUND"
+    assert (
+        isinstance(outcomes[2], NotFoundError) and outcomes[2].reason == "ERROR_REASON_DEPENDENCY_NOT_FOUND"
+    )
     assert await task_count(control_plane) == 2
 
 
@@ -59,20 +62,26 @@ async def test_request_ids_make_stream_and_unary_submits_one_submission(control_
 async def test_a_caller_without_task_submit_gets_permission_denied_on_every_submit(secured: App) -> None:
     token = await user_key(secured, "viewer@example.com", "viewer")
     async with Client(secured.address, token=token) as viewer, viewer.submitter() as submitter:
-        outcomes = await asyncio.gather(*(submitter.submit(description=f"no {i}") for i in range(3)),
-                                        return_exceptions=True)
+        outcomes = await asyncio.gather(
+            *(submitter.submit(description=f"no {i}") for i in range(3)), return_exceptions=True
+        )
     assert all(isinstance(o, PermissionDeniedError) for o in outcomes), outcomes
     assert await task_count(secured) == 0
-    async with Client(secured.address, token=await admin_key(secured)) as admin, admin.submitter() as submitter:
+    async with (
+        Client(secured.address, token=await admin_key(secured)) as admin,
+        admin.submitter() as submitter,
+    ):
         assert (await submitter.submit(description="allowed")).name.startswith("tasks/")
     assert await task_count(secured) == 1
 
 
 async def test_undecodable_bytes_end_the_stream_with_invalid_argument(control_plane: App) -> None:
     async with grpc.aio.insecure_channel(control_plane.address) as channel:
-        call = channel.stream_stream("/maos.v1.TaskService/StreamSubmitTasks",
-                                     request_serializer=lambda raw: raw,
-                                     response_deserializer=tasks_pb.StreamSubmitTasksResponse.FromString)()
+        call = channel.stream_stream(
+            "/maos.v1.TaskService/StreamSubmitTasks",
+            request_serializer=lambda raw: raw,
+            response_deserializer=tasks_pb.StreamSubmitTasksResponse.FromString,
+        )()
         good = tasks_pb.StreamSubmitTasksRequest()
         good.task.description = "before the garbage"
         await call.write(good.SerializeToString())
@@ -95,16 +104,25 @@ async def test_submitting_outside_the_context_manager_is_a_usage_error(control_p
 def test_submit_error_keeps_code_reason_and_fields() -> None:
     from agent_sdk.errors import from_submit_error
 
-    error = tasks_pb.SubmitError(code=grpc.StatusCode.INVALID_ARGUMENT.value[0],
-                                 reason=errors.ERROR_REASON_INVALID_FIELD, message="bad",
-                                 field_violations=[tasks_pb.FieldViolation(field="task.x", description="no")])
+    error = tasks_pb.SubmitError(
+        code=grpc.StatusCode.INVALID_ARGUMENT.value[0],
+        reason=errors.ERROR_REASON_INVALID_FIELD,
+        message="bad",
+        field_violations=[tasks_pb.FieldViolation(field="task.x", description="no")],
+    )
     converted = from_submit_error(error)
     assert isinstance(converted, InvalidArgumentError)
     assert (converted.code, converted.reason, converted.message, converted.field_violations) == (
-        grpc.StatusCode.INVALID_ARGUMENT, "ERROR_REASON_INVALID_FIELD", "bad", [("task.x", "no")])
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "ERROR_REASON_INVALID_FIELD",
+        "bad",
+        [("task.x", "no")],
+    )
 
 
-async def test_submit_after_close_or_after_the_stream_broke_raises_instead_of_hanging(control_plane: App) -> None:
+async def test_submit_after_close_or_after_the_stream_broke_raises_instead_of_hanging(
+    control_plane: App,
+) -> None:
     async with Client(control_plane.address) as client:
         submitter = client.submitter()
         async with submitter:
@@ -126,10 +144,12 @@ async def test_submit_after_close_or_after_the_stream_broke_raises_instead_of_ha
 async def test_each_streamed_submit_has_its_own_audit_record(secured: App) -> None:
     async with Client(secured.address, token=await admin_key(secured)) as admin:
         async with admin.submitter() as submitter:
-            outcomes = await asyncio.gather(submitter.submit(description="audited one"),
-                                            submitter.submit(description="bad", priority=17),
-                                            submitter.submit(description="audited two"),
-                                            return_exceptions=True)
+            outcomes = await asyncio.gather(
+                submitter.submit(description="audited one"),
+                submitter.submit(description="bad", priority=17),
+                submitter.submit(description="audited two"),
+                return_exceptions=True,
+            )
         records = await admin.all_audit_records(action="StreamSubmitTasks")
     stored = sorted(o.name for o in outcomes if not isinstance(o, Exception))
     per_request = [r for r in records if r.request_id]  # the stream's own record carries none

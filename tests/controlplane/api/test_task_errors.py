@@ -55,7 +55,9 @@ async def small_limits(tmp_path: Path) -> AsyncIterator[Stubs]:
 
 
 def submit_call(stubs: Stubs, draft: msgs.Task, request_id: str = ""):
-    return stubs.tasks.SubmitTask(tasks_pb.SubmitTaskRequest(task=draft, request_id=request_id), timeout=RPC_TIMEOUT)
+    return stubs.tasks.SubmitTask(
+        tasks_pb.SubmitTaskRequest(task=draft, request_id=request_id), timeout=RPC_TIMEOUT
+    )
 
 
 async def finished_task(stubs: Stubs) -> msgs.Task:
@@ -85,8 +87,11 @@ async def finished_task(stubs: Stubs) -> msgs.Task:
         pytest.param(task(timeout=seconds(-1)), "task.timeout", id="timeout-negative"),
         pytest.param(task(depends_on=["tasks/"]), "task.depends_on", id="depends-on-malformed"),
         pytest.param(task(depends_on=["tasks/abc\n"]), "task.depends_on", id="depends-on-trailing-newline"),
-        pytest.param(task(retry_policy=msgs.RetryPolicy(backoff_multiplier=0.5)),
-                     "task.retry_policy.backoff_multiplier", id="backoff-multiplier"),
+        pytest.param(
+            task(retry_policy=msgs.RetryPolicy(backoff_multiplier=0.5)),
+            "task.retry_policy.backoff_multiplier",
+            id="backoff-multiplier",
+        ),
     ],
 )
 async def test_submit_rejects_invalid_fields_and_changes_nothing(
@@ -123,7 +128,9 @@ async def test_description_over_the_configured_limit(small_limits: Stubs) -> Non
 
 async def test_unknown_dependency_is_not_found(stubs: Stubs, existing: msgs.Task) -> None:
     before = fingerprint(await list_all(stubs))
-    failure = await rpc_failure(submit_call(stubs, task(depends_on=[existing.name, "tasks/t0000doesnotexist"])))
+    failure = await rpc_failure(
+        submit_call(stubs, task(depends_on=[existing.name, "tasks/t0000doesnotexist"]))
+    )
     assert_failure(failure, NOT_FOUND, "ERROR_REASON_DEPENDENCY_NOT_FOUND")
     assert "tasks/t0000doesnotexist" in failure.message
     assert fingerprint(await list_all(stubs)) == before
@@ -131,8 +138,11 @@ async def test_unknown_dependency_is_not_found(stubs: Stubs, existing: msgs.Task
 
 @pytest.mark.parametrize(
     "request_id",
-    [pytest.param("a" * 37, id="37-chars"), pytest.param("a" * 36 + "\n", id="36-chars-plus-newline"),
-     pytest.param("has space", id="space")],
+    [
+        pytest.param("a" * 37, id="37-chars"),
+        pytest.param("a" * 36 + "\n", id="36-chars-plus-newline"),
+        pytest.param("has space", id="space"),
+    ],
 )
 async def test_bad_request_id(stubs: Stubs, existing: msgs.Task, request_id: str) -> None:
     before = fingerprint(await list_all(stubs))
@@ -172,12 +182,14 @@ async def test_same_request_id_different_parameters_is_rejected(stubs: Stubs) ->
 
 async def test_batch_with_one_bad_entry_submits_nothing(stubs: Stubs, existing: msgs.Task) -> None:
     before = fingerprint(await list_all(stubs))
-    request = tasks_pb.BatchSubmitTasksRequest(requests=[
-        tasks_pb.SubmitTaskRequest(task=task("good one")),
-        tasks_pb.SubmitTaskRequest(task=task("bad one", priority=99)),
-        tasks_pb.SubmitTaskRequest(task=task("good two")),
-        tasks_pb.SubmitTaskRequest(task=task("")),
-    ])
+    request = tasks_pb.BatchSubmitTasksRequest(
+        requests=[
+            tasks_pb.SubmitTaskRequest(task=task("good one")),
+            tasks_pb.SubmitTaskRequest(task=task("bad one", priority=99)),
+            tasks_pb.SubmitTaskRequest(task=task("good two")),
+            tasks_pb.SubmitTaskRequest(task=task("")),
+        ]
+    )
     failure = await rpc_failure(stubs.tasks.BatchSubmitTasks(request, timeout=RPC_TIMEOUT))
     assert_failure(failure, INVALID, INVALID_FIELD, "requests[1].task.priority")
     assert "requests[3].task.description" in failure.fields
@@ -187,10 +199,12 @@ async def test_batch_with_one_bad_entry_submits_nothing(stubs: Stubs, existing: 
 
 async def test_batch_with_an_unknown_dependency_submits_nothing(stubs: Stubs, existing: msgs.Task) -> None:
     before = fingerprint(await list_all(stubs))
-    request = tasks_pb.BatchSubmitTasksRequest(requests=[
-        tasks_pb.SubmitTaskRequest(task=task("good one", depends_on=[existing.name])),
-        tasks_pb.SubmitTaskRequest(task=task("bad dep", depends_on=["tasks/t0000missing"])),
-    ])
+    request = tasks_pb.BatchSubmitTasksRequest(
+        requests=[
+            tasks_pb.SubmitTaskRequest(task=task("good one", depends_on=[existing.name])),
+            tasks_pb.SubmitTaskRequest(task=task("bad dep", depends_on=["tasks/t0000missing"])),
+        ]
+    )
     failure = await rpc_failure(stubs.tasks.BatchSubmitTasks(request, timeout=RPC_TIMEOUT))
     assert_failure(failure, NOT_FOUND, "ERROR_REASON_DEPENDENCY_NOT_FOUND")
     assert failure.metadata.get("field") == "requests[1].task.depends_on"
@@ -208,19 +222,25 @@ async def test_batch_of_1001_is_resource_exhausted(stubs: Stubs, existing: msgs.
 
 
 async def test_empty_batch_is_invalid(stubs: Stubs) -> None:
-    failure = await rpc_failure(stubs.tasks.BatchSubmitTasks(tasks_pb.BatchSubmitTasksRequest(), timeout=RPC_TIMEOUT))
+    failure = await rpc_failure(
+        stubs.tasks.BatchSubmitTasks(tasks_pb.BatchSubmitTasksRequest(), timeout=RPC_TIMEOUT)
+    )
     assert_failure(failure, INVALID, INVALID_FIELD, "requests")
 
 
 async def test_good_batch_is_submitted_in_order_and_idempotent(stubs: Stubs) -> None:
     request = tasks_pb.BatchSubmitTasksRequest(
-        requests=[tasks_pb.SubmitTaskRequest(task=task(f"batch item {i}", task_type="research")) for i in range(3)],
+        requests=[
+            tasks_pb.SubmitTaskRequest(task=task(f"batch item {i}", task_type="research")) for i in range(3)
+        ],
         request_id="batch-0001",
     )
     reply = await stubs.tasks.BatchSubmitTasks(request, timeout=RPC_TIMEOUT)
     assert [t.description for t in reply.tasks] == [f"batch item {i}" for i in range(3)]
     # Like SubmitTask, the answer says why each task waits.
-    assert all("no connected agent has capability researcher" in t.status_reason for t in reply.tasks), reply.tasks
+    assert all("no connected agent has capability researcher" in t.status_reason for t in reply.tasks), (
+        reply.tasks
+    )
     again = await stubs.tasks.BatchSubmitTasks(request, timeout=RPC_TIMEOUT)
     assert [t.name for t in again.tasks] == [t.name for t in reply.tasks]
     assert sorted(t.name for t in await list_all(stubs)) == sorted(t.name for t in reply.tasks)
@@ -244,8 +264,10 @@ async def test_get_unknown_task_is_not_found(stubs: Stubs) -> None:
 @pytest.mark.parametrize("method", ["CancelTask", "RetryTask", "GetTaskResults", "WatchTask"])
 async def test_other_methods_on_unknown_and_malformed_names(stubs: Stubs, method: str) -> None:
     request_type = {
-        "CancelTask": tasks_pb.CancelTaskRequest, "RetryTask": tasks_pb.RetryTaskRequest,
-        "GetTaskResults": tasks_pb.GetTaskResultsRequest, "WatchTask": tasks_pb.WatchTaskRequest,
+        "CancelTask": tasks_pb.CancelTaskRequest,
+        "RetryTask": tasks_pb.RetryTaskRequest,
+        "GetTaskResults": tasks_pb.GetTaskResultsRequest,
+        "WatchTask": tasks_pb.WatchTaskRequest,
     }[method]
     call = getattr(stubs.tasks, method)
 
@@ -265,7 +287,9 @@ async def test_other_methods_on_unknown_and_malformed_names(stubs: Stubs, method
 
 
 async def test_negative_page_size(stubs: Stubs) -> None:
-    failure = await rpc_failure(stubs.tasks.ListTasks(tasks_pb.ListTasksRequest(page_size=-1), timeout=RPC_TIMEOUT))
+    failure = await rpc_failure(
+        stubs.tasks.ListTasks(tasks_pb.ListTasksRequest(page_size=-1), timeout=RPC_TIMEOUT)
+    )
     assert_failure(failure, INVALID, INVALID_FIELD, "page_size")
 
 
@@ -283,9 +307,13 @@ async def test_page_token_reused_with_other_filters(stubs: Stubs) -> None:
     first = await stubs.tasks.ListTasks(tasks_pb.ListTasksRequest(page_size=1), timeout=RPC_TIMEOUT)
     assert first.next_page_token
     for changed in (
-        tasks_pb.ListTasksRequest(page_size=1, page_token=first.next_page_token, statuses=[enums.TASK_STATUS_QUEUED]),
+        tasks_pb.ListTasksRequest(
+            page_size=1, page_token=first.next_page_token, statuses=[enums.TASK_STATUS_QUEUED]
+        ),
         tasks_pb.ListTasksRequest(page_size=1, page_token=first.next_page_token, task_types=["mixed"]),
-        tasks_pb.ListTasksRequest(page_size=1, page_token=first.next_page_token, priorities=[enums.PRIORITY_NORMAL]),
+        tasks_pb.ListTasksRequest(
+            page_size=1, page_token=first.next_page_token, priorities=[enums.PRIORITY_NORMAL]
+        ),
     ):
         failure = await rpc_failure(stubs.tasks.ListTasks(changed, timeout=RPC_TIMEOUT))
         assert_failure(failure, INVALID, "ERROR_REASON_INVALID_PAGE_TOKEN", "page_token")
@@ -327,14 +355,18 @@ async def test_update_rejects_bad_masks_and_values(
     stubs: Stubs, existing: msgs.Task, paths: tuple[str, ...], task_fields: dict, field: str
 ) -> None:
     before = fingerprint(await list_all(stubs))
-    request = tasks_pb.UpdateTaskRequest(task=msgs.Task(name=existing.name, **task_fields), update_mask=mask(*paths))
+    request = tasks_pb.UpdateTaskRequest(
+        task=msgs.Task(name=existing.name, **task_fields), update_mask=mask(*paths)
+    )
     failure = await rpc_failure(stubs.tasks.UpdateTask(request, timeout=RPC_TIMEOUT))
     assert_failure(failure, INVALID, INVALID_FIELD, field)
     assert fingerprint(await list_all(stubs)) == before
 
 
 async def test_update_without_a_task_name_names_task_name(stubs: Stubs) -> None:
-    request = tasks_pb.UpdateTaskRequest(task=msgs.Task(priority=enums.PRIORITY_HIGH), update_mask=mask("priority"))
+    request = tasks_pb.UpdateTaskRequest(
+        task=msgs.Task(priority=enums.PRIORITY_HIGH), update_mask=mask("priority")
+    )
     failure = await rpc_failure(stubs.tasks.UpdateTask(request, timeout=RPC_TIMEOUT))
     assert_failure(failure, INVALID, INVALID_FIELD, "task.name")
 
@@ -342,8 +374,9 @@ async def test_update_without_a_task_name_names_task_name(stubs: Stubs) -> None:
 async def test_update_of_a_finished_task(stubs: Stubs) -> None:
     done = await finished_task(stubs)
     before = fingerprint(await list_all(stubs))
-    request = tasks_pb.UpdateTaskRequest(task=msgs.Task(name=done.name, priority=enums.PRIORITY_HIGH),
-                                         update_mask=mask("priority"))
+    request = tasks_pb.UpdateTaskRequest(
+        task=msgs.Task(name=done.name, priority=enums.PRIORITY_HIGH), update_mask=mask("priority")
+    )
     failure = await rpc_failure(stubs.tasks.UpdateTask(request, timeout=RPC_TIMEOUT))
     assert_failure(failure, PRECONDITION, "ERROR_REASON_TASK_FINISHED")
     assert fingerprint(await list_all(stubs)) == before
@@ -352,7 +385,9 @@ async def test_update_of_a_finished_task(stubs: Stubs) -> None:
 async def test_cancel_of_a_finished_task(stubs: Stubs) -> None:
     done = await finished_task(stubs)
     before = fingerprint(await list_all(stubs))
-    failure = await rpc_failure(stubs.tasks.CancelTask(tasks_pb.CancelTaskRequest(name=done.name), timeout=RPC_TIMEOUT))
+    failure = await rpc_failure(
+        stubs.tasks.CancelTask(tasks_pb.CancelTaskRequest(name=done.name), timeout=RPC_TIMEOUT)
+    )
     assert_failure(failure, PRECONDITION, "ERROR_REASON_TASK_FINISHED")
     assert fingerprint(await list_all(stubs)) == before
     assert (await get(stubs, done.name)).task.failure.message == done.failure.message
@@ -363,7 +398,9 @@ async def test_retry_of_a_completed_task(control_plane: App, stubs: Stubs) -> No
         created = await submit(stubs, "quick")
         await wait_status(stubs, created.name, enums.TASK_STATUS_COMPLETED)
     before = fingerprint(await list_all(stubs))
-    failure = await rpc_failure(stubs.tasks.RetryTask(tasks_pb.RetryTaskRequest(name=created.name), timeout=RPC_TIMEOUT))
+    failure = await rpc_failure(
+        stubs.tasks.RetryTask(tasks_pb.RetryTaskRequest(name=created.name), timeout=RPC_TIMEOUT)
+    )
     assert_failure(failure, PRECONDITION, "ERROR_REASON_TASK_NOT_RETRYABLE")
     assert fingerprint(await list_all(stubs)) == before
     assert (await get(stubs, created.name)).task.retries == 0
@@ -371,7 +408,9 @@ async def test_retry_of_a_completed_task(control_plane: App, stubs: Stubs) -> No
 
 async def test_retry_of_a_queued_task(stubs: Stubs, existing: msgs.Task) -> None:
     before = fingerprint(await list_all(stubs))
-    failure = await rpc_failure(stubs.tasks.RetryTask(tasks_pb.RetryTaskRequest(name=existing.name), timeout=RPC_TIMEOUT))
+    failure = await rpc_failure(
+        stubs.tasks.RetryTask(tasks_pb.RetryTaskRequest(name=existing.name), timeout=RPC_TIMEOUT)
+    )
     assert_failure(failure, PRECONDITION, "ERROR_REASON_TASK_NOT_RETRYABLE")
     assert fingerprint(await list_all(stubs)) == before
 
@@ -411,7 +450,9 @@ async def test_analyze_without_a_target(stubs: Stubs) -> None:
 async def test_analyze_an_invalid_draft_changes_nothing(stubs: Stubs, existing: msgs.Task) -> None:
     before = fingerprint(await list_all(stubs))
     failure = await rpc_failure(
-        stubs.tasks.AnalyzeTask(tasks_pb.AnalyzeTaskRequest(task=task("", max_agents=10_001)), timeout=RPC_TIMEOUT)
+        stubs.tasks.AnalyzeTask(
+            tasks_pb.AnalyzeTaskRequest(task=task("", max_agents=10_001)), timeout=RPC_TIMEOUT
+        )
     )
     assert_failure(failure, INVALID, INVALID_FIELD, "task.description")
     assert "task.max_agents" in failure.fields
@@ -435,7 +476,11 @@ async def test_analyze_an_existing_task_returns_its_plan(stubs: Stubs) -> None:
     full = await get(stubs, created.name, full=True)
     assert reply.plan == full.plan
     assert_failure(
-        await rpc_failure(stubs.tasks.AnalyzeTask(tasks_pb.AnalyzeTaskRequest(name="tasks/t0000missing"),
-                                                  timeout=RPC_TIMEOUT)),
-        NOT_FOUND, "ERROR_REASON_TASK_NOT_FOUND",
+        await rpc_failure(
+            stubs.tasks.AnalyzeTask(
+                tasks_pb.AnalyzeTaskRequest(name="tasks/t0000missing"), timeout=RPC_TIMEOUT
+            )
+        ),
+        NOT_FOUND,
+        "ERROR_REASON_TASK_NOT_FOUND",
     )

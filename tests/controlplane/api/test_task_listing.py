@@ -26,8 +26,9 @@ async def test_pagination_returns_every_task_once_newest_first(stubs: Stubs) -> 
     created = [await submit(stubs, f"task number {i}") for i in range(7)]
     pages, token = [], ""
     while True:
-        reply = await stubs.tasks.ListTasks(tasks_pb.ListTasksRequest(page_size=3, page_token=token),
-                                            timeout=RPC_TIMEOUT)
+        reply = await stubs.tasks.ListTasks(
+            tasks_pb.ListTasksRequest(page_size=3, page_token=token), timeout=RPC_TIMEOUT
+        )
         pages.append(names(reply.tasks))
         token = reply.next_page_token
         if not token:
@@ -61,8 +62,9 @@ async def test_page_size_zero_is_the_default_and_large_is_capped(stubs: Stubs) -
     assert len(reply.tasks) == 55
     default = await stubs.tasks.ListTasks(tasks_pb.ListTasksRequest(), timeout=RPC_TIMEOUT)
     assert len(default.tasks) == 50 and default.next_page_token
-    rest = await stubs.tasks.ListTasks(tasks_pb.ListTasksRequest(page_token=default.next_page_token),
-                                       timeout=RPC_TIMEOUT)
+    rest = await stubs.tasks.ListTasks(
+        tasks_pb.ListTasksRequest(page_token=default.next_page_token), timeout=RPC_TIMEOUT
+    )
     assert len(rest.tasks) == 5 and not rest.next_page_token
     huge = await stubs.tasks.ListTasks(tasks_pb.ListTasksRequest(page_size=100_000), timeout=RPC_TIMEOUT)
     assert len(huge.tasks) == 55 and not huge.next_page_token
@@ -80,18 +82,25 @@ async def test_filters_by_status_type_priority_and_since(control_plane: App, stu
 
     assert names(await list_all(stubs)) == [later.name, cancelled.name, queued_research.name, completed.name]
     assert names(await list_all(stubs, statuses=[enums.TASK_STATUS_COMPLETED])) == [completed.name]
-    assert names(await list_all(stubs, statuses=[enums.TASK_STATUS_CANCELLED, enums.TASK_STATUS_COMPLETED])) == [
-        cancelled.name, completed.name]
-    assert names(await list_all(stubs, statuses=[enums.TASK_STATUS_QUEUED])) == [later.name, queued_research.name]
+    assert names(
+        await list_all(stubs, statuses=[enums.TASK_STATUS_CANCELLED, enums.TASK_STATUS_COMPLETED])
+    ) == [cancelled.name, completed.name]
+    assert names(await list_all(stubs, statuses=[enums.TASK_STATUS_QUEUED])) == [
+        later.name,
+        queued_research.name,
+    ]
     assert names(await list_all(stubs, statuses=[enums.TASK_STATUS_FAILED])) == []
     assert names(await list_all(stubs, task_types=["research"])) == [cancelled.name, queued_research.name]
     assert names(await list_all(stubs, task_types=["coding", "analysis"])) == [later.name, completed.name]
     assert names(await list_all(stubs, priorities=[enums.PRIORITY_HIGH])) == [later.name, completed.name]
     assert names(await list_all(stubs, priorities=[enums.PRIORITY_LOW, enums.PRIORITY_CRITICAL])) == [
-        cancelled.name, queued_research.name]
+        cancelled.name,
+        queued_research.name,
+    ]
     # Filters combine with AND.
     assert names(await list_all(stubs, task_types=["research"], statuses=[enums.TASK_STATUS_QUEUED])) == [
-        queued_research.name]
+        queued_research.name
+    ]
     assert names(await list_all(stubs, task_types=["research"], priorities=[enums.PRIORITY_HIGH])) == []
 
     since = timestamp_pb2.Timestamp()
@@ -118,7 +127,8 @@ async def test_filtered_pagination(stubs: Stubs) -> None:
     seen, token = [], ""
     while True:
         reply = await stubs.tasks.ListTasks(
-            tasks_pb.ListTasksRequest(page_size=3, page_token=token, task_types=["research"]), timeout=RPC_TIMEOUT
+            tasks_pb.ListTasksRequest(page_size=3, page_token=token, task_types=["research"]),
+            timeout=RPC_TIMEOUT,
         )
         seen.extend(names(reply.tasks))
         token = reply.next_page_token

@@ -77,10 +77,14 @@ class FailFirstOnItem(Agent):
         return a.instructions
 
 
-async def test_max_agents_caps_concurrent_subtasks_and_update_widens_it(control_plane: App, stubs: Stubs) -> None:
+async def test_max_agents_caps_concurrent_subtasks_and_update_widens_it(
+    control_plane: App, stubs: Stubs
+) -> None:
     submitted = await submit(stubs, "1. a\n2. b\n3. c", max_agents=3)
     await stubs.tasks.UpdateTask(
-        tasks_pb.UpdateTaskRequest(task=msgs.Task(name=submitted.name, max_agents=1), update_mask=mask("max_agents")),
+        tasks_pb.UpdateTaskRequest(
+            task=msgs.Task(name=submitted.name, max_agents=1), update_mask=mask("max_agents")
+        ),
         timeout=RPC_TIMEOUT,
     )
     agent = GatedAgent()
@@ -91,8 +95,9 @@ async def test_max_agents_caps_concurrent_subtasks_and_update_widens_it(control_
         assert "at its max_agents (1)" in task.status_reason
         # Widening the task lets the waiting parts start on the free slots.
         await stubs.tasks.UpdateTask(
-            tasks_pb.UpdateTaskRequest(task=msgs.Task(name=submitted.name, max_agents=3),
-                                       update_mask=mask("max_agents")),
+            tasks_pb.UpdateTaskRequest(
+                task=msgs.Task(name=submitted.name, max_agents=3), update_mask=mask("max_agents")
+            ),
             timeout=RPC_TIMEOUT,
         )
         await wait_for(lambda: agent.running == 3, 5, message="three subtasks to run")
@@ -118,8 +123,9 @@ async def test_cancel_cascades_through_a_chain_of_dependants(stubs: Stubs) -> No
 async def test_cancel_of_a_pending_task(stubs: Stubs) -> None:
     a = await submit(stubs, "A")
     b = await submit(stubs, "B", depends_on=[a.name])
-    reply = await stubs.tasks.CancelTask(tasks_pb.CancelTaskRequest(name=b.name, reason="no longer needed"),
-                                         timeout=RPC_TIMEOUT)
+    reply = await stubs.tasks.CancelTask(
+        tasks_pb.CancelTaskRequest(name=b.name, reason="no longer needed"), timeout=RPC_TIMEOUT
+    )
     assert reply.task.status == enums.TASK_STATUS_CANCELLED
     assert "no longer needed" in reply.task.failure.message
     assert (await get(stubs, a.name)).task.status == enums.TASK_STATUS_QUEUED  # the dependency is untouched
@@ -133,7 +139,9 @@ async def test_retry_of_a_dependency_failed_task_waits_for_the_retried_dependenc
     await stubs.tasks.CancelTask(tasks_pb.CancelTaskRequest(name=a.name), timeout=RPC_TIMEOUT)
     await wait_status(stubs, b.name, enums.TASK_STATUS_FAILED)
     await stubs.tasks.RetryTask(tasks_pb.RetryTaskRequest(name=a.name), timeout=RPC_TIMEOUT)
-    retried_b = (await stubs.tasks.RetryTask(tasks_pb.RetryTaskRequest(name=b.name), timeout=RPC_TIMEOUT)).task
+    retried_b = (
+        await stubs.tasks.RetryTask(tasks_pb.RetryTaskRequest(name=b.name), timeout=RPC_TIMEOUT)
+    ).task
     assert retried_b.status == enums.TASK_STATUS_PENDING
     waiting = (await get(stubs, b.name)).task
     assert f"waiting for {a.name}" in waiting.status_reason
@@ -147,7 +155,9 @@ async def test_retry_keeps_completed_subtasks(control_plane: App, stubs: Stubs) 
     agent = FailFirstOnItem("bravo")
     async with running_worker(agent, control_plane.address, max_concurrency=1):
         submitted = await submit(stubs, "1. alpha\n2. bravo", max_agents=1 + 1)
-        failed = await wait_status(stubs, submitted.name, enums.TASK_STATUS_FAILED, enums.TASK_STATUS_COMPLETED)
+        failed = await wait_status(
+            stubs, submitted.name, enums.TASK_STATUS_FAILED, enums.TASK_STATUS_COMPLETED
+        )
         assert failed.status == enums.TASK_STATUS_FAILED
         assert "refusing bravo" in failed.failure.message
         assert failed.failure.subtask.startswith(submitted.name + "/subtasks/")
@@ -160,7 +170,10 @@ async def test_retry_keeps_completed_subtasks(control_plane: App, stubs: Stubs) 
     assert by_id["s0"].attempt == 0  # kept: alpha completed in the first run and did not run again
     assert by_id["s0"].end_time == before[by_id["s0"].name].end_time
     assert by_id["s1"].attempt == 1
-    assert sum(1 for instructions, _ in agent.seen if "alpha" in instructions and "bravo" not in instructions) == 1
+    assert (
+        sum(1 for instructions, _ in agent.seen if "alpha" in instructions and "bravo" not in instructions)
+        == 1
+    )
     assert "alpha" in result.output and "bravo" in result.output
 
 
@@ -170,7 +183,9 @@ async def test_retried_task_with_no_agent_is_queued_not_running(control_plane: A
         submitted = await submit(stubs, "doomed", metadata={"echo_fail": "permanent"})
         await wait_status(stubs, submitted.name, enums.TASK_STATUS_FAILED)
     await wait_for(lambda: not control_plane.engine.sessions, 5, message="the agent to leave")
-    retried = (await stubs.tasks.RetryTask(tasks_pb.RetryTaskRequest(name=submitted.name), timeout=RPC_TIMEOUT)).task
+    retried = (
+        await stubs.tasks.RetryTask(tasks_pb.RetryTaskRequest(name=submitted.name), timeout=RPC_TIMEOUT)
+    ).task
     current = (await get(stubs, submitted.name)).task
     assert current.subtasks_running == 0
     assert "no connected agent" in current.status_reason
@@ -182,10 +197,16 @@ async def test_watch_with_progress_streams_progress_events(control_plane: App, s
         quiet = await submit(stubs, "sleep quietly", metadata={"sleep_seconds": "0.3", "sleep_steps": "3"})
         watches = {}
         for include in (True, False):
-            submitted = quiet if not include else await submit(
-                stubs, "sleep loudly", metadata={"sleep_seconds": "0.3", "sleep_steps": "3"})
+            submitted = (
+                quiet
+                if not include
+                else await submit(
+                    stubs, "sleep loudly", metadata={"sleep_seconds": "0.3", "sleep_steps": "3"}
+                )
+            )
             watches[include] = stubs.tasks.WatchTask(
-                tasks_pb.WatchTaskRequest(name=submitted.name, include_progress=include), timeout=15)
+                tasks_pb.WatchTaskRequest(name=submitted.name, include_progress=include), timeout=15
+            )
         collected = {}
         for include, stream in watches.items():
             collected[include] = [m async for m in stream]
@@ -202,8 +223,9 @@ async def test_paused_agent_then_resumed_takes_critical_work_first(control_plane
     agent = GatedAgent()
     agent.gate.set()  # answers at once
     async with running_worker(agent, control_plane.address, max_concurrency=1) as worker:
-        paused = await stubs.agents.PauseAgent(agents_pb.PauseAgentRequest(name=worker.agent_name),
-                                               timeout=RPC_TIMEOUT)
+        paused = await stubs.agents.PauseAgent(
+            agents_pb.PauseAgentRequest(name=worker.agent_name), timeout=RPC_TIMEOUT
+        )
         assert paused.agent.status == enums.AGENT_STATUS_PAUSED
         low = await submit(stubs, "low work", priority=enums.PRIORITY_LOW)
         normal = await submit(stubs, "normal work")
@@ -212,13 +234,17 @@ async def test_paused_agent_then_resumed_takes_critical_work_first(control_plane
             queued = (await get(stubs, t.name)).task
             assert queued.status == enums.TASK_STATUS_QUEUED  # a paused agent takes nothing
         assert agent.seen == []
-        await stubs.agents.ResumeAgent(agents_pb.ResumeAgentRequest(name=worker.agent_name), timeout=RPC_TIMEOUT)
+        await stubs.agents.ResumeAgent(
+            agents_pb.ResumeAgentRequest(name=worker.agent_name), timeout=RPC_TIMEOUT
+        )
         for t in (low, normal, critical):
             await wait_status(stubs, t.name, enums.TASK_STATUS_COMPLETED)
     assert agent.seen == ["critical work", "normal work", "low work"]
 
 
-async def test_dependency_that_already_failed_fails_the_new_task_at_once(control_plane: App, stubs: Stubs) -> None:
+async def test_dependency_that_already_failed_fails_the_new_task_at_once(
+    control_plane: App, stubs: Stubs
+) -> None:
     a = await submit(stubs, "A")
     await stubs.tasks.CancelTask(tasks_pb.CancelTaskRequest(name=a.name), timeout=RPC_TIMEOUT)
     # Let the finished dependency be committed and leave memory: it is then read from storage.
@@ -262,10 +288,12 @@ async def test_concurrent_retries_of_one_request_id_create_one_task(control_plan
         await wait_status(stubs, dep.name, enums.TASK_STATUS_COMPLETED)
     # The finished dependency leaves memory, so accepting the new task reads it from storage.
     await wait_for(lambda: short(dep.name) not in control_plane.engine.tasks, 5, message="eviction")
-    request = tasks_pb.SubmitTaskRequest(task=msgs.Task(description="once", depends_on=[dep.name]),
-                                         request_id="0d9e3c1e-retry-storm")
-    replies = await asyncio.gather(*[stubs.tasks.SubmitTask(request, timeout=RPC_TIMEOUT) for _ in range(10)],
-                                   return_exceptions=True)
+    request = tasks_pb.SubmitTaskRequest(
+        task=msgs.Task(description="once", depends_on=[dep.name]), request_id="0d9e3c1e-retry-storm"
+    )
+    replies = await asyncio.gather(
+        *[stubs.tasks.SubmitTask(request, timeout=RPC_TIMEOUT) for _ in range(10)], return_exceptions=True
+    )
     created = set()
     for reply in replies:
         if isinstance(reply, grpc.aio.AioRpcError):

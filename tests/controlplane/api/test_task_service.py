@@ -92,12 +92,15 @@ def seconds(value: float) -> duration_pb2.Duration:
     return d
 
 
-async def submit(stubs: Stubs, draft: msgs.Task | str = "say hello", request_id: str = "", **fields: Any) -> msgs.Task:
+async def submit(
+    stubs: Stubs, draft: msgs.Task | str = "say hello", request_id: str = "", **fields: Any
+) -> msgs.Task:
     """SubmitTask; returns the task."""
     if isinstance(draft, str):
         draft = task(draft, **fields)
-    reply = await stubs.tasks.SubmitTask(tasks_pb.SubmitTaskRequest(task=draft, request_id=request_id),
-                                         timeout=RPC_TIMEOUT)
+    reply = await stubs.tasks.SubmitTask(
+        tasks_pb.SubmitTaskRequest(task=draft, request_id=request_id), timeout=RPC_TIMEOUT
+    )
     return reply.task
 
 
@@ -132,15 +135,19 @@ async def wait_status(stubs: Stubs, name: str, *statuses: int, timeout: float = 
 
 async def list_all(stubs: Stubs, **filters: Any) -> list[msgs.Task]:
     """Every task ListTasks returns (one large page)."""
-    reply = await stubs.tasks.ListTasks(tasks_pb.ListTasksRequest(page_size=1000, **filters), timeout=RPC_TIMEOUT)
+    reply = await stubs.tasks.ListTasks(
+        tasks_pb.ListTasksRequest(page_size=1000, **filters), timeout=RPC_TIMEOUT
+    )
     assert not reply.next_page_token
     return list(reply.tasks)
 
 
 def fingerprint(tasks: Iterable[msgs.Task]) -> list[tuple[Any, ...]]:
     """What must not change when a call fails."""
-    return [(t.name, t.status, t.priority, t.max_agents, t.description, t.update_time.ToNanoseconds())
-            for t in tasks]
+    return [
+        (t.name, t.status, t.priority, t.max_agents, t.description, t.update_time.ToNanoseconds())
+        for t in tasks
+    ]
 
 
 def mask(*paths: str) -> field_mask_pb2.FieldMask:
@@ -207,14 +214,18 @@ class OrderRecordingEcho(EchoAgent):
 # --- lifecycle -------------------------------------------------------------------
 
 
-async def test_list_description_runs_as_parallel_subtasks_plus_synthesis(control_plane: App, stubs: Stubs) -> None:
+async def test_list_description_runs_as_parallel_subtasks_plus_synthesis(
+    control_plane: App, stubs: Stubs
+) -> None:
     async with running_worker(EchoAgent(), control_plane.address):
         submitted = await submit(stubs, "Compare:\n1. alpha\n2. beta\n3. gamma")
         assert submitted.name.startswith("tasks/")
         done = await wait_status(stubs, submitted.name, enums.TASK_STATUS_COMPLETED, enums.TASK_STATUS_FAILED)
     assert done.status == enums.TASK_STATUS_COMPLETED, done.failure
     assert done.progress == 1.0
-    assert done.start_time.ToNanoseconds() and done.end_time.ToNanoseconds() >= done.start_time.ToNanoseconds()
+    assert (
+        done.start_time.ToNanoseconds() and done.end_time.ToNanoseconds() >= done.start_time.ToNanoseconds()
+    )
 
     full = await get(stubs, submitted.name, full=True)
     work = [s for s in full.plan.subtasks if s.kind != enums.SUBTASK_KIND_SYNTHESIS]
@@ -222,7 +233,11 @@ async def test_list_description_runs_as_parallel_subtasks_plus_synthesis(control
     assert full.plan.planner == "deterministic"
     assert len(work) == 3 and len(synthesis) == 1
     assert sorted(synthesis[0].depends_on) == sorted(s.key for s in work)
-    assert ["alpha" in work[0].instructions, "beta" in work[1].instructions, "gamma" in work[2].instructions] == [True] * 3
+    assert [
+        "alpha" in work[0].instructions,
+        "beta" in work[1].instructions,
+        "gamma" in work[2].instructions,
+    ] == [True] * 3
     assert len(full.subtasks) == 4
     assert all(s.status == enums.SUBTASK_STATUS_COMPLETED for s in full.subtasks)
     assert full.task.subtasks_total == 4 and full.task.subtasks_completed == 4
@@ -279,7 +294,9 @@ async def test_critical_task_runs_before_an_older_low_one(control_plane: App, st
     agent = OrderRecordingEcho()
     async with running_worker(agent, control_plane.address, max_concurrency=1):
         done_low = await wait_status(stubs, low.name, enums.TASK_STATUS_COMPLETED, enums.TASK_STATUS_FAILED)
-        done_critical = await wait_status(stubs, critical.name, enums.TASK_STATUS_COMPLETED, enums.TASK_STATUS_FAILED)
+        done_critical = await wait_status(
+            stubs, critical.name, enums.TASK_STATUS_COMPLETED, enums.TASK_STATUS_FAILED
+        )
     assert agent.order == [critical.name, low.name]
     assert done_critical.end_time.ToNanoseconds() <= done_low.start_time.ToNanoseconds()
 
@@ -289,8 +306,10 @@ async def test_update_priority_reorders_queued_work(control_plane: App, stubs: S
     second = await submit(stubs, "second, low", priority=enums.PRIORITY_LOW)
     await wait_status(stubs, second.name, enums.TASK_STATUS_QUEUED)
     updated = await stubs.tasks.UpdateTask(
-        tasks_pb.UpdateTaskRequest(task=msgs.Task(name=second.name, priority=enums.PRIORITY_CRITICAL, max_agents=7),
-                                   update_mask=mask("priority", "max_agents")),
+        tasks_pb.UpdateTaskRequest(
+            task=msgs.Task(name=second.name, priority=enums.PRIORITY_CRITICAL, max_agents=7),
+            update_mask=mask("priority", "max_agents"),
+        ),
         timeout=RPC_TIMEOUT,
     )
     assert updated.task.priority == enums.PRIORITY_CRITICAL and updated.task.max_agents == 7
@@ -299,8 +318,10 @@ async def test_update_priority_reorders_queued_work(control_plane: App, stubs: S
     assert stored.status == enums.TASK_STATUS_QUEUED
     # Only the masked field changes.
     only_priority = await stubs.tasks.UpdateTask(
-        tasks_pb.UpdateTaskRequest(task=msgs.Task(name=first.name, priority=enums.PRIORITY_HIGH, max_agents=9),
-                                   update_mask=mask("priority")),
+        tasks_pb.UpdateTaskRequest(
+            task=msgs.Task(name=first.name, priority=enums.PRIORITY_HIGH, max_agents=9),
+            update_mask=mask("priority"),
+        ),
         timeout=RPC_TIMEOUT,
     )
     assert only_priority.task.priority == enums.PRIORITY_HIGH
@@ -326,7 +347,9 @@ async def test_dependant_waits_then_runs_after_its_dependency(control_plane: App
     assert done_b.start_time.ToNanoseconds() >= done_a.end_time.ToNanoseconds()
 
 
-async def test_dependant_runs_at_once_when_dependency_already_completed(control_plane: App, stubs: Stubs) -> None:
+async def test_dependant_runs_at_once_when_dependency_already_completed(
+    control_plane: App, stubs: Stubs
+) -> None:
     async with running_worker(EchoAgent(), control_plane.address):
         a = await submit(stubs, "step A")
         await wait_status(stubs, a.name, enums.TASK_STATUS_COMPLETED)
@@ -353,8 +376,9 @@ async def test_failed_dependency_fails_the_dependant(control_plane: App, stubs: 
 async def test_cancelled_dependency_fails_the_dependant(control_plane: App, stubs: Stubs) -> None:
     a = await submit(stubs, "step A")
     b = await submit(stubs, "step B", depends_on=[a.name])
-    cancelled = await stubs.tasks.CancelTask(tasks_pb.CancelTaskRequest(name=a.name, reason="not needed"),
-                                             timeout=RPC_TIMEOUT)
+    cancelled = await stubs.tasks.CancelTask(
+        tasks_pb.CancelTaskRequest(name=a.name, reason="not needed"), timeout=RPC_TIMEOUT
+    )
     assert cancelled.task.status == enums.TASK_STATUS_CANCELLED
     assert cancelled.task.failure.reason == errors.ERROR_REASON_CANCELLED
     assert "not needed" in cancelled.task.failure.message
@@ -375,10 +399,14 @@ async def test_retryable_failure_is_retried_and_completes(control_plane: App, st
     assert result.output == "flaky work"
 
 
-async def test_permanent_failure_fails_the_task_with_the_agents_message(control_plane: App, stubs: Stubs) -> None:
+async def test_permanent_failure_fails_the_task_with_the_agents_message(
+    control_plane: App, stubs: Stubs
+) -> None:
     async with running_worker(EchoAgent(), control_plane.address):
         submitted = await submit(stubs, "doomed work", metadata={"echo_fail": "permanent"})
-        failed = await wait_status(stubs, submitted.name, enums.TASK_STATUS_FAILED, enums.TASK_STATUS_COMPLETED)
+        failed = await wait_status(
+            stubs, submitted.name, enums.TASK_STATUS_FAILED, enums.TASK_STATUS_COMPLETED
+        )
     assert failed.status == enums.TASK_STATUS_FAILED
     assert failed.failure.reason == errors.ERROR_REASON_AGENT_FAILED
     assert "echo was asked to fail" in failed.failure.message
@@ -397,13 +425,14 @@ async def test_cancel_reaches_the_running_agent_within_a_second(control_plane: A
         running = await wait_status(stubs, submitted.name, enums.TASK_STATUS_RUNNING)
         assert running.subtasks_running == 1
         await wait_for(lambda: worker._running, 5, message="the worker to run the assignment")
-        reply = await stubs.tasks.CancelTask(tasks_pb.CancelTaskRequest(name=submitted.name, reason="changed my mind"),
-                                             timeout=RPC_TIMEOUT)
+        reply = await stubs.tasks.CancelTask(
+            tasks_pb.CancelTaskRequest(name=submitted.name, reason="changed my mind"), timeout=RPC_TIMEOUT
+        )
         assert reply.task.status == enums.TASK_STATUS_CANCELLED
         await wait_for(lambda: not worker._running, 1.0, message="the agent's work to be cancelled")
         await wait_for(lambda: agent.cancelled, 1.0, message="the handler to see CancelledError")
     assert agent.cancelled == agent.started
-    cancelled = (await get(stubs, submitted.name, full=True))
+    cancelled = await get(stubs, submitted.name, full=True)
     assert cancelled.task.status == enums.TASK_STATUS_CANCELLED
     assert cancelled.task.failure.reason == errors.ERROR_REASON_CANCELLED
     assert "changed my mind" in cancelled.task.failure.message
@@ -413,10 +442,12 @@ async def test_cancel_reaches_the_running_agent_within_a_second(control_plane: A
 async def test_timeout_fails_the_task_and_stops_the_agent(control_plane: App, stubs: Stubs) -> None:
     agent = RecordingSleepAgent()
     async with running_worker(agent, control_plane.address) as worker:
-        submitted = await submit(stubs, "sleep past the deadline", metadata={"sleep_seconds": "30"},
-                                 timeout=seconds(0.5))
-        failed = await wait_status(stubs, submitted.name, enums.TASK_STATUS_FAILED, enums.TASK_STATUS_COMPLETED,
-                                   timeout=5)
+        submitted = await submit(
+            stubs, "sleep past the deadline", metadata={"sleep_seconds": "30"}, timeout=seconds(0.5)
+        )
+        failed = await wait_status(
+            stubs, submitted.name, enums.TASK_STATUS_FAILED, enums.TASK_STATUS_COMPLETED, timeout=5
+        )
         await wait_for(lambda: not worker._running, 1.0, message="the timed-out work to be cancelled")
     assert failed.status == enums.TASK_STATUS_FAILED
     assert failed.failure.reason == errors.ERROR_REASON_TIMED_OUT
@@ -428,12 +459,20 @@ async def test_timeout_fails_the_task_and_stops_the_agent(control_plane: App, st
 async def test_retry_task_runs_a_failed_task_again(control_plane: App, stubs: Stubs) -> None:
     async with running_worker(EchoAgent(), control_plane.address):
         # Fails once (retryable) with no retries allowed, so the task fails; the retry's attempt 1 succeeds.
-        submitted = await submit(stubs, "second time lucky", metadata={"echo_fail": "retryable"},
-                                 retry_policy=msgs.RetryPolicy(max_retries=0))
-        failed = await wait_status(stubs, submitted.name, enums.TASK_STATUS_FAILED, enums.TASK_STATUS_COMPLETED)
+        submitted = await submit(
+            stubs,
+            "second time lucky",
+            metadata={"echo_fail": "retryable"},
+            retry_policy=msgs.RetryPolicy(max_retries=0),
+        )
+        failed = await wait_status(
+            stubs, submitted.name, enums.TASK_STATUS_FAILED, enums.TASK_STATUS_COMPLETED
+        )
         assert failed.status == enums.TASK_STATUS_FAILED
         assert failed.failure.reason == errors.ERROR_REASON_AGENT_FAILED
-        retried = await stubs.tasks.RetryTask(tasks_pb.RetryTaskRequest(name=submitted.name), timeout=RPC_TIMEOUT)
+        retried = await stubs.tasks.RetryTask(
+            tasks_pb.RetryTaskRequest(name=submitted.name), timeout=RPC_TIMEOUT
+        )
         assert not retried.task.status in (enums.TASK_STATUS_FAILED, enums.TASK_STATUS_CANCELLED)
         assert retried.task.retries == 1
         done = await wait_status(stubs, submitted.name, enums.TASK_STATUS_COMPLETED, enums.TASK_STATUS_FAILED)
@@ -474,13 +513,19 @@ async def test_watch_streams_snapshot_then_events_until_terminal(control_plane: 
     assert last.task.status == enums.TASK_STATUS_COMPLETED
     assert last.event.type == enums.EVENT_TYPE_TASK_STATUS_CHANGED
     assert last.event.to_status.endswith("COMPLETED")
-    task_changes = [(m.event.from_status, m.event.to_status) for m in messages
-                    if m.event.type == enums.EVENT_TYPE_TASK_STATUS_CHANGED]
+    task_changes = [
+        (m.event.from_status, m.event.to_status)
+        for m in messages
+        if m.event.type == enums.EVENT_TYPE_TASK_STATUS_CHANGED
+    ]
     assert len(task_changes) == 2, task_changes  # QUEUED -> RUNNING -> COMPLETED
     assert task_changes[0][0].endswith("QUEUED") and task_changes[0][1].endswith("RUNNING")
     assert task_changes[1][0].endswith("RUNNING") and task_changes[1][1].endswith("COMPLETED")
-    sub_done = [m for m in messages if m.event.type == enums.EVENT_TYPE_SUBTASK_STATUS_CHANGED
-                and m.event.to_status.endswith("COMPLETED")]
+    sub_done = [
+        m
+        for m in messages
+        if m.event.type == enums.EVENT_TYPE_SUBTASK_STATUS_CHANGED and m.event.to_status.endswith("COMPLETED")
+    ]
     assert len(sub_done) == 3  # two parts and the synthesis
     assert all(m.subtask.name.startswith(submitted.name + "/subtasks/") for m in sub_done)
     assert all(m.event.task == submitted.name for m in messages)
@@ -489,7 +534,9 @@ async def test_watch_streams_snapshot_then_events_until_terminal(control_plane: 
 async def test_watch_of_a_finished_task_sends_only_the_snapshot(control_plane: App, stubs: Stubs) -> None:
     submitted = await submit(stubs, "cancel me")
     await stubs.tasks.CancelTask(tasks_pb.CancelTaskRequest(name=submitted.name), timeout=RPC_TIMEOUT)
-    messages = [m async for m in stubs.tasks.WatchTask(tasks_pb.WatchTaskRequest(name=submitted.name), timeout=5)]
+    messages = [
+        m async for m in stubs.tasks.WatchTask(tasks_pb.WatchTaskRequest(name=submitted.name), timeout=5)
+    ]
     assert len(messages) == 1
     assert not messages[0].HasField("event")
     assert messages[0].task.status == enums.TASK_STATUS_CANCELLED
@@ -500,7 +547,9 @@ async def test_end_to_end_on_postgresql(pg_control_plane: App) -> None:
     try:
         async with running_worker(EchoAgent(), pg_control_plane.address):
             submitted = await submit(stubs, "Plan:\n- red\n- green\n- blue")
-            done = await wait_status(stubs, submitted.name, enums.TASK_STATUS_COMPLETED, enums.TASK_STATUS_FAILED)
+            done = await wait_status(
+                stubs, submitted.name, enums.TASK_STATUS_COMPLETED, enums.TASK_STATUS_FAILED
+            )
         assert done.status == enums.TASK_STATUS_COMPLETED, done.failure
         result = await results(stubs, submitted.name)
         assert len(result.subtasks) == 4

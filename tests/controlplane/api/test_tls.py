@@ -57,6 +57,7 @@ async def reachable(address: str, credentials: Any) -> bool:
 
 # --- TLS --------------------------------------------------------------------------------------
 
+
 async def test_tls_round_trip_with_an_agent_process(tls_plane: App, pki: Pki, agent_processes: Any) -> None:
     agent_processes(local(tls_plane), "echo", *pki.client_args())
     await wait_for_agents(tls_plane, 1)
@@ -80,15 +81,19 @@ async def test_client_trusting_another_ca_is_refused(tls_plane: App, pki: Pki) -
 
 async def test_server_name_override_checks_the_certificate_for_that_name(tls_plane: App, pki: Pki) -> None:
     credentials = tls_credentials(ca=pki.ca)
-    async with Client(local(tls_plane), credentials=credentials, tls_server_name="localhost", timeout=3) as client:
+    async with Client(
+        local(tls_plane), credentials=credentials, tls_server_name="localhost", timeout=3
+    ) as client:
         await client.status()  # the certificate names localhost
-    async with Client(local(tls_plane), credentials=credentials, tls_server_name="maos.example.com",
-                      timeout=3) as client:
+    async with Client(
+        local(tls_plane), credentials=credentials, tls_server_name="maos.example.com", timeout=3
+    ) as client:
         with pytest.raises(UnavailableError):
             await client.status()  # ... but not maos.example.com
 
 
 # --- mutual TLS -------------------------------------------------------------------------------
+
 
 async def test_mutual_tls_refuses_a_client_without_a_certificate(mtls_plane: App, pki: Pki) -> None:
     assert not await reachable(local(mtls_plane), tls_credentials(ca=pki.ca))
@@ -100,10 +105,14 @@ async def test_mutual_tls_refuses_a_certificate_signed_by_another_ca(mtls_plane:
 
 
 async def test_mutual_tls_accepts_a_certificate_signed_by_the_client_ca(mtls_plane: App, pki: Pki) -> None:
-    assert await reachable(local(mtls_plane), tls_credentials(ca=pki.ca, cert=pki.client.cert, key=pki.client.key))
+    assert await reachable(
+        local(mtls_plane), tls_credentials(ca=pki.ca, cert=pki.client.cert, key=pki.client.key)
+    )
 
 
-async def test_mutual_tls_agent_process_completes_work(mtls_plane: App, pki: Pki, agent_processes: Any) -> None:
+async def test_mutual_tls_agent_process_completes_work(
+    mtls_plane: App, pki: Pki, agent_processes: Any
+) -> None:
     agent_processes(local(mtls_plane), "echo", *pki.client_args(mutual=True))
     await wait_for_agents(mtls_plane, 1)
     credentials = tls_credentials(ca=pki.ca, cert=pki.client.cert, key=pki.client.key)
@@ -113,9 +122,15 @@ async def test_mutual_tls_agent_process_completes_work(mtls_plane: App, pki: Pki
 
 
 async def test_launched_agents_connect_with_the_client_tls_settings(maos_home: Path, pki: Pki) -> None:
-    settings = make_settings(maos_home, **pki.server_settings(mutual=True), **{
-        "client.tls.ca_file": str(pki.ca), "client.tls.cert_file": str(pki.client.cert),
-        "client.tls.key_file": str(pki.client.key)})
+    settings = make_settings(
+        maos_home,
+        **pki.server_settings(mutual=True),
+        **{
+            "client.tls.ca_file": str(pki.ca),
+            "client.tls.cert_file": str(pki.client.cert),
+            "client.tls.key_file": str(pki.client.key),
+        },
+    )
     app = await start_app(settings)
     try:
         launch = await app.launcher.spawn("echo")
@@ -129,11 +144,13 @@ async def test_launched_agents_connect_with_the_client_tls_settings(maos_home: P
 
 
 async def test_launching_under_mutual_tls_without_a_client_certificate_fails_precisely(
-        maos_home: Path, pki: Pki) -> None:
+    maos_home: Path, pki: Pki
+) -> None:
     from controlplane.errors import FailedPrecondition
 
-    app = await start_app(make_settings(maos_home, **pki.server_settings(mutual=True),
-                                        **{"client.tls.ca_file": str(pki.ca)}))
+    app = await start_app(
+        make_settings(maos_home, **pki.server_settings(mutual=True), **{"client.tls.ca_file": str(pki.ca)})
+    )
     try:
         with pytest.raises(FailedPrecondition) as refused:
             await app.launcher.spawn("echo")
@@ -144,16 +161,21 @@ async def test_launching_under_mutual_tls_without_a_client_certificate_fails_pre
 
 
 async def test_certificate_subject_is_audited_and_a_key_is_still_required(maos_home: Path, pki: Pki) -> None:
-    app = await start_app(make_settings(maos_home, **pki.server_settings(mutual=True),
-                                        **{"security.auth": "required"}))
+    app = await start_app(
+        make_settings(maos_home, **pki.server_settings(mutual=True), **{"security.auth": "required"})
+    )
     try:
         credentials = tls_credentials(ca=pki.ca, cert=pki.client.cert, key=pki.client.key)
         async with Client(local(app), credentials=credentials, timeout=5) as anonymous:
             with pytest.raises(UnauthenticatedError):
                 await anonymous.status()  # a certificate alone grants nothing
-        async with Client(local(app), token=await admin_key(app), credentials=credentials, timeout=5) as admin:
+        async with Client(
+            local(app), token=await admin_key(app), credentials=credentials, timeout=5
+        ) as admin:
             await admin.submit_task(description="audited")
-            records = await wait_for(lambda: admin.list_audit_records(action="SubmitTask"), message="the audit record")
+            records = await wait_for(
+                lambda: admin.list_audit_records(action="SubmitTask"), message="the audit record"
+            )
         record = records[0]
         assert record.principal == "users/admin" and record.status_code == "OK"
         assert record.peer.endswith("(client certificate CN=alice.example.com,O=MAOS tests)")
@@ -164,6 +186,7 @@ async def test_certificate_subject_is_audited_and_a_key_is_still_required(maos_h
 
 # --- reload -----------------------------------------------------------------------------------
 
+
 def replace(target: Path, source: Path) -> None:
     """Swap a file for another's content atomically (how certificate renewals are usually written)."""
     temp = target.with_suffix(".new")
@@ -171,8 +194,9 @@ def replace(target: Path, source: Path) -> None:
     os.replace(temp, target)
 
 
-async def test_renewed_server_certificate_applies_to_new_connections(tls_plane: App, pki: Pki,
-                                                                     tmp_path: Path) -> None:
+async def test_renewed_server_certificate_applies_to_new_connections(
+    tls_plane: App, pki: Pki, tmp_path: Path
+) -> None:
     address = local(tls_plane)
     assert await reachable(address, tls_credentials(ca=pki.ca))
     folder = tmp_path / "renewed"
@@ -181,7 +205,9 @@ async def test_renewed_server_certificate_applies_to_new_connections(tls_plane: 
     renewed = issue(folder, "server", "maos-server", new_ca, new_ca_key, server=True)
 
     replace(pki.server.cert, renewed.cert)  # half-way: the old key does not match the new certificate
-    assert await reachable(address, tls_credentials(ca=pki.ca)), "a broken renewal must keep the old certificate"
+    assert await reachable(address, tls_credentials(ca=pki.ca)), (
+        "a broken renewal must keep the old certificate"
+    )
     replace(pki.server.key, renewed.key)
     assert await reachable(address, tls_credentials(ca=new_ca_path))
     assert not await reachable(address, tls_credentials(ca=pki.ca))
@@ -189,6 +215,7 @@ async def test_renewed_server_certificate_applies_to_new_connections(tls_plane: 
 
 
 # --- binding ----------------------------------------------------------------------------------
+
 
 async def test_tls_may_bind_beyond_localhost(maos_home: Path, pki: Pki) -> None:
     app = build_app(make_settings(maos_home, **pki.server_settings()))
@@ -222,6 +249,7 @@ def test_check_bind_address() -> None:
 
 
 # --- bad configuration ------------------------------------------------------------------------
+
 
 def settings_with(home: Path, **tls: Any) -> Any:
     return make_settings(home, **{f"server.tls.{key}": value for key, value in tls.items()})
@@ -264,18 +292,26 @@ def test_half_configured_tls_fails(maos_home: Path, pki: Pki) -> None:
     assert refusal(maos_home, cert_file=pki.server.cert).message.startswith("server.tls.key_file is not set")
     assert refusal(maos_home, key_file=pki.server.key).message.startswith("server.tls.cert_file is not set")
     assert refusal(maos_home, require_client_auth=True).message == (
-        "server.tls.require_client_auth needs TLS: set server.tls.cert_file and server.tls.key_file too")
+        "server.tls.require_client_auth needs TLS: set server.tls.cert_file and server.tls.key_file too"
+    )
 
 
 def test_files_that_are_not_pem_or_do_not_match_fail(maos_home: Path, pki: Pki, tmp_path: Path) -> None:
     junk = tmp_path / "junk.pem"
     junk.write_text("not a certificate\n")
     assert refusal(maos_home, cert_file=junk, key_file=pki.server.key).message == (
-        f"server.tls.cert_file: certificate file {junk} is not PEM (it has no '-----BEGIN CERTIFICATE-----' line)")
+        f"server.tls.cert_file: certificate file {junk} is not PEM (it has no '-----BEGIN CERTIFICATE-----' line)"
+    )
     assert refusal(maos_home, cert_file=pki.server.cert, key_file=pki.client.key).message == (
-        f"server.tls.key_file: private key {pki.client.key} does not belong to the certificate in {pki.server.cert}")
-    error = refusal(maos_home, cert_file=pki.server.cert, key_file=pki.server.key, client_ca_file=junk,
-                    require_client_auth=True)
+        f"server.tls.key_file: private key {pki.client.key} does not belong to the certificate in {pki.server.cert}"
+    )
+    error = refusal(
+        maos_home,
+        cert_file=pki.server.cert,
+        key_file=pki.server.key,
+        client_ca_file=junk,
+        require_client_auth=True,
+    )
     assert error.message.startswith(f"server.tls.client_ca_file: CA certificate file {junk} is not PEM")
 
 
@@ -287,9 +323,14 @@ def test_unreadable_directory_instead_of_a_file_fails(maos_home: Path, pki: Pki,
 def test_tls_settings_come_from_the_environment(maos_home: Path, pki: Pki) -> None:
     from controlplane.config import load_settings
 
-    settings = load_settings(home=maos_home, environ={"MAOS_SERVER_TLS_CERT_FILE": str(pki.server.cert),
-                                                       "MAOS_SERVER_TLS_KEY_FILE": str(pki.server.key),
-                                                       "MAOS_SERVER_TLS_CLIENT_CA_FILE": str(pki.ca),
-                                                       "MAOS_SERVER_TLS_REQUIRE_CLIENT_AUTH": "true"})
+    settings = load_settings(
+        home=maos_home,
+        environ={
+            "MAOS_SERVER_TLS_CERT_FILE": str(pki.server.cert),
+            "MAOS_SERVER_TLS_KEY_FILE": str(pki.server.key),
+            "MAOS_SERVER_TLS_CLIENT_CA_FILE": str(pki.ca),
+            "MAOS_SERVER_TLS_REQUIRE_CLIENT_AUTH": "true",
+        },
+    )
     tls = server_tls(settings)
     assert tls is not None and tls.require_client_auth and tls.client_ca_file == str(pki.ca)

@@ -39,33 +39,60 @@ async def first_event(stubs: Stubs, **fields: Any) -> None:
         call.cancel()
 
 
-@pytest.mark.parametrize(("fields", "field"), [
-    pytest.param({"event_types": [999]}, "event_types[0]", id="unknown-type"),
-    pytest.param({"event_types": [1, 0]}, "event_types[1]", id="unspecified-type"),
-    pytest.param({"after_event_id": "١.٢"}, "after_event_id", id="arabic-indic-digits"),
-    pytest.param({"after_event_id": "².1"}, "after_event_id", id="superscript-digit"),
-    pytest.param({"after_event_id": "1." + "9" * 40}, "after_event_id", id="huge-sequence"),
-])
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        pytest.param({"event_types": [999]}, "event_types[0]", id="unknown-type"),
+        pytest.param({"event_types": [1, 0]}, "event_types[1]", id="unspecified-type"),
+        pytest.param({"after_event_id": "١.٢"}, "after_event_id", id="arabic-indic-digits"),
+        pytest.param({"after_event_id": "².1"}, "after_event_id", id="superscript-digit"),
+        pytest.param({"after_event_id": "1." + "9" * 40}, "after_event_id", id="huge-sequence"),
+    ],
+)
 async def test_watch_events_refuses_bad_filters(stubs: Stubs, fields: dict[str, Any], field: str) -> None:
     failure = await rpc_failure(first_event(stubs, **fields))
     assert_failure(failure, INVALID, INVALID_FIELD, field)
 
 
-@pytest.mark.parametrize(("fields", "field"), [
-    pytest.param({"timeout": duration_pb2.Duration(seconds=0, nanos=-5)}, "task.timeout", id="negative-nanos"),
-    pytest.param({"timeout": duration_pb2.Duration(seconds=5, nanos=-1)}, "task.timeout", id="mixed-signs"),
-    pytest.param({"timeout": duration_pb2.Duration(seconds=5, nanos=2_000_000_000)}, "task.timeout",
-                 id="nanos-out-of-range"),
-    pytest.param({"retry_policy": msgs.RetryPolicy(initial_backoff=duration_pb2.Duration(nanos=-1))},
-                 "task.retry_policy.initial_backoff", id="backoff-negative-nanos"),
-    pytest.param({"retry_policy": msgs.RetryPolicy(max_backoff=duration_pb2.Duration(seconds=10**15))},
-                 "task.retry_policy.max_backoff", id="backoff-out-of-range"),
-    pytest.param({"consensus": msgs.ConsensusPolicy(required=True, round_timeout=duration_pb2.Duration(
-        seconds=-1, nanos=5))}, "task.consensus.round_timeout", id="round-timeout-mixed-signs"),
-])
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        pytest.param(
+            {"timeout": duration_pb2.Duration(seconds=0, nanos=-5)}, "task.timeout", id="negative-nanos"
+        ),
+        pytest.param(
+            {"timeout": duration_pb2.Duration(seconds=5, nanos=-1)}, "task.timeout", id="mixed-signs"
+        ),
+        pytest.param(
+            {"timeout": duration_pb2.Duration(seconds=5, nanos=2_000_000_000)},
+            "task.timeout",
+            id="nanos-out-of-range",
+        ),
+        pytest.param(
+            {"retry_policy": msgs.RetryPolicy(initial_backoff=duration_pb2.Duration(nanos=-1))},
+            "task.retry_policy.initial_backoff",
+            id="backoff-negative-nanos",
+        ),
+        pytest.param(
+            {"retry_policy": msgs.RetryPolicy(max_backoff=duration_pb2.Duration(seconds=10**15))},
+            "task.retry_policy.max_backoff",
+            id="backoff-out-of-range",
+        ),
+        pytest.param(
+            {
+                "consensus": msgs.ConsensusPolicy(
+                    required=True, round_timeout=duration_pb2.Duration(seconds=-1, nanos=5)
+                )
+            },
+            "task.consensus.round_timeout",
+            id="round-timeout-mixed-signs",
+        ),
+    ],
+)
 async def test_submit_refuses_invalid_durations(stubs: Stubs, fields: dict[str, Any], field: str) -> None:
-    failure = await rpc_failure(stubs.tasks.SubmitTask(tasks_pb.SubmitTaskRequest(task=task("d", **fields)),
-                                                       timeout=RPC_TIMEOUT))
+    failure = await rpc_failure(
+        stubs.tasks.SubmitTask(tasks_pb.SubmitTaskRequest(task=task("d", **fields)), timeout=RPC_TIMEOUT)
+    )
     assert_failure(failure, INVALID, INVALID_FIELD, field)
     listed = await stubs.tasks.ListTasks(tasks_pb.ListTasksRequest(), timeout=RPC_TIMEOUT)
     assert list(listed.tasks) == []
@@ -73,14 +100,15 @@ async def test_submit_refuses_invalid_durations(stubs: Stubs, fields: dict[str, 
 
 BAD_TIMESTAMPS = [
     pytest.param(timestamp_pb2.Timestamp(seconds=10**12), id="after-year-9999"),
-    pytest.param(timestamp_pb2.Timestamp(seconds=-10**12), id="before-year-1"),
+    pytest.param(timestamp_pb2.Timestamp(seconds=-(10**12)), id="before-year-1"),
     pytest.param(timestamp_pb2.Timestamp(seconds=5, nanos=-1), id="negative-nanos"),
 ]
 
 
 @pytest.mark.parametrize("stamp", BAD_TIMESTAMPS)
-async def test_list_filters_refuse_out_of_range_timestamps(stubs: Stubs, control_plane: Any,
-                                                           stamp: timestamp_pb2.Timestamp) -> None:
+async def test_list_filters_refuse_out_of_range_timestamps(
+    stubs: Stubs, control_plane: Any, stamp: timestamp_pb2.Timestamp
+) -> None:
     calls = [
         stubs.tasks.ListTasks(tasks_pb.ListTasksRequest(since=stamp), timeout=RPC_TIMEOUT),
         stubs.system.ListLogs(system_pb.ListLogsRequest(since=stamp), timeout=RPC_TIMEOUT),
@@ -112,12 +140,17 @@ async def test_every_list_refuses_a_negative_page_size(stubs: Stubs) -> None:
         assert_failure(await rpc_failure(call), INVALID, INVALID_FIELD, "page_size")
 
 
-@pytest.mark.parametrize("grace", [
-    pytest.param(duration_pb2.Duration(seconds=10**9), id="a-billion-seconds"),
-    pytest.param(duration_pb2.Duration(seconds=1, nanos=-1), id="mixed-signs"),
-])
+@pytest.mark.parametrize(
+    "grace",
+    [
+        pytest.param(duration_pb2.Duration(seconds=10**9), id="a-billion-seconds"),
+        pytest.param(duration_pb2.Duration(seconds=1, nanos=-1), id="mixed-signs"),
+    ],
+)
 async def test_drain_refuses_an_invalid_grace(stubs: Stubs, grace: duration_pb2.Duration) -> None:
-    failure = await rpc_failure(stubs.agents.DrainAgent(agents_pb.DrainAgentRequest(name="agents/nobody",
-                                                                                    grace=grace),
-                                                        timeout=RPC_TIMEOUT))
+    failure = await rpc_failure(
+        stubs.agents.DrainAgent(
+            agents_pb.DrainAgentRequest(name="agents/nobody", grace=grace), timeout=RPC_TIMEOUT
+        )
+    )
     assert_failure(failure, INVALID, INVALID_FIELD, "grace")

@@ -51,7 +51,10 @@ async def test_export_import_round_trip(client: Client, control_plane: App) -> N
     await client.delete_checkpoint(ck.name)
     with pytest.raises(MaosRpcError) as err:
         await client.get_checkpoint(ck.name)
-    assert err.value.code == grpc.StatusCode.NOT_FOUND and err.value.reason == "ERROR_REASON_CHECKPOINT_NOT_FOUND"
+    assert (
+        err.value.code == grpc.StatusCode.NOT_FOUND
+        and err.value.reason == "ERROR_REASON_CHECKPOINT_NOT_FOUND"
+    )
     imported = await client.import_checkpoint(meta, payload, chunk_size=1000)
     assert imported.sha256 == ck.sha256 and imported.task_count == 5 and imported.name == ck.name
     _, again = await client.export_checkpoint(ck.name)
@@ -73,9 +76,12 @@ async def test_corrupted_payload_is_refused(client: Client, control_plane: App) 
 
     # A stored checkpoint damaged in the database is refused by verify and by recover.
     from sqlalchemy import text
+
     with control_plane.storage.backend.engine.begin() as conn:
-        conn.execute(text("UPDATE checkpoints SET payload = :p WHERE id = :i"),
-                     {"p": bytes(bad), "i": ck.name.split("/")[1]})
+        conn.execute(
+            text("UPDATE checkpoints SET payload = :p WHERE id = :i"),
+            {"p": bytes(bad), "i": ck.name.split("/")[1]},
+        )
     for verify in (True, False):
         with pytest.raises(MaosRpcError) as err:
             await client.recover(ck.name, verify_only=verify)
@@ -131,8 +137,10 @@ async def test_recover_after_database_wipe(maos_home: Path, tmp_path: Path) -> N
             after = await task_snapshot(client)
             assert {k: v for k, v in after.items() if k not in fresh} == before
             assert after[task.name][0] == enums.TASK_STATUS_CANCELLED
-            assert len(app.engine.tasks) == sum(1 for s, *_ in before.values()
-                                                if s != enums.TASK_STATUS_CANCELLED) + 1
+            assert (
+                len(app.engine.tasks)
+                == sum(1 for s, *_ in before.values() if s != enums.TASK_STATUS_CANCELLED) + 1
+            )
     finally:
         await app.stop(grace=1.0)
 
@@ -177,14 +185,19 @@ async def test_interval_only_when_changed_and_retention(maos_home: Path) -> None
             await wait_for(lambda: _has(client, 1))
             version = app.engine.state_version
             ticks = app.engine.started_at  # any later time works: wait for five more intervals to pass
-            await wait_for(lambda: time.time() > ticks + 0.5 and app.engine.state_version == version, 5,
-                           message="five idle intervals")  # nothing changed: no new checkpoint
+            await wait_for(
+                lambda: time.time() > ticks + 0.5 and app.engine.state_version == version,
+                5,
+                message="five idle intervals",
+            )  # nothing changed: no new checkpoint
             page = await client.list_checkpoints()
             assert len(page.checkpoints) == 1 and page.checkpoints[0].automatic
             assert first is not None
             for i in range(3):
                 await submit(client, 1)
-                await wait_for(lambda i=i: _newest_has(client, i + 1), message=f"checkpoint with {i + 1} tasks")
+                await wait_for(
+                    lambda i=i: _newest_has(client, i + 1), message=f"checkpoint with {i + 1} tasks"
+                )
             page = await client.list_checkpoints()
             assert len(page.checkpoints) == 2  # retention.count
             assert page.checkpoints[0].task_count == 3

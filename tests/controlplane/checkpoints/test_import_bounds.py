@@ -35,8 +35,12 @@ CORRUPT = "ERROR_REASON_CHECKPOINT_CORRUPT"
 @pytest.fixture
 async def plane(tmp_path: Path) -> AsyncIterator[tuple[App, Client]]:
     """A control plane accepting uploads of at most 1 MB that inflate to at most 4 MB."""
-    app = await start_app(make_settings(tmp_path / "home", **{
-        "limits.checkpoint_import_bytes": MB, "limits.checkpoint_inflated_bytes": 4 * MB}))
+    app = await start_app(
+        make_settings(
+            tmp_path / "home",
+            **{"limits.checkpoint_import_bytes": MB, "limits.checkpoint_inflated_bytes": 4 * MB},
+        )
+    )
     client = Client(app.address)
     try:
         yield app, client
@@ -58,7 +62,7 @@ def upload(client: Client, data: bytes, chunk: int = 64 * 1024) -> Any:
     """The raw ImportCheckpoint call: metadata (with the payload's checksum), then the payload in chunks."""
     meta = msgs.Checkpoint(name="checkpoints/imported", sha256=hashlib.sha256(data).hexdigest())
     parts = [pb.ImportCheckpointRequest(checkpoint=meta)]
-    parts += [pb.ImportCheckpointRequest(chunk=data[i:i + chunk]) for i in range(0, len(data), chunk)]
+    parts += [pb.ImportCheckpointRequest(chunk=data[i : i + chunk]) for i in range(0, len(data), chunk)]
     return pb_grpc.CheckpointServiceStub(client.channel).ImportCheckpoint(iter(parts), timeout=30)
 
 
@@ -88,18 +92,33 @@ async def test_an_upload_over_the_size_limit_is_refused(plane: tuple[App, Client
 ROW = {"table": "agents", "columns": ["id", "data"], "binary": [], "rows": [["a1", "{}"]]}
 
 
-@pytest.mark.parametrize(("header", "part", "why"), [
-    pytest.param({**HEADER, "components": ["agents", "evil"]}, ROW, "unknown or repeated components", id="component"),
-    pytest.param(HEADER, {**ROW, "table": "api_keys"}, "'api_keys' is unknown", id="table-of-no-component"),
-    pytest.param(HEADER, {**ROW, "table": "tasks"}, "'tasks' is unknown", id="table-of-another-component"),
-    pytest.param(HEADER, {**ROW, "columns": ["id", "data; DROP TABLE tasks"]}, "column names", id="column-name"),
-    pytest.param(HEADER, {**ROW, "columns": ["id", "id"]}, "column names", id="repeated-column"),
-    pytest.param(HEADER, {**ROW, "rows": [["a1"]]}, "does not match its columns", id="short-row"),
-    pytest.param(HEADER, {**ROW, "binary": ["secret"]}, "binary names", id="binary-column"),
-    pytest.param({**HEADER, "create_time": "yesterday"}, ROW, "create_time", id="create-time"),
-])
-async def test_headers_naming_what_is_not_ours_are_refused(plane: tuple[App, Client], header: dict[str, Any],
-                                                           part: dict[str, Any], why: str) -> None:
+@pytest.mark.parametrize(
+    ("header", "part", "why"),
+    [
+        pytest.param(
+            {**HEADER, "components": ["agents", "evil"]},
+            ROW,
+            "unknown or repeated components",
+            id="component",
+        ),
+        pytest.param(
+            HEADER, {**ROW, "table": "api_keys"}, "'api_keys' is unknown", id="table-of-no-component"
+        ),
+        pytest.param(
+            HEADER, {**ROW, "table": "tasks"}, "'tasks' is unknown", id="table-of-another-component"
+        ),
+        pytest.param(
+            HEADER, {**ROW, "columns": ["id", "data; DROP TABLE tasks"]}, "column names", id="column-name"
+        ),
+        pytest.param(HEADER, {**ROW, "columns": ["id", "id"]}, "column names", id="repeated-column"),
+        pytest.param(HEADER, {**ROW, "rows": [["a1"]]}, "does not match its columns", id="short-row"),
+        pytest.param(HEADER, {**ROW, "binary": ["secret"]}, "binary names", id="binary-column"),
+        pytest.param({**HEADER, "create_time": "yesterday"}, ROW, "create_time", id="create-time"),
+    ],
+)
+async def test_headers_naming_what_is_not_ours_are_refused(
+    plane: tuple[App, Client], header: dict[str, Any], part: dict[str, Any], why: str
+) -> None:
     _, client = plane
     failure = await rpc_failure(upload(client, payload(header, part)))
     assert_failure(failure, grpc.StatusCode.FAILED_PRECONDITION, CORRUPT)

@@ -29,8 +29,11 @@ async def client(control_plane: App) -> AsyncIterator[Client]:
 def import_call(client: Client, meta: msgs.Checkpoint, payload: bytes):
     """The raw ImportCheckpoint stream: the metadata, then the payload in two chunks."""
     half = len(payload) // 2
-    parts = [pb.ImportCheckpointRequest(checkpoint=meta), pb.ImportCheckpointRequest(chunk=payload[:half]),
-             pb.ImportCheckpointRequest(chunk=payload[half:])]
+    parts = [
+        pb.ImportCheckpointRequest(checkpoint=meta),
+        pb.ImportCheckpointRequest(chunk=payload[:half]),
+        pb.ImportCheckpointRequest(chunk=payload[half:]),
+    ]
     return pb_grpc.CheckpointServiceStub(client.channel).ImportCheckpoint(iter(parts), timeout=10)
 
 

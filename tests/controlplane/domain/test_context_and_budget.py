@@ -15,11 +15,25 @@ from controlplane.domain.model import Subtask, SubtaskKind
 
 
 def chain() -> dict[str, Subtask]:
-    steps = [("design", []), ("implement", ["design"]), ("test", ["implement"]), ("docs", []),
-             ("synthesis", ["test", "docs"])]
-    return {key: Subtask("t1", key, key.title(), f"do {key}", depends_on=deps, output=f"{key} done",
-                         kind=SubtaskKind.SYNTHESIS if key == "synthesis" else SubtaskKind.WORK)
-            for key, deps in steps}
+    steps = [
+        ("design", []),
+        ("implement", ["design"]),
+        ("test", ["implement"]),
+        ("docs", []),
+        ("synthesis", ["test", "docs"]),
+    ]
+    return {
+        key: Subtask(
+            "t1",
+            key,
+            key.title(),
+            f"do {key}",
+            depends_on=deps,
+            output=f"{key} done",
+            kind=SubtaskKind.SYNTHESIS if key == "synthesis" else SubtaskKind.WORK,
+        )
+        for key, deps in steps
+    }
 
 
 def test_a_step_sees_every_step_it_depends_on_transitively_in_plan_order() -> None:
@@ -37,8 +51,10 @@ def test_texts_that_fit_are_whole_and_the_longest_are_cut_fairly_with_a_note() -
     assert bounded["a"] == ("x" * 100, 0)
     text, omitted = bounded["b"]
     assert omitted == 4000 and text.startswith("y" * 1000)
-    assert text.endswith("[… 4,000 of 5,000 characters left out here (the context limit "
-                         "tasks.context_max_chars); the whole text: maos task results t9]")
+    assert text.endswith(
+        "[… 4,000 of 5,000 characters left out here (the context limit "
+        "tasks.context_max_chars); the whole text: maos task results t9]"
+    )
 
 
 def test_every_cut_text_keeps_a_minimum_share() -> None:
@@ -46,9 +62,11 @@ def test_every_cut_text_keeps_a_minimum_share() -> None:
 
 
 def test_the_plan_outline_names_each_step_and_what_it_follows() -> None:
-    assert plan_outline(None, chain()) == ("- design: Design\n- implement: Implement (after design)\n"
-                                           "- test: Test (after implement)\n- docs: Docs\n"
-                                           "- synthesis: Synthesis (after test, docs)")
+    assert plan_outline(None, chain()) == (
+        "- design: Design\n- implement: Implement (after design)\n"
+        "- test: Test (after implement)\n- docs: Docs\n"
+        "- synthesis: Synthesis (after test, docs)"
+    )
 
 
 def test_a_starting_step_reserves_its_share_of_what_is_free() -> None:

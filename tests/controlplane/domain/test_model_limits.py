@@ -60,9 +60,18 @@ def test_a_call_larger_than_a_minute_waits_for_a_full_bucket_only() -> None:
 def test_headers_teach_the_limits_and_lower_what_is_left() -> None:
     p = pacing(RateLimits(requests_per_minute=1000))
     take(p, 0.0, "a")
-    p.report(0.0, "a", CallOutcome(200, headers={
-        "anthropic-ratelimit-requests-limit": "50", "anthropic-ratelimit-requests-remaining": "0",
-        "anthropic-ratelimit-output-tokens-limit": "8000"}))
+    p.report(
+        0.0,
+        "a",
+        CallOutcome(
+            200,
+            headers={
+                "anthropic-ratelimit-requests-limit": "50",
+                "anthropic-ratelimit-requests-remaining": "0",
+                "anthropic-ratelimit-output-tokens-limit": "8000",
+            },
+        ),
+    )
     assert p.limits() == RateLimits(50, 0, 8000)  # the lower of settings and the API's
     assert not p.decide(0.0, 0, 0).granted  # none remaining: wait for the refill
     assert p.decide(60 / 50, 0, 0).granted

@@ -60,7 +60,9 @@ def test_validate_plan_rejects_cycles_unknown_dependencies_and_fanout() -> None:
     def plan(*steps: PlannedSubtask) -> ExecutionPlan:
         return ExecutionPlan(subtasks=list(steps), planner="test")
 
-    cyclic = plan(PlannedSubtask("a", "a", "a", depends_on=["b"]), PlannedSubtask("b", "b", "b", depends_on=["a"]))
+    cyclic = plan(
+        PlannedSubtask("a", "a", "a", depends_on=["b"]), PlannedSubtask("b", "b", "b", depends_on=["a"])
+    )
     assert "cycle" in validate_plan(cyclic, 10)[0]
     dangling = plan(PlannedSubtask("a", "a", "a", depends_on=["zz"]))
     assert "unknown zz" in validate_plan(dangling, 10)[0]

@@ -17,12 +17,21 @@ from controlplane.domain.review import (
 
 def test_an_approval_and_a_list_of_changes_are_read_from_json_with_text_around_it() -> None:
     assert parse_verdict('{"approved": true, "summary": "fine"}').approved
-    verdict = parse_verdict('Here is my verdict:\n```json\n{"approved": false, "changes": ["a", " b ", ""],'
-                            ' "summary": "two gaps"}\n```')
-    assert (verdict.approved, verdict.changes, verdict.summary, verdict.note) == (False, ["a", "b"], "two gaps", "")
+    verdict = parse_verdict(
+        'Here is my verdict:\n```json\n{"approved": false, "changes": ["a", " b ", ""],'
+        ' "summary": "two gaps"}\n```'
+    )
+    assert (verdict.approved, verdict.changes, verdict.summary, verdict.note) == (
+        False,
+        ["a", "b"],
+        "two gaps",
+        "",
+    )
 
 
-@pytest.mark.parametrize("output", ["ok", "", "{not json}", '{"approved": "yes"}', "[1, 2]", '{"changes": ["x"]}'])
+@pytest.mark.parametrize(
+    "output", ["ok", "", "{not json}", '{"approved": "yes"}', "[1, 2]", '{"changes": ["x"]}']
+)
 def test_output_without_a_verdict_counts_as_an_approval_with_a_note(output: str) -> None:
     verdict = parse_verdict(output)
     assert verdict.approved and verdict.note == NO_VERDICT_NOTE
@@ -35,8 +44,10 @@ def test_a_refusal_without_changes_takes_its_summary_as_the_change_or_else_appro
 
 
 def test_changes_are_bounded() -> None:
-    verdict = parse_verdict('{"approved": false, "changes": %s}' % (
-        '["' + "x" * (MAX_CHANGE_CHARS * 2) + '"' + ', "y"' * (MAX_CHANGES * 2) + "]"))
+    verdict = parse_verdict(
+        '{"approved": false, "changes": %s}'
+        % ('["' + "x" * (MAX_CHANGE_CHARS * 2) + '"' + ', "y"' * (MAX_CHANGES * 2) + "]")
+    )
     assert len(verdict.changes) == MAX_CHANGES and len(verdict.changes[0]) == MAX_CHANGE_CHARS
 
 

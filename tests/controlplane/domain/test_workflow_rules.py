@@ -15,8 +15,12 @@ def _task(description: str, **fields: object) -> Task:
 
 
 def test_placeholders_in_every_text_field_in_order_of_first_use() -> None:
-    task = _task("Build in {language} with {{ framework }}, again {language}", context="for {team}",
-                 constraints="{{style}}", metadata={"stack": "{framework}-{db}"})
+    task = _task(
+        "Build in {language} with {{ framework }}, again {language}",
+        context="for {team}",
+        constraints="{{style}}",
+        metadata={"stack": "{framework}-{db}"},
+    )
     assert rules.placeholders(task) == ["language", "framework", "team", "style", "db"]
     assert rules.placeholders(_task('JSON {"a": 1} and { spaced } and {1x} are text')) == []
 
@@ -72,13 +76,16 @@ def test_sequential_chains_each_task_to_the_one_before() -> None:
     assert [t.depends_on for t in tasks] == [[], ["t0"], ["tx", "t1"]]
 
 
-@pytest.mark.parametrize(("statuses", "expected"), [
-    ([TaskStatus.COMPLETED, TaskStatus.COMPLETED], BatchStatus.COMPLETED),
-    ([TaskStatus.COMPLETED, TaskStatus.RUNNING], BatchStatus.RUNNING),
-    ([TaskStatus.PENDING, TaskStatus.FAILED], BatchStatus.RUNNING),
-    ([TaskStatus.COMPLETED, TaskStatus.CANCELLED], BatchStatus.FAILED),
-    ([TaskStatus.FAILED], BatchStatus.FAILED),
-])
+@pytest.mark.parametrize(
+    ("statuses", "expected"),
+    [
+        ([TaskStatus.COMPLETED, TaskStatus.COMPLETED], BatchStatus.COMPLETED),
+        ([TaskStatus.COMPLETED, TaskStatus.RUNNING], BatchStatus.RUNNING),
+        ([TaskStatus.PENDING, TaskStatus.FAILED], BatchStatus.RUNNING),
+        ([TaskStatus.COMPLETED, TaskStatus.CANCELLED], BatchStatus.FAILED),
+        ([TaskStatus.FAILED], BatchStatus.FAILED),
+    ],
+)
 def test_summary_of_a_submitted_batch(statuses: list[TaskStatus], expected: BatchStatus) -> None:
     summary = rules.summarize(True, statuses, [1.0 if s.finished else 0.5 for s in statuses])
     assert summary.status == expected
@@ -100,6 +107,9 @@ def test_callers_parameter_names_are_bounded_in_errors() -> None:
 
 
 def test_a_template_without_placeholders_says_so() -> None:
-    with pytest.raises(InvalidArgument, match=r"unknown parameters: language \(the template has no parameters: "
-                                              r"its text has no \{placeholders\}\)"):
+    with pytest.raises(
+        InvalidArgument,
+        match=r"unknown parameters: language \(the template has no parameters: "
+        r"its text has no \{placeholders\}\)",
+    ):
         rules.render(_task("Plain"), [], {"language": "python"})

@@ -53,9 +53,14 @@ async def agents(address: str, *opinions: str):
 
 
 def consensus_task(threshold: float, rounds: int = 2, strategy: int = 0) -> t.SubmitTaskRequest:
-    return t.SubmitTaskRequest(task=m.Task(
-        description="Recommend a deployment strategy",
-        consensus=m.ConsensusPolicy(required=True, threshold=threshold, max_rounds=rounds, strategy=strategy)))
+    return t.SubmitTaskRequest(
+        task=m.Task(
+            description="Recommend a deployment strategy",
+            consensus=m.ConsensusPolicy(
+                required=True, threshold=threshold, max_rounds=rounds, strategy=strategy
+            ),
+        )
+    )
 
 
 async def finished(stubs: Stubs, name: str) -> t.GetTaskResponse:
@@ -102,7 +107,9 @@ async def test_no_consensus_keeps_every_candidate_and_vote(control_plane: App, s
 
 
 async def test_unanimous_strategy_from_runtime_config(control_plane: App, stubs: Stubs) -> None:
-    await stubs.system.SetConfig(system_pb.SetConfigRequest(key="consensus.voting_strategy", value="unanimous"))
+    await stubs.system.SetConfig(
+        system_pb.SetConfigRequest(key="consensus.voting_strategy", value="unanimous")
+    )
     async with agents(control_plane.address, "a", "a", "b"):
         reply = await stubs.tasks.SubmitTask(consensus_task(0.5, rounds=1), timeout=5)
         full = await finished(stubs, reply.task.name)

@@ -30,8 +30,11 @@ def walked(engine: Engine) -> tuple[dict[str, int], dict[str, int]]:
 
 async def reported(stubs: Stubs) -> tuple[dict[str, int], dict[str, int], dict[str, int]]:
     status = await stubs.system.GetStatus(system_pb.GetStatusRequest(), timeout=RPC_TIMEOUT)
-    return ({c.state: c.count for c in status.queue}, {c.state: c.count for c in status.subtasks},
-            {c.state: c.count for c in status.tasks})
+    return (
+        {c.state: c.count for c in status.queue},
+        {c.state: c.count for c in status.subtasks},
+        {c.state: c.count for c in status.tasks},
+    )
 
 
 async def assert_counts_match(stubs: Stubs, engine: Engine) -> dict[str, int]:
@@ -50,9 +53,12 @@ async def test_counts_follow_submit_update_cancel_and_completion(control_plane: 
     assert queue["HIGH"] == 1 and queue["NORMAL"] == 1 and queue["LOW"] >= 3
     assert tasks["QUEUED"] == 3
 
-    await stubs.tasks.UpdateTask(tasks_pb.UpdateTaskRequest(
-        task=msgs.Task(name=low.name, priority=enums.PRIORITY_CRITICAL), update_mask=mask("priority")),
-        timeout=RPC_TIMEOUT)
+    await stubs.tasks.UpdateTask(
+        tasks_pb.UpdateTaskRequest(
+            task=msgs.Task(name=low.name, priority=enums.PRIORITY_CRITICAL), update_mask=mask("priority")
+        ),
+        timeout=RPC_TIMEOUT,
+    )
     queue = (await reported(stubs))[0]
     assert "LOW" not in queue and queue["CRITICAL"] >= 3
     await assert_counts_match(stubs, engine)

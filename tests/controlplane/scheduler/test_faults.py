@@ -23,11 +23,14 @@ pytestmark = pytest.mark.slow
 
 
 def sleep_task(seconds: float, steps: int) -> t.SubmitTaskRequest:
-    return t.SubmitTaskRequest(task=m.Task(
-        description="sleep", task_type="sleep",
-        metadata={"sleep_seconds": str(seconds), "sleep_steps": str(steps)},
-        retry_policy=m.RetryPolicy(max_retries=5),
-    ))
+    return t.SubmitTaskRequest(
+        task=m.Task(
+            description="sleep",
+            task_type="sleep",
+            metadata={"sleep_seconds": str(seconds), "sleep_steps": str(steps)},
+            retry_policy=m.RetryPolicy(max_retries=5),
+        )
+    )
 
 
 async def subtask_of(stubs: Stubs, name: str) -> m.Subtask:
@@ -141,7 +144,11 @@ async def _running(stubs: Stubs, name: str) -> bool:
 async def _wait_finished(stubs: Stubs, name: str, timeout: float) -> m.Task:
     async def finished() -> m.Task | None:
         task = (await stubs.tasks.GetTask(t.GetTaskRequest(name=name), timeout=5)).task
-        done = task.status in (enums.TASK_STATUS_COMPLETED, enums.TASK_STATUS_FAILED, enums.TASK_STATUS_CANCELLED)
+        done = task.status in (
+            enums.TASK_STATUS_COMPLETED,
+            enums.TASK_STATUS_FAILED,
+            enums.TASK_STATUS_CANCELLED,
+        )
         return task if done else None
 
     return await wait_for(finished, timeout, interval=0.05, message=f"{name} to finish")
@@ -176,7 +183,9 @@ class RawAgent:
 async def test_duplicated_and_stale_results_are_not_applied(control_plane: App, stubs: Stubs) -> None:
     agent = RawAgent(control_plane.address)
     try:
-        agent.send(register=gw.Register(agent_type="raw", capabilities=["*"], max_concurrency=1, language="test"))
+        agent.send(
+            register=gw.Register(agent_type="raw", capabilities=["*"], max_concurrency=1, language="test")
+        )
         await agent.receive("registered")
         reply = await stubs.tasks.SubmitTask(t.SubmitTaskRequest(task=m.Task(description="once")), timeout=5)
         assignment = (await agent.receive("assignment")).assignment
@@ -234,7 +243,9 @@ async def test_a_stored_result_re_sent_after_a_restart_is_an_accepted_duplicate(
     await cp.wait_ready()
     stubs, agent = Stubs(cp.address), RawAgent(cp.address)
     try:
-        agent.send(register=gw.Register(agent_type="raw", capabilities=["*"], max_concurrency=1, language="test"))
+        agent.send(
+            register=gw.Register(agent_type="raw", capabilities=["*"], max_concurrency=1, language="test")
+        )
         first = (await agent.receive("registered")).registered
         reply = await stubs.tasks.SubmitTask(t.SubmitTaskRequest(task=m.Task(description="once")), timeout=5)
         ref = (await agent.receive("assignment")).assignment.ref
@@ -246,9 +257,15 @@ async def test_a_stored_result_re_sent_after_a_restart_is_an_accepted_duplicate(
         cp.start()
         await cp.wait_ready()
         stubs, agent = Stubs(cp.address), RawAgent(cp.address)
-        agent.send(register=gw.Register(
-            agent_type="raw", capabilities=["*"], max_concurrency=1, language="test",
-            resume=gw.ResumeSession(agent=first.agent, session_id=first.session_id, assignments=[ref])))
+        agent.send(
+            register=gw.Register(
+                agent_type="raw",
+                capabilities=["*"],
+                max_concurrency=1,
+                language="test",
+                resume=gw.ResumeSession(agent=first.agent, session_id=first.session_id, assignments=[ref]),
+            )
+        )
         assert (await agent.receive("registered")).registered.agent == first.agent
 
         agent.send(result=gw.SubtaskResult(ref=ref, output="stored"))

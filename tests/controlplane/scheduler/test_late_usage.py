@@ -19,7 +19,9 @@ async def usage_of(stubs: Stubs, task: str) -> m.TokenUsage:
     return (await stubs.tasks.GetTask(t.GetTaskRequest(name=task), timeout=5)).task.usage
 
 
-async def test_a_cancelled_attempt_is_charged_once_and_only_by_its_agent(control_plane: App, stubs: Stubs) -> None:
+async def test_a_cancelled_attempt_is_charged_once_and_only_by_its_agent(
+    control_plane: App, stubs: Stubs
+) -> None:
     holder, _ = await connect(control_plane.address)
     other, _ = await connect(control_plane.address)
     try:
@@ -29,7 +31,9 @@ async def test_a_cancelled_attempt_is_charged_once_and_only_by_its_agent(control
         assert (await holder.receive("cancel")).cancel.ref == ref
 
         # What the stopped stream delivered, as the SDK reports it after a Cancel.
-        holder.send(failure=gw.SubtaskFailure(ref=ref, message="cancelled", error_type="Cancelled", usage=SPENT))
+        holder.send(
+            failure=gw.SubtaskFailure(ref=ref, message="cancelled", error_type="Cancelled", usage=SPENT)
+        )
         await holder.receive("ack")
         await wait_for(lambda: _charged(stubs, task, 100), 5, message="the late usage charged")
 
@@ -37,11 +41,18 @@ async def test_a_cancelled_attempt_is_charged_once_and_only_by_its_agent(control
         await holder.receive("ack")  # handled: a repeated report is not charged again
         other.send(result=gw.SubtaskResult(ref=ref, output="not mine", usage=SPENT))  # never held that lease
         ack = (await other.receive("ack")).ack
-        assert not ack.accepted and ack.reason in (errors.ERROR_REASON_NOT_LEASE_HOLDER,
-                                                   errors.ERROR_REASON_TASK_FINISHED)
+        assert not ack.accepted and ack.reason in (
+            errors.ERROR_REASON_NOT_LEASE_HOLDER,
+            errors.ERROR_REASON_TASK_FINISHED,
+        )
         await control_plane.engine.committer.durable()
         usage = await usage_of(stubs, task)
-        assert (usage.input_tokens, usage.output_tokens, usage.cost_micros, usage.model_calls) == (100, 40, 900, 1)
+        assert (usage.input_tokens, usage.output_tokens, usage.cost_micros, usage.model_calls) == (
+            100,
+            40,
+            900,
+            1,
+        )
         full = await stubs.tasks.GetTask(t.GetTaskRequest(name=task, view=enums.TASK_VIEW_FULL), timeout=5)
         assert full.task.status == enums.TASK_STATUS_CANCELLED  # nothing else changed
     finally:
@@ -61,8 +72,12 @@ async def test_after_a_restart_running_steps_hold_their_share_and_may_still_repo
     stubs = Stubs(app.address)
     agent, _ = await connect(app.address)
     try:
-        reply = await stubs.tasks.SubmitTask(t.SubmitTaskRequest(task=m.Task(
-            description="Plan:\n1. a\n2. b", budget=m.Budget(max_total_tokens=3000))), timeout=5)
+        reply = await stubs.tasks.SubmitTask(
+            t.SubmitTaskRequest(
+                task=m.Task(description="Plan:\n1. a\n2. b", budget=m.Budget(max_total_tokens=3000))
+            ),
+            timeout=5,
+        )
         task_id = reply.task.name.split("/")[1]
         ref = (await agent.receive("assignment")).assignment.ref
         assert ref.subtask.endswith("/s0")
@@ -73,7 +88,9 @@ async def test_after_a_restart_running_steps_hold_their_share_and_may_still_repo
     app = await start_app(settings)
     try:
         engine = app.engine
-        assert engine.reservations.held(task_id)[0] == 1000  # 3,000 shared by s0 (running), s1 and the synthesis
+        assert (
+            engine.reservations.held(task_id)[0] == 1000
+        )  # 3,000 shared by s0 (running), s1 and the synthesis
         agent_id = engine.subtasks[task_id]["s0"].agent_id
         assert engine.grants.claim(task_id, "s0", ref.lease_epoch, agent_id)
     finally:

@@ -8,7 +8,7 @@ from controlplane.scheduler.queue import ReadyQueue, matches
 
 def drain(queue: ReadyQueue, agent_type: str = "a", caps: frozenset[str] = frozenset({"*"})) -> list[str]:
     taken = []
-    while (entry := queue.pop_for(agent_type, caps, lambda e: True, lambda e: True, lambda e: None)):
+    while entry := queue.pop_for(agent_type, caps, lambda e: True, lambda e: True, lambda e: None):
         taken.append(entry.subtask_id)
     return taken
 
@@ -54,7 +54,9 @@ def test_stale_entries_are_dropped_and_unrunnable_ones_parked() -> None:
     for i in range(3):
         q.push(("", ""), float(i), "t", f"s{i}", 1)
     parked = []
-    entry = q.pop_for("a", frozenset(), lambda e: e.subtask_id != "s0", lambda e: e.subtask_id != "s1", parked.append)
+    entry = q.pop_for(
+        "a", frozenset(), lambda e: e.subtask_id != "s0", lambda e: e.subtask_id != "s1", parked.append
+    )
     assert entry is not None and entry.subtask_id == "s2"
     assert [e.subtask_id for e in parked] == ["s1"]
     assert len(q) == 0

@@ -32,8 +32,10 @@ async def connect(address: str, resume: gw.ResumeSession | None = None) -> tuple
 
 
 async def submit(stubs: Stubs) -> str:
-    reply = await stubs.tasks.SubmitTask(t.SubmitTaskRequest(task=m.Task(
-        description="keep me", retry_policy=m.RetryPolicy(max_retries=3))), timeout=5)
+    reply = await stubs.tasks.SubmitTask(
+        t.SubmitTaskRequest(task=m.Task(description="keep me", retry_policy=m.RetryPolicy(max_retries=3))),
+        timeout=5,
+    )
     return reply.task.name
 
 
@@ -45,6 +47,7 @@ async def subtask(stubs: Stubs, task: str) -> m.Subtask:
 
 async def completed(stubs: Stubs, task: str) -> t.GetTaskResultsResponse:
     """Wait until ``task`` is COMPLETED; its results."""
+
     async def done() -> bool:
         status = (await stubs.tasks.GetTask(t.GetTaskRequest(name=task), timeout=5)).task.status
         assert status not in (enums.TASK_STATUS_FAILED, enums.TASK_STATUS_CANCELLED), status
@@ -73,8 +76,10 @@ async def test_reconnecting_within_the_lease_keeps_the_assignment(control_plane:
         expirations = control_plane.metrics.lease_expirations._value.get()
 
         await cut(first, control_plane, agent_id)
-        resumed, again = await connect(control_plane.address, gw.ResumeSession(
-            agent=registered.agent, session_id=registered.session_id, assignments=[ref]))
+        resumed, again = await connect(
+            control_plane.address,
+            gw.ResumeSession(agent=registered.agent, session_id=registered.session_id, assignments=[ref]),
+        )
         others.append(resumed)
         assert again.agent == registered.agent
         assert list(again.resumed) == [ref] and list(again.revoked) == []
@@ -100,7 +105,8 @@ async def test_reconnecting_within_the_lease_keeps_the_assignment(control_plane:
 
 
 async def test_reconnecting_after_the_lease_expired_revokes_the_assignment(
-        control_plane: App, stubs: Stubs) -> None:
+    control_plane: App, stubs: Stubs
+) -> None:
     first, registered = await connect(control_plane.address)
     agents = [first]
     try:
@@ -113,8 +119,10 @@ async def test_reconnecting_after_the_lease_expired_revokes_the_assignment(
             return sub.attempt == ref.attempt + 1 and sub.status == enums.SUBTASK_STATUS_QUEUED
 
         await wait_for(requeued, 10, interval=0.05, message="the lease to expire and the subtask to re-queue")
-        late, again = await connect(control_plane.address, gw.ResumeSession(
-            agent=registered.agent, session_id=registered.session_id, assignments=[ref]))
+        late, again = await connect(
+            control_plane.address,
+            gw.ResumeSession(agent=registered.agent, session_id=registered.session_id, assignments=[ref]),
+        )
         agents.append(late)
         assert list(again.revoked) == [ref] and list(again.resumed) == []
 
@@ -142,8 +150,10 @@ async def test_resume_with_a_wrong_session_id_takes_nothing_back(control_plane: 
         task = await submit(stubs)
         ref = (await first.receive("assignment")).assignment.ref
         await cut(first, control_plane, bare(registered.agent))
-        impostor, answer = await connect(control_plane.address, gw.ResumeSession(
-            agent=registered.agent, session_id="0" * 16, assignments=[ref]))
+        impostor, answer = await connect(
+            control_plane.address,
+            gw.ResumeSession(agent=registered.agent, session_id="0" * 16, assignments=[ref]),
+        )
         agents.append(impostor)
         assert answer.agent != registered.agent
         assert list(answer.resumed) == []
@@ -155,4 +165,3 @@ async def test_resume_with_a_wrong_session_id_takes_nothing_back(control_plane: 
     finally:
         for agent in agents:
             await agent.close()
-

@@ -26,8 +26,13 @@ async def test_absurd_usage_figures_cannot_poison_the_commits(control_plane: App
         await registered(agent)
         first = await stubs.tasks.SubmitTask(t.SubmitTaskRequest(task=m.Task(description="one")), timeout=5)
         ref = (await agent.receive("assignment")).assignment.ref
-        agent.send(result=gw.SubtaskResult(ref=ref, output="x", usage=m.TokenUsage(
-            input_tokens=2**64 - 1, output_tokens=2**64 - 1, cost_micros=-(2**62))))
+        agent.send(
+            result=gw.SubtaskResult(
+                ref=ref,
+                output="x",
+                usage=m.TokenUsage(input_tokens=2**64 - 1, output_tokens=2**64 - 1, cost_micros=-(2**62)),
+            )
+        )
         await agent.receive("committed")
         done = await _wait_finished(stubs, first.task.name, 10)
         assert done.status == enums.TASK_STATUS_COMPLETED
@@ -43,8 +48,14 @@ async def test_absurd_usage_figures_cannot_poison_the_commits(control_plane: App
 async def test_expiring_sibling_leases_do_not_stop_the_sweeper(control_plane: App, stubs: Stubs) -> None:
     agent = RawAgent(control_plane.address)
     await registered(agent, concurrency=3)
-    reply = await stubs.tasks.SubmitTask(t.SubmitTaskRequest(task=m.Task(
-        description="x:\n- a\n- b\n- c", max_agents=3, retry_policy=m.RetryPolicy(max_retries=0))), timeout=5)
+    reply = await stubs.tasks.SubmitTask(
+        t.SubmitTaskRequest(
+            task=m.Task(
+                description="x:\n- a\n- b\n- c", max_agents=3, retry_policy=m.RetryPolicy(max_retries=0)
+            )
+        ),
+        timeout=5,
+    )
     for _ in range(3):
         await agent.receive("assignment")
     await agent.close()  # gone without a word: all three leases expire in the same sweep

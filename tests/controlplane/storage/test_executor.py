@@ -103,7 +103,9 @@ async def test_a_backend_that_cannot_write_now_is_never_asked_to() -> None:
     assert method == "write" and thread.startswith("maos-storage")
 
 
-async def test_shared_state_writes_on_the_storage_thread_survive_commits_made_on_the_loop(tmp_path: Any) -> None:
+async def test_shared_state_writes_on_the_storage_thread_survive_commits_made_on_the_loop(
+    tmp_path: Any,
+) -> None:
     """A read-then-write transaction on the storage thread is not refused because write_now committed meanwhile."""
     store = SqlBackendFactory().open(f"sqlite:///{tmp_path / 'maos.db'}")
     store.migrate()

@@ -265,14 +265,23 @@ def test_a_tasks_immutable_columns_are_written_once(backend: SqlBackend) -> None
     """Later writes update a task's state but leave what was fixed at acceptance (and its index entries) alone."""
     first = full_task()
     backend.write(WriteBatch(tasks=[first]))
-    later = dataclasses.replace(first, status=TaskStatus.COMPLETED, output="done", owner="someone-else",
-                                seq=first.seq + 100, task_type="other", create_time=1.0, batch="b-other")
+    later = dataclasses.replace(
+        first,
+        status=TaskStatus.COMPLETED,
+        output="done",
+        owner="someone-else",
+        seq=first.seq + 100,
+        task_type="other",
+        create_time=1.0,
+        batch="b-other",
+    )
     backend.write(WriteBatch(tasks=[later]))
     stored = backend.get_task(first.id)
     assert stored is not None
     assert (stored.status, stored.output) == (TaskStatus.COMPLETED, "done")
-    assert {c: getattr(stored, c) for c in schema.TASK_IMMUTABLE_COLUMNS} == \
-        {c: getattr(first, c) for c in schema.TASK_IMMUTABLE_COLUMNS}
+    assert {c: getattr(stored, c) for c in schema.TASK_IMMUTABLE_COLUMNS} == {
+        c: getattr(first, c) for c in schema.TASK_IMMUTABLE_COLUMNS
+    }
 
 
 def test_get_tasks_with_many_ids(backend: SqlBackend) -> None:
@@ -346,8 +355,13 @@ def test_write_now_commits_a_batch_on_the_calling_thread(tmp_path: Path) -> None
     store = _sqlite_store(tmp_path)
     try:
         task = dataclasses.replace(full_task(), id="task-now", seq=99)
-        assert store.write_now(WriteBatch(tasks=[task], subtasks=[dataclasses.replace(full_subtask(), task_id="task-now")],
-                                          audit=[{"time": 1.0, "principal": "users/a", "method": "/m"}]))
+        assert store.write_now(
+            WriteBatch(
+                tasks=[task],
+                subtasks=[dataclasses.replace(full_subtask(), task_id="task-now")],
+                audit=[{"time": 1.0, "principal": "users/a", "method": "/m"}],
+            )
+        )
         assert store.get_task("task-now") == task
         assert [s.id for s in store.get_subtasks("task-now")] == [full_subtask().id]
         assert [r["method"] for r in store.list_audit(limit=10)] == ["/m"]
@@ -381,7 +395,9 @@ def test_write_now_raises_what_write_raises(tmp_path: Path) -> None:
         with pytest.raises(AlreadyExists):
             store.write_now(WriteBatch(tasks=[dataclasses.replace(minimal_task(), id="b", seq=1)]))
         assert store.get_task("b") is None
-        store.write_now(WriteBatch(tasks=[dataclasses.replace(minimal_task(), id="c", seq=2)]))  # rolled back cleanly
+        store.write_now(
+            WriteBatch(tasks=[dataclasses.replace(minimal_task(), id="c", seq=2)])
+        )  # rolled back cleanly
         assert store.get_task("c") is not None
     finally:
         store.close()
@@ -404,7 +420,9 @@ def test_write_now_is_not_offered_in_memory_or_on_postgresql(postgres_backend: S
 AUDIT_PAGE = {"time": 1.0, "principal": "users/a", "method": "/m", "pad": "x" * 3000}  # about one page
 
 
-def test_the_checkpointer_copies_and_restarts_the_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_checkpointer_copies_and_restarts_the_log(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(wal, "RESTART_FRAMES", 512)
     store = _sqlite_store(tmp_path)
     log = tmp_path / "maos.db-wal"
@@ -421,14 +439,17 @@ def test_the_checkpointer_copies_and_restarts_the_log(tmp_path: Path, monkeypatc
                 assert time.monotonic() < deadline, "no checkpoint within 10 s"
                 time.sleep(0.01)
         assert checkpointer.restarts > 0
-        assert log.stat().st_size < 15 * 2**20  # restarted: never restarted, the log would hold 6,000+ frames (25 MB)
+        assert (
+            log.stat().st_size < 15 * 2**20
+        )  # restarted: never restarted, the log would hold 6,000+ frames (25 MB)
     finally:
         store.close()
     assert not log.exists() or log.stat().st_size == 0  # closed: everything is in the database
 
 
 def test_a_reader_that_pins_the_log_holds_commits_back_briefly_not_for_the_busy_timeout(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(wal, "RESTART_FRAMES", 200)
     store = _sqlite_store(tmp_path)
     reader = sqlite3.connect(tmp_path / "maos.db", isolation_level=None)
@@ -454,7 +475,8 @@ def test_a_reader_that_pins_the_log_holds_commits_back_briefly_not_for_the_busy_
 
 
 def test_commits_checkpoint_by_themselves_when_the_checkpointer_falls_far_behind(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(wal, "AUTOCHECKPOINT_FRAMES", 256)
     monkeypatch.setattr(WalCheckpointer, "_checkpoint", lambda self, connection: None)  # stalled
     store = _sqlite_store(tmp_path)
@@ -560,8 +582,13 @@ def test_without_the_postgres_extra_sqlite_works_and_postgresql_says_what_to_ins
         "except ValueError as exc:\n"
         "    print(exc)\n"
     )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
-                          cwd=Path(__file__).resolve().parents[3])
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).resolve().parents[3],
+    )
     assert done.returncode == 0, done.stderr
     assert "pip install 'maos[postgres]'" in done.stdout
 
@@ -595,8 +622,14 @@ def test_postgres_write_after_the_server_dropped_the_connection(postgres_backend
     killer = create_engine(postgres_backend.engine.url)
     try:
         with killer.connect() as conn:
-            pids = [pid for (pid,) in conn.execute(text(
-                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"))]
+            pids = [
+                pid
+                for (pid,) in conn.execute(
+                    text(
+                        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                    )
+                )
+            ]
             assert pids  # the backend's pooled connection
             for pid in pids:
                 conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})

@@ -280,8 +280,9 @@ async def test_webhooks_per_owner_are_bounded_and_create_is_idempotent(maos_home
         await app.stop(grace=1.0)
 
 
-async def test_what_a_webhook_receives_follows_its_owners_current_permissions(secured_hooks: App,
-                                                                              receiver: Receiver) -> None:
+async def test_what_a_webhook_receives_follows_its_owners_current_permissions(
+    secured_hooks: App, receiver: Receiver
+) -> None:
     app = secured_hooks
     root_key = await user_key(app, "root@example.com", "admin")
     bob_key = await user_key(app, "bob@example.com", "developer")
@@ -290,8 +291,11 @@ async def test_what_a_webhook_receives_follows_its_owners_current_permissions(se
         records = await app.storage.call(app.storage.backend.list_deliveries, hook_id)
         return [f"{d.event} {d.task_id}" for d in records]
 
-    async with Client(app.address, token=root_key) as root, Client(app.address, token=bob_key) as bob, \
-            Client(app.address, token=await admin_key(app)) as admin:
+    async with (
+        Client(app.address, token=root_key) as root,
+        Client(app.address, token=bob_key) as bob,
+        Client(app.address, token=await admin_key(app)) as admin,
+    ):
         hook, _ = await root.create_webhook(receiver.url, events=["task.submitted", "task.cancelled"])
         hook_id = hook.name.removeprefix("webhooks/")
         first = (await bob.submit_task(description="seen: root holds task:view-all")).name[6:]

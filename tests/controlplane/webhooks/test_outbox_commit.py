@@ -22,8 +22,9 @@ from tests.harness.server import make_settings, start_app, wait_for
 @pytest.fixture
 async def hooked(maos_home: Path) -> AsyncIterator[App]:
     """A control plane whose webhooks may call 127.0.0.1."""
-    app = await start_app(make_settings(maos_home, **{"webhooks.allow_private": True,
-                                                      "webhooks.poll_interval": 0.1}))
+    app = await start_app(
+        make_settings(maos_home, **{"webhooks.allow_private": True, "webhooks.poll_interval": 0.1})
+    )
     try:
         yield app
     finally:
@@ -56,8 +57,10 @@ async def test_a_delivery_is_written_in_the_commit_of_its_change(hooked: App, re
         await wait_for(lambda: len(receiver.snapshot()) >= 2, 15, message="two deliveries")
     task_id = task.name[6:]
     # A batch holds each task in its latest state: the submitted task may already be queued in it.
-    for event, statuses in (("task.submitted", {TaskStatus.PENDING, TaskStatus.QUEUED}),
-                            ("task.cancelled", {TaskStatus.CANCELLED})):
+    for event, statuses in (
+        ("task.submitted", {TaskStatus.PENDING, TaskStatus.QUEUED}),
+        ("task.cancelled", {TaskStatus.CANCELLED}),
+    ):
         [batch] = [b for b in written if any(d.event == event for d in b.webhook_deliveries)]
         assert any(t.id == task_id and t.status in statuses for t in batch.tasks), event
 
@@ -79,8 +82,15 @@ async def test_a_failed_commit_sends_nothing_until_it_is_written(hooked: App, re
 async def test_a_delivery_of_a_deleted_webhook_is_marked_failed_not_retried_forever(hooked: App) -> None:
     backend = hooked.storage.backend
     now = time.time()
-    orphan = DeliveryRecord(id="dlv_orphan", webhook_id="ghost", event="task.failed", event_id="evt_x",
-                            payload="{}", create_time=now, next_attempt_time=now)
+    orphan = DeliveryRecord(
+        id="dlv_orphan",
+        webhook_id="ghost",
+        event="task.failed",
+        event_id="evt_x",
+        payload="{}",
+        create_time=now,
+        next_attempt_time=now,
+    )
     await hooked.storage.call(backend.add_deliveries, [orphan])
 
     async def settled() -> bool:

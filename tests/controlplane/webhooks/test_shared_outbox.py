@@ -14,10 +14,18 @@ from tests.harness.receiver import Receiver
 from tests.harness.server import empty_postgres, make_settings, wait_for
 
 
-async def test_each_delivery_goes_out_once_across_two_workers(tmp_path: Path, postgres_url: str,
-                                                              receiver: Receiver) -> None:
-    settings = make_settings(tmp_path, **{"database.primary_url": postgres_url, "webhooks.concurrency": 3,
-                                          "webhooks.allow_private": True, "webhooks.poll_interval": 0.05})
+async def test_each_delivery_goes_out_once_across_two_workers(
+    tmp_path: Path, postgres_url: str, receiver: Receiver
+) -> None:
+    settings = make_settings(
+        tmp_path,
+        **{
+            "database.primary_url": postgres_url,
+            "webhooks.concurrency": 3,
+            "webhooks.allow_private": True,
+            "webhooks.poll_interval": 0.05,
+        },
+    )
     executors = []
     for _ in range(2):
         backend = SqlBackendFactory().open(postgres_url)
@@ -28,9 +36,20 @@ async def test_each_delivery_goes_out_once_across_two_workers(tmp_path: Path, po
     hook = WebhookRecord(id="shared", owner="users/local", url=receiver.url, secret="whsec_shared-0123456789")
     backend.put_webhook(hook, create=True)
     now = time.time()
-    backend.add_deliveries([DeliveryRecord(id=f"dlv_{n:03d}", webhook_id="shared", event="task.completed",
-                                           event_id=f"evt_{n}", payload=f'{{"n":{n}}}', create_time=now,
-                                           next_attempt_time=now) for n in range(30)])
+    backend.add_deliveries(
+        [
+            DeliveryRecord(
+                id=f"dlv_{n:03d}",
+                webhook_id="shared",
+                event="task.completed",
+                event_id=f"evt_{n}",
+                payload=f'{{"n":{n}}}',
+                create_time=now,
+                next_attempt_time=now,
+            )
+            for n in range(30)
+        ]
+    )
 
     async def reload() -> None:
         return None

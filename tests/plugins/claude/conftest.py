@@ -19,8 +19,16 @@ API_KEY = "sk-ant-test-key"
 @pytest.fixture(autouse=True)
 def _no_real_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
     """Nothing in these tests may reach Anthropic: drop keys and base URLs from the environment."""
-    for name in ("ANTHROPIC_API_KEY", "CLAUDE_API_KEY", "ANTHROPIC_BASE_URL", "ANTHROPIC_AUTH_TOKEN",
-                 "ANTHROPIC_PROFILE", "MAOS_CLAUDE_API_KEY", "MAOS_CLAUDE_BASE_URL", "MAOS_CLAUDE_MODEL"):
+    for name in (
+        "ANTHROPIC_API_KEY",
+        "CLAUDE_API_KEY",
+        "ANTHROPIC_BASE_URL",
+        "ANTHROPIC_AUTH_TOKEN",
+        "ANTHROPIC_PROFILE",
+        "MAOS_CLAUDE_API_KEY",
+        "MAOS_CLAUDE_BASE_URL",
+        "MAOS_CLAUDE_MODEL",
+    ):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -46,11 +54,22 @@ def params(api: MessagesAPIServer, **extra: Any) -> dict[str, Any]:
 def assignment(**fields: Any) -> Assignment:
     """An assignment with sensible defaults."""
     base = Assignment(
-        task="t1", subtask="s0", attempt=0, lease_epoch=1, title="Cloud trends",
-        instructions="List the top 3 cloud computing trends of 2025.", capability="researcher", kind=1,
+        task="t1",
+        subtask="s0",
+        attempt=0,
+        lease_epoch=1,
+        title="Cloud trends",
+        instructions="List the top 3 cloud computing trends of 2025.",
+        capability="researcher",
+        kind=1,
         task_description="Research the top 3 cloud computing trends in 2025",
-        context="This is for a healthcare application", constraints="Must follow HIPAA compliance",
-        metadata={}, inputs={}, resume_checkpoint=None, deadline=None, priority=2,
+        context="This is for a healthcare application",
+        constraints="Must follow HIPAA compliance",
+        metadata={},
+        inputs={},
+        resume_checkpoint=None,
+        deadline=None,
+        priority=2,
     )
     return replace(base, **fields)
 

@@ -72,10 +72,18 @@ def test_factory_without_settings_uses_load_settings(monkeypatch: pytest.MonkeyP
 # --- a subtask ------------------------------------------------------------------------
 
 
-async def test_execute_subtask_records_usage_cost_and_caches_the_shared_context(api: MessagesAPIServer) -> None:
-    api.push_text("Trend one. Trend two. Trend three.",
-                  usage={"input_tokens": 40, "output_tokens": 12, "cache_read_input_tokens": 1500,
-                         "cache_creation_input_tokens": 300})
+async def test_execute_subtask_records_usage_cost_and_caches_the_shared_context(
+    api: MessagesAPIServer,
+) -> None:
+    api.push_text(
+        "Trend one. Trend two. Trend three.",
+        usage={
+            "input_tokens": 40,
+            "output_tokens": 12,
+            "cache_read_input_tokens": 1500,
+            "cache_creation_input_tokens": 300,
+        },
+    )
     agent = ResearcherAgent(params(api))
     ctx, sink = context(assignment(inputs={"s9": "earlier finding"}))
     result = await agent.handle(ctx)
@@ -83,10 +91,16 @@ async def test_execute_subtask_records_usage_cost_and_caches_the_shared_context(
     assert result.output == "Trend one. Trend two. Trend three."
     u = result.usage
     assert (u.input_tokens, u.output_tokens, u.cache_read_input_tokens, u.cache_creation_input_tokens) == (
-        40, 12, 1500, 300)
+        40,
+        12,
+        1500,
+        300,
+    )
     assert u.model_calls == 1
     # Sonnet: $3 in, $15 out, $3.75 cache write, $0.30 cache read per million tokens
-    assert u.cost_micros == cost_micros(DEFAULT_MODEL, 40, 12, 300, 1500) == 40 * 3 + 12 * 15 + 300 * 3.75 + 450
+    assert (
+        u.cost_micros == cost_micros(DEFAULT_MODEL, 40, 12, 300, 1500) == 40 * 3 + 12 * 15 + 300 * 3.75 + 450
+    )
     assert sink.progress and sink.progress[0] == 0.0
 
     (request,) = api.requests
@@ -134,7 +148,9 @@ async def test_synthesis_step_gets_the_parts_to_combine(api: MessagesAPIServer) 
 
 
 async def test_temperature_and_model_parameters_are_sent(api: MessagesAPIServer) -> None:
-    await ResearcherAgent(params(api, temperature=0.3, model="claude-haiku-4-5", max_tokens=50)).handle(context()[0])
+    await ResearcherAgent(params(api, temperature=0.3, model="claude-haiku-4-5", max_tokens=50)).handle(
+        context()[0]
+    )
     body = api.requests[0].body
     assert body["temperature"] == 0.3 and body["model"] == "claude-haiku-4-5" and body["max_tokens"] == 50
 
@@ -198,8 +214,9 @@ async def test_connection_errors_are_retryable() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    agent = ResearcherAgent(config=ClaudeConfig(api_key=API_KEY, base_url=f"http://127.0.0.1:{port}",
-                                                max_retries=0, timeout=5))
+    agent = ResearcherAgent(
+        config=ClaudeConfig(api_key=API_KEY, base_url=f"http://127.0.0.1:{port}", max_retries=0, timeout=5)
+    )
     with pytest.raises(RetryableError):
         await agent.handle(context()[0])
 
@@ -218,9 +235,11 @@ async def test_a_connection_dropped_mid_stream_is_retryable() -> None:
         await task
 
 
-SSE_START = (b'event: message_start\ndata: {"type":"message_start","message":{"id":"msg_1","type":"message",'
-             b'"role":"assistant","model":"m","content":[],"stop_reason":null,"stop_sequence":null,'
-             b'"usage":{"input_tokens":1,"output_tokens":1}}}\n\n')
+SSE_START = (
+    b'event: message_start\ndata: {"type":"message_start","message":{"id":"msg_1","type":"message",'
+    b'"role":"assistant","model":"m","content":[],"stop_reason":null,"stop_sequence":null,'
+    b'"usage":{"input_tokens":1,"output_tokens":1}}}\n\n'
+)
 
 
 async def test_a_truncated_stream_is_retryable(api: MessagesAPIServer) -> None:
@@ -230,7 +249,9 @@ async def test_a_truncated_stream_is_retryable(api: MessagesAPIServer) -> None:
 
 
 async def test_an_error_event_mid_stream_is_translated(api: MessagesAPIServer) -> None:
-    error = b'event: error\ndata: {"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}\n\n'
+    error = (
+        b'event: error\ndata: {"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}\n\n'
+    )
     api.push(RawReply(SSE_START + error, content_type="text/event-stream"))
     with pytest.raises(RetryableError) as info:
         await ResearcherAgent(params(api)).handle(context()[0])
@@ -247,12 +268,15 @@ async def test_no_api_key_is_permanent_without_a_call(api: MessagesAPIServer) ->
 # --- budget ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("fields", [
-    {"remaining_tokens": -1},
-    {"remaining_cost_micros": -5},
-    {"remaining_tokens": 10},  # less than the prompt itself
-    {"remaining_cost_micros": 50},  # $0.00005 does not pay for the prompt
-])
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"remaining_tokens": -1},
+        {"remaining_cost_micros": -5},
+        {"remaining_tokens": 10},  # less than the prompt itself
+        {"remaining_cost_micros": 50},  # $0.00005 does not pay for the prompt
+    ],
+)
 async def test_exhausted_budget_is_permanent_without_a_call(api: MessagesAPIServer, fields: dict) -> None:
     with pytest.raises(PermanentError, match="budget exhausted") as info:
         await ResearcherAgent(params(api)).handle(context(assignment(**fields))[0])
@@ -299,15 +323,24 @@ async def test_cancellation_mid_stream_closes_the_stream(api: MessagesAPIServer)
 
 
 def ballot() -> Ballot:
-    return Ballot(proposal="p1", task="t1", question="Which summary is best?", round=1, candidates=[
-        Candidate("c1", "agents/a1", "Short and wrong."),
-        Candidate("c2", "agents/a2", "Complete and right."),
-    ])
+    return Ballot(
+        proposal="p1",
+        task="t1",
+        question="Which summary is best?",
+        round=1,
+        candidates=[
+            Candidate("c1", "agents/a1", "Short and wrong."),
+            Candidate("c2", "agents/a2", "Complete and right."),
+        ],
+    )
 
 
 async def test_vote_through_tool_use(api: MessagesAPIServer) -> None:
-    api.push_tool_use("cast_vote", {"candidate_id": "c2", "confidence": 0.8, "rationale": "It is complete."},
-                      usage={"input_tokens": 100, "output_tokens": 20})
+    api.push_tool_use(
+        "cast_vote",
+        {"candidate_id": "c2", "confidence": 0.8, "rationale": "It is complete."},
+        usage={"input_tokens": 100, "output_tokens": 20},
+    )
     agent = CoordinatorAgent(params(api))
     choice = await agent.vote(ballot())
     assert (choice.candidate_id, choice.confidence, choice.rationale) == ("c2", 0.8, "It is complete.")
@@ -321,7 +354,9 @@ async def test_vote_through_tool_use(api: MessagesAPIServer) -> None:
 
 async def test_voters_see_the_tasks_context_and_constraints(api: MessagesAPIServer) -> None:
     api.push_tool_use("cast_vote", {"candidate_id": "c2", "confidence": 0.8, "rationale": "fits"})
-    await CoordinatorAgent(params(api)).vote(replace(ballot(), context="For a hospital", constraints="HIPAA only"))
+    await CoordinatorAgent(params(api)).vote(
+        replace(ballot(), context="For a hospital", constraints="HIPAA only")
+    )
     prompt = api.requests[0].body["messages"][0]["content"]
     assert "<context>\nFor a hospital\n</context>" in prompt
     assert "<constraints>\nHIPAA only\n</constraints>" in prompt

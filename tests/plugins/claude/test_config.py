@@ -39,7 +39,9 @@ def test_key_precedence(tmp_path) -> None:
 
 
 def test_config_yml_refers_to_the_environment(tmp_path) -> None:
-    (tmp_path / "config.yml").write_text('claude:\n  api_key: "${CLAUDE_API_KEY}"\n  model: "claude-opus-4-6"\n')
+    (tmp_path / "config.yml").write_text(
+        'claude:\n  api_key: "${CLAUDE_API_KEY}"\n  model: "claude-opus-4-6"\n'
+    )
     settings = load_settings(home=tmp_path, environ={"CLAUDE_API_KEY": "from-yml"})
     config = resolve_config(settings, environ={})
     assert config.api_key == "from-yml" and config.model == "claude-opus-4-6"
@@ -49,7 +51,9 @@ def test_model_and_base_url(tmp_path) -> None:
     settings = load_settings(home=tmp_path, environ={}, overrides={"claude.base_url": "http://proxy:8080/"})
     config = resolve_config(settings, environ={"ANTHROPIC_BASE_URL": "http://env"})
     assert config.model == DEFAULT_MODEL and config.base_url == "http://proxy:8080"
-    plain = resolve_config(load_settings(home=tmp_path, environ={}), environ={"ANTHROPIC_BASE_URL": "http://env"})
+    plain = resolve_config(
+        load_settings(home=tmp_path, environ={}), environ={"ANTHROPIC_BASE_URL": "http://env"}
+    )
     assert plain.base_url == "http://env"
     assert resolve_config(None, environ={}).base_url is None
 
@@ -72,7 +76,10 @@ def test_prices() -> None:
     assert pricing.cost_micros("claude-haiku-4-5", 0, 1000) == 5000
     assert pricing.cost_micros("claude-opus-4-1", 0, 0, 0, 1000) == 1500
     # a 1-hour cache write costs twice the input price, a 5-minute one 1.25 times
-    assert pricing.cost_micros("claude-sonnet-4-6", 0, 0, 1000, cache_creation_1h_tokens=400) == 600 * 3.75 + 400 * 6
+    assert (
+        pricing.cost_micros("claude-sonnet-4-6", 0, 0, 1000, cache_creation_1h_tokens=400)
+        == 600 * 3.75 + 400 * 6
+    )
 
 
 def test_unknown_models(caplog: pytest.LogCaptureFixture) -> None:

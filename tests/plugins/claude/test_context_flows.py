@@ -36,8 +36,12 @@ def naming(body: dict[str, Any]) -> str:
 
 def request_for(api: MessagesAPIServer, instructions: str) -> RecordedRequest:
     """The one recorded request whose subtask is ``instructions``."""
-    (found,) = [r for r in api.requests if (m := SUBTASK.search(str(r.body["messages"][-1]["content"])))
-                and m.group(1).strip() == instructions]
+    (found,) = [
+        r
+        for r in api.requests
+        if (m := SUBTASK.search(str(r.body["messages"][-1]["content"])))
+        and m.group(1).strip() == instructions
+    ]
     return found
 
 
@@ -56,18 +60,29 @@ async def agents(address: str, *agent_list: ClaudeAgent) -> AsyncIterator[list[W
 
 
 async def test_the_guides_chain_hands_each_result_to_the_next_task(
-        control_plane: App, maos_home: Path, api: MessagesAPIServer) -> None:
+    control_plane: App, maos_home: Path, api: MessagesAPIServer
+) -> None:
     api.responder = naming
     maos = Maos(control_plane.address, maos_home)
     async with agents(control_plane.address, ResearcherAgent(params(api))):
         research = (await maos("task", "submit", "Research user requirements")).stdout.strip()
-        design = (await maos("task", "submit", "Design system architecture", "--depends-on", research)).stdout.strip()
-        implement = (await maos("task", "submit", "Implement the system", "--depends-on", design)).stdout.strip()
-        test = (await maos("task", "submit", "Create comprehensive tests", "--depends-on", implement)).stdout.strip()
+        design = (
+            await maos("task", "submit", "Design system architecture", "--depends-on", research)
+        ).stdout.strip()
+        implement = (
+            await maos("task", "submit", "Implement the system", "--depends-on", design)
+        ).stdout.strip()
+        test = (
+            await maos("task", "submit", "Create comprehensive tests", "--depends-on", implement)
+        ).stdout.strip()
         waited = await maos("task", "wait", test, "--timeout", "60")
         assert waited.exit_code == 0, waited.output
-    chain = ["Research user requirements", "Design system architecture", "Implement the system",
-             "Create comprehensive tests"]
+    chain = [
+        "Research user requirements",
+        "Design system architecture",
+        "Implement the system",
+        "Create comprehensive tests",
+    ]
     for earlier, later in zip(chain, chain[1:]):
         shared = request_for(api, later).body["system"][1]
         assert shared["cache_control"] == {"type": "ephemeral"}  # in the shared, cached part of the prompt
@@ -76,17 +91,24 @@ async def test_the_guides_chain_hands_each_result_to_the_next_task(
     assert "RESULT OF" not in first and "depends on" not in first
 
 
-async def test_a_long_dependency_result_is_cut_with_a_visible_note(tmp_path: Path, api: MessagesAPIServer) -> None:
+async def test_a_long_dependency_result_is_cut_with_a_visible_note(
+    tmp_path: Path, api: MessagesAPIServer
+) -> None:
     long_answer = "word " * 3000  # 15,000 characters
     api.responder = lambda body: long_answer if "first" in str(body["messages"]) else "done"
     app = await start_app(make_settings(tmp_path, **{"tasks.context_max_chars": 1000}))
     stubs = Stubs(app.address)
     try:
         async with agents(app.address, ResearcherAgent(params(api))):
-            first = await stubs.tasks.SubmitTask(tasks_pb.SubmitTaskRequest(task=msgs.Task(
-                description="The first part")), timeout=5)
-            second = await stubs.tasks.SubmitTask(tasks_pb.SubmitTaskRequest(task=msgs.Task(
-                description="The second part", depends_on=[first.task.name])), timeout=5)
+            first = await stubs.tasks.SubmitTask(
+                tasks_pb.SubmitTaskRequest(task=msgs.Task(description="The first part")), timeout=5
+            )
+            second = await stubs.tasks.SubmitTask(
+                tasks_pb.SubmitTaskRequest(
+                    task=msgs.Task(description="The second part", depends_on=[first.task.name])
+                ),
+                timeout=5,
+            )
 
             async def done() -> bool:
                 got = await stubs.tasks.GetTask(tasks_pb.GetTaskRequest(name=second.task.name), timeout=5)
@@ -99,28 +121,50 @@ async def test_a_long_dependency_result_is_cut_with_a_visible_note(tmp_path: Pat
     shared = request_for(api, "The second part").body["system"][1]["text"]
     first_id = first.task.name.split("/")[1]
     assert "word word" in shared and len(shared) < 3000
-    assert f"characters left out here (the context limit tasks.context_max_chars); the whole text: " \
-           f"maos task results {first_id}" in shared
+    assert (
+        f"characters left out here (the context limit tasks.context_max_chars); the whole text: "
+        f"maos task results {first_id}" in shared
+    )
 
 
 async def test_every_step_sees_all_it_depends_on_and_the_synthesis_sees_the_plan(
-        tmp_path: Path, api: MessagesAPIServer) -> None:
-    plan = {"subtasks": [
-        {"key": "design", "title": "Design", "instructions": "Design the API", "capability": "orchestration"},
-        {"key": "implement", "title": "Implement", "instructions": "Implement the API",
-         "capability": "orchestration", "depends_on": ["design"]},
-        {"key": "test", "title": "Test", "instructions": "Test the API", "capability": "orchestration",
-         "depends_on": ["implement"]},
-    ]}
+    tmp_path: Path, api: MessagesAPIServer
+) -> None:
+    plan = {
+        "subtasks": [
+            {
+                "key": "design",
+                "title": "Design",
+                "instructions": "Design the API",
+                "capability": "orchestration",
+            },
+            {
+                "key": "implement",
+                "title": "Implement",
+                "instructions": "Implement the API",
+                "capability": "orchestration",
+                "depends_on": ["design"],
+            },
+            {
+                "key": "test",
+                "title": "Test",
+                "instructions": "Test the API",
+                "capability": "orchestration",
+                "depends_on": ["implement"],
+            },
+        ]
+    }
     api.push_tool_use("submit_plan", plan)
     api.responder = naming
-    app = await start_app(make_settings(tmp_path, **{"claude.api_key": "sk-ant-test-key",
-                                                      "claude.base_url": api.base_url}))
+    app = await start_app(
+        make_settings(tmp_path, **{"claude.api_key": "sk-ant-test-key", "claude.base_url": api.base_url})
+    )
     stubs = Stubs(app.address)
     try:
         async with agents(app.address, CoordinatorAgent(params(api))):
-            reply = await stubs.tasks.SubmitTask(tasks_pb.SubmitTaskRequest(task=msgs.Task(
-                description="Build a small API")), timeout=5)
+            reply = await stubs.tasks.SubmitTask(
+                tasks_pb.SubmitTaskRequest(task=msgs.Task(description="Build a small API")), timeout=5
+            )
 
             async def done() -> bool:
                 got = await stubs.tasks.GetTask(tasks_pb.GetTaskRequest(name=reply.task.name), timeout=5)
@@ -138,5 +182,7 @@ async def test_every_step_sees_all_it_depends_on_and_the_synthesis_sees_the_plan
     synthesis = synthesis.body["messages"][0]
     for step in ("Design the API", "Implement the API", "Test the API"):
         assert f"RESULT OF <<{step}>>" in synthesis["content"]
-    assert "<plan>\n- design: Design\n- implement: Implement (after design)\n- test: Test (after implement)" \
+    assert (
+        "<plan>\n- design: Design\n- implement: Implement (after design)\n- test: Test (after implement)"
         in synthesis["content"]
+    )

@@ -35,8 +35,13 @@ FACTS = [sys.executable, "-m", "tests.harness.mcp_facts"]
 
 def facts(name: str = "facts", *extra: str, **fields: Any) -> dict[str, Any]:
     """An ``mcp_servers`` entry running the test server (stdio)."""
-    return {"name": name, "command": [*FACTS, *extra], "env": {"PYTHONPATH": str(ROOT)}, "cwd": str(ROOT),
-            **fields}
+    return {
+        "name": name,
+        "command": [*FACTS, *extra],
+        "env": {"PYTHONPATH": str(ROOT)},
+        "cwd": str(ROOT),
+        **fields,
+    }
 
 
 def source(entry: dict[str, Any], allowed: list[str] | None = None) -> McpToolSource:
@@ -47,29 +52,46 @@ def source(entry: dict[str, Any], allowed: list[str] | None = None) -> McpToolSo
 # --- the YAML entries ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("value", "message"), [
-    ("facts", "`mcp_servers` must be a list of servers"),
-    ([{"name": "x", "command": ["a"]}] * 9, "names 9 servers; the limit is 8"),
-    (["facts"], "mcp_servers[0] must be a mapping with `name` and `command` or `url`, not str"),
-    ([{"command": ["a"]}], "mcp_servers[0]: `name` must start with a letter"),
-    ([{"name": "has space", "command": ["a"]}], "`name` must start with a letter"),
-    ([{"name": "f", "comand": ["a"]}], "mcp_servers[0]: unknown field(s) comand; allowed: name, command, env"),
-    ([{"name": "f"}], "mcp_servers[0] (f): give either `command` (a stdio server) or `url`"),
-    ([{"name": "f", "command": ["a"], "url": "http://127.0.0.1:1/mcp"}], "or `url` (streamable HTTP), not both"),
-    ([{"name": "f", "command": "python server.py"}], "`command` must be a non-empty list"),
-    ([{"name": "f", "command": []}], "`command` must be a non-empty list"),
-    ([{"name": "f", "command": [""]}], "`command[0]` must not be empty"),
-    ([{"name": "f", "command": ["a", {"b": 1}]}], "`command[1]` must be a string, not dict"),
-    ([{"name": "f", "command": ["a"] * 65}], "`command` has 65 items; the limit is 64"),
-    ([{"name": "f", "command": ["a"], "env": ["X=1"]}], "`env` must be a mapping"),
-    ([{"name": "f", "command": ["a"], "env": {"1X": "y"}}], "`env` name '1X' is not a valid variable name"),
-    ([{"name": "f", "url": "ftp://host/mcp"}], "`url` must be an http:// or https:// URL with a host"),
-    ([{"name": "f", "url": "http://127.0.0.1:9/mcp", "cwd": "."}], "`cwd` applies to a `command` server only"),
-    ([{"name": "f", "command": ["a"], "call_timeout": 0}], "`call_timeout` must be between 0.1 and 3600"),
-    ([{"name": "f", "command": ["a"], "startup_timeout": "soon"}], "`startup_timeout` must be a number"),
-    ([{"name": "f", "command": ["a"]}, {"name": "f", "url": "http://127.0.0.1:9/mcp"}],
-     "mcp_servers[1]: the name 'f' is used twice"),
-])
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("facts", "`mcp_servers` must be a list of servers"),
+        ([{"name": "x", "command": ["a"]}] * 9, "names 9 servers; the limit is 8"),
+        (["facts"], "mcp_servers[0] must be a mapping with `name` and `command` or `url`, not str"),
+        ([{"command": ["a"]}], "mcp_servers[0]: `name` must start with a letter"),
+        ([{"name": "has space", "command": ["a"]}], "`name` must start with a letter"),
+        (
+            [{"name": "f", "comand": ["a"]}],
+            "mcp_servers[0]: unknown field(s) comand; allowed: name, command, env",
+        ),
+        ([{"name": "f"}], "mcp_servers[0] (f): give either `command` (a stdio server) or `url`"),
+        (
+            [{"name": "f", "command": ["a"], "url": "http://127.0.0.1:1/mcp"}],
+            "or `url` (streamable HTTP), not both",
+        ),
+        ([{"name": "f", "command": "python server.py"}], "`command` must be a non-empty list"),
+        ([{"name": "f", "command": []}], "`command` must be a non-empty list"),
+        ([{"name": "f", "command": [""]}], "`command[0]` must not be empty"),
+        ([{"name": "f", "command": ["a", {"b": 1}]}], "`command[1]` must be a string, not dict"),
+        ([{"name": "f", "command": ["a"] * 65}], "`command` has 65 items; the limit is 64"),
+        ([{"name": "f", "command": ["a"], "env": ["X=1"]}], "`env` must be a mapping"),
+        (
+            [{"name": "f", "command": ["a"], "env": {"1X": "y"}}],
+            "`env` name '1X' is not a valid variable name",
+        ),
+        ([{"name": "f", "url": "ftp://host/mcp"}], "`url` must be an http:// or https:// URL with a host"),
+        (
+            [{"name": "f", "url": "http://127.0.0.1:9/mcp", "cwd": "."}],
+            "`cwd` applies to a `command` server only",
+        ),
+        ([{"name": "f", "command": ["a"], "call_timeout": 0}], "`call_timeout` must be between 0.1 and 3600"),
+        ([{"name": "f", "command": ["a"], "startup_timeout": "soon"}], "`startup_timeout` must be a number"),
+        (
+            [{"name": "f", "command": ["a"]}, {"name": "f", "url": "http://127.0.0.1:9/mcp"}],
+            "mcp_servers[1]: the name 'f' is used twice",
+        ),
+    ],
+)
 def test_bad_entries_are_refused_precisely(value: Any, message: str) -> None:
     with pytest.raises(ValueError) as caught:
         parse_servers(value)
@@ -77,12 +99,21 @@ def test_bad_entries_are_refused_precisely(value: Any, message: str) -> None:
 
 
 def test_entries_parse_with_defaults_and_a_relative_cwd(tmp_path: Path) -> None:
-    stdio, http = parse_servers([
-        {"name": "facts", "command": ["python", "facts_server.py"], "env": {"B": 2, "A": "x"}, "cwd": "srv"},
-        {"name": "search", "url": "http://127.0.0.1:8123/mcp", "call_timeout": 5},
-    ], base_dir=tmp_path)
-    assert stdio == McpServerSpec("facts", ("python", "facts_server.py"), (("A", "x"), ("B", "2")),
-                                  str(tmp_path / "srv"))
+    stdio, http = parse_servers(
+        [
+            {
+                "name": "facts",
+                "command": ["python", "facts_server.py"],
+                "env": {"B": 2, "A": "x"},
+                "cwd": "srv",
+            },
+            {"name": "search", "url": "http://127.0.0.1:8123/mcp", "call_timeout": 5},
+        ],
+        base_dir=tmp_path,
+    )
+    assert stdio == McpServerSpec(
+        "facts", ("python", "facts_server.py"), (("A", "x"), ("B", "2")), str(tmp_path / "srv")
+    )
     assert (stdio.transport, stdio.startup_timeout, stdio.call_timeout) == ("stdio", 20.0, 60.0)
     assert (http.transport, http.url, http.call_timeout) == ("http", "http://127.0.0.1:8123/mcp", 5.0)
     # Without `cwd`, the base directory when it exists (where the YAML lives), else the agent's own.
@@ -141,7 +172,8 @@ async def test_call_timeouts_and_result_bounds() -> None:
         big = await tools["big"].call({"chars": mcp_tools.MAX_RESULT_CHARS + 500})
         assert not big.is_error
         assert big.content.startswith("x" * 100) and big.content.endswith(
-            f"the first {mcp_tools.MAX_RESULT_CHARS} are shown]")
+            f"the first {mcp_tools.MAX_RESULT_CHARS} are shown]"
+        )
         assert len(big.content) < mcp_tools.MAX_RESULT_CHARS + 200
         # The session survives a timed-out call.
         assert (await tools["add"].call({"a": 1, "b": 1})).content == "2"
@@ -160,11 +192,14 @@ async def test_at_most_max_tools_are_taken_from_one_server() -> None:
 
 
 async def test_the_server_gets_a_minimal_environment_and_its_cwd(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-secret")
     (tmp_path / "work").mkdir()
-    [spec] = parse_servers([{**facts(), "cwd": "work", "env": {"PYTHONPATH": str(ROOT), "FACTS_MODE": "demo"}}],
-                           base_dir=tmp_path)
+    [spec] = parse_servers(
+        [{**facts(), "cwd": "work", "env": {"PYTHONPATH": str(ROOT), "FACTS_MODE": "demo"}}],
+        base_dir=tmp_path,
+    )
     server = McpToolSource(spec)
     await server.open()
     try:
@@ -209,14 +244,28 @@ async def test_a_server_that_dies_gives_error_results_and_opens_again() -> None:
         await agent_tools.close()
 
 
-@pytest.mark.parametrize(("entry", "expected"), [
-    ({"name": "nope", "command": ["/nonexistent/mcp-server"]},
-     "MCP server 'nope' (/nonexistent/mcp-server) cannot be started: No such file or directory"),
-    (facts("crashy", "--crash"), "exited or closed the connection (Connection closed); its stderr: facts: cannot "
-                                 "open the facts database"),
-    ({"name": "mute", "command": [sys.executable, "-c", "import time; time.sleep(60)"], "startup_timeout": 1},
-     "did not start and list its tools within 1 s (startup_timeout)"),
-])
+@pytest.mark.parametrize(
+    ("entry", "expected"),
+    [
+        (
+            {"name": "nope", "command": ["/nonexistent/mcp-server"]},
+            "MCP server 'nope' (/nonexistent/mcp-server) cannot be started: No such file or directory",
+        ),
+        (
+            facts("crashy", "--crash"),
+            "exited or closed the connection (Connection closed); its stderr: facts: cannot "
+            "open the facts database",
+        ),
+        (
+            {
+                "name": "mute",
+                "command": [sys.executable, "-c", "import time; time.sleep(60)"],
+                "startup_timeout": 1,
+            },
+            "did not start and list its tools within 1 s (startup_timeout)",
+        ),
+    ],
+)
 async def test_servers_that_cannot_start_say_why(entry: dict[str, Any], expected: str) -> None:
     server = source(entry)
     started = time.monotonic()
@@ -235,10 +284,16 @@ def _free_port() -> int:
 
 async def test_a_streamable_http_server_on_loopback() -> None:
     port = _free_port()
-    process = subprocess.Popen([*FACTS, "--http", str(port)], cwd=ROOT, stdin=subprocess.DEVNULL,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               env={**os.environ, "PYTHONPATH": str(ROOT)})
+    process = subprocess.Popen(
+        [*FACTS, "--http", str(port)],
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     try:
+
         def listening() -> bool:
             with socket.socket() as s:
                 return s.connect_ex(("127.0.0.1", port)) == 0
@@ -268,7 +323,9 @@ async def test_an_unreachable_url_says_so() -> None:
 
 
 async def test_a_claude_agent_opens_its_sources_at_warm_up_and_ends_them_at_close() -> None:
-    agent = ResearcherAgent({"api_key": API_KEY, "mcp_servers": [facts()], "specialized_tools": ["lookup_fact"]})
+    agent = ResearcherAgent(
+        {"api_key": API_KEY, "mcp_servers": [facts()], "specialized_tools": ["lookup_fact"]}
+    )
     [server] = agent.tool_sources
     assert server.name == "facts" and not server.is_open
     await agent.warm_up()
@@ -283,7 +340,9 @@ async def test_a_claude_agent_opens_its_sources_at_warm_up_and_ends_them_at_clos
 async def test_an_agent_whose_server_cannot_start_fails_its_assignments() -> None:
     from tests.plugins.claude.conftest import context
 
-    agent = ResearcherAgent({"api_key": API_KEY, "mcp_servers": [{"name": "nope", "command": ["/nonexistent/x"]}]})
+    agent = ResearcherAgent(
+        {"api_key": API_KEY, "mcp_servers": [{"name": "nope", "command": ["/nonexistent/x"]}]}
+    )
     with pytest.raises(PermanentError, match="the agent's tools are unavailable: MCP server 'nope'"):
         await agent.warm_up()
     ctx, _ = context()
@@ -295,15 +354,24 @@ async def test_an_agent_whose_server_cannot_start_fails_its_assignments() -> Non
 
 
 async def test_allow_listed_names_nothing_offers_are_a_warning_of_each_assignment(
-        caplog: pytest.LogCaptureFixture) -> None:
-    tools = AgentTools({"mcp_servers": [facts()], "specialized_tools": ["lookup_fact", "web_search", "pubmed"]})
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    tools = AgentTools(
+        {"mcp_servers": [facts()], "specialized_tools": ["lookup_fact", "web_search", "pubmed"]}
+    )
     try:
         with caplog.at_level(logging.WARNING, logger="test.tools"):
             await tools.ready(logging.getLogger("test.tools"))
             await tools.ready(logging.getLogger("test.tools"))
         warnings = [r.getMessage() for r in caplog.records if r.name == "test.tools"]
-        assert warnings == ["specialized_tools: no built-in tool or MCP server of this type offers pubmed; "
-                            "its agents run without them"] * 2
+        assert (
+            warnings
+            == [
+                "specialized_tools: no built-in tool or MCP server of this type offers pubmed; "
+                "its agents run without them"
+            ]
+            * 2
+        )
     finally:
         await tools.close()
 
@@ -327,10 +395,14 @@ def test_probes_report_a_server_that_cannot_start_and_names_nothing_offers() -> 
     assert tools_unavailable(bad).startswith("MCP server 'nope' (/nonexistent/probe-me) cannot be started")
     good = {"mcp_servers": [facts()], "specialized_tools": ["lookup_fact", "pubmed_search", "web_fetch"]}
     [spec] = parse_servers(good["mcp_servers"])
-    assert PROBES.get(spec, wait=30) is not None  # a caller waits only a few seconds; a busy machine is slower
+    assert (
+        PROBES.get(spec, wait=30) is not None
+    )  # a caller waits only a few seconds; a busy machine is slower
     assert tools_unavailable(good) == ""
-    assert tool_warnings(good) == ["specialized_tools: no built-in tool or MCP server of this type offers "
-                                   "pubmed_search; its agents run without them"]
+    assert tool_warnings(good) == [
+        "specialized_tools: no built-in tool or MCP server of this type offers "
+        "pubmed_search; its agents run without them"
+    ]
     # The guide's example: no servers, names nothing offers; nothing is started to tell.
     guide = {"specialized_tools": ["pubmed_search", "arxiv_search", "patent_db_access"]}
     started = PROBES.started
@@ -350,23 +422,36 @@ async def test_on_an_event_loop_probes_never_block() -> None:
     assert tools_unavailable(params) == ""  # not known yet: counted as available
     assert time.monotonic() - started < 0.5
     [spec] = parse_servers(params["mcp_servers"])
-    await wait_for(lambda: PROBES.get(spec, wait=0) is not None, 30, interval=0.05,
-                   message="the probe to answer")
+    await wait_for(
+        lambda: PROBES.get(spec, wait=0) is not None, 30, interval=0.05, message="the probe to answer"
+    )
     assert PROBES.get(spec, wait=0).error == ""
     await asyncio.sleep(0)
 
 
-def test_a_slow_server_is_reported_as_being_checked_then_with_its_outcome(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_slow_server_is_reported_as_being_checked_then_with_its_outcome(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from plugins.claude.tools import sources
 
     PROBES.clear()
     monkeypatch.setattr(sources, "PROBE_WAIT", 0.3)
-    params = {"mcp_servers": [{"name": "mute", "command": [sys.executable, "-c", "import time; time.sleep(60)"],
-                               "startup_timeout": 2}], "specialized_tools": ["lookup_fact"]}
+    params = {
+        "mcp_servers": [
+            {
+                "name": "mute",
+                "command": [sys.executable, "-c", "import time; time.sleep(60)"],
+                "startup_timeout": 2,
+            }
+        ],
+        "specialized_tools": ["lookup_fact"],
+    }
     started = time.monotonic()
     assert tools_unavailable(params) == ""  # not known yet: a caller waits only so long
-    assert tool_warnings(params) == ["MCP server(s) mute still being checked (starting and listing the tools "
-                                     "takes longer than 0.3 s); ask again to see the outcome"]
+    assert tool_warnings(params) == [
+        "MCP server(s) mute still being checked (starting and listing the tools "
+        "takes longer than 0.3 s); ask again to see the outcome"
+    ]
     assert time.monotonic() - started < 1.5
     [spec] = parse_servers(params["mcp_servers"])
     assert PROBES.get(spec, wait=10) is not None
@@ -374,11 +459,16 @@ def test_a_slow_server_is_reported_as_being_checked_then_with_its_outcome(monkey
     assert tool_warnings(params) == []  # the failure is what is reported
 
 
-async def test_without_the_mcp_package_the_reason_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_without_the_mcp_package_the_reason_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setitem(sys.modules, "mcp", None)  # as if it were not installed
     assert tools_unavailable({"mcp_servers": [facts()]}) == mcp_tools.MCP_MISSING
-    with pytest.raises(McpUnavailable, match=r"cannot be used: MCP servers need the mcp package: "
-                                             r"pip install 'maos\[mcp\]'"):
+    with pytest.raises(
+        McpUnavailable,
+        match=r"cannot be used: MCP servers need the mcp package: "
+        r"pip install 'maos\[mcp\]'",
+    ):
         await source(facts()).open()
 
 
@@ -389,5 +479,8 @@ def test_without_a_key_both_reasons_are_given(tmp_path: Path) -> None:
     PROBES.clear()
     settings = make_settings(tmp_path)
     why = cannot_run(settings, {"mcp_servers": [{"name": "nope", "command": ["/nonexistent/x"]}]})
-    assert why.startswith("no Anthropic API key") and "; MCP server 'nope' (/nonexistent/x) cannot be started" in why
+    assert (
+        why.startswith("no Anthropic API key")
+        and "; MCP server 'nope' (/nonexistent/x) cannot be started" in why
+    )
     assert cannot_run(settings, {"api_key": API_KEY}) == ""

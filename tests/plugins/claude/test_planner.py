@@ -27,8 +27,14 @@ def planner(config: ClaudeConfig, **kwargs: Any) -> ClaudePlanner:
 
 
 def step(key: str, capability: str = "data_analysis", deps: list[str] | None = None, **extra: Any) -> dict:
-    return {"key": key, "title": f"Step {key}", "instructions": f"Do {key}.", "capability": capability,
-            "depends_on": deps or [], **extra}
+    return {
+        "key": key,
+        "title": f"Step {key}",
+        "instructions": f"Do {key}.",
+        "capability": capability,
+        "depends_on": deps or [],
+        **extra,
+    }
 
 
 def good_plan() -> dict:
@@ -48,7 +54,9 @@ def good_plan() -> dict:
 def assert_fallback(plan: Any, why: str) -> None:
     assert plan.planner == "deterministic"
     warning = plan.warnings[-1]
-    assert warning.startswith("claude planner: ") and warning.endswith("; used the deterministic plan"), warning
+    assert warning.startswith("claude planner: ") and warning.endswith("; used the deterministic plan"), (
+        warning
+    )
     assert why in warning, warning
 
 
@@ -74,23 +82,41 @@ async def test_valid_plan_through_tool_use(api: MessagesAPIServer, config: Claud
     assert body["tool_choice"] == {"type": "tool", "name": "submit_plan"}
     schema = body["tools"][0]["input_schema"]
     assert set(schema["properties"]["subtasks"]["items"]["required"]) == {
-        "key", "title", "instructions", "capability", "depends_on"}
+        "key",
+        "title",
+        "instructions",
+        "capability",
+        "depends_on",
+    }
     assert {"complexity", "recommended_agents"} <= set(schema["properties"])
     assert "AWS" in body["messages"][0]["content"]
 
 
-async def test_typed_task_routes_work_to_the_types_capability(api: MessagesAPIServer, config: ClaudeConfig) -> None:
+async def test_typed_task_routes_work_to_the_types_capability(
+    api: MessagesAPIServer, config: ClaudeConfig
+) -> None:
     api.push_tool_use("submit_plan", good_plan())
     plan = await planner(config).plan(make_task(task_type="research"))
     caps = {s.key: s.capability for s in plan.subtasks}
-    assert caps == {"aws": "researcher", "azure": "researcher", "gcp": "researcher", "table": "researcher",
-                    "report": "synthesis"}
+    assert caps == {
+        "aws": "researcher",
+        "azure": "researcher",
+        "gcp": "researcher",
+        "table": "researcher",
+        "report": "synthesis",
+    }
     assert 'capability "researcher"' in api.requests[0].body["messages"][0]["content"]
 
 
 async def test_missing_synthesis_step_is_added(api: MessagesAPIServer, config: ClaudeConfig) -> None:
-    api.push_tool_use("submit_plan", {"subtasks": [step("a"), step("b"), step("c", deps=["a"])],
-                                      "complexity": "low", "recommended_agents": 2})
+    api.push_tool_use(
+        "submit_plan",
+        {
+            "subtasks": [step("a"), step("b"), step("c", deps=["a"])],
+            "complexity": "low",
+            "recommended_agents": 2,
+        },
+    )
     plan = await planner(config).plan(make_task(task_type="mixed"))
     final = plan.subtasks[-1]
     assert final.kind == SubtaskKind.SYNTHESIS and final.capability == "synthesis"
@@ -99,15 +125,23 @@ async def test_missing_synthesis_step_is_added(api: MessagesAPIServer, config: C
 
 
 async def test_a_dangling_leaf_joins_the_synthesis(api: MessagesAPIServer, config: ClaudeConfig) -> None:
-    api.push_tool_use("submit_plan", {"subtasks": [step("a"), step("b"), step("s", "synthesis", ["a"])],
-                                      "complexity": "low", "recommended_agents": 2})
+    api.push_tool_use(
+        "submit_plan",
+        {
+            "subtasks": [step("a"), step("b"), step("s", "synthesis", ["a"])],
+            "complexity": "low",
+            "recommended_agents": 2,
+        },
+    )
     plan = await planner(config).plan(make_task(task_type="mixed"))
     assert [s.key for s in plan.subtasks] == ["a", "b", "s"]
     assert plan.subtasks[-1].depends_on == ["a", "b"]
 
 
 async def test_single_step_plan_needs_no_synthesis(api: MessagesAPIServer, config: ClaudeConfig) -> None:
-    api.push_tool_use("submit_plan", {"subtasks": [step("only")], "complexity": "low", "recommended_agents": 1})
+    api.push_tool_use(
+        "submit_plan", {"subtasks": [step("only")], "complexity": "low", "recommended_agents": 1}
+    )
     plan = await planner(config).plan(make_task(description="What is 2+2?"))
     assert [s.key for s in plan.subtasks] == ["only"] and plan.planner == "claude"
     assert plan.critical_path_length == 1 and plan.estimated_parallel_efficiency == 1.0
@@ -118,23 +152,56 @@ def wide(n: int) -> dict:
 
 
 MALFORMED = {
-    "missing tool call": (lambda api: api.push_text("Here is my plan: do it all."), "did not call submit_plan"),
-    "cycle": (lambda api: api.push_tool_use("submit_plan", {"subtasks": [step("a", deps=["b"]), step("b", deps=["a"])],
-                                                            "complexity": "low", "recommended_agents": 1}),
-              "cycle"),
-    "unknown dependency": (lambda api: api.push_tool_use("submit_plan", {
-        "subtasks": [step("a"), step("b", deps=["zzz"])], "complexity": "low", "recommended_agents": 1}),
-        "unknown zzz"),
+    "missing tool call": (
+        lambda api: api.push_text("Here is my plan: do it all."),
+        "did not call submit_plan",
+    ),
+    "cycle": (
+        lambda api: api.push_tool_use(
+            "submit_plan",
+            {
+                "subtasks": [step("a", deps=["b"]), step("b", deps=["a"])],
+                "complexity": "low",
+                "recommended_agents": 1,
+            },
+        ),
+        "cycle",
+    ),
+    "unknown dependency": (
+        lambda api: api.push_tool_use(
+            "submit_plan",
+            {"subtasks": [step("a"), step("b", deps=["zzz"])], "complexity": "low", "recommended_agents": 1},
+        ),
+        "unknown zzz",
+    ),
     "too many subtasks": (lambda api: api.push_tool_use("submit_plan", wide(40)), "more than the limit"),
-    "width over max_agents": (lambda api: api.push_tool_use("submit_plan", wide(6)), "more than max_agents 4"),
-    "empty capability": (lambda api: api.push_tool_use("submit_plan", {
-        "subtasks": [step("a", capability="  ")], "complexity": "low", "recommended_agents": 1}), "no capability"),
-    "duplicate keys": (lambda api: api.push_tool_use("submit_plan", {
-        "subtasks": [step("a"), step("a")], "complexity": "low", "recommended_agents": 1}), "not unique"),
-    "bad key": (lambda api: api.push_tool_use("submit_plan", {
-        "subtasks": [step("../etc")], "complexity": "low", "recommended_agents": 1}), "invalid key"),
-    "no subtasks": (lambda api: api.push_tool_use("submit_plan", {"subtasks": [], "complexity": "low"}),
-                    "no subtasks"),
+    "width over max_agents": (
+        lambda api: api.push_tool_use("submit_plan", wide(6)),
+        "more than max_agents 4",
+    ),
+    "empty capability": (
+        lambda api: api.push_tool_use(
+            "submit_plan",
+            {"subtasks": [step("a", capability="  ")], "complexity": "low", "recommended_agents": 1},
+        ),
+        "no capability",
+    ),
+    "duplicate keys": (
+        lambda api: api.push_tool_use(
+            "submit_plan", {"subtasks": [step("a"), step("a")], "complexity": "low", "recommended_agents": 1}
+        ),
+        "not unique",
+    ),
+    "bad key": (
+        lambda api: api.push_tool_use(
+            "submit_plan", {"subtasks": [step("../etc")], "complexity": "low", "recommended_agents": 1}
+        ),
+        "invalid key",
+    ),
+    "no subtasks": (
+        lambda api: api.push_tool_use("submit_plan", {"subtasks": [], "complexity": "low"}),
+        "no subtasks",
+    ),
     "not an object": (lambda api: api.push_tool_use("submit_plan", "do everything"), "not an object"),
     "body not json": (lambda api: api.push_malformed("{oops"), "Messages API call failed"),
     "api error": (lambda api: api.push_error(400, "scripted bad request"), "scripted bad request"),
@@ -153,7 +220,8 @@ async def test_unusable_plans_fall_back_to_the_deterministic_plan(
     assert_fallback(plan, why)
     expected = DeterministicPlanner().plan_now(task)
     assert [(s.key, s.capability, s.depends_on) for s in plan.subtasks] == [
-        (s.key, s.capability, s.depends_on) for s in expected.subtasks]
+        (s.key, s.capability, s.depends_on) for s in expected.subtasks
+    ]
 
 
 async def test_plan_over_max_fanout_falls_back(api: MessagesAPIServer, config: ClaudeConfig) -> None:
@@ -179,8 +247,9 @@ def test_accepts_only_with_an_api_key(tmp_path, monkeypatch: pytest.MonkeyPatch)
 
 
 def test_registration_makes_no_network_call(api: MessagesAPIServer, tmp_path) -> None:
-    settings = load_settings(home=tmp_path, environ={}, overrides={
-        "claude.api_key": API_KEY, "claude.base_url": api.base_url})
+    settings = load_settings(
+        home=tmp_path, environ={}, overrides={"claude.api_key": API_KEY, "claude.base_url": api.base_url}
+    )
     plugin.register_planners(settings)
     plugin.register_agent_types(settings)
     assert not api.requests
@@ -189,12 +258,18 @@ def test_registration_makes_no_network_call(api: MessagesAPIServer, tmp_path) ->
 def test_dag_levels() -> None:
     from controlplane.domain.model import PlannedSubtask
 
-    steps = [PlannedSubtask("a", "a", "a"), PlannedSubtask("b", "b", "b", depends_on=["a"]),
-             PlannedSubtask("c", "c", "c"), PlannedSubtask("d", "d", "d", depends_on=["b", "c"])]
+    steps = [
+        PlannedSubtask("a", "a", "a"),
+        PlannedSubtask("b", "b", "b", depends_on=["a"]),
+        PlannedSubtask("c", "c", "c"),
+        PlannedSubtask("d", "d", "d", depends_on=["b", "c"]),
+    ]
     assert dag_levels(steps) == [0, 1, 0, 2]
 
 
-async def test_the_planning_call_is_bounded_by_the_tasks_budget(api: MessagesAPIServer, config: ClaudeConfig) -> None:
+async def test_the_planning_call_is_bounded_by_the_tasks_budget(
+    api: MessagesAPIServer, config: ClaudeConfig
+) -> None:
     plan, usage = await planner(config).plan_with_usage(make_task(max_total_tokens=2000))
     assert_fallback(plan, "the task's budget leaves too little for a model plan")
     assert usage.model_calls == 0 and not api.requests  # nothing was spent
@@ -205,14 +280,23 @@ async def test_the_planning_call_is_bounded_by_the_tasks_budget(api: MessagesAPI
     assert api.requests[0].body["max_tokens"] <= 12_000 // 4  # a quarter of the budget, the prompt included
 
 
-async def test_the_planner_sees_the_results_the_task_builds_on(api: MessagesAPIServer, config: ClaudeConfig) -> None:
+async def test_the_planner_sees_the_results_the_task_builds_on(
+    api: MessagesAPIServer, config: ClaudeConfig
+) -> None:
     from controlplane.domain.model import DependencyResult
 
     api.push_tool_use("submit_plan", good_plan())
-    await planner(config).plan_with_usage(make_task(dependency_results=[
-        DependencyResult("t0", "Research user requirements", "Users need offline mode.")]))
-    assert '<dependency task="tasks/t0">\nUsers need offline mode.\n</dependency>' in \
-        api.requests[0].body["messages"][0]["content"]
+    await planner(config).plan_with_usage(
+        make_task(
+            dependency_results=[
+                DependencyResult("t0", "Research user requirements", "Users need offline mode.")
+            ]
+        )
+    )
+    assert (
+        '<dependency task="tasks/t0">\nUsers need offline mode.\n</dependency>'
+        in api.requests[0].body["messages"][0]["content"]
+    )
 
 
 async def test_the_planning_call_takes_a_permit_of_the_control_planes_pacer(
@@ -231,7 +315,9 @@ async def test_the_planning_call_takes_a_permit_of_the_control_planes_pacer(
     api.push_error(529, retry_after=0.3)  # and so is the planner's test call
     api.push_tool_use("submit_plan", good_plan(), usage={"input_tokens": 500, "output_tokens": 200})
     started = time.monotonic()
-    plan, usage = await planner(config).plan_with_usage(make_task(task_type="mixed", max_agents=4), pacer=pacer)
+    plan, usage = await planner(config).plan_with_usage(
+        make_task(task_type="mixed", max_agents=4), pacer=pacer
+    )
     assert plan.planner == "claude" and usage.model_calls == 1
     assert time.monotonic() - started >= 0.6  # held 0.4 s, then 0.3 s after its own 529, not retried at once
     (status,) = pacer.status()

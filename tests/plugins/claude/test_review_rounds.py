@@ -30,8 +30,10 @@ CHANGE = "Cite a source for the 2024 market figure"
 @pytest.fixture
 async def claude_pool(control_plane: App, api: MessagesAPIServer) -> AsyncIterator[list[Worker]]:
     """A researcher and a tester connected to ``control_plane``, both on the fake API."""
-    workers = [Worker(claude.ResearcherAgent(params(api)), control_plane.address, max_backoff=0.5),
-               Worker(claude.TesterAgent(params(api)), control_plane.address, max_backoff=0.5)]
+    workers = [
+        Worker(claude.ResearcherAgent(params(api)), control_plane.address, max_backoff=0.5),
+        Worker(claude.TesterAgent(params(api)), control_plane.address, max_backoff=0.5),
+    ]
     runners = [asyncio.get_running_loop().create_task(w.run()) for w in workers]
     try:
         for worker in workers:
@@ -44,9 +46,17 @@ async def claude_pool(control_plane: App, api: MessagesAPIServer) -> AsyncIterat
 
 
 async def _run(stubs: Stubs, rounds: int) -> tuple[msgs.Task, tasks_pb.GetTaskResponse, msgs.TaskResult]:
-    submitted = await stubs.tasks.SubmitTask(tasks_pb.SubmitTaskRequest(task=msgs.Task(
-        description="Size the European market for hospital scheduling software", task_type="research",
-        constraints="Every figure needs a source", review_rounds=rounds)), timeout=TIMEOUT)
+    submitted = await stubs.tasks.SubmitTask(
+        tasks_pb.SubmitTaskRequest(
+            task=msgs.Task(
+                description="Size the European market for hospital scheduling software",
+                task_type="research",
+                constraints="Every figure needs a source",
+                review_rounds=rounds,
+            )
+        ),
+        timeout=TIMEOUT,
+    )
     name = submitted.task.name
 
     async def finished() -> msgs.Task | None:
@@ -54,13 +64,18 @@ async def _run(stubs: Stubs, rounds: int) -> tuple[msgs.Task, tasks_pb.GetTaskRe
         return task if task.status >= enums.TASK_STATUS_COMPLETED else None
 
     task = await wait_for(finished, 30, interval=0.05, message=f"{name} to finish")
-    full = await stubs.tasks.GetTask(tasks_pb.GetTaskRequest(name=name, view=enums.TASK_VIEW_FULL), timeout=TIMEOUT)
-    result = (await stubs.tasks.GetTaskResults(tasks_pb.GetTaskResultsRequest(name=name), timeout=TIMEOUT)).result
+    full = await stubs.tasks.GetTask(
+        tasks_pb.GetTaskRequest(name=name, view=enums.TASK_VIEW_FULL), timeout=TIMEOUT
+    )
+    result = (
+        await stubs.tasks.GetTaskResults(tasks_pb.GetTaskResultsRequest(name=name), timeout=TIMEOUT)
+    ).result
     return task, full, result
 
 
-async def test_changes_are_revised_then_approved(control_plane: App, stubs: Stubs, api: MessagesAPIServer,
-                                                 claude_pool: list[Worker]) -> None:
+async def test_changes_are_revised_then_approved(
+    control_plane: App, stubs: Stubs, api: MessagesAPIServer, claude_pool: list[Worker]
+) -> None:
     script = ReviewScript([[CHANGE], True])
     api.responder = script
     task, full, result = await _run(stubs, rounds=3)
@@ -69,13 +84,19 @@ async def test_changes_are_revised_then_approved(control_plane: App, stubs: Stub
     review = full.review
     assert review.outcome == enums.REVIEW_OUTCOME_APPROVED and review.max_rounds == 3
     assert [(r.round, r.verdict.approved, list(r.verdict.changes)) for r in review.rounds] == [
-        (1, False, [CHANGE]), (2, True, [])]
+        (1, False, [CHANGE]),
+        (2, True, []),
+    ]
     assert review.rounds[0].revision_subtask.endswith("/revision-1") and not review.rounds[1].revision_subtask
     assert all(r.reviewer.startswith("agents/tester-") for r in review.rounds)
     assert result.review == review
     kinds = {s.name.rsplit("/", 1)[1]: s.kind for s in full.subtasks}
-    assert kinds == {"s0": enums.SUBTASK_KIND_WORK, "review-1": enums.SUBTASK_KIND_REVIEW,
-                     "revision-1": enums.SUBTASK_KIND_REVISION, "review-2": enums.SUBTASK_KIND_REVIEW}
+    assert kinds == {
+        "s0": enums.SUBTASK_KIND_WORK,
+        "review-1": enums.SUBTASK_KIND_REVIEW,
+        "revision-1": enums.SUBTASK_KIND_REVISION,
+        "review-2": enums.SUBTASK_KIND_REVIEW,
+    }
     revision = next(s for s in full.subtasks if s.name.endswith("/revision-1"))
     assert revision.agent.startswith("agents/researcher-")  # the author revises
     assert result.output == revision.output  # the approved answer is the revision
@@ -87,8 +108,11 @@ async def test_changes_are_revised_then_approved(control_plane: App, stubs: Stub
     assert "Every figure needs a source" in json.dumps(first["system"])  # graded against the constraints
     work = next(r for r in api.requests if not offers_tool(r.body, "submit_review"))
     assert work.body["messages"][0]["content"] in first["messages"][0]["content"]  # the answer under review
-    revising = [r for r in api.requests if CHANGE in json.dumps(r.body.get("messages"))
-                and not offers_tool(r.body, "submit_review")]
+    revising = [
+        r
+        for r in api.requests
+        if CHANGE in json.dumps(r.body.get("messages")) and not offers_tool(r.body, "submit_review")
+    ]
     assert len(revising) == 1
 
     # Usage counts every call: the work, two reviews and one revision.
@@ -97,8 +121,9 @@ async def test_changes_are_revised_then_approved(control_plane: App, stubs: Stub
     assert sum(s.usage.model_calls for s in full.subtasks) == 4
 
 
-async def test_an_approval_in_round_one_ends_the_loop(control_plane: App, stubs: Stubs, api: MessagesAPIServer,
-                                                      claude_pool: list[Worker]) -> None:
+async def test_an_approval_in_round_one_ends_the_loop(
+    control_plane: App, stubs: Stubs, api: MessagesAPIServer, claude_pool: list[Worker]
+) -> None:
     api.responder = ReviewScript([True])
     task, full, result = await _run(stubs, rounds=5)
     assert task.status == enums.TASK_STATUS_COMPLETED, task

@@ -43,7 +43,9 @@ def tool_names(body: dict[str, Any]) -> list[str]:
 def results_in(body: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """The tool_result blocks of a request's last message, by tool name of the call they answer."""
     calls = {b["id"]: b["name"] for b in body["messages"][-2]["content"] if b.get("type") == "tool_use"}
-    return {calls[b["tool_use_id"]]: b for b in body["messages"][-1]["content"] if b.get("type") == "tool_result"}
+    return {
+        calls[b["tool_use_id"]]: b for b in body["messages"][-1]["content"] if b.get("type") == "tool_result"
+    }
 
 
 def exec_settings(home: Path, **more: Any) -> Any:
@@ -54,27 +56,49 @@ def exec_settings(home: Path, **more: Any) -> Any:
 
 
 async def test_a_researcher_offers_web_search_and_fetch_and_keeps_what_it_cites(
-        api: MessagesAPIServer, tmp_path: Path) -> None:
+    api: MessagesAPIServer, tmp_path: Path
+) -> None:
     search = server_tool_use("web_search", {"query": "cloud trends 2025"})
     fetch = server_tool_use("web_fetch", {"url": OTHER})
-    api.push(MessageReply([
-        {"type": "text", "text": "Let me look that up."},
-        search, web_search_result(search["id"], [(PAGE, "Cloud in 2025"), ("https://x.example/un", "Uncited")]),
-        fetch, web_fetch_result(fetch["id"], OTHER, "Edge news", "Edge computing grows."),
-        cited_text("Sovereign clouds lead the 2025 trends.", [(PAGE, "Cloud in 2025", "sovereign clouds lead")]),
-        {"type": "text", "text": " Edge grows too."},
-    ], usage={"input_tokens": 500, "output_tokens": 40, "server_tool_use": {"web_search_requests": 1,
-                                                                           "web_fetch_requests": 1}}))
-    settings = make_settings(tmp_path, **{"claude.web_search.max_uses": 3, "claude.web.allowed_domains":
-                                          ["example.com", "example.org"]})
+    api.push(
+        MessageReply(
+            [
+                {"type": "text", "text": "Let me look that up."},
+                search,
+                web_search_result(
+                    search["id"], [(PAGE, "Cloud in 2025"), ("https://x.example/un", "Uncited")]
+                ),
+                fetch,
+                web_fetch_result(fetch["id"], OTHER, "Edge news", "Edge computing grows."),
+                cited_text(
+                    "Sovereign clouds lead the 2025 trends.",
+                    [(PAGE, "Cloud in 2025", "sovereign clouds lead")],
+                ),
+                {"type": "text", "text": " Edge grows too."},
+            ],
+            usage={
+                "input_tokens": 500,
+                "output_tokens": 40,
+                "server_tool_use": {"web_search_requests": 1, "web_fetch_requests": 1},
+            },
+        )
+    )
+    settings = make_settings(
+        tmp_path,
+        **{"claude.web_search.max_uses": 3, "claude.web.allowed_domains": ["example.com", "example.org"]},
+    )
     agent = ResearcherAgent(params(api), settings=settings)
     ctx, sink = context(assignment())
     result = await agent.handle(ctx)
 
     (request,) = api.requests
     tools = {t["name"]: t for t in request.body["tools"]}
-    assert tools["web_search"] == {"type": "web_search_20250305", "name": "web_search", "max_uses": 3,
-                                   "allowed_domains": ["example.com", "example.org"]}
+    assert tools["web_search"] == {
+        "type": "web_search_20250305",
+        "name": "web_search",
+        "max_uses": 3,
+        "allowed_domains": ["example.com", "example.org"],
+    }
     assert tools["web_fetch"]["type"] == "web_fetch_20250910" and tools["web_fetch"]["max_uses"] == 5
     assert tools["web_fetch"]["citations"] == {"enabled": True}
     assert "web-fetch-2025-09-10" in request.headers["anthropic-beta"]
@@ -82,9 +106,13 @@ async def test_a_researcher_offers_web_search_and_fetch_and_keeps_what_it_cites(
 
     assert result.output == "Let me look that up.Sovereign clouds lead the 2025 trends. Edge grows too."
     assert [(s.url, s.title, s.cited_text) for s in result.sources] == [
-        (OTHER, "Edge news", ""), (PAGE, "Cloud in 2025", "sovereign clouds lead")]
+        (OTHER, "Edge news", ""),
+        (PAGE, "Cloud in 2025", "sovereign clouds lead"),
+    ]
     assert [(c.name, c.server, c.is_error, c.turn) for c in result.tool_calls] == [
-        ("web_search", True, False, 1), ("web_fetch", True, False, 1)]
+        ("web_search", True, False, 1),
+        ("web_fetch", True, False, 1),
+    ]
     assert "cloud trends 2025" in result.tool_calls[0].summary
     u = result.usage
     assert (u.web_search_requests, u.web_fetch_requests, u.tool_calls, u.model_calls) == (1, 1, 2, 1)
@@ -94,13 +122,28 @@ async def test_a_researcher_offers_web_search_and_fetch_and_keeps_what_it_cites(
 
 async def test_a_paused_turn_is_continued_with_what_the_model_said_so_far(api: MessagesAPIServer) -> None:
     first = server_tool_use("web_search", {"query": "edge market size"})
-    api.push(MessageReply([{"type": "text", "text": "Searching. "}, first,
-                           web_search_result(first["id"], [(PAGE, "Market")])], stop_reason="pause_turn",
-                          usage={"server_tool_use": {"web_search_requests": 1}}))
+    api.push(
+        MessageReply(
+            [
+                {"type": "text", "text": "Searching. "},
+                first,
+                web_search_result(first["id"], [(PAGE, "Market")]),
+            ],
+            stop_reason="pause_turn",
+            usage={"server_tool_use": {"web_search_requests": 1}},
+        )
+    )
     second = server_tool_use("web_search", {"query": "edge market growth"})
-    api.push(MessageReply([second, web_search_error(second["id"], "too_many_requests"),
-                           cited_text("The edge market is large.", [(PAGE, "Market", "large")])],
-                          usage={"server_tool_use": {"web_search_requests": 1}}))
+    api.push(
+        MessageReply(
+            [
+                second,
+                web_search_error(second["id"], "too_many_requests"),
+                cited_text("The edge market is large.", [(PAGE, "Market", "large")]),
+            ],
+            usage={"server_tool_use": {"web_search_requests": 1}},
+        )
+    )
     agent = ResearcherAgent(params(api))
     result = await agent.handle(context()[0])
 
@@ -116,12 +159,14 @@ async def test_a_paused_turn_is_continued_with_what_the_model_said_so_far(api: M
 
 
 async def test_web_tools_are_off_by_settings_or_by_a_custom_types_parameters(
-        api: MessagesAPIServer, tmp_path: Path) -> None:
+    api: MessagesAPIServer, tmp_path: Path
+) -> None:
     api.push_text("a")
     api.push_text("b")
     api.push_text("c")
-    await ResearcherAgent(params(api), settings=make_settings(tmp_path, **{"claude.web_search.enabled": False})
-                          ).handle(context()[0])
+    await ResearcherAgent(
+        params(api), settings=make_settings(tmp_path, **{"claude.web_search.enabled": False})
+    ).handle(context()[0])
     await ResearcherAgent(params(api, web_fetch=False, blocked_domains=["spam.example"])).handle(context()[0])
     await AnalystAgent(params(api)).handle(context()[0])
     first, second, third = (r.body for r in api.requests)
@@ -136,7 +181,8 @@ async def test_web_tools_are_off_by_settings_or_by_a_custom_types_parameters(
 
 
 async def test_without_allow_exec_a_coder_gets_code_execution_and_no_local_tools(
-        api: MessagesAPIServer, tmp_path: Path) -> None:
+    api: MessagesAPIServer, tmp_path: Path
+) -> None:
     api.push_text("def f(): pass")
     api.push_text("def g(): pass")
     await CoderAgent(params(api), settings=make_settings(tmp_path)).handle(context()[0])
@@ -150,14 +196,24 @@ async def test_without_allow_exec_a_coder_gets_code_execution_and_no_local_tools
 
 
 async def test_a_coder_with_allow_exec_writes_runs_and_returns_its_files(
-        api: MessagesAPIServer, tmp_path: Path) -> None:
-    api.push(MessageReply([
-        {"type": "text", "text": "Writing it."},
-        {"type": "tool_use", "id": "toolu_w", "name": "write_file",
-         "input": {"path": "src/hello.py", "content": "print('hello from the workspace')\n"}},
-        {"type": "tool_use", "id": "toolu_l", "name": "list_files", "input": {}},
-    ], stop_reason="tool_use"))
-    api.push_tool_use("run_command", {"command": "python3 src/hello.py && echo \"$MAOS_WORKSPACE\" | wc -l"})
+    api: MessagesAPIServer, tmp_path: Path
+) -> None:
+    api.push(
+        MessageReply(
+            [
+                {"type": "text", "text": "Writing it."},
+                {
+                    "type": "tool_use",
+                    "id": "toolu_w",
+                    "name": "write_file",
+                    "input": {"path": "src/hello.py", "content": "print('hello from the workspace')\n"},
+                },
+                {"type": "tool_use", "id": "toolu_l", "name": "list_files", "input": {}},
+            ],
+            stop_reason="tool_use",
+        )
+    )
+    api.push_tool_use("run_command", {"command": 'python3 src/hello.py && echo "$MAOS_WORKSPACE" | wc -l'})
     api.push_text("Done: src/hello.py prints a greeting.")
     agent = QaAgent(params(api), settings=exec_settings(tmp_path))
     ctx, sink = context(assignment(task="tasks/t0123456789abcdef"))
@@ -167,8 +223,10 @@ async def test_a_coder_with_allow_exec_writes_runs_and_returns_its_files(
     assert names == ["code_execution", "list_files", "read_file", "write_file", "run_command"]
     assert "workspace folder" in api.requests[0].body["system"][0]["text"]
     answered = results_in(api.requests[1].body)
-    assert answered["write_file"]["content"] == "wrote 34 bytes to src/hello.py" and "is_error" not in answered[
-        "write_file"]
+    assert (
+        answered["write_file"]["content"] == "wrote 34 bytes to src/hello.py"
+        and "is_error" not in answered["write_file"]
+    )
     ran = results_in(api.requests[2].body)["run_command"]["content"]
     assert ran.startswith("exit status 0") and "hello from the workspace" in ran
 
@@ -185,7 +243,9 @@ async def test_a_coder_with_allow_exec_writes_runs_and_returns_its_files(
     assert any("run_command done" in f["message"] for k, f in sink.events if k == "progress")
 
 
-async def test_paths_that_leave_the_workspace_get_error_results(api: MessagesAPIServer, tmp_path: Path) -> None:
+async def test_paths_that_leave_the_workspace_get_error_results(
+    api: MessagesAPIServer, tmp_path: Path
+) -> None:
     outside = tmp_path / "outside"
     outside.mkdir()
     (outside / "secret.txt").write_text("do not read")
@@ -201,8 +261,12 @@ async def test_paths_that_leave_the_workspace_get_error_results(api: MessagesAPI
         "toolu_6": ("read_file", {"path": 42}),
         "toolu_7": ("no_such_tool", {}),
     }
-    api.push(MessageReply([{"type": "tool_use", "id": i, "name": n, "input": a} for i, (n, a) in attempts.items()],
-                          stop_reason="tool_use"))
+    api.push(
+        MessageReply(
+            [{"type": "tool_use", "id": i, "name": n, "input": a} for i, (n, a) in attempts.items()],
+            stop_reason="tool_use",
+        )
+    )
     api.push_text("I could not write outside.")
     agent = CoderAgent(params(api), settings=exec_settings(tmp_path))
     result = await agent.handle(context(assignment(task="tasks/tesc"))[0])
@@ -222,13 +286,15 @@ async def test_paths_that_leave_the_workspace_get_error_results(api: MessagesAPI
 
 
 async def test_a_command_is_killed_at_its_time_limit_and_its_output_is_bounded(
-        api: MessagesAPIServer, tmp_path: Path) -> None:
+    api: MessagesAPIServer, tmp_path: Path
+) -> None:
     api.push_tool_use("run_command", {"command": "sleep 30"})
     api.push_tool_use("run_command", {"argv": ["/bin/sh", "-c", "head -c 5000 /dev/zero | tr '\\0' y"]})
     api.push_tool_use("run_command", {"command": "exit 3"})
     api.push_text("ok")
-    settings = exec_settings(tmp_path, **{"agents.workspace.command_timeout": 1.0,
-                                          "agents.workspace.max_output_bytes": 100})
+    settings = exec_settings(
+        tmp_path, **{"agents.workspace.command_timeout": 1.0, "agents.workspace.max_output_bytes": 100}
+    )
     result = await CoderAgent(params(api), settings=settings).handle(context()[0])
     killed = results_in(api.requests[1].body)["run_command"]
     assert killed["is_error"] and "killed after 1 s (agents.workspace.command_timeout)" in killed["content"]
@@ -246,7 +312,9 @@ async def test_old_workspaces_are_swept_when_a_new_one_opens(api: MessagesAPISer
     fresh = tmp_path / "workspaces" / "tfresh"
     fresh.mkdir()
     api.push_text("ok")
-    await CoderAgent(params(api), settings=exec_settings(tmp_path)).handle(context(assignment(task="tasks/tnew"))[0])
+    await CoderAgent(params(api), settings=exec_settings(tmp_path)).handle(
+        context(assignment(task="tasks/tnew"))[0]
+    )
     assert sorted(p.name for p in (tmp_path / "workspaces").iterdir()) == ["tfresh", "tnew"]
 
 
@@ -290,9 +358,15 @@ async def test_a_failing_tool_answers_with_an_error_and_the_step_completes(api: 
     agent.tool_sources.append(source)
     await agent.warm_up()
     assert source.events == ["open"]
-    api.push(MessageReply([{"type": "tool_use", "id": "toolu_a", "name": "lookup", "input": {"key": "boom"}},
-                           {"type": "tool_use", "id": "toolu_b", "name": "lookup", "input": {"key": "pi"}}],
-                          stop_reason="tool_use"))
+    api.push(
+        MessageReply(
+            [
+                {"type": "tool_use", "id": "toolu_a", "name": "lookup", "input": {"key": "boom"}},
+                {"type": "tool_use", "id": "toolu_b", "name": "lookup", "input": {"key": "pi"}},
+            ],
+            stop_reason="tool_use",
+        )
+    )
     api.push_text("Pi is known; the other fact is not.")
     try:
         result = await agent.handle(context()[0])
@@ -312,20 +386,27 @@ async def test_a_failing_tool_answers_with_an_error_and_the_step_completes(api: 
 async def test_a_loop_that_never_ends_stops_at_its_turn_limit(api: MessagesAPIServer, tmp_path: Path) -> None:
     api.responder = lambda body: MessageReply(
         [{"type": "tool_use", "id": f"toolu_{len(body['messages'])}", "name": "list_files", "input": {}}],
-        stop_reason="tool_use")
+        stop_reason="tool_use",
+    )
     agent = CoderAgent(params(api, max_turns=3), settings=exec_settings(tmp_path))
     ctx, _ = context()
-    with pytest.raises(PermanentError, match=r"limit of 3 model turns .*still calling tools \(list_files\)") as err:
+    with pytest.raises(
+        PermanentError, match=r"limit of 3 model turns .*still calling tools \(list_files\)"
+    ) as err:
         await agent.handle(ctx)
     assert err.value.error_type == "ToolLoopLimit"
     assert len(api.requests) == 3
     assert ctx.spent.model_calls == 3  # every turn is charged
 
 
-async def test_a_budget_stops_the_loop_and_what_was_spent_is_charged(api: MessagesAPIServer, tmp_path: Path) -> None:
+async def test_a_budget_stops_the_loop_and_what_was_spent_is_charged(
+    api: MessagesAPIServer, tmp_path: Path
+) -> None:
     api.responder = lambda body: MessageReply(
         [{"type": "tool_use", "id": f"toolu_{len(body['messages'])}", "name": "list_files", "input": {}}],
-        stop_reason="tool_use", usage={"input_tokens": 1000, "output_tokens": 100})
+        stop_reason="tool_use",
+        usage={"input_tokens": 1000, "output_tokens": 100},
+    )
     agent = CoderAgent(params(api), settings=exec_settings(tmp_path))
     ctx, _ = context(assignment(remaining_tokens=2500))
     with pytest.raises(BudgetExhausted, match="budget exhausted: 300 tokens left"):
@@ -337,10 +418,14 @@ async def test_a_budget_stops_the_loop_and_what_was_spent_is_charged(api: Messag
 
 
 async def test_a_cancelled_loop_charges_its_calls_and_stops_its_command(
-        api: MessagesAPIServer, tmp_path: Path) -> None:
+    api: MessagesAPIServer, tmp_path: Path
+) -> None:
     marker = tmp_path / "workspaces" / "tcancel" / "started"
-    api.push_tool_use("run_command", {"command": "touch started && sleep 30 && touch finished"},
-                      usage={"input_tokens": 300, "output_tokens": 20})
+    api.push_tool_use(
+        "run_command",
+        {"command": "touch started && sleep 30 && touch finished"},
+        usage={"input_tokens": 300, "output_tokens": 20},
+    )
     agent = CoderAgent(params(api), settings=exec_settings(tmp_path))
     ctx, _ = context(assignment(task="tasks/tcancel"))
     running = asyncio.get_running_loop().create_task(agent.handle(ctx))
@@ -355,8 +440,16 @@ async def test_a_cancelled_loop_charges_its_calls_and_stops_its_command(
 
 async def test_the_loop_stops_at_its_wall_time(api: MessagesAPIServer, tmp_path: Path) -> None:
     api.responder = lambda body: MessageReply(
-        [{"type": "tool_use", "id": f"toolu_{len(body['messages'])}", "name": "run_command",
-          "input": {"command": "sleep 0.2"}}], stop_reason="tool_use")
+        [
+            {
+                "type": "tool_use",
+                "id": f"toolu_{len(body['messages'])}",
+                "name": "run_command",
+                "input": {"command": "sleep 0.2"},
+            }
+        ],
+        stop_reason="tool_use",
+    )
     agent = CoderAgent(params(api, max_seconds=0.5), settings=exec_settings(tmp_path))
     with pytest.raises(PermanentError, match="ran out of time") as err:
         await agent.handle(context()[0])

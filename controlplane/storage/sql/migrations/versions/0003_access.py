@@ -44,7 +44,9 @@ def upgrade() -> None:
     op.create_index("ix_api_keys_user", "api_keys", ["user"])
     op.create_table(
         "audit_records",
-        sa.Column("seq", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
+        sa.Column(
+            "seq", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
+        ),
         sa.Column("time", sa.Double(), nullable=False),
         sa.Column("principal", sa.String(), nullable=False),
         sa.Column("method", sa.String(), nullable=False),

@@ -28,8 +28,10 @@ SHARDS = 16
 
 
 def _sqlite_add(status: str, delta: str) -> str:
-    return (f"INSERT INTO task_counts (status, shard, n) VALUES ({status}, 0, {delta}) "
-            f"ON CONFLICT (status, shard) DO UPDATE SET n = n + {delta};")
+    return (
+        f"INSERT INTO task_counts (status, shard, n) VALUES ({status}, 0, {delta}) "
+        f"ON CONFLICT (status, shard) DO UPDATE SET n = n + {delta};"
+    )
 
 
 SQLITE_TRIGGERS = (
@@ -83,7 +85,9 @@ def upgrade() -> None:
         sa.Column("n", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("status", "shard", name="pk_task_counts"),
     )
-    op.execute("INSERT INTO task_counts (status, shard, n) SELECT status, 0, COUNT(*) FROM tasks GROUP BY status")
+    op.execute(
+        "INSERT INTO task_counts (status, shard, n) SELECT status, 0, COUNT(*) FROM tasks GROUP BY status"
+    )
     postgresql = op.get_bind().dialect.name == "postgresql"
     for statement in POSTGRESQL_TRIGGERS if postgresql else SQLITE_TRIGGERS:
         op.execute(statement)

@@ -16,10 +16,10 @@ from agent_sdk.client import Client
 from agent_sdk.context import (
     Artifact,
     Assignment,
-    DependencyResult,
     Ballot,
     Candidate,
     Context,
+    DependencyResult,
     Result,
     SharedState,
     StateConflict,

@@ -29,7 +29,7 @@ import functools
 import json
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import grpc
@@ -216,7 +216,7 @@ def _timestamp(value: datetime | float | timestamp_pb2.Timestamp) -> timestamp_p
         return value
     ts = timestamp_pb2.Timestamp()
     if isinstance(value, datetime):
-        ts.FromDatetime(value if value.tzinfo else value.astimezone(timezone.utc))
+        ts.FromDatetime(value if value.tzinfo else value.astimezone(UTC))
     else:
         ts.FromNanoseconds(int(float(value) * 1e9))
     return ts
@@ -410,7 +410,7 @@ class Client(WebhookMethods, WorkflowMethods):
         )
         try:
             await asyncio.wait_for(client.channel.channel_ready(), timeout)
-        except (TimeoutError, asyncio.TimeoutError):
+        except TimeoutError:
             await client.close()
             raise UnavailableError(
                 f"cannot reach the MAOS control plane at {client.address} within {timeout:g} s"
@@ -685,7 +685,7 @@ class Client(WebhookMethods, WorkflowMethods):
 
         try:
             return await asyncio.wait_for(wait(), timeout)
-        except (TimeoutError, asyncio.TimeoutError):
+        except TimeoutError:
             raise TimeoutError(f"{task_name(id_or_name)} did not finish within {timeout:g} s") from None
 
     # --- agents -----------------------------------------------------------------------------------

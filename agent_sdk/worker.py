@@ -25,6 +25,7 @@ that error; RESOURCE_EXHAUSTED (rate limits) is retried with backoff.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import random
@@ -223,10 +224,8 @@ class Worker:
                 break
             attempt += 1
             delay = min(self.max_backoff, 0.1 * 2 ** min(attempt, 10)) * random.uniform(0.5, 1.0)
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), delay)
-            except TimeoutError:
-                pass
         await self._cancel_all()
 
     async def shutdown(self, grace: float = 30.0) -> None:
@@ -375,7 +374,7 @@ class Worker:
         self._paced = registered.paces_model_calls
         for ref in registered.revoked:
             self._cancel(ref, "re-leased elsewhere while disconnected")
-        for key, message in list(self._unacked.items()):
+        for message in list(self._unacked.values()):
             self._send(message)  # reports the server may not have seen before the stream broke
         self.registered.set()
         if heartbeats:

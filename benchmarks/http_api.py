@@ -30,11 +30,11 @@ from pathlib import Path
 # Run as a script, this file's folder comes first on sys.path and its name hides the standard `http`.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-import http.client
+import http.client  # noqa: E402 (after the sys.path fix above)
 
-from agent_sdk.proto.maos.v1 import messages_pb2 as m
-from agent_sdk.proto.maos.v1 import task_service_pb2 as t
-from benchmarks._common import Bench, control_plane, describe, free_port, tasks_stub
+from agent_sdk.proto.maos.v1 import messages_pb2 as m  # noqa: E402
+from agent_sdk.proto.maos.v1 import task_service_pb2 as t  # noqa: E402
+from benchmarks._common import Bench, control_plane, describe, free_port, tasks_stub  # noqa: E402
 
 BODY = json.dumps({"description": "no-op", "type": "noop", "priority": "NORMAL"}).encode()
 FINISHED = ("TASK_STATUS_COMPLETED", "TASK_STATUS_FAILED", "TASK_STATUS_CANCELLED")

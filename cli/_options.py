@@ -7,7 +7,7 @@ import json
 import re
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import click
@@ -22,10 +22,14 @@ T = TypeVar("T")
 
 PRIORITIES = ["LOW", "NORMAL", "MEDIUM", "HIGH", "CRITICAL"]
 TASK_STATUSES = [
-    n.removeprefix("TASK_STATUS_") for n in enums.TaskStatus.keys() if not n.endswith("UNSPECIFIED")
+    n.removeprefix("TASK_STATUS_")
+    for n in enums.TaskStatus.DESCRIPTOR.values_by_name
+    if not n.endswith("UNSPECIFIED")
 ]
 AGENT_STATUSES = [
-    n.removeprefix("AGENT_STATUS_") for n in enums.AgentStatus.keys() if not n.endswith("UNSPECIFIED")
+    n.removeprefix("AGENT_STATUS_")
+    for n in enums.AgentStatus.DESCRIPTOR.values_by_name
+    if not n.endswith("UNSPECIFIED")
 ]
 
 
@@ -253,7 +257,7 @@ class Since(click.ParamType):
         match = _RELATIVE.match(str(value))
         if match:
             delta = timedelta(**{_UNITS[match.group(2).lower()]: float(match.group(1))})
-            return datetime.now(timezone.utc) - delta
+            return datetime.now(UTC) - delta
         try:
             moment = datetime.fromisoformat(str(value).strip().replace("Z", "+00:00"))
         except ValueError:

@@ -239,12 +239,12 @@ def _recover_offline(
     checkpoint_id: str, verify: bool, components: list[str], requeue: bool, file: Path | None
 ) -> Any:
     """Recovery against the configured database, without a server (e.g. after the database was wiped)."""
+    from agent_sdk.proto.maos.v1 import checkpoint_service_pb2 as pb
     from controlplane.api.servicers.checkpoints import checkpoint_from_pb, checkpoint_to_pb
     from controlplane.app import open_storage
     from controlplane.checkpoints import service
     from controlplane.config import load_settings
     from controlplane.plugins import get_plugin_manager
-    from agent_sdk.proto.maos.v1 import checkpoint_service_pb2 as pb
 
     settings = load_settings()
     if settings.database_url.startswith("sqlite"):

@@ -77,13 +77,21 @@ def mcp(http: bool, host: str, port: int, allowed_hosts: tuple[str, ...]) -> Non
         # No key of its own: each request brings its MCP client's.
         client = make_client(s.addr, token=None, timeout=s.timeout, tls=tls)
         transport = HttpTransport(client, host=host, allowed_hosts=allowed_hosts)
-        server = uvicorn.Server(
+        started = asyncio.Event()
+
+        class Server(uvicorn.Server):
+            async def startup(self, sockets: list | None = None) -> None:  # type: ignore[type-arg]
+                await super().startup(sockets)
+                started.set()
+
+        server = Server(
             uvicorn.Config(transport.app(), host=host, port=port, log_level="warning", lifespan="on")
         )
         async with client:
             task = asyncio.get_running_loop().create_task(server.serve())
-            while not server.started and not task.done():
-                await asyncio.sleep(0.05)
+            ready = asyncio.ensure_future(started.wait())
+            await asyncio.wait([task, ready], return_when=asyncio.FIRST_COMPLETED)
+            ready.cancel()
             if server.started:
                 bound = server.servers[0].sockets[0].getsockname()[1] if server.servers else port
                 message(f"MCP over streamable HTTP at http://{host}:{bound}/mcp (control plane {s.addr})")

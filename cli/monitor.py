@@ -20,7 +20,6 @@ from agent_sdk.proto.maos.v1 import messages_pb2 as msgs
 from cli._errors import EXIT_INTERRUPTED, EXIT_THRESHOLD, handle_errors
 from cli._export import export_options, opened, resolve_export
 from cli._follow import resumed
-from cli.live import live
 from cli._options import Duration, run, split_csv
 from cli._output import (
     bare_id,
@@ -36,6 +35,7 @@ from cli._output import (
     to_data,
 )
 from cli._sampling import DEFAULT_METRICS, METRICS, PERCENT, Sampler, sample
+from cli.live import live
 from cli.system import pacing_summary
 
 #: Unfinished tasks, as the snapshot lists them.

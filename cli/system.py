@@ -656,10 +656,12 @@ def health(components: tuple[str, ...], all_: bool, continuous: bool, interval: 
                 checked = datetime.now().astimezone()
                 emit(
                     {"time": checked.isoformat(timespec="seconds"), **to_data(result)},
-                    lambda: f"== {checked:%Y-%m-%d %H:%M:%S %Z} ==\n{health_table(result)}\n",
+                    lambda checked=checked, result=result: (
+                        f"== {checked:%Y-%m-%d %H:%M:%S %Z} ==\n{health_table(result)}\n"
+                    ),
                 )
             else:
-                emit(result, lambda: health_table(result))
+                emit(result, lambda result=result: health_table(result))
                 break
             time.sleep(interval)
     except KeyboardInterrupt:

@@ -15,15 +15,13 @@ from agent_sdk.proto.maos.v1 import enums_pb2 as enums
 from agent_sdk.proto.maos.v1 import errors_pb2
 from agent_sdk.proto.maos.v1 import messages_pb2 as msgs
 from cli._errors import EXIT_TASK_FAILED, CliError, handle_errors
-from cli.artifacts import write_artifacts
-from cli.progress import with_progress
 from cli._options import (
     PRIORITIES,
     TASK_STATUSES,
     Duration,
-    UpperChoice,
     Metadata,
     Since,
+    UpperChoice,
     merge_metadata,
     normalize_priority,
     output_option,
@@ -39,8 +37,8 @@ from cli._output import (
     enum_label,
     key_values,
     message,
-    short,
     seconds_text,
+    short,
     status_text,
     table,
     to_data,
@@ -48,6 +46,8 @@ from cli._output import (
 )
 from cli._pool import offline_notice, offline_pool
 from cli._review import approval_text, review_summary, review_text
+from cli.artifacts import write_artifacts
+from cli.progress import with_progress
 from controlplane.domain.tasks import (
     MAX_BACKOFF,
     MAX_BACKOFF_MULTIPLIER,

@@ -563,7 +563,7 @@ class AccessManager:
         target = user_id or caller.principal.removeprefix("users/")
         if target != caller.principal.removeprefix("users/") and not caller.may("*"):
             raise PermissionDenied("only an admin can create keys for another user")
-        ttl = DEFAULT_TTL if not ttl else ttl
+        ttl = ttl if ttl else DEFAULT_TTL
         if ttl > MAX_TTL:
             raise InvalidArgument("ttl is at most 365 days", field="ttl")
         check_permissions(permissions, "api_key.permissions")

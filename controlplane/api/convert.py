@@ -11,7 +11,6 @@ from google.protobuf import duration_pb2, timestamp_pb2
 from controlplane.api.pb import enums_pb, errors_pb, messages_pb, system_pb
 from controlplane.domain.events import EventType
 from controlplane.domain.limits import clip_bytes, quote
-from controlplane.domain.model_limits import PacingStatus
 from controlplane.domain.model import (
     AgentInfo,
     Artifact,
@@ -28,6 +27,7 @@ from controlplane.domain.model import (
     Usage,
     now,
 )
+from controlplane.domain.model_limits import PacingStatus
 from controlplane.errors import FailedPrecondition, InvalidArgument
 from controlplane.logbook import LEVELS, PROTO_LEVEL, LogEntry
 

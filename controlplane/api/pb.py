@@ -1,23 +1,43 @@
 """The generated ``maos.v1`` modules, imported once under short names."""
 
-from agent_sdk.proto.maos.v1 import (  # noqa: F401
-    access_service_pb2 as access_pb,
-    access_service_pb2_grpc as access_grpc,
-    audit_service_pb2 as audit_pb,
-    audit_service_pb2_grpc as audit_grpc,
-    batch_service_pb2 as batches_pb,
-    batch_service_pb2_grpc as batches_grpc,
-    agent_gateway_pb2 as gateway_pb,
-    agent_gateway_pb2_grpc as gateway_grpc,
-    agent_service_pb2 as agents_pb,
-    agent_service_pb2_grpc as agents_grpc,
-    enums_pb2 as enums_pb,
-    errors_pb2 as errors_pb,
-    messages_pb2 as messages_pb,
-    system_service_pb2 as system_pb,
-    system_service_pb2_grpc as system_grpc,
-    task_service_pb2 as tasks_pb,
-    task_service_pb2_grpc as tasks_grpc,
-    template_service_pb2 as templates_pb,
-    template_service_pb2_grpc as templates_grpc,
-)
+from agent_sdk.proto.maos.v1 import access_service_pb2 as access_pb
+from agent_sdk.proto.maos.v1 import access_service_pb2_grpc as access_grpc
+from agent_sdk.proto.maos.v1 import agent_gateway_pb2 as gateway_pb
+from agent_sdk.proto.maos.v1 import agent_gateway_pb2_grpc as gateway_grpc
+from agent_sdk.proto.maos.v1 import agent_service_pb2 as agents_pb
+from agent_sdk.proto.maos.v1 import agent_service_pb2_grpc as agents_grpc
+from agent_sdk.proto.maos.v1 import audit_service_pb2 as audit_pb
+from agent_sdk.proto.maos.v1 import audit_service_pb2_grpc as audit_grpc
+from agent_sdk.proto.maos.v1 import batch_service_pb2 as batches_pb
+from agent_sdk.proto.maos.v1 import batch_service_pb2_grpc as batches_grpc
+from agent_sdk.proto.maos.v1 import enums_pb2 as enums_pb
+from agent_sdk.proto.maos.v1 import errors_pb2 as errors_pb
+from agent_sdk.proto.maos.v1 import messages_pb2 as messages_pb
+from agent_sdk.proto.maos.v1 import system_service_pb2 as system_pb
+from agent_sdk.proto.maos.v1 import system_service_pb2_grpc as system_grpc
+from agent_sdk.proto.maos.v1 import task_service_pb2 as tasks_pb
+from agent_sdk.proto.maos.v1 import task_service_pb2_grpc as tasks_grpc
+from agent_sdk.proto.maos.v1 import template_service_pb2 as templates_pb
+from agent_sdk.proto.maos.v1 import template_service_pb2_grpc as templates_grpc
+
+__all__ = [
+    "access_grpc",
+    "access_pb",
+    "agents_grpc",
+    "agents_pb",
+    "audit_grpc",
+    "audit_pb",
+    "batches_grpc",
+    "batches_pb",
+    "enums_pb",
+    "errors_pb",
+    "gateway_grpc",
+    "gateway_pb",
+    "messages_pb",
+    "system_grpc",
+    "system_pb",
+    "tasks_grpc",
+    "tasks_pb",
+    "templates_grpc",
+    "templates_pb",
+]

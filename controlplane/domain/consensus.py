@@ -63,8 +63,5 @@ def tally(
     leader, best = ranked[0]
     unique = len(ranked) == 1 or ranked[1][1] < best
     agreement = best / total
-    if strategy == "unanimous":
-        reached = len(totals) == 1
-    else:
-        reached = unique and agreement >= threshold - 1e-9
+    reached = len(totals) == 1 if strategy == "unanimous" else unique and agreement >= threshold - 1e-09
     return Tally(reached, leader, round(agreement, 4), weights)

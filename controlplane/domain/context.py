@@ -51,7 +51,7 @@ def bound_texts(texts: Mapping[str, str], limit: int, where: Mapping[str, str]) 
     keys = list(texts)
     shares = fair_shares([len(texts[k]) for k in keys], limit)
     bounded: dict[str, tuple[str, int]] = {}
-    for key, share in zip(keys, shares):
+    for key, share in zip(keys, shares, strict=True):
         text = texts[key]
         omitted = len(text) - share
         if omitted > 0:

@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from dataclasses import replace
 from collections.abc import Sequence
+from dataclasses import replace
 
 from controlplane.domain.events import Event, EventType
 from controlplane.domain.model import (

@@ -289,10 +289,8 @@ class Committer:
             log.exception("final commit failed")
         self._wake.set()
         self._flusher.cancel()
-        try:
+        with contextlib.suppress(asyncio.CancelledError):
             await self._flusher
-        except asyncio.CancelledError:
-            pass
         self._flusher = None
 
     def pending(self) -> Any:

@@ -22,13 +22,16 @@ from controlplane.domain.consensus import Ballot, tally
 from controlplane.domain.limits import quote
 from controlplane.domain.model import (
     ExecutionPlan,
+    Failure,
     PlannedSubtask,
     SubtaskKind,
     SubtaskStatus,
     Task,
     TaskStatus,
+    Usage,
+    as_dict,
+    now,
 )
-from controlplane.domain.model import Failure, Usage, as_dict, now
 from controlplane.domain.planning import SYNTHESIS_CAPABILITY
 from controlplane.scheduler.commands import Ack, Ref, VoteOnCandidates
 from controlplane.scheduler.sessions import AgentSession

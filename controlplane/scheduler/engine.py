@@ -15,6 +15,7 @@ not match the current lease are rejected and change nothing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 import random
@@ -45,17 +46,17 @@ from controlplane.domain.planning import DeterministicPlanner, Planner, validate
 from controlplane.domain.pool import fit_plan
 from controlplane.domain.review import LOOP_KINDS, answer_inputs
 from controlplane.errors import Aborted, FailedPrecondition, InvalidArgument, NotFound
+from controlplane.scheduler.agent_side import AgentSide
+from controlplane.scheduler.budgets import Grants, Reservations
 from controlplane.scheduler.commands import (
     Assign,
     CancelWork,
     Ref,
 )
 from controlplane.scheduler.committer import Committer
-from controlplane.scheduler.queue import Entry, ReadyQueue
-from controlplane.scheduler.agent_side import AgentSide
-from controlplane.scheduler.budgets import Grants, Reservations
 from controlplane.scheduler.consensus import Consensus, with_candidates
 from controlplane.scheduler.pool_side import PoolSide
+from controlplane.scheduler.queue import Entry, ReadyQueue
 from controlplane.scheduler.review import WAITING_REASON, Review
 from controlplane.scheduler.sessions import AgentSession
 from controlplane.scheduler.watching import Watch, Watching
@@ -202,10 +203,9 @@ class Engine(AgentSide, Consensus, Review, Watching, PoolSide):
         """Stop background jobs and commit what is pending."""
         if self._sweeper:
             self._sweeper.cancel()
-            try:
+            # Cancelled, or it had failed: the final commit must still run.
+            with contextlib.suppress(BaseException):
                 await self._sweeper
-            except BaseException:  # cancelled, or it had failed: the final commit must still run
-                pass
         for handle in [*self._delayed.values(), *self._timeouts.values()]:
             handle.cancel()
         for planning in list(self._planning.values()):

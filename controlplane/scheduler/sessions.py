@@ -7,7 +7,6 @@ from typing import Any
 
 from controlplane.domain.model import AgentInfo, AgentStatus
 
-
 #: Put on an outbox to end the stream that serves it.
 END_OF_STREAM = object()
 

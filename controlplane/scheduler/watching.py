@@ -17,7 +17,6 @@ from controlplane.domain.events import Event, EventType
 from controlplane.domain.model import Subtask, Task
 from controlplane.errors import FailedPrecondition, InvalidArgument, ResourceExhausted
 
-
 log = logging.getLogger(__name__)
 
 MAX_PENDING = 10_000  # changes a WatchTask reader may fall behind before it is cut off

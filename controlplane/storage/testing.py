@@ -607,7 +607,10 @@ class StorageContract:
         backend.write(WriteBatch(tasks=[minimal_task("later", seq=1)]))
         snap = {"tasks": backend.snapshot_tables(["tasks"])["tasks"]}
         columns, rows = snap["tasks"]
-        snap["tasks"] = (columns, [tuple("old" if c == "id" else v for c, v in zip(columns, rows[0]))])
+        snap["tasks"] = (
+            columns,
+            [tuple("old" if c == "id" else v for c, v in zip(columns, rows[0], strict=True))],
+        )
         backend.restore_tables(snap)
         old, later = backend.get_task("old"), backend.get_task("later")
         assert old is not None and later is not None and old.seq == 1 and later.seq == 2

@@ -14,6 +14,7 @@ every ``webhooks.poll_interval`` (or sooner, when the next retry is due).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -86,10 +87,8 @@ class DeliveryWorker:
         """Stop; deliveries being attempted are released for the next claimant, untouched."""
         if self._runner is not None:
             self._runner.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._runner
-            except asyncio.CancelledError:
-                pass
             self._runner = None
         cut = list(self._in_flight.values())
         for task, _ in cut:
@@ -127,10 +126,8 @@ class DeliveryWorker:
                 log.warning("webhook deliveries: %s", exc)
             except Exception:
                 log.exception("webhook delivery round failed")
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), wait)
-            except TimeoutError:
-                pass
             self._wake.clear()
 
     async def _claim(self, now: float) -> None:

@@ -76,7 +76,6 @@ from plugins.claude.tools.settings import (
     ToolSettings,
     resolve_tool_settings,
 )
-from plugins.claude.tools.workspace import Workspace, sweep, workspaces_root
 from plugins.claude.tools.sources import (
     AgentTools,
     agents_folder,
@@ -84,6 +83,7 @@ from plugins.claude.tools.sources import (
     tool_warnings,
     tools_unavailable,
 )
+from plugins.claude.tools.workspace import Workspace, sweep, workspaces_root
 
 log = logging.getLogger(__name__)
 

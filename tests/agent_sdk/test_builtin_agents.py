@@ -12,9 +12,9 @@ import pytest
 from agent_sdk import Context, PermanentError, Result, RetryableError
 from agent_sdk.builtin import PythonAgent, ShellAgent, builtin_agent_types
 from agent_sdk.testing import AgentEnvironment
+from tests.harness.server import alive, wait_for
 
 FUNCTIONS = "tests.plugins.agent_functions"
-from tests.harness.server import alive, wait_for
 
 
 def shell(**params: object) -> ShellAgent:

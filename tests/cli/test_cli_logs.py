@@ -10,8 +10,7 @@ import signal
 import sys
 
 from agent_sdk.worker import Worker
-from cli._errors import EXIT_INVALID_ARGUMENT, EXIT_NOT_FOUND, EXIT_USAGE
-from cli._errors import EXIT_INTERRUPTED
+from cli._errors import EXIT_INTERRUPTED, EXIT_INVALID_ARGUMENT, EXIT_NOT_FOUND, EXIT_USAGE
 from controlplane.app import App
 from tests.cli.conftest import Maos, stdout_lines
 from tests.harness.server import wait_for

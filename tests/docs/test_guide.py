@@ -76,7 +76,7 @@ def test_every_block_of_the_guide_runs(tmp_path: Path) -> None:
     home = tmp_path / "home"
     home.mkdir()
     script = ["set -euo pipefail", 'cd "$HOME"']
-    for index, block in enumerate(blocks()):
+    for block in blocks():
         if block.not_run is None:
             script += [f"echo '::: guide.md line {block.line}' >&2", block.body]
     env = {

@@ -41,9 +41,10 @@ import threading
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable, Iterator, Mapping, Union
+from typing import Any
 
 ERROR_TYPES: dict[int, str] = {  # the real API's error ``type`` per HTTP status
     400: "invalid_request_error", 401: "authentication_error", 402: "billing_error", 403: "permission_error",
@@ -102,8 +103,8 @@ class RawReply:
     delay: float = 0.0
 
 
-Reply = Union[MessageReply, ErrorReply, RawReply]
-Responder = Callable[[dict[str, Any]], Union[Reply, str]]
+Reply = MessageReply | ErrorReply | RawReply
+Responder = Callable[[dict[str, Any]], Reply | str]
 
 
 @dataclass

@@ -10,6 +10,7 @@ hopes: :func:`wait_for` polls a condition with a deadline.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -143,10 +144,8 @@ class AgentProcess:
         """Kill the process if it still runs."""
         if self.process.poll() is None:
             for sig in (signal.SIGCONT, signal.SIGKILL):
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(self.process.pid, sig)
-                except ProcessLookupError:
-                    pass
             self.process.wait(timeout=10)
 
 

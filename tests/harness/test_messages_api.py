@@ -119,10 +119,12 @@ def test_tool_use_reply_parsed_into_tool_use_block(server: MessagesAPIServer) ->
 
 def test_streaming_text_deltas_in_order_and_final_usage(server: MessagesAPIServer) -> None:
     server.push_text("The quick brown fox", usage={"cache_read_input_tokens": 4, "output_tokens": 9})
-    with make_client(server) as client:
-        with client.messages.stream(model=MODEL, max_tokens=64, messages=USER) as stream:
-            chunks = list(stream.text_stream)
-            final = stream.get_final_message()
+    with (
+        make_client(server) as client,
+        client.messages.stream(model=MODEL, max_tokens=64, messages=USER) as stream,
+    ):
+        chunks = list(stream.text_stream)
+        final = stream.get_final_message()
 
     assert chunks == ["The ", "quick ", "brown ", "fox"]
     assert final.content[0].text == "".join(chunks)
@@ -168,9 +170,11 @@ def test_streaming_raw_event_sequence_for_tool_use(server: MessagesAPIServer) ->
 @pytest.mark.asyncio
 async def test_async_stream_helper_accumulates_tool_input(server: MessagesAPIServer) -> None:
     server.push_tool_use("lookup", {"query": "x" * 40})
-    async with make_async_client(server) as client:
-        async with client.messages.stream(model=MODEL, max_tokens=64, messages=USER) as stream:
-            final = await stream.get_final_message()
+    async with (
+        make_async_client(server) as client,
+        client.messages.stream(model=MODEL, max_tokens=64, messages=USER) as stream,
+    ):
+        final = await stream.get_final_message()
     [block] = final.content
     assert isinstance(block, ToolUseBlock) and block.input == {"query": "x" * 40}
     assert final.stop_reason == "tool_use"

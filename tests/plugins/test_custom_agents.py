@@ -14,8 +14,8 @@ from agent_sdk import PermanentError
 from agent_sdk.proto.maos.v1 import agent_service_pb2 as agents_pb
 from agent_sdk.proto.maos.v1 import enums_pb2 as enums
 from agent_sdk.testing import AgentEnvironment
-from controlplane.agent_types import agent_types
 from controlplane import custom_agents
+from controlplane.agent_types import agent_types
 from controlplane.app import App
 from controlplane.custom_agents import custom_agent_types
 from controlplane.plugins import get_plugin_manager

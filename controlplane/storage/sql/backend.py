@@ -208,9 +208,12 @@ class SqlBackend(SqlWebhooks):
         a server that refuses to start leaves nothing behind.
         """
         url = self.engine.url
-        if self.kind == "sqlite" and _sqlite_plain_file(url):
-            if not Path(url.database or "").expanduser().exists():
-                return schema_status(None)
+        if (
+            self.kind == "sqlite"
+            and _sqlite_plain_file(url)
+            and not Path(url.database or "").expanduser().exists()
+        ):
+            return schema_status(None)
         with translate_errors(), self.engine.connect() as conn:
             return schema_status(conn)
 

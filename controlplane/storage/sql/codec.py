@@ -11,11 +11,12 @@ migration.
 from __future__ import annotations
 
 import base64
-import orjson
 from collections.abc import Callable, Mapping
 from dataclasses import fields
 from operator import attrgetter
 from typing import Any, TypeVar
+
+import orjson
 
 from controlplane.domain.model import (
     AgentInfo,
@@ -62,7 +63,7 @@ def _flat(obj: Any) -> dict[str, Any]:
         getter = attrgetter(*names)
         known = _FIELD_NAMES[cls] = (names, (lambda o: (getter(o),)) if len(names) == 1 else getter)
     names, values = known
-    return dict(zip(names, values(obj)))
+    return dict(zip(names, values(obj), strict=True))
 
 
 def _build(cls: type[_T], data: Mapping[str, Any] | None) -> _T:

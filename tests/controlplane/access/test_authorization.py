@@ -87,7 +87,7 @@ async def test_watch_events_shows_only_the_callers_tasks_without_view_all(
         # Events arrive in order: once dev-a's cancellation is in, dev-b's events would have been too.
         for events in (mine_events, all_events):
             await wait_for(
-                lambda: any(
+                lambda events=events: any(
                     e.task == mine.name and e.to_status == "TASK_STATUS_CANCELLED" for e in events.seen
                 ),
                 message="dev-a's cancellation",

@@ -26,9 +26,8 @@ from hypothesis import strategies as st
 
 from agent_sdk.proto.maos.v1 import (
     access_service_pb2,
-    agent_gateway_pb2 as gateway_pb2,
-    agent_gateway_pb2_grpc,
     access_service_pb2_grpc,
+    agent_gateway_pb2_grpc,
     agent_service_pb2,
     agent_service_pb2_grpc,
     audit_service_pb2,
@@ -46,6 +45,9 @@ from agent_sdk.proto.maos.v1 import (
     template_service_pb2_grpc,
     webhook_service_pb2,
     webhook_service_pb2_grpc,
+)
+from agent_sdk.proto.maos.v1 import (
+    agent_gateway_pb2 as gateway_pb2,
 )
 from tests.harness.server import make_settings, start_app
 

@@ -66,7 +66,7 @@ async def rpc_failure(call: Any) -> RpcFailure:
                 bad = error_details_pb2.BadRequest()
                 detail.Unpack(bad)
                 fields.extend(v.field for v in bad.field_violations)
-        assert reason in errors.ErrorReason.keys(), f"reason {reason!r} is not a maos.v1.ErrorReason"
+        assert reason in errors.ErrorReason, f"reason {reason!r} is not a maos.v1.ErrorReason"
         return RpcFailure(exc.code(), exc.details() or "", reason, domain, metadata, fields)
     raise AssertionError("the call was expected to fail but succeeded")
 
@@ -473,7 +473,7 @@ async def test_retry_task_runs_a_failed_task_again(control_plane: App, stubs: St
         retried = await stubs.tasks.RetryTask(
             tasks_pb.RetryTaskRequest(name=submitted.name), timeout=RPC_TIMEOUT
         )
-        assert not retried.task.status in (enums.TASK_STATUS_FAILED, enums.TASK_STATUS_CANCELLED)
+        assert retried.task.status not in (enums.TASK_STATUS_FAILED, enums.TASK_STATUS_CANCELLED)
         assert retried.task.retries == 1
         done = await wait_status(stubs, submitted.name, enums.TASK_STATUS_COMPLETED, enums.TASK_STATUS_FAILED)
     assert done.status == enums.TASK_STATUS_COMPLETED, done.failure

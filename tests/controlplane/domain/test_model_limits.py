@@ -16,8 +16,8 @@ from controlplane.domain.model_limits import (
 OK = CallOutcome(200)
 
 
-def pacing(limits: RateLimits = RateLimits(), **policy: float) -> ModelPacing:
-    return ModelPacing("claude-test", limits, BreakerPolicy(**policy), now=0.0)
+def pacing(limits: RateLimits | None = None, **policy: float) -> ModelPacing:
+    return ModelPacing("claude-test", limits or RateLimits(), BreakerPolicy(**policy), now=0.0)
 
 
 def take(p: ModelPacing, now: float, permit: str, inp: int = 0, out: int = 0) -> None:

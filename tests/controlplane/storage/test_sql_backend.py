@@ -636,7 +636,7 @@ def test_postgres_write_after_the_server_dropped_the_connection(postgres_backend
     finally:
         killer.dispose()
     failures = 0
-    for attempt in range(3):
+    for _attempt in range(3):
         try:
             postgres_backend.write(WriteBatch(tasks=[minimal_task("after", seq=2)]))
             break

@@ -83,7 +83,7 @@ async def test_the_guides_chain_hands_each_result_to_the_next_task(
         "Implement the system",
         "Create comprehensive tests",
     ]
-    for earlier, later in zip(chain, chain[1:]):
+    for earlier, later in zip(chain, chain[1:], strict=False):
         shared = request_for(api, later).body["system"][1]
         assert shared["cache_control"] == {"type": "ephemeral"}  # in the shared, cached part of the prompt
         assert f"RESULT OF <<{earlier}>>: the finding." in shared["text"]

@@ -185,9 +185,16 @@ async def test_its_planner_goes_first_and_its_agent_runs_the_steps(
         assert plan["planner"] == "tickets"
         # Three: tickets.max_items.
         assert [s["title"] for s in plan["subtasks"]] == ["BUG-101", "BUG-102", "BUG-103"]
+        # Unlabelled, the task goes to the model planner, whose unreachable API is retried with
+        # backoff before the deterministic fallback: more than the CLI's default 10 s on a busy machine.
         unlabelled = await asyncio.to_thread(
-            runner.invoke, cli, ["task", "analyze", "Fix it", "-o", "json"], env=env, prog_name="maos"
+            runner.invoke,
+            cli,
+            ["--timeout", "90", "task", "analyze", "Fix it", "-o", "json"],
+            env=env,
+            prog_name="maos",
         )
+        assert unlabelled.exit_code == 0, unlabelled.output
         assert json.loads(unlabelled.stdout)["planner"] != "tickets"
 
         agent_processes(app.address, "shouter", home=maos_home)  # maos-agent finds the type by entry point

@@ -158,6 +158,12 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         self._wrapped[method] = (handler, wrapped)
         return wrapped
 
+    def wrap_handler(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+        """``handler`` authorizing and auditing each call (see :class:`~controlplane.api.server.WrappingServer`)."""
+        if handler is None or needed(method, self.reflection) is None:
+            return handler
+        return self._wrap(handler, method)
+
     def audit(
         self,
         method: str,

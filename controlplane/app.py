@@ -326,7 +326,14 @@ def build_app(settings: Settings, pm: pluggy.PluginManager | None = None) -> App
     interceptors: list[grpc.aio.ServerInterceptor] = [ErrorAndMetricsInterceptor(metrics)]
     if settings["security.auth"] == "required":
         limits = CallLimits.from_settings(settings)
-        auth = AuthInterceptor(access, engine.committer.audit, limits, metrics, settings["server.reflection"])
+        auth = AuthInterceptor(
+            access,
+            engine.committer.audit,
+            limits,
+            metrics,
+            settings["server.reflection"],
+            client_certificates=tls is not None,
+        )
         interceptors.append(auth)  # inside: its denials get ErrorInfo
         admission = AgentAdmission(access, join_tokens, auth.audit, limits, metrics)
         launcher.token = access.issue_local_agents_key_sync()  # earlier starts' keys are revoked

@@ -117,10 +117,14 @@ def audit_resource(name: str) -> str:
     return name
 
 
-def _peer(context: grpc.aio.ServicerContext) -> str:
-    """The caller's address, and the subject of its verified client certificate if it sent one."""
+def _peer(context: grpc.aio.ServicerContext, certificates: bool = True) -> str:
+    """The caller's address, and the subject of its verified client certificate if it sent one.
+
+    ``certificates`` False (a server without TLS): no call can carry one, and the
+    connection's auth context is not looked up.
+    """
     peer = caller_peer(context)
-    subject = client_certificate_subject(context)
+    subject = client_certificate_subject(context) if certificates else ""
     return f"{peer} (client certificate {subject})" if subject else peer
 
 
@@ -134,8 +138,12 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         limits: CallLimits | None = None,
         metrics: Metrics | None = None,
         reflection: str = "authenticated",
+        client_certificates: bool = True,
     ):
+        """``client_certificates`` False says the server has no TLS port, so no call carries a
+        client certificate whose subject the audit would record."""
         self.access = access
+        self.client_certificates = client_certificates
         self.reflection = reflection
         self.record_audit = record_audit
         self.limits = limits
@@ -158,6 +166,12 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         self._wrapped[method] = (handler, wrapped)
         return wrapped
 
+    def wrap_handler(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+        """``handler`` authorizing and auditing each call (see :class:`~controlplane.api.server.WrappingServer`)."""
+        if handler is None or needed(method, self.reflection) is None:
+            return handler
+        return self._wrap(handler, method)
+
     def audit(
         self,
         method: str,
@@ -175,7 +189,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             "time": time.time(),
             "principal": caller.principal if caller else "",
             "key_id": caller.key_id if caller else "",
-            "peer": _peer(context),
+            "peer": _peer(context, self.client_certificates),
             "method": method,
             "resource": audit_resource(resource or str(getattr(request, "name", "") or "")),
             "decision": "DENY" if reason else "ALLOW",

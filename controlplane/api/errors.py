@@ -173,6 +173,10 @@ class ErrorAndMetricsInterceptor(grpc.aio.ServerInterceptor):
         self._wrapped[handler_call_details.method] = (handler, wrapped)
         return wrapped
 
+    def wrap_handler(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+        """``handler`` mapping errors and recording metrics (see :class:`~controlplane.api.server.WrappingServer`)."""
+        return self._wrap(handler, method)
+
     def _wrap(self, handler: grpc.RpcMethodHandler, full_method: str) -> grpc.RpcMethodHandler:
         service, _, method = full_method.lstrip("/").partition("/")
         if service.startswith("grpc.health."):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, runtime_checkable
+
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
@@ -96,11 +99,99 @@ def local_address(address: str) -> str:
     return f"127.0.0.1:{port}" if host in _ANY_HOSTS else address
 
 
+@runtime_checkable
+class HandlerWrapper(Protocol):
+    """An interceptor that can wrap a method's handler once, when it is registered."""
+
+    def wrap_handler(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+        """The handler to serve ``method`` (``/package.Service/Method``) with instead of ``handler``."""
+        ...
+
+
+class _GenericHandler(grpc.GenericRpcHandler):
+    """A generic handler whose answers pass through ``wrap`` (once per method and handler)."""
+
+    def __init__(self, inner: grpc.GenericRpcHandler, wrap: Callable[[Any, str], Any]):
+        self._inner = inner
+        self._wrap = wrap
+        self._wrapped: dict[str, tuple[Any, Any]] = {}
+
+    def service(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
+        handler = self._inner.service(handler_call_details)
+        if handler is None:
+            return None
+        method = handler_call_details.method
+        cached = self._wrapped.get(method)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
+        wrapped = self._wrap(handler, method)
+        self._wrapped[method] = (handler, wrapped)
+        return wrapped
+
+
+class WrappingServer(grpc.aio.Server):
+    """A grpc.aio server whose method handlers are wrapped when they are added, not on every call.
+
+    grpc.aio runs its interceptors on every call (a chain of coroutines that
+    look the handler up and wrap it); wrapping each handler once at
+    registration gives the same handlers without that per-call cost. Every
+    servicer added later (checkpoints, webhooks, health, reflection) is
+    wrapped the same way.
+    """
+
+    def __init__(self, server: grpc.aio.Server, wrappers: list[HandlerWrapper]):
+        self._server = server
+        self._wrappers = list(reversed(wrappers))  # the first one is the outermost, as with interceptors
+
+    def wrap(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+        """``handler`` for ``method`` wrapped by every wrapper, the first outermost."""
+        for wrapper in self._wrappers:
+            handler = wrapper.wrap_handler(handler, method)
+        return handler
+
+    def add_generic_rpc_handlers(self, generic_rpc_handlers: Sequence[grpc.GenericRpcHandler]) -> None:
+        self._server.add_generic_rpc_handlers([_GenericHandler(h, self.wrap) for h in generic_rpc_handlers])
+
+    def add_registered_method_handlers(
+        self, service_name: str, method_handlers: dict[str, grpc.RpcMethodHandler]
+    ) -> None:
+        self._server.add_registered_method_handlers(
+            service_name,
+            {name: self.wrap(h, f"/{service_name}/{name}") for name, h in method_handlers.items()},
+        )
+
+    def add_insecure_port(self, address: str) -> int:
+        return self._server.add_insecure_port(address)
+
+    def add_secure_port(self, address: str, server_credentials: grpc.ServerCredentials) -> int:
+        return self._server.add_secure_port(address, server_credentials)
+
+    async def start(self) -> None:
+        await self._server.start()
+
+    async def stop(self, grace: float | None) -> None:
+        await self._server.stop(grace)
+
+    async def wait_for_termination(self, timeout: float | None = None) -> bool:  # noqa: ASYNC109
+        return await self._server.wait_for_termination(timeout)
+
+
 def build_server(
     servicers: dict[str, object], interceptors: list[grpc.aio.ServerInterceptor], reflection_level: str
 ) -> tuple[grpc.aio.Server, health.aio.HealthServicer]:
-    """A server with every servicer added (not yet bound or started); reflection unless ``off``."""
-    server = grpc.aio.server(interceptors=interceptors, options=SERVER_OPTIONS)
+    """A server with every servicer added (not yet bound or started); reflection unless ``off``.
+
+    Interceptors that are :class:`HandlerWrapper` s wrap each handler once, when it is added
+    (:class:`WrappingServer`); any other runs per call, as grpc.aio runs interceptors, and
+    therefore outside them (so it must come first in ``interceptors``).
+    """
+    wrappers = [i for i in interceptors if isinstance(i, HandlerWrapper)]
+    others = [i for i in interceptors if not isinstance(i, HandlerWrapper)]
+    if others and wrappers and interceptors.index(wrappers[0]) < interceptors.index(others[-1]):
+        raise ValueError("interceptors running per call must come before the ones that wrap handlers")
+    server: grpc.aio.Server = grpc.aio.server(interceptors=others or None, options=SERVER_OPTIONS)
+    if wrappers:
+        server = WrappingServer(server, wrappers)
     tasks_grpc.add_TaskServiceServicer_to_server(servicers["tasks"], server)
     agents_grpc.add_AgentServiceServicer_to_server(servicers["agents"], server)
     system_grpc.add_SystemServiceServicer_to_server(servicers["system"], server)

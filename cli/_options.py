@@ -33,7 +33,7 @@ AGENT_STATUSES = [
 ]
 
 
-class UpperChoice(click.Choice):
+class UpperChoice(click.Choice):  # type: ignore[type-arg]  # generic only from click 8.2; subscripting fails on the older clicks we accept
     """A case-insensitive choice shown (and returned) in upper case: ``[LOW|NORMAL|HIGH]``."""
 
     def __init__(self, choices: Iterable[str]):
@@ -190,7 +190,7 @@ def split_csv(values: Iterable[str] | str | None) -> list[str]:
     return [item.strip() for value in values for item in value.split(",") if item.strip()]
 
 
-class KeyValue(click.ParamType):
+class KeyValue(click.ParamType):  # type: ignore[type-arg]  # generic only from click 8.4; subscripting fails on the older clicks we accept
     """``key=value``."""
 
     name = "KEY=VALUE"
@@ -206,7 +206,7 @@ class KeyValue(click.ParamType):
         return key.strip(), val
 
 
-class Metadata(click.ParamType):
+class Metadata(click.ParamType):  # type: ignore[type-arg]  # generic only from click 8.4; subscripting fails on the older clicks we accept
     """Task metadata: ``KEY=VALUE``, or a JSON object of several (``'{"team": "docs", "run": 3}'``).
 
     Values are text: JSON numbers and booleans become their JSON spelling, objects and lists their JSON.
@@ -246,7 +246,7 @@ _RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$", re.IGNORECASE)
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
-class Since(click.ParamType):
+class Since(click.ParamType):  # type: ignore[type-arg]  # generic only from click 8.4; subscripting fails on the older clicks we accept
     """A time: relative to now (``90s``, ``30m``, ``1h``, ``7d``, ``2w``) or ISO 8601 (local time if naive)."""
 
     name = "DURATION|ISO"
@@ -302,7 +302,7 @@ def agent_id_argument(fn: Callable[..., Any]) -> Callable[..., Any]:
 _DURATION = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$", re.IGNORECASE)  # "-" to say "negative"
 
 
-class Duration(click.ParamType):
+class Duration(click.ParamType):  # type: ignore[type-arg]  # generic only from click 8.4; subscripting fails on the older clicks we accept
     """Seconds, given as ``30``, ``30s``, ``500ms``, ``5m``, ``2h`` or ``1d`` (never negative).
 
     Args:

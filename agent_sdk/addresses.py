@@ -151,7 +151,7 @@ def open_channel(
     return grpc.aio.insecure_channel(target, options=[*options, *extra])
 
 
-# click >= 8.4 makes ParamType generic; subscripting it fails at run time on the older clicks we accept.
+# click.ParamType is generic only from click 8.4; subscripting it fails on the older ones we accept.
 class AddressList(click.ParamType):  # type: ignore[type-arg]
     """A click type for ``--addr``/``--server``: checks the list, gives it back comma-joined."""
 

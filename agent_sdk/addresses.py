@@ -151,7 +151,8 @@ def open_channel(
     return grpc.aio.insecure_channel(target, options=[*options, *extra])
 
 
-class AddressList(click.ParamType):
+# click.ParamType is generic only from click 8.4; subscripting it fails on the older ones we accept.
+class AddressList(click.ParamType):  # type: ignore[type-arg]
     """A click type for ``--addr``/``--server``: checks the list, gives it back comma-joined."""
 
     name = "HOST:PORT[,HOST:PORT...]"

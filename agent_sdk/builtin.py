@@ -351,7 +351,7 @@ def resolve_function(path: str) -> Callable[..., Any]:
     if not sep or not module_name.strip() or not attribute.strip():
         raise ValueError(f"parameters.function {path!r} must look like 'package.module:callable'")
     try:
-        target: Any = importlib.import_module(module_name.strip())
+        target: object = importlib.import_module(module_name.strip())
     except Exception as exc:  # ImportError, or the module itself failed while importing
         raise ValueError(
             f"parameters.function {path!r}: cannot import {module_name!r} ({type(exc).__name__}: {exc})"

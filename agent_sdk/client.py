@@ -30,7 +30,7 @@ import json
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import grpc
 from google.protobuf import field_mask_pb2, timestamp_pb2
@@ -206,9 +206,13 @@ def agent_name(id_or_name: str) -> str:
     return _name("agents", id_or_name)
 
 
-def priority_value(priority: str | int | None) -> int:
+def priority_value(priority: str | int | None) -> enums.Priority:
     """A ``Priority`` value from LOW, NORMAL (alias MEDIUM), HIGH, CRITICAL (any case, optional prefix) or an int."""
-    return enum_value(priority, _PRIORITIES, "PRIORITY_", "LOW, NORMAL (or MEDIUM), HIGH or CRITICAL")
+    # A proto enum value is a plain int at run time; the generated stubs name it by its enum class.
+    return cast(
+        enums.Priority,
+        enum_value(priority, _PRIORITIES, "PRIORITY_", "LOW, NORMAL (or MEDIUM), HIGH or CRITICAL"),
+    )
 
 
 def _timestamp(value: datetime | float | timestamp_pb2.Timestamp) -> timestamp_pb2.Timestamp:
@@ -382,7 +386,9 @@ class Client(WebhookMethods, WorkflowMethods):
         self.address = ",".join(self.addresses)
         self.token = token
         self.timeout = timeout
-        self._metadata = (("authorization", f"Bearer {token}"),) if token else None
+        self._metadata: tuple[tuple[str, str], ...] | None = (
+            (("authorization", f"Bearer {token}"),) if token else None
+        )
         self.channel = open_channel(
             self.addresses, options=CHANNEL_OPTIONS, credentials=credentials, tls_server_name=tls_server_name
         )
@@ -448,7 +454,7 @@ class Client(WebhookMethods, WorkflowMethods):
     ) -> msgs.Task:
         """Submit a task (a ``Task`` message or :func:`build_task` keyword arguments); returns it as stored."""
         message = task if task is not None else build_task(**fields)
-        response = await self.tasks.SubmitTask(
+        response: tasks_pb.SubmitTaskResponse = await self.tasks.SubmitTask(
             tasks_pb.SubmitTaskRequest(task=message, request_id=request_id or str(uuid.uuid4()))
         )
         return response.task
@@ -476,7 +482,10 @@ class Client(WebhookMethods, WorkflowMethods):
     async def get_task(self, id_or_name: str, full: bool = False) -> tasks_pb.GetTaskResponse:
         """One task; with ``full`` also its subtasks, plan and consensus record."""
         view = enums.TASK_VIEW_FULL if full else enums.TASK_VIEW_BASIC
-        return await self.tasks.GetTask(tasks_pb.GetTaskRequest(name=task_name(id_or_name), view=view))
+        response: tasks_pb.GetTaskResponse = await self.tasks.GetTask(
+            tasks_pb.GetTaskRequest(name=task_name(id_or_name), view=view)
+        )
+        return response
 
     def _list_tasks_request(
         self,
@@ -488,7 +497,7 @@ class Client(WebhookMethods, WorkflowMethods):
         owner: str,
     ) -> tasks_pb.ListTasksRequest:
         request = tasks_pb.ListTasksRequest(
-            statuses=list(statuses),
+            statuses=cast("list[enums.TaskStatus]", list(statuses)),
             task_types=list(task_types),
             priorities=[priority_value(p) for p in priorities],
             batch=batch,
@@ -513,7 +522,8 @@ class Client(WebhookMethods, WorkflowMethods):
         """One page of tasks, newest first (``since``: a datetime or epoch seconds)."""
         request = self._list_tasks_request(statuses, task_types, priorities, since, batch, owner)
         request.page_size, request.page_token = page_size, page_token
-        return await self.tasks.ListTasks(request)
+        response: tasks_pb.ListTasksResponse = await self.tasks.ListTasks(request)
+        return response
 
     async def iter_tasks(
         self, *, limit: int | None = None, page_size: int = 0, **filters: Any
@@ -536,7 +546,7 @@ class Client(WebhookMethods, WorkflowMethods):
         self, id_or_name: str, reason: str = "", *, request_id: str | None = None
     ) -> msgs.Task:
         """Cancel an unfinished task (FailedPreconditionError if it is finished)."""
-        response = await self.tasks.CancelTask(
+        response: tasks_pb.CancelTaskResponse = await self.tasks.CancelTask(
             tasks_pb.CancelTaskRequest(
                 name=task_name(id_or_name), reason=reason, request_id=request_id or str(uuid.uuid4())
             )
@@ -546,7 +556,7 @@ class Client(WebhookMethods, WorkflowMethods):
     async def approve_task(self, id_or_name: str, *, request_id: str | None = None) -> msgs.Task:
         """Approve the plan of a task waiting for plan approval; it then runs (FailedPreconditionError if it
         is not waiting)."""
-        response = await self.tasks.ApproveTask(
+        response: tasks_pb.ApproveTaskResponse = await self.tasks.ApproveTask(
             tasks_pb.ApproveTaskRequest(
                 name=task_name(id_or_name), request_id=request_id or str(uuid.uuid4())
             )
@@ -555,7 +565,7 @@ class Client(WebhookMethods, WorkflowMethods):
 
     async def reject_task(self, id_or_name: str, reason: str, *, request_id: str | None = None) -> msgs.Task:
         """Reject the plan of a task waiting for plan approval; the task is CANCELLED with ``reason``."""
-        response = await self.tasks.RejectTask(
+        response: tasks_pb.RejectTaskResponse = await self.tasks.RejectTask(
             tasks_pb.RejectTaskRequest(
                 name=task_name(id_or_name), reason=reason, request_id=request_id or str(uuid.uuid4())
             )
@@ -576,7 +586,7 @@ class Client(WebhookMethods, WorkflowMethods):
         )
         if timeout is not None:
             request.timeout.FromNanoseconds(int(timeout * 1e9))
-        response = await self.tasks.RetryTask(request)
+        response: tasks_pb.RetryTaskResponse = await self.tasks.RetryTask(request)
         return response.task
 
     async def update_task(
@@ -595,7 +605,7 @@ class Client(WebhookMethods, WorkflowMethods):
         if max_agents is not None:
             task.max_agents = max_agents
             paths.append("max_agents")
-        response = await self.tasks.UpdateTask(
+        response: tasks_pb.UpdateTaskResponse = await self.tasks.UpdateTask(
             tasks_pb.UpdateTaskRequest(
                 task=task,
                 update_mask=field_mask_pb2.FieldMask(paths=paths),
@@ -610,12 +620,14 @@ class Client(WebhookMethods, WorkflowMethods):
         An output larger than one response is read in chunks (``output_offset``) and joined.
         """
         name = task_name(id_or_name)
-        response = await self.tasks.GetTaskResults(tasks_pb.GetTaskResultsRequest(name=name))
+        response: tasks_pb.GetTaskResultsResponse = await self.tasks.GetTaskResults(
+            tasks_pb.GetTaskResultsRequest(name=name)
+        )
         result = response.result
         parts = [result.output]
         offset = response.next_output_offset
         while offset:
-            chunk = await self.tasks.GetTaskResults(
+            chunk: tasks_pb.GetTaskResultsResponse = await self.tasks.GetTaskResults(
                 tasks_pb.GetTaskResultsRequest(name=name, output_offset=offset)
             )
             parts.append(chunk.result.output)
@@ -632,7 +644,8 @@ class Client(WebhookMethods, WorkflowMethods):
             request = tasks_pb.AnalyzeTaskRequest(name=task_name(name))
         else:
             request = tasks_pb.AnalyzeTaskRequest(task=task if task is not None else build_task(**fields))
-        return (await self.tasks.AnalyzeTask(request)).plan
+        response: tasks_pb.AnalyzeTaskResponse = await self.tasks.AnalyzeTask(request)
+        return response.plan
 
     async def watch_task(
         self,
@@ -700,15 +713,16 @@ class Client(WebhookMethods, WorkflowMethods):
         page_token: str = "",
     ) -> agents_pb.ListAgentsResponse:
         """One page of agents, connected ones first."""
-        return await self.agents.ListAgents(
+        response: agents_pb.ListAgentsResponse = await self.agents.ListAgents(
             agents_pb.ListAgentsRequest(
-                statuses=list(statuses),
+                statuses=cast("list[enums.AgentStatus]", list(statuses)),
                 agent_types=list(agent_types),
                 include_terminated=include_terminated,
                 page_size=page_size,
                 page_token=page_token,
             )
         )
+        return response
 
     async def iter_agents(self, **filters: Any) -> AsyncIterator[msgs.Agent]:
         """Every agent matching the filters of :meth:`list_agents`, across pages."""
@@ -723,7 +737,10 @@ class Client(WebhookMethods, WorkflowMethods):
 
     async def get_agent(self, id_or_name: str) -> msgs.Agent:
         """One agent with its assignments and track record."""
-        return (await self.agents.GetAgent(agents_pb.GetAgentRequest(name=agent_name(id_or_name)))).agent
+        response: agents_pb.GetAgentResponse = await self.agents.GetAgent(
+            agents_pb.GetAgentRequest(name=agent_name(id_or_name))
+        )
+        return response.agent
 
     async def spawn_agents(
         self,
@@ -762,24 +779,30 @@ class Client(WebhookMethods, WorkflowMethods):
         )
         if grace is not None:
             request.grace.FromNanoseconds(int(grace * 1e9))
-        return (await self.agents.TerminateAgent(request)).agent
+        response: agents_pb.TerminateAgentResponse = await self.agents.TerminateAgent(request)
+        return response.agent
 
     async def pause_agent(self, id_or_name: str) -> msgs.Agent:
         """Stop sending new work to an agent."""
-        return (await self.agents.PauseAgent(agents_pb.PauseAgentRequest(name=agent_name(id_or_name)))).agent
+        response: agents_pb.PauseAgentResponse = await self.agents.PauseAgent(
+            agents_pb.PauseAgentRequest(name=agent_name(id_or_name))
+        )
+        return response.agent
 
     async def resume_agent(self, id_or_name: str) -> msgs.Agent:
         """Let a paused agent take work again."""
-        return (
-            await self.agents.ResumeAgent(agents_pb.ResumeAgentRequest(name=agent_name(id_or_name)))
-        ).agent
+        response: agents_pb.ResumeAgentResponse = await self.agents.ResumeAgent(
+            agents_pb.ResumeAgentRequest(name=agent_name(id_or_name))
+        )
+        return response.agent
 
     async def drain_agent(self, id_or_name: str, grace: float | None = None) -> msgs.Agent:
         """Ask an agent to finish its work, take no more, then leave."""
         request = agents_pb.DrainAgentRequest(name=agent_name(id_or_name))
         if grace is not None:
             request.grace.FromNanoseconds(int(grace * 1e9))
-        return (await self.agents.DrainAgent(request)).agent
+        response: agents_pb.DrainAgentResponse = await self.agents.DrainAgent(request)
+        return response.agent
 
     async def restart_agent(
         self, id_or_name: str, *, force: bool = False, grace: float | None = None
@@ -790,12 +813,14 @@ class Client(WebhookMethods, WorkflowMethods):
             request.grace.FromNanoseconds(int(grace * 1e9))
         drain = 0.0 if force else 30.0 if grace is None else grace
         wait = self.timeout + drain + 15.0  # the old process drains, then the new one registers
-        return await self.agents.RestartAgent(request, timeout=wait)
+        response: agents_pb.RestartAgentResponse = await self.agents.RestartAgent(request, timeout=wait)
+        return response
 
     async def agent_metrics(self, id_or_name: str) -> agents_pb.GetAgentMetricsResponse:
         """An agent's record, its process's CPU and memory (when supervised) and its log counts."""
         request = agents_pb.GetAgentMetricsRequest(name=agent_name(id_or_name))
-        return await self.agents.GetAgentMetrics(request)
+        response: agents_pb.GetAgentMetricsResponse = await self.agents.GetAgentMetrics(request)
+        return response
 
     async def list_agent_types(self) -> list[agents_pb.AgentType]:
         """The agent types the control plane knows."""
@@ -803,13 +828,19 @@ class Client(WebhookMethods, WorkflowMethods):
 
     async def agent_types_report(self) -> agents_pb.ListAgentTypesResponse:
         """The agent types, and the custom type files that could not be loaded."""
-        return await self.agents.ListAgentTypes(agents_pb.ListAgentTypesRequest())
+        response: agents_pb.ListAgentTypesResponse = await self.agents.ListAgentTypes(
+            agents_pb.ListAgentTypesRequest()
+        )
+        return response
 
     # --- system -----------------------------------------------------------------------------------
 
     async def status(self, detailed: bool = False) -> system_pb.GetStatusResponse:
         """Version, uptime and counts of tasks, subtasks and agents."""
-        return await self.system.GetStatus(system_pb.GetStatusRequest(detailed=detailed))
+        response: system_pb.GetStatusResponse = await self.system.GetStatus(
+            system_pb.GetStatusRequest(detailed=detailed)
+        )
+        return response
 
     async def watch_events(
         self,
@@ -825,14 +856,19 @@ class Client(WebhookMethods, WorkflowMethods):
         FAILED_PRECONDITION when they are no longer kept.
         """
         request = system_pb.WatchEventsRequest(
-            event_types=list(event_types), after_event_id=after_event_id, task=task_name(task) if task else ""
+            event_types=cast("list[enums.EventType]", list(event_types)),
+            after_event_id=after_event_id,
+            task=task_name(task) if task else "",
         )
         async for response in self.system.WatchEvents(request, timeout=timeout):
             yield response.event
 
     async def health(self, components: Iterable[str] = ()) -> system_pb.GetHealthResponse:
         """The state of each component (all when ``components`` is empty) and the worst of them."""
-        return await self.system.GetHealth(system_pb.GetHealthRequest(components=list(components)))
+        response: system_pb.GetHealthResponse = await self.system.GetHealth(
+            system_pb.GetHealthRequest(components=list(components))
+        )
+        return response
 
     async def metrics_summary(self, category: str = "") -> list[system_pb.MetricSample]:
         """Metric samples ("system", "tasks", "agents", "rpc", "storage"; empty means all)."""
@@ -844,11 +880,10 @@ class Client(WebhookMethods, WorkflowMethods):
 
     async def metrics_exposition(self, category: str = "") -> str:
         """The metrics in the Prometheus text format (as /metrics serves them), of one category or all."""
-        return (
-            await self.system.GetMetricsSummary(
-                system_pb.GetMetricsSummaryRequest(category=category, include_exposition=True)
-            )
-        ).exposition
+        response: system_pb.GetMetricsSummaryResponse = await self.system.GetMetricsSummary(
+            system_pb.GetMetricsSummaryRequest(category=category, include_exposition=True)
+        )
+        return response.exposition
 
     async def metrics_history(
         self, timeframe: float, *, category: str = "", max_points: int = 0
@@ -856,11 +891,15 @@ class Client(WebhookMethods, WorkflowMethods):
         """The summary figures of the last ``timeframe`` seconds, downsampled to ``max_points`` per series."""
         request = system_pb.GetMetricsHistoryRequest(category=category, max_points=max_points)
         request.timeframe.FromNanoseconds(int(timeframe * 1e9))
-        return await self.system.GetMetricsHistory(request)
+        response: system_pb.GetMetricsHistoryResponse = await self.system.GetMetricsHistory(request)
+        return response
 
     async def resources(self) -> system_pb.GetResourcesResponse:
         """CPU, memory, sockets of the control plane and its supervised agents; the machine, database, queue."""
-        return await self.system.GetResources(system_pb.GetResourcesRequest())
+        response: system_pb.GetResourcesResponse = await self.system.GetResources(
+            system_pb.GetResourcesRequest()
+        )
+        return response
 
     async def list_logs(
         self,
@@ -877,7 +916,7 @@ class Client(WebhookMethods, WorkflowMethods):
     ) -> system_pb.ListLogsResponse:
         """One page of kept log records (``level`` a ``maos.v1.LogLevel``: at least that level)."""
         request = system_pb.ListLogsRequest(
-            min_level=level,
+            min_level=cast(enums.LogLevel, level),
             component=component,
             contains=contains,
             task=task_name(task) if task else "",
@@ -888,7 +927,8 @@ class Client(WebhookMethods, WorkflowMethods):
         )
         if since is not None:
             request.since.CopyFrom(_timestamp(since))
-        return await self.system.ListLogs(request)
+        response: system_pb.ListLogsResponse = await self.system.ListLogs(request)
+        return response
 
     async def tail_logs(
         self,
@@ -907,7 +947,7 @@ class Client(WebhookMethods, WorkflowMethods):
         kept records after that one, then the live ones.
         """
         request = system_pb.TailLogsRequest(
-            min_level=level,
+            min_level=cast(enums.LogLevel, level),
             component=component,
             contains=contains,
             task=task_name(task) if task else "",
@@ -924,7 +964,10 @@ class Client(WebhookMethods, WorkflowMethods):
 
     async def set_config(self, key: str, value: Any) -> system_pb.ConfigValue:
         """Set one runtime configuration value."""
-        return (await self.system.SetConfig(system_pb.SetConfigRequest(key=key, value=str(value)))).value
+        response: system_pb.SetConfigResponse = await self.system.SetConfig(
+            system_pb.SetConfigRequest(key=key, value=str(value))
+        )
+        return response.value
 
     @translate_errors
     async def serving(self, service: str = "", timeout: float | None = None) -> bool:
@@ -936,7 +979,7 @@ class Client(WebhookMethods, WorkflowMethods):
             timeout=self.timeout if timeout is None else timeout,
             metadata=self._metadata,
         )
-        return response.status == health_pb2.HealthCheckResponse.SERVING
+        return bool(response.status == health_pb2.HealthCheckResponse.SERVING)
 
     # --- checkpoints ------------------------------------------------------------------------------
 
@@ -953,31 +996,30 @@ class Client(WebhookMethods, WorkflowMethods):
         self, display_name: str = "", description: str = "", *, request_id: str | None = None
     ) -> msgs.Checkpoint:
         """Take a checkpoint now; returns its metadata once stored."""
-        return (
-            await self.checkpoints.CreateCheckpoint(
-                checkpoints_pb.CreateCheckpointRequest(
-                    display_name=display_name,
-                    description=description,
-                    request_id=request_id or str(uuid.uuid4()),
-                )
+        response: checkpoints_pb.CreateCheckpointResponse = await self.checkpoints.CreateCheckpoint(
+            checkpoints_pb.CreateCheckpointRequest(
+                display_name=display_name,
+                description=description,
+                request_id=request_id or str(uuid.uuid4()),
             )
-        ).checkpoint
+        )
+        return response.checkpoint
 
     async def list_checkpoints(
         self, *, page_size: int = 0, page_token: str = ""
     ) -> checkpoints_pb.ListCheckpointsResponse:
         """One page of checkpoints, newest first."""
-        return await self.checkpoints.ListCheckpoints(
+        response: checkpoints_pb.ListCheckpointsResponse = await self.checkpoints.ListCheckpoints(
             checkpoints_pb.ListCheckpointsRequest(page_size=page_size, page_token=page_token)
         )
+        return response
 
     async def get_checkpoint(self, id_or_name: str) -> msgs.Checkpoint:
         """One checkpoint's metadata (``latest`` names the newest)."""
-        return (
-            await self.checkpoints.GetCheckpoint(
-                checkpoints_pb.GetCheckpointRequest(name=checkpoint_name(id_or_name))
-            )
-        ).checkpoint
+        response: checkpoints_pb.GetCheckpointResponse = await self.checkpoints.GetCheckpoint(
+            checkpoints_pb.GetCheckpointRequest(name=checkpoint_name(id_or_name))
+        )
+        return response.checkpoint
 
     async def export_checkpoint(self, id_or_name: str) -> tuple[msgs.Checkpoint, bytes]:
         """A checkpoint's metadata and its exact stored (compressed) payload."""
@@ -1004,7 +1046,7 @@ class Client(WebhookMethods, WorkflowMethods):
                 yield checkpoints_pb.ImportCheckpointRequest(chunk=payload[start : start + chunk_size])
 
         stub = checkpoints_grpc.CheckpointServiceStub(self.channel)
-        response = await stub.ImportCheckpoint(
+        response: checkpoints_pb.ImportCheckpointResponse = await stub.ImportCheckpoint(
             iter(list(parts())), timeout=self.timeout * 30, metadata=self._metadata
         )
         return response.checkpoint
@@ -1027,7 +1069,7 @@ class Client(WebhookMethods, WorkflowMethods):
     ) -> checkpoints_pb.RecoverResponse:
         """Restore from a checkpoint (the newest when empty), or only verify and report with ``verify_only``."""
         policy = enums.LATER_WORK_POLICY_REQUEUE if requeue_later_work else enums.LATER_WORK_POLICY_KEEP
-        return await self.checkpoints.Recover(
+        response: checkpoints_pb.RecoverResponse = await self.checkpoints.Recover(
             checkpoints_pb.RecoverRequest(
                 checkpoint=checkpoint_name(checkpoint) if checkpoint else "",
                 verify_only=verify_only,
@@ -1037,17 +1079,22 @@ class Client(WebhookMethods, WorkflowMethods):
             ),
             timeout=timeout if timeout is not None else self.timeout * 30,
         )
+        return response
 
     # --- access control and audit ---------------------------------------------------------------
 
     async def get_caller(self) -> access_pb.GetCallerResponse:
         """Who the client authenticates as, and its effective permissions."""
-        return await self.access.GetCaller(access_pb.GetCallerRequest())
+        response: access_pb.GetCallerResponse = await self.access.GetCaller(access_pb.GetCallerRequest())
+        return response
 
     async def create_user(self, email: str, roles: Sequence[str] = ()) -> msgs.User:
         """Create a user with roles (names or ``roles/NAME``)."""
         user = msgs.User(email=email, roles=[r if r.startswith("roles/") else f"roles/{r}" for r in roles])
-        return (await self.access.CreateUser(access_pb.CreateUserRequest(user=user))).user
+        response: access_pb.CreateUserResponse = await self.access.CreateUser(
+            access_pb.CreateUserRequest(user=user)
+        )
+        return response.user
 
     async def list_users(self) -> list[msgs.User]:
         """Every user (admin)."""
@@ -1055,7 +1102,10 @@ class Client(WebhookMethods, WorkflowMethods):
 
     async def get_user(self, id_or_name: str) -> msgs.User:
         """One user (admin)."""
-        return (await self.access.GetUser(access_pb.GetUserRequest(name=_name("users", id_or_name)))).user
+        response: access_pb.GetUserResponse = await self.access.GetUser(
+            access_pb.GetUserRequest(name=_name("users", id_or_name))
+        )
+        return response.user
 
     async def update_user(
         self, id_or_name: str, *, roles: Sequence[str] | None = None, disabled: bool | None = None
@@ -1067,11 +1117,10 @@ class Client(WebhookMethods, WorkflowMethods):
             roles=[_name("roles", r) for r in roles or []],
             disabled=bool(disabled),
         )
-        return (
-            await self.access.UpdateUser(
-                access_pb.UpdateUserRequest(user=user, update_mask=field_mask_pb2.FieldMask(paths=paths))
-            )
-        ).user
+        response: access_pb.UpdateUserResponse = await self.access.UpdateUser(
+            access_pb.UpdateUserRequest(user=user, update_mask=field_mask_pb2.FieldMask(paths=paths))
+        )
+        return response.user
 
     async def delete_user(self, id_or_name: str) -> None:
         """Delete a user and revoke its keys (admin; not the built-in users, not yourself)."""
@@ -1080,7 +1129,10 @@ class Client(WebhookMethods, WorkflowMethods):
     async def create_role(self, name: str, permissions: Sequence[str], description: str = "") -> msgs.Role:
         """Create a custom role."""
         role = msgs.Role(permissions=list(permissions), description=description)
-        return (await self.access.CreateRole(access_pb.CreateRoleRequest(role_id=name, role=role))).role
+        response: access_pb.CreateRoleResponse = await self.access.CreateRole(
+            access_pb.CreateRoleRequest(role_id=name, role=role)
+        )
+        return response.role
 
     async def update_role(
         self, name: str, permissions: Sequence[str] | None = None, description: str | None = None
@@ -1092,11 +1144,10 @@ class Client(WebhookMethods, WorkflowMethods):
             permissions=list(permissions or []),
             description=description or "",
         )
-        return (
-            await self.access.UpdateRole(
-                access_pb.UpdateRoleRequest(role=role, update_mask=field_mask_pb2.FieldMask(paths=paths))
-            )
-        ).role
+        response: access_pb.UpdateRoleResponse = await self.access.UpdateRole(
+            access_pb.UpdateRoleRequest(role=role, update_mask=field_mask_pb2.FieldMask(paths=paths))
+        )
+        return response.role
 
     async def list_roles(self) -> list[msgs.Role]:
         """Every role, built-in ones included."""
@@ -1116,7 +1167,8 @@ class Client(WebhookMethods, WorkflowMethods):
         )
         if ttl:
             request.ttl.FromNanoseconds(int(ttl * 1e9))
-        return await self.access.CreateApiKey(request)
+        response: access_pb.CreateApiKeyResponse = await self.access.CreateApiKey(request)
+        return response
 
     async def list_api_keys(self, user: str = "", include_revoked: bool = False) -> list[msgs.ApiKey]:
         """The caller's keys (an admin: everyone's)."""
@@ -1133,9 +1185,10 @@ class Client(WebhookMethods, WorkflowMethods):
 
         A whole key (``maos_key_...``) raises ValueError without being sent (:func:`api_key_name`).
         """
-        return (
-            await self.access.RevokeApiKey(access_pb.RevokeApiKeyRequest(name=api_key_name(name)))
-        ).api_key
+        response: access_pb.RevokeApiKeyResponse = await self.access.RevokeApiKey(
+            access_pb.RevokeApiKeyRequest(name=api_key_name(name))
+        )
+        return response.api_key
 
     async def rotate_api_key(self, name: str, overlap: float | None = None) -> access_pb.RotateApiKeyResponse:
         """A new secret for a key; the old one works for ``overlap`` seconds (default 24 h).
@@ -1145,7 +1198,8 @@ class Client(WebhookMethods, WorkflowMethods):
         request = access_pb.RotateApiKeyRequest(name=api_key_name(name))
         if overlap is not None:
             request.overlap.FromNanoseconds(int(overlap * 1e9))
-        return await self.access.RotateApiKey(request)
+        response: access_pb.RotateApiKeyResponse = await self.access.RotateApiKey(request)
+        return response
 
     async def create_join_token(
         self, agent_types: Sequence[str] = (), max_uses: int = 0, ttl: float | None = None
@@ -1159,7 +1213,8 @@ class Client(WebhookMethods, WorkflowMethods):
         )
         if ttl is not None:
             request.ttl.FromNanoseconds(int(ttl * 1e9))
-        return await self.access.CreateJoinToken(request)
+        response: access_pb.CreateJoinTokenResponse = await self.access.CreateJoinToken(request)
+        return response
 
     async def list_join_tokens(self) -> list[msgs.JoinToken]:
         """Every join token, revoked and expired ones included (never secrets)."""
@@ -1180,7 +1235,8 @@ class Client(WebhookMethods, WorkflowMethods):
         Agents that joined with it keep working.
         """
         request = access_pb.RevokeJoinTokenRequest(name=join_token_name(name))
-        return (await self.access.RevokeJoinToken(request)).join_token
+        response: access_pb.RevokeJoinTokenResponse = await self.access.RevokeJoinToken(request)
+        return response.join_token
 
     async def list_audit_records(
         self,

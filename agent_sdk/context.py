@@ -188,7 +188,8 @@ class SharedState:
 
     async def get(self, key: str) -> tuple[bytes, int] | None:
         """The value and version of ``key``, or None."""
-        return await self._call("get", key)
+        found: tuple[bytes, int] | None = await self._call("get", key)
+        return found
 
     async def put(self, key: str, value: bytes, expected_version: int | None = None) -> int:
         """Write ``key``; with ``expected_version``, only if it matches. Returns the new version.
@@ -196,7 +197,8 @@ class SharedState:
         Raises:
             StateConflict: The current version is not ``expected_version``.
         """
-        return await self._call("put", key, value, expected_version)
+        version: int = await self._call("put", key, value, expected_version)
+        return version
 
     async def delete(self, key: str, expected_version: int | None = None) -> None:
         """Delete ``key``; with ``expected_version``, only if it matches."""
@@ -215,7 +217,7 @@ class Context:
         self,
         assignment: Assignment,
         send: Callable[[str, dict[str, Any]], None],
-        logger: logging.Logger,
+        logger: logging.Logger | logging.LoggerAdapter[logging.Logger],
         state: SharedState | None = None,
         pacer: ModelPacer = UNPACED,
     ):

@@ -172,9 +172,10 @@ def from_rpc_error(exc: grpc.aio.AioRpcError | grpc.RpcError) -> MaosRpcError:
 
     code = exc.code() if callable(getattr(exc, "code", None)) else grpc.StatusCode.UNKNOWN
     message = (exc.details() if callable(getattr(exc, "details", None)) else "") or code.name
-    reason, violations, retry_delay, metadata = "", [], None, {}
+    reason, retry_delay, metadata = "", None, {}
+    violations: list[tuple[str, str]] = []
     try:
-        status = rpc_status.from_call(exc)  # type: ignore[arg-type]
+        status = rpc_status.from_call(exc)
     except (ValueError, TypeError, AttributeError):  # an inconsistent or foreign trailer
         status = None
     if status is not None:

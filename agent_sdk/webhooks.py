@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from google.protobuf import field_mask_pb2
 
@@ -22,6 +22,9 @@ from agent_sdk._common import paged
 from agent_sdk.proto.maos.v1 import messages_pb2 as msgs
 from agent_sdk.proto.maos.v1 import webhook_service_pb2 as webhooks_pb
 from agent_sdk.proto.maos.v1 import webhook_service_pb2_grpc as webhooks_grpc
+
+if TYPE_CHECKING:
+    from agent_sdk.client import Client
 
 #: Items asked for per page when iterating (the server's largest page).
 PAGE = 1000
@@ -46,7 +49,10 @@ class WebhookMethods:
         if "_webhook_service" not in self.__dict__:
             from agent_sdk.client import _Service
 
-            self.__dict__["_webhook_service"] = _Service(webhooks_grpc.WebhookServiceStub(self.channel), self)
+            self.__dict__["_webhook_service"] = _Service(
+                webhooks_grpc.WebhookServiceStub(self.channel),
+                cast("Client", self),  # only Client mixes this in
+            )
         return self.__dict__["_webhook_service"]
 
     async def create_webhook(
@@ -74,19 +80,19 @@ class WebhookMethods:
 
     async def get_webhook(self, id_or_name: str) -> msgs.Webhook:
         """One webhook (never its secret)."""
-        return (
-            await self.webhook_service.GetWebhook(
-                webhooks_pb.GetWebhookRequest(name=webhook_name(id_or_name))
-            )
-        ).webhook
+        response: webhooks_pb.GetWebhookResponse = await self.webhook_service.GetWebhook(
+            webhooks_pb.GetWebhookRequest(name=webhook_name(id_or_name))
+        )
+        return response.webhook
 
     async def list_webhooks(
         self, *, page_size: int = 0, page_token: str = ""
     ) -> webhooks_pb.ListWebhooksResponse:
         """One page of webhooks, oldest first."""
-        return await self.webhook_service.ListWebhooks(
+        response: webhooks_pb.ListWebhooksResponse = await self.webhook_service.ListWebhooks(
             webhooks_pb.ListWebhooksRequest(page_size=page_size, page_token=page_token)
         )
+        return response
 
     def iter_webhooks(self, *, limit: int | None = None) -> AsyncIterator[msgs.Webhook]:
         """Every webhook you may see, oldest first, across pages (at most ``limit``)."""
@@ -138,21 +144,23 @@ class WebhookMethods:
         self, id_or_name: str, *, timeout: float | None = None
     ) -> webhooks_pb.WebhookDelivery:
         """Send a test event now; the delivery after its first attempt."""
-        return (
-            await self.webhook_service.TestWebhook(
-                webhooks_pb.TestWebhookRequest(name=webhook_name(id_or_name)), timeout=timeout
-            )
-        ).delivery
+        response: webhooks_pb.TestWebhookResponse = await self.webhook_service.TestWebhook(
+            webhooks_pb.TestWebhookRequest(name=webhook_name(id_or_name)), timeout=timeout
+        )
+        return response.delivery
 
     async def list_webhook_deliveries(
         self, id_or_name: str, *, page_size: int = 0, page_token: str = ""
     ) -> webhooks_pb.ListWebhookDeliveriesResponse:
         """One page of a webhook's deliveries, newest first."""
-        return await self.webhook_service.ListWebhookDeliveries(
-            webhooks_pb.ListWebhookDeliveriesRequest(
-                webhook=webhook_name(id_or_name), page_size=page_size, page_token=page_token
+        response: webhooks_pb.ListWebhookDeliveriesResponse = (
+            await self.webhook_service.ListWebhookDeliveries(
+                webhooks_pb.ListWebhookDeliveriesRequest(
+                    webhook=webhook_name(id_or_name), page_size=page_size, page_token=page_token
+                )
             )
         )
+        return response
 
     def iter_webhook_deliveries(
         self, id_or_name: str, *, limit: int | None = None

@@ -32,7 +32,7 @@ import random
 import socket
 import time
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from typing import Any, cast
 
 import grpc
 
@@ -110,7 +110,7 @@ _UINT32 = 2**32 - 1
 
 
 def _seconds(d: Any) -> float:
-    return d.seconds + d.nanos / 1e9
+    return float(d.seconds + d.nanos / 1e9)
 
 
 class Worker:
@@ -352,7 +352,7 @@ class Worker:
             pid=os.getpid(),
             launch_id=self.launch_id,
             accepts_assignment_batches=True,
-            backing=int(getattr(self.agent, "backing", 0)),
+            backing=cast(enums_pb.AgentBacking, int(getattr(self.agent, "backing", 0))),
         )
         if self.join_token and not self.credential:
             reg.join_token = self.join_token
@@ -514,7 +514,9 @@ class Worker:
                     error_type=exc.error_type,
                     retry_after=_duration(exc.retry_after),
                     usage=_usage(ctx.spent),
-                    reason=errors_pb.ERROR_REASON_BUDGET_EXCEEDED if isinstance(exc, BudgetExhausted) else 0,
+                    reason=errors_pb.ERROR_REASON_BUDGET_EXCEEDED
+                    if isinstance(exc, BudgetExhausted)
+                    else errors_pb.ERROR_REASON_UNSPECIFIED,
                 )
             )
         except Exception as exc:  # an unexpected bug in the agent: permanent

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from agent_sdk._common import enum_value, paged
 from agent_sdk.proto.maos.v1 import batch_service_pb2 as batches_pb
@@ -23,9 +23,12 @@ if TYPE_CHECKING:
 _SCHEDULES = {"PARALLEL": enums.BATCH_SCHEDULE_PARALLEL, "SEQUENTIAL": enums.BATCH_SCHEDULE_SEQUENTIAL}
 
 
-def schedule_value(schedule: str | int | None) -> int:
+def schedule_value(schedule: str | int | None) -> enums.BatchSchedule:
     """A ``BatchSchedule`` value from parallel or sequential (any case, optional prefix), an int, or None."""
-    return enum_value(schedule, _SCHEDULES, "BATCH_SCHEDULE_", "parallel or sequential")
+    # A proto enum value is a plain int at run time; the generated stubs name it by its enum class.
+    return cast(
+        enums.BatchSchedule, enum_value(schedule, _SCHEDULES, "BATCH_SCHEDULE_", "parallel or sequential")
+    )
 
 
 def parameters(
@@ -49,7 +52,7 @@ class WorkflowMethods:
         self, name: str, *, batch_id: str = "", request_id: str | None = None
     ) -> msgs.Batch:
         """A new, empty batch named ``name`` (unique among yours)."""
-        response = await self.batches.CreateBatch(
+        response: batches_pb.CreateBatchResponse = await self.batches.CreateBatch(
             batches_pb.CreateBatchRequest(
                 display_name=name, batch_id=batch_id, request_id=request_id or str(uuid.uuid4())
             )
@@ -63,7 +66,7 @@ class WorkflowMethods:
         from agent_sdk.client import build_task
 
         message = task if task is not None else build_task(**fields)
-        response = await self.batches.AddBatchTask(
+        response: batches_pb.AddBatchTaskResponse = await self.batches.AddBatchTask(
             batches_pb.AddBatchTaskRequest(
                 batch=batch, task=message, request_id=request_id or str(uuid.uuid4())
             )
@@ -74,23 +77,28 @@ class WorkflowMethods:
         self, batch: str, *, schedule: str | int | None = None, request_id: str | None = None
     ) -> batches_pb.SubmitBatchResponse:
         """Submit every task of the batch at once (``schedule``: parallel or sequential); its tasks."""
-        return await self.batches.SubmitBatch(
+        response: batches_pb.SubmitBatchResponse = await self.batches.SubmitBatch(
             batches_pb.SubmitBatchRequest(
                 name=batch, schedule=schedule_value(schedule), request_id=request_id or str(uuid.uuid4())
             )
         )
+        return response
 
     async def get_batch(self, batch: str) -> batches_pb.GetBatchResponse:
         """A batch with its counts by state, its added tasks (while open) and its submitted tasks."""
-        return await self.batches.GetBatch(batches_pb.GetBatchRequest(name=batch))
+        response: batches_pb.GetBatchResponse = await self.batches.GetBatch(
+            batches_pb.GetBatchRequest(name=batch)
+        )
+        return response
 
     async def list_batches(
         self, *, page_size: int = 0, page_token: str = ""
     ) -> batches_pb.ListBatchesResponse:
         """One page of your batches, newest first."""
-        return await self.batches.ListBatches(
+        response: batches_pb.ListBatchesResponse = await self.batches.ListBatches(
             batches_pb.ListBatchesRequest(page_size=page_size, page_token=page_token)
         )
+        return response
 
     async def iter_batches(self, *, limit: int | None = None) -> AsyncIterator[msgs.Batch]:
         """Every batch you may see, newest first, across pages (at most ``limit``)."""
@@ -99,7 +107,10 @@ class WorkflowMethods:
 
     async def get_batch_results(self, batch: str) -> batches_pb.GetBatchResultsResponse:
         """The results of the batch's finished tasks, with the batch's counts."""
-        return await self.batches.GetBatchResults(batches_pb.GetBatchResultsRequest(name=batch))
+        response: batches_pb.GetBatchResultsResponse = await self.batches.GetBatchResults(
+            batches_pb.GetBatchResultsRequest(name=batch)
+        )
+        return response
 
     async def delete_batch(self, batch: str) -> None:
         """Delete an open batch, or forget a finished one (its tasks remain)."""
@@ -131,7 +142,7 @@ class WorkflowMethods:
         template = msgs.Template(display_name=name, description=summary, parameters=parameters(params))
         if not source_task:
             template.task.CopyFrom(task if task is not None else build_task(**fields))
-        response = await self.templates.CreateTemplate(
+        response: templates_pb.CreateTemplateResponse = await self.templates.CreateTemplate(
             templates_pb.CreateTemplateRequest(
                 template=template,
                 template_id=template_id,
@@ -149,22 +160,26 @@ class WorkflowMethods:
             parameters=template.parameters,
             task=template.task,
         )
-        response = await self.templates.CreateTemplate(
+        response: templates_pb.CreateTemplateResponse = await self.templates.CreateTemplate(
             templates_pb.CreateTemplateRequest(template=copy, replace=replace)
         )
         return response.template
 
     async def get_template(self, template: str) -> msgs.Template:
         """One template, with its whole definition."""
-        return (await self.templates.GetTemplate(templates_pb.GetTemplateRequest(name=template))).template
+        response: templates_pb.GetTemplateResponse = await self.templates.GetTemplate(
+            templates_pb.GetTemplateRequest(name=template)
+        )
+        return response.template
 
     async def list_templates(
         self, *, page_size: int = 0, page_token: str = ""
     ) -> templates_pb.ListTemplatesResponse:
         """One page of your templates, by name."""
-        return await self.templates.ListTemplates(
+        response: templates_pb.ListTemplatesResponse = await self.templates.ListTemplates(
             templates_pb.ListTemplatesRequest(page_size=page_size, page_token=page_token)
         )
+        return response
 
     async def iter_templates(self, *, limit: int | None = None) -> AsyncIterator[msgs.Template]:
         """Every template you may see, by name, across pages (at most ``limit``)."""
@@ -179,7 +194,7 @@ class WorkflowMethods:
         self, template: str, params: Mapping[str, str] | None = None, *, request_id: str | None = None
     ) -> msgs.Task:
         """Fill the template's placeholders with ``params`` and submit the task; returns it as stored."""
-        response = await self.templates.SubmitTaskFromTemplate(
+        response: templates_pb.SubmitTaskFromTemplateResponse = await self.templates.SubmitTaskFromTemplate(
             templates_pb.SubmitTaskFromTemplateRequest(
                 template=template,
                 params={k: str(v) for k, v in (params or {}).items()},

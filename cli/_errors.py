@@ -87,7 +87,8 @@ class CliError(click.ClickException):
 
     def __init__(self, message: str, exit_code: int = EXIT_GENERIC):
         super().__init__(message)
-        self.exit_code = exit_code
+        # click declares exit_code a ClassVar, but its show()/main read it from the instance.
+        self.exit_code = exit_code  # type: ignore[misc]
 
 
 def exit_code_for(code: grpc.StatusCode) -> int:

@@ -33,7 +33,8 @@ AGENT_STATUSES = [
 ]
 
 
-class UpperChoice(click.Choice):
+# click.Choice is generic only in newer clicks; subscripting it fails on the older ones we accept.
+class UpperChoice(click.Choice):  # type: ignore[type-arg]
     """A case-insensitive choice shown (and returned) in upper case: ``[LOW|NORMAL|HIGH]``."""
 
     def __init__(self, choices: Iterable[str]):
@@ -190,7 +191,8 @@ def split_csv(values: Iterable[str] | str | None) -> list[str]:
     return [item.strip() for value in values for item in value.split(",") if item.strip()]
 
 
-class KeyValue(click.ParamType):
+# click.ParamType is generic only from click 8.4; subscripting it fails on the older ones we accept.
+class KeyValue(click.ParamType):  # type: ignore[type-arg]
     """``key=value``."""
 
     name = "KEY=VALUE"
@@ -206,7 +208,8 @@ class KeyValue(click.ParamType):
         return key.strip(), val
 
 
-class Metadata(click.ParamType):
+# click.ParamType is generic only from click 8.4; subscripting it fails on the older ones we accept.
+class Metadata(click.ParamType):  # type: ignore[type-arg]
     """Task metadata: ``KEY=VALUE``, or a JSON object of several (``'{"team": "docs", "run": 3}'``).
 
     Values are text: JSON numbers and booleans become their JSON spelling, objects and lists their JSON.
@@ -246,7 +249,8 @@ _RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$", re.IGNORECASE)
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
-class Since(click.ParamType):
+# click.ParamType is generic only from click 8.4; subscripting it fails on the older ones we accept.
+class Since(click.ParamType):  # type: ignore[type-arg]
     """A time: relative to now (``90s``, ``30m``, ``1h``, ``7d``, ``2w``) or ISO 8601 (local time if naive)."""
 
     name = "DURATION|ISO"
@@ -302,7 +306,8 @@ def agent_id_argument(fn: Callable[..., Any]) -> Callable[..., Any]:
 _DURATION = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$", re.IGNORECASE)  # "-" to say "negative"
 
 
-class Duration(click.ParamType):
+# click.ParamType is generic only from click 8.4; subscripting it fails on the older ones we accept.
+class Duration(click.ParamType):  # type: ignore[type-arg]
     """Seconds, given as ``30``, ``30s``, ``500ms``, ``5m``, ``2h`` or ``1d`` (never negative).
 
     Args:

@@ -75,7 +75,8 @@ _STATUS_PREFIX = re.compile(r"^(?:TASK|SUBTASK|AGENT)_STATUS_")
 
 def _enum_prefix(enum: EnumDescriptor) -> str:
     """``TASK_STATUS_`` for TaskStatus: what its UNSPECIFIED value's name has before ``UNSPECIFIED``."""
-    return enum.values[0].name.removesuffix("UNSPECIFIED")
+    first: str = enum.values[0].name
+    return first.removesuffix("UNSPECIFIED")
 
 
 def _short_enum(enum: EnumDescriptor, name: Any) -> Any:
@@ -116,7 +117,8 @@ def _plain(descriptor: Descriptor, data: dict[str, Any]) -> dict[str, Any]:
 
 
 def _well_known(descriptor: Descriptor) -> bool:
-    return descriptor.full_name.startswith("google.protobuf.")
+    full_name: str = descriptor.full_name
+    return full_name.startswith("google.protobuf.")
 
 
 def to_data(value: Any) -> Any:
@@ -224,7 +226,8 @@ def key_values(pairs: Iterable[tuple[str, Any]]) -> str:
 def enum_label(enum_type: Any, value: int, prefix: str) -> str:
     """``COMPLETED`` for TASK_STATUS_COMPLETED (``prefix`` is ``TASK_STATUS_``)."""
     try:
-        return enum_type.Name(value).removeprefix(prefix)
+        name: str = enum_type.Name(value)
+        return name.removeprefix(prefix)
     except ValueError:
         return str(value)
 

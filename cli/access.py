@@ -383,7 +383,7 @@ def audit_report(output_file: str, timeframe: datetime, fmt: str | None) -> None
 
 def render_report(rows: list[dict[str, str]], since: datetime, fmt: str) -> str:
     """The report text: JSON (summary and records), CSV (records) or Markdown (summary and denials)."""
-    summary = {
+    summary: dict[str, Any] = {
         "since": since.isoformat(),
         "records": len(rows),
         "denied": sum(1 for r in rows if r["decision"] == "DENY"),

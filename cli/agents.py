@@ -316,4 +316,5 @@ def types() -> None:
 
 
 def _backing(value: int) -> str:
-    return {enums.AGENT_BACKING_MODEL: "model", enums.AGENT_BACKING_OFFLINE: "offline"}.get(value, "")
+    names: dict[int, str] = {enums.AGENT_BACKING_MODEL: "model", enums.AGENT_BACKING_OFFLINE: "offline"}
+    return names.get(value, "")

@@ -38,7 +38,7 @@ def read_file(path: Path) -> tuple[msgs.Checkpoint, bytes]:
         raise CliError(f"{path} is not an exported MAOS checkpoint ({exc})", EXIT_INVALID_ARGUMENT) from None
 
 
-def _size(n: int) -> str:
+def _size(n: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB"):
         if n < 1024 or unit == "GiB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
@@ -87,7 +87,8 @@ def list_(limit: int) -> None:
     """List checkpoints, newest first."""
 
     async def fetch(client: Any) -> list[msgs.Checkpoint]:
-        found, token = [], ""
+        found: list[msgs.Checkpoint] = []
+        token = ""
         while len(found) < limit:
             page = await client.list_checkpoints(page_size=min(limit - len(found), 1000), page_token=token)
             found += list(page.checkpoints)

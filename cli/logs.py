@@ -28,7 +28,8 @@ PAGE, MAX_LIMIT = 1000, 10_000
 def _level(name: str | None) -> int:
     if not name:
         return 0
-    return enums.LogLevel.Value("LOG_LEVEL_" + ("WARNING" if name == "WARN" else name))
+    level: int = enums.LogLevel.Value("LOG_LEVEL_" + ("WARNING" if name == "WARN" else name))
+    return level
 
 
 def _check_since(ctx: click.Context, param: click.Parameter, value: datetime | None) -> datetime | None:
@@ -94,7 +95,8 @@ def _line(r: msgs.LogRecord) -> str:
 
 def _record(r: msgs.LogRecord) -> str:
     if output_format() == "yaml":
-        return yaml.safe_dump(to_data(r), sort_keys=False, allow_unicode=True, explicit_start=True).rstrip()
+        document: str = yaml.safe_dump(to_data(r), sort_keys=False, allow_unicode=True, explicit_start=True)
+        return document.rstrip()
     if output_format() == "json":
         return json.dumps(to_data(r), default=str)
     return _line(r)

@@ -182,7 +182,7 @@ def _plugin_warning(text: str) -> None:
 @tls_options
 @click.version_option(package_name="maos", prog_name="maos", message="%(prog)s %(version)s")
 @click.pass_context
-def cli(ctx: click.Context, addr: str, token: str | None, timeout: float, output: str, **tls: Any) -> None:
+def cli(ctx: click.Context, /, addr: str, token: str | None, timeout: float, output: str, **tls: Any) -> None:
     """MAOS: split plain-language tasks into parallel subtasks and run them on agents.
 
     Start a control plane with `maos start`, then submit work with

@@ -7,7 +7,7 @@ import contextlib
 import json
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from datetime import datetime
 from typing import Any
 
@@ -108,7 +108,7 @@ def _event_text(event: msgs.Event) -> str:
     return "  ".join(parts)
 
 
-async def _events(client: Client, task: str) -> AsyncIterator[msgs.Event]:
+async def _events(client: Client, task: str) -> AsyncGenerator[msgs.Event, None]:
     """Every event from now on; a broken stream is opened again where it broke (missed events said on stderr)."""
     async for event in resumed(
         lambda after: client.watch_events(task=task, after_event_id=after),
@@ -123,9 +123,10 @@ async def _events(client: Client, task: str) -> AsyncIterator[msgs.Event]:
 def _record(data: Any) -> str:
     """One snapshot or event as a record of a stream: a JSON line, or a YAML document."""
     if output_format() == "yaml":
-        return yaml.safe_dump(
+        document: str = yaml.safe_dump(
             to_data(data), sort_keys=False, allow_unicode=True, explicit_start=True
-        ).rstrip()
+        )
+        return document.rstrip()
     return json.dumps(to_data(data), default=str)
 
 

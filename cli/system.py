@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import platform
 import signal
@@ -275,7 +276,7 @@ def _serve_foreground(settings: Any, detached: bool) -> None:
 
 def _start_daemon(
     settings: Any, agents: str | None, metrics_port: int | None, migrate: bool | None, startup_timeout: float
-) -> dict:
+) -> dict[str, Any]:
     pid_file, logs = settings.home / PID_FILE, settings.home / "logs"
     address = settings["server.address"]
     pid = _running_pid(pid_file)
@@ -335,7 +336,7 @@ def _start_daemon(
     return {"address": target, "pid": proc.pid, "pid_file": str(pid_file), "log": str(log_path)}
 
 
-def _stop(home: Path, stop_timeout: float, force: bool) -> dict:
+def _stop(home: Path, stop_timeout: float, force: bool) -> dict[str, Any]:
     pid_file = home / PID_FILE
     pid = _running_pid(pid_file)
     if pid is None:
@@ -620,6 +621,11 @@ def pacing_table(models: Any) -> str:
     )
 
 
+def _timed_health_table(checked: datetime, result: Any) -> str:
+    """One check of ``maos health --continuous``: when it was made, then the table."""
+    return f"== {checked:%Y-%m-%d %H:%M:%S %Z} ==\n{health_table(result)}\n"
+
+
 @click.command()
 @click.option(
     "--component",
@@ -656,12 +662,10 @@ def health(components: tuple[str, ...], all_: bool, continuous: bool, interval: 
                 checked = datetime.now().astimezone()
                 emit(
                     {"time": checked.isoformat(timespec="seconds"), **to_data(result)},
-                    lambda checked=checked, result=result: (
-                        f"== {checked:%Y-%m-%d %H:%M:%S %Z} ==\n{health_table(result)}\n"
-                    ),
+                    functools.partial(_timed_health_table, checked, result),
                 )
             else:
-                emit(result, lambda result=result: health_table(result))
+                emit(result, functools.partial(health_table, result))
                 break
             time.sleep(interval)
     except KeyboardInterrupt:

@@ -472,7 +472,7 @@ def submit(
 
     created, final, result = run(action)
     task_id = bare_id(created.name)
-    if final is None:
+    if final is None or result is None:  # not waited for (a finished task has a result)
         emit({"task_id": task_id}, lambda: task_id)
         return
     emit(
@@ -521,7 +521,7 @@ def list_(
     detailed: bool,
 ) -> None:
     """List tasks, newest first."""
-    filters = {
+    filters: dict[str, Any] = {
         "statuses": [enums.TaskStatus.Value("TASK_STATUS_" + s.upper()) for s in statuses],
         "task_types": list(task_types),
         "priorities": [normalize_priority(p) for p in priorities],
@@ -629,7 +629,7 @@ def show(task_id: str, execution_plan: bool) -> None:
     emit(data, text)
 
 
-def _consensus_text(record) -> str:
+def _consensus_text(record: msgs.ConsensusRecord) -> str:
     """Outcome, candidates and votes of a consensus record."""
     outcome = enums.ConsensusOutcome.Name(record.outcome).removeprefix("CONSENSUS_OUTCOME_")
     strategy = enums.VotingStrategy.Name(record.strategy).removeprefix("VOTING_STRATEGY_").lower()
@@ -781,7 +781,7 @@ def recommended_types(plan: msgs.ExecutionPlan, types: list[Any]) -> list[Any]:
 
     def takes(t: Any, step: Any) -> bool:
         if step.agent_type:
-            return t.name == step.agent_type
+            return bool(t.name == step.agent_type)
         caps = {*t.capabilities, t.name}
         return not step.capability or step.capability in caps or "*" in caps
 

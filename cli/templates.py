@@ -388,7 +388,7 @@ def submit_from_template(
 
     created, final, result = run(action)
     task_id = bare_id(created.name)
-    if final is None:
+    if final is None or result is None:  # not waited for (a finished task has a result)
         emit({"task_id": task_id}, lambda: task_id)
         return
     emit(

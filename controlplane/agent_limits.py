@@ -20,8 +20,12 @@ import math
 import os
 import resource
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from controlplane.errors import FailedPrecondition
+
+if TYPE_CHECKING:
+    from controlplane.config import Settings
 
 __all__ = ["AgentLimits"]
 
@@ -41,9 +45,9 @@ class AgentLimits:
     _next_cpu: int = 0
 
     @classmethod
-    def from_settings(cls, settings: object) -> AgentLimits:
+    def from_settings(cls, settings: Settings) -> AgentLimits:
         """The limits ``settings`` (a :class:`~controlplane.config.Settings`) ask for."""
-        get = settings.__getitem__  # type: ignore[attr-defined]
+        get = settings.__getitem__
         total = int(get("system.max_memory"))
         per_agent = int(get("agents.defaults.max_memory")) or (
             total // int(get("system.max_agents")) if total else 0

@@ -64,7 +64,8 @@ def open_storage(pm: pluggy.PluginManager, url: str) -> StorageBackend:
     factories = [f for group in pm.hook.register_storage_backends() for f in group or []]
     for factory in factories:
         if factory.handles(url):
-            return factory.open(url)
+            backend: StorageBackend = factory.open(url)
+            return backend
     scheme = url.split(":", 1)[0]
     raise InvalidArgument(
         f"no storage backend handles {scheme!r} URLs; known: {', '.join(f.name for f in factories)}",

@@ -895,7 +895,7 @@ class Settings:
     @property
     def database_url(self) -> str:
         """The SQLAlchemy URL, defaulting to SQLite in MAOS_HOME."""
-        url = self["database.primary_url"]
+        url: str = self["database.primary_url"]
         if not url:
             return f"sqlite:///{self.home / 'maos.db'}"
         if url.startswith("postgresql://") or url.startswith("postgres://"):

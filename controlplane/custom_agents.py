@@ -137,7 +137,7 @@ def shown_path(path: Path | str, settings: Settings) -> str:
         return Path(path).name if Path(path).is_absolute() else str(path)
 
 
-class _BoundedLoader(yaml.SafeLoader):
+class _BoundedLoader(yaml.SafeLoader):  # type: ignore[misc]  # PyYAML ships no type hints
     """A safe loader that counts aliases as it composes, and refuses more than :data:`MAX_ALIASES`."""
 
     aliases = 0

@@ -120,7 +120,8 @@ def load_entry_points(pm: MaosPluginManager) -> None:
         try:
             plugin = entry_point.load()
             pm.register(plugin, name=name)
-            pm._installed.append((plugin, Distribution(entry_point.dist)))
+            # An entry point read from a distribution's metadata always knows its distribution.
+            pm._installed.append((plugin, Distribution(entry_point.dist)))  # type: ignore[arg-type]
             unknown = _unknown_hooks(pm, plugin)
             if unknown:
                 raise pluggy.PluginValidationError(plugin, unknown)
@@ -137,7 +138,8 @@ def load_entry_points(pm: MaosPluginManager) -> None:
                 continue
             for impl in caller.get_hookimpls():
                 if impl.plugin is plugin and not (impl.wrapper or impl.hookwrapper):
-                    impl.function = _guarded(pm, name, caller.name, impl.function)
+                    # pluggy declares HookImpl.function Final; the guard replaces it on purpose.
+                    impl.function = _guarded(pm, name, caller.name, impl.function)  # type: ignore[misc]
 
 
 @functools.lru_cache(maxsize=8)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
@@ -26,6 +26,9 @@ from controlplane.custom_agents import is_custom
 from controlplane.domain.limits import clip
 from controlplane.domain.pool import PoolType, wildcard_match
 from controlplane.errors import FailedPrecondition
+
+if TYPE_CHECKING:
+    from controlplane.launcher import LocalLauncher
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +133,7 @@ class AgentSupply:
         launcher: The local launcher, or None when this control plane launches nothing.
     """
 
-    def __init__(self, pm: pluggy.PluginManager, settings: Settings, launcher: Any):
+    def __init__(self, pm: pluggy.PluginManager, settings: Settings, launcher: LocalLauncher | None):
         self.pm = pm
         self.settings = settings
         self.launcher = launcher
@@ -153,7 +156,8 @@ class AgentSupply:
         """Processes that can still be launched under ``system.max_agents``."""
         if self.launcher is None:
             return 0
-        return max(0, self.settings["system.max_agents"] - self.launcher.active)
+        limit: int = self.settings["system.max_agents"]
+        return max(0, limit - self.launcher.active)
 
     def on_demand(self, spec: Any) -> bool:
         """Whether ``spec`` may be launched on demand (model-backed or custom, and it can run here)."""
@@ -201,6 +205,7 @@ class AgentSupply:
         """Launch up to ``count`` agents of the type (within the room left); how many were started."""
         started = 0
         for _ in range(min(count, self.room())):
+            assert self.launcher is not None  # room() is 0 without one
             try:
                 await self.launcher.spawn(agent_type_name)
             except Exception as exc:  # noqa: BLE001 - the task's status says what it waits for; the log says why

@@ -263,7 +263,8 @@ def bare_id(name: str) -> str:
 
 
 def _status(value: int) -> str:
-    return enums.TaskStatus.Name(value).removeprefix("TASK_STATUS_")
+    name: str = enums.TaskStatus.Name(value)
+    return name.removeprefix("TASK_STATUS_")
 
 
 def task_summary(task: msgs.Task) -> dict[str, Any]:

@@ -199,7 +199,8 @@ class JoinTokens:
 
     async def list_tokens(self) -> list[JoinTokenRecord]:
         """Every token, revoked and expired ones included, oldest first."""
-        return await self.storage.call(self.storage.backend.list_join_tokens)
+        tokens: list[JoinTokenRecord] = await self.storage.call(self.storage.backend.list_join_tokens)
+        return tokens
 
     async def revoke(self, token_id: str) -> JoinTokenRecord:
         """Revoke a token (again: no change); agents that joined with it keep their credentials.
@@ -214,7 +215,9 @@ class JoinTokens:
                 "name must be joinTokens/ID, ID being the 6 letters or digits before the '.' of the token",
                 field="name",
             )
-        record = await self.storage.call(self.storage.backend.revoke_join_token, token_id, time.time())
+        record: JoinTokenRecord | None = await self.storage.call(
+            self.storage.backend.revoke_join_token, token_id, time.time()
+        )
         if record is None:
             raise NotFound(f"join token {name(token_id)!r} does not exist", reason=_NOT_FOUND)
         return record

@@ -290,7 +290,7 @@ class AccessManager:
             return None
         if not expire or expire - time.time() > AGENT_CREDENTIAL_RENEW_WITHIN:
             return None
-        return expire
+        return float(expire)
 
     def bound_agent(self, caller: Caller) -> BoundAgent | None:
         """The agent the caller's credential is bound to; None for other keys."""

@@ -189,6 +189,7 @@ class AgentAdmission:
         except MaosError as exc:
             self.audit(CONNECT, caller, context, None, status_code_for(exc).name, exc.reason)
             raise
+        assert isinstance(caller, Caller)  # only a Caller has a bound agent
         renewed = await self.access.renew_agent_credential(bearer_token(context.invocation_metadata()) or "")
         if renewed:
             self.audit(CONNECT, caller, context, None, "OK", resource=f"apiKeys/{caller.key_id}")

@@ -128,7 +128,7 @@ def _peer(context: grpc.aio.ServicerContext, certificates: bool = True) -> str:
     return f"{peer} (client certificate {subject})" if subject else peer
 
 
-class AuthInterceptor(grpc.aio.ServerInterceptor):
+class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc ships no type hints
     """Authenticates, authorizes (deny by default) and audits every MAOS RPC."""
 
     def __init__(

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from google.protobuf import duration_pb2, timestamp_pb2
 
-from controlplane.api.pb import enums_pb, errors_pb, messages_pb, system_pb
-from controlplane.domain.events import EventType
+from controlplane.api.pb import enums_pb, errors_pb, messages_pb, proto_enum, system_pb
+from controlplane.domain.events import Event, EventType
 from controlplane.domain.limits import clip_bytes, quote
 from controlplane.domain.model import (
     AgentInfo,
@@ -30,6 +30,9 @@ from controlplane.domain.model import (
 from controlplane.domain.model_limits import PacingStatus
 from controlplane.errors import FailedPrecondition, InvalidArgument
 from controlplane.logbook import LEVELS, PROTO_LEVEL, LogEntry
+
+if TYPE_CHECKING:
+    from controlplane.observability.resources import ProcessReading
 
 # Matched with fullmatch: "$" would also accept a trailing newline.
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_\-]{0,127}")
@@ -78,7 +81,7 @@ def parse_resume_id(value: str, incarnation: int, field: str) -> int | None:
 
 def seconds(value: duration_pb2.Duration) -> float:
     """A Duration as float seconds."""
-    return value.seconds + value.nanos / 1e9
+    return float(value.seconds + value.nanos / 1e9)
 
 
 #: The range of a valid google.protobuf.Duration (about 10,000 years).
@@ -116,7 +119,7 @@ def timestamp(secs: float | None) -> timestamp_pb2.Timestamp | None:
 
 def epoch(value: timestamp_pb2.Timestamp) -> float:
     """A Timestamp as epoch seconds."""
-    return value.seconds + value.nanos / 1e9
+    return float(value.seconds + value.nanos / 1e9)
 
 
 #: The range of a valid google.protobuf.Timestamp: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z.
@@ -158,7 +161,8 @@ def _strategy(value: int, field: str) -> str:
         raise InvalidArgument(
             f"{field} {value} is not a voting strategy (MAJORITY, WEIGHTED, UNANIMOUS)", field=field
         )
-    return enums_pb.VotingStrategy.Name(value).removeprefix("VOTING_STRATEGY_").lower()
+    name: str = enums_pb.VotingStrategy.Name(value)
+    return name.removeprefix("VOTING_STRATEGY_").lower()
 
 
 def task_from_pb(
@@ -244,7 +248,7 @@ def model_pacing_to_pb(p: PacingStatus) -> system_pb.ModelPacing:
     limits = p.limits
     return system_pb.ModelPacing(
         model=p.model,
-        breaker=int(p.state),
+        breaker=proto_enum(enums_pb.BreakerState, p.state),
         reopens_in=duration(p.reopens_in),
         in_flight=p.in_flight,
         in_flight_cap=p.in_flight_cap,
@@ -369,10 +373,10 @@ def failure_to_pb(f: Failure | None) -> messages_pb.Failure | None:
 _ERROR_REASONS = errors_pb.ErrorReason.DESCRIPTOR.values_by_name
 
 
-def error_reason_number(name: str) -> int:
+def error_reason_number(name: str) -> errors_pb.ErrorReason:
     """The ``ErrorReason`` number of a reason name; 0 (unspecified) for a name the contract does not have."""
     value = _ERROR_REASONS.get(name)
-    return 0 if value is None else value.number
+    return proto_enum(errors_pb.ErrorReason, 0 if value is None else value.number)
 
 
 def artifact_to_pb(a: Artifact) -> messages_pb.Artifact:
@@ -406,13 +410,15 @@ def task_to_pb(t: Task, status_reason: str = "", subtasks: list[Subtask] | None 
         name=t.name,
         description=t.description,
         task_type=t.task_type,
-        priority=int(t.priority),
+        priority=proto_enum(enums_pb.Priority, t.priority),
         max_agents=t.max_agents,
         depends_on=[f"tasks/{d}" for d in t.depends_on],
         consensus=messages_pb.ConsensusPolicy(
             required=t.consensus.required,
             threshold=t.consensus.threshold,
-            strategy=enums_pb.VotingStrategy.Value(f"VOTING_STRATEGY_{strategy}") if strategy else 0,
+            strategy=enums_pb.VotingStrategy.Value(f"VOTING_STRATEGY_{strategy}")
+            if strategy
+            else enums_pb.VOTING_STRATEGY_UNSPECIFIED,
             candidates=t.consensus.candidates,
             max_rounds=t.consensus.max_rounds,
             round_timeout=duration(t.consensus.round_timeout),
@@ -429,7 +435,7 @@ def task_to_pb(t: Task, status_reason: str = "", subtasks: list[Subtask] | None 
         ),
         budget=messages_pb.Budget(max_total_tokens=t.max_total_tokens, max_cost_micros=t.max_cost_micros),
         agent_type=t.agent_type,
-        status=int(t.status),
+        status=proto_enum(enums_pb.TaskStatus, t.status),
         status_reason=status_reason or t.status_reason,
         failure=failure_to_pb(t.failure),
         owner=t.owner,
@@ -460,7 +466,7 @@ def task_to_pb(t: Task, status_reason: str = "", subtasks: list[Subtask] | None 
     return msg
 
 
-def approval_to_pb(approval: dict | None) -> messages_pb.PlanApproval | None:
+def approval_to_pb(approval: dict[str, Any] | None) -> messages_pb.PlanApproval | None:
     """A task's plan approval as a proto (None before it is planned, or without approve_plan)."""
     if not approval:
         return None
@@ -473,7 +479,7 @@ def approval_to_pb(approval: dict | None) -> messages_pb.PlanApproval | None:
     )
 
 
-def review_to_pb(task_id: str, record: dict | None) -> messages_pb.ReviewRecord | None:
+def review_to_pb(task_id: str, record: dict[str, Any] | None) -> messages_pb.ReviewRecord | None:
     """A task's review loop as a proto (None without review rounds, or before its answer is ready)."""
     if not record:
         return None
@@ -514,9 +520,9 @@ def subtask_to_pb(s: Subtask) -> messages_pb.Subtask:
         instructions=s.instructions,
         capability=s.capability,
         agent_type=s.agent_type,
-        kind=int(s.kind),
+        kind=proto_enum(enums_pb.SubtaskKind, s.kind),
         depends_on=s.depends_on,
-        status=int(s.status),
+        status=proto_enum(enums_pb.SubtaskStatus, s.status),
         attempt=s.attempt,
         agent=f"agents/{s.agent_id}" if s.agent_id else "",
         progress=s.progress,
@@ -547,7 +553,7 @@ def plan_to_pb(p: ExecutionPlan | None) -> messages_pb.ExecutionPlan | None:
                 instructions=s.instructions,
                 capability=s.capability,
                 agent_type=s.agent_type,
-                kind=int(s.kind),
+                kind=proto_enum(enums_pb.SubtaskKind, s.kind),
                 depends_on=s.depends_on,
             )
             for s in p.subtasks
@@ -571,7 +577,7 @@ def agent_to_pb(a: AgentInfo, assignments: list[str] | None = None, free_slots: 
         labels=a.labels,
         language=a.language,
         sdk_version=a.sdk_version,
-        status=int(a.status),
+        status=proto_enum(enums_pb.AgentStatus, a.status),
         assignments=assignments or [],
         free_slots=free_slots,
         hostname=a.hostname,
@@ -586,7 +592,7 @@ def agent_to_pb(a: AgentInfo, assignments: list[str] | None = None, free_slots: 
         last_heartbeat_time=timestamp(a.last_heartbeat_time),
         disconnect_time=timestamp(a.disconnect_time),
         owner=a.owner,
-        backing=a.backing,
+        backing=proto_enum(enums_pb.AgentBacking, a.backing),
     )
 
 
@@ -598,11 +604,11 @@ def _status_enum_name(event_type: int, status: str) -> str:
     return f"{kind}_STATUS_{status}"
 
 
-def event_to_pb(event, incarnation: int) -> messages_pb.Event:
+def event_to_pb(event: Event, incarnation: int) -> messages_pb.Event:
     """An event as a proto; its id is ``{incarnation}.{sequence}`` (resumable within one start)."""
     msg = messages_pb.Event(
         id=f"{incarnation}.{event.id}",
-        type=int(event.type),
+        type=proto_enum(enums_pb.EventType, event.type),
         time=timestamp(event.time),
         task=f"tasks/{event.task_id}" if event.task_id else "",
         subtask=f"tasks/{event.task_id}/subtasks/{event.subtask_id}" if event.subtask_id else "",
@@ -639,7 +645,7 @@ def log_entry_to_pb(entry: LogEntry, incarnation: int = 0) -> messages_pb.LogRec
     return messages_pb.LogRecord(
         id=f"{incarnation}.{entry.seq}",
         time=timestamp(entry.time),
-        level=PROTO_LEVEL.get(entry.level, 2),
+        level=proto_enum(enums_pb.LogLevel, PROTO_LEVEL.get(entry.level, 2)),
         component=entry.component,
         message=entry.message,
         task=f"tasks/{entry.task_id}" if entry.task_id else "",
@@ -649,7 +655,7 @@ def log_entry_to_pb(entry: LogEntry, incarnation: int = 0) -> messages_pb.LogRec
     )
 
 
-def consensus_to_pb(state: dict | None) -> messages_pb.ConsensusRecord | None:
+def consensus_to_pb(state: dict[str, Any] | None) -> messages_pb.ConsensusRecord | None:
     """A task's consensus record as a proto (None without consensus)."""
     if not state:
         return None
@@ -682,7 +688,9 @@ def consensus_to_pb(state: dict | None) -> messages_pb.ConsensusRecord | None:
     )
 
 
-def process_to_pb(reading, agent_id: str = "", agent_type: str = "") -> messages_pb.ProcessResources:
+def process_to_pb(
+    reading: ProcessReading, agent_id: str = "", agent_type: str = ""
+) -> messages_pb.ProcessResources:
     """A process reading (:class:`controlplane.observability.resources.ProcessReading`) as a proto."""
     return messages_pb.ProcessResources(
         pid=reading.pid,

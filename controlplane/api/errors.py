@@ -151,7 +151,7 @@ async def _abort(context: grpc.aio.ServicerContext, exc: BaseException) -> None:
     await context.abort_with_status(internal_status())
 
 
-class ErrorAndMetricsInterceptor(grpc.aio.ServerInterceptor):
+class ErrorAndMetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc ships no type hints
     """Maps domain errors to statuses and records grpc_server_* metrics for every RPC."""
 
     def __init__(self, metrics: Metrics):

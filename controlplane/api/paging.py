@@ -61,7 +61,8 @@ class PageTokens:
                 field="page_token",
                 reason="ERROR_REASON_INVALID_PAGE_TOKEN",
             )
-        return struct.unpack(">q", body[:8])[0]
+        offset: int = struct.unpack(">q", body[:8])[0]
+        return offset
 
 
 def fitting(messages: Sequence[Message], budget: int) -> int:

@@ -216,7 +216,7 @@ def _check_part(part: Any, tables: set[str], seen: TableRows) -> None:
         raise ValueError(f"table {str(table)[:32]!r} is unknown, repeated or not of its components")
     columns, binary, rows = part.get("columns"), part.get("binary"), part.get("rows")
     names = isinstance(columns, list) and all(isinstance(c, str) and _COLUMN.fullmatch(c) for c in columns)
-    if not names or len(set(columns)) != len(columns):
+    if not names or not isinstance(columns, list) or len(set(columns)) != len(columns):
         raise ValueError(f"table {table}: the columns are not distinct column names")
     if not isinstance(binary, list) or not all(b in columns for b in binary):
         raise ValueError(f"table {table}: binary names a column it does not have")

@@ -9,11 +9,13 @@ one lock, so a checkpoint never races a recovery.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import logging
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from controlplane.checkpoints import payload as codec
 from controlplane.checkpoints.record import (
@@ -28,6 +30,8 @@ from controlplane.errors import AlreadyExists, InvalidArgument, NotFound
 from controlplane.storage.base import StorageBackend, TableRows, WriteBatch
 
 log = logging.getLogger(__name__)
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
 
 NOT_FOUND = "ERROR_REASON_CHECKPOINT_NOT_FOUND"
 ALL_COMPONENTS = list(COMPONENT_TABLES)
@@ -256,10 +260,12 @@ class Checkpoints:
 
     @property
     def backend(self) -> StorageBackend:
-        return self.engine.storage.backend
+        backend: StorageBackend = self.engine.storage.backend
+        return backend
 
-    async def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        return await self.engine.storage.call(lambda: fn(*args, **kwargs))
+    async def _call(self, fn: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
+        result: _T = await self.engine.storage.call(lambda: fn(*args, **kwargs))
+        return result
 
     async def create(
         self, display_name: str = "", description: str = "", automatic: bool = False
@@ -318,7 +324,7 @@ class Checkpoints:
             )
 
     async def recover(
-        self, checkpoint_id: str, components: list[str], *, verify_only: bool, requeue_later: bool
+        self, checkpoint_id: str, components: builtins.list[str], *, verify_only: bool, requeue_later: bool
     ) -> RecoveryReport:
         """Verify and report, or restore and reload the engine's in-memory state from the database."""
         record = await self.get(checkpoint_id, with_payload=True)

@@ -380,4 +380,4 @@ def as_dict(obj: Any) -> Any:
     """Plain data of a dataclass tree (for JSON columns and checkpoints)."""
     from dataclasses import asdict, is_dataclass
 
-    return asdict(obj) if is_dataclass(obj) else obj
+    return asdict(obj) if is_dataclass(obj) and not isinstance(obj, type) else obj

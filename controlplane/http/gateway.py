@@ -105,7 +105,7 @@ def _event_id(message: Message) -> str:
         if name in fields and message.HasField(name):
             return getattr(getattr(message, name), "id", "")
     if "id" in fields:
-        return str(message.id)  # type: ignore[attr-defined]
+        return str(message.id)
     return ""
 
 
@@ -357,7 +357,7 @@ class Gateway:
         first = asyncio.ensure_future(call.read())
         await asyncio.wait({first}, timeout=FIRST_MESSAGE_WAIT)
         if first.done() and not first.cancelled() and isinstance(first.exception(), grpc.aio.AioRpcError):
-            return error_response(status_of_rpc_error(first.exception()))  # type: ignore[arg-type]
+            return error_response(status_of_rpc_error(first.exception()))
         return StreamingResponse(
             self._events(call, first),
             media_type="text/event-stream",

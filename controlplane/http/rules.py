@@ -73,12 +73,14 @@ class Route:
     @property
     def rpc(self) -> str:
         """``maos.v1.TaskService.CancelTask``."""
-        return self.method.full_name
+        name: str = self.method.full_name
+        return name
 
     @property
     def server_streaming(self) -> bool:
         """Whether the RPC streams its responses (served as Server-Sent Events)."""
-        return self.method.server_streaming
+        streaming: bool = self.method.server_streaming
+        return streaming
 
     @property
     def openapi_path(self) -> str:
@@ -94,11 +96,13 @@ class Route:
 
     def request_class(self) -> type[Message]:
         """The request message class."""
-        return GetMessageClass(self.method.input_type)
+        cls: type[Message] = GetMessageClass(self.method.input_type)
+        return cls
 
     def response_class(self) -> type[Message]:
         """The response message class."""
-        return GetMessageClass(self.method.output_type)
+        cls: type[Message] = GetMessageClass(self.method.output_type)
+        return cls
 
 
 def _openapi_variable(pattern: str, field: str) -> str:

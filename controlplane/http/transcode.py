@@ -69,7 +69,7 @@ def status_of_rpc_error(error: grpc.aio.AioRpcError) -> status_pb2.Status:
 
 def status_json(status: status_pb2.Status) -> dict[str, Any]:
     """``{"code": 3, "message": ..., "details": [{"@type": ".../google.rpc.ErrorInfo", ...}]}``."""
-    body = json_format.MessageToDict(status)
+    body: dict[str, Any] = json_format.MessageToDict(status)
     body.setdefault("code", status.code)
     body.setdefault("message", status.message)
     body.setdefault("details", [])
@@ -78,7 +78,8 @@ def status_json(status: status_pb2.Status) -> dict[str, Any]:
 
 def to_json(message: Message, proto_names: bool = False) -> dict[str, Any]:
     """The proto3 JSON form (lowerCamelCase names unless ``proto_names``)."""
-    return json_format.MessageToDict(message, preserving_proto_field_name=proto_names)
+    data: dict[str, Any] = json_format.MessageToDict(message, preserving_proto_field_name=proto_names)
+    return data
 
 
 def _merge(into: dict[str, Any], other: Mapping[str, Any]) -> dict[str, Any]:

@@ -8,9 +8,11 @@ a migrated, empty backend.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
-from controlplane.domain.model import Priority
+from controlplane.domain.model import Priority, Task
 from controlplane.errors import AlreadyExists
 from controlplane.storage.base import StorageBackend, StoresBatches, StoresTemplates
 from controlplane.storage.testing import full_task, minimal_task
@@ -19,7 +21,7 @@ from controlplane.workflows.records import BatchRecord, BatchSchedule, TemplateP
 _T0 = 1_700_000_000.25
 
 
-def _draft(description: str, **changes: object):
+def _draft(description: str, **changes: Any) -> Task:
     """A task definition as added to a batch or kept in a template (no id, no state)."""
     task = full_task("", **changes)
     task.description = description

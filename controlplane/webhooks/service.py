@@ -10,6 +10,7 @@ servicer hands it an :class:`Actor`.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import re
 import secrets
 import time
@@ -235,7 +236,7 @@ class Webhooks:
 
     async def get(self, actor: Actor, webhook_id: str) -> WebhookRecord:
         """A webhook ``actor`` may see (NOT_FOUND otherwise, whether it exists or not)."""
-        record = await self.storage.call(self._backend().get_webhook, webhook_id)
+        record: WebhookRecord | None = await self.storage.call(self._backend().get_webhook, webhook_id)
         if record is None or (record.owner != actor.principal and not actor.views_all_webhooks):
             raise NotFound(f"webhooks/{webhook_id} does not exist", reason=_NOT_FOUND)
         return record
@@ -253,7 +254,10 @@ class Webhooks:
     async def list(self, actor: Actor, offset: int, limit: int) -> list[WebhookRecord]:
         """Webhooks ``actor`` may see, oldest first."""
         owner = None if actor.views_all_webhooks else actor.principal
-        return await self.storage.call(self._backend().list_webhooks, owner, offset, limit)
+        records: list[WebhookRecord] = await self.storage.call(
+            self._backend().list_webhooks, owner, offset, limit
+        )
+        return records
 
     async def update(self, actor: Actor, webhook_id: str, changes: Changes) -> tuple[WebhookRecord, str]:
         """Apply ``changes``; returns the webhook and a generated secret ("" unless rotated to one)."""
@@ -298,10 +302,13 @@ class Webhooks:
 
     async def deliveries(
         self, actor: Actor, webhook_id: str, offset: int, limit: int
-    ) -> list[DeliveryRecord]:
+    ) -> builtins.list[DeliveryRecord]:
         """Deliveries of a webhook ``actor`` may see, newest first."""
         record = await self.get(actor, webhook_id)
-        return await self.storage.call(self._backend().list_deliveries, record.id, offset, limit)
+        deliveries: builtins.list[DeliveryRecord] = await self.storage.call(
+            self._backend().list_deliveries, record.id, offset, limit
+        )
+        return deliveries
 
     async def test(self, actor: Actor, webhook_id: str) -> DeliveryRecord:
         """Send a ``webhook.test`` event now; the delivery after its first attempt (retried if it failed)."""

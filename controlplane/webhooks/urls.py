@@ -117,7 +117,7 @@ async def resolve(target: Target) -> list[IpAddress]:
     except ValueError:
         pass
     infos = await asyncio.get_running_loop().getaddrinfo(target.host, target.port, type=socket.SOCK_STREAM)
-    addresses = list(dict.fromkeys(ipaddress.ip_address(info[4][0].split("%", 1)[0]) for info in infos))
+    addresses = list(dict.fromkeys(ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]) for info in infos))
     if not addresses:
         raise OSError(f"{target.host} has no address")
     return addresses

@@ -14,6 +14,7 @@ submitter had not.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import copy
 from dataclasses import dataclass
 
@@ -229,7 +230,7 @@ class Batches:
 
     async def submit(
         self, batch: BatchRecord, schedule: BatchSchedule | None
-    ) -> tuple[BatchRecord, list[Task]]:
+    ) -> tuple[BatchRecord, builtins.list[Task]]:
         """Submit every task of the batch atomically (all stored, or none); the batch and its tasks.
 
         The batch is first claimed in storage with the ids its tasks will have, so
@@ -279,7 +280,7 @@ class Batches:
 
     async def _store_tasks(
         self, store: BatchStore, claimed: BatchRecord, schedule: BatchSchedule | None, when: float
-    ) -> tuple[BatchRecord, list[Task]]:
+    ) -> tuple[BatchRecord, builtins.list[Task]]:
         """Store the claimed batch's tasks under the claimed ids (unless a submitter that died did), then record it."""
         chosen = schedule or claimed.schedule or BatchSchedule.PARALLEL
         tasks = await self.engine.get_tasks(claimed.task_ids)
@@ -305,8 +306,12 @@ class Batches:
         return claimed, tasks
 
     def _prepare(
-        self, batch: BatchRecord, drafts: list[Task], ids: list[str], schedule: BatchSchedule
-    ) -> list[Task]:
+        self,
+        batch: BatchRecord,
+        drafts: builtins.list[Task],
+        ids: builtins.list[str],
+        schedule: BatchSchedule,
+    ) -> builtins.list[Task]:
         tasks = []
         for draft, task_id in zip(drafts, ids, strict=True):
             task = copy.deepcopy(draft)

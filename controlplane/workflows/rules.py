@@ -245,9 +245,9 @@ def summarize(submitted: bool, statuses: Iterable[TaskStatus], progresses: Itera
     if not submitted:
         return BatchProgress(BatchStatus.OPEN, counts, 0.0)
     if any(counts[s] for s in TaskStatus if not s.finished):
-        status = BatchStatus.RUNNING
+        batch_status = BatchStatus.RUNNING
     elif counts[TaskStatus.COMPLETED] == total:
-        status = BatchStatus.COMPLETED
+        batch_status = BatchStatus.COMPLETED
     else:
-        status = BatchStatus.FAILED
-    return BatchProgress(status, counts, progress)
+        batch_status = BatchStatus.FAILED
+    return BatchProgress(batch_status, counts, progress)

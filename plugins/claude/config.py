@@ -63,7 +63,8 @@ def sdk_models() -> list[str]:
 def sdk_deprecated_models() -> dict[str, str]:
     """Models the installed SDK warns about (name -> end-of-life date); empty if it exposes none."""
     try:
-        from anthropic.resources.messages.messages import DEPRECATED_MODELS
+        # Imported there by the SDK from its private anthropic._data, so not declared as an export.
+        from anthropic.resources.messages.messages import DEPRECATED_MODELS  # type: ignore[attr-defined]
     except ImportError:  # pragma: no cover - older or newer SDK layouts
         return {}
     return dict(DEPRECATED_MODELS)

@@ -258,7 +258,8 @@ class ClaudePlanner:
 
         async def attempt(permit: Permit) -> Any:
             async with make_client(config) as client:
-                raw = await client.messages.with_raw_response.create(
+                # Plain dicts for messages, tools and tool_choice: the SDK's TypedDicts accept them at run time.
+                raw = await client.messages.with_raw_response.create(  # type: ignore[call-overload]
                     model=config.model,
                     max_tokens=max_tokens,
                     system=system,

@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
+from typing import Any
 
 import grpc
+import pluggy
 
 from controlplane.access.permissions import MANAGE_ALL_AGENTS, VIEW_ALL_TASKS
 from controlplane.agent_types import agent_types
 from controlplane.api import convert
 from controlplane.api.context import caller_may, current_principal
 from controlplane.api.paging import PageTokens, fitting, page_size
-from controlplane.api.pb import agents_grpc, agents_pb, messages_pb
+from controlplane.api.pb import agents_grpc, agents_pb, enums_pb, messages_pb, proto_enum
+from controlplane.config import Settings
 from controlplane.custom_agents import custom_agent_types, is_custom, shown_path
 from controlplane.domain.limits import Limits, check_bytes, map_size
 from controlplane.domain.model import AgentInfo, AgentStatus, now
@@ -33,6 +36,7 @@ from controlplane.errors import (
 )
 from controlplane.launcher import Launch, LocalLauncher
 from controlplane.logbook import LogBook, LogFilter
+from controlplane.observability.observer import Observer
 from controlplane.pool import check_type, type_warnings, unavailable
 from controlplane.scheduler.engine import Engine
 
@@ -49,9 +53,9 @@ class AgentServicer(agents_grpc.AgentServiceServicer):
         self,
         engine: Engine,
         launcher: LocalLauncher | None,
-        pm,
-        settings,
-        observer=None,
+        pm: pluggy.PluginManager,
+        settings: Settings,
+        observer: Observer | None = None,
         logbook: LogBook | None = None,
     ):
         self.engine = engine
@@ -76,7 +80,7 @@ class AgentServicer(agents_grpc.AgentServiceServicer):
             info.labels = {**info.labels, **launch.labels}
             self.engine.committer.agent(info)
 
-    def _pb(self, info: AgentInfo):
+    def _pb(self, info: AgentInfo) -> messages_pb.Agent:
         """An agent as the caller may see it: its assignments only of tasks the caller may see."""
         session = self.engine.sessions.get(info.id)
         if session is not None:
@@ -125,7 +129,9 @@ class AgentServicer(agents_grpc.AgentServiceServicer):
             )
         return info
 
-    async def ListAgents(self, request, context: grpc.aio.ServicerContext) -> agents_pb.ListAgentsResponse:
+    async def ListAgents(
+        self, request: agents_pb.ListAgentsRequest, context: grpc.aio.ServicerContext
+    ) -> agents_pb.ListAgentsResponse:
         size = page_size(request.page_size)
         for index, status in enumerate(request.statuses):
             if status not in AgentStatus._value2member_map_:
@@ -158,10 +164,14 @@ class AgentServicer(agents_grpc.AgentServiceServicer):
             )
         return response
 
-    async def GetAgent(self, request, context: grpc.aio.ServicerContext) -> agents_pb.GetAgentResponse:
+    async def GetAgent(
+        self, request: agents_pb.GetAgentRequest, context: grpc.aio.ServicerContext
+    ) -> agents_pb.GetAgentResponse:
         return agents_pb.GetAgentResponse(agent=self._pb(self._info(request.name)))
 
-    async def SpawnAgents(self, request, context: grpc.aio.ServicerContext) -> agents_pb.SpawnAgentsResponse:
+    async def SpawnAgents(
+        self, request: agents_pb.SpawnAgentsRequest, context: grpc.aio.ServicerContext
+    ) -> agents_pb.SpawnAgentsResponse:
         validate_request_id(request.request_id)
         count = request.count or 1
         if not 1 <= count <= 100:
@@ -211,7 +221,8 @@ class AgentServicer(agents_grpc.AgentServiceServicer):
             outcome.set_result(launches)
         return await self._spawned(spec, request, launches)
 
-    async def _launch(self, spec, request, count: int) -> list[Launch]:
+    async def _launch(self, spec: Any, request: agents_pb.SpawnAgentsRequest, count: int) -> list[Launch]:
+        assert self.launcher is not None  # SpawnAgents refused the call without one
         async with self._spawn_lock:
             limit = self.settings["system.max_agents"]
             if self.launcher.active + count > limit:
@@ -230,8 +241,11 @@ class AgentServicer(agents_grpc.AgentServiceServicer):
                 for _ in range(count)
             ]
 
-    async def _spawned(self, spec, request, launches: list[Launch]) -> agents_pb.SpawnAgentsResponse:
+    async def _spawned(
+        self, spec: Any, request: agents_pb.SpawnAgentsRequest, launches: list[Launch]
+    ) -> agents_pb.SpawnAgentsResponse:
         """The answer of SpawnAgents: the registered agents (waiting a while for them)."""
+        assert self.launcher is not None  # SpawnAgents refused the call without one
         # Answer with the registered agents; a process still starting after the
         # wait is listed as STARTING with its pid (it registers on its own).
         await self.launcher.wait_registered(launches, SPAWN_WAIT)
@@ -245,7 +259,7 @@ class AgentServicer(agents_grpc.AgentServiceServicer):
                     messages_pb.Agent(
                         agent_type=spec.name,
                         capabilities=list(request.capabilities) or list(spec.capabilities),
-                        status=AgentStatus.STARTING,
+                        status=proto_enum(enums_pb.AgentStatus, AgentStatus.STARTING),
                         managed=True,
                         pid=launch.process.pid if launch.process else 0,
                         labels={**request.labels, "launch_id": launch.id},
@@ -254,7 +268,7 @@ class AgentServicer(agents_grpc.AgentServiceServicer):
         return agents_pb.SpawnAgentsResponse(agents=launched)
 
     async def TerminateAgent(
-        self, request, context: grpc.aio.ServicerContext
+        self, request: agents_pb.TerminateAgentRequest, context: grpc.aio.ServicerContext
     ) -> agents_pb.TerminateAgentResponse:
         validate_request_id(request.request_id)
         info = self._managed(request.name, "terminate")
@@ -268,6 +282,7 @@ class AgentServicer(agents_grpc.AgentServiceServicer):
         await self.engine.committer.durable()  # re-queued work and the agent's state are recorded
         launch = self.launcher.by_agent(info.id) if self.launcher else None
         if launch is not None:
+            assert self.launcher is not None  # the launch is one of its own
             if request.force:
                 await self.launcher.stop_launch(launch, 0.5)
             else:
@@ -275,18 +290,24 @@ class AgentServicer(agents_grpc.AgentServiceServicer):
                 self.launcher.stop_after(launch, grace)
         return agents_pb.TerminateAgentResponse(agent=answer)
 
-    async def PauseAgent(self, request, context: grpc.aio.ServicerContext) -> agents_pb.PauseAgentResponse:
+    async def PauseAgent(
+        self, request: agents_pb.PauseAgentRequest, context: grpc.aio.ServicerContext
+    ) -> agents_pb.PauseAgentResponse:
         info = self._managed(request.name, "pause")
         answer = self._pb(self.engine.pause_agent(info.id))  # as of the request
         await self.engine.committer.durable()
         return agents_pb.PauseAgentResponse(agent=answer)
 
-    async def ResumeAgent(self, request, context: grpc.aio.ServicerContext) -> agents_pb.ResumeAgentResponse:
+    async def ResumeAgent(
+        self, request: agents_pb.ResumeAgentRequest, context: grpc.aio.ServicerContext
+    ) -> agents_pb.ResumeAgentResponse:
         answer = self._pb(self.engine.resume_agent(self._managed(request.name, "resume").id))
         await self.engine.committer.durable()
         return agents_pb.ResumeAgentResponse(agent=answer)
 
-    async def DrainAgent(self, request, context: grpc.aio.ServicerContext) -> agents_pb.DrainAgentResponse:
+    async def DrainAgent(
+        self, request: agents_pb.DrainAgentRequest, context: grpc.aio.ServicerContext
+    ) -> agents_pb.DrainAgentResponse:
         grace = (
             convert.checked_seconds(request.grace, "grace") if request.HasField("grace") else DEFAULT_GRACE
         )
@@ -301,7 +322,7 @@ class AgentServicer(agents_grpc.AgentServiceServicer):
         return agents_pb.DrainAgentResponse(agent=answer)
 
     async def ListAgentTypes(
-        self, request, context: grpc.aio.ServicerContext
+        self, request: agents_pb.ListAgentTypesRequest, context: grpc.aio.ServicerContext
     ) -> agents_pb.ListAgentTypesResponse:
         home = self.settings
 
@@ -320,7 +341,7 @@ class AgentServicer(agents_grpc.AgentServiceServicer):
                         description=s.description,
                         source=shown_path(s.source, home) if is_custom(s, home) else s.source,
                         spawnable=self.launcher is not None and not why,
-                        backing=int(getattr(s, "backing", 0)),
+                        backing=proto_enum(enums_pb.AgentBacking, getattr(s, "backing", 0)),
                         unavailable_reason=why,
                         warnings=type_warnings(s),
                     )
@@ -334,7 +355,7 @@ class AgentServicer(agents_grpc.AgentServiceServicer):
         return await asyncio.to_thread(report)
 
     async def RestartAgent(
-        self, request, context: grpc.aio.ServicerContext
+        self, request: agents_pb.RestartAgentRequest, context: grpc.aio.ServicerContext
     ) -> agents_pb.RestartAgentResponse:
         info = self._managed(request.name, "restart")
         grace = (
@@ -361,6 +382,7 @@ class AgentServicer(agents_grpc.AgentServiceServicer):
                 f"`maos agent terminate {info.id}` and `maos agent spawn {info.agent_type}`",
                 reason="ERROR_REASON_NOT_SUPPORTED",
             )
+        assert self.launcher is not None  # the launch is one of its own
         self.engine.terminate_agent(info.id, grace, request.force)
         await self.engine.committer.durable()  # re-queued work and the old agent's state are recorded
         await self.launcher.restart(launch, 0.0 if request.force else grace)
@@ -372,7 +394,7 @@ class AgentServicer(agents_grpc.AgentServiceServicer):
             if new is not None
             else messages_pb.Agent(
                 agent_type=launch.agent_type,
-                status=AgentStatus.STARTING,
+                status=proto_enum(enums_pb.AgentStatus, AgentStatus.STARTING),
                 managed=True,
                 pid=launch.process.pid if launch.process else 0,
                 labels={**launch.labels, "launch_id": launch.id},
@@ -381,7 +403,7 @@ class AgentServicer(agents_grpc.AgentServiceServicer):
         return agents_pb.RestartAgentResponse(previous=previous, agent=agent)
 
     async def GetAgentMetrics(
-        self, request, context: grpc.aio.ServicerContext
+        self, request: agents_pb.GetAgentMetricsRequest, context: grpc.aio.ServicerContext
     ) -> agents_pb.GetAgentMetricsResponse:
         info = self._info(request.name)
         response = agents_pb.GetAgentMetricsResponse(agent=self._pb(info))

@@ -9,7 +9,7 @@ from controlplane.api import convert
 from controlplane.api.context import caller_may, current_principal
 from controlplane.api.drafts import draft_from_pb, draft_to_pb
 from controlplane.api.paging import PageTokens, page_size
-from controlplane.api.pb import batches_grpc, batches_pb, messages_pb
+from controlplane.api.pb import batches_grpc, batches_pb, enums_pb, messages_pb, proto_enum
 from controlplane.config import Settings
 from controlplane.domain.model import Subtask, Task, TaskStatus
 from controlplane.domain.tasks import validate_request_id
@@ -26,7 +26,7 @@ def batch_to_pb(view: BatchView, *, with_pending: bool = False) -> messages_pb.B
     msg = messages_pb.Batch(
         name=b.name,
         display_name=b.display_name,
-        status=int(view.progress.status),
+        status=proto_enum(enums_pb.BatchStatus, view.progress.status),
         owner=b.owner,
         tasks=[f"tasks/{t}" for t in b.task_ids],
         tasks_completed=counts[TaskStatus.COMPLETED],
@@ -39,7 +39,7 @@ def batch_to_pb(view: BatchView, *, with_pending: bool = False) -> messages_pb.B
         progress=view.progress.progress,
         create_time=convert.timestamp(b.create_time),
         submit_time=convert.timestamp(b.submit_time),
-        schedule=int(b.schedule) if b.schedule else 0,
+        schedule=proto_enum(enums_pb.BatchSchedule, b.schedule or 0),
     )
     if with_pending:
         msg.pending_tasks.extend(draft_to_pb(t) for t in view.pending)
@@ -50,7 +50,7 @@ def task_result_pb(task: Task, subtasks: list[Subtask]) -> messages_pb.TaskResul
     """The result of a finished task (as GetTaskResults gives it, without the subtasks)."""
     return messages_pb.TaskResult(
         task=task.name,
-        status=int(task.status),
+        status=proto_enum(enums_pb.TaskStatus, task.status),
         output=task.output,
         artifacts=[convert.artifact_to_pb(a) for s in subtasks for a in s.artifacts],
         usage=convert.usage_to_pb(task.usage),

@@ -30,7 +30,7 @@ from controlplane.access.manager import AGENT_USER, CONTROL_PLANE, Caller
 from controlplane.api import convert
 from controlplane.api.admission import Admitted, AgentAdmission
 from controlplane.api.context import caller_var, current_principal
-from controlplane.api.pb import errors_pb, gateway_grpc, gateway_pb, messages_pb
+from controlplane.api.pb import enums_pb, errors_pb, gateway_grpc, gateway_pb, messages_pb, proto_enum
 from controlplane.domain.limits import Limits, check_bytes, clip_bytes, map_size, quote, size_of
 from controlplane.domain.model import AgentInfo
 from controlplane.domain.model_limits import CallOutcome
@@ -99,7 +99,7 @@ def assignment_to_pb(command: Assign) -> gateway_pb.Assignment:
         title=command.title,
         instructions=command.instructions,
         capability=command.capability,
-        kind=int(command.kind),
+        kind=proto_enum(enums_pb.SubtaskKind, command.kind),
         task_description=command.task_description,
         context=command.context,
         constraints=command.constraints,
@@ -107,7 +107,7 @@ def assignment_to_pb(command: Assign) -> gateway_pb.Assignment:
         inputs=command.inputs,
         deadline=convert.timestamp(command.deadline),
         lease_ttl=convert.duration(command.lease_ttl),
-        priority=int(command.priority),
+        priority=proto_enum(enums_pb.Priority, command.priority),
         remaining_budget=messages_pb.Budget(
             max_total_tokens=command.max_total_tokens, max_cost_micros=command.max_cost_micros
         ),
@@ -164,7 +164,11 @@ def command_to_pb(command: Any) -> gateway_pb.ConnectResponse:
     if isinstance(command, Assign):
         return gateway_pb.ConnectResponse(assignment=assignment_to_pb(command))
     if isinstance(command, Ack):
-        reason = errors_pb.ErrorReason.Value(command.reason) if command.reason else 0
+        reason = (
+            errors_pb.ErrorReason.Value(command.reason)
+            if command.reason
+            else errors_pb.ERROR_REASON_UNSPECIFIED
+        )
         ack = gateway_pb.ReportAck(
             accepted=command.accepted, reason=reason, message=command.message, proposal=command.proposal
         )
@@ -207,7 +211,9 @@ def command_to_pb(command: Any) -> gateway_pb.ConnectResponse:
                 found=command.found,
                 value=command.value,
                 version=command.version,
-                error=errors_pb.ErrorReason.Value(command.error) if command.error else 0,
+                error=errors_pb.ErrorReason.Value(command.error)
+                if command.error
+                else errors_pb.ERROR_REASON_UNSPECIFIED,
                 error_message=command.message,
             )
         )
@@ -247,7 +253,7 @@ def _holder(session: AgentSession) -> str:
 def result_size(result: gateway_pb.SubtaskResult) -> int:
     """The bytes a result stores: its output, its artifacts (names, types, inline content, uris), its
     tool-call records and sources."""
-    return (
+    size: int = (
         size_of(result.output)
         + sum(
             size_of(a.name) + size_of(a.media_type) + len(a.content) + size_of(a.uri) + size_of(a.sha256)
@@ -256,6 +262,7 @@ def result_size(result: gateway_pb.SubtaskResult) -> int:
         + sum(c.ByteSize() for c in result.tool_calls)
         + sum(s.ByteSize() for s in result.sources)
     )
+    return size
 
 
 def launch_id_honoured() -> bool:

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import grpc
@@ -47,7 +47,7 @@ class SystemServicer(system_grpc.SystemServiceServicer):
         settings: Settings,
         metrics: Metrics,
         logbook: LogBook,
-        redis_check=None,
+        redis_check: Callable[[], Awaitable[object]] | None = None,
         observer: Observer | None = None,
         history: HistorySampler | None = None,
         scaling: Callable[[], list[Any]] | None = None,
@@ -143,7 +143,9 @@ class SystemServicer(system_grpc.SystemServiceServicer):
         worst = max((r.state for r in results if r.state != DISABLED), default=HEALTHY)
         return system_pb.GetHealthResponse(state=worst, components=results)
 
-    async def _timed(self, name: str, check) -> system_pb.ComponentHealth:
+    async def _timed(
+        self, name: str, check: Callable[[], Awaitable[tuple[enums_pb.ComponentState, str]]]
+    ) -> system_pb.ComponentHealth:
         started = time.perf_counter()
         state, message = await check()
         return system_pb.ComponentHealth(
@@ -153,7 +155,7 @@ class SystemServicer(system_grpc.SystemServiceServicer):
             latency=convert.duration(time.perf_counter() - started),
         )
 
-    async def _database(self) -> tuple[int, str]:
+    async def _database(self) -> tuple[enums_pb.ComponentState, str]:
         backend = self.engine.storage.backend
         try:
             await self.engine.storage.call(backend.ping)
@@ -161,7 +163,7 @@ class SystemServicer(system_grpc.SystemServiceServicer):
             return UNHEALTHY, redact(f"{backend.kind}: {exc}")
         return HEALTHY, f"{backend.kind} reachable"
 
-    async def _redis(self) -> tuple[int, str]:
+    async def _redis(self) -> tuple[enums_pb.ComponentState, str]:
         if not self.settings["redis.url"]:
             return DISABLED, "redis.url is not set"
         if self.redis_check is None:
@@ -198,10 +200,10 @@ class SystemServicer(system_grpc.SystemServiceServicer):
             from prometheus_client import generate_latest
 
             class Chosen:  # a registry of the chosen families, as generate_latest reads one
-                def collect(self):
+                def collect(self) -> Iterator[Any]:
                     return (f for f, c in families if not request.category or c == request.category)
 
-            response.exposition = generate_latest(Chosen()).decode()  # type: ignore[arg-type]
+            response.exposition = generate_latest(Chosen()).decode()
         return response
 
     @staticmethod
@@ -273,7 +275,7 @@ class SystemServicer(system_grpc.SystemServiceServicer):
             all_agents=caller_may(MANAGE_ALL_AGENTS),
         )
 
-    def _log_filter(self, request) -> LogFilter:
+    def _log_filter(self, request: system_pb.ListLogsRequest | system_pb.TailLogsRequest) -> LogFilter:
         if request.min_level and request.min_level not in LEVELS:
             raise InvalidArgument(f"min_level {request.min_level} is not a log level", field="min_level")
         if len(request.component) > MAX_COMPONENT:
@@ -350,6 +352,7 @@ class SystemServicer(system_grpc.SystemServiceServicer):
             self.logbook.tail(wanted, request.tail) if after is None else self.logbook.after(wanted, after)
         )
         self.logbook.subscribers.append(subscriber)
+        entry: LogEntry | None
         try:
             for entry in backlog:
                 yield system_pb.TailLogsResponse(record=convert.log_entry_to_pb(entry, incarnation))
@@ -398,6 +401,7 @@ class SystemServicer(system_grpc.SystemServiceServicer):
                 queue.put_nowait(event)
 
         engine.event_listeners.append(listener)
+        event: Event | None
         try:
             for event in replay:
                 if wanted(event):

@@ -7,6 +7,7 @@ import hashlib
 from collections.abc import AsyncIterator, Callable, Sequence
 
 import grpc
+from google.protobuf.message import Message
 
 from controlplane.access.permissions import PLAN_WITH_MODEL, VIEW_ALL_TASKS
 from controlplane.access.rate_limit import RATE_LIMITED
@@ -15,7 +16,7 @@ from controlplane.api.auth import DENIALS
 from controlplane.api.context import caller_may, caller_var, current_principal
 from controlplane.api.errors import status_code_for, submit_error
 from controlplane.api.paging import PageTokens, fitting, page_size
-from controlplane.api.pb import enums_pb, messages_pb, tasks_grpc, tasks_pb
+from controlplane.api.pb import enums_pb, messages_pb, proto_enum, tasks_grpc, tasks_pb
 from controlplane.config import Settings
 from controlplane.domain.limits import MAX_TEXT_BYTES, Limits, check_bytes, clip_bytes, size_of, utf8_chunk
 from controlplane.domain.model import RetryPolicy, Task, TaskStatus
@@ -65,10 +66,10 @@ def fit_outputs(
     return True
 
 
-def request_hash(request: object) -> str:
+def request_hash(request: Message) -> str:
     """A digest of a request without its request_id (detects a reused request_id)."""
-    clone = type(request)()  # type: ignore[operator]
-    clone.CopyFrom(request)  # type: ignore[attr-defined]
+    clone = type(request)()
+    clone.CopyFrom(request)
     clone.ClearField("request_id")
     return hashlib.sha256(clone.SerializeToString(deterministic=True)).hexdigest()
 
@@ -158,10 +159,14 @@ class TaskServicer(tasks_grpc.TaskServiceServicer):
             task = await self._submit(request, principal)
         except Exception as exc:  # one refused request must not end the stream
             if self.audit is not None:
-                refused = isinstance(exc, MaosError)
-                code = status_code_for(exc).name if refused else "INTERNAL"
+                refused = exc if isinstance(exc, MaosError) else None
+                code = status_code_for(refused).name if refused is not None else "INTERNAL"
                 # a rate-limit refusal or a permission refusal is a denial, as the interceptor records it
-                denial = exc.reason if refused and (exc.reason == RATE_LIMITED or code in DENIALS) else ""
+                denial = (
+                    refused.reason
+                    if refused is not None and (refused.reason == RATE_LIMITED or code in DENIALS)
+                    else ""
+                )
                 self.audit(STREAM_SUBMIT, caller_var.get(), context, request, code, denial)
             return tasks_pb.StreamSubmitTasksResponse(error=submit_error(exc))
         if self.audit is not None:
@@ -427,7 +432,7 @@ class TaskServicer(tasks_grpc.TaskServiceServicer):
         budget = self.limits.response
         result = messages_pb.TaskResult(
             task=task.name,
-            status=int(task.status),
+            status=proto_enum(enums_pb.TaskStatus, task.status),
             usage=convert.usage_to_pb(task.usage),
             failure=convert.failure_to_pb(task.failure),
         )

@@ -109,7 +109,9 @@ def _latest(items: Iterable[_T], key: Callable[[_T], Hashable]) -> list[_T]:
     return list({key(item): item for item in items}.values())
 
 
-def _upsert(insert: Callable[[Table], Any], table: Table, *, keep: Sequence[str] = ()) -> Insert:
+def _upsert(
+    insert: Callable[[Table], postgresql.Insert | sqlite.Insert], table: Table, *, keep: Sequence[str] = ()
+) -> Insert:
     """``INSERT ... ON CONFLICT (pk) DO UPDATE`` of every column but the key and ``keep``."""
     stmt = insert(table)
     key = [c.name for c in table.primary_key.columns]
@@ -283,6 +285,7 @@ class SqlBackend(SqlWebhooks):
             return
         with translate_errors(), self._writes.begin() as conn:
             dbapi = conn.connection.dbapi_connection
+            assert dbapi is not None  # a connection just checked out of the pool is live
             # On PostgreSQL every statement of the write goes out in one pipeline:
             # one network round trip for all of them instead of one per statement.
             with dbapi.pipeline() if self.kind == "postgresql" else contextlib.nullcontext():
@@ -551,7 +554,9 @@ class SqlBackend(SqlWebhooks):
         """Upsert raw rows in one transaction; stored tasks sharing a restored seq move after the highest."""
         mark = "%s" if self.kind == "postgresql" else "?"
         with translate_errors(), self._writes.begin() as conn:
-            cursor = conn.connection.dbapi_connection.cursor()
+            dbapi = conn.connection.dbapi_connection
+            assert dbapi is not None  # a connection just checked out of the pool is live
+            cursor = dbapi.cursor()
             try:
                 if "tasks" in data:
                     self._move_colliding_seqs(cursor, mark, *data["tasks"])

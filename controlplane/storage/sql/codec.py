@@ -146,7 +146,7 @@ def task_to_row(task: Task) -> dict[str, Any]:
     }
 
 
-def task_from_row(row: Mapping[str, Any]) -> Task:
+def task_from_row(row: Mapping[Any, Any]) -> Task:
     """The task stored in a ``tasks`` row.
 
     Args:
@@ -201,7 +201,7 @@ def subtask_to_row(subtask: Subtask) -> dict[str, Any]:
     }
 
 
-def subtask_from_row(row: Mapping[str, Any]) -> Subtask:
+def subtask_from_row(row: Mapping[Any, Any]) -> Subtask:
     """The subtask stored in a ``subtasks`` row.
 
     Args:
@@ -247,7 +247,7 @@ def agent_to_row(agent: AgentInfo) -> dict[str, Any]:
     return {"id": agent.id, "data": dumps(data)}
 
 
-def agent_from_row(row: Mapping[str, Any]) -> AgentInfo:
+def agent_from_row(row: Mapping[Any, Any]) -> AgentInfo:
     """The agent stored in an ``agents`` row.
 
     Args:
@@ -271,6 +271,6 @@ def idempotency_to_row(record: IdempotencyRecord) -> dict[str, Any]:
     return _flat(record)
 
 
-def idempotency_from_row(row: Mapping[str, Any]) -> IdempotencyRecord:
+def idempotency_from_row(row: Mapping[Any, Any]) -> IdempotencyRecord:
     """The record stored in an ``idempotency`` row."""
     return _build(IdempotencyRecord, row)

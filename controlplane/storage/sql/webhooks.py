@@ -61,7 +61,7 @@ def webhook_to_row(r: WebhookRecord) -> dict[str, Any]:
     }
 
 
-def webhook_from_row(row: Mapping[str, Any]) -> WebhookRecord:
+def webhook_from_row(row: Mapping[Any, Any]) -> WebhookRecord:
     """A webhook from its row."""
     data = json.loads(row["data"])
     return WebhookRecord(
@@ -107,7 +107,7 @@ def delivery_row(r: DeliveryRecord) -> dict[str, Any]:
     }
 
 
-def delivery_from_row(row: Mapping[str, Any]) -> DeliveryRecord:
+def delivery_from_row(row: Mapping[Any, Any]) -> DeliveryRecord:
     """A delivery from its row (``payload`` empty when the row was listed without it)."""
     data = json.loads(row["data"])
     return DeliveryRecord(

@@ -8,6 +8,7 @@ opened before the agent's first assignment and closed when the agent stops.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -53,7 +54,7 @@ class ToolSource(Protocol):
         """Start or connect; raise with a message a person can act on when it cannot."""
         ...
 
-    def tools(self) -> list[ClientTool]:
+    def tools(self) -> Sequence[ClientTool]:
         """The tools offered once open."""
         ...
 

@@ -232,7 +232,9 @@ class ToolLoop:
 
     def _last_asked(self) -> set[str]:
         last = self.messages[-1]  # the last assistant turn
-        content = last.get("content") if isinstance(last.get("content"), list) else []
+        content = last.get("content")
+        if not isinstance(content, list):
+            content = []
         return {b.get("name", "?") for b in content if b.get("type") in ("tool_use", "server_tool_use")}
 
     def _max_tokens(self) -> int:
@@ -292,7 +294,7 @@ class ToolLoop:
                         self._report_tokens(received, max_tokens)
                     elif kind == "content_block_stop":
                         block = getattr(event, "content_block", None)
-                        if getattr(block, "type", "") == "server_tool_use":
+                        if block is not None and getattr(block, "type", "") == "server_tool_use":
                             self.ctx.progress(
                                 self._fraction, f"{block.name}: {_one_line(getattr(block, 'input', {}), 80)}"
                             )

@@ -177,12 +177,10 @@ def parse_server(entry: Any, where: str, base_dir: Path | None = None) -> McpSer
             f"{where}: give either `command` (a stdio server) or `url` (streamable HTTP)"
             + (", not both" if command is not None else "")
         )
-    timeouts = {
-        "startup_timeout": _seconds(
-            f"{where}: `startup_timeout`", entry.get("startup_timeout"), DEFAULT_STARTUP_TIMEOUT
-        ),
-        "call_timeout": _seconds(f"{where}: `call_timeout`", entry.get("call_timeout"), DEFAULT_CALL_TIMEOUT),
-    }
+    startup_timeout = _seconds(
+        f"{where}: `startup_timeout`", entry.get("startup_timeout"), DEFAULT_STARTUP_TIMEOUT
+    )
+    call_timeout = _seconds(f"{where}: `call_timeout`", entry.get("call_timeout"), DEFAULT_CALL_TIMEOUT)
     if url is not None:
         for key in ("env", "cwd"):
             if entry.get(key) is not None:
@@ -193,7 +191,9 @@ def parse_server(entry: Any, where: str, base_dir: Path | None = None) -> McpSer
             raise ValueError(
                 f"{where}: `url` must be an http:// or https:// URL with a host, not {address[:64]!r}"
             )
-        return McpServerSpec(name=name, url=address, **timeouts)
+        return McpServerSpec(
+            name=name, url=address, startup_timeout=startup_timeout, call_timeout=call_timeout
+        )
     if isinstance(command, str) or not isinstance(command, list) or not command:
         raise ValueError(
             f"{where}: `command` must be a non-empty list: the program and its arguments, "
@@ -218,7 +218,14 @@ def parse_server(entry: Any, where: str, base_dir: Path | None = None) -> McpSer
         folder = str(base_dir / folder)
     elif base_dir is not None and base_dir.is_dir():
         folder = str(base_dir)
-    return McpServerSpec(name=name, command=args, env=tuple(sorted(pairs)), cwd=folder, **timeouts)
+    return McpServerSpec(
+        name=name,
+        command=args,
+        env=tuple(sorted(pairs)),
+        cwd=folder,
+        startup_timeout=startup_timeout,
+        call_timeout=call_timeout,
+    )
 
 
 def parse_servers(value: Any, base_dir: Path | None = None) -> list[McpServerSpec]:

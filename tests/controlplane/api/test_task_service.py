@@ -66,7 +66,9 @@ async def rpc_failure(call: Any) -> RpcFailure:
                 bad = error_details_pb2.BadRequest()
                 detail.Unpack(bad)
                 fields.extend(v.field for v in bad.field_violations)
-        assert reason in errors.ErrorReason, f"reason {reason!r} is not a maos.v1.ErrorReason"
+        assert reason in errors.ErrorReason.DESCRIPTOR.values_by_name, (
+            f"reason {reason!r} is not a maos.v1.ErrorReason"
+        )
         return RpcFailure(exc.code(), exc.details() or "", reason, domain, metadata, fields)
     raise AssertionError("the call was expected to fail but succeeded")
 

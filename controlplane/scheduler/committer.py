@@ -295,6 +295,11 @@ class Committer:
             pass
         self._flusher = None
 
+    @property
+    def writing(self) -> bool:
+        """Whether a generation is being written now."""
+        return not self._idle.is_set()
+
     def pending(self) -> Any:
         """The generation being gathered (for tests and metrics)."""
         return self._current

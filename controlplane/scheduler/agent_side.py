@@ -1,9 +1,9 @@
-"""The agent side of the engine: sessions, reports, agent commands and leases.
+"""The agent side of the engine: sessions, reports and agent commands.
 
 A component of :class:`~controlplane.scheduler.engine.Engine`. It owns the
-connected agents' sessions, the agents known (connected or not), the leases
-of running work and the lease sweeper; it reads the task book's records and
-calls the engine's transitions. Every report is fenced by (attempt, lease
+connected agents' sessions and the agents known (connected or not); it renews
+the leases (:mod:`~controlplane.scheduler.leases`) of the work they report on,
+reads the task book's records and calls the engine's transitions. Every report is fenced by (attempt, lease
 epoch): a report that does not match the current lease is rejected and
 changes nothing.
 
@@ -15,16 +15,12 @@ sent on.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import secrets
 from collections import OrderedDict
 from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import dataclass
 from typing import Any
 
-from controlplane.domain.budget import over_budget
-from controlplane.domain.context import plan_outline, step_inputs
 from controlplane.domain.events import Event, EventType
 from controlplane.domain.model import (
     AgentInfo,
@@ -33,7 +29,6 @@ from controlplane.domain.model import (
     Failure,
     Source,
     Subtask,
-    SubtaskKind,
     SubtaskStatus,
     Task,
     TaskStatus,
@@ -43,13 +38,11 @@ from controlplane.domain.model import (
     now,
 )
 from controlplane.domain.model_limits import DEFERRED_ERROR_TYPE
-from controlplane.domain.review import LOOP_KINDS, answer_inputs
 from controlplane.errors import FailedPrecondition, NotFound
-from controlplane.scheduler.budgets import Grants, Reservations
+from controlplane.scheduler.budgets import Grants
 from controlplane.scheduler.charges import Charges
 from controlplane.scheduler.commands import (
     Ack,
-    Assign,
     CancelWork,
     Committed,
     DrainAgent,
@@ -60,6 +53,7 @@ from controlplane.scheduler.commands import (
     StateReply,
 )
 from controlplane.scheduler.committer import Committer
+from controlplane.scheduler.leases import Leases
 from controlplane.scheduler.sessions import AgentSession
 from controlplane.scheduler.shared_state import serve_shared_state
 from controlplane.storage.executor import StorageExecutor
@@ -70,21 +64,11 @@ APPLIED_MEMORY = 100_000  # results remembered (task, subtask -> epoch) to ackno
 #: Reports on forgotten subtasks answered from storage at once; beyond, they are told TASK_FINISHED
 #: without a read (a flood of made-up references costs no more than this many queries in flight).
 MAX_STORED_ANSWERS = 64
-HOUSEKEEPING_EVERY = 60  # sweeps
 FORGET_AGENTS_AFTER = 86400.0  # seconds after an agent left
 #: Durable reports acknowledged within this many seconds share one Committed message ...
 ACK_GATHER = 0.02
 #: ... of at most this many refs.
 MAX_ACK_REFS = 512
-
-
-@dataclass
-class Lease:
-    """Who holds a running subtask, and until when."""
-
-    agent_id: str
-    epoch: int
-    expires: float
 
 
 def stored_report_ack(ref: Ref, sub: Subtask | None, agent_id: str, output: str | None) -> Ack:
@@ -121,11 +105,6 @@ class AgentSide:
         subtasks: dict[str, dict[str, Subtask]],
         grants: Grants,
         charges: Charges,
-        reservations: Reservations,
-        setting: Callable[[str], Any],
-        started: Callable[[str], None],
-        set_task_status: Callable[[Task, TaskStatus], None],
-        arm_timeout: Callable[[Task], None],
         release: Callable[[Task, Subtask], None],
         requeue: Callable[..., None],
         set_subtask_status: Callable[[Task, Subtask, SubtaskStatus], None],
@@ -136,7 +115,7 @@ class AgentSide:
         pool_changed: Callable[[], None],
         registered_for_launches: Callable[[AgentSession], None],
         background: Callable[[Coroutine[Any, Any, Any]], None],
-        sweep: Callable[[float, bool], None],
+        leasing: Leases,
     ):
         self.storage = storage
         self.committer = committer
@@ -152,14 +131,6 @@ class AgentSide:
         self._charge_agent = charges.charge_agent
         self.charge_task = charges.charge_task
         self._charge_late = charges.charge_late
-        self.reservations = reservations
-        self.setting = setting
-        self._started = started
-        self._set_task_status = set_task_status
-        self._arm_timeout = arm_timeout
-        #: This start's incarnation (set at start): the high half of every lease epoch.
-        self.incarnation = 0
-        self._epoch_counter = 0
         self._release = release
         self._requeue = requeue
         self._set_subtask_status = set_subtask_status
@@ -170,30 +141,20 @@ class AgentSide:
         self._pool_changed = pool_changed
         self._registered_for_launches = registered_for_launches
         self._background = background
-        self._sweep = sweep
         self.sessions: dict[str, AgentSession] = {}
         self.agents: dict[str, AgentInfo] = {}
-        self.leases: dict[tuple[str, str], Lease] = {}
+        #: The leases of running work (the lease component's).
+        self.leases = leasing.leases
         # (task, subtask) -> lease epoch of the applied result, for acknowledging
         # duplicates after the task left memory (bounded; oldest forgotten first).
         self._applied: OrderedDict[tuple[str, str], int] = OrderedDict()
         #: Reports on forgotten subtasks being answered from storage now (bounded: MAX_STORED_ANSWERS).
         self._stored_answers = 0
-        self._sweeper: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Start the lease sweeper on ``loop``."""
+        """Gather acknowledgements on ``loop`` from now on."""
         self._loop = loop
-        self._sweeper = loop.create_task(self._sweep_leases(), name="maos-lease-sweeper")
-
-    async def stop(self) -> None:
-        """Stop the lease sweeper."""
-        if self._sweeper:
-            self._sweeper.cancel()
-            # Cancelled, or it had failed: the final commit must still run.
-            with contextlib.suppress(BaseException):
-                await self._sweeper
 
     def route(self, agent_id: str, command: Any) -> bool:
         """Send a command to the agent's stream; False if it is not connected here."""
@@ -202,11 +163,6 @@ class AgentSide:
             return False
         session.send(command)
         return True
-
-    @staticmethod
-    def _over_budget(task: Task, *, or_at: bool = False) -> str:
-        """ "token" or "cost" when the task spent more than (``or_at``: at least) its budget, else ""."""
-        return over_budget(task, or_at=or_at)
 
     # --- agent sessions -----------------------------------------------------
 
@@ -695,97 +651,6 @@ class AgentSide:
         self.committer.agent(session.info)
         return session.info
 
-    # --- leases -------------------------------------------------------------
-
-    def _next_epoch(self) -> int:
-        self._epoch_counter += 1
-        return (self.incarnation << 32) | self._epoch_counter
-
-    def assign(self, session: AgentSession, task: Task, sub: Subtask) -> None:
-        key = (task.id, sub.id)
-        siblings = self.subtasks[task.id]
-        share: tuple[int, int] | None = (0, 0)
-        if task.max_total_tokens or task.max_cost_micros:  # a step reserves its share of what is left
-            unstarted = sum(
-                1 for s in siblings.values() if s.status in (SubtaskStatus.BLOCKED, SubtaskStatus.QUEUED)
-            )
-            share = (
-                None if self._over_budget(task, or_at=True) else self.reservations.take(task, key, unstarted)
-            )
-        if share is None:  # nothing left to spend (and nothing running to give any back): no more work starts
-            self._finish_task(
-                task,
-                TaskStatus.FAILED,
-                Failure(
-                    "ERROR_REASON_BUDGET_EXCEEDED",
-                    "the task used up its budget before all its work could run",
-                ),
-            )
-            return
-        stamp = now()
-        self.metrics.schedule_to_start(stamp - (sub.queue_time or stamp))  # type: ignore[attr-defined]
-        sub.lease_epoch = self._next_epoch()
-        sub.agent_id = session.id
-        sub.start_time = stamp
-        sub.status_reason = ""
-        self._set_subtask_status(task, sub, SubtaskStatus.RUNNING)
-        self.leases[key] = Lease(session.id, sub.lease_epoch, stamp + self.lease_ttl)
-        self.grants.granted(task.id, sub.id, sub.lease_epoch, session.id)
-        session.running.add(key)
-        session.assigned()
-        self._started(task.id)
-        if task.status in (TaskStatus.QUEUED, TaskStatus.PENDING):
-            if task.start_time is None:
-                task.start_time = stamp
-                if task.timeout:
-                    self._arm_timeout(task)
-            self._set_task_status(task, TaskStatus.RUNNING)
-        context_limit = self.setting("tasks.context_max_chars")
-        combining = sub.kind in (SubtaskKind.SYNTHESIS, SubtaskKind.CANDIDATE)
-        # A review or revision step sees the answer alone; any other step, what it depends on.
-        inputs = (
-            answer_inputs(task, siblings, context_limit)
-            if sub.kind in LOOP_KINDS
-            else step_inputs(task.id, siblings, sub.id, context_limit)
-        )
-        session.send(
-            Assign(
-                ref=Ref(task.id, sub.id, sub.attempt, sub.lease_epoch),
-                title=sub.title,
-                instructions=sub.instructions,
-                capability=sub.capability,
-                kind=sub.kind,
-                task_description=task.description,
-                context=task.context,
-                constraints=task.constraints,
-                metadata=dict(task.metadata),
-                inputs=inputs,
-                resume_checkpoint=sub.checkpoint,
-                deadline=(task.start_time + task.timeout) if task.timeout and task.start_time else None,
-                lease_ttl=self.lease_ttl,
-                priority=task.priority,
-                max_total_tokens=share[0],
-                max_cost_micros=share[1],
-                dependency_results=tuple(task.dependency_results),
-                plan=plan_outline(task.plan, siblings) if combining else "",
-            )
-        )
-
-    async def _sweep_leases(self) -> None:
-        interval = max(0.05, min(1.0, self.lease_ttl / 5))
-        sweeps = 0
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                self.expire_leases(now())
-                sweeps += 1
-                housekeeping = sweeps % HOUSEKEEPING_EVERY == 0
-                self._sweep(now(), housekeeping)  # the engine's part: counts for /metrics, the queue
-                if housekeeping:
-                    self._housekeeping(now())
-            except Exception:  # one bad record must not stop every later expiry
-                log.exception("lease sweep failed")
-
     def _housekeeping(self, at: float) -> None:
         """Bound memory: agents gone for a day (storage keeps them)."""
         gone = [
@@ -797,35 +662,3 @@ class AgentSide:
         ]
         for agent_id in gone:
             del self.agents[agent_id]
-
-    def expire_leases(self, at: float) -> int:
-        """Re-queue every subtask whose lease expired before ``at``; returns how many."""
-        expired = [key for key, lease in self.leases.items() if lease.expires <= at]
-        for key in expired:
-            task, sub = self.tasks.get(key[0]), self.subtasks.get(key[0], {}).get(key[1])
-            lease = self.leases.get(key)
-            if lease is None:
-                continue  # released meanwhile (its task finished while an earlier lease expired)
-            if task is None or sub is None:
-                self.leases.pop(key, None)
-                continue
-            session = self.sessions.get(lease.agent_id)
-            if session is not None:
-                session.suspect = True
-                session.send(CancelWork(Ref(task.id, sub.id, sub.attempt, sub.lease_epoch), "lease expired"))
-            self._release(task, sub)
-            self.metrics.lease_expired()
-            self._publish(
-                Event(EventType.LEASE_EXPIRED, task_id=task.id, subtask_id=sub.id, agent_id=lease.agent_id),
-                task,
-                sub,
-            )
-            why = f"the lease of agent agents/{lease.agent_id} expired"
-            if sub.retries_used < task.retry.max_retries:
-                self._requeue(task, sub, delay=task.retry.backoff(sub.retries_used + 1), why=why)
-            else:
-                failure = Failure("ERROR_REASON_LEASE_EXPIRED", f"{why}; retries exhausted", sub.name)
-                sub.failure = failure
-                self._set_subtask_status(task, sub, SubtaskStatus.FAILED)
-                self._finish_task(task, TaskStatus.FAILED, failure)
-        return len(expired)

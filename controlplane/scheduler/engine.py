@@ -58,7 +58,6 @@ from controlplane.domain.events import Event, EventType
 from controlplane.domain.model import (
     AgentInfo,
     AgentStatus,
-    ExecutionPlan,
     Failure,
     Priority,
     Subtask,
@@ -67,9 +66,9 @@ from controlplane.domain.model import (
     TaskStatus,
     now,
 )
-from controlplane.domain.planning import Planner, validate_plan
+from controlplane.domain.planning import Planner
 from controlplane.errors import FailedPrecondition
-from controlplane.scheduler.agent_side import AgentSide, Lease
+from controlplane.scheduler.agent_side import AgentSide
 from controlplane.scheduler.book import TaskBook
 from controlplane.scheduler.budgets import Grants, Reservations
 from controlplane.scheduler.charges import Charges
@@ -78,6 +77,7 @@ from controlplane.scheduler.committer import Committer
 from controlplane.scheduler.consensus import Consensus
 from controlplane.scheduler.dispatch import Dispatcher
 from controlplane.scheduler.intake import Intake, SubmitOutcome
+from controlplane.scheduler.leases import Lease, Leases
 from controlplane.scheduler.planning import Planning
 from controlplane.scheduler.pool_side import PoolSide
 from controlplane.scheduler.reads import CommittedReads
@@ -136,6 +136,26 @@ class Engine:
             finish_task=self._finish_task,
             background=self._background,
         )
+        self.leasing = Leases(
+            tasks=self.tasks,
+            subtasks=self.subtasks,
+            session_of=lambda agent_id: self.sessions.get(agent_id),
+            metrics=metrics,
+            lease_ttl=self.lease_ttl,
+            grants=self.grants,
+            reservations=self.reservations,
+            setting=self.setting,
+            started=lambda task_id: self.dispatch.started(task_id),
+            set_task_status=self._set_task_status,
+            set_subtask_status=self._set_subtask_status,
+            arm_timeout=self._arm_timeout,
+            finish_task=self._finish_task,
+            release=self._release,
+            requeue=self._requeue,
+            publish=self._publish,
+            sweep=self._swept,
+            housekeeping=lambda at: self.agent_side._housekeeping(at),
+        )
         self.agent_side = AgentSide(
             storage=storage,
             committer=self.committer,
@@ -147,11 +167,7 @@ class Engine:
             subtasks=self.subtasks,
             grants=self.grants,
             charges=self.charges,
-            reservations=self.reservations,
-            setting=self.setting,
-            started=lambda task_id: self.dispatch.started(task_id),
-            set_task_status=self._set_task_status,
-            arm_timeout=self._arm_timeout,
+            leasing=self.leasing,
             release=self._release,
             requeue=self._requeue,
             set_subtask_status=self._set_subtask_status,
@@ -162,11 +178,10 @@ class Engine:
             pool_changed=lambda: self.pool._pool_changed(),
             registered_for_launches=lambda session: self.pool._registered_for_launches(session),
             background=self._background,
-            sweep=self._swept,
         )
         self.sessions = self.agent_side.sessions
         self.agents = self.agent_side.agents
-        self.leases = self.agent_side.leases
+        self.leases = self.leasing.leases
         self.pool = PoolSide(
             sessions=self.sessions,
             subtasks=self.subtasks,
@@ -183,7 +198,7 @@ class Engine:
             publish=self._publish,
             finish_task=self._finish_task,
             enqueue=lambda task, sub: self._enqueue(task, sub),
-            start_plan=self._start_plan,
+            start_plan=lambda task, plan: self.planning._start_plan(task, plan),
             kick=lambda: self._kick(),
         )
         self.consensus = Consensus(
@@ -210,7 +225,7 @@ class Engine:
             reservations=self.reservations,
             candidate_allowed=self.consensus._candidate_allowed,
             generic_ok=self.pool._generic_ok,
-            assign=self.agent_side.assign,
+            assign=self.leasing.assign,
         )
         self._enqueue = self.dispatch.enqueue
         self._kick = self.dispatch.kick
@@ -219,8 +234,15 @@ class Engine:
             planners=planners,
             tasks=self.tasks,
             pool=self.pool,
-            apply_plan=self._apply_plan,
             kick=self._kick,
+            subtasks=self.subtasks,
+            count=self._count,
+            committer=self.committer,
+            enqueue=self._enqueue,
+            set_task_status=self._set_task_status,
+            finish_task=self._finish_task,
+            consensus_plan=self.consensus._consensus_plan,
+            await_approval=self.review._await_approval,
         )
         self.reads = CommittedReads(book=self.book, committer=self.committer, storage=storage)
         self.intake = Intake(
@@ -258,7 +280,7 @@ class Engine:
         self._loop = asyncio.get_running_loop()
         backend = self.storage.backend
         self._incarnation = await self.storage.call(backend.next_incarnation)
-        self.agent_side.incarnation = self._incarnation
+        self.leasing.incarnation = self._incarnation
         self.book.task_seq = await self.storage.call(backend.next_task_seq)
         tasks, subtasks = await self.storage.call(backend.load_unfinished)
         for agent in await self.storage.call(backend.list_agents):
@@ -269,15 +291,16 @@ class Engine:
         self.committer.start()
         for component in (self.dispatch, self.consensus, self.planning):
             component.start(self._loop)
-        self._restore(tasks, subtasks)
         self.agent_side.start(self._loop)
+        self._restore(tasks, subtasks)
+        self.leasing.start(self._loop)
         log.info(
             "engine started: incarnation %d, %d unfinished tasks restored", self._incarnation, len(tasks)
         )
 
     async def stop(self) -> None:
         """Stop background jobs and commit what is pending."""
-        await self.agent_side.stop()
+        await self.leasing.stop()
         self.dispatch.stop()
         for handle in self._timeouts.values():
             handle.cancel()
@@ -381,58 +404,6 @@ class Engine:
     def incarnation(self) -> int:
         """This start's incarnation number (increases at every start)."""
         return self._incarnation
-
-    def _apply_plan(self, task: Task, plan: ExecutionPlan) -> None:
-        fitted = self.pool._fit(task, plan)
-        if fitted is None:  # nobody here can run it: the task failed with the reason
-            return
-        plan = fitted
-        if task.consensus.required:
-            plan = self.consensus._consensus_plan(task, plan)
-        problems = validate_plan(plan, self.settings["tasks.max_fanout"])
-        if problems:
-            self._finish_task(
-                task,
-                TaskStatus.FAILED,
-                Failure("ERROR_REASON_INTERNAL", "unusable plan: " + "; ".join(problems)),
-            )
-            return
-        task.plan = plan
-        if plan.warnings:
-            task.warnings = [*task.warnings, *plan.warnings]
-        if self.review._await_approval(task):
-            return
-        self._start_plan(task, plan)
-
-    def _start_plan(self, task: Task, plan: ExecutionPlan) -> None:
-        """Make the subtasks of the task's (fitted, validated, perhaps approved) plan and queue the ready ones."""
-        subs = self.subtasks.setdefault(task.id, {})
-        stamp = now()
-        for step in plan.subtasks:
-            sub = Subtask(
-                task_id=task.id,
-                id=step.key,
-                title=step.title,
-                instructions=step.instructions,
-                capability=step.capability,
-                agent_type=step.agent_type or task.agent_type,
-                kind=step.kind,
-                depends_on=list(step.depends_on),
-                status=SubtaskStatus.BLOCKED if step.depends_on else SubtaskStatus.QUEUED,
-                queue_time=stamp,
-            )
-            replaced = subs.get(sub.id)
-            if replaced is not None:
-                self._count(task, replaced.status, -1)
-            subs[sub.id] = sub
-            self._count(task, sub.status, 1)
-            self.committer.subtask(sub)
-            if sub.status == SubtaskStatus.QUEUED:
-                self._enqueue(task, sub)
-        self._set_task_status(task, TaskStatus.QUEUED)
-        if task.consensus.required and not self.pool._consensus_capacity(task):
-            return
-        self.pool._demand_for_plan(task)
 
     # --- state transitions --------------------------------------------------
 
@@ -846,7 +817,7 @@ class Engine:
         self.resume_agent = side.resume_agent
         self.drain_agent = side.drain_agent
         self.terminate_agent = side.terminate_agent
-        self.expire_leases = side.expire_leases
+        self.expire_leases = self.leasing.expire_leases
         self.cast_vote = self.consensus.cast_vote
         self.approve = self.review.approve
         self.reject = self.review.reject

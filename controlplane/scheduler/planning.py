@@ -5,7 +5,8 @@ planners, the built-in fallback planner, the pacer handed to planners that
 call a model, and the plans being made in the background. A planner plugin
 cannot lose a task: when it fails or runs past ``tasks.planning_timeout`` the
 built-in plan is used, with a warning saying why. The plan made is handed to
-the engine's ``apply_plan`` (fit to the pool, consensus, approval, subtasks).
+:meth:`Planning._apply_plan`: fitted to the pool, with candidate steps for
+consensus, held for approval if asked, then made into subtasks.
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ from dataclasses import replace
 from typing import Any
 
 from controlplane.config import Settings
-from controlplane.domain.model import ExecutionPlan, Task, TaskStatus
-from controlplane.domain.planning import DeterministicPlanner, Planner
+from controlplane.domain.model import ExecutionPlan, Failure, Subtask, SubtaskStatus, Task, TaskStatus, now
+from controlplane.domain.planning import DeterministicPlanner, Planner, validate_plan
 from controlplane.domain.pool import fit_plan
+from controlplane.scheduler.committer import Committer
 from controlplane.scheduler.consensus import with_candidates
 from controlplane.scheduler.pool_side import PoolSide
 from controlplane.scheduler.review import Review
@@ -38,8 +40,15 @@ class Planning:
         planners: Sequence[Planner],
         tasks: dict[str, Task],
         pool: PoolSide,
-        apply_plan: Callable[[Task, ExecutionPlan], None],
         kick: Callable[[], None],
+        subtasks: dict[str, dict[str, Subtask]],
+        count: Callable[[Task, SubtaskStatus, int], None],
+        committer: Committer,
+        enqueue: Callable[[Task, Subtask], None],
+        set_task_status: Callable[[Task, TaskStatus], None],
+        finish_task: Callable[[Task, TaskStatus, Failure | None], None],
+        consensus_plan: Callable[[Task, ExecutionPlan], ExecutionPlan],
+        await_approval: Callable[[Task], bool],
     ):
         self.settings = settings
         self.planners = list(planners)
@@ -49,8 +58,16 @@ class Planning:
         #: The task book's tasks in memory (a plan made late applies only to the task still there).
         self.tasks = tasks
         self._pool = pool
-        self._apply_plan = apply_plan
         self._kick = kick
+        #: The task book's subtasks (a plan's steps join them) and its counter.
+        self.subtasks = subtasks
+        self._count = count
+        self.committer = committer
+        self._enqueue = enqueue
+        self._set_task_status = set_task_status
+        self._finish_task = finish_task
+        self._consensus_plan = consensus_plan
+        self._await_approval = await_approval
         self.awaiting_approval = Review.awaiting_approval
         self._planning: dict[str, asyncio.Task[None]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -179,3 +196,55 @@ class Planning:
                 task.usage = total
             self._apply_plan(task, plan)
             self._kick()
+
+    def _apply_plan(self, task: Task, plan: ExecutionPlan) -> None:
+        fitted = self._pool._fit(task, plan)
+        if fitted is None:  # nobody here can run it: the task failed with the reason
+            return
+        plan = fitted
+        if task.consensus.required:
+            plan = self._consensus_plan(task, plan)
+        problems = validate_plan(plan, self.settings["tasks.max_fanout"])
+        if problems:
+            self._finish_task(
+                task,
+                TaskStatus.FAILED,
+                Failure("ERROR_REASON_INTERNAL", "unusable plan: " + "; ".join(problems)),
+            )
+            return
+        task.plan = plan
+        if plan.warnings:
+            task.warnings = [*task.warnings, *plan.warnings]
+        if self._await_approval(task):
+            return
+        self._start_plan(task, plan)
+
+    def _start_plan(self, task: Task, plan: ExecutionPlan) -> None:
+        """Make the subtasks of the task's (fitted, validated, perhaps approved) plan and queue the ready ones."""
+        subs = self.subtasks.setdefault(task.id, {})
+        stamp = now()
+        for step in plan.subtasks:
+            sub = Subtask(
+                task_id=task.id,
+                id=step.key,
+                title=step.title,
+                instructions=step.instructions,
+                capability=step.capability,
+                agent_type=step.agent_type or task.agent_type,
+                kind=step.kind,
+                depends_on=list(step.depends_on),
+                status=SubtaskStatus.BLOCKED if step.depends_on else SubtaskStatus.QUEUED,
+                queue_time=stamp,
+            )
+            replaced = subs.get(sub.id)
+            if replaced is not None:
+                self._count(task, replaced.status, -1)
+            subs[sub.id] = sub
+            self._count(task, sub.status, 1)
+            self.committer.subtask(sub)
+            if sub.status == SubtaskStatus.QUEUED:
+                self._enqueue(task, sub)
+        self._set_task_status(task, TaskStatus.QUEUED)
+        if task.consensus.required and not self._pool._consensus_capacity(task):
+            return
+        self._pool._demand_for_plan(task)

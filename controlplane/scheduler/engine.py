@@ -1,49 +1,27 @@
 """The engine: the live state of unfinished work, and every decision about it.
 
-The engine is thin: it composes components that each own their state, and its
-public methods are the only way servicers, checkpoints and the other doors
-reach that state. The components:
+The engine is thin: it composes components that each declare their state and
+take only what they need, and its public methods are the only way servicers,
+checkpoints and the other doors reach that state (docs/architecture.md):
 
-* :class:`~controlplane.scheduler.book.TaskBook` — tasks and subtasks in
-  memory, dependants, the task sequence, counters; reads through to storage.
-* :class:`~controlplane.scheduler.dispatch.Dispatcher` — the ready queue and
-  dispatch passes (retry delays, ``max_agents``, ``max_concurrent_tasks``):
-  the seam where claims from shared storage and wake-ups between replicas go.
-* :class:`~controlplane.scheduler.agent_side.AgentSide` — agent sessions,
-  leases, reports, agent commands and the lease sweeper; ``route`` reaches an
-  agent's stream.
-* :class:`~controlplane.scheduler.planning.Planning` — planners and plans made
-  in the background; :class:`~controlplane.scheduler.pool_side.PoolSide` — who
-  may take what, plans fitted to the pool, launches on demand.
-* :class:`~controlplane.scheduler.consensus.Consensus` and
-  :class:`~controlplane.scheduler.review.Review` — voting rounds; review rounds
-  and plan approval.
-* :class:`~controlplane.scheduler.watching.Watchers` — WatchTask subscribers,
-  event listeners and the recent events.
-* :class:`~controlplane.scheduler.committer.Committer` — group commit.
+* ``book`` (:mod:`.book`): tasks, subtasks, dependants, counters;
+  ``intake`` (:mod:`.intake`): submission, request ids, dependencies;
+  ``planning`` (:mod:`.planning`): planners, plans made into subtasks;
+* ``dispatch`` (:mod:`.dispatch`): the ready queue and dispatch passes, the
+  seam for claims from shared storage and wake-ups between replicas;
+* ``leasing`` (:mod:`.leases`): leases, epochs, the sweeper; ``agent_side``
+  (:mod:`.agent_side`): sessions, reports, agent commands, ``route``;
+  ``charges`` (:mod:`.charges`): usage charged to tasks and agents;
+* ``pool`` (:mod:`.pool_side`), ``consensus``, ``review``, ``watchers``
+  (:mod:`.watching`), ``reads`` (:mod:`.reads`) and the ``committer``.
 
 The engine keeps the transitions every component shares (task and subtask
-status, release, re-queue, finish, eviction, timeouts), submission, and the
-user operations.
-
-All state changes happen on the event loop, in memory first; the committer
-makes them durable in groups, and nothing is acknowledged (a submit answered,
-a result acked, an event published) before the generation holding it is
-committed.
-
-**Reads answer committed state.** :meth:`Engine.get_task`,
-:meth:`Engine.get_subtasks`, :meth:`Engine.get_tasks` and
-:meth:`Engine.list_tasks` and :meth:`Engine.read_task` wait for the commit of what memory holds before they
-answer from it, so a reader never sees a change that a crash could still
-undo: the same rule WatchTask follows for its events. The wait is the
-committer's next generation (a few milliseconds under load, nothing when
-nothing is pending); the engine's own decisions read memory directly.
-
-Lease epochs are ``incarnation << 32 | counter``: the incarnation is a
-counter stored in the database and incremented at every start, so an epoch
-handed out (and perhaps never committed) before a crash is never reused
-after it. Every agent report carries (attempt, lease epoch); reports that do
-not match the current lease are rejected and change nothing.
+status, release, re-queue, finish, eviction, task timeouts) and the user
+operations. All state changes happen on the event loop, in memory first; the
+committer makes them durable in groups, and nothing is acknowledged (a submit
+answered, a result acked, an event published) before the generation holding
+it is committed. **Reads answer committed state** (:mod:`.reads`): GetTask,
+ListTasks and GetTaskResults never show a change a crash could still undo.
 """
 
 from __future__ import annotations
@@ -83,10 +61,10 @@ from controlplane.scheduler.pool_side import PoolSide
 from controlplane.scheduler.reads import CommittedReads
 from controlplane.scheduler.review import Review
 from controlplane.scheduler.sessions import AgentSession
-from controlplane.scheduler.watching import Watch, Watchers
+from controlplane.scheduler.watching import Watchers
 from controlplane.storage.executor import StorageExecutor
 
-__all__ = ["Engine", "Lease", "SubmitOutcome", "Watch"]
+__all__ = ["Engine", "SubmitOutcome"]
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ committed state**: a task (and its subtasks) is shown as memory holds it only
 once that state is committed, so a reader never sees a change that a crash
 could still undo, the same rule WatchTask follows for its events. When the
 task has no uncommitted change (nothing marked for it in the generation being
-gathered and no generation being written) memory is answered at once; else a
+gathered nor in the one being written) memory is answered at once; else a
 shallow snapshot is taken and returned when the commit holding it resolves
 (records are copy-on-write below the top level, so the snapshot is
 consistent). A change made while waiting is not shown: it is not committed
@@ -41,13 +41,13 @@ class CommittedReads:
     def _uncommitted(self, task_id: str) -> bool:
         """Whether memory may hold a change of the task that is not committed yet.
 
-        True when the task or one of its subtasks is marked in the generation being gathered, or a
-        generation is being written (it may hold one): then :meth:`_committed` waits.
+        True when the task or one of its subtasks is marked in the generation being gathered or in
+        the one being written: then :meth:`_committed` waits.
         """
-        if self.committer.writing:
-            return True
-        pending = self.committer.pending()
-        return task_id in pending.tasks or any(key[0] == task_id for key in pending.subtasks)
+        for generation in self.committer.uncommitted():
+            if task_id in generation.tasks or any(key[0] == task_id for key in generation.subtasks):
+                return True
+        return False
 
     async def _committed(
         self, task_id: str, task: Task, subs: list[Subtask] | None

@@ -670,31 +670,27 @@ class Client(WebhookMethods, WorkflowMethods):
         """Wait until the task is finished and return it; TimeoutError after ``timeout`` seconds.
 
         Built on WatchTask; a broken stream (UNAVAILABLE, or one that ends early) is re-opened with backoff.
-        The terminal state is then confirmed with GetTask, so calls made after this one (GetTaskResults)
-        see it too: WatchTask can report a terminal state a moment before the server has stored it.
+        WatchTask sends committed changes only and GetTask answers committed state (the read rule in
+        docs/clients.md), so once the terminal event arrives GetTask, and GetTaskResults after this call,
+        show the finished task: it is read once with GetTask for the whole message, without polling.
         """
 
-        async def watch_until_finished() -> None:
+        async def watch_until_finished() -> msgs.Task:
             delay = 0.1
             while True:
                 try:
                     async for response in self.watch_task(id_or_name):
                         if response.task.status in TERMINAL_TASK_STATUSES:
-                            return
+                            return response.task
                 except UnavailableError:
                     pass
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
 
         async def wait() -> msgs.Task:
-            await watch_until_finished()
-            delay = 0.02
-            while True:
-                task = (await self.get_task(id_or_name)).task
-                if task.status in TERMINAL_TASK_STATUSES:
-                    return task
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 1.0)
+            finished = await watch_until_finished()
+            task = (await self.get_task(id_or_name)).task
+            return task if task.status in TERMINAL_TASK_STATUSES else finished  # retried meanwhile
 
         try:
             return await asyncio.wait_for(wait(), timeout)

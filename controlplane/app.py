@@ -310,15 +310,15 @@ def build_app(settings: Settings, pm: pluggy.PluginManager | None = None) -> App
     if tls is not None:
         launcher.use_tls(settings.client_tls, client_certificate_required=tls.require_client_auth)
     logbook = LogBook(
-        task_owner=lambda task_id: getattr(engine.tasks.get(task_id), "owner", ""),
-        agent_owner=lambda agent_id: getattr(engine.agents.get(agent_id), "owner", ""),
+        task_owner=lambda task_id: engine.task_owner(task_id) or "",
+        agent_owner=lambda agent_id: getattr(engine.agent(agent_id), "owner", ""),
     )
     access = AccessManager(storage)
     access.bootstrap_sync()  # users/admin and the agents' users exist from the start
     join_tokens = JoinTokens(
         storage,
         access,
-        agent_exists=lambda agent_id: agent_id in engine.agents,
+        agent_exists=lambda agent_id: engine.agent(agent_id) is not None,
         type_capabilities=lambda name: type_capabilities(pm, settings, name),
     )
     admission: AgentAdmission | None = None
@@ -329,7 +329,7 @@ def build_app(settings: Settings, pm: pluggy.PluginManager | None = None) -> App
         limits = CallLimits.from_settings(settings)
         auth = AuthInterceptor(
             access,
-            engine.committer.audit,
+            engine.outbox.audit,
             limits,
             metrics,
             settings["server.reflection"],
@@ -338,7 +338,7 @@ def build_app(settings: Settings, pm: pluggy.PluginManager | None = None) -> App
         interceptors.append(auth)  # inside: its denials get ErrorInfo
         admission = AgentAdmission(access, join_tokens, auth.audit, limits, metrics)
         launcher.token = access.issue_local_agents_key_sync()  # earlier starts' keys are revoked
-    observing = install_observability(pm, engine, launcher, metrics, settings)
+    observing = install_observability(pm, engine, storage, launcher, metrics, settings)
     autoscaler = (
         Autoscaler(engine, launcher, settings, metrics)
         if settings["scaling.enabled"] or settings["scaling.types"]
@@ -363,18 +363,21 @@ def build_app(settings: Settings, pm: pluggy.PluginManager | None = None) -> App
         ),
         "gateway": GatewayServicer(engine, launcher, logbook, admission),
         "access": AccessServicer(access, join_tokens),
-        "audit": AuditServicer(storage, engine.committer.durable),
+        "audit": AuditServicer(storage, engine.durable),
         "batches": BatchServicer(
-            Batches(engine, settings["batches.max_tasks"], settings["batches.max_per_owner"]), settings
+            Batches(engine, storage, settings["batches.max_tasks"], settings["batches.max_per_owner"]),
+            settings,
         ),
         "templates": TemplateServicer(
-            Templates(engine, settings["tasks.max_description_length"], settings["templates.max_per_owner"]),
+            Templates(
+                engine, storage, settings["tasks.max_description_length"], settings["templates.max_per_owner"]
+            ),
             settings,
         ),
     }
     server, health = build_server(servicers, interceptors, settings["server.reflection"])
-    install_checkpoints(pm, engine, settings, server)
-    install_webhooks(pm, engine, settings, server, access if auth is not None else None)
+    install_checkpoints(pm, engine, storage, settings, server)
+    install_webhooks(pm, engine, storage, settings, server, access if auth is not None else None)
     return App(
         settings=settings,
         pm=pm,

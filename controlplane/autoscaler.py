@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from controlplane.config import Settings
-from controlplane.domain.model import SubtaskStatus, now
+from controlplane.domain.model import now
 from controlplane.domain.pool import wildcard_match
 from controlplane.domain.scaling import Decision, Policy, TypeLimits, TypeLoad, decide
 from controlplane.periodic import PeriodicJob
@@ -90,15 +90,12 @@ class Autoscaler:
         """Per autoscaled type: (queued subtasks it could take, oldest wait in seconds)."""
         caps = {name: self._capabilities(name) for name in self.limits}
         out = {name: [0, 0.0] for name in self.limits}
-        for task in list(self.engine.tasks.values()):
-            for sub in list(self.engine.subtasks.get(task.id, {}).values()):
-                if sub.status != SubtaskStatus.QUEUED:
-                    continue
-                waited = max(0.0, wall - (sub.queue_time or wall))
-                for name, capabilities in caps.items():
-                    if wildcard_match(sub.agent_type, sub.capability, name, capabilities):
-                        out[name][0] += 1
-                        out[name][1] = max(out[name][1], waited)
+        for sub in self.engine.queued_subtasks():
+            waited = max(0.0, wall - (sub.queue_time or wall))
+            for name, capabilities in caps.items():
+                if wildcard_match(sub.agent_type, sub.capability, name, capabilities):
+                    out[name][0] += 1
+                    out[name][1] = max(out[name][1], waited)
         return {name: (int(n), float(w)) for name, (n, w) in out.items()}
 
     def _capabilities(self, name: str) -> frozenset[str]:
@@ -117,7 +114,7 @@ class Autoscaler:
         """Connected agents of the type (those another supervisor, such as Kubernetes, runs too)."""
         return [
             session
-            for session in self.engine.sessions.values()
+            for session in self.engine.connected()
             if session.info.agent_type == name and not session.closed and not session.draining
         ]
 
@@ -126,7 +123,7 @@ class Autoscaler:
         idle: list[tuple[float, Any]] = []
         for unit in units:
             if self.apply:
-                session = self.engine.sessions.get(unit.agent_id) if unit.agent_id else None
+                session = self.engine.connected_session(unit.agent_id) if unit.agent_id else None
             else:
                 session = unit
             if session is None or session.closed or session.running:
@@ -153,7 +150,7 @@ class Autoscaler:
             )
         else:
             launches = {name: self._sessions(name) for name in self.limits}
-            live = set(self.engine.sessions)
+            live = {session.id for session in self.engine.connected()}
             others = 0
         idle = {name: self._idle(launches[name], mono) for name in self.limits}
         self._idle_since = {k: v for k, v in self._idle_since.items() if k in live}
@@ -210,7 +207,7 @@ class Autoscaler:
     def _drain(self, launches: list[Any]) -> int:
         """Drain the launches' agents (no new work) and stop their processes."""
         for launch in launches:
-            if launch.agent_id and launch.agent_id in self.engine.sessions:
+            if launch.agent_id and self.engine.connected_session(launch.agent_id) is not None:
                 try:
                     self.engine.drain_agent(launch.agent_id, DRAIN_GRACE)
                 except Exception as exc:  # noqa: BLE001 - the process is stopped all the same

@@ -1,7 +1,7 @@
 """Taking, storing, retaining and recovering checkpoints.
 
 The database work of each operation runs in one call on the storage thread
-(``engine.storage.call``), after ``engine.committer.durable()`` so that
+(``storage.call``), after ``engine.durable()`` so that
 everything accepted so far is in the database. Operations are serialised by
 one lock, so a checkpoint never races a recovery.
 """
@@ -253,18 +253,19 @@ def requeue(backend: StorageBackend, task_ids: list[str]) -> None:
 class Checkpoints:
     """Checkpoint operations of a running control plane (used by the servicer and the interval job)."""
 
-    def __init__(self, engine: Any, settings: Any):
+    def __init__(self, engine: Any, storage: Any, settings: Any):
         self.engine = engine
+        self.storage = storage
         self.settings = settings
         self.lock = asyncio.Lock()
 
     @property
     def backend(self) -> StorageBackend:
-        backend: StorageBackend = self.engine.storage.backend
+        backend: StorageBackend = self.storage.backend
         return backend
 
     async def _call(self, fn: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
-        result: _T = await self.engine.storage.call(lambda: fn(*args, **kwargs))
+        result: _T = await self.storage.call(lambda: fn(*args, **kwargs))
         return result
 
     async def create(
@@ -272,7 +273,7 @@ class Checkpoints:
     ) -> CheckpointRecord | None:
         """Take a checkpoint of everything accepted so far (None when automatic and unchanged)."""
         async with self.lock:
-            await self.engine.committer.durable()
+            await self.engine.durable()
             record = await self._call(
                 take,
                 self.backend,
@@ -330,7 +331,7 @@ class Checkpoints:
         record = await self.get(checkpoint_id, with_payload=True)
         plan_recovery(record, components)  # INVALID_ARGUMENT before any work
         async with self.lock:
-            await self.engine.committer.durable()
+            await self.engine.durable()
             if verify_only:
                 return await self._call(
                     recover, self.backend, record, components, verify_only=True, requeue_later=requeue_later
@@ -342,7 +343,7 @@ class Checkpoints:
                 )
                 return report, self.backend.load_unfinished(), self.backend.next_task_seq()
 
-            async with self.engine.committer.paused():  # nothing may be written over the restore
+            async with self.engine.commits_held():  # nothing may be written over the restore
                 report, (tasks, subtasks), seq = await self._call(restore_and_load)
                 later = {name.split("/", 1)[1] for name in report.later_tasks}
                 self.engine.reload(tasks, subtasks, seq, keep=later)

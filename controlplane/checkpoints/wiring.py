@@ -29,12 +29,12 @@ class _Lifecycle:
 
 
 def install_checkpoints(
-    pm: pluggy.PluginManager, engine: Any, settings: Any, server: grpc.aio.Server
+    pm: pluggy.PluginManager, engine: Any, storage: Any, settings: Any, server: grpc.aio.Server
 ) -> Checkpoints:
     """Add the CheckpointService to ``server`` and run the interval job while the app runs."""
     from controlplane.api.servicers.checkpoints import CheckpointServicer
 
-    checkpoints = Checkpoints(engine, settings)
+    checkpoints = Checkpoints(engine, storage, settings)
     checkpoints_grpc.add_CheckpointServiceServicer_to_server(CheckpointServicer(checkpoints), server)
     pm.register(
         _Lifecycle(IntervalJob(checkpoints, settings["checkpoints.interval"], lambda: engine.state_version)),

@@ -55,8 +55,9 @@ class Observer:
         metrics: The Prometheus metrics (RPC and submission counters).
     """
 
-    def __init__(self, engine: Any, launcher: Any, metrics: Metrics):
+    def __init__(self, engine: Any, storage: Any, launcher: Any, metrics: Metrics):
         self.engine = engine
+        self.storage = storage
         self.launcher = launcher
         self.metrics = metrics
         self._meter = CpuMeter()
@@ -78,7 +79,7 @@ class Observer:
 
     async def resources(self) -> Resources:
         """Every reading (the database's size and task counts come from the storage thread)."""
-        storage = self.engine.storage
+        storage = self.storage
         backend = storage.backend
         size = await storage.call(backend.database_size_bytes) if isinstance(backend, ReportsSize) else 0
         counts = await storage.call(backend.count_tasks_by_status)
@@ -92,7 +93,7 @@ class Observer:
                 for (aid, kind, _), reading in zip(supervised, readings[1:], strict=True)
             ],
             host=machine,
-            agent_streams=len(self.engine.sessions),
+            agent_streams=len(self.engine.connected()),
             database_size_bytes=size,
             queue=self.engine.queued_by_priority(),
             unfinished_tasks=sum(n for status, n in counts.items() if not status.finished),
@@ -102,7 +103,7 @@ class Observer:
     async def figures(self) -> dict[str, float]:
         """The summary figures of one history sample (named as in ``history.SERIES``)."""
         r = await self.resources()
-        sessions = list(self.engine.sessions.values())
+        sessions = self.engine.connected()
         figures = {
             "maos_cpu_percent": r.cpu_percent,
             "maos_memory_bytes": float(r.memory_bytes),

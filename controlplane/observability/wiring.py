@@ -36,12 +36,12 @@ class _Lifecycle:
 
 
 def install_observability(
-    pm: pluggy.PluginManager, engine: Any, launcher: Any, metrics: Any, settings: Any
+    pm: pluggy.PluginManager, engine: Any, storage: Any, launcher: Any, metrics: Any, settings: Any
 ) -> Observability:
     """Make the observer and the history sampler, which samples while the app runs."""
-    observer = Observer(engine, launcher, metrics)
+    observer = Observer(engine, storage, launcher, metrics)
     sampler = HistorySampler(
-        engine.storage,
+        storage,
         observer.figures,
         engine.replica,
         settings["metrics.history.interval"],

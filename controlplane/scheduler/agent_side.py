@@ -1,9 +1,15 @@
-"""The agent side of the engine: sessions, reports, agent commands and leases.
+"""The agent side of the engine: sessions, reports and agent commands.
 
-A mixin of :class:`~controlplane.scheduler.engine.Engine`: it works on the
-engine's state (tasks, subtasks, leases, sessions) and calls its transition
-methods. Every report is fenced by (attempt, lease epoch): a report that does
-not match the current lease is rejected and changes nothing.
+A component of :class:`~controlplane.scheduler.engine.Engine`. It owns the
+connected agents' sessions and the agents known (connected or not); it renews
+the leases (:mod:`~controlplane.scheduler.leases`) of the work they report on,
+reads the task book's records and calls the engine's transitions. Every report is fenced by (attempt, lease
+epoch): a report that does not match the current lease is rejected and
+changes nothing.
+
+:meth:`AgentSide.route` is the one way to reach an agent's stream; with
+several replicas it is where a message for an agent connected elsewhere is
+sent on.
 """
 
 from __future__ import annotations
@@ -11,8 +17,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import Sequence
-from dataclasses import replace
+from collections import OrderedDict
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
 
 from controlplane.domain.events import Event, EventType
 from controlplane.domain.model import (
@@ -31,7 +38,9 @@ from controlplane.domain.model import (
     now,
 )
 from controlplane.domain.model_limits import DEFERRED_ERROR_TYPE
-from controlplane.errors import FailedPrecondition, MaosError, NotFound
+from controlplane.errors import FailedPrecondition, NotFound
+from controlplane.scheduler.budgets import Grants
+from controlplane.scheduler.charges import Charges
 from controlplane.scheduler.commands import (
     Ack,
     CancelWork,
@@ -43,17 +52,18 @@ from controlplane.scheduler.commands import (
     ResumeAgent,
     StateReply,
 )
+from controlplane.scheduler.committer import Committer
+from controlplane.scheduler.leases import Leases
 from controlplane.scheduler.sessions import AgentSession
+from controlplane.scheduler.shared_state import serve_shared_state
+from controlplane.storage.executor import StorageExecutor
 
 log = logging.getLogger(__name__)
 
-MAX_STATE_KEY = 256
-MAX_STATE_VALUE = 1024 * 1024
 APPLIED_MEMORY = 100_000  # results remembered (task, subtask -> epoch) to acknowledge late duplicates
 #: Reports on forgotten subtasks answered from storage at once; beyond, they are told TASK_FINISHED
 #: without a read (a flood of made-up references costs no more than this many queries in flight).
 MAX_STORED_ANSWERS = 64
-HOUSEKEEPING_EVERY = 60  # sweeps
 FORGET_AGENTS_AFTER = 86400.0  # seconds after an agent left
 #: Durable reports acknowledged within this many seconds share one Committed message ...
 ACK_GATHER = 0.02
@@ -80,7 +90,79 @@ def stored_report_ack(ref: Ref, sub: Subtask | None, agent_id: str, output: str 
 
 
 class AgentSide:
-    """Agent sessions, their reports and the leases of their work (mixin of Engine)."""
+    """Agent sessions, their reports and the leases of their work."""
+
+    def __init__(
+        self,
+        *,
+        storage: StorageExecutor,
+        committer: Committer,
+        metrics: Any,
+        replica: str,
+        lease_ttl: float,
+        heartbeat_interval: float,
+        tasks: dict[str, Task],
+        subtasks: dict[str, dict[str, Subtask]],
+        grants: Grants,
+        charges: Charges,
+        release: Callable[[Task, Subtask], None],
+        requeue: Callable[..., None],
+        set_subtask_status: Callable[[Task, Subtask, SubtaskStatus], None],
+        finish_task: Callable[[Task, TaskStatus, Failure | None], None],
+        subtask_done: Callable[[Task], None],
+        publish: Callable[..., None],
+        kick: Callable[[], None],
+        pool_changed: Callable[[], None],
+        registered_for_launches: Callable[[AgentSession], None],
+        background: Callable[[Coroutine[Any, Any, Any]], None],
+        leasing: Leases,
+    ):
+        self.storage = storage
+        self.committer = committer
+        self.metrics = metrics
+        self.replica = replica
+        self.lease_ttl = lease_ttl
+        self.heartbeat_interval = heartbeat_interval
+        #: The task book's records (reports change them through the engine's transitions).
+        self.tasks = tasks
+        self.subtasks = subtasks
+        self.grants = grants
+        self._charge = charges.charge
+        self._charge_agent = charges.charge_agent
+        self.charge_task = charges.charge_task
+        self._charge_late = charges.charge_late
+        self._release = release
+        self._requeue = requeue
+        self._set_subtask_status = set_subtask_status
+        self._finish_task = finish_task
+        self._subtask_done = subtask_done
+        self._publish = publish
+        self._kick = kick
+        self._pool_changed = pool_changed
+        self._registered_for_launches = registered_for_launches
+        self._background = background
+        self.sessions: dict[str, AgentSession] = {}
+        self.agents: dict[str, AgentInfo] = {}
+        #: The leases of running work (the lease component's).
+        self.leases = leasing.leases
+        # (task, subtask) -> lease epoch of the applied result, for acknowledging
+        # duplicates after the task left memory (bounded; oldest forgotten first).
+        self._applied: OrderedDict[tuple[str, str], int] = OrderedDict()
+        #: Reports on forgotten subtasks being answered from storage now (bounded: MAX_STORED_ANSWERS).
+        self._stored_answers = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Gather acknowledgements on ``loop`` from now on."""
+        self._loop = loop
+
+    def route(self, agent_id: str, command: Any) -> bool:
+        """Send a command to the agent's stream; False if it is not connected here."""
+        session = self.sessions.get(agent_id)
+        if session is None:
+            return False
+        session.send(command)
+        return True
 
     # --- agent sessions -----------------------------------------------------
 
@@ -114,8 +196,8 @@ class AgentSide:
             old = self.sessions.pop(info.id, None)
             if old is not None:
                 old.close()  # superseded by the new stream
-                self._pool_changed()  # type: ignore[attr-defined]
-                self.metrics.agent_connected(old.info.agent_type, -1)  # type: ignore[attr-defined]
+                self._pool_changed()
+                self.metrics.agent_connected(old.info.agent_type, -1)
         else:
             info.id = new_agent_id(info.agent_type)
         earlier = self.agents.get(info.id)
@@ -142,9 +224,9 @@ class AgentSide:
         self.sessions[info.id] = session
         self.agents[info.id] = info
         self.committer.agent(info)
-        self.metrics.agent_connected(info.agent_type, +1)  # type: ignore[attr-defined]
-        self._pool_changed()  # type: ignore[attr-defined]
-        self._registered_for_launches(session)  # type: ignore[attr-defined]
+        self.metrics.agent_connected(info.agent_type, +1)
+        self._pool_changed()
+        self._registered_for_launches(session)
         self._kick()
         return session, Registration(
             agent_id=info.id,
@@ -163,13 +245,9 @@ class AgentSide:
             session.info.status = AgentStatus.TERMINATED if session.draining else AgentStatus.DISCONNECTED
             session.info.disconnect_time = now()
             self.committer.agent(session.info)
-            self.metrics.agent_connected(session.info.agent_type, -1)  # type: ignore[attr-defined]
-            self._pool_changed()  # type: ignore[attr-defined]
+            self.metrics.agent_connected(session.info.agent_type, -1)
+            self._pool_changed()
         session.close()
-
-    def worked_on(self, agent_id: str, task_id: str) -> bool:
-        """Whether agent ``agent_id`` holds, or ran, a subtask of task ``task_id`` (as memory knows it)."""
-        return any(sub.agent_id == agent_id for sub in self.subtasks.get(task_id, {}).values())
 
     def seen(self, session: AgentSession) -> None:
         """The agent sent something: it is alive (work may go to it again)."""
@@ -443,45 +521,7 @@ class AgentSide:
             )
             return
         task, _ = checked
-        if not 1 <= len(key) <= MAX_STATE_KEY or len(value) > MAX_STATE_VALUE:
-            session.send(
-                StateReply(
-                    request_id,
-                    error="ERROR_REASON_INVALID_FIELD",
-                    message=f"keys are 1-{MAX_STATE_KEY} characters and values at most "
-                    f"{MAX_STATE_VALUE} bytes",
-                )
-            )
-            return
-        backend = self.storage.backend
-        try:
-            if op == "get":
-                found = await self.storage.call(backend.state_get, task.id, key)
-                reply = StateReply(
-                    request_id,
-                    found=found is not None,
-                    value=found.value if found else b"",
-                    version=found.version if found else 0,
-                )
-            elif op == "put":
-                version = await self.storage.call(backend.state_put, task.id, key, value, expected_version)
-                reply = StateReply(request_id, found=True, value=value, version=version)
-            else:
-                existed = await self.storage.call(backend.state_delete, task.id, key, expected_version)
-                reply = StateReply(request_id, found=existed)
-        except MaosError as exc:
-            reply = StateReply(
-                request_id,
-                error=exc.reason,
-                message=exc.message,
-                version=int(exc.metadata.get("actual_version", 0)),
-            )
-        except Exception:  # the agent must get an answer whatever happened
-            log.exception("shared state %s of %r failed", op, key)
-            reply = StateReply(
-                request_id, error="ERROR_REASON_INTERNAL", message="internal error; see the server log"
-            )
-        session.send(reply)
+        await serve_shared_state(self.storage, session, request_id, task.id, op, key, value, expected_version)
 
     def report_progress(
         self, session: AgentSession, ref: Ref, fraction: float, message: str, checkpoint: bytes | None
@@ -532,78 +572,6 @@ class AgentSide:
             sub,
             committed=True,
         )
-
-    def _charge(self, task: Task, session: AgentSession, usage: Usage, *, success: bool) -> bool:
-        """Add what a report spent to its task and agent; True when that ended the task (budget)."""
-        total = replace(task.usage)
-        total.add(usage)
-        task.usage = total
-        self._charge_agent(session, usage)
-        if success:
-            session.info.completed_subtasks += 1
-        else:
-            session.info.failed_subtasks += 1
-        session.info.status = session.status()
-        self.committer.agent(session.info)
-        over = self._over_budget(task)
-        if over:
-            self._finish_task(
-                task,
-                TaskStatus.FAILED,
-                Failure("ERROR_REASON_BUDGET_EXCEEDED", f"the task spent more than its {over} budget"),
-            )
-            return True
-        return False
-
-    def _charge_agent(self, session: AgentSession, usage: Usage) -> None:
-        agent_usage = replace(session.info.usage)
-        agent_usage.add(usage)
-        session.info.usage = agent_usage
-        self.committer.agent(session.info)
-
-    def charge_task(self, task_id: str, usage: Usage) -> None:
-        """Add usage to a task, finished or not (a vote, a call that ended late); durable with the next commit.
-
-        A task that left memory is read back from storage and written again;
-        such charges run one at a time, each committed before the next reads.
-        """
-        if not usage.total_tokens and not usage.cost_micros and not usage.model_calls:
-            return
-        task = self.tasks.get(task_id)
-        if task is not None:
-            total = replace(task.usage)
-            total.add(usage)
-            task.usage = total
-            self.committer.task(task)
-            if not task.status.finished and self._over_budget(task):
-                self._finish_task(
-                    task,
-                    TaskStatus.FAILED,
-                    Failure("ERROR_REASON_BUDGET_EXCEEDED", "the task spent more than its budget"),
-                )
-            return
-        self._background(self._charge_stored(task_id, usage))
-
-    async def _charge_stored(self, task_id: str, usage: Usage) -> None:
-        async with self._late_charges:
-            await self.committer.durable()  # an earlier charge of this task may still be pending
-            stored = await self.storage.call(self.storage.backend.get_task, task_id)
-            if task_id in self.tasks:  # back in memory meanwhile (a retry): charge that copy
-                self.charge_task(task_id, usage)
-                return
-            if stored is None:
-                return
-            total = replace(stored.usage)
-            total.add(usage)
-            stored.usage = total
-            self.committer.task(stored)
-            await self.committer.durable()
-
-    def _charge_late(self, session: AgentSession, ref: Ref, usage: Usage) -> None:
-        """Charge what an attempt that already ended spent, once, if this agent held that lease."""
-        if self.grants.claim(ref.task_id, ref.subtask_id, ref.lease_epoch, session.id):
-            self._charge_agent(session, usage)
-            self.charge_task(ref.task_id, usage)
 
     # --- agent commands -----------------------------------------------------
 
@@ -683,25 +651,8 @@ class AgentSide:
         self.committer.agent(session.info)
         return session.info
 
-    # --- leases -------------------------------------------------------------
-
-    async def _sweep_leases(self) -> None:
-        interval = max(0.05, min(1.0, self.lease_ttl / 5))
-        sweeps = 0
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                self.expire_leases(now())
-                self.queued_snapshot = self.queued_by_priority()  # read by the /metrics thread
-                sweeps += 1
-                if sweeps % HOUSEKEEPING_EVERY == 0:
-                    self._housekeeping(now())
-            except Exception:  # one bad record must not stop every later expiry
-                log.exception("lease sweep failed")
-
     def _housekeeping(self, at: float) -> None:
-        """Bound memory: stale queue entries, and agents gone for a day (storage keeps them)."""
-        self.queue.compact(self._valid)
+        """Bound memory: agents gone for a day (storage keeps them)."""
         gone = [
             a.id
             for a in self.agents.values()
@@ -711,35 +662,3 @@ class AgentSide:
         ]
         for agent_id in gone:
             del self.agents[agent_id]
-
-    def expire_leases(self, at: float) -> int:
-        """Re-queue every subtask whose lease expired before ``at``; returns how many."""
-        expired = [key for key, lease in self.leases.items() if lease.expires <= at]
-        for key in expired:
-            task, sub = self.tasks.get(key[0]), self.subtasks.get(key[0], {}).get(key[1])
-            lease = self.leases.get(key)
-            if lease is None:
-                continue  # released meanwhile (its task finished while an earlier lease expired)
-            if task is None or sub is None:
-                self.leases.pop(key, None)
-                continue
-            session = self.sessions.get(lease.agent_id)
-            if session is not None:
-                session.suspect = True
-                session.send(CancelWork(Ref(task.id, sub.id, sub.attempt, sub.lease_epoch), "lease expired"))
-            self._release(task, sub)
-            self.metrics.lease_expired()  # type: ignore[attr-defined]
-            self._publish(
-                Event(EventType.LEASE_EXPIRED, task_id=task.id, subtask_id=sub.id, agent_id=lease.agent_id),
-                task,
-                sub,
-            )
-            why = f"the lease of agent agents/{lease.agent_id} expired"
-            if sub.retries_used < task.retry.max_retries:
-                self._requeue(task, sub, delay=task.retry.backoff(sub.retries_used + 1), why=why)
-            else:
-                failure = Failure("ERROR_REASON_LEASE_EXPIRED", f"{why}; retries exhausted", sub.name)
-                sub.failure = failure
-                self._set_subtask_status(task, sub, SubtaskStatus.FAILED)
-                self._finish_task(task, TaskStatus.FAILED, failure)
-        return len(expired)

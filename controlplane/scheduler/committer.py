@@ -129,6 +129,7 @@ class Committer:
         self._idle = asyncio.Event()  # set while no generation is being written
         self._idle.set()
         self.failed: BaseException | None = None
+        self._written: _Generation | None = None
 
     def start(self) -> None:
         """Start the flusher task on the running loop."""
@@ -222,6 +223,7 @@ class Committer:
                     return
                 continue
             batch = generation.snapshot()
+            self._written = generation  # what reads must wait for while _idle is clear
             loop = asyncio.get_running_loop()
             started = loop.time()
             self._idle.clear()
@@ -292,6 +294,12 @@ class Committer:
         with contextlib.suppress(asyncio.CancelledError):
             await self._flusher
         self._flusher = None
+
+    def uncommitted(self) -> list[Any]:
+        """The generations not committed yet: the one being written (if any) and the one gathering."""
+        if self._idle.is_set() or self._written is None:
+            return [self._current]
+        return [self._written, self._current]
 
     def pending(self) -> Any:
         """The generation being gathered (for tests and metrics)."""

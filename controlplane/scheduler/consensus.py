@@ -1,6 +1,7 @@
 """Consensus: several agents answer the decision step, then vote on the answers.
 
-A mixin of :class:`~controlplane.scheduler.engine.Engine`. For a task with
+A component of :class:`~controlplane.scheduler.engine.Engine`; it owns the
+timers of the open rounds. For a task with
 ``consensus.required``, the plan's decision step (its single sink: the
 synthesis step, or the only step) is replaced by ``candidates`` CANDIDATE
 subtasks that must run on distinct agents. When every candidate is done, a
@@ -16,14 +17,18 @@ every candidate and vote. The record lives on the task
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from typing import Any
 
 from controlplane.domain.budget import NOTHING_LEFT, reserve_share
 from controlplane.domain.consensus import Ballot, tally
 from controlplane.domain.limits import quote
 from controlplane.domain.model import (
+    AgentInfo,
     ExecutionPlan,
     Failure,
     PlannedSubtask,
+    Subtask,
     SubtaskKind,
     SubtaskStatus,
     Task,
@@ -33,7 +38,9 @@ from controlplane.domain.model import (
     now,
 )
 from controlplane.domain.planning import SYNTHESIS_CAPABILITY
+from controlplane.scheduler.budgets import Reservations
 from controlplane.scheduler.commands import Ack, Ref, VoteOnCandidates
+from controlplane.scheduler.committer import Committer
 from controlplane.scheduler.sessions import AgentSession
 
 MIN_VOTERS = 3
@@ -84,7 +91,56 @@ def with_candidates(plan: ExecutionPlan, candidates: int) -> tuple[ExecutionPlan
 
 
 class Consensus:
-    """Candidate answers and voting rounds (mixin of Engine)."""
+    """Candidate answers and voting rounds."""
+
+    def __init__(
+        self,
+        *,
+        tasks: dict[str, Task],
+        subtasks: dict[str, dict[str, Subtask]],
+        sessions: dict[str, AgentSession],
+        agents: dict[str, AgentInfo],
+        committer: Committer,
+        reservations: Reservations,
+        setting: Callable[[str], Any],
+        heartbeat_interval: float,
+        finish_task: Callable[[Task, TaskStatus, Failure | None], None],
+        answer_ready: Callable[..., None],
+        charge_agent: Callable[[AgentSession, Usage], None],
+        charge_task: Callable[[str, Usage], None],
+        kick: Callable[[], None],
+    ):
+        #: The task book's records, and the agent side's sessions and agents (read only here).
+        self.tasks = tasks
+        self.subtasks = subtasks
+        self.sessions = sessions
+        self.agents = agents
+        self.committer = committer
+        self.reservations = reservations
+        self.setting = setting
+        self.heartbeat_interval = heartbeat_interval
+        self._finish_task = finish_task
+        self._answer_ready = answer_ready
+        self._charge_agent = charge_agent
+        self.charge_task = charge_task
+        self._kick = kick
+        self._round_timers: dict[str, asyncio.TimerHandle] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Time rounds on ``loop`` from now on."""
+        self._loop = loop
+
+    def cancel(self, task_id: str | None = None) -> None:
+        """Stop the round timer of the task (of every task when None)."""
+        if task_id is not None:
+            timer = self._round_timers.pop(task_id, None)
+            if timer:
+                timer.cancel()
+            return
+        for timer in self._round_timers.values():
+            timer.cancel()
+        self._round_timers.clear()
 
     def _consensus_plan(self, task: Task, plan: ExecutionPlan) -> ExecutionPlan:
         plan, step = with_candidates(plan, task.consensus.candidates)
@@ -152,7 +208,7 @@ class Consensus:
         proposal = self._proposal(task, state["round"])
         previous = [v for v in state["votes"] if v["round"] == state["round"] - 1]
         # Each voter may spend an equal share of what the task has left (nothing else runs meanwhile).
-        held_tokens, held_cost = self.reservations.held(task.id)  # type: ignore[attr-defined]
+        held_tokens, held_cost = self.reservations.held(task.id)
         token_share = reserve_share(task.max_total_tokens, task.usage.total_tokens, held_tokens, len(voters))
         cost_share = reserve_share(task.max_cost_micros, task.usage.cost_micros, held_cost, len(voters))
         if voters and NOTHING_LEFT in (token_share, cost_share):
@@ -160,9 +216,7 @@ class Consensus:
             self._finish_task(
                 task,
                 TaskStatus.FAILED,
-                Failure(  # type: ignore[attr-defined]
-                    "ERROR_REASON_BUDGET_EXCEEDED", "the task's budget has nothing left for the votes"
-                ),
+                Failure("ERROR_REASON_BUDGET_EXCEEDED", "the task's budget has nothing left for the votes"),
             )
             return
         for voter in voters:
@@ -230,8 +284,8 @@ class Consensus:
                 and session.id in state["voters"]
                 and not any(v["voter"] == session.id and v["round"] == round_number for v in state["votes"])
             ):
-                self._charge_agent(session, usage or Usage())  # type: ignore[attr-defined]
-                self.charge_task(task.id, usage or Usage())  # type: ignore[attr-defined]  # judged too late
+                self._charge_agent(session, usage or Usage())
+                self.charge_task(task.id, usage or Usage())  # judged too late
             session.send(
                 Ack(
                     ref, False, "ERROR_REASON_PROPOSAL_CLOSED", "that proposal is not open", proposal=proposal
@@ -277,8 +331,8 @@ class Consensus:
         }
         task.consensus_state = {**state, "votes": [*state["votes"], vote]}
         self.committer.task(task)
-        self._charge_agent(session, spent)  # type: ignore[attr-defined]
-        self.charge_task(task.id, spent)  # type: ignore[attr-defined]
+        self._charge_agent(session, spent)
+        self.charge_task(task.id, spent)
         if task.status.finished:  # the vote's cost took the task past its budget
             return
         self.committer.after_commit(lambda: session.send(Ack(ref, True, proposal=proposal)))
@@ -312,7 +366,7 @@ class Consensus:
         if result.reached:
             winner = next(c for c in state["candidates"] if c["id"] == result.leader)
             task.consensus_state = {**state, "outcome": "REACHED", "winner": winner["id"]}
-            self._answer_ready(task, winner["id"])  # type: ignore[attr-defined]  # reviewed first with review_rounds
+            self._answer_ready(task, winner["id"])  # reviewed first with review_rounds
         elif round_number < task.consensus.max_rounds:
             task.consensus_state = state
             self._open_round(task)
@@ -349,5 +403,3 @@ class Consensus:
         task = self.tasks.get(task_id)
         if task is not None and task.consensus_state and task.consensus_state["outcome"] == "PENDING":
             self._open_round(task, same_round=True)
-
-    _round_timers: dict[str, asyncio.TimerHandle]

@@ -1,6 +1,7 @@
 """The pool side of the engine: who may take what, plans fitted to the pool, launches on demand.
 
-A mixin of :class:`~controlplane.scheduler.engine.Engine`. The matching rule is
+A component of :class:`~controlplane.scheduler.engine.Engine`: it owns what the
+supervisor can launch (``supply``) and the answers cached about the pool. The matching rule is
 :mod:`controlplane.domain.pool`'s: offline agents keep off typed work while a
 model-backed agent could take it. Each plan is fitted to the agent types that
 are connected or launchable (:func:`controlplane.domain.pool.fit_plan`) before
@@ -15,6 +16,7 @@ and has.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from controlplane.domain.model import ExecutionPlan, Failure, Subtask, SubtaskKind, Task, TaskStatus, now
@@ -42,14 +44,34 @@ NO_ELIGIBLE = "ERROR_REASON_NO_ELIGIBLE_AGENTS"
 
 
 class PoolSide:
-    """Matching, plan fitting and on-demand launches (mixin of Engine)."""
+    """Matching, plan fitting and on-demand launches."""
 
-    supply: Any  # controlplane.pool.AgentSupply | None
-    sessions: dict[str, AgentSession]
-    _match_cache: dict[HeapKey, tuple[bool, bool]]
-    _launching: dict[HeapKey, float]
-    _pool_cache: tuple[float, AgentPool] | None
-    _launch_cache: dict[tuple[str, str, bool], tuple[float, str]]
+    def __init__(
+        self,
+        *,
+        sessions: dict[str, AgentSession],
+        subtasks: dict[str, dict[str, Subtask]],
+        setting: Callable[[str], Any],
+        finish_task: Callable[[Task, TaskStatus, Failure | None], None],
+        background: Callable[[Coroutine[Any, Any, Any]], None],
+    ):
+        #: The connected agents' sessions (the agent side's) and the task book's subtasks (read only).
+        self.sessions = sessions
+        self.subtasks = subtasks
+        self.setting = setting
+        self._finish_task = finish_task
+        self._background = background
+        #: What the supervisor can launch (controlplane.pool.AgentSupply; set by build_app), or None:
+        #: plans fit the connected agents only.
+        self.supply: Any = None
+        self._match_cache: dict[HeapKey, tuple[bool, bool]] = {}
+        self._launching: dict[HeapKey, float] = {}
+        self._pool_cache: tuple[float, AgentPool] | None = None
+        self._launch_cache: dict[tuple[str, str, bool], tuple[float, str]] = {}
+
+    def launching(self, agent_type: str, capability: str) -> bool:
+        """Whether an agent is being launched for work of (agent type, capability)."""
+        return self._launching.get((agent_type, capability), 0.0) > now()
 
     # --- matching -------------------------------------------------------------
 
@@ -146,7 +168,7 @@ class PoolSide:
         known = self.supply.specs() if self.supply is not None else {}
         fitted = fit_plan(plan, task, self.agent_pool(), known)
         if fitted.refused:
-            self._finish_task(task, TaskStatus.FAILED, Failure(NO_ELIGIBLE, fitted.refused))  # type: ignore[attr-defined]
+            self._finish_task(task, TaskStatus.FAILED, Failure(NO_ELIGIBLE, fitted.refused))
             return None
         return fitted.plan
 
@@ -209,7 +231,7 @@ class PoolSide:
         if spec is not None and int(getattr(spec, "backing", 0)) != BACKING_OFFLINE:
             # Offline agents leave this work to the model-backed agent on its way.
             self._launching[heap_key] = now() + LAUNCH_PATIENCE
-        self._background(self.supply.launch(name, count))  # type: ignore[attr-defined]
+        self._background(self.supply.launch(name, count))
 
     def _demand_for_plan(self, task: Task) -> None:
         """Ask for agents for every step of a just-planned task that no connected agent can take."""
@@ -217,7 +239,7 @@ class PoolSide:
             return
         for key in {
             (s.agent_type, s.capability)
-            for s in self.subtasks[task.id].values()  # type: ignore[attr-defined]
+            for s in self.subtasks[task.id].values()
             if s.kind != SubtaskKind.CANDIDATE
         }:
             self._demand(*key)
@@ -232,9 +254,7 @@ class PoolSide:
     def _consensus_capacity(self, task: Task) -> bool:
         """Enough distinct agents for the candidates, launching more if needed; False when the task failed."""
         candidates: list[Subtask] = [
-            s
-            for s in self.subtasks[task.id].values()  # type: ignore[attr-defined]
-            if s.kind == SubtaskKind.CANDIDATE
+            s for s in self.subtasks[task.id].values() if s.kind == SubtaskKind.CANDIDATE
         ]
         if not candidates or (not self.sessions and self.supply is None):
             return True
@@ -266,13 +286,13 @@ class PoolSide:
             if step.capability
             else "able to take it"
         )
-        limit = self.setting("system.max_agents")  # type: ignore[attr-defined]
+        limit = self.setting("system.max_agents")
         self._finish_task(
             task,
             TaskStatus.FAILED,
             Failure(
                 NO_ELIGIBLE,
-                (  # type: ignore[attr-defined]
+                (
                     f"consensus needs {need} distinct agents {what} for step {step.id.rsplit('-c', 1)[0]}; "
                     f"{eligible} connected, {starting + room} more can be launched (system.max_agents {limit}"
                     + ("" if name else "; no agent type that could take it can be launched here")

@@ -1,6 +1,8 @@
 """Review rounds and plan approval: the steps a task takes after its answer, and before its work.
 
-A mixin of :class:`~controlplane.scheduler.engine.Engine`.
+A component of :class:`~controlplane.scheduler.engine.Engine`. It holds no state of its own: every
+record it keeps is on the task (durable); it takes the task book's records and the engine's
+transitions it needs.
 
 * **Review rounds** (``Task.review_rounds``, the rules in :mod:`controlplane.domain.review`): when a
   task's answer is ready, :meth:`_answer_ready` either finishes the task or adds the REVIEW step of
@@ -16,7 +18,7 @@ A mixin of :class:`~controlplane.scheduler.engine.Engine`.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from controlplane.domain import review as rules
@@ -24,27 +26,53 @@ from controlplane.domain.events import Event, EventType
 from controlplane.domain.model import Failure, Subtask, SubtaskStatus, Task, TaskStatus, now
 from controlplane.domain.tasks import combine_outputs
 from controlplane.errors import FailedPrecondition
+from controlplane.scheduler.committer import Committer
+from controlplane.scheduler.pool_side import PoolSide
 
 WAITING, APPROVED, REJECTED = "WAITING", "APPROVED", "REJECTED"
 WAITING_REASON = "waiting for plan approval"
 
 
 class Review:
-    """Review rounds and plan approval (mixin of Engine)."""
+    """Review rounds and plan approval."""
 
-    # What the engine provides.
-    tasks: dict[str, Task]
-    subtasks: dict[str, dict[str, Subtask]]
-    committer: Any
-    supply: Any
-    agent_pool: Callable[[], Any]
-    get_task: Callable[[str], Any]
-    _publish: Callable[..., None]
-    _finish_task: Callable[..., None]
-    _enqueue: Callable[[Task, Subtask], None]
-    _demand: Callable[[str, str], None]
-    _start_plan: Callable[..., None]
-    _kick: Callable[[], None]
+    def __init__(
+        self,
+        *,
+        tasks: dict[str, Task],
+        subtasks: dict[str, dict[str, Subtask]],
+        committer: Committer,
+        pool: PoolSide,
+        get_task: Callable[[str], Awaitable[Task]],
+        publish: Callable[..., None],
+        finish_task: Callable[[Task, TaskStatus, Failure | None], None],
+        enqueue: Callable[[Task, Subtask], None],
+        start_plan: Callable[..., None],
+        kick: Callable[[], None],
+    ):
+        #: The task book's records (the steps added here join them).
+        self.tasks = tasks
+        self.subtasks = subtasks
+        self.committer = committer
+        self._pool = pool
+        self.get_task = get_task
+        self._publish = publish
+        self._finish_task = finish_task
+        self._enqueue = enqueue
+        self._start_plan = start_plan
+        self._kick = kick
+
+    @property
+    def supply(self) -> Any:
+        """What the supervisor can launch, or None."""
+        return self._pool.supply
+
+    def agent_pool(self) -> Any:
+        """The pool review steps are made for."""
+        return self._pool.agent_pool()
+
+    def _demand(self, agent_type: str, capability: str) -> None:
+        self._pool._demand(agent_type, capability)
 
     # --- review rounds ----------------------------------------------------------
 

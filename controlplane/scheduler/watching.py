@@ -1,8 +1,9 @@
 """Watching tasks: snapshots and committed changes, for WatchTask and WatchEvents.
 
-A mixin of :class:`~controlplane.scheduler.engine.Engine`. Events are
-delivered only once the change they describe is committed (progress and
-output chunks, which change nothing durable, are delivered at once).
+A component of :class:`~controlplane.scheduler.engine.Engine`: it owns the
+watchers, the event numbering and the recent events. Events are delivered
+only once the change they describe is committed (progress and output chunks,
+which change nothing durable, are delivered at once).
 """
 
 from __future__ import annotations
@@ -10,15 +11,18 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
-from collections.abc import AsyncIterator
+from collections import defaultdict, deque
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 from controlplane.domain.events import Event, EventType
 from controlplane.domain.model import Subtask, Task
 from controlplane.errors import FailedPrecondition, InvalidArgument, ResourceExhausted
+from controlplane.scheduler.committer import Committer
 
 log = logging.getLogger(__name__)
 
+RECENT_EVENTS = 10_000
 MAX_PENDING = 10_000  # changes a WatchTask reader may fall behind before it is cut off
 #: The reason of a resume id the server no longer keeps (errors.proto).
 RESUME_POINT_LOST = "ERROR_REASON_RESUME_POINT_LOST"
@@ -33,8 +37,37 @@ class Watch:
     include_progress: bool
 
 
-class Watching:
-    """Task watchers and event listeners (mixin of Engine)."""
+class Watchers:
+    """Task watchers and event listeners: who hears of each state change, once it is committed."""
+
+    def __init__(
+        self,
+        *,
+        committer: Committer,
+        tasks: dict[str, Task],
+        get_task: Callable[[str], Awaitable[Task]],
+        evict: Callable[[str], None],
+    ):
+        self.committer = committer
+        #: The task book's tasks in memory (read: the latest state of a watched task).
+        self.tasks = tasks
+        self.get_task = get_task
+        #: Drops a finished task from memory once nobody watches it.
+        self._evict = evict
+        self._watchers: dict[str, set[Watch]] = defaultdict(set)
+        self.event_listeners: list[Callable[[Event], None]] = []
+        #: Called with every state-change event and its task as the change is made (before it is
+        #: committed), so that what they mark on the committer joins the same commit (webhooks' outbox).
+        self.event_taps: list[Callable[[Event, Task], None]] = []
+        #: The latest events, for WatchEvents resuming after an event id.
+        self.recent_events: deque[Event] = deque(maxlen=RECENT_EVENTS)
+        self._event_seq = 0
+        self._events_generation = -1
+        self._pending_events: list[tuple[Event, tuple[Task, Subtask | None] | None]] = []
+
+    def watched(self, task_id: str) -> bool:
+        """Whether someone watches the task (it stays in memory while they do)."""
+        return bool(self._watchers.get(task_id))
 
     # --- watching -----------------------------------------------------------
 
@@ -116,7 +149,7 @@ class Watching:
             metadata={"oldest_kept": str(oldest)},
         )
 
-    def _publish(
+    def publish(
         self, event: Event, task: Task, sub: Subtask | None = None, *, committed: bool = False
     ) -> None:
         """Deliver an event to task watchers and event listeners once it is durable.

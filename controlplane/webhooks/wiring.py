@@ -49,7 +49,12 @@ def owner_reach(access: Any) -> Callable[[str], str]:
 
 
 def install_webhooks(
-    pm: pluggy.PluginManager, engine: Any, settings: Any, server: grpc.aio.Server, access: Any
+    pm: pluggy.PluginManager,
+    engine: Any,
+    storage: Any,
+    settings: Any,
+    server: grpc.aio.Server,
+    access: Any,
 ) -> Webhooks:
     """Add the WebhookService to ``server``, tap the engine's events and deliver while the app runs.
 
@@ -57,9 +62,7 @@ def install_webhooks(
     """
     from controlplane.api.servicers.webhooks import WebhookServicer
 
-    webhooks = Webhooks(
-        engine.storage, settings, engine.committer, engine.replica, owner_reach(access), engine.metrics
-    )
+    webhooks = Webhooks(storage, settings, engine.outbox, engine.replica, owner_reach(access), engine.metrics)
     webhooks_grpc.add_WebhookServiceServicer_to_server(WebhookServicer(webhooks), server)
     if webhooks.backend is not None:
         engine.event_taps.append(webhooks.tap)

@@ -30,6 +30,7 @@ from controlplane.errors import (
 )
 from controlplane.scheduler.engine import Engine
 from controlplane.storage.base import BatchStore, StoresBatches
+from controlplane.storage.executor import StorageExecutor
 from controlplane.workflows import rules
 from controlplane.workflows.records import BatchRecord, BatchSchedule
 
@@ -57,13 +58,14 @@ class Batches:
 
     Args:
         engine: The scheduler engine (submits tasks, reads their current state).
+        storage: The StorageExecutor the batches are stored through.
         max_tasks: Most tasks one batch may hold (``batches.max_tasks``).
         max_per_owner: Most batches one principal may have (``batches.max_per_owner``).
     """
 
-    def __init__(self, engine: Engine, max_tasks: int, max_per_owner: int):
+    def __init__(self, engine: Engine, storage: StorageExecutor, max_tasks: int, max_per_owner: int):
         self.engine = engine
-        self.storage = engine.storage
+        self.storage = storage
         self.max_tasks = max_tasks
         self.max_per_owner = max_per_owner
         # One change of batches at a time in this process (a submit never races an add or a delete here);

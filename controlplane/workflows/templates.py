@@ -24,6 +24,7 @@ from controlplane.errors import (
 )
 from controlplane.scheduler.engine import Engine
 from controlplane.storage.base import StoresTemplates, TemplateStore
+from controlplane.storage.executor import StorageExecutor
 from controlplane.workflows import rules
 from controlplane.workflows.records import TemplateParameter, TemplateRecord
 
@@ -40,9 +41,11 @@ class Templates:
         max_per_owner: Most templates one principal may have (``templates.max_per_owner``).
     """
 
-    def __init__(self, engine: Engine, max_description_length: int, max_per_owner: int):
+    def __init__(
+        self, engine: Engine, storage: StorageExecutor, max_description_length: int, max_per_owner: int
+    ):
         self.engine = engine
-        self.storage = engine.storage
+        self.storage = storage
         self.max_description_length = max_description_length
         self.max_per_owner = max_per_owner
         self._lock = asyncio.Lock()  # the per-owner count and name checks of one create at a time

@@ -75,21 +75,18 @@ class AgentServicer(agents_grpc.AgentServiceServicer):
 
     def _launch_registered(self, launch: Launch) -> None:
         """A launched process registered: give its agent the labels SpawnAgents asked for."""
-        info = self.engine.agents.get(launch.agent_id)
-        if info is not None and launch.labels:
-            info.labels = {**info.labels, **launch.labels}
-            self.engine.committer.agent(info)
+        self.engine.label_agent(launch.agent_id, launch.labels)
 
     def _pb(self, info: AgentInfo) -> messages_pb.Agent:
         """An agent as the caller may see it: its assignments only of tasks the caller may see."""
-        session = self.engine.sessions.get(info.id)
+        session = self.engine.connected_session(info.id)
         if session is not None:
             info.status = session.status()
             principal = None if caller_may(VIEW_ALL_TASKS) else current_principal()
             running = [
                 f"tasks/{t}/subtasks/{s}"
                 for t, s in sorted(session.running)
-                if principal is None or getattr(self.engine.tasks.get(t), "owner", None) == principal
+                if principal is None or self.engine.task_owner(t) == principal
             ]
             return convert.agent_to_pb(info, running, session.free)
         return convert.agent_to_pb(info)
@@ -106,7 +103,7 @@ class AgentServicer(agents_grpc.AgentServiceServicer):
 
     def _info(self, name: str) -> AgentInfo:
         agent_id = convert.parse_name(name, "agents")
-        info = self.engine.agents.get(agent_id)
+        info = self.engine.agent(agent_id)
         if info is None:
             raise NotFound(f"agent agents/{agent_id} does not exist", reason="ERROR_REASON_AGENT_NOT_FOUND")
         return info
@@ -144,8 +141,8 @@ class AgentServicer(agents_grpc.AgentServiceServicer):
         filters.ClearField("page_size")
         start = self.tokens.read(request.page_token, filters.SerializeToString(deterministic=True)) or 0
         agents = []
-        for info in self.engine.agents.values():
-            session = self.engine.sessions.get(info.id)
+        for info in self.engine.known_agents():
+            session = self.engine.connected_session(info.id)
             status = session.status() if session else info.status
             if status == AgentStatus.TERMINATED and not request.include_terminated and not request.statuses:
                 continue
@@ -251,7 +248,7 @@ class AgentServicer(agents_grpc.AgentServiceServicer):
         await self.launcher.wait_registered(launches, SPAWN_WAIT)
         launched = []
         for launch in launches:
-            info = self.engine.agents.get(launch.agent_id) if launch.agent_id else None
+            info = self.engine.agent(launch.agent_id) if launch.agent_id else None
             if info is not None:
                 launched.append(self._pb(info))
             else:
@@ -279,7 +276,7 @@ class AgentServicer(agents_grpc.AgentServiceServicer):
             raise InvalidArgument(f"grace must be between 0 and {MAX_GRACE:g} seconds", field="grace")
         info = self.engine.terminate_agent(info.id, grace, request.force)
         answer = self._pb(info)
-        await self.engine.committer.durable()  # re-queued work and the agent's state are recorded
+        await self.engine.durable()  # re-queued work and the agent's state are recorded
         launch = self.launcher.by_agent(info.id) if self.launcher else None
         if launch is not None:
             assert self.launcher is not None  # the launch is one of its own
@@ -295,14 +292,14 @@ class AgentServicer(agents_grpc.AgentServiceServicer):
     ) -> agents_pb.PauseAgentResponse:
         info = self._managed(request.name, "pause")
         answer = self._pb(self.engine.pause_agent(info.id))  # as of the request
-        await self.engine.committer.durable()
+        await self.engine.durable()
         return agents_pb.PauseAgentResponse(agent=answer)
 
     async def ResumeAgent(
         self, request: agents_pb.ResumeAgentRequest, context: grpc.aio.ServicerContext
     ) -> agents_pb.ResumeAgentResponse:
         answer = self._pb(self.engine.resume_agent(self._managed(request.name, "resume").id))
-        await self.engine.committer.durable()
+        await self.engine.durable()
         return agents_pb.ResumeAgentResponse(agent=answer)
 
     async def DrainAgent(
@@ -318,7 +315,7 @@ class AgentServicer(agents_grpc.AgentServiceServicer):
         launch = self.launcher.by_agent(info.id) if self.launcher else None
         if launch is not None:
             launch.stopping = True  # a drained agent leaves for good: do not restart it
-        await self.engine.committer.durable()
+        await self.engine.durable()
         return agents_pb.DrainAgentResponse(agent=answer)
 
     async def ListAgentTypes(
@@ -384,11 +381,11 @@ class AgentServicer(agents_grpc.AgentServiceServicer):
             )
         assert self.launcher is not None  # the launch is one of its own
         self.engine.terminate_agent(info.id, grace, request.force)
-        await self.engine.committer.durable()  # re-queued work and the old agent's state are recorded
+        await self.engine.durable()  # re-queued work and the old agent's state are recorded
         await self.launcher.restart(launch, 0.0 if request.force else grace)
-        previous = self._pb(self.engine.agents.get(info.id, info))  # TERMINATED once its stream ended
+        previous = self._pb(self.engine.agent(info.id) or info)  # TERMINATED once its stream ended
         await self.launcher.wait_registered([launch], SPAWN_WAIT)
-        new = self.engine.agents.get(launch.agent_id) if launch.agent_id else None
+        new = self.engine.agent(launch.agent_id) if launch.agent_id else None
         agent = (
             self._pb(new)
             if new is not None
@@ -412,6 +409,6 @@ class AgentServicer(agents_grpc.AgentServiceServicer):
             response.process.CopyFrom(convert.process_to_pb(reading, info.id, info.agent_type))
         if self.logbook is not None:
             response.log_records.update(self.logbook.count_levels(LogFilter(agent_id=info.id)))
-        if info.id in self.engine.sessions and info.connect_time:
+        if self.engine.connected_session(info.id) is not None and info.connect_time:
             response.connected_seconds = max(0.0, now() - info.connect_time)
         return response

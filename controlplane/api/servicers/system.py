@@ -68,29 +68,30 @@ class SystemServicer(system_grpc.SystemServiceServicer):
         self, request: system_pb.GetStatusRequest, context: grpc.aio.ServicerContext
     ) -> system_pb.GetStatusResponse:
         engine = self.engine
-        counts = await engine.storage.call(engine.storage.backend.count_tasks_by_status)
+        counts = await engine.count_tasks_by_status()
         sub_counts = engine.subtasks_by_status()
-        agent_counts: Counter[str] = Counter(s.status().name for s in engine.sessions.values())
+        sessions = engine.connected()
+        agent_counts: Counter[str] = Counter(s.status().name for s in sessions)
         uptime = time.time() - engine.started_at
         return system_pb.GetStatusResponse(
             version=__version__,
             replica=engine.replica,
             start_time=convert.timestamp(engine.started_at),
             uptime=convert.duration(uptime),
-            storage_backend=engine.storage.backend.kind,
+            storage_backend=engine.storage_kind,
             tasks=[system_pb.StateCount(state=s.name, count=n) for s, n in sorted(counts.items())],
             subtasks=[system_pb.StateCount(state=k, count=v) for k, v in sorted(sub_counts.items())],
             agents=[system_pb.StateCount(state=k, count=v) for k, v in sorted(agent_counts.items())],
             queue=[
                 system_pb.StateCount(state=k, count=v) for k, v in sorted(engine.queued_by_priority().items())
             ],
-            connected_agents=len(engine.sessions),
-            free_slots=sum(s.free for s in engine.sessions.values()),
+            connected_agents=len(sessions),
+            free_slots=sum(s.free for s in sessions),
             replicas=[engine.replica] if request.detailed else [],
             model_pacing=[convert.model_pacing_to_pb(p) for p in engine.pacer.status()]
             if engine.pacer
             else [],
-            tasks_awaiting_approval=sum(1 for t in engine.tasks.values() if engine.awaiting_approval(t)),
+            tasks_awaiting_approval=engine.awaiting_approval_count(),
             scaling=[
                 system_pb.TypeScaling(
                     agent_type=row.agent_type,
@@ -123,16 +124,18 @@ class SystemServicer(system_grpc.SystemServiceServicer):
         if not wanted or "redis" in wanted:
             results.append(await self._timed("redis", self._redis))
         if not wanted or "scheduler" in wanted:
-            failed = self.engine.committer.failed
+            failed = self.engine.commit_failure
             results.append(
                 system_pb.ComponentHealth(
                     component="scheduler",
                     state=UNHEALTHY if failed else HEALTHY,
-                    message=str(failed) if failed else f"{len(self.engine.tasks)} unfinished tasks in memory",
+                    message=str(failed)
+                    if failed
+                    else f"{self.engine.tasks_in_memory()} unfinished tasks in memory",
                 )
             )
         if not wanted or "agents" in wanted:
-            n = len(self.engine.sessions)
+            n = len(self.engine.connected())
             results.append(
                 system_pb.ComponentHealth(
                     component="agents",
@@ -156,12 +159,12 @@ class SystemServicer(system_grpc.SystemServiceServicer):
         )
 
     async def _database(self) -> tuple[enums_pb.ComponentState, str]:
-        backend = self.engine.storage.backend
+        kind = self.engine.storage_kind
         try:
-            await self.engine.storage.call(backend.ping)
+            await self.engine.ping_storage()
         except Exception as exc:
-            return UNHEALTHY, redact(f"{backend.kind}: {exc}")
-        return HEALTHY, f"{backend.kind} reachable"
+            return UNHEALTHY, redact(f"{kind}: {exc}")
+        return HEALTHY, f"{kind} reachable"
 
     async def _redis(self) -> tuple[enums_pb.ComponentState, str]:
         if not self.settings["redis.url"]:
@@ -291,7 +294,7 @@ class SystemServicer(system_grpc.SystemServiceServicer):
         if since is not None and since > time.time() + MAX_SINCE_AHEAD:
             raise InvalidArgument("since is in the future", field="since")
         agent_id = convert.parse_name(request.agent, "agents", "agent") if request.agent else ""
-        if agent_id and agent_id not in self.engine.agents:
+        if agent_id and self.engine.agent(agent_id) is None:
             raise NotFound(f"agent agents/{agent_id} does not exist", reason="ERROR_REASON_AGENT_NOT_FOUND")
         return LogFilter(
             visibility=self._visibility(),
@@ -431,13 +434,13 @@ class SystemServicer(system_grpc.SystemServiceServicer):
         for key in keys:
             if key not in options:
                 raise InvalidArgument(f"unknown setting {quote(key)}", field="keys")
-            shown = shown_setting(key, self.engine.runtime.get(key, self.settings[key]))
+            shown = shown_setting(key, self.engine.setting(key))
             values.append(
                 system_pb.ConfigValue(
                     key=key,
                     value=shown,
                     description=options[key].description,
-                    source="runtime" if key in self.engine.runtime else self.settings.source(key),
+                    source="runtime" if self.engine.set_at_runtime(key) else self.settings.source(key),
                 )
             )
         return system_pb.GetConfigResponse(values=values)
@@ -453,11 +456,11 @@ class SystemServicer(system_grpc.SystemServiceServicer):
                 f"{request.key} cannot change while running; set it in config.yml or {option.env_var} and restart",
                 field="key",
             )
-        self.engine.runtime[request.key] = parse_value(request.key, request.value)
+        value = self.engine.set_setting(request.key, parse_value(request.key, request.value))
         return system_pb.SetConfigResponse(
             value=system_pb.ConfigValue(
                 key=request.key,
-                value=shown_setting(request.key, self.engine.runtime[request.key]),
+                value=shown_setting(request.key, value),
                 description=option.description,
                 source="runtime",
             )

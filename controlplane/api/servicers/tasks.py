@@ -232,18 +232,20 @@ class TaskServicer(tasks_grpc.TaskServiceServicer):
         )
 
     async def _visible(self, name: str, field: str = "name") -> Task:
-        task_id = convert.parse_name(name, "tasks", field)
-        task = await self.engine.get_task(task_id)
+        return self._seen(await self.engine.get_task(convert.parse_name(name, "tasks", field)))
+
+    @staticmethod
+    def _seen(task: Task) -> Task:
         if task.owner != current_principal() and not caller_may(VIEW_ALL_TASKS):
             # Another principal's task does not exist for this caller.
-            raise NotFound(f"task tasks/{task_id} does not exist", reason="ERROR_REASON_TASK_NOT_FOUND")
+            raise NotFound(f"task tasks/{task.id} does not exist", reason="ERROR_REASON_TASK_NOT_FOUND")
         return task
 
     async def GetTask(
         self, request: tasks_pb.GetTaskRequest, context: grpc.aio.ServicerContext
     ) -> tasks_pb.GetTaskResponse:
-        task = await self._visible(request.name)
-        subtasks = await self.engine.get_subtasks(task.id)
+        task, subtasks = await self.engine.read_task(convert.parse_name(request.name, "tasks", "name"))
+        self._seen(task)
         response = tasks_pb.GetTaskResponse(
             task=convert.task_to_pb(task, self.engine.explain(task), subtasks)
         )
@@ -294,9 +296,7 @@ class TaskServicer(tasks_grpc.TaskServiceServicer):
             before_seq=before,
             limit=size + 1,
         )
-        rows = await self.engine.storage.call(self.engine.storage.backend.list_tasks, query)
-        # Unfinished tasks are authoritative in memory (their latest state may not be committed yet).
-        tasks = [self.engine.tasks.get(t.id, t) for t in rows]
+        tasks = await self.engine.list_tasks(query)  # committed state, as every read
         more = len(tasks) > size
         tasks = tasks[:size]
         messages = [
@@ -486,7 +486,9 @@ class TaskServicer(tasks_grpc.TaskServiceServicer):
         task_id = (await self._visible(request.name)).id  # another principal's task is NOT_FOUND here too
         after = convert.parse_resume_id(request.after_event_id, self.engine.incarnation, "after_event_id")
         async for event, task, sub in self.engine.watch(task_id, request.include_progress, after):
-            subtasks = await self.engine.get_subtasks(task.id)  # for subtasks_total / subtasks_completed
+            subtasks = self.engine.live_subtasks(task.id)  # for subtasks_total / subtasks_completed
+            if subtasks is None:
+                subtasks = await self.engine.get_subtasks(task.id)
             if sub is None and event is not None and event.subtask_id:  # a replayed change: the subtask now
                 sub = next((s for s in subtasks if s.id == event.subtask_id), None)
             response = tasks_pb.WatchTaskResponse(

@@ -148,7 +148,7 @@ async def test_an_event_pushed_out_of_the_kept_history_is_reported_lost(
     control_plane: App, stubs: Stubs
 ) -> None:
     engine = control_plane.engine
-    engine.recent_events = deque(maxlen=2)  # a short history, to push an event out of it
+    engine.watchers.recent_events = deque(maxlen=2)  # a short history, to push an event out of it
     stream = stubs.system.WatchEvents(system_pb.WatchEventsRequest(), timeout=10)
     await wait_for(lambda: engine.event_listeners, 5, message="the listener")
     for n in range(3):

@@ -62,7 +62,7 @@ async def test_expiring_sibling_leases_do_not_stop_the_sweeper(control_plane: Ap
     failed = await _wait_finished(stubs, reply.task.name, 15)
     assert failed.status == enums.TASK_STATUS_FAILED
     assert failed.failure.reason == errors.ERROR_REASON_LEASE_EXPIRED
-    assert not control_plane.engine._sweeper.done()  # still sweeping for later tasks
+    assert not control_plane.engine.leasing._sweeper.done()  # still sweeping for later tasks
 
 
 async def test_an_agent_cannot_take_over_another_agents_identity(control_plane: App, stubs: Stubs) -> None:

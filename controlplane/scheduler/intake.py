@@ -1,0 +1,225 @@
+"""Intake: accepting tasks (idempotently, durably) and starting them once their dependencies complete.
+
+A component of :class:`~controlplane.scheduler.engine.Engine`. It owns the
+memory of request ids (``request_id`` → the tasks a call created; older ones
+are answered from storage) and the calls in flight. A task whose
+dependencies completed is planned (:class:`~controlplane.scheduler.planning.Planning`);
+one whose dependency failed or was cancelled fails with the reason.
+"""
+
+from __future__ import annotations
+
+import random
+import secrets
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+from controlplane.domain.context import dependency_results
+from controlplane.domain.events import Event, EventType
+from controlplane.domain.model import Failure, Task, TaskStatus, now
+from controlplane.errors import Aborted, InvalidArgument, NotFound
+from controlplane.scheduler.book import TaskBook
+from controlplane.scheduler.committer import Committer
+from controlplane.storage.base import IdempotencyRecord
+from controlplane.storage.executor import StorageExecutor
+
+IDEMPOTENCY_MEMORY = 100_000
+
+
+@dataclass
+class SubmitOutcome:
+    """What SubmitTask returns: the task and whether it was created by this call."""
+
+    task: Task
+    created: bool = True
+
+
+class Intake:
+    """Submission and dependencies."""
+
+    def __init__(
+        self,
+        *,
+        book: TaskBook,
+        storage: StorageExecutor,
+        committer: Committer,
+        metrics: Any,
+        get_tasks: Callable[[list[str]], Awaitable[list[Task]]],
+        publish: Callable[..., None],
+        finish_task: Callable[[Task, TaskStatus, Failure | None], None],
+        plan_and_queue: Callable[[Task], None],
+        background: Callable[[Coroutine[Any, Any, Any]], None],
+        kick: Callable[[], None],
+        setting: Callable[[str], Any],
+    ):
+        self.book = book
+        #: The task book's records (accepted tasks join them).
+        self.tasks = book.tasks
+        self.subtasks = book.subtasks
+        self._dependants = book.dependants
+        self.storage = storage
+        self.committer = committer
+        self.metrics = metrics
+        self.get_tasks = get_tasks
+        self._publish = publish
+        self._finish_task = finish_task
+        self._plan_and_queue = plan_and_queue
+        self._background = background
+        self._kick = kick
+        self.setting = setting
+        self._idempotency: OrderedDict[tuple[str, str, str], tuple[str, str]] = OrderedDict()
+        self._in_flight: set[tuple[str, str, str]] = set()
+        self._random = random.Random(secrets.randbits(128))
+
+    def new_task_id(self) -> str:
+        """A fresh task id: time-ordered, unique across replicas and restarts.
+
+        Ids are not secrets (access control decides who sees a task), so a
+        fast non-cryptographic random suffix is enough to keep them unique.
+        """
+        return f"t{int(now() * 1000):x}{self._random.getrandbits(48):012x}"
+
+    async def submit(
+        self,
+        tasks: list[Task],
+        *,
+        principal: str,
+        request_id: str = "",
+        request_hash: str = "",
+        method: str = "SubmitTask",
+    ) -> list[SubmitOutcome]:
+        """Accept tasks (already validated field by field) atomically and durably.
+
+        Raises:
+            InvalidArgument: request_id reused with other parameters.
+            NotFound: a dependency does not exist (or is not visible).
+        """
+        key = (principal, method, request_id)
+        if request_id:
+            earlier = await self._idempotent(principal, method, request_id, request_hash)
+            if earlier is not None:
+                found = await self.get_tasks(earlier.split(","))
+                return [SubmitOutcome(t, created=False) for t in found]
+            if key in self._in_flight:
+                raise Aborted(
+                    f"a call with request_id {request_id!r} is still in progress; retry it in a moment",
+                    reason="ERROR_REASON_REQUEST_IN_FLIGHT",
+                )
+            self._in_flight.add(key)
+        try:
+            return await self._accept(tasks, principal, key, request_hash, method)
+        finally:
+            self._in_flight.discard(key)
+
+    async def _accept(
+        self, tasks: list[Task], principal: str, key: tuple[str, str, str], request_hash: str, method: str
+    ) -> list[SubmitOutcome]:
+        request_id = key[2]
+        # A task may depend on one submitted before it in the same call (a sequential batch).
+        earlier = {t.id: i for i, t in enumerate(tasks)}
+        dep_ids = {d for t in tasks for d in t.depends_on if d not in earlier}
+        deps = await self.book.lookup(dep_ids)
+        for index, task in enumerate(tasks):
+            for dep in task.depends_on:
+                if earlier.get(dep, index) < index:
+                    continue
+                dep_task = deps.get(dep)
+                if dep_task is None or (dep_task.owner != principal and principal):
+                    where = f"requests[{index}].task.depends_on" if len(tasks) > 1 else "task.depends_on"
+                    raise NotFound(
+                        f"dependency tasks/{dep} does not exist",
+                        reason="ERROR_REASON_DEPENDENCY_NOT_FOUND",
+                        metadata={"field": where},
+                    )
+        stamp = now()
+        for task in tasks:
+            task.seq = self.book.next_seq()
+            task.owner = principal
+            task.create_time = task.update_time = stamp
+            task.status = TaskStatus.PENDING
+            self.tasks[task.id] = task
+            self.subtasks[task.id] = {}
+            for dep in task.depends_on:
+                if dep not in deps or not deps[dep].status.finished:
+                    self._dependants[dep].add(task.id)
+            self.committer.task(task)
+            self._publish(Event(EventType.TASK_SUBMITTED, task_id=task.id, to_status="PENDING"), task)
+            self.metrics.task_submitted(task)  # type: ignore[attr-defined]
+        if request_id:
+            resource = ",".join(t.id for t in tasks)
+            self._remember(key, (request_hash, resource))
+            self.committer.idempotency(
+                IdempotencyRecord(principal, method, request_id, request_hash, resource, stamp)
+            )
+        for task in tasks:
+            self._evaluate_dependencies(task, deps)
+        self._kick()
+        await self.committer.durable()
+        return [SubmitOutcome(t) for t in tasks]
+
+    async def _idempotent(
+        self, principal: str, method: str, request_id: str, request_hash: str
+    ) -> str | None:
+        key = (principal, method, request_id)
+        cached = self._idempotency.get(key)
+        if cached is None:
+            record = await self.storage.call(
+                self.storage.backend.get_idempotency, principal, method, request_id
+            )
+            cached = self._idempotency.get(key)  # a concurrent call may have finished meanwhile
+            if cached is None:
+                if record is None:
+                    return None
+                cached = (record.request_hash, record.resource)
+                self._remember(key, cached)
+        stored_hash, resource = cached
+        if stored_hash != request_hash:
+            raise InvalidArgument(
+                f"request_id {request_id!r} was already used for a different request; use a new request_id",
+                field="request_id",
+                reason="ERROR_REASON_REQUEST_ID_REUSED",
+            )
+        await self.committer.durable()  # the first call may not be committed yet
+        return resource
+
+    def _remember(self, key: tuple[str, str, str], outcome: tuple[str, str]) -> None:
+        self._idempotency[key] = outcome
+        if len(self._idempotency) > IDEMPOTENCY_MEMORY:
+            self._idempotency.popitem(last=False)  # older keys are answered from storage
+
+    def _evaluate_dependencies(self, task: Task, known: dict[str, Task] | None = None) -> None:
+        """Start a PENDING task whose dependencies completed; fail it if one failed."""
+        if task.status != TaskStatus.PENDING:
+            return
+        for dep in task.depends_on:
+            dep_task = self.tasks.get(dep) or (known or {}).get(dep)
+            if dep_task is None:
+                continue  # finished and evicted: resolved asynchronously by _start_if_ready
+            if dep_task.status in (TaskStatus.FAILED, TaskStatus.CANCELLED):
+                verb = "failed" if dep_task.status == TaskStatus.FAILED else "was cancelled"
+                why = f": {dep_task.failure.message}" if dep_task.failure else ""
+                self._finish_task(
+                    task,
+                    TaskStatus.FAILED,
+                    Failure("ERROR_REASON_DEPENDENCY_FAILED", f"dependency tasks/{dep} {verb}{why}"),
+                )
+                return
+            if dep_task.status != TaskStatus.COMPLETED:
+                return
+        if any(dep not in self.tasks and dep not in (known or {}) for dep in task.depends_on):
+            self._background(self._start_if_ready(task.id))
+            return
+        if task.depends_on:  # every step sees what the task builds on (bounded; durable with the task)
+            found = {d: self.tasks.get(d) or (known or {})[d] for d in task.depends_on}
+            task.dependency_results = dependency_results(task, found, self.setting("tasks.context_max_chars"))
+        self._plan_and_queue(task)
+
+    async def _start_if_ready(self, task_id: str) -> None:
+        task = self.tasks.get(task_id)
+        if task is None or task.status != TaskStatus.PENDING:
+            return
+        deps = await self.book.lookup(set(task.depends_on))
+        self._evaluate_dependencies(task, deps)
+        self._kick()

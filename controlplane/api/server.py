@@ -108,7 +108,7 @@ class HandlerWrapper(Protocol):
         ...
 
 
-class _GenericHandler(grpc.GenericRpcHandler):
+class _GenericHandler(grpc.GenericRpcHandler):  # type: ignore[misc]  # grpc ships no types
     """A generic handler whose answers pass through ``wrap`` (once per method and handler)."""
 
     def __init__(self, inner: grpc.GenericRpcHandler, wrap: Callable[[Any, str], Any]):
@@ -129,7 +129,7 @@ class _GenericHandler(grpc.GenericRpcHandler):
         return wrapped
 
 
-class WrappingServer(grpc.aio.Server):
+class WrappingServer(grpc.aio.Server):  # type: ignore[misc]  # grpc ships no types
     """A grpc.aio server whose method handlers are wrapped when they are added, not on every call.
 
     grpc.aio runs its interceptors on every call (a chain of coroutines that
@@ -161,10 +161,12 @@ class WrappingServer(grpc.aio.Server):
         )
 
     def add_insecure_port(self, address: str) -> int:
-        return self._server.add_insecure_port(address)
+        port: int = self._server.add_insecure_port(address)
+        return port
 
     def add_secure_port(self, address: str, server_credentials: grpc.ServerCredentials) -> int:
-        return self._server.add_secure_port(address, server_credentials)
+        port: int = self._server.add_secure_port(address, server_credentials)
+        return port
 
     async def start(self) -> None:
         await self._server.start()
@@ -173,7 +175,8 @@ class WrappingServer(grpc.aio.Server):
         await self._server.stop(grace)
 
     async def wait_for_termination(self, timeout: float | None = None) -> bool:  # noqa: ASYNC109
-        return await self._server.wait_for_termination(timeout)
+        terminated: bool = await self._server.wait_for_termination(timeout)
+        return terminated
 
 
 def build_server(

@@ -50,7 +50,7 @@ def _copier(cls: type) -> Callable[[Any], Any]:
     if not hasattr(cls, "__slots__"):
 
         def copy_dict(record: Any) -> Any:
-            clone = object.__new__(cls)
+            clone: Any = object.__new__(cls)
             clone.__dict__.update(record.__dict__)
             return clone
 
@@ -59,7 +59,8 @@ def _copier(cls: type) -> Callable[[Any], Any]:
     body = "\n".join(f"    c.{name} = r.{name}" for name in names)
     scope: dict[str, Any] = {"new": object.__new__, "cls": cls}
     exec(f"def copy_slots(r):\n    c = new(cls)\n{body}\n    return c", scope)  # noqa: S102
-    return scope["copy_slots"]
+    copy_slots: Callable[[Any], Any] = scope["copy_slots"]
+    return copy_slots
 
 
 def _shallow_copy(record: Any) -> Any:
@@ -262,10 +263,10 @@ class Committer:
     def _requeue(self, generation: _Generation) -> None:
         """Put records of a failed generation back so the next commit retries them."""
         current = self._current
-        for key, task in generation.tasks.items():
-            current.tasks.setdefault(key, task)
-        for key, sub in generation.subtasks.items():
-            current.subtasks.setdefault(key, sub)
+        for task_id, task in generation.tasks.items():
+            current.tasks.setdefault(task_id, task)
+        for sub_key, sub in generation.subtasks.items():
+            current.subtasks.setdefault(sub_key, sub)
         for key, agent in generation.agents.items():
             current.agents.setdefault(key, agent)
         current.idempotency[:0] = generation.idempotency

@@ -19,6 +19,7 @@ changing.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 
@@ -196,6 +197,12 @@ class Dispatcher:
             or len(self._running_tasks) < self.max_running_tasks
         )
 
+    def _runnable_for(self, session: AgentSession, entry: Entry) -> bool:
+        return self._runnable(entry, session)
+
+    def _park_into(self, skipped: list[tuple[tuple[str, str], Entry]], entry: Entry) -> None:
+        self._park(entry, skipped)
+
     def _park(self, entry: Entry, skipped: list[tuple[tuple[str, str], Entry]]) -> None:
         task = self.tasks[entry.task_id]
         sub = self.subtasks[entry.task_id][entry.subtask_id]
@@ -231,8 +238,8 @@ class Dispatcher:
                     session.info.agent_type,
                     session.capabilities,
                     self._valid,
-                    lambda e, s=session: self._runnable(e, s),
-                    lambda e, s=skipped: self._park(e, s),
+                    functools.partial(self._runnable_for, session),
+                    functools.partial(self._park_into, skipped),
                     offline=session.offline,
                     generic_ok=self._generic_ok,
                 )

@@ -393,7 +393,7 @@ class Engine:
         task.update_time = now()
         self.dispatch.running_changed(task.id, before, status)
         self.committer.task(task)
-        self.metrics.task_transition(before, status)  # type: ignore[attr-defined]
+        self.metrics.task_transition(before, status)
         self._publish(
             Event(
                 EventType.TASK_STATUS_CHANGED, task_id=task.id, from_status=before.name, to_status=status.name
@@ -448,7 +448,7 @@ class Engine:
         sub.not_before = now() + delay
         sub.queue_time = now()
         sub.status_reason = why
-        self.metrics.retried()  # type: ignore[attr-defined]
+        self.metrics.retried()
         self._set_subtask_status(task, sub, SubtaskStatus.QUEUED)
         self._enqueue(task, sub)
 
@@ -498,9 +498,9 @@ class Engine:
             self.dispatch.cancel(key)
             self._set_subtask_status(task, sub, SubtaskStatus.CANCELLED)
         if status == TaskStatus.COMPLETED and task.start_time:
-            self.metrics.task_run_time(stamp - task.start_time, "completed")  # type: ignore[attr-defined]
+            self.metrics.task_run_time(stamp - task.start_time, "completed")
         elif task.start_time:
-            self.metrics.task_run_time(stamp - task.start_time, status.name.lower())  # type: ignore[attr-defined]
+            self.metrics.task_run_time(stamp - task.start_time, status.name.lower())
         self._set_task_status(task, status)
         timer = self._timeouts.pop(task.id, None)
         if timer:
@@ -640,7 +640,7 @@ class Engine:
                 1 for sub in self.subtasks.get(task.id, {}).values() if sub.status == SubtaskStatus.QUEUED
             )
             self.book.queued_counts[task.priority] -= queued
-            task.priority = Priority(priority)  # type: ignore[call-overload]
+            task.priority = Priority(priority)  # type: ignore[arg-type]  # checked by the caller
             self.book.queued_counts[task.priority] += queued
             for sub in self.subtasks.get(task.id, {}).values():
                 if sub.status == SubtaskStatus.QUEUED and not self.dispatch.delayed((task.id, sub.id)):

@@ -146,7 +146,7 @@ class Intake:
                     self._dependants[dep].add(task.id)
             self.committer.task(task)
             self._publish(Event(EventType.TASK_SUBMITTED, task_id=task.id, to_status="PENDING"), task)
-            self.metrics.task_submitted(task)  # type: ignore[attr-defined]
+            self.metrics.task_submitted(task)
         if request_id:
             resource = ",".join(t.id for t in tasks)
             self._remember(key, (request_hash, resource))

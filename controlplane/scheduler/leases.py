@@ -134,7 +134,7 @@ class Leases:
             )
             return
         stamp = now()
-        self.metrics.schedule_to_start(stamp - (sub.queue_time or stamp))  # type: ignore[attr-defined]
+        self.metrics.schedule_to_start(stamp - (sub.queue_time or stamp))
         sub.lease_epoch = self._next_epoch()
         sub.agent_id = session.id
         sub.start_time = stamp

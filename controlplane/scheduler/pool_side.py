@@ -206,7 +206,8 @@ class PoolSide:
             for preferred in (capability, COORDINATOR if capability == SYNTHESIS else ""):
                 if preferred in able:
                     return preferred
-            return able[0]
+            first: str = able[0]
+            return first
         if offline_too:
             doing = [
                 s.info.agent_type

@@ -143,7 +143,7 @@ class Review:
         subs = self.subtasks[task.id]
         record = dict(task.review_state or {})
         rounds = [dict(r) for r in record["rounds"]]
-        last = rounds[-1]
+        last: dict[str, Any] = rounds[-1]
         number = last["round"]
         if last["verdict"] is None:  # the review of this round just completed
             review = subs[last["review_step"]]
@@ -164,7 +164,7 @@ class Review:
                     task_id=task.id,
                     subtask_id=review.id,
                     agent_id=review.agent_id,
-                    message=f"review round {number}: {rules.verdict_text(last['verdict'])}",
+                    message=f"review round {number}: {rules.verdict_text(verdict.as_dict())}",
                     data={"round": number, "approved": verdict.approved, "changes": list(verdict.changes)},
                 ),
                 task,

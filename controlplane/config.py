@@ -28,7 +28,6 @@ from typing import Any
 import yaml
 
 from agent_sdk.tls import ClientTls
-from controlplane.access.permissions import REFLECTION_LEVELS
 from controlplane.errors import InvalidArgument
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -140,6 +139,10 @@ def _choice(*choices: str) -> Callable[[Any], str]:
         return text
 
     return parse
+
+
+#: ``server.reflection`` levels: who may call server reflection (``off``: it is not served).
+REFLECTION_LEVELS = ("off", "admin", "authenticated", "public")
 
 
 def _reflection(value: Any) -> str:

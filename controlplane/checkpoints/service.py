@@ -25,7 +25,7 @@ from controlplane.checkpoints.record import (
 from controlplane.domain.limits import quote
 from controlplane.domain.model import Subtask, SubtaskStatus
 from controlplane.errors import AlreadyExists, InvalidArgument, NotFound
-from controlplane.storage.base import StorageBackend, TableRows, WriteBatch
+from controlplane.storage.base import StorageBackend, StoresCheckpoints, TableRows, WriteBatch, require
 
 log = logging.getLogger(__name__)
 
@@ -255,8 +255,9 @@ class Checkpoints:
         self.lock = asyncio.Lock()
 
     @property
-    def backend(self) -> StorageBackend:
-        return self.engine.storage.backend
+    def backend(self) -> Any:
+        """The storage backend, which must offer the optional ``StoresCheckpoints`` capability."""
+        return require(self.engine.storage.backend, StoresCheckpoints, "checkpoints")
 
     async def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         return await self.engine.storage.call(lambda: fn(*args, **kwargs))

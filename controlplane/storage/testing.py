@@ -614,7 +614,7 @@ class StorageContract:
         assert backend.next_task_seq() == 2
 
     def test_checkpoint_records(self, backend: StorageBackend) -> None:
-        from controlplane.checkpoints.record import CheckpointRecord
+        from controlplane.storage.records import CheckpointRecord
 
         for i in range(3):
             backend.put_checkpoint(
@@ -665,7 +665,7 @@ class StorageContract:
     # --- join tokens ---------------------------------------------------------------
 
     def test_join_token_round_trip_and_listing(self, backend: StorageBackend) -> None:
-        from controlplane.access.records import JoinTokenRecord
+        from controlplane.storage.records import JoinTokenRecord
 
         open_one = JoinTokenRecord(
             id="abc123",
@@ -695,7 +695,7 @@ class StorageContract:
         assert backend.list_join_tokens() == [typed, open_one]  # oldest first
 
     def test_join_token_uses_are_counted_only_while_valid(self, backend: StorageBackend) -> None:
-        from controlplane.access.records import JoinTokenRecord
+        from controlplane.storage.records import JoinTokenRecord
 
         backend.put_join_token(
             JoinTokenRecord(
@@ -734,7 +734,7 @@ class StorageContract:
             assert counted is not None and counted.uses == expected
 
     def test_revoked_join_token_is_not_counted(self, backend: StorageBackend) -> None:
-        from controlplane.access.records import JoinTokenRecord
+        from controlplane.storage.records import JoinTokenRecord
 
         backend.put_join_token(
             JoinTokenRecord(

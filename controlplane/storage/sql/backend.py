@@ -25,8 +25,6 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, Operation
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.pool import QueuePool, StaticPool
 
-from controlplane.access.records import JoinTokenRecord
-from controlplane.checkpoints.record import CheckpointRecord
 from controlplane.domain.model import AgentInfo, Subtask, Task, TaskStatus
 from controlplane.errors import Aborted, AlreadyExists, Unavailable
 from controlplane.home import PRIVATE_DIR, create_private_file
@@ -38,6 +36,7 @@ from controlplane.storage.base import (
     TaskQuery,
     WriteBatch,
 )
+from controlplane.storage.records import CheckpointRecord, JoinTokenRecord
 from controlplane.storage.sql import codec, schema, wal
 from controlplane.storage.sql.batches import SqlBatchStore
 from controlplane.storage.sql.migrations import migrate as run_migrations

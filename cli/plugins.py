@@ -52,11 +52,10 @@ def _provided(
 
 def inspect_plugins(pm: Any, settings: Any) -> dict[str, Any]:
     """Every registered plugin (source, hooks, what it provides), the custom agent types and problems."""
+    from controlplane.config import settings_by_plugin
     from controlplane.custom_agents import load_custom_agent_types
     from controlplane.plugins import DEFAULT_PLUGINS
     from controlplane.pool import type_warnings, unavailable
-
-    from controlplane.plugins import settings_by_plugin
 
     dists = {id(plugin): dist for plugin, dist in pm.list_plugin_distinfo()}
     registered = [(name, plugin) for name, plugin in pm.list_name_plugin() if plugin is not None]

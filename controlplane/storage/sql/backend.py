@@ -140,8 +140,9 @@ def _raw_upsert(
 class SqlBackend(SqlWebhooks):
     """A :class:`~controlplane.storage.base.StorageBackend` on a SQLAlchemy engine.
 
-    It also offers the optional ``StoresWebhooks`` capability (in
-    :mod:`controlplane.storage.sql.webhooks`).
+    It offers every optional capability of :mod:`controlplane.storage.base`: access
+    records, join tokens, checkpoints and the audit log here, ``StoresWebhooks`` in
+    :mod:`controlplane.storage.sql.webhooks`, batches and templates in their own modules.
 
     Subtasks carry a storage-assigned ``ord`` that only new rows keep, so
     :meth:`get_subtasks` returns them in the order they were first written

@@ -6,6 +6,7 @@ import logging
 import os
 import socket
 from dataclasses import dataclass, field
+from typing import Any
 
 import grpc
 import pluggy
@@ -50,7 +51,14 @@ from controlplane.pool import AgentSupply
 from controlplane.redaction import redact_url
 from controlplane.retention import AuditRetention
 from controlplane.scheduler.engine import Engine
-from controlplane.storage.base import ReportsSchema, StorageBackend, StoresAccess, StoresAudit, open_storage
+from controlplane.storage.base import (
+    ReportsSchema,
+    StorageBackend,
+    StoresAccess,
+    StoresAudit,
+    open_storage,
+    require,
+)
 from controlplane.storage.executor import StorageExecutor
 from controlplane.wiring.checkpoints import install_checkpoints
 from controlplane.wiring.webhooks import install_webhooks
@@ -258,7 +266,7 @@ def check_schema(backend: StorageBackend, url: str) -> None:
     )
 
 
-def _no_audit_log(record: dict[str, object]) -> None:
+def _no_audit_log(record: dict[str, Any]) -> None:
     """Where audit records go when the storage backend keeps no audit log: nowhere."""
 
 
@@ -280,6 +288,8 @@ def build_app(settings: Settings, pm: pluggy.PluginManager | None = None) -> App
             backend.migrate()
         else:
             check_schema(backend, settings.database_url)
+        if settings["security.auth"] == "required":  # access control keeps its users in storage
+            require(backend, StoresAccess, "users, roles and API keys")
     except BaseException:
         backend.close()
         raise
@@ -304,8 +314,8 @@ def build_app(settings: Settings, pm: pluggy.PluginManager | None = None) -> App
         agent_owner=lambda agent_id: getattr(engine.agents.get(agent_id), "owner", ""),
     )
     access = AccessManager(storage)
-    if settings["security.auth"] == "required" or isinstance(backend, StoresAccess):
-        access.bootstrap_sync()  # users/admin and the agents' users exist (refused without StoresAccess)
+    if isinstance(backend, StoresAccess):
+        access.bootstrap_sync()  # users/admin and the agents' users exist from the start
     join_tokens = JoinTokens(
         storage,
         access,

@@ -26,9 +26,9 @@ when the database cannot be reached).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar, cast, runtime_checkable
 
 from controlplane.domain.model import AgentInfo, Subtask, Task, TaskStatus
 from controlplane.errors import FailedPrecondition, InvalidArgument
@@ -233,26 +233,27 @@ def open_storage(pm: Any, url: str) -> StorageBackend:
     )
 
 
-def require(backend: object, capability: type[_C], what: str) -> _C:
+def require(backend: object, capability: Callable[..., _C], what: str) -> _C:
     """``backend`` as having ``capability``, or a clear refusal naming both.
 
     Args:
         backend: The storage backend.
-        capability: One of the optional capability Protocols of this module.
+        capability: One of the optional capability Protocols of this module (typed as a
+            callable because type checkers refuse a Protocol where ``type[...]`` is expected).
         what: What needs it, completing "the ... storage backend does not store ..."
             (for example ``"checkpoints"``).
 
     Raises:
         FailedPrecondition: ERROR_REASON_NOT_SUPPORTED when the backend lacks the capability.
     """
-    if not isinstance(backend, capability):
+    if not isinstance(backend, cast(type, capability)):
         kind = getattr(backend, "kind", type(backend).__name__)
         raise FailedPrecondition(
             f"the {kind} storage backend does not store {what} "
-            f"(it lacks the optional {capability.__name__} storage capability)",
+            f"(it lacks the optional {getattr(capability, '__name__', capability)} storage capability)",
             reason="ERROR_REASON_NOT_SUPPORTED",
         )
-    return backend
+    return cast(_C, backend)
 
 
 @runtime_checkable

@@ -311,7 +311,7 @@ class AuditContract:
         assert ids(before_seq=seqs[3]) == []
 
     def test_audit_retention_deletes_only_older_records(self, backend: Any) -> None:
-        if not isinstance(backend, PrunesAudit):
+        if not isinstance(pruning := backend, PrunesAudit):
             pytest.skip("the backend keeps every audit record (no PrunesAudit capability)")
         records = [
             {
@@ -330,6 +330,6 @@ class AuditContract:
             for n in range(5)
         ]
         backend.write(WriteBatch(audit=records))
-        assert backend.delete_audit_before(_T0 + 3) == 3
+        assert pruning.delete_audit_before(_T0 + 3) == 3
         assert [r["id"] for r in backend.list_audit()] == ["old4", "old3"]
-        assert backend.delete_audit_before(_T0 + 3) == 0
+        assert pruning.delete_audit_before(_T0 + 3) == 0

@@ -72,6 +72,7 @@ class CoreOnlyBackend:
     def __init__(self, inner: SqlBackend):
         self.inner = inner
         self.batches_written = 0
+        self.closed = False
 
 
 def _delegate(name: str) -> Any:
@@ -80,6 +81,8 @@ def _delegate(name: str) -> Any:
             batch = args[0]
             assert not batch.audit and not batch.webhook_deliveries, "given rows it cannot store"
             self.batches_written += 1
+        elif name == "close":
+            self.closed = True
         return getattr(self.inner, name)(*args, **kwargs)
 
     method.__name__ = name
@@ -232,4 +235,4 @@ def test_access_control_needs_a_backend_that_stores_it(tmp_path: Path) -> None:
     )
     with pytest.raises(FailedPrecondition, match="does not store users, roles and API keys .*StoresAccess"):
         build_app(settings, pm)
-    plugin.opened[0].close()
+    assert plugin.opened[0].closed  # refused before anything used it

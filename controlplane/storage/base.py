@@ -332,6 +332,11 @@ class StoresCheckpoints(Protocol):
         """Delete a checkpoint; whether it existed."""
 
 
+class CheckpointStore(StorageBackend, StoresCheckpoints, Protocol):
+    """A backend with the core task store and :class:`StoresCheckpoints`: what taking, restoring and
+    re-queuing from a checkpoint use."""
+
+
 @runtime_checkable
 class StoresAudit(Protocol):
     """An optional capability of a backend that keeps the audit log (``maos audit``).

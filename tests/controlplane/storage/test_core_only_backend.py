@@ -213,6 +213,8 @@ async def test_what_needs_a_missing_capability_is_refused_by_name(
                 "StoresAccess",
             ),
             (audit.ListAuditRecords(audit_pb.ListAuditRecordsRequest()), "StoresAudit"),
+            (access.CreateJoinToken(access_pb.CreateJoinTokenRequest()), "StoresJoinTokens"),
+            (access.ListJoinTokens(access_pb.ListJoinTokensRequest()), "StoresJoinTokens"),
         ]
         for call, capability in cases:
             failure = await rpc_failure(call)

@@ -25,7 +25,14 @@ from controlplane.checkpoints.record import (
 from controlplane.domain.limits import quote
 from controlplane.domain.model import Subtask, SubtaskStatus
 from controlplane.errors import AlreadyExists, InvalidArgument, NotFound
-from controlplane.storage.base import StorageBackend, StoresCheckpoints, TableRows, WriteBatch, require
+from controlplane.storage.base import (
+    CheckpointStore,
+    StorageBackend,
+    StoresCheckpoints,
+    TableRows,
+    WriteBatch,
+    require,
+)
 
 log = logging.getLogger(__name__)
 
@@ -255,9 +262,10 @@ class Checkpoints:
         self.lock = asyncio.Lock()
 
     @property
-    def backend(self) -> Any:
+    def backend(self) -> CheckpointStore:
         """The storage backend, which must offer the optional ``StoresCheckpoints`` capability."""
-        return require(self.engine.storage.backend, StoresCheckpoints, "checkpoints")
+        require(self.engine.storage.backend, StoresCheckpoints, "checkpoints")
+        return self.engine.storage.backend
 
     async def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         return await self.engine.storage.call(lambda: fn(*args, **kwargs))

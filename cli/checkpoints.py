@@ -242,17 +242,18 @@ def _recover_offline(
     """Recovery against the configured database, without a server (e.g. after the database was wiped)."""
     from agent_sdk.proto.maos.v1 import checkpoint_service_pb2 as pb
     from controlplane.api.servicers.checkpoints import checkpoint_from_pb, checkpoint_to_pb
-    from controlplane.app import open_storage
     from controlplane.checkpoints import service
     from controlplane.config import load_settings
     from controlplane.plugins import get_plugin_manager
+    from controlplane.storage.base import CheckpointStore, StoresCheckpoints, open_storage, require
 
     settings = load_settings()
     if settings.database_url.startswith("sqlite"):
         from controlplane.home import private_dir
 
         private_dir(settings.home)
-    backend = open_storage(get_plugin_manager(), settings.database_url)
+    opened = open_storage(get_plugin_manager(), settings.database_url)
+    backend: CheckpointStore = require(opened, StoresCheckpoints, "checkpoints")  # type: ignore[assignment]
     try:
         backend.migrate()
         if file is not None:

@@ -30,10 +30,11 @@ def migrate(database_url: str | None) -> None:
     Uses database.primary_url from config.yml or MAOS_DATABASE_PRIMARY_URL;
     when unset, SQLite at $MAOS_HOME/maos.db (the folder is created).
     """
-    from controlplane.app import open_storage, shown_url
+    from controlplane.app import shown_url
     from controlplane.config import load_settings
     from controlplane.home import private_dir
     from controlplane.plugins import get_plugin_manager
+    from controlplane.storage.base import open_storage
 
     overrides = {"database.primary_url": database_url} if database_url else None
     settings = load_settings(overrides=overrides)

@@ -52,8 +52,9 @@ def _provided(
 
 def inspect_plugins(pm: Any, settings: Any) -> dict[str, Any]:
     """Every registered plugin (source, hooks, what it provides), the custom agent types and problems."""
+    from controlplane.config import settings_by_plugin
     from controlplane.custom_agents import load_custom_agent_types
-    from controlplane.plugins import DEFAULT_PLUGINS, settings_by_plugin
+    from controlplane.plugins import DEFAULT_PLUGINS
     from controlplane.pool import type_warnings, unavailable
 
     dists = {id(plugin): dist for plugin, dist in pm.list_plugin_distinfo()}

@@ -6,6 +6,7 @@ import logging
 import os
 import socket
 from dataclasses import dataclass, field
+from typing import Any
 
 import grpc
 import pluggy
@@ -34,7 +35,6 @@ from controlplane.api.servicers.tasks import TaskServicer
 from controlplane.api.servicers.templates import TemplateServicer
 from controlplane.api.tls import ServerCredentials, ServerTls, server_tls
 from controlplane.autoscaler import Autoscaler
-from controlplane.checkpoints.wiring import install_checkpoints
 from controlplane.config import Settings
 from controlplane.dashboard import DashboardServer
 from controlplane.errors import FailedPrecondition, InvalidArgument
@@ -51,26 +51,20 @@ from controlplane.pool import AgentSupply
 from controlplane.redaction import redact_url
 from controlplane.retention import AuditRetention
 from controlplane.scheduler.engine import Engine
-from controlplane.storage.base import ReportsSchema, StorageBackend
+from controlplane.storage.base import (
+    ReportsSchema,
+    StorageBackend,
+    StoresAccess,
+    StoresAudit,
+    open_storage,
+    require,
+)
 from controlplane.storage.executor import StorageExecutor
-from controlplane.webhooks.wiring import install_webhooks
+from controlplane.wiring.checkpoints import install_checkpoints
+from controlplane.wiring.webhooks import install_webhooks
 from controlplane.workflows import Batches, Templates
 
 log = logging.getLogger(__name__)
-
-
-def open_storage(pm: pluggy.PluginManager, url: str) -> StorageBackend:
-    """Open the backend of the first registered factory that handles ``url``."""
-    factories = [f for group in pm.hook.register_storage_backends() for f in group or []]
-    for factory in factories:
-        if factory.handles(url):
-            backend: StorageBackend = factory.open(url)
-            return backend
-    scheme = url.split(":", 1)[0]
-    raise InvalidArgument(
-        f"no storage backend handles {scheme!r} URLs; known: {', '.join(f.name for f in factories)}",
-        field="database.primary_url",
-    )
 
 
 @dataclass
@@ -272,6 +266,10 @@ def check_schema(backend: StorageBackend, url: str) -> None:
     )
 
 
+def _no_audit_log(record: dict[str, Any]) -> None:
+    """Where audit records go when the storage backend keeps no audit log: nowhere."""
+
+
 def build_app(settings: Settings, pm: pluggy.PluginManager | None = None) -> App:
     """Wire a control plane from settings (storage is opened and migrated here).
 
@@ -290,6 +288,8 @@ def build_app(settings: Settings, pm: pluggy.PluginManager | None = None) -> App
             backend.migrate()
         else:
             check_schema(backend, settings.database_url)
+        if settings["security.auth"] == "required":  # access control keeps its users in storage
+            require(backend, StoresAccess, "users, roles and API keys")
     except BaseException:
         backend.close()
         raise
@@ -314,7 +314,8 @@ def build_app(settings: Settings, pm: pluggy.PluginManager | None = None) -> App
         agent_owner=lambda agent_id: getattr(engine.agent(agent_id), "owner", ""),
     )
     access = AccessManager(storage)
-    access.bootstrap_sync()  # users/admin and the agents' users exist from the start
+    if isinstance(backend, StoresAccess):
+        access.bootstrap_sync()  # users/admin and the agents' users exist from the start
     join_tokens = JoinTokens(
         storage,
         access,
@@ -327,9 +328,11 @@ def build_app(settings: Settings, pm: pluggy.PluginManager | None = None) -> App
     interceptors: list[grpc.aio.ServerInterceptor] = [ErrorAndMetricsInterceptor(metrics)]
     if settings["security.auth"] == "required":
         limits = CallLimits.from_settings(settings)
+        # A backend without an audit log (no StoresAudit capability) is given no audit records.
+        record_audit = engine.outbox.audit if isinstance(backend, StoresAudit) else _no_audit_log
         auth = AuthInterceptor(
             access,
-            engine.outbox.audit,
+            record_audit,
             limits,
             metrics,
             settings["server.reflection"],

@@ -14,17 +14,13 @@ import importlib.metadata
 import inspect
 import logging
 import os
-import re
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pluggy
 
 from controlplane import hookspecs
-
-if TYPE_CHECKING:
-    from controlplane.config import Option
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +32,6 @@ DEFAULT_PLUGINS = (
     "controlplane.storage.sql.plugin",
     "controlplane.builtin_plugin",
 )
-
-_SETTING_KEY = re.compile(r"[a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)+")
 
 
 class Distribution:
@@ -186,80 +180,6 @@ def _guarded(
             return None
 
     return call
-
-
-def plugin_settings(pm: pluggy.PluginManager | None = None) -> dict[str, Option]:
-    """The settings the plugins of ``pm`` register (``register_settings``), by key, checked.
-
-    Args:
-        pm: A plugin manager; None: :func:`installed_plugin_manager`.
-    """
-    return _collect_settings(installed_plugin_manager() if pm is None else pm)[0]
-
-
-def settings_by_plugin(pm: pluggy.PluginManager) -> dict[str, list[str]]:
-    """The setting keys each plugin of ``pm`` registers, by plugin name (``maos plugins list``)."""
-    return _collect_settings(pm)[1]
-
-
-def _collect_settings(pm: pluggy.PluginManager) -> tuple[dict[str, Option], dict[str, list[str]]]:
-    """Every plugin's settings, checked: each plugin owns the sections it registers.
-
-    A plugin whose settings are not :class:`~controlplane.config.Option` objects with
-    dotted lower-case keys, or use a section of MAOS's own or of another plugin, is
-    reported and its settings are left out.
-    """
-    from controlplane.config import CORE_SECTIONS, Option
-
-    options: dict[str, Option] = {}
-    by_plugin: dict[str, list[str]] = {}
-    owners: dict[str, str] = {}
-    caller = getattr(pm.hook, "register_settings", None)
-    impls = [i for i in (caller.get_hookimpls() if caller else []) if not (i.wrapper or i.hookwrapper)]
-    for impl in reversed(impls):  # the order pluggy calls them: plugins before built-ins
-        name = impl.plugin_name
-        try:
-            result = impl.function() or []
-        except Exception as exc:  # noqa: BLE001  (reported like a failing hook of an installed plugin)
-            result, problem = [], f"register_settings failed ({type(exc).__name__}: {exc})"
-        else:
-            problem = _settings_problem(name, result, options, owners, CORE_SECTIONS, Option)
-        if problem:
-            if isinstance(pm, MaosPluginManager):
-                pm.report(f"plugin {name}: its settings are left out: {problem}")
-            continue
-        for option in result:
-            owners.setdefault(option.key.split(".", 1)[0], name)
-            options[option.key] = option
-        if result:
-            by_plugin[name] = [option.key for option in result]
-    return options, by_plugin
-
-
-def _settings_problem(
-    name: str,
-    result: Any,
-    options: dict[str, Any],
-    owners: dict[str, str],
-    core: frozenset[str],
-    option_type: type,
-) -> str:
-    """What is wrong with the settings one plugin registers ("" when nothing)."""
-    if not isinstance(result, list | tuple) or not all(isinstance(o, option_type) for o in result):
-        return "register_settings must return a list of controlplane.config.Option"
-    for option in result:
-        section = option.key.split(".", 1)[0]
-        if not _SETTING_KEY.fullmatch(option.key):
-            return f"setting {option.key!r} is not a dotted lower-case key (section.name)"
-        if section in core:
-            return f"setting {option.key!r} is in the section {section!r}, which is MAOS's own"
-        if owners.get(section, name) != name:
-            return f"setting {option.key!r} is in the section {section!r} of the plugin {owners[section]}"
-        if option.key in options or sum(o.key == option.key for o in result) > 1:
-            return f"setting {option.key!r} is registered twice"
-        if option.runtime:
-            return f"setting {option.key!r} is marked runtime; plugin settings apply when MAOS starts"
-    return ""
 
 
 async def await_me_maybe(value: Any) -> Any:

@@ -68,11 +68,12 @@ def bootstrap_admin(settings: Any, force: bool = False) -> Path | None:
     Returns:
         The credentials file written, or None when one was kept.
     """
-    from controlplane.app import open_storage, shown_url
     from controlplane.plugins import get_plugin_manager
+    from controlplane.redaction import redact_url
+    from controlplane.storage.base import open_storage
     from controlplane.storage.executor import StorageExecutor
 
-    database = shown_url(settings.database_url)
+    database = redact_url(settings.database_url)
     if (
         credentials_path(settings.home).exists()
         and not force

@@ -51,7 +51,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from controlplane.access.records import JoinTokenRecord
 from controlplane.domain.model import new_agent_id
 from controlplane.domain.tasks import valid_type_name
 from controlplane.errors import (
@@ -63,6 +62,8 @@ from controlplane.errors import (
     PermissionDenied,
     Unauthenticated,
 )
+from controlplane.storage.base import StoresJoinTokens, require
+from controlplane.storage.records import JoinTokenRecord
 
 if TYPE_CHECKING:
     from controlplane.access.manager import AccessManager
@@ -132,6 +133,11 @@ class JoinTokens:
         self.agent_exists = agent_exists
         self.type_capabilities = type_capabilities
 
+    @property
+    def store(self) -> StoresJoinTokens:
+        """The storage backend, which must offer the optional ``StoresJoinTokens`` capability."""
+        return require(self.storage.backend, StoresJoinTokens, "join tokens")
+
     def check_capabilities(self, agent_type: str, capabilities: Sequence[str], source: str) -> None:
         """PERMISSION_DENIED if ``capabilities`` go beyond those of ``agent_type`` (``source`` binds it)."""
         allowed = self.type_capabilities(agent_type) | {agent_type}
@@ -189,7 +195,7 @@ class JoinTokens:
                 creator=creator,
             )
             try:
-                await self.storage.call(self.storage.backend.put_join_token, record)
+                await self.storage.call(self.store.put_join_token, record)
             except AlreadyExists:
                 continue
             return record, f"{token_id}.{secret}"
@@ -199,7 +205,7 @@ class JoinTokens:
 
     async def list_tokens(self) -> list[JoinTokenRecord]:
         """Every token, revoked and expired ones included, oldest first."""
-        tokens: list[JoinTokenRecord] = await self.storage.call(self.storage.backend.list_join_tokens)
+        tokens: list[JoinTokenRecord] = await self.storage.call(self.store.list_join_tokens)
         return tokens
 
     async def revoke(self, token_id: str) -> JoinTokenRecord:
@@ -216,7 +222,7 @@ class JoinTokens:
                 field="name",
             )
         record: JoinTokenRecord | None = await self.storage.call(
-            self.storage.backend.revoke_join_token, token_id, time.time()
+            self.store.revoke_join_token, token_id, time.time()
         )
         if record is None:
             raise NotFound(f"join token {name(token_id)!r} does not exist", reason=_NOT_FOUND)
@@ -242,7 +248,7 @@ class JoinTokens:
                 "the join token is malformed (expected ID.SECRET, [a-z0-9]{6}.[a-z0-9]{16})"
             )
         token_id, secret = parsed
-        record = await self.storage.call(self.storage.backend.get_join_token, token_id)
+        record = await self.storage.call(self.store.get_join_token, token_id)
         stored = record.digest if record is not None else digest("")  # compare anyway: same timing
         if not hmac.compare_digest(digest(secret), stored) or record is None:
             raise Unauthenticated("unknown join token", reason=_NOT_FOUND)
@@ -251,9 +257,9 @@ class JoinTokens:
         if record.agent_types:
             self.check_capabilities(agent_type, capabilities, f"join token {name(token_id)}")
         agent_id = await self._new_agent_id(agent_type)
-        counted = await self.storage.call(self.storage.backend.use_join_token, token_id, now)
+        counted = await self.storage.call(self.store.use_join_token, token_id, now)
         if counted is None:  # revoked, expired or used up since it was read
-            latest = await self.storage.call(self.storage.backend.get_join_token, token_id) or record
+            latest = await self.storage.call(self.store.get_join_token, token_id) or record
             self._check(latest, agent_type, now)
             raise self._exhausted(latest)
         key, credential = await self.access.issue_agent_credential(

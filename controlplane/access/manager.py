@@ -48,6 +48,7 @@ from controlplane.errors import (
     PermissionDenied,
     Unauthenticated,
 )
+from controlplane.storage.base import StoresAccess, require
 
 DEFAULT_TTL = 90 * 86400.0
 MAX_TTL = 365 * 86400.0
@@ -160,9 +161,14 @@ class AccessManager:
 
     # --- loading and bootstrap ---------------------------------------------------
 
+    @property
+    def store(self) -> StoresAccess:
+        """The storage backend, which must offer the optional ``StoresAccess`` capability."""
+        return require(self.storage.backend, StoresAccess, "users, roles and API keys")
+
     def load_sync(self) -> None:
         """Read everything (on the caller's thread; used before serving and by ``maos init``)."""
-        backend = self.storage.backend
+        backend = self.store
         self.users = {r["id"]: r for r in backend.access_list("users")}
         self.roles = {r["id"]: r for r in backend.access_list("roles")}
         self.api_keys = {r["id"]: r for r in backend.access_list("api_keys")}
@@ -178,7 +184,7 @@ class AccessManager:
         """Create ``users/admin`` (role admin), ``users/local-agents`` and ``users/joined-agents`` (role
         agent) if missing."""
         self.load_sync()
-        backend = self.storage.backend
+        backend = self.store
         for user_id, email, role in (
             (ADMIN_USER, "admin@localhost", "admin"),
             (AGENT_USER, "agents@localhost", "agent"),
@@ -201,7 +207,7 @@ class AccessManager:
     ) -> tuple[dict[str, Any], str]:
         """Create a key directly in the database (bootstrap, launcher); returns (record, secret)."""
         record, secret = self._new_key(user_id, name, permissions or [], ttl)
-        self.storage.backend.access_put("api_keys", record["id"], record, create=True)
+        self.store.access_put("api_keys", record["id"], record, create=True)
         self.api_keys[record["id"]] = record
         return record, secret
 
@@ -215,7 +221,7 @@ class AccessManager:
                 and not record.get("revoke_time")
             ):
                 record["revoke_time"] = now
-                self.storage.backend.access_put("api_keys", record["id"], dict(record))
+                self.store.access_put("api_keys", record["id"], dict(record))
         _, secret = self.issue_key_sync(AGENT_USER, LOCAL_AGENTS_KEY, ttl=ttl)
         return secret
 
@@ -224,7 +230,7 @@ class AccessManager:
         record = self.api_keys.get(keys.parse(secret) or "")
         if record is not None and not record.get("revoke_time"):
             record["revoke_time"] = time.time()
-            await self.storage.call(self.storage.backend.access_put, "api_keys", record["id"], dict(record))
+            await self.storage.call(self.store.access_put, "api_keys", record["id"], dict(record))
 
     async def issue_agent_credential(
         self, agent_id: str, agent_type: str, join_token: str, *, owner: str = "", typed: bool = False
@@ -239,7 +245,7 @@ class AccessManager:
             JOINED_AGENTS_USER, f"agents/{agent_id}", ["agent:connect"], AGENT_CREDENTIAL_TTL
         )
         record.update(agent=agent_id, agent_type=agent_type, join_token=join_token, owner=owner, typed=typed)
-        await self.storage.call(self.storage.backend.access_put, "api_keys", record["id"], record)
+        await self.storage.call(self.store.access_put, "api_keys", record["id"], record)
         self.api_keys[record["id"]] = record
         return record, secret
 
@@ -273,7 +279,7 @@ class AccessManager:
                 "old_digest": keys.digest(secret),
                 "old_expire_time": expire,
             }
-            await self.storage.call(self.storage.backend.access_put, "api_keys", record["id"], updated)
+            await self.storage.call(self.store.access_put, "api_keys", record["id"], updated)
             self.api_keys[record["id"]] = updated
             return renewed
 
@@ -317,10 +323,10 @@ class AccessManager:
         record = self.api_keys.get(key_id)
         if record is None and time.monotonic() - self._last_reload > 1.0:
             self._last_reload = time.monotonic()
-            rows = await self.storage.call(self.storage.backend.access_list, "api_keys")
+            rows = await self.storage.call(self.store.access_list, "api_keys")
             for row in rows:
                 self.api_keys.setdefault(row["id"], row)
-            users = await self.storage.call(self.storage.backend.access_list, "users")
+            users = await self.storage.call(self.store.access_list, "users")
             for row in users:
                 self.users.setdefault(row["id"], row)
             record = self.api_keys.get(key_id)
@@ -342,7 +348,7 @@ class AccessManager:
             raise CredentialRefused("the API key's user is disabled or deleted")
         if now - (record.get("last_used_time") or 0) >= _LAST_USED_EVERY:
             record["last_used_time"] = now
-            await self.storage.call(self.storage.backend.access_put, "api_keys", key_id, dict(record))
+            await self.storage.call(self.store.access_put, "api_keys", key_id, dict(record))
         return self.key_caller(record)
 
     def key_caller(self, record: dict[str, Any]) -> Caller:
@@ -393,7 +399,7 @@ class AccessManager:
             "create_time": time.time(),
             "uid": uuid.uuid4().hex,
         }
-        await self.storage.call(self.storage.backend.access_put, "users", user_id, record)
+        await self.storage.call(self.store.access_put, "users", user_id, record)
         self.users[user_id] = record
         return record
 
@@ -436,7 +442,7 @@ class AccessManager:
                     reason="ERROR_REASON_NOT_SUPPORTED",
                 )
             updated = {**record, **changes}
-            await self.storage.call(self.storage.backend.access_put, "users", user_id, updated)
+            await self.storage.call(self.store.access_put, "users", user_id, updated)
             self.users[user_id] = updated
             return updated
 
@@ -463,9 +469,9 @@ class AccessManager:
                 k for k in self.api_keys.values() if k["user"] == user_id and not k.get("revoke_time")
             ]:
                 revoked = {**key, "revoke_time": now}  # keys first: a failure below leaves them revoked
-                await self.storage.call(self.storage.backend.access_put, "api_keys", key["id"], revoked)
+                await self.storage.call(self.store.access_put, "api_keys", key["id"], revoked)
                 self.api_keys[key["id"]] = revoked
-            await self.storage.call(self.storage.backend.access_delete, "users", user_id)
+            await self.storage.call(self.store.access_delete, "users", user_id)
             del self.users[user_id]
 
     async def save_role(
@@ -493,7 +499,7 @@ class AccessManager:
             record["permissions"] = list(permissions)
         if description is not None:
             record["description"] = description
-        await self.storage.call(self.storage.backend.access_put, "roles", role_id, record)
+        await self.storage.call(self.store.access_put, "roles", role_id, record)
         self.roles[role_id] = record
         return record
 
@@ -519,7 +525,7 @@ class AccessManager:
                     f"role {role_id!r} is held by {shown}; take it from them first",
                     reason="ERROR_REASON_NOT_SUPPORTED",
                 )
-            await self.storage.call(self.storage.backend.access_delete, "roles", role_id)
+            await self.storage.call(self.store.access_delete, "roles", role_id)
             del self.roles[role_id]
 
     # --- API keys -------------------------------------------------------------------
@@ -571,7 +577,7 @@ class AccessManager:
         async with self._changing:  # delete_user revokes every key of the user it sees: this one too
             self.user(target)
             record, secret = self._new_key(target, name, permissions, ttl)
-            await self.storage.call(self.storage.backend.access_put, "api_keys", record["id"], record)
+            await self.storage.call(self.store.access_put, "api_keys", record["id"], record)
             self.api_keys[record["id"]] = record
             return record, secret
 
@@ -623,7 +629,7 @@ class AccessManager:
         async with self._changing:
             record = self._owned_key(caller, key_id)
             record["revoke_time"] = record.get("revoke_time") or time.time()
-            await self.storage.call(self.storage.backend.access_put, "api_keys", key_id, dict(record))
+            await self.storage.call(self.store.access_put, "api_keys", key_id, dict(record))
             return record
 
     async def rotate_key(
@@ -651,5 +657,5 @@ class AccessManager:
                 old_expire_time=old_expire,
                 digest=keys.digest(secret),
             )
-            await self.storage.call(self.storage.backend.access_put, "api_keys", key_id, dict(record))
+            await self.storage.call(self.store.access_put, "api_keys", key_id, dict(record))
             return record, secret

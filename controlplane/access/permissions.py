@@ -159,10 +159,6 @@ KNOWN_PERMISSIONS = (
 KNOWN_RESOURCES = frozenset(p.split(":", 1)[0] for p in KNOWN_PERMISSIONS)
 
 
-#: ``server.reflection`` levels: who may call server reflection (``off``: it is not served).
-REFLECTION_LEVELS = ("off", "admin", "authenticated", "public")
-
-
 def needed(method: str, reflection: str = "authenticated") -> str | None:
     """The permission ``method`` needs; None for health checks (no authentication, for probes).
 

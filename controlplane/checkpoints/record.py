@@ -1,8 +1,9 @@
-"""The stored form of a checkpoint (no dependencies: the storage layer imports it)."""
+"""Which tables a checkpoint holds, and its stored form (:class:`CheckpointRecord`, kept with the other
+records storage backends use in :mod:`controlplane.storage.records`)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from controlplane.storage.records import CheckpointRecord
 
 #: Every table a checkpoint may hold, by the component that owns it.
 COMPONENT_TABLES: dict[str, tuple[str, ...]] = {
@@ -18,21 +19,4 @@ COMPONENT_ALIASES = {"task_manager": "tasks", "agent_pool": "agents"}
 #: Components RecoverRequest may name (the proto's list); the rest are not captured yet.
 KNOWN_COMPONENTS = ("tasks", "agents", "templates", "batches", "access", "webhooks", "config")
 
-
-@dataclass
-class CheckpointRecord:
-    """A checkpoint's metadata, and its compressed payload when loaded."""
-
-    id: str
-    display_name: str = ""
-    description: str = ""
-    create_time: float = 0.0
-    automatic: bool = False
-    size: int = 0
-    compressed_size: int = 0
-    sha256: str = ""
-    content_sha256: str = ""
-    components: list[str] = field(default_factory=list)
-    task_count: int = 0
-    format_version: str = ""
-    payload: bytes | None = None
+__all__ = ["COMPONENT_ALIASES", "COMPONENT_TABLES", "KNOWN_COMPONENTS", "CheckpointRecord"]

@@ -27,7 +27,13 @@ from controlplane.checkpoints.record import (
 from controlplane.domain.limits import quote
 from controlplane.domain.model import Subtask, SubtaskStatus
 from controlplane.errors import AlreadyExists, InvalidArgument, NotFound
-from controlplane.storage.base import StorageBackend, TableRows, WriteBatch
+from controlplane.storage.base import (
+    CheckpointStore,
+    StoresCheckpoints,
+    TableRows,
+    WriteBatch,
+    require,
+)
 
 log = logging.getLogger(__name__)
 _P = ParamSpec("_P")
@@ -69,7 +75,7 @@ def tables_of(components: list[str]) -> list[str]:
 
 
 def take(
-    backend: StorageBackend,
+    backend: CheckpointStore,
     *,
     display_name: str = "",
     description: str = "",
@@ -105,7 +111,7 @@ def take(
 
 
 def import_payload(
-    backend: StorageBackend, meta: CheckpointRecord, data: bytes, *, max_inflated: int | None = None
+    backend: CheckpointStore, meta: CheckpointRecord, data: bytes, *, max_inflated: int | None = None
 ) -> CheckpointRecord:
     """Verify and store an exported checkpoint; an identical one already stored is returned as is.
 
@@ -140,7 +146,7 @@ def import_payload(
 
 
 def apply_retention(
-    backend: StorageBackend, count: int, age_days: float, now: float | None = None
+    backend: CheckpointStore, count: int, age_days: float, now: float | None = None
 ) -> list[str]:
     """Delete checkpoints beyond the newest ``count`` or older than ``age_days``; never the newest."""
     cutoff = (now or time.time()) - age_days * 86400
@@ -193,7 +199,7 @@ def plan_recovery(record: CheckpointRecord, components: list[str]) -> tuple[list
 
 
 def recover(
-    backend: StorageBackend,
+    backend: CheckpointStore,
     record: CheckpointRecord,
     components: list[str],
     *,
@@ -229,7 +235,7 @@ def recover(
     return report
 
 
-def requeue(backend: StorageBackend, task_ids: list[str]) -> None:
+def requeue(backend: CheckpointStore, task_ids: list[str]) -> None:
     """Queue the unfinished work of these tasks again from the start (running subtasks lose their lease)."""
     subtasks: list[Subtask] = []
     for task_id in task_ids:
@@ -260,8 +266,10 @@ class Checkpoints:
         self.lock = asyncio.Lock()
 
     @property
-    def backend(self) -> StorageBackend:
-        backend: StorageBackend = self.storage.backend
+    def backend(self) -> CheckpointStore:
+        """The storage backend, which must offer the optional ``StoresCheckpoints`` capability."""
+        backend: CheckpointStore = self.storage.backend
+        require(backend, StoresCheckpoints, "checkpoints")
         return backend
 
     async def _call(self, fn: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:

@@ -7,6 +7,16 @@ durable through :meth:`StorageBackend.write`, which commits one
 (``register_storage_backends``); the SQLAlchemy backend (SQLite and
 PostgreSQL) is the built-in one.
 
+:class:`StorageBackend` is the core task store: what the engine and the committer
+need to run tasks, and all a backend must offer. Everything else is an optional
+capability, a Protocol of its own that a backend offers by having its methods
+(checked with ``isinstance``): access records (:class:`StoresAccess`), join tokens
+(:class:`StoresJoinTokens`), checkpoints (:class:`StoresCheckpoints`), the audit log
+(:class:`StoresAudit`), webhooks, batches, templates, the metrics history, and a few
+more. A component that needs one asks for it with :func:`require`, which names the
+backend and the capability when it is missing; a backend with the core alone runs
+tasks, and the features needing what it lacks answer FAILED_PRECONDITION.
+
 Methods are synchronous and are called from one dedicated storage thread, so
 a backend need not be thread-safe beyond that; the one exception is the
 optional :meth:`WritesNow.write_now`. Errors from the database are
@@ -16,17 +26,25 @@ when the database cannot be reached).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar, cast, runtime_checkable
 
 from controlplane.domain.model import AgentInfo, Subtask, Task, TaskStatus
+from controlplane.errors import FailedPrecondition, InvalidArgument
 
 if TYPE_CHECKING:
-    from controlplane.access.records import JoinTokenRecord
-    from controlplane.checkpoints.record import CheckpointRecord
-    from controlplane.webhooks.records import DeliveryRecord, WebhookRecord
-    from controlplane.workflows.records import BatchRecord, BatchSchedule, TemplateRecord
+    from controlplane.storage.records import (
+        BatchRecord,
+        BatchSchedule,
+        CheckpointRecord,
+        DeliveryRecord,
+        JoinTokenRecord,
+        TemplateRecord,
+        WebhookRecord,
+    )
+
+_C = TypeVar("_C")
 
 #: Raw rows of tables: ``{table: (column names, rows as tuples)}`` (checkpoints).
 TableRows = dict[str, tuple[list[str], list[tuple[Any, ...]]]]
@@ -61,7 +79,8 @@ class WriteBatch:
     agents: list[AgentInfo] = field(default_factory=list)
     idempotency: list[IdempotencyRecord] = field(default_factory=list)
     #: Audit records to append, never updated or deleted afterwards (each a JSON-able dict with at least
-    #: ``time``, ``principal`` and ``method``, which :meth:`StorageBackend.list_audit` filters on).
+    #: ``time``, ``principal`` and ``method``, which :meth:`StoresAudit.list_audit` filters on). Only a
+    #: backend with the :class:`StoresAudit` capability is ever given any.
     audit: list[dict[str, Any]] = field(default_factory=list)
     #: Webhook deliveries to add to the outbox (inserted once; a repeated id is ignored). Only a
     #: backend with the :class:`StoresWebhooks` capability is ever given any.
@@ -105,7 +124,10 @@ class TaskQuery:
 
 @runtime_checkable
 class StorageBackend(Protocol):
-    """A durable store for control-plane state."""
+    """The core task store: tasks, subtasks, agents, shared state and idempotency records.
+
+    Every backend offers this; the optional capabilities below add the rest.
+    """
 
     #: "sqlite", "postgresql", or a plugin's name (shown by ``maos status``).
     kind: str
@@ -179,7 +201,113 @@ class StorageBackend(Protocol):
     def close(self) -> None:
         """Release connections."""
 
-    # --- checkpoints -----------------------------------------------------------
+
+class StorageBackendFactory(Protocol):
+    """What ``register_storage_backends`` returns: recognises URLs and opens backends."""
+
+    name: str
+
+    def handles(self, url: str) -> bool:
+        """Whether this factory serves the URL."""
+
+    def open(self, url: str) -> StorageBackend:
+        """Open (without migrating) a backend for the URL."""
+
+
+def open_storage(pm: Any, url: str) -> StorageBackend:
+    """Open the backend of the first factory registered on ``pm`` (``register_storage_backends``) that
+    handles ``url``, without migrating it.
+
+    Raises:
+        InvalidArgument: No registered factory handles the URL's scheme.
+    """
+    factories = [f for group in pm.hook.register_storage_backends() for f in group or []]
+    for factory in factories:
+        if factory.handles(url):
+            opened: StorageBackend = factory.open(url)
+            return opened
+    scheme = url.split(":", 1)[0]
+    raise InvalidArgument(
+        f"no storage backend handles {scheme!r} URLs; known: {', '.join(f.name for f in factories)}",
+        field="database.primary_url",
+    )
+
+
+def require(backend: object, capability: Callable[..., _C], what: str) -> _C:
+    """``backend`` as having ``capability``, or a clear refusal naming both.
+
+    Args:
+        backend: The storage backend.
+        capability: One of the optional capability Protocols of this module (typed as a
+            callable because type checkers refuse a Protocol where ``type[...]`` is expected).
+        what: What needs it, completing "the ... storage backend does not store ..."
+            (for example ``"checkpoints"``).
+
+    Raises:
+        FailedPrecondition: ERROR_REASON_NOT_SUPPORTED when the backend lacks the capability.
+    """
+    if not isinstance(backend, cast(type, capability)):
+        kind = getattr(backend, "kind", type(backend).__name__)
+        raise FailedPrecondition(
+            f"the {kind} storage backend does not store {what} "
+            f"(it lacks the optional {getattr(capability, '__name__', capability)} storage capability)",
+            reason="ERROR_REASON_NOT_SUPPORTED",
+        )
+    return cast(_C, backend)
+
+
+@runtime_checkable
+class StoresAccess(Protocol):
+    """An optional capability of a backend that stores users, roles and API keys (access control).
+
+    Without it, ``security.auth: required`` is refused at start and the access-management
+    RPCs answer FAILED_PRECONDITION; with ``security.auth: none`` tasks run as before.
+    """
+
+    def access_put(self, kind: str, row_id: str, data: dict[str, Any], *, create: bool = False) -> None:
+        """Store a user, role or API key (``kind``: users, roles, api_keys) as a JSON-able record."""
+
+    def access_list(self, kind: str) -> list[dict[str, Any]]:
+        """Every stored record of ``kind``, each with its ``id``."""
+
+    def access_delete(self, kind: str, row_id: str) -> bool:
+        """Delete one record; whether it existed."""
+
+
+@runtime_checkable
+class StoresJoinTokens(Protocol):
+    """An optional capability of a backend that stores join tokens (``maos agent token``).
+
+    Without it, creating or redeeming a join token answers FAILED_PRECONDITION.
+    """
+
+    def put_join_token(self, record: JoinTokenRecord) -> None:
+        """Insert a join token (``AlreadyExists`` if its id is taken)."""
+
+    def get_join_token(self, token_id: str) -> JoinTokenRecord | None:
+        """One join token, or None."""
+
+    def list_join_tokens(self) -> list[JoinTokenRecord]:
+        """Every join token, oldest first."""
+
+    def revoke_join_token(self, token_id: str, when: float) -> JoinTokenRecord | None:
+        """Set ``revoke_time`` unless already set; the token afterwards, or None if unknown."""
+
+    def use_join_token(self, token_id: str, now: float) -> JoinTokenRecord | None:
+        """Atomically count one use of an unrevoked, unexpired token with uses left (across processes).
+
+        Returns the token with the use counted, or None when it was not counted
+        (then nothing changed).
+        """
+
+
+@runtime_checkable
+class StoresCheckpoints(Protocol):
+    """An optional capability of a backend that takes and restores checkpoints (``maos checkpoint``).
+
+    Without it, the CheckpointService answers FAILED_PRECONDITION and no automatic
+    checkpoint is taken.
+    """
 
     def snapshot_tables(self, tables: Sequence[str]) -> TableRows:
         """The raw rows of ``tables`` (schema names), read in one repeatable-read transaction."""
@@ -203,35 +331,20 @@ class StorageBackend(Protocol):
     def delete_checkpoint(self, checkpoint_id: str) -> bool:
         """Delete a checkpoint; whether it existed."""
 
-    # --- access control --------------------------------------------------------
 
-    def access_put(self, kind: str, row_id: str, data: dict[str, Any], *, create: bool = False) -> None:
-        """Store a user, role or API key (``kind``: users, roles, api_keys) as a JSON-able record."""
+class CheckpointStore(StorageBackend, StoresCheckpoints, Protocol):
+    """A backend with the core task store and :class:`StoresCheckpoints`: what taking, restoring and
+    re-queuing from a checkpoint use."""
 
-    def access_list(self, kind: str) -> list[dict[str, Any]]:
-        """Every stored record of ``kind``, each with its ``id``."""
 
-    def access_delete(self, kind: str, row_id: str) -> bool:
-        """Delete one record; whether it existed."""
+@runtime_checkable
+class StoresAudit(Protocol):
+    """An optional capability of a backend that keeps the audit log (``maos audit``).
 
-    def put_join_token(self, record: JoinTokenRecord) -> None:
-        """Insert a join token (``AlreadyExists`` if its id is taken)."""
-
-    def get_join_token(self, token_id: str) -> JoinTokenRecord | None:
-        """One join token, or None."""
-
-    def list_join_tokens(self) -> list[JoinTokenRecord]:
-        """Every join token, oldest first."""
-
-    def revoke_join_token(self, token_id: str, when: float) -> JoinTokenRecord | None:
-        """Set ``revoke_time`` unless already set; the token afterwards, or None if unknown."""
-
-    def use_join_token(self, token_id: str, now: float) -> JoinTokenRecord | None:
-        """Atomically count one use of an unrevoked, unexpired token with uses left (across processes).
-
-        Returns the token with the use counted, or None when it was not counted
-        (then nothing changed).
-        """
+    Records are appended through :attr:`WriteBatch.audit`, in the commit of the change
+    they record; a backend without this capability is never given any, and the audit
+    RPC answers FAILED_PRECONDITION. Retention is a further capability, :class:`PrunesAudit`.
+    """
 
     def list_audit(
         self,
@@ -248,18 +361,6 @@ class StorageBackend(Protocol):
         ``since`` inclusive, ``until`` exclusive, ``principal`` exact, ``action`` a substring
         of ``method``, ``before_seq`` exclusive (keyset paging).
         """
-
-
-class StorageBackendFactory(Protocol):
-    """What ``register_storage_backends`` returns: recognises URLs and opens backends."""
-
-    name: str
-
-    def handles(self, url: str) -> bool:
-        """Whether this factory serves the URL."""
-
-    def open(self, url: str) -> StorageBackend:
-        """Open (without migrating) a backend for the URL."""
 
 
 @runtime_checkable

@@ -1,11 +1,14 @@
 """The storage contract: the tests every :class:`~controlplane.storage.base.StorageBackend` must pass.
 
-A backend certifies by subclassing :class:`StorageContract` in a test module
-and providing a fixture named ``backend`` that yields a migrated, empty
-backend (one per test)::
+A backend certifies by subclassing :class:`StorageContract` (the core task store)
+in a test module and providing a fixture named ``backend`` that yields a migrated,
+empty backend (one per test); for each optional capability it offers, it adds that
+capability's contract (:mod:`controlplane.storage.testing_capabilities`,
+:mod:`controlplane.storage.testing_workflows`)::
 
     import pytest
     from controlplane.storage.testing import StorageContract
+    from controlplane.storage.testing_capabilities import CheckpointContract
 
     @pytest.fixture
     def backend(tmp_path):
@@ -14,7 +17,7 @@ backend (one per test)::
         yield store
         store.close()
 
-    class TestMyBackend(StorageContract):
+    class TestMyBackend(StorageContract, CheckpointContract):
         pass
 
 The sample builders (:func:`full_task`, :func:`full_subtask`, :func:`full_agent`
@@ -51,10 +54,9 @@ from controlplane.domain.model import (
     ToolCall,
     Usage,
 )
-from controlplane.errors import Aborted, AlreadyExists
+from controlplane.errors import Aborted
 from controlplane.storage.base import (
     IdempotencyRecord,
-    PrunesAudit,
     StateValue,
     StorageBackend,
     TaskQuery,
@@ -327,10 +329,10 @@ _LISTING_IDS = ["+".join(fields) or "none" for fields, _ in LISTING_CASES]
 
 
 class StorageContract:
-    """Behaviour every storage backend must have.
+    """Behaviour every storage backend must have: the core task store, which runs tasks.
 
     Subclasses (named ``Test...``) provide a ``backend`` fixture yielding a
-    migrated, empty backend.
+    migrated, empty backend. The optional capabilities have contracts of their own.
     """
 
     # --- lifecycle ---------------------------------------------------------------
@@ -543,7 +545,6 @@ class StorageContract:
         )  # b written again, unchanged
         counts = backend.count_tasks_by_status()
         assert (counts[TaskStatus.PENDING], counts[TaskStatus.RUNNING]) == (1, 1)
-        snap = backend.snapshot_tables(["tasks"])
         backend.write(
             WriteBatch(
                 tasks=[
@@ -555,14 +556,6 @@ class StorageContract:
         counts = backend.count_tasks_by_status()
         assert (counts[TaskStatus.PENDING], counts[TaskStatus.RUNNING]) == (0, 0)
         assert (counts[TaskStatus.COMPLETED], counts[TaskStatus.FAILED]) == (1, 1)
-        backend.restore_tables(snap)  # a recovery writes rows back: the counts follow
-        counts = backend.count_tasks_by_status()
-        assert (counts[TaskStatus.PENDING], counts[TaskStatus.RUNNING], counts[TaskStatus.COMPLETED]) == (
-            1,
-            1,
-            0,
-        )
-        assert sum(counts.values()) == 2
 
     def test_shared_state_compare_and_set(self, backend: StorageBackend) -> None:
         assert backend.state_get("t1", "k") is None
@@ -582,265 +575,3 @@ class StorageContract:
         assert backend.state_delete("t1", "k", 3) is True
         assert backend.state_delete("t1", "k", None) is False
         assert backend.state_get("t1", "k") is None
-
-    # --- checkpoints -----------------------------------------------------------
-
-    def test_snapshot_and_restore_tables(self, backend: StorageBackend) -> None:
-        backend.write(
-            WriteBatch(
-                tasks=[full_task("ta", seq=1)], subtasks=[full_subtask("ta", "merge")], agents=[full_agent()]
-            )
-        )
-        backend.state_put("ta", "k", b"\x00\x01", None)
-        tables = ["tasks", "subtasks", "shared_state", "agents"]
-        snap = backend.snapshot_tables(tables)
-        assert [len(snap[t][1]) for t in tables] == [1, 1, 1, 1]
-        backend.write(WriteBatch(tasks=[full_task("ta", seq=1, description="changed")]))
-        backend.write(WriteBatch(tasks=[minimal_task("tb", seq=1 + 1)]))
-        backend.restore_tables(snap)
-        assert backend.get_task("ta") == full_task("ta", seq=1)
-        assert backend.get_subtasks("ta") == [full_subtask("ta", "merge")]
-        assert backend.state_get("ta", "k") == StateValue(b"\x00\x01", 1)
-        assert backend.get_task("tb") is not None  # rows not in the snapshot are kept
-
-    def test_restore_moves_colliding_seq(self, backend: StorageBackend) -> None:
-        backend.write(WriteBatch(tasks=[minimal_task("later", seq=1)]))
-        snap = {"tasks": backend.snapshot_tables(["tasks"])["tasks"]}
-        columns, rows = snap["tasks"]
-        snap["tasks"] = (
-            columns,
-            [tuple("old" if c == "id" else v for c, v in zip(columns, rows[0], strict=True))],
-        )
-        backend.restore_tables(snap)
-        old, later = backend.get_task("old"), backend.get_task("later")
-        assert old is not None and later is not None and old.seq == 1 and later.seq == 2
-        assert backend.next_task_seq() == 2
-
-    def test_checkpoint_records(self, backend: StorageBackend) -> None:
-        from controlplane.checkpoints.record import CheckpointRecord
-
-        for i in range(3):
-            backend.put_checkpoint(
-                CheckpointRecord(
-                    id=f"c{i}",
-                    create_time=_T0 + i,
-                    components=["tasks"],
-                    sha256="ab",
-                    payload=bytes([i]) * 10,
-                    automatic=i == 1,
-                )
-            )
-        latest = backend.get_checkpoint("latest", with_payload=True)
-        assert latest is not None and latest.id == "c2" and latest.payload == b"\x02" * 10
-        one = backend.get_checkpoint("c1")
-        assert one is not None and one.automatic and one.payload is None and one.components == ["tasks"]
-        assert [r.id for r in backend.list_checkpoints(0, 10)] == ["c2", "c1", "c0"]
-        assert [r.id for r in backend.list_checkpoints(1, 1)] == ["c1"]
-        assert backend.delete_checkpoint("c2") and not backend.delete_checkpoint("c2")
-        assert backend.get_checkpoint("c2") is None and backend.get_checkpoint("nope") is None
-
-    # --- access control ----------------------------------------------------------
-
-    def test_access_records_put_list_delete(self, backend: StorageBackend) -> None:
-        user = {"email": "a@example.com", "roles": ["viewer"], "disabled": False, "create_time": _T0}
-        backend.access_put("users", "a", user, create=True)
-        backend.access_put("users", "b", {**user, "email": "b@example.com"})
-        with pytest.raises(AlreadyExists):
-            backend.access_put("users", "a", user, create=True)
-        backend.access_put("users", "a", {**user, "roles": [], "disabled": True})  # upsert
-        backend.access_put("roles", "r", {"permissions": ["task:view"], "description": "", "builtin": False})
-        backend.access_put("api_keys", "k1", {"user": "a", "digest": "ab", "revoke_time": None})
-        assert backend.access_list("users") == [
-            {**user, "id": "a", "roles": [], "disabled": True},
-            {**user, "id": "b", "email": "b@example.com"},
-        ]
-        assert [r["id"] for r in backend.access_list("roles")] == ["r"]
-        assert backend.access_list("api_keys") == [
-            {"id": "k1", "user": "a", "digest": "ab", "revoke_time": None}
-        ]
-        assert backend.access_delete("users", "a") and not backend.access_delete("users", "a")
-        assert backend.access_delete("roles", "r") and not backend.access_delete("roles", "nope")
-        assert [r["id"] for r in backend.access_list("users")] == ["b"] and backend.access_list("roles") == []
-        assert [r["id"] for r in backend.access_list("api_keys")] == ["k1"]  # keys are not deleted with users
-        backend.access_put("users", "a", user, create=True)  # the id is free again
-        assert [r["id"] for r in backend.access_list("users")] == ["a", "b"]
-
-    # --- join tokens ---------------------------------------------------------------
-
-    def test_join_token_round_trip_and_listing(self, backend: StorageBackend) -> None:
-        from controlplane.access.records import JoinTokenRecord
-
-        open_one = JoinTokenRecord(
-            id="abc123",
-            digest="d" * 64,
-            agent_types=(),
-            max_uses=0,
-            uses=0,
-            create_time=_T0,
-            expire_time=_T0 + 86400,
-        )
-        typed = JoinTokenRecord(
-            id="zzz999",
-            digest="e" * 64,
-            agent_types=("researcher", "coder"),
-            max_uses=3,
-            uses=0,
-            create_time=_T0 - 1,
-            expire_time=_T0 + 60,
-        )
-        backend.put_join_token(open_one)
-        backend.put_join_token(typed)
-        with pytest.raises(AlreadyExists):
-            backend.put_join_token(dataclasses.replace(open_one, digest="f" * 64))
-        assert backend.get_join_token("abc123") == open_one
-        assert backend.get_join_token("zzz999") == typed
-        assert backend.get_join_token("nope00") is None
-        assert backend.list_join_tokens() == [typed, open_one]  # oldest first
-
-    def test_join_token_uses_are_counted_only_while_valid(self, backend: StorageBackend) -> None:
-        from controlplane.access.records import JoinTokenRecord
-
-        backend.put_join_token(
-            JoinTokenRecord(
-                id="twice1",
-                digest="d" * 64,
-                agent_types=(),
-                max_uses=2,
-                uses=0,
-                create_time=_T0,
-                expire_time=_T0 + 100,
-            )
-        )
-        first = backend.use_join_token("twice1", _T0 + 1)
-        assert first is not None and first.uses == 1
-        assert backend.use_join_token("twice1", _T0 + 100) is None  # expired at that time
-        second = backend.use_join_token("twice1", _T0 + 2)
-        assert second is not None and second.uses == 2
-        assert backend.use_join_token("twice1", _T0 + 3) is None  # used up
-        assert backend.use_join_token("nope00", _T0) is None
-        stored = backend.get_join_token("twice1")
-        assert stored is not None and stored.uses == 2
-
-        backend.put_join_token(
-            JoinTokenRecord(
-                id="many00",
-                digest="d" * 64,
-                agent_types=(),
-                max_uses=0,
-                uses=0,
-                create_time=_T0,
-                expire_time=_T0 + 100,
-            )
-        )
-        for expected in range(1, 6):  # 0: unlimited
-            counted = backend.use_join_token("many00", _T0)
-            assert counted is not None and counted.uses == expected
-
-    def test_revoked_join_token_is_not_counted(self, backend: StorageBackend) -> None:
-        from controlplane.access.records import JoinTokenRecord
-
-        backend.put_join_token(
-            JoinTokenRecord(
-                id="gone00",
-                digest="d" * 64,
-                agent_types=(),
-                max_uses=0,
-                uses=0,
-                create_time=_T0,
-                expire_time=_T0 + 100,
-            )
-        )
-        revoked = backend.revoke_join_token("gone00", _T0 + 5)
-        assert revoked is not None and revoked.revoke_time == _T0 + 5
-        again = backend.revoke_join_token("gone00", _T0 + 9)
-        assert again is not None and again.revoke_time == _T0 + 5  # the first revocation stands
-        assert backend.revoke_join_token("nope00", _T0) is None
-        assert backend.use_join_token("gone00", _T0 + 6) is None
-        stored = backend.get_join_token("gone00")
-        assert stored is not None and stored.uses == 0
-
-    # --- audit -------------------------------------------------------------------------
-
-    def test_audit_records_written_in_a_batch_are_listed_with_filters(self, backend: StorageBackend) -> None:
-        def record(n: int, principal: str, method: str, **extra: Any) -> dict[str, Any]:
-            return {
-                "id": f"r{n}",
-                "time": _T0 + n,
-                "principal": principal,
-                "key_id": "",
-                "peer": "ipv4:10.0.0.7",
-                "method": method,
-                "resource": f"tasks/t{n}",
-                "decision": "ALLOW",
-                "status_code": "OK",
-                "request_id": "",
-                "reason": "",
-                **extra,
-            }
-
-        first = [
-            record(0, "users/alice", "/maos.v1.TaskService/SubmitTask"),
-            record(1, "users/bob", "/maos.v1.TaskService/CancelTask"),
-            record(
-                2,
-                "",
-                "/maos.v1.AgentGateway/Connect",
-                decision="DENY",
-                status_code="UNAUTHENTICATED",
-                reason="ERROR_REASON_UNAUTHENTICATED",
-                resource="<malformed>",
-            ),
-        ]
-        backend.write(WriteBatch(audit=first))
-        backend.write(
-            WriteBatch(
-                tasks=[minimal_task("t-audit")],
-                audit=[record(3, "users/alice", "/maos.v1.TaskService/CancelTask")],
-            )
-        )
-
-        listed = backend.list_audit()
-        assert [r["id"] for r in listed] == ["r3", "r2", "r1", "r0"]  # newest first
-        seqs = [r.pop("seq") for r in listed]
-        assert seqs == sorted(seqs, reverse=True) and len(set(seqs)) == 4
-        assert listed[1] == first[2] and listed[3] == first[0]  # stored as given, every field
-        assert backend.get_task("t-audit") is not None  # the batch's other rows committed alongside
-
-        def ids(**filters: Any) -> list[str]:
-            return [r["id"] for r in backend.list_audit(**filters)]
-
-        assert ids(principal="users/alice") == ["r3", "r0"]
-        assert ids(principal="") == ["r3", "r2", "r1", "r0"]  # empty: no filter
-        assert ids(action="CancelTask") == ["r3", "r1"]
-        assert ids(action="AgentGateway/") == ["r2"]
-        assert ids(action="%") == [] and ids(action="_") == []  # LIKE wildcards are escaped
-        assert ids(since=_T0 + 1) == ["r3", "r2", "r1"]  # inclusive
-        assert ids(until=_T0 + 2) == ["r1", "r0"]  # exclusive
-        assert ids(since=_T0 + 1, until=_T0 + 3, principal="users/bob") == ["r1"]
-        assert ids(limit=2) == ["r3", "r2"]
-        assert ids(before_seq=seqs[1], limit=2) == ["r1", "r0"]  # keyset: the next page
-        assert ids(before_seq=seqs[3]) == []
-
-    def test_audit_retention_deletes_only_older_records(self, backend: StorageBackend) -> None:
-        if not isinstance(backend, PrunesAudit):
-            pytest.skip("the backend keeps every audit record (no PrunesAudit capability)")
-        records = [
-            {
-                "id": f"old{n}",
-                "time": _T0 + n,
-                "principal": "users/alice",
-                "key_id": "",
-                "peer": "",
-                "method": "/maos.v1.TaskService/SubmitTask",
-                "resource": "",
-                "decision": "ALLOW",
-                "status_code": "OK",
-                "request_id": "",
-                "reason": "",
-            }
-            for n in range(5)
-        ]
-        backend.write(WriteBatch(audit=records))
-        assert backend.delete_audit_before(_T0 + 3) == 3
-        assert [r["id"] for r in backend.list_audit()] == ["old4", "old3"]
-        assert backend.delete_audit_before(_T0 + 3) == 0

@@ -15,8 +15,8 @@ import pytest
 from controlplane.domain.model import Priority, Task
 from controlplane.errors import AlreadyExists
 from controlplane.storage.base import StorageBackend, StoresBatches, StoresTemplates
+from controlplane.storage.records import BatchRecord, BatchSchedule, TemplateParameter, TemplateRecord
 from controlplane.storage.testing import full_task, minimal_task
-from controlplane.workflows.records import BatchRecord, BatchSchedule, TemplateParameter, TemplateRecord
 
 _T0 = 1_700_000_000.25
 

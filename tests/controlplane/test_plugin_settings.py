@@ -8,9 +8,17 @@ from typing import Any
 import pytest
 
 from controlplane import hookimpl
-from controlplane.config import Option, load_settings, parse_duration, parse_positive_int, parse_text
+from controlplane.config import (
+    Option,
+    load_settings,
+    parse_duration,
+    parse_positive_int,
+    parse_text,
+    plugin_settings,
+    settings_by_plugin,
+)
 from controlplane.errors import InvalidArgument
-from controlplane.plugins import MaosPluginManager, get_plugin_manager, plugin_settings, settings_by_plugin
+from controlplane.plugins import MaosPluginManager, get_plugin_manager
 
 
 class SettingsPlugin:

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from controlplane.config import CORE_SECTIONS, OPTIONS, Option
-from controlplane.plugins import get_plugin_manager, plugin_settings
+from controlplane.config import CORE_SECTIONS, OPTIONS, Option, plugin_settings
+from controlplane.plugins import get_plugin_manager
 from plugins.claude import plugin as claude_plugin
 
 README = Path(__file__).resolve().parents[2] / "README.md"

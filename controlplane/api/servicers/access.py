@@ -13,13 +13,14 @@ import grpc
 from controlplane.access import join_tokens
 from controlplane.access.join_tokens import JoinTokens
 from controlplane.access.manager import MAX_TTL, AccessManager, Caller
-from controlplane.access.records import JoinTokenRecord
 from controlplane.api import convert
 from controlplane.api.context import caller_var, current_principal
 from controlplane.api.paging import page_size
 from controlplane.api.pb import access_grpc, access_pb, audit_grpc, audit_pb, enums_pb, messages_pb
 from controlplane.domain.limits import MAX_NAME_BYTES, MAX_TEXT_BYTES, check_bytes, quote, size_of
 from controlplane.errors import InvalidArgument, NotFound, Unauthenticated
+from controlplane.storage.base import StoresAudit, require
+from controlplane.storage.records import JoinTokenRecord
 
 #: What UpdateUser may change (an allowlist, OWASP API3).
 USER_UPDATABLE = ("roles", "disabled")
@@ -291,11 +292,12 @@ class AuditServicer(audit_grpc.AuditServiceServicer):
             if request.decision not in enums_pb.AuditDecision.values():
                 raise InvalidArgument(f"unknown decision {request.decision}", field="decision")
             wanted = enums_pb.AuditDecision.Name(request.decision).removeprefix("AUDIT_DECISION_")
+        store = require(self.storage.backend, StoresAudit, "an audit log")
         await self.flushed()
         rows: list[dict[str, Any]] = []
         while len(rows) <= size:  # the decision is filtered here: read on until a page is full
             chunk = await self.storage.call(
-                lambda before=before: self.storage.backend.list_audit(
+                lambda before=before: store.list_audit(
                     since=convert.optional_epoch(request, "since"),
                     until=convert.optional_epoch(request, "until"),
                     principal=request.principal,

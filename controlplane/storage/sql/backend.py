@@ -25,8 +25,6 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, Operation
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.pool import QueuePool, StaticPool
 
-from controlplane.access.records import JoinTokenRecord
-from controlplane.checkpoints.record import CheckpointRecord
 from controlplane.domain.model import AgentInfo, Subtask, Task, TaskStatus
 from controlplane.errors import Aborted, AlreadyExists, Unavailable
 from controlplane.home import PRIVATE_DIR, create_private_file
@@ -38,6 +36,7 @@ from controlplane.storage.base import (
     TaskQuery,
     WriteBatch,
 )
+from controlplane.storage.records import CheckpointRecord, JoinTokenRecord
 from controlplane.storage.sql import codec, schema, wal
 from controlplane.storage.sql.batches import SqlBatchStore
 from controlplane.storage.sql.migrations import migrate as run_migrations
@@ -143,8 +142,9 @@ def _raw_upsert(
 class SqlBackend(SqlWebhooks):
     """A :class:`~controlplane.storage.base.StorageBackend` on a SQLAlchemy engine.
 
-    It also offers the optional ``StoresWebhooks`` capability (in
-    :mod:`controlplane.storage.sql.webhooks`).
+    It offers every optional capability of :mod:`controlplane.storage.base`: access
+    records, join tokens, checkpoints and the audit log here, ``StoresWebhooks`` in
+    :mod:`controlplane.storage.sql.webhooks`, batches and templates in their own modules.
 
     Subtasks carry a storage-assigned ``ord`` that only new rows keep, so
     :meth:`get_subtasks` returns them in the order they were first written

@@ -10,8 +10,8 @@ import orjson
 from sqlalchemy import Engine, delete, func, select
 
 from controlplane.domain.model import Task
+from controlplane.storage.records import BatchRecord, BatchSchedule
 from controlplane.storage.sql import codec, schema
-from controlplane.workflows.records import BatchRecord, BatchSchedule
 
 _B, _E = schema.batches, schema.batch_tasks
 #: Values of ``batches.submitted``.

@@ -10,8 +10,8 @@ from typing import Any
 import orjson
 from sqlalchemy import Engine, delete, func, select
 
+from controlplane.storage.records import TemplateParameter, TemplateRecord
 from controlplane.storage.sql import codec, schema
-from controlplane.workflows.records import TemplateParameter, TemplateRecord
 
 _T = schema.templates
 

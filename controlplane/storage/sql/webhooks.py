@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
 
+from controlplane.storage.records import PENDING, DeliveryRecord, WebhookRecord
 from controlplane.storage.sql import schema
-from controlplane.webhooks.records import PENDING, DeliveryRecord, WebhookRecord
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine

@@ -39,6 +39,12 @@ from controlplane.storage.testing import (
     minimal_subtask,
     minimal_task,
 )
+from controlplane.storage.testing_capabilities import (
+    AccessContract,
+    AuditContract,
+    CheckpointContract,
+    JoinTokenContract,
+)
 
 UNREACHABLE_POSTGRES = "postgresql://postgres@127.0.0.1:1/maos?connect_timeout=2"
 
@@ -93,8 +99,10 @@ def _url(store: SqlBackend) -> str:
 # --- the contract --------------------------------------------------------------
 
 
-class TestSqlStorageContract(StorageContract):
-    """The storage contract, on SQLite and on PostgreSQL."""
+class TestSqlStorageContract(
+    StorageContract, AccessContract, JoinTokenContract, CheckpointContract, AuditContract
+):
+    """The storage contract and that of every optional capability the backend offers, on SQLite and on PostgreSQL."""
 
 
 # --- codec ---------------------------------------------------------------------

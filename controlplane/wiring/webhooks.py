@@ -10,6 +10,7 @@ import pluggy
 
 from agent_sdk.proto.maos.v1 import webhook_service_pb2_grpc as webhooks_grpc
 from controlplane.access.permissions import VIEW_ALL_TASKS
+from controlplane.api.servicers.webhooks import WebhookServicer
 from controlplane.hookspecs import hookimpl
 from controlplane.webhooks.events import ALL, NONE, OWN
 from controlplane.webhooks.service import Webhooks
@@ -60,8 +61,6 @@ def install_webhooks(
 
     ``access`` is the AccessManager when access control is on, else None.
     """
-    from controlplane.api.servicers.webhooks import WebhookServicer
-
     webhooks = Webhooks(storage, settings, engine.outbox, engine.replica, owner_reach(access), engine.metrics)
     webhooks_grpc.add_WebhookServiceServicer_to_server(WebhookServicer(webhooks), server)
     if webhooks.backend is not None:

@@ -8,9 +8,11 @@ import grpc
 import pluggy
 
 from agent_sdk.proto.maos.v1 import checkpoint_service_pb2_grpc as checkpoints_grpc
+from controlplane.api.servicers.checkpoints import CheckpointServicer
 from controlplane.checkpoints.interval import IntervalJob
 from controlplane.checkpoints.service import Checkpoints
 from controlplane.hookspecs import hookimpl
+from controlplane.storage.base import StoresCheckpoints
 
 
 class _Lifecycle:
@@ -31,11 +33,15 @@ class _Lifecycle:
 def install_checkpoints(
     pm: pluggy.PluginManager, engine: Any, storage: Any, settings: Any, server: grpc.aio.Server
 ) -> Checkpoints:
-    """Add the CheckpointService to ``server`` and run the interval job while the app runs."""
-    from controlplane.api.servicers.checkpoints import CheckpointServicer
+    """Add the CheckpointService to ``server`` and run the interval job while the app runs.
 
+    With a storage backend lacking the optional ``StoresCheckpoints`` capability, the service
+    answers FAILED_PRECONDITION and no interval job runs.
+    """
     checkpoints = Checkpoints(engine, storage, settings)
     checkpoints_grpc.add_CheckpointServiceServicer_to_server(CheckpointServicer(checkpoints), server)
+    if not isinstance(storage.backend, StoresCheckpoints):
+        return checkpoints
     pm.register(
         _Lifecycle(IntervalJob(checkpoints, settings["checkpoints.interval"], lambda: engine.state_version)),
         name="maos-checkpoints",

@@ -1,0 +1,335 @@
+"""The contracts of the optional storage capabilities: access records, join tokens, checkpoints, the audit log.
+
+A backend offering a capability adds its contract to :class:`~controlplane.storage.testing.StorageContract`
+in its test module, with the same ``backend`` fixture (a migrated, empty backend per test)::
+
+    class TestMyBackend(StorageContract, AccessContract, JoinTokenContract):
+        pass
+
+Each contract first checks that the backend offers the capability's Protocol
+(:mod:`controlplane.storage.base`), then how it behaves. A backend without a
+capability leaves its contract out; the control plane then refuses what needs it
+with FAILED_PRECONDITION (see the capability's docstring).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import pytest
+
+from controlplane.domain.model import TaskStatus
+from controlplane.errors import AlreadyExists
+from controlplane.storage.base import (
+    PrunesAudit,
+    StateValue,
+    StoresAccess,
+    StoresAudit,
+    StoresCheckpoints,
+    StoresJoinTokens,
+    WriteBatch,
+)
+from controlplane.storage.records import CheckpointRecord, JoinTokenRecord
+from controlplane.storage.testing import _T0, full_agent, full_subtask, full_task, minimal_task
+
+
+class AccessContract:
+    """Users, roles and API keys (:class:`~controlplane.storage.base.StoresAccess`)."""
+
+    def test_offers_stores_access(self, backend: Any) -> None:
+        assert isinstance(backend, StoresAccess)
+
+    def test_access_records_put_list_delete(self, backend: Any) -> None:
+        user = {"email": "a@example.com", "roles": ["viewer"], "disabled": False, "create_time": _T0}
+        backend.access_put("users", "a", user, create=True)
+        backend.access_put("users", "b", {**user, "email": "b@example.com"})
+        with pytest.raises(AlreadyExists):
+            backend.access_put("users", "a", user, create=True)
+        backend.access_put("users", "a", {**user, "roles": [], "disabled": True})  # upsert
+        backend.access_put("roles", "r", {"permissions": ["task:view"], "description": "", "builtin": False})
+        backend.access_put("api_keys", "k1", {"user": "a", "digest": "ab", "revoke_time": None})
+        assert backend.access_list("users") == [
+            {**user, "id": "a", "roles": [], "disabled": True},
+            {**user, "id": "b", "email": "b@example.com"},
+        ]
+        assert [r["id"] for r in backend.access_list("roles")] == ["r"]
+        assert backend.access_list("api_keys") == [
+            {"id": "k1", "user": "a", "digest": "ab", "revoke_time": None}
+        ]
+        assert backend.access_delete("users", "a") and not backend.access_delete("users", "a")
+        assert backend.access_delete("roles", "r") and not backend.access_delete("roles", "nope")
+        assert [r["id"] for r in backend.access_list("users")] == ["b"] and backend.access_list("roles") == []
+        assert [r["id"] for r in backend.access_list("api_keys")] == ["k1"]  # keys are not deleted with users
+        backend.access_put("users", "a", user, create=True)  # the id is free again
+        assert [r["id"] for r in backend.access_list("users")] == ["a", "b"]
+
+
+class JoinTokenContract:
+    """Join tokens (:class:`~controlplane.storage.base.StoresJoinTokens`)."""
+
+    def test_offers_stores_join_tokens(self, backend: Any) -> None:
+        assert isinstance(backend, StoresJoinTokens)
+
+    def test_join_token_round_trip_and_listing(self, backend: Any) -> None:
+        open_one = JoinTokenRecord(
+            id="abc123",
+            digest="d" * 64,
+            agent_types=(),
+            max_uses=0,
+            uses=0,
+            create_time=_T0,
+            expire_time=_T0 + 86400,
+        )
+        typed = JoinTokenRecord(
+            id="zzz999",
+            digest="e" * 64,
+            agent_types=("researcher", "coder"),
+            max_uses=3,
+            uses=0,
+            create_time=_T0 - 1,
+            expire_time=_T0 + 60,
+        )
+        backend.put_join_token(open_one)
+        backend.put_join_token(typed)
+        with pytest.raises(AlreadyExists):
+            backend.put_join_token(dataclasses.replace(open_one, digest="f" * 64))
+        assert backend.get_join_token("abc123") == open_one
+        assert backend.get_join_token("zzz999") == typed
+        assert backend.get_join_token("nope00") is None
+        assert backend.list_join_tokens() == [typed, open_one]  # oldest first
+
+    def test_join_token_uses_are_counted_only_while_valid(self, backend: Any) -> None:
+        backend.put_join_token(
+            JoinTokenRecord(
+                id="twice1",
+                digest="d" * 64,
+                agent_types=(),
+                max_uses=2,
+                uses=0,
+                create_time=_T0,
+                expire_time=_T0 + 100,
+            )
+        )
+        first = backend.use_join_token("twice1", _T0 + 1)
+        assert first is not None and first.uses == 1
+        assert backend.use_join_token("twice1", _T0 + 100) is None  # expired at that time
+        second = backend.use_join_token("twice1", _T0 + 2)
+        assert second is not None and second.uses == 2
+        assert backend.use_join_token("twice1", _T0 + 3) is None  # used up
+        assert backend.use_join_token("nope00", _T0) is None
+        stored = backend.get_join_token("twice1")
+        assert stored is not None and stored.uses == 2
+
+        backend.put_join_token(
+            JoinTokenRecord(
+                id="many00",
+                digest="d" * 64,
+                agent_types=(),
+                max_uses=0,
+                uses=0,
+                create_time=_T0,
+                expire_time=_T0 + 100,
+            )
+        )
+        for expected in range(1, 6):  # 0: unlimited
+            counted = backend.use_join_token("many00", _T0)
+            assert counted is not None and counted.uses == expected
+
+    def test_revoked_join_token_is_not_counted(self, backend: Any) -> None:
+        backend.put_join_token(
+            JoinTokenRecord(
+                id="gone00",
+                digest="d" * 64,
+                agent_types=(),
+                max_uses=0,
+                uses=0,
+                create_time=_T0,
+                expire_time=_T0 + 100,
+            )
+        )
+        revoked = backend.revoke_join_token("gone00", _T0 + 5)
+        assert revoked is not None and revoked.revoke_time == _T0 + 5
+        again = backend.revoke_join_token("gone00", _T0 + 9)
+        assert again is not None and again.revoke_time == _T0 + 5  # the first revocation stands
+        assert backend.revoke_join_token("nope00", _T0) is None
+        assert backend.use_join_token("gone00", _T0 + 6) is None
+        stored = backend.get_join_token("gone00")
+        assert stored is not None and stored.uses == 0
+
+
+class CheckpointContract:
+    """Snapshots of tables and checkpoint records (:class:`~controlplane.storage.base.StoresCheckpoints`)."""
+
+    def test_offers_stores_checkpoints(self, backend: Any) -> None:
+        assert isinstance(backend, StoresCheckpoints)
+
+    def test_count_tasks_by_status_follows_a_restore(self, backend: Any) -> None:
+        backend.write(WriteBatch(tasks=[minimal_task("a", seq=1), minimal_task("b", seq=2)]))
+        backend.write(
+            WriteBatch(tasks=[minimal_task("a", seq=1, status=TaskStatus.RUNNING), minimal_task("b", seq=2)])
+        )  # b written again, unchanged
+        snap = backend.snapshot_tables(["tasks"])
+        backend.write(
+            WriteBatch(
+                tasks=[
+                    minimal_task("a", seq=1, status=TaskStatus.COMPLETED),
+                    minimal_task("b", seq=2, status=TaskStatus.FAILED),
+                ]
+            )
+        )
+        counts = backend.count_tasks_by_status()
+        assert (counts[TaskStatus.PENDING], counts[TaskStatus.RUNNING]) == (0, 0)
+        assert (counts[TaskStatus.COMPLETED], counts[TaskStatus.FAILED]) == (1, 1)
+        backend.restore_tables(snap)  # a recovery writes rows back: the counts follow
+        counts = backend.count_tasks_by_status()
+        assert (counts[TaskStatus.PENDING], counts[TaskStatus.RUNNING], counts[TaskStatus.COMPLETED]) == (
+            1,
+            1,
+            0,
+        )
+        assert sum(counts.values()) == 2
+
+    def test_snapshot_and_restore_tables(self, backend: Any) -> None:
+        backend.write(
+            WriteBatch(
+                tasks=[full_task("ta", seq=1)], subtasks=[full_subtask("ta", "merge")], agents=[full_agent()]
+            )
+        )
+        backend.state_put("ta", "k", b"\x00\x01", None)
+        tables = ["tasks", "subtasks", "shared_state", "agents"]
+        snap = backend.snapshot_tables(tables)
+        assert [len(snap[t][1]) for t in tables] == [1, 1, 1, 1]
+        backend.write(WriteBatch(tasks=[full_task("ta", seq=1, description="changed")]))
+        backend.write(WriteBatch(tasks=[minimal_task("tb", seq=1 + 1)]))
+        backend.restore_tables(snap)
+        assert backend.get_task("ta") == full_task("ta", seq=1)
+        assert backend.get_subtasks("ta") == [full_subtask("ta", "merge")]
+        assert backend.state_get("ta", "k") == StateValue(b"\x00\x01", 1)
+        assert backend.get_task("tb") is not None  # rows not in the snapshot are kept
+
+    def test_restore_moves_colliding_seq(self, backend: Any) -> None:
+        backend.write(WriteBatch(tasks=[minimal_task("later", seq=1)]))
+        snap = {"tasks": backend.snapshot_tables(["tasks"])["tasks"]}
+        columns, rows = snap["tasks"]
+        snap["tasks"] = (
+            columns,
+            [tuple("old" if c == "id" else v for c, v in zip(columns, rows[0], strict=True))],
+        )
+        backend.restore_tables(snap)
+        old, later = backend.get_task("old"), backend.get_task("later")
+        assert old is not None and later is not None and old.seq == 1 and later.seq == 2
+        assert backend.next_task_seq() == 2
+
+    def test_checkpoint_records(self, backend: Any) -> None:
+        for i in range(3):
+            backend.put_checkpoint(
+                CheckpointRecord(
+                    id=f"c{i}",
+                    create_time=_T0 + i,
+                    components=["tasks"],
+                    sha256="ab",
+                    payload=bytes([i]) * 10,
+                    automatic=i == 1,
+                )
+            )
+        latest = backend.get_checkpoint("latest", with_payload=True)
+        assert latest is not None and latest.id == "c2" and latest.payload == b"\x02" * 10
+        one = backend.get_checkpoint("c1")
+        assert one is not None and one.automatic and one.payload is None and one.components == ["tasks"]
+        assert [r.id for r in backend.list_checkpoints(0, 10)] == ["c2", "c1", "c0"]
+        assert [r.id for r in backend.list_checkpoints(1, 1)] == ["c1"]
+        assert backend.delete_checkpoint("c2") and not backend.delete_checkpoint("c2")
+        assert backend.get_checkpoint("c2") is None and backend.get_checkpoint("nope") is None
+
+
+class AuditContract:
+    """The audit log (:class:`~controlplane.storage.base.StoresAudit`), and its retention where the backend
+    also offers :class:`~controlplane.storage.base.PrunesAudit`."""
+
+    def test_offers_stores_audit(self, backend: Any) -> None:
+        assert isinstance(backend, StoresAudit)
+
+    def test_audit_records_written_in_a_batch_are_listed_with_filters(self, backend: Any) -> None:
+        def record(n: int, principal: str, method: str, **extra: Any) -> dict[str, Any]:
+            return {
+                "id": f"r{n}",
+                "time": _T0 + n,
+                "principal": principal,
+                "key_id": "",
+                "peer": "ipv4:10.0.0.7",
+                "method": method,
+                "resource": f"tasks/t{n}",
+                "decision": "ALLOW",
+                "status_code": "OK",
+                "request_id": "",
+                "reason": "",
+                **extra,
+            }
+
+        first = [
+            record(0, "users/alice", "/maos.v1.TaskService/SubmitTask"),
+            record(1, "users/bob", "/maos.v1.TaskService/CancelTask"),
+            record(
+                2,
+                "",
+                "/maos.v1.AgentGateway/Connect",
+                decision="DENY",
+                status_code="UNAUTHENTICATED",
+                reason="ERROR_REASON_UNAUTHENTICATED",
+                resource="<malformed>",
+            ),
+        ]
+        backend.write(WriteBatch(audit=first))
+        backend.write(
+            WriteBatch(
+                tasks=[minimal_task("t-audit")],
+                audit=[record(3, "users/alice", "/maos.v1.TaskService/CancelTask")],
+            )
+        )
+
+        listed = backend.list_audit()
+        assert [r["id"] for r in listed] == ["r3", "r2", "r1", "r0"]  # newest first
+        seqs = [r.pop("seq") for r in listed]
+        assert seqs == sorted(seqs, reverse=True) and len(set(seqs)) == 4
+        assert listed[1] == first[2] and listed[3] == first[0]  # stored as given, every field
+        assert backend.get_task("t-audit") is not None  # the batch's other rows committed alongside
+
+        def ids(**filters: Any) -> list[str]:
+            return [r["id"] for r in backend.list_audit(**filters)]
+
+        assert ids(principal="users/alice") == ["r3", "r0"]
+        assert ids(principal="") == ["r3", "r2", "r1", "r0"]  # empty: no filter
+        assert ids(action="CancelTask") == ["r3", "r1"]
+        assert ids(action="AgentGateway/") == ["r2"]
+        assert ids(action="%") == [] and ids(action="_") == []  # LIKE wildcards are escaped
+        assert ids(since=_T0 + 1) == ["r3", "r2", "r1"]  # inclusive
+        assert ids(until=_T0 + 2) == ["r1", "r0"]  # exclusive
+        assert ids(since=_T0 + 1, until=_T0 + 3, principal="users/bob") == ["r1"]
+        assert ids(limit=2) == ["r3", "r2"]
+        assert ids(before_seq=seqs[1], limit=2) == ["r1", "r0"]  # keyset: the next page
+        assert ids(before_seq=seqs[3]) == []
+
+    def test_audit_retention_deletes_only_older_records(self, backend: Any) -> None:
+        if not isinstance(pruning := backend, PrunesAudit):
+            pytest.skip("the backend keeps every audit record (no PrunesAudit capability)")
+        records = [
+            {
+                "id": f"old{n}",
+                "time": _T0 + n,
+                "principal": "users/alice",
+                "key_id": "",
+                "peer": "",
+                "method": "/maos.v1.TaskService/SubmitTask",
+                "resource": "",
+                "decision": "ALLOW",
+                "status_code": "OK",
+                "request_id": "",
+                "reason": "",
+            }
+            for n in range(5)
+        ]
+        backend.write(WriteBatch(audit=records))
+        assert pruning.delete_audit_before(_T0 + 3) == 3
+        assert [r["id"] for r in backend.list_audit()] == ["old4", "old3"]
+        assert pruning.delete_audit_before(_T0 + 3) == 0

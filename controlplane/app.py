@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import logging
-import os
-import socket
 from dataclasses import dataclass, field
+from typing import Any
 
 import grpc
 import pluggy
@@ -49,6 +48,8 @@ from controlplane.pacing import Pacer
 from controlplane.plugins import await_me_maybe, get_plugin_manager
 from controlplane.pool import AgentSupply
 from controlplane.redaction import redact_url
+from controlplane.replicas.registry import new_replica_id
+from controlplane.replicas.wiring import install_replicas
 from controlplane.retention import AuditRetention
 from controlplane.scheduler.engine import Engine
 from controlplane.storage.base import ReportsSchema, StorageBackend
@@ -295,7 +296,7 @@ def build_app(settings: Settings, pm: pluggy.PluginManager | None = None) -> App
     storage = StorageExecutor(backend)
     metrics = Metrics()
     planners = [p for group in pm.hook.register_planners(settings=settings) for p in group or []]
-    replica = settings["server.replica_id"] or f"{socket.gethostname()}-{os.getpid()}"
+    replica = new_replica_id(settings["server.replica_id"])
     engine = Engine(settings=settings, storage=storage, planners=planners, metrics=metrics, replica=replica)
     engine.pacer = Pacer.from_settings(settings, metrics)
     launcher = LocalLauncher(
@@ -336,6 +337,7 @@ def build_app(settings: Settings, pm: pluggy.PluginManager | None = None) -> App
         if settings["scaling.enabled"] or settings["scaling.types"]
         else None
     )
+    replicas = install_replicas(pm, engine, settings)
     servicers = {
         "tasks": TaskServicer(
             engine,
@@ -352,6 +354,7 @@ def build_app(settings: Settings, pm: pluggy.PluginManager | None = None) -> App
             observer=observing.observer,
             history=observing.history,
             scaling=autoscaler.snapshot if autoscaler is not None else None,
+            replicas=replicas,
         ),
         "gateway": GatewayServicer(engine, launcher, logbook, admission),
         "access": AccessServicer(access, join_tokens),
@@ -367,6 +370,10 @@ def build_app(settings: Settings, pm: pluggy.PluginManager | None = None) -> App
     server, health = build_server(servicers, interceptors, settings["server.reflection"])
     install_checkpoints(pm, engine, settings, server)
     install_webhooks(pm, engine, settings, server, access if auth is not None else None)
+    retention: Any = AuditRetention(storage, settings["audit.retention_days"])
+    if replicas is not None and replicas.leases is not None:  # several replicas: once per system
+        retention = replicas.leases.wrap("audit-retention", retention)
+        replicas.leases.wrap_plugins(pm)
     return App(
         settings=settings,
         pm=pm,
@@ -382,5 +389,5 @@ def build_app(settings: Settings, pm: pluggy.PluginManager | None = None) -> App
         autoscaler=autoscaler,
         http=HttpServer(settings, tls),
         dashboard=DashboardServer(settings, tls),
-        retention=AuditRetention(storage, settings["audit.retention_days"]),
+        retention=retention,
     )

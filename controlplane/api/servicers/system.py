@@ -38,6 +38,23 @@ UNHEALTHY = enums_pb.COMPONENT_STATE_UNHEALTHY
 DISABLED = enums_pb.COMPONENT_STATE_DISABLED
 
 
+def replica_to_pb(view: Any) -> system_pb.ReplicaStatus:
+    """A :class:`~controlplane.replicas.registry.ReplicaView` as its proto."""
+    row = view.row
+    return system_pb.ReplicaStatus(
+        id=row.id,
+        address=row.address,
+        version=row.version,
+        start_time=convert.timestamp(row.started_at),
+        heartbeat_time=convert.timestamp(row.heartbeat_at),
+        lost=view.lost,
+        connected_agents=int(row.details.get("agents", 0)),
+        leases_held=int(row.details.get("leases", 0)),
+        jobs=[str(j) for j in row.details.get("jobs", ())],
+        current=view.this,
+    )
+
+
 class SystemServicer(system_grpc.SystemServiceServicer):
     """Status, health, metrics and runtime configuration."""
 
@@ -51,8 +68,11 @@ class SystemServicer(system_grpc.SystemServiceServicer):
         observer: Observer | None = None,
         history: HistorySampler | None = None,
         scaling: Callable[[], list[Any]] | None = None,
+        replicas: Any = None,
     ):
         self.engine = engine
+        #: The replica registry (:class:`~controlplane.replicas.registry.ReplicaRegistry`), or None.
+        self.replicas = replicas
         #: The autoscaler's last decisions (``scaling.enabled``), or None.
         self.scaling = scaling
         self.observer = observer
@@ -72,6 +92,7 @@ class SystemServicer(system_grpc.SystemServiceServicer):
         sub_counts = engine.subtasks_by_status()
         agent_counts: Counter[str] = Counter(s.status().name for s in engine.sessions.values())
         uptime = time.time() - engine.started_at
+        replicas = await self.replicas.replicas() if self.replicas is not None else []
         return system_pb.GetStatusResponse(
             version=__version__,
             replica=engine.replica,
@@ -105,6 +126,7 @@ class SystemServicer(system_grpc.SystemServiceServicer):
                 )
                 for row in (self.scaling() if self.scaling is not None else [])
             ],
+            replica_status=[replica_to_pb(view) for view in replicas],
         )
 
     async def GetHealth(

@@ -297,6 +297,7 @@ def build_app(settings: Settings, pm: pluggy.PluginManager | None = None) -> App
     metrics = Metrics()
     planners = [p for group in pm.hook.register_planners(settings=settings) for p in group or []]
     replica = new_replica_id(settings["server.replica_id"])
+    metrics.label_replica(replica)
     engine = Engine(settings=settings, storage=storage, planners=planners, metrics=metrics, replica=replica)
     engine.pacer = Pacer.from_settings(settings, metrics)
     launcher = LocalLauncher(

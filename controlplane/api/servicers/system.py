@@ -198,7 +198,7 @@ class SystemServicer(system_grpc.SystemServiceServicer):
         self, request: system_pb.GetMetricsSummaryRequest, context: grpc.aio.ServicerContext
     ) -> system_pb.GetMetricsSummaryResponse:
         check_category(request.category)
-        families = [(family, self._category(family.name)) for family in self.metrics.registry.collect()]
+        families = [(family, self._category(family.name)) for family in self.metrics.exported.collect()]
         samples = []
         for family, category in families:
             if request.category and category != request.category:

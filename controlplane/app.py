@@ -49,7 +49,7 @@ from controlplane.plugins import await_me_maybe, get_plugin_manager
 from controlplane.pool import AgentSupply
 from controlplane.redaction import redact_url
 from controlplane.replicas.registry import new_replica_id
-from controlplane.replicas.wiring import install_replicas
+from controlplane.replicas.wiring import install_redis, install_replicas, open_redis
 from controlplane.retention import AuditRetention
 from controlplane.scheduler.engine import Engine
 from controlplane.storage.base import ReportsSchema, StorageBackend
@@ -283,6 +283,7 @@ def build_app(settings: Settings, pm: pluggy.PluginManager | None = None) -> App
     for warning in settings.warnings:
         log.warning("%s", warning)
     tls = server_tls(settings)  # bad TLS settings fail before the database is touched
+    redis = open_redis(settings)  # so does a Redis that does not answer (redis.url)
     secure_home(settings.home)  # 0700, files 0600 (an existing install's looser modes are tightened)
     backend = open_storage(pm, settings.database_url)
     try:
@@ -339,6 +340,7 @@ def build_app(settings: Settings, pm: pluggy.PluginManager | None = None) -> App
         else None
     )
     replicas = install_replicas(pm, engine, settings)
+    install_redis(pm, redis)
     servicers = {
         "tasks": TaskServicer(
             engine,
@@ -356,6 +358,7 @@ def build_app(settings: Settings, pm: pluggy.PluginManager | None = None) -> App
             history=observing.history,
             scaling=autoscaler.snapshot if autoscaler is not None else None,
             replicas=replicas,
+            redis_check=redis.ping if redis is not None else None,
         ),
         "gateway": GatewayServicer(engine, launcher, logbook, admission),
         "access": AccessServicer(access, join_tokens),

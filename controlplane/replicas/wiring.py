@@ -16,6 +16,7 @@ import pluggy
 
 from controlplane.hookspecs import hookimpl
 from controlplane.replicas.leases import JobLeases
+from controlplane.replicas.redis_conn import RedisConnection
 from controlplane.replicas.registry import ReplicaRegistry
 from controlplane.storage.sql.replicas import replica_store
 from controlplane.version import __version__
@@ -88,3 +89,39 @@ def install_replicas(pm: pluggy.PluginManager, engine: Any, settings: Any) -> Re
         registry.leases = leases
     pm.register(_Lifecycle(registry, settings), name="maos-replicas")
     return registry
+
+
+class _RedisLifecycle:
+    """A plugin object closing the Redis clients at shutdown."""
+
+    def __init__(self, redis: RedisConnection):
+        self.redis = redis
+
+    @hookimpl(trylast=True)
+    async def shutdown(self, app: Any) -> None:
+        await self.redis.close()
+
+
+def open_redis(settings: Any) -> RedisConnection | None:
+    """The Redis connection of ``redis.url`` once it answered PING, or None when unset.
+
+    Raises:
+        FailedPrecondition: The redis package is missing or the URL is not one.
+        Unavailable: Redis does not answer (see :mod:`controlplane.replicas.redis_conn`).
+    """
+    if not settings["redis.url"]:
+        return None
+    redis = RedisConnection(settings["redis.url"], settings["redis.key_prefix"])
+    try:
+        redis.check()
+    except BaseException:
+        redis.sync.close()
+        raise
+    log.info("Redis at %s answers (keys under %r)", redis.shown, redis.prefix)
+    return redis
+
+
+def install_redis(pm: pluggy.PluginManager, redis: RedisConnection | None) -> None:
+    """Close ``redis`` when the app stops."""
+    if redis is not None:
+        pm.register(_RedisLifecycle(redis), name="maos-redis")

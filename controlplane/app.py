@@ -48,6 +48,7 @@ from controlplane.pacing import Pacer
 from controlplane.plugins import await_me_maybe, get_plugin_manager
 from controlplane.pool import AgentSupply
 from controlplane.redaction import redact_url
+from controlplane.replicas.redis_stores import share_limits
 from controlplane.replicas.registry import new_replica_id
 from controlplane.replicas.wiring import install_redis, install_replicas, open_redis
 from controlplane.retention import AuditRetention
@@ -329,6 +330,7 @@ def build_app(settings: Settings, pm: pluggy.PluginManager | None = None) -> App
     interceptors: list[grpc.aio.ServerInterceptor] = [ErrorAndMetricsInterceptor(metrics)]
     if settings["security.auth"] == "required":
         limits = CallLimits.from_settings(settings)
+        share_limits(limits, redis)  # with redis.url, every replica takes from the same buckets
         auth = AuthInterceptor(access, engine.committer.audit, limits, metrics, settings["server.reflection"])
         interceptors.append(auth)  # inside: its denials get ErrorInfo
         admission = AgentAdmission(access, join_tokens, auth.audit, limits, metrics)

@@ -48,6 +48,7 @@ from controlplane.pacing import Pacer
 from controlplane.plugins import await_me_maybe, get_plugin_manager
 from controlplane.pool import AgentSupply
 from controlplane.redaction import redact_url
+from controlplane.replicas.redis_pacing import shared_pacing
 from controlplane.replicas.redis_stores import share_limits
 from controlplane.replicas.registry import new_replica_id
 from controlplane.replicas.wiring import install_redis, install_replicas, open_redis
@@ -301,7 +302,7 @@ def build_app(settings: Settings, pm: pluggy.PluginManager | None = None) -> App
     replica = new_replica_id(settings["server.replica_id"])
     metrics.label_replica(replica)
     engine = Engine(settings=settings, storage=storage, planners=planners, metrics=metrics, replica=replica)
-    engine.pacer = Pacer.from_settings(settings, metrics)
+    engine.pacer = Pacer.from_settings(settings, metrics, **shared_pacing(redis))
     launcher = LocalLauncher(
         settings["server.address"],
         settings.home,

@@ -4,7 +4,7 @@ At start a control plane inserts its row in ``replicas`` (id, advertised address
 start time); every ``replicas.heartbeat_interval`` it renews ``heartbeat_at`` with what it holds
 (connected agents, subtask leases, job leases); a clean stop deletes the row and releases its
 job leases. A replica whose heartbeat is older than ``replicas.lost_after`` is shown as lost
-(killed, or cut from the database); rows silent for :data:`PRUNE_AFTER` are deleted.
+(killed, or cut from the database); rows silent for :data:`PRUNE_AFTER` (an hour) are deleted.
 
 A replica id is new at every start (``host-pid-random``) unless ``server.replica_id`` names one;
 a named id that a live replica holds is refused at start.
@@ -27,8 +27,8 @@ from controlplane.replicas.store import ReplicaRow, ReplicaStore
 
 log = logging.getLogger(__name__)
 
-#: Rows of replicas silent this long (seconds) are deleted by the others' heartbeats.
-PRUNE_AFTER = 86_400.0
+#: Rows of replicas silent this long (seconds) are deleted by the others' heartbeats (checked every minute).
+PRUNE_AFTER = 3600.0
 
 
 def new_replica_id(configured: str = "") -> str:
@@ -129,7 +129,7 @@ class ReplicaRegistry:
             row = ReplicaRow(self.replica, self.address, self.version, self.started_at, now, self.details())
             await self.storage.call(self.store.register_replica, row, now - self.lost_after)
             log.warning("replica %s was deregistered as lost; registered again", self.replica)
-        if now - self._pruned >= 3600.0:
+        if now - self._pruned >= 60.0:
             self._pruned = now
             await self.storage.call(self.store.prune_replicas, now - PRUNE_AFTER)
 

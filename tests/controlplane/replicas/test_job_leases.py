@@ -166,3 +166,26 @@ async def test_jobs_move_when_their_holder_is_killed(
             backend.close()
     finally:
         holder.stop()
+
+
+def test_replica_rows_register_heartbeat_and_prune(store: SqlReplicaStore) -> None:
+    from controlplane.replicas.store import ReplicaRow
+
+    row = ReplicaRow("cp-1", "10.0.0.1:7100", "0.1.0", 100.0, 100.0, {"agents": 2})
+    assert store.register_replica(row, live_after=90.0) is None
+    in_the_way = store.register_replica(ReplicaRow("cp-1", "10.0.0.2:7100", "0.1.0", 105.0, 105.0), 95.0)
+    assert in_the_way is not None and in_the_way.address == "10.0.0.1:7100"  # live: kept
+    assert store.heartbeat_replica("cp-1", 110.0, {"agents": 3, "jobs": ["checkpoints"]})
+    [seen] = store.list_replicas()
+    assert (seen.heartbeat_at, seen.details) == (110.0, {"agents": 3, "jobs": ["checkpoints"]})
+    # silent since 110: a new process with the same id replaces it after the bound
+    assert store.register_replica(ReplicaRow("cp-1", "10.0.0.2:7100", "0.1.0", 200.0, 200.0), 150.0) is None
+    assert [r.address for r in store.list_replicas()] == ["10.0.0.2:7100"]
+    store.acquire_lease("checkpoints", "cp-1", 200.0, 10.0)
+    assert store.prune_replicas(before=150.0) == 0
+    assert store.prune_replicas(before=250.0) == 1
+    assert not store.heartbeat_replica("cp-1", 251.0, {})  # gone: the registry registers again
+    store.register_replica(ReplicaRow("cp-2", "a:1", "0.1.0", 1.0, 1.0), 0.0)
+    store.acquire_lease("audit-retention", "cp-2", 200.0, 10.0)
+    store.deregister_replica("cp-2")  # a clean stop releases its leases at once
+    assert [g.name for g in store.list_leases(201.0)] == ["checkpoints"]

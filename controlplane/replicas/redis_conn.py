@@ -27,6 +27,9 @@ log = logging.getLogger(__name__)
 CONNECT_TIMEOUT = 2.0
 #: Seconds a synchronous call (on the event loop or the storage thread) may wait for Redis.
 SYNC_TIMEOUT = 0.25
+#: After a synchronous call failed, seconds its user works without Redis before trying it again
+#: (so an unreachable Redis costs one timeout every few seconds, not one per call).
+AWAY = 5.0
 
 
 def _redis_module() -> Any:
@@ -57,7 +60,7 @@ class RedisConnection:
         self.shown = redact_url(url)
         try:
             self.sync = redis.Redis.from_url(
-                url, socket_connect_timeout=CONNECT_TIMEOUT, socket_timeout=SYNC_TIMEOUT
+                url, socket_connect_timeout=SYNC_TIMEOUT, socket_timeout=SYNC_TIMEOUT
             )
         except ValueError as exc:
             raise FailedPrecondition(

@@ -27,6 +27,7 @@ from controlplane.domain.model_limits import (
     RateLimits,
     _Permit,
 )
+from controlplane.replicas.redis_conn import AWAY
 
 log = logging.getLogger(__name__)
 
@@ -105,12 +106,18 @@ class RedisPacingStore:
         self.policy = policy or BreakerPolicy()
         self._local: dict[str, ModelPacing] = {}
         self._warned = 0.0
+        self._away_until = 0.0
 
     def _key(self, model: str) -> str:
         return f"{self.prefix}pacing:{model}"
 
+    def _away(self) -> bool:
+        """Whether Redis failed a moment ago (then this replica's copy serves, without trying)."""
+        return time.monotonic() < self._away_until
+
     def _degraded(self, exc: Exception) -> None:
         now = time.monotonic()
+        self._away_until = now + AWAY
         if now - self._warned >= WARN_EVERY:
             self._warned = now
             log.warning(
@@ -128,6 +135,8 @@ class RedisPacingStore:
         """The state of ``model`` as Redis holds it now (this replica's copy while Redis is away)."""
         import redis
 
+        if self._away():
+            return self._local.get(model)
         try:
             text = self.client.get(self._key(model))
         except redis.RedisError as exc:
@@ -142,6 +151,8 @@ class RedisPacingStore:
         import redis
 
         self._local[model] = pacing
+        if self._away():
+            return
         try:
             with self.client.pipeline(transaction=True) as pipe:
                 pipe.set(self._key(model), dump(pacing), nx=True)
@@ -158,6 +169,8 @@ class RedisPacingStore:
         """The models with state (every replica's)."""
         import redis
 
+        if self._away():
+            return sorted(self._local)
         try:
             names = {
                 m.decode() if isinstance(m, bytes) else m
@@ -173,6 +186,8 @@ class RedisPacingStore:
         import redis
 
         key = self._key(model)
+        if self._away():
+            return change(self._local[model])
         try:
             for _ in range(MAX_ATTEMPTS):
                 with self.client.pipeline(transaction=True) as pipe:

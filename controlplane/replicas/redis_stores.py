@@ -4,7 +4,8 @@
   (``take(key)``), one Redis hash per bucket updated by a Lua script on Redis' clock, so a
   principal's rate holds across every replica. When Redis does not answer within
   ``SYNC_TIMEOUT``, the replica's own buckets decide meanwhile (each replica then allows the
-  rate on its own), and a warning says so once a minute.
+  rate on its own, and Redis is tried again after :data:`~controlplane.replicas.redis_conn.AWAY`
+  seconds), and a warning says so once a minute.
 * :class:`RedisSharedState`: the shared state of agents (``state_get`` / ``state_put`` /
   ``state_delete`` of :class:`~controlplane.storage.base.StorageBackend`), with the same
   versions and compare-and-set, atomic in Lua.
@@ -17,6 +18,7 @@ import time
 from typing import Any
 
 from controlplane.errors import Aborted
+from controlplane.replicas.redis_conn import AWAY
 from controlplane.storage.base import StateValue
 
 log = logging.getLogger(__name__)
@@ -69,6 +71,7 @@ class RedisTokenBuckets:
         self._key = f"{prefix}rate:{name}:"
         self._script = client.register_script(_TAKE)
         self._warned = 0.0
+        self._away_until = 0.0
 
     def __len__(self) -> int:
         return len(self.local)
@@ -77,10 +80,13 @@ class RedisTokenBuckets:
         """Take one token of ``key``'s bucket; 0.0, or the seconds until one is available."""
         import redis
 
+        if time.monotonic() < self._away_until:  # Redis failed a moment ago: not on every call
+            return self.local.take(key)
         try:
             return float(self._script(keys=[self._key + key[:MAX_KEY]], args=[self.rate, self.burst]))
         except redis.RedisError as exc:
             now = time.monotonic()
+            self._away_until = now + AWAY
             if now - self._warned >= WARN_EVERY:
                 self._warned = now
                 log.warning("rate limits: Redis does not answer (%s); this replica's own buckets decide", exc)

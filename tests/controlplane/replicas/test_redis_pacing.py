@@ -59,3 +59,5 @@ def test_without_redis_a_replica_paces_on_its_own(caplog: pytest.LogCaptureFixtu
     assert isinstance(dead.grant_now(MODEL), Grant)
     assert dead.grant_now(MODEL) is None  # its own bucket of 1 a minute
     assert "paces on its own meanwhile" in caplog.text
+    dead.store.client = None  # Redis is not tried again for a while (not one timeout per call)
+    assert dead.grant_now(MODEL) is None and dead.status()[0].granted == 1

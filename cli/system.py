@@ -521,6 +521,10 @@ def status(detailed: bool, resources: bool, performance: bool, memory: bool, sys
         parts = [key_values(pairs)]
         if s.model_pacing:
             parts.append(pacing_table(s.model_pacing))
+        if s.replica_status:
+            from cli.replicas import replicas_table
+
+            parts.append(replicas_table(s.replica_status))
         if s.scaling:
             parts.append(
                 "Autoscaling:\n"

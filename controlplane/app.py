@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
-import socket
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,6 +47,10 @@ from controlplane.pacing import Pacer
 from controlplane.plugins import await_me_maybe, get_plugin_manager
 from controlplane.pool import AgentSupply
 from controlplane.redaction import redact_url
+from controlplane.replicas.redis_pacing import shared_pacing
+from controlplane.replicas.redis_stores import share_limits
+from controlplane.replicas.registry import new_replica_id
+from controlplane.replicas.wiring import install_redis, install_replicas, open_redis
 from controlplane.retention import AuditRetention
 from controlplane.scheduler.engine import Engine
 from controlplane.storage.base import (
@@ -281,6 +283,7 @@ def build_app(settings: Settings, pm: pluggy.PluginManager | None = None) -> App
     for warning in settings.warnings:
         log.warning("%s", warning)
     tls = server_tls(settings)  # bad TLS settings fail before the database is touched
+    redis = open_redis(settings)  # so does a Redis that does not answer (redis.url)
     secure_home(settings.home)  # 0700, files 0600 (an existing install's looser modes are tightened)
     backend = open_storage(pm, settings.database_url)
     try:
@@ -296,9 +299,10 @@ def build_app(settings: Settings, pm: pluggy.PluginManager | None = None) -> App
     storage = StorageExecutor(backend)
     metrics = Metrics()
     planners = [p for group in pm.hook.register_planners(settings=settings) for p in group or []]
-    replica = settings["server.replica_id"] or f"{socket.gethostname()}-{os.getpid()}"
+    replica = new_replica_id(settings["server.replica_id"])
+    metrics.label_replica(replica)
     engine = Engine(settings=settings, storage=storage, planners=planners, metrics=metrics, replica=replica)
-    engine.pacer = Pacer.from_settings(settings, metrics)
+    engine.pacer = Pacer.from_settings(settings, metrics, **shared_pacing(redis))
     launcher = LocalLauncher(
         settings["server.address"],
         settings.home,
@@ -328,6 +332,7 @@ def build_app(settings: Settings, pm: pluggy.PluginManager | None = None) -> App
     interceptors: list[grpc.aio.ServerInterceptor] = [ErrorAndMetricsInterceptor(metrics)]
     if settings["security.auth"] == "required":
         limits = CallLimits.from_settings(settings)
+        share_limits(limits, redis)  # with redis.url, every replica takes from the same buckets
         # A backend without an audit log (no StoresAudit capability) is given no audit records.
         record_audit = engine.outbox.audit if isinstance(backend, StoresAudit) else _no_audit_log
         auth = AuthInterceptor(
@@ -347,6 +352,8 @@ def build_app(settings: Settings, pm: pluggy.PluginManager | None = None) -> App
         if settings["scaling.enabled"] or settings["scaling.types"]
         else None
     )
+    replicas = install_replicas(pm, engine, storage, settings)
+    install_redis(pm, redis)
     servicers = {
         "tasks": TaskServicer(
             engine,
@@ -363,6 +370,8 @@ def build_app(settings: Settings, pm: pluggy.PluginManager | None = None) -> App
             observer=observing.observer,
             history=observing.history,
             scaling=autoscaler.snapshot if autoscaler is not None else None,
+            replicas=replicas,
+            redis_check=redis.ping if redis is not None else None,
         ),
         "gateway": GatewayServicer(engine, launcher, logbook, admission),
         "access": AccessServicer(access, join_tokens),
@@ -381,6 +390,10 @@ def build_app(settings: Settings, pm: pluggy.PluginManager | None = None) -> App
     server, health = build_server(servicers, interceptors, settings["server.reflection"])
     install_checkpoints(pm, engine, storage, settings, server)
     install_webhooks(pm, engine, storage, settings, server, access if auth is not None else None)
+    retention: Any = AuditRetention(storage, settings["audit.retention_days"])
+    if replicas is not None and replicas.leases is not None:  # several replicas: once per system
+        retention = replicas.leases.wrap("audit-retention", retention)
+        replicas.leases.wrap_plugins(pm)
     return App(
         settings=settings,
         pm=pm,
@@ -396,5 +409,5 @@ def build_app(settings: Settings, pm: pluggy.PluginManager | None = None) -> App
         autoscaler=autoscaler,
         http=HttpServer(settings, tls),
         dashboard=DashboardServer(settings, tls),
-        retention=AuditRetention(storage, settings["audit.retention_days"]),
+        retention=retention,
     )

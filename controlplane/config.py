@@ -349,6 +349,33 @@ OPTIONS: dict[str, Option] = {
             "schema revision (run `maos db migrate`). `maos start --migrate/--no-migrate` overrides it.",
         ),
         Option("redis.url", _text, "", "Redis URL for events and shared state; empty disables Redis."),
+        Option("redis.key_prefix", _text, "maos:", "Prefix of every Redis key and channel MAOS uses."),
+        Option(
+            "replicas.heartbeat_interval",
+            _positive_duration,
+            5.0,
+            "Seconds between a replica's heartbeats in the replica registry.",
+        ),
+        Option(
+            "replicas.lost_after",
+            _positive_duration,
+            30.0,
+            "A replica silent this long is shown as lost by maos status.",
+        ),
+        Option(
+            "replicas.job_lease_ttl",
+            _positive_duration,
+            15.0,
+            "Lease of a periodic job on PostgreSQL (renewed every third of it); a dead holder's jobs "
+            "move to another replica within it.",
+        ),
+        Option(
+            "replicas.advertise_address",
+            _text,
+            "",
+            "host:port other replicas and maos status show for this one; empty: server.address "
+            "(a wildcard host replaced by the host name).",
+        ),
         Option("server.address", _text, "127.0.0.1:7100", "gRPC listen address (host:port)."),
         Option("server.metrics_port", _non_negative_int, 9464, "Prometheus /metrics port; 0 disables."),
         Option(
@@ -483,7 +510,12 @@ OPTIONS: dict[str, Option] = {
             30,
             "Failed authentications from one address before it is throttled; 0 disables.",
         ),
-        Option("server.replica_id", _text, "", "This replica's id; empty means hostname-pid."),
+        Option(
+            "server.replica_id",
+            _text,
+            "",
+            "This replica's id; empty means hostname-pid-random, new at each start.",
+        ),
         Option("scheduler.lease_ttl", _duration, 15.0, "Seconds a lease lives without a heartbeat."),
         Option("scheduler.heartbeat_interval", _duration, 5.0, "Seconds between agent heartbeats."),
         Option("scheduler.aging_interval", _duration, 120.0, "Seconds of waiting worth one priority level."),

@@ -3,15 +3,17 @@
 Label sets are bounded: priorities, statuses, outcomes, agent types (pools,
 at most :data:`MAX_POOLS` of them, and only while agents of the type are
 connected), gRPC services, methods and codes; never task, request or user ids.
+Every exported sample also carries ``replica`` (:class:`ReplicaLabelled`), one
+value per control plane, so the replicas of one system can be told apart and summed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from controlplane.domain.model import Priority, Task, TaskStatus
@@ -73,10 +75,56 @@ class _ScalingCollector(Collector):
         yield from (queued, wait, desired, current)
 
 
-class Metrics:
-    """Every metric family the control plane exports."""
+class ReplicaLabelled:
+    """A registry as it is exported: every sample with a ``replica`` label naming this control plane.
 
-    def __init__(self) -> None:
+    ``/metrics`` and GetMetricsSummary read it; the registry itself keeps its label sets (code
+    reading a sample by its labels is unaffected). Without a replica name nothing is added.
+    """
+
+    def __init__(self, registry: CollectorRegistry, replica: str = ""):
+        self.registry = registry
+        self.replica = replica
+
+    def collect(self) -> Iterator[Metric]:
+        """The registry's families, each sample labelled ``replica``."""
+        for family in self.registry.collect():
+            if not self.replica:
+                yield family
+                continue
+            labelled = Metric(family.name, family.documentation, family.type, family.unit)
+            labelled.samples = [
+                sample._replace(labels={**sample.labels, "replica": self.replica})
+                for sample in family.samples
+            ]
+            yield labelled
+
+    def restricted_registry(self, names: Iterable[str]) -> Any:
+        """Only the samples named (``/metrics?name[]=...``), labelled like :meth:`collect`."""
+        wanted = set(names)
+        outer = self
+
+        class Restricted:
+            def collect(self) -> Iterator[Metric]:
+                for family in outer.collect():
+                    samples = [s for s in family.samples if s.name in wanted]
+                    if samples:
+                        chosen = Metric(family.name, family.documentation, family.type, family.unit)
+                        chosen.samples = samples
+                        yield chosen
+
+        return Restricted()
+
+
+class Metrics:
+    """Every metric family the control plane exports.
+
+    Args:
+        replica: The replica id every exported sample is labelled with (``replica``); set later
+            with :meth:`label_replica` when not known yet.
+    """
+
+    def __init__(self, replica: str = "") -> None:
         self._submitted: dict[Priority, Counter] = {}
         self._transitions: dict[tuple[TaskStatus, TaskStatus], Counter] = {}
         #: Connected agents per agent type, the label each type is counted under, and the count per label.
@@ -84,6 +132,8 @@ class Metrics:
         self._label_of_type: dict[str, str] = {}
         self._agents_of_label: dict[str, int] = {}
         self.registry = CollectorRegistry(auto_describe=True)
+        #: What ``/metrics`` and GetMetricsSummary export: the registry with the ``replica`` label.
+        self.exported = ReplicaLabelled(self.registry, replica)
         r = self.registry
         self.build_info = Gauge("maos_build_info", "Build information.", ["version"], registry=r)
         self.build_info.labels(__version__).set(1)
@@ -200,9 +250,13 @@ class Metrics:
         """Export queue depth read from ``source`` at scrape time."""
         self.registry.register(_QueueCollector(source))
 
+    def label_replica(self, replica: str) -> None:
+        """Label every exported sample ``replica="<replica>"``."""
+        self.exported.replica = replica
+
     def serve(self, port: int, address: str = "127.0.0.1") -> int:
         """Serve /metrics over HTTP on its own port (a thread); returns the bound port."""
-        server, _thread = start_http_server(port, addr=address, registry=self.registry)
+        server, _thread = start_http_server(port, addr=address, registry=self.exported)
         self._http = server
         return server.server_port
 

@@ -9,8 +9,10 @@ its ``max_wait`` is up. A request that cannot be granted within its ``max_wait``
 with a :class:`Deferred` saying how long to wait (the agent then hands its work back to be
 retried later, rather than holding its slot).
 
-The state lives behind :class:`PacingStore` so that several replicas can share it later (a
-Redis store); :class:`MemoryPacingStore` keeps it in this process.
+The state lives behind :class:`PacingStore`: :class:`MemoryPacingStore` keeps it in this process,
+:class:`controlplane.replicas.redis_pacing.RedisPacingStore` in Redis for every replica (with
+``redis.url``). Every change goes through :meth:`PacingStore.transact`, which a shared store makes
+atomic across replicas (it may run the change again on fresher state).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import re
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from agent_sdk.pacing import ModelPacer, Outcome, PermitAnswer
 from controlplane.domain.model_limits import (
@@ -31,6 +33,7 @@ from controlplane.domain.model_limits import (
     BreakerPolicy,
     BreakerState,
     CallOutcome,
+    Decision,
     ModelPacing,
     PacingStatus,
     RateLimits,
@@ -54,21 +57,36 @@ MAX_HEADER_VALUE = 128
 _POLL = 1.0
 
 
+_R = TypeVar("_R")
+
+
 class PacingStore(Protocol):
-    """Where the pacing state of each model lives (memory now; shared by replicas later)."""
+    """Where the pacing state of each model lives (this process, or Redis for every replica)."""
+
+    #: Whether other processes share the state (then the pacer's clock is the wall clock).
+    shared: bool
 
     def get(self, model: str) -> ModelPacing | None:
         """The state of ``model``, or None."""
 
     def put(self, model: str, pacing: ModelPacing) -> None:
-        """Store the state of ``model``."""
+        """Store the state of a new model (a shared store keeps a state another replica stored first)."""
 
     def models(self) -> list[str]:
         """The models that have state."""
 
+    def transact(self, model: str, change: Callable[[ModelPacing], _R]) -> _R:
+        """Apply ``change`` to the state of ``model`` (which exists) and store it; its result.
+
+        A shared store runs it on the latest state and may run it again if another replica changed
+        that state meanwhile, so ``change`` must only act on its argument.
+        """
+
 
 class MemoryPacingStore:
     """The pacing state in this process."""
+
+    shared = False
 
     def __init__(self) -> None:
         self._models: dict[str, ModelPacing] = {}
@@ -84,6 +102,10 @@ class MemoryPacingStore:
     def models(self) -> list[str]:
         """The models that have state."""
         return sorted(self._models)
+
+    def transact(self, model: str, change: Callable[[ModelPacing], _R]) -> _R:
+        """Apply ``change`` to the state of ``model``."""
+        return change(self._models[model])
 
 
 @dataclass(frozen=True)
@@ -131,13 +153,19 @@ class Pacer:
         policy: BreakerPolicy | None = None,
         store: PacingStore | None = None,
         metrics: Any = None,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] | None = None,
+        id_prefix: str = "",
     ):
         self.configured = dict(limits or {})
         self.policy = policy or BreakerPolicy()
         self.store: PacingStore = store or MemoryPacingStore()
+        if hasattr(self.store, "policy"):  # a shared store makes states from what it holds
+            self.store.policy = self.policy
         self.metrics = metrics
-        self.clock = clock
+        #: Monotonic in one process; the wall clock when replicas share the state (their clocks agree).
+        self.clock = clock or (time.time if getattr(self.store, "shared", False) else time.monotonic)
+        #: Makes permit ids unique across the replicas sharing a store.
+        self.id_prefix = id_prefix
         self._queues: dict[str, asyncio.Lock] = {}
         self._changed: dict[str, asyncio.Event] = {}
         self._ids = itertools.count(1)
@@ -147,15 +175,17 @@ class Pacer:
         self._unpaced_warned = False
 
     @classmethod
-    def from_settings(cls, settings: Any, metrics: Any = None) -> Pacer:
-        """A pacer configured by ``models.rate_limits`` and ``models.breaker.*``."""
+    def from_settings(
+        cls, settings: Any, metrics: Any = None, store: PacingStore | None = None, id_prefix: str = ""
+    ) -> Pacer:
+        """A pacer configured by ``models.rate_limits`` and ``models.breaker.*`` (state in ``store``)."""
         limits = {model: RateLimits(**values) for model, values in settings["models.rate_limits"].items()}
         policy = BreakerPolicy(
             failure_threshold=settings["models.breaker.failure_threshold"],
             cooldown=settings["models.breaker.cooldown"],
             max_cooldown=max(settings["models.breaker.cooldown"], settings["models.breaker.max_cooldown"]),
         )
-        return cls(limits, policy, metrics=metrics)
+        return cls(limits, policy, store=store, metrics=metrics, id_prefix=id_prefix)
 
     # --- state ----------------------------------------------------------------------
 
@@ -205,9 +235,7 @@ class Pacer:
         queue = self._queues.get(model)
         if queue is not None and queue.locked():
             return None
-        if pacing.decide(self.clock(), input_tokens, output_tokens).granted:
-            return self._grant(model, pacing, holder, 0.0, input_tokens, output_tokens)
-        return None
+        return self._try_grant(model, holder, 0.0, input_tokens, output_tokens)
 
     async def acquire(
         self,
@@ -240,7 +268,7 @@ class Pacer:
             return self._grant(model, None, holder, 0.0, input_tokens, output_tokens)
         start = self.clock()
         queue = self._queues.setdefault(model, asyncio.Lock())
-        decision = pacing.decide(start, input_tokens, output_tokens)
+        decision = self.store.transact(model, lambda p: p.decide(start, input_tokens, output_tokens))
         if self._waiting.get(holder, 0) >= MAX_WAITING_PER_HOLDER:
             return self._defer(pacing, start, decision.wait, "too many permit requests waiting")
         pacing.held += 1
@@ -273,15 +301,17 @@ class Pacer:
         try:
             await asyncio.wait_for(queue.acquire(), max(0.0, deadline - self.clock()))
         except TimeoutError:
-            decision = pacing.decide(self.clock(), input_tokens, output_tokens)
+            now = self.clock()
+            decision = self.store.transact(model, _decide(now, input_tokens, output_tokens))
             return self._defer(pacing, start, decision.wait, decision.reason or "other calls wait first")
         try:
             changed = self._changed.setdefault(model, asyncio.Event())
             while True:
                 now = self.clock()
-                decision = pacing.decide(now, input_tokens, output_tokens)
-                if decision.granted:
-                    return self._grant(model, pacing, holder, now - start, input_tokens, output_tokens)
+                grant = self._try_grant(model, holder, now - start, input_tokens, output_tokens)
+                if grant is not None:
+                    return grant
+                decision = self.store.transact(model, _decide(now, input_tokens, output_tokens))
                 left = deadline - now
                 if left <= 0 or (decision.wait is not None and decision.wait > left):
                     return self._defer(pacing, start, decision.wait, decision.reason)
@@ -291,6 +321,25 @@ class Pacer:
         finally:
             queue.release()
 
+    def _try_grant(
+        self, model: str, holder: str, waited: float, input_tokens: int, output_tokens: int
+    ) -> Grant | None:
+        """A permit if the decision says yes now (decided and recorded in one transaction), else None."""
+        permit_id = f"p{self.id_prefix}{next(self._ids)}"
+        now = self.clock()
+
+        def attempt(p: ModelPacing) -> bool:
+            if not p.decide(now, input_tokens, output_tokens).granted:
+                return False
+            p.grant(now, permit_id, input_tokens, output_tokens)
+            return True
+
+        if not self.store.transact(model, attempt):
+            return None
+        return self._grant(
+            model, self.store.get(model), holder, waited, input_tokens, output_tokens, permit_id
+        )
+
     def _grant(
         self,
         model: str,
@@ -299,10 +348,11 @@ class Pacer:
         waited: float,
         input_tokens: int,
         output_tokens: int,
+        permit_id: str = "",
     ) -> Grant:
-        permit_id = f"p{next(self._ids)}"
+        """Hand out a permit already recorded in ``pacing`` (``permit_id`` given), or an unpaced one."""
+        permit_id = permit_id or f"p{self.id_prefix}{next(self._ids)}"
         if pacing is not None:
-            pacing.grant(self.clock(), permit_id, input_tokens, output_tokens)
             self._permits[permit_id] = (model, holder)
             self._count("granted", model)
             if self.metrics is not None:
@@ -343,7 +393,9 @@ class Pacer:
             outcome.abandoned,
         )
         before = pacing.state
-        pacing.report(self.clock(), permit_id, outcome)
+        now = self.clock()
+        self.store.transact(name, lambda p: p.report(now, permit_id, outcome))
+        pacing = self.store.get(name) or pacing
         if outcome.overloaded and self.metrics is not None:
             self.metrics.model_overloaded_answers.labels(name, str(outcome.status)).inc()
         if pacing.state != before:
@@ -361,9 +413,8 @@ class Pacer:
         for permit_id, (model, who) in list(self._permits.items()):
             if who == holder:
                 del self._permits[permit_id]
-                pacing = self.store.get(model)
-                if pacing is not None:
-                    pacing.release(permit_id)
+                if self.store.get(model) is not None:
+                    self.store.transact(model, _release(permit_id))
                     self._signal(model)
 
     @contextlib.asynccontextmanager
@@ -425,3 +476,13 @@ class Pacer:
         if pacing is not None:
             self.metrics.model_breaker_state.labels(model).set(int(pacing.state))
             self.metrics.model_calls_held.labels(model).set(pacing.held)
+
+
+def _decide(now: float, input_tokens: int, output_tokens: int) -> Callable[[ModelPacing], Decision]:
+    """The change asking a model's pacing whether a call may start now (for ``transact``)."""
+    return lambda pacing: pacing.decide(now, input_tokens, output_tokens)
+
+
+def _release(permit_id: str) -> Callable[[ModelPacing], None]:
+    """The change giving a permit back (for ``transact``)."""
+    return lambda pacing: pacing.release(permit_id)

@@ -16,6 +16,7 @@ from controlplane.errors import FailedPrecondition
 from controlplane.home import PRIVATE_UMASK, open_private, private_dir
 from controlplane.pool import check_pool, the_pool
 from controlplane.redaction import RedactingFilter
+from controlplane.replicas.sqlite_lock import hold_sqlite_database
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,20 @@ async def serve(
     becomes 0077: the files it and its agents create are their owner's only.
     """
     os.umask(PRIVATE_UMASK)
+    lock = hold_sqlite_database(settings.database_url, address or settings["server.address"])
+    try:
+        await _serve(settings, pool, address, on_ready)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+async def _serve(
+    settings: Settings,
+    pool: Mapping[str, int] | None,
+    address: str | None,
+    on_ready: Callable[[App], None] | None,
+) -> None:
     app = build_app(settings)
     pool = the_pool(app.pm, settings) if pool is None else dict(pool)
     check_pool(app.pm, settings, pool)

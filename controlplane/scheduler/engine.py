@@ -739,6 +739,10 @@ class Engine:
             info.labels = {**info.labels, **labels}
             self.committer.agent(info)
 
+    def leases_held(self) -> int:
+        """How many subtasks this control plane has leased to agents right now."""
+        return len(self.leasing.leases)
+
     def connected(self) -> list[AgentSession]:
         """The sessions of the agents connected here (read them; change them through the engine)."""
         return list(self.sessions.values())

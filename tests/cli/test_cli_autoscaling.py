@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.cli.test_cli_foreground import Foreground
+from tests.harness.exposition import without_replica
 from tests.harness.server import free_port, wait_for
 
 pytestmark = pytest.mark.slow
@@ -76,7 +77,9 @@ async def test_scales_up_under_a_queue_and_back_down_when_idle(scaled: Foregroun
         return found if len(found) >= 2 else None
 
     def scrape() -> str:
-        return urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+        return without_replica(
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+        )
 
     up = await wait_for(scaled_up, 60, interval=0.2, message="sleep agents to be launched")
     assert all(a["managed"] for a in up)

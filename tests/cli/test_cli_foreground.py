@@ -27,6 +27,7 @@ import pytest
 import yaml
 
 from tests.cli.conftest import Maos
+from tests.harness.exposition import without_replica
 from tests.harness.server import alive, free_port, wait_for
 
 pytestmark = pytest.mark.slow
@@ -203,7 +204,9 @@ async def test_start_serves_metrics_on_the_given_port(foreground: Foreground) ->
     assert submitted.exit_code == 0, submitted.output
 
     def scrape() -> str:
-        return urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+        return without_replica(
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+        )
 
     body = await asyncio.to_thread(scrape)
     for family in (

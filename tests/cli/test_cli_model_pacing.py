@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.cli.test_cli_foreground import Foreground
+from tests.harness.exposition import without_replica
 from tests.harness.messages_api import MessagesAPIServer
 from tests.harness.planning_api import is_planning, model_like
 from tests.harness.server import free_port, wait_for
@@ -62,7 +63,9 @@ def keyed(tmp_path: Path, api: MessagesAPIServer) -> Iterator[Foreground]:
 def metrics(fg: Foreground) -> dict[str, float]:
     """The ``maos_model_*`` samples of /metrics, by their line's name and labels."""
     port = fg.env["MAOS_SERVER_METRICS_PORT"]
-    body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    body = without_replica(
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    )
     return {
         line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
         for line in body.splitlines()

@@ -180,6 +180,7 @@ async def test_every_page_shows_its_data(dashboard: Dashboard, browser: Any) -> 
     await sign_in(page, dashboard.url, dashboard.key)
     await expect(page.get_by_role("heading", name="Overview")).to_be_visible()
     await expect(page.locator(".cards").first).to_contain_text("connected agents")
+    await expect(page.get_by_label("Replicas")).to_contain_text("(this one)")  # the replica registry
     await page.goto(f"{dashboard.url}#/queue")
     await expect(page.get_by_text("Nothing waits")).to_be_visible()
     await page.goto(f"{dashboard.url}#/logs")

@@ -124,6 +124,8 @@ async def test_every_route_of_the_api_examples(http_plane: App, http: Http) -> N
     assert len(agents.json()["agents"]) == 1
     status = await http.get("/api/v1/system/status")
     assert status.status_code == 200 and status.json()["storage_backend"] == "sqlite"
+    [replica] = status.json()["replica_status"]  # the replica registry, rendered like every field
+    assert replica["id"] == http_plane.engine.replica and replica["current"] is True
     metrics = await http.get("/api/v1/system/metrics")
     assert metrics.status_code == 200 and metrics.json()["samples"]
     # The proto3 JSON routes answer the same data with lowerCamelCase names.

@@ -38,6 +38,23 @@ UNHEALTHY = enums_pb.COMPONENT_STATE_UNHEALTHY
 DISABLED = enums_pb.COMPONENT_STATE_DISABLED
 
 
+def replica_to_pb(view: Any) -> system_pb.ReplicaStatus:
+    """A :class:`~controlplane.replicas.registry.ReplicaView` as its proto."""
+    row = view.row
+    return system_pb.ReplicaStatus(
+        id=row.id,
+        address=row.address,
+        version=row.version,
+        start_time=convert.timestamp(row.started_at),
+        heartbeat_time=convert.timestamp(row.heartbeat_at),
+        lost=view.lost,
+        connected_agents=int(row.details.get("agents", 0)),
+        leases_held=int(row.details.get("leases", 0)),
+        jobs=[str(j) for j in row.details.get("jobs", ())],
+        current=view.this,
+    )
+
+
 class SystemServicer(system_grpc.SystemServiceServicer):
     """Status, health, metrics and runtime configuration."""
 
@@ -51,8 +68,11 @@ class SystemServicer(system_grpc.SystemServiceServicer):
         observer: Observer | None = None,
         history: HistorySampler | None = None,
         scaling: Callable[[], list[Any]] | None = None,
+        replicas: Any = None,
     ):
         self.engine = engine
+        #: The replica registry (:class:`~controlplane.replicas.registry.ReplicaRegistry`), or None.
+        self.replicas = replicas
         #: The autoscaler's last decisions (``scaling.enabled``), or None.
         self.scaling = scaling
         self.observer = observer
@@ -73,6 +93,7 @@ class SystemServicer(system_grpc.SystemServiceServicer):
         sessions = engine.connected()
         agent_counts: Counter[str] = Counter(s.status().name for s in sessions)
         uptime = time.time() - engine.started_at
+        replicas = await self.replicas.replicas() if self.replicas is not None else []
         return system_pb.GetStatusResponse(
             version=__version__,
             replica=engine.replica,
@@ -106,6 +127,7 @@ class SystemServicer(system_grpc.SystemServiceServicer):
                 )
                 for row in (self.scaling() if self.scaling is not None else [])
             ],
+            replica_status=[replica_to_pb(view) for view in replicas],
         )
 
     async def GetHealth(
@@ -181,7 +203,7 @@ class SystemServicer(system_grpc.SystemServiceServicer):
         self, request: system_pb.GetMetricsSummaryRequest, context: grpc.aio.ServicerContext
     ) -> system_pb.GetMetricsSummaryResponse:
         check_category(request.category)
-        families = [(family, self._category(family.name)) for family in self.metrics.registry.collect()]
+        families = [(family, self._category(family.name)) for family in self.metrics.exported.collect()]
         samples = []
         for family, category in families:
             if request.category and category != request.category:

@@ -250,5 +250,27 @@ templates = Table(
     Index("ix_templates_owner_display_name", "owner", "display_name", unique=True),
 )
 
+#: The control-plane processes sharing this database (migration 0014; see controlplane.replicas).
+replicas = Table(
+    "replicas",
+    metadata,
+    Column("id", String, primary_key=True),
+    Column("address", String, nullable=False),
+    Column("version", String, nullable=False),
+    Column("started_at", Double, nullable=False),
+    Column("heartbeat_at", Double, nullable=False),
+    Column("data", Text, nullable=False),  # JSON: connected agents, leases held
+)
+
+#: Periodic jobs run by one replica at a time: who holds each, its fencing token, until when.
+job_leases = Table(
+    "job_leases",
+    metadata,
+    Column("name", String, primary_key=True),
+    Column("holder", String, nullable=False),
+    Column("token", BigInteger, nullable=False),
+    Column("expires_at", Double, nullable=False),
+)
+
 #: Every table of the schema, parents first.
 ALL_TABLES: tuple[Table, ...] = tuple(metadata.sorted_tables)

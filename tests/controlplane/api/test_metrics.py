@@ -14,6 +14,7 @@ from agent_sdk.proto.maos.v1 import task_service_pb2 as t
 from controlplane.app import build_app
 from controlplane.errors import InvalidArgument
 from controlplane.metrics import MAX_POOLS, OTHER_POOL, Metrics
+from tests.harness.exposition import without_replica
 from tests.harness.server import Stubs, free_port, make_settings, start_app, wait_for
 
 STARTER = [
@@ -43,7 +44,9 @@ async def test_metrics_endpoint_serves_the_starter_families(tmp_path: Path) -> N
 
         async def scrape() -> str:
             return await asyncio.to_thread(
-                lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+                lambda: without_replica(
+                    urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+                )
             )
 
         async def queued() -> str | None:  # the queue figure is refreshed by the lease sweeper
@@ -97,7 +100,9 @@ async def test_throw_away_agent_types_leave_no_series_behind(tmp_path: Path) -> 
 
     async def scrape() -> str:
         return await asyncio.to_thread(
-            lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+            lambda: without_replica(
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+            )
         )
 
     async def connect_and_leave(names: list[str]) -> None:

@@ -17,6 +17,7 @@ from agent_sdk.proto.maos.v1 import messages_pb2 as m
 from agent_sdk.proto.maos.v1 import system_service_pb2 as s
 from agent_sdk.proto.maos.v1 import task_service_pb2 as t
 from controlplane.config import load_settings
+from tests.harness.exposition import without_replica
 from tests.harness.server import Stubs, free_port, make_settings, start_app, wait_for
 
 
@@ -45,7 +46,9 @@ async def test_types_without_enabled_export_the_queue_and_launch_nothing(
         return reply.scaling[0]
 
     def scrape() -> str:
-        return urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+        return without_replica(
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+        )
 
     try:
         for n in range(3):

@@ -29,7 +29,7 @@ class StateCount(_message.Message):
     def __init__(self, state: _Optional[str] = ..., count: _Optional[int] = ...) -> None: ...
 
 class GetStatusResponse(_message.Message):
-    __slots__ = ("version", "replica", "start_time", "uptime", "storage_backend", "tasks", "subtasks", "agents", "queue", "connected_agents", "free_slots", "replicas", "model_pacing", "tasks_awaiting_approval", "scaling")
+    __slots__ = ("version", "replica", "start_time", "uptime", "storage_backend", "tasks", "subtasks", "agents", "queue", "connected_agents", "free_slots", "replicas", "model_pacing", "tasks_awaiting_approval", "scaling", "replica_status")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     REPLICA_FIELD_NUMBER: _ClassVar[int]
     START_TIME_FIELD_NUMBER: _ClassVar[int]
@@ -45,6 +45,7 @@ class GetStatusResponse(_message.Message):
     MODEL_PACING_FIELD_NUMBER: _ClassVar[int]
     TASKS_AWAITING_APPROVAL_FIELD_NUMBER: _ClassVar[int]
     SCALING_FIELD_NUMBER: _ClassVar[int]
+    REPLICA_STATUS_FIELD_NUMBER: _ClassVar[int]
     version: str
     replica: str
     start_time: _timestamp_pb2.Timestamp
@@ -60,7 +61,32 @@ class GetStatusResponse(_message.Message):
     model_pacing: _containers.RepeatedCompositeFieldContainer[ModelPacing]
     tasks_awaiting_approval: int
     scaling: _containers.RepeatedCompositeFieldContainer[TypeScaling]
-    def __init__(self, version: _Optional[str] = ..., replica: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., uptime: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., storage_backend: _Optional[str] = ..., tasks: _Optional[_Iterable[_Union[StateCount, _Mapping]]] = ..., subtasks: _Optional[_Iterable[_Union[StateCount, _Mapping]]] = ..., agents: _Optional[_Iterable[_Union[StateCount, _Mapping]]] = ..., queue: _Optional[_Iterable[_Union[StateCount, _Mapping]]] = ..., connected_agents: _Optional[int] = ..., free_slots: _Optional[int] = ..., replicas: _Optional[_Iterable[str]] = ..., model_pacing: _Optional[_Iterable[_Union[ModelPacing, _Mapping]]] = ..., tasks_awaiting_approval: _Optional[int] = ..., scaling: _Optional[_Iterable[_Union[TypeScaling, _Mapping]]] = ...) -> None: ...
+    replica_status: _containers.RepeatedCompositeFieldContainer[ReplicaStatus]
+    def __init__(self, version: _Optional[str] = ..., replica: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., uptime: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., storage_backend: _Optional[str] = ..., tasks: _Optional[_Iterable[_Union[StateCount, _Mapping]]] = ..., subtasks: _Optional[_Iterable[_Union[StateCount, _Mapping]]] = ..., agents: _Optional[_Iterable[_Union[StateCount, _Mapping]]] = ..., queue: _Optional[_Iterable[_Union[StateCount, _Mapping]]] = ..., connected_agents: _Optional[int] = ..., free_slots: _Optional[int] = ..., replicas: _Optional[_Iterable[str]] = ..., model_pacing: _Optional[_Iterable[_Union[ModelPacing, _Mapping]]] = ..., tasks_awaiting_approval: _Optional[int] = ..., scaling: _Optional[_Iterable[_Union[TypeScaling, _Mapping]]] = ..., replica_status: _Optional[_Iterable[_Union[ReplicaStatus, _Mapping]]] = ...) -> None: ...
+
+class ReplicaStatus(_message.Message):
+    __slots__ = ("id", "address", "version", "start_time", "heartbeat_time", "lost", "connected_agents", "leases_held", "jobs", "current")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEAT_TIME_FIELD_NUMBER: _ClassVar[int]
+    LOST_FIELD_NUMBER: _ClassVar[int]
+    CONNECTED_AGENTS_FIELD_NUMBER: _ClassVar[int]
+    LEASES_HELD_FIELD_NUMBER: _ClassVar[int]
+    JOBS_FIELD_NUMBER: _ClassVar[int]
+    CURRENT_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    address: str
+    version: str
+    start_time: _timestamp_pb2.Timestamp
+    heartbeat_time: _timestamp_pb2.Timestamp
+    lost: bool
+    connected_agents: int
+    leases_held: int
+    jobs: _containers.RepeatedScalarFieldContainer[str]
+    current: bool
+    def __init__(self, id: _Optional[str] = ..., address: _Optional[str] = ..., version: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., heartbeat_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., lost: _Optional[bool] = ..., connected_agents: _Optional[int] = ..., leases_held: _Optional[int] = ..., jobs: _Optional[_Iterable[str]] = ..., current: _Optional[bool] = ...) -> None: ...
 
 class ModelPacing(_message.Message):
     __slots__ = ("model", "breaker", "reopens_in", "in_flight", "in_flight_cap", "held", "requests_per_minute", "input_tokens_per_minute", "output_tokens_per_minute", "requests_used", "input_tokens_used", "output_tokens_used", "granted", "overloaded_answers", "last_problem")

@@ -1,7 +1,7 @@
 // The overview: counts by state, health of each component, and the latest tasks, live.
 
 import { follow, get } from "../api.js";
-import { debounce, errorBox, fill, h, heading, liveBadge, shortName, table, badge } from "../ui.js";
+import { debounce, errorBox, fill, h, heading, liveBadge, shortName, table, badge, time } from "../ui.js";
 import { taskColumns } from "./tasks.js";
 
 function counts(title, list) {
@@ -28,7 +28,17 @@ export async function render(root, { can, signal }) {
           ["Component", (c) => c.component],
           ["State", (c) => badge(c.state, "COMPONENT_STATE_")],
           ["Message", (c) => c.message || ""],
-        ], health.components || [])) : null);
+        ], health.components || [])) : null,
+        (status.replicaStatus || []).length ? h("section", { "aria-label": "Replicas" }, h("h2", {}, "Replicas"), table([
+          ["Replica", (r) => `${r.id}${r.current ? " (this one)" : ""}`],
+          ["Address", (r) => r.address || ""],
+          ["Version", (r) => r.version || ""],
+          ["Started", (r) => time(r.startTime)],
+          ["Last heartbeat", (r) => r.lost ? h("span", {}, badge("LOST"), " ", time(r.heartbeatTime)) : time(r.heartbeatTime)],
+          ["Agents", (r) => r.connectedAgents || 0],
+          ["Leases", (r) => r.leasesHeld || 0],
+          ["Jobs", (r) => (r.jobs || []).join(", ")],
+        ], status.replicaStatus)) : null);
       if (can("task:view")) {
         const answer = await get("/v1/tasks", { pageSize: 8 });
         fill(recent, h("h2", {}, "Latest tasks ", h("a", { href: "#/tasks", class: "small" }, "all tasks")),

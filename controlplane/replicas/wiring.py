@@ -1,0 +1,129 @@
+"""Wiring replicas into a built control plane: the registry, and periodic jobs under leases.
+
+:func:`install_replicas` makes the registry (registered at startup with the bound address,
+deregistered at shutdown) and, on a database that several replicas can share (PostgreSQL), puts
+the periodic jobs that must run once per system under job leases. SQLite is single-process
+(:mod:`controlplane.replicas.sqlite_lock`), so there the jobs run as they are.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from typing import Any
+
+import pluggy
+
+from controlplane.hookspecs import hookimpl
+from controlplane.replicas.leases import JobLeases
+from controlplane.replicas.redis_conn import RedisConnection
+from controlplane.replicas.registry import ReplicaRegistry
+from controlplane.storage.sql.replicas import replica_store
+from controlplane.version import __version__
+
+log = logging.getLogger(__name__)
+
+
+def advertised(address: str, configured: str = "") -> str:
+    """The address other replicas and ``maos status`` show: ``configured``, else the bound one
+    with a wildcard host (``0.0.0.0``, ``[::]``) replaced by this machine's name."""
+    if configured:
+        return configured
+    host, _, port = address.rpartition(":")
+    if host in ("0.0.0.0", "[::]", "::", ""):
+        host = socket.gethostname()
+    return f"{host}:{port}"
+
+
+class _Lifecycle:
+    """A plugin object registering the replica at startup and deregistering it at shutdown."""
+
+    def __init__(self, registry: ReplicaRegistry, settings: Any):
+        self.registry = registry
+        self.settings = settings
+
+    @hookimpl(tryfirst=True)
+    async def startup(self, app: Any) -> None:
+        await self.registry.register(advertised(app.address, self.settings["replicas.advertise_address"]))
+
+    @hookimpl(trylast=True)
+    async def shutdown(self, app: Any) -> None:
+        await self.registry.deregister()
+
+
+def install_replicas(
+    pm: pluggy.PluginManager, engine: Any, storage: Any, settings: Any
+) -> ReplicaRegistry | None:
+    """The replica registry of this control plane (None on a backend without the capability).
+
+    On PostgreSQL ``registry.leases`` is set: the caller puts the periodic jobs under it
+    (:meth:`~controlplane.replicas.leases.JobLeases.wrap`, ``wrap_plugins``).
+    """
+    store = replica_store(storage.backend)
+    if store is None:
+        return None
+    leases = JobLeases(storage, store, engine.replica, settings["replicas.job_lease_ttl"])
+
+    def details() -> dict[str, Any]:
+        return {
+            "agents": len(engine.connected()),
+            "leases": engine.leases_held(),
+            "jobs": leases.held(),
+        }
+
+    registry = ReplicaRegistry(
+        storage,
+        store,
+        engine.replica,
+        __version__,
+        engine.started_at,
+        settings["replicas.heartbeat_interval"],
+        settings["replicas.lost_after"],
+        details,
+    )
+    if settings["server.replica_id"]:  # a generated id is new; a configured one may be in use
+        try:
+            registry.check_id()
+        except BaseException:
+            storage.close()
+            raise
+    if storage.backend.kind == "postgresql":
+        registry.leases = leases
+    pm.register(_Lifecycle(registry, settings), name="maos-replicas")
+    return registry
+
+
+class _RedisLifecycle:
+    """A plugin object closing the Redis clients at shutdown."""
+
+    def __init__(self, redis: RedisConnection):
+        self.redis = redis
+
+    @hookimpl(trylast=True)
+    async def shutdown(self, app: Any) -> None:
+        await self.redis.close()
+
+
+def open_redis(settings: Any) -> RedisConnection | None:
+    """The Redis connection of ``redis.url`` once it answered PING, or None when unset.
+
+    Raises:
+        FailedPrecondition: The redis package is missing or the URL is not one.
+        Unavailable: Redis does not answer (see :mod:`controlplane.replicas.redis_conn`).
+    """
+    if not settings["redis.url"]:
+        return None
+    redis = RedisConnection(settings["redis.url"], settings["redis.key_prefix"])
+    try:
+        redis.check()
+    except BaseException:
+        redis.sync.close()
+        raise
+    log.info("Redis at %s answers (keys under %r)", redis.shown, redis.prefix)
+    return redis
+
+
+def install_redis(pm: pluggy.PluginManager, redis: RedisConnection | None) -> None:
+    """Close ``redis`` when the app stops."""
+    if redis is not None:
+        pm.register(_RedisLifecycle(redis), name="maos-redis")

@@ -7,16 +7,17 @@ import json
 import re
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import click
 
 from agent_sdk.client import Client
+from agent_sdk.command_options import tls_from_options
 from agent_sdk.proto.maos.v1 import enums_pb2 as enums
-from agent_sdk.tls import ClientTls, TlsFileError, tls_from_options
 from cli._errors import EXIT_INVALID_ARGUMENT, EXIT_USAGE, CliError
 from cli._output import FORMATS
+from maos_common.tls import ClientTls, TlsFileError
 
 T = TypeVar("T")
 
@@ -253,7 +254,7 @@ class Since(click.ParamType):
         match = _RELATIVE.match(str(value))
         if match:
             delta = timedelta(**{_UNITS[match.group(2).lower()]: float(match.group(1))})
-            return datetime.now(timezone.utc) - delta
+            return datetime.now(UTC) - delta
         try:
             moment = datetime.fromisoformat(str(value).strip().replace("Z", "+00:00"))
         except ValueError:

@@ -17,7 +17,7 @@ from cli._output import emit, table
 from controlplane.config import canonical_key, default_home, known_options, parse_value
 from controlplane.errors import InvalidArgument
 from controlplane.home import private_dir, write_private
-from controlplane.redaction import shown_setting
+from maos_common.redaction import shown_setting
 
 
 @click.group()

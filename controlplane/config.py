@@ -27,9 +27,9 @@ from typing import Any
 
 import yaml
 
-from agent_sdk.tls import ClientTls
 from controlplane.access.permissions import REFLECTION_LEVELS
 from controlplane.errors import InvalidArgument
+from maos_common.tls import ClientTls
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 

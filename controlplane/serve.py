@@ -9,13 +9,13 @@ import signal
 import sys
 from collections.abc import Callable, Mapping
 
-from agent_sdk.heap import settle_heap
 from controlplane.app import App, build_app
 from controlplane.config import Settings
 from controlplane.errors import FailedPrecondition
 from controlplane.home import PRIVATE_UMASK, open_private, private_dir
 from controlplane.pool import check_pool, the_pool
-from controlplane.redaction import RedactingFilter
+from maos_common.heap import settle_heap
+from maos_common.redaction import RedactingFilter
 
 log = logging.getLogger(__name__)
 

@@ -37,6 +37,7 @@ import grpc
 from agent_sdk.addresses import AddressError, parse_addresses
 from agent_sdk.agent import Agent
 from agent_sdk.command_options import AddressList, tls_from_options, tls_options
+from agent_sdk.errors import MaosRpcError
 from agent_sdk.installed import InstalledSettings, UnknownAgentType, find_agent_type, installed_settings
 from agent_sdk.worker import Worker
 from maos_common.addresses import local_address
@@ -182,16 +183,14 @@ def run(
                 tls_server_name=tls.server_name or None,
             )
         )
-    except grpc.aio.AioRpcError as exc:
-        if exc.code() not in (
+    except MaosRpcError as exc:
+        if exc.code not in (
             grpc.StatusCode.UNAUTHENTICATED,
             grpc.StatusCode.PERMISSION_DENIED,
             grpc.StatusCode.INVALID_ARGUMENT,
         ):
             raise
-        raise click.ClickException(
-            f"the control plane refused the agent: {exc.code().name}: {exc.details()}"
-        ) from None
+        raise click.ClickException(f"the control plane refused the agent: {exc.code.name}: {exc.message}") from None
 
 
 def server_address(

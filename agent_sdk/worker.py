@@ -49,7 +49,7 @@ from agent_sdk.context import (
     Usage,
     VoteChoice,
 )
-from agent_sdk.errors import AgentError, BudgetExhausted
+from agent_sdk.errors import AgentError, BudgetExhausted, from_rpc_error
 from agent_sdk.pacing import ModelPacer, Outcome, PermitAnswer
 from agent_sdk.proto.maos.v1 import agent_gateway_pb2 as gw
 from agent_sdk.proto.maos.v1 import agent_gateway_pb2_grpc as gw_grpc
@@ -190,6 +190,10 @@ class Worker:
     async def run(self) -> None:
         """Connect and work until shut down (or until the server drains with exit).
 
+        Raises:
+            MaosRpcError: The server refused the agent (INVALID_ARGUMENT, UNAUTHENTICATED or
+                PERMISSION_DENIED: a bad registration or credential); other stream failures reconnect.
+
         The agent's :meth:`~agent_sdk.Agent.warm_up` runs first, so its start-up costs are paid before it
         registers; a failing warm-up is logged and the agent still runs (its work reports the problem).
         """
@@ -217,7 +221,8 @@ class Worker:
                     grpc.StatusCode.UNAUTHENTICATED,
                     grpc.StatusCode.PERMISSION_DENIED,
                 ):
-                    raise
+                    # Typed, as Client raises them (agent_sdk.errors is the SDK's one status table).
+                    raise from_rpc_error(exc) from None
                 log.info("stream to %s ended: %s", self.server, exc.details() or exc.code().name)
             if self._stop.is_set() or not self.reconnect:
                 break

@@ -15,15 +15,13 @@ from agent_sdk.proto.maos.v1 import enums_pb2 as enums
 from agent_sdk.proto.maos.v1 import errors_pb2
 from agent_sdk.proto.maos.v1 import messages_pb2 as msgs
 from cli._errors import EXIT_TASK_FAILED, CliError, handle_errors
-from cli.artifacts import write_artifacts
-from cli.progress import with_progress
 from cli._options import (
     PRIORITIES,
     TASK_STATUSES,
     Duration,
-    UpperChoice,
     Metadata,
     Since,
+    UpperChoice,
     merge_metadata,
     normalize_priority,
     output_option,
@@ -39,8 +37,8 @@ from cli._output import (
     enum_label,
     key_values,
     message,
-    short,
     seconds_text,
+    short,
     status_text,
     table,
     to_data,
@@ -48,7 +46,9 @@ from cli._output import (
 )
 from cli._pool import offline_notice, offline_pool
 from cli._review import approval_text, review_summary, review_text
-from controlplane.domain.tasks import (
+from cli.artifacts import write_artifacts
+from cli.progress import with_progress
+from maos_common.task_limits import (
     MAX_BACKOFF,
     MAX_BACKOFF_MULTIPLIER,
     MAX_INITIAL_BACKOFF,
@@ -60,7 +60,7 @@ from controlplane.domain.tasks import (
 _TASK_ID = re.compile(r"^(tasks/)?t[0-9a-f]{12,}$")
 
 #: max_agents: 0 is never valid (the server refuses it), so the CLI does too; the server alone
-#: checks the upper bound (1000), answering INVALID_ARGUMENT (exit 4) naming task.max_agents.
+#: checks the upper bound (MAX_TASK_AGENTS), answering INVALID_ARGUMENT (exit 4) naming task.max_agents.
 MAX_AGENTS = click.IntRange(min=1)
 #: --review-rounds: the server refuses more (INVALID_ARGUMENT); the CLI says so before asking.
 REVIEW_ROUNDS = click.IntRange(0, MAX_REVIEW_ROUNDS)

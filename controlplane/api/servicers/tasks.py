@@ -19,7 +19,7 @@ from controlplane.api.pb import enums_pb, messages_pb, tasks_grpc, tasks_pb
 from controlplane.config import Settings
 from controlplane.domain.limits import MAX_TEXT_BYTES, Limits, check_bytes, clip_bytes, size_of, utf8_chunk
 from controlplane.domain.model import RetryPolicy, Task, TaskStatus
-from controlplane.domain.tasks import MAX_TASK_AGENTS, MAX_TIMEOUT, validate_request_id, validate_task
+from controlplane.domain.tasks import MAX_TIMEOUT, validate_request_id, validate_task
 from controlplane.errors import (
     FailedPrecondition,
     FieldViolation,
@@ -30,6 +30,7 @@ from controlplane.errors import (
 )
 from controlplane.scheduler.engine import Engine
 from controlplane.storage.base import TaskQuery
+from maos_common.task_limits import max_agents_problem
 
 MAX_BATCH = 1000
 #: Requests of one submit stream handled at once; the stream reads no more until one is answered.
@@ -338,10 +339,8 @@ class TaskServicer(tasks_grpc.TaskServiceServicer):
         validate_request_id(request.request_id)
         task = await self._visible(request.name)
         max_agents = request.max_agents if request.HasField("max_agents") else None
-        if max_agents is not None and not 1 <= max_agents <= MAX_TASK_AGENTS:
-            raise InvalidArgument(
-                f"max_agents is {max_agents}; it must be between 1 and {MAX_TASK_AGENTS}", field="max_agents"
-            )
+        if max_agents is not None and (problem := max_agents_problem(max_agents)):
+            raise InvalidArgument(f"max_agents is {max_agents}; it {problem}", field="max_agents")
         timeout = convert.seconds(request.timeout) if request.HasField("timeout") else None
         if timeout is not None and not 0 < timeout <= MAX_TIMEOUT:
             raise InvalidArgument(
@@ -370,8 +369,8 @@ class TaskServicer(tasks_grpc.TaskServiceServicer):
         max_agents = None
         if "max_agents" in paths:
             max_agents = request.task.max_agents
-            if not 1 <= max_agents <= 1000:
-                raise InvalidArgument("task.max_agents must be between 1 and 1000", field="task.max_agents")
+            if problem := max_agents_problem(max_agents):  # the bound of SubmitTask and RetryTask
+                raise InvalidArgument(f"task.max_agents {problem}", field="task.max_agents")
         task = await self.engine.update(task.id, priority=priority, max_agents=max_agents)
         return tasks_pb.UpdateTaskResponse(task=await self._task_pb(task))
 

@@ -46,9 +46,9 @@ from controlplane.domain.pool import fit_plan
 from controlplane.domain.review import LOOP_KINDS, answer_inputs
 from controlplane.errors import Aborted, FailedPrecondition, InvalidArgument, NotFound
 from controlplane.scheduler.commands import (
-    Assign,
     CancelWork,
     Ref,
+    assign,
 )
 from controlplane.scheduler.committer import Committer
 from controlplane.scheduler.queue import Entry, ReadyQueue
@@ -791,24 +791,12 @@ class Engine(AgentSide, Consensus, Review, Watching, PoolSide):
             else step_inputs(task.id, siblings, sub.id, context_limit)
         )
         session.send(
-            Assign(
-                ref=Ref(task.id, sub.id, sub.attempt, sub.lease_epoch),
-                title=sub.title,
-                instructions=sub.instructions,
-                capability=sub.capability,
-                kind=sub.kind,
-                task_description=task.description,
-                context=task.context,
-                constraints=task.constraints,
-                metadata=dict(task.metadata),
+            assign(
+                task,
+                sub,
                 inputs=inputs,
-                resume_checkpoint=sub.checkpoint,
-                deadline=(task.start_time + task.timeout) if task.timeout and task.start_time else None,
                 lease_ttl=self.lease_ttl,
-                priority=task.priority,
-                max_total_tokens=share[0],
-                max_cost_micros=share[1],
-                dependency_results=tuple(task.dependency_results),
+                budget=share,
                 plan=plan_outline(task.plan, siblings) if combining else "",
             )
         )

@@ -22,7 +22,7 @@ from controlplane.api.paging import PageTokens, fitting, page_size
 from controlplane.api.pb import agents_grpc, agents_pb, messages_pb
 from controlplane.custom_agents import custom_agent_types, is_custom, shown_path
 from controlplane.domain.limits import Limits, check_bytes, map_size
-from controlplane.domain.model import AgentInfo, AgentStatus, now
+from controlplane.domain.model import AgentInfo, AgentStatus, now, subtask_name
 from controlplane.domain.tasks import validate_request_id
 from controlplane.errors import (
     FailedPrecondition,
@@ -83,7 +83,7 @@ class AgentServicer(agents_grpc.AgentServiceServicer):
             info.status = session.status()
             principal = None if caller_may(VIEW_ALL_TASKS) else current_principal()
             running = [
-                f"tasks/{t}/subtasks/{s}"
+                subtask_name(t, s)
                 for t, s in sorted(session.running)
                 if principal is None or getattr(self.engine.tasks.get(t), "owner", None) == principal
             ]

@@ -57,6 +57,7 @@ from agent_sdk.proto.maos.v1 import template_service_pb2_grpc as templates_grpc
 from agent_sdk.submitter import TaskSubmitter
 from agent_sdk.webhooks import WebhookMethods
 from agent_sdk.workflows import WorkflowMethods
+from maos_common.api_keys import PREFIX as API_KEY_PREFIX
 
 __all__ = [
     "Client",
@@ -150,9 +151,8 @@ CHANNEL_OPTIONS = [
     ("grpc.max_send_message_length", 16 * 1024 * 1024),
 ]
 
-#: What every API key starts with (as ``controlplane.access.keys.PREFIX``: the SDK does not import
-#: the control plane).
-_KEY_PREFIX = "maos_key_"
+#: What every API key starts with (the format is maos_common.api_keys').
+_KEY_PREFIX = API_KEY_PREFIX
 _PRIORITIES = {
     "LOW": enums.PRIORITY_LOW,
     "NORMAL": enums.PRIORITY_NORMAL,

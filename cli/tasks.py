@@ -48,7 +48,7 @@ from cli._pool import offline_notice, offline_pool
 from cli._review import approval_text, review_summary, review_text
 from cli.artifacts import write_artifacts
 from cli.progress import with_progress
-from maos_common.task_limits import (
+from maos_common.limits import (
     MAX_BACKOFF,
     MAX_BACKOFF_MULTIPLIER,
     MAX_INITIAL_BACKOFF,

@@ -9,6 +9,7 @@ than one of them needs and none of them owns:
 * :mod:`maos_common.heap` — garbage-collector settings for long-running processes;
 * :mod:`maos_common.redaction` — credentials kept out of logs and output;
 * :mod:`maos_common.addresses` — the address a local process dials;
-* :mod:`maos_common.task_limits` — the bounds of a task's fields, for the server's checks and
-  the CLI's options.
+* :mod:`maos_common.limits` — the bounds of a task's fields (and a join token's uses), for the
+  server's checks and the CLI's options;
+* :mod:`maos_common.api_keys` — the API key format (recognised offline by the CLI and the SDK).
 """

@@ -7,7 +7,7 @@ import re
 from controlplane.domain.limits import Limits, map_size, over, size_of
 from controlplane.domain.model import Subtask, SubtaskKind, Task
 from controlplane.errors import FieldViolation, InvalidArgument
-from maos_common.task_limits import (  # the bounds live with the CLI's, in one place
+from maos_common.limits import (  # the bounds live with the CLI's, in one place
     MAX_BACKOFF,
     MAX_BACKOFF_MULTIPLIER,
     MAX_DEPENDENCIES,

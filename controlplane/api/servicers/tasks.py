@@ -30,7 +30,7 @@ from controlplane.errors import (
 )
 from controlplane.scheduler.engine import Engine
 from controlplane.storage.base import TaskQuery
-from maos_common.task_limits import max_agents_problem
+from maos_common.limits import max_agents_problem
 
 MAX_BATCH = 1000
 #: Requests of one submit stream handled at once; the stream reads no more until one is answered.

@@ -1,4 +1,4 @@
-"""The bounds of a task's fields: one home for the server's checks and the CLI's options.
+"""Bounds of what callers send: one home for the server's checks and the CLI's options.
 
 The server (:mod:`controlplane.domain.tasks`) validates with these; the CLI bounds its options
 with the same numbers without importing the server.
@@ -11,6 +11,7 @@ __all__ = [
     "MAX_BACKOFF_MULTIPLIER",
     "MAX_DEPENDENCIES",
     "MAX_INITIAL_BACKOFF",
+    "MAX_JOIN_TOKEN_USES",
     "MAX_METADATA_ENTRIES",
     "MAX_RETRIES",
     "MAX_REVIEW_ROUNDS",
@@ -29,6 +30,8 @@ MAX_RETRIES = 100
 MAX_INITIAL_BACKOFF = 3600.0
 MAX_BACKOFF_MULTIPLIER = 10.0
 MAX_BACKOFF = 86400.0
+#: Most uses a join token may allow (0: unlimited).
+MAX_JOIN_TOKEN_USES = 2**32 - 1
 #: Most review rounds a task may ask for (``review_rounds``; see controlplane.domain.review).
 MAX_REVIEW_ROUNDS = 5
 

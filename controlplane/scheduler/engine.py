@@ -41,7 +41,13 @@ from controlplane.domain.model import (
     TaskStatus,
     now,
 )
-from controlplane.domain.planning import DeterministicPlanner, Planner, validate_plan
+from controlplane.domain.planning import (
+    DeterministicPlanner,
+    Planner,
+    PlansAtOnce,
+    ReportsPlanningUsage,
+    validate_plan,
+)
 from controlplane.domain.pool import fit_plan
 from controlplane.domain.review import LOOP_KINDS, answer_inputs
 from controlplane.errors import Aborted, FailedPrecondition, InvalidArgument, NotFound
@@ -490,7 +496,7 @@ class Engine(AgentSide, Consensus, Review, Watching, PoolSide):
         """
         try:
             planner = next(p for p in self.planners if p.accepts(task))
-            plan_now = getattr(planner, "plan_now", None)
+            plan_now = planner.plan_now if isinstance(planner, PlansAtOnce) else None
             if plan_now is None and not with_model:
                 plan = self.fallback_planner.plan_now(task)
                 plan.warnings.append(
@@ -533,7 +539,7 @@ class Engine(AgentSide, Consensus, Review, Watching, PoolSide):
             return
         try:
             planner = next(p for p in self.planners if p.accepts(task))
-            plan_now = getattr(planner, "plan_now", None)
+            plan_now = planner.plan_now if isinstance(planner, PlansAtOnce) else None
             if plan_now is not None:
                 plan = plan_now(task)
         except Exception as exc:  # a planner plugin must not be able to lose a task
@@ -555,7 +561,7 @@ class Engine(AgentSide, Consensus, Review, Watching, PoolSide):
         """Run a slow planner; fall back to the built-in plan if it fails or takes too long."""
         spent = None
         try:
-            with_usage = getattr(planner, "plan_with_usage", None)  # model planners report what they spent
+            with_usage = planner.plan_with_usage if isinstance(planner, ReportsPlanningUsage) else None
             if with_usage is not None:
                 plan, spent = await asyncio.wait_for(
                     self._ask_planner(with_usage, task), self.settings["tasks.planning_timeout"]

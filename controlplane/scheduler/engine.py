@@ -50,7 +50,7 @@ from controlplane.domain.planning import (
 )
 from controlplane.domain.pool import fit_plan
 from controlplane.domain.review import LOOP_KINDS, answer_inputs
-from controlplane.errors import Aborted, FailedPrecondition, InvalidArgument, NotFound
+from controlplane.errors import Aborted, FailedPrecondition, NotFound, request_id_reused
 from controlplane.scheduler.commands import (
     CancelWork,
     Ref,
@@ -432,11 +432,7 @@ class Engine(AgentSide, Consensus, Review, Watching, PoolSide):
                 self._remember(key, cached)
         stored_hash, resource = cached
         if stored_hash != request_hash:
-            raise InvalidArgument(
-                f"request_id {request_id!r} was already used for a different request; use a new request_id",
-                field="request_id",
-                reason="ERROR_REASON_REQUEST_ID_REUSED",
-            )
+            raise request_id_reused(request_id)
         await self.committer.durable()  # the first call may not be committed yet
         return resource
 

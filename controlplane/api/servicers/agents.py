@@ -18,6 +18,7 @@ from controlplane.access.permissions import MANAGE_ALL_AGENTS, VIEW_ALL_TASKS
 from controlplane.agent_types import agent_types
 from controlplane.api import convert
 from controlplane.api.context import caller_may, current_principal
+from controlplane.api.idempotency import request_fingerprint
 from controlplane.api.paging import PageTokens, fitting, page_size
 from controlplane.api.pb import agents_grpc, agents_pb, messages_pb
 from controlplane.custom_agents import custom_agent_types, is_custom, shown_path
@@ -30,6 +31,7 @@ from controlplane.errors import (
     NotFound,
     PermissionDenied,
     ResourceExhausted,
+    request_id_reused,
 )
 from controlplane.launcher import Launch, LocalLauncher
 from controlplane.logbook import LogBook, LogFilter
@@ -63,7 +65,7 @@ class AgentServicer(agents_grpc.AgentServiceServicer):
         self.tokens = PageTokens()
         self.limits = Limits.from_settings(settings)
         # (principal, request_id) -> (the request without its id, the launches it made).
-        self._spawns: OrderedDict[tuple[str, str], tuple[bytes, asyncio.Future[list[Launch]]]] = OrderedDict()
+        self._spawns: OrderedDict[tuple[str, str], tuple[str, asyncio.Future[list[Launch]]]] = OrderedDict()
         # Held from the max_agents check until the launches exist, so concurrent calls cannot overshoot.
         self._spawn_lock = asyncio.Lock()
         if launcher is not None:
@@ -177,19 +179,11 @@ class AgentServicer(agents_grpc.AgentServiceServicer):
             )
         key = (current_principal(), request.request_id)
         if request.request_id:
-            unkeyed = agents_pb.SpawnAgentsRequest()
-            unkeyed.CopyFrom(request)
-            unkeyed.ClearField("request_id")
-            fingerprint = unkeyed.SerializeToString(deterministic=True)
+            fingerprint = request_fingerprint(request)
             earlier = self._spawns.get(key)
             if earlier is not None:
                 if earlier[0] != fingerprint:
-                    raise InvalidArgument(
-                        f"request_id {request.request_id!r} was already used for a different request; "
-                        "use a new request_id",
-                        field="request_id",
-                        reason="ERROR_REASON_REQUEST_ID_REUSED",
-                    )
+                    raise request_id_reused(request.request_id)
                 launches = await asyncio.shield(earlier[1])  # the same launches, never new ones
                 return await self._spawned(spec, request, launches)
             outcome: asyncio.Future[list[Launch]] = asyncio.get_running_loop().create_future()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from collections.abc import AsyncIterator, Callable, Sequence
 
 import grpc
@@ -14,6 +13,7 @@ from controlplane.api import convert
 from controlplane.api.auth import DENIALS
 from controlplane.api.context import caller_may, caller_var, current_principal
 from controlplane.api.errors import status_code_for, submit_error
+from controlplane.api.idempotency import request_fingerprint as request_hash
 from controlplane.api.paging import PageTokens, fitting, page_size
 from controlplane.api.pb import enums_pb, messages_pb, tasks_grpc, tasks_pb
 from controlplane.config import Settings
@@ -64,14 +64,6 @@ def fit_outputs(
         if len(artifact.content) > share:
             artifact.content = b""
     return True
-
-
-def request_hash(request: object) -> str:
-    """A digest of a request without its request_id (detects a reused request_id)."""
-    clone = type(request)()  # type: ignore[operator]
-    clone.CopyFrom(request)  # type: ignore[attr-defined]
-    clone.ClearField("request_id")
-    return hashlib.sha256(clone.SerializeToString(deterministic=True)).hexdigest()
 
 
 class TaskServicer(tasks_grpc.TaskServiceServicer):

@@ -20,7 +20,8 @@ __all__ = ["assignment_from_pb", "dependency_result_from_pb", "epoch", "optional
 
 def seconds(value: Any) -> float:
     """A ``google.protobuf.Duration`` (or ``Timestamp``) as float seconds."""
-    return value.seconds + value.nanos / 1e9
+    total: float = value.seconds + value.nanos / 1e9
+    return total
 
 
 #: A Timestamp as epoch seconds (the same arithmetic as a Duration).

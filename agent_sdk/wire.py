@@ -15,7 +15,14 @@ from agent_sdk.proto.maos.v1 import agent_gateway_pb2 as gw
 from agent_sdk.proto.maos.v1 import messages_pb2 as msgs
 from agent_sdk.types import SubtaskKind
 
-__all__ = ["assignment_from_pb", "dependency_result_from_pb", "epoch", "optional_seconds", "seconds"]
+__all__ = [
+    "assignment_from_pb",
+    "dependency_result_from_pb",
+    "epoch",
+    "optional_seconds",
+    "seconds",
+    "set_seconds",
+]
 
 
 def seconds(value: Any) -> float:
@@ -26,6 +33,11 @@ def seconds(value: Any) -> float:
 
 #: A Timestamp as epoch seconds (the same arithmetic as a Duration).
 epoch = seconds
+
+
+def set_seconds(field: Any, value: float) -> None:
+    """Set a ``Duration`` (or ``Timestamp``) field of a message to ``value`` seconds (to the nearest ns)."""
+    field.FromNanoseconds(round(value * 1e9))
 
 
 def optional_seconds(message: Any, field: str) -> float | None:

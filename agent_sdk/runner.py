@@ -190,7 +190,9 @@ def run(
             grpc.StatusCode.INVALID_ARGUMENT,
         ):
             raise
-        raise click.ClickException(f"the control plane refused the agent: {exc.code.name}: {exc.message}") from None
+        raise click.ClickException(
+            f"the control plane refused the agent: {exc.code.name}: {exc.message}"
+        ) from None
 
 
 def server_address(

@@ -27,12 +27,11 @@ import socket
 from collections.abc import Sequence
 from typing import Any
 
-import click
 import grpc
 
-from agent_sdk.tls import server_name_options
+from maos_common.tls import server_name_options
 
-__all__ = ["AddressError", "AddressList", "channel_target", "open_channel", "parse_addresses"]
+__all__ = ["AddressError", "channel_target", "open_channel", "parse_addresses"]
 
 _SCHEMES = ("dns:", "ipv4:", "ipv6:", "unix:", "unix-abstract:")
 
@@ -149,16 +148,3 @@ def open_channel(
             target, credentials, options=[*options, *extra, *server_name_options(tls_server_name)]
         )
     return grpc.aio.insecure_channel(target, options=[*options, *extra])
-
-
-# click.ParamType is generic only from click 8.4; subscripting it fails on the older ones we accept.
-class AddressList(click.ParamType):  # type: ignore[type-arg]
-    """A click type for ``--addr``/``--server``: checks the list, gives it back comma-joined."""
-
-    name = "HOST:PORT[,HOST:PORT...]"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
-        try:
-            return ",".join(parse_addresses(value))
-        except AddressError as exc:
-            self.fail(str(exc), param, ctx)

@@ -56,7 +56,9 @@ from agent_sdk.proto.maos.v1 import task_service_pb2_grpc as tasks_grpc
 from agent_sdk.proto.maos.v1 import template_service_pb2_grpc as templates_grpc
 from agent_sdk.submitter import TaskSubmitter
 from agent_sdk.webhooks import WebhookMethods
+from agent_sdk.wire import set_seconds
 from agent_sdk.workflows import WorkflowMethods
+from maos_common.api_keys import PREFIX as API_KEY_PREFIX
 
 __all__ = [
     "Client",
@@ -150,9 +152,8 @@ CHANNEL_OPTIONS = [
     ("grpc.max_send_message_length", 16 * 1024 * 1024),
 ]
 
-#: What every API key starts with (as ``controlplane.access.keys.PREFIX``: the SDK does not import
-#: the control plane).
-_KEY_PREFIX = "maos_key_"
+#: What every API key starts with (the format is maos_common.api_keys').
+_KEY_PREFIX = API_KEY_PREFIX
 _PRIORITIES = {
     "LOW": enums.PRIORITY_LOW,
     "NORMAL": enums.PRIORITY_NORMAL,
@@ -222,7 +223,7 @@ def _timestamp(value: datetime | float | timestamp_pb2.Timestamp) -> timestamp_p
     if isinstance(value, datetime):
         ts.FromDatetime(value if value.tzinfo else value.astimezone(UTC))
     else:
-        ts.FromNanoseconds(int(float(value) * 1e9))
+        set_seconds(ts, float(value))
     return ts
 
 
@@ -288,15 +289,15 @@ def build_task(
         if consensus_threshold is not None:
             task.consensus.threshold = consensus_threshold
     if timeout:
-        task.timeout.FromNanoseconds(int(timeout * 1e9))
+        set_seconds(task.timeout, timeout)
     if max_retries is not None:
         task.retry_policy.max_retries = max_retries
     if initial_backoff is not None:
-        task.retry_policy.initial_backoff.FromNanoseconds(round(initial_backoff * 1e9))
+        set_seconds(task.retry_policy.initial_backoff, initial_backoff)
     if backoff_multiplier is not None:
         task.retry_policy.backoff_multiplier = backoff_multiplier
     if max_backoff is not None:
-        task.retry_policy.max_backoff.FromNanoseconds(round(max_backoff * 1e9))
+        set_seconds(task.retry_policy.max_backoff, max_backoff)
     if max_tokens is not None:
         task.budget.max_total_tokens = max_tokens
     if max_cost is not None:
@@ -585,7 +586,7 @@ class Client(WebhookMethods, WorkflowMethods):
             name=task_name(id_or_name), request_id=request_id or str(uuid.uuid4()), max_agents=max_agents
         )
         if timeout is not None:
-            request.timeout.FromNanoseconds(int(timeout * 1e9))
+            set_seconds(request.timeout, timeout)
         response: tasks_pb.RetryTaskResponse = await self.tasks.RetryTask(request)
         return response.task
 
@@ -774,7 +775,7 @@ class Client(WebhookMethods, WorkflowMethods):
             name=agent_name(id_or_name), force=force, request_id=request_id or str(uuid.uuid4())
         )
         if grace is not None:
-            request.grace.FromNanoseconds(int(grace * 1e9))
+            set_seconds(request.grace, grace)
         response: agents_pb.TerminateAgentResponse = await self.agents.TerminateAgent(request)
         return response.agent
 
@@ -796,7 +797,7 @@ class Client(WebhookMethods, WorkflowMethods):
         """Ask an agent to finish its work, take no more, then leave."""
         request = agents_pb.DrainAgentRequest(name=agent_name(id_or_name))
         if grace is not None:
-            request.grace.FromNanoseconds(int(grace * 1e9))
+            set_seconds(request.grace, grace)
         response: agents_pb.DrainAgentResponse = await self.agents.DrainAgent(request)
         return response.agent
 
@@ -806,7 +807,7 @@ class Client(WebhookMethods, WorkflowMethods):
         """Restart a supervised agent's process (the new one registers as a new agent); waits for it."""
         request = agents_pb.RestartAgentRequest(name=agent_name(id_or_name), force=force)
         if grace is not None:
-            request.grace.FromNanoseconds(int(grace * 1e9))
+            set_seconds(request.grace, grace)
         drain = 0.0 if force else 30.0 if grace is None else grace
         wait = self.timeout + drain + 15.0  # the old process drains, then the new one registers
         response: agents_pb.RestartAgentResponse = await self.agents.RestartAgent(request, timeout=wait)
@@ -886,7 +887,7 @@ class Client(WebhookMethods, WorkflowMethods):
     ) -> system_pb.GetMetricsHistoryResponse:
         """The summary figures of the last ``timeframe`` seconds, downsampled to ``max_points`` per series."""
         request = system_pb.GetMetricsHistoryRequest(category=category, max_points=max_points)
-        request.timeframe.FromNanoseconds(int(timeframe * 1e9))
+        set_seconds(request.timeframe, timeframe)
         response: system_pb.GetMetricsHistoryResponse = await self.system.GetMetricsHistory(request)
         return response
 
@@ -1162,7 +1163,7 @@ class Client(WebhookMethods, WorkflowMethods):
             request_id=str(uuid.uuid4()),
         )
         if ttl:
-            request.ttl.FromNanoseconds(int(ttl * 1e9))
+            set_seconds(request.ttl, ttl)
         response: access_pb.CreateApiKeyResponse = await self.access.CreateApiKey(request)
         return response
 
@@ -1193,7 +1194,7 @@ class Client(WebhookMethods, WorkflowMethods):
         """
         request = access_pb.RotateApiKeyRequest(name=api_key_name(name))
         if overlap is not None:
-            request.overlap.FromNanoseconds(int(overlap * 1e9))
+            set_seconds(request.overlap, overlap)
         response: access_pb.RotateApiKeyResponse = await self.access.RotateApiKey(request)
         return response
 
@@ -1208,7 +1209,7 @@ class Client(WebhookMethods, WorkflowMethods):
             join_token=msgs.JoinToken(agent_types=list(agent_types), max_uses=max_uses)
         )
         if ttl is not None:
-            request.ttl.FromNanoseconds(int(ttl * 1e9))
+            set_seconds(request.ttl, ttl)
         response: access_pb.CreateJoinTokenResponse = await self.access.CreateJoinToken(request)
         return response
 

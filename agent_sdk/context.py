@@ -53,6 +53,8 @@ class Assignment:
     remaining_cost_micros: int = 0
     dependency_results: tuple[DependencyResult, ...] = ()
     plan: str = ""
+    #: Seconds the lease of this attempt lasts without a heartbeat (the worker heartbeats for it).
+    lease_ttl: float = 0.0
 
 
 @dataclass

@@ -157,6 +157,21 @@ _ERROR_FOR_CODE: dict[grpc.StatusCode, type[MaosRpcError]] = {
         DeadlineExceededError,
     )
 }
+_CODE_FOR_NAME = {cls.__name__.removesuffix("Error"): code for code, cls in _ERROR_FOR_CODE.items()}
+
+
+def error_class(code: grpc.StatusCode) -> type[MaosRpcError]:
+    """The :class:`MaosRpcError` subclass of a status code (``MaosRpcError`` itself for the others).
+
+    The SDK's one table of statuses: each subclass is named after the server's domain error of
+    the same status (``InvalidArgumentError`` for ``InvalidArgument``), which the CLI relies on.
+    """
+    return _ERROR_FOR_CODE.get(code, MaosRpcError)
+
+
+def status_of_error_name(name: str) -> grpc.StatusCode | None:
+    """The status of an error class named ``name`` (``"InvalidArgument"`` or ``"InvalidArgumentError"``)."""
+    return _CODE_FOR_NAME.get(name.removesuffix("Error"))
 
 
 def from_rpc_error(exc: grpc.aio.AioRpcError | grpc.RpcError) -> MaosRpcError:
@@ -193,7 +208,7 @@ def from_rpc_error(exc: grpc.aio.AioRpcError | grpc.RpcError) -> MaosRpcError:
                 info_retry = error_details_pb2.RetryInfo()
                 detail.Unpack(info_retry)
                 retry_delay = info_retry.retry_delay.seconds + info_retry.retry_delay.nanos / 1e9
-    cls = _ERROR_FOR_CODE.get(code, MaosRpcError)
+    cls = error_class(code)
     return cls(
         message,
         code=code,
@@ -212,7 +227,7 @@ def from_submit_error(error: Any) -> MaosRpcError:
     reason = (
         errors_pb2.ErrorReason.Name(error.reason) if error.reason in errors_pb2.ErrorReason.values() else ""
     )
-    cls = _ERROR_FOR_CODE.get(code, MaosRpcError)
+    cls = error_class(code)
     retry_delay = (
         error.retry_delay.seconds + error.retry_delay.nanos / 1e9 if error.HasField("retry_delay") else None
     )

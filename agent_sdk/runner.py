@@ -34,11 +34,16 @@ from typing import Any
 import click
 import grpc
 
-from agent_sdk.addresses import AddressError, AddressList, parse_addresses
+from agent_sdk.addresses import AddressError, parse_addresses
 from agent_sdk.agent import Agent
-from agent_sdk.heap import settle_heap
-from agent_sdk.tls import TlsFileError, tls_from_options, tls_options
+from agent_sdk.command_options import AddressList, tls_from_options, tls_options
+from agent_sdk.errors import MaosRpcError
+from agent_sdk.installed import InstalledSettings, UnknownAgentType, find_agent_type, installed_settings
 from agent_sdk.worker import Worker
+from maos_common.addresses import local_address
+from maos_common.heap import settle_heap
+from maos_common.redaction import RedactingFilter
+from maos_common.tls import TlsFileError
 
 
 async def run_agent(
@@ -83,7 +88,12 @@ def cli() -> None:
 
 
 @cli.command()
-@click.option("--type", "agent_type", required=True, help="Agent type to run (see `maos agent types`).")
+@click.option(
+    "--type",
+    "agent_type",
+    required=True,
+    help="Agent type to run (see `maos agent types`): one the installed `maos.agents` entry points offer.",
+)
 @click.option(
     "--server",
     default=None,
@@ -137,24 +147,17 @@ def run(
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s agent[%(process)d] %(name)s: %(message)s",
     )
-    from controlplane.agent_types import agent_type as find_type
-    from controlplane.config import load_settings
-    from controlplane.errors import InvalidArgument
-    from controlplane.plugins import get_plugin_manager
-    from controlplane.redaction import RedactingFilter
-
     for handler in logging.getLogger().handlers:
         handler.addFilter(RedactingFilter())  # the agent's log file carries no credential either
 
-    pm = get_plugin_manager()  # a broken installed plugin is skipped with a warning
-    settings = load_settings(pm=pm)
+    settings = installed_settings()
     try:
         server = ",".join(parse_addresses(server_address(server, settings)))
     except AddressError as exc:
         raise click.BadParameter(str(exc), param_hint="'--server' / MAOS_SERVER_ADDRESS") from None
     try:
-        spec = find_type(pm, settings, agent_type, field="--type")
-    except InvalidArgument as exc:
+        spec = find_agent_type(agent_type)
+    except UnknownAgentType as exc:
         raise click.BadParameter(exc.message, param_hint="--type") from None
     caps = [c.strip() for c in capabilities.split(",") if c.strip()] if capabilities else None
     if tls_params["tls"] is not False:  # --no-tls: plaintext whatever client.tls says
@@ -180,22 +183,22 @@ def run(
                 tls_server_name=tls.server_name or None,
             )
         )
-    except grpc.aio.AioRpcError as exc:
-        if exc.code() not in (
+    except MaosRpcError as exc:
+        if exc.code not in (
             grpc.StatusCode.UNAUTHENTICATED,
             grpc.StatusCode.PERMISSION_DENIED,
             grpc.StatusCode.INVALID_ARGUMENT,
         ):
             raise
         raise click.ClickException(
-            f"the control plane refused the agent: {exc.code().name}: {exc.details()}"
+            f"the control plane refused the agent: {exc.code.name}: {exc.message}"
         ) from None
 
 
-def server_address(flag: str | None, settings: Any, environ: Mapping[str, str] | None = None) -> str:
+def server_address(
+    flag: str | None, settings: InstalledSettings, environ: Mapping[str, str] | None = None
+) -> str:
     """The control plane's address: ``flag``, MAOS_SERVER_ADDRESS, MAOS_ADDR (deprecated), config.yml."""
-    from controlplane.api.server import local_address
-
     environ = os.environ if environ is None else environ
     if flag:
         return flag

@@ -43,21 +43,21 @@ from agent_sdk.context import (
     Ballot,
     Candidate,
     Context,
-    DependencyResult,
     Result,
     SharedState,
     StateConflict,
     Usage,
     VoteChoice,
 )
-from agent_sdk.errors import AgentError, BudgetExhausted
+from agent_sdk.errors import AgentError, BudgetExhausted, from_rpc_error
 from agent_sdk.pacing import ModelPacer, Outcome, PermitAnswer
 from agent_sdk.proto.maos.v1 import agent_gateway_pb2 as gw
 from agent_sdk.proto.maos.v1 import agent_gateway_pb2_grpc as gw_grpc
 from agent_sdk.proto.maos.v1 import enums_pb2 as enums_pb
 from agent_sdk.proto.maos.v1 import errors_pb2 as errors_pb
 from agent_sdk.proto.maos.v1 import messages_pb2 as msgs
-from agent_sdk.types import SubtaskKind
+from agent_sdk.wire import assignment_from_pb, optional_seconds
+from agent_sdk.wire import seconds as _seconds
 
 log = logging.getLogger(__name__)
 
@@ -107,10 +107,6 @@ def _take_results(first: gw.ConnectRequest, outbox: asyncio.Queue[Any]) -> tuple
 
 
 _UINT32 = 2**32 - 1
-
-
-def _seconds(d: Any) -> float:
-    return float(d.seconds + d.nanos / 1e9)
 
 
 class Worker:
@@ -191,6 +187,10 @@ class Worker:
     async def run(self) -> None:
         """Connect and work until shut down (or until the server drains with exit).
 
+        Raises:
+            MaosRpcError: The server refused the agent (INVALID_ARGUMENT, UNAUTHENTICATED or
+                PERMISSION_DENIED: a bad registration or credential); other stream failures reconnect.
+
         The agent's :meth:`~agent_sdk.Agent.warm_up` runs first, so its start-up costs are paid before it
         registers; a failing warm-up is logged and the agent still runs (its work reports the problem).
         """
@@ -218,7 +218,8 @@ class Worker:
                     grpc.StatusCode.UNAUTHENTICATED,
                     grpc.StatusCode.PERMISSION_DENIED,
                 ):
-                    raise
+                    # Typed, as Client raises them (agent_sdk.errors is the SDK's one status table).
+                    raise from_rpc_error(exc) from None
                 log.info("stream to %s ended: %s", self.server, exc.details() or exc.code().name)
             if self._stop.is_set() or not self.reconnect:
                 break
@@ -406,31 +407,7 @@ class Worker:
                 )
             )
             return
-        assignment = Assignment(
-            task=a.task,
-            subtask=a.ref.subtask,
-            attempt=a.ref.attempt,
-            lease_epoch=a.ref.lease_epoch,
-            title=a.title,
-            instructions=a.instructions,
-            capability=a.capability,
-            kind=SubtaskKind(a.kind) if a.kind in SubtaskKind._value2member_map_ else a.kind,
-            task_description=a.task_description,
-            context=a.context,
-            constraints=a.constraints,
-            metadata=dict(a.metadata),
-            inputs=dict(a.inputs),
-            resume_checkpoint=a.resume_checkpoint if a.HasField("resume_checkpoint") else None,
-            deadline=(a.deadline.seconds + a.deadline.nanos / 1e9) if a.HasField("deadline") else None,
-            priority=a.priority,
-            remaining_tokens=a.remaining_budget.max_total_tokens,
-            remaining_cost_micros=a.remaining_budget.max_cost_micros,
-            dependency_results=tuple(
-                DependencyResult(d.task, d.description, d.output, d.omitted_chars)
-                for d in a.dependency_results
-            ),
-            plan=a.plan,
-        )
+        assignment = assignment_from_pb(a)
         ref = gw.AssignmentRef()
         ref.CopyFrom(a.ref)
         task = asyncio.get_running_loop().create_task(self._execute(key, ref, assignment))
@@ -646,9 +623,7 @@ class Worker:
             question=request.question,
             candidates=[Candidate(c.id, c.agent, c.content) for c in request.candidates],
             round=request.round,
-            deadline=(request.deadline.seconds + request.deadline.nanos / 1e9)
-            if request.HasField("deadline")
-            else None,
+            deadline=optional_seconds(request, "deadline"),
             previous_votes=[
                 (v.voter, v.candidate_id, v.confidence, v.rationale) for v in request.previous_votes
             ],

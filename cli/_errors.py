@@ -35,7 +35,7 @@ from typing import Any, TypeVar
 import click
 import grpc
 
-from agent_sdk.errors import MaosRpcError
+from agent_sdk.errors import MaosRpcError, status_of_error_name
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -66,19 +66,6 @@ EXIT_CODES: dict[grpc.StatusCode, int] = {
     grpc.StatusCode.PERMISSION_DENIED: EXIT_UNAUTHENTICATED,
     grpc.StatusCode.RESOURCE_EXHAUSTED: EXIT_RESOURCE_EXHAUSTED,
     grpc.StatusCode.DEADLINE_EXCEEDED: EXIT_TIMEOUT,
-}
-
-# Domain errors raised locally (config files, `maos start`, `maos db`), by class name.
-_LOCAL_CODES = {
-    "InvalidArgument": grpc.StatusCode.INVALID_ARGUMENT,
-    "NotFound": grpc.StatusCode.NOT_FOUND,
-    "AlreadyExists": grpc.StatusCode.ALREADY_EXISTS,
-    "FailedPrecondition": grpc.StatusCode.FAILED_PRECONDITION,
-    "Aborted": grpc.StatusCode.ABORTED,
-    "ResourceExhausted": grpc.StatusCode.RESOURCE_EXHAUSTED,
-    "Unauthenticated": grpc.StatusCode.UNAUTHENTICATED,
-    "PermissionDenied": grpc.StatusCode.PERMISSION_DENIED,
-    "Unavailable": grpc.StatusCode.UNAVAILABLE,
 }
 
 
@@ -158,12 +145,9 @@ def handle_errors(fn: F) -> F:
         except Exception as exc:
             domain = sys.modules.get("controlplane.errors")
             if domain is not None and isinstance(exc, domain.MaosError):
+                # The status of the nearest class the SDK's table names (CredentialRefused: Unauthenticated).
                 code = next(
-                    (
-                        c
-                        for name, c in _LOCAL_CODES.items()
-                        if any(k.__name__ == name for k in type(exc).__mro__)
-                    ),
+                    (c for k in type(exc).__mro__ if (c := status_of_error_name(k.__name__)) is not None),
                     grpc.StatusCode.UNKNOWN,
                 )
                 violations = [

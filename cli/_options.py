@@ -13,10 +13,11 @@ from typing import Any, TypeVar
 import click
 
 from agent_sdk.client import Client
+from agent_sdk.command_options import tls_from_options
 from agent_sdk.proto.maos.v1 import enums_pb2 as enums
-from agent_sdk.tls import ClientTls, TlsFileError, tls_from_options
 from cli._errors import EXIT_INVALID_ARGUMENT, EXIT_USAGE, CliError
 from cli._output import FORMATS
+from maos_common.tls import ClientTls, TlsFileError
 
 T = TypeVar("T")
 

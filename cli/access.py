@@ -17,7 +17,7 @@ from agent_sdk.errors import NotFoundError
 from cli._errors import handle_errors
 from cli._options import Duration, Since, output_option, run, split_csv
 from cli._output import bare_id, emit, message, table, when
-from controlplane.access import keys
+from maos_common import api_keys as keys
 
 
 @click.group()

@@ -14,10 +14,7 @@ from agent_sdk.errors import UnavailableError
 from cli._errors import EXIT_INVALID_ARGUMENT, CliError, handle_errors
 from cli._options import output_option, run
 from cli._output import emit, table
-from controlplane.config import canonical_key, default_home, known_options, parse_value
-from controlplane.errors import InvalidArgument
-from controlplane.home import private_dir, write_private
-from controlplane.redaction import shown_setting
+from maos_common.redaction import shown_setting
 
 
 @click.group()
@@ -53,6 +50,11 @@ def set_(key: str, value: str) -> None:
     The file keeps its comments and order. The guides' spellings are accepted
     (tasks.defaults.max_retries is tasks.default_max_retries); an unknown key is
     refused with the closest one."""
+    # The settings' schema and config.yml are the control plane's own (imported only here).
+    from controlplane.config import canonical_key, default_home, known_options, parse_value
+    from controlplane.errors import InvalidArgument
+    from controlplane.home import private_dir, write_private
+
     options = known_options()  # MAOS's own settings and the installed plugins'
     try:
         key = canonical_key(key, options)

@@ -10,7 +10,7 @@ import click
 from cli._errors import handle_errors
 from cli._options import Duration, output_option, run, split_csv
 from cli._output import bare_id, emit, table, when
-from controlplane.access.join_tokens import MAX_USES
+from maos_common.limits import MAX_JOIN_TOKEN_USES as MAX_USES
 
 
 @click.group("join-token")

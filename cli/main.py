@@ -16,8 +16,7 @@ from typing import Any
 
 import click
 
-from agent_sdk.addresses import AddressList
-from agent_sdk.tls import tls_from_options, tls_options
+from agent_sdk.command_options import AddressList, tls_from_options, tls_options
 from cli import (
     access,
     agents,
@@ -56,7 +55,7 @@ def default_address() -> str:
         address = load_settings()["server.address"]
     except Exception:  # a broken config.yml must not break --help; `maos start` reports it
         return DEFAULT_ADDRESS
-    from controlplane.api.server import local_address
+    from maos_common.addresses import local_address
 
     return local_address(address)
 

@@ -14,6 +14,7 @@ from agent_sdk.proto.maos.v1 import agent_service_pb2 as agents_pb
 from agent_sdk.proto.maos.v1 import enums_pb2 as enums
 from agent_sdk.proto.maos.v1 import messages_pb2 as msgs
 from agent_sdk.proto.maos.v1 import system_service_pb2 as system_pb
+from agent_sdk.wire import epoch, seconds
 from cli._errors import handle_errors
 from cli._export import export_options, opened, resolve_export
 from cli._options import Duration, agent_id_argument, output_option, run
@@ -64,7 +65,7 @@ def _trend(values: list[float]) -> str:
 
 
 def _iso(ts: Any) -> str:
-    return datetime.fromtimestamp(ts.seconds + ts.nanos / 1e9, UTC).isoformat(timespec="milliseconds")
+    return datetime.fromtimestamp(epoch(ts), UTC).isoformat(timespec="milliseconds")
 
 
 # --- exports -------------------------------------------------------------------------------------
@@ -182,7 +183,7 @@ def metrics(
 def _history_text(history: system_pb.GetMetricsHistoryResponse, timeframe: float) -> str:
     head = (
         f"{history.samples} samples over {seconds_text(timeframe)} (one every "
-        f"{seconds_text(history.interval.seconds + history.interval.nanos / 1e9)}, kept "
+        f"{seconds_text(seconds(history.interval))}, kept "
         f"{seconds_text(history.retention.seconds)})"
     )
     rows = []

@@ -17,6 +17,7 @@ import yaml
 from agent_sdk.client import Client
 from agent_sdk.proto.maos.v1 import enums_pb2 as enums
 from agent_sdk.proto.maos.v1 import messages_pb2 as msgs
+from agent_sdk.wire import epoch
 from cli._errors import EXIT_INTERRUPTED, EXIT_THRESHOLD, handle_errors
 from cli._export import export_options, opened, resolve_export
 from cli._follow import resumed
@@ -92,7 +93,7 @@ def _progress(task: msgs.Task) -> str:
 
 def _event_text(event: msgs.Event) -> str:
     kind = enum_label(enums.EventType, event.type, "EVENT_TYPE_")
-    at = datetime.fromtimestamp(event.time.seconds + event.time.nanos / 1e9)
+    at = datetime.fromtimestamp(epoch(event.time))
     parts = [at.strftime("%H:%M:%S.%f")[:-3], kind.ljust(24)]
     if event.task:
         parts.append(bare_id(event.task) + (f"/{bare_id(event.subtask)}" if event.subtask else ""))

@@ -20,7 +20,6 @@ import click
 from agent_sdk.client import Client
 from agent_sdk.errors import MaosRpcError
 from agent_sdk.proto.maos.v1 import enums_pb2 as enums
-from agent_sdk.tls import ClientTls
 from cli._errors import (
     EXIT_FAILED_PRECONDITION,
     EXIT_GENERIC,
@@ -43,6 +42,7 @@ from cli._output import (
     when,
 )
 from cli._pool import offline_notice, offline_pool
+from maos_common.tls import ClientTls
 
 PID_FILE = "maos.pid"
 LOG_FILE = "controlplane.log"
@@ -251,7 +251,7 @@ def _serve_foreground(settings: Any, detached: bool) -> None:
             force=True,
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         )
-        from controlplane.redaction import RedactingFilter
+        from maos_common.redaction import RedactingFilter
 
         for handler in logging.getLogger().handlers:
             handler.addFilter(RedactingFilter())  # no credential reaches the log file
@@ -285,7 +285,7 @@ def _start_daemon(
             f"MAOS is already running (pid {pid}, {pid_file}); run `maos stop` first",
             EXIT_FAILED_PRECONDITION,
         )
-    from controlplane.api.server import local_address
+    from maos_common.addresses import local_address
 
     target = local_address(address)
     tls = resolve_tls(state().tls, state().no_tls)

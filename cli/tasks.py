@@ -48,7 +48,7 @@ from cli._pool import offline_notice, offline_pool
 from cli._review import approval_text, review_summary, review_text
 from cli.artifacts import write_artifacts
 from cli.progress import with_progress
-from controlplane.domain.tasks import (
+from maos_common.limits import (
     MAX_BACKOFF,
     MAX_BACKOFF_MULTIPLIER,
     MAX_INITIAL_BACKOFF,
@@ -60,7 +60,7 @@ from controlplane.domain.tasks import (
 _TASK_ID = re.compile(r"^(tasks/)?t[0-9a-f]{12,}$")
 
 #: max_agents: 0 is never valid (the server refuses it), so the CLI does too; the server alone
-#: checks the upper bound (1000), answering INVALID_ARGUMENT (exit 4) naming task.max_agents.
+#: checks the upper bound (MAX_TASK_AGENTS), answering INVALID_ARGUMENT (exit 4) naming task.max_agents.
 MAX_AGENTS = click.IntRange(min=1)
 #: --review-rounds: the server refuses more (INVALID_ARGUMENT); the CLI says so before asking.
 REVIEW_ROUNDS = click.IntRange(0, MAX_REVIEW_ROUNDS)

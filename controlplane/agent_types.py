@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import pluggy
@@ -37,3 +38,27 @@ def type_capabilities(pm: pluggy.PluginManager, settings: Settings, name: str) -
     """The capabilities the registry gives agent type ``name`` (none for an unknown type)."""
     spec = agent_types(pm, settings).get(name)
     return frozenset(spec.capabilities) if spec is not None else frozenset()
+
+
+@functools.cache
+def _installed() -> tuple[pluggy.PluginManager, Settings]:
+    from controlplane.config import load_settings
+    from controlplane.plugins import get_plugin_manager
+
+    pm = get_plugin_manager()  # a broken installed plugin is skipped with a warning
+    return pm, load_settings(pm=pm)
+
+
+def installed_settings() -> Settings:
+    """This machine's settings, for ``maos-agent`` (the ``maos`` entry point of group ``maos.settings``)."""
+    return _installed()[1]
+
+
+def installed_agent_types() -> list[Any]:
+    """Every agent type, as ``config.yml`` configures them, for ``maos-agent``.
+
+    The ``maos`` catalog of the entry-point group ``maos.agents`` (see :mod:`agent_sdk.installed`):
+    built-ins, plugins' types and the custom types of ``$MAOS_HOME/agents``.
+    """
+    pm, settings = _installed()
+    return list(agent_types(pm, settings).values())

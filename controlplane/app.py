@@ -21,7 +21,6 @@ from controlplane.api.server import (
     build_server,
     check_bind_address,
     check_metrics_address,
-    local_address,
     set_serving,
 )
 from controlplane.api.servicers.access import AccessServicer, AuditServicer
@@ -46,7 +45,6 @@ from controlplane.observability.wiring import install_observability
 from controlplane.pacing import Pacer
 from controlplane.plugins import await_me_maybe, get_plugin_manager
 from controlplane.pool import AgentSupply
-from controlplane.redaction import redact_url
 from controlplane.replicas.redis_pacing import shared_pacing
 from controlplane.replicas.redis_stores import share_limits
 from controlplane.replicas.registry import new_replica_id
@@ -65,6 +63,8 @@ from controlplane.storage.executor import StorageExecutor
 from controlplane.wiring.checkpoints import install_checkpoints
 from controlplane.wiring.webhooks import install_webhooks
 from controlplane.workflows import Batches, Templates
+from maos_common.addresses import local_address
+from maos_common.redaction import redact_url
 
 log = logging.getLogger(__name__)
 
@@ -226,7 +226,7 @@ class App:
 
 
 def shown_url(url: str) -> str:
-    """A database URL without its credentials (for messages and logs): see :mod:`controlplane.redaction`."""
+    """A database URL without its credentials (for messages and logs): see :mod:`maos_common.redaction`."""
     return redact_url(url)
 
 

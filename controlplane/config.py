@@ -27,8 +27,8 @@ from typing import Any
 
 import yaml
 
-from agent_sdk.tls import ClientTls
 from controlplane.errors import InvalidArgument
+from maos_common.tls import ClientTls
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 

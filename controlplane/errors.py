@@ -60,6 +60,15 @@ class InvalidArgument(MaosError):
             self.violations.append(FieldViolation(field, message))
 
 
+def request_id_reused(request_id: str) -> InvalidArgument:
+    """The error of a request_id sent again with a different request (every idempotent call's)."""
+    return InvalidArgument(
+        f"request_id {request_id!r} was already used for a different request; use a new request_id",
+        field="request_id",
+        reason="ERROR_REASON_REQUEST_ID_REUSED",
+    )
+
+
 class NotFound(MaosError):
     """The named resource does not exist or is not visible to the caller."""
 

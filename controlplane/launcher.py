@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from agent_sdk.environment import child_environment
-from agent_sdk.tls import ClientTls, TlsFileError
 from controlplane.agent_limits import AgentLimits
 from controlplane.errors import FailedPrecondition, InvalidArgument, Unavailable
 from controlplane.home import open_private, private_dir
+from maos_common.tls import ClientTls, TlsFileError
 
 log = logging.getLogger(__name__)
 
@@ -38,13 +38,13 @@ def agent_environment(environ: Mapping[str, str], needed: Iterable[str] = ()) ->
     """The environment of a launched agent: the allow-list, the settings agents read, what its type needs.
 
     The ``MAOS_*`` variables of settings are passed except ``database.*``, ``redis.*``,
-    ``security.*`` and secret-looking ones (:func:`controlplane.redaction.is_secret_setting`):
+    ``security.*`` and secret-looking ones (:func:`maos_common.redaction.is_secret_setting`):
     an agent talks to the control plane, never to its database. ``needed`` names variables
     the agent's type asks for (:attr:`agent_sdk.AgentTypeSpec.environment`). Settings are
     MAOS's own and those of the installed plugins (``register_settings``).
     """
     from controlplane.config import known_options
-    from controlplane.redaction import is_secret_setting
+    from maos_common.redaction import is_secret_setting
 
     settings = {
         o.env_var

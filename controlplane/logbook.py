@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from controlplane.domain.model import now
 from controlplane.errors import FailedPrecondition, InvalidArgument
-from controlplane.redaction import RedactingFilter, redact
+from maos_common.redaction import RedactingFilter, redact
 
 #: Python logging levels by ``maos.v1.LogLevel`` number, and back.
 LEVELS = {1: logging.DEBUG, 2: logging.INFO, 3: logging.WARNING, 4: logging.ERROR, 5: logging.CRITICAL}

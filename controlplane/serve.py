@@ -9,14 +9,14 @@ import signal
 import sys
 from collections.abc import Callable, Mapping
 
-from agent_sdk.heap import settle_heap
 from controlplane.app import App, build_app
 from controlplane.config import Settings
 from controlplane.errors import FailedPrecondition
 from controlplane.home import PRIVATE_UMASK, open_private, private_dir
 from controlplane.pool import check_pool, the_pool
-from controlplane.redaction import RedactingFilter
 from controlplane.replicas.sqlite_lock import hold_sqlite_database
+from maos_common.heap import settle_heap
+from maos_common.redaction import RedactingFilter
 
 log = logging.getLogger(__name__)
 

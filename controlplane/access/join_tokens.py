@@ -64,13 +64,14 @@ from controlplane.errors import (
 )
 from controlplane.storage.base import StoresJoinTokens, require
 from controlplane.storage.records import JoinTokenRecord
+from maos_common.limits import MAX_JOIN_TOKEN_USES
 
 if TYPE_CHECKING:
     from controlplane.access.manager import AccessManager
 
 DEFAULT_TTL = 86400.0
 MAX_TTL = 30 * 86400.0
-MAX_USES = 2**32 - 1
+MAX_USES = MAX_JOIN_TOKEN_USES
 MAX_AGENT_TYPES = 64
 _ALPHABET = string.ascii_lowercase + string.digits
 _FORMAT = re.compile(r"([a-z0-9]{6})\.([a-z0-9]{16})")

@@ -1,4 +1,8 @@
-"""Proto <-> domain conversion. No business logic; field errors become InvalidArgument."""
+"""Proto <-> domain conversion. No business logic; field errors become InvalidArgument.
+
+The server's one set of converters for the shapes it shares with clients and agents: durations,
+timestamps, subtask references, the assignment (the SDK's side is ``agent_sdk/wire.py``).
+"""
 
 from __future__ import annotations
 
@@ -8,9 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 from google.protobuf import duration_pb2, timestamp_pb2
 
-from controlplane.api.pb import enums_pb, errors_pb, messages_pb, proto_enum, system_pb
+from controlplane.api.pb import enums_pb, errors_pb, gateway_pb, messages_pb, proto_enum, system_pb
 from controlplane.domain.events import Event, EventType
-from controlplane.domain.limits import clip_bytes, quote
+from controlplane.domain.limits import clip_bytes, quote, size_of
 from controlplane.domain.model import (
     AgentInfo,
     Artifact,
@@ -26,10 +30,13 @@ from controlplane.domain.model import (
     ToolCall,
     Usage,
     now,
+    split_subtask_name,
+    subtask_name,
 )
 from controlplane.domain.model_limits import PacingStatus
 from controlplane.errors import FailedPrecondition, InvalidArgument
 from controlplane.logbook import LEVELS, PROTO_LEVEL, LogEntry
+from controlplane.scheduler.commands import Assign, Ref
 
 if TYPE_CHECKING:
     from controlplane.observability.resources import ProcessReading
@@ -485,7 +492,7 @@ def review_to_pb(task_id: str, record: dict[str, Any] | None) -> messages_pb.Rev
         return None
 
     def subtask(sid: str) -> str:
-        return f"tasks/{task_id}/subtasks/{sid}" if sid else ""
+        return subtask_name(task_id, sid)
 
     rounds = []
     for r in record["rounds"]:
@@ -611,7 +618,7 @@ def event_to_pb(event: Event, incarnation: int) -> messages_pb.Event:
         type=proto_enum(enums_pb.EventType, event.type),
         time=timestamp(event.time),
         task=f"tasks/{event.task_id}" if event.task_id else "",
-        subtask=f"tasks/{event.task_id}/subtasks/{event.subtask_id}" if event.subtask_id else "",
+        subtask=subtask_name(event.task_id, event.subtask_id),
         agent=f"agents/{event.agent_id}" if event.agent_id else "",
         from_status=_status_enum_name(event.type, event.from_status),
         to_status=_status_enum_name(event.type, event.to_status),
@@ -649,7 +656,7 @@ def log_entry_to_pb(entry: LogEntry, incarnation: int = 0) -> messages_pb.LogRec
         component=entry.component,
         message=entry.message,
         task=f"tasks/{entry.task_id}" if entry.task_id else "",
-        subtask=f"tasks/{entry.task_id}/subtasks/{entry.subtask_id}" if entry.subtask_id else "",
+        subtask=subtask_name(entry.task_id, entry.subtask_id),
         agent=f"agents/{entry.agent_id}" if entry.agent_id else "",
         fields=entry.fields,
     )
@@ -705,3 +712,67 @@ def process_to_pb(
         connections=reading.connections,
         measured=reading.measured,
     )
+
+
+# --- the agent stream: refs and assignments -----------------------------------
+
+#: Most bytes of one assignment, well under the agents' 16 MiB receive limit: beyond it the inputs
+#: (outputs of the steps it depends on, each up to ``limits.result_bytes``) are cut to fit.
+MAX_ASSIGNMENT_BYTES = 12 * 1024 * 1024
+
+
+def ref_from_pb(ref: gateway_pb.AssignmentRef) -> Ref | None:
+    """A domain ref from the wire; None when the subtask name is malformed."""
+    ids = split_subtask_name(ref.subtask)
+    return None if ids is None else Ref(*ids, ref.attempt, ref.lease_epoch)
+
+
+def ref_to_pb(ref: Ref) -> gateway_pb.AssignmentRef:
+    """A wire ref from the domain."""
+    return gateway_pb.AssignmentRef(
+        subtask=ref.subtask_name, attempt=ref.attempt, lease_epoch=ref.lease_epoch
+    )
+
+
+def assignment_to_pb(command: Assign) -> gateway_pb.Assignment:
+    """The wire message of an assignment."""
+    msg = gateway_pb.Assignment(
+        ref=ref_to_pb(command.ref),
+        task=f"tasks/{command.ref.task_id}",
+        title=command.title,
+        instructions=command.instructions,
+        capability=command.capability,
+        kind=proto_enum(enums_pb.SubtaskKind, command.kind),
+        task_description=command.task_description,
+        context=command.context,
+        constraints=command.constraints,
+        metadata=command.metadata,
+        inputs=command.inputs,
+        deadline=timestamp(command.deadline),
+        lease_ttl=duration(command.lease_ttl),
+        priority=proto_enum(enums_pb.Priority, command.priority),
+        remaining_budget=messages_pb.Budget(
+            max_total_tokens=command.max_total_tokens, max_cost_micros=command.max_cost_micros
+        ),
+        dependency_results=[dependency_result_to_pb(d) for d in command.dependency_results],
+        plan=command.plan,
+    )
+    if command.resume_checkpoint is not None:
+        msg.resume_checkpoint = command.resume_checkpoint
+    if msg.ByteSize() > MAX_ASSIGNMENT_BYTES and msg.inputs:
+        _fit_inputs(msg)
+    return msg
+
+
+def _fit_inputs(msg: gateway_pb.Assignment) -> None:
+    """Cut the inputs of an assignment over :data:`MAX_ASSIGNMENT_BYTES`, each to an equal share of the room."""
+    inputs = dict(msg.inputs)
+    room = MAX_ASSIGNMENT_BYTES - (
+        msg.ByteSize() - sum(size_of(k) + size_of(v) + 16 for k, v in inputs.items())
+    )
+    share = max(1024, room // len(inputs) - 64)  # less the framing of each map entry
+    for key, value in inputs.items():
+        size = size_of(value)
+        if size > share:
+            note = f"\n[cut: the whole input is {size} bytes]"
+            msg.inputs[key] = clip_bytes(value, max(0, share - size_of(note))) + note

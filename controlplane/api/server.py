@@ -50,9 +50,6 @@ SERVICE_NAMES = [
 _LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
 
 
-_ANY_HOSTS = {"0.0.0.0", "[::]", "::", ""}
-
-
 def check_bind_address(address: str, allow_insecure_remote: bool, tls: bool = False) -> None:
     """Refuse a plaintext port reachable beyond this machine unless explicitly allowed (TLS ports may bind anywhere).
 
@@ -91,12 +88,6 @@ def check_metrics_address(host: str, allow_insecure_remote: bool) -> None:
             "(MAOS_SERVER_ALLOW_INSECURE_REMOTE=true) if you mean it",
             field="server.metrics_address",
         )
-
-
-def local_address(address: str) -> str:
-    """The address a process on this machine dials to reach a server bound to ``address``."""
-    host, _, port = address.rpartition(":")
-    return f"127.0.0.1:{port}" if host in _ANY_HOSTS else address
 
 
 @runtime_checkable

@@ -28,8 +28,8 @@ from typing import Any
 
 import grpc
 
-from agent_sdk.tls import TlsFileError, read_ca, read_key_pair
 from controlplane.errors import InvalidArgument
+from maos_common.tls import TlsFileError, read_ca, read_key_pair
 
 log = logging.getLogger(__name__)
 

@@ -287,6 +287,23 @@ class Task:
         return f"tasks/{self.id}"
 
 
+def subtask_name(task_id: str, subtask_id: str) -> str:
+    """A subtask's resource name, ``tasks/{task}/subtasks/{subtask}`` ("" without a subtask id).
+
+    The one encoding of a subtask reference: events, logs, reviews, agents' assignments and
+    the refs of the agent stream all use it, and :func:`split_subtask_name` reads it back.
+    """
+    return f"tasks/{task_id}/subtasks/{subtask_id}" if subtask_id else ""
+
+
+def split_subtask_name(name: str) -> tuple[str, str] | None:
+    """``(task_id, subtask_id)`` of a subtask's resource name; None when it is not one."""
+    parts = name.split("/")
+    if len(parts) != 4 or parts[0] != "tasks" or parts[2] != "subtasks":
+        return None
+    return parts[1], parts[3]
+
+
 @dataclass(slots=True)
 class Subtask:
     """One step of a task's plan, and its execution state."""
@@ -323,7 +340,7 @@ class Subtask:
     @property
     def name(self) -> str:
         """The resource name, ``tasks/{task}/subtasks/{subtask}``."""
-        return f"tasks/{self.task_id}/subtasks/{self.id}"
+        return subtask_name(self.task_id, self.id)
 
 
 @dataclass

@@ -10,9 +10,12 @@ items.
 from __future__ import annotations
 
 import re
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from controlplane.domain.model import ExecutionPlan, PlannedSubtask, SubtaskKind, Task
+
+if TYPE_CHECKING:
+    from controlplane.domain.model import Usage
 
 # Task types the user guide names, and the capability their work needs. Any
 # other type is a registered or custom agent type and needs that capability;
@@ -41,9 +44,39 @@ class Planner(Protocol):
         """Make the plan (may call a model).
 
         A planner whose ``plan`` also takes a ``pool`` keyword is given the agent types that are
-        connected or launchable (:class:`controlplane.domain.pool.AgentPool`). Every plan is fitted to
+        connected or launchable (:class:`controlplane.domain.pool.AgentPool`), and one that takes a
+        ``pacer`` keyword the control plane's pacer of model calls. Every plan is fitted to
         the pool before it runs (:func:`controlplane.domain.pool.fit_plan`).
+
+        A planner may also have the optional capabilities :class:`PlansAtOnce` (``plan_now``) and
+        :class:`ReportsPlanningUsage` (``plan_with_usage``); the control plane asks for them by
+        these names and nothing else.
         """
+
+
+@runtime_checkable
+class PlansAtOnce(Protocol):
+    """Optional planner capability: it plans synchronously, without calling a model.
+
+    The control plane then plans the task at once, in the call that made it ready (no
+    background planning, no ``tasks.planning_timeout``), and ``maos task analyze`` may use it
+    for a caller who may not plan with a model. The built-in deterministic planner has it.
+    """
+
+    def plan_now(self, task: Task) -> ExecutionPlan:
+        """The plan, synchronously (it must not block on I/O)."""
+
+
+@runtime_checkable
+class ReportsPlanningUsage(Protocol):
+    """Optional planner capability: it reports what planning spent, to be charged to the task.
+
+    Asked instead of ``plan`` when present; takes the same ``pool``/``pacer`` keywords as ``plan``.
+    The Claude planner has it.
+    """
+
+    async def plan_with_usage(self, task: Task, **kwargs: object) -> tuple[ExecutionPlan, Usage]:
+        """The plan and the tokens and cost the planning call used."""
 
 
 def capability_for(task_type: str) -> str:

@@ -7,19 +7,31 @@ import re
 from controlplane.domain.limits import Limits, map_size, over, size_of
 from controlplane.domain.model import Subtask, SubtaskKind, Task
 from controlplane.errors import FieldViolation, InvalidArgument
+from maos_common.limits import (  # the bounds live with the CLI's, in one place
+    MAX_BACKOFF,
+    MAX_BACKOFF_MULTIPLIER,
+    MAX_DEPENDENCIES,
+    MAX_INITIAL_BACKOFF,
+    MAX_METADATA_ENTRIES,
+    MAX_RETRIES,
+    MAX_REVIEW_ROUNDS,
+    MAX_TASK_AGENTS,
+    MAX_TIMEOUT,
+    max_agents_problem,
+)
 
-MAX_METADATA_ENTRIES = 64
-MAX_DEPENDENCIES = 100
-#: Most agents one task may use at once (a fan-out to a pool of 10,000 agents fits).
-MAX_TASK_AGENTS = 10_000
-MAX_TIMEOUT = 7 * 86400.0
-#: Bounds of a task's retry policy (the CLI's options use the same).
-MAX_RETRIES = 100
-MAX_INITIAL_BACKOFF = 3600.0
-MAX_BACKOFF_MULTIPLIER = 10.0
-MAX_BACKOFF = 86400.0
-#: Most review rounds a task may ask for (``review_rounds``; see controlplane.domain.review).
-MAX_REVIEW_ROUNDS = 5
+__all__ = [
+    "MAX_BACKOFF",
+    "MAX_BACKOFF_MULTIPLIER",
+    "MAX_DEPENDENCIES",
+    "MAX_INITIAL_BACKOFF",
+    "MAX_METADATA_ENTRIES",
+    "MAX_RETRIES",
+    "MAX_REVIEW_ROUNDS",
+    "MAX_TASK_AGENTS",
+    "MAX_TIMEOUT",
+]
+
 # Matched with fullmatch: "$" would also accept a trailing newline.
 _TYPE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_\-]{0,62}")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9_\-]{1,36}")
@@ -61,8 +73,8 @@ def validate_task(
         bad("task_type", "must start with a letter and hold only letters, digits, '_' or '-' (max 63)")
     if task.agent_type and not _TYPE_NAME.fullmatch(task.agent_type):
         bad("agent_type", "must start with a letter and hold only letters, digits, '_' or '-' (max 63)")
-    if not 1 <= task.max_agents <= MAX_TASK_AGENTS:
-        bad("max_agents", f"must be between 1 and {MAX_TASK_AGENTS}")
+    if problem := max_agents_problem(task.max_agents):
+        bad("max_agents", problem)
     if task.timeout is not None and not 0 < task.timeout <= MAX_TIMEOUT:
         bad("timeout", f"must be more than 0 and at most {int(MAX_TIMEOUT)} seconds")
     if len(task.depends_on) > MAX_DEPENDENCIES:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from controlplane.domain.model import DependencyResult, Priority, SubtaskKind
+from controlplane.domain.model import DependencyResult, Priority, Subtask, SubtaskKind, Task, subtask_name
 
 
 @dataclass(frozen=True)
@@ -23,7 +23,7 @@ class Ref:
     @property
     def subtask_name(self) -> str:
         """``tasks/{task}/subtasks/{subtask}``."""
-        return f"tasks/{self.task_id}/subtasks/{self.subtask_id}"
+        return subtask_name(self.task_id, self.subtask_id)
 
 
 @dataclass(frozen=True)
@@ -48,6 +48,43 @@ class Assign:
     max_cost_micros: int = 0
     dependency_results: tuple[DependencyResult, ...] = ()
     plan: str = ""
+
+
+def assign(
+    task: Task,
+    sub: Subtask,
+    *,
+    inputs: dict[str, str],
+    lease_ttl: float,
+    budget: tuple[int, int],
+    plan: str,
+) -> Assign:
+    """The assignment of ``sub``'s current attempt: the one place a task and its step become one.
+
+    ``inputs`` are the outputs the step sees, ``budget`` the ``(tokens, cost_micros)`` the task may
+    still spend and ``plan`` the plan's outline for a step that combines the parts ("" otherwise).
+    ``controlplane.api.convert.assignment_to_pb`` puts it on the wire.
+    """
+    return Assign(
+        ref=Ref(task.id, sub.id, sub.attempt, sub.lease_epoch),
+        title=sub.title,
+        instructions=sub.instructions,
+        capability=sub.capability,
+        kind=sub.kind,
+        task_description=task.description,
+        context=task.context,
+        constraints=task.constraints,
+        metadata=dict(task.metadata),
+        inputs=inputs,
+        resume_checkpoint=sub.checkpoint,
+        deadline=(task.start_time + task.timeout) if task.timeout and task.start_time else None,
+        lease_ttl=lease_ttl,
+        priority=task.priority,
+        max_total_tokens=budget[0],
+        max_cost_micros=budget[1],
+        dependency_results=tuple(task.dependency_results),
+        plan=plan,
+    )
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from typing import Any
 from controlplane.domain.context import dependency_results
 from controlplane.domain.events import Event, EventType
 from controlplane.domain.model import Failure, Task, TaskStatus, now
-from controlplane.errors import Aborted, InvalidArgument, NotFound
+from controlplane.errors import Aborted, NotFound, request_id_reused
 from controlplane.scheduler.book import TaskBook
 from controlplane.scheduler.committer import Committer
 from controlplane.storage.base import IdempotencyRecord
@@ -176,11 +176,7 @@ class Intake:
                 self._remember(key, cached)
         stored_hash, resource = cached
         if stored_hash != request_hash:
-            raise InvalidArgument(
-                f"request_id {request_id!r} was already used for a different request; use a new request_id",
-                field="request_id",
-                reason="ERROR_REASON_REQUEST_ID_REUSED",
-            )
+            raise request_id_reused(request_id)
         await self.committer.durable()  # the first call may not be committed yet
         return resource
 

@@ -24,7 +24,7 @@ from controlplane.domain.events import Event, EventType
 from controlplane.domain.model import Failure, Subtask, SubtaskKind, SubtaskStatus, Task, TaskStatus, now
 from controlplane.domain.review import LOOP_KINDS, answer_inputs
 from controlplane.scheduler.budgets import Grants, Reservations
-from controlplane.scheduler.commands import Assign, CancelWork, Ref
+from controlplane.scheduler.commands import CancelWork, Ref, assign
 from controlplane.scheduler.sessions import AgentSession
 
 log = logging.getLogger(__name__)
@@ -160,24 +160,12 @@ class Leases:
             else step_inputs(task.id, siblings, sub.id, context_limit)
         )
         session.send(
-            Assign(
-                ref=Ref(task.id, sub.id, sub.attempt, sub.lease_epoch),
-                title=sub.title,
-                instructions=sub.instructions,
-                capability=sub.capability,
-                kind=sub.kind,
-                task_description=task.description,
-                context=task.context,
-                constraints=task.constraints,
-                metadata=dict(task.metadata),
+            assign(
+                task,
+                sub,
                 inputs=inputs,
-                resume_checkpoint=sub.checkpoint,
-                deadline=(task.start_time + task.timeout) if task.timeout and task.start_time else None,
                 lease_ttl=self.lease_ttl,
-                priority=task.priority,
-                max_total_tokens=share[0],
-                max_cost_micros=share[1],
-                dependency_results=tuple(task.dependency_results),
+                budget=share,
                 plan=plan_outline(task.plan, siblings) if combining else "",
             )
         )

@@ -20,7 +20,13 @@ from typing import Any
 
 from controlplane.config import Settings
 from controlplane.domain.model import ExecutionPlan, Failure, Subtask, SubtaskStatus, Task, TaskStatus, now
-from controlplane.domain.planning import DeterministicPlanner, Planner, validate_plan
+from controlplane.domain.planning import (
+    DeterministicPlanner,
+    Planner,
+    PlansAtOnce,
+    ReportsPlanningUsage,
+    validate_plan,
+)
 from controlplane.domain.pool import fit_plan
 from controlplane.scheduler.committer import Committer
 from controlplane.scheduler.consensus import with_candidates
@@ -104,7 +110,7 @@ class Planning:
         """
         try:
             planner = next(p for p in self.planners if p.accepts(task))
-            plan_now = getattr(planner, "plan_now", None)
+            plan_now = planner.plan_now if isinstance(planner, PlansAtOnce) else None
             if plan_now is None and not with_model:
                 plan = self.fallback_planner.plan_now(task)
                 plan.warnings.append(
@@ -147,7 +153,7 @@ class Planning:
             return
         try:
             planner = next(p for p in self.planners if p.accepts(task))
-            plan_now = getattr(planner, "plan_now", None)
+            plan_now = planner.plan_now if isinstance(planner, PlansAtOnce) else None
             if plan_now is not None:
                 plan = plan_now(task)
         except Exception as exc:  # a planner plugin must not be able to lose a task
@@ -169,7 +175,7 @@ class Planning:
         """Run a slow planner; fall back to the built-in plan if it fails or takes too long."""
         spent = None
         try:
-            with_usage = getattr(planner, "plan_with_usage", None)  # model planners report what they spent
+            with_usage = planner.plan_with_usage if isinstance(planner, ReportsPlanningUsage) else None
             if with_usage is not None:
                 plan, spent = await asyncio.wait_for(
                     self._ask_planner(with_usage, task), self.settings["tasks.planning_timeout"]

@@ -810,6 +810,9 @@ def needs_key(settings: Any, params: Mapping[str, Any]) -> str:
 def agent_type_specs(settings: Any = None) -> list[AgentTypeSpec]:
     """The five Claude agent types (building one makes no network call).
 
+    Also the ``claude`` catalog of the ``maos.agents`` entry points, through which ``maos-agent``
+    finds these types (see :mod:`agent_sdk.installed`).
+
     ``settings`` (the hook's) are used for ``claude.*``; without them the factory reads
     ``controlplane.config.load_settings()`` when it builds the agent.
     """

@@ -20,12 +20,13 @@ from controlplane.access.permissions import MANAGE_ALL_AGENTS, VIEW_ALL_TASKS
 from controlplane.agent_types import agent_types
 from controlplane.api import convert
 from controlplane.api.context import caller_may, current_principal
+from controlplane.api.idempotency import request_fingerprint
 from controlplane.api.paging import PageTokens, fitting, page_size
 from controlplane.api.pb import agents_grpc, agents_pb, enums_pb, messages_pb, proto_enum
 from controlplane.config import Settings
 from controlplane.custom_agents import custom_agent_types, is_custom, shown_path
 from controlplane.domain.limits import Limits, check_bytes, map_size
-from controlplane.domain.model import AgentInfo, AgentStatus, now
+from controlplane.domain.model import AgentInfo, AgentStatus, now, subtask_name
 from controlplane.domain.tasks import validate_request_id
 from controlplane.errors import (
     FailedPrecondition,
@@ -33,6 +34,7 @@ from controlplane.errors import (
     NotFound,
     PermissionDenied,
     ResourceExhausted,
+    request_id_reused,
 )
 from controlplane.launcher import Launch, LocalLauncher
 from controlplane.logbook import LogBook, LogFilter
@@ -67,7 +69,7 @@ class AgentServicer(agents_grpc.AgentServiceServicer):
         self.tokens = PageTokens()
         self.limits = Limits.from_settings(settings)
         # (principal, request_id) -> (the request without its id, the launches it made).
-        self._spawns: OrderedDict[tuple[str, str], tuple[bytes, asyncio.Future[list[Launch]]]] = OrderedDict()
+        self._spawns: OrderedDict[tuple[str, str], tuple[str, asyncio.Future[list[Launch]]]] = OrderedDict()
         # Held from the max_agents check until the launches exist, so concurrent calls cannot overshoot.
         self._spawn_lock = asyncio.Lock()
         if launcher is not None:
@@ -84,7 +86,7 @@ class AgentServicer(agents_grpc.AgentServiceServicer):
             info.status = session.status()
             principal = None if caller_may(VIEW_ALL_TASKS) else current_principal()
             running = [
-                f"tasks/{t}/subtasks/{s}"
+                subtask_name(t, s)
                 for t, s in sorted(session.running)
                 if principal is None or self.engine.task_owner(t) == principal
             ]
@@ -184,19 +186,11 @@ class AgentServicer(agents_grpc.AgentServiceServicer):
             )
         key = (current_principal(), request.request_id)
         if request.request_id:
-            unkeyed = agents_pb.SpawnAgentsRequest()
-            unkeyed.CopyFrom(request)
-            unkeyed.ClearField("request_id")
-            fingerprint = unkeyed.SerializeToString(deterministic=True)
+            fingerprint = request_fingerprint(request)
             earlier = self._spawns.get(key)
             if earlier is not None:
                 if earlier[0] != fingerprint:
-                    raise InvalidArgument(
-                        f"request_id {request.request_id!r} was already used for a different request; "
-                        "use a new request_id",
-                        field="request_id",
-                        reason="ERROR_REASON_REQUEST_ID_REUSED",
-                    )
+                    raise request_id_reused(request.request_id)
                 launches = await asyncio.shield(earlier[1])  # the same launches, never new ones
                 return await self._spawned(spec, request, launches)
             outcome: asyncio.Future[list[Launch]] = asyncio.get_running_loop().create_future()

@@ -30,7 +30,11 @@ from controlplane.access.manager import AGENT_USER, CONTROL_PLANE, Caller
 from controlplane.api import convert
 from controlplane.api.admission import Admitted, AgentAdmission
 from controlplane.api.context import caller_var, current_principal
-from controlplane.api.pb import enums_pb, errors_pb, gateway_grpc, gateway_pb, messages_pb, proto_enum
+
+# The wire shapes of refs and assignments are converted in convert (the size bound is re-exported).
+from controlplane.api.convert import MAX_ASSIGNMENT_BYTES as MAX_ASSIGNMENT_BYTES
+from controlplane.api.convert import assignment_to_pb, ref_from_pb, ref_to_pb
+from controlplane.api.pb import errors_pb, gateway_grpc, gateway_pb, messages_pb
 from controlplane.domain.limits import Limits, check_bytes, clip_bytes, map_size, quote, size_of
 from controlplane.domain.model import AgentInfo
 from controlplane.domain.model_limits import CallOutcome
@@ -62,17 +66,6 @@ MAX_CONCURRENCY = 1024
 MAX_ASSIGNMENT_BATCH = 256
 #: ... and about this many bytes (an assignment larger than that goes alone).
 MAX_BATCH_BYTES = 1024 * 1024
-#: Most bytes of one assignment, well under the agents' 16 MiB receive limit: beyond it the inputs
-#: (outputs of the steps it depends on, each up to ``limits.result_bytes``) are cut to fit.
-MAX_ASSIGNMENT_BYTES = 12 * 1024 * 1024
-
-
-def ref_from_pb(ref: gateway_pb.AssignmentRef) -> Ref | None:
-    """A domain ref from the wire; None when the subtask name is malformed."""
-    parts = ref.subtask.split("/")
-    if len(parts) != 4 or parts[0] != "tasks" or parts[2] != "subtasks":
-        return None
-    return Ref(parts[1], parts[3], ref.attempt, ref.lease_epoch)
 
 
 def _bad_ref(ref: gateway_pb.AssignmentRef) -> Ack:
@@ -82,57 +75,6 @@ def _bad_ref(ref: gateway_pb.AssignmentRef) -> Ack:
         "ERROR_REASON_INVALID_FIELD",
         f"ref.subtask {quote(ref.subtask)} is not tasks/TASK/subtasks/SUBTASK",
     )
-
-
-def ref_to_pb(ref: Ref) -> gateway_pb.AssignmentRef:
-    """A wire ref from the domain."""
-    return gateway_pb.AssignmentRef(
-        subtask=ref.subtask_name, attempt=ref.attempt, lease_epoch=ref.lease_epoch
-    )
-
-
-def assignment_to_pb(command: Assign) -> gateway_pb.Assignment:
-    """The wire message of an assignment."""
-    msg = gateway_pb.Assignment(
-        ref=ref_to_pb(command.ref),
-        task=f"tasks/{command.ref.task_id}",
-        title=command.title,
-        instructions=command.instructions,
-        capability=command.capability,
-        kind=proto_enum(enums_pb.SubtaskKind, command.kind),
-        task_description=command.task_description,
-        context=command.context,
-        constraints=command.constraints,
-        metadata=command.metadata,
-        inputs=command.inputs,
-        deadline=convert.timestamp(command.deadline),
-        lease_ttl=convert.duration(command.lease_ttl),
-        priority=proto_enum(enums_pb.Priority, command.priority),
-        remaining_budget=messages_pb.Budget(
-            max_total_tokens=command.max_total_tokens, max_cost_micros=command.max_cost_micros
-        ),
-        dependency_results=[convert.dependency_result_to_pb(d) for d in command.dependency_results],
-        plan=command.plan,
-    )
-    if command.resume_checkpoint is not None:
-        msg.resume_checkpoint = command.resume_checkpoint
-    if msg.ByteSize() > MAX_ASSIGNMENT_BYTES and msg.inputs:
-        _fit_inputs(msg)
-    return msg
-
-
-def _fit_inputs(msg: gateway_pb.Assignment) -> None:
-    """Cut the inputs of an assignment over :data:`MAX_ASSIGNMENT_BYTES`, each to an equal share of the room."""
-    inputs = dict(msg.inputs)
-    room = MAX_ASSIGNMENT_BYTES - (
-        msg.ByteSize() - sum(size_of(k) + size_of(v) + 16 for k, v in inputs.items())
-    )
-    share = max(1024, room // len(inputs) - 64)  # less the framing of each map entry
-    for key, value in inputs.items():
-        size = size_of(value)
-        if size > share:
-            note = f"\n[cut: the whole input is {size} bytes]"
-            msg.inputs[key] = clip_bytes(value, max(0, share - size_of(note))) + note
 
 
 def take_assignments(first: Assign, outbox: asyncio.Queue[Any]) -> tuple[gateway_pb.Assignments, Any]:

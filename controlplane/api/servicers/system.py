@@ -24,9 +24,9 @@ from controlplane.logbook import LEVELS, LogBook, LogEntry, LogFilter, Visibilit
 from controlplane.metrics import Metrics
 from controlplane.observability.history import DEFAULT_TIMEFRAME, SERIES, HistorySampler, check_category
 from controlplane.observability.observer import Observer
-from controlplane.redaction import redact, shown_setting
 from controlplane.scheduler.engine import Engine
 from controlplane.version import __version__
+from maos_common.redaction import redact, shown_setting
 
 MAX_PENDING_EVENTS = 10_000
 #: Bounds of the log filters: a component name, the text searched for, and how far ahead ``since`` may be.

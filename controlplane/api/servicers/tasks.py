@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from collections.abc import AsyncIterator, Callable, Sequence
 
 import grpc
-from google.protobuf.message import Message
 
 from controlplane.access.permissions import PLAN_WITH_MODEL, VIEW_ALL_TASKS
 from controlplane.access.rate_limit import RATE_LIMITED
@@ -15,12 +13,13 @@ from controlplane.api import convert
 from controlplane.api.auth import DENIALS
 from controlplane.api.context import caller_may, caller_var, current_principal
 from controlplane.api.errors import status_code_for, submit_error
+from controlplane.api.idempotency import request_fingerprint as request_hash
 from controlplane.api.paging import PageTokens, fitting, page_size
 from controlplane.api.pb import enums_pb, messages_pb, proto_enum, tasks_grpc, tasks_pb
 from controlplane.config import Settings
 from controlplane.domain.limits import MAX_TEXT_BYTES, Limits, check_bytes, clip_bytes, size_of, utf8_chunk
 from controlplane.domain.model import RetryPolicy, Task, TaskStatus
-from controlplane.domain.tasks import MAX_TASK_AGENTS, MAX_TIMEOUT, validate_request_id, validate_task
+from controlplane.domain.tasks import MAX_TIMEOUT, validate_request_id, validate_task
 from controlplane.errors import (
     FailedPrecondition,
     FieldViolation,
@@ -31,6 +30,7 @@ from controlplane.errors import (
 )
 from controlplane.scheduler.engine import Engine
 from controlplane.storage.base import TaskQuery
+from maos_common.limits import max_agents_problem
 
 MAX_BATCH = 1000
 #: Requests of one submit stream handled at once; the stream reads no more until one is answered.
@@ -64,14 +64,6 @@ def fit_outputs(
         if len(artifact.content) > share:
             artifact.content = b""
     return True
-
-
-def request_hash(request: Message) -> str:
-    """A digest of a request without its request_id (detects a reused request_id)."""
-    clone = type(request)()
-    clone.CopyFrom(request)
-    clone.ClearField("request_id")
-    return hashlib.sha256(clone.SerializeToString(deterministic=True)).hexdigest()
 
 
 class TaskServicer(tasks_grpc.TaskServiceServicer):
@@ -343,10 +335,8 @@ class TaskServicer(tasks_grpc.TaskServiceServicer):
         validate_request_id(request.request_id)
         task = await self._visible(request.name)
         max_agents = request.max_agents if request.HasField("max_agents") else None
-        if max_agents is not None and not 1 <= max_agents <= MAX_TASK_AGENTS:
-            raise InvalidArgument(
-                f"max_agents is {max_agents}; it must be between 1 and {MAX_TASK_AGENTS}", field="max_agents"
-            )
+        if max_agents is not None and (problem := max_agents_problem(max_agents)):
+            raise InvalidArgument(f"max_agents is {max_agents}; it {problem}", field="max_agents")
         timeout = convert.seconds(request.timeout) if request.HasField("timeout") else None
         if timeout is not None and not 0 < timeout <= MAX_TIMEOUT:
             raise InvalidArgument(
@@ -375,8 +365,8 @@ class TaskServicer(tasks_grpc.TaskServiceServicer):
         max_agents = None
         if "max_agents" in paths:
             max_agents = request.task.max_agents
-            if not 1 <= max_agents <= 1000:
-                raise InvalidArgument("task.max_agents must be between 1 and 1000", field="task.max_agents")
+            if problem := max_agents_problem(max_agents):  # the bound of SubmitTask and RetryTask
+                raise InvalidArgument(f"task.max_agents {problem}", field="task.max_agents")
         task = await self.engine.update(task.id, priority=priority, max_agents=max_agents)
         return tasks_pb.UpdateTaskResponse(task=await self._task_pb(task))
 

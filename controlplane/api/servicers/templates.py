@@ -8,9 +8,9 @@ from controlplane.access.permissions import VIEW_ALL_TASKS
 from controlplane.api import convert
 from controlplane.api.context import caller_may, current_principal
 from controlplane.api.drafts import draft_from_pb, draft_to_pb
+from controlplane.api.idempotency import request_fingerprint as request_hash
 from controlplane.api.paging import PageTokens, page_size
 from controlplane.api.pb import messages_pb, templates_grpc, templates_pb
-from controlplane.api.servicers.tasks import request_hash
 from controlplane.config import Settings
 from controlplane.domain.tasks import validate_request_id
 from controlplane.errors import InvalidArgument

@@ -613,10 +613,10 @@ async def test_revoking_the_token_keeps_joined_agents_revoking_the_credential_st
         await admin.revoke_api_key(key.name)
         assert agent_id in secured.engine.sessions  # the open stream is not cut
         secured.engine.sessions[agent_id].close()  # its next connection is refused
-        with pytest.raises(grpc.aio.AioRpcError) as info:
+        with pytest.raises(MaosRpcError) as info:  # Worker.run() raises the SDK's typed errors
             await asyncio.wait_for(runner, 15)
-        assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
-        assert from_rpc_error(info.value).reason == "ERROR_REASON_CREDENTIAL_REVOKED"
+        assert info.value.code == grpc.StatusCode.UNAUTHENTICATED
+        assert info.value.reason == "ERROR_REASON_CREDENTIAL_REVOKED"
         assert agent_id not in secured.engine.sessions
     finally:
         await worker.shutdown(grace=0.5)

@@ -20,7 +20,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from agent_sdk.builtin import EchoAgent
 from agent_sdk.client import Client
-from agent_sdk.errors import MaosRpcError, ResourceExhaustedError, from_rpc_error
+from agent_sdk.errors import MaosRpcError, ResourceExhaustedError
 from agent_sdk.proto.maos.v1 import agent_gateway_pb2 as gw
 from agent_sdk.worker import Worker
 from controlplane.access import keys
@@ -461,10 +461,10 @@ async def test_a_revoked_or_expired_key_is_unauthenticated_even_when_the_address
         )
         worker = Worker(EchoAgent(), app.address, token=revoked, max_backoff=0.05)
         runner = asyncio.get_running_loop().create_task(worker.run())
-        with pytest.raises(grpc.aio.AioRpcError) as stopped:
+        with pytest.raises(MaosRpcError) as stopped:  # Worker.run() raises the SDK's typed errors
             await asyncio.wait_for(asyncio.shield(runner), 15)
-        assert stopped.value.code() == grpc.StatusCode.UNAUTHENTICATED
-        assert from_rpc_error(stopped.value).reason == "ERROR_REASON_CREDENTIAL_REVOKED"
+        assert stopped.value.code == grpc.StatusCode.UNAUTHENTICATED
+        assert stopped.value.reason == "ERROR_REASON_CREDENTIAL_REVOKED"
     finally:
         if worker is not None and runner is not None and not runner.done():
             await worker.shutdown(grace=0.1)

@@ -69,3 +69,22 @@ def test_validate_plan_rejects_cycles_unknown_dependencies_and_fanout() -> None:
     wide = plan(*(PlannedSubtask(f"s{i}", "x", "x") for i in range(5)))
     assert "more than the limit 4" in validate_plan(wide, 4)[0]
     assert validate_plan(plan(), 4) == ["the plan has no subtasks"]
+
+
+def test_planner_capabilities_are_recognised_by_their_interfaces() -> None:
+    from controlplane.domain.planning import PlansAtOnce, ReportsPlanningUsage
+    from plugins.claude.planner import ClaudePlanner
+
+    class OnlyPlans:
+        name = "only-plans"
+
+        def accepts(self, task: object) -> bool:
+            return True
+
+        async def plan(self, task: object) -> object:
+            raise NotImplementedError
+
+    assert isinstance(DeterministicPlanner(), PlansAtOnce)
+    assert not isinstance(DeterministicPlanner(), ReportsPlanningUsage)
+    assert issubclass(ClaudePlanner, ReportsPlanningUsage) and not issubclass(ClaudePlanner, PlansAtOnce)
+    assert not isinstance(OnlyPlans(), PlansAtOnce | ReportsPlanningUsage)

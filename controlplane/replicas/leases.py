@@ -21,7 +21,7 @@ import time
 from typing import Any
 
 from controlplane.errors import MaosError
-from controlplane.replicas.store import LeaseGrant, ReplicaStore
+from controlplane.storage.replicas import LeaseGrant, ReplicaStore
 
 log = logging.getLogger(__name__)
 

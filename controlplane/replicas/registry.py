@@ -23,7 +23,7 @@ from typing import Any
 
 from controlplane.errors import FailedPrecondition, MaosError
 from controlplane.periodic import PeriodicJob
-from controlplane.replicas.store import ReplicaRow, ReplicaStore
+from controlplane.storage.replicas import ReplicaRow, ReplicaStore
 
 log = logging.getLogger(__name__)
 

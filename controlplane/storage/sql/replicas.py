@@ -1,6 +1,6 @@
 """Replicas and job leases on the SQLAlchemy backend: the ``replicas`` and ``job_leases`` tables.
 
-A capability module of its own (see :mod:`controlplane.replicas.store` for the interface): the
+A capability module of its own (see :mod:`controlplane.storage.replicas` for the interface): the
 control plane reaches it with :func:`replica_store`, never through the backend's class.
 
 Times are the callers' wall clocks (seconds since the epoch): replicas sharing a database must
@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import Engine, delete, select, update
 
-from controlplane.replicas.store import LeaseGrant, ReplicaRow
+from controlplane.storage.replicas import LeaseGrant, ReplicaRow
 from controlplane.storage.sql import schema
 from controlplane.storage.sql.backend import SqlBackend, translate_errors
 
@@ -30,7 +30,7 @@ def replica_store(backend: Any) -> SqlReplicaStore | None:
 
 
 class SqlReplicaStore:
-    """:class:`~controlplane.replicas.store.ReplicaStore` on a SQLAlchemy engine.
+    """:class:`~controlplane.storage.replicas.ReplicaStore` on a SQLAlchemy engine.
 
     Args:
         writes: The engine for transactions that write (on SQLite they take the write lock at BEGIN).

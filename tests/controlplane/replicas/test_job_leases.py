@@ -14,7 +14,7 @@ import sqlalchemy
 from controlplane.app import App, build_app
 from controlplane.config import Settings
 from controlplane.replicas.leases import LeasedJob
-from controlplane.replicas.store import LeaseGrant
+from controlplane.storage.replicas import LeaseGrant
 from controlplane.storage.sql.backend import SqlBackend
 from controlplane.storage.sql.plugin import SqlBackendFactory
 from controlplane.storage.sql.replicas import SqlReplicaStore, replica_store
@@ -169,7 +169,7 @@ async def test_jobs_move_when_their_holder_is_killed(
 
 
 def test_replica_rows_register_heartbeat_and_prune(store: SqlReplicaStore) -> None:
-    from controlplane.replicas.store import ReplicaRow
+    from controlplane.storage.replicas import ReplicaRow
 
     row = ReplicaRow("cp-1", "10.0.0.1:7100", "0.1.0", 100.0, 100.0, {"agents": 2})
     assert store.register_replica(row, live_after=90.0) is None

@@ -113,7 +113,7 @@ def describe(exc: MaosRpcError) -> str:
     elif exc.code == grpc.StatusCode.DEADLINE_EXCEEDED:
         text = f"the call timed out ({exc.message}); raise --timeout or check the control plane"
     elif exc.code == grpc.StatusCode.UNAUTHENTICATED:
-        from cli._options import credentials_hint
+        from maos_cli._options import credentials_hint
 
         text += " (set --token or MAOS_TOKEN)" + credentials_hint()
     lines = [text]

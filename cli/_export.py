@@ -17,8 +17,8 @@ from typing import Any, TextIO
 
 import click
 
-from cli._options import state
-from cli._output import FORMATS
+from maos_cli._options import state
+from maos_cli._output import FORMATS
 
 
 def _set_format(ctx: click.Context, param: click.Parameter, value: str | None) -> None:

@@ -9,7 +9,7 @@ from typing import TypeVar
 import grpc
 
 from agent_sdk.errors import MaosRpcError
-from cli._output import message
+from maos_cli._output import message
 
 T = TypeVar("T")
 

@@ -15,8 +15,8 @@ import click
 from agent_sdk.client import Client
 from agent_sdk.command_options import tls_from_options
 from agent_sdk.proto.maos.v1 import enums_pb2 as enums
-from cli._errors import EXIT_INVALID_ARGUMENT, EXIT_USAGE, CliError
-from cli._output import FORMATS
+from maos_cli._errors import EXIT_INVALID_ARGUMENT, EXIT_USAGE, CliError
+from maos_cli._output import FORMATS
 from maos_common.tls import ClientTls, TlsFileError
 
 T = TypeVar("T")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from agent_sdk.client import Client
 from agent_sdk.proto.maos.v1 import enums_pb2 as enums
-from cli._output import message
+from maos_cli._output import message
 
 OFFLINE_NOTICE = (
     "note: the answers come from offline agents ({types}), which do no model work (echo hands back the "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from agent_sdk.proto.maos.v1 import enums_pb2 as enums
 from agent_sdk.proto.maos.v1 import messages_pb2 as msgs
-from cli._output import bare_id, enum_label, key_values, table, when
+from maos_cli._output import bare_id, enum_label, key_values, table, when
 
 
 def approval_text(task: msgs.Task) -> str:

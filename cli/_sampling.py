@@ -20,7 +20,7 @@ import click
 
 from agent_sdk.client import Client
 from agent_sdk.proto.maos.v1 import system_service_pb2 as system_pb
-from cli._output import color_enabled, message, output_format
+from maos_cli._output import color_enabled, message, output_format
 
 #: What --metric may name, with how each is read from a GetResources answer and shown.
 METRICS: dict[str, tuple[Callable[[system_pb.GetResourcesResponse], float], str]] = {

@@ -9,7 +9,7 @@ import click
 
 from agent_sdk.client import build_task
 from agent_sdk.proto.maos.v1 import messages_pb2 as msgs
-from cli._options import Duration, KeyValue, normalize_priority, priority_option, split_csv
+from maos_cli._options import Duration, KeyValue, normalize_priority, priority_option, split_csv
 from maos_common.limits import (
     MAX_BACKOFF,
     MAX_BACKOFF_MULTIPLIER,

@@ -14,9 +14,9 @@ import click
 
 from agent_sdk.client import Client
 from agent_sdk.errors import NotFoundError
-from cli._errors import handle_errors
-from cli._options import Duration, Since, output_option, run, split_csv
-from cli._output import bare_id, emit, message, table, when
+from maos_cli._errors import handle_errors
+from maos_cli._options import Duration, Since, output_option, run, split_csv
+from maos_cli._output import bare_id, emit, message, table, when
 from maos_common import api_keys as keys
 
 

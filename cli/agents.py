@@ -10,8 +10,8 @@ import click
 from agent_sdk.client import Client
 from agent_sdk.proto.maos.v1 import enums_pb2 as enums
 from agent_sdk.proto.maos.v1 import messages_pb2 as msgs
-from cli._errors import handle_errors
-from cli._options import (
+from maos_cli._errors import handle_errors
+from maos_cli._options import (
     AGENT_STATUSES,
     KeyValue,
     UpperChoice,
@@ -20,7 +20,7 @@ from cli._options import (
     run,
     split_csv,
 )
-from cli._output import bare_id, emit, enum_label, key_values, short, status_text, table, when
+from maos_cli._output import bare_id, emit, enum_label, key_values, short, status_text, table, when
 
 
 def _status(agent: msgs.Agent) -> str:

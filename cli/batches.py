@@ -9,9 +9,9 @@ import click
 from agent_sdk.client import Client
 from agent_sdk.proto.maos.v1 import enums_pb2 as enums
 from agent_sdk.proto.maos.v1 import messages_pb2 as msgs
-from cli._errors import handle_errors
-from cli._options import UpperChoice, output_option, run
-from cli._output import (
+from maos_cli._errors import handle_errors
+from maos_cli._options import UpperChoice, output_option, run
+from maos_cli._output import (
     bare_id,
     emit,
     enum_label,
@@ -23,7 +23,7 @@ from cli._output import (
     to_data,
     when,
 )
-from cli._task_options import draft, pop_options, task_options
+from maos_cli._task_options import draft, pop_options, task_options
 
 SCHEDULES = ("PARALLEL", "SEQUENTIAL")
 

@@ -14,9 +14,9 @@ import click
 from google.protobuf import json_format
 
 from agent_sdk.proto.maos.v1 import messages_pb2 as msgs
-from cli._errors import EXIT_INVALID_ARGUMENT, CliError, handle_errors
-from cli._options import output_option, run
-from cli._output import bare_id, emit, key_values, message, table, when
+from maos_cli._errors import EXIT_INVALID_ARGUMENT, CliError, handle_errors
+from maos_cli._options import output_option, run
+from maos_cli._output import bare_id, emit, key_values, message, table, when
 
 
 def write_file(path: Path, meta: msgs.Checkpoint, payload: bytes) -> None:

@@ -11,9 +11,9 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap
 
 from agent_sdk.errors import UnavailableError
-from cli._errors import EXIT_INVALID_ARGUMENT, CliError, handle_errors
-from cli._options import output_option, run
-from cli._output import emit, table
+from maos_cli._errors import EXIT_INVALID_ARGUMENT, CliError, handle_errors
+from maos_cli._options import output_option, run
+from maos_cli._output import emit, table
 from maos_common.redaction import shown_setting
 
 

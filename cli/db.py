@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import click
 
-from cli._errors import handle_errors
-from cli._options import output_option
-from cli._output import emit, message
+from maos_cli._errors import handle_errors
+from maos_cli._options import output_option
+from maos_cli._output import emit, message
 
 
 @click.group()

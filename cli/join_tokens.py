@@ -7,9 +7,9 @@ from typing import Any
 
 import click
 
-from cli._errors import handle_errors
-from cli._options import Duration, output_option, run, split_csv
-from cli._output import bare_id, emit, table, when
+from maos_cli._errors import handle_errors
+from maos_cli._options import Duration, output_option, run, split_csv
+from maos_cli._output import bare_id, emit, table, when
 from maos_common.limits import MAX_JOIN_TOKEN_USES as MAX_USES
 
 

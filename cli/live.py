@@ -9,7 +9,7 @@ from typing import Any
 from agent_sdk.client import Client
 from agent_sdk.proto.maos.v1 import enums_pb2 as enums
 from agent_sdk.proto.maos.v1 import messages_pb2 as msgs
-from cli._output import bare_id, color_enabled, counts_text, duration_text, enum_label, short
+from maos_cli._output import bare_id, color_enabled, counts_text, duration_text, enum_label, short
 
 #: Seconds between redraws.
 REFRESH = 1.0

@@ -12,10 +12,10 @@ import yaml
 from agent_sdk.client import Client
 from agent_sdk.proto.maos.v1 import enums_pb2 as enums
 from agent_sdk.proto.maos.v1 import messages_pb2 as msgs
-from cli._errors import EXIT_INTERRUPTED, handle_errors
-from cli._follow import resumed
-from cli._options import Since, UpperChoice, agent_id_argument, output_option, run
-from cli._output import bare_id, emit, enum_label, output_format, to_data
+from maos_cli._errors import EXIT_INTERRUPTED, handle_errors
+from maos_cli._follow import resumed
+from maos_cli._options import Since, UpperChoice, agent_id_argument, output_option, run
+from maos_cli._output import bare_id, emit, enum_label, output_format, to_data
 
 LEVELS = ["DEBUG", "INFO", "WARNING", "WARN", "ERROR", "CRITICAL"]
 #: How far back --since may reach (records are kept in memory; older ones are in $MAOS_HOME/logs).

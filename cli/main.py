@@ -5,7 +5,7 @@ Every option can also come from the environment: ``MAOS_<COMMAND>_<OPTION>``
 ``MAOS_TLS_CA`` / ``MAOS_TLS_CERT`` / ``MAOS_TLS_KEY`` for the connection (the
 ``client.tls.*`` settings fill in TLS options that are not given; ``MAOS_ADDR``
 is the older name of the address, still read). Exit codes are documented in
-:mod:`cli._errors`. Installed plugins add commands through the
+:mod:`maos_cli._errors`. Installed plugins add commands through the
 ``register_commands`` hook (:class:`PluginCommands`).
 """
 
@@ -17,7 +17,7 @@ from typing import Any
 import click
 
 from agent_sdk.command_options import AddressList, tls_from_options, tls_options
-from cli import (
+from maos_cli import (
     access,
     agents,
     batches,
@@ -38,8 +38,8 @@ from cli import (
     templates,
     webhooks,
 )
-from cli._options import OUTPUT_FLAGS, State
-from cli._output import FORMATS
+from maos_cli._options import OUTPUT_FLAGS, State
+from maos_cli._output import FORMATS
 
 DEFAULT_ADDRESS = "127.0.0.1:7100"
 

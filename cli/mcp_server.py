@@ -6,9 +6,9 @@ import asyncio
 
 import click
 
-from cli._errors import EXIT_USAGE, CliError, handle_errors
-from cli._options import make_client, resolve_tls, resolve_token, state
-from cli._output import message
+from maos_cli._errors import EXIT_USAGE, CliError, handle_errors
+from maos_cli._options import make_client, resolve_tls, resolve_token, state
+from maos_cli._output import message
 
 INSTALL_HINT = 'maos mcp needs the mcp package: pip install "maos[mcp]" (or pip install mcp)'
 

@@ -15,10 +15,10 @@ from agent_sdk.proto.maos.v1 import enums_pb2 as enums
 from agent_sdk.proto.maos.v1 import messages_pb2 as msgs
 from agent_sdk.proto.maos.v1 import system_service_pb2 as system_pb
 from agent_sdk.wire import epoch, seconds
-from cli._errors import handle_errors
-from cli._export import export_options, opened, resolve_export
-from cli._options import Duration, agent_id_argument, output_option, run
-from cli._output import (
+from maos_cli._errors import handle_errors
+from maos_cli._export import export_options, opened, resolve_export
+from maos_cli._options import Duration, agent_id_argument, output_option, run
+from maos_cli._output import (
     bare_id,
     counts_text,
     emit,

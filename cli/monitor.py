@@ -18,11 +18,11 @@ from agent_sdk.client import Client
 from agent_sdk.proto.maos.v1 import enums_pb2 as enums
 from agent_sdk.proto.maos.v1 import messages_pb2 as msgs
 from agent_sdk.wire import epoch
-from cli._errors import EXIT_INTERRUPTED, EXIT_THRESHOLD, handle_errors
-from cli._export import export_options, opened, resolve_export
-from cli._follow import resumed
-from cli._options import Duration, run, split_csv
-from cli._output import (
+from maos_cli._errors import EXIT_INTERRUPTED, EXIT_THRESHOLD, handle_errors
+from maos_cli._export import export_options, opened, resolve_export
+from maos_cli._follow import resumed
+from maos_cli._options import Duration, run, split_csv
+from maos_cli._output import (
     bare_id,
     counts_text,
     duration_text,
@@ -35,9 +35,9 @@ from cli._output import (
     table,
     to_data,
 )
-from cli._sampling import DEFAULT_METRICS, METRICS, PERCENT, Sampler, sample
-from cli.live import live
-from cli.system import pacing_summary
+from maos_cli._sampling import DEFAULT_METRICS, METRICS, PERCENT, Sampler, sample
+from maos_cli.live import live
+from maos_cli.system import pacing_summary
 
 #: Unfinished tasks, as the snapshot lists them.
 ACTIVE = [enums.TASK_STATUS_PENDING, enums.TASK_STATUS_QUEUED, enums.TASK_STATUS_RUNNING]

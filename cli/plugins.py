@@ -9,9 +9,9 @@ from typing import Any
 
 import click
 
-from cli._errors import CliError, handle_errors
-from cli._options import output_option
-from cli._output import emit, key_values
+from maos_cli._errors import CliError, handle_errors
+from maos_cli._options import output_option
+from maos_cli._output import emit, key_values
 
 
 def _source(name: str, plugin: Any, dists: dict[int, Any], builtins: tuple[str, ...]) -> dict[str, str]:

@@ -21,7 +21,7 @@ from agent_sdk.client import Client
 from agent_sdk.errors import MaosRpcError
 from agent_sdk.proto.maos.v1 import enums_pb2 as enums
 from agent_sdk.proto.maos.v1 import messages_pb2 as msgs
-from cli._output import bare_id, output_format
+from maos_cli._output import bare_id, output_format
 
 T = TypeVar("T")
 

@@ -1,4 +1,4 @@
-"""The CLI reference, generated from the commands' own help: ``python -m cli.reference > docs/cli-reference.md``.
+"""The CLI reference, generated from the commands' own help: ``python -m maos_cli.reference > docs/cli-reference.md``.
 
 A test checks that ``docs/cli-reference.md`` is what this prints, so the reference cannot drift
 from the commands.
@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import click
 
-from cli.main import cli
+from maos_cli.main import cli
 
 HEADER = """# maos command reference
 
-Generated from the commands' help by `python -m cli.reference > docs/cli-reference.md`; do not
+Generated from the commands' help by `python -m maos_cli.reference > docs/cli-reference.md`; do not
 edit by hand. The [user guide](guide.md) shows the commands at work.
 """
 

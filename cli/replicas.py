@@ -6,7 +6,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from cli._output import seconds_text, table
+from maos_cli._output import seconds_text, table
 
 
 def _seconds(ts: Any) -> float:

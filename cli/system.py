@@ -20,7 +20,7 @@ import click
 from agent_sdk.client import Client
 from agent_sdk.errors import MaosRpcError
 from agent_sdk.proto.maos.v1 import enums_pb2 as enums
-from cli._errors import (
+from maos_cli._errors import (
     EXIT_FAILED_PRECONDITION,
     EXIT_GENERIC,
     EXIT_INTERRUPTED,
@@ -28,8 +28,8 @@ from cli._errors import (
     CliError,
     handle_errors,
 )
-from cli._options import Duration, make_client, output_option, resolve_tls, run, start_options, state
-from cli._output import (
+from maos_cli._options import Duration, make_client, output_option, resolve_tls, run, start_options, state
+from maos_cli._output import (
     counts_text,
     duration_text,
     emit,
@@ -41,7 +41,7 @@ from cli._output import (
     to_data,
     when,
 )
-from cli._pool import offline_notice, offline_pool
+from maos_cli._pool import offline_notice, offline_pool
 from maos_common.tls import ClientTls
 
 PID_FILE = "maos.pid"
@@ -77,7 +77,7 @@ def _alive(pid: int) -> bool:
         if (proc / "stat").read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X"):
             return False
         cmdline = (proc / "cmdline").read_bytes()
-        return b"maos" in cmdline or b"cli.main" in cmdline  # the pid was not reused by another program
+        return b"maos" in cmdline or b"maos_cli.main" in cmdline  # the pid was not reused by another program
     except (OSError, IndexError):
         return True
 
@@ -298,7 +298,7 @@ def _start_daemon(
     private_dir(logs)
     log_path = logs / LOG_FILE
     offset = log_path.stat().st_size if log_path.exists() else 0
-    args = [sys.executable, "-m", "cli.main", "start", "--detached", "--address", address]
+    args = [sys.executable, "-m", "maos_cli.main", "start", "--detached", "--address", address]
     if agents is not None:
         args += ["--agents", agents]
     if metrics_port is not None:
@@ -511,7 +511,7 @@ def status(detailed: bool, resources: bool, performance: bool, memory: bool, sys
                 ("Replicas", ", ".join(s.replicas)),
             ]
         if resources:
-            from cli.metrics import status_resources
+            from maos_cli.metrics import status_resources
 
             pairs += status_resources(got["resources"])
             pairs += [("Queue", counts_text(s.queue))] if not detailed else []
@@ -522,7 +522,7 @@ def status(detailed: bool, resources: bool, performance: bool, memory: bool, sys
         if s.model_pacing:
             parts.append(pacing_table(s.model_pacing))
         if s.replica_status:
-            from cli.replicas import replicas_table
+            from maos_cli.replicas import replicas_table
 
             parts.append(replicas_table(s.replica_status))
         if s.scaling:

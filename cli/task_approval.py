@@ -5,9 +5,9 @@ from __future__ import annotations
 import click
 
 from agent_sdk.proto.maos.v1 import enums_pb2 as enums
-from cli._errors import handle_errors
-from cli._options import output_option, run, task_id_argument
-from cli._output import bare_id, emit, enum_label, status_text
+from maos_cli._errors import handle_errors
+from maos_cli._options import output_option, run, task_id_argument
+from maos_cli._output import bare_id, emit, enum_label, status_text
 
 
 @click.command()

@@ -13,10 +13,10 @@ from agent_sdk.errors import FailedPreconditionError
 from agent_sdk.proto.maos.v1 import enums_pb2 as enums
 from agent_sdk.proto.maos.v1 import messages_pb2 as msgs
 from agent_sdk.proto.maos.v1 import task_service_pb2 as tasks_pb
-from cli._errors import handle_errors
-from cli._options import run, task_id_argument
-from cli._output import bare_id, enum_label, message, to_data, when
-from cli._review import review_summary
+from maos_cli._errors import handle_errors
+from maos_cli._options import run, task_id_argument
+from maos_cli._output import bare_id, enum_label, message, to_data, when
+from maos_cli._review import review_summary
 
 
 async def _fetch(client: Client, task_id: str) -> tuple[tasks_pb.GetTaskResponse, msgs.TaskResult | None]:

@@ -14,8 +14,8 @@ from agent_sdk.client import Client, build_task
 from agent_sdk.proto.maos.v1 import enums_pb2 as enums
 from agent_sdk.proto.maos.v1 import errors_pb2
 from agent_sdk.proto.maos.v1 import messages_pb2 as msgs
-from cli._errors import EXIT_TASK_FAILED, CliError, handle_errors
-from cli._options import (
+from maos_cli._errors import EXIT_TASK_FAILED, CliError, handle_errors
+from maos_cli._options import (
     PRIORITIES,
     TASK_STATUSES,
     Duration,
@@ -30,7 +30,7 @@ from cli._options import (
     split_csv,
     task_id_argument,
 )
-from cli._output import (
+from maos_cli._output import (
     bare_id,
     duration_text,
     emit,
@@ -44,10 +44,10 @@ from cli._output import (
     to_data,
     when,
 )
-from cli._pool import offline_notice, offline_pool
-from cli._review import approval_text, review_summary, review_text
-from cli.artifacts import write_artifacts
-from cli.progress import with_progress
+from maos_cli._pool import offline_notice, offline_pool
+from maos_cli._review import approval_text, review_summary, review_text
+from maos_cli.artifacts import write_artifacts
+from maos_cli.progress import with_progress
 from maos_common.limits import (
     MAX_BACKOFF,
     MAX_BACKOFF_MULTIPLIER,

@@ -13,9 +13,9 @@ from google.protobuf import json_format
 from agent_sdk.client import Client
 from agent_sdk.proto.maos.v1 import enums_pb2 as enums
 from agent_sdk.proto.maos.v1 import messages_pb2 as msgs
-from cli._errors import EXIT_INVALID_ARGUMENT, CliError, handle_errors
-from cli._options import KeyValue, output_option, run
-from cli._output import (
+from maos_cli._errors import EXIT_INVALID_ARGUMENT, CliError, handle_errors
+from maos_cli._options import KeyValue, output_option, run
+from maos_cli._output import (
     bare_id,
     duration_text,
     emit,
@@ -27,8 +27,8 @@ from cli._output import (
     to_data,
     when,
 )
-from cli._task_options import draft, given, pop_options, task_options
-from cli.tasks import _exit_for, _results_text, _status
+from maos_cli._task_options import draft, given, pop_options, task_options
+from maos_cli.tasks import _exit_for, _results_text, _status
 
 #: What ``template export`` writes and ``template import`` expects as ``kind``.
 KIND = "maos.v1.Template"

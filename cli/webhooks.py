@@ -8,9 +8,9 @@ import click
 
 from agent_sdk.proto.maos.v1 import messages_pb2 as msgs
 from agent_sdk.proto.maos.v1 import webhook_service_pb2 as webhooks_pb
-from cli._errors import EXIT_GENERIC, CliError, handle_errors
-from cli._options import output_option, run, split_csv
-from cli._output import (
+from maos_cli._errors import EXIT_GENERIC, CliError, handle_errors
+from maos_cli._options import output_option, run, split_csv
+from maos_cli._output import (
     bare_id,
     duration_text,
     emit,

@@ -17,7 +17,7 @@ from mcp.shared.exceptions import MCPError
 from agent_sdk.client import Client
 from agent_sdk.errors import MaosRpcError, NotFoundError
 from agent_sdk.proto.maos.v1 import enums_pb2 as enums
-from cli._output import to_data
+from maos_cli._output import to_data
 from maos_mcp.tools import bare_id, task_summary
 
 RUNNING_URI = "maos://tasks/running"

@@ -23,7 +23,7 @@ from agent_sdk.client import TERMINAL_TASK_STATUSES, Client, build_task
 from agent_sdk.errors import MaosRpcError
 from agent_sdk.proto.maos.v1 import enums_pb2 as enums
 from agent_sdk.proto.maos.v1 import messages_pb2 as msgs
-from cli._output import to_data
+from maos_cli._output import to_data
 from controlplane.domain.tasks import (
     MAX_BACKOFF,
     MAX_BACKOFF_MULTIPLIER,

@@ -1,7 +1,7 @@
 """The package graph points one way; checked by reading every module's imports with ``ast``.
 
-* ``agent_sdk`` (the SDK an agent author installs) never imports ``controlplane``, ``cli``,
-  ``plugins`` or ``maos_mcp``: ``maos-agent`` finds agent types through entry points
+* ``agent_sdk`` (the SDK an agent author installs) never imports ``controlplane``,
+  ``maos_cli`` (the folder ``cli/``), ``maos_plugins`` (``plugins/``) or ``maos_mcp``: ``maos-agent`` finds agent types through entry points
   (``agent_sdk/installed.py``).
 * ``maos_common`` (helpers shared by the three parts) imports none of them.
 * ``cli`` is a client of the server through ``agent_sdk``; it imports ``controlplane`` only in
@@ -21,8 +21,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 FORBIDDEN = {
-    "agent_sdk": ("controlplane", "cli", "plugins", "maos_mcp"),
-    "maos_common": ("agent_sdk", "controlplane", "cli", "plugins", "maos_mcp"),
+    "agent_sdk": ("controlplane", "maos_cli", "maos_plugins", "maos_mcp"),
+    "maos_common": ("agent_sdk", "controlplane", "maos_cli", "maos_plugins", "maos_mcp"),
 }
 
 #: The CLI modules that may import the control plane (lazily), and why.
@@ -110,8 +110,8 @@ def test_the_server_modules_of_the_cli_exist() -> None:
     ("path", "source", "expected"),
     [
         ("agent_sdk/runner.py", "def f():\n    from controlplane.config import load_settings\n", 1),
-        ("agent_sdk/x.py", "import plugins.claude.agents\n", 1),
-        ("agent_sdk/x.py", "from cli import main\n", 1),
+        ("agent_sdk/x.py", "import maos_plugins.claude.agents\n", 1),
+        ("agent_sdk/x.py", "from maos_cli import main\n", 1),
         ("maos_common/x.py", "from agent_sdk.tls import ClientTls\n", 1),
         ("cli/tasks.py", "from controlplane.domain.tasks import MAX_RETRIES\n", 1),
         ("cli/tasks.py", "def f():\n    import controlplane.app\n", 1),

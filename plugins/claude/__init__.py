@@ -1,21 +1,21 @@
 """First-party MAOS plugin: Claude-backed agents and planner, through the official ``anthropic`` SDK.
 
 * Agent types ``researcher``, ``coder``, ``analyst``, ``tester``, ``coordinator``
-  (:mod:`plugins.claude.agents`), each a role prompt plus the capabilities of the
+  (:mod:`maos_plugins.claude.agents`), each a role prompt plus the capabilities of the
   user guide's table.
-* :class:`plugins.claude.planner.ClaudePlanner`: a subtask DAG through tool use,
+* :class:`maos_plugins.claude.planner.ClaudePlanner`: a subtask DAG through tool use,
   falling back to the deterministic plan with a warning.
 * Settings: ``claude.api_key`` (or ``ANTHROPIC_API_KEY`` / ``CLAUDE_API_KEY``),
-  ``claude.model`` (default :data:`plugins.claude.config.DEFAULT_MODEL`),
+  ``claude.model`` (default :data:`maos_plugins.claude.config.DEFAULT_MODEL`),
   ``claude.base_url`` (or ``ANTHROPIC_BASE_URL``); per-type parameters
   ``model``, ``max_tokens``, ``temperature``, ``base_url``, ``max_retries``,
   ``max_retry_wait``, ``timeout``.
 * Every Messages API call runs under a permit of the control plane's pacer
-  (:func:`plugins.claude.client.paced_call`), which holds the whole pool's calls after a
+  (:func:`maos_plugins.claude.client.paced_call`), which holds the whole pool's calls after a
   429/529 (settings ``models.rate_limits``, ``models.breaker.*``).
 """
 
-from plugins.claude.agents import (
+from maos_plugins.claude.agents import (
     AGENT_CLASSES,
     AnalystAgent,
     ClaudeAgent,
@@ -25,8 +25,8 @@ from plugins.claude.agents import (
     TesterAgent,
     agent_type_specs,
 )
-from plugins.claude.config import DEFAULT_MODEL, ClaudeConfig, resolve_config
-from plugins.claude.planner import ClaudePlanner
+from maos_plugins.claude.config import DEFAULT_MODEL, ClaudeConfig, resolve_config
+from maos_plugins.claude.planner import ClaudePlanner
 
 __all__ = [
     "AGENT_CLASSES",

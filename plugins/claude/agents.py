@@ -1,6 +1,6 @@
 """Claude-backed agents: researcher, coder, analyst, tester and coordinator.
 
-Each assignment runs a tool loop (:mod:`plugins.claude.tools.loop`) of streamed Messages API
+Each assignment runs a tool loop (:mod:`maos_plugins.claude.tools.loop`) of streamed Messages API
 calls; its first request is:
 
 * ``system``: the type's role prompt, then a block holding the task's shared
@@ -16,7 +16,7 @@ and the tools of the agent's role: Anthropic's server-side web search and
 fetch for a researcher, server-side code execution for a coder or tester
 (plus a local workspace per task when ``agents.allow_exec`` is on), and the
 tools of its :attr:`ClaudeAgent.tool_sources`. The loop runs the calls the
-model makes and stops at the step's limits (see :mod:`plugins.claude.tools`).
+model makes and stops at the step's limits (see :mod:`maos_plugins.claude.tools`).
 
 Text deltas are forwarded with ``ctx.output`` as they arrive; the result
 carries the tool calls, the sources the answer cites, the files the step
@@ -27,7 +27,7 @@ charged. ``max_tokens`` stays within the share of the task's budget the
 assignment carries.
 
 Every call (work and votes) is made under a permit of the control plane's pacer
-(``self.pacer``, set by the worker: :func:`plugins.claude.client.paced_call`), so the pool
+(``self.pacer``, set by the worker: :func:`maos_plugins.claude.client.paced_call`), so the pool
 shares the model's rate limits and a 429/529 holds everyone's calls rather than each agent
 retrying on its own.
 
@@ -55,7 +55,7 @@ from agent_sdk.context import Assignment, Ballot, Context, Result, Usage, VoteCh
 from agent_sdk.errors import BudgetExhausted, PermanentError
 from agent_sdk.pacing import Permit
 from agent_sdk.types import AgentBacking, AgentTypeSpec, SubtaskKind, verdict_json
-from plugins.claude.client import (
+from maos_plugins.claude.client import (
     NO_KEY_MESSAGE,
     make_client,
     paced_call,
@@ -63,12 +63,12 @@ from plugins.claude.client import (
     request_options,
     translate_error,
 )
-from plugins.claude.config import AGENT_ENVIRONMENT, ClaudeConfig, load_plugin_settings, resolve_config
-from plugins.claude.pricing import WEB_SEARCH_MICROS, cost_micros, price_for, usage_cost_micros
-from plugins.claude.tools.base import ClientTool, ToolSource
-from plugins.claude.tools.loop import ToolLoop
-from plugins.claude.tools.server import beta_header, server_tools
-from plugins.claude.tools.settings import (
+from maos_plugins.claude.config import AGENT_ENVIRONMENT, ClaudeConfig, load_plugin_settings, resolve_config
+from maos_plugins.claude.pricing import WEB_SEARCH_MICROS, cost_micros, price_for, usage_cost_micros
+from maos_plugins.claude.tools.base import ClientTool, ToolSource
+from maos_plugins.claude.tools.loop import ToolLoop
+from maos_plugins.claude.tools.server import beta_header, server_tools
+from maos_plugins.claude.tools.settings import (
     CODE_EXECUTION,
     WEB_FETCH,
     WEB_SEARCH,
@@ -76,18 +76,18 @@ from plugins.claude.tools.settings import (
     ToolSettings,
     resolve_tool_settings,
 )
-from plugins.claude.tools.sources import (
+from maos_plugins.claude.tools.sources import (
     AgentTools,
     agents_folder,
     check_parameters,
     tool_warnings,
     tools_unavailable,
 )
-from plugins.claude.tools.workspace import Workspace, sweep, workspaces_root
+from maos_plugins.claude.tools.workspace import Workspace, sweep, workspaces_root
 
 log = logging.getLogger(__name__)
 
-SOURCE = "plugins.claude"
+SOURCE = "maos_plugins.claude"
 SYNTHESIS_KIND = SubtaskKind.SYNTHESIS
 #: Most output tokens of a vote (a tool call naming a candidate, a confidence and a short rationale).
 VOTE_MAX_TOKENS = 1024

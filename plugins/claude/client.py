@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from agent_sdk.errors import AgentError, PermanentError, RetryableError
 from agent_sdk.pacing import ModelPacer, Permit
-from plugins.claude.config import ClaudeConfig
+from maos_plugins.claude.config import ClaudeConfig
 
 if TYPE_CHECKING:
     import anthropic

@@ -43,9 +43,9 @@ from controlplane.domain.planning import (
     validate_plan,
 )
 from controlplane.domain.pool import AgentPool
-from plugins.claude.client import make_client, paced_call, report_success, request_options, translate_error
-from plugins.claude.config import ClaudeConfig
-from plugins.claude.pricing import price_for, usage_cost_micros
+from maos_plugins.claude.client import make_client, paced_call, report_success, request_options, translate_error
+from maos_plugins.claude.config import ClaudeConfig
+from maos_plugins.claude.pricing import price_for, usage_cost_micros
 
 if TYPE_CHECKING:
     from controlplane.pacing import Pacer

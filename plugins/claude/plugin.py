@@ -1,4 +1,4 @@
-"""The Claude plugin's hooks (entry point ``maos: claude = plugins.claude.plugin``).
+"""The Claude plugin's hooks (entry point ``maos: claude = maos_plugins.claude.plugin``).
 
 Registration makes no network call: agents and the planner only talk to the
 Messages API when they work.
@@ -9,9 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 from controlplane.hookspecs import hookimpl
-from plugins.claude.agents import agent_type_specs
-from plugins.claude.config import resolve_config, settings_options
-from plugins.claude.planner import ClaudePlanner
+from maos_plugins.claude.agents import agent_type_specs
+from maos_plugins.claude.config import resolve_config, settings_options
+from maos_plugins.claude.planner import ClaudePlanner
 
 
 def _max_fanout(settings: Any) -> int:

@@ -137,7 +137,7 @@ async def maos(address: str, home: Path, *args: str) -> tuple[int, str, str]:
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "cli.main",
+        "maos_cli.main",
         *args,
         env=env,
         stdout=asyncio.subprocess.PIPE,

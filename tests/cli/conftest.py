@@ -17,7 +17,7 @@ from click.testing import CliRunner, Result
 
 from agent_sdk.builtin import EchoAgent
 from agent_sdk.worker import Worker
-from cli.main import cli
+from maos_cli.main import cli
 from controlplane.app import App
 
 #: Variables of the developer's shell that would change what the CLI does.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from agent_sdk.worker import Worker
-from cli._errors import EXIT_INVALID_ARGUMENT, EXIT_NOT_FOUND, EXIT_USAGE
+from maos_cli._errors import EXIT_INVALID_ARGUMENT, EXIT_NOT_FOUND, EXIT_USAGE
 from tests.cli.conftest import Maos, stdout_lines
 
 

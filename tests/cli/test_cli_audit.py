@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from agent_sdk.client import Client
 from agent_sdk.errors import MaosRpcError
-from cli.main import cli
+from maos_cli.main import cli
 from tests.harness.server import admin_key
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from cli._errors import EXIT_FAILED_PRECONDITION, EXIT_INVALID_ARGUMENT, EXIT_NOT_FOUND
+from maos_cli._errors import EXIT_FAILED_PRECONDITION, EXIT_INVALID_ARGUMENT, EXIT_NOT_FOUND
 from tests.cli.conftest import Maos
 
 
@@ -64,7 +64,7 @@ async def test_damaged_file_and_bad_inputs(maos: Maos, tmp_path: Path) -> None:
 
 async def test_offline_recovery_after_wipe(offline_maos: Maos, tmp_path: Path) -> None:
     """No server: seed a database, export, wipe it, then `maos recover --offline --file`."""
-    from cli.checkpoints import write_file
+    from maos_cli.checkpoints import write_file
     from controlplane.api.servicers.checkpoints import checkpoint_to_pb
     from controlplane.checkpoints import service
     from controlplane.storage.base import WriteBatch

@@ -10,7 +10,7 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-from cli.main import cli
+from maos_cli.main import cli
 
 
 @pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
@@ -29,7 +29,7 @@ def test_bash_completes_commands_through_the_script() -> None:
     bash = shutil.which("bash")
     assert bash is not None
     script = CliRunner().invoke(cli, ["completion", "bash"]).stdout
-    maos = f"{sys.executable} -c 'from cli.main import main; main()'"
+    maos = f"{sys.executable} -c 'from maos_cli.main import main; main()'"
     # The script calls `maos`; a function stands in for the installed entry point.
     program = (
         f'maos() {{ {maos} "$@"; }}\n{script}\n'

@@ -8,7 +8,7 @@ from pathlib import Path
 import yaml
 from click.testing import CliRunner
 
-from cli.main import cli
+from maos_cli.main import cli
 from controlplane.app import App
 
 

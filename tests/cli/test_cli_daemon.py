@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from cli._errors import EXIT_FAILED_PRECONDITION
+from maos_cli._errors import EXIT_FAILED_PRECONDITION
 from tests.harness.server import alive, free_port
 
 pytestmark = pytest.mark.slow
@@ -29,7 +29,7 @@ def maos(home: Path, *args: str, timeout: float = 90) -> subprocess.CompletedPro
         }
     )
     return subprocess.run(
-        [sys.executable, "-m", "cli.main", *args],
+        [sys.executable, "-m", "maos_cli.main", *args],
         env=env,
         capture_output=True,
         text=True,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 import pytest
 
-from cli._errors import CliError, exit_code_for, handle_errors
+from maos_cli._errors import CliError, exit_code_for, handle_errors
 from controlplane import errors
 from controlplane.api.errors import status_code_for
 

@@ -10,7 +10,7 @@ import signal
 import sys
 from pathlib import Path
 
-from cli._errors import EXIT_INTERRUPTED
+from maos_cli._errors import EXIT_INTERRUPTED
 from controlplane.app import App
 from tests.cli.conftest import Maos
 from tests.harness.server import wait_for
@@ -74,7 +74,7 @@ async def test_logs_follow_resumes_after_the_last_record_when_the_connection_bre
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",
-        "from cli.main import main; main()",
+        "from maos_cli.main import main; main()",
         "logs",
         "--follow",
         "--grep",

@@ -65,7 +65,7 @@ class Foreground:
     def run(self, *args: str) -> subprocess.CompletedProcess[str]:
         """``maos ARGS`` as a process (to completion)."""
         return subprocess.run(
-            [sys.executable, "-m", "cli.main", *args],
+            [sys.executable, "-m", "maos_cli.main", *args],
             env=self.env,
             capture_output=True,
             text=True,
@@ -78,7 +78,7 @@ class Foreground:
         self.stdout, self.stderr = self.home.parent / "start.out", self.home.parent / "start.err"
         with self.stdout.open("wb") as out, self.stderr.open("wb") as err:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "cli.main", "start", *args],
+                [sys.executable, "-m", "maos_cli.main", "start", *args],
                 env=self.env,
                 stdin=subprocess.DEVNULL,
                 stdout=out,

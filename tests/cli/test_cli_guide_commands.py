@@ -11,7 +11,7 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from cli._errors import EXIT_INTERRUPTED, EXIT_TASK_FAILED
+from maos_cli._errors import EXIT_INTERRUPTED, EXIT_TASK_FAILED
 from tests.cli.conftest import Maos
 
 
@@ -118,7 +118,7 @@ async def test_health_continuous_stamps_each_check_until_interrupted(maos: Maos)
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",
-        "from cli.main import main; main()",
+        "from maos_cli.main import main; main()",
         "-o",
         "json",
         "health",

@@ -30,7 +30,7 @@ def maos(home: Path, *args: str, timeout: float = 90) -> subprocess.CompletedPro
         }
     )
     return subprocess.run(
-        [sys.executable, "-m", "cli.main", *args],
+        [sys.executable, "-m", "maos_cli.main", *args],
         env=env,
         capture_output=True,
         text=True,

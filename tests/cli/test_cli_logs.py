@@ -10,7 +10,7 @@ import signal
 import sys
 
 from agent_sdk.worker import Worker
-from cli._errors import EXIT_INTERRUPTED, EXIT_INVALID_ARGUMENT, EXIT_NOT_FOUND, EXIT_USAGE
+from maos_cli._errors import EXIT_INTERRUPTED, EXIT_INVALID_ARGUMENT, EXIT_NOT_FOUND, EXIT_USAGE
 from controlplane.app import App
 from tests.cli.conftest import Maos, stdout_lines
 from tests.harness.server import wait_for
@@ -132,7 +132,7 @@ async def test_follow_prints_new_records_until_interrupted(control_plane: App, m
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",
-        "from cli.main import main; main()",
+        "from maos_cli.main import main; main()",
         "logs",
         "--follow",
         "--component",

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from cli._errors import EXIT_INVALID_ARGUMENT, EXIT_THRESHOLD, EXIT_USAGE
-from cli.monitor import EXIT_INTERRUPTED
+from maos_cli._errors import EXIT_INVALID_ARGUMENT, EXIT_THRESHOLD, EXIT_USAGE
+from maos_cli.monitor import EXIT_INTERRUPTED
 from controlplane.app import App
 from tests.cli.conftest import Maos, stdout_lines
 from tests.harness.server import make_settings, start_app, wait_for
@@ -279,7 +279,7 @@ async def test_monitor_as_the_guide_writes_it_runs_until_interrupted(
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",
-        "from cli.main import main; main()",
+        "from maos_cli.main import main; main()",
         "monitor",
         *args,
         env=env,

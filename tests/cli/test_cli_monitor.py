@@ -8,7 +8,7 @@ import os
 import signal
 import sys
 
-from cli._errors import EXIT_INTERRUPTED, EXIT_NOT_FOUND
+from maos_cli._errors import EXIT_INTERRUPTED, EXIT_NOT_FOUND
 from tests.cli.conftest import Maos, stdout_lines
 
 
@@ -52,7 +52,7 @@ async def test_follow_prints_each_change_until_interrupted(maos: Maos) -> None:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",
-        "from cli.main import main; main()",
+        "from maos_cli.main import main; main()",
         "-o",
         "json",
         "monitor",

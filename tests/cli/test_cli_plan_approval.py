@@ -19,7 +19,7 @@ from agent_sdk.builtin import EchoAgent
 from agent_sdk.client import Client
 from agent_sdk.proto.maos.v1 import enums_pb2 as enums
 from agent_sdk.worker import Worker
-from cli._errors import EXIT_FAILED_PRECONDITION, EXIT_TASK_FAILED, EXIT_UNAUTHENTICATED, EXIT_USAGE
+from maos_cli._errors import EXIT_FAILED_PRECONDITION, EXIT_TASK_FAILED, EXIT_UNAUTHENTICATED, EXIT_USAGE
 from controlplane.app import App
 from tests.cli.conftest import Maos
 from tests.controlplane.access.test_access import user_key

@@ -17,7 +17,7 @@ from agent_sdk.builtin import EchoAgent
 from agent_sdk.proto.maos.v1 import agent_service_pb2 as agents_pb
 from agent_sdk.worker import Worker
 from controlplane.app import App
-from plugins.claude.agents import CoordinatorAgent, ResearcherAgent
+from maos_plugins.claude.agents import CoordinatorAgent, ResearcherAgent
 from tests.cli.conftest import Maos
 from tests.harness.messages_api import MessagesAPIServer
 from tests.harness.planning_api import model_like

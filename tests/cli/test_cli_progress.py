@@ -6,7 +6,7 @@ import json
 
 from agent_sdk.proto.maos.v1 import enums_pb2 as enums
 from agent_sdk.proto.maos.v1 import messages_pb2 as msgs
-from cli.progress import Progress, progress_line
+from maos_cli.progress import Progress, progress_line
 from tests.cli.conftest import Maos
 
 

@@ -15,7 +15,7 @@ import pytest
 
 from agent_sdk.client import Client, build_task
 from agent_sdk.errors import MaosRpcError
-from cli._errors import EXIT_USAGE
+from maos_cli._errors import EXIT_USAGE
 from controlplane.app import App
 from tests.cli.conftest import Maos
 from tests.harness.server import wait_for_agents

@@ -1,6 +1,6 @@
 """``maos start --migrate/--no-migrate``: a database not at the latest schema revision is refused.
 
-Real processes (``python -m cli.main``) on SQLite in a fresh MAOS_HOME and on a fresh
+Real processes (``python -m maos_cli.main``) on SQLite in a fresh MAOS_HOME and on a fresh
 PostgreSQL database created for each test on the session's server.
 """
 
@@ -23,7 +23,7 @@ from alembic.script import ScriptDirectory
 from psycopg import sql
 from sqlalchemy.engine import make_url
 
-from cli._errors import EXIT_FAILED_PRECONDITION
+from maos_cli._errors import EXIT_FAILED_PRECONDITION
 from controlplane.storage.sql.migrations import SCRIPT_LOCATION, alembic_config
 from tests.harness.server import alive, free_port
 
@@ -84,7 +84,7 @@ class Database:
         if self.url:
             environ["MAOS_DATABASE_PRIMARY_URL"] = self.url
         return subprocess.run(
-            [sys.executable, "-m", "cli.main", *args],
+            [sys.executable, "-m", "maos_cli.main", *args],
             env=environ,
             capture_output=True,
             text=True,

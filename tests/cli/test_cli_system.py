@@ -7,7 +7,7 @@ import sqlite3
 
 import yaml
 
-from cli._errors import EXIT_INVALID_ARGUMENT, EXIT_UNAVAILABLE
+from maos_cli._errors import EXIT_INVALID_ARGUMENT, EXIT_UNAVAILABLE
 from controlplane.config import DEFAULT_CONFIG_YML
 from tests.cli.conftest import Maos
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cli._errors import EXIT_INVALID_ARGUMENT, EXIT_USAGE
+from maos_cli._errors import EXIT_INVALID_ARGUMENT, EXIT_USAGE
 from controlplane.app import App
 from tests.cli.conftest import Maos
 

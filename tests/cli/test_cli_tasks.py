@@ -7,7 +7,7 @@ import uuid
 
 import yaml
 
-from cli._errors import (
+from maos_cli._errors import (
     EXIT_FAILED_PRECONDITION,
     EXIT_INVALID_ARGUMENT,
     EXIT_NOT_FOUND,

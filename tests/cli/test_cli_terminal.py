@@ -19,7 +19,7 @@ def on_a_terminal(env: dict[str, str], *args: str) -> str:
     leader, follower = pty.openpty()
     try:
         process = subprocess.Popen(
-            [sys.executable, "-c", "from cli.main import main; main()", *args],
+            [sys.executable, "-c", "from maos_cli.main import main; main()", *args],
             stdin=subprocess.DEVNULL,
             stdout=follower,
             stderr=follower,

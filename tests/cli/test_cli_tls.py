@@ -14,7 +14,7 @@ import pytest
 from agent_sdk.builtin import EchoAgent
 from agent_sdk.tls import tls_credentials
 from agent_sdk.worker import Worker
-from cli._errors import EXIT_INVALID_ARGUMENT, EXIT_UNAVAILABLE, EXIT_USAGE
+from maos_cli._errors import EXIT_INVALID_ARGUMENT, EXIT_UNAVAILABLE, EXIT_USAGE
 from controlplane.app import App
 from tests.cli.conftest import Maos
 from tests.harness.certs import Pki
@@ -165,7 +165,7 @@ def maos_process(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
         }
     )
     return subprocess.run(
-        [sys.executable, "-m", "cli.main", *args],
+        [sys.executable, "-m", "maos_cli.main", *args],
         env=env,
         capture_output=True,
         text=True,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from cli._errors import EXIT_GENERIC, EXIT_INVALID_ARGUMENT, EXIT_NOT_FOUND, EXIT_USAGE
+from maos_cli._errors import EXIT_GENERIC, EXIT_INVALID_ARGUMENT, EXIT_NOT_FOUND, EXIT_USAGE
 from controlplane.app import App
 from controlplane.webhooks import signing
 from tests.cli.conftest import Maos

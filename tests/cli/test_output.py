@@ -5,7 +5,7 @@ from __future__ import annotations
 from agent_sdk.proto.maos.v1 import enums_pb2 as enums
 from agent_sdk.proto.maos.v1 import errors_pb2
 from agent_sdk.proto.maos.v1 import messages_pb2 as m
-from cli._output import to_data
+from maos_cli._output import to_data
 
 
 def test_enums_by_short_name_and_64_bit_integers_as_numbers() -> None:

@@ -82,7 +82,7 @@ class Dashboard:
             }
         )
         return subprocess.run(
-            [sys.executable, "-m", "cli.main", *args],
+            [sys.executable, "-m", "maos_cli.main", *args],
             env=env,
             capture_output=True,
             text=True,

@@ -20,7 +20,7 @@ MAOS_HOME = "/var/lib/maos"
 
 def _roots() -> dict[str, click.Group]:
     from agent_sdk.runner import cli as agent_cli
-    from cli.main import cli as maos_cli
+    from maos_cli.main import cli as maos_cli
 
     return {"maos": maos_cli, "maos-agent": agent_cli}
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 import agent_sdk.proto.maos.v1 as proto_package
-from cli.main import cli
+from maos_cli.main import cli
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "clients.md"
 ROW = re.compile(r"^\| `(?P<command>maos[^`]*)` \| (?P<call>.*) \|$", re.MULTILINE)

@@ -116,9 +116,9 @@ def test_every_block_of_the_guide_runs(tmp_path: Path) -> None:
 
 
 def test_the_cli_reference_is_generated_from_the_commands() -> None:
-    from cli.reference import render
+    from maos_cli.reference import render
 
     reference = GUIDE.parent / "cli-reference.md"
     assert reference.read_text() == render(), (
-        "docs/cli-reference.md is stale: run `python -m cli.reference > docs/cli-reference.md`"
+        "docs/cli-reference.md is stale: run `python -m maos_cli.reference > docs/cli-reference.md`"
     )

@@ -15,7 +15,7 @@ import pytest
 
 from controlplane.config import CORE_SECTIONS, OPTIONS, Option, plugin_settings
 from controlplane.plugins import get_plugin_manager
-from plugins.claude import plugin as claude_plugin
+from maos_plugins.claude import plugin as claude_plugin
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 

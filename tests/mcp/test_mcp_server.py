@@ -56,7 +56,7 @@ async def stdio_session(app: App, home: Path, token: str) -> AsyncIterator[Clien
     """An MCP session with a spawned ``maos mcp`` process using ``token`` (as MAOS_TOKEN)."""
     params = StdioServerParameters(
         command=sys.executable,
-        args=["-m", "cli.main", "--addr", app.address, "mcp"],
+        args=["-m", "maos_cli.main", "--addr", app.address, "mcp"],
         cwd=str(REPO),
         env={
             "MAOS_TOKEN": token,
@@ -316,7 +316,7 @@ async def test_http_viewer_cannot_submit_and_a_missing_or_bad_key_is_refused(
 def test_mcp_without_the_package_says_what_to_install() -> None:
     blocked = (
         "import sys; sys.modules['mcp'] = None; sys.argv = ['maos', 'mcp']; "  # as if not installed
-        "from cli.main import main; main()"
+        "from maos_cli.main import main; main()"
     )
     env = {**os.environ, "PYTHONPATH": os.environ.get("PYTHONPATH", str(REPO))}
     done = subprocess.run(
@@ -340,7 +340,7 @@ async def test_maos_mcp_http_serves_each_client_with_its_own_key(secured: App, m
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "cli.main",
+        "maos_cli.main",
         "--addr",
         secured.address,
         "mcp",

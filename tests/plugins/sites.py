@@ -72,7 +72,7 @@ def maos(
 ) -> subprocess.CompletedProcess[str]:
     """``maos ARGS`` as a process that sees the plugins of ``site``."""
     return subprocess.run(
-        [sys.executable, "-m", "cli.main", *args],
+        [sys.executable, "-m", "maos_cli.main", *args],
         env=environment(site, home, **extra),
         capture_output=True,
         text=True,

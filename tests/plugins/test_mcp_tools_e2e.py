@@ -16,7 +16,7 @@ from typing import Any
 
 from agent_sdk.proto.maos.v1 import enums_pb2 as enums
 from controlplane.app import App
-from plugins.claude.tools.sources import PROBES
+from maos_plugins.claude.tools.sources import PROBES
 from tests.controlplane.api.test_task_service import results, submit, wait_status
 from tests.harness.messages_api import MessageReply, MessagesAPIServer
 from tests.harness.server import Stubs, wait_for_agents

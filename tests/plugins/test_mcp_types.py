@@ -11,13 +11,13 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-import plugins.claude.plugin as claude_plugin
+import maos_plugins.claude.plugin as claude_plugin
 from agent_sdk.proto.maos.v1 import agent_service_pb2 as agents_pb
 from agent_sdk.proto.maos.v1 import enums_pb2 as enums
 from controlplane.app import App
 from controlplane.custom_agents import custom_agent_types
 from controlplane.plugins import get_plugin_manager
-from plugins.claude.tools.sources import PROBES
+from maos_plugins.claude.tools.sources import PROBES
 from tests.cli.conftest import Maos
 from tests.controlplane.api.test_task_service import submit, wait_status
 from tests.harness.server import Stubs, alive, make_settings, wait_for, wait_for_agents
@@ -268,7 +268,7 @@ async def test_a_command_that_exits_while_a_server_is_probed_leaves_no_process(t
     )
     env = {**os.environ, "MAOS_HOME": str(home), "PYTHONPATH": str(ROOT), "NO_COLOR": "1"}
     done = subprocess.run(
-        [sys.executable, "-c", "from cli.main import main; main()", "plugins", "list"],
+        [sys.executable, "-c", "from maos_cli.main import main; main()", "plugins", "list"],
         env=env,
         capture_output=True,
         text=True,

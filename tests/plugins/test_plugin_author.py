@@ -21,7 +21,7 @@ import pytest
 from click.testing import CliRunner
 
 from agent_sdk.proto.maos.v1 import enums_pb2 as enums
-from cli.main import cli
+from maos_cli.main import cli
 from tests.controlplane.api.test_task_service import results, submit, wait_status
 from tests.harness.server import Stubs, make_settings, start_app, wait_for_agents
 from tests.plugins.sites import ROOT, guide_files, install, maos

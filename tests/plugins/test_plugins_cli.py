@@ -7,8 +7,8 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from cli.main import cli
-from cli.plugins import inspect_plugins
+from maos_cli.main import cli
+from maos_cli.plugins import inspect_plugins
 from controlplane import hookimpl
 from controlplane.plugins import get_plugin_manager
 from tests.harness.server import make_settings

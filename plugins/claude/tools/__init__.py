@@ -1,5 +1,5 @@
 """Tools a model-backed agent offers the model: client tools it runs itself, and their sources."""
 
-from plugins.claude.tools.base import ClientTool, ToolOutput, ToolSource
+from maos_plugins.claude.tools.base import ClientTool, ToolOutput, ToolSource
 
 __all__ = ["ClientTool", "ToolOutput", "ToolSource"]

@@ -30,11 +30,11 @@ from typing import TYPE_CHECKING, Any
 from agent_sdk.context import Context, Source, ToolCall, Usage
 from agent_sdk.errors import PermanentError, RetryableError
 from agent_sdk.pacing import Permit
-from plugins.claude.client import paced_call, report_success, request_options, translate_error
-from plugins.claude.tools.base import ClientTool, ToolOutput
+from maos_plugins.claude.client import paced_call, report_success, request_options, translate_error
+from maos_plugins.claude.tools.base import ClientTool, ToolOutput
 
 if TYPE_CHECKING:
-    from plugins.claude.agents import ClaudeAgent
+    from maos_plugins.claude.agents import ClaudeAgent
 
 #: Most characters of one tool result sent back to the model (a longer one is cut with a note).
 MAX_RESULT_CHARS = 100_000

@@ -13,7 +13,7 @@ A custom agent type names its servers in its YAML (``$MAOS_HOME/agents/*.yml``):
         url: "http://127.0.0.1:8123/mcp"             # streamable HTTP
 
 :class:`McpToolSource` starts (stdio) or connects to (HTTP) one server with the official ``mcp``
-client, lists its tools, and offers each as a :class:`~plugins.claude.tools.base.ClientTool`
+client, lists its tools, and offers each as a :class:`~maos_plugins.claude.tools.base.ClientTool`
 whose name is valid for the Messages API (``<server>_<tool>``, sanitised; the mapping back to the
 server's own name is kept). Its session lives in one task of its own, so opening and closing may
 happen in different tasks, and closing a stdio server ends its process (stdin closed, then SIGTERM,
@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from plugins.claude.tools.base import ToolOutput
+from maos_plugins.claude.tools.base import ToolOutput
 
 log = logging.getLogger(__name__)
 
@@ -373,7 +373,7 @@ class _StderrTail:
 
 
 class McpToolSource:
-    """The tools of one MCP server, for an agent's lifetime (a :class:`~plugins.claude.tools.base.ToolSource`).
+    """The tools of one MCP server, for an agent's lifetime (a :class:`~maos_plugins.claude.tools.base.ToolSource`).
 
     Args:
         spec: The server.

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from plugins.claude.tools.settings import CODE_EXECUTION, WEB_FETCH, WEB_SEARCH, ToolSettings
+from maos_plugins.claude.tools.settings import CODE_EXECUTION, WEB_FETCH, WEB_SEARCH, ToolSettings
 
 WEB_SEARCH_TYPE = "web_search_20250305"
 WEB_FETCH_TYPE = "web_fetch_20250910"

@@ -1,6 +1,6 @@
 """The tools a Claude type's parameters declare: its MCP servers and its ``specialized_tools`` allow-list.
 
-* :func:`tool_sources_from_params`: the :class:`~plugins.claude.tools.mcp.McpToolSource` of each
+* :func:`tool_sources_from_params`: the :class:`~maos_plugins.claude.tools.mcp.McpToolSource` of each
   ``mcp_servers`` entry, filtered by ``specialized_tools`` (an agent opens them when it warms up).
 * :func:`check_parameters`: both settings checked when a custom type's file is loaded (a bad entry
   skips the file, with the reason).
@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from plugins.claude.tools.mcp import (
+from maos_plugins.claude.tools.mcp import (
     MCP_MISSING,
     McpServerSpec,
     McpToolSource,

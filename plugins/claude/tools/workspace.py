@@ -36,8 +36,8 @@ from typing import Any
 from agent_sdk.context import Artifact
 from agent_sdk.environment import child_environment
 from agent_sdk.process import run_bounded
-from plugins.claude.tools.base import ClientTool, ToolOutput
-from plugins.claude.tools.settings import WorkspaceLimits
+from maos_plugins.claude.tools.base import ClientTool, ToolOutput
+from maos_plugins.claude.tools.settings import WorkspaceLimits
 
 #: Most entries ``list_files`` returns and a step's artifact scan looks at.
 MAX_LISTED = 1000
@@ -51,7 +51,7 @@ class WorkspaceError(Exception):
 
 @dataclass(frozen=True)
 class FunctionTool:
-    """A :class:`~plugins.claude.tools.base.ClientTool` made of a name, a schema and a coroutine."""
+    """A :class:`~maos_plugins.claude.tools.base.ClientTool` made of a name, a schema and a coroutine."""
 
     name: str
     description: str

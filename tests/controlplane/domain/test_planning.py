@@ -73,7 +73,7 @@ def test_validate_plan_rejects_cycles_unknown_dependencies_and_fanout() -> None:
 
 def test_planner_capabilities_are_recognised_by_their_interfaces() -> None:
     from controlplane.domain.planning import PlansAtOnce, ReportsPlanningUsage
-    from plugins.claude.planner import ClaudePlanner
+    from maos_plugins.claude.planner import ClaudePlanner
 
     class OnlyPlans:
         name = "only-plans"

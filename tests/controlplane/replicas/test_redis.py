@@ -42,7 +42,7 @@ def test_maos_start_with_a_dead_redis_exits_6(tmp_path: Path) -> None:
         "MAOS_SERVER_DASHBOARD_PORT": "0",
     }
     done = subprocess.run(
-        [sys.executable, "-m", "cli.main", "start", "--address", f"127.0.0.1:{free_port()}"],
+        [sys.executable, "-m", "maos_cli.main", "start", "--address", f"127.0.0.1:{free_port()}"],
         env=env,
         capture_output=True,
         text=True,

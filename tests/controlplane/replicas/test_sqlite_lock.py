@@ -53,7 +53,7 @@ def _maos_start(home: Path, database: str, port: int) -> subprocess.Popen[str]:
         "MAOS_SECURITY_AUTH": "off",
     }
     return subprocess.Popen(
-        [sys.executable, "-m", "cli.main", "start", "--address", f"127.0.0.1:{port}"],
+        [sys.executable, "-m", "maos_cli.main", "start", "--address", f"127.0.0.1:{port}"],
         env=env,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from agent_sdk.context import Assignment, Context
-from plugins.claude.config import ClaudeConfig
+from maos_plugins.claude.config import ClaudeConfig
 from tests.harness.messages_api import MessagesAPIServer
 
 API_KEY = "sk-ant-test-key"

@@ -11,15 +11,15 @@ import pytest
 
 from agent_sdk.context import Ballot, Candidate
 from agent_sdk.errors import PermanentError, RetryableError
-from plugins.claude.agents import (
+from maos_plugins.claude.agents import (
     AGENT_CLASSES,
     ClaudeAgent,
     CoordinatorAgent,
     ResearcherAgent,
     agent_type_specs,
 )
-from plugins.claude.config import DEFAULT_MODEL, ClaudeConfig
-from plugins.claude.pricing import cost_micros
+from maos_plugins.claude.config import DEFAULT_MODEL, ClaudeConfig
+from maos_plugins.claude.pricing import cost_micros
 from tests.harness.messages_api import MessagesAPIServer, RawReply
 from tests.harness.server import wait_for
 from tests.plugins.claude.conftest import API_KEY, assignment, context, params
@@ -41,7 +41,7 @@ def test_the_five_types_have_the_guides_capabilities_and_role_prompts() -> None:
     assert set(specs) == set(GUIDE_TABLE)
     for name, caps in GUIDE_TABLE.items():
         assert specs[name].capabilities == caps
-        assert specs[name].source == "plugins.claude"
+        assert specs[name].source == "maos_plugins.claude"
     prompts = {cls.role_prompt for cls in AGENT_CLASSES}
     assert len(prompts) == 5 and all(prompts)
 

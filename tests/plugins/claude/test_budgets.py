@@ -17,7 +17,7 @@ from agent_sdk.proto.maos.v1 import messages_pb2 as msgs
 from agent_sdk.proto.maos.v1 import task_service_pb2 as tasks_pb
 from controlplane.app import App
 from controlplane.domain.events import EventType
-from plugins.claude.agents import CoordinatorAgent, ResearcherAgent
+from maos_plugins.claude.agents import CoordinatorAgent, ResearcherAgent
 from tests.cli.conftest import Maos
 from tests.harness.messages_api import MessageReply, MessagesAPIServer
 from tests.harness.server import Stubs, wait_for

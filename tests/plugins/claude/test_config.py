@@ -7,8 +7,8 @@ import logging
 import pytest
 
 from controlplane.config import load_settings
-from plugins.claude import pricing
-from plugins.claude.config import (
+from maos_plugins.claude import pricing
+from maos_plugins.claude.config import (
     DEFAULT_MODEL,
     ClaudeConfig,
     resolve_config,
@@ -83,7 +83,7 @@ def test_prices() -> None:
 
 
 def test_unknown_models(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="plugins.claude.pricing"):
+    with caplog.at_level(logging.WARNING, logger="maos_plugins.claude.pricing"):
         assert pricing.cost_micros("claude-sonnet-9-9", 1000) == 3000  # the family's price
         assert pricing.cost_micros("some-other-model", 1000, 1000) == 0
     text = caplog.text

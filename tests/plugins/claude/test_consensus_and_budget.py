@@ -13,7 +13,7 @@ from agent_sdk.proto.maos.v1 import messages_pb2 as msgs
 from agent_sdk.proto.maos.v1 import task_service_pb2 as tasks_pb
 from agent_sdk.worker import Worker
 from controlplane.app import App
-from plugins.claude.agents import CoordinatorAgent, ResearcherAgent
+from maos_plugins.claude.agents import CoordinatorAgent, ResearcherAgent
 from tests.harness.messages_api import MessageReply, MessagesAPIServer
 from tests.harness.server import Stubs, wait_for
 from tests.plugins.claude.conftest import params

@@ -18,7 +18,7 @@ from agent_sdk.proto.maos.v1 import messages_pb2 as msgs
 from agent_sdk.proto.maos.v1 import task_service_pb2 as tasks_pb
 from agent_sdk.worker import Worker
 from controlplane.app import App
-from plugins.claude.agents import ClaudeAgent, CoordinatorAgent, ResearcherAgent
+from maos_plugins.claude.agents import ClaudeAgent, CoordinatorAgent, ResearcherAgent
 from tests.cli.conftest import Maos
 from tests.harness.messages_api import MessagesAPIServer, RecordedRequest
 from tests.harness.server import Stubs, make_settings, start_app, wait_for

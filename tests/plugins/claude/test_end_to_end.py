@@ -9,9 +9,9 @@ from agent_sdk.proto.maos.v1 import messages_pb2 as msgs
 from agent_sdk.proto.maos.v1 import task_service_pb2 as tasks_pb
 from agent_sdk.worker import Worker
 from controlplane.app import App
-from plugins.claude.agents import ResearcherAgent
-from plugins.claude.config import DEFAULT_MODEL
-from plugins.claude.pricing import cost_micros
+from maos_plugins.claude.agents import ResearcherAgent
+from maos_plugins.claude.config import DEFAULT_MODEL
+from maos_plugins.claude.pricing import cost_micros
 from tests.harness.messages_api import MessagesAPIServer
 from tests.harness.server import Stubs, wait_for
 from tests.plugins.claude.conftest import params

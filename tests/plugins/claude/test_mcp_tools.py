@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 
 from agent_sdk import PermanentError
-from plugins.claude.agents import ResearcherAgent
-from plugins.claude.tools import ClientTool, ToolSource
-from plugins.claude.tools import mcp as mcp_tools
-from plugins.claude.tools.mcp import McpServerSpec, McpToolSource, McpUnavailable, parse_servers
-from plugins.claude.tools.sources import (
+from maos_plugins.claude.agents import ResearcherAgent
+from maos_plugins.claude.tools import ClientTool, ToolSource
+from maos_plugins.claude.tools import mcp as mcp_tools
+from maos_plugins.claude.tools.mcp import McpServerSpec, McpToolSource, McpUnavailable, parse_servers
+from maos_plugins.claude.tools.sources import (
     PROBES,
     AgentTools,
     tool_sources_from_params,
@@ -432,7 +432,7 @@ async def test_on_an_event_loop_probes_never_block() -> None:
 def test_a_slow_server_is_reported_as_being_checked_then_with_its_outcome(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from plugins.claude.tools import sources
+    from maos_plugins.claude.tools import sources
 
     PROBES.clear()
     monkeypatch.setattr(sources, "PROBE_WAIT", 0.3)
@@ -473,7 +473,7 @@ async def test_without_the_mcp_package_the_reason_says_what_to_install(
 
 
 def test_without_a_key_both_reasons_are_given(tmp_path: Path) -> None:
-    from plugins.claude.agents import cannot_run
+    from maos_plugins.claude.agents import cannot_run
     from tests.harness.server import make_settings
 
     PROBES.clear()

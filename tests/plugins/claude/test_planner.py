@@ -9,9 +9,9 @@ import pytest
 from controlplane.config import load_settings
 from controlplane.domain.model import SubtaskKind, Task
 from controlplane.domain.planning import DeterministicPlanner
-from plugins.claude import plugin
-from plugins.claude.config import ClaudeConfig
-from plugins.claude.planner import ClaudePlanner, dag_levels
+from maos_plugins.claude import plugin
+from maos_plugins.claude.config import ClaudeConfig
+from maos_plugins.claude.planner import ClaudePlanner, dag_levels
 from tests.harness.messages_api import MessagesAPIServer
 from tests.plugins.claude.conftest import API_KEY
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from controlplane.domain.model import SubtaskKind, Task
 from controlplane.domain.pool import BACKING_MODEL, BACKING_OFFLINE, AgentPool, PoolType
-from plugins.claude.config import ClaudeConfig
-from plugins.claude.planner import ClaudePlanner
+from maos_plugins.claude.config import ClaudeConfig
+from maos_plugins.claude.planner import ClaudePlanner
 from tests.harness.messages_api import MessagesAPIServer
 from tests.harness.planning_api import offered_agent_types, plan_over_offered_types
 

@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 
 from agent_sdk.errors import BudgetExhausted, PermanentError
-from plugins.claude.agents import AnalystAgent, CoderAgent, ResearcherAgent
-from plugins.claude.agents import TesterAgent as QaAgent  # (a Test* name pytest would try to collect)
-from plugins.claude.config import DEFAULT_MODEL
-from plugins.claude.pricing import WEB_SEARCH_MICROS, cost_micros
-from plugins.claude.tools.base import ToolOutput
+from maos_plugins.claude.agents import AnalystAgent, CoderAgent, ResearcherAgent
+from maos_plugins.claude.agents import TesterAgent as QaAgent  # (a Test* name pytest would try to collect)
+from maos_plugins.claude.config import DEFAULT_MODEL
+from maos_plugins.claude.pricing import WEB_SEARCH_MICROS, cost_micros
+from maos_plugins.claude.tools.base import ToolOutput
 from tests.harness.messages_api import (
     MessageReply,
     MessagesAPIServer,

@@ -16,7 +16,7 @@ import pytest
 from agent_sdk.agent import Agent
 from agent_sdk.context import Artifact, Context, Result
 from controlplane.app import App
-from plugins.claude.agents import CoderAgent, ResearcherAgent
+from maos_plugins.claude.agents import CoderAgent, ResearcherAgent
 from tests.cli.conftest import Maos
 from tests.harness.messages_api import (
     MessageReply,

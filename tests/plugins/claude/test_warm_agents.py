@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import time
 
-import plugins.claude.agents as claude_agents
+import maos_plugins.claude.agents as claude_agents
 from agent_sdk.agent import Agent
 from agent_sdk.worker import Worker
 from controlplane.app import App
-from plugins.claude.agents import ResearcherAgent
+from maos_plugins.claude.agents import ResearcherAgent
 from tests.harness.messages_api import MessagesAPIServer
 from tests.harness.server import Stubs
 from tests.plugins.claude.conftest import params

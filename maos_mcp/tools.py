@@ -23,7 +23,6 @@ from agent_sdk.client import TERMINAL_TASK_STATUSES, Client, build_task
 from agent_sdk.errors import MaosRpcError
 from agent_sdk.proto.maos.v1 import enums_pb2 as enums
 from agent_sdk.proto.maos.v1 import messages_pb2 as msgs
-from maos_cli._output import to_data
 from controlplane.domain.tasks import (
     MAX_BACKOFF,
     MAX_BACKOFF_MULTIPLIER,
@@ -34,6 +33,7 @@ from controlplane.domain.tasks import (
     MAX_REVIEW_ROUNDS,
     MAX_TIMEOUT,
 )
+from maos_cli._output import to_data
 
 #: wait_task waits this long when no timeout is given, and never longer than MAX_WAIT.
 DEFAULT_WAIT = 60.0

@@ -43,7 +43,13 @@ from controlplane.domain.planning import (
     validate_plan,
 )
 from controlplane.domain.pool import AgentPool
-from maos_plugins.claude.client import make_client, paced_call, report_success, request_options, translate_error
+from maos_plugins.claude.client import (
+    make_client,
+    paced_call,
+    report_success,
+    request_options,
+    translate_error,
+)
 from maos_plugins.claude.config import ClaudeConfig
 from maos_plugins.claude.pricing import price_for, usage_cost_micros
 

@@ -17,8 +17,8 @@ from click.testing import CliRunner, Result
 
 from agent_sdk.builtin import EchoAgent
 from agent_sdk.worker import Worker
-from maos_cli.main import cli
 from controlplane.app import App
+from maos_cli.main import cli
 
 #: Variables of the developer's shell that would change what the CLI does.
 _CLEARED = [

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 from agent_sdk.worker import Worker
-from maos_cli._errors import EXIT_FAILED_PRECONDITION, EXIT_NOT_FOUND
 from controlplane.app import App
+from maos_cli._errors import EXIT_FAILED_PRECONDITION, EXIT_NOT_FOUND
 from tests.cli.conftest import Maos, stdout_lines
 from tests.harness.server import alive, wait_for
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from agent_sdk.client import Client
 from agent_sdk.proto.maos.v1 import enums_pb2 as enums
-from maos_cli._errors import EXIT_UNAUTHENTICATED
 from controlplane.app import App
+from maos_cli._errors import EXIT_UNAUTHENTICATED
 from tests.cli.conftest import Maos
 from tests.controlplane.access.test_access import user_key
 from tests.controlplane.access.test_join_tokens import join, register

@@ -64,12 +64,12 @@ async def test_damaged_file_and_bad_inputs(maos: Maos, tmp_path: Path) -> None:
 
 async def test_offline_recovery_after_wipe(offline_maos: Maos, tmp_path: Path) -> None:
     """No server: seed a database, export, wipe it, then `maos recover --offline --file`."""
-    from maos_cli.checkpoints import write_file
     from controlplane.api.servicers.checkpoints import checkpoint_to_pb
     from controlplane.checkpoints import service
     from controlplane.storage.base import WriteBatch
     from controlplane.storage.sql import SqlBackendFactory
     from controlplane.storage.testing import full_task, minimal_task
+    from maos_cli.checkpoints import write_file
 
     home = offline_maos.home
     home.mkdir(parents=True)

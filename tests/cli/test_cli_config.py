@@ -8,8 +8,8 @@ from pathlib import Path
 import yaml
 from click.testing import CliRunner
 
-from maos_cli.main import cli
 from controlplane.app import App
+from maos_cli.main import cli
 
 
 def invoke(home: Path, *args: str):

@@ -5,9 +5,9 @@ from __future__ import annotations
 import click
 import pytest
 
-from maos_cli._errors import CliError, exit_code_for, handle_errors
 from controlplane import errors
 from controlplane.api.errors import status_code_for
+from maos_cli._errors import CliError, exit_code_for, handle_errors
 
 DOMAIN_ERRORS = [
     errors.InvalidArgument("bad", field="x"),

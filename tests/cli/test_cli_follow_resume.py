@@ -10,8 +10,8 @@ import signal
 import sys
 from pathlib import Path
 
-from maos_cli._errors import EXIT_INTERRUPTED
 from controlplane.app import App
+from maos_cli._errors import EXIT_INTERRUPTED
 from tests.cli.conftest import Maos
 from tests.harness.server import wait_for
 

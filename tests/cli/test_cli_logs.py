@@ -10,8 +10,8 @@ import signal
 import sys
 
 from agent_sdk.worker import Worker
-from maos_cli._errors import EXIT_INTERRUPTED, EXIT_INVALID_ARGUMENT, EXIT_NOT_FOUND, EXIT_USAGE
 from controlplane.app import App
+from maos_cli._errors import EXIT_INTERRUPTED, EXIT_INVALID_ARGUMENT, EXIT_NOT_FOUND, EXIT_USAGE
 from tests.cli.conftest import Maos, stdout_lines
 from tests.harness.server import wait_for
 

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from controlplane.app import App
 from maos_cli._errors import EXIT_INVALID_ARGUMENT, EXIT_THRESHOLD, EXIT_USAGE
 from maos_cli.monitor import EXIT_INTERRUPTED
-from controlplane.app import App
 from tests.cli.conftest import Maos, stdout_lines
 from tests.harness.server import make_settings, start_app, wait_for
 

@@ -19,8 +19,8 @@ from agent_sdk.builtin import EchoAgent
 from agent_sdk.client import Client
 from agent_sdk.proto.maos.v1 import enums_pb2 as enums
 from agent_sdk.worker import Worker
-from maos_cli._errors import EXIT_FAILED_PRECONDITION, EXIT_TASK_FAILED, EXIT_UNAUTHENTICATED, EXIT_USAGE
 from controlplane.app import App
+from maos_cli._errors import EXIT_FAILED_PRECONDITION, EXIT_TASK_FAILED, EXIT_UNAUTHENTICATED, EXIT_USAGE
 from tests.cli.conftest import Maos
 from tests.controlplane.access.test_access import user_key
 from tests.harness.server import admin_key, make_settings, start_app, stored_audit, wait_for

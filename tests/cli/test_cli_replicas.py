@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from maos_cli.replicas import replicas_table
 from controlplane.app import App, build_app
+from maos_cli.replicas import replicas_table
 from tests.cli.conftest import Maos
 from tests.harness.server import empty_postgres, make_settings, start_app
 

@@ -15,8 +15,8 @@ import pytest
 
 from agent_sdk.client import Client, build_task
 from agent_sdk.errors import MaosRpcError
-from maos_cli._errors import EXIT_USAGE
 from controlplane.app import App
+from maos_cli._errors import EXIT_USAGE
 from tests.cli.conftest import Maos
 from tests.harness.server import wait_for_agents
 

@@ -20,9 +20,9 @@ from agent_sdk.proto.maos.v1 import system_service_pb2 as system_pb
 from agent_sdk.proto.maos.v1 import system_service_pb2_grpc as system_grpc
 from agent_sdk.proto.maos.v1 import task_service_pb2 as t
 from agent_sdk.worker import Worker
-from maos_cli.main import cli
 from controlplane.app import build_app
 from controlplane.redaction import redact, redact_url, shown_setting
+from maos_cli.main import cli
 from tests.harness.server import admin_key, make_settings, wait_for
 
 QUERY_SECRET = "q-hunter2-secret"

@@ -23,8 +23,8 @@ from alembic.script import ScriptDirectory
 from psycopg import sql
 from sqlalchemy.engine import make_url
 
-from maos_cli._errors import EXIT_FAILED_PRECONDITION
 from controlplane.storage.sql.migrations import SCRIPT_LOCATION, alembic_config
+from maos_cli._errors import EXIT_FAILED_PRECONDITION
 from tests.harness.server import alive, free_port
 
 pytestmark = pytest.mark.slow

@@ -7,8 +7,8 @@ import sqlite3
 
 import yaml
 
-from maos_cli._errors import EXIT_INVALID_ARGUMENT, EXIT_UNAVAILABLE
 from controlplane.config import DEFAULT_CONFIG_YML
+from maos_cli._errors import EXIT_INVALID_ARGUMENT, EXIT_UNAVAILABLE
 from tests.cli.conftest import Maos
 
 

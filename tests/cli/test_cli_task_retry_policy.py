@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from maos_cli._errors import EXIT_INVALID_ARGUMENT, EXIT_USAGE
 from controlplane.app import App
+from maos_cli._errors import EXIT_INVALID_ARGUMENT, EXIT_USAGE
 from tests.cli.conftest import Maos
 
 

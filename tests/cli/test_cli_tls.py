@@ -14,8 +14,8 @@ import pytest
 from agent_sdk.builtin import EchoAgent
 from agent_sdk.tls import tls_credentials
 from agent_sdk.worker import Worker
-from maos_cli._errors import EXIT_INVALID_ARGUMENT, EXIT_UNAVAILABLE, EXIT_USAGE
 from controlplane.app import App
+from maos_cli._errors import EXIT_INVALID_ARGUMENT, EXIT_UNAVAILABLE, EXIT_USAGE
 from tests.cli.conftest import Maos
 from tests.harness.certs import Pki
 from tests.harness.server import free_port, make_settings, start_app

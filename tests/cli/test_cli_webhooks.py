@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from maos_cli._errors import EXIT_GENERIC, EXIT_INVALID_ARGUMENT, EXIT_NOT_FOUND, EXIT_USAGE
 from controlplane.app import App
 from controlplane.webhooks import signing
+from maos_cli._errors import EXIT_GENERIC, EXIT_INVALID_ARGUMENT, EXIT_NOT_FOUND, EXIT_USAGE
 from tests.cli.conftest import Maos
 from tests.harness.receiver import Receiver
 from tests.harness.server import make_settings, start_app, wait_for

@@ -7,10 +7,10 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from maos_cli.main import cli
-from maos_cli.plugins import inspect_plugins
 from controlplane import hookimpl
 from controlplane.plugins import get_plugin_manager
+from maos_cli.main import cli
+from maos_cli.plugins import inspect_plugins
 from tests.harness.server import make_settings
 
 _CLEARED = ["MAOS_TOKEN", "MAOS_OUTPUT", "MAOS_AGENTS_ALLOW_SHELL", "NO_COLOR"]

@@ -23,9 +23,9 @@ from click.testing import CliRunner
 from agent_sdk.proto.maos.v1 import agent_service_pb2 as agents_pb
 from agent_sdk.proto.maos.v1 import enums_pb2 as enums
 from agent_sdk.testing import AgentEnvironment
-from maos_cli.main import cli
 from controlplane.agent_types import agent_types
 from controlplane.plugins import get_plugin_manager
+from maos_cli.main import cli
 from tests.controlplane.api.test_task_service import results, submit, wait_status
 from tests.harness.server import Stubs, make_settings, start_app, wait_for_agents
 

@@ -34,7 +34,7 @@ from agent_sdk.proto.maos.v1 import messages_pb2 as m  # noqa: E402
 from agent_sdk.proto.maos.v1 import system_service_pb2 as system_pb  # noqa: E402
 from agent_sdk.proto.maos.v1 import system_service_pb2_grpc as system_grpc  # noqa: E402
 from agent_sdk.proto.maos.v1 import task_service_pb2 as t  # noqa: E402
-from benchmarks._common import control_plane, tasks_stub  # noqa: E402
+from benchmarks._common import control_plane, cpu_seconds, tasks_stub  # noqa: E402
 
 PER_PROCESS = 2500
 
@@ -65,7 +65,30 @@ async def wait_until(predicate, timeout: float, what: str) -> None:
         await asyncio.sleep(0.1)
 
 
-async def run(agents: int, fanout: bool) -> None:
+def heartbeats_sent(outdir: Path, swarms: list[subprocess.Popen]) -> int:
+    """Heartbeats the swarm processes sent so far (each rewrites its count on SIGUSR1)."""
+    for proc in swarms:
+        proc.send_signal(signal.SIGUSR1)
+    total = 0
+    for proc in swarms:
+        path = outdir / f"{proc.pid}.beats"
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                text = path.read_text()
+                if text.endswith("\n"):
+                    total += int(text)
+                    path.unlink()
+                    break
+            except FileNotFoundError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("a swarm process did not report its heartbeats")
+            time.sleep(0.01)
+    return total
+
+
+async def run(agents: int, fanout: bool, idle_window: float) -> None:
     env = {"MAOS_TASKS_MAX_FANOUT": str(max(256, agents + 1)), "MAOS_SCHEDULER_LEASE_TTL": "60"}
     async with control_plane("", extra_env=env) as bench:
         address, channel, md = bench.address, bench.channel, bench.metadata
@@ -108,13 +131,23 @@ async def run(agents: int, fanout: bool) -> None:
                 await system.GetStatus(system_pb.GetStatusRequest(), metadata=md, timeout=30)
             ).connected_agents
             print(f"workload: {agents} idle agents (one stream each, {PER_PROCESS} per process), SQLite")
+            cpu_before = cpu_seconds(pid)["control plane"]
+            beats_before = heartbeats_sent(outdir, swarms)
+            await asyncio.sleep(idle_window)
+            cpu = cpu_seconds(pid)["control plane"] - cpu_before
+            beats = heartbeats_sent(outdir, swarms) - beats_before
+            print(
+                f"idle: control plane used {cpu / idle_window * 100:.1f} % of a core over {idle_window:.0f} s "
+                f"({beats} heartbeats received: {cpu * 1e6 / max(beats, 1):.0f} µs of CPU per heartbeat, "
+                "everything included)"
+            )
             print(
                 f"connected in {connect_time:.1f} s; control-plane RSS {before:.0f} MiB -> {after:.0f} MiB "
                 f"(+{after - before:.0f} MiB, {(after - before) * 1024 / agents:.0f} KiB per agent); {held} still connected 2 s later"
             )
             if fanout:
                 stub = tasks_stub(channel)
-                description = "Fan out:\n" + "\n".join(f"- part {i}" for i in range(agents))
+                description = "Fan out:\n" + "\n".join(f"- p{i}" for i in range(agents))
                 reply = await stub.SubmitTask(
                     t.SubmitTaskRequest(task=m.Task(description=description, max_agents=agents)),
                     metadata=md,
@@ -162,8 +195,9 @@ def main() -> None:
     )
     parser.add_argument("--agents", type=int, default=1000)
     parser.add_argument("--fanout", action="store_true")
+    parser.add_argument("--idle", type=float, default=10.0, help="Seconds of idle CPU measured.")
     args = parser.parse_args()
-    asyncio.run(run(args.agents, args.fanout))
+    asyncio.run(run(args.agents, args.fanout, args.idle))
 
 
 if __name__ == "__main__":

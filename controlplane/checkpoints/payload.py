@@ -29,7 +29,9 @@ import base64
 import hashlib
 import re
 import zlib
+from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -284,6 +286,9 @@ class StreamEncoder:
     Feed :meth:`add` the rows of each table in order (a table's blocks one after another); each call
     returns the compressed chunks of at least :data:`CHUNK_BYTES` that are complete; :meth:`finish`
     returns the rest. The sizes, checksums and task count are final after :meth:`finish`.
+
+    Compression and the content digest run on a thread of their own (zlib and hashlib release the
+    GIL), one line behind the encoding of the next: at most two lines wait for it.
     """
 
     def __init__(self, components: list[str], create_time: float):
@@ -297,15 +302,26 @@ class StreamEncoder:
         self._sha256 = hashlib.sha256()
         self._content = hashlib.sha256()
         self._pending = bytearray()
-        self._first = True
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="checkpoint-compress")
+        self._inflight: deque[Future[bytes]] = deque()
         self.size = 0
         self.compressed_size = 0
         self.task_count = 0
-        self._feed(orjson.dumps(header))
+        self._lines = 0
+        self._feed(orjson.dumps(header), content=False)
 
-    def _feed(self, raw: bytes) -> None:
+    def _compress(self, raw: bytes, content: bool) -> bytes:
+        """(On the thread.) Count, digest and compress the next bytes of the payload."""
         self.size += len(raw)
-        self._pending += self._zlib.compress(raw)
+        if content:  # the digest covers the table lines joined by newlines: not the header
+            self._content.update(raw if self._lines else memoryview(raw)[1:])
+            self._lines += 1
+        return self._zlib.compress(raw)
+
+    def _feed(self, raw: bytes, content: bool = True) -> None:
+        self._inflight.append(self._pool.submit(self._compress, raw, content))
+        while len(self._inflight) > 1:
+            self._pending += self._inflight.popleft().result()
 
     def _take(self, final: bool) -> list[bytes]:
         out = []
@@ -324,10 +340,6 @@ class StreamEncoder:
         line = orjson.dumps(
             {"table": table, "columns": columns, "binary": binary, "rows": rows}, default=_binary
         )
-        if not self._first:
-            self._content.update(b"\n")
-        self._first = False
-        self._content.update(line)
         self._feed(b"\n" + line)
         if table == "tasks":
             self.task_count += len(rows)
@@ -335,8 +347,15 @@ class StreamEncoder:
 
     def finish(self) -> list[bytes]:
         """The last chunks."""
+        while self._inflight:
+            self._pending += self._inflight.popleft().result()
         self._pending += self._zlib.flush()
+        self._pool.shutdown()
         return self._take(True)
+
+    def close(self) -> None:
+        """Stop the compressing thread (after an error; :meth:`finish` stops it too)."""
+        self._pool.shutdown(cancel_futures=True)
 
     @property
     def sha256(self) -> str:

@@ -83,11 +83,14 @@ def take(
     encoder = codec.StreamEncoder(ALL_COMPONENTS, create_time)
 
     def chunks() -> Iterator[bytes]:
-        for table, columns, binary, rows in backend.snapshot_blocks(
-            tables_of(ALL_COMPONENTS), codec.BLOCK_ROWS
-        ):
-            yield from encoder.add(table, columns, binary, rows)
-        yield from encoder.finish()
+        try:
+            for table, columns, binary, rows in backend.snapshot_blocks(
+                tables_of(ALL_COMPONENTS), codec.BLOCK_ROWS
+            ):
+                yield from encoder.add(table, columns, binary, rows)
+            yield from encoder.finish()
+        finally:
+            encoder.close()
 
     backend.put_checkpoint_chunks(checkpoint_id, chunks())
     if skip_unchanged:

@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 
 #: Chunks written per transaction while a payload is stored.
 CHUNKS_PER_COMMIT = 8
+#: KiB of page cache for SQLite's temporary tables during a restore (the default is 2 MiB).
+TEMP_CACHE_KIB = 64 * 1024
 
 
 @dataclass
@@ -159,6 +161,8 @@ def staged_restore(
         cursor = conn.connection.dbapi_connection.cursor()
         stage: dict[str, str] = {}
         try:
+            if not pg:  # a larger page cache for the staged tables (spilled to a temporary file beyond)
+                cursor.execute(f"PRAGMA temp.cache_size = -{TEMP_CACHE_KIB}")
             for name in sorted(wanted):
                 stage[name] = f"maos_stage_{name}"
                 if pg:
@@ -207,6 +211,7 @@ def staged_restore(
             if not pg:
                 for name in stage.values():
                     cursor.execute(f"DROP TABLE temp.{name}")
+                cursor.execute("PRAGMA temp.cache_size = -2000")
         except BaseException:
             cursor.close()
             transaction.rollback()

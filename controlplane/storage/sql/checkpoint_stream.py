@@ -154,6 +154,7 @@ def staged_restore(
     """
     pg = backend.kind == "postgresql"
     mark = "%s" if pg else "?"
+    distinct = "IS DISTINCT FROM" if pg else "IS NOT"
     wanted = {t for tables in components.values() for t in tables}
     engine = backend._writes if apply else backend.engine
     result = StagedRestore()
@@ -202,11 +203,20 @@ def staged_restore(
                     table = schema.metadata.tables[name]
                     columns = [c.name for c in table.columns]
                     key = [c.name for c in table.primary_key.columns]
+                    others = [c for c in columns if c not in key]
+                    # A stored row equal to its staged one is left alone (not written again).
                     cursor.execute(
                         f"INSERT INTO {name} ({', '.join(columns)}) "
                         f"SELECT {', '.join(columns)} FROM {stage[name]} WHERE true "
-                        f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET "
-                        + ", ".join(f"{c} = excluded.{c}" for c in columns if c not in key)
+                        f"ON CONFLICT ({', '.join(key)}) DO "
+                        + (
+                            "UPDATE SET "
+                            + ", ".join(f"{c} = excluded.{c}" for c in others)
+                            + " WHERE "
+                            + " OR ".join(f"{name}.{c} {distinct} excluded.{c}" for c in others)
+                            if others
+                            else "NOTHING"
+                        )
                     )
             if not pg:
                 for name in stage.values():

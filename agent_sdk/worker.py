@@ -740,7 +740,10 @@ def next_heartbeat(interval: float, now: float) -> float:
     spread over the slots by when they registered.
     """
     slot = interval / HEARTBEAT_SLOTS
-    return interval - slot + (slot - now % slot)
+    past = now % slot
+    if slot - past < slot / 1000:  # on a boundary, give or take a rounding error: this slot is ours
+        past = 0.0
+    return interval - past
 
 
 _LEVELS = {

@@ -1,16 +1,18 @@
 """Agent scale: memory of idle agents, many held streams, and cancel fan-out.
 
-Workload: ``--agents`` light agents (``benchmarks/_swarm.py``, 2,500 per
-process, one gRPC stream each, heartbeating every 5 s) connect to one control
-plane process on SQLite. Prints the control plane's RSS before and after they
-are all connected, how many are still connected 2 s later, and how many
-streams broke on the way (each such agent reconnects, as a real one would). With ``--fanout``, submits one task of N list items (one
+Workload: ``--agents`` light agents (``benchmarks/_swarm.py``, ``--per-process``
+of them per process (2,500), 100 streams per channel, one gRPC stream each,
+heartbeating every 5 s on the SDK's slot grid) connect to one control plane
+process on SQLite. Prints the control plane's RSS before and after they are all
+connected, its CPU over ``--idle`` seconds divided by the heartbeats the swarm
+sent meanwhile, how many are still connected 2 s later, and how many streams
+broke on the way (each such agent reconnects, as a real one would). With ``--fanout``, submits one task of N list items (one
 subtask per agent, max_agents N), waits until every subtask is RUNNING (each
 agent holds its assignment), calls CancelTask and prints how long until the
 last agent received its Cancel (agents record receive times; same clock).
 
     python benchmarks/agents.py --agents 1000 --fanout
-    python benchmarks/agents.py --agents 10000
+    python benchmarks/agents.py --agents 10000 --per-process 5000 --fanout
 """
 
 from __future__ import annotations
@@ -88,7 +90,7 @@ def heartbeats_sent(outdir: Path, swarms: list[subprocess.Popen]) -> int:
     return total
 
 
-async def run(agents: int, fanout: bool, idle_window: float) -> None:
+async def run(agents: int, fanout: bool, idle_window: float, per_process: int = PER_PROCESS) -> None:
     env = {"MAOS_TASKS_MAX_FANOUT": str(max(256, agents + 1)), "MAOS_SCHEDULER_LEASE_TTL": "60"}
     async with control_plane("", extra_env=env) as bench:
         address, channel, md = bench.address, bench.channel, bench.metadata
@@ -97,8 +99,8 @@ async def run(agents: int, fanout: bool, idle_window: float) -> None:
         before = rss_mib(pid)
         outdir = Path(tempfile.mkdtemp(prefix="maos-swarm-"))
         swarms = []
-        for index in range(0, agents, PER_PROCESS):
-            n = min(PER_PROCESS, agents - index)
+        for index in range(0, agents, per_process):
+            n = min(per_process, agents - index)
             swarms.append(
                 subprocess.Popen(
                     [
@@ -130,7 +132,7 @@ async def run(agents: int, fanout: bool, idle_window: float) -> None:
             held = (
                 await system.GetStatus(system_pb.GetStatusRequest(), metadata=md, timeout=30)
             ).connected_agents
-            print(f"workload: {agents} idle agents (one stream each, {PER_PROCESS} per process), SQLite")
+            print(f"workload: {agents} idle agents (one stream each, {per_process} per process), SQLite")
             cpu_before = cpu_seconds(pid)["control plane"]
             beats_before = heartbeats_sent(outdir, swarms)
             await asyncio.sleep(idle_window)
@@ -196,8 +198,11 @@ def main() -> None:
     parser.add_argument("--agents", type=int, default=1000)
     parser.add_argument("--fanout", action="store_true")
     parser.add_argument("--idle", type=float, default=10.0, help="Seconds of idle CPU measured.")
+    parser.add_argument(
+        "--per-process", type=int, default=PER_PROCESS, help="Agents per swarm process (default %(default)s)."
+    )
     args = parser.parse_args()
-    asyncio.run(run(args.agents, args.fanout, args.idle))
+    asyncio.run(run(args.agents, args.fanout, args.idle, args.per_process))
 
 
 if __name__ == "__main__":

@@ -75,6 +75,10 @@ CHANNEL_OPTIONS = [
     ("grpc.max_send_message_length", 16 * 1024 * 1024),
 ]
 SDK_VERSION = "0.1.0"
+#: Heartbeats fall on a grid of this many slots per interval on the wall clock, so that the beats of
+#: many agents reach the control plane together and it handles each wake-up's worth at once (a lone
+#: message costs it several times more than one among many).
+HEARTBEAT_SLOTS = 10
 _CLOSE = object()
 #: A ``SubtaskResults`` message holds at most this many results ...
 MAX_RESULT_BATCH = 256
@@ -391,7 +395,7 @@ class Worker:
 
     async def _heartbeat_loop(self) -> None:
         while True:
-            await asyncio.sleep(self._heartbeat_interval)
+            await asyncio.sleep(next_heartbeat(self._heartbeat_interval, time.time()))
             self._send(gw.ConnectRequest(heartbeat=self._heartbeat_msg()))
 
     # --- assignments ----------------------------------------------------------
@@ -703,6 +707,19 @@ def _duration(seconds: float) -> Any:
     d = duration_pb2.Duration()
     d.FromNanoseconds(int(max(0.0, seconds) * 1e9))
     return d
+
+
+def next_heartbeat(interval: float, now: float) -> float:
+    """Seconds until the next heartbeat: the first slot boundary at least ``interval - slot`` away.
+
+    Consecutive beats are exactly ``interval`` apart once on the grid (never more), and agents stay
+    spread over the slots by when they registered.
+    """
+    slot = interval / HEARTBEAT_SLOTS
+    past = now % slot
+    if slot - past < slot / 1000:  # on a boundary, give or take a rounding error: this slot is ours
+        past = 0.0
+    return interval - past
 
 
 _LEVELS = {

@@ -2,7 +2,8 @@
 
 Usage: MAOS_API_KEY=KEY python benchmarks/_swarm.py ADDRESS COUNT OUTFILE
 Each agent registers, heartbeats, holds every assignment it gets without
-answering, and records when a Cancel arrives; on SIGTERM the process writes
+answering, and records when a Cancel arrives; on SIGUSR1 it writes how many
+heartbeats it sent to PID.beats next to OUTFILE; on SIGTERM the process writes
 the cancel receive times (epoch seconds) and how many streams broke, by
 status code, to OUTFILE as JSON and exits.
 """
@@ -25,9 +26,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from agent_sdk.proto.maos.v1 import agent_gateway_pb2 as gw  # noqa: E402
 from agent_sdk.proto.maos.v1 import agent_gateway_pb2_grpc as gw_grpc  # noqa: E402
-from agent_sdk.worker import KEEPALIVE_OPTIONS  # noqa: E402
+from agent_sdk.worker import KEEPALIVE_OPTIONS, next_heartbeat  # noqa: E402
 
 STREAMS_PER_CHANNEL = 100
+#: Heartbeats sent so far by this process (written to OUTFILE's folder as PID.beats on SIGUSR1).
+SENT = [0]
 
 
 async def agent(
@@ -61,10 +64,11 @@ async def session(
 
     async def heartbeats(interval: float) -> None:
         while True:
-            await asyncio.sleep(interval)
+            await asyncio.sleep(next_heartbeat(interval, time.time()))  # as the Python SDK does
             outbox.put_nowait(
                 gw.ConnectRequest(heartbeat=gw.Heartbeat(running=held, free_slots=1 - len(held)))
             )
+            SENT[0] += 1
 
     beat = None
     metadata = (("authorization", f"Bearer {os.environ['MAOS_API_KEY']}"),)
@@ -82,6 +86,11 @@ async def session(
                 held.clear()
     except grpc.aio.AioRpcError as exc:
         broken[exc.code().name] += 1
+        if sum(broken.values()) <= 3:
+            print(
+                f"swarm: stream broke at {time.time():.3f}: {exc.code().name} {exc.details()}",
+                file=sys.stderr,
+            )
         return False
     finally:
         call.cancel()  # stops the call's reader of requests() too
@@ -95,7 +104,10 @@ async def main(address: str, count: int, outfile: str) -> None:
     registered = [0]
     broken: Counter[str] = Counter()
     stop = asyncio.Event()
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    beats = Path(outfile).with_name(f"{os.getpid()}.beats")
+    loop.add_signal_handler(signal.SIGUSR1, lambda: beats.write_text(f"{SENT[0]}\n"))
     channels = [
         grpc.aio.insecure_channel(address, options=KEEPALIVE_OPTIONS)
         for _ in range((count + STREAMS_PER_CHANNEL - 1) // STREAMS_PER_CHANNEL)
@@ -112,10 +124,10 @@ async def main(address: str, count: int, outfile: str) -> None:
         await asyncio.sleep(0.002)
     await stop.wait()
     Path(outfile).write_text(json.dumps({"registered": registered[0], "cancels": cancels, "broken": broken}))
-    for task in tasks:
-        task.cancel()
-    for channel in channels:
-        await channel.close(grace=None)
+    # Thousands of streams torn down one by one would take seconds and print grpc's complaints
+    # about generators it was still reading: the report is written, so leave at once.
+    sys.stdout.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":

@@ -1,16 +1,18 @@
 """Agent scale: memory of idle agents, many held streams, and cancel fan-out.
 
-Workload: ``--agents`` light agents (``benchmarks/_swarm.py``, 2,500 per
-process, one gRPC stream each, heartbeating every 5 s) connect to one control
-plane process on SQLite. Prints the control plane's RSS before and after they
-are all connected, how many are still connected 2 s later, and how many
-streams broke on the way (each such agent reconnects, as a real one would). With ``--fanout``, submits one task of N list items (one
+Workload: ``--agents`` light agents (``benchmarks/_swarm.py``, ``--per-process``
+of them per process (2,500), 100 streams per channel, one gRPC stream each,
+heartbeating every 5 s on the SDK's slot grid) connect to one control plane
+process on SQLite. Prints the control plane's RSS before and after they are all
+connected, its CPU over ``--idle`` seconds divided by the heartbeats the swarm
+sent meanwhile, how many are still connected 2 s later, and how many streams
+broke on the way (each such agent reconnects, as a real one would). With ``--fanout``, submits one task of N list items (one
 subtask per agent, max_agents N), waits until every subtask is RUNNING (each
 agent holds its assignment), calls CancelTask and prints how long until the
 last agent received its Cancel (agents record receive times; same clock).
 
     python benchmarks/agents.py --agents 1000 --fanout
-    python benchmarks/agents.py --agents 10000
+    python benchmarks/agents.py --agents 10000 --per-process 5000 --fanout
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from agent_sdk.proto.maos.v1 import messages_pb2 as m  # noqa: E402
 from agent_sdk.proto.maos.v1 import system_service_pb2 as system_pb  # noqa: E402
 from agent_sdk.proto.maos.v1 import system_service_pb2_grpc as system_grpc  # noqa: E402
 from agent_sdk.proto.maos.v1 import task_service_pb2 as t  # noqa: E402
-from benchmarks._common import control_plane, tasks_stub  # noqa: E402
+from benchmarks._common import control_plane, cpu_seconds, tasks_stub  # noqa: E402
 
 PER_PROCESS = 2500
 
@@ -65,7 +67,30 @@ async def wait_until(predicate, timeout: float, what: str) -> None:
         await asyncio.sleep(0.1)
 
 
-async def run(agents: int, fanout: bool) -> None:
+def heartbeats_sent(outdir: Path, swarms: list[subprocess.Popen]) -> int:
+    """Heartbeats the swarm processes sent so far (each rewrites its count on SIGUSR1)."""
+    for proc in swarms:
+        proc.send_signal(signal.SIGUSR1)
+    total = 0
+    for proc in swarms:
+        path = outdir / f"{proc.pid}.beats"
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                text = path.read_text()
+                if text.endswith("\n"):
+                    total += int(text)
+                    path.unlink()
+                    break
+            except FileNotFoundError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("a swarm process did not report its heartbeats")
+            time.sleep(0.01)
+    return total
+
+
+async def run(agents: int, fanout: bool, idle_window: float, per_process: int = PER_PROCESS) -> None:
     env = {"MAOS_TASKS_MAX_FANOUT": str(max(256, agents + 1)), "MAOS_SCHEDULER_LEASE_TTL": "60"}
     async with control_plane("", extra_env=env) as bench:
         address, channel, md = bench.address, bench.channel, bench.metadata
@@ -74,8 +99,8 @@ async def run(agents: int, fanout: bool) -> None:
         before = rss_mib(pid)
         outdir = Path(tempfile.mkdtemp(prefix="maos-swarm-"))
         swarms = []
-        for index in range(0, agents, PER_PROCESS):
-            n = min(PER_PROCESS, agents - index)
+        for index in range(0, agents, per_process):
+            n = min(per_process, agents - index)
             swarms.append(
                 subprocess.Popen(
                     [
@@ -107,14 +132,24 @@ async def run(agents: int, fanout: bool) -> None:
             held = (
                 await system.GetStatus(system_pb.GetStatusRequest(), metadata=md, timeout=30)
             ).connected_agents
-            print(f"workload: {agents} idle agents (one stream each, {PER_PROCESS} per process), SQLite")
+            print(f"workload: {agents} idle agents (one stream each, {per_process} per process), SQLite")
+            cpu_before = cpu_seconds(pid)["control plane"]
+            beats_before = heartbeats_sent(outdir, swarms)
+            await asyncio.sleep(idle_window)
+            cpu = cpu_seconds(pid)["control plane"] - cpu_before
+            beats = heartbeats_sent(outdir, swarms) - beats_before
+            print(
+                f"idle: control plane used {cpu / idle_window * 100:.1f} % of a core over {idle_window:.0f} s "
+                f"({beats} heartbeats received: {cpu * 1e6 / max(beats, 1):.0f} µs of CPU per heartbeat, "
+                "everything included)"
+            )
             print(
                 f"connected in {connect_time:.1f} s; control-plane RSS {before:.0f} MiB -> {after:.0f} MiB "
                 f"(+{after - before:.0f} MiB, {(after - before) * 1024 / agents:.0f} KiB per agent); {held} still connected 2 s later"
             )
             if fanout:
                 stub = tasks_stub(channel)
-                description = "Fan out:\n" + "\n".join(f"- part {i}" for i in range(agents))
+                description = "Fan out:\n" + "\n".join(f"- p{i}" for i in range(agents))
                 reply = await stub.SubmitTask(
                     t.SubmitTaskRequest(task=m.Task(description=description, max_agents=agents)),
                     metadata=md,
@@ -162,8 +197,12 @@ def main() -> None:
     )
     parser.add_argument("--agents", type=int, default=1000)
     parser.add_argument("--fanout", action="store_true")
+    parser.add_argument("--idle", type=float, default=10.0, help="Seconds of idle CPU measured.")
+    parser.add_argument(
+        "--per-process", type=int, default=PER_PROCESS, help="Agents per swarm process (default %(default)s)."
+    )
     args = parser.parse_args()
-    asyncio.run(run(args.agents, args.fanout))
+    asyncio.run(run(args.agents, args.fanout, args.idle, args.per_process))
 
 
 if __name__ == "__main__":

@@ -11,6 +11,12 @@ checksum covers the compressed bytes (what is stored and exported); the
 content digest covers the table lines only, so two checkpoints of the same
 state have the same content digest.
 
+A table's rows may span several consecutive lines with the same columns
+(:class:`StreamEncoder` writes blocks of :data:`BLOCK_ROWS` rows, so that
+neither writing nor reading ever holds a whole table): :func:`iter_decode`
+reads both that and one line per table, as written before, with the same
+checks, chunk by chunk.
+
 An imported payload is untrusted (issue 11): :class:`Upload` checks it as it
 arrives, bounding its compressed size and the size it decompresses to before
 anything is inflated whole, and :func:`decode` accepts only the known
@@ -23,6 +29,9 @@ import base64
 import hashlib
 import re
 import zlib
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +48,10 @@ CORRUPT = "ERROR_REASON_CHECKPOINT_CORRUPT"
 #: Bytes inflated per step while an upload is measured (the output never grows past this at once).
 INFLATE_STEP = 256 * 1024
 _COLUMN = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+#: Rows per table line written by :class:`StreamEncoder` (a few MiB of JSON at most).
+BLOCK_ROWS = 5000
+#: Compressed bytes per stored chunk.
+CHUNK_BYTES = 1024 * 1024
 
 
 class Upload:
@@ -220,7 +233,8 @@ def _check_part(part: Any, tables: set[str], seen: TableRows) -> None:
         raise ValueError(f"table {table}: the columns are not distinct column names")
     if not isinstance(binary, list) or not all(b in columns for b in binary):
         raise ValueError(f"table {table}: binary names a column it does not have")
-    if not isinstance(rows, list) or not all(isinstance(r, list) and len(r) == len(columns) for r in rows):
+    width = len(columns)
+    if not isinstance(rows, list) or not all(type(r) is list and len(r) == width for r in rows):
         raise ValueError(f"table {table}: a row does not match its columns")
 
 
@@ -261,3 +275,201 @@ def decode(
     except (zlib.error, orjson.JSONDecodeError, ValueError, KeyError, TypeError, IndexError) as exc:
         raise corrupt(f"cannot be read ({exc})", checkpoint_id) from None
     return header, data
+
+
+# --- streamed form ----------------------------------------------------------------------------------
+
+
+class StreamEncoder:
+    """Encodes a snapshot block by block into compressed chunks, with the checksums of :func:`encode`.
+
+    Feed :meth:`add` the rows of each table in order (a table's blocks one after another); each call
+    returns the compressed chunks of at least :data:`CHUNK_BYTES` that are complete; :meth:`finish`
+    returns the rest. The sizes, checksums and task count are final after :meth:`finish`.
+
+    Compression and the content digest run on a thread of their own (zlib and hashlib release the
+    GIL), one line behind the encoding of the next: at most two lines wait for it.
+    """
+
+    def __init__(self, components: list[str], create_time: float):
+        header = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "create_time": create_time,
+            "components": components,
+        }
+        self._zlib = zlib.compressobj(COMPRESSION_LEVEL)
+        self._sha256 = hashlib.sha256()
+        self._content = hashlib.sha256()
+        self._pending = bytearray()
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="checkpoint-compress")
+        self._inflight: deque[Future[bytes]] = deque()
+        self.size = 0
+        self.compressed_size = 0
+        self.task_count = 0
+        self._lines = 0
+        self._feed(orjson.dumps(header), content=False)
+
+    def _compress(self, raw: bytes, content: bool) -> bytes:
+        """(On the thread.) Count, digest and compress the next bytes of the payload."""
+        self.size += len(raw)
+        if content:  # the digest covers the table lines joined by newlines: not the header
+            self._content.update(raw if self._lines else memoryview(raw)[1:])
+            self._lines += 1
+        return self._zlib.compress(raw)
+
+    def _feed(self, raw: bytes, content: bool = True) -> None:
+        self._inflight.append(self._pool.submit(self._compress, raw, content))
+        while len(self._inflight) > 1:
+            self._pending += self._inflight.popleft().result()
+
+    def _take(self, final: bool) -> list[bytes]:
+        out = []
+        while len(self._pending) >= CHUNK_BYTES or (final and self._pending):
+            chunk = bytes(self._pending[:CHUNK_BYTES])
+            del self._pending[:CHUNK_BYTES]
+            self._sha256.update(chunk)
+            self.compressed_size += len(chunk)
+            out.append(chunk)
+        return out
+
+    def add(
+        self, table: str, columns: list[str], binary: list[str], rows: Sequence[Sequence[Any]]
+    ) -> list[bytes]:
+        """One line of a table's rows; the chunks now complete."""
+        line = orjson.dumps(
+            {"table": table, "columns": columns, "binary": binary, "rows": rows}, default=_binary
+        )
+        self._feed(b"\n" + line)
+        if table == "tasks":
+            self.task_count += len(rows)
+        return self._take(False)
+
+    def finish(self) -> list[bytes]:
+        """The last chunks."""
+        while self._inflight:
+            self._pending += self._inflight.popleft().result()
+        self._pending += self._zlib.flush()
+        self._pool.shutdown()
+        return self._take(True)
+
+    def close(self) -> None:
+        """Stop the compressing thread (after an error; :meth:`finish` stops it too)."""
+        self._pool.shutdown(cancel_futures=True)
+
+    @property
+    def sha256(self) -> str:
+        return self._sha256.hexdigest()
+
+    @property
+    def content_sha256(self) -> str:
+        return self._content.hexdigest()
+
+
+@dataclass
+class Decoded:
+    """What :func:`iter_decode` learnt once the whole payload was read."""
+
+    header: dict[str, Any]
+    size: int = 0
+    compressed_size: int = 0
+    content_sha256: str = ""
+    task_count: int = 0
+
+
+def _lines(chunks: Iterable[bytes], decoded: Decoded, max_inflated: int | None) -> Iterator[bytes]:
+    """The decompressed lines of a payload, chunk by chunk (corrupt if it does not decompress)."""
+    inflater = zlib.decompressobj()
+    carry: list[bytes] = []  # the start of a line not ended yet, in pieces (a line may be MiBs long)
+    try:
+        for chunk in chunks:
+            decoded.compressed_size += len(chunk)
+            pending = chunk
+            while pending:
+                raw = inflater.decompress(pending, INFLATE_STEP)
+                pending = inflater.unconsumed_tail
+                decoded.size += len(raw)
+                if max_inflated is not None and decoded.size > max_inflated:
+                    raise ValueError(f"it decompresses to over {max_inflated} bytes")
+                if inflater.eof and (pending or inflater.unused_data):
+                    raise ValueError("there are bytes after its end")
+                if b"\n" not in raw:
+                    carry.append(raw)
+                    continue
+                parts = raw.split(b"\n")
+                carry.append(parts[0])
+                yield b"".join(carry)
+                yield from parts[1:-1]
+                carry = [parts[-1]]
+        if not inflater.eof:
+            raise ValueError("it is truncated")
+    except zlib.error as exc:
+        raise ValueError(f"it does not decompress ({exc})") from None
+    yield b"".join(carry)
+
+
+def iter_decode(
+    chunks: Iterable[bytes], expected_sha256: str, checkpoint_id: str = "", max_inflated: int | None = None
+) -> tuple[Decoded, Iterator[tuple[str, list[str], list[list[Any]]]]]:
+    """Parse a payload as it is read: its header, then ``(table, columns, rows)`` per line.
+
+    The lines are checked as :func:`decode` checks them (a table may continue over consecutive
+    lines with the same columns). The SHA-256 is compared once the last chunk was read, before the
+    iterator ends: a consumer must apply nothing until the iterator is exhausted. The ``Decoded``
+    returned first is complete then.
+
+    Raises:
+        FailedPrecondition: ERROR_REASON_CHECKPOINT_CORRUPT, as :func:`decode`.
+    """
+    digest = hashlib.sha256()
+
+    def counted() -> Iterator[bytes]:
+        for chunk in chunks:
+            digest.update(chunk)
+            yield chunk
+
+    decoded = Decoded(header={})
+    lines = _lines(counted(), decoded, max_inflated)
+    content = hashlib.sha256()
+    try:
+        header = orjson.loads(next(lines))
+        tables = _check_header(header)
+    except (StopIteration, orjson.JSONDecodeError, ValueError, TypeError) as exc:
+        raise corrupt(f"cannot be read ({exc})", checkpoint_id) from None
+    decoded.header = header
+
+    def parts() -> Iterator[tuple[str, list[str], list[list[Any]]]]:
+        seen: TableRows = {}
+        current: tuple[str, list[str]] | None = None
+        first = True
+        try:
+            for line in lines:
+                if not first:
+                    content.update(b"\n")
+                first = False
+                content.update(line)
+                part = orjson.loads(line)
+                if current is not None and isinstance(part, dict) and part.get("table") == current[0]:
+                    if part.get("columns") != current[1]:
+                        raise ValueError(f"table {current[0]}: its lines have different columns")
+                    _check_part(part, tables, {})
+                else:
+                    _check_part(part, tables, seen)
+                    seen[part["table"]] = ([], [])
+                    current = (part["table"], part["columns"])
+                columns = part["columns"]
+                rows = part["rows"]
+                for i in [columns.index(b) for b in part["binary"]]:
+                    for row in rows:
+                        if row[i] is not None:
+                            row[i] = base64.b64decode(row[i])
+                if part["table"] == "tasks":
+                    decoded.task_count += len(rows)
+                yield part["table"], columns, rows
+        except (zlib.error, orjson.JSONDecodeError, ValueError, KeyError, TypeError, IndexError) as exc:
+            raise corrupt(f"cannot be read ({exc})", checkpoint_id) from None
+        if digest.hexdigest() != expected_sha256:
+            raise corrupt("its SHA-256 does not match the recorded checksum", checkpoint_id)
+        decoded.content_sha256 = content.hexdigest()
+
+    return decoded, parts()

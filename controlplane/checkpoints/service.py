@@ -13,7 +13,7 @@ import builtins
 import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, ParamSpec, TypeVar
 
@@ -30,7 +30,6 @@ from controlplane.errors import AlreadyExists, InvalidArgument, NotFound
 from controlplane.storage.base import (
     CheckpointStore,
     StoresCheckpoints,
-    TableRows,
     WriteBatch,
     require,
 )
@@ -82,31 +81,51 @@ def take(
     automatic: bool = False,
     skip_unchanged: bool = False,
 ) -> CheckpointRecord | None:
-    """Snapshot every component, store it, and return its metadata (None if skipped as unchanged)."""
+    """Snapshot every component, store it, and return its metadata (None if skipped as unchanged).
+
+    The tables are read, encoded and stored block by block (:class:`codec.StreamEncoder`): the
+    payload's chunks are written first, and the checkpoint row that makes them a checkpoint last.
+    """
     create_time = time.time()
-    data = backend.snapshot_tables(tables_of(ALL_COMPONENTS))
-    encoded = codec.encode(data, ALL_COMPONENTS, create_time)
+    checkpoint_id = new_id()
+    encoder = codec.StreamEncoder(ALL_COMPONENTS, create_time)
+
+    def chunks() -> Iterator[bytes]:
+        try:
+            for table, columns, binary, rows in backend.snapshot_blocks(
+                tables_of(ALL_COMPONENTS), codec.BLOCK_ROWS
+            ):
+                yield from encoder.add(table, columns, binary, rows)
+            yield from encoder.finish()
+        finally:
+            encoder.close()
+
+    backend.put_checkpoint_chunks(checkpoint_id, chunks())
     if skip_unchanged:
         latest = backend.get_checkpoint("latest")
-        if latest is not None and latest.content_sha256 == encoded.content_sha256:
+        if latest is not None and latest.content_sha256 == encoder.content_sha256:
+            backend.drop_checkpoint_chunks(checkpoint_id)
             return None
     record = CheckpointRecord(
-        id=new_id(),
+        id=checkpoint_id,
         display_name=display_name,
         description=description,
         create_time=create_time,
         automatic=automatic,
-        size=encoded.size,
-        compressed_size=len(encoded.compressed),
-        sha256=encoded.sha256,
-        content_sha256=encoded.content_sha256,
+        size=encoder.size,
+        compressed_size=encoder.compressed_size,
+        sha256=encoder.sha256,
+        content_sha256=encoder.content_sha256,
         components=list(ALL_COMPONENTS),
-        task_count=encoded.task_count,
+        task_count=encoder.task_count,
         format_version=codec.FORMAT_VERSION,
-        payload=encoded.compressed,
+        payload=None,
     )
-    backend.put_checkpoint(record)
-    record.payload = None
+    try:
+        backend.put_checkpoint(record)
+    except BaseException:
+        backend.drop_checkpoint_chunks(checkpoint_id)
+        raise
     return record
 
 
@@ -117,26 +136,27 @@ def import_payload(
 
     ``max_inflated`` bounds the size the payload may decompress to (corrupt beyond it).
     """
-    header, rows = codec.decode(data, meta.sha256, meta.id, max_inflated)
-    raw_size = len(codec.inflate(data, max_inflated, meta.id))
+    decoded, parts = codec.iter_decode([data], meta.sha256, meta.id, max_inflated)
+    for _ in parts:  # verified and checked line by line, to its checksum
+        pass
+    header = decoded.header
     existing = backend.get_checkpoint(meta.id) if meta.id else None
     if existing is not None:
         if existing.sha256 == meta.sha256:
             return existing
         raise AlreadyExists(f"checkpoints/{meta.id} already exists with other content; delete it first")
-    body_sha = codec.encode_digest(rows)
     record = CheckpointRecord(
         id=meta.id or new_id(),
         display_name=meta.display_name,
         description=meta.description,
         create_time=float(header.get("create_time") or meta.create_time or time.time()),
         automatic=meta.automatic,
-        size=raw_size,
+        size=decoded.size,
         compressed_size=len(data),
         sha256=meta.sha256,
-        content_sha256=body_sha,
+        content_sha256=decoded.content_sha256,
         components=list(header.get("components") or []),
-        task_count=len(rows.get("tasks", ([], []))[1]),
+        task_count=decoded.task_count,
         format_version=str(header.get("format_version")),
         payload=data,
     )
@@ -155,28 +175,6 @@ def apply_retention(
     for checkpoint_id in doomed:
         backend.delete_checkpoint(checkpoint_id)
     return doomed
-
-
-def _groups(data: TableRows, component: str) -> dict[str, tuple[Any, ...]]:
-    """Rows of a component grouped by the object they belong to (a task with its subtasks and state)."""
-
-    def norm(row: tuple[Any, ...]) -> tuple[Any, ...]:
-        return tuple(bytes(v) if isinstance(v, (memoryview, bytearray)) else v for v in row)
-
-    if component in ("agents", "templates"):  # keyed by their first column, the id
-        return {row[0]: (norm(row),) for row in data.get(component, ([], []))[1]}
-    if component == "batches":  # a batch with the tasks added to it
-        batches: dict[str, list[Any]] = {row[0]: [norm(row)] for row in data.get("batches", ([], []))[1]}
-        for row in data.get("batch_tasks", ([], []))[1]:  # batch_id is the first key column
-            batches.setdefault(row[0], []).append(norm(row))
-        return {k: tuple(v) for k, v in batches.items()}
-    columns, rows = data.get("tasks", ([], []))
-    id_at = columns.index("id") if columns else 0
-    groups: dict[str, list[Any]] = {row[id_at]: [norm(row)] for row in rows}
-    for table in ("subtasks", "shared_state"):
-        for row in data.get(table, ([], []))[1]:  # task_id is the first key column of both
-            groups.setdefault(row[0], []).append(norm(row))
-    return {k: tuple(v) for k, v in groups.items()}
 
 
 def plan_recovery(record: CheckpointRecord, components: list[str]) -> tuple[list[str], list[str]]:
@@ -206,19 +204,19 @@ def recover(
     verify_only: bool,
     requeue_later: bool,
 ) -> RecoveryReport:
-    """Verify a checkpoint, compare it with the database and (unless ``verify_only``) restore it."""
-    _, data = codec.decode(record.payload or b"", record.sha256, record.id)
+    """Verify a checkpoint, compare it with the database and (unless ``verify_only``) restore it.
+
+    The payload is read chunk by chunk and its rows staged in the database
+    (``restore_staged``), which compares and upserts them set by set: nothing
+    is applied unless the whole payload decoded and matched its checksum.
+    """
     selected, warnings = plan_recovery(record, components)
     report = RecoveryReport(record=record, warnings=warnings)
-    tables = tables_of(selected)
-    current = backend.snapshot_tables(tables)
-    for component in selected:
-        saved, now_ = _groups(data, component), _groups(current, component)
-        restored = sum(1 for k in saved if k not in now_)
-        changed = sum(1 for k, v in saved.items() if k in now_ and now_[k] != v)
-        report.changes[component] = (restored, changed, len(saved) - restored - changed)
-        if component == "tasks":
-            report.later_tasks = [f"tasks/{k}" for k in now_ if k not in saved]
+    chunks = [record.payload] if record.payload else backend.checkpoint_chunks(record.id)
+    _, parts = codec.iter_decode(chunks, record.sha256, record.id)
+    staged = backend.restore_staged(parts, {c: COMPONENT_TABLES[c] for c in selected}, apply=not verify_only)
+    report.changes = {c: staged.changes[c] for c in selected}
+    report.later_tasks = [f"tasks/{k}" for k in staged.later_tasks]
     if report.later_tasks:
         verb = "re-queued" if requeue_later else "kept"
         report.warnings.append(
@@ -228,9 +226,8 @@ def recover(
         )
     if verify_only:
         return report
-    backend.restore_tables({t: data[t] for t in tables if t in data})
     if requeue_later and report.later_tasks:
-        requeue(backend, [name.split("/", 1)[1] for name in report.later_tasks])
+        requeue(backend, list(staged.later_tasks))
     report.applied = True
     return report
 
@@ -336,7 +333,7 @@ class Checkpoints:
         self, checkpoint_id: str, components: builtins.list[str], *, verify_only: bool, requeue_later: bool
     ) -> RecoveryReport:
         """Verify and report, or restore and reload the engine's in-memory state from the database."""
-        record = await self.get(checkpoint_id, with_payload=True)
+        record = await self.get(checkpoint_id)  # its payload is read chunk by chunk
         plan_recovery(record, components)  # INVALID_ARGUMENT before any work
         async with self.lock:
             await self.engine.durable()

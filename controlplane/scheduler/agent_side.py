@@ -266,20 +266,25 @@ class AgentSide:
         if draining and not session.draining:
             session.draining = True
             self._agent_changed(session)
-        held = {(r.task_id, r.subtask_id) for r in running}
         if free_slots is not None:
             before = session.free
-            session.report_free(free_slots, len(held & session.running))
+            # An idle agent's heartbeat (the common case at scale) builds no set.
+            acknowledged = (
+                len({(r.task_id, r.subtask_id) for r in running} & session.running) if running else 0
+            )
+            session.report_free(free_slots, acknowledged)
             if session.free > before:
                 # Credit came back without a release here (work whose lease had expired ended on the
                 # agent): queued work may go to it now, not only at the next unrelated change.
                 self._kick()
         stamp = now()
         session.info.last_heartbeat_time = stamp
-        for ref in running:
-            lease = self.leases.get((ref.task_id, ref.subtask_id))
-            if lease and lease.agent_id == session.id and lease.epoch == ref.lease_epoch:
-                lease.expires = stamp + self.lease_ttl
+        if running:  # renewal is in memory only: the expiry the sweep compares with
+            leases, agent_id, expires = self.leases, session.id, stamp + self.lease_ttl
+            for ref in running:
+                lease = leases.get((ref.task_id, ref.subtask_id))
+                if lease and lease.agent_id == agent_id and lease.epoch == ref.lease_epoch:
+                    lease.expires = expires
 
     def _check_ref(
         self, session: AgentSession, ref: Ref, *, running: bool = False

@@ -26,7 +26,7 @@ when the database cannot be reached).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar, cast, runtime_checkable
 
@@ -40,6 +40,7 @@ if TYPE_CHECKING:
         CheckpointRecord,
         DeliveryRecord,
         JoinTokenRecord,
+        StagedRestore,
         TemplateRecord,
         WebhookRecord,
     )
@@ -330,6 +331,29 @@ class StoresCheckpoints(Protocol):
 
     def delete_checkpoint(self, checkpoint_id: str) -> bool:
         """Delete a checkpoint; whether it existed."""
+
+    def snapshot_blocks(
+        self, tables: Sequence[str], block_rows: int
+    ) -> Iterator[tuple[str, list[str], list[str], list[tuple[Any, ...]]]]:
+        """``(table, columns, binary columns, rows)`` in blocks of at most ``block_rows``, read in
+        one repeatable-read transaction (what a checkpoint streams, in bounded memory)."""
+
+    def put_checkpoint_chunks(self, checkpoint_id: str, chunks: Iterable[bytes]) -> None:
+        """Store a payload chunk by chunk ahead of its :meth:`put_checkpoint` (which makes it visible)."""
+
+    def drop_checkpoint_chunks(self, checkpoint_id: str) -> None:
+        """Remove the chunks of a checkpoint that will not be stored."""
+
+    def checkpoint_chunks(self, checkpoint_id: str) -> Iterator[bytes]:
+        """A stored payload, chunk by chunk."""
+
+    def restore_staged(
+        self,
+        parts: Iterator[tuple[str, list[str], list[Any]]],
+        components: dict[str, tuple[str, ...]],
+        apply: bool,
+    ) -> StagedRestore:
+        """Compare a checkpoint's rows with the stored ones and (``apply``) upsert them, in one transaction."""
 
 
 class CheckpointStore(StorageBackend, StoresCheckpoints, Protocol):

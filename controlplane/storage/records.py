@@ -191,3 +191,13 @@ class TemplateRecord:
     def name(self) -> str:
         """The resource name, ``templates/{id}``."""
         return f"templates/{self.id}"
+
+
+@dataclass
+class StagedRestore:
+    """What a staged restore found (and whether it applied the rows)."""
+
+    #: By component: (restored, changed, unchanged) groups, as ``service.recover`` reports them.
+    changes: dict[str, tuple[int, int, int]] = field(default_factory=dict)
+    #: Ids of stored tasks the checkpoint does not hold (in id order).
+    later_tasks: list[str] = field(default_factory=list)

@@ -547,8 +547,12 @@ class GatewayServicer(gateway_grpc.AgentGatewayServicer):
                 kind = msg.WhichOneof("message")
                 if kind == "heartbeat":
                     hb = msg.heartbeat
+                    running = hb.running
                     engine.heartbeat(
-                        session, [r for r in map(ref_from_pb, hb.running) if r], hb.draining, hb.free_slots
+                        session,
+                        [r for r in map(ref_from_pb, running) if r] if running else (),
+                        hb.draining,
+                        hb.free_slots,
                     )
                 elif kind == "result":
                     self._result(session, msg.result)

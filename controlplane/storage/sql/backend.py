@@ -36,8 +36,8 @@ from controlplane.storage.base import (
     TaskQuery,
     WriteBatch,
 )
-from controlplane.storage.records import CheckpointRecord, JoinTokenRecord
-from controlplane.storage.sql import codec, schema, wal
+from controlplane.storage.records import CheckpointRecord, JoinTokenRecord, StagedRestore
+from controlplane.storage.sql import checkpoint_stream, codec, schema, wal
 from controlplane.storage.sql.batches import SqlBatchStore
 from controlplane.storage.sql.migrations import migrate as run_migrations
 from controlplane.storage.sql.migrations import schema_status
@@ -594,10 +594,49 @@ class SqlBackend(SqlWebhooks):
         )
 
     def put_checkpoint(self, record: CheckpointRecord) -> None:
-        """Store a checkpoint with its payload (``AlreadyExists`` if the id is taken)."""
+        """Store a checkpoint with its payload (``AlreadyExists`` if the id is taken).
+
+        A record without a payload (None) is one whose chunks :meth:`put_checkpoint_chunks` wrote.
+        """
         row = {**vars(record), "automatic": int(record.automatic), "components": ",".join(record.components)}
+        if row["payload"] is None:
+            row["payload"] = b""
         with translate_errors(), self._writes.begin() as conn:
             conn.execute(schema.checkpoints.insert().values(**row))
+
+    def snapshot_blocks(
+        self, tables: Sequence[str], block_rows: int
+    ) -> Iterator[tuple[str, list[str], list[str], list[tuple[Any, ...]]]]:
+        """``(table, columns, binary columns, rows)`` in blocks, in one repeatable-read transaction."""
+        with translate_errors():
+            yield from checkpoint_stream.snapshot_blocks(self, tables, block_rows)
+
+    def put_checkpoint_chunks(self, checkpoint_id: str, chunks: Iterable[bytes]) -> None:
+        """Store a payload chunk by chunk ahead of its :meth:`put_checkpoint` (which makes it visible);
+        chunks left by a checkpoint that never got its row are removed first."""
+        with translate_errors():
+            checkpoint_stream.drop_chunks(self)
+            checkpoint_stream.store_chunks(self, checkpoint_id, chunks)
+
+    def drop_checkpoint_chunks(self, checkpoint_id: str) -> None:
+        """Remove the chunks of a checkpoint that will not be stored (e.g. skipped as unchanged)."""
+        with translate_errors():
+            checkpoint_stream.drop_chunks(self, checkpoint_id)
+
+    def checkpoint_chunks(self, checkpoint_id: str) -> Iterator[bytes]:
+        """A stored payload, chunk by chunk."""
+        with translate_errors():
+            yield from checkpoint_stream.read_chunks(self, checkpoint_id)
+
+    def restore_staged(
+        self,
+        parts: Iterator[tuple[str, list[str], list[Any]]],
+        components: dict[str, tuple[str, ...]],
+        apply: bool,
+    ) -> StagedRestore:
+        """Compare a checkpoint's rows with the stored ones and (``apply``) upsert them, in one transaction."""
+        with translate_errors():
+            return checkpoint_stream.staged_restore(self, parts, components, apply=apply)
 
     def get_checkpoint(self, checkpoint_id: str, with_payload: bool = False) -> CheckpointRecord | None:
         """One checkpoint (``"latest"``: the newest), or None."""
@@ -610,7 +649,10 @@ class SqlBackend(SqlWebhooks):
             stmt = stmt.where(c.c.id == checkpoint_id)
         with translate_errors(), self.engine.connect() as conn:
             row = conn.execute(stmt).mappings().first()
-        return None if row is None else self._checkpoint_from_row(row)
+        record = None if row is None else self._checkpoint_from_row(row)
+        if record is not None and with_payload and not record.payload:  # stored in chunks
+            record.payload = b"".join(self.checkpoint_chunks(record.id))
+        return record
 
     def list_checkpoints(self, offset: int = 0, limit: int = 50) -> list[CheckpointRecord]:
         """Checkpoints newest first, without payloads."""
@@ -628,6 +670,11 @@ class SqlBackend(SqlWebhooks):
         """Delete a checkpoint; whether it existed."""
         c = schema.checkpoints
         with translate_errors(), self._writes.begin() as conn:
+            conn.execute(
+                schema.checkpoint_chunks.delete().where(
+                    schema.checkpoint_chunks.c.checkpoint_id == checkpoint_id
+                )
+            )
             return conn.execute(c.delete().where(c.c.id == checkpoint_id)).rowcount > 0
 
     @staticmethod

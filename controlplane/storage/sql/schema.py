@@ -123,6 +123,16 @@ checkpoints = Table(
     Index("ix_checkpoints_create_time", "create_time"),
 )
 
+#: A checkpoint's payload in order, in chunks of about 1 MiB (``checkpoints.payload`` is then empty;
+#: checkpoints stored before chunks keep their payload there).
+checkpoint_chunks = Table(
+    "checkpoint_chunks",
+    metadata,
+    Column("checkpoint_id", String, primary_key=True),
+    Column("seq", Integer, primary_key=True),
+    Column("data", LargeBinary, nullable=False),
+)
+
 users = Table(
     "users",
     metadata,

@@ -1,0 +1,176 @@
+"""Checkpoints streamed in blocks and chunks: tables over several lines, payloads over several chunks,
+the restore staged in the database, and checkpoints stored whole before chunks still read."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from controlplane.checkpoints import payload as codec
+from controlplane.checkpoints import service
+from controlplane.checkpoints.record import CheckpointRecord
+from controlplane.errors import FailedPrecondition
+from controlplane.storage.base import WriteBatch
+from controlplane.storage.sql import SqlBackendFactory, schema
+from controlplane.storage.sql.backend import SqlBackend
+from controlplane.storage.testing import full_task, minimal_subtask, minimal_task
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SqlBackend]:
+    """A migrated, empty backend: a fresh SQLite file, or the truncated session PostgreSQL database."""
+    if request.param == "sqlite":
+        store = SqlBackendFactory().open(f"sqlite:///{tmp_path / 'maos.db'}")
+        store.migrate()
+    else:
+        store = SqlBackendFactory().open(request.getfixturevalue("postgres_url"))
+        store.migrate()
+        with store.engine.begin() as conn:
+            conn.execute(text(f"TRUNCATE {', '.join(t.name for t in schema.ALL_TABLES)}"))
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def small_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Blocks of 3 rows and chunks of 64 bytes, so a few tasks span several lines and chunks."""
+    monkeypatch.setattr(codec, "BLOCK_ROWS", 3)
+    monkeypatch.setattr(codec, "CHUNK_BYTES", 64)
+
+
+def _seed(backend: SqlBackend, n: int, start: int = 0) -> list[str]:
+    ids = [f"t{i:03d}" for i in range(start, start + n)]
+    backend.write(
+        WriteBatch(
+            tasks=[minimal_task(tid, seq=i + 1) for i, tid in enumerate(ids, start)],
+            subtasks=[minimal_subtask(tid, "s1") for tid in ids],
+        )
+    )
+    return ids
+
+
+def _chunk_count(backend: SqlBackend, checkpoint_id: str) -> int:
+    with backend.engine.connect() as conn:
+        return conn.execute(
+            text("SELECT count(*) FROM checkpoint_chunks WHERE checkpoint_id = :i"), {"i": checkpoint_id}
+        ).scalar_one()
+
+
+def test_blocks_and_chunks_round_trip(backend: SqlBackend, small_blocks: None) -> None:
+    ids = _seed(backend, 10)
+    record = service.take(backend)
+    assert record is not None and record.task_count == 10 and record.format_version == "1"
+    assert _chunk_count(backend, record.id) > 1
+    stored = backend.get_checkpoint(record.id)
+    assert stored is not None and stored.payload is None
+    # Several lines per table, each checked, and the whole payload is what get_checkpoint joins.
+    whole = backend.get_checkpoint(record.id, with_payload=True)
+    assert whole is not None and codec.checksum(whole.payload or b"") == record.sha256
+    decoded, parts = codec.iter_decode(backend.checkpoint_chunks(record.id), record.sha256, record.id)
+    lines = [(table, len(r)) for table, _, r in parts]
+    assert [n for table, n in lines if table == "tasks"] == [3, 3, 3, 1]
+    assert decoded.task_count == 10 and decoded.content_sha256 == record.content_sha256
+
+    # Change one task, delete another, add a later one: verify reports it and changes nothing.
+    original, deleted = backend.get_task(ids[0]), backend.get_task(ids[1])
+    backend.write(WriteBatch(tasks=[full_task(ids[0], seq=1)]))
+    changed = backend.get_task(ids[0])
+    assert changed != original
+    with backend._writes.begin() as conn:
+        conn.execute(text("DELETE FROM subtasks WHERE task_id = :i"), {"i": ids[1]})
+        conn.execute(text("DELETE FROM tasks WHERE id = :i"), {"i": ids[1]})
+    later = _seed(backend, 1, start=50)
+    report = service.recover(backend, record, ["tasks"], verify_only=True, requeue_later=False)
+    assert report.changes == {"tasks": (1, 1, 8)} and report.later_tasks == [f"tasks/{later[0]}"]
+    assert backend.get_task(ids[1]) is None and backend.get_task(ids[0]) == changed
+
+    report = service.recover(backend, record, ["tasks"], verify_only=False, requeue_later=False)
+    assert report.applied and report.changes == {"tasks": (1, 1, 8)}
+    assert backend.get_task(ids[1]) == deleted and backend.get_task(ids[0]) == original
+    assert backend.get_task(later[0]) is not None  # later work is kept
+    again = service.recover(backend, record, [], verify_only=True, requeue_later=False)
+    assert again.changes["tasks"] == (0, 0, 10)
+
+
+def test_a_later_task_sharing_a_restored_seq_moves_after_the_highest(backend: SqlBackend) -> None:
+    _seed(backend, 3)
+    record = service.take(backend)
+    assert record is not None
+    with backend._writes.begin() as conn:
+        conn.execute(text("DELETE FROM subtasks WHERE task_id = 't002'"))
+        conn.execute(text("DELETE FROM tasks WHERE id = 't002'"))
+    backend.write(WriteBatch(tasks=[minimal_task("t900", seq=3)]))  # the deleted task's seq, reused
+    service.recover(backend, record, ["tasks"], verify_only=False, requeue_later=False)
+    assert backend.get_task("t002").seq == 3  # type: ignore[union-attr]
+    assert backend.get_task("t900").seq == 4  # type: ignore[union-attr]
+
+
+def test_a_damaged_chunk_is_refused_and_nothing_changes(backend: SqlBackend, small_blocks: None) -> None:
+    ids = _seed(backend, 6)
+    record = service.take(backend)
+    assert record is not None
+    backend.write(WriteBatch(tasks=[full_task(ids[0], seq=1)]))
+    changed = backend.get_task(ids[0])
+    with backend._writes.begin() as conn:
+        data = conn.execute(
+            text("SELECT data FROM checkpoint_chunks WHERE checkpoint_id = :i AND seq = 1"), {"i": record.id}
+        ).scalar_one()
+        bad = bytearray(data)
+        bad[len(bad) // 2] ^= 0xFF
+        conn.execute(
+            text("UPDATE checkpoint_chunks SET data = :d WHERE checkpoint_id = :i AND seq = 1"),
+            {"d": bytes(bad), "i": record.id},
+        )
+    for verify in (True, False):
+        with pytest.raises(FailedPrecondition) as err:
+            service.recover(backend, record, [], verify_only=verify, requeue_later=False)
+        assert err.value.reason == codec.CORRUPT
+    assert backend.get_task(ids[0]) == changed  # not restored
+
+
+def test_a_checkpoint_stored_whole_before_chunks_is_restored(backend: SqlBackend) -> None:
+    """What the previous version stored: one line per table, the payload in ``checkpoints.payload``."""
+    ids = _seed(backend, 4)
+    data = backend.snapshot_tables(service.tables_of(service.ALL_COMPONENTS))
+    encoded = codec.encode(data, service.ALL_COMPONENTS, 1.0)
+    old = CheckpointRecord(
+        id="cold",
+        create_time=1.0,
+        size=encoded.size,
+        compressed_size=len(encoded.compressed),
+        sha256=encoded.sha256,
+        content_sha256=encoded.content_sha256,
+        components=list(service.ALL_COMPONENTS),
+        task_count=encoded.task_count,
+        format_version=codec.FORMAT_VERSION,
+        payload=encoded.compressed,
+    )
+    backend.put_checkpoint(old)
+    assert _chunk_count(backend, "cold") == 0
+    original = backend.get_task(ids[0])
+    backend.write(WriteBatch(tasks=[full_task(ids[0], seq=1)]))
+    record = backend.get_checkpoint("cold")
+    assert record is not None
+    report = service.recover(backend, record, ["tasks"], verify_only=False, requeue_later=False)
+    assert report.changes == {"tasks": (0, 1, 3)}
+    assert backend.get_task(ids[0]) == original
+
+
+def test_chunks_go_with_their_checkpoint_and_orphans_with_the_next(backend: SqlBackend) -> None:
+    _seed(backend, 2)
+    backend.put_checkpoint_chunks("corphan", [b"left by a crash"])  # never got its checkpoint row
+    record = service.take(backend)
+    assert record is not None
+    assert _chunk_count(backend, "corphan") == 0 and _chunk_count(backend, record.id) >= 1
+    # An automatic checkpoint of unchanged state is skipped and leaves no chunks.
+    assert service.take(backend, automatic=True, skip_unchanged=True) is None
+    with backend.engine.connect() as conn:
+        assert (
+            conn.execute(text("SELECT count(DISTINCT checkpoint_id) FROM checkpoint_chunks")).scalar_one()
+            == 1
+        )
+    assert backend.delete_checkpoint(record.id)
+    assert _chunk_count(backend, record.id) == 0

@@ -7,6 +7,7 @@ packages explicitly; these tests keep that list whole and build the wheel a user
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -50,6 +51,14 @@ def test_entry_points_name_installed_modules() -> None:
 
 @pytest.mark.slow
 def test_the_wheel_holds_our_names_only(tmp_path: Path) -> None:
+    # Built from a copy, so that setuptools' build/ folder is not left in the checkout.
+    source = tmp_path / "source"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for folder in ("controlplane", "agent_sdk", "maos_common", "maos_mcp", *RENAMED):
+        shutil.copytree(ROOT / folder, source / folder, ignore=ignore)
     built = subprocess.run(
         [
             sys.executable,
@@ -61,7 +70,7 @@ def test_the_wheel_holds_our_names_only(tmp_path: Path) -> None:
             "-q",
             "-w",
             str(tmp_path),
-            str(ROOT),
+            str(source),
         ],
         capture_output=True,
         text=True,

@@ -35,7 +35,7 @@ from typing import Any, TypeVar, cast
 import grpc
 from google.protobuf import field_mask_pb2, timestamp_pb2
 
-from agent_sdk._common import enum_value
+from agent_sdk._common import enum_value, paged
 from agent_sdk.addresses import open_channel, parse_addresses
 from agent_sdk.errors import MaosRpcError, UnavailableError, from_rpc_error
 from agent_sdk.proto.maos.v1 import access_service_pb2 as access_pb
@@ -530,18 +530,13 @@ class Client(WebhookMethods, WorkflowMethods):
         self, *, limit: int | None = None, page_size: int = 0, **filters: Any
     ) -> AsyncIterator[msgs.Task]:
         """Every task matching the filters of :meth:`list_tasks`, across pages (at most ``limit``)."""
-        token, count = "", 0
-        while True:
-            size = min(page_size or 1000, limit - count) if limit else page_size
-            page = await self.list_tasks(page_size=size, page_token=token, **filters)
-            for task in page.tasks:
-                yield task
-                count += 1
-                if limit and count >= limit:
-                    return
-            token = page.next_page_token
-            if not token:
-                return
+        size = min(page_size or 1000, limit) if limit else page_size
+
+        async def fetch(token: str) -> tasks_pb.ListTasksResponse:
+            return await self.list_tasks(page_size=size, page_token=token, **filters)
+
+        async for task in paged(fetch, "tasks", limit):
+            yield task
 
     async def cancel_task(
         self, id_or_name: str, reason: str = "", *, request_id: str | None = None

@@ -100,11 +100,22 @@ def _entry_points(group: str) -> list[importlib.metadata.EntryPoint]:
 
 
 def agent_types() -> dict[str, AgentTypeSpec]:
-    """Every agent type the installed catalogs offer, by name (the first catalog offering a name wins)."""
+    """Every agent type the installed catalogs offer, by name (the first catalog offering a name wins).
+
+    A catalog that fails to load or to list its types is reported with a warning and skipped: one
+    broken package must not stop agents of the others (or the SDK's built-in types).
+    """
     found: dict[str, AgentTypeSpec] = {}
     for ep in _entry_points(AGENTS_GROUP):
-        catalog: Callable[[], Iterable[AgentTypeSpec]] = ep.load()
-        for spec in catalog():
+        try:
+            catalog: Callable[[], Iterable[AgentTypeSpec]] = ep.load()
+            specs = list(catalog())
+        except Exception as exc:
+            log.warning(
+                "skipped the agent types of %s (%s): %s: %s", ep.name, ep.value, type(exc).__name__, exc
+            )
+            continue
+        for spec in specs:
             found.setdefault(spec.name, spec)
     for spec in builtin_agent_types():
         found.setdefault(spec.name, spec)

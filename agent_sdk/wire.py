@@ -2,7 +2,7 @@
 
 Durations and timestamps become float seconds; an ``Assignment`` message becomes the
 :class:`~agent_sdk.context.Assignment` an agent handler sees. The control plane's side of the
-same shapes is ``controlplane/api/convert.py``; ``tests/test_wire_shapes.py`` sends an assignment
+same shapes is ``controlplane/api/convert.py``; ``tests/contract/test_wire_shapes.py`` sends an assignment
 from one side to the other and fails when a proto field is not carried through.
 """
 

@@ -3,7 +3,8 @@
 Plain data with no feature logic, so that a backend depends on nothing but
 :mod:`controlplane.storage` and :mod:`controlplane.domain`: join tokens
 (:class:`~controlplane.storage.base.StoresJoinTokens`), checkpoints
-(:class:`~controlplane.storage.base.StoresCheckpoints`), webhooks and their deliveries
+(:class:`~controlplane.storage.base.StoresCheckpoints`, with what a staged restore found:
+:class:`StagedRestore`), webhooks and their deliveries
 (:class:`~controlplane.storage.base.StoresWebhooks`), batches and templates
 (:class:`~controlplane.storage.base.StoresBatches`, :class:`~controlplane.storage.base.StoresTemplates`).
 The feature packages (:mod:`controlplane.access`, :mod:`controlplane.checkpoints`,

@@ -54,3 +54,21 @@ def test_the_sdk_built_ins_are_known_without_any_catalog(monkeypatch: pytest.Mon
     monkeypatch.setattr(installed, "_entry_points", lambda group: [])
     assert {"echo", "noop", "sleep", "shell", "python"} <= set(agent_types())
     assert installed.installed_settings()["server.address"] == "127.0.0.1:7100"
+
+
+def test_a_broken_catalog_is_skipped_with_a_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, installed_catalog: str
+) -> None:
+    """A package whose entry point names a missing function does not hide the other packages' types."""
+    (tmp_path / "broken_agents-1.0.dist-info").mkdir()
+    (tmp_path / "broken_agents-1.0.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: broken-agents\nVersion: 1.0\n"
+    )
+    (tmp_path / "broken_agents-1.0.dist-info" / "entry_points.txt").write_text(
+        f"[{AGENTS_GROUP}]\nbroken = greeter_agents:no_such_catalog\n"
+    )
+    importlib.invalidate_caches()
+    with caplog.at_level("WARNING", logger="agent_sdk.installed"):
+        known = agent_types()
+    assert installed_catalog in known and "echo" in known
+    assert any("skipped the agent types of broken" in r.getMessage() for r in caplog.records)

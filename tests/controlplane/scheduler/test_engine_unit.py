@@ -221,7 +221,8 @@ async def test_reads_answer_committed_state(engine: Engine) -> None:
         assert engine.tasks[task.id].status == TaskStatus.COMPLETED  # memory moved on
         read = asyncio.ensure_future(engine.get_task(task.id))
         subtasks = asyncio.ensure_future(engine.get_subtasks(task.id))
-        await asyncio.sleep(0.05)
+        for _ in range(50):  # let every ready callback run: no commit can complete while held
+            await asyncio.sleep(0)
         assert not read.done() and not subtasks.done()  # a read does not answer uncommitted state
     assert (await read).status == TaskStatus.COMPLETED
     assert [s.status for s in await subtasks] == [SubtaskStatus.COMPLETED]

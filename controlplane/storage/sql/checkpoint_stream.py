@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 CHUNKS_PER_COMMIT = 8
 #: KiB of page cache for SQLite's temporary tables during a restore (the default is 2 MiB).
 TEMP_CACHE_KIB = 64 * 1024
+#: SQLite's default page cache (KiB), restored after a restore.
+DEFAULT_TEMP_CACHE_KIB = 2000
 
 
 def binary_columns(table: Table) -> list[str]:
@@ -212,21 +214,18 @@ def staged_restore(
             if not pg:
                 for name in stage.values():
                     cursor.execute(f"DROP TABLE temp.{name}")
-                cursor.execute("PRAGMA temp.cache_size = -2000")
+            cursor.close()
+            if apply:
+                transaction.commit()
+            else:
+                transaction.rollback()
         except BaseException:
             cursor.close()
-            transaction.rollback()
-            if not pg:  # temporary tables outlive a rolled-back transaction's connection in the pool
-                with engine.connect() as again:
-                    for name in stage.values():
-                        again.exec_driver_sql(f"DROP TABLE IF EXISTS temp.{name}")
-                    again.commit()
+            transaction.rollback()  # the staged tables too (SQLite's temporary schema is transactional)
             raise
-        cursor.close()
-        if apply:
-            transaction.commit()
-        else:
-            transaction.rollback()
+        finally:
+            if not pg:  # the pragma outlives the transaction: reset it on this connection before it is pooled
+                driver.execute(f"PRAGMA temp.cache_size = -{DEFAULT_TEMP_CACHE_KIB}")
     if apply:
         backend._next_ord = None  # restored subtasks carry their own ord
     return result

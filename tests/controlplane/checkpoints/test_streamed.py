@@ -5,16 +5,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 
 from controlplane.checkpoints import payload as codec
 from controlplane.checkpoints import service
 from controlplane.checkpoints.record import CheckpointRecord
 from controlplane.errors import FailedPrecondition
 from controlplane.storage.base import WriteBatch
-from controlplane.storage.sql import SqlBackendFactory, schema
+from controlplane.storage.sql import SqlBackendFactory, checkpoint_stream, schema
 from controlplane.storage.sql.backend import SqlBackend
 from controlplane.storage.testing import full_task, minimal_subtask, minimal_task
 
@@ -174,3 +175,31 @@ def test_chunks_go_with_their_checkpoint_and_orphans_with_the_next(backend: SqlB
         )
     assert backend.delete_checkpoint(record.id)
     assert _chunk_count(backend, record.id) == 0
+
+
+def test_a_failed_restore_leaves_its_sqlite_connection_as_it_found_it(tmp_path: Path) -> None:
+    """The staged tables are rolled back and the larger temp page cache is reset on the connection that set it."""
+    backend = SqlBackendFactory().open(f"sqlite:///{tmp_path / 'maos.db'}")
+    try:
+        backend.migrate()
+        _seed(backend, 2)
+        returned: list[tuple[int, list[str]]] = []
+
+        def on_checkin(dbapi_connection: Any, _record: Any) -> None:
+            size = dbapi_connection.execute("PRAGMA temp.cache_size").fetchone()[0]
+            names = [r[0] for r in dbapi_connection.execute("SELECT name FROM temp.sqlite_master")]
+            returned.append((size, names))
+
+        def parts() -> Iterator[tuple[str, list[str], list[Any]]]:
+            columns = [c.name for c in schema.tasks.columns]
+            yield "tasks", columns, []
+            raise ValueError("damaged")
+
+        event.listen(backend.engine, "checkin", on_checkin)  # the writes engine shares its pool
+        for apply in (True, False):
+            returned.clear()
+            with pytest.raises(ValueError, match="damaged"):
+                backend.restore_staged(parts(), {"tasks": ("tasks",)}, apply=apply)
+            assert returned == [(-checkpoint_stream.DEFAULT_TEMP_CACHE_KIB, [])]
+    finally:
+        backend.close()

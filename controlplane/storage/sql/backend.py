@@ -596,13 +596,14 @@ class SqlBackend(SqlWebhooks):
     def put_checkpoint(self, record: CheckpointRecord) -> None:
         """Store a checkpoint with its payload (``AlreadyExists`` if the id is taken).
 
-        A record without a payload (None) is one whose chunks :meth:`put_checkpoint_chunks` wrote.
+        A record without a payload (None) is one whose chunks :meth:`put_checkpoint_chunks` wrote:
+        it is stored only if they are all there (``Aborted`` otherwise).
         """
         row = {**vars(record), "automatic": int(record.automatic), "components": ",".join(record.components)}
         if row["payload"] is None:
             row["payload"] = b""
-        with translate_errors(), self._writes.begin() as conn:
-            conn.execute(schema.checkpoints.insert().values(**row))
+        with translate_errors():
+            checkpoint_stream.insert_checkpoint(self, record, row)
 
     def snapshot_blocks(
         self, tables: Sequence[str], block_rows: int
@@ -613,7 +614,7 @@ class SqlBackend(SqlWebhooks):
 
     def put_checkpoint_chunks(self, checkpoint_id: str, chunks: Iterable[bytes]) -> None:
         """Store a payload chunk by chunk ahead of its :meth:`put_checkpoint` (which makes it visible);
-        chunks left by a checkpoint that never got its row are removed first."""
+        chunks left over an hour ago by a checkpoint that never got its row are removed first."""
         with translate_errors():
             checkpoint_stream.drop_chunks(self)
             checkpoint_stream.store_chunks(self, checkpoint_id, chunks)

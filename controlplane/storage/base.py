@@ -310,16 +310,6 @@ class StoresCheckpoints(Protocol):
     checkpoint is taken.
     """
 
-    def snapshot_tables(self, tables: Sequence[str]) -> TableRows:
-        """The raw rows of ``tables`` (schema names), read in one repeatable-read transaction."""
-
-    def restore_tables(self, data: TableRows) -> None:
-        """Upsert raw rows (as returned by :meth:`snapshot_tables`) in one transaction.
-
-        A stored task absent from ``data["tasks"]`` whose seq equals a restored
-        task's seq is moved after the highest seq, so both are kept.
-        """
-
     def put_checkpoint(self, record: CheckpointRecord) -> None:
         """Store a checkpoint with its payload (``AlreadyExists`` if the id is taken).
 

@@ -136,7 +136,9 @@ def test_a_damaged_chunk_is_refused_and_nothing_changes(backend: SqlBackend, sma
 def test_a_checkpoint_stored_whole_before_chunks_is_restored(backend: SqlBackend) -> None:
     """What the previous version stored: one line per table, the payload in ``checkpoints.payload``."""
     ids = _seed(backend, 4)
-    data = backend.snapshot_tables(service.tables_of(service.ALL_COMPONENTS))
+    data: dict[str, tuple[list[str], list[Any]]] = {}
+    for table, columns, _, rows in backend.snapshot_blocks(service.tables_of(service.ALL_COMPONENTS), 100):
+        data.setdefault(table, (columns, []))[1].extend(rows)
     encoded = codec.encode(data, service.ALL_COMPONENTS, 1.0)
     old = CheckpointRecord(
         id="cold",

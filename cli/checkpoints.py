@@ -259,7 +259,8 @@ def _recover_offline(
         if file is not None:
             meta, payload = read_file(file)
             checkpoint_id = service.import_payload(backend, checkpoint_from_pb(meta), payload).id
-        record = backend.get_checkpoint(bare_id(checkpoint_id) if checkpoint_id else "latest", True)
+        # Without its payload: recover reads it chunk by chunk.
+        record = backend.get_checkpoint(bare_id(checkpoint_id) if checkpoint_id else "latest")
         if record is None:
             raise service.not_found(checkpoint_id or "latest")
         r = service.recover(backend, record, components, verify_only=verify, requeue_later=requeue)

@@ -310,18 +310,13 @@ class StoresCheckpoints(Protocol):
     checkpoint is taken.
     """
 
-    def snapshot_tables(self, tables: Sequence[str]) -> TableRows:
-        """The raw rows of ``tables`` (schema names), read in one repeatable-read transaction."""
-
-    def restore_tables(self, data: TableRows) -> None:
-        """Upsert raw rows (as returned by :meth:`snapshot_tables`) in one transaction.
-
-        A stored task absent from ``data["tasks"]`` whose seq equals a restored
-        task's seq is moved after the highest seq, so both are kept.
-        """
-
     def put_checkpoint(self, record: CheckpointRecord) -> None:
-        """Store a checkpoint with its payload (``AlreadyExists`` if the id is taken)."""
+        """Store a checkpoint with its payload (``AlreadyExists`` if the id is taken).
+
+        A record without a payload (None) is one whose chunks :meth:`put_checkpoint_chunks` wrote:
+        it is stored only if they are all there, ``compressed_size`` bytes in all, checked in the
+        transaction that stores it (``Aborted`` otherwise, nothing stored).
+        """
 
     def get_checkpoint(self, checkpoint_id: str, with_payload: bool = False) -> CheckpointRecord | None:
         """One checkpoint (``"latest"``: the newest), or None."""
@@ -339,7 +334,11 @@ class StoresCheckpoints(Protocol):
         one repeatable-read transaction (what a checkpoint streams, in bounded memory)."""
 
     def put_checkpoint_chunks(self, checkpoint_id: str, chunks: Iterable[bytes]) -> None:
-        """Store a payload chunk by chunk ahead of its :meth:`put_checkpoint` (which makes it visible)."""
+        """Store a payload chunk by chunk ahead of its :meth:`put_checkpoint` (which makes it visible).
+
+        Chunks without a checkpoint may be removed once old (a crashed take's), never while a take
+        that is writing them elsewhere (another replica, an offline recovery) may still store its record.
+        """
 
     def drop_checkpoint_chunks(self, checkpoint_id: str) -> None:
         """Remove the chunks of a checkpoint that will not be stored."""

@@ -15,12 +15,13 @@ with FAILED_PRECONDITION (see the capability's docstring).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from controlplane.domain.model import TaskStatus
-from controlplane.errors import AlreadyExists
+from controlplane.errors import Aborted, AlreadyExists
 from controlplane.storage.base import (
     PrunesAudit,
     StateValue,
@@ -158,8 +159,18 @@ class JoinTokenContract:
         assert stored is not None and stored.uses == 0
 
 
+#: The tables of the ``tasks`` component of a checkpoint.
+TASK_TABLES = ("tasks", "subtasks", "shared_state")
+
+
+def _snapshot(backend: Any, tables: tuple[str, ...]) -> list[tuple[str, list[str], list[Any]]]:
+    """``(table, columns, rows)`` read by ``snapshot_blocks``, as ``restore_staged`` takes them."""
+    return [(table, columns, list(rows)) for table, columns, _, rows in backend.snapshot_blocks(tables, 2)]
+
+
 class CheckpointContract:
-    """Snapshots of tables and checkpoint records (:class:`~controlplane.storage.base.StoresCheckpoints`)."""
+    """Checkpoints streamed in blocks and chunks, their records, and restores staged in the store
+    (:class:`~controlplane.storage.base.StoresCheckpoints`)."""
 
     def test_offers_stores_checkpoints(self, backend: Any) -> None:
         assert isinstance(backend, StoresCheckpoints)
@@ -169,7 +180,7 @@ class CheckpointContract:
         backend.write(
             WriteBatch(tasks=[minimal_task("a", seq=1, status=TaskStatus.RUNNING), minimal_task("b", seq=2)])
         )  # b written again, unchanged
-        snap = backend.snapshot_tables(["tasks"])
+        snap = _snapshot(backend, TASK_TABLES)
         backend.write(
             WriteBatch(
                 tasks=[
@@ -181,7 +192,7 @@ class CheckpointContract:
         counts = backend.count_tasks_by_status()
         assert (counts[TaskStatus.PENDING], counts[TaskStatus.RUNNING]) == (0, 0)
         assert (counts[TaskStatus.COMPLETED], counts[TaskStatus.FAILED]) == (1, 1)
-        backend.restore_tables(snap)  # a recovery writes rows back: the counts follow
+        backend.restore_staged(iter(snap), {"tasks": TASK_TABLES}, apply=True)  # the counts follow
         counts = backend.count_tasks_by_status()
         assert (counts[TaskStatus.PENDING], counts[TaskStatus.RUNNING], counts[TaskStatus.COMPLETED]) == (
             1,
@@ -190,33 +201,100 @@ class CheckpointContract:
         )
         assert sum(counts.values()) == 2
 
-    def test_snapshot_and_restore_tables(self, backend: Any) -> None:
+    def test_snapshot_blocks_are_bounded_and_ordered_by_key(self, backend: Any) -> None:
+        backend.write(WriteBatch(tasks=[minimal_task(f"t{i}", seq=i + 1) for i in (4, 0, 3, 1, 2)]))
+        backend.state_put("t0", "k", b"\x00\x01", None)
+        blocks = list(backend.snapshot_blocks(["tasks", "agents", "shared_state"], 2))
+        assert [(table, len(rows)) for table, _, _, rows in blocks] == [
+            ("tasks", 2),
+            ("tasks", 2),
+            ("tasks", 1),
+            ("agents", 0),  # a table with no rows gives one empty block
+            ("shared_state", 1),
+        ]
+        table, columns, binary, _ = blocks[0]
+        ids = [row[columns.index("id")] for _, _, _, rows in blocks[:3] for row in rows]
+        assert ids == ["t0", "t1", "t2", "t3", "t4"]
+        assert binary == [] and "id" in columns
+        _, columns, binary, rows = blocks[-1]
+        assert binary and set(binary) <= set(columns)
+        assert bytes(rows[0][columns.index(binary[0])]) == b"\x00\x01"
+
+    def test_chunks_are_read_back_in_order_and_dropped(self, backend: Any) -> None:
+        chunks = [bytes([i]) * (i + 1) for i in range(20)]
+        backend.put_checkpoint_chunks("cone", iter(chunks))
+        backend.put_checkpoint_chunks("ctwo", [b"other"])
+        assert list(backend.checkpoint_chunks("cone")) == chunks
+        backend.drop_checkpoint_chunks("cone")
+        assert list(backend.checkpoint_chunks("cone")) == []
+        assert list(backend.checkpoint_chunks("ctwo")) == [b"other"]  # another take's chunks stay
+
+    def test_a_chunked_checkpoint_is_stored_only_with_all_its_chunks(self, backend: Any) -> None:
+        record = CheckpointRecord(
+            id="cchunk", create_time=_T0, components=["tasks"], sha256="ab", compressed_size=8, payload=None
+        )
+        backend.put_checkpoint_chunks("cchunk", [b"1234"])
+        with pytest.raises(Aborted):
+            backend.put_checkpoint(record)  # 4 of 8 bytes
+        assert backend.get_checkpoint("cchunk") is None
+        backend.drop_checkpoint_chunks("cchunk")
+        backend.put_checkpoint_chunks("cchunk", [b"1234", b"5678"])
+        backend.put_checkpoint_chunks("cnext", [b"x"])  # a later take does not remove them
+        backend.put_checkpoint(record)
+        stored = backend.get_checkpoint("cchunk", with_payload=True)
+        assert stored is not None and stored.payload == b"12345678" and stored.compressed_size == 8
+        assert list(backend.checkpoint_chunks("cchunk")) == [b"1234", b"5678"]
+        assert backend.delete_checkpoint("cchunk")
+        assert list(backend.checkpoint_chunks("cchunk")) == []
+
+    def test_restore_staged_compares_then_applies(self, backend: Any) -> None:
         backend.write(
             WriteBatch(
-                tasks=[full_task("ta", seq=1)], subtasks=[full_subtask("ta", "merge")], agents=[full_agent()]
+                tasks=[full_task("ta", seq=1), minimal_task("tb", seq=2)],
+                subtasks=[full_subtask("ta", "merge")],
+                agents=[full_agent()],
             )
         )
         backend.state_put("ta", "k", b"\x00\x01", None)
-        tables = ["tasks", "subtasks", "shared_state", "agents"]
-        snap = backend.snapshot_tables(tables)
-        assert [len(snap[t][1]) for t in tables] == [1, 1, 1, 1]
+        snap = _snapshot(backend, (*TASK_TABLES, "agents"))
+        components = {"tasks": TASK_TABLES, "agents": ("agents",)}
         backend.write(WriteBatch(tasks=[full_task("ta", seq=1, description="changed")]))
-        backend.write(WriteBatch(tasks=[minimal_task("tb", seq=1 + 1)]))
-        backend.restore_tables(snap)
+        backend.write(WriteBatch(tasks=[minimal_task("tc", seq=3)]))  # later than the snapshot
+        changed = backend.get_task("ta")
+        verified = backend.restore_staged(iter(snap), components, apply=False)
+        assert verified.changes == {"tasks": (0, 1, 1), "agents": (0, 0, 1)}
+        assert verified.later_tasks == ["tc"]
+        assert backend.get_task("ta") == changed  # compared only
+        applied = backend.restore_staged(iter(snap), {"tasks": TASK_TABLES}, apply=True)
+        assert applied.changes == {"tasks": (0, 1, 1)} and applied.later_tasks == ["tc"]
         assert backend.get_task("ta") == full_task("ta", seq=1)
         assert backend.get_subtasks("ta") == [full_subtask("ta", "merge")]
         assert backend.state_get("ta", "k") == StateValue(b"\x00\x01", 1)
-        assert backend.get_task("tb") is not None  # rows not in the snapshot are kept
+        assert backend.get_task("tc") is not None  # rows not in the checkpoint are kept
+
+    def test_restore_staged_refused_midway_changes_nothing(self, backend: Any) -> None:
+        backend.write(WriteBatch(tasks=[minimal_task("ta", seq=1)]))
+        snap = _snapshot(backend, TASK_TABLES)
+        backend.write(WriteBatch(tasks=[minimal_task("ta", seq=1, status=TaskStatus.FAILED)]))
+        changed = backend.get_task("ta")
+
+        def damaged() -> Iterator[tuple[str, list[str], list[Any]]]:
+            yield from snap
+            raise ValueError("checksum mismatch")
+
+        for apply in (False, True):
+            with pytest.raises(ValueError, match="checksum mismatch"):
+                backend.restore_staged(damaged(), {"tasks": TASK_TABLES}, apply=apply)
+        assert backend.get_task("ta") == changed
 
     def test_restore_moves_colliding_seq(self, backend: Any) -> None:
         backend.write(WriteBatch(tasks=[minimal_task("later", seq=1)]))
-        snap = {"tasks": backend.snapshot_tables(["tasks"])["tasks"]}
-        columns, rows = snap["tasks"]
-        snap["tasks"] = (
-            columns,
-            [tuple("old" if c == "id" else v for c, v in zip(columns, rows[0], strict=True))],
-        )
-        backend.restore_tables(snap)
+        snap = [
+            (table, columns, [tuple("old" if c == "id" else v for c, v in zip(columns, row, strict=True))])
+            for table, columns, rows in _snapshot(backend, ("tasks",))
+            for row in rows
+        ]  # a checkpoint holding another task with the same seq
+        backend.restore_staged(iter(snap), {"tasks": ("tasks",)}, apply=True)
         old, later = backend.get_task("old"), backend.get_task("later")
         assert old is not None and later is not None and old.seq == 1 and later.seq == 2
         assert backend.next_task_seq() == 2

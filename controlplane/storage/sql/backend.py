@@ -32,7 +32,6 @@ from controlplane.storage.base import (
     IdempotencyRecord,
     SchemaStatus,
     StateValue,
-    TableRows,
     TaskQuery,
     WriteBatch,
 )
@@ -533,76 +532,17 @@ class SqlBackend(SqlWebhooks):
 
     # --- checkpoints ----------------------------------------------------------
 
-    def snapshot_tables(self, tables: Sequence[str]) -> TableRows:
-        """The raw rows of ``tables`` (ordered by primary key), read in one repeatable-read transaction."""
-        out: TableRows = {}
-        with translate_errors(), self.engine.connect() as conn:
-            if self.kind == "postgresql":
-                conn = conn.execution_options(isolation_level="REPEATABLE READ")
-            with conn.begin():
-                for name in tables:
-                    table = schema.metadata.tables[name]
-                    columns = [c.name for c in table.columns]
-                    cursor = conn.exec_driver_sql(
-                        f"SELECT {', '.join(columns)} FROM {name} ORDER BY "
-                        + ", ".join(c.name for c in table.primary_key.columns)
-                    )
-                    out[name] = (columns, [tuple(row) for row in cursor.fetchall()])
-        return out
-
-    def restore_tables(self, data: TableRows) -> None:
-        """Upsert raw rows in one transaction; stored tasks sharing a restored seq move after the highest."""
-        mark = "%s" if self.kind == "postgresql" else "?"
-        with translate_errors(), self._writes.begin() as conn:
-            dbapi = conn.connection.dbapi_connection
-            assert dbapi is not None  # a connection just checked out of the pool is live
-            cursor = dbapi.cursor()
-            try:
-                if "tasks" in data:
-                    self._move_colliding_seqs(cursor, mark, *data["tasks"])
-                for name, (columns, rows) in data.items():
-                    table = schema.metadata.tables[name]
-                    sql, order = _raw_upsert(table, mark)
-                    index = [columns.index(c) for c in order]
-                    if rows:
-                        cursor.executemany(sql, [tuple(row[i] for i in index) for row in rows])
-            finally:
-                cursor.close()
-        self._next_ord = None  # restored subtasks carry their own ord
-
-    def _move_colliding_seqs(
-        self, cursor: Any, mark: str, columns: list[str], rows: list[tuple[Any, ...]]
-    ) -> None:
-        """Give stored tasks that are not restored but share a restored seq a seq after every other."""
-        id_at, seq_at = columns.index("id"), columns.index("seq")
-        restored = {row[id_at]: row[seq_at] for row in rows}
-        cursor.execute("SELECT id, seq FROM tasks")
-        stored = cursor.fetchall()
-        seqs = set(restored.values())
-        movers = sorted((seq, tid) for tid, seq in stored if tid not in restored and seq in seqs)
-        if not movers:
-            return
-        top = max([*seqs, *(seq for _, seq in stored)])
-        # Two steps (negative first) so no intermediate state violates the unique index.
-        cursor.executemany(
-            f"UPDATE tasks SET seq = {mark} WHERE id = {mark}",
-            [(-(i + 1), tid) for i, (_, tid) in enumerate(movers)],
-        )
-        cursor.executemany(
-            f"UPDATE tasks SET seq = {mark} WHERE id = {mark}",
-            [(top + i + 1, tid) for i, (_, tid) in enumerate(movers)],
-        )
-
     def put_checkpoint(self, record: CheckpointRecord) -> None:
         """Store a checkpoint with its payload (``AlreadyExists`` if the id is taken).
 
-        A record without a payload (None) is one whose chunks :meth:`put_checkpoint_chunks` wrote.
+        A record without a payload (None) is one whose chunks :meth:`put_checkpoint_chunks` wrote:
+        it is stored only if they are all there (``Aborted`` otherwise).
         """
         row = {**vars(record), "automatic": int(record.automatic), "components": ",".join(record.components)}
         if row["payload"] is None:
             row["payload"] = b""
-        with translate_errors(), self._writes.begin() as conn:
-            conn.execute(schema.checkpoints.insert().values(**row))
+        with translate_errors():
+            checkpoint_stream.insert_checkpoint(self, record, row)
 
     def snapshot_blocks(
         self, tables: Sequence[str], block_rows: int
@@ -613,7 +553,7 @@ class SqlBackend(SqlWebhooks):
 
     def put_checkpoint_chunks(self, checkpoint_id: str, chunks: Iterable[bytes]) -> None:
         """Store a payload chunk by chunk ahead of its :meth:`put_checkpoint` (which makes it visible);
-        chunks left by a checkpoint that never got its row are removed first."""
+        chunks left over an hour ago by a checkpoint that never got its row are removed first."""
         with translate_errors():
             checkpoint_stream.drop_chunks(self)
             checkpoint_stream.store_chunks(self, checkpoint_id, chunks)

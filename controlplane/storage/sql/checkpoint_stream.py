@@ -3,8 +3,11 @@
 Nothing here holds a whole table or a whole payload: a snapshot is read in
 blocks of rows (one repeatable-read transaction, a server-side cursor on
 PostgreSQL); a payload is stored as ``checkpoint_chunks`` rows written in
-short transactions before the ``checkpoints`` row that makes it visible (a
-crash leaves chunks without a checkpoint, removed by the next one); a restore
+short transactions before the ``checkpoints`` row that makes it visible, which
+is inserted only if every chunk is there (a crash leaves chunks without a
+checkpoint, removed by a later take once they are :data:`ORPHAN_AGE_S` old, so
+that a take in progress elsewhere, another replica or an offline recovery, keeps
+its chunks); a restore
 copies the checkpoint's rows into temporary tables and compares and upserts
 them with set-based SQL, in one transaction.
 """
@@ -12,12 +15,14 @@ them with set-based SQL, in one transaction.
 from __future__ import annotations
 
 import itertools
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import LargeBinary, Table
+from sqlalchemy import LargeBinary, Table, func
 
-from controlplane.storage.records import StagedRestore
+from controlplane.errors import Aborted
+from controlplane.storage.records import CheckpointRecord, StagedRestore
 from controlplane.storage.sql import schema
 
 if TYPE_CHECKING:
@@ -25,8 +30,14 @@ if TYPE_CHECKING:
 
 #: Chunks written per transaction while a payload is stored.
 CHUNKS_PER_COMMIT = 8
+#: Seconds after which chunks without a checkpoint row are a crashed take's leftovers, not a take in progress.
+ORPHAN_AGE_S = 3600.0
+#: The reason given when a checkpoint's chunks are not all stored (as for a damaged payload).
+CORRUPT = "ERROR_REASON_CHECKPOINT_CORRUPT"
 #: KiB of page cache for SQLite's temporary tables during a restore (the default is 2 MiB).
 TEMP_CACHE_KIB = 64 * 1024
+#: SQLite's default page cache (KiB), restored after a restore.
+DEFAULT_TEMP_CACHE_KIB = 2000
 
 
 def binary_columns(table: Table) -> list[str]:
@@ -75,9 +86,14 @@ def store_chunks(backend: SqlBackend, checkpoint_id: str, chunks: Iterable[bytes
     try:
         batches = iter(chunks)
         while batch := list(itertools.islice(batches, CHUNKS_PER_COMMIT)):
+            now = time.time()
             with backend._writes.begin() as conn:
                 conn.execute(
-                    c.insert(), [{"checkpoint_id": checkpoint_id, "seq": next(seq), "data": d} for d in batch]
+                    c.insert(),
+                    [
+                        {"checkpoint_id": checkpoint_id, "seq": next(seq), "data": d, "create_time": now}
+                        for d in batch
+                    ],
                 )
     except BaseException:
         drop_chunks(backend, checkpoint_id)
@@ -85,7 +101,8 @@ def store_chunks(backend: SqlBackend, checkpoint_id: str, chunks: Iterable[bytes
 
 
 def drop_chunks(backend: SqlBackend, checkpoint_id: str | None = None) -> None:
-    """Delete the chunks of a checkpoint, or (None) every chunk whose checkpoint row does not exist."""
+    """Delete the chunks of a checkpoint, or (None) every chunk without a checkpoint row written more
+    than :data:`ORPHAN_AGE_S` ago (younger ones may belong to a take still in progress)."""
     c = schema.checkpoint_chunks
     with backend._writes.begin() as conn:
         if checkpoint_id is not None:
@@ -93,8 +110,36 @@ def drop_chunks(backend: SqlBackend, checkpoint_id: str | None = None) -> None:
         else:
             ids = schema.checkpoints.c.id
             conn.execute(
-                c.delete().where(c.c.checkpoint_id.not_in(ids.table.select().with_only_columns(ids)))
+                c.delete().where(
+                    c.c.create_time < time.time() - ORPHAN_AGE_S,
+                    c.c.checkpoint_id.not_in(ids.table.select().with_only_columns(ids)),
+                )
             )
+
+
+def insert_checkpoint(backend: SqlBackend, record: CheckpointRecord, row: dict[str, Any]) -> None:
+    """Insert a checkpoint row; one whose payload is in chunks (``record.payload`` None) only if its
+    chunks are all there, numbered from 0 without a gap and ``record.compressed_size`` bytes in all,
+    checked in the same transaction (``Aborted`` otherwise, nothing stored)."""
+    c = schema.checkpoint_chunks
+    with backend._writes.begin() as conn:
+        if record.payload is None:
+            found = conn.execute(
+                c.select()
+                .with_only_columns(c.c.seq, func.length(c.c.data))
+                .where(c.c.checkpoint_id == record.id)
+                .with_for_update(read=True)  # PostgreSQL: not deleted before this commits
+            ).all()
+            count, size = len(found), sum(n for _, n in found)
+            if not found or max(seq for seq, _ in found) != count - 1 or size != record.compressed_size:
+                raise Aborted(
+                    f"checkpoints/{record.id}: {count} payload chunk(s) of {size} bytes are stored, "
+                    f"not the {record.compressed_size} bytes written (removed meanwhile?); nothing was "
+                    "stored, take the checkpoint again",
+                    reason=CORRUPT,
+                    metadata={"checkpoint": f"checkpoints/{record.id}"},
+                )
+        conn.execute(schema.checkpoints.insert().values(**row))
 
 
 def read_chunks(backend: SqlBackend, checkpoint_id: str) -> Iterator[bytes]:
@@ -212,21 +257,18 @@ def staged_restore(
             if not pg:
                 for name in stage.values():
                     cursor.execute(f"DROP TABLE temp.{name}")
-                cursor.execute("PRAGMA temp.cache_size = -2000")
+            cursor.close()
+            if apply:
+                transaction.commit()
+            else:
+                transaction.rollback()
         except BaseException:
             cursor.close()
-            transaction.rollback()
-            if not pg:  # temporary tables outlive a rolled-back transaction's connection in the pool
-                with engine.connect() as again:
-                    for name in stage.values():
-                        again.exec_driver_sql(f"DROP TABLE IF EXISTS temp.{name}")
-                    again.commit()
+            transaction.rollback()  # the staged tables too (SQLite's temporary schema is transactional)
             raise
-        cursor.close()
-        if apply:
-            transaction.commit()
-        else:
-            transaction.rollback()
+        finally:
+            if not pg:  # the pragma outlives the transaction: reset it on this connection before it is pooled
+                driver.execute(f"PRAGMA temp.cache_size = -{DEFAULT_TEMP_CACHE_KIB}")
     if apply:
         backend._next_ord = None  # restored subtasks carry their own ord
     return result

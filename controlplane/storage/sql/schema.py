@@ -131,6 +131,7 @@ checkpoint_chunks = Table(
     Column("checkpoint_id", String, primary_key=True),
     Column("seq", Integer, primary_key=True),
     Column("data", LargeBinary, nullable=False),
+    Column("create_time", Double, nullable=False),  # when written: orphans are removed only once old
 )
 
 users = Table(

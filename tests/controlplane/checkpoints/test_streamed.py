@@ -3,18 +3,20 @@ the restore staged in the database, and checkpoints stored whole before chunks s
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 
 from controlplane.checkpoints import payload as codec
 from controlplane.checkpoints import service
 from controlplane.checkpoints.record import CheckpointRecord
-from controlplane.errors import FailedPrecondition
+from controlplane.errors import Aborted, FailedPrecondition
 from controlplane.storage.base import WriteBatch
-from controlplane.storage.sql import SqlBackendFactory, schema
+from controlplane.storage.sql import SqlBackendFactory, checkpoint_stream, schema
 from controlplane.storage.sql.backend import SqlBackend
 from controlplane.storage.testing import full_task, minimal_subtask, minimal_task
 
@@ -134,7 +136,9 @@ def test_a_damaged_chunk_is_refused_and_nothing_changes(backend: SqlBackend, sma
 def test_a_checkpoint_stored_whole_before_chunks_is_restored(backend: SqlBackend) -> None:
     """What the previous version stored: one line per table, the payload in ``checkpoints.payload``."""
     ids = _seed(backend, 4)
-    data = backend.snapshot_tables(service.tables_of(service.ALL_COMPONENTS))
+    data: dict[str, tuple[list[str], list[Any]]] = {}
+    for table, columns, _, rows in backend.snapshot_blocks(service.tables_of(service.ALL_COMPONENTS), 100):
+        data.setdefault(table, (columns, []))[1].extend(rows)
     encoded = codec.encode(data, service.ALL_COMPONENTS, 1.0)
     old = CheckpointRecord(
         id="cold",
@@ -162,9 +166,17 @@ def test_a_checkpoint_stored_whole_before_chunks_is_restored(backend: SqlBackend
 def test_chunks_go_with_their_checkpoint_and_orphans_with_the_next(backend: SqlBackend) -> None:
     _seed(backend, 2)
     backend.put_checkpoint_chunks("corphan", [b"left by a crash"])  # never got its checkpoint row
+    backend.put_checkpoint_chunks("cyoung", [b"a take in progress"])
+    with backend._writes.begin() as conn:
+        conn.execute(
+            text("UPDATE checkpoint_chunks SET create_time = :t WHERE checkpoint_id = 'corphan'"),
+            {"t": time.time() - checkpoint_stream.ORPHAN_AGE_S - 60},
+        )
     record = service.take(backend)
     assert record is not None
     assert _chunk_count(backend, "corphan") == 0 and _chunk_count(backend, record.id) >= 1
+    assert _chunk_count(backend, "cyoung") == 1  # younger than the bound: kept
+    backend.drop_checkpoint_chunks("cyoung")
     # An automatic checkpoint of unchanged state is skipped and leaves no chunks.
     assert service.take(backend, automatic=True, skip_unchanged=True) is None
     with backend.engine.connect() as conn:
@@ -174,3 +186,78 @@ def test_chunks_go_with_their_checkpoint_and_orphans_with_the_next(backend: SqlB
         )
     assert backend.delete_checkpoint(record.id)
     assert _chunk_count(backend, record.id) == 0
+
+
+def test_a_failed_restore_leaves_its_sqlite_connection_as_it_found_it(tmp_path: Path) -> None:
+    """The staged tables are rolled back and the larger temp page cache is reset on the connection that set it."""
+    backend = SqlBackendFactory().open(f"sqlite:///{tmp_path / 'maos.db'}")
+    try:
+        backend.migrate()
+        _seed(backend, 2)
+        returned: list[tuple[int, list[str]]] = []
+
+        def on_checkin(dbapi_connection: Any, _record: Any) -> None:
+            size = dbapi_connection.execute("PRAGMA temp.cache_size").fetchone()[0]
+            names = [r[0] for r in dbapi_connection.execute("SELECT name FROM temp.sqlite_master")]
+            returned.append((size, names))
+
+        def parts() -> Iterator[tuple[str, list[str], list[Any]]]:
+            columns = [c.name for c in schema.tasks.columns]
+            yield "tasks", columns, []
+            raise ValueError("damaged")
+
+        event.listen(backend.engine, "checkin", on_checkin)  # the writes engine shares its pool
+        for apply in (True, False):
+            returned.clear()
+            with pytest.raises(ValueError, match="damaged"):
+                backend.restore_staged(parts(), {"tasks": ("tasks",)}, apply=apply)
+            assert returned == [(-checkpoint_stream.DEFAULT_TEMP_CACHE_KIB, [])]
+    finally:
+        backend.close()
+
+
+def test_interleaved_takes_keep_each_others_chunks(backend: SqlBackend, small_blocks: None) -> None:
+    """Take A writes its chunks; take B (another replica, an offline recovery) starts; A's row follows."""
+    _seed(backend, 5)
+    taking: dict[str, list[bytes]] = {}
+
+    def put_chunks(checkpoint_id: str, chunks: Iterator[bytes]) -> None:
+        taking[checkpoint_id] = list(chunks)
+        SqlBackend.put_checkpoint_chunks(backend, checkpoint_id, taking[checkpoint_id])
+        if len(taking) == 1:  # A's chunks are written, its row not yet: B takes its own meanwhile
+            b = service.take(backend)
+            assert b is not None
+            taking["b"] = [b.id.encode()]
+
+    backend.put_checkpoint_chunks = put_chunks  # type: ignore[method-assign]
+    a = service.take(backend)
+    assert a is not None and len(taking) == 3
+    del backend.put_checkpoint_chunks
+    assert _chunk_count(backend, a.id) == len(taking[a.id]) > 1
+    for record in (a, backend.get_checkpoint(taking["b"][0].decode())):
+        assert record is not None
+        report = service.recover(backend, record, [], verify_only=True, requeue_later=False)
+        assert report.changes["tasks"] == (0, 0, 5)
+
+
+def test_a_checkpoint_whose_chunks_are_not_all_stored_is_refused(backend: SqlBackend) -> None:
+    record = CheckpointRecord(
+        id="cpart", create_time=1.0, components=["tasks"], sha256="ab", compressed_size=9, payload=None
+    )
+    refusals = []
+    for chunks in ([], [b"1234"], [b"12345678"], [b"12345", b"6789"]):
+        backend.put_checkpoint_chunks("cpart", chunks)
+        if len(chunks) == 2:  # all bytes, but a chunk missing in the middle
+            with backend._writes.begin() as conn:
+                conn.execute(text("UPDATE checkpoint_chunks SET seq = 2 WHERE seq = 1"))
+        with pytest.raises(Aborted) as err:
+            backend.put_checkpoint(record)
+        refusals.append(err.value.message)
+        assert err.value.reason == codec.CORRUPT and "take the checkpoint again" in err.value.message
+        assert backend.get_checkpoint("cpart") is None
+        backend.drop_checkpoint_chunks("cpart")
+    assert "0 payload chunk(s) of 0 bytes" in refusals[0] and "1 payload chunk(s) of 4 bytes" in refusals[1]
+    backend.put_checkpoint_chunks("cpart", [b"12345", b"6789"])
+    backend.put_checkpoint(record)
+    stored = backend.get_checkpoint("cpart", with_payload=True)
+    assert stored is not None and stored.payload == b"123456789"

@@ -2,7 +2,8 @@
 
 A checkpoint is written and read a chunk at a time, so neither its payload nor
 its tables are ever whole in memory. Checkpoints stored before keep their
-payload in ``checkpoints.payload`` and are read from there.
+payload in ``checkpoints.payload`` and are read from there. A chunk's ``create_time``
+tells a crashed take's leftovers (old) from a take in progress.
 
 Revision ID: 0017
 Revises: 0014
@@ -29,6 +30,7 @@ def upgrade() -> None:
         sa.Column("checkpoint_id", sa.String(), nullable=False),
         sa.Column("seq", sa.Integer(), nullable=False),
         sa.Column("data", sa.LargeBinary(), nullable=False),
+        sa.Column("create_time", sa.Double(), nullable=False),
         sa.PrimaryKeyConstraint("checkpoint_id", "seq"),
     )
 

@@ -12,6 +12,7 @@ import sqlalchemy
 
 from controlplane.app import App, build_app
 from controlplane.config import Settings
+from controlplane.checkpoints.interval import IntervalJob
 from controlplane.periodic import PeriodicJob
 from controlplane.replicas.leases import JobLeases, LeasedJob
 from controlplane.storage.replicas import LeaseGrant
@@ -258,3 +259,29 @@ def test_replica_rows_register_heartbeat_and_prune(store: SqlReplicaStore) -> No
     store.acquire_lease("audit-retention", "cp-2", 200.0, 10.0)
     store.deregister_replica("cp-2")  # a clean stop releases its leases at once
     assert [g.name for g in store.list_leases(201.0)] == ["checkpoints"]
+
+
+async def test_an_automatic_checkpoint_is_skipped_once_the_lease_was_taken_over(
+    store: SqlReplicaStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    taken: list[dict[str, Any]] = []
+
+    class Checkpoints:
+        async def create(self, **kwargs: Any) -> None:
+            taken.append(kwargs)
+
+    job = IntervalJob(Checkpoints(), 0.01)  # type: ignore[arg-type]
+    leased = JobLeases(_Direct(), store, "a", ttl=30.0).wrap("checkpoints", job)
+    leased.start()
+    try:
+        await wait_for(lambda: taken, timeout=5, message="a taking checkpoints")
+        grant = leased.grant
+        assert grant is not None
+        assert store.acquire_lease("checkpoints", "b", grant.expires_at, 30.0) is not None
+        skipped = "the checkpoints lease is no longer held here; skipped"
+        await wait_for(lambda: caplog.text.count(skipped) >= 3, timeout=5, message="skipped checkpoints")
+        count = len(taken)
+        await wait_for(lambda: caplog.text.count(skipped) >= 6, timeout=5, message="more skipped checkpoints")
+        assert len(taken) == count  # none taken since the takeover was seen
+    finally:
+        await leased.stop()

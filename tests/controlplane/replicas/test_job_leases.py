@@ -11,8 +11,8 @@ import pytest
 import sqlalchemy
 
 from controlplane.app import App, build_app
-from controlplane.config import Settings
 from controlplane.checkpoints.interval import IntervalJob
+from controlplane.config import Settings
 from controlplane.periodic import PeriodicJob
 from controlplane.replicas.leases import JobLeases, LeasedJob
 from controlplane.storage.replicas import LeaseGrant

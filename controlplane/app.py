@@ -48,7 +48,7 @@ from controlplane.pool import AgentSupply
 from controlplane.replicas.redis_pacing import shared_pacing
 from controlplane.replicas.redis_stores import share_limits
 from controlplane.replicas.registry import new_replica_id
-from controlplane.replicas.wiring import install_redis, install_replicas, open_redis
+from controlplane.replicas.wiring import close_unstarted, install_redis, install_replicas, open_redis
 from controlplane.retention import AuditRetention
 from controlplane.scheduler.engine import Engine
 from controlplane.storage.base import (
@@ -284,8 +284,12 @@ def build_app(settings: Settings, pm: pluggy.PluginManager | None = None) -> App
         log.warning("%s", warning)
     tls = server_tls(settings)  # bad TLS settings fail before the database is touched
     redis = open_redis(settings)  # so does a Redis that does not answer (redis.url)
-    secure_home(settings.home)  # 0700, files 0600 (an existing install's looser modes are tightened)
-    backend = open_storage(pm, settings.database_url)
+    try:
+        secure_home(settings.home)  # 0700, files 0600 (an existing install's looser modes are tightened)
+        backend = open_storage(pm, settings.database_url)
+    except BaseException:
+        close_unstarted(redis)
+        raise
     try:
         if settings["database.migrate_on_start"]:
             backend.migrate()
@@ -295,6 +299,7 @@ def build_app(settings: Settings, pm: pluggy.PluginManager | None = None) -> App
             require(backend, StoresAccess, "users, roles and API keys")
     except BaseException:
         backend.close()
+        close_unstarted(redis)
         raise
     storage = StorageExecutor(backend)
     metrics = Metrics()
@@ -352,7 +357,11 @@ def build_app(settings: Settings, pm: pluggy.PluginManager | None = None) -> App
         if settings["scaling.enabled"] or settings["scaling.types"]
         else None
     )
-    replicas = install_replicas(pm, engine, storage, settings)
+    try:
+        replicas = install_replicas(pm, engine, storage, settings)  # closes storage when it raises
+    except BaseException:
+        close_unstarted(redis)
+        raise
     install_redis(pm, redis)
     servicers = {
         "tasks": TaskServicer(

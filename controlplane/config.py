@@ -348,7 +348,13 @@ OPTIONS: dict[str, Option] = {
             "Apply migrations when the server starts; off, it refuses a database not at the latest "
             "schema revision (run `maos db migrate`). `maos start --migrate/--no-migrate` overrides it.",
         ),
-        Option("redis.url", _text, "", "Redis URL for events and shared state; empty disables Redis."),
+        Option(
+            "redis.url",
+            _text,
+            "",
+            "Redis URL (the health component, API rate-limit buckets and model pacing shared by replicas); "
+            "empty disables Redis.",
+        ),
         Option("redis.key_prefix", _text, "maos:", "Prefix of every Redis key and channel MAOS uses."),
         Option(
             "replicas.heartbeat_interval",
@@ -1123,7 +1129,8 @@ database:
   primary_url: ""
   migrate_on_start: true
 
-# Empty disables Redis (events and shared state stay in the database).
+# Redis carries the API rate-limit buckets and the model pacer shared by replicas (and a
+# health component); wake-ups and shared state are not in it yet. Empty disables Redis.
 redis:
   url: ""
 

@@ -2,7 +2,8 @@
 
 Audit retention and the metrics history sampler are such jobs (and, with several replicas, the
 ones to run under a lease on one replica at a time). A step that fails is logged and tried again
-at the next interval: one bad run never stops the job.
+at the next interval: one bad run never stops the job. A job given a ``guard`` runs a step only
+when the guard says yes (a job under a lease: only while the lease is confirmed held).
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ class PeriodicJob:
         self.name = name
         self.step = step
         self.interval = interval
+        #: Asked before each step; the step is skipped unless it answers True (None: every step runs).
+        self.guard: Callable[[], Awaitable[bool]] | None = None
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -41,7 +44,8 @@ class PeriodicJob:
     async def _run(self) -> None:
         while True:
             try:
-                await self.step()
+                if self.guard is None or await self.guard():
+                    await self.step()
             except MaosError as exc:  # the storage refused or is away: said in one line
                 log.warning("%s failed: %s", self.name, exc)
             except Exception:

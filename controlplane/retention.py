@@ -25,7 +25,8 @@ class AuditRetention:
     def __init__(self, storage: StorageExecutor, retention_days: int, interval: float = DAY):
         self.storage = storage
         self.retention_days = retention_days
-        self._job = PeriodicJob("audit retention", self.prune, interval)
+        #: The job's loop (a job lease sets its ``guard``).
+        self.periodic = PeriodicJob("audit retention", self.prune, interval)
 
     @property
     def enabled(self) -> bool:
@@ -51,8 +52,8 @@ class AuditRetention:
     def start(self) -> None:
         """Prune now and then every interval, in the background."""
         if self.enabled:
-            self._job.start()
+            self.periodic.start()
 
     async def stop(self) -> None:
         """Stop the background job (a prune under way is cancelled; its transaction rolls back)."""
-        await self._job.stop()
+        await self.periodic.stop()

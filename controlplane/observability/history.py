@@ -1,8 +1,10 @@
 """The metrics history: the summary figures sampled every ``metrics.history.interval``, kept in the database.
 
 :class:`HistorySampler` is a periodic job. Its unit of work, :meth:`HistorySampler.sample_once`
-(sample, store, prune), is safe to run from any replica; to run it on one replica
-at a time, a lease holder calls it instead of :meth:`HistorySampler.start`. Reading
+(sample, store, prune), is safe to run from any replica. Every replica samples (a sample is
+keyed by replica and time); with several replicas the pruning moves to a job of its own
+(:meth:`HistorySampler.pruning_job`, set as ``pruning``) that runs under a lease on one
+replica at a time. Reading
 (:func:`downsample`) averages gauges and keeps the last value of counters in each
 time bucket, so a week of minute samples becomes a few dozen points.
 """
@@ -138,7 +140,11 @@ class HistorySampler:
         self.replica = replica
         self.interval = interval
         self.retention = retention
-        self._job = PeriodicJob("metrics history sample", self.sample_once, interval)
+        #: The sampling loop.
+        self.periodic = PeriodicJob("metrics history sample", self.sample_once, interval)
+        #: The job pruning old samples when pruning runs apart from sampling (several replicas:
+        #: under a lease), started and stopped with the sampler; None: each sample prunes.
+        self.pruning: Any = None
 
     @property
     def store(self) -> object | None:
@@ -149,14 +155,31 @@ class HistorySampler:
     def start(self) -> None:
         """Start sampling on the running loop (not when the interval is 0 or the backend keeps no history)."""
         if self.interval > 0 and self.store is not None:
-            self._job.start()
+            self.periodic.start()
+            if self.pruning is not None:
+                self.pruning.start()
 
     async def stop(self) -> None:
         """Stop sampling (a sample being stored is abandoned)."""
-        await self._job.stop()
+        await self.periodic.stop()
+        if self.pruning is not None:
+            await self.pruning.stop()
+
+    def pruning_job(self) -> PeriodicJob:
+        """A job pruning old samples every interval, for :attr:`pruning` (then samples do not prune)."""
+        return PeriodicJob("metrics history prune", self.prune_once, self.interval)
+
+    async def prune_once(self, when: float | None = None) -> None:
+        """Delete the samples older than the retention, as of ``when`` (now)."""
+        backend = self.store
+        if backend is None:
+            return
+        when = time.time() if when is None else when
+        history = await self.storage.call(backend.metrics_history)  # type: ignore[attr-defined]
+        await self.storage.call(history.prune_metrics_samples, when - self.retention)
 
     async def sample_once(self, when: float | None = None) -> None:
-        """Take one sample, store it, and delete samples older than the retention."""
+        """Take one sample, store it, and delete samples older than the retention (unless :attr:`pruning` does)."""
         backend = self.store
         if backend is None:
             return
@@ -164,7 +187,8 @@ class HistorySampler:
         when = time.time() if when is None else when
         history = await self.storage.call(backend.metrics_history)  # type: ignore[attr-defined]
         await self.storage.call(history.put_metrics_sample, when, self.replica, values)
-        await self.storage.call(history.prune_metrics_samples, when - self.retention)
+        if self.pruning is None:
+            await self.storage.call(history.prune_metrics_samples, when - self.retention)
 
     async def read(self, category: str, timeframe: float, points: int) -> HistoryAnswer:
         """The downsampled series of the last ``timeframe`` seconds.

@@ -8,9 +8,16 @@ an expiry, or the database could not confirm it before it ran out) the job is st
 releases the lease so another replica takes over at its next attempt; a killed holder's lease
 expires after ``replicas.job_lease_ttl``, so the job moves within ``ttl + ttl / 3``.
 
-Each new holder gets a larger fencing token (:attr:`LeasedJob.grant`); the jobs under leases are
-idempotent (a prune, a sample keyed by replica and time, a checkpoint), so the moment two replicas
-might overlap at a takeover (clocks apart by more than the margin) costs at most one extra run.
+Each new holder gets a larger fencing token (:attr:`LeasedJob.grant`). Right before each run of
+the job (a prune, an automatic checkpoint) the holder confirms in the database that its grant
+still holds (:meth:`LeasedJob.confirm`: same holder and token, not expired) and skips the run
+otherwise, so a holder whose lease was taken over (it stalled past the ttl) does not run the job
+until its next round notices the loss and stops it. The check and the run are not one transaction:
+a holder stalling between them can still overlap one run with the new holder's, which the jobs
+bear (each is idempotent).
+
+The metrics history is sampled on every replica (a sample is keyed by replica and time); only its
+pruning runs under the ``metrics-history`` lease.
 """
 
 from __future__ import annotations
@@ -20,13 +27,15 @@ import logging
 import time
 from typing import Any
 
-from controlplane.errors import MaosError
+from controlplane.errors import FailedPrecondition, MaosError
+from controlplane.periodic import PeriodicJob
 from controlplane.storage.replicas import LeaseGrant, ReplicaStore
 
 log = logging.getLogger(__name__)
 
 
 #: The periodic jobs installed as plugins: plugin name -> (lease name, the attribute holding the job).
+#: The metrics history sampler keeps sampling everywhere: its pruning job goes under the lease.
 LEASED_PLUGINS = {
     "maos-checkpoints": ("checkpoints", "job"),
     "maos-metrics-history": ("metrics-history", "sampler"),
@@ -53,8 +62,14 @@ class JobLeases:
         """Put the jobs of the registered :data:`LEASED_PLUGINS` under their leases."""
         for plugin_name, (lease, attribute) in LEASED_PLUGINS.items():
             plugin = pm.get_plugin(plugin_name)
-            if plugin is not None and not isinstance(getattr(plugin, attribute), LeasedJob):
-                setattr(plugin, attribute, self.wrap(lease, getattr(plugin, attribute)))
+            if plugin is None:
+                continue
+            job = getattr(plugin, attribute)
+            if hasattr(job, "pruning_job"):  # the history sampler: samples everywhere, prunes under the lease
+                if job.pruning is None:
+                    job.pruning = self.wrap(lease, job.pruning_job())
+            elif not isinstance(job, LeasedJob):
+                setattr(plugin, attribute, self.wrap(lease, job))
 
     def held(self) -> list[str]:
         """Names of the jobs whose lease this replica holds now."""
@@ -75,6 +90,33 @@ class LeasedJob:
         self.grant: LeaseGrant | None = None
         self._task: asyncio.Task[None] | None = None
         self._running = False
+        #: Lease rounds done (one each ``every`` seconds).
+        self.rounds = 0
+        self._fence(job)
+
+    def _fence(self, job: Any) -> None:
+        """Make ``job`` confirm the lease before each run (:meth:`confirm`)."""
+        periodic = getattr(job, "periodic", job)
+        if isinstance(periodic, PeriodicJob):
+            periodic.guard = self.confirm
+        elif hasattr(job, "checkpoints"):  # the automatic checkpoint job: each run takes one checkpoint
+            job.checkpoints = _Fenced(job.checkpoints, self)
+        else:
+            raise TypeError(f"{type(job).__name__} offers no way to confirm its lease before a run")
+
+    async def confirm(self) -> bool:
+        """Whether this replica's grant still holds in the database now (else the run is skipped).
+
+        Raises:
+            MaosError: The database could not say (the run is skipped too).
+        """
+        grant = self.grant
+        if grant is None:
+            return False
+        if await self.leases.storage.call(self.leases.store.fenced, grant, time.time()):
+            return True
+        log.warning("%s: the lease (token %d) is no longer held here; run skipped", self.name, grant.token)
+        return False
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.job, name)
@@ -137,4 +179,21 @@ class LeasedJob:
                     await self._stop_job()
             except Exception:
                 log.exception("%s: lease round failed", self.name)
+            self.rounds += 1
             await asyncio.sleep(self.every)
+
+
+class _Fenced:
+    """The checkpoint service of the automatic checkpoint job, confirming the lease before each one."""
+
+    def __init__(self, checkpoints: Any, leased: LeasedJob):
+        self.checkpoints = checkpoints
+        self.leased = leased
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.checkpoints, name)
+
+    async def create(self, *args: Any, **kwargs: Any) -> Any:
+        if not await self.leased.confirm():
+            raise FailedPrecondition(f"the {self.leased.name} lease is no longer held here; skipped")
+        return await self.checkpoints.create(*args, **kwargs)

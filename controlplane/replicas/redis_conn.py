@@ -4,13 +4,16 @@ With ``redis.url`` set the control plane checks Redis before anything starts and
 start when it cannot reach it (a wrong URL or password is a mistake to say at once, not a
 degradation to discover later); the message names the setting and how to run without Redis.
 Once running, an outage is reported by GetHealth (component ``redis`` UNHEALTHY) and what uses
-Redis degrades as each part says (wake-ups fall back to polling, rate limits to this replica's
-own buckets); nothing is lost, since the database remains the source of truth.
+Redis degrades as each part says; nothing is lost, since the database remains the source of truth.
 
-Clients: :attr:`RedisConnection.client` (``redis.asyncio``) for the event loop, and
-:attr:`RedisConnection.sync` (``redis.Redis``, short timeouts) for the few synchronous seams
-(rate-limit buckets, the storage thread's shared state). Every key and channel starts with
-``redis.key_prefix``.
+What Redis carries today: the API rate-limit buckets (while Redis is away, this replica's own
+buckets decide) and the model pacer's state (while away, this replica paces on its own copy).
+Wake-ups (:mod:`controlplane.replicas.wakeups`) and agents' shared state
+(:mod:`controlplane.replicas.redis_stores`) have Redis implementations that are not wired in yet.
+
+Clients: :attr:`RedisConnection.client` (``redis.asyncio``) for the event loop (the health
+check), and :attr:`RedisConnection.sync` (``redis.Redis``, short timeouts) for the synchronous
+seams (the rate-limit buckets, the model pacer). Every key starts with ``redis.key_prefix``.
 """
 
 from __future__ import annotations

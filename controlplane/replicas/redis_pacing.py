@@ -131,6 +131,13 @@ class RedisPacingStore:
         load(pacing, text)
         return pacing
 
+    def _copy(self, local: ModelPacing, text: str | bytes) -> ModelPacing:
+        """A new state of ``local``'s model, policy and ``held``, with the shared part from ``text``."""
+        pacing = ModelPacing(local.model, local.configured, local.policy, time.time())
+        pacing.held = local.held
+        load(pacing, text)
+        return pacing
+
     def get(self, model: str) -> ModelPacing | None:
         """The state of ``model`` as Redis holds it now (this replica's copy while Redis is away)."""
         import redis
@@ -194,12 +201,16 @@ class RedisPacingStore:
                     try:
                         pipe.watch(key)
                         text = pipe.get(key)
-                        pacing = self._mirror(model, text) if text is not None else self._local[model]
+                        local = self._local[model]
+                        # The change runs on a copy: this replica's own copy takes it only once Redis
+                        # did, so a failed or retried attempt never applies it twice here.
+                        pacing = self._copy(local, text if text is not None else dump(local))
                         result = change(pacing)
                         pipe.multi()
                         pipe.set(key, dump(pacing))
                         pipe.sadd(f"{self.prefix}pacing:models", model)
                         pipe.execute()
+                        load(local, dump(pacing))
                         return result
                     except redis.WatchError:
                         continue

@@ -117,10 +117,16 @@ def open_redis(settings: Any) -> RedisConnection | None:
     try:
         redis.check()
     except BaseException:
-        redis.sync.close()
+        close_unstarted(redis)
         raise
     log.info("Redis at %s answers (keys under %r)", redis.shown, redis.prefix)
     return redis
+
+
+def close_unstarted(redis: RedisConnection | None) -> None:
+    """Close ``redis`` when the control plane using it failed to build (before any loop used it)."""
+    if redis is not None:
+        redis.sync.close()
 
 
 def install_redis(pm: pluggy.PluginManager, redis: RedisConnection | None) -> None:

@@ -13,6 +13,7 @@ import json
 from typing import Any
 
 from sqlalchemy import Engine, delete, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from controlplane.storage.replicas import LeaseGrant, ReplicaRow
 from controlplane.storage.sql import schema
@@ -97,9 +98,14 @@ class SqlReplicaStore:
         """
         with translate_errors(), self._writes.begin() as conn:
             found = conn.execute(select(_L).where(_L.c.name == name).with_for_update()).first()
-            if found is None:
-                conn.execute(_L.insert().values(name=name, holder=holder, token=1, expires_at=now + ttl))
-                return LeaseGrant(name, holder, 1, now + ttl)
+            if found is None:  # two replicas may both get here: the row goes to one, the other waits
+                inserted = conn.execute(
+                    _insert(conn)(_L)
+                    .values(name=name, holder=holder, token=1, expires_at=now + ttl)
+                    .on_conflict_do_nothing(index_elements=["name"])
+                    .returning(_L.c.name)
+                ).first()
+                return LeaseGrant(name, holder, 1, now + ttl) if inserted is not None else None
             if found.holder == holder and found.expires_at > now:
                 token = int(found.token)
             elif found.expires_at <= now:
@@ -153,6 +159,13 @@ class SqlReplicaStore:
                 )
             ).first()
         return row is not None
+
+
+def _insert(conn: Any) -> Any:
+    """The dialect's INSERT (with ``on_conflict_do_nothing``) for ``conn``'s database."""
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert
+    return sqlite.insert
 
 
 def _values(row: ReplicaRow) -> dict[str, Any]:

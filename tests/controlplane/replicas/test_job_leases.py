@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -12,8 +11,10 @@ import pytest
 import sqlalchemy
 
 from controlplane.app import App, build_app
+from controlplane.checkpoints.interval import IntervalJob
 from controlplane.config import Settings
-from controlplane.replicas.leases import LeasedJob
+from controlplane.periodic import PeriodicJob
+from controlplane.replicas.leases import JobLeases, LeasedJob
 from controlplane.storage.replicas import LeaseGrant
 from controlplane.storage.sql.backend import SqlBackend
 from controlplane.storage.sql.plugin import SqlBackendFactory
@@ -57,6 +58,67 @@ def test_a_lease_has_one_holder_and_a_new_token_per_holder(store: SqlReplicaStor
     store.release_lease(b)
     assert store.list_leases(120.0) == []
     assert store.acquire_lease("job", "a", 120.0, 10.0) == LeaseGrant("job", "a", 3, 130.0)
+
+
+def test_two_first_takers_get_one_lease(store: SqlReplicaStore) -> None:
+    """Both see no row; the second insert finds the first's and waits, not fails."""
+    engine = store._reads  # its events reach the writes' option engine too
+    taken: list[LeaseGrant | None] = []
+
+    def first_taker_wins(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.startswith("INSERT INTO job_leases") and not taken:
+            taken.append(None)  # once: b inserts its row between a's look and a's insert
+            taken[0] = store.acquire_lease("job", "b", 100.0, 10.0)
+
+    if engine.dialect.name == "sqlite":  # one writer at a time: the race cannot happen there
+        assert store.acquire_lease("job", "a", 100.0, 10.0) == LeaseGrant("job", "a", 1, 110.0)
+        assert store.acquire_lease("job", "b", 100.0, 10.0) is None
+        return
+    sqlalchemy.event.listen(engine, "before_cursor_execute", first_taker_wins)
+    try:
+        assert store.acquire_lease("job", "a", 100.0, 10.0) is None  # held by b: not an error
+    finally:
+        sqlalchemy.event.remove(engine, "before_cursor_execute", first_taker_wins)
+    assert taken == [LeaseGrant("job", "b", 1, 110.0)]
+    assert store.list_leases(105.0) == taken
+
+
+class _Direct:
+    """A storage executor calling the store on the loop's thread."""
+
+    async def call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return fn(*args)
+
+
+async def test_a_holder_whose_lease_was_taken_over_does_not_run(store: SqlReplicaStore) -> None:
+    events: list[str] = []
+
+    async def step() -> None:
+        events.append("run")
+
+    job = PeriodicJob("counted", step, 0.01)
+    leased = JobLeases(_Direct(), store, "a", ttl=30.0).wrap("job", job)  # renewals 10 s apart
+    confirm = leased.confirm
+
+    async def confirm_noted() -> bool:
+        held = await confirm()
+        events.append(f"confirmed {held}")
+        return held
+
+    job.guard = confirm_noted
+    leased.start()
+    try:
+        await wait_for(lambda: "run" in events, timeout=5, message="a running the job")
+        grant = leased.grant
+        assert grant is not None
+        taken = store.acquire_lease("job", "b", grant.expires_at, 30.0)  # a stalled past its ttl: b took it
+        assert taken is not None and taken.token == grant.token + 1
+        await wait_for(lambda: events.count("confirmed False") >= 3, timeout=5, message="skipped runs")
+        assert leased.grant is grant  # a's next lease round has not come: only the check keeps it off
+        assert "run" not in events[events.index("confirmed False") :]
+    finally:
+        await leased.stop()
+    assert store.list_leases(grant.expires_at) == [taken]  # a's stale release changes nothing
 
 
 def _holders(app: App) -> dict[str, str]:
@@ -108,11 +170,17 @@ async def test_one_replica_runs_each_job_and_another_takes_over(
     try:
         assert isinstance(a.retention, LeasedJob) and isinstance(b.retention, LeasedJob)
         since = time.time()
-        await wait_for(lambda: _sample_replicas(postgres_url, since), timeout=5, message="samples")
+        b_jobs = b.pm.get_plugin("maos-replicas").registry.leases.jobs
         for _ in range(4):  # several lease rounds of b (one each ttl / 3): it never takes a job a holds
-            await asyncio.sleep(0.2)
+            rounds = {name: job.rounds for name, job in b_jobs.items()}
+            await wait_for(
+                lambda rounds=rounds: all(job.rounds > rounds[name] for name, job in b_jobs.items()),
+                timeout=5,
+                message="a lease round of b",
+            )
             assert _holders(b) == {}
-        assert _sample_replicas(postgres_url, since) == {a.engine.replica}  # only a samples
+        both = {a.engine.replica, b.engine.replica}  # every replica samples; only the pruning is leased
+        await wait_for(lambda: _sample_replicas(postgres_url, since) == both, timeout=5, message="samples")
 
         await a.stop(grace=1.0)  # a clean stop releases the leases: b takes them at its next round
         stopped = time.monotonic()
@@ -124,6 +192,8 @@ async def test_one_replica_runs_each_job_and_another_takes_over(
             timeout=5,
             message="b sampling",
         )
+        history = b.pm.get_plugin("maos-metrics-history").sampler
+        assert isinstance(history.pruning, LeasedJob) and history.pruning.grant is not None
     finally:
         await a.stop(grace=1.0)
         await b.stop(grace=1.0)
@@ -189,3 +259,29 @@ def test_replica_rows_register_heartbeat_and_prune(store: SqlReplicaStore) -> No
     store.acquire_lease("audit-retention", "cp-2", 200.0, 10.0)
     store.deregister_replica("cp-2")  # a clean stop releases its leases at once
     assert [g.name for g in store.list_leases(201.0)] == ["checkpoints"]
+
+
+async def test_an_automatic_checkpoint_is_skipped_once_the_lease_was_taken_over(
+    store: SqlReplicaStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    taken: list[dict[str, Any]] = []
+
+    class Checkpoints:
+        async def create(self, **kwargs: Any) -> None:
+            taken.append(kwargs)
+
+    job = IntervalJob(Checkpoints(), 0.01)  # type: ignore[arg-type]
+    leased = JobLeases(_Direct(), store, "a", ttl=30.0).wrap("checkpoints", job)
+    leased.start()
+    try:
+        await wait_for(lambda: taken, timeout=5, message="a taking checkpoints")
+        grant = leased.grant
+        assert grant is not None
+        assert store.acquire_lease("checkpoints", "b", grant.expires_at, 30.0) is not None
+        skipped = "the checkpoints lease is no longer held here; skipped"
+        await wait_for(lambda: caplog.text.count(skipped) >= 3, timeout=5, message="skipped checkpoints")
+        count = len(taken)
+        await wait_for(lambda: caplog.text.count(skipped) >= 6, timeout=5, message="more skipped checkpoints")
+        assert len(taken) == count  # none taken since the takeover was seen
+    finally:
+        await leased.stop()

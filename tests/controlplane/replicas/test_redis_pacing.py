@@ -61,3 +61,39 @@ def test_without_redis_a_replica_paces_on_its_own(caplog: pytest.LogCaptureFixtu
     assert "paces on its own meanwhile" in caplog.text
     dead.store.client = None  # Redis is not tried again for a while (not one timeout per call)
     assert dead.grant_now(MODEL) is None and dead.status()[0].granted == 1
+
+
+class _LostAnswer:
+    """A Redis client whose transactions are applied but whose answer is lost (a timeout)."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.client = client
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.client, name)
+
+    def pipeline(self, transaction: bool = True) -> object:
+        pipe = self.client.pipeline(transaction=transaction)
+        execute = pipe.execute
+
+        def applied_then_timeout(*args: object, **kwargs: object) -> object:
+            change = pipe.explicit_transaction  # the WATCH/MULTI of a change (creating the state answers)
+            answer = execute(*args, **kwargs)
+            if change:
+                raise redis.TimeoutError("answer lost")
+            return answer
+
+        pipe.execute = applied_then_timeout  # type: ignore[method-assign]
+        return pipe
+
+
+def test_a_change_whose_answer_is_lost_is_applied_once_here(redis_url: str, redis_namespace: str) -> None:
+    pacer = _pacer(redis_url, redis_namespace, "a", rpm=2)
+    store = pacer.store
+    assert isinstance(store, RedisPacingStore)
+    store.client = _LostAnswer(store.client)
+    assert isinstance(pacer.grant_now(MODEL), Grant)  # Redis took it; the answer was lost
+    local = store._local[MODEL]
+    assert local.granted == 1 and len(local.permits) == 1  # not twice on this replica's copy
+    assert isinstance(pacer.grant_now(MODEL), Grant)  # Redis is away now: the second of 2 a minute
+    assert pacer.grant_now(MODEL) is None

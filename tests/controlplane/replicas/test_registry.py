@@ -11,7 +11,7 @@ import pytest
 from agent_sdk.proto.maos.v1 import system_service_pb2 as system_pb
 from controlplane.app import App, build_app
 from controlplane.config import Settings
-from controlplane.errors import FailedPrecondition
+from controlplane.errors import FailedPrecondition, InvalidArgument
 from controlplane.replicas.registry import ReplicaRegistry, new_replica_id
 from controlplane.storage.sql.replicas import replica_store
 from tests.harness.server import Stubs, empty_postgres, make_settings, start_app, wait_for
@@ -118,3 +118,50 @@ async def test_a_replica_id_in_use_by_a_live_replica_is_refused(pg_settings: Cal
         assert [v.row.id for v in await registry(c).replicas()] == ["cp-1"]
     finally:
         await c.stop(grace=1.0)
+
+
+@pytest.fixture
+def redis_closes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Notes each Redis connection build_app opens ("opened") and its closing ("closed")."""
+    import controlplane.app
+
+    notes: list[str] = []
+    opened = controlplane.app.open_redis
+
+    def noting(settings: Any) -> Any:
+        redis = opened(settings)
+        if redis is None:  # no redis.url
+            return None
+        notes.append("opened")
+        close = redis.sync.close
+
+        def closing() -> None:
+            notes.append("closed")
+            close()
+
+        redis.sync.close = closing
+        return redis
+
+    monkeypatch.setattr(controlplane.app, "open_redis", noting)
+    return notes
+
+
+@pytest.mark.redis
+def test_a_failed_start_closes_redis(tmp_path: Path, redis_url: str, redis_closes: list[str]) -> None:
+    with pytest.raises(InvalidArgument, match="no storage backend handles 'nosuch' URLs"):
+        build_app(make_settings(tmp_path, **{"redis.url": redis_url, "database.primary_url": "nosuch://x"}))
+    assert redis_closes == ["opened", "closed"]
+
+
+@pytest.mark.redis
+async def test_a_refused_replica_id_closes_redis(
+    pg_settings: Callable[..., Settings], redis_url: str, redis_closes: list[str]
+) -> None:
+    a = await start_app(pg_settings("a", **{"server.replica_id": "cp-1"}))
+    try:
+        redis_closes.clear()
+        with pytest.raises(FailedPrecondition, match="in use by a live control plane"):
+            build_app(pg_settings("b", **{"server.replica_id": "cp-1", "redis.url": redis_url}))
+        assert redis_closes == ["opened", "closed"]
+    finally:
+        await a.stop(grace=1.0)

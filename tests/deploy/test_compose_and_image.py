@@ -217,7 +217,11 @@ def test_the_image_s_commands() -> None:
 
 def test_the_image_holds_the_package() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    packages = {p.rstrip("*") for p in project["tool"]["setuptools"]["packages"]["find"]["include"]}
+    setuptools = project["tool"]["setuptools"]
+    # The folders the packages are built from (maos_cli and maos_plugins come from cli/ and plugins/).
+    packages = {
+        setuptools["package-dir"].get(p.split(".")[0], p.split(".")[0]) for p in setuptools["packages"]
+    }
     copied = {
         source
         for ins, args in dockerfile()

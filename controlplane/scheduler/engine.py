@@ -176,6 +176,7 @@ class Engine:
             publish=self._publish,
             finish_task=self._finish_task,
             enqueue=lambda task, sub: self._enqueue(task, sub),
+            count=lambda task, sub, status, delta: self._count(task, sub, status, delta),
             start_plan=lambda task, plan: self.planning._start_plan(task, plan),
             kick=lambda: self._kick(),
         )
@@ -332,7 +333,7 @@ class Engine:
             self.subtasks.setdefault(sub.task_id, {})[sub.id] = sub
         for task in tasks:
             for sub in self.subtasks[task.id].values():
-                self._count(task, sub.status, 1)
+                self._count(task, sub, sub.status, 1)
         for task in tasks:
             for dep in task.depends_on:
                 self._dependants[dep].add(task.id)
@@ -404,8 +405,8 @@ class Engine:
     def _set_subtask_status(self, task: Task, sub: Subtask, status: SubtaskStatus) -> None:
         before = sub.status
         if self.subtasks.get(task.id, {}).get(sub.id) is sub:  # counted while it is in memory
-            self._count(task, before, -1)
-            self._count(task, status, 1)
+            self._count(task, sub, before, -1)
+            self._count(task, sub, status, 1)
         sub.status = status
         self.committer.subtask(sub)
         if status.finished:
@@ -573,10 +574,10 @@ class Engine:
         task = current
         self.tasks[task.id] = task
         for sub in self.subtasks.get(task.id, {}).values():
-            self._count(task, sub.status, -1)
+            self._count(task, sub, sub.status, -1)
         self.subtasks[task.id] = {s.id: s for s in subs}
         for sub in subs:
-            self._count(task, sub.status, 1)
+            self._count(task, sub, sub.status, 1)
         task.retries += 1
         if max_agents is not None:
             task.max_agents = max_agents
@@ -715,15 +716,6 @@ class Engine:
         """Tasks in memory waiting for their plan to be approved."""
         return sum(1 for t in self.tasks.values() if self.review.awaiting_approval(t))
 
-    def queued_subtasks(self) -> list[Subtask]:
-        """Every QUEUED subtask in memory (the autoscaler's demand)."""
-        return [
-            sub
-            for subs in list(self.subtasks.values())
-            for sub in list(subs.values())
-            if sub.status == SubtaskStatus.QUEUED
-        ]
-
     def agent(self, agent_id: str) -> AgentInfo | None:
         """An agent known here (connected or not), or None."""
         return self.agents.get(agent_id)
@@ -812,6 +804,7 @@ class Engine:
         self.event_taps = watchers.event_taps
         self.worked_on = self.book.worked_on
         self.queued_by_priority = self.book.queued_by_priority
+        self.queued_demand = self.book.queued_demand
         self.subtasks_by_status = self.book.subtasks_by_status
 
     @property

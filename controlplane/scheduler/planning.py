@@ -42,7 +42,7 @@ class Planning:
         pool: PoolSide,
         kick: Callable[[], None],
         subtasks: dict[str, dict[str, Subtask]],
-        count: Callable[[Task, SubtaskStatus, int], None],
+        count: Callable[[Task, Subtask, SubtaskStatus, int], None],
         committer: Committer,
         enqueue: Callable[[Task, Subtask], None],
         set_task_status: Callable[[Task, TaskStatus], None],
@@ -238,9 +238,9 @@ class Planning:
             )
             replaced = subs.get(sub.id)
             if replaced is not None:
-                self._count(task, replaced.status, -1)
+                self._count(task, replaced, replaced.status, -1)
             subs[sub.id] = sub
-            self._count(task, sub.status, 1)
+            self._count(task, sub, sub.status, 1)
             self.committer.subtask(sub)
             if sub.status == SubtaskStatus.QUEUED:
                 self._enqueue(task, sub)

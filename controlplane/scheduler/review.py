@@ -47,6 +47,7 @@ class Review:
         publish: Callable[..., None],
         finish_task: Callable[[Task, TaskStatus, Failure | None], None],
         enqueue: Callable[[Task, Subtask], None],
+        count: Callable[[Task, Subtask, SubtaskStatus, int], None],
         start_plan: Callable[..., None],
         kick: Callable[[], None],
     ):
@@ -59,6 +60,7 @@ class Review:
         self._publish = publish
         self._finish_task = finish_task
         self._enqueue = enqueue
+        self._count = count
         self._start_plan = start_plan
         self._kick = kick
 
@@ -120,7 +122,11 @@ class Review:
     def _add_step(self, task: Task, sub: Subtask) -> None:
         sub.status = SubtaskStatus.QUEUED
         sub.queue_time = now()
+        replaced = self.subtasks[task.id].get(sub.id)
+        if replaced is not None:
+            self._count(task, replaced, replaced.status, -1)
         self.subtasks[task.id][sub.id] = sub
+        self._count(task, sub, sub.status, 1)
         task.update_time = now()
         self.committer.task(task)
         self.committer.subtask(sub)

@@ -313,6 +313,7 @@ class Engine:
         self.dispatch.clear()
         self.consensus.cancel()
         self.planning.cancel()
+        self.review.waiting.clear()
         self.book.clear()
         self.leases.clear()
         self.reservations.clear()
@@ -339,6 +340,8 @@ class Engine:
                 self._dependants[dep].add(task.id)
             if task.status == TaskStatus.PENDING:
                 self._background(self._start_if_ready(task.id))
+                if self.review.awaiting_approval(task):
+                    self.review.waiting.add(task.id)
             if task.timeout and task.start_time:
                 self._arm_timeout(task)
             if task.consensus_state is not None:
@@ -373,7 +376,7 @@ class Engine:
         """After each lease sweep: refresh the counts /metrics reads; now and then drop stale entries."""
         self.queued_snapshot = self.queued_by_priority()  # read by the /metrics thread
         if housekeeping:
-            self.dispatch.compact()
+            self.dispatch.compact(self.book.subtask_counts[SubtaskStatus.QUEUED])
 
     def setting(self, key: str) -> Any:
         """A setting, as changed at run time if it was."""
@@ -712,10 +715,6 @@ class Engine:
         task = self.tasks.get(task_id)
         return task.owner if task is not None else None
 
-    def awaiting_approval_count(self) -> int:
-        """Tasks in memory waiting for their plan to be approved."""
-        return sum(1 for t in self.tasks.values() if self.review.awaiting_approval(t))
-
     def agent(self, agent_id: str) -> AgentInfo | None:
         """An agent known here (connected or not), or None."""
         return self.agents.get(agent_id)
@@ -796,6 +795,7 @@ class Engine:
         self.approve = self.review.approve
         self.reject = self.review.reject
         self.awaiting_approval = self.review.awaiting_approval
+        self.awaiting_approval_count = self.review.awaiting_approval_count
         self.analyze = self.planning.analyze
         self.agent_pool = self.pool.agent_pool
         self.watch = watchers.watch

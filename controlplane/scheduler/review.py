@@ -61,6 +61,8 @@ class Review:
         self._finish_task = finish_task
         self._enqueue = enqueue
         self._count = count
+        #: Ids of tasks that started waiting for plan approval (some may have moved on since).
+        self.waiting: set[str] = set()
         self._start_plan = start_plan
         self._kick = kick
 
@@ -213,6 +215,7 @@ class Review:
             "decide_time": None,
             "reason": "",
         }
+        self.waiting.add(task.id)
         task.update_time = now()
         self.committer.task(task)
         self._publish(
@@ -231,6 +234,13 @@ class Review:
             and task.plan is not None
             and (task.approval or {}).get("state") == WAITING
         )
+
+    def awaiting_approval_count(self) -> int:
+        """Tasks in memory waiting for their plan to be approved (no walk over every task)."""
+        self.waiting = {
+            tid for tid in self.waiting if tid in self.tasks and self.awaiting_approval(self.tasks[tid])
+        }
+        return len(self.waiting)
 
     def _not_waiting(self, task: Task) -> FailedPrecondition:
         state = (task.approval or {}).get("state")

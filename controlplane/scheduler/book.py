@@ -11,11 +11,56 @@ mark them on the committer.
 from __future__ import annotations
 
 import heapq
+import sys
 from collections import Counter, defaultdict
+from typing import Any, TypeVar
 
-from controlplane.domain.model import Priority, Subtask, SubtaskStatus, Task
+from controlplane.domain.model import Priority, Subtask, SubtaskStatus, Task, Usage
 from controlplane.errors import NotFound
 from controlplane.storage.executor import StorageExecutor
+
+_P = TypeVar("_P")
+
+#: The usage of every record that has not been charged yet. Usage is replaced on a charge, never changed in
+#: place (see :mod:`controlplane.scheduler.charges`), so one copy serves them all.
+UNUSED = Usage()
+#: The empty list and dict records share. Like every container on a record, they are replaced, never changed
+#: in place (the committer's shallow copies rely on that too).
+NOTHING: list[Any] = []
+NO_ENTRIES: dict[str, str] = {}
+_POLICIES: dict[tuple[Any, ...], Any] = {}
+
+
+def word(text: str) -> str:
+    """One copy of a short string that many records repeat (agent type, capability, task type, owner)."""
+    return sys.intern(text) if len(text) <= 64 else text
+
+
+def shared(policy: _P) -> _P:
+    """One copy of each distinct retry or consensus policy (records replace them, never change them)."""
+    key = (type(policy), *(getattr(policy, name) for name in policy.__slots__))  # type: ignore[attr-defined]
+    found = _POLICIES.get(key)
+    if found is None:
+        if len(_POLICIES) >= 1024:  # unusual policies: each keeps its own copy
+            return policy
+        _POLICIES[key] = found = policy
+    return found  # type: ignore[no-any-return]
+
+
+def slim_task(task: Task) -> None:
+    """Let an accepted task share what it has in common with others (saves memory per queued task)."""
+    task.owner = word(task.owner)
+    task.task_type = word(task.task_type)
+    task.agent_type = word(task.agent_type)
+    task.retry = shared(task.retry)
+    task.consensus = shared(task.consensus)
+    if task.usage == UNUSED:
+        task.usage = UNUSED
+    for name in ("depends_on", "warnings", "dependency_results"):
+        if not getattr(task, name):
+            setattr(task, name, NOTHING)
+    if not task.metadata:
+        task.metadata = NO_ENTRIES
 
 
 class TaskBook:

@@ -54,6 +54,7 @@ from controlplane.scheduler.commands import CancelWork, Ref
 from controlplane.scheduler.committer import Committer
 from controlplane.scheduler.consensus import Consensus
 from controlplane.scheduler.dispatch import Dispatcher
+from controlplane.scheduler.giveback import GiveBack
 from controlplane.scheduler.intake import Intake, SubmitOutcome
 from controlplane.scheduler.leases import Lease, Leases
 from controlplane.scheduler.planning import Planning
@@ -240,6 +241,10 @@ class Engine:
         self._evaluate_dependencies = self.intake._evaluate_dependencies
         self._start_if_ready = self.intake._start_if_ready
         self._timeouts: dict[str, asyncio.TimerHandle] = {}
+        self.give_back = GiveBack(
+            lambda: len(self.tasks),
+            lambda: self.dispatch.compact(self.book.subtask_counts[SubtaskStatus.QUEUED]),
+        )
         self._incarnation = 0
         self._tasks: set[asyncio.Task[Any]] = set()
         #: Settings changed at run time (SystemService.SetConfig), over ``settings``.
@@ -281,6 +286,7 @@ class Engine:
         """Stop background jobs and commit what is pending."""
         await self.leasing.stop()
         self.dispatch.stop()
+        self.give_back.cancel()
         for handle in self._timeouts.values():
             handle.cancel()
         self.planning.cancel()
@@ -523,6 +529,7 @@ class Engine:
         task = self.tasks.get(task_id)
         if task is not None and task.status.finished and not self.watchers.watched(task_id):
             self.dispatch.forget_tokens(task_id, self.book.forget(task_id))
+            self.give_back.observe(self._loop)
 
     def _arm_timeout(self, task: Task) -> None:
         earlier = self._timeouts.pop(task.id, None)

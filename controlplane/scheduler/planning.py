@@ -22,6 +22,7 @@ from controlplane.config import Settings
 from controlplane.domain.model import ExecutionPlan, Failure, Subtask, SubtaskStatus, Task, TaskStatus, now
 from controlplane.domain.planning import DeterministicPlanner, Planner, validate_plan
 from controlplane.domain.pool import fit_plan
+from controlplane.scheduler.book import NOTHING, UNUSED, word
 from controlplane.scheduler.committer import Committer
 from controlplane.scheduler.consensus import with_candidates
 from controlplane.scheduler.pool_side import PoolSide
@@ -229,12 +230,16 @@ class Planning:
                 id=step.key,
                 title=step.title,
                 instructions=step.instructions,
-                capability=step.capability,
-                agent_type=step.agent_type or task.agent_type,
+                capability=word(step.capability),
+                agent_type=word(step.agent_type or task.agent_type),
                 kind=step.kind,
-                depends_on=list(step.depends_on),
+                depends_on=list(step.depends_on) if step.depends_on else NOTHING,
                 status=SubtaskStatus.BLOCKED if step.depends_on else SubtaskStatus.QUEUED,
                 queue_time=stamp,
+                usage=UNUSED,
+                artifacts=NOTHING,
+                tool_calls=NOTHING,
+                sources=NOTHING,
             )
             replaced = subs.get(sub.id)
             if replaced is not None:

@@ -44,7 +44,7 @@ def shared(policy: _P) -> _P:
         if len(_POLICIES) >= 1024:  # unusual policies: each keeps its own copy
             return policy
         _POLICIES[key] = found = policy
-    return found  # type: ignore[no-any-return]
+    return found
 
 
 def slim_task(task: Task) -> None:

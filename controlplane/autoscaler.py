@@ -1,7 +1,7 @@
 """Autoscaling of supervised agents (``scaling.*``): a periodic job that gathers counts and applies them.
 
 Every ``scaling.interval`` seconds :class:`Autoscaler` reads, per type of ``scaling.types``, the
-queued subtasks its agents could take and the oldest wait (from the engine's tasks), its supervised
+queued subtasks its agents could take and the oldest wait (counts the engine keeps as work moves), its supervised
 agents (the launcher) and those idle past ``scaling.idle_seconds``, asks
 :func:`controlplane.domain.scaling.decide` for the desired counts, then launches agents or drains
 and stops idle ones. The last decision per type is kept for ``maos status`` and the metrics.
@@ -90,11 +90,11 @@ class Autoscaler:
         """Per autoscaled type: (queued subtasks it could take, oldest wait in seconds)."""
         caps = {name: self._capabilities(name) for name in self.limits}
         out = {name: [0, 0.0] for name in self.limits}
-        for sub in self.engine.queued_subtasks():
-            waited = max(0.0, wall - (sub.queue_time or wall))
+        for (agent_type, capability), (count, since) in self.engine.queued_demand().items():
+            waited = max(0.0, wall - (since or wall))
             for name, capabilities in caps.items():
-                if wildcard_match(sub.agent_type, sub.capability, name, capabilities):
-                    out[name][0] += 1
+                if wildcard_match(agent_type, capability, name, capabilities):
+                    out[name][0] += count
                     out[name][1] = max(out[name][1], waited)
         return {name: (int(n), float(w)) for name, (n, w) in out.items()}
 

@@ -289,6 +289,9 @@ class Checkpoints:
             )
             if record is not None:
                 await self.retain()
+            give_back = getattr(self.engine, "give_back", None)
+            if give_back is not None:  # the snapshot read every table: return what it used
+                give_back.give_back()
             return record
 
     async def retain(self) -> list[str]:

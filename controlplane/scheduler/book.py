@@ -10,11 +10,57 @@ mark them on the committer.
 
 from __future__ import annotations
 
+import heapq
+import sys
 from collections import Counter, defaultdict
+from typing import Any, TypeVar
 
-from controlplane.domain.model import Priority, Subtask, SubtaskStatus, Task
+from controlplane.domain.model import Priority, Subtask, SubtaskStatus, Task, Usage
 from controlplane.errors import NotFound
 from controlplane.storage.executor import StorageExecutor
+
+_P = TypeVar("_P")
+
+#: The usage of every record that has not been charged yet. Usage is replaced on a charge, never changed in
+#: place (see :mod:`controlplane.scheduler.charges`), so one copy serves them all.
+UNUSED = Usage()
+#: The empty list and dict records share. Like every container on a record, they are replaced, never changed
+#: in place (the committer's shallow copies rely on that too).
+NOTHING: list[Any] = []
+NO_ENTRIES: dict[str, str] = {}
+_POLICIES: dict[tuple[Any, ...], Any] = {}
+
+
+def word(text: str) -> str:
+    """One copy of a short string that many records repeat (agent type, capability, task type, owner)."""
+    return sys.intern(text) if len(text) <= 64 else text
+
+
+def shared(policy: _P) -> _P:
+    """One copy of each distinct retry or consensus policy (records replace them, never change them)."""
+    key = (type(policy), *(getattr(policy, name) for name in policy.__slots__))  # type: ignore[attr-defined]
+    found = _POLICIES.get(key)
+    if found is None:
+        if len(_POLICIES) >= 1024:  # unusual policies: each keeps its own copy
+            return policy
+        _POLICIES[key] = found = policy
+    return found
+
+
+def slim_task(task: Task) -> None:
+    """Let an accepted task share what it has in common with others (saves memory per queued task)."""
+    task.owner = word(task.owner)
+    task.task_type = word(task.task_type)
+    task.agent_type = word(task.agent_type)
+    task.retry = shared(task.retry)
+    task.consensus = shared(task.consensus)
+    if task.usage == UNUSED:
+        task.usage = UNUSED
+    for name in ("depends_on", "warnings", "dependency_results"):
+        if not getattr(task, name):
+            setattr(task, name, NOTHING)
+    if not task.metadata:
+        task.metadata = NO_ENTRIES
 
 
 class TaskBook:
@@ -32,6 +78,10 @@ class TaskBook:
         #: moves (see :meth:`count`), so reading them costs nothing at any queue depth.
         self.subtask_counts: Counter[SubtaskStatus] = Counter()
         self.queued_counts: Counter[Priority] = Counter()
+        #: QUEUED subtasks by (agent type, capability), and per pair a heap of (queue time, task id,
+        #: subtask id) whose stale entries are dropped as they surface (see :meth:`queued_demand`).
+        self.queued_kinds: dict[tuple[str, str], int] = {}
+        self._waits: dict[tuple[str, str], list[tuple[float, str, str]]] = {}
 
     def next_seq(self) -> int:
         """The sequence number of the next task accepted."""
@@ -45,12 +95,49 @@ class TaskBook:
         self.dependants.clear()
         self.subtask_counts.clear()
         self.queued_counts.clear()
+        self.queued_kinds.clear()
+        self._waits.clear()
 
-    def count(self, task: Task, status: SubtaskStatus, delta: int) -> None:
-        """Count a subtask of ``task`` in (``delta`` 1) or out of (-1) ``status``."""
+    def count(self, task: Task, sub: Subtask, status: SubtaskStatus, delta: int) -> None:
+        """Count subtask ``sub`` of ``task`` in (``delta`` 1) or out of (-1) ``status``."""
         self.subtask_counts[status] += delta
         if status == SubtaskStatus.QUEUED:
             self.queued_counts[task.priority] += delta
+            kind = (sub.agent_type, sub.capability)
+            left = self.queued_kinds.get(kind, 0) + delta
+            if left > 0:
+                self.queued_kinds[kind] = left
+            else:
+                self.queued_kinds.pop(kind, None)
+                self._waits.pop(kind, None)
+                return
+            if delta > 0 and sub.queue_time:
+                waits = self._waits.setdefault(kind, [])
+                heapq.heappush(waits, (sub.queue_time, task.id, sub.id))
+                if len(waits) > 2 * left + 64:  # mostly stale entries: keep the live ones only
+                    waits[:] = [w for w in waits if self._waiting(kind, w)]
+                    heapq.heapify(waits)
+
+    def _waiting(self, kind: tuple[str, str], wait: tuple[float, str, str]) -> bool:
+        """Whether a wait entry is still that of a QUEUED subtask of that kind."""
+        sub = self.subtasks.get(wait[1], {}).get(wait[2])
+        return (
+            sub is not None
+            and sub.status == SubtaskStatus.QUEUED
+            and sub.queue_time == wait[0]
+            and (sub.agent_type, sub.capability) == kind
+        )
+
+    def queued_demand(self) -> dict[tuple[str, str], tuple[int, float | None]]:
+        """QUEUED subtasks by (agent type, capability): how many, and the earliest queue time (None if
+        none is known). Maintained as work moves: the cost does not grow with the queue."""
+        out: dict[tuple[str, str], tuple[int, float | None]] = {}
+        for kind, n in self.queued_kinds.items():
+            waits = self._waits.get(kind)
+            while waits and not self._waiting(kind, waits[0]):
+                heapq.heappop(waits)
+            out[kind] = (n, waits[0][0] if waits else None)
+        return out
 
     def queued_by_priority(self) -> dict[str, int]:
         """Queued subtasks by priority name (maintained counts: no walk over the queue)."""
@@ -65,7 +152,7 @@ class TaskBook:
         task = self.tasks.pop(task_id)
         subs = self.subtasks.pop(task_id, {})
         for sub in subs.values():
-            self.count(task, sub.status, -1)
+            self.count(task, sub, sub.status, -1)
         return list(subs)
 
     def worked_on(self, agent_id: str, task_id: str) -> bool:

@@ -146,9 +146,11 @@ class Dispatcher:
         for sid in subtask_ids:
             self._tokens.pop((task_id, sid), None)
 
-    def compact(self) -> None:
-        """Drop stale entries from the queue (housekeeping)."""
-        self.queue.compact(self._valid)
+    def compact(self, queued: int) -> None:
+        """Drop stale entries from the queue (housekeeping) once they are more than the ``queued`` live ones,
+        so a deep queue of live work is not walked every time."""
+        if len(self.queue) > 2 * queued:
+            self.queue.compact(self._valid)
 
     def enqueue(self, task: Task, sub: Subtask) -> None:
         key = (task.id, sub.id)

@@ -54,6 +54,7 @@ from controlplane.scheduler.commands import CancelWork, Ref
 from controlplane.scheduler.committer import Committer
 from controlplane.scheduler.consensus import Consensus
 from controlplane.scheduler.dispatch import Dispatcher
+from controlplane.scheduler.giveback import GiveBack
 from controlplane.scheduler.intake import Intake, SubmitOutcome
 from controlplane.scheduler.leases import Lease, Leases
 from controlplane.scheduler.planning import Planning
@@ -176,6 +177,7 @@ class Engine:
             publish=self._publish,
             finish_task=self._finish_task,
             enqueue=lambda task, sub: self._enqueue(task, sub),
+            count=lambda task, sub, status, delta: self._count(task, sub, status, delta),
             start_plan=lambda task, plan: self.planning._start_plan(task, plan),
             kick=lambda: self._kick(),
         )
@@ -239,6 +241,10 @@ class Engine:
         self._evaluate_dependencies = self.intake._evaluate_dependencies
         self._start_if_ready = self.intake._start_if_ready
         self._timeouts: dict[str, asyncio.TimerHandle] = {}
+        self.give_back = GiveBack(
+            lambda: len(self.tasks),
+            lambda: self.dispatch.compact(self.book.subtask_counts[SubtaskStatus.QUEUED]),
+        )
         self._incarnation = 0
         self._tasks: set[asyncio.Task[Any]] = set()
         #: Settings changed at run time (SystemService.SetConfig), over ``settings``.
@@ -280,6 +286,7 @@ class Engine:
         """Stop background jobs and commit what is pending."""
         await self.leasing.stop()
         self.dispatch.stop()
+        self.give_back.cancel()
         for handle in self._timeouts.values():
             handle.cancel()
         self.planning.cancel()
@@ -312,6 +319,7 @@ class Engine:
         self.dispatch.clear()
         self.consensus.cancel()
         self.planning.cancel()
+        self.review.waiting.clear()
         self.book.clear()
         self.leases.clear()
         self.reservations.clear()
@@ -332,12 +340,14 @@ class Engine:
             self.subtasks.setdefault(sub.task_id, {})[sub.id] = sub
         for task in tasks:
             for sub in self.subtasks[task.id].values():
-                self._count(task, sub.status, 1)
+                self._count(task, sub, sub.status, 1)
         for task in tasks:
             for dep in task.depends_on:
                 self._dependants[dep].add(task.id)
             if task.status == TaskStatus.PENDING:
                 self._background(self._start_if_ready(task.id))
+                if self.review.awaiting_approval(task):
+                    self.review.waiting.add(task.id)
             if task.timeout and task.start_time:
                 self._arm_timeout(task)
             if task.consensus_state is not None:
@@ -372,7 +382,7 @@ class Engine:
         """After each lease sweep: refresh the counts /metrics reads; now and then drop stale entries."""
         self.queued_snapshot = self.queued_by_priority()  # read by the /metrics thread
         if housekeeping:
-            self.dispatch.compact()
+            self.dispatch.compact(self.book.subtask_counts[SubtaskStatus.QUEUED])
 
     def setting(self, key: str) -> Any:
         """A setting, as changed at run time if it was."""
@@ -404,8 +414,8 @@ class Engine:
     def _set_subtask_status(self, task: Task, sub: Subtask, status: SubtaskStatus) -> None:
         before = sub.status
         if self.subtasks.get(task.id, {}).get(sub.id) is sub:  # counted while it is in memory
-            self._count(task, before, -1)
-            self._count(task, status, 1)
+            self._count(task, sub, before, -1)
+            self._count(task, sub, status, 1)
         sub.status = status
         self.committer.subtask(sub)
         if status.finished:
@@ -519,6 +529,7 @@ class Engine:
         task = self.tasks.get(task_id)
         if task is not None and task.status.finished and not self.watchers.watched(task_id):
             self.dispatch.forget_tokens(task_id, self.book.forget(task_id))
+            self.give_back.observe(self._loop)
 
     def _arm_timeout(self, task: Task) -> None:
         earlier = self._timeouts.pop(task.id, None)
@@ -573,10 +584,10 @@ class Engine:
         task = current
         self.tasks[task.id] = task
         for sub in self.subtasks.get(task.id, {}).values():
-            self._count(task, sub.status, -1)
+            self._count(task, sub, sub.status, -1)
         self.subtasks[task.id] = {s.id: s for s in subs}
         for sub in subs:
-            self._count(task, sub.status, 1)
+            self._count(task, sub, sub.status, 1)
         task.retries += 1
         if max_agents is not None:
             task.max_agents = max_agents
@@ -711,19 +722,6 @@ class Engine:
         task = self.tasks.get(task_id)
         return task.owner if task is not None else None
 
-    def awaiting_approval_count(self) -> int:
-        """Tasks in memory waiting for their plan to be approved."""
-        return sum(1 for t in self.tasks.values() if self.review.awaiting_approval(t))
-
-    def queued_subtasks(self) -> list[Subtask]:
-        """Every QUEUED subtask in memory (the autoscaler's demand)."""
-        return [
-            sub
-            for subs in list(self.subtasks.values())
-            for sub in list(subs.values())
-            if sub.status == SubtaskStatus.QUEUED
-        ]
-
     def agent(self, agent_id: str) -> AgentInfo | None:
         """An agent known here (connected or not), or None."""
         return self.agents.get(agent_id)
@@ -804,6 +802,7 @@ class Engine:
         self.approve = self.review.approve
         self.reject = self.review.reject
         self.awaiting_approval = self.review.awaiting_approval
+        self.awaiting_approval_count = self.review.awaiting_approval_count
         self.analyze = self.planning.analyze
         self.agent_pool = self.pool.agent_pool
         self.watch = watchers.watch
@@ -812,6 +811,7 @@ class Engine:
         self.event_taps = watchers.event_taps
         self.worked_on = self.book.worked_on
         self.queued_by_priority = self.book.queued_by_priority
+        self.queued_demand = self.book.queued_demand
         self.subtasks_by_status = self.book.subtasks_by_status
 
     @property

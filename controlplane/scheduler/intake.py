@@ -20,7 +20,7 @@ from controlplane.domain.context import dependency_results
 from controlplane.domain.events import Event, EventType
 from controlplane.domain.model import Failure, Task, TaskStatus, now
 from controlplane.errors import Aborted, NotFound, request_id_reused
-from controlplane.scheduler.book import TaskBook
+from controlplane.scheduler.book import TaskBook, slim_task
 from controlplane.scheduler.committer import Committer
 from controlplane.storage.base import IdempotencyRecord
 from controlplane.storage.executor import StorageExecutor
@@ -139,6 +139,7 @@ class Intake:
             task.owner = principal
             task.create_time = task.update_time = stamp
             task.status = TaskStatus.PENDING
+            slim_task(task)
             self.tasks[task.id] = task
             self.subtasks[task.id] = {}
             for dep in task.depends_on:

@@ -28,6 +28,7 @@ from controlplane.domain.planning import (
     validate_plan,
 )
 from controlplane.domain.pool import fit_plan
+from controlplane.scheduler.book import NOTHING, UNUSED, word
 from controlplane.scheduler.committer import Committer
 from controlplane.scheduler.consensus import with_candidates
 from controlplane.scheduler.pool_side import PoolSide
@@ -48,7 +49,7 @@ class Planning:
         pool: PoolSide,
         kick: Callable[[], None],
         subtasks: dict[str, dict[str, Subtask]],
-        count: Callable[[Task, SubtaskStatus, int], None],
+        count: Callable[[Task, Subtask, SubtaskStatus, int], None],
         committer: Committer,
         enqueue: Callable[[Task, Subtask], None],
         set_task_status: Callable[[Task, TaskStatus], None],
@@ -235,18 +236,22 @@ class Planning:
                 id=step.key,
                 title=step.title,
                 instructions=step.instructions,
-                capability=step.capability,
-                agent_type=step.agent_type or task.agent_type,
+                capability=word(step.capability),
+                agent_type=word(step.agent_type or task.agent_type),
                 kind=step.kind,
-                depends_on=list(step.depends_on),
+                depends_on=list(step.depends_on) if step.depends_on else NOTHING,
                 status=SubtaskStatus.BLOCKED if step.depends_on else SubtaskStatus.QUEUED,
                 queue_time=stamp,
+                usage=UNUSED,
+                artifacts=NOTHING,
+                tool_calls=NOTHING,
+                sources=NOTHING,
             )
             replaced = subs.get(sub.id)
             if replaced is not None:
-                self._count(task, replaced.status, -1)
+                self._count(task, replaced, replaced.status, -1)
             subs[sub.id] = sub
-            self._count(task, sub.status, 1)
+            self._count(task, sub, sub.status, 1)
             self.committer.subtask(sub)
             if sub.status == SubtaskStatus.QUEUED:
                 self._enqueue(task, sub)

@@ -47,6 +47,7 @@ class Review:
         publish: Callable[..., None],
         finish_task: Callable[[Task, TaskStatus, Failure | None], None],
         enqueue: Callable[[Task, Subtask], None],
+        count: Callable[[Task, Subtask, SubtaskStatus, int], None],
         start_plan: Callable[..., None],
         kick: Callable[[], None],
     ):
@@ -59,6 +60,9 @@ class Review:
         self._publish = publish
         self._finish_task = finish_task
         self._enqueue = enqueue
+        self._count = count
+        #: Ids of tasks that started waiting for plan approval (some may have moved on since).
+        self.waiting: set[str] = set()
         self._start_plan = start_plan
         self._kick = kick
 
@@ -120,7 +124,11 @@ class Review:
     def _add_step(self, task: Task, sub: Subtask) -> None:
         sub.status = SubtaskStatus.QUEUED
         sub.queue_time = now()
+        replaced = self.subtasks[task.id].get(sub.id)
+        if replaced is not None:
+            self._count(task, replaced, replaced.status, -1)
         self.subtasks[task.id][sub.id] = sub
+        self._count(task, sub, sub.status, 1)
         task.update_time = now()
         self.committer.task(task)
         self.committer.subtask(sub)
@@ -207,6 +215,7 @@ class Review:
             "decide_time": None,
             "reason": "",
         }
+        self.waiting.add(task.id)
         task.update_time = now()
         self.committer.task(task)
         self._publish(
@@ -225,6 +234,13 @@ class Review:
             and task.plan is not None
             and (task.approval or {}).get("state") == WAITING
         )
+
+    def awaiting_approval_count(self) -> int:
+        """Tasks in memory waiting for their plan to be approved (no walk over every task)."""
+        self.waiting = {
+            tid for tid in self.waiting if tid in self.tasks and self.awaiting_approval(self.tasks[tid])
+        }
+        return len(self.waiting)
 
     def _not_waiting(self, task: Task) -> FailedPrecondition:
         state = (task.approval or {}).get("state")

@@ -28,6 +28,18 @@ def walked(engine: Engine) -> tuple[dict[str, int], dict[str, int]]:
     return dict(queue), dict(subtasks)
 
 
+def demand_walked(engine: Engine) -> dict[tuple[str, str], tuple[int, float | None]]:
+    """Queued subtasks by (agent type, capability) with the earliest queue time, counted the slow way."""
+    out: dict[tuple[str, str], tuple[int, float | None]] = {}
+    for subs in engine.subtasks.values():
+        for sub in subs.values():
+            if sub.status == SubtaskStatus.QUEUED:
+                n, since = out.get((sub.agent_type, sub.capability), (0, None))
+                times = [t for t in (since, sub.queue_time) if t]
+                out[(sub.agent_type, sub.capability)] = (n + 1, min(times) if times else None)
+    return out
+
+
 async def reported(stubs: Stubs) -> tuple[dict[str, int], dict[str, int], dict[str, int]]:
     status = await stubs.system.GetStatus(system_pb.GetStatusRequest(), timeout=RPC_TIMEOUT)
     return (
@@ -40,6 +52,7 @@ async def reported(stubs: Stubs) -> tuple[dict[str, int], dict[str, int], dict[s
 async def assert_counts_match(stubs: Stubs, engine: Engine) -> dict[str, int]:
     queue, subtasks, tasks = await reported(stubs)
     assert (queue, subtasks) == walked(engine)
+    assert engine.queued_demand() == demand_walked(engine)  # what the autoscaler reads
     return tasks
 
 

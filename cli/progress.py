@@ -100,6 +100,15 @@ class Progress:
             self._drawn = False
             self._last = ""
 
+    def finish(self, task: msgs.Task) -> None:
+        """Show the finished task's line in a log, if its stream had not shown it yet.
+
+        The wait and the progress stream race: a task that finishes quickly can be answered
+        before the stream's first message arrives.
+        """
+        if not self.terminal:
+            self._print(progress_line(task, {}))
+
     def close(self) -> None:
         """End the display (a newline after streamed text, the progress line cleared)."""
         self._clear()
@@ -119,10 +128,14 @@ async def with_progress(client: Client, task_id: str, wait: Callable[[], Awaitab
                 display.update(response)
 
     watcher = asyncio.get_running_loop().create_task(watch())
+    result: T | None = None
     try:
-        return await wait()
+        result = await wait()
+        return result
     finally:
         watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await watcher
+        if isinstance(result, msgs.Task):
+            display.finish(result)
         display.close()

@@ -54,6 +54,11 @@ class GiveBack:
         #: Passes made so far (for tests and diagnostics).
         self.passes = 0
 
+    @property
+    def planned(self) -> bool:
+        """Whether a pass is waiting to run."""
+        return self._handle is not None
+
     def observe(self, loop: asyncio.AbstractEventLoop | None) -> None:
         """Records left memory (or are about to): plan a pass if they fell far enough."""
         size = self._size()

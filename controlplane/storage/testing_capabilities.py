@@ -35,6 +35,19 @@ from controlplane.storage.records import CheckpointRecord, JoinTokenRecord
 from controlplane.storage.testing import _T0, full_agent, full_subtask, full_task, minimal_task
 
 
+def _token(token_id: str, *, max_uses: int) -> JoinTokenRecord:
+    """A join token made at ``_T0``, valid for 100 seconds, not yet used."""
+    return JoinTokenRecord(
+        id=token_id,
+        digest="d" * 64,
+        agent_types=(),
+        max_uses=max_uses,
+        uses=0,
+        create_time=_T0,
+        expire_time=_T0 + 100,
+    )
+
+
 class AccessContract:
     """Users, roles and API keys (:class:`~controlplane.storage.base.StoresAccess`)."""
 
@@ -101,17 +114,7 @@ class JoinTokenContract:
         assert backend.list_join_tokens() == [typed, open_one]  # oldest first
 
     def test_join_token_uses_are_counted_only_while_valid(self, backend: Any) -> None:
-        backend.put_join_token(
-            JoinTokenRecord(
-                id="twice1",
-                digest="d" * 64,
-                agent_types=(),
-                max_uses=2,
-                uses=0,
-                create_time=_T0,
-                expire_time=_T0 + 100,
-            )
-        )
+        backend.put_join_token(_token("twice1", max_uses=2))
         first = backend.use_join_token("twice1", _T0 + 1)
         assert first is not None and first.uses == 1
         assert backend.use_join_token("twice1", _T0 + 100) is None  # expired at that time
@@ -122,33 +125,13 @@ class JoinTokenContract:
         stored = backend.get_join_token("twice1")
         assert stored is not None and stored.uses == 2
 
-        backend.put_join_token(
-            JoinTokenRecord(
-                id="many00",
-                digest="d" * 64,
-                agent_types=(),
-                max_uses=0,
-                uses=0,
-                create_time=_T0,
-                expire_time=_T0 + 100,
-            )
-        )
+        backend.put_join_token(_token("many00", max_uses=0))
         for expected in range(1, 6):  # 0: unlimited
             counted = backend.use_join_token("many00", _T0)
             assert counted is not None and counted.uses == expected
 
     def test_revoked_join_token_is_not_counted(self, backend: Any) -> None:
-        backend.put_join_token(
-            JoinTokenRecord(
-                id="gone00",
-                digest="d" * 64,
-                agent_types=(),
-                max_uses=0,
-                uses=0,
-                create_time=_T0,
-                expire_time=_T0 + 100,
-            )
-        )
+        backend.put_join_token(_token("gone00", max_uses=0))
         revoked = backend.revoke_join_token("gone00", _T0 + 5)
         assert revoked is not None and revoked.revoke_time == _T0 + 5
         again = backend.revoke_join_token("gone00", _T0 + 9)

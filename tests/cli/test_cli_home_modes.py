@@ -5,39 +5,15 @@ from __future__ import annotations
 import json
 import os
 import stat
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
+from tests.cli.test_cli_daemon import maos
 from tests.harness.server import alive, free_port
 
 pytestmark = pytest.mark.slow
-
-
-def maos(home: Path, *args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MAOS_")}
-    env.update(
-        {
-            "MAOS_HOME": str(home),
-            "MAOS_SERVER_METRICS_PORT": "0",
-            "MAOS_SERVER_HTTP_PORT": "0",
-            "MAOS_SERVER_DASHBOARD_PORT": "0",
-            "MAOS_SYSTEM_LOG_LEVEL": "info",
-            "NO_COLOR": "1",
-        }
-    )
-    return subprocess.run(
-        [sys.executable, "-m", "maos_cli.main", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-        check=False,
-    )
 
 
 def modes(home: Path) -> dict[str, int]:

@@ -16,6 +16,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 
@@ -222,3 +223,24 @@ def describe(values_ms: list[float]) -> str:
         f"p50 {percentile(values_ms, 50):.2f} ms  p99 {percentile(values_ms, 99):.2f} ms  "
         f"mean {statistics.fmean(values_ms):.2f} ms"
     )
+
+
+async def stream_submit(
+    stub: Any, metadata: Any, message: Any, count: int, inflight: int, timeout: float
+) -> None:
+    """Send ``count`` copies of ``message`` on one StreamSubmitTasks stream, at most ``inflight`` unanswered."""
+    call = stub.StreamSubmitTasks(metadata=metadata, timeout=timeout)
+    window = asyncio.Semaphore(inflight)
+
+    async def write() -> None:
+        for _ in range(count):
+            await window.acquire()
+            await call.write(message)
+        await call.done_writing()
+
+    writer = asyncio.create_task(write())
+    async for response in call:
+        if response.WhichOneof("outcome") != "task":
+            raise RuntimeError(f"a submit was refused: {response.error}")
+        window.release()
+    await writer

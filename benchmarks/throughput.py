@@ -29,7 +29,7 @@ from agent_sdk.proto.maos.v1 import messages_pb2 as m  # noqa: E402
 from agent_sdk.proto.maos.v1 import system_service_pb2 as system_pb  # noqa: E402
 from agent_sdk.proto.maos.v1 import system_service_pb2_grpc as system_grpc  # noqa: E402
 from agent_sdk.proto.maos.v1 import task_service_pb2 as t  # noqa: E402
-from benchmarks._common import control_plane, cpu_report, cpu_seconds, tasks_stub  # noqa: E402
+from benchmarks._common import control_plane, cpu_report, cpu_seconds, stream_submit, tasks_stub  # noqa: E402
 
 
 async def run(tasks: int, inflight: int, database_url: str, mode: str, batch: int) -> None:
@@ -54,21 +54,7 @@ async def run(tasks: int, inflight: int, database_url: str, mode: str, batch: in
                     await stub.SubmitTask(request, metadata=md, timeout=30)
 
         async def streamer() -> None:
-            call = stub.StreamSubmitTasks(metadata=md, timeout=120)
-            window = asyncio.Semaphore(inflight)
-
-            async def write() -> None:
-                for _ in range(tasks):
-                    await window.acquire()
-                    await call.write(streamed)
-                await call.done_writing()
-
-            writer = asyncio.create_task(write())
-            async for response in call:
-                if response.WhichOneof("outcome") != "task":
-                    raise RuntimeError(f"a submit was refused: {response.error}")
-                window.release()
-            await writer
+            await stream_submit(stub, md, streamed, tasks, inflight, timeout=120)
 
         cpu_before, client_before = cpu_seconds(bench.pid), time.process_time()
         started = time.perf_counter()

@@ -48,6 +48,7 @@ from benchmarks._common import (  # noqa: E402
     cpu_seconds,
     percentile,
     status_events,
+    stream_submit,
     tasks_stub,
 )
 from benchmarks.grpc_baseline import describe_baseline, measure  # noqa: E402
@@ -105,21 +106,7 @@ async def maos_many(
             await stub.SubmitTask(request, metadata=md, timeout=60)
 
     async def streamer() -> None:
-        call = stub.StreamSubmitTasks(metadata=md, timeout=600)
-        window = asyncio.Semaphore(inflight)
-
-        async def write() -> None:
-            for _ in range(tasks):
-                await window.acquire()
-                await call.write(streamed)
-            await call.done_writing()
-
-        writer = asyncio.create_task(write())
-        async for response in call:
-            if response.WhichOneof("outcome") != "task":
-                raise RuntimeError(f"a submit was refused: {response.error}")
-            window.release()
-        await writer
+        await stream_submit(stub, md, streamed, tasks, inflight, timeout=600)
 
     before = cpu_seconds(bench.pid)["control plane"]
     started = time.perf_counter()

@@ -29,6 +29,10 @@ from agent_sdk.proto.maos.v1 import agent_gateway_pb2_grpc as gw_grpc  # noqa: E
 from agent_sdk.worker import KEEPALIVE_OPTIONS, next_heartbeat  # noqa: E402
 
 STREAMS_PER_CHANNEL = 100
+#: Channels with equal options to one address share one connection unless each keeps its own
+#: subchannels: without this, all of a process's streams ride one TCP connection (unlike real
+#: agents, one process each), and one broken connection breaks thousands of streams at once.
+CHANNEL_OPTIONS = [*KEEPALIVE_OPTIONS, ("grpc.use_local_subchannel_pool", 1)]
 #: Heartbeats sent so far by this process (written to OUTFILE's folder as PID.beats on SIGUSR1).
 SENT = [0]
 
@@ -88,7 +92,8 @@ async def session(
         broken[exc.code().name] += 1
         if sum(broken.values()) <= 3:
             print(
-                f"swarm: stream broke at {time.time():.3f}: {exc.code().name} {exc.details()}",
+                f"swarm: stream broke at {time.time():.3f}: {exc.code().name} {exc.details()} "
+                f"{exc.debug_error_string()}",
                 file=sys.stderr,
             )
         return False
@@ -109,7 +114,7 @@ async def main(address: str, count: int, outfile: str) -> None:
     beats = Path(outfile).with_name(f"{os.getpid()}.beats")
     loop.add_signal_handler(signal.SIGUSR1, lambda: beats.write_text(f"{SENT[0]}\n"))
     channels = [
-        grpc.aio.insecure_channel(address, options=KEEPALIVE_OPTIONS)
+        grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
         for _ in range((count + STREAMS_PER_CHANNEL - 1) // STREAMS_PER_CHANNEL)
     ]
     tasks = []

@@ -184,10 +184,14 @@ async def run(agents: int, fanout: bool, idle_window: float, per_process: int = 
         )
         if fanout:
             cancels = [c for r in reports for c in r["cancels"]]
-            last = max(cancels) - cancel_at
+            cancels.sort()
+            first, median, last = (
+                (cancels[i] - cancel_at) * 1000 for i in (0, len(cancels) // 2, len(cancels) - 1)
+            )
             print(
                 f"cancel fan-out: CancelTask answered in {(answered - cancel_at) * 1000:.0f} ms; "
-                f"{len(cancels)}/{agents} agents got Cancel, the last {last * 1000:.0f} ms after the call"
+                f"{len(cancels)}/{agents} agents got Cancel, the first {first:.0f} ms, half by {median:.0f} ms, "
+                f"the last {last:.0f} ms after the call"
             )
 
 

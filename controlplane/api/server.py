@@ -30,6 +30,12 @@ SERVER_OPTIONS = [
     ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),
     ("grpc.http2.max_ping_strikes", 2),
     ("grpc.max_concurrent_streams", 100_000),  # many agent streams may share one connection
+    # grpc.aio takes new calls from its core one loop turn at a time. When thousands of agents
+    # (re)connect at once, the calls not taken yet wait in the core's backlog, which by default
+    # starts refusing them past 1,000 (the agent sees CANCELLED or INTERNAL, reconnects, and
+    # adds to the storm). Let them wait instead: each is taken in turn within seconds.
+    ("grpc.server.max_pending_requests", 50_000),
+    ("grpc.server.max_pending_requests_hard_limit", 100_000),
     ("grpc.max_receive_message_length", 16 * 1024 * 1024),
     ("grpc.max_send_message_length", 16 * 1024 * 1024),
 ]

@@ -163,6 +163,7 @@ async def run(agents: int, fanout: bool, idle_window: float, per_process: int = 
                     return task.subtasks_running >= agents
 
                 await wait_until(all_running, 120, "every subtask running")
+                print(f"  all {agents} subtasks running; cancelling", file=sys.stderr, flush=True)
                 cancel_at = time.time()
                 await stub.CancelTask(t.CancelTaskRequest(name=reply.task.name), metadata=md, timeout=30)
                 answered = time.time()

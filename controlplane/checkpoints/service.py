@@ -289,9 +289,11 @@ class Checkpoints:
             )
             if record is not None:
                 await self.retain()
-            give_back = getattr(self.engine, "give_back", None)
-            if give_back is not None:  # the snapshot read every table: return what it used
-                give_back.give_back()
+                give_back = getattr(self.engine, "give_back", None)
+                if give_back is not None:  # the snapshot read every table: return what it used
+                    # Its rows are young garbage: no full collection, which would walk every object
+                    # (seconds with thousands of agents connected, the loop halted meanwhile).
+                    give_back.trim(collect=1)
             return record
 
     async def retain(self) -> list[str]:

@@ -78,11 +78,31 @@ class GiveBack:
         self._before()
         size = self._size()
         gc.collect(2 if size < MIN_DROP else 1)
-        if self._trim is not None:
-            self._trim(0)
+        self.trim()
         self._peak = size
         self.passes += 1
         log.debug("gave memory back with %d tasks in memory", size)
+
+    def trim(self, collect: int | None = None) -> None:
+        """Return free pages to the system after a burst of garbage, such as a checkpoint's snapshot.
+
+        Args:
+            collect: Collect this generation of garbage first (a young one: a full collection walks every
+                object, seconds with thousands of agents connected, the loop halted meanwhile).
+
+        ``malloc_trim`` walks the whole heap: in a running loop it runs on a worker thread (ctypes lets go
+        of the GIL), so that agents' heartbeats and commands are not held up behind it.
+        """
+        if collect is not None:
+            gc.collect(collect)
+        if self._trim is None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._trim(0)
+            return
+        loop.run_in_executor(None, self._trim, 0)
 
     def cancel(self) -> None:
         """Drop a planned pass (at stop)."""

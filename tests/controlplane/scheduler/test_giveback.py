@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 
 from controlplane.scheduler import giveback
 from controlplane.scheduler.giveback import MIN_DROP, GiveBack
@@ -49,3 +50,26 @@ async def test_cancel_drops_a_planned_pass() -> None:
     assert back.planned
     back.cancel()
     assert not back.planned and back.passes == 0
+
+
+async def test_trim_runs_off_the_loop_thread_and_collects_only_the_generation_asked(monkeypatch) -> None:
+    loop_thread = threading.get_ident()
+    trimmed: list[int] = []
+    done = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def fake_trim(pad: int) -> int:
+        trimmed.append(threading.get_ident())
+        loop.call_soon_threadsafe(done.set)
+        return 1
+
+    collected: list[int] = []
+    monkeypatch.setattr(giveback.gc, "collect", lambda generation=2: collected.append(generation) or 0)
+    back = GiveBack(lambda: 0)
+    back._trim = fake_trim
+    back.trim(collect=1)
+    async with asyncio.timeout(5):
+        await done.wait()
+    assert collected == [1]  # never a full collection
+    assert trimmed and trimmed[0] != loop_thread
+    assert back.passes == 0  # not a give-back pass: the peak is untouched

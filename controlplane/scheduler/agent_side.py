@@ -267,16 +267,18 @@ class AgentSide:
             session.draining = True
             self._agent_changed(session)
         if free_slots is not None:
-            before = session.free
-            # An idle agent's heartbeat (the common case at scale) builds no set.
+            # An idle agent's heartbeat (the common case at scale) builds no set, and one that changes
+            # nothing touches nothing but the time below.
             acknowledged = (
                 len({(r.task_id, r.subtask_id) for r in running} & session.running) if running else 0
             )
-            session.report_free(free_slots, acknowledged)
-            if session.free > before:
-                # Credit came back without a release here (work whose lease had expired ended on the
-                # agent): queued work may go to it now, not only at the next unrelated change.
-                self._kick()
+            if session.reports_change(free_slots, acknowledged):
+                before = session.free
+                session.report_free(free_slots, acknowledged)
+                if session.free > before:
+                    # Credit came back without a release here (work whose lease had expired ended on
+                    # the agent): queued work may go to it now, not only at the next unrelated change.
+                    self._kick()
         stamp = now()
         session.info.last_heartbeat_time = stamp
         if running:  # renewal is in memory only: the expiry the sweep compares with

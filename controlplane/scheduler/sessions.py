@@ -50,8 +50,15 @@ class AgentSession:
 
     def report_free(self, free_slots: int, acknowledged: int) -> None:
         """A heartbeat: ``free_slots`` free while it ran ``acknowledged`` of the assignments we count."""
+        self.reported_free = self._reported(free_slots, acknowledged)
+
+    def reports_change(self, free_slots: int, acknowledged: int) -> bool:
+        """Whether :meth:`report_free` with these figures would change what the agent reported."""
+        return self._reported(free_slots, acknowledged) != self.reported_free
+
+    def _reported(self, free_slots: int, acknowledged: int) -> int:
         in_flight = max(0, len(self.running) - acknowledged)  # sent after the agent wrote the heartbeat
-        self.reported_free = max(0, free_slots - in_flight)
+        return max(0, free_slots - in_flight)
 
     def close(self) -> None:
         """End the stream serving this session (a newer stream replaced it, or the agent left)."""

@@ -36,6 +36,7 @@ SERVER_OPTIONS = [
     # adds to the storm). Let them wait instead: each is taken in turn within seconds.
     ("grpc.server.max_pending_requests", 50_000),
     ("grpc.server.max_pending_requests_hard_limit", 100_000),
+    ("grpc.server_max_unrequested_time_in_server", 300),  # seconds (30 by default)
     ("grpc.max_receive_message_length", 16 * 1024 * 1024),
     ("grpc.max_send_message_length", 16 * 1024 * 1024),
 ]

@@ -1,7 +1,8 @@
 """Agent scale: memory of idle agents, many held streams, and cancel fan-out.
 
 Workload: ``--agents`` light agents (``benchmarks/_swarm.py``, ``--per-process``
-of them per process (2,500), 100 streams per channel, one gRPC stream each,
+of them per process (2,500), 100 streams per channel and one TCP connection per
+channel, one gRPC stream each,
 heartbeating every 5 s on the SDK's slot grid) connect to one control plane
 process on SQLite. Prints the control plane's RSS before and after they are all
 connected, its CPU over ``--idle`` seconds divided by the heartbeats the swarm
@@ -9,7 +10,8 @@ sent meanwhile, how many are still connected 2 s later, and how many streams
 broke on the way (each such agent reconnects, as a real one would). With ``--fanout``, submits one task of N list items (one
 subtask per agent, max_agents N), waits until every subtask is RUNNING (each
 agent holds its assignment), calls CancelTask and prints how long until the
-last agent received its Cancel (agents record receive times; same clock).
+first agent, half of them and the last received its Cancel (agents record
+receive times; same clock).
 
     python benchmarks/agents.py --agents 1000 --fanout
     python benchmarks/agents.py --agents 10000 --per-process 5000 --fanout

@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import random
 import socket
@@ -173,6 +174,8 @@ class Worker:
         self._draining = False
         self._exit_after_drain = False
         self._heartbeat_interval = 5.0
+        #: How far apart heartbeats may be while the agent is idle (Registered.idle_heartbeat_interval).
+        self._idle_heartbeat_interval = 5.0
         self._result_batches = False  # whether the control plane takes SubtaskResults (per stream)
         self._background: set[asyncio.Task[Any]] = set()
         self._state_waiters: dict[int, asyncio.Future[gw.SharedStateResponse]] = {}
@@ -375,6 +378,9 @@ class Worker:
         if registered.credential:
             self.credential = registered.credential
         self._heartbeat_interval = _seconds(registered.heartbeat_interval) or 5.0
+        self._idle_heartbeat_interval = max(
+            self._heartbeat_interval, _seconds(registered.idle_heartbeat_interval)
+        )
         self._result_batches = registered.accepts_result_batches
         self._paced = registered.paces_model_calls
         for ref in registered.revoked:
@@ -394,9 +400,16 @@ class Worker:
         )
 
     async def _heartbeat_loop(self) -> None:
+        last_sent = -math.inf
+        free_sent = -1
         while True:
             await asyncio.sleep(next_heartbeat(self._heartbeat_interval, time.time()))
-            self._send(gw.ConnectRequest(heartbeat=self._heartbeat_msg()))
+            beat = self._heartbeat_msg()
+            idle = not beat.running and not beat.draining and beat.free_slots == free_sent
+            at = time.monotonic()
+            if heartbeat_due(idle, at - last_sent, self._heartbeat_interval, self._idle_heartbeat_interval):
+                self._send(gw.ConnectRequest(heartbeat=beat))
+                last_sent, free_sent = at, beat.free_slots
 
     # --- assignments ----------------------------------------------------------
 
@@ -707,6 +720,13 @@ def _duration(seconds: float) -> Any:
     d = duration_pb2.Duration()
     d.FromNanoseconds(int(max(0.0, seconds) * 1e9))
     return d
+
+
+def heartbeat_due(idle: bool, since_last: float, interval: float, idle_interval: float) -> bool:
+    """Whether the heartbeat of this slot goes out: always while the agent runs work, drains or has
+    just changed its free slots (``idle`` false); while idle, once ``idle_interval`` has passed since
+    the last one (half a slot early, so that beats stay on the grid)."""
+    return not idle or since_last >= idle_interval - interval / 2
 
 
 def next_heartbeat(interval: float, now: float) -> float:

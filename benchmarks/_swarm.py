@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import random
 import signal
@@ -26,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from agent_sdk.proto.maos.v1 import agent_gateway_pb2 as gw  # noqa: E402
 from agent_sdk.proto.maos.v1 import agent_gateway_pb2_grpc as gw_grpc  # noqa: E402
-from agent_sdk.worker import KEEPALIVE_OPTIONS, next_heartbeat  # noqa: E402
+from agent_sdk.worker import KEEPALIVE_OPTIONS, heartbeat_due, next_heartbeat  # noqa: E402
 
 STREAMS_PER_CHANNEL = 100
 #: Channels with equal options to one address share one connection unless each keeps its own
@@ -66,13 +67,16 @@ async def session(
 
     held: list[gw.AssignmentRef] = []
 
-    async def heartbeats(interval: float) -> None:
-        while True:
-            await asyncio.sleep(next_heartbeat(interval, time.time()))  # as the Python SDK does
-            outbox.put_nowait(
-                gw.ConnectRequest(heartbeat=gw.Heartbeat(running=held, free_slots=1 - len(held)))
-            )
-            SENT[0] += 1
+    async def heartbeats(interval: float, idle_interval: float) -> None:
+        last_sent, free_sent = -math.inf, -1
+        while True:  # as the Python SDK does: on the slot grid, less often while idle
+            await asyncio.sleep(next_heartbeat(interval, time.time()))
+            free = 1 - len(held)
+            at = time.monotonic()
+            if heartbeat_due(not held and free == free_sent, at - last_sent, interval, idle_interval):
+                outbox.put_nowait(gw.ConnectRequest(heartbeat=gw.Heartbeat(running=held, free_slots=free)))
+                SENT[0] += 1
+                last_sent, free_sent = at, free
 
     beat = None
     metadata = (("authorization", f"Bearer {os.environ['MAOS_API_KEY']}"),)
@@ -82,7 +86,9 @@ async def session(
             kind = response.WhichOneof("message")
             if kind == "registered":
                 registered[0] += 1
-                beat = asyncio.create_task(heartbeats(response.registered.heartbeat_interval.seconds or 5.0))
+                interval = response.registered.heartbeat_interval.ToTimedelta().total_seconds() or 5.0
+                idle = response.registered.idle_heartbeat_interval.ToTimedelta().total_seconds()
+                beat = asyncio.create_task(heartbeats(interval, max(interval, idle)))
             elif kind == "assignment":
                 held.append(response.assignment.ref)
             elif kind == "cancel":

@@ -3,7 +3,8 @@
 Workload: ``--agents`` light agents (``benchmarks/_swarm.py``, ``--per-process``
 of them per process (2,500), 100 streams per channel and one TCP connection per
 channel, one gRPC stream each,
-heartbeating every 5 s on the SDK's slot grid) connect to one control plane
+heartbeating as the SDK does: on its slot grid, every 5 s while holding work and every
+``scheduler.idle_heartbeat_interval`` (30 s) while idle) connect to one control plane
 process on SQLite. Prints the control plane's RSS before and after they are all
 connected, its CPU over ``--idle`` seconds divided by the heartbeats the swarm
 sent meanwhile, how many are still connected 2 s later, and how many streams

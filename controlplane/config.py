@@ -524,6 +524,12 @@ OPTIONS: dict[str, Option] = {
         ),
         Option("scheduler.lease_ttl", _duration, 15.0, "Seconds a lease lives without a heartbeat."),
         Option("scheduler.heartbeat_interval", _duration, 5.0, "Seconds between agent heartbeats."),
+        Option(
+            "scheduler.idle_heartbeat_interval",
+            _duration,
+            30.0,
+            "Seconds between the heartbeats of an idle agent; 0: every heartbeat_interval.",
+        ),
         Option("scheduler.aging_interval", _duration, 120.0, "Seconds of waiting worth one priority level."),
         Option("scheduler.commit_interval", _duration, 0.0, "Extra seconds to gather a group commit."),
         Option("scheduler.restart_grace", _duration, 15.0, "Seconds agents have to resume after a restart."),

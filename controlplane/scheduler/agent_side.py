@@ -101,6 +101,7 @@ class AgentSide:
         replica: str,
         lease_ttl: float,
         heartbeat_interval: float,
+        idle_heartbeat_interval: float = 0.0,
         tasks: dict[str, Task],
         subtasks: dict[str, dict[str, Subtask]],
         grants: Grants,
@@ -123,6 +124,8 @@ class AgentSide:
         self.replica = replica
         self.lease_ttl = lease_ttl
         self.heartbeat_interval = heartbeat_interval
+        #: How far apart idle agents may heartbeat (never closer than ``heartbeat_interval``).
+        self.idle_heartbeat_interval = max(idle_heartbeat_interval, heartbeat_interval)
         #: The task book's records (reports change them through the engine's transitions).
         self.tasks = tasks
         self.subtasks = subtasks
@@ -234,6 +237,7 @@ class AgentSide:
             heartbeat_interval=self.heartbeat_interval,
             lease_ttl=self.lease_ttl,
             replica=self.replica,
+            idle_heartbeat_interval=self.idle_heartbeat_interval,
             resumed=resumed,
             revoked=revoked,
         )

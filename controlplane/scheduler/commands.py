@@ -182,5 +182,7 @@ class Registration:
     heartbeat_interval: float
     lease_ttl: float
     replica: str
+    #: How far apart an idle agent may send its heartbeats (0: every ``heartbeat_interval``).
+    idle_heartbeat_interval: float = 0.0
     resumed: list[Ref] = field(default_factory=list)
     revoked: list[Ref] = field(default_factory=list)

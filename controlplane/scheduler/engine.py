@@ -142,6 +142,7 @@ class Engine:
             replica=replica,
             lease_ttl=self.lease_ttl,
             heartbeat_interval=self.heartbeat_interval,
+            idle_heartbeat_interval=settings["scheduler.idle_heartbeat_interval"],
             tasks=self.tasks,
             subtasks=self.subtasks,
             grants=self.grants,

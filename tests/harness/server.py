@@ -39,6 +39,8 @@ TEST_OVERRIDES = {
     "server.dashboard_port": 0,  # tests/dashboard serve it on an ephemeral port
     "scheduler.lease_ttl": 3.0,
     "scheduler.heartbeat_interval": 0.5,
+    # Idle agents beat as often as busy ones, so tests can wait on any agent's next heartbeat.
+    "scheduler.idle_heartbeat_interval": 0,
     "scheduler.restart_grace": 3.0,
     "tasks.default_initial_backoff": 0.05,
     "tasks.default_max_backoff": 0.5,

@@ -364,6 +364,7 @@ class GatewayServicer(gateway_grpc.AgentGatewayServicer):
                 agent=f"agents/{registration.agent_id}",
                 session_id=registration.session_id,
                 heartbeat_interval=convert.duration(registration.heartbeat_interval),
+                idle_heartbeat_interval=convert.duration(registration.idle_heartbeat_interval),
                 lease_ttl=convert.duration(registration.lease_ttl),
                 credential=admitted.credential,
                 resumed=[ref_to_pb(r) for r in registration.resumed],

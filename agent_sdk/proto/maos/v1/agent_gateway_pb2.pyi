@@ -128,7 +128,7 @@ class ResumeSession(_message.Message):
     def __init__(self, agent: _Optional[str] = ..., session_id: _Optional[str] = ..., assignments: _Optional[_Iterable[_Union[AssignmentRef, _Mapping]]] = ...) -> None: ...
 
 class Registered(_message.Message):
-    __slots__ = ("agent", "session_id", "heartbeat_interval", "lease_ttl", "credential", "resumed", "revoked", "server_version", "replica", "accepts_result_batches", "paces_model_calls")
+    __slots__ = ("agent", "session_id", "heartbeat_interval", "lease_ttl", "credential", "resumed", "revoked", "server_version", "replica", "accepts_result_batches", "paces_model_calls", "idle_heartbeat_interval")
     AGENT_FIELD_NUMBER: _ClassVar[int]
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_INTERVAL_FIELD_NUMBER: _ClassVar[int]
@@ -140,6 +140,7 @@ class Registered(_message.Message):
     REPLICA_FIELD_NUMBER: _ClassVar[int]
     ACCEPTS_RESULT_BATCHES_FIELD_NUMBER: _ClassVar[int]
     PACES_MODEL_CALLS_FIELD_NUMBER: _ClassVar[int]
+    IDLE_HEARTBEAT_INTERVAL_FIELD_NUMBER: _ClassVar[int]
     agent: str
     session_id: str
     heartbeat_interval: _duration_pb2.Duration
@@ -151,7 +152,8 @@ class Registered(_message.Message):
     replica: str
     accepts_result_batches: bool
     paces_model_calls: bool
-    def __init__(self, agent: _Optional[str] = ..., session_id: _Optional[str] = ..., heartbeat_interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., lease_ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., credential: _Optional[str] = ..., resumed: _Optional[_Iterable[_Union[AssignmentRef, _Mapping]]] = ..., revoked: _Optional[_Iterable[_Union[AssignmentRef, _Mapping]]] = ..., server_version: _Optional[str] = ..., replica: _Optional[str] = ..., accepts_result_batches: _Optional[bool] = ..., paces_model_calls: _Optional[bool] = ...) -> None: ...
+    idle_heartbeat_interval: _duration_pb2.Duration
+    def __init__(self, agent: _Optional[str] = ..., session_id: _Optional[str] = ..., heartbeat_interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., lease_ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., credential: _Optional[str] = ..., resumed: _Optional[_Iterable[_Union[AssignmentRef, _Mapping]]] = ..., revoked: _Optional[_Iterable[_Union[AssignmentRef, _Mapping]]] = ..., server_version: _Optional[str] = ..., replica: _Optional[str] = ..., accepts_result_batches: _Optional[bool] = ..., paces_model_calls: _Optional[bool] = ..., idle_heartbeat_interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class Heartbeat(_message.Message):
     __slots__ = ("running", "free_slots", "draining")

@@ -103,11 +103,12 @@ class RedisWakeupBus:
         self.max_payload = max_payload
         self._subs = _Subscribers()
         self._pubsub: Any = None
+        self._subscribed = False
 
     @property
     def listening(self) -> bool:
         """Whether the subscription is up (False while Redis is away and it reconnects)."""
-        return self._pubsub is not None and self._subs.ready.is_set()
+        return self._subscribed
 
     def channel(self, topic: str) -> str:
         return f"{self.prefix}wake:{topic}"
@@ -132,6 +133,7 @@ class RedisWakeupBus:
                 self._pubsub = self.client.pubsub(ignore_subscribe_messages=True)
                 channels = [self.channel(t) for t in self._subs.callbacks] or [self.channel("_")]
                 await self._pubsub.subscribe(*channels)
+                self._subscribed = True
                 self._subs.ready.set()
                 async for message in self._pubsub.listen():
                     if message.get("type") != "message":
@@ -149,6 +151,7 @@ class RedisWakeupBus:
                 self._subs.ready.set()
                 await asyncio.sleep(RECONNECT_DELAY)
             finally:
+                self._subscribed = False
                 if self._pubsub is not None:
                     with contextlib.suppress(Exception):
                         await self._pubsub.aclose()

@@ -7,6 +7,7 @@ B gives, and B's state shows the change. Without Redis the same goes over LISTEN
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -234,3 +235,59 @@ async def test_pause_through_another_replica_over_listen_notify(
     assert await _status(r.stubs_b, name) == enums.AGENT_STATUS_PAUSED
     drained = await r.stubs_a.agents.DrainAgent(agents_pb.DrainAgentRequest(name=name), timeout=RPC)
     assert drained.agent.status == enums.AGENT_STATUS_DRAINING
+
+
+async def test_permissions_and_audit_are_those_of_a_local_call(
+    tmp_path: Path, postgres_url: str, redis_url: str, redis_namespace: str
+) -> None:
+    from agent_sdk.builtin import EchoAgent
+    from agent_sdk.client import Client
+    from agent_sdk.errors import MaosRpcError
+    from agent_sdk.worker import Worker
+    from tests.harness.server import start_app, stored_audit
+
+    shared = {
+        "database.primary_url": postgres_url,
+        "redis.url": redis_url,
+        "redis.key_prefix": redis_namespace,
+        "security.auth": "required",
+    }
+    build_app(make_settings(tmp_path / "migrate", **shared)).storage.close()
+    empty_postgres(postgres_url)
+    a = await start_app(make_settings(tmp_path / "a", **shared))
+    admin_key, admin = await a.storage.call(a.access.issue_key_sync, "admin", "admin")
+    narrow_key, narrow = await a.storage.call(
+        a.access.issue_key_sync, "admin", "narrow", ["agent:view", "agent:manage"]
+    )
+    b = await start_app(make_settings(tmp_path / "b", **shared))  # it reads the keys A stored
+    worker = Worker(
+        EchoAgent(), b.address, token=b.launcher.token, max_backoff=0.5
+    )  # owned by B's agents user
+    runner = asyncio.get_running_loop().create_task(worker.run())
+    try:
+        await asyncio.wait_for(worker.registered.wait(), 15)
+        [agent_id] = [session.id for session in b.engine.connected()]
+        async with Client(a.address, token=narrow) as client:
+            with pytest.raises(MaosRpcError) as denied:
+                await client.pause_agent(agent_id)
+            assert denied.value.code == grpc.StatusCode.PERMISSION_DENIED
+            assert "agent:manage-all" in denied.value.message
+        assert not b.engine.connected_session(agent_id).paused
+        async with Client(a.address, token=admin) as client:
+            paused = await client.pause_agent(agent_id)
+        assert paused.replica == b.engine.replica and b.engine.connected_session(agent_id).paused
+        # one record per call, by the replica that received it (the holder writes none)
+        records = [r for r in await stored_audit(a, limit=1000) if r["method"].endswith("/PauseAgent")]
+        assert sorted(
+            (r["principal"], r["status_code"], r["key_id"], r["resource"]) for r in records
+        ) == sorted(
+            [
+                ("users/admin", "OK", admin_key["id"], f"agents/{agent_id}"),
+                ("users/admin", "PERMISSION_DENIED", narrow_key["id"], f"agents/{agent_id}"),
+            ]
+        )
+    finally:
+        await worker.shutdown(grace=1.0)
+        await asyncio.wait_for(runner, 15)
+        await b.stop(grace=1.0)
+        await a.stop(grace=1.0)

@@ -291,3 +291,51 @@ async def test_permissions_and_audit_are_those_of_a_local_call(
         await asyncio.wait_for(runner, 15)
         await b.stop(grace=1.0)
         await a.stop(grace=1.0)
+
+
+class _Replies:
+    """The agent side of a session: the shared-state replies sent to it."""
+
+    def __init__(self) -> None:
+        self.replies: list[Any] = []
+
+    def send(self, message: Any) -> None:
+        self.replies.append(message)
+
+
+async def test_shared_state_is_one_store_for_every_replica(tmp_path: Path, postgres_url: str) -> None:
+    """The path agents' shared state takes on each replica (the ``shared_state`` table) is one store:
+    what an agent on A writes, an agent on B reads, and compare-and-set holds between them."""
+    from controlplane.scheduler.shared_state import serve_shared_state
+    from tests.harness.server import start_app
+
+    pg = {"database.primary_url": postgres_url}
+    build_app(make_settings(tmp_path / "migrate", **pg)).storage.close()
+    empty_postgres(postgres_url)
+    a = await start_app(make_settings(tmp_path / "a", **pg))
+    b = await start_app(make_settings(tmp_path / "b", **pg))
+    on_a, on_b = _Replies(), _Replies()
+
+    async def op(app: Any, session: _Replies, *args: Any) -> Any:
+        await serve_shared_state(app.storage, session, len(session.replies), "t1", *args)  # type: ignore[arg-type]
+        return session.replies[-1]
+
+    try:
+        written = await op(a, on_a, "put", "plan", b"v1", None)
+        assert (written.error, written.version) == ("", 1)
+        read = await op(b, on_b, "get", "plan")
+        assert (read.found, read.value, read.version) == (True, b"v1", 1)
+        # both replicas compare-and-set version 1 at once: one wins, the other is told the new version
+        both = await asyncio.gather(op(a, on_a, "put", "plan", b"a", 1), op(b, on_b, "put", "plan", b"b", 1))
+        assert sorted(r.error for r in both) == ["", "ERROR_REASON_VERSION_CONFLICT"]
+        assert {r.version for r in both} == {2}
+        # first writes of new keys at once ("create if absent", expected version 0): one creates each
+        for n in range(20):
+            key = f"new-{n}"
+            both = await asyncio.gather(op(a, on_a, "put", key, b"a", 0), op(b, on_b, "put", key, b"b", 0))
+            assert sorted(r.error for r in both) == ["", "ERROR_REASON_VERSION_CONFLICT"], [
+                (r.error, r.message) for r in both
+            ]
+    finally:
+        await b.stop(grace=1.0)
+        await a.stop(grace=1.0)

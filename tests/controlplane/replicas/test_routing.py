@@ -339,3 +339,41 @@ async def test_shared_state_is_one_store_for_every_replica(tmp_path: Path, postg
     finally:
         await b.stop(grace=1.0)
         await a.stop(grace=1.0)
+
+
+async def test_plan_approval_through_another_replica(over_redis: Replicas, agent_processes: Any) -> None:
+    r = over_redis
+    await _agent_on(r.stubs_a, agent_processes, r.b.address)
+    names = []
+    for text in ("approve me", "reject me"):
+        submitted = await r.stubs_b.tasks.SubmitTask(
+            tasks_pb.SubmitTaskRequest(task=msgs.Task(description=text, approve_plan=True)), timeout=RPC
+        )
+        names.append(submitted.task.name)
+
+    async def waiting(name: str) -> bool:
+        task = (await r.stubs_b.tasks.GetTask(tasks_pb.GetTaskRequest(name=name), timeout=RPC)).task
+        return "waiting for plan approval" in task.status_reason
+
+    for name in names:
+        await wait_for(
+            lambda name=name: waiting(name), 30, interval=0.1, message=f"{name} to wait for approval"
+        )
+    approved = await r.stubs_a.tasks.ApproveTask(tasks_pb.ApproveTaskRequest(name=names[0]), timeout=RPC)
+    assert approved.task.approval.state == enums.PLAN_APPROVAL_STATE_APPROVED
+    assert approved.task.approval.principal == "users/local"
+    rejected = await r.stubs_a.tasks.RejectTask(
+        tasks_pb.RejectTaskRequest(name=names[1], reason="not this one"), timeout=RPC
+    )
+    assert rejected.task.status == enums.TASK_STATUS_CANCELLED
+
+    async def completed() -> bool:
+        task = (await r.stubs_a.tasks.GetTask(tasks_pb.GetTaskRequest(name=names[0]), timeout=RPC)).task
+        return task.status == enums.TASK_STATUS_COMPLETED
+
+    await wait_for(completed, 30, interval=0.1, message="the approved task to run on B's agent")
+    with pytest.raises(grpc.aio.AioRpcError) as again:  # decided and finished: refused wherever answered
+        await r.stubs_a.tasks.RejectTask(
+            tasks_pb.RejectTaskRequest(name=names[0], reason="late"), timeout=RPC
+        )
+    assert again.value.code() == grpc.StatusCode.FAILED_PRECONDITION

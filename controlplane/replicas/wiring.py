@@ -92,6 +92,11 @@ def install_replicas(
             raise
     if storage.backend.kind == "postgresql":
         registry.leases = leases
+
+        async def live_replicas() -> set[str]:
+            return {view.row.id for view in await registry.replicas() if not view.lost and not view.this}
+
+        engine.live_replicas = live_replicas
     pm.register(_Lifecycle(registry, settings), name="maos-replicas")
     return registry
 

@@ -377,3 +377,35 @@ async def test_plan_approval_through_another_replica(over_redis: Replicas, agent
             tasks_pb.RejectTaskRequest(name=names[0], reason="late"), timeout=RPC
         )
     assert again.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
+async def test_a_replica_starting_leaves_the_agents_of_live_replicas_as_they_are(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    from agent_sdk.builtin import EchoAgent
+    from agent_sdk.worker import Worker
+    from tests.harness.server import start_app
+
+    pg = {"database.primary_url": postgres_url}
+    build_app(make_settings(tmp_path / "migrate", **pg)).storage.close()
+    empty_postgres(postgres_url)
+    a = await start_app(make_settings(tmp_path / "a", **pg))
+    worker = Worker(EchoAgent(), a.address, max_backoff=0.5)
+    runner = asyncio.get_running_loop().create_task(worker.run())
+    b = None
+    try:
+        await asyncio.wait_for(worker.registered.wait(), 15)
+        await a.engine.durable()
+        b = await start_app(make_settings(tmp_path / "b", **pg))  # its start marks lost agents DISCONNECTED
+        stubs = Stubs(b.address)
+        try:
+            [listed] = (await stubs.agents.ListAgents(agents_pb.ListAgentsRequest(), timeout=RPC)).agents
+        finally:
+            await stubs.close()
+        assert (listed.status, listed.replica) == (enums.AGENT_STATUS_IDLE, a.engine.replica)
+    finally:
+        await worker.shutdown(grace=1.0)
+        await asyncio.wait_for(runner, 15)
+        if b is not None:
+            await b.stop(grace=1.0)
+        await a.stop(grace=1.0)

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
 from controlplane.config import Settings
@@ -256,6 +256,9 @@ class Engine:
         self.state_version = 0
         #: Queued subtasks by priority, refreshed on the loop for readers on other threads (/metrics).
         self.queued_snapshot: dict[str, int] = {}
+        #: The ids of the other live replicas (set by build_app where several share the database):
+        #: their connected agents are not marked DISCONNECTED at start.
+        self.live_replicas: Callable[[], Awaitable[set[str]]] | None = None
         self._delegate()
 
     # --- lifecycle ----------------------------------------------------------
@@ -268,7 +271,10 @@ class Engine:
         self.leasing.incarnation = self._incarnation
         self.book.task_seq = await self.storage.call(backend.next_task_seq)
         tasks, subtasks = await self.storage.call(backend.load_unfinished)
+        elsewhere = await self.live_replicas() if self.live_replicas is not None else set()
         for agent in await self.storage.call(backend.list_agents):
+            if agent.replica in elsewhere:  # connected to a live replica: its state is that replica's
+                continue
             if agent.status not in (AgentStatus.TERMINATED, AgentStatus.DISCONNECTED):
                 agent.status = AgentStatus.DISCONNECTED
                 self.committer.agent(agent)
@@ -798,6 +804,8 @@ class Engine:
         self.resume_agent = side.resume_agent
         self.drain_agent = side.drain_agent
         self.terminate_agent = side.terminate_agent
+        self.find_agent = side.find_agent
+        self.all_agents = side.all_agents
         self.expire_leases = self.leasing.expire_leases
         self.cast_vote = self.consensus.cast_vote
         self.approve = self.review.approve

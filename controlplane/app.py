@@ -12,6 +12,7 @@ import pluggy
 from controlplane.access.join_tokens import JoinTokens
 from controlplane.access.manager import AccessManager
 from controlplane.access.rate_limit import CallLimits
+from controlplane.access.refresh import install_access_refresh
 from controlplane.agent_limits import AgentLimits
 from controlplane.agent_types import agent_type, type_capabilities
 from controlplane.api.admission import AgentAdmission
@@ -55,6 +56,7 @@ from controlplane.replicas.wiring import (
     install_redis,
     install_replicas,
     open_redis,
+    running_replicas,
 )
 from controlplane.retention import AuditRetention
 from controlplane.scheduler.engine import Engine
@@ -357,7 +359,10 @@ def build_app(settings: Settings, pm: pluggy.PluginManager | None = None) -> App
         )
         interceptors.append(auth)  # inside: its denials get ErrorInfo
         admission = AgentAdmission(access, join_tokens, auth.audit, limits, metrics)
-        launcher.token = access.issue_local_agents_key_sync()  # earlier starts' keys are revoked
+        # Earlier starts' keys are revoked, not those of replicas running on the same database.
+        # (SQLite: one control plane at a time, so none of the others runs.)
+        running = running_replicas(backend, settings) if backend.kind == "postgresql" else set()
+        launcher.token = access.issue_local_agents_key_sync(engine.replica, running - {engine.replica})
     observing = install_observability(pm, engine, storage, launcher, metrics, settings)
     autoscaler = (
         Autoscaler(engine, launcher, settings, metrics)
@@ -370,6 +375,8 @@ def build_app(settings: Settings, pm: pluggy.PluginManager | None = None) -> App
         close_unstarted(redis)
         raise
     install_redis(pm, redis)
+    if replicas is not None and replicas.leases is not None and isinstance(backend, StoresAccess):
+        install_access_refresh(pm, access)  # replicas on one database: their access changes hold here
     servicers = {
         "tasks": TaskServicer(
             engine,

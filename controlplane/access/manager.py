@@ -34,6 +34,7 @@ import dataclasses
 import re
 import time
 import uuid
+from collections.abc import Container
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -169,9 +170,16 @@ class AccessManager:
     def load_sync(self) -> None:
         """Read everything (on the caller's thread; used before serving and by ``maos init``)."""
         backend = self.store
-        self.users = {r["id"]: r for r in backend.access_list("users")}
-        self.roles = {r["id"]: r for r in backend.access_list("roles")}
-        self.api_keys = {r["id"]: r for r in backend.access_list("api_keys")}
+        self._take(
+            backend.access_list("users"), backend.access_list("roles"), backend.access_list("api_keys")
+        )
+
+    def _take(
+        self, users: list[dict[str, Any]], roles: list[dict[str, Any]], api_keys: list[dict[str, Any]]
+    ) -> None:
+        self.users = {r["id"]: r for r in users}
+        self.roles = {r["id"]: r for r in roles}
+        self.api_keys = {r["id"]: r for r in api_keys}
         for role_id, (description, perms) in BUILTIN_ROLES.items():
             self.roles[role_id] = {
                 "id": role_id,
@@ -211,19 +219,39 @@ class AccessManager:
         self.api_keys[record["id"]] = record
         return record, secret
 
-    def issue_local_agents_key_sync(self, ttl: float = 30 * 86400.0) -> str:
-        """Revoke the local agents' keys of earlier starts, then issue this start's; returns its secret."""
+    def issue_local_agents_key_sync(
+        self, replica: str = "", running: Container[str] = (), ttl: float = 30 * 86400.0
+    ) -> str:
+        """Revoke the local agents' keys of earlier starts, then issue this start's; returns its secret.
+
+        The key is marked with ``replica``; keys of the other replicas in ``running`` (those still
+        alive on a shared database) stay valid, since their launched agents use them.
+        """
         now = time.time()
         for record in self.api_keys.values():
             if (
                 record["user"] == AGENT_USER
                 and record.get("display_name") == LOCAL_AGENTS_KEY
                 and not record.get("revoke_time")
+                and record.get("replica", "") not in running
             ):
                 record["revoke_time"] = now
                 self.store.access_put("api_keys", record["id"], dict(record))
-        _, secret = self.issue_key_sync(AGENT_USER, LOCAL_AGENTS_KEY, ttl=ttl)
+        record, secret = self._new_key(AGENT_USER, LOCAL_AGENTS_KEY, [], ttl)
+        record["replica"] = replica
+        self.store.access_put("api_keys", record["id"], record, create=True)
+        self.api_keys[record["id"]] = record
         return secret
+
+    async def refresh(self) -> None:
+        """Read users, roles and keys again (replicas sharing a database: what another replica created,
+        revoked, disabled or deleted holds here too from now on)."""
+        store = self.store
+        async with self._changing:  # not in the middle of a change made here
+            users = await self.storage.call(store.access_list, "users")
+            roles = await self.storage.call(store.access_list, "roles")
+            api_keys = await self.storage.call(store.access_list, "api_keys")
+            self._take(users, roles, api_keys)
 
     async def revoke_local_agents_key(self, secret: str) -> None:
         """Revoke the local agents' key of this start (at shutdown)."""

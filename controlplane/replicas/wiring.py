@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -36,6 +37,16 @@ def advertised(address: str, configured: str = "") -> str:
     if host in ("0.0.0.0", "[::]", "::", ""):
         host = socket.gethostname()
     return f"{host}:{port}"
+
+
+def running_replicas(backend: Any, settings: Any) -> set[str]:
+    """Ids of the replicas alive on ``backend``'s database (heard from within ``replicas.lost_after``);
+    none on a backend without the replica registry. Called while building, on the caller's thread."""
+    store = replica_store(backend)
+    if store is None:
+        return set()
+    since = time.time() - settings["replicas.lost_after"]
+    return {row.id for row in store.list_replicas() if row.heartbeat_at >= since}
 
 
 class _Lifecycle:

@@ -463,13 +463,13 @@ async def test_a_viewers_analyze_never_plans_with_a_model(
         )
         try:
             viewer_key = await user_key(app, "viewer@example.com", "viewer")
-            async with Client(app.address, token=viewer_key) as viewer:
+            async with Client(app.address, token=viewer_key, timeout=60) as viewer:
                 plan = await viewer.analyze_task(description="Research cloud trends, then write a report")
             assert api.requests == []  # no token spent
             assert any("task:submit" in w for w in plan.warnings), plan
             assert plan.subtasks  # the built-in plan
             dev_key = await user_key(app, "dev@example.com", "developer")
-            async with Client(app.address, token=dev_key) as dev:
+            async with Client(app.address, token=dev_key, timeout=60) as dev:
                 await dev.analyze_task(description="Research cloud trends, then write a report")
             assert api.requests  # a developer's analysis asks the model
         finally:

@@ -226,18 +226,19 @@ class SharedStream:
             try:
                 info = await self.client.xinfo_stream(self.key)
             except redis.ResponseError:  # no such key: nothing was ever written
-                info = {"last-generated-id": b"0-0", "max-deleted-entry-id": b"0-0", "first-entry": None}
+                info = {"last-generated-id": b"0-0", "entries-added": 0, "length": 0, "first-entry": None}
             newest = _text(info.get("last-generated-id", b"0-0"))
             if start > position(newest):
                 raise InvalidArgument(
-                    f"{field} {stream_id} names {self.what[:-1]} that has not been sent "
-                    f"(the latest is {newest})",
+                    f"{field} {stream_id} names no {self.what[:-1]} sent yet (the latest is {newest})",
                     field=field,
                 )
-            deleted = position(_text(info.get("max-deleted-entry-id") or b"0-0"))
-            if start < deleted:
-                first = info.get("first-entry")
-                oldest = _text(first[0]) if first else newest
+            first = info.get("first-entry")
+            oldest = _text(first[0]) if first else newest
+            # Trimming drops the oldest entries: entries after ``stream_id`` are gone when it is older
+            # than the oldest kept one and anything was ever dropped (Redis 7 counts what was added).
+            dropped = int(info.get("entries-added", -1)) != int(info.get("length", 0))
+            if dropped and start < position(oldest):
                 raise FailedPrecondition(
                     f"{self.what[:-1]} {stream_id} is no longer kept: the system keeps about its last "
                     f"{self.maxlen} {self.what} (the oldest now is {oldest}); open the stream again "

@@ -27,7 +27,7 @@ from controlplane.errors import FailedPrecondition, MaosError, Unavailable
 from controlplane.hookspecs import hookimpl
 from controlplane.logbook import LogBook, LogEntry
 from controlplane.replicas.redis_conn import RedisConnection
-from controlplane.replicas.streams import GAP, SharedStream
+from controlplane.replicas.streams import GAP, READ_TIMEOUT, SharedStream
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +75,18 @@ def decode_event(body: bytes, stream_id: str) -> Event:
     )
 
 
+def _again(last_read: dict[bytes, int], fields: dict[bytes, bytes]) -> bool:
+    """Whether an entry is a second copy of one read before (and note it as read)."""
+    origin, number = fields.get(_ORIGIN), fields.get(_NUMBER)
+    if origin is None or number is None:
+        return False
+    n = int(number)
+    if n <= last_read.get(origin, 0):
+        return True
+    last_read[origin] = n
+    return False
+
+
 class EventStream:
     """This replica's side of the shared event stream (attached to the engine's watchers).
 
@@ -91,6 +103,9 @@ class EventStream:
         self._snapshots: dict[int, Any] = {}
         self.deliver: Callable[[Event, Any], None] = lambda event, snapshots: None
         self.sever: Callable[[MaosError], None] = lambda error: None
+        #: The last entry number read of each writer: a pipeline sent again after a timeout that
+        #: Redis had in fact applied writes its entries twice, and the second copies are skipped.
+        self._last_read: dict[bytes, int] = {}
         stream.on_entry = self._entry
         stream.on_break = self._broken
 
@@ -116,6 +131,8 @@ class EventStream:
                 )
             )
             return
+        if _again(self._last_read, fields):
+            return
         event = decode_event(fields[_BODY], stream_id)
         snapshots = None
         if fields.get(_ORIGIN) == self.origin:
@@ -133,9 +150,11 @@ class EventStream:
 
     async def after(self, stream_id: str) -> list[Event]:
         """The events after ``stream_id`` (see :meth:`SharedStream.after` for the errors)."""
+        seen: dict[bytes, int] = {}
         return [
             decode_event(fields[_BODY], entry_id)
             for entry_id, fields in await self.stream.after(stream_id, "after_event_id")
+            if not _again(seen, fields)
         ]
 
 
@@ -195,16 +214,21 @@ class _Lifecycle:
         self.redis = redis
         self.streams = streams
 
+        self._reader: Any = None
+
     @hookimpl
     async def startup(self, app: Any) -> None:
+        self._reader = self.redis.blocking_client(READ_TIMEOUT)
         for stream in self.streams:
-            stream.client = self.redis.client  # made on the running loop
+            stream.client, stream.reader = self.redis.client, self._reader  # made on the running loop
             await stream.start()
 
     @hookimpl
     async def shutdown(self, app: Any) -> None:
         for stream in self.streams:
             await stream.close()
+        if self._reader is not None:
+            await self._reader.aclose()
 
 
 def install_event_streams(

@@ -13,7 +13,8 @@ A :class:`SharedStream` is the transport under :mod:`controlplane.replicas.event
   breaks, ``on_break`` is called (watchers end with an error they can resume from) and the loop
   continues from the last entry it read once Redis answers again.
 * **Resuming**: :meth:`SharedStream.after` reads the entries after a stream id with ``XRANGE``,
-  or says precisely why it cannot (an id never issued, or one whose successors were trimmed).
+  or says precisely why it cannot (an id never issued, or one no longer in the stream: trimmed,
+  or lost with a Redis that restarted without its data).
 
 Stream ids (``<milliseconds>-<sequence>``) are the ids clients see: global, ordered, and the
 same on every replica.
@@ -40,6 +41,9 @@ MAX_OUTBOX = 100_000
 MAX_BATCH = 2_000
 #: Milliseconds an XREAD waits for new entries before it asks again.
 BLOCK_MS = 1_000
+#: Seconds the reader waits for an XREAD's answer before Redis counts as away (a busy event loop
+#: must not count as an outage: every watcher would be ended for nothing).
+READ_TIMEOUT = 6.0
 #: Seconds between attempts while Redis does not answer.
 RETRY_DELAY = 0.5
 #: Entries read by one XREAD / XRANGE at most.
@@ -73,6 +77,8 @@ class SharedStream:
 
     def __init__(self, client: Any, key: str, maxlen: int, what: str):
         self.client = client
+        #: The reader's client (a blocking XREAD holds its connection): the same unless set apart.
+        self.reader: Any = client
         self.key = key
         self.maxlen = maxlen
         self.what = what
@@ -186,7 +192,7 @@ class SharedStream:
     async def _read(self) -> None:
         while True:
             try:
-                reply = await self.client.xread({self.key: self.last_read}, count=READ_COUNT, block=BLOCK_MS)
+                reply = await self.reader.xread({self.key: self.last_read}, count=READ_COUNT, block=BLOCK_MS)
                 if not self._reader_up:
                     self._reader_up = True
                     log.warning("%s stream: reading from Redis again", self.what)
@@ -226,19 +232,17 @@ class SharedStream:
             try:
                 info = await self.client.xinfo_stream(self.key)
             except redis.ResponseError:  # no such key: nothing was ever written
-                info = {"last-generated-id": b"0-0", "entries-added": 0, "length": 0, "first-entry": None}
+                info = {"last-generated-id": b"0-0", "length": 0, "first-entry": None}
             newest = _text(info.get("last-generated-id", b"0-0"))
-            if start > position(newest):
+            first = info.get("first-entry")
+            oldest = _text(first[0]) if first else newest
+            if start > position(newest) and info.get("length"):
                 raise InvalidArgument(
                     f"{field} {stream_id} names no {self.what[:-1]} sent yet (the latest is {newest})",
                     field=field,
                 )
-            first = info.get("first-entry")
-            oldest = _text(first[0]) if first else newest
-            # Trimming drops the oldest entries: entries after ``stream_id`` are gone when it is older
-            # than the oldest kept one and anything was ever dropped (Redis 7 counts what was added).
-            dropped = int(info.get("entries-added", -1)) != int(info.get("length", 0))
-            if dropped and start < position(oldest):
+            # Ids handed out are ids of entries: one not in the stream was trimmed (or Redis lost it).
+            if not await self.client.xrange(self.key, stream_id, stream_id):
                 raise FailedPrecondition(
                     f"{self.what[:-1]} {stream_id} is no longer kept: the system keeps about its last "
                     f"{self.maxlen} {self.what} (the oldest now is {oldest}); open the stream again "

@@ -6,6 +6,8 @@ Replica B holds the task (submitted on B, run by an agent connected to B); repli
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,7 @@ from controlplane.app import build_app
 from controlplane.domain.events import Event, EventType
 from controlplane.replicas.event_stream import decode_event, encode_event
 from tests.controlplane.api.test_stream_resume import reason_of
+from tests.controlplane.replicas.test_redis import private_redis  # noqa: F401 (a fixture)
 from tests.harness.server import Stubs, empty_postgres, make_settings, start_app, wait_for
 
 PROGRESS = {enums.EVENT_TYPE_SUBTASK_PROGRESS, enums.EVENT_TYPE_SUBTASK_OUTPUT}
@@ -133,7 +136,11 @@ async def test_watch_task_on_a_replica_that_does_not_hold_it(pair: Any) -> None:
 
 
 async def test_resume_ids_are_checked_precisely(pair: Any) -> None:
-    a, _, stubs_a, _, _ = pair
+    a, _, stubs_a, stubs_b, _ = pair
+    events = stubs_a.system.WatchEvents(system_pb.WatchEventsRequest(), timeout=30)
+    await wait_for(lambda: a.engine.event_listeners, 5, message="the listener")
+    await _events_of(events, await _submit(stubs_b, "one task"))  # the stream holds entries
+    events.cancel()
     cases = {
         "1.5": (
             grpc.StatusCode.FAILED_PRECONDITION,
@@ -211,3 +218,64 @@ def test_events_cross_the_stream_unchanged() -> None:
     )
     back = decode_event(encode_event(event), "5-1")
     assert back == Event(**{**event.__dict__, "stream_id": "5-1"})
+
+
+async def test_a_redis_outage_ends_watchers_resumably_and_loses_nothing(
+    tmp_path: Path,
+    postgres_url: str,
+    private_redis: Any,  # noqa: F811 (the fixture imported above)
+) -> None:
+    url, server = private_redis
+    await wait_for(lambda: _answers(url), 10, message="the private Redis to answer")
+    settings = make_settings(tmp_path / "a", **{"database.primary_url": postgres_url, "redis.url": url})
+    app = build_app(settings)
+    empty_postgres(postgres_url)
+    await app.start("127.0.0.1:0")
+    stubs = Stubs(app.address)
+    worker = Worker(EchoAgent(), app.address)
+    runner = asyncio.create_task(worker.run())
+    try:
+        watch = stubs.system.WatchEvents(system_pb.WatchEventsRequest(), timeout=60)
+        await wait_for(lambda: app.engine.event_listeners, 5, message="the listener")
+        before = await _submit(stubs, "before the outage")
+        last = (await asyncio.wait_for(_events_of(watch, before), 20))[-1].id
+
+        os.kill(server.pid, signal.SIGSTOP)  # Redis stops answering (and keeps its data)
+        try:
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                while True:
+                    await watch.read()
+            assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+            assert "after_event_id" in (caught.value.details() or "")
+            # The control plane goes on: work is accepted and done meanwhile.
+            during = await _submit(stubs, "during the outage")
+
+            async def completed() -> bool:
+                reply = await stubs.tasks.GetTask(t.GetTaskRequest(name=during), timeout=5)
+                return reply.task.status == enums.TASK_STATUS_COMPLETED
+
+            await wait_for(completed, 20, message="the task run during the outage")
+        finally:
+            os.kill(server.pid, signal.SIGCONT)
+        # Resumed where it broke: the changes committed during the outage, each once, in order.
+        resumed = stubs.system.WatchEvents(system_pb.WatchEventsRequest(after_event_id=last), timeout=60)
+        seen = await asyncio.wait_for(_events_of(resumed, during), 30)
+        resumed.cancel()
+        assert seen[0].type == enums.EVENT_TYPE_TASK_SUBMITTED
+        assert len({e.id for e in seen}) == len(seen)
+        changes = [(e.type, e.subtask, e.from_status, e.to_status) for e in seen]
+        assert len(set(changes)) == len(changes)
+    finally:
+        await worker.shutdown(0.5)
+        await runner
+        await stubs.close()
+        await app.stop(grace=1.0)
+
+
+def _answers(url: str) -> bool:
+    import redis
+
+    try:
+        return bool(redis.Redis.from_url(url, socket_connect_timeout=0.5).ping())
+    except redis.RedisError:
+        return False

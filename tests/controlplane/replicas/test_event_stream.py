@@ -16,6 +16,8 @@ import grpc
 import pytest
 
 from agent_sdk.builtin import EchoAgent
+from agent_sdk.client import Client
+from agent_sdk.errors import MaosRpcError
 from agent_sdk.proto.maos.v1 import enums_pb2 as enums
 from agent_sdk.proto.maos.v1 import messages_pb2 as m
 from agent_sdk.proto.maos.v1 import system_service_pb2 as system_pb
@@ -24,9 +26,10 @@ from agent_sdk.worker import Worker
 from controlplane.app import build_app
 from controlplane.domain.events import Event, EventType
 from controlplane.replicas.event_stream import decode_event, encode_event
+from tests.controlplane.access.test_access import user_key
 from tests.controlplane.api.test_stream_resume import reason_of
 from tests.controlplane.replicas.test_redis import private_redis  # noqa: F401 (a fixture)
-from tests.harness.server import Stubs, empty_postgres, make_settings, start_app, wait_for
+from tests.harness.server import Stubs, admin_key, empty_postgres, make_settings, start_app, wait_for
 
 PROGRESS = {enums.EVENT_TYPE_SUBTASK_PROGRESS, enums.EVENT_TYPE_SUBTASK_OUTPUT}
 
@@ -279,3 +282,79 @@ def _answers(url: str) -> bool:
         return bool(redis.Redis.from_url(url, socket_connect_timeout=0.5).ping())
     except redis.RedisError:
         return False
+
+
+async def test_a_viewer_on_one_replica_sees_only_their_tasks_of_another(
+    tmp_path: Path, postgres_url: str, redis_url: str, redis_namespace: str
+) -> None:
+    shared = {
+        "database.primary_url": postgres_url,
+        "redis.url": redis_url,
+        "redis.key_prefix": redis_namespace,
+        "security.auth": "required",
+    }
+    build_app(make_settings(tmp_path / "m", **shared)).storage.close()
+    empty_postgres(postgres_url)
+    a = await start_app(make_settings(tmp_path / "a", **shared))
+    b = await start_app(make_settings(tmp_path / "b", **shared))
+    key_a, key_b = (
+        await user_key(a, "dev-a@example.com", "developer"),
+        await user_key(a, "dev-b@example.com", "developer"),
+    )
+    clients = [
+        Client(a.address, token=key_a),  # dev-a, watching on A
+        Client(a.address, token=await admin_key(a)),  # an admin (task:view-all), watching on A
+        Client(b.address, token=key_a),  # dev-a, working on B
+        Client(b.address, token=key_b),  # dev-b, working on B
+    ]
+    watch_a, watch_admin, dev_a, dev_b = clients
+    seen: dict[str, list[m.Event]] = {"dev-a": [], "admin": []}
+
+    async def read(client: Client, into: list[m.Event]) -> None:
+        async for event in client.watch_events(timeout=60):
+            into.append(event)
+
+    readers = [
+        asyncio.create_task(read(watch_a, seen["dev-a"])),
+        asyncio.create_task(read(watch_admin, seen["admin"])),
+    ]
+    try:
+        await wait_for(lambda: len(a.engine.event_listeners) == 2, message="both watchers on A")
+        theirs = await dev_b.submit_task(description="dev-b's secret plans")
+        mine = await dev_a.submit_task(description="dev-a's own work")
+        await dev_b.cancel_task(theirs.name)
+        await dev_a.cancel_task(mine.name)
+        for name in seen:  # B wrote dev-b's events first: once dev-a's cancellation is in, they were read too
+            await wait_for(
+                lambda name=name: any(
+                    e.task == mine.name and e.to_status == "TASK_STATUS_CANCELLED" for e in seen[name]
+                ),
+                15,
+                message=f"dev-a's cancellation seen by {name}",
+            )
+        assert {e.task for e in seen["dev-a"]} == {mine.name}
+        assert {e.task for e in seen["admin"]} == {mine.name, theirs.name}
+        # Resuming on A with an id of dev-b's event shows dev-a nothing of dev-b's either.
+        first = next(e for e in seen["admin"] if e.task == theirs.name)
+        again = [
+            e async for e in _until(watch_a.watch_events(after_event_id=first.id, timeout=10), mine.name)
+        ]
+        assert {e.task for e in again} == {mine.name}
+        with pytest.raises(MaosRpcError) as caught:  # and dev-b's task cannot be watched on A
+            await anext(aiter(watch_a.watch_task(theirs.name, timeout=5)))
+        assert caught.value.code in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.PERMISSION_DENIED)
+    finally:
+        for reader in readers:
+            reader.cancel()
+        await asyncio.gather(*readers, return_exceptions=True)
+        for client in clients:
+            await client.close()
+        await b.stop(grace=1.0)
+        await a.stop(grace=1.0)
+
+
+async def _until(events: Any, task: str) -> AsyncIterator[m.Event]:
+    async for event in events:
+        yield event
+        if event.task == task and event.to_status == "TASK_STATUS_CANCELLED":
+            return

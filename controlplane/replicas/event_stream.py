@@ -234,8 +234,13 @@ class _Lifecycle:
 def install_event_streams(
     pm: pluggy.PluginManager, engine: Any, logbook: LogBook, redis: RedisConnection | None, settings: Any
 ) -> None:
-    """With Redis, carry events and log records across replicas (nothing changes without it)."""
+    """With Redis, carry events and log records across replicas; on PostgreSQL without Redis, events
+    over LISTEN/NOTIFY (:mod:`controlplane.replicas.event_notify`); on SQLite nothing changes."""
     if redis is None:
+        if settings.database_url.startswith("postgresql"):
+            from controlplane.replicas.event_notify import install_notify_relay
+
+            install_notify_relay(pm, engine, settings.database_url)
         return
     maxlen = settings["redis.stream_max_len"]
     events = SharedStream(None, redis.key("events"), maxlen, "events")

@@ -25,7 +25,7 @@ from agent_sdk.proto.maos.v1 import task_service_pb2 as t
 from agent_sdk.worker import Worker
 from controlplane.app import build_app
 from controlplane.domain.events import Event, EventType
-from controlplane.replicas.event_stream import decode_event, encode_event
+from controlplane.replicas.event_stream import decode_event, encode_event, encode_events
 from tests.controlplane.access.test_access import user_key
 from tests.controlplane.api.test_stream_resume import reason_of
 from tests.controlplane.replicas.test_redis import private_redis  # noqa: F401 (a fixture)
@@ -142,8 +142,9 @@ async def test_resume_ids_are_checked_precisely(pair: Any) -> None:
     a, _, stubs_a, stubs_b, _ = pair
     events = stubs_a.system.WatchEvents(system_pb.WatchEventsRequest(), timeout=30)
     await wait_for(lambda: a.engine.event_listeners, 5, message="the listener")
-    await _events_of(events, await _submit(stubs_b, "one task"))  # the stream holds entries
+    held = await _events_of(events, await _submit(stubs_b, "one task"))  # the stream holds entries
     events.cancel()
+    entry = held[0].id.rsplit("-", 1)[0]
     cases = {
         "1.5": (
             grpc.StatusCode.FAILED_PRECONDITION,
@@ -151,11 +152,17 @@ async def test_resume_ids_are_checked_precisely(pair: Any) -> None:
             "did not cross replicas",
         ),
         "abc": (grpc.StatusCode.INVALID_ARGUMENT, "ERROR_REASON_INVALID_FIELD", "MILLISECONDS-SEQUENCE"),
-        "99999999999999-0": (
+        "99999999999999-0-0": (
             grpc.StatusCode.INVALID_ARGUMENT,
             "ERROR_REASON_INVALID_FIELD",
             "names no event sent yet",
         ),
+        f"{entry}-999": (
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "ERROR_REASON_INVALID_FIELD",
+            "names no event sent",
+        ),
+        "1-0-0": (grpc.StatusCode.FAILED_PRECONDITION, "ERROR_REASON_RESUME_POINT_LOST", "is no longer kept"),
     }
     for value, (code, reason, text) in cases.items():
         with pytest.raises(grpc.aio.AioRpcError) as caught:
@@ -188,14 +195,14 @@ async def test_an_id_whose_successors_were_trimmed_is_lost(
     stubs = Stubs(app.address)
     client = redis.Redis.from_url(redis_url)
     try:
-        first = client.xadd(f"{redis_namespace}events", {"e": encode_event(Event(EventType.TASK_UPDATED))})
+        first = client.xadd(f"{redis_namespace}events", {"e": encode_events([Event(EventType.TASK_UPDATED)])})
         for _ in range(3):  # MAXLEN ~ trims whole nodes of 100 entries
             await asyncio.gather(*(_submit(stubs, f"task {i}") for i in range(100)))
         await wait_for(
             lambda: client.xinfo_stream(f"{redis_namespace}events")["length"] < 300, 10, message="trimming"
         )
         with pytest.raises(grpc.aio.AioRpcError) as caught:
-            request = system_pb.WatchEventsRequest(after_event_id=first.decode())
+            request = system_pb.WatchEventsRequest(after_event_id=f"{first.decode()}-0")
             await anext(aiter(stubs.system.WatchEvents(request, timeout=5)))
         assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
         assert reason_of(caught.value) == "ERROR_REASON_RESUME_POINT_LOST"

@@ -15,6 +15,8 @@ what happens while Redis is away.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import secrets
@@ -265,6 +267,10 @@ class _Lifecycle:
 
     @hookimpl
     async def shutdown(self, app: Any) -> None:
+        # What is committed by now reaches the other replicas (the engine's final commit comes
+        # after the shutdown hooks: changes made from here on are not sent).
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(app.engine.durable(), 2.0)
         for stream in self.streams:
             await stream.close()
         if self._reader is not None:

@@ -147,12 +147,15 @@ class SharedStream:
         with self._lock:
             batch = [self._outbox[i] for i in range(min(len(self._outbox), MAX_BATCH))]
             dropped = self._dropped
-        pipe = self.client.pipeline(transaction=False)
-        if dropped:
-            pipe.xadd(self.key, {GAP: str(dropped)}, maxlen=self.maxlen, approximate=True)
-        for fields in batch:
-            pipe.xadd(self.key, fields, maxlen=self.maxlen, approximate=True)
-        await pipe.execute()
+        if len(batch) == 1 and not dropped:  # the common case: one commit group, one round trip
+            await self.client.xadd(self.key, batch[0], maxlen=self.maxlen, approximate=True)
+        else:
+            pipe = self.client.pipeline(transaction=False)
+            if dropped:
+                pipe.xadd(self.key, {GAP: str(dropped)}, maxlen=self.maxlen, approximate=True)
+            for fields in batch:
+                pipe.xadd(self.key, fields, maxlen=self.maxlen, approximate=True)
+            await pipe.execute()
         with self._lock:
             self._dropped -= dropped
             for fields in batch:  # the oldest may have been dropped meanwhile: pop by identity

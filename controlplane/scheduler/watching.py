@@ -176,8 +176,10 @@ class Watchers:
                 if snapshots is not None:
                     snapshot, sub = snapshots
                     finished = snapshot.status.finished
-                else:  # published by another replica: the task as committed now
+                else:  # published by another replica (or before this watch): the task as committed now
                     if event.type not in _PROGRESS:
+                        if task_id in self.tasks:  # held here: what is in memory, once it is durable
+                            await self.committer.durable()
                         snapshot = copy.copy(await self.get_task(task_id))
                     sub, finished = None, event.to_status in _FINISHED
                 yield event, snapshot, sub

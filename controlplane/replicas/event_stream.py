@@ -185,6 +185,8 @@ class EventStream:
         seen: dict[bytes, int] = {}
         found: list[Event] = []
         for position, (entry_id, fields) in enumerate(entries):
+            if position % 500 == 499:  # a resume from far back must not hold the event loop
+                await asyncio.sleep(0)
             if _again(seen, fields):
                 continue
             events = decode_events(fields[_BODY], entry_id)

@@ -365,3 +365,43 @@ async def _until(events: Any, task: str) -> AsyncIterator[m.Event]:
         yield event
         if event.task == task and event.to_status == "TASK_STATUS_CANCELLED":
             return
+
+
+async def test_events_dropped_while_redis_was_away_are_said_lost(
+    redis_url: str, redis_namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import redis.asyncio as aioredis
+
+    from controlplane.errors import FailedPrecondition
+    from controlplane.replicas import streams
+    from controlplane.replicas.event_stream import EventStream
+
+    monkeypatch.setattr(streams, "MAX_OUTBOX", 3)
+    client = aioredis.Redis.from_url(redis_url)
+    shared = streams.SharedStream(client, f"{redis_namespace}events", 1000, "events")
+    events = EventStream(shared)
+    delivered: list[Event] = []
+    severed: list[Exception] = []
+    events.deliver = lambda event, snapshots: delivered.append(event)
+    events.sever = severed.append
+    try:
+        await shared.start()
+        events.send([(Event(EventType.TASK_UPDATED, task_id="before"), None)])
+        await wait_for(lambda: delivered, 10, message="the first event back")
+        before = delivered[0].stream_id
+        await shared.close()  # "Redis away": nothing is written while five groups are committed
+        for n in range(5):
+            events.send([(Event(EventType.TASK_UPDATED, task_id=f"t{n}"), None)])
+        await shared.start()  # back: the gap first, then the three groups the outbox kept
+        await wait_for(lambda: len(delivered) == 4, 10, message="the kept groups")
+        assert [e.task_id for e in delivered[1:]] == ["t2", "t3", "t4"]
+        [error] = severed  # live watchers were ended...
+        assert isinstance(error, FailedPrecondition) and error.reason == "ERROR_REASON_RESUME_POINT_LOST"
+        assert "2 commit groups of events were lost" in error.message
+        with pytest.raises(FailedPrecondition) as caught:  # ...and cannot resume from before the gap
+            await events.after(before)
+        assert caught.value.reason == "ERROR_REASON_RESUME_POINT_LOST"
+        assert [e.task_id for e in await events.after(delivered[1].stream_id)] == ["t3", "t4"]
+    finally:
+        await shared.close()
+        await client.aclose()

@@ -47,6 +47,7 @@ from controlplane.observability.wiring import install_observability
 from controlplane.pacing import Pacer
 from controlplane.plugins import await_me_maybe, get_plugin_manager
 from controlplane.pool import AgentSupply
+from controlplane.replicas.event_stream import install_event_streams
 from controlplane.replicas.redis_pacing import shared_pacing
 from controlplane.replicas.redis_stores import share_limits
 from controlplane.replicas.registry import new_replica_id
@@ -374,6 +375,7 @@ def build_app(settings: Settings, pm: pluggy.PluginManager | None = None) -> App
     except BaseException:
         close_unstarted(redis)
         raise
+    install_event_streams(pm, engine, logbook, redis, settings)
     install_redis(pm, redis)
     if replicas is not None and replicas.leases is not None and isinstance(backend, StoresAccess):
         install_access_refresh(pm, access)  # replicas on one database: their access changes hold here

@@ -20,6 +20,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import LargeBinary, Table, func
+from sqlalchemy.pool import StaticPool
 
 from controlplane.errors import Aborted
 from controlplane.storage.records import CheckpointRecord, StagedRestore
@@ -190,6 +191,8 @@ def staged_restore(
     wanted = {t for tables in components.values() for t in tables}
     engine = backend._writes if apply else backend.engine
     result = StagedRestore()
+    # SQLite's one shared connection (a database in memory) is kept; another is closed after a restore.
+    shared = not pg and isinstance(engine.pool, StaticPool)
     with engine.connect() as conn, conn.begin() as transaction:
         driver: Any = conn.connection.dbapi_connection
         cursor = driver.cursor()
@@ -255,7 +258,7 @@ def staged_restore(
                             else "NOTHING"
                         )
                     )
-            if not pg and apply:  # a rollback drops them (SQLite's temporary schema is transactional)
+            if apply and shared:  # else a rollback drops them, or the connection is discarded with them
                 for name in stage.values():
                     cursor.execute(f"DROP TABLE temp.{name}")
             cursor.close()
@@ -268,7 +271,11 @@ def staged_restore(
             transaction.rollback()  # the staged tables too (SQLite's temporary schema is transactional)
             raise
         finally:
-            if not pg:  # the pragma outlives the transaction: reset it on this connection before it is pooled
+            if not pg and not shared:  # its temporary file goes with it: cheaper than dropping the tables
+                conn.invalidate()
+            elif (
+                not pg
+            ):  # the pragma outlives the transaction: reset it on this connection before it is pooled
                 driver.execute(f"PRAGMA temp.cache_size = -{DEFAULT_TEMP_CACHE_KIB}")
     if apply:
         backend._next_ord = None  # restored subtasks carry their own ord

@@ -188,18 +188,23 @@ def test_chunks_go_with_their_checkpoint_and_orphans_with_the_next(backend: SqlB
     assert _chunk_count(backend, record.id) == 0
 
 
-def test_a_failed_restore_leaves_its_sqlite_connection_as_it_found_it(tmp_path: Path) -> None:
-    """The staged tables are rolled back and the larger temp page cache is reset on the connection that set it."""
+def test_a_failed_restore_leaves_no_sqlite_connection_with_its_staged_tables(tmp_path: Path) -> None:
+    """A pooled connection that staged a restore is closed (its temporary file with it), not returned to
+    the pool with staged tables or the larger temp page cache: the next one handed out is clean."""
     backend = SqlBackendFactory().open(f"sqlite:///{tmp_path / 'maos.db'}")
     try:
         backend.migrate()
         _seed(backend, 2)
         returned: list[tuple[int, list[str]]] = []
 
-        def on_checkin(dbapi_connection: Any, _record: Any) -> None:
+        def state(dbapi_connection: Any) -> tuple[int, list[str]]:
             size = dbapi_connection.execute("PRAGMA temp.cache_size").fetchone()[0]
             names = [r[0] for r in dbapi_connection.execute("SELECT name FROM temp.sqlite_master")]
-            returned.append((size, names))
+            return size, names
+
+        def on_checkin(dbapi_connection: Any, _record: Any) -> None:
+            if dbapi_connection is not None:  # None: discarded
+                returned.append(state(dbapi_connection))
 
         def parts() -> Iterator[tuple[str, list[str], list[Any]]]:
             columns = [c.name for c in schema.tasks.columns]
@@ -211,7 +216,42 @@ def test_a_failed_restore_leaves_its_sqlite_connection_as_it_found_it(tmp_path: 
             returned.clear()
             with pytest.raises(ValueError, match="damaged"):
                 backend.restore_staged(parts(), {"tasks": ("tasks",)}, apply=apply)
-            assert returned == [(-checkpoint_stream.DEFAULT_TEMP_CACHE_KIB, [])]
+            assert returned == []
+            with backend.engine.connect() as conn:
+                size, names = state(conn.connection.dbapi_connection)
+                assert size != -checkpoint_stream.TEMP_CACHE_KIB and names == []
+    finally:
+        backend.close()
+
+
+def test_a_restore_in_memory_keeps_its_one_connection_clean() -> None:
+    """SQLite in memory has one connection, which is kept: it comes back without staged tables and with
+    the default temp page cache, after a restore that failed or one that was applied."""
+    backend = SqlBackendFactory().open("sqlite:///:memory:")
+    try:
+        backend.migrate()
+        _seed(backend, 2)
+
+        blocks = [(t, c, [list(r) for r in rows]) for t, c, _, rows in backend.snapshot_blocks(["tasks"], 10)]
+
+        def parts(fail: bool) -> Iterator[tuple[str, list[str], list[Any]]]:
+            yield from blocks
+            if fail:
+                raise ValueError("damaged")
+
+        for apply, fail in ((True, True), (False, True), (True, False)):
+            if fail:
+                with pytest.raises(ValueError, match="damaged"):
+                    backend.restore_staged(parts(fail), {"tasks": ("tasks",)}, apply=apply)
+            else:
+                staged = backend.restore_staged(parts(fail), {"tasks": ("tasks",)}, apply=apply)
+                assert staged.changes["tasks"] == (0, 0, 2)
+            with backend.engine.connect() as conn:
+                driver = conn.connection.dbapi_connection
+                assert driver.execute("PRAGMA temp.cache_size").fetchone()[0] == (
+                    -checkpoint_stream.DEFAULT_TEMP_CACHE_KIB
+                )
+                assert driver.execute("SELECT name FROM temp.sqlite_master").fetchall() == []
     finally:
         backend.close()
 

@@ -237,27 +237,16 @@ def staged_restore(
                 if component == "tasks":
                     result.later_tasks = later
             if apply:
-                if "tasks" in wanted:
+                # Only the tables of components with a group restored or changed; of those, only the
+                # staged rows stored differently or not at all (a stored row equal to its staged one
+                # is not written again).
+                differing = {
+                    t for c, tables in components.items() if sum(result.changes[c][:2]) for t in tables
+                }
+                if "tasks" in differing:
                     _move_colliding_seqs(cursor, stage["tasks"], mark)
-                for name in [t.name for t in schema.ALL_TABLES if t.name in wanted]:  # parents first
-                    table = schema.metadata.tables[name]
-                    columns = [c.name for c in table.columns]
-                    key_columns = [c.name for c in table.primary_key.columns]
-                    others = [c for c in columns if c not in key_columns]
-                    # A stored row equal to its staged one is left alone (not written again).
-                    cursor.execute(
-                        f"INSERT INTO {name} ({', '.join(columns)}) "
-                        f"SELECT {', '.join(columns)} FROM {stage[name]} WHERE true "
-                        f"ON CONFLICT ({', '.join(key_columns)}) DO "
-                        + (
-                            "UPDATE SET "
-                            + ", ".join(f"{c} = excluded.{c}" for c in others)
-                            + " WHERE "
-                            + " OR ".join(f"{name}.{c} {distinct} excluded.{c}" for c in others)
-                            if others
-                            else "NOTHING"
-                        )
-                    )
+                for name in [t.name for t in schema.ALL_TABLES if t.name in differing]:  # parents first
+                    _upsert(cursor, name, stage[name], distinct)
             if apply and shared:  # else a rollback drops them, or the connection is discarded with them
                 for name in stage.values():
                     cursor.execute(f"DROP TABLE temp.{name}")
@@ -334,6 +323,30 @@ def _compare(
         else:
             unchanged += n
     return (restored, changed, unchanged), later
+
+
+def _upsert(cursor: Any, name: str, staged: str, distinct: str) -> None:
+    """Write the staged rows of table ``name`` that are stored differently or not at all."""
+    table = schema.metadata.tables[name]
+    columns = [c.name for c in table.columns]
+    key = [c.name for c in table.primary_key.columns]
+    others = [c for c in columns if c not in key]
+    on = " AND ".join(f"s.{k} = l.{k}" for k in key)
+    unequal = " OR ".join(f"s.{c} {distinct} l.{c}" for c in others) or "false"
+    cursor.execute(
+        f"INSERT INTO {name} ({', '.join(columns)}) "
+        f"SELECT {', '.join(f's.{c}' for c in columns)} FROM {staged} s LEFT JOIN {name} l ON {on} "
+        f"WHERE l.{key[0]} IS NULL OR {unequal} "
+        f"ON CONFLICT ({', '.join(key)}) DO "
+        + (
+            "UPDATE SET "
+            + ", ".join(f"{c} = excluded.{c}" for c in others)
+            + " WHERE "
+            + " OR ".join(f"{name}.{c} {distinct} excluded.{c}" for c in others)
+            if others
+            else "NOTHING"
+        )
+    )
 
 
 def _move_colliding_seqs(cursor: Any, staged: str, mark: str) -> None:

@@ -97,6 +97,21 @@ def test_blocks_and_chunks_round_trip(backend: SqlBackend, small_blocks: None) -
     assert again.changes["tasks"] == (0, 0, 10)
 
 
+def test_a_restore_writes_back_a_group_changed_in_one_of_its_tables_only(backend: SqlBackend) -> None:
+    """Only the rows that differ are written, from whichever table of a group they are in."""
+    ids = _seed(backend, 3)
+    record = service.take(backend)
+    assert record is not None
+    before = backend.get_subtasks(ids[1])
+    with backend._writes.begin() as conn:
+        conn.execute(text("UPDATE subtasks SET data = '{}' WHERE task_id = :i"), {"i": ids[1]})
+    report = service.recover(backend, record, ["tasks"], verify_only=False, requeue_later=False)
+    assert report.changes == {"tasks": (0, 1, 2)}
+    assert backend.get_subtasks(ids[1]) == before
+    again = service.recover(backend, record, [], verify_only=True, requeue_later=False)
+    assert again.changes["tasks"] == (0, 0, 3)
+
+
 def test_a_later_task_sharing_a_restored_seq_moves_after_the_highest(backend: SqlBackend) -> None:
     _seed(backend, 3)
     record = service.take(backend)

@@ -197,6 +197,7 @@ def staged_restore(
         driver: Any = conn.connection.dbapi_connection
         cursor = driver.cursor()
         stage: dict[str, str] = {}
+        types: dict[str, dict[str, int]] = {}  # PostgreSQL: each staged column's type
         try:
             if not pg:  # a larger page cache for the staged tables (spilled to a temporary file beyond)
                 cursor.execute(f"PRAGMA temp.cache_size = -{TEMP_CACHE_KIB}")
@@ -206,6 +207,12 @@ def staged_restore(
                 stage[name] = f"maos_stage_{name}"
                 if pg:
                     cursor.execute(f"CREATE TEMP TABLE {stage[name]} (LIKE {name}) ON COMMIT DROP")
+                    cursor.execute(
+                        "SELECT attname, atttypid FROM pg_attribute WHERE attrelid = %s::regclass "
+                        "AND attnum > 0 AND NOT attisdropped",
+                        (stage[name],),
+                    )
+                    types[name] = dict(cursor.fetchall())
                 else:
                     cursor.execute(f"DROP TABLE IF EXISTS temp.{stage[name]}")
                     cursor.execute(f"CREATE TEMP TABLE {stage[name]} AS SELECT * FROM main.{name} WHERE 0")
@@ -216,8 +223,14 @@ def staged_restore(
                 missing = [c.name for c in table.columns if c.name not in columns]
                 if missing:
                     raise ValueError(f"table {name}: the checkpoint lacks columns {missing}")
-                if pg:
-                    with cursor.copy(f"COPY {stage[name]} ({', '.join(columns)}) FROM STDIN") as copy:
+                unknown = [c for c in columns if c not in table.columns]
+                if unknown:
+                    raise ValueError(f"table {name}: the checkpoint has columns it lacks: {unknown}")
+                if pg:  # binary: about half the time of text, on both sides
+                    with cursor.copy(
+                        f"COPY {stage[name]} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)"
+                    ) as copy:
+                        copy.set_types([types[name][c] for c in columns])
                         for row in rows:
                             copy.write_row(row)
                 else:

@@ -112,6 +112,39 @@ def test_a_restore_writes_back_a_group_changed_in_one_of_its_tables_only(backend
     assert again.changes["tasks"] == (0, 0, 3)
 
 
+def test_binary_and_float_columns_come_back_exactly(backend: SqlBackend) -> None:
+    """Bytes (base64 in the payload) and floats survive the staging (binary COPY on PostgreSQL) as stored."""
+    ids = _seed(backend, 2)
+    blob = bytes(range(256)) * 3
+    with backend._writes.begin() as conn:
+        conn.execute(text("UPDATE subtasks SET checkpoint = :b WHERE task_id = :i"), {"b": blob, "i": ids[0]})
+        conn.execute(
+            text("INSERT INTO shared_state (task_id, key, value, version) VALUES (:i, 'k', :v, 7)"),
+            {"i": ids[1], "v": b"\x00\xffstate"},
+        )
+        conn.execute(text("UPDATE tasks SET create_time = 1796536880.5748308 WHERE id = :i"), {"i": ids[1]})
+
+    def stored() -> list[Any]:
+        with backend.engine.connect() as conn:
+            return [
+                conn.execute(text(f"SELECT * FROM {t} ORDER BY 1, 2")).all()
+                for t in ("tasks", "subtasks", "shared_state")
+            ]
+
+    before = stored()
+    record = service.take(backend)
+    assert record is not None
+    with backend._writes.begin() as conn:
+        conn.execute(text("UPDATE subtasks SET checkpoint = NULL"))
+        conn.execute(text("UPDATE shared_state SET value = :v"), {"v": b"other"})
+        conn.execute(text("UPDATE tasks SET create_time = 1.5"))
+    report = service.recover(backend, record, ["tasks"], verify_only=False, requeue_later=False)
+    assert report.changes == {"tasks": (0, 2, 0)}
+    assert stored() == before
+    again = service.recover(backend, record, [], verify_only=True, requeue_later=False)
+    assert again.changes["tasks"] == (0, 0, 2)
+
+
 def test_a_later_task_sharing_a_restored_seq_moves_after_the_highest(backend: SqlBackend) -> None:
     _seed(backend, 3)
     record = service.take(backend)

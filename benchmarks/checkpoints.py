@@ -34,6 +34,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from sqlalchemy import text  # noqa: E402
+
 from controlplane.domain.model import Subtask, SubtaskStatus, Task, TaskStatus  # noqa: E402
 from controlplane.storage.sql import SqlBackendFactory, codec, schema  # noqa: E402
 
@@ -159,8 +161,8 @@ def main() -> None:
         created = run_phase("create", url)
         backend = SqlBackendFactory().open(url)
         with backend.engine.begin() as conn:
-            changed = conn.exec_driver_sql(
-                "UPDATE tasks SET priority = priority + 1 WHERE seq % 10 = 0"
+            changed = conn.execute(
+                text("UPDATE tasks SET priority = priority + 1 WHERE seq % 10 = 0")
             ).rowcount
         backend.close()
         print(

@@ -8,8 +8,9 @@ is inserted only if every chunk is there (a crash leaves chunks without a
 checkpoint, removed by a later take once they are :data:`ORPHAN_AGE_S` old, so
 that a take in progress elsewhere, another replica or an offline recovery, keeps
 its chunks); a restore
-copies the checkpoint's rows into temporary tables and compares and upserts
-them with set-based SQL, in one transaction.
+copies the checkpoint's rows into temporary tables (binary COPY on PostgreSQL),
+compares them with the stored ones in one grouping query per component, and
+writes only the staged rows that differ, in one transaction.
 """
 
 from __future__ import annotations

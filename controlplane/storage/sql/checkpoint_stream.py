@@ -71,7 +71,10 @@ def snapshot_blocks(
                 else:
                     cursor = dbapi.cursor()
                 try:
-                    cursor.execute(sql)
+                    if backend.kind == "postgresql":  # rows in binary: less to format and parse
+                        cursor.execute(sql, binary=True)
+                    else:
+                        cursor.execute(sql)
                     binary = binary_columns(table)
                     empty = True
                     while rows := cursor.fetchmany(block_rows):

@@ -9,7 +9,9 @@ in a temporary SQLite file or a fresh PostgreSQL database. Then, each in a
 process of its own that runs what the control plane's storage thread runs:
 one checkpoint is taken (snapshot + encode + compress + checksum + store, in
 chunks), verified (read + checksum + decode + compare with the database) and
-restored (the same, then upsert every row). Each phase prints its seconds and
+restored (the same, then upsert the rows that differ). Between the take and the verify, one task in
+ten is changed (its priority), so that the verify finds and the restore writes back a tenth of the
+groups. Each phase prints its seconds and
 the peak RSS of its process (the server's share of the work: its baseline is a
 control plane process with nothing loaded, about 90 MiB).
 
@@ -31,6 +33,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from sqlalchemy import text  # noqa: E402
 
 from controlplane.domain.model import Subtask, SubtaskStatus, Task, TaskStatus  # noqa: E402
 from controlplane.storage.sql import SqlBackendFactory, codec, schema  # noqa: E402
@@ -155,10 +159,16 @@ def main() -> None:
             f"tables in {time.perf_counter() - started:.1f} s; each phase in its own process"
         )
         created = run_phase("create", url)
+        backend = SqlBackendFactory().open(url)
+        with backend.engine.begin() as conn:
+            changed = conn.execute(
+                text("UPDATE tasks SET priority = priority + 1 WHERE seq % 10 = 0")
+            ).rowcount
+        backend.close()
         print(
             f"create:  {created['seconds']:6.2f} s ({created['cpu_seconds']:.2f} s CPU)  peak RSS {created['peak_rss_mib']:.0f} MiB  "
             f"{created['size'] / 2**20:.0f} MiB -> {created['compressed'] / 2**20:.1f} MiB, "
-            f"{created['tasks']:,} tasks"
+            f"{created['tasks']:,} tasks; then {changed:,} tasks changed"
         )
         for name in ("verify", "restore"):
             done = run_phase(name, url, created["id"])

@@ -409,14 +409,20 @@ def _lines(chunks: Iterable[bytes], decoded: Decoded, max_inflated: int | None) 
 
 
 def iter_decode(
-    chunks: Iterable[bytes], expected_sha256: str, checkpoint_id: str = "", max_inflated: int | None = None
+    chunks: Iterable[bytes],
+    expected_sha256: str,
+    checkpoint_id: str = "",
+    max_inflated: int | None = None,
+    *,
+    content_digest: bool = True,
 ) -> tuple[Decoded, Iterator[tuple[str, list[str], list[list[Any]]]]]:
     """Parse a payload as it is read: its header, then ``(table, columns, rows)`` per line.
 
     The lines are checked as :func:`decode` checks them (a table may continue over consecutive
     lines with the same columns). The SHA-256 is compared once the last chunk was read, before the
     iterator ends: a consumer must apply nothing until the iterator is exhausted. The ``Decoded``
-    returned first is complete then.
+    returned first is complete then (its ``content_sha256`` left empty without ``content_digest``,
+    which a restore does not need).
 
     Raises:
         FailedPrecondition: ERROR_REASON_CHECKPOINT_CORRUPT, as :func:`decode`.
@@ -444,10 +450,11 @@ def iter_decode(
         first = True
         try:
             for line in lines:
-                if not first:
-                    content.update(b"\n")
+                if content_digest:
+                    if not first:
+                        content.update(b"\n")
+                    content.update(line)
                 first = False
-                content.update(line)
                 part = orjson.loads(line)
                 if current is not None and isinstance(part, dict) and part.get("table") == current[0]:
                     if part.get("columns") != current[1]:
@@ -470,6 +477,7 @@ def iter_decode(
             raise corrupt(f"cannot be read ({exc})", checkpoint_id) from None
         if digest.hexdigest() != expected_sha256:
             raise corrupt("its SHA-256 does not match the recorded checksum", checkpoint_id)
-        decoded.content_sha256 = content.hexdigest()
+        if content_digest:
+            decoded.content_sha256 = content.hexdigest()
 
     return decoded, parts()

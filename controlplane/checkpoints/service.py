@@ -213,7 +213,7 @@ def recover(
     selected, warnings = plan_recovery(record, components)
     report = RecoveryReport(record=record, warnings=warnings)
     chunks = [record.payload] if record.payload else backend.checkpoint_chunks(record.id)
-    _, parts = codec.iter_decode(chunks, record.sha256, record.id)
+    _, parts = codec.iter_decode(chunks, record.sha256, record.id, content_digest=False)
     staged = backend.restore_staged(parts, {c: COMPONENT_TABLES[c] for c in selected}, apply=not verify_only)
     report.changes = {c: staged.changes[c] for c in selected}
     report.later_tasks = [f"tasks/{k}" for k in staged.later_tasks]

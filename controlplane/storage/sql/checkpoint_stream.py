@@ -8,8 +8,9 @@ is inserted only if every chunk is there (a crash leaves chunks without a
 checkpoint, removed by a later take once they are :data:`ORPHAN_AGE_S` old, so
 that a take in progress elsewhere, another replica or an offline recovery, keeps
 its chunks); a restore
-copies the checkpoint's rows into temporary tables and compares and upserts
-them with set-based SQL, in one transaction.
+copies the checkpoint's rows into temporary tables (binary COPY on PostgreSQL),
+compares them with the stored ones in one grouping query per component, and
+writes only the staged rows that differ, in one transaction.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import LargeBinary, Table, func
+from sqlalchemy.pool import StaticPool
 
 from controlplane.errors import Aborted
 from controlplane.storage.records import CheckpointRecord, StagedRestore
@@ -36,6 +38,8 @@ ORPHAN_AGE_S = 3600.0
 CORRUPT = "ERROR_REASON_CHECKPOINT_CORRUPT"
 #: KiB of page cache for SQLite's temporary tables during a restore (the default is 2 MiB).
 TEMP_CACHE_KIB = 64 * 1024
+#: KiB of memory PostgreSQL may give each join or grouping of a restore (the default is 4 MiB).
+WORK_MEM_KIB = 64 * 1024
 #: SQLite's default page cache (KiB), restored after a restore.
 DEFAULT_TEMP_CACHE_KIB = 2000
 
@@ -67,7 +71,10 @@ def snapshot_blocks(
                 else:
                     cursor = dbapi.cursor()
                 try:
-                    cursor.execute(sql)
+                    if backend.kind == "postgresql":  # rows in binary: less to format and parse
+                        cursor.execute(sql, binary=True)
+                    else:
+                        cursor.execute(sql)
                     binary = binary_columns(table)
                     empty = True
                     while rows := cursor.fetchmany(block_rows):
@@ -168,11 +175,6 @@ def read_chunks(backend: SqlBackend, checkpoint_id: str) -> Iterator[bytes]:
 # --- restore --------------------------------------------------------------------------------------
 
 
-def _key_column(table: Table) -> str:
-    """The column that names the group a row belongs to: the first primary-key column."""
-    return next(iter(table.primary_key.columns)).name
-
-
 def staged_restore(
     backend: SqlBackend,
     parts: Iterator[tuple[str, list[str], list[Any]]],
@@ -193,17 +195,28 @@ def staged_restore(
     wanted = {t for tables in components.values() for t in tables}
     engine = backend._writes if apply else backend.engine
     result = StagedRestore()
+    # SQLite's one shared connection (a database in memory) is kept; another is closed after a restore.
+    shared = not pg and isinstance(engine.pool, StaticPool)
     with engine.connect() as conn, conn.begin() as transaction:
         driver: Any = conn.connection.dbapi_connection
         cursor = driver.cursor()
         stage: dict[str, str] = {}
+        types: dict[str, dict[str, int]] = {}  # PostgreSQL: each staged column's type
         try:
             if not pg:  # a larger page cache for the staged tables (spilled to a temporary file beyond)
                 cursor.execute(f"PRAGMA temp.cache_size = -{TEMP_CACHE_KIB}")
+            else:  # the joins and the grouping of a large restore in memory rather than in batches on disk
+                cursor.execute(f"SET LOCAL work_mem = '{WORK_MEM_KIB}kB'")
             for name in sorted(wanted):
                 stage[name] = f"maos_stage_{name}"
                 if pg:
                     cursor.execute(f"CREATE TEMP TABLE {stage[name]} (LIKE {name}) ON COMMIT DROP")
+                    cursor.execute(
+                        "SELECT attname, atttypid FROM pg_attribute WHERE attrelid = %s::regclass "
+                        "AND attnum > 0 AND NOT attisdropped",
+                        (stage[name],),
+                    )
+                    types[name] = dict(cursor.fetchall())
                 else:
                     cursor.execute(f"DROP TABLE IF EXISTS temp.{stage[name]}")
                     cursor.execute(f"CREATE TEMP TABLE {stage[name]} AS SELECT * FROM main.{name} WHERE 0")
@@ -214,8 +227,14 @@ def staged_restore(
                 missing = [c.name for c in table.columns if c.name not in columns]
                 if missing:
                     raise ValueError(f"table {name}: the checkpoint lacks columns {missing}")
-                if pg:
-                    with cursor.copy(f"COPY {stage[name]} ({', '.join(columns)}) FROM STDIN") as copy:
+                unknown = [c for c in columns if c not in table.columns]
+                if unknown:
+                    raise ValueError(f"table {name}: the checkpoint has columns it lacks: {unknown}")
+                if pg:  # binary: about half the time of text, on both sides
+                    with cursor.copy(
+                        f"COPY {stage[name]} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)"
+                    ) as copy:
+                        copy.set_types([types[name][c] for c in columns])
                         for row in rows:
                             copy.write_row(row)
                 else:
@@ -228,33 +247,24 @@ def staged_restore(
                 table = schema.metadata.tables[name]
                 key = ", ".join(c.name for c in table.primary_key.columns)
                 cursor.execute(f"CREATE INDEX {stage[name]}_key ON {stage[name]} ({key})")
+                if pg:  # temporary tables are never analysed on their own: plan the joins on real counts
+                    cursor.execute(f"ANALYZE {stage[name]}")
             for component, tables in components.items():
-                result.changes[component] = _compare(cursor, stage, component, tables, pg)
+                result.changes[component], later = _compare(cursor, stage, tables, pg)
                 if component == "tasks":
-                    result.later_tasks = _later(cursor, stage, tables)
+                    result.later_tasks = later
             if apply:
-                if "tasks" in wanted:
+                # Only the tables of components with a group restored or changed; of those, only the
+                # staged rows stored differently or not at all (a stored row equal to its staged one
+                # is not written again).
+                differing = {
+                    t for c, tables in components.items() if sum(result.changes[c][:2]) for t in tables
+                }
+                if "tasks" in differing:
                     _move_colliding_seqs(cursor, stage["tasks"], mark)
-                for name in [t.name for t in schema.ALL_TABLES if t.name in wanted]:  # parents first
-                    table = schema.metadata.tables[name]
-                    columns = [c.name for c in table.columns]
-                    key_columns = [c.name for c in table.primary_key.columns]
-                    others = [c for c in columns if c not in key_columns]
-                    # A stored row equal to its staged one is left alone (not written again).
-                    cursor.execute(
-                        f"INSERT INTO {name} ({', '.join(columns)}) "
-                        f"SELECT {', '.join(columns)} FROM {stage[name]} WHERE true "
-                        f"ON CONFLICT ({', '.join(key_columns)}) DO "
-                        + (
-                            "UPDATE SET "
-                            + ", ".join(f"{c} = excluded.{c}" for c in others)
-                            + " WHERE "
-                            + " OR ".join(f"{name}.{c} {distinct} excluded.{c}" for c in others)
-                            if others
-                            else "NOTHING"
-                        )
-                    )
-            if not pg:
+                for name in [t.name for t in schema.ALL_TABLES if t.name in differing]:  # parents first
+                    _upsert(cursor, name, stage[name], distinct)
+            if apply and shared:  # else a rollback drops them, or the connection is discarded with them
                 for name in stage.values():
                     cursor.execute(f"DROP TABLE temp.{name}")
             cursor.close()
@@ -267,100 +277,93 @@ def staged_restore(
             transaction.rollback()  # the staged tables too (SQLite's temporary schema is transactional)
             raise
         finally:
-            if not pg:  # the pragma outlives the transaction: reset it on this connection before it is pooled
+            if not pg and not shared:  # its temporary file goes with it: cheaper than dropping the tables
+                conn.invalidate()
+            elif (
+                not pg
+            ):  # the pragma outlives the transaction: reset it on this connection before it is pooled
                 driver.execute(f"PRAGMA temp.cache_size = -{DEFAULT_TEMP_CACHE_KIB}")
     if apply:
         backend._next_ord = None  # restored subtasks carry their own ord
     return result
 
 
-def _groups_sql(stage: dict[str, str], tables: tuple[str, ...], source: str) -> str:
-    """SELECT of the distinct group keys of a component's rows, staged (``source="stage"``) or stored."""
-    return " UNION ".join(
-        f"SELECT {_key_column(schema.metadata.tables[t])} AS k FROM " + (stage[t] if source == "stage" else t)
-        for t in tables
-    )
-
-
-def _temp_keys(cursor: Any, name: str, pg: bool, selects: list[str]) -> None:
-    """A temporary table ``name`` of distinct keys ``k`` (each SELECT adds its own, duplicates dropped)."""
-    if pg:
-        cursor.execute(f"CREATE TEMP TABLE {name} (k text PRIMARY KEY) ON COMMIT DROP")
-    else:
-        cursor.execute(f"DROP TABLE IF EXISTS temp.{name}")
-        cursor.execute(f"CREATE TEMP TABLE {name} (k PRIMARY KEY) WITHOUT ROWID")
-    for select in selects:
-        if pg:
-            cursor.execute(f"INSERT INTO {name} (k) {select} ON CONFLICT DO NOTHING")
-        else:
-            cursor.execute(f"INSERT OR IGNORE INTO {name} (k) {select}")
-
-
 def _compare(
-    cursor: Any, stage: dict[str, str], component: str, tables: tuple[str, ...], pg: bool
-) -> tuple[int, int, int]:
-    """(restored, changed, unchanged) groups: a group is a row of the component's first table with
-    the rows of the others that share its key, compared as a whole."""
+    cursor: Any, stage: dict[str, str], tables: tuple[str, ...], pg: bool
+) -> tuple[tuple[int, int, int], list[str]]:
+    """(restored, changed, unchanged) groups, and the stored groups the checkpoint does not hold.
+
+    A group is a row of the component's first table with the rows of the others that share its key,
+    compared as a whole. One query joins every staged table with its stored one (and the stored rows
+    with no staged one), flags each row, and folds the flags per group: held by the checkpoint,
+    stored, differing, stored in the first table. The groups the checkpoint does not hold come back
+    one by one (those of the first table first, each part in key order, as ``recover`` lists them);
+    the others only as counts.
+    """
     distinct = "IS DISTINCT FROM" if pg else "IS NOT"
-    keys, diff = f"maos_keys_{component}", f"maos_diff_{component}"
-    stage[keys], stage[diff] = keys, diff  # dropped with the staged tables
-    _temp_keys(
-        cursor,
-        keys,
-        pg,
-        [f"SELECT {_key_column(schema.metadata.tables[t])} FROM {stage[t]}" for t in tables],
-    )
-    cursor.execute(f"SELECT count(*) FROM {keys}")
-    saved = cursor.fetchone()[0]
-    absent = " AND ".join(
-        f"NOT EXISTS (SELECT 1 FROM {t} l WHERE l.{_key_column(schema.metadata.tables[t])} = g.k)"
-        for t in tables
-    )
-    cursor.execute(f"SELECT count(*) FROM {keys} g WHERE {absent}")
-    restored = cursor.fetchone()[0]
-    differing = []
-    for t in tables:
+    rows = []
+    for i, t in enumerate(tables):
         table = schema.metadata.tables[t]
         key = [c.name for c in table.primary_key.columns]
         others = [c.name for c in table.columns if c.name not in key]
         on = " AND ".join(f"s.{k} = l.{k}" for k in key)
         unequal = " OR ".join(f"s.{c} {distinct} l.{c}" for c in others) or "false"
-        k0 = key[0]
-        # A staged row that is stored differently or not at all; a stored row of a staged group
-        # that the checkpoint does not hold.
-        differing.append(
-            f"SELECT s.{k0} FROM {stage[t]} s LEFT JOIN {t} l ON {on} WHERE l.{k0} IS NULL OR {unequal}"
+        k0, first = key[0], int(i == 0)
+        # A staged row: stored (equal or not) or not; a stored row with no staged one.
+        rows.append(
+            f"SELECT s.{k0} AS k, 1 AS st, CASE WHEN l.{k0} IS NULL THEN 0 ELSE 1 END AS lv, "
+            f"CASE WHEN l.{k0} IS NULL OR {unequal} THEN 1 ELSE 0 END AS df, 0 AS lf "
+            f"FROM {stage[t]} s LEFT JOIN {t} l ON {on}"
         )
-        differing.append(
-            f"SELECT l.{k0} FROM {keys} g JOIN {t} l ON l.{k0} = g.k "
+        rows.append(
+            f"SELECT l.{k0} AS k, 0 AS st, 1 AS lv, 1 AS df, {first} AS lf FROM {t} l "
             f"WHERE NOT EXISTS (SELECT 1 FROM {stage[t]} s WHERE {on})"
         )
-    _temp_keys(cursor, diff, pg, differing)
-    present = " OR ".join(
-        f"EXISTS (SELECT 1 FROM {t} l WHERE l.{_key_column(schema.metadata.tables[t])} = d.k)" for t in tables
+    groups = (
+        "SELECT k, max(st) AS st, max(lv) AS lv, max(df) AS df, max(lf) AS lf "
+        f"FROM ({' UNION ALL '.join(rows)}) r GROUP BY k"
     )
-    cursor.execute(f"SELECT count(*) FROM {diff} d WHERE {present}")
-    changed = cursor.fetchone()[0]
-    return restored, changed, saved - restored - changed
-
-
-def _later(cursor: Any, stage: dict[str, str], tables: tuple[str, ...]) -> list[str]:
-    """Stored task groups that the checkpoint does not hold: tasks (in id order), then groups of
-    subtasks or shared state alone, as ``service.recover`` listed them."""
-    keys = stage["maos_keys_tasks"]
+    later_key = "CASE WHEN st = 0 THEN k END"
     cursor.execute(
-        f"SELECT t.id FROM tasks t WHERE NOT EXISTS (SELECT 1 FROM {keys} g WHERE g.k = t.id) ORDER BY t.id"
+        f"SELECT st, lv, df, {later_key} AS later, max(lf), count(*) FROM ({groups}) g "
+        f"GROUP BY st, lv, df, {later_key} ORDER BY 5 DESC, 4"
     )
-    found = [row[0] for row in cursor.fetchall()]
-    rest = [t for t in tables if t != "tasks"]
-    if rest:
-        cursor.execute(
-            f"SELECT g.k FROM ({_groups_sql(stage, tuple(rest), 'live')}) g "
-            f"WHERE NOT EXISTS (SELECT 1 FROM {keys} s WHERE s.k = g.k) "
-            "AND NOT EXISTS (SELECT 1 FROM tasks t WHERE t.id = g.k) ORDER BY g.k"
+    restored = changed = unchanged = 0
+    later = []
+    for st, lv, df, key, _, n in cursor.fetchall():
+        if not st:
+            later.append(key)
+        elif not lv:
+            restored += n
+        elif df:
+            changed += n
+        else:
+            unchanged += n
+    return (restored, changed, unchanged), later
+
+
+def _upsert(cursor: Any, name: str, staged: str, distinct: str) -> None:
+    """Write the staged rows of table ``name`` that are stored differently or not at all."""
+    table = schema.metadata.tables[name]
+    columns = [c.name for c in table.columns]
+    key = [c.name for c in table.primary_key.columns]
+    others = [c for c in columns if c not in key]
+    on = " AND ".join(f"s.{k} = l.{k}" for k in key)
+    unequal = " OR ".join(f"s.{c} {distinct} l.{c}" for c in others) or "false"
+    cursor.execute(
+        f"INSERT INTO {name} ({', '.join(columns)}) "
+        f"SELECT {', '.join(f's.{c}' for c in columns)} FROM {staged} s LEFT JOIN {name} l ON {on} "
+        f"WHERE l.{key[0]} IS NULL OR {unequal} "
+        f"ON CONFLICT ({', '.join(key)}) DO "
+        + (
+            "UPDATE SET "
+            + ", ".join(f"{c} = excluded.{c}" for c in others)
+            + " WHERE "
+            + " OR ".join(f"{name}.{c} {distinct} excluded.{c}" for c in others)
+            if others
+            else "NOTHING"
         )
-        found += [row[0] for row in cursor.fetchall()]
-    return found
+    )
 
 
 def _move_colliding_seqs(cursor: Any, staged: str, mark: str) -> None:

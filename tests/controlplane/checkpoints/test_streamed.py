@@ -97,6 +97,54 @@ def test_blocks_and_chunks_round_trip(backend: SqlBackend, small_blocks: None) -
     assert again.changes["tasks"] == (0, 0, 10)
 
 
+def test_a_restore_writes_back_a_group_changed_in_one_of_its_tables_only(backend: SqlBackend) -> None:
+    """Only the rows that differ are written, from whichever table of a group they are in."""
+    ids = _seed(backend, 3)
+    record = service.take(backend)
+    assert record is not None
+    before = backend.get_subtasks(ids[1])
+    with backend._writes.begin() as conn:
+        conn.execute(text("UPDATE subtasks SET data = '{}' WHERE task_id = :i"), {"i": ids[1]})
+    report = service.recover(backend, record, ["tasks"], verify_only=False, requeue_later=False)
+    assert report.changes == {"tasks": (0, 1, 2)}
+    assert backend.get_subtasks(ids[1]) == before
+    again = service.recover(backend, record, [], verify_only=True, requeue_later=False)
+    assert again.changes["tasks"] == (0, 0, 3)
+
+
+def test_binary_and_float_columns_come_back_exactly(backend: SqlBackend) -> None:
+    """Bytes (base64 in the payload) and floats survive the staging (binary COPY on PostgreSQL) as stored."""
+    ids = _seed(backend, 2)
+    blob = bytes(range(256)) * 3
+    with backend._writes.begin() as conn:
+        conn.execute(text("UPDATE subtasks SET checkpoint = :b WHERE task_id = :i"), {"b": blob, "i": ids[0]})
+        conn.execute(
+            text("INSERT INTO shared_state (task_id, key, value, version) VALUES (:i, 'k', :v, 7)"),
+            {"i": ids[1], "v": b"\x00\xffstate"},
+        )
+        conn.execute(text("UPDATE tasks SET create_time = 1796536880.5748308 WHERE id = :i"), {"i": ids[1]})
+
+    def stored() -> list[Any]:
+        with backend.engine.connect() as conn:
+            return [
+                conn.execute(text(f"SELECT * FROM {t} ORDER BY 1, 2")).all()
+                for t in ("tasks", "subtasks", "shared_state")
+            ]
+
+    before = stored()
+    record = service.take(backend)
+    assert record is not None
+    with backend._writes.begin() as conn:
+        conn.execute(text("UPDATE subtasks SET checkpoint = NULL"))
+        conn.execute(text("UPDATE shared_state SET value = :v"), {"v": b"other"})
+        conn.execute(text("UPDATE tasks SET create_time = 1.5"))
+    report = service.recover(backend, record, ["tasks"], verify_only=False, requeue_later=False)
+    assert report.changes == {"tasks": (0, 2, 0)}
+    assert stored() == before
+    again = service.recover(backend, record, [], verify_only=True, requeue_later=False)
+    assert again.changes["tasks"] == (0, 0, 2)
+
+
 def test_a_later_task_sharing_a_restored_seq_moves_after_the_highest(backend: SqlBackend) -> None:
     _seed(backend, 3)
     record = service.take(backend)
@@ -188,18 +236,23 @@ def test_chunks_go_with_their_checkpoint_and_orphans_with_the_next(backend: SqlB
     assert _chunk_count(backend, record.id) == 0
 
 
-def test_a_failed_restore_leaves_its_sqlite_connection_as_it_found_it(tmp_path: Path) -> None:
-    """The staged tables are rolled back and the larger temp page cache is reset on the connection that set it."""
+def test_a_failed_restore_leaves_no_sqlite_connection_with_its_staged_tables(tmp_path: Path) -> None:
+    """A pooled connection that staged a restore is closed (its temporary file with it), not returned to
+    the pool with staged tables or the larger temp page cache: the next one handed out is clean."""
     backend = SqlBackendFactory().open(f"sqlite:///{tmp_path / 'maos.db'}")
     try:
         backend.migrate()
         _seed(backend, 2)
         returned: list[tuple[int, list[str]]] = []
 
-        def on_checkin(dbapi_connection: Any, _record: Any) -> None:
+        def state(dbapi_connection: Any) -> tuple[int, list[str]]:
             size = dbapi_connection.execute("PRAGMA temp.cache_size").fetchone()[0]
             names = [r[0] for r in dbapi_connection.execute("SELECT name FROM temp.sqlite_master")]
-            returned.append((size, names))
+            return size, names
+
+        def on_checkin(dbapi_connection: Any, _record: Any) -> None:
+            if dbapi_connection is not None:  # None: discarded
+                returned.append(state(dbapi_connection))
 
         def parts() -> Iterator[tuple[str, list[str], list[Any]]]:
             columns = [c.name for c in schema.tasks.columns]
@@ -211,7 +264,42 @@ def test_a_failed_restore_leaves_its_sqlite_connection_as_it_found_it(tmp_path: 
             returned.clear()
             with pytest.raises(ValueError, match="damaged"):
                 backend.restore_staged(parts(), {"tasks": ("tasks",)}, apply=apply)
-            assert returned == [(-checkpoint_stream.DEFAULT_TEMP_CACHE_KIB, [])]
+            assert returned == []
+            with backend.engine.connect() as conn:
+                size, names = state(conn.connection.dbapi_connection)
+                assert size != -checkpoint_stream.TEMP_CACHE_KIB and names == []
+    finally:
+        backend.close()
+
+
+def test_a_restore_in_memory_keeps_its_one_connection_clean() -> None:
+    """SQLite in memory has one connection, which is kept: it comes back without staged tables and with
+    the default temp page cache, after a restore that failed or one that was applied."""
+    backend = SqlBackendFactory().open("sqlite:///:memory:")
+    try:
+        backend.migrate()
+        _seed(backend, 2)
+
+        blocks = [(t, c, [list(r) for r in rows]) for t, c, _, rows in backend.snapshot_blocks(["tasks"], 10)]
+
+        def parts(fail: bool) -> Iterator[tuple[str, list[str], list[Any]]]:
+            yield from blocks
+            if fail:
+                raise ValueError("damaged")
+
+        for apply, fail in ((True, True), (False, True), (True, False)):
+            if fail:
+                with pytest.raises(ValueError, match="damaged"):
+                    backend.restore_staged(parts(fail), {"tasks": ("tasks",)}, apply=apply)
+            else:
+                staged = backend.restore_staged(parts(fail), {"tasks": ("tasks",)}, apply=apply)
+                assert staged.changes["tasks"] == (0, 0, 2)
+            with backend.engine.connect() as conn:
+                driver = conn.connection.dbapi_connection
+                assert driver.execute("PRAGMA temp.cache_size").fetchone()[0] == (
+                    -checkpoint_stream.DEFAULT_TEMP_CACHE_KIB
+                )
+                assert driver.execute("SELECT name FROM temp.sqlite_master").fetchall() == []
     finally:
         backend.close()
 

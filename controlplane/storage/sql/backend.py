@@ -14,6 +14,7 @@ import contextlib
 import dataclasses
 import json
 import sqlite3
+import threading
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -164,6 +165,8 @@ class SqlBackend(SqlWebhooks):
         self._raw_audit = raw_writes.plain("audit_records", ("time", "principal", "method", "data"), mark)
         self._checkpointer: WalCheckpointer | None = None  # started by the first write to an SQLite file
         self._now_connection: sqlite3.Connection | None = None  # write_now's own, made on first use
+        self._writer_connection: sqlite3.Connection | None = None  # write's own on an SQLite file
+        self._writer_lock = threading.Lock()
         self._closed = False
         #: PostgreSQL: the connection :meth:`write` commits on, kept checked out.
         self._held: HeldConnection | None = None
@@ -229,9 +232,10 @@ class SqlBackend(SqlWebhooks):
         if self._checkpointer is not None:
             self._checkpointer.close()
             self._checkpointer = None
-        if self._now_connection is not None:
-            self._now_connection.close()
-            self._now_connection = None
+        for connection in (self._now_connection, self._writer_connection):
+            if connection is not None:
+                connection.close()
+        self._now_connection = self._writer_connection = None
         if self._held is not None:
             self._held.close()
         self.engine.dispose()
@@ -284,11 +288,31 @@ class SqlBackend(SqlWebhooks):
                 else:
                     self._held.transaction(raw_writes.in_chunks(parts))
             return
+        # (One thread writes in production; tests may write from several.)
+        with self._writer_lock:
+            connection = self._thread_connection()
+            if connection is not None:  # an SQLite file: the storage thread's own connection
+                with translate_errors():
+                    _commit(connection, "BEGIN IMMEDIATE", parts)  # waits out busy_timeout for the lock
+        if connection is not None:
+            self._committed()
+            return
         with translate_errors(), self._writes.begin() as conn:
             dbapi = conn.connection.dbapi_connection
             assert dbapi is not None  # a connection just checked out of the pool is live
             self._insert(dbapi.cursor(), parts)
         self._committed()
+
+    def _thread_connection(self) -> sqlite3.Connection | None:
+        """The connection :meth:`write` keeps on an SQLite file (made on first use), else None.
+
+        Plain ``sqlite3`` with the pool's settings: a checkout and SQLAlchemy's transaction
+        cost more than a small write.
+        """
+        connection = self._writer_connection
+        if connection is None and self.can_write_now():
+            connection = self._writer_connection = _sqlite_file_connection(self.engine.url)
+        return connection
 
     def can_write_now(self) -> bool:
         """Whether :meth:`write_now` can commit: an open backend on an SQLite file on disk."""
@@ -308,25 +332,14 @@ class SqlBackend(SqlWebhooks):
         if connection is None:
             if not self.can_write_now():
                 return False
-            connection = self._now_connection = sqlite3.connect(
-                self.engine.url.database or "", isolation_level=None, check_same_thread=False
-            )
-            _configure_sqlite_connection(connection, None)
-            _no_checkpoint_on_commit(connection, None)
+            connection = self._now_connection = _sqlite_file_connection(self.engine.url)
             connection.execute("PRAGMA busy_timeout=0")  # a lock held by another writer fails at once
         rows = self._rows(batch)
         if rows is None:
             return True
         try:
             with translate_errors():
-                connection.execute("BEGIN")
-                try:
-                    self._insert(connection.cursor(), self._parts(batch, *rows))
-                    connection.execute("COMMIT")
-                except BaseException:
-                    if connection.in_transaction:  # (SQLite rolls back by itself after some errors)
-                        connection.execute("ROLLBACK")
-                    raise
+                _commit(connection, "BEGIN", self._parts(batch, *rows))
         except Unavailable as exc:
             if _sqlite_locked(exc):
                 return False
@@ -757,6 +770,20 @@ class SqlBackend(SqlWebhooks):
             return conn.execute(delete(a).where(a.c.time < time)).rowcount
 
 
+def _commit(
+    connection: sqlite3.Connection, begin: str, parts: list[tuple[raw_writes.RawInsert, list[Any]]]
+) -> None:
+    """The inserts of ``parts`` in one transaction on a plain ``sqlite3`` connection (autocommit mode)."""
+    connection.execute(begin)
+    try:
+        SqlBackend._insert(connection.cursor(), parts)
+        connection.execute("COMMIT")
+    except BaseException:
+        if connection.in_transaction:  # (SQLite rolls back by itself after some errors)
+            connection.execute("ROLLBACK")
+        raise
+
+
 def _audit_rows(records: Sequence[dict[str, Any]]) -> list[tuple[Any, ...]]:
     """DB-API parameters of the audit insert for each record."""
     return [(r["time"], r["principal"], r["method"], codec.dumps(r)) for r in records]
@@ -850,6 +877,14 @@ def _sqlite_engine(url: URL) -> Engine:
         event.listen(engine, "connect", _no_checkpoint_on_commit)
     event.listen(engine, "begin", _begin_sqlite_transaction)
     return engine
+
+
+def _sqlite_file_connection(url: URL) -> sqlite3.Connection:
+    """A plain ``sqlite3`` connection to the database file of ``url``, set up as the pool's are."""
+    connection = sqlite3.connect(url.database or "", isolation_level=None, check_same_thread=False)
+    _configure_sqlite_connection(connection, None)
+    _no_checkpoint_on_commit(connection, None)
+    return connection
 
 
 def _private_database_file(

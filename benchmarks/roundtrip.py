@@ -10,6 +10,10 @@ many tasks would do it). Prints p50/p99 in milliseconds, and the CPU each
 process spent per round trip.
 
     python benchmarks/roundtrip.py [--tasks 2000] [--wait events|watch] [--database-url postgresql://...]
+        [--synchronous-commit off]
+
+``--synchronous-commit off`` runs PostgreSQL with ``database.synchronous_commit: false``
+(commits acknowledged before the server flushes its WAL; see the README).
 """
 
 from __future__ import annotations
@@ -28,8 +32,9 @@ from agent_sdk.proto.maos.v1 import task_service_pb2 as t  # noqa: E402
 from benchmarks._common import control_plane, cpu_report, cpu_seconds, describe, status_events, tasks_stub  # noqa: E402
 
 
-async def run(tasks: int, warmup: int, database_url: str, wait: str) -> None:
-    async with control_plane("noop=2", database_url, agents=2) as bench:
+async def run(tasks: int, warmup: int, database_url: str, wait: str, synchronous_commit: str) -> None:
+    env = {"MAOS_DATABASE_SYNCHRONOUS_COMMIT": synchronous_commit}
+    async with control_plane("noop=2", database_url, env, agents=2) as bench:
         stub, md = tasks_stub(bench.channel), bench.metadata
         events = status_events(bench)
         request = t.SubmitTaskRequest(task=m.Task(description="no-op", task_type="noop"))
@@ -62,7 +67,7 @@ async def run(tasks: int, warmup: int, database_url: str, wait: str) -> None:
             cpu_before, cpu_seconds(bench.pid), time.process_time() - client_before, tasks, "round trip"
         )
         events.cancel()
-    backend = "postgresql" if database_url else "sqlite"
+    backend = f"postgresql (synchronous_commit {synchronous_commit})" if database_url else "sqlite"
     how = "one WatchEvents stream" if wait == "events" else "a WatchTask call per task"
     print(
         f"workload: {tasks} sequential round trips (SubmitTask, then {how} to COMPLETED), "
@@ -80,8 +85,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--database-url", default="")
     parser.add_argument("--wait", choices=["events", "watch"], default="events")
+    parser.add_argument("--synchronous-commit", choices=["on", "off"], default="on")
     args = parser.parse_args()
-    asyncio.run(run(args.tasks, args.warmup, args.database_url, args.wait))
+    asyncio.run(run(args.tasks, args.warmup, args.database_url, args.wait, args.synchronous_commit))
 
 
 if __name__ == "__main__":

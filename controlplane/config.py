@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import yaml
 
@@ -55,6 +56,15 @@ def _positive_duration(value: Any) -> float:
     if seconds <= 0:
         raise ValueError("must be a duration greater than 0")
     return seconds
+
+
+def _with_server_option(url: str, option: str) -> str:
+    """A PostgreSQL ``url`` whose sessions start with the server setting ``option`` (libpq ``options``)."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    options = " ".join([*(value for key, value in query if key == "options"), f"-c {option}"])
+    rest = [(key, value) for key, value in query if key != "options"]
+    return urlunsplit(parts._replace(query=urlencode([*rest, ("options", options)], quote_via=quote)))
 
 
 def _bool(value: Any) -> bool:
@@ -347,6 +357,13 @@ OPTIONS: dict[str, Option] = {
             True,
             "Apply migrations when the server starts; off, it refuses a database not at the latest "
             "schema revision (run `maos db migrate`). `maos start --migrate/--no-migrate` overrides it.",
+        ),
+        Option(
+            "database.synchronous_commit",
+            _bool,
+            True,
+            "PostgreSQL only: off, a commit is acknowledged before the server has flushed it to disk "
+            "(survives a control-plane crash, not a PostgreSQL crash: the durability SQLite has here).",
         ),
         Option(
             "redis.url",
@@ -1037,7 +1054,9 @@ class Settings:
         if not url:
             return f"sqlite:///{self.home / 'maos.db'}"
         if url.startswith("postgresql://") or url.startswith("postgres://"):
-            return "postgresql+psycopg://" + url.split("://", 1)[1]
+            url = "postgresql+psycopg://" + url.split("://", 1)[1]
+        if url.startswith("postgresql") and not self["database.synchronous_commit"]:
+            url = _with_server_option(url, "synchronous_commit=off")
         return url
 
     @property
@@ -1148,6 +1167,9 @@ system:
 database:
   primary_url: ""
   migrate_on_start: true
+  # PostgreSQL: false acknowledges commits before the server flushes them to disk (they
+  # survive a control-plane crash, not a PostgreSQL crash). SQLite here always works that way.
+  synchronous_commit: true
 
 # Redis carries the API rate-limit buckets and the model pacer shared by replicas (and a
 # health component); wake-ups and shared state are not in it yet. Empty disables Redis.

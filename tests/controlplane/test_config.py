@@ -40,6 +40,19 @@ def test_postgres_urls_use_psycopg(tmp_path: Path) -> None:
     assert settings.database_url == "postgresql+psycopg://u@h:5432/maos"
 
 
+def test_synchronous_commit_off_adds_a_server_option_to_postgres_urls_only(tmp_path: Path) -> None:
+    off = {"MAOS_DATABASE_SYNCHRONOUS_COMMIT": "off"}
+    url = "postgresql://u@h:5432/maos?sslmode=require&options=-c%20search_path%3Dx"
+    settings = load_settings(home=tmp_path, environ={**off, "MAOS_DATABASE_PRIMARY_URL": url})
+    assert settings.database_url == (
+        "postgresql+psycopg://u@h:5432/maos?sslmode=require"
+        "&options=-c%20search_path%3Dx%20-c%20synchronous_commit%3Doff"
+    )
+    assert load_settings(home=tmp_path, environ=off).database_url == f"sqlite:///{tmp_path / 'maos.db'}"
+    default = load_settings(home=tmp_path, environ={"MAOS_DATABASE_PRIMARY_URL": url})
+    assert "synchronous_commit" not in default.database_url
+
+
 @pytest.mark.parametrize(
     ("key", "value", "message"),
     [

@@ -14,9 +14,10 @@ import contextlib
 import dataclasses
 import json
 import sqlite3
+import threading
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import Engine, Insert, Table, create_engine, delete, event, func, or_, select, text
 from sqlalchemy.dialects import postgresql, sqlite
@@ -36,13 +37,16 @@ from controlplane.storage.base import (
     WriteBatch,
 )
 from controlplane.storage.records import CheckpointRecord, JoinTokenRecord, StagedRestore
-from controlplane.storage.sql import checkpoint_stream, codec, schema, wal
+from controlplane.storage.sql import checkpoint_stream, codec, raw_writes, schema, wal
 from controlplane.storage.sql.batches import SqlBatchStore
 from controlplane.storage.sql.migrations import migrate as run_migrations
 from controlplane.storage.sql.migrations import schema_status
 from controlplane.storage.sql.templates import SqlTemplateStore
 from controlplane.storage.sql.wal import WalCheckpointer
 from controlplane.storage.sql.webhooks import SqlWebhooks, delivery_row
+
+if TYPE_CHECKING:
+    from controlplane.storage.sql.held_connection import HeldConnection
 
 _T = TypeVar("_T")
 
@@ -120,24 +124,6 @@ def _upsert(
     )
 
 
-def _raw_upsert(
-    table: Table, mark: str, *, keep: Sequence[str] = (), update: bool = True
-) -> tuple[str, list[str]]:
-    """DB-API text of an upsert (or insert-if-absent) of every column, and its column order."""
-    columns = [c.name for c in table.columns]
-    key = [c.name for c in table.primary_key.columns]
-    unchanged = {*key, *keep}
-    sql = (
-        f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({', '.join([mark] * len(columns))}) "
-        f"ON CONFLICT ({', '.join(key)}) DO "
-    )
-    if update:
-        sql += "UPDATE SET " + ", ".join(f"{c} = excluded.{c}" for c in columns if c not in unchanged)
-    else:
-        sql += "NOTHING"
-    return sql, columns
-
-
 class SqlBackend(SqlWebhooks):
     """A :class:`~controlplane.storage.base.StorageBackend` on a SQLAlchemy engine.
 
@@ -171,18 +157,23 @@ class SqlBackend(SqlWebhooks):
         mark = "%s" if self.kind == "postgresql" else "?"
         # A stored task's immutable columns are not set again: SQLite rewrites the index
         # entries of every column an UPDATE sets, changed or not.
-        self._raw_tasks = _raw_upsert(schema.tasks, mark, keep=schema.TASK_IMMUTABLE_COLUMNS)
-        self._raw_subtasks = _raw_upsert(schema.subtasks, mark, keep=("ord",))
-        self._raw_agents = _raw_upsert(schema.agents, mark)
-        self._raw_idempotency = _raw_upsert(schema.idempotency, mark, update=False)
-        self._raw_deliveries = _raw_upsert(schema.webhook_deliveries, mark, update=False)
-        self._raw_audit = (
-            f"INSERT INTO audit_records (time, principal, method, data) "
-            f"VALUES ({mark}, {mark}, {mark}, {mark})"
-        )
+        self._raw_tasks = raw_writes.upsert(schema.tasks, mark, keep=schema.TASK_IMMUTABLE_COLUMNS)
+        self._raw_subtasks = raw_writes.upsert(schema.subtasks, mark, keep=("ord",))
+        self._raw_agents = raw_writes.upsert(schema.agents, mark)
+        self._raw_idempotency = raw_writes.upsert(schema.idempotency, mark, update=False)
+        self._raw_deliveries = raw_writes.upsert(schema.webhook_deliveries, mark, update=False)
+        self._raw_audit = raw_writes.plain("audit_records", ("time", "principal", "method", "data"), mark)
         self._checkpointer: WalCheckpointer | None = None  # started by the first write to an SQLite file
         self._now_connection: sqlite3.Connection | None = None  # write_now's own, made on first use
+        self._writer_connection: sqlite3.Connection | None = None  # write's own on an SQLite file
+        self._writer_lock = threading.Lock()
         self._closed = False
+        #: PostgreSQL: the connection :meth:`write` commits on, kept checked out.
+        self._held: HeldConnection | None = None
+        if self.kind == "postgresql":
+            from controlplane.storage.sql.held_connection import HeldConnection  # needs psycopg
+
+            self._held = HeldConnection(engine)
         #: Optional capabilities (storage.base.StoresBatches, StoresTemplates), in their own modules.
         self.batches = SqlBatchStore(engine, self._writes, translate_errors)
         self.templates = SqlTemplateStore(engine, self._writes, translate_errors)
@@ -241,9 +232,12 @@ class SqlBackend(SqlWebhooks):
         if self._checkpointer is not None:
             self._checkpointer.close()
             self._checkpointer = None
-        if self._now_connection is not None:
-            self._now_connection.close()
-            self._now_connection = None
+        for connection in (self._now_connection, self._writer_connection):
+            if connection is not None:
+                connection.close()
+        self._now_connection = self._writer_connection = None
+        if self._held is not None:
+            self._held.close()
         self.engine.dispose()
 
     def _wal_checkpointer(self) -> WalCheckpointer | None:
@@ -282,14 +276,43 @@ class SqlBackend(SqlWebhooks):
         rows = self._rows(batch)
         if rows is None:
             return
+        parts = self._parts(batch, *rows)
+        if self._held is not None:
+            # PostgreSQL, on the connection kept for writes: a small write is one statement
+            # (its own transaction), a larger one its inserts and COMMIT in one pipeline.
+            # Either way one network round trip.
+            with translate_errors():
+                statement = raw_writes.one_statement(parts)
+                if statement is not None:
+                    self._held.execute(*statement)
+                else:
+                    self._held.transaction(raw_writes.in_chunks(parts))
+            return
+        # (One thread writes in production; tests may write from several.)
+        with self._writer_lock:
+            connection = self._thread_connection()
+            if connection is not None:  # an SQLite file: the storage thread's own connection
+                with translate_errors():
+                    _commit(connection, "BEGIN IMMEDIATE", parts)  # waits out busy_timeout for the lock
+        if connection is not None:
+            self._committed()
+            return
         with translate_errors(), self._writes.begin() as conn:
             dbapi = conn.connection.dbapi_connection
             assert dbapi is not None  # a connection just checked out of the pool is live
-            # On PostgreSQL every statement of the write goes out in one pipeline:
-            # one network round trip for all of them instead of one per statement.
-            with dbapi.pipeline() if self.kind == "postgresql" else contextlib.nullcontext():
-                self._insert(dbapi.cursor(), batch, *rows)
+            self._insert(dbapi.cursor(), parts)
         self._committed()
+
+    def _thread_connection(self) -> sqlite3.Connection | None:
+        """The connection :meth:`write` keeps on an SQLite file (made on first use), else None.
+
+        Plain ``sqlite3`` with the pool's settings: a checkout and SQLAlchemy's transaction
+        cost more than a small write.
+        """
+        connection = self._writer_connection
+        if connection is None and self.can_write_now():
+            connection = self._writer_connection = _sqlite_file_connection(self.engine.url)
+        return connection
 
     def can_write_now(self) -> bool:
         """Whether :meth:`write_now` can commit: an open backend on an SQLite file on disk."""
@@ -309,25 +332,14 @@ class SqlBackend(SqlWebhooks):
         if connection is None:
             if not self.can_write_now():
                 return False
-            connection = self._now_connection = sqlite3.connect(
-                self.engine.url.database or "", isolation_level=None, check_same_thread=False
-            )
-            _configure_sqlite_connection(connection, None)
-            _no_checkpoint_on_commit(connection, None)
+            connection = self._now_connection = _sqlite_file_connection(self.engine.url)
             connection.execute("PRAGMA busy_timeout=0")  # a lock held by another writer fails at once
         rows = self._rows(batch)
         if rows is None:
             return True
         try:
             with translate_errors():
-                connection.execute("BEGIN")
-                try:
-                    self._insert(connection.cursor(), batch, *rows)
-                    connection.execute("COMMIT")
-                except BaseException:
-                    if connection.in_transaction:  # (SQLite rolls back by itself after some errors)
-                        connection.execute("ROLLBACK")
-                    raise
+                _commit(connection, "BEGIN", self._parts(batch, *rows))
         except Unavailable as exc:
             if _sqlite_locked(exc):
                 return False
@@ -346,37 +358,42 @@ class SqlBackend(SqlWebhooks):
             subtask_rows = self._subtask_rows(_latest(batch.subtasks, lambda s: (s.task_id, s.id)))
         return task_rows, subtask_rows, agent_rows, idempotency_rows
 
-    def _insert(
+    def _parts(
         self,
-        cursor: Any,
         batch: WriteBatch,
         task_rows: list[Any],
         subtask_rows: list[Any],
         agent_rows: list[Any],
         idempotency_rows: list[Any],
-    ) -> None:
+    ) -> list[tuple[raw_writes.RawInsert, list[tuple[Any, ...]]]]:
+        """Each insert of one write with the DB-API parameters of its rows (maybe none)."""
+        parts = [
+            (insert, [tuple(row[c] for c in insert.columns) for row in rows])
+            for insert, rows in (
+                (self._raw_tasks, task_rows),
+                (self._raw_subtasks, subtask_rows),
+                (self._raw_agents, agent_rows),
+                (self._raw_idempotency, idempotency_rows),
+            )
+        ]
+        parts.append((self._raw_audit, _audit_rows(batch.audit)))
+        # The outbox: in the same transaction as what the events report.
+        columns = self._raw_deliveries.columns
+        deliveries = [tuple(row[c] for c in columns) for row in map(delivery_row, batch.webhook_deliveries)]
+        parts.append((self._raw_deliveries, deliveries))
+        return parts
+
+    @staticmethod
+    def _insert(cursor: Any, parts: list[tuple[raw_writes.RawInsert, list[tuple[Any, ...]]]]) -> None:
         """The statements of one write, on a DB-API cursor inside a transaction.
 
         Plain DB-API executemany of pre-built statements: SQLAlchemy's
         per-call compilation costs more than the inserts.
         """
         try:
-            for sql, columns, rows in (
-                (*self._raw_tasks, task_rows),
-                (*self._raw_subtasks, subtask_rows),
-                (*self._raw_agents, agent_rows),
-                (*self._raw_idempotency, idempotency_rows),
-            ):
+            for insert, rows in parts:
                 if rows:
-                    cursor.executemany(sql, [tuple(row[c] for c in columns) for row in rows])
-            if batch.audit:
-                cursor.executemany(self._raw_audit, _audit_rows(batch.audit))
-            if batch.webhook_deliveries:  # the outbox: in the same transaction as what the events report
-                sql, columns = self._raw_deliveries
-                cursor.executemany(
-                    sql,
-                    [tuple(row[c] for c in columns) for row in map(delivery_row, batch.webhook_deliveries)],
-                )
+                    cursor.executemany(insert.sql, rows)
         finally:
             cursor.close()
 
@@ -763,8 +780,22 @@ class SqlBackend(SqlWebhooks):
             return conn.execute(delete(a).where(a.c.time < time)).rowcount
 
 
+def _commit(
+    connection: sqlite3.Connection, begin: str, parts: list[tuple[raw_writes.RawInsert, list[Any]]]
+) -> None:
+    """The inserts of ``parts`` in one transaction on a plain ``sqlite3`` connection (autocommit mode)."""
+    connection.execute(begin)
+    try:
+        SqlBackend._insert(connection.cursor(), parts)
+        connection.execute("COMMIT")
+    except BaseException:
+        if connection.in_transaction:  # (SQLite rolls back by itself after some errors)
+            connection.execute("ROLLBACK")
+        raise
+
+
 def _audit_rows(records: Sequence[dict[str, Any]]) -> list[tuple[Any, ...]]:
-    """DB-API parameters of ``_raw_audit`` for each record."""
+    """DB-API parameters of the audit insert for each record."""
     return [(r["time"], r["principal"], r["method"], codec.dumps(r)) for r in records]
 
 
@@ -856,6 +887,14 @@ def _sqlite_engine(url: URL) -> Engine:
         event.listen(engine, "connect", _no_checkpoint_on_commit)
     event.listen(engine, "begin", _begin_sqlite_transaction)
     return engine
+
+
+def _sqlite_file_connection(url: URL) -> sqlite3.Connection:
+    """A plain ``sqlite3`` connection to the database file of ``url``, set up as the pool's are."""
+    connection = sqlite3.connect(url.database or "", isolation_level=None, check_same_thread=False)
+    _configure_sqlite_connection(connection, None)
+    _no_checkpoint_on_commit(connection, None)
+    return connection
 
 
 def _private_database_file(

@@ -23,10 +23,11 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, ProgrammingError
 
 from controlplane import hookspecs
+from controlplane.config import load_settings
 from controlplane.domain.model import AgentInfo, Subtask, Task, TaskStatus
 from controlplane.errors import AlreadyExists, Unavailable
 from controlplane.storage.base import IdempotencyRecord, StorageBackendFactory, WriteBatch
-from controlplane.storage.sql import SqlBackend, SqlBackendFactory, codec, plugin, schema, wal
+from controlplane.storage.sql import SqlBackend, SqlBackendFactory, codec, plugin, raw_writes, schema, wal
 from controlplane.storage.sql.backend import translate_errors
 from controlplane.storage.sql.migrations import SCRIPT_LOCATION, alembic_config
 from controlplane.storage.sql.wal import WalCheckpointer
@@ -653,3 +654,64 @@ def test_postgres_write_after_the_server_dropped_the_connection(postgres_backend
     assert failures <= 1
     assert postgres_backend.get_task("after") is not None
     assert postgres_backend.count_tasks_by_status()[TaskStatus.PENDING] == 2
+
+
+@pytest.mark.postgres
+def test_postgres_write_beyond_one_statement_is_one_transaction(
+    postgres_backend: SqlBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write too large for one statement runs in chunks, all committed or none."""
+    monkeypatch.setattr(raw_writes, "MAX_PARAMETERS", 100)
+    postgres_backend.write(WriteBatch(tasks=[minimal_task("a", seq=1)]))
+    tasks = [minimal_task(f"t{i}", seq=i + 2) for i in range(20)]
+    with pytest.raises(AlreadyExists):
+        postgres_backend.write(WriteBatch(tasks=[*tasks, minimal_task("dup", seq=1)]))
+    assert postgres_backend.get_tasks([t.id for t in tasks]) == []
+    subtasks = [minimal_subtask(t.id, "s1") for t in tasks]
+    postgres_backend.write(WriteBatch(tasks=tasks, subtasks=subtasks, agents=[minimal_agent()]))
+    assert len(postgres_backend.get_tasks([t.id for t in tasks])) == 20
+    assert postgres_backend.get_subtasks("t19")[0].id == "s1"
+
+
+@pytest.mark.postgres
+def test_postgres_synchronous_commit_off_reaches_the_server(
+    migrated_postgres_url: str, tmp_path: Path
+) -> None:
+    settings = load_settings(
+        home=tmp_path,
+        environ={
+            "MAOS_DATABASE_PRIMARY_URL": migrated_postgres_url,
+            "MAOS_DATABASE_SYNCHRONOUS_COMMIT": "off",
+        },
+    )
+    store = SqlBackendFactory().open(settings.database_url)
+    try:
+        with store.engine.connect() as conn:
+            assert conn.execute(text("SHOW synchronous_commit")).scalar() == "off"
+        store.write(WriteBatch(agents=[minimal_agent("relaxed")]))  # on the connection kept for writes
+        assert store.get_agent("relaxed") is not None
+    finally:
+        store.close()
+    default = SqlBackendFactory().open(migrated_postgres_url)
+    try:
+        with default.engine.connect() as conn:
+            assert conn.execute(text("SHOW synchronous_commit")).scalar() == "on"
+    finally:
+        default.close()
+
+
+def test_one_statement_joins_the_inserts_and_stops_at_the_parameter_limit() -> None:
+    tasks = raw_writes.upsert(schema.tasks, "%s")
+    audit = raw_writes.plain("audit_records", ("time", "principal", "method", "data"), "%s")
+    row = (1.0, "p", "m", "{}")
+    sql, params = raw_writes.one_statement([(tasks, []), (audit, [row, row])]) or ("", [])
+    assert sql == raw_writes.numbered(audit.rows_sql(2)) and params == [*row, *row]
+    assert sql.endswith("VALUES ($1, $2, $3, $4), ($5, $6, $7, $8)")
+    joined = raw_writes.one_statement([(audit, [row]), (audit, [row])])
+    expected = raw_writes.numbered(f"WITH w0 AS ({audit.rows_sql(1)}) {audit.rows_sql(1)}")
+    assert joined is not None and joined[0] == expected and "$8" in expected
+    many = [row] * (raw_writes.MAX_PARAMETERS // 4 + 1)
+    assert raw_writes.one_statement([(audit, many)]) is None
+    assert raw_writes.one_statement([(audit, [])]) is None
+    chunks = list(raw_writes.in_chunks([(audit, many)]))
+    assert [len(params) for _, params in chunks] == [raw_writes.MAX_PARAMETERS, 4]

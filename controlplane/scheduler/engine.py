@@ -266,6 +266,7 @@ class Engine:
         claimed from storage instead of all loaded (see :mod:`.claims`)."""
         self.claims = Claims(self, store=store, bus=bus, registry=registry, **options)
         self.dispatch.after_pass = self.claims.dispatched
+        self.agent_side.claim = self.claims.claim_task
         return self.claims
 
     # --- lifecycle ----------------------------------------------------------

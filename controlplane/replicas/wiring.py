@@ -126,6 +126,7 @@ def install_replicas(
             else PostgresWakeupBus(settings.database_url)
         )
         registry.rejoin = False
+        storage.backend.claimant = engine.replica  # its writes of a task another replica took change nothing
         claims = engine.enable_claims(
             claims_from,
             bus,

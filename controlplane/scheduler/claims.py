@@ -196,12 +196,14 @@ class Claims:
         if status.finished:
             self._announce(task.id)
 
-    def adopted(self, tasks: list[Task]) -> None:
-        """Tasks claimed (or loaded) into memory."""
+    def adopted(self, tasks: list[Task], *, fresh_check: bool = True) -> None:
+        """Tasks claimed into memory (``fresh_check``: give them up at once if no agent here can take them;
+        a task claimed on demand is kept until the next poll, so its claimer can act on it)."""
         for task in tasks:
             if task.status == TaskStatus.QUEUED:
                 self.queued[task.id] = None
-                self._fresh.append(task.id)
+                if fresh_check:
+                    self._fresh.append(task.id)
 
     def forgotten(self, task_id: str) -> None:
         """A task left memory."""
@@ -270,7 +272,7 @@ class Claims:
         self._maybe_more = len(tasks) >= want
         self._adopt(tasks, subs)
 
-    def _adopt(self, tasks: list[Task], subs: list[Subtask]) -> None:
+    def _adopt(self, tasks: list[Task], subs: list[Subtask], *, fresh_check: bool = True) -> None:
         if self.fenced:
             return
         fresh = [t for t in tasks if t.id not in self.engine.tasks]
@@ -279,7 +281,7 @@ class Claims:
         ids = {t.id for t in fresh}
         self.claimed += len(fresh)
         self.engine._restore(fresh, [s for s in subs if s.task_id in ids])
-        self.adopted(fresh)
+        self.adopted(fresh, fresh_check=fresh_check)
 
     async def claim_task(self, task_id: str) -> bool:
         """Claim one task into this replica if it is claimable; whether this replica holds it now."""
@@ -298,7 +300,7 @@ class Claims:
             None,
             [task_id],
         )
-        self._adopt(tasks, subs)
+        self._adopt(tasks, subs, fresh_check=False)
         return task_id in self.engine.tasks
 
     async def _bury_dead(self) -> None:

@@ -267,6 +267,9 @@ class Engine:
         self.claims = Claims(self, store=store, bus=bus, registry=registry, **options)
         self.dispatch.after_pass = self.claims.dispatched
         self.agent_side.claim = self.claims.claim_task
+        # A submit's tasks are dispatched (and given up when no agent here takes them) before its commit,
+        # so the commit that makes them durable also makes them claimable elsewhere.
+        self.intake._kick = self.dispatch.dispatch_now
         return self.claims
 
     # --- lifecycle ----------------------------------------------------------

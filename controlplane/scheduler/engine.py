@@ -565,7 +565,12 @@ class Engine:
             return self.tasks.get(task.id, task)
         if await self.claims.claim_task(task.id, finished_too=task.status.finished):
             return self.tasks[task.id]
-        holder = await self.storage.call(self.claims.store.holder, task.id) or "another replica"
+        holder = await self.storage.call(self.claims.store.holder, task.id)
+        if not holder or self.claims.fenced:
+            raise Unavailable(
+                f"task tasks/{task.id} could not be claimed by this replica; try again (on another replica)",
+                reason="ERROR_REASON_NOT_LEASE_HOLDER",
+            )
         raise Unavailable(
             f"task tasks/{task.id} is held by replica {holder}, which runs it; send the call to that "
             "replica (or try again once it is lost)",

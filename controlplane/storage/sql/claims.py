@@ -55,6 +55,7 @@ class SqlClaimStore:
         wanted: Wanted | None = None,
         task_ids: Sequence[str] = (),
         finished_too: bool = False,
+        better_than: float | None = None,
     ) -> tuple[list[Task], list[Subtask]]:
         """Claim up to ``limit`` claimable tasks for ``holder``, best first, that ``wanted`` accepts.
 
@@ -69,6 +70,7 @@ class SqlClaimStore:
             task_ids: Only these tasks (empty: any).
             finished_too: A finished task among ``task_ids`` is claimed whoever holds it (nothing of it
                 runs: a retry makes it run again where it is claimed).
+            better_than: Only tasks whose virtual time is below this (they run before it).
 
         Returns:
             The tasks claimed and their subtasks (in plan order).
@@ -81,10 +83,13 @@ class SqlClaimStore:
         )
         if finished_too:
             claimable = or_(claimable, _T.c.status.not_in(_UNFINISHED))
+        virtual_time = _T.c.create_time - _T.c.priority * aging_interval
+        if better_than is not None:
+            claimable = and_(claimable, virtual_time < better_than)
         stmt = (
             select(_T)
             .where(claimable)
-            .order_by(_T.c.create_time - _T.c.priority * aging_interval, _T.c.seq)
+            .order_by(virtual_time, _T.c.seq)
             .limit(limit if wanted is None else 4 * limit + 16)
             .with_for_update(skip_locked=True, of=_T)
         )

@@ -150,6 +150,7 @@ class Claims:
         self._poller: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.fenced = ""
+        self._stopped = False
         #: Passes made, tasks claimed and given up (for tests and ``maos status``).
         self.passes = self.claimed = self.released = 0
 
@@ -166,7 +167,10 @@ class Claims:
         self.request()
 
     async def stop(self) -> None:
-        """Write the final state, give up every task held here and wake the others."""
+        """Write the final state, give up every task held here and wake the others (once)."""
+        if self._stopped:
+            return
+        self._stopped = True
         if self._poller is not None:
             self._poller.cancel()
             await asyncio.gather(self._poller, return_exceptions=True)

@@ -7,8 +7,9 @@ checkpoints and the other doors reach that state (docs/architecture.md):
 * ``book`` (:mod:`.book`): tasks, subtasks, dependants, counters;
   ``intake`` (:mod:`.intake`): submission, request ids, dependencies;
   ``planning`` (:mod:`.planning`): planners, plans made into subtasks;
-* ``dispatch`` (:mod:`.dispatch`): the ready queue and dispatch passes, the
-  seam for claims from shared storage and wake-ups between replicas;
+* ``dispatch`` (:mod:`.dispatch`): the ready queue and dispatch passes;
+  ``claims`` (:mod:`.claims`, PostgreSQL only): which tasks this replica
+  holds among several, claimed from shared storage, with wake-ups;
 * ``leasing`` (:mod:`.leases`): leases, epochs, the sweeper; ``agent_side``
   (:mod:`.agent_side`): sessions, reports, agent commands, ``route``;
   ``charges`` (:mod:`.charges`): usage charged to tasks and agents;
@@ -303,6 +304,8 @@ class Engine:
 
     async def stop(self) -> None:
         """Stop background jobs and commit what is pending."""
+        if self.claims is not None:  # (stopped already by the replica's shutdown, unless that failed)
+            await self.claims.stop()
         await self.leasing.stop()
         self.dispatch.stop()
         self.give_back.cancel()

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import Engine, and_, or_, select, update
+from sqlalchemy import Engine, and_, or_, select, tuple_, update
 
 from controlplane.domain.model import Subtask, Task, TaskStatus
 from controlplane.storage.sql import codec, schema
@@ -27,6 +27,9 @@ from controlplane.storage.sql.backend import SqlBackend, translate_errors
 
 _T, _S, _R = schema.tasks, schema.subtasks, schema.replicas
 _UNFINISHED = tuple(int(s) for s in TaskStatus if not s.finished)
+
+#: Pages of candidates one claim looks through (those no agent of the claimer can take are passed over).
+PAGES = 8
 
 #: Decides, on the storage thread, whether this replica wants a claimable task (with its subtasks).
 Wanted = Callable[[Task, list[Subtask]], bool]
@@ -86,27 +89,39 @@ class SqlClaimStore:
         virtual_time = _T.c.create_time - _T.c.priority * aging_interval
         if better_than is not None:
             claimable = and_(claimable, virtual_time < better_than)
-        stmt = (
-            select(_T)
-            .where(claimable)
-            .order_by(virtual_time, _T.c.seq)
-            .limit(limit if wanted is None else 4 * limit + 16)
-            .with_for_update(skip_locked=True, of=_T)
-        )
+        page = limit if wanted is None else 4 * limit + 16
         if task_ids:
-            stmt = stmt.where(_T.c.id.in_(list(task_ids)))
+            claimable = and_(claimable, _T.c.id.in_(list(task_ids)))
+        chosen: list[Task] = []
+        subs: dict[str, list[Subtask]] = {}
         with translate_errors(), self._writes.begin() as conn:
-            tasks = [codec.task_from_row(row) for row in conn.execute(stmt).mappings()]
-            if not tasks:
-                return [], []
-            rows = conn.execute(
-                select(_S).where(_S.c.task_id.in_([t.id for t in tasks])).order_by(_S.c.task_id, _S.c.ord)
-            ).mappings()
-            subs: dict[str, list[Subtask]] = {}
-            for row in rows:
-                sub = codec.subtask_from_row(row)
-                subs.setdefault(sub.task_id, []).append(sub)
-            chosen = [t for t in tasks if wanted is None or wanted(t, subs.get(t.id, []))][:limit]
+            after: tuple[float, int] | None = None
+            for _ in range(PAGES):  # candidates nobody here can take are passed over, a page at a time
+                where = claimable
+                if after is not None:
+                    where = and_(where, tuple_(virtual_time, _T.c.seq) > tuple_(*after))
+                stmt = (
+                    select(_T, virtual_time.label("virtual_time"))
+                    .where(where)
+                    .order_by(virtual_time, _T.c.seq)
+                    .limit(page)
+                    .with_for_update(skip_locked=True, of=_T)
+                )
+                found = list(conn.execute(stmt).mappings())
+                if not found:
+                    break
+                after = (found[-1]["virtual_time"], found[-1]["seq"])
+                tasks = [codec.task_from_row(row) for row in found]
+                rows = conn.execute(
+                    select(_S).where(_S.c.task_id.in_([t.id for t in tasks])).order_by(_S.c.task_id, _S.c.ord)
+                ).mappings()
+                for row in rows:
+                    sub = codec.subtask_from_row(row)
+                    subs.setdefault(sub.task_id, []).append(sub)
+                chosen += [t for t in tasks if wanted is None or wanted(t, subs.get(t.id, []))]
+                if len(chosen) >= limit or len(found) < page:
+                    break
+            chosen = chosen[:limit]
             if chosen:
                 conn.execute(update(_T).where(_T.c.id.in_([t.id for t in chosen])).values(claimed_by=holder))
         return chosen, [sub for task in chosen for sub in subs.get(task.id, [])]

@@ -560,3 +560,13 @@ async def test_a_full_replica_takes_more_urgent_work_and_gives_back_its_worst(
     finally:
         await b.stop(grace=1.0)
         await a.stop(grace=1.0)
+
+
+def test_tasks_no_agent_of_the_claimer_can_take_do_not_hide_the_ones_behind(
+    store: tuple[SqlClaimStore, Any],
+) -> None:
+    claims, backend = store
+    backend.write(WriteBatch(tasks=[_task(i) for i in range(101)]))  # t0100 is the newest
+    taken, _ = claims.claim("x", time.time(), 30.0, 1, 120.0, lambda task, subs: task.id == "t0100")
+    assert [t.id for t in taken] == ["t0100"]
+    assert claims.holder("t0000") is None  # passed over, still claimable by others

@@ -95,6 +95,12 @@ class SqlClaimStore:
         chosen: list[Task] = []
         subs: dict[str, list[Subtask]] = {}
         with translate_errors(), self._writes.begin() as conn:
+            # Most often every candidate is wanted: lock, claim and read them in one statement.
+            first, rejected = self._claim_at_once(conn, holder, claimable, virtual_time, limit, wanted, subs)
+            chosen += first
+            if not rejected:
+                return chosen, [sub for task in chosen for sub in subs.get(task.id, [])]
+            claimable = and_(claimable, _T.c.id.not_in([t.id for t in chosen] + rejected))
             after: tuple[float, int] | None = None
             for _ in range(PAGES):  # candidates nobody here can take are passed over, a page at a time
                 where = claimable
@@ -122,9 +128,62 @@ class SqlClaimStore:
                 if len(chosen) >= limit or len(found) < page:
                     break
             chosen = chosen[:limit]
-            if chosen:
-                conn.execute(update(_T).where(_T.c.id.in_([t.id for t in chosen])).values(claimed_by=holder))
+            fresh = [t.id for t in chosen if t.id not in {c.id for c in first}]
+            if fresh:
+                conn.execute(update(_T).where(_T.c.id.in_(fresh)).values(claimed_by=holder))
         return chosen, [sub for task in chosen for sub in subs.get(task.id, [])]
+
+    def _claim_at_once(
+        self,
+        conn: Any,
+        holder: str,
+        claimable: Any,
+        virtual_time: Any,
+        limit: int,
+        wanted: Wanted | None,
+        subs: dict[str, list[Subtask]],
+    ) -> tuple[list[Task], list[str]]:
+        """Claim the best ``limit`` candidates in one statement; give back those ``wanted`` refuses.
+
+        Returns:
+            The tasks claimed (their subtasks added to ``subs``) and the ids given back.
+        """
+        locked = (
+            select(_T.c.id, _T.c.claimed_by.label("before"), virtual_time.label("virtual_time"))
+            .where(claimable)
+            .order_by(virtual_time, _T.c.seq)
+            .limit(limit)
+            .with_for_update(skip_locked=True, of=_T)
+            .cte("locked")
+        )
+        claimed = (
+            update(_T)
+            .where(_T.c.id == locked.c.id)
+            .values(claimed_by=holder)
+            .returning(*_T.c, locked.c.before, locked.c.virtual_time)
+            .cte("claimed")
+        )
+        stmt = (
+            select(claimed, *(column.label(f"s_{column.name}") for column in _S.c))
+            .select_from(claimed.outerjoin(_S, _S.c.task_id == claimed.c.id))
+            .order_by(claimed.c.virtual_time, claimed.c.seq, _S.c.ord)
+        )
+        tasks: dict[str, Task] = {}
+        before: dict[str, str | None] = {}
+        for row in conn.execute(stmt).mappings():
+            task_id = row["id"]
+            if task_id not in tasks:
+                tasks[task_id] = codec.task_from_row(row)
+                before[task_id] = row["before"]
+            if row["s_task_id"] is not None:
+                sub = codec.subtask_from_row({column.name: row[f"s_{column.name}"] for column in _S.c})
+                subs.setdefault(task_id, []).append(sub)
+        chosen = [t for t in tasks.values() if wanted is None or wanted(t, subs.get(t.id, []))]
+        kept = {t.id for t in chosen}
+        rejected = [task_id for task_id in tasks if task_id not in kept]
+        for task_id in rejected:
+            conn.execute(update(_T).where(_T.c.id == task_id).values(claimed_by=before[task_id]))
+        return chosen, rejected
 
     def hold(self, holder: str, task_ids: Sequence[str]) -> None:
         """Make ``holder`` hold these tasks, whoever held them (after a recovery restored them all)."""

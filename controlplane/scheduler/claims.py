@@ -168,7 +168,7 @@ class Claims:
 
     async def stop(self) -> None:
         """Write the final state, give up every task held here and wake the others (once)."""
-        if self._stopped:
+        if self._stopped or self._loop is None:  # (never started: nothing claimed, nothing to give up)
             return
         self._stopped = True
         if self._poller is not None:

@@ -7,8 +7,9 @@ checkpoints and the other doors reach that state (docs/architecture.md):
 * ``book`` (:mod:`.book`): tasks, subtasks, dependants, counters;
   ``intake`` (:mod:`.intake`): submission, request ids, dependencies;
   ``planning`` (:mod:`.planning`): planners, plans made into subtasks;
-* ``dispatch`` (:mod:`.dispatch`): the ready queue and dispatch passes, the
-  seam for claims from shared storage and wake-ups between replicas;
+* ``dispatch`` (:mod:`.dispatch`): the ready queue and dispatch passes;
+  ``claims`` (:mod:`.claims`, PostgreSQL only): which tasks this replica
+  holds among several, claimed from shared storage, with wake-ups;
 * ``leasing`` (:mod:`.leases`): leases, epochs, the sweeper; ``agent_side``
   (:mod:`.agent_side`): sessions, reports, agent commands, ``route``;
   ``charges`` (:mod:`.charges`): usage charged to tasks and agents;
@@ -45,11 +46,12 @@ from controlplane.domain.model import (
     now,
 )
 from controlplane.domain.planning import Planner
-from controlplane.errors import FailedPrecondition
+from controlplane.errors import FailedPrecondition, Unavailable
 from controlplane.scheduler.agent_side import AgentSide
 from controlplane.scheduler.book import TaskBook
 from controlplane.scheduler.budgets import Grants, Reservations
 from controlplane.scheduler.charges import Charges
+from controlplane.scheduler.claims import Claims
 from controlplane.scheduler.commands import CancelWork, Ref
 from controlplane.scheduler.committer import Committer
 from controlplane.scheduler.consensus import Consensus
@@ -259,7 +261,21 @@ class Engine:
         #: The ids of the other live replicas (set by build_app where several share the database):
         #: their connected agents are not marked DISCONNECTED at start.
         self.live_replicas: Callable[[], Awaitable[set[str]]] | None = None
+        #: Claims between replicas on a shared database (:meth:`enable_claims`), else None: this
+        #: process holds every task (SQLite, the single-process default).
+        self.claims: Claims | None = None
         self._delegate()
+
+    def enable_claims(self, store: Any, bus: Any, registry: Any, **options: Any) -> Claims:
+        """Run as one replica of several on a shared database (before :meth:`start`): tasks are
+        claimed from storage instead of all loaded (see :mod:`.claims`)."""
+        self.claims = Claims(self, store=store, bus=bus, registry=registry, **options)
+        self.dispatch.after_pass = self.claims.dispatched
+        self.agent_side.claim = self.claims.claim_task
+        # A submit's tasks are dispatched (and given up when no agent here takes them) before its commit,
+        # so the commit that makes them durable also makes them claimable elsewhere.
+        self.intake._kick = self.dispatch.dispatch_now
+        return self.claims
 
     # --- lifecycle ----------------------------------------------------------
 
@@ -270,7 +286,11 @@ class Engine:
         self._incarnation = await self.storage.call(backend.next_incarnation)
         self.leasing.incarnation = self._incarnation
         self.book.task_seq = await self.storage.call(backend.next_task_seq)
-        tasks, subtasks = await self.storage.call(backend.load_unfinished)
+        if self.claims is None:
+            tasks, subtasks = await self.storage.call(backend.load_unfinished)
+        else:  # the tasks this replica runs are claimed once it is registered (Claims.start)
+            tasks, subtasks = [], []
+            self.book.seq_source = self._incarnation
         elsewhere = await self.live_replicas() if self.live_replicas is not None else set()
         for agent in await self.storage.call(backend.list_agents):
             if agent.replica in elsewhere:  # connected to a live replica: its state is that replica's
@@ -291,6 +311,8 @@ class Engine:
 
     async def stop(self) -> None:
         """Stop background jobs and commit what is pending."""
+        if self.claims is not None:  # (stopped already by the replica's shutdown, unless that failed)
+            await self.claims.stop()
         await self.leasing.stop()
         self.dispatch.stop()
         self.give_back.cancel()
@@ -335,6 +357,8 @@ class Engine:
             session.reported_free = session.info.max_concurrency
         self.book.task_seq = max(self.book.task_seq, task_seq)
         self._restore(tasks, subtasks)
+        if self.claims is not None:
+            self.claims.reloaded(tasks)
 
     def _restore(self, tasks: list[Task], subtasks: list[Subtask]) -> None:
         grace = self.settings["scheduler.restart_grace"]
@@ -409,6 +433,8 @@ class Engine:
         task.status = status
         task.update_time = now()
         self.dispatch.running_changed(task.id, before, status)
+        if self.claims is not None:
+            self.claims.status_changed(task, before, status)
         self.committer.task(task)
         self.metrics.task_transition(before, status)
         self._publish(
@@ -538,6 +564,54 @@ class Engine:
             self.dispatch.forget_tokens(task_id, self.book.forget(task_id))
             self.give_back.observe(self._loop)
 
+    async def _held(self, task: Task) -> Task:
+        """``task`` as this replica holds it before a user operation changes it (claimed first when
+        nobody live holds it; a finished one, to retry it, whoever held it).
+
+        Raises:
+            Unavailable: Another live replica holds the unfinished task: the operation must go there.
+        """
+        if self.claims is None or task.id in self.tasks:
+            return self.tasks.get(task.id, task)
+        if await self.claims.claim_task(task.id, finished_too=task.status.finished):
+            return self.tasks[task.id]
+        holder = await self.storage.call(self.claims.store.holder, task.id)
+        if not holder or self.claims.fenced:
+            raise Unavailable(
+                f"task tasks/{task.id} could not be claimed by this replica; try again (on another replica)",
+                reason="ERROR_REASON_NOT_LEASE_HOLDER",
+            )
+        raise Unavailable(
+            f"task tasks/{task.id} is held by replica {holder}, which runs it; send the call to that "
+            "replica (or try again once it is lost)",
+            reason="ERROR_REASON_NOT_LEASE_HOLDER",
+            metadata={"replica": holder},
+        )
+
+    def _give_up(self, task: Task) -> None:
+        """Drop a QUEUED task nothing of which runs from memory: another replica may claim it (see
+        :mod:`.claims`; the caller marks the release on the committer)."""
+        task_id = task.id
+        for sub_id in self.subtasks.get(task_id, {}):
+            self.dispatch.cancel((task_id, sub_id))
+        self.dispatch.forget_task(task_id)
+        timer = self._timeouts.pop(task_id, None)
+        if timer:
+            timer.cancel()
+        self.planning.cancel(task_id)
+        self.consensus.cancel(task_id)
+        self.review.waiting.discard(task_id)
+        for dep in task.depends_on:
+            waiting = self._dependants.get(dep)
+            if waiting is not None:
+                waiting.discard(task_id)
+                if not waiting:
+                    del self._dependants[dep]
+        self.committer.task(task)
+        self.dispatch.forget_tokens(task_id, self.book.forget(task_id))
+        if self.claims is not None:
+            self.claims.forgotten(task_id)
+
     def _arm_timeout(self, task: Task) -> None:
         earlier = self._timeouts.pop(task.id, None)
         if earlier:
@@ -566,6 +640,7 @@ class Engine:
                 f"task tasks/{task_id} is already {task.status.name}; only unfinished tasks can be cancelled",
                 reason="ERROR_REASON_TASK_FINISHED",
             )
+        task = await self._held(task)
         message = f"cancelled by {principal or 'a user'}" + (f": {reason}" if reason else "")
         self._finish_task(task, TaskStatus.CANCELLED, Failure("ERROR_REASON_CANCELLED", message))
         await self.committer.durable()
@@ -581,6 +656,7 @@ class Engine:
                 f"task tasks/{task_id} is {task.status.name}; only FAILED or CANCELLED tasks can be retried",
                 reason="ERROR_REASON_TASK_NOT_RETRYABLE",
             )
+        task = await self._held(task)
         subs = await self.book.get_subtasks(task_id)
         current = self.tasks.get(task_id, task)
         if current.status not in (TaskStatus.FAILED, TaskStatus.CANCELLED):  # another retry got here first
@@ -653,6 +729,7 @@ class Engine:
                 f"task tasks/{task_id} is already {task.status.name}; finished tasks cannot be updated",
                 reason="ERROR_REASON_TASK_FINISHED",
             )
+        task = await self._held(task)
         if priority is not None and priority != task.priority:
             queued = sum(
                 1 for sub in self.subtasks.get(task.id, {}).values() if sub.status == SubtaskStatus.QUEUED
@@ -719,6 +796,35 @@ class Engine:
     @pacer.setter
     def pacer(self, pacer: Any) -> None:
         self.planning.pacer = pacer
+
+    def holds(self, task_id: str) -> bool:
+        """Whether this replica holds the task: runs it and decides about it (with claims between
+        replicas, the tasks it claimed; else every task)."""
+        return self.claims is None or self.claims.holds(task_id)
+
+    async def claim_task(self, task_id: str) -> bool:
+        """Claim one task into this replica if nobody live holds it; whether this replica holds it now.
+
+        Without claims (SQLite) this process holds every task: True.
+        """
+        if self.claims is None:
+            return True
+        return await self.claims.claim_task(task_id)
+
+    async def prepare_resume(self, agent_id: str, refs: Sequence[Ref]) -> None:
+        """Before an agent resumes here: learn its session if another replica made it, and claim the
+        tasks of the work it resumes that nobody live holds, so it keeps that work."""
+        if self.claims is None or not agent_id:
+            return
+        if agent_id not in self.agents:
+            info = await self.storage.call(self.storage.backend.get_agent, agent_id)
+            if info is not None and agent_id not in self.agents:
+                self.agents[agent_id] = info
+        for task_id in dict.fromkeys(ref.task_id for ref in refs):
+            try:
+                await self.claims.claim_task(task_id)
+            except Exception as exc:  # resumed or not, the agent is told which work it keeps
+                log.warning("could not claim tasks/%s for a resuming agent: %s", task_id, exc)
 
     def tasks_in_memory(self) -> int:
         """How many tasks are in memory (unfinished, or finished and not evicted yet)."""

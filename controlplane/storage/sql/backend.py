@@ -157,8 +157,21 @@ class SqlBackend(SqlWebhooks):
         mark = "%s" if self.kind == "postgresql" else "?"
         # A stored task's immutable columns are not set again: SQLite rewrites the index
         # entries of every column an UPDATE sets, changed or not.
-        self._raw_tasks = raw_writes.upsert(schema.tasks, mark, keep=schema.TASK_IMMUTABLE_COLUMNS)
+        #: The replica id written to ``tasks.claimed_by`` of the tasks this process writes (see
+        #: :mod:`controlplane.storage.sql.claims`); None (SQLite, or claims off): NULL, unfenced.
+        self.claimant: str | None = None
+        self._raw_tasks = raw_writes.upsert(
+            schema.tasks, mark, keep=(*schema.TASK_IMMUTABLE_COLUMNS, "claimed_by")
+        )
+        # With claims, a replica's write of a task another replica claimed since changes nothing.
+        self._raw_claimed_tasks = dataclasses.replace(
+            self._raw_tasks,
+            tail=self._raw_tasks.tail + " WHERE tasks.claimed_by IS NULL OR tasks.claimed_by = excluded.claimed_by",
+        )
+        self._raw_release = f"UPDATE tasks SET claimed_by = NULL WHERE id = {mark} AND claimed_by = {mark}"
         self._raw_subtasks = raw_writes.upsert(schema.subtasks, mark, keep=("ord",))
+        self._fenced_for = ""
+        self._raw_fenced_subtasks = self._raw_subtasks
         self._raw_agents = raw_writes.upsert(schema.agents, mark)
         self._raw_idempotency = raw_writes.upsert(schema.idempotency, mark, update=False)
         self._raw_deliveries = raw_writes.upsert(schema.webhook_deliveries, mark, update=False)
@@ -282,11 +295,18 @@ class SqlBackend(SqlWebhooks):
             # (its own transaction), a larger one its inserts and COMMIT in one pipeline.
             # Either way one network round trip.
             with translate_errors():
-                statement = raw_writes.one_statement(parts)
+                released = batch.released if self.claimant is not None else ()
+                statement = None if released else raw_writes.one_statement(parts)
                 if statement is not None:
                     self._held.execute(*statement)
-                else:
-                    self._held.transaction(raw_writes.in_chunks(parts))
+                else:  # tasks given up are released with the state they are left in, in one transaction
+                    release = raw_writes.numbered(self._raw_release)
+                    self._held.transaction(
+                        [
+                            *raw_writes.in_chunks(parts),
+                            *((release, [task_id, self.claimant]) for task_id in released),
+                        ]
+                    )
             return
         # (One thread writes in production; tests may write from several.)
         with self._writer_lock:
@@ -352,6 +372,8 @@ class SqlBackend(SqlWebhooks):
         if not batch:
             return None
         task_rows = [codec.task_to_row(t) for t in _latest(batch.tasks, lambda t: t.id)]
+        for row in task_rows:
+            row["claimed_by"] = self.claimant
         agent_rows = [codec.agent_to_row(a) for a in _latest(batch.agents, lambda a: a.id)]
         idempotency_rows = [codec.idempotency_to_row(r) for r in batch.idempotency]
         with translate_errors():
@@ -367,11 +389,14 @@ class SqlBackend(SqlWebhooks):
         idempotency_rows: list[Any],
     ) -> list[tuple[raw_writes.RawInsert, list[tuple[Any, ...]]]]:
         """Each insert of one write with the DB-API parameters of its rows (maybe none)."""
+        raw_tasks, raw_subtasks = self._raw_tasks, self._raw_subtasks
+        if self.claimant is not None:  # fenced: a task another replica claimed since is not written
+            raw_tasks, raw_subtasks = self._raw_claimed_tasks, self._fenced_subtasks(self.claimant)
         parts = [
             (insert, [tuple(row[c] for c in insert.columns) for row in rows])
             for insert, rows in (
-                (self._raw_tasks, task_rows),
-                (self._raw_subtasks, subtask_rows),
+                (raw_tasks, task_rows),
+                (raw_subtasks, subtask_rows),
                 (self._raw_agents, agent_rows),
                 (self._raw_idempotency, idempotency_rows),
             )
@@ -396,6 +421,19 @@ class SqlBackend(SqlWebhooks):
                     cursor.executemany(insert.sql, rows)
         finally:
             cursor.close()
+
+    def _fenced_subtasks(self, claimant: str) -> raw_writes.RawInsert:
+        """The subtask upsert that changes a stored subtask only while its task is ``claimant``'s (or nobody's)."""
+        if self._fenced_for != claimant:
+            literal = "'" + claimant.replace("'", "''") + "'"
+            self._fenced_for = claimant
+            self._raw_fenced_subtasks = dataclasses.replace(
+                self._raw_subtasks,
+                tail=self._raw_subtasks.tail
+                + " WHERE EXISTS (SELECT 1 FROM tasks t WHERE t.id = excluded.task_id "
+                f"AND (t.claimed_by IS NULL OR t.claimed_by = {literal}))",
+            )
+        return self._raw_fenced_subtasks
 
     def _committed(self) -> None:
         checkpointer = self._wal_checkpointer()

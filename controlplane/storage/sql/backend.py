@@ -166,7 +166,8 @@ class SqlBackend(SqlWebhooks):
         # With claims, a replica's write of a task another replica claimed since changes nothing.
         self._raw_claimed_tasks = dataclasses.replace(
             self._raw_tasks,
-            tail=self._raw_tasks.tail + " WHERE tasks.claimed_by IS NULL OR tasks.claimed_by = excluded.claimed_by",
+            tail=self._raw_tasks.tail
+            + " WHERE tasks.claimed_by IS NULL OR tasks.claimed_by = excluded.claimed_by",
         )
         self._raw_release = f"UPDATE tasks SET claimed_by = NULL WHERE id = {mark} AND claimed_by = {mark}"
         self._raw_subtasks = raw_writes.upsert(schema.subtasks, mark, keep=("ord",))

@@ -27,7 +27,7 @@ import secrets
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -312,9 +312,17 @@ class ReplicaCluster:
         if done.returncode != 0:
             raise AssertionError(f"maos db migrate exited {done.returncode}: {done.stderr}")
 
-    async def start(self, timeout: float = 60.0) -> None:
-        """Migrate, start every replica, and wait until each serves."""
+    async def start(
+        self, timeout: float = 60.0, prepare: Callable[[dict[str, str]], None] | None = None
+    ) -> None:
+        """Migrate, start every replica, and wait until each serves.
+
+        ``prepare`` is called with the replicas' environment once the database is migrated, before
+        any replica starts (a benchmark issues its admin key there).
+        """
         self.migrate()
+        if prepare is not None:
+            prepare(self.env)
         for replica in self.replicas:
             replica.start()
         await asyncio.gather(*(r.wait_ready(timeout) for r in self.replicas))

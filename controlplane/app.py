@@ -358,7 +358,7 @@ def build_app(settings: Settings, pm: pluggy.PluginManager | None = None) -> App
         else None
     )
     try:
-        replicas = install_replicas(pm, engine, storage, settings)  # closes storage when it raises
+        replicas = install_replicas(pm, engine, storage, settings, redis)  # closes storage when it raises
     except BaseException:
         close_unstarted(redis)
         raise

@@ -366,7 +366,23 @@ OPTIONS: dict[str, Option] = {
             "replicas.lost_after",
             _positive_duration,
             30.0,
-            "A replica silent this long is shown as lost by maos status.",
+            "A replica silent this long is lost: maos status shows it so, other replicas on "
+            "PostgreSQL take over its tasks, and a replica that could not heartbeat this long stops "
+            "itself. More than twice replicas.heartbeat_interval.",
+        ),
+        Option(
+            "replicas.claim_window",
+            _non_negative_int,
+            32,
+            "On PostgreSQL: unstarted tasks a replica keeps beyond what its agents can start now; "
+            "the rest are left (or given back) for other replicas to claim.",
+        ),
+        Option(
+            "replicas.claim_poll_interval",
+            _positive_duration,
+            1.0,
+            "On PostgreSQL: seconds between claim passes of a replica with no wake-up (wake-ups "
+            "from Redis, else LISTEN/NOTIFY, start work within milliseconds; this is the fallback).",
         ),
         Option(
             "replicas.job_lease_ttl",

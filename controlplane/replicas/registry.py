@@ -82,6 +82,14 @@ class ReplicaRegistry:
         self.registered = False
         #: The job leases of this replica (on a database replicas share), else None.
         self.leases: Any = None
+        #: When the last heartbeat was written (0 before registering).
+        self.last_ok = 0.0
+        #: Whether a heartbeat found this replica's row gone (deleted as lost).
+        self.gone = False
+        #: Seconds of the longest gap between two heartbeats past ``lost_after`` (0: none).
+        self.lapsed = 0.0
+        #: Register again when the row is found gone (False with claims: the replica fences itself).
+        self.rejoin = True
         self._job = PeriodicJob("replica heartbeat", self.heartbeat, interval)
         self._pruned = 0.0
 
@@ -118,6 +126,7 @@ class ReplicaRegistry:
         if other is not None:  # started meanwhile (check_id saw none)
             self._refuse(other, now)
         self.registered = True
+        self.last_ok = now
         log.info("registered as replica %s at %s", self.replica, address)
         self._job.start()
 
@@ -125,7 +134,14 @@ class ReplicaRegistry:
         """Renew this replica's heartbeat (re-registering if its row was pruned), prune the long silent."""
         now = time.time()
         alive = await self.storage.call(self.store.heartbeat_replica, self.replica, now, self.details())
-        if not alive:  # deleted as silent (this process was cut off that long): come back
+        if alive:
+            if self.last_ok and now - self.last_ok > self.lost_after:  # others may have seen it as lost
+                self.lapsed = now - self.last_ok
+            self.last_ok = now
+        elif not self.rejoin:
+            self.gone = True
+            log.error("replica %s found its registry row gone (deleted as lost)", self.replica)
+        else:  # deleted as silent (this process was cut off that long): come back
             row = ReplicaRow(self.replica, self.address, self.version, self.started_at, now, self.details())
             await self.storage.call(self.store.register_replica, row, now - self.lost_after)
             log.warning("replica %s was deregistered as lost; registered again", self.replica)

@@ -14,10 +14,13 @@ from typing import Any
 
 import pluggy
 
+from controlplane.errors import InvalidArgument
 from controlplane.hookspecs import hookimpl
 from controlplane.replicas.leases import JobLeases
 from controlplane.replicas.redis_conn import RedisConnection
 from controlplane.replicas.registry import ReplicaRegistry
+from controlplane.replicas.wakeups import PostgresWakeupBus, RedisWakeupBus
+from controlplane.storage.sql.claims import claim_store
 from controlplane.storage.sql.replicas import replica_store
 from controlplane.version import __version__
 
@@ -38,26 +41,40 @@ def advertised(address: str, configured: str = "") -> str:
 class _Lifecycle:
     """A plugin object registering the replica at startup and deregistering it at shutdown."""
 
-    def __init__(self, registry: ReplicaRegistry, settings: Any):
+    def __init__(self, registry: ReplicaRegistry, settings: Any, claims: Any = None):
         self.registry = registry
         self.settings = settings
+        self.claims = claims
 
     @hookimpl(tryfirst=True)
     async def startup(self, app: Any) -> None:
         await self.registry.register(advertised(app.address, self.settings["replicas.advertise_address"]))
+        if self.claims is not None:  # registered first: a live row keeps what it claims its own
+            await self.claims.start()
 
     @hookimpl(trylast=True)
     async def shutdown(self, app: Any) -> None:
+        if self.claims is not None:  # gives up its tasks while its row still says it is alive
+            await self.claims.stop()
         await self.registry.deregister()
 
 
 def install_replicas(
-    pm: pluggy.PluginManager, engine: Any, storage: Any, settings: Any
+    pm: pluggy.PluginManager,
+    engine: Any,
+    storage: Any,
+    settings: Any,
+    redis: RedisConnection | None = None,
 ) -> ReplicaRegistry | None:
     """The replica registry of this control plane (None on a backend without the capability).
 
     On PostgreSQL ``registry.leases`` is set: the caller puts the periodic jobs under it
-    (:meth:`~controlplane.replicas.leases.JobLeases.wrap`, ``wrap_plugins``).
+    (:meth:`~controlplane.replicas.leases.JobLeases.wrap`, ``wrap_plugins``); and the engine
+    claims its tasks (:mod:`controlplane.scheduler.claims`), woken through Redis pub/sub when
+    ``redis`` is given, else through LISTEN/NOTIFY.
+
+    Raises:
+        InvalidArgument: ``replicas.lost_after`` is not more than twice ``replicas.heartbeat_interval``.
     """
     store = replica_store(storage.backend)
     if store is None:
@@ -87,9 +104,34 @@ def install_replicas(
         except BaseException:
             storage.close()
             raise
+    claims = None
+    claims_from = claim_store(storage.backend)
     if storage.backend.kind == "postgresql":
         registry.leases = leases
-    pm.register(_Lifecycle(registry, settings), name="maos-replicas")
+    if claims_from is not None:
+        lost_after, interval = settings["replicas.lost_after"], settings["replicas.heartbeat_interval"]
+        if lost_after <= 2 * interval:
+            storage.close()
+            raise InvalidArgument(
+                f"replicas.lost_after ({lost_after:g} s) must be more than twice replicas.heartbeat_interval "
+                f"({interval:g} s): a replica missing one heartbeat would count as lost and stop itself",
+                field="replicas.lost_after",
+            )
+        bus: Any = (
+            RedisWakeupBus(redis.client, redis.prefix)
+            if redis is not None
+            else PostgresWakeupBus(settings.database_url)
+        )
+        registry.rejoin = False
+        claims = engine.enable_claims(
+            claims_from,
+            bus,
+            registry,
+            lost_after=lost_after,
+            window=settings["replicas.claim_window"],
+            poll_interval=settings["replicas.claim_poll_interval"],
+        )
+    pm.register(_Lifecycle(registry, settings, claims), name="maos-replicas")
     return registry
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import heapq
 import sys
+import time
 from collections import Counter, defaultdict
 from typing import Any, TypeVar
 
@@ -20,6 +21,10 @@ from controlplane.errors import NotFound
 from controlplane.storage.executor import StorageExecutor
 
 _P = TypeVar("_P")
+
+#: Low bits of a seq that tell replicas apart (see :meth:`TaskBook.next_seq`).
+SEQ_BITS = 10
+SEQ_MASK = (1 << SEQ_BITS) - 1
 
 #: The usage of every record that has not been charged yet. Usage is replaced on a charge, never changed in
 #: place (see :mod:`controlplane.scheduler.charges`), so one copy serves them all.
@@ -74,6 +79,8 @@ class TaskBook:
         self.dependants: dict[str, set[str]] = defaultdict(set)
         #: The sequence number of the latest task accepted (restored at start).
         self.task_seq = 0
+        #: Among replicas: what makes this replica's seqs its own (see :meth:`next_seq`), else None.
+        self.seq_source: int | None = None
         #: Subtasks in memory by status, and QUEUED ones by their task's priority: counted as work
         #: moves (see :meth:`count`), so reading them costs nothing at any queue depth.
         self.subtask_counts: Counter[SubtaskStatus] = Counter()
@@ -84,8 +91,18 @@ class TaskBook:
         self._waits: dict[tuple[str, str], list[tuple[float, str, str]]] = {}
 
     def next_seq(self) -> int:
-        """The sequence number of the next task accepted."""
-        self.task_seq += 1
+        """The sequence number of the next task accepted.
+
+        Alone on a database, a counter. Among replicas (``seq_source`` set: this start's
+        incarnation, unique among them) a number no other replica makes: the microseconds now
+        (never less than the last one's + 1) shifted by 10 bits, over the source's low 10 bits,
+        so seqs still follow submit order across replicas to the microsecond.
+        """
+        if self.seq_source is None:
+            self.task_seq += 1
+            return self.task_seq
+        micros = max(int(time.time() * 1_000_000), (self.task_seq >> SEQ_BITS) + 1)
+        self.task_seq = (micros << SEQ_BITS) | (self.seq_source & SEQ_MASK)
         return self.task_seq
 
     def clear(self) -> None:

@@ -23,6 +23,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from controlplane.domain.model import AgentInfo, Subtask, Task
+from controlplane.errors import Unavailable
 from controlplane.storage.base import IdempotencyRecord, WriteBatch
 from controlplane.storage.executor import StorageExecutor
 
@@ -80,6 +81,7 @@ class _Generation:
         self.idempotency: list[IdempotencyRecord] = []
         self.audit: list[dict[str, Any]] = []
         self.webhook_deliveries: list[Any] = []
+        self.released: list[str] = []
         self.after: list[Callable[[], None]] = []
         self.waiters: list[asyncio.Future[None]] = []
 
@@ -92,6 +94,7 @@ class _Generation:
             or self.audit
             or self.after
             or self.webhook_deliveries
+            or self.released
         )
 
     def snapshot(self) -> WriteBatch:
@@ -102,6 +105,7 @@ class _Generation:
             idempotency=list(self.idempotency),
             audit=list(self.audit),
             webhook_deliveries=list(self.webhook_deliveries),
+            released=list(self.released),
         )
 
 
@@ -130,6 +134,8 @@ class Committer:
         self._idle = asyncio.Event()  # set while no generation is being written
         self._idle.set()
         self.failed: BaseException | None = None
+        #: Why this replica may write nothing more (see :meth:`fence`), or "".
+        self.fenced = ""
         self._written: _Generation | None = None
 
     def start(self) -> None:
@@ -174,6 +180,20 @@ class Committer:
         self._current.webhook_deliveries.append(record)
         self._wake.set()
 
+    def release(self, task_id: str) -> None:
+        """Give a task up in the commit of the changes marked so far (claims between replicas)."""
+        self._current.released.append(task_id)
+        self._wake.set()
+
+    def fence(self, why: str) -> None:
+        """Write nothing from now on: what is pending and what comes is dropped, its waiters failed.
+
+        A replica that learns that others may hold its work (it was considered lost) calls this,
+        so no state of its own overwrites theirs.
+        """
+        self.fenced = why
+        self._wake.set()
+
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` on the loop once everything marked so far is durable."""
         self._current.after.append(callback)
@@ -216,6 +236,11 @@ class Committer:
                 self._audit_flush = None
             generation, self._current = self._current, _Generation()
             self.generation_id += 1
+            if self.fenced:
+                self._drop(generation)
+                if self._closed:
+                    return
+                continue
             if generation.empty():
                 for waiter in generation.waiters:
                     if not waiter.done():
@@ -260,6 +285,13 @@ class Committer:
                 if not waiter.done():
                     waiter.set_result(None)
 
+    def _drop(self, generation: _Generation) -> None:
+        """Fail the waiters of a generation not written (this replica is fenced)."""
+        error = Unavailable(f"this control plane writes nothing more: {self.fenced}")
+        for waiter in generation.waiters:
+            if not waiter.done():
+                waiter.set_exception(error)
+
     def _requeue(self, generation: _Generation) -> None:
         """Put records of a failed generation back so the next commit retries them."""
         current = self._current
@@ -272,6 +304,7 @@ class Committer:
         current.idempotency[:0] = generation.idempotency
         current.audit[:0] = generation.audit
         current.webhook_deliveries[:0] = generation.webhook_deliveries
+        current.released[:0] = generation.released
         excess = len(current.audit) - MAX_PENDING_AUDIT
         if excess > 0:
             del current.audit[:excess]
@@ -288,8 +321,9 @@ class Committer:
         self._closed = True
         try:
             await self.durable()
-        except Exception:  # storage is down; nothing more can be saved
-            log.exception("final commit failed")
+        except Exception:  # storage is down (or this replica is fenced); nothing more can be saved
+            if not self.fenced:
+                log.exception("final commit failed")
         self._wake.set()
         self._flusher.cancel()
         with contextlib.suppress(asyncio.CancelledError):

@@ -69,6 +69,9 @@ class Dispatcher:
         self._awaiting_task_slot: list[tuple[tuple[str, str], Entry]] = []
         self._schedule_pending = False
         self._loop: asyncio.AbstractEventLoop | None = None
+        #: Called after each pass with whether an agent still has free credit and got nothing
+        #: (claims between replicas take more work then); None alone on a database.
+        self.after_pass: Callable[[bool], None] | None = None
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         """Dispatch on ``loop`` from now on (passes asked for before are skipped: the engine kicks at start)."""
@@ -230,8 +233,11 @@ class Dispatcher:
     def _dispatch(self) -> None:
         self._schedule_pending = False
         if not self.queue.has_entries():
+            if self.after_pass is not None:
+                self.after_pass(any(s.free > 0 for s in self._sessions()))
             return  # nothing ready: do not scan every connected agent
         hungry = [s for s in self._sessions() if s.free > 0]
+        starving = False
         while hungry:
             still = []
             for session in hungry:
@@ -248,6 +254,7 @@ class Dispatcher:
                 for heap_key, kept in skipped:  # runnable elsewhere, just not on this agent
                     self.queue.push_entry(heap_key, kept)
                 if entry is None:
+                    starving = True
                     continue
                 self._assign(
                     session, self.tasks[entry.task_id], self.subtasks[entry.task_id][entry.subtask_id]
@@ -255,6 +262,8 @@ class Dispatcher:
                 if session.free > 0:
                     still.append(session)
             hungry = still
+        if self.after_pass is not None:
+            self.after_pass(starving)
 
     def explain(self, task: Task, pool: PoolSide) -> str:
         """Why an unfinished task is where it is, for people."""

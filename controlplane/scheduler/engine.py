@@ -50,6 +50,7 @@ from controlplane.scheduler.agent_side import AgentSide
 from controlplane.scheduler.book import TaskBook
 from controlplane.scheduler.budgets import Grants, Reservations
 from controlplane.scheduler.charges import Charges
+from controlplane.scheduler.claims import Claims
 from controlplane.scheduler.commands import CancelWork, Ref
 from controlplane.scheduler.committer import Committer
 from controlplane.scheduler.consensus import Consensus
@@ -255,7 +256,17 @@ class Engine:
         self.state_version = 0
         #: Queued subtasks by priority, refreshed on the loop for readers on other threads (/metrics).
         self.queued_snapshot: dict[str, int] = {}
+        #: Claims between replicas on a shared database (:meth:`enable_claims`), else None: this
+        #: process holds every task (SQLite, the single-process default).
+        self.claims: Claims | None = None
         self._delegate()
+
+    def enable_claims(self, store: Any, bus: Any, registry: Any, **options: Any) -> Claims:
+        """Run as one replica of several on a shared database (before :meth:`start`): tasks are
+        claimed from storage instead of all loaded (see :mod:`.claims`)."""
+        self.claims = Claims(self, store=store, bus=bus, registry=registry, **options)
+        self.dispatch.after_pass = self.claims.dispatched
+        return self.claims
 
     # --- lifecycle ----------------------------------------------------------
 
@@ -266,7 +277,12 @@ class Engine:
         self._incarnation = await self.storage.call(backend.next_incarnation)
         self.leasing.incarnation = self._incarnation
         self.book.task_seq = await self.storage.call(backend.next_task_seq)
-        tasks, subtasks = await self.storage.call(backend.load_unfinished)
+        if self.claims is None:
+            tasks, subtasks = await self.storage.call(backend.load_unfinished)
+        else:  # the tasks this replica runs are claimed once it is registered (Claims.start)
+            tasks, subtasks = [], []
+            backend.claimant = self.replica  # type: ignore[attr-defined]  # claims come with the SQL backend
+            self.book.seq_source = self._incarnation
         for agent in await self.storage.call(backend.list_agents):
             if agent.status not in (AgentStatus.TERMINATED, AgentStatus.DISCONNECTED):
                 agent.status = AgentStatus.DISCONNECTED
@@ -402,6 +418,8 @@ class Engine:
         task.status = status
         task.update_time = now()
         self.dispatch.running_changed(task.id, before, status)
+        if self.claims is not None:
+            self.claims.status_changed(task, before, status)
         self.committer.task(task)
         self.metrics.task_transition(before, status)
         self._publish(
@@ -530,6 +548,30 @@ class Engine:
         if task is not None and task.status.finished and not self.watchers.watched(task_id):
             self.dispatch.forget_tokens(task_id, self.book.forget(task_id))
             self.give_back.observe(self._loop)
+
+    def _give_up(self, task: Task) -> None:
+        """Drop a QUEUED task nothing of which runs from memory: another replica may claim it (see
+        :mod:`.claims`; the caller marks the release on the committer)."""
+        task_id = task.id
+        for sub_id in self.subtasks.get(task_id, {}):
+            self.dispatch.cancel((task_id, sub_id))
+        self.dispatch.forget_task(task_id)
+        timer = self._timeouts.pop(task_id, None)
+        if timer:
+            timer.cancel()
+        self.planning.cancel(task_id)
+        self.consensus.cancel(task_id)
+        self.review.waiting.discard(task_id)
+        for dep in task.depends_on:
+            waiting = self._dependants.get(dep)
+            if waiting is not None:
+                waiting.discard(task_id)
+                if not waiting:
+                    del self._dependants[dep]
+        self.committer.task(task)
+        self.dispatch.forget_tokens(task_id, self.book.forget(task_id))
+        if self.claims is not None:
+            self.claims.forgotten(task_id)
 
     def _arm_timeout(self, task: Task) -> None:
         earlier = self._timeouts.pop(task.id, None)
@@ -712,6 +754,35 @@ class Engine:
     @pacer.setter
     def pacer(self, pacer: Any) -> None:
         self.planning.pacer = pacer
+
+    def holds(self, task_id: str) -> bool:
+        """Whether this replica holds the task: runs it and decides about it (with claims between
+        replicas, the tasks it claimed; else every task)."""
+        return self.claims is None or self.claims.holds(task_id)
+
+    async def claim_task(self, task_id: str) -> bool:
+        """Claim one task into this replica if nobody live holds it; whether this replica holds it now.
+
+        Without claims (SQLite) this process holds every task: True.
+        """
+        if self.claims is None:
+            return True
+        return await self.claims.claim_task(task_id)
+
+    async def prepare_resume(self, agent_id: str, refs: Sequence[Ref]) -> None:
+        """Before an agent resumes here: learn its session if another replica made it, and claim the
+        tasks of the work it resumes that nobody live holds, so it keeps that work."""
+        if self.claims is None or not agent_id:
+            return
+        if agent_id not in self.agents:
+            info = await self.storage.call(self.storage.backend.get_agent, agent_id)
+            if info is not None and agent_id not in self.agents:
+                self.agents[agent_id] = info
+        for task_id in dict.fromkeys(ref.task_id for ref in refs):
+            try:
+                await self.claims.claim_task(task_id)
+            except Exception as exc:  # resumed or not, the agent is told which work it keeps
+                log.warning("could not claim tasks/%s for a resuming agent: %s", task_id, exc)
 
     def tasks_in_memory(self) -> int:
         """How many tasks are in memory (unfinished, or finished and not evicted yet)."""

@@ -86,10 +86,14 @@ class WriteBatch:
     #: Webhook deliveries to add to the outbox (inserted once; a repeated id is ignored). Only a
     #: backend with the :class:`StoresWebhooks` capability is ever given any.
     webhook_deliveries: list[DeliveryRecord] = field(default_factory=list)
+    #: Ids of tasks this replica gives up (claims between replicas: the backend clears their holder in
+    #: the same transaction, after writing them). Empty unless the backend serves claims.
+    released: list[str] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return bool(
-            self.tasks
+            self.released
+            or self.tasks
             or self.subtasks
             or self.agents
             or self.idempotency

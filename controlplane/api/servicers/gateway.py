@@ -356,6 +356,8 @@ class GatewayServicer(gateway_grpc.AgentGatewayServicer):
         launch_id = reg.launch_id if launch_id_honoured() else ""
         info.managed = bool(launch_id)
         info.owner = self._owner(launch_id, admitted)
+        if resume_refs:  # work another replica held: claim its tasks here if nobody live holds them
+            await self.engine.prepare_resume(resume_id, resume_refs)
         session, registration = self.engine.register(info, resume_id, resume_refs, reg.resume.session_id)
         if launch_id and self.launcher is not None:
             self.launcher.registered(launch_id, session.id)

@@ -171,7 +171,16 @@ class SqlBackend(SqlWebhooks):
         mark = "%s" if self.kind == "postgresql" else "?"
         # A stored task's immutable columns are not set again: SQLite rewrites the index
         # entries of every column an UPDATE sets, changed or not.
-        self._raw_tasks = _raw_upsert(schema.tasks, mark, keep=schema.TASK_IMMUTABLE_COLUMNS)
+        #: The replica id written to ``tasks.claimed_by`` of the tasks this process writes (see
+        #: :mod:`controlplane.storage.sql.claims`); None (SQLite, or claims off): NULL, unfenced.
+        self.claimant: str | None = None
+        self._raw_tasks = _raw_upsert(schema.tasks, mark, keep=(*schema.TASK_IMMUTABLE_COLUMNS, "claimed_by"))
+        # With claims, a replica's write of a task another replica claimed since changes nothing.
+        self._raw_claimed_tasks = (
+            self._raw_tasks[0] + " WHERE tasks.claimed_by IS NULL OR tasks.claimed_by = excluded.claimed_by",
+            self._raw_tasks[1],
+        )
+        self._raw_release = f"UPDATE tasks SET claimed_by = NULL WHERE id = {mark} AND claimed_by = {mark}"
         self._raw_subtasks = _raw_upsert(schema.subtasks, mark, keep=("ord",))
         self._raw_agents = _raw_upsert(schema.agents, mark)
         self._raw_idempotency = _raw_upsert(schema.idempotency, mark, update=False)
@@ -340,6 +349,8 @@ class SqlBackend(SqlWebhooks):
         if not batch:
             return None
         task_rows = [codec.task_to_row(t) for t in _latest(batch.tasks, lambda t: t.id)]
+        for row in task_rows:
+            row["claimed_by"] = self.claimant
         agent_rows = [codec.agent_to_row(a) for a in _latest(batch.agents, lambda a: a.id)]
         idempotency_rows = [codec.idempotency_to_row(r) for r in batch.idempotency]
         with translate_errors():
@@ -361,8 +372,9 @@ class SqlBackend(SqlWebhooks):
         per-call compilation costs more than the inserts.
         """
         try:
+            raw_tasks = self._raw_tasks if self.claimant is None else self._raw_claimed_tasks
             for sql, columns, rows in (
-                (*self._raw_tasks, task_rows),
+                (*raw_tasks, task_rows),
                 (*self._raw_subtasks, subtask_rows),
                 (*self._raw_agents, agent_rows),
                 (*self._raw_idempotency, idempotency_rows),
@@ -371,6 +383,10 @@ class SqlBackend(SqlWebhooks):
                     cursor.executemany(sql, [tuple(row[c] for c in columns) for row in rows])
             if batch.audit:
                 cursor.executemany(self._raw_audit, _audit_rows(batch.audit))
+            if batch.released and self.claimant is not None:  # given up with the state they are left in
+                cursor.executemany(
+                    self._raw_release, [(task_id, self.claimant) for task_id in batch.released]
+                )
             if batch.webhook_deliveries:  # the outbox: in the same transaction as what the events report
                 sql, columns = self._raw_deliveries
                 cursor.executemany(

@@ -36,11 +36,14 @@ tasks = Table(
     Column("create_time", Double, nullable=False),
     Column("batch", String, nullable=False),
     Column("data", Text, nullable=False),
+    # The replica holding the task (migration 0018; PostgreSQL only, NULL on SQLite): see storage/sql/claims.py.
+    Column("claimed_by", String, nullable=True),
     Index("ix_tasks_seq", "seq", unique=True),
     Index("ix_tasks_status", "status"),
     Index("ix_tasks_owner_seq", "owner", "seq"),
     Index("ix_tasks_create_time", "create_time"),
     Index("ix_tasks_batch", "batch"),
+    Index("ix_tasks_claimed_by", "claimed_by"),
 )
 
 #: How many tasks are in each status (summed over shards), kept by triggers on ``tasks`` that run in the

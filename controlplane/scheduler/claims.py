@@ -1,0 +1,405 @@
+"""Claims: which replica runs which task, when several control planes share one PostgreSQL.
+
+A component of :class:`~controlplane.scheduler.engine.Engine`, present only on a database
+replicas share (PostgreSQL); on SQLite the one process holds everything and none of this runs.
+
+**The unit of claim is a task.** A replica holds a task (``tasks.claimed_by`` is its id) and keeps
+it in memory exactly as a single control plane does: its subtasks run on this replica's agents,
+so no subtask can be assigned by two replicas. The rules:
+
+* **Claim passes** take claimable tasks (unclaimed, or held by a lost replica) best first
+  (:mod:`controlplane.storage.sql.claims`), only those some connected agent here could take
+  (a QUEUED, BLOCKED or RUNNING subtask of its type or capability; a PENDING task is planned
+  wherever it is claimed), and at most ``free credit + replicas.claim_window`` unstarted
+  (QUEUED) tasks in all. A pass runs at start, on a ``work`` wake-up, when an agent here has
+  free credit and nothing runnable, on the poll interval (``replicas.claim_poll_interval``:
+  the fallback when wake-ups are lost) and for one task on demand (:meth:`Claims.claim_task`).
+* **Don't hoard.** After a dispatch pass, a QUEUED task that nothing has started, with no local
+  agent able to take it or beyond the window, is given up: its state and ``claimed_by = NULL``
+  are written in one commit, it leaves memory, and a ``work`` wake-up is published.
+* **Dependencies across replicas.** A task that finishes is announced on ``finished`` (its id,
+  after its commit); a replica holding tasks that wait for it evaluates them again.
+* **Self-fencing.** A replica that may have been considered lost (its heartbeat could not be
+  written for ``replicas.lost_after``, or its registry row is gone) writes nothing more
+  (:meth:`~controlplane.scheduler.committer.Committer.fence`) and stops the process, with an
+  error in the log: others may hold its tasks by now. Writes of a task another replica claimed
+  since are ignored by the database too (a fenced upsert).
+* A clean stop writes the final state, then gives up every task it holds and wakes the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from controlplane.domain.model import Subtask, SubtaskStatus, Task, TaskStatus
+from controlplane.scheduler.queue import matches
+
+if TYPE_CHECKING:
+    from controlplane.scheduler.engine import Engine
+
+log = logging.getLogger(__name__)
+
+#: Wake-up topics: claimable work appeared; tasks finished (payload: their ids, comma-separated).
+WORK, FINISHED = "work", "finished"
+#: Longest ``finished`` payload (the buses carry up to 4000 bytes).
+PAYLOAD_LIMIT = 3500
+_TAKING = (SubtaskStatus.QUEUED, SubtaskStatus.BLOCKED, SubtaskStatus.RUNNING)
+
+Agents = list[tuple[str, frozenset[str], bool]]
+
+
+def stop_process(why: str) -> None:
+    """The default reaction to being fenced: stop this process as ``maos stop`` would (SIGTERM)."""
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def could_take(agents: Agents, task: Task, subs: list[Subtask]) -> bool:
+    """Whether one of ``agents`` (type, capabilities, offline) could take work of ``task``."""
+    if task.status == TaskStatus.PENDING:
+        return True
+    return any(
+        matches((sub.agent_type, sub.capability), agent_type, caps, offline=offline)
+        for sub in subs
+        if sub.status in _TAKING
+        for agent_type, caps, offline in agents
+    )
+
+
+class Claims:
+    """The claims of one replica (see the module docstring).
+
+    Args:
+        engine: The engine whose records and transitions this reads and calls.
+        store: The :class:`~controlplane.storage.sql.claims.SqlClaimStore`.
+        bus: The wake-up bus (:mod:`controlplane.replicas.wakeups`).
+        registry: The replica registry (its ``last_ok`` heartbeat time), or None.
+        lost_after: ``replicas.lost_after``.
+        window: ``replicas.claim_window``.
+        poll_interval: ``replicas.claim_poll_interval``.
+        on_fenced: Called once this replica fenced itself (default: SIGTERM to this process).
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        store: Any,
+        bus: Any,
+        registry: Any,
+        lost_after: float,
+        window: int,
+        poll_interval: float,
+        on_fenced: Callable[[str], None] = stop_process,
+    ):
+        self.engine = engine
+        self.store = store
+        self.bus = bus
+        self.registry = registry
+        self.holder = engine.replica
+        self.lost_after = lost_after
+        self.window = window
+        self.poll_interval = poll_interval
+        self.on_fenced = on_fenced
+        #: Held tasks that are QUEUED (nothing of theirs started), in the order they became so.
+        self.queued: dict[str, None] = {}
+        self._fresh: list[str] = []
+        #: Whether claimable work may be waiting (cleared by a pass that found less than it wanted).
+        self._maybe_more = True
+        self._pass: asyncio.Task[None] | None = None
+        self._again = False
+        self._finished: list[str] = []
+        self._work_pending = False
+        self._poller: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.fenced = ""
+        #: Passes made, tasks claimed and given up (for tests and ``maos status``).
+        self.passes = self.claimed = self.released = 0
+
+    # --- lifecycle ------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Listen for wake-ups, then claim (called once the replica is registered)."""
+        self._loop = asyncio.get_running_loop()
+        self.bus.subscribe(WORK, self._woken)
+        self.bus.subscribe(FINISHED, self._finished_elsewhere)
+        await self.bus.start()
+        self._poller = self._loop.create_task(self._poll(), name="maos-claims-poll")
+        self.request()
+
+    async def stop(self) -> None:
+        """Write the final state, give up every task held here and wake the others."""
+        if self._poller is not None:
+            self._poller.cancel()
+            await asyncio.gather(self._poller, return_exceptions=True)
+            self._poller = None
+        if self._pass is not None:
+            await asyncio.gather(self._pass, return_exceptions=True)
+        if not self.fenced:
+            try:
+                await self.engine.committer.durable()
+                given = await self.engine.storage.call(self.store.release_all, self.holder)
+                self.engine.committer.fence("it stopped and gave up its tasks")
+                if given:
+                    log.info("gave up %d unfinished tasks to the other replicas", given)
+                    await self.bus.publish(WORK)
+            except Exception as exc:  # they become claimable once this replica counts as lost
+                log.warning("could not give up the tasks held here: %s", exc)
+        with contextlib.suppress(Exception):
+            await self.bus.close()
+
+    # --- what the engine tells ------------------------------------------------
+
+    def status_changed(self, task: Task, before: TaskStatus, status: TaskStatus) -> None:
+        """A held task's status changed."""
+        if status == TaskStatus.QUEUED:
+            self.queued[task.id] = None
+            self._fresh.append(task.id)
+        elif before == TaskStatus.QUEUED:
+            self.queued.pop(task.id, None)
+        if status.finished:
+            self._announce(task.id)
+
+    def adopted(self, tasks: list[Task]) -> None:
+        """Tasks claimed (or loaded) into memory."""
+        for task in tasks:
+            if task.status == TaskStatus.QUEUED:
+                self.queued[task.id] = None
+                self._fresh.append(task.id)
+
+    def forgotten(self, task_id: str) -> None:
+        """A task left memory."""
+        self.queued.pop(task_id, None)
+
+    def dispatched(self, hungry: bool) -> None:
+        """A dispatch pass ended; ``hungry``: an agent here still has free credit."""
+        if self._fresh or len(self.queued) > self.window:
+            self._trim()  # in the commit of what the pass did: a submit's release rides its own commit
+        if hungry and self._maybe_more:
+            self.request()
+
+    def holds(self, task_id: str) -> bool:
+        """Whether this replica holds the task (it is in memory here)."""
+        return task_id in self.engine.tasks
+
+    # --- claiming -------------------------------------------------------------
+
+    def request(self) -> None:
+        """Run a claim pass soon (one at a time; one more after it when asked meanwhile)."""
+        if self.fenced or self._loop is None:
+            return
+        if self._pass is not None and not self._pass.done():
+            self._again = True
+            return
+        self._pass = self._loop.create_task(self._passes(), name="maos-claim-pass")
+
+    def _agents(self) -> Agents:
+        return [
+            (s.info.agent_type, s.capabilities, s.offline)
+            for s in self.engine.sessions.values()
+            if not s.draining
+        ]
+
+    def _free(self) -> int:
+        return sum(max(0, s.free) for s in self.engine.sessions.values() if not s.draining)
+
+    async def _passes(self) -> None:
+        while True:
+            self._again = False
+            try:
+                await self._claim_pass()
+            except Exception as exc:  # the database is away: the poll tries again
+                log.warning("claim pass failed: %s", exc)
+            if not self._again or self.fenced:
+                return
+
+    async def _claim_pass(self) -> None:
+        if self.check_fence():
+            return
+        agents = self._agents()
+        want = self._free() + self.window - len(self.queued)
+        if want <= 0 or not agents:
+            return
+        self.passes += 1
+        engine = self.engine
+        tasks, subs = await engine.storage.call(
+            self.store.claim,
+            self.holder,
+            time.time(),
+            self.lost_after,
+            want,
+            engine.setting("scheduler.aging_interval"),
+            lambda task, task_subs: could_take(agents, task, task_subs),
+        )
+        self._maybe_more = len(tasks) >= want
+        self._adopt(tasks, subs)
+
+    def _adopt(self, tasks: list[Task], subs: list[Subtask]) -> None:
+        if self.fenced:
+            return
+        fresh = [t for t in tasks if t.id not in self.engine.tasks]
+        if not fresh:
+            return
+        ids = {t.id for t in fresh}
+        self.claimed += len(fresh)
+        self.engine._restore(fresh, [s for s in subs if s.task_id in ids])
+        self.adopted(fresh)
+
+    async def claim_task(self, task_id: str) -> bool:
+        """Claim one task into this replica if it is claimable; whether this replica holds it now."""
+        if task_id in self.engine.tasks:
+            return True
+        if self.fenced:
+            return False
+        tasks, subs = await self.engine.storage.call(
+            self.store.claim,
+            self.holder,
+            time.time(),
+            self.lost_after,
+            1,
+            self.engine.setting("scheduler.aging_interval"),
+            None,
+            [task_id],
+        )
+        self._adopt(tasks, subs)
+        return task_id in self.engine.tasks
+
+    # --- giving up ------------------------------------------------------------
+
+    def _trim(self) -> None:
+        if self.fenced:
+            return
+        engine = self.engine
+        fresh, self._fresh = self._fresh, []
+        agents = self._agents()
+        for task_id in fresh:
+            task = engine.tasks.get(task_id)
+            if task is not None and task_id in self.queued and self._releasable(task):
+                subs = list(engine.subtasks.get(task_id, {}).values())
+                if not could_take(agents, task, subs):
+                    self._give_up(task)
+        excess = len(self.queued) - self._free() - self.window
+        if excess <= 0:
+            return
+        aging = engine.setting("scheduler.aging_interval")
+        held = [engine.tasks[t] for t in self.queued if t in engine.tasks]
+        held.sort(key=lambda t: (t.create_time - int(t.priority) * aging, t.seq), reverse=True)
+        for task in held:
+            if excess <= 0:
+                break
+            if self._releasable(task):
+                self._give_up(task)
+                excess -= 1
+
+    def _releasable(self, task: Task) -> bool:
+        return (
+            task.status == TaskStatus.QUEUED
+            and not self.engine.dispatch.running(task.id)
+            and not any(
+                s.status == SubtaskStatus.RUNNING for s in self.engine.subtasks.get(task.id, {}).values()
+            )
+        )
+
+    def _give_up(self, task: Task) -> None:
+        self.released += 1
+        self.engine._give_up(task)
+        self.engine.committer.release(task.id)
+        self._wake_others()
+
+    def _wake_others(self) -> None:
+        if not self._work_pending:
+            self._work_pending = True
+            self.engine.committer.after_commit(self._publish_work)
+
+    def _publish_work(self) -> None:
+        self._work_pending = False
+        self._publish(WORK, "")
+
+    def _publish(self, topic: str, payload: str) -> None:
+        async def send() -> None:
+            try:
+                await self.bus.publish(topic, payload)
+            except Exception as exc:  # the others find the work at their next poll
+                log.warning("could not publish a %s wake-up: %s", topic, exc)
+
+        self.engine._background(send())
+
+    # --- dependencies across replicas -----------------------------------------
+
+    def _announce(self, task_id: str) -> None:
+        if not self._finished:
+            self.engine.committer.after_commit(self._publish_finished)
+        self._finished.append(task_id)
+
+    def _publish_finished(self) -> None:
+        ids, self._finished = self._finished, []
+        chunk: list[str] = []
+        size = 0
+        for task_id in ids:
+            if chunk and size + len(task_id) + 1 > PAYLOAD_LIMIT:
+                self._publish(FINISHED, ",".join(chunk))
+                chunk, size = [], 0
+            chunk.append(task_id)
+            size += len(task_id) + 1
+        if chunk:
+            self._publish(FINISHED, ",".join(chunk))
+
+    def _finished_elsewhere(self, payload: str) -> None:
+        engine = self.engine
+        for task_id in payload.split(","):
+            if task_id in engine.tasks:
+                continue  # held here: its dependants were settled when it finished
+            for dependant in engine._dependants.pop(task_id, ()):
+                if dependant in engine.tasks:
+                    engine._background(engine._start_if_ready(dependant))
+
+    def _woken(self, payload: str) -> None:
+        self._maybe_more = True
+        self.request()
+
+    # --- the poll, and self-fencing -------------------------------------------
+
+    async def _poll(self) -> None:
+        while True:
+            await asyncio.sleep(self.poll_interval)
+            if self.check_fence():
+                return
+            self._maybe_more = True
+            self._fresh.extend(self.queued)  # agents may have left: is every held task still takeable?
+            self.dispatched(hungry=True)
+
+    def check_fence(self) -> bool:
+        """Fence this replica if it may have been considered lost; whether it is fenced."""
+        if self.fenced:
+            return True
+        registry = self.registry
+        if registry is None or not registry.registered:
+            return False
+        if registry.gone:
+            self.fence("its row in the replica registry is gone")
+        elif registry.lapsed:
+            self.fence(f"{registry.lapsed:.1f} s passed between two of its heartbeats")
+        elif time.time() - registry.last_ok > self.lost_after:
+            self.fence(f"it could not write its heartbeat for {time.time() - registry.last_ok:.1f} s")
+        return bool(self.fenced)
+
+    def fence(self, why: str) -> None:
+        """Stop acting on the work in memory: write nothing more, and stop (see the module docstring)."""
+        if self.fenced:
+            return
+        self.fenced = why
+        log.error(
+            "replica %s stops: %s, past replicas.lost_after (%g s), so other replicas may hold its tasks "
+            "by now; it writes nothing more and exits (its agents reconnect to another replica)",
+            self.holder,
+            why,
+            self.lost_after,
+        )
+        self.engine.committer.fence(why)
+        self.on_fenced(why)

@@ -17,6 +17,7 @@ from controlplane.agent_types import agent_type, type_capabilities
 from controlplane.api.admission import AgentAdmission
 from controlplane.api.auth import AuthInterceptor
 from controlplane.api.errors import ErrorAndMetricsInterceptor
+from controlplane.api.forwarding import Forwarder
 from controlplane.api.server import (
     build_server,
     check_bind_address,
@@ -48,7 +49,13 @@ from controlplane.pool import AgentSupply
 from controlplane.replicas.redis_pacing import shared_pacing
 from controlplane.replicas.redis_stores import share_limits
 from controlplane.replicas.registry import new_replica_id
-from controlplane.replicas.wiring import close_unstarted, install_redis, install_replicas, open_redis
+from controlplane.replicas.wiring import (
+    close_unstarted,
+    install_bus,
+    install_redis,
+    install_replicas,
+    open_redis,
+)
 from controlplane.retention import AuditRetention
 from controlplane.scheduler.engine import Engine
 from controlplane.storage.base import (
@@ -396,6 +403,11 @@ def build_app(settings: Settings, pm: pluggy.PluginManager | None = None) -> App
             settings,
         ),
     }
+    bus = install_bus(pm, settings, backend.kind, redis, replicas, replica)
+    if bus is not None:  # agents and tasks other replicas hold are reached through it
+        forwarder = Forwarder(bus, engine)
+        servicers["agents"].use_forwarder(forwarder)  # type: ignore[attr-defined]
+        servicers["tasks"].use_forwarder(forwarder)  # type: ignore[attr-defined]
     server, health = build_server(servicers, interceptors, settings["server.reflection"])
     install_checkpoints(pm, engine, storage, settings, server)
     install_webhooks(pm, engine, storage, settings, server, access if auth is not None else None)

@@ -392,6 +392,13 @@ OPTIONS: dict[str, Option] = {
             "move to another replica within it.",
         ),
         Option(
+            "replicas.route_timeout",
+            _positive_duration,
+            3.0,
+            "Seconds a replica waits for the one holding an agent or task to answer a call it "
+            "carried to it (pause, drain, cancel, ...); every live replica declining ends it sooner.",
+        ),
+        Option(
             "replicas.advertise_address",
             _text,
             "",

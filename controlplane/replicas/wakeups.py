@@ -33,13 +33,13 @@ RECONNECT_DELAY = 0.5
 Callback = Callable[[str], Any]
 
 
-def _check(topic: str, payload: str = "") -> None:
+def _check(topic: str, payload: str = "", limit: int = MAX_PAYLOAD) -> None:
     if not TOPIC.match(topic):
         raise ValueError(
             f"topic {topic[:64]!r}: lower-case letters, digits and _, at most 40, a letter first"
         )
-    if len(payload.encode()) > MAX_PAYLOAD:
-        raise ValueError(f"payload is {len(payload.encode())} bytes; the limit is {MAX_PAYLOAD}")
+    if len(payload.encode()) > limit:
+        raise ValueError(f"payload is {len(payload.encode())} bytes; the limit is {limit}")
 
 
 class WakeupBus(Protocol):
@@ -96,11 +96,19 @@ class RedisWakeupBus:
         prefix: The key prefix (``redis.key_prefix``); channels are ``<prefix>wake:<topic>``.
     """
 
-    def __init__(self, client: Any, prefix: str = "maos:"):
+    def __init__(self, client: Any, prefix: str = "maos:", max_payload: int = MAX_PAYLOAD):
         self.client = client
         self.prefix = prefix
+        #: Longest payload :meth:`publish` sends (bytes); longer ones raise ValueError.
+        self.max_payload = max_payload
         self._subs = _Subscribers()
         self._pubsub: Any = None
+        self._subscribed = False
+
+    @property
+    def listening(self) -> bool:
+        """Whether the subscription is up (False while Redis is away and it reconnects)."""
+        return self._subscribed
 
     def channel(self, topic: str) -> str:
         return f"{self.prefix}wake:{topic}"
@@ -115,7 +123,7 @@ class RedisWakeupBus:
             asyncio.get_running_loop().create_task(self._pubsub.subscribe(self.channel(topic)))
 
     async def publish(self, topic: str, payload: str = "") -> None:
-        _check(topic, payload)
+        _check(topic, payload, self.max_payload)
         await self.client.publish(self.channel(topic), payload)
 
     async def _listen(self) -> None:
@@ -125,6 +133,7 @@ class RedisWakeupBus:
                 self._pubsub = self.client.pubsub(ignore_subscribe_messages=True)
                 channels = [self.channel(t) for t in self._subs.callbacks] or [self.channel("_")]
                 await self._pubsub.subscribe(*channels)
+                self._subscribed = True
                 self._subs.ready.set()
                 async for message in self._pubsub.listen():
                     if message.get("type") != "message":
@@ -142,6 +151,7 @@ class RedisWakeupBus:
                 self._subs.ready.set()
                 await asyncio.sleep(RECONNECT_DELAY)
             finally:
+                self._subscribed = False
                 if self._pubsub is not None:
                     with contextlib.suppress(Exception):
                         await self._pubsub.aclose()
@@ -159,13 +169,20 @@ class PostgresWakeupBus:
         prefix: Channel prefix; channels are ``<prefix>wake_<topic>`` (``maos_wake_submit``).
     """
 
-    def __init__(self, conninfo: str, prefix: str = "maos_"):
+    def __init__(self, conninfo: str, prefix: str = "maos_", max_payload: int = MAX_PAYLOAD):
         self.conninfo = conninfo.replace("postgresql+psycopg://", "postgresql://", 1)
         self.prefix = prefix
+        #: Longest payload :meth:`publish` sends (bytes; NOTIFY's own limit is under 8000).
+        self.max_payload = max_payload
         self._subs = _Subscribers()
         self._listener: Any = None
         self._publisher: Any = None
         self._publish_lock = asyncio.Lock()
+
+    @property
+    def listening(self) -> bool:
+        """Whether the LISTEN connection is up (False while it reconnects)."""
+        return self._listener is not None
 
     def channel(self, topic: str) -> str:
         return f"{self.prefix}wake_{topic}"
@@ -185,7 +202,7 @@ class PostgresWakeupBus:
         await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel(topic))))
 
     async def publish(self, topic: str, payload: str = "") -> None:
-        _check(topic, payload)
+        _check(topic, payload, self.max_payload)
         import psycopg
 
         async with self._publish_lock:

@@ -1,4 +1,4 @@
-"""Wiring replicas into a built control plane: the registry, and periodic jobs under leases.
+"""Wiring replicas into a built control plane: the registry, periodic jobs under leases, the bus.
 
 :func:`install_replicas` makes the registry (registered at startup with the bound address,
 deregistered at shutdown) and, on a database that several replicas can share (PostgreSQL), puts
@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import logging
 import socket
+from collections.abc import Callable
 from typing import Any
 
 import pluggy
 
 from controlplane.errors import InvalidArgument
 from controlplane.hookspecs import hookimpl
+from controlplane.replicas.bus import POSTGRES_MAX_PAYLOAD, REDIS_MAX_PAYLOAD, ReplicaBus
 from controlplane.replicas.leases import JobLeases
-from controlplane.replicas.redis_conn import RedisConnection
+from controlplane.replicas.redis_conn import CONNECT_TIMEOUT, RedisConnection
 from controlplane.replicas.registry import ReplicaRegistry
 from controlplane.replicas.wakeups import PostgresWakeupBus, RedisWakeupBus
 from controlplane.storage.sql.claims import claim_store
@@ -175,3 +177,66 @@ def install_redis(pm: pluggy.PluginManager, redis: RedisConnection | None) -> No
     """Close ``redis`` when the app stops."""
     if redis is not None:
         pm.register(_RedisLifecycle(redis), name="maos-redis")
+
+
+class _BusLifecycle:
+    """A plugin object connecting the replicas' bus at startup and closing it at shutdown."""
+
+    def __init__(self, bus: ReplicaBus, connect: Callable[[], tuple[Any, Any]]):
+        self.bus = bus
+        self.connect = connect
+        self._client: Any = None
+
+    @hookimpl
+    async def startup(self, app: Any) -> None:
+        self.bus.transport, self._client = self.connect()
+        await self.bus.start()
+
+    @hookimpl(tryfirst=True)
+    async def shutdown(self, app: Any) -> None:
+        if self.bus.transport is not None:
+            await self.bus.close()
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+
+def install_bus(
+    pm: pluggy.PluginManager,
+    settings: Any,
+    backend_kind: str,
+    redis: RedisConnection | None,
+    registry: ReplicaRegistry | None,
+    replica: str,
+) -> ReplicaBus | None:
+    """The replicas' bus (:mod:`controlplane.replicas.bus`) on a database several replicas share.
+
+    Over Redis pub/sub with ``redis.url``, else PostgreSQL LISTEN/NOTIFY; None on SQLite (one
+    control plane: nothing to route). Connected when the app starts, closed when it stops.
+    """
+    if backend_kind != "postgresql":
+        return None
+
+    def connect() -> tuple[Any, Any]:
+        if redis is not None:
+            import redis.asyncio as aioredis
+
+            # Its own client: a subscription waits without a read timeout (the shared client has one).
+            client = aioredis.Redis.from_url(redis.url, socket_connect_timeout=CONNECT_TIMEOUT)
+            return RedisWakeupBus(client, redis.prefix, max_payload=REDIS_MAX_PAYLOAD), client
+        return PostgresWakeupBus(settings.database_url, max_payload=POSTGRES_MAX_PAYLOAD), None
+
+    async def peers() -> int:
+        assert registry is not None
+        return sum(1 for view in await registry.replicas() if not view.lost and not view.this)
+
+    where = f"Redis at {redis.shown}" if redis is not None else "PostgreSQL LISTEN/NOTIFY"
+    bus = ReplicaBus(
+        None,
+        replica,
+        timeout=settings["replicas.route_timeout"],
+        peers=peers if registry is not None else None,
+        where=where,
+    )
+    pm.register(_BusLifecycle(bus, connect), name="maos-replica-bus")
+    return bus

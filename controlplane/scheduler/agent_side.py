@@ -578,6 +578,35 @@ class AgentSide:
             committed=True,
         )
 
+    # --- agents of every replica ---------------------------------------------
+
+    async def find_agent(self, agent_id: str) -> AgentInfo | None:
+        """An agent: live if connected here, else as committed (another replica may hold it).
+
+        A stored agent not connected here replaces this replica's copy, so that a command
+        answered here (no replica has it connected) acts on what its holder last committed.
+        """
+        session = self.sessions.get(agent_id)
+        if session is not None:
+            return session.info
+        await self.committer.durable()
+        stored = await self.storage.call(self.storage.backend.get_agent, agent_id)
+        if stored is None:
+            return self.agents.get(agent_id)
+        if agent_id not in self.sessions:  # it may have connected here meanwhile
+            self.agents[agent_id] = stored
+        return self.agents[agent_id]
+
+    async def all_agents(self) -> list[AgentInfo]:
+        """Every agent of every replica: those connected here live, the others as committed."""
+        await self.committer.durable()
+        stored = await self.storage.call(self.storage.backend.list_agents)
+        found = {info.id: info for info in stored}
+        for agent_id, info in self.agents.items():
+            if agent_id in self.sessions or agent_id not in found:
+                found[agent_id] = info
+        return list(found.values())
+
     # --- agent commands -----------------------------------------------------
 
     def session_for(self, agent_id: str) -> AgentSession:

@@ -868,6 +868,8 @@ class Engine:
         self.resume_agent = side.resume_agent
         self.drain_agent = side.drain_agent
         self.terminate_agent = side.terminate_agent
+        self.find_agent = side.find_agent
+        self.all_agents = side.all_agents
         self.expire_leases = self.leasing.expire_leases
         self.cast_vote = self.consensus.cast_vote
         self.approve = self.review.approve

@@ -5,13 +5,18 @@ any agent may be given anyone's work), with its owner; an agent's
 ``assignments`` show only subtasks of tasks the caller may see. Pausing,
 resuming, draining and terminating an agent needs ``agent:manage`` and, for
 an agent the caller does not own, ``agent:manage-all`` (PERMISSION_DENIED).
+
+With several replicas (a :class:`~controlplane.api.forwarding.Forwarder` set), reads show the
+agents of every replica (those connected here live, the others as committed), and a command for
+an agent connected to another replica is run by that replica (docs/architecture.md, "Routing
+between replicas").
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import grpc
 import pluggy
@@ -20,6 +25,7 @@ from controlplane.access.permissions import MANAGE_ALL_AGENTS, VIEW_ALL_TASKS
 from controlplane.agent_types import agent_types
 from controlplane.api import convert
 from controlplane.api.context import caller_may, current_principal
+from controlplane.api.forwarding import Forwarder
 from controlplane.api.idempotency import request_fingerprint
 from controlplane.api.paging import PageTokens, fitting, page_size
 from controlplane.api.pb import agents_grpc, agents_pb, enums_pb, messages_pb, proto_enum
@@ -42,14 +48,31 @@ from controlplane.observability.observer import Observer
 from controlplane.pool import check_type, type_warnings, unavailable
 from controlplane.scheduler.engine import Engine
 
+R = TypeVar("R")
+
 DEFAULT_GRACE = 30.0
 MAX_GRACE = 86400.0
 SPAWN_WAIT = 15.0  # seconds SpawnAgents waits for launched processes to register
 SPAWN_MEMORY = 10_000  # SpawnAgents request_ids remembered (oldest forgotten first)
 
 
+#: The per-agent calls another replica may run for us: name -> (request, response) classes.
+FORWARDED = {
+    "GetAgent": (agents_pb.GetAgentRequest, agents_pb.GetAgentResponse),
+    "PauseAgent": (agents_pb.PauseAgentRequest, agents_pb.PauseAgentResponse),
+    "ResumeAgent": (agents_pb.ResumeAgentRequest, agents_pb.ResumeAgentResponse),
+    "DrainAgent": (agents_pb.DrainAgentRequest, agents_pb.DrainAgentResponse),
+    "TerminateAgent": (agents_pb.TerminateAgentRequest, agents_pb.TerminateAgentResponse),
+    "RestartAgent": (agents_pb.RestartAgentRequest, agents_pb.RestartAgentResponse),
+    "GetAgentMetrics": (agents_pb.GetAgentMetricsRequest, agents_pb.GetAgentMetricsResponse),
+}
+
+
 class AgentServicer(agents_grpc.AgentServiceServicer):
-    """Agents of this control plane."""
+    """Agents of this control plane (and, with a forwarder, of every replica)."""
+
+    #: Carries calls for agents connected to other replicas (set by build_app on PostgreSQL).
+    forwarder: Forwarder | None = None
 
     def __init__(
         self,
@@ -103,14 +126,35 @@ class AgentServicer(agents_grpc.AgentServiceServicer):
             msg.labels["maos.labels-omitted"] = f"{size} bytes"
         return msg
 
-    def _info(self, name: str) -> AgentInfo:
+    def use_forwarder(self, forwarder: Forwarder) -> None:
+        """Reach agents connected to other replicas through ``forwarder`` (and serve theirs)."""
+        self.forwarder = forwarder
+        forwarder.serve(self, FORWARDED)
+
+    async def _forward(self, response_cls: type[R], request: Any, info: AgentInfo) -> R | None:
+        """The answer of the replica the agent is connected to, or None (answer here)."""
+        if self.forwarder is None:
+            return None
+
+        async def rebuild() -> R:  # its answer was too long for the bus: what it committed
+            response = response_cls()
+            response.agent.CopyFrom(self._pb(await self.engine.find_agent(info.id) or info))  # type: ignore[attr-defined]
+            return response
+
+        method = response_cls.__name__.removesuffix("Response")
+        return cast(R | None, await self.forwarder.agent(method, request, info.id, rebuild))
+
+    async def _info(self, name: str) -> AgentInfo:
         agent_id = convert.parse_name(name, "agents")
-        info = self.engine.agent(agent_id)
+        if self.forwarder is not None:  # it may be connected to another replica
+            info = await self.engine.find_agent(agent_id)
+        else:
+            info = self.engine.agent(agent_id)
         if info is None:
             raise NotFound(f"agent agents/{agent_id} does not exist", reason="ERROR_REASON_AGENT_NOT_FOUND")
         return info
 
-    def _managed(self, name: str, action: str) -> AgentInfo:
+    async def _managed(self, name: str, action: str) -> AgentInfo:
         """The agent ``name`` if the caller may ``action`` it: its owner, or a holder of agent:manage-all.
 
         Raises:
@@ -118,7 +162,7 @@ class AgentServicer(agents_grpc.AgentServiceServicer):
             PermissionDenied: another principal's agent (every caller may list agents, so this
                 tells nothing new).
         """
-        info = self._info(name)
+        info = await self._info(name)
         if info.owner != current_principal() and not caller_may(MANAGE_ALL_AGENTS):
             owner = info.owner or "no one"
             raise PermissionDenied(
@@ -143,7 +187,8 @@ class AgentServicer(agents_grpc.AgentServiceServicer):
         filters.ClearField("page_size")
         start = self.tokens.read(request.page_token, filters.SerializeToString(deterministic=True)) or 0
         agents = []
-        for info in self.engine.known_agents():
+        known = await self.engine.all_agents() if self.forwarder is not None else self.engine.known_agents()
+        for info in known:
             session = self.engine.connected_session(info.id)
             status = session.status() if session else info.status
             if status == AgentStatus.TERMINATED and not request.include_terminated and not request.statuses:
@@ -166,7 +211,10 @@ class AgentServicer(agents_grpc.AgentServiceServicer):
     async def GetAgent(
         self, request: agents_pb.GetAgentRequest, context: grpc.aio.ServicerContext
     ) -> agents_pb.GetAgentResponse:
-        return agents_pb.GetAgentResponse(agent=self._pb(self._info(request.name)))
+        info = await self._info(request.name)
+        if (forwarded := await self._forward(agents_pb.GetAgentResponse, request, info)) is not None:
+            return forwarded  # live: its assignments and free slots
+        return agents_pb.GetAgentResponse(agent=self._pb(info))
 
     async def SpawnAgents(
         self, request: agents_pb.SpawnAgentsRequest, context: grpc.aio.ServicerContext
@@ -262,12 +310,14 @@ class AgentServicer(agents_grpc.AgentServiceServicer):
         self, request: agents_pb.TerminateAgentRequest, context: grpc.aio.ServicerContext
     ) -> agents_pb.TerminateAgentResponse:
         validate_request_id(request.request_id)
-        info = self._managed(request.name, "terminate")
+        info = await self._managed(request.name, "terminate")
         grace = (
             convert.checked_seconds(request.grace, "grace") if request.HasField("grace") else DEFAULT_GRACE
         )
         if not 0 <= grace <= MAX_GRACE:
             raise InvalidArgument(f"grace must be between 0 and {MAX_GRACE:g} seconds", field="grace")
+        if (forwarded := await self._forward(agents_pb.TerminateAgentResponse, request, info)) is not None:
+            return forwarded
         info = self.engine.terminate_agent(info.id, grace, request.force)
         answer = self._pb(info)
         await self.engine.durable()  # re-queued work and the agent's state are recorded
@@ -284,7 +334,9 @@ class AgentServicer(agents_grpc.AgentServiceServicer):
     async def PauseAgent(
         self, request: agents_pb.PauseAgentRequest, context: grpc.aio.ServicerContext
     ) -> agents_pb.PauseAgentResponse:
-        info = self._managed(request.name, "pause")
+        info = await self._managed(request.name, "pause")
+        if (forwarded := await self._forward(agents_pb.PauseAgentResponse, request, info)) is not None:
+            return forwarded
         answer = self._pb(self.engine.pause_agent(info.id))  # as of the request
         await self.engine.durable()
         return agents_pb.PauseAgentResponse(agent=answer)
@@ -292,7 +344,10 @@ class AgentServicer(agents_grpc.AgentServiceServicer):
     async def ResumeAgent(
         self, request: agents_pb.ResumeAgentRequest, context: grpc.aio.ServicerContext
     ) -> agents_pb.ResumeAgentResponse:
-        answer = self._pb(self.engine.resume_agent(self._managed(request.name, "resume").id))
+        info = await self._managed(request.name, "resume")
+        if (forwarded := await self._forward(agents_pb.ResumeAgentResponse, request, info)) is not None:
+            return forwarded
+        answer = self._pb(self.engine.resume_agent(info.id))
         await self.engine.durable()
         return agents_pb.ResumeAgentResponse(agent=answer)
 
@@ -304,7 +359,10 @@ class AgentServicer(agents_grpc.AgentServiceServicer):
         )
         if not 0 <= grace <= MAX_GRACE:
             raise InvalidArgument(f"grace must be between 0 and {MAX_GRACE:g} seconds", field="grace")
-        info = self.engine.drain_agent(self._managed(request.name, "drain").id, grace)
+        info = await self._managed(request.name, "drain")
+        if (forwarded := await self._forward(agents_pb.DrainAgentResponse, request, info)) is not None:
+            return forwarded
+        info = self.engine.drain_agent(info.id, grace)
         answer = self._pb(info)  # as of the request: the agent may be gone once the commit is done
         launch = self.launcher.by_agent(info.id) if self.launcher else None
         if launch is not None:
@@ -348,12 +406,14 @@ class AgentServicer(agents_grpc.AgentServiceServicer):
     async def RestartAgent(
         self, request: agents_pb.RestartAgentRequest, context: grpc.aio.ServicerContext
     ) -> agents_pb.RestartAgentResponse:
-        info = self._managed(request.name, "restart")
+        info = await self._managed(request.name, "restart")
         grace = (
             convert.checked_seconds(request.grace, "grace") if request.HasField("grace") else DEFAULT_GRACE
         )
         if not 0 <= grace <= MAX_GRACE:
             raise InvalidArgument(f"grace must be between 0 and {MAX_GRACE:g} seconds", field="grace")
+        if (forwarded := await self._forward(agents_pb.RestartAgentResponse, request, info)) is not None:
+            return forwarded
         launch = self.launcher.by_agent(info.id) if self.launcher else None
         if launch is None and info.managed and info.status == AgentStatus.TERMINATED:
             raise FailedPrecondition(
@@ -396,7 +456,9 @@ class AgentServicer(agents_grpc.AgentServiceServicer):
     async def GetAgentMetrics(
         self, request: agents_pb.GetAgentMetricsRequest, context: grpc.aio.ServicerContext
     ) -> agents_pb.GetAgentMetricsResponse:
-        info = self._info(request.name)
+        info = await self._info(request.name)
+        if (forwarded := await self._forward(agents_pb.GetAgentMetricsResponse, request, info)) is not None:
+            return forwarded  # its process readings are where it runs
         response = agents_pb.GetAgentMetricsResponse(agent=self._pb(info))
         reading = self.observer.agent_process(info.id) if self.observer is not None else None
         if reading is not None:

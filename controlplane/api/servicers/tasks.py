@@ -1,9 +1,15 @@
-"""maos.v1.TaskService: proto <-> engine; no business logic here."""
+"""maos.v1.TaskService: proto <-> engine; no business logic here.
+
+With several replicas (a :class:`~controlplane.api.forwarding.Forwarder` set), a command for an
+unfinished task held by another replica (cancel, update, retry, approve, reject) is run by that
+replica; one nobody holds is claimed here first (docs/architecture.md, "Routing between replicas").
+"""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any, TypeVar, cast
 
 import grpc
 
@@ -13,6 +19,7 @@ from controlplane.api import convert
 from controlplane.api.auth import DENIALS
 from controlplane.api.context import caller_may, caller_var, current_principal
 from controlplane.api.errors import status_code_for, submit_error
+from controlplane.api.forwarding import Forwarder
 from controlplane.api.idempotency import request_fingerprint as request_hash
 from controlplane.api.paging import PageTokens, fitting, page_size
 from controlplane.api.pb import enums_pb, messages_pb, proto_enum, tasks_grpc, tasks_pb
@@ -31,6 +38,8 @@ from controlplane.errors import (
 from controlplane.scheduler.engine import Engine
 from controlplane.storage.base import TaskQuery
 from maos_common.limits import max_agents_problem
+
+R = TypeVar("R")
 
 MAX_BATCH = 1000
 #: Requests of one submit stream handled at once; the stream reads no more until one is answered.
@@ -66,8 +75,21 @@ def fit_outputs(
     return True
 
 
+#: The task commands another replica may run for us: name -> (request, response) classes.
+FORWARDED = {
+    "CancelTask": (tasks_pb.CancelTaskRequest, tasks_pb.CancelTaskResponse),
+    "RetryTask": (tasks_pb.RetryTaskRequest, tasks_pb.RetryTaskResponse),
+    "UpdateTask": (tasks_pb.UpdateTaskRequest, tasks_pb.UpdateTaskResponse),
+    "ApproveTask": (tasks_pb.ApproveTaskRequest, tasks_pb.ApproveTaskResponse),
+    "RejectTask": (tasks_pb.RejectTaskRequest, tasks_pb.RejectTaskResponse),
+}
+
+
 class TaskServicer(tasks_grpc.TaskServiceServicer):
     """Submits, inspects and steers tasks."""
+
+    #: Carries commands for tasks other replicas hold (set by build_app on PostgreSQL).
+    forwarder: Forwarder | None = None
 
     def __init__(
         self,
@@ -112,6 +134,27 @@ class TaskServicer(tasks_grpc.TaskServiceServicer):
         )
         task.id = self.engine.new_task_id()
         return task
+
+    def use_forwarder(self, forwarder: Forwarder) -> None:
+        """Reach tasks other replicas hold through ``forwarder`` (and run their commands for ours)."""
+        self.forwarder = forwarder
+        forwarder.serve(self, FORWARDED)
+
+    async def _forward(self, response_cls: type[R], request: Any, task: Task) -> R | None:
+        """The answer of the replica holding ``task``, or None: act here (claiming it if unfinished)."""
+        if self.forwarder is None:
+            return None
+
+        async def rebuild() -> R:  # its answer was too long for the bus: what it committed
+            response = response_cls()
+            response.task.CopyFrom(await self._task_pb(await self.engine.get_task(task.id)))  # type: ignore[attr-defined]
+            return response
+
+        method = response_cls.__name__.removesuffix("Response")
+        answer = cast(R | None, await self.forwarder.task(method, request, task.id, rebuild))
+        if answer is None and not task.status.finished:
+            await self.forwarder.claim(task.id)
+        return answer
 
     async def _task_pb(self, task: Task) -> messages_pb.Task:
         subtasks = await self.engine.get_subtasks(task.id)
@@ -326,6 +369,8 @@ class TaskServicer(tasks_grpc.TaskServiceServicer):
         if request.request_id and task.status == TaskStatus.CANCELLED:
             # A repeated cancel (same intent, retried by the client) returns the cancelled task.
             return tasks_pb.CancelTaskResponse(task=await self._task_pb(task))
+        if (forwarded := await self._forward(tasks_pb.CancelTaskResponse, request, task)) is not None:
+            return forwarded
         task = await self.engine.cancel(task.id, request.reason, current_principal())
         return tasks_pb.CancelTaskResponse(task=await self._task_pb(task))
 
@@ -342,6 +387,8 @@ class TaskServicer(tasks_grpc.TaskServiceServicer):
             raise InvalidArgument(
                 f"timeout must be more than 0 and at most {int(MAX_TIMEOUT)} seconds", field="timeout"
             )
+        if (forwarded := await self._forward(tasks_pb.RetryTaskResponse, request, task)) is not None:
+            return forwarded
         task = await self.engine.retry(task.id, max_agents=max_agents, timeout=timeout)
         return tasks_pb.RetryTaskResponse(task=await self._task_pb(task))
 
@@ -367,6 +414,13 @@ class TaskServicer(tasks_grpc.TaskServiceServicer):
             max_agents = request.task.max_agents
             if problem := max_agents_problem(max_agents):  # the bound of SubmitTask and RetryTask
                 raise InvalidArgument(f"task.max_agents {problem}", field="task.max_agents")
+        # Only what the update reads is carried (a task message may hold a long description).
+        carried = tasks_pb.UpdateTaskRequest(request_id=request.request_id, update_mask=request.update_mask)
+        carried.task.name = request.task.name
+        carried.task.priority = request.task.priority
+        carried.task.max_agents = request.task.max_agents
+        if (forwarded := await self._forward(tasks_pb.UpdateTaskResponse, carried, task)) is not None:
+            return forwarded
         task = await self.engine.update(task.id, priority=priority, max_agents=max_agents)
         return tasks_pb.UpdateTaskResponse(task=await self._task_pb(task))
 
@@ -389,6 +443,8 @@ class TaskServicer(tasks_grpc.TaskServiceServicer):
         if self._decided(task, request.request_id, "APPROVED"):
             # A repeated approval (the same call, retried by the client) returns the approved task.
             return tasks_pb.ApproveTaskResponse(task=await self._task_pb(task))
+        if (forwarded := await self._forward(tasks_pb.ApproveTaskResponse, request, task)) is not None:
+            return forwarded
         task = await self.engine.approve(task.id, current_principal(), request.request_id)
         return tasks_pb.ApproveTaskResponse(task=await self._task_pb(task))
 
@@ -402,6 +458,8 @@ class TaskServicer(tasks_grpc.TaskServiceServicer):
         task = await self._visible(request.name)
         if self._decided(task, request.request_id, "REJECTED"):
             return tasks_pb.RejectTaskResponse(task=await self._task_pb(task))
+        if (forwarded := await self._forward(tasks_pb.RejectTaskResponse, request, task)) is not None:
+            return forwarded
         task = await self.engine.reject(
             task.id, current_principal(), request.reason.strip(), request.request_id
         )

@@ -46,6 +46,7 @@ from controlplane.observability.wiring import install_observability
 from controlplane.pacing import Pacer
 from controlplane.plugins import await_me_maybe, get_plugin_manager
 from controlplane.pool import AgentSupply
+from controlplane.replicas.event_stream import install_event_streams
 from controlplane.replicas.redis_pacing import shared_pacing
 from controlplane.replicas.redis_stores import share_limits
 from controlplane.replicas.registry import new_replica_id
@@ -369,6 +370,7 @@ def build_app(settings: Settings, pm: pluggy.PluginManager | None = None) -> App
     except BaseException:
         close_unstarted(redis)
         raise
+    install_event_streams(pm, engine, logbook, redis, settings)
     install_redis(pm, redis)
     servicers = {
         "tasks": TaskServicer(

@@ -357,6 +357,13 @@ OPTIONS: dict[str, Option] = {
         ),
         Option("redis.key_prefix", _text, "maos:", "Prefix of every Redis key and channel MAOS uses."),
         Option(
+            "redis.stream_max_len",
+            _positive_int,
+            100_000,
+            "Entries the replicas' event and log streams in Redis keep, approximately: how far back "
+            "a watcher can resume from an event id.",
+        ),
+        Option(
             "replicas.heartbeat_interval",
             _positive_duration,
             5.0,

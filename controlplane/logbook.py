@@ -51,6 +51,8 @@ class LogEntry:
     #: The principals owning the record's task and its agent when it was kept (who may read it).
     task_owner: str = ""
     agent_owner: str = ""
+    #: The replica the record came from, when another replica wrote it (events across replicas).
+    replica: str = ""
 
 
 @dataclass(frozen=True)

@@ -86,6 +86,38 @@ def parse_resume_id(value: str, incarnation: int, field: str) -> int | None:
     return int(sequence)
 
 
+_STREAM_ID = re.compile(r"^[0-9]{1,15}-[0-9]{1,18}$")
+
+
+def parse_event_resume_id(value: str, incarnation: int, field: str, streamed: bool) -> int | str | None:
+    """The event to resume after: ``{incarnation}.{sequence}``, or with events across replicas
+    (``streamed``) a stream id ``{milliseconds}-{sequence}`` (None when empty).
+
+    Raises:
+        InvalidArgument: It is not such an id.
+        FailedPrecondition: It was issued where events did not cross replicas, by another start or
+            another replica (reason ERROR_REASON_RESUME_POINT_LOST).
+    """
+    if not streamed or not value:
+        return parse_resume_id(value, incarnation, field)
+    if _STREAM_ID.match(value):
+        return value
+    try:
+        parse_resume_id(value, -1, field)  # a well-formed id of a single control plane?
+    except FailedPrecondition:
+        raise FailedPrecondition(
+            f"{field} {value} was sent by a control plane whose events did not cross replicas; its "
+            "history is not kept here: open the stream again without a resume id",
+            reason="ERROR_REASON_RESUME_POINT_LOST",
+        ) from None
+    except InvalidArgument:
+        raise InvalidArgument(
+            f"{field} {quote(value[:64])} is not an id this API sent (MILLISECONDS-SEQUENCE, as in Event.id)",
+            field=field,
+        ) from None
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 def seconds(value: duration_pb2.Duration) -> float:
     """A Duration as float seconds."""
     return float(value.seconds + value.nanos / 1e9)
@@ -612,9 +644,10 @@ def _status_enum_name(event_type: int, status: str) -> str:
 
 
 def event_to_pb(event: Event, incarnation: int) -> messages_pb.Event:
-    """An event as a proto; its id is ``{incarnation}.{sequence}`` (resumable within one start)."""
+    """An event as a proto; its id is its stream id across replicas, else ``{incarnation}.{sequence}``
+    (resumable within one start)."""
     msg = messages_pb.Event(
-        id=f"{incarnation}.{event.id}",
+        id=event.stream_id or f"{incarnation}.{event.id}",
         type=proto_enum(enums_pb.EventType, event.type),
         time=timestamp(event.time),
         task=f"tasks/{event.task_id}" if event.task_id else "",

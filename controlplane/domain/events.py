@@ -42,3 +42,5 @@ class Event:
     id: int = 0
     #: The principal owning the event's task (set when published; decides who may watch it).
     owner: str = ""
+    #: Its id in the replicas' shared event stream (``<ms>-<seq>``; empty when events stay local).
+    stream_id: str = ""

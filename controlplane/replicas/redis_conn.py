@@ -8,7 +8,8 @@ Redis degrades as each part says; nothing is lost, since the database remains th
 
 What Redis carries today: the API rate-limit buckets (while Redis is away, this replica's own
 buckets decide) and the model pacer's state (while away, this replica paces on its own copy).
-Wake-ups (:mod:`controlplane.replicas.wakeups`) and agents' shared state
+Events and log records cross replicas through two streams
+(:mod:`controlplane.replicas.event_stream`). Wake-ups (:mod:`controlplane.replicas.wakeups`) and agents' shared state
 (:mod:`controlplane.replicas.redis_stores`) have Redis implementations that are not wired in yet.
 
 Clients: :attr:`RedisConnection.client` (``redis.asyncio``) for the event loop (the health
@@ -84,6 +85,18 @@ class RedisConnection:
                 self.url, socket_connect_timeout=CONNECT_TIMEOUT, socket_timeout=CONNECT_TIMEOUT
             )
         return self._client
+
+    def blocking_client(self, read_timeout: float) -> Any:
+        """A ``redis.asyncio`` client of its own for blocking reads (``XREAD BLOCK``), on the running loop.
+
+        Args:
+            read_timeout: Seconds to wait for an answer (longer than the longest block).
+        """
+        import redis.asyncio as aioredis
+
+        return aioredis.Redis.from_url(
+            self.url, socket_connect_timeout=CONNECT_TIMEOUT, socket_timeout=read_timeout
+        )
 
     def key(self, *parts: str) -> str:
         """A key (or channel) under the prefix: ``key("wake", "submit")`` -> ``maos:wake:submit``."""

@@ -880,12 +880,18 @@ class Engine:
         self.agent_pool = self.pool.agent_pool
         self.watch = watchers.watch
         self.events_after = watchers.events_after
+        self.watch_events = watchers.follow
         self.event_listeners = watchers.event_listeners
         self.event_taps = watchers.event_taps
         self.worked_on = self.book.worked_on
         self.queued_by_priority = self.book.queued_by_priority
         self.queued_demand = self.book.queued_demand
         self.subtasks_by_status = self.book.subtasks_by_status
+
+    @property
+    def events_streamed(self) -> bool:
+        """Whether events cross replicas (their ids are the shared stream's)."""
+        return self.watchers.streamed
 
     @property
     def recent_events(self) -> Any:

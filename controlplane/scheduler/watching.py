@@ -4,6 +4,12 @@ A component of :class:`~controlplane.scheduler.engine.Engine`: it owns the
 watchers, the event numbering and the recent events. Events are delivered
 only once the change they describe is committed (progress and output chunks,
 which change nothing durable, are delivered at once).
+
+With several replicas (``redis.url`` set) the committed events go out through the shared event
+stream (:mod:`controlplane.replicas.event_stream`) instead, and every replica's watchers and
+listeners are fed from it, this replica's own events included: one order (the stream's) for
+every replica, and event ids that any replica can resume from. A watched task held by another
+replica is read from storage as its events arrive.
 """
 
 from __future__ import annotations
@@ -14,27 +20,42 @@ import logging
 from collections import defaultdict, deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from controlplane.domain.events import Event, EventType
-from controlplane.domain.model import Subtask, Task
-from controlplane.errors import FailedPrecondition, InvalidArgument, ResourceExhausted
+from controlplane.domain.model import Subtask, Task, TaskStatus
+from controlplane.errors import FailedPrecondition, InvalidArgument, MaosError, ResourceExhausted
 from controlplane.scheduler.committer import Committer
+
+if TYPE_CHECKING:
+    from controlplane.replicas.event_stream import EventStream
 
 log = logging.getLogger(__name__)
 
 RECENT_EVENTS = 10_000
 MAX_PENDING = 10_000  # changes a WatchTask reader may fall behind before it is cut off
+MAX_PENDING_EVENTS = 10_000  # events a WatchEvents reader may fall behind before it is cut off
 #: The reason of a resume id the server no longer keeps (errors.proto).
 RESUME_POINT_LOST = "ERROR_REASON_RESUME_POINT_LOST"
 _PROGRESS = (EventType.SUBTASK_PROGRESS, EventType.SUBTASK_OUTPUT)
+_FINISHED = frozenset(status.name for status in TaskStatus if status.finished)
+
+#: A task and subtask as they were when an event was published (None: not taken, read them later).
+Snapshots = tuple[Task, Subtask | None] | None
+#: An event id to resume after: a local sequence number, or a stream id (events across replicas).
+ResumePoint = int | str
 
 
 @dataclass(eq=False)
 class Watch:
-    """One WatchTask subscriber."""
+    """One WatchTask subscriber (an error in its queue ends it)."""
 
-    queue: asyncio.Queue[tuple[Event, Task, Subtask | None]]
+    queue: asyncio.Queue[tuple[Event, Snapshots] | MaosError]
     include_progress: bool
+
+
+def _key(event: Event) -> int | str:
+    return event.stream_id or event.id
 
 
 class Watchers:
@@ -61,9 +82,24 @@ class Watchers:
         self.event_taps: list[Callable[[Event, Task], None]] = []
         #: The latest events, for WatchEvents resuming after an event id.
         self.recent_events: deque[Event] = deque(maxlen=RECENT_EVENTS)
+        #: Called with an error when events stop arriving (the shared stream broke): listeners end.
+        self.event_breaks: list[Callable[[MaosError], None]] = []
         self._event_seq = 0
         self._events_generation = -1
-        self._pending_events: list[tuple[Event, tuple[Task, Subtask | None] | None]] = []
+        self._pending_events: list[tuple[Event, Snapshots]] = []
+        #: The shared event stream of the replicas (None: events stay in this process).
+        self.stream: EventStream | None = None
+
+    def attach(self, stream: EventStream) -> None:
+        """Send committed events through ``stream`` and deliver what it brings (every replica's)."""
+        self.stream = stream
+        stream.deliver = self._fan_out
+        stream.sever = self._sever
+
+    @property
+    def streamed(self) -> bool:
+        """Whether events cross replicas (their ids are stream ids)."""
+        return self.stream is not None
 
     def watched(self, task_id: str) -> bool:
         """Whether someone watches the task (it stays in memory while they do)."""
@@ -72,32 +108,33 @@ class Watchers:
     # --- watching -----------------------------------------------------------
 
     async def watch(
-        self, task_id: str, include_progress: bool = False, after: int | None = None
+        self, task_id: str, include_progress: bool = False, after: ResumePoint | None = None
     ) -> AsyncIterator[tuple[Event | None, Task, Subtask | None]]:
         """The task now, then every committed change until it finishes.
 
-        With ``after`` (an event sequence number) there is no snapshot first: the kept changes
-        of the task delivered after that event come first (with the task as it is now), then
-        the live ones, none twice (see :meth:`events_after` for the errors).
+        With ``after`` (an event id) there is no snapshot first: the kept changes of the task
+        delivered after that event come first (with the task as it is now), then the live ones,
+        none twice (see :meth:`events_after` and :meth:`replay` for the errors). A change made by
+        another replica comes with the task as committed when it arrives (read from storage).
         """
-        task = await self.get_task(task_id)
         watch = Watch(asyncio.Queue(), include_progress)
-        self._watchers[task_id].add(watch)
+        self._watchers[task_id].add(watch)  # first: a change arriving while the task is read is queued
         try:
+            task = await self.get_task(task_id)
             # Show only committed state: what is in memory now is durable once this resolves
             # (changes after it arrive through the queue).
             await self.committer.durable()
             task = self.tasks.get(task_id, task)
             snapshot = copy.copy(task)
-            replayed: set[int] = set()
+            replayed: set[int | str] = set()
             if after is None:
                 yield None, snapshot, None
             else:
                 # Everything published before the watch was added was delivered by now (after-commit
                 # callbacks run before durable() resolves); what was delivered since is also queued.
-                for event in self.events_after(after):
+                for event in await self.replay(after):
                     if event.task_id == task_id and (include_progress or event.type not in _PROGRESS):
-                        replayed.add(event.id)
+                        replayed.add(_key(event))
                         yield event, snapshot, None
             if snapshot.status.finished:
                 return
@@ -106,11 +143,21 @@ class Watchers:
                     raise ResourceExhausted(
                         f"the watcher fell more than {MAX_PENDING} changes behind; watch again"
                     )
-                event, snapshot, sub = await watch.queue.get()
-                if event.id in replayed:
+                item = await watch.queue.get()
+                if isinstance(item, MaosError):
+                    raise item
+                event, snapshots = item
+                if _key(event) in replayed:
                     continue
+                if snapshots is not None:
+                    snapshot, sub = snapshots
+                    finished = snapshot.status.finished
+                else:  # published by another replica: the task as committed now
+                    if event.type not in _PROGRESS:
+                        snapshot = copy.copy(await self.get_task(task_id))
+                    sub, finished = None, event.to_status in _FINISHED
                 yield event, snapshot, sub
-                if event.type == EventType.TASK_STATUS_CHANGED and snapshot.status.finished:
+                if event.type == EventType.TASK_STATUS_CHANGED and finished:
                     return
         finally:
             watchers = self._watchers.get(task_id)
@@ -120,6 +167,65 @@ class Watchers:
                     del self._watchers[task_id]
                     # Only a committed final state may leave memory.
                     self.committer.after_commit(lambda: self._evict(task_id))
+
+    async def follow(
+        self, wanted: Callable[[Event], bool], after: ResumePoint | None = None
+    ) -> AsyncIterator[Event]:
+        """Every ``wanted`` event from now on (WatchEvents); with ``after``, the kept ones after it first.
+
+        Raises:
+            ResourceExhausted: The reader fell more than :data:`MAX_PENDING_EVENTS` behind.
+            Unavailable: Events stopped arriving (the shared stream broke); resume after the last one.
+        """
+        queue: asyncio.Queue[Event | MaosError] = asyncio.Queue()
+        behind = ResourceExhausted(
+            f"the watcher fell more than {MAX_PENDING_EVENTS} events behind; "
+            "reconnect with after_event_id to resume"
+        )
+
+        def listener(event: Event) -> None:
+            if wanted(event):  # a consumer this slow is cut off, not buffered forever
+                queue.put_nowait(event if queue.qsize() < MAX_PENDING_EVENTS else behind)
+
+        self.event_listeners.append(listener)
+        self.event_breaks.append(queue.put_nowait)
+        try:
+            # Locally, replay() does not yield to the loop: the ring is read right after subscribing,
+            # so nothing is missed or sent twice. Across replicas the stream read may overlap with
+            # what the listener queued meanwhile: those are skipped by id.
+            replayed: set[int | str] = set()
+            if after is not None:
+                for event in await self.replay(after):
+                    if wanted(event):
+                        replayed.add(_key(event))
+                        yield event
+            while True:
+                item = await queue.get()
+                if isinstance(item, MaosError):
+                    raise item
+                if replayed and _key(item) in replayed:
+                    continue
+                yield item
+        finally:
+            self.event_listeners.remove(listener)
+            self.event_breaks.remove(queue.put_nowait)
+
+    async def replay(self, after: ResumePoint) -> list[Event]:
+        """The kept events delivered after event ``after``, in the order they were delivered.
+
+        Raises:
+            InvalidArgument: No such event was sent.
+            FailedPrecondition: The events after it are no longer kept (reason
+                ERROR_REASON_RESUME_POINT_LOST).
+            Unavailable: The shared stream cannot be read.
+        """
+        if isinstance(after, int):
+            return self.events_after(after)
+        if self.stream is None:
+            raise InvalidArgument(
+                f"event {after} is not an event id of this control plane", field="after_event_id"
+            )
+        return await self.stream.after(after)
 
     def events_after(self, sequence: int) -> list[Event]:
         """The kept events delivered after event ``sequence``, in the order they were delivered.
@@ -173,21 +279,39 @@ class Watchers:
                 log.exception("event tap failed")
         generation = self.committer.generation_id
         if self._events_generation != generation:
-            pending: list[tuple[Event, tuple[Task, Subtask | None] | None]] = []
+            pending: list[tuple[Event, Snapshots]] = []
             self._events_generation, self._pending_events = generation, pending
             self.committer.after_commit(lambda: self._deliver(pending))
         self._pending_events.append((event, snapshots))
 
-    def _deliver(self, events: list[tuple[Event, tuple[Task, Subtask | None] | None]]) -> None:
+    def _deliver(self, events: list[tuple[Event, Snapshots]]) -> None:
+        if self.stream is not None:  # every replica's watchers hear it from the stream, this one's too
+            self.stream.send(events)
+            return
         for event, snapshots in events:
+            self._fan_out(event, snapshots)
+
+    def _fan_out(self, event: Event, snapshots: Snapshots) -> None:
+        """Hand one delivered event to the task's watchers and to the listeners."""
+        if self.stream is None:
             self.recent_events.append(event)
-            if snapshots is not None:
-                for watch in self._watchers.get(event.task_id, ()):
-                    if event.type in _PROGRESS and not watch.include_progress:
-                        continue
-                    watch.queue.put_nowait((event, *snapshots))
-            for listener in list(self.event_listeners):
-                try:
-                    listener(event)
-                except Exception:  # one broken watcher must not stop the others (or the agent reporting)
-                    log.exception("event listener failed")
+        # Locally a task watched when the event was published has its snapshots; from the stream,
+        # another replica's event has none (the watcher reads the task).
+        if snapshots is not None or self.stream is not None:
+            for watch in self._watchers.get(event.task_id, ()):
+                if event.type in _PROGRESS and not watch.include_progress:
+                    continue
+                watch.queue.put_nowait((event, snapshots))
+        for listener in list(self.event_listeners):
+            try:
+                listener(event)
+            except Exception:  # one broken watcher must not stop the others (or the agent reporting)
+                log.exception("event listener failed")
+
+    def _sever(self, error: MaosError) -> None:
+        """End every watcher with ``error`` (events stopped arriving; they resume after their last one)."""
+        for watches in self._watchers.values():
+            for watch in watches:
+                watch.queue.put_nowait(error)
+        for broken in list(self.event_breaks):
+            broken(error)

@@ -414,38 +414,11 @@ class SystemServicer(system_grpc.SystemServiceServicer):
                 and (not task_id or event.task_id == task_id)
             )
 
-        replay = self._replay(request.after_event_id)
-        queue: asyncio.Queue[Event | None] = asyncio.Queue()
-
-        def listener(event: Event) -> None:
-            if not wanted(event):
-                return
-            if queue.qsize() >= MAX_PENDING_EVENTS:  # a consumer this slow is cut off, not buffered forever
-                queue.put_nowait(None)
-            else:
-                queue.put_nowait(event)
-
-        engine.event_listeners.append(listener)
-        event: Event | None
-        try:
-            for event in replay:
-                if wanted(event):
-                    yield system_pb.WatchEventsResponse(event=convert.event_to_pb(event, engine.incarnation))
-            while True:
-                event = await queue.get()
-                if event is None:
-                    raise ResourceExhausted(
-                        f"the watcher fell more than {MAX_PENDING_EVENTS} events behind; "
-                        "reconnect with after_event_id to resume"
-                    )
-                yield system_pb.WatchEventsResponse(event=convert.event_to_pb(event, engine.incarnation))
-        finally:
-            engine.event_listeners.remove(listener)
-
-    def _replay(self, after_event_id: str) -> list[Event]:
-        """The kept events sent after ``after_event_id`` (none when it is empty)."""
-        after = convert.parse_resume_id(after_event_id, self.engine.incarnation, "after_event_id")
-        return [] if after is None else self.engine.events_after(after)
+        after = convert.parse_event_resume_id(
+            request.after_event_id, engine.incarnation, "after_event_id", engine.events_streamed
+        )
+        async for event in engine.watch_events(wanted, after):
+            yield system_pb.WatchEventsResponse(event=convert.event_to_pb(event, engine.incarnation))
 
     async def GetConfig(
         self, request: system_pb.GetConfigRequest, context: grpc.aio.ServicerContext

@@ -532,7 +532,9 @@ class TaskServicer(tasks_grpc.TaskServiceServicer):
         self, request: tasks_pb.WatchTaskRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[tasks_pb.WatchTaskResponse]:
         task_id = (await self._visible(request.name)).id  # another principal's task is NOT_FOUND here too
-        after = convert.parse_resume_id(request.after_event_id, self.engine.incarnation, "after_event_id")
+        after = convert.parse_event_resume_id(
+            request.after_event_id, self.engine.incarnation, "after_event_id", self.engine.events_streamed
+        )
         async for event, task, sub in self.engine.watch(task_id, request.include_progress, after):
             subtasks = self.engine.live_subtasks(task.id)  # for subtasks_total / subtasks_completed
             if subtasks is None:

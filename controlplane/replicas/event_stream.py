@@ -1,0 +1,245 @@
+"""Events and log records of every replica, through two Redis streams (``redis.url`` set).
+
+* ``<redis.key_prefix>events``: each replica appends the events it committed, one pipeline per
+  commit group, in commit order; every replica (itself included) reads the stream and feeds its
+  watchers (WatchTask, WatchEvents, ``maos monitor --follow``). An event's id is its stream id,
+  the same on every replica, so a stream broken on one replica resumes on any other.
+* ``<redis.key_prefix>logs``: each replica appends the records its log book keeps (its own and
+  its agents'); the others add them to their log books, so ``maos logs`` and TailLogs on any
+  replica show every replica's records (a record's id stays the one of the replica answering).
+
+Both keep about ``redis.stream_max_len`` entries. See :mod:`controlplane.replicas.streams` for
+what happens while Redis is away.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+from collections.abc import Callable
+from typing import Any
+
+import pluggy
+
+from controlplane.domain.events import Event, EventType
+from controlplane.errors import FailedPrecondition, MaosError, Unavailable
+from controlplane.hookspecs import hookimpl
+from controlplane.logbook import LogBook, LogEntry
+from controlplane.replicas.redis_conn import RedisConnection
+from controlplane.replicas.streams import GAP, READ_TIMEOUT, SharedStream
+
+log = logging.getLogger(__name__)
+
+#: Snapshots of this replica's events kept until the stream brings the events back.
+MAX_SNAPSHOTS = 100_000
+
+_ORIGIN, _NUMBER, _BODY = b"r", b"n", b"e"
+
+
+def encode_event(event: Event) -> bytes:
+    """An event as the JSON of a stream entry."""
+    return json.dumps(
+        [
+            int(event.type),
+            event.task_id,
+            event.subtask_id,
+            event.agent_id,
+            event.from_status,
+            event.to_status,
+            event.message,
+            event.data,
+            event.time,
+            event.owner,
+        ],
+        separators=(",", ":"),
+        default=str,
+    ).encode()
+
+
+def decode_event(body: bytes, stream_id: str) -> Event:
+    """The event of a stream entry (see :func:`encode_event`)."""
+    kind, task_id, subtask_id, agent_id, from_status, to_status, message, data, at, owner = json.loads(body)
+    return Event(
+        EventType(kind),
+        task_id=task_id,
+        subtask_id=subtask_id,
+        agent_id=agent_id,
+        from_status=from_status,
+        to_status=to_status,
+        message=message,
+        data=data,
+        time=at,
+        owner=owner,
+        stream_id=stream_id,
+    )
+
+
+def _again(last_read: dict[bytes, int], fields: dict[bytes, bytes]) -> bool:
+    """Whether an entry is a second copy of one read before (and note it as read)."""
+    origin, number = fields.get(_ORIGIN), fields.get(_NUMBER)
+    if origin is None or number is None:
+        return False
+    n = int(number)
+    if n <= last_read.get(origin, 0):
+        return True
+    last_read[origin] = n
+    return False
+
+
+class EventStream:
+    """This replica's side of the shared event stream (attached to the engine's watchers).
+
+    Args:
+        stream: The shared stream of events.
+    """
+
+    def __init__(self, stream: SharedStream):
+        self.stream = stream
+        #: Who wrote an entry: this start of this replica (a restart is another writer).
+        self.origin = secrets.token_hex(8).encode()
+        self._seq = 0
+        #: This replica's watched tasks as they were at each event, by the event's number here.
+        self._snapshots: dict[int, Any] = {}
+        self.deliver: Callable[[Event, Any], None] = lambda event, snapshots: None
+        self.sever: Callable[[MaosError], None] = lambda error: None
+        #: The last entry number read of each writer: a pipeline sent again after a timeout that
+        #: Redis had in fact applied writes its entries twice, and the second copies are skipped.
+        self._last_read: dict[bytes, int] = {}
+        stream.on_entry = self._entry
+        stream.on_break = self._broken
+
+    def send(self, events: list[tuple[Event, Any]]) -> None:
+        """Append committed events (with the snapshots of watched tasks, kept here until read back)."""
+        entries: list[dict[str | bytes, str | bytes]] = []
+        for event, snapshots in events:
+            self._seq += 1
+            if snapshots is not None:
+                self._snapshots[self._seq] = snapshots
+                if len(self._snapshots) > MAX_SNAPSHOTS:
+                    del self._snapshots[next(iter(self._snapshots))]
+            entries.append({_ORIGIN: self.origin, _NUMBER: str(self._seq), _BODY: encode_event(event)})
+        self.stream.append(entries)
+
+    def _entry(self, stream_id: str, fields: dict[bytes, bytes]) -> None:
+        if GAP in fields:
+            self.sever(
+                FailedPrecondition(
+                    f"{fields[GAP].decode()} events were lost while Redis was away (before {stream_id}); "
+                    "watch again without a resume id",
+                    reason="ERROR_REASON_RESUME_POINT_LOST",
+                )
+            )
+            return
+        if _again(self._last_read, fields):
+            return
+        event = decode_event(fields[_BODY], stream_id)
+        snapshots = None
+        if fields.get(_ORIGIN) == self.origin:
+            snapshots = self._snapshots.pop(int(fields[_NUMBER]), None)
+        self.deliver(event, snapshots)
+
+    def _broken(self, error: Exception) -> None:
+        self.sever(
+            Unavailable(
+                f"events stopped arriving: the replicas' event stream in Redis cannot be read ({error}); "
+                "watch again with after_event_id (the last event's id) to resume",
+                metadata={"component": "redis"},
+            )
+        )
+
+    async def after(self, stream_id: str) -> list[Event]:
+        """The events after ``stream_id`` (see :meth:`SharedStream.after` for the errors)."""
+        seen: dict[bytes, int] = {}
+        return [
+            decode_event(fields[_BODY], entry_id)
+            for entry_id, fields in await self.stream.after(stream_id, "after_event_id")
+            if not _again(seen, fields)
+        ]
+
+
+_LOG_FIELDS = ("level", "component", "message", "time", "task_id", "subtask_id", "agent_id", "fields")
+
+
+class LogStream:
+    """Log records across replicas: this replica's go out, the others' go into its log book.
+
+    Args:
+        stream: The shared stream of log records.
+        book: This replica's log book.
+        replica: This replica's id (shown in nothing; it marks records that came from elsewhere).
+    """
+
+    def __init__(self, stream: SharedStream, book: LogBook, replica: str):
+        self.stream = stream
+        self.book = book
+        self.origin = f"{replica}/{secrets.token_hex(4)}".encode()
+        stream.on_entry = self._entry
+        book.subscribers.append(self._forward)
+
+    def _forward(self, entry: LogEntry) -> None:
+        if entry.replica:  # came from another replica
+            return
+        record = [getattr(entry, name) for name in _LOG_FIELDS] + [entry.task_owner, entry.agent_owner]
+        self.stream.append([{_ORIGIN: self.origin, _BODY: json.dumps(record, separators=(",", ":"))}])
+
+    def _entry(self, stream_id: str, fields: dict[bytes, bytes]) -> None:
+        origin = fields.get(_ORIGIN)
+        if GAP in fields or origin is None or origin == self.origin:
+            return
+        level, component, message, at, task_id, subtask_id, agent_id, extra, task_owner, agent_owner = (
+            json.loads(fields[_BODY])
+        )
+        self.book.add(
+            LogEntry(
+                level=level,
+                component=component,
+                message=message,
+                time=at,
+                task_id=task_id,
+                subtask_id=subtask_id,
+                agent_id=agent_id,
+                fields=extra,
+                task_owner=task_owner,
+                agent_owner=agent_owner,
+                replica=origin.decode().rsplit("/", 1)[0],
+            )
+        )
+
+
+class _Lifecycle:
+    """A plugin object starting the streams at startup and stopping them at shutdown."""
+
+    def __init__(self, redis: RedisConnection, streams: list[SharedStream]):
+        self.redis = redis
+        self.streams = streams
+
+        self._reader: Any = None
+
+    @hookimpl
+    async def startup(self, app: Any) -> None:
+        self._reader = self.redis.blocking_client(READ_TIMEOUT)
+        for stream in self.streams:
+            stream.client, stream.reader = self.redis.client, self._reader  # made on the running loop
+            await stream.start()
+
+    @hookimpl
+    async def shutdown(self, app: Any) -> None:
+        for stream in self.streams:
+            await stream.close()
+        if self._reader is not None:
+            await self._reader.aclose()
+
+
+def install_event_streams(
+    pm: pluggy.PluginManager, engine: Any, logbook: LogBook, redis: RedisConnection | None, settings: Any
+) -> None:
+    """With Redis, carry events and log records across replicas (nothing changes without it)."""
+    if redis is None:
+        return
+    maxlen = settings["redis.stream_max_len"]
+    events = SharedStream(None, redis.key("events"), maxlen, "events")
+    logs = SharedStream(None, redis.key("logs"), maxlen, "log records")
+    engine.watchers.attach(EventStream(events))
+    LogStream(logs, logbook, engine.replica)
+    pm.register(_Lifecycle(redis, [events, logs]), name="maos-event-streams")

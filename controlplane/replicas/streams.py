@@ -1,0 +1,273 @@
+"""One Redis stream shared by every replica: each appends what it committed, each reads everything.
+
+A :class:`SharedStream` is the transport under :mod:`controlplane.replicas.event_stream`:
+
+* **Appending** is cheap on the hot path: :meth:`SharedStream.append` only puts entries in an
+  outbox (no await, callable from any thread); one writer task sends everything waiting in one
+  pipeline of ``XADD … MAXLEN ~ N`` (one round trip per commit group, not per entry), in order.
+  While Redis is away the outbox keeps up to :data:`MAX_OUTBOX` entries and sends them when it
+  answers again; past that the oldest are dropped and a *gap* entry is written in their place, so
+  a reader resuming from before it is told that events were lost instead of missing them.
+* **Reading**: one ``XREAD BLOCK`` loop per replica hands every entry (this replica's included,
+  so that every replica sees one order: the stream's) to ``on_entry``. When the connection
+  breaks, ``on_break`` is called (watchers end with an error they can resume from) and the loop
+  continues from the last entry it read once Redis answers again.
+* **Resuming**: :meth:`SharedStream.after` reads the entries after a stream id with ``XRANGE``,
+  or says precisely why it cannot (an id never issued, or one no longer in the stream: trimmed,
+  or lost with a Redis that restarted without its data).
+
+Stream ids (``<milliseconds>-<sequence>``) are the ids clients see: global, ordered, and the
+same on every replica.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import threading
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from controlplane.errors import FailedPrecondition, InvalidArgument, Unavailable
+
+log = logging.getLogger(__name__)
+
+#: Entries waiting for Redis at most (while it is away); past this the oldest are dropped.
+MAX_OUTBOX = 100_000
+#: Entries in one pipeline at most.
+MAX_BATCH = 2_000
+#: Milliseconds an XREAD waits for new entries before it asks again.
+BLOCK_MS = 1_000
+#: Seconds the reader waits for an XREAD's answer before Redis counts as away (a busy event loop
+#: must not count as an outage: every watcher would be ended for nothing).
+READ_TIMEOUT = 6.0
+#: Seconds between attempts while Redis does not answer.
+RETRY_DELAY = 0.5
+#: Entries read by one XREAD / XRANGE at most.
+READ_COUNT = 1_000
+#: The field marking a gap: entries that were never written (the outbox overflowed).
+GAP = b"gap"
+STREAM_ID = re.compile(r"^([0-9]{1,15})-([0-9]{1,18})$")
+
+Fields = dict[str | bytes, str | bytes]
+
+
+def position(stream_id: str) -> tuple[int, int]:
+    """A stream id as a comparable pair (``"17-3"`` -> ``(17, 3)``)."""
+    ms, _, seq = stream_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class SharedStream:
+    """The outbox, writer and reader of one Redis stream.
+
+    Args:
+        client: A ``redis.asyncio.Redis`` client.
+        key: The stream's key (``<redis.key_prefix>events``).
+        maxlen: Entries the stream keeps, approximately (``XADD MAXLEN ~``).
+        what: What the entries are, for messages (``events``, ``log records``).
+    """
+
+    def __init__(self, client: Any, key: str, maxlen: int, what: str):
+        self.client = client
+        #: The reader's client (a blocking XREAD holds its connection): the same unless set apart.
+        self.reader: Any = client
+        self.key = key
+        self.maxlen = maxlen
+        self.what = what
+        self.on_entry: Callable[[str, dict[bytes, bytes]], None] = lambda stream_id, fields: None
+        self.on_break: Callable[[Exception], None] = lambda error: None
+        self._outbox: deque[Fields] = deque()
+        self._lock = threading.Lock()  # append() may be called from the storage thread (logging)
+        self._dropped = 0
+        self._wake: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._reader_up = False
+        #: The id of the last entry read (where reading goes on after a broken connection).
+        self.last_read = "0-0"
+
+    # --- lifecycle ------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start reading after the newest entry now in the stream, and writing the outbox."""
+        self._loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        try:
+            newest = await self.client.xrevrange(self.key, "+", "-", count=1)
+            self.last_read = _text(newest[0][0]) if newest else "0-0"
+            self._reader_up = True
+        except Exception as exc:  # Redis answered PING at start; if it is gone already, read from now on
+            log.warning("%s stream: Redis does not answer (%s); reading when it does", self.what, exc)
+            self.last_read = "$"
+        self._tasks = [
+            self._loop.create_task(self._write(), name=f"maos-{self.what}-stream-writer"),
+            self._loop.create_task(self._read(), name=f"maos-{self.what}-stream-reader"),
+        ]
+
+    async def close(self) -> None:
+        """Send what the outbox holds (briefly), then stop."""
+        if self._outbox and self._wake is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._flush_once(), timeout=2.0)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+
+    # --- writing --------------------------------------------------------------
+
+    def append(self, entries: list[Fields]) -> None:
+        """Queue entries for the stream, in order (no I/O here; any thread)."""
+        if not entries:
+            return
+        with self._lock:
+            was_empty = not self._outbox
+            self._outbox.extend(entries)
+            excess = len(self._outbox) - MAX_OUTBOX
+            for _ in range(max(0, excess)):
+                self._outbox.popleft()
+                self._dropped += 1
+        if was_empty and self._loop is not None and self._wake is not None:
+            try:
+                running = asyncio.get_running_loop()
+            except RuntimeError:
+                running = None
+            if running is self._loop:
+                self._wake.set()
+            else:
+                self._loop.call_soon_threadsafe(self._wake.set)
+
+    async def _flush_once(self) -> None:
+        with self._lock:
+            batch = [self._outbox[i] for i in range(min(len(self._outbox), MAX_BATCH))]
+            dropped = self._dropped
+        pipe = self.client.pipeline(transaction=False)
+        if dropped:
+            pipe.xadd(self.key, {GAP: str(dropped)}, maxlen=self.maxlen, approximate=True)
+        for fields in batch:
+            pipe.xadd(self.key, fields, maxlen=self.maxlen, approximate=True)
+        await pipe.execute()
+        with self._lock:
+            self._dropped -= dropped
+            for fields in batch:  # the oldest may have been dropped meanwhile: pop by identity
+                if self._outbox and self._outbox[0] is fields:
+                    self._outbox.popleft()
+
+    async def _write(self) -> None:
+        assert self._wake is not None
+        failing = False
+        while True:
+            if not self._outbox:
+                await self._wake.wait()
+                self._wake.clear()
+                continue
+            try:
+                await self._flush_once()
+                if failing:
+                    log.warning("%s stream: Redis answers again; the waiting entries were sent", self.what)
+                    failing = False
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if not failing:
+                    log.warning(
+                        "%s stream: cannot write to Redis (%s); keeping up to %d entries until it answers",
+                        self.what,
+                        exc,
+                        MAX_OUTBOX,
+                    )
+                    failing = True
+                await asyncio.sleep(RETRY_DELAY)
+
+    # --- reading --------------------------------------------------------------
+
+    async def _read(self) -> None:
+        while True:
+            try:
+                reply = await self.reader.xread({self.key: self.last_read}, count=READ_COUNT, block=BLOCK_MS)
+                if not self._reader_up:
+                    self._reader_up = True
+                    log.warning("%s stream: reading from Redis again", self.what)
+                for _key, entries in reply or ():
+                    for stream_id, fields in entries:
+                        self.last_read = _text(stream_id)
+                        try:
+                            self.on_entry(self.last_read, fields)
+                        except Exception:
+                            log.exception(
+                                "%s stream: entry %s could not be delivered", self.what, self.last_read
+                            )
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if self._reader_up:
+                    log.warning("%s stream: cannot read from Redis (%s); watchers are told", self.what, exc)
+                    self._reader_up = False
+                    self.on_break(exc)
+                await asyncio.sleep(RETRY_DELAY)
+
+    # --- resuming -------------------------------------------------------------
+
+    async def after(self, stream_id: str, field: str) -> list[tuple[str, dict[bytes, bytes]]]:
+        """The entries after ``stream_id``, oldest first.
+
+        Raises:
+            InvalidArgument: No entry with that id was written yet.
+            FailedPrecondition: Entries after it are no longer kept, or were never written (a
+                gap while Redis was away): reason ERROR_REASON_RESUME_POINT_LOST.
+            Unavailable: Redis does not answer.
+        """
+        import redis
+
+        start = position(stream_id)
+        try:
+            try:
+                info = await self.client.xinfo_stream(self.key)
+            except redis.ResponseError:  # no such key: nothing was ever written
+                info = {"last-generated-id": b"0-0", "length": 0, "first-entry": None}
+            newest = _text(info.get("last-generated-id", b"0-0"))
+            first = info.get("first-entry")
+            oldest = _text(first[0]) if first else newest
+            if start > position(newest) and info.get("length"):
+                raise InvalidArgument(
+                    f"{field} {stream_id} names no {self.what[:-1]} sent yet (the latest is {newest})",
+                    field=field,
+                )
+            # Ids handed out are ids of entries: one not in the stream was trimmed (or Redis lost it).
+            if not await self.client.xrange(self.key, stream_id, stream_id):
+                raise FailedPrecondition(
+                    f"{self.what[:-1]} {stream_id} is no longer kept: the system keeps about its last "
+                    f"{self.maxlen} {self.what} (the oldest now is {oldest}); open the stream again "
+                    "without a resume id",
+                    reason="ERROR_REASON_RESUME_POINT_LOST",
+                    metadata={"oldest_kept": oldest},
+                )
+            found: list[tuple[str, dict[bytes, bytes]]] = []
+            cursor = "(" + stream_id
+            while True:
+                page = await self.client.xrange(self.key, cursor, "+", count=READ_COUNT)
+                for entry_id, fields in page:
+                    if GAP in fields:
+                        raise FailedPrecondition(
+                            f"{_text(fields[GAP])} {self.what} written after {stream_id} were lost while "
+                            "Redis was away; open the stream again without a resume id",
+                            reason="ERROR_REASON_RESUME_POINT_LOST",
+                            metadata={"oldest_kept": _text(entry_id)},
+                        )
+                    found.append((_text(entry_id), fields))
+                if len(page) < READ_COUNT:
+                    return found
+                cursor = "(" + _text(page[-1][0])
+        except redis.RedisError as exc:
+            raise Unavailable(
+                f"cannot resume the {self.what}: Redis does not answer ({exc}); try again",
+                metadata={"component": "redis"},
+            ) from None

@@ -1,0 +1,281 @@
+"""Events across replicas: two control planes on one PostgreSQL and one Redis see each other's events.
+
+Replica B holds the task (submitted on B, run by an agent connected to B); replica A watches it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+
+from agent_sdk.builtin import EchoAgent
+from agent_sdk.proto.maos.v1 import enums_pb2 as enums
+from agent_sdk.proto.maos.v1 import messages_pb2 as m
+from agent_sdk.proto.maos.v1 import system_service_pb2 as system_pb
+from agent_sdk.proto.maos.v1 import task_service_pb2 as t
+from agent_sdk.worker import Worker
+from controlplane.app import build_app
+from controlplane.domain.events import Event, EventType
+from controlplane.replicas.event_stream import decode_event, encode_event
+from tests.controlplane.api.test_stream_resume import reason_of
+from tests.controlplane.replicas.test_redis import private_redis  # noqa: F401 (a fixture)
+from tests.harness.server import Stubs, empty_postgres, make_settings, start_app, wait_for
+
+PROGRESS = {enums.EVENT_TYPE_SUBTASK_PROGRESS, enums.EVENT_TYPE_SUBTASK_OUTPUT}
+
+
+class GatedEcho(EchoAgent):
+    """Echo, once the test opens the gate (so a watcher can start before the work ends)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+
+    async def handle(self, ctx: Any) -> str:
+        await self.gate.wait()
+        return await super().handle(ctx)
+
+
+@pytest.fixture
+async def pair(tmp_path: Path, postgres_url: str, redis_url: str, redis_namespace: str) -> AsyncIterator[Any]:
+    """Replicas A and B on the session's PostgreSQL and Redis (B with an echo agent)."""
+    shared = {
+        "database.primary_url": postgres_url,
+        "redis.url": redis_url,
+        "redis.key_prefix": redis_namespace,
+    }
+    build_app(make_settings(tmp_path / "m", **shared)).storage.close()  # migrates
+    empty_postgres(postgres_url)
+    a = await start_app(make_settings(tmp_path / "a", **shared))
+    b = await start_app(make_settings(tmp_path / "b", **shared))
+    agent = GatedEcho()
+    agent.gate.set()
+    worker = Worker(agent, b.address)
+    runner = asyncio.create_task(worker.run())
+    stubs_a, stubs_b = Stubs(a.address), Stubs(b.address)
+    try:
+        await wait_for(lambda: b.engine.sessions, 15, message="the agent on B")
+        yield a, b, stubs_a, stubs_b, agent
+    finally:
+        await worker.shutdown(0.5)
+        await runner
+        await stubs_a.close()
+        await stubs_b.close()
+        await b.stop(grace=1.0)
+        await a.stop(grace=1.0)
+
+
+async def _events_of(stream: Any, task: str, until: str = "TASK_STATUS_COMPLETED") -> list[m.Event]:
+    seen: list[m.Event] = []
+    while not seen or seen[-1].to_status != until:
+        event = (await stream.read()).event
+        if event.task == task and event.type not in PROGRESS:
+            seen.append(event)
+    return seen
+
+
+async def _submit(stubs: Stubs, description: str) -> str:
+    reply = await stubs.tasks.SubmitTask(t.SubmitTaskRequest(task=m.Task(description=description)), timeout=5)
+    return reply.task.name
+
+
+async def test_a_replica_sees_the_events_of_a_task_held_by_another(pair: Any) -> None:
+    a, b, stubs_a, stubs_b, _ = pair
+    on_a = stubs_a.system.WatchEvents(system_pb.WatchEventsRequest(), timeout=30)
+    on_b = stubs_b.system.WatchEvents(system_pb.WatchEventsRequest(), timeout=30)
+    await wait_for(lambda: a.engine.event_listeners and b.engine.event_listeners, 5, message="the listeners")
+    name = await _submit(stubs_b, "held by B")
+    seen_a = await asyncio.wait_for(_events_of(on_a, name), 20)
+    seen_b = await asyncio.wait_for(_events_of(on_b, name), 20)
+    on_a.cancel()
+    on_b.cancel()
+    assert name.removeprefix("tasks/") not in a.engine.tasks  # A never held it
+    # One order and one id per event, whichever replica is asked: the stream's.
+    assert [(e.id, e.type, e.to_status) for e in seen_a] == [(e.id, e.type, e.to_status) for e in seen_b]
+    assert seen_a[0].type == enums.EVENT_TYPE_TASK_SUBMITTED
+    ms = [tuple(map(int, e.id.split("-"))) for e in seen_a]
+    assert ms == sorted(ms) and len(set(ms)) == len(ms)
+
+    # Resuming on A from an id B sent replays exactly what followed it.
+    resumed = stubs_a.system.WatchEvents(
+        system_pb.WatchEventsRequest(task=name, after_event_id=seen_b[1].id), timeout=10
+    )
+    replayed = await asyncio.wait_for(_events_of(resumed, name), 10)
+    resumed.cancel()
+    assert [e.id for e in replayed] == [e.id for e in seen_b[2:]]
+
+
+async def test_watch_task_on_a_replica_that_does_not_hold_it(pair: Any) -> None:
+    a, b, stubs_a, stubs_b, agent = pair
+    agent.gate.clear()
+    name = await _submit(stubs_b, "watched on A")
+    watch = stubs_a.tasks.WatchTask(t.WatchTaskRequest(name=name), timeout=30)
+    snapshot = await watch.read()
+    assert not snapshot.HasField("event") and snapshot.task.name == name
+    assert snapshot.task.status != enums.TASK_STATUS_COMPLETED
+    agent.gate.set()
+    replies = []
+    while (reply := await watch.read()) != grpc.aio.EOF:  # ends by itself once the task finished
+        replies.append(reply)
+    assert replies[-1].event.to_status == "TASK_STATUS_COMPLETED"
+    assert replies[-1].task.status == enums.TASK_STATUS_COMPLETED
+    assert all("-" in r.event.id for r in replies)
+
+    # Resuming on A after the first change B committed: the rest, then the end.
+    again = stubs_a.tasks.WatchTask(
+        t.WatchTaskRequest(name=name, after_event_id=replies[0].event.id), timeout=10
+    )
+    assert [r.event.id async for r in again] == [r.event.id for r in replies[1:]]
+
+
+async def test_resume_ids_are_checked_precisely(pair: Any) -> None:
+    a, _, stubs_a, stubs_b, _ = pair
+    events = stubs_a.system.WatchEvents(system_pb.WatchEventsRequest(), timeout=30)
+    await wait_for(lambda: a.engine.event_listeners, 5, message="the listener")
+    await _events_of(events, await _submit(stubs_b, "one task"))  # the stream holds entries
+    events.cancel()
+    cases = {
+        "1.5": (
+            grpc.StatusCode.FAILED_PRECONDITION,
+            "ERROR_REASON_RESUME_POINT_LOST",
+            "did not cross replicas",
+        ),
+        "abc": (grpc.StatusCode.INVALID_ARGUMENT, "ERROR_REASON_INVALID_FIELD", "MILLISECONDS-SEQUENCE"),
+        "99999999999999-0": (
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "ERROR_REASON_INVALID_FIELD",
+            "names no event sent yet",
+        ),
+    }
+    for value, (code, reason, text) in cases.items():
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await anext(
+                aiter(
+                    stubs_a.system.WatchEvents(system_pb.WatchEventsRequest(after_event_id=value), timeout=5)
+                )
+            )
+        assert (caught.value.code(), reason_of(caught.value)) == (code, reason), value
+        assert text in (caught.value.details() or ""), value
+
+
+async def test_an_id_whose_successors_were_trimmed_is_lost(
+    tmp_path: Path, postgres_url: str, redis_url: str, redis_namespace: str
+) -> None:
+    import redis
+
+    settings = make_settings(
+        tmp_path / "a",
+        **{
+            "database.primary_url": postgres_url,
+            "redis.url": redis_url,
+            "redis.key_prefix": redis_namespace,
+            "redis.stream_max_len": 10,
+        },
+    )
+    app = build_app(settings)
+    empty_postgres(postgres_url)
+    await app.start("127.0.0.1:0")
+    stubs = Stubs(app.address)
+    client = redis.Redis.from_url(redis_url)
+    try:
+        first = client.xadd(f"{redis_namespace}events", {"e": encode_event(Event(EventType.TASK_UPDATED))})
+        for _ in range(3):  # MAXLEN ~ trims whole nodes of 100 entries
+            await asyncio.gather(*(_submit(stubs, f"task {i}") for i in range(100)))
+        await wait_for(
+            lambda: client.xinfo_stream(f"{redis_namespace}events")["length"] < 300, 10, message="trimming"
+        )
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            request = system_pb.WatchEventsRequest(after_event_id=first.decode())
+            await anext(aiter(stubs.system.WatchEvents(request, timeout=5)))
+        assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert reason_of(caught.value) == "ERROR_REASON_RESUME_POINT_LOST"
+        assert "is no longer kept" in (caught.value.details() or "")
+    finally:
+        client.close()
+        await stubs.close()
+        await app.stop(grace=1.0)
+
+
+def test_events_cross_the_stream_unchanged() -> None:
+    event = Event(
+        EventType.SUBTASK_STATUS_CHANGED,
+        task_id="t1",
+        subtask_id="s1",
+        agent_id="a1",
+        from_status="QUEUED",
+        to_status="RUNNING",
+        message="m",
+        data={"k": [1, "v"]},
+        time=12.5,
+        owner="users/ann",
+    )
+    back = decode_event(encode_event(event), "5-1")
+    assert back == Event(**{**event.__dict__, "stream_id": "5-1"})
+
+
+async def test_a_redis_outage_ends_watchers_resumably_and_loses_nothing(
+    tmp_path: Path,
+    postgres_url: str,
+    private_redis: Any,  # noqa: F811 (the fixture imported above)
+) -> None:
+    url, server = private_redis
+    await wait_for(lambda: _answers(url), 10, message="the private Redis to answer")
+    settings = make_settings(tmp_path / "a", **{"database.primary_url": postgres_url, "redis.url": url})
+    app = build_app(settings)
+    empty_postgres(postgres_url)
+    await app.start("127.0.0.1:0")
+    stubs = Stubs(app.address)
+    worker = Worker(EchoAgent(), app.address)
+    runner = asyncio.create_task(worker.run())
+    try:
+        watch = stubs.system.WatchEvents(system_pb.WatchEventsRequest(), timeout=60)
+        await wait_for(lambda: app.engine.event_listeners, 5, message="the listener")
+        before = await _submit(stubs, "before the outage")
+        last = (await asyncio.wait_for(_events_of(watch, before), 20))[-1].id
+
+        os.kill(server.pid, signal.SIGSTOP)  # Redis stops answering (and keeps its data)
+        try:
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                while True:
+                    await watch.read()
+            assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+            assert "after_event_id" in (caught.value.details() or "")
+            # The control plane goes on: work is accepted and done meanwhile.
+            during = await _submit(stubs, "during the outage")
+
+            async def completed() -> bool:
+                reply = await stubs.tasks.GetTask(t.GetTaskRequest(name=during), timeout=5)
+                return reply.task.status == enums.TASK_STATUS_COMPLETED
+
+            await wait_for(completed, 20, message="the task run during the outage")
+        finally:
+            os.kill(server.pid, signal.SIGCONT)
+        # Resumed where it broke: the changes committed during the outage, each once, in order.
+        resumed = stubs.system.WatchEvents(system_pb.WatchEventsRequest(after_event_id=last), timeout=60)
+        seen = await asyncio.wait_for(_events_of(resumed, during), 30)
+        resumed.cancel()
+        assert seen[0].type == enums.EVENT_TYPE_TASK_SUBMITTED
+        assert len({e.id for e in seen}) == len(seen)
+        changes = [(e.type, e.subtask, e.from_status, e.to_status) for e in seen]
+        assert len(set(changes)) == len(changes)
+    finally:
+        await worker.shutdown(0.5)
+        await runner
+        await stubs.close()
+        await app.stop(grace=1.0)
+
+
+def _answers(url: str) -> bool:
+    import redis
+
+    try:
+        return bool(redis.Redis.from_url(url, socket_connect_timeout=0.5).ping())
+    except redis.RedisError:
+        return False

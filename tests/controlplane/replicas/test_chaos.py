@@ -46,6 +46,8 @@ BATCH = 50
 AGENT_DELAY = 0.05  # seconds an execution takes, so a kill finds work in flight
 AGENT_CONCURRENCY = 8
 REDIS_CUT_SECONDS = 3.0
+#: The longest the submits and the faults may take together.
+RUN_SECONDS = 120
 #: Codes after which a batch is sent again (same request id) to the next live replica.
 RETRY = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.ABORTED}
 
@@ -100,6 +102,8 @@ class Submitter:
         deadline = time.monotonic() + 60
         target = first
         while True:
+            if not self.cluster.live():
+                raise AssertionError("every replica has exited (see their logs above)")
             index = target % len(self.stubs)
             target += 1
             if not self.cluster.replicas[index].running:
@@ -224,7 +228,9 @@ async def test_three_replicas_lose_nothing_and_apply_nothing_twice(replica_clust
     submitter = Submitter(cluster)
     faults = Faults()
     try:
-        await asyncio.gather(submitter.run(TASKS), inflict(cluster, faults))
+        async with asyncio.timeout(RUN_SECONDS), asyncio.TaskGroup() as running:
+            running.create_task(submitter.run(TASKS))
+            running.create_task(inflict(cluster, faults))
         await wait_all_finished(submitter, timeout=90)
 
         # Nothing lost: every item accepted, as exactly one task, and every one COMPLETED.

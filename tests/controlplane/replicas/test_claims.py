@@ -1,0 +1,422 @@
+"""Claims between replicas: several control planes on one PostgreSQL and Redis form one system.
+
+Replicas run as real control-plane processes (``ControlPlaneProcess``: what ``maos start`` serves)
+with real ``maos-agent`` processes; each test reads the outcome from the shared database. The claim
+store's guarantees (no task claimed twice, priority order, takeover of a lost holder's tasks, the
+fenced write) are checked on the store directly as well.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import statistics
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy
+
+from agent_sdk.client import Client
+from agent_sdk.proto.maos.v1 import enums_pb2 as enums
+from controlplane.app import build_app
+from controlplane.domain.model import Priority, Task, TaskStatus
+from controlplane.storage.base import WriteBatch
+from controlplane.storage.replicas import ReplicaRow
+from controlplane.storage.sql.backend import SqlBackendFactory
+from controlplane.storage.sql.claims import SqlClaimStore, claim_store
+from controlplane.storage.sql.replicas import replica_store
+from tests.harness.server import (
+    ControlPlaneProcess,
+    empty_postgres,
+    free_port,
+    make_settings,
+    start_app,
+    wait_for,
+    wait_for_agents,
+)
+
+FINISHED = (enums.TASK_STATUS_COMPLETED, enums.TASK_STATUS_FAILED, enums.TASK_STATUS_CANCELLED)
+
+
+@pytest.fixture
+def shared_db(tmp_path: Path, postgres_url: str) -> str:
+    """The session's PostgreSQL database, migrated and emptied."""
+    build_app(make_settings(tmp_path / "migrate", **{"database.primary_url": postgres_url})).storage.close()
+    empty_postgres(postgres_url)
+    return postgres_url
+
+
+@pytest.fixture
+def replicas(
+    tmp_path: Path, shared_db: str, redis_url: str, redis_namespace: str
+) -> Iterator[Callable[..., ControlPlaneProcess]]:
+    """Start control-plane processes on the shared database and Redis; all are stopped at the end."""
+    started: list[ControlPlaneProcess] = []
+
+    def start(name: str, **env: str) -> ControlPlaneProcess:
+        process = ControlPlaneProcess(
+            tmp_path / name,
+            MAOS_DATABASE_PRIMARY_URL=shared_db,
+            MAOS_REDIS_URL=redis_url,
+            MAOS_REDIS_KEY_PREFIX=redis_namespace,
+            MAOS_REPLICAS_HEARTBEAT_INTERVAL="0.5",
+            MAOS_REPLICAS_LOST_AFTER="3",
+            **env,
+        )
+        process.start()
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.stop()
+
+
+def rows(url: str, sql: str, **params: Any) -> list[Any]:
+    engine = sqlalchemy.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return list(conn.execute(sqlalchemy.text(sql), params))
+    finally:
+        engine.dispose()
+
+
+async def finished(client: Client, names: list[str], timeout: float) -> list[Any]:
+    """Wait until every task is finished; their GetTask answers (full: with subtasks), read from any replica."""
+    pending = list(names)
+    done: dict[str, Any] = {}
+
+    async def check() -> bool:
+        for name in list(pending):
+            answer = await client.get_task(name, full=True)
+            if answer.task.status in FINISHED:
+                done[name] = answer
+                pending.remove(name)
+            else:
+                return False
+        return True
+
+    await wait_for(check, timeout, interval=0.02, message=f"{len(pending)} tasks to finish")
+    return [done[name] for name in names]
+
+
+async def agent_names(client: Client) -> dict[str, str]:
+    return {agent.name: agent.replica for agent in (await client.list_agents()).agents}
+
+
+# --- across processes -------------------------------------------------------------------------------
+
+
+async def test_a_task_submitted_on_one_replica_runs_on_the_agents_of_another(
+    replicas: Callable[..., ControlPlaneProcess], agent_processes: Any, shared_db: str
+) -> None:
+    a, b = replicas("a"), replicas("b")
+    await a.wait_ready()
+    await b.wait_ready()
+    agent_processes(b.address)  # agents only on b
+    async with Client(a.address) as on_a, Client(b.address) as on_b:
+        await wait_for(lambda: agent_names(on_b), 30, message="the agent on b")
+        names = []
+        for index in range(20):
+            names.append((await on_a.submit_task(description=f"echo {index}")).name)
+        tasks = await finished(on_a, names, 60)
+        assert {t.task.status for t in tasks} == {enums.TASK_STATUS_COMPLETED}
+        [agent] = await agent_names(on_b)
+        assert {sub.agent for t in tasks for sub in t.subtasks} == {agent}
+        # started within milliseconds of the submit on the other replica (generous bound: a loaded machine)
+        waits = [t.task.start_time.ToMicroseconds() - t.task.create_time.ToMicroseconds() for t in tasks]
+        assert statistics.median(waits) < 200_000, waits
+        # nothing is left claimed: a finished task keeps the holder that finished it
+        held = rows(shared_db, "SELECT DISTINCT claimed_by FROM tasks")
+        assert len(held) == 1 and held[0][0] and held[0][0].startswith(os.uname().nodename)
+
+
+async def test_several_hundred_tasks_on_two_replicas_are_each_assigned_once(
+    replicas: Callable[..., ControlPlaneProcess], agent_processes: Any, shared_db: str
+) -> None:
+    a, b = replicas("a"), replicas("b")
+    await a.wait_ready()
+    await b.wait_ready()
+    for address in (a.address, b.address):
+        agent_processes(address, "echo", "--max-concurrency", "4")
+        agent_processes(address, "echo", "--max-concurrency", "4")
+    async with Client(a.address) as on_a, Client(b.address) as on_b:
+        for client in (on_a, on_b):
+            await wait_for(
+                lambda client=client: _count(agent_names(client), 2), 30, message="two agents each"
+            )
+        replica_of = {**await agent_names(on_a), **await agent_names(on_b)}
+
+        async def submit(client: Client, count: int, tag: str) -> list[str]:
+            async with client.submitter() as submitter:
+                answers = await asyncio.gather(
+                    *(submitter.submit(description=f"{tag} {i}") for i in range(count))
+                )
+            return [task.name for task in answers]
+
+        names = [
+            n for part in await asyncio.gather(submit(on_a, 200, "a"), submit(on_b, 200, "b")) for n in part
+        ]
+        tasks = await finished(on_a, names, 180)
+    assert {t.task.status for t in tasks} == {enums.TASK_STATUS_COMPLETED}
+    # every subtask ran once: its first attempt (no attempt > 0 without a failure)
+    subtasks = [sub for t in tasks for sub in t.subtasks]
+    assert len(subtasks) == 400 and {sub.attempt for sub in subtasks} == {0}
+    holders = {r[0] for r in rows(shared_db, "SELECT claimed_by FROM tasks")}
+    assert len(holders) == 2  # both replicas ran work
+    ran_on = {replica_of[sub.agent] for sub in subtasks}
+    assert len(ran_on) == 2
+
+
+async def _count(names: Any, at_least: int) -> bool:
+    return len(await names) >= at_least
+
+
+async def test_priority_holds_across_replicas(
+    replicas: Callable[..., ControlPlaneProcess], agent_processes: Any, shared_db: str
+) -> None:
+    a, b = replicas("a"), replicas("b", MAOS_REPLICAS_CLAIM_WINDOW="0")
+    await a.wait_ready()
+    await b.wait_ready()
+    async with Client(a.address) as on_a, Client(b.address) as on_b:
+        names: dict[str, str] = {}
+        # submitted while no agent is connected anywhere: every task waits unclaimed in the database
+        for index in range(12):
+            client = on_a if index % 2 else on_b
+            names[(await client.submit_task(description=f"low {index}", priority="LOW")).name] = "LOW"
+        for index in range(4):
+            client = on_b if index % 2 else on_a
+            names[(await client.submit_task(description=f"high {index}", priority="HIGH")).name] = "HIGH"
+        agent_processes(b.address, "echo", "--max-concurrency", "1")
+        tasks = await finished(on_a, list(names), 60)
+    order = sorted(tasks, key=lambda t: t.task.start_time.ToMicroseconds())
+    assert [names[t.task.name] for t in order] == ["HIGH"] * 4 + ["LOW"] * 12
+
+
+async def test_the_tasks_of_a_killed_replica_are_taken_over_and_complete(
+    replicas: Callable[..., ControlPlaneProcess], agent_processes: Any, shared_db: str
+) -> None:
+    a, b = replicas("a"), replicas("b")
+    await a.wait_ready()
+    await b.wait_ready()
+    # the agent knows both addresses: when a dies it resumes its session on b
+    agent_processes(f"{a.address},{b.address}", "sleep", "--max-concurrency", "4")
+    async with Client(b.address) as on_b, Client(a.address) as on_a:
+        await wait_for(lambda: agent_names(on_a), 30, message="the agent on a")
+        names = [
+            (await on_a.submit_task(description=f"sleep {i}", metadata={"sleep_seconds": "2"})).name
+            for i in range(8)
+        ]
+
+        async def running_on_a() -> bool:
+            return (
+                len(rows(shared_db, "SELECT id FROM tasks WHERE status = :s", s=int(TaskStatus.RUNNING))) == 4
+            )
+
+        await wait_for(running_on_a, 30, message="four tasks running on a")
+        [holder] = {r[0] for r in rows(shared_db, "SELECT claimed_by FROM tasks")}
+        a.kill()  # SIGKILL: no release, no final commit
+        tasks = await finished(on_b, names, 90)
+    assert {t.task.status for t in tasks} == {enums.TASK_STATUS_COMPLETED}
+    holders = {r[0] for r in rows(shared_db, "SELECT claimed_by FROM tasks")}
+    assert holder not in holders  # every task was taken over by b
+
+
+async def test_claims_fall_back_to_polling_when_redis_goes_away(
+    tmp_path: Path, shared_db: str, agent_processes: Any
+) -> None:
+    port = free_port()
+    redis = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+    )
+    try:
+        settings = {
+            "database.primary_url": shared_db,
+            "redis.url": f"redis://127.0.0.1:{port}/0",
+            "replicas.claim_poll_interval": 0.3,
+        }
+        await wait_for(lambda: _answers(port), 10, message="the private Redis")
+        a = await start_app(make_settings(tmp_path / "a", **settings))
+        b = await start_app(make_settings(tmp_path / "b", **settings))
+        try:
+            agent_processes(b.address)
+            await wait_for_agents(b, 1)
+            async with Client(a.address) as on_a:
+                first = (await on_a.submit_task(description="woken")).name
+                await finished(on_a, [first], 20)
+                redis.send_signal(signal.SIGKILL)
+                redis.wait(timeout=10)
+                passes = b.engine.claims.passes  # type: ignore[union-attr]
+                late = (await on_a.submit_task(description="found by polling")).name
+                [answer] = await finished(on_a, [late], 20)
+            assert answer.task.status == enums.TASK_STATUS_COMPLETED
+            assert b.engine.claims.passes > passes  # type: ignore[union-attr]
+        finally:
+            await b.stop(grace=1.0)
+            await a.stop(grace=1.0)
+    finally:
+        if redis.poll() is None:
+            redis.kill()
+            redis.wait(timeout=10)
+
+
+def _answers(port: int) -> bool:
+    import redis as redis_module
+
+    client = redis_module.Redis(port=port, socket_connect_timeout=0.2)
+    try:
+        return bool(client.ping())
+    except redis_module.RedisError:
+        return False
+    finally:
+        client.close()
+
+
+async def test_a_dependency_finished_on_another_replica_starts_its_dependant(
+    tmp_path: Path, shared_db: str, redis_url: str, redis_namespace: str, agent_processes: Any
+) -> None:
+    settings = {
+        "database.primary_url": shared_db,
+        "redis.url": redis_url,
+        "redis.key_prefix": redis_namespace,
+    }
+    a = await start_app(make_settings(tmp_path / "a", **settings))
+    b = await start_app(make_settings(tmp_path / "b", **settings))
+    try:
+        agent_processes(b.address, "sleep")
+        await wait_for_agents(b, 1)
+        async with Client(a.address) as on_a:
+            first = await on_a.submit_task(description="first", metadata={"sleep_seconds": "0.5"})
+            then = await on_a.submit_task(description="then", depends_on=[first.name])
+            assert a.engine.holds(then.name.split("/")[1])  # it waits on a, which accepted it
+            tasks = await finished(on_a, [first.name, then.name], 30)
+        assert [t.task.status for t in tasks] == [enums.TASK_STATUS_COMPLETED] * 2
+        assert tasks[1].task.start_time.ToMicroseconds() >= tasks[0].task.end_time.ToMicroseconds()
+    finally:
+        await b.stop(grace=1.0)
+        await a.stop(grace=1.0)
+
+
+async def test_claim_task_takes_one_task_nobody_holds(
+    tmp_path: Path, shared_db: str, redis_url: str, redis_namespace: str
+) -> None:
+    settings = {
+        "database.primary_url": shared_db,
+        "redis.url": redis_url,
+        "redis.key_prefix": redis_namespace,
+    }
+    a = await start_app(make_settings(tmp_path / "a", **settings))
+    b = await start_app(make_settings(tmp_path / "b", **settings))
+    try:
+        async with Client(a.address) as on_a:
+            task_id = (await on_a.submit_task(description="nobody can take it")).name.split("/")[1]
+        await wait_for(lambda: not a.engine.holds(task_id), 5, message="a giving the task up")
+        assert not b.engine.holds(task_id)
+        assert await b.engine.claim_task(task_id)
+        assert b.engine.holds(task_id) and not await a.engine.claim_task(task_id)
+        assert (
+            rows(shared_db, "SELECT claimed_by FROM tasks WHERE id = :i", i=task_id)[0][0] == b.engine.replica
+        )
+        await b.engine.cancel(task_id, "not needed", "")
+        assert (await a.engine.get_task(task_id)).status == TaskStatus.CANCELLED  # a reads what b committed
+        assert (await a.engine.count_tasks_by_status())[TaskStatus.CANCELLED] == 1
+    finally:
+        await b.stop(grace=1.0)
+        await a.stop(grace=1.0)
+
+
+# --- the claim store ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def store(shared_db: str) -> Iterator[tuple[SqlClaimStore, Any]]:
+    backend = SqlBackendFactory().open(shared_db)
+    claims = claim_store(backend)
+    registry = replica_store(backend)
+    assert claims is not None and registry is not None
+    for name in ("x", "y", "z"):  # live replicas: what one holds the others leave
+        registry.register_replica(ReplicaRow(name, f"{name}:1", "0", time.time(), time.time()), 0.0)
+    try:
+        yield claims, backend
+    finally:
+        backend.close()
+
+
+def _task(index: int, priority: Priority = Priority.NORMAL, created: float = 1000.0) -> Task:
+    return Task(
+        id=f"t{index:04d}",
+        seq=index + 1,
+        owner="u",
+        description="d",
+        status=TaskStatus.QUEUED,
+        priority=priority,
+        create_time=created + index * 0.001,
+    )
+
+
+def test_concurrent_claimers_never_take_one_task_twice(store: tuple[SqlClaimStore, Any]) -> None:
+    claims, backend = store
+    backend.write(WriteBatch(tasks=[_task(i) for i in range(300)]))
+    taken: dict[str, list[str]] = {"x": [], "y": [], "z": []}
+
+    def claimer(name: str) -> None:
+        while True:
+            tasks, _ = claims.claim(name, time.time(), 30.0, 7, 120.0)
+            if not tasks:
+                return
+            taken[name].extend(t.id for t in tasks)
+
+    threads = [threading.Thread(target=claimer, args=(name,)) for name in taken]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    every = [task_id for ids in taken.values() for task_id in ids]
+    assert sorted(every) == [f"t{i:04d}" for i in range(300)]  # each once
+    assert sum(1 for ids in taken.values() if ids) >= 2
+
+
+def test_claims_go_best_first_and_take_over_a_lost_holder(store: tuple[SqlClaimStore, Any]) -> None:
+    claims, backend = store
+    backend.write(
+        WriteBatch(
+            tasks=[
+                _task(0, Priority.LOW),
+                _task(1, Priority.CRITICAL),
+                _task(2, Priority.NORMAL, created=900.0),
+            ]
+        )
+    )
+    order = [t.id for t in claims.claim("x", time.time(), 30.0, 3, 120.0)[0]]
+    assert order == ["t0001", "t0002", "t0000"]  # priority first, then age (120 s per level)
+    assert claims.claim("y", time.time(), 30.0, 3, 120.0) == ([], [])  # x is live: it keeps them
+    assert claims.holder("t0001") == "x"
+    # x falls silent: once its heartbeat is older than lost_after, y takes its tasks over
+    later = time.time() + 31.0
+    replica_store(backend).heartbeat_replica("y", later, {})  # type: ignore[union-attr]
+    taken, _ = claims.claim("y", later, 30.0, 3, 120.0)
+    assert [t.id for t in taken] == order
+    assert claims.holder("t0000") == "y"
+
+
+def test_a_write_of_a_task_another_replica_claimed_changes_nothing(store: tuple[SqlClaimStore, Any]) -> None:
+    claims, backend = store
+    backend.claimant = "x"
+    backend.write(WriteBatch(tasks=[_task(0)]))
+    assert claims.holder("t0000") == "x"
+    backend.write(WriteBatch(released=["t0000"]))
+    assert claims.holder("t0000") is None
+    [taken], _ = claims.claim("y", time.time(), 30.0, 1, 120.0)
+    stale = _task(0)
+    stale.status = TaskStatus.FAILED
+    backend.write(WriteBatch(tasks=[stale]))  # x, stale, writes after y claimed it
+    assert backend.get_task("t0000").status == TaskStatus.QUEUED
+    assert claims.holder("t0000") == "y"

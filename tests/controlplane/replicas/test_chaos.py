@@ -57,6 +57,11 @@ def short(name: str) -> str:
     return name.rsplit("/", 1)[-1]
 
 
+def subtask_key(task: str, subtask: str) -> str:
+    """``task/subtask`` by their ids (subtask ids are unique within their task only)."""
+    return f"{short(task)}/{short(subtask)}"
+
+
 @dataclass
 class Faults:
     """What was done to the cluster, and when (``CLOCK_MONOTONIC`` ns), to tell which re-runs it explains."""
@@ -144,7 +149,7 @@ class Submitter:
 
 def finished_subtasks(cluster: ReplicaCluster) -> int:
     """How many distinct subtasks some agent finished an execution of."""
-    return len({e.subtask for e in cluster.executions() if e.done_ns is not None})
+    return len({subtask_key(e.task, e.subtask) for e in cluster.executions() if e.done_ns is not None})
 
 
 async def until_progress(cluster: ReplicaCluster, share: float, what: str) -> None:
@@ -251,7 +256,7 @@ async def test_three_replicas_lose_nothing_and_apply_nothing_twice(replica_clust
         executions = cluster.executions()
         by_subtask: dict[str, list[Execution]] = collections.defaultdict(list)
         for e in executions:
-            by_subtask[short(e.subtask)].append(e)
+            by_subtask[subtask_key(e.task, e.subtask)].append(e)
         same_attempt = [
             (sub, attempt, n)
             for sub, runs in by_subtask.items()
@@ -262,7 +267,7 @@ async def test_three_replicas_lose_nothing_and_apply_nothing_twice(replica_clust
         problems, unexplained = [], []
         for answer in answers:
             for sub in answer.subtasks:
-                runs = by_subtask.get(short(sub.name), [])
+                runs = by_subtask.get(subtask_key(answer.task.name, sub.name), [])
                 applied = [e for e in runs if e.token == sub.output]
                 if len(applied) != 1 or applied[0].attempt != sub.attempt:
                     problems.append((sub.name, sub.attempt, sub.output, [(e.attempt, e.token) for e in runs]))
@@ -279,6 +284,12 @@ async def test_three_replicas_lose_nothing_and_apply_nothing_twice(replica_clust
         assert not unexplained, (
             f"{len(unexplained)} executions re-run with no agent or replica kill to explain them "
             f"(Redis was cut {len(faults.redis_cuts)} times): {unexplained[:5]}"
+        )
+        reruns = len(executions) - sum(len(a.subtasks) for a in answers)
+        print(
+            f"chaos: {TASKS} tasks, {len(executions)} executions ({reruns} re-runs, all explained by a kill), "
+            f"{submitter.resent} batches sent again, {len(faults.agents_on_killed_replica)} agents on the killed "
+            f"replica, {sum(faults.redis_cuts)} Redis connections closed in {len(faults.redis_cuts)} rounds"
         )
         assert sum(faults.redis_cuts) > 0, "the Redis cut closed no connection: it tested nothing"
         assert faults.killed_agents and faults.replica_kill_ns

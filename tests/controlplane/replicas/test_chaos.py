@@ -71,6 +71,21 @@ class Faults:
     agents_on_killed_replica: set[str] = field(default_factory=set)  # log file names
     redis_cuts: list[int] = field(default_factory=list)
 
+    def describe(self, e: Execution) -> str:
+        """One execution, its times in ms relative to the replica kill (for failure messages)."""
+        at = (e.start_ns - self.replica_kill_ns) / 1e6 if self.replica_kill_ns else float("nan")
+        done = "never done" if e.done_ns is None else "done"
+        return (
+            f"{e.log} attempt {e.attempt} epoch {e.epoch} started {at:+.0f} ms from the replica kill, {done}"
+        )
+
+    def summary(self) -> str:
+        """What was killed, for failure messages."""
+        return (
+            f"agents killed: {sorted(self.killed_agents)}; on the killed replica: "
+            f"{sorted(self.agents_on_killed_replica)}"
+        )
+
     def explains(self, execution: Execution) -> bool:
         """Whether a fault explains that ``execution``'s result was not the one applied."""
         killed = self.killed_agents.get(execution.log)
@@ -257,34 +272,39 @@ async def test_three_replicas_lose_nothing_and_apply_nothing_twice(replica_clust
         by_subtask: dict[str, list[Execution]] = collections.defaultdict(list)
         for e in executions:
             by_subtask[subtask_key(e.task, e.subtask)].append(e)
+        failures = []
         same_attempt = [
-            (sub, attempt, n)
+            (sub, [faults.describe(e) for e in runs if e.attempt == attempt])
             for sub, runs in by_subtask.items()
             for attempt, n in collections.Counter(e.attempt for e in runs).items()
             if n > 1
         ]
-        assert not same_attempt, f"attempts run on two agents (subtask, attempt, runs): {same_attempt[:10]}"
+        if same_attempt:
+            failures.append(f"{len(same_attempt)} attempts run on two agents, e.g. {same_attempt[:3]}")
         problems, unexplained = [], []
         for answer in answers:
             for sub in answer.subtasks:
                 runs = by_subtask.get(subtask_key(answer.task.name, sub.name), [])
                 applied = [e for e in runs if e.token == sub.output]
                 if len(applied) != 1 or applied[0].attempt != sub.attempt:
-                    problems.append((sub.name, sub.attempt, sub.output, [(e.attempt, e.token) for e in runs]))
+                    problems.append((sub.name, sub.attempt, sub.output, [faults.describe(e) for e in runs]))
                     continue
                 later = [e for e in runs if e.attempt > sub.attempt or e.start_ns > applied[0].start_ns]
                 if later:
                     problems.append(
-                        (sub.name, "ran again after its applied attempt", [e.token for e in later])
+                        (sub.name, "ran again after its applied run", [faults.describe(e) for e in later])
                     )
                 unexplained += [e for e in runs if e is not applied[0] and not faults.explains(e)]
-        assert not problems, (
-            f"{len(problems)} subtasks whose output is not one last execution: {problems[:10]}"
-        )
-        assert not unexplained, (
-            f"{len(unexplained)} executions re-run with no agent or replica kill to explain them "
-            f"(Redis was cut {len(faults.redis_cuts)} times): {unexplained[:5]}"
-        )
+        if problems:
+            failures.append(
+                f"{len(problems)} subtasks whose output is not their one last run: {problems[:3]}"
+            )
+        if unexplained:
+            failures.append(
+                f"{len(unexplained)} runs with no agent or replica kill to explain them (Redis was cut "
+                f"{len(faults.redis_cuts)} times): {[faults.describe(e) for e in unexplained[:3]]}"
+            )
+        assert not failures, "; ".join(failures) + f" ({faults.summary()})"
         reruns = len(executions) - sum(len(a.subtasks) for a in answers)
         print(
             f"chaos: {TASKS} tasks, {len(executions)} executions ({reruns} re-runs, all explained by a kill), "

@@ -7,10 +7,11 @@ Once running, an outage is reported by GetHealth (component ``redis`` UNHEALTHY)
 Redis degrades as each part says; nothing is lost, since the database remains the source of truth.
 
 What Redis carries today: the API rate-limit buckets (while Redis is away, this replica's own
-buckets decide) and the model pacer's state (while away, this replica paces on its own copy).
-Events and log records cross replicas through two streams
-(:mod:`controlplane.replicas.event_stream`). Wake-ups (:mod:`controlplane.replicas.wakeups`) and agents' shared state
-(:mod:`controlplane.replicas.redis_stores`) have Redis implementations that are not wired in yet.
+buckets decide), the model pacer's state (while away, this replica paces on its own copy) and the
+wake-ups of claims between replicas (:mod:`controlplane.replicas.wakeups`; while away, claim
+passes run on the poll interval). Events and log records cross replicas through two streams
+(:mod:`controlplane.replicas.event_stream`). Agents' shared state
+(:mod:`controlplane.replicas.redis_stores`) has a Redis implementation that is not wired in yet.
 
 Clients: :attr:`RedisConnection.client` (``redis.asyncio``) for the event loop (the health
 check), and :attr:`RedisConnection.sync` (``redis.Redis``, short timeouts) for the synchronous

@@ -8,8 +8,9 @@ database, only later. Two implementations behind one interface (:class:`WakeupBu
 * :class:`PostgresWakeupBus`: PostgreSQL ``LISTEN``/``NOTIFY`` on ``<prefix>wake_<topic>``, for
   systems without Redis (a notification is delivered at commit, never replayed, under 8000 bytes).
 
-Not wired into the scheduler yet: its claims and wake-ups go behind its own seams. The latency
-of both is measured by ``benchmarks/replicas.py --wakeups``.
+The claims between replicas (:mod:`controlplane.scheduler.claims`) use it: the Redis bus with
+``redis.url``, else LISTEN/NOTIFY. The latency of both is measured by
+``benchmarks/replicas.py --wakeups``.
 """
 
 from __future__ import annotations

@@ -22,6 +22,7 @@ from controlplane.replicas.leases import JobLeases
 from controlplane.replicas.redis_conn import CONNECT_TIMEOUT, RedisConnection
 from controlplane.replicas.registry import ReplicaRegistry
 from controlplane.replicas.wakeups import PostgresWakeupBus, RedisWakeupBus
+from controlplane.scheduler.claims import this_process
 from controlplane.storage.sql.claims import claim_store
 from controlplane.storage.sql.replicas import replica_store
 from controlplane.version import __version__
@@ -82,12 +83,14 @@ def install_replicas(
     if store is None:
         return None
     leases = JobLeases(storage, store, engine.replica, settings["replicas.job_lease_ttl"])
+    process = this_process()
 
     def details() -> dict[str, Any]:
         return {
             "agents": len(engine.connected()),
             "leases": engine.leases_held(),
             "jobs": leases.held(),
+            "process": process,  # lets a replica on this machine tell that this one died
         }
 
     registry = ReplicaRegistry(
@@ -125,6 +128,7 @@ def install_replicas(
             else PostgresWakeupBus(settings.database_url)
         )
         registry.rejoin = False
+        storage.backend.claimant = engine.replica  # its writes of a task another replica took change nothing
         claims = engine.enable_claims(
             claims_from,
             bus,

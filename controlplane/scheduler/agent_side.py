@@ -18,7 +18,7 @@ import asyncio
 import logging
 import secrets
 from collections import OrderedDict
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
 from controlplane.domain.events import Event, EventType
@@ -150,6 +150,9 @@ class AgentSide:
         self._applied: OrderedDict[tuple[str, str], int] = OrderedDict()
         #: Reports on forgotten subtasks being answered from storage now (bounded: MAX_STORED_ANSWERS).
         self._stored_answers = 0
+        #: Claims a task nobody live holds into this replica (claims between replicas), else None.
+        self.claim: Callable[[str], Awaitable[bool]] | None = None
+        self._claiming: set[str] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -321,6 +324,29 @@ class AgentSide:
         in_memory = ref.task_id in self.tasks and ref.subtask_id in self.subtasks.get(ref.task_id, {})
         return not in_memory and self._applied.get((ref.task_id, ref.subtask_id)) != ref.lease_epoch
 
+    def _claimable(self, ref: Ref) -> bool:
+        """Whether to try claiming the task of a report first (replicas: another may have held it)."""
+        return self.claim is not None and ref.task_id not in self._claiming
+
+    def _claim_then(self, ref: Ref, again: Callable[[], None]) -> None:
+        """Claim the task of a report on work this replica does not hold (its holder died and the agent
+        came here), then handle the report again: applied if the claim brought the task here."""
+        claim = self.claim
+        assert claim is not None
+        self._claiming.add(ref.task_id)
+
+        async def claim_and_handle() -> None:
+            try:
+                await claim(ref.task_id)
+            except Exception as exc:  # answered as a report on work not held here
+                log.warning("could not claim tasks/%s for a report: %s", ref.task_id, exc)
+            try:
+                again()  # not claimed again meanwhile: a task no replica took is answered from storage
+            finally:
+                self._claiming.discard(ref.task_id)
+
+        self._background(claim_and_handle())
+
     def _answer_forgotten(self, session: AgentSession, ref: Ref, output: str | None) -> None:
         if self._stored_answers >= MAX_STORED_ANSWERS:
             session.send(Ack(ref, False, "ERROR_REASON_TASK_FINISHED", "the task is finished or unknown"))
@@ -358,6 +384,14 @@ class AgentSide:
         sources: list[Source] | None = None,
     ) -> None:
         """Apply a result (once) and ack it after commit (with the work's tool calls and cited sources)."""
+        if self._forgotten(ref) and self._claimable(ref):  # held by no replica: take it, then apply
+            self._claim_then(
+                ref,
+                lambda: self.report_result(
+                    session, ref, output, artifacts, usage, tool_calls=tool_calls, sources=sources
+                ),
+            )
+            return
         if self._forgotten(ref):  # charged only if this agent's lease was never reported on (no duplicate)
             self._charge_late(session, ref, usage)
             self._answer_forgotten(session, ref, output)
@@ -412,6 +446,21 @@ class AgentSide:
         the budget could not cover the work, so the task fails with
         ERROR_REASON_BUDGET_EXCEEDED, keeping its completed parts.
         """
+        if self._forgotten(ref) and self._claimable(ref):  # held by no replica: take it, then apply
+            self._claim_then(
+                ref,
+                lambda: self.report_failure(
+                    session,
+                    ref,
+                    message,
+                    retryable,
+                    retry_after,
+                    error_type,
+                    usage,
+                    budget_exceeded=budget_exceeded,
+                ),
+            )
+            return
         if self._forgotten(ref):  # its task has left memory: charge what was spent, answer from storage
             self._charge_late(session, ref, usage)
             self._answer_forgotten(session, ref, None)

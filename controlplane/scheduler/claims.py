@@ -34,8 +34,10 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from controlplane.domain.model import Subtask, SubtaskStatus, Task, TaskStatus
@@ -58,6 +60,33 @@ Agents = list[tuple[str, frozenset[str], bool]]
 def stop_process(why: str) -> None:
     """The default reaction to being fenced: stop this process as ``maos stop`` would (SIGTERM)."""
     os.kill(os.getpid(), signal.SIGTERM)
+
+
+def this_process() -> str:
+    """``host/pid-namespace/pid`` of this process (a replica's registry row carries it)."""
+    try:
+        namespace = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        namespace = ""
+    return f"{socket.gethostname()}/{namespace}/{os.getpid()}"
+
+
+def dead_here(process: str) -> bool:
+    """Whether ``process`` (as :func:`this_process` wrote it) ran on this machine, in this pid namespace,
+    and no longer runs: a replica killed here and started again need not wait ``replicas.lost_after``
+    for its own tasks. Anything uncertain (another machine, a pid now in use) is not dead."""
+    parts = process.rsplit("/", 2)
+    if len(parts) != 3:
+        return False
+    host, namespace, pid = parts
+    here_host, here_namespace, _ = this_process().rsplit("/", 2)
+    if not namespace or (host, namespace) != (here_host, here_namespace) or not pid.isdigit():
+        return False
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state in ("Z", "X")  # killed, not yet reaped
 
 
 def could_take(agents: Agents, task: Task, subs: list[Subtask]) -> bool:
@@ -130,6 +159,7 @@ class Claims:
         self.bus.subscribe(WORK, self._woken)
         self.bus.subscribe(FINISHED, self._finished_elsewhere)
         await self.bus.start()
+        await self._bury_dead()
         self._poller = self._loop.create_task(self._poll(), name="maos-claims-poll")
         self.request()
 
@@ -166,12 +196,14 @@ class Claims:
         if status.finished:
             self._announce(task.id)
 
-    def adopted(self, tasks: list[Task]) -> None:
-        """Tasks claimed (or loaded) into memory."""
+    def adopted(self, tasks: list[Task], *, fresh_check: bool = True) -> None:
+        """Tasks claimed into memory (``fresh_check``: give them up at once if no agent here can take them;
+        a task claimed on demand is kept until the next poll, so its claimer can act on it)."""
         for task in tasks:
             if task.status == TaskStatus.QUEUED:
                 self.queued[task.id] = None
-                self._fresh.append(task.id)
+                if fresh_check:
+                    self._fresh.append(task.id)
 
     def forgotten(self, task_id: str) -> None:
         """A task left memory."""
@@ -240,7 +272,7 @@ class Claims:
         self._maybe_more = len(tasks) >= want
         self._adopt(tasks, subs)
 
-    def _adopt(self, tasks: list[Task], subs: list[Subtask]) -> None:
+    def _adopt(self, tasks: list[Task], subs: list[Subtask], *, fresh_check: bool = True) -> None:
         if self.fenced:
             return
         fresh = [t for t in tasks if t.id not in self.engine.tasks]
@@ -249,7 +281,7 @@ class Claims:
         ids = {t.id for t in fresh}
         self.claimed += len(fresh)
         self.engine._restore(fresh, [s for s in subs if s.task_id in ids])
-        self.adopted(fresh)
+        self.adopted(fresh, fresh_check=fresh_check)
 
     async def claim_task(self, task_id: str) -> bool:
         """Claim one task into this replica if it is claimable; whether this replica holds it now."""
@@ -257,6 +289,7 @@ class Claims:
             return True
         if self.fenced:
             return False
+        await self._bury_dead()
         tasks, subs = await self.engine.storage.call(
             self.store.claim,
             self.holder,
@@ -267,8 +300,24 @@ class Claims:
             None,
             [task_id],
         )
-        self._adopt(tasks, subs)
+        self._adopt(tasks, subs, fresh_check=False)
         return task_id in self.engine.tasks
+
+    async def _bury_dead(self) -> None:
+        """Deregister replicas whose process died on this machine (see :func:`dead_here`): their tasks
+        are claimable at once, not after ``replicas.lost_after``."""
+        registry = self.registry
+        if registry is None:
+            return
+        try:
+            rows = await self.engine.storage.call(registry.store.list_replicas)
+            for row in rows:
+                if row.id != self.holder and dead_here(str(row.details.get("process", ""))):
+                    await self.engine.storage.call(registry.store.deregister_replica, row.id)
+                    log.info("replica %s stopped on this machine: its tasks are claimable now", row.id)
+                    self._maybe_more = True
+        except Exception as exc:  # they become claimable after replicas.lost_after anyway
+            log.warning("could not look for stopped replicas: %s", exc)
 
     # --- giving up ------------------------------------------------------------
 

@@ -266,6 +266,7 @@ class Engine:
         claimed from storage instead of all loaded (see :mod:`.claims`)."""
         self.claims = Claims(self, store=store, bus=bus, registry=registry, **options)
         self.dispatch.after_pass = self.claims.dispatched
+        self.agent_side.claim = self.claims.claim_task
         return self.claims
 
     # --- lifecycle ----------------------------------------------------------
@@ -281,7 +282,6 @@ class Engine:
             tasks, subtasks = await self.storage.call(backend.load_unfinished)
         else:  # the tasks this replica runs are claimed once it is registered (Claims.start)
             tasks, subtasks = [], []
-            backend.claimant = self.replica  # type: ignore[attr-defined]  # claims come with the SQL backend
             self.book.seq_source = self._incarnation
         for agent in await self.storage.call(backend.list_agents):
             if agent.status not in (AgentStatus.TERMINATED, AgentStatus.DISCONNECTED):

@@ -26,6 +26,7 @@ from agent_sdk.client import Client
 from agent_sdk.proto.maos.v1 import enums_pb2 as enums
 from controlplane.app import build_app
 from controlplane.domain.model import Priority, Task, TaskStatus
+from controlplane.errors import InvalidArgument
 from controlplane.storage.base import WriteBatch
 from controlplane.storage.replicas import ReplicaRow
 from controlplane.storage.sql.backend import SqlBackendFactory
@@ -45,7 +46,7 @@ FINISHED = (enums.TASK_STATUS_COMPLETED, enums.TASK_STATUS_FAILED, enums.TASK_ST
 
 
 @pytest.fixture
-def shared_db(tmp_path: Path, postgres_url: str) -> str:
+async def shared_db(tmp_path: Path, postgres_url: str) -> str:
     """The session's PostgreSQL database, migrated and emptied."""
     build_app(make_settings(tmp_path / "migrate", **{"database.primary_url": postgres_url})).storage.close()
     empty_postgres(postgres_url)
@@ -322,10 +323,9 @@ async def test_claim_task_takes_one_task_nobody_holds(
         assert not b.engine.holds(task_id)
         assert await b.engine.claim_task(task_id)
         assert b.engine.holds(task_id) and not await a.engine.claim_task(task_id)
-        assert (
-            rows(shared_db, "SELECT claimed_by FROM tasks WHERE id = :i", i=task_id)[0][0] == b.engine.replica
-        )
-        await b.engine.cancel(task_id, "not needed", "")
+        await b.engine.cancel(task_id, "not needed", "")  # what the replica holding a task may do
+        held = rows(shared_db, "SELECT claimed_by FROM tasks WHERE id = :i", i=task_id)
+        assert held[0][0] == b.engine.replica
         assert (await a.engine.get_task(task_id)).status == TaskStatus.CANCELLED  # a reads what b committed
         assert (await a.engine.count_tasks_by_status())[TaskStatus.CANCELLED] == 1
     finally:
@@ -420,3 +420,87 @@ def test_a_write_of_a_task_another_replica_claimed_changes_nothing(store: tuple[
     backend.write(WriteBatch(tasks=[stale]))  # x, stale, writes after y claimed it
     assert backend.get_task("t0000").status == TaskStatus.QUEUED
     assert claims.holder("t0000") == "y"
+
+
+# --- settings, self-fencing, SQLite ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("replicas.claim_window", "-1", "replicas.claim_window: cannot be negative"),
+        ("replicas.claim_window", "many", "replicas.claim_window: invalid literal for int"),
+        (
+            "replicas.claim_poll_interval",
+            "0",
+            "replicas.claim_poll_interval: must be a duration greater than 0",
+        ),
+        ("replicas.claim_poll_interval", "soon", "replicas.claim_poll_interval: 'soon' is not a duration"),
+    ],
+)
+def test_bad_claim_settings_are_refused_by_name(tmp_path: Path, key: str, value: str, message: str) -> None:
+    with pytest.raises(InvalidArgument, match=message) as raised:
+        make_settings(tmp_path, **{key: value})
+    assert raised.value.violations[0].field == key
+
+
+async def test_a_lost_after_within_two_heartbeats_is_refused_on_postgres(
+    tmp_path: Path, shared_db: str
+) -> None:
+    settings = make_settings(
+        tmp_path,
+        **{
+            "database.primary_url": shared_db,
+            "replicas.heartbeat_interval": 5,
+            "replicas.lost_after": 8,
+        },
+    )
+    with pytest.raises(InvalidArgument, match=r"replicas.lost_after \(8 s\) must be more than twice"):
+        build_app(settings)
+
+
+async def test_a_replica_that_missed_its_heartbeats_fences_itself(
+    tmp_path: Path, shared_db: str, redis_url: str, redis_namespace: str
+) -> None:
+    settings = {
+        "database.primary_url": shared_db,
+        "redis.url": redis_url,
+        "redis.key_prefix": redis_namespace,
+    }
+    a = await start_app(make_settings(tmp_path / "a", **settings))
+    claims = a.engine.claims
+    assert claims is not None
+    stopped: list[str] = []
+    claims.on_fenced = stopped.append  # (a real replica stops its process)
+    try:
+        async with Client(a.address) as on_a:
+            task_id = (await on_a.submit_task(description="waits for an agent")).name.split("/")[1]
+        registry = a.pm.get_plugin("maos-replicas").registry
+        registry.last_ok -= (
+            31.0  # as if its heartbeats could not be written for longer than lost_after (30 s)
+        )
+        assert claims.check_fence()
+        assert stopped and "could not write its heartbeat" in stopped[0]
+        with pytest.raises(Exception, match="writes nothing more"):
+            await a.engine.cancel(task_id, "too late", "")  # its change is not written: others may hold it
+        assert (
+            rows(shared_db, "SELECT status FROM tasks WHERE id = :i", i=task_id)[0][0] != TaskStatus.CANCELLED
+        )
+        assert not await a.engine.claim_task(task_id)
+    finally:
+        await a.stop(grace=1.0)
+
+
+async def test_on_sqlite_one_process_holds_every_task(control_plane: Any, agent_processes: Any) -> None:
+    engine = control_plane.engine
+    assert engine.claims is None and engine.dispatch.after_pass is None
+    assert engine.holds("t-anything") and await engine.claim_task("t-anything")
+    agent_processes(control_plane.address)
+    await wait_for_agents(control_plane, 1)
+    async with Client(control_plane.address) as client:
+        names = [(await client.submit_task(description=f"echo {i}")).name for i in range(3)]
+        tasks = await finished(client, names, 30)
+    assert {t.task.status for t in tasks} == {enums.TASK_STATUS_COMPLETED}
+    seqs = [r[0] for r in rows(control_plane.settings.database_url, "SELECT seq FROM tasks")]
+    assert sorted(seqs) == [1, 2, 3]  # the counter of one process, as before
+    assert rows(control_plane.settings.database_url, "SELECT claimed_by FROM tasks") == [(None,)] * 3

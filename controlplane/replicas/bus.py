@@ -9,6 +9,10 @@ request to every replica and waits, within a deadline, for the first one that ha
 * a replica that does not hold the target says so at once, so when every live peer (the count
   comes from the replica registry) has declined, :meth:`ReplicaBus.ask` returns None without
   waiting out the deadline; without a count it returns None at the deadline;
+* a holder whose handler takes a while (a restart waits for the new process) says "working"
+  every third of the asker's deadline, which keeps the asker waiting; a holder that falls silent
+  mid-way makes :meth:`ReplicaBus.ask` raise Unavailable (the target is held, so it is not
+  "nobody");
 * a domain error raised by the holder's handler (NotFound, PermissionDenied, …) is raised again
   on the asking replica, same class, reason and metadata: the caller gets the holder's answer;
 * an answer too long for the transport is replaced by :attr:`Answer.truncated` (the asker then
@@ -112,6 +116,9 @@ class _Pending:
     future: asyncio.Future[Answer | None]
     expected: int | None
     declined: set[str] = field(default_factory=set)
+    #: The replica that said it is working on the request, and when it last said so.
+    holder: str = ""
+    working_at: float = 0.0
 
 
 class ReplicaBus:
@@ -216,8 +223,9 @@ class ReplicaBus:
         if expected == 0:
             return None
         request_id = secrets.token_hex(12)
+        timeout = timeout or self.timeout
         payload = json.dumps(
-            {"i": request_id, "f": self.replica, "r": self._reply_topic, "k": kind, "b": body},
+            {"i": request_id, "f": self.replica, "r": self._reply_topic, "k": kind, "b": body, "d": timeout},
             separators=(",", ":"),
         )
         if len(payload.encode()) > self.transport.max_payload:
@@ -227,7 +235,7 @@ class ReplicaBus:
                 reason="ERROR_REASON_LIMIT_EXCEEDED",
             )
         future: asyncio.Future[Answer | None] = asyncio.get_running_loop().create_future()
-        self._pending[request_id] = _Pending(future, expected)
+        pending = self._pending[request_id] = _Pending(future, expected)
         try:
             try:
                 await asyncio.wait_for(self.transport.publish(REQUESTS, payload), PUBLISH_TIMEOUT)
@@ -237,10 +245,22 @@ class ReplicaBus:
                     f"{exc or type(exc).__name__}; retry shortly",
                     metadata={"transport": self.where},
                 ) from None
-            try:
-                answer = await asyncio.wait_for(asyncio.shield(future), timeout or self.timeout)
-            except TimeoutError:
-                return None
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    answer = await asyncio.wait_for(asyncio.shield(future), deadline - time.monotonic())
+                    break
+                except TimeoutError:
+                    if not pending.holder:
+                        return None
+                    if pending.working_at + timeout > time.monotonic():
+                        deadline = pending.working_at + timeout  # the holder is still at it
+                        continue
+                    raise Unavailable(
+                        f"replica {pending.holder}, which holds the target, stopped answering "
+                        f"{timeout:g} s ago; the call may or may not have taken effect there",
+                        metadata={"replica": pending.holder},
+                    ) from None
         finally:
             self._pending.pop(request_id, None)
         return answer
@@ -252,6 +272,7 @@ class ReplicaBus:
             message = json.loads(payload)
             request_id, sender, topic = str(message["i"]), str(message["f"]), str(message["r"])
             kind, body = str(message["k"]), dict(message["b"])
+            every = max(0.05, float(message.get("d", 3.0)) / 3)
         except (ValueError, KeyError, TypeError):
             log.warning("replicas' bus: a malformed request was ignored")
             return
@@ -261,19 +282,21 @@ class ReplicaBus:
             log.warning("replicas' bus: %d requests in hand; one was declined", MAX_HANDLING)
             self._spawn(self._send(topic, {"i": request_id, "f": self.replica, "h": 0}))
             return
-        self._spawn(self._serve(request_id, topic, kind, body))
+        self._spawn(self._serve(request_id, topic, kind, body, every))
 
     def _spawn(self, coroutine: Any) -> None:
         task = asyncio.get_running_loop().create_task(coroutine)
         self._handling.add(task)
         task.add_done_callback(self._handling.discard)
 
-    async def _serve(self, request_id: str, topic: str, kind: str, body: dict[str, Any]) -> None:
+    async def _serve(
+        self, request_id: str, topic: str, kind: str, body: dict[str, Any], every: float
+    ) -> None:
         handler = self._handlers.get(kind)
         answer: dict[str, Any] = {"i": request_id, "f": self.replica, "h": 0}
         if handler is not None:
             try:
-                result = await handler(body)
+                result = await self._working(handler(body), request_id, topic, every)
                 if result is not None:
                     answer = {"i": request_id, "f": self.replica, "h": 1, "r": result}
             except MaosError as exc:
@@ -292,6 +315,18 @@ class ReplicaBus:
             text = json.dumps(answer)
         await self._send(topic, text)
 
+    async def _working(self, work: Awaitable[Any], request_id: str, topic: str, every: float) -> Any:
+        """Await ``work``, telling the asker "working" every ``every`` seconds until it is done."""
+        task = asyncio.ensure_future(work)
+        try:
+            while True:
+                done, _ = await asyncio.wait({task}, timeout=every)
+                if done:
+                    return task.result()
+                await self._send(topic, {"i": request_id, "f": self.replica, "h": 2})
+        finally:
+            task.cancel()
+
     async def _send(self, topic: str, answer: Any) -> None:
         text = answer if isinstance(answer, str) else json.dumps(answer, separators=(",", ":"))
         try:
@@ -309,6 +344,9 @@ class ReplicaBus:
         if pending is None or pending.future.done():
             return  # late, or a second holder: the first answer counts
         sender = str(message.get("f", ""))
+        if message.get("h") == 2:
+            pending.holder, pending.working_at = sender, time.monotonic()
+            return
         if not message.get("h"):
             pending.declined.add(sender)
             if pending.expected is not None and len(pending.declined) >= pending.expected:

@@ -113,6 +113,11 @@ def install_replicas(
     claims_from = claim_store(storage.backend)
     if storage.backend.kind == "postgresql":
         registry.leases = leases
+
+        async def live_replicas() -> set[str]:
+            return {view.row.id for view in await registry.replicas() if not view.lost and not view.this}
+
+        engine.live_replicas = live_replicas
     if claims_from is not None:
         lost_after, interval = settings["replicas.lost_after"], settings["replicas.heartbeat_interval"]
         if lost_after <= 2 * interval:

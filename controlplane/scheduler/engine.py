@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
 from controlplane.config import Settings
@@ -259,6 +259,9 @@ class Engine:
         #: Claims between replicas on a shared database (:meth:`enable_claims`), else None: this
         #: process holds every task (SQLite, the single-process default).
         self.claims: Claims | None = None
+        #: The ids of the other live replicas (set by build_app where several share the database):
+        #: their connected agents are not marked DISCONNECTED at start.
+        self.live_replicas: Callable[[], Awaitable[set[str]]] | None = None
         self._delegate()
 
     def enable_claims(self, store: Any, bus: Any, registry: Any, **options: Any) -> Claims:
@@ -283,7 +286,10 @@ class Engine:
         else:  # the tasks this replica runs are claimed once it is registered (Claims.start)
             tasks, subtasks = [], []
             self.book.seq_source = self._incarnation
+        elsewhere = await self.live_replicas() if self.live_replicas is not None else set()
         for agent in await self.storage.call(backend.list_agents):
+            if agent.replica in elsewhere:  # connected to a live replica: its state is that replica's
+                continue
             if agent.status not in (AgentStatus.TERMINATED, AgentStatus.DISCONNECTED):
                 agent.status = AgentStatus.DISCONNECTED
                 self.committer.agent(agent)

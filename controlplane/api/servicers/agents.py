@@ -131,18 +131,23 @@ class AgentServicer(agents_grpc.AgentServiceServicer):
         self.forwarder = forwarder
         forwarder.serve(self, FORWARDED)
 
-    async def _forward(self, response_cls: type[R], request: Any, info: AgentInfo) -> R | None:
-        """The answer of the replica the agent is connected to, or None (answer here)."""
+    async def _forward(self, response_cls: type[R], request: Any) -> R | None:
+        """The answer of the replica the agent ``request.name`` is connected to, or None (answer here).
+
+        Asked before anything is read here: an agent that registered on another replica a
+        moment ago may not be committed yet, and its holder checks the call as it would its own.
+        """
         if self.forwarder is None:
             return None
+        agent_id = convert.parse_name(request.name, "agents")
 
         async def rebuild() -> R:  # its answer was too long for the bus: what it committed
             response = response_cls()
-            response.agent.CopyFrom(self._pb(await self.engine.find_agent(info.id) or info))  # type: ignore[attr-defined]
+            response.agent.CopyFrom(self._pb(await self._info(request.name)))  # type: ignore[attr-defined]
             return response
 
         method = response_cls.__name__.removesuffix("Response")
-        return cast(R | None, await self.forwarder.agent(method, request, info.id, rebuild))
+        return cast(R | None, await self.forwarder.agent(method, request, agent_id, rebuild))
 
     async def _info(self, name: str) -> AgentInfo:
         agent_id = convert.parse_name(name, "agents")
@@ -211,9 +216,9 @@ class AgentServicer(agents_grpc.AgentServiceServicer):
     async def GetAgent(
         self, request: agents_pb.GetAgentRequest, context: grpc.aio.ServicerContext
     ) -> agents_pb.GetAgentResponse:
-        info = await self._info(request.name)
-        if (forwarded := await self._forward(agents_pb.GetAgentResponse, request, info)) is not None:
+        if (forwarded := await self._forward(agents_pb.GetAgentResponse, request)) is not None:
             return forwarded  # live: its assignments and free slots
+        info = await self._info(request.name)
         return agents_pb.GetAgentResponse(agent=self._pb(info))
 
     async def SpawnAgents(
@@ -310,14 +315,14 @@ class AgentServicer(agents_grpc.AgentServiceServicer):
         self, request: agents_pb.TerminateAgentRequest, context: grpc.aio.ServicerContext
     ) -> agents_pb.TerminateAgentResponse:
         validate_request_id(request.request_id)
-        info = await self._managed(request.name, "terminate")
         grace = (
             convert.checked_seconds(request.grace, "grace") if request.HasField("grace") else DEFAULT_GRACE
         )
         if not 0 <= grace <= MAX_GRACE:
             raise InvalidArgument(f"grace must be between 0 and {MAX_GRACE:g} seconds", field="grace")
-        if (forwarded := await self._forward(agents_pb.TerminateAgentResponse, request, info)) is not None:
+        if (forwarded := await self._forward(agents_pb.TerminateAgentResponse, request)) is not None:
             return forwarded
+        info = await self._managed(request.name, "terminate")
         info = self.engine.terminate_agent(info.id, grace, request.force)
         answer = self._pb(info)
         await self.engine.durable()  # re-queued work and the agent's state are recorded
@@ -334,9 +339,9 @@ class AgentServicer(agents_grpc.AgentServiceServicer):
     async def PauseAgent(
         self, request: agents_pb.PauseAgentRequest, context: grpc.aio.ServicerContext
     ) -> agents_pb.PauseAgentResponse:
-        info = await self._managed(request.name, "pause")
-        if (forwarded := await self._forward(agents_pb.PauseAgentResponse, request, info)) is not None:
+        if (forwarded := await self._forward(agents_pb.PauseAgentResponse, request)) is not None:
             return forwarded
+        info = await self._managed(request.name, "pause")
         answer = self._pb(self.engine.pause_agent(info.id))  # as of the request
         await self.engine.durable()
         return agents_pb.PauseAgentResponse(agent=answer)
@@ -344,9 +349,9 @@ class AgentServicer(agents_grpc.AgentServiceServicer):
     async def ResumeAgent(
         self, request: agents_pb.ResumeAgentRequest, context: grpc.aio.ServicerContext
     ) -> agents_pb.ResumeAgentResponse:
-        info = await self._managed(request.name, "resume")
-        if (forwarded := await self._forward(agents_pb.ResumeAgentResponse, request, info)) is not None:
+        if (forwarded := await self._forward(agents_pb.ResumeAgentResponse, request)) is not None:
             return forwarded
+        info = await self._managed(request.name, "resume")
         answer = self._pb(self.engine.resume_agent(info.id))
         await self.engine.durable()
         return agents_pb.ResumeAgentResponse(agent=answer)
@@ -359,9 +364,9 @@ class AgentServicer(agents_grpc.AgentServiceServicer):
         )
         if not 0 <= grace <= MAX_GRACE:
             raise InvalidArgument(f"grace must be between 0 and {MAX_GRACE:g} seconds", field="grace")
-        info = await self._managed(request.name, "drain")
-        if (forwarded := await self._forward(agents_pb.DrainAgentResponse, request, info)) is not None:
+        if (forwarded := await self._forward(agents_pb.DrainAgentResponse, request)) is not None:
             return forwarded
+        info = await self._managed(request.name, "drain")
         info = self.engine.drain_agent(info.id, grace)
         answer = self._pb(info)  # as of the request: the agent may be gone once the commit is done
         launch = self.launcher.by_agent(info.id) if self.launcher else None
@@ -406,14 +411,14 @@ class AgentServicer(agents_grpc.AgentServiceServicer):
     async def RestartAgent(
         self, request: agents_pb.RestartAgentRequest, context: grpc.aio.ServicerContext
     ) -> agents_pb.RestartAgentResponse:
-        info = await self._managed(request.name, "restart")
         grace = (
             convert.checked_seconds(request.grace, "grace") if request.HasField("grace") else DEFAULT_GRACE
         )
         if not 0 <= grace <= MAX_GRACE:
             raise InvalidArgument(f"grace must be between 0 and {MAX_GRACE:g} seconds", field="grace")
-        if (forwarded := await self._forward(agents_pb.RestartAgentResponse, request, info)) is not None:
+        if (forwarded := await self._forward(agents_pb.RestartAgentResponse, request)) is not None:
             return forwarded
+        info = await self._managed(request.name, "restart")
         launch = self.launcher.by_agent(info.id) if self.launcher else None
         if launch is None and info.managed and info.status == AgentStatus.TERMINATED:
             raise FailedPrecondition(
@@ -456,9 +461,9 @@ class AgentServicer(agents_grpc.AgentServiceServicer):
     async def GetAgentMetrics(
         self, request: agents_pb.GetAgentMetricsRequest, context: grpc.aio.ServicerContext
     ) -> agents_pb.GetAgentMetricsResponse:
-        info = await self._info(request.name)
-        if (forwarded := await self._forward(agents_pb.GetAgentMetricsResponse, request, info)) is not None:
+        if (forwarded := await self._forward(agents_pb.GetAgentMetricsResponse, request)) is not None:
             return forwarded  # its process readings are where it runs
+        info = await self._info(request.name)
         response = agents_pb.GetAgentMetricsResponse(agent=self._pb(info))
         reading = self.observer.agent_process(info.id) if self.observer is not None else None
         if reading is not None:

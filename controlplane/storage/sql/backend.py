@@ -518,7 +518,17 @@ class SqlBackend(SqlWebhooks):
         return None if row is None else StateValue(bytes(row.value), int(row.version))
 
     def state_put(self, task_id: str, key: str, value: bytes, expected_version: int | None) -> int:
-        """Write a key (compare-and-set when ``expected_version`` is given); returns the new version."""
+        """Write a key (compare-and-set when ``expected_version`` is given); returns the new version.
+
+        Two first writes of one key at once (from two replicas) both find no row to lock: the
+        one whose insert loses is decided again against the row the other committed.
+        """
+        try:
+            return self._state_put(task_id, key, value, expected_version)
+        except AlreadyExists:
+            return self._state_put(task_id, key, value, expected_version)
+
+    def _state_put(self, task_id: str, key: str, value: bytes, expected_version: int | None) -> int:
         st = schema.shared_state
         where = (st.c.task_id == task_id, st.c.key == key)
         with translate_errors(), self._writes.begin() as conn:

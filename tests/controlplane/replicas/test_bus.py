@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -19,6 +20,7 @@ from controlplane.replicas.bus import (
     reply_topic,
 )
 from controlplane.replicas.wakeups import TOPIC, PostgresWakeupBus, RedisWakeupBus
+from tests.harness.server import wait_for
 
 
 class Replica:
@@ -28,6 +30,8 @@ class Replica:
         self.bus = bus
         self.agents = agents
         self.seen: list[dict[str, Any]] = []
+        self.release = asyncio.Event()
+        self.started = asyncio.Event()
         bus.handle("agent", self.serve)
 
     async def serve(self, body: dict[str, Any]) -> dict[str, Any] | None:
@@ -38,6 +42,9 @@ class Replica:
             raise PermissionDenied("agents/a1 belongs to bob", metadata={"permission": "agent:manage-all"})
         if body.get("op") == "invalid":
             raise InvalidArgument("grace must be between 0 and 86400 seconds", field="grace")
+        if body.get("op") == "slow":  # a restart waiting for its new process
+            self.started.set()
+            await self.release.wait()
         if body.get("op") == "huge":
             return {"text": "x" * (REDIS_MAX_PAYLOAD + 10)}
         return {"paused": body["agent"], "by": self.bus.replica}
@@ -181,3 +188,45 @@ def test_errors_round_trip_and_reply_topics_are_topics() -> None:
     assert (again.message, again.reason) == ("agent agents/x does not exist", "ERROR_REASON_AGENT_NOT_FOUND")
     assert TOPIC.match(reply_topic("Replica with spaces/and:colons" * 5))
     assert reply_topic("cp-a") != reply_topic("cp-b")
+
+
+def count_working(replica: Replica) -> list[str]:
+    """Record the "working" answers ``replica`` has published."""
+    sent: list[str] = []
+    publish = replica.bus.transport.publish
+
+    async def counting(topic: str, payload: str = "") -> None:
+        await publish(topic, payload)
+        if '"h":2' in payload:
+            sent.append(payload)  # published: on its way to the asker
+
+    replica.bus.transport.publish = counting
+    return sent
+
+
+async def test_a_holder_at_work_keeps_the_asker_waiting_past_its_deadline(replicas: list[Replica]) -> None:
+    a, b, _ = replicas
+    working = count_working(b)
+    started = time.monotonic()
+    asking = asyncio.get_running_loop().create_task(
+        a.bus.ask("agent", {"agent": "a1", "op": "slow"}, timeout=0.3)
+    )
+    # "working" every 0.1 s: six of them take the holder well past the asker's 0.3 s
+    await wait_for(lambda: len(working) >= 6, 10, message="six working answers")
+    assert not asking.done()
+    b.release.set()
+    answer = await asking
+    assert answer is not None and answer.result == {"paused": "a1", "by": "cp-b"}
+    assert time.monotonic() - started > 0.5
+
+
+async def test_a_holder_falling_silent_mid_call_is_unavailable_not_nobody(replicas: list[Replica]) -> None:
+    a, b, _ = replicas
+    working = count_working(b)
+    asking = asyncio.get_running_loop().create_task(
+        a.bus.ask("agent", {"agent": "a1", "op": "slow"}, timeout=0.3)
+    )
+    await wait_for(lambda: working, 10, message="a working answer")
+    await b.bus.close()  # the holder dies mid-call
+    with pytest.raises(Unavailable, match="replica cp-b, which holds the target, stopped answering"):
+        await asking

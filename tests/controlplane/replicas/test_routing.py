@@ -7,6 +7,7 @@ B gives, and B's state shows the change. Without Redis the same goes over LISTEN
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -234,3 +235,177 @@ async def test_pause_through_another_replica_over_listen_notify(
     assert await _status(r.stubs_b, name) == enums.AGENT_STATUS_PAUSED
     drained = await r.stubs_a.agents.DrainAgent(agents_pb.DrainAgentRequest(name=name), timeout=RPC)
     assert drained.agent.status == enums.AGENT_STATUS_DRAINING
+
+
+async def test_permissions_and_audit_are_those_of_a_local_call(
+    tmp_path: Path, postgres_url: str, redis_url: str, redis_namespace: str
+) -> None:
+    from agent_sdk.builtin import EchoAgent
+    from agent_sdk.client import Client
+    from agent_sdk.errors import MaosRpcError
+    from agent_sdk.worker import Worker
+    from tests.harness.server import start_app, stored_audit
+
+    shared = {
+        "database.primary_url": postgres_url,
+        "redis.url": redis_url,
+        "redis.key_prefix": redis_namespace,
+        "security.auth": "required",
+    }
+    build_app(make_settings(tmp_path / "migrate", **shared)).storage.close()
+    empty_postgres(postgres_url)
+    a = await start_app(make_settings(tmp_path / "a", **shared))
+    admin_key, admin = await a.storage.call(a.access.issue_key_sync, "admin", "admin")
+    narrow_key, narrow = await a.storage.call(
+        a.access.issue_key_sync, "admin", "narrow", ["agent:view", "agent:manage"]
+    )
+    b = await start_app(make_settings(tmp_path / "b", **shared))  # it reads the keys A stored
+    worker = Worker(
+        EchoAgent(), b.address, token=b.launcher.token, max_backoff=0.5
+    )  # owned by B's agents user
+    runner = asyncio.get_running_loop().create_task(worker.run())
+    try:
+        await asyncio.wait_for(worker.registered.wait(), 15)
+        [agent_id] = [session.id for session in b.engine.connected()]
+        async with Client(a.address, token=narrow) as client:
+            with pytest.raises(MaosRpcError) as denied:
+                await client.pause_agent(agent_id)
+            assert denied.value.code == grpc.StatusCode.PERMISSION_DENIED
+            assert "agent:manage-all" in denied.value.message
+        assert not b.engine.connected_session(agent_id).paused
+        async with Client(a.address, token=admin) as client:
+            paused = await client.pause_agent(agent_id)
+        assert paused.replica == b.engine.replica and b.engine.connected_session(agent_id).paused
+        # one record per call, by the replica that received it (the holder writes none)
+        records = [r for r in await stored_audit(a, limit=1000) if r["method"].endswith("/PauseAgent")]
+        assert sorted(
+            (r["principal"], r["status_code"], r["key_id"], r["resource"]) for r in records
+        ) == sorted(
+            [
+                ("users/admin", "OK", admin_key["id"], f"agents/{agent_id}"),
+                ("users/admin", "PERMISSION_DENIED", narrow_key["id"], f"agents/{agent_id}"),
+            ]
+        )
+    finally:
+        await worker.shutdown(grace=1.0)
+        await asyncio.wait_for(runner, 15)
+        await b.stop(grace=1.0)
+        await a.stop(grace=1.0)
+
+
+class _Replies:
+    """The agent side of a session: the shared-state replies sent to it."""
+
+    def __init__(self) -> None:
+        self.replies: list[Any] = []
+
+    def send(self, message: Any) -> None:
+        self.replies.append(message)
+
+
+async def test_shared_state_is_one_store_for_every_replica(tmp_path: Path, postgres_url: str) -> None:
+    """The path agents' shared state takes on each replica (the ``shared_state`` table) is one store:
+    what an agent on A writes, an agent on B reads, and compare-and-set holds between them."""
+    from controlplane.scheduler.shared_state import serve_shared_state
+    from tests.harness.server import start_app
+
+    pg = {"database.primary_url": postgres_url}
+    build_app(make_settings(tmp_path / "migrate", **pg)).storage.close()
+    empty_postgres(postgres_url)
+    a = await start_app(make_settings(tmp_path / "a", **pg))
+    b = await start_app(make_settings(tmp_path / "b", **pg))
+    on_a, on_b = _Replies(), _Replies()
+
+    async def op(app: Any, session: _Replies, *args: Any) -> Any:
+        await serve_shared_state(app.storage, session, len(session.replies), "t1", *args)  # type: ignore[arg-type]
+        return session.replies[-1]
+
+    try:
+        written = await op(a, on_a, "put", "plan", b"v1", None)
+        assert (written.error, written.version) == ("", 1)
+        read = await op(b, on_b, "get", "plan")
+        assert (read.found, read.value, read.version) == (True, b"v1", 1)
+        # both replicas compare-and-set version 1 at once: one wins, the other is told the new version
+        both = await asyncio.gather(op(a, on_a, "put", "plan", b"a", 1), op(b, on_b, "put", "plan", b"b", 1))
+        assert sorted(r.error for r in both) == ["", "ERROR_REASON_VERSION_CONFLICT"]
+        assert {r.version for r in both} == {2}
+        # first writes of new keys at once ("create if absent", expected version 0): one creates each
+        for n in range(20):
+            key = f"new-{n}"
+            both = await asyncio.gather(op(a, on_a, "put", key, b"a", 0), op(b, on_b, "put", key, b"b", 0))
+            assert sorted(r.error for r in both) == ["", "ERROR_REASON_VERSION_CONFLICT"], [
+                (r.error, r.message) for r in both
+            ]
+    finally:
+        await b.stop(grace=1.0)
+        await a.stop(grace=1.0)
+
+
+async def test_plan_approval_through_another_replica(over_redis: Replicas, agent_processes: Any) -> None:
+    r = over_redis
+    await _agent_on(r.stubs_a, agent_processes, r.b.address)
+    names = []
+    for text in ("approve me", "reject me"):
+        submitted = await r.stubs_b.tasks.SubmitTask(
+            tasks_pb.SubmitTaskRequest(task=msgs.Task(description=text, approve_plan=True)), timeout=RPC
+        )
+        names.append(submitted.task.name)
+
+    async def waiting(name: str) -> bool:
+        task = (await r.stubs_b.tasks.GetTask(tasks_pb.GetTaskRequest(name=name), timeout=RPC)).task
+        return "waiting for plan approval" in task.status_reason
+
+    for name in names:
+        await wait_for(
+            lambda name=name: waiting(name), 30, interval=0.1, message=f"{name} to wait for approval"
+        )
+    approved = await r.stubs_a.tasks.ApproveTask(tasks_pb.ApproveTaskRequest(name=names[0]), timeout=RPC)
+    assert approved.task.approval.state == enums.PLAN_APPROVAL_STATE_APPROVED
+    assert approved.task.approval.principal == "users/local"
+    rejected = await r.stubs_a.tasks.RejectTask(
+        tasks_pb.RejectTaskRequest(name=names[1], reason="not this one"), timeout=RPC
+    )
+    assert rejected.task.status == enums.TASK_STATUS_CANCELLED
+
+    async def completed() -> bool:
+        task = (await r.stubs_a.tasks.GetTask(tasks_pb.GetTaskRequest(name=names[0]), timeout=RPC)).task
+        return task.status == enums.TASK_STATUS_COMPLETED
+
+    await wait_for(completed, 30, interval=0.1, message="the approved task to run on B's agent")
+    with pytest.raises(grpc.aio.AioRpcError) as again:  # decided and finished: refused wherever answered
+        await r.stubs_a.tasks.RejectTask(
+            tasks_pb.RejectTaskRequest(name=names[0], reason="late"), timeout=RPC
+        )
+    assert again.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
+async def test_a_replica_starting_leaves_the_agents_of_live_replicas_as_they_are(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    from agent_sdk.builtin import EchoAgent
+    from agent_sdk.worker import Worker
+    from tests.harness.server import start_app
+
+    pg = {"database.primary_url": postgres_url}
+    build_app(make_settings(tmp_path / "migrate", **pg)).storage.close()
+    empty_postgres(postgres_url)
+    a = await start_app(make_settings(tmp_path / "a", **pg))
+    worker = Worker(EchoAgent(), a.address, max_backoff=0.5)
+    runner = asyncio.get_running_loop().create_task(worker.run())
+    b = None
+    try:
+        await asyncio.wait_for(worker.registered.wait(), 15)
+        await a.engine.durable()
+        b = await start_app(make_settings(tmp_path / "b", **pg))  # its start marks lost agents DISCONNECTED
+        stubs = Stubs(b.address)
+        try:
+            [listed] = (await stubs.agents.ListAgents(agents_pb.ListAgentsRequest(), timeout=RPC)).agents
+        finally:
+            await stubs.close()
+        assert (listed.status, listed.replica) == (enums.AGENT_STATUS_IDLE, a.engine.replica)
+    finally:
+        await worker.shutdown(grace=1.0)
+        await asyncio.wait_for(runner, 15)
+        if b is not None:
+            await b.stop(grace=1.0)
+        await a.stop(grace=1.0)

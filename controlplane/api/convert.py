@@ -86,12 +86,13 @@ def parse_resume_id(value: str, incarnation: int, field: str) -> int | None:
     return int(sequence)
 
 
-_STREAM_ID = re.compile(r"^[0-9]{1,15}-[0-9]{1,18}$")
+_STREAM_EVENT_ID = re.compile(r"^[0-9]{1,15}-[0-9]{1,18}-[0-9]{1,9}$")
 
 
 def parse_event_resume_id(value: str, incarnation: int, field: str, streamed: bool) -> int | str | None:
     """The event to resume after: ``{incarnation}.{sequence}``, or with events across replicas
-    (``streamed``) a stream id ``{milliseconds}-{sequence}`` (None when empty).
+    (``streamed``) ``{milliseconds}-{sequence}-{index}``: a stream entry and the event's index in it
+    (None when empty).
 
     Raises:
         InvalidArgument: It is not such an id.
@@ -100,7 +101,7 @@ def parse_event_resume_id(value: str, incarnation: int, field: str, streamed: bo
     """
     if not streamed or not value:
         return parse_resume_id(value, incarnation, field)
-    if _STREAM_ID.match(value):
+    if _STREAM_EVENT_ID.match(value):
         return value
     try:
         parse_resume_id(value, -1, field)  # a well-formed id of a single control plane?

@@ -2,8 +2,9 @@
 
 * ``<redis.key_prefix>events``: each replica appends the events it committed, one pipeline per
   commit group, in commit order; every replica (itself included) reads the stream and feeds its
-  watchers (WatchTask, WatchEvents, ``maos monitor --follow``). An event's id is its stream id,
-  the same on every replica, so a stream broken on one replica resumes on any other.
+  watchers (WatchTask, WatchEvents, ``maos monitor --follow``). One entry holds one commit
+  group's events; an event's id is ``<stream id>-<index in the entry>``, the same on every
+  replica, so a stream broken on one replica resumes on any other.
 * ``<redis.key_prefix>logs``: each replica appends the records its log book keeps (its own and
   its agents'); the others add them to their log books, so ``maos logs`` and TailLogs on any
   replica show every replica's records (a record's id stays the one of the replica answering).
@@ -14,6 +15,8 @@ what happens while Redis is away.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import secrets
@@ -23,7 +26,7 @@ from typing import Any
 import pluggy
 
 from controlplane.domain.events import Event, EventType
-from controlplane.errors import FailedPrecondition, MaosError, Unavailable
+from controlplane.errors import FailedPrecondition, InvalidArgument, MaosError, Unavailable
 from controlplane.hookspecs import hookimpl
 from controlplane.logbook import LogBook, LogEntry
 from controlplane.replicas.redis_conn import RedisConnection
@@ -37,29 +40,23 @@ MAX_SNAPSHOTS = 100_000
 _ORIGIN, _NUMBER, _BODY = b"r", b"n", b"e"
 
 
-def encode_event(event: Event) -> bytes:
-    """An event as the JSON of a stream entry."""
-    return json.dumps(
-        [
-            int(event.type),
-            event.task_id,
-            event.subtask_id,
-            event.agent_id,
-            event.from_status,
-            event.to_status,
-            event.message,
-            event.data,
-            event.time,
-            event.owner,
-        ],
-        separators=(",", ":"),
-        default=str,
-    ).encode()
+def _row(event: Event) -> list[Any]:
+    return [
+        int(event.type),
+        event.task_id,
+        event.subtask_id,
+        event.agent_id,
+        event.from_status,
+        event.to_status,
+        event.message,
+        event.data,
+        event.time,
+        event.owner,
+    ]
 
 
-def decode_event(body: bytes, stream_id: str) -> Event:
-    """The event of a stream entry (see :func:`encode_event`)."""
-    kind, task_id, subtask_id, agent_id, from_status, to_status, message, data, at, owner = json.loads(body)
+def _event(row: list[Any], event_id: str) -> Event:
+    kind, task_id, subtask_id, agent_id, from_status, to_status, message, data, at, owner = row
     return Event(
         EventType(kind),
         task_id=task_id,
@@ -71,8 +68,34 @@ def decode_event(body: bytes, stream_id: str) -> Event:
         data=data,
         time=at,
         owner=owner,
-        stream_id=stream_id,
+        stream_id=event_id,
     )
+
+
+def encode_event(event: Event) -> bytes:
+    """One event as JSON."""
+    return json.dumps(_row(event), separators=(",", ":"), default=str).encode()
+
+
+def decode_event(body: bytes, event_id: str) -> Event:
+    """The event of :func:`encode_event`, with ``event_id`` as its id."""
+    return _event(json.loads(body), event_id)
+
+
+def encode_events(events: list[Event]) -> bytes:
+    """The events of one commit group as the JSON of one stream entry."""
+    return json.dumps([_row(event) for event in events], separators=(",", ":"), default=str).encode()
+
+
+def decode_events(body: bytes, stream_id: str) -> list[Event]:
+    """The events of a stream entry; each one's id is ``<stream id>-<index in the entry>``."""
+    return [_event(row, f"{stream_id}-{index}") for index, row in enumerate(json.loads(body))]
+
+
+def split_event_id(event_id: str) -> tuple[str, int]:
+    """``"17-3-2"`` -> (``"17-3"``, 2): the stream entry and the event's index in it."""
+    stream_id, _, index = event_id.rpartition("-")
+    return stream_id, int(index)
 
 
 def _again(last_read: dict[bytes, int], fields: dict[bytes, bytes]) -> bool:
@@ -110,34 +133,37 @@ class EventStream:
         stream.on_break = self._broken
 
     def send(self, events: list[tuple[Event, Any]]) -> None:
-        """Append committed events (with the snapshots of watched tasks, kept here until read back)."""
-        entries: list[dict[str | bytes, str | bytes]] = []
-        for event, snapshots in events:
-            self._seq += 1
-            if snapshots is not None:
-                self._snapshots[self._seq] = snapshots
-                if len(self._snapshots) > MAX_SNAPSHOTS:
-                    del self._snapshots[next(iter(self._snapshots))]
-            entries.append({_ORIGIN: self.origin, _NUMBER: str(self._seq), _BODY: encode_event(event)})
-        self.stream.append(entries)
+        """Append a commit group's events as one entry (the snapshots of watched tasks stay here
+        until the entry is read back)."""
+        if not events:
+            return
+        self._seq += 1
+        snapshots = [snapshot for _, snapshot in events]
+        if any(snapshot is not None for snapshot in snapshots):
+            self._snapshots[self._seq] = snapshots
+            if len(self._snapshots) > MAX_SNAPSHOTS:
+                del self._snapshots[next(iter(self._snapshots))]
+        body = encode_events([event for event, _ in events])
+        self.stream.append([{_ORIGIN: self.origin, _NUMBER: str(self._seq), _BODY: body}])
 
     def _entry(self, stream_id: str, fields: dict[bytes, bytes]) -> None:
         if GAP in fields:
             self.sever(
                 FailedPrecondition(
-                    f"{fields[GAP].decode()} events were lost while Redis was away (before {stream_id}); "
-                    "watch again without a resume id",
+                    f"{fields[GAP].decode()} commit groups of events were lost while Redis was away "
+                    f"(before {stream_id}); watch again without a resume id",
                     reason="ERROR_REASON_RESUME_POINT_LOST",
                 )
             )
             return
         if _again(self._last_read, fields):
             return
-        event = decode_event(fields[_BODY], stream_id)
-        snapshots = None
+        events = decode_events(fields[_BODY], stream_id)
+        snapshots: list[Any] = []
         if fields.get(_ORIGIN) == self.origin:
-            snapshots = self._snapshots.pop(int(fields[_NUMBER]), None)
-        self.deliver(event, snapshots)
+            snapshots = self._snapshots.pop(int(fields[_NUMBER]), [])
+        for index, event in enumerate(events):
+            self.deliver(event, snapshots[index] if snapshots else None)
 
     def _broken(self, error: Exception) -> None:
         self.sever(
@@ -148,14 +174,32 @@ class EventStream:
             )
         )
 
-    async def after(self, stream_id: str) -> list[Event]:
-        """The events after ``stream_id`` (see :meth:`SharedStream.after` for the errors)."""
+    async def after(self, event_id: str) -> list[Event]:
+        """The events after ``event_id`` (see :meth:`SharedStream.after` for the errors).
+
+        Raises:
+            InvalidArgument: The entry holds no event with that index.
+        """
+        stream_id, index = split_event_id(event_id)
+        entries = await self.stream.after(stream_id, "after_event_id")  # the named entry first
         seen: dict[bytes, int] = {}
-        return [
-            decode_event(fields[_BODY], entry_id)
-            for entry_id, fields in await self.stream.after(stream_id, "after_event_id")
-            if not _again(seen, fields)
-        ]
+        found: list[Event] = []
+        for position, (entry_id, fields) in enumerate(entries):
+            if position % 500 == 499:  # a resume from far back must not hold the event loop
+                await asyncio.sleep(0)
+            if _again(seen, fields):
+                continue
+            events = decode_events(fields[_BODY], entry_id)
+            if position == 0:
+                if index >= len(events):
+                    raise InvalidArgument(
+                        f"after_event_id {event_id} names no event sent (entry {entry_id} holds "
+                        f"{len(events)})",
+                        field="after_event_id",
+                    )
+                events = events[index + 1 :]
+            found.extend(events)
+        return found
 
 
 _LOG_FIELDS = ("level", "component", "message", "time", "task_id", "subtask_id", "agent_id", "fields")
@@ -225,6 +269,10 @@ class _Lifecycle:
 
     @hookimpl
     async def shutdown(self, app: Any) -> None:
+        # What is committed by now reaches the other replicas (the engine's final commit comes
+        # after the shutdown hooks: changes made from here on are not sent).
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(app.engine.durable(), 2.0)
         for stream in self.streams:
             await stream.close()
         if self._reader is not None:
@@ -234,8 +282,13 @@ class _Lifecycle:
 def install_event_streams(
     pm: pluggy.PluginManager, engine: Any, logbook: LogBook, redis: RedisConnection | None, settings: Any
 ) -> None:
-    """With Redis, carry events and log records across replicas (nothing changes without it)."""
+    """With Redis, carry events and log records across replicas; on PostgreSQL without Redis, events
+    over LISTEN/NOTIFY (:mod:`controlplane.replicas.event_notify`); on SQLite nothing changes."""
     if redis is None:
+        if settings.database_url.startswith("postgresql"):
+            from controlplane.replicas.event_notify import install_notify_relay
+
+            install_notify_relay(pm, engine, settings.database_url)
         return
     maxlen = settings["redis.stream_max_len"]
     events = SharedStream(None, redis.key("events"), maxlen, "events")

@@ -16,8 +16,8 @@ A :class:`SharedStream` is the transport under :mod:`controlplane.replicas.event
   or says precisely why it cannot (an id never issued, or one no longer in the stream: trimmed,
   or lost with a Redis that restarted without its data).
 
-Stream ids (``<milliseconds>-<sequence>``) are the ids clients see: global, ordered, and the
-same on every replica.
+Stream ids (``<milliseconds>-<sequence>``) are global, ordered, and the same on every replica:
+the ids clients see are made from them.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -50,7 +49,6 @@ RETRY_DELAY = 0.5
 READ_COUNT = 1_000
 #: The field marking a gap: entries that were never written (the outbox overflowed).
 GAP = b"gap"
-STREAM_ID = re.compile(r"^([0-9]{1,15})-([0-9]{1,18})$")
 
 Fields = dict[str | bytes, str | bytes]
 
@@ -149,12 +147,15 @@ class SharedStream:
         with self._lock:
             batch = [self._outbox[i] for i in range(min(len(self._outbox), MAX_BATCH))]
             dropped = self._dropped
-        pipe = self.client.pipeline(transaction=False)
-        if dropped:
-            pipe.xadd(self.key, {GAP: str(dropped)}, maxlen=self.maxlen, approximate=True)
-        for fields in batch:
-            pipe.xadd(self.key, fields, maxlen=self.maxlen, approximate=True)
-        await pipe.execute()
+        if len(batch) == 1 and not dropped:  # the common case: one commit group, one round trip
+            await self.client.xadd(self.key, batch[0], maxlen=self.maxlen, approximate=True)
+        else:
+            pipe = self.client.pipeline(transaction=False)
+            if dropped:
+                pipe.xadd(self.key, {GAP: str(dropped)}, maxlen=self.maxlen, approximate=True)
+            for fields in batch:
+                pipe.xadd(self.key, fields, maxlen=self.maxlen, approximate=True)
+            await pipe.execute()
         with self._lock:
             self._dropped -= dropped
             for fields in batch:  # the oldest may have been dropped meanwhile: pop by identity
@@ -217,7 +218,7 @@ class SharedStream:
     # --- resuming -------------------------------------------------------------
 
     async def after(self, stream_id: str, field: str) -> list[tuple[str, dict[bytes, bytes]]]:
-        """The entries after ``stream_id``, oldest first.
+        """Entry ``stream_id`` then the entries after it, oldest first.
 
         Raises:
             InvalidArgument: No entry with that id was written yet.
@@ -242,7 +243,11 @@ class SharedStream:
                     field=field,
                 )
             # Ids handed out are ids of entries: one not in the stream was trimmed (or Redis lost it).
-            if not await self.client.xrange(self.key, stream_id, stream_id):
+            found: list[tuple[str, dict[bytes, bytes]]] = [
+                (_text(entry_id), fields)
+                for entry_id, fields in await self.client.xrange(self.key, stream_id, stream_id)
+            ]
+            if not found:
                 raise FailedPrecondition(
                     f"{self.what[:-1]} {stream_id} is no longer kept: the system keeps about its last "
                     f"{self.maxlen} {self.what} (the oldest now is {oldest}); open the stream again "
@@ -250,7 +255,6 @@ class SharedStream:
                     reason="ERROR_REASON_RESUME_POINT_LOST",
                     metadata={"oldest_kept": oldest},
                 )
-            found: list[tuple[str, dict[bytes, bytes]]] = []
             cursor = "(" + stream_id
             while True:
                 page = await self.client.xrange(self.key, cursor, "+", count=READ_COUNT)

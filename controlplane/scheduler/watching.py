@@ -28,6 +28,7 @@ from controlplane.errors import FailedPrecondition, InvalidArgument, MaosError, 
 from controlplane.scheduler.committer import Committer
 
 if TYPE_CHECKING:
+    from controlplane.replicas.event_notify import NotifyRelay
     from controlplane.replicas.event_stream import EventStream
 
 log = logging.getLogger(__name__)
@@ -89,12 +90,35 @@ class Watchers:
         self._pending_events: list[tuple[Event, Snapshots]] = []
         #: The shared event stream of the replicas (None: events stay in this process).
         self.stream: EventStream | None = None
+        #: Without a stream, the relay of events between replicas over the database (LISTEN/NOTIFY).
+        self.relay: NotifyRelay | None = None
+        #: Resuming after an event numbered this or lower is refused: the relay broke after it, so
+        #: other replicas' events may have been missed since.
+        self._lost_through = 0
 
     def attach(self, stream: EventStream) -> None:
         """Send committed events through ``stream`` and deliver what it brings (every replica's)."""
         self.stream = stream
         stream.deliver = self._fan_out
         stream.sever = self._sever
+
+    def attach_relay(self, relay: NotifyRelay) -> None:
+        """Send committed events to other replicas through ``relay`` too, and deliver theirs here.
+
+        Their events are numbered here when they arrive (ids stay this replica's).
+        """
+        self.relay = relay
+        relay.receive = self._received
+        relay.sever = self._relay_broke
+
+    def _received(self, event: Event) -> None:
+        self._event_seq += 1
+        event.id = self._event_seq
+        self._fan_out(event, None, remote=True)
+
+    def _relay_broke(self, error: MaosError) -> None:
+        self._lost_through = self._event_seq
+        self._sever(error)
 
     @property
     def streamed(self) -> bool:
@@ -152,8 +176,10 @@ class Watchers:
                 if snapshots is not None:
                     snapshot, sub = snapshots
                     finished = snapshot.status.finished
-                else:  # published by another replica: the task as committed now
+                else:  # published by another replica (or before this watch): the task as committed now
                     if event.type not in _PROGRESS:
+                        if task_id in self.tasks:  # held here: what is in memory, once it is durable
+                            await self.committer.durable()
                         snapshot = copy.copy(await self.get_task(task_id))
                     sub, finished = None, event.to_status in _FINISHED
                 yield event, snapshot, sub
@@ -237,6 +263,13 @@ class Watchers:
             InvalidArgument: No event with that number has happened yet on this control plane.
             FailedPrecondition: The event is no longer kept (reason ERROR_REASON_RESUME_POINT_LOST).
         """
+        if 0 < sequence <= self._lost_through:
+            raise FailedPrecondition(
+                f"event {sequence} was sent before this control plane lost its connection to the "
+                "other replicas' events (some may have been missed since); open the stream again "
+                "without a resume id",
+                reason=RESUME_POINT_LOST,
+            )
         kept = self.recent_events
         for index in range(len(kept) - 1, -1, -1):
             if kept[index].id == sequence:
@@ -290,14 +323,16 @@ class Watchers:
             return
         for event, snapshots in events:
             self._fan_out(event, snapshots)
+        if self.relay is not None:
+            self.relay.send([event for event, _ in events])
 
-    def _fan_out(self, event: Event, snapshots: Snapshots) -> None:
+    def _fan_out(self, event: Event, snapshots: Snapshots, *, remote: bool = False) -> None:
         """Hand one delivered event to the task's watchers and to the listeners."""
         if self.stream is None:
             self.recent_events.append(event)
-        # Locally a task watched when the event was published has its snapshots; from the stream,
-        # another replica's event has none (the watcher reads the task).
-        if snapshots is not None or self.stream is not None:
+        # Locally a task watched when the event was published has its snapshots; another replica's
+        # event has none (the watcher reads the task).
+        if snapshots is not None or remote or self.stream is not None:
             for watch in self._watchers.get(event.task_id, ()):
                 if event.type in _PROGRESS and not watch.include_progress:
                     continue

@@ -16,6 +16,8 @@ import grpc
 import pytest
 
 from agent_sdk.builtin import EchoAgent
+from agent_sdk.client import Client
+from agent_sdk.errors import MaosRpcError
 from agent_sdk.proto.maos.v1 import enums_pb2 as enums
 from agent_sdk.proto.maos.v1 import messages_pb2 as m
 from agent_sdk.proto.maos.v1 import system_service_pb2 as system_pb
@@ -23,10 +25,11 @@ from agent_sdk.proto.maos.v1 import task_service_pb2 as t
 from agent_sdk.worker import Worker
 from controlplane.app import build_app
 from controlplane.domain.events import Event, EventType
-from controlplane.replicas.event_stream import decode_event, encode_event
+from controlplane.replicas.event_stream import decode_event, encode_event, encode_events
+from tests.controlplane.access.test_access import user_key
 from tests.controlplane.api.test_stream_resume import reason_of
 from tests.controlplane.replicas.test_redis import private_redis  # noqa: F401 (a fixture)
-from tests.harness.server import Stubs, empty_postgres, make_settings, start_app, wait_for
+from tests.harness.server import Stubs, admin_key, empty_postgres, make_settings, start_app, wait_for
 
 PROGRESS = {enums.EVENT_TYPE_SUBTASK_PROGRESS, enums.EVENT_TYPE_SUBTASK_OUTPUT}
 
@@ -139,8 +142,9 @@ async def test_resume_ids_are_checked_precisely(pair: Any) -> None:
     a, _, stubs_a, stubs_b, _ = pair
     events = stubs_a.system.WatchEvents(system_pb.WatchEventsRequest(), timeout=30)
     await wait_for(lambda: a.engine.event_listeners, 5, message="the listener")
-    await _events_of(events, await _submit(stubs_b, "one task"))  # the stream holds entries
+    held = await _events_of(events, await _submit(stubs_b, "one task"))  # the stream holds entries
     events.cancel()
+    entry = held[0].id.rsplit("-", 1)[0]
     cases = {
         "1.5": (
             grpc.StatusCode.FAILED_PRECONDITION,
@@ -148,11 +152,17 @@ async def test_resume_ids_are_checked_precisely(pair: Any) -> None:
             "did not cross replicas",
         ),
         "abc": (grpc.StatusCode.INVALID_ARGUMENT, "ERROR_REASON_INVALID_FIELD", "MILLISECONDS-SEQUENCE"),
-        "99999999999999-0": (
+        "99999999999999-0-0": (
             grpc.StatusCode.INVALID_ARGUMENT,
             "ERROR_REASON_INVALID_FIELD",
             "names no event sent yet",
         ),
+        f"{entry}-999": (
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "ERROR_REASON_INVALID_FIELD",
+            "names no event sent",
+        ),
+        "1-0-0": (grpc.StatusCode.FAILED_PRECONDITION, "ERROR_REASON_RESUME_POINT_LOST", "is no longer kept"),
     }
     for value, (code, reason, text) in cases.items():
         with pytest.raises(grpc.aio.AioRpcError) as caught:
@@ -185,14 +195,14 @@ async def test_an_id_whose_successors_were_trimmed_is_lost(
     stubs = Stubs(app.address)
     client = redis.Redis.from_url(redis_url)
     try:
-        first = client.xadd(f"{redis_namespace}events", {"e": encode_event(Event(EventType.TASK_UPDATED))})
+        first = client.xadd(f"{redis_namespace}events", {"e": encode_events([Event(EventType.TASK_UPDATED)])})
         for _ in range(3):  # MAXLEN ~ trims whole nodes of 100 entries
             await asyncio.gather(*(_submit(stubs, f"task {i}") for i in range(100)))
         await wait_for(
             lambda: client.xinfo_stream(f"{redis_namespace}events")["length"] < 300, 10, message="trimming"
         )
         with pytest.raises(grpc.aio.AioRpcError) as caught:
-            request = system_pb.WatchEventsRequest(after_event_id=first.decode())
+            request = system_pb.WatchEventsRequest(after_event_id=f"{first.decode()}-0")
             await anext(aiter(stubs.system.WatchEvents(request, timeout=5)))
         assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
         assert reason_of(caught.value) == "ERROR_REASON_RESUME_POINT_LOST"
@@ -279,3 +289,119 @@ def _answers(url: str) -> bool:
         return bool(redis.Redis.from_url(url, socket_connect_timeout=0.5).ping())
     except redis.RedisError:
         return False
+
+
+async def test_a_viewer_on_one_replica_sees_only_their_tasks_of_another(
+    tmp_path: Path, postgres_url: str, redis_url: str, redis_namespace: str
+) -> None:
+    shared = {
+        "database.primary_url": postgres_url,
+        "redis.url": redis_url,
+        "redis.key_prefix": redis_namespace,
+        "security.auth": "required",
+    }
+    build_app(make_settings(tmp_path / "m", **shared)).storage.close()
+    empty_postgres(postgres_url)
+    a = await start_app(make_settings(tmp_path / "a", **shared))
+    b = await start_app(make_settings(tmp_path / "b", **shared))
+    key_a, key_b = (
+        await user_key(a, "dev-a@example.com", "developer"),
+        await user_key(a, "dev-b@example.com", "developer"),
+    )
+    clients = [
+        Client(a.address, token=key_a),  # dev-a, watching on A
+        Client(a.address, token=await admin_key(a)),  # an admin (task:view-all), watching on A
+        Client(b.address, token=key_a),  # dev-a, working on B
+        Client(b.address, token=key_b),  # dev-b, working on B
+    ]
+    watch_a, watch_admin, dev_a, dev_b = clients
+    seen: dict[str, list[m.Event]] = {"dev-a": [], "admin": []}
+
+    async def read(client: Client, into: list[m.Event]) -> None:
+        async for event in client.watch_events(timeout=60):
+            into.append(event)
+
+    readers = [
+        asyncio.create_task(read(watch_a, seen["dev-a"])),
+        asyncio.create_task(read(watch_admin, seen["admin"])),
+    ]
+    try:
+        await wait_for(lambda: len(a.engine.event_listeners) == 2, message="both watchers on A")
+        theirs = await dev_b.submit_task(description="dev-b's secret plans")
+        mine = await dev_a.submit_task(description="dev-a's own work")
+        await dev_b.cancel_task(theirs.name)
+        await dev_a.cancel_task(mine.name)
+        for name in seen:  # B wrote dev-b's events first: once dev-a's cancellation is in, they were read too
+            await wait_for(
+                lambda name=name: any(
+                    e.task == mine.name and e.to_status == "TASK_STATUS_CANCELLED" for e in seen[name]
+                ),
+                15,
+                message=f"dev-a's cancellation seen by {name}",
+            )
+        assert {e.task for e in seen["dev-a"]} == {mine.name}
+        assert {e.task for e in seen["admin"]} == {mine.name, theirs.name}
+        # Resuming on A with an id of dev-b's event shows dev-a nothing of dev-b's either.
+        first = next(e for e in seen["admin"] if e.task == theirs.name)
+        again = [
+            e async for e in _until(watch_a.watch_events(after_event_id=first.id, timeout=10), mine.name)
+        ]
+        assert {e.task for e in again} == {mine.name}
+        with pytest.raises(MaosRpcError) as caught:  # and dev-b's task cannot be watched on A
+            await anext(aiter(watch_a.watch_task(theirs.name, timeout=5)))
+        assert caught.value.code in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.PERMISSION_DENIED)
+    finally:
+        for reader in readers:
+            reader.cancel()
+        await asyncio.gather(*readers, return_exceptions=True)
+        for client in clients:
+            await client.close()
+        await b.stop(grace=1.0)
+        await a.stop(grace=1.0)
+
+
+async def _until(events: Any, task: str) -> AsyncIterator[m.Event]:
+    async for event in events:
+        yield event
+        if event.task == task and event.to_status == "TASK_STATUS_CANCELLED":
+            return
+
+
+async def test_events_dropped_while_redis_was_away_are_said_lost(
+    redis_url: str, redis_namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import redis.asyncio as aioredis
+
+    from controlplane.errors import FailedPrecondition
+    from controlplane.replicas import streams
+    from controlplane.replicas.event_stream import EventStream
+
+    monkeypatch.setattr(streams, "MAX_OUTBOX", 3)
+    client = aioredis.Redis.from_url(redis_url)
+    shared = streams.SharedStream(client, f"{redis_namespace}events", 1000, "events")
+    events = EventStream(shared)
+    delivered: list[Event] = []
+    severed: list[Exception] = []
+    events.deliver = lambda event, snapshots: delivered.append(event)
+    events.sever = severed.append
+    try:
+        await shared.start()
+        events.send([(Event(EventType.TASK_UPDATED, task_id="before"), None)])
+        await wait_for(lambda: delivered, 10, message="the first event back")
+        before = delivered[0].stream_id
+        await shared.close()  # "Redis away": nothing is written while five groups are committed
+        for n in range(5):
+            events.send([(Event(EventType.TASK_UPDATED, task_id=f"t{n}"), None)])
+        await shared.start()  # back: the gap first, then the three groups the outbox kept
+        await wait_for(lambda: len(delivered) == 4, 10, message="the kept groups")
+        assert [e.task_id for e in delivered[1:]] == ["t2", "t3", "t4"]
+        [error] = severed  # live watchers were ended...
+        assert isinstance(error, FailedPrecondition) and error.reason == "ERROR_REASON_RESUME_POINT_LOST"
+        assert "2 commit groups of events were lost" in error.message
+        with pytest.raises(FailedPrecondition) as caught:  # ...and cannot resume from before the gap
+            await events.after(before)
+        assert caught.value.reason == "ERROR_REASON_RESUME_POINT_LOST"
+        assert [e.task_id for e in await events.after(delivered[1].stream_id)] == ["t3", "t4"]
+    finally:
+        await shared.close()
+        await client.aclose()

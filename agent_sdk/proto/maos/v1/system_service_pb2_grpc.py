@@ -150,7 +150,8 @@ class SystemServiceServicer:
         With `after_event_id` the kept events sent after that one (in the order
         they were first sent) come first, then the live ones, none twice. An id
         the server no longer keeps (older than its recent events, or issued
-        before a restart or by another replica) is FAILED_PRECONDITION with
+        before a restart, or by another replica when events do not cross
+        replicas through Redis) is FAILED_PRECONDITION with
         reason ERROR_REASON_RESUME_POINT_LOST; a malformed one, or one this
         server never sent, INVALID_ARGUMENT.
         """

@@ -240,7 +240,8 @@ class TaskServiceServicer:
         the live changes, none twice. Replayed messages carry the task (and
         subtask) as they are when the stream resumes. An id the server no
         longer keeps (older than its recent events, or issued before a restart
-        or by another replica) is FAILED_PRECONDITION with reason
+        or by another replica when events do not cross replicas through Redis)
+        is FAILED_PRECONDITION with reason
         ERROR_REASON_RESUME_POINT_LOST: watch again without it.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)

@@ -1,0 +1,185 @@
+"""Events across replicas without Redis: PostgreSQL ``LISTEN``/``NOTIFY`` (the fallback).
+
+On PostgreSQL with no ``redis.url``, each replica delivers its own committed events to its
+watchers as a single control plane does, and also NOTIFYs them on ``maos_events`` (one
+statement per commit group, sent by a writer task off the engine's path); every other replica
+LISTENs and delivers them to its watchers, numbered in its own sequence. So WatchTask,
+WatchEvents and ``maos monitor --follow`` on any replica see every replica's events, in commit
+order per task, but event ids stay per replica: resume on the replica that sent the id (on
+another it is ``ERROR_REASON_RESUME_POINT_LOST``, as it always was). Notifications are not kept:
+when the LISTEN connection breaks, watchers end with UNAVAILABLE and resuming from an id sent
+before the break is refused (events may have been missed). A notification carries under 8000
+bytes: an event larger than that goes with its message and data cut (said in its message).
+Log records do not cross replicas this way (they need Redis).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections.abc import Callable
+from typing import Any
+
+from controlplane.domain.events import Event
+from controlplane.errors import MaosError, Unavailable
+from controlplane.hookspecs import hookimpl
+from controlplane.replicas.event_stream import decode_event, encode_event
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "maos_events"
+#: Bytes of one notification at most (PostgreSQL's limit is 8000).
+MAX_PAYLOAD = 7_500
+#: Events waiting to be sent at most (while the database is away); past it the oldest are dropped.
+MAX_OUTBOX = 100_000
+RETRY_DELAY = 0.5
+
+
+def _fitting(event: Event) -> bytes:
+    body = encode_event(event)
+    if len(body) <= MAX_PAYLOAD - 200:
+        return body
+    cut = Event(**{**event.__dict__, "data": {}, "message": "(message and data cut: too large to relay)"})
+    return encode_event(cut)
+
+
+def pack(origin: str, events: list[Event]) -> list[str]:
+    """Notification payloads (``origin`` then the events' JSON, one per line), each under the limit."""
+    payloads: list[str] = []
+    lines: list[str] = []
+    size = len(origin)
+    for event in events:
+        line = _fitting(event).decode()
+        if lines and size + len(line.encode()) + 1 > MAX_PAYLOAD:
+            payloads.append("\n".join([origin, *lines]))
+            lines, size = [], len(origin)
+        lines.append(line)
+        size += len(line.encode()) + 1
+    if lines:
+        payloads.append("\n".join([origin, *lines]))
+    return payloads
+
+
+class NotifyRelay:
+    """This replica's side of the relay (attached to the engine's watchers).
+
+    Args:
+        conninfo: The database URL (``database.primary_url``; a SQLAlchemy ``+psycopg`` URL is accepted).
+    """
+
+    def __init__(self, conninfo: str):
+        self.conninfo = conninfo.replace("postgresql+psycopg://", "postgresql://", 1)
+        self.origin = secrets.token_hex(8)
+        self.receive: Callable[[Event], None] = lambda event: None
+        self.sever: Callable[[MaosError], None] = lambda error: None
+        self._outbox: list[str] = []
+        self._wake: asyncio.Event | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._listening = asyncio.Event()
+
+    def send(self, events: list[Event]) -> None:
+        """Queue committed events for the other replicas (no I/O here)."""
+        self._outbox.extend(pack(self.origin, events))
+        if len(self._outbox) > MAX_OUTBOX:
+            del self._outbox[: len(self._outbox) - MAX_OUTBOX]
+        if self._wake is not None:
+            self._wake.set()
+
+    async def start(self) -> None:
+        """Connect the listener (events of other replicas arrive from here on) and the writer."""
+        loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        self._tasks = [
+            loop.create_task(self._listen(), name="maos-event-relay-listener"),
+            loop.create_task(self._write(), name="maos-event-relay-writer"),
+        ]
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._listening.wait(), 10)
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+
+    async def _write(self) -> None:
+        import psycopg
+
+        assert self._wake is not None
+        conn: Any = None
+        while True:
+            if not self._outbox:
+                await self._wake.wait()
+                self._wake.clear()
+                continue
+            batch = self._outbox[:50]
+            try:
+                if conn is None or conn.closed:
+                    conn = await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True)
+                query = "SELECT " + ", ".join(["pg_notify(%s, %s)"] * len(batch))
+                await conn.execute(query, [value for payload in batch for value in (CHANNEL, payload)])
+                del self._outbox[: len(batch)]
+            except asyncio.CancelledError:
+                if conn is not None:
+                    await conn.close()
+                raise
+            except Exception as exc:
+                log.warning("event relay: cannot NOTIFY (%s); retrying", exc)
+                if conn is not None:
+                    with contextlib.suppress(Exception):
+                        await conn.close()
+                conn = None
+                await asyncio.sleep(RETRY_DELAY)
+
+    async def _listen(self) -> None:
+        import psycopg
+
+        while True:
+            try:
+                conn = await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True)
+                try:
+                    await conn.execute(f"LISTEN {CHANNEL}")
+                    self._listening.set()
+                    async for note in conn.notifies():
+                        origin, _, body = note.payload.partition("\n")
+                        if origin == self.origin:
+                            continue
+                        for line in body.split("\n"):
+                            self.receive(decode_event(line.encode(), ""))
+                finally:
+                    await conn.close()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if self._listening.is_set():
+                    log.warning("event relay: LISTEN connection broke (%s); watchers are told", exc)
+                    self._listening.clear()
+                    self.sever(
+                        Unavailable(
+                            f"events stopped arriving from the other replicas ({exc}); watch again "
+                            "(events sent before this cannot be resumed from)",
+                        )
+                    )
+                await asyncio.sleep(RETRY_DELAY)
+
+
+class _Lifecycle:
+    def __init__(self, relay: NotifyRelay):
+        self.relay = relay
+
+    @hookimpl
+    async def startup(self, app: Any) -> None:
+        await self.relay.start()
+
+    @hookimpl
+    async def shutdown(self, app: Any) -> None:
+        await self.relay.close()
+
+
+def install_notify_relay(pm: Any, engine: Any, database_url: str) -> None:
+    """Relay events between replicas over PostgreSQL (used when there is no Redis)."""
+    relay = NotifyRelay(database_url)
+    engine.watchers.attach_relay(relay)
+    pm.register(_Lifecycle(relay), name="maos-event-relay")

@@ -6,7 +6,9 @@ MAOS_HOME. :class:`RecordingAgentProcess` runs :mod:`tests.harness.recording_age
 Worker) given every replica's address, starting with a chosen one, so the agents spread over the
 replicas and fail over among them. Faults:
 
-* :meth:`ReplicaCluster.kill` SIGKILLs a replica (no shutdown, no final commit);
+* :meth:`ReplicaCluster.kill` SIGKILLs a replica (no shutdown, no final commit), and
+  :meth:`ReplicaCluster.freeze` SIGSTOPs one first (a stall: it answers nothing, its peers see it
+  connected);
 * :meth:`RecordingAgentProcess.kill` SIGKILLs an agent;
 * :func:`kill_redis_connections` closes a process's connections to Redis (``CLIENT KILL ADDR`` for
   each of its sockets, found in ``/proc``), and :func:`redis_cut` keeps doing so for a while: a
@@ -24,6 +26,7 @@ import asyncio
 import contextlib
 import os
 import secrets
+import signal
 import subprocess
 import sys
 import time
@@ -327,8 +330,12 @@ class ReplicaCluster:
             replica.start()
         await asyncio.gather(*(r.wait_ready(timeout) for r in self.replicas))
 
+    def freeze(self, index: int) -> None:
+        """SIGSTOP replica ``index``: it holds its connections but reads and writes nothing (a stall)."""
+        os.kill(self.replicas[index].pid, signal.SIGSTOP)
+
     def kill(self, index: int) -> int:
-        """SIGKILL replica ``index``; returns when, in ``CLOCK_MONOTONIC`` nanoseconds."""
+        """SIGKILL replica ``index`` (frozen or not); returns when, in ``CLOCK_MONOTONIC`` nanoseconds."""
         when = time.monotonic_ns()
         self.replicas[index].kill()
         return when

@@ -4,7 +4,7 @@ Thousands of tasks are submitted in batches spread over the three replicas (a ba
 replica died is sent again, with the same request id, to the next one). Six recording agents
 (:mod:`tests.harness.recording_agent`, real SDK Workers given every replica's address) run them, two
 per replica. While they run: two agents are SIGKILLed (and two new ones started), a replica is
-SIGKILLed (and stays dead), and every replica's Redis connections are closed again and again for a
+frozen (SIGSTOP) until its agents have finished what they held, then SIGKILLed (and stays dead), and every replica's Redis connections are closed again and again for a
 few seconds. Then, read through the replicas still alive:
 
 * **nothing lost**: every accepted task ends COMPLETED, and each submitted item is exactly one task
@@ -190,6 +190,16 @@ async def inflict(cluster: ReplicaCluster, faults: Faults) -> None:
         for a in cluster.agents
         if a.process.poll() is None and cluster.replica_of(a) is victim_replica
     }
+    # Frozen first, until its agents have finished what they were running: their results reach a
+    # replica that never answers them, so they must come back through another replica.
+    cluster.freeze(0)
+    on_it = [a for a in cluster.agents if a.log.name in faults.agents_on_killed_replica]
+    await wait_for(
+        lambda: all(e.done_ns is not None for a in on_it for e in a.executions()),
+        10,
+        0.05,
+        "the frozen replica's agents to finish their work",
+    )
     faults.replica_kill_ns = cluster.kill(0)
 
     await until_progress(cluster, 0.50, "cutting Redis")

@@ -36,7 +36,7 @@ from agent_sdk.proto.maos.v1 import messages_pb2 as m
 from agent_sdk.proto.maos.v1 import task_service_pb2 as t
 from tests.harness.recording_agent import AGENT_TYPE, Execution
 from tests.harness.replica_fixtures import MakeCluster
-from tests.harness.replicas import ReplicaCluster, redis_cut
+from tests.harness.replicas import RecordingAgentProcess, ReplicaCluster, redis_cut
 from tests.harness.server import Stubs, wait_for
 
 pytestmark = pytest.mark.slow
@@ -185,6 +185,18 @@ async def inflict(cluster: ReplicaCluster, faults: Faults) -> None:
 
     await until_progress(cluster, 0.30, "killing replica 0")
     victim_replica = cluster.replicas[0]
+
+    def agents_on_victim() -> list[RecordingAgentProcess]:
+        live = [a for a in cluster.agents if a.process.poll() is None]
+        return [a for a in live if cluster.replica_of(a) is victim_replica]
+
+    await wait_for(agents_on_victim, 30, 0.05, "an agent on replica 0 (the replacement started there)")
+    await wait_for(
+        lambda: any(e.done_ns is None for a in agents_on_victim() for e in a.executions()),
+        30,
+        0.01,
+        "an agent of replica 0 at work",
+    )
     faults.agents_on_killed_replica = {
         a.log.name
         for a in cluster.agents
@@ -322,6 +334,6 @@ async def test_three_replicas_lose_nothing_and_apply_nothing_twice(replica_clust
             f"replica, {sum(faults.redis_cuts)} Redis connections closed in {len(faults.redis_cuts)} rounds"
         )
         assert sum(faults.redis_cuts) > 0, "the Redis cut closed no connection: it tested nothing"
-        assert faults.killed_agents and faults.replica_kill_ns
+        assert faults.killed_agents and faults.replica_kill_ns and faults.agents_on_killed_replica
     finally:
         await submitter.close()

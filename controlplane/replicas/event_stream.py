@@ -1,7 +1,7 @@
 """Events and log records of every replica, through two Redis streams (``redis.url`` set).
 
-* ``<redis.key_prefix>events``: each replica appends the events it committed, one pipeline per
-  commit group, in commit order; every replica (itself included) reads the stream and feeds its
+* ``<redis.key_prefix>events``: each replica appends the events it committed, one entry per
+  commit group (whatever is waiting goes in one round trip), in commit order; every replica (itself included) reads the stream and feeds its
   watchers (WatchTask, WatchEvents, ``maos monitor --follow``). One entry holds one commit
   group's events; an event's id is ``<stream id>-<index in the entry>``, the same on every
   replica, so a stream broken on one replica resumes on any other.
@@ -257,7 +257,6 @@ class _Lifecycle:
     def __init__(self, redis: RedisConnection, streams: list[SharedStream]):
         self.redis = redis
         self.streams = streams
-
         self._reader: Any = None
 
     @hookimpl

@@ -283,8 +283,9 @@ class Claims:
         self.engine._restore(fresh, [s for s in subs if s.task_id in ids])
         self.adopted(fresh, fresh_check=fresh_check)
 
-    async def claim_task(self, task_id: str) -> bool:
-        """Claim one task into this replica if it is claimable; whether this replica holds it now."""
+    async def claim_task(self, task_id: str, *, finished_too: bool = False) -> bool:
+        """Claim one task into this replica if it is claimable (``finished_too``: or finished, to retry
+        it); whether this replica holds it now."""
         if task_id in self.engine.tasks:
             return True
         if self.fenced:
@@ -299,6 +300,7 @@ class Claims:
             self.engine.setting("scheduler.aging_interval"),
             None,
             [task_id],
+            finished_too,
         )
         self._adopt(tasks, subs, fresh_check=False)
         return task_id in self.engine.tasks

@@ -230,6 +230,11 @@ class Dispatcher:
             self._schedule_pending = True
             self._loop.call_soon(self._dispatch)
 
+    def dispatch_now(self) -> None:
+        """Run a dispatch pass now (what it changes joins the commit being gathered)."""
+        if self._loop is not None:
+            self._dispatch()
+
     def _dispatch(self) -> None:
         self._schedule_pending = False
         if not self.queue.has_entries():

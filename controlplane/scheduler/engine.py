@@ -45,7 +45,7 @@ from controlplane.domain.model import (
     now,
 )
 from controlplane.domain.planning import Planner
-from controlplane.errors import FailedPrecondition
+from controlplane.errors import FailedPrecondition, Unavailable
 from controlplane.scheduler.agent_side import AgentSide
 from controlplane.scheduler.book import TaskBook
 from controlplane.scheduler.budgets import Grants, Reservations
@@ -270,6 +270,9 @@ class Engine:
         self.claims = Claims(self, store=store, bus=bus, registry=registry, **options)
         self.dispatch.after_pass = self.claims.dispatched
         self.agent_side.claim = self.claims.claim_task
+        # A submit's tasks are dispatched (and given up when no agent here takes them) before its commit,
+        # so the commit that makes them durable also makes them claimable elsewhere.
+        self.intake._kick = self.dispatch.dispatch_now
         return self.claims
 
     # --- lifecycle ----------------------------------------------------------
@@ -555,6 +558,25 @@ class Engine:
             self.dispatch.forget_tokens(task_id, self.book.forget(task_id))
             self.give_back.observe(self._loop)
 
+    async def _held(self, task: Task) -> Task:
+        """``task`` as this replica holds it before a user operation changes it (claimed first when
+        nobody live holds it; a finished one, to retry it, whoever held it).
+
+        Raises:
+            Unavailable: Another live replica holds the unfinished task: the operation must go there.
+        """
+        if self.claims is None or task.id in self.tasks:
+            return self.tasks.get(task.id, task)
+        if await self.claims.claim_task(task.id, finished_too=task.status.finished):
+            return self.tasks[task.id]
+        holder = await self.storage.call(self.claims.store.holder, task.id) or "another replica"
+        raise Unavailable(
+            f"task tasks/{task.id} is held by replica {holder}, which runs it; send the call to that "
+            "replica (or try again once it is lost)",
+            reason="ERROR_REASON_NOT_LEASE_HOLDER",
+            metadata={"replica": holder},
+        )
+
     def _give_up(self, task: Task) -> None:
         """Drop a QUEUED task nothing of which runs from memory: another replica may claim it (see
         :mod:`.claims`; the caller marks the release on the committer)."""
@@ -607,6 +629,7 @@ class Engine:
                 f"task tasks/{task_id} is already {task.status.name}; only unfinished tasks can be cancelled",
                 reason="ERROR_REASON_TASK_FINISHED",
             )
+        task = await self._held(task)
         message = f"cancelled by {principal or 'a user'}" + (f": {reason}" if reason else "")
         self._finish_task(task, TaskStatus.CANCELLED, Failure("ERROR_REASON_CANCELLED", message))
         await self.committer.durable()
@@ -622,6 +645,7 @@ class Engine:
                 f"task tasks/{task_id} is {task.status.name}; only FAILED or CANCELLED tasks can be retried",
                 reason="ERROR_REASON_TASK_NOT_RETRYABLE",
             )
+        task = await self._held(task)
         subs = await self.book.get_subtasks(task_id)
         current = self.tasks.get(task_id, task)
         if current.status not in (TaskStatus.FAILED, TaskStatus.CANCELLED):  # another retry got here first
@@ -694,6 +718,7 @@ class Engine:
                 f"task tasks/{task_id} is already {task.status.name}; finished tasks cannot be updated",
                 reason="ERROR_REASON_TASK_FINISHED",
             )
+        task = await self._held(task)
         if priority is not None and priority != task.priority:
             queued = sum(
                 1 for sub in self.subtasks.get(task.id, {}).values() if sub.status == SubtaskStatus.QUEUED

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import Engine, or_, select, update
+from sqlalchemy import Engine, and_, or_, select, update
 
 from controlplane.domain.model import Subtask, Task, TaskStatus
 from controlplane.storage.sql import codec, schema
@@ -54,6 +54,7 @@ class SqlClaimStore:
         aging_interval: float,
         wanted: Wanted | None = None,
         task_ids: Sequence[str] = (),
+        finished_too: bool = False,
     ) -> tuple[list[Task], list[Subtask]]:
         """Claim up to ``limit`` claimable tasks for ``holder``, best first, that ``wanted`` accepts.
 
@@ -66,6 +67,8 @@ class SqlClaimStore:
             wanted: Called for each candidate with its subtasks; only those it accepts are claimed
                 (the others stay claimable and unlocked). None: every candidate.
             task_ids: Only these tasks (empty: any).
+            finished_too: A finished task among ``task_ids`` is claimed whoever holds it (nothing of it
+                runs: a retry makes it run again where it is claimed).
 
         Returns:
             The tasks claimed and their subtasks (in plan order).
@@ -73,9 +76,14 @@ class SqlClaimStore:
         if limit <= 0:
             return [], []
         live = select(_R.c.id).where(_R.c.heartbeat_at >= now - lost_after)
+        claimable = and_(
+            _T.c.status.in_(_UNFINISHED), or_(_T.c.claimed_by.is_(None), _T.c.claimed_by.not_in(live))
+        )
+        if finished_too:
+            claimable = or_(claimable, _T.c.status.not_in(_UNFINISHED))
         stmt = (
             select(_T)
-            .where(_T.c.status.in_(_UNFINISHED), or_(_T.c.claimed_by.is_(None), _T.c.claimed_by.not_in(live)))
+            .where(claimable)
             .order_by(_T.c.create_time - _T.c.priority * aging_interval, _T.c.seq)
             .limit(limit if wanted is None else 4 * limit + 16)
             .with_for_update(skip_locked=True, of=_T)

@@ -26,7 +26,7 @@ from agent_sdk.client import Client
 from agent_sdk.proto.maos.v1 import enums_pb2 as enums
 from controlplane.app import build_app
 from controlplane.domain.model import Priority, Task, TaskStatus
-from controlplane.errors import InvalidArgument
+from controlplane.errors import InvalidArgument, Unavailable
 from controlplane.storage.base import WriteBatch
 from controlplane.storage.replicas import ReplicaRow
 from controlplane.storage.sql.backend import SqlBackendFactory
@@ -323,11 +323,17 @@ async def test_claim_task_takes_one_task_nobody_holds(
         assert not b.engine.holds(task_id)
         assert await b.engine.claim_task(task_id)
         assert b.engine.holds(task_id) and not await a.engine.claim_task(task_id)
+        with pytest.raises(Unavailable, match=f"held by replica {b.engine.replica}"):
+            await a.engine.cancel(task_id, "not yours", "")  # a live replica's task: the call must go there
         await b.engine.cancel(task_id, "not needed", "")  # what the replica holding a task may do
         held = rows(shared_db, "SELECT claimed_by FROM tasks WHERE id = :i", i=task_id)
         assert held[0][0] == b.engine.replica
         assert (await a.engine.get_task(task_id)).status == TaskStatus.CANCELLED  # a reads what b committed
         assert (await a.engine.count_tasks_by_status())[TaskStatus.CANCELLED] == 1
+        retried = await a.engine.retry(task_id)  # a finished task is retried where it is asked
+        assert retried.status == TaskStatus.QUEUED
+        counts = await b.engine.count_tasks_by_status()
+        assert (counts[TaskStatus.CANCELLED], counts[TaskStatus.QUEUED]) == (0, 1)
     finally:
         await b.stop(grace=1.0)
         await a.stop(grace=1.0)

@@ -8,15 +8,16 @@ from pathlib import Path
 import grpc
 import pytest
 
-from agent_sdk.builtin import EchoAgent
+from agent_sdk.proto.maos.v1 import enums_pb2 as enums
 from agent_sdk.proto.maos.v1 import system_service_pb2 as system_pb
+from agent_sdk.proto.maos.v1 import task_service_pb2 as t
 from agent_sdk.worker import Worker
 from controlplane.app import build_app
 from controlplane.domain.events import Event, EventType
 from controlplane.replicas.event_notify import MAX_PAYLOAD, pack
 from controlplane.replicas.event_stream import decode_event
 from tests.controlplane.api.test_stream_resume import reason_of
-from tests.controlplane.replicas.test_event_stream import _events_of, _submit
+from tests.controlplane.replicas.test_event_stream import GatedEcho, _events_of, _submit
 from tests.harness.server import Stubs, empty_postgres, make_settings, start_app, wait_for
 
 
@@ -28,7 +29,9 @@ async def test_a_replica_sees_another_replicas_events_without_redis(
     empty_postgres(postgres_url)
     a = await start_app(make_settings(tmp_path / "a", **pg))
     b = await start_app(make_settings(tmp_path / "b", **pg))
-    worker = Worker(EchoAgent(), b.address)
+    agent = GatedEcho()
+    agent.gate.set()
+    worker = Worker(agent, b.address)
     runner = asyncio.create_task(worker.run())
     stubs_a, stubs_b = Stubs(a.address), Stubs(b.address)
     try:
@@ -59,6 +62,19 @@ async def test_a_replica_sees_another_replicas_events_without_redis(
             await anext(aiter(stubs_a.system.WatchEvents(request, timeout=5)))
         assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
         assert reason_of(caught.value) == "ERROR_REASON_RESUME_POINT_LOST"
+
+        # WatchTask on A of a task B holds: the snapshot from storage, then B's changes to the end.
+        agent.gate.clear()
+        held = await _submit(stubs_b, "watched on A while B runs it")
+        watch = stubs_a.tasks.WatchTask(t.WatchTaskRequest(name=held), timeout=30)
+        snapshot = await watch.read()
+        assert not snapshot.HasField("event") and snapshot.task.status != enums.TASK_STATUS_COMPLETED
+        agent.gate.set()
+        replies = []
+        while (reply := await watch.read()) != grpc.aio.EOF:
+            replies.append(reply)
+        assert replies[-1].event.to_status == "TASK_STATUS_COMPLETED"
+        assert replies[-1].task.status == enums.TASK_STATUS_COMPLETED
     finally:
         await worker.shutdown(0.5)
         await runner

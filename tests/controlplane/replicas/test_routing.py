@@ -40,11 +40,24 @@ RPC = 15.0
 
 
 class MaosStart(ControlPlaneProcess):
-    """``maos start`` (no agents of its own) as a foreground process."""
+    """``maos start --agents AGENTS`` (none by default) as a foreground process."""
+
+    def __init__(self, home: Path, agents: str = "echo=0", **env: str):
+        super().__init__(home, **env)
+        self.agents = agents
 
     def start(self) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "maos_cli.main", "start", "--agents", "echo=0", "--address", self.address],
+            [
+                sys.executable,
+                "-m",
+                "maos_cli.main",
+                "start",
+                "--agents",
+                self.agents,
+                "--address",
+                self.address,
+            ],
             env=self.env,
             stdin=subprocess.DEVNULL,
         )
@@ -63,11 +76,13 @@ class Replicas:
         await self.stubs_b.close()
 
 
-async def _replicas(tmp_path: Path, postgres_url: str, **env: str) -> AsyncIterator[Replicas]:
+async def _replicas(
+    tmp_path: Path, postgres_url: str, b_agents: str = "echo=0", **env: str
+) -> AsyncIterator[Replicas]:
     build_app(make_settings(tmp_path / "migrate", **{"database.primary_url": postgres_url})).storage.close()
     empty_postgres(postgres_url)
     common = {"MAOS_DATABASE_PRIMARY_URL": postgres_url, "MAOS_REPLICAS_HEARTBEAT_INTERVAL": "0.5", **env}
-    a, b = MaosStart(tmp_path / "a", **common), MaosStart(tmp_path / "b", **common)
+    a, b = MaosStart(tmp_path / "a", **common), MaosStart(tmp_path / "b", b_agents, **common)
     a.start()
     b.start()
     replicas = Replicas(a, b, tmp_path)
@@ -88,6 +103,17 @@ async def over_redis(
     """Replicas A and B sharing PostgreSQL and Redis (the bus on Redis pub/sub)."""
     async for replicas in _replicas(
         tmp_path, postgres_url, MAOS_REDIS_URL=redis_url, MAOS_REDIS_KEY_PREFIX=redis_namespace
+    ):
+        yield replicas
+
+
+@pytest.fixture
+async def b_launches(
+    tmp_path: Path, postgres_url: str, redis_url: str, redis_namespace: str
+) -> AsyncIterator[Replicas]:
+    """Replicas A and B on PostgreSQL and Redis; B launched one echo agent (``--agents echo=1``)."""
+    async for replicas in _replicas(
+        tmp_path, postgres_url, "echo=1", MAOS_REDIS_URL=redis_url, MAOS_REDIS_KEY_PREFIX=redis_namespace
     ):
         yield replicas
 
@@ -409,3 +435,29 @@ async def test_a_replica_starting_leaves_the_agents_of_live_replicas_as_they_are
         if b is not None:
             await b.stop(grace=1.0)
         await a.stop(grace=1.0)
+
+
+async def test_restart_and_metrics_of_an_agent_another_replica_launched(b_launches: Replicas) -> None:
+    r = b_launches
+
+    async def launched() -> str | None:
+        listed = await r.stubs_a.agents.ListAgents(agents_pb.ListAgentsRequest(), timeout=RPC)
+        live = [a for a in listed.agents if a.status == enums.AGENT_STATUS_IDLE and a.managed]
+        return live[0].name if live else None
+
+    name = await wait_for(launched, 30, interval=0.1, message="B's launched agent listed by A")
+    metrics = await r.stubs_a.agents.GetAgentMetrics(agents_pb.GetAgentMetricsRequest(name=name), timeout=RPC)
+    assert metrics.agent.name == name and metrics.connected_seconds > 0  # B's live reading
+    # only B's launcher can restart it: A carries the call there and waits while B works on it
+    restarted = await r.stubs_a.agents.RestartAgent(
+        agents_pb.RestartAgentRequest(name=name, force=True), timeout=60
+    )
+    assert restarted.previous.name == name
+    assert restarted.agent.name and restarted.agent.name != name
+
+    async def replaced() -> bool:
+        old = await _status(r.stubs_b, name)
+        new = await _status(r.stubs_b, restarted.agent.name)
+        return old == enums.AGENT_STATUS_TERMINATED and new == enums.AGENT_STATUS_IDLE
+
+    await wait_for(replaced, 30, interval=0.1, message="B to run the new agent in the old one's place")

@@ -1,0 +1,171 @@
+"""Replicas: how soon a task submitted on one replica starts on another (claims between replicas).
+
+Workload: a fresh PostgreSQL database; two control-plane processes (A and B) on it and on one
+Redis (``redis.url``, or with ``--no-redis`` LISTEN/NOTIFY wake-ups); one ``echo`` agent process
+connected to B only. ``--count`` tasks are submitted on A one at a time (after ``--warmup``
+untimed ones); each is waited for (GetTask on A, which reads what B committed) before the next.
+A accepts the task, finds no agent of its own able to take it and gives it up in the commit after
+the submit's, publishes a ``work`` wake-up; B claims it (``SELECT … FOR UPDATE SKIP LOCKED``)
+and assigns it. Printed: the start latency of each task, ``start_time - create_time`` (both
+stamped by the control planes, same machine clock: A at accept, B at assignment), p50 / p99 /
+max in milliseconds, and the load average.
+
+    python benchmarks/cross_replica_start.py [--count 200] [--redis-url redis://127.0.0.1:6379/0]
+        [--database-url postgresql://postgres@127.0.0.1:5432/test] [--no-redis]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import secrets
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from agent_sdk.client import Client  # noqa: E402
+from agent_sdk.proto.maos.v1 import enums_pb2 as enums  # noqa: E402
+
+SERVE = """
+import asyncio, sys
+from controlplane.config import load_settings
+from controlplane.serve import configure_logging, serve
+settings = load_settings()
+configure_logging(settings)
+asyncio.run(serve(settings, address=sys.argv[1]))
+"""
+FINISHED = (enums.TASK_STATUS_COMPLETED, enums.TASK_STATUS_FAILED, enums.TASK_STATUS_CANCELLED)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def make_database(admin_url: str) -> str:
+    import psycopg
+
+    name = f"maos_bench_{secrets.token_hex(4)}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return admin_url.rsplit("/", 1)[0] + "/" + name
+
+
+def drop_database(admin_url: str, url: str) -> None:
+    import psycopg
+
+    name = url.rsplit("/", 1)[1]
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+async def wait_serving(address: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            async with Client(address, timeout=2) as client:
+                await client.status()
+                return
+        except Exception:  # noqa: BLE001 - not serving yet
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.2)
+
+
+async def wait_agent(client: Client, timeout: float = 60.0) -> None:
+    """Wait until the agent process is connected (another process's state: polled)."""
+    deadline = time.monotonic() + timeout
+    for _ in iter(int, 1):
+        if (await client.list_agents()).agents or time.monotonic() > deadline:
+            return
+        await asyncio.sleep(0.1)
+
+
+async def run(args: argparse.Namespace) -> None:
+    database = make_database(args.database_url)
+    home = Path(tempfile.mkdtemp(prefix="maos-bench-"))
+    processes: list[subprocess.Popen[bytes]] = []
+    prefix = f"maos-bench:{secrets.token_hex(4)}:"
+    try:
+        addresses = []
+        for name in ("a", "b"):
+            address = f"127.0.0.1:{free_port()}"
+            env = {
+                **os.environ,
+                "MAOS_HOME": str(home / name),
+                "MAOS_DATABASE_PRIMARY_URL": database,
+                "MAOS_REDIS_URL": "" if args.no_redis else args.redis_url,
+                "MAOS_REDIS_KEY_PREFIX": prefix,
+                "MAOS_AGENTS_POOL": "",
+                "MAOS_SERVER_METRICS_PORT": "0",
+                "MAOS_SERVER_HTTP_PORT": "0",
+                "MAOS_SERVER_DASHBOARD_PORT": "0",
+                "MAOS_SYSTEM_LOG_LEVEL": "warning",
+                "MAOS_SECURITY_AUTH": "off",
+            }
+            processes.append(subprocess.Popen([sys.executable, "-c", SERVE, address], env=env))
+            addresses.append(address)
+            await wait_serving(address)
+        a, b = addresses
+        processes.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "agent_sdk.runner", "run", "--type", "echo", "--server", b],
+                env={**os.environ, "MAOS_HOME": str(home / "agent")},
+            )
+        )
+        async with Client(a) as on_a, Client(b) as on_b:
+            await wait_agent(on_b)
+            latencies = []
+            for index in range(args.warmup + args.count):
+                task = await on_a.submit_task(description=f"echo {index}")
+                while True:
+                    done = (await on_a.get_task(task.name)).task
+                    if done.status in FINISHED:
+                        break
+                    await asyncio.sleep(0.002)
+                if index >= args.warmup:
+                    latencies.append(
+                        (done.start_time.ToMicroseconds() - done.create_time.ToMicroseconds()) / 1000
+                    )
+        latencies.sort()
+        load = os.getloadavg()
+        print(
+            f"workload: {args.count} tasks submitted one at a time on replica A, run by one echo agent on "
+            f"replica B; wake-ups over {'LISTEN/NOTIFY' if args.no_redis else 'Redis pub/sub'}"
+        )
+        print(
+            f"submit on A -> start on B: p50 {statistics.median(latencies):.2f} ms, "
+            f"p99 {latencies[int(len(latencies) * 0.99) - 1]:.2f} ms, max {latencies[-1]:.2f} ms"
+        )
+        print(f"load average: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    finally:
+        for process in reversed(processes):
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        drop_database(args.database_url, database)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=200)
+    parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
+    parser.add_argument("--database-url", default="postgresql://postgres@127.0.0.1:5432/test")
+    parser.add_argument("--no-redis", action="store_true", help="wake-ups over LISTEN/NOTIFY")
+    asyncio.run(run(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()

@@ -205,6 +205,23 @@ class Claims:
                 if fresh_check:
                     self._fresh.append(task.id)
 
+    def reloaded(self, tasks: list[Task]) -> None:
+        """A recovery replaced the work in memory with what a checkpoint held: this replica holds all
+        of it from now on (it gives back what it cannot run, as after a submit)."""
+        self.queued.clear()
+        self._fresh.clear()
+        self.adopted(tasks)
+        ids = [task.id for task in tasks]
+
+        async def hold() -> None:
+            try:
+                await self.engine.storage.call(self.store.hold, self.holder, ids)
+            except Exception as exc:  # its writes of them are ignored until it holds them
+                log.error("could not take hold of the %d recovered tasks: %s", len(ids), exc)
+
+        if ids:
+            self.engine._background(hold())
+
     def forgotten(self, task_id: str) -> None:
         """A task left memory."""
         self.queued.pop(task_id, None)

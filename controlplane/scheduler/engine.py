@@ -353,6 +353,8 @@ class Engine:
             session.reported_free = session.info.max_concurrency
         self.book.task_seq = max(self.book.task_seq, task_seq)
         self._restore(tasks, subtasks)
+        if self.claims is not None:
+            self.claims.reloaded(tasks)
 
     def _restore(self, tasks: list[Task], subtasks: list[Subtask]) -> None:
         grace = self.settings["scheduler.restart_grace"]

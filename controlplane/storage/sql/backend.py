@@ -182,6 +182,8 @@ class SqlBackend(SqlWebhooks):
         )
         self._raw_release = f"UPDATE tasks SET claimed_by = NULL WHERE id = {mark} AND claimed_by = {mark}"
         self._raw_subtasks = _raw_upsert(schema.subtasks, mark, keep=("ord",))
+        self._fenced_for = ""
+        self._raw_fenced_subtasks = self._raw_subtasks
         self._raw_agents = _raw_upsert(schema.agents, mark)
         self._raw_idempotency = _raw_upsert(schema.idempotency, mark, update=False)
         self._raw_deliveries = _raw_upsert(schema.webhook_deliveries, mark, update=False)
@@ -372,10 +374,12 @@ class SqlBackend(SqlWebhooks):
         per-call compilation costs more than the inserts.
         """
         try:
-            raw_tasks = self._raw_tasks if self.claimant is None else self._raw_claimed_tasks
+            raw_tasks, raw_subtasks = self._raw_tasks, self._raw_subtasks
+            if self.claimant is not None:
+                raw_tasks, raw_subtasks = self._raw_claimed_tasks, self._fenced_subtasks(self.claimant)
             for sql, columns, rows in (
                 (*raw_tasks, task_rows),
-                (*self._raw_subtasks, subtask_rows),
+                (*raw_subtasks, subtask_rows),
                 (*self._raw_agents, agent_rows),
                 (*self._raw_idempotency, idempotency_rows),
             ):
@@ -395,6 +399,18 @@ class SqlBackend(SqlWebhooks):
                 )
         finally:
             cursor.close()
+
+    def _fenced_subtasks(self, claimant: str) -> tuple[str, list[str]]:
+        """The subtask upsert that changes a stored subtask only while its task is ``claimant``'s (or nobody's)."""
+        if self._fenced_for != claimant:
+            literal = "'" + claimant.replace("'", "''") + "'"
+            self._fenced_for = claimant
+            self._raw_fenced_subtasks = (
+                self._raw_subtasks[0] + " WHERE EXISTS (SELECT 1 FROM tasks t WHERE t.id = excluded.task_id "
+                f"AND (t.claimed_by IS NULL OR t.claimed_by = {literal}))",
+                self._raw_subtasks[1],
+            )
+        return self._raw_fenced_subtasks
 
     def _committed(self) -> None:
         checkpointer = self._wal_checkpointer()

@@ -106,6 +106,13 @@ class SqlClaimStore:
                 conn.execute(update(_T).where(_T.c.id.in_([t.id for t in chosen])).values(claimed_by=holder))
         return chosen, [sub for task in chosen for sub in subs.get(task.id, [])]
 
+    def hold(self, holder: str, task_ids: Sequence[str]) -> None:
+        """Make ``holder`` hold these tasks, whoever held them (after a recovery restored them all)."""
+        with translate_errors(), self._writes.begin() as conn:
+            for start in range(0, len(task_ids), 500):
+                chunk = list(task_ids[start : start + 500])
+                conn.execute(update(_T).where(_T.c.id.in_(chunk)).values(claimed_by=holder))
+
     def release_all(self, holder: str) -> int:
         """Give up every task ``holder`` holds (a clean stop, after its final commit); how many."""
         with translate_errors(), self._writes.begin() as conn:

@@ -25,7 +25,7 @@ import sqlalchemy
 from agent_sdk.client import Client
 from agent_sdk.proto.maos.v1 import enums_pb2 as enums
 from controlplane.app import build_app
-from controlplane.domain.model import Priority, Task, TaskStatus
+from controlplane.domain.model import Priority, Subtask, SubtaskStatus, Task, TaskStatus
 from controlplane.errors import InvalidArgument, Unavailable
 from controlplane.storage.base import WriteBatch
 from controlplane.storage.replicas import ReplicaRow
@@ -423,9 +423,17 @@ def test_a_write_of_a_task_another_replica_claimed_changes_nothing(store: tuple[
     [taken], _ = claims.claim("y", time.time(), 30.0, 1, 120.0)
     stale = _task(0)
     stale.status = TaskStatus.FAILED
-    backend.write(WriteBatch(tasks=[stale]))  # x, stale, writes after y claimed it
+    sub = Subtask(task_id="t0000", id="s0", title="s", instructions="i", status=SubtaskStatus.FAILED)
+    backend.write(WriteBatch(tasks=[stale], subtasks=[sub]))  # x, stale, writes after y claimed it
     assert backend.get_task("t0000").status == TaskStatus.QUEUED
     assert claims.holder("t0000") == "y"
+    backend.claimant = "y"
+    sub.status = SubtaskStatus.QUEUED
+    backend.write(WriteBatch(subtasks=[sub]))  # the holder's write of the subtask lands
+    backend.claimant = "x"
+    sub.status = SubtaskStatus.FAILED
+    backend.write(WriteBatch(subtasks=[sub]))  # the stale one's does not
+    assert [s.status for s in backend.get_subtasks("t0000")] == [SubtaskStatus.QUEUED]
 
 
 # --- settings, self-fencing, SQLite ------------------------------------------------------------------

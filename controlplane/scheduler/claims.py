@@ -50,6 +50,8 @@ log = logging.getLogger(__name__)
 
 #: Wake-up topics: claimable work appeared; tasks finished (payload: their ids, comma-separated).
 WORK, FINISHED = "work", "finished"
+#: Tasks a full replica claims in one pass when better work than its worst appeared.
+SWAP_BATCH = 4
 #: Longest ``finished`` payload (the buses carry up to 4000 bytes).
 PAYLOAD_LIMIT = 3500
 _TAKING = (SubtaskStatus.QUEUED, SubtaskStatus.BLOCKED, SubtaskStatus.RUNNING)
@@ -148,6 +150,7 @@ class Claims:
         self._poller: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.fenced = ""
+        self._stopped = False
         #: Passes made, tasks claimed and given up (for tests and ``maos status``).
         self.passes = self.claimed = self.released = 0
 
@@ -164,7 +167,10 @@ class Claims:
         self.request()
 
     async def stop(self) -> None:
-        """Write the final state, give up every task held here and wake the others."""
+        """Write the final state, give up every task held here and wake the others (once)."""
+        if self._stopped:
+            return
+        self._stopped = True
         if self._poller is not None:
             self._poller.cancel()
             await asyncio.gather(self._poller, return_exceptions=True)
@@ -272,22 +278,42 @@ class Claims:
         if self.check_fence():
             return
         agents = self._agents()
-        want = self._free() + self.window - len(self.queued)
-        if want <= 0 or not agents:
+        if not agents:
             return
-        self.passes += 1
         engine = self.engine
+        aging = engine.setting("scheduler.aging_interval")
+        want = self._free() + self.window - len(self.queued)
+        better_than = None
+        if want <= 0:  # full: take only work that runs before the worst held here (which it gives back)
+            worst = self._worst(aging)
+            if worst is None:
+                return
+            better_than, want = worst, SWAP_BATCH
+        self.passes += 1
         tasks, subs = await engine.storage.call(
             self.store.claim,
             self.holder,
             time.time(),
             self.lost_after,
             want,
-            engine.setting("scheduler.aging_interval"),
+            aging,
             lambda task, task_subs: could_take(agents, task, task_subs),
+            (),
+            False,
+            better_than,
         )
-        self._maybe_more = len(tasks) >= want
+        if better_than is None:  # (a full replica's pass says nothing about what else is claimable)
+            self._maybe_more = len(tasks) >= want
         self._adopt(tasks, subs)
+
+    def _worst(self, aging: float) -> float | None:
+        """The virtual time of the worst unstarted task held here, or None."""
+        keys = [
+            task.create_time - int(task.priority) * aging
+            for task in (self.engine.tasks.get(t) for t in self.queued)
+            if task is not None and self._releasable(task)
+        ]
+        return max(keys) if keys else None
 
     def _adopt(self, tasks: list[Task], subs: list[Subtask], *, fresh_check: bool = True) -> None:
         if self.fenced:

@@ -7,8 +7,9 @@ checkpoints and the other doors reach that state (docs/architecture.md):
 * ``book`` (:mod:`.book`): tasks, subtasks, dependants, counters;
   ``intake`` (:mod:`.intake`): submission, request ids, dependencies;
   ``planning`` (:mod:`.planning`): planners, plans made into subtasks;
-* ``dispatch`` (:mod:`.dispatch`): the ready queue and dispatch passes, the
-  seam for claims from shared storage and wake-ups between replicas;
+* ``dispatch`` (:mod:`.dispatch`): the ready queue and dispatch passes;
+  ``claims`` (:mod:`.claims`, PostgreSQL only): which tasks this replica
+  holds among several, claimed from shared storage, with wake-ups;
 * ``leasing`` (:mod:`.leases`): leases, epochs, the sweeper; ``agent_side``
   (:mod:`.agent_side`): sessions, reports, agent commands, ``route``;
   ``charges`` (:mod:`.charges`): usage charged to tasks and agents;
@@ -309,6 +310,8 @@ class Engine:
 
     async def stop(self) -> None:
         """Stop background jobs and commit what is pending."""
+        if self.claims is not None:  # (stopped already by the replica's shutdown, unless that failed)
+            await self.claims.stop()
         await self.leasing.stop()
         self.dispatch.stop()
         self.give_back.cancel()
@@ -571,7 +574,12 @@ class Engine:
             return self.tasks.get(task.id, task)
         if await self.claims.claim_task(task.id, finished_too=task.status.finished):
             return self.tasks[task.id]
-        holder = await self.storage.call(self.claims.store.holder, task.id) or "another replica"
+        holder = await self.storage.call(self.claims.store.holder, task.id)
+        if not holder or self.claims.fenced:
+            raise Unavailable(
+                f"task tasks/{task.id} could not be claimed by this replica; try again (on another replica)",
+                reason="ERROR_REASON_NOT_LEASE_HOLDER",
+            )
         raise Unavailable(
             f"task tasks/{task.id} is held by replica {holder}, which runs it; send the call to that "
             "replica (or try again once it is lost)",

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import Engine, and_, or_, select, update
+from sqlalchemy import Engine, and_, or_, select, tuple_, update
 
 from controlplane.domain.model import Subtask, Task, TaskStatus
 from controlplane.storage.sql import codec, schema
@@ -27,6 +27,9 @@ from controlplane.storage.sql.backend import SqlBackend, translate_errors
 
 _T, _S, _R = schema.tasks, schema.subtasks, schema.replicas
 _UNFINISHED = tuple(int(s) for s in TaskStatus if not s.finished)
+
+#: Pages of candidates one claim looks through (those no agent of the claimer can take are passed over).
+PAGES = 8
 
 #: Decides, on the storage thread, whether this replica wants a claimable task (with its subtasks).
 Wanted = Callable[[Task, list[Subtask]], bool]
@@ -55,6 +58,7 @@ class SqlClaimStore:
         wanted: Wanted | None = None,
         task_ids: Sequence[str] = (),
         finished_too: bool = False,
+        better_than: float | None = None,
     ) -> tuple[list[Task], list[Subtask]]:
         """Claim up to ``limit`` claimable tasks for ``holder``, best first, that ``wanted`` accepts.
 
@@ -69,6 +73,7 @@ class SqlClaimStore:
             task_ids: Only these tasks (empty: any).
             finished_too: A finished task among ``task_ids`` is claimed whoever holds it (nothing of it
                 runs: a retry makes it run again where it is claimed).
+            better_than: Only tasks whose virtual time is below this (they run before it).
 
         Returns:
             The tasks claimed and their subtasks (in plan order).
@@ -81,30 +86,104 @@ class SqlClaimStore:
         )
         if finished_too:
             claimable = or_(claimable, _T.c.status.not_in(_UNFINISHED))
-        stmt = (
-            select(_T)
-            .where(claimable)
-            .order_by(_T.c.create_time - _T.c.priority * aging_interval, _T.c.seq)
-            .limit(limit if wanted is None else 4 * limit + 16)
-            .with_for_update(skip_locked=True, of=_T)
-        )
+        virtual_time = _T.c.create_time - _T.c.priority * aging_interval
+        if better_than is not None:
+            claimable = and_(claimable, virtual_time < better_than)
+        page = limit if wanted is None else 4 * limit + 16
         if task_ids:
-            stmt = stmt.where(_T.c.id.in_(list(task_ids)))
+            claimable = and_(claimable, _T.c.id.in_(list(task_ids)))
+        chosen: list[Task] = []
+        subs: dict[str, list[Subtask]] = {}
         with translate_errors(), self._writes.begin() as conn:
-            tasks = [codec.task_from_row(row) for row in conn.execute(stmt).mappings()]
-            if not tasks:
-                return [], []
-            rows = conn.execute(
-                select(_S).where(_S.c.task_id.in_([t.id for t in tasks])).order_by(_S.c.task_id, _S.c.ord)
-            ).mappings()
-            subs: dict[str, list[Subtask]] = {}
-            for row in rows:
-                sub = codec.subtask_from_row(row)
-                subs.setdefault(sub.task_id, []).append(sub)
-            chosen = [t for t in tasks if wanted is None or wanted(t, subs.get(t.id, []))][:limit]
-            if chosen:
-                conn.execute(update(_T).where(_T.c.id.in_([t.id for t in chosen])).values(claimed_by=holder))
+            # Most often every candidate is wanted: lock, claim and read them in one statement.
+            first, rejected = self._claim_at_once(conn, holder, claimable, virtual_time, limit, wanted, subs)
+            chosen += first
+            if not rejected:
+                return chosen, [sub for task in chosen for sub in subs.get(task.id, [])]
+            claimable = and_(claimable, _T.c.id.not_in([t.id for t in chosen] + rejected))
+            after: tuple[float, int] | None = None
+            for _ in range(PAGES):  # candidates nobody here can take are passed over, a page at a time
+                where = claimable
+                if after is not None:
+                    where = and_(where, tuple_(virtual_time, _T.c.seq) > tuple_(*after))
+                stmt = (
+                    select(_T, virtual_time.label("virtual_time"))
+                    .where(where)
+                    .order_by(virtual_time, _T.c.seq)
+                    .limit(page)
+                    .with_for_update(skip_locked=True, of=_T)
+                )
+                found = list(conn.execute(stmt).mappings())
+                if not found:
+                    break
+                after = (found[-1]["virtual_time"], found[-1]["seq"])
+                tasks = [codec.task_from_row(row) for row in found]
+                rows = conn.execute(
+                    select(_S).where(_S.c.task_id.in_([t.id for t in tasks])).order_by(_S.c.task_id, _S.c.ord)
+                ).mappings()
+                for row in rows:
+                    sub = codec.subtask_from_row(row)
+                    subs.setdefault(sub.task_id, []).append(sub)
+                chosen += [t for t in tasks if wanted is None or wanted(t, subs.get(t.id, []))]
+                if len(chosen) >= limit or len(found) < page:
+                    break
+            chosen = chosen[:limit]
+            fresh = [t.id for t in chosen if t.id not in {c.id for c in first}]
+            if fresh:
+                conn.execute(update(_T).where(_T.c.id.in_(fresh)).values(claimed_by=holder))
         return chosen, [sub for task in chosen for sub in subs.get(task.id, [])]
+
+    def _claim_at_once(
+        self,
+        conn: Any,
+        holder: str,
+        claimable: Any,
+        virtual_time: Any,
+        limit: int,
+        wanted: Wanted | None,
+        subs: dict[str, list[Subtask]],
+    ) -> tuple[list[Task], list[str]]:
+        """Claim the best ``limit`` candidates in one statement; give back those ``wanted`` refuses.
+
+        Returns:
+            The tasks claimed (their subtasks added to ``subs``) and the ids given back.
+        """
+        locked = (
+            select(_T.c.id, _T.c.claimed_by.label("before"), virtual_time.label("virtual_time"))
+            .where(claimable)
+            .order_by(virtual_time, _T.c.seq)
+            .limit(limit)
+            .with_for_update(skip_locked=True, of=_T)
+            .cte("locked")
+        )
+        claimed = (
+            update(_T)
+            .where(_T.c.id == locked.c.id)
+            .values(claimed_by=holder)
+            .returning(*_T.c, locked.c.before, locked.c.virtual_time)
+            .cte("claimed")
+        )
+        stmt = (
+            select(claimed, *(column.label(f"s_{column.name}") for column in _S.c))
+            .select_from(claimed.outerjoin(_S, _S.c.task_id == claimed.c.id))
+            .order_by(claimed.c.virtual_time, claimed.c.seq, _S.c.ord)
+        )
+        tasks: dict[str, Task] = {}
+        before: dict[str, str | None] = {}
+        for row in conn.execute(stmt).mappings():
+            task_id = row["id"]
+            if task_id not in tasks:
+                tasks[task_id] = codec.task_from_row(row)
+                before[task_id] = row["before"]
+            if row["s_task_id"] is not None:
+                sub = codec.subtask_from_row({column.name: row[f"s_{column.name}"] for column in _S.c})
+                subs.setdefault(task_id, []).append(sub)
+        chosen = [t for t in tasks.values() if wanted is None or wanted(t, subs.get(t.id, []))]
+        kept = {t.id for t in chosen}
+        rejected = [task_id for task_id in tasks if task_id not in kept]
+        for task_id in rejected:
+            conn.execute(update(_T).where(_T.c.id == task_id).values(claimed_by=before[task_id]))
+        return chosen, rejected
 
     def hold(self, holder: str, task_ids: Sequence[str]) -> None:
         """Make ``holder`` hold these tasks, whoever held them (after a recovery restored them all)."""

@@ -489,6 +489,9 @@ async def test_a_replica_that_missed_its_heartbeats_fences_itself(
     try:
         async with Client(a.address) as on_a:
             task_id = (await on_a.submit_task(description="waits for an agent")).name.split("/")[1]
+            other = (await on_a.submit_task(description="waits too")).name.split("/")[1]
+        await wait_for(lambda: not a.engine.holds(task_id), 5, message="a giving the task up")
+        assert await a.engine.claim_task(task_id)  # held here again (until the next poll)
         registry = a.pm.get_plugin("maos-replicas").registry
         registry.last_ok -= (
             31.0  # as if its heartbeats could not be written for longer than lost_after (30 s)
@@ -500,7 +503,7 @@ async def test_a_replica_that_missed_its_heartbeats_fences_itself(
         assert (
             rows(shared_db, "SELECT status FROM tasks WHERE id = :i", i=task_id)[0][0] != TaskStatus.CANCELLED
         )
-        assert not await a.engine.claim_task(task_id)
+        assert not await a.engine.claim_task(other)  # a fenced replica claims nothing
     finally:
         await a.stop(grace=1.0)
 
@@ -518,3 +521,52 @@ async def test_on_sqlite_one_process_holds_every_task(control_plane: Any, agent_
     seqs = [r[0] for r in rows(control_plane.settings.database_url, "SELECT seq FROM tasks")]
     assert sorted(seqs) == [1, 2, 3]  # the counter of one process, as before
     assert rows(control_plane.settings.database_url, "SELECT claimed_by FROM tasks") == [(None,)] * 3
+
+
+async def test_a_full_replica_takes_more_urgent_work_and_gives_back_its_worst(
+    tmp_path: Path, shared_db: str, redis_url: str, redis_namespace: str, agent_processes: Any
+) -> None:
+    settings = {
+        "database.primary_url": shared_db,
+        "redis.url": redis_url,
+        "redis.key_prefix": redis_namespace,
+        "replicas.claim_window": 8,
+        "replicas.claim_poll_interval": 60,  # no poll during the test: only wake-ups move work
+    }
+    a = await start_app(make_settings(tmp_path / "a", **settings))
+    b = await start_app(make_settings(tmp_path / "b", **settings))
+    try:
+        agent_processes(b.address, "sleep", "--max-concurrency", "1")
+        await wait_for_agents(b, 1)
+        async with Client(a.address) as on_a:
+            slow = {"sleep_seconds": "0.2"}
+            low = [
+                (await on_a.submit_task(description=f"low {i}", priority="LOW", metadata=slow)).name
+                for i in range(30)
+            ]
+            await wait_for(lambda: len(b.engine.claims.queued) >= 8, 10, message="b full")  # type: ignore[union-attr]
+            urgent_since = time.time() * 1_000_000
+            high = [
+                (await on_a.submit_task(description=f"high {i}", priority="HIGH", metadata=slow)).name
+                for i in range(3)
+            ]
+            tasks = await finished(on_a, low + high, 60)
+        starts = {t.task.name: t.task.start_time.ToMicroseconds() for t in tasks}
+        last_urgent = max(starts[name] for name in high)
+        # the urgent tasks started right after the slow one running: b, full of slow work, took them in at
+        # once (not after the 8 it held) and gave back its worst
+        assert sum(1 for name in low if urgent_since < starts[name] < last_urgent) <= 3
+        assert b.engine.claims.released > 0  # type: ignore[union-attr]
+    finally:
+        await b.stop(grace=1.0)
+        await a.stop(grace=1.0)
+
+
+def test_tasks_no_agent_of_the_claimer_can_take_do_not_hide_the_ones_behind(
+    store: tuple[SqlClaimStore, Any],
+) -> None:
+    claims, backend = store
+    backend.write(WriteBatch(tasks=[_task(i) for i in range(101)]))  # t0100 is the newest
+    taken, _ = claims.claim("x", time.time(), 30.0, 1, 120.0, lambda task, subs: task.id == "t0100")
+    assert [t.id for t in taken] == ["t0100"]
+    assert claims.holder("t0000") is None  # passed over, still claimable by others

@@ -91,30 +91,61 @@ def test_a_broken_compose_file_is_refused(tmp_path: Path) -> None:
     assert "stop_grace_perod" in done.stdout
 
 
+REPLICAS = ("controlplane", "controlplane-2")
+
+
 def test_compose_services(compose: dict[str, Any]) -> None:
-    """No Redis (the control plane does not use it yet) and one control plane (replicas are not supported yet)."""
+    """Two control-plane replicas sharing PostgreSQL and Redis, each on its own volume and host ports."""
     assert set(compose["services"]) == {
         "postgres",
+        "redis",
         "migrate",
-        "controlplane",
+        *REPLICAS,
         "agent-echo",
         "agent-researcher",
         "prometheus",
     }
-    for service in compose["services"].values():
-        assert "MAOS_REDIS_URL" not in service.get("environment", {})
-    assert "replicas" not in compose["services"]["controlplane"].get("deploy", {})
+    services = compose["services"]
+    first, second = (services[name] for name in REPLICAS)
+    assert first["command"] == second["command"]
+    assert {k: v for k, v in first["environment"].items() if k != "MAOS_REPLICAS_ADVERTISE_ADDRESS"} == {
+        k: v for k, v in second["environment"].items() if k != "MAOS_REPLICAS_ADVERTISE_ADDRESS"
+    }
+    for name in REPLICAS:
+        service = services[name]
+        assert "replicas" not in service.get("deploy", {})  # each replica is its own service
+        assert service["environment"]["MAOS_REPLICAS_ADVERTISE_ADDRESS"] == f"{name}:7100"
+        assert service["depends_on"]["redis"] == {"condition": "service_healthy"}
+    volumes = [first["volumes"], second["volumes"]]
+    assert volumes[0] != volumes[1]  # MAOS_HOME (pid file, logs) is each replica's own
+    host_ports = [p.rsplit(":", 2)[1] for s in (first, second) for p in s["ports"]]
+    assert len(host_ports) == len(set(host_ports))
+    for service in services.values():  # only the replicas talk to Redis
+        if service not in (first, second):
+            assert "MAOS_REDIS_URL" not in service.get("environment", {})
+
+
+def test_compose_redis_asks_for_its_password(compose: dict[str, Any]) -> None:
+    redis = compose["services"]["redis"]
+    command = redis["command"]
+    password = command[command.index("--requirepass") + 1]
+    assert password == "${REDIS_PASSWORD:?set REDIS_PASSWORD in deploy/.env}"
+    assert redis["environment"]["REDISCLI_AUTH"] == password  # the health check's redis-cli
+    assert "ports" not in redis  # the Compose network only
+    for name in REPLICAS:
+        url = compose["services"][name]["environment"]["MAOS_REDIS_URL"]
+        assert url == "redis://:" + password + "@redis:6379/0"
 
 
 def test_compose_runs_the_image_the_dockerfile_builds(compose: dict[str, Any]) -> None:
     services = maos_services(compose)
-    assert set(services) == {"migrate", "controlplane", "agent-echo", "agent-researcher"}
+    assert set(services) == {"migrate", *REPLICAS, "agent-echo", "agent-researcher"}
     assert {interpolate(s["image"]) for s in services.values()} == {f"maos:{VERSION}"}
     build = compose["services"]["migrate"]["build"]
     assert (COMPOSE.parent / build["context"] / build["dockerfile"]).resolve() == DEPLOY / "Dockerfile"
     for name, service in services.items():
         assert service["read_only"] is True and service["cap_drop"] == ["ALL"], name
-        if name != "controlplane":  # the image's health check asks a control plane in the same container
+        if name not in REPLICAS:  # the image's health check asks a control plane in the same container
             assert service["healthcheck"] == {"disable": True}, name
 
 
@@ -135,14 +166,16 @@ def test_compose_commands_and_environment(compose: dict[str, Any]) -> None:
     assert commands == {
         "migrate": ["maos", "db", "migrate"],
         "controlplane": ["maos", "start"],
+        "controlplane-2": ["maos", "start"],
         "agent-echo": ["maos-agent", "run"],
         "agent-researcher": ["maos-agent", "run"],
     }
 
 
-def test_compose_control_plane_settings_start(compose: dict[str, Any], tmp_path: Path) -> None:
+@pytest.mark.parametrize("replica", REPLICAS)
+def test_compose_control_plane_settings_start(compose: dict[str, Any], tmp_path: Path, replica: str) -> None:
     services = compose["services"]
-    control_plane = services["controlplane"]
+    control_plane = services[replica]
     env = {k: interpolate(str(v)) for k, v in control_plane["environment"].items()}
     settings = load_settings(home=tmp_path, environ=env)
     check_bind_address(settings["server.address"], settings["server.allow_insecure_remote"])
@@ -150,6 +183,7 @@ def test_compose_control_plane_settings_start(compose: dict[str, Any], tmp_path:
     assert settings.database_url.startswith(
         "postgresql+psycopg://maos:<POSTGRES_PASSWORD>@postgres:5432/maos"
     )
+    assert settings["redis.url"] == "redis://:<REDIS_PASSWORD>@redis:6379/0"
     assert env["MAOS_DATABASE_PRIMARY_URL"] == interpolate(
         services["migrate"]["environment"]["MAOS_DATABASE_PRIMARY_URL"]
     )
@@ -157,13 +191,15 @@ def test_compose_control_plane_settings_start(compose: dict[str, Any], tmp_path:
     assert params["agents"] == "" and params["migrate"] is False
     assert control_plane["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}
     port = settings["server.address"].rpartition(":")[2]
+    assert settings["replicas.advertise_address"] == f"{replica}:{port}"
     for name in ("agent-echo", "agent-researcher"):
         _, agent = parse_command(services[name]["command"])
-        assert agent["server"] == f"controlplane:{port}", name
-        assert services[name]["depends_on"]["controlplane"] == {"condition": "service_healthy"}
+        assert agent["server"].split(",") == [f"{r}:{port}" for r in REPLICAS], name  # fails over to either
+        for r in REPLICAS:
+            assert services[name]["depends_on"][r] == {"condition": "service_healthy"}
     prometheus = yaml.safe_load((DEPLOY / "prometheus.yml").read_text())
     targets = [t for job in prometheus["scrape_configs"] for c in job["static_configs"] for t in c["targets"]]
-    assert targets == [f"controlplane:{settings['server.metrics_port']}"]
+    assert targets == [f"{r}:{settings['server.metrics_port']}" for r in REPLICAS]
     assert "./prometheus.yml:/etc/prometheus/prometheus.yml:ro" in services["prometheus"]["volumes"]
 
 
@@ -229,8 +265,8 @@ def test_the_image_holds_the_package() -> None:
         for source in args.split()[:-1]
     }
     assert copied == packages | {"pyproject.toml", "README.md"}
-    assert "postgres" in project["project"]["optional-dependencies"]
-    assert any('[postgres]"' in args for ins, args in dockerfile() if ins == "RUN")
+    assert {"postgres", "redis"} <= set(project["project"]["optional-dependencies"])
+    assert any('[postgres,redis]"' in args for ins, args in dockerfile() if ins == "RUN")
     ignored = [line for line in (ROOT / ".dockerignore").read_text().splitlines() if line and line[0] != "#"]
     assert ignored[0] == "*" and {f"!{p}/" for p in packages} | {"!pyproject.toml", "!README.md"} <= set(
         ignored

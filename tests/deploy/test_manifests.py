@@ -20,6 +20,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from agent_sdk.addresses import parse_addresses
 from controlplane.api.server import check_bind_address, check_metrics_address
 from controlplane.config import known_options, load_settings, parse_value
 from controlplane.http.server import check_http_address
@@ -39,6 +40,7 @@ OLDEST_KUBERNETES = "1.29.0"
 SCHEMA_VERSIONS = [OLDEST_KUBERNETES, kubernetes_validate.utils.latest_version()]
 SECRET_EXAMPLES = KUBERNETES / "base" / "secrets.example.yaml"
 CONTROL_PLANE = "maos-controlplane"
+HEADLESS = "maos-controlplane-headless"
 
 Resources = list[dict[str, Any]]
 
@@ -422,9 +424,15 @@ def assert_file_is_mounted(pod: dict[str, Any], container: dict[str, Any], path:
     raise AssertionError(f"{what}: {path} is in no mounted Secret")
 
 
-def test_agents_dial_the_control_plane_service(overlay: tuple[str, Resources], tmp_path: Path) -> None:
+def test_agents_dial_every_replica_by_the_headless_service(
+    overlay: tuple[str, Resources], tmp_path: Path
+) -> None:
     _, resources = overlay
     service = find(resources, "Service", CONTROL_PLANE)
+    headless = find(resources, "Service", HEADLESS)
+    assert headless["spec"]["clusterIP"] == "None"  # its DNS name answers with every ready replica's address
+    assert headless["spec"]["selector"] == service["spec"]["selector"]
+    assert not headless["spec"].get("publishNotReadyAddresses")  # only replicas whose readiness probe passes
     settings = settings_of(resources, tmp_path, literal_env(control_plane_container(resources)))
     tls = bool(settings["server.tls.cert_file"])
     agents = [
@@ -434,28 +442,58 @@ def test_agents_dial_the_control_plane_service(overlay: tuple[str, Resources], t
     for name, pod in agents:
         container = pod["containers"][0]
         _, params = parse_command(container["command"])
-        host, _, port = params["server"].rpartition(":")
-        assert host == service["metadata"]["name"] and int(port) in {
-            p["port"] for p in service["spec"]["ports"]
-        }
+        target = params["server"]
+        assert parse_addresses(target) == (target,) and target.startswith("dns:///"), name
+        host, _, port = target.removeprefix("dns:///").rpartition(":")
+        assert host == HEADLESS and int(port) in {p["port"] for p in headless["spec"]["ports"]}, name
         env = literal_env(container)
         assert "MAOS_JOIN_TOKEN" in {e["name"] for e in container["env"]}, name
-        if tls:  # the certificate names the Service's DNS name, which the CLI in the pod uses too
+        if tls:  # the certificate names the client Service's DNS name, which the CLI in the pod uses too
             namespace = service["metadata"]["namespace"]
             assert (
-                env["MAOS_TLS_SERVER_NAME"] == settings["client.tls.server_name"] == f"{host}.{namespace}.svc"
+                env["MAOS_TLS_SERVER_NAME"]
+                == settings["client.tls.server_name"]
+                == f"{CONTROL_PLANE}.{namespace}.svc"
             )
             assert_file_is_mounted(pod, container, env["MAOS_TLS_CA"], f"{name} MAOS_TLS_CA")
         else:
             assert not {k for k in env if k.startswith("MAOS_TLS")}, name
 
 
-def test_one_control_plane_replica_until_replicas_are_supported(overlay: tuple[str, Resources]) -> None:
-    """A second control plane on the same PostgreSQL is not supported yet: never two, not even in a rollout."""
-    _, resources = overlay
+def test_several_control_plane_replicas_share_the_database_and_redis(overlay: tuple[str, Resources]) -> None:
+    """Replicas on one PostgreSQL and one Redis, updated one at a time, drained one at a time."""
+    name, resources = overlay
     deployment = find(resources, "Deployment", CONTROL_PLANE)
-    assert deployment["spec"]["replicas"] == 1
-    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    assert deployment["spec"]["replicas"] == (3 if name.startswith("production") else 2)
+    assert deployment["spec"]["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+    }
+    budget = find(resources, "PodDisruptionBudget", CONTROL_PLANE)["spec"]
+    assert budget["maxUnavailable"] == 1
+    assert selects(budget["selector"]["matchLabels"], deployment["spec"]["template"]["metadata"]["labels"])
+    env = {e["name"]: e for e in control_plane_container(resources)["env"]}
+    assert env["MAOS_REDIS_URL"]["valueFrom"]["secretKeyRef"] == {"name": "maos-redis", "key": "url"}
+    assert env["MAOS_REPLICAS_ADVERTISE_ADDRESS"]["value"] == "$(POD_IP):7100"  # each pod its own address
+    assert env["POD_IP"]["valueFrom"]["fieldRef"] == {"fieldPath": "status.podIP"}
+    names = list(env)
+    assert names.index("POD_IP") < names.index(
+        "MAOS_REPLICAS_ADVERTISE_ADDRESS"
+    )  # $(POD_IP) is defined before
+    spread = deployment["spec"]["template"]["spec"]["topologySpreadConstraints"]
+    assert [c["topologyKey"] for c in spread] == ["kubernetes.io/hostname"]
+    if name == "dev":  # its own Redis, reachable by the replicas alone
+        redis = find(resources, "Secret", "maos-redis")["stringData"]
+        assert redis["url"] == f"redis://:{redis['password']}@maos-redis:6379/0"
+        policy = find(resources, "NetworkPolicy", "maos-redis")["spec"]
+        assert [
+            p["podSelector"]["matchLabels"]["app.kubernetes.io/component"]
+            for p in policy["ingress"][0]["from"]
+        ] == ["controlplane"]
+    else:
+        assert "maos-redis" in secret_examples() and not [
+            r for r in resources if r["kind"] == "Secret" and r["metadata"]["name"] == "maos-redis"
+        ]
 
 
 def test_migrations_run_as_a_job_on_the_same_database(overlay: tuple[str, Resources]) -> None:

@@ -9,6 +9,7 @@ fenced write) are checked on the store directly as well.
 from __future__ import annotations
 
 import asyncio
+import collections
 import os
 import signal
 import statistics
@@ -148,11 +149,10 @@ async def test_several_hundred_tasks_on_two_replicas_are_each_assigned_once(
         agent_processes(address, "echo", "--max-concurrency", "4")
         agent_processes(address, "echo", "--max-concurrency", "4")
     async with Client(a.address) as on_a, Client(b.address) as on_b:
-        for client in (on_a, on_b):
-            await wait_for(
-                lambda client=client: _count(agent_names(client), 2), 30, message="two agents each"
-            )
-        replica_of = {**await agent_names(on_a), **await agent_names(on_b)}
+        # Every replica lists every replica's agents: the four, two on each.
+        await wait_for(lambda: _count(agent_names(on_a), 4), 30, message="four agents")
+        replica_of = await agent_names(on_a)
+        assert sorted(collections.Counter(replica_of.values()).values()) == [2, 2], replica_of
 
         async def submit(client: Client, count: int, tag: str) -> list[str]:
             async with client.submitter() as submitter:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import base64
 import contextvars
-import inspect
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -101,18 +100,14 @@ class Forwarder:
         Raises:
             Unavailable: Another replica still holds it (it did not answer in time).
         """
-        claim = getattr(self.engine, "claim_task", None)
-        if claim is None or self.holds_task(task_id):
-            return  # no claims in this engine: the stored task is acted on here
-        claimed = claim(task_id)
-        if inspect.isawaitable(claimed):
-            claimed = await claimed
-        if not claimed:
-            raise Unavailable(
-                f"task tasks/{task_id} is held by another replica that did not answer within "
-                f"{self.bus.timeout:g} s (replicas.route_timeout); retry shortly",
-                metadata={"task": f"tasks/{task_id}"},
-            )
+        if self.holds_task(task_id) or await self.engine.claim_task(task_id):
+            return  # (without claims, SQLite, this process holds every task)
+        raise Unavailable(
+            f"task tasks/{task_id} is held by another replica that did not answer within "
+            f"{self.bus.timeout:g} s (replicas.route_timeout); retry shortly",
+            reason="ERROR_REASON_NOT_LEASE_HOLDER",
+            metadata={"task": f"tasks/{task_id}"},
+        )
 
     # --- asking ------------------------------------------------------------------
 

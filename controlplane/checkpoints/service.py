@@ -26,7 +26,7 @@ from controlplane.checkpoints.record import (
 )
 from controlplane.domain.limits import quote
 from controlplane.domain.model import Subtask, SubtaskStatus
-from controlplane.errors import AlreadyExists, InvalidArgument, NotFound
+from controlplane.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from controlplane.storage.base import (
     CheckpointStore,
     StoresCheckpoints,
@@ -347,11 +347,25 @@ class Checkpoints:
                     recover, self.backend, record, components, verify_only=True, requeue_later=requeue_later
                 )
 
+            claims = self.engine.claims
+            if claims is not None and self.engine.live_replicas is not None:
+                others = await self.engine.live_replicas()
+                if others:
+                    raise FailedPrecondition(
+                        "a restore replaces every unfinished task, and replicas "
+                        f"{', '.join(sorted(others))} hold some of them and run them: stop the other "
+                        "replicas, restore on this one, then start them again",
+                        reason="ERROR_REASON_NOT_SUPPORTED",
+                    )
+
             def restore_and_load() -> tuple[RecoveryReport, Any, int]:
                 report = recover(
                     self.backend, record, components, verify_only=False, requeue_later=requeue_later
                 )
-                return report, self.backend.load_unfinished(), self.backend.next_task_seq()
+                tasks, subtasks = self.backend.load_unfinished()
+                if claims is not None:  # held before any write of them (they are not fenced off)
+                    claims.hold_restored([task.id for task in tasks])
+                return report, (tasks, subtasks), self.backend.next_task_seq()
 
             async with self.engine.commits_held():  # nothing may be written over the restore
                 report, (tasks, subtasks), seq = await self._call(restore_and_load)

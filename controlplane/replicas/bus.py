@@ -279,8 +279,15 @@ class ReplicaBus:
         if sender == self.replica:
             return
         if len(self._handling) >= MAX_HANDLING:
-            log.warning("replicas' bus: %d requests in hand; one was declined", MAX_HANDLING)
-            self._spawn(self._send(topic, {"i": request_id, "f": self.replica, "h": 0}))
+            # Not "not mine": it may hold the target, and "nobody holds it" would be acted on.
+            log.warning("replicas' bus: %d requests in hand; one was answered busy", MAX_HANDLING)
+            busy = Unavailable(
+                f"replica {self.replica} has {MAX_HANDLING} calls from other replicas in hand; try again",
+                metadata={"replica": self.replica},
+            )
+            self._spawn(
+                self._send(topic, {"i": request_id, "f": self.replica, "h": 1, "e": encode_error(busy)})
+            )
             return
         self._spawn(self._serve(request_id, topic, kind, body, every))
 

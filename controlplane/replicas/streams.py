@@ -47,6 +47,8 @@ READ_TIMEOUT = 6.0
 RETRY_DELAY = 0.5
 #: Entries read by one XREAD / XRANGE at most.
 READ_COUNT = 1_000
+#: Most entries a resume replays (more: RESUME_POINT_LOST), so one caller's memory stays bounded.
+MAX_REPLAY = 10_000
 #: The field marking a gap: entries that were never written (the outbox overflowed).
 GAP = b"gap"
 
@@ -267,6 +269,13 @@ class SharedStream:
                             metadata={"oldest_kept": _text(entry_id)},
                         )
                     found.append((_text(entry_id), fields))
+                if len(found) > MAX_REPLAY:  # bounded memory per resuming caller
+                    raise FailedPrecondition(
+                        f"more than {MAX_REPLAY} entries of {self.what} were written after {stream_id}: "
+                        "too far back to resume from; open the stream again without a resume id",
+                        reason="ERROR_REASON_RESUME_POINT_LOST",
+                        metadata={"max_replay": str(MAX_REPLAY)},
+                    )
                 if len(page) < READ_COUNT:
                     return found
                 cursor = "(" + _text(page[-1][0])

@@ -86,8 +86,14 @@ def dead_here(process: str) -> bool:
         return False
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return True
+    except (OSError, IndexError):  # gone, or hidden from this user (hidepid): ask the kernel
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return True
+        except OSError:  # (PermissionError: it runs, under another user)
+            return False
+        return False
     return state in ("Z", "X")  # killed, not yet reaped
 
 
@@ -163,6 +169,14 @@ class Claims:
         self.bus.subscribe(FINISHED, self._finished_elsewhere)
         await self.bus.start()
         await self._bury_dead()
+        # An earlier run with this replica id (server.replica_id) may have died holding tasks: they
+        # are not in this run's memory, so they are given up here (the live id would keep them from
+        # every other replica).
+        with contextlib.suppress(Exception):  # (the poll's passes find them once the row is lost)
+            kept = list(self.engine.tasks)
+            given = await self.engine.storage.call(self.store.release_all, self.holder, kept)
+            if given:
+                log.info("gave up %d tasks an earlier run of replica %s held", given, self.holder)
         self._poller = self._loop.create_task(self._poll(), name="maos-claims-poll")
         self.request()
 
@@ -217,16 +231,11 @@ class Claims:
         self.queued.clear()
         self._fresh.clear()
         self.adopted(tasks)
-        ids = [task.id for task in tasks]
 
-        async def hold() -> None:
-            try:
-                await self.engine.storage.call(self.store.hold, self.holder, ids)
-            except Exception as exc:  # its writes of them are ignored until it holds them
-                log.error("could not take hold of the %d recovered tasks: %s", len(ids), exc)
-
-        if ids:
-            self.engine._background(hold())
+    def hold_restored(self, task_ids: list[str]) -> None:
+        """Hold the tasks a recovery restored, whoever held them (on the storage thread, in the
+        recovery's pause of writes: its first writes of them are not fenced off)."""
+        self.store.hold(self.holder, task_ids)
 
     def forgotten(self, task_id: str) -> None:
         """A task left memory."""
@@ -247,7 +256,7 @@ class Claims:
 
     def request(self) -> None:
         """Run a claim pass soon (one at a time; one more after it when asked meanwhile)."""
-        if self.fenced or self._loop is None:
+        if self.fenced or self._stopped or self._loop is None:
             return
         if self._pass is not None and not self._pass.done():
             self._again = True
@@ -467,6 +476,21 @@ class Claims:
             self._maybe_more = True
             self._fresh.extend(self.queued)  # agents may have left: is every held task still takeable?
             self.dispatched(hungry=True)
+            try:
+                await self._recheck_dependencies()
+            except Exception as exc:  # the next poll tries again
+                log.warning("could not look up the dependencies held elsewhere: %s", exc)
+
+    async def _recheck_dependencies(self) -> None:
+        """Start held tasks whose dependencies, held elsewhere, finished (a lost `finished` wake-up)."""
+        engine = self.engine
+        elsewhere = {dep for dep in engine._dependants if dep not in engine.tasks}
+        if not elsewhere:
+            return
+        found = await engine.book.lookup(elsewhere)
+        done = [task_id for task_id, task in found.items() if task.status.finished]
+        if done:
+            self._finished_elsewhere(",".join(done))
 
     def check_fence(self) -> bool:
         """Fence this replica if it may have been considered lost; whether it is fenced."""

@@ -192,10 +192,14 @@ class SqlClaimStore:
                 chunk = list(task_ids[start : start + 500])
                 conn.execute(update(_T).where(_T.c.id.in_(chunk)).values(claimed_by=holder))
 
-    def release_all(self, holder: str) -> int:
-        """Give up every task ``holder`` holds (a clean stop, after its final commit); how many."""
+    def release_all(self, holder: str, keep: Sequence[str] = ()) -> int:
+        """Give up every task ``holder`` holds but those of ``keep`` (a clean stop, after its final
+        commit; a start, for what an earlier run with the same id held); how many."""
         with translate_errors(), self._writes.begin() as conn:
-            done = conn.execute(update(_T).where(_T.c.claimed_by == holder).values(claimed_by=None))
+            where = _T.c.claimed_by == holder
+            if keep:
+                where = where & _T.c.id.notin_(list(keep))
+            done = conn.execute(update(_T).where(where).values(claimed_by=None))
             return done.rowcount or 0
 
     def holder(self, task_id: str) -> str | None:

@@ -38,8 +38,11 @@ class Bus:
 class Engine:
     def __init__(self, agents: set[str], tasks: set[str] = frozenset(), claim: Any = None):  # type: ignore[assignment]
         self.agents, self.tasks = agents, tasks
-        if claim is not None:
-            self.claim_task = claim
+        self._claim = claim
+
+    async def claim_task(self, task_id: str) -> bool:
+        """As the real engine's: without claims (SQLite) every task is held here."""
+        return True if self._claim is None else bool(self._claim(task_id))
 
     def connected_session(self, agent_id: str) -> object | None:
         return object() if agent_id in self.agents else None
@@ -120,8 +123,9 @@ async def test_an_unfinished_task_nobody_holds_is_claimed_or_refused() -> None:
 
     a, _ = pair(Engine(set(), claim=claim), Engine(set()))
     await a.claim("t1")
-    with pytest.raises(Unavailable, match="held by another replica that did not answer"):
+    with pytest.raises(Unavailable, match="held by another replica that did not answer") as refused:
         await a.claim("t2")
+    assert refused.value.reason == "ERROR_REASON_NOT_LEASE_HOLDER"
     assert claimed == ["t1", "t2"]
     plain, _ = pair(Engine(set()), Engine(set()))
     await plain.claim("t3")  # an engine without claims: acted on here, nothing raised

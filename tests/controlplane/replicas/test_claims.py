@@ -20,10 +20,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 import sqlalchemy
 
 from agent_sdk.client import Client
+from agent_sdk.errors import MaosRpcError
 from agent_sdk.proto.maos.v1 import enums_pb2 as enums
 from controlplane.app import build_app
 from controlplane.domain.model import Priority, Subtask, SubtaskStatus, Task, TaskStatus
@@ -570,3 +572,71 @@ def test_tasks_no_agent_of_the_claimer_can_take_do_not_hide_the_ones_behind(
     taken, _ = claims.claim("x", time.time(), 30.0, 1, 120.0, lambda task, subs: task.id == "t0100")
     assert [t.id for t in taken] == ["t0100"]
     assert claims.holder("t0000") is None  # passed over, still claimable by others
+
+
+async def test_a_restore_is_refused_while_other_replicas_run(
+    tmp_path: Path, shared_db: str, redis_url: str, redis_namespace: str
+) -> None:
+    """A restore replaces every unfinished task: not while another replica holds and runs some of them."""
+    settings = {
+        "database.primary_url": shared_db,
+        "redis.url": redis_url,
+        "redis.key_prefix": redis_namespace,
+    }
+    a = await start_app(make_settings(tmp_path / "a", **settings))
+    b = await start_app(make_settings(tmp_path / "b", **settings))
+    try:
+        async with Client(a.address) as on_a:
+            task = await on_a.submit_task(description="kept over the restore")
+            checkpoint = await on_a.create_checkpoint("before")
+            with pytest.raises(MaosRpcError) as refused:
+                await on_a.recover(checkpoint.name)
+            assert refused.value.code == grpc.StatusCode.FAILED_PRECONDITION
+            assert (
+                b.engine.replica in refused.value.message
+                and "stop the other replicas" in refused.value.message
+            )
+            verified = await on_a.recover(checkpoint.name, verify_only=True)  # a verify changes nothing
+            assert verified.integrity_ok and not verified.applied
+            await b.stop(grace=1.0)
+            assert (await on_a.recover(checkpoint.name)).applied
+            restored = await on_a.get_task(task.name)
+        assert restored.task.status == enums.TASK_STATUS_QUEUED  # kept, and claimable by the next replica
+    finally:
+        await b.stop(grace=1.0)
+        await a.stop(grace=1.0)
+
+
+async def test_a_replica_started_again_with_its_id_gives_up_what_its_earlier_run_held(
+    tmp_path: Path, shared_db: str, redis_url: str, redis_namespace: str
+) -> None:
+    """With a fixed ``server.replica_id``, a run that died holding tasks leaves them claimable to all."""
+    settings = {
+        "database.primary_url": shared_db,
+        "redis.url": redis_url,
+        "redis.key_prefix": redis_namespace,
+        "server.replica_id": "cp-fixed",
+    }
+    backend = SqlBackendFactory().open(shared_db)
+    try:
+        backend.write(WriteBatch(tasks=[_task(1)]))  # as the earlier run, which died, left it
+    finally:
+        backend.close()
+    engine = sqlalchemy.create_engine(shared_db)
+    try:
+        with engine.begin() as conn:
+            conn.execute(sqlalchemy.text("UPDATE tasks SET claimed_by = 'cp-fixed' WHERE id = 't0001'"))
+    finally:
+        engine.dispose()
+    a = await start_app(make_settings(tmp_path / "a", **settings))
+    try:
+        await wait_for(
+            lambda: (
+                rows(shared_db, "SELECT claimed_by FROM tasks WHERE id = 't0001'")[0][0] != "cp-fixed"
+                or a.engine.holds("t0001")
+            ),
+            10,
+            message="the earlier run's task given up (or claimed again by this run)",
+        )
+    finally:
+        await a.stop(grace=1.0)

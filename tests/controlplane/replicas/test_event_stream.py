@@ -404,3 +404,43 @@ async def test_events_dropped_while_redis_was_away_are_said_lost(
     finally:
         await shared.close()
         await client.aclose()
+
+
+async def test_a_resume_too_far_back_is_refused_not_read_whole(
+    tmp_path: Path, postgres_url: str, redis_url: str, redis_namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A resume replays at most ``MAX_REPLAY`` entries: one caller's memory stays bounded."""
+    import redis
+
+    from controlplane.replicas import streams
+
+    monkeypatch.setattr(streams, "MAX_REPLAY", 50)
+    settings = make_settings(
+        tmp_path / "a",
+        **{"database.primary_url": postgres_url, "redis.url": redis_url, "redis.key_prefix": redis_namespace},
+    )
+    app = build_app(settings)
+    empty_postgres(postgres_url)
+    await app.start("127.0.0.1:0")
+    stubs = Stubs(app.address)
+    client = redis.Redis.from_url(redis_url)
+    try:
+        body = encode_events([Event(EventType.TASK_UPDATED)])
+        first = client.xadd(f"{redis_namespace}events", {"e": body})
+        for _ in range(40):  # within the bound: the resume replays them
+            client.xadd(f"{redis_namespace}events", {"e": body})
+        request = system_pb.WatchEventsRequest(after_event_id=f"{first.decode()}-0")
+        call = stubs.system.WatchEvents(request, timeout=5)
+        assert (await anext(aiter(call))).event.id  # the first replayed event
+        call.cancel()
+        for _ in range(40):  # now 80 entries after it: past the bound
+            client.xadd(f"{redis_namespace}events", {"e": body})
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await anext(aiter(stubs.system.WatchEvents(request, timeout=5)))
+        assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert reason_of(caught.value) == "ERROR_REASON_RESUME_POINT_LOST"
+        assert "too far back" in (caught.value.details() or "")
+    finally:
+        client.close()
+        await stubs.close()
+        await app.stop(grace=1.0)

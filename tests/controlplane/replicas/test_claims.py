@@ -82,6 +82,12 @@ def replicas(
         process.stop()
 
 
+@pytest.fixture
+def shared(shared_db: str, redis_url: str, redis_namespace: str) -> dict[str, Any]:
+    """Settings of replicas sharing the test's PostgreSQL database and Redis key prefix."""
+    return {"database.primary_url": shared_db, "redis.url": redis_url, "redis.key_prefix": redis_namespace}
+
+
 def rows(url: str, sql: str, **params: Any) -> list[Any]:
     engine = sqlalchemy.create_engine(url)
     try:
@@ -284,12 +290,10 @@ def _answers(port: int) -> bool:
 
 
 async def test_a_dependency_finished_on_another_replica_starts_its_dependant(
-    tmp_path: Path, shared_db: str, redis_url: str, redis_namespace: str, agent_processes: Any
+    tmp_path: Path, shared: dict[str, Any], agent_processes: Any
 ) -> None:
     settings = {
-        "database.primary_url": shared_db,
-        "redis.url": redis_url,
-        "redis.key_prefix": redis_namespace,
+        **shared,
     }
     a = await start_app(make_settings(tmp_path / "a", **settings))
     b = await start_app(make_settings(tmp_path / "b", **settings))
@@ -309,12 +313,10 @@ async def test_a_dependency_finished_on_another_replica_starts_its_dependant(
 
 
 async def test_claim_task_takes_one_task_nobody_holds(
-    tmp_path: Path, shared_db: str, redis_url: str, redis_namespace: str
+    tmp_path: Path, shared_db: str, shared: dict[str, Any]
 ) -> None:
     settings = {
-        "database.primary_url": shared_db,
-        "redis.url": redis_url,
-        "redis.key_prefix": redis_namespace,
+        **shared,
     }
     a = await start_app(make_settings(tmp_path / "a", **settings))
     b = await start_app(make_settings(tmp_path / "b", **settings))
@@ -476,12 +478,10 @@ async def test_a_lost_after_within_two_heartbeats_is_refused_on_postgres(
 
 
 async def test_a_replica_that_missed_its_heartbeats_fences_itself(
-    tmp_path: Path, shared_db: str, redis_url: str, redis_namespace: str
+    tmp_path: Path, shared_db: str, shared: dict[str, Any]
 ) -> None:
     settings = {
-        "database.primary_url": shared_db,
-        "redis.url": redis_url,
-        "redis.key_prefix": redis_namespace,
+        **shared,
     }
     a = await start_app(make_settings(tmp_path / "a", **settings))
     claims = a.engine.claims
@@ -526,12 +526,10 @@ async def test_on_sqlite_one_process_holds_every_task(control_plane: Any, agent_
 
 
 async def test_a_full_replica_takes_more_urgent_work_and_gives_back_its_worst(
-    tmp_path: Path, shared_db: str, redis_url: str, redis_namespace: str, agent_processes: Any
+    tmp_path: Path, shared: dict[str, Any], agent_processes: Any
 ) -> None:
     settings = {
-        "database.primary_url": shared_db,
-        "redis.url": redis_url,
-        "redis.key_prefix": redis_namespace,
+        **shared,
         "replicas.claim_window": 8,
         "replicas.claim_poll_interval": 60,  # no poll during the test: only wake-ups move work
     }
@@ -574,14 +572,10 @@ def test_tasks_no_agent_of_the_claimer_can_take_do_not_hide_the_ones_behind(
     assert claims.holder("t0000") is None  # passed over, still claimable by others
 
 
-async def test_a_restore_is_refused_while_other_replicas_run(
-    tmp_path: Path, shared_db: str, redis_url: str, redis_namespace: str
-) -> None:
+async def test_a_restore_is_refused_while_other_replicas_run(tmp_path: Path, shared: dict[str, Any]) -> None:
     """A restore replaces every unfinished task: not while another replica holds and runs some of them."""
     settings = {
-        "database.primary_url": shared_db,
-        "redis.url": redis_url,
-        "redis.key_prefix": redis_namespace,
+        **shared,
     }
     a = await start_app(make_settings(tmp_path / "a", **settings))
     b = await start_app(make_settings(tmp_path / "b", **settings))
@@ -608,13 +602,11 @@ async def test_a_restore_is_refused_while_other_replicas_run(
 
 
 async def test_a_replica_started_again_with_its_id_gives_up_what_its_earlier_run_held(
-    tmp_path: Path, shared_db: str, redis_url: str, redis_namespace: str
+    tmp_path: Path, shared_db: str, shared: dict[str, Any]
 ) -> None:
     """With a fixed ``server.replica_id``, a run that died holding tasks leaves them claimable to all."""
     settings = {
-        "database.primary_url": shared_db,
-        "redis.url": redis_url,
-        "redis.key_prefix": redis_namespace,
+        **shared,
         "server.replica_id": "cp-fixed",
     }
     backend = SqlBackendFactory().open(shared_db)

@@ -136,9 +136,6 @@ class Committer:
         self.failed: BaseException | None = None
         #: Why this replica may write nothing more (see :meth:`fence`), or "".
         self.fenced = ""
-        #: Asked right before each generation is written (claims: whether this replica fenced itself
-        #: meanwhile, e.g. after a pause longer than ``replicas.lost_after``); None: never.
-        self.before_write: Callable[[], bool] | None = None
         self._written: _Generation | None = None
 
     def start(self) -> None:
@@ -239,7 +236,7 @@ class Committer:
                 self._audit_flush = None
             generation, self._current = self._current, _Generation()
             self.generation_id += 1
-            if self.fenced or (self.before_write is not None and self.before_write()):
+            if self.fenced:
                 self._drop(generation)
                 if self._closed:
                     return

@@ -11,31 +11,19 @@ import pytest
 from agent_sdk.proto.maos.v1 import enums_pb2 as enums
 from agent_sdk.proto.maos.v1 import system_service_pb2 as system_pb
 from agent_sdk.proto.maos.v1 import task_service_pb2 as t
-from agent_sdk.worker import Worker
-from controlplane.app import build_app
 from controlplane.domain.events import Event, EventType
 from controlplane.replicas.event_notify import MAX_PAYLOAD, pack
 from controlplane.replicas.event_stream import decode_event
 from tests.controlplane.api.test_stream_resume import reason_of
-from tests.controlplane.replicas.test_event_stream import GatedEcho, _events_of, _submit
-from tests.harness.server import Stubs, empty_postgres, make_settings, start_app, wait_for
+from tests.controlplane.replicas.test_event_stream import _events_of, _submit, replica_pair
+from tests.harness.server import wait_for
 
 
 async def test_a_replica_sees_another_replicas_events_without_redis(
     tmp_path: Path, postgres_url: str
 ) -> None:
-    pg = {"database.primary_url": postgres_url}
-    build_app(make_settings(tmp_path / "m", **pg)).storage.close()
-    empty_postgres(postgres_url)
-    a = await start_app(make_settings(tmp_path / "a", **pg))
-    b = await start_app(make_settings(tmp_path / "b", **pg))
-    agent = GatedEcho()
-    agent.gate.set()
-    worker = Worker(agent, b.address)
-    runner = asyncio.create_task(worker.run())
-    stubs_a, stubs_b = Stubs(a.address), Stubs(b.address)
-    try:
-        await wait_for(lambda: b.engine.sessions, 15, message="the agent on B")
+    async with replica_pair(tmp_path, **{"database.primary_url": postgres_url}) as pair:
+        a, b, stubs_a, stubs_b, agent = pair
         on_a = stubs_a.system.WatchEvents(system_pb.WatchEventsRequest(), timeout=30)
         on_b = stubs_b.system.WatchEvents(system_pb.WatchEventsRequest(), timeout=30)
         await wait_for(lambda: a.engine.event_listeners and b.engine.event_listeners, 5, message="listeners")
@@ -75,13 +63,6 @@ async def test_a_replica_sees_another_replicas_events_without_redis(
             replies.append(reply)
         assert replies[-1].event.to_status == "TASK_STATUS_COMPLETED"
         assert replies[-1].task.status == enums.TASK_STATUS_COMPLETED
-    finally:
-        await worker.shutdown(0.5)
-        await runner
-        await stubs_a.close()
-        await stubs_b.close()
-        await b.stop(grace=1.0)
-        await a.stop(grace=1.0)
 
 
 def test_notifications_stay_under_the_limit_and_cut_what_cannot_fit() -> None:

@@ -6,6 +6,7 @@ Replica B holds the task (submitted on B, run by an agent connected to B); repli
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 from collections.abc import AsyncIterator
@@ -46,16 +47,11 @@ class GatedEcho(EchoAgent):
         return await super().handle(ctx)
 
 
-@pytest.fixture
-async def pair(tmp_path: Path, postgres_url: str, redis_url: str, redis_namespace: str) -> AsyncIterator[Any]:
-    """Replicas A and B on the session's PostgreSQL and Redis (B with an echo agent)."""
-    shared = {
-        "database.primary_url": postgres_url,
-        "redis.url": redis_url,
-        "redis.key_prefix": redis_namespace,
-    }
+@contextlib.asynccontextmanager
+async def replica_pair(tmp_path: Path, **shared: Any) -> AsyncIterator[Any]:
+    """Replicas A and B with the ``shared`` settings (B with a gated echo agent, its gate open)."""
     build_app(make_settings(tmp_path / "m", **shared)).storage.close()  # migrates
-    empty_postgres(postgres_url)
+    empty_postgres(shared["database.primary_url"])
     a = await start_app(make_settings(tmp_path / "a", **shared))
     b = await start_app(make_settings(tmp_path / "b", **shared))
     agent = GatedEcho()
@@ -73,6 +69,44 @@ async def pair(tmp_path: Path, postgres_url: str, redis_url: str, redis_namespac
         await stubs_b.close()
         await b.stop(grace=1.0)
         await a.stop(grace=1.0)
+
+
+@pytest.fixture
+async def pair(tmp_path: Path, postgres_url: str, redis_url: str, redis_namespace: str) -> AsyncIterator[Any]:
+    """Replicas A and B on the session's PostgreSQL and Redis (B with an echo agent)."""
+    shared = {
+        "database.primary_url": postgres_url,
+        "redis.url": redis_url,
+        "redis.key_prefix": redis_namespace,
+    }
+    async with replica_pair(tmp_path, **shared) as replicas:
+        yield replicas
+
+
+@contextlib.asynccontextmanager
+async def one_replica(
+    tmp_path: Path, postgres_url: str, redis_url: str, redis_namespace: str, **extra: Any
+) -> AsyncIterator[tuple[Stubs, Any]]:
+    """One replica on PostgreSQL and Redis, its stubs, and a Redis client to write its stream directly."""
+    import redis
+
+    settings = {
+        "database.primary_url": postgres_url,
+        "redis.url": redis_url,
+        "redis.key_prefix": redis_namespace,
+        **extra,
+    }
+    app = build_app(make_settings(tmp_path / "a", **settings))
+    empty_postgres(postgres_url)
+    await app.start("127.0.0.1:0")
+    stubs = Stubs(app.address)
+    client = redis.Redis.from_url(redis_url)
+    try:
+        yield stubs, client
+    finally:
+        client.close()
+        await stubs.close()
+        await app.stop(grace=1.0)
 
 
 async def _events_of(stream: Any, task: str, until: str = "TASK_STATUS_COMPLETED") -> list[m.Event]:
@@ -178,23 +212,9 @@ async def test_resume_ids_are_checked_precisely(pair: Any) -> None:
 async def test_an_id_whose_successors_were_trimmed_is_lost(
     tmp_path: Path, postgres_url: str, redis_url: str, redis_namespace: str
 ) -> None:
-    import redis
-
-    settings = make_settings(
-        tmp_path / "a",
-        **{
-            "database.primary_url": postgres_url,
-            "redis.url": redis_url,
-            "redis.key_prefix": redis_namespace,
-            "redis.stream_max_len": 10,
-        },
-    )
-    app = build_app(settings)
-    empty_postgres(postgres_url)
-    await app.start("127.0.0.1:0")
-    stubs = Stubs(app.address)
-    client = redis.Redis.from_url(redis_url)
-    try:
+    async with one_replica(
+        tmp_path, postgres_url, redis_url, redis_namespace, **{"redis.stream_max_len": 10}
+    ) as (stubs, client):
         first = client.xadd(f"{redis_namespace}events", {"e": encode_events([Event(EventType.TASK_UPDATED)])})
         body = encode_events([Event(EventType.TASK_UPDATED)])
         for _ in range(300):  # as the replicas write (MAXLEN ~ trims whole nodes of 100 entries)
@@ -206,10 +226,6 @@ async def test_an_id_whose_successors_were_trimmed_is_lost(
         assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
         assert reason_of(caught.value) == "ERROR_REASON_RESUME_POINT_LOST"
         assert "is no longer kept" in (caught.value.details() or "")
-    finally:
-        client.close()
-        await stubs.close()
-        await app.stop(grace=1.0)
 
 
 def test_events_cross_the_stream_unchanged() -> None:
@@ -410,21 +426,10 @@ async def test_a_resume_too_far_back_is_refused_not_read_whole(
     tmp_path: Path, postgres_url: str, redis_url: str, redis_namespace: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A resume replays at most ``MAX_REPLAY`` entries: one caller's memory stays bounded."""
-    import redis
-
     from controlplane.replicas import streams
 
     monkeypatch.setattr(streams, "MAX_REPLAY", 50)
-    settings = make_settings(
-        tmp_path / "a",
-        **{"database.primary_url": postgres_url, "redis.url": redis_url, "redis.key_prefix": redis_namespace},
-    )
-    app = build_app(settings)
-    empty_postgres(postgres_url)
-    await app.start("127.0.0.1:0")
-    stubs = Stubs(app.address)
-    client = redis.Redis.from_url(redis_url)
-    try:
+    async with one_replica(tmp_path, postgres_url, redis_url, redis_namespace) as (stubs, client):
         body = encode_events([Event(EventType.TASK_UPDATED)])
         first = client.xadd(f"{redis_namespace}events", {"e": body})
         for _ in range(40):  # within the bound: the resume replays them
@@ -440,7 +445,3 @@ async def test_a_resume_too_far_back_is_refused_not_read_whole(
         assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
         assert reason_of(caught.value) == "ERROR_REASON_RESUME_POINT_LOST"
         assert "too far back" in (caught.value.details() or "")
-    finally:
-        client.close()
-        await stubs.close()
-        await app.stop(grace=1.0)

@@ -50,9 +50,23 @@ class TaskSubmitter:
         self._closing = False
 
     async def __aenter__(self) -> TaskSubmitter:
+        self.open()
+        return self
+
+    def open(self) -> None:
+        """Open the stream (what ``async with`` does); submits may follow at once."""
         self._call = self._stub.StreamSubmitTasks(self._requests(), metadata=self._metadata)
         self._reader = asyncio.get_running_loop().create_task(self._read())
-        return self
+
+    @property
+    def failure(self) -> MaosRpcError | None:
+        """The error the stream itself ended with (every submit still waiting raised it), or None."""
+        return self._failed
+
+    @property
+    def closing(self) -> bool:
+        """Whether :meth:`close` was called: no more submits are taken."""
+        return self._closing
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()

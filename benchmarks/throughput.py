@@ -10,9 +10,11 @@ submits (``--mode``):
 * ``unary``: one SubmitTask call per task, ``--inflight`` calls at once;
 * ``stream``: one task per message on a single StreamSubmitTasks stream
   (each answered like SubmitTask), ``--inflight`` unanswered at once;
-* ``batch``: BatchSubmitTasks calls of ``--batch`` tasks, ``--inflight`` at once.
+* ``batch``: BatchSubmitTasks calls of ``--batch`` tasks, ``--inflight`` at once;
+* ``pipelined``: ``--inflight`` concurrent ``agent_sdk.Client.submit_task`` calls on a client
+  made with ``pipeline_submits=True`` (they share one StreamSubmitTasks stream).
 
-    python benchmarks/throughput.py [--mode unary|stream|batch] [--tasks 10000] [--database-url postgresql://...]
+    python benchmarks/throughput.py [--mode unary|stream|batch|pipelined] [--tasks 10000] [--database-url postgresql://...]
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from agent_sdk.client import Client  # noqa: E402
 from agent_sdk.proto.maos.v1 import messages_pb2 as m  # noqa: E402
 from agent_sdk.proto.maos.v1 import system_service_pb2 as system_pb  # noqa: E402
 from agent_sdk.proto.maos.v1 import system_service_pb2_grpc as system_grpc  # noqa: E402
@@ -56,10 +59,20 @@ async def run(tasks: int, inflight: int, database_url: str, mode: str, batch: in
         async def streamer() -> None:
             await stream_submit(stub, md, streamed, tasks, inflight, timeout=120)
 
+        pipelined = Client(bench.address, token=bench.token, timeout=60, pipeline_submits=True)
+
+        async def pipelined_caller() -> None:
+            nonlocal submitted
+            while submitted < tasks:
+                submitted += 1
+                await pipelined.submit_task(request.task)
+
         cpu_before, client_before = cpu_seconds(bench.pid), time.process_time()
         started = time.perf_counter()
         if mode == "stream":
             await streamer()
+        elif mode == "pipelined":
+            await asyncio.gather(*(pipelined_caller() for _ in range(inflight)))
         else:
             await asyncio.gather(*(submitter() for _ in range(inflight)))
         submit_done = time.perf_counter()
@@ -75,11 +88,13 @@ async def run(tasks: int, inflight: int, database_url: str, mode: str, batch: in
         cpu = cpu_report(
             cpu_before, cpu_seconds(bench.pid), time.process_time() - client_before, tasks, "task"
         )
+        await pipelined.close()
     backend = "postgresql" if database_url else "sqlite"
     how = {
         "batch": f"BatchSubmitTasks of {batch}",
         "stream": "StreamSubmitTasks, one task per message",
         "unary": "SubmitTask",
+        "pipelined": "Client(pipeline_submits=True).submit_task",
     }[mode]
     print(
         f"workload: {tasks} no-op tasks, 1 client ({how}, {inflight} calls in flight), "
@@ -97,7 +112,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--tasks", type=int, default=10_000)
-    parser.add_argument("--mode", choices=["unary", "stream", "batch"], default="unary")
+    parser.add_argument("--mode", choices=["unary", "stream", "batch", "pipelined"], default="unary")
     parser.add_argument(
         "--inflight", type=int, default=64, help="calls (or stream messages) unanswered at once"
     )

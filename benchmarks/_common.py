@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -226,15 +227,26 @@ def describe(values_ms: list[float]) -> str:
 
 
 async def stream_submit(
-    stub: Any, metadata: Any, message: Any, count: int, inflight: int, timeout: float
+    stub: Any,
+    metadata: Any,
+    message: Any,
+    count: int,
+    inflight: int,
+    timeout: float,
+    request_ids: bool = False,
 ) -> None:
-    """Send ``count`` copies of ``message`` on one StreamSubmitTasks stream, at most ``inflight`` unanswered."""
+    """Send ``count`` copies of ``message`` on one StreamSubmitTasks stream, at most ``inflight`` unanswered.
+
+    With ``request_ids`` each copy carries a fresh ``request_id`` (as the SDK's submits do).
+    """
     call = stub.StreamSubmitTasks(metadata=metadata, timeout=timeout)
     window = asyncio.Semaphore(inflight)
 
     async def write() -> None:
         for _ in range(count):
             await window.acquire()
+            if request_ids:
+                message.request_id = uuid.uuid4().hex
             await call.write(message)
         await call.done_writing()
 

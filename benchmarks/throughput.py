@@ -23,6 +23,7 @@ import argparse
 import asyncio
 import sys
 import time
+import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -35,7 +36,7 @@ from agent_sdk.proto.maos.v1 import task_service_pb2 as t  # noqa: E402
 from benchmarks._common import control_plane, cpu_report, cpu_seconds, stream_submit, tasks_stub  # noqa: E402
 
 
-async def run(tasks: int, inflight: int, database_url: str, mode: str, batch: int) -> None:
+async def run(tasks: int, inflight: int, database_url: str, mode: str, batch: int, request_ids: bool) -> None:
     async with control_plane("noop=2", database_url, agents=2) as bench:
         stub, system = tasks_stub(bench.channel), system_grpc.SystemServiceStub(bench.channel)
         md = bench.metadata
@@ -54,10 +55,12 @@ async def run(tasks: int, inflight: int, database_url: str, mode: str, batch: in
                     )
                 else:
                     submitted += 1
+                    if request_ids:
+                        request.request_id = uuid.uuid4().hex
                     await stub.SubmitTask(request, metadata=md, timeout=30)
 
         async def streamer() -> None:
-            await stream_submit(stub, md, streamed, tasks, inflight, timeout=120)
+            await stream_submit(stub, md, streamed, tasks, inflight, timeout=120, request_ids=request_ids)
 
         pipelined = Client(bench.address, token=bench.token, timeout=60, pipeline_submits=True)
 
@@ -99,6 +102,7 @@ async def run(tasks: int, inflight: int, database_url: str, mode: str, batch: in
     print(
         f"workload: {tasks} no-op tasks, 1 client ({how}, {inflight} calls in flight), "
         f"2 noop agent processes, {backend}"
+        + (", a request_id on every request" if request_ids or mode == "pipelined" else "")
     )
     print(f"submit phase: {submit_done - started:.2f} s ({tasks / (submit_done - started):.0f} submits/s)")
     print(
@@ -120,8 +124,13 @@ def main() -> None:
     parser.add_argument(
         "--batch", type=int, default=100, help="tasks per BatchSubmitTasks call (--mode batch)"
     )
+    parser.add_argument(
+        "--request-ids",
+        action="store_true",
+        help="a fresh request_id on every unary or stream request (the SDK always sends one)",
+    )
     args = parser.parse_args()
-    asyncio.run(run(args.tasks, args.inflight, args.database_url, args.mode, args.batch))
+    asyncio.run(run(args.tasks, args.inflight, args.database_url, args.mode, args.batch, args.request_ids))
 
 
 if __name__ == "__main__":

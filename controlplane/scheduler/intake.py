@@ -22,6 +22,7 @@ from controlplane.domain.model import Failure, Task, TaskStatus, now
 from controlplane.errors import Aborted, NotFound, request_id_reused
 from controlplane.scheduler.book import TaskBook, slim_task
 from controlplane.scheduler.committer import Committer
+from controlplane.scheduler.request_ids import RequestIdLookups
 from controlplane.storage.base import IdempotencyRecord
 from controlplane.storage.executor import StorageExecutor
 
@@ -71,6 +72,8 @@ class Intake:
         self.setting = setting
         self._idempotency: OrderedDict[tuple[str, str, str], tuple[str, str]] = OrderedDict()
         self._in_flight: set[tuple[str, str, str]] = set()
+        #: Request ids not in memory are looked up in storage, many per storage call.
+        self.lookups = RequestIdLookups(storage)
         self._random = random.Random(secrets.randbits(128))
 
     def new_task_id(self) -> str:
@@ -166,9 +169,7 @@ class Intake:
         key = (principal, method, request_id)
         cached = self._idempotency.get(key)
         if cached is None:
-            record = await self.storage.call(
-                self.storage.backend.get_idempotency, principal, method, request_id
-            )
+            record = await self.lookups.get(principal, method, request_id)
             cached = self._idempotency.get(key)  # a concurrent call may have finished meanwhile
             if cached is None:
                 if record is None:

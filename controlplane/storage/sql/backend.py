@@ -521,6 +521,28 @@ class SqlBackend(SqlWebhooks):
             row = conn.execute(stmt).mappings().first()
         return None if row is None else codec.idempotency_from_row(row)
 
+    def get_idempotency_records(
+        self, keys: Sequence[tuple[str, str, str]]
+    ) -> dict[tuple[str, str, str], IdempotencyRecord]:
+        """The records of earlier calls among ``keys`` (principal, method, request_id), by key.
+
+        One statement per (principal, method) pair, each on the primary key's prefix.
+        """
+        i = schema.idempotency
+        groups: dict[tuple[str, str], list[str]] = {}
+        for principal, method, request_id in keys:
+            groups.setdefault((principal, method), []).append(request_id)
+        found: dict[tuple[str, str, str], IdempotencyRecord] = {}
+        with translate_errors(), self.engine.connect() as conn:
+            for (principal, method), request_ids in groups.items():
+                stmt = select(i).where(
+                    i.c.principal == principal, i.c.method == method, i.c.request_id.in_(request_ids)
+                )
+                for row in conn.execute(stmt).mappings():
+                    record = codec.idempotency_from_row(row)
+                    found[(record.principal, record.method, record.request_id)] = record
+        return found
+
     def get_agent(self, agent_id: str) -> AgentInfo | None:
         """One agent, or None."""
         with translate_errors(), self.engine.connect() as conn:

@@ -14,7 +14,7 @@ from agent_sdk.proto.maos.v1 import errors_pb2 as errors
 from agent_sdk.proto.maos.v1 import task_service_pb2 as tasks_pb
 from controlplane.app import App
 from tests.controlplane.access.test_access import task_count, user_key
-from tests.harness.server import admin_key
+from tests.harness.server import admin_key, wait_for
 
 
 async def test_many_submits_in_flight_are_answered_in_order(control_plane: App) -> None:
@@ -157,3 +157,20 @@ async def test_each_streamed_submit_has_its_own_audit_record(secured: App) -> No
     assert [r.status_code for r in per_request if r.status_code != "OK"] == ["INVALID_ARGUMENT"]
     assert all(r.principal == "users/admin" for r in records)
     assert len(records) == 4  # three requests and the stream
+
+
+async def test_streamed_submits_are_answered_only_after_their_commit(control_plane: App) -> None:
+    committer = control_plane.engine.committer
+    async with Client(control_plane.address) as client, client.submitter() as submitter:
+        async with committer.paused():  # nothing reaches storage meanwhile
+            pending = [asyncio.ensure_future(submitter.submit(description=f"held {i}")) for i in range(20)]
+            bad = asyncio.ensure_future(submitter.submit(description="bad", priority=17))
+            await wait_for(lambda: len(committer.pending().tasks) == 20, timeout=10)  # all accepted
+            await client.status()  # a round trip after them: an early answer would be here by now
+            assert not any(p.done() for p in [*pending, bad])  # the refusal waits its turn too
+            assert await task_count(control_plane) == 0
+        tasks = await asyncio.wait_for(asyncio.gather(*pending), 10)
+        with pytest.raises(InvalidArgumentError):
+            await asyncio.wait_for(bad, 10)
+    assert [t.description for t in tasks] == [f"held {i}" for i in range(20)]
+    assert await task_count(control_plane) == 20

@@ -10,6 +10,10 @@ Workloads (each round runs all of them on MAOS, then on Ray; ``--rounds`` rounds
   ``ray.get`` of every result, on a local Ray started with ``num_cpus=2``.
 * **stream**: the same tasks, one task per message on one StreamSubmitTasks
   stream, ``--inflight`` unanswered at once (compared with the same Ray figure).
+* **pipelined client**: the same tasks as ``--inflight`` concurrent
+  ``agent_sdk.Client.submit_task`` calls on a client made with
+  ``pipeline_submits=True`` (they share one StreamSubmitTasks stream, each with a
+  request id, as the SDK sends): the Python form closest to ``.remote()``.
 * **sequential round trip**: ``--sequential`` times in a row, submit one task
   and wait for its result (MAOS: SubmitTask, then its COMPLETED event on one
   WatchEvents stream; Ray: ``ray.get(noop.remote())``); p50/p99.
@@ -37,6 +41,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from agent_sdk.client import Client  # noqa: E402
 from agent_sdk.proto.maos.v1 import messages_pb2 as m  # noqa: E402
 from agent_sdk.proto.maos.v1 import system_service_pb2 as system_pb  # noqa: E402
 from agent_sdk.proto.maos.v1 import system_service_pb2_grpc as system_grpc  # noqa: E402
@@ -93,7 +98,7 @@ async def wait_completed(bench: Bench, total: int) -> None:
 async def maos_many(
     bench: Bench, tasks: int, inflight: int, mode: str, completed_before: int
 ) -> tuple[float, float]:
-    """Tasks/s and control-plane CPU µs per task of ``tasks`` no-op tasks, unary or streamed."""
+    """Tasks/s and control-plane CPU µs per task of ``tasks`` no-op tasks, unary, streamed or pipelined."""
     stub, md = tasks_stub(bench.channel), bench.metadata
     request = t.SubmitTaskRequest(task=m.Task(description="no-op", task_type="noop"))
     streamed = t.StreamSubmitTasksRequest(task=request.task)
@@ -108,10 +113,19 @@ async def maos_many(
     async def streamer() -> None:
         await stream_submit(stub, md, streamed, tasks, inflight, timeout=600)
 
+    async def pipelined_caller(client: Client) -> None:
+        nonlocal left
+        while left > 0:
+            left -= 1
+            await client.submit_task(request.task)
+
     before = cpu_seconds(bench.pid)["control plane"]
     started = time.perf_counter()
     if mode == "stream":
         await streamer()
+    elif mode == "pipelined":
+        async with Client(bench.address, token=bench.token, timeout=60, pipeline_submits=True) as client:
+            await asyncio.gather(*(pipelined_caller(client) for _ in range(inflight)))
     else:
         await asyncio.gather(*(caller() for _ in range(inflight)))
     await wait_completed(bench, completed_before + tasks)
@@ -239,6 +253,10 @@ async def run(args: argparse.Namespace) -> None:
             completed += args.tasks
             maos.add("stream tasks/s", rate)
             maos.add("stream µs", cpu)
+            rate, cpu = await maos_many(bench, args.tasks, args.inflight, "pipelined", completed)
+            completed += args.tasks
+            maos.add("pipelined tasks/s", rate)
+            maos.add("pipelined µs", cpu)
             samples, cpu = await maos_sequential(bench, args.sequential)
             completed += args.sequential + 50
             maos.add("p50", percentile(samples, 50))
@@ -256,6 +274,7 @@ async def run(args: argparse.Namespace) -> None:
             print(
                 f"  MAOS unary {v['unary tasks/s'][-1]:,.0f} tasks/s ({v['unary µs'][-1]:.0f} µs CPU/task), "
                 f"stream {v['stream tasks/s'][-1]:,.0f} tasks/s ({v['stream µs'][-1]:.0f} µs), "
+                f"pipelined client {v['pipelined tasks/s'][-1]:,.0f} tasks/s ({v['pipelined µs'][-1]:.0f} µs), "
                 f"sequential p50 {v['p50'][-1]:.2f} ms p99 {v['p99'][-1]:.2f} ms "
                 f"({v['sequential µs'][-1]:.0f} µs)"
             )
@@ -281,11 +300,20 @@ async def run(args: argparse.Namespace) -> None:
         )
     )
     print(show("stream, tasks/s", maos.median("stream tasks/s"), peer.median("tasks/s"), "tasks/s", True))
+    print(
+        show(
+            "pipelined client, tasks/s",
+            maos.median("pipelined tasks/s"),
+            peer.median("tasks/s"),
+            "tasks/s",
+            True,
+        )
+    )
     print(show("sequential p50", maos.median("p50"), peer.median("p50"), "ms", False))
     print(show("sequential p99", maos.median("p99"), peer.median("p99"), "ms", False))
     print(
         f"  control-plane CPU per task: MAOS unary {maos.median('unary µs'):.0f} µs, stream "
-        f"{maos.median('stream µs'):.0f} µs, sequential {maos.median('sequential µs'):.0f} µs; "
+        f"{maos.median('stream µs'):.0f} µs, pipelined client {maos.median('pipelined µs'):.0f} µs, sequential {maos.median('sequential µs'):.0f} µs; "
         f"Ray gcs+raylet {peer.median('µs'):.0f} µs (+ driver {peer.median('driver µs'):.0f} µs), sequential {peer.median('sequential µs'):.0f} µs"
     )
 

@@ -62,20 +62,19 @@ async def run(tasks: int, inflight: int, database_url: str, mode: str, batch: in
         async def streamer() -> None:
             await stream_submit(stub, md, streamed, tasks, inflight, timeout=120, request_ids=request_ids)
 
-        pipelined = Client(bench.address, token=bench.token, timeout=60, pipeline_submits=True)
-
-        async def pipelined_caller() -> None:
+        async def pipelined_caller(client: Client) -> None:
             nonlocal submitted
             while submitted < tasks:
                 submitted += 1
-                await pipelined.submit_task(request.task)
+                await client.submit_task(request.task)
 
         cpu_before, client_before = cpu_seconds(bench.pid), time.process_time()
         started = time.perf_counter()
         if mode == "stream":
             await streamer()
         elif mode == "pipelined":
-            await asyncio.gather(*(pipelined_caller() for _ in range(inflight)))
+            async with Client(bench.address, token=bench.token, timeout=60, pipeline_submits=True) as client:
+                await asyncio.gather(*(pipelined_caller(client) for _ in range(inflight)))
         else:
             await asyncio.gather(*(submitter() for _ in range(inflight)))
         submit_done = time.perf_counter()
@@ -91,7 +90,6 @@ async def run(tasks: int, inflight: int, database_url: str, mode: str, batch: in
         cpu = cpu_report(
             cpu_before, cpu_seconds(bench.pid), time.process_time() - client_before, tasks, "task"
         )
-        await pipelined.close()
     backend = "postgresql" if database_url else "sqlite"
     how = {
         "batch": f"BatchSubmitTasks of {batch}",

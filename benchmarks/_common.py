@@ -245,9 +245,12 @@ async def stream_submit(
     async def write() -> None:
         for _ in range(count):
             await window.acquire()
-            if request_ids:
-                message.request_id = uuid.uuid4().hex
-            await call.write(message)
+            one = message
+            if request_ids:  # a message of its own, like every request the SDK sends
+                one = type(message)()
+                one.CopyFrom(message)
+                one.request_id = uuid.uuid4().hex
+            await call.write(one)
         await call.done_writing()
 
     writer = asyncio.create_task(write())

@@ -55,9 +55,13 @@ async def run(tasks: int, inflight: int, database_url: str, mode: str, batch: in
                     )
                 else:
                     submitted += 1
-                    if request_ids:
-                        request.request_id = uuid.uuid4().hex
-                    await stub.SubmitTask(request, metadata=md, timeout=30)
+                    # a message of its own: grpc may serialize it after this coroutine moves on
+                    one = (
+                        t.SubmitTaskRequest(task=request.task, request_id=uuid.uuid4().hex)
+                        if request_ids
+                        else request
+                    )
+                    await stub.SubmitTask(one, metadata=md, timeout=30)
 
         async def streamer() -> None:
             await stream_submit(stub, md, streamed, tasks, inflight, timeout=120, request_ids=request_ids)

@@ -37,6 +37,16 @@ from agent_sdk.submitter import TaskSubmitter
 IN_FLIGHT_BACKOFF = 0.05
 
 
+def _expire(answer: asyncio.Future[msgs.Task], timeout: float) -> None:
+    if not answer.done():
+        answer.set_exception(
+            DeadlineExceededError(
+                f"the control plane did not answer the submit within {timeout:g} s",
+                code=grpc.StatusCode.DEADLINE_EXCEEDED,
+            )
+        )
+
+
 class SubmitPipeline:
     """One client's shared submit stream, with a unary fallback (see the module docstring)."""
 
@@ -69,19 +79,23 @@ class SubmitPipeline:
         if not self.unary_only:
             submitter = self._stream()
             try:
-                return await asyncio.wait_for(submitter.submit(task, request_id=request_id), self.timeout)
-            except TimeoutError:
-                raise DeadlineExceededError(
-                    f"the control plane did not answer the submit within {self.timeout:g} s",
-                    code=grpc.StatusCode.DEADLINE_EXCEEDED,
-                ) from None
-            except MaosRpcError as exc:
-                if exc is not submitter.failure:
-                    raise  # this request's own answer
-                if exc.code == grpc.StatusCode.UNIMPLEMENTED:
-                    self.unary_only = True
-                # The stream ended before answering: send this request again by itself below.
-                self.resent += 1
+                answer = submitter.send(task, request_id)
+            except MaosRpcError:  # the stream had already ended: resend below
+                pass
+            else:
+                # A timer rather than asyncio.wait_for: no task of its own per call.
+                timer = loop.call_later(self.timeout, _expire, answer, self.timeout)
+                try:
+                    return await answer  # cancelling the call cancels the answer, which is then dropped
+                except MaosRpcError as exc:
+                    if exc is not submitter.failure:
+                        raise  # this request's own answer (or its deadline)
+                    if exc.code == grpc.StatusCode.UNIMPLEMENTED:
+                        self.unary_only = True
+                finally:
+                    timer.cancel()
+            # The stream ended before answering: send this request again by itself.
+            self.resent += 1
         return await self._resend(task, request_id, deadline)
 
     async def _resend(self, task: msgs.Task, request_id: str, deadline: float) -> msgs.Task:

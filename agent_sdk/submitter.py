@@ -75,6 +75,14 @@ class TaskSubmitter:
         self, task: msgs.Task | None = None, *, request_id: str | None = None, **fields: Any
     ) -> msgs.Task:
         """Submit one task (a ``Task`` message or ``build_task`` keyword arguments); returns it as stored."""
+        message = task if task is not None else self._build(**fields)
+        return await self.send(message, request_id or str(uuid.uuid4()))
+
+    def send(self, task: msgs.Task, request_id: str) -> asyncio.Future[msgs.Task]:
+        """Queue one request; the future of its answer (the stored task, or the request's error).
+
+        Cancelling the future drops the answer when it comes (the request may still be stored).
+        """
         if self._reader is None:
             raise RuntimeError(
                 "use the submitter as an async context manager (async with client.submitter())"
@@ -83,13 +91,10 @@ class TaskSubmitter:
             raise RuntimeError("this submitter is closed; open another with client.submitter()")
         if self._failed is not None:
             raise self._failed
-        message = task if task is not None else self._build(**fields)
         future: asyncio.Future[msgs.Task] = asyncio.get_running_loop().create_future()
         self._waiting.append(future)
-        self._outbox.put_nowait(
-            tasks_pb.StreamSubmitTasksRequest(task=message, request_id=request_id or str(uuid.uuid4()))
-        )
-        return await future
+        self._outbox.put_nowait(tasks_pb.StreamSubmitTasksRequest(task=task, request_id=request_id))
+        return future
 
     async def close(self) -> None:
         """Finish the stream once every submit made so far is answered."""

@@ -270,6 +270,8 @@ class Engine:
         """Run as one replica of several on a shared database (before :meth:`start`): tasks are
         claimed from storage instead of all loaded (see :mod:`.claims`)."""
         self.claims = Claims(self, store=store, bus=bus, registry=registry, **options)
+        self.committer.before_write = self.claims.check_fence
+        self.leasing.send_after_commit = self.committer.after_commit  # an assignment is sent once durable
         self.dispatch.after_pass = self.claims.dispatched
         self.agent_side.claim = self.claims.claim_task
         # A submit's tasks are dispatched (and given up when no agent here takes them) before its commit,

@@ -77,7 +77,15 @@ class Faults:
         killed = self.killed_agents.get(execution.log)
         if killed is not None and execution.start_ns < killed:
             return True
-        return execution.log in self.agents_on_killed_replica and execution.start_ns < self.replica_kill_ns
+        # An agent of the killed replica that finished its execution keeps it: it resumes its session
+        # on another replica, which takes the task over with the agent's lease, and its result is
+        # applied. Only an execution it never finished (it was still running when its stream broke
+        # and it lost the lease) may have been run again.
+        return (
+            execution.log in self.agents_on_killed_replica
+            and execution.start_ns < self.replica_kill_ns
+            and execution.done_ns is None
+        )
 
 
 def finished_subtasks(cluster: ReplicaCluster) -> int:

@@ -815,7 +815,9 @@ class Engine:
 
     async def prepare_resume(self, agent_id: str, refs: Sequence[Ref]) -> None:
         """Before an agent resumes here: learn its session if another replica made it, and claim the
-        tasks of the work it resumes that nobody live holds, so it keeps that work."""
+        tasks of the work it resumes that nobody live holds, so it keeps that work. Called with no
+        ``refs`` too: an agent whose work is done but whose results were not acknowledged sends them
+        again under the identity it resumes (each result claims its task before it is judged)."""
         if self.claims is None or not agent_id:
             return
         if agent_id not in self.agents:

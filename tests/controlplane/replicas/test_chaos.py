@@ -77,15 +77,10 @@ class Faults:
         killed = self.killed_agents.get(execution.log)
         if killed is not None and execution.start_ns < killed:
             return True
-        # An agent of the killed replica that finished its execution keeps it: it resumes its session
-        # on another replica, which takes the task over with the agent's lease, and its result is
-        # applied. Only an execution it never finished (it was still running when its stream broke
-        # and it lost the lease) may have been run again.
-        return (
-            execution.log in self.agents_on_killed_replica
-            and execution.start_ns < self.replica_kill_ns
-            and execution.done_ns is None
-        )
+        # A finished execution of an agent of the frozen, then killed, replica may run again too: its
+        # result, sent again to another replica, can be refused ("the subtask is RUNNING", answered
+        # from storage) when that replica could not take the task over at that moment.
+        return execution.log in self.agents_on_killed_replica and execution.start_ns < self.replica_kill_ns
 
 
 def finished_subtasks(cluster: ReplicaCluster) -> int:

@@ -274,6 +274,8 @@ class Engine:
         self.leasing.send_after_commit = self.committer.after_commit  # an assignment is sent once durable
         self.dispatch.after_pass = self.claims.dispatched
         self.agent_side.claim = self.claims.claim_task
+        # A report on work a replica not yet known lost holds waits for it to be (then it is applied).
+        self.agent_side.claim_patience = self.claims.lost_after + 2 * self.claims.poll_interval
         # A submit's tasks are dispatched (and given up when no agent here takes them) before its commit,
         # so the commit that makes them durable also makes them claimable elsewhere.
         self.intake._kick = self.dispatch.dispatch_now

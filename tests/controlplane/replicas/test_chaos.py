@@ -77,10 +77,15 @@ class Faults:
         killed = self.killed_agents.get(execution.log)
         if killed is not None and execution.start_ns < killed:
             return True
-        # A finished execution of an agent of the frozen, then killed, replica may run again too: its
-        # result, sent again to another replica, can be refused ("the subtask is RUNNING", answered
-        # from storage) when that replica could not take the task over at that moment.
-        return execution.log in self.agents_on_killed_replica and execution.start_ns < self.replica_kill_ns
+        # An agent of the killed replica that finished its execution keeps it: it resumes its session
+        # on another replica (its stream may break while the replica is frozen, before anyone counts
+        # it lost), and its result, sent again, waits there until the task can be taken over, then is
+        # applied. Only an execution it never finished may have been run again.
+        return (
+            execution.log in self.agents_on_killed_replica
+            and execution.start_ns < self.replica_kill_ns
+            and execution.done_ns is None
+        )
 
 
 def finished_subtasks(cluster: ReplicaCluster) -> int:

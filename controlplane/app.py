@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -108,7 +110,12 @@ class App:
     #: The web dashboard's port (``server.dashboard_port``): its page, and the HTTP API on the same origin.
     dashboard: DashboardServer | None = None
     dashboard_port: int = 0
+    #: What a replica that fenced itself does (it may write nothing more: others may hold its tasks).
+    #: None, as in an app built in a process of its own making: the app stops itself. ``maos start``
+    #: stops its process, as SIGTERM does (:mod:`controlplane.serve`).
+    on_fenced: Callable[[str], None] | None = None
     _started: bool = field(default=False, repr=False)
+    _stopping: asyncio.Future[None] | None = field(default=None, repr=False)
     _log_handler: logging.Handler | None = field(default=None, repr=False)
 
     async def start(
@@ -206,8 +213,23 @@ class App:
         if self.autoscaler is not None and self._started:
             self.autoscaler.start()
 
+    def fenced(self, why: str) -> None:
+        """This replica fenced itself (:mod:`controlplane.scheduler.claims`): :attr:`on_fenced`, or a stop."""
+        if self.on_fenced is not None:
+            self.on_fenced(why)
+        elif self._stopping is None:
+            self._stopping = asyncio.ensure_future(self._stop(5.0))
+
     async def stop(self, grace: float = 5.0) -> None:
-        """Drain agents, stop serving, commit what is pending and release everything."""
+        """Drain agents, stop serving, commit what is pending and release everything.
+
+        Calls made while a stop runs wait for that one (a fenced replica may be stopping itself).
+        """
+        if self._stopping is None:
+            self._stopping = asyncio.ensure_future(self._stop(grace))
+        await asyncio.shield(self._stopping)
+
+    async def _stop(self, grace: float) -> None:
         if self._started:
             try:
                 await set_serving(self.health, False)
@@ -424,7 +446,7 @@ def build_app(settings: Settings, pm: pluggy.PluginManager | None = None) -> App
     if replicas is not None and replicas.leases is not None:  # several replicas: once per system
         retention = replicas.leases.wrap("audit-retention", retention)
         replicas.leases.wrap_plugins(pm)
-    return App(
+    app = App(
         settings=settings,
         pm=pm,
         metrics=metrics,
@@ -441,3 +463,6 @@ def build_app(settings: Settings, pm: pluggy.PluginManager | None = None) -> App
         dashboard=DashboardServer(settings, tls),
         retention=retention,
     )
+    if engine.claims is not None:  # a replica that fences itself stops (see App.fenced)
+        engine.claims.on_fenced = app.fenced
+    return app

@@ -86,6 +86,7 @@ async def _serve(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    app.on_fenced = lambda why: stop.set()  # a replica that fenced itself stops, as on SIGTERM
     await app.start(address)
     try:
         for name, count in pool.items():

@@ -207,7 +207,13 @@ class AccessManager:
                     "create_time": time.time(),
                     "uid": uuid.uuid4().hex,
                 }
-                backend.access_put("users", user_id, record)
+                try:
+                    backend.access_put("users", user_id, record)
+                except AlreadyExists:  # a replica starting at the same time created it first
+                    found = {r["id"]: r for r in backend.access_list("users")}.get(user_id)
+                    if found is None:
+                        raise
+                    record = found
                 self.users[user_id] = record
 
     def issue_key_sync(

@@ -82,8 +82,11 @@ class ReplicaRegistry:
         self.registered = False
         #: The job leases of this replica (on a database replicas share), else None.
         self.leases: Any = None
-        #: When the last heartbeat was written (0 before registering).
+        #: When the last heartbeat was written (0 before registering): its ``heartbeat_at``, the wall clock.
         self.last_ok = 0.0
+        #: The same moment on the monotonic clock (``time.monotonic()``): what self-fencing compares
+        #: with, unmoved by changes of the wall clock.
+        self.last_ok_clock = 0.0
         #: Whether a heartbeat found this replica's row gone (deleted as lost).
         self.gone = False
         #: Seconds of the longest gap between two heartbeats past ``lost_after`` (0: none).
@@ -120,24 +123,26 @@ class ReplicaRegistry:
             FailedPrecondition: A live replica already uses this id (``server.replica_id``).
         """
         self.address = address
-        now = time.time()
+        now, clock = time.time(), time.monotonic()
         row = ReplicaRow(self.replica, address, self.version, self.started_at, now, self.details())
         other = await self.storage.call(self.store.register_replica, row, now - self.lost_after)
         if other is not None:  # started meanwhile (check_id saw none)
             self._refuse(other, now)
         self.registered = True
-        self.last_ok = now
+        self.last_ok, self.last_ok_clock = now, clock
         log.info("registered as replica %s at %s", self.replica, address)
         self._job.start()
 
     async def heartbeat(self) -> None:
         """Renew this replica's heartbeat (re-registering if its row was pruned), prune the long silent."""
-        now = time.time()
+        now, clock = time.time(), time.monotonic()
         alive = await self.storage.call(self.store.heartbeat_replica, self.replica, now, self.details())
         if alive:
-            if self.last_ok and now - self.last_ok > self.lost_after:  # others may have seen it as lost
-                self.lapsed = now - self.last_ok
-            self.last_ok = now
+            if (
+                self.last_ok_clock and clock - self.last_ok_clock > self.lost_after
+            ):  # others may have seen it as lost
+                self.lapsed = clock - self.last_ok_clock
+            self.last_ok, self.last_ok_clock = now, clock
         elif not self.rejoin:
             self.gone = True
             log.error("replica %s found its registry row gone (deleted as lost)", self.replica)
@@ -148,6 +153,10 @@ class ReplicaRegistry:
         if now - self._pruned >= 60.0:
             self._pruned = now
             await self.storage.call(self.store.prune_replicas, now - PRUNE_AFTER)
+
+    def silent_for(self) -> float:
+        """Seconds since the moment the last heartbeat written was taken (monotonic clock; 0 unregistered)."""
+        return time.monotonic() - self.last_ok_clock if self.registered else 0.0
 
     async def deregister(self) -> None:
         """Stop heartbeating and delete this replica's row (its job leases are released)."""

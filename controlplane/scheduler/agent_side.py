@@ -71,6 +71,10 @@ ACK_GATHER = 0.02
 MAX_ACK_REFS = 512
 
 
+#: Seconds between claims of a patient report (see :meth:`AgentSide._claim_patiently`).
+PATIENT_CLAIM_INTERVAL = 0.5
+
+
 def stored_report_ack(ref: Ref, sub: Subtask | None, agent_id: str, output: str | None) -> Ack:
     """The answer to a result (``output``) or failure (None) report, judged by the stored subtask ``sub``.
 
@@ -155,6 +159,10 @@ class AgentSide:
         self._stored_answers = 0
         #: Claims a task nobody live holds into this replica (claims between replicas), else None.
         self.claim: Callable[[str], Awaitable[bool]] | None = None
+        #: Seconds a report on work this agent still holds in storage waits for the replica holding its
+        #: task to be lost (it may be frozen, or dead and not yet known so): ``replicas.lost_after``
+        #: and a little more on replicas, else 0 (answered at once).
+        self.claim_patience = 0.0
         self._claiming: set[str] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -334,16 +342,22 @@ class AgentSide:
         """Whether to try claiming the task of a report first (replicas: another may have held it)."""
         return self.claim is not None and ref.task_id not in self._claiming
 
-    def _claim_then(self, ref: Ref, again: Callable[[], None]) -> None:
+    def _claim_then(self, ref: Ref, again: Callable[[], None], agent_id: str = "") -> None:
         """Claim the task of a report on work this replica does not hold (its holder died and the agent
-        came here), then handle the report again: applied if the claim brought the task here."""
+        came here), then handle the report again: applied if the claim brought the task here.
+
+        When another replica still holds the task and storage says ``agent_id`` holds that very attempt
+        (its holder stalled, or died and is not known lost yet), the claim is tried again until
+        :attr:`claim_patience` runs out, so the agent's finished work is applied, not run again.
+        """
         claim = self.claim
         assert claim is not None
         self._claiming.add(ref.task_id)
 
         async def claim_and_handle() -> None:
             try:
-                await claim(ref.task_id)
+                if not await claim(ref.task_id) and agent_id and self.claim_patience > 0:
+                    await self._claim_patiently(claim, ref, agent_id)
             except Exception as exc:  # answered as a report on work not held here
                 log.warning("could not claim tasks/%s for a report: %s", ref.task_id, exc)
             try:
@@ -352,6 +366,26 @@ class AgentSide:
                 self._claiming.discard(ref.task_id)
 
         self._background(claim_and_handle())
+
+    async def _claim_patiently(
+        self, claim: Callable[[str], Awaitable[bool]], ref: Ref, agent_id: str
+    ) -> None:
+        """Claim again every :data:`PATIENT_CLAIM_INTERVAL` while storage says ``agent_id`` holds the attempt
+        of ``ref`` and another replica the task, for at most :attr:`claim_patience` seconds."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.claim_patience
+        while loop.time() < deadline:
+            stored = await self.storage.call(self.storage.backend.get_subtasks, ref.task_id)
+            sub = next((s for s in stored if s.id == ref.subtask_id), None)
+            if (
+                sub is None
+                or sub.status != SubtaskStatus.RUNNING
+                or (sub.attempt, sub.lease_epoch, sub.agent_id) != (ref.attempt, ref.lease_epoch, agent_id)
+            ):
+                return  # not this agent's running work (any more): answered as it is
+            await asyncio.sleep(PATIENT_CLAIM_INTERVAL)
+            if await claim(ref.task_id):
+                return
 
     def _answer_forgotten(self, session: AgentSession, ref: Ref, output: str | None) -> None:
         if self._stored_answers >= MAX_STORED_ANSWERS:
@@ -396,6 +430,7 @@ class AgentSide:
                 lambda: self.report_result(
                     session, ref, output, artifacts, usage, tool_calls=tool_calls, sources=sources
                 ),
+                session.id,
             )
             return
         if self._forgotten(ref):  # charged only if this agent's lease was never reported on (no duplicate)
@@ -465,6 +500,7 @@ class AgentSide:
                     usage,
                     budget_exceeded=budget_exceeded,
                 ),
+                session.id,
             )
             return
         if self._forgotten(ref):  # its task has left memory: charge what was spent, answer from storage

@@ -21,8 +21,10 @@ so no subtask can be assigned by two replicas. The rules:
   after its commit); a replica holding tasks that wait for it evaluates them again.
 * **Self-fencing.** A replica that may have been considered lost (its heartbeat could not be
   written for ``replicas.lost_after``, or its registry row is gone) writes nothing more
-  (:meth:`~controlplane.scheduler.committer.Committer.fence`) and stops the process, with an
-  error in the log: others may hold its tasks by now. Writes of a task another replica claimed
+  (:meth:`~controlplane.scheduler.committer.Committer.fence`) and stops (``on_fenced``: ``maos
+  start`` stops its process), with an error in the log: others may hold its tasks by now. It is
+  checked on the claims poll and before every write of the committer, so a replica frozen
+  (stopped, swapped out) past ``replicas.lost_after`` fences itself as it wakes, before its first write. Writes of a task another replica claimed
   since are ignored by the database too (a fenced upsert).
 * A clean stop writes the final state, then gives up every task it holds and wakes the others.
 """
@@ -116,11 +118,12 @@ class Claims:
         engine: The engine whose records and transitions this reads and calls.
         store: The :class:`~controlplane.storage.sql.claims.SqlClaimStore`.
         bus: The wake-up bus (:mod:`controlplane.replicas.wakeups`).
-        registry: The replica registry (its ``last_ok`` heartbeat time), or None.
+        registry: The replica registry (when its last heartbeat was written), or None.
         lost_after: ``replicas.lost_after``.
         window: ``replicas.claim_window``.
         poll_interval: ``replicas.claim_poll_interval``.
-        on_fenced: Called once this replica fenced itself (default: SIGTERM to this process).
+        on_fenced: Called once this replica fenced itself (default: SIGTERM to this process; the
+            app sets its own, :meth:`~controlplane.app.App.fenced`).
     """
 
     def __init__(
@@ -493,7 +496,11 @@ class Claims:
             self._finished_elsewhere(",".join(done))
 
     def check_fence(self) -> bool:
-        """Fence this replica if it may have been considered lost; whether it is fenced."""
+        """Fence this replica if it may have been considered lost; whether it is fenced.
+
+        Cheap (a few attribute reads and a monotonic clock read): the committer asks before every
+        write, so a replica frozen past ``replicas.lost_after`` writes nothing as it wakes.
+        """
         if self.fenced:
             return True
         registry = self.registry
@@ -503,8 +510,10 @@ class Claims:
             self.fence("its row in the replica registry is gone")
         elif registry.lapsed:
             self.fence(f"{registry.lapsed:.1f} s passed between two of its heartbeats")
-        elif time.time() - registry.last_ok > self.lost_after:
-            self.fence(f"it could not write its heartbeat for {time.time() - registry.last_ok:.1f} s")
+        else:
+            silent = registry.silent_for()
+            if silent > self.lost_after:
+                self.fence(f"it could not write its heartbeat for {silent:.1f} s")
         return bool(self.fenced)
 
     def fence(self, why: str) -> None:
@@ -514,7 +523,7 @@ class Claims:
         self.fenced = why
         log.error(
             "replica %s stops: %s, past replicas.lost_after (%g s), so other replicas may hold its tasks "
-            "by now; it writes nothing more and exits (its agents reconnect to another replica)",
+            "by now; it writes nothing more and stops (its agents reconnect to another replica)",
             self.holder,
             why,
             self.lost_after,

@@ -136,6 +136,10 @@ class Committer:
         self.failed: BaseException | None = None
         #: Why this replica may write nothing more (see :meth:`fence`), or "".
         self.fenced = ""
+        #: Asked right before each generation is written: whether this replica is fenced by now
+        #: (claims: it may have been considered lost, e.g. after a freeze longer than
+        #: ``replicas.lost_after``); None: never asked.
+        self.before_write: Callable[[], bool] | None = None
         self._written: _Generation | None = None
 
     def start(self) -> None:
@@ -236,7 +240,7 @@ class Committer:
                 self._audit_flush = None
             generation, self._current = self._current, _Generation()
             self.generation_id += 1
-            if self.fenced:
+            if self.fenced or (self.before_write is not None and self.before_write()):
                 self._drop(generation)
                 if self._closed:
                     return

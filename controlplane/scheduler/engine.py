@@ -270,8 +270,12 @@ class Engine:
         """Run as one replica of several on a shared database (before :meth:`start`): tasks are
         claimed from storage instead of all loaded (see :mod:`.claims`)."""
         self.claims = Claims(self, store=store, bus=bus, registry=registry, **options)
+        self.committer.before_write = self.claims.check_fence
+        self.leasing.send_after_commit = self.committer.after_commit  # an assignment is sent once durable
         self.dispatch.after_pass = self.claims.dispatched
         self.agent_side.claim = self.claims.claim_task
+        # A report on work a replica not yet known lost holds waits for it to be (then it is applied).
+        self.agent_side.claim_patience = self.claims.lost_after + 2 * self.claims.poll_interval
         # A submit's tasks are dispatched (and given up when no agent here takes them) before its commit,
         # so the commit that makes them durable also makes them claimable elsewhere.
         self.intake._kick = self.dispatch.dispatch_now
@@ -813,7 +817,9 @@ class Engine:
 
     async def prepare_resume(self, agent_id: str, refs: Sequence[Ref]) -> None:
         """Before an agent resumes here: learn its session if another replica made it, and claim the
-        tasks of the work it resumes that nobody live holds, so it keeps that work."""
+        tasks of the work it resumes that nobody live holds, so it keeps that work. Called with no
+        ``refs`` too: an agent whose work is done but whose results were not acknowledged sends them
+        again under the identity it resumes (each result claims its task before it is judged)."""
         if self.claims is None or not agent_id:
             return
         if agent_id not in self.agents:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -90,6 +91,9 @@ class Leases:
         self.incarnation = 0
         self._epoch_counter = 0
         self._sweeper: asyncio.Task[None] | None = None
+        #: Replicas on a shared database: runs its argument once what is marked so far is committed
+        #: (the committer's ``after_commit``), and an assignment is sent only then. None: sent at once.
+        self.send_after_commit: Callable[[Callable[[], None]], None] | None = None
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         """Start the lease sweeper on ``loop``."""
@@ -159,16 +163,29 @@ class Leases:
             if sub.kind in LOOP_KINDS
             else step_inputs(task.id, siblings, sub.id, context_limit)
         )
-        session.send(
-            assign(
-                task,
-                sub,
-                inputs=inputs,
-                lease_ttl=self.lease_ttl,
-                budget=share,
-                plan=plan_outline(task.plan, siblings) if combining else "",
-            )
+        message = assign(
+            task,
+            sub,
+            inputs=inputs,
+            lease_ttl=self.lease_ttl,
+            budget=share,
+            plan=plan_outline(task.plan, siblings) if combining else "",
         )
+        if self.send_after_commit is None:
+            session.send(message)
+        else:
+            # Another replica taking this task over finds the assignment committed (the subtask
+            # RUNNING, its lease the agent's), never QUEUED while the agent runs it: one attempt
+            # runs on one agent, whichever replica dies when.
+            self.send_after_commit(
+                functools.partial(self._send_assigned, session, key, sub.lease_epoch, message)
+            )
+
+    def _send_assigned(self, session: AgentSession, key: tuple[str, str], epoch: int, message: Any) -> None:
+        """Send a committed assignment, unless its lease ended meanwhile (cancelled, expired, moved)."""
+        lease = self.leases.get(key)
+        if lease is not None and lease.epoch == epoch and lease.agent_id == session.id:
+            session.send(message)
 
     async def _sweep_leases(self) -> None:
         interval = max(0.05, min(1.0, self.lease_ttl / 5))

@@ -356,7 +356,7 @@ class GatewayServicer(gateway_grpc.AgentGatewayServicer):
         launch_id = reg.launch_id if launch_id_honoured() else ""
         info.managed = bool(launch_id)
         info.owner = self._owner(launch_id, admitted)
-        if resume_refs:  # work another replica held: claim its tasks here if nobody live holds them
+        if resume_id:  # a session another replica may have made, and the tasks of its running work
             await self.engine.prepare_resume(resume_id, resume_refs)
         session, registration = self.engine.register(info, resume_id, resume_refs, reg.resume.session_id)
         if launch_id and self.launcher is not None:

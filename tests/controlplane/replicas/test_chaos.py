@@ -11,9 +11,9 @@ few seconds. Then, read through the replicas still alive:
   (a batch sent twice with its request id made its tasks once);
 * **nothing applied twice**: the output a subtask ended with is the token of one execution of it,
   of its last attempt, and no execution started after that one (work whose result was applied
-  never ran again); an attempt ran on two agents only when the replica that assigned it first was
-  killed before committing the assignment (the replica taking over finds it queued and assigns it
-  again, with a new lease epoch, so the first run's late result is refused);
+  never ran again); and no attempt ran on two agents (a replica sends an assignment once it is
+  committed: the replica taking a killed one's tasks over finds the work RUNNING under the agent's
+  lease, which the agent keeps by resuming its session there, or which expires into a new attempt);
 * **re-runs only where a fault explains them**: an attempt that did not make the result either ran on
   an agent that was SIGKILLed, or on one connected to the replica that was SIGKILLed, and started
   before the kill. A Redis outage never explains one (it may only slow wake-ups).
@@ -27,41 +27,25 @@ import asyncio
 import collections
 import os
 import time
-import uuid
 from dataclasses import dataclass, field
 
-import grpc
 import pytest
 
 from agent_sdk.proto.maos.v1 import enums_pb2 as enums
-from agent_sdk.proto.maos.v1 import messages_pb2 as m
-from agent_sdk.proto.maos.v1 import task_service_pb2 as t
-from tests.harness.recording_agent import AGENT_TYPE, Execution
+from tests.harness.chaos import Submitter, all_tasks, full_tasks, subtask_key, wait_all_finished
+from tests.harness.recording_agent import Execution
 from tests.harness.replica_fixtures import MakeCluster
 from tests.harness.replicas import RecordingAgentProcess, ReplicaCluster, redis_cut
-from tests.harness.server import Stubs, wait_for
+from tests.harness.server import wait_for
 
 pytestmark = pytest.mark.slow
 
 TASKS = int(os.environ.get("MAOS_CHAOS_TASKS", "3000"))
-BATCH = 50
 AGENT_DELAY = 0.05  # seconds an execution takes, so a kill finds work in flight
 AGENT_CONCURRENCY = 8
 REDIS_CUT_SECONDS = 3.0
 #: The longest the submits and the faults may take together.
 RUN_SECONDS = 120
-#: Codes after which a batch is sent again (same request id) to the next live replica.
-RETRY = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.ABORTED}
-
-
-def short(name: str) -> str:
-    """The id at the end of a resource name (``tasks/x/subtasks/y`` -> ``y``)."""
-    return name.rsplit("/", 1)[-1]
-
-
-def subtask_key(task: str, subtask: str) -> str:
-    """``task/subtask`` by their ids (subtask ids are unique within their task only)."""
-    return f"{short(task)}/{short(subtask)}"
 
 
 @dataclass
@@ -93,75 +77,15 @@ class Faults:
         killed = self.killed_agents.get(execution.log)
         if killed is not None and execution.start_ns < killed:
             return True
-        return execution.log in self.agents_on_killed_replica and execution.start_ns < self.replica_kill_ns
-
-
-class Submitter:
-    """Submits the chaos tasks in batches over the live replicas; remembers what was accepted."""
-
-    def __init__(self, cluster: ReplicaCluster):
-        self.cluster = cluster
-        self.stubs = [Stubs(address) for address in cluster.addresses]
-        self.accepted: dict[int, str] = {}  # item number -> task name
-        self.resent = 0
-
-    def request(self, numbers: range) -> t.BatchSubmitTasksRequest:
-        items = [
-            t.SubmitTaskRequest(
-                task=m.Task(
-                    description=f"chaos item {n}",
-                    agent_type=AGENT_TYPE,
-                    metadata={"item": str(n)},
-                    retry_policy=m.RetryPolicy(max_retries=20),
-                )
-            )
-            for n in numbers
-        ]
-        return t.BatchSubmitTasksRequest(requests=items, request_id=str(uuid.uuid4()))
-
-    async def batch(self, numbers: range, first: int) -> None:
-        request = self.request(numbers)
-        deadline = time.monotonic() + 60
-        target = first
-        while True:
-            if not self.cluster.live():
-                raise AssertionError("every replica has exited (see their logs above)")
-            index = target % len(self.stubs)
-            target += 1
-            if not self.cluster.replicas[index].running:
-                continue
-            try:
-                reply = await self.stubs[index].tasks.BatchSubmitTasks(request, timeout=10)
-                break
-            except grpc.aio.AioRpcError as exc:
-                if exc.code() not in RETRY or time.monotonic() > deadline:
-                    raise
-                self.resent += 1
-                await asyncio.sleep(0.05)  # back off before the next replica
-        assert len(reply.tasks) == len(numbers)
-        for n, task in zip(numbers, reply.tasks, strict=True):
-            assert task.metadata["item"] == str(n)
-            self.accepted[n] = task.name
-
-    async def run(self, total: int, parallel: int = 3) -> None:
-        batches = [range(start, min(start + BATCH, total)) for start in range(0, total, BATCH)]
-        queue: asyncio.Queue[tuple[int, range]] = asyncio.Queue()
-        for i, numbers in enumerate(batches):
-            queue.put_nowait((i, numbers))
-
-        async def worker() -> None:
-            while not queue.empty():
-                i, numbers = queue.get_nowait()
-                await self.batch(numbers, first=i)
-
-        await asyncio.gather(*(worker() for _ in range(parallel)))
-
-    def live_stubs(self) -> list[Stubs]:
-        return [s for s, r in zip(self.stubs, self.cluster.replicas, strict=True) if r.running]
-
-    async def close(self) -> None:
-        for s in self.stubs:
-            await s.close()
+        # An agent of the killed replica that finished its execution keeps it: it resumes its session
+        # on another replica (its stream may break while the replica is frozen, before anyone counts
+        # it lost), and its result, sent again, waits there until the task can be taken over, then is
+        # applied. Only an execution it never finished may have been run again.
+        return (
+            execution.log in self.agents_on_killed_replica
+            and execution.start_ns < self.replica_kill_ns
+            and execution.done_ns is None
+        )
 
 
 def finished_subtasks(cluster: ReplicaCluster) -> int:
@@ -223,47 +147,6 @@ async def inflict(cluster: ReplicaCluster, faults: Faults) -> None:
     faults.redis_cuts = rounds
 
 
-async def wait_all_finished(submitter: Submitter, timeout: float) -> None:
-    """Until no accepted task is PENDING, QUEUED or RUNNING on any live replica's answer."""
-    open_states = [enums.TASK_STATUS_PENDING, enums.TASK_STATUS_QUEUED, enums.TASK_STATUS_RUNNING]
-
-    async def none_open() -> bool:
-        for stubs in submitter.live_stubs():
-            reply = await stubs.tasks.ListTasks(
-                t.ListTasksRequest(page_size=1, statuses=open_states), timeout=10
-            )
-            if reply.tasks:
-                return False
-        return True
-
-    await wait_for(none_open, timeout, 0.2, "every accepted task to finish")
-
-
-async def all_tasks(stubs: Stubs) -> list[m.Task]:
-    """Every task, by ListTasks pages."""
-    found: list[m.Task] = []
-    token = ""
-    while True:
-        reply = await stubs.tasks.ListTasks(t.ListTasksRequest(page_size=1000, page_token=token), timeout=30)
-        found.extend(reply.tasks)
-        token = reply.next_page_token
-        if not token:
-            return found
-
-
-async def full_tasks(submitter: Submitter, names: list[str]) -> list[t.GetTaskResponse]:
-    """GetTask (full view) of each name, spread over the live replicas, 32 at a time."""
-    live = submitter.live_stubs()
-    gate = asyncio.Semaphore(32)
-
-    async def one(i: int, name: str) -> t.GetTaskResponse:
-        async with gate:
-            request = t.GetTaskRequest(name=name, view=enums.TASK_VIEW_FULL)
-            return await live[i % len(live)].tasks.GetTask(request, timeout=30)
-
-    return await asyncio.gather(*(one(i, n) for i, n in enumerate(names)))
-
-
 async def test_three_replicas_lose_nothing_and_apply_nothing_twice(replica_cluster: MakeCluster) -> None:
     cluster = await replica_cluster(3)
     for i in range(6):  # two per replica: replica i % 3 first in each list
@@ -297,21 +180,16 @@ async def test_three_replicas_lose_nothing_and_apply_nothing_twice(replica_clust
         for e in executions:
             by_subtask[subtask_key(e.task, e.subtask)].append(e)
         failures = []
-        # An attempt runs on a second agent only when the replica that assigned it was killed before
-        # it committed the assignment: the replica taking its tasks over finds the subtask queued.
-        # Every run but the last of such an attempt must be explained by that kill (or an agent's).
+        # One attempt runs on one agent: a replica sends an assignment once it is committed, so a
+        # replica taking a killed one's tasks over finds it RUNNING under its lease, never QUEUED.
         same_attempt = []
         for sub, runs in by_subtask.items():
             for attempt, n in collections.Counter(e.attempt for e in runs).items():
                 if n > 1:
                     twice = sorted((e for e in runs if e.attempt == attempt), key=lambda e: e.start_ns)
-                    if not all(faults.explains(e) for e in twice[:-1]):
-                        same_attempt.append((sub, [faults.describe(e) for e in twice]))
+                    same_attempt.append((sub, [faults.describe(e) for e in twice]))
         if same_attempt:
-            failures.append(
-                f"{len(same_attempt)} attempts run on two agents with no kill to explain it, "
-                f"e.g. {same_attempt[:3]}"
-            )
+            failures.append(f"{len(same_attempt)} attempts run on two agents, e.g. {same_attempt[:3]}")
         problems, unexplained = [], []
         for answer in answers:
             for sub in answer.subtasks:

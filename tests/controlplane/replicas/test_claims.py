@@ -477,27 +477,28 @@ async def test_a_lost_after_within_two_heartbeats_is_refused_on_postgres(
         build_app(settings)
 
 
+def frozen(app: Any, seconds: float) -> None:
+    """As if ``app`` had been frozen ``seconds`` since its last heartbeat (its heartbeats are stopped first)."""
+    registry = app.pm.get_plugin("maos-replicas").registry
+    registry.last_ok_clock -= seconds
+
+
 async def test_a_replica_that_missed_its_heartbeats_fences_itself(
     tmp_path: Path, shared_db: str, shared: dict[str, Any]
 ) -> None:
-    settings = {
-        **shared,
-    }
-    a = await start_app(make_settings(tmp_path / "a", **settings))
+    a = await start_app(make_settings(tmp_path / "a", **shared))
     claims = a.engine.claims
     assert claims is not None
     stopped: list[str] = []
-    claims.on_fenced = stopped.append  # (a real replica stops its process)
+    a.on_fenced = stopped.append  # (maos start stops its process; a default app stops itself)
     try:
         async with Client(a.address) as on_a:
             task_id = (await on_a.submit_task(description="waits for an agent")).name.split("/")[1]
             other = (await on_a.submit_task(description="waits too")).name.split("/")[1]
         await wait_for(lambda: not a.engine.holds(task_id), 5, message="a giving the task up")
         assert await a.engine.claim_task(task_id)  # held here again (until the next poll)
-        registry = a.pm.get_plugin("maos-replicas").registry
-        registry.last_ok -= (
-            31.0  # as if its heartbeats could not be written for longer than lost_after (30 s)
-        )
+        await a.pm.get_plugin("maos-replicas").registry._job.stop()
+        frozen(a, 31.0)  # its heartbeats not written for longer than lost_after (30 s)
         assert claims.check_fence()
         assert stopped and "could not write its heartbeat" in stopped[0]
         with pytest.raises(Exception, match="writes nothing more"):
@@ -508,6 +509,67 @@ async def test_a_replica_that_missed_its_heartbeats_fences_itself(
         assert not await a.engine.claim_task(other)  # a fenced replica claims nothing
     finally:
         await a.stop(grace=1.0)
+
+
+async def test_a_replica_frozen_past_lost_after_fences_itself_before_its_next_write(
+    tmp_path: Path, shared_db: str, shared: dict[str, Any]
+) -> None:
+    # No claim poll runs during the test: only the check before each write can notice.
+    a = await start_app(make_settings(tmp_path / "a", **shared, **{"replicas.claim_poll_interval": 3600}))
+    stopped: list[str] = []
+    a.on_fenced = stopped.append
+    try:
+        async with Client(a.address) as on_a:
+            task_id = (await on_a.submit_task(description="waits for an agent")).name.split("/")[1]
+        assert await a.engine.claim_task(task_id)
+        await a.pm.get_plugin("maos-replicas").registry._job.stop()
+        assert not stopped and not a.engine.committer.fenced
+        frozen(a, 31.0)  # it wakes: the first thing it does is a write
+        with pytest.raises(Exception, match="writes nothing more"):
+            await a.engine.cancel(task_id, "written by a replica others think lost", "")
+        assert len(stopped) == 1 and "could not write its heartbeat for 3" in stopped[0]
+        assert a.engine.claims is not None and a.engine.claims.fenced
+        status = rows(shared_db, "SELECT status FROM tasks WHERE id = :i", i=task_id)[0][0]
+        assert status != TaskStatus.CANCELLED
+    finally:
+        await a.stop(grace=1.0)
+
+
+async def test_a_fenced_app_in_this_process_stops_itself(
+    tmp_path: Path, shared_db: str, shared: dict[str, Any]
+) -> None:
+    a = await start_app(make_settings(tmp_path / "a", **shared))
+    assert a.on_fenced is None  # built here, not by maos start: fencing stops the app, not the process
+    try:
+        await a.pm.get_plugin("maos-replicas").registry._job.stop()
+        frozen(a, 31.0)  # its next write (a background job's or this submit's) fences it
+        async with Client(a.address) as on_a:
+            with pytest.raises(MaosRpcError) as refused:
+                await on_a.submit_task(description="after the freeze")
+        assert refused.value.code == grpc.StatusCode.UNAVAILABLE  # refused, or the app already stopped
+        await wait_for(lambda: not a._started, 15, message="the fenced app to stop itself")
+        assert not rows(shared_db, "SELECT id FROM replicas WHERE id = :i", i=a.engine.replica)
+    finally:
+        await a.stop(grace=1.0)  # (waits for the stop under way; stops nothing twice)
+
+
+async def test_maos_start_exits_when_its_replica_fenced_itself(
+    replicas: Callable[..., ControlPlaneProcess], shared_db: str
+) -> None:
+    a = replicas("a", MAOS_REPLICAS_CLAIM_POLL_INTERVAL="3600")
+    await a.wait_ready()
+    assert a.process is not None
+    os.kill(a.process.pid, signal.SIGSTOP)  # frozen past replicas.lost_after (3 s)
+    until = time.monotonic() + 4.0
+    await wait_for(lambda: time.monotonic() >= until, 10, 0.05, "the freeze to last")
+    os.kill(a.process.pid, signal.SIGCONT)
+    async with Client(a.address) as on_a:  # its first write as it wakes is refused
+        with pytest.raises(MaosRpcError) as refused:
+            await on_a.submit_task(description="after the freeze")
+    assert refused.value.code == grpc.StatusCode.UNAVAILABLE, refused.value
+    await wait_for(lambda: a.process is not None and a.process.poll() is not None, 20, 0.05, "a to exit")
+    assert a.process.returncode == 0  # a clean stop, as on SIGTERM
+    assert not rows(shared_db, "SELECT id FROM replicas WHERE address = :a", a=a.address)
 
 
 async def test_on_sqlite_one_process_holds_every_task(control_plane: Any, agent_processes: Any) -> None:

@@ -1,8 +1,14 @@
-"""The replica harness itself (tests/harness/replicas.py): replicas, agents spread over them, the faults."""
+"""The replica harness itself (tests/harness/replicas.py): replicas, agents spread over them, the faults;
+and the private PostgreSQL server tests restart (tests/harness/private_postgres.py)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
+
 from agent_sdk.proto.maos.v1 import system_service_pb2 as system_pb
+from tests.harness.private_postgres import PrivatePostgres, PrivatePostgresUnavailable
 from tests.harness.replica_fixtures import MakeCluster
 from tests.harness.replicas import kill_redis_connections, redis_cut, rotated
 from tests.harness.server import Stubs, wait_for
@@ -52,3 +58,37 @@ async def test_redis_connections_of_a_replica_are_closed_and_it_keeps_serving(
         assert health.components
     finally:
         await stubs.close()
+
+
+def test_a_private_postgres_keeps_what_was_committed_across_both_restarts(
+    private_postgres: PrivatePostgres,
+) -> None:
+    import psycopg
+
+    with psycopg.connect(private_postgres.admin_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE kept (n int)")
+        conn.execute("INSERT INTO kept VALUES (1)")
+    private_postgres.restart("fast")
+    with psycopg.connect(private_postgres.admin_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO kept VALUES (2)")
+    private_postgres.restart("immediate")  # a crash: the second row comes back from the WAL
+    with psycopg.connect(private_postgres.admin_url) as conn:
+        assert [row[0] for row in conn.execute("SELECT n FROM kept ORDER BY n")] == [1, 2]
+
+
+def test_a_machine_without_postgres_binaries_is_told_where_they_were_looked_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MAOS_TEST_PG_BIN", str(tmp_path))  # no initdb there
+    with pytest.raises(PrivatePostgresUnavailable, match=r"no PostgreSQL server binaries.*MAOS_TEST_PG_BIN"):
+        PrivatePostgres()
+
+
+def test_a_private_postgres_that_cannot_start_says_why(tmp_path: Path) -> None:
+    server = PrivatePostgres()
+    try:
+        # never initialized: pg_ctl finds no data folder
+        with pytest.raises(PrivatePostgresUnavailable, match=r"pg_ctl exited \d+: .*data"):
+            server.start()
+    finally:
+        server.remove()

@@ -417,6 +417,30 @@ def test_claims_go_best_first_and_take_over_a_lost_holder(store: tuple[SqlClaimS
     assert claims.holder("t0000") == "y"
 
 
+def test_a_deep_queue_is_claimed_in_the_ready_queues_order_across_priorities(
+    store: tuple[SqlClaimStore, Any],
+) -> None:
+    claims, backend = store
+    levels = list(Priority)
+    tasks = [_task(i, levels[i % len(levels)], created=1000.0 + (i % 7) * 50.0) for i in range(400)]
+    done = [_task(1000 + i) for i in range(200)]
+    for task in done:
+        task.status = TaskStatus.COMPLETED
+    backend.write(WriteBatch(tasks=tasks + done))
+    order = sorted(tasks, key=lambda t: (t.create_time - int(t.priority) * 120.0, t.seq))
+    held_by_x = {t.id for t in order[:10]}  # x, live, holds the ten best: nobody else takes them
+    assert {t.id for t in claims.claim("x", time.time(), 30.0, 10, 120.0)[0]} == held_by_x
+    taken: list[str] = []
+    while batch := claims.claim("y", time.time(), 30.0, 7, 120.0)[0]:
+        taken += [t.id for t in batch]
+    assert taken == [t.id for t in order[10:]]  # best first, none finished, none of x's
+    # Only those that run before a given point, when asked so (a full replica swapping its worst).
+    claims.release_all("y")
+    worst = order[20].create_time - int(order[20].priority) * 120.0
+    better = claims.claim("z", time.time(), 30.0, 50, 120.0, better_than=worst)[0]
+    assert [t.id for t in better] == [t.id for t in order[10:20]]
+
+
 def test_a_write_of_a_task_another_replica_claimed_changes_nothing(store: tuple[SqlClaimStore, Any]) -> None:
     claims, backend = store
     backend.claimant = "x"

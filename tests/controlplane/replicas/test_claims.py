@@ -549,6 +549,33 @@ async def test_on_sqlite_one_process_holds_every_task(control_plane: Any, agent_
     assert rows(control_plane.settings.database_url, "SELECT claimed_by FROM tasks") == [(None,)] * 3
 
 
+async def test_a_wake_up_starts_no_claim_pass_where_no_agent_could_take_the_work(
+    tmp_path: Path, shared: dict[str, Any], agent_processes: Any
+) -> None:
+    settings = {**shared, "replicas.claim_poll_interval": 60}  # no poll during the test: only wake-ups
+    a, b, c = [await start_app(make_settings(tmp_path / name, **settings)) for name in "abc"]
+    try:
+        agent_processes(b.address, "echo")
+        agent_processes(c.address, "sleep")
+        await wait_for_agents(b, 1)
+        await wait_for_agents(c, 1)
+        on_c = c.engine.claims
+        assert on_c is not None
+        async with Client(a.address) as on_a:
+            names = [
+                (await on_a.submit_task(description=f"echo {i}", agent_type="echo")).name for i in range(5)
+            ]
+            answers = await finished(on_a, names, 30)
+        assert {t.task.status for t in answers} == {enums.TASK_STATUS_COMPLETED}
+        assert {
+            r[0] for r in rows(shared["database.primary_url"], "SELECT DISTINCT claimed_by FROM tasks")
+        } == {b.engine.replica}
+        assert on_c.skipped >= 1  # c heard the wake-ups and did not look: its sleep agent takes no echo work
+    finally:
+        for app in (c, b, a):
+            await app.stop(grace=1.0)
+
+
 async def test_a_full_replica_takes_more_urgent_work_and_gives_back_its_worst(
     tmp_path: Path, shared: dict[str, Any], agent_processes: Any
 ) -> None:

@@ -11,12 +11,14 @@ so no subtask can be assigned by two replicas. The rules:
   (:mod:`controlplane.storage.sql.claims`), only those some connected agent here could take
   (a QUEUED, BLOCKED or RUNNING subtask of its type or capability; a PENDING task is planned
   wherever it is claimed), and at most ``free credit + replicas.claim_window`` unstarted
-  (QUEUED) tasks in all. A pass runs at start, on a ``work`` wake-up, when an agent here has
+  (QUEUED) tasks in all. A pass runs at start, on a ``work`` wake-up (unless its hint,
+  :mod:`.work_hints`, says no pass here could take any of it), when an agent here has
   free credit and nothing runnable, on the poll interval (``replicas.claim_poll_interval``:
   the fallback when wake-ups are lost) and for one task on demand (:meth:`Claims.claim_task`).
 * **Don't hoard.** After a dispatch pass, a QUEUED task that nothing has started, with no local
   agent able to take it or beyond the window, is given up: its state and ``claimed_by = NULL``
-  are written in one commit, it leaves memory, and a ``work`` wake-up is published.
+  are written in one commit, it leaves memory, and a ``work`` wake-up is published once that commit
+  is durable (one per commit, its hint covering every task the commit gave up).
 * **Dependencies across replicas.** A task that finishes is announced on ``finished`` (its id,
   after its commit); a replica holding tasks that wait for it evaluates them again.
 * **Self-fencing.** A replica that may have been considered lost (its heartbeat could not be

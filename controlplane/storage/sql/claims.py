@@ -6,7 +6,9 @@ it: ``claimed_by`` is NULL, or names a replica whose ``replicas`` row is silent 
 ``replicas.lost_after`` (or gone). :meth:`SqlClaimStore.claim` takes claimable tasks with
 ``SELECT … FOR UPDATE SKIP LOCKED`` in the order the ready queue runs work (the virtual time
 ``create_time - priority × scheduler.aging_interval``, then submit order), so concurrent
-claimers never take the same task and priority holds across replicas. A replica gives a task
+claimers never take the same task and priority holds across replicas: one prepared statement locks,
+claims and reads the best claimable tasks with their subtasks, a few rows per priority from the partial
+index ``ix_tasks_claimable`` (migration 0019) however deep the queue. A replica gives a task
 up in the commit that writes its last state (``WriteBatch.released``) and gives up everything
 it holds on a clean stop (:meth:`SqlClaimStore.release_all`).
 

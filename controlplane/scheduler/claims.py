@@ -11,12 +11,14 @@ so no subtask can be assigned by two replicas. The rules:
   (:mod:`controlplane.storage.sql.claims`), only those some connected agent here could take
   (a QUEUED, BLOCKED or RUNNING subtask of its type or capability; a PENDING task is planned
   wherever it is claimed), and at most ``free credit + replicas.claim_window`` unstarted
-  (QUEUED) tasks in all. A pass runs at start, on a ``work`` wake-up, when an agent here has
+  (QUEUED) tasks in all. A pass runs at start, on a ``work`` wake-up (unless its hint,
+  :mod:`.work_hints`, says no pass here could take any of it), when an agent here has
   free credit and nothing runnable, on the poll interval (``replicas.claim_poll_interval``:
   the fallback when wake-ups are lost) and for one task on demand (:meth:`Claims.claim_task`).
 * **Don't hoard.** After a dispatch pass, a QUEUED task that nothing has started, with no local
   agent able to take it or beyond the window, is given up: its state and ``claimed_by = NULL``
-  are written in one commit, it leaves memory, and a ``work`` wake-up is published.
+  are written in one commit, it leaves memory, and a ``work`` wake-up is published once that commit
+  is durable (one per commit, its hint covering every task the commit gave up).
 * **Dependencies across replicas.** A task that finishes is announced on ``finished`` (its id,
   after its commit); a replica holding tasks that wait for it evaluates them again.
 * **Self-fencing.** A replica that may have been considered lost (its heartbeat could not be
@@ -44,6 +46,7 @@ from typing import TYPE_CHECKING, Any
 
 from controlplane.domain.model import Subtask, SubtaskStatus, Task, TaskStatus
 from controlplane.scheduler.queue import matches
+from controlplane.scheduler.work_hints import WorkHint
 
 if TYPE_CHECKING:
     from controlplane.scheduler.engine import Engine
@@ -155,13 +158,14 @@ class Claims:
         self._pass: asyncio.Task[None] | None = None
         self._again = False
         self._finished: list[str] = []
-        self._work_pending = False
+        #: What the next ``work`` wake-up says about the tasks given up since the last one (None: none).
+        self._hint: WorkHint | None = None
         self._poller: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.fenced = ""
         self._stopped = False
-        #: Passes made, tasks claimed and given up (for tests and ``maos status``).
-        self.passes = self.claimed = self.released = 0
+        #: Passes made, tasks claimed and given up, wake-ups that needed no pass (for tests and ``maos status``).
+        self.passes = self.claimed = self.released = self.skipped = 0
 
     # --- lifecycle ------------------------------------------------------------
 
@@ -294,13 +298,9 @@ class Claims:
             return
         engine = self.engine
         aging = engine.setting("scheduler.aging_interval")
-        want = self._free() + self.window - len(self.queued)
-        better_than = None
-        if want <= 0:  # full: take only work that runs before the worst held here (which it gives back)
-            worst = self._worst(aging)
-            if worst is None:
-                return
-            better_than, want = worst, SWAP_BATCH
+        want, better_than = self._room(aging)
+        if want <= 0:
+            return
         self.passes += 1
         tasks, subs = await engine.storage.call(
             self.store.claim,
@@ -317,6 +317,18 @@ class Claims:
         if better_than is None:  # (a full replica's pass says nothing about what else is claimable)
             self._maybe_more = len(tasks) >= want
         self._adopt(tasks, subs)
+
+    def _room(self, aging: float) -> tuple[int, float | None]:
+        """How many tasks a pass would claim now, and the virtual time they must be better than (None: any).
+
+        A replica already full takes only work that runs before the worst task it holds (which it then
+        gives back), a few at a time; (0, None) when it holds nothing it could give back.
+        """
+        want = self._free() + self.window - len(self.queued)
+        if want > 0:
+            return want, None
+        worst = self._worst(aging)
+        return (0, None) if worst is None else (SWAP_BATCH, worst)
 
     def _worst(self, aging: float) -> float | None:
         """The virtual time of the worst unstarted task held here, or None."""
@@ -414,18 +426,22 @@ class Claims:
 
     def _give_up(self, task: Task) -> None:
         self.released += 1
+        subs = self.engine.subtasks.get(task.id, {}).values()
+        needs = (
+            None
+            if task.status == TaskStatus.PENDING
+            else [(sub.agent_type, sub.capability) for sub in subs if sub.status in _TAKING]
+        )
         self.engine._give_up(task)
         self.engine.committer.release(task.id)
-        self._wake_others()
-
-    def _wake_others(self) -> None:
-        if not self._work_pending:
-            self._work_pending = True
+        if self._hint is None:  # one wake-up per commit, once it is durable, for everything it released
+            self._hint = WorkHint(origin=self.holder)
             self.engine.committer.after_commit(self._publish_work)
+        self._hint.add(int(task.priority), task.create_time, needs)
 
     def _publish_work(self) -> None:
-        self._work_pending = False
-        self._publish(WORK, "")
+        hint, self._hint = self._hint, None
+        self._publish(WORK, hint.encode() if hint is not None else "")
 
     def _publish(self, topic: str, payload: str) -> None:
         async def send() -> None:
@@ -466,7 +482,20 @@ class Claims:
                     engine._background(engine._start_if_ready(dependant))
 
     def _woken(self, payload: str) -> None:
-        self._maybe_more = True
+        """A ``work`` wake-up: claim now, unless its hint says no pass here could take any of it."""
+        self._maybe_more = True  # (a skipped pass still looks at the next hungry dispatch pass or poll)
+        hint = WorkHint.decode(payload)
+        if hint.origin == self.holder:
+            return  # given up here: no agent here takes them now, or this replica is full
+        if not hint.could_take(self._agents()):
+            self.skipped += 1
+            return
+        aging = self.engine.setting("scheduler.aging_interval")
+        want, better_than = self._room(aging)
+        best = hint.best(aging)
+        if want <= 0 or (better_than is not None and best is not None and best >= better_than):
+            self.skipped += 1
+            return
         self.request()
 
     # --- the poll, and self-fencing -------------------------------------------

@@ -19,6 +19,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    text,
 )
 
 #: Constraint names match the ones the migrations create.
@@ -44,6 +45,15 @@ tasks = Table(
     Index("ix_tasks_create_time", "create_time"),
     Index("ix_tasks_batch", "batch"),
     Index("ix_tasks_claimed_by", "claimed_by"),
+    # Unfinished tasks in claiming order per priority (migration 0019): see storage/sql/claims.py.
+    Index(
+        "ix_tasks_claimable",
+        "priority",
+        "create_time",
+        "seq",
+        postgresql_where=text("status IN (1, 2, 3)"),
+        sqlite_where=text("status IN (1, 2, 3)"),
+    ),
 )
 
 #: How many tasks are in each status (summed over shards), kept by triggers on ``tasks`` that run in the

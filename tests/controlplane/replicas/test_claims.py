@@ -417,6 +417,30 @@ def test_claims_go_best_first_and_take_over_a_lost_holder(store: tuple[SqlClaimS
     assert claims.holder("t0000") == "y"
 
 
+def test_a_deep_queue_is_claimed_in_the_ready_queues_order_across_priorities(
+    store: tuple[SqlClaimStore, Any],
+) -> None:
+    claims, backend = store
+    levels = list(Priority)
+    tasks = [_task(i, levels[i % len(levels)], created=1000.0 + (i % 7) * 50.0) for i in range(400)]
+    done = [_task(1000 + i) for i in range(200)]
+    for task in done:
+        task.status = TaskStatus.COMPLETED
+    backend.write(WriteBatch(tasks=tasks + done))
+    order = sorted(tasks, key=lambda t: (t.create_time - int(t.priority) * 120.0, t.seq))
+    held_by_x = {t.id for t in order[:10]}  # x, live, holds the ten best: nobody else takes them
+    assert {t.id for t in claims.claim("x", time.time(), 30.0, 10, 120.0)[0]} == held_by_x
+    taken: list[str] = []
+    while batch := claims.claim("y", time.time(), 30.0, 7, 120.0)[0]:
+        taken += [t.id for t in batch]
+    assert taken == [t.id for t in order[10:]]  # best first, none finished, none of x's
+    # Only those that run before a given point, when asked so (a full replica swapping its worst).
+    claims.release_all("y")
+    worst = order[20].create_time - int(order[20].priority) * 120.0
+    better = claims.claim("z", time.time(), 30.0, 50, 120.0, better_than=worst)[0]
+    assert [t.id for t in better] == [t.id for t in order[10:20]]
+
+
 def test_a_write_of_a_task_another_replica_claimed_changes_nothing(store: tuple[SqlClaimStore, Any]) -> None:
     claims, backend = store
     backend.claimant = "x"
@@ -585,6 +609,33 @@ async def test_on_sqlite_one_process_holds_every_task(control_plane: Any, agent_
     seqs = [r[0] for r in rows(control_plane.settings.database_url, "SELECT seq FROM tasks")]
     assert sorted(seqs) == [1, 2, 3]  # the counter of one process, as before
     assert rows(control_plane.settings.database_url, "SELECT claimed_by FROM tasks") == [(None,)] * 3
+
+
+async def test_a_wake_up_starts_no_claim_pass_where_no_agent_could_take_the_work(
+    tmp_path: Path, shared: dict[str, Any], agent_processes: Any
+) -> None:
+    settings = {**shared, "replicas.claim_poll_interval": 60}  # no poll during the test: only wake-ups
+    a, b, c = [await start_app(make_settings(tmp_path / name, **settings)) for name in "abc"]
+    try:
+        agent_processes(b.address, "echo")
+        agent_processes(c.address, "sleep")
+        await wait_for_agents(b, 1)
+        await wait_for_agents(c, 1)
+        on_c = c.engine.claims
+        assert on_c is not None
+        async with Client(a.address) as on_a:
+            names = [
+                (await on_a.submit_task(description=f"echo {i}", agent_type="echo")).name for i in range(5)
+            ]
+            answers = await finished(on_a, names, 30)
+        assert {t.task.status for t in answers} == {enums.TASK_STATUS_COMPLETED}
+        assert {
+            r[0] for r in rows(shared["database.primary_url"], "SELECT DISTINCT claimed_by FROM tasks")
+        } == {b.engine.replica}
+        assert on_c.skipped >= 1  # c heard the wake-ups and did not look: its sleep agent takes no echo work
+    finally:
+        for app in (c, b, a):
+            await app.stop(grace=1.0)
 
 
 async def test_a_full_replica_takes_more_urgent_work_and_gives_back_its_worst(

@@ -82,6 +82,8 @@ class ReplicaRegistry:
         self.registered = False
         #: The job leases of this replica (on a database replicas share), else None.
         self.leases: Any = None
+        #: The unclaimed backlog (:mod:`controlplane.replicas.backlog`) where tasks are claimed, else None.
+        self.backlog: Any = None
         #: When the last heartbeat was written (0 before registering).
         self.last_ok = 0.0
         #: Whether a heartbeat found this replica's row gone (deleted as lost).

@@ -323,6 +323,7 @@ class Engine:
         for task in list(self._tasks):
             task.cancel()
         await self.committer.close()
+        await self.watchers.close()  # the final commit's events reach the other replicas
 
     def reload(self, tasks: list[Task], subtasks: list[Subtask], task_seq: int, keep: set[str]) -> None:
         """Forget unfinished work in memory and restore it as loaded from storage (after a recovery).

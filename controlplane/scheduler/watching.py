@@ -111,6 +111,11 @@ class Watchers:
         relay.receive = self._received
         relay.sever = self._relay_broke
 
+    async def close(self) -> None:
+        """After the final commit: send what the relay still holds to the other replicas, then close it."""
+        if self.relay is not None:
+            await self.relay.close()
+
     def _received(self, event: Event) -> None:
         self._event_seq += 1
         event.id = self._event_seq

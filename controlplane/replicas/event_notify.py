@@ -90,22 +90,46 @@ class NotifyRelay:
         #: Notifications dropped from the outbox and not yet announced by a gap marker.
         self._dropped = 0
         self._sent = asyncio.Event()  # set whenever the outbox empties
+        #: Notifications queued since the start, and those sent (or dropped) since: see :meth:`flushed`.
+        self._appended = self._done = 0
+        self._flush_waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._wake: asyncio.Event | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._listening = asyncio.Event()
 
     def send(self, events: list[Event]) -> None:
         """Queue committed events for the other replicas (no I/O here)."""
-        self._outbox.extend(pack(self.origin, events))
+        payloads = pack(self.origin, events)
+        self._outbox.extend(payloads)
+        self._appended += len(payloads)
         excess = len(self._outbox) - self.max_outbox
         if excess > 0:
             del self._outbox[:excess]
+            self._done += excess  # (the gap marker tells the other replicas)
             if not self._dropped:
                 log.error("event relay: outbox full; other replicas' watchers will be told events were lost")
             self._dropped += excess
         self._sent.clear()
         if self._wake is not None:
             self._wake.set()
+
+    async def flushed(self) -> None:
+        """Return once every event queued before this call was sent (or dropped, which the gap marker
+        tells): waits as long as the database does not take them."""
+        if self._done >= self._appended:
+            return
+        future = asyncio.get_running_loop().create_future()
+        self._flush_waiters.append((self._appended, future))
+        await future
+
+    def _wake_flushed(self) -> None:
+        waiting = []
+        for target, future in self._flush_waiters:
+            if target > self._done:
+                waiting.append((target, future))
+            elif not future.done():
+                future.set_result(None)
+        self._flush_waiters = waiting
 
     async def start(self) -> None:
         """Connect the listener (events of other replicas arrive from here on) and the writer."""
@@ -159,6 +183,8 @@ class NotifyRelay:
                 sent_anyway = min(self._dropped, len(batch))
                 self._dropped -= sent_anyway
                 del self._outbox[: len(batch) - sent_anyway]
+                self._done += len(batch) - sent_anyway
+                self._wake_flushed()
             except asyncio.CancelledError:
                 if conn is not None:
                     await conn.close()

@@ -15,8 +15,11 @@ so no subtask can be assigned by two replicas. The rules:
   free credit and nothing runnable, on the poll interval (``replicas.claim_poll_interval``:
   the fallback when wake-ups are lost) and for one task on demand (:meth:`Claims.claim_task`).
 * **Don't hoard.** After a dispatch pass, a QUEUED task that nothing has started, with no local
-  agent able to take it or beyond the window, is given up: its state and ``claimed_by = NULL``
-  are written in one commit, it leaves memory, and a ``work`` wake-up is published.
+  agent able to take it or beyond the window, is given up: it leaves memory and its state is
+  committed; once that commit's events have left for the other replicas (in the Redis stream, or
+  NOTIFYed; waited for at most :data:`EVENTS_WAIT` seconds), ``claimed_by = NULL`` is committed
+  and a ``work`` wake-up is published. So the replica claiming it next cannot send a later event
+  of the task before this replica's (per-task order holds across the handover).
 * **Dependencies across replicas.** A task that finishes is announced on ``finished`` (its id,
   after its commit); a replica holding tasks that wait for it evaluates them again.
 * **Self-fencing.** A replica that may have been considered lost (its heartbeat could not be
@@ -54,6 +57,9 @@ WORK, FINISHED = "work", "finished"
 SWAP_BATCH = 4
 #: Longest ``finished`` payload (the buses carry up to 4000 bytes).
 PAYLOAD_LIMIT = 3500
+#: Seconds a give-up waits for its events to leave for the other replicas before releasing the
+#: task anyway (Redis or the database not taking them: their watchers are told of the gap).
+EVENTS_WAIT = 2.0
 _TAKING = (SubtaskStatus.QUEUED, SubtaskStatus.BLOCKED, SubtaskStatus.RUNNING)
 
 Agents = list[tuple[str, frozenset[str], bool]]
@@ -152,6 +158,12 @@ class Claims:
         self._pass: asyncio.Task[None] | None = None
         self._again = False
         self._finished: list[str] = []
+        #: Tasks given up whose release waits for the commit of their state and its events.
+        self._leaving: list[str] = []
+        #: Tasks given up and not yet released, each with what is set once it is (a claim of one
+        #: here waits for it).
+        self._releasing: dict[str, asyncio.Event] = {}
+        self._leaving_released = asyncio.Event()
         self._work_pending = False
         self._poller: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -342,6 +354,7 @@ class Claims:
             return True
         if self.fenced:
             return False
+        await self.until_released(task_id)  # given up here a moment ago: claimable once released
         await self._bury_dead()
         tasks, subs = await self.engine.storage.call(
             self.store.claim,
@@ -356,6 +369,13 @@ class Claims:
         )
         self._adopt(tasks, subs, fresh_check=False)
         return task_id in self.engine.tasks
+
+    async def until_released(self, task_id: str) -> None:
+        """Return once a task given up here is released (at once for any other task)."""
+        released = self._releasing.get(task_id)
+        if released is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(released.wait(), EVENTS_WAIT + 1.0)
 
     async def _bury_dead(self) -> None:
         """Deregister replicas whose process died on this machine (see :func:`dead_here`): their tasks
@@ -412,8 +432,36 @@ class Claims:
     def _give_up(self, task: Task) -> None:
         self.released += 1
         self.engine._give_up(task)
-        self.engine.committer.release(task.id)
-        self._wake_others()
+        if not self._leaving:
+            self.engine.committer.after_commit(self._release_after_events)
+            self._leaving_released = asyncio.Event()
+        self._leaving.append(task.id)
+        self._releasing[task.id] = self._leaving_released
+
+    def _release_after_events(self) -> None:
+        """After the commit of given-up tasks' state (its events are delivered by then)."""
+        task_ids, self._leaving = self._leaving, []
+        self.engine._background(self._release(task_ids, self._leaving_released))
+
+    async def _release(self, task_ids: list[str], released: asyncio.Event) -> None:
+        """Release tasks given up once their events left for the other replicas, and wake those."""
+        try:
+            try:
+                await asyncio.wait_for(self.engine.watchers.sent_on(), EVENTS_WAIT)
+            except TimeoutError:
+                log.warning(
+                    "releasing %d tasks before their events reached the other replicas", len(task_ids)
+                )
+            if self.fenced or self._stopped:
+                return  # (a stop releases everything it holds)
+            for task_id in task_ids:
+                self.engine.committer.release(task_id)
+            self._wake_others()
+            await self.engine.committer.durable()
+        finally:
+            for task_id in task_ids:
+                self._releasing.pop(task_id, None)
+            released.set()
 
     def _wake_others(self) -> None:
         if not self._work_pending:

@@ -812,6 +812,12 @@ class Engine:
             return True
         return await self.claims.claim_task(task_id)
 
+    async def until_released(self, task_id: str) -> None:
+        """Return once a task this replica is giving up is claimable by others (at once for any
+        other task, and without claims)."""
+        if self.claims is not None:
+            await self.claims.until_released(task_id)
+
     async def prepare_resume(self, agent_id: str, refs: Sequence[Ref]) -> None:
         """Before an agent resumes here: learn its session if another replica made it, and claim the
         tasks of the work it resumes that nobody live holds, so it keeps that work."""

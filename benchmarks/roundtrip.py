@@ -10,9 +10,11 @@ many tasks would do it). Prints p50/p99 in milliseconds, and the CPU each
 process spent per round trip.
 
     python benchmarks/roundtrip.py [--tasks 2000] [--wait events|watch] [--database-url postgresql://...]
-        [--synchronous-commit off]
+        [--synchronous-commit off] [--request-ids]
 
-``--synchronous-commit off`` runs PostgreSQL with ``database.synchronous_commit: false``
+``--request-ids`` gives each SubmitTask a fresh ``request_id`` (as the SDK and CLI do): its
+record is inserted in the commit of its task, where the database decides between calls of one
+id. ``--synchronous-commit off`` runs PostgreSQL with ``database.synchronous_commit: false``
 (commits acknowledged before the server flushes its WAL; see the README).
 """
 
@@ -32,7 +34,9 @@ from agent_sdk.proto.maos.v1 import task_service_pb2 as t  # noqa: E402
 from benchmarks._common import control_plane, cpu_report, cpu_seconds, describe, status_events, tasks_stub  # noqa: E402
 
 
-async def run(tasks: int, warmup: int, database_url: str, wait: str, synchronous_commit: str) -> None:
+async def run(
+    tasks: int, warmup: int, database_url: str, wait: str, synchronous_commit: str, request_ids: bool = False
+) -> None:
     env = {"MAOS_DATABASE_SYNCHRONOUS_COMMIT": synchronous_commit}
     async with control_plane("noop=2", database_url, env, agents=2) as bench:
         stub, md = tasks_stub(bench.channel), bench.metadata
@@ -42,6 +46,8 @@ async def run(tasks: int, warmup: int, database_url: str, wait: str, synchronous
         for index in range(warmup + tasks):
             if index == warmup:
                 cpu_before, client_before = cpu_seconds(bench.pid), time.process_time()
+            if request_ids:
+                request.request_id = f"roundtrip-{index}-{time.time_ns()}"
             started = time.perf_counter()
             reply = await stub.SubmitTask(request, metadata=md, timeout=10)
             if wait == "events":
@@ -72,6 +78,7 @@ async def run(tasks: int, warmup: int, database_url: str, wait: str, synchronous
     print(
         f"workload: {tasks} sequential round trips (SubmitTask, then {how} to COMPLETED), "
         f"no-op task, 2 noop agent processes, {backend}, {warmup} warm-up"
+        + (", a request_id per submit" if request_ids else "")
     )
     print(f"round trip: {describe(samples)}")
     print(cpu)
@@ -86,8 +93,11 @@ def main() -> None:
     parser.add_argument("--database-url", default="")
     parser.add_argument("--wait", choices=["events", "watch"], default="events")
     parser.add_argument("--synchronous-commit", choices=["on", "off"], default="on")
+    parser.add_argument("--request-ids", action="store_true", help="a fresh request_id on each submit")
     args = parser.parse_args()
-    asyncio.run(run(args.tasks, args.warmup, args.database_url, args.wait, args.synchronous_commit))
+    asyncio.run(
+        run(args.tasks, args.warmup, args.database_url, args.wait, args.synchronous_commit, args.request_ids)
+    )
 
 
 if __name__ == "__main__":

@@ -502,6 +502,9 @@ def status(detailed: bool, resources: bool, performance: bool, memory: bool, sys
             ("Tasks", counts_text(s.tasks)),
             ("Waiting for plan approval", s.tasks_awaiting_approval or ""),
         ]
+        if s.HasField("unclaimed_tasks"):  # replicas: work waiting for a replica to claim it
+            oldest = f", oldest waiting {duration_text(s.unclaimed_oldest_wait)}" if s.unclaimed_tasks else ""
+            pairs.append(("Unclaimed tasks", f"{s.unclaimed_tasks} (all replicas){oldest}"))
         if detailed:
             pairs += [
                 ("Started", when(s.start_time)),
@@ -525,11 +528,13 @@ def status(detailed: bool, resources: bool, performance: bool, memory: bool, sys
             from maos_cli.replicas import replicas_table
 
             parts.append(replicas_table(s.replica_status))
+        unclaimed = any(r.HasField("unclaimed") for r in s.scaling)
         if s.scaling:
             parts.append(
                 "Autoscaling:\n"
                 + table(
-                    ["TYPE", "MIN", "MAX", "CURRENT", "DESIRED", "QUEUED", "OLDEST WAIT", "LAST DECISION"],
+                    ["TYPE", "MIN", "MAX", "CURRENT", "DESIRED", "QUEUED", "OLDEST WAIT", "LAST DECISION"]
+                    + (["UNCLAIMED"] if unclaimed else []),
                     [
                         [
                             r.agent_type,
@@ -541,6 +546,7 @@ def status(detailed: bool, resources: bool, performance: bool, memory: bool, sys
                             duration_text(r.oldest_wait),
                             r.reason,
                         ]
+                        + ([str(r.unclaimed)] if unclaimed else [])
                         for r in s.scaling
                     ],
                 )

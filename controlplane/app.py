@@ -397,6 +397,8 @@ def build_app(settings: Settings, pm: pluggy.PluginManager | None = None) -> App
     except BaseException:
         close_unstarted(redis)
         raise
+    if autoscaler is not None and replicas is not None:
+        autoscaler.backlog = replicas.backlog
     install_event_streams(pm, engine, logbook, redis, settings)
     install_redis(pm, redis)
     if replicas is not None and replicas.leases is not None and isinstance(backend, StoresAccess):

@@ -13,6 +13,7 @@ Deployment scaled by KEDA or an HPA on ``maos_scaling_queue_depth`` or ``maos_sc
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass
@@ -43,6 +44,8 @@ class TypeScaling:
     oldest_wait: float = 0.0
     reason: str = ""
     decided_at: float = 0.0
+    #: Unclaimed tasks in the whole system agents of the type could take (replicas only, else None).
+    unclaimed: int | None = None
 
 
 class Autoscaler:
@@ -68,6 +71,9 @@ class Autoscaler:
         self.state = {name: TypeScaling(name, lim.min, lim.max) for name, lim in self.limits.items()}
         self._changed_at: dict[str, float] = {}
         self._idle_since: dict[str, float] = {}
+        #: The unclaimed backlog of replicas sharing a database (shown and exported, not decided on:
+        #: every replica sees the same backlog). Set by the app when it has one.
+        self.backlog: Any = None
         self._job = PeriodicJob("autoscaling", self.step, settings["scaling.interval"])
         if metrics is not None:
             metrics.watch_scaling(self.snapshot)
@@ -81,8 +87,17 @@ class Autoscaler:
         await self._job.stop()
 
     def snapshot(self) -> list[TypeScaling]:
-        """The last decision of every autoscaled type."""
-        return list(self.state.values())
+        """The last decision of every autoscaled type (with the unclaimed backlog as last counted)."""
+        if self.backlog is None:
+            return list(self.state.values())
+        wall = now()
+        return [
+            dataclasses.replace(
+                row,
+                unclaimed=self.backlog.for_type(row.agent_type, self._capabilities(row.agent_type), wall)[0],
+            )
+            for row in self.state.values()
+        ]
 
     # --- counts ---------------------------------------------------------------
 

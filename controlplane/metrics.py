@@ -67,12 +67,43 @@ class _ScalingCollector(Collector):
         current = GaugeMetricFamily(
             "maos_scaling_current_agents", "Supervised agents of the type.", labels=["agent_type"]
         )
-        for row in self._source():
+        unclaimed = GaugeMetricFamily(
+            "maos_scaling_unclaimed_depth",
+            "Unclaimed tasks (no replica holds them) agents of the type could take, in the whole system: "
+            "the same on every replica (add the max over replicas to the sum of maos_scaling_queue_depth).",
+            labels=["agent_type"],
+        )
+        rows = self._source()
+        for row in rows:
             queued.add_metric([row.agent_type], row.queued)
             wait.add_metric([row.agent_type], row.oldest_wait)
             desired.add_metric([row.agent_type], row.desired)
             current.add_metric([row.agent_type], row.current)
+            if row.unclaimed is not None:
+                unclaimed.add_metric([row.agent_type], row.unclaimed)
         yield from (queued, wait, desired, current)
+        if any(row.unclaimed is not None for row in rows):
+            yield unclaimed
+
+
+class _UnclaimedCollector(Collector):
+    """The unclaimed backlog (controlplane.replicas.backlog), as last counted, at scrape time."""
+
+    def __init__(self, backlog: Any):
+        self._backlog = backlog
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        yield GaugeMetricFamily(
+            "maos_unclaimed_tasks",
+            "Unfinished tasks no replica holds, in the whole system (every replica reports the same count: "
+            "take the max over replicas, not the sum).",
+            value=self._backlog.total(),
+        )
+        yield GaugeMetricFamily(
+            "maos_unclaimed_oldest_wait_seconds",
+            "Seconds since the oldest unclaimed task was submitted (the same on every replica).",
+            value=self._backlog.oldest_wait(),
+        )
 
 
 class ReplicaLabelled:
@@ -245,6 +276,10 @@ class Metrics:
     def scale_event(self, agent_type: str, direction: str, count: int) -> None:
         """The autoscaler launched (``up``) or stopped (``down``) ``count`` agents of the type."""
         self.scale_events.labels(agent_type, direction).inc(count)
+
+    def watch_unclaimed(self, backlog: Any) -> None:
+        """Export the unclaimed backlog (:class:`controlplane.replicas.backlog.UnclaimedBacklog`) at scrape time."""
+        self.registry.register(_UnclaimedCollector(backlog))
 
     def watch_queue(self, source: Callable[[], dict[str, int]]) -> None:
         """Export queue depth read from ``source`` at scrape time."""

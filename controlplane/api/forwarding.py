@@ -155,6 +155,9 @@ class Forwarder:
         entry = self._methods.get(str(body.get("m", "")))
         target = str(body.get("t", ""))
         if entry is None or not holds(target):
+            until_released = getattr(self.engine, "until_released", None)
+            if entry is not None and holds == self.holds_task and until_released is not None:
+                await until_released(target)  # given up here a moment ago: the asker claims it once released
             return None
         method, request_cls, _ = entry
         request = request_cls()

@@ -11,6 +11,13 @@ when the LISTEN connection breaks, watchers end with UNAVAILABLE and resuming fr
 before the break is refused (events may have been missed). A notification carries under 8000
 bytes: an event larger than that goes with its message and data cut (said in its message).
 Log records do not cross replicas this way (they need Redis).
+
+Events wait in an outbox while the database cannot be reached. Past :data:`MAX_OUTBOX` waiting
+notifications the oldest are dropped, and the next notification sent is a gap marker: every
+other replica then ends its watchers with FAILED_PRECONDITION ``ERROR_REASON_RESUME_POINT_LOST``
+(watch again without a resume id), as a gap in the Redis stream does, so no watcher misses events
+without being told. A replica stopping sends what its final commit produced before it closes
+(for at most :data:`FLUSH_TIMEOUT` seconds): the engine closes the relay after that commit.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ from collections.abc import Callable
 from typing import Any
 
 from controlplane.domain.events import Event
-from controlplane.errors import MaosError, Unavailable
+from controlplane.errors import FailedPrecondition, MaosError, Unavailable
 from controlplane.hookspecs import hookimpl
 from controlplane.replicas.event_stream import decode_event, encode_event
 
@@ -35,6 +42,10 @@ MAX_PAYLOAD = 7_500
 #: Events waiting to be sent at most (while the database is away); past it the oldest are dropped.
 MAX_OUTBOX = 100_000
 RETRY_DELAY = 0.5
+#: Seconds a closing relay spends sending what waits in its outbox.
+FLUSH_TIMEOUT = 3.0
+#: The line of a notification saying that notifications were dropped before it (``!gap <how many>``).
+GAP_LINE = "!gap"
 
 
 def _fitting(event: Event) -> bytes:
@@ -69,23 +80,56 @@ class NotifyRelay:
         conninfo: The database URL (``database.primary_url``; a SQLAlchemy ``+psycopg`` URL is accepted).
     """
 
-    def __init__(self, conninfo: str):
+    def __init__(self, conninfo: str, max_outbox: int = MAX_OUTBOX):
         self.conninfo = conninfo.replace("postgresql+psycopg://", "postgresql://", 1)
         self.origin = secrets.token_hex(8)
         self.receive: Callable[[Event], None] = lambda event: None
         self.sever: Callable[[MaosError], None] = lambda error: None
+        self.max_outbox = max_outbox
         self._outbox: list[str] = []
+        #: Notifications dropped from the outbox and not yet announced by a gap marker.
+        self._dropped = 0
+        self._sent = asyncio.Event()  # set whenever the outbox empties
+        #: Notifications queued since the start, and those sent (or dropped) since: see :meth:`flushed`.
+        self._appended = self._done = 0
+        self._flush_waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._wake: asyncio.Event | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._listening = asyncio.Event()
 
     def send(self, events: list[Event]) -> None:
         """Queue committed events for the other replicas (no I/O here)."""
-        self._outbox.extend(pack(self.origin, events))
-        if len(self._outbox) > MAX_OUTBOX:
-            del self._outbox[: len(self._outbox) - MAX_OUTBOX]
+        payloads = pack(self.origin, events)
+        self._outbox.extend(payloads)
+        self._appended += len(payloads)
+        excess = len(self._outbox) - self.max_outbox
+        if excess > 0:
+            del self._outbox[:excess]
+            self._done += excess  # (the gap marker tells the other replicas)
+            if not self._dropped:
+                log.error("event relay: outbox full; other replicas' watchers will be told events were lost")
+            self._dropped += excess
+        self._sent.clear()
         if self._wake is not None:
             self._wake.set()
+
+    async def flushed(self) -> None:
+        """Return once every event queued before this call was sent (or dropped, which the gap marker
+        tells): waits as long as the database does not take them."""
+        if self._done >= self._appended:
+            return
+        future = asyncio.get_running_loop().create_future()
+        self._flush_waiters.append((self._appended, future))
+        await future
+
+    def _wake_flushed(self) -> None:
+        waiting = []
+        for target, future in self._flush_waiters:
+            if target > self._done:
+                waiting.append((target, future))
+            elif not future.done():
+                future.set_result(None)
+        self._flush_waiters = waiting
 
     async def start(self) -> None:
         """Connect the listener (events of other replicas arrive from here on) and the writer."""
@@ -99,6 +143,15 @@ class NotifyRelay:
             await asyncio.wait_for(self._listening.wait(), 10)
 
     async def close(self) -> None:
+        """Send what waits in the outbox (for at most :data:`FLUSH_TIMEOUT` seconds), then stop."""
+        if self._tasks and (self._outbox or self._dropped):
+            try:
+                await asyncio.wait_for(self._sent.wait(), FLUSH_TIMEOUT)
+            except TimeoutError:
+                log.warning(
+                    "event relay: %d notifications not sent at close (the database did not take them)",
+                    len(self._outbox),
+                )
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -110,17 +163,28 @@ class NotifyRelay:
         assert self._wake is not None
         conn: Any = None
         while True:
-            if not self._outbox:
+            if not self._outbox and not self._dropped:
+                self._sent.set()
                 await self._wake.wait()
                 self._wake.clear()
                 continue
-            batch = self._outbox[:50]
+            dropped = self._dropped
+            gap = [f"{self.origin}\n{GAP_LINE} {dropped}"] if dropped else []  # before what came after
+            batch = self._outbox[: 50 - len(gap)]
             try:
                 if conn is None or conn.closed:
                     conn = await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True)
-                query = "SELECT " + ", ".join(["pg_notify(%s, %s)"] * len(batch))
-                await conn.execute(query, [value for payload in batch for value in (CHANNEL, payload)])
-                del self._outbox[: len(batch)]
+                payloads = gap + batch
+                query = "SELECT " + ", ".join(["pg_notify(%s, %s)"] * len(payloads))
+                await conn.execute(query, [value for payload in payloads for value in (CHANNEL, payload)])
+                self._dropped -= dropped
+                # Notifications dropped meanwhile left from the front, where this batch was: those
+                # were sent, not lost.
+                sent_anyway = min(self._dropped, len(batch))
+                self._dropped -= sent_anyway
+                del self._outbox[: len(batch) - sent_anyway]
+                self._done += len(batch) - sent_anyway
+                self._wake_flushed()
             except asyncio.CancelledError:
                 if conn is not None:
                     await conn.close()
@@ -147,6 +211,9 @@ class NotifyRelay:
                         if origin == self.origin:
                             continue
                         for line in body.split("\n"):
+                            if line.startswith(GAP_LINE):
+                                self.sever(_lost(line))
+                                continue
                             self.receive(decode_event(line.encode(), ""))
                 finally:
                     await conn.close()
@@ -165,17 +232,25 @@ class NotifyRelay:
                 await asyncio.sleep(RETRY_DELAY)
 
 
+def _lost(line: str) -> FailedPrecondition:
+    """The error ending watchers when another replica's relay dropped notifications (its gap line)."""
+    count = line[len(GAP_LINE) :].strip() or "some"
+    return FailedPrecondition(
+        f"{count} notifications of events from another replica were lost (its relay's outbox overflowed "
+        "while the database could not be reached); watch again without a resume id",
+        reason="ERROR_REASON_RESUME_POINT_LOST",
+    )
+
+
 class _Lifecycle:
+    """Starts the relay at startup; the engine closes it after its final commit (see the module docstring)."""
+
     def __init__(self, relay: NotifyRelay):
         self.relay = relay
 
     @hookimpl
     async def startup(self, app: Any) -> None:
         await self.relay.start()
-
-    @hookimpl
-    async def shutdown(self, app: Any) -> None:
-        await self.relay.close()
 
 
 def install_notify_relay(pm: Any, engine: Any, database_url: str) -> None:

@@ -132,6 +132,10 @@ class EventStream:
         stream.on_entry = self._entry
         stream.on_break = self._broken
 
+    async def flushed(self) -> None:
+        """Return once the events sent so far are in the stream (see :meth:`SharedStream.flushed`)."""
+        await self.stream.flushed()
+
     def send(self, events: list[tuple[Event, Any]]) -> None:
         """Append a commit group's events as one entry (the snapshots of watched tasks stay here
         until the entry is read back)."""

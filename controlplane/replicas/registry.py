@@ -82,6 +82,8 @@ class ReplicaRegistry:
         self.registered = False
         #: The job leases of this replica (on a database replicas share), else None.
         self.leases: Any = None
+        #: The unclaimed backlog (:mod:`controlplane.replicas.backlog`) where tasks are claimed, else None.
+        self.backlog: Any = None
         #: When the last heartbeat was written (0 before registering): its ``heartbeat_at``, the wall clock.
         self.last_ok = 0.0
         #: The same moment on the monotonic clock (``time.monotonic()``): what self-fencing compares

@@ -87,6 +87,9 @@ class SharedStream:
         self._outbox: deque[Fields] = deque()
         self._lock = threading.Lock()  # append() may be called from the storage thread (logging)
         self._dropped = 0
+        #: Entries appended since the start, and those written (or dropped) since: see :meth:`flushed`.
+        self._appended = self._done = 0
+        self._flush_waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._wake: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -131,10 +134,12 @@ class SharedStream:
         with self._lock:
             was_empty = not self._outbox
             self._outbox.extend(entries)
+            self._appended += len(entries)
             excess = len(self._outbox) - MAX_OUTBOX
             for _ in range(max(0, excess)):
                 self._outbox.popleft()
                 self._dropped += 1
+                self._done += 1  # (its gap marker tells the readers)
         if was_empty and self._loop is not None and self._wake is not None:
             try:
                 running = asyncio.get_running_loop()
@@ -163,6 +168,26 @@ class SharedStream:
             for fields in batch:  # the oldest may have been dropped meanwhile: pop by identity
                 if self._outbox and self._outbox[0] is fields:
                     self._outbox.popleft()
+                    self._done += 1
+            done = self._done
+        waiting = []
+        for target, future in self._flush_waiters:
+            if target > done:
+                waiting.append((target, future))
+            elif not future.done():
+                future.set_result(None)
+        self._flush_waiters = waiting
+
+    async def flushed(self) -> None:
+        """Return once every entry appended before this call is in the stream (or dropped, which the
+        stream's gap marker tells): waits as long as Redis does not answer."""
+        with self._lock:
+            target, done = self._appended, self._done
+        if done >= target or self._loop is None:
+            return
+        future = self._loop.create_future()
+        self._flush_waiters.append((target, future))
+        await future
 
     async def _write(self) -> None:
         assert self._wake is not None

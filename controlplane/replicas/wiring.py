@@ -18,6 +18,7 @@ import pluggy
 
 from controlplane.errors import InvalidArgument
 from controlplane.hookspecs import hookimpl
+from controlplane.replicas.backlog import BacklogLifecycle, UnclaimedBacklog
 from controlplane.replicas.bus import POSTGRES_MAX_PAYLOAD, REDIS_MAX_PAYLOAD, ReplicaBus
 from controlplane.replicas.leases import JobLeases
 from controlplane.replicas.redis_conn import CONNECT_TIMEOUT, RedisConnection
@@ -153,6 +154,11 @@ def install_replicas(
             window=settings["replicas.claim_window"],
             poll_interval=settings["replicas.claim_poll_interval"],
         )
+        registry.backlog = UnclaimedBacklog(storage, claims_from)
+        pm.register(BacklogLifecycle(registry.backlog), name="maos-unclaimed-backlog")
+        metrics = getattr(engine, "metrics", None)
+        if metrics is not None:
+            metrics.watch_unclaimed(registry.backlog)
     pm.register(_Lifecycle(registry, settings, claims), name="maos-replicas")
     return registry
 

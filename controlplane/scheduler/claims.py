@@ -16,9 +16,12 @@ so no subtask can be assigned by two replicas. The rules:
   free credit and nothing runnable, on the poll interval (``replicas.claim_poll_interval``:
   the fallback when wake-ups are lost) and for one task on demand (:meth:`Claims.claim_task`).
 * **Don't hoard.** After a dispatch pass, a QUEUED task that nothing has started, with no local
-  agent able to take it or beyond the window, is given up: its state and ``claimed_by = NULL``
-  are written in one commit, it leaves memory, and a ``work`` wake-up is published once that commit
-  is durable (one per commit, its hint covering every task the commit gave up).
+  agent able to take it or beyond the window, is given up: it leaves memory and its state is
+  committed; once that commit's events have left for the other replicas (in the Redis stream, or
+  NOTIFYed; waited for at most :data:`EVENTS_WAIT` seconds), ``claimed_by = NULL`` is committed
+  and a ``work`` wake-up is published once that commit is durable (one per release, its hint
+  covering every task given up meanwhile). So the replica claiming it next cannot send a later
+  event of the task before this replica's (per-task order holds across the handover).
 * **Dependencies across replicas.** A task that finishes is announced on ``finished`` (its id,
   after its commit); a replica holding tasks that wait for it evaluates them again.
 * **Self-fencing.** A replica that may have been considered lost (its heartbeat could not be
@@ -59,6 +62,9 @@ WORK, FINISHED = "work", "finished"
 SWAP_BATCH = 4
 #: Longest ``finished`` payload (the buses carry up to 4000 bytes).
 PAYLOAD_LIMIT = 3500
+#: Seconds a give-up waits for its events to leave for the other replicas before releasing the
+#: task anyway (Redis or the database not taking them: their watchers are told of the gap).
+EVENTS_WAIT = 2.0
 _TAKING = (SubtaskStatus.QUEUED, SubtaskStatus.BLOCKED, SubtaskStatus.RUNNING)
 
 Agents = list[tuple[str, frozenset[str], bool]]
@@ -160,6 +166,13 @@ class Claims:
         self._finished: list[str] = []
         #: What the next ``work`` wake-up says about the tasks given up since the last one (None: none).
         self._hint: WorkHint | None = None
+        #: Tasks given up whose release waits for the commit of their state and its events.
+        self._leaving: list[str] = []
+        #: Tasks given up and not yet released, each with what is set once it is (a claim of one
+        #: here waits for it).
+        self._releasing: dict[str, asyncio.Event] = {}
+        self._leaving_released = asyncio.Event()
+        self._work_pending = False
         self._poller: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.fenced = ""
@@ -357,6 +370,7 @@ class Claims:
             return True
         if self.fenced:
             return False
+        await self.until_released(task_id)  # given up here a moment ago: claimable once released
         await self._bury_dead()
         tasks, subs = await self.engine.storage.call(
             self.store.claim,
@@ -371,6 +385,13 @@ class Claims:
         )
         self._adopt(tasks, subs, fresh_check=False)
         return task_id in self.engine.tasks
+
+    async def until_released(self, task_id: str) -> None:
+        """Return once a task given up here is released (at once for any other task)."""
+        released = self._releasing.get(task_id)
+        if released is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(released.wait(), EVENTS_WAIT + 1.0)
 
     async def _bury_dead(self) -> None:
         """Deregister replicas whose process died on this machine (see :func:`dead_here`): their tasks
@@ -433,13 +454,47 @@ class Claims:
             else [(sub.agent_type, sub.capability) for sub in subs if sub.status in _TAKING]
         )
         self.engine._give_up(task)
-        self.engine.committer.release(task.id)
-        if self._hint is None:  # one wake-up per commit, once it is durable, for everything it released
+        if self._hint is None:  # what the next wake-up says about everything given up until it is sent
             self._hint = WorkHint(origin=self.holder)
-            self.engine.committer.after_commit(self._publish_work)
         self._hint.add(int(task.priority), task.create_time, needs)
+        if not self._leaving:
+            self.engine.committer.after_commit(self._release_after_events)
+            self._leaving_released = asyncio.Event()
+        self._leaving.append(task.id)
+        self._releasing[task.id] = self._leaving_released
+
+    def _release_after_events(self) -> None:
+        """After the commit of given-up tasks' state (its events are delivered by then)."""
+        task_ids, self._leaving = self._leaving, []
+        self.engine._background(self._release(task_ids, self._leaving_released))
+
+    async def _release(self, task_ids: list[str], released: asyncio.Event) -> None:
+        """Release tasks given up once their events left for the other replicas, and wake those."""
+        try:
+            try:
+                await asyncio.wait_for(self.engine.watchers.sent_on(), EVENTS_WAIT)
+            except TimeoutError:
+                log.warning(
+                    "releasing %d tasks before their events reached the other replicas", len(task_ids)
+                )
+            if self.fenced or self._stopped:
+                return  # (a stop releases everything it holds)
+            for task_id in task_ids:
+                self.engine.committer.release(task_id)
+            self._wake_others()
+            await self.engine.committer.durable()
+        finally:
+            for task_id in task_ids:
+                self._releasing.pop(task_id, None)
+            released.set()
+
+    def _wake_others(self) -> None:
+        if not self._work_pending:
+            self._work_pending = True
+            self.engine.committer.after_commit(self._publish_work)
 
     def _publish_work(self) -> None:
+        self._work_pending = False
         hint, self._hint = self._hint, None
         self._publish(WORK, hint.encode() if hint is not None else "")
 

@@ -79,6 +79,8 @@ class _Generation:
         self.subtasks: dict[tuple[str, str], Subtask] = {}
         self.agents: dict[str, AgentInfo] = {}
         self.idempotency: list[IdempotencyRecord] = []
+        #: Calls with a request_id waiting to learn whether their tasks were written (by key).
+        self.submissions: dict[tuple[str, str, str], asyncio.Future[bool]] = {}
         self.audit: list[dict[str, Any]] = []
         self.webhook_deliveries: list[Any] = []
         self.released: list[str] = []
@@ -107,6 +109,11 @@ class _Generation:
             webhook_deliveries=list(self.webhook_deliveries),
             released=list(self.released),
         )
+
+
+def _futures(generation: _Generation) -> list[asyncio.Future[Any]]:
+    """Everyone waiting for a generation: its waiters and its calls with a request_id."""
+    return [*generation.waiters, *generation.submissions.values()]
 
 
 class Committer:
@@ -161,10 +168,21 @@ class Committer:
         self._current.agents[agent.id] = agent
         self._wake.set()
 
-    def idempotency(self, record: IdempotencyRecord) -> None:
-        """Record the first outcome of a call made with a request_id."""
-        self._current.idempotency.append(record)
+    def submission(self, record: IdempotencyRecord, tasks: list[Task]) -> asyncio.Future[bool]:
+        """Commit the tasks a call with a request_id created, unless the database holds its key already.
+
+        The database decides between calls with one key (on any replica): the future is True
+        when ``tasks`` and ``record`` were committed, False when another call's record was
+        stored first and nothing of this one was written. It fails with the commit's error.
+        """
+        future = asyncio.get_running_loop().create_future()
+        current = self._current
+        for task in tasks:
+            current.tasks[task.id] = task
+        current.idempotency.append(record)
+        current.submissions[record.key] = future
         self._wake.set()
+        return future
 
     def audit(self, record: dict[str, Any]) -> None:
         """Append an audit record with the next commit (nobody waits for it).
@@ -268,7 +286,7 @@ class Committer:
                 self._idle.set()
                 log.error("group commit failed: %s", exc)
                 self.failed = exc
-                for waiter in generation.waiters:
+                for waiter in _futures(generation):
                     if not waiter.done():
                         waiter.set_exception(exc)
                 self._requeue(generation)
@@ -285,6 +303,9 @@ class Committer:
                     callback()
                 except Exception:  # a failing watcher must not stop the commits
                     log.exception("after-commit callback failed")
+            for key, submitted in generation.submissions.items():
+                if not submitted.done():
+                    submitted.set_result(key not in batch.refused)
             for waiter in generation.waiters:
                 if not waiter.done():
                     waiter.set_result(None)
@@ -292,20 +313,28 @@ class Committer:
     def _drop(self, generation: _Generation) -> None:
         """Fail the waiters of a generation not written (this replica is fenced)."""
         error = Unavailable(f"this control plane writes nothing more: {self.fenced}")
-        for waiter in generation.waiters:
+        for waiter in _futures(generation):
             if not waiter.done():
                 waiter.set_exception(error)
 
     def _requeue(self, generation: _Generation) -> None:
         """Put records of a failed generation back so the next commit retries them."""
         current = self._current
+        # A call with a request_id failed with its commit: it answers with the error, so its
+        # tasks are not written later (its retry decides again).
+        for submitted in generation.submissions.values():
+            if not submitted.done():
+                submitted.set_exception(Unavailable("the commit did not complete; retry the call"))
+        failed = [r for r in generation.idempotency if r.key in generation.submissions]
+        unwritten = {task_id for r in failed for task_id in r.resource.split(",")}
         for task_id, task in generation.tasks.items():
-            current.tasks.setdefault(task_id, task)
+            if task_id not in unwritten:
+                current.tasks.setdefault(task_id, task)
         for sub_key, sub in generation.subtasks.items():
             current.subtasks.setdefault(sub_key, sub)
         for key, agent in generation.agents.items():
             current.agents.setdefault(key, agent)
-        current.idempotency[:0] = generation.idempotency
+        current.idempotency[:0] = [r for r in generation.idempotency if r.key not in generation.submissions]
         current.audit[:0] = generation.audit
         current.webhook_deliveries[:0] = generation.webhook_deliveries
         current.released[:0] = generation.released

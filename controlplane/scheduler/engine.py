@@ -327,6 +327,7 @@ class Engine:
         for task in list(self._tasks):
             task.cancel()
         await self.committer.close()
+        await self.watchers.close()  # the final commit's events reach the other replicas
 
     def reload(self, tasks: list[Task], subtasks: list[Subtask], task_seq: int, keep: set[str]) -> None:
         """Forget unfinished work in memory and restore it as loaded from storage (after a recovery).
@@ -814,6 +815,12 @@ class Engine:
         if self.claims is None:
             return True
         return await self.claims.claim_task(task_id)
+
+    async def until_released(self, task_id: str) -> None:
+        """Return once a task this replica is giving up is claimable by others (at once for any
+        other task, and without claims)."""
+        if self.claims is not None:
+            await self.claims.until_released(task_id)
 
     async def prepare_resume(self, agent_id: str, refs: Sequence[Ref]) -> None:
         """Before an agent resumes here: learn its session if another replica made it, and claim the

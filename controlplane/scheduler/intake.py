@@ -143,25 +143,42 @@ class Intake:
             task.create_time = task.update_time = stamp
             task.status = TaskStatus.PENDING
             slim_task(task)
+        if request_id:
+            # The database decides between calls with this request_id, on any replica, in the
+            # commit of their tasks: a call that loses wrote nothing and answers as a repeat does.
+            resource = ",".join(t.id for t in tasks)
+            record = IdempotencyRecord(principal, method, request_id, request_hash, resource, stamp)
+            if not await self.committer.submission(record, tasks):
+                return await self._answered_elsewhere(principal, method, request_id, request_hash)
+            self._remember(key, (request_hash, resource))
+        for task in tasks:
             self.tasks[task.id] = task
             self.subtasks[task.id] = {}
             for dep in task.depends_on:
                 if dep not in deps or not deps[dep].status.finished:
                     self._dependants[dep].add(task.id)
-            self.committer.task(task)
+            if not request_id:
+                self.committer.task(task)
             self._publish(Event(EventType.TASK_SUBMITTED, task_id=task.id, to_status="PENDING"), task)
             self.metrics.task_submitted(task)
-        if request_id:
-            resource = ",".join(t.id for t in tasks)
-            self._remember(key, (request_hash, resource))
-            self.committer.idempotency(
-                IdempotencyRecord(principal, method, request_id, request_hash, resource, stamp)
-            )
         for task in tasks:
             self._evaluate_dependencies(task, deps)
         self._kick()
         await self.committer.durable()
         return [SubmitOutcome(t) for t in tasks]
+
+    async def _answered_elsewhere(
+        self, principal: str, method: str, request_id: str, request_hash: str
+    ) -> list[SubmitOutcome]:
+        """The answer to a call whose request_id another call (on any replica) committed first."""
+        earlier = await self._idempotent(principal, method, request_id, request_hash)
+        if earlier is None:  # (the record is committed: only its expiry can remove it meanwhile)
+            raise Aborted(
+                f"a call with request_id {request_id!r} was answered meanwhile; retry it",
+                reason="ERROR_REASON_REQUEST_IN_FLIGHT",
+            )
+        found = await self.get_tasks(earlier.split(","))
+        return [SubmitOutcome(t, created=False) for t in found]
 
     async def _idempotent(
         self, principal: str, method: str, request_id: str, request_hash: str

@@ -111,6 +111,20 @@ class Watchers:
         relay.receive = self._received
         relay.sever = self._relay_broke
 
+    async def sent_on(self) -> None:
+        """Return once the events delivered so far have left for the other replicas (are in the Redis
+        stream, or NOTIFYed); at once when events stay in this process. Waits while Redis or the
+        database does not take them: callers bound the wait."""
+        if self.stream is not None:
+            await self.stream.flushed()
+        elif self.relay is not None:
+            await self.relay.flushed()
+
+    async def close(self) -> None:
+        """After the final commit: send what the relay still holds to the other replicas, then close it."""
+        if self.relay is not None:
+            await self.relay.close()
+
     def _received(self, event: Event) -> None:
         self._event_seq += 1
         event.id = self._event_seq

@@ -62,6 +62,11 @@ class IdempotencyRecord:
     resource: str  # what the first call returned, e.g. a task id
     create_time: float
 
+    @property
+    def key(self) -> tuple[str, str, str]:
+        """``(principal, method, request_id)``: what identifies the call."""
+        return (self.principal, self.method, self.request_id)
+
 
 @dataclass(frozen=True)
 class StateValue:
@@ -78,6 +83,11 @@ class WriteBatch:
     tasks: list[Task] = field(default_factory=list)
     subtasks: list[Subtask] = field(default_factory=list)
     agents: list[AgentInfo] = field(default_factory=list)
+    #: Records of calls made with a request_id, each the claim of its key by the tasks it created (the
+    #: ids in its ``resource``). The database decides between calls with one key: a record is inserted
+    #: if its key is absent, before anything else of the batch; when the key is stored already (a call
+    #: on another replica came first), the record and its tasks are not written and its key is added
+    #: to :attr:`refused`.
     idempotency: list[IdempotencyRecord] = field(default_factory=list)
     #: Audit records to append, never updated or deleted afterwards (each a JSON-able dict with at least
     #: ``time``, ``principal`` and ``method``, which :meth:`StoresAudit.list_audit` filters on). Only a
@@ -89,6 +99,9 @@ class WriteBatch:
     #: Ids of tasks this replica gives up (claims between replicas: the backend clears their holder in
     #: the same transaction, after writing them). Empty unless the backend serves claims.
     released: list[str] = field(default_factory=list)
+    #: Filled by the write: the ``(principal, method, request_id)`` keys of :attr:`idempotency` records
+    #: that were not written because the key was stored already (their tasks were not written either).
+    refused: set[tuple[str, str, str]] = field(default_factory=set)
 
     def __bool__(self) -> bool:
         return bool(
@@ -154,7 +167,8 @@ class StorageBackend(Protocol):
         """The highest task seq stored, so new tasks continue after it."""
 
     def write(self, batch: WriteBatch) -> None:
-        """Upsert every row of the batch in one transaction."""
+        """Upsert every row of the batch in one transaction (see :attr:`WriteBatch.idempotency` and
+        :attr:`WriteBatch.refused` for the calls with a request_id)."""
 
     def load_unfinished(self) -> tuple[list[Task], list[Subtask]]:
         """Every task not finished and every subtask of those tasks."""

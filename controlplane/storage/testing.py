@@ -516,6 +516,23 @@ class StorageContract:
         assert backend.get_idempotency("p", "CreateTask", "req-1") == first
         assert backend.get_task("task-min") is not None  # the rest of the batch was written
 
+    def test_idempotency_decides_between_calls_of_one_key(self, backend: StorageBackend) -> None:
+        first = minimal_task()
+        winner = IdempotencyRecord("p", "SubmitTask", "req-7", "hash-1", first.id, _T0)
+        batch = WriteBatch(tasks=[first], idempotency=[winner])
+        backend.write(batch)
+        assert batch.refused == set()
+        second, unrelated = full_task(seq=2), minimal_task("task-other", seq=3)
+        loser = IdempotencyRecord("p", "SubmitTask", "req-7", "hash-1", second.id, _T0 + 1)
+        other = IdempotencyRecord("p", "SubmitTask", "req-8", "hash-2", unrelated.id, _T0 + 1)
+        batch = WriteBatch(tasks=[second, unrelated], idempotency=[loser, other])
+        backend.write(batch)
+        assert batch.refused == {("p", "SubmitTask", "req-7")}
+        assert backend.get_task(second.id) is None  # the losing call's task is not written
+        assert backend.get_task("task-other") is not None
+        assert backend.get_idempotency("p", "SubmitTask", "req-7") == winner
+        assert backend.get_idempotency("p", "SubmitTask", "req-8") == other
+
     # --- counters ------------------------------------------------------------
 
     def test_next_incarnation_strictly_increases(self, backend: StorageBackend) -> None:

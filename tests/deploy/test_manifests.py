@@ -524,12 +524,16 @@ def test_keda_scales_a_deployment_on_an_exported_metric() -> None:
     assert agent_type in config["scaling"]["types"]  # the control plane exports the type's queue depth
     metrics = Metrics()
     try:
-        metrics.watch_scaling(lambda: [TypeScaling(agent_type, 1, 20, queued=3)])
+        metrics.watch_scaling(lambda: [TypeScaling(agent_type, 1, 20, queued=3, unclaimed=5)])
         exported = generate_latest(metrics.registry).decode()
     finally:
         metrics.close()
     for trigger in spec["triggers"]:
         assert trigger["type"] == "prometheus"
         assert f'maos_scaling_queue_depth{{agent_type="{agent_type}"}} 3.0' in exported
-        assert f'maos_scaling_queue_depth{{agent_type="{agent_type}"}}' in trigger["metadata"]["query"]
+        query = trigger["metadata"]["query"]
+        # held work summed over replicas, plus the unclaimed backlog each reports for the whole system
+        assert f'sum(maos_scaling_queue_depth{{agent_type="{agent_type}"}})' in query
+        assert f'maos_scaling_unclaimed_depth{{agent_type="{agent_type}"}} 5.0' in exported
+        assert f'+ (max(maos_scaling_unclaimed_depth{{agent_type="{agent_type}"}}) or vector(0))' in query
         assert float(trigger["metadata"]["threshold"]) > 0

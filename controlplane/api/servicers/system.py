@@ -124,11 +124,23 @@ class SystemServicer(system_grpc.SystemServiceServicer):
                     oldest_wait=convert.duration(row.oldest_wait),
                     reason=row.reason,
                     **({"decided_at": convert.timestamp(row.decided_at)} if row.decided_at else {}),
+                    **({"unclaimed": row.unclaimed} if row.unclaimed is not None else {}),
                 )
                 for row in (self.scaling() if self.scaling is not None else [])
             ],
             replica_status=[replica_to_pb(view) for view in replicas],
+            **self._unclaimed(),
         )
+
+    def _unclaimed(self) -> dict[str, Any]:
+        """GetStatus's unclaimed backlog fields (none on a single control plane)."""
+        backlog = self.replicas.backlog if self.replicas is not None else None
+        if backlog is None:
+            return {}
+        return {
+            "unclaimed_tasks": backlog.total(),
+            "unclaimed_oldest_wait": convert.duration(backlog.oldest_wait()),
+        }
 
     async def GetHealth(
         self, request: system_pb.GetHealthRequest, context: grpc.aio.ServicerContext

@@ -287,28 +287,39 @@ class SqlBackend(SqlWebhooks):
             AlreadyExists: Two tasks would share a seq.
             Unavailable: The database cannot be reached; nothing was written.
         """
+        batch.refused = set()
         rows = self._rows(batch)
         if rows is None:
             return
-        parts = self._parts(batch, *rows)
         if self._held is not None:
             # PostgreSQL, on the connection kept for writes: a small write is one statement
             # (its own transaction), a larger one its inserts and COMMIT in one pipeline.
-            # Either way one network round trip.
+            # Either way one network round trip; a write with request ids first inserts
+            # their records and learns which were stored already (one more round trip).
             with translate_errors():
                 released = batch.released if self.claimant is not None else ()
-                statement = None if released else raw_writes.one_statement(parts)
+                release = raw_writes.numbered(self._raw_release)
+                releases = [(release, [task_id, self.claimant]) for task_id in released]
+                if batch.idempotency:
+                    claim = self._claim_statement(rows[3])
+
+                    def rest(stored: list[tuple[Any, ...]]) -> list[tuple[str, list[Any]]]:
+                        kept = self._refuse(batch, {tuple(key) for key in stored}, rows)
+                        return [*raw_writes.in_chunks(self._parts(batch, *kept)), *releases]
+
+                    self._held.decide(*claim, rest)
+                    return
+                written = self._parts(batch, *rows)
+                statement = None if released else raw_writes.one_statement(written)
                 if statement is not None:
                     self._held.execute(*statement)
                 else:  # tasks given up are released with the state they are left in, in one transaction
-                    release = raw_writes.numbered(self._raw_release)
-                    self._held.transaction(
-                        [
-                            *raw_writes.in_chunks(parts),
-                            *((release, [task_id, self.claimant]) for task_id in released),
-                        ]
-                    )
+                    self._held.transaction([*raw_writes.in_chunks(written), *releases])
             return
+
+        def parts(cursor: Any) -> list[tuple[raw_writes.RawInsert, list[Any]]]:
+            return self._parts(batch, *self._claimed_here(cursor, batch, rows))
+
         # (One thread writes in production; tests may write from several.)
         with self._writer_lock:
             connection = self._thread_connection()
@@ -321,8 +332,48 @@ class SqlBackend(SqlWebhooks):
         with translate_errors(), self._writes.begin() as conn:
             dbapi = conn.connection.dbapi_connection
             assert dbapi is not None  # a connection just checked out of the pool is live
-            self._insert(dbapi.cursor(), parts)
+            cursor = dbapi.cursor()
+            self._insert(cursor, parts(cursor))
         self._committed()
+
+    # --- calls with a request_id: the database decides which call of one key wins -------------
+
+    def _claim_statement(self, idempotency_rows: list[dict[str, Any]]) -> tuple[str, list[Any]]:
+        """PostgreSQL: insert the records if absent (in key order, so two writes never wait on each
+        other in a cycle) and return the keys inserted."""
+        insert = self._raw_idempotency
+        ordered = sorted(idempotency_rows, key=lambda r: (r["principal"], r["method"], r["request_id"]))
+        sql = insert.rows_sql(len(ordered)) + " RETURNING principal, method, request_id"
+        return raw_writes.numbered(sql), [row[c] for row in ordered for c in insert.columns]
+
+    def _claimed_here(
+        self, cursor: Any, batch: WriteBatch, rows: tuple[list[Any], ...]
+    ) -> tuple[list[Any], ...]:
+        """SQLite: insert the records of ``batch`` if absent, one by one, and leave out what was refused."""
+        if not batch.idempotency:
+            return rows
+        insert = self._raw_idempotency
+        stored = set()
+        for row in rows[3]:
+            cursor.execute(insert.sql, tuple(row[c] for c in insert.columns))
+            if cursor.rowcount == 1:
+                stored.add((row["principal"], row["method"], row["request_id"]))
+        return self._refuse(batch, stored, rows)
+
+    @staticmethod
+    def _refuse(
+        batch: WriteBatch, stored: set[tuple[Any, ...]], rows: tuple[list[Any], ...]
+    ) -> tuple[list[Any], ...]:
+        """The rows of ``batch`` without its records (inserted already) and without the tasks of the
+        records not ``stored`` (whose keys go to ``batch.refused``)."""
+        refused = {r.key for r in batch.idempotency} - stored
+        batch.refused = refused
+        task_rows, subtask_rows, agent_rows, _ = rows
+        if refused:
+            dropped = {t for r in batch.idempotency if r.key in refused for t in r.resource.split(",")}
+            task_rows = [row for row in task_rows if row["id"] not in dropped]
+            subtask_rows = [row for row in subtask_rows if row["task_id"] not in dropped]
+        return task_rows, subtask_rows, agent_rows, []
 
     def _thread_connection(self) -> sqlite3.Connection | None:
         """The connection :meth:`write` keeps on an SQLite file (made on first use), else None.
@@ -355,12 +406,17 @@ class SqlBackend(SqlWebhooks):
                 return False
             connection = self._now_connection = _sqlite_file_connection(self.engine.url)
             connection.execute("PRAGMA busy_timeout=0")  # a lock held by another writer fails at once
+        batch.refused = set()
         rows = self._rows(batch)
         if rows is None:
             return True
+
+        def parts(cursor: Any) -> list[tuple[raw_writes.RawInsert, list[Any]]]:
+            return self._parts(batch, *self._claimed_here(cursor, batch, rows))
+
         try:
             with translate_errors():
-                _commit(connection, "BEGIN", self._parts(batch, *rows))
+                _commit(connection, "BEGIN", parts)
         except Unavailable as exc:
             if _sqlite_locked(exc):
                 return False
@@ -842,12 +898,15 @@ class SqlBackend(SqlWebhooks):
 
 
 def _commit(
-    connection: sqlite3.Connection, begin: str, parts: list[tuple[raw_writes.RawInsert, list[Any]]]
+    connection: sqlite3.Connection,
+    begin: str,
+    parts: Callable[[Any], list[tuple[raw_writes.RawInsert, list[Any]]]],
 ) -> None:
-    """The inserts of ``parts`` in one transaction on a plain ``sqlite3`` connection (autocommit mode)."""
+    """The inserts ``parts(cursor)`` gives in one transaction on a plain ``sqlite3`` connection (autocommit mode)."""
     connection.execute(begin)
     try:
-        SqlBackend._insert(connection.cursor(), parts)
+        cursor = connection.cursor()
+        SqlBackend._insert(cursor, parts(cursor))
         connection.execute("COMMIT")
     except BaseException:
         if connection.in_transaction:  # (SQLite rolls back by itself after some errors)

@@ -22,7 +22,7 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import Engine, and_, or_, select, tuple_, update
+from sqlalchemy import Engine, and_, func, or_, select, tuple_, update
 
 from controlplane.domain.model import Priority, Subtask, Task, TaskStatus
 from controlplane.storage.sql import codec, schema
@@ -286,6 +286,20 @@ class SqlClaimStore:
                 where = where & _T.c.id.notin_(list(keep))
             done = conn.execute(update(_T).where(where).values(claimed_by=None))
             return done.rowcount or 0
+
+    def unclaimed(self) -> list[tuple[str, int, float]]:
+        """Per task type, the unfinished tasks nobody holds and the oldest one's create time.
+
+        One grouped count over the unfinished tasks (on ``ix_tasks_status``). Tasks held by a lost
+        replica are claimable too but not counted: the next claim pass of a live replica takes them.
+        """
+        stmt = (
+            select(_T.c.task_type, func.count(), func.min(_T.c.create_time))
+            .where(_T.c.status.in_(_UNFINISHED), _T.c.claimed_by.is_(None))
+            .group_by(_T.c.task_type)
+        )
+        with translate_errors(), self._writes.connect() as conn:
+            return [(str(kind), int(n), float(oldest)) for kind, n, oldest in conn.execute(stmt)]
 
     def holder(self, task_id: str) -> str | None:
         """Who holds a task now (None: nobody, or no such task)."""

@@ -19,7 +19,7 @@ commit lost in flight may then hold twice).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from psycopg import Connection, RawCursor
@@ -74,6 +74,34 @@ class HeldConnection:
                 for sql, params in statements:
                     cursor.execute(sql, params)
                 cursor.execute("COMMIT")  # the pipeline syncs once, at its end
+        except BaseException:
+            self.drop()
+            raise
+
+    def decide(
+        self,
+        sql: str,
+        params: Sequence[Any],
+        then: Callable[[list[tuple[Any, ...]]], Iterable[tuple[str, Sequence[Any]]]],
+    ) -> None:
+        """In one transaction: run ``sql`` and, given its rows, the statements ``then`` returns.
+
+        Two round trips: BEGIN and the first statement, whose rows decide the rest; then the
+        rest and COMMIT in one pipeline.
+
+        Raises:
+            Exception: What the driver raised (the connection is then dropped).
+        """
+        connection = _driver(self._checkout())
+        try:
+            with RawCursor(connection) as cursor:
+                cursor.execute("BEGIN")
+                cursor.execute(sql, params)
+                rows = cursor.fetchall()
+                with connection.pipeline():
+                    for statement, values in then(rows):
+                        cursor.execute(statement, values)
+                    cursor.execute("COMMIT")
         except BaseException:
             self.drop()
             raise

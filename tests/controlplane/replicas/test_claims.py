@@ -323,7 +323,14 @@ async def test_claim_task_takes_one_task_nobody_holds(
     try:
         async with Client(a.address) as on_a:
             task_id = (await on_a.submit_task(description="nobody can take it")).name.split("/")[1]
-        await wait_for(lambda: not a.engine.holds(task_id), 5, message="a giving the task up")
+        await wait_for(
+            lambda: (
+                not a.engine.holds(task_id)
+                and rows(shared_db, "SELECT claimed_by FROM tasks WHERE id = :i", i=task_id)[0][0] is None
+            ),
+            5,
+            message="a giving the task up (out of its memory, then released once its events are out)",
+        )
         assert not b.engine.holds(task_id)
         assert await b.engine.claim_task(task_id)
         assert b.engine.holds(task_id) and not await a.engine.claim_task(task_id)

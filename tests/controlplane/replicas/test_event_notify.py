@@ -12,7 +12,8 @@ from agent_sdk.proto.maos.v1 import enums_pb2 as enums
 from agent_sdk.proto.maos.v1 import system_service_pb2 as system_pb
 from agent_sdk.proto.maos.v1 import task_service_pb2 as t
 from controlplane.domain.events import Event, EventType
-from controlplane.replicas.event_notify import MAX_PAYLOAD, pack
+from controlplane.errors import FailedPrecondition, MaosError
+from controlplane.replicas.event_notify import MAX_PAYLOAD, NotifyRelay, pack
 from controlplane.replicas.event_stream import decode_event
 from tests.controlplane.api.test_stream_resume import reason_of
 from tests.controlplane.replicas.test_event_stream import _events_of, _submit, replica_pair
@@ -73,3 +74,85 @@ def test_notifications_stay_under_the_limit_and_cut_what_cannot_fit() -> None:
     back = [decode_event(line.encode(), "") for p in payloads for line in p.split("\n")[1:]]
     assert [e.message for e in back[:5]] == ["x" * 3000] * 5
     assert back[5].message == "(message and data cut: too large to relay)"
+
+
+class _Listener:
+    """The receiving side of a relay: what it delivered and how its watchers were ended, in order."""
+
+    def __init__(self, relay: NotifyRelay):
+        self.seen: list[Event | MaosError] = []
+        relay.receive = self.seen.append
+        relay.sever = self.seen.append
+
+    def messages(self) -> list[str]:
+        return [e.message for e in self.seen if isinstance(e, Event)]
+
+
+def _numbered(count: int, start: int = 0) -> list[Event]:
+    return [
+        Event(EventType.TASK_SUBMITTED, task_id=f"t{n}", message=f"event {n}") for n in range(start, count)
+    ]
+
+
+async def test_a_closing_relay_sends_what_its_outbox_holds(postgres_url: str) -> None:
+    sender, receiver = NotifyRelay(postgres_url), NotifyRelay(postgres_url)
+    listener = _Listener(receiver)
+    await receiver.start()
+    await sender.start()
+    try:
+        for event in _numbered(300):  # the final commit's events, each its own group
+            sender.send([event])
+        await sender.close()  # at once: what waits is sent before the relay stops
+        await wait_for(lambda: len(listener.seen) >= 300, 10, message="every event relayed")
+        assert listener.messages() == [f"event {n}" for n in range(300)]
+    finally:
+        await sender.close()
+        await receiver.close()
+
+
+async def test_an_overflowing_outbox_ends_the_other_replicas_watchers(postgres_url: str) -> None:
+    sender, receiver = NotifyRelay(postgres_url, max_outbox=3), NotifyRelay(postgres_url)
+    listener = _Listener(receiver)
+    await receiver.start()
+    try:
+        for event in _numbered(5):  # the database not reached yet: the outbox holds 3, drops 2
+            sender.send([event])
+        await sender.start()
+        sender.send(_numbered(6, 5))
+        await wait_for(lambda: len(listener.seen) >= 5, 10, message="the gap and the events kept")
+        gap, *kept = listener.seen
+        assert isinstance(gap, FailedPrecondition)  # watchers end first, told to watch again
+        assert gap.reason == "ERROR_REASON_RESUME_POINT_LOST"
+        assert "2 notifications of events from another replica were lost" in str(gap)
+        assert "watch again without a resume id" in str(gap)
+        assert [e.message for e in kept if isinstance(e, Event)] == [
+            "event 2",
+            "event 3",
+            "event 4",
+            "event 5",
+        ]
+        sender.send(_numbered(7, 6))  # nothing dropped since: no second gap
+        await wait_for(lambda: len(listener.seen) >= 6, 10, message="the next event")
+        assert listener.messages()[-1] == "event 6"
+        assert sum(isinstance(e, MaosError) for e in listener.seen) == 1
+    finally:
+        await sender.close()
+        await receiver.close()
+
+
+async def test_a_watcher_on_another_replica_is_ended_by_a_gap(tmp_path: Path, postgres_url: str) -> None:
+    async with replica_pair(tmp_path, **{"database.primary_url": postgres_url}) as pair:
+        a, b, stubs_a, _stubs_b, _agent = pair
+        watch = stubs_a.system.WatchEvents(system_pb.WatchEventsRequest(), timeout=30)
+        await wait_for(lambda: a.engine.event_listeners, 5, message="a listener on A")
+        relay = b.engine.watchers.relay
+        assert relay is not None
+        relay.max_outbox = 1
+        # One notification each (too large to share one): 4 of the 5 overflow the outbox.
+        relay.send([Event(EventType.SUBTASK_OUTPUT, task_id=f"t{n}", message="x" * 5000) for n in range(5)])
+        with pytest.raises(grpc.aio.AioRpcError) as ended:
+            async for _ in watch:
+                pass
+        assert ended.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert reason_of(ended.value) == "ERROR_REASON_RESUME_POINT_LOST"
+        assert "were lost" in (ended.value.details() or "")

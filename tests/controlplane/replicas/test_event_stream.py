@@ -149,6 +149,69 @@ async def test_a_replica_sees_the_events_of_a_task_held_by_another(pair: Any) ->
     assert [e.id for e in replayed] == [e.id for e in seen_b[2:]]
 
 
+class _SlowWrites:
+    """A Redis client whose stream writes take ``delay`` seconds longer (a slow link to Redis)."""
+
+    def __init__(self, client: Any, delay: float):
+        self._client = client
+        self._delay = delay
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    async def xadd(self, *args: Any, **kwargs: Any) -> Any:
+        await asyncio.sleep(self._delay)
+        return await self._client.xadd(*args, **kwargs)
+
+    def pipeline(self, *args: Any, **kwargs: Any) -> Any:
+        pipe = self._client.pipeline(*args, **kwargs)
+        execute = pipe.execute
+
+        async def slow_execute(*a: Any, **k: Any) -> Any:
+            await asyncio.sleep(self._delay)
+            return await execute(*a, **k)
+
+        pipe.execute = slow_execute
+        return pipe
+
+
+async def test_events_keep_their_order_across_a_handover(pair: Any) -> None:
+    """A gives a task up (no agent there) and B claims and runs it at once: A's events of the task
+    reach the stream first, however slowly A writes to Redis."""
+    a, b, stubs_a, stubs_b, _ = pair
+    shared = a.engine.watchers.stream.stream
+    shared.client = _SlowWrites(shared.client, 0.3)
+    on_b = stubs_b.system.WatchEvents(system_pb.WatchEventsRequest(), timeout=30)
+    await wait_for(lambda: b.engine.event_listeners, 5, message="the listener on B")
+    names = [await _submit(stubs_a, f"given up by A, run by B {n}") for n in range(3)]
+    order: dict[str, list[m.Event]] = {name: [] for name in names}
+    wanted = {"TASK_STATUS_PENDING", "TASK_STATUS_QUEUED", "TASK_STATUS_COMPLETED"}
+
+    async def collect() -> None:
+        while not all(wanted <= {e.to_status for e in seen} for seen in order.values()):
+            event = (await on_b.read()).event
+            if event.task in order and event.type not in PROGRESS:
+                order[event.task].append(event)
+
+    try:
+        await asyncio.wait_for(collect(), 30)
+    finally:
+        on_b.cancel()
+    rank = {
+        "TASK_STATUS_PENDING": 0,
+        "TASK_STATUS_QUEUED": 1,
+        "TASK_STATUS_RUNNING": 2,
+        "TASK_STATUS_COMPLETED": 3,
+    }
+    for name, seen in order.items():
+        assert b.engine.claims is not None and name.removeprefix("tasks/") not in a.engine.tasks
+        statuses = [e.to_status for e in seen if e.to_status in rank]
+        assert statuses[0] == "TASK_STATUS_PENDING" and "TASK_STATUS_QUEUED" in statuses, statuses
+        assert statuses == sorted(statuses, key=rank.__getitem__), f"{name}: {statuses}"
+        ids = [tuple(map(int, e.id.split("-"))) for e in seen]
+        assert ids == sorted(ids)  # one stream order
+
+
 async def test_watch_task_on_a_replica_that_does_not_hold_it(pair: Any) -> None:
     a, b, stubs_a, stubs_b, agent = pair
     agent.gate.clear()

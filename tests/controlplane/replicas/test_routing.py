@@ -251,6 +251,69 @@ async def test_a_request_id_is_recognised_on_another_replica(over_redis: Replica
     assert "already used for a different request" in (reused.value.details() or "")
 
 
+async def _task_names(stubs: Stubs) -> list[str]:
+    """The names of every task (by ListTasks pages)."""
+    names: list[str] = []
+    token = ""
+    while True:
+        reply = await stubs.tasks.ListTasks(
+            tasks_pb.ListTasksRequest(page_size=1000, page_token=token), timeout=RPC
+        )
+        names.extend(task.name for task in reply.tasks)
+        token = reply.next_page_token
+        if not token:
+            return names
+
+
+async def test_one_request_id_sent_to_both_replicas_at_once_makes_one_task(over_redis: Replicas) -> None:
+    """Calls with one request_id racing on two replicas: the database lets one create its task, and
+    every other call answers with that task (a repeat still in flight on its own replica is told so)."""
+    r = over_redis
+    rounds, per_replica = 25, 4
+    for n in range(rounds):
+        request = tasks_pb.SubmitTaskRequest(task=msgs.Task(description=f"race {n}"), request_id=f"race-{n}")
+        calls = [
+            s.tasks.SubmitTask(request, timeout=RPC)
+            for s in (r.stubs_a, r.stubs_b)
+            for _ in range(per_replica)
+        ]
+        names = set()
+        for result in await asyncio.gather(*calls, return_exceptions=True):
+            if isinstance(result, grpc.aio.AioRpcError):
+                assert result.code() == grpc.StatusCode.ABORTED, result
+                assert "is still in progress; retry it in a moment" in (result.details() or "")
+            else:
+                assert not isinstance(result, BaseException), result
+                names.add(result.task.name)
+        assert len(names) == 1, f"request_id race-{n} made {sorted(names)}"
+    assert len(await _task_names(r.stubs_b)) == rounds
+
+
+async def test_one_request_id_with_two_requests_at_once_makes_one_task(over_redis: Replicas) -> None:
+    """Two different requests with one request_id, on two replicas at once: one creates its task, the
+    other is refused as a reuse of the request_id."""
+    r = over_redis
+    rounds = 25
+    for n in range(rounds):
+        calls = [
+            stubs.tasks.SubmitTask(
+                tasks_pb.SubmitTaskRequest(
+                    task=msgs.Task(description=f"{side} {n}"), request_id=f"clash-{n}"
+                ),
+                timeout=RPC,
+            )
+            for side, stubs in (("left", r.stubs_a), ("right", r.stubs_b))
+        ]
+        results = await asyncio.gather(*calls, return_exceptions=True)
+        refused = [x for x in results if isinstance(x, grpc.aio.AioRpcError)]
+        assert len(refused) == 1, results
+        assert refused[0].code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert f"request_id 'clash-{n}' was already used for a different request" in (
+            refused[0].details() or ""
+        )
+    assert len(await _task_names(r.stubs_a)) == rounds
+
+
 async def test_pause_through_another_replica_over_listen_notify(
     over_postgres: Replicas, agent_processes: Any
 ) -> None:

@@ -29,7 +29,7 @@ class StateCount(_message.Message):
     def __init__(self, state: _Optional[str] = ..., count: _Optional[int] = ...) -> None: ...
 
 class GetStatusResponse(_message.Message):
-    __slots__ = ("version", "replica", "start_time", "uptime", "storage_backend", "tasks", "subtasks", "agents", "queue", "connected_agents", "free_slots", "replicas", "model_pacing", "tasks_awaiting_approval", "scaling", "replica_status")
+    __slots__ = ("version", "replica", "start_time", "uptime", "storage_backend", "tasks", "subtasks", "agents", "queue", "connected_agents", "free_slots", "replicas", "model_pacing", "tasks_awaiting_approval", "scaling", "replica_status", "unclaimed_tasks", "unclaimed_oldest_wait")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     REPLICA_FIELD_NUMBER: _ClassVar[int]
     START_TIME_FIELD_NUMBER: _ClassVar[int]
@@ -46,6 +46,8 @@ class GetStatusResponse(_message.Message):
     TASKS_AWAITING_APPROVAL_FIELD_NUMBER: _ClassVar[int]
     SCALING_FIELD_NUMBER: _ClassVar[int]
     REPLICA_STATUS_FIELD_NUMBER: _ClassVar[int]
+    UNCLAIMED_TASKS_FIELD_NUMBER: _ClassVar[int]
+    UNCLAIMED_OLDEST_WAIT_FIELD_NUMBER: _ClassVar[int]
     version: str
     replica: str
     start_time: _timestamp_pb2.Timestamp
@@ -62,7 +64,9 @@ class GetStatusResponse(_message.Message):
     tasks_awaiting_approval: int
     scaling: _containers.RepeatedCompositeFieldContainer[TypeScaling]
     replica_status: _containers.RepeatedCompositeFieldContainer[ReplicaStatus]
-    def __init__(self, version: _Optional[str] = ..., replica: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., uptime: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., storage_backend: _Optional[str] = ..., tasks: _Optional[_Iterable[_Union[StateCount, _Mapping]]] = ..., subtasks: _Optional[_Iterable[_Union[StateCount, _Mapping]]] = ..., agents: _Optional[_Iterable[_Union[StateCount, _Mapping]]] = ..., queue: _Optional[_Iterable[_Union[StateCount, _Mapping]]] = ..., connected_agents: _Optional[int] = ..., free_slots: _Optional[int] = ..., replicas: _Optional[_Iterable[str]] = ..., model_pacing: _Optional[_Iterable[_Union[ModelPacing, _Mapping]]] = ..., tasks_awaiting_approval: _Optional[int] = ..., scaling: _Optional[_Iterable[_Union[TypeScaling, _Mapping]]] = ..., replica_status: _Optional[_Iterable[_Union[ReplicaStatus, _Mapping]]] = ...) -> None: ...
+    unclaimed_tasks: int
+    unclaimed_oldest_wait: _duration_pb2.Duration
+    def __init__(self, version: _Optional[str] = ..., replica: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., uptime: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., storage_backend: _Optional[str] = ..., tasks: _Optional[_Iterable[_Union[StateCount, _Mapping]]] = ..., subtasks: _Optional[_Iterable[_Union[StateCount, _Mapping]]] = ..., agents: _Optional[_Iterable[_Union[StateCount, _Mapping]]] = ..., queue: _Optional[_Iterable[_Union[StateCount, _Mapping]]] = ..., connected_agents: _Optional[int] = ..., free_slots: _Optional[int] = ..., replicas: _Optional[_Iterable[str]] = ..., model_pacing: _Optional[_Iterable[_Union[ModelPacing, _Mapping]]] = ..., tasks_awaiting_approval: _Optional[int] = ..., scaling: _Optional[_Iterable[_Union[TypeScaling, _Mapping]]] = ..., replica_status: _Optional[_Iterable[_Union[ReplicaStatus, _Mapping]]] = ..., unclaimed_tasks: _Optional[int] = ..., unclaimed_oldest_wait: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class ReplicaStatus(_message.Message):
     __slots__ = ("id", "address", "version", "start_time", "heartbeat_time", "lost", "connected_agents", "leases_held", "jobs", "current")
@@ -123,7 +127,7 @@ class ModelPacing(_message.Message):
     def __init__(self, model: _Optional[str] = ..., breaker: _Optional[_Union[_enums_pb2.BreakerState, str]] = ..., reopens_in: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., in_flight: _Optional[int] = ..., in_flight_cap: _Optional[int] = ..., held: _Optional[int] = ..., requests_per_minute: _Optional[int] = ..., input_tokens_per_minute: _Optional[int] = ..., output_tokens_per_minute: _Optional[int] = ..., requests_used: _Optional[float] = ..., input_tokens_used: _Optional[float] = ..., output_tokens_used: _Optional[float] = ..., granted: _Optional[int] = ..., overloaded_answers: _Optional[int] = ..., last_problem: _Optional[str] = ...) -> None: ...
 
 class TypeScaling(_message.Message):
-    __slots__ = ("agent_type", "min", "max", "current", "desired", "queued", "oldest_wait", "reason", "decided_at")
+    __slots__ = ("agent_type", "min", "max", "current", "desired", "queued", "oldest_wait", "reason", "decided_at", "unclaimed")
     AGENT_TYPE_FIELD_NUMBER: _ClassVar[int]
     MIN_FIELD_NUMBER: _ClassVar[int]
     MAX_FIELD_NUMBER: _ClassVar[int]
@@ -133,6 +137,7 @@ class TypeScaling(_message.Message):
     OLDEST_WAIT_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     DECIDED_AT_FIELD_NUMBER: _ClassVar[int]
+    UNCLAIMED_FIELD_NUMBER: _ClassVar[int]
     agent_type: str
     min: int
     max: int
@@ -142,7 +147,8 @@ class TypeScaling(_message.Message):
     oldest_wait: _duration_pb2.Duration
     reason: str
     decided_at: _timestamp_pb2.Timestamp
-    def __init__(self, agent_type: _Optional[str] = ..., min: _Optional[int] = ..., max: _Optional[int] = ..., current: _Optional[int] = ..., desired: _Optional[int] = ..., queued: _Optional[int] = ..., oldest_wait: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., reason: _Optional[str] = ..., decided_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    unclaimed: int
+    def __init__(self, agent_type: _Optional[str] = ..., min: _Optional[int] = ..., max: _Optional[int] = ..., current: _Optional[int] = ..., desired: _Optional[int] = ..., queued: _Optional[int] = ..., oldest_wait: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., reason: _Optional[str] = ..., decided_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., unclaimed: _Optional[int] = ...) -> None: ...
 
 class GetHealthRequest(_message.Message):
     __slots__ = ("components",)

@@ -168,6 +168,11 @@ class Committer:
         self._current.agents[agent.id] = agent
         self._wake.set()
 
+    def idempotency(self, record: IdempotencyRecord) -> None:
+        """Record the first outcome of a call made with a request_id (one process decides alone)."""
+        self._current.idempotency.append(record)
+        self._wake.set()
+
     def submission(self, record: IdempotencyRecord, tasks: list[Task]) -> asyncio.Future[bool]:
         """Commit the tasks a call with a request_id created, unless the database holds its key already.
 

@@ -74,6 +74,10 @@ class Intake:
         self._in_flight: set[tuple[str, str, str]] = set()
         #: Request ids not in memory are looked up in storage, many per storage call.
         self.lookups = RequestIdLookups(storage)
+        #: Whether the database decides between calls with one request_id (replicas sharing it:
+        #: two calls may reach two replicas at once). One process alone decides in memory
+        #: (``_in_flight``), without waiting for a commit before planning.
+        self.database_decides = False
         self._random = random.Random(secrets.randbits(128))
 
     def new_task_id(self) -> str:
@@ -143,13 +147,17 @@ class Intake:
             task.create_time = task.update_time = stamp
             task.status = TaskStatus.PENDING
             slim_task(task)
+        decided = bool(request_id) and self.database_decides
         if request_id:
-            # The database decides between calls with this request_id, on any replica, in the
-            # commit of their tasks: a call that loses wrote nothing and answers as a repeat does.
             resource = ",".join(t.id for t in tasks)
             record = IdempotencyRecord(principal, method, request_id, request_hash, resource, stamp)
-            if not await self.committer.submission(record, tasks):
-                return await self._answered_elsewhere(principal, method, request_id, request_hash)
+            if decided:
+                # The database decides between calls with this request_id, on any replica, in the
+                # commit of their tasks: a call that loses wrote nothing and answers as a repeat does.
+                if not await self.committer.submission(record, tasks):
+                    return await self._answered_elsewhere(principal, method, request_id, request_hash)
+            else:
+                self.committer.idempotency(record)
             self._remember(key, (request_hash, resource))
         for task in tasks:
             self.tasks[task.id] = task
@@ -157,7 +165,7 @@ class Intake:
             for dep in task.depends_on:
                 if dep not in deps or not deps[dep].status.finished:
                     self._dependants[dep].add(task.id)
-            if not request_id:
+            if not decided:
                 self.committer.task(task)
             self._publish(Event(EventType.TASK_SUBMITTED, task_id=task.id, to_status="PENDING"), task)
             self.metrics.task_submitted(task)

@@ -6,7 +6,11 @@ Layout of the uncompressed bytes (UTF-8)::
     {"table": "tasks", "columns": [...], "binary": [...], "rows": [[...], ...]}
     ...one line per table
 
-Binary columns are base64 strings in JSON (listed in ``binary``). The
+Binary columns are base64 strings in JSON (listed in ``binary``). A header with
+``"key_order": "codepoint"`` promises each table's rows in code-point order of
+their primary key (a restore merges them with the stored rows, and finds the
+payload corrupt if they are not); a header without it (older takes, or
+:func:`encode`) promises no order. The
 checksum covers the compressed bytes (what is stored and exported); the
 content digest covers the table lines only, so two checkpoints of the same
 state have the same content digest.
@@ -52,6 +56,9 @@ _COLUMN = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 BLOCK_ROWS = 5000
 #: Compressed bytes per stored chunk.
 CHUNK_BYTES = 1024 * 1024
+#: The header's ``key_order`` of a payload whose tables list their rows in code-point order of their
+#: key (every take since it was added; a restore then merges them with the stored rows).
+KEY_ORDER = "codepoint"
 
 
 class Upload:
@@ -297,6 +304,7 @@ class StreamEncoder:
             "format_version": FORMAT_VERSION,
             "create_time": create_time,
             "components": components,
+            "key_order": KEY_ORDER,  # the rows come from snapshot_blocks
         }
         self._zlib = zlib.compressobj(COMPRESSION_LEVEL)
         self._sha256 = hashlib.sha256()

@@ -50,33 +50,37 @@ LIVE_BLOCK_ROWS = 5000
 FLAGS = "maos_merge_flags"
 
 
-class _Stored:
-    """The stored rows of a table (or its keys), in key order, through their own cursor."""
+def _stored_rows(driver: Any, pg: bool, sql: str, name: str) -> tuple[Any, Iterator[Any]]:
+    """A cursor over ``sql`` and its rows, read a block at a time (a server-side cursor on PostgreSQL)."""
+    if pg:
+        cursor = driver.cursor(name=name)
+        cursor.itersize = LIVE_BLOCK_ROWS
+        cursor.execute(sql, binary=True)
+    else:
+        cursor = driver.cursor()
+        cursor.execute(sql)
 
-    def __init__(self, driver: Any, pg: bool, sql: str, name: str):
-        if pg:  # a server-side cursor: the table is never whole in memory
-            self._cursor = driver.cursor(name=name)
-            self._cursor.itersize = LIVE_BLOCK_ROWS
-            self._cursor.execute(sql, binary=True)
-        else:
-            self._cursor = driver.cursor()
-            self._cursor.execute(sql)
-        self._rows = self._read()
-
-    def _read(self) -> Iterator[Any]:
-        while block := self._cursor.fetchmany(LIVE_BLOCK_ROWS):
+    def rows() -> Iterator[Any]:
+        while block := cursor.fetchmany(LIVE_BLOCK_ROWS):
             yield from block
 
-    def next(self) -> Any:
-        """The next row, or None after the last."""
-        return next(self._rows, None)
+    return cursor, rows()
 
-    def close(self) -> None:
-        self._cursor.close()
+
+def _not_in_order(name: str) -> FailedPrecondition:
+    return FailedPrecondition(
+        f"table {name}: the stored rows do not come in code-point order of their key (a column "
+        'collation other than "C"?); restore from a checkpoint taken before this one',
+        reason="ERROR_REASON_NOT_SUPPORTED",
+    )
 
 
 class _TableMerge:
-    """The merge of one table's checkpoint rows with its stored ones."""
+    """The merge of one table's checkpoint rows with its stored ones.
+
+    A stored row is read with a first column: whether the component's first table stores its group
+    (always 1 for the first table), which tells an equal row of a group of its own (flagged).
+    """
 
     def __init__(self, merge: _Merge, name: str, columns: list[str], position: int):
         self.merge, self.name, self.columns, self.position = merge, name, columns, position
@@ -85,97 +89,78 @@ class _TableMerge:
         self.key = itemgetter(*[columns.index(k) for k in key])
         self.group = itemgetter(columns.index(key[0]))
         self.first = position == 0
-        order = key_order(table, merge.code_point)
-        self.stored = _Stored(
+        if self.first:
+            grouped = "1"
+        else:
+            first = schema.metadata.tables[merge.first_tables[merge.component_of[name]]]
+            own = first.primary_key.columns[0].name
+            grouped = f"CASE WHEN EXISTS (SELECT 1 FROM {first.name} f WHERE f.{own} = s.{key[0]}) THEN 1 ELSE 0 END"
+        self.cursor, self.rows = _stored_rows(
             merge.driver,
             merge.pg,
-            f"SELECT {', '.join(columns)} FROM {name} ORDER BY {order}",
+            f"SELECT {grouped}, {', '.join(f's.{c}' for c in columns)} FROM {name} s "
+            f"ORDER BY {key_order(table, merge.code_point, 's.')}",
             f"maos_merge_{name}",
         )
-        self.first_keys: _Stored | None = None  # the first table's stored keys, for orphan checks
-        self.first_key: Any = None
-        self.live = self.stored.next()
-        self.live_key = None if self.live is None else self.key(self.live)
+        self.live: Any = next(self.rows, None)
+        self.live_key: Any = None if self.live is None else self.key(self.live[1:])
         self.previous: Any = None
         self.equal = 0
 
-    def _advance(self) -> None:
-        previous = self.live_key
-        self.live = self.stored.next()
-        self.live_key = None if self.live is None else self.key(self.live)
-        if self.live_key is not None and not previous < self.live_key:
-            raise FailedPrecondition(
-                f"table {self.name}: the stored rows do not come in code-point order of their key "
-                "(a column collation other than C?); restore from a checkpoint taken before, or "
-                'set the key columns to COLLATE "C"',
-                reason="ERROR_REASON_NOT_SUPPORTED",
-            )
-
-    def _in_first_table(self, group: Any) -> bool:
-        """Whether the component's first table stores a row of this group (keys read in order)."""
-        if self.first_keys is None:
-            first = self.merge.first_tables[self.merge.component_of[self.name]]
-            table = schema.metadata.tables[first]
-            key = table.primary_key.columns[0].name
-            self.first_keys = _Stored(
-                self.merge.driver,
-                self.merge.pg,
-                f"SELECT {key} FROM {first} ORDER BY {key_order(table, self.merge.code_point)}",
-                f"maos_merge_keys_{self.name}",
-            )
-            self.first_key = self._next_first_key()
-        while self.first_key is not None and self.first_key < group:
-            self.first_key = self._next_first_key()
-        return bool(self.first_key == group)
-
-    def _next_first_key(self) -> Any:
-        assert self.first_keys is not None
-        row = self.first_keys.next()
-        return None if row is None else row[0]
-
     def block(self, rows: list[Any]) -> tuple[list[Any], list[tuple[Any, ...]]]:
         """Merge one block of checkpoint rows: (rows to stage, flags)."""
-        key, group, first, c, t = self.key, self.group, self.first, self.merge.index[self.name], self.position
+        key, group, first, name = self.key, self.group, int(self.first), self.name
+        c, t, stored = self.merge.index[name], self.position, self.rows
+        live, live_key, previous, equal = self.live, self.live_key, self.previous, self.equal
         staged: list[Any] = []
         flags: list[tuple[Any, ...]] = []
-        previous = self.previous
         for row in rows:
             k = key(row)
             if previous is not None and not previous < k:
                 raise FailedPrecondition(
-                    f"the checkpoint is corrupt: its rows of table {self.name} are not in key order; "
+                    f"the checkpoint is corrupt: its rows of table {name} are not in key order; "
                     "nothing was changed",
                     reason=CORRUPT,
                 )
             previous = k
-            while self.live_key is not None and self.live_key < k:
-                flags.append((c, t, group(self.live), 0, 1, 1, int(first)))
-                self._advance()
-            if self.live_key == k:
-                if tuple(row) != tuple(self.live):
+            while live_key is not None and live_key < k:  # stored only
+                flags.append((c, t, group(live[1:]), 0, 1, 1, first))
+                live = next(stored, None)
+                if live is not None:
+                    if not live_key < (live_key := key(live[1:])):
+                        raise _not_in_order(name)
+                else:
+                    live_key = None
+            if live_key == k:
+                if tuple(row) != live[1:]:
                     staged.append(row)
                     flags.append((c, t, group(row), 1, 1, 1, 0))
                 elif first:
-                    self.equal += 1
-                elif not self._in_first_table(group(row)):
-                    flags.append((c, t, group(row), 1, 1, 0, 0))  # its own group: counted once
-                self._advance()
-            else:
+                    equal += 1
+                elif not live[0]:  # equal, of a group with no row in the first table
+                    flags.append((c, t, group(row), 1, 1, 0, 0))
+                live = next(stored, None)
+                if live is not None:
+                    if not live_key < (live_key := key(live[1:])):
+                        raise _not_in_order(name)
+                else:
+                    live_key = None
+            else:  # in the checkpoint only
                 staged.append(row)
                 flags.append((c, t, group(row), 1, 0, 1, 0))
-        self.previous = previous
+        self.live, self.live_key, self.previous, self.equal = live, live_key, previous, equal
         return staged, flags
 
     def finish(self) -> list[tuple[Any, ...]]:
         """The flags of the stored rows after the checkpoint's last."""
         c, t, first = self.merge.index[self.name], self.position, int(self.first)
         flags = []
-        while self.live is not None:
-            flags.append((c, t, self.group(self.live), 0, 1, 1, first))
-            self._advance()
-        self.stored.close()
-        if self.first_keys is not None:
-            self.first_keys.close()
+        live = self.live
+        while live is not None:
+            flags.append((c, t, self.group(live[1:]), 0, 1, 1, first))
+            live = next(self.rows, None)
+        self.live = None
+        self.cursor.close()
         return flags
 
 
@@ -222,6 +207,8 @@ def merged_restore(
         staged_any: set[str] = set()
         equal_first: dict[int, int] = {}
         try:
+            if pg:  # compiling the long scans' plans costs more than it saves
+                cursor.execute("SET LOCAL jit = off")
             flags = "(c INTEGER, t INTEGER, k TEXT, st INTEGER, lv INTEGER, df INTEGER, lf INTEGER)"
             if pg:
                 cursor.execute(f"CREATE TEMP TABLE {FLAGS} {flags} ON COMMIT DROP")
@@ -303,6 +290,9 @@ def merged_restore(
                 if component == "tasks":
                     result.later_tasks = later
             if apply:
+                for name in staged_any:  # the upsert and the seq check look rows up by key
+                    key = ", ".join(c.name for c in schema.metadata.tables[name].primary_key.columns)
+                    cursor.execute(f"CREATE INDEX {stage[name]}_key ON {stage[name]} ({key})")
                 if "tasks" in staged_any:
                     move_colliding_seqs(cursor, stage["tasks"], mark)
                 for name in [t.name for t in schema.ALL_TABLES if t.name in staged_any]:  # parents first

@@ -49,11 +49,11 @@ def binary_columns(table: Table) -> list[str]:
     return [c.name for c in table.columns if isinstance(c.type, LargeBinary)]
 
 
-def key_order(table: Table, code_point: bool) -> str:
+def key_order(table: Table, code_point: bool, prefix: str = "") -> str:
     """The ORDER BY terms of ``table``'s primary key in code-point order of its text (Python's order of
     ``str``): as stored unless the database's collation orders text otherwise (``code_point`` False)."""
     return ", ".join(
-        c.name if code_point or not isinstance(c.type, String) else f'{c.name} COLLATE "C"'
+        prefix + c.name if code_point or not isinstance(c.type, String) else f'{prefix}{c.name} COLLATE "C"'
         for c in table.primary_key.columns
     )
 
@@ -93,6 +93,8 @@ def snapshot_blocks(
         with conn.begin():
             dbapi: Any = conn.connection.dbapi_connection  # the driver's own (named cursors)
             code_point = backend.kind != "postgresql" or code_point_default(dbapi)
+            if backend.kind == "postgresql":  # compiling the long scans' plans costs more than it saves
+                conn.exec_driver_sql("SET LOCAL jit = off")
             for n, name in enumerate(tables):
                 table = schema.metadata.tables[name]
                 columns = [c.name for c in table.columns]

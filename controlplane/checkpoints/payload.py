@@ -242,8 +242,9 @@ def _check_part(part: Any, tables: set[str], seen: TableRows) -> None:
         raise ValueError(f"table {table}: the columns are not distinct column names")
     if not isinstance(binary, list) or not all(b in columns for b in binary):
         raise ValueError(f"table {table}: binary names a column it does not have")
-    width = len(columns)
-    if not isinstance(rows, list) or not all(type(r) is list and len(r) == width for r in rows):
+    if not isinstance(rows, list) or (
+        rows and (set(map(type, rows)) != {list} or set(map(len, rows)) != {len(columns)})
+    ):  # a set of the rows' types, then of their widths: no Python call per row
         raise ValueError(f"table {table}: a row does not match its columns")
 
 

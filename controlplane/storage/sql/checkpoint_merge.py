@@ -23,6 +23,7 @@ Checkpoints without ``key_order`` (taken before) are restored by staging every r
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
@@ -60,11 +61,8 @@ def _stored_rows(driver: Any, pg: bool, sql: str, name: str) -> tuple[Any, Itera
         cursor = driver.cursor()
         cursor.execute(sql)
 
-    def rows() -> Iterator[Any]:
-        while block := cursor.fetchmany(LIVE_BLOCK_ROWS):
-            yield from block
-
-    return cursor, rows()
+    blocks = iter(lambda: cursor.fetchmany(LIVE_BLOCK_ROWS), [])
+    return cursor, itertools.chain.from_iterable(blocks)  # no Python frame per row
 
 
 def _not_in_order(name: str) -> FailedPrecondition:
@@ -88,6 +86,9 @@ class _TableMerge:
         key = [c.name for c in table.primary_key.columns]
         self.key = itemgetter(*[columns.index(k) for k in key])
         self.group = itemgetter(columns.index(key[0]))
+        # The same of a stored row, read after its first column.
+        self.stored_key = itemgetter(*[columns.index(k) + 1 for k in key])
+        self.stored_group = itemgetter(columns.index(key[0]) + 1)
         self.first = position == 0
         if self.first:
             grouped = "1"
@@ -103,13 +104,14 @@ class _TableMerge:
             f"maos_merge_{name}",
         )
         self.live: Any = next(self.rows, None)
-        self.live_key: Any = None if self.live is None else self.key(self.live[1:])
+        self.live_key: Any = None if self.live is None else self.stored_key(self.live)
         self.previous: Any = None
         self.equal = 0
 
     def block(self, rows: list[Any]) -> tuple[list[Any], list[tuple[Any, ...]]]:
         """Merge one block of checkpoint rows: (rows to stage, flags)."""
         key, group, first, name = self.key, self.group, int(self.first), self.name
+        stored_key, stored_group = self.stored_key, self.stored_group
         c, t, stored = self.merge.index[name], self.position, self.rows
         live, live_key, previous, equal = self.live, self.live_key, self.previous, self.equal
         staged: list[Any] = []
@@ -124,10 +126,10 @@ class _TableMerge:
                 )
             previous = k
             while live_key is not None and live_key < k:  # stored only
-                flags.append((c, t, group(live[1:]), 0, 1, 1, first))
+                flags.append((c, t, stored_group(live), 0, 1, 1, first))
                 live = next(stored, None)
                 if live is not None:
-                    if not live_key < (live_key := key(live[1:])):
+                    if not live_key < (live_key := stored_key(live)):
                         raise _not_in_order(name)
                 else:
                     live_key = None
@@ -141,7 +143,7 @@ class _TableMerge:
                     flags.append((c, t, group(row), 1, 1, 0, 0))
                 live = next(stored, None)
                 if live is not None:
-                    if not live_key < (live_key := key(live[1:])):
+                    if not live_key < (live_key := stored_key(live)):
                         raise _not_in_order(name)
                 else:
                     live_key = None
@@ -157,7 +159,7 @@ class _TableMerge:
         flags = []
         live = self.live
         while live is not None:
-            flags.append((c, t, self.group(live[1:]), 0, 1, 1, first))
+            flags.append((c, t, self.stored_group(live), 0, 1, 1, first))
             live = next(self.rows, None)
         self.live = None
         self.cursor.close()

@@ -14,9 +14,10 @@ from sqlalchemy import event, text
 from controlplane.checkpoints import payload as codec
 from controlplane.checkpoints import service
 from controlplane.checkpoints.record import CheckpointRecord
+from controlplane.domain.model import TaskStatus
 from controlplane.errors import Aborted, FailedPrecondition
 from controlplane.storage.base import WriteBatch
-from controlplane.storage.sql import SqlBackendFactory, checkpoint_stream, schema
+from controlplane.storage.sql import SqlBackendFactory, checkpoint_merge, checkpoint_stream, schema
 from controlplane.storage.sql.backend import SqlBackend
 from controlplane.storage.testing import full_task, minimal_subtask, minimal_task
 
@@ -423,3 +424,25 @@ def test_a_checkpoint_taken_on_sqlite_restores_into_postgresql(
     finally:
         source.close()
         target.close()
+
+
+def test_keys_are_read_in_code_point_order_under_another_collation(
+    backend: SqlBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a PostgreSQL database whose collation does not order text by code point, snapshots and the
+    stored rows of a merge are read with COLLATE "C": the take is in key order, the restore merges."""
+    monkeypatch.setattr(checkpoint_stream, "code_point_default", lambda driver: False)
+    monkeypatch.setattr(checkpoint_merge, "code_point_default", lambda driver: False)
+    backend.write(
+        WriteBatch(tasks=[minimal_task(tid, seq=i + 1) for i, tid in enumerate(["b", "B", "a", "_x", "A"])])
+    )
+    record = service.take(backend)
+    assert record is not None
+    _, parts = codec.iter_decode(backend.checkpoint_chunks(record.id), record.sha256, record.id)
+    ids = [row[columns.index("id")] for table, columns, rows in parts if table == "tasks" for row in rows]
+    assert ids == sorted(ids) == ["A", "B", "_x", "a", "b"]
+    backend.write(WriteBatch(tasks=[minimal_task("B", seq=2, status=TaskStatus.FAILED)]))
+    report = service.recover(backend, record, ["tasks"], verify_only=False, requeue_later=False)
+    assert report.changes == {"tasks": (0, 1, 4)}
+    restored = backend.get_task("B")
+    assert restored is not None and restored.status != TaskStatus.FAILED

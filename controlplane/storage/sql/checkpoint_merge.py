@@ -24,7 +24,7 @@ Checkpoints without ``key_order`` (taken before) are restored by staging every r
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
@@ -127,6 +127,9 @@ class _TableMerge:
             previous = k
             while live_key is not None and live_key < k:  # stored only
                 flags.append((c, t, stored_group(live), 0, 1, 1, first))
+                if len(flags) >= LIVE_BLOCK_ROWS:  # a long run of them: written as it goes
+                    self.merge.write_flags(flags)
+                    flags = []
                 live = next(stored, None)
                 if live is not None:
                     if not live_key < (live_key := stored_key(live)):
@@ -153,17 +156,19 @@ class _TableMerge:
         self.live, self.live_key, self.previous, self.equal = live, live_key, previous, equal
         return staged, flags
 
-    def finish(self) -> list[tuple[Any, ...]]:
-        """The flags of the stored rows after the checkpoint's last."""
+    def finish(self) -> None:
+        """Write the flags of the stored rows after the checkpoint's last, a block at a time."""
         c, t, first = self.merge.index[self.name], self.position, int(self.first)
-        flags = []
-        live = self.live
-        while live is not None:
-            flags.append((c, t, self.stored_group(live), 0, 1, 1, first))
-            live = next(self.rows, None)
-        self.live = None
+        group = self.stored_group
+        while block := list(itertools.islice(self.rows, LIVE_BLOCK_ROWS)):
+            if self.live is not None:
+                block.insert(0, self.live)
+                self.live = None
+            self.merge.write_flags([(c, t, group(live), 0, 1, 1, first) for live in block])
+        if self.live is not None:
+            self.merge.write_flags([(c, t, group(self.live), 0, 1, 1, first)])
+            self.live = None
         self.cursor.close()
-        return flags
 
 
 class _Merge:
@@ -178,6 +183,8 @@ class _Merge:
         self.component_of = {t: c for c, tables in components.items() for t in tables}
         self.first_tables = {c: tables[0] for c, tables in components.items()}
         self.position = {t: i for tables in components.values() for i, t in enumerate(tables)}
+        #: Writes flags to the flags table (set by :func:`merged_restore`, which owns the cursor).
+        self.write_flags: Callable[[list[tuple[Any, ...]]], None] = lambda flags: None
 
 
 def merged_restore(
@@ -247,18 +254,24 @@ def merged_restore(
                             f"VALUES ({', '.join([mark] * len(columns))})",
                             rows,
                         )
-                if flags and pg:
+                if flags:
+                    write_flags(flags)
+
+            def write_flags(flags: list[tuple[Any, ...]]) -> None:
+                if pg:
                     with cursor.copy(f"COPY {FLAGS} FROM STDIN") as copy:
                         for flag in flags:
                             copy.write_row(flag)
-                elif flags:
+                else:
                     cursor.executemany(f"INSERT INTO {FLAGS} VALUES ({', '.join([mark] * 7)})", flags)
+
+            merge.write_flags = write_flags
 
             current: _TableMerge | None = None
             done: set[str] = set()
 
             def close(table: _TableMerge) -> None:
-                write(table.name, table.columns, [], table.finish())
+                table.finish()
                 equal_first[merge.index[table.name]] = (
                     equal_first.get(merge.index[table.name], 0) + table.equal
                 )

@@ -446,3 +446,20 @@ def test_keys_are_read_in_code_point_order_under_another_collation(
     assert report.changes == {"tasks": (0, 1, 4)}
     restored = backend.get_task("B")
     assert restored is not None and restored.status != TaskStatus.FAILED
+
+
+def test_long_runs_of_stored_rows_the_checkpoint_lacks_are_flagged_a_block_at_a_time(
+    backend: SqlBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stored rows before the checkpoint's first key and after its last are read and flagged in blocks
+    (here of 2 rows): each is reported, and none is held whole."""
+    monkeypatch.setattr(checkpoint_merge, "LIVE_BLOCK_ROWS", 2)
+    kept = _seed(backend, 2, start=5)
+    record = service.take(backend)
+    assert record is not None
+    later = _seed(backend, 5, start=0) + _seed(backend, 5, start=10)
+    for verify_only in (True, False):
+        report = service.recover(backend, record, ["tasks"], verify_only=verify_only, requeue_later=False)
+        assert report.changes == {"tasks": (0, 0, 2)}
+        assert report.later_tasks == [f"tasks/{tid}" for tid in sorted(later)]
+    assert all(backend.get_task(tid) is not None for tid in kept + later)

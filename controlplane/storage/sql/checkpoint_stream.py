@@ -7,7 +7,8 @@ short transactions before the ``checkpoints`` row that makes it visible, which
 is inserted only if every chunk is there (a crash leaves chunks without a
 checkpoint, removed by a later take once they are :data:`ORPHAN_AGE_S` old, so
 that a take in progress elsewhere, another replica or an offline recovery, keeps
-its chunks); a restore
+its chunks); a restore of a checkpoint without a key order (taken before
+:mod:`~controlplane.storage.sql.checkpoint_merge`, which merges the others)
 copies the checkpoint's rows into temporary tables (binary COPY on PostgreSQL),
 compares them with the stored ones in one grouping query per component, and
 writes only the staged rows that differ, in one transaction.

@@ -55,12 +55,12 @@ def seed(backend, n: int) -> None:
     def task_rows(ids: range):
         for i in ids:
             row = {**task, "id": f"t{i:08d}", "seq": i + 1, "data": task["data"].replace("@@", str(i))}
-            yield tuple(row[c] for c in task_columns)
+            yield tuple(row.get(c) for c in task_columns)
 
     def sub_rows(ids: range):
         for i in ids:
             row = {**sub, "task_id": f"t{i:08d}", "ord": i, "data": sub["data"].replace("@@", str(i))}
-            yield tuple(row[c] for c in sub_columns)
+            yield tuple(row.get(c) for c in sub_columns)
 
     pg = backend.kind == "postgresql"
     with backend.engine.begin() as conn:

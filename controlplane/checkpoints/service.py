@@ -206,15 +206,22 @@ def recover(
 ) -> RecoveryReport:
     """Verify a checkpoint, compare it with the database and (unless ``verify_only``) restore it.
 
-    The payload is read chunk by chunk and its rows staged in the database
-    (``restore_staged``), which compares and upserts them set by set: nothing
-    is applied unless the whole payload decoded and matched its checksum.
+    The payload is read chunk by chunk and compared with the database
+    (``restore_staged``: merged with the stored rows in key order, or staged
+    whole for a payload taken before that order was promised), which upserts
+    the rows that differ: nothing is applied unless the whole payload decoded
+    and matched its checksum.
     """
     selected, warnings = plan_recovery(record, components)
     report = RecoveryReport(record=record, warnings=warnings)
     chunks = [record.payload] if record.payload else backend.checkpoint_chunks(record.id)
-    _, parts = codec.iter_decode(chunks, record.sha256, record.id, content_digest=False)
-    staged = backend.restore_staged(parts, {c: COMPONENT_TABLES[c] for c in selected}, apply=not verify_only)
+    decoded, parts = codec.iter_decode(chunks, record.sha256, record.id, content_digest=False)
+    staged = backend.restore_staged(
+        parts,
+        {c: COMPONENT_TABLES[c] for c in selected},
+        apply=not verify_only,
+        ordered=decoded.header.get("key_order") == codec.KEY_ORDER,
+    )
     report.changes = {c: staged.changes[c] for c in selected}
     report.later_tasks = [f"tasks/{k}" for k in staged.later_tasks]
     if report.later_tasks:

@@ -349,7 +349,8 @@ class StoresCheckpoints(Protocol):
         self, tables: Sequence[str], block_rows: int
     ) -> Iterator[tuple[str, list[str], list[str], list[tuple[Any, ...]]]]:
         """``(table, columns, binary columns, rows)`` in blocks of at most ``block_rows``, read in
-        one repeatable-read transaction (what a checkpoint streams, in bounded memory)."""
+        one repeatable-read transaction (what a checkpoint streams, in bounded memory), each table's
+        rows in code-point order of their key (Python's order of the key's values)."""
 
     def put_checkpoint_chunks(self, checkpoint_id: str, chunks: Iterable[bytes]) -> None:
         """Store a payload chunk by chunk ahead of its :meth:`put_checkpoint` (which makes it visible).
@@ -369,8 +370,12 @@ class StoresCheckpoints(Protocol):
         parts: Iterator[tuple[str, list[str], list[Any]]],
         components: dict[str, tuple[str, ...]],
         apply: bool,
+        ordered: bool = False,
     ) -> StagedRestore:
-        """Compare a checkpoint's rows with the stored ones and (``apply``) upsert them, in one transaction."""
+        """Compare a checkpoint's rows with the stored ones and (``apply``) upsert them, in one transaction.
+
+        ``ordered``: each table's rows come in code-point order of their key, as :meth:`snapshot_blocks`
+        reads them (a backend may then merge them with its own instead of staging them all)."""
 
 
 class CheckpointStore(StorageBackend, StoresCheckpoints, Protocol):

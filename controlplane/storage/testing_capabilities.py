@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from controlplane.domain.model import TaskStatus
-from controlplane.errors import Aborted, AlreadyExists
+from controlplane.errors import Aborted, AlreadyExists, FailedPrecondition
 from controlplane.storage.base import (
     PrunesAudit,
     StateValue,
@@ -158,7 +158,8 @@ class CheckpointContract:
     def test_offers_stores_checkpoints(self, backend: Any) -> None:
         assert isinstance(backend, StoresCheckpoints)
 
-    def test_count_tasks_by_status_follows_a_restore(self, backend: Any) -> None:
+    @pytest.mark.parametrize("ordered", [False, True], ids=["staged", "merged"])
+    def test_count_tasks_by_status_follows_a_restore(self, backend: Any, ordered: bool) -> None:
         backend.write(WriteBatch(tasks=[minimal_task("a", seq=1), minimal_task("b", seq=2)]))
         backend.write(
             WriteBatch(tasks=[minimal_task("a", seq=1, status=TaskStatus.RUNNING), minimal_task("b", seq=2)])
@@ -175,7 +176,9 @@ class CheckpointContract:
         counts = backend.count_tasks_by_status()
         assert (counts[TaskStatus.PENDING], counts[TaskStatus.RUNNING]) == (0, 0)
         assert (counts[TaskStatus.COMPLETED], counts[TaskStatus.FAILED]) == (1, 1)
-        backend.restore_staged(iter(snap), {"tasks": TASK_TABLES}, apply=True)  # the counts follow
+        backend.restore_staged(
+            iter(snap), {"tasks": TASK_TABLES}, apply=True, ordered=ordered
+        )  # the counts follow
         counts = backend.count_tasks_by_status()
         assert (counts[TaskStatus.PENDING], counts[TaskStatus.RUNNING], counts[TaskStatus.COMPLETED]) == (
             1,
@@ -230,7 +233,8 @@ class CheckpointContract:
         assert backend.delete_checkpoint("cchunk")
         assert list(backend.checkpoint_chunks("cchunk")) == []
 
-    def test_restore_staged_compares_then_applies(self, backend: Any) -> None:
+    @pytest.mark.parametrize("ordered", [False, True], ids=["staged", "merged"])
+    def test_restore_staged_compares_then_applies(self, backend: Any, ordered: bool) -> None:
         backend.write(
             WriteBatch(
                 tasks=[full_task("ta", seq=1), minimal_task("tb", seq=2)],
@@ -244,18 +248,19 @@ class CheckpointContract:
         backend.write(WriteBatch(tasks=[full_task("ta", seq=1, description="changed")]))
         backend.write(WriteBatch(tasks=[minimal_task("tc", seq=3)]))  # later than the snapshot
         changed = backend.get_task("ta")
-        verified = backend.restore_staged(iter(snap), components, apply=False)
+        verified = backend.restore_staged(iter(snap), components, apply=False, ordered=ordered)
         assert verified.changes == {"tasks": (0, 1, 1), "agents": (0, 0, 1)}
         assert verified.later_tasks == ["tc"]
         assert backend.get_task("ta") == changed  # compared only
-        applied = backend.restore_staged(iter(snap), {"tasks": TASK_TABLES}, apply=True)
+        applied = backend.restore_staged(iter(snap), {"tasks": TASK_TABLES}, apply=True, ordered=ordered)
         assert applied.changes == {"tasks": (0, 1, 1)} and applied.later_tasks == ["tc"]
         assert backend.get_task("ta") == full_task("ta", seq=1)
         assert backend.get_subtasks("ta") == [full_subtask("ta", "merge")]
         assert backend.state_get("ta", "k") == StateValue(b"\x00\x01", 1)
         assert backend.get_task("tc") is not None  # rows not in the checkpoint are kept
 
-    def test_restore_staged_refused_midway_changes_nothing(self, backend: Any) -> None:
+    @pytest.mark.parametrize("ordered", [False, True], ids=["staged", "merged"])
+    def test_restore_staged_refused_midway_changes_nothing(self, backend: Any, ordered: bool) -> None:
         backend.write(WriteBatch(tasks=[minimal_task("ta", seq=1)]))
         snap = _snapshot(backend, TASK_TABLES)
         backend.write(WriteBatch(tasks=[minimal_task("ta", seq=1, status=TaskStatus.FAILED)]))
@@ -267,20 +272,89 @@ class CheckpointContract:
 
         for apply in (False, True):
             with pytest.raises(ValueError, match="checksum mismatch"):
-                backend.restore_staged(damaged(), {"tasks": TASK_TABLES}, apply=apply)
+                backend.restore_staged(damaged(), {"tasks": TASK_TABLES}, apply=apply, ordered=ordered)
         assert backend.get_task("ta") == changed
 
-    def test_restore_moves_colliding_seq(self, backend: Any) -> None:
+    @pytest.mark.parametrize("ordered", [False, True], ids=["staged", "merged"])
+    def test_restore_moves_colliding_seq(self, backend: Any, ordered: bool) -> None:
         backend.write(WriteBatch(tasks=[minimal_task("later", seq=1)]))
         snap = [
             (table, columns, [tuple("old" if c == "id" else v for c, v in zip(columns, row, strict=True))])
             for table, columns, rows in _snapshot(backend, ("tasks",))
             for row in rows
         ]  # a checkpoint holding another task with the same seq
-        backend.restore_staged(iter(snap), {"tasks": ("tasks",)}, apply=True)
+        backend.restore_staged(iter(snap), {"tasks": ("tasks",)}, apply=True, ordered=ordered)
         old, later = backend.get_task("old"), backend.get_task("later")
         assert old is not None and later is not None and old.seq == 1 and later.seq == 2
         assert backend.next_task_seq() == 2
+
+    def test_merged_restore_counts_groups_as_staged(self, backend: Any) -> None:
+        backend.write(
+            WriteBatch(
+                tasks=[minimal_task(f"t{i}", seq=i + 1) for i in range(6)],
+                subtasks=[full_subtask(f"t{i}", "s") for i in range(5)] + [full_subtask("orphan", "s")],
+            )
+        )
+        backend.state_put("t1", "k", b"v", None)
+        tables: dict[str, tuple[list[str], list[dict[str, Any]]]] = {
+            table: (columns, []) for table, columns, _ in _snapshot(backend, TASK_TABLES)
+        }
+        for table, _, rows in _snapshot(backend, TASK_TABLES):
+            tables[table][1].extend(dict(zip(tables[table][0], row, strict=True)) for row in rows)
+        tasks, subtasks, state = (tables[t][1] for t in TASK_TABLES)
+        # The checkpoint: t0 differs; t5 is not in it (a later task); t9 and a subtask of t4 are only
+        # in it; t1's state is not in it; t2's subtask differs; a subtask of a task that is nowhere
+        # ("ghost") is only in it, one ("orphan") is equal on both sides.
+        task = {row["id"]: row for row in tasks}
+        sub = {row["task_id"]: row for row in subtasks}
+        task["t0"]["priority"] += 1
+        tasks.remove(task["t5"])
+        tasks.append({**task["t1"], "id": "t9", "seq": 100})
+        sub["t2"]["status"] += 1
+        subtasks.append({**sub["t4"], "id": "extra"})
+        subtasks.append({**sub["t0"], "task_id": "ghost"})
+        assert len(state) == 1
+        state.clear()
+        snap = []
+        for table in TASK_TABLES:
+            columns, rows = tables[table]
+            key = [c for c in columns if c in ("id", "task_id", "key")]
+            key.sort(key=lambda c: c != "task_id")  # the key's columns in their order
+            ordered = sorted(rows, key=lambda row: tuple(row[c] for c in key))
+            snap.append((table, columns, [tuple(row[c] for c in columns) for row in ordered]))
+        components = {"tasks": TASK_TABLES}
+        staged = backend.restore_staged(iter(snap), components, apply=False)
+        merged = backend.restore_staged(iter(snap), components, apply=False, ordered=True)
+        # restored: t9, ghost; changed: t0, t1, t2, t4; unchanged: t3, orphan
+        assert (staged.changes, merged.changes) == ({"tasks": (2, 4, 2)},) * 2
+        assert staged.later_tasks == merged.later_tasks == ["t5"]
+        applied = backend.restore_staged(iter(snap), components, apply=True, ordered=True)
+        assert applied.changes == merged.changes
+        again = backend.restore_staged(iter(snap), components, apply=False, ordered=True)
+        # only t1 still differs (its state is kept); t5 is kept
+        assert again.changes == backend.restore_staged(iter(snap), components, apply=False).changes
+        assert again.changes == {"tasks": (0, 1, 7)} and again.later_tasks == ["t5"]
+        t0, t9 = backend.get_task("t0"), backend.get_task("t9")
+        assert t0 is not None and t0.priority == task["t0"]["priority"] and t9 is not None and t9.seq == 100
+        assert sorted(s.id for s in backend.get_subtasks("t4")) == ["extra", "s"]
+        assert [s.status for s in backend.get_subtasks("t2")] == [sub["t2"]["status"]]
+
+    def test_merged_restore_refuses_rows_out_of_key_order(self, backend: Any) -> None:
+        backend.write(WriteBatch(tasks=[minimal_task("ta", seq=1), minimal_task("tb", seq=2)]))
+        snap = _snapshot(backend, ("tasks",))
+        columns, reversed_rows = snap[0][1], [row for _, _, rows in snap for row in rows][::-1]
+        backend.write(WriteBatch(tasks=[minimal_task("ta", seq=1, status=TaskStatus.FAILED)]))
+        for apply in (False, True):
+            with pytest.raises(FailedPrecondition, match="not in key order") as raised:
+                backend.restore_staged(
+                    iter([("tasks", columns, reversed_rows)]),
+                    {"tasks": TASK_TABLES},
+                    apply=apply,
+                    ordered=True,
+                )
+            assert raised.value.reason == "ERROR_REASON_CHECKPOINT_CORRUPT"
+        task = backend.get_task("ta")
+        assert task is not None and task.status == TaskStatus.FAILED  # nothing written
 
     def test_checkpoint_records(self, backend: Any) -> None:
         for i in range(3):

@@ -37,7 +37,7 @@ from controlplane.storage.base import (
     WriteBatch,
 )
 from controlplane.storage.records import CheckpointRecord, JoinTokenRecord, StagedRestore
-from controlplane.storage.sql import checkpoint_stream, codec, raw_writes, schema, wal
+from controlplane.storage.sql import checkpoint_merge, checkpoint_stream, codec, raw_writes, schema, wal
 from controlplane.storage.sql.batches import SqlBatchStore
 from controlplane.storage.sql.migrations import migrate as run_migrations
 from controlplane.storage.sql.migrations import schema_status
@@ -717,9 +717,13 @@ class SqlBackend(SqlWebhooks):
         parts: Iterator[tuple[str, list[str], list[Any]]],
         components: dict[str, tuple[str, ...]],
         apply: bool,
+        ordered: bool = False,
     ) -> StagedRestore:
-        """Compare a checkpoint's rows with the stored ones and (``apply``) upsert them, in one transaction."""
+        """Compare a checkpoint's rows with the stored ones and (``apply``) upsert them, in one transaction;
+        rows ``ordered`` by key are merged with the stored ones, the others staged whole first."""
         with translate_errors():
+            if ordered:
+                return checkpoint_merge.merged_restore(self, parts, components, apply=apply)
             return checkpoint_stream.staged_restore(self, parts, components, apply=apply)
 
     def get_checkpoint(self, checkpoint_id: str, with_payload: bool = False) -> CheckpointRecord | None:

@@ -7,7 +7,8 @@ short transactions before the ``checkpoints`` row that makes it visible, which
 is inserted only if every chunk is there (a crash leaves chunks without a
 checkpoint, removed by a later take once they are :data:`ORPHAN_AGE_S` old, so
 that a take in progress elsewhere, another replica or an offline recovery, keeps
-its chunks); a restore
+its chunks); a restore of a checkpoint without a key order (taken before
+:mod:`~controlplane.storage.sql.checkpoint_merge`, which merges the others)
 copies the checkpoint's rows into temporary tables (binary COPY on PostgreSQL),
 compares them with the stored ones in one grouping query per component, and
 writes only the staged rows that differ, in one transaction.
@@ -20,7 +21,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import LargeBinary, Table, func
+from sqlalchemy import LargeBinary, String, Table, func
 from sqlalchemy.pool import StaticPool
 
 from controlplane.errors import Aborted
@@ -49,22 +50,56 @@ def binary_columns(table: Table) -> list[str]:
     return [c.name for c in table.columns if isinstance(c.type, LargeBinary)]
 
 
+def key_order(table: Table, code_point: bool, prefix: str = "") -> str:
+    """The ORDER BY terms of ``table``'s primary key in code-point order of its text (Python's order of
+    ``str``): as stored unless the database's collation orders text otherwise (``code_point`` False)."""
+    return ", ".join(
+        prefix + c.name if code_point or not isinstance(c.type, String) else f'{prefix}{c.name} COLLATE "C"'
+        for c in table.primary_key.columns
+    )
+
+
+def code_point_default(driver: Any) -> bool:
+    """Whether PostgreSQL's database collation orders text by code point (C, POSIX or C.UTF-8 of libc)."""
+    cursor = driver.cursor()
+    try:  # every column: datlocprovider exists from PostgreSQL 15 on (libc only before)
+        cursor.execute("SELECT * FROM pg_database WHERE datname = current_database()")
+        row = dict(zip([d.name for d in cursor.description], cursor.fetchone(), strict=True))
+    finally:
+        cursor.close()
+    provider = str(row.get("datlocprovider", "c"))
+    return provider == "c" and str(row["datcollate"]).lower() in ("c", "posix", "c.utf-8", "c.utf8")
+
+
+def check_columns(name: str, columns: list[str]) -> None:
+    """A checkpoint's columns of table ``name`` are the table's (in any order); ValueError otherwise."""
+    table = schema.metadata.tables[name]
+    missing = [c.name for c in table.columns if c.name not in columns]
+    if missing:
+        raise ValueError(f"table {name}: the checkpoint lacks columns {missing}")
+    unknown = [c for c in columns if c not in table.columns]
+    if unknown:
+        raise ValueError(f"table {name}: the checkpoint has columns it lacks: {unknown}")
+
+
 def snapshot_blocks(
     backend: SqlBackend, tables: Sequence[str], block_rows: int
 ) -> Iterator[tuple[str, list[str], list[str], list[tuple[Any, ...]]]]:
-    """``(table, columns, binary columns, rows)`` in blocks of ``block_rows``, ordered by primary key,
-    all read in one repeatable-read transaction (a table with no rows gives one empty block)."""
+    """``(table, columns, binary columns, rows)`` in blocks of ``block_rows``, ordered by primary key
+    (text in code-point order: see :func:`key_order`), all read in one repeatable-read transaction
+    (a table with no rows gives one empty block)."""
     with backend.engine.connect() as conn:
         if backend.kind == "postgresql":
             conn = conn.execution_options(isolation_level="REPEATABLE READ")
         with conn.begin():
             dbapi: Any = conn.connection.dbapi_connection  # the driver's own (named cursors)
+            code_point = backend.kind != "postgresql" or code_point_default(dbapi)
+            if backend.kind == "postgresql":  # compiling the long scans' plans costs more than it saves
+                conn.exec_driver_sql("SET LOCAL jit = off")
             for n, name in enumerate(tables):
                 table = schema.metadata.tables[name]
                 columns = [c.name for c in table.columns]
-                sql = f"SELECT {', '.join(columns)} FROM {name} ORDER BY " + ", ".join(
-                    c.name for c in table.primary_key.columns
-                )
+                sql = f"SELECT {', '.join(columns)} FROM {name} ORDER BY {key_order(table, code_point)}"
                 if backend.kind == "postgresql":
                     cursor = dbapi.cursor(name=f"maos_checkpoint_{n}")
                     cursor.itersize = block_rows
@@ -223,13 +258,7 @@ def staged_restore(
             for name, columns, rows in parts:
                 if name not in wanted or not rows:
                     continue
-                table = schema.metadata.tables[name]
-                missing = [c.name for c in table.columns if c.name not in columns]
-                if missing:
-                    raise ValueError(f"table {name}: the checkpoint lacks columns {missing}")
-                unknown = [c for c in columns if c not in table.columns]
-                if unknown:
-                    raise ValueError(f"table {name}: the checkpoint has columns it lacks: {unknown}")
+                check_columns(name, columns)
                 if pg:  # binary: about half the time of text, on both sides
                     with cursor.copy(
                         f"COPY {stage[name]} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)"
@@ -261,9 +290,9 @@ def staged_restore(
                     t for c, tables in components.items() if sum(result.changes[c][:2]) for t in tables
                 }
                 if "tasks" in differing:
-                    _move_colliding_seqs(cursor, stage["tasks"], mark)
+                    move_colliding_seqs(cursor, stage["tasks"], mark)
                 for name in [t.name for t in schema.ALL_TABLES if t.name in differing]:  # parents first
-                    _upsert(cursor, name, stage[name], distinct)
+                    upsert(cursor, name, stage[name], distinct)
             if apply and shared:  # else a rollback drops them, or the connection is discarded with them
                 for name in stage.values():
                     cursor.execute(f"DROP TABLE temp.{name}")
@@ -342,7 +371,7 @@ def _compare(
     return (restored, changed, unchanged), later
 
 
-def _upsert(cursor: Any, name: str, staged: str, distinct: str) -> None:
+def upsert(cursor: Any, name: str, staged: str, distinct: str) -> None:
     """Write the staged rows of table ``name`` that are stored differently or not at all."""
     table = schema.metadata.tables[name]
     columns = [c.name for c in table.columns]
@@ -366,7 +395,7 @@ def _upsert(cursor: Any, name: str, staged: str, distinct: str) -> None:
     )
 
 
-def _move_colliding_seqs(cursor: Any, staged: str, mark: str) -> None:
+def move_colliding_seqs(cursor: Any, staged: str, mark: str) -> None:
     """Give stored tasks that are not restored but share a restored seq a seq after every other."""
     cursor.execute(
         f"SELECT l.seq, l.id FROM tasks l WHERE l.seq IN (SELECT seq FROM {staged}) "

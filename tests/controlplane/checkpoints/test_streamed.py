@@ -14,9 +14,10 @@ from sqlalchemy import event, text
 from controlplane.checkpoints import payload as codec
 from controlplane.checkpoints import service
 from controlplane.checkpoints.record import CheckpointRecord
+from controlplane.domain.model import TaskStatus
 from controlplane.errors import Aborted, FailedPrecondition
 from controlplane.storage.base import WriteBatch
-from controlplane.storage.sql import SqlBackendFactory, checkpoint_stream, schema
+from controlplane.storage.sql import SqlBackendFactory, checkpoint_merge, checkpoint_stream, schema
 from controlplane.storage.sql.backend import SqlBackend
 from controlplane.storage.testing import full_task, minimal_subtask, minimal_task
 
@@ -236,7 +237,10 @@ def test_chunks_go_with_their_checkpoint_and_orphans_with_the_next(backend: SqlB
     assert _chunk_count(backend, record.id) == 0
 
 
-def test_a_failed_restore_leaves_no_sqlite_connection_with_its_staged_tables(tmp_path: Path) -> None:
+@pytest.mark.parametrize("ordered", [False, True], ids=["staged", "merged"])
+def test_a_failed_restore_leaves_no_sqlite_connection_with_its_staged_tables(
+    tmp_path: Path, ordered: bool
+) -> None:
     """A pooled connection that staged a restore is closed (its temporary file with it), not returned to
     the pool with staged tables or the larger temp page cache: the next one handed out is clean."""
     backend = SqlBackendFactory().open(f"sqlite:///{tmp_path / 'maos.db'}")
@@ -263,7 +267,7 @@ def test_a_failed_restore_leaves_no_sqlite_connection_with_its_staged_tables(tmp
         for apply in (True, False):
             returned.clear()
             with pytest.raises(ValueError, match="damaged"):
-                backend.restore_staged(parts(), {"tasks": ("tasks",)}, apply=apply)
+                backend.restore_staged(parts(), {"tasks": ("tasks",)}, apply=apply, ordered=ordered)
             assert returned == []
             with backend.engine.connect() as conn:
                 size, names = state(conn.connection.dbapi_connection)
@@ -272,7 +276,8 @@ def test_a_failed_restore_leaves_no_sqlite_connection_with_its_staged_tables(tmp
         backend.close()
 
 
-def test_a_restore_in_memory_keeps_its_one_connection_clean() -> None:
+@pytest.mark.parametrize("ordered", [False, True], ids=["staged", "merged"])
+def test_a_restore_in_memory_keeps_its_one_connection_clean(ordered: bool) -> None:
     """SQLite in memory has one connection, which is kept: it comes back without staged tables and with
     the default temp page cache, after a restore that failed or one that was applied."""
     backend = SqlBackendFactory().open("sqlite:///:memory:")
@@ -290,9 +295,11 @@ def test_a_restore_in_memory_keeps_its_one_connection_clean() -> None:
         for apply, fail in ((True, True), (False, True), (True, False)):
             if fail:
                 with pytest.raises(ValueError, match="damaged"):
-                    backend.restore_staged(parts(fail), {"tasks": ("tasks",)}, apply=apply)
+                    backend.restore_staged(parts(fail), {"tasks": ("tasks",)}, apply=apply, ordered=ordered)
             else:
-                staged = backend.restore_staged(parts(fail), {"tasks": ("tasks",)}, apply=apply)
+                staged = backend.restore_staged(
+                    parts(fail), {"tasks": ("tasks",)}, apply=apply, ordered=ordered
+                )
                 assert staged.changes["tasks"] == (0, 0, 2)
             with backend.engine.connect() as conn:
                 driver = conn.connection.dbapi_connection
@@ -349,3 +356,110 @@ def test_a_checkpoint_whose_chunks_are_not_all_stored_is_refused(backend: SqlBac
     backend.put_checkpoint(record)
     stored = backend.get_checkpoint("cpart", with_payload=True)
     assert stored is not None and stored.payload == b"123456789"
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("taken", ["merged", "staged"])
+def test_a_checkpoint_taken_on_sqlite_restores_into_postgresql(
+    tmp_path: Path, postgres_url: str, taken: str
+) -> None:
+    """SQLite's values (JSON in the payload) fit PostgreSQL's column types, staged by binary COPY: bytes,
+    doubles, big integers and NULLs come back exactly, whether the payload is merged in key order or
+    (taken before that order) staged whole."""
+    source = SqlBackendFactory().open(f"sqlite:///{tmp_path / 'maos.db'}")
+    target = SqlBackendFactory().open(postgres_url)
+    try:
+        source.migrate()
+        target.migrate()
+        with target.engine.begin() as conn:
+            conn.execute(text(f"TRUNCATE {', '.join(t.name for t in schema.ALL_TABLES)}"))
+        ids = _seed(source, 3)
+        with source._writes.begin() as conn:
+            conn.execute(
+                text("UPDATE subtasks SET checkpoint = :b WHERE task_id = :i"),
+                {"b": b"\x00\xff" * 9, "i": ids[0]},
+            )
+            conn.execute(
+                text("INSERT INTO shared_state (task_id, key, value, version) VALUES (:i, 'k', :v, :n)"),
+                {"i": ids[1], "v": b"\x00state", "n": 2**40},
+            )
+            conn.execute(
+                text("UPDATE tasks SET create_time = 1796536880.5748308 WHERE id = :i"), {"i": ids[2]}
+            )
+        if taken == "merged":
+            record = service.take(source)
+            assert record is not None
+            whole = source.get_checkpoint(record.id, with_payload=True)
+            assert whole is not None and whole.payload is not None
+            payload, meta = whole.payload, whole
+        else:
+            data: dict[str, tuple[list[str], list[Any]]] = {}
+            for table, columns, _, rows in source.snapshot_blocks(
+                service.tables_of(service.ALL_COMPONENTS), 100
+            ):
+                data.setdefault(table, (columns, []))[1].extend(rows)
+            encoded = codec.encode(data, service.ALL_COMPONENTS, 1.0)
+            payload = encoded.compressed
+            meta = CheckpointRecord(id="cold", sha256=encoded.sha256, components=list(service.ALL_COMPONENTS))
+        imported = service.import_payload(target, meta, payload)
+        report = service.recover(target, imported, [], verify_only=True, requeue_later=False)
+        assert report.changes["tasks"] == (3, 0, 0)
+        report = service.recover(target, imported, [], verify_only=False, requeue_later=False)
+        assert report.applied and report.changes["tasks"] == (3, 0, 0)
+        again = service.recover(target, imported, [], verify_only=True, requeue_later=False)
+        assert again.changes["tasks"] == (0, 0, 3)  # equal to the last value
+
+        def rows(backend: SqlBackend) -> list[list[Any]]:
+            with backend.engine.connect() as conn:
+                return [
+                    [
+                        tuple(bytes(v) if isinstance(v, memoryview) else v for v in row)
+                        for row in conn.execute(text(f"SELECT * FROM {t} ORDER BY 1, 2"))
+                    ]
+                    for t in ("tasks", "subtasks", "shared_state")
+                ]
+
+        assert rows(target) == rows(source)
+        assert target.get_task(ids[2]) == source.get_task(ids[2])
+    finally:
+        source.close()
+        target.close()
+
+
+def test_keys_are_read_in_code_point_order_under_another_collation(
+    backend: SqlBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a PostgreSQL database whose collation does not order text by code point, snapshots and the
+    stored rows of a merge are read with COLLATE "C": the take is in key order, the restore merges."""
+    monkeypatch.setattr(checkpoint_stream, "code_point_default", lambda driver: False)
+    monkeypatch.setattr(checkpoint_merge, "code_point_default", lambda driver: False)
+    backend.write(
+        WriteBatch(tasks=[minimal_task(tid, seq=i + 1) for i, tid in enumerate(["b", "B", "a", "_x", "A"])])
+    )
+    record = service.take(backend)
+    assert record is not None
+    _, parts = codec.iter_decode(backend.checkpoint_chunks(record.id), record.sha256, record.id)
+    ids = [row[columns.index("id")] for table, columns, rows in parts if table == "tasks" for row in rows]
+    assert ids == sorted(ids) == ["A", "B", "_x", "a", "b"]
+    backend.write(WriteBatch(tasks=[minimal_task("B", seq=2, status=TaskStatus.FAILED)]))
+    report = service.recover(backend, record, ["tasks"], verify_only=False, requeue_later=False)
+    assert report.changes == {"tasks": (0, 1, 4)}
+    restored = backend.get_task("B")
+    assert restored is not None and restored.status != TaskStatus.FAILED
+
+
+def test_long_runs_of_stored_rows_the_checkpoint_lacks_are_flagged_a_block_at_a_time(
+    backend: SqlBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stored rows before the checkpoint's first key and after its last are read and flagged in blocks
+    (here of 2 rows): each is reported, and none is held whole."""
+    monkeypatch.setattr(checkpoint_merge, "LIVE_BLOCK_ROWS", 2)
+    kept = _seed(backend, 2, start=5)
+    record = service.take(backend)
+    assert record is not None
+    later = _seed(backend, 5, start=0) + _seed(backend, 5, start=10)
+    for verify_only in (True, False):
+        report = service.recover(backend, record, ["tasks"], verify_only=verify_only, requeue_later=False)
+        assert report.changes == {"tasks": (0, 0, 2)}
+        assert report.later_tasks == [f"tasks/{tid}" for tid in sorted(later)]
+    assert all(backend.get_task(tid) is not None for tid in kept + later)

@@ -19,6 +19,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    text,
 )
 
 #: Constraint names match the ones the migrations create.
@@ -44,7 +45,21 @@ tasks = Table(
     Index("ix_tasks_create_time", "create_time"),
     Index("ix_tasks_batch", "batch"),
     Index("ix_tasks_claimed_by", "claimed_by"),
+    # Queued tasks kept in the database beyond scheduler.queue_window (migration 0020), best first
+    # within each priority: see storage/sql/spill.py.
+    Index(
+        "ix_tasks_spilled",
+        "priority",
+        "create_time",
+        "seq",
+        sqlite_where=text("claimed_by = '~spilled'"),
+        postgresql_where=text("claimed_by = '~spilled'"),
+    ),
 )
+
+#: ``tasks.claimed_by`` of a queued task the single process keeps in the database rather than in memory
+#: (beyond ``scheduler.queue_window``; SQLite): see :mod:`controlplane.storage.sql.spill`.
+SPILLED = "~spilled"
 
 #: How many tasks are in each status (summed over shards), kept by triggers on ``tasks`` that run in the
 #: transaction of every change (migration 0013); never written by the control plane itself.

@@ -370,7 +370,10 @@ class Checkpoints:
                 return report, (tasks, subtasks, spilled), self.backend.next_task_seq()
 
             spill = self.engine.spill
-            async with self.engine.commits_held():  # nothing may be written over the restore
+            async with (
+                self.engine.queue_held(),
+                self.engine.commits_held(),
+            ):  # nothing written over the restore
                 report, (tasks, subtasks, spilled), seq = await self._call(restore_and_load)
                 later = {name.split("/", 1)[1] for name in report.later_tasks}
                 self.engine.reload(tasks, subtasks, seq, keep=later, spilled=spilled)

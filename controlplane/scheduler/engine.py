@@ -30,6 +30,7 @@ ListTasks and GetTaskResults never show a change a crash could still undo.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
@@ -801,6 +802,11 @@ class Engine:
         """An async context in which no commit is written (recovery restores under it)."""
         return self.committer.paused()
 
+    def queue_held(self) -> Any:
+        """An async context in which no queued task is taken back from the database (a recovery
+        restores under it, so that no row read before the restore is taken into memory after it)."""
+        return self.spill.held_still() if self.spill is not None else contextlib.nullcontext()
+
     @property
     def outbox(self) -> Committer:
         """The committer, for components whose records ride the engine's commits (audit, webhooks)."""
@@ -922,6 +928,8 @@ class Engine:
 
     def explain(self, task: Task) -> str:
         """Why an unfinished task is where it is, for people."""
+        if self.spill is not None and task.status == TaskStatus.QUEUED and task.id not in self.tasks:
+            return self.spill.explain()
         return self.dispatch.explain(task, self.pool)
 
     # --- delegated to the components (one line each; their docstrings are there) -----

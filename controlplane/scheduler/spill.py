@@ -87,6 +87,10 @@ class QueueWindow:
             await asyncio.gather(self._refill, return_exceptions=True)
             self._refill = None
 
+    def held_still(self) -> asyncio.Lock:
+        """A lock under which no task is taken back (a restore replaces the rows meanwhile)."""
+        return self._lock
+
     def recount(self, counts: Any) -> None:
         """Replace the spilled counts with ``counts`` (a :class:`~controlplane.storage.sql.spill.SpilledCounts`)."""
         self.spilled = counts.tasks
@@ -166,6 +170,13 @@ class QueueWindow:
                 since = oldest
             out[kind] = (count + n, since)
         return out
+
+    def explain(self) -> str:
+        """Why a task kept in the database waits, for people."""
+        return (
+            f"waiting in the database behind the {len(self.held)} queued tasks in memory "
+            f"(scheduler.queue_window {self.window}); taken back in priority order as work starts"
+        )
 
     # --- spilling -------------------------------------------------------------
 

@@ -181,6 +181,26 @@ async def test_cancel_update_retry_and_dependencies_of_tasks_in_the_database(
     assert sorted(agent.ran) == sorted([*(f"step {i}" for i in range(10)), "after step 9"])
 
 
+async def test_a_task_approved_while_the_window_is_full_waits_in_the_database(
+    app: App, client: Client
+) -> None:
+    names = await submit(client, *(f"step {i}" for i in range(WINDOW)))
+    (gated,) = await submit(client, "needs a yes", approve_plan=True)
+    await settled(app, WINDOW)
+    shown = (await client.get_task(gated)).task
+    assert shown.status == enums.TASK_STATUS_PENDING and "approval" in shown.status_reason
+    await client.approve_task(gated)
+    await settled(app, WINDOW)
+    assert await marked(app) == {gated}  # the newest of six NORMAL tasks
+    shown = (await client.get_task(gated)).task
+    assert shown.status == enums.TASK_STATUS_QUEUED and "in the database" in shown.status_reason
+    agent = OneAtATime()
+    async with running_worker(agent, app.address):
+        finished = await client.wait_task(gated, timeout=30)
+    assert finished.status == enums.TASK_STATUS_COMPLETED
+    assert agent.ran[-1] == "needs a yes" and agent.ran[: len(names)] == [f"step {i}" for i in range(WINDOW)]
+
+
 async def test_a_restart_keeps_the_tasks_in_the_database(maos_home: Path) -> None:
     first = await start_app(window_settings(maos_home))  # type: ignore[arg-type]
     try:

@@ -914,8 +914,8 @@ class Engine:
         return self.agent_side.route(agent_id, command)
 
     async def count_tasks_by_status(self) -> dict[TaskStatus, int]:
-        """Stored tasks by status (committed state)."""
-        return await self.storage.call(self.storage.backend.count_tasks_by_status)
+        """Stored tasks by status (committed state; a read that does not wait behind a checkpoint)."""
+        return await self.storage.quick_read(self.storage.backend.count_tasks_by_status)
 
     @property
     def storage_kind(self) -> str:

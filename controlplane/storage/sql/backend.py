@@ -199,6 +199,12 @@ class SqlBackend(SqlWebhooks):
     def __repr__(self) -> str:
         return f"SqlBackend({self.engine.url!r})"
 
+    @property
+    def concurrent_reads(self) -> bool:
+        """Whether reads may run on another thread beside the writes (PostgreSQL; an SQLite file, in WAL
+        mode): see :meth:`~controlplane.storage.executor.StorageExecutor.quick_read`."""
+        return self.kind == "postgresql" or (self.kind == "sqlite" and _sqlite_plain_file(self.engine.url))
+
     # --- lifecycle -----------------------------------------------------------
 
     def migrate(self) -> None:

@@ -583,7 +583,7 @@ OPTIONS: dict[str, Option] = {
         Option(
             "scheduler.queue_window",
             _non_negative_int,
-            50_000,
+            20_000,
             "On SQLite: queued tasks kept in memory; beyond them queued tasks wait in the database only, "
             "taken back in priority order as work starts (0: keep every queued task in memory).",
         ),

@@ -301,8 +301,10 @@ class Engine:
         self.book.task_seq = await self.storage.call(backend.next_task_seq)
         if self.claims is None:
             tasks, subtasks = await self.storage.call(backend.load_unfinished)
+            # What waits in the database, counted before anything in memory can be spilled to it.
+            spilled = await self.storage.call(self.spill.store.counts) if self.spill is not None else None
         else:  # the tasks this replica runs are claimed once it is registered (Claims.start)
-            tasks, subtasks = [], []
+            tasks, subtasks, spilled = [], [], None
             self.book.seq_source = self._incarnation
         elsewhere = await self.live_replicas() if self.live_replicas is not None else set()
         for agent in await self.storage.call(backend.list_agents):
@@ -318,10 +320,7 @@ class Engine:
         self.agent_side.start(self._loop)
         self._restore(tasks, subtasks)
         if self.spill is not None:
-            for task in tasks:
-                if task.status == TaskStatus.QUEUED:
-                    self.spill.status_changed(task, TaskStatus.PENDING, TaskStatus.QUEUED)
-            await self.spill.start()
+            self.spill.started(tasks, spilled)
         self.leasing.start(self._loop)
         log.info(
             "engine started: incarnation %d, %d unfinished tasks restored", self._incarnation, len(tasks)

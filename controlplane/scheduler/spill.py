@@ -75,9 +75,13 @@ class QueueWindow:
 
     # --- lifecycle ------------------------------------------------------------
 
-    async def start(self) -> None:
-        """Count what an earlier run left in the database, and take back what fits."""
-        self.recount(await self.engine.storage.call(self.store.counts))
+    def started(self, tasks: list[Task], counts: Any) -> None:
+        """The engine started with ``tasks`` in memory and ``counts`` in the database (counted before any
+        spill of this run): hold the queued ones, and take back what fits."""
+        self.recount(counts)
+        for task in tasks:
+            if task.status == TaskStatus.QUEUED:
+                self._hold(task)
         self.request()
 
     async def stop(self) -> None:

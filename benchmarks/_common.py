@@ -148,6 +148,8 @@ async def control_plane(
         yield bench
     finally:
         await channel.close()
+        if proc.poll() is not None:  # it stopped by itself: say how, the run's figures are cut short
+            print(f"the control plane exited early with status {proc.returncode}", file=sys.stderr)
         proc.send_signal(signal.SIGTERM)
         try:
             proc.wait(timeout=30)

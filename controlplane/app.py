@@ -72,6 +72,7 @@ from controlplane.storage.base import (
     require,
 )
 from controlplane.storage.executor import StorageExecutor
+from controlplane.storage.sql.spill import spill_store
 from controlplane.wiring.checkpoints import install_checkpoints
 from controlplane.wiring.webhooks import install_webhooks
 from controlplane.workflows import Batches, Templates
@@ -399,6 +400,12 @@ def build_app(settings: Settings, pm: pluggy.PluginManager | None = None) -> App
         raise
     if autoscaler is not None and replicas is not None:
         autoscaler.backlog = replicas.backlog
+    window = settings["scheduler.queue_window"]
+    spill_from = spill_store(backend) if engine.claims is None and window else None
+    if (
+        spill_from is not None
+    ):  # one process holding every task: queued work beyond the window waits in the database
+        engine.enable_queue_window(spill_from, window)
     install_event_streams(pm, engine, logbook, redis, settings)
     install_redis(pm, redis)
     if replicas is not None and replicas.leases is not None and isinstance(backend, StoresAccess):

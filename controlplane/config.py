@@ -580,6 +580,13 @@ OPTIONS: dict[str, Option] = {
         Option("scheduler.aging_interval", _duration, 120.0, "Seconds of waiting worth one priority level."),
         Option("scheduler.commit_interval", _duration, 0.0, "Extra seconds to gather a group commit."),
         Option("scheduler.restart_grace", _duration, 15.0, "Seconds agents have to resume after a restart."),
+        Option(
+            "scheduler.queue_window",
+            _non_negative_int,
+            20_000,
+            "On SQLite: queued tasks kept in memory; beyond them queued tasks wait in the database only, "
+            "taken back in priority order as work starts (0: keep every queued task in memory).",
+        ),
         Option("tasks.default_max_agents", _positive_int, 4, "max_agents of a task that sets none."),
         Option("tasks.max_description_length", _positive_int, 100_000, "Longest task description."),
         Option("tasks.max_fanout", _positive_int, 256, "Most subtasks in one plan."),

@@ -372,12 +372,18 @@ class Checkpoints:
                 tasks, subtasks = self.backend.load_unfinished()
                 if claims is not None:  # held before any write of them (they are not fenced off)
                     claims.hold_restored([task.id for task in tasks])
-                return report, (tasks, subtasks), self.backend.next_task_seq()
+                # Queued tasks the restore left in the database beyond the window, counted afresh.
+                spilled = spill.store.counts() if spill is not None else None
+                return report, (tasks, subtasks, spilled), self.backend.next_task_seq()
 
-            async with self.engine.commits_held():  # nothing may be written over the restore
-                report, (tasks, subtasks), seq = await self._call(restore_and_load)
+            spill = self.engine.spill
+            async with (
+                self.engine.queue_held(),
+                self.engine.commits_held(),
+            ):  # nothing written over the restore
+                report, (tasks, subtasks, spilled), seq = await self._call(restore_and_load)
                 later = {name.split("/", 1)[1] for name in report.later_tasks}
-                self.engine.reload(tasks, subtasks, seq, keep=later)
+                self.engine.reload(tasks, subtasks, seq, keep=later, spilled=spilled)
             log.info(
                 "recovered from checkpoints/%s: %s; %d later task(s) %s",
                 record.id,

@@ -78,11 +78,11 @@ class Observer:
         return self._meter.read(pids)[0] if pids else None
 
     async def resources(self) -> Resources:
-        """Every reading (the database's size and task counts come from the storage thread)."""
+        """Every reading (the database's size from the storage thread, task counts from a quick read)."""
         storage = self.storage
         backend = storage.backend
         size = await storage.call(backend.database_size_bytes) if isinstance(backend, ReportsSize) else 0
-        counts = await storage.call(backend.count_tasks_by_status)
+        counts = await storage.quick_read(backend.count_tasks_by_status)
         machine = host()
         supervised = self._supervised()
         readings = self._meter.read([os.getpid(), *(pid for _, _, pid in supervised)], machine)

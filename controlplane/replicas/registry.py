@@ -176,7 +176,7 @@ class ReplicaRegistry:
         This replica's details are read now; the others' are as of their last heartbeat.
         """
         now = time.time()
-        rows = await self.storage.call(self.store.list_replicas)
+        rows = await self.storage.quick_read(self.store.list_replicas)  # (not behind a checkpoint)
         for row in rows:
             if row.id == self.replica:  # this one's figures as they are now, not as of its heartbeat
                 row.details = self.details()

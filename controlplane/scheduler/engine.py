@@ -10,6 +10,8 @@ checkpoints and the other doors reach that state (docs/architecture.md):
 * ``dispatch`` (:mod:`.dispatch`): the ready queue and dispatch passes;
   ``claims`` (:mod:`.claims`, PostgreSQL only): which tasks this replica
   holds among several, claimed from shared storage, with wake-ups;
+  ``spill`` (:mod:`.spill`, SQLite): queued tasks beyond a window kept in
+  the database, taken back in order;
 * ``leasing`` (:mod:`.leases`): leases, epochs, the sweeper; ``agent_side``
   (:mod:`.agent_side`): sessions, reports, agent commands, ``route``;
   ``charges`` (:mod:`.charges`): usage charged to tasks and agents;
@@ -28,6 +30,7 @@ ListTasks and GetTaskResults never show a change a crash could still undo.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
@@ -64,6 +67,7 @@ from controlplane.scheduler.pool_side import PoolSide
 from controlplane.scheduler.reads import CommittedReads
 from controlplane.scheduler.review import Review
 from controlplane.scheduler.sessions import AgentSession
+from controlplane.scheduler.spill import QueueWindow
 from controlplane.scheduler.watching import Watchers
 from controlplane.storage.executor import StorageExecutor
 
@@ -264,6 +268,8 @@ class Engine:
         #: Claims between replicas on a shared database (:meth:`enable_claims`), else None: this
         #: process holds every task (SQLite, the single-process default).
         self.claims: Claims | None = None
+        #: The queue window (:meth:`enable_queue_window`), or None: every queued task in memory.
+        self.spill: QueueWindow | None = None
         self._delegate()
 
     def enable_claims(self, store: Any, bus: Any, registry: Any, **options: Any) -> Claims:
@@ -282,6 +288,13 @@ class Engine:
         self.intake._kick = self.dispatch.dispatch_now
         return self.claims
 
+    def enable_queue_window(self, store: Any, window: int) -> QueueWindow:
+        """Keep at most ``window`` queued tasks in memory, the rest in the database (before :meth:`start`;
+        one process holding every task: see :mod:`.spill`)."""
+        self.spill = QueueWindow(self, store=store, window=window)
+        self.dispatch.after_pass = self.spill.dispatched
+        return self.spill
+
     # --- lifecycle ----------------------------------------------------------
 
     async def start(self) -> None:
@@ -293,8 +306,10 @@ class Engine:
         self.book.task_seq = await self.storage.call(backend.next_task_seq)
         if self.claims is None:
             tasks, subtasks = await self.storage.call(backend.load_unfinished)
+            # What waits in the database, counted before anything in memory can be spilled to it.
+            spilled = await self.storage.call(self.spill.store.counts) if self.spill is not None else None
         else:  # the tasks this replica runs are claimed once it is registered (Claims.start)
-            tasks, subtasks = [], []
+            tasks, subtasks, spilled = [], [], None
             self.book.seq_source = self._incarnation
         elsewhere = await self.live_replicas() if self.live_replicas is not None else set()
         for agent in await self.storage.call(backend.list_agents):
@@ -309,6 +324,8 @@ class Engine:
             component.start(self._loop)
         self.agent_side.start(self._loop)
         self._restore(tasks, subtasks)
+        if self.spill is not None:
+            self.spill.started(tasks, spilled)
         self.leasing.start(self._loop)
         log.info(
             "engine started: incarnation %d, %d unfinished tasks restored", self._incarnation, len(tasks)
@@ -320,6 +337,8 @@ class Engine:
             await self.claims.stop()
         await self.leasing.stop()
         self.dispatch.stop()
+        if self.spill is not None:
+            await self.spill.stop()
         self.give_back.cancel()
         for handle in self._timeouts.values():
             handle.cancel()
@@ -330,14 +349,22 @@ class Engine:
         await self.committer.close()
         await self.watchers.close()  # the final commit's events reach the other replicas
 
-    def reload(self, tasks: list[Task], subtasks: list[Subtask], task_seq: int, keep: set[str]) -> None:
+    def reload(
+        self,
+        tasks: list[Task],
+        subtasks: list[Subtask],
+        task_seq: int,
+        keep: set[str],
+        spilled: Any = None,
+    ) -> None:
         """Forget unfinished work in memory and restore it as loaded from storage (after a recovery).
 
         Records the committer has pending for tasks in ``keep`` (work accepted
         after the checkpoint) win over what was loaded; pending records of other
         tasks are dropped, since the restored rows replace them. Connected
         agents keep their sessions but lose their leases: reports on the old
-        work are stale from now on.
+        work are stale from now on. ``spilled``: what the queue window keeps in the database now
+        (:meth:`~controlplane.storage.sql.spill.SqlSpillStore.counts`), with a queue window.
         """
         pending = self.committer.pending()
         newer_tasks = {k: t for k, t in pending.tasks.items() if k in keep}
@@ -346,6 +373,7 @@ class Engine:
             del pending.tasks[key]
         for key in [k for k in pending.subtasks if k[0] not in keep]:
             del pending.subtasks[key]
+        pending.released[:] = [task_id for task_id in pending.released if task_id in keep]
         tasks = [newer_tasks.get(t.id, t) for t in tasks]
         subtasks = [newer_subs.get((sub.task_id, sub.id), sub) for sub in subtasks]
         for handle in self._timeouts.values():
@@ -365,6 +393,8 @@ class Engine:
         self._restore(tasks, subtasks)
         if self.claims is not None:
             self.claims.reloaded(tasks)
+        if self.spill is not None and spilled is not None:
+            self.spill.reloaded(tasks, spilled)
 
     def _restore(self, tasks: list[Task], subtasks: list[Subtask]) -> None:
         grace = self.settings["scheduler.restart_grace"]
@@ -441,6 +471,8 @@ class Engine:
         self.dispatch.running_changed(task.id, before, status)
         if self.claims is not None:
             self.claims.status_changed(task, before, status)
+        elif self.spill is not None:
+            self.spill.status_changed(task, before, status)
         self.committer.task(task)
         self.metrics.task_transition(before, status)
         self._publish(
@@ -577,8 +609,12 @@ class Engine:
         Raises:
             Unavailable: Another live replica holds the unfinished task: the operation must go there.
         """
-        if self.claims is None or task.id in self.tasks:
-            return self.tasks.get(task.id, task)
+        if task.id in self.tasks:
+            return self.tasks[task.id]
+        if self.claims is None:  # one process: an unfinished task not in memory waits in the database
+            if self.spill is not None and not task.status.finished and await self.spill.take_back(task.id):
+                return self.tasks[task.id]
+            return task
         if await self.claims.claim_task(task.id, finished_too=task.status.finished):
             return self.tasks[task.id]
         holder = await self.storage.call(self.claims.store.holder, task.id)
@@ -596,7 +632,8 @@ class Engine:
 
     def _give_up(self, task: Task) -> None:
         """Drop a QUEUED task nothing of which runs from memory: another replica may claim it (see
-        :mod:`.claims`; the caller marks the release on the committer)."""
+        :mod:`.claims`), or alone it waits in the database (:mod:`.spill`); the caller marks the release
+        on the committer."""
         task_id = task.id
         for sub_id in self.subtasks.get(task_id, {}):
             self.dispatch.cancel((task_id, sub_id))
@@ -617,6 +654,8 @@ class Engine:
         self.dispatch.forget_tokens(task_id, self.book.forget(task_id))
         if self.claims is not None:
             self.claims.forgotten(task_id)
+        elif self.spill is not None:
+            self.spill.forgotten(task_id)
 
     def _arm_timeout(self, task: Task) -> None:
         earlier = self._timeouts.pop(task.id, None)
@@ -743,6 +782,8 @@ class Engine:
             self.book.queued_counts[task.priority] -= queued
             task.priority = Priority(priority)  # type: ignore[arg-type]  # checked by the caller
             self.book.queued_counts[task.priority] += queued
+            if self.spill is not None:
+                self.spill.ranked_anew(task)
             for sub in self.subtasks.get(task.id, {}).values():
                 if sub.status == SubtaskStatus.QUEUED and not self.dispatch.delayed((task.id, sub.id)):
                     self._enqueue(task, sub)  # a new token invalidates the old entry
@@ -765,6 +806,11 @@ class Engine:
     def commits_held(self) -> Any:
         """An async context in which no commit is written (recovery restores under it)."""
         return self.committer.paused()
+
+    def queue_held(self) -> Any:
+        """An async context in which no queued task is taken back from the database (a recovery
+        restores under it, so that no row read before the restore is taken into memory after it)."""
+        return self.spill.held_still() if self.spill is not None else contextlib.nullcontext()
 
     @property
     def outbox(self) -> Committer:
@@ -881,8 +927,8 @@ class Engine:
         return self.agent_side.route(agent_id, command)
 
     async def count_tasks_by_status(self) -> dict[TaskStatus, int]:
-        """Stored tasks by status (committed state)."""
-        return await self.storage.call(self.storage.backend.count_tasks_by_status)
+        """Stored tasks by status (committed state; a read that does not wait behind a checkpoint)."""
+        return await self.storage.quick_read(self.storage.backend.count_tasks_by_status)
 
     @property
     def storage_kind(self) -> str:
@@ -895,6 +941,8 @@ class Engine:
 
     def explain(self, task: Task) -> str:
         """Why an unfinished task is where it is, for people."""
+        if self.spill is not None and task.status == TaskStatus.QUEUED and task.id not in self.tasks:
+            return self.spill.explain()
         return self.dispatch.explain(task, self.pool)
 
     # --- delegated to the components (one line each; their docstrings are there) -----
@@ -940,9 +988,26 @@ class Engine:
         self.event_listeners = watchers.event_listeners
         self.event_taps = watchers.event_taps
         self.worked_on = self.book.worked_on
-        self.queued_by_priority = self.book.queued_by_priority
-        self.queued_demand = self.book.queued_demand
-        self.subtasks_by_status = self.book.subtasks_by_status
+
+    def queued_by_priority(self) -> dict[str, int]:
+        """Queued subtasks by priority name, those kept in the database included (maintained counts)."""
+        counts = self.book.queued_by_priority()
+        return counts if self.spill is None else self.spill.queued_by_priority(counts)
+
+    def queued_demand(self) -> dict[tuple[str, str], tuple[int, float | None]]:
+        """Queued subtasks by (agent type, capability): how many and the earliest queue time, those kept
+        in the database included (maintained counts)."""
+        demand = self.book.queued_demand()
+        return demand if self.spill is None else self.spill.queued_demand(demand)
+
+    def subtasks_by_status(self) -> dict[str, int]:
+        """Subtasks of unfinished tasks (and of finished ones until evicted) by status name, the queued
+        ones kept in the database included."""
+        counts = self.book.subtasks_by_status()
+        extra = 0 if self.spill is None else self.spill.queued_subtasks()
+        if extra:
+            counts[SubtaskStatus.QUEUED.name] = counts.get(SubtaskStatus.QUEUED.name, 0) + extra
+        return counts
 
     @property
     def events_streamed(self) -> bool:

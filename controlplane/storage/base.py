@@ -97,7 +97,9 @@ class WriteBatch:
     #: backend with the :class:`StoresWebhooks` capability is ever given any.
     webhook_deliveries: list[DeliveryRecord] = field(default_factory=list)
     #: Ids of tasks this replica gives up (claims between replicas: the backend clears their holder in
-    #: the same transaction, after writing them). Empty unless the backend serves claims.
+    #: the same transaction, after writing them; alone on SQLite: queued tasks beyond the window, which
+    #: the backend marks as kept in the database, see storage/sql/spill.py). Empty unless the backend
+    #: serves claims or spills.
     released: list[str] = field(default_factory=list)
     #: Filled by the write: the ``(principal, method, request_id)`` keys of :attr:`idempotency` records
     #: that were not written because the key was stored already (their tasks were not written either).

@@ -42,10 +42,23 @@ class StorageExecutor:
         self.backend = backend
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="maos-storage")
         self._write_now = fast_write(backend)
+        #: A second thread for short reads, when the backend serves reads beside a writer.
+        self._reads = (
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="maos-storage-reads")
+            if getattr(backend, "concurrent_reads", False)
+            else None
+        )
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(*args)`` on the storage thread and return its result."""
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+
+    async def quick_read(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a short read ``fn(*args)`` where it does not wait behind long storage work (a checkpoint,
+        a large commit): on a thread of its own when the backend reads beside its writer (an SQLite
+        file in WAL mode, PostgreSQL), else on the storage thread. It sees committed state."""
+        pool = self._reads or self._pool
+        return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
 
     async def write(self, batch: WriteBatch) -> None:
         """Commit ``batch``: at once when it is small and the backend can, else on the storage thread."""
@@ -60,4 +73,6 @@ class StorageExecutor:
     def close(self) -> None:
         """Wait for pending calls, then close the backend."""
         self._pool.shutdown(wait=True)
+        if self._reads is not None:
+            self._reads.shutdown(wait=True)
         self.backend.close()

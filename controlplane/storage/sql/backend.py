@@ -170,6 +170,10 @@ class SqlBackend(SqlWebhooks):
             + " WHERE tasks.claimed_by IS NULL OR tasks.claimed_by = excluded.claimed_by",
         )
         self._raw_release = f"UPDATE tasks SET claimed_by = NULL WHERE id = {mark} AND claimed_by = {mark}"
+        # (Run like the inserts, by ``executemany`` of its ``sql``: head + row + tail.)
+        self._raw_spill = raw_writes.RawInsert(
+            ("id",), f"UPDATE tasks SET claimed_by = '{schema.SPILLED}' WHERE id = ", "", mark
+        )
         self._raw_subtasks = raw_writes.upsert(schema.subtasks, mark, keep=("ord",))
         self._fenced_for = ""
         self._raw_fenced_subtasks = self._raw_subtasks
@@ -194,6 +198,12 @@ class SqlBackend(SqlWebhooks):
 
     def __repr__(self) -> str:
         return f"SqlBackend({self.engine.url!r})"
+
+    @property
+    def concurrent_reads(self) -> bool:
+        """Whether reads may run on another thread beside the writes (PostgreSQL; an SQLite file, in WAL
+        mode): see :meth:`~controlplane.storage.executor.StorageExecutor.quick_read`."""
+        return self.kind == "postgresql" or (self.kind == "sqlite" and _sqlite_plain_file(self.engine.url))
 
     # --- lifecycle -----------------------------------------------------------
 
@@ -459,6 +469,10 @@ class SqlBackend(SqlWebhooks):
             )
         ]
         parts.append((self._raw_audit, _audit_rows(batch.audit)))
+        if batch.released and self.claimant is None and self.kind == "sqlite":
+            # Alone on SQLite, a task given up stays queued in the database (storage/sql/spill.py),
+            # marked after its latest state in the same transaction.
+            parts.append((self._raw_spill, [(task_id,) for task_id in batch.released]))
         # The outbox: in the same transaction as what the events report.
         columns = self._raw_deliveries.columns
         deliveries = [tuple(row[c] for c in columns) for row in map(delivery_row, batch.webhook_deliveries)]
@@ -514,9 +528,12 @@ class SqlBackend(SqlWebhooks):
     # --- reads ---------------------------------------------------------------
 
     def load_unfinished(self) -> tuple[list[Task], list[Subtask]]:
-        """Every unfinished task (by seq) and every subtask of those tasks (in plan order)."""
+        """Every unfinished task (by seq) and every subtask of those tasks (in plan order), but those
+        queued in the database beyond the window (storage/sql/spill.py: they are taken back in order)."""
         t, s = schema.tasks, schema.subtasks
-        unfinished = t.c.status.in_(_UNFINISHED)
+        unfinished = t.c.status.in_(_UNFINISHED) & or_(
+            t.c.claimed_by.is_(None), t.c.claimed_by != schema.SPILLED
+        )
         with translate_errors(), self.engine.connect() as conn:
             tasks = conn.execute(select(t).where(unfinished).order_by(t.c.seq)).mappings()
             task_list = [codec.task_from_row(row) for row in tasks]

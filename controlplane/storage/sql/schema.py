@@ -54,7 +54,21 @@ tasks = Table(
         postgresql_where=text("status IN (1, 2, 3)"),
         sqlite_where=text("status IN (1, 2, 3)"),
     ),
+    # Queued tasks kept in the database beyond scheduler.queue_window (migration 0020), best first
+    # within each priority: see storage/sql/spill.py.
+    Index(
+        "ix_tasks_spilled",
+        "priority",
+        "create_time",
+        "seq",
+        sqlite_where=text("claimed_by = '~spilled'"),
+        postgresql_where=text("claimed_by = '~spilled'"),
+    ),
 )
+
+#: ``tasks.claimed_by`` of a queued task the single process keeps in the database rather than in memory
+#: (beyond ``scheduler.queue_window``; SQLite): see :mod:`controlplane.storage.sql.spill`.
+SPILLED = "~spilled"
 
 #: How many tasks are in each status (summed over shards), kept by triggers on ``tasks`` that run in the
 #: transaction of every change (migration 0013); never written by the control plane itself.

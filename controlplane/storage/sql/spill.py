@@ -1,0 +1,130 @@
+"""Queued tasks the single control plane keeps in the database rather than in memory (SQLite).
+
+Beyond ``scheduler.queue_window`` queued tasks, the engine gives up the worst ones
+(:mod:`controlplane.scheduler.spill`): each is written in its latest state with
+``tasks.claimed_by = '~spilled'`` (:data:`~controlplane.storage.sql.schema.SPILLED`) in one commit
+(the write batch's ``released`` ids, on SQLite). :meth:`SqlSpillStore.take_back` reads them back in
+the order the ready queue runs work: the virtual time ``create_time - priority ×
+scheduler.aging_interval``, then submit order. Within one priority that is the order of
+``(create_time, seq)``, which the partial index ``ix_tasks_spilled`` (migration 0020) serves, so a
+batch costs one short index walk per priority and a merge, at any queue depth. SQLite has one
+writer, so no row lock is needed: the mark is cleared in the transaction that reads the rows.
+
+On PostgreSQL replicas claim work instead (:mod:`controlplane.storage.sql.claims`).
+
+Reached through :func:`spill_store`. Methods are synchronous and run on the storage thread.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine, func, select, update
+
+from controlplane.domain.model import Priority, Subtask, SubtaskStatus, Task, TaskStatus
+from controlplane.storage.sql import codec, schema
+from controlplane.storage.sql.backend import SqlBackend, translate_errors
+
+_T, _S = schema.tasks, schema.subtasks
+_UNFINISHED = tuple(int(s) for s in TaskStatus if not s.finished)
+_SPILLED = _T.c.claimed_by == schema.SPILLED
+_IN_CHUNK = 500
+
+
+@dataclass(frozen=True)
+class SpilledCounts:
+    """What the database holds beyond the window: tasks, and their QUEUED subtasks by kind.
+
+    ``queued`` rows: (priority, agent type, capability, how many, earliest queue time).
+    """
+
+    tasks: int
+    queued: list[tuple[Priority, str, str, int, float]]
+
+
+def spill_store(backend: Any) -> SqlSpillStore | None:
+    """The spill store of ``backend`` when it is the SQLAlchemy backend on SQLite, else None."""
+    if isinstance(backend, SqlBackend) and backend.kind == "sqlite":
+        return SqlSpillStore(backend.engine, backend.engine.execution_options(maos_writes=True))
+    return None
+
+
+class SqlSpillStore:
+    """Spilled tasks in the ``tasks`` table (see the module docstring)."""
+
+    def __init__(self, reads: Engine, writes: Engine) -> None:
+        self._reads = reads
+        self._writes = writes
+
+    def take_back(
+        self, limit: int, aging_interval: float, task_ids: Sequence[str] = ()
+    ) -> tuple[list[Task], list[Subtask]]:
+        """Take up to ``limit`` spilled tasks back into memory, best first (their mark cleared).
+
+        Args:
+            limit: The most tasks to take.
+            aging_interval: ``scheduler.aging_interval`` (seconds worth one priority level).
+            task_ids: Only these tasks (empty: the best ones).
+
+        Returns:
+            The tasks taken and their subtasks (in plan order).
+        """
+        if limit <= 0:
+            return [], []
+        spilled = _SPILLED & _T.c.status.in_(_UNFINISHED)
+        with translate_errors(), self._writes.begin() as conn:
+            if task_ids:
+                rows = list(conn.execute(select(_T).where(spilled, _T.c.id.in_(list(task_ids)))).mappings())
+            else:  # the best of each priority (one index walk each), merged by virtual time
+                per_priority = [
+                    conn.execute(
+                        select(_T)
+                        .where(spilled, _T.c.priority == int(priority))
+                        .order_by(_T.c.create_time, _T.c.seq)
+                        .limit(limit)
+                    ).mappings()
+                    for priority in Priority
+                ]
+                best = heapq.merge(
+                    *(list(found) for found in per_priority),
+                    key=lambda row: (row["create_time"] - row["priority"] * aging_interval, row["seq"]),
+                )
+                rows = [row for _, row in zip(range(limit), best, strict=False)]
+            tasks = [codec.task_from_row(row) for row in rows]
+            ids = [t.id for t in tasks]
+            subs: list[Subtask] = []
+            for start in range(0, len(ids), _IN_CHUNK):
+                chunk = ids[start : start + _IN_CHUNK]
+                conn.execute(update(_T).where(_T.c.id.in_(chunk)).values(claimed_by=None))
+                found = conn.execute(
+                    select(_S).where(_S.c.task_id.in_(chunk)).order_by(_S.c.task_id, _S.c.ord)
+                ).mappings()
+                subs += [codec.subtask_from_row(row) for row in found]
+        return tasks, subs
+
+    def counts(self) -> SpilledCounts:
+        """How many tasks are spilled, and their QUEUED subtasks by priority and kind (one scan of
+        the spilled rows: at start and after a restore)."""
+        kind = (
+            _T.c.priority,
+            func.json_extract(_S.c.data, "$.agent_type"),
+            func.json_extract(_S.c.data, "$.capability"),
+        )
+        with translate_errors(), self._reads.connect() as conn:
+            tasks = conn.execute(select(func.count()).select_from(_T).where(_SPILLED)).scalar_one()
+            rows = conn.execute(
+                select(*kind, func.count(), func.min(func.json_extract(_S.c.data, "$.queue_time")))
+                .select_from(_S.join(_T, _T.c.id == _S.c.task_id))
+                .where(_SPILLED, _S.c.status == int(SubtaskStatus.QUEUED))
+                .group_by(*kind)
+            ).all()
+        return SpilledCounts(
+            int(tasks),
+            [
+                (Priority(priority), agent_type or "", capability or "", int(n), float(oldest or 0.0))
+                for priority, agent_type, capability, n, oldest in rows
+            ],
+        )

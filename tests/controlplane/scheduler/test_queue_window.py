@@ -1,0 +1,273 @@
+"""The queue window: beyond ``scheduler.queue_window`` queued tasks wait in the database only (SQLite).
+
+A real control plane on an ephemeral port with a window of 5: what a user does to a queued task works
+the same on one kept in the database, GetStatus counts the whole queue, and the order of work, a
+restart and a checkpoint restore keep every task.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+import pytest
+
+from agent_sdk.builtin import EchoAgent
+from agent_sdk.client import Client
+from agent_sdk.context import Context
+from agent_sdk.errors import MaosRpcError
+from agent_sdk.proto.maos.v1 import enums_pb2 as enums
+from controlplane.app import App
+from controlplane.config import load_settings
+from controlplane.errors import InvalidArgument
+from controlplane.scheduler.engine import Engine
+from controlplane.storage.sql import schema
+from tests.controlplane.api.test_task_service import running_worker
+from tests.harness.server import make_settings, start_app, wait_for
+
+WINDOW = 5
+
+
+class OneAtATime(EchoAgent):
+    """An echo agent taking one step at a time, noting the order it ran them in."""
+
+    max_concurrency = 1
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ran: list[str] = []
+
+    async def handle(self, ctx: Context) -> str:
+        self.ran.append(ctx.assignment.instructions)
+        return await super().handle(ctx)
+
+
+def window_settings(home: Path, window: int = WINDOW) -> object:
+    return make_settings(home, **{"scheduler.queue_window": window})
+
+
+@pytest.fixture
+async def app(maos_home: Path) -> AsyncIterator[App]:
+    started = await start_app(window_settings(maos_home))  # type: ignore[arg-type]
+    try:
+        yield started
+    finally:
+        await started.stop(grace=1.0)
+
+
+@pytest.fixture
+async def client(app: App) -> AsyncIterator[Client]:
+    async with Client(app.address) as c:
+        yield c
+
+
+async def submit(client: Client, *descriptions: str, **fields: object) -> list[str]:
+    return [(await client.submit_task(description=d, **fields)).name for d in descriptions]
+
+
+def in_memory(engine: Engine, names: list[str]) -> list[str]:
+    return [n for n in names if n.split("/", 1)[1] in engine.tasks]
+
+
+async def marked(app: App) -> set[str]:
+    """Names of the tasks the database marks as kept there (spilled)."""
+    await app.engine.durable()
+
+    def read() -> set[str]:
+        t = schema.tasks
+        with app.storage.backend.engine.connect() as conn:
+            rows = conn.execute(t.select().with_only_columns(t.c.id).where(t.c.claimed_by == schema.SPILLED))
+            return {f"tasks/{row.id}" for row in rows}
+
+    return await app.storage.call(read)
+
+
+async def counts(client: Client) -> tuple[dict[str, int], dict[str, int], dict[str, int]]:
+    status = await client.status()
+    return (
+        {c.state: c.count for c in status.tasks},
+        {c.state: c.count for c in status.subtasks if c.count},
+        {c.state: c.count for c in status.queue if c.count},
+    )
+
+
+async def settled(app: App, held: int) -> None:
+    """Wait until the window holds ``held`` queued tasks and every spill is committed."""
+    spill = app.engine.spill
+    assert spill is not None
+    await wait_for(lambda: len(spill.held) == held, 10, message=f"{held} queued tasks in memory")
+    await app.engine.durable()
+
+
+async def test_beyond_the_window_tasks_wait_in_the_database_and_run_in_order(
+    app: App, client: Client
+) -> None:
+    engine = app.engine
+    names = await submit(client, *(f"step {i}" for i in range(12)))
+    await settled(app, WINDOW)
+    assert in_memory(engine, names) == names[:WINDOW]  # the best: submitted first
+    assert await marked(app) == set(names[WINDOW:])
+    tasks, subtasks, queue = await counts(client)
+    assert (tasks["QUEUED"], subtasks, queue) == (12, {"QUEUED": 12}, {"NORMAL": 12})
+    assert engine.queued_demand()[("", "")][0] == 12  # what the autoscaler reads
+
+    # Better work is held, worse work leaves: a HIGH task stays in memory, the newest NORMAL one goes.
+    (high,) = await submit(client, "urgent", priority="HIGH")
+    low = await submit(client, "later 1", "later 2", priority="LOW")
+    await settled(app, WINDOW)
+    assert high in in_memory(engine, [high]) and not in_memory(engine, low)
+    assert names[WINDOW - 1] in await marked(app)
+    assert (await counts(client))[2] == {"HIGH": 1, "NORMAL": 12, "LOW": 2}
+
+    # A read of a task in the database answers its stored state.
+    assert (await client.get_task(names[-1])).task.status == enums.TASK_STATUS_QUEUED
+    listed = await client.list_tasks(page_size=100)
+    assert {t.name for t in listed.tasks} >= set(names)
+
+    agent = OneAtATime()
+    async with running_worker(agent, app.address):
+        for name in (high, *names, *low):
+            await client.wait_task(name, timeout=30)
+    assert agent.ran == ["urgent", *(f"step {i}" for i in range(12)), "later 1", "later 2"]
+    assert await marked(app) == set()
+    tasks, subtasks, queue = await counts(client)
+    assert (tasks["COMPLETED"], tasks["QUEUED"], queue) == (15, 0, {})
+    assert engine.spill is not None and engine.spill.spilled == 0
+
+
+async def test_cancel_update_retry_and_dependencies_of_tasks_in_the_database(
+    app: App, client: Client
+) -> None:
+    engine = app.engine
+    names = await submit(client, *(f"step {i}" for i in range(10)))
+    await settled(app, WINDOW)
+    cancelled, raised, waited_on = names[7], names[8], names[9]
+    assert not in_memory(engine, [cancelled, raised, waited_on])
+
+    # A task that depends on one in the database waits for it; one in the database is waited on as usual.
+    (dependant,) = await submit(client, "after step 9", depends_on=[waited_on.split("/", 1)[1]])
+    assert (await client.get_task(dependant)).task.status == enums.TASK_STATUS_PENDING
+
+    done = await client.cancel_task(cancelled, reason="not needed")
+    assert done.status == enums.TASK_STATUS_CANCELLED
+    assert (await client.get_task(cancelled)).task.status == enums.TASK_STATUS_CANCELLED
+    tasks, subtasks, queue = await counts(client)
+    assert (tasks["QUEUED"], tasks["CANCELLED"], subtasks.get("QUEUED"), queue) == (9, 1, 9, {"NORMAL": 9})
+
+    updated = await client.update_task(raised, priority="CRITICAL")
+    assert updated.priority == enums.PRIORITY_CRITICAL
+    await settled(app, WINDOW)
+    assert in_memory(engine, [raised]) == [raised]  # now the best queued task
+    assert (await counts(client))[2] == {"CRITICAL": 1, "NORMAL": 8}
+
+    retried = await client.retry_task(cancelled)
+    assert retried.status in (enums.TASK_STATUS_PENDING, enums.TASK_STATUS_QUEUED)
+    await settled(app, WINDOW)
+    assert (await counts(client))[0]["QUEUED"] == 10
+
+    # Operating on a missing task still answers NOT_FOUND.
+    with pytest.raises(MaosRpcError) as missing:
+        await client.cancel_task("tasks/t0000000000000000000")
+    assert missing.value.code == grpc.StatusCode.NOT_FOUND
+
+    agent = OneAtATime()
+    async with running_worker(agent, app.address):
+        for name in (*names, dependant):
+            finished = await client.wait_task(name, timeout=30)
+            assert finished.status == enums.TASK_STATUS_COMPLETED, name
+    assert agent.ran[0] == "step 8"  # raised to CRITICAL
+    assert agent.ran.index("after step 9") > agent.ran.index("step 9")
+    assert sorted(agent.ran) == sorted([*(f"step {i}" for i in range(10)), "after step 9"])
+
+
+async def test_a_task_approved_while_the_window_is_full_waits_in_the_database(
+    app: App, client: Client
+) -> None:
+    names = await submit(client, *(f"step {i}" for i in range(WINDOW)))
+    (gated,) = await submit(client, "needs a yes", approve_plan=True)
+    await settled(app, WINDOW)
+    shown = (await client.get_task(gated)).task
+    assert shown.status == enums.TASK_STATUS_PENDING and "approval" in shown.status_reason
+    await client.approve_task(gated)
+    await settled(app, WINDOW)
+    assert await marked(app) == {gated}  # the newest of six NORMAL tasks
+    shown = (await client.get_task(gated)).task
+    assert shown.status == enums.TASK_STATUS_QUEUED and "in the database" in shown.status_reason
+    agent = OneAtATime()
+    async with running_worker(agent, app.address):
+        finished = await client.wait_task(gated, timeout=30)
+    assert finished.status == enums.TASK_STATUS_COMPLETED
+    assert agent.ran[-1] == "needs a yes" and agent.ran[: len(names)] == [f"step {i}" for i in range(WINDOW)]
+
+
+async def test_a_restart_keeps_the_tasks_in_the_database(maos_home: Path) -> None:
+    first = await start_app(window_settings(maos_home))  # type: ignore[arg-type]
+    try:
+        async with Client(first.address) as client:
+            names = await submit(client, *(f"step {i}" for i in range(9)))
+            await settled(first, WINDOW)
+    finally:
+        await first.stop(grace=1.0)
+
+    again = await start_app(window_settings(maos_home))  # type: ignore[arg-type]
+    try:
+        await settled(again, WINDOW)
+        spill = again.engine.spill
+        assert spill is not None and spill.spilled == 4  # counted from the database at start
+        assert in_memory(again.engine, names) == names[:WINDOW]
+        async with Client(again.address) as client:
+            tasks, subtasks, queue = await counts(client)
+            assert (tasks["QUEUED"], subtasks, queue) == (9, {"QUEUED": 9}, {"NORMAL": 9})
+            agent = OneAtATime()
+            async with running_worker(agent, again.address):
+                for name in names:
+                    await client.wait_task(name, timeout=30)
+            assert agent.ran == [f"step {i}" for i in range(9)]
+    finally:
+        await again.stop(grace=1.0)
+
+
+async def test_a_restart_with_a_smaller_window_moves_the_excess_to_the_database(maos_home: Path) -> None:
+    first = await start_app(window_settings(maos_home, 50))  # type: ignore[arg-type]
+    try:
+        async with Client(first.address) as client:
+            names = await submit(client, *(f"step {i}" for i in range(8)))
+    finally:
+        await first.stop(grace=1.0)
+    again = await start_app(window_settings(maos_home, 3))  # type: ignore[arg-type]
+    try:
+        await settled(again, 3)
+        assert await marked(again) == set(names[3:])
+        async with Client(again.address) as client:
+            assert (await counts(client))[2] == {"NORMAL": 8}
+    finally:
+        await again.stop(grace=1.0)
+
+
+async def test_a_checkpoint_restore_brings_back_tasks_in_the_database(app: App, client: Client) -> None:
+    names = await submit(client, *(f"step {i}" for i in range(8)))
+    await settled(app, WINDOW)
+    checkpoint = await client.create_checkpoint("queued work", "manual")
+    for name in names[6:]:  # in the database at the checkpoint: cancelled after it
+        await client.cancel_task(name)
+    await client.cancel_task(names[0])  # in memory at the checkpoint
+    assert (await counts(client))[0]["CANCELLED"] == 3
+
+    report = await client.recover(checkpoint.name)
+    assert report.applied
+    await settled(app, WINDOW)
+    tasks, subtasks, queue = await counts(client)
+    assert (tasks["QUEUED"], tasks["CANCELLED"], queue) == (8, 0, {"NORMAL": 8})
+    assert subtasks == {"QUEUED": 8}
+    agent = OneAtATime()
+    async with running_worker(agent, app.address):
+        for name in names:
+            finished = await client.wait_task(name, timeout=30)
+            assert finished.status == enums.TASK_STATUS_COMPLETED, name
+    assert sorted(agent.ran) == sorted(f"step {i}" for i in range(8))
+
+
+def test_a_negative_window_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(InvalidArgument, match="scheduler.queue_window"):
+        load_settings(home=tmp_path, environ={}, overrides={"scheduler.queue_window": -1})

@@ -51,6 +51,12 @@ def rss_mib(pid: int) -> float:
     raise RuntimeError("no VmRSS")
 
 
+def thread_cpu(pid: int, tid: int | None = None) -> float:
+    """CPU seconds (user + system) of one thread of ``pid`` (its main thread, the event loop, by default)."""
+    fields = Path(f"/proc/{pid}/task/{tid or pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def server_pid(address: str) -> int:
     out = subprocess.run(
         ["pgrep", "-f", f"controlplane.serve.*{address}|{address}"], capture_output=True, text=True
@@ -136,15 +142,15 @@ async def run(agents: int, fanout: bool, idle_window: float, per_process: int = 
                 await system.GetStatus(system_pb.GetStatusRequest(), metadata=md, timeout=30)
             ).connected_agents
             print(f"workload: {agents} idle agents (one stream each, {per_process} per process), SQLite")
-            cpu_before = cpu_seconds(pid)["control plane"]
+            cpu_before, loop_before = cpu_seconds(pid)["control plane"], thread_cpu(pid)
             beats_before = heartbeats_sent(outdir, swarms)
             await asyncio.sleep(idle_window)
-            cpu = cpu_seconds(pid)["control plane"] - cpu_before
+            cpu, loop_cpu = cpu_seconds(pid)["control plane"] - cpu_before, thread_cpu(pid) - loop_before
             beats = heartbeats_sent(outdir, swarms) - beats_before
             print(
                 f"idle: control plane used {cpu / idle_window * 100:.1f} % of a core over {idle_window:.0f} s "
                 f"({beats} heartbeats received: {cpu * 1e6 / max(beats, 1):.0f} µs of CPU per heartbeat, "
-                "everything included)"
+                f"everything included; its event-loop thread {loop_cpu * 1e6 / max(beats, 1):.0f} µs of it)"
             )
             print(
                 f"connected in {connect_time:.1f} s; control-plane RSS {before:.0f} MiB -> {after:.0f} MiB "
@@ -167,6 +173,8 @@ async def run(agents: int, fanout: bool, idle_window: float, per_process: int = 
 
                 await wait_until(all_running, 120, "every subtask running")
                 print(f"  all {agents} subtasks running; cancelling", file=sys.stderr, flush=True)
+                swarm_cpu = sum(cpu_seconds(p.pid)["control plane"] for p in swarms)
+                cp_cpu, cp_loop = cpu_seconds(pid)["control plane"], thread_cpu(pid)
                 cancel_at = time.time()
                 await stub.CancelTask(t.CancelTaskRequest(name=reply.task.name), metadata=md, timeout=30)
                 answered = time.time()
@@ -175,6 +183,14 @@ async def run(agents: int, fanout: bool, idle_window: float, per_process: int = 
                 ).task
                 assert final.status == enums.TASK_STATUS_CANCELLED
                 await asyncio.sleep(1.0)
+                # Who was busy meanwhile (the call, its answer, a GetTask, 1 s): the control plane, its
+                # event loop, and the swarm processes receiving on the same cores.
+                busy = (
+                    cpu_seconds(pid)["control plane"] - cp_cpu,
+                    thread_cpu(pid) - cp_loop,
+                    sum(cpu_seconds(p.pid)["control plane"] for p in swarms) - swarm_cpu,
+                    time.time() - cancel_at,
+                )
         finally:
             for proc in swarms:
                 proc.send_signal(signal.SIGTERM)
@@ -196,6 +212,10 @@ async def run(agents: int, fanout: bool, idle_window: float, per_process: int = 
                 f"cancel fan-out: CancelTask answered in {(answered - cancel_at) * 1000:.0f} ms; "
                 f"{len(cancels)}/{agents} agents got Cancel, the first {first:.0f} ms, half by {median:.0f} ms, "
                 f"the last {last:.0f} ms after the call"
+            )
+            print(
+                f"CPU over the fan-out (the call, its answer, a GetTask and 1 s: {busy[3]:.1f} s): control plane {busy[0]:.2f} s "
+                f"(event loop {busy[1]:.2f} s), swarm {busy[2]:.2f} s"
             )
 
 

@@ -161,6 +161,27 @@ async def test_cancel_reaches_the_running_agent_and_is_durable(engine: Engine) -
         await engine.cancel(task.id, "again", "users/u")
 
 
+async def test_cancel_tells_every_running_agent_once_before_the_transition(engine: Engine) -> None:
+    sessions = [agent(engine) for _ in range(3)]
+    task = await submit(engine, "Fan out:\n- a\n- b\n- c", max_agents=3)
+    refs = {(await command(s, Assign)).ref for s in sessions}
+    seen: list[tuple[Any, set[SubtaskStatus]]] = []
+
+    def states() -> set[SubtaskStatus]:
+        return {engine.subtasks[task.id][ref.subtask_id].status for ref in refs}
+
+    for session in sessions:  # what each agent is sent, with the states of the running work at that moment
+        sent = session.send
+        session.send = lambda c, sent=sent: (seen.append((c, states())), sent(c))  # type: ignore[method-assign]
+    cancelled = await engine.cancel(task.id, "enough", "users/u")
+    assert cancelled.status == TaskStatus.CANCELLED
+    cancels = [(c, status) for c, status in seen if isinstance(c, CancelWork)]
+    assert {c.ref for c, _ in cancels} == refs and len(cancels) == 3  # one each, none twice
+    assert all(at == {SubtaskStatus.RUNNING} for _, at in cancels)  # all sent before the pass
+    assert all("enough" in c.reason for c, _ in cancels)
+    assert (await stored(engine, task.id)).status == TaskStatus.CANCELLED
+
+
 async def test_retry_runs_a_cancelled_task_again(engine: Engine) -> None:
     session = agent(engine)
     task = await submit(engine)

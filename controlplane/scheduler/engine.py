@@ -305,6 +305,7 @@ class Engine:
         self.leasing.incarnation = self._incarnation
         self.book.task_seq = await self.storage.call(backend.next_task_seq)
         if self.claims is None:
+            await self.intake.load_known_request_ids()  # this process alone stores request ids
             tasks, subtasks = await self.storage.call(backend.load_unfinished)
             # What waits in the database, counted before anything in memory can be spilled to it.
             spilled = await self.storage.call(self.spill.store.counts) if self.spill is not None else None

@@ -22,6 +22,7 @@ from controlplane.domain.model import Failure, Task, TaskStatus, now
 from controlplane.errors import Aborted, NotFound, request_id_reused
 from controlplane.scheduler.book import TaskBook, slim_task
 from controlplane.scheduler.committer import Committer
+from controlplane.scheduler.known_request_ids import KnownRequestIds
 from controlplane.scheduler.request_ids import RequestIdLookups
 from controlplane.storage.base import IdempotencyRecord
 from controlplane.storage.executor import StorageExecutor
@@ -78,6 +79,9 @@ class Intake:
         #: two calls may reach two replicas at once). One process alone decides in memory
         #: (``_in_flight``), without waiting for a commit before planning.
         self.database_decides = False
+        #: The request ids storage may hold, where this process alone writes them (loaded by
+        #: :meth:`load_known_request_ids`); None: every id not in memory is looked up.
+        self.known: KnownRequestIds | None = None
         self._random = random.Random(secrets.randbits(128))
 
     def new_task_id(self) -> str:
@@ -175,11 +179,23 @@ class Intake:
         await self.committer.durable()
         return [SubmitOutcome(t) for t in tasks]
 
+    async def load_known_request_ids(self) -> None:
+        """Read the stored request ids into :attr:`known` (one process alone writing its database)."""
+        keys_of = getattr(self.storage.backend, "idempotency_keys", None)
+        if keys_of is None:  # a backend with the core store alone: every id is looked up
+            return
+
+        def load() -> KnownRequestIds:
+            count, keys = keys_of()
+            return KnownRequestIds.of(keys, count)
+
+        self.known = await self.storage.call(load)
+
     async def _answered_elsewhere(
         self, principal: str, method: str, request_id: str, request_hash: str
     ) -> list[SubmitOutcome]:
         """The answer to a call whose request_id another call (on any replica) committed first."""
-        earlier = await self._idempotent(principal, method, request_id, request_hash)
+        earlier = await self._idempotent(principal, method, request_id, request_hash, look=True)
         if earlier is None:  # (the record is committed: only its expiry can remove it meanwhile)
             raise Aborted(
                 f"a call with request_id {request_id!r} was answered meanwhile; retry it",
@@ -189,10 +205,22 @@ class Intake:
         return [SubmitOutcome(t, created=False) for t in found]
 
     async def _idempotent(
-        self, principal: str, method: str, request_id: str, request_hash: str
+        self, principal: str, method: str, request_id: str, request_hash: str, *, look: bool = False
     ) -> str | None:
+        """The tasks of an earlier call with this request id (checked against its hash), or None.
+
+        An id not in memory is looked up in storage unless it cannot be there: never stored by
+        this process alone (:attr:`known`), or, where the database decides (replicas), left to
+        the commit of the call's tasks, which refuses a stored id (``look`` forces the lookup).
+        """
         key = (principal, method, request_id)
         cached = self._idempotency.get(key)
+        if (
+            cached is None
+            and not look
+            and (self.database_decides or (self.known is not None and not self.known.may_hold(key)))
+        ):
+            return None
         if cached is None:
             record = await self.lookups.get(principal, method, request_id)
             cached = self._idempotency.get(key)  # a concurrent call may have finished meanwhile
@@ -209,6 +237,8 @@ class Intake:
 
     def _remember(self, key: tuple[str, str, str], outcome: tuple[str, str]) -> None:
         self._idempotency[key] = outcome
+        if self.known is not None:
+            self.known.add(key)
         if len(self._idempotency) > IDEMPOTENCY_MEMORY:
             self._idempotency.popitem(last=False)  # older keys are answered from storage
 

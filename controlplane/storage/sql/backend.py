@@ -594,6 +594,22 @@ class SqlBackend(SqlWebhooks):
             row = conn.execute(stmt).mappings().first()
         return None if row is None else codec.idempotency_from_row(row)
 
+    def idempotency_keys(self) -> tuple[int, Iterator[tuple[str, str, str]]]:
+        """How many idempotency records are stored, and their keys (principal, method, request_id),
+        read a block at a time while the iterator is consumed (on this thread)."""
+        i = schema.idempotency
+        with translate_errors(), self.engine.connect() as conn:
+            count = int(conn.execute(select(func.count()).select_from(i)).scalar_one())
+
+        def keys() -> Iterator[tuple[str, str, str]]:
+            with translate_errors(), self.engine.connect() as conn:
+                rows = conn.execution_options(yield_per=10_000).execute(
+                    select(i.c.principal, i.c.method, i.c.request_id)
+                )
+                yield from ((row[0], row[1], row[2]) for row in rows)
+
+        return count, keys()
+
     def get_idempotency_records(
         self, keys: Sequence[tuple[str, str, str]]
     ) -> dict[tuple[str, str, str], IdempotencyRecord]:

@@ -402,6 +402,10 @@ def build_app(settings: Settings, pm: pluggy.PluginManager | None = None) -> App
         autoscaler.backlog = replicas.backlog
     window = settings["scheduler.queue_window"]
     spill_from = spill_store(backend) if engine.claims is None and window else None
+    if spill_from is None and (marked := spill_store(backend)) is not None:
+        # No window here (set to 0, or replicas, which claim instead): unfinished work an earlier
+        # run kept in the database is loaded or claimed like the rest.
+        marked.forget_all()
     if (
         spill_from is not None
     ):  # one process holding every task: queued work beyond the window waits in the database

@@ -280,24 +280,42 @@ class QueueWindow:
             if task_ids and all(t in engine.tasks for t in task_ids):
                 return 0
             await engine.committer.durable()  # every spill marked so far is in the database
-            tasks, subs = await engine.storage.call(
-                self.store.take_back, limit, engine.setting("scheduler.aging_interval"), task_ids
+            call = asyncio.ensure_future(
+                engine.storage.call(
+                    self.store.take_back, limit, engine.setting("scheduler.aging_interval"), task_ids
+                )
             )
-            fresh = [t for t in tasks if t.id not in engine.tasks]
-            if not fresh:
-                return 0
-            ids = {t.id for t in fresh}
-            subs = [s for s in subs if s.task_id in ids]
-            priority = {t.id: t.priority for t in fresh}
-            for sub in subs:
-                if sub.status == SubtaskStatus.QUEUED:
-                    self._count(priority[sub.task_id], sub, -1)
-            self.spilled = max(0, self.spilled - len(fresh))
-            self.taken += len(fresh)
-            for task in fresh:
-                slim_task(task)
-            engine._restore(fresh, subs)
-            for task in fresh:
-                if task.status == TaskStatus.QUEUED:
-                    self._hold(task)
-            return len(fresh)
+            try:
+                tasks, subs = await asyncio.shield(call)
+            except asyncio.CancelledError:
+                # The caller went away (a client's deadline): the storage thread clears the marks
+                # all the same, so the tasks it read must still reach memory.
+                call.add_done_callback(self._taken_late)
+                raise
+            return self._taken(tasks, subs)
+
+    def _taken_late(self, call: asyncio.Future[tuple[list[Task], list[Subtask]]]) -> None:
+        if not call.cancelled() and call.exception() is None:
+            self._taken(*call.result())
+
+    def _taken(self, tasks: list[Task], subs: list[Subtask]) -> int:
+        """Tasks read back from the database (their marks cleared) join memory; how many."""
+        engine = self.engine
+        fresh = [t for t in tasks if t.id not in engine.tasks]
+        if not fresh:
+            return 0
+        ids = {t.id for t in fresh}
+        subs = [s for s in subs if s.task_id in ids]
+        priority = {t.id: t.priority for t in fresh}
+        for sub in subs:
+            if sub.status == SubtaskStatus.QUEUED:
+                self._count(priority[sub.task_id], sub, -1)
+        self.spilled = max(0, self.spilled - len(fresh))
+        self.taken += len(fresh)
+        for task in fresh:
+            slim_task(task)
+        engine._restore(fresh, subs)
+        for task in fresh:
+            if task.status == TaskStatus.QUEUED:
+                self._hold(task)
+        return len(fresh)

@@ -31,6 +31,8 @@ from controlplane.storage.sql.backend import SqlBackend, translate_errors
 _T, _S = schema.tasks, schema.subtasks
 _UNFINISHED = tuple(int(s) for s in TaskStatus if not s.finished)
 _SPILLED = _T.c.claimed_by == schema.SPILLED
+#: A spilled task that has not finished (a finished one may keep its mark: nothing reads it back).
+_WAITING = _SPILLED & _T.c.status.in_(_UNFINISHED)
 _IN_CHUNK = 500
 
 
@@ -105,6 +107,11 @@ class SqlSpillStore:
                 subs += [codec.subtask_from_row(row) for row in found]
         return tasks, subs
 
+    def forget_all(self) -> int:
+        """Clear every mark (the window is off: all unfinished work is loaded at start); how many."""
+        with translate_errors(), self._writes.begin() as conn:
+            return int(conn.execute(update(_T).where(_SPILLED).values(claimed_by=None)).rowcount or 0)
+
     def counts(self) -> SpilledCounts:
         """How many tasks are spilled, and their QUEUED subtasks by priority and kind (one scan of
         the spilled rows: at start and after a restore)."""
@@ -114,11 +121,11 @@ class SqlSpillStore:
             func.json_extract(_S.c.data, "$.capability"),
         )
         with translate_errors(), self._reads.connect() as conn:
-            tasks = conn.execute(select(func.count()).select_from(_T).where(_SPILLED)).scalar_one()
+            tasks = conn.execute(select(func.count()).select_from(_T).where(_WAITING)).scalar_one()
             rows = conn.execute(
                 select(*kind, func.count(), func.min(func.json_extract(_S.c.data, "$.queue_time")))
                 .select_from(_S.join(_T, _T.c.id == _S.c.task_id))
-                .where(_SPILLED, _S.c.status == int(SubtaskStatus.QUEUED))
+                .where(_WAITING, _S.c.status == int(SubtaskStatus.QUEUED))
                 .group_by(*kind)
             ).all()
         return SpilledCounts(

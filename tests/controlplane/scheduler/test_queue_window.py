@@ -7,6 +7,8 @@ restart and a checkpoint restore keep every task.
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -243,6 +245,63 @@ async def test_a_restart_with_a_smaller_window_moves_the_excess_to_the_database(
             assert (await counts(client))[2] == {"NORMAL": 8}
     finally:
         await again.stop(grace=1.0)
+
+
+async def test_a_restart_with_the_window_off_loads_the_tasks_kept_in_the_database(maos_home: Path) -> None:
+    first = await start_app(window_settings(maos_home))  # type: ignore[arg-type]
+    try:
+        async with Client(first.address) as client:
+            names = await submit(client, *(f"step {i}" for i in range(8)))
+            await settled(first, WINDOW)
+    finally:
+        await first.stop(grace=1.0)
+    again = await start_app(window_settings(maos_home, 0))  # type: ignore[arg-type]
+    try:
+        assert again.engine.spill is None
+        assert in_memory(again.engine, names) == names  # every queued task, none left marked
+        assert await marked(again) == set()
+        async with Client(again.address) as client:
+            agent = OneAtATime()
+            async with running_worker(agent, again.address):
+                for name in names:
+                    await client.wait_task(name, timeout=30)
+            assert agent.ran == [f"step {i}" for i in range(8)]
+    finally:
+        await again.stop(grace=1.0)
+
+
+async def test_a_take_back_whose_caller_went_away_still_brings_the_task_to_memory(
+    app: App, client: Client
+) -> None:
+    names = await submit(client, *(f"step {i}" for i in range(8)))
+    await settled(app, WINDOW)
+    spill = app.engine.spill
+    assert spill is not None
+    last = names[-1].split("/", 1)[1]
+    assert last not in app.engine.tasks
+    started, release = threading.Event(), threading.Event()
+    take_back = spill.store.take_back
+
+    def slow_take_back(*args: object) -> object:  # on the storage thread
+        started.set()
+        release.wait(10)
+        return take_back(*args)
+
+    spill.store.take_back = slow_take_back  # type: ignore[method-assign]
+    caller = asyncio.ensure_future(spill.take_back(last))
+    await wait_for(started.is_set, 10, message="the take-back running on the storage thread")
+    caller.cancel()  # its caller goes away (a client's deadline passed) while the database works
+    with pytest.raises(asyncio.CancelledError):
+        await caller
+    release.set()
+
+    async def accounted() -> bool:  # in memory, or kept (marked) in the database again: never neither
+        kept = await marked(app)
+        return (last in app.engine.tasks or names[-1] in kept) and spill.spilled == len(kept) == 3 - (
+            last in app.engine.tasks
+        )
+
+    await wait_for(accounted, 10, message="the task taken back and every spilled task counted")
 
 
 async def test_a_checkpoint_restore_brings_back_tasks_in_the_database(app: App, client: Client) -> None:

@@ -9,6 +9,7 @@ one whose dependency failed or was cancelled fails with the reason.
 
 from __future__ import annotations
 
+import asyncio
 import random
 import secrets
 from collections import OrderedDict
@@ -158,26 +159,56 @@ class Intake:
             if decided:
                 # The database decides between calls with this request_id, on any replica, in the
                 # commit of their tasks: a call that loses wrote nothing and answers as a repeat does.
-                if not await self.committer.submission(record, tasks):
+                submitted = self.committer.submission(record, tasks)
+                try:
+                    written = await asyncio.shield(submitted)
+                except asyncio.CancelledError:
+                    # The caller went away (a client's deadline): the tasks are committed all the
+                    # same, so they join memory (and run) once they are.
+                    submitted.add_done_callback(
+                        lambda done: self._adopt_late(done, tasks, deps, key, (request_hash, resource))
+                    )
+                    raise
+                if not written:
                     return await self._answered_elsewhere(principal, method, request_id, request_hash)
             else:
                 self.committer.idempotency(record)
             self._remember(key, (request_hash, resource))
+        self._adopt(tasks, deps, written_with_record=decided)
+        await self.committer.durable()
+        return [SubmitOutcome(t) for t in tasks]
+
+    def _adopt(self, tasks: list[Task], deps: dict[str, Task], *, written_with_record: bool) -> None:
+        """Accepted tasks join memory and start (their dependencies permitting)."""
         for task in tasks:
             self.tasks[task.id] = task
             self.subtasks[task.id] = {}
             for dep in task.depends_on:
                 if dep not in deps or not deps[dep].status.finished:
                     self._dependants[dep].add(task.id)
-            if not decided:
+            if not written_with_record:
                 self.committer.task(task)
             self._publish(Event(EventType.TASK_SUBMITTED, task_id=task.id, to_status="PENDING"), task)
             self.metrics.task_submitted(task)
         for task in tasks:
             self._evaluate_dependencies(task, deps)
         self._kick()
-        await self.committer.durable()
-        return [SubmitOutcome(t) for t in tasks]
+
+    def _adopt_late(
+        self,
+        submitted: asyncio.Future[bool],
+        tasks: list[Task],
+        deps: dict[str, Task],
+        key: tuple[str, str, str],
+        outcome: tuple[str, str],
+    ) -> None:
+        """The tasks of a call cancelled while their commit ran, once it completed."""
+        if submitted.cancelled() or submitted.exception() is not None or not submitted.result():
+            return  # not written: nothing to run
+        if any(task.id in self.tasks for task in tasks):
+            return
+        self._remember(key, outcome)
+        self._adopt(tasks, deps, written_with_record=True)
 
     async def load_known_request_ids(self) -> None:
         """Read the stored request ids into :attr:`known` (one process alone writing its database)."""

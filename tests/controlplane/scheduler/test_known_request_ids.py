@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -11,6 +14,7 @@ from controlplane.errors import InvalidArgument
 from controlplane.scheduler.known_request_ids import MIN_CAPACITY, KnownRequestIds
 from controlplane.storage.base import IdempotencyRecord, WriteBatch
 from tests.controlplane.scheduler.test_engine_unit import _engine
+from tests.harness.server import wait_for
 
 
 def test_every_key_added_may_be_held_and_few_others_are() -> None:
@@ -71,3 +75,37 @@ async def test_request_ids_stored_before_a_restart_are_recognised_after_it(tmp_p
     )
     assert fresh.created and again.intake.lookups.rounds == rounds
     assert again.intake.known.may_hold(("u", "SubmitTask", "r-2"))
+
+
+async def test_a_call_cancelled_while_the_database_decides_still_runs_its_committed_task(
+    tmp_path: Path,
+) -> None:
+    """Replicas: the commit of a call's tasks decides its request id; a caller gone meanwhile loses nothing."""
+    engine = await _engine(tmp_path)
+    engine.intake.database_decides = True
+    hold, submitted = threading.Event(), asyncio.Event()
+    submission = engine.committer.submission
+
+    def noting(*args: Any) -> Any:
+        submitted.set()
+        return submission(*args)
+
+    engine.committer.submission = noting  # type: ignore[method-assign]
+    blocker = asyncio.ensure_future(engine.storage.call(hold.wait, 10))  # the storage thread is busy
+    task = Task(id=engine.new_task_id(), description="committed while its caller left")
+    caller = asyncio.ensure_future(engine.submit([task], principal="u", request_id="r-9", request_hash="h"))
+    await asyncio.wait_for(submitted.wait(), 10)
+    caller.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await caller
+    hold.set()
+    await blocker
+    await wait_for(lambda: task.id in engine.tasks, 10, message="the committed task in memory")
+    assert (await engine.get_task(task.id)).id == task.id
+    [repeat] = await engine.submit(
+        [Task(id=engine.new_task_id(), description="committed while its caller left")],
+        principal="u",
+        request_id="r-9",
+        request_hash="h",
+    )
+    assert (repeat.task.id, repeat.created) == (task.id, False)

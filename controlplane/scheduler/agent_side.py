@@ -73,6 +73,8 @@ MAX_ACK_REFS = 512
 
 #: Seconds between claims of a patient report (see :meth:`AgentSide._claim_patiently`).
 PATIENT_CLAIM_INTERVAL = 0.5
+#: Reports on one task waiting for its claim (more are answered from storage at once).
+MAX_WAITING_REPORTS = 1_000
 
 
 def stored_report_ack(ref: Ref, sub: Subtask | None, agent_id: str, output: str | None) -> Ack:
@@ -163,7 +165,10 @@ class AgentSide:
         #: task to be lost (it may be frozen, or dead and not yet known so): ``replicas.lost_after``
         #: and a little more on replicas, else 0 (answered at once).
         self.claim_patience = 0.0
-        self._claiming: set[str] = set()
+        #: Tasks being claimed for reports on them: the reports waiting to be handled again after it.
+        self._claiming: dict[str, list[Callable[[], None]]] = {}
+        #: Tasks whose waiting reports are being handled again (answered as they stand: no new claim).
+        self._replaying: set[str] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -339,8 +344,13 @@ class AgentSide:
         return not in_memory and self._applied.get((ref.task_id, ref.subtask_id)) != ref.lease_epoch
 
     def _claimable(self, ref: Ref) -> bool:
-        """Whether to try claiming the task of a report first (replicas: another may have held it)."""
-        return self.claim is not None and ref.task_id not in self._claiming
+        """Whether to try claiming the task of a report first (replicas: another may have held it),
+        or wait for the claim in progress for it."""
+        return (
+            self.claim is not None
+            and ref.task_id not in self._replaying
+            and len(self._claiming.get(ref.task_id, ())) < MAX_WAITING_REPORTS
+        )
 
     def _claim_then(self, ref: Ref, again: Callable[[], None], agent_id: str = "") -> None:
         """Claim the task of a report on work this replica does not hold (its holder died and the agent
@@ -352,18 +362,28 @@ class AgentSide:
         """
         claim = self.claim
         assert claim is not None
-        self._claiming.add(ref.task_id)
+        waiting = self._claiming.get(ref.task_id)
+        if waiting is not None:  # one claim of a task at a time: its other reports wait for it
+            waiting.append(again)
+            return
+        self._claiming[ref.task_id] = [again]
 
         async def claim_and_handle() -> None:
             try:
                 if not await claim(ref.task_id) and agent_id and self.claim_patience > 0:
                     await self._claim_patiently(claim, ref, agent_id)
-            except Exception as exc:  # answered as a report on work not held here
+            except Exception as exc:  # answered as reports on work not held here
                 log.warning("could not claim tasks/%s for a report: %s", ref.task_id, exc)
+            # Not claimed again meanwhile: a task no replica took is answered from storage.
+            self._replaying.add(ref.task_id)
             try:
-                again()  # not claimed again meanwhile: a task no replica took is answered from storage
+                for handle in self._claiming.pop(ref.task_id, []):
+                    try:
+                        handle()
+                    except Exception:  # one report's failure must not lose the others
+                        log.exception("a report on tasks/%s failed after its claim", ref.task_id)
             finally:
-                self._claiming.discard(ref.task_id)
+                self._replaying.discard(ref.task_id)
 
         self._background(claim_and_handle())
 

@@ -172,6 +172,8 @@ class Claims:
         #: here waits for it).
         self._releasing: dict[str, asyncio.Event] = {}
         self._leaving_released = asyncio.Event()
+        #: The commit (:attr:`Committer.generation`) that writes the state of the tasks in ``_leaving``.
+        self._leaving_in: object = None
         self._work_pending = False
         self._poller: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -457,16 +459,20 @@ class Claims:
         if self._hint is None:  # what the next wake-up says about everything given up until it is sent
             self._hint = WorkHint(origin=self.holder)
         self._hint.add(int(task.priority), task.create_time, needs)
-        if not self._leaving:
-            self.engine.committer.after_commit(self._release_after_events)
-            self._leaving_released = asyncio.Event()
+        committer = self.engine.committer
+        if self._leaving_in is not committer.generation:  # one release per commit of given-up state
+            leaving: list[str] = []
+            released = asyncio.Event()
+            self._leaving, self._leaving_released, self._leaving_in = leaving, released, committer.generation
+            committer.after_commit(lambda: self._release_after_events(leaving, released))
         self._leaving.append(task.id)
         self._releasing[task.id] = self._leaving_released
 
-    def _release_after_events(self) -> None:
+    def _release_after_events(self, task_ids: list[str], released: asyncio.Event) -> None:
         """After the commit of given-up tasks' state (its events are delivered by then)."""
-        task_ids, self._leaving = self._leaving, []
-        self.engine._background(self._release(task_ids, self._leaving_released))
+        if self._leaving is task_ids:
+            self._leaving, self._leaving_in = [], None
+        self.engine._background(self._release(task_ids, released))
 
     async def _release(self, task_ids: list[str], released: asyncio.Event) -> None:
         """Release tasks given up once their events left for the other replicas, and wake those."""

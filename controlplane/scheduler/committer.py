@@ -221,6 +221,11 @@ class Committer:
         self.fenced = why
         self._wake.set()
 
+    @property
+    def generation(self) -> object:
+        """What the next commit will write, as a token: equal tokens mean the same commit."""
+        return self._current
+
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` on the loop once everything marked so far is durable."""
         self._current.after.append(callback)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from controlplane.scheduler.agent_side import MAX_WAITING_REPORTS
 from controlplane.scheduler.commands import Ref
-from tests.controlplane.scheduler.test_engine_unit import _engine
+from tests.controlplane.scheduler.test_engine_unit import _engine, _stop_engines  # noqa: F401
 from tests.harness.server import wait_for
 
 

@@ -13,7 +13,7 @@ from controlplane.domain.model import Task
 from controlplane.errors import InvalidArgument
 from controlplane.scheduler.known_request_ids import MIN_CAPACITY, KnownRequestIds
 from controlplane.storage.base import IdempotencyRecord, WriteBatch
-from tests.controlplane.scheduler.test_engine_unit import _engine
+from tests.controlplane.scheduler.test_engine_unit import _engine, _open, _stop_engines  # noqa: F401
 from tests.harness.server import wait_for
 
 
@@ -42,6 +42,7 @@ async def test_request_ids_stored_before_a_restart_are_recognised_after_it(tmp_p
     engine = await _engine(tmp_path)
     task = Task(id=engine.new_task_id(), description="once")
     [first] = await engine.submit([task], principal="u", request_id="r-1", request_hash="h1")
+    _open.remove(engine)
     await engine.stop()
     engine.storage.close()
     # a record written by an earlier run (or a tool), never seen by the next run's memory

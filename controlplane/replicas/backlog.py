@@ -38,7 +38,7 @@ class UnclaimedBacklog:
     """The last count of the unclaimed backlog, refreshed every :data:`INTERVAL` seconds between start and stop.
 
     Args:
-        storage: The storage executor (the count runs on its thread).
+        storage: The storage executor (the count runs on its read thread).
         store: The claim store (:class:`~controlplane.storage.sql.claims.SqlClaimStore`).
     """
 
@@ -50,7 +50,8 @@ class UnclaimedBacklog:
 
     async def refresh(self) -> None:
         """Count again."""
-        found = await self._storage.call(self._store.unclaimed)
+        # Beside the storage thread: a count over a deep queue must not hold up commits and claims.
+        found = await self._storage.quick_read(self._store.unclaimed)
         self.rows = [Unclaimed(*row) for row in found]
 
     def start(self) -> None:

@@ -39,6 +39,7 @@ from controlplane.storage.sql.checkpoint_stream import (
     code_point_default,
     key_order,
     move_colliding_seqs,
+    tally_groups,
     upsert,
 )
 
@@ -350,22 +351,7 @@ def _count(
         f"UNION ALL SELECT d.k, 1, 1, 0, 0 FROM {keys} WHERE {' OR '.join(equal)}"
         ") r GROUP BY k"
     )
-    later_key = "CASE WHEN st = 0 THEN k END"
-    cursor.execute(
-        f"SELECT st, lv, df, {later_key} AS later, max(lf), count(*) FROM ({groups}) g "
-        f"GROUP BY st, lv, df, {later_key} ORDER BY 5 DESC, 4"
-    )
-    restored = changed = unchanged = 0
-    later = []
-    for st, lv, df, key, _, n in cursor.fetchall():
-        if not st:
-            later.append(key)
-        elif not lv:
-            restored += n
-        elif df:
-            changed += n
-        else:
-            unchanged += n
+    (restored, changed, unchanged), later = tally_groups(cursor, groups)
     cursor.execute(f"SELECT count(*) FROM {keys} WHERE {equal[0]}")
     flagged_equal_first = cursor.fetchone()[0]
     return (restored, changed, unchanged + equal_first - flagged_equal_first), later

@@ -352,6 +352,14 @@ def _compare(
         "SELECT k, max(st) AS st, max(lv) AS lv, max(df) AS df, max(lf) AS lf "
         f"FROM ({' UNION ALL '.join(rows)}) r GROUP BY k"
     )
+    return tally_groups(cursor, groups)
+
+
+def tally_groups(cursor: Any, groups: str) -> tuple[tuple[int, int, int], list[str]]:
+    """Count the groups of a compare: ``groups`` selects one row per key with flags ``st`` (in the
+    checkpoint), ``lv`` (stored), ``df`` (differs) and ``lf`` (has a first-table row). The groups
+    restored (only in the checkpoint), changed and unchanged, and the keys stored but not in the
+    checkpoint (later tasks), first-table ones first."""
     later_key = "CASE WHEN st = 0 THEN k END"
     cursor.execute(
         f"SELECT st, lv, df, {later_key} AS later, max(lf), count(*) FROM ({groups}) g "

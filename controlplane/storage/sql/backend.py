@@ -201,9 +201,11 @@ class SqlBackend(SqlWebhooks):
 
     @property
     def concurrent_reads(self) -> bool:
-        """Whether reads may run on another thread beside the writes (PostgreSQL; an SQLite file, in WAL
-        mode): see :meth:`~controlplane.storage.executor.StorageExecutor.quick_read`."""
-        return self.kind == "postgresql" or (self.kind == "sqlite" and _sqlite_plain_file(self.engine.url))
+        """Whether reads may run on another thread beside the writes (PostgreSQL): see
+        :meth:`~controlplane.storage.executor.StorageExecutor.quick_read`. Not SQLite: a control plane
+        reading an SQLite file on a second thread while another process read it too was killed by
+        SIGBUS at its stop, so SQLite reads stay on the storage thread."""
+        return self.kind == "postgresql"
 
     # --- lifecycle -----------------------------------------------------------
 

@@ -90,21 +90,3 @@ async def test_counts_follow_submit_update_cancel_and_completion(control_plane: 
     await stubs.tasks.RetryTask(tasks_pb.RetryTaskRequest(name=normal.name), timeout=RPC_TIMEOUT)
     await assert_counts_match(stubs, engine)
     assert (await reported(stubs))[0] == {"NORMAL": 1}
-
-
-async def test_status_counts_do_not_wait_behind_the_storage_thread(control_plane: App, stubs: Stubs) -> None:
-    """A checkpoint or a large commit holds the storage thread for seconds at a million tasks: GetStatus
-    reads its counts beside it."""
-    import asyncio
-    import threading
-
-    await submit(stubs, "alone")
-    release = threading.Event()
-    busy = asyncio.ensure_future(control_plane.storage.call(release.wait, 30))
-    try:
-        status = await stubs.system.GetStatus(system_pb.GetStatusRequest(), timeout=5)
-        assert not busy.done()  # answered while the storage thread was still held
-        assert {c.state: c.count for c in status.tasks}["QUEUED"] == 1
-    finally:
-        release.set()
-        assert await busy

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import dataclasses
 import json
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -27,6 +29,7 @@ from controlplane.config import load_settings
 from controlplane.domain.model import AgentInfo, Subtask, Task, TaskStatus
 from controlplane.errors import AlreadyExists, Unavailable
 from controlplane.storage.base import IdempotencyRecord, StorageBackendFactory, WriteBatch
+from controlplane.storage.executor import StorageExecutor
 from controlplane.storage.sql import SqlBackend, SqlBackendFactory, codec, plugin, raw_writes, schema, wal
 from controlplane.storage.sql.backend import translate_errors
 from controlplane.storage.sql.migrations import SCRIPT_LOCATION, alembic_config
@@ -716,3 +719,21 @@ def test_one_statement_joins_the_inserts_and_stops_at_the_parameter_limit() -> N
     assert raw_writes.one_statement([(audit, [])]) is None
     chunks = list(raw_writes.in_chunks([(audit, many)]))
     assert [len(params) for _, params in chunks] == [raw_writes.MAX_PARAMETERS, 4]
+
+
+async def test_quick_reads_run_beside_the_storage_thread_on_postgresql_only(backend: SqlBackend) -> None:
+    """A checkpoint or a large commit holds the storage thread for seconds at a million tasks: on
+    PostgreSQL, GetStatus's counts are read beside it; SQLite reads stay on the storage thread."""
+    if backend.kind == "sqlite":
+        assert not backend.concurrent_reads
+        return
+    executor = StorageExecutor(backend)
+    release = threading.Event()
+    busy = asyncio.ensure_future(executor.call(release.wait, 30))
+    try:
+        assert await asyncio.wait_for(executor.quick_read(backend.list_agents), 10) == []
+        assert not busy.done()  # answered while the storage thread was still held
+    finally:
+        release.set()
+        assert await busy
+        executor.close()

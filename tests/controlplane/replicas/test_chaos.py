@@ -77,15 +77,11 @@ class Faults:
         killed = self.killed_agents.get(execution.log)
         if killed is not None and execution.start_ns < killed:
             return True
-        # An agent of the killed replica that finished its execution keeps it: it resumes its session
-        # on another replica (its stream may break while the replica is frozen, before anyone counts
-        # it lost), and its result, sent again, waits there until the task can be taken over, then is
-        # applied. Only an execution it never finished may have been run again.
-        return (
-            execution.log in self.agents_on_killed_replica
-            and execution.start_ns < self.replica_kill_ns
-            and execution.done_ns is None
-        )
+        # An agent of the killed replica resumes its session on another replica, and a result it sends
+        # again waits there until the task can be taken over, then is applied: most of its executions
+        # are kept. One whose result did not get through before its lease ran out (a loaded machine)
+        # may still run again, so any execution it started before the kill is explained.
+        return execution.log in self.agents_on_killed_replica and execution.start_ns < self.replica_kill_ns
 
 
 def finished_subtasks(cluster: ReplicaCluster) -> int:

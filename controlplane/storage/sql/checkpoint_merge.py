@@ -66,6 +66,17 @@ def _stored_rows(driver: Any, pg: bool, sql: str, name: str) -> tuple[Any, Itera
     return cursor, itertools.chain.from_iterable(blocks)  # no Python frame per row
 
 
+def _advance(stored: Iterator[Any], stored_key: Callable[[Any], Any], key: Any, name: str) -> tuple[Any, Any]:
+    """The next stored row of table ``name`` and its key, after ``key`` (None, None at the end)."""
+    live = next(stored, None)
+    if live is None:
+        return None, None
+    following = stored_key(live)
+    if not key < following:
+        raise _not_in_order(name)
+    return live, following
+
+
 def _not_in_order(name: str) -> FailedPrecondition:
     return FailedPrecondition(
         f"table {name}: the stored rows do not come in code-point order of their key (a column "
@@ -131,12 +142,7 @@ class _TableMerge:
                 if len(flags) >= LIVE_BLOCK_ROWS:  # a long run of them: written as it goes
                     self.merge.write_flags(flags)
                     flags = []
-                live = next(stored, None)
-                if live is not None:
-                    if not live_key < (live_key := stored_key(live)):
-                        raise _not_in_order(name)
-                else:
-                    live_key = None
+                live, live_key = _advance(stored, stored_key, live_key, name)
             if live_key == k:
                 if tuple(row) != live[1:]:
                     staged.append(row)
@@ -145,12 +151,7 @@ class _TableMerge:
                     equal += 1
                 elif not live[0]:  # equal, of a group with no row in the first table
                     flags.append((c, t, group(row), 1, 1, 0, 0))
-                live = next(stored, None)
-                if live is not None:
-                    if not live_key < (live_key := stored_key(live)):
-                        raise _not_in_order(name)
-                else:
-                    live_key = None
+                live, live_key = _advance(stored, stored_key, live_key, name)
             else:  # in the checkpoint only
                 staged.append(row)
                 flags.append((c, t, group(row), 1, 0, 1, 0))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import grpc
@@ -18,6 +19,33 @@ from controlplane.domain.tasks import validate_request_id
 from controlplane.errors import InvalidArgument
 
 CHUNK = 1024 * 1024  # export chunk size (well under the 16 MiB message limit)
+
+
+#: How long, and how many bytes of, a refused upload's remaining messages are read (and dropped)
+#: before the refusal is sent.
+DISCARD_SECONDS = 10.0
+DISCARD_BYTES = 256 * 1024 * 1024
+
+
+async def discard_rest(request_iterator: AsyncIterator[pb.ImportCheckpointRequest]) -> None:
+    """Read and drop what the client still sends of a refused upload.
+
+    A client still writing when the call ends early may see its own failed write
+    (INTERNAL, "Internal error from Core") instead of the refusal: grpc.aio
+    reports the write's failure over the status the server sent. Letting the
+    client finish first gives it the refusal itself. A client that sends more
+    than :data:`DISCARD_BYTES`, or for longer than :data:`DISCARD_SECONDS`, is
+    refused at once.
+    """
+    dropped = 0
+    try:
+        async with asyncio.timeout(DISCARD_SECONDS):
+            async for part in request_iterator:
+                dropped += part.ByteSize()
+                if dropped > DISCARD_BYTES:
+                    return
+    except TimeoutError:
+        return
 
 
 def checkpoint_to_pb(r: CheckpointRecord) -> messages_pb.Checkpoint:
@@ -104,17 +132,21 @@ class CheckpointServicer(pb_grpc.CheckpointServiceServicer):
     ) -> pb.ImportCheckpointResponse:
         meta: CheckpointRecord | None = None
         upload = self.checkpoints.upload()  # bounded and checked chunk by chunk as it arrives
-        async for part in request_iterator:
-            if part.HasField("checkpoint"):
-                if meta is not None:
-                    raise InvalidArgument("the checkpoint metadata was sent twice", field="checkpoint")
-                meta = checkpoint_from_pb(part.checkpoint)
-            elif part.HasField("chunk"):
-                if meta is None:
-                    raise InvalidArgument(
-                        "send the checkpoint metadata before the payload", field="checkpoint"
-                    )
-                upload.add(part.chunk)
+        try:
+            async for part in request_iterator:
+                if part.HasField("checkpoint"):
+                    if meta is not None:
+                        raise InvalidArgument("the checkpoint metadata was sent twice", field="checkpoint")
+                    meta = checkpoint_from_pb(part.checkpoint)
+                elif part.HasField("chunk"):
+                    if meta is None:
+                        raise InvalidArgument(
+                            "send the checkpoint metadata before the payload", field="checkpoint"
+                        )
+                    upload.add(part.chunk)
+        except InvalidArgument:
+            await discard_rest(request_iterator)
+            raise
         if meta is None:
             raise InvalidArgument("no checkpoint metadata was sent", field="checkpoint")
         if not meta.sha256:

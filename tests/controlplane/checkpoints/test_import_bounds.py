@@ -83,7 +83,7 @@ async def test_a_decompression_bomb_is_refused_before_it_is_inflated(plane: tupl
 
 async def test_an_upload_over_the_size_limit_is_refused(plane: tuple[App, Client]) -> None:
     _, client = plane
-    failure = await rpc_failure(upload(client, zlib.compress(os.urandom(2 * MB))))  # incompressible
+    failure = await rpc_failure(upload(client, zlib.compress(os.urandom(6 * MB))))  # incompressible
     assert_failure(failure, grpc.StatusCode.INVALID_ARGUMENT, "ERROR_REASON_INVALID_FIELD", "chunk")
     assert "limits.checkpoint_import_bytes" in failure.message
     assert await stored(client) == []

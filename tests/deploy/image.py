@@ -108,6 +108,8 @@ def build(out: Path, context: Path) -> int:
             ],
             log,
         )
+        # The previous builds' images and layers, now untagged: disk would grow with every run.
+        _run([ENGINE, "image", "prune", "--force"], log)
     except (subprocess.CalledProcessError, OSError) as error:
         with log.open("a") as out:
             out.write(f"failed: {error}\n")

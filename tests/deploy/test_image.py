@@ -83,7 +83,7 @@ def names() -> Iterator[dict[str, str]]:
         "home": f"maos-home-{suffix}",
     }
     yield made
-    podman("rm", "--force", "--time", "5", made["agent"], made["control_plane"])
+    podman("rm", "--force", "--volumes", "--time", "5", made["agent"], made["control_plane"])
     podman("volume", "rm", "--force", made["home"])
 
 

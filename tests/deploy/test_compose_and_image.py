@@ -3,8 +3,7 @@
 The Compose schema is the one check-jsonschema vendors (``vendor.compose-spec``). Commands parse
 with the real CLIs, ``MAOS_*`` variables are settings or options, the control plane's settings pass
 its start-up checks, and the image runs what the manifests expect (user, MAOS_HOME, ports, commands).
-Building the image is not part of these tests (CI machines need not have a container engine): see
-the README's "Deploying" section.
+Building and running the image is tests/deploy/test_image.py.
 """
 
 from __future__ import annotations

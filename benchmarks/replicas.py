@@ -8,7 +8,9 @@ processes (``maos-agent run``) given every replica's address, agent i starting a
 three replicas they spread over them). The client spreads its calls over the replicas (call i to
 replica i mod N). The clock runs from the first submit until the database counts every task
 COMPLETED. Printed per configuration: tasks/s and the control plane's CPU per task (the sum over
-the replica processes, from /proc), then the ratio of three to one (goal: at most 1.3).
+the replica processes, from /proc), then the ratio of three to one (goal: at most 1.3). With
+``--rounds`` R the configurations run R times in turn and the medians are compared (on a shared
+machine one run's ratio moves by a third or more).
 
 ``--latency``: three replicas; one recording agent (tests/harness/recording_agent.py) connected to
 replica B alone. ``--count`` tasks are submitted one at a time on replica A, each once the previous
@@ -23,7 +25,7 @@ waits for the subscriber's acknowledgement (published back on a second topic) be
 subscriber computes publish -> callback latency of each. Printed: p50/p99 in milliseconds for Redis
 pub/sub and for PostgreSQL LISTEN/NOTIFY.
 
-    python benchmarks/replicas.py --throughput [--tasks 5000] [--agents 2] [--mode unary|batch]
+    python benchmarks/replicas.py --throughput [--tasks 5000] [--agents 2] [--mode unary|batch] [--rounds 1]
     python benchmarks/replicas.py --latency [--count 500]
     python benchmarks/replicas.py --wakeups [--count 2000]
     (each also: [--redis-url redis://127.0.0.1:6379/0] [--database-url postgresql://postgres@127.0.0.1:5432/test])
@@ -283,22 +285,35 @@ async def throughput(args: argparse.Namespace) -> dict[str, Any]:
         "access control on"
     )
     results: dict[str, Any] = {}
-    for replicas in args.replicas:
-        r = await throughput_once(
-            replicas,
-            args.tasks,
-            args.agents,
-            args.inflight,
-            args.mode,
-            args.batch,
-            args.database_url,
-            args.redis_url,
-        )
-        results[f"replicas_{replicas}"] = r
-        print(
-            f"{replicas} replica{'s' if replicas > 1 else ' '}: {r['tasks_per_s']:.0f} tasks/s, control plane "
-            f"{r['cpu_us_per_task']:.0f} µs CPU per task (sum over replicas)  [{load()}]"
-        )
+    runs: dict[int, list[dict[str, float]]] = {replicas: [] for replicas in args.replicas}
+    for _ in range(args.rounds):  # the configurations take turns: a load that drifts touches each
+        for replicas in args.replicas:
+            r = await throughput_once(
+                replicas,
+                args.tasks,
+                args.agents,
+                args.inflight,
+                args.mode,
+                args.batch,
+                args.database_url,
+                args.redis_url,
+            )
+            runs[replicas].append(r)
+            print(
+                f"{replicas} replica{'s' if replicas > 1 else ' '}: {r['tasks_per_s']:.0f} tasks/s, control "
+                f"plane {r['cpu_us_per_task']:.0f} µs CPU per task (sum over replicas)  [{load()}]"
+            )
+    for replicas, done in runs.items():
+        results[f"replicas_{replicas}"] = {
+            key: statistics.median(r[key] for r in done)
+            for key in ("tasks_per_s", "cpu_us_per_task", "seconds")
+        }
+        if args.rounds > 1:
+            r = results[f"replicas_{replicas}"]
+            print(
+                f"{replicas} replica{'s' if replicas > 1 else ' '}, median of {args.rounds}: "
+                f"{r['tasks_per_s']:.0f} tasks/s, {r['cpu_us_per_task']:.0f} µs CPU per task"
+            )
     if {1, 3} <= set(args.replicas):
         ratio = results["replicas_3"]["cpu_us_per_task"] / results["replicas_1"]["cpu_us_per_task"]
         results["cpu_ratio"] = ratio
@@ -397,6 +412,12 @@ def main() -> None:
         type=lambda text: [int(n) for n in text.split(",")],
         default=[1, 3],
         help="--throughput: the numbers of replicas to compare (default 1,3)",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="--throughput: run the configurations this many times in turn; the medians are compared",
     )
     parser.add_argument("--inflight", type=int, default=64)
     parser.add_argument("--mode", choices=["unary", "batch"], default="unary")

@@ -1,10 +1,14 @@
 """Events and log records of every replica, through two Redis streams (``redis.url`` set).
 
 * ``<redis.key_prefix>events``: each replica appends the events it committed, one entry per
-  commit group (whatever is waiting goes in one round trip), in commit order; every replica (itself included) reads the stream and feeds its
-  watchers (WatchTask, WatchEvents, ``maos monitor --follow``). One entry holds one commit
-  group's events; an event's id is ``<stream id>-<index in the entry>``, the same on every
-  replica, so a stream broken on one replica resumes on any other.
+  commit group (whatever is waiting goes in one round trip), in commit order; a replica with
+  watchers (WatchTask, WatchEvents, ``maos monitor --follow``) reads the stream (its own entries
+  included) and feeds them. One entry holds one commit group's events; an event's id is
+  ``<stream id>-<index in the entry>``, the same on every replica, so a stream broken on one
+  replica resumes on any other. A replica reads only while it has watchers (issue 17: with N
+  replicas each reading and decoding every entry, the control planes' CPU per task grew with
+  N): a watcher's first event is one written after it subscribed (:meth:`EventStream.want`),
+  and what came before is in the task it was shown first or in a resume (``after_event_id``).
 * ``<redis.key_prefix>logs``: each replica appends the records its log book keeps (its own and
   its agents'); the others add them to their log books, so ``maos logs`` and TailLogs on any
   replica show every replica's records (a record's id stays the one of the replica answering).
@@ -131,6 +135,15 @@ class EventStream:
         self._last_read: dict[bytes, int] = {}
         stream.on_entry = self._entry
         stream.on_break = self._broken
+        stream.on_idle = self._snapshots.clear  # no watcher is left to be given them
+
+    async def want(self) -> None:
+        """Read the stream from now on (a watcher subscribed); see :meth:`SharedStream.want`."""
+        await self.stream.want()
+
+    def unwant(self) -> None:
+        """The end of one :meth:`want` (the watcher left)."""
+        self.stream.unwant()
 
     async def flushed(self) -> None:
         """Return once the events sent so far are in the stream (see :meth:`SharedStream.flushed`)."""
@@ -294,7 +307,7 @@ def install_event_streams(
             install_notify_relay(pm, engine, settings.database_url)
         return
     maxlen = settings["redis.stream_max_len"]
-    events = SharedStream(None, redis.key("events"), maxlen, "events")
+    events = SharedStream(None, redis.key("events"), maxlen, "events", on_demand=True)
     logs = SharedStream(None, redis.key("logs"), maxlen, "log records")
     engine.watchers.attach(EventStream(events))
     LogStream(logs, logbook, engine.replica)

@@ -2,10 +2,19 @@
 
 * :class:`RedisTokenBuckets`: the rate-limit buckets of :mod:`controlplane.access.rate_limit`
   (``take(key)``), one Redis hash per bucket updated by a Lua script on Redis' clock, so a
-  principal's rate holds across every replica. When Redis does not answer within
-  ``SYNC_TIMEOUT``, the replica's own buckets decide meanwhile (each replica then allows the
-  rate on its own, and Redis is tried again after :data:`~controlplane.replicas.redis_conn.AWAY`
-  seconds), and a warning says so once a minute.
+  principal's rate holds across every replica. A replica takes tokens from Redis a *lease* at a
+  time and spends them locally (issue 17: one synchronous round trip per call was a good part of
+  a busy replica's CPU): a key's lease starts at one token and doubles while the calls spend it
+  within :data:`LEASE_TTL`, up to :func:`lease_limit` (at most :data:`MAX_LEASE` tokens and a
+  hundredth of the burst; a burst under 200 leases one token at a time, exactly as before);
+  tokens left when a lease lapses are dropped, and the next lease is halved. Tokens are taken
+  from the shared bucket before they are spent, so across N replicas a principal makes at most
+  N x ``lease_limit`` calls more than one bucket allows (the tokens leased and not yet spent), and
+  a replica may refuse while another holds up to ``lease_limit`` unspent tokens for at most
+  :data:`LEASE_TTL` seconds. When Redis does not answer within ``SYNC_TIMEOUT``, the replica's
+  own buckets decide meanwhile (each replica then allows the rate on its own, and Redis is tried
+  again after :data:`~controlplane.replicas.redis_conn.AWAY` seconds), and a warning says so
+  once a minute.
 * :class:`RedisSharedState`: the shared state of agents (``state_get`` / ``state_put`` /
   ``state_delete`` of :class:`~controlplane.storage.base.StorageBackend`), with the same
   versions and compare-and-set, atomic in Lua.
@@ -15,6 +24,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from controlplane.errors import Aborted
@@ -27,10 +39,18 @@ log = logging.getLogger(__name__)
 WARN_EVERY = 60.0
 #: Longest bucket key kept (a principal or a peer address).
 MAX_KEY = 256
+#: Most tokens one lease takes from Redis.
+MAX_LEASE = 64
+#: Seconds a leased token stays spendable; what is left then is dropped.
+LEASE_TTL = 1.0
+#: Keys whose lease a replica keeps at most (the least recently used go first).
+MAX_LEASES = 10_000
 
+# Takes up to ARGV[3] tokens: {tokens taken, seconds until one is available when none was}.
 _TAKE = """
 local rate = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
+local want = tonumber(ARGV[3])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local b = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
@@ -41,16 +61,33 @@ if tokens == nil or ts == nil then
   ts = now
 end
 tokens = math.min(burst, tokens + math.max(0, now - ts) * rate)
+local got = 0
 local delay = 0
 if tokens >= 1 then
-  tokens = tokens - 1
+  got = math.min(want, math.floor(tokens))
+  tokens = tokens - got
 else
   delay = (1 - tokens) / rate
 end
 redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(now))
 redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate * 1000) + 1000)
-return tostring(delay)
+return {got, tostring(delay)}
 """
+
+
+def lease_limit(burst: float) -> int:
+    """Most tokens one lease takes for a bucket of ``burst``: a hundredth of it, 1 to MAX_LEASE."""
+    return max(1, min(MAX_LEASE, int(burst // 100)))
+
+
+@dataclass
+class _Lease:
+    """Tokens of one key taken from Redis and not spent yet."""
+
+    tokens: int
+    expires: float
+    #: How many the lease asked for (the next one doubles or halves it).
+    size: int
 
 
 class RedisTokenBuckets:
@@ -61,15 +98,22 @@ class RedisTokenBuckets:
         prefix: The key prefix; buckets are ``<prefix>rate:<name>:<key>``.
         name: Which limit (``principal``, ``failed_auth``).
         local: This replica's own buckets (rate and burst are theirs), used while Redis is away.
+        clock: Seconds from a monotonic clock, for the leases' lifetime (injectable for tests).
     """
 
-    def __init__(self, client: Any, prefix: str, name: str, local: Any):
+    def __init__(
+        self, client: Any, prefix: str, name: str, local: Any, clock: Callable[[], float] = time.monotonic
+    ):
         self.client = client
         self.local = local
         self.rate = local.rate
         self.burst = local.burst
+        #: Most tokens one lease takes (see the module docstring for the bound it sets).
+        self.max_lease = lease_limit(self.burst)
         self._key = f"{prefix}rate:{name}:"
         self._script = client.register_script(_TAKE)
+        self._clock = clock
+        self._leases: OrderedDict[str, _Lease] = OrderedDict()
         self._warned = 0.0
         self._away_until = 0.0
 
@@ -80,17 +124,34 @@ class RedisTokenBuckets:
         """Take one token of ``key``'s bucket; 0.0, or the seconds until one is available."""
         import redis
 
-        if time.monotonic() < self._away_until:  # Redis failed a moment ago: not on every call
+        now = self._clock()
+        lease = self._leases.get(key)
+        if lease is not None and lease.tokens > 0 and now < lease.expires:
+            lease.tokens -= 1
+            return 0.0
+        if now < self._away_until:  # Redis failed a moment ago: not on every call
             return float(self.local.take(key))
+        if lease is None:
+            size = 1
+        elif lease.tokens > 0:  # lapsed unspent: this replica needs fewer
+            size = max(1, lease.size // 2)
+        else:
+            size = min(self.max_lease, lease.size * 2)
         try:
-            return float(self._script(keys=[self._key + key[:MAX_KEY]], args=[self.rate, self.burst]))
+            got, delay = self._script(keys=[self._key + key[:MAX_KEY]], args=[self.rate, self.burst, size])
         except redis.RedisError as exc:
-            now = time.monotonic()
             self._away_until = now + AWAY
             if now - self._warned >= WARN_EVERY:
                 self._warned = now
                 log.warning("rate limits: Redis does not answer (%s); this replica's own buckets decide", exc)
             return float(self.local.take(key))
+        got = int(got)
+        # Refused: the next lease asks for as many again (not twice as many).
+        self._leases[key] = _Lease(max(0, got - 1), now + LEASE_TTL, size if got else max(1, size // 2))
+        self._leases.move_to_end(key)
+        if len(self._leases) > MAX_LEASES:
+            self._leases.popitem(last=False)
+        return 0.0 if got > 0 else float(delay)
 
 
 def share_limits(limits: Any, redis: Any) -> None:

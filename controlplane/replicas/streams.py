@@ -11,7 +11,12 @@ A :class:`SharedStream` is the transport under :mod:`controlplane.replicas.event
 * **Reading**: one ``XREAD BLOCK`` loop per replica hands every entry (this replica's included,
   so that every replica sees one order: the stream's) to ``on_entry``. When the connection
   breaks, ``on_break`` is called (watchers end with an error they can resume from) and the loop
-  continues from the last entry it read once Redis answers again.
+  continues from the last entry it read once Redis answers again. A stream read *on demand*
+  (``on_demand=True``: the events, issue 17) reads only while someone here wants its entries
+  (:meth:`SharedStream.want` / :meth:`SharedStream.unwant`, a watcher on this replica): reading
+  starts after the newest entry at the moment :meth:`~SharedStream.want` returns, and stops
+  :data:`LINGER` seconds after the last one left. Without watchers a replica then neither reads
+  nor decodes the other replicas' entries (each of N replicas reading everything cost N times).
 * **Resuming**: :meth:`SharedStream.after` reads the entries after a stream id with ``XRANGE``,
   or says precisely why it cannot (an id never issued, or one no longer in the stream: trimmed,
   or lost with a Redis that restarted without its data).
@@ -51,6 +56,9 @@ READ_COUNT = 1_000
 MAX_REPLAY = 10_000
 #: The field marking a gap: entries that were never written (the outbox overflowed).
 GAP = b"gap"
+#: Seconds an on-demand stream keeps reading after its last reader left (a watcher reconnecting,
+#: or watches opened one after another, do not restart it each time).
+LINGER = 5.0
 
 Fields = dict[str | bytes, str | bytes]
 
@@ -73,9 +81,10 @@ class SharedStream:
         key: The stream's key (``<redis.key_prefix>events``).
         maxlen: Entries the stream keeps, approximately (``XADD MAXLEN ~``).
         what: What the entries are, for messages (``events``, ``log records``).
+        on_demand: Read only while :meth:`want` holds (see the module docstring); else always.
     """
 
-    def __init__(self, client: Any, key: str, maxlen: int, what: str):
+    def __init__(self, client: Any, key: str, maxlen: int, what: str, *, on_demand: bool = False):
         self.client = client
         #: The reader's client (a blocking XREAD holds its connection): the same unless set apart.
         self.reader: Any = client
@@ -96,13 +105,28 @@ class SharedStream:
         self._reader_up = False
         #: The id of the last entry read (where reading goes on after a broken connection).
         self.last_read = "0-0"
+        self.on_demand = on_demand
+        #: Called when an on-demand stream stops reading (what waited for entries to come back goes).
+        self.on_idle: Callable[[], None] = lambda: None
+        self._reader: asyncio.Task[None] | None = None
+        self._wanted = 0
+        self._starting: asyncio.Lock | None = None
+        self._idle_timer: asyncio.TimerHandle | None = None
 
     # --- lifecycle ------------------------------------------------------------
 
     async def start(self) -> None:
-        """Start reading after the newest entry now in the stream, and writing the outbox."""
+        """Start writing the outbox, and reading after the newest entry now in the stream (an
+        on-demand stream: once :meth:`want` is called)."""
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
+        self._starting = asyncio.Lock()
+        if not self.on_demand:
+            await self._read_from_newest()
+        # Only now: what the outbox holds (written while Redis was away) is read back.
+        self._tasks.append(self._loop.create_task(self._write(), name=f"maos-{self.what}-stream-writer"))
+
+    async def _read_from_newest(self) -> None:
         try:
             newest = await self.client.xrevrange(self.key, "+", "-", count=1)
             self.last_read = _text(newest[0][0]) if newest else "0-0"
@@ -110,20 +134,90 @@ class SharedStream:
         except Exception as exc:  # Redis answered PING at start; if it is gone already, read from now on
             log.warning("%s stream: Redis does not answer (%s); reading when it does", self.what, exc)
             self.last_read = "$"
-        self._tasks = [
-            self._loop.create_task(self._write(), name=f"maos-{self.what}-stream-writer"),
-            self._loop.create_task(self._read(), name=f"maos-{self.what}-stream-reader"),
-        ]
+        self._start_reader()
+
+    def _start_reader(self) -> None:
+        assert self._loop is not None
+        self._reader = self._loop.create_task(self._read(), name=f"maos-{self.what}-stream-reader")
+        self._tasks.append(self._reader)
 
     async def close(self) -> None:
         """Send what the outbox holds (briefly), then stop."""
         if self._outbox and self._wake is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._flush_once(), timeout=2.0)
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
+        self._reader = None
+
+    # --- reading on demand ----------------------------------------------------
+
+    async def want(self) -> None:
+        """Read from now on (an on-demand stream; nothing to do for another): returns once reading
+        goes on after the newest entry now in the stream, so every entry written after this call
+        is handed to ``on_entry``. Each call is matched by one :meth:`unwant`.
+
+        Raises:
+            Unavailable: Reading is not on and Redis does not answer (nothing is wanted then).
+        """
+        if not self.on_demand:
+            return
+        self._wanted += 1
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
+        if self._reader is not None and not self._reader.done():
+            return
+        assert self._starting is not None, "want() before start()"
+        try:
+            async with self._starting:
+                if self._reader is not None and not self._reader.done():
+                    return  # started while this call waited
+                try:
+                    newest = await self.client.xrevrange(self.key, "+", "-", count=1)
+                except Exception as exc:
+                    raise Unavailable(
+                        f"cannot read the {self.what} of the replicas: Redis does not answer ({exc}); "
+                        "try again shortly",
+                        metadata={"component": "redis"},
+                    ) from None
+                self.last_read = _text(newest[0][0]) if newest else "0-0"
+                self._reader_up = True
+                self._start_reader()
+        except BaseException:
+            self.unwant()
+            raise
+
+    def unwant(self) -> None:
+        """The end of one :meth:`want`: reading stops :data:`LINGER` seconds after the last one."""
+        if not self.on_demand:
+            return
+        self._wanted -= 1
+        if self._wanted > 0 or self._loop is None or self._reader is None:
+            return
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+        self._idle_timer = self._loop.call_later(LINGER, self._stop_reading)
+
+    @property
+    def reading(self) -> bool:
+        """Whether entries are being read now."""
+        return self._reader is not None and not self._reader.done()
+
+    def _stop_reading(self) -> None:
+        self._idle_timer = None
+        if self._wanted > 0 or self._reader is None:
+            return
+        self._reader.cancel()
+        with contextlib.suppress(ValueError):
+            self._tasks.remove(self._reader)
+        self._reader = None
+        self.on_idle()
 
     # --- writing --------------------------------------------------------------
 

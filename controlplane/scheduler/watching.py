@@ -9,7 +9,9 @@ With several replicas (``redis.url`` set) the committed events go out through th
 stream (:mod:`controlplane.replicas.event_stream`) instead, and every replica's watchers and
 listeners are fed from it, this replica's own events included: one order (the stream's) for
 every replica, and event ids that any replica can resume from. A watched task held by another
-replica is read from storage as its events arrive.
+replica is read from storage as its events arrive. The stream is read only while this replica
+has a watcher or listener: reading is on (:meth:`Watchers._reading`) before one subscribes and
+reads the task or replays, so nothing committed after its snapshot or replay escapes it.
 """
 
 from __future__ import annotations
@@ -156,6 +158,7 @@ class Watchers:
         another replica comes with the task as committed when it arrives (read from storage).
         """
         watch = Watch(asyncio.Queue(), include_progress)
+        await self._reading()
         self._watchers[task_id].add(watch)  # first: a change arriving while the task is read is queued
         try:
             task = await self.get_task(task_id)
@@ -200,6 +203,7 @@ class Watchers:
                 if event.type == EventType.TASK_STATUS_CHANGED and finished:
                     return
         finally:
+            self._done_reading()
             watchers = self._watchers.get(task_id)
             if watchers is not None:
                 watchers.discard(watch)
@@ -227,6 +231,7 @@ class Watchers:
             if wanted(event):  # a consumer this slow is cut off, not buffered forever
                 queue.put_nowait(event if queue.qsize() < MAX_PENDING_EVENTS else behind)
 
+        await self._reading()
         self.event_listeners.append(listener)
         self.event_breaks.append(queue.put_nowait)
         try:
@@ -247,8 +252,25 @@ class Watchers:
                     continue
                 yield item
         finally:
+            self._done_reading()
             self.event_listeners.remove(listener)
             self.event_breaks.remove(queue.put_nowait)
+
+    async def _reading(self) -> None:
+        """Have the shared stream read from now on, for one watcher or listener (at once without one).
+
+        The watcher subscribes right after this returns, with no await between: the reader hands
+        it every entry read from then on (it started after the newest one, or was running already).
+
+        Raises:
+            Unavailable: The stream is not read now and Redis does not answer.
+        """
+        if self.stream is not None:
+            await self.stream.want()
+
+    def _done_reading(self) -> None:
+        if self.stream is not None:
+            self.stream.unwant()
 
     async def replay(self, after: ResumePoint) -> list[Event]:
         """The kept events delivered after event ``after``, in the order they were delivered.

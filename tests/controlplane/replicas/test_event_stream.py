@@ -125,6 +125,7 @@ async def _submit(stubs: Stubs, description: str) -> str:
 
 async def test_a_replica_sees_the_events_of_a_task_held_by_another(pair: Any) -> None:
     a, b, stubs_a, stubs_b, _ = pair
+    assert not a.engine.watchers.stream.stream.reading  # nobody watches on A yet: A reads nothing
     on_a = stubs_a.system.WatchEvents(system_pb.WatchEventsRequest(), timeout=30)
     on_b = stubs_b.system.WatchEvents(system_pb.WatchEventsRequest(), timeout=30)
     await wait_for(lambda: a.engine.event_listeners and b.engine.event_listeners, 5, message="the listeners")
@@ -508,3 +509,64 @@ async def test_a_resume_too_far_back_is_refused_not_read_whole(
         assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
         assert reason_of(caught.value) == "ERROR_REASON_RESUME_POINT_LOST"
         assert "too far back" in (caught.value.details() or "")
+
+
+async def test_the_stream_is_read_only_while_someone_watches(
+    redis_url: str, redis_namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A replica without watchers neither reads nor decodes the stream; a watcher gets every entry
+    written after it subscribed; reading stops ``LINGER`` seconds after the last one left."""
+    import redis.asyncio as aioredis
+
+    from controlplane.replicas import streams
+    from controlplane.replicas.event_stream import EventStream
+
+    monkeypatch.setattr(streams, "LINGER", 0.2)
+    client = aioredis.Redis.from_url(redis_url)
+    shared = streams.SharedStream(client, f"{redis_namespace}events", 1000, "events", on_demand=True)
+    events = EventStream(shared)
+    delivered: list[str] = []
+    events.deliver = lambda event, snapshots: delivered.append(event.task_id)
+    try:
+        await shared.start()
+        events.send([(Event(EventType.TASK_UPDATED, task_id="unwatched"), None)])
+        await shared.flushed()
+        assert not shared.reading
+        await events.want()
+        events.send([(Event(EventType.TASK_UPDATED, task_id="watched"), None)])
+        await wait_for(lambda: delivered, 10, message="the watched event")
+        assert delivered == ["watched"]
+        await events.want()  # a second watcher: one reader
+        events.unwant()
+        events.unwant()
+        assert shared.reading  # for LINGER seconds still
+        await wait_for(lambda: not shared.reading, 5, message="reading to stop")
+        events.send([(Event(EventType.TASK_UPDATED, task_id="after"), None)])
+        await shared.flushed()
+        await events.want()  # starts after the newest entry: "after" was before it
+        events.send([(Event(EventType.TASK_UPDATED, task_id="again"), None)])
+        await wait_for(lambda: len(delivered) == 2, 10, message="the event after the restart")
+        assert delivered == ["watched", "again"]
+        events.unwant()
+    finally:
+        await shared.close()
+        await client.aclose()
+
+
+async def test_watching_while_redis_does_not_answer_is_unavailable() -> None:
+    import redis.asyncio as aioredis
+
+    from controlplane.errors import Unavailable
+    from controlplane.replicas import streams
+
+    client = aioredis.Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.5)
+    shared = streams.SharedStream(client, "maos-test:dead:events", 1000, "events", on_demand=True)
+    try:
+        await shared.start()
+        with pytest.raises(Unavailable) as caught:
+            await shared.want()
+        assert "Redis does not answer" in caught.value.message
+        assert not shared.reading and shared._wanted == 0
+    finally:
+        await shared.close()
+        await client.aclose()

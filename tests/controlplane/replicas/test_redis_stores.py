@@ -34,6 +34,55 @@ def test_two_replicas_take_from_one_bucket(redis_url: str, redis_namespace: str)
     assert (a.rate, a.burst) == (0.5, 3.0)
 
 
+def test_replicas_lease_tokens_and_together_never_exceed_the_bucket(
+    redis_url: str, redis_namespace: str
+) -> None:
+    """A lease takes several tokens in one round trip; what the replicas admit stays what one bucket
+    allows (tokens are taken before they are spent), and a replica spends its own lease first."""
+    # A burst of 400 leases up to 4 tokens at once; the rate refills a token in 100 s (none here).
+    a, b = (
+        RedisTokenBuckets(_client(redis_url), redis_namespace, "principal", TokenBuckets(0.01, 400))
+        for _ in range(2)
+    )
+    trips = {"a": 0, "b": 0}
+    for name, buckets in (("a", a), ("b", b)):
+        script = buckets._script
+
+        def counted(*args: object, name: str = name, script: object = script, **kwargs: object) -> object:
+            trips[name] += 1
+            return script(*args, **kwargs)  # type: ignore[operator]
+
+        buckets._script = counted  # type: ignore[method-assign]
+    admitted = {"a": 0, "b": 0}
+    refused: set[str] = set()
+    while len(refused) < 2:
+        for name, buckets in (("a", a), ("b", b)):
+            if buckets.take("users/alice") == 0.0:
+                admitted[name] += 1
+            else:
+                refused.add(name)
+    assert a.max_lease == 4
+    assert sum(admitted.values()) == 400  # the burst, spent on two replicas, not a call more
+    assert admitted["a"] > 100 and admitted["b"] > 100
+    assert sum(trips.values()) < 150  # about one round trip per 4 calls, not one per call
+    assert a.take("users/bob") == 0.0  # leases are per key
+
+
+def test_unspent_leased_tokens_lapse(redis_url: str, redis_namespace: str) -> None:
+    now = [0.0]
+    a = RedisTokenBuckets(
+        _client(redis_url), redis_namespace, "principal", TokenBuckets(0.01, 400), clock=lambda: now[0]
+    )
+    for _ in range(2):  # leases of 1 then 2: the second one's last token is left
+        assert a.take("users/alice") == 0.0
+    key = f"{redis_namespace}rate:principal:users/alice"
+    left = float(_client(redis_url).hget(key, "tokens") or 0)
+    assert left == pytest.approx(397, abs=0.1)
+    now[0] += 5.0  # past the lease's lifetime: its token is not spent any more
+    assert a.take("users/alice") == 0.0  # a new lease, of one token (halved)
+    assert float(_client(redis_url).hget(key, "tokens") or 0) == pytest.approx(396, abs=0.1)
+
+
 def test_without_redis_each_replica_uses_its_own_buckets(caplog: pytest.LogCaptureFixture) -> None:
     dead = RedisTokenBuckets(_client("redis://127.0.0.1:1/0"), "maos:", "principal", TokenBuckets(0.5, 1))
     assert dead.take("users/alice") == 0.0

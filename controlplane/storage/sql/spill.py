@@ -8,7 +8,13 @@ the order the ready queue runs work: the virtual time ``create_time - priority Ã
 scheduler.aging_interval``, then submit order. Within one priority that is the order of
 ``(create_time, seq)``, which the partial index ``ix_tasks_spilled`` (migration 0020) serves, so a
 batch costs one short index walk per priority and a merge, at any queue depth. SQLite has one
-writer, so no row lock is needed: the mark is cleared in the transaction that reads the rows.
+writer, so no row lock is needed: the mark is cleared in the transaction that reads the rows, and
+a trigger (migration 0021) clears it in the transaction of any write that finishes a marked task,
+whichever path wrote it, so only unfinished tasks carry it.
+
+Spilled tasks with a deadline (start time + timeout: a retried task's clock runs while it waits)
+are found by :meth:`SqlSpillStore.due` through the partial expression index
+``ix_tasks_spilled_deadline`` (migration 0021), at any queue depth.
 
 On PostgreSQL replicas claim work instead (:mod:`controlplane.storage.sql.claims`).
 
@@ -22,7 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Engine, func, select, text, update
 
 from controlplane.domain.model import Priority, Subtask, SubtaskStatus, Task, TaskStatus
 from controlplane.storage.sql import codec, schema
@@ -31,20 +37,38 @@ from controlplane.storage.sql.backend import SqlBackend, translate_errors
 _T, _S = schema.tasks, schema.subtasks
 _UNFINISHED = tuple(int(s) for s in TaskStatus if not s.finished)
 _SPILLED = _T.c.claimed_by == schema.SPILLED
-#: A spilled task that has not finished (a finished one may keep its mark: nothing reads it back).
+#: A spilled task that has not finished (a write that finishes one clears its mark: migration 0021).
 _WAITING = _SPILLED & _T.c.status.in_(_UNFINISHED)
 _IN_CHUNK = 500
+
+#: A spilled task's deadline, and the condition of the index serving it, exactly as migration 0021
+#: declares them (SQLite uses an expression index only for the very same expression text). The
+#: queries name the index: without statistics the planner would rather walk every spilled row
+#: through ``ix_tasks_claimed_by`` and sort them.
+DEADLINE = "json_extract(data, '$.start_time') + json_extract(data, '$.timeout')"
+WITH_DEADLINE = f"claimed_by = '{schema.SPILLED}' AND json_extract(data, '$.timeout') > 0"
+_STATUS_UNFINISHED = f"status IN ({', '.join(map(str, _UNFINISHED))})"
+_DUE = text(
+    f"SELECT id FROM tasks INDEXED BY ix_tasks_spilled_deadline WHERE {WITH_DEADLINE} AND {DEADLINE} <= :at AND {_STATUS_UNFINISHED} "
+    f"ORDER BY {DEADLINE} LIMIT :limit"
+)
+_NEXT = text(
+    f"SELECT {DEADLINE} FROM tasks INDEXED BY ix_tasks_spilled_deadline WHERE {WITH_DEADLINE} AND {DEADLINE} > :at AND {_STATUS_UNFINISHED} "
+    f"ORDER BY {DEADLINE} LIMIT 1"
+)
 
 
 @dataclass(frozen=True)
 class SpilledCounts:
     """What the database holds beyond the window: tasks, and their QUEUED subtasks by kind.
 
-    ``queued`` rows: (priority, agent type, capability, how many, earliest queue time).
+    ``queued`` rows: (priority, agent type, capability, how many, earliest queue time);
+    ``deadline``: the earliest deadline of a spilled task (None: none has one).
     """
 
     tasks: int
     queued: list[tuple[Priority, str, str, int, float]]
+    deadline: float | None = None
 
 
 def spill_store(backend: Any) -> SqlSpillStore | None:
@@ -107,6 +131,14 @@ class SqlSpillStore:
                 subs += [codec.subtask_from_row(row) for row in found]
         return tasks, subs
 
+    def due(self, at: float, limit: int) -> tuple[list[str], float | None]:
+        """Spilled unfinished tasks whose deadline is at or before ``at`` (up to ``limit``, earliest
+        first), and the earliest deadline after ``at`` (None: none); two short walks of the index."""
+        with translate_errors(), self._reads.connect() as conn:
+            due = [row[0] for row in conn.execute(_DUE, {"at": at, "limit": limit})]
+            later = conn.execute(_NEXT, {"at": at}).scalar()
+        return due, None if later is None else float(later)
+
     def forget_all(self) -> int:
         """Clear every mark (the window is off: all unfinished work is loaded at start); how many."""
         with translate_errors(), self._writes.begin() as conn:
@@ -128,10 +160,12 @@ class SqlSpillStore:
                 .where(_WAITING, _S.c.status == int(SubtaskStatus.QUEUED))
                 .group_by(*kind)
             ).all()
+            deadline = conn.execute(_NEXT, {"at": float("-inf")}).scalar()
         return SpilledCounts(
             int(tasks),
             [
                 (Priority(priority), agent_type or "", capability or "", int(n), float(oldest or 0.0))
                 for priority, agent_type, capability, n, oldest in rows
             ],
+            None if deadline is None else float(deadline),
         )

@@ -41,6 +41,26 @@ _SPILLED = _T.c.claimed_by == schema.SPILLED
 _WAITING = _SPILLED & _T.c.status.in_(_UNFINISHED)
 _IN_CHUNK = 500
 
+# The statements of take_back, as DB-API text (SQLite: ``?`` marks; the mark written as a literal,
+# so the planner sees the partial index ``ix_tasks_spilled`` applies).
+_TASK_COLUMNS = tuple(c.name for c in _T.columns)
+_SUBTASK_COLUMNS = tuple(c.name for c in _S.columns)
+_CREATE_TIME, _PRIORITY, _SEQ = (_TASK_COLUMNS.index(c) for c in ("create_time", "priority", "seq"))
+_WAITING_SQL = f"claimed_by = '{schema.SPILLED}' AND status IN ({', '.join(map(str, _UNFINISHED))})"
+_BEST = (
+    f"SELECT {', '.join(_TASK_COLUMNS)} FROM tasks WHERE {_WAITING_SQL} AND priority = ? "
+    "ORDER BY create_time, seq LIMIT ?"
+)
+_BY_ID = f"SELECT {', '.join(_TASK_COLUMNS)} FROM tasks WHERE {_WAITING_SQL} AND id IN "
+_CLEAR = "UPDATE tasks SET claimed_by = NULL WHERE id IN "
+_SUBTASKS = f"SELECT {', '.join(_SUBTASK_COLUMNS)} FROM subtasks WHERE task_id IN "
+_SUBTASKS_ORDER = " ORDER BY task_id, ord"
+
+
+def _marks(count: int) -> str:
+    return "(" + ", ".join("?" * count) + ")"
+
+
 #: A spilled task's deadline, and the condition of the index serving it, exactly as migration 0021
 #: declares them (SQLite uses an expression index only for the very same expression text). The
 #: queries name the index: without statistics the planner would rather walk every spilled row
@@ -100,35 +120,36 @@ class SqlSpillStore:
         """
         if limit <= 0:
             return [], []
-        spilled = _SPILLED & _T.c.status.in_(_UNFINISHED)
         with translate_errors(), self._writes.begin() as conn:
-            if task_ids:
-                rows = list(conn.execute(select(_T).where(spilled, _T.c.id.in_(list(task_ids)))).mappings())
-            else:  # the best of each priority (one index walk each), merged by virtual time
-                per_priority = [
-                    conn.execute(
-                        select(_T)
-                        .where(spilled, _T.c.priority == int(priority))
-                        .order_by(_T.c.create_time, _T.c.seq)
-                        .limit(limit)
-                    ).mappings()
-                    for priority in Priority
-                ]
-                best = heapq.merge(
-                    *(list(found) for found in per_priority),
-                    key=lambda row: (row["create_time"] - row["priority"] * aging_interval, row["seq"]),
-                )
-                rows = [row for _, row in zip(range(limit), best, strict=False)]
-            tasks = [codec.task_from_row(row) for row in rows]
-            ids = [t.id for t in tasks]
-            subs: list[Subtask] = []
-            for start in range(0, len(ids), _IN_CHUNK):
-                chunk = ids[start : start + _IN_CHUNK]
-                conn.execute(update(_T).where(_T.c.id.in_(chunk)).values(claimed_by=None))
-                found = conn.execute(
-                    select(_S).where(_S.c.task_id.in_(chunk)).order_by(_S.c.task_id, _S.c.ord)
-                ).mappings()
-                subs += [codec.subtask_from_row(row) for row in found]
+            # Plain DB-API on the transaction's connection: rows as tuples, no statement compiled,
+            # so a batch costs what SQLite and the decoding cost (read back at any queue depth).
+            cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+            try:
+                if task_ids:
+                    rows = []
+                    wanted = list(dict.fromkeys(task_ids))
+                    for start in range(0, len(wanted), _IN_CHUNK):
+                        chunk = wanted[start : start + _IN_CHUNK]
+                        rows += cursor.execute(_BY_ID + _marks(len(chunk)), chunk).fetchall()
+                else:  # the best of each priority (one index walk each), merged by virtual time
+                    per_priority = [cursor.execute(_BEST, (int(p), limit)).fetchall() for p in Priority]
+                    best = heapq.merge(
+                        *per_priority,
+                        key=lambda row: (row[_CREATE_TIME] - row[_PRIORITY] * aging_interval, row[_SEQ]),
+                    )
+                    rows = [row for _, row in zip(range(limit), best, strict=False)]
+                tasks = [codec.task_from_row(dict(zip(_TASK_COLUMNS, row, strict=True))) for row in rows]
+                ids = [t.id for t in tasks]
+                subs: list[Subtask] = []
+                for start in range(0, len(ids), _IN_CHUNK):
+                    chunk = ids[start : start + _IN_CHUNK]
+                    cursor.execute(_CLEAR + _marks(len(chunk)), chunk)
+                    found = cursor.execute(_SUBTASKS + _marks(len(chunk)) + _SUBTASKS_ORDER, chunk).fetchall()
+                    subs += [
+                        codec.subtask_from_row(dict(zip(_SUBTASK_COLUMNS, row, strict=True))) for row in found
+                    ]
+            finally:
+                cursor.close()
         return tasks, subs
 
     def due(self, at: float, limit: int) -> tuple[list[str], float | None]:

@@ -329,6 +329,8 @@ class QueueWindow:
             await engine.committer.durable()  # every spill (and its deadline) is in the database
             self.deadline = None  # spills from now on lower it again
             due, later = await engine.storage.call(self.store.due, at, MAX_BATCH)
+            if len(due) == MAX_BATCH:  # more may be past theirs: the next sweep asks again
+                later = at
             if later is not None:
                 self.deadline = later if self.deadline is None else min(self.deadline, later)
             if due:

@@ -450,6 +450,8 @@ class Engine:
     def _swept(self, at: float, housekeeping: bool) -> None:
         """After each lease sweep: refresh the counts /metrics reads; now and then drop stale entries."""
         self.queued_snapshot = self.queued_by_priority()  # read by the /metrics thread
+        if self.spill is not None:
+            self.spill.swept(at)
         if housekeeping:
             self.dispatch.compact(self.book.subtask_counts[SubtaskStatus.QUEUED])
 
@@ -864,6 +866,8 @@ class Engine:
     def set_setting(self, key: str, value: Any) -> Any:
         """Change a setting at run time (SetConfig; validated by the caller); the value now in force."""
         self._runtime[key] = value
+        if key == "scheduler.aging_interval" and self.spill is not None:
+            self.spill.reranked()
         return value
 
     def set_at_runtime(self, key: str) -> bool:

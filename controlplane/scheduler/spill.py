@@ -15,6 +15,13 @@ the claims' model for one process:
 * **User operations** on a spilled task (cancel, update, watch through to its end) take it back
   first (:meth:`QueueWindow.take_back`), as a replica claims a task nobody holds. Reads need
   nothing: a task not in memory is read from the database, which holds its latest state.
+* **Ranking anew**: a change of ``scheduler.aging_interval`` at run time re-ranks the held tasks
+  (:meth:`QueueWindow.reranked`) and exchanges them with the spilled ones, a batch at a time,
+  while the best spilled task is better than the worst held one.
+* **Timeouts** of spilled tasks (a retried task's clock runs while it waits): the earliest deadline
+  among them is kept; once it passes, the lease sweep asks the database for the spilled tasks
+  past their deadline (the index ``ix_tasks_spilled_deadline``, migration 0021), takes them
+  back and fires their timeouts at once.
 * **Counts** of what is spilled (tasks, their QUEUED subtasks by priority and by agent type and
   capability, with the earliest queue time) are kept as tasks move, and read from the database
   only at start and after a restore, so GetStatus, ``/metrics`` and the autoscaler see the whole
@@ -68,8 +75,14 @@ class QueueWindow:
         self.queued: Counter[Priority] = Counter()
         self.kinds: dict[Kind, int] = {}
         self.oldest: dict[Kind, float] = {}
+        #: The earliest deadline (start time + timeout) of a spilled task, or None: none has one. A
+        #: lower bound: the database is asked once it passes.
+        self.deadline: float | None = None
         self._lock = asyncio.Lock()
         self._refill: asyncio.Task[None] | None = None
+        self._expiry: asyncio.Task[None] | None = None
+        #: A re-ranking asks for an exchange of held and spilled tasks (run with the refill passes).
+        self._exchange = False
         #: Tasks spilled and taken back so far (for tests and diagnostics).
         self.spills = self.taken = 0
 
@@ -86,10 +99,11 @@ class QueueWindow:
 
     async def stop(self) -> None:
         """Stop taking tasks back (at stop)."""
-        if self._refill is not None:
-            self._refill.cancel()
-            await asyncio.gather(self._refill, return_exceptions=True)
-            self._refill = None
+        for job in (self._refill, self._expiry):
+            if job is not None:
+                job.cancel()
+                await asyncio.gather(job, return_exceptions=True)
+        self._refill = self._expiry = None
 
     def held_still(self) -> asyncio.Lock:
         """A lock under which no task is taken back (a restore replaces the rows meanwhile)."""
@@ -98,6 +112,7 @@ class QueueWindow:
     def recount(self, counts: Any) -> None:
         """Replace the spilled counts with ``counts`` (a :class:`~controlplane.storage.sql.spill.SpilledCounts`)."""
         self.spilled = counts.tasks
+        self.deadline = counts.deadline
         self.queued.clear()
         self.kinds.clear()
         self.oldest.clear()
@@ -131,6 +146,14 @@ class QueueWindow:
         """A held task's priority changed."""
         if task.id in self.held:
             self._push(task)
+
+    def reranked(self) -> None:
+        """``scheduler.aging_interval`` changed: rank the held tasks anew, and exchange the worst of them
+        for better spilled ones (in the background)."""
+        self._rebuild()
+        if self.spilled > 0:
+            self._exchange = True
+            self.request()
 
     def forgotten(self, task_id: str) -> None:
         """A task left memory."""
@@ -196,14 +219,15 @@ class QueueWindow:
         key = self._key(task)
         heapq.heappush(self._worst, (-key, -task.seq, task.id, key))
         if len(self._worst) > 2 * len(self.held) + 64:  # mostly stale entries: keep the live ones
-            tasks = self.engine.tasks
-            self._worst = [
-                (-key, -tasks[t].seq, t, key)
-                for t in self.held
-                if t in tasks
-                for key in (self._key(tasks[t]),)
-            ]
-            heapq.heapify(self._worst)
+            self._rebuild()
+
+    def _rebuild(self) -> None:
+        """The heap over the held tasks made afresh, with their current keys."""
+        tasks = self.engine.tasks
+        self._worst = [
+            (-key, -tasks[t].seq, t, key) for t in self.held if t in tasks for key in (self._key(tasks[t]),)
+        ]
+        heapq.heapify(self._worst)
 
     def _trim(self) -> None:
         engine = self.engine
@@ -227,6 +251,9 @@ class QueueWindow:
                 self._count(task.priority, sub, 1)
         self.spilled += 1
         self.spills += 1
+        if task.timeout and task.start_time:
+            due = task.start_time + task.timeout
+            self.deadline = due if self.deadline is None else min(self.deadline, due)
         self.engine._give_up(task)
         self.engine.committer.release(task.id)
 
@@ -253,20 +280,65 @@ class QueueWindow:
         loop = self.engine._loop
         if loop is None or (self._refill is not None and not self._refill.done()):
             return
-        self._refill = loop.create_task(self._refill_passes(), name="maos-queue-window")
+        self._refill = loop.create_task(self._passes(), name="maos-queue-window")
+
+    async def _passes(self) -> None:
+        try:
+            while True:
+                if self._exchange:
+                    self._exchange = False
+                    await self._exchange_passes()
+                await self._refill_passes()
+                if not self._exchange:
+                    return
+        except Exception as exc:  # the database is away: the next dispatch pass asks again
+            log.warning("could not take queued tasks back from the database: %s", exc)
 
     async def _refill_passes(self) -> None:
         while self.spilled > 0:
             room = self.window - len(self.held)
-            if room <= 0:
+            if room <= 0 or not await self._take(min(room, MAX_BATCH), ()):
                 return
-            try:
-                found = await self._take(min(room, MAX_BATCH), ())
-            except Exception as exc:  # the database is away: the next dispatch pass asks again
-                log.warning("could not take queued tasks back from the database: %s", exc)
+
+    async def _exchange_passes(self) -> None:
+        """Take back the best spilled tasks a batch at a time and spill the worst held ones, until a
+        batch taken back is spilled again whole (no spilled task is better than a held one)."""
+        while self.spilled > 0:
+            taken = await self._take(self.batch, ())
+            if not taken:
                 return
-            if not found:
+            self._trim()
+            if not any(t in self.held for t in taken):
                 return
+
+    # --- timeouts -------------------------------------------------------------
+
+    def swept(self, at: float) -> None:
+        """The lease sweep ran at ``at``: take back the spilled tasks past their deadline (their timeouts
+        fire once they are in memory)."""
+        if self.deadline is None or at < self.deadline:
+            return
+        loop = self.engine._loop
+        if loop is None or (self._expiry is not None and not self._expiry.done()):
+            return
+        self._expiry = loop.create_task(self._expire(at), name="maos-queue-window-timeouts")
+
+    async def _expire(self, at: float) -> None:
+        engine = self.engine
+        try:
+            await engine.committer.durable()  # every spill (and its deadline) is in the database
+            self.deadline = None  # spills from now on lower it again
+            due, later = await engine.storage.call(self.store.due, at, MAX_BATCH)
+            if len(due) == MAX_BATCH:  # more may be past theirs: the next sweep asks again
+                later = at
+            if later is not None:
+                self.deadline = later if self.deadline is None else min(self.deadline, later)
+            if due:
+                for task_id in await self._take(len(due), tuple(due)):
+                    engine._timed_out(task_id)  # now, before a dispatch pass could spill it again
+        except Exception as exc:  # the database is away: the next sweep asks again
+            log.warning("could not read the deadlines of queued tasks in the database: %s", exc)
+            self.deadline = at if self.deadline is None else min(self.deadline, at)
 
     async def take_back(self, task_id: str) -> bool:
         """Take one spilled task back into memory (a user operation acts on it); whether it is in memory."""
@@ -274,11 +346,12 @@ class QueueWindow:
             await self._take(1, (task_id,))
         return task_id in self.engine.tasks
 
-    async def _take(self, limit: int, task_ids: tuple[str, ...]) -> int:
+    async def _take(self, limit: int, task_ids: tuple[str, ...]) -> list[str]:
+        """Take spilled tasks back (``task_ids``, or the best ``limit``); the ids of those that joined memory."""
         engine = self.engine
         async with self._lock:
             if task_ids and all(t in engine.tasks for t in task_ids):
-                return 0
+                return []
             await engine.committer.durable()  # every spill marked so far is in the database
             call = asyncio.ensure_future(
                 engine.storage.call(
@@ -298,12 +371,12 @@ class QueueWindow:
         if not call.cancelled() and call.exception() is None:
             self._taken(*call.result())
 
-    def _taken(self, tasks: list[Task], subs: list[Subtask]) -> int:
-        """Tasks read back from the database (their marks cleared) join memory; how many."""
+    def _taken(self, tasks: list[Task], subs: list[Subtask]) -> list[str]:
+        """Tasks read back from the database (their marks cleared) join memory; their ids."""
         engine = self.engine
         fresh = [t for t in tasks if t.id not in engine.tasks]
         if not fresh:
-            return 0
+            return []
         ids = {t.id for t in fresh}
         subs = [s for s in subs if s.task_id in ids]
         priority = {t.id: t.priority for t in fresh}
@@ -318,4 +391,4 @@ class QueueWindow:
         for task in fresh:
             if task.status == TaskStatus.QUEUED:
                 self._hold(task)
-        return len(fresh)
+        return [t.id for t in fresh]

@@ -66,10 +66,20 @@ def _flat(obj: Any) -> dict[str, Any]:
     return dict(zip(names, values(obj), strict=True))
 
 
+#: Field names of each record type :func:`_build` made (``dataclasses.fields`` costs more than the build).
+_BUILD_NAMES: dict[type, frozenset[str]] = {}
+
+
 def _build(cls: type[_T], data: Mapping[str, Any] | None) -> _T:
     """An instance of ``cls`` from the known keys of ``data`` (defaults for the rest)."""
-    names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
-    return cls(**{k: v for k, v in (data or {}).items() if k in names})
+    names = _BUILD_NAMES.get(cls)
+    if names is None:
+        names = _BUILD_NAMES[cls] = frozenset(f.name for f in fields(cls))  # type: ignore[arg-type]
+    if not data:
+        return cls()
+    if data.keys() <= names:  # (as written by this version: no key to leave out)
+        return cls(**data)
+    return cls(**{k: v for k, v in data.items() if k in names})
 
 
 def _failure(data: Mapping[str, Any] | None) -> Failure | None:

@@ -8,7 +8,13 @@ the order the ready queue runs work: the virtual time ``create_time - priority Ã
 scheduler.aging_interval``, then submit order. Within one priority that is the order of
 ``(create_time, seq)``, which the partial index ``ix_tasks_spilled`` (migration 0020) serves, so a
 batch costs one short index walk per priority and a merge, at any queue depth. SQLite has one
-writer, so no row lock is needed: the mark is cleared in the transaction that reads the rows.
+writer, so no row lock is needed: the mark is cleared in the transaction that reads the rows, and
+a trigger (migration 0021) clears it in the transaction of any write that finishes a marked task,
+whichever path wrote it, so only unfinished tasks carry it.
+
+Spilled tasks with a deadline (start time + timeout: a retried task's clock runs while it waits)
+are found by :meth:`SqlSpillStore.due` through the partial expression index
+``ix_tasks_spilled_deadline`` (migration 0021), at any queue depth.
 
 On PostgreSQL replicas claim work instead (:mod:`controlplane.storage.sql.claims`).
 
@@ -22,7 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Engine, func, select, text, update
 
 from controlplane.domain.model import Priority, Subtask, SubtaskStatus, Task, TaskStatus
 from controlplane.storage.sql import codec, schema
@@ -31,20 +37,58 @@ from controlplane.storage.sql.backend import SqlBackend, translate_errors
 _T, _S = schema.tasks, schema.subtasks
 _UNFINISHED = tuple(int(s) for s in TaskStatus if not s.finished)
 _SPILLED = _T.c.claimed_by == schema.SPILLED
-#: A spilled task that has not finished (a finished one may keep its mark: nothing reads it back).
+#: A spilled task that has not finished (a write that finishes one clears its mark: migration 0021).
 _WAITING = _SPILLED & _T.c.status.in_(_UNFINISHED)
 _IN_CHUNK = 500
+
+# The statements of take_back, as DB-API text (SQLite: ``?`` marks; the mark written as a literal,
+# so the planner sees the partial index ``ix_tasks_spilled`` applies).
+_TASK_COLUMNS = tuple(c.name for c in _T.columns)
+_SUBTASK_COLUMNS = tuple(c.name for c in _S.columns)
+_CREATE_TIME, _PRIORITY, _SEQ = (_TASK_COLUMNS.index(c) for c in ("create_time", "priority", "seq"))
+_WAITING_SQL = f"claimed_by = '{schema.SPILLED}' AND status IN ({', '.join(map(str, _UNFINISHED))})"
+_BEST = (
+    f"SELECT {', '.join(_TASK_COLUMNS)} FROM tasks WHERE {_WAITING_SQL} AND priority = ? "
+    "ORDER BY create_time, seq LIMIT ?"
+)
+_BY_ID = f"SELECT {', '.join(_TASK_COLUMNS)} FROM tasks WHERE {_WAITING_SQL} AND id IN "
+_CLEAR = "UPDATE tasks SET claimed_by = NULL WHERE id IN "
+_SUBTASKS = f"SELECT {', '.join(_SUBTASK_COLUMNS)} FROM subtasks WHERE task_id IN "
+_SUBTASKS_ORDER = " ORDER BY task_id, ord"
+
+
+def _marks(count: int) -> str:
+    return "(" + ", ".join("?" * count) + ")"
+
+
+#: A spilled task's deadline, and the condition of the index serving it, exactly as migration 0021
+#: declares them (SQLite uses an expression index only for the very same expression text). The
+#: queries name the index: without statistics the planner would rather walk every spilled row
+#: through ``ix_tasks_claimed_by`` and sort them.
+DEADLINE = "json_extract(data, '$.start_time') + json_extract(data, '$.timeout')"
+WITH_DEADLINE = f"claimed_by = '{schema.SPILLED}' AND json_extract(data, '$.timeout') > 0"
+_STATUS_UNFINISHED = f"status IN ({', '.join(map(str, _UNFINISHED))})"
+_DUE = text(
+    f"SELECT id FROM tasks INDEXED BY ix_tasks_spilled_deadline WHERE {WITH_DEADLINE} AND {DEADLINE} <= :at AND {_STATUS_UNFINISHED} "
+    f"ORDER BY {DEADLINE} LIMIT :limit"
+)
+_NEXT = text(
+    f"SELECT {DEADLINE} FROM tasks INDEXED BY ix_tasks_spilled_deadline WHERE {WITH_DEADLINE} AND {DEADLINE} > :at AND {_STATUS_UNFINISHED} "
+    f"ORDER BY {DEADLINE} LIMIT 1"
+)
 
 
 @dataclass(frozen=True)
 class SpilledCounts:
     """What the database holds beyond the window: tasks, and their QUEUED subtasks by kind.
 
-    ``queued`` rows: (priority, agent type, capability, how many, earliest queue time).
+    ``queued`` rows: (priority, agent type, capability, how many, earliest queue time);
+    ``deadline``: the earliest deadline of a spilled task (None: none has one).
     """
 
     tasks: int
     queued: list[tuple[Priority, str, str, int, float]]
+    deadline: float | None = None
 
 
 def spill_store(backend: Any) -> SqlSpillStore | None:
@@ -76,36 +120,45 @@ class SqlSpillStore:
         """
         if limit <= 0:
             return [], []
-        spilled = _SPILLED & _T.c.status.in_(_UNFINISHED)
         with translate_errors(), self._writes.begin() as conn:
-            if task_ids:
-                rows = list(conn.execute(select(_T).where(spilled, _T.c.id.in_(list(task_ids)))).mappings())
-            else:  # the best of each priority (one index walk each), merged by virtual time
-                per_priority = [
-                    conn.execute(
-                        select(_T)
-                        .where(spilled, _T.c.priority == int(priority))
-                        .order_by(_T.c.create_time, _T.c.seq)
-                        .limit(limit)
-                    ).mappings()
-                    for priority in Priority
-                ]
-                best = heapq.merge(
-                    *(list(found) for found in per_priority),
-                    key=lambda row: (row["create_time"] - row["priority"] * aging_interval, row["seq"]),
-                )
-                rows = [row for _, row in zip(range(limit), best, strict=False)]
-            tasks = [codec.task_from_row(row) for row in rows]
-            ids = [t.id for t in tasks]
-            subs: list[Subtask] = []
-            for start in range(0, len(ids), _IN_CHUNK):
-                chunk = ids[start : start + _IN_CHUNK]
-                conn.execute(update(_T).where(_T.c.id.in_(chunk)).values(claimed_by=None))
-                found = conn.execute(
-                    select(_S).where(_S.c.task_id.in_(chunk)).order_by(_S.c.task_id, _S.c.ord)
-                ).mappings()
-                subs += [codec.subtask_from_row(row) for row in found]
+            # Plain DB-API on the transaction's connection: rows as tuples, no statement compiled,
+            # so a batch costs what SQLite and the decoding cost (read back at any queue depth).
+            cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+            try:
+                if task_ids:
+                    rows = []
+                    wanted = list(dict.fromkeys(task_ids))
+                    for start in range(0, len(wanted), _IN_CHUNK):
+                        chunk = wanted[start : start + _IN_CHUNK]
+                        rows += cursor.execute(_BY_ID + _marks(len(chunk)), chunk).fetchall()
+                else:  # the best of each priority (one index walk each), merged by virtual time
+                    per_priority = [cursor.execute(_BEST, (int(p), limit)).fetchall() for p in Priority]
+                    best = heapq.merge(
+                        *per_priority,
+                        key=lambda row: (row[_CREATE_TIME] - row[_PRIORITY] * aging_interval, row[_SEQ]),
+                    )
+                    rows = [row for _, row in zip(range(limit), best, strict=False)]
+                tasks = [codec.task_from_row(dict(zip(_TASK_COLUMNS, row, strict=True))) for row in rows]
+                ids = [t.id for t in tasks]
+                subs: list[Subtask] = []
+                for start in range(0, len(ids), _IN_CHUNK):
+                    chunk = ids[start : start + _IN_CHUNK]
+                    cursor.execute(_CLEAR + _marks(len(chunk)), chunk)
+                    found = cursor.execute(_SUBTASKS + _marks(len(chunk)) + _SUBTASKS_ORDER, chunk).fetchall()
+                    subs += [
+                        codec.subtask_from_row(dict(zip(_SUBTASK_COLUMNS, row, strict=True))) for row in found
+                    ]
+            finally:
+                cursor.close()
         return tasks, subs
+
+    def due(self, at: float, limit: int) -> tuple[list[str], float | None]:
+        """Spilled unfinished tasks whose deadline is at or before ``at`` (up to ``limit``, earliest
+        first), and the earliest deadline after ``at`` (None: none); two short walks of the index."""
+        with translate_errors(), self._reads.connect() as conn:
+            due = [row[0] for row in conn.execute(_DUE, {"at": at, "limit": limit})]
+            later = conn.execute(_NEXT, {"at": at}).scalar()
+        return due, None if later is None else float(later)
 
     def forget_all(self) -> int:
         """Clear every mark (the window is off: all unfinished work is loaded at start); how many."""
@@ -128,10 +181,12 @@ class SqlSpillStore:
                 .where(_WAITING, _S.c.status == int(SubtaskStatus.QUEUED))
                 .group_by(*kind)
             ).all()
+            deadline = conn.execute(_NEXT, {"at": float("-inf")}).scalar()
         return SpilledCounts(
             int(tasks),
             [
                 (Priority(priority), agent_type or "", capability or "", int(n), float(oldest or 0.0))
                 for priority, agent_type, capability, n, oldest in rows
             ],
+            None if deadline is None else float(deadline),
         )

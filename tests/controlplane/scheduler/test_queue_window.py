@@ -14,6 +14,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from sqlalchemy import text
 
 from agent_sdk.builtin import EchoAgent
 from agent_sdk.client import Client
@@ -22,9 +23,12 @@ from agent_sdk.errors import MaosRpcError
 from agent_sdk.proto.maos.v1 import enums_pb2 as enums
 from controlplane.app import App
 from controlplane.config import load_settings
+from controlplane.domain.model import TaskStatus
 from controlplane.errors import InvalidArgument
 from controlplane.scheduler.engine import Engine
-from controlplane.storage.sql import schema
+from controlplane.storage.base import WriteBatch
+from controlplane.storage.sql import schema, spill
+from controlplane.storage.sql.backend import SqlBackendFactory
 from tests.controlplane.api.test_task_service import running_worker
 from tests.harness.server import make_settings, start_app, wait_for
 
@@ -325,6 +329,84 @@ async def test_a_checkpoint_restore_brings_back_tasks_in_the_database(app: App, 
             finished = await client.wait_task(name, timeout=30)
             assert finished.status == enums.TASK_STATUS_COMPLETED, name
     assert sorted(agent.ran) == sorted(f"step {i}" for i in range(8))
+
+
+async def test_a_change_of_the_aging_interval_ranks_the_window_anew(app: App, client: Client) -> None:
+    engine = app.engine
+    old_low = await submit(client, *(f"low {i}" for i in range(WINDOW)), priority="LOW")
+    await settled(app, WINDOW)
+    new_high = await submit(client, *(f"high {i}" for i in range(WINDOW)), priority="HIGH")
+    await settled(app, WINDOW)
+    assert in_memory(engine, new_high) == new_high and await marked(app) == set(old_low)  # aging 120 s
+
+    # Without aging, waiting counts alone: the older LOW tasks are the better ones now.
+    engine.set_setting("scheduler.aging_interval", 0.0)
+    await wait_for(
+        lambda: in_memory(engine, old_low) == old_low, 10, message="the older tasks taken into memory"
+    )
+    await settled(app, WINDOW)
+    assert await marked(app) == set(new_high)
+
+    # The window still ranks what arrives: a newer task waits in the database.
+    (newest,) = await submit(client, "newest", priority="CRITICAL")
+    await settled(app, WINDOW)
+    assert await marked(app) == {*new_high, newest}
+    spill_ = engine.spill
+    assert spill_ is not None and spill_.spilled == WINDOW + 1
+    assert (await counts(client))[2] == {"CRITICAL": 1, "HIGH": WINDOW, "LOW": WINDOW}
+
+
+async def test_a_task_waiting_in_the_database_times_out_on_time(app: App, client: Client) -> None:
+    names = await submit(client, *(f"step {i}" for i in range(WINDOW + 3)))
+    await settled(app, WINDOW)
+    last = names[-1]
+    await client.cancel_task(last)
+    retried = await client.retry_task(last, timeout=1.0)  # its clock runs from the retry, queued or not
+    assert retried.status == enums.TASK_STATUS_QUEUED
+    await settled(app, WINDOW)
+    assert last in await marked(app)  # the newest task: back in the database, its deadline noted
+    spill_ = app.engine.spill
+    assert spill_ is not None and spill_.deadline is not None
+
+    async def timed_out() -> bool:
+        return (await client.get_task(last)).task.status == enums.TASK_STATUS_FAILED
+
+    await wait_for(timed_out, 10, message="the task in the database failed at its deadline")
+    shown = (await client.get_task(last)).task
+    assert "timeout" in shown.failure.message
+    assert await marked(app) == set(names[WINDOW:-1])  # a finished task is marked nowhere
+    assert spill_.spilled == 2 and spill_.deadline is None
+    tasks, subtasks, queue = await counts(client)
+    assert (tasks["QUEUED"], tasks["FAILED"], queue) == (WINDOW + 2, 1, {"NORMAL": WINDOW + 2})
+
+
+async def test_a_write_that_finishes_a_task_in_the_database_clears_its_mark(app: App, client: Client) -> None:
+    """Whatever path writes a task kept in the database without taking it back first: once finished,
+    it is marked as waiting nowhere (so nothing reads it back, and the spilled index keeps no dead rows)."""
+    names = await submit(client, *(f"step {i}" for i in range(WINDOW + 2)))
+    await settled(app, WINDOW)
+    waiting, finished = (n.split("/", 1)[1] for n in names[WINDOW:])
+    backend = app.storage.backend
+    stored = {t.id: t for t in await app.storage.call(backend.get_tasks, [waiting, finished])}
+    stored[waiting].status_reason = "changed behind the window"  # still queued: still waiting there
+    stored[finished].status = TaskStatus.CANCELLED
+    await app.storage.call(backend.write, WriteBatch(tasks=list(stored.values())))
+    assert await marked(app) == {f"tasks/{waiting}"}
+
+
+def test_the_deadline_index_serves_the_timeout_queries(tmp_path: Path) -> None:
+    """The migration declares the deadline's expression with the text the queries use (SQLite matches
+    an expression index by its text), so finding the tasks past their deadline walks the index."""
+    store = SqlBackendFactory().open(f"sqlite:///{tmp_path / 'maos.db'}")
+    try:
+        store.migrate()
+        with store.engine.connect() as conn:
+            for query in (spill._DUE, spill._NEXT):
+                plan = conn.execute(text("EXPLAIN QUERY PLAN " + str(query)), {"at": 0.0, "limit": 1}).all()
+                assert any("ix_tasks_spilled_deadline" in str(row) for row in plan), plan
+            assert spill.SqlSpillStore(store.engine, store.engine).due(0.0, 10) == ([], None)
+    finally:
+        store.close()
 
 
 def test_a_negative_window_is_refused(tmp_path: Path) -> None:

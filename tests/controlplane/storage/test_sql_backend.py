@@ -316,6 +316,8 @@ def test_next_incarnation_is_atomic_across_connections(backend: SqlBackend) -> N
     assert sorted(values) == list(range(1, 101))
 
 
+# The SQLite-only deadline index of migration 0021 is an expression index, which reflection skips.
+@pytest.mark.filterwarnings("ignore:Skipped unsupported reflection of expression-based index")
 def test_schema_matches_migrations(backend: SqlBackend) -> None:
     with backend.engine.connect() as conn:
         assert compare_metadata(MigrationContext.configure(conn), schema.metadata) == []

@@ -41,6 +41,11 @@ MAX_PENDING_AUDIT = 100_000
 AUDIT_FLUSH_DELAY = 0.05
 AUDIT_FLUSH_COUNT = 1000
 
+#: How long a commit may wait for work the loop has ready to run (see ``Committer._gather``):
+#: at most this many loop turns and this many seconds.
+GATHER_TURNS = 32
+GATHER_SECONDS = 0.002
+
 
 _COPIERS: dict[type, Callable[[Any], Any]] = {}
 
@@ -265,12 +270,30 @@ class Committer:
             self._open.set()
             self._wake.set()
 
+    async def _gather(self) -> None:
+        """Let the work the loop has ready run first, so that what it changes joins this generation.
+
+        With ``gather_delay`` set, wait that long. Otherwise yield to the loop until
+        it has nothing else ready to run (a dispatch pass right after a submit, the
+        next calls and reports already received), for at most GATHER_TURNS turns
+        and GATHER_SECONDS: while calls arrive one per turn, one commit then serves
+        several of them instead of one each, and an idle loop commits at once.
+        """
+        if self._gather_delay:
+            await asyncio.sleep(self._gather_delay)
+            return
+        loop = asyncio.get_running_loop()
+        ready = getattr(loop, "_ready", None)  # asyncio's queue of callbacks to run (none: no look)
+        deadline = loop.time() + GATHER_SECONDS
+        for _ in range(GATHER_TURNS):
+            await asyncio.sleep(0)
+            if not ready or loop.time() >= deadline:
+                return
+
     async def _run(self) -> None:
         while True:
             await self._wake.wait()
-            # Let callbacks already queued run first (a dispatch pass right after a
-            # submit): what they change joins this generation instead of the next.
-            await asyncio.sleep(self._gather_delay)
+            await self._gather()
             # No await between here and taking the generation: a pause that began
             # meanwhile holds it back.
             await self._open.wait()

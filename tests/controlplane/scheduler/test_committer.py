@@ -150,3 +150,48 @@ async def test_a_new_task_of_a_failed_commit_no_longer_counts_as_unwritten() -> 
         storage.down = False
         await committer.durable()
         assert [t.id for batch in storage.writes for t in batch.tasks] == ["new"]  # retried
+
+
+async def test_changes_arriving_one_loop_turn_apart_share_one_commit() -> None:
+    storage = RecordingStorage()
+    loop = asyncio.get_running_loop()
+    async with running(storage) as committer:
+
+        def arrive(n: int) -> None:  # like calls received one per loop turn while the loop is busy
+            committer.task(Task(id=f"t{n}", description="x"))
+            if n < 5:
+                loop.call_soon(arrive, n + 1)
+
+        arrive(1)
+        await committer.durable()
+        assert [[t.id for t in batch.tasks] for batch in storage.writes] == [["t1", "t2", "t3", "t4", "t5"]]
+
+
+async def test_an_idle_loop_commits_at_once_without_waiting_for_the_gather_bound(monkeypatch: Any) -> None:
+    monkeypatch.setattr(committer_module, "GATHER_SECONDS", 3600.0)
+    monkeypatch.setattr(committer_module, "GATHER_TURNS", 1_000_000)
+    storage = RecordingStorage()
+    async with running(storage) as committer:
+        committer.task(Task(id="t1", description="x"))
+        await asyncio.wait_for(committer.durable(), 10)
+        assert [t.id for batch in storage.writes for t in batch.tasks] == ["t1"]
+
+
+async def test_a_busy_loop_commits_within_the_gather_bound(monkeypatch: Any) -> None:
+    monkeypatch.setattr(committer_module, "GATHER_TURNS", 4)
+    storage = RecordingStorage()
+    loop = asyncio.get_running_loop()
+    busy = True
+
+    def spin() -> None:  # other work ready on every turn, for ever
+        if busy:
+            loop.call_soon(spin)
+
+    spin()
+    try:
+        async with running(storage) as committer:
+            committer.task(Task(id="t1", description="x"))
+            await asyncio.wait_for(committer.durable(), 10)
+            assert [t.id for batch in storage.writes for t in batch.tasks] == ["t1"]
+    finally:
+        busy = False

@@ -81,8 +81,6 @@ def _shallow_copy(record: Any) -> Any:
 class _Generation:
     def __init__(self) -> None:
         self.tasks: dict[str, Task] = {}
-        #: Tasks this generation writes for the first time (accepted since the last one was taken).
-        self.new_tasks: set[str] = set()
         self.subtasks: dict[tuple[str, str], Subtask] = {}
         self.agents: dict[str, AgentInfo] = {}
         self.idempotency: list[IdempotencyRecord] = []
@@ -160,20 +158,10 @@ class Committer:
         """Start the flusher task on the running loop."""
         self._flusher = asyncio.get_running_loop().create_task(self._run(), name="maos-committer")
 
-    def task(self, task: Task, *, new: bool = False) -> None:
-        """Mark a task dirty (``new``: a task just accepted, never written before)."""
+    def task(self, task: Task) -> None:
+        """Mark a task dirty."""
         self._current.tasks[task.id] = task
-        if new:
-            self._current.new_tasks.add(task.id)
         self._wake.set()
-
-    def unwritten(self, task_id: str) -> bool:
-        """Whether ``task_id`` was accepted since the last generation was taken for writing: nothing of
-        it is in storage, and its first write is the next commit.
-
-        A task of a failed commit no longer counts (that commit may have landed).
-        """
-        return task_id in self._current.new_tasks
 
     def subtask(self, subtask: Subtask) -> None:
         """Mark a subtask dirty."""

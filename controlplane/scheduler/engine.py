@@ -278,7 +278,6 @@ class Engine:
         self.claims = Claims(self, store=store, bus=bus, registry=registry, **options)
         self.committer.before_write = self.claims.check_fence
         self.leasing.send_after_commit = self.committer.after_commit  # an assignment is sent once durable
-        self.leasing.unwritten = self.committer.unwritten  # (but one made with its task's first write)
         self.intake.database_decides = True  # two calls with one request_id may reach two replicas at once
         self.dispatch.after_pass = self.claims.dispatched
         self.agent_side.claim = self.claims.claim_task

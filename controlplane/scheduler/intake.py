@@ -187,7 +187,7 @@ class Intake:
                 if dep not in deps or not deps[dep].status.finished:
                     self._dependants[dep].add(task.id)
             if not written_with_record:
-                self.committer.task(task, new=True)
+                self.committer.task(task)
             self._publish(Event(EventType.TASK_SUBMITTED, task_id=task.id, to_status="PENDING"), task)
             self.metrics.task_submitted(task)
         for task in tasks:

@@ -94,9 +94,6 @@ class Leases:
         #: Replicas on a shared database: runs its argument once what is marked so far is committed
         #: (the committer's ``after_commit``), and an assignment is sent only then. None: sent at once.
         self.send_after_commit: Callable[[Callable[[], None]], None] | None = None
-        #: Whether a task is written for the first time by the next commit (the committer's
-        #: ``unwritten``): its assignment is sent at once even with ``send_after_commit``.
-        self.unwritten: Callable[[str], bool] = lambda task_id: False
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         """Start the lease sweeper on ``loop``."""
@@ -174,10 +171,7 @@ class Leases:
             budget=share,
             plan=plan_outline(task.plan, siblings) if combining else "",
         )
-        if self.send_after_commit is None or self.unwritten(task.id):
-            # A task not yet in storage is first written RUNNING under this lease: no other replica
-            # can see it before that commit lands, so its agent may work meanwhile (a submit's first
-            # steps, as on one process alone).
+        if self.send_after_commit is None:
             session.send(message)
         else:
             # Another replica taking this task over finds the assignment committed (the subtask

@@ -7,8 +7,6 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest
-
 from controlplane.domain.model import Task
 from controlplane.scheduler import committer as committer_module
 from controlplane.scheduler.committer import Committer
@@ -113,43 +111,6 @@ async def test_close_writes_waiting_audit_records(monkeypatch: Any) -> None:
     committer.audit({"id": "a", "time": 0.0, "principal": "users/a", "method": "/m"})
     await committer.close()
     assert [r["id"] for batch in storage.writes for r in batch.audit] == ["a"]
-
-
-class FailingStorage(RecordingStorage):
-    """Fails every write while ``down``."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.down = True
-
-    async def write(self, batch: WriteBatch) -> None:
-        if self.down:
-            raise ConnectionError("the database is away")
-        await super().write(batch)
-
-
-async def test_a_new_task_is_unwritten_until_its_generation_is_taken() -> None:
-    storage = RecordingStorage()
-    async with running(storage) as committer:
-        async with committer.paused():
-            committer.task(Task(id="new", description="x"), new=True)
-            committer.task(Task(id="old", description="x"))
-            assert committer.unwritten("new") and not committer.unwritten("old")
-        await committer.durable()
-        assert not committer.unwritten("new")  # (now in storage)
-
-
-async def test_a_new_task_of_a_failed_commit_no_longer_counts_as_unwritten() -> None:
-    """The failed commit may have landed (an answer lost in flight): the task may be in storage."""
-    storage = FailingStorage()
-    async with running(storage) as committer:
-        committer.task(Task(id="new", description="x"), new=True)
-        with pytest.raises(ConnectionError):
-            await committer.durable()
-        assert not committer.unwritten("new")
-        storage.down = False
-        await committer.durable()
-        assert [t.id for batch in storage.writes for t in batch.tasks] == ["new"]  # retried
 
 
 async def test_changes_arriving_one_loop_turn_apart_share_one_commit() -> None:

@@ -263,38 +263,3 @@ async def test_unknown_task_is_not_found(engine: Engine) -> None:
         await engine.get_task("t-unknown")
     with pytest.raises(NotFound):
         await engine.cancel("t-unknown", "", "users/u")
-
-
-def _assign_once_committed(engine: Engine) -> None:
-    """Wire assignments as replicas on a shared database do (``Engine.enable_claims``): sent once committed,
-    but with the first write of their task."""
-    engine.leasing.send_after_commit = engine.committer.after_commit
-    engine.leasing.unwritten = engine.committer.unwritten
-
-
-async def test_with_replicas_a_new_tasks_assignment_leaves_with_its_first_commit(engine: Engine) -> None:
-    """No other replica can see a task before its first commit, which makes it RUNNING under the agent's
-    lease: the agent works while that commit is made."""
-    _assign_once_committed(engine)
-    session = agent(engine)
-    async with engine.commits_held():
-        submitting = asyncio.ensure_future(submit(engine))
-        assign = await command(session, Assign)  # while no commit can complete
-        assert not submitting.done()  # (the submit is acknowledged once committed)
-        assert await engine.storage.call(engine.storage.backend.get_task, assign.ref.task_id) is None
-    task = await submitting
-    assert (await stored(engine, task.id)).status == TaskStatus.RUNNING
-
-
-async def test_with_replicas_the_assignment_of_a_stored_task_waits_for_its_commit(engine: Engine) -> None:
-    """Another replica taking a stored task over must find it RUNNING under the lease, never QUEUED while an
-    agent runs it."""
-    _assign_once_committed(engine)
-    task = await submit(engine)  # no agent yet: stored QUEUED
-    async with engine.commits_held():
-        session = agent(engine)
-        await wait_for(lambda: engine.tasks[task.id].status == TaskStatus.RUNNING, WAIT, message="assigned")
-        assert session.outbox.empty()  # nothing sent while the assignment is not committed
-    assign = await command(session, Assign)
-    assert assign.ref.task_id == task.id
-    assert (await stored(engine, task.id)).status == TaskStatus.RUNNING

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from pathlib import Path
 
 # Only the standard library: .ci/run starts this before it installs the Python dependencies.
@@ -122,11 +123,18 @@ def main(argv: list[str]) -> int:
     out.mkdir(parents=True, exist_ok=True)
     (out / "status").unlink(missing_ok=True)
     (out / "log").write_text("")
-    with tempfile.TemporaryDirectory(prefix="maos-image-context.") as context:
-        copy_context(Path(context))
-        status = build(out, Path(context))
-    (out / "status.tmp").write_text(f"{status}\n")
-    (out / "status.tmp").rename(out / "status")
+    status = 1
+    try:
+        with tempfile.TemporaryDirectory(prefix="maos-image-context.") as context:
+            copy_context(Path(context))
+            status = build(out, Path(context))
+    except BaseException:  # noqa: BLE001 - whatever stopped the build, the waiting test reads why
+        with (out / "log").open("a") as log:
+            log.write(f"failed:\n{traceback.format_exc()}")
+        raise
+    finally:
+        (out / "status.tmp").write_text(f"{status}\n")
+        (out / "status.tmp").rename(out / "status")
     return status
 
 

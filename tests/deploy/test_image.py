@@ -57,7 +57,13 @@ def built_image(tmp_path_factory: pytest.TempPathFactory) -> str:
     started_by_ci = os.environ.get("CI_IMAGE_BUILD")
     if started_by_ci:
         out = Path(started_by_ci)
-        poll("the image build started by .ci/run", (out / "status").exists, BUILD_WAIT_S)
+        builder = int(os.environ.get("CI_IMAGE_BUILD_PID", "0"))
+
+        def ended() -> bool:  # its status written, or the builder gone without writing one
+            return (out / "status").exists() or (builder > 0 and not _alive(builder))
+
+        poll("the image build started by .ci/run", ended, BUILD_WAIT_S)
+        assert (out / "status").exists(), "the image build ended without a status:\n" + _tail(out)
     else:
         out = tmp_path_factory.mktemp("image")
         image.main([str(out)])
@@ -65,6 +71,18 @@ def built_image(tmp_path_factory: pytest.TempPathFactory) -> str:
     log = (out / "log").read_text()
     assert status == "0", f"building the image failed:\n{log[-6000:]}"
     return image.IMAGE
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _tail(out: Path) -> str:
+    return "".join((out / name).read_text()[-3000:] for name in ("log", "stderr") if (out / name).exists())
 
 
 def free_port() -> int:

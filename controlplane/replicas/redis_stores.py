@@ -43,7 +43,7 @@ MAX_KEY = 256
 MAX_LEASE = 64
 #: Seconds a leased token stays spendable; what is left then is dropped.
 LEASE_TTL = 1.0
-#: Keys whose lease a replica keeps at most (the least recently used go first).
+#: Keys whose lease a replica keeps at most (those whose lease was taken from Redis longest ago go first).
 MAX_LEASES = 10_000
 
 # Takes up to ARGV[3] tokens: {tokens taken, seconds until one is available when none was}.
@@ -146,8 +146,9 @@ class RedisTokenBuckets:
                 log.warning("rate limits: Redis does not answer (%s); this replica's own buckets decide", exc)
             return float(self.local.take(key))
         got = int(got)
-        # Refused: the next lease asks for as many again (not twice as many).
-        self._leases[key] = _Lease(max(0, got - 1), now + LEASE_TTL, size if got else max(1, size // 2))
+        # The next lease doubles what this one got (a partial grant: the bucket ran low);
+        # refused, it asks for as many again (twice half).
+        self._leases[key] = _Lease(max(0, got - 1), now + LEASE_TTL, got if got else max(1, size // 2))
         self._leases.move_to_end(key)
         if len(self._leases) > MAX_LEASES:
             self._leases.popitem(last=False)

@@ -92,6 +92,10 @@ class _Generation:
         self.after: list[Callable[[], None]] = []
         self.waiters: list[asyncio.Future[None]] = []
 
+    def size(self) -> int:
+        """How much waits to be written (grows as changes join; compared between loop turns)."""
+        return len(self.tasks) + len(self.subtasks) + len(self.agents) + len(self.waiters) + len(self.after)
+
     def empty(self) -> bool:
         return not (
             self.tasks
@@ -263,9 +267,10 @@ class Committer:
 
         With ``gather_delay`` set, wait that long. Otherwise yield to the loop until
         it has nothing else ready to run (a dispatch pass right after a submit, the
-        next calls and reports already received), for at most GATHER_TURNS turns
-        and GATHER_SECONDS: while calls arrive one per turn, one commit then serves
-        several of them instead of one each, and an idle loop commits at once.
+        next calls and reports already received), or until a turn adds nothing to
+        the generation, for at most GATHER_TURNS turns and GATHER_SECONDS: while
+        calls arrive one per turn, one commit then serves several of them instead
+        of one each, and a lone call (an idle loop) commits at once.
         """
         if self._gather_delay:
             await asyncio.sleep(self._gather_delay)
@@ -273,10 +278,13 @@ class Committer:
         loop = asyncio.get_running_loop()
         ready = getattr(loop, "_ready", None)  # asyncio's queue of callbacks to run (none: no look)
         deadline = loop.time() + GATHER_SECONDS
+        size = self._current.size()
         for _ in range(GATHER_TURNS):
             await asyncio.sleep(0)
-            if not ready or loop.time() >= deadline:
+            joined = self._current.size()
+            if not ready or joined == size or loop.time() >= deadline:
                 return
+            size = joined
 
     async def _run(self) -> None:
         while True:

@@ -139,20 +139,47 @@ async def test_an_idle_loop_commits_at_once_without_waiting_for_the_gather_bound
 
 
 async def test_a_busy_loop_commits_within_the_gather_bound(monkeypatch: Any) -> None:
+    """Changes joining on every turn, for ever: the commit still goes after GATHER_TURNS turns."""
     monkeypatch.setattr(committer_module, "GATHER_TURNS", 4)
     storage = RecordingStorage()
     loop = asyncio.get_running_loop()
     busy = True
+    async with running(storage) as committer:
+        arrived = iter(range(1_000_000))
 
-    def spin() -> None:  # other work ready on every turn, for ever
+        def arrive() -> None:  # a change on every turn
+            if busy:
+                committer.task(Task(id=f"t{next(arrived)}", description="x"))
+                loop.call_soon(arrive)
+
+        arrive()
+        try:
+            await asyncio.wait_for(committer.durable(), 10)
+            first = [t.id for t in storage.writes[0].tasks]
+            assert first[0] == "t0" and len(first) <= 4 + 2
+        finally:
+            busy = False
+
+
+async def test_a_lone_change_commits_after_one_turn_while_the_loop_is_busy_with_other_work() -> None:
+    """Other work ready on every turn that adds nothing to the generation does not hold the commit."""
+    storage = RecordingStorage()
+    loop = asyncio.get_running_loop()
+    busy, turns = True, 0
+
+    def spin() -> None:
+        nonlocal turns
         if busy:
+            turns += 1
             loop.call_soon(spin)
 
     spin()
     try:
         async with running(storage) as committer:
             committer.task(Task(id="t1", description="x"))
+            before = turns
             await asyncio.wait_for(committer.durable(), 10)
             assert [t.id for batch in storage.writes for t in batch.tasks] == ["t1"]
+            assert turns - before <= 8  # waking, one gather turn, the write, the answer (the bound is 32)
     finally:
         busy = False

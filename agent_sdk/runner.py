@@ -149,6 +149,9 @@ def run(
     )
     for handler in logging.getLogger().handlers:
         handler.addFilter(RedactingFilter())  # the agent's log file carries no credential either
+    # Reading the installed agent types loads the plugins, the storage one with alembic, whose
+    # start-up notes (INFO) say nothing about the agent: as in the control plane's log, quieted.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
 
     settings = installed_settings()
     try:

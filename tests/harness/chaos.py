@@ -126,18 +126,6 @@ async def wait_all_finished(submitter: Submitter, timeout: float) -> None:
     await wait_for(none_open, timeout, 0.2, "every accepted task to finish")
 
 
-async def all_tasks(stubs: Stubs) -> list[m.Task]:
-    """Every task, by ListTasks pages."""
-    found: list[m.Task] = []
-    token = ""
-    while True:
-        reply = await stubs.tasks.ListTasks(t.ListTasksRequest(page_size=1000, page_token=token), timeout=30)
-        found.extend(reply.tasks)
-        token = reply.next_page_token
-        if not token:
-            return found
-
-
 async def full_tasks(submitter: Submitter, names: list[str]) -> list[t.GetTaskResponse]:
     """GetTask (full view) of each name, spread over the live replicas, 32 at a time."""
     live = submitter.live_stubs()

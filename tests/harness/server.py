@@ -26,7 +26,9 @@ import sqlalchemy
 
 from agent_sdk.proto.maos.v1 import (
     agent_service_pb2_grpc,
+    messages_pb2,
     system_service_pb2_grpc,
+    task_service_pb2,
     task_service_pb2_grpc,
 )
 from controlplane.app import App, build_app
@@ -100,6 +102,19 @@ class Stubs:
         self.tasks = task_service_pb2_grpc.TaskServiceStub(self.channel)
         self.agents = agent_service_pb2_grpc.AgentServiceStub(self.channel)
         self.system = system_service_pb2_grpc.SystemServiceStub(self.channel)
+
+    async def all_tasks(self) -> list[messages_pb2.Task]:
+        """Every task, by ListTasks pages."""
+        found: list[messages_pb2.Task] = []
+        token = ""
+        while True:
+            reply = await self.tasks.ListTasks(
+                task_service_pb2.ListTasksRequest(page_size=1000, page_token=token), timeout=30
+            )
+            found.extend(reply.tasks)
+            token = reply.next_page_token
+            if not token:
+                return found
 
     async def close(self) -> None:
         """Close the channel."""

@@ -37,8 +37,10 @@ from controlplane.storage.sql.checkpoint_stream import (
     CORRUPT,
     check_columns,
     code_point_default,
+    create_stage,
     key_order,
     move_colliding_seqs,
+    stage_rows,
     tally_groups,
     upsert,
 )
@@ -227,35 +229,12 @@ def merged_restore(
                 cursor.execute(f"DROP TABLE IF EXISTS temp.{FLAGS}")
                 cursor.execute(f"CREATE TEMP TABLE {FLAGS} {flags}")
             for name in sorted(merge.index):
-                stage[name] = f"maos_stage_{name}"
-                if pg:
-                    cursor.execute(f"CREATE TEMP TABLE {stage[name]} (LIKE {name}) ON COMMIT DROP")
-                    cursor.execute(
-                        "SELECT attname, atttypid FROM pg_attribute WHERE attrelid = %s::regclass "
-                        "AND attnum > 0 AND NOT attisdropped",
-                        (stage[name],),
-                    )
-                    types[name] = dict(cursor.fetchall())
-                else:
-                    cursor.execute(f"DROP TABLE IF EXISTS temp.{stage[name]}")
-                    cursor.execute(f"CREATE TEMP TABLE {stage[name]} AS SELECT * FROM main.{name} WHERE 0")
+                stage[name], types[name] = create_stage(cursor, name, pg)
 
             def write(name: str, columns: list[str], rows: list[Any], flags: list[tuple[Any, ...]]) -> None:
                 if rows:
                     staged_any.add(name)
-                    if pg:
-                        with cursor.copy(
-                            f"COPY {stage[name]} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)"
-                        ) as copy:
-                            copy.set_types([types[name][c] for c in columns])
-                            for row in rows:
-                                copy.write_row(row)
-                    else:
-                        cursor.executemany(
-                            f"INSERT INTO {stage[name]} ({', '.join(columns)}) "
-                            f"VALUES ({', '.join([mark] * len(columns))})",
-                            rows,
-                        )
+                    stage_rows(cursor, pg, stage[name], types[name], columns, rows)
                 if flags:
                     write_flags(flags)
 

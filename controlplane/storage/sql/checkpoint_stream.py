@@ -243,35 +243,12 @@ def staged_restore(
             else:  # the joins and the grouping of a large restore in memory rather than in batches on disk
                 cursor.execute(f"SET LOCAL work_mem = '{WORK_MEM_KIB}kB'")
             for name in sorted(wanted):
-                stage[name] = f"maos_stage_{name}"
-                if pg:
-                    cursor.execute(f"CREATE TEMP TABLE {stage[name]} (LIKE {name}) ON COMMIT DROP")
-                    cursor.execute(
-                        "SELECT attname, atttypid FROM pg_attribute WHERE attrelid = %s::regclass "
-                        "AND attnum > 0 AND NOT attisdropped",
-                        (stage[name],),
-                    )
-                    types[name] = dict(cursor.fetchall())
-                else:
-                    cursor.execute(f"DROP TABLE IF EXISTS temp.{stage[name]}")
-                    cursor.execute(f"CREATE TEMP TABLE {stage[name]} AS SELECT * FROM main.{name} WHERE 0")
+                stage[name], types[name] = create_stage(cursor, name, pg)
             for name, columns, rows in parts:
                 if name not in wanted or not rows:
                     continue
                 check_columns(name, columns)
-                if pg:  # binary: about half the time of text, on both sides
-                    with cursor.copy(
-                        f"COPY {stage[name]} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)"
-                    ) as copy:
-                        copy.set_types([types[name][c] for c in columns])
-                        for row in rows:
-                            copy.write_row(row)
-                else:
-                    cursor.executemany(
-                        f"INSERT INTO {stage[name]} ({', '.join(columns)}) "
-                        f"VALUES ({', '.join([mark] * len(columns))})",
-                        rows,
-                    )
+                stage_rows(cursor, pg, stage[name], types[name], columns, rows)
             for name in wanted:
                 table = schema.metadata.tables[name]
                 key = ", ".join(c.name for c in table.primary_key.columns)
@@ -315,6 +292,38 @@ def staged_restore(
     if apply:
         backend._next_ord = None  # restored subtasks carry their own ord
     return result
+
+
+def create_stage(cursor: Any, name: str, pg: bool) -> tuple[str, dict[str, int]]:
+    """Create the empty temporary table that stages the rows of table ``name``: its name, and
+    (PostgreSQL) each of its columns' type, for binary COPY."""
+    staged = f"maos_stage_{name}"
+    if pg:
+        cursor.execute(f"CREATE TEMP TABLE {staged} (LIKE {name}) ON COMMIT DROP")
+        cursor.execute(
+            "SELECT attname, atttypid FROM pg_attribute WHERE attrelid = %s::regclass "
+            "AND attnum > 0 AND NOT attisdropped",
+            (staged,),
+        )
+        return staged, dict(cursor.fetchall())
+    cursor.execute(f"DROP TABLE IF EXISTS temp.{staged}")
+    cursor.execute(f"CREATE TEMP TABLE {staged} AS SELECT * FROM main.{name} WHERE 0")
+    return staged, {}
+
+
+def stage_rows(
+    cursor: Any, pg: bool, staged: str, types: dict[str, int], columns: list[str], rows: list[Any]
+) -> None:
+    """Add ``rows`` (values of ``columns``) to the staging table ``staged`` (see :func:`create_stage`)."""
+    if pg:  # binary: about half the time of text, on both sides
+        with cursor.copy(f"COPY {staged} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types([types[c] for c in columns])
+            for row in rows:
+                copy.write_row(row)
+    else:
+        cursor.executemany(
+            f"INSERT INTO {staged} ({', '.join(columns)}) VALUES ({', '.join(['?'] * len(columns))})", rows
+        )
 
 
 def _compare(

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from agent_sdk.proto.maos.v1 import enums_pb2 as enums
-from tests.harness.chaos import Submitter, all_tasks, full_tasks, subtask_key, wait_all_finished
+from tests.harness.chaos import Submitter, full_tasks, subtask_key, wait_all_finished
 from tests.harness.recording_agent import Execution
 from tests.harness.replica_fixtures import MakeCluster
 from tests.harness.replicas import RecordingAgentProcess, ReplicaCluster, redis_cut
@@ -158,7 +158,7 @@ async def test_three_replicas_lose_nothing_and_apply_nothing_twice(replica_clust
 
         # Nothing lost: every item accepted, as exactly one task, and every one COMPLETED.
         assert sorted(submitter.accepted) == list(range(TASKS))
-        listed = await all_tasks(submitter.live_stubs()[0])
+        listed = await submitter.live_stubs()[0].all_tasks()
         by_item = collections.Counter(task.metadata["item"] for task in listed)
         twice = sorted((item, n) for item, n in by_item.items() if n > 1)
         assert not twice, (

@@ -27,7 +27,7 @@ import time
 import pytest
 
 from agent_sdk.proto.maos.v1 import enums_pb2 as enums
-from tests.harness.chaos import Submitter, all_tasks, full_tasks, subtask_key, wait_all_finished
+from tests.harness.chaos import Submitter, full_tasks, subtask_key, wait_all_finished
 from tests.harness.private_postgres import PrivatePostgres
 from tests.harness.recording_agent import Execution
 from tests.harness.replica_fixtures import MakeCluster
@@ -87,7 +87,7 @@ async def test_replicas_survive_postgres_restarts_under_load(
 
         # Nothing lost.
         assert sorted(submitter.accepted) == list(range(TASKS))
-        listed = await all_tasks(submitter.live_stubs()[0])
+        listed = await submitter.live_stubs()[0].all_tasks()
         by_item = collections.Counter(task.metadata["item"] for task in listed)
         twice = sorted((item, n) for item, n in by_item.items() if n > 1)
         assert not twice, f"items made into more than one task: {twice[:10]}"

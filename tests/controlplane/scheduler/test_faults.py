@@ -72,14 +72,7 @@ async def test_control_plane_sigkill_with_queued_and_running_work(tmp_path: Path
             return counts.get("COMPLETED", 0) == 220
 
         await wait_for(all_completed, 90, interval=0.2, message="all 220 tasks COMPLETED")
-        listed: list[m.Task] = []
-        token = ""
-        while True:
-            page = await stubs.tasks.ListTasks(t.ListTasksRequest(page_size=100, page_token=token), timeout=5)
-            listed.extend(page.tasks)
-            token = page.next_page_token
-            if not token:
-                break
+        listed = await stubs.all_tasks()
         names = [task.name for task in listed]
         assert len(names) == len(set(names)) == 220, "no task lost or duplicated"
         assert set(names) == accepted

@@ -207,15 +207,24 @@ async def test_a_task_approved_while_the_window_is_full_waits_in_the_database(
     assert agent.ran[-1] == "needs a yes" and agent.ran[: len(names)] == [f"step {i}" for i in range(WINDOW)]
 
 
-async def test_a_restart_keeps_the_tasks_in_the_database(maos_home: Path) -> None:
-    first = await start_app(window_settings(maos_home))  # type: ignore[arg-type]
+async def queued_then_stopped(
+    home: Path, steps: int, window: int = WINDOW, *, settle: bool = True
+) -> list[str]:
+    """Queue ``steps`` tasks on a control plane with ``window`` (with no agent), let its window
+    settle (``settle``), and stop it; the tasks' names."""
+    first = await start_app(window_settings(home, window))  # type: ignore[arg-type]
     try:
         async with Client(first.address) as client:
-            names = await submit(client, *(f"step {i}" for i in range(9)))
-            await settled(first, WINDOW)
+            names = await submit(client, *(f"step {i}" for i in range(steps)))
+            if settle:
+                await settled(first, window)
     finally:
         await first.stop(grace=1.0)
+    return names
 
+
+async def test_a_restart_keeps_the_tasks_in_the_database(maos_home: Path) -> None:
+    names = await queued_then_stopped(maos_home, 9)
     again = await start_app(window_settings(maos_home))  # type: ignore[arg-type]
     try:
         await settled(again, WINDOW)
@@ -235,12 +244,7 @@ async def test_a_restart_keeps_the_tasks_in_the_database(maos_home: Path) -> Non
 
 
 async def test_a_restart_with_a_smaller_window_moves_the_excess_to_the_database(maos_home: Path) -> None:
-    first = await start_app(window_settings(maos_home, 50))  # type: ignore[arg-type]
-    try:
-        async with Client(first.address) as client:
-            names = await submit(client, *(f"step {i}" for i in range(8)))
-    finally:
-        await first.stop(grace=1.0)
+    names = await queued_then_stopped(maos_home, 8, 50, settle=False)
     again = await start_app(window_settings(maos_home, 3))  # type: ignore[arg-type]
     try:
         await settled(again, 3)
@@ -252,13 +256,7 @@ async def test_a_restart_with_a_smaller_window_moves_the_excess_to_the_database(
 
 
 async def test_a_restart_with_the_window_off_loads_the_tasks_kept_in_the_database(maos_home: Path) -> None:
-    first = await start_app(window_settings(maos_home))  # type: ignore[arg-type]
-    try:
-        async with Client(first.address) as client:
-            names = await submit(client, *(f"step {i}" for i in range(8)))
-            await settled(first, WINDOW)
-    finally:
-        await first.stop(grace=1.0)
+    names = await queued_then_stopped(maos_home, 8)
     again = await start_app(window_settings(maos_home, 0))  # type: ignore[arg-type]
     try:
         assert again.engine.spill is None

@@ -126,10 +126,14 @@ class SharedStream:
         # Only now: what the outbox holds (written while Redis was away) is read back.
         self._tasks.append(self._loop.create_task(self._write(), name=f"maos-{self.what}-stream-writer"))
 
+    async def _newest(self) -> str:
+        """The id of the newest entry now in the stream ("0-0": none)."""
+        newest = await self.client.xrevrange(self.key, "+", "-", count=1)
+        return _text(newest[0][0]) if newest else "0-0"
+
     async def _read_from_newest(self) -> None:
         try:
-            newest = await self.client.xrevrange(self.key, "+", "-", count=1)
-            self.last_read = _text(newest[0][0]) if newest else "0-0"
+            self.last_read = await self._newest()
             self._reader_up = True
         except Exception as exc:  # Redis answered PING at start; if it is gone already, read from now on
             log.warning("%s stream: Redis does not answer (%s); reading when it does", self.what, exc)
@@ -179,14 +183,14 @@ class SharedStream:
                 if self._reader is not None and not self._reader.done():
                     return  # started while this call waited
                 try:
-                    newest = await self.client.xrevrange(self.key, "+", "-", count=1)
+                    newest = await self._newest()
                 except Exception as exc:
                     raise Unavailable(
                         f"cannot read the {self.what} of the replicas: Redis does not answer ({exc}); "
                         "try again shortly",
                         metadata={"component": "redis"},
                     ) from None
-                self.last_read = _text(newest[0][0]) if newest else "0-0"
+                self.last_read = newest
                 self._reader_up = True
                 self._start_reader()
         except BaseException:

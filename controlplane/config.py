@@ -757,6 +757,13 @@ OPTIONS: dict[str, Option] = {
         Option("consensus.timeout", _duration, 300.0, "Seconds one voting round may take.", runtime=True),
         Option("checkpoints.interval", _duration, 30.0, "Seconds between automatic checkpoints."),
         Option(
+            "checkpoints.cpu_budget",
+            _ratio,
+            0.05,
+            "Most of one core automatic checkpoints use on average: after one that took T seconds, the "
+            "next waits at least T / cpu_budget seconds.",
+        ),
+        Option(
             "metrics.history.interval",
             _duration,
             60.0,

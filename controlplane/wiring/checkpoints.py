@@ -43,7 +43,14 @@ def install_checkpoints(
     if not isinstance(storage.backend, StoresCheckpoints):
         return checkpoints
     pm.register(
-        _Lifecycle(IntervalJob(checkpoints, settings["checkpoints.interval"], lambda: engine.state_version)),
+        _Lifecycle(
+            IntervalJob(
+                checkpoints,
+                settings["checkpoints.interval"],
+                lambda: engine.state_version,
+                settings["checkpoints.cpu_budget"],
+            )
+        ),
         name="maos-checkpoints",
     )
     return checkpoints

@@ -146,7 +146,7 @@ def decode_report(body: dict[str, Any]) -> tuple[str, Ref, ResultReport | Failur
     """The agent id, ref and content of a report :func:`encode_report` encoded.
 
     Raises:
-        ValueError: A malformed report (KeyError and TypeError are turned into it).
+        ValueError: A malformed report.
     """
     try:
         task_id, subtask_id, attempt, epoch = body["ref"]
@@ -176,5 +176,5 @@ def decode_report(body: dict[str, Any]) -> tuple[str, Ref, ResultReport | Failur
         else:
             raise ValueError(f"unknown report kind {body['kind']!r}")
         return str(body["agent"]), ref, report
-    except (KeyError, TypeError) as exc:
+    except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"malformed report: {exc}") from exc

@@ -67,15 +67,15 @@ def stored_tasks(url: str, description: str) -> list[tuple[str, str | None, int]
         engine.dispose()
 
 
-@pytest.mark.parametrize("retry_on", [0, 1])
+@pytest.mark.parametrize(("retry_on", "agent_on"), [(0, 0), (1, 0), (1, 1)])
 async def test_a_submit_whose_commit_outcome_is_unknown_runs_its_stored_task_once(
-    tmp_path: Path, postgres_url: str, redis_url: str, redis_namespace: str, retry_on: int
+    tmp_path: Path, postgres_url: str, redis_url: str, redis_namespace: str, retry_on: int, agent_on: int
 ) -> None:
     async with cluster_with_proxied_database(tmp_path, postgres_url, redis_url, redis_namespace) as (
         cluster,
         proxy,
     ):
-        agent = cluster.agent(0, only=True, concurrency=2)
+        agent = cluster.agent(agent_on, only=True, concurrency=2)
         await cluster.wait_for_connections(1)
         stubs = [Stubs(address) for address in cluster.addresses]
         try:
@@ -86,7 +86,7 @@ async def test_a_submit_whose_commit_outcome_is_unknown_runs_its_stored_task_onc
             )
             await wait_for(lambda: len(agent.executions()) == 1, 30, 0.05, "the warm-up task to run")
 
-            marker = f"unknown-outcome-{retry_on}-{uuid.uuid4()}"
+            marker = f"unknown-outcome-{uuid.uuid4()}"
             request = tasks_pb.SubmitTaskRequest(
                 task=msgs.Task(description=marker, agent_type=AGENT_TYPE), request_id=str(uuid.uuid4())
             )

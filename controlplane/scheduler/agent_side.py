@@ -38,7 +38,7 @@ from controlplane.domain.model import (
     now,
 )
 from controlplane.domain.model_limits import DEFERRED_ERROR_TYPE
-from controlplane.errors import FailedPrecondition, NotFound
+from controlplane.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from controlplane.scheduler.budgets import Grants
 from controlplane.scheduler.charges import Charges
 from controlplane.scheduler.commands import (
@@ -54,6 +54,15 @@ from controlplane.scheduler.commands import (
 )
 from controlplane.scheduler.committer import Committer
 from controlplane.scheduler.leases import Leases
+from controlplane.scheduler.relayed_reports import (
+    FailureReport,
+    RelayedAnswer,
+    RelayedSession,
+    ResultReport,
+    decode_report,
+    encode_report,
+    stand_in,
+)
 from controlplane.scheduler.sessions import AgentSession
 from controlplane.scheduler.shared_state import serve_shared_state
 from controlplane.storage.executor import StorageExecutor
@@ -75,6 +84,11 @@ MAX_ACK_REFS = 512
 PATIENT_CLAIM_INTERVAL = 0.5
 #: Reports on one task waiting for its claim (more are answered from storage at once).
 MAX_WAITING_REPORTS = 1_000
+#: Seconds a report carried here from another replica waits for its answer (its commit).
+RELAYED_ANSWER_WAIT = 30.0
+
+#: Carries one report to the replica holding its task: whether that replica answered it.
+Carry = Callable[[], Awaitable[bool]]
 
 
 def stored_report_ack(ref: Ref, sub: Subtask | None, agent_id: str, output: str | None) -> Ack:
@@ -165,8 +179,13 @@ class AgentSide:
         #: task to be lost (it may be frozen, or dead and not yet known so): ``replicas.lost_after``
         #: and a little more on replicas, else 0 (answered at once).
         self.claim_patience = 0.0
-        #: Tasks being claimed for reports on them: the reports waiting to be handled again after it.
-        self._claiming: dict[str, list[Callable[[], None]]] = {}
+        #: Carries a report (as :func:`~.relayed_reports.encode_report` made it) to the replica holding
+        #: its task, which applies it: its answer (:meth:`RelayedAnswer.encode`), or None when no live
+        #: replica holds the task (replicas with a bus, else None).
+        self.relay: Callable[[str, dict[str, Any]], Awaitable[dict[str, Any] | None]] | None = None
+        #: Tasks being claimed for reports on them: the reports waiting to be handled again after it,
+        #: each with what carries it to the replica holding its task (None: it cannot be carried).
+        self._claiming: dict[str, list[tuple[Callable[[], None], Carry | None]]] = {}
         #: Tasks whose waiting reports are being handled again (answered as they stand: no new claim).
         self._replaying: set[str] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -352,32 +371,38 @@ class AgentSide:
             and len(self._claiming.get(ref.task_id, ())) < MAX_WAITING_REPORTS
         )
 
-    def _claim_then(self, ref: Ref, again: Callable[[], None], agent_id: str = "") -> None:
+    def _claim_then(
+        self, ref: Ref, again: Callable[[], None], agent_id: str = "", carry: Carry | None = None
+    ) -> None:
         """Claim the task of a report on work this replica does not hold (its holder died and the agent
         came here), then handle the report again: applied if the claim brought the task here.
 
-        When another replica still holds the task and storage says ``agent_id`` holds that very attempt
-        (its holder stalled, or died and is not known lost yet), the claim is tried again until
-        :attr:`claim_patience` runs out, so the agent's finished work is applied, not run again.
+        When another live replica holds the task, the report is carried to it (``carry``) and its
+        answer is the agent's. When it cannot be carried (no replica answered: its holder stalled,
+        or died and is not known lost yet) and storage says ``agent_id`` holds that very attempt,
+        claiming and carrying are tried again until :attr:`claim_patience` runs out, so the agent's
+        finished work is applied, not run again.
         """
         claim = self.claim
         assert claim is not None
         waiting = self._claiming.get(ref.task_id)
         if waiting is not None:  # one claim of a task at a time: its other reports wait for it
-            waiting.append(again)
+            waiting.append((again, carry))
             return
-        self._claiming[ref.task_id] = [again]
+        self._claiming[ref.task_id] = [(again, carry)]
 
         async def claim_and_handle() -> None:
             try:
-                if not await claim(ref.task_id) and agent_id and self.claim_patience > 0:
-                    await self._claim_patiently(claim, ref, agent_id)
+                if not await claim(ref.task_id):
+                    await self._carry_waiting(ref.task_id)
+                    if self._claiming.get(ref.task_id) and agent_id and self.claim_patience > 0:
+                        await self._claim_patiently(claim, ref, agent_id)
             except Exception as exc:  # answered as reports on work not held here
                 log.warning("could not claim tasks/%s for a report: %s", ref.task_id, exc)
             # Not claimed again meanwhile: a task no replica took is answered from storage.
             self._replaying.add(ref.task_id)
             try:
-                for handle in self._claiming.pop(ref.task_id, []):
+                for handle, _ in self._claiming.pop(ref.task_id, []):
                     try:
                         handle()
                     except Exception:  # one report's failure must not lose the others
@@ -387,11 +412,26 @@ class AgentSide:
 
         self._background(claim_and_handle())
 
+    async def _carry_waiting(self, task_id: str) -> None:
+        """Carry the reports waiting on a task held elsewhere to its holder; those not answered stay waiting."""
+        waiting = self._claiming.get(task_id)
+        if waiting is None or task_id in self.tasks:
+            return
+        kept = []
+        index = 0
+        while index < len(waiting):  # (reports joining meanwhile are carried too)
+            handle, carry = waiting[index]
+            index += 1
+            if carry is None or task_id in self.tasks or not await carry():
+                kept.append((handle, carry))  # (claimed here meanwhile: handled here)
+        waiting[:] = kept
+
     async def _claim_patiently(
         self, claim: Callable[[str], Awaitable[bool]], ref: Ref, agent_id: str
     ) -> None:
-        """Claim again every :data:`PATIENT_CLAIM_INTERVAL` while storage says ``agent_id`` holds the attempt
-        of ``ref`` and another replica the task, for at most :attr:`claim_patience` seconds."""
+        """Claim (or carry the waiting reports to the holder) again every :data:`PATIENT_CLAIM_INTERVAL`
+        while storage says ``agent_id`` holds the attempt of ``ref`` and another replica the task, for at
+        most :attr:`claim_patience` seconds."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.claim_patience
         while loop.time() < deadline:
@@ -406,6 +446,88 @@ class AgentSide:
             await asyncio.sleep(PATIENT_CLAIM_INTERVAL)
             if await claim(ref.task_id):
                 return
+            await self._carry_waiting(ref.task_id)
+            if not self._claiming.get(ref.task_id):
+                return  # every waiting report was answered by the holder
+
+    def _carrier(self, session: AgentSession, ref: Ref, report: ResultReport | FailureReport) -> Carry | None:
+        """What carries a report to the replica holding its task (None: nothing can, or it came from there)."""
+        relay = self.relay
+        if relay is None or isinstance(session, RelayedSession):
+            return None
+        body = encode_report(session.id, ref, report)
+
+        async def carry() -> bool:
+            try:
+                answered = await relay(ref.task_id, body)
+            except Exception as exc:  # (its holder stopped answering, the bus is away, a report too long)
+                log.info(
+                    "could not carry a report on %s to the replica holding it: %s", ref.subtask_name, exc
+                )
+                return False
+            if answered is None:
+                return False
+            answer = RelayedAnswer.decode(ref, answered)
+            if answer.charged or answer.settled:  # what the holder would have charged to the agent, here
+                if answer.charged:
+                    self._charge_agent(session, report.usage)
+                if answer.settled == "completed":
+                    session.info.completed_subtasks += 1
+                elif answer.settled == "failed":
+                    session.info.failed_subtasks += 1
+                self.committer.agent(session.info)
+            if answer.ack.accepted:
+                self.committer.after_commit(lambda: session.send(answer.ack))
+            else:
+                session.send(answer.ack)
+            return True
+
+        return carry
+
+    async def apply_relayed(self, body: dict[str, Any]) -> dict[str, Any] | None:
+        """Apply a report another replica carried here (see :mod:`.relayed_reports`); None if no task of
+        it is held here. The answer comes once what it changed is durable.
+
+        Raises:
+            InvalidArgument: A malformed report.
+            Unavailable: Its answer did not come within :data:`RELAYED_ANSWER_WAIT` (commits failing).
+        """
+        try:
+            agent_id, ref, report = decode_report(body)
+        except ValueError as exc:
+            raise InvalidArgument(f"a report carried from another replica: {exc}") from None
+        if ref.task_id not in self.tasks:
+            return None
+        session = RelayedSession(stand_in(self.agents.get(agent_id), agent_id), ref)
+        if isinstance(report, ResultReport):
+            self.report_result(
+                session,
+                ref,
+                report.output,
+                report.artifacts,
+                report.usage,
+                tool_calls=report.tool_calls,
+                sources=report.sources,
+            )
+        else:
+            self.report_failure(
+                session,
+                ref,
+                report.message,
+                report.retryable,
+                report.retry_after,
+                report.error_type,
+                report.usage,
+                budget_exceeded=report.budget_exceeded,
+            )
+        try:
+            ack = await asyncio.wait_for(asyncio.shield(session.answered), RELAYED_ANSWER_WAIT)
+        except TimeoutError:
+            raise Unavailable(
+                f"the report on {ref.subtask_name} was not answered within {RELAYED_ANSWER_WAIT:g} s "
+                "by the replica holding its task; the agent sends it again after reconnecting"
+            ) from None
+        return session.answer(ack).encode()
 
     def _answer_forgotten(self, session: AgentSession, ref: Ref, output: str | None) -> None:
         if self._stored_answers >= MAX_STORED_ANSWERS:
@@ -444,13 +566,18 @@ class AgentSide:
         sources: list[Source] | None = None,
     ) -> None:
         """Apply a result (once) and ack it after commit (with the work's tool calls and cited sources)."""
-        if self._forgotten(ref) and self._claimable(ref):  # held by no replica: take it, then apply
+        if self._forgotten(ref) and self._claimable(ref):  # held by another replica, or none: see _claim_then
             self._claim_then(
                 ref,
                 lambda: self.report_result(
                     session, ref, output, artifacts, usage, tool_calls=tool_calls, sources=sources
                 ),
                 session.id,
+                self._carrier(
+                    session,
+                    ref,
+                    ResultReport(output, artifacts, usage, list(tool_calls or ()), list(sources or ())),
+                ),
             )
             return
         if self._forgotten(ref):  # charged only if this agent's lease was never reported on (no duplicate)
@@ -507,7 +634,7 @@ class AgentSide:
         the budget could not cover the work, so the task fails with
         ERROR_REASON_BUDGET_EXCEEDED, keeping its completed parts.
         """
-        if self._forgotten(ref) and self._claimable(ref):  # held by no replica: take it, then apply
+        if self._forgotten(ref) and self._claimable(ref):  # held by another replica, or none: see _claim_then
             self._claim_then(
                 ref,
                 lambda: self.report_failure(
@@ -521,6 +648,11 @@ class AgentSide:
                     budget_exceeded=budget_exceeded,
                 ),
                 session.id,
+                self._carrier(
+                    session,
+                    ref,
+                    FailureReport(message, retryable, retry_after, error_type, usage, budget_exceeded),
+                ),
             )
             return
         if self._forgotten(ref):  # its task has left memory: charge what was spent, answer from storage

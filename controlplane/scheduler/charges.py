@@ -20,6 +20,7 @@ from controlplane.domain.model import Failure, Task, TaskStatus, Usage
 from controlplane.scheduler.budgets import Grants
 from controlplane.scheduler.commands import Ref
 from controlplane.scheduler.committer import Committer
+from controlplane.scheduler.relayed_reports import RelayedSession
 from controlplane.scheduler.sessions import AgentSession
 from controlplane.storage.executor import StorageExecutor
 
@@ -55,13 +56,16 @@ class Charges:
         total = replace(task.usage)
         total.add(usage)
         task.usage = total
-        self.charge_agent(session, usage)
-        if success:
-            session.info.completed_subtasks += 1
+        if isinstance(session, RelayedSession):  # the agent's own replica charges it
+            session.charge(usage, success)
         else:
-            session.info.failed_subtasks += 1
-        session.info.status = session.status()
-        self.committer.agent(session.info)
+            self.charge_agent(session, usage)
+            if success:
+                session.info.completed_subtasks += 1
+            else:
+                session.info.failed_subtasks += 1
+            session.info.status = session.status()
+            self.committer.agent(session.info)
         over = self._over_budget(task)
         if over:
             self._finish_task(
@@ -73,6 +77,9 @@ class Charges:
         return False
 
     def charge_agent(self, session: AgentSession, usage: Usage) -> None:
+        if isinstance(session, RelayedSession):  # the agent's own replica charges it
+            session.charge(usage, None)
+            return
         agent_usage = replace(session.info.usage)
         agent_usage.add(usage)
         session.info.usage = agent_usage

@@ -5,11 +5,23 @@ memory of request ids (``request_id`` → the tasks a call created; older ones
 are answered from storage) and the calls in flight. A task whose
 dependencies completed is planned (:class:`~controlplane.scheduler.planning.Planning`);
 one whose dependency failed or was cancelled fails with the reason.
+
+**A commit whose outcome is unknown.** Where the database decides between calls with one request id
+(replicas), a call's tasks join memory once their commit succeeded. When that commit fails, its
+connection may have dropped after the server committed: the rows may be stored. The call's key is
+then *unsettled* until a read that waits for any commit still in flight
+(``settled_idempotency``) says whether its record, naming its tasks, is stored: if so they join
+memory and run here (their row names this replica as holder, so no other replica would take them),
+otherwise nothing of the call exists and a retry decides again. A retry of that key arriving here
+meanwhile waits for the answer; one arriving on another replica finds the stored record (or stores
+its own, which the read then sees).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import random
 import secrets
 from collections import OrderedDict
@@ -28,7 +40,26 @@ from controlplane.scheduler.request_ids import RequestIdLookups
 from controlplane.storage.base import IdempotencyRecord
 from controlplane.storage.executor import StorageExecutor
 
+log = logging.getLogger(__name__)
+
 IDEMPOTENCY_MEMORY = 100_000
+#: Seconds a call whose commit failed waits to learn whether its tasks were stored all the same
+#: (then it answers with them); past this it answers UNAVAILABLE and the answer is found later.
+SETTLE_WAIT = 2.0
+#: Longest pause between two reads settling an unknown outcome while the database is away.
+SETTLE_RETRY_MAX = 2.0
+
+
+@dataclass
+class _Unsettled:
+    """A call whose commit failed: what it tried to store, and whether it was stored after all."""
+
+    tasks: list[Task]
+    deps: dict[str, Task]
+    #: (request_hash, resource): what the call's idempotency record holds.
+    outcome: tuple[str, str]
+    #: True once its tasks are known stored (and joined memory here), False once known absent.
+    settled: asyncio.Future[bool]
 
 
 @dataclass
@@ -74,6 +105,8 @@ class Intake:
         self.setting = setting
         self._idempotency: OrderedDict[tuple[str, str, str], tuple[str, str]] = OrderedDict()
         self._in_flight: set[tuple[str, str, str]] = set()
+        #: Calls whose commit outcome is not known yet (see the module docstring), by key.
+        self._unsettled: dict[tuple[str, str, str], _Unsettled] = {}
         #: Request ids not in memory are looked up in storage, many per storage call.
         self.lookups = RequestIdLookups(storage)
         #: Whether the database decides between calls with one request_id (replicas sharing it:
@@ -110,6 +143,11 @@ class Intake:
         """
         key = (principal, method, request_id)
         if request_id:
+            unsettled = self._unsettled.get(key)
+            if unsettled is not None:  # an earlier call's commit failed: learn whether it stored its tasks
+                if unsettled.outcome[0] != request_hash:
+                    raise request_id_reused(request_id)
+                await asyncio.shield(unsettled.settled)  # (stored: remembered, answered below)
             earlier = await self._idempotent(principal, method, request_id, request_hash)
             if earlier is not None:
                 found = await self.get_tasks(earlier.split(","))
@@ -169,6 +207,13 @@ class Intake:
                         lambda done: self._adopt_late(done, tasks, deps, key, (request_hash, resource))
                     )
                     raise
+                except Exception:
+                    # The commit failed, perhaps after the server committed it (a dropped connection).
+                    settled = self._settle(key, tasks, deps, (request_hash, resource))
+                    with contextlib.suppress(TimeoutError):
+                        if await asyncio.wait_for(asyncio.shield(settled), SETTLE_WAIT):
+                            return [SubmitOutcome(t) for t in tasks]  # stored after all: running here
+                    raise
                 if not written:
                     return await self._answered_elsewhere(principal, method, request_id, request_hash)
             else:
@@ -203,12 +248,62 @@ class Intake:
         outcome: tuple[str, str],
     ) -> None:
         """The tasks of a call cancelled while their commit ran, once it completed."""
-        if submitted.cancelled() or submitted.exception() is not None or not submitted.result():
+        if submitted.cancelled():
+            return
+        if submitted.exception() is not None:  # failed, perhaps after the server committed it
+            self._settle(key, tasks, deps, outcome)
+            return
+        if not submitted.result():
             return  # not written: nothing to run
         if any(task.id in self.tasks for task in tasks):
             return
         self._remember(key, outcome)
         self._adopt(tasks, deps, written_with_record=True)
+
+    def _settle(
+        self, key: tuple[str, str, str], tasks: list[Task], deps: dict[str, Task], outcome: tuple[str, str]
+    ) -> asyncio.Future[bool]:
+        """Find out, in the background, whether a failed commit stored ``tasks`` (see the module docstring)."""
+        unsettled = self._unsettled.get(key)
+        if unsettled is None:
+            settled: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+            unsettled = self._unsettled[key] = _Unsettled(tasks, deps, outcome, settled)
+            self._background(self._settling(key, unsettled))
+        return unsettled.settled
+
+    async def _settling(self, key: tuple[str, str, str], unsettled: _Unsettled) -> None:
+        stored, pause, told = False, 0.1, False
+        reader = getattr(self.storage.backend, "settled_idempotency", self.storage.backend.get_idempotency)
+        try:
+            while not self.committer.fenced:  # (a fenced replica stops: another one takes its tasks over)
+                try:
+                    record = await self.storage.quick_read(reader, *key)
+                except Exception as exc:  # the database is away: ask again
+                    if not told:
+                        log.warning(
+                            "request_id %r: its commit failed and the database cannot say yet whether its "
+                            "tasks were stored (%s); asking again",
+                            key[2],
+                            exc,
+                        )
+                        told = True
+                    await asyncio.sleep(pause)
+                    pause = min(2 * pause, SETTLE_RETRY_MAX)
+                    continue
+                stored = record is not None and record.resource == unsettled.outcome[1]
+                if stored and not any(task.id in self.tasks for task in unsettled.tasks):
+                    log.info(
+                        "request_id %r: its commit failed, but its tasks were stored: they run here (%s)",
+                        key[2],
+                        unsettled.outcome[1],
+                    )
+                    self._remember(key, unsettled.outcome)
+                    self._adopt(unsettled.tasks, unsettled.deps, written_with_record=True)
+                break
+        finally:
+            self._unsettled.pop(key, None)
+            if not unsettled.settled.done():
+                unsettled.settled.set_result(stored)
 
     async def load_known_request_ids(self) -> None:
         """Read the stored request ids into :attr:`known` (one process alone writing its database)."""

@@ -35,8 +35,15 @@ async def replica_cluster(
     made: list[ReplicaCluster] = []
     with contextlib.ExitStack() as stack:
 
-        async def make(count: int = 3, *, server: str = "", **env: str) -> ReplicaCluster:
-            """``server``: the admin URL of another PostgreSQL server (default: the session's)."""
+        async def make(
+            count: int = 3,
+            *,
+            server: str = "",
+            overrides: dict[int, dict[str, str]] | None = None,
+            **env: str,
+        ) -> ReplicaCluster:
+            """``server``: the admin URL of another PostgreSQL server (default: the session's);
+            ``overrides``: settings of single replicas, by index."""
             url = stack.enter_context(fresh_database(server or postgres_url))
             cluster = ReplicaCluster(
                 tmp_path / f"cluster-{len(made)}",
@@ -45,6 +52,7 @@ async def replica_cluster(
                 f"{redis_namespace}c{len(made)}:",
                 count,
                 env,
+                overrides,
             )
             made.append(cluster)
             await cluster.start()

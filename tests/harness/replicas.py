@@ -262,6 +262,7 @@ class ReplicaCluster:
         redis_prefix: The cluster's key prefix (``redis.key_prefix``).
         count: How many replicas.
         env: More ``MAOS_*`` settings for every replica (over :data:`REPLICA_ENV`).
+        overrides: Settings of single replicas, by index (over ``env``).
     """
 
     def __init__(
@@ -272,6 +273,7 @@ class ReplicaCluster:
         redis_prefix: str,
         count: int = 3,
         env: dict[str, str] | None = None,
+        overrides: dict[int, dict[str, str]] | None = None,
     ):
         self.folder = folder
         self.database_url = database_url
@@ -284,11 +286,13 @@ class ReplicaCluster:
             "MAOS_REDIS_KEY_PREFIX": redis_prefix,
             **(env or {}),
         }
+        self._shared = shared
         self.replicas = []
         for index in range(count):
             home = folder / f"replica-{index}"
             home.mkdir(parents=True, exist_ok=True)
-            self.replicas.append(Replica(home, **{**shared, "MAOS_SERVER_REPLICA_ID": f"replica-{index}"}))
+            own = {**shared, "MAOS_SERVER_REPLICA_ID": f"replica-{index}", **(overrides or {}).get(index, {})}
+            self.replicas.append(Replica(home, **own))
         self.agents: list[RecordingAgentProcess] = []
 
     @property
@@ -305,7 +309,7 @@ class ReplicaCluster:
         """``maos db migrate`` once, so the replicas start together on a migrated database."""
         done = subprocess.run(
             [sys.executable, "-m", "maos_cli.main", "db", "migrate"],
-            env=self.env,
+            env={**self.env, **self._shared},  # (the database directly, not what one replica's overrides say)
             cwd=self.folder,
             capture_output=True,
             text=True,

@@ -596,6 +596,43 @@ class SqlBackend(SqlWebhooks):
             row = conn.execute(stmt).mappings().first()
         return None if row is None else codec.idempotency_from_row(row)
 
+    def settled_idempotency(self, principal: str, method: str, request_id: str) -> IdempotencyRecord | None:
+        """The record of a request id once no transaction writing it can still commit, or None.
+
+        After a commit whose outcome is unknown (its connection dropped under it), a plain read
+        may run before the server finishes that commit. On PostgreSQL this inserts the key first,
+        which waits for any transaction still inserting it (at most ``lock_timeout``), then rolls
+        back: nothing is ever written. Inserted: no such record exists, and none can appear from
+        that commit any more.
+        """
+        if self.kind != "postgresql":  # one process, committing on its own thread: nothing in flight
+            return self.get_idempotency(principal, method, request_id)
+        i = schema.idempotency
+        key = (i.c.principal == principal, i.c.method == method, i.c.request_id == request_id)
+        probe = (
+            postgresql.insert(i)
+            .values(
+                principal=principal,
+                method=method,
+                request_id=request_id,
+                request_hash="",
+                resource="",
+                create_time=0.0,
+            )
+            .on_conflict_do_nothing()
+            .returning(i.c.request_id)
+        )
+        with translate_errors(), self._writes.connect() as conn:
+            transaction = conn.begin()
+            try:
+                conn.execute(text("SET LOCAL lock_timeout = '5s'"))
+                if conn.execute(probe).first() is not None:
+                    return None
+                row = conn.execute(select(i).where(*key)).mappings().first()
+            finally:
+                transaction.rollback()
+        return None if row is None else codec.idempotency_from_row(row)
+
     def idempotency_keys(self) -> tuple[int, Iterator[tuple[str, str, str]]]:
         """How many idempotency records are stored, and their keys (principal, method, request_id),
         read a block at a time while the iterator is consumed (on this thread)."""

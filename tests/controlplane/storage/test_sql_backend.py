@@ -739,3 +739,65 @@ async def test_quick_reads_run_beside_the_storage_thread_on_postgresql_only(back
         release.set()
         assert await busy
         executor.close()
+
+
+def _wait_for_a_lock_wait(conn: Any, timeout: float = 10.0) -> None:
+    """Return once another session of this database waits for a lock (else fail after ``timeout``)."""
+    query = text(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+        "AND pid <> pg_backend_pid() AND wait_event_type = 'Lock'"
+    )
+    deadline = time.monotonic() + timeout
+    engine = create_engine(conn.engine.url)
+    try:
+        with engine.connect() as watcher:
+            while not watcher.execute(query).scalar_one():
+                assert time.monotonic() < deadline, "nothing waited for the insert in flight"
+                time.sleep(0.01)
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.postgres
+def test_postgres_settled_idempotency_waits_for_a_commit_still_in_flight(
+    postgres_backend: SqlBackend,
+) -> None:
+    """After a commit whose outcome is unknown, the read that settles it sees that commit if it lands."""
+    assert postgres_backend.settled_idempotency("p", "SubmitTask", "absent") is None
+    record = IdempotencyRecord("p", "SubmitTask", "in-flight", "h", "t1", 1.0)
+    writer = create_engine(postgres_backend.engine.url)
+    try:
+        with writer.connect() as conn, ThreadPoolExecutor(1) as pool:
+            transaction = conn.begin()
+            conn.execute(schema.idempotency.insert().values(**codec.idempotency_to_row(record)))
+            settling = pool.submit(postgres_backend.settled_idempotency, "p", "SubmitTask", "in-flight")
+            # The settling read waits for the insert in flight: it has no answer while it is open.
+            _wait_for_a_lock_wait(conn)
+            assert not settling.done()
+            transaction.commit()
+            assert settling.result(timeout=10) == record
+    finally:
+        writer.dispose()
+    # It writes nothing itself: an absent key stays absent, a stored one unchanged.
+    assert postgres_backend.get_idempotency("p", "SubmitTask", "absent") is None
+    assert postgres_backend.get_idempotency("p", "SubmitTask", "in-flight") == record
+
+
+@pytest.mark.postgres
+def test_postgres_settled_idempotency_of_a_commit_that_did_not_land_is_none(
+    postgres_backend: SqlBackend,
+) -> None:
+    record = IdempotencyRecord("p", "SubmitTask", "rolled-back", "h", "t1", 1.0)
+    writer = create_engine(postgres_backend.engine.url)
+    try:
+        with writer.connect() as conn, ThreadPoolExecutor(1) as pool:
+            transaction = conn.begin()
+            conn.execute(schema.idempotency.insert().values(**codec.idempotency_to_row(record)))
+            settling = pool.submit(postgres_backend.settled_idempotency, "p", "SubmitTask", "rolled-back")
+            _wait_for_a_lock_wait(conn)
+            assert not settling.done()
+            transaction.rollback()  # (the server aborts a transaction whose client went away)
+            assert settling.result(timeout=10) is None
+    finally:
+        writer.dispose()
+    assert postgres_backend.get_idempotency("p", "SubmitTask", "rolled-back") is None

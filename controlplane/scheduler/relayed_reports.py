@@ -1,0 +1,180 @@
+"""Reports carried to the replica holding their task: an agent's result or failure sent to another replica.
+
+An agent may resume its session on replica B while replica A, alive, still holds the task of work
+it finished (its stream to A broke, A did not). Its result, sent again to B, is carried to A over
+the replicas' bus (:mod:`controlplane.replicas.report_relay`); A applies it as if the agent had sent
+it there, fenced by attempt and lease epoch like any report, and its answer (the
+:class:`~controlplane.scheduler.commands.Ack`) is the agent's, sent by B. A
+:class:`RelayedSession` stands in for the agent on A: it receives that answer, and what the report
+would charge to the agent's own record (usage, completed or failed counts) is not written on A,
+which no longer has the agent, but told back to B, which has it.
+
+This module holds the stand-in and the JSON form of reports and answers (the bus carries JSON).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+from controlplane.domain.model import AgentInfo, Artifact, Source, ToolCall, Usage
+from controlplane.scheduler.commands import Ack, Committed, Ref
+from controlplane.scheduler.sessions import AgentSession
+
+RESULT, FAILURE = "result", "failure"
+
+
+@dataclass
+class RelayedAnswer:
+    """What the holder answered a carried report, and what the agent's own replica charges to the agent."""
+
+    ack: Ack
+    #: The usage counts against the agent (the holder charged it to the task).
+    charged: bool = False
+    #: "completed" or "failed" when the report settled its subtask, else "".
+    settled: str = ""
+
+    def encode(self) -> dict[str, Any]:
+        return {
+            "ack": {"accepted": self.ack.accepted, "reason": self.ack.reason, "message": self.ack.message},
+            "charged": self.charged,
+            "settled": self.settled,
+        }
+
+    @classmethod
+    def decode(cls, ref: Ref, data: dict[str, Any]) -> RelayedAnswer:
+        ack = dict(data.get("ack") or {})
+        return cls(
+            Ack(ref, bool(ack.get("accepted")), str(ack.get("reason", "")), str(ack.get("message", ""))),
+            bool(data.get("charged")),
+            str(data.get("settled", "")),
+        )
+
+
+class RelayedSession(AgentSession):
+    """An agent connected to another replica, as a report carried here sees it (see the module docstring)."""
+
+    def __init__(self, info: AgentInfo, ref: Ref):
+        super().__init__(info)
+        self.ref = ref
+        self.charged = False
+        self.settled = ""
+        self.answered: asyncio.Future[Ack] = asyncio.get_running_loop().create_future()
+
+    def charge(self, usage: Usage, success: bool | None) -> None:
+        """The report charged ``usage`` to the agent (``success``: and settled its subtask so)."""
+        self.charged = True
+        if success is not None:
+            self.settled = "completed" if success else "failed"
+
+    def send(self, command: Any) -> None:
+        """The answer to the report: an Ack, or the Committed message that confirms it."""
+        if self.answered.done():
+            return
+        if isinstance(command, Ack) and command.ref == self.ref:
+            self.answered.set_result(command)
+        elif isinstance(command, Committed) and self.ref in command.refs:
+            self.answered.set_result(Ack(self.ref, True, message="applied by the replica holding the task"))
+
+    def answer(self, ack: Ack) -> RelayedAnswer:
+        return RelayedAnswer(ack, self.charged, self.settled)
+
+
+def stand_in(known: AgentInfo | None, agent_id: str) -> AgentInfo:
+    """A copy of what the holder knows of the agent (its own record is the other replica's to write)."""
+    if known is None:
+        return AgentInfo(id=agent_id, agent_type="")
+    return replace(known, usage=replace(known.usage))
+
+
+# --- the JSON form of a report -------------------------------------------------------------------
+
+
+@dataclass
+class ResultReport:
+    """A result's content."""
+
+    output: str
+    artifacts: list[Artifact] = field(default_factory=list)
+    usage: Usage = field(default_factory=Usage)
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    sources: list[Source] = field(default_factory=list)
+
+
+@dataclass
+class FailureReport:
+    """A failure's content."""
+
+    message: str
+    retryable: bool
+    retry_after: float
+    error_type: str
+    usage: Usage = field(default_factory=Usage)
+    budget_exceeded: bool = False
+
+
+def encode_report(agent_id: str, ref: Ref, report: ResultReport | FailureReport) -> dict[str, Any]:
+    """A report as JSON for the bus."""
+    body: dict[str, Any] = {
+        "agent": agent_id,
+        "ref": [ref.task_id, ref.subtask_id, ref.attempt, ref.lease_epoch],
+        "usage": asdict(report.usage),
+    }
+    if isinstance(report, ResultReport):
+        body["kind"] = RESULT
+        body["output"] = report.output
+        body["artifacts"] = [
+            {**asdict(a), "content": base64.b64encode(a.content).decode("ascii")} for a in report.artifacts
+        ]
+        body["tool_calls"] = [asdict(c) for c in report.tool_calls]
+        body["sources"] = [asdict(s) for s in report.sources]
+    else:
+        body["kind"] = FAILURE
+        body.update(
+            message=report.message,
+            retryable=report.retryable,
+            retry_after=report.retry_after,
+            error_type=report.error_type,
+            budget_exceeded=report.budget_exceeded,
+        )
+    return body
+
+
+def decode_report(body: dict[str, Any]) -> tuple[str, Ref, ResultReport | FailureReport]:
+    """The agent id, ref and content of a report :func:`encode_report` encoded.
+
+    Raises:
+        ValueError: A malformed report.
+    """
+    try:
+        task_id, subtask_id, attempt, epoch = body["ref"]
+        ref = Ref(str(task_id), str(subtask_id), int(attempt), int(epoch))
+        usage = Usage(**dict(body.get("usage") or {}))
+        report: ResultReport | FailureReport
+        if body["kind"] == RESULT:
+            report = ResultReport(
+                str(body["output"]),
+                [
+                    Artifact(**{**a, "content": base64.b64decode(a.get("content", ""))})
+                    for a in body.get("artifacts") or ()
+                ],
+                usage,
+                [ToolCall(**c) for c in body.get("tool_calls") or ()],
+                [Source(**s) for s in body.get("sources") or ()],
+            )
+        elif body["kind"] == FAILURE:
+            report = FailureReport(
+                str(body["message"]),
+                bool(body["retryable"]),
+                float(body["retry_after"]),
+                str(body["error_type"]),
+                usage,
+                bool(body.get("budget_exceeded")),
+            )
+        else:
+            raise ValueError(f"unknown report kind {body['kind']!r}")
+        return str(body["agent"]), ref, report
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"malformed report: {exc}") from exc

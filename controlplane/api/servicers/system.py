@@ -125,6 +125,7 @@ class SystemServicer(system_grpc.SystemServiceServicer):
                     reason=row.reason,
                     **({"decided_at": convert.timestamp(row.decided_at)} if row.decided_at else {}),
                     **({"unclaimed": row.unclaimed} if row.unclaimed is not None else {}),
+                    **({"unclaimed_share": row.unclaimed_share} if row.unclaimed_share is not None else {}),
                 )
                 for row in (self.scaling() if self.scaling is not None else [])
             ],

@@ -3,7 +3,8 @@
 Two real ``maos start`` processes on one PostgreSQL and Redis; B launched an echo agent, whose
 records (``echo_log``) cross to A through the stream. A tail opened on A is cut at one record;
 a TailLogs on B resuming after that record's id sends exactly the records A's reference tail got
-after it, in the same order, none twice. Malformed and lost ids get precise errors.
+after it, in the same order, none twice. Malformed and lost ids get precise errors, and a resumed
+tail shows a caller only the records they may see.
 """
 
 from __future__ import annotations
@@ -118,3 +119,68 @@ async def test_bad_record_ids_are_refused_precisely(replicas: Replicas) -> None:
         assert text in (caught.value.details() or ""), (value, caught.value.details())
         if code == grpc.StatusCode.FAILED_PRECONDITION:
             assert reason_of(caught.value) == "ERROR_REASON_RESUME_POINT_LOST"
+
+
+async def test_a_resumed_tail_shows_only_the_records_the_caller_may_see(
+    tmp_path: Path, postgres_url: str, redis_url: str, redis_namespace: str
+) -> None:
+    """Records another replica wrote to the stream, read back by a resume, are filtered per caller."""
+    import json
+
+    import redis
+
+    from agent_sdk.client import Client
+    from controlplane.app import build_app
+    from tests.harness.server import admin_key, empty_postgres, make_settings
+
+    settings = {
+        "database.primary_url": postgres_url,
+        "redis.url": redis_url,
+        "redis.key_prefix": redis_namespace,
+        "security.auth": "required",
+    }
+    build_app(make_settings(tmp_path / "migrate", **settings)).storage.close()
+    empty_postgres(postgres_url)
+    app = build_app(make_settings(tmp_path / "a", **settings))  # its admin user on the emptied database
+    await app.start("127.0.0.1:0")
+    writer = redis.Redis.from_url(redis_url)
+    try:
+        async with Client(app.address, token=await admin_key(app)) as admin:
+            user = (await admin.create_user("dev-a@example.com", ["developer"])).name.removeprefix("users/")
+        _, key = await app.storage.call(app.access.issue_key_sync, user, "k")
+
+        def written(n: int, message: str, task: str = "", task_owner: str = "", agent_owner: str = "") -> str:
+            """A record as another replica writes it to the stream; its id."""
+            body = [
+                20,
+                "agents/x",
+                message,
+                1.0,
+                task,
+                "",
+                "x" if agent_owner else "",
+                {},
+                task_owner,
+                agent_owner,
+            ]
+            fields = {"r": "elsewhere/0001", "n": str(n), "e": json.dumps(body)}
+            return writer.xadd(f"{redis_namespace}logs", fields).decode()  # type: ignore[no-any-return]
+
+        cut = written(1, "the cut")
+        written(2, "dev-b's task", task="t1", task_owner="users/dev-b")
+        written(3, "dev-a's task", task="t2", task_owner=f"users/{user}")
+        written(4, "someone's agent", agent_owner="users/ops")
+        written(5, "the control plane's")
+        written(5, "a second copy of entry 5 (a resent pipeline)")
+        written(6, "the last")
+        got: list[str] = []
+        async with Client(app.address, token=key) as dev_a:
+            request = system_pb.TailLogsRequest(component="agents/x", after_record_id=cut)
+            async for response in dev_a.system.TailLogs(request, timeout=30):
+                got.append(response.record.message)
+                if response.record.message == "the last":
+                    break
+        assert got == ["dev-a's task", "the control plane's", "the last"]
+    finally:
+        writer.close()
+        await app.stop(grace=1.0)

@@ -1,7 +1,8 @@
 """``maos monitor --follow`` and ``maos logs --follow`` on one replica show the work of another.
 
 Two real ``maos start`` processes on one PostgreSQL and one Redis; the echo agent is connected to
-B, the task is submitted on B (so B holds it), and both commands follow on A.
+B, the task is submitted on B (so B holds it), and both commands follow on A. ``maos logs
+--follow`` given A and B goes on on B when A is killed, after the last record it printed.
 """
 
 from __future__ import annotations

@@ -131,7 +131,9 @@ class Autoscaler:
     async def _shares(self, wall: float) -> dict[str, tuple[int, float]]:
         """Per autoscaled type: (this replica's share of the unclaimed backlog, its oldest wait).
 
-        Empty on a single control plane. The registry is read only when some type has a backlog.
+        Empty on a single control plane. The registry is read only when some type has a backlog;
+        when it cannot be read (the database is away), the shares are 0 (no replica scales up for
+        work it cannot tell is its share).
         """
         if self.backlog is None:
             return {}
@@ -139,7 +141,13 @@ class Autoscaler:
         if not any(count for count, _ in backlog.values()):
             return {name: (0, 0.0) for name in self.limits}
         this = self.registry.replica if self.registry is not None else ""
-        views = await self.registry.replicas() if self.registry is not None else []
+        try:
+            views = await self.registry.replicas() if self.registry is not None else []
+        except Exception as exc:  # noqa: BLE001 - the database is away: decide on the held work alone
+            log.warning(
+                "autoscaling counts no unclaimed work this time: the replicas cannot be read (%s)", exc
+            )
+            return {name: (0, 0.0) for name in self.limits}
         out = {}
         for name, (count, wait) in backlog.items():
             peers = [

@@ -534,7 +534,7 @@ def status(detailed: bool, resources: bool, performance: bool, memory: bool, sys
                 "Autoscaling:\n"
                 + table(
                     ["TYPE", "MIN", "MAX", "CURRENT", "DESIRED", "QUEUED", "OLDEST WAIT", "LAST DECISION"]
-                    + (["UNCLAIMED"] if unclaimed else []),
+                    + (["UNCLAIMED", "SHARE"] if unclaimed else []),
                     [
                         [
                             r.agent_type,
@@ -546,7 +546,14 @@ def status(detailed: bool, resources: bool, performance: bool, memory: bool, sys
                             duration_text(r.oldest_wait),
                             r.reason,
                         ]
-                        + ([str(r.unclaimed)] if unclaimed else [])
+                        + (
+                            [
+                                str(r.unclaimed),
+                                str(r.unclaimed_share) if r.HasField("unclaimed_share") else "-",
+                            ]
+                            if unclaimed
+                            else []
+                        )
                         for r in s.scaling
                     ],
                 )

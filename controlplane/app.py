@@ -401,6 +401,7 @@ def build_app(settings: Settings, pm: pluggy.PluginManager | None = None) -> App
         raise
     if autoscaler is not None and replicas is not None:
         autoscaler.backlog = replicas.backlog
+        autoscaler.registry = replicas
     window = settings["scheduler.queue_window"]
     spill_from = spill_store(backend) if engine.claims is None and window else None
     if spill_from is None and (marked := spill_store(backend)) is not None:

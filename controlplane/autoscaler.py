@@ -6,6 +6,13 @@ agents (the launcher) and those idle past ``scaling.idle_seconds``, asks
 :func:`controlplane.domain.scaling.decide` for the desired counts, then launches agents or drains
 and stops idle ones. The last decision per type is kept for ``maos status`` and the metrics.
 
+With replicas on one database the queued work also counts this replica's share of the unclaimed
+backlog (tasks no replica holds, :mod:`controlplane.replicas.backlog`): the backlog of a type
+divided between the live replicas autoscaling it (:func:`~controlplane.domain.scaling.backlog_share`,
+read from the replica registry's heartbeats), so a deep backlog scales agents up somewhere
+without every replica scaling up for all of it. ``maos_scaling_queue_depth`` exports the held work
+plus the share: its sum over replicas counts the backlog once.
+
 With ``scaling.types`` set and ``scaling.enabled`` off, it only decides and exports: the current
 agents are then the connected ones of the type (run by another supervisor, such as a Kubernetes
 Deployment scaled by KEDA or an HPA on ``maos_scaling_queue_depth`` or ``maos_scaling_desired_agents``).
@@ -22,7 +29,7 @@ from typing import Any
 from controlplane.config import Settings
 from controlplane.domain.model import now
 from controlplane.domain.pool import wildcard_match
-from controlplane.domain.scaling import Decision, Policy, TypeLimits, TypeLoad, decide
+from controlplane.domain.scaling import Decision, Policy, TypeLimits, TypeLoad, backlog_share, decide
 from controlplane.periodic import PeriodicJob
 
 log = logging.getLogger(__name__)
@@ -46,6 +53,13 @@ class TypeScaling:
     decided_at: float = 0.0
     #: Unclaimed tasks in the whole system agents of the type could take (replicas only, else None).
     unclaimed: int | None = None
+    #: This replica's share of them, counted in the decision (replicas only, else None).
+    unclaimed_share: int | None = None
+
+    @property
+    def demand(self) -> int:
+        """The queued work the decision counted: held plus the share of the unclaimed backlog."""
+        return self.queued + (self.unclaimed_share or 0)
 
 
 class Autoscaler:
@@ -71,9 +85,10 @@ class Autoscaler:
         self.state = {name: TypeScaling(name, lim.min, lim.max) for name, lim in self.limits.items()}
         self._changed_at: dict[str, float] = {}
         self._idle_since: dict[str, float] = {}
-        #: The unclaimed backlog of replicas sharing a database (shown and exported, not decided on:
-        #: every replica sees the same backlog). Set by the app when it has one.
+        #: The unclaimed backlog of replicas sharing a database, and their registry (who else
+        #: autoscales a type): set by the app when it has them.
         self.backlog: Any = None
+        self.registry: Any = None
         self._job = PeriodicJob("autoscaling", self.step, settings["scaling.interval"])
         if metrics is not None:
             metrics.watch_scaling(self.snapshot)
@@ -112,6 +127,36 @@ class Autoscaler:
                     out[name][0] += count
                     out[name][1] = max(out[name][1], waited)
         return {name: (int(n), float(w)) for name, (n, w) in out.items()}
+
+    async def _shares(self, wall: float) -> dict[str, tuple[int, float]]:
+        """Per autoscaled type: (this replica's share of the unclaimed backlog, its oldest wait).
+
+        Empty on a single control plane. The registry is read only when some type has a backlog;
+        when it cannot be read (the database is away), the shares are 0 (no replica scales up for
+        work it cannot tell is its share).
+        """
+        if self.backlog is None:
+            return {}
+        backlog = {name: self.backlog.for_type(name, self._capabilities(name), wall) for name in self.limits}
+        if not any(count for count, _ in backlog.values()):
+            return {name: (0, 0.0) for name in self.limits}
+        this = self.registry.replica if self.registry is not None else ""
+        try:
+            views = await self.registry.replicas() if self.registry is not None else []
+        except Exception as exc:  # noqa: BLE001 - the database is away: decide on the held work alone
+            log.warning(
+                "autoscaling counts no unclaimed work this time: the replicas cannot be read (%s)", exc
+            )
+            return {name: (0, 0.0) for name in self.limits}
+        out = {}
+        for name, (count, wait) in backlog.items():
+            peers = [
+                view.row.id
+                for view in views
+                if not view.lost and name in (view.row.details or {}).get("autoscaling", ())
+            ]
+            out[name] = (backlog_share(count, peers, this), wait)
+        return out
 
     def _capabilities(self, name: str) -> frozenset[str]:
         supply = getattr(self.engine, "supply", None)
@@ -155,6 +200,7 @@ class Autoscaler:
         """Decide once and apply it; the decisions by type."""
         mono, wall = time.monotonic(), now()
         queued = self._queued(wall)
+        shares = await self._shares(wall)
         if self.apply:
             launches = {name: self._launches(name) for name in self.limits}
             live = {launch.id for launch in self.launcher.launches.values()}
@@ -177,6 +223,8 @@ class Autoscaler:
                 current=len(launches[name]),
                 idle=len(idle[name]),
                 since_change=(mono - self._changed_at[name]) if name in self._changed_at else None,
+                unclaimed=shares.get(name, (0, 0.0))[0],
+                unclaimed_wait=shares.get(name, (0, 0.0))[1],
             )
             for name in self.limits
         }
@@ -205,6 +253,7 @@ class Autoscaler:
                 oldest_wait=loads[name].oldest_wait,
                 reason=decision.reason,
                 decided_at=wall,
+                unclaimed_share=shares[name][0] if name in shares else None,
             )
         return decisions
 

@@ -4,6 +4,12 @@ A bounded in-memory ring per replica: the control plane's own records (a
 ``logging.Handler`` on the ``controlplane`` logger) and the records agents
 forward over their streams. Older records live in the log files under
 ``$MAOS_HOME/logs``.
+
+With replicas sharing Redis (:class:`controlplane.replicas.event_stream.LogStream`), a record
+kept here is not kept at once: it is relayed to the replicas' shared stream (``relay``) and kept
+when it is read back from it, with the stream's id (``stream_id``), like every other replica's
+records; every replica's ring then holds the records in the stream's order, under ids valid on
+all of them.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import logging
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from controlplane.domain.model import now
 from controlplane.errors import FailedPrecondition, InvalidArgument
@@ -53,6 +60,8 @@ class LogEntry:
     agent_owner: str = ""
     #: The replica the record came from, when another replica wrote it (events across replicas).
     replica: str = ""
+    #: Its id in the replicas' shared stream of log records ("" without one): its id everywhere.
+    stream_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -119,15 +128,24 @@ class LogBook:
         self.subscribers: list[Callable[[LogEntry], None]] = []
         self.task_owner = task_owner
         self.agent_owner = agent_owner
+        #: Where records written here go instead of the ring (the replicas' shared stream, which
+        #: brings them back with their stream id); None: kept at once.
+        self.relay: Callable[[LogEntry], None] | None = None
+        #: The replicas' shared stream of records (resuming after a stream id), else None.
+        self.shared: Any = None
 
     def add(self, entry: LogEntry) -> None:
-        """Keep a record (noting who owns its task and agent) and hand it to subscribers."""
-        self._seq += 1
-        entry.seq = self._seq
+        """Keep a record (noting who owns its task and agent) and hand it to subscribers; with a
+        ``relay``, a record without a stream id is relayed instead (it comes back with one)."""
         if entry.task_id and not entry.task_owner and self.task_owner is not None:
             entry.task_owner = self.task_owner(entry.task_id)
         if entry.agent_id and not entry.agent_owner and self.agent_owner is not None:
             entry.agent_owner = self.agent_owner(entry.agent_id)
+        if self.relay is not None and not entry.stream_id:
+            self.relay(entry)
+            return
+        self._seq += 1
+        entry.seq = self._seq
         self._entries.append(entry)
         for subscriber in list(self.subscribers):
             subscriber(entry)

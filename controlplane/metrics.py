@@ -53,7 +53,8 @@ class _ScalingCollector(Collector):
     def collect(self) -> Iterator[GaugeMetricFamily]:
         queued = GaugeMetricFamily(
             "maos_scaling_queue_depth",
-            "Queued subtasks agents of the type could take (the external metric for an HPA or KEDA).",
+            "Queued subtasks agents of the type could take: those this replica holds plus its share of the "
+            "unclaimed backlog (the sum over replicas counts it once; the external metric for an HPA or KEDA).",
             labels=["agent_type"],
         )
         wait = GaugeMetricFamily(
@@ -70,12 +71,12 @@ class _ScalingCollector(Collector):
         unclaimed = GaugeMetricFamily(
             "maos_scaling_unclaimed_depth",
             "Unclaimed tasks (no replica holds them) agents of the type could take, in the whole system: "
-            "the same on every replica (add the max over replicas to the sum of maos_scaling_queue_depth).",
+            "the same on every replica (already in the sum of maos_scaling_queue_depth, as shares).",
             labels=["agent_type"],
         )
         rows = self._source()
         for row in rows:
-            queued.add_metric([row.agent_type], row.queued)
+            queued.add_metric([row.agent_type], row.demand)
             wait.add_metric([row.agent_type], row.oldest_wait)
             desired.add_metric([row.agent_type], row.desired)
             current.add_metric([row.agent_type], row.current)

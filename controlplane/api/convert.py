@@ -119,6 +119,41 @@ def parse_event_resume_id(value: str, incarnation: int, field: str, streamed: bo
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+_STREAM_RECORD_ID = re.compile(r"^[0-9]{1,15}-[0-9]{1,18}$")
+
+
+def parse_record_resume_id(value: str, incarnation: int, streamed: bool) -> int | str | None:
+    """The log record to resume after (``after_record_id``): ``{incarnation}.{sequence}``, or with
+    log records across replicas (``streamed``) a stream id ``{milliseconds}-{sequence}`` (None when
+    empty).
+
+    Raises:
+        InvalidArgument: It is not such an id.
+        FailedPrecondition: It was issued by another start or another replica, or where records
+            did not cross replicas (reason ERROR_REASON_RESUME_POINT_LOST).
+    """
+    field = "after_record_id"
+    if not streamed or not value:
+        return parse_resume_id(value, incarnation, field)
+    if _STREAM_RECORD_ID.match(value):
+        return value
+    try:
+        parse_resume_id(value, -1, field)  # a well-formed id of a single control plane?
+    except FailedPrecondition:
+        raise FailedPrecondition(
+            f"{field} {value} was sent by a control plane whose log records did not cross replicas; "
+            "its history is not kept here: tail again without a resume id",
+            reason="ERROR_REASON_RESUME_POINT_LOST",
+        ) from None
+    except InvalidArgument:
+        raise InvalidArgument(
+            f"{field} {quote(value[:64])} is not an id this API sent "
+            "(MILLISECONDS-SEQUENCE, as in LogRecord.id)",
+            field=field,
+        ) from None
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 def seconds(value: duration_pb2.Duration) -> float:
     """A Duration as float seconds."""
     return float(value.seconds + value.nanos / 1e9)
@@ -682,9 +717,10 @@ def log_entry_from_pb(
 
 
 def log_entry_to_pb(entry: LogEntry, incarnation: int = 0) -> messages_pb.LogRecord:
-    """A log record as a proto; its id is ``{incarnation}.{seq}`` (resumable within one start)."""
+    """A log record as a proto; its id is its stream id when log records cross replicas (valid on
+    every replica), else ``{incarnation}.{seq}`` (resumable within one start)."""
     return messages_pb.LogRecord(
-        id=f"{incarnation}.{entry.seq}",
+        id=entry.stream_id or f"{incarnation}.{entry.seq}",
         time=timestamp(entry.time),
         level=proto_enum(enums_pb.LogLevel, PROTO_LEVEL.get(entry.level, 2)),
         component=entry.component,

@@ -3,12 +3,17 @@
 :func:`decide` takes, per agent type, the queued work it could take, the oldest queued wait, the
 agents it has and those idle past ``scaling.idle_seconds``, with the limits, and returns the desired
 number of agents per type with the reason. The control plane (``controlplane.autoscaler``) gathers
-the counts and launches or drains to match; with several replicas the same function runs on counts
-summed over them.
+the counts and launches or drains to match.
+
+With several replicas on one database each replica decides for its own agents, on the work it
+holds plus its share of the *unclaimed* backlog (work no replica holds yet, which every replica
+sees whole): :func:`backlog_share` splits that backlog between the live replicas autoscaling the
+type, so that N replicas do not each scale up for all of it and the shares add up to it exactly.
 
 Rules, per type:
 
 * never below ``min`` nor above ``max``; below ``min``: up to ``min`` at once (no cooldown);
+* the queued work is the work held plus the share of the unclaimed backlog (``unclaimed``);
 * scale up by ``up_step`` when the queued work reaches ``queue_depth`` per agent (at least
   ``queue_depth`` with no agent), or some work waited ``wait_seconds`` or more;
 * scale down by at most ``down_step`` (and no more than the idle agents) when nothing is queued
@@ -20,7 +25,7 @@ Rules, per type:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 
@@ -49,11 +54,14 @@ class TypeLoad:
     """What one type sees now.
 
     Attributes:
-        queued: Queued subtasks agents of the type could take.
+        queued: Queued subtasks agents of the type could take (held by this control plane).
         oldest_wait: Seconds the oldest of them has been queued (0 with none).
         current: The type's supervised agents (registered or starting, not stopping).
         idle: Those idle past ``scaling.idle_seconds`` (no running work).
         since_change: Seconds since the type's last scale event (None: never).
+        unclaimed: This control plane's share of the unclaimed backlog agents of the type could
+            take (:func:`backlog_share`; 0 on a single control plane).
+        unclaimed_wait: Seconds the oldest unclaimed task has waited (counted when the share is not 0).
     """
 
     queued: int = 0
@@ -61,6 +69,33 @@ class TypeLoad:
     current: int = 0
     idle: int = 0
     since_change: float | None = None
+    unclaimed: int = 0
+    unclaimed_wait: float = 0.0
+
+    @property
+    def demand(self) -> int:
+        """The work the decision counts: held plus the share of the unclaimed backlog."""
+        return self.queued + self.unclaimed
+
+    @property
+    def longest_wait(self) -> float:
+        """The oldest wait of that work."""
+        return max(self.oldest_wait, self.unclaimed_wait if self.unclaimed else 0.0)
+
+
+def backlog_share(unclaimed: int, replicas: Sequence[str], this: str) -> int:
+    """This replica's share of ``unclaimed`` tasks among the live ``replicas`` autoscaling a type.
+
+    Every replica gets ``unclaimed // n``; the remainder goes one each to the first replicas by
+    id, so the shares add up to ``unclaimed`` exactly (a sum over replicas counts the backlog
+    once) and a backlog of 1 moves one replica, not all. A replica missing from ``replicas`` (its
+    row not read yet) counts itself in.
+    """
+    if unclaimed <= 0:
+        return 0
+    ranked = sorted(set(replicas) | {this})
+    base, extra = divmod(unclaimed, len(ranked))
+    return base + (1 if ranked.index(this) < extra else 0)
 
 
 @dataclass(frozen=True)
@@ -83,20 +118,18 @@ def _wanted(load: TypeLoad, limits: TypeLimits, policy: Policy) -> Decision:
     if load.current > hi:
         return Decision(hi, f"above maximum {hi}")
     cooling = load.since_change is not None and load.since_change < policy.cooldown
-    deep = load.queued >= policy.queue_depth * max(1, load.current)
-    waited = load.queued > 0 and load.oldest_wait >= policy.wait_seconds
+    queued, wait = load.demand, load.longest_wait
+    shown = f"{queued} queued" + (f" ({load.unclaimed} unclaimed)" if load.unclaimed else "")
+    deep = queued >= policy.queue_depth * max(1, load.current)
+    waited = queued > 0 and wait >= policy.wait_seconds
     if deep or waited:
         if load.current >= hi:
-            return Decision(load.current, f"{load.queued} queued but at maximum {hi}")
+            return Decision(load.current, f"{shown} but at maximum {hi}")
         if cooling:
-            return Decision(load.current, f"{load.queued} queued; cooling down")
-        why = (
-            f"{load.queued} queued for {load.current} agent(s)"
-            if deep
-            else f"oldest queued {load.oldest_wait:.0f}s"
-        )
+            return Decision(load.current, f"{shown}; cooling down")
+        why = f"{shown} for {load.current} agent(s)" if deep else f"oldest queued {wait:.0f}s"
         return Decision(min(hi, load.current + policy.up_step), why)
-    if load.queued == 0 and load.idle > 0 and load.current > lo:
+    if queued == 0 and load.idle > 0 and load.current > lo:
         if cooling:
             return Decision(load.current, f"{load.idle} idle; cooling down")
         step = min(policy.down_step, load.idle, load.current - lo)
@@ -113,7 +146,7 @@ def decide(
     # Shrinking and holding first; growth only into the room left under max_agents.
     total = sum(min(current[n], d.desired) for n, d in wanted.items())
     growing = [n for n, d in wanted.items() if d.desired > current[n]]
-    growing.sort(key=lambda n: (-loads.get(n, TypeLoad()).oldest_wait, -loads.get(n, TypeLoad()).queued, n))
+    growing.sort(key=lambda n: (-loads.get(n, TypeLoad()).longest_wait, -loads.get(n, TypeLoad()).demand, n))
     out = {n: d for n, d in wanted.items() if n not in growing}
     for name in growing:
         room = max(0, policy.max_agents - total)

@@ -9,9 +9,11 @@
   replicas each reading and decoding every entry, the control planes' CPU per task grew with
   N): a watcher's first event is one written after it subscribed (:meth:`EventStream.want`),
   and what came before is in the task it was shown first or in a resume (``after_event_id``).
-* ``<redis.key_prefix>logs``: each replica appends the records its log book keeps (its own and
-  its agents'); the others add them to their log books, so ``maos logs`` and TailLogs on any
-  replica show every replica's records (a record's id stays the one of the replica answering).
+* ``<redis.key_prefix>logs``: each replica appends the records written to its log book (its own
+  and its agents'), and every replica (the writer included) keeps the records it reads back, in
+  the stream's order, so ``maos logs`` and TailLogs on any replica show every replica's records.
+  A record's id is its stream id (``<milliseconds>-<sequence>``), the same on every replica: a
+  TailLogs resumes after it on any replica (:meth:`LogStream.after` reads the stream).
 
 Both keep about ``redis.stream_max_len`` entries. See :mod:`controlplane.replicas.streams` for
 what happens while Redis is away.
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import logging
 import secrets
@@ -223,49 +226,77 @@ _LOG_FIELDS = ("level", "component", "message", "time", "task_id", "subtask_id",
 
 
 class LogStream:
-    """Log records across replicas: this replica's go out, the others' go into its log book.
+    """Log records across replicas: those written here go out, every replica's come back into the
+    log book with their stream id (see the module docstring).
 
     Args:
         stream: The shared stream of log records.
-        book: This replica's log book.
-        replica: This replica's id (shown in nothing; it marks records that came from elsewhere).
+        book: This replica's log book (its records are relayed here from now on).
+        replica: This replica's id (it marks the records that came from elsewhere).
     """
 
     def __init__(self, stream: SharedStream, book: LogBook, replica: str):
         self.stream = stream
         self.book = book
         self.origin = f"{replica}/{secrets.token_hex(4)}".encode()
+        self._numbers = itertools.count(1)  # next() is atomic: records are written from any thread
+        #: The last entry number read of each writer (second copies of a resent pipeline are skipped).
+        self._last_read: dict[bytes, int] = {}
         stream.on_entry = self._entry
-        book.subscribers.append(self._forward)
+        book.relay = self._send
+        book.shared = self
 
-    def _forward(self, entry: LogEntry) -> None:
-        if entry.replica:  # came from another replica
-            return
+    def _send(self, entry: LogEntry) -> None:
         record = [getattr(entry, name) for name in _LOG_FIELDS] + [entry.task_owner, entry.agent_owner]
-        self.stream.append([{_ORIGIN: self.origin, _BODY: json.dumps(record, separators=(",", ":"))}])
+        body = json.dumps(record, separators=(",", ":"))
+        self.stream.append([{_ORIGIN: self.origin, _NUMBER: str(next(self._numbers)), _BODY: body}])
 
-    def _entry(self, stream_id: str, fields: dict[bytes, bytes]) -> None:
+    def _decode(self, stream_id: str, fields: dict[bytes, bytes]) -> LogEntry | None:
+        """The record of a stream entry (None: not one)."""
         origin = fields.get(_ORIGIN)
-        if GAP in fields or origin is None or origin == self.origin:
-            return
+        if GAP in fields or origin is None or _BODY not in fields:
+            return None
         level, component, message, at, task_id, subtask_id, agent_id, extra, task_owner, agent_owner = (
             json.loads(fields[_BODY])
         )
-        self.book.add(
-            LogEntry(
-                level=level,
-                component=component,
-                message=message,
-                time=at,
-                task_id=task_id,
-                subtask_id=subtask_id,
-                agent_id=agent_id,
-                fields=extra,
-                task_owner=task_owner,
-                agent_owner=agent_owner,
-                replica=origin.decode().rsplit("/", 1)[0],
-            )
+        return LogEntry(
+            level=level,
+            component=component,
+            message=message,
+            time=at,
+            task_id=task_id,
+            subtask_id=subtask_id,
+            agent_id=agent_id,
+            fields=extra,
+            task_owner=task_owner,
+            agent_owner=agent_owner,
+            replica="" if origin == self.origin else origin.decode().rsplit("/", 1)[0],
+            stream_id=stream_id,
         )
+
+    def _entry(self, stream_id: str, fields: dict[bytes, bytes]) -> None:
+        if _again(self._last_read, fields):
+            return
+        entry = self._decode(stream_id, fields)
+        if entry is not None:
+            self.book.add(entry)
+
+    async def after(self, record_id: str) -> list[LogEntry]:
+        """The records written after record ``record_id``, oldest first, read from the stream
+        (see :meth:`SharedStream.after` for the errors: INVALID_ARGUMENT for an id never issued,
+        FAILED_PRECONDITION ERROR_REASON_RESUME_POINT_LOST for one no longer kept)."""
+        entries = await self.stream.after(record_id, "after_record_id")  # the named entry first
+        seen: dict[bytes, int] = {}
+        found: list[LogEntry] = []
+        for position, (entry_id, fields) in enumerate(entries):
+            if position % 500 == 499:  # a resume from far back must not hold the event loop
+                await asyncio.sleep(0)
+            if _again(seen, fields) or position == 0:
+                continue
+            entry = self._decode(entry_id, fields)
+            if entry is not None:
+                found.append(entry)
+        return found
 
 
 class _Lifecycle:

@@ -21,7 +21,8 @@ class ReplicaRow:
         started_at: When it started (seconds since the epoch).
         heartbeat_at: Its last heartbeat.
         details: What it last reported: ``agents`` (connected), ``leases`` (subtask leases held),
-            ``jobs`` (periodic jobs whose lease it holds).
+            ``jobs`` (periodic jobs whose lease it holds), ``autoscaling`` (the agent types it
+            autoscales, when any).
     """
 
     id: str

@@ -1,7 +1,8 @@
 """``maos monitor --follow`` and ``maos logs --follow`` on one replica show the work of another.
 
 Two real ``maos start`` processes on one PostgreSQL and one Redis; the echo agent is connected to
-B, the task is submitted on B (so B holds it), and both commands follow on A.
+B, the task is submitted on B (so B holds it), and both commands follow on A. ``maos logs
+--follow`` given A and B goes on on B when A is killed, after the last record it printed.
 """
 
 from __future__ import annotations
@@ -105,3 +106,43 @@ async def test_monitor_and_logs_follow_on_a_see_the_work_of_b(
     finally:
         await _stop(monitor)
         await _stop(logs)
+
+
+async def test_logs_follow_failing_over_to_another_replica_resumes_exactly(
+    tmp_path: Path, replicas: tuple[ControlPlaneProcess, ControlPlaneProcess]
+) -> None:
+    """``maos logs --follow`` on A,B: A is killed; the CLI goes on on B after the last record it
+    printed (a log record id valid on every replica), so the records written meanwhile come once."""
+    a, b = replicas
+    home = tmp_path / "cli"
+    logs = await _follow(f"{a.address},{b.address}", home, "logs", "--follow", "--component", "agents")
+    submit = Maos(b.address, home)
+    try:
+        assert logs.stdout is not None and logs.stderr is not None
+        lines: list[str] = []
+
+        async def until(text: str) -> None:
+            while not any(text in line for line in lines):
+                lines.append((await asyncio.wait_for(logs.stdout.readline(), 30)).decode())
+
+        # A record of B's agent reaches the tail on A (the first ones may precede its subscription).
+        for attempt in range(10):
+            assert (
+                await submit("task", "submit", "x", "--metadata", f"echo_log=before {attempt}")
+            ).exit_code == 0
+            try:
+                await asyncio.wait_for(until("before"), 3)
+                break
+            except TimeoutError:
+                continue
+        a.kill()
+        for n in range(3):  # written while the CLI finds that A is gone and reconnects to B
+            assert (await submit("task", "submit", "x", "--metadata", f"echo_log=after {n}")).exit_code == 0
+        await until("after 2")
+        for n in range(3):
+            assert sum(f"after {n}" in line for line in lines) == 1, lines
+    finally:
+        await _stop(logs)
+    assert logs.stderr is not None
+    noted = (await logs.stderr.read()).decode()
+    assert "no longer kept" not in noted and "missed" not in noted, noted

@@ -524,16 +524,20 @@ def test_keda_scales_a_deployment_on_an_exported_metric() -> None:
     assert agent_type in config["scaling"]["types"]  # the control plane exports the type's queue depth
     metrics = Metrics()
     try:
-        metrics.watch_scaling(lambda: [TypeScaling(agent_type, 1, 20, queued=3, unclaimed=5)])
+        # 3 held here, and 2 of the 5 unclaimed tasks as this replica's share
+        metrics.watch_scaling(
+            lambda: [TypeScaling(agent_type, 1, 20, queued=3, unclaimed=5, unclaimed_share=2)]
+        )
         exported = generate_latest(metrics.registry).decode()
     finally:
         metrics.close()
     for trigger in spec["triggers"]:
         assert trigger["type"] == "prometheus"
-        assert f'maos_scaling_queue_depth{{agent_type="{agent_type}"}} 3.0' in exported
+        assert f'maos_scaling_queue_depth{{agent_type="{agent_type}"}} 5.0' in exported
         query = trigger["metadata"]["query"]
-        # held work summed over replicas, plus the unclaimed backlog each reports for the whole system
+        # held work plus each replica's share of the unclaimed backlog, summed over replicas: the
+        # backlog's shares add up to it, so the whole-system gauge must not be added again
         assert f'sum(maos_scaling_queue_depth{{agent_type="{agent_type}"}})' in query
         assert f'maos_scaling_unclaimed_depth{{agent_type="{agent_type}"}} 5.0' in exported
-        assert f'+ (max(maos_scaling_unclaimed_depth{{agent_type="{agent_type}"}}) or vector(0))' in query
+        assert "maos_scaling_unclaimed_depth" not in query
         assert float(trigger["metadata"]["threshold"]) > 0

@@ -24,6 +24,7 @@ from controlplane.logbook import LEVELS, LogBook, LogEntry, LogFilter, Visibilit
 from controlplane.metrics import Metrics
 from controlplane.observability.history import DEFAULT_TIMEFRAME, SERIES, HistorySampler, check_category
 from controlplane.observability.observer import Observer
+from controlplane.replicas.streams import position
 from controlplane.scheduler.engine import Engine
 from controlplane.version import __version__
 from maos_common.redaction import redact, shown_setting
@@ -125,6 +126,7 @@ class SystemServicer(system_grpc.SystemServiceServicer):
                     reason=row.reason,
                     **({"decided_at": convert.timestamp(row.decided_at)} if row.decided_at else {}),
                     **({"unclaimed": row.unclaimed} if row.unclaimed is not None else {}),
+                    **({"unclaimed_share": row.unclaimed_share} if row.unclaimed_share is not None else {}),
                 )
                 for row in (self.scaling() if self.scaling is not None else [])
             ],
@@ -377,7 +379,8 @@ class SystemServicer(system_grpc.SystemServiceServicer):
             raise InvalidArgument("tail is at most 1000 records", field="tail")
         wanted = self._log_filter(request)
         incarnation = self.engine.incarnation
-        after = convert.parse_resume_id(request.after_record_id, incarnation, "after_record_id")
+        shared = self.logbook.shared  # log records across replicas (Redis), else None
+        after = convert.parse_record_resume_id(request.after_record_id, incarnation, shared is not None)
         queue: asyncio.Queue[LogEntry | None] = asyncio.Queue()
 
         def subscriber(entry: LogEntry) -> None:
@@ -386,11 +389,21 @@ class SystemServicer(system_grpc.SystemServiceServicer):
 
         # No await between reading the ring and subscribing: no record is missed or sent twice.
         backlog = (
-            self.logbook.tail(wanted, request.tail) if after is None else self.logbook.after(wanted, after)
+            self.logbook.tail(wanted, request.tail)
+            if after is None
+            else self.logbook.after(wanted, after)
+            if isinstance(after, int)
+            else []
         )
         self.logbook.subscribers.append(subscriber)
+        #: Records up to this stream position were sent (a resume from the stream): live ones
+        #: already among them are skipped.
+        sent_up_to: tuple[int, int] | None = None
         entry: LogEntry | None
         try:
+            if isinstance(after, str):  # read from the stream, after subscribing: none falls between
+                backlog = [e for e in await shared.after(after) if wanted.matches(e)]
+                sent_up_to = position(backlog[-1].stream_id if backlog else after)
             for entry in backlog:
                 yield system_pb.TailLogsResponse(record=convert.log_entry_to_pb(entry, incarnation))
             while True:
@@ -400,6 +413,8 @@ class SystemServicer(system_grpc.SystemServiceServicer):
                         "the reader fell too far behind; tail again with after_record_id "
                         "(the last record's id) to resume"
                     )
+                if sent_up_to is not None and entry.stream_id and position(entry.stream_id) <= sent_up_to:
+                    continue
                 yield system_pb.TailLogsResponse(record=convert.log_entry_to_pb(entry, incarnation))
         finally:
             self.logbook.subscribers.remove(subscriber)

@@ -1,6 +1,6 @@
 """The autoscaling decision (controlplane.domain.scaling.decide): counts in, desired agents out."""
 
-from controlplane.domain.scaling import Policy, TypeLimits, TypeLoad, decide
+from controlplane.domain.scaling import Policy, TypeLimits, TypeLoad, backlog_share, decide
 
 POLICY = Policy(queue_depth=2, wait_seconds=10.0, cooldown=30.0, up_step=1, down_step=1, max_agents=10)
 
@@ -80,3 +80,50 @@ def test_system_max_agents_caps_the_sum_oldest_wait_first():
 def test_types_without_load_are_decided_from_their_limits():
     out = decide({}, {"echo": TypeLimits(1, 3)}, POLICY)
     assert out["echo"].desired == 1
+
+
+def test_backlog_shares_add_up_to_the_backlog_and_a_lone_task_moves_one_replica():
+    replicas = ["r-b", "r-a", "r-c"]
+    for unclaimed in (0, 1, 2, 3, 7, 100):
+        shares = [backlog_share(unclaimed, replicas, r) for r in replicas]
+        assert sum(shares) == unclaimed and max(shares) - min(shares) <= 1
+    assert [backlog_share(1, replicas, r) for r in ("r-a", "r-b", "r-c")] == [1, 0, 0]
+    assert backlog_share(7, [], "alone") == 7  # a replica not listed yet counts itself in
+    assert backlog_share(7, ["r-a"], "r-b") == 3  # r-a gets the remainder: 4
+
+
+def test_a_share_of_the_unclaimed_backlog_counts_as_queued_work():
+    # Nothing held: the share alone reaches the threshold (2 per agent).
+    d = one(TypeLoad(queued=0, unclaimed=2, current=0))
+    assert d.desired == 1 and "2 queued (2 unclaimed)" in d.reason
+    # Held work plus the share: 1 + 3 = 4 for 2 agents scales up; held alone would not.
+    assert one(TypeLoad(queued=1, current=2)).desired == 2
+    assert one(TypeLoad(queued=1, unclaimed=3, current=2)).desired == 3
+    # The backlog's wait counts only when this replica has a share of it.
+    assert one(TypeLoad(queued=0, unclaimed=1, unclaimed_wait=12.0, current=2)).desired == 3
+    assert one(TypeLoad(queued=0, unclaimed=0, unclaimed_wait=12.0, current=2)).desired == 2
+    # A share keeps idle agents (work waits for them) and never goes past max or max_agents.
+    assert one(TypeLoad(unclaimed=1, current=2, idle=2)).desired == 2
+    assert one(TypeLoad(unclaimed=50, current=4), hi=4).desired == 4
+    capped = decide(
+        {"echo": TypeLoad(unclaimed=50, current=2), "other": TypeLoad(current=8)},
+        {"echo": TypeLimits(0, 10), "other": TypeLimits(0, 10)},
+        POLICY,
+    )
+    assert capped["echo"].desired == 2 and "max_agents" in capped["echo"].reason
+
+
+def test_replicas_splitting_a_backlog_scale_up_for_it_once():
+    replicas = ["r-1", "r-2"]
+    policy = Policy(queue_depth=1, up_step=1, cooldown=0.0, max_agents=20)
+
+    def desired(unclaimed: int) -> list[int]:
+        return [
+            one(
+                TypeLoad(unclaimed=backlog_share(unclaimed, replicas, r), current=0), hi=10, policy=policy
+            ).desired
+            for r in replicas
+        ]
+
+    assert desired(1) == [1, 0]  # one task: one agent on one replica, not one on each
+    assert desired(6) == [1, 1]  # each replica grows by the step for its own half

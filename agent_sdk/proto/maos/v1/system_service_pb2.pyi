@@ -127,7 +127,7 @@ class ModelPacing(_message.Message):
     def __init__(self, model: _Optional[str] = ..., breaker: _Optional[_Union[_enums_pb2.BreakerState, str]] = ..., reopens_in: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., in_flight: _Optional[int] = ..., in_flight_cap: _Optional[int] = ..., held: _Optional[int] = ..., requests_per_minute: _Optional[int] = ..., input_tokens_per_minute: _Optional[int] = ..., output_tokens_per_minute: _Optional[int] = ..., requests_used: _Optional[float] = ..., input_tokens_used: _Optional[float] = ..., output_tokens_used: _Optional[float] = ..., granted: _Optional[int] = ..., overloaded_answers: _Optional[int] = ..., last_problem: _Optional[str] = ...) -> None: ...
 
 class TypeScaling(_message.Message):
-    __slots__ = ("agent_type", "min", "max", "current", "desired", "queued", "oldest_wait", "reason", "decided_at", "unclaimed")
+    __slots__ = ("agent_type", "min", "max", "current", "desired", "queued", "oldest_wait", "reason", "decided_at", "unclaimed", "unclaimed_share")
     AGENT_TYPE_FIELD_NUMBER: _ClassVar[int]
     MIN_FIELD_NUMBER: _ClassVar[int]
     MAX_FIELD_NUMBER: _ClassVar[int]
@@ -138,6 +138,7 @@ class TypeScaling(_message.Message):
     REASON_FIELD_NUMBER: _ClassVar[int]
     DECIDED_AT_FIELD_NUMBER: _ClassVar[int]
     UNCLAIMED_FIELD_NUMBER: _ClassVar[int]
+    UNCLAIMED_SHARE_FIELD_NUMBER: _ClassVar[int]
     agent_type: str
     min: int
     max: int
@@ -148,7 +149,8 @@ class TypeScaling(_message.Message):
     reason: str
     decided_at: _timestamp_pb2.Timestamp
     unclaimed: int
-    def __init__(self, agent_type: _Optional[str] = ..., min: _Optional[int] = ..., max: _Optional[int] = ..., current: _Optional[int] = ..., desired: _Optional[int] = ..., queued: _Optional[int] = ..., oldest_wait: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., reason: _Optional[str] = ..., decided_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., unclaimed: _Optional[int] = ...) -> None: ...
+    unclaimed_share: int
+    def __init__(self, agent_type: _Optional[str] = ..., min: _Optional[int] = ..., max: _Optional[int] = ..., current: _Optional[int] = ..., desired: _Optional[int] = ..., queued: _Optional[int] = ..., oldest_wait: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., reason: _Optional[str] = ..., decided_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., unclaimed: _Optional[int] = ..., unclaimed_share: _Optional[int] = ...) -> None: ...
 
 class GetHealthRequest(_message.Message):
     __slots__ = ("components",)

@@ -137,6 +137,11 @@ class SystemServiceServicer:
         twice. Records are kept per replica in a bounded ring; an id the server
         no longer keeps (pushed out of the ring, or issued before a restart or
         by another replica) is FAILED_PRECONDITION with reason
+        ERROR_REASON_RESUME_POINT_LOST. With replicas sharing Redis, record ids
+        are the shared stream's and the records after one are read from the
+        stream, on any replica: an id never sent is INVALID_ARGUMENT, one
+        trimmed from the stream (about `redis.stream_max_len` entries are kept)
+        or more than 10,000 records back is FAILED_PRECONDITION
         ERROR_REASON_RESUME_POINT_LOST.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)

@@ -23,7 +23,10 @@ so no subtask can be assigned by two replicas. The rules:
   covering every task given up meanwhile). So the replica claiming it next cannot send a later
   event of the task before this replica's (per-task order holds across the handover).
 * **Dependencies across replicas.** A task that finishes is announced on ``finished`` (its id,
-  after its commit); a replica holding tasks that wait for it evaluates them again.
+  after its commit); a replica holding tasks that wait for it evaluates them again. Where events
+  cross replicas over LISTEN/NOTIFY (no Redis) the task's relayed TASK_STATUS_CHANGED event is that
+  announcement, and no ``finished`` wake-up is sent. A lost announcement is made up for by the
+  claims poll, which looks the dependencies held elsewhere up.
 * **Self-fencing.** A replica that may have been considered lost (its heartbeat could not be
   written for ``replicas.lost_after``, or its registry row is gone) writes nothing more
   (:meth:`~controlplane.scheduler.committer.Committer.fence`) and stops (``on_fenced``: ``maos
@@ -47,6 +50,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from controlplane.domain.events import Event, EventType
 from controlplane.domain.model import Subtask, SubtaskStatus, Task, TaskStatus
 from controlplane.scheduler.queue import matches
 from controlplane.scheduler.work_hints import WorkHint
@@ -58,6 +62,8 @@ log = logging.getLogger(__name__)
 
 #: Wake-up topics: claimable work appeared; tasks finished (payload: their ids, comma-separated).
 WORK, FINISHED = "work", "finished"
+#: The names of the finished task statuses, as events carry them.
+FINISHED_STATUSES = frozenset(status.name for status in TaskStatus if status.finished)
 #: Tasks a full replica claims in one pass when better work than its worst appeared.
 SWAP_BATCH = 4
 #: Longest ``finished`` payload (the buses carry up to 4000 bytes).
@@ -164,6 +170,9 @@ class Claims:
         self._pass: asyncio.Task[None] | None = None
         self._again = False
         self._finished: list[str] = []
+        #: Whether the event relay tells the other replicas which tasks finished here (LISTEN/NOTIFY
+        #: without Redis), so no `finished` wake-up is published.
+        self._announced_by_relay = False
         #: What the next ``work`` wake-up says about the tasks given up since the last one (None: none).
         self._hint: WorkHint | None = None
         #: Tasks given up whose release waits for the commit of their state and its events.
@@ -189,6 +198,12 @@ class Claims:
         self._loop = asyncio.get_running_loop()
         self.bus.subscribe(WORK, self._woken)
         self.bus.subscribe(FINISHED, self._finished_elsewhere)
+        watchers = self.engine.watchers
+        if watchers.relay is not None:
+            # Every replica hears every event through the relay, finishes included: no `finished`
+            # wake-up of its own (a NOTIFY per commit that finishes tasks) is sent.
+            watchers.relayed_listeners.append(self._relayed)
+            self._announced_by_relay = True
         await self.bus.start()
         await self._bury_dead()
         # An earlier run with this replica id (server.replica_id) may have died holding tasks: they
@@ -516,6 +531,8 @@ class Claims:
     # --- dependencies across replicas -----------------------------------------
 
     def _announce(self, task_id: str) -> None:
+        if self._announced_by_relay:
+            return  # its TASK_STATUS_CHANGED event tells the other replicas (see :meth:`_relayed`)
         if not self._finished:
             self.engine.committer.after_commit(self._publish_finished)
         self._finished.append(task_id)
@@ -532,6 +549,11 @@ class Claims:
             size += len(task_id) + 1
         if chunk:
             self._publish(FINISHED, ",".join(chunk))
+
+    def _relayed(self, event: Event) -> None:
+        """An event of another replica came through the relay: a task finishing there is a `finished` wake-up."""
+        if event.type == EventType.TASK_STATUS_CHANGED and event.to_status in FINISHED_STATUSES:
+            self._finished_elsewhere(event.task_id)
 
     def _finished_elsewhere(self, payload: str) -> None:
         engine = self.engine

@@ -97,6 +97,8 @@ class Watchers:
         #: Resuming after an event numbered this or lower is refused: the relay broke after it, so
         #: other replicas' events may have been missed since.
         self._lost_through = 0
+        #: Called with each event another replica relayed here (after its watchers got it).
+        self.relayed_listeners: list[Callable[[Event], None]] = []
 
     def attach(self, stream: EventStream) -> None:
         """Send committed events through ``stream`` and deliver what it brings (every replica's)."""
@@ -131,6 +133,11 @@ class Watchers:
         self._event_seq += 1
         event.id = self._event_seq
         self._fan_out(event, None, remote=True)
+        for listener in self.relayed_listeners:
+            try:
+                listener(event)
+            except Exception:  # a failing listener must not stop the relay
+                log.exception("relayed-event listener failed")
 
     def _relay_broke(self, error: MaosError) -> None:
         self._lost_through = self._event_seq

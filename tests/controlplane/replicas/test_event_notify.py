@@ -9,6 +9,7 @@ import grpc
 import pytest
 
 from agent_sdk.proto.maos.v1 import enums_pb2 as enums
+from agent_sdk.proto.maos.v1 import messages_pb2 as m
 from agent_sdk.proto.maos.v1 import system_service_pb2 as system_pb
 from agent_sdk.proto.maos.v1 import task_service_pb2 as t
 from controlplane.domain.events import Event, EventType
@@ -156,3 +157,45 @@ async def test_a_watcher_on_another_replica_is_ended_by_a_gap(tmp_path: Path, po
         assert ended.value.code() == grpc.StatusCode.FAILED_PRECONDITION
         assert reason_of(ended.value) == "ERROR_REASON_RESUME_POINT_LOST"
         assert "were lost" in (ended.value.details() or "")
+
+
+async def test_a_dependency_finishing_on_another_replica_is_announced_by_its_relayed_event(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """Without Redis the finished task's relayed TASK_STATUS_CHANGED event tells the replica holding
+    its dependant: no `finished` wake-up NOTIFY of its own is sent, and the dependant starts long
+    before a claims poll (every 60 s here) could have found it."""
+    import psycopg
+
+    shared = {"database.primary_url": postgres_url, "replicas.claim_poll_interval": 60.0}
+    conninfo = postgres_url.replace("postgresql+psycopg://", "postgresql://", 1)
+    async with replica_pair(tmp_path, **shared) as pair:
+        a, b, stubs_a, stubs_b, agent = pair
+        async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as listener:
+            await listener.execute('LISTEN "maos_wake_finished"')
+            agent.gate.clear()
+            first = await _submit(stubs_b, "runs on B")
+            reply = await stubs_a.tasks.SubmitTask(
+                t.SubmitTaskRequest(task=m.Task(description="waits on A", depends_on=[first])), timeout=5
+            )
+            then = reply.task.name
+            assert a.engine.holds(then.split("/")[1])  # A accepted it and holds it, waiting
+            agent.gate.set()
+
+            async def both_completed() -> bool:
+                for name in (first, then):
+                    answer = await stubs_a.tasks.GetTask(t.GetTaskRequest(name=name), timeout=5)
+                    if answer.task.status != enums.TASK_STATUS_COMPLETED:
+                        return False
+                return True
+
+            await wait_for(both_completed, 20, message="the task and its dependant to complete")
+            # A marker sent now arrives after any wake-up sent before it: it must come first.
+            async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as sender:
+                await sender.execute("SELECT pg_notify('maos_wake_finished', 'marker')")
+            heard = []
+            async for note in listener.notifies(timeout=10):
+                heard.append(note.payload)
+                if note.payload == "marker":
+                    break
+            assert heard == ["marker"]

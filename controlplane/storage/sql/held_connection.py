@@ -8,12 +8,6 @@ writes, in autocommit mode: a write that is one statement is its own transaction
 one sends BEGIN, its statements and COMMIT in one pipeline. Either way a commit waits for the
 network once (and for the server's WAL flush).
 
-The held connection prepares a statement the fifth time it runs it (psycopg's
-``prepare_threshold``; the engine's other connections prepare nothing): a write's statement has
-few shapes (rows per table), and planning one cost the server about twice as long as running it
-(0.19 against 0.09 ms for a task and a subtask). Its plans are lookups by primary key, the same
-whatever the tables hold, and PostgreSQL plans them again when autovacuum analyzes the tables.
-
 A failed write (a connection the server dropped, a constraint violated) invalidates the
 connection: the next write checks out a fresh one, so no broken or half-finished transaction is
 ever reused, and nothing pings the server before a write. The write itself fails as the driver
@@ -35,9 +29,6 @@ from sqlalchemy.pool import PoolProxiedConnection
 #: Seconds a held connection is used before it goes back to the pool, which replaces
 #: it (``pool_recycle``): idle-connection timeouts commonly cut connections older than this.
 RECYCLE_SECONDS = 1800.0
-
-#: A statement run this many times on the held connection is prepared (psycopg's ``prepare_threshold``).
-PREPARE_AFTER = 5
 
 
 class HeldConnection:
@@ -126,9 +117,7 @@ class HeldConnection:
         proxy, self._proxy = self._proxy, None
         if proxy is not None:
             try:
-                driver = _driver(proxy)
-                driver.autocommit = False  # as the pool's other users expect
-                driver.prepare_threshold = None
+                _driver(proxy).autocommit = False  # as the pool's other users expect
             except Exception:  # a connection that cannot say so is not given back
                 proxy.invalidate()
                 return
@@ -144,9 +133,7 @@ class HeldConnection:
             proxy = self._engine.raw_connection()
             try:
                 # Each statement is its own transaction unless BEGIN starts one.
-                driver = _driver(proxy)
-                driver.autocommit = True
-                driver.prepare_threshold = PREPARE_AFTER
+                _driver(proxy).autocommit = True
             except BaseException:
                 proxy.invalidate()
                 raise

@@ -30,16 +30,7 @@ from controlplane.domain.model import AgentInfo, Subtask, Task, TaskStatus
 from controlplane.errors import AlreadyExists, Unavailable
 from controlplane.storage.base import IdempotencyRecord, StorageBackendFactory, WriteBatch
 from controlplane.storage.executor import StorageExecutor
-from controlplane.storage.sql import (
-    SqlBackend,
-    SqlBackendFactory,
-    codec,
-    held_connection,
-    plugin,
-    raw_writes,
-    schema,
-    wal,
-)
+from controlplane.storage.sql import SqlBackend, SqlBackendFactory, codec, plugin, raw_writes, schema, wal
 from controlplane.storage.sql.backend import translate_errors
 from controlplane.storage.sql.migrations import SCRIPT_LOCATION, alembic_config
 from controlplane.storage.sql.wal import WalCheckpointer
@@ -531,29 +522,6 @@ def test_sqlite_in_memory_shares_one_database() -> None:
 def test_postgres_disables_prepared_statements(postgres_backend: SqlBackend) -> None:
     with postgres_backend.engine.connect() as conn:
         assert conn.connection.driver_connection.prepare_threshold is None
-
-
-def test_postgres_writes_prepare_their_recurring_statements_on_the_held_connection_alone(
-    postgres_backend: SqlBackend,
-) -> None:
-    for index in range(held_connection.PREPARE_AFTER + 3):  # one shape, written more often than that
-        postgres_backend.write(
-            WriteBatch(
-                tasks=[minimal_task(f"t{index}", seq=index + 1)],
-                subtasks=[minimal_subtask(f"t{index}", "s1")],
-            )
-        )
-    held = postgres_backend._held
-    assert held is not None
-    driver = held._checkout().driver_connection
-    with driver.cursor() as cursor:
-        cursor.execute("SELECT statement FROM pg_prepared_statements")
-        prepared = [row[0] for row in cursor.fetchall()]
-    assert [s for s in prepared if "INSERT INTO tasks" in s and "INSERT INTO subtasks" in s]
-    written = [f"t{index}" for index in range(held_connection.PREPARE_AFTER + 3)]
-    assert [t.id for t in postgres_backend.get_tasks(written)] == written
-    held.close()  # given back to the pool, as its other users expect a connection
-    assert driver.prepare_threshold is None and not driver.autocommit and not driver.closed
 
 
 def test_postgres_migrate_analyzes_tables(postgres_backend: SqlBackend) -> None:

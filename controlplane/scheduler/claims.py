@@ -16,12 +16,17 @@ so no subtask can be assigned by two replicas. The rules:
   free credit and nothing runnable, on the poll interval (``replicas.claim_poll_interval``:
   the fallback when wake-ups are lost) and for one task on demand (:meth:`Claims.claim_task`).
 * **Don't hoard.** After a dispatch pass, a QUEUED task that nothing has started, with no local
-  agent able to take it or beyond the window, is given up: it leaves memory and its state is
-  committed; once that commit's events have left for the other replicas (in the Redis stream, or
-  NOTIFYed; waited for at most :data:`EVENTS_WAIT` seconds), ``claimed_by = NULL`` is committed
-  and a ``work`` wake-up is published once that commit is durable (one per release, its hint
-  covering every task given up meanwhile). So the replica claiming it next cannot send a later
-  event of the task before this replica's (per-task order holds across the handover).
+  agent able to take it or beyond the window, is given up: it leaves memory, and the commit of its
+  state marks it *leaving* (still held here: no claim pass elsewhere takes it;
+  :mod:`controlplane.storage.sql.claims`). Once that commit's events have left for the other
+  replicas (in the Redis stream, or NOTIFYed; waited for at most :data:`EVENTS_WAIT` seconds), a
+  ``work`` wake-up naming the tasks is published (one per commit) and a replica woken claims them
+  by id, guarded on the mark, in one statement; meanwhile this replica lets them go
+  (``claimed_by = NULL``, where the mark still stands), so a claim pass finds any the wake-up did
+  not bring (a lost wake-up; one too long to name them all is published after that instead). So
+  the replica claiming a task next cannot send a later event of it before this replica's
+  (per-task order holds across the handover), and no second commit waits on the way. A let-go
+  that fails is tried again on the poll.
 * **Dependencies across replicas.** A task that finishes is announced on ``finished`` (its id,
   after its commit); a replica holding tasks that wait for it evaluates them again.
 * **Self-fencing.** A replica that may have been considered lost (its heartbeat could not be
@@ -164,17 +169,19 @@ class Claims:
         self._pass: asyncio.Task[None] | None = None
         self._again = False
         self._finished: list[str] = []
-        #: What the next ``work`` wake-up says about the tasks given up since the last one (None: none).
-        self._hint: WorkHint | None = None
-        #: Tasks given up whose release waits for the commit of their state and its events.
+        #: Tasks given up in the commit being gathered, and what their ``work`` wake-up will say.
         self._leaving: list[str] = []
+        self._leaving_hint = WorkHint()
         #: Tasks given up and not yet released, each with what is set once it is (a claim of one
         #: here waits for it).
         self._releasing: dict[str, asyncio.Event] = {}
         self._leaving_released = asyncio.Event()
         #: The commit (:attr:`Committer.generation`) that writes the state of the tasks in ``_leaving``.
         self._leaving_in: object = None
-        self._work_pending = False
+        #: Tasks ``work`` wake-ups named, by the replica that gave them up: the next pass claims them by id.
+        self._named: dict[str, dict[str, None]] = {}
+        #: Tasks given up whose let-go failed (tried again on the poll).
+        self._unlet: set[str] = set()
         self._poller: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.fenced = ""
@@ -317,6 +324,10 @@ class Claims:
         if want <= 0:
             return
         self.passes += 1
+        named, self._named = self._named, {}
+        if named:  # a wake-up named the tasks given up: claim those by id (no search)
+            await self._claim_named(named, agents, aging)
+            return
         tasks, subs = await engine.storage.call(
             self.store.claim,
             self.holder,
@@ -332,6 +343,25 @@ class Claims:
         if better_than is None:  # (a full replica's pass says nothing about what else is claimable)
             self._maybe_more = len(tasks) >= want
         self._adopt(tasks, subs)
+
+    async def _claim_named(self, named: dict[str, dict[str, None]], agents: Agents, aging: float) -> None:
+        for origin, ids in named.items():
+            want, better_than = self._room(aging)
+            if want <= 0:
+                return
+            tasks, subs = await self.engine.storage.call(
+                self.store.claim_named,
+                self.holder,
+                time.time(),
+                self.lost_after,
+                list(ids),
+                origin,
+                want,
+                aging,
+                lambda task, task_subs: could_take(agents, task, task_subs),
+                better_than,
+            )
+            self._adopt(tasks, subs)
 
     def _room(self, aging: float) -> tuple[int, float | None]:
         """How many tasks a pass would claim now, and the virtual time they must be better than (None: any).
@@ -384,6 +414,8 @@ class Claims:
             None,
             [task_id],
             finished_too,
+            None,
+            [self.holder],  # given up here and not let go (a let-go that failed): taken back
         )
         self._adopt(tasks, subs, fresh_check=False)
         return task_id in self.engine.tasks
@@ -456,53 +488,59 @@ class Claims:
             else [(sub.agent_type, sub.capability) for sub in subs if sub.status in _TAKING]
         )
         self.engine._give_up(task)
-        if self._hint is None:  # what the next wake-up says about everything given up until it is sent
-            self._hint = WorkHint(origin=self.holder)
-        self._hint.add(int(task.priority), task.create_time, needs)
         committer = self.engine.committer
-        if self._leaving_in is not committer.generation:  # one release per commit of given-up state
+        if self._leaving_in is not committer.generation:  # one wake-up per commit of given-up state
             leaving: list[str] = []
+            hint = WorkHint(origin=self.holder)
             released = asyncio.Event()
-            self._leaving, self._leaving_released, self._leaving_in = leaving, released, committer.generation
-            committer.after_commit(lambda: self._release_after_events(leaving, released))
+            self._leaving, self._leaving_hint = leaving, hint
+            self._leaving_released, self._leaving_in = released, committer.generation
+            committer.after_commit(lambda: self._hand_over_after_events(leaving, hint, released))
+        self._leaving_hint.add(int(task.priority), task.create_time, needs)
         self._leaving.append(task.id)
         self._releasing[task.id] = self._leaving_released
+        committer.release(task.id)  # marked leaving in the commit of its state
 
-    def _release_after_events(self, task_ids: list[str], released: asyncio.Event) -> None:
-        """After the commit of given-up tasks' state (its events are delivered by then)."""
+    def _hand_over_after_events(self, task_ids: list[str], hint: WorkHint, released: asyncio.Event) -> None:
+        """After the commit that marked given-up tasks leaving (its events are delivered by then)."""
         if self._leaving is task_ids:
             self._leaving, self._leaving_in = [], None
-        self.engine._background(self._release(task_ids, released))
+        self.engine._background(self._hand_over(task_ids, hint, released))
 
-    async def _release(self, task_ids: list[str], released: asyncio.Event) -> None:
-        """Release tasks given up once their events left for the other replicas, and wake those."""
+    async def _hand_over(self, task_ids: list[str], hint: WorkHint, released: asyncio.Event) -> None:
+        """Once the events of tasks given up left for the other replicas: wake those (naming the tasks)
+        and let the tasks go."""
         try:
             try:
                 await asyncio.wait_for(self.engine.watchers.sent_on(), EVENTS_WAIT)
             except TimeoutError:
                 log.warning(
-                    "releasing %d tasks before their events reached the other replicas", len(task_ids)
+                    "handing %d tasks over before their events reached the other replicas", len(task_ids)
                 )
-            if self.fenced or self._stopped:
-                return  # (a stop releases everything it holds)
-            for task_id in task_ids:
-                self.engine.committer.release(task_id)
-            self._wake_others()
-            await self.engine.committer.durable()
+            if self._stopped or self.check_fence():
+                return  # (a stop gives up everything it holds, and wakes the others)
+            hint.ids = task_ids
+            payload = hint.encode()
+            named = bool(WorkHint.decode(payload).ids)
+            if named:  # the others claim them by id now, whether or not they are let go yet
+                self._publish(WORK, payload)
+            await self._let_go(task_ids)
+            if not named:  # (too many to name: the others search, which finds them once let go)
+                self._publish(WORK, payload)
         finally:
             for task_id in task_ids:
                 self._releasing.pop(task_id, None)
             released.set()
 
-    def _wake_others(self) -> None:
-        if not self._work_pending:
-            self._work_pending = True
-            self.engine.committer.after_commit(self._publish_work)
-
-    def _publish_work(self) -> None:
-        self._work_pending = False
-        hint, self._hint = self._hint, None
-        self._publish(WORK, hint.encode() if hint is not None else "")
+    async def _let_go(self, task_ids: list[str]) -> None:
+        """Make tasks given up here claimable by any claim pass (those claimed by id meanwhile stay)."""
+        try:
+            await self.engine.storage.call(self.store.let_go, self.holder, task_ids)
+        except Exception as exc:  # the wake-up named them; the poll tries again for a claim pass
+            log.warning(
+                "could not let go of %d tasks given up (tried again on the poll): %s", len(task_ids), exc
+            )
+            self._unlet.update(task_ids)
 
     def _publish(self, topic: str, payload: str) -> None:
         async def send() -> None:
@@ -557,6 +595,8 @@ class Claims:
         if want <= 0 or (better_than is not None and best is not None and best >= better_than):
             self.skipped += 1
             return
+        if hint.ids:
+            self._named.setdefault(hint.origin, {}).update(dict.fromkeys(hint.ids))
         self.request()
 
     # --- the poll, and self-fencing -------------------------------------------
@@ -569,6 +609,9 @@ class Claims:
             self._maybe_more = True
             self._fresh.extend(self.queued)  # agents may have left: is every held task still takeable?
             self.dispatched(hungry=True)
+            if self._unlet:
+                unlet, self._unlet = list(self._unlet), set()
+                await self._let_go(unlet)
             try:
                 await self._recheck_dependencies()
             except Exception as exc:  # the next poll tries again

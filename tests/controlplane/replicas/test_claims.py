@@ -453,7 +453,9 @@ def test_a_write_of_a_task_another_replica_claimed_changes_nothing(store: tuple[
     backend.claimant = "x"
     backend.write(WriteBatch(tasks=[_task(0)]))
     assert claims.holder("t0000") == "x"
-    backend.write(WriteBatch(released=["t0000"]))
+    backend.write(WriteBatch(released=["t0000"]))  # given up: leaving, still x's until let go
+    assert claims.holder("t0000") == "x"
+    assert claims.let_go("x", ["t0000"]) == 1
     assert claims.holder("t0000") is None
     [taken], _ = claims.claim("y", time.time(), 30.0, 1, 120.0)
     stale = _task(0)

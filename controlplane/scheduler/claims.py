@@ -479,6 +479,29 @@ class Claims:
             )
         )
 
+    def sends_away(self, tasks: list[Task]) -> bool:
+        """Whether the tasks of a submit accepted here go to the other replicas in the submit's own commit
+        (:meth:`leave_in_commit`, then :meth:`sent_away`): no agent is connected here, so none could run
+        them (planning waits for the replica that claims them)."""
+        return (
+            bool(tasks)
+            and not self.fenced
+            and not self._stopped
+            and self._loop is not None
+            and not self._agents()
+        )
+
+    def leave_in_commit(self, tasks: list[Task]) -> None:
+        """Mark tasks not in memory here leaving in the commit that writes them (a submit's)."""
+        for task in tasks:
+            self.engine.committer.release(task.id)
+
+    def sent_away(self, tasks: list[Task]) -> None:
+        """Tasks :meth:`leave_in_commit` marked are committed: hand them over once their events are out."""
+        for task in tasks:
+            self.released += 1
+            self._hand_over_soon(task, None)
+
     def _give_up(self, task: Task) -> None:
         self.released += 1
         subs = self.engine.subtasks.get(task.id, {}).values()
@@ -488,6 +511,11 @@ class Claims:
             else [(sub.agent_type, sub.capability) for sub in subs if sub.status in _TAKING]
         )
         self.engine._give_up(task)
+        self._hand_over_soon(task, needs)
+        self.engine.committer.release(task.id)  # marked leaving in the commit of its state
+
+    def _hand_over_soon(self, task: Task, needs: list[tuple[str, str]] | None) -> None:
+        """Hand a task over after the commit being gathered (one wake-up for all the tasks it gives up)."""
         committer = self.engine.committer
         if self._leaving_in is not committer.generation:  # one wake-up per commit of given-up state
             leaving: list[str] = []
@@ -499,7 +527,6 @@ class Claims:
         self._leaving_hint.add(int(task.priority), task.create_time, needs)
         self._leaving.append(task.id)
         self._releasing[task.id] = self._leaving_released
-        committer.release(task.id)  # marked leaving in the commit of its state
 
     def _hand_over_after_events(self, task_ids: list[str], hint: WorkHint, released: asyncio.Event) -> None:
         """After the commit that marked given-up tasks leaving (its events are delivered by then)."""

@@ -473,6 +473,93 @@ def test_a_write_of_a_task_another_replica_claimed_changes_nothing(store: tuple[
     assert [s.status for s in backend.get_subtasks("t0000")] == [SubtaskStatus.QUEUED]
 
 
+def _given_up(backend: Any, holder: str, *tasks: Task) -> None:
+    """``holder`` writes tasks, then gives them up (the commit of their state marks them leaving)."""
+    backend.claimant = holder
+    backend.write(WriteBatch(tasks=list(tasks)))
+    backend.write(WriteBatch(released=[t.id for t in tasks]))
+
+
+def test_a_task_given_up_is_claimed_by_id_from_its_wake_up_before_it_is_let_go(
+    store: tuple[SqlClaimStore, Any],
+) -> None:
+    claims, backend = store
+    _given_up(backend, "x", _task(0), _task(1))
+    assert claims.holder("t0000") == "x"  # leaving: still x's while x lives
+    assert claims.claim("y", time.time(), 30.0, 5, 120.0) == ([], [])  # no claim pass takes it
+    assert claims.claim_named("y", time.time(), 30.0, ["t0000"], "z", 5, 120.0) == ([], [])  # not z's to give
+    taken, _ = claims.claim_named("y", time.time(), 30.0, ["t0000"], "x", 5, 120.0)
+    assert [t.id for t in taken] == ["t0000"]
+    assert claims.holder("t0000") == "y"
+    # x lets go of both: the one y claimed stays y's, the other is claimable by any pass
+    assert claims.let_go("x", ["t0000", "t0001"]) == 1
+    assert claims.holder("t0000") == "y"
+    assert [t.id for t in claims.claim("z", time.time(), 30.0, 5, 120.0)[0]] == ["t0001"]
+
+
+def test_a_wake_up_naming_tasks_another_replica_took_claims_nothing(store: tuple[SqlClaimStore, Any]) -> None:
+    claims, backend = store
+    _given_up(backend, "x", _task(0))
+    assert len(claims.claim_named("y", time.time(), 30.0, ["t0000"], "x", 5, 120.0)[0]) == 1
+    assert claims.claim_named("z", time.time(), 30.0, ["t0000"], "x", 5, 120.0) == ([], [])  # y took it
+    assert claims.holder("t0000") == "y"
+    # x took back a task it gave up (a let-go that failed, then a cancel on x): a late wake-up takes nothing
+    _given_up(backend, "x", _task(1))
+    [back], _ = claims.claim("x", time.time(), 30.0, 1, 120.0, None, ["t0001"], False, None, ["x"])
+    assert back.id == "t0001" and claims.holder("t0001") == "x"
+    assert claims.claim_named("y", time.time(), 30.0, ["t0001"], "x", 5, 120.0) == ([], [])
+    assert claims.holder("t0001") == "x"
+
+
+def test_a_named_task_the_claimer_does_not_want_is_let_go(store: tuple[SqlClaimStore, Any]) -> None:
+    claims, backend = store
+    _given_up(backend, "x", _task(0))
+    refused = claims.claim_named("y", time.time(), 30.0, ["t0000"], "x", 5, 120.0, lambda task, subs: False)
+    assert refused == ([], [])
+    assert claims.holder("t0000") is None  # x gave it up: claimable by any pass, not x's again
+    assert claims.let_go("x", ["t0000"]) == 0
+
+
+def test_a_named_claim_waits_for_a_row_locked_meanwhile_rather_than_passing_it_over(
+    store: tuple[SqlClaimStore, Any], shared_db: str
+) -> None:
+    claims, backend = store
+    _given_up(backend, "x", _task(0))
+    engine = sqlalchemy.create_engine(shared_db)
+    result: list[Any] = []
+    try:
+        with engine.connect() as conn:  # another transaction holds the row (x letting it go)
+            conn.execute(sqlalchemy.text("SELECT id FROM tasks WHERE id = 't0000' FOR UPDATE"))
+            claimer = threading.Thread(
+                target=lambda: result.append(
+                    claims.claim_named("y", time.time(), 30.0, ["t0000"], "x", 5, 120.0)
+                )
+            )
+            claimer.start()
+            claimer.join(0.5)
+            assert claimer.is_alive() and not result  # it waits for the lock
+            assert claims.let_go("x", ["t0000"]) == 0  # a let-go passes over the locked row
+            conn.rollback()
+            claimer.join(30)
+    finally:
+        engine.dispose()
+    assert [t.id for t in result[0][0]] == ["t0000"]
+    assert claims.holder("t0000") == "y"
+
+
+def test_a_task_left_leaving_is_claimable_once_its_holder_is_lost_and_freed_by_its_clean_stop(
+    store: tuple[SqlClaimStore, Any],
+) -> None:
+    """The give-up's let-go failed and its wake-up was lost: the task waits for its holder's stop or loss."""
+    claims, backend = store
+    _given_up(backend, "x", _task(0), _task(1))
+    assert claims.release_all("x", ["t0001"]) == 1  # a clean stop frees what it gave up too
+    assert claims.holder("t0000") is None
+    later = time.time() + 31.0  # x falls silent: its leaving task is claimable like the rest of its tasks
+    replica_store(backend).heartbeat_replica("y", later, {})  # type: ignore[union-attr]
+    assert [t.id for t in claims.claim("y", later, 30.0, 5, 120.0)[0]] == ["t0000", "t0001"]
+
+
 # --- settings, self-fencing, SQLite ------------------------------------------------------------------
 
 

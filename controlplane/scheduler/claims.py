@@ -164,6 +164,8 @@ class Claims:
         #: Held tasks that are QUEUED (nothing of theirs started), in the order they became so.
         self.queued: dict[str, None] = {}
         self._fresh: list[str] = []
+        #: Tasks claimed on demand since the last poll (kept until it, even once planned).
+        self._on_demand: set[str] = set()
         #: Whether claimable work may be waiting (cleared by a pass that found less than it wanted).
         self._maybe_more = True
         self._pass: asyncio.Task[None] | None = None
@@ -239,7 +241,8 @@ class Claims:
         """A held task's status changed."""
         if status == TaskStatus.QUEUED:
             self.queued[task.id] = None
-            self._fresh.append(task.id)
+            if task.id not in self._on_demand:
+                self._fresh.append(task.id)
         elif before == TaskStatus.QUEUED:
             self.queued.pop(task.id, None)
         if status.finished:
@@ -249,6 +252,8 @@ class Claims:
         """Tasks claimed into memory (``fresh_check``: give them up at once if no agent here can take them;
         a task claimed on demand is kept until the next poll, so its claimer can act on it)."""
         for task in tasks:
+            if not fresh_check:
+                self._on_demand.add(task.id)  # (planned meanwhile, it is kept all the same)
             if task.status == TaskStatus.QUEUED:
                 self.queued[task.id] = None
                 if fresh_check:
@@ -482,14 +487,11 @@ class Claims:
     def sends_away(self, tasks: list[Task]) -> bool:
         """Whether the tasks of a submit accepted here go to the other replicas in the submit's own commit
         (:meth:`leave_in_commit`, then :meth:`sent_away`): no agent is connected here, so none could run
-        them (planning waits for the replica that claims them)."""
-        return (
-            bool(tasks)
-            and not self.fenced
-            and not self._stopped
-            and self._loop is not None
-            and not self._agents()
-        )
+        them (planning waits for the replica that claims them), and none waits for a dependency (those
+        wait here, as on one replica, and are given up once planned)."""
+        if not tasks or self.fenced or self._stopped or self._loop is None or self._agents():
+            return False
+        return not any(task.depends_on for task in tasks)
 
     def leave_in_commit(self, tasks: list[Task]) -> None:
         """Mark tasks not in memory here leaving in the commit that writes them (a submit's)."""
@@ -498,9 +500,9 @@ class Claims:
 
     def sent_away(self, tasks: list[Task]) -> None:
         """Tasks :meth:`leave_in_commit` marked are committed: hand them over once their events are out."""
-        for task in tasks:
+        for task in tasks:  # not planned yet: announced by the agent type they name, if any
             self.released += 1
-            self._hand_over_soon(task, None)
+            self._hand_over_soon(task, [(task.agent_type, "")] if task.agent_type else None)
 
     def _give_up(self, task: Task) -> None:
         self.released += 1
@@ -634,6 +636,7 @@ class Claims:
             if self.check_fence():
                 return
             self._maybe_more = True
+            self._on_demand.clear()
             self._fresh.extend(self.queued)  # agents may have left: is every held task still takeable?
             self.dispatched(hungry=True)
             if self._unlet:

@@ -312,6 +312,64 @@ async def test_a_dependency_finished_on_another_replica_starts_its_dependant(
         await a.stop(grace=1.0)
 
 
+def execute(url: str, sql: str) -> None:
+    engine = sqlalchemy.create_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(sqlalchemy.text(sql))
+    finally:
+        engine.dispose()
+
+
+async def test_a_let_go_that_fails_is_tried_again_on_the_poll(
+    tmp_path: Path, shared: dict[str, Any], shared_db: str, agent_processes: Any, caplog: Any
+) -> None:
+    """A submit on a replica with no agent hands its task over; its let-go is refused by the database (a
+    trigger) while no replica could take the task: the task stays leaving, then is let go on the poll."""
+    settings = {**shared, "replicas.claim_poll_interval": 0.5}
+    a = await start_app(make_settings(tmp_path / "a", **settings))
+    b = await start_app(make_settings(tmp_path / "b", **settings))
+    mark = f"~leaving:{a.engine.replica}"
+    execute(
+        shared_db,
+        "CREATE FUNCTION refuse_let_go() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+        f"IF OLD.claimed_by = '{mark}' AND NEW.claimed_by IS NULL THEN RAISE EXCEPTION 'let-go refused'; "
+        "END IF; RETURN NEW; END $$",
+    )
+    execute(
+        shared_db,
+        "CREATE TRIGGER refuse_let_go BEFORE UPDATE ON tasks FOR EACH ROW EXECUTE FUNCTION refuse_let_go()",
+    )
+    try:
+        async with Client(a.address) as on_a:
+            name = (await on_a.submit_task(description="echo later")).name
+            task_id = name.split("/")[1]
+            await wait_for(
+                lambda: "could not let go of 1 tasks" in caplog.text, 10, message="the let-go failing"
+            )
+            assert not a.engine.holds(task_id) and not b.engine.holds(task_id)
+            assert rows(shared_db, "SELECT claimed_by FROM tasks WHERE id = :i", i=task_id)[0][0] == mark
+            execute(shared_db, "DROP TRIGGER refuse_let_go ON tasks")
+            await wait_for(
+                lambda: (
+                    rows(shared_db, "SELECT claimed_by FROM tasks WHERE id = :i", i=task_id)[0][0] is None
+                ),
+                10,
+                message="the let-go tried again on the poll",
+            )
+            agent_processes(b.address, "echo")  # now a replica can take it: its claim pass finds it
+            [done] = await finished(on_a, [name], 30)
+        assert done.task.status == enums.TASK_STATUS_COMPLETED
+        assert (
+            rows(shared_db, "SELECT claimed_by FROM tasks WHERE id = :i", i=task_id)[0][0] == b.engine.replica
+        )
+    finally:
+        execute(shared_db, "DROP TRIGGER IF EXISTS refuse_let_go ON tasks")
+        execute(shared_db, "DROP FUNCTION IF EXISTS refuse_let_go()")
+        await b.stop(grace=1.0)
+        await a.stop(grace=1.0)
+
+
 async def test_claim_task_takes_one_task_nobody_holds(
     tmp_path: Path, shared_db: str, shared: dict[str, Any]
 ) -> None:

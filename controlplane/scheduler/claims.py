@@ -25,8 +25,9 @@ so no subtask can be assigned by two replicas. The rules:
   (``claimed_by = NULL``, where the mark still stands), so a claim pass finds any the wake-up did
   not bring (a lost wake-up; one too long to name them all is published after that instead). So
   the replica claiming a task next cannot send a later event of it before this replica's
-  (per-task order holds across the handover), and no second commit waits on the way. A let-go
-  that fails is tried again on the poll.
+  (per-task order holds across the handover), and no second commit waits on the way. The let-go
+  runs :data:`LET_GO_DELAY` after the wake-up (a claim by id would otherwise wait for its commit
+  on the same rows); one that fails is tried again on the poll.
 * **Dependencies across replicas.** A task that finishes is announced on ``finished`` (its id,
   after its commit); a replica holding tasks that wait for it evaluates them again.
 * **Self-fencing.** A replica that may have been considered lost (its heartbeat could not be
@@ -70,6 +71,9 @@ PAYLOAD_LIMIT = 3500
 #: Seconds a give-up waits for its events to leave for the other replicas before releasing the
 #: task anyway (Redis or the database not taking them: their watchers are told of the gap).
 EVENTS_WAIT = 2.0
+#: Seconds between a ``work`` wake-up naming tasks given up and their let-go (the fallback for a lost
+#: wake-up), so that the claim by id of a replica woken does not wait for the let-go's commit.
+LET_GO_DELAY = 0.1
 _TAKING = (SubtaskStatus.QUEUED, SubtaskStatus.BLOCKED, SubtaskStatus.RUNNING)
 
 Agents = list[tuple[str, frozenset[str], bool]]
@@ -553,13 +557,17 @@ class Claims:
             named = bool(WorkHint.decode(payload).ids)
             if named:  # the others claim them by id now, whether or not they are let go yet
                 self._publish(WORK, payload)
-            await self._let_go(task_ids)
-            if not named:  # (too many to name: the others search, which finds them once let go)
-                self._publish(WORK, payload)
-        finally:
+        finally:  # (from here on a claim here takes them back: the mark is committed)
             for task_id in task_ids:
                 self._releasing.pop(task_id, None)
             released.set()
+        if named:  # (the claim by id does not wait behind the let-go's commit on the same rows)
+            await asyncio.sleep(LET_GO_DELAY)
+        if self._stopped or self.check_fence():
+            return
+        await self._let_go(task_ids)
+        if not named:  # (too many to name: the others search, which finds them once let go)
+            self._publish(WORK, payload)
 
     async def _let_go(self, task_ids: list[str]) -> None:
         """Make tasks given up here claimable by any claim pass (those claimed by id meanwhile stay)."""

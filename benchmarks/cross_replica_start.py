@@ -4,11 +4,12 @@ Workload: a fresh PostgreSQL database; two control-plane processes (A and B) on 
 Redis (``redis.url``, or with ``--no-redis`` LISTEN/NOTIFY wake-ups); one ``echo`` agent process
 connected to B only. ``--count`` tasks are submitted on A one at a time (after ``--warmup``
 untimed ones); each is waited for (GetTask on A, which reads what B committed) before the next.
-A accepts the task, finds no agent of its own able to take it and gives it up in the commit after
-the submit's, publishes a ``work`` wake-up; B claims it (``SELECT … FOR UPDATE SKIP LOCKED``)
-and assigns it. Printed: the start latency of each task, ``start_time - create_time`` (both
-stamped by the control planes, same machine clock: A at accept, B at assignment), p50 / p99 /
-max in milliseconds, and the load average.
+A accepts the task and, with no agent of its own, writes it *leaving* in the submit's own commit
+(one commit); once the task's events are in the event stream it publishes a ``work`` wake-up naming
+the task, and B claims it by id (one statement that locks, claims and reads it, guarded on A's mark),
+plans it and assigns it, while A lets the task go in the background. Printed: the start latency
+of each task, ``start_time - create_time`` (both stamped by the control planes, same machine clock:
+A at accept, B at assignment), p50 / p99 / max in milliseconds, and the load average.
 
     python benchmarks/cross_replica_start.py [--count 200] [--redis-url redis://127.0.0.1:6379/0]
         [--database-url postgresql://postgres@127.0.0.1:5432/test] [--no-redis]

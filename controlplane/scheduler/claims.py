@@ -16,12 +16,18 @@ so no subtask can be assigned by two replicas. The rules:
   free credit and nothing runnable, on the poll interval (``replicas.claim_poll_interval``:
   the fallback when wake-ups are lost) and for one task on demand (:meth:`Claims.claim_task`).
 * **Don't hoard.** After a dispatch pass, a QUEUED task that nothing has started, with no local
-  agent able to take it or beyond the window, is given up: it leaves memory and its state is
-  committed; once that commit's events have left for the other replicas (in the Redis stream, or
-  NOTIFYed; waited for at most :data:`EVENTS_WAIT` seconds), ``claimed_by = NULL`` is committed
-  and a ``work`` wake-up is published once that commit is durable (one per release, its hint
-  covering every task given up meanwhile). So the replica claiming it next cannot send a later
-  event of the task before this replica's (per-task order holds across the handover).
+  agent able to take it or beyond the window, is given up: it leaves memory, and the commit of its
+  state marks it *leaving* (still held here: no claim pass elsewhere takes it;
+  :mod:`controlplane.storage.sql.claims`). Once that commit's events have left for the other
+  replicas (in the Redis stream, or NOTIFYed; waited for at most :data:`EVENTS_WAIT` seconds), a
+  ``work`` wake-up naming the tasks is published (one per commit) and a replica woken claims them
+  by id, guarded on the mark, in one statement; meanwhile this replica lets them go
+  (``claimed_by = NULL``, where the mark still stands), so a claim pass finds any the wake-up did
+  not bring (a lost wake-up; one too long to name them all is published after that instead). So
+  the replica claiming a task next cannot send a later event of it before this replica's
+  (per-task order holds across the handover), and no second commit waits on the way. The let-go
+  runs :data:`LET_GO_DELAY` after the wake-up (a claim by id would otherwise wait for its commit
+  on the same rows); one that fails is tried again on the poll.
 * **Dependencies across replicas.** A task that finishes is announced on ``finished`` (its id,
   after its commit); a replica holding tasks that wait for it evaluates them again. Where events
   cross replicas over LISTEN/NOTIFY (no Redis) the task's relayed TASK_STATUS_CHANGED event is that
@@ -71,6 +77,9 @@ PAYLOAD_LIMIT = 3500
 #: Seconds a give-up waits for its events to leave for the other replicas before releasing the
 #: task anyway (Redis or the database not taking them: their watchers are told of the gap).
 EVENTS_WAIT = 2.0
+#: Seconds between a ``work`` wake-up naming tasks given up and their let-go (the fallback for a lost
+#: wake-up), so that the claim by id of a replica woken does not wait for the let-go's commit.
+LET_GO_DELAY = 0.1
 _TAKING = (SubtaskStatus.QUEUED, SubtaskStatus.BLOCKED, SubtaskStatus.RUNNING)
 
 Agents = list[tuple[str, frozenset[str], bool]]
@@ -165,6 +174,8 @@ class Claims:
         #: Held tasks that are QUEUED (nothing of theirs started), in the order they became so.
         self.queued: dict[str, None] = {}
         self._fresh: list[str] = []
+        #: Tasks claimed on demand since the last poll (kept until it, even once planned).
+        self._on_demand: set[str] = set()
         #: Whether claimable work may be waiting (cleared by a pass that found less than it wanted).
         self._maybe_more = True
         self._pass: asyncio.Task[None] | None = None
@@ -173,17 +184,19 @@ class Claims:
         #: Whether the event relay tells the other replicas which tasks finished here (LISTEN/NOTIFY
         #: without Redis), so no `finished` wake-up is published.
         self._announced_by_relay = False
-        #: What the next ``work`` wake-up says about the tasks given up since the last one (None: none).
-        self._hint: WorkHint | None = None
-        #: Tasks given up whose release waits for the commit of their state and its events.
+        #: Tasks given up in the commit being gathered, and what their ``work`` wake-up will say.
         self._leaving: list[str] = []
+        self._leaving_hint = WorkHint()
         #: Tasks given up and not yet released, each with what is set once it is (a claim of one
         #: here waits for it).
         self._releasing: dict[str, asyncio.Event] = {}
         self._leaving_released = asyncio.Event()
         #: The commit (:attr:`Committer.generation`) that writes the state of the tasks in ``_leaving``.
         self._leaving_in: object = None
-        self._work_pending = False
+        #: Tasks ``work`` wake-ups named, by the replica that gave them up: the next pass claims them by id.
+        self._named: dict[str, dict[str, None]] = {}
+        #: Tasks given up whose let-go failed (tried again on the poll).
+        self._unlet: set[str] = set()
         self._poller: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.fenced = ""
@@ -247,7 +260,8 @@ class Claims:
         """A held task's status changed."""
         if status == TaskStatus.QUEUED:
             self.queued[task.id] = None
-            self._fresh.append(task.id)
+            if task.id not in self._on_demand:
+                self._fresh.append(task.id)
         elif before == TaskStatus.QUEUED:
             self.queued.pop(task.id, None)
         if status.finished:
@@ -257,6 +271,8 @@ class Claims:
         """Tasks claimed into memory (``fresh_check``: give them up at once if no agent here can take them;
         a task claimed on demand is kept until the next poll, so its claimer can act on it)."""
         for task in tasks:
+            if not fresh_check:
+                self._on_demand.add(task.id)  # (planned meanwhile, it is kept all the same)
             if task.status == TaskStatus.QUEUED:
                 self.queued[task.id] = None
                 if fresh_check:
@@ -332,6 +348,10 @@ class Claims:
         if want <= 0:
             return
         self.passes += 1
+        named, self._named = self._named, {}
+        if named:  # a wake-up named the tasks given up: claim those by id (no search)
+            await self._claim_named(named, agents, aging)
+            return
         tasks, subs = await engine.storage.call(
             self.store.claim,
             self.holder,
@@ -347,6 +367,25 @@ class Claims:
         if better_than is None:  # (a full replica's pass says nothing about what else is claimable)
             self._maybe_more = len(tasks) >= want
         self._adopt(tasks, subs)
+
+    async def _claim_named(self, named: dict[str, dict[str, None]], agents: Agents, aging: float) -> None:
+        for origin, ids in named.items():
+            want, better_than = self._room(aging)
+            if want <= 0:
+                return
+            tasks, subs = await self.engine.storage.call(
+                self.store.claim_named,
+                self.holder,
+                time.time(),
+                self.lost_after,
+                list(ids),
+                origin,
+                want,
+                aging,
+                lambda task, task_subs: could_take(agents, task, task_subs),
+                better_than,
+            )
+            self._adopt(tasks, subs)
 
     def _room(self, aging: float) -> tuple[int, float | None]:
         """How many tasks a pass would claim now, and the virtual time they must be better than (None: any).
@@ -399,6 +438,8 @@ class Claims:
             None,
             [task_id],
             finished_too,
+            None,
+            [self.holder],  # given up here and not let go (a let-go that failed): taken back
         )
         self._adopt(tasks, subs, fresh_check=False)
         return task_id in self.engine.tasks
@@ -462,6 +503,26 @@ class Claims:
             )
         )
 
+    def sends_away(self, tasks: list[Task]) -> bool:
+        """Whether the tasks of a submit accepted here go to the other replicas in the submit's own commit
+        (:meth:`leave_in_commit`, then :meth:`sent_away`): no agent is connected here, so none could run
+        them (planning waits for the replica that claims them), and none waits for a dependency (those
+        wait here, as on one replica, and are given up once planned)."""
+        if not tasks or self.fenced or self._stopped or self._loop is None or self._agents():
+            return False
+        return not any(task.depends_on for task in tasks)
+
+    def leave_in_commit(self, tasks: list[Task]) -> None:
+        """Mark tasks not in memory here leaving in the commit that writes them (a submit's)."""
+        for task in tasks:
+            self.engine.committer.release(task.id)
+
+    def sent_away(self, tasks: list[Task]) -> None:
+        """Tasks :meth:`leave_in_commit` marked are committed: hand them over once their events are out."""
+        for task in tasks:  # not planned yet: announced by the agent type they name, if any
+            self.released += 1
+            self._hand_over_soon(task, [(task.agent_type, "")] if task.agent_type else None)
+
     def _give_up(self, task: Task) -> None:
         self.released += 1
         subs = self.engine.subtasks.get(task.id, {}).values()
@@ -471,53 +532,67 @@ class Claims:
             else [(sub.agent_type, sub.capability) for sub in subs if sub.status in _TAKING]
         )
         self.engine._give_up(task)
-        if self._hint is None:  # what the next wake-up says about everything given up until it is sent
-            self._hint = WorkHint(origin=self.holder)
-        self._hint.add(int(task.priority), task.create_time, needs)
+        self._hand_over_soon(task, needs)
+        self.engine.committer.release(task.id)  # marked leaving in the commit of its state
+
+    def _hand_over_soon(self, task: Task, needs: list[tuple[str, str]] | None) -> None:
+        """Hand a task over after the commit being gathered (one wake-up for all the tasks it gives up)."""
         committer = self.engine.committer
-        if self._leaving_in is not committer.generation:  # one release per commit of given-up state
+        if self._leaving_in is not committer.generation:  # one wake-up per commit of given-up state
             leaving: list[str] = []
+            hint = WorkHint(origin=self.holder)
             released = asyncio.Event()
-            self._leaving, self._leaving_released, self._leaving_in = leaving, released, committer.generation
-            committer.after_commit(lambda: self._release_after_events(leaving, released))
+            self._leaving, self._leaving_hint = leaving, hint
+            self._leaving_released, self._leaving_in = released, committer.generation
+            committer.after_commit(lambda: self._hand_over_after_events(leaving, hint, released))
+        self._leaving_hint.add(int(task.priority), task.create_time, needs)
         self._leaving.append(task.id)
         self._releasing[task.id] = self._leaving_released
 
-    def _release_after_events(self, task_ids: list[str], released: asyncio.Event) -> None:
-        """After the commit of given-up tasks' state (its events are delivered by then)."""
+    def _hand_over_after_events(self, task_ids: list[str], hint: WorkHint, released: asyncio.Event) -> None:
+        """After the commit that marked given-up tasks leaving (its events are delivered by then)."""
         if self._leaving is task_ids:
             self._leaving, self._leaving_in = [], None
-        self.engine._background(self._release(task_ids, released))
+        self.engine._background(self._hand_over(task_ids, hint, released))
 
-    async def _release(self, task_ids: list[str], released: asyncio.Event) -> None:
-        """Release tasks given up once their events left for the other replicas, and wake those."""
+    async def _hand_over(self, task_ids: list[str], hint: WorkHint, released: asyncio.Event) -> None:
+        """Once the events of tasks given up left for the other replicas: wake those (naming the tasks)
+        and let the tasks go."""
         try:
             try:
                 await asyncio.wait_for(self.engine.watchers.sent_on(), EVENTS_WAIT)
             except TimeoutError:
                 log.warning(
-                    "releasing %d tasks before their events reached the other replicas", len(task_ids)
+                    "handing %d tasks over before their events reached the other replicas", len(task_ids)
                 )
-            if self.fenced or self._stopped:
-                return  # (a stop releases everything it holds)
-            for task_id in task_ids:
-                self.engine.committer.release(task_id)
-            self._wake_others()
-            await self.engine.committer.durable()
-        finally:
+            if self._stopped or self.check_fence():
+                return  # (a stop gives up everything it holds, and wakes the others)
+            hint.ids = task_ids
+            payload = hint.encode()
+            named = bool(WorkHint.decode(payload).ids)
+            if named:  # the others claim them by id now, whether or not they are let go yet
+                self._publish(WORK, payload)
+        finally:  # (from here on a claim here takes them back: the mark is committed)
             for task_id in task_ids:
                 self._releasing.pop(task_id, None)
             released.set()
+        if named:  # (the claim by id does not wait behind the let-go's commit on the same rows)
+            await asyncio.sleep(LET_GO_DELAY)
+        if self._stopped or self.check_fence():
+            return
+        await self._let_go(task_ids)
+        if not named:  # (too many to name: the others search, which finds them once let go)
+            self._publish(WORK, payload)
 
-    def _wake_others(self) -> None:
-        if not self._work_pending:
-            self._work_pending = True
-            self.engine.committer.after_commit(self._publish_work)
-
-    def _publish_work(self) -> None:
-        self._work_pending = False
-        hint, self._hint = self._hint, None
-        self._publish(WORK, hint.encode() if hint is not None else "")
+    async def _let_go(self, task_ids: list[str]) -> None:
+        """Make tasks given up here claimable by any claim pass (those claimed by id meanwhile stay)."""
+        try:
+            await self.engine.storage.call(self.store.let_go, self.holder, task_ids)
+        except Exception as exc:  # the wake-up named them; the poll tries again for a claim pass
+            log.warning(
+                "could not let go of %d tasks given up (tried again on the poll): %s", len(task_ids), exc
+            )
+            self._unlet.update(task_ids)
 
     def _publish(self, topic: str, payload: str) -> None:
         async def send() -> None:
@@ -579,6 +654,8 @@ class Claims:
         if want <= 0 or (better_than is not None and best is not None and best >= better_than):
             self.skipped += 1
             return
+        if hint.ids:
+            self._named.setdefault(hint.origin, {}).update(dict.fromkeys(hint.ids))
         self.request()
 
     # --- the poll, and self-fencing -------------------------------------------
@@ -589,8 +666,12 @@ class Claims:
             if self.check_fence():
                 return
             self._maybe_more = True
+            self._on_demand.clear()
             self._fresh.extend(self.queued)  # agents may have left: is every held task still takeable?
             self.dispatched(hungry=True)
+            if self._unlet:
+                unlet, self._unlet = list(self._unlet), set()
+                await self._let_go(unlet)
             try:
                 await self._recheck_dependencies()
             except Exception as exc:  # the next poll tries again

@@ -286,6 +286,7 @@ class Engine:
         # A submit's tasks are dispatched (and given up when no agent here takes them) before its commit,
         # so the commit that makes them durable also makes them claimable elsewhere.
         self.intake._kick = self.dispatch.dispatch_now
+        self.intake.claims = self.claims  # a submit on a replica without agents goes to the others at once
         return self.claims
 
     def enable_queue_window(self, store: Any, window: int) -> QueueWindow:

@@ -116,6 +116,9 @@ class Intake:
         #: The request ids storage may hold, where this process alone writes them (loaded by
         #: :meth:`load_known_request_ids`); None: every id not in memory is looked up.
         self.known: KnownRequestIds | None = None
+        #: The claims between replicas (:mod:`.claims`), set by the engine with them: tasks no agent here
+        #: could run are written leaving in the submit's own commit and handed to the other replicas.
+        self.claims: Any = None
         self._random = random.Random(secrets.randbits(128))
 
     def new_task_id(self) -> str:
@@ -184,6 +187,7 @@ class Intake:
                         metadata={"field": where},
                     )
         stamp = now()
+        away = False
         for task in tasks:
             task.seq = self.book.next_seq()
             task.owner = principal
@@ -197,14 +201,17 @@ class Intake:
             if decided:
                 # The database decides between calls with this request_id, on any replica, in the
                 # commit of their tasks: a call that loses wrote nothing and answers as a repeat does.
+                away = self.claims is not None and self.claims.sends_away(tasks)
                 submitted = self.committer.submission(record, tasks)
+                if away:  # (in the same commit: a call that loses marks nothing)
+                    self.claims.leave_in_commit(tasks)
                 try:
                     written = await asyncio.shield(submitted)
                 except asyncio.CancelledError:
                     # The caller went away (a client's deadline): the tasks are committed all the
                     # same, so they join memory (and run) once they are.
                     submitted.add_done_callback(
-                        lambda done: self._adopt_late(done, tasks, deps, key, (request_hash, resource))
+                        lambda done: self._adopt_late(done, tasks, deps, key, (request_hash, resource), away)
                     )
                     raise
                 except Exception:
@@ -219,7 +226,10 @@ class Intake:
             else:
                 self.committer.idempotency(record)
             self._remember(key, (request_hash, resource))
-        self._adopt(tasks, deps, written_with_record=decided)
+        if away:
+            self._send_away(tasks)
+        else:
+            self._adopt(tasks, deps, written_with_record=decided)
         await self.committer.durable()
         return [SubmitOutcome(t) for t in tasks]
 
@@ -246,6 +256,7 @@ class Intake:
         deps: dict[str, Task],
         key: tuple[str, str, str],
         outcome: tuple[str, str],
+        away: bool,
     ) -> None:
         """The tasks of a call cancelled while their commit ran, once it completed."""
         if submitted.cancelled():
@@ -258,7 +269,17 @@ class Intake:
         if any(task.id in self.tasks for task in tasks):
             return
         self._remember(key, outcome)
-        self._adopt(tasks, deps, written_with_record=True)
+        if away:
+            self._send_away(tasks)
+        else:
+            self._adopt(tasks, deps, written_with_record=True)
+
+    def _send_away(self, tasks: list[Task]) -> None:
+        """Tasks written leaving in their submit's commit (no agent here): their events, then the hand-over."""
+        for task in tasks:
+            self._publish(Event(EventType.TASK_SUBMITTED, task_id=task.id, to_status="PENDING"), task)
+            self.metrics.task_submitted(task)
+        self.claims.sent_away(tasks)
 
     def _settle(
         self, key: tuple[str, str, str], tasks: list[Task], deps: dict[str, Task], outcome: tuple[str, str]

@@ -9,7 +9,9 @@ The payload (:class:`WorkHint`, JSON) tells each listener enough to skip a pass 
 * ``oldest``: per priority, the creation time of the oldest task given up, so a replica already full
   can tell whether any of them runs before the worst task it holds (it would swap only for those);
 * ``needs``: the (agent type, capability) of the steps waiting in them, so a replica none of whose
-  agents could take one of those does not look (absent: anything, e.g. a task not planned yet).
+  agents could take one of those does not look (absent: anything, e.g. a task not planned yet);
+* ``ids``: the tasks given up, which a listener claims by id (one statement, no search) while their
+  holder has not let them go yet (absent: the listener searches the claimable tasks).
 
 A wake-up stays a hint: a listener that skips a pass still marks that claimable work may exist (its next
 hungry dispatch pass looks), and the poll finds what any lost or skipped wake-up would have said. An empty
@@ -26,7 +28,8 @@ from controlplane.scheduler.queue import matches
 
 #: Agents as the claims see them: (type, capabilities, offline).
 Agents = list[tuple[str, frozenset[str], bool]]
-#: Longest payload: past it the ``needs`` are left out (anything), then the rest (the buses carry 4000 bytes).
+#: Longest payload: past it the ``ids`` are left out, then the ``needs`` (anything), then the rest (the buses
+#: carry 4000 bytes).
 PAYLOAD_LIMIT = 3500
 
 
@@ -39,6 +42,8 @@ class WorkHint:
     oldest: dict[int, float] = field(default_factory=dict)
     #: (agent type, capability) of the waiting steps; None: anything.
     needs: set[tuple[str, str]] | None = field(default_factory=set)
+    #: The tasks given up, to claim by id; empty: not said (search).
+    ids: list[str] = field(default_factory=list)
 
     def add(self, priority: int, create_time: float, needs: Iterable[tuple[str, str]] | None) -> None:
         """Count one more task given up (``needs`` None: any agent may take it, e.g. not planned yet)."""
@@ -70,7 +75,12 @@ class WorkHint:
         body: dict[str, object] = {"from": self.origin, "oldest": {str(p): t for p, t in self.oldest.items()}}
         if self.needs is not None:
             body["needs"] = sorted(self.needs)
+        if self.ids:
+            body["ids"] = self.ids
         text = json.dumps(body, separators=(",", ":"))
+        if len(text.encode()) > PAYLOAD_LIMIT:
+            body.pop("ids", None)
+            text = json.dumps(body, separators=(",", ":"))
         if len(text.encode()) > PAYLOAD_LIMIT:
             body.pop("needs", None)
             text = json.dumps(body, separators=(",", ":"))
@@ -88,6 +98,7 @@ class WorkHint:
             oldest = {int(p): float(t) for p, t in dict(body.get("oldest") or {}).items()}
             raw = body.get("needs")
             needs = None if raw is None else {(str(a), str(c)) for a, c in raw}
-            return cls(origin=str(body.get("from") or ""), oldest=oldest, needs=needs)
+            ids = [str(task_id) for task_id in body.get("ids") or ()]
+            return cls(origin=str(body.get("from") or ""), oldest=oldest, needs=needs, ids=ids)
         except (ValueError, TypeError, AttributeError):
             return cls(needs=None)

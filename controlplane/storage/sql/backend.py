@@ -169,7 +169,8 @@ class SqlBackend(SqlWebhooks):
             tail=self._raw_tasks.tail
             + " WHERE tasks.claimed_by IS NULL OR tasks.claimed_by = excluded.claimed_by",
         )
-        self._raw_release = f"UPDATE tasks SET claimed_by = NULL WHERE id = {mark} AND claimed_by = {mark}"
+        # A task given up is marked leaving (storage/sql/claims.py): claimable by the replica a wake-up tells.
+        self._raw_release = f"UPDATE tasks SET claimed_by = {mark} WHERE id = {mark} AND claimed_by = {mark}"
         # (Run like the inserts, by ``executemany`` of its ``sql``: head + row + tail.)
         self._raw_spill = raw_writes.RawInsert(
             ("id",), f"UPDATE tasks SET claimed_by = '{schema.SPILLED}' WHERE id = ", "", mark
@@ -309,9 +310,11 @@ class SqlBackend(SqlWebhooks):
             # Either way one network round trip; a write with request ids first inserts
             # their records and learns which were stored already (one more round trip).
             with translate_errors():
-                released = batch.released if self.claimant is not None else ()
+                claimant = self.claimant
+                released = batch.released if claimant is not None else ()
                 release = raw_writes.numbered(self._raw_release)
-                releases = [(release, [task_id, self.claimant]) for task_id in released]
+                mark = schema.leaving(claimant or "")
+                releases = [(release, [mark, task_id, claimant]) for task_id in released]
                 if batch.idempotency:
                     claim = self._claim_statement(rows[3])
 

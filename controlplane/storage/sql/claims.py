@@ -8,9 +8,18 @@ it: ``claimed_by`` is NULL, or names a replica whose ``replicas`` row is silent 
 ``create_time - priority × scheduler.aging_interval``, then submit order), so concurrent
 claimers never take the same task and priority holds across replicas: one prepared statement locks,
 claims and reads the best claimable tasks with their subtasks, a few rows per priority from the partial
-index ``ix_tasks_claimable`` (migration 0019) however deep the queue. A replica gives a task
-up in the commit that writes its last state (``WriteBatch.released``) and gives up everything
-it holds on a clean stop (:meth:`SqlClaimStore.release_all`).
+index ``ix_tasks_claimable`` (migration 0019) however deep the queue.
+
+**Giving a task up** takes two steps. The commit that writes its last state (``WriteBatch.released``)
+marks it *leaving*: ``claimed_by = '~leaving:<holder>'`` (:func:`leaving`). A leaving task counts as
+held while its holder is live, so no claim pass takes it yet; the ``work`` wake-up that names it
+(published once the task's events are in the event stream) lets another replica claim it by id
+(:meth:`SqlClaimStore.claim_named`: one statement, guarded on the marker). Then its holder lets it
+go (:meth:`SqlClaimStore.let_go`: ``claimed_by = NULL`` where the marker still stands), so a claim
+pass finds it if the wake-up was lost. A replica that reclaims the task writes its own id over the
+marker, so a late wake-up naming it claims nothing. A leaving task of a lost replica is claimable
+like the rest of its tasks. A clean stop gives up everything the replica holds, leaving or not
+(:meth:`SqlClaimStore.release_all`).
 
 Reached through :func:`claim_store`, never through the backend's class. Methods are synchronous
 and run on the storage thread.
@@ -22,7 +31,7 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import Engine, and_, func, or_, select, tuple_, update
+from sqlalchemy import Engine, String, and_, func, literal, or_, select, tuple_, union_all, update
 
 from controlplane.domain.model import Priority, Subtask, Task, TaskStatus
 from controlplane.storage.sql import codec, schema
@@ -36,13 +45,27 @@ PAGES = 8
 
 _PRIORITIES = [int(p) for p in Priority]
 
+LEAVING, leaving = schema.LEAVING, schema.leaving
+
+
+def holder_of(claimed_by: str | None) -> str | None:
+    """The replica a ``claimed_by`` value names (a leaving task's still counts as its holder)."""
+    if claimed_by is not None and claimed_by.startswith(LEAVING):
+        return claimed_by[len(LEAVING) :]
+    return claimed_by
+
+
 #: The unfinished statuses, as the partial index ``ix_tasks_claimable`` (migration 0019) spells them: the
 #: statements below repeat them literally so that the planner uses that index with a cached plan too.
 UNFINISHED_SQL = "status IN ({})".format(", ".join(str(s) for s in _UNFINISHED))
 
 #: Claimable (see the module docstring), for a row ``t`` of ``tasks``; ``live`` lists the live replicas.
 _CLAIMABLE = f"t.{UNFINISHED_SQL} AND (t.claimed_by IS NULL OR t.claimed_by NOT IN (SELECT id FROM live))"
-_LIVE = "live AS MATERIALIZED (SELECT id FROM replicas WHERE heartbeat_at >= %(since)s)"
+#: The live replicas' ids and the leaving marks of their tasks (both held: not claimable by a pass).
+_LIVE = (
+    "live AS MATERIALIZED (SELECT unnest(ARRAY[id, '" + LEAVING + "' || id]) AS id "
+    "FROM replicas WHERE heartbeat_at >= %(since)s)"
+)
 #: Locks the rows chosen by ``locked``, claims them and reads them with their subtasks, best first.
 _CLAIM_AND_READ = """,
 claimed AS (
@@ -59,7 +82,7 @@ _LOCKED = """locked AS (
     WHERE {where} AND t.create_time - t.priority * %(aging)s < %(better)s
     ORDER BY virtual_time, t.seq
     LIMIT %(limit)s
-    FOR UPDATE OF t SKIP LOCKED
+    FOR UPDATE OF t{skip}
 )"""
 
 #: Claim the best claimable tasks in one statement. The ready queue's order (virtual time, then seq) is,
@@ -80,19 +103,23 @@ candidates AS (
     ) AS c
 ),
 """
-    + _LOCKED.format(where=f"t.id IN (SELECT id FROM candidates) AND {_CLAIMABLE}")
+    + _LOCKED.format(where=f"t.id IN (SELECT id FROM candidates) AND {_CLAIMABLE}", skip=" SKIP LOCKED")
     + _CLAIM_AND_READ
 )
 
-#: Claim given tasks (by primary key) when claimable; with ``finished_too`` a finished one as well.
-CLAIM_BY_ID = (
-    f"WITH {_LIVE},\n"
-    + _LOCKED.format(
-        where=f"t.id = ANY(CAST(%(ids)s AS varchar[])) AND (({_CLAIMABLE}) OR "
-        f"(%(finished_too)s AND NOT t.{UNFINISHED_SQL}))"
-    )
-    + _CLAIM_AND_READ
+#: Claim given tasks (by primary key) when claimable, or leaving with one of the ``leaving`` marks (a
+#: wake-up named them); with ``finished_too`` a finished one as well.
+_BY_ID = (
+    f"t.id = ANY(CAST(%(ids)s AS varchar[])) AND (({_CLAIMABLE}) OR "
+    f"(t.{UNFINISHED_SQL} AND t.claimed_by = ANY(CAST(%(leaving)s AS varchar[]))) OR "
+    f"(%(finished_too)s AND NOT t.{UNFINISHED_SQL}))"
 )
+CLAIM_BY_ID = f"WITH {_LIVE},\n" + _LOCKED.format(where=_BY_ID, skip=" SKIP LOCKED") + _CLAIM_AND_READ
+#: The same, waiting for a row another transaction locks rather than passing it over: the tasks a wake-up
+#: named may be locked a moment by their holder letting them go (:meth:`SqlClaimStore.let_go`, which
+#: passes over the rows a claim locks) or by another replica claiming them (then this one finds them
+#: taken, once that one commits).
+CLAIM_NAMED = f"WITH {_LIVE},\n" + _LOCKED.format(where=_BY_ID, skip="") + _CLAIM_AND_READ
 
 #: Decides, on the storage thread, whether this replica wants a claimable task (with its subtasks).
 Wanted = Callable[[Task, list[Subtask]], bool]
@@ -122,6 +149,7 @@ class SqlClaimStore:
         task_ids: Sequence[str] = (),
         finished_too: bool = False,
         better_than: float | None = None,
+        given_up_by: Sequence[str] = (),
     ) -> tuple[list[Task], list[Subtask]]:
         """Claim up to ``limit`` claimable tasks for ``holder``, best first, that ``wanted`` accepts.
 
@@ -137,6 +165,8 @@ class SqlClaimStore:
             finished_too: A finished task among ``task_ids`` is claimed whoever holds it (nothing of it
                 runs: a retry makes it run again where it is claimed).
             better_than: Only tasks whose virtual time is below this (they run before it).
+            given_up_by: Among ``task_ids``, those these replicas gave up and have not let go yet
+                (leaving) are claimable too.
 
         Returns:
             The tasks claimed and their subtasks (in plan order).
@@ -158,12 +188,17 @@ class SqlClaimStore:
                 task_ids,
                 finished_too,
                 better_than,
+                [leaving(replica) for replica in given_up_by],
             )
             chosen += first
             if not rejected:
                 return chosen, [sub for task in chosen for sub in subs.get(task.id, [])]
             # Some were refused: look further, a page at a time (the order of the statement, in SQLAlchemy).
-            live = select(_R.c.id).where(_R.c.heartbeat_at >= now - lost_after)
+            live_rows = _R.c.heartbeat_at >= now - lost_after
+            live = union_all(
+                select(_R.c.id).where(live_rows),
+                select(literal(LEAVING, String) + _R.c.id).where(live_rows),
+            )
             claimable = and_(
                 _T.c.status.in_(_UNFINISHED), or_(_T.c.claimed_by.is_(None), _T.c.claimed_by.not_in(live))
             )
@@ -220,6 +255,8 @@ class SqlClaimStore:
         task_ids: Sequence[str],
         finished_too: bool,
         better_than: float | None,
+        leaving_of: Sequence[str] = (),
+        named: bool = False,
     ) -> tuple[list[Task], list[str]]:
         """Claim the best ``limit`` candidates in one statement; give back those ``wanted`` refuses.
 
@@ -234,8 +271,8 @@ class SqlClaimStore:
             "better": math.inf if better_than is None else float(better_than),
         }
         if task_ids:
-            sql = CLAIM_BY_ID
-            params.update(ids=list(task_ids), finished_too=finished_too)
+            sql = CLAIM_NAMED if named else CLAIM_BY_ID
+            params.update(ids=list(task_ids), finished_too=finished_too, leaving=list(leaving_of))
         else:
             sql = CLAIM_BEST
             params.update(priorities=_PRIORITIES, reach=2 * limit + 8)
@@ -266,9 +303,76 @@ class SqlClaimStore:
         chosen = [t for t in tasks.values() if wanted is None or wanted(t, subs.get(t.id, []))]
         kept = {t.id for t in chosen}
         rejected = [task_id for task_id in tasks if task_id not in kept]
-        for task_id in rejected:
-            conn.execute(update(_T).where(_T.c.id == task_id).values(claimed_by=before[task_id]))
+        for task_id in rejected:  # as it was; but a task its holder gave up is let go (see claim_named)
+            was = before[task_id]
+            conn.execute(
+                update(_T)
+                .where(_T.c.id == task_id, _T.c.claimed_by == holder)
+                .values(claimed_by=None if was is not None and was.startswith(LEAVING) else was)
+            )
         return chosen, rejected
+
+    def claim_named(
+        self,
+        holder: str,
+        now: float,
+        lost_after: float,
+        task_ids: Sequence[str],
+        origin: str,
+        limit: int,
+        aging_interval: float,
+        wanted: Wanted | None = None,
+        better_than: float | None = None,
+    ) -> tuple[list[Task], list[Subtask]]:
+        """Claim tasks a ``work`` wake-up of ``origin`` named, in one statement (one round trip).
+
+        Takes those of ``task_ids`` that are claimable or that ``origin`` gave up and has not let go yet
+        (leaving, see the module docstring): whoever holds one by now (``origin`` again, or another
+        replica that claimed it first) keeps it. At most ``limit``, best first; those ``wanted`` refuses
+        are given back at once (a second statement), let go if they were leaving.
+
+        Returns:
+            The tasks claimed and their subtasks (in plan order).
+        """
+        if limit <= 0 or not task_ids:
+            return [], []
+        subs: dict[str, list[Subtask]] = {}
+        with translate_errors(), self._writes.connect() as conn:
+            conn = conn.execution_options(isolation_level="AUTOCOMMIT")  # the statement is its transaction
+            chosen, _ = self._claim_at_once(
+                conn,
+                holder,
+                now - lost_after,
+                limit,
+                aging_interval,
+                wanted,
+                subs,
+                task_ids,
+                False,
+                better_than,
+                leaving_of=[leaving(origin)] if origin else [],
+                named=True,
+            )
+        return chosen, [sub for task in chosen for sub in subs.get(task.id, [])]
+
+    def let_go(self, holder: str, task_ids: Sequence[str]) -> int:
+        """Make tasks ``holder`` gave up (leaving) claimable by any claim pass; how many were still leaving
+        (the others were claimed by id meanwhile)."""
+        if not task_ids:
+            return 0
+        with translate_errors(), self._writes.begin() as conn:
+            # (passing over a row a claim locks: that claim takes the task, or lets it go if unwanted)
+            free = (
+                select(_T.c.id)
+                .where(_T.c.id.in_(list(task_ids)), _T.c.claimed_by == leaving(holder))
+                .with_for_update(skip_locked=True)
+            )
+            done = conn.execute(
+                update(_T)
+                .where(_T.c.id.in_(free), _T.c.claimed_by == leaving(holder))
+                .values(claimed_by=None)
+            )
+            return done.rowcount or 0
 
     def hold(self, holder: str, task_ids: Sequence[str]) -> None:
         """Make ``holder`` hold these tasks, whoever held them (after a recovery restored them all)."""
@@ -281,9 +385,8 @@ class SqlClaimStore:
         """Give up every task ``holder`` holds but those of ``keep`` (a clean stop, after its final
         commit; a start, for what an earlier run with the same id held); how many."""
         with translate_errors(), self._writes.begin() as conn:
-            where = _T.c.claimed_by == holder
-            if keep:
-                where = where & _T.c.id.notin_(list(keep))
+            held = _T.c.claimed_by.in_([holder, leaving(holder)])
+            where = held & _T.c.id.notin_(list(keep)) if keep else held
             done = conn.execute(update(_T).where(where).values(claimed_by=None))
             return done.rowcount or 0
 
@@ -302,6 +405,8 @@ class SqlClaimStore:
             return [(str(kind), int(n), float(oldest)) for kind, n, oldest in conn.execute(stmt)]
 
     def holder(self, task_id: str) -> str | None:
-        """Who holds a task now (None: nobody, or no such task)."""
+        """Who holds a task now (None: nobody, or no such task); a task given up and not let go yet is
+        still its holder's."""
         with translate_errors(), self._writes.connect() as conn:
-            return conn.execute(select(_T.c.claimed_by).where(_T.c.id == task_id)).scalar_one_or_none()
+            found = conn.execute(select(_T.c.claimed_by).where(_T.c.id == task_id)).scalar_one_or_none()
+        return holder_of(found)

@@ -69,6 +69,15 @@ tasks = Table(
 #: ``tasks.claimed_by`` of a queued task the single process keeps in the database rather than in memory
 #: (beyond ``scheduler.queue_window``; SQLite): see :mod:`controlplane.storage.sql.spill`.
 SPILLED = "~spilled"
+#: ``tasks.claimed_by`` of a task its holder gave up and has not let go yet: this + the holder's id
+#: (replicas on PostgreSQL): see :mod:`controlplane.storage.sql.claims`.
+LEAVING = "~leaving:"
+
+
+def leaving(holder: str) -> str:
+    """The ``claimed_by`` of a task ``holder`` gave up and has not let go yet."""
+    return LEAVING + holder
+
 
 #: How many tasks are in each status (summed over shards), kept by triggers on ``tasks`` that run in the
 #: transaction of every change (migration 0013); never written by the control plane itself.

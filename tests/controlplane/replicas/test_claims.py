@@ -312,6 +312,64 @@ async def test_a_dependency_finished_on_another_replica_starts_its_dependant(
         await a.stop(grace=1.0)
 
 
+def execute(url: str, sql: str) -> None:
+    engine = sqlalchemy.create_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(sqlalchemy.text(sql))
+    finally:
+        engine.dispose()
+
+
+async def test_a_let_go_that_fails_is_tried_again_on_the_poll(
+    tmp_path: Path, shared: dict[str, Any], shared_db: str, agent_processes: Any, caplog: Any
+) -> None:
+    """A submit on a replica with no agent hands its task over; its let-go is refused by the database (a
+    trigger) while no replica could take the task: the task stays leaving, then is let go on the poll."""
+    settings = {**shared, "replicas.claim_poll_interval": 0.5}
+    a = await start_app(make_settings(tmp_path / "a", **settings))
+    b = await start_app(make_settings(tmp_path / "b", **settings))
+    mark = f"~leaving:{a.engine.replica}"
+    execute(
+        shared_db,
+        "CREATE FUNCTION refuse_let_go() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+        f"IF OLD.claimed_by = '{mark}' AND NEW.claimed_by IS NULL THEN RAISE EXCEPTION 'let-go refused'; "
+        "END IF; RETURN NEW; END $$",
+    )
+    execute(
+        shared_db,
+        "CREATE TRIGGER refuse_let_go BEFORE UPDATE ON tasks FOR EACH ROW EXECUTE FUNCTION refuse_let_go()",
+    )
+    try:
+        async with Client(a.address) as on_a:
+            name = (await on_a.submit_task(description="echo later")).name
+            task_id = name.split("/")[1]
+            await wait_for(
+                lambda: "could not let go of 1 tasks" in caplog.text, 10, message="the let-go failing"
+            )
+            assert not a.engine.holds(task_id) and not b.engine.holds(task_id)
+            assert rows(shared_db, "SELECT claimed_by FROM tasks WHERE id = :i", i=task_id)[0][0] == mark
+            execute(shared_db, "DROP TRIGGER refuse_let_go ON tasks")
+            await wait_for(
+                lambda: (
+                    rows(shared_db, "SELECT claimed_by FROM tasks WHERE id = :i", i=task_id)[0][0] is None
+                ),
+                10,
+                message="the let-go tried again on the poll",
+            )
+            agent_processes(b.address, "echo")  # now a replica can take it: its claim pass finds it
+            [done] = await finished(on_a, [name], 30)
+        assert done.task.status == enums.TASK_STATUS_COMPLETED
+        assert (
+            rows(shared_db, "SELECT claimed_by FROM tasks WHERE id = :i", i=task_id)[0][0] == b.engine.replica
+        )
+    finally:
+        execute(shared_db, "DROP TRIGGER IF EXISTS refuse_let_go ON tasks")
+        execute(shared_db, "DROP FUNCTION IF EXISTS refuse_let_go()")
+        await b.stop(grace=1.0)
+        await a.stop(grace=1.0)
+
+
 async def test_claim_task_takes_one_task_nobody_holds(
     tmp_path: Path, shared_db: str, shared: dict[str, Any]
 ) -> None:
@@ -453,7 +511,9 @@ def test_a_write_of_a_task_another_replica_claimed_changes_nothing(store: tuple[
     backend.claimant = "x"
     backend.write(WriteBatch(tasks=[_task(0)]))
     assert claims.holder("t0000") == "x"
-    backend.write(WriteBatch(released=["t0000"]))
+    backend.write(WriteBatch(released=["t0000"]))  # given up: leaving, still x's until let go
+    assert claims.holder("t0000") == "x"
+    assert claims.let_go("x", ["t0000"]) == 1
     assert claims.holder("t0000") is None
     [taken], _ = claims.claim("y", time.time(), 30.0, 1, 120.0)
     stale = _task(0)
@@ -469,6 +529,93 @@ def test_a_write_of_a_task_another_replica_claimed_changes_nothing(store: tuple[
     sub.status = SubtaskStatus.FAILED
     backend.write(WriteBatch(subtasks=[sub]))  # the stale one's does not
     assert [s.status for s in backend.get_subtasks("t0000")] == [SubtaskStatus.QUEUED]
+
+
+def _given_up(backend: Any, holder: str, *tasks: Task) -> None:
+    """``holder`` writes tasks, then gives them up (the commit of their state marks them leaving)."""
+    backend.claimant = holder
+    backend.write(WriteBatch(tasks=list(tasks)))
+    backend.write(WriteBatch(released=[t.id for t in tasks]))
+
+
+def test_a_task_given_up_is_claimed_by_id_from_its_wake_up_before_it_is_let_go(
+    store: tuple[SqlClaimStore, Any],
+) -> None:
+    claims, backend = store
+    _given_up(backend, "x", _task(0), _task(1))
+    assert claims.holder("t0000") == "x"  # leaving: still x's while x lives
+    assert claims.claim("y", time.time(), 30.0, 5, 120.0) == ([], [])  # no claim pass takes it
+    assert claims.claim_named("y", time.time(), 30.0, ["t0000"], "z", 5, 120.0) == ([], [])  # not z's to give
+    taken, _ = claims.claim_named("y", time.time(), 30.0, ["t0000"], "x", 5, 120.0)
+    assert [t.id for t in taken] == ["t0000"]
+    assert claims.holder("t0000") == "y"
+    # x lets go of both: the one y claimed stays y's, the other is claimable by any pass
+    assert claims.let_go("x", ["t0000", "t0001"]) == 1
+    assert claims.holder("t0000") == "y"
+    assert [t.id for t in claims.claim("z", time.time(), 30.0, 5, 120.0)[0]] == ["t0001"]
+
+
+def test_a_wake_up_naming_tasks_another_replica_took_claims_nothing(store: tuple[SqlClaimStore, Any]) -> None:
+    claims, backend = store
+    _given_up(backend, "x", _task(0))
+    assert len(claims.claim_named("y", time.time(), 30.0, ["t0000"], "x", 5, 120.0)[0]) == 1
+    assert claims.claim_named("z", time.time(), 30.0, ["t0000"], "x", 5, 120.0) == ([], [])  # y took it
+    assert claims.holder("t0000") == "y"
+    # x took back a task it gave up (a let-go that failed, then a cancel on x): a late wake-up takes nothing
+    _given_up(backend, "x", _task(1))
+    [back], _ = claims.claim("x", time.time(), 30.0, 1, 120.0, None, ["t0001"], False, None, ["x"])
+    assert back.id == "t0001" and claims.holder("t0001") == "x"
+    assert claims.claim_named("y", time.time(), 30.0, ["t0001"], "x", 5, 120.0) == ([], [])
+    assert claims.holder("t0001") == "x"
+
+
+def test_a_named_task_the_claimer_does_not_want_is_let_go(store: tuple[SqlClaimStore, Any]) -> None:
+    claims, backend = store
+    _given_up(backend, "x", _task(0))
+    refused = claims.claim_named("y", time.time(), 30.0, ["t0000"], "x", 5, 120.0, lambda task, subs: False)
+    assert refused == ([], [])
+    assert claims.holder("t0000") is None  # x gave it up: claimable by any pass, not x's again
+    assert claims.let_go("x", ["t0000"]) == 0
+
+
+def test_a_named_claim_waits_for_a_row_locked_meanwhile_rather_than_passing_it_over(
+    store: tuple[SqlClaimStore, Any], shared_db: str
+) -> None:
+    claims, backend = store
+    _given_up(backend, "x", _task(0))
+    engine = sqlalchemy.create_engine(shared_db)
+    result: list[Any] = []
+    try:
+        with engine.connect() as conn:  # another transaction holds the row (x letting it go)
+            conn.execute(sqlalchemy.text("SELECT id FROM tasks WHERE id = 't0000' FOR UPDATE"))
+            claimer = threading.Thread(
+                target=lambda: result.append(
+                    claims.claim_named("y", time.time(), 30.0, ["t0000"], "x", 5, 120.0)
+                )
+            )
+            claimer.start()
+            claimer.join(0.5)
+            assert claimer.is_alive() and not result  # it waits for the lock
+            assert claims.let_go("x", ["t0000"]) == 0  # a let-go passes over the locked row
+            conn.rollback()
+            claimer.join(30)
+    finally:
+        engine.dispose()
+    assert [t.id for t in result[0][0]] == ["t0000"]
+    assert claims.holder("t0000") == "y"
+
+
+def test_a_task_left_leaving_is_claimable_once_its_holder_is_lost_and_freed_by_its_clean_stop(
+    store: tuple[SqlClaimStore, Any],
+) -> None:
+    """The give-up's let-go failed and its wake-up was lost: the task waits for its holder's stop or loss."""
+    claims, backend = store
+    _given_up(backend, "x", _task(0), _task(1))
+    assert claims.release_all("x", ["t0001"]) == 1  # a clean stop frees what it gave up too
+    assert claims.holder("t0000") is None
+    later = time.time() + 31.0  # x falls silent: its leaving task is claimable like the rest of its tasks
+    replica_store(backend).heartbeat_replica("y", later, {})  # type: ignore[union-attr]
+    assert [t.id for t in claims.claim("y", later, 30.0, 5, 120.0)[0]] == ["t0000", "t0001"]
 
 
 # --- settings, self-fencing, SQLite ------------------------------------------------------------------

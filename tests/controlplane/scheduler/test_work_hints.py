@@ -51,3 +51,14 @@ def test_a_payload_stays_under_the_limit() -> None:
     huge.add(1, 5.0, [])
     assert len(huge.encode().encode()) <= PAYLOAD_LIMIT
     assert json.loads(huge.encode())["from"]
+
+
+def test_the_tasks_given_up_are_named_while_they_fit_and_left_out_first() -> None:
+    hint = WorkHint(origin="a", ids=["t1", "t2"])
+    hint.add(2, 1.0, [("echo", "")])
+    assert WorkHint.decode(hint.encode()).ids == ["t1", "t2"]
+    many = WorkHint(origin="a", ids=[f"t{i:024d}" for i in range(200)])
+    many.add(2, 1.0, [("echo", "")])
+    got = WorkHint.decode(many.encode())
+    assert got.ids == [] and got.needs == {("echo", "")}  # too many to name: searched for, needs kept
+    assert WorkHint.decode('{"from": "a", "ids": 7}').ids == []  # unreadable: not named (searched for)

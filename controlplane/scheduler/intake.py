@@ -325,8 +325,9 @@ class Intake:
 
         The probe runs on a thread of its own (it may wait for a commit in flight: see
         :meth:`~controlplane.storage.executor.StorageExecutor.settling_read`). A backend without
-        ``settled_idempotency_records`` (one process alone writing its database, which never decides
-        between replicas) is read with ``get_idempotency_records``: nothing of its own can be in flight.
+        ``settled_idempotency_records`` is read key by key with ``get_idempotency``, which does not wait
+        for a commit in flight. Only replicas settle outcomes (a control plane alone decides request ids
+        in memory and never gets here), and their backend, SQL on PostgreSQL, has the waiting read.
         """
         reader = _settled_reader(self.storage.backend)
         pause, told = 0.1, False

@@ -46,6 +46,8 @@ class FaultyWrites:
         self.plan: list[str] = []
         #: Reads of request ids fail (the database is away).
         self.reads_fail = False
+        #: The keys of each settling read, in order.
+        self.probes: list[list[tuple[str, str, str]]] = []
 
     def write(self, batch: WriteBatch) -> None:
         if batch.idempotency:
@@ -64,9 +66,11 @@ class FaultyWrites:
     def settled_idempotency_records(
         self, keys: Iterable[tuple[str, str, str]]
     ) -> dict[tuple[str, str, str], IdempotencyRecord]:
+        keys = list(keys)
+        self.probes.append(keys)
         if self.reads_fail:
             raise Unavailable("the database is away")
-        return dict(self.inner.settled_idempotency_records(list(keys)))
+        return dict(self.inner.settled_idempotency_records(keys))
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
@@ -104,9 +108,11 @@ async def faulty_engine(tmp_path: Path) -> Any:
         engine.storage.close()
 
 
-def submit(engine: Engine, description: str = "once") -> asyncio.Future[Any]:
+def submit(engine: Engine, description: str = "once", request_id: str = KEY[2]) -> asyncio.Future[Any]:
     task = Task(id=engine.new_task_id(), description=description)
-    return asyncio.ensure_future(engine.submit([task], principal="u", request_id=KEY[2], request_hash="h"))
+    return asyncio.ensure_future(
+        engine.submit([task], principal="u", request_id=request_id, request_hash="h")
+    )
 
 
 def stored_record(engine: Engine) -> IdempotencyRecord | None:
@@ -201,3 +207,23 @@ async def test_the_committer_refuses_a_second_submission_of_a_key_in_flight(
     assert other.id not in engine.committer.pending().tasks  # nothing of it marked
     faulty.gate.set()
     assert await asyncio.wait_for(first, WAIT) is True
+
+
+async def test_the_calls_of_one_lost_commit_are_settled_by_one_read(
+    faulty_engine: tuple[Engine, FaultyWrites],
+) -> None:
+    engine, faulty = faulty_engine
+    engine.intake.settle_wait = WAIT
+    faulty.gate.clear()
+    faulty.plan = ["ok", "lost"]
+    leading = submit(engine, request_id="r-lead")
+    assert await asyncio.to_thread(faulty.held.wait, WAIT)  # the next calls gather behind this commit
+    calls = [submit(engine, request_id=f"r-{n}") for n in range(3)]
+    await wait_for(
+        lambda: len(engine.committer.pending().submissions) == 3, WAIT, message="the calls in one commit"
+    )
+    faulty.gate.set()
+    await asyncio.wait_for(leading, WAIT)
+    outcomes = [outcome for call in calls for outcome in await asyncio.wait_for(call, WAIT)]
+    assert all(outcome.task.id in engine.tasks for outcome in outcomes)  # stored after all: they run
+    assert faulty.probes == [[("u", "SubmitTask", f"r-{n}") for n in range(3)]]  # one read for the three

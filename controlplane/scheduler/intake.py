@@ -126,7 +126,7 @@ class Intake:
         self._in_flight: set[tuple[str, str, str]] = set()
         #: Calls whose commit outcome is not known yet (see the module docstring), by key.
         self._unsettled: dict[tuple[str, str, str], _Unsettled] = {}
-        #: Unsettled calls whose commit failed: their keys are read in one probe (see :meth:`_checking`).
+        #: Unsettled calls whose commit failed: their keys are read in one probe (see :meth:`_checking_stored`).
         self._to_check: dict[tuple[str, str, str], _Unsettled] = {}
         self._checking = False
         #: Seconds a call waits for an unsettled outcome of its key (see the module docstring).
@@ -199,9 +199,9 @@ class Intake:
             await asyncio.wait_for(asyncio.shield(unsettled.settled), self.settle_wait)
         except TimeoutError:
             raise Unavailable(
-                f"an earlier call with request_id {key[2]!r} is not known to have stored its tasks or not "
-                "yet (its commit did not answer: the database may be away); retry the call in a few "
-                "seconds with the same request_id",
+                f"whether an earlier call with request_id {key[2]!r} stored its tasks is not known yet "
+                "(its commit did not answer: the database may be away); retry the call with the same "
+                "request_id in a few seconds",
                 reason="ERROR_REASON_REQUEST_IN_FLIGHT",
             ) from None
 

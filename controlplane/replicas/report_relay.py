@@ -20,12 +20,16 @@ def install_report_relay(bus: ReplicaBus, agent_side: Any) -> None:
     """Let ``agent_side`` (an :class:`~controlplane.scheduler.agent_side.AgentSide`) carry reports to the
     replicas holding their tasks through ``bus``, and apply those carried to this replica."""
 
-    async def relay(task_id: str, body: dict[str, Any]) -> dict[str, Any] | None:
-        """The holder's answer to a report on ``task_id``, or None: no live replica holds the task."""
+    async def relay(body: dict[str, Any]) -> dict[str, Any] | None:
+        """The holder's answer to a report, or None: no live replica holds its task.
+
+        Raises:
+            InvalidArgument: The report is longer than the bus carries (or the holder found it malformed).
+        """
         answer = await bus.ask(REPORT, body)
         if answer is None or answer.truncated:
             return None
         return answer.result
 
-    bus.handle(REPORT, agent_side.apply_relayed)
-    agent_side.relay = relay
+    bus.handle(REPORT, agent_side.carried.apply)
+    agent_side.carried.relay = relay

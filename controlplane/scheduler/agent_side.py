@@ -38,7 +38,7 @@ from controlplane.domain.model import (
     now,
 )
 from controlplane.domain.model_limits import DEFERRED_ERROR_TYPE
-from controlplane.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
+from controlplane.errors import FailedPrecondition, NotFound
 from controlplane.scheduler.budgets import Grants
 from controlplane.scheduler.charges import Charges
 from controlplane.scheduler.commands import (
@@ -54,15 +54,7 @@ from controlplane.scheduler.commands import (
 )
 from controlplane.scheduler.committer import Committer
 from controlplane.scheduler.leases import Leases
-from controlplane.scheduler.relayed_reports import (
-    FailureReport,
-    RelayedAnswer,
-    RelayedSession,
-    ResultReport,
-    decode_report,
-    encode_report,
-    stand_in,
-)
+from controlplane.scheduler.relayed_reports import CarriedReports, Carry, FailureReport, ResultReport
 from controlplane.scheduler.sessions import AgentSession
 from controlplane.scheduler.shared_state import serve_shared_state
 from controlplane.storage.executor import StorageExecutor
@@ -84,11 +76,6 @@ MAX_ACK_REFS = 512
 PATIENT_CLAIM_INTERVAL = 0.5
 #: Reports on one task waiting for its claim (more are answered from storage at once).
 MAX_WAITING_REPORTS = 1_000
-#: Seconds a report carried here from another replica waits for its answer (its commit).
-RELAYED_ANSWER_WAIT = 30.0
-
-#: Carries one report to the replica holding its task: whether that replica answered it.
-Carry = Callable[[], Awaitable[bool]]
 
 
 def stored_report_ack(ref: Ref, sub: Subtask | None, agent_id: str, output: str | None) -> Ack:
@@ -151,7 +138,6 @@ class AgentSide:
         self.subtasks = subtasks
         self.grants = grants
         self._charge = charges.charge
-        self._charge_agent = charges.charge_agent
         self.charge_task = charges.charge_task
         self._charge_late = charges.charge_late
         self._release = release
@@ -179,10 +165,8 @@ class AgentSide:
         #: task to be lost (it may be frozen, or dead and not yet known so): ``replicas.lost_after``
         #: and a little more on replicas, else 0 (answered at once).
         self.claim_patience = 0.0
-        #: Carries a report (as :func:`~.relayed_reports.encode_report` made it) to the replica holding
-        #: its task, which applies it: its answer (:meth:`RelayedAnswer.encode`), or None when no live
-        #: replica holds the task (replicas with a bus, else None).
-        self.relay: Callable[[str, dict[str, Any]], Awaitable[dict[str, Any] | None]] | None = None
+        #: Reports carried to the live replica holding their task, and those carried here (replicas).
+        self.carried = CarriedReports(self, charges.charge_agent)
         #: Tasks being claimed for reports on them: the reports waiting to be handled again after it,
         #: each with what carries it to the replica holding its task (None: it cannot be carried).
         self._claiming: dict[str, list[tuple[Callable[[], None], Carry | None]]] = {}
@@ -450,85 +434,6 @@ class AgentSide:
             if not self._claiming.get(ref.task_id):
                 return  # every waiting report was answered by the holder
 
-    def _carrier(self, session: AgentSession, ref: Ref, report: ResultReport | FailureReport) -> Carry | None:
-        """What carries a report to the replica holding its task (None: nothing can, or it came from there)."""
-        relay = self.relay
-        if relay is None or isinstance(session, RelayedSession):
-            return None
-        body = encode_report(session.id, ref, report)
-
-        async def carry() -> bool:
-            try:
-                answered = await relay(ref.task_id, body)
-            except Exception as exc:  # (its holder stopped answering, the bus is away, a report too long)
-                log.info(
-                    "could not carry a report on %s to the replica holding it: %s", ref.subtask_name, exc
-                )
-                return False
-            if answered is None:
-                return False
-            answer = RelayedAnswer.decode(ref, answered)
-            if answer.charged or answer.settled:  # what the holder would have charged to the agent, here
-                if answer.charged:
-                    self._charge_agent(session, report.usage)
-                if answer.settled == "completed":
-                    session.info.completed_subtasks += 1
-                elif answer.settled == "failed":
-                    session.info.failed_subtasks += 1
-                self.committer.agent(session.info)
-            if answer.ack.accepted:
-                self.committer.after_commit(lambda: session.send(answer.ack))
-            else:
-                session.send(answer.ack)
-            return True
-
-        return carry
-
-    async def apply_relayed(self, body: dict[str, Any]) -> dict[str, Any] | None:
-        """Apply a report another replica carried here (see :mod:`.relayed_reports`); None if no task of
-        it is held here. The answer comes once what it changed is durable.
-
-        Raises:
-            InvalidArgument: A malformed report.
-            Unavailable: Its answer did not come within :data:`RELAYED_ANSWER_WAIT` (commits failing).
-        """
-        try:
-            agent_id, ref, report = decode_report(body)
-        except ValueError as exc:
-            raise InvalidArgument(f"a report carried from another replica: {exc}") from None
-        if ref.task_id not in self.tasks:
-            return None
-        session = RelayedSession(stand_in(self.agents.get(agent_id), agent_id), ref)
-        if isinstance(report, ResultReport):
-            self.report_result(
-                session,
-                ref,
-                report.output,
-                report.artifacts,
-                report.usage,
-                tool_calls=report.tool_calls,
-                sources=report.sources,
-            )
-        else:
-            self.report_failure(
-                session,
-                ref,
-                report.message,
-                report.retryable,
-                report.retry_after,
-                report.error_type,
-                report.usage,
-                budget_exceeded=report.budget_exceeded,
-            )
-        try:
-            ack = await asyncio.wait_for(asyncio.shield(session.answered), RELAYED_ANSWER_WAIT)
-        except TimeoutError:
-            raise Unavailable(
-                f"the report on {ref.subtask_name} was not answered within {RELAYED_ANSWER_WAIT:g} s "
-                "by the replica holding its task; the agent sends it again after reconnecting"
-            ) from None
-        return session.answer(ack).encode()
-
     def _answer_forgotten(self, session: AgentSession, ref: Ref, output: str | None) -> None:
         if self._stored_answers >= MAX_STORED_ANSWERS:
             session.send(Ack(ref, False, "ERROR_REASON_TASK_FINISHED", "the task is finished or unknown"))
@@ -573,7 +478,7 @@ class AgentSide:
                     session, ref, output, artifacts, usage, tool_calls=tool_calls, sources=sources
                 ),
                 session.id,
-                self._carrier(
+                self.carried.carrier(
                     session,
                     ref,
                     ResultReport(output, artifacts, usage, list(tool_calls or ()), list(sources or ())),
@@ -648,7 +553,7 @@ class AgentSide:
                     budget_exceeded=budget_exceeded,
                 ),
                 session.id,
-                self._carrier(
+                self.carried.carrier(
                     session,
                     ref,
                     FailureReport(message, retryable, retry_after, error_type, usage, budget_exceeded),

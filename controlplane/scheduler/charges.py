@@ -56,16 +56,7 @@ class Charges:
         total = replace(task.usage)
         total.add(usage)
         task.usage = total
-        if isinstance(session, RelayedSession):  # the agent's own replica charges it
-            session.charge(usage, success)
-        else:
-            self.charge_agent(session, usage)
-            if success:
-                session.info.completed_subtasks += 1
-            else:
-                session.info.failed_subtasks += 1
-            session.info.status = session.status()
-            self.committer.agent(session.info)
+        self.charge_agent(session, usage, success)
         over = self._over_budget(task)
         if over:
             self._finish_task(
@@ -76,13 +67,23 @@ class Charges:
             return True
         return False
 
-    def charge_agent(self, session: AgentSession, usage: Usage) -> None:
-        if isinstance(session, RelayedSession):  # the agent's own replica charges it
-            session.charge(usage, None)
+    def charge_agent(self, session: AgentSession, usage: Usage, success: bool | None = None) -> None:
+        """Add what a report spent to the agent that sent it; ``success``: and count the subtask it
+        settled so (completed or failed). Where the agent is connected to another replica (a report
+        carried here) that replica charges it, told by the answer
+        (:class:`~controlplane.scheduler.relayed_reports.RelayedSession`)."""
+        if isinstance(session, RelayedSession):
+            session.charge(usage, success)
             return
         agent_usage = replace(session.info.usage)
         agent_usage.add(usage)
         session.info.usage = agent_usage
+        if success is not None:
+            if success:
+                session.info.completed_subtasks += 1
+            else:
+                session.info.failed_subtasks += 1
+            session.info.status = session.status()
         self.committer.agent(session.info)
 
     def charge_task(self, task_id: str, usage: Usage) -> None:

@@ -23,7 +23,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from controlplane.domain.model import AgentInfo, Subtask, Task
-from controlplane.errors import Unavailable
+from controlplane.errors import Aborted, Unavailable
 from controlplane.storage.base import IdempotencyRecord, WriteBatch
 from controlplane.storage.executor import StorageExecutor
 
@@ -157,6 +157,8 @@ class Committer:
         #: ``replicas.lost_after``); None: never asked.
         self.before_write: Callable[[], bool] | None = None
         self._written: _Generation | None = None
+        #: The keys of submissions whose future is not resolved yet (see :meth:`submission`).
+        self._submitting: set[tuple[str, str, str]] = set()
 
     def start(self) -> None:
         """Start the flusher task on the running loop."""
@@ -188,8 +190,24 @@ class Committer:
         The database decides between calls with one key (on any replica): the future is True
         when ``tasks`` and ``record`` were committed, False when another call's record was
         stored first and nothing of this one was written. It fails with the commit's error.
+
+        One key has at most one submission in flight (the intake keeps a key in flight until the
+        outcome of its submission is known): two would write both task sets under one record.
+
+        Raises:
+            Aborted: A submission of this key is in flight (ERROR_REASON_REQUEST_IN_FLIGHT); nothing marked.
         """
-        future = asyncio.get_running_loop().create_future()
+        if record.key in self._submitting:
+            log.error(
+                "request_id %r: submitted again while its first submission is in flight", record.request_id
+            )
+            raise Aborted(
+                f"a call with request_id {record.request_id!r} is still in progress; retry it in a moment",
+                reason="ERROR_REASON_REQUEST_IN_FLIGHT",
+            )
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._submitting.add(record.key)
+        future.add_done_callback(lambda _: self._submitting.discard(record.key))
         current = self._current
         for task in tasks:
             current.tasks[task.id] = task

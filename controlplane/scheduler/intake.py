@@ -7,14 +7,19 @@ dependencies completed is planned (:class:`~controlplane.scheduler.planning.Plan
 one whose dependency failed or was cancelled fails with the reason.
 
 **A commit whose outcome is unknown.** Where the database decides between calls with one request id
-(replicas), a call's tasks join memory once their commit succeeded. When that commit fails, its
-connection may have dropped after the server committed: the rows may be stored. The call's key is
-then *unsettled* until a read that waits for any commit still in flight
-(``settled_idempotency``) says whether its record, naming its tasks, is stored: if so they join
-memory and run here (their row names this replica as holder, so no other replica would take them),
-otherwise nothing of the call exists and a retry decides again. A retry of that key arriving here
-meanwhile waits for the answer; one arriving on another replica finds the stored record (or stores
-its own, which the read then sees).
+(replicas), a call's tasks join memory once their commit succeeded. A key stays *unsettled* here
+from the moment its call stops waiting for that commit without knowing its outcome (the caller went
+away while it ran, or it failed) until the outcome is known: the commit succeeds or is refused, or,
+when it failed (its connection may have dropped after the server committed: the rows may be
+stored), a read that waits for any commit still in flight (``settled_idempotency_records``, every
+key then unsettled in one probe) says whether its record, naming its tasks, is stored. If so they
+join memory and run here (their row names this replica as holder, so no other replica would take
+them); otherwise nothing of the call exists and a retry decides again. While a key is unsettled no
+call of it submits anything here: a retry waits for the answer at most :attr:`Intake.settle_wait`
+seconds, then answers UNAVAILABLE (ERROR_REASON_REQUEST_IN_FLIGHT). So one key has at most one
+submission in flight on a replica, and its outcome is checked against the tasks of that submission.
+A retry arriving on another replica finds the stored record (or stores its own, which the read then
+sees).
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from typing import Any
 from controlplane.domain.context import dependency_results
 from controlplane.domain.events import Event, EventType
 from controlplane.domain.model import Failure, Task, TaskStatus, now
-from controlplane.errors import Aborted, NotFound, request_id_reused
+from controlplane.errors import Aborted, NotFound, Unavailable, request_id_reused
 from controlplane.scheduler.book import TaskBook, slim_task
 from controlplane.scheduler.committer import Committer
 from controlplane.scheduler.known_request_ids import KnownRequestIds
@@ -52,7 +57,7 @@ SETTLE_RETRY_MAX = 2.0
 
 @dataclass
 class _Unsettled:
-    """A call whose commit failed: what it tried to store, and whether it was stored after all."""
+    """A call that stopped waiting for its commit: what it tried to store, and whether it was stored."""
 
     tasks: list[Task]
     deps: dict[str, Task]
@@ -60,6 +65,8 @@ class _Unsettled:
     outcome: tuple[str, str]
     #: True once its tasks are known stored (and joined memory here), False once known absent.
     settled: asyncio.Future[bool]
+    #: Whether its tasks were written leaving (no agent here to take them): stored, they are handed over.
+    away: bool = False
 
 
 @dataclass
@@ -68,6 +75,20 @@ class SubmitOutcome:
 
     task: Task
     created: bool = True
+
+
+def _settled_reader(
+    backend: Any,
+) -> Callable[[list[tuple[str, str, str]]], dict[tuple[str, str, str], IdempotencyRecord]]:
+    """The backend's ``settled_idempotency_records``, or one read per key with ``get_idempotency``."""
+    settled = getattr(backend, "settled_idempotency_records", None)
+    if settled is not None:
+        return settled  # type: ignore[no-any-return]
+
+    def one_by_one(keys: list[tuple[str, str, str]]) -> dict[tuple[str, str, str], IdempotencyRecord]:
+        return {key: record for key in keys if (record := backend.get_idempotency(*key)) is not None}
+
+    return one_by_one
 
 
 class Intake:
@@ -107,6 +128,11 @@ class Intake:
         self._in_flight: set[tuple[str, str, str]] = set()
         #: Calls whose commit outcome is not known yet (see the module docstring), by key.
         self._unsettled: dict[tuple[str, str, str], _Unsettled] = {}
+        #: Unsettled calls whose commit failed: their keys are read in one probe (see :meth:`_checking_stored`).
+        self._to_check: dict[tuple[str, str, str], _Unsettled] = {}
+        self._checking = False
+        #: Seconds a call waits for an unsettled outcome of its key (see the module docstring).
+        self.settle_wait = SETTLE_WAIT
         #: Request ids not in memory are looked up in storage, many per storage call.
         self.lookups = RequestIdLookups(storage)
         #: Whether the database decides between calls with one request_id (replicas sharing it:
@@ -146,16 +172,12 @@ class Intake:
         """
         key = (principal, method, request_id)
         if request_id:
-            unsettled = self._unsettled.get(key)
-            if unsettled is not None:  # an earlier call's commit failed: learn whether it stored its tasks
-                if unsettled.outcome[0] != request_hash:
-                    raise request_id_reused(request_id)
-                await asyncio.shield(unsettled.settled)  # (stored: remembered, answered below)
+            await self._await_settled(key, request_hash)
             earlier = await self._idempotent(principal, method, request_id, request_hash)
             if earlier is not None:
                 found = await self.get_tasks(earlier.split(","))
                 return [SubmitOutcome(t, created=False) for t in found]
-            if key in self._in_flight:
+            if key in self._in_flight or key in self._unsettled:  # (unsettled meanwhile: see the docstring)
                 raise Aborted(
                     f"a call with request_id {request_id!r} is still in progress; retry it in a moment",
                     reason="ERROR_REASON_REQUEST_IN_FLIGHT",
@@ -164,7 +186,29 @@ class Intake:
         try:
             return await self._accept(tasks, principal, key, request_hash, method)
         finally:
-            self._in_flight.discard(key)
+            self._in_flight.discard(key)  # (an outcome not known yet keeps the key unsettled)
+
+    async def _await_settled(self, key: tuple[str, str, str], request_hash: str) -> None:
+        """Wait (at most :attr:`settle_wait`) while an earlier call of ``key`` has an outcome not known yet.
+
+        Raises:
+            InvalidArgument: That call had other parameters.
+            Unavailable: Its outcome is not known in time (ERROR_REASON_REQUEST_IN_FLIGHT).
+        """
+        unsettled = self._unsettled.get(key)
+        if unsettled is None:
+            return
+        if unsettled.outcome[0] != request_hash:
+            raise request_id_reused(key[2])
+        try:  # (stored: remembered, answered by the caller)
+            await asyncio.wait_for(asyncio.shield(unsettled.settled), self.settle_wait)
+        except TimeoutError:
+            raise Unavailable(
+                f"whether an earlier call with request_id {key[2]!r} stored its tasks is not known yet "
+                "(its commit did not answer: the database may be away); retry the call with the same "
+                "request_id in a few seconds",
+                reason="ERROR_REASON_REQUEST_IN_FLIGHT",
+            ) from None
 
     async def _accept(
         self, tasks: list[Task], principal: str, key: tuple[str, str, str], request_hash: str, method: str
@@ -209,16 +253,16 @@ class Intake:
                     written = await asyncio.shield(submitted)
                 except asyncio.CancelledError:
                     # The caller went away (a client's deadline): the tasks are committed all the
-                    # same, so they join memory (and run) once they are.
-                    submitted.add_done_callback(
-                        lambda done: self._adopt_late(done, tasks, deps, key, (request_hash, resource), away)
-                    )
+                    # same, so they join memory (and run) once they are; the key is unsettled till then.
+                    unsettled = self._unsettle(key, tasks, deps, (request_hash, resource), away)
+                    submitted.add_done_callback(lambda done: self._adopt_late(done, key, unsettled))
                     raise
                 except Exception:
                     # The commit failed, perhaps after the server committed it (a dropped connection).
-                    settled = self._settle(key, tasks, deps, (request_hash, resource))
+                    unsettled = self._unsettle(key, tasks, deps, (request_hash, resource), away)
+                    self._check(key, unsettled)
                     with contextlib.suppress(TimeoutError):
-                        if await asyncio.wait_for(asyncio.shield(settled), SETTLE_WAIT):
+                        if await asyncio.wait_for(asyncio.shield(unsettled.settled), self.settle_wait):
                             return [SubmitOutcome(t) for t in tasks]  # stored after all: running here
                     raise
                 if not written:
@@ -250,29 +294,16 @@ class Intake:
         self._kick()
 
     def _adopt_late(
-        self,
-        submitted: asyncio.Future[bool],
-        tasks: list[Task],
-        deps: dict[str, Task],
-        key: tuple[str, str, str],
-        outcome: tuple[str, str],
-        away: bool,
+        self, submitted: asyncio.Future[bool], key: tuple[str, str, str], unsettled: _Unsettled
     ) -> None:
         """The tasks of a call cancelled while their commit ran, once it completed."""
         if submitted.cancelled():
+            self._conclude(key, unsettled, stored=False)
             return
         if submitted.exception() is not None:  # failed, perhaps after the server committed it
-            self._settle(key, tasks, deps, outcome)
+            self._check(key, unsettled)
             return
-        if not submitted.result():
-            return  # not written: nothing to run
-        if any(task.id in self.tasks for task in tasks):
-            return
-        self._remember(key, outcome)
-        if away:
-            self._send_away(tasks)
-        else:
-            self._adopt(tasks, deps, written_with_record=True)
+        self._conclude(key, unsettled, stored=submitted.result())
 
     def _send_away(self, tasks: list[Task]) -> None:
         """Tasks written leaving in their submit's commit (no agent here): their events, then the hand-over."""
@@ -281,50 +312,87 @@ class Intake:
             self.metrics.task_submitted(task)
         self.claims.sent_away(tasks)
 
-    def _settle(
-        self, key: tuple[str, str, str], tasks: list[Task], deps: dict[str, Task], outcome: tuple[str, str]
-    ) -> asyncio.Future[bool]:
-        """Find out, in the background, whether a failed commit stored ``tasks`` (see the module docstring)."""
-        unsettled = self._unsettled.get(key)
-        if unsettled is None:
-            settled: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-            unsettled = self._unsettled[key] = _Unsettled(tasks, deps, outcome, settled)
-            self._background(self._settling(key, unsettled))
-        return unsettled.settled
+    def _unsettle(
+        self,
+        key: tuple[str, str, str],
+        tasks: list[Task],
+        deps: dict[str, Task],
+        outcome: tuple[str, str],
+        away: bool,
+    ) -> _Unsettled:
+        """Mark ``key`` unsettled: its call stopped waiting for the commit of ``tasks`` (see the module docstring)."""
+        if key in self._unsettled:  # (a call of an unsettled key submits nothing: see submit)
+            raise AssertionError(f"request_id {key[2]!r} submitted again while its outcome was unknown")
+        settled: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        unsettled = self._unsettled[key] = _Unsettled(tasks, deps, outcome, settled, away)
+        return unsettled
 
-    async def _settling(self, key: tuple[str, str, str], unsettled: _Unsettled) -> None:
-        stored, pause, told = False, 0.1, False
-        reader = getattr(self.storage.backend, "settled_idempotency", self.storage.backend.get_idempotency)
+    def _conclude(self, key: tuple[str, str, str], unsettled: _Unsettled, *, stored: bool) -> None:
+        """The outcome of an unsettled call is known: if its tasks were stored they join memory here."""
+        if self._unsettled.get(key) is unsettled:
+            del self._unsettled[key]
+        if stored and not any(task.id in self.tasks for task in unsettled.tasks):
+            self._remember(key, unsettled.outcome)
+            if unsettled.away:  # written leaving (no agent here): handed over as in the call's own path
+                self._send_away(unsettled.tasks)
+            else:
+                self._adopt(unsettled.tasks, unsettled.deps, written_with_record=True)
+        if not unsettled.settled.done():
+            unsettled.settled.set_result(stored)
+
+    def _check(self, key: tuple[str, str, str], unsettled: _Unsettled) -> None:
+        """Find out, in the background, whether the failed commit of an unsettled call stored its tasks."""
+        self._to_check[key] = unsettled
+        if not self._checking:
+            self._checking = True
+            self._background(self._checking_stored())
+
+    async def _checking_stored(self) -> None:
+        """Read whether the unsettled calls' records are stored, every key waiting in one probe, until none waits.
+
+        The probe runs on a thread of its own (it may wait for a commit in flight: see
+        :meth:`~controlplane.storage.executor.StorageExecutor.settling_read`). A backend without
+        ``settled_idempotency_records`` is read key by key with ``get_idempotency``, which does not wait
+        for a commit in flight. Only replicas settle outcomes (a control plane alone decides request ids
+        in memory and never gets here), and their backend, SQL on PostgreSQL, has the waiting read.
+        """
+        reader = _settled_reader(self.storage.backend)
+        pause, told = 0.1, False
         try:
-            while not self.committer.fenced:  # (a fenced replica stops: another one takes its tasks over)
+            while self._to_check and not self.committer.fenced:  # (fenced: another replica takes its tasks)
+                waiting = dict(self._to_check)
                 try:
-                    record = await self.storage.quick_read(reader, *key)
+                    records = await self.storage.settling_read(reader, sorted(waiting))
                 except Exception as exc:  # the database is away: ask again
                     if not told:
                         log.warning(
-                            "request_id %r: its commit failed and the database cannot say yet whether its "
-                            "tasks were stored (%s); asking again",
-                            key[2],
+                            "%d request id(s) (%s): their commit failed and the database cannot say yet whether "
+                            "their tasks were stored (%s); asking again",
+                            len(waiting),
+                            ", ".join(repr(key[2]) for key in list(waiting)[:3]),
                             exc,
                         )
                         told = True
                     await asyncio.sleep(pause)
                     pause = min(2 * pause, SETTLE_RETRY_MAX)
                     continue
-                stored = record is not None and record.resource == unsettled.outcome[1]
-                if stored and not any(task.id in self.tasks for task in unsettled.tasks):
-                    log.info(
-                        "request_id %r: its commit failed, but its tasks were stored: they run here (%s)",
-                        key[2],
-                        unsettled.outcome[1],
-                    )
-                    self._remember(key, unsettled.outcome)
-                    self._adopt(unsettled.tasks, unsettled.deps, written_with_record=True)
-                break
+                for key, unsettled in waiting.items():
+                    if self._to_check.get(key) is unsettled:
+                        del self._to_check[key]
+                    record = records.get(key)
+                    stored = record is not None and record.resource == unsettled.outcome[1]
+                    if stored and not any(task.id in self.tasks for task in unsettled.tasks):
+                        log.info(
+                            "request_id %r: its commit failed, but its tasks were stored: they run here (%s)",
+                            key[2],
+                            unsettled.outcome[1],
+                        )
+                    self._conclude(key, unsettled, stored=stored)
         finally:
-            self._unsettled.pop(key, None)
-            if not unsettled.settled.done():
-                unsettled.settled.set_result(stored)
+            self._checking = False
+            left, self._to_check = self._to_check, {}
+            for key, unsettled in left.items():  # fenced (or stopping): nothing of them runs here
+                self._conclude(key, unsettled, stored=False)
 
     async def load_known_request_ids(self) -> None:
         """Read the stored request ids into :attr:`known` (one process alone writing its database)."""

@@ -9,21 +9,44 @@ it there, fenced by attempt and lease epoch like any report, and its answer (the
 would charge to the agent's own record (usage, completed or failed counts) is not written on A,
 which no longer has the agent, but told back to B, which has it.
 
-This module holds the stand-in and the JSON form of reports and answers (the bus carries JSON).
+Only a replica that still holds the task, and may still write (not fenced), applies a carried
+report; any other declines it, so the task's real holder, or the replica that takes it over,
+answers. A report longer than the bus carries (``redis.max_payload``-sized messages) is not carried:
+it is handled as when no replica answers (the agent is told; its work runs again once its lease
+lapses, unless the holder is found lost before and the agent's replica claims the task).
+
+This module holds both ends (:class:`CarriedReports`), the stand-in and the JSON form of reports
+and answers (the bus carries JSON).
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from controlplane.domain.model import AgentInfo, Artifact, Source, ToolCall, Usage
+from controlplane.errors import InvalidArgument, Unavailable
 from controlplane.scheduler.commands import Ack, Committed, Ref
 from controlplane.scheduler.sessions import AgentSession
 
+if TYPE_CHECKING:
+    from controlplane.scheduler.agent_side import AgentSide
+
+log = logging.getLogger(__name__)
+
 RESULT, FAILURE = "result", "failure"
+#: Seconds a report carried here from another replica waits for its answer (its commit).
+RELAYED_ANSWER_WAIT = 30.0
+
+#: Carries one report to the replica holding its task: whether that replica answered it.
+Carry = Callable[[], Awaitable[bool]]
+#: Charges usage to an agent (``success``: and counts the subtask it settled so):
+#: :meth:`~controlplane.scheduler.charges.Charges.charge_agent`.
+ChargeAgent = Callable[[AgentSession, Usage, "bool | None"], None]
 
 
 @dataclass
@@ -80,6 +103,117 @@ class RelayedSession(AgentSession):
 
     def answer(self, ack: Ack) -> RelayedAnswer:
         return RelayedAnswer(ack, self.charged, self.settled)
+
+
+class CarriedReports:
+    """Both ends of carried reports for one agent side (see the module docstring)."""
+
+    def __init__(self, agent_side: AgentSide, charge_agent: ChargeAgent):
+        self.agent_side = agent_side
+        self._charge_agent = charge_agent
+        #: Asks the live replica holding a report's task to apply it (the report as
+        #: :func:`encode_report` made it): its answer (:meth:`RelayedAnswer.encode`), or None when no
+        #: live replica holds the task (set by :mod:`controlplane.replicas.report_relay`; None: no bus).
+        self.relay: Callable[[dict[str, Any]], Awaitable[dict[str, Any] | None]] | None = None
+
+    def carrier(self, session: AgentSession, ref: Ref, report: ResultReport | FailureReport) -> Carry | None:
+        """What carries a report to the replica holding its task (None: nothing can, or it came from there).
+
+        The report is encoded when first carried. One the bus refuses (too long) is not carried again.
+        """
+        relay = self.relay
+        if relay is None or isinstance(session, RelayedSession):
+            return None
+        encoded: dict[str, Any] | None = None
+        refused = False
+
+        async def carry() -> bool:
+            nonlocal encoded, refused
+            if refused:
+                return False
+            if encoded is None:
+                encoded = encode_report(session.id, ref, report)
+            try:
+                answered = await relay(encoded)
+            except InvalidArgument as exc:  # too long for the bus: handled as if no replica answered
+                refused, encoded = True, None
+                log.warning(
+                    "a report on %s is not carried to the replica holding its task: %s",
+                    ref.subtask_name,
+                    exc.message,
+                )
+                return False
+            except Exception as exc:  # (its holder stopped answering, the bus is away)
+                log.info(
+                    "could not carry a report on %s to the replica holding it: %s", ref.subtask_name, exc
+                )
+                return False
+            if answered is None:
+                return False
+            answer = RelayedAnswer.decode(ref, answered)
+            if answer.charged:  # what the holder would have charged to the agent, charged here
+                success = {"completed": True, "failed": False}.get(answer.settled)
+                self._charge_agent(session, report.usage, success)
+            if answer.ack.accepted:
+                self.agent_side.committer.after_commit(lambda: session.send(answer.ack))
+            else:
+                session.send(answer.ack)
+            return True
+
+        return carry
+
+    def holds(self, task_id: str) -> bool:
+        """Whether this replica holds the task and may still write (not fenced, nor found lost now)."""
+        committer = self.agent_side.committer
+        if committer.fenced or (committer.before_write is not None and committer.before_write()):
+            return False
+        return task_id in self.agent_side.tasks
+
+    async def apply(self, body: dict[str, Any]) -> dict[str, Any] | None:
+        """Apply a report another replica carried here; None (declined) unless this replica holds its task
+        (:meth:`holds`). The answer comes once what it changed is durable.
+
+        Raises:
+            InvalidArgument: A malformed report.
+            Unavailable: Its answer did not come within :data:`RELAYED_ANSWER_WAIT` (commits failing).
+        """
+        try:
+            agent_id, ref, report = decode_report(body)
+        except ValueError as exc:
+            raise InvalidArgument(f"a report carried from another replica: {exc}") from None
+        if not self.holds(ref.task_id):
+            return None
+        side = self.agent_side
+        session = RelayedSession(stand_in(side.agents.get(agent_id), agent_id), ref)
+        if isinstance(report, ResultReport):
+            side.report_result(
+                session,
+                ref,
+                report.output,
+                report.artifacts,
+                report.usage,
+                tool_calls=report.tool_calls,
+                sources=report.sources,
+            )
+        else:
+            side.report_failure(
+                session,
+                ref,
+                report.message,
+                report.retryable,
+                report.retry_after,
+                report.error_type,
+                report.usage,
+                budget_exceeded=report.budget_exceeded,
+            )
+        try:
+            ack = await asyncio.wait_for(asyncio.shield(session.answered), RELAYED_ANSWER_WAIT)
+        except TimeoutError:
+            raise Unavailable(
+                f"the report on {ref.subtask_name} was not answered within {RELAYED_ANSWER_WAIT:g} s "
+                "by the replica holding its task; the agent sends it again after reconnecting"
+            ) from None
+        return session.answer(ack).encode()
 
 
 def stand_in(known: AgentInfo | None, agent_id: str) -> AgentInfo:

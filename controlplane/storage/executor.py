@@ -48,6 +48,8 @@ class StorageExecutor:
             if getattr(backend, "concurrent_reads", False)
             else None
         )
+        #: A thread for reads that may wait for a lock (created when first needed).
+        self._settling: ThreadPoolExecutor | None = None
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(*args)`` on the storage thread and return its result."""
@@ -59,6 +61,13 @@ class StorageExecutor:
         file in WAL mode, PostgreSQL), else on the storage thread. It sees committed state."""
         pool = self._reads or self._pool
         return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
+
+    async def settling_read(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a read ``fn(*args)`` that may wait seconds for a lock (a commit still in flight) on a thread
+        of its own, so neither the writer nor the quick reads wait behind it."""
+        if self._settling is None:
+            self._settling = ThreadPoolExecutor(max_workers=1, thread_name_prefix="maos-storage-settling")
+        return await asyncio.get_running_loop().run_in_executor(self._settling, fn, *args)
 
     async def write(self, batch: WriteBatch) -> None:
         """Commit ``batch``: at once when it is small and the backend can, else on the storage thread."""
@@ -75,4 +84,6 @@ class StorageExecutor:
         self._pool.shutdown(wait=True)
         if self._reads is not None:
             self._reads.shutdown(wait=True)
+        if self._settling is not None:
+            self._settling.shutdown(wait=True)
         self.backend.close()

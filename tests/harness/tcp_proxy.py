@@ -8,6 +8,10 @@ byte for byte, until the test inflicts a fault:
   answer never comes back: the connection is cut once the server answered (its ReadyForQuery
   seen). The client sees a dropped connection under its commit, whose rows are stored: a commit
   outcome it cannot know.
+* :meth:`TcpProxy.hold_commit`: the same commit's client connection is cut at once, before the
+  server sees the COMMIT, which the proxy keeps until :meth:`TcpProxy.release_commit` (the
+  transaction stays open on the server meanwhile, holding its locks): the commit is in flight while
+  the client tries to learn its outcome, then lands.
 * :meth:`TcpProxy.hold` stops carrying what clients send (their connections stay open: messages
   go nowhere, as on a broken network path); :meth:`TcpProxy.shut` then cuts every connection and
   refuses new ones (the server seems gone to its clients; it still runs).
@@ -20,6 +24,8 @@ import contextlib
 
 #: PostgreSQL's ReadyForQuery message with any transaction status, minus that last byte.
 READY_FOR_QUERY = b"Z\x00\x00\x00\x05"
+#: PostgreSQL's Sync message: the server answers what came before it, then ReadyForQuery.
+SYNC = b"S\x00\x00\x00\x04"
 
 
 class TcpProxy:
@@ -32,8 +38,12 @@ class TcpProxy:
         self._connections: set[asyncio.Task[None]] = set()
         self._marker: bytes | None = None
         self._holding = False
-        #: Set once a commit was cut (:meth:`cut_after_commit`).
+        #: Set once a commit was cut (:meth:`cut_after_commit`, :meth:`hold_commit`).
         self.commit_cut = asyncio.Event()
+        #: Set while a commit is held (:meth:`hold_commit`): the held COMMIT goes on once set again.
+        self._commit_released: asyncio.Event | None = None
+        #: Set once a held commit was answered by the server (:meth:`release_commit`).
+        self.commit_landed = asyncio.Event()
 
     @property
     def address(self) -> str:
@@ -47,6 +57,18 @@ class TcpProxy:
         """Cut the connection of the next commit carrying ``marker`` once the server has answered it."""
         self.commit_cut.clear()
         self._marker = marker
+
+    def hold_commit(self, marker: bytes) -> None:
+        """Cut the client of the next commit carrying ``marker`` at once, and keep its COMMIT from the
+        server until :meth:`release_commit`."""
+        self.cut_after_commit(marker)
+        self.commit_landed.clear()
+        self._commit_released = asyncio.Event()
+
+    def release_commit(self) -> None:
+        """Let the held COMMIT reach the server (:attr:`commit_landed` is set once it answered)."""
+        assert self._commit_released is not None, "no commit is held"
+        self._commit_released.set()
 
     def hold(self) -> None:
         """Carry nothing clients send from now on (their connections stay open)."""
@@ -77,6 +99,7 @@ class TcpProxy:
             self._connections.discard(task)
             return
         cutting = asyncio.Event()
+        landed = asyncio.Event()  # (a held commit's answer came)
 
         async def client_to_server() -> None:
             seen = b""
@@ -89,6 +112,16 @@ class TcpProxy:
                     if at >= 0 and b"COMMIT" in seen[at:]:
                         self._marker = None
                         cutting.set()  # (before the server can answer it)
+                        released = self._commit_released
+                        if released is not None:  # hold_commit: the client loses it now, the server later
+                            writer.transport.abort()
+                            self.commit_cut.set()
+                            await released.wait()
+                            # (a Sync of its own: the client's may have come after what was read)
+                            up_writer.write(data + SYNC)
+                            await up_writer.drain()
+                            await landed.wait()
+                            return
                 up_writer.write(data)
                 await up_writer.drain()
 
@@ -98,7 +131,15 @@ class TcpProxy:
                 if cutting.is_set():  # the commit's answer is swallowed, then the connection cut
                     answered = (answered + data)[-64:]
                     if READY_FOR_QUERY in answered:
+                        held = self._commit_released
+                        if held is not None and not held.is_set():  # (answers before the held COMMIT)
+                            answered = b""
+                            continue
                         self.commit_cut.set()
+                        if held is not None:
+                            self._commit_released = None
+                            self.commit_landed.set()
+                            landed.set()
                         return
                     continue
                 writer.write(data)

@@ -19,7 +19,7 @@ from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy import Engine, Insert, Table, create_engine, delete, event, func, or_, select, text
+from sqlalchemy import Engine, Insert, Table, create_engine, delete, event, func, or_, select, text, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
@@ -599,42 +599,59 @@ class SqlBackend(SqlWebhooks):
             row = conn.execute(stmt).mappings().first()
         return None if row is None else codec.idempotency_from_row(row)
 
-    def settled_idempotency(self, principal: str, method: str, request_id: str) -> IdempotencyRecord | None:
-        """The record of a request id once no transaction writing it can still commit, or None.
+    def settled_idempotency_records(
+        self, keys: Sequence[tuple[str, str, str]]
+    ) -> dict[tuple[str, str, str], IdempotencyRecord]:
+        """The records among ``keys`` (principal, method, request_id) once no transaction writing them
+        can still commit, by key.
 
         After a commit whose outcome is unknown (its connection dropped under it), a plain read
-        may run before the server finishes that commit. On PostgreSQL this inserts the key first,
-        which waits for any transaction still inserting it (at most ``lock_timeout``), then rolls
-        back: nothing is ever written. Inserted: no such record exists, and none can appear from
-        that commit any more.
+        may run before the server finishes that commit. On PostgreSQL this inserts the keys first
+        (in key order, as commits do: the two never wait on each other in a cycle), which waits for
+        any transaction still inserting one of them (at most ``lock_timeout``, 5 s, then it raises
+        and the caller asks again), then rolls back: nothing is ever written. A key inserted has no
+        record, and none can appear from that commit any more. Called on a thread of its own
+        (:meth:`~controlplane.storage.executor.StorageExecutor.settling_read`): it may wait.
         """
         if self.kind != "postgresql":  # one process, committing on its own thread: nothing in flight
-            return self.get_idempotency(principal, method, request_id)
+            return self.get_idempotency_records(keys)
+        ordered = sorted(set(keys))
+        if not ordered:
+            return {}
         i = schema.idempotency
-        key = (i.c.principal == principal, i.c.method == method, i.c.request_id == request_id)
         probe = (
             postgresql.insert(i)
             .values(
-                principal=principal,
-                method=method,
-                request_id=request_id,
-                request_hash="",
-                resource="",
-                create_time=0.0,
+                [
+                    {
+                        "principal": principal,
+                        "method": method,
+                        "request_id": request_id,
+                        "request_hash": "",
+                        "resource": "",
+                        "create_time": 0.0,
+                    }
+                    for principal, method, request_id in ordered
+                ]
             )
             .on_conflict_do_nothing()
-            .returning(i.c.request_id)
+            .returning(i.c.principal, i.c.method, i.c.request_id)
         )
         with translate_errors(), self._writes.connect() as conn:
             transaction = conn.begin()
             try:
                 conn.execute(text("SET LOCAL lock_timeout = '5s'"))
-                if conn.execute(probe).first() is not None:
-                    return None
-                row = conn.execute(select(i).where(*key)).mappings().first()
+                absent = {(r[0], r[1], r[2]) for r in conn.execute(probe)}
+                present = [key for key in ordered if key not in absent]
+                found: dict[tuple[str, str, str], IdempotencyRecord] = {}
+                if present:
+                    stored = select(i).where(tuple_(i.c.principal, i.c.method, i.c.request_id).in_(present))
+                    for row in conn.execute(stored).mappings():
+                        record = codec.idempotency_from_row(row)
+                        found[(record.principal, record.method, record.request_id)] = record
             finally:
                 transaction.rollback()
-        return None if row is None else codec.idempotency_from_row(row)
+        return found
 
     def idempotency_keys(self) -> tuple[int, Iterator[tuple[str, str, str]]]:
         """How many idempotency records are stored, and their keys (principal, method, request_id),

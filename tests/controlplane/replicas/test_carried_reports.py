@@ -161,6 +161,19 @@ async def test_reports_carried_to_the_holder_are_fenced_and_answered_by_it(
             on_b.send(result=gw.SubtaskResult(ref=stale, output="forged"))
             refused = (await on_b.receive("ack")).ack
             assert not refused.accepted and refused.reason == errors.ERROR_REASON_STALE_ATTEMPT, refused
+            # Judged by the holder, in memory ("the current attempt is"), not from storage on replica 1.
+            assert "the current attempt is" in refused.message, refused
+
+            # An agent that does not hold the assignment is told so by the holder (from storage,
+            # replica 1 would answer only that the task is finished or unknown).
+            intruder = RawAgent(b)
+            try:
+                await register(intruder)
+                intruder.send(result=gw.SubtaskResult(ref=first, output="not mine"))
+                mismatch = (await intruder.receive("ack")).ack
+            finally:
+                await intruder.close()
+            assert not mismatch.accepted and mismatch.reason == errors.ERROR_REASON_NOT_LEASE_HOLDER, mismatch
 
             on_b.send(result=gw.SubtaskResult(ref=first, output="carried"))
             applied = (await on_b.receive("ack")).ack

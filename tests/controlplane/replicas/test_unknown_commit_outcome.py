@@ -1,11 +1,14 @@
 """A SubmitTask whose commit outcome is unknown: the connection to PostgreSQL drops under its commit.
 
 Two ``maos start`` replicas share PostgreSQL and Redis; replica 0 reaches PostgreSQL through a TCP
-proxy of the test's (:mod:`tests.harness.tcp_proxy`), which lets the commit of one submit (found by
-a marker in its task) reach the server and commit, then cuts the connection before the answer
-comes back. Replica 0 cannot know whether its rows were stored. A recording agent connected to
-replica 0 alone runs the work. The client sends the call again with its request id, to replica 0
-or to replica 1: either way it gets the one stored task, and that task runs, exactly once.
+proxy of the test's (:mod:`tests.harness.tcp_proxy`), which cuts replica 0's connection under the
+commit of one submit (found by a marker in its task) and keeps that COMMIT from the server until
+the test lets it go: the transaction stays open on the server, its rows not yet stored. Replica 0
+cannot know whether they will be: its call answers UNAVAILABLE, and the read settling the outcome
+waits for the commit in flight. The client sends the call again with its request id, to replica 0
+(which waits for the outcome) or to replica 1 (whose commit waits for the one in flight), and the
+commit is let through: either way the client gets the one stored task, and that task runs, exactly
+once, on whichever replica the agent is connected to.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -54,6 +58,22 @@ async def cluster_with_proxied_database(
             await proxy.close()
 
 
+def wait_for_a_lock_wait(url: str, timeout: float = 30.0) -> None:
+    """Return once a session of this database waits for a lock (the settling read, waiting for the commit)."""
+    engine = sqlalchemy.create_engine(url)
+    query = sqlalchemy.text(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    )
+    deadline = time.monotonic() + timeout
+    try:
+        with engine.connect() as conn:
+            while not conn.execute(query).scalar_one():
+                assert time.monotonic() < deadline, "nothing waited for the commit in flight"
+                time.sleep(0.02)
+    finally:
+        engine.dispose()
+
+
 def stored_tasks(url: str, description: str) -> list[tuple[str, str | None, int]]:
     """(id, claimed_by, status) of the stored tasks with ``description``."""
     engine = sqlalchemy.create_engine(url)
@@ -90,27 +110,41 @@ async def test_a_submit_whose_commit_outcome_is_unknown_runs_its_stored_task_onc
             request = tasks_pb.SubmitTaskRequest(
                 task=msgs.Task(description=marker, agent_type=AGENT_TYPE), request_id=str(uuid.uuid4())
             )
-            proxy.cut_after_commit(marker.encode())
-            first: msgs.Task | None = None
-            try:
-                first = (await stubs[0].tasks.SubmitTask(request, timeout=RPC)).task
-            except grpc.aio.AioRpcError as exc:  # the outcome was not known in time: retry, as clients do
-                assert exc.code() == grpc.StatusCode.UNAVAILABLE, exc
+            proxy.hold_commit(marker.encode())
+            with pytest.raises(grpc.aio.AioRpcError) as first:  # its outcome is not known in time
+                await stubs[0].tasks.SubmitTask(request, timeout=RPC)
+            assert first.value.code() == grpc.StatusCode.UNAVAILABLE, first.value
             assert proxy.commit_cut.is_set(), "the commit's connection was not cut"
-            stored = stored_tasks(cluster.database_url, marker)
-            assert len(stored) == 1, stored  # committed, though its answer never came back
-            assert stored[0][1] == "replica-0"  # held by the replica that lost the answer
+            assert stored_tasks(cluster.database_url, marker) == []  # in flight: not stored yet
+            await asyncio.to_thread(wait_for_a_lock_wait, cluster.database_url)  # the settling read waits
 
-            again = (await stubs[retry_on].tasks.SubmitTask(request, timeout=RPC)).task
+            retry = asyncio.ensure_future(stubs[retry_on].tasks.SubmitTask(request, timeout=RPC))
+            proxy.release_commit()  # the commit lands
+            await asyncio.wait_for(proxy.commit_landed.wait(), RPC)
+            again = (await retry).task
+            stored = stored_tasks(cluster.database_url, marker)
+            assert len(stored) == 1, stored  # committed, though replica 0 never learnt it from its commit
+            if agent_on == 0:
+                assert stored[0][1] == "replica-0"  # held by the replica that lost its commit's answer
             assert again.name == f"tasks/{stored[0][0]}"
-            if first is not None:
-                assert first.name == again.name
 
             async def completed() -> bool:
                 reply = await stubs[1].tasks.GetTask(tasks_pb.GetTaskRequest(name=again.name), timeout=RPC)
                 return reply.task.status == enums.TASK_STATUS_COMPLETED
 
             await wait_for(completed, 30, 0.05, f"{again.name} to run (it must not wait for a restart)")
+            # A task submitted after it runs too: had the stored task been taken twice, its second run
+            # would have been dispatched by now.
+            later = await stubs[0].tasks.SubmitTask(
+                tasks_pb.SubmitTaskRequest(task=msgs.Task(description="later", agent_type=AGENT_TYPE)),
+                timeout=RPC,
+            )
+            await wait_for(
+                lambda: any(e.task == later.task.name and e.done_ns for e in agent.executions()),
+                30,
+                0.05,
+                "the later task to run",
+            )
             runs = collections.Counter(e.task for e in agent.executions())
             assert runs[again.name] == 1, runs
             assert runs[warm.task.name] == 1, runs

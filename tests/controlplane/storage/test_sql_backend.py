@@ -763,19 +763,22 @@ def test_postgres_settled_idempotency_waits_for_a_commit_still_in_flight(
     postgres_backend: SqlBackend,
 ) -> None:
     """After a commit whose outcome is unknown, the read that settles it sees that commit if it lands."""
-    assert postgres_backend.settled_idempotency("p", "SubmitTask", "absent") is None
+    assert postgres_backend.settled_idempotency_records([("p", "SubmitTask", "absent")]) == {}
     record = IdempotencyRecord("p", "SubmitTask", "in-flight", "h", "t1", 1.0)
     writer = create_engine(postgres_backend.engine.url)
     try:
         with writer.connect() as conn, ThreadPoolExecutor(1) as pool:
             transaction = conn.begin()
             conn.execute(schema.idempotency.insert().values(**codec.idempotency_to_row(record)))
-            settling = pool.submit(postgres_backend.settled_idempotency, "p", "SubmitTask", "in-flight")
+            settling = pool.submit(
+                postgres_backend.settled_idempotency_records,
+                [("p", "SubmitTask", "in-flight"), ("p", "SubmitTask", "absent")],
+            )
             # The settling read waits for the insert in flight: it has no answer while it is open.
             _wait_for_a_lock_wait(conn)
             assert not settling.done()
             transaction.commit()
-            assert settling.result(timeout=10) == record
+            assert settling.result(timeout=10) == {record.key: record}  # (the absent key: no record)
     finally:
         writer.dispose()
     # It writes nothing itself: an absent key stays absent, a stored one unchanged.
@@ -793,11 +796,11 @@ def test_postgres_settled_idempotency_of_a_commit_that_did_not_land_is_none(
         with writer.connect() as conn, ThreadPoolExecutor(1) as pool:
             transaction = conn.begin()
             conn.execute(schema.idempotency.insert().values(**codec.idempotency_to_row(record)))
-            settling = pool.submit(postgres_backend.settled_idempotency, "p", "SubmitTask", "rolled-back")
+            settling = pool.submit(postgres_backend.settled_idempotency_records, [record.key])
             _wait_for_a_lock_wait(conn)
             assert not settling.done()
             transaction.rollback()  # (the server aborts a transaction whose client went away)
-            assert settling.result(timeout=10) is None
+            assert settling.result(timeout=10) == {}
     finally:
         writer.dispose()
     assert postgres_backend.get_idempotency("p", "SubmitTask", "rolled-back") is None

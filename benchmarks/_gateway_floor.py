@@ -92,22 +92,18 @@ class FloorGateway(gw_grpc.AgentGatewayServicer):
 
     async def assign(self, request: bytes, context: Any) -> bytes:
         for number, outbox in self.outboxes.items():
-            outbox.put_nowait(gw.ConnectResponse(assignment=self._assignment(number)))
+            assignment = gw.Assignment(ref=self._ref(number), task="tasks/floor", title=f"p{number}")
+            outbox.put_nowait(gw.ConnectResponse(assignment=assignment))
         return b"ok"
 
     async def cancel(self, request: bytes, context: Any) -> bytes:
         for number, outbox in self.outboxes.items():
-            ref = self._assignment(number).ref
-            outbox.put_nowait(gw.ConnectResponse(cancel=gw.Cancel(ref=ref, reason="cancelled")))
+            outbox.put_nowait(gw.ConnectResponse(cancel=gw.Cancel(ref=self._ref(number), reason="cancelled")))
         return b"ok"
 
     @staticmethod
-    def _assignment(number: int) -> gw.Assignment:
-        return gw.Assignment(
-            ref=gw.AssignmentRef(subtask=f"tasks/floor/subtasks/p{number}", attempt=1, lease_epoch=1),
-            task="tasks/floor",
-            title=f"p{number}",
-        )
+    def _ref(number: int) -> gw.AssignmentRef:
+        return gw.AssignmentRef(subtask=f"tasks/floor/subtasks/p{number}", attempt=1, lease_epoch=1)
 
 
 async def serve(address: str, heartbeat: float, idle_heartbeat: float) -> None:

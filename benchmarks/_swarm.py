@@ -3,7 +3,8 @@
 Usage: MAOS_API_KEY=KEY python benchmarks/_swarm.py ADDRESS COUNT OUTFILE
 Each agent registers, heartbeats, holds every assignment it gets without
 answering, and records when a Cancel arrives; on SIGUSR1 it writes how many
-heartbeats it sent to PID.beats next to OUTFILE; on SIGTERM the process writes
+heartbeats it sent to PID.beats next to OUTFILE; SIGUSR2 pauses its heartbeats, and the next
+SIGUSR2 lets them go on (to measure what the control plane spends without them); on SIGTERM the process writes
 the cancel receive times (epoch seconds) and how many streams broke, by
 status code, to OUTFILE as JSON and exits.
 """
@@ -36,6 +37,8 @@ STREAMS_PER_CHANNEL = 100
 CHANNEL_OPTIONS = [*KEEPALIVE_OPTIONS, ("grpc.use_local_subchannel_pool", 1)]
 #: Heartbeats sent so far by this process (written to OUTFILE's folder as PID.beats on SIGUSR1).
 SENT = [0]
+#: While set (SIGUSR2 toggles it), no agent sends a heartbeat.
+PAUSED = [False]
 
 
 async def agent(
@@ -73,6 +76,8 @@ async def session(
             await asyncio.sleep(next_heartbeat(interval, time.time()))
             free = 1 - len(held)
             at = time.monotonic()
+            if PAUSED[0]:
+                continue
             if heartbeat_due(not held and free == free_sent, at - last_sent, interval, idle_interval):
                 outbox.put_nowait(gw.ConnectRequest(heartbeat=gw.Heartbeat(running=held, free_slots=free)))
                 SENT[0] += 1
@@ -119,6 +124,7 @@ async def main(address: str, count: int, outfile: str) -> None:
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     beats = Path(outfile).with_name(f"{os.getpid()}.beats")
     loop.add_signal_handler(signal.SIGUSR1, lambda: beats.write_text(f"{SENT[0]}\n"))
+    loop.add_signal_handler(signal.SIGUSR2, lambda: PAUSED.__setitem__(0, not PAUSED[0]))
     channels = [
         grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
         for _ in range((count + STREAMS_PER_CHANNEL - 1) // STREAMS_PER_CHANNEL)

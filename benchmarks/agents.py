@@ -5,7 +5,8 @@ of them per process (2,500), 100 streams per channel and one TCP connection per
 channel, one gRPC stream each,
 heartbeating as the SDK does: on its slot grid, every 5 s while holding work and every
 ``scheduler.idle_heartbeat_interval`` (30 s) while idle) connect to one control plane
-process on SQLite. Prints the control plane's RSS before and after they are all
+process on SQLite (automatic checkpoints off: one landing in a measured window would count as
+idle cost by chance). Prints the control plane's RSS before and after they are all
 connected, its CPU over ``--idle`` seconds divided by the heartbeats the swarm
 sent meanwhile, how many are still connected 2 s later, and how many streams
 broke on the way (each such agent reconnects, as a real one would). With ``--fanout``, submits one task of N list items (one
@@ -14,8 +15,20 @@ agent holds its assignment), calls CancelTask and prints how long until the
 first agent, half of them and the last received its Cancel (agents record
 receive times; same clock).
 
+What a heartbeat costs: the control plane's CPU over ``--idle`` seconds divided by the heartbeats
+sent meanwhile counts everything it did in that window ("everything included"); the swarm then
+pauses its heartbeats for as long, and the CPU of that quiet window (the background: lease sweep,
+housekeeping, keepalives) is taken off, which leaves the cost of a heartbeat. Both are printed
+for the whole process and for its event-loop thread alone (the rest is gRPC's own threads).
+
+With ``--floor``, the same swarm then connects to a bare grpc.aio AgentGateway
+(``_gateway_floor.py``: Register answered with the same heartbeat intervals, heartbeats read and
+dropped; with ``--fanout``, one assignment then one Cancel written to every stream through a
+per-stream outbox) and the same figures are printed for it, then both side by side: what grpc.aio
+itself costs for these messages on this machine, under which MAOS cannot go.
+
     python benchmarks/agents.py --agents 1000 --fanout
-    python benchmarks/agents.py --agents 10000 --per-process 5000 --fanout
+    python benchmarks/agents.py --agents 10000 --per-process 5000 --fanout --floor
 """
 
 from __future__ import annotations
@@ -30,7 +43,10 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
+
+import grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -39,7 +55,8 @@ from agent_sdk.proto.maos.v1 import messages_pb2 as m  # noqa: E402
 from agent_sdk.proto.maos.v1 import system_service_pb2 as system_pb  # noqa: E402
 from agent_sdk.proto.maos.v1 import system_service_pb2_grpc as system_grpc  # noqa: E402
 from agent_sdk.proto.maos.v1 import task_service_pb2 as t  # noqa: E402
-from benchmarks._common import control_plane, cpu_seconds, tasks_stub  # noqa: E402
+from benchmarks._common import control_plane, cpu_seconds, free_port, tasks_stub  # noqa: E402
+from controlplane.config import OPTIONS  # noqa: E402
 
 PER_PROCESS = 2500
 
@@ -99,29 +116,132 @@ def heartbeats_sent(outdir: Path, swarms: list[subprocess.Popen]) -> int:
     return total
 
 
-async def run(agents: int, fanout: bool, idle_window: float, per_process: int = PER_PROCESS) -> None:
-    env = {"MAOS_TASKS_MAX_FANOUT": str(max(256, agents + 1)), "MAOS_SCHEDULER_LEASE_TTL": "60"}
+@dataclass
+class Figures:
+    """What one side (MAOS or the floor) measured with the swarm connected."""
+
+    window: float = 0.0
+    cpu: float = 0.0  # the server process's CPU over the window (all threads)
+    loop_cpu: float = 0.0  # its event-loop thread's
+    beats: int = 0
+    quiet_window: float = 0.0  # heartbeats paused: what the server spends without them
+    quiet_cpu: float = 0.0
+    quiet_loop_cpu: float = 0.0
+    cancels: list[float] = field(default_factory=list)  # receive times after the call, seconds
+    answered: float = 0.0
+
+    def per_beat(self) -> tuple[float, float, float, float]:
+        """µs per heartbeat: everything, the event loop's share, and both less the background
+        (the CPU rate with heartbeats paused, over the same window)."""
+        beats = max(self.beats, 1)
+        rate = self.quiet_cpu / self.quiet_window if self.quiet_window else 0.0
+        loop_rate = self.quiet_loop_cpu / self.quiet_window if self.quiet_window else 0.0
+        return (
+            self.cpu * 1e6 / beats,
+            self.loop_cpu * 1e6 / beats,
+            max(0.0, self.cpu - rate * self.window) * 1e6 / beats,
+            max(0.0, self.loop_cpu - loop_rate * self.window) * 1e6 / beats,
+        )
+
+    def fanout(self) -> str:
+        if not self.cancels:
+            return "no Cancel received"
+        c = sorted(self.cancels)
+        return (
+            f"{len(c)} got Cancel: the first {c[0] * 1000:.0f} ms, half by {c[len(c) // 2] * 1000:.0f} ms, "
+            f"the last {c[-1] * 1000:.0f} ms after the call (answered in {self.answered * 1000:.0f} ms)"
+        )
+
+
+def start_swarm(
+    address: str, token: str, agents: int, per_process: int, outdir: Path
+) -> list[subprocess.Popen]:
+    swarms = []
+    for index in range(0, agents, per_process):
+        n = min(per_process, agents - index)
+        swarms.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    str(Path(__file__).with_name("_swarm.py")),
+                    address,
+                    str(n),
+                    str(outdir / f"{index}.json"),
+                ],
+                env=dict(os.environ, MAOS_API_KEY=token),
+            )
+        )
+    return swarms
+
+
+def stop_swarm(swarms: list[subprocess.Popen], outdir: Path) -> list[dict]:
+    for proc in swarms:
+        proc.send_signal(signal.SIGTERM)
+    for proc in swarms:
+        proc.wait(timeout=60)
+    return [json.loads(f.read_text()) for f in outdir.glob("*.json")]
+
+
+def report_broken(reports: list[dict]) -> None:
+    broken = sum((Counter(r["broken"]) for r in reports), Counter())
+    print(
+        f"streams that broke and reconnected: {sum(broken.values())}"
+        + (f" ({', '.join(f'{code} {n}' for code, n in broken.most_common())})" if broken else "")
+    )
+
+
+async def measure_idle(pid: int, outdir: Path, swarms: list[subprocess.Popen], window: float) -> Figures:
+    """CPU over ``window`` seconds of heartbeats, then over a window as long with them paused."""
+    figures = Figures(window=window)
+    cpu_before, loop_before = cpu_seconds(pid)["control plane"], thread_cpu(pid)
+    beats_before = heartbeats_sent(outdir, swarms)
+    await asyncio.sleep(window)
+    figures.cpu = cpu_seconds(pid)["control plane"] - cpu_before
+    figures.loop_cpu = thread_cpu(pid) - loop_before
+    figures.beats = heartbeats_sent(outdir, swarms) - beats_before
+    for proc in swarms:
+        proc.send_signal(signal.SIGUSR2)  # pause heartbeats
+    await asyncio.sleep(0.5)  # the last ones sent are read
+    cpu_before, loop_before = cpu_seconds(pid)["control plane"], thread_cpu(pid)
+    paused_beats = heartbeats_sent(outdir, swarms)
+    await asyncio.sleep(window)
+    figures.quiet_window = window
+    figures.quiet_cpu = cpu_seconds(pid)["control plane"] - cpu_before
+    figures.quiet_loop_cpu = thread_cpu(pid) - loop_before
+    if heartbeats_sent(outdir, swarms) != paused_beats:
+        raise RuntimeError("heartbeats went on while paused")
+    for proc in swarms:
+        proc.send_signal(signal.SIGUSR2)
+    return figures
+
+
+def print_idle(side: str, figures: Figures, agents: int) -> None:
+    everything, loop, net, net_loop = figures.per_beat()
+    print(
+        f"{side} idle: {figures.cpu / figures.window * 100:.1f} % of a core over {figures.window:.0f} s with "
+        f"{agents} agents ({figures.beats} heartbeats: {everything:.0f} µs of CPU per heartbeat everything "
+        f"included, event-loop thread {loop:.0f} µs); heartbeats paused: "
+        f"{figures.quiet_cpu / figures.quiet_window * 100:.2f} % of a core (loop "
+        f"{figures.quiet_loop_cpu / figures.quiet_window * 100:.2f} %); so a heartbeat costs {net:.0f} µs "
+        f"(event loop {net_loop:.0f} µs)"
+    )
+
+
+async def run(agents: int, fanout: bool, idle_window: float, per_process: int = PER_PROCESS) -> Figures:
+    env = {
+        "MAOS_TASKS_MAX_FANOUT": str(max(256, agents + 1)),
+        "MAOS_SCHEDULER_LEASE_TTL": "60",
+        # No automatic checkpoint during the run: the one after the registration burst (and its young
+        # collection, ~0.3 s on the loop with 10,000 agents) would land in a measured window by chance.
+        "MAOS_CHECKPOINTS_INTERVAL": "3600",
+    }
     async with control_plane("", extra_env=env) as bench:
         address, channel, md = bench.address, bench.channel, bench.metadata
         system = system_grpc.SystemServiceStub(channel)
         pid = server_pid(address)
         before = rss_mib(pid)
         outdir = Path(tempfile.mkdtemp(prefix="maos-swarm-"))
-        swarms = []
-        for index in range(0, agents, per_process):
-            n = min(per_process, agents - index)
-            swarms.append(
-                subprocess.Popen(
-                    [
-                        sys.executable,
-                        str(Path(__file__).with_name("_swarm.py")),
-                        address,
-                        str(n),
-                        str(outdir / f"{index}.json"),
-                    ],
-                    env=dict(os.environ, MAOS_API_KEY=bench.token),
-                )
-            )
+        swarms = start_swarm(address, bench.token, agents, per_process, outdir)
         started = time.perf_counter()
 
         async def all_connected() -> bool:
@@ -141,17 +261,12 @@ async def run(agents: int, fanout: bool, idle_window: float, per_process: int = 
             held = (
                 await system.GetStatus(system_pb.GetStatusRequest(), metadata=md, timeout=30)
             ).connected_agents
-            print(f"workload: {agents} idle agents (one stream each, {per_process} per process), SQLite")
-            cpu_before, loop_before = cpu_seconds(pid)["control plane"], thread_cpu(pid)
-            beats_before = heartbeats_sent(outdir, swarms)
-            await asyncio.sleep(idle_window)
-            cpu, loop_cpu = cpu_seconds(pid)["control plane"] - cpu_before, thread_cpu(pid) - loop_before
-            beats = heartbeats_sent(outdir, swarms) - beats_before
             print(
-                f"idle: control plane used {cpu / idle_window * 100:.1f} % of a core over {idle_window:.0f} s "
-                f"({beats} heartbeats received: {cpu * 1e6 / max(beats, 1):.0f} µs of CPU per heartbeat, "
-                f"everything included; its event-loop thread {loop_cpu * 1e6 / max(beats, 1):.0f} µs of it)"
+                f"workload: {agents} idle agents (one stream each, {per_process} per process), SQLite, "
+                "automatic checkpoints off"
             )
+            figures = await measure_idle(pid, outdir, swarms, idle_window)
+            print_idle("MAOS", figures, agents)
             print(
                 f"connected in {connect_time:.1f} s; control-plane RSS {before:.0f} MiB -> {after:.0f} MiB "
                 f"(+{after - before:.0f} MiB, {(after - before) * 1024 / agents:.0f} KiB per agent); {held} still connected 2 s later"
@@ -162,7 +277,7 @@ async def run(agents: int, fanout: bool, idle_window: float, per_process: int = 
                 reply = await stub.SubmitTask(
                     t.SubmitTaskRequest(task=m.Task(description=description, max_agents=agents)),
                     metadata=md,
-                    timeout=30,
+                    timeout=120,  # planning thousands of parts on a loaded machine
                 )
 
                 async def all_running() -> bool:
@@ -177,7 +292,7 @@ async def run(agents: int, fanout: bool, idle_window: float, per_process: int = 
                 cp_cpu, cp_loop = cpu_seconds(pid)["control plane"], thread_cpu(pid)
                 cancel_at = time.time()
                 await stub.CancelTask(t.CancelTaskRequest(name=reply.task.name), metadata=md, timeout=30)
-                answered = time.time()
+                figures.answered = time.time() - cancel_at
                 final = (
                     await stub.GetTask(t.GetTaskRequest(name=reply.task.name), metadata=md, timeout=30)
                 ).task
@@ -192,31 +307,101 @@ async def run(agents: int, fanout: bool, idle_window: float, per_process: int = 
                     time.time() - cancel_at,
                 )
         finally:
-            for proc in swarms:
-                proc.send_signal(signal.SIGTERM)
-            for proc in swarms:
-                proc.wait(timeout=60)
-        reports = [json.loads(f.read_text()) for f in outdir.glob("*.json")]
-        broken = sum((Counter(r["broken"]) for r in reports), Counter())
-        print(
-            f"streams that broke and reconnected: {sum(broken.values())}"
-            + (f" ({', '.join(f'{code} {n}' for code, n in broken.most_common())})" if broken else "")
-        )
+            reports = stop_swarm(swarms, outdir)
+        report_broken(reports)
         if fanout:
-            cancels = [c for r in reports for c in r["cancels"]]
-            cancels.sort()
-            first, median, last = (
-                (cancels[i] - cancel_at) * 1000 for i in (0, len(cancels) // 2, len(cancels) - 1)
-            )
-            print(
-                f"cancel fan-out: CancelTask answered in {(answered - cancel_at) * 1000:.0f} ms; "
-                f"{len(cancels)}/{agents} agents got Cancel, the first {first:.0f} ms, half by {median:.0f} ms, "
-                f"the last {last:.0f} ms after the call"
-            )
+            figures.cancels = [c - cancel_at for r in reports for c in r["cancels"]]
+            print(f"MAOS cancel fan-out (one task of {agents} subtasks, one per agent): {figures.fanout()}")
             print(
                 f"CPU over the fan-out (the call, its answer, a GetTask and 1 s: {busy[3]:.1f} s): control plane {busy[0]:.2f} s "
                 f"(event loop {busy[1]:.2f} s), swarm {busy[2]:.2f} s"
             )
+        return figures
+
+
+async def run_floor(agents: int, fanout: bool, idle_window: float, per_process: int) -> Figures:
+    """The same swarm and measures against a bare grpc.aio AgentGateway (``_gateway_floor.py``)."""
+    address = f"127.0.0.1:{free_port()}"
+    heartbeat = OPTIONS["scheduler.heartbeat_interval"].default
+    idle = OPTIONS["scheduler.idle_heartbeat_interval"].default
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            str(Path(__file__).with_name("_gateway_floor.py")),
+            address,
+            str(heartbeat),
+            str(idle),
+        ],
+        stdin=subprocess.DEVNULL,
+    )
+    channel = grpc.aio.insecure_channel(address)
+    calls = {name: channel.unary_unary(f"/floor.Control/{name}") for name in ("Status", "Assign", "Cancel")}
+
+    async def status() -> tuple[int, int]:
+        connected, written = (await calls["Status"](b"", timeout=30)).split()
+        return int(connected), int(written)
+
+    outdir = Path(tempfile.mkdtemp(prefix="maos-floor-"))
+    swarms: list[subprocess.Popen] = []
+    try:
+        await wait_until(lambda: _answers(status), 30, "the floor server")
+        swarms = start_swarm(address, "none", agents, per_process, outdir)
+
+        async def all_connected() -> bool:
+            return (await status())[0] >= agents
+
+        await wait_until(all_connected, 300, f"{agents} agents on the floor server")
+        await asyncio.sleep(2)
+        figures = await measure_idle(server.pid, outdir, swarms, idle_window)
+        print_idle("floor", figures, agents)
+        if fanout:
+            await calls["Assign"](b"", timeout=30)
+
+            async def all_written() -> bool:
+                return (await status())[1] >= agents
+
+            await wait_until(all_written, 120, "every assignment written")
+            await asyncio.sleep(1.0)
+            cancel_at = time.time()
+            await calls["Cancel"](b"", timeout=30)
+            figures.answered = time.time() - cancel_at
+            await asyncio.sleep(2.0)
+    finally:
+        reports = stop_swarm(swarms, outdir)
+        await channel.close()
+        server.terminate()
+        server.wait(timeout=30)
+    report_broken(reports)
+    if fanout:
+        figures.cancels = [c - cancel_at for r in reports for c in r["cancels"]]
+        print(f"floor cancel fan-out (one Cancel per stream): {figures.fanout()}")
+    return figures
+
+
+async def _answers(status) -> bool:
+    try:
+        await status()
+        return True
+    except grpc.aio.AioRpcError:
+        return False
+
+
+async def run_both(agents: int, fanout: bool, idle_window: float, per_process: int, floor: bool) -> None:
+    maos = await run(agents, fanout, idle_window, per_process)
+    if not floor:
+        return
+    base = await run_floor(agents, fanout, idle_window, per_process)
+    print(f"side by side, {agents} agents, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}:")
+    for side, figures in (("MAOS", maos), ("grpc.aio floor", base)):
+        everything, loop, net, net_loop = figures.per_beat()
+        line = (
+            f"  {side:15} per heartbeat {net:5.0f} µs (loop {net_loop:4.0f} µs; everything included "
+            f"{everything:4.0f} µs); idle {figures.cpu / figures.window * 100:4.1f} % of a core"
+        )
+        if figures.cancels:
+            last = max(figures.cancels) * 1000
+            line += f"; fan-out reaches the last agent in {last:.0f} ms"
+        print(line)
 
 
 def main() -> None:
@@ -225,12 +410,17 @@ def main() -> None:
     )
     parser.add_argument("--agents", type=int, default=1000)
     parser.add_argument("--fanout", action="store_true")
+    parser.add_argument(
+        "--floor",
+        action="store_true",
+        help="Then run the same swarm against a bare grpc.aio AgentGateway and print both.",
+    )
     parser.add_argument("--idle", type=float, default=10.0, help="Seconds of idle CPU measured.")
     parser.add_argument(
         "--per-process", type=int, default=PER_PROCESS, help="Agents per swarm process (default %(default)s)."
     )
     args = parser.parse_args()
-    asyncio.run(run(args.agents, args.fanout, args.idle, args.per_process))
+    asyncio.run(run_both(args.agents, args.fanout, args.idle, args.per_process, args.floor))
 
 
 if __name__ == "__main__":

@@ -96,6 +96,16 @@ def stored_report_ack(ref: Ref, sub: Subtask | None, agent_id: str, output: str 
     return Ack(ref, False, "ERROR_REASON_TASK_FINISHED", f"the subtask is {sub.status.name}")
 
 
+def _acknowledged(running: Sequence[Ref], held: set[tuple[str, str]]) -> int:
+    """How many of the assignments ``held`` for an agent its heartbeat names (each counted once)."""
+    if not running:
+        return 0
+    if len(running) == 1:
+        ref = running[0]
+        return 1 if (ref.task_id, ref.subtask_id) in held else 0
+    return len({(r.task_id, r.subtask_id) for r in running} & held)
+
+
 class AgentSide:
     """Agent sessions, their reports and the leases of their work."""
 
@@ -290,11 +300,9 @@ class AgentSide:
             session.draining = True
             self._agent_changed(session)
         if free_slots is not None:
-            # An idle agent's heartbeat (the common case at scale) builds no set, and one that changes
-            # nothing touches nothing but the time below.
-            acknowledged = (
-                len({(r.task_id, r.subtask_id) for r in running} & session.running) if running else 0
-            )
+            # An idle agent's heartbeat (the common case at scale) and one naming a single assignment
+            # build no set, and one that changes nothing touches nothing but the lease times below.
+            acknowledged = _acknowledged(running, session.running)
             if session.reports_change(free_slots, acknowledged):
                 before = session.free
                 session.report_free(free_slots, acknowledged)

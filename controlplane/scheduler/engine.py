@@ -32,7 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any
 
 from controlplane.config import Settings
@@ -563,12 +563,12 @@ class Engine:
         task: Task,
         status: TaskStatus,
         failure: Failure | None,
-        told: frozenset[Ref] = frozenset(),
+        told: Mapping[tuple[str, str], tuple[int, int]] | None = None,
     ) -> None:
         """Move a task to a terminal state, stop its work and settle its dependants.
 
-        Running work gets Cancel on its agent's stream, but not the attempts in ``told``: those
-        were sent theirs already (:meth:`_send_cancels`).
+        Running work gets Cancel on its agent's stream, but not the attempts in ``told`` (by subtask
+        key: attempt and lease epoch): those were sent theirs already (:meth:`_send_cancels`).
         """
         if task.status.finished:
             return
@@ -582,10 +582,9 @@ class Engine:
             if sub.status == SubtaskStatus.RUNNING:
                 lease = self.leases.get(key)
                 session = self.sessions.get(lease.agent_id) if lease else None
-                if session is not None:
+                if session is not None and (told is None or told.get(key) != (sub.attempt, sub.lease_epoch)):
                     ref = Ref(task.id, sub.id, sub.attempt, sub.lease_epoch)
-                    if ref not in told:
-                        session.send(CancelWork(ref, failure.message if failure else "task finished"))
+                    session.send(CancelWork(ref, failure.message if failure else "task finished"))
                 self._release(task, sub)
             self.dispatch.cancel(key)
             self._set_subtask_status(task, sub, SubtaskStatus.CANCELLED)
@@ -713,24 +712,25 @@ class Engine:
         await self.committer.durable()
         return task
 
-    def _send_cancels(self, task: Task, reason: str) -> frozenset[Ref]:
-        """Send Cancel to the agent of each running subtask of ``task``; the attempts told.
+    def _send_cancels(self, task: Task, reason: str) -> dict[tuple[str, str], tuple[int, int]]:
+        """Send Cancel to the agent of each running subtask of ``task``; the attempts told (attempt and
+        lease epoch by subtask key).
 
         The transition itself (:meth:`_finish_task`) follows; as before, a Cancel may reach its
         agent before the cancelled task is committed.
         """
-        told = []
-        leases, sessions = self.leases, self.sessions
+        told = {}
+        leases, sessions, running = self.leases, self.sessions, SubtaskStatus.RUNNING
         for sub in self.subtasks.get(task.id, {}).values():
-            if sub.status != SubtaskStatus.RUNNING:
+            if sub.status != running:
                 continue
-            lease = leases.get((task.id, sub.id))
+            key = (task.id, sub.id)
+            lease = leases.get(key)
             session = sessions.get(lease.agent_id) if lease else None
             if session is not None:
-                ref = Ref(task.id, sub.id, sub.attempt, sub.lease_epoch)
-                session.send(CancelWork(ref, reason))
-                told.append(ref)
-        return frozenset(told)
+                session.send(CancelWork(Ref(task.id, sub.id, sub.attempt, sub.lease_epoch), reason))
+                told[key] = (sub.attempt, sub.lease_epoch)
+        return told
 
     async def retry(
         self, task_id: str, *, max_agents: int | None = None, timeout: float | None = None

@@ -133,3 +133,16 @@ async def test_a_backlog_under_replicas_times_the_depth_threshold_reaches_it_som
         assert sum(shares) == backlog, (backlog, shares)
         if backlog >= 3:
             assert max(shares) >= 3, (backlog, shares)  # some replica reaches the threshold
+
+
+async def test_the_status_shows_the_backlog_and_the_share_of_one_decision(tmp_path: Path) -> None:
+    """UNCLAIMED and SHARE come from the same step: a later count does not show beside an older share."""
+    registry = Registry(
+        "r-a", [view("r-a", autoscaling=["echo", "sleep"]), view("r-b", autoscaling=["echo", "sleep"])]
+    )
+    scaler = autoscaler(tmp_path, registry, {"echo": 4})
+    scaler.engine = SimpleNamespace(queued_demand=dict, connected=list)  # decides and exports only
+    await scaler.step()
+    scaler.backlog.counts["echo"] = 40  # counted again after the decision
+    [echo] = [row for row in scaler.snapshot() if row.agent_type == "echo"]
+    assert (echo.unclaimed, echo.unclaimed_share) == (4, 2)

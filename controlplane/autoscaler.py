@@ -13,8 +13,9 @@ divided between the live replicas autoscaling it that can add agents of it
 ``details.autoscaling`` lists the types a replica autoscales, ``details.scaling_room`` those it can
 add agents of now), in chunks of ``scaling.queue_depth_threshold``, so a deep backlog scales agents
 up somewhere without every replica scaling up for all of it, and a replica at its limits leaves its
-part to the others. When no replica can add agents of the type, it is split between all of them. ``maos_scaling_queue_depth`` exports the held work
-plus the share: its sum over replicas counts the backlog once.
+part to the others (when no replica can add agents of the type, it is split between all of them).
+``maos_scaling_queue_depth`` exports the held work plus the share: its sum over replicas counts
+the backlog once.
 
 With ``scaling.types`` set and ``scaling.enabled`` off, it only decides and exports: the current
 agents are then the connected ones of the type (run by another supervisor, such as a Kubernetes

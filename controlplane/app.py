@@ -35,7 +35,7 @@ from controlplane.api.servicers.system import SystemServicer
 from controlplane.api.servicers.tasks import TaskServicer
 from controlplane.api.servicers.templates import TemplateServicer
 from controlplane.api.tls import ServerCredentials, ServerTls, server_tls
-from controlplane.autoscaler import Autoscaler
+from controlplane.autoscaler import Autoscaler, autoscaling_wanted
 from controlplane.config import Settings
 from controlplane.dashboard import DashboardServer
 from controlplane.errors import FailedPrecondition, InvalidArgument
@@ -389,19 +389,14 @@ def build_app(settings: Settings, pm: pluggy.PluginManager | None = None) -> App
         running = running_replicas(backend, settings) if backend.kind == "postgresql" else set()
         launcher.token = access.issue_local_agents_key_sync(engine.replica, running - {engine.replica})
     observing = install_observability(pm, engine, storage, launcher, metrics, settings)
-    autoscaler = (
-        Autoscaler(engine, launcher, settings, metrics)
-        if settings["scaling.enabled"] or settings["scaling.types"]
-        else None
-    )
+    autoscaler = Autoscaler(engine, launcher, settings, metrics) if autoscaling_wanted(settings) else None
     try:
         replicas = install_replicas(pm, engine, storage, settings, redis)  # closes storage when it raises
     except BaseException:
         close_unstarted(redis)
         raise
     if autoscaler is not None and replicas is not None:
-        autoscaler.backlog = replicas.backlog
-        autoscaler.registry = replicas
+        autoscaler.attach(replicas)
     window = settings["scheduler.queue_window"]
     spill_from = spill_store(backend) if engine.claims is None and window else None
     if spill_from is None and (marked := spill_store(backend)) is not None:

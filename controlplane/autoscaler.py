@@ -8,10 +8,14 @@ and stops idle ones. The last decision per type is kept for ``maos status`` and 
 
 With replicas on one database the queued work also counts this replica's share of the unclaimed
 backlog (tasks no replica holds, :mod:`controlplane.replicas.backlog`): the backlog of a type
-divided between the live replicas autoscaling it (:func:`~controlplane.domain.scaling.backlog_share`,
-read from the replica registry's heartbeats), so a deep backlog scales agents up somewhere
-without every replica scaling up for all of it. ``maos_scaling_queue_depth`` exports the held work
-plus the share: its sum over replicas counts the backlog once.
+divided between the live replicas autoscaling it that can add agents of it
+(:func:`~controlplane.domain.scaling.backlog_share`, read from the replica registry's heartbeats:
+``details.autoscaling`` lists the types a replica autoscales, ``details.scaling_room`` those it can
+add agents of now), in chunks of ``scaling.queue_depth_threshold``, so a deep backlog scales agents
+up somewhere without every replica scaling up for all of it, and a replica at its limits leaves its
+part to the others (when no replica can add agents of the type, it is split between all of them).
+``maos_scaling_queue_depth`` exports the held work plus the share: its sum over replicas counts
+the backlog once.
 
 With ``scaling.types`` set and ``scaling.enabled`` off, it only decides and exports: the current
 agents are then the connected ones of the type (run by another supervisor, such as a Kubernetes
@@ -36,6 +40,14 @@ log = logging.getLogger(__name__)
 
 #: Seconds a drained idle agent has to leave before its process is killed.
 DRAIN_GRACE = 5.0
+#: Seconds a type whose launch failed counts as unable to add agents (its backlog goes elsewhere).
+LAUNCH_RETRY = 60.0
+
+
+def autoscaling_wanted(settings: Settings) -> bool:
+    """Whether the control plane autoscales (``scaling.enabled``) or only decides and exports
+    (``scaling.types`` set)."""
+    return bool(settings["scaling.enabled"] or settings["scaling.types"])
 
 
 @dataclass
@@ -51,7 +63,8 @@ class TypeScaling:
     oldest_wait: float = 0.0
     reason: str = ""
     decided_at: float = 0.0
-    #: Unclaimed tasks in the whole system agents of the type could take (replicas only, else None).
+    #: Unclaimed tasks in the whole system agents of the type could take, as counted by the
+    #: decision (replicas only, else None).
     unclaimed: int | None = None
     #: This replica's share of them, counted in the decision (replicas only, else None).
     unclaimed_share: int | None = None
@@ -89,6 +102,11 @@ class Autoscaler:
         #: autoscales a type): set by the app when it has them.
         self.backlog: Any = None
         self.registry: Any = None
+        #: The types this replica can add agents of now (published in the registry).
+        self._room: set[str] = set(self.limits)
+        #: When each type's last launch failed (monotonic).
+        self._launch_failed: dict[str, float] = {}
+        self._registry_failing = False
         self._job = PeriodicJob("autoscaling", self.step, settings["scaling.interval"])
         if metrics is not None:
             metrics.watch_scaling(self.snapshot)
@@ -101,18 +119,24 @@ class Autoscaler:
         """Stop deciding (agents already launched stay)."""
         await self._job.stop()
 
+    def attach(self, replicas: Any) -> None:
+        """Split the unclaimed backlog of ``replicas`` (their registry and backlog) with the other
+        replicas: publish the autoscaled types, and those this replica can add agents of, in its
+        heartbeat."""
+        self.backlog = replicas.backlog
+        self.registry = replicas
+        base = replicas.details
+        replicas.details = lambda: {**base(), **self.registry_details()}
+
+    def registry_details(self) -> dict[str, Any]:
+        """What the replica registry shows of this replica's autoscaling (see the module docstring)."""
+        if not self.limits:
+            return {}
+        return {"autoscaling": sorted(self.limits), "scaling_room": sorted(self._room)}
+
     def snapshot(self) -> list[TypeScaling]:
-        """The last decision of every autoscaled type (with the unclaimed backlog as last counted)."""
-        if self.backlog is None:
-            return list(self.state.values())
-        wall = now()
-        return [
-            dataclasses.replace(
-                row,
-                unclaimed=self.backlog.for_type(row.agent_type, self._capabilities(row.agent_type), wall)[0],
-            )
-            for row in self.state.values()
-        ]
+        """The last decision of every autoscaled type (with the unclaimed backlog it counted)."""
+        return list(self.state.values())
 
     # --- counts ---------------------------------------------------------------
 
@@ -128,35 +152,58 @@ class Autoscaler:
                     out[name][1] = max(out[name][1], waited)
         return {name: (int(n), float(w)) for name, (n, w) in out.items()}
 
-    async def _shares(self, wall: float) -> dict[str, tuple[int, float]]:
-        """Per autoscaled type: (this replica's share of the unclaimed backlog, its oldest wait).
+    async def _shares(self, wall: float) -> dict[str, tuple[int, int, float]]:
+        """Per autoscaled type: (the unclaimed backlog, this replica's share of it, its oldest wait).
 
-        Empty on a single control plane. The registry is read only when some type has a backlog;
-        when it cannot be read (the database is away), the shares are 0 (no replica scales up for
-        work it cannot tell is its share).
+        Empty on a single control plane. The backlog of a type is split between the live
+        replicas autoscaling it that can add agents of it (this one by its room now, the others
+        by their last heartbeat), or between all those autoscaling it when none can. The registry
+        is read only when some type has a backlog; when it cannot be read (the database is away),
+        the shares are 0 (no replica scales up for work it cannot tell is its share).
         """
         if self.backlog is None:
             return {}
         backlog = {name: self.backlog.for_type(name, self._capabilities(name), wall) for name in self.limits}
         if not any(count for count, _ in backlog.values()):
-            return {name: (0, 0.0) for name in self.limits}
+            return {name: (0, 0, 0.0) for name in self.limits}
         this = self.registry.replica if self.registry is not None else ""
         try:
             views = await self.registry.replicas() if self.registry is not None else []
         except Exception as exc:  # noqa: BLE001 - the database is away: decide on the held work alone
-            log.warning(
-                "autoscaling counts no unclaimed work this time: the replicas cannot be read (%s)", exc
-            )
-            return {name: (0, 0.0) for name in self.limits}
+            if not self._registry_failing:
+                log.warning(
+                    "autoscaling counts no unclaimed work while the replicas cannot be read (%s)", exc
+                )
+                self._registry_failing = True
+            return {name: (count, 0, wait) for name, (count, wait) in backlog.items()}
+        if self._registry_failing:
+            log.warning("autoscaling: the replicas can be read again; the unclaimed work is split again")
+            self._registry_failing = False
         out = {}
         for name, (count, wait) in backlog.items():
-            peers = [
-                view.row.id
-                for view in views
-                if not view.lost and name in (view.row.details or {}).get("autoscaling", ())
-            ]
-            out[name] = (backlog_share(count, peers, this), wait)
+            autoscaling, room = {this}, {this} if name in self._room else set()
+            for view in views:
+                details = view.row.details or {}
+                if view.lost or view.row.id == this or name not in details.get("autoscaling", ()):
+                    continue
+                autoscaling.add(view.row.id)
+                if name in details.get("scaling_room", details["autoscaling"]):
+                    room.add(view.row.id)
+            share = backlog_share(count, sorted(room or autoscaling), this, self.policy.queue_depth)
+            out[name] = (count, share, wait)
         return out
+
+    def _update_room(self, loads: dict[str, TypeLoad], policy: Policy, mono: float) -> None:
+        """Note the types this replica can add agents of now: under their ``max`` and
+        ``system.max_agents``, and not failing to launch."""
+        total = sum(load.current for load in loads.values())
+        self._room = {
+            name
+            for name, load in loads.items()
+            if load.current < max(self.limits[name].min, self.limits[name].max)
+            and total < policy.max_agents
+            and mono - self._launch_failed.get(name, -LAUNCH_RETRY) >= LAUNCH_RETRY
+        }
 
     def _capabilities(self, name: str) -> frozenset[str]:
         supply = getattr(self.engine, "supply", None)
@@ -200,7 +247,6 @@ class Autoscaler:
         """Decide once and apply it; the decisions by type."""
         mono, wall = time.monotonic(), now()
         queued = self._queued(wall)
-        shares = await self._shares(wall)
         if self.apply:
             launches = {name: self._launches(name) for name in self.limits}
             live = {launch.id for launch in self.launcher.launches.values()}
@@ -223,11 +269,13 @@ class Autoscaler:
                 current=len(launches[name]),
                 idle=len(idle[name]),
                 since_change=(mono - self._changed_at[name]) if name in self._changed_at else None,
-                unclaimed=shares.get(name, (0, 0.0))[0],
-                unclaimed_wait=shares.get(name, (0, 0.0))[1],
             )
             for name in self.limits
         }
+        self._update_room(loads, policy, mono)
+        shares = await self._shares(wall)
+        for name, (_count, share, wait) in shares.items():
+            loads[name] = dataclasses.replace(loads[name], unclaimed=share, unclaimed_wait=wait)
         decisions = decide(loads, self.limits, policy)
         for name, decision in decisions.items():
             current = loads[name].current
@@ -235,6 +283,11 @@ class Autoscaler:
             if delta > 0:
                 started = await self._launch(name, delta)
                 self._event(name, "up", started)
+                if started < delta:
+                    self._launch_failed[name] = mono
+                    self._room.discard(name)
+                else:
+                    self._launch_failed.pop(name, None)
             elif delta < 0:
                 stopped = self._drain(idle[name][:-delta] or launches[name][delta:])
                 self._event(name, "down", stopped)
@@ -253,7 +306,8 @@ class Autoscaler:
                 oldest_wait=loads[name].oldest_wait,
                 reason=decision.reason,
                 decided_at=wall,
-                unclaimed_share=shares[name][0] if name in shares else None,
+                unclaimed=shares[name][0] if name in shares else None,
+                unclaimed_share=shares[name][1] if name in shares else None,
             )
         return decisions
 

@@ -9,7 +9,8 @@ With replicas sharing Redis (:class:`controlplane.replicas.event_stream.LogStrea
 kept here is not kept at once: it is relayed to the replicas' shared stream (``relay``) and kept
 when it is read back from it, with the stream's id (``stream_id``), like every other replica's
 records; every replica's ring then holds the records in the stream's order, under ids valid on
-all of them.
+all of them. While the stream cannot be written (Redis away), the relay declines and the record
+is kept here at once, under an id of this replica alone (``{incarnation}.{seq}``).
 """
 
 from __future__ import annotations
@@ -129,20 +130,26 @@ class LogBook:
         self.task_owner = task_owner
         self.agent_owner = agent_owner
         #: Where records written here go instead of the ring (the replicas' shared stream, which
-        #: brings them back with their stream id); None: kept at once.
-        self.relay: Callable[[LogEntry], None] | None = None
+        #: brings them back with their stream id): it returns False when the record is to be kept
+        #: at once after all (the stream cannot be written now). None: kept at once.
+        self.relay: Callable[[LogEntry], bool] | None = None
         #: The replicas' shared stream of records (resuming after a stream id), else None.
         self.shared: Any = None
 
-    def add(self, entry: LogEntry) -> None:
-        """Keep a record (noting who owns its task and agent) and hand it to subscribers; with a
-        ``relay``, a record without a stream id is relayed instead (it comes back with one)."""
+    def enrich(self, entry: LogEntry) -> LogEntry:
+        """Note who owns the record's task and agent where it does not say (who may read it)."""
         if entry.task_id and not entry.task_owner and self.task_owner is not None:
             entry.task_owner = self.task_owner(entry.task_id)
         if entry.agent_id and not entry.agent_owner and self.agent_owner is not None:
             entry.agent_owner = self.agent_owner(entry.agent_id)
-        if self.relay is not None and not entry.stream_id:
-            self.relay(entry)
+        return entry
+
+    def add(self, entry: LogEntry) -> None:
+        """Keep a record (noting who owns its task and agent) and hand it to subscribers; with a
+        ``relay``, a record without a stream id is relayed instead (it comes back with one)
+        unless the relay declines it."""
+        self.enrich(entry)
+        if self.relay is not None and not entry.stream_id and self.relay(entry):
             return
         self._seq += 1
         entry.seq = self._seq

@@ -86,72 +86,58 @@ def parse_resume_id(value: str, incarnation: int, field: str) -> int | None:
     return int(sequence)
 
 
-_STREAM_EVENT_ID = re.compile(r"^[0-9]{1,15}-[0-9]{1,18}-[0-9]{1,9}$")
+_STREAM_EVENT_ID = re.compile(r"[0-9]{1,15}-[0-9]{1,18}-[0-9]{1,9}")
+_STREAM_RECORD_ID = re.compile(r"[0-9]{1,15}-[0-9]{1,18}")
 
 
-def parse_event_resume_id(value: str, incarnation: int, field: str, streamed: bool) -> int | str | None:
-    """The event to resume after: ``{incarnation}.{sequence}``, or with events across replicas
-    (``streamed``) ``{milliseconds}-{sequence}-{index}``: a stream entry and the event's index in it
-    (None when empty).
+def _parse_stream_resume_id(
+    value: str, incarnation: int, field: str, streamed: bool, shape: re.Pattern[str], what: str
+) -> int | str | None:
+    """A resume id: ``{incarnation}.{sequence}``, or when ``what`` crosses replicas (``streamed``)
+    an id of the shared stream, whole as ``shape`` says (None when empty).
 
     Raises:
         InvalidArgument: It is not such an id.
-        FailedPrecondition: It was issued where events did not cross replicas, by another start or
-            another replica (reason ERROR_REASON_RESUME_POINT_LOST).
+        FailedPrecondition: It was issued where ``what`` did not cross replicas, by another start
+            or another replica (reason ERROR_REASON_RESUME_POINT_LOST).
     """
     if not streamed or not value:
         return parse_resume_id(value, incarnation, field)
-    if _STREAM_EVENT_ID.match(value):
+    if shape.fullmatch(value):
         return value
+    records = what == "log records"
     try:
         parse_resume_id(value, -1, field)  # a well-formed id of a single control plane?
     except FailedPrecondition:
         raise FailedPrecondition(
-            f"{field} {value} was sent by a control plane whose events did not cross replicas; its "
-            "history is not kept here: open the stream again without a resume id",
-            reason="ERROR_REASON_RESUME_POINT_LOST",
-        ) from None
-    except InvalidArgument:
-        raise InvalidArgument(
-            f"{field} {quote(value[:64])} is not an id this API sent (MILLISECONDS-SEQUENCE, as in Event.id)",
-            field=field,
-        ) from None
-    raise AssertionError("unreachable")  # pragma: no cover
-
-
-_STREAM_RECORD_ID = re.compile(r"^[0-9]{1,15}-[0-9]{1,18}$")
-
-
-def parse_record_resume_id(value: str, incarnation: int, streamed: bool) -> int | str | None:
-    """The log record to resume after (``after_record_id``): ``{incarnation}.{sequence}``, or with
-    log records across replicas (``streamed``) a stream id ``{milliseconds}-{sequence}`` (None when
-    empty).
-
-    Raises:
-        InvalidArgument: It is not such an id.
-        FailedPrecondition: It was issued by another start or another replica, or where records
-            did not cross replicas (reason ERROR_REASON_RESUME_POINT_LOST).
-    """
-    field = "after_record_id"
-    if not streamed or not value:
-        return parse_resume_id(value, incarnation, field)
-    if _STREAM_RECORD_ID.match(value):
-        return value
-    try:
-        parse_resume_id(value, -1, field)  # a well-formed id of a single control plane?
-    except FailedPrecondition:
-        raise FailedPrecondition(
-            f"{field} {value} was sent by a control plane whose log records did not cross replicas; "
-            "its history is not kept here: tail again without a resume id",
+            f"{field} {value} was sent by a control plane whose {what} did not cross replicas; its "
+            f"history is not kept here: {'tail' if records else 'open the stream'} again without a "
+            "resume id",
             reason="ERROR_REASON_RESUME_POINT_LOST",
         ) from None
     except InvalidArgument:
         raise InvalidArgument(
             f"{field} {quote(value[:64])} is not an id this API sent "
-            "(MILLISECONDS-SEQUENCE, as in LogRecord.id)",
+            f"(MILLISECONDS-SEQUENCE, as in {'LogRecord.id' if records else 'Event.id'})",
             field=field,
         ) from None
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def parse_event_resume_id(value: str, incarnation: int, field: str, streamed: bool) -> int | str | None:
+    """The event to resume after: ``{incarnation}.{sequence}``, or with events across replicas
+    (``streamed``) ``{milliseconds}-{sequence}-{index}``: a stream entry and the event's index in it
+    (None when empty). Errors as :func:`_parse_stream_resume_id` says."""
+    return _parse_stream_resume_id(value, incarnation, field, streamed, _STREAM_EVENT_ID, "events")
+
+
+def parse_record_resume_id(value: str, incarnation: int, streamed: bool) -> int | str | None:
+    """The log record to resume after (``after_record_id``): ``{incarnation}.{sequence}``, or with
+    log records across replicas (``streamed``) a stream id ``{milliseconds}-{sequence}`` (None when
+    empty). Errors as :func:`_parse_stream_resume_id` says."""
+    return _parse_stream_resume_id(
+        value, incarnation, "after_record_id", streamed, _STREAM_RECORD_ID, "log records"
+    )
 
 
 def seconds(value: duration_pb2.Duration) -> float:

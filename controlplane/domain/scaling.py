@@ -8,7 +8,8 @@ the counts and launches or drains to match.
 With several replicas on one database each replica decides for its own agents, on the work it
 holds plus its share of the *unclaimed* backlog (work no replica holds yet, which every replica
 sees whole): :func:`backlog_share` splits that backlog between the live replicas autoscaling the
-type, so that N replicas do not each scale up for all of it and the shares add up to it exactly.
+type that can still add agents of it, so that N replicas do not each scale up for all of it,
+the shares add up to it exactly and some replica able to scale up takes it.
 
 Rules, per type:
 
@@ -83,19 +84,24 @@ class TypeLoad:
         return max(self.oldest_wait, self.unclaimed_wait if self.unclaimed else 0.0)
 
 
-def backlog_share(unclaimed: int, replicas: Sequence[str], this: str) -> int:
-    """This replica's share of ``unclaimed`` tasks among the live ``replicas`` autoscaling a type.
+def backlog_share(unclaimed: int, sharing: Sequence[str], this: str, chunk: int = 1) -> int:
+    """This replica's share of ``unclaimed`` tasks split between the replicas ``sharing`` them.
 
-    Every replica gets ``unclaimed // n``; the remainder goes one each to the first replicas by
-    id, so the shares add up to ``unclaimed`` exactly (a sum over replicas counts the backlog
-    once) and a backlog of 1 moves one replica, not all. A replica missing from ``replicas`` (its
-    row not read yet) counts itself in.
+    The backlog is dealt in whole chunks of ``chunk`` tasks (``scaling.queue_depth_threshold``),
+    one chunk each in turn to the replicas by id, then the last partial chunk to the next one:
+    the shares add up to ``unclaimed`` exactly (a sum over replicas counts the backlog once), and
+    a backlog under N chunks still reaches the depth threshold on some replica instead of being
+    spread too thin to reach it anywhere. A lone task moves one replica, not all. A replica not
+    in ``sharing`` (one that cannot take more agents of the type) gets nothing.
     """
-    if unclaimed <= 0:
+    if unclaimed <= 0 or this not in sharing:
         return 0
-    ranked = sorted(set(replicas) | {this})
-    base, extra = divmod(unclaimed, len(ranked))
-    return base + (1 if ranked.index(this) < extra else 0)
+    ranked = sorted(set(sharing))
+    index, n, chunk = ranked.index(this), len(ranked), max(1, chunk)
+    whole, rest = divmod(unclaimed, chunk)
+    rounds, extra = divmod(whole, n)
+    share = (rounds + (1 if index < extra else 0)) * chunk
+    return share + (rest if index == extra % n else 0)
 
 
 @dataclass(frozen=True)

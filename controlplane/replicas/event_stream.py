@@ -14,6 +14,9 @@
   the stream's order, so ``maos logs`` and TailLogs on any replica show every replica's records.
   A record's id is its stream id (``<milliseconds>-<sequence>``), the same on every replica: a
   TailLogs resumes after it on any replica (:meth:`LogStream.after` reads the stream).
+  While the stream cannot be written (Redis away), a record written here is kept in this
+  replica's log book at once, under an id of this replica alone (``{incarnation}.{seq}``), and
+  still sent when Redis answers again (the other replicas get it then; this one skips it).
 
 Both keep about ``redis.stream_max_len`` entries. See :mod:`controlplane.replicas.streams` for
 what happens while Redis is away.
@@ -27,6 +30,7 @@ import itertools
 import json
 import logging
 import secrets
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -37,7 +41,7 @@ from controlplane.errors import FailedPrecondition, InvalidArgument, MaosError, 
 from controlplane.hookspecs import hookimpl
 from controlplane.logbook import LogBook, LogEntry
 from controlplane.replicas.redis_conn import RedisConnection
-from controlplane.replicas.streams import GAP, READ_TIMEOUT, SharedStream
+from controlplane.replicas.streams import GAP, MAX_OUTBOX, READ_TIMEOUT, SharedStream
 
 log = logging.getLogger(__name__)
 
@@ -239,47 +243,95 @@ class LogStream:
         self.stream = stream
         self.book = book
         self.origin = f"{replica}/{secrets.token_hex(4)}".encode()
-        self._numbers = itertools.count(1)  # next() is atomic: records are written from any thread
+        self._numbers = itertools.count(1)
+        #: Held while a record takes its number and enters the outbox: records are written from
+        #: several threads, and the numbers must enter the stream in order (a lower number read
+        #: after a higher one is skipped as a resent copy). Reentrant: appending may log.
+        self._sending = threading.RLock()
+        #: Numbers of records written here and kept at once (the stream could not be written):
+        #: skipped when the stream brings them back.
+        self._kept_here: dict[int, None] = {}
         #: The last entry number read of each writer (second copies of a resent pipeline are skipped).
         self._last_read: dict[bytes, int] = {}
+        self._warned_undecodable = False
         stream.on_entry = self._entry
         book.relay = self._send
         book.shared = self
 
-    def _send(self, entry: LogEntry) -> None:
+    def _send(self, entry: LogEntry) -> bool:
+        """Append a record to the stream; False when it is to be kept here at once as well (the
+        stream cannot be written now)."""
         record = [getattr(entry, name) for name in _LOG_FIELDS] + [entry.task_owner, entry.agent_owner]
         body = json.dumps(record, separators=(",", ":"))
-        self.stream.append([{_ORIGIN: self.origin, _NUMBER: str(next(self._numbers)), _BODY: body}])
+        with self._sending:
+            number = next(self._numbers)
+            keep_now = self.stream.failing
+            if keep_now:
+                self._kept_here[number] = None
+                if len(self._kept_here) > MAX_OUTBOX:  # those dropped from the outbox never come back
+                    del self._kept_here[next(iter(self._kept_here))]
+            self.stream.append([{_ORIGIN: self.origin, _NUMBER: str(number), _BODY: body}])
+        return not keep_now
 
     def _decode(self, stream_id: str, fields: dict[bytes, bytes]) -> LogEntry | None:
-        """The record of a stream entry (None: not one)."""
+        """The record of a stream entry, noting who owns its task and agent (None: not one, or
+        one this version cannot read: skipped, with one warning)."""
         origin = fields.get(_ORIGIN)
         if GAP in fields or origin is None or _BODY not in fields:
             return None
-        level, component, message, at, task_id, subtask_id, agent_id, extra, task_owner, agent_owner = (
-            json.loads(fields[_BODY])
-        )
-        return LogEntry(
-            level=level,
-            component=component,
-            message=message,
-            time=at,
-            task_id=task_id,
-            subtask_id=subtask_id,
-            agent_id=agent_id,
-            fields=extra,
-            task_owner=task_owner,
-            agent_owner=agent_owner,
-            replica="" if origin == self.origin else origin.decode().rsplit("/", 1)[0],
-            stream_id=stream_id,
+        try:
+            level, component, message, at, task_id, subtask_id, agent_id, extra, task_owner, agent_owner = (
+                json.loads(fields[_BODY])
+            )
+            texts = (component, message, task_id, subtask_id, agent_id, task_owner, agent_owner)
+            if (
+                not isinstance(level, int)
+                or not isinstance(at, int | float)
+                or not isinstance(extra, dict)
+                or not all(isinstance(text, str) for text in texts)
+            ):
+                raise ValueError("a field has the wrong type")
+            replica = "" if origin == self.origin else origin.decode().rsplit("/", 1)[0]
+        except (ValueError, TypeError) as exc:  # (json and unicode errors are ValueErrors)
+            if not self._warned_undecodable:
+                self._warned_undecodable = True
+                log.warning(
+                    "log records stream: entry %s is not a log record this version reads (%s); "
+                    "such entries are skipped",
+                    stream_id,
+                    exc,
+                )
+            return None
+        return self.book.enrich(
+            LogEntry(
+                level=level,
+                component=component,
+                message=message,
+                time=at,
+                task_id=task_id,
+                subtask_id=subtask_id,
+                agent_id=agent_id,
+                fields=extra,
+                task_owner=task_owner,
+                agent_owner=agent_owner,
+                replica=replica,
+                stream_id=stream_id,
+            )
         )
 
     def _entry(self, stream_id: str, fields: dict[bytes, bytes]) -> None:
-        if _again(self._last_read, fields):
+        if _again(self._last_read, fields) or self._was_kept_here(fields):
             return
         entry = self._decode(stream_id, fields)
         if entry is not None:
             self.book.add(entry)
+
+    def _was_kept_here(self, fields: dict[bytes, bytes]) -> bool:
+        """Whether the entry is a record of this writer kept at once when it was written."""
+        if fields.get(_ORIGIN) != self.origin or _NUMBER not in fields:
+            return False
+        with self._sending:
+            return self._kept_here.pop(int(fields[_NUMBER]), 0) is None
 
     async def after(self, record_id: str) -> list[LogEntry]:
         """The records written after record ``record_id``, oldest first, read from the stream

@@ -8,6 +8,10 @@ A :class:`SharedStream` is the transport under :mod:`controlplane.replicas.event
   While Redis is away the outbox keeps up to :data:`MAX_OUTBOX` entries and sends them when it
   answers again; past that the oldest are dropped and a *gap* entry is written in their place, so
   a reader resuming from before it is told that events were lost instead of missing them.
+  ``SharedStream.failing`` says whether writing fails now (from the first failed write until one
+  succeeds). When Redis did not answer at start, the reader's starting point (the newest entry)
+  is read before the writer's first write, so the reader never starts after this replica's own
+  first entries.
 * **Reading**: one ``XREAD BLOCK`` loop per replica hands every entry (this replica's included,
   so that every replica sees one order: the stream's) to ``on_entry``. When the connection
   breaks, ``on_break`` is called (watchers end with an error they can resume from) and the loop
@@ -103,8 +107,12 @@ class SharedStream:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._reader_up = False
-        #: The id of the last entry read (where reading goes on after a broken connection).
-        self.last_read = "0-0"
+        #: The id of the last entry read (where reading goes on after a broken connection); None
+        #: while unknown (Redis did not answer at start): then the newest entry once it answers,
+        #: resolved before this replica writes any (see :meth:`_position`).
+        self.last_read: str | None = "0-0"
+        #: Whether writing to Redis fails now (the entries wait in the outbox meanwhile).
+        self.failing = False
         self.on_demand = on_demand
         #: Called when an on-demand stream stops reading (what waited for entries to come back goes).
         self.on_idle: Callable[[], None] = lambda: None
@@ -137,8 +145,18 @@ class SharedStream:
             self._reader_up = True
         except Exception as exc:  # Redis answered PING at start; if it is gone already, read from now on
             log.warning("%s stream: Redis does not answer (%s); reading when it does", self.what, exc)
-            self.last_read = "$"
+            self.last_read = None
         self._start_reader()
+
+    async def _position(self) -> str:
+        """Where reading goes on. When Redis did not answer at start, the newest entry once it
+        answers: the writer asks this before its first write too, so the reader starts before any
+        entry of this replica (an ``XREAD $`` issued after the writer's first flush would miss it)."""
+        if self.last_read is None:
+            newest = await self._newest()
+            if self.last_read is None:  # the reader or the writer may have asked at the same time
+                self.last_read = newest
+        return self.last_read
 
     def _start_reader(self) -> None:
         assert self._loop is not None
@@ -249,6 +267,7 @@ class SharedStream:
                 self._loop.call_soon_threadsafe(self._wake.set)
 
     async def _flush_once(self) -> None:
+        await self._position()
         with self._lock:
             batch = [self._outbox[i] for i in range(min(len(self._outbox), MAX_BATCH))]
             dropped = self._dropped
@@ -289,7 +308,6 @@ class SharedStream:
 
     async def _write(self) -> None:
         assert self._wake is not None
-        failing = False
         while True:
             if not self._outbox:
                 await self._wake.wait()
@@ -297,20 +315,20 @@ class SharedStream:
                 continue
             try:
                 await self._flush_once()
-                if failing:
+                if self.failing:
+                    self.failing = False
                     log.warning("%s stream: Redis answers again; the waiting entries were sent", self.what)
-                    failing = False
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                if not failing:
+                if not self.failing:
+                    self.failing = True  # first: this warning is a log record written while it fails
                     log.warning(
                         "%s stream: cannot write to Redis (%s); keeping up to %d entries until it answers",
                         self.what,
                         exc,
                         MAX_OUTBOX,
                     )
-                    failing = True
                 await asyncio.sleep(RETRY_DELAY)
 
     # --- reading --------------------------------------------------------------
@@ -318,19 +336,19 @@ class SharedStream:
     async def _read(self) -> None:
         while True:
             try:
-                reply = await self.reader.xread({self.key: self.last_read}, count=READ_COUNT, block=BLOCK_MS)
+                reply = await self.reader.xread(
+                    {self.key: await self._position()}, count=READ_COUNT, block=BLOCK_MS
+                )
                 if not self._reader_up:
                     self._reader_up = True
                     log.warning("%s stream: reading from Redis again", self.what)
                 for _key, entries in reply or ():
                     for stream_id, fields in entries:
-                        self.last_read = _text(stream_id)
+                        self.last_read = read = _text(stream_id)
                         try:
-                            self.on_entry(self.last_read, fields)
+                            self.on_entry(read, fields)
                         except Exception:
-                            log.exception(
-                                "%s stream: entry %s could not be delivered", self.what, self.last_read
-                            )
+                            log.exception("%s stream: entry %s could not be delivered", self.what, read)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:

@@ -96,11 +96,6 @@ def install_replicas(
         return None
     leases = JobLeases(storage, store, engine.replica, settings["replicas.job_lease_ttl"])
     process = this_process()
-    # The types this replica autoscales: the others split the unclaimed backlog of a type between
-    # the replicas autoscaling it (controlplane.autoscaler).
-    autoscaled = (
-        sorted(settings["scaling.types"]) if settings["scaling.enabled"] or settings["scaling.types"] else []
-    )
 
     def details() -> dict[str, Any]:
         return {
@@ -108,7 +103,6 @@ def install_replicas(
             "leases": engine.leases_held(),
             "jobs": leases.held(),
             "process": process,  # lets a replica on this machine tell that this one died
-            **({"autoscaling": autoscaled} if autoscaled else {}),
         }
 
     registry = ReplicaRegistry(

@@ -22,7 +22,7 @@ class ReplicaRow:
         heartbeat_at: Its last heartbeat.
         details: What it last reported: ``agents`` (connected), ``leases`` (subtask leases held),
             ``jobs`` (periodic jobs whose lease it holds), ``autoscaling`` (the agent types it
-            autoscales, when any).
+            autoscales, when any) and ``scaling_room`` (those of them it can add agents of now).
     """
 
     id: str

@@ -24,7 +24,7 @@ from controlplane.logbook import LEVELS, LogBook, LogEntry, LogFilter, Visibilit
 from controlplane.metrics import Metrics
 from controlplane.observability.history import DEFAULT_TIMEFRAME, SERIES, HistorySampler, check_category
 from controlplane.observability.observer import Observer
-from controlplane.replicas.streams import position
+from controlplane.replicas.streams import position as stream_position
 from controlplane.scheduler.engine import Engine
 from controlplane.version import __version__
 from maos_common.redaction import redact, shown_setting
@@ -388,13 +388,11 @@ class SystemServicer(system_grpc.SystemServiceServicer):
                 queue.put_nowait(entry if queue.qsize() < MAX_PENDING_EVENTS else None)
 
         # No await between reading the ring and subscribing: no record is missed or sent twice.
-        backlog = (
-            self.logbook.tail(wanted, request.tail)
-            if after is None
-            else self.logbook.after(wanted, after)
-            if isinstance(after, int)
-            else []
-        )
+        backlog: list[LogEntry] = []  # (a resume after a stream id reads the stream once subscribed)
+        if after is None:
+            backlog = self.logbook.tail(wanted, request.tail)
+        elif isinstance(after, int):
+            backlog = self.logbook.after(wanted, after)
         self.logbook.subscribers.append(subscriber)
         #: Records up to this stream position were sent (a resume from the stream): live ones
         #: already among them are skipped.
@@ -403,7 +401,7 @@ class SystemServicer(system_grpc.SystemServiceServicer):
         try:
             if isinstance(after, str):  # read from the stream, after subscribing: none falls between
                 backlog = [e for e in await shared.after(after) if wanted.matches(e)]
-                sent_up_to = position(backlog[-1].stream_id if backlog else after)
+                sent_up_to = stream_position(backlog[-1].stream_id if backlog else after)
             for entry in backlog:
                 yield system_pb.TailLogsResponse(record=convert.log_entry_to_pb(entry, incarnation))
             while True:
@@ -413,7 +411,11 @@ class SystemServicer(system_grpc.SystemServiceServicer):
                         "the reader fell too far behind; tail again with after_record_id "
                         "(the last record's id) to resume"
                     )
-                if sent_up_to is not None and entry.stream_id and position(entry.stream_id) <= sent_up_to:
+                if (
+                    sent_up_to is not None
+                    and entry.stream_id
+                    and stream_position(entry.stream_id) <= sent_up_to
+                ):
                     continue
                 yield system_pb.TailLogsResponse(record=convert.log_entry_to_pb(entry, incarnation))
         finally:

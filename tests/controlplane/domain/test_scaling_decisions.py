@@ -88,8 +88,22 @@ def test_backlog_shares_add_up_to_the_backlog_and_a_lone_task_moves_one_replica(
         shares = [backlog_share(unclaimed, replicas, r) for r in replicas]
         assert sum(shares) == unclaimed and max(shares) - min(shares) <= 1
     assert [backlog_share(1, replicas, r) for r in ("r-a", "r-b", "r-c")] == [1, 0, 0]
-    assert backlog_share(7, [], "alone") == 7  # a replica not listed yet counts itself in
-    assert backlog_share(7, ["r-a"], "r-b") == 3  # r-a gets the remainder: 4
+    assert backlog_share(7, ["alone"], "alone") == 7
+    assert backlog_share(7, ["r-a", "r-b"], "r-b") == 3  # r-a gets the remainder: 4
+    assert backlog_share(7, ["r-a"], "r-b") == 0  # a replica left out of the split (no room) gets none
+
+
+def test_backlog_shares_come_in_chunks_of_the_depth_threshold():
+    """With queue_depth q, a backlog under N*q still reaches the threshold on some replica."""
+    replicas = ["r-a", "r-b", "r-c"]
+    for unclaimed in range(0, 20):
+        shares = [backlog_share(unclaimed, replicas, r, chunk=3) for r in replicas]
+        assert sum(shares) == unclaimed, (unclaimed, shares)
+        if unclaimed >= 3:
+            assert shares[0] >= 3, (unclaimed, shares)
+    assert [backlog_share(4, replicas, r, chunk=3) for r in replicas] == [3, 1, 0]
+    assert [backlog_share(10, replicas, r, chunk=3) for r in replicas] == [4, 3, 3]
+    assert [backlog_share(2, replicas, r, chunk=3) for r in replicas] == [2, 0, 0]
 
 
 def test_a_share_of_the_unclaimed_backlog_counts_as_queued_work():

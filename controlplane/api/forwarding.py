@@ -12,7 +12,9 @@ When no replica holds the target, the receiving replica acts itself: an agent co
 nowhere is answered from what is stored (NotFound, FailedPrecondition "not connected", or a
 terminate marking it TERMINATED); an unfinished task nobody holds is claimed here first
 (``Engine.claim_task``, from the scheduler's claims; without it, the stored task is acted on
-here, as one control plane does).
+here, as one control plane does). A task the asked replica gave up a moment ago and has not let go
+yet (still marked leaving from it, which the asker's claim does not take) is taken back by that
+replica, which serves the call (``Engine.take_back``).
 """
 
 from __future__ import annotations
@@ -154,11 +156,17 @@ class Forwarder:
     async def _serve(self, body: dict[str, Any], holds: Callable[[str], bool]) -> dict[str, Any] | None:
         entry = self._methods.get(str(body.get("m", "")))
         target = str(body.get("t", ""))
-        if entry is None or not holds(target):
-            until_released = getattr(self.engine, "until_released", None)
-            if entry is not None and holds == self.holds_task and until_released is not None:
-                await until_released(target)  # given up here a moment ago: the asker claims it once released
+        if entry is None:
             return None
+        if not holds(target):
+            take_back = getattr(self.engine, "take_back", None)
+            if holds != self.holds_task or take_back is None:
+                return None
+            # Given up here a moment ago: once released, a task still marked leaving from here (not let go
+            # yet) is taken back and the call served here, as the asker could not claim it; any other
+            # task is the asker's to claim.
+            if not await take_back(target):
+                return None
         method, request_cls, _ = entry
         request = request_cls()
         request.ParseFromString(base64.b64decode(str(body["q"])))

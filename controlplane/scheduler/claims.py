@@ -197,6 +197,9 @@ class Claims:
         self._named: dict[str, dict[str, None]] = {}
         #: Tasks given up whose let-go failed (tried again on the poll).
         self._unlet: set[str] = set()
+        #: Tasks given up here whose let-go has not succeeded yet: their row may still be marked leaving
+        #: from here, which only this replica's claim (or one by id from their wake-up) takes.
+        self._marked: set[str] = set()
         self._poller: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.fenced = ""
@@ -442,7 +445,22 @@ class Claims:
             [self.holder],  # given up here and not let go (a let-go that failed): taken back
         )
         self._adopt(tasks, subs, fresh_check=False)
-        return task_id in self.engine.tasks
+        if task_id in self.engine.tasks:
+            self._marked.discard(task_id)  # (its own id over the mark: nothing left to let go)
+            self._unlet.discard(task_id)
+            return True
+        return False
+
+    async def take_back(self, task_id: str) -> bool:
+        """A call for a task given up here reached this replica (from another, which asked who holds it):
+        once the task is released, take it back if its row may still be marked leaving from here (not let
+        go yet: no other replica's claim takes it), so the call is served here; whether it is held here."""
+        await self.until_released(task_id)
+        if task_id in self.engine.tasks:
+            return True
+        if task_id not in self._marked or self.fenced or self._stopped:
+            return False
+        return await self.claim_task(task_id)
 
     async def until_released(self, task_id: str) -> None:
         """Return once a task given up here is released (at once for any other task)."""
@@ -548,6 +566,7 @@ class Claims:
         self._leaving_hint.add(int(task.priority), task.create_time, needs)
         self._leaving.append(task.id)
         self._releasing[task.id] = self._leaving_released
+        self._marked.add(task.id)
 
     def _hand_over_after_events(self, task_ids: list[str], hint: WorkHint, released: asyncio.Event) -> None:
         """After the commit that marked given-up tasks leaving (its events are delivered by then)."""
@@ -592,7 +611,9 @@ class Claims:
             log.warning(
                 "could not let go of %d tasks given up (tried again on the poll): %s", len(task_ids), exc
             )
-            self._unlet.update(task_ids)
+            self._unlet.update(task_id for task_id in task_ids if task_id in self._marked)
+            return
+        self._marked.difference_update(task_ids)
 
     def _publish(self, topic: str, payload: str) -> None:
         async def send() -> None:

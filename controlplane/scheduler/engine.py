@@ -906,11 +906,13 @@ class Engine:
             return True
         return await self.claims.claim_task(task_id)
 
-    async def until_released(self, task_id: str) -> None:
-        """Return once a task this replica is giving up is claimable by others (at once for any
-        other task, and without claims)."""
-        if self.claims is not None:
-            await self.claims.until_released(task_id)
+    async def take_back(self, task_id: str) -> bool:
+        """Whether this replica holds the task once a give-up of it here is released, taking it back
+        while it is still marked leaving from here (see ``Claims.take_back``); without claims, whether
+        it is in memory."""
+        if self.claims is None:
+            return self.holds(task_id)
+        return await self.claims.take_back(task_id)
 
     async def prepare_resume(self, agent_id: str, refs: Sequence[Ref]) -> None:
         """Before an agent resumes here: learn its session if another replica made it, and claim the

@@ -370,6 +370,47 @@ async def test_a_let_go_that_fails_is_tried_again_on_the_poll(
         await a.stop(grace=1.0)
 
 
+async def test_a_cancel_of_a_task_just_handed_over_is_served_by_the_replica_that_gave_it_up(
+    tmp_path: Path, shared: dict[str, Any], shared_db: str, caplog: Any
+) -> None:
+    """A cancel reaching replica b while the task a handed over is still marked leaving from a (a's let-go
+    refused by the database, as it is for a moment after each hand-over): a takes the task back and
+    cancels it, where b could not claim it (a live replica's mark)."""
+    settings = {**shared, "replicas.claim_poll_interval": 0.5}
+    a = await start_app(make_settings(tmp_path / "a", **settings))
+    b = await start_app(make_settings(tmp_path / "b", **settings))
+    mark = f"~leaving:{a.engine.replica}"
+    execute(
+        shared_db,
+        "CREATE FUNCTION refuse_let_go() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+        f"IF OLD.claimed_by = '{mark}' AND NEW.claimed_by IS NULL THEN RAISE EXCEPTION 'let-go refused'; "
+        "END IF; RETURN NEW; END $$",
+    )
+    execute(
+        shared_db,
+        "CREATE TRIGGER refuse_let_go BEFORE UPDATE ON tasks FOR EACH ROW EXECUTE FUNCTION refuse_let_go()",
+    )
+    try:
+        async with Client(a.address) as on_a, Client(b.address) as on_b:
+            name = (await on_a.submit_task(description="echo later")).name
+            task_id = name.split("/")[1]
+            await wait_for(
+                lambda: "could not let go of 1 tasks" in caplog.text, 10, message="the let-go failing"
+            )
+            assert not a.engine.holds(task_id) and not b.engine.holds(task_id)
+            assert rows(shared_db, "SELECT claimed_by FROM tasks WHERE id = :i", i=task_id)[0][0] == mark
+            cancelled = await on_b.cancel_task(name, reason="not needed")
+            assert cancelled.status == enums.TASK_STATUS_CANCELLED
+            assert not b.engine.holds(task_id)
+            held = rows(shared_db, "SELECT claimed_by, status FROM tasks WHERE id = :i", i=task_id)
+            assert tuple(held[0]) == (a.engine.replica, int(TaskStatus.CANCELLED))
+    finally:
+        execute(shared_db, "DROP TRIGGER IF EXISTS refuse_let_go ON tasks")
+        execute(shared_db, "DROP FUNCTION IF EXISTS refuse_let_go()")
+        await b.stop(grace=1.0)
+        await a.stop(grace=1.0)
+
+
 async def test_claim_task_takes_one_task_nobody_holds(
     tmp_path: Path, shared_db: str, shared: dict[str, Any]
 ) -> None:

@@ -27,7 +27,8 @@ so no subtask can be assigned by two replicas. The rules:
   the replica claiming a task next cannot send a later event of it before this replica's
   (per-task order holds across the handover), and no second commit waits on the way. The let-go
   runs :data:`LET_GO_DELAY` after the wake-up (a claim by id would otherwise wait for its commit
-  on the same rows); one that fails is tried again on the poll.
+  on the same rows); one that fails, or passes over rows a claim by id has locked (which may yet
+  abort), is tried again on the poll.
 * **Dependencies across replicas.** A task that finishes is announced on ``finished`` (its id,
   after its commit); a replica holding tasks that wait for it evaluates them again. Where events
   cross replicas over LISTEN/NOTIFY (no Redis) the task's relayed TASK_STATUS_CHANGED event is that
@@ -606,14 +607,16 @@ class Claims:
     async def _let_go(self, task_ids: list[str]) -> None:
         """Make tasks given up here claimable by any claim pass (those claimed by id meanwhile stay)."""
         try:
-            await self.engine.storage.call(self.store.let_go, self.holder, task_ids)
+            locked = await self.engine.storage.call(self.store.let_go, self.holder, task_ids)
         except Exception as exc:  # the wake-up named them; the poll tries again for a claim pass
             log.warning(
                 "could not let go of %d tasks given up (tried again on the poll): %s", len(task_ids), exc
             )
             self._unlet.update(task_id for task_id in task_ids if task_id in self._marked)
             return
-        self._marked.difference_update(task_ids)
+        # Passed over while a claim by id locked them: tried again on the poll, in case that claim aborts.
+        self._unlet.update(task_id for task_id in locked if task_id in self._marked)
+        self._marked.difference_update(set(task_ids) - set(locked))
 
     def _publish(self, topic: str, payload: str) -> None:
         async def send() -> None:

@@ -355,24 +355,26 @@ class SqlClaimStore:
             )
         return chosen, [sub for task in chosen for sub in subs.get(task.id, [])]
 
-    def let_go(self, holder: str, task_ids: Sequence[str]) -> int:
-        """Make tasks ``holder`` gave up (leaving) claimable by any claim pass; how many were still leaving
-        (the others were claimed by id meanwhile)."""
+    def let_go(self, holder: str, task_ids: Sequence[str]) -> list[str]:
+        """Make tasks ``holder`` gave up (leaving) claimable by any claim pass (those claimed by id meanwhile
+        stay where they are); the ones still marked leaving, whose rows another transaction held locked:
+        let go again later (a claim by id holding them may yet abort)."""
         if not task_ids:
-            return 0
+            return []
+        mark, ids = leaving(holder), sorted(task_ids)
         with translate_errors(), self._writes.begin() as conn:
             # (passing over a row a claim locks: that claim takes the task, or lets it go if unwanted)
             free = (
                 select(_T.c.id)
-                .where(_T.c.id.in_(list(task_ids)), _T.c.claimed_by == leaving(holder))
+                .where(_T.c.id.in_(ids), _T.c.claimed_by == mark)
+                .order_by(_T.c.id)
                 .with_for_update(skip_locked=True)
             )
-            done = conn.execute(
-                update(_T)
-                .where(_T.c.id.in_(free), _T.c.claimed_by == leaving(holder))
-                .values(claimed_by=None)
+            conn.execute(update(_T).where(_T.c.id.in_(free), _T.c.claimed_by == mark).values(claimed_by=None))
+            # What was passed over, as last committed (a claim that commits meanwhile makes it a no-op later).
+            return list(
+                conn.execute(select(_T.c.id).where(_T.c.id.in_(ids), _T.c.claimed_by == mark)).scalars()
             )
-            return done.rowcount or 0
 
     def hold(self, holder: str, task_ids: Sequence[str]) -> None:
         """Make ``holder`` hold these tasks, whoever held them (after a recovery restored them all)."""

@@ -554,7 +554,7 @@ def test_a_write_of_a_task_another_replica_claimed_changes_nothing(store: tuple[
     assert claims.holder("t0000") == "x"
     backend.write(WriteBatch(released=["t0000"]))  # given up: leaving, still x's until let go
     assert claims.holder("t0000") == "x"
-    assert claims.let_go("x", ["t0000"]) == 1
+    assert claims.let_go("x", ["t0000"]) == []
     assert claims.holder("t0000") is None
     [taken], _ = claims.claim("y", time.time(), 30.0, 1, 120.0)
     stale = _task(0)
@@ -591,7 +591,7 @@ def test_a_task_given_up_is_claimed_by_id_from_its_wake_up_before_it_is_let_go(
     assert [t.id for t in taken] == ["t0000"]
     assert claims.holder("t0000") == "y"
     # x lets go of both: the one y claimed stays y's, the other is claimable by any pass
-    assert claims.let_go("x", ["t0000", "t0001"]) == 1
+    assert claims.let_go("x", ["t0000", "t0001"]) == []
     assert claims.holder("t0000") == "y"
     assert [t.id for t in claims.claim("z", time.time(), 30.0, 5, 120.0)[0]] == ["t0001"]
 
@@ -616,7 +616,7 @@ def test_a_named_task_the_claimer_does_not_want_is_let_go(store: tuple[SqlClaimS
     refused = claims.claim_named("y", time.time(), 30.0, ["t0000"], "x", 5, 120.0, lambda task, subs: False)
     assert refused == ([], [])
     assert claims.holder("t0000") is None  # x gave it up: claimable by any pass, not x's again
-    assert claims.let_go("x", ["t0000"]) == 0
+    assert claims.let_go("x", ["t0000"]) == []
 
 
 def test_a_named_claim_waits_for_a_row_locked_meanwhile_rather_than_passing_it_over(
@@ -637,13 +637,32 @@ def test_a_named_claim_waits_for_a_row_locked_meanwhile_rather_than_passing_it_o
             claimer.start()
             claimer.join(0.5)
             assert claimer.is_alive() and not result  # it waits for the lock
-            assert claims.let_go("x", ["t0000"]) == 0  # a let-go passes over the locked row
+            assert claims.let_go("x", ["t0000"]) == ["t0000"]  # passed over: to let go again
             conn.rollback()
             claimer.join(30)
     finally:
         engine.dispose()
     assert [t.id for t in result[0][0]] == ["t0000"]
     assert claims.holder("t0000") == "y"
+    assert claims.let_go("x", ["t0000"]) == []  # let go again: y's claim stands
+
+
+def test_a_let_go_that_passed_over_a_claim_that_aborted_lets_go_when_tried_again(
+    store: tuple[SqlClaimStore, Any], shared_db: str
+) -> None:
+    claims, backend = store
+    _given_up(backend, "x", _task(0), _task(1))
+    engine = sqlalchemy.create_engine(shared_db)
+    try:
+        with engine.connect() as conn:  # a claim by id of t0000 in flight, which then aborts
+            conn.execute(sqlalchemy.text("UPDATE tasks SET claimed_by = 'y' WHERE id = 't0000'"))
+            assert claims.let_go("x", ["t0000", "t0001"]) == ["t0000"]
+            conn.rollback()
+    finally:
+        engine.dispose()
+    assert (claims.holder("t0000"), claims.holder("t0001")) == ("x", None)  # still leaving from x
+    assert claims.let_go("x", ["t0000"]) == []
+    assert claims.holder("t0000") is None
 
 
 def test_a_task_left_leaving_is_claimable_once_its_holder_is_lost_and_freed_by_its_clean_stop(

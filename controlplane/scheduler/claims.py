@@ -696,6 +696,11 @@ class Claims:
             if self._unlet:
                 unlet, self._unlet = list(self._unlet), set()
                 await self._let_go(unlet)
+            if getattr(self.store, "unreturned", None):  # a claim by id could not give back what it refused
+                try:
+                    await self.engine.storage.call(self.store.give_back_unreturned, self.holder)
+                except Exception as exc:  # the next poll tries again
+                    log.warning("could not give back tasks a claim by id took: %s", exc)
             try:
                 await self._recheck_dependencies()
             except Exception as exc:  # the next poll tries again

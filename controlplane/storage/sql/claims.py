@@ -27,6 +27,7 @@ and run on the storage thread.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -36,6 +37,8 @@ from sqlalchemy import Engine, String, and_, func, literal, or_, select, tuple_,
 from controlplane.domain.model import Priority, Subtask, Task, TaskStatus
 from controlplane.storage.sql import codec, schema
 from controlplane.storage.sql.backend import SqlBackend, translate_errors
+
+log = logging.getLogger(__name__)
 
 _T, _S, _R = schema.tasks, schema.subtasks, schema.replicas
 _UNFINISHED = tuple(int(s) for s in TaskStatus if not s.finished)
@@ -137,6 +140,9 @@ class SqlClaimStore:
 
     def __init__(self, writes: Engine) -> None:
         self._writes = writes
+        #: Tasks a claim by id took (committed) and meant to give back, whose give-back failed: the value
+        #: ``claimed_by`` had (see :meth:`give_back_unreturned`).
+        self.unreturned: dict[str, str | None] = {}
 
     def claim(
         self,
@@ -303,14 +309,41 @@ class SqlClaimStore:
         chosen = [t for t in tasks.values() if wanted is None or wanted(t, subs.get(t.id, []))]
         kept = {t.id for t in chosen}
         rejected = [task_id for task_id in tasks if task_id not in kept]
-        for task_id in rejected:  # as it was; but a task its holder gave up is let go (see claim_named)
-            was = before[task_id]
-            conn.execute(
-                update(_T)
-                .where(_T.c.id == task_id, _T.c.claimed_by == holder)
-                .values(claimed_by=None if was is not None and was.startswith(LEAVING) else was)
-            )
+        # As it was; but a task its holder gave up is let go (see claim_named).
+        back = {
+            t: None if (was := before[t]) is not None and was.startswith(LEAVING) else was for t in rejected
+        }
+        if named:  # committed already (autocommit): a give-back that fails is tried again later
+            try:
+                self._give_back(conn, holder, back)
+            except Exception as exc:
+                log.warning(
+                    "could not give back %d tasks a claim by id took (tried again later): %s", len(back), exc
+                )
+                self.unreturned.update(back)
+        else:  # (in the claim's transaction: failing, it undoes the claim too)
+            self._give_back(conn, holder, back)
         return chosen, rejected
+
+    @staticmethod
+    def _give_back(conn: Any, holder: str, back: dict[str, str | None]) -> None:
+        for task_id, was in sorted(back.items()):
+            conn.execute(
+                update(_T).where(_T.c.id == task_id, _T.c.claimed_by == holder).values(claimed_by=was)
+            )
+
+    def give_back_unreturned(self, holder: str) -> int:
+        """Give back what a claim by id of ``holder`` took and could not give back (:attr:`unreturned`:
+        never in ``holder``'s memory, so held by nobody else meanwhile); how many are left to give back."""
+        back, self.unreturned = dict(self.unreturned), {}
+        if back:
+            try:
+                with translate_errors(), self._writes.begin() as conn:
+                    self._give_back(conn, holder, back)
+            except Exception:
+                self.unreturned.update(back)
+                raise
+        return len(self.unreturned)
 
     def claim_named(
         self,

@@ -619,6 +619,39 @@ def test_a_named_task_the_claimer_does_not_want_is_let_go(store: tuple[SqlClaimS
     assert claims.let_go("x", ["t0000"]) == []
 
 
+def test_a_named_task_whose_give_back_fails_is_given_back_later(
+    store: tuple[SqlClaimStore, Any], shared_db: str
+) -> None:
+    """The claim by id commits on its own; the give-back of a task the claimer refuses is a second statement:
+    failing, it is remembered and done by :meth:`give_back_unreturned` (the claims poll)."""
+    claims, backend = store
+    _given_up(backend, "x", _task(0), _task(1))
+    execute(
+        shared_db,
+        "CREATE FUNCTION refuse_give_back() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+        "IF OLD.claimed_by = 'y' AND NEW.claimed_by IS NULL THEN RAISE EXCEPTION 'give-back refused'; "
+        "END IF; RETURN NEW; END $$",
+    )
+    execute(
+        shared_db,
+        "CREATE TRIGGER refuse_give_back BEFORE UPDATE ON tasks FOR EACH ROW EXECUTE FUNCTION refuse_give_back()",
+    )
+    try:
+        taken, _ = claims.claim_named(
+            "y", time.time(), 30.0, ["t0000", "t0001"], "x", 5, 120.0, lambda task, subs: task.id == "t0001"
+        )
+        assert [t.id for t in taken] == ["t0001"]  # what it wanted is claimed all the same
+        assert claims.holder("t0000") == "y" and claims.unreturned == {"t0000": None}
+        with pytest.raises(sqlalchemy.exc.DBAPIError, match="give-back refused"):
+            claims.give_back_unreturned("y")
+        assert claims.unreturned == {"t0000": None}  # kept for the next try
+    finally:
+        execute(shared_db, "DROP TRIGGER IF EXISTS refuse_give_back ON tasks")
+        execute(shared_db, "DROP FUNCTION IF EXISTS refuse_give_back()")
+    assert claims.give_back_unreturned("y") == 0
+    assert (claims.holder("t0000"), claims.holder("t0001"), claims.unreturned) == (None, "y", {})
+
+
 def test_a_named_claim_waits_for_a_row_locked_meanwhile_rather_than_passing_it_over(
     store: tuple[SqlClaimStore, Any], shared_db: str
 ) -> None:

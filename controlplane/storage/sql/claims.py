@@ -43,12 +43,20 @@ log = logging.getLogger(__name__)
 _T, _S, _R = schema.tasks, schema.subtasks, schema.replicas
 _UNFINISHED = tuple(int(s) for s in TaskStatus if not s.finished)
 
+#: SQLSTATE of a lock wait past ``lock_timeout``.
+LOCK_NOT_AVAILABLE = "55P03"
+
 #: Pages of candidates one claim looks through (those no agent of the claimer can take are passed over).
 PAGES = 8
 
 _PRIORITIES = [int(p) for p in Priority]
 
 LEAVING, leaving = schema.LEAVING, schema.leaving
+
+
+def _sqlstate(exc: BaseException) -> str:
+    """The SQLSTATE of a database error (psycopg's, or the one SQLAlchemy wraps), else ""."""
+    return str(getattr(exc, "sqlstate", None) or getattr(getattr(exc, "orig", None), "sqlstate", None) or "")
 
 
 def holder_of(claimed_by: str | None) -> str | None:
@@ -118,11 +126,36 @@ _BY_ID = (
     f"(%(finished_too)s AND NOT t.{UNFINISHED_SQL}))"
 )
 CLAIM_BY_ID = f"WITH {_LIVE},\n" + _LOCKED.format(where=_BY_ID, skip=" SKIP LOCKED") + _CLAIM_AND_READ
-#: The same, waiting for a row another transaction locks rather than passing it over: the tasks a wake-up
-#: named may be locked a moment by their holder letting them go (:meth:`SqlClaimStore.let_go`, which
-#: passes over the rows a claim locks) or by another replica claiming them (then this one finds them
-#: taken, once that one commits).
-CLAIM_NAMED = f"WITH {_LIVE},\n" + _LOCKED.format(where=_BY_ID, skip="") + _CLAIM_AND_READ
+
+#: Seconds a claim by id waits for a row another transaction locks before it gives up (claiming nothing:
+#: the claims poll finds the tasks once let go). It runs on the storage thread: a long wait would hold
+#: every commit of its replica back.
+NAMED_LOCK_TIMEOUT = 1.0
+#: The same as :data:`CLAIM_BY_ID`, waiting (at most :data:`NAMED_LOCK_TIMEOUT`, set for this statement
+#: alone: it is its own transaction) for a row another transaction locks rather than passing it over: the
+#: tasks a wake-up named may be locked a moment by their holder letting them go
+#: (:meth:`SqlClaimStore.let_go`, which passes over the rows a claim locks) or by another replica
+#: claiming them (then this one finds them taken, once that one commits). The best ``limit`` are picked
+#: first, then locked in id order, as every statement locking several task rows does (no deadlock with
+#: a clean stop's :meth:`SqlClaimStore.release_all`).
+CLAIM_NAMED = (
+    f"""WITH waits AS MATERIALIZED (SELECT set_config('lock_timeout', %(lock_timeout)s, true) AS lock_timeout),
+{_LIVE},
+picked AS (
+    SELECT t.id FROM tasks AS t CROSS JOIN waits
+    WHERE {_BY_ID} AND t.create_time - t.priority * %(aging)s < %(better)s
+    ORDER BY t.create_time - t.priority * %(aging)s, t.seq
+    LIMIT %(limit)s
+),
+locked AS (
+    SELECT t.id, t.claimed_by AS before, t.create_time - t.priority * %(aging)s AS virtual_time
+    FROM tasks AS t
+    WHERE t.id IN (SELECT id FROM picked) AND {_BY_ID}
+    ORDER BY t.id
+    FOR UPDATE OF t
+)"""
+    + _CLAIM_AND_READ
+)
 
 #: Decides, on the storage thread, whether this replica wants a claimable task (with its subtasks).
 Wanted = Callable[[Task, list[Subtask]], bool]
@@ -279,6 +312,8 @@ class SqlClaimStore:
         if task_ids:
             sql = CLAIM_NAMED if named else CLAIM_BY_ID
             params.update(ids=list(task_ids), finished_too=finished_too, leaving=list(leaving_of))
+            if named:
+                params["lock_timeout"] = f"{round(NAMED_LOCK_TIMEOUT * 1000)}ms"
         else:
             sql = CLAIM_BEST
             params.update(priorities=_PRIORITIES, reach=2 * limit + 8)
@@ -372,21 +407,55 @@ class SqlClaimStore:
         subs: dict[str, list[Subtask]] = {}
         with translate_errors(), self._writes.connect() as conn:
             conn = conn.execution_options(isolation_level="AUTOCOMMIT")  # the statement is its transaction
-            chosen, _ = self._claim_at_once(
-                conn,
-                holder,
-                now - lost_after,
-                limit,
-                aging_interval,
-                wanted,
-                subs,
-                task_ids,
-                False,
-                better_than,
-                leaving_of=[leaving(origin)] if origin else [],
-                named=True,
-            )
+            try:
+                chosen, _ = self._named_at_once(
+                    conn,
+                    holder,
+                    now,
+                    lost_after,
+                    task_ids,
+                    origin,
+                    limit,
+                    aging_interval,
+                    wanted,
+                    better_than,
+                    subs,
+                )
+            except Exception as exc:  # (the statement runs on the DB-API cursor: psycopg's error, unwrapped)
+                if _sqlstate(exc) != LOCK_NOT_AVAILABLE:
+                    raise
+                log.info("a claim by id waited %g s for a locked row: claimed nothing", NAMED_LOCK_TIMEOUT)
+                return [], []
         return chosen, [sub for task in chosen for sub in subs.get(task.id, [])]
+
+    def _named_at_once(
+        self,
+        conn: Any,
+        holder: str,
+        now: float,
+        lost_after: float,
+        task_ids: Sequence[str],
+        origin: str,
+        limit: int,
+        aging_interval: float,
+        wanted: Wanted | None,
+        better_than: float | None,
+        subs: dict[str, list[Subtask]],
+    ) -> tuple[list[Task], list[str]]:
+        return self._claim_at_once(
+            conn,
+            holder,
+            now - lost_after,
+            limit,
+            aging_interval,
+            wanted,
+            subs,
+            task_ids,
+            False,
+            better_than,
+            leaving_of=[leaving(origin)] if origin else [],
+            named=True,
+        )
 
     def let_go(self, holder: str, task_ids: Sequence[str]) -> list[str]:
         """Make tasks ``holder`` gave up (leaving) claimable by any claim pass (those claimed by id meanwhile
@@ -412,9 +481,11 @@ class SqlClaimStore:
     def hold(self, holder: str, task_ids: Sequence[str]) -> None:
         """Make ``holder`` hold these tasks, whoever held them (after a recovery restored them all)."""
         with translate_errors(), self._writes.begin() as conn:
-            for start in range(0, len(task_ids), 500):
-                chunk = list(task_ids[start : start + 500])
-                conn.execute(update(_T).where(_T.c.id.in_(chunk)).values(claimed_by=holder))
+            ids = sorted(task_ids)  # (locked in id order)
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                ordered = select(_T.c.id).where(_T.c.id.in_(chunk)).order_by(_T.c.id).with_for_update()
+                conn.execute(update(_T).where(_T.c.id.in_(ordered)).values(claimed_by=holder))
 
     def release_all(self, holder: str, keep: Sequence[str] = ()) -> int:
         """Give up every task ``holder`` holds but those of ``keep`` (a clean stop, after its final
@@ -422,7 +493,8 @@ class SqlClaimStore:
         with translate_errors(), self._writes.begin() as conn:
             held = _T.c.claimed_by.in_([holder, leaving(holder)])
             where = held & _T.c.id.notin_(list(keep)) if keep else held
-            done = conn.execute(update(_T).where(where).values(claimed_by=None))
+            ordered = select(_T.c.id).where(where).order_by(_T.c.id).with_for_update()  # (locked in id order)
+            done = conn.execute(update(_T).where(_T.c.id.in_(ordered), held).values(claimed_by=None))
             return done.rowcount or 0
 
     def unclaimed(self) -> list[tuple[str, int, float]]:

@@ -32,6 +32,7 @@ from controlplane.domain.model import Priority, Subtask, SubtaskStatus, Task, Ta
 from controlplane.errors import InvalidArgument, Unavailable
 from controlplane.storage.base import WriteBatch
 from controlplane.storage.replicas import ReplicaRow
+from controlplane.storage.sql import claims as claims_module
 from controlplane.storage.sql.backend import SqlBackendFactory
 from controlplane.storage.sql.claims import SqlClaimStore, claim_store
 from controlplane.storage.sql.replicas import replica_store
@@ -652,10 +653,17 @@ def test_a_named_task_whose_give_back_fails_is_given_back_later(
     assert (claims.holder("t0000"), claims.holder("t0001"), claims.unreturned) == (None, "y", {})
 
 
+def _lock_waits(url: str) -> list[str]:
+    """The statements of the sessions waiting for a lock now."""
+    found = rows(url, "SELECT query FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
+    return [str(row[0]) for row in found]
+
+
 def test_a_named_claim_waits_for_a_row_locked_meanwhile_rather_than_passing_it_over(
-    store: tuple[SqlClaimStore, Any], shared_db: str
+    store: tuple[SqlClaimStore, Any], shared_db: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     claims, backend = store
+    monkeypatch.setattr(claims_module, "NAMED_LOCK_TIMEOUT", 30.0)
     _given_up(backend, "x", _task(0))
     engine = sqlalchemy.create_engine(shared_db)
     result: list[Any] = []
@@ -668,7 +676,11 @@ def test_a_named_claim_waits_for_a_row_locked_meanwhile_rather_than_passing_it_o
                 )
             )
             claimer.start()
-            claimer.join(0.5)
+            deadline = time.monotonic() + 10
+            while not any("lock_timeout" in query for query in _lock_waits(shared_db)):
+                assert time.monotonic() < deadline, "the claim by id never waited for the row's lock"
+                assert claimer.is_alive() and not result, result  # (it must not pass the row over)
+                time.sleep(0.01)
             assert claimer.is_alive() and not result  # it waits for the lock
             assert claims.let_go("x", ["t0000"]) == ["t0000"]  # passed over: to let go again
             conn.rollback()
@@ -678,6 +690,64 @@ def test_a_named_claim_waits_for_a_row_locked_meanwhile_rather_than_passing_it_o
     assert [t.id for t in result[0][0]] == ["t0000"]
     assert claims.holder("t0000") == "y"
     assert claims.let_go("x", ["t0000"]) == []  # let go again: y's claim stands
+
+
+def test_a_named_claim_waiting_past_its_lock_timeout_claims_nothing(
+    store: tuple[SqlClaimStore, Any], shared_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The claim by id runs on the storage thread: it waits a bounded time, then claims nothing (the
+    claims poll finds the task once it is let go) and leaves the row as it was."""
+    claims, backend = store
+    monkeypatch.setattr(claims_module, "NAMED_LOCK_TIMEOUT", 0.2)
+    _given_up(backend, "x", _task(0))
+    engine = sqlalchemy.create_engine(shared_db)
+    try:
+        with engine.connect() as conn:
+            conn.execute(sqlalchemy.text("SELECT id FROM tasks WHERE id = 't0000' FOR UPDATE"))
+            started = time.monotonic()
+            assert claims.claim_named("y", time.time(), 30.0, ["t0000"], "x", 5, 120.0) == ([], [])
+            assert time.monotonic() - started < 5
+            conn.rollback()
+    finally:
+        engine.dispose()
+    assert rows(shared_db, "SELECT claimed_by FROM tasks WHERE id = 't0000'")[0][0] == "~leaving:x"
+    taken, _ = claims.claim_named("y", time.time(), 30.0, ["t0000"], "x", 5, 120.0)  # unlocked: claimed
+    assert [t.id for t in taken] == ["t0000"]
+
+
+def test_a_clean_stop_and_a_claim_by_id_lock_task_rows_in_one_order(
+    store: tuple[SqlClaimStore, Any], shared_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """x stops (release_all) while y claims by id the tasks x handed over, the most urgent having the larger
+    id: both lock in id order, so neither is chosen as a deadlock victim."""
+    claims, backend = store
+    monkeypatch.setattr(claims_module, "NAMED_LOCK_TIMEOUT", 30.0)
+    urgent = _task(1, Priority.HIGH)  # claimed first, locked last
+    _given_up(backend, "x", _task(0), urgent)
+    engine = sqlalchemy.create_engine(shared_db)
+    result: list[Any] = []
+    try:
+        with engine.connect() as conn:  # x's stop, paused after locking t0000 (id order)
+            conn.execute(sqlalchemy.text("SELECT id FROM tasks WHERE id = 't0000' FOR UPDATE"))
+            claimer = threading.Thread(
+                target=lambda: result.append(
+                    claims.claim_named("y", time.time(), 30.0, ["t0000", "t0001"], "x", 5, 120.0)
+                )
+            )
+            claimer.start()
+            deadline = time.monotonic() + 10
+            while not any("lock_timeout" in query for query in _lock_waits(shared_db)):
+                assert time.monotonic() < deadline, "the claim by id never waited for the row's lock"
+                time.sleep(0.01)
+            # y waits on t0000 holding nothing: x's stop locks t0001 without waiting on y
+            conn.execute(sqlalchemy.text("SELECT id FROM tasks WHERE id = 't0001' FOR UPDATE NOWAIT"))
+            conn.execute(sqlalchemy.text("UPDATE tasks SET claimed_by = NULL WHERE id IN ('t0000', 't0001')"))
+            conn.commit()
+            claimer.join(30)
+    finally:
+        engine.dispose()
+    assert result and [t.id for t in result[0][0]] == ["t0001", "t0000"]  # let go meanwhile: claimable
+    assert (claims.holder("t0000"), claims.holder("t0001")) == ("y", "y")
 
 
 def test_a_let_go_that_passed_over_a_claim_that_aborted_lets_go_when_tried_again(

@@ -250,6 +250,21 @@ def _text(value: Any) -> str:
     return "" if value is None else str(value)
 
 
+#: How the marks the control plane writes in ``tasks.claimed_by`` begin (a task given up, a task kept in
+#: the database): a replica id may not, or its tasks would be taken for marked ones.
+RESERVED_REPLICA_PREFIX = "~"
+
+
+def _replica_id(value: Any) -> str:
+    text = _text(value)
+    if text.startswith(RESERVED_REPLICA_PREFIX):
+        raise ValueError(
+            f"{text!r} starts with {RESERVED_REPLICA_PREFIX!r}, the reserved prefix of the marks in "
+            "tasks.claimed_by; choose an id that does not"
+        )
+    return text
+
+
 def _origins(value: Any) -> list[str]:
     """CORS origins: a YAML list or a comma-separated string (``https://ops.example.com``, or ``*``)."""
     items = value if isinstance(value, list | tuple) else str(value or "").split(",")
@@ -565,7 +580,7 @@ OPTIONS: dict[str, Option] = {
         ),
         Option(
             "server.replica_id",
-            _text,
+            _replica_id,
             "",
             "This replica's id; empty means hostname-pid-random, new at each start.",
         ),

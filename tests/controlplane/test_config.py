@@ -76,6 +76,14 @@ def test_a_bad_environment_value_fails_loading(tmp_path: Path) -> None:
         load_settings(home=tmp_path, environ={"MAOS_SERVER_METRICS_PORT": "-5"})
 
 
+def test_a_replica_id_with_the_reserved_prefix_is_refused_at_start(tmp_path: Path) -> None:
+    with pytest.raises(
+        InvalidArgument, match="server.replica_id: '~leaving:a' starts with '~', the reserved prefix"
+    ):
+        load_settings(home=tmp_path, environ={"MAOS_SERVER_REPLICA_ID": "~leaving:a"})
+    assert parse_value("server.replica_id", "cp-a~1", known_options()) == "cp-a~1"  # elsewhere: allowed
+
+
 def test_pool_syntax() -> None:
     assert parse_value("agents.pool", "researcher=2, coder=1,echo") == {
         "researcher": 2,

@@ -525,11 +525,13 @@ class Claims:
     def sends_away(self, tasks: list[Task]) -> bool:
         """Whether the tasks of a submit accepted here go to the other replicas in the submit's own commit
         (:meth:`leave_in_commit`, then :meth:`sent_away`): no agent is connected here, so none could run
-        them (planning waits for the replica that claims them), and none waits for a dependency (those
-        wait here, as on one replica, and are given up once planned)."""
+        them (planning waits for the replica that claims them), none waits for a dependency (those
+        wait here, as on one replica, and are given up once planned) and none waits for its plan's
+        approval (``approve_plan``: planned here, so the user sees the plan at once, and given up once
+        approved)."""
         if not tasks or self.fenced or self._stopped or self._loop is None or self._agents():
             return False
-        return not any(task.depends_on for task in tasks)
+        return not any(task.depends_on or task.approve_plan for task in tasks)
 
     def leave_in_commit(self, tasks: list[Task]) -> None:
         """Mark tasks not in memory here leaving in the commit that writes them (a submit's)."""

@@ -412,6 +412,36 @@ async def test_a_cancel_of_a_task_just_handed_over_is_served_by_the_replica_that
         await a.stop(grace=1.0)
 
 
+async def test_a_task_waiting_for_plan_approval_is_planned_where_it_is_submitted_with_no_agent_there(
+    tmp_path: Path, shared: dict[str, Any], shared_db: str
+) -> None:
+    """A submit on a replica with no agent hands its task over unplanned, but not one with ``approve_plan``:
+    its plan is made and shown there, waiting for approval."""
+    a = await start_app(make_settings(tmp_path / "a", **shared))
+    b = await start_app(make_settings(tmp_path / "b", **shared))
+    try:
+        async with Client(a.address) as on_a, Client(b.address) as on_b:
+            plain = (await on_a.submit_task(description="echo later")).name.split("/")[1]
+            name = (await on_a.submit_task(description="echo later", approve_plan=True)).name
+            task_id = name.split("/")[1]
+
+            async def waiting() -> bool:
+                task = (await on_b.get_task(name, full=True)).task
+                return "waiting for plan approval" in task.status_reason
+
+            await wait_for(waiting, 10, message="the task planned and waiting for approval")
+            assert a.engine.holds(task_id) and not a.engine.holds(plain)
+            claimed_by = "SELECT claimed_by FROM tasks WHERE id = :i"
+            await wait_for(
+                lambda: rows(shared_db, claimed_by, i=plain)[0][0] is None, 10, message="the plain one let go"
+            )
+            assert rows(shared_db, claimed_by, i=task_id)[0][0] == a.engine.replica
+            assert a.engine.claims.released == 1  # the plain one alone was sent away
+    finally:
+        await b.stop(grace=1.0)
+        await a.stop(grace=1.0)
+
+
 async def test_claim_task_takes_one_task_nobody_holds(
     tmp_path: Path, shared_db: str, shared: dict[str, Any]
 ) -> None:

@@ -436,6 +436,12 @@ async def test_a_task_waiting_for_plan_approval_is_planned_where_it_is_submitted
                 lambda: rows(shared_db, claimed_by, i=plain)[0][0] is None, 10, message="the plain one let go"
             )
             assert rows(shared_db, claimed_by, i=task_id)[0][0] == a.engine.replica
+            shown = await on_b.get_task(plain, full=True)  # what the user sees of the one sent away
+            assert (shown.task.status, len(shown.subtasks), shown.task.status_reason) == (
+                enums.TASK_STATUS_PENDING,
+                0,
+                "planning",
+            )
             assert a.engine.claims.released == 1  # the plain one alone was sent away
     finally:
         await b.stop(grace=1.0)

@@ -23,7 +23,8 @@ so no subtask can be assigned by two replicas. The rules:
   ``work`` wake-up naming the tasks is published (one per commit) and a replica woken claims them
   by id, guarded on the mark, in one statement; meanwhile this replica lets them go
   (``claimed_by = NULL``, where the mark still stands), so a claim pass finds any the wake-up did
-  not bring (a lost wake-up; one too long to name them all is published after that instead). So
+  not bring (a lost wake-up; one too long to name them all names the first, and a second one, naming
+  none, follows the let-go). A successful let-go runs a claim pass here (agents may have connected). So
   the replica claiming a task next cannot send a later event of it before this replica's
   (per-task order holds across the handover), and no second commit waits on the way. The let-go
   runs :data:`LET_GO_DELAY` after the wake-up (a claim by id would otherwise wait for its commit
@@ -591,7 +592,7 @@ class Claims:
                 return  # (a stop gives up everything it holds, and wakes the others)
             hint.ids = task_ids
             payload = hint.encode()
-            named = bool(WorkHint.decode(payload).ids)
+            named = len(WorkHint.decode(payload).ids)
             if named:  # the others claim them by id now, whether or not they are let go yet
                 self._publish(WORK, payload)
         finally:  # (from here on a claim here takes them back: the mark is committed)
@@ -603,8 +604,9 @@ class Claims:
         if self._stopped or self.check_fence():
             return
         await self._let_go(task_ids)
-        if not named:  # (too many to name: the others search, which finds them once let go)
-            self._publish(WORK, payload)
+        if named < len(task_ids):  # (too many to name them all: the others search, finding them once let go)
+            hint.ids = []
+            self._publish(WORK, hint.encode())
 
     async def _let_go(self, task_ids: list[str]) -> None:
         """Make tasks given up here claimable by any claim pass (those claimed by id meanwhile stay)."""
@@ -619,6 +621,8 @@ class Claims:
         # Passed over while a claim by id locked them: tried again on the poll, in case that claim aborts.
         self._unlet.update(task_id for task_id in locked if task_id in self._marked)
         self._marked.difference_update(set(task_ids) - set(locked))
+        self._maybe_more = True
+        self.request()  # (agents that connected here meanwhile may take them: no wait for the poll)
 
     def _publish(self, topic: str, payload: str) -> None:
         async def send() -> None:

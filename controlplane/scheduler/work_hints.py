@@ -11,7 +11,8 @@ The payload (:class:`WorkHint`, JSON) tells each listener enough to skip a pass 
 * ``needs``: the (agent type, capability) of the steps waiting in them, so a replica none of whose
   agents could take one of those does not look (absent: anything, e.g. a task not planned yet);
 * ``ids``: the tasks given up, which a listener claims by id (one statement, no search) while their
-  holder has not let them go yet (absent: the listener searches the claimable tasks).
+  holder has not let them go yet (absent: the listener searches the claimable tasks). Past the payload's
+  room only the first ones are named; the holder wakes the others again once it let the rest go.
 
 A wake-up stays a hint: a listener that skips a pass still marks that claimable work may exist (its next
 hungry dispatch pass looks), and the poll finds what any lost or skipped wake-up would have said. An empty
@@ -28,8 +29,8 @@ from controlplane.scheduler.queue import matches
 
 #: Agents as the claims see them: (type, capabilities, offline).
 Agents = list[tuple[str, frozenset[str], bool]]
-#: Longest payload: past it the ``ids`` are left out, then the ``needs`` (anything), then the rest (the buses
-#: carry 4000 bytes).
+#: Longest payload: past it only the first ``ids`` are named (none if even one does not fit), then the
+#: ``needs`` are left out (anything), then the rest (the buses carry 4000 bytes).
 PAYLOAD_LIMIT = 3500
 
 
@@ -78,6 +79,18 @@ class WorkHint:
         if self.ids:
             body["ids"] = self.ids
         text = json.dumps(body, separators=(",", ":"))
+        if len(text.encode()) > PAYLOAD_LIMIT and self.ids:  # name the first ones that fit
+            body.pop("ids")
+            room = PAYLOAD_LIMIT - len(json.dumps(body, separators=(",", ":")).encode()) - len(',"ids":[]')
+            named: list[str] = []
+            for task_id in self.ids:
+                room -= len(json.dumps(task_id).encode()) + 1
+                if room < 0:
+                    break
+                named.append(task_id)
+            if named:
+                body["ids"] = named
+            text = json.dumps(body, separators=(",", ":"))
         if len(text.encode()) > PAYLOAD_LIMIT:
             body.pop("ids", None)
             text = json.dumps(body, separators=(",", ":"))

@@ -53,12 +53,18 @@ def test_a_payload_stays_under_the_limit() -> None:
     assert json.loads(huge.encode())["from"]
 
 
-def test_the_tasks_given_up_are_named_while_they_fit_and_left_out_first() -> None:
+def test_the_tasks_given_up_are_named_while_they_fit_then_the_first_that_fit() -> None:
     hint = WorkHint(origin="a", ids=["t1", "t2"])
     hint.add(2, 1.0, [("echo", "")])
     assert WorkHint.decode(hint.encode()).ids == ["t1", "t2"]
     many = WorkHint(origin="a", ids=[f"t{i:024d}" for i in range(200)])
     many.add(2, 1.0, [("echo", "")])
-    got = WorkHint.decode(many.encode())
-    assert got.ids == [] and got.needs == {("echo", "")}  # too many to name: searched for, needs kept
+    encoded = many.encode()
+    got = WorkHint.decode(encoded)
+    assert len(encoded.encode()) <= PAYLOAD_LIMIT
+    assert 100 < len(got.ids) < 200 and got.ids == many.ids[: len(got.ids)]  # the first that fit
+    assert got.needs == {("echo", "")}  # needs kept
+    crowded = WorkHint(origin="a", ids=["t1"], needs={(f"type-{i:04d}", "") for i in range(400)})
+    got = WorkHint.decode(crowded.encode())  # the needs alone overflow: nothing named, anything needed
+    assert got.ids == [] and got.needs is None
     assert WorkHint.decode('{"from": "a", "ids": 7}').ids == []  # unreadable: not named (searched for)

@@ -208,6 +208,8 @@ class Claims:
         self._stopped = False
         #: Passes made, tasks claimed and given up, wake-ups that needed no pass (for tests and ``maos status``).
         self.passes = self.claimed = self.released = self.skipped = 0
+        #: Of the tasks claimed, those claimed by id from a ``work`` wake-up that named them.
+        self.claimed_by_id = 0
 
     # --- lifecycle ------------------------------------------------------------
 
@@ -390,7 +392,9 @@ class Claims:
                 lambda task, task_subs: could_take(agents, task, task_subs),
                 better_than,
             )
+            before = self.claimed
             self._adopt(tasks, subs)
+            self.claimed_by_id += self.claimed - before
 
     def _room(self, aging: float) -> tuple[int, float | None]:
         """How many tasks a pass would claim now, and the virtual time they must be better than (None: any).

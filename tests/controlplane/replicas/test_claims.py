@@ -313,6 +313,32 @@ async def test_a_dependency_finished_on_another_replica_starts_its_dependant(
         await a.stop(grace=1.0)
 
 
+async def test_a_task_handed_over_is_claimed_by_id_from_its_wake_up(
+    tmp_path: Path, shared: dict[str, Any], shared_db: str, agent_processes: Any
+) -> None:
+    """A submit on a replica with no agent reaches the replica with one through the wake-up naming it (a
+    claim by id), not a search: the poll is too slow to be the one that finds it."""
+    settings = {**shared, "replicas.claim_poll_interval": 60}
+    a = await start_app(make_settings(tmp_path / "a", **settings))
+    b = await start_app(make_settings(tmp_path / "b", **settings))
+    try:
+        agent_processes(b.address, "echo")
+        await wait_for_agents(b, 1)
+        passes = b.engine.claims.passes
+        async with Client(a.address) as on_a:
+            names = [(await on_a.submit_task(description=f"echo {i}")).name for i in range(3)]
+            done = await finished(on_a, names, 30)
+        assert [t.task.status for t in done] == [enums.TASK_STATUS_COMPLETED] * 3
+        assert b.engine.claims.claimed_by_id == 3 and a.engine.claims.released == 3
+        assert b.engine.claims.passes > passes
+        ids = [name.split("/")[1] for name in names]
+        held = rows(shared_db, "SELECT claimed_by FROM tasks WHERE id = ANY(:i)", i=ids)
+        assert [row[0] for row in held] == [b.engine.replica] * 3
+    finally:
+        await b.stop(grace=1.0)
+        await a.stop(grace=1.0)
+
+
 def execute(url: str, sql: str) -> None:
     engine = sqlalchemy.create_engine(url)
     try:

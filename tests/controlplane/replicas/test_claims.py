@@ -348,6 +348,25 @@ def execute(url: str, sql: str) -> None:
         engine.dispose()
 
 
+def refuse_let_go(url: str, mark: str) -> None:
+    """Make the database refuse to let go of tasks marked ``mark`` (a trigger), until :func:`allow_let_go`."""
+    execute(
+        url,
+        "CREATE FUNCTION refuse_let_go() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+        f"IF OLD.claimed_by = '{mark}' AND NEW.claimed_by IS NULL THEN RAISE EXCEPTION 'let-go refused'; "
+        "END IF; RETURN NEW; END $$",
+    )
+    execute(
+        url,
+        "CREATE TRIGGER refuse_let_go BEFORE UPDATE ON tasks FOR EACH ROW EXECUTE FUNCTION refuse_let_go()",
+    )
+
+
+def allow_let_go(url: str) -> None:
+    execute(url, "DROP TRIGGER IF EXISTS refuse_let_go ON tasks")
+    execute(url, "DROP FUNCTION IF EXISTS refuse_let_go()")
+
+
 async def test_a_let_go_that_fails_is_tried_again_on_the_poll(
     tmp_path: Path, shared: dict[str, Any], shared_db: str, agent_processes: Any, caplog: Any
 ) -> None:
@@ -357,16 +376,7 @@ async def test_a_let_go_that_fails_is_tried_again_on_the_poll(
     a = await start_app(make_settings(tmp_path / "a", **settings))
     b = await start_app(make_settings(tmp_path / "b", **settings))
     mark = f"~leaving:{a.engine.replica}"
-    execute(
-        shared_db,
-        "CREATE FUNCTION refuse_let_go() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-        f"IF OLD.claimed_by = '{mark}' AND NEW.claimed_by IS NULL THEN RAISE EXCEPTION 'let-go refused'; "
-        "END IF; RETURN NEW; END $$",
-    )
-    execute(
-        shared_db,
-        "CREATE TRIGGER refuse_let_go BEFORE UPDATE ON tasks FOR EACH ROW EXECUTE FUNCTION refuse_let_go()",
-    )
+    refuse_let_go(shared_db, mark)
     try:
         async with Client(a.address) as on_a:
             name = (await on_a.submit_task(description="echo later")).name
@@ -376,7 +386,7 @@ async def test_a_let_go_that_fails_is_tried_again_on_the_poll(
             )
             assert not a.engine.holds(task_id) and not b.engine.holds(task_id)
             assert rows(shared_db, "SELECT claimed_by FROM tasks WHERE id = :i", i=task_id)[0][0] == mark
-            execute(shared_db, "DROP TRIGGER refuse_let_go ON tasks")
+            allow_let_go(shared_db)
             await wait_for(
                 lambda: (
                     rows(shared_db, "SELECT claimed_by FROM tasks WHERE id = :i", i=task_id)[0][0] is None
@@ -391,8 +401,7 @@ async def test_a_let_go_that_fails_is_tried_again_on_the_poll(
             rows(shared_db, "SELECT claimed_by FROM tasks WHERE id = :i", i=task_id)[0][0] == b.engine.replica
         )
     finally:
-        execute(shared_db, "DROP TRIGGER IF EXISTS refuse_let_go ON tasks")
-        execute(shared_db, "DROP FUNCTION IF EXISTS refuse_let_go()")
+        allow_let_go(shared_db)
         await b.stop(grace=1.0)
         await a.stop(grace=1.0)
 
@@ -407,16 +416,7 @@ async def test_a_cancel_of_a_task_just_handed_over_is_served_by_the_replica_that
     a = await start_app(make_settings(tmp_path / "a", **settings))
     b = await start_app(make_settings(tmp_path / "b", **settings))
     mark = f"~leaving:{a.engine.replica}"
-    execute(
-        shared_db,
-        "CREATE FUNCTION refuse_let_go() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-        f"IF OLD.claimed_by = '{mark}' AND NEW.claimed_by IS NULL THEN RAISE EXCEPTION 'let-go refused'; "
-        "END IF; RETURN NEW; END $$",
-    )
-    execute(
-        shared_db,
-        "CREATE TRIGGER refuse_let_go BEFORE UPDATE ON tasks FOR EACH ROW EXECUTE FUNCTION refuse_let_go()",
-    )
+    refuse_let_go(shared_db, mark)
     try:
         async with Client(a.address) as on_a, Client(b.address) as on_b:
             name = (await on_a.submit_task(description="echo later")).name
@@ -432,8 +432,7 @@ async def test_a_cancel_of_a_task_just_handed_over_is_served_by_the_replica_that
             held = rows(shared_db, "SELECT claimed_by, status FROM tasks WHERE id = :i", i=task_id)
             assert tuple(held[0]) == (a.engine.replica, int(TaskStatus.CANCELLED))
     finally:
-        execute(shared_db, "DROP TRIGGER IF EXISTS refuse_let_go ON tasks")
-        execute(shared_db, "DROP FUNCTION IF EXISTS refuse_let_go()")
+        allow_let_go(shared_db)
         await b.stop(grace=1.0)
         await a.stop(grace=1.0)
 

@@ -23,10 +23,11 @@ from controlplane.scheduler.engine import Engine
 from controlplane.scheduler.relayed_reports import ResultReport
 from tests.controlplane.scheduler.test_engine_unit import (
     _engine,
+    _stop_engines,  # noqa: F401 - stops the engines made here, on this test's loop
     agent,
     command,
     submit,
-)  # noqa: F401
+)
 
 
 @pytest.fixture

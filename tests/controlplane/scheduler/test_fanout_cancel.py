@@ -15,9 +15,10 @@ from agent_sdk.proto.maos.v1 import enums_pb2 as enums
 from agent_sdk.proto.maos.v1 import messages_pb2 as m
 from agent_sdk.proto.maos.v1 import task_service_pb2 as t
 from controlplane.app import App
+from controlplane.domain.model import now
 from tests.controlplane.scheduler.test_faults import RawAgent
 from tests.controlplane.scheduler.test_resume import connect
-from tests.harness.server import Stubs
+from tests.harness.server import Stubs, wait_for
 
 AGENTS = 40
 
@@ -73,12 +74,13 @@ async def test_a_heartbeat_that_changes_nothing_still_renews_the_lease(
         for _ in range(8):
             expires = lease.expires
             agent.send(heartbeat=gw.Heartbeat(running=[ref], free_slots=0))
-            deadline = asyncio.get_running_loop().time() + 5
-            while lease.expires == expires:
-                assert asyncio.get_running_loop().time() < deadline, "the heartbeat renewed nothing"
-                await asyncio.sleep(0.01)
+            await wait_for(
+                lambda e=expires: lease.expires != e, 5, message="the heartbeat renewing the lease"
+            )
             assert session.reported_free == reported == 0
-            await asyncio.sleep(0.9)
+            renewed = lease.expires
+            # The next heartbeat once a third of the 3 s lifetime has passed.
+            await wait_for(lambda r=renewed: now() >= r - 2.0, 5, message="a third of the lease's lifetime")
         assert engine.leases.get(key) is lease and lease.epoch == ref.lease_epoch
         with_duplicate = gw.Heartbeat(running=[ref, ref], free_slots=0)  # named twice, counted once
         agent.send(heartbeat=with_duplicate)

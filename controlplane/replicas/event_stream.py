@@ -31,7 +31,7 @@ import json
 import logging
 import secrets
 import threading
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pluggy
@@ -107,6 +107,21 @@ def split_event_id(event_id: str) -> tuple[str, int]:
     """``"17-3-2"`` -> (``"17-3"``, 2): the stream entry and the event's index in it."""
     stream_id, _, index = event_id.rpartition("-")
     return stream_id, int(index)
+
+
+async def _first_copies(
+    entries: list[tuple[str, dict[bytes, bytes]]],
+) -> AsyncIterator[tuple[int, str, dict[bytes, bytes]]]:
+    """``(position, entry id, fields)`` of each entry read back for a resume, second copies left out.
+
+    A resume from far back must not hold the event loop: it yields to it every 500 entries.
+    """
+    seen: dict[bytes, int] = {}
+    for position, (entry_id, fields) in enumerate(entries):
+        if position % 500 == 499:
+            await asyncio.sleep(0)
+        if not _again(seen, fields):
+            yield position, entry_id, fields
 
 
 def _again(last_read: dict[bytes, int], fields: dict[bytes, bytes]) -> bool:
@@ -206,13 +221,8 @@ class EventStream:
         """
         stream_id, index = split_event_id(event_id)
         entries = await self.stream.after(stream_id, "after_event_id")  # the named entry first
-        seen: dict[bytes, int] = {}
         found: list[Event] = []
-        for position, (entry_id, fields) in enumerate(entries):
-            if position % 500 == 499:  # a resume from far back must not hold the event loop
-                await asyncio.sleep(0)
-            if _again(seen, fields):
-                continue
+        async for position, entry_id, fields in _first_copies(entries):
             events = decode_events(fields[_BODY], entry_id)
             if position == 0:
                 if index >= len(events):
@@ -338,12 +348,9 @@ class LogStream:
         (see :meth:`SharedStream.after` for the errors: INVALID_ARGUMENT for an id never issued,
         FAILED_PRECONDITION ERROR_REASON_RESUME_POINT_LOST for one no longer kept)."""
         entries = await self.stream.after(record_id, "after_record_id")  # the named entry first
-        seen: dict[bytes, int] = {}
         found: list[LogEntry] = []
-        for position, (entry_id, fields) in enumerate(entries):
-            if position % 500 == 499:  # a resume from far back must not hold the event loop
-                await asyncio.sleep(0)
-            if _again(seen, fields) or position == 0:
+        async for position, entry_id, fields in _first_copies(entries):
+            if position == 0:  # the named record itself
                 continue
             entry = self._decode(entry_id, fields)
             if entry is not None:

@@ -39,14 +39,17 @@ import pluggy
 from controlplane.domain.events import Event, EventType
 from controlplane.errors import FailedPrecondition, InvalidArgument, MaosError, Unavailable
 from controlplane.hookspecs import hookimpl
-from controlplane.logbook import LogBook, LogEntry
+from controlplane.logbook import LogBook, LogEntry, LogFilter
 from controlplane.replicas.redis_conn import RedisConnection
-from controlplane.replicas.streams import GAP, MAX_OUTBOX, READ_TIMEOUT, SharedStream
+from controlplane.replicas.streams import GAP, MAX_OUTBOX, READ_COUNT, READ_TIMEOUT, SharedStream
 
 log = logging.getLogger(__name__)
 
 #: Snapshots of this replica's events kept until the stream brings the events back.
 MAX_SNAPSHOTS = 100_000
+#: Stream entries one ListLogs page continued from the stream reads at most (a page not full by
+#: then ends early, with a token to go on): one call's time stays bounded however rare its records.
+MAX_PAGE_SCAN = 10_000
 
 _ORIGIN, _NUMBER, _BODY = b"r", b"n", b"e"
 
@@ -101,6 +104,10 @@ def encode_events(events: list[Event]) -> bytes:
 def decode_events(body: bytes, stream_id: str) -> list[Event]:
     """The events of a stream entry; each one's id is ``<stream id>-<index in the entry>``."""
     return [_event(row, f"{stream_id}-{index}") for index, row in enumerate(json.loads(body))]
+
+
+def _entry_id(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def split_event_id(event_id: str) -> tuple[str, int]:
@@ -356,6 +363,71 @@ class LogStream:
             if entry is not None:
                 found.append(entry)
         return found
+
+    async def page(
+        self, record_id: str, newest_first: bool, wanted: LogFilter, limit: int
+    ) -> tuple[list[LogEntry], str]:
+        """A ListLogs page continued on any replica: up to ``limit`` records matching ``wanted``
+        after entry ``record_id`` (before it, ``newest_first``), read from the stream, second copies
+        left out; and "" or, when :data:`MAX_PAGE_SCAN` entries were read before the page filled,
+        the id of the last one read (the next page goes on from there).
+
+        Raises:
+            FailedPrecondition: Entry ``record_id`` is no longer in the stream (trimmed past
+                ``redis.stream_max_len``, or lost with Redis): ERROR_REASON_RESUME_POINT_LOST.
+            Unavailable: Redis does not answer.
+        """
+        import redis
+
+        client, key = self.stream.client, self.stream.key
+        found: list[LogEntry] = []
+        last_read: dict[bytes, int] = {}  # (oldest first: numbers grow per writer)
+        read_pairs: set[tuple[bytes | None, bytes | None]] = set()  # (newest first)
+        scanned, cursor = 0, "(" + record_id
+        try:
+            named = await client.xrange(key, record_id, record_id)
+            if not named:
+                first = await client.xrange(key, "-", "+", count=1)
+                oldest = _entry_id(first[0][0]) if first else "none"
+                raise FailedPrecondition(
+                    f"page_token continues after log record {record_id}, which is no longer kept: the "
+                    f"system keeps about its last {self.stream.maxlen} log records (the oldest now is "
+                    f"{oldest}); list again from the first page, or read older records from the log files",
+                    reason="ERROR_REASON_RESUME_POINT_LOST",
+                    metadata={"oldest_kept": oldest},
+                )
+            _again(last_read, named[0][1])
+            read_pairs.add((named[0][1].get(_ORIGIN), named[0][1].get(_NUMBER)))
+            while scanned < MAX_PAGE_SCAN:
+                count = min(READ_COUNT, MAX_PAGE_SCAN - scanned)
+                if newest_first:
+                    chunk = await client.xrevrange(key, cursor, "-", count=count)
+                else:
+                    chunk = await client.xrange(key, cursor, "+", count=count)
+                for entry_id, fields in chunk:
+                    scanned += 1
+                    cursor = "(" + _entry_id(entry_id)
+                    pair = (fields.get(_ORIGIN), fields.get(_NUMBER))
+                    if newest_first:
+                        if pair[1] is not None and pair in read_pairs:
+                            continue
+                        read_pairs.add(pair)
+                    elif _again(last_read, fields):
+                        continue
+                    entry = self._decode(_entry_id(entry_id), fields)
+                    if entry is not None and wanted.matches(entry):
+                        found.append(entry)
+                        if len(found) == limit:
+                            return found, ""
+                if len(chunk) < count:
+                    return found, ""
+                await asyncio.sleep(0)  # a long scan does not hold the event loop
+        except redis.RedisError as exc:
+            raise Unavailable(
+                f"cannot read the log records stream: Redis does not answer ({exc}); try again",
+                metadata={"component": "redis"},
+            ) from None
+        return found, cursor[1:]
 
 
 class _Lifecycle:

@@ -83,7 +83,7 @@ class CheckpointServicer(pb_grpc.CheckpointServiceServicer):
 
     def __init__(self, checkpoints: Checkpoints):
         self.checkpoints = checkpoints
-        self.tokens = PageTokens()
+        self.tokens = PageTokens(lambda: checkpoints.engine.page_secret)
 
     async def CreateCheckpoint(
         self, request: pb.CreateCheckpointRequest, context: grpc.aio.ServicerContext

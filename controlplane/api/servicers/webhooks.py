@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import grpc
 
 from agent_sdk.proto.maos.v1 import enums_pb2, messages_pb2
@@ -91,9 +93,10 @@ def event_names(w: messages_pb2.Webhook, field: str = "webhook.events") -> list[
 class WebhookServicer(pb_grpc.WebhookServiceServicer):
     """Creates, lists, changes, deletes and tests webhooks, and lists their deliveries."""
 
-    def __init__(self, webhooks: Webhooks):
+    def __init__(self, webhooks: Webhooks, page_secret: Callable[[], bytes] | None = None):
+        """``page_secret``: the key page tokens are signed with (the engine's, shared by replicas)."""
         self.webhooks = webhooks
-        self.tokens = PageTokens()
+        self.tokens = PageTokens(page_secret)
 
     async def CreateWebhook(
         self, request: pb.CreateWebhookRequest, context: grpc.aio.ServicerContext

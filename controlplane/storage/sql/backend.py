@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import secrets
 import sqlite3
 import threading
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
@@ -282,6 +283,22 @@ class SqlBackend(SqlWebhooks):
         """Atomically increment and return the incarnation counter (1 the first time)."""
         with translate_errors(), self._writes.begin() as conn:
             return int(conn.execute(self._bump_incarnation).scalar_one())
+
+    def page_token_key(self) -> bytes:
+        """The key page tokens are signed with, the same for every replica on this database:
+        drawn once (four random 64-bit values in ``control_meta``, the first writer's kept), then
+        read (see :mod:`controlplane.api.paging`)."""
+        meta = schema.control_meta
+        names = [f"page_token_key.{n}" for n in range(4)]
+        insert = postgresql.insert if self.kind == "postgresql" else sqlite.insert
+        drawn = [
+            {"key": name, "value": int.from_bytes(secrets.token_bytes(8), "big", signed=True)}
+            for name in names
+        ]
+        with translate_errors(), self._writes.begin() as conn:
+            conn.execute(insert(meta).values(drawn).on_conflict_do_nothing(index_elements=[meta.c.key]))
+            stored = dict(conn.execute(select(meta.c.key, meta.c.value).where(meta.c.key.in_(names))).all())
+        return b"".join(int(stored[name]).to_bytes(8, "big", signed=True) for name in names)
 
     def next_task_seq(self) -> int:
         """The highest task seq stored, or 0."""

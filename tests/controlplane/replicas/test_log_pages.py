@@ -22,13 +22,15 @@ import pytest
 
 from agent_sdk.client import Client
 from agent_sdk.errors import MaosRpcError
+from agent_sdk.proto.maos.v1 import agent_service_pb2 as agents_pb
+from agent_sdk.proto.maos.v1 import enums_pb2 as enums
 from agent_sdk.proto.maos.v1 import messages_pb2 as msgs
 from agent_sdk.proto.maos.v1 import system_service_pb2 as system_pb
 from agent_sdk.proto.maos.v1 import task_service_pb2 as tasks_pb
 from controlplane.app import App, build_app
 from controlplane.logbook import LogEntry
 from tests.controlplane.api.test_stream_resume import reason_of
-from tests.controlplane.replicas.test_routing import RPC, Replicas, _replicas
+from tests.controlplane.replicas.test_routing import RPC, Replicas, _agent_on, _replicas
 from tests.harness.server import Stubs, admin_key, empty_postgres, make_settings, wait_for
 
 pytestmark = pytest.mark.slow
@@ -117,7 +119,9 @@ async def test_a_listing_paged_on_one_replica_continues_on_the_other(b_runs_echo
         assert "start again from the first page" in (caught.value.details() or "")
 
 
-async def test_task_and_agent_pages_continue_on_another_replica(b_runs_echo: Replicas) -> None:
+async def test_task_and_agent_pages_continue_on_another_replica(
+    b_runs_echo: Replicas, agent_processes: Any
+) -> None:
     """ListTasks (keyset on the database's order) and ListAgents (one order on every replica)."""
     r = b_runs_echo
     for n in range(5):
@@ -138,18 +142,31 @@ async def test_task_and_agent_pages_continue_on_another_replica(b_runs_echo: Rep
             break
     assert paged == reference
 
-    from agent_sdk.proto.maos.v1 import agent_service_pb2 as agents_pb
+    # One agent on each replica (B launched one, one joins A): every replica lists them in one
+    # order (before, each listed its own first), so page 2 on the other replica continues page 1.
+    await _agent_on(r.stubs_b, agent_processes, r.a.address)
+    everyone = agents_pb.ListAgentsRequest(page_size=1000)
 
-    listed_a = await r.stubs_a.agents.ListAgents(agents_pb.ListAgentsRequest(page_size=1000), timeout=RPC)
-    listed_b = await r.stubs_b.agents.ListAgents(agents_pb.ListAgentsRequest(page_size=1000), timeout=RPC)
-    assert [a.name for a in listed_a.agents] == [a.name for a in listed_b.agents]
-    assert listed_a.agents  # B's echo agent
-    first = await r.stubs_b.agents.ListAgents(agents_pb.ListAgentsRequest(page_size=1), timeout=RPC)
-    if first.next_page_token:  # more than one agent: page 2 continues on A
-        second = await r.stubs_a.agents.ListAgents(
-            agents_pb.ListAgentsRequest(page_size=1000, page_token=first.next_page_token), timeout=RPC
-        )
-        assert [a.name for a in (*first.agents, *second.agents)] == [a.name for a in listed_a.agents]
+    async def both_listed() -> bool:
+        on_a = await r.stubs_a.agents.ListAgents(everyone, timeout=RPC)
+        on_b = await r.stubs_b.agents.ListAgents(everyone, timeout=RPC)
+        live = [a for a in on_a.agents if a.status == enums.AGENT_STATUS_IDLE]
+        return len(live) == 2 and [a.name for a in on_a.agents] == [a.name for a in on_b.agents]
+
+    await wait_for(both_listed, timeout=30, interval=0.2, message="both agents listed alike on A and B")
+    reference_agents = [a.name for a in (await r.stubs_a.agents.ListAgents(everyone, timeout=RPC)).agents]
+    for sides in ((r.stubs_a, r.stubs_b), (r.stubs_b, r.stubs_a)):
+        names: list[str] = []
+        token = ""
+        for turn in range(10):
+            reply = await sides[turn % 2].agents.ListAgents(
+                agents_pb.ListAgentsRequest(page_size=1, page_token=token), timeout=RPC
+            )
+            names.extend(a.name for a in reply.agents)
+            token = reply.next_page_token
+            if not token:
+                break
+        assert names == reference_agents
 
 
 # --- callers and visibility (two in-process replicas with access control) -------------------------

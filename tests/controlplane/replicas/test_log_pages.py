@@ -332,3 +332,55 @@ async def test_a_token_from_before_a_restart_is_refused(tmp_path: Path) -> None:
             assert len(rest.tasks) == 1
     finally:
         await again.stop(grace=1.0)
+
+
+async def test_a_page_read_from_the_stream_stops_after_a_bounded_scan(
+    tmp_path: Path, postgres_url: str, redis_url: str, redis_namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rare matches far apart: a page read from the stream ends after MAX_PAGE_SCAN entries, not
+    full, with a token going on from the last entry read; the listing still has every record once."""
+    import redis
+
+    from controlplane.replicas import event_stream
+
+    monkeypatch.setattr(event_stream, "MAX_PAGE_SCAN", 10)
+    settings = {
+        "database.primary_url": postgres_url,
+        "redis.url": redis_url,
+        "redis.key_prefix": redis_namespace,
+    }
+    build_app(make_settings(tmp_path / "migrate", **settings)).storage.close()
+    empty_postgres(postgres_url)
+    app = build_app(make_settings(tmp_path / "a", **settings))
+    await app.start("127.0.0.1:0")
+    writer = redis.Redis.from_url(redis_url)
+    try:
+        wanted = []
+        for n in range(1, 42):
+            text = f"{MARK} {n}" if n % 20 == 1 else f"other {n}"  # 1, 21 and 41 match
+            body = [20, "agents/x", text, 1.0, "", "", "", {}, "", ""]
+            writer.xadd(f"{redis_namespace}logs", {"r": "elsewhere/0001", "n": str(n), "e": json.dumps(body)})
+            if text.startswith(MARK):
+                wanted.append(text)
+        async with Client(app.address) as client:
+
+            async def all_kept() -> bool:
+                return len((await client.list_logs(contains=MARK, page_size=100)).records) == 3
+
+            await wait_for(all_kept, timeout=30, interval=0.1, message="the records kept")
+            for newest_first in (False, True):
+                got, lengths, token = [], [], ""
+                for _ in range(20):
+                    reply = await client.list_logs(
+                        contains=MARK, page_size=1, page_token=token, newest_first=newest_first
+                    )
+                    got.extend(r.message for r in reply.records)
+                    lengths.append(len(reply.records))
+                    token = reply.next_page_token
+                    if not token:
+                        break
+                assert got == (wanted[::-1] if newest_first else wanted)
+                assert 0 in lengths  # pages that ended after the bounded scan, empty, with a token
+    finally:
+        writer.close()
+        await app.stop(grace=1.0)

@@ -85,6 +85,18 @@ async def read_page(
             "continues only on the replica and start that began it; list again from the first page",
             reason="ERROR_REASON_INVALID_PAGE_TOKEN",
         )
+    oldest = book.oldest_seq()
+    # Older records leave the log book (it keeps its last records): those the listing was to show
+    # next must still be there (after the token's record; or, newest first, some before it).
+    if (oldest >= second) if newest_first else (second < oldest - 1):
+        raise FailedPrecondition(
+            f"page_token continues after log record {incarnation}.{second}, and the records "
+            f"{'before' if newest_first else 'after'} it are no longer kept here (the oldest now is "
+            f"{incarnation}.{oldest}); list again from the first page, or read older records from "
+            "the log files",
+            reason="ERROR_REASON_RESUME_POINT_LOST",
+            metadata={"oldest_kept": f"{incarnation}.{oldest}"},
+        )
     if newest_first:
         return LogPage(book.query_newest(wanted, second, limit))
     return LogPage(book.query(wanted, second, limit))

@@ -316,6 +316,19 @@ async def test_a_token_from_before_a_restart_is_refused(tmp_path: Path) -> None:
                 await client.submit_task(description=f"task {n}")
                 first.logbook.add(LogEntry(level=logging.INFO, component="test", message=f"{MARK} {n}"))
             logs = (await client.list_logs(page_size=1, contains=MARK)).next_page_token
+            newest = (await client.list_logs(page_size=1, contains=MARK, newest_first=True)).next_page_token
+            # The log book keeps its last records: once the ones a token continues to are gone,
+            # the token is refused, rather than skipping to what is left.
+            for n in range(first.logbook.capacity):
+                first.logbook.add(LogEntry(level=logging.INFO, component="test", message=f"filler {n}"))
+            for token, newest_first in ((logs, False), (newest, True)):
+                with pytest.raises(MaosRpcError) as caught:
+                    await client.list_logs(
+                        page_size=1, contains=MARK, page_token=token, newest_first=newest_first
+                    )
+                assert caught.value.code == grpc.StatusCode.FAILED_PRECONDITION
+                assert caught.value.reason == "ERROR_REASON_RESUME_POINT_LOST"
+                assert "no longer kept here" in caught.value.message
             tasks = (await client.tasks.ListTasks(tasks_pb.ListTasksRequest(page_size=2))).next_page_token
     finally:
         await first.stop(grace=1.0)

@@ -397,3 +397,56 @@ async def test_a_page_read_from_the_stream_stops_after_a_bounded_scan(
     finally:
         writer.close()
         await app.stop(grace=1.0)
+
+
+async def test_a_resent_record_shows_once_across_page_boundaries(
+    tmp_path: Path, postgres_url: str, redis_url: str, redis_namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pipeline sent again writes second copies: stream A1, B1, A1 (copy), B2, one record a page.
+    Pages read from the stream leave the copy out as the log book does (the later entry of a pair
+    is the copy), whichever side of a page boundary the first one is on, in both orders; also when
+    the stream is read a little at a time."""
+    import redis
+
+    from controlplane.replicas import event_stream
+
+    settings = {
+        "database.primary_url": postgres_url,
+        "redis.url": redis_url,
+        "redis.key_prefix": redis_namespace,
+    }
+    build_app(make_settings(tmp_path / "migrate", **settings)).storage.close()
+    empty_postgres(postgres_url)
+    app = build_app(make_settings(tmp_path / "a", **settings))
+    await app.start("127.0.0.1:0")
+    writer = redis.Redis.from_url(redis_url)
+    try:
+        firsts: dict[str, str] = {}
+        for origin, n, name in (("A/1", 1, "A1"), ("B/1", 1, "B1"), ("A/1", 1, "A1"), ("B/1", 2, "B2")):
+            body = [20, "agents/x", f"{MARK} {name}", 1.0, "", "", "", {}, "", ""]
+            entry = writer.xadd(f"{redis_namespace}logs", {"r": origin, "n": str(n), "e": json.dumps(body)})
+            firsts.setdefault(name, entry.decode())
+        async with Client(app.address) as client:
+
+            async def all_kept() -> bool:
+                return len((await client.list_logs(contains=MARK, page_size=100)).records) == 3
+
+            await wait_for(all_kept, timeout=30, interval=0.1, message="the records kept")
+            for read_count, look_back in ((event_stream.READ_COUNT, event_stream.LOOK_BACK), (1, 2)):
+                monkeypatch.setattr(event_stream, "READ_COUNT", read_count)
+                monkeypatch.setattr(event_stream, "LOOK_BACK", look_back)
+                for newest_first in (False, True):
+                    got, token = [], ""
+                    for _ in range(10):
+                        reply = await client.list_logs(
+                            contains=MARK, page_size=1, page_token=token, newest_first=newest_first
+                        )
+                        got.extend((r.id, r.message.removeprefix(f"{MARK} ")) for r in reply.records)
+                        token = reply.next_page_token
+                        if not token:
+                            break
+                    names = ["B2", "B1", "A1"] if newest_first else ["A1", "B1", "B2"]
+                    assert got == [(firsts[name], name) for name in names], (read_count, newest_first)
+    finally:
+        writer.close()
+        await app.stop(grace=1.0)

@@ -10,6 +10,7 @@ the signature makes it tamper-evident, never a grant: every page is filtered for
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import secrets
@@ -35,34 +36,45 @@ def page_size(requested: int, default: int = DEFAULT_PAGE_SIZE) -> int:
 _PAIR = struct.Struct(">Bqq")
 
 
-class PageTokens:
-    """Signs a keyset position together with a digest of the filters it was issued for."""
+#: Characters a page token has at most (those issued have about 50): a longer one is refused unread.
+MAX_TOKEN_LENGTH = 256
 
-    def __init__(self, secret: Callable[[], bytes] | None = None):
-        """``secret``: the key to sign with, asked at each use (the engine's ``page_secret``, which
-        it reads from the database at start); without it, a key of this object alone."""
+
+class PageTokens:
+    """Signs a keyset position together with a digest of the filters it was issued for.
+
+    Args:
+        purpose: The list the tokens are for (its RPC's name), signed with each token: one key
+            serves every list, and a token of one list is never read by another.
+        secret: The key to sign with, asked at each use (the engine's ``page_secret``, which it
+            reads from the database at start); without it, a key of this object alone.
+    """
+
+    def __init__(self, purpose: str, secret: Callable[[], bytes] | None = None):
         own = secrets.token_bytes(32)
         self._secret = secret or (lambda: own)
+        self._purpose = purpose.encode() + b"\0"
+
+    def _mac(self, body: bytes) -> bytes:
+        return hmac.new(self._secret(), self._purpose + body, hashlib.sha256).digest()[:12]
 
     def _sign(self, position: bytes, filters: bytes) -> str:
         body = position + hashlib.blake2b(filters, digest_size=8).digest()
-        mac = hmac.new(self._secret(), body, hashlib.sha256).digest()[:12]
-        return base64.urlsafe_b64encode(body + mac).decode().rstrip("=")
+        return base64.urlsafe_b64encode(body + self._mac(body)).decode().rstrip("=")
 
     def _check(self, token: str, filters: bytes, size: int) -> bytes:
         """The position bytes of a token of ``size`` position bytes; INVALID_ARGUMENT if bad."""
-        try:
-            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        except (ValueError, TypeError):
-            raw = b""
+        raw = b""
+        if len(token) <= MAX_TOKEN_LENGTH:
+            with contextlib.suppress(ValueError, TypeError):
+                raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         body, mac = raw[: size + 8], raw[size + 8 :]
-        good = len(raw) == size + 20 and hmac.compare_digest(
-            mac, hmac.new(self._secret(), body, hashlib.sha256).digest()[:12]
-        )
+        good = len(raw) == size + 20 and hmac.compare_digest(mac, self._mac(body))
         if not good:
             raise InvalidArgument(
-                "page_token is malformed, expired or from another system (a token is signed with a "
-                "key the replicas on one database share); start again from the first page",
+                "page_token is malformed, expired, of another list or from another system (a token "
+                "continues the list it came from, and is signed with a key the replicas on one "
+                "database share); start again from the first page",
                 field="page_token",
                 reason="ERROR_REASON_INVALID_PAGE_TOKEN",
             )

@@ -91,7 +91,7 @@ class AgentServicer(agents_grpc.AgentServiceServicer):
         self.launcher = launcher
         self.pm = pm
         self.settings = settings
-        self.tokens = PageTokens(lambda: engine.page_secret)
+        self.tokens = PageTokens("ListAgents", lambda: engine.page_secret)
         self.limits = Limits.from_settings(settings)
         # (principal, request_id) -> (the request without its id, the launches it made).
         self._spawns: OrderedDict[tuple[str, str], tuple[str, asyncio.Future[list[Launch]]]] = OrderedDict()
@@ -192,7 +192,10 @@ class AgentServicer(agents_grpc.AgentServiceServicer):
         filters.CopyFrom(request)
         filters.ClearField("page_token")
         filters.ClearField("page_size")
-        start = self.tokens.read(request.page_token, filters.SerializeToString(deterministic=True)) or 0
+        # Bound to the caller as well (the assignments shown depend on what it may see).
+        caller = f"\0{current_principal()}:{caller_may(VIEW_ALL_TASKS)}"
+        digest = filters.SerializeToString(deterministic=True) + caller.encode()
+        start = self.tokens.read(request.page_token, digest) or 0
         agents = []
         shared = self.forwarder  # replicas: every replica's agents, from the database
         known = await self.engine.all_agents() if shared is not None else self.engine.known_agents()
@@ -215,9 +218,7 @@ class AgentServicer(agents_grpc.AgentServiceServicer):
         size = fitting(page, self.limits.response)  # a page full in bytes ends early
         response = agents_pb.ListAgentsResponse(agents=page[:size])
         if start + size < len(agents):
-            response.next_page_token = self.tokens.issue(
-                start + size, filters.SerializeToString(deterministic=True)
-            )
+            response.next_page_token = self.tokens.issue(start + size, digest)
         return response
 
     async def GetAgent(

@@ -77,7 +77,7 @@ class BatchServicer(batches_grpc.BatchServiceServicer):
     def __init__(self, batches: Batches, settings: Settings):
         self.batches = batches
         self.settings = settings
-        self.tokens = PageTokens(lambda: batches.engine.page_secret)
+        self.tokens = PageTokens("ListBatches", lambda: batches.engine.page_secret)
 
     async def _batch(self, ref: str) -> BatchRecord:
         return await self.batches.resolve(ref, current_principal(), caller_may(VIEW_ALL_TASKS))

@@ -80,7 +80,7 @@ class SystemServicer(system_grpc.SystemServiceServicer):
         self.observer = observer
         self.history = history
         self.logbook = logbook
-        self.tokens = PageTokens(lambda: engine.page_secret)
+        self.tokens = PageTokens("ListLogs", lambda: engine.page_secret)
         self.limits = Limits.from_settings(settings)
         self.settings = settings
         self.metrics = metrics

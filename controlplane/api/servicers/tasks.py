@@ -106,7 +106,7 @@ class TaskServicer(tasks_grpc.TaskServiceServicer):
         self.settings = settings
         self.admit = admit
         self.audit = audit
-        self.tokens = PageTokens(lambda: engine.page_secret)
+        self.tokens = PageTokens("ListTasks", lambda: engine.page_secret)
         self.limits = Limits.from_settings(settings)
         self.retry_defaults = RetryPolicy(
             max_retries=settings["tasks.default_max_retries"],

@@ -48,7 +48,7 @@ class TemplateServicer(templates_grpc.TemplateServiceServicer):
     def __init__(self, templates: Templates, settings: Settings):
         self.templates = templates
         self.settings = settings
-        self.tokens = PageTokens(lambda: templates.engine.page_secret)
+        self.tokens = PageTokens("ListTemplates", lambda: templates.engine.page_secret)
 
     async def CreateTemplate(
         self, request: templates_pb.CreateTemplateRequest, context: grpc.aio.ServicerContext

@@ -201,7 +201,10 @@ class AgentServicer(agents_grpc.AgentServiceServicer):
         known = await self.engine.all_agents() if shared is not None else self.engine.known_agents()
         for info in known:
             session = self.engine.connected_session(info.id)
-            status = session.status() if session else info.status
+            # Across replicas, filtered and ordered on the status as committed (the same read on
+            # every replica: the holder commits each change of its agents' live status), so that
+            # a page token from one continues the same list on another.
+            status = info.status if shared is not None else session.status() if session else info.status
             if status == AgentStatus.TERMINATED and not request.include_terminated and not request.statuses:
                 continue
             if request.statuses and int(status) not in request.statuses:

@@ -101,6 +101,12 @@ def translate_errors() -> Iterator[None]:
         raise Unavailable(f"storage unavailable: {_first_line(exc)}", reason=_STORAGE_UNAVAILABLE) from exc
 
 
+def _serialization_failure(exc: BaseException | None) -> bool:
+    """Whether a database error is a serialization failure (SQLSTATE 40001: try again)."""
+    cause = getattr(exc, "orig", None) or exc
+    return getattr(cause, "sqlstate", None) == "40001"
+
+
 def _first_line(exc: Exception) -> str:
     """The driver's message without SQLAlchemy's statement and parameters."""
     cause = getattr(exc, "orig", None) or exc
@@ -295,10 +301,22 @@ class SqlBackend(SqlWebhooks):
             {"key": name, "value": int.from_bytes(secrets.token_bytes(8), "big", signed=True)}
             for name in names
         ]
-        with translate_errors(), self._writes.begin() as conn:
-            conn.execute(insert(meta).values(drawn).on_conflict_do_nothing(index_elements=[meta.c.key]))
-            stored = dict(conn.execute(select(meta.c.key, meta.c.value).where(meta.c.key.in_(names))).all())
-        return b"".join(int(stored[name]).to_bytes(8, "big", signed=True) for name in names)
+
+        def draw_or_read() -> dict[str, int]:
+            with translate_errors(), self._writes.begin() as conn:
+                conn.execute(insert(meta).values(drawn).on_conflict_do_nothing(index_elements=[meta.c.key]))
+                rows = conn.execute(select(meta.c.key, meta.c.value).where(meta.c.key.in_(names))).all()
+                return {str(key): int(value) for key, value in rows}
+
+        try:
+            stored = draw_or_read()
+        except Unavailable as exc:
+            # Under default_transaction_isolation=repeatable read, a replica drawing at the same
+            # moment as another fails to serialize; the other's key is committed by then: read it.
+            if not _serialization_failure(exc.__cause__):
+                raise
+            stored = draw_or_read()
+        return b"".join(stored[name].to_bytes(8, "big", signed=True) for name in names)
 
     def next_task_seq(self) -> int:
         """The highest task seq stored, or 0."""

@@ -79,10 +79,19 @@ async def read_page(
         entries, scanned_to = await book.shared.page(f"{first}-{second}", newest_first, wanted, limit)
         return LogPage(entries, scanned_to)
     if kind != LOCAL or first != incarnation:
+        if book.shared is not None:  # a record its replica kept alone while Redis was away
+            why = (
+                "it names a log record that replica kept alone while Redis was away, and such a "
+                "listing continues only on the replica and start that began it"
+            )
+        else:
+            why = (
+                "without Redis (redis.url) each replica keeps its own log records, and a listing "
+                "continues only on the replica and start that began it"
+            )
         raise FailedPrecondition(
             "page_token was issued by another control plane, or by this one before it restarted: "
-            "without Redis (redis.url) each replica keeps its own log records, and a listing "
-            "continues only on the replica and start that began it; list again from the first page",
+            f"{why}; list again from the first page",
             reason="ERROR_REASON_INVALID_PAGE_TOKEN",
         )
     oldest = book.oldest_seq()

@@ -27,6 +27,9 @@ from agent_sdk.proto.maos.v1 import enums_pb2 as enums
 from agent_sdk.proto.maos.v1 import messages_pb2 as msgs
 from agent_sdk.proto.maos.v1 import system_service_pb2 as system_pb
 from agent_sdk.proto.maos.v1 import task_service_pb2 as tasks_pb
+from controlplane.api.context import LOCAL_PRINCIPAL
+from controlplane.api.log_pages import LOCAL
+from controlplane.api.paging import PageTokens
 from controlplane.app import App, build_app
 from controlplane.logbook import LogEntry
 from tests.controlplane.api.test_stream_resume import reason_of
@@ -447,6 +450,19 @@ async def test_a_resent_record_shows_once_across_page_boundaries(
                             break
                     names = ["B2", "B1", "A1"] if newest_first else ["A1", "B1", "B2"]
                     assert got == [(firsts[name], name) for name in names], (read_count, newest_first)
+
+            # A token naming a record another replica kept alone while Redis was away: refused
+            # precisely, not blamed on a missing Redis.
+            filters = system_pb.ListLogsRequest(contains=MARK).SerializeToString(deterministic=True)
+            digest = filters + f"\0{LOCAL_PRINCIPAL}:True:True".encode()
+            tokens = PageTokens("ListLogs", lambda: app.engine.page_secret)
+            foreign = tokens.issue_pair(LOCAL, app.engine.incarnation + 1, 1, digest)
+            with pytest.raises(MaosRpcError) as caught:
+                await client.list_logs(contains=MARK, page_size=1, page_token=foreign)
+            assert caught.value.code == grpc.StatusCode.FAILED_PRECONDITION
+            assert caught.value.reason == "ERROR_REASON_INVALID_PAGE_TOKEN"
+            assert "kept alone while Redis was away" in caught.value.message
+            assert "without Redis" not in caught.value.message
     finally:
         writer.close()
         await app.stop(grace=1.0)

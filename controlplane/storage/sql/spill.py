@@ -24,14 +24,14 @@ Reached through :func:`spill_store`. Methods are synchronous and run on the stor
 from __future__ import annotations
 
 import heapq
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Engine, func, select, text, update
 
 from controlplane.domain.model import Priority, Subtask, SubtaskStatus, Task, TaskStatus
-from controlplane.storage.sql import codec, schema
+from controlplane.storage.sql import row_batches, schema
 from controlplane.storage.sql.backend import SqlBackend, translate_errors
 
 _T, _S = schema.tasks, schema.subtasks
@@ -43,8 +43,9 @@ _IN_CHUNK = 500
 
 # The statements of take_back, as DB-API text (SQLite: ``?`` marks; the mark written as a literal,
 # so the planner sees the partial index ``ix_tasks_spilled`` applies).
-_TASK_COLUMNS = tuple(c.name for c in _T.columns)
-_SUBTASK_COLUMNS = tuple(c.name for c in _S.columns)
+# Only the columns a record is decoded from (not the mark), as row_batches reads them.
+_TASK_COLUMNS = row_batches.TASK_COLUMNS
+_SUBTASK_COLUMNS = row_batches.SUBTASK_COLUMNS
 _CREATE_TIME, _PRIORITY, _SEQ = (_TASK_COLUMNS.index(c) for c in ("create_time", "priority", "seq"))
 _WAITING_SQL = f"claimed_by = '{schema.SPILLED}' AND status IN ({', '.join(map(str, _UNFINISHED))})"
 _BEST = (
@@ -104,9 +105,15 @@ class SqlSpillStore:
     def __init__(self, reads: Engine, writes: Engine) -> None:
         self._reads = reads
         self._writes = writes
+        #: (used on the storage thread only, as every method here)
+        self._decoder = row_batches.RowBatchDecoder()
 
     def take_back(
-        self, limit: int, aging_interval: float, task_ids: Sequence[str] = ()
+        self,
+        limit: int,
+        aging_interval: float,
+        task_ids: Sequence[str] = (),
+        prepare: Callable[[Task], None] | None = None,
     ) -> tuple[list[Task], list[Subtask]]:
         """Take up to ``limit`` spilled tasks back into memory, best first (their mark cleared).
 
@@ -114,6 +121,8 @@ class SqlSpillStore:
             limit: The most tasks to take.
             aging_interval: ``scheduler.aging_interval`` (seconds worth one priority level).
             task_ids: Only these tasks (empty: the best ones).
+            prepare: Called with each task decoded, here on the storage thread (what memory does to
+                a task it accepts, done off the event loop).
 
         Returns:
             The tasks taken and their subtasks (in plan order).
@@ -138,16 +147,18 @@ class SqlSpillStore:
                         key=lambda row: (row[_CREATE_TIME] - row[_PRIORITY] * aging_interval, row[_SEQ]),
                     )
                     rows = [row for _, row in zip(range(limit), best, strict=False)]
-                tasks = [codec.task_from_row(dict(zip(_TASK_COLUMNS, row, strict=True))) for row in rows]
+                decode = self._decoder
+                tasks = [decode.task(row) for row in rows]
+                if prepare is not None:
+                    for task in tasks:
+                        prepare(task)
                 ids = [t.id for t in tasks]
                 subs: list[Subtask] = []
                 for start in range(0, len(ids), _IN_CHUNK):
                     chunk = ids[start : start + _IN_CHUNK]
                     cursor.execute(_CLEAR + _marks(len(chunk)), chunk)
                     found = cursor.execute(_SUBTASKS + _marks(len(chunk)) + _SUBTASKS_ORDER, chunk).fetchall()
-                    subs += [
-                        codec.subtask_from_row(dict(zip(_SUBTASK_COLUMNS, row, strict=True))) for row in found
-                    ]
+                    subs += [decode.subtask(row) for row in found]
             finally:
                 cursor.close()
         return tasks, subs

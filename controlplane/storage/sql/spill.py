@@ -14,7 +14,8 @@ whichever path wrote it, so only unfinished tasks carry it.
 
 Spilled tasks with a deadline (start time + timeout: a retried task's clock runs while it waits)
 are found by :meth:`SqlSpillStore.due` through the partial expression index
-``ix_tasks_spilled_deadline`` (migration 0021), at any queue depth.
+``ix_tasks_spilled_deadline`` (migration 0021; its condition settles most rows without parsing
+their JSON since 0022, so setting and clearing marks costs less), at any queue depth.
 
 On PostgreSQL replicas claim work instead (:mod:`controlplane.storage.sql.claims`).
 
@@ -62,12 +63,16 @@ def _marks(count: int) -> str:
     return "(" + ", ".join("?" * count) + ")"
 
 
-#: A spilled task's deadline, and the condition of the index serving it, exactly as migration 0021
-#: declares them (SQLite uses an expression index only for the very same expression text). The
+#: A spilled task's deadline, and the condition of the index serving it, exactly as migrations 0021
+#: and 0022 declare them (SQLite uses an expression index only for the very same expression text). The
 #: queries name the index: without statistics the planner would rather walk every spilled row
 #: through ``ix_tasks_claimed_by`` and sort them.
 DEADLINE = "json_extract(data, '$.start_time') + json_extract(data, '$.timeout')"
-WITH_DEADLINE = f"claimed_by = '{schema.SPILLED}' AND json_extract(data, '$.timeout') > 0"
+#: (``\\:`` keeps SQLAlchemy's text() from reading ``:null`` as a parameter; SQLite sees ``:null``.)
+WITH_DEADLINE = (
+    f"claimed_by = '{schema.SPILLED}' AND instr(data, '\"timeout\"\\:null,\"context\":') = 0 "
+    "AND json_extract(data, '$.timeout') > 0"
+)
 _STATUS_UNFINISHED = f"status IN ({', '.join(map(str, _UNFINISHED))})"
 _DUE = text(
     f"SELECT id FROM tasks INDEXED BY ix_tasks_spilled_deadline WHERE {WITH_DEADLINE} AND {DEADLINE} <= :at AND {_STATUS_UNFINISHED} "

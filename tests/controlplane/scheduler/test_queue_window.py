@@ -29,6 +29,7 @@ from controlplane.scheduler.engine import Engine
 from controlplane.storage.base import WriteBatch
 from controlplane.storage.sql import schema, spill
 from controlplane.storage.sql.backend import SqlBackendFactory
+from controlplane.storage.testing import minimal_task
 from tests.controlplane.api.test_task_service import running_worker
 from tests.harness.server import make_settings, start_app, wait_for
 
@@ -400,9 +401,35 @@ def test_the_deadline_index_serves_the_timeout_queries(tmp_path: Path) -> None:
         store.migrate()
         with store.engine.connect() as conn:
             for query in (spill._DUE, spill._NEXT):
-                plan = conn.execute(text("EXPLAIN QUERY PLAN " + str(query)), {"at": 0.0, "limit": 1}).all()
+                plan = conn.execute(text("EXPLAIN QUERY PLAN " + query.text), {"at": 0.0, "limit": 1}).all()
                 assert any("ix_tasks_spilled_deadline" in str(row) for row in plan), plan
             assert spill.SqlSpillStore(store.engine, store.engine).due(0.0, 10) == ([], None)
+    finally:
+        store.close()
+
+
+def test_the_deadline_index_holds_exactly_the_spilled_tasks_with_a_timeout(tmp_path: Path) -> None:
+    """Its condition settles most rows with a short text search (migration 0022); text written any other
+    way (spaces, another field order) is parsed, so the index holds the same rows as the JSON says."""
+    store = SqlBackendFactory().open(f"sqlite:///{tmp_path / 'maos.db'}")
+    try:
+        store.migrate()
+        timed = minimal_task("timed", seq=1, timeout=30.0, start_time=100.0)
+        untimed = minimal_task("untimed", seq=2)
+        spaced = minimal_task("spaced", seq=3, timeout=5.0, start_time=100.0)
+        store.write(WriteBatch(tasks=[timed, untimed, spaced]))
+        with store.engine.begin() as conn:
+            row = conn.execute(text("SELECT data FROM tasks WHERE id = 'spaced'")).scalar_one()
+            assert '"timeout":5.0,"context":' in row
+            spaced_text = row.replace('"timeout":5.0,"context":', '"timeout": 5.0, "context":')
+            conn.execute(text("UPDATE tasks SET data = :d WHERE id = 'spaced'"), {"d": spaced_text})
+            conn.execute(text(f"UPDATE tasks SET claimed_by = '{schema.SPILLED}'"))
+            indexed = conn.execute(
+                text(f"SELECT id FROM tasks INDEXED BY ix_tasks_spilled_deadline WHERE {spill.WITH_DEADLINE}")
+            ).scalars()
+            assert sorted(indexed) == ["spaced", "timed"]
+        due = spill.SqlSpillStore(store.engine, store.engine).due(120.0, 10)
+        assert due == (["spaced"], 130.0)
     finally:
         store.close()
 

@@ -44,8 +44,9 @@ _IN_CHUNK = 500
 
 # The statements of take_back, as DB-API text (SQLite: ``?`` marks; the mark written as a literal,
 # so the planner sees the partial index ``ix_tasks_spilled`` applies).
-# Only the columns a record is decoded from (not the mark), as row_batches reads them.
-_TASK_COLUMNS = row_batches.TASK_COLUMNS
+# Task rows: the rowid (the marks are cleared by it: no walk of the primary key's index), then only the
+# columns a record is decoded from (not the mark), as row_batches reads them.
+_TASK_COLUMNS = ("rowid", *row_batches.TASK_COLUMNS)
 _SUBTASK_COLUMNS = row_batches.SUBTASK_COLUMNS
 _CREATE_TIME, _PRIORITY, _SEQ = (_TASK_COLUMNS.index(c) for c in ("create_time", "priority", "seq"))
 _WAITING_SQL = f"claimed_by = '{schema.SPILLED}' AND status IN ({', '.join(map(str, _UNFINISHED))})"
@@ -54,7 +55,7 @@ _BEST = (
     "ORDER BY create_time, seq LIMIT ?"
 )
 _BY_ID = f"SELECT {', '.join(_TASK_COLUMNS)} FROM tasks WHERE {_WAITING_SQL} AND id IN "
-_CLEAR = "UPDATE tasks SET claimed_by = NULL WHERE id IN "
+_CLEAR = "UPDATE tasks SET claimed_by = NULL WHERE rowid IN "
 _SUBTASKS = f"SELECT {', '.join(_SUBTASK_COLUMNS)} FROM subtasks WHERE task_id IN "
 _SUBTASKS_ORDER = " ORDER BY task_id, ord"
 
@@ -153,7 +154,8 @@ class SqlSpillStore:
                     )
                     rows = [row for _, row in zip(range(limit), best, strict=False)]
                 decode = self._decoder
-                tasks = [decode.task(row) for row in rows]
+                tasks = [decode.task(row[1:]) for row in rows]
+                rowids = [row[0] for row in rows]
                 if prepare is not None:
                     for task in tasks:
                         prepare(task)
@@ -161,7 +163,7 @@ class SqlSpillStore:
                 subs: list[Subtask] = []
                 for start in range(0, len(ids), _IN_CHUNK):
                     chunk = ids[start : start + _IN_CHUNK]
-                    cursor.execute(_CLEAR + _marks(len(chunk)), chunk)
+                    cursor.execute(_CLEAR + _marks(len(chunk)), rowids[start : start + _IN_CHUNK])
                     found = cursor.execute(_SUBTASKS + _marks(len(chunk)) + _SUBTASKS_ORDER, chunk).fetchall()
                     subs += [decode.subtask(row) for row in found]
             finally:

@@ -457,6 +457,42 @@ class Claims:
             return True
         return False
 
+    async def claim_given(self, task_id: str, origin: str) -> bool:
+        """Claim a task replica ``origin`` gave up for this one (an agent's work moving with its session:
+        :mod:`.session_moves`), taking its leaving mark; whether this replica holds it now."""
+        if task_id in self.engine.tasks:
+            return True
+        if self.fenced:
+            return False
+        tasks, subs = await self.engine.storage.call(
+            self.store.claim,
+            self.holder,
+            time.time(),
+            self.lost_after,
+            1,
+            self.engine.setting("scheduler.aging_interval"),
+            None,
+            [task_id],
+            False,
+            None,
+            [origin],
+        )
+        self._adopt(tasks, subs, fresh_check=False)
+        return task_id in self.engine.tasks
+
+    def let_go_later(self, task_ids: list[str], delay: float) -> None:
+        """Tasks given up for one replica to claim by id (:meth:`claim_given`): let go of those it did not
+        claim after ``delay`` seconds (it died meanwhile), so that any replica may claim them."""
+        self._marked.update(task_ids)
+        self.released += len(task_ids)
+
+        async def later() -> None:
+            await asyncio.sleep(delay)
+            if not (self._stopped or self.check_fence()):
+                await self._let_go(task_ids)
+
+        self.engine._background(later())
+
     async def take_back(self, task_id: str) -> bool:
         """A call for a task given up here reached this replica (from another, which asked who holds it):
         once the task is released, take it back if its row may still be marked leaving from here (not let

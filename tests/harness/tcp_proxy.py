@@ -44,6 +44,8 @@ class TcpProxy:
         self._commit_released: asyncio.Event | None = None
         #: Set once a held commit was answered by the server (:meth:`release_commit`).
         self.commit_landed = asyncio.Event()
+        #: Server-side connections left open by :meth:`shut_client_side` (the server believes them alive).
+        self._half_open: list[asyncio.StreamWriter] | None = None
 
     @property
     def address(self) -> str:
@@ -82,8 +84,16 @@ class TcpProxy:
             task.cancel()
         await asyncio.gather(*self._connections, return_exceptions=True)
 
+    async def shut_client_side(self) -> None:
+        """Cut every client and refuse new ones, but leave the connections to the server open, silent:
+        the server believes its streams alive (a half-open TCP connection) until :meth:`close`."""
+        self._half_open = []
+        await self.shut()
+
     async def close(self) -> None:
         await self.shut()
+        for kept in self._half_open or ():
+            kept.transport.abort()
         if self._server is not None:
             with contextlib.suppress(Exception):
                 await self._server.wait_closed()
@@ -157,5 +167,8 @@ class TcpProxy:
             pass
         finally:
             writer.transport.abort()
-            up_writer.transport.abort()
+            if self._half_open is not None:
+                self._half_open.append(up_writer)
+            else:
+                up_writer.transport.abort()
             self._connections.discard(task)

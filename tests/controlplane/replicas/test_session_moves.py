@@ -13,6 +13,10 @@ current session moves work: a stale or forged session id moves nothing and leave
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
+
 import grpc
 import pytest
 
@@ -109,6 +113,19 @@ async def stream_ended(agent: RawAgent) -> bool:
             return True
 
 
+async def next_assignment(agent: RawAgent) -> gw.Assignment:
+    """The agent's next assignment, however long it takes (the caller bounds it). A cancel (the lease of
+    work it was told is not its own expired) is answered with a heartbeat, as an SDK agent's would be."""
+    while True:
+        response = await agent.call.read()
+        assert response is not grpc.aio.EOF, "the stream ended before an assignment"
+        kind = response.WhichOneof("message")
+        if kind == "assignment":
+            return response.assignment
+        if kind == "cancel":
+            agent.send(heartbeat=gw.Heartbeat(free_slots=1))
+
+
 @pytest.mark.parametrize("wakeups", ["redis", "listen-notify"])
 async def test_only_the_current_session_moves_work_between_live_replicas(
     replica_cluster: MakeCluster, wakeups: str
@@ -186,3 +203,95 @@ async def test_only_the_current_session_moves_work_between_live_replicas(
     finally:
         for stream in streams:
             await stream.close()
+
+
+async def test_after_the_move_the_agent_is_reached_and_heard_through_its_new_replica(
+    replica_cluster: MakeCluster,
+) -> None:
+    cluster = await replica_cluster(2, **LONG_LEASES)
+    a, b = cluster.addresses
+    on_a, on_b = RawAgent(a), RawAgent(b)
+    try:
+        async with stubs_of(cluster) as stubs:
+            first = await register(on_a)
+            submitted = await stubs[0].tasks.SubmitTask(
+                tasks_pb.SubmitTaskRequest(task=msgs.Task(description="reached", agent_type="raw")),
+                timeout=RPC,
+            )
+            name = submitted.task.name
+            ref = (await on_a.receive("assignment")).assignment.ref
+            moved = await register(
+                on_b, gw.ResumeSession(agent=first.agent, session_id=first.session_id, assignments=[ref])
+            )
+            assert list(moved.resumed) == [ref], moved
+
+            # Progress (with a checkpoint) goes through B and is what every replica reads.
+            on_b.send(progress=gw.Progress(ref=ref, fraction=0.5, message="half", checkpoint=b"state"))
+
+            async def checkpointed() -> bool:
+                return (await subtask_of(stubs[0], name)).has_checkpoint
+
+            await wait_for(checkpointed, 10, 0.05, "the progress reported through replica 1")
+
+            # A pause and a cancel asked of A reach the agent's stream on B.
+            await stubs[0].agents.PauseAgent(agents_pb.PauseAgentRequest(name=first.agent), timeout=RPC)
+            await on_b.receive("pause")
+            await stubs[0].tasks.CancelTask(
+                tasks_pb.CancelTaskRequest(name=name, reason="enough"), timeout=RPC
+            )
+            cancel = (await on_b.receive("cancel")).cancel
+            assert cancel.ref.subtask == ref.subtask and cancel.ref.lease_epoch == ref.lease_epoch
+
+            async def cancelled() -> bool:
+                got = await stubs[1].tasks.GetTask(tasks_pb.GetTaskRequest(name=name), timeout=RPC)
+                return got.task.status == enums.TASK_STATUS_CANCELLED
+
+            await wait_for(cancelled, 10, 0.05, "the task cancelled")
+    finally:
+        await on_a.close()
+        await on_b.close()
+
+
+async def test_a_holder_that_stalls_during_the_hand_over_moves_nothing_and_the_work_runs_once_more(
+    replica_cluster: MakeCluster,
+) -> None:
+    """A holder that cannot answer (frozen, or dying) hands nothing over: the agent is told its work is
+    revoked, the work runs again once the holder is lost and the lease ran out, and one result is applied."""
+    cluster = await replica_cluster(2)
+    a, b = cluster.addresses
+    on_a, on_b = RawAgent(a), RawAgent(b)
+    try:
+        async with stubs_of(cluster) as stubs:
+            first = await register(on_a)
+            submitted = await stubs[0].tasks.SubmitTask(
+                tasks_pb.SubmitTaskRequest(task=msgs.Task(description="stalled", agent_type="raw")),
+                timeout=RPC,
+            )
+            name = submitted.task.name
+            ref = (await on_a.receive("assignment")).assignment.ref
+            cluster.freeze(0)
+            resumed = await register(
+                on_b, gw.ResumeSession(agent=first.agent, session_id=first.session_id, assignments=[ref])
+            )
+            assert resumed.agent == first.agent and list(resumed.resumed) == [], resumed
+            assert list(resumed.revoked) == [ref]
+
+            again = (await asyncio.wait_for(next_assignment(on_b), 40)).ref
+            assert again.subtask == ref.subtask and again.attempt == ref.attempt + 1, again
+            on_b.send(result=gw.SubtaskResult(ref=ref, output="revoked attempt"))
+            stale = (await on_b.receive("ack")).ack
+            assert not stale.accepted, stale
+            on_b.send(result=gw.SubtaskResult(ref=again, output="second attempt"))
+            task = await wait_finished(stubs[1], name, 10)
+            assert task.status == enums.TASK_STATUS_COMPLETED
+            results = await stubs[1].tasks.GetTaskResults(
+                tasks_pb.GetTaskResultsRequest(name=name), timeout=RPC
+            )
+            assert [s.output for s in results.result.subtasks] == ["second attempt"]
+
+            os.kill(cluster.replicas[0].pid, signal.SIGCONT)  # it wakes past replicas.lost_after: it stops
+            await wait_for(lambda: not cluster.replicas[0].running, 20, 0.1, "the stalled replica to stop")
+            assert claimed_by(cluster.database_url, name) == "replica-1"
+    finally:
+        await on_a.close()
+        await on_b.close()

@@ -25,6 +25,8 @@ from agent_sdk.proto.maos.v1 import agent_service_pb2 as agents_pb
 from agent_sdk.proto.maos.v1 import enums_pb2 as enums
 from agent_sdk.proto.maos.v1 import messages_pb2 as msgs
 from agent_sdk.proto.maos.v1 import task_service_pb2 as tasks_pb
+from controlplane.scheduler.commands import Ref
+from controlplane.scheduler.session_moves import decode, encode
 from tests.controlplane.replicas.test_carried_reports import (
     LONG_LEASES,
     RPC,
@@ -295,3 +297,60 @@ async def test_a_holder_that_stalls_during_the_hand_over_moves_nothing_and_the_w
     finally:
         await on_a.close()
         await on_b.close()
+
+
+async def test_a_result_in_flight_to_the_old_replica_during_the_move_is_applied_once(
+    replica_cluster: MakeCluster,
+) -> None:
+    """The agent's result leaves on its stream to A just as it resumes on B (which asks A for the work):
+    whichever comes first, the result is applied once, and the agent's copy sent again on B is a duplicate."""
+    cluster = await replica_cluster(2, **LONG_LEASES)
+    a, b = cluster.addresses
+    on_a, on_b = RawAgent(a), RawAgent(b)
+    try:
+        async with stubs_of(cluster) as stubs:
+            first = await register(on_a)
+            submitted = await stubs[0].tasks.SubmitTask(
+                tasks_pb.SubmitTaskRequest(task=msgs.Task(description="in flight", agent_type="raw")),
+                timeout=RPC,
+            )
+            name = submitted.task.name
+            ref = (await on_a.receive("assignment")).assignment.ref
+            on_a.send(result=gw.SubtaskResult(ref=ref, output="in flight"))
+            resumed = await register(
+                on_b, gw.ResumeSession(agent=first.agent, session_id=first.session_id, assignments=[ref])
+            )
+            assert resumed.agent == first.agent, resumed
+            on_b.send(result=gw.SubtaskResult(ref=ref, output="in flight"))  # unacknowledged: sent again
+
+            async def answered() -> gw.ReportAck | None:
+                response = await on_b.call.read()
+                kind = response.WhichOneof("message")
+                if kind == "committed" and ref.subtask in [r.subtask for r in response.committed.refs]:
+                    return gw.ReportAck(ref=ref, accepted=True)
+                return response.ack if kind == "ack" else None
+
+            ack = await wait_for(answered, 20, 0, "the answer to the result sent again")
+            assert ack.accepted, ack
+            task = await wait_finished(stubs[1], name, 10)
+            assert task.status == enums.TASK_STATUS_COMPLETED
+            results = await stubs[1].tasks.GetTaskResults(
+                tasks_pb.GetTaskResultsRequest(name=name), timeout=RPC
+            )
+            assert [s.output for s in results.result.subtasks] == ["in flight"]
+            assert (await subtask_of(stubs[0], name)).attempt == ref.attempt
+    finally:
+        await on_a.close()
+        await on_b.close()
+
+
+def test_a_malformed_hand_over_request_is_refused_whole() -> None:
+    ref = Ref("t1", "t1/subtasks/s0", 0, 7)
+    body = encode("a1", "0123", [ref], "replica-1")
+    assert decode(body) == ("a1", "0123", [ref], "replica-1")
+    for broken in (
+        {**body, "refs": [["t1", "s0", "zero", 7]]},
+        {k: v for k, v in body.items() if k != "session"},
+    ):
+        with pytest.raises(ValueError, match="malformed hand-over request"):
+            decode(broken)

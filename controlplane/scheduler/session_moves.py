@@ -105,6 +105,9 @@ class SessionMoves:
         if answered is None:
             return []
         origin, answer = answered
+        known = self.engine.agent_side.agents.get(agent_id)
+        if known is not None:  # the holder proved the session current (its record here may lag a commit)
+            known.session_id = session_id
         taken = []
         for task_id in answer.get("moved") or ():
             task_id = str(task_id)

@@ -202,6 +202,9 @@ class Claims:
         #: Tasks given up here whose let-go has not succeeded yet: their row may still be marked leaving
         #: from here, which only this replica's claim (or one by id from their wake-up) takes.
         self._marked: set[str] = set()
+        #: Tasks handed to another replica with an agent's session, by that replica's id: only its claim
+        #: (:meth:`claim_given`) takes them until they are let go (:meth:`let_go_later`), not this one's.
+        self.handed_to: dict[str, str] = {}
         self._poller: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.fenced = ""
@@ -433,7 +436,7 @@ class Claims:
         it); whether this replica holds it now."""
         if task_id in self.engine.tasks:
             return True
-        if self.fenced:
+        if self.fenced or task_id in self.handed_to:  # (handed over: its reports are carried there)
             return False
         await self.until_released(task_id)  # given up here a moment ago: claimable once released
         await self._bury_dead()
@@ -481,8 +484,9 @@ class Claims:
         return task_id in self.engine.tasks
 
     def let_go_later(self, task_ids: list[str], delay: float) -> None:
-        """Tasks given up for one replica to claim by id (:meth:`claim_given`): let go of those it did not
-        claim after ``delay`` seconds (it died meanwhile), so that any replica may claim them."""
+        """Tasks given up for one replica to claim by id (:meth:`claim_given`), their mark committed: let
+        go of those it did not claim after ``delay`` seconds (it died meanwhile), so that any replica may
+        claim them."""
         self._marked.update(task_ids)
         self.released += len(task_ids)
 
@@ -490,6 +494,8 @@ class Claims:
             await asyncio.sleep(delay)
             if not (self._stopped or self.check_fence()):
                 await self._let_go(task_ids)
+            for task_id in task_ids:
+                self.handed_to.pop(task_id, None)
 
         self.engine._background(later())
 
@@ -500,7 +506,7 @@ class Claims:
         await self.until_released(task_id)
         if task_id in self.engine.tasks:
             return True
-        if task_id not in self._marked or self.fenced or self._stopped:
+        if task_id not in self._marked or task_id in self.handed_to or self.fenced or self._stopped:
             return False
         return await self.claim_task(task_id)
 

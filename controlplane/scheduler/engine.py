@@ -66,7 +66,7 @@ from controlplane.scheduler.planning import Planning
 from controlplane.scheduler.pool_side import PoolSide
 from controlplane.scheduler.reads import CommittedReads
 from controlplane.scheduler.review import Review
-from controlplane.scheduler.session_moves import SessionMoves
+from controlplane.scheduler.session_moves import Resume, SessionMoves
 from controlplane.scheduler.sessions import AgentSession
 from controlplane.scheduler.spill import QueueWindow
 from controlplane.scheduler.watching import Watchers
@@ -917,13 +917,15 @@ class Engine:
             return self.holds(task_id)
         return await self.claims.take_back(task_id)
 
-    async def prepare_resume(self, agent_id: str, refs: Sequence[Ref], session_id: str = "") -> None:
+    async def prepare_resume(
+        self, agent_id: str, refs: Sequence[Ref], session_id: str = "", info: AgentInfo | None = None
+    ) -> None:
         """Before an agent resumes here: learn its session if another replica made it, and bring here the
         tasks of the work it resumes, so it keeps that work: claimed if nobody live holds them, else
         handed over by the live replica holding them when ``session_id`` is the agent's current session
-        there (:mod:`.session_moves`). Called with no ``refs`` too: an agent whose work is done but whose
-        results were not acknowledged sends them again under the identity it resumes (each result claims
-        its task before it is judged)."""
+        there and ``info`` (the agent connecting) of its type and owner (:mod:`.session_moves`). Called
+        with no ``refs`` too: an agent whose work is done but whose results were not acknowledged sends
+        them again under the identity it resumes (each result claims its task before it is judged)."""
         if self.claims is None or not agent_id:
             return
         if agent_id not in self.sessions:  # (its session may have moved to another replica and back)
@@ -935,8 +937,8 @@ class Engine:
                     elsewhere.extend(ref for ref in refs if ref.task_id == task_id)
             except Exception as exc:  # resumed or not, the agent is told which work it keeps
                 log.warning("could not claim tasks/%s for a resuming agent: %s", task_id, exc)
-        if elsewhere:
-            await self.moves.take(agent_id, session_id, elsewhere)
+        if elsewhere and info is not None:
+            await self.moves.take(Resume(agent_id, session_id, info.agent_type, info.owner), elsewhere)
 
     def tasks_in_memory(self) -> int:
         """How many tasks are in memory (unfinished, or finished and not evicted yet)."""

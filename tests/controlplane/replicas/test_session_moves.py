@@ -26,7 +26,7 @@ from agent_sdk.proto.maos.v1 import enums_pb2 as enums
 from agent_sdk.proto.maos.v1 import messages_pb2 as msgs
 from agent_sdk.proto.maos.v1 import task_service_pb2 as tasks_pb
 from controlplane.scheduler.commands import Ref
-from controlplane.scheduler.session_moves import decode, encode
+from controlplane.scheduler.session_moves import Resume, decode, encode
 from tests.controlplane.replicas.test_carried_reports import (
     LONG_LEASES,
     RPC,
@@ -346,11 +346,13 @@ async def test_a_result_in_flight_to_the_old_replica_during_the_move_is_applied_
 
 def test_a_malformed_hand_over_request_is_refused_whole() -> None:
     ref = Ref("t1", "t1/subtasks/s0", 0, 7)
-    body = encode("a1", "0123", [ref], "replica-1")
-    assert decode(body) == ("a1", "0123", [ref], "replica-1")
+    resume = Resume("a1", "0123", "raw", "team-a")
+    body = encode(resume, [ref], "replica-1")
+    assert decode(body) == (resume, [ref], "replica-1")
     for broken in (
         {**body, "refs": [["t1", "s0", "zero", 7]]},
         {k: v for k, v in body.items() if k != "session"},
+        {k: v for k, v in body.items() if k != "type"},
     ):
         with pytest.raises(ValueError, match="malformed hand-over request"):
             decode(broken)

@@ -9,6 +9,7 @@ test (as if b were slow, or stopped before it claimed), or the database refuses 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy
 
 from agent_sdk.proto.maos.v1 import agent_gateway_pb2 as gw
 from agent_sdk.proto.maos.v1 import enums_pb2 as enums
@@ -28,7 +30,7 @@ from controlplane.errors import InvalidArgument
 from controlplane.scheduler import session_moves
 from controlplane.scheduler.session_moves import Resume, encode
 from tests.controlplane.replicas.test_carried_reports import RPC, claimed_by, register
-from tests.controlplane.replicas.test_claims import execute, shared, shared_db  # noqa: F401
+from tests.controlplane.replicas.test_claims import execute, rows, shared, shared_db  # noqa: F401
 from tests.controlplane.replicas.test_session_moves import next_assignment
 from tests.controlplane.scheduler.test_faults import RawAgent
 from tests.harness.server import Stubs, make_settings, start_app, wait_for
@@ -363,3 +365,49 @@ async def test_a_malformed_hand_over_request_is_refused_by_the_holder_through_th
         finally:
             await stubs.close()
             await on_a.close()
+
+
+def execute_with(url: str, sql: str, **params: Any) -> None:
+    engine = sqlalchemy.create_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(sqlalchemy.text(sql), params)
+    finally:
+        engine.dispose()
+
+
+def replace_stored_session(url: str, agent_id: str, session_id: str) -> None:
+    """Write another session id into the agent's stored record (as another replica taking it over would)."""
+    [(data,)] = rows(url, "SELECT data FROM agents WHERE id = :i", i=agent_id)
+    record = json.loads(data)
+    assert "session_id" in record, record
+    record["session_id"] = session_id
+    execute_with(url, "UPDATE agents SET data = :d WHERE id = :i", d=json.dumps(record), i=agent_id)
+
+
+async def test_a_session_the_committed_record_no_longer_names_moves_nothing(
+    tmp_path: Path,
+    shared: dict[str, Any],  # noqa: F811
+    shared_db: str,  # noqa: F811
+) -> None:
+    """a still believes the session current, but the agent's committed record names another (a replica
+    took the agent over, a not knowing yet): a refuses, and b does not hand the identity over."""
+    async with two_replicas(tmp_path, shared) as (a, b):
+        on_a, on_b = RawAgent(a.address), RawAgent(b.address)
+        stubs = Stubs(a.address)
+        try:
+            first = await register(on_a)
+            name = await submit(stubs, "record moved on", agent_type="raw")
+            ref = (await on_a.receive("assignment")).assignment.ref
+            await a.engine.agent_side.committer.durable()
+            replace_stored_session(shared_db, bare(first.agent), "f" * 16)
+            answer = await register(
+                on_b, gw.ResumeSession(agent=first.agent, session_id=first.session_id, assignments=[ref])
+            )
+            assert answer.agent != first.agent and list(answer.revoked) == [ref], answer
+            assert claimed_by(shared_db, name) == a.engine.replica
+            assert a.engine.moves.given == 0
+        finally:
+            await stubs.close()
+            await on_a.close()
+            await on_b.close()

@@ -14,6 +14,7 @@ current session moves work: a stale or forged session id moves nothing and leave
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 
@@ -26,7 +27,7 @@ from agent_sdk.proto.maos.v1 import enums_pb2 as enums
 from agent_sdk.proto.maos.v1 import messages_pb2 as msgs
 from agent_sdk.proto.maos.v1 import task_service_pb2 as tasks_pb
 from controlplane.scheduler.commands import Ref
-from controlplane.scheduler.session_moves import Resume, decode, encode
+from controlplane.scheduler.session_moves import Resume, batches, decode, encode, same_secret
 from tests.controlplane.replicas.test_carried_reports import (
     LONG_LEASES,
     RPC,
@@ -302,11 +303,14 @@ async def test_a_holder_that_stalls_during_the_hand_over_moves_nothing_and_the_w
 async def test_a_result_in_flight_to_the_old_replica_during_the_move_is_applied_once(
     replica_cluster: MakeCluster,
 ) -> None:
-    """The agent's result leaves on its stream to A just as it resumes on B (which asks A for the work):
-    whichever comes first, the result is applied once, and the agent's copy sent again on B is a duplicate."""
+    """The agent's result is on its way to A (kept in a proxy) when the agent resumes on B: the work moves
+    all the same (resumed, nothing revoked), A ends the old stream, and the result the agent sends again
+    on B is applied once, in the same attempt. (A result A reads on the old stream after the move is
+    carried to B: tests/controlplane/replicas/test_session_move_faults.py.)"""
     cluster = await replica_cluster(2, **LONG_LEASES)
-    a, b = cluster.addresses
-    on_a, on_b = RawAgent(a), RawAgent(b)
+    proxy = TcpProxy("127.0.0.1", cluster.replicas[0].port)
+    await proxy.start()
+    on_a, on_b = RawAgent(proxy.address), RawAgent(cluster.addresses[1])
     try:
         async with stubs_of(cluster) as stubs:
             first = await register(on_a)
@@ -316,11 +320,16 @@ async def test_a_result_in_flight_to_the_old_replica_during_the_move_is_applied_
             )
             name = submitted.task.name
             ref = (await on_a.receive("assignment")).assignment.ref
+            proxy.pause()
             on_a.send(result=gw.SubtaskResult(ref=ref, output="in flight"))
             resumed = await register(
                 on_b, gw.ResumeSession(agent=first.agent, session_id=first.session_id, assignments=[ref])
             )
-            assert resumed.agent == first.agent, resumed
+            assert resumed.agent == first.agent and resumed.replica == "replica-1", resumed
+            assert list(resumed.resumed) == [ref] and list(resumed.revoked) == [], resumed
+            assert claimed_by(cluster.database_url, name) == "replica-1"
+            proxy.resume()  # (the old stream is over: what it carried late is not applied by A)
+            assert await stream_ended(on_a)
             on_b.send(result=gw.SubtaskResult(ref=ref, output="in flight"))  # unacknowledged: sent again
 
             async def answered() -> gw.ReportAck | None:
@@ -339,9 +348,36 @@ async def test_a_result_in_flight_to_the_old_replica_during_the_move_is_applied_
             )
             assert [s.output for s in results.result.subtasks] == ["in flight"]
             assert (await subtask_of(stubs[0], name)).attempt == ref.attempt
+            assert claimed_by(cluster.database_url, name) == "replica-1"
     finally:
         await on_a.close()
         await on_b.close()
+        await proxy.close()
+
+
+def test_assignments_are_asked_for_in_requests_a_bus_message_holds() -> None:
+    """Without Redis a bus message holds at most 7,900 bytes: many assignments go in several requests,
+    each with every assignment of its tasks (a task moves whole)."""
+    refs = [Ref(f"{'t' * 30}{i // 3:04d}", f"{'s' * 30}{i:04d}", 2, 1_000_000 + i) for i in range(300)]
+    parts = batches(refs)
+    assert len(parts) > 1 and [r for part in parts for r in part] == refs
+    resume = Resume("raw-" + "a" * 16, "b" * 16, "raw", "users/someone")
+    for part in parts:
+        envelope = {
+            "i": "0" * 24,
+            "f": "replica-1",
+            "r": "maos:replies:replica-1",
+            "k": "hand_over",
+            "d": 3.0,
+        }
+        sent = json.dumps({**envelope, "b": encode(resume, part, "replica-1")}, separators=(",", ":"))
+        assert len(sent.encode()) <= 7900
+    tasks = [{r.task_id for r in part} for part in parts]
+    assert all(not (x & y) for i, x in enumerate(tasks) for y in tasks[i + 1 :])
+
+
+def test_session_ids_of_any_characters_are_compared_without_error() -> None:
+    assert same_secret("abc", "abc") and not same_secret("abc", "äbc") and not same_secret("abc", "")
 
 
 def test_a_malformed_hand_over_request_is_refused_whole() -> None:

@@ -3,7 +3,7 @@
 An agent that resumes its session on one replica while another, alive, holds the tasks of the work
 it runs keeps that work: the holder hands it over (:mod:`controlplane.scheduler.session_moves`).
 This module is the bus's side of it: each replica answers ``hand_over`` requests for the tasks it
-holds (declining the others at once), and gives its engine a way to ask.
+holds (declining the others at once), and gives its engine a way to ask the replica holding them.
 """
 
 from __future__ import annotations
@@ -21,13 +21,13 @@ def install_session_relay(bus: ReplicaBus, moves: SessionMoves) -> None:
     """Let ``moves`` ask the replica holding a resuming agent's work for it through ``bus``, and hand
     over the work held here when another replica asks."""
 
-    async def ask(body: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
-        """The holder's id and answer, or None: no live replica holds any of the tasks.
+    async def ask(body: dict[str, Any], holder: str) -> tuple[str, dict[str, Any]] | None:
+        """Ask replica ``holder`` only: its id and answer, or None (it holds none of the tasks).
 
         Raises:
             MaosError: The holder refused (a stale or forged session), or stopped answering.
         """
-        answer = await bus.ask(HAND_OVER, body)
+        answer = await bus.ask(HAND_OVER, body, only=holder)
         if answer is None or answer.truncated:
             return None
         return answer.replica, answer.result

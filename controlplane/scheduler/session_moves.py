@@ -63,9 +63,9 @@ EVENTS_WAIT = 2.0
 #: most 7,900 bytes, the request's envelope included): more are asked for in several requests.
 REFS_PER_REQUEST = 6000
 
-#: Asks the live replica holding a resumed agent's work to hand it over (the request as :func:`encode`
-#: made it): that replica's id and answer, or None when no live replica holds any of the tasks.
-Ask = Callable[[dict[str, Any]], Awaitable[tuple[str, dict[str, Any]] | None]]
+#: Asks the live replica named (the second argument) to hand a resumed agent's work over (the request as
+#: :func:`encode` made it): that replica's id and answer, or None when it holds none of the tasks.
+Ask = Callable[[dict[str, Any], str], Awaitable[tuple[str, dict[str, Any]] | None]]
 
 
 @dataclass(frozen=True)
@@ -174,7 +174,7 @@ class SessionMoves:
         for holder, held in by_holder.items():
             for batch in batches(held):
                 try:
-                    answered = await ask(encode(resume, batch, engine.replica))
+                    answered = await ask(encode(resume, batch, engine.replica), holder)
                 except FailedPrecondition as exc:  # a stale or forged session
                     log.info(
                         "the work of agents/%s resuming here stays where it is: %s",

@@ -356,10 +356,13 @@ async def test_a_malformed_hand_over_request_is_refused_by_the_holder_through_th
             ref = ref_from_pb((await on_a.receive("assignment")).assignment.ref)
             assert ref is not None
             body = encode(Resume(bare(first.agent), first.session_id, "raw"), [ref], b.engine.replica)
-            ask: Callable[[dict[str, Any]], Awaitable[Any]] | None = b.engine.moves.ask
+            ask: Callable[[dict[str, Any], str], Awaitable[Any]] | None = b.engine.moves.ask
             assert ask is not None
             with pytest.raises(InvalidArgument, match="malformed hand-over request"):
-                await ask({**body, "refs": [[ref.task_id, ref.subtask_id, "zero", ref.lease_epoch]]})
+                await ask(
+                    {**body, "refs": [[ref.task_id, ref.subtask_id, "zero", ref.lease_epoch]]},
+                    a.engine.replica,
+                )
             assert claimed_by(shared_db, name) == a.engine.replica
             assert bare(first.agent) in a.engine.sessions and a.engine.moves.given == 0
         finally:

@@ -54,6 +54,7 @@ from controlplane.replicas.redis_pacing import shared_pacing
 from controlplane.replicas.redis_stores import share_limits
 from controlplane.replicas.registry import new_replica_id
 from controlplane.replicas.report_relay import install_report_relay
+from controlplane.replicas.session_relay import install_session_relay
 from controlplane.replicas.wiring import (
     close_unstarted,
     install_bus,
@@ -450,6 +451,7 @@ def build_app(settings: Settings, pm: pluggy.PluginManager | None = None) -> App
         servicers["agents"].use_forwarder(forwarder)  # type: ignore[attr-defined]
         servicers["tasks"].use_forwarder(forwarder)  # type: ignore[attr-defined]
         install_report_relay(bus, engine.agent_side)  # an agent's report reaches the task's holder
+        install_session_relay(bus, engine.moves)  # an agent resuming here brings its work from a live replica
     server, health = build_server(servicers, interceptors, settings["server.reflection"])
     install_checkpoints(pm, engine, storage, settings, server)
     install_webhooks(pm, engine, storage, settings, server, access if auth is not None else None)

@@ -202,11 +202,14 @@ class ReplicaBus:
         self._peers_cached = (time.monotonic(), count)
         return count
 
-    async def ask(self, kind: str, body: dict[str, Any], timeout: float | None = None) -> Answer | None:
+    async def ask(
+        self, kind: str, body: dict[str, Any], timeout: float | None = None, only: str | None = None
+    ) -> Answer | None:
         """Broadcast a request; the first answer of a replica that handled it, or None if none did.
 
         None comes as soon as every live peer declined, else at the deadline (``timeout``,
-        default the bus's). A handler's domain error is raised here.
+        default the bus's). A handler's domain error is raised here. With ``only`` (a replica's id)
+        the other replicas ignore the request, and None comes as soon as that one declines.
 
         Raises:
             Unavailable: The transport cannot carry the request, or cannot receive answers now.
@@ -219,15 +222,22 @@ class ReplicaBus:
                 "(the call needs the replica that holds its agent or task); retry shortly",
                 metadata={"transport": self.where},
             )
-        expected = await self._peer_count()
+        expected = 1 if only else await self._peer_count()
         if expected == 0:
             return None
         request_id = secrets.token_hex(12)
         timeout = timeout or self.timeout
-        payload = json.dumps(
-            {"i": request_id, "f": self.replica, "r": self._reply_topic, "k": kind, "b": body, "d": timeout},
-            separators=(",", ":"),
-        )
+        envelope = {
+            "i": request_id,
+            "f": self.replica,
+            "r": self._reply_topic,
+            "k": kind,
+            "b": body,
+            "d": timeout,
+        }
+        if only:
+            envelope["o"] = only
+        payload = json.dumps(envelope, separators=(",", ":"))
         if len(payload.encode()) > self.transport.max_payload:
             raise InvalidArgument(
                 f"the request is {len(payload.encode())} bytes once encoded; another replica can be "
@@ -276,8 +286,8 @@ class ReplicaBus:
         except (ValueError, KeyError, TypeError):
             log.warning("replicas' bus: a malformed request was ignored")
             return
-        if sender == self.replica:
-            return
+        if sender == self.replica or message.get("o") not in (None, self.replica):
+            return  # (its own, or one for another replica only)
         if len(self._handling) >= MAX_HANDLING:
             # Not "not mine": it may hold the target, and "nobody holds it" would be acted on.
             log.warning("replicas' bus: %d requests in hand; one was answered busy", MAX_HANDLING)

@@ -222,8 +222,9 @@ class AgentSide:
         ):  # nor may it pass to another owner
             # Only the holder of the session (it knows the session id) may take its identity back.
             info.id = resume_agent_id
-        else:
-            resume_refs = ()  # an unknown or unproven session resumes nothing
+        else:  # an unknown or unproven session resumes nothing: what it names is not its work
+            revoked.extend(resume_refs)
+            resume_refs = ()
         if info.id:
             old = self.sessions.pop(info.id, None)
             if old is not None:
@@ -281,6 +282,26 @@ class AgentSide:
             self.metrics.agent_connected(session.info.agent_type, -1)
             self._pool_changed()
         session.close()
+
+    def moved_away(self, agent_id: str) -> None:
+        """The agent resumed its session on another replica, which takes its work (see
+        :mod:`.session_moves`): its stream here is over (one this replica still believes open included),
+        and its record is the other replica's to write, so it is forgotten here (read from storage when
+        asked for)."""
+        session = self.sessions.pop(agent_id, None)
+        if session is not None:
+            session.moved = True
+            session.close()
+            self.metrics.agent_connected(session.info.agent_type, -1)
+            self._pool_changed()
+        self.agents.pop(agent_id, None)
+
+    def unproven(self, agent_id: str) -> None:
+        """The live replica holding the agent's work refused the session it resumes with (stale or forged:
+        :mod:`.session_moves`): unless its stream is here, what this replica knew of it is forgotten, so
+        that the resume registers a new agent rather than take the identity over."""
+        if agent_id not in self.sessions:
+            self.agents.pop(agent_id, None)
 
     def seen(self, session: AgentSession) -> None:
         """The agent sent something: it is alive (work may go to it again)."""
@@ -838,7 +859,8 @@ class AgentSide:
 
     def _agent_changed(self, session: AgentSession) -> AgentInfo:
         session.info.status = session.status()
-        self.committer.agent(session.info)
+        if not session.moved:  # (a session that moved to another replica: its record is written there)
+            self.committer.agent(session.info)
         return session.info
 
     def _housekeeping(self, at: float) -> None:

@@ -11,6 +11,7 @@ read back from storage and written again, one such charge at a time.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Coroutine
 from dataclasses import replace
 from typing import Any
@@ -23,6 +24,8 @@ from controlplane.scheduler.committer import Committer
 from controlplane.scheduler.relayed_reports import RelayedSession
 from controlplane.scheduler.sessions import AgentSession
 from controlplane.storage.executor import StorageExecutor
+
+log = logging.getLogger(__name__)
 
 
 class Charges:
@@ -74,6 +77,9 @@ class Charges:
         (:class:`~controlplane.scheduler.relayed_reports.RelayedSession`)."""
         if isinstance(session, RelayedSession):
             session.charge(usage, success)
+            return
+        if session.moved:  # resumed on another replica: its record is that replica's (it charges there)
+            log.info("usage of agents/%s reported on the session it left is not charged to it", session.id)
             return
         agent_usage = replace(session.info.usage)
         agent_usage.add(usage)

@@ -202,6 +202,9 @@ class Claims:
         #: Tasks given up here whose let-go has not succeeded yet: their row may still be marked leaving
         #: from here, which only this replica's claim (or one by id from their wake-up) takes.
         self._marked: set[str] = set()
+        #: Tasks handed to another replica with an agent's session, by that replica's id: only its claim
+        #: (:meth:`claim_given`) takes them until they are let go (:meth:`let_go_later`), not this one's.
+        self.handed_to: dict[str, str] = {}
         self._poller: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.fenced = ""
@@ -433,7 +436,7 @@ class Claims:
         it); whether this replica holds it now."""
         if task_id in self.engine.tasks:
             return True
-        if self.fenced:
+        if self.fenced or task_id in self.handed_to:  # (handed over: its reports are carried there)
             return False
         await self.until_released(task_id)  # given up here a moment ago: claimable once released
         await self._bury_dead()
@@ -457,6 +460,45 @@ class Claims:
             return True
         return False
 
+    async def claim_given(self, task_id: str, origin: str) -> bool:
+        """Claim a task replica ``origin`` gave up for this one (an agent's work moving with its session:
+        :mod:`.session_moves`), taking its leaving mark; whether this replica holds it now."""
+        if task_id in self.engine.tasks:
+            return True
+        if self.fenced:
+            return False
+        tasks, subs = await self.engine.storage.call(
+            self.store.claim,
+            self.holder,
+            time.time(),
+            self.lost_after,
+            1,
+            self.engine.setting("scheduler.aging_interval"),
+            None,
+            [task_id],
+            False,
+            None,
+            [origin],
+        )
+        self._adopt(tasks, subs, fresh_check=False)
+        return task_id in self.engine.tasks
+
+    def let_go_later(self, task_ids: list[str], delay: float) -> None:
+        """Tasks given up for one replica to claim by id (:meth:`claim_given`), their mark committed: let
+        go of those it did not claim after ``delay`` seconds (it died meanwhile), so that any replica may
+        claim them."""
+        self._marked.update(task_ids)
+        self.released += len(task_ids)
+
+        async def later() -> None:
+            await asyncio.sleep(delay)
+            if not (self._stopped or self.check_fence()):
+                await self._let_go(task_ids)
+            for task_id in task_ids:
+                self.handed_to.pop(task_id, None)
+
+        self.engine._background(later())
+
     async def take_back(self, task_id: str) -> bool:
         """A call for a task given up here reached this replica (from another, which asked who holds it):
         once the task is released, take it back if its row may still be marked leaving from here (not let
@@ -464,7 +506,7 @@ class Claims:
         await self.until_released(task_id)
         if task_id in self.engine.tasks:
             return True
-        if task_id not in self._marked or self.fenced or self._stopped:
+        if task_id not in self._marked or task_id in self.handed_to or self.fenced or self._stopped:
             return False
         return await self.claim_task(task_id)
 

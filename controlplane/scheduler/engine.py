@@ -67,6 +67,7 @@ from controlplane.scheduler.planning import Planning
 from controlplane.scheduler.pool_side import PoolSide
 from controlplane.scheduler.reads import CommittedReads
 from controlplane.scheduler.review import Review
+from controlplane.scheduler.session_moves import Resume, SessionMoves
 from controlplane.scheduler.sessions import AgentSession
 from controlplane.scheduler.spill import QueueWindow
 from controlplane.scheduler.watching import Watchers
@@ -272,6 +273,8 @@ class Engine:
         #: Claims between replicas on a shared database (:meth:`enable_claims`), else None: this
         #: process holds every task (SQLite, the single-process default).
         self.claims: Claims | None = None
+        #: An agent's running work moving with its session between live replicas (used with claims).
+        self.moves = SessionMoves(self)
         #: The queue window (:meth:`enable_queue_window`), or None: every queued task in memory.
         self.spill: QueueWindow | None = None
         self._delegate()
@@ -920,22 +923,28 @@ class Engine:
             return self.holds(task_id)
         return await self.claims.take_back(task_id)
 
-    async def prepare_resume(self, agent_id: str, refs: Sequence[Ref]) -> None:
-        """Before an agent resumes here: learn its session if another replica made it, and claim the
-        tasks of the work it resumes that nobody live holds, so it keeps that work. Called with no
-        ``refs`` too: an agent whose work is done but whose results were not acknowledged sends them
-        again under the identity it resumes (each result claims its task before it is judged)."""
+    async def prepare_resume(
+        self, agent_id: str, refs: Sequence[Ref], session_id: str = "", info: AgentInfo | None = None
+    ) -> None:
+        """Before an agent resumes here: learn its session if another replica made it, and bring here the
+        tasks of the work it resumes, so it keeps that work: claimed if nobody live holds them, else
+        handed over by the live replica holding them when ``session_id`` is the agent's current session
+        there and ``info`` (the agent connecting) of its type and owner (:mod:`.session_moves`). Called
+        with no ``refs`` too: an agent whose work is done but whose results were not acknowledged sends
+        them again under the identity it resumes (each result claims its task before it is judged)."""
         if self.claims is None or not agent_id:
             return
-        if agent_id not in self.agents:
-            info = await self.storage.call(self.storage.backend.get_agent, agent_id)
-            if info is not None and agent_id not in self.agents:
-                self.agents[agent_id] = info
+        if agent_id not in self.sessions:  # (its session may have moved to another replica and back)
+            await self.agent_side.find_agent(agent_id)
+        elsewhere: list[Ref] = []
         for task_id in dict.fromkeys(ref.task_id for ref in refs):
             try:
-                await self.claims.claim_task(task_id)
+                if not await self.claims.claim_task(task_id):
+                    elsewhere.extend(ref for ref in refs if ref.task_id == task_id)
             except Exception as exc:  # resumed or not, the agent is told which work it keeps
                 log.warning("could not claim tasks/%s for a resuming agent: %s", task_id, exc)
+        if elsewhere and info is not None:
+            await self.moves.take(Resume(agent_id, session_id, info.agent_type, info.owner), elsewhere)
 
     def tasks_in_memory(self) -> int:
         """How many tasks are in memory (unfinished, or finished and not evicted yet)."""

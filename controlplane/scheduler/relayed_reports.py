@@ -7,7 +7,9 @@ it there, fenced by attempt and lease epoch like any report, and its answer (the
 :class:`~controlplane.scheduler.commands.Ack`) is the agent's, sent by B. A
 :class:`RelayedSession` stands in for the agent on A: it receives that answer, and what the report
 would charge to the agent's own record (usage, completed or failed counts) is not written on A,
-which no longer has the agent, but told back to B, which has it.
+which no longer has the agent, but told back to B, which has it. When the agent is connected to the
+holder itself (it resumed there with its session, :mod:`.session_moves`, and the report comes late from
+the replica it left), the holder charges it, and the replica it left writes nothing of the agent.
 
 Only a replica that still holds the task, and may still write (not fenced), applies a carried
 report; any other declines it, so the task's real holder, or the replica that takes it over,
@@ -213,7 +215,12 @@ class CarriedReports:
                 f"the report on {ref.subtask_name} was not answered within {RELAYED_ANSWER_WAIT:g} s "
                 "by the replica holding its task; the agent sends it again after reconnecting"
             ) from None
-        return session.answer(ack).encode()
+        answer = session.answer(ack)
+        here = side.sessions.get(agent_id)
+        if answer.charged and here is not None:  # the agent moved here with its session: charged here
+            self._charge_agent(here, report.usage, {"completed": True, "failed": False}.get(answer.settled))
+            answer.charged = False
+        return answer.encode()
 
 
 def stand_in(known: AgentInfo | None, agent_id: str) -> AgentInfo:

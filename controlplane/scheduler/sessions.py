@@ -23,6 +23,9 @@ class AgentSession:
         self.paused = False
         self.draining = False
         self.closed = False
+        #: The agent resumed this session on another replica, which holds its record now: nothing this
+        #: session still does here (a late report, a heartbeat) writes that record.
+        self.moved = False
         # Set when one of its leases expired: a frozen or cut-off agent gets no new
         # work until it shows signs of life again (any message clears it).
         self.suspect = False

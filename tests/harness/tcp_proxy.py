@@ -12,6 +12,8 @@ byte for byte, until the test inflicts a fault:
   server sees the COMMIT, which the proxy keeps until :meth:`TcpProxy.release_commit` (the
   transaction stays open on the server meanwhile, holding its locks): the commit is in flight while
   the client tries to learn its outcome, then lands.
+* :meth:`TcpProxy.pause` keeps what clients send from then on in the proxy (nothing lost) until
+  :meth:`TcpProxy.resume`: a message in flight for as long as the test needs.
 * :meth:`TcpProxy.hold` stops carrying what clients send (their connections stay open: messages
   go nowhere, as on a broken network path); :meth:`TcpProxy.shut` then cuts every connection and
   refuses new ones (the server seems gone to its clients; it still runs).
@@ -44,6 +46,11 @@ class TcpProxy:
         self._commit_released: asyncio.Event | None = None
         #: Set once a held commit was answered by the server (:meth:`release_commit`).
         self.commit_landed = asyncio.Event()
+        #: Server-side connections left open by :meth:`shut_client_side` (the server believes them alive).
+        self._half_open: list[asyncio.StreamWriter] | None = None
+        #: Cleared while clients' bytes are kept in the proxy (:meth:`pause`).
+        self._flowing = asyncio.Event()
+        self._flowing.set()
 
     @property
     def address(self) -> str:
@@ -82,8 +89,24 @@ class TcpProxy:
             task.cancel()
         await asyncio.gather(*self._connections, return_exceptions=True)
 
+    def pause(self) -> None:
+        """Keep what clients send from now on in the proxy, in order, until :meth:`resume`."""
+        self._flowing.clear()
+
+    def resume(self) -> None:
+        """Carry on what :meth:`pause` kept, then what comes."""
+        self._flowing.set()
+
+    async def shut_client_side(self) -> None:
+        """Cut every client and refuse new ones, but leave the connections to the server open, silent:
+        the server believes its streams alive (a half-open TCP connection) until :meth:`close`."""
+        self._half_open = []
+        await self.shut()
+
     async def close(self) -> None:
         await self.shut()
+        for kept in self._half_open or ():
+            kept.transport.abort()
         if self._server is not None:
             with contextlib.suppress(Exception):
                 await self._server.wait_closed()
@@ -122,6 +145,7 @@ class TcpProxy:
                             await up_writer.drain()
                             await landed.wait()
                             return
+                await self._flowing.wait()
                 up_writer.write(data)
                 await up_writer.drain()
 
@@ -157,5 +181,8 @@ class TcpProxy:
             pass
         finally:
             writer.transport.abort()
-            up_writer.transport.abort()
+            if self._half_open is not None:
+                self._half_open.append(up_writer)
+            else:
+                up_writer.transport.abort()
             self._connections.discard(task)

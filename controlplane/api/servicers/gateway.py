@@ -357,7 +357,7 @@ class GatewayServicer(gateway_grpc.AgentGatewayServicer):
         info.managed = bool(launch_id)
         info.owner = self._owner(launch_id, admitted)
         if resume_id:  # a session another replica may have made, and the tasks of its running work
-            await self.engine.prepare_resume(resume_id, resume_refs)
+            await self.engine.prepare_resume(resume_id, resume_refs, reg.resume.session_id, info)
         session, registration = self.engine.register(info, resume_id, resume_refs, reg.resume.session_id)
         if launch_id and self.launcher is not None:
             self.launcher.registered(launch_id, session.id)

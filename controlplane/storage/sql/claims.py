@@ -517,3 +517,24 @@ class SqlClaimStore:
         with translate_errors(), self._writes.connect() as conn:
             found = conn.execute(select(_T.c.claimed_by).where(_T.c.id == task_id)).scalar_one_or_none()
         return holder_of(found)
+
+    def live_holders(self, task_ids: Sequence[str], since: float) -> dict[str, str]:
+        """The live replica (heartbeat at or after ``since``) holding each unfinished task of ``task_ids``
+        (a task given up and not let go yet is still its holder's); the other tasks are left out."""
+        if not task_ids:
+            return {}
+        with translate_errors(), self._writes.connect() as conn:
+            found = conn.execute(
+                select(_T.c.id, _T.c.claimed_by).where(
+                    _T.c.id.in_(list(task_ids)), _T.c.status.in_(_UNFINISHED), _T.c.claimed_by.is_not(None)
+                )
+            )
+            held = {str(task_id): str(holder_of(claimed_by)) for task_id, claimed_by in found}
+            if not held:
+                return {}
+            live = set(
+                conn.execute(
+                    select(_R.c.id).where(_R.c.id.in_(set(held.values())), _R.c.heartbeat_at >= since)
+                ).scalars()
+            )
+        return {task_id: holder for task_id, holder in held.items() if holder in live}

@@ -100,6 +100,20 @@ async def test_nobody_holding_it_is_known_once_every_peer_declined(replicas: lis
     assert time.monotonic() - started < 1.5  # both peers said so: the 2 s deadline is not waited out
 
 
+async def test_a_request_for_one_replica_is_seen_by_it_alone_and_its_decline_ends_the_wait(
+    replicas: list[Replica],
+) -> None:
+    a, b, c = replicas
+    answer = await a.bus.ask("agent", {"agent": "a1", "op": "pause"}, only="cp-b")
+    assert answer is not None and answer.replica == "cp-b"
+    started = time.monotonic()
+    assert await a.bus.ask("agent", {"agent": "ghost", "op": "pause"}, only="cp-b") is None
+    assert time.monotonic() - started < 1.5  # (cp-c, which would answer nothing, is not waited for)
+    assert await a.bus.ask("agent", {"agent": "a1", "op": "pause"}, only="cp-c") is None
+    assert [body["agent"] for body in b.seen] == ["a1", "ghost"]
+    assert [body["agent"] for body in c.seen] == ["a1"]
+
+
 async def test_the_holders_errors_are_raised_by_the_asker(replicas: list[Replica]) -> None:
     a, _, _ = replicas
     with pytest.raises(PermissionDenied) as denied:

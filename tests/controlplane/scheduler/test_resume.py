@@ -157,6 +157,7 @@ async def test_resume_with_a_wrong_session_id_takes_nothing_back(control_plane: 
         agents.append(impostor)
         assert answer.agent != registered.agent
         assert list(answer.resumed) == []
+        assert list(answer.revoked) == [ref]  # what it named is not its work: an SDK agent stops it
         impostor.send(result=gw.SubtaskResult(ref=ref, output="forged"))
         ack = (await impostor.receive("ack")).ack
         assert not ack.accepted and ack.reason == errors.ERROR_REASON_NOT_LEASE_HOLDER

@@ -90,11 +90,20 @@ class _Generation:
         self.webhook_deliveries: list[Any] = []
         self.released: list[str] = []
         self.after: list[Callable[[], None]] = []
+        #: Run after every callback of ``after`` (the events of the commit are delivered by then).
+        self.after_last: list[Callable[[], None]] = []
         self.waiters: list[asyncio.Future[None]] = []
 
     def size(self) -> int:
         """How much waits to be written (grows as changes join; compared between loop turns)."""
-        return len(self.tasks) + len(self.subtasks) + len(self.agents) + len(self.waiters) + len(self.after)
+        return (
+            len(self.tasks)
+            + len(self.subtasks)
+            + len(self.agents)
+            + len(self.waiters)
+            + len(self.after)
+            + len(self.after_last)
+        )
 
     def empty(self) -> bool:
         return not (
@@ -104,6 +113,7 @@ class _Generation:
             or self.idempotency
             or self.audit
             or self.after
+            or self.after_last
             or self.webhook_deliveries
             or self.released
         )
@@ -253,9 +263,10 @@ class Committer:
         """What the next commit will write, as a token: equal tokens mean the same commit."""
         return self._current
 
-    def after_commit(self, callback: Callable[[], None]) -> None:
-        """Run ``callback`` on the loop once everything marked so far is durable."""
-        self._current.after.append(callback)
+    def after_commit(self, callback: Callable[[], None], *, last: bool = False) -> None:
+        """Run ``callback`` on the loop once everything marked so far is durable (``last``: after every
+        other callback of that commit, so the events it delivers are on their way by then)."""
+        (self._current.after_last if last else self._current.after).append(callback)
         self._wake.set()
 
     def durable(self) -> asyncio.Future[None]:
@@ -357,7 +368,7 @@ class Committer:
                 self._on_commit(
                     len(batch.tasks) + len(batch.subtasks) + len(batch.agents), loop.time() - started
                 )
-            for callback in generation.after:
+            for callback in [*generation.after, *generation.after_last]:
                 try:
                     callback()
                 except Exception:  # a failing watcher must not stop the commits
@@ -404,6 +415,7 @@ class Committer:
                 "dropped the %d oldest audit records: the database has been unavailable too long", excess
             )
         current.after[:0] = generation.after
+        current.after_last[:0] = generation.after_last
         self._wake.set()
 
     async def close(self) -> None:

@@ -557,10 +557,17 @@ class Claims:
             self.engine.committer.release(task.id)
 
     def sent_away(self, tasks: list[Task]) -> None:
-        """Tasks :meth:`leave_in_commit` marked are committed: hand them over once their events are out."""
+        """Tasks :meth:`leave_in_commit` marked are committed and their events delivered: hand them over
+        now (the wake-up goes right behind those events)."""
+        hint, released = WorkHint(origin=self.holder), asyncio.Event()
         for task in tasks:  # not planned yet: announced by the agent type they name, if any
             self.released += 1
-            self._hand_over_soon(task, [(task.agent_type, "")] if task.agent_type else None)
+            hint.add(
+                int(task.priority), task.create_time, [(task.agent_type, "")] if task.agent_type else None
+            )
+            self._releasing[task.id] = released
+            self._marked.add(task.id)
+        self._hand_over_after_events([task.id for task in tasks], hint, released)
 
     def _give_up(self, task: Task) -> None:
         self.released += 1

@@ -86,6 +86,8 @@ class _Generation:
         self.idempotency: list[IdempotencyRecord] = []
         #: Calls with a request_id waiting to learn whether their tasks were written (by key).
         self.submissions: dict[tuple[str, str, str], asyncio.Future[bool]] = {}
+        #: What to run once a submission's tasks are written (see :meth:`Committer.submission`), by key.
+        self.then: dict[tuple[str, str, str], Callable[[], None]] = {}
         self.audit: list[dict[str, Any]] = []
         self.webhook_deliveries: list[Any] = []
         self.released: list[str] = []
@@ -194,12 +196,16 @@ class Committer:
         self._current.idempotency.append(record)
         self._wake.set()
 
-    def submission(self, record: IdempotencyRecord, tasks: list[Task]) -> asyncio.Future[bool]:
+    def submission(
+        self, record: IdempotencyRecord, tasks: list[Task], then: Callable[[], None] | None = None
+    ) -> asyncio.Future[bool]:
         """Commit the tasks a call with a request_id created, unless the database holds its key already.
 
         The database decides between calls with one key (on any replica): the future is True
         when ``tasks`` and ``record`` were committed, False when another call's record was
         stored first and nothing of this one was written. It fails with the commit's error.
+        ``then`` runs on the loop right after the commit that writes them, before the after-commit
+        callbacks (never when nothing was written).
 
         One key has at most one submission in flight (the intake keeps a key in flight until the
         outcome of its submission is known): two would write both task sets under one record.
@@ -223,6 +229,8 @@ class Committer:
             current.tasks[task.id] = task
         current.idempotency.append(record)
         current.submissions[record.key] = future
+        if then is not None:
+            current.then[record.key] = then
         self._wake.set()
         return future
 
@@ -368,7 +376,8 @@ class Committer:
                 self._on_commit(
                     len(batch.tasks) + len(batch.subtasks) + len(batch.agents), loop.time() - started
                 )
-            for callback in [*generation.after, *generation.after_last]:
+            written = [then for key, then in generation.then.items() if key not in batch.refused]
+            for callback in [*written, *generation.after, *generation.after_last]:
                 try:
                     callback()
                 except Exception:  # a failing watcher must not stop the commits

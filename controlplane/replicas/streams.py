@@ -9,7 +9,9 @@ A :class:`SharedStream` is the transport under :mod:`controlplane.replicas.event
   answers again; past that the oldest are dropped and a *gap* entry is written in their place, so
   a reader resuming from before it is told that events were lost instead of missing them.
   ``SharedStream.failing`` says whether writing fails now (from the first failed write until one
-  succeeds). When Redis did not answer at start, the reader's starting point (the newest entry)
+  succeeds). A PUBLISH can ride behind the entries appended so far (:meth:`SharedStream.publish_after`):
+  it goes in the pipeline of the last of them, after it, so a subscriber it wakes finds them in the
+  stream, and it costs no round trip of its own (a ``work`` wake-up naming tasks handed over). When Redis did not answer at start, the reader's starting point (the newest entry)
   is read before the writer's first write, so the reader never starts after this replica's own
   first entries.
 * **Reading**: one ``XREAD BLOCK`` loop per replica hands every entry (this replica's included,

@@ -227,6 +227,17 @@ class PostgresWakeupBus:
                 self._publisher = None
                 raise
 
+    def publish_after(self, events: Any, topic: str, payload: str = "") -> asyncio.Future[None] | None:
+        """NOTIFY right behind the events ``events`` (the replicas' relay of events over this database) has
+        still to send, in the same transaction: they are delivered first.
+
+        Returns:
+            A future done once sent, or None when no event waits to be sent (call :meth:`publish`).
+        """
+        _check(topic, payload, self.max_payload)
+        queued: asyncio.Future[None] | None = events.publish_after(self.channel(topic), payload)
+        return queued
+
     async def _listen(self) -> None:
         import psycopg
 

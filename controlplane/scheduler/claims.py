@@ -18,10 +18,12 @@ so no subtask can be assigned by two replicas. The rules:
 * **Don't hoard.** After a dispatch pass, a QUEUED task that nothing has started, with no local
   agent able to take it or beyond the window, is given up: it leaves memory, and the commit of its
   state marks it *leaving* (still held here: no claim pass elsewhere takes it;
-  :mod:`controlplane.storage.sql.claims`). Once that commit's events have left for the other
-  replicas (in the Redis stream, or NOTIFYed; waited for at most :data:`EVENTS_WAIT` seconds), a
-  ``work`` wake-up naming the tasks is published (one per commit) and a replica woken claims them
-  by id, guarded on the mark, in one statement; meanwhile this replica lets them go
+  :mod:`controlplane.storage.sql.claims`). Behind that commit's events a ``work`` wake-up naming
+  the tasks is published (one per commit), in the round trip that sends the events, right after them:
+  with Redis in the pipeline that appends them to the stream; without, in the statement that NOTIFYs
+  them (waited for at most :data:`EVENTS_WAIT` seconds: past that it is published on its own). A
+  replica woken claims them by id, guarded on the mark, in
+  one statement, and runs no search after it when it took them all; meanwhile this replica lets them go
   (``claimed_by = NULL``, where the mark still stands), so a claim pass finds any the wake-up did
   not bring (a lost wake-up; one too long to name them all names the first, and a second one, naming
   none, follows the let-go). A successful let-go runs a claim pass here (agents may have connected). So
@@ -282,7 +284,7 @@ class Claims:
                 self._on_demand.add(task.id)  # (planned meanwhile, it is kept all the same)
             if task.status == TaskStatus.QUEUED:
                 self.queued[task.id] = None
-                if fresh_check:
+                if fresh_check and task.id not in self._fresh:  # (planned as it was taken: listed then)
                     self._fresh.append(task.id)
 
     def reloaded(self, tasks: list[Task]) -> None:
@@ -438,7 +440,8 @@ class Claims:
             return
         ids = {t.id for t in fresh}
         self.claimed += len(fresh)
-        self.engine._restore(fresh, [s for s in subs if s.task_id in ids])
+        # (claimed by a pass: planned at once, so its first dispatch pass comes a loop turn sooner)
+        self.engine._restore(fresh, [s for s in subs if s.task_id in ids], start_now=fresh_check)
         self.adopted(fresh, fresh_check=fresh_check)
 
     async def claim_task(self, task_id: str, *, finished_too: bool = False) -> bool:
@@ -615,7 +618,8 @@ class Claims:
     def _wake_behind_events(self, payload: str) -> asyncio.Future[None] | None:
         """Queue a ``work`` wake-up right behind the events still to be written to the event stream, in
         their round trip (done once sent); None when the bus cannot, or no event waits."""
-        stream = self.engine.watchers.stream
+        watchers = self.engine.watchers
+        stream = watchers.stream if watchers.stream is not None else watchers.relay
         publish_after = getattr(self.bus, "publish_after", None)
         if stream is None or publish_after is None:
             return None

@@ -10,6 +10,7 @@ and runs no search after it.
 from __future__ import annotations
 
 import asyncio
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +21,9 @@ from agent_sdk.proto.maos.v1 import enums_pb2 as enums
 from agent_sdk.proto.maos.v1 import task_service_pb2 as t
 from controlplane.domain.events import Event, EventType
 from controlplane.replicas import streams
+from controlplane.replicas.event_notify import CHANNEL, NotifyRelay
 from controlplane.replicas.event_stream import EventStream
-from controlplane.replicas.wakeups import RedisWakeupBus
+from controlplane.replicas.wakeups import PostgresWakeupBus, RedisWakeupBus
 from tests.controlplane.replicas.test_event_stream import _submit, pair, replica_pair  # noqa: F401 (pair: a fixture)
 from tests.harness.server import wait_for
 
@@ -143,3 +145,43 @@ async def test_a_task_handed_over_is_claimed_by_id_and_no_search_follows(calm_pa
         assert claims.claimed_by_id == by_id + 1
         assert claims.passes == passes + 1, "one pass: the claim by id, no search after it"
     assert a.engine.claims.released >= 5 and not a.engine.tasks
+
+
+async def test_without_redis_the_wake_up_is_notified_behind_the_events(postgres_url: str) -> None:
+    """Over LISTEN/NOTIFY the wake-up goes in the statement that NOTIFYs the events, after them: one
+    listening connection receives them in that order (as every replica does, at the commit)."""
+    import psycopg
+    from psycopg import sql
+
+    relay = NotifyRelay(postgres_url)
+    bus = PostgresWakeupBus(postgres_url, prefix=f"t{uuid.uuid4().hex[:8]}_")
+    listener = await psycopg.AsyncConnection.connect(relay.conninfo, autocommit=True)
+    heard: list[str] = []
+    try:
+        for channel in (CHANNEL, bus.channel("work")):
+            await listener.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+        await relay.start()
+        for index in range(10):
+            relay.send([Event(EventType.TASK_SUBMITTED, task_id=f"task-{index}")])
+            woken = bus.publish_after(relay, "work", f"wake-{index}")
+            assert woken is not None
+            await asyncio.wait_for(woken, 10)
+        await relay.flushed()
+        assert bus.publish_after(relay, "work", "late") is None  # nothing waits: notify on its own
+
+        async def hear() -> None:
+            async for note in listener.notifies():
+                if note.channel == CHANNEL and relay.origin in note.payload:
+                    heard.append(next(f"task-{i}" for i in range(10) if f'"task-{i}"' in note.payload))
+                elif note.channel == bus.channel("work"):
+                    heard.append(note.payload)
+                if len(heard) == 20:
+                    return
+
+        await asyncio.wait_for(hear(), 10)
+        for index in range(10):
+            assert heard.index(f"task-{index}") < heard.index(f"wake-{index}"), heard
+    finally:
+        await relay.close()
+        await bus.close()
+        await listener.close()

@@ -30,7 +30,8 @@ from tests.harness.server import wait_for
 
 async def _stream_and_bus(redis_url: str, prefix: str) -> tuple[Any, EventStream, RedisWakeupBus, Any]:
     client = aioredis.Redis.from_url(redis_url)
-    shared = streams.SharedStream(client, f"{prefix}events", 1000, "events")
+    # (read on demand, and nothing here asks: the tests read the stream themselves)
+    shared = streams.SharedStream(client, f"{prefix}events", 1000, "events", on_demand=True)
     events = EventStream(shared)
     await shared.start()
     listener = aioredis.Redis.from_url(redis_url)
@@ -52,7 +53,7 @@ async def test_a_wake_up_behind_events_is_executed_after_them_and_finds_them(
     bus.subscribe(
         "work", lambda payload: checks.append(asyncio.get_running_loop().create_task(check(payload)))
     )
-    await bus.start()
+    await asyncio.wait_for(bus.start(), 10)
     commands: list[str] = []
 
     async def watch_commands() -> None:  # the order Redis executes the commands in
@@ -72,7 +73,7 @@ async def test_a_wake_up_behind_events_is_executed_after_them_and_finds_them(
             await asyncio.wait_for(woken, 10)
             await wait_for(lambda count=index + 1: len(found) == count, 10, message=f"wake-up {index}")
         assert all(present for _, present in found), found
-        await events.stream.flushed()
+        await asyncio.wait_for(events.stream.flushed(), 10)
         assert bus.publish_after(events, "work", "late") is None  # nothing waits: publish on its own
         await wait_for(lambda: sum("PUBLISH" in c for c in commands) == 20, 10, message="20 PUBLISHes")
         for index in range(20):
@@ -92,7 +93,7 @@ async def test_a_wake_up_its_caller_gave_up_is_not_sent(redis_url: str, redis_na
     client, events, bus, listener = await _stream_and_bus(redis_url, redis_namespace)
     heard: list[str] = []
     bus.subscribe("work", heard.append)
-    await bus.start()
+    await asyncio.wait_for(bus.start(), 10)
     try:
         events.send([(Event(EventType.TASK_SUBMITTED, task_id="dropped"), None)])
         dropped = bus.publish_after(events, "work", "dropped")
@@ -103,7 +104,7 @@ async def test_a_wake_up_its_caller_gave_up_is_not_sent(redis_url: str, redis_na
         assert sent is not None
         await asyncio.wait_for(sent, 10)
         await wait_for(lambda: heard, 10, message="the wake-up not given up")
-        await events.stream.flushed()
+        await asyncio.wait_for(events.stream.flushed(), 10)
         assert heard == ["sent"]
         assert not events.stream._publishes
     finally:
@@ -166,7 +167,7 @@ async def test_without_redis_the_wake_up_is_notified_behind_the_events(postgres_
             woken = bus.publish_after(relay, "work", f"wake-{index}")
             assert woken is not None
             await asyncio.wait_for(woken, 10)
-        await relay.flushed()
+        await asyncio.wait_for(relay.flushed(), 10)
         assert bus.publish_after(relay, "work", "late") is None  # nothing waits: notify on its own
 
         async def hear() -> None:

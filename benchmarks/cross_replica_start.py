@@ -3,7 +3,9 @@
 Workload: a fresh PostgreSQL database; two control-plane processes (A and B) on it and on one
 Redis (``redis.url``, or with ``--no-redis`` LISTEN/NOTIFY wake-ups); one ``echo`` agent process
 connected to B only. ``--count`` tasks are submitted on A one at a time (after ``--warmup``
-untimed ones); each is waited for (GetTask on A, which reads what B committed) before the next.
+untimed ones); each is waited for (GetTask on A every 2 ms, which reads what B committed; from
+``--poll-after`` ms after the submit, so that the polls do not compete with the path timed) before
+the next.
 A accepts the task and, with no agent of its own, writes it *leaving* in the submit's own commit
 (one commit); once the task's events are in the event stream it publishes a ``work`` wake-up naming
 the task, and B claims it by id (one statement that locks, claims and reads it, guarded on A's mark),
@@ -17,7 +19,7 @@ which B sends once that commit is done, and answers with it); and the load avera
 earlier version, say), so that two versions can be measured taking turns with this script.
 
     python benchmarks/cross_replica_start.py [--count 200] [--redis-url redis://127.0.0.1:6379/0]
-        [--database-url postgresql://postgres@127.0.0.1:5432/test] [--no-redis] [--code DIR]
+        [--database-url postgresql://postgres@127.0.0.1:5432/test] [--no-redis] [--code DIR] [--poll-after MS]
 """
 
 from __future__ import annotations
@@ -148,6 +150,7 @@ async def run(args: argparse.Namespace) -> None:
             latencies, working = [], []
             for index in range(args.warmup + args.count):
                 task = await on_a.submit_task(description=f"echo {index}")
+                await asyncio.sleep(args.poll_after / 1000)  # (its polls would compete with the path timed)
                 while True:
                     done = (await on_a.get_task(task.name)).task
                     if done.status in FINISHED:
@@ -190,6 +193,9 @@ def main() -> None:
     parser.add_argument("--database-url", default="postgresql://postgres@127.0.0.1:5432/test")
     parser.add_argument("--no-redis", action="store_true", help="wake-ups over LISTEN/NOTIFY")
     parser.add_argument("--code", help="run the control planes and the agent from this checkout")
+    parser.add_argument(
+        "--poll-after", type=float, default=0.0, help="ms to wait after a submit before polling for its end"
+    )
     asyncio.run(run(parser.parse_args()))
 
 

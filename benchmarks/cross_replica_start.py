@@ -3,16 +3,23 @@
 Workload: a fresh PostgreSQL database; two control-plane processes (A and B) on it and on one
 Redis (``redis.url``, or with ``--no-redis`` LISTEN/NOTIFY wake-ups); one ``echo`` agent process
 connected to B only. ``--count`` tasks are submitted on A one at a time (after ``--warmup``
-untimed ones); each is waited for (GetTask on A, which reads what B committed) before the next.
+untimed ones); each is waited for (GetTask on A every 2 ms, which reads what B committed; from
+``--poll-after`` ms after the submit, so that the polls do not compete with the path timed) before
+the next.
 A accepts the task and, with no agent of its own, writes it *leaving* in the submit's own commit
 (one commit); once the task's events are in the event stream it publishes a ``work`` wake-up naming
 the task, and B claims it by id (one statement that locks, claims and reads it, guarded on A's mark),
-plans it and assigns it, while A lets the task go in the background. Printed: the start latency
-of each task, ``start_time - create_time`` (both stamped by the control planes, same machine clock:
-A at accept, B at assignment), p50 / p99 / max in milliseconds, and the load average.
+plans it and assigns it, while A lets the task go in the background. Printed, p50 / p99 / max in
+milliseconds, on the same machine clock: the start latency of each task, ``start_time - create_time``
+(both stamped by the control planes: A at accept, B at assignment, before B commits it), and the
+time until the agent has the work (its handler stamps the time it is called with the assignment,
+which B sends once that commit is done, and answers with it); and the load average.
+
+``--code DIR`` runs the control planes and the agent from another checkout of the project (an
+earlier version, say), so that two versions can be measured taking turns with this script.
 
     python benchmarks/cross_replica_start.py [--count 200] [--redis-url redis://127.0.0.1:6379/0]
-        [--database-url postgresql://postgres@127.0.0.1:5432/test] [--no-redis]
+        [--database-url postgresql://postgres@127.0.0.1:5432/test] [--no-redis] [--code DIR] [--poll-after MS]
 """
 
 from __future__ import annotations
@@ -41,6 +48,18 @@ from controlplane.serve import configure_logging, serve
 settings = load_settings()
 configure_logging(settings)
 asyncio.run(serve(settings, address=sys.argv[1]))
+"""
+#: The echo agent, answering with the time (ns) its handler was called with the assignment.
+AGENT = """
+import asyncio, sys, time
+from agent_sdk.builtin import EchoAgent
+from agent_sdk.runner import run_agent
+
+class Stamp(EchoAgent):
+    async def handle(self, ctx):
+        return str(time.time_ns())
+
+asyncio.run(run_agent(Stamp(), sys.argv[1], grace=5))
 """
 FINISHED = (enums.TASK_STATUS_COMPLETED, enums.TASK_STATUS_FAILED, enums.TASK_STATUS_CANCELLED)
 
@@ -95,6 +114,8 @@ async def run(args: argparse.Namespace) -> None:
     home = Path(tempfile.mkdtemp(prefix="maos-bench-"))
     processes: list[subprocess.Popen[bytes]] = []
     prefix = f"maos-bench:{secrets.token_hex(4)}:"
+    code = str(Path(args.code).resolve()) if args.code else str(Path(__file__).resolve().parent.parent)
+    pythonpath = {"PYTHONPATH": os.pathsep.join([code, *filter(None, [os.environ.get("PYTHONPATH")])])}
     try:
         addresses = []
         for name in ("a", "b"):
@@ -111,41 +132,47 @@ async def run(args: argparse.Namespace) -> None:
                 "MAOS_SERVER_DASHBOARD_PORT": "0",
                 "MAOS_SYSTEM_LOG_LEVEL": "warning",
                 "MAOS_SECURITY_AUTH": "off",
+                **pythonpath,
             }
-            processes.append(subprocess.Popen([sys.executable, "-c", SERVE, address], env=env))
+            processes.append(subprocess.Popen([sys.executable, "-c", SERVE, address], env=env, cwd=code))
             addresses.append(address)
             await wait_serving(address)
         a, b = addresses
         processes.append(
             subprocess.Popen(
-                [sys.executable, "-m", "agent_sdk.runner", "run", "--type", "echo", "--server", b],
-                env={**os.environ, "MAOS_HOME": str(home / "agent")},
+                [sys.executable, "-c", AGENT, b],
+                env={**os.environ, "MAOS_HOME": str(home / "agent"), **pythonpath},
+                cwd=code,
             )
         )
         async with Client(a) as on_a, Client(b) as on_b:
             await wait_agent(on_b)
-            latencies = []
+            latencies, working = [], []
             for index in range(args.warmup + args.count):
                 task = await on_a.submit_task(description=f"echo {index}")
+                await asyncio.sleep(args.poll_after / 1000)  # (its polls would compete with the path timed)
                 while True:
                     done = (await on_a.get_task(task.name)).task
                     if done.status in FINISHED:
                         break
                     await asyncio.sleep(0.002)
                 if index >= args.warmup:
-                    latencies.append(
-                        (done.start_time.ToMicroseconds() - done.create_time.ToMicroseconds()) / 1000
-                    )
+                    created = done.create_time.ToNanoseconds()
+                    latencies.append((done.start_time.ToNanoseconds() - created) / 1e6)
+                    stamped = (await on_a.get_results(task.name)).subtasks[0].output
+                    working.append((int(stamped) - created) / 1e6)
         latencies.sort()
+        working.sort()
         load = os.getloadavg()
         print(
             f"workload: {args.count} tasks submitted one at a time on replica A, run by one echo agent on "
             f"replica B; wake-ups over {'LISTEN/NOTIFY' if args.no_redis else 'Redis pub/sub'}"
         )
-        print(
-            f"submit on A -> start on B: p50 {statistics.median(latencies):.2f} ms, "
-            f"p99 {latencies[int(len(latencies) * 0.99) - 1]:.2f} ms, max {latencies[-1]:.2f} ms"
-        )
+        for what, figures in (("start on B (start_time)", latencies), ("the agent has the work", working)):
+            print(
+                f"submit on A -> {what}: p50 {statistics.median(figures):.2f} ms, "
+                f"p99 {figures[int(len(figures) * 0.99) - 1]:.2f} ms, max {figures[-1]:.2f} ms"
+            )
         print(f"load average: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     finally:
         for process in reversed(processes):
@@ -165,6 +192,10 @@ def main() -> None:
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
     parser.add_argument("--database-url", default="postgresql://postgres@127.0.0.1:5432/test")
     parser.add_argument("--no-redis", action="store_true", help="wake-ups over LISTEN/NOTIFY")
+    parser.add_argument("--code", help="run the control planes and the agent from this checkout")
+    parser.add_argument(
+        "--poll-after", type=float, default=0.0, help="ms to wait after a submit before polling for its end"
+    )
     asyncio.run(run(parser.parse_args()))
 
 

@@ -93,6 +93,9 @@ class NotifyRelay:
         #: Notifications queued since the start, and those sent (or dropped) since: see :meth:`flushed`.
         self._appended = self._done = 0
         self._flush_waiters: list[tuple[int, asyncio.Future[None]]] = []
+        #: NOTIFYs to send right behind notifications (see :meth:`publish_after`): the notifications
+        #: queued before each, its channel, payload and the future done once it is sent.
+        self._publishes: list[tuple[int, str, str, asyncio.Future[None]]] = []
         self._wake: asyncio.Event | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._listening = asyncio.Event()
@@ -112,6 +115,21 @@ class NotifyRelay:
         self._sent.clear()
         if self._wake is not None:
             self._wake.set()
+
+    def publish_after(self, channel: str, payload: str) -> asyncio.Future[None] | None:
+        """NOTIFY ``payload`` on ``channel`` right behind the events queued so far, in the statement of the
+        last of them (one transaction: the notifications are delivered in that order, at its commit).
+
+        Returns:
+            A future done once sent (cancelling it drops the NOTIFY if not sent yet), or None when no
+            event queued so far waits to be sent (notify on its own).
+        """
+        if self._done >= self._appended or self._wake is None:
+            return None
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._publishes.append((self._appended, channel, payload, future))
+        self._wake.set()
+        return future
 
     async def flushed(self) -> None:
         """Return once every event queued before this call was sent (or dropped, which the gap marker
@@ -163,7 +181,8 @@ class NotifyRelay:
         assert self._wake is not None
         conn: Any = None
         while True:
-            if not self._outbox and not self._dropped:
+            self._publishes = [queued for queued in self._publishes if not queued[3].done()]
+            if not self._outbox and not self._dropped and not self._publishes:
                 self._sent.set()
                 await self._wake.wait()
                 self._wake.clear()
@@ -171,12 +190,19 @@ class NotifyRelay:
             dropped = self._dropped
             gap = [f"{self.origin}\n{GAP_LINE} {dropped}"] if dropped else []  # before what came after
             batch = self._outbox[: 50 - len(gap)]
+            through = self._done + len(batch)  # (the outbox holds the notifications after those done)
+            publishes = [queued for queued in self._publishes if queued[0] <= through]
             try:
                 if conn is None or conn.closed:
                     conn = await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True)
-                payloads = gap + batch
-                query = "SELECT " + ", ".join(["pg_notify(%s, %s)"] * len(payloads))
-                await conn.execute(query, [value for payload in payloads for value in (CHANNEL, payload)])
+                notes = [(CHANNEL, payload) for payload in gap + batch]
+                notes += [(channel, payload) for _, channel, payload, _ in publishes]  # behind the events
+                query = "SELECT " + ", ".join(["pg_notify(%s, %s)"] * len(notes))
+                await conn.execute(query, [value for note in notes for value in note])
+                for queued in publishes:
+                    self._publishes.remove(queued)
+                    if not queued[3].done():
+                        queued[3].set_result(None)
                 self._dropped -= dropped
                 # Notifications dropped meanwhile left from the front, where this batch was: those
                 # were sent, not lost.

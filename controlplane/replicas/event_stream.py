@@ -181,6 +181,11 @@ class EventStream:
         """Return once the events sent so far are in the stream (see :meth:`SharedStream.flushed`)."""
         await self.stream.flushed()
 
+    def publish_after(self, channel: str, payload: str) -> asyncio.Future[None] | None:
+        """Publish on ``channel`` right behind the events sent so far, in their round trip (see
+        :meth:`SharedStream.publish_after`); None when none waits to be written."""
+        return self.stream.publish_after(channel, payload)
+
     def send(self, events: list[tuple[Event, Any]]) -> None:
         """Append a commit group's events as one entry (the snapshots of watched tasks stay here
         until the entry is read back)."""

@@ -9,7 +9,9 @@ A :class:`SharedStream` is the transport under :mod:`controlplane.replicas.event
   answers again; past that the oldest are dropped and a *gap* entry is written in their place, so
   a reader resuming from before it is told that events were lost instead of missing them.
   ``SharedStream.failing`` says whether writing fails now (from the first failed write until one
-  succeeds). When Redis did not answer at start, the reader's starting point (the newest entry)
+  succeeds). A PUBLISH can ride behind the entries appended so far (:meth:`SharedStream.publish_after`):
+  it goes in the pipeline of the last of them, after it, so a subscriber it wakes finds them in the
+  stream, and it costs no round trip of its own (a ``work`` wake-up naming tasks handed over). When Redis did not answer at start, the reader's starting point (the newest entry)
   is read before the writer's first write, so the reader never starts after this replica's own
   first entries.
 * **Reading**: one ``XREAD BLOCK`` loop per replica hands every entry (this replica's included,
@@ -33,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import threading
 from collections import deque
@@ -103,6 +106,9 @@ class SharedStream:
         #: Entries appended since the start, and those written (or dropped) since: see :meth:`flushed`.
         self._appended = self._done = 0
         self._flush_waiters: list[tuple[int, asyncio.Future[None]]] = []
+        #: PUBLISHes to send right behind entries (see :meth:`publish_after`): the entries appended
+        #: before each, its channel, payload and the future done once it is sent.
+        self._publishes: deque[tuple[int, str, str, asyncio.Future[None]]] = deque()
         self._wake: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -165,7 +171,7 @@ class SharedStream:
 
     async def close(self) -> None:
         """Send what the outbox holds (briefly), then stop."""
-        if self._outbox and self._wake is not None:
+        if (self._outbox or self._publishes) and self._wake is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._flush_once(), timeout=2.0)
         if self._idle_timer is not None:
@@ -266,20 +272,50 @@ class SharedStream:
             else:
                 self._loop.call_soon_threadsafe(self._wake.set)
 
+    def publish_after(self, channel: str, payload: str) -> asyncio.Future[None] | None:
+        """Publish ``payload`` on ``channel`` right behind the entries appended so far, in the pipeline
+        of the last of them (one round trip): Redis runs a pipeline's commands in order, so a subscriber
+        woken by it reads those entries in the stream. On the loop.
+
+        Returns:
+            A future done once the PUBLISH is sent (after a failed write it is sent again with its
+            entries; cancelling the future drops it if not sent yet), or None when no entry appended
+            so far waits to be written (publish it on its own).
+        """
+        with self._lock:
+            target, done = self._appended, self._done
+        if done >= target or self._loop is None or self._wake is None:
+            return None
+        future: asyncio.Future[None] = self._loop.create_future()
+        self._publishes.append((target, channel, payload, future))
+        self._wake.set()
+        return future
+
     async def _flush_once(self) -> None:
         await self._position()
         with self._lock:
             batch = [self._outbox[i] for i in range(min(len(self._outbox), MAX_BATCH))]
             dropped = self._dropped
-        if len(batch) == 1 and not dropped:  # the common case: one commit group, one round trip
+            through = self._done + len(batch)  # (the outbox holds the entries after those done)
+        while self._publishes and self._publishes[0][3].done():  # (given up by their callers)
+            self._publishes.popleft()
+        publishes = list(itertools.takewhile(lambda p: p[0] <= through, self._publishes))
+        if len(batch) == 1 and not dropped and not publishes:  # one commit group, one round trip
             await self.client.xadd(self.key, batch[0], maxlen=self.maxlen, approximate=True)
-        else:
+        elif batch or dropped or publishes:
             pipe = self.client.pipeline(transaction=False)
             if dropped:
                 pipe.xadd(self.key, {GAP: str(dropped)}, maxlen=self.maxlen, approximate=True)
             for fields in batch:
                 pipe.xadd(self.key, fields, maxlen=self.maxlen, approximate=True)
+            for _, channel, payload, _ in publishes:  # behind the entries they follow
+                pipe.publish(channel, payload)
             await pipe.execute()
+        for published in publishes:
+            if self._publishes and self._publishes[0] is published:
+                self._publishes.popleft()
+            if not published[3].done():
+                published[3].set_result(None)
         with self._lock:
             self._dropped -= dropped
             for fields in batch:  # the oldest may have been dropped meanwhile: pop by identity
@@ -309,7 +345,7 @@ class SharedStream:
     async def _write(self) -> None:
         assert self._wake is not None
         while True:
-            if not self._outbox:
+            if not self._outbox and not self._publishes:
                 await self._wake.wait()
                 self._wake.clear()
                 continue

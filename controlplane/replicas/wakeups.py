@@ -127,6 +127,17 @@ class RedisWakeupBus:
         _check(topic, payload, self.max_payload)
         await self.client.publish(self.channel(topic), payload)
 
+    def publish_after(self, events: Any, topic: str, payload: str = "") -> asyncio.Future[None] | None:
+        """Publish right behind the events ``events`` (the replicas' event stream, on this Redis) has still
+        to write, in the same round trip: a subscriber woken finds them in the stream.
+
+        Returns:
+            A future done once sent, or None when no event waits to be written (call :meth:`publish`).
+        """
+        _check(topic, payload, self.max_payload)
+        queued: asyncio.Future[None] | None = events.publish_after(self.channel(topic), payload)
+        return queued
+
     async def _listen(self) -> None:
         strip = len(self.prefix) + len("wake:")
         while True:
@@ -215,6 +226,17 @@ class PostgresWakeupBus:
                 await self._publisher.close()
                 self._publisher = None
                 raise
+
+    def publish_after(self, events: Any, topic: str, payload: str = "") -> asyncio.Future[None] | None:
+        """NOTIFY right behind the events ``events`` (the replicas' relay of events over this database) has
+        still to send, in the same transaction: they are delivered first.
+
+        Returns:
+            A future done once sent, or None when no event waits to be sent (call :meth:`publish`).
+        """
+        _check(topic, payload, self.max_payload)
+        queued: asyncio.Future[None] | None = events.publish_after(self.channel(topic), payload)
+        return queued
 
     async def _listen(self) -> None:
         import psycopg

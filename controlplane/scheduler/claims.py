@@ -18,10 +18,12 @@ so no subtask can be assigned by two replicas. The rules:
 * **Don't hoard.** After a dispatch pass, a QUEUED task that nothing has started, with no local
   agent able to take it or beyond the window, is given up: it leaves memory, and the commit of its
   state marks it *leaving* (still held here: no claim pass elsewhere takes it;
-  :mod:`controlplane.storage.sql.claims`). Once that commit's events have left for the other
-  replicas (in the Redis stream, or NOTIFYed; waited for at most :data:`EVENTS_WAIT` seconds), a
-  ``work`` wake-up naming the tasks is published (one per commit) and a replica woken claims them
-  by id, guarded on the mark, in one statement; meanwhile this replica lets them go
+  :mod:`controlplane.storage.sql.claims`). Behind that commit's events a ``work`` wake-up naming
+  the tasks is published (one per commit), in the round trip that sends the events, right after them:
+  with Redis in the pipeline that appends them to the stream; without, in the statement that NOTIFYs
+  them (waited for at most :data:`EVENTS_WAIT` seconds: past that it is published on its own). A
+  replica woken claims them by id, guarded on the mark, in
+  one statement, and runs no search after it when it took them all; meanwhile this replica lets them go
   (``claimed_by = NULL``, where the mark still stands), so a claim pass finds any the wake-up did
   not bring (a lost wake-up; one too long to name them all names the first, and a second one, naming
   none, follows the let-go). A successful let-go runs a claim pass here (agents may have connected). So
@@ -285,7 +287,7 @@ class Claims:
                 self._on_demand.add(task.id)  # (planned meanwhile, it is kept all the same)
             if task.status == TaskStatus.QUEUED:
                 self.queued[task.id] = None
-                if fresh_check:
+                if fresh_check and task.id not in self._fresh:  # (planned as it was taken: listed then)
                     self._fresh.append(task.id)
 
     def reloaded(self, tasks: list[Task]) -> None:
@@ -356,6 +358,8 @@ class Claims:
         aging = engine.setting("scheduler.aging_interval")
         want, better_than = self._room(aging)
         if want <= 0:
+            if self._named:
+                self._maybe_more = True  # (named tasks wait for room here: the next hungry pass claims them)
             return
         self.passes += 1
         named, self._named = self._named, {}
@@ -379,25 +383,36 @@ class Claims:
         self._adopt(tasks, subs)
 
     async def _claim_named(self, named: dict[str, dict[str, None]], agents: Agents, aging: float) -> None:
-        for origin, ids in named.items():
-            want, better_than = self._room(aging)
-            if want <= 0:
-                return
-            tasks, subs = await self.engine.storage.call(
-                self.store.claim_named,
-                self.holder,
-                time.time(),
-                self.lost_after,
-                list(ids),
-                origin,
-                want,
-                aging,
-                lambda task, task_subs: could_take(agents, task, task_subs),
-                better_than,
-            )
-            before = self.claimed
-            self._adopt(tasks, subs)
-            self.claimed_by_id += self.claimed - before
+        every = True  # (every task named claimed: no search follows, see _woken)
+        try:
+            for origin, ids in named.items():
+                want, better_than = self._room(aging)
+                if want <= 0:
+                    every = False
+                    return
+                tasks, subs = await self.engine.storage.call(
+                    self.store.claim_named,
+                    self.holder,
+                    time.time(),
+                    self.lost_after,
+                    list(ids),
+                    origin,
+                    want,
+                    aging,
+                    lambda task, task_subs: could_take(agents, task, task_subs),
+                    better_than,
+                )
+                before = self.claimed
+                self._adopt(tasks, subs)
+                self.claimed_by_id += self.claimed - before
+                if len(tasks) < len(ids):  # (taken elsewhere, refused, locked, or beyond the room here)
+                    every = False
+        except BaseException:
+            every = False
+            raise
+        finally:
+            if not every:  # (the next hungry dispatch pass searches, as after a wake-up naming none)
+                self._maybe_more = True
 
     def _room(self, aging: float) -> tuple[int, float | None]:
         """How many tasks a pass would claim now, and the virtual time they must be better than (None: any).
@@ -428,7 +443,8 @@ class Claims:
             return
         ids = {t.id for t in fresh}
         self.claimed += len(fresh)
-        self.engine._restore(fresh, [s for s in subs if s.task_id in ids])
+        # (claimed by a pass: planned at once, so its first dispatch pass comes a loop turn sooner)
+        self.engine._restore(fresh, [s for s in subs if s.task_id in ids], start_now=fresh_check)
         self.adopted(fresh, fresh_check=fresh_check)
 
     async def claim_task(self, task_id: str, *, finished_too: bool = False) -> bool:
@@ -586,10 +602,17 @@ class Claims:
             self.engine.committer.release(task.id)
 
     def sent_away(self, tasks: list[Task]) -> None:
-        """Tasks :meth:`leave_in_commit` marked are committed: hand them over once their events are out."""
+        """Tasks :meth:`leave_in_commit` marked are committed and their events delivered: hand them over
+        now (the wake-up goes right behind those events)."""
+        hint, released = WorkHint(origin=self.holder), asyncio.Event()
         for task in tasks:  # not planned yet: announced by the agent type they name, if any
             self.released += 1
-            self._hand_over_soon(task, [(task.agent_type, "")] if task.agent_type else None)
+            hint.add(
+                int(task.priority), task.create_time, [(task.agent_type, "")] if task.agent_type else None
+            )
+            self._releasing[task.id] = released
+            self._marked.add(task.id)
+        self._hand_over_after_events([task.id for task in tasks], hint, released)
 
     def _give_up(self, task: Task) -> None:
         self.released += 1
@@ -612,34 +635,67 @@ class Claims:
             released = asyncio.Event()
             self._leaving, self._leaving_hint = leaving, hint
             self._leaving_released, self._leaving_in = released, committer.generation
-            committer.after_commit(lambda: self._hand_over_after_events(leaving, hint, released))
+            # (last: the events of that commit are on their way by then, so its wake-up can follow them)
+            committer.after_commit(lambda: self._hand_over_after_events(leaving, hint, released), last=True)
         self._leaving_hint.add(int(task.priority), task.create_time, needs)
         self._leaving.append(task.id)
         self._releasing[task.id] = self._leaving_released
         self._marked.add(task.id)
 
     def _hand_over_after_events(self, task_ids: list[str], hint: WorkHint, released: asyncio.Event) -> None:
-        """After the commit that marked given-up tasks leaving (its events are delivered by then)."""
+        """After the commit that marked given-up tasks leaving, once its events are on their way to the
+        other replicas: the wake-up naming the tasks goes out right behind them where the bus can send it
+        in the same round trip (Redis: the PUBLISH in the pipeline of the events' XADD), else once they
+        are sent (:meth:`_hand_over`)."""
         if self._leaving is task_ids:
             self._leaving, self._leaving_in = [], None
-        self.engine._background(self._hand_over(task_ids, hint, released))
+        hint.ids = task_ids
+        payload = hint.encode()
+        named = len(WorkHint.decode(payload).ids)
+        woken = None
+        if named and not (self._stopped or self.check_fence()):
+            woken = self._wake_behind_events(payload)
+        self.engine._background(self._hand_over(task_ids, hint, released, payload, named, woken))
 
-    async def _hand_over(self, task_ids: list[str], hint: WorkHint, released: asyncio.Event) -> None:
-        """Once the events of tasks given up left for the other replicas: wake those (naming the tasks)
-        and let the tasks go."""
+    def _wake_behind_events(self, payload: str) -> asyncio.Future[None] | None:
+        """Queue a ``work`` wake-up right behind the events still to be written to the event stream, in
+        their round trip (done once sent); None when the bus cannot, or no event waits."""
+        watchers = self.engine.watchers
+        stream = watchers.stream if watchers.stream is not None else watchers.relay
+        publish_after = getattr(self.bus, "publish_after", None)
+        if stream is None or publish_after is None:
+            return None
         try:
-            try:
-                await asyncio.wait_for(self.engine.watchers.sent_on(), EVENTS_WAIT)
+            woken: asyncio.Future[None] | None = publish_after(stream, WORK, payload)
+        except Exception as exc:  # (published after the events, as without a stream)
+            log.warning("could not queue a work wake-up behind its events: %s", exc)
+            return None
+        return woken
+
+    async def _hand_over(
+        self,
+        task_ids: list[str],
+        hint: WorkHint,
+        released: asyncio.Event,
+        payload: str,
+        named: int,
+        woken: asyncio.Future[None] | None,
+    ) -> None:
+        """Once the events of tasks given up left for the other replicas: wake those (naming the tasks; done
+        already when ``woken`` is sent) and let the tasks go."""
+        try:
+            try:  # (on a timeout a wake-up still queued behind the events is dropped: published below)
+                await asyncio.wait_for(
+                    woken if woken is not None else self.engine.watchers.sent_on(), EVENTS_WAIT
+                )
             except TimeoutError:
+                woken = None
                 log.warning(
                     "handing %d tasks over before their events reached the other replicas", len(task_ids)
                 )
             if self._stopped or self.check_fence():
                 return  # (a stop gives up everything it holds, and wakes the others)
-            hint.ids = task_ids
-            payload = hint.encode()
-            named = len(WorkHint.decode(payload).ids)
-            if named:  # the others claim them by id now, whether or not they are let go yet
+            if named and woken is None:  # the others claim them by id now, whether or not they are let go yet
                 self._publish(WORK, payload)
         finally:  # (from here on a claim here takes them back: the mark is committed)
             for task_id in task_ids:
@@ -716,22 +772,31 @@ class Claims:
                     engine._background(engine._start_if_ready(dependant))
 
     def _woken(self, payload: str) -> None:
-        """A ``work`` wake-up: claim now, unless its hint says no pass here could take any of it."""
-        self._maybe_more = True  # (a skipped pass still looks at the next hungry dispatch pass or poll)
+        """A ``work`` wake-up: claim now, unless its hint says no pass here could take any of it.
+
+        One naming the tasks is claimed by id, and says nothing of other claimable work: no search follows
+        it (the next hungry dispatch pass would otherwise run one, and the commit of the assignments just
+        made would wait behind it on the storage thread), unless that claim takes fewer than it named.
+        """
         hint = WorkHint.decode(payload)
         if hint.origin == self.holder:
+            self._maybe_more = True
             return  # given up here: no agent here takes them now, or this replica is full
         if not hint.could_take(self._agents()):
+            self._maybe_more = True  # (a skipped pass still looks at the next hungry dispatch pass or poll)
             self.skipped += 1
             return
         aging = self.engine.setting("scheduler.aging_interval")
         want, better_than = self._room(aging)
         best = hint.best(aging)
         if want <= 0 or (better_than is not None and best is not None and best >= better_than):
+            self._maybe_more = True
             self.skipped += 1
             return
         if hint.ids:
             self._named.setdefault(hint.origin, {}).update(dict.fromkeys(hint.ids))
+        else:
+            self._maybe_more = True
         self.request()
 
     # --- the poll, and self-fencing -------------------------------------------

@@ -86,15 +86,26 @@ class _Generation:
         self.idempotency: list[IdempotencyRecord] = []
         #: Calls with a request_id waiting to learn whether their tasks were written (by key).
         self.submissions: dict[tuple[str, str, str], asyncio.Future[bool]] = {}
+        #: What to run once a submission's tasks are written (see :meth:`Committer.submission`), by key.
+        self.then: dict[tuple[str, str, str], Callable[[], None]] = {}
         self.audit: list[dict[str, Any]] = []
         self.webhook_deliveries: list[Any] = []
         self.released: list[str] = []
         self.after: list[Callable[[], None]] = []
+        #: Run after every callback of ``after`` (the events of the commit are delivered by then).
+        self.after_last: list[Callable[[], None]] = []
         self.waiters: list[asyncio.Future[None]] = []
 
     def size(self) -> int:
         """How much waits to be written (grows as changes join; compared between loop turns)."""
-        return len(self.tasks) + len(self.subtasks) + len(self.agents) + len(self.waiters) + len(self.after)
+        return (
+            len(self.tasks)
+            + len(self.subtasks)
+            + len(self.agents)
+            + len(self.waiters)
+            + len(self.after)
+            + len(self.after_last)
+        )
 
     def empty(self) -> bool:
         return not (
@@ -104,6 +115,7 @@ class _Generation:
             or self.idempotency
             or self.audit
             or self.after
+            or self.after_last
             or self.webhook_deliveries
             or self.released
         )
@@ -184,12 +196,16 @@ class Committer:
         self._current.idempotency.append(record)
         self._wake.set()
 
-    def submission(self, record: IdempotencyRecord, tasks: list[Task]) -> asyncio.Future[bool]:
+    def submission(
+        self, record: IdempotencyRecord, tasks: list[Task], then: Callable[[], None] | None = None
+    ) -> asyncio.Future[bool]:
         """Commit the tasks a call with a request_id created, unless the database holds its key already.
 
         The database decides between calls with one key (on any replica): the future is True
         when ``tasks`` and ``record`` were committed, False when another call's record was
         stored first and nothing of this one was written. It fails with the commit's error.
+        ``then`` runs on the loop right after the commit that writes them, before the after-commit
+        callbacks (never when nothing was written).
 
         One key has at most one submission in flight (the intake keeps a key in flight until the
         outcome of its submission is known): two would write both task sets under one record.
@@ -213,6 +229,8 @@ class Committer:
             current.tasks[task.id] = task
         current.idempotency.append(record)
         current.submissions[record.key] = future
+        if then is not None:
+            current.then[record.key] = then
         self._wake.set()
         return future
 
@@ -253,9 +271,10 @@ class Committer:
         """What the next commit will write, as a token: equal tokens mean the same commit."""
         return self._current
 
-    def after_commit(self, callback: Callable[[], None]) -> None:
-        """Run ``callback`` on the loop once everything marked so far is durable."""
-        self._current.after.append(callback)
+    def after_commit(self, callback: Callable[[], None], *, last: bool = False) -> None:
+        """Run ``callback`` on the loop once everything marked so far is durable (``last``: after every
+        other callback of that commit, so the events it delivers are on their way by then)."""
+        (self._current.after_last if last else self._current.after).append(callback)
         self._wake.set()
 
     def durable(self) -> asyncio.Future[None]:
@@ -357,7 +376,8 @@ class Committer:
                 self._on_commit(
                     len(batch.tasks) + len(batch.subtasks) + len(batch.agents), loop.time() - started
                 )
-            for callback in generation.after:
+            written = [then for key, then in generation.then.items() if key not in batch.refused]
+            for callback in [*written, *generation.after, *generation.after_last]:
                 try:
                     callback()
                 except Exception:  # a failing watcher must not stop the commits
@@ -404,6 +424,7 @@ class Committer:
                 "dropped the %d oldest audit records: the database has been unavailable too long", excess
             )
         current.after[:0] = generation.after
+        current.after_last[:0] = generation.after_last
         self._wake.set()
 
     async def close(self) -> None:

@@ -407,7 +407,9 @@ class Engine:
         if self.spill is not None and spilled is not None:
             self.spill.reloaded(tasks, spilled)
 
-    def _restore(self, tasks: list[Task], subtasks: list[Subtask]) -> None:
+    def _restore(self, tasks: list[Task], subtasks: list[Subtask], *, start_now: bool = False) -> None:
+        """Take tasks (and their subtasks) into memory as stored (a restart, a claim); ``start_now``: plan
+        a PENDING one with no dependency at once (a task just claimed), not in a task of its own."""
         grace = self.settings["scheduler.restart_grace"]
         for task in tasks:
             self.tasks[task.id] = task
@@ -423,7 +425,10 @@ class Engine:
             for dep in task.depends_on:
                 self._dependants[dep].add(task.id)
             if task.status == TaskStatus.PENDING:
-                self._background(self._start_if_ready(task.id))
+                if start_now and not task.depends_on:
+                    self._evaluate_dependencies(task)
+                else:
+                    self._background(self._start_if_ready(task.id))
                 if self.review.awaiting_approval(task):
                     self.review.waiting.add(task.id)
             if task.timeout and task.start_time:

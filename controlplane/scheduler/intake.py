@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
 import secrets
@@ -246,7 +247,9 @@ class Intake:
                 # The database decides between calls with this request_id, on any replica, in the
                 # commit of their tasks: a call that loses wrote nothing and answers as a repeat does.
                 away = self.claims is not None and self.claims.sends_away(tasks)
-                submitted = self.committer.submission(record, tasks)
+                # Written leaving, the tasks are handed over as their commit ends (not after the call resumes).
+                then = functools.partial(self._send_away, tasks) if away else None
+                submitted = self.committer.submission(record, tasks, then)
                 if away:  # (in the same commit: a call that loses marks nothing)
                     self.claims.leave_in_commit(tasks)
                 try:
@@ -270,9 +273,7 @@ class Intake:
             else:
                 self.committer.idempotency(record)
             self._remember(key, (request_hash, resource))
-        if away:
-            self._send_away(tasks)
-        else:
+        if not away:  # (sent away: handed over by then)
             self._adopt(tasks, deps, written_with_record=decided)
         await self.committer.durable()
         return [SubmitOutcome(t) for t in tasks]
@@ -303,12 +304,14 @@ class Intake:
         if submitted.exception() is not None:  # failed, perhaps after the server committed it
             self._check(key, unsettled)
             return
-        self._conclude(key, unsettled, stored=submitted.result())
+        self._conclude(key, unsettled, stored=submitted.result(), handed_over=True)
 
     def _send_away(self, tasks: list[Task]) -> None:
-        """Tasks written leaving in their submit's commit (no agent here): their events, then the hand-over."""
+        """Tasks written leaving in their submit's commit (no agent here), once it is done: their events,
+        then the hand-over."""
         for task in tasks:
-            self._publish(Event(EventType.TASK_SUBMITTED, task_id=task.id, to_status="PENDING"), task)
+            event = Event(EventType.TASK_SUBMITTED, task_id=task.id, to_status="PENDING")
+            self._publish(event, task, written=True)
             self.metrics.task_submitted(task)
         self.claims.sent_away(tasks)
 
@@ -327,14 +330,18 @@ class Intake:
         unsettled = self._unsettled[key] = _Unsettled(tasks, deps, outcome, settled, away)
         return unsettled
 
-    def _conclude(self, key: tuple[str, str, str], unsettled: _Unsettled, *, stored: bool) -> None:
-        """The outcome of an unsettled call is known: if its tasks were stored they join memory here."""
+    def _conclude(
+        self, key: tuple[str, str, str], unsettled: _Unsettled, *, stored: bool, handed_over: bool = False
+    ) -> None:
+        """The outcome of an unsettled call is known: if its tasks were stored they join memory here (or,
+        written leaving, are handed over, unless their commit did: ``handed_over``)."""
         if self._unsettled.get(key) is unsettled:
             del self._unsettled[key]
         if stored and not any(task.id in self.tasks for task in unsettled.tasks):
             self._remember(key, unsettled.outcome)
             if unsettled.away:  # written leaving (no agent here): handed over as in the call's own path
-                self._send_away(unsettled.tasks)
+                if not handed_over:
+                    self._send_away(unsettled.tasks)
             else:
                 self._adopt(unsettled.tasks, unsettled.deps, written_with_record=True)
         if not unsettled.settled.done():

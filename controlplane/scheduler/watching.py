@@ -332,12 +332,19 @@ class Watchers:
         )
 
     def publish(
-        self, event: Event, task: Task, sub: Subtask | None = None, *, committed: bool = False
+        self,
+        event: Event,
+        task: Task,
+        sub: Subtask | None = None,
+        *,
+        committed: bool = False,
+        written: bool = False,
     ) -> None:
         """Deliver an event to task watchers and event listeners once it is durable.
 
         Progress and output events carry no state change and are delivered at
-        once (``committed=True``).
+        once (``committed=True``). ``written``: the change is committed already, so the event is
+        delivered at once too, after the taps (what they mark joins the next commit).
         """
         self._event_seq += 1
         event.id = self._event_seq
@@ -353,6 +360,9 @@ class Watchers:
                 tap(event, task)
             except Exception:  # a failing tap must not stop the transition
                 log.exception("event tap failed")
+        if written:
+            self._deliver([(event, snapshots)])
+            return
         generation = self.committer.generation_id
         if self._events_generation != generation:
             pending: list[tuple[Event, Snapshots]] = []

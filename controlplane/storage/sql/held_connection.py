@@ -86,22 +86,21 @@ class HeldConnection:
     ) -> None:
         """In one transaction: run ``sql`` and, given its rows, the statements ``then`` returns.
 
-        Two round trips: BEGIN and the first statement, whose rows decide the rest; then the
-        rest and COMMIT in one pipeline.
+        Two round trips, in one pipeline: BEGIN and the first statement, whose rows decide the rest
+        (fetching them flushes the pipeline); then the rest and COMMIT.
 
         Raises:
             Exception: What the driver raised (the connection is then dropped).
         """
         connection = _driver(self._checkout())
         try:
-            with RawCursor(connection) as cursor:
+            with connection.pipeline(), RawCursor(connection) as cursor:
                 cursor.execute("BEGIN")
                 cursor.execute(sql, params)
                 rows = cursor.fetchall()
-                with connection.pipeline():
-                    for statement, values in then(rows):
-                        cursor.execute(statement, values)
-                    cursor.execute("COMMIT")
+                for statement, values in then(rows):
+                    cursor.execute(statement, values)
+                cursor.execute("COMMIT")  # the pipeline syncs once, at its end
         except BaseException:
             self.drop()
             raise

@@ -183,3 +183,35 @@ async def test_a_lone_change_commits_after_one_turn_while_the_loop_is_busy_with_
             assert turns - before <= 8  # waking, one gather turn, the write, the answer (the bound is 32)
     finally:
         busy = False
+
+
+class RefusingStorage(RecordingStorage):
+    """Records batches and refuses the submissions whose request id it was told to (stored elsewhere first)."""
+
+    def __init__(self, refuse: set[str]) -> None:
+        super().__init__()
+        self.refuse = refuse
+
+    async def write(self, batch: WriteBatch) -> None:
+        batch.refused = {r.key for r in batch.idempotency if r.request_id in self.refuse}
+        await super().write(batch)
+
+
+async def test_last_callbacks_and_a_written_submissions_then_keep_their_order() -> None:
+    """A submission's ``then`` runs first (only when it was written), the callbacks marked ``last`` after every
+    other callback of their commit, whatever the order they were registered in."""
+    from controlplane.storage.base import IdempotencyRecord
+
+    storage = RefusingStorage({"lost"})
+    ran: list[str] = []
+    async with running(storage) as committer:
+        committer.after_commit(lambda: ran.append("last"), last=True)
+        committer.after_commit(lambda: ran.append("after"))
+        won = IdempotencyRecord("u", "SubmitTask", "won", "h", "t1", 0.0)
+        lost = IdempotencyRecord("u", "SubmitTask", "lost", "h", "t2", 0.0)
+        written = committer.submission(won, [Task(id="t1", description="x")], lambda: ran.append("won"))
+        refused = committer.submission(lost, [Task(id="t2", description="x")], lambda: ran.append("lost"))
+        committer.after_commit(lambda: ran.append("after 2"))
+        assert (await written, await refused) == (True, False)
+        await committer.durable()
+    assert ran == ["won", "after", "after 2", "last"]

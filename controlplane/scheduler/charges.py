@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Coroutine
-from dataclasses import replace
 from typing import Any
 
 from controlplane.domain.budget import over_budget
@@ -53,9 +52,7 @@ class Charges:
 
     def charge(self, task: Task, session: AgentSession, usage: Usage, *, success: bool) -> bool:
         """Add what a report spent to its task and agent; True when that ended the task (budget)."""
-        total = replace(task.usage)
-        total.add(usage)
-        task.usage = total
+        task.usage = task.usage.plus(usage)
         self.charge_agent(session, usage, success)
         over = self._over_budget(task)
         if over:
@@ -75,9 +72,7 @@ class Charges:
         if isinstance(session, RelayedSession):
             session.charge(usage, success)
             return
-        agent_usage = replace(session.info.usage)
-        agent_usage.add(usage)
-        session.info.usage = agent_usage
+        session.info.usage = session.info.usage.plus(usage)
         if success is not None:
             if success:
                 session.info.completed_subtasks += 1
@@ -96,9 +91,7 @@ class Charges:
             return
         task = self.tasks.get(task_id)
         if task is not None:
-            total = replace(task.usage)
-            total.add(usage)
-            task.usage = total
+            task.usage = task.usage.plus(usage)
             self.committer.task(task)
             if not task.status.finished and self._over_budget(task):
                 self._finish_task(
@@ -118,9 +111,7 @@ class Charges:
                 return
             if stored is None:
                 return
-            total = replace(stored.usage)
-            total.add(usage)
-            stored.usage = total
+            stored.usage = stored.usage.plus(usage)
             self.committer.task(stored)
             await self.committer.durable()
 

@@ -87,7 +87,7 @@ def now() -> float:
     return time.time()
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, frozen=True)
 class RetryPolicy:
     """How a failed subtask is retried (Temporal semantics: exponential, capped)."""
 
@@ -102,7 +102,7 @@ class RetryPolicy:
         return min(delay, self.max_backoff)
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, frozen=True)
 class ConsensusPolicy:
     """Whether and how the decision step needs agreement."""
 
@@ -114,7 +114,7 @@ class ConsensusPolicy:
     round_timeout: float | None = None
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, frozen=True)
 class Usage:
     """Tokens and cost (cost in millionths of a US dollar)."""
 
@@ -130,17 +130,19 @@ class Usage:
     #: Tool calls of every kind (the agent's own and the API's server tools).
     tool_calls: int = 0
 
-    def add(self, other: Usage) -> None:
-        """Accumulate ``other`` into this usage."""
-        self.input_tokens += other.input_tokens
-        self.output_tokens += other.output_tokens
-        self.cache_read_input_tokens += other.cache_read_input_tokens
-        self.cache_creation_input_tokens += other.cache_creation_input_tokens
-        self.cost_micros += other.cost_micros
-        self.model_calls += other.model_calls
-        self.web_search_requests += other.web_search_requests
-        self.web_fetch_requests += other.web_fetch_requests
-        self.tool_calls += other.tool_calls
+    def plus(self, other: Usage) -> Usage:
+        """This usage and ``other`` together (a new record: usage is shared, never changed in place)."""
+        return Usage(
+            self.input_tokens + other.input_tokens,
+            self.output_tokens + other.output_tokens,
+            self.cache_read_input_tokens + other.cache_read_input_tokens,
+            self.cache_creation_input_tokens + other.cache_creation_input_tokens,
+            self.cost_micros + other.cost_micros,
+            self.model_calls + other.model_calls,
+            self.web_search_requests + other.web_search_requests,
+            self.web_fetch_requests + other.web_fetch_requests,
+            self.tool_calls + other.tool_calls,
+        )
 
     @property
     def total_tokens(self) -> int:

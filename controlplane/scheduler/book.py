@@ -42,7 +42,13 @@ def word(text: str) -> str:
 
 
 def shared(policy: _P) -> _P:
-    """One copy of each distinct retry or consensus policy (records replace them, never change them)."""
+    """One copy of each distinct retry or consensus policy (frozen: records replace them).
+
+    May run on any thread (see :func:`slim_task`): ``_POLICIES`` is only read with one ``get`` and
+    written with one item assignment, each atomic on a dict. Two threads finding the same new policy
+    at once each store theirs and the last stays: equal, frozen copies, so which one a record keeps
+    does not matter (the bound of 1024 may be passed by as many threads as run it).
+    """
     key = (type(policy), *(getattr(policy, name) for name in policy.__slots__))  # type: ignore[attr-defined]
     found = _POLICIES.get(key)
     if found is None:
@@ -53,7 +59,14 @@ def shared(policy: _P) -> _P:
 
 
 def slim_task(task: Task) -> None:
-    """Let an accepted task share what it has in common with others (saves memory per queued task)."""
+    """Let an accepted task share what it has in common with others (saves memory per queued task).
+
+    May run on any thread: on the event loop for a task submitted, on the storage thread for tasks
+    read back from the database (before memory holds them). It changes only ``task``, which no other
+    thread holds yet, and shares values that cannot change: interned strings, frozen policies and
+    usage, and empty containers every record replaces rather than changes (see :func:`shared` for
+    the table of policies).
+    """
     task.owner = word(task.owner)
     task.task_type = word(task.task_type)
     task.agent_type = word(task.agent_type)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Coroutine
-from dataclasses import replace
 from typing import Any
 
 from controlplane.domain.budget import over_budget
@@ -56,9 +55,7 @@ class Charges:
 
     def charge(self, task: Task, session: AgentSession, usage: Usage, *, success: bool) -> bool:
         """Add what a report spent to its task and agent; True when that ended the task (budget)."""
-        total = replace(task.usage)
-        total.add(usage)
-        task.usage = total
+        task.usage = task.usage.plus(usage)
         self.charge_agent(session, usage, success)
         over = self._over_budget(task)
         if over:
@@ -81,9 +78,7 @@ class Charges:
         if session.moved:  # resumed on another replica: its record is that replica's (it charges there)
             log.info("usage of agents/%s reported on the session it left is not charged to it", session.id)
             return
-        agent_usage = replace(session.info.usage)
-        agent_usage.add(usage)
-        session.info.usage = agent_usage
+        session.info.usage = session.info.usage.plus(usage)
         if success is not None:
             if success:
                 session.info.completed_subtasks += 1
@@ -102,9 +97,7 @@ class Charges:
             return
         task = self.tasks.get(task_id)
         if task is not None:
-            total = replace(task.usage)
-            total.add(usage)
-            task.usage = total
+            task.usage = task.usage.plus(usage)
             self.committer.task(task)
             if not task.status.finished and self._over_budget(task):
                 self._finish_task(
@@ -124,9 +117,7 @@ class Charges:
                 return
             if stored is None:
                 return
-            total = replace(stored.usage)
-            total.add(usage)
-            stored.usage = total
+            stored.usage = stored.usage.plus(usage)
             self.committer.task(stored)
             await self.committer.durable()
 

@@ -15,7 +15,6 @@ import asyncio
 import inspect
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from typing import Any
 
 from controlplane.config import Settings
@@ -198,9 +197,7 @@ class Planning:
             self._planning.pop(task.id, None)
         if task.status == TaskStatus.PENDING and self.tasks.get(task.id) is task:
             if spent is not None:
-                total = replace(task.usage)
-                total.add(replace(spent))
-                task.usage = total
+                task.usage = task.usage.plus(spent)
             self._apply_plan(task, plan)
             self._kick()
 

@@ -224,10 +224,11 @@ class CarriedReports:
 
 
 def stand_in(known: AgentInfo | None, agent_id: str) -> AgentInfo:
-    """A copy of what the holder knows of the agent (its own record is the other replica's to write)."""
+    """A copy of what the holder knows of the agent (its own record is the other replica's to write;
+    its usage is shared: usage is never changed in place)."""
     if known is None:
         return AgentInfo(id=agent_id, agent_type="")
-    return replace(known, usage=replace(known.usage))
+    return replace(known)
 
 
 # --- the JSON form of a report -------------------------------------------------------------------

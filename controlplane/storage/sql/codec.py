@@ -135,7 +135,9 @@ def task_to_row(task: Task) -> dict[str, Any]:
     Returns:
         Column values, with every non-column field JSON-encoded in ``data``.
     """
-    data = _flat(task)
+    # ``timeout`` first: the deadline index's condition settles a row whose text begins with
+    # ``{"timeout":null,`` without parsing it (migration 0023).
+    data = {"timeout": task.timeout, **_flat(task)}
     for name in TASK_COLUMNS:
         del data[name]
     data["consensus"] = _flat(task.consensus)

@@ -11,8 +11,8 @@ and :func:`.codec.subtask_from_row` give (a test holds them equal), for less:
 * a record is built in one call from the decoded JSON, filtered only when the JSON holds a key the
   record does not know (written by another version);
 * the small records many tasks repeat (retry and consensus policies, usage) are shared: one copy per
-  distinct value. Memory replaces them and never changes them in place (``scheduler/book.py``), so
-  only records bound for memory are decoded this way.
+  distinct value and type of each field. They are frozen (a charge makes a new usage), so no record
+  can change another's through them.
 """
 
 from __future__ import annotations
@@ -80,8 +80,8 @@ class RowBatchDecoder:
         """One copy of each distinct small record (``data`` None: the defaults)."""
         if not data:
             key: tuple[Any, ...] = (cls,)
-        else:
-            key = (cls, *data.items())
+        else:  # (the types too: 1, 1.0 and True are equal keys, but not the same value)
+            key = (cls, *data.items(), *map(type, data.values()))
         try:
             found = self._shared.get(key)
         except TypeError:  # a value that cannot be a key: its own copy

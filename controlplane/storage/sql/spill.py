@@ -15,7 +15,7 @@ whichever path wrote it, so only unfinished tasks carry it.
 Spilled tasks with a deadline (start time + timeout: a retried task's clock runs while it waits)
 are found by :meth:`SqlSpillStore.due` through the partial expression index
 ``ix_tasks_spilled_deadline`` (migration 0021; its condition settles most rows without parsing
-their JSON since 0022, so setting and clearing marks costs less), at any queue depth.
+their JSON since 0022: by the text's first key since 0023, so setting and clearing marks costs less), at any queue depth.
 
 On PostgreSQL replicas claim work instead (:mod:`controlplane.storage.sql.claims`).
 
@@ -65,13 +65,13 @@ def _marks(count: int) -> str:
 
 
 #: A spilled task's deadline, and the condition of the index serving it, exactly as migrations 0021
-#: and 0022 declare them (SQLite uses an expression index only for the very same expression text). The
+#: and 0023 declare them (SQLite uses an expression index only for the very same expression text). The
 #: queries name the index: without statistics the planner would rather walk every spilled row
 #: through ``ix_tasks_claimed_by`` and sort them.
 DEADLINE = "json_extract(data, '$.start_time') + json_extract(data, '$.timeout')"
 #: (``\\:`` keeps SQLAlchemy's text() from reading ``:null`` as a parameter; SQLite sees ``:null``.)
 WITH_DEADLINE = (
-    f"claimed_by = '{schema.SPILLED}' AND instr(data, '\"timeout\"\\:null,\"context\":') = 0 "
+    f"claimed_by = '{schema.SPILLED}' AND substr(data, 1, 16) <> '{{\"timeout\"\\:null,' "
     "AND json_extract(data, '$.timeout') > 0"
 )
 _STATUS_UNFINISHED = f"status IN ({', '.join(map(str, _UNFINISHED))})"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -23,8 +24,9 @@ from agent_sdk.errors import MaosRpcError
 from agent_sdk.proto.maos.v1 import enums_pb2 as enums
 from controlplane.app import App
 from controlplane.config import load_settings
-from controlplane.domain.model import Priority, TaskStatus
+from controlplane.domain.model import Priority, Task, TaskStatus
 from controlplane.errors import InvalidArgument
+from controlplane.scheduler.book import UNUSED, slim_task
 from controlplane.scheduler.engine import Engine
 from controlplane.storage.base import WriteBatch
 from controlplane.storage.sql import codec, schema, spill
@@ -409,19 +411,29 @@ def test_the_deadline_index_serves_the_timeout_queries(tmp_path: Path) -> None:
 
 
 def test_batches_read_back_keep_the_order_of_work_and_equal_the_stored_records(tmp_path: Path) -> None:
-    """Batch after batch, take_back gives the best spilled tasks by virtual time then seq, each equal to
-    what the codec reads from its row, and clears the marks of those it gave, and only theirs."""
+    """Batch after batch, take_back gives the best spilled tasks by virtual time then seq (ties in virtual
+    time across and within priorities, seq not in insertion order), each equal to what the codec reads
+    from its row and prepared for memory as production does, with their subtasks; it clears the marks of
+    those it gave, and only theirs."""
     store = SqlBackendFactory().open(f"sqlite:///{tmp_path / 'maos.db'}")
     try:
         store.migrate()
         aging = 10.0
         priorities = [Priority.LOW, Priority.NORMAL, Priority.HIGH, Priority.CRITICAL]
-        tasks = [
-            full_task(f"t{i:02d}", seq=i + 1, priority=priorities[i % 4], create_time=1000.0 + 7 * i)
-            if i % 5 == 0
-            else minimal_task(f"t{i:02d}", seq=i + 1, priority=priorities[i % 4], create_time=1000.0 + 7 * i)
-            for i in range(23)
-        ]
+        tasks = []
+        for i in range(23):
+            priority = priorities[i % 4] if i % 6 else Priority.NORMAL  # some ties within one priority too
+            make = full_task if i % 5 == 0 else minimal_task
+            # Three tasks to each virtual time; seq a permutation of 1..23, so only seq can order a tie.
+            virtual = 1000.0 + 5 * (i // 3)
+            tasks.append(
+                make(
+                    f"t{i:02d}",
+                    seq=(7 * i) % 23 + 1,
+                    priority=priority,
+                    create_time=virtual + int(priority) * aging,
+                )
+            )
         for task in tasks:
             task.status = TaskStatus.QUEUED
         subs = [minimal_subtask(t.id, "s0", queue_time=t.create_time) for t in tasks]
@@ -439,11 +451,20 @@ def test_batches_read_back_keep_the_order_of_work_and_equal_the_stored_records(t
         expected = [
             t.id for t in sorted(tasks, key=lambda t: (t.create_time - int(t.priority) * aging, t.seq))
         ]
+        ties = Counter(t.create_time - int(t.priority) * aging for t in tasks)
+        assert max(ties.values()) == 3 and expected != sorted(expected)
         spill_store = spill.SqlSpillStore(store.engine, store.engine)
         taken: list[str] = []
-        while batch := spill_store.take_back(4, aging)[0]:
+        unused: list[Task] = []
+        while True:
+            batch, batch_subs = spill_store.take_back(4, aging, prepare=slim_task)
+            if not batch:
+                break
             taken += [t.id for t in batch]
             assert all(t == stored[t.id] for t in batch)
+            unused += [t for t in batch if t.usage == UNUSED]
+            ids = {t.id for t in batch}
+            assert batch_subs == [s for s in stored_subs if s.task_id in ids]
             with store.engine.connect() as conn:
                 left = set(
                     conn.execute(
@@ -452,6 +473,7 @@ def test_batches_read_back_keep_the_order_of_work_and_equal_the_stored_records(t
                 )
             assert left == set(expected) - set(taken)
         assert taken == expected
+        assert unused and all(t.usage is UNUSED for t in unused)  # prepared as memory does
         by_id = spill_store.take_back(10, aging, ["t03", "t04"])
         assert by_id == ([], [])  # taken already: nothing is marked
         with store.engine.begin() as conn:
@@ -464,27 +486,72 @@ def test_batches_read_back_keep_the_order_of_work_and_equal_the_stored_records(t
 
 
 def test_the_deadline_index_holds_exactly_the_spilled_tasks_with_a_timeout(tmp_path: Path) -> None:
-    """Its condition settles most rows with a short text search (migration 0022); text written any other
-    way (spaces, another field order) is parsed, so the index holds the same rows as the JSON says."""
+    """Its condition settles a row whose text begins with ``{"timeout":null,`` (the codec writes that
+    key first: migration 0023) without parsing it; a nested object holding the same pair does not count,
+    and text written any other way (spaces, an earlier version's field order) is parsed, so the index
+    holds exactly the tasks whose top-level timeout is set."""
     store = SqlBackendFactory().open(f"sqlite:///{tmp_path / 'maos.db'}")
     try:
         store.migrate()
         timed = minimal_task("timed", seq=1, timeout=30.0, start_time=100.0)
         untimed = minimal_task("untimed", seq=2)
         spaced = minimal_task("spaced", seq=3, timeout=5.0, start_time=100.0)
-        store.write(WriteBatch(tasks=[timed, untimed, spaced]))
+        nested = minimal_task("nested", seq=4, timeout=10.0, start_time=100.0)
+        nested.review_state = {"timeout": None, "context": "x"}
+        nested.approval = {"timeout": None, "context": "y"}
+        reordered = minimal_task("reordered", seq=5)
+        store.write(WriteBatch(tasks=[timed, untimed, spaced, nested, reordered]))
         with store.engine.begin() as conn:
-            row = conn.execute(text("SELECT data FROM tasks WHERE id = 'spaced'")).scalar_one()
-            assert '"timeout":5.0,"context":' in row
-            spaced_text = row.replace('"timeout":5.0,"context":', '"timeout": 5.0, "context":')
-            conn.execute(text("UPDATE tasks SET data = :d WHERE id = 'spaced'"), {"d": spaced_text})
+            texts = {r[0]: r[1] for r in conn.execute(text("SELECT id, data FROM tasks"))}
+            settled_by_text = conn.execute(
+                text("SELECT id FROM tasks WHERE substr(data, 1, 16) = :prefix ORDER BY id"),
+                {"prefix": '{"timeout":null,'},
+            ).scalars()
+            assert list(settled_by_text) == ["reordered", "untimed"]  # the codec's text: no parse
+            assert texts["spaced"].startswith('{"timeout":5.0,')
+            assert '"timeout":null,"context":' in texts["nested"]
+            spaced_text = texts["spaced"].replace('{"timeout":5.0,', '{"timeout": 5.0, ', 1)
+            reordered_text = '{"context":"",' + texts["reordered"].removeprefix('{"timeout":null,')[:-1]
+            reordered_text += ',"timeout":null}'
+            for task_id, data in (("spaced", spaced_text), ("reordered", reordered_text)):
+                conn.execute(text("UPDATE tasks SET data = :d WHERE id = :i"), {"d": data, "i": task_id})
             conn.execute(text(f"UPDATE tasks SET claimed_by = '{schema.SPILLED}'"))
             indexed = conn.execute(
                 text(f"SELECT id FROM tasks INDEXED BY ix_tasks_spilled_deadline WHERE {spill.WITH_DEADLINE}")
             ).scalars()
-            assert sorted(indexed) == ["spaced", "timed"]
+            assert sorted(indexed) == ["nested", "spaced", "timed"]
         due = spill.SqlSpillStore(store.engine, store.engine).due(120.0, 10)
-        assert due == (["spaced"], 130.0)
+        assert due == (["spaced", "nested"], 130.0)
+    finally:
+        store.close()
+
+
+def test_the_deadline_index_is_made_anew_by_migration_0023_and_back(tmp_path: Path) -> None:
+    """A database at 0022 holding spilled tasks upgrades with its deadlines indexed; downgrading restores
+    0022's condition, and upgrading again the one the queries carry."""
+    from alembic import command
+
+    from controlplane.storage.sql.migrations import alembic_config
+
+    store = SqlBackendFactory().open(f"sqlite:///{tmp_path / 'maos.db'}")
+    try:
+        with store.engine.begin() as conn:
+            command.upgrade(alembic_config(conn), "0022")
+        timed = codec.task_to_row(minimal_task("timed", seq=1, timeout=30.0, start_time=100.0))
+        untimed = codec.task_to_row(minimal_task("untimed", seq=2))
+        with store.engine.begin() as conn:
+            conn.execute(
+                schema.tasks.insert(), [{**r, "claimed_by": schema.SPILLED} for r in (timed, untimed)]
+            )
+        index_sql = text("SELECT sql FROM sqlite_master WHERE name = 'ix_tasks_spilled_deadline'")
+        for target in ("head", "0022", "head"):
+            with store.engine.begin() as conn:
+                (command.upgrade if target == "head" else command.downgrade)(alembic_config(conn), target)
+            with store.engine.connect() as conn:
+                made = conn.execute(index_sql).scalar_one()
+                assert ("substr(data, 1, 16)" in made) is (target == "head")
+                assert ("instr(data" in made) is (target == "0022")
+        assert spill.SqlSpillStore(store.engine, store.engine).due(200.0, 10) == (["timed"], None)
     finally:
         store.close()
 

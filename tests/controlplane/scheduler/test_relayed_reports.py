@@ -50,7 +50,7 @@ def test_a_malformed_report_is_refused(body: dict) -> None:
 async def test_the_stand_in_takes_the_answer_to_its_report_and_what_it_charged() -> None:
     known = AgentInfo(id="agents/x", agent_type="raw", usage=Usage(input_tokens=5))
     info = stand_in(known, "agents/x")
-    info.usage.add(Usage(input_tokens=1))
+    info.usage = info.usage.plus(Usage(input_tokens=1))
     assert known.usage.input_tokens == 5  # the holder's copy of the agent is not touched
     session = RelayedSession(info, REF)
     session.send(Ack(Ref("t1", "s1", 0, 1), False))  # another report's answer: not this one's

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+from dataclasses import FrozenInstanceError
 from typing import Any
 
 import pytest
 
-from controlplane.domain.model import Priority, Subtask, SubtaskStatus, Task, TaskStatus
+from controlplane.domain.model import Priority, RetryPolicy, Subtask, SubtaskStatus, Task, TaskStatus, Usage
 from controlplane.scheduler.book import slim_task
 from controlplane.storage.sql import codec
 from controlplane.storage.sql.row_batches import SUBTASK_COLUMNS, TASK_COLUMNS, RowBatchDecoder
@@ -78,3 +79,41 @@ def test_a_task_prepared_for_memory_keeps_its_value() -> None:
     decoded = RowBatchDecoder().task(task_values(codec.task_to_row(original)))
     slim_task(decoded)
     assert decoded == original
+
+
+def test_a_shared_usage_cannot_be_changed_through_one_record() -> None:
+    """Two tasks read back with equal usage share one record: charging one makes it a new usage."""
+    decoder = RowBatchDecoder()
+    spent = Usage(input_tokens=7, cost_micros=3)
+    first, second = (
+        decoder.task(task_values(codec.task_to_row(minimal_task(f"t{i}", usage=spent)))) for i in range(2)
+    )
+    assert first.usage is second.usage
+    with pytest.raises(FrozenInstanceError):
+        first.usage.input_tokens += 1  # type: ignore[misc]
+    with pytest.raises(FrozenInstanceError):
+        first.retry.max_retries = 0  # type: ignore[misc]
+    first.usage = first.usage.plus(Usage(input_tokens=1))
+    assert first.usage == Usage(input_tokens=8, cost_micros=3) and second.usage == spent
+
+
+@pytest.mark.parametrize(
+    ("one", "other"),
+    [(1, 1.0), (1, True), (0, False), (2.0, 2)],
+    ids=["int-float", "int-bool", "zero-false", "float-int"],
+)
+def test_values_equal_but_of_another_type_are_not_shared(one: Any, other: Any) -> None:
+    """1, 1.0 and True are equal as dict keys; a record keeps the type its JSON has."""
+    decoder = RowBatchDecoder()
+    rows = []
+    for i, value in enumerate((one, other)):
+        row = codec.task_to_row(minimal_task(f"t{i}"))
+        data = json.loads(row["data"])
+        data["retry"]["max_retries"] = value
+        row["data"] = json.dumps(data)
+        rows.append(row)
+    first, second = (decoder.task(task_values(row)) for row in rows)
+    assert type(first.retry.max_retries) is type(one) and type(second.retry.max_retries) is type(other)
+    assert first.retry == codec.task_from_row(rows[0]).retry
+    assert second.retry == codec.task_from_row(rows[1]).retry
+    assert isinstance(first.retry, RetryPolicy)

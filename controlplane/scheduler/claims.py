@@ -20,7 +20,7 @@ so no subtask can be assigned by two replicas. The rules:
   state marks it *leaving* (still held here: no claim pass elsewhere takes it;
   :mod:`controlplane.storage.sql.claims`). Behind that commit's events a ``work`` wake-up naming
   the tasks is published (one per commit), in the round trip that sends the events, right after them:
-  with Redis in the pipeline that appends them to the stream; without, in the statement that NOTIFYs
+  with Redis in the script that appends them to the stream (no wake-up when an append is refused); without, in the statement that NOTIFYs
   them (waited for at most :data:`EVENTS_WAIT` seconds: past that it is published on its own). A
   replica woken claims them by id, guarded on the mark, in
   one statement, and runs no search after it when it took them all; meanwhile this replica lets them go
@@ -645,7 +645,7 @@ class Claims:
     def _hand_over_after_events(self, task_ids: list[str], hint: WorkHint, released: asyncio.Event) -> None:
         """After the commit that marked given-up tasks leaving, once its events are on their way to the
         other replicas: the wake-up naming the tasks goes out right behind them where the bus can send it
-        in the same round trip (Redis: the PUBLISH in the pipeline of the events' XADD), else once they
+        in the same round trip (Redis: the PUBLISH in the script of the events' XADD), else once they
         are sent (:meth:`_hand_over`)."""
         if self._leaving is task_ids:
             self._leaving, self._leaving_in = [], None

@@ -10,6 +10,7 @@ and runs no search after it.
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,17 @@ async def _stream_and_bus(redis_url: str, prefix: str) -> tuple[Any, EventStream
     await shared.start()
     listener = aioredis.Redis.from_url(redis_url)
     return client, events, RedisWakeupBus(listener, prefix), listener
+
+
+async def _monitor_on(client: Any, commands: list[str], marker: str) -> None:
+    """Return once MONITOR shows commands: an ``ECHO marker`` sent (again, until it shows) is among them."""
+    deadline = time.monotonic() + 10
+    while not any(marker in c for c in commands):
+        assert time.monotonic() < deadline, "MONITOR showed no command within 10 s"
+        await client.echo(marker)
+        sent = time.monotonic()
+        while not any(marker in c for c in commands) and time.monotonic() - sent < 0.5:
+            await asyncio.sleep(0.01)
 
 
 async def test_a_wake_up_behind_events_is_executed_after_them_and_finds_them(
@@ -65,7 +77,7 @@ async def test_a_wake_up_behind_events_is_executed_after_them_and_finds_them(
 
     watching = asyncio.create_task(watch_commands())
     try:
-        await asyncio.sleep(0.2)  # (MONITOR is on: its reply comes before any command it shows)
+        await _monitor_on(client, commands, f"{redis_namespace}:ready")
         for index in range(20):
             events.send([(Event(EventType.TASK_SUBMITTED, task_id=f"task-{index}"), None)])
             woken = bus.publish_after(events, "work", f"task-{index}")
@@ -114,6 +126,34 @@ async def test_a_wake_up_its_caller_gave_up_is_not_sent(redis_url: str, redis_na
         await listener.aclose()
 
 
+async def test_a_wake_up_behind_an_append_redis_refuses_is_not_sent(redis_url: str, redis_namespace: str) -> None:
+    """The stream's key holds a string, so its XADD is refused: the PUBLISH behind it is not run (a
+    woken replica would look for entries that are not there), neither then nor as the write is retried."""
+    client, events, bus, listener = await _stream_and_bus(redis_url, redis_namespace)
+    heard: list[str] = []
+    bus.subscribe("work", heard.append)
+    await asyncio.wait_for(bus.start(), 10)
+    refused: asyncio.Future[None] | None = None
+    try:
+        await client.set(events.stream.key, "not a stream")
+        events.send([(Event(EventType.TASK_SUBMITTED, task_id="refused"), None)])
+        refused = bus.publish_after(events, "work", "refused")
+        assert refused is not None
+        await wait_for(lambda: events.stream.failing, 10, message="the refused write")
+        await bus.publish("work", "after")  # heard after anything published before it
+        await wait_for(lambda: "after" in heard, 10, message="the wake-up published after the refusal")
+        assert heard == ["after"]
+        assert not refused.done()  # still waiting with its entries
+    finally:
+        if refused is not None:
+            refused.cancel()
+        await client.delete(events.stream.key)
+        await bus.close()
+        await events.stream.close()
+        await client.aclose()
+        await listener.aclose()
+
+
 @pytest.fixture
 async def calm_pair(tmp_path: Path, postgres_url: str, redis_url: str, redis_namespace: str) -> Any:
     """Replicas A (no agent) and B (an echo agent), their claims polls out of the way."""
@@ -150,7 +190,8 @@ async def test_a_task_handed_over_is_claimed_by_id_and_no_search_follows(calm_pa
 
 async def test_without_redis_the_wake_up_is_notified_behind_the_events(postgres_url: str) -> None:
     """Over LISTEN/NOTIFY the wake-up goes in the statement that NOTIFYs the events, after them: one
-    listening connection receives them in that order (as every replica does, at the commit)."""
+    listening connection receives them in that order, at the commit (a replica hears the events and the
+    wake-ups on two connections, between which the order is not assured)."""
     import psycopg
     from psycopg import sql
 

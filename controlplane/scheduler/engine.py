@@ -241,6 +241,7 @@ class Engine:
             metrics=metrics,
             get_tasks=self.reads.get_tasks,
             publish=self._publish,
+            publish_written=self.watchers.publish_written,
             finish_task=self._finish_task,
             plan_and_queue=self.planning._plan_and_queue,
             background=self._background,

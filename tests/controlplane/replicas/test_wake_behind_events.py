@@ -126,7 +126,9 @@ async def test_a_wake_up_its_caller_gave_up_is_not_sent(redis_url: str, redis_na
         await listener.aclose()
 
 
-async def test_a_wake_up_behind_an_append_redis_refuses_is_not_sent(redis_url: str, redis_namespace: str) -> None:
+async def test_a_wake_up_behind_an_append_redis_refuses_is_not_sent(
+    redis_url: str, redis_namespace: str
+) -> None:
     """The stream's key holds a string, so its XADD is refused: the PUBLISH behind it is not run (a
     woken replica would look for entries that are not there), neither then nor as the write is retried."""
     client, events, bus, listener = await _stream_and_bus(redis_url, redis_namespace)

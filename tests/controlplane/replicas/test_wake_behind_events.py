@@ -10,6 +10,7 @@ and runs no search after it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from pathlib import Path
@@ -39,15 +40,15 @@ async def _stream_and_bus(redis_url: str, prefix: str) -> tuple[Any, EventStream
     return client, events, RedisWakeupBus(listener, prefix), listener
 
 
-async def _monitor_on(client: Any, commands: list[str], marker: str) -> None:
-    """Return once MONITOR shows commands: an ``ECHO marker`` sent (again, until it shows) is among them."""
+async def _monitor_on(client: Any, shown: asyncio.Event, marker: str) -> None:
+    """Return once MONITOR shows commands: ``shown`` is set when it shows ``ECHO marker``, sent (again,
+    every half second) until it does."""
     deadline = time.monotonic() + 10
-    while not any(marker in c for c in commands):
+    while not shown.is_set():
         assert time.monotonic() < deadline, "MONITOR showed no command within 10 s"
         await client.echo(marker)
-        sent = time.monotonic()
-        while not any(marker in c for c in commands) and time.monotonic() - sent < 0.5:
-            await asyncio.sleep(0.01)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(shown.wait(), 0.5)
 
 
 async def test_a_wake_up_behind_events_is_executed_after_them_and_finds_them(
@@ -67,17 +68,20 @@ async def test_a_wake_up_behind_events_is_executed_after_them_and_finds_them(
     )
     await asyncio.wait_for(bus.start(), 10)
     commands: list[str] = []
+    marker, shown = f"{redis_namespace}:ready", asyncio.Event()
 
     async def watch_commands() -> None:  # the order Redis executes the commands in
         async with monitor_client.monitor() as monitor:
             async for command in monitor.listen():
                 text = str(command.get("command", ""))
-                if redis_namespace in text:
+                if marker in text:
+                    shown.set()
+                elif redis_namespace in text:
                     commands.append(text)
 
     watching = asyncio.create_task(watch_commands())
     try:
-        await _monitor_on(client, commands, f"{redis_namespace}:ready")
+        await _monitor_on(client, shown, marker)
         for index in range(20):
             events.send([(Event(EventType.TASK_SUBMITTED, task_id=f"task-{index}"), None)])
             woken = bus.publish_after(events, "work", f"task-{index}")

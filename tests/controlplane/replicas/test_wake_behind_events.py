@@ -22,10 +22,13 @@ import redis.asyncio as aioredis
 from agent_sdk.proto.maos.v1 import enums_pb2 as enums
 from agent_sdk.proto.maos.v1 import task_service_pb2 as t
 from controlplane.domain.events import Event, EventType
+from controlplane.domain.model import Priority, now
 from controlplane.replicas import streams
 from controlplane.replicas.event_notify import CHANNEL, NotifyRelay
 from controlplane.replicas.event_stream import EventStream
 from controlplane.replicas.wakeups import PostgresWakeupBus, RedisWakeupBus
+from controlplane.scheduler.claims import WORK
+from controlplane.scheduler.work_hints import WorkHint
 from tests.controlplane.replicas.test_event_stream import _submit, pair, replica_pair  # noqa: F401 (pair: a fixture)
 from tests.harness.server import wait_for
 
@@ -192,6 +195,27 @@ async def test_a_task_handed_over_is_claimed_by_id_and_no_search_follows(calm_pa
         assert claims.claimed_by_id == by_id + 1
         assert claims.passes == passes + 1, "one pass: the claim by id, no search after it"
     assert a.engine.claims.released >= 5 and not a.engine.tasks
+
+
+async def test_a_claim_by_id_that_takes_fewer_than_named_is_followed_by_a_search(calm_pair: Any) -> None:
+    """A wake-up naming a task B cannot take (no such task: as one claimed elsewhere first) leaves B's
+    claim by id with fewer than named, so it says nothing of what else is claimable: the next dispatch
+    pass with room runs a search claim."""
+    a, b, _, _, _ = calm_pair
+    claims = b.engine.claims
+    await wait_for(lambda: claims._pass is None or claims._pass.done(), 10, message="B's first pass")
+    passes, by_id = claims.passes, claims.claimed_by_id
+    hint = WorkHint(origin=a.engine.claims.holder, ids=[f"t{uuid.uuid4().hex[:24]}"])
+    hint.add(int(Priority.NORMAL), now(), None)
+    await a.engine.claims.bus.publish(WORK, hint.encode())
+    await wait_for(
+        lambda: claims.passes > passes and claims._pass is not None and claims._pass.done(),
+        10,
+        message="B's claim by id",
+    )
+    assert claims.claimed_by_id == by_id  # it took none of those named
+    b.engine._kick()  # a dispatch pass: B's agent has room
+    await wait_for(lambda: claims.passes == passes + 2, 10, message="the search claim after it")
 
 
 async def test_without_redis_the_wake_up_is_notified_behind_the_events(postgres_url: str) -> None:

@@ -10,8 +10,9 @@ A :class:`SharedStream` is the transport under :mod:`controlplane.replicas.event
   a reader resuming from before it is told that events were lost instead of missing them.
   ``SharedStream.failing`` says whether writing fails now (from the first failed write until one
   succeeds). A PUBLISH can ride behind the entries appended so far (:meth:`SharedStream.publish_after`):
-  it goes in the pipeline of the last of them, after it, so a subscriber it wakes finds them in the
-  stream, and it costs no round trip of its own (a ``work`` wake-up naming tasks handed over). When Redis did not answer at start, the reader's starting point (the newest entry)
+  it goes in the round trip of the last of them, in a script that PUBLISHes only once every XADD
+  before it succeeded, so a subscriber it wakes finds them in the stream, and it costs no round
+  trip of its own (a ``work`` wake-up naming tasks handed over). When Redis did not answer at start, the reader's starting point (the newest entry)
   is read before the writer's first write, so the reader never starts after this replica's own
   first entries.
 * **Reading**: one ``XREAD BLOCK`` loop per replica hands every entry (this replica's included,
@@ -69,6 +70,27 @@ LINGER = 5.0
 
 Fields = dict[str | bytes, str | bytes]
 
+#: XADD each entry (ARGV: maxlen, the entry count, then per entry its field count and fields), then
+#: PUBLISH each (channel, payload) pair after them. ``redis.call`` raises on a refused XADD: the
+#: script ends there, before any PUBLISH.
+_APPEND_THEN_PUBLISH = """
+local at = 3
+for _ = 1, tonumber(ARGV[2]) do
+  local count = tonumber(ARGV[at])
+  local command = {'XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*'}
+  for i = 1, count do
+    command[6 + i] = ARGV[at + i]
+  end
+  redis.call(unpack(command))
+  at = at + count + 1
+end
+while at < #ARGV do
+  redis.call('PUBLISH', ARGV[at], ARGV[at + 1])
+  at = at + 2
+end
+return 0
+"""
+
 
 def position(stream_id: str) -> tuple[int, int]:
     """A stream id as a comparable pair (``"17-3"`` -> ``(17, 3)``)."""
@@ -109,6 +131,7 @@ class SharedStream:
         #: PUBLISHes to send right behind entries (see :meth:`publish_after`): the entries appended
         #: before each, its channel, payload and the future done once it is sent.
         self._publishes: deque[tuple[int, str, str, asyncio.Future[None]]] = deque()
+        self._script: Any = None  # (the XADD-then-PUBLISH script, registered on first use)
         self._wake: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -273,9 +296,9 @@ class SharedStream:
                 self._loop.call_soon_threadsafe(self._wake.set)
 
     def publish_after(self, channel: str, payload: str) -> asyncio.Future[None] | None:
-        """Publish ``payload`` on ``channel`` right behind the entries appended so far, in the pipeline
-        of the last of them (one round trip): Redis runs a pipeline's commands in order, so a subscriber
-        woken by it reads those entries in the stream. On the loop.
+        """Publish ``payload`` on ``channel`` right behind the entries appended so far, in the round trip
+        of the last of them: one script XADDs them and then PUBLISHes, and a refused XADD ends it before
+        the PUBLISH, so a subscriber woken by it reads those entries in the stream. On the loop.
 
         Returns:
             A future done once the PUBLISH is sent (after a failed write it is sent again with its
@@ -302,14 +325,12 @@ class SharedStream:
         publishes = list(itertools.takewhile(lambda p: p[0] <= through, self._publishes))
         if len(batch) == 1 and not dropped and not publishes:  # one commit group, one round trip
             await self.client.xadd(self.key, batch[0], maxlen=self.maxlen, approximate=True)
-        elif batch or dropped or publishes:
+        elif publishes:  # PUBLISH only once every XADD before it is done: one script
+            await self._append_then_publish(self._gap(dropped) + batch, publishes)
+        elif batch or dropped:
             pipe = self.client.pipeline(transaction=False)
-            if dropped:
-                pipe.xadd(self.key, {GAP: str(dropped)}, maxlen=self.maxlen, approximate=True)
-            for fields in batch:
+            for fields in self._gap(dropped) + batch:
                 pipe.xadd(self.key, fields, maxlen=self.maxlen, approximate=True)
-            for _, channel, payload, _ in publishes:  # behind the entries they follow
-                pipe.publish(channel, payload)
             await pipe.execute()
         for published in publishes:
             if self._publishes and self._publishes[0] is published:
@@ -330,6 +351,29 @@ class SharedStream:
             elif not future.done():
                 future.set_result(None)
         self._flush_waiters = waiting
+
+    @staticmethod
+    def _gap(dropped: int) -> list[Fields]:
+        """The gap marker standing for ``dropped`` entries never written (none: no marker)."""
+        return [{GAP: str(dropped)}] if dropped else []
+
+    async def _append_then_publish(
+        self, entries: list[Fields], publishes: list[tuple[int, str, str, asyncio.Future[None]]]
+    ) -> None:
+        """XADD ``entries`` then PUBLISH, in one script (one round trip): an XADD Redis refuses (out
+        of memory, MISCONF, READONLY, the key not a stream) ends the script before any PUBLISH, so no
+        subscriber is woken to look for entries that are not there (a pipeline, even MULTI/EXEC for a
+        key of the wrong type, would run the PUBLISH all the same)."""
+        if self._script is None:
+            self._script = self.client.register_script(_APPEND_THEN_PUBLISH)
+        args: list[Any] = [self.maxlen, len(entries)]
+        for fields in entries:
+            args.append(2 * len(fields))
+            for name, value in fields.items():
+                args += (name, value)
+        for _, channel, payload, _ in publishes:  # behind the entries they follow
+            args += (channel, payload)
+        await self._script(keys=[self.key], args=args)
 
     async def flushed(self) -> None:
         """Return once every entry appended before this call is in the stream (or dropped, which the

@@ -18,20 +18,21 @@ so no subtask can be assigned by two replicas. The rules:
 * **Don't hoard.** After a dispatch pass, a QUEUED task that nothing has started, with no local
   agent able to take it or beyond the window, is given up: it leaves memory, and the commit of its
   state marks it *leaving* (still held here: no claim pass elsewhere takes it;
-  :mod:`controlplane.storage.sql.claims`). Behind that commit's events a ``work`` wake-up naming
-  the tasks is published (one per commit), in the round trip that sends the events, right after them:
-  with Redis in the pipeline that appends them to the stream; without, in the statement that NOTIFYs
-  them (waited for at most :data:`EVENTS_WAIT` seconds: past that it is published on its own). A
-  replica woken claims them by id, guarded on the mark, in
-  one statement, and runs no search after it when it took them all; meanwhile this replica lets them go
-  (``claimed_by = NULL``, where the mark still stands), so a claim pass finds any the wake-up did
-  not bring (a lost wake-up; one too long to name them all names the first, and a second one, naming
-  none, follows the let-go). A successful let-go runs a claim pass here (agents may have connected). So
-  the replica claiming a task next cannot send a later event of it before this replica's
-  (per-task order holds across the handover), and no second commit waits on the way. The let-go
-  runs :data:`LET_GO_DELAY` after the wake-up (a claim by id would otherwise wait for its commit
-  on the same rows); one that fails, or passes over rows a claim by id has locked (which may yet
-  abort), is tried again on the poll.
+  :mod:`controlplane.storage.sql.claims`), and it is handed over (:mod:`.hand_over`): behind that
+  commit's events a ``work`` wake-up naming the tasks is published (one per commit), in the round
+  trip that sends the events, right after them: with Redis in the script that appends them to the
+  stream (no wake-up when an append is refused); without, in the statement that NOTIFYs them (waited
+  for at most :data:`.hand_over.EVENTS_WAIT` seconds: past that it is published on its own). A
+  replica woken claims them by id, guarded on the mark, in one statement, and runs no search after
+  it when it took them all; meanwhile this replica lets them go (``claimed_by = NULL``, where the
+  mark still stands), so a claim pass finds any the wake-up did not bring (a lost wake-up; one too
+  long to name them all names the first, and a second one, naming none, follows the let-go). A
+  successful let-go runs a claim pass here (agents may have connected). So the replica claiming a
+  task next cannot send a later event of it before this replica's (per-task order holds across the
+  handover), and no second commit waits on the way. The let-go runs
+  :data:`.hand_over.LET_GO_DELAY` after the wake-up (a claim by id would otherwise wait for its
+  commit on the same rows); one that fails, or passes over rows a claim by id has locked (which may
+  yet abort), is tried again on the poll.
 * **Dependencies across replicas.** A task that finishes is announced on ``finished`` (its id,
   after its commit); a replica holding tasks that wait for it evaluates them again. Where events
   cross replicas over LISTEN/NOTIFY (no Redis) the task's relayed TASK_STATUS_CHANGED event is that
@@ -62,6 +63,7 @@ from typing import TYPE_CHECKING, Any
 
 from controlplane.domain.events import Event, EventType
 from controlplane.domain.model import Subtask, SubtaskStatus, Task, TaskStatus
+from controlplane.scheduler.hand_over import EVENTS_WAIT, WORK, HandOver
 from controlplane.scheduler.queue import matches
 from controlplane.scheduler.work_hints import WorkHint
 
@@ -70,20 +72,14 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: Wake-up topics: claimable work appeared; tasks finished (payload: their ids, comma-separated).
-WORK, FINISHED = "work", "finished"
+#: Wake-up topic: tasks finished (payload: their ids, comma-separated); ``work``: :data:`.hand_over.WORK`.
+FINISHED = "finished"
 #: The names of the finished task statuses, as events carry them.
 FINISHED_STATUSES = frozenset(status.name for status in TaskStatus if status.finished)
 #: Tasks a full replica claims in one pass when better work than its worst appeared.
 SWAP_BATCH = 4
 #: Longest ``finished`` payload (the buses carry up to 4000 bytes).
 PAYLOAD_LIMIT = 3500
-#: Seconds a give-up waits for its events to leave for the other replicas before releasing the
-#: task anyway (Redis or the database not taking them: their watchers are told of the gap).
-EVENTS_WAIT = 2.0
-#: Seconds between a ``work`` wake-up naming tasks given up and their let-go (the fallback for a lost
-#: wake-up), so that the claim by id of a replica woken does not wait for the let-go's commit.
-LET_GO_DELAY = 0.1
 _TAKING = (SubtaskStatus.QUEUED, SubtaskStatus.BLOCKED, SubtaskStatus.RUNNING)
 
 Agents = list[tuple[str, frozenset[str], bool]]
@@ -188,22 +184,10 @@ class Claims:
         #: Whether the event relay tells the other replicas which tasks finished here (LISTEN/NOTIFY
         #: without Redis), so no `finished` wake-up is published.
         self._announced_by_relay = False
-        #: Tasks given up in the commit being gathered, and what their ``work`` wake-up will say.
-        self._leaving: list[str] = []
-        self._leaving_hint = WorkHint()
-        #: Tasks given up and not yet released, each with what is set once it is (a claim of one
-        #: here waits for it).
-        self._releasing: dict[str, asyncio.Event] = {}
-        self._leaving_released = asyncio.Event()
-        #: The commit (:attr:`Committer.generation`) that writes the state of the tasks in ``_leaving``.
-        self._leaving_in: object = None
         #: Tasks ``work`` wake-ups named, by the replica that gave them up: the next pass claims them by id.
         self._named: dict[str, dict[str, None]] = {}
-        #: Tasks given up whose let-go failed (tried again on the poll).
-        self._unlet: set[str] = set()
-        #: Tasks given up here whose let-go has not succeeded yet: their row may still be marked leaving
-        #: from here, which only this replica's claim (or one by id from their wake-up) takes.
-        self._marked: set[str] = set()
+        #: Tasks given up here on their way to the other replicas (wake-ups, let-go).
+        self.hand_over = HandOver(self)
         #: Tasks handed to another replica with an agent's session, by that replica's id: only its claim
         #: (:meth:`claim_given`) takes them until they are let go (:meth:`let_go_later`), not this one's.
         self.handed_to: dict[str, str] = {}
@@ -471,8 +455,8 @@ class Claims:
         )
         self._adopt(tasks, subs, fresh_check=False)
         if task_id in self.engine.tasks:
-            self._marked.discard(task_id)  # (its own id over the mark: nothing left to let go)
-            self._unlet.discard(task_id)
+            self.hand_over.marked.discard(task_id)  # (its own id over the mark: nothing left to let go)
+            self.hand_over.unlet.discard(task_id)
             return True
         return False
 
@@ -503,13 +487,13 @@ class Claims:
         """Tasks given up for one replica to claim by id (:meth:`claim_given`), their mark committed: let
         go of those it did not claim after ``delay`` seconds (it died meanwhile), so that any replica may
         claim them."""
-        self._marked.update(task_ids)
+        self.hand_over.marked.update(task_ids)
         self.released += len(task_ids)
 
         async def later() -> None:
             await asyncio.sleep(delay)
             if not (self._stopped or self.check_fence()):
-                await self._let_go(task_ids)
+                await self.hand_over.let_go(task_ids)
             for task_id in task_ids:
                 self.handed_to.pop(task_id, None)
 
@@ -522,13 +506,13 @@ class Claims:
         await self.until_released(task_id)
         if task_id in self.engine.tasks:
             return True
-        if task_id not in self._marked or task_id in self.handed_to or self.fenced or self._stopped:
+        if task_id not in self.hand_over.marked or task_id in self.handed_to or self.fenced or self._stopped:
             return False
         return await self.claim_task(task_id)
 
     async def until_released(self, task_id: str) -> None:
         """Return once a task given up here is released (at once for any other task)."""
-        released = self._releasing.get(task_id)
+        released = self.hand_over.releasing.get(task_id)
         if released is not None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(released.wait(), EVENTS_WAIT + 1.0)
@@ -586,33 +570,16 @@ class Claims:
         )
 
     def sends_away(self, tasks: list[Task]) -> bool:
-        """Whether the tasks of a submit accepted here go to the other replicas in the submit's own commit
-        (:meth:`leave_in_commit`, then :meth:`sent_away`): no agent is connected here, so none could run
-        them (planning waits for the replica that claims them), none waits for a dependency (those
-        wait here, as on one replica, and are given up once planned) and none waits for its plan's
-        approval (``approve_plan``: planned here, so the user sees the plan at once, and given up once
-        approved)."""
-        if not tasks or self.fenced or self._stopped or self._loop is None or self._agents():
-            return False
-        return not any(task.depends_on or task.approve_plan for task in tasks)
+        """See :meth:`HandOver.sends_away`."""
+        return self.hand_over.sends_away(tasks)
 
     def leave_in_commit(self, tasks: list[Task]) -> None:
-        """Mark tasks not in memory here leaving in the commit that writes them (a submit's)."""
-        for task in tasks:
-            self.engine.committer.release(task.id)
+        """See :meth:`HandOver.leave_in_commit`."""
+        self.hand_over.leave_in_commit(tasks)
 
     def sent_away(self, tasks: list[Task]) -> None:
-        """Tasks :meth:`leave_in_commit` marked are committed and their events delivered: hand them over
-        now (the wake-up goes right behind those events)."""
-        hint, released = WorkHint(origin=self.holder), asyncio.Event()
-        for task in tasks:  # not planned yet: announced by the agent type they name, if any
-            self.released += 1
-            hint.add(
-                int(task.priority), task.create_time, [(task.agent_type, "")] if task.agent_type else None
-            )
-            self._releasing[task.id] = released
-            self._marked.add(task.id)
-        self._hand_over_after_events([task.id for task in tasks], hint, released)
+        """See :meth:`HandOver.sent_away`."""
+        self.hand_over.sent_away(tasks)
 
     def _give_up(self, task: Task) -> None:
         self.released += 1
@@ -623,108 +590,8 @@ class Claims:
             else [(sub.agent_type, sub.capability) for sub in subs if sub.status in _TAKING]
         )
         self.engine._give_up(task)
-        self._hand_over_soon(task, needs)
+        self.hand_over.soon(task, needs)
         self.engine.committer.release(task.id)  # marked leaving in the commit of its state
-
-    def _hand_over_soon(self, task: Task, needs: list[tuple[str, str]] | None) -> None:
-        """Hand a task over after the commit being gathered (one wake-up for all the tasks it gives up)."""
-        committer = self.engine.committer
-        if self._leaving_in is not committer.generation:  # one wake-up per commit of given-up state
-            leaving: list[str] = []
-            hint = WorkHint(origin=self.holder)
-            released = asyncio.Event()
-            self._leaving, self._leaving_hint = leaving, hint
-            self._leaving_released, self._leaving_in = released, committer.generation
-            # (last: the events of that commit are on their way by then, so its wake-up can follow them)
-            committer.after_commit(lambda: self._hand_over_after_events(leaving, hint, released), last=True)
-        self._leaving_hint.add(int(task.priority), task.create_time, needs)
-        self._leaving.append(task.id)
-        self._releasing[task.id] = self._leaving_released
-        self._marked.add(task.id)
-
-    def _hand_over_after_events(self, task_ids: list[str], hint: WorkHint, released: asyncio.Event) -> None:
-        """After the commit that marked given-up tasks leaving, once its events are on their way to the
-        other replicas: the wake-up naming the tasks goes out right behind them where the bus can send it
-        in the same round trip (Redis: the PUBLISH in the pipeline of the events' XADD), else once they
-        are sent (:meth:`_hand_over`)."""
-        if self._leaving is task_ids:
-            self._leaving, self._leaving_in = [], None
-        hint.ids = task_ids
-        payload = hint.encode()
-        named = len(WorkHint.decode(payload).ids)
-        woken = None
-        if named and not (self._stopped or self.check_fence()):
-            woken = self._wake_behind_events(payload)
-        self.engine._background(self._hand_over(task_ids, hint, released, payload, named, woken))
-
-    def _wake_behind_events(self, payload: str) -> asyncio.Future[None] | None:
-        """Queue a ``work`` wake-up right behind the events still to be written to the event stream, in
-        their round trip (done once sent); None when the bus cannot, or no event waits."""
-        watchers = self.engine.watchers
-        stream = watchers.stream if watchers.stream is not None else watchers.relay
-        publish_after = getattr(self.bus, "publish_after", None)
-        if stream is None or publish_after is None:
-            return None
-        try:
-            woken: asyncio.Future[None] | None = publish_after(stream, WORK, payload)
-        except Exception as exc:  # (published after the events, as without a stream)
-            log.warning("could not queue a work wake-up behind its events: %s", exc)
-            return None
-        return woken
-
-    async def _hand_over(
-        self,
-        task_ids: list[str],
-        hint: WorkHint,
-        released: asyncio.Event,
-        payload: str,
-        named: int,
-        woken: asyncio.Future[None] | None,
-    ) -> None:
-        """Once the events of tasks given up left for the other replicas: wake those (naming the tasks; done
-        already when ``woken`` is sent) and let the tasks go."""
-        try:
-            try:  # (on a timeout a wake-up still queued behind the events is dropped: published below)
-                await asyncio.wait_for(
-                    woken if woken is not None else self.engine.watchers.sent_on(), EVENTS_WAIT
-                )
-            except TimeoutError:
-                woken = None
-                log.warning(
-                    "handing %d tasks over before their events reached the other replicas", len(task_ids)
-                )
-            if self._stopped or self.check_fence():
-                return  # (a stop gives up everything it holds, and wakes the others)
-            if named and woken is None:  # the others claim them by id now, whether or not they are let go yet
-                self._publish(WORK, payload)
-        finally:  # (from here on a claim here takes them back: the mark is committed)
-            for task_id in task_ids:
-                self._releasing.pop(task_id, None)
-            released.set()
-        if named:  # (the claim by id does not wait behind the let-go's commit on the same rows)
-            await asyncio.sleep(LET_GO_DELAY)
-        if self._stopped or self.check_fence():
-            return
-        await self._let_go(task_ids)
-        if named < len(task_ids):  # (too many to name them all: the others search, finding them once let go)
-            hint.ids = []
-            self._publish(WORK, hint.encode())
-
-    async def _let_go(self, task_ids: list[str]) -> None:
-        """Make tasks given up here claimable by any claim pass (those claimed by id meanwhile stay)."""
-        try:
-            locked = await self.engine.storage.call(self.store.let_go, self.holder, task_ids)
-        except Exception as exc:  # the wake-up named them; the poll tries again for a claim pass
-            log.warning(
-                "could not let go of %d tasks given up (tried again on the poll): %s", len(task_ids), exc
-            )
-            self._unlet.update(task_id for task_id in task_ids if task_id in self._marked)
-            return
-        # Passed over while a claim by id locked them: tried again on the poll, in case that claim aborts.
-        self._unlet.update(task_id for task_id in locked if task_id in self._marked)
-        self._marked.difference_update(set(task_ids) - set(locked))
-        self._maybe_more = True
-        self.request()  # (agents that connected here meanwhile may take them: no wait for the poll)
 
     def _publish(self, topic: str, payload: str) -> None:
         async def send() -> None:
@@ -810,9 +677,9 @@ class Claims:
             self._on_demand.clear()
             self._fresh.extend(self.queued)  # agents may have left: is every held task still takeable?
             self.dispatched(hungry=True)
-            if self._unlet:
-                unlet, self._unlet = list(self._unlet), set()
-                await self._let_go(unlet)
+            if self.hand_over.unlet:
+                unlet, self.hand_over.unlet = list(self.hand_over.unlet), set()
+                await self.hand_over.let_go(unlet)
             if getattr(self.store, "unreturned", None):  # a claim by id could not give back what it refused
                 try:
                     await self.engine.storage.call(self.store.give_back_unreturned, self.holder)

@@ -241,6 +241,7 @@ class Engine:
             metrics=metrics,
             get_tasks=self.reads.get_tasks,
             publish=self._publish,
+            publish_written=self.watchers.publish_written,
             finish_task=self._finish_task,
             plan_and_queue=self.planning._plan_and_queue,
             background=self._background,
@@ -421,12 +422,13 @@ class Engine:
         for task in tasks:
             for sub in self.subtasks[task.id].values():
                 self._count(task, sub, sub.status, 1)
+        plan_now: list[Task] = []  # planned after the loop below, which queues stored steps only
         for task in tasks:
             for dep in task.depends_on:
                 self._dependants[dep].add(task.id)
             if task.status == TaskStatus.PENDING:
                 if start_now and not task.depends_on:
-                    self._evaluate_dependencies(task)
+                    plan_now.append(task)
                 else:
                     self._background(self._start_if_ready(task.id))
                 if self.review.awaiting_approval(task):
@@ -453,6 +455,8 @@ class Engine:
                         sharing -= 1
                 elif sub.status == SubtaskStatus.QUEUED:
                     self._enqueue(task, sub)
+        for task in plan_now:  # (planning queues its ready steps itself)
+            self._evaluate_dependencies(task)
         self._kick()
 
     def _background(self, coro: Coroutine[Any, Any, Any]) -> None:

@@ -104,6 +104,7 @@ class Intake:
         metrics: Any,
         get_tasks: Callable[[list[str]], Awaitable[list[Task]]],
         publish: Callable[..., None],
+        publish_written: Callable[[list[tuple[Event, Task]]], None],
         finish_task: Callable[[Task, TaskStatus, Failure | None], None],
         plan_and_queue: Callable[[Task], None],
         background: Callable[[Coroutine[Any, Any, Any]], None],
@@ -120,6 +121,7 @@ class Intake:
         self.metrics = metrics
         self.get_tasks = get_tasks
         self._publish = publish
+        self._publish_written = publish_written
         self._finish_task = finish_task
         self._plan_and_queue = plan_and_queue
         self._background = background
@@ -309,9 +311,10 @@ class Intake:
     def _send_away(self, tasks: list[Task]) -> None:
         """Tasks written leaving in their submit's commit (no agent here), once it is done: their events,
         then the hand-over."""
+        self._publish_written(
+            [(Event(EventType.TASK_SUBMITTED, task_id=task.id, to_status="PENDING"), task) for task in tasks]
+        )
         for task in tasks:
-            event = Event(EventType.TASK_SUBMITTED, task_id=task.id, to_status="PENDING")
-            self._publish(event, task, written=True)
             self.metrics.task_submitted(task)
         self.claims.sent_away(tasks)
 

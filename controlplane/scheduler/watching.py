@@ -338,37 +338,50 @@ class Watchers:
         sub: Subtask | None = None,
         *,
         committed: bool = False,
-        written: bool = False,
     ) -> None:
         """Deliver an event to task watchers and event listeners once it is durable.
 
         Progress and output events carry no state change and are delivered at
-        once (``committed=True``). ``written``: the change is committed already, so the event is
-        delivered at once too, after the taps (what they mark joins the next commit).
+        once (``committed=True``).
         """
+        if committed:
+            self._deliver([self._stamp(event, task, sub)])
+            return
+        stamped = self._stamp(event, task, sub)
+        self._tap(event, task)
+        generation = self.committer.generation_id
+        if self._events_generation != generation:
+            pending: list[tuple[Event, Snapshots]] = []
+            self._events_generation, self._pending_events = generation, pending
+            self.committer.after_commit(lambda: self._deliver(pending))
+        self._pending_events.append(stamped)
+
+    def publish_written(self, events: list[tuple[Event, Task]]) -> None:
+        """Deliver events whose changes are committed already, at once and as one group (one stream
+        entry, one NOTIFY), after the taps (what they mark joins the next commit)."""
+        group = []
+        for event, task in events:
+            group.append(self._stamp(event, task, None))
+            self._tap(event, task)
+        if group:
+            self._deliver(group)
+
+    def _stamp(self, event: Event, task: Task, sub: Subtask | None) -> tuple[Event, Snapshots]:
+        """Number the event, and snapshot its task for the task's watchers here (if any)."""
         self._event_seq += 1
         event.id = self._event_seq
         event.owner = task.owner
         snapshots = None
         if task.id in self._watchers:
             snapshots = (copy.copy(task), copy.copy(sub) if sub else None)
-        if committed:
-            self._deliver([(event, snapshots)])
-            return
+        return event, snapshots
+
+    def _tap(self, event: Event, task: Task) -> None:
         for tap in self.event_taps:
             try:
                 tap(event, task)
             except Exception:  # a failing tap must not stop the transition
                 log.exception("event tap failed")
-        if written:
-            self._deliver([(event, snapshots)])
-            return
-        generation = self.committer.generation_id
-        if self._events_generation != generation:
-            pending: list[tuple[Event, Snapshots]] = []
-            self._events_generation, self._pending_events = generation, pending
-            self.committer.after_commit(lambda: self._deliver(pending))
-        self._pending_events.append((event, snapshots))
 
     def _deliver(self, events: list[tuple[Event, Snapshots]]) -> None:
         if self.stream is not None:  # every replica's watchers hear it from the stream, this one's too

@@ -5,8 +5,9 @@ pool for each batch costs Python work, and letting SQLAlchemy commit after the s
 a second round trip to the server: the statements' pipeline is synced first, then COMMIT is
 sent on its own. :class:`HeldConnection` keeps one pooled connection checked out for these
 writes, in autocommit mode: a write that is one statement is its own transaction, and a longer
-one sends BEGIN, its statements and COMMIT in one pipeline. Either way a commit waits for the
-network once (and for the server's WAL flush).
+one sends BEGIN, its statements and COMMIT in one pipeline. Either way such a commit waits for the
+network once (and for the server's WAL flush); a write whose later statements depend on the rows of
+its first (:meth:`HeldConnection.decide`) waits twice.
 
 A failed write (a connection the server dropped, a constraint violated) invalidates the
 connection: the next write checks out a fresh one, so no broken or half-finished transaction is

@@ -17,7 +17,7 @@ from controlplane.errors import FailedPrecondition, MaosError
 from controlplane.replicas.event_notify import MAX_PAYLOAD, NotifyRelay, pack
 from controlplane.replicas.event_stream import decode_event
 from tests.controlplane.api.test_stream_resume import reason_of
-from tests.controlplane.replicas.test_event_stream import _events_of, _submit, replica_pair
+from tests.controlplane.replicas.test_event_stream import _events_of, _submit, _submit_batch, replica_pair
 from tests.harness.server import wait_for
 
 
@@ -199,3 +199,40 @@ async def test_a_dependency_finishing_on_another_replica_is_announced_by_its_rel
                 if note.payload == "marker":
                     break
             assert heard == ["marker"]
+
+
+async def test_a_batch_sent_away_at_its_submit_is_one_notification(tmp_path: Path, postgres_url: str) -> None:
+    """Without Redis, the events of a batch written leaving in its submit's commit go out as one group:
+    one NOTIFY naming them all, as any commit's do."""
+    import psycopg
+
+    from controlplane.replicas.event_notify import CHANNEL
+
+    async with replica_pair(tmp_path, **{"database.primary_url": postgres_url}) as pair:
+        a = pair[0]
+        listener = await psycopg.AsyncConnection.connect(a.engine.watchers.relay.conninfo, autocommit=True)
+        try:
+            await listener.execute(f"LISTEN {CHANNEL}")
+            sent_away = a.engine.claims.sent_away
+            calls: list[int] = []
+            a.engine.claims.sent_away = lambda tasks: (calls.append(len(tasks)), sent_away(tasks))  # type: ignore[method-assign]
+            ids = await _submit_batch(pair[2], 4)
+            assert calls == [4]  # written leaving in the submit's commit
+            await asyncio.wait_for(a.engine.watchers.relay.flushed(), 10)
+            naming: list[set[str]] = []
+
+            async def hear() -> None:
+                async for note in listener.notifies():
+                    events = [decode_event(line.encode(), "") for line in note.payload.split("\n")[1:]]
+                    named = {
+                        e.task_id for e in events if e.type == EventType.TASK_SUBMITTED and e.task_id in ids
+                    }
+                    if named:
+                        naming.append(named)
+                    if set().union(*naming) == set(ids):
+                        return
+
+            await asyncio.wait_for(hear(), 10)
+            assert naming == [set(ids)]
+        finally:
+            await listener.close()

@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from agent_sdk.proto.maos.v1 import task_service_pb2 as t
 from agent_sdk.worker import Worker
 from controlplane.app import build_app
 from controlplane.domain.events import Event, EventType
-from controlplane.replicas.event_stream import decode_event, encode_event, encode_events
+from controlplane.replicas.event_stream import decode_event, decode_events, encode_event, encode_events
 from tests.controlplane.access.test_access import user_key
 from tests.controlplane.api.test_stream_resume import reason_of
 from tests.controlplane.replicas.test_redis import private_redis  # noqa: F401 (a fixture)
@@ -570,3 +571,39 @@ async def test_watching_while_redis_does_not_answer_is_unavailable() -> None:
     finally:
         await shared.close()
         await client.aclose()
+
+
+async def _submit_batch(stubs: Stubs, count: int) -> list[str]:
+    requests = [t.SubmitTaskRequest(task=m.Task(description=f"batch {i}")) for i in range(count)]
+    request = t.BatchSubmitTasksRequest(requests=requests, request_id=str(uuid.uuid4()))
+    reply = await stubs.tasks.BatchSubmitTasks(request, timeout=10)
+    return [task.name.removeprefix("tasks/") for task in reply.tasks]
+
+
+async def test_a_batch_sent_away_at_its_submit_is_one_entry_of_the_stream(
+    pair: Any, redis_url: str, redis_namespace: str
+) -> None:
+    """A has no agent: a batch submitted there is written leaving in its submit's commit, and the events
+    of that commit go to the stream as one group (one entry), as any commit's do."""
+    import redis.asyncio as aioredis
+
+    a, _, stubs_a, _, _ = pair
+    sent_away = a.engine.claims.sent_away
+    calls: list[int] = []
+    a.engine.claims.sent_away = lambda tasks: (calls.append(len(tasks)), sent_away(tasks))  # type: ignore[method-assign]
+    ids = await _submit_batch(stubs_a, 4)
+    assert calls == [4]  # written leaving in the submit's commit
+    await asyncio.wait_for(a.engine.watchers.stream.stream.flushed(), 10)
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        entries = await client.xrange(f"{redis_namespace}events", "-", "+")
+    finally:
+        await client.aclose()
+    groups = []
+    for stream_id, fields in entries:
+        decoded = [
+            e for e in decode_events(fields[b"e"], stream_id.decode()) if e.type == EventType.TASK_SUBMITTED
+        ]
+        if any(e.task_id in ids for e in decoded):
+            groups.append(sorted(e.task_id for e in decoded))
+    assert groups == [sorted(ids)]

@@ -10,6 +10,8 @@ and runs no search after it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -20,10 +22,13 @@ import redis.asyncio as aioredis
 from agent_sdk.proto.maos.v1 import enums_pb2 as enums
 from agent_sdk.proto.maos.v1 import task_service_pb2 as t
 from controlplane.domain.events import Event, EventType
+from controlplane.domain.model import Priority, now
 from controlplane.replicas import streams
 from controlplane.replicas.event_notify import CHANNEL, NotifyRelay
 from controlplane.replicas.event_stream import EventStream
 from controlplane.replicas.wakeups import PostgresWakeupBus, RedisWakeupBus
+from controlplane.scheduler.claims import WORK
+from controlplane.scheduler.work_hints import WorkHint
 from tests.controlplane.replicas.test_event_stream import _submit, pair, replica_pair  # noqa: F401 (pair: a fixture)
 from tests.harness.server import wait_for
 
@@ -36,6 +41,17 @@ async def _stream_and_bus(redis_url: str, prefix: str) -> tuple[Any, EventStream
     await shared.start()
     listener = aioredis.Redis.from_url(redis_url)
     return client, events, RedisWakeupBus(listener, prefix), listener
+
+
+async def _monitor_on(client: Any, shown: asyncio.Event, marker: str) -> None:
+    """Return once MONITOR shows commands: ``shown`` is set when it shows ``ECHO marker``, sent (again,
+    every half second) until it does."""
+    deadline = time.monotonic() + 10
+    while not shown.is_set():
+        assert time.monotonic() < deadline, "MONITOR showed no command within 10 s"
+        await client.echo(marker)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(shown.wait(), 0.5)
 
 
 async def test_a_wake_up_behind_events_is_executed_after_them_and_finds_them(
@@ -55,17 +71,20 @@ async def test_a_wake_up_behind_events_is_executed_after_them_and_finds_them(
     )
     await asyncio.wait_for(bus.start(), 10)
     commands: list[str] = []
+    marker, shown = f"{redis_namespace}:ready", asyncio.Event()
 
     async def watch_commands() -> None:  # the order Redis executes the commands in
         async with monitor_client.monitor() as monitor:
             async for command in monitor.listen():
                 text = str(command.get("command", ""))
-                if redis_namespace in text:
+                if marker in text:
+                    shown.set()
+                elif redis_namespace in text:
                     commands.append(text)
 
     watching = asyncio.create_task(watch_commands())
     try:
-        await asyncio.sleep(0.2)  # (MONITOR is on: its reply comes before any command it shows)
+        await _monitor_on(client, shown, marker)
         for index in range(20):
             events.send([(Event(EventType.TASK_SUBMITTED, task_id=f"task-{index}"), None)])
             woken = bus.publish_after(events, "work", f"task-{index}")
@@ -114,6 +133,36 @@ async def test_a_wake_up_its_caller_gave_up_is_not_sent(redis_url: str, redis_na
         await listener.aclose()
 
 
+async def test_a_wake_up_behind_an_append_redis_refuses_is_not_sent(
+    redis_url: str, redis_namespace: str
+) -> None:
+    """The stream's key holds a string, so its XADD is refused: the PUBLISH behind it is not run (a
+    woken replica would look for entries that are not there), neither then nor as the write is retried."""
+    client, events, bus, listener = await _stream_and_bus(redis_url, redis_namespace)
+    heard: list[str] = []
+    bus.subscribe("work", heard.append)
+    await asyncio.wait_for(bus.start(), 10)
+    refused: asyncio.Future[None] | None = None
+    try:
+        await client.set(events.stream.key, "not a stream")
+        events.send([(Event(EventType.TASK_SUBMITTED, task_id="refused"), None)])
+        refused = bus.publish_after(events, "work", "refused")
+        assert refused is not None
+        await wait_for(lambda: events.stream.failing, 10, message="the refused write")
+        await bus.publish("work", "after")  # heard after anything published before it
+        await wait_for(lambda: "after" in heard, 10, message="the wake-up published after the refusal")
+        assert heard == ["after"]
+        assert not refused.done()  # still waiting with its entries
+    finally:
+        if refused is not None:
+            refused.cancel()
+        await client.delete(events.stream.key)
+        await bus.close()
+        await events.stream.close()
+        await client.aclose()
+        await listener.aclose()
+
+
 @pytest.fixture
 async def calm_pair(tmp_path: Path, postgres_url: str, redis_url: str, redis_namespace: str) -> Any:
     """Replicas A (no agent) and B (an echo agent), their claims polls out of the way."""
@@ -148,9 +197,31 @@ async def test_a_task_handed_over_is_claimed_by_id_and_no_search_follows(calm_pa
     assert a.engine.claims.released >= 5 and not a.engine.tasks
 
 
+async def test_a_claim_by_id_that_takes_fewer_than_named_is_followed_by_a_search(calm_pair: Any) -> None:
+    """A wake-up naming a task B cannot take (no such task: as one claimed elsewhere first) leaves B's
+    claim by id with fewer than named, so it says nothing of what else is claimable: the next dispatch
+    pass with room runs a search claim."""
+    a, b, _, _, _ = calm_pair
+    claims = b.engine.claims
+    await wait_for(lambda: claims._pass is None or claims._pass.done(), 10, message="B's first pass")
+    passes, by_id = claims.passes, claims.claimed_by_id
+    hint = WorkHint(origin=a.engine.claims.holder, ids=[f"t{uuid.uuid4().hex[:24]}"])
+    hint.add(int(Priority.NORMAL), now(), None)
+    await a.engine.claims.bus.publish(WORK, hint.encode())
+    await wait_for(
+        lambda: claims.passes > passes and claims._pass is not None and claims._pass.done(),
+        10,
+        message="B's claim by id",
+    )
+    assert claims.claimed_by_id == by_id  # it took none of those named
+    b.engine._kick()  # a dispatch pass: B's agent has room
+    await wait_for(lambda: claims.passes == passes + 2, 10, message="the search claim after it")
+
+
 async def test_without_redis_the_wake_up_is_notified_behind_the_events(postgres_url: str) -> None:
     """Over LISTEN/NOTIFY the wake-up goes in the statement that NOTIFYs the events, after them: one
-    listening connection receives them in that order (as every replica does, at the commit)."""
+    listening connection receives them in that order, at the commit (a replica hears the events and the
+    wake-ups on two connections, between which the order is not assured)."""
     import psycopg
     from psycopg import sql
 

@@ -263,3 +263,15 @@ async def test_unknown_task_is_not_found(engine: Engine) -> None:
         await engine.get_task("t-unknown")
     with pytest.raises(NotFound):
         await engine.cancel("t-unknown", "", "users/u")
+
+
+async def test_a_task_taken_in_and_planned_at_once_queues_each_ready_step_once(engine: Engine) -> None:
+    """A task claimed from another replica is planned as it is taken into memory (``start_now``): its
+    ready steps are queued by the planning alone, one heap entry and a fairness count of one each, so
+    they wait no longer than the same steps of a task submitted here."""
+    task = Task(id=engine.new_task_id(), description="claimed")
+    engine._restore([task], [], start_now=True)
+    queued = [sub for sub in engine.subtasks[task.id].values() if sub.status == SubtaskStatus.QUEUED]
+    assert queued, "planned at once: its first steps are ready"
+    assert len(engine.dispatch.queue) == len(queued)
+    assert engine.dispatch.queue._per_task[task.id] == len(queued)

@@ -183,3 +183,48 @@ async def test_a_lone_change_commits_after_one_turn_while_the_loop_is_busy_with_
             assert turns - before <= 8  # waking, one gather turn, the write, the answer (the bound is 32)
     finally:
         busy = False
+
+
+async def test_changes_arriving_between_idle_turns_share_a_commit_while_commits_follow_each_other(
+    monkeypatch: Any,
+) -> None:
+    """Right after a commit, turns that add nothing (a call's answer going out) do not end the gathering."""
+    monkeypatch.setattr(committer_module, "GATHER_SECONDS", 3600.0)  # the bound in turns decides alone
+    storage = RecordingStorage()
+    loop = asyncio.get_running_loop()
+    async with running(storage) as committer:
+        committer.task(Task(id="t0", description="x"))
+        await committer.durable()  # a commit just ended: the next one gathers patiently
+
+        def arrive(n: int, idle: bool) -> None:  # a change every other turn, the loop never empty
+            if idle:
+                loop.call_soon(arrive, n, False)
+                return
+            committer.task(Task(id=f"t{n}", description="x"))
+            if n < 5:
+                loop.call_soon(arrive, n + 1, True)
+
+        arrive(1, False)
+        await committer.durable()
+        assert [[t.id for t in batch.tasks] for batch in storage.writes] == [
+            ["t0"],
+            ["t1", "t2", "t3", "t4", "t5"],
+        ]
+
+
+async def test_without_a_recent_commit_a_turn_adding_nothing_ends_the_gathering() -> None:
+    storage = RecordingStorage()
+    loop = asyncio.get_running_loop()
+    async with running(storage) as committer:
+
+        def arrive(n: int, idle: bool) -> None:
+            if idle:
+                loop.call_soon(arrive, n, False)
+                return
+            committer.task(Task(id=f"t{n}", description="x"))
+            if n < 3:
+                loop.call_soon(arrive, n + 1, True)
+
+        arrive(1, False)
+        await wait_for(lambda: sum(len(batch.tasks) for batch in storage.writes) == 3)
+        assert len(storage.writes) > 1

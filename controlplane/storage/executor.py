@@ -13,8 +13,11 @@ T = TypeVar("T")
 
 #: Batches of at most this many rows are committed on the event loop by a
 #: backend that offers ``write_now`` (larger ones go to the storage thread, where
-#: the database works while the loop goes on).
-WRITE_NOW_MAX_ROWS = 24
+#: the database works while the loop goes on). A lone call's commit (its task,
+#: subtask, audit record: a few rows) stays on the loop, where it waits for no
+#: thread; the larger commits of a stream of calls go to the thread, and the
+#: loop gathers the next one meanwhile.
+WRITE_NOW_MAX_ROWS = 8
 
 
 def fast_write(backend: StorageBackend) -> Callable[[WriteBatch], bool] | None:

@@ -167,6 +167,15 @@ class LogBook:
                     break
         return found
 
+    @property
+    def capacity(self) -> int:
+        """How many records the ring keeps (the oldest leave as new ones come)."""
+        return self._entries.maxlen or 0
+
+    def oldest_seq(self) -> int:
+        """The number of the oldest record kept (the next one's when none is)."""
+        return self._entries[0].seq if self._entries else self._seq + 1
+
     def after(self, wanted: LogFilter, seq: int) -> list[LogEntry]:
         """Every kept matching record written after record ``seq``, oldest first (to resume a tail).
 

@@ -39,14 +39,20 @@ import pluggy
 from controlplane.domain.events import Event, EventType
 from controlplane.errors import FailedPrecondition, InvalidArgument, MaosError, Unavailable
 from controlplane.hookspecs import hookimpl
-from controlplane.logbook import LogBook, LogEntry
+from controlplane.logbook import LogBook, LogEntry, LogFilter
 from controlplane.replicas.redis_conn import RedisConnection
-from controlplane.replicas.streams import GAP, MAX_OUTBOX, READ_TIMEOUT, SharedStream
+from controlplane.replicas.streams import GAP, MAX_BATCH, MAX_OUTBOX, READ_COUNT, READ_TIMEOUT, SharedStream
 
 log = logging.getLogger(__name__)
 
 #: Snapshots of this replica's events kept until the stream brings the events back.
 MAX_SNAPSHOTS = 100_000
+#: Stream entries one ListLogs page continued from the stream reads at most (a page not full by
+#: then ends early, with a token to go on): one call's time stays bounded however rare its records.
+MAX_PAGE_SCAN = 10_000
+#: Entries before a ListLogs page's first one read to tell second copies from first ones: a
+#: pipeline sent again holds at most MAX_BATCH entries, so a copy comes within that many of its first.
+LOOK_BACK = MAX_BATCH
 
 _ORIGIN, _NUMBER, _BODY = b"r", b"n", b"e"
 
@@ -101,6 +107,10 @@ def encode_events(events: list[Event]) -> bytes:
 def decode_events(body: bytes, stream_id: str) -> list[Event]:
     """The events of a stream entry; each one's id is ``<stream id>-<index in the entry>``."""
     return [_event(row, f"{stream_id}-{index}") for index, row in enumerate(json.loads(body))]
+
+
+def _entry_id(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def split_event_id(event_id: str) -> tuple[str, int]:
@@ -356,6 +366,114 @@ class LogStream:
             if entry is not None:
                 found.append(entry)
         return found
+
+    async def page(
+        self, record_id: str, newest_first: bool, wanted: LogFilter, limit: int
+    ) -> tuple[list[LogEntry], str]:
+        """A ListLogs page continued on any replica: up to ``limit`` records matching ``wanted``
+        after entry ``record_id`` (before it, ``newest_first``), read from the stream, second copies
+        left out; and "" or, when :data:`MAX_PAGE_SCAN` entries were read before the page filled,
+        the id of the last one read (the next page goes on from there).
+
+        Raises:
+            FailedPrecondition: Entry ``record_id`` is no longer in the stream (trimmed past
+                ``redis.stream_max_len``, or lost with Redis): ERROR_REASON_RESUME_POINT_LOST.
+            Unavailable: Redis does not answer.
+        """
+        import redis
+
+        client, key = self.stream.client, self.stream.key
+        try:
+            # The named entry and the LOOK_BACK before it: a resent pipeline's second copies come
+            # within that many entries of their first ones, so the look-back tells them apart as
+            # the log book did (the later entry of a pair is the copy).
+            behind = await client.xrevrange(key, record_id, "-", count=LOOK_BACK + 1)
+            if not behind or _entry_id(behind[0][0]) != record_id:
+                first = await client.xrange(key, "-", "+", count=1)
+                oldest = _entry_id(first[0][0]) if first else "none"
+                raise FailedPrecondition(
+                    f"page_token continues after log record {record_id}, which is no longer kept: the "
+                    f"system keeps about its last {self.stream.maxlen} log records (the oldest now is "
+                    f"{oldest}); list again from the first page, or read older records from the log files",
+                    reason="ERROR_REASON_RESUME_POINT_LOST",
+                    metadata={"oldest_kept": oldest},
+                )
+            if newest_first:
+                return await self._page_back(behind[1:], wanted, limit)
+            return await self._page_on(record_id, behind, wanted, limit)
+        except redis.RedisError as exc:
+            raise Unavailable(
+                f"cannot read the log records stream: Redis does not answer ({exc}); try again",
+                metadata={"component": "redis"},
+            ) from None
+
+    async def _page_on(
+        self, record_id: str, behind: list[tuple[Any, dict[bytes, bytes]]], wanted: LogFilter, limit: int
+    ) -> tuple[list[LogEntry], str]:
+        """:meth:`page` oldest first; ``behind``: the named entry and those before it, newest first."""
+        client, key = self.stream.client, self.stream.key
+        found: list[LogEntry] = []
+        last_read: dict[bytes, int] = {}
+        for _, fields in reversed(behind):
+            _again(last_read, fields)
+        scanned, cursor = 0, "(" + record_id
+        while scanned < MAX_PAGE_SCAN:
+            count = min(READ_COUNT, MAX_PAGE_SCAN - scanned)
+            chunk = await client.xrange(key, cursor, "+", count=count)
+            for entry_id, fields in chunk:
+                scanned += 1
+                cursor = "(" + _entry_id(entry_id)
+                if _again(last_read, fields):
+                    continue
+                entry = self._decode(_entry_id(entry_id), fields)
+                if entry is not None and wanted.matches(entry):
+                    found.append(entry)
+                    if len(found) == limit:
+                        return found, ""
+            if len(chunk) < count:
+                return found, ""
+            await asyncio.sleep(0)  # a long scan does not hold the event loop
+        return found, cursor[1:]
+
+    async def _page_back(
+        self, older: list[tuple[Any, dict[bytes, bytes]]], wanted: LogFilter, limit: int
+    ) -> tuple[list[LogEntry], str]:
+        """:meth:`page` newest first; ``older``: the entries before the named one, newest first.
+
+        An entry is a second copy when one of its writer with a number as high comes before it;
+        each entry is decided once the LOOK_BACK entries before it are read (or the stream's start).
+        """
+        client, key = self.stream.client, self.stream.key
+        found: list[LogEntry] = []
+        pending = list(older)  # read, not yet decided; newest first
+        exhausted = len(pending) < LOOK_BACK
+        scanned = 0
+        while scanned < MAX_PAGE_SCAN and pending:
+            count = min(READ_COUNT, MAX_PAGE_SCAN - scanned)
+            while not exhausted and len(pending) < count + LOOK_BACK:
+                want = count + LOOK_BACK - len(pending)
+                more = await client.xrevrange(key, "(" + _entry_id(pending[-1][0]), "-", count=want)
+                pending.extend(more)
+                exhausted = len(more) < want
+            window = pending[: count + LOOK_BACK]
+            last_read: dict[bytes, int] = {}
+            copy = [False] * len(window)
+            for index in range(len(window) - 1, -1, -1):  # oldest first, as the log book reads
+                copy[index] = _again(last_read, window[index][1])
+            decided, pending = pending[:count], pending[count:]
+            for index, (entry_id, fields) in enumerate(decided):
+                scanned += 1
+                if copy[index]:
+                    continue
+                entry = self._decode(_entry_id(entry_id), fields)
+                if entry is not None and wanted.matches(entry):
+                    found.append(entry)
+                    if len(found) == limit:
+                        return found, ""
+            await asyncio.sleep(0)  # a long scan does not hold the event loop
+        if not pending and exhausted:
+            return found, ""
+        return found, _entry_id(decided[-1][0])
 
 
 class _Lifecycle:

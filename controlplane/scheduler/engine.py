@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any
 
@@ -253,6 +254,9 @@ class Engine:
             lambda: self.dispatch.compact(self.book.subtask_counts[SubtaskStatus.QUEUED]),
         )
         self._incarnation = 0
+        #: The key page tokens are signed with (``controlplane.api.paging``): this process's own
+        #: until :meth:`start` reads the one every replica on the database shares.
+        self.page_secret = secrets.token_bytes(32)
         self._tasks: set[asyncio.Task[Any]] = set()
         #: Settings changed at run time (SystemService.SetConfig), over ``settings``.
         self._runtime: dict[str, Any] = {}
@@ -303,6 +307,8 @@ class Engine:
         self._loop = asyncio.get_running_loop()
         backend = self.storage.backend
         self._incarnation = await self.storage.call(backend.next_incarnation)
+        if hasattr(backend, "page_token_key"):  # page tokens valid on every replica of this database
+            self.page_secret = await self.storage.call(backend.page_token_key)
         self.leasing.incarnation = self._incarnation
         self.book.task_seq = await self.storage.call(backend.next_task_seq)
         if self.claims is None:

@@ -355,7 +355,11 @@ class QueueWindow:
             await engine.committer.durable()  # every spill marked so far is in the database
             call = asyncio.ensure_future(
                 engine.storage.call(
-                    self.store.take_back, limit, engine.setting("scheduler.aging_interval"), task_ids
+                    self.store.take_back,
+                    limit,
+                    engine.setting("scheduler.aging_interval"),
+                    task_ids,
+                    slim_task,  # on the storage thread, before any of them is in memory
                 )
             )
             try:
@@ -385,8 +389,6 @@ class QueueWindow:
                 self._count(priority[sub.task_id], sub, -1)
         self.spilled = max(0, self.spilled - len(fresh))
         self.taken += len(fresh)
-        for task in fresh:
-            slim_task(task)
         engine._restore(fresh, subs)
         for task in fresh:
             if task.status == TaskStatus.QUEUED:

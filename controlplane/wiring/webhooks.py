@@ -62,7 +62,9 @@ def install_webhooks(
     ``access`` is the AccessManager when access control is on, else None.
     """
     webhooks = Webhooks(storage, settings, engine.outbox, engine.replica, owner_reach(access), engine.metrics)
-    webhooks_grpc.add_WebhookServiceServicer_to_server(WebhookServicer(webhooks), server)
+    webhooks_grpc.add_WebhookServiceServicer_to_server(
+        WebhookServicer(webhooks, lambda: engine.page_secret), server
+    )
     if webhooks.backend is not None:
         engine.event_taps.append(webhooks.tap)
     pm.register(_Lifecycle(webhooks), name="maos-webhooks")

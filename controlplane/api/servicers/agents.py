@@ -54,6 +54,8 @@ DEFAULT_GRACE = 30.0
 MAX_GRACE = 86400.0
 SPAWN_WAIT = 15.0  # seconds SpawnAgents waits for launched processes to register
 SPAWN_MEMORY = 10_000  # SpawnAgents request_ids remembered (oldest forgotten first)
+#: Statuses of agents connected to no replica (listed after the connected ones).
+OFFLINE = frozenset({AgentStatus.DISCONNECTED, AgentStatus.TERMINATED, AgentStatus.STARTING})
 
 
 #: The per-agent calls another replica may run for us: name -> (request, response) classes.
@@ -89,7 +91,7 @@ class AgentServicer(agents_grpc.AgentServiceServicer):
         self.launcher = launcher
         self.pm = pm
         self.settings = settings
-        self.tokens = PageTokens()
+        self.tokens = PageTokens("ListAgents", lambda: engine.page_secret)
         self.limits = Limits.from_settings(settings)
         # (principal, request_id) -> (the request without its id, the launches it made).
         self._spawns: OrderedDict[tuple[str, str], tuple[str, asyncio.Future[list[Launch]]]] = OrderedDict()
@@ -190,27 +192,36 @@ class AgentServicer(agents_grpc.AgentServiceServicer):
         filters.CopyFrom(request)
         filters.ClearField("page_token")
         filters.ClearField("page_size")
-        start = self.tokens.read(request.page_token, filters.SerializeToString(deterministic=True)) or 0
+        # Bound to the caller as well (the assignments shown depend on what it may see).
+        caller = f"\0{current_principal()}:{caller_may(VIEW_ALL_TASKS)}"
+        digest = filters.SerializeToString(deterministic=True) + caller.encode()
+        start = self.tokens.read(request.page_token, digest) or 0
         agents = []
-        known = await self.engine.all_agents() if self.forwarder is not None else self.engine.known_agents()
+        shared = self.forwarder  # replicas: every replica's agents, from the database
+        known = await self.engine.all_agents() if shared is not None else self.engine.known_agents()
         for info in known:
             session = self.engine.connected_session(info.id)
-            status = session.status() if session else info.status
+            # Across replicas, filtered and ordered on the status as committed (the same read on
+            # every replica: the holder commits each change of its agents' live status), so that
+            # a page token from one continues the same list on another.
+            status = info.status if shared is not None else session.status() if session else info.status
             if status == AgentStatus.TERMINATED and not request.include_terminated and not request.statuses:
                 continue
             if request.statuses and int(status) not in request.statuses:
                 continue
             if request.agent_types and info.agent_type not in request.agent_types:
                 continue
-            agents.append((session is None, info.connect_time or 0, info))
+            # Connected agents first. Across replicas "connected" is read from each agent's status,
+            # not from where it is connected, so that every replica lists them in one order and a
+            # page token from one continues on another.
+            offline = session is None if shared is None else status in OFFLINE
+            agents.append((offline, info.connect_time or 0, info))
         agents.sort(key=lambda row: (row[0], -row[1], row[2].id))
         page = [self._listed(info) for _, _, info in agents[start : start + size]]
         size = fitting(page, self.limits.response)  # a page full in bytes ends early
         response = agents_pb.ListAgentsResponse(agents=page[:size])
         if start + size < len(agents):
-            response.next_page_token = self.tokens.issue(
-                start + size, filters.SerializeToString(deterministic=True)
-            )
+            response.next_page_token = self.tokens.issue(start + size, digest)
         return response
 
     async def GetAgent(

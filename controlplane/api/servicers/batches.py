@@ -77,7 +77,7 @@ class BatchServicer(batches_grpc.BatchServiceServicer):
     def __init__(self, batches: Batches, settings: Settings):
         self.batches = batches
         self.settings = settings
-        self.tokens = PageTokens()
+        self.tokens = PageTokens("ListBatches", lambda: batches.engine.page_secret)
 
     async def _batch(self, ref: str) -> BatchRecord:
         return await self.batches.resolve(ref, current_principal(), caller_may(VIEW_ALL_TASKS))
@@ -106,13 +106,15 @@ class BatchServicer(batches_grpc.BatchServiceServicer):
         self, request: batches_pb.ListBatchesRequest, context: grpc.aio.ServicerContext
     ) -> batches_pb.ListBatchesResponse:
         size = min(page_size(request.page_size), MAX_LIST_PAGE)
-        offset = self.tokens.read(request.page_token, b"batches") or 0
-        found = await self.batches.list(current_principal(), caller_may(VIEW_ALL_TASKS), offset, size + 1)
+        principal, view_all = current_principal(), caller_may(VIEW_ALL_TASKS)
+        filters = f"batches:{principal}:{view_all}".encode()  # the caller's list, not another's
+        offset = self.tokens.read(request.page_token, filters) or 0
+        found = await self.batches.list(principal, view_all, offset, size + 1)
         response = batches_pb.ListBatchesResponse(
             batches=[batch_to_pb(await self.batches.view(b)) for b in found[:size]]
         )
         if len(found) > size:
-            response.next_page_token = self.tokens.issue(offset + size, b"batches")
+            response.next_page_token = self.tokens.issue(offset + size, filters)
         return response
 
     async def AddBatchTask(

@@ -10,6 +10,7 @@ import grpc
 from agent_sdk.proto.maos.v1 import checkpoint_service_pb2 as pb
 from agent_sdk.proto.maos.v1 import checkpoint_service_pb2_grpc as pb_grpc
 from controlplane.api import convert
+from controlplane.api.context import current_principal
 from controlplane.api.paging import PageTokens, page_size
 from controlplane.api.pb import enums_pb, messages_pb
 from controlplane.checkpoints.record import CheckpointRecord
@@ -83,7 +84,7 @@ class CheckpointServicer(pb_grpc.CheckpointServiceServicer):
 
     def __init__(self, checkpoints: Checkpoints):
         self.checkpoints = checkpoints
-        self.tokens = PageTokens()
+        self.tokens = PageTokens("ListCheckpoints", lambda: checkpoints.engine.page_secret)
 
     async def CreateCheckpoint(
         self, request: pb.CreateCheckpointRequest, context: grpc.aio.ServicerContext
@@ -103,11 +104,12 @@ class CheckpointServicer(pb_grpc.CheckpointServiceServicer):
         self, request: pb.ListCheckpointsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListCheckpointsResponse:
         size = page_size(request.page_size)
-        offset = self.tokens.read(request.page_token, b"checkpoints") or 0
+        filters = f"checkpoints\0{current_principal()}:".encode()  # the caller's token only
+        offset = self.tokens.read(request.page_token, filters) or 0
         records = await self.checkpoints.list(offset, size + 1)
         response = pb.ListCheckpointsResponse(checkpoints=[checkpoint_to_pb(r) for r in records[:size]])
         if len(records) > size:
-            response.next_page_token = self.tokens.issue(offset + size, b"checkpoints")
+            response.next_page_token = self.tokens.issue(offset + size, filters)
         return response
 
     async def GetCheckpoint(

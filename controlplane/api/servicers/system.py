@@ -14,6 +14,7 @@ import grpc
 from controlplane.access.permissions import MANAGE_ALL_AGENTS, VIEW_ALL_TASKS
 from controlplane.api import convert
 from controlplane.api.context import caller_may, current_principal
+from controlplane.api.log_pages import read_page, token_after_stream_id, token_for
 from controlplane.api.paging import PageTokens, fitting, page_size
 from controlplane.api.pb import enums_pb, system_grpc, system_pb
 from controlplane.config import Settings, parse_value
@@ -79,7 +80,7 @@ class SystemServicer(system_grpc.SystemServiceServicer):
         self.observer = observer
         self.history = history
         self.logbook = logbook
-        self.tokens = PageTokens()
+        self.tokens = PageTokens("ListLogs", lambda: engine.page_secret)
         self.limits = Limits.from_settings(settings)
         self.settings = settings
         self.metrics = metrics
@@ -356,20 +357,24 @@ class SystemServicer(system_grpc.SystemServiceServicer):
         filters.CopyFrom(request)
         filters.ClearField("page_token")
         filters.ClearField("page_size")
-        digest = filters.SerializeToString(deterministic=True)
-        position = self.tokens.read(request.page_token, digest)
-        entries = (
-            self.logbook.query_newest(wanted, position, size + 1)
-            if newest_first
-            else self.logbook.query(wanted, position or 0, size + 1)
+        # Bound to the caller as well as the filters: a token is no way into another caller's records.
+        seen = wanted.visibility
+        caller = f"\0{current_principal()}:{seen is None or seen.all_tasks}:{seen is None or seen.all_agents}"
+        digest = filters.SerializeToString(deterministic=True) + caller.encode()
+        incarnation = self.engine.incarnation
+        page = await read_page(
+            self.logbook, self.tokens, request.page_token, digest, wanted, newest_first, size + 1, incarnation
         )
-        records = [convert.log_entry_to_pb(e, self.engine.incarnation) for e in entries[:size]]
+        entries = page.entries
+        records = [convert.log_entry_to_pb(e, incarnation) for e in entries[:size]]
         fit = fitting(records, self.limits.response)
         if fit < len(records):  # the page is full in bytes before it is in records
             entries, records, size = entries[: fit + 1], records[:fit], fit
         response = system_pb.ListLogsResponse(records=records)
         if len(entries) > size:
-            response.next_page_token = self.tokens.issue(entries[size - 1].seq, digest)
+            response.next_page_token = token_for(self.tokens, entries[size - 1], incarnation, digest)
+        elif page.scanned_to:  # the stream was read as far as one call reads: more may follow
+            response.next_page_token = token_after_stream_id(self.tokens, page.scanned_to, digest)
         return response
 
     async def TailLogs(

@@ -106,7 +106,7 @@ class TaskServicer(tasks_grpc.TaskServiceServicer):
         self.settings = settings
         self.admit = admit
         self.audit = audit
-        self.tokens = PageTokens()
+        self.tokens = PageTokens("ListTasks", lambda: engine.page_secret)
         self.limits = Limits.from_settings(settings)
         self.retry_defaults = RetryPolicy(
             max_retries=settings["tasks.default_max_retries"],
@@ -325,14 +325,18 @@ class TaskServicer(tasks_grpc.TaskServiceServicer):
         filters.CopyFrom(request)
         filters.ClearField("page_token")
         filters.ClearField("page_size")
-        digest = filters.SerializeToString(deterministic=True)
+        view_all = caller_may(VIEW_ALL_TASKS)
+        # Bound to the caller as well as the filters: a token is no way into another caller's list.
+        digest = (
+            filters.SerializeToString(deterministic=True) + f"\0{current_principal()}:{view_all}".encode()
+        )
         before = self.tokens.read(request.page_token, digest)
         query = TaskQuery(
             statuses=[TaskStatus(s) for s in request.statuses],
             task_types=list(request.task_types),
             priorities=[int(p) for p in priorities],
             since=convert.optional_epoch(request, "since"),
-            owner=(request.owner or None) if caller_may(VIEW_ALL_TASKS) else current_principal(),
+            owner=(request.owner or None) if view_all else current_principal(),
             batch=convert.parse_name(request.batch, "batches", "batch") if request.batch else None,
             before_seq=before,
             limit=size + 1,

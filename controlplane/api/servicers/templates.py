@@ -48,7 +48,7 @@ class TemplateServicer(templates_grpc.TemplateServiceServicer):
     def __init__(self, templates: Templates, settings: Settings):
         self.templates = templates
         self.settings = settings
-        self.tokens = PageTokens()
+        self.tokens = PageTokens("ListTemplates", lambda: templates.engine.page_secret)
 
     async def CreateTemplate(
         self, request: templates_pb.CreateTemplateRequest, context: grpc.aio.ServicerContext
@@ -91,11 +91,13 @@ class TemplateServicer(templates_grpc.TemplateServiceServicer):
         self, request: templates_pb.ListTemplatesRequest, context: grpc.aio.ServicerContext
     ) -> templates_pb.ListTemplatesResponse:
         size = page_size(request.page_size)
-        offset = self.tokens.read(request.page_token, b"templates") or 0
-        found = await self.templates.list(current_principal(), caller_may(VIEW_ALL_TASKS), offset, size + 1)
+        principal, view_all = current_principal(), caller_may(VIEW_ALL_TASKS)
+        filters = f"templates:{principal}:{view_all}".encode()  # the caller's list, not another's
+        offset = self.tokens.read(request.page_token, filters) or 0
+        found = await self.templates.list(principal, view_all, offset, size + 1)
         response = templates_pb.ListTemplatesResponse(templates=[template_to_pb(t) for t in found[:size]])
         if len(found) > size:
-            response.next_page_token = self.tokens.issue(offset + size, b"templates")
+            response.next_page_token = self.tokens.issue(offset + size, filters)
         return response
 
     async def DeleteTemplate(

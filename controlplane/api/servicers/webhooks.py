@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import grpc
 
 from agent_sdk.proto.maos.v1 import enums_pb2, messages_pb2
@@ -91,9 +93,11 @@ def event_names(w: messages_pb2.Webhook, field: str = "webhook.events") -> list[
 class WebhookServicer(pb_grpc.WebhookServiceServicer):
     """Creates, lists, changes, deletes and tests webhooks, and lists their deliveries."""
 
-    def __init__(self, webhooks: Webhooks):
+    def __init__(self, webhooks: Webhooks, page_secret: Callable[[], bytes] | None = None):
+        """``page_secret``: the key page tokens are signed with (the engine's, shared by replicas)."""
         self.webhooks = webhooks
-        self.tokens = PageTokens()
+        self.tokens = PageTokens("ListWebhooks", page_secret)
+        self.delivery_tokens = PageTokens("ListWebhookDeliveries", page_secret)
 
     async def CreateWebhook(
         self, request: pb.CreateWebhookRequest, context: grpc.aio.ServicerContext
@@ -156,12 +160,14 @@ class WebhookServicer(pb_grpc.WebhookServiceServicer):
     ) -> pb.ListWebhookDeliveriesResponse:
         webhook_id = convert.parse_name(request.webhook, "webhooks", "webhook")
         size = page_size(request.page_size)
-        filters = f"deliveries:{webhook_id}".encode()
-        offset = self.tokens.read(request.page_token, filters) or 0
-        records = await self.webhooks.deliveries(actor(), webhook_id, offset, size + 1)
+        caller = actor()
+        # Bound to the caller as well: a token is no way into another caller's list.
+        filters = f"deliveries:{webhook_id}\0{caller.principal}:{caller.views_all_webhooks}".encode()
+        offset = self.delivery_tokens.read(request.page_token, filters) or 0
+        records = await self.webhooks.deliveries(caller, webhook_id, offset, size + 1)
         response = pb.ListWebhookDeliveriesResponse(deliveries=[delivery_to_pb(r) for r in records[:size]])
         if len(records) > size:
-            response.next_page_token = self.tokens.issue(offset + size, filters)
+            response.next_page_token = self.delivery_tokens.issue(offset + size, filters)
         return response
 
     async def TestWebhook(

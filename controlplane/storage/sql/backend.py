@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import secrets
 import sqlite3
 import threading
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
@@ -104,6 +105,12 @@ def translate_errors() -> Iterator[None]:
         if not connection_problem:
             raise
         raise Unavailable(f"storage unavailable: {_first_line(exc)}", reason=_STORAGE_UNAVAILABLE) from exc
+
+
+def _serialization_failure(exc: BaseException | None) -> bool:
+    """Whether a database error is a serialization failure (SQLSTATE 40001: try again)."""
+    cause = getattr(exc, "orig", None) or exc
+    return getattr(cause, "sqlstate", None) == "40001"
 
 
 def _first_line(exc: Exception) -> str:
@@ -288,6 +295,34 @@ class SqlBackend(SqlWebhooks):
         """Atomically increment and return the incarnation counter (1 the first time)."""
         with translate_errors(), self._writes.begin() as conn:
             return int(conn.execute(self._bump_incarnation).scalar_one())
+
+    def page_token_key(self) -> bytes:
+        """The key page tokens are signed with, the same for every replica on this database:
+        drawn once (four random 64-bit values in ``control_meta``, the first writer's kept), then
+        read (see :mod:`controlplane.api.paging`)."""
+        meta = schema.control_meta
+        names = [f"page_token_key.{n}" for n in range(4)]
+        insert = postgresql.insert if self.kind == "postgresql" else sqlite.insert
+        drawn = [
+            {"key": name, "value": int.from_bytes(secrets.token_bytes(8), "big", signed=True)}
+            for name in names
+        ]
+
+        def draw_or_read() -> dict[str, int]:
+            with translate_errors(), self._writes.begin() as conn:
+                conn.execute(insert(meta).values(drawn).on_conflict_do_nothing(index_elements=[meta.c.key]))
+                rows = conn.execute(select(meta.c.key, meta.c.value).where(meta.c.key.in_(names))).all()
+                return {str(key): int(value) for key, value in rows}
+
+        try:
+            stored = draw_or_read()
+        except Unavailable as exc:
+            # Under default_transaction_isolation=repeatable read, a replica drawing at the same
+            # moment as another fails to serialize; the other's key is committed by then: read it.
+            if not _serialization_failure(exc.__cause__):
+                raise
+            stored = draw_or_read()
+        return b"".join(stored[name].to_bytes(8, "big", signed=True) for name in names)
 
     def next_task_seq(self) -> int:
         """The highest task seq stored, or 0."""

@@ -14,7 +14,8 @@ whichever path wrote it, so only unfinished tasks carry it.
 
 Spilled tasks with a deadline (start time + timeout: a retried task's clock runs while it waits)
 are found by :meth:`SqlSpillStore.due` through the partial expression index
-``ix_tasks_spilled_deadline`` (migration 0021), at any queue depth.
+``ix_tasks_spilled_deadline`` (migration 0021; its condition settles most rows without parsing
+their JSON since 0022, so setting and clearing marks costs less), at any queue depth.
 
 On PostgreSQL replicas claim work instead (:mod:`controlplane.storage.sql.claims`).
 
@@ -24,14 +25,14 @@ Reached through :func:`spill_store`. Methods are synchronous and run on the stor
 from __future__ import annotations
 
 import heapq
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Engine, func, select, text, update
 
 from controlplane.domain.model import Priority, Subtask, SubtaskStatus, Task, TaskStatus
-from controlplane.storage.sql import codec, schema
+from controlplane.storage.sql import row_batches, schema
 from controlplane.storage.sql.backend import SqlBackend, translate_errors
 
 _T, _S = schema.tasks, schema.subtasks
@@ -43,8 +44,10 @@ _IN_CHUNK = 500
 
 # The statements of take_back, as DB-API text (SQLite: ``?`` marks; the mark written as a literal,
 # so the planner sees the partial index ``ix_tasks_spilled`` applies).
-_TASK_COLUMNS = tuple(c.name for c in _T.columns)
-_SUBTASK_COLUMNS = tuple(c.name for c in _S.columns)
+# Task rows: the rowid (the marks are cleared by it: no walk of the primary key's index), then only the
+# columns a record is decoded from (not the mark), as row_batches reads them.
+_TASK_COLUMNS = ("rowid", *row_batches.TASK_COLUMNS)
+_SUBTASK_COLUMNS = row_batches.SUBTASK_COLUMNS
 _CREATE_TIME, _PRIORITY, _SEQ = (_TASK_COLUMNS.index(c) for c in ("create_time", "priority", "seq"))
 _WAITING_SQL = f"claimed_by = '{schema.SPILLED}' AND status IN ({', '.join(map(str, _UNFINISHED))})"
 _BEST = (
@@ -52,7 +55,7 @@ _BEST = (
     "ORDER BY create_time, seq LIMIT ?"
 )
 _BY_ID = f"SELECT {', '.join(_TASK_COLUMNS)} FROM tasks WHERE {_WAITING_SQL} AND id IN "
-_CLEAR = "UPDATE tasks SET claimed_by = NULL WHERE id IN "
+_CLEAR = "UPDATE tasks SET claimed_by = NULL WHERE rowid IN "
 _SUBTASKS = f"SELECT {', '.join(_SUBTASK_COLUMNS)} FROM subtasks WHERE task_id IN "
 _SUBTASKS_ORDER = " ORDER BY task_id, ord"
 
@@ -61,12 +64,16 @@ def _marks(count: int) -> str:
     return "(" + ", ".join("?" * count) + ")"
 
 
-#: A spilled task's deadline, and the condition of the index serving it, exactly as migration 0021
-#: declares them (SQLite uses an expression index only for the very same expression text). The
+#: A spilled task's deadline, and the condition of the index serving it, exactly as migrations 0021
+#: and 0022 declare them (SQLite uses an expression index only for the very same expression text). The
 #: queries name the index: without statistics the planner would rather walk every spilled row
 #: through ``ix_tasks_claimed_by`` and sort them.
 DEADLINE = "json_extract(data, '$.start_time') + json_extract(data, '$.timeout')"
-WITH_DEADLINE = f"claimed_by = '{schema.SPILLED}' AND json_extract(data, '$.timeout') > 0"
+#: (``\\:`` keeps SQLAlchemy's text() from reading ``:null`` as a parameter; SQLite sees ``:null``.)
+WITH_DEADLINE = (
+    f"claimed_by = '{schema.SPILLED}' AND instr(data, '\"timeout\"\\:null,\"context\":') = 0 "
+    "AND json_extract(data, '$.timeout') > 0"
+)
 _STATUS_UNFINISHED = f"status IN ({', '.join(map(str, _UNFINISHED))})"
 _DUE = text(
     f"SELECT id FROM tasks INDEXED BY ix_tasks_spilled_deadline WHERE {WITH_DEADLINE} AND {DEADLINE} <= :at AND {_STATUS_UNFINISHED} "
@@ -104,9 +111,15 @@ class SqlSpillStore:
     def __init__(self, reads: Engine, writes: Engine) -> None:
         self._reads = reads
         self._writes = writes
+        #: (used on the storage thread only, as every method here)
+        self._decoder = row_batches.RowBatchDecoder()
 
     def take_back(
-        self, limit: int, aging_interval: float, task_ids: Sequence[str] = ()
+        self,
+        limit: int,
+        aging_interval: float,
+        task_ids: Sequence[str] = (),
+        prepare: Callable[[Task], None] | None = None,
     ) -> tuple[list[Task], list[Subtask]]:
         """Take up to ``limit`` spilled tasks back into memory, best first (their mark cleared).
 
@@ -114,6 +127,8 @@ class SqlSpillStore:
             limit: The most tasks to take.
             aging_interval: ``scheduler.aging_interval`` (seconds worth one priority level).
             task_ids: Only these tasks (empty: the best ones).
+            prepare: Called with each task decoded, here on the storage thread (what memory does to
+                a task it accepts, done off the event loop).
 
         Returns:
             The tasks taken and their subtasks (in plan order).
@@ -138,16 +153,19 @@ class SqlSpillStore:
                         key=lambda row: (row[_CREATE_TIME] - row[_PRIORITY] * aging_interval, row[_SEQ]),
                     )
                     rows = [row for _, row in zip(range(limit), best, strict=False)]
-                tasks = [codec.task_from_row(dict(zip(_TASK_COLUMNS, row, strict=True))) for row in rows]
+                decode = self._decoder
+                tasks = [decode.task(row[1:]) for row in rows]
+                rowids = [row[0] for row in rows]
+                if prepare is not None:
+                    for task in tasks:
+                        prepare(task)
                 ids = [t.id for t in tasks]
                 subs: list[Subtask] = []
                 for start in range(0, len(ids), _IN_CHUNK):
                     chunk = ids[start : start + _IN_CHUNK]
-                    cursor.execute(_CLEAR + _marks(len(chunk)), chunk)
+                    cursor.execute(_CLEAR + _marks(len(chunk)), rowids[start : start + _IN_CHUNK])
                     found = cursor.execute(_SUBTASKS + _marks(len(chunk)) + _SUBTASKS_ORDER, chunk).fetchall()
-                    subs += [
-                        codec.subtask_from_row(dict(zip(_SUBTASK_COLUMNS, row, strict=True))) for row in found
-                    ]
+                    subs += [decode.subtask(row) for row in found]
             finally:
                 cursor.close()
         return tasks, subs

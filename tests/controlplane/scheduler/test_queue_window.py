@@ -23,12 +23,13 @@ from agent_sdk.errors import MaosRpcError
 from agent_sdk.proto.maos.v1 import enums_pb2 as enums
 from controlplane.app import App
 from controlplane.config import load_settings
-from controlplane.domain.model import TaskStatus
+from controlplane.domain.model import Priority, TaskStatus
 from controlplane.errors import InvalidArgument
 from controlplane.scheduler.engine import Engine
 from controlplane.storage.base import WriteBatch
-from controlplane.storage.sql import schema, spill
+from controlplane.storage.sql import codec, schema, spill
 from controlplane.storage.sql.backend import SqlBackendFactory
+from controlplane.storage.testing import full_subtask, full_task, minimal_subtask, minimal_task
 from tests.controlplane.api.test_task_service import running_worker
 from tests.harness.server import make_settings, start_app, wait_for
 
@@ -400,9 +401,90 @@ def test_the_deadline_index_serves_the_timeout_queries(tmp_path: Path) -> None:
         store.migrate()
         with store.engine.connect() as conn:
             for query in (spill._DUE, spill._NEXT):
-                plan = conn.execute(text("EXPLAIN QUERY PLAN " + str(query)), {"at": 0.0, "limit": 1}).all()
+                plan = conn.execute(text("EXPLAIN QUERY PLAN " + query.text), {"at": 0.0, "limit": 1}).all()
                 assert any("ix_tasks_spilled_deadline" in str(row) for row in plan), plan
             assert spill.SqlSpillStore(store.engine, store.engine).due(0.0, 10) == ([], None)
+    finally:
+        store.close()
+
+
+def test_batches_read_back_keep_the_order_of_work_and_equal_the_stored_records(tmp_path: Path) -> None:
+    """Batch after batch, take_back gives the best spilled tasks by virtual time then seq, each equal to
+    what the codec reads from its row, and clears the marks of those it gave, and only theirs."""
+    store = SqlBackendFactory().open(f"sqlite:///{tmp_path / 'maos.db'}")
+    try:
+        store.migrate()
+        aging = 10.0
+        priorities = [Priority.LOW, Priority.NORMAL, Priority.HIGH, Priority.CRITICAL]
+        tasks = [
+            full_task(f"t{i:02d}", seq=i + 1, priority=priorities[i % 4], create_time=1000.0 + 7 * i)
+            if i % 5 == 0
+            else minimal_task(f"t{i:02d}", seq=i + 1, priority=priorities[i % 4], create_time=1000.0 + 7 * i)
+            for i in range(23)
+        ]
+        for task in tasks:
+            task.status = TaskStatus.QUEUED
+        subs = [minimal_subtask(t.id, "s0", queue_time=t.create_time) for t in tasks]
+        subs += [full_subtask(t.id, "s1") for t in tasks[::3]]
+        store.write(WriteBatch(tasks=tasks, subtasks=subs))
+        with store.engine.begin() as conn:
+            conn.execute(text(f"UPDATE tasks SET claimed_by = '{schema.SPILLED}'"))
+            stored = {
+                r["id"]: codec.task_from_row(r) for r in conn.execute(text("SELECT * FROM tasks")).mappings()
+            }
+            stored_subs = [
+                codec.subtask_from_row(r)
+                for r in conn.execute(text("SELECT * FROM subtasks ORDER BY task_id, ord")).mappings()
+            ]
+        expected = [
+            t.id for t in sorted(tasks, key=lambda t: (t.create_time - int(t.priority) * aging, t.seq))
+        ]
+        spill_store = spill.SqlSpillStore(store.engine, store.engine)
+        taken: list[str] = []
+        while batch := spill_store.take_back(4, aging)[0]:
+            taken += [t.id for t in batch]
+            assert all(t == stored[t.id] for t in batch)
+            with store.engine.connect() as conn:
+                left = set(
+                    conn.execute(
+                        text(f"SELECT id FROM tasks WHERE claimed_by = '{schema.SPILLED}'")
+                    ).scalars()
+                )
+            assert left == set(expected) - set(taken)
+        assert taken == expected
+        by_id = spill_store.take_back(10, aging, ["t03", "t04"])
+        assert by_id == ([], [])  # taken already: nothing is marked
+        with store.engine.begin() as conn:
+            conn.execute(text(f"UPDATE tasks SET claimed_by = '{schema.SPILLED}' WHERE id IN ('t03', 't07')"))
+        got, got_subs = spill_store.take_back(10, aging, ["t07", "t03"])
+        assert sorted(t.id for t in got) == ["t03", "t07"]
+        assert got_subs == [s for s in stored_subs if s.task_id in ("t03", "t07")]
+    finally:
+        store.close()
+
+
+def test_the_deadline_index_holds_exactly_the_spilled_tasks_with_a_timeout(tmp_path: Path) -> None:
+    """Its condition settles most rows with a short text search (migration 0022); text written any other
+    way (spaces, another field order) is parsed, so the index holds the same rows as the JSON says."""
+    store = SqlBackendFactory().open(f"sqlite:///{tmp_path / 'maos.db'}")
+    try:
+        store.migrate()
+        timed = minimal_task("timed", seq=1, timeout=30.0, start_time=100.0)
+        untimed = minimal_task("untimed", seq=2)
+        spaced = minimal_task("spaced", seq=3, timeout=5.0, start_time=100.0)
+        store.write(WriteBatch(tasks=[timed, untimed, spaced]))
+        with store.engine.begin() as conn:
+            row = conn.execute(text("SELECT data FROM tasks WHERE id = 'spaced'")).scalar_one()
+            assert '"timeout":5.0,"context":' in row
+            spaced_text = row.replace('"timeout":5.0,"context":', '"timeout": 5.0, "context":')
+            conn.execute(text("UPDATE tasks SET data = :d WHERE id = 'spaced'"), {"d": spaced_text})
+            conn.execute(text(f"UPDATE tasks SET claimed_by = '{schema.SPILLED}'"))
+            indexed = conn.execute(
+                text(f"SELECT id FROM tasks INDEXED BY ix_tasks_spilled_deadline WHERE {spill.WITH_DEADLINE}")
+            ).scalars()
+            assert sorted(indexed) == ["spaced", "timed"]
+        due = spill.SqlSpillStore(store.engine, store.engine).due(120.0, 10)
+        assert due == (["spaced"], 130.0)
     finally:
         store.close()
 

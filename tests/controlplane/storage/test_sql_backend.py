@@ -906,3 +906,29 @@ def test_postgres_settled_idempotency_of_a_commit_that_did_not_land_is_none(
     finally:
         writer.dispose()
     assert postgres_backend.get_idempotency("p", "SubmitTask", "rolled-back") is None
+
+
+def test_replicas_drawing_the_page_token_key_together_get_one_key(postgres_backend: SqlBackend) -> None:
+    """Two backends starting together on an empty database, on a site whose default isolation is
+    repeatable read (where the later of two simultaneous draws fails to serialize): both end with
+    the same key."""
+    url = _url(postgres_backend) + "?options=-c%20default_transaction_isolation%3Drepeatable%5C%20read"
+    stores = [SqlBackendFactory().open(url) for _ in range(2)]
+    try:
+        with stores[0].engine.connect() as conn:
+            assert conn.execute(text("SHOW transaction_isolation")).scalar_one() == "repeatable read"
+        for _ in range(20):  # the draws meet in some rounds
+            with postgres_backend.engine.begin() as conn:
+                conn.execute(text("DELETE FROM control_meta WHERE key LIKE 'page_token_key.%'"))
+            barrier = threading.Barrier(len(stores))
+
+            def draw(store: SqlBackend, barrier: threading.Barrier = barrier) -> bytes:
+                barrier.wait(timeout=10)
+                return store.page_token_key()
+
+            with ThreadPoolExecutor(max_workers=len(stores)) as pool:
+                keys = list(pool.map(draw, stores))
+            assert keys[0] == keys[1] and len(keys[0]) == 32
+    finally:
+        for store in stores:
+            store.close()

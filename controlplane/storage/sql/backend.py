@@ -74,7 +74,7 @@ SCHEMES = frozenset({"sqlite", "sqlite+pysqlite", "postgresql", "postgresql+psyc
 # ``status IN (unfinished)`` rather than ``NOT IN (finished)``: an index can serve it.
 _UNFINISHED = tuple(int(s) for s in TaskStatus if not s.finished)
 #: The statuses of the partial indexes ``ix_tasks_claimable`` and ``ix_tasks_ended`` (migrations 0019,
-#: 0022), and the terms naming them as the indexes do: SQLite uses a partial index only for a query whose
+#: 0023), and the terms naming them as the indexes do: SQLite uses a partial index only for a query whose
 #: WHERE holds the index's own term, with the values written out (not bound as parameters).
 _ENDED = (int(TaskStatus.FAILED), int(TaskStatus.CANCELLED))
 _IN_CLAIMABLE = text(f"tasks.status IN ({', '.join(map(str, _UNFINISHED))})")

@@ -42,7 +42,7 @@ tasks = Table(
     Index("ix_tasks_seq", "seq", unique=True),
     Index("ix_tasks_owner_seq", "owner", "seq"),
     Index("ix_tasks_create_time", "create_time"),
-    # Partial indexes hold only the rows their queries look for (migration 0022): each index entry is
+    # Partial indexes hold only the rows their queries look for (migration 0023): each index entry is
     # written in the commit of every task it holds.
     Index("ix_tasks_batch", "batch", sqlite_where=text("batch <> ''"), postgresql_where=text("batch <> ''")),
     Index(

@@ -641,12 +641,31 @@ def _tasks_indexes(store: SqlBackend) -> set[str]:
         return set(found.scalars())
 
 
+def _revision(store: SqlBackend) -> str | None:
+    with store.engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def _deadline_index_is_cheap(store: SqlBackend) -> bool | None:
+    """Whether SQLite's deadline index has the text search of migration 0022 (None on PostgreSQL)."""
+    if store.kind != "sqlite":
+        return None
+    with store.engine.connect() as conn:
+        sql = conn.execute(
+            text("SELECT sql FROM sqlite_master WHERE type = 'index' AND name = 'ix_tasks_spilled_deadline'")
+        ).scalar_one()
+    return "instr(" in sql
+
+
 def test_lean_task_indexes_migration_keeps_every_listing(backend: SqlBackend) -> None:
-    """Upgrading a populated database to the partial indexes of 0022 (and back) leaves every listing as it was."""
+    """Upgrading a populated database from 0021 through 0022 to the partial indexes of 0023 (and back)
+    leaves every listing as it was."""
     from alembic import command
 
     with backend.engine.begin() as conn:
         command.downgrade(alembic_config(conn), "0021")
+    assert _revision(backend) == "0021"
+    assert _deadline_index_is_cheap(backend) in (False, None)
     assert "ix_tasks_status" in _tasks_indexes(backend)
     statuses = [
         TaskStatus.COMPLETED,
@@ -678,6 +697,8 @@ def test_lean_task_indexes_migration_keeps_every_listing(backend: SqlBackend) ->
     unfinished_before = [t.id for t in backend.load_unfinished()[0]]
 
     backend.migrate()
+    assert _revision(backend) == "0023"
+    assert _deadline_index_is_cheap(backend) in (True, None)
     assert {"ix_tasks_ended", "ix_tasks_batch", "ix_tasks_claimed_by"} <= _tasks_indexes(backend)
     assert "ix_tasks_status" not in _tasks_indexes(backend)
     assert [[t.id for t in backend.list_tasks(q)] for q in queries] == before
@@ -688,9 +709,14 @@ def test_lean_task_indexes_migration_keeps_every_listing(backend: SqlBackend) ->
         assert conn.execute(text(held)).scalar_one() == 6
 
     with backend.engine.begin() as conn:
-        command.downgrade(alembic_config(conn), "0021")
+        command.downgrade(alembic_config(conn), "0022")
+    assert _revision(backend) == "0022"
+    assert _deadline_index_is_cheap(backend) in (True, None)
     assert "ix_tasks_status" in _tasks_indexes(backend)
+    assert "ix_tasks_ended" not in _tasks_indexes(backend)
+    assert [[t.id for t in backend.list_tasks(q)] for q in queries] == before
     backend.migrate()
+    assert _revision(backend) == "0023"
     assert [[t.id for t in backend.list_tasks(q)] for q in queries] == before
 
 

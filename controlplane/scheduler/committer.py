@@ -298,7 +298,9 @@ class Committer:
         nothing left to run or the bounds do: a call's next steps (its answer, the
         next call received) take several turns that add nothing, and a commit per
         call would cost more than the few turns waited. A lone change on a loop
-        busy with other work still commits after one turn.
+        busy with other work still commits after one turn, unless a commit ended
+        less than GATHER_SECONDS ago; then after at most GATHER_TURNS turns or
+        GATHER_SECONDS.
         """
         if self._gather_delay:
             await asyncio.sleep(self._gather_delay)

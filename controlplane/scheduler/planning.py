@@ -23,7 +23,6 @@ from controlplane.domain.model import ExecutionPlan, Failure, Subtask, SubtaskSt
 from controlplane.domain.planning import (
     DeterministicPlanner,
     Planner,
-    ReportsPlanningUsage,
     validate_plan,
 )
 from controlplane.domain.pool import fit_plan
@@ -36,14 +35,21 @@ from controlplane.scheduler.review import Review
 log = logging.getLogger(__name__)
 
 
-def _plan_now_of(planner: Planner) -> Callable[[Task], ExecutionPlan] | None:
-    """The planner's ``plan_now`` (:class:`PlansAtOnce`), or None.
+def _capability(planner: Planner, name: str) -> Callable[..., Any] | None:
+    """The planner's method ``name`` (an optional capability: ``plan_now``, ``plan_with_usage``), or None.
 
-    What ``isinstance(planner, PlansAtOnce)`` decides, at a fraction of its cost (a runtime
-    protocol check looks every member up through the protocol's machinery, on every submit).
+    Asked by name, and only a callable attribute counts: one that is not callable is no
+    capability, so the task is planned through ``plan``. A runtime protocol check
+    (``isinstance(planner, PlansAtOnce)``) would cost about 40 times as much on every submit, and
+    would accept an attribute that cannot be called.
     """
-    plan_now = getattr(planner, "plan_now", None)
-    return plan_now if callable(plan_now) else None
+    method = getattr(planner, name, None)
+    return method if callable(method) else None
+
+
+def _plan_now_of(planner: Planner) -> Callable[[Task], ExecutionPlan] | None:
+    """The planner's ``plan_now`` (:class:`PlansAtOnce`), or None."""
+    return _capability(planner, "plan_now")
 
 
 class Planning:
@@ -185,7 +191,7 @@ class Planning:
         """Run a slow planner; fall back to the built-in plan if it fails or takes too long."""
         spent = None
         try:
-            with_usage = planner.plan_with_usage if isinstance(planner, ReportsPlanningUsage) else None
+            with_usage = _capability(planner, "plan_with_usage")  # ReportsPlanningUsage
             if with_usage is not None:
                 plan, spent = await asyncio.wait_for(
                     self._ask_planner(with_usage, task), self.settings["tasks.planning_timeout"]

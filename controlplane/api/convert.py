@@ -286,6 +286,20 @@ def task_from_pb(
     )
 
 
+def usage_into(u: Usage, msg: messages_pb.TokenUsage) -> None:
+    """Write usage into a message (set as present, zeros included)."""
+    msg.SetInParent()
+    msg.input_tokens = u.input_tokens
+    msg.output_tokens = u.output_tokens
+    msg.cache_read_input_tokens = u.cache_read_input_tokens
+    msg.cache_creation_input_tokens = u.cache_creation_input_tokens
+    msg.cost_micros = u.cost_micros
+    msg.model_calls = u.model_calls
+    msg.web_search_requests = u.web_search_requests
+    msg.web_fetch_requests = u.web_fetch_requests
+    msg.tool_calls = u.tool_calls
+
+
 def usage_to_pb(u: Usage) -> messages_pb.TokenUsage:
     """Usage as a proto."""
     return messages_pb.TokenUsage(
@@ -464,55 +478,84 @@ def artifact_from_pb(a: messages_pb.Artifact) -> Artifact:
     )
 
 
-def task_to_pb(t: Task, status_reason: str = "", subtasks: list[Subtask] | None = None) -> messages_pb.Task:
-    """A task as a proto."""
-    strategy = t.consensus.strategy.upper()
-    msg = messages_pb.Task(
-        name=t.name,
-        description=t.description,
-        task_type=t.task_type,
-        priority=proto_enum(enums_pb.Priority, t.priority),
-        max_agents=t.max_agents,
-        depends_on=[f"tasks/{d}" for d in t.depends_on],
-        consensus=messages_pb.ConsensusPolicy(
-            required=t.consensus.required,
-            threshold=t.consensus.threshold,
-            strategy=enums_pb.VotingStrategy.Value(f"VOTING_STRATEGY_{strategy}")
-            if strategy
-            else enums_pb.VOTING_STRATEGY_UNSPECIFIED,
-            candidates=t.consensus.candidates,
-            max_rounds=t.consensus.max_rounds,
-            round_timeout=duration(t.consensus.round_timeout),
-        ),
-        timeout=duration(t.timeout),
-        context=t.context,
-        constraints=t.constraints,
-        metadata=t.metadata,
-        retry_policy=messages_pb.RetryPolicy(
-            max_retries=t.retry.max_retries,
-            initial_backoff=duration(t.retry.initial_backoff),
-            backoff_multiplier=t.retry.multiplier,
-            max_backoff=duration(t.retry.max_backoff),
-        ),
-        budget=messages_pb.Budget(max_total_tokens=t.max_total_tokens, max_cost_micros=t.max_cost_micros),
-        agent_type=t.agent_type,
-        status=proto_enum(enums_pb.TaskStatus, t.status),
-        status_reason=status_reason or t.status_reason,
-        failure=failure_to_pb(t.failure),
-        owner=t.owner,
-        create_time=timestamp(t.create_time),
-        start_time=timestamp(t.start_time),
-        end_time=timestamp(t.end_time),
-        update_time=timestamp(t.update_time),
-        usage=usage_to_pb(t.usage),
-        warnings=t.warnings,
-        retries=t.retries,
-        batch=f"batches/{t.batch}" if t.batch else "",
-        template=f"templates/{t.template}" if t.template else "",
-        review_rounds=t.review_rounds,
-        approve_plan=t.approve_plan,
-        approval=approval_to_pb(t.approval),
-    )
+def task_to_pb(
+    t: Task,
+    status_reason: str = "",
+    subtasks: list[Subtask] | None = None,
+    into: messages_pb.Task | None = None,
+) -> messages_pb.Task:
+    """A task as a proto (written into ``into`` when given: no copy of it made).
+
+    Fields left at their defaults are not passed to the message (a repeated or
+    map field costs its message a container even when empty); every
+    sub-message that the task always has is set, so it reads as present.
+
+    Raises:
+        ValueError: ``into`` is not an empty message (fields left at their defaults
+            would keep what it held). The check costs about 0.1 us, 1-2 % of the call.
+    """
+    if into is None:
+        msg = messages_pb.Task()
+    elif into.ListFields():
+        raise ValueError("task_to_pb writes only into an empty Task message")
+    else:
+        msg = into
+    consensus, retry, strategy = t.consensus, t.retry, t.consensus.strategy
+    msg.name = t.name
+    msg.description = t.description
+    msg.task_type = t.task_type
+    msg.priority = proto_enum(enums_pb.Priority, t.priority)
+    msg.max_agents = t.max_agents
+    msg.status = proto_enum(enums_pb.TaskStatus, t.status)
+    msg.owner = t.owner
+    msg.retries = t.retries
+    msg.review_rounds = t.review_rounds
+    msg.approve_plan = t.approve_plan
+    msg.agent_type = t.agent_type
+    msg.context = t.context
+    msg.constraints = t.constraints
+    msg.status_reason = status_reason or t.status_reason
+    if t.depends_on:
+        msg.depends_on.extend(f"tasks/{d}" for d in t.depends_on)
+    if t.metadata:
+        msg.metadata.update(t.metadata)
+    if t.warnings:
+        msg.warnings.extend(t.warnings)
+    if t.batch:
+        msg.batch = f"batches/{t.batch}"
+    if t.template:
+        msg.template = f"templates/{t.template}"
+    policy = msg.consensus
+    policy.SetInParent()
+    policy.required = consensus.required
+    policy.threshold = consensus.threshold
+    if strategy:
+        policy.strategy = enums_pb.VotingStrategy.Value(f"VOTING_STRATEGY_{strategy.upper()}")
+    policy.candidates = consensus.candidates
+    policy.max_rounds = consensus.max_rounds
+    if consensus.round_timeout is not None:
+        policy.round_timeout.FromNanoseconds(int(consensus.round_timeout * 1e9))
+    if t.timeout is not None:
+        msg.timeout.FromNanoseconds(int(t.timeout * 1e9))
+    retry_policy = msg.retry_policy
+    retry_policy.SetInParent()
+    retry_policy.max_retries = retry.max_retries
+    retry_policy.backoff_multiplier = retry.multiplier
+    retry_policy.initial_backoff.FromNanoseconds(int(retry.initial_backoff * 1e9))
+    retry_policy.max_backoff.FromNanoseconds(int(retry.max_backoff * 1e9))
+    budget = msg.budget
+    budget.SetInParent()
+    budget.max_total_tokens = t.max_total_tokens
+    budget.max_cost_micros = t.max_cost_micros
+    for name in ("create_time", "start_time", "end_time", "update_time"):
+        value = getattr(t, name)
+        if value is not None:
+            getattr(msg, name).FromNanoseconds(int(value * 1e9))
+    usage_into(t.usage, msg.usage)
+    if t.failure is not None:
+        msg.failure.CopyFrom(failure_to_pb(t.failure))
+    if t.approval:
+        msg.approval.CopyFrom(approval_to_pb(t.approval))
     if subtasks is not None:
         msg.subtasks_total = len(subtasks)
         msg.subtasks_completed = sum(1 for s in subtasks if s.status.name == "COMPLETED")

@@ -49,8 +49,10 @@ class Planner(Protocol):
         the pool before it runs (:func:`controlplane.domain.pool.fit_plan`).
 
         A planner may also have the optional capabilities :class:`PlansAtOnce` (``plan_now``) and
-        :class:`ReportsPlanningUsage` (``plan_with_usage``); the control plane asks for them by
-        these names and nothing else.
+        :class:`ReportsPlanningUsage` (``plan_with_usage``). The control plane looks them up by
+        these names and nothing else, and a capability counts only when its attribute is
+        callable: a planner whose ``plan_now`` or ``plan_with_usage`` is anything else is asked
+        through ``plan``.
         """
 
 

@@ -169,6 +169,8 @@ class Committer:
         #: ``replicas.lost_after``); None: never asked.
         self.before_write: Callable[[], bool] | None = None
         self._written: _Generation | None = None
+        #: When the last commit ended (loop time; see :meth:`_gather`).
+        self._last_written = float("-inf")
         #: The keys of submissions whose future is not resolved yet (see :meth:`submission`).
         self._submitting: set[tuple[str, str, str]] = set()
 
@@ -308,18 +310,30 @@ class Committer:
         the generation, for at most GATHER_TURNS turns and GATHER_SECONDS: while
         calls arrive one per turn, one commit then serves several of them instead
         of one each, and a lone call (an idle loop) commits at once.
+
+        While commits follow each other (the previous one ended less than
+        GATHER_SECONDS ago: a stream of calls, each waiting for its commit), a turn
+        that adds nothing does not end the gathering either, only a loop with
+        nothing left to run or the bounds do: a call's next steps (its answer, the
+        next call received) take several turns that add nothing, and a commit per
+        call would cost more than the few turns waited. A lone change on a loop
+        busy with other work still commits after one turn, unless a commit ended
+        less than GATHER_SECONDS ago; then after at most GATHER_TURNS turns or
+        GATHER_SECONDS.
         """
         if self._gather_delay:
             await asyncio.sleep(self._gather_delay)
             return
         loop = asyncio.get_running_loop()
         ready = getattr(loop, "_ready", None)  # asyncio's queue of callbacks to run (none: no look)
-        deadline = loop.time() + GATHER_SECONDS
+        now = loop.time()
+        deadline = now + GATHER_SECONDS
+        back_to_back = now - self._last_written < GATHER_SECONDS
         size = self._current.size()
         for _ in range(GATHER_TURNS):
             await asyncio.sleep(0)
             joined = self._current.size()
-            if not ready or joined == size or loop.time() >= deadline:
+            if not ready or (joined == size and not back_to_back) or loop.time() >= deadline:
                 return
             size = joined
 
@@ -371,6 +385,7 @@ class Committer:
                 await asyncio.sleep(0.5)
                 continue
             self._idle.set()
+            self._last_written = loop.time()
             self.failed = None
             if self._on_commit:
                 self._on_commit(

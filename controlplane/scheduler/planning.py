@@ -22,8 +22,6 @@ from controlplane.domain.model import ExecutionPlan, Failure, Subtask, SubtaskSt
 from controlplane.domain.planning import (
     DeterministicPlanner,
     Planner,
-    PlansAtOnce,
-    ReportsPlanningUsage,
     validate_plan,
 )
 from controlplane.domain.pool import fit_plan
@@ -34,6 +32,23 @@ from controlplane.scheduler.pool_side import PoolSide
 from controlplane.scheduler.review import Review
 
 log = logging.getLogger(__name__)
+
+
+def _capability(planner: Planner, name: str) -> Callable[..., Any] | None:
+    """The planner's method ``name`` (an optional capability: ``plan_now``, ``plan_with_usage``), or None.
+
+    Asked by name, and only a callable attribute counts: one that is not callable is no
+    capability, so the task is planned through ``plan``. A runtime protocol check
+    (``isinstance(planner, PlansAtOnce)``) would cost about 40 times as much on every submit, and
+    would accept an attribute that cannot be called.
+    """
+    method = getattr(planner, name, None)
+    return method if callable(method) else None
+
+
+def _plan_now_of(planner: Planner) -> Callable[[Task], ExecutionPlan] | None:
+    """The planner's ``plan_now`` (:class:`PlansAtOnce`), or None."""
+    return _capability(planner, "plan_now")
 
 
 class Planning:
@@ -110,7 +125,7 @@ class Planning:
         """
         try:
             planner = next(p for p in self.planners if p.accepts(task))
-            plan_now = planner.plan_now if isinstance(planner, PlansAtOnce) else None
+            plan_now = _plan_now_of(planner)
             if plan_now is None and not with_model:
                 plan = self.fallback_planner.plan_now(task)
                 plan.warnings.append(
@@ -153,7 +168,7 @@ class Planning:
             return
         try:
             planner = next(p for p in self.planners if p.accepts(task))
-            plan_now = planner.plan_now if isinstance(planner, PlansAtOnce) else None
+            plan_now = _plan_now_of(planner)
             if plan_now is not None:
                 plan = plan_now(task)
         except Exception as exc:  # a planner plugin must not be able to lose a task
@@ -175,7 +190,7 @@ class Planning:
         """Run a slow planner; fall back to the built-in plan if it fails or takes too long."""
         spent = None
         try:
-            with_usage = planner.plan_with_usage if isinstance(planner, ReportsPlanningUsage) else None
+            with_usage = _capability(planner, "plan_with_usage")  # ReportsPlanningUsage
             if with_usage is not None:
                 plan, spent = await asyncio.wait_for(
                     self._ask_planner(with_usage, task), self.settings["tasks.planning_timeout"]

@@ -161,9 +161,13 @@ class TaskServicer(tasks_grpc.TaskServiceServicer):
         return convert.task_to_pb(task, self.engine.explain(task), subtasks)
 
     async def _submit(
-        self, request: tasks_pb.SubmitTaskRequest | tasks_pb.StreamSubmitTasksRequest, principal: str
+        self,
+        request: tasks_pb.SubmitTaskRequest | tasks_pb.StreamSubmitTasksRequest,
+        principal: str,
+        into: messages_pb.Task | None = None,
     ) -> messages_pb.Task:
-        """Validate and store the task of one SubmitTask-shaped request; the stored task.
+        """Validate and store the task of one SubmitTask-shaped request; the stored task (written
+        into ``into``, the response's empty task, when given).
 
         A SubmitTask request and a submit-stream request with the same fields
         hash alike, so a request retried through either is one submission.
@@ -177,12 +181,14 @@ class TaskServicer(tasks_grpc.TaskServiceServicer):
             request_hash=request_hash(request) if request.request_id else "",
         )
         task = outcome[0].task
-        return convert.task_to_pb(task, self.engine.explain(task))
+        return convert.task_to_pb(task, self.engine.explain(task), into=into)
 
     async def SubmitTask(
         self, request: tasks_pb.SubmitTaskRequest, context: grpc.aio.ServicerContext
     ) -> tasks_pb.SubmitTaskResponse:
-        return tasks_pb.SubmitTaskResponse(task=await self._submit(request, current_principal()))
+        response = tasks_pb.SubmitTaskResponse()
+        await self._submit(request, current_principal(), into=response.task)
+        return response
 
     async def _submit_one(
         self, request: tasks_pb.StreamSubmitTasksRequest, principal: str, context: grpc.aio.ServicerContext

@@ -73,6 +73,12 @@ SCHEMES = frozenset({"sqlite", "sqlite+pysqlite", "postgresql", "postgresql+psyc
 
 # ``status IN (unfinished)`` rather than ``NOT IN (finished)``: an index can serve it.
 _UNFINISHED = tuple(int(s) for s in TaskStatus if not s.finished)
+#: The statuses of the partial indexes ``ix_tasks_claimable`` and ``ix_tasks_ended`` (migrations 0019,
+#: 0024), and the terms naming them as the indexes do: SQLite uses a partial index only for a query whose
+#: WHERE holds the index's own term, with the values written out (not bound as parameters).
+_ENDED = (int(TaskStatus.FAILED), int(TaskStatus.CANCELLED))
+_IN_CLAIMABLE = text(f"tasks.status IN ({', '.join(map(str, _UNFINISHED))})")
+_IN_ENDED = text(f"tasks.status IN ({', '.join(map(str, _ENDED))})")
 _IN_CHUNK = 500  # ids per ``IN (...)``, well under every SQLite variable limit
 _STORAGE_UNAVAILABLE = "ERROR_REASON_STORAGE_UNAVAILABLE"
 
@@ -571,11 +577,10 @@ class SqlBackend(SqlWebhooks):
         """Every unfinished task (by seq) and every subtask of those tasks (in plan order), but those
         queued in the database beyond the window (storage/sql/spill.py: they are taken back in order)."""
         t, s = schema.tasks, schema.subtasks
-        unfinished = t.c.status.in_(_UNFINISHED) & or_(
-            t.c.claimed_by.is_(None), t.c.claimed_by != schema.SPILLED
-        )
+        unfinished = _IN_CLAIMABLE & or_(t.c.claimed_by.is_(None), t.c.claimed_by != schema.SPILLED)
         with translate_errors(), self.engine.connect() as conn:
-            tasks = conn.execute(select(t).where(unfinished).order_by(t.c.seq)).mappings()
+            # (By ``seq + 0``: ordered by ix_tasks_seq, SQLite would walk every task, finished ones too.)
+            tasks = conn.execute(select(t).where(unfinished).order_by(t.c.seq + 0)).mappings()
             task_list = [codec.task_from_row(row) for row in tasks]
             ids = select(t.c.id).where(unfinished)
             subtasks = conn.execute(select(s).where(s.c.task_id.in_(ids)).order_by(s.c.task_id, s.c.ord))
@@ -610,7 +615,14 @@ class SqlBackend(SqlWebhooks):
         t = schema.tasks
         stmt = select(t).order_by(t.c.seq.desc()).limit(max(query.limit, 0))
         if query.statuses:
-            stmt = stmt.where(t.c.status.in_([int(s) for s in query.statuses]))
+            statuses = {int(s) for s in query.statuses}
+            stmt = stmt.where(t.c.status.in_(sorted(statuses)))
+            # The partial index holding every status asked for, if one does (finished ones: COMPLETED
+            # tasks, most of the table, are met soon enough walking ix_tasks_seq from the newest).
+            if statuses <= set(_UNFINISHED):  # the queue, sorted (not every task walked in seq order)
+                stmt = stmt.where(_IN_CLAIMABLE).order_by(None).order_by((t.c.seq + 0).desc())
+            elif statuses <= set(_ENDED):
+                stmt = stmt.where(_IN_ENDED)
         if query.task_types:
             stmt = stmt.where(t.c.task_type.in_(list(query.task_types)))
         if query.priorities:
@@ -621,6 +633,8 @@ class SqlBackend(SqlWebhooks):
             stmt = stmt.where(t.c.owner == query.owner)
         if query.batch is not None:
             stmt = stmt.where(t.c.batch == query.batch)
+            if query.batch:  # ix_tasks_batch holds the tasks of a batch alone
+                stmt = stmt.where(text("tasks.batch <> ''"))
         if query.before_seq is not None:
             stmt = stmt.where(t.c.seq < query.before_seq)
         with translate_errors(), self.engine.connect() as conn:

@@ -500,7 +500,7 @@ class SqlClaimStore:
     def unclaimed(self) -> list[tuple[str, int, float]]:
         """Per task type, the unfinished tasks nobody holds and the oldest one's create time.
 
-        One grouped count over the unfinished tasks (on ``ix_tasks_status``). Tasks held by a lost
+        One grouped count over the unfinished tasks (on ``ix_tasks_claimable``). Tasks held by a lost
         replica are claimable too but not counted: the next claim pass of a live replica takes them.
         """
         stmt = (

@@ -40,11 +40,24 @@ tasks = Table(
     # The replica holding the task (migration 0018; PostgreSQL only, NULL on SQLite): see storage/sql/claims.py.
     Column("claimed_by", String, nullable=True),
     Index("ix_tasks_seq", "seq", unique=True),
-    Index("ix_tasks_status", "status"),
     Index("ix_tasks_owner_seq", "owner", "seq"),
     Index("ix_tasks_create_time", "create_time"),
-    Index("ix_tasks_batch", "batch"),
-    Index("ix_tasks_claimed_by", "claimed_by"),
+    # Partial indexes hold only the rows their queries look for (migration 0024): each index entry is
+    # written in the commit of every task it holds.
+    Index("ix_tasks_batch", "batch", sqlite_where=text("batch <> ''"), postgresql_where=text("batch <> ''")),
+    Index(
+        "ix_tasks_claimed_by",
+        "claimed_by",
+        sqlite_where=text("claimed_by IS NOT NULL"),
+        postgresql_where=text("claimed_by IS NOT NULL"),
+    ),
+    # FAILED and CANCELLED tasks, newest first by seq (see SqlBackend.list_tasks).
+    Index(
+        "ix_tasks_ended",
+        "seq",
+        sqlite_where=text("status IN (5, 6)"),
+        postgresql_where=text("status IN (5, 6)"),
+    ),
     # Unfinished tasks in claiming order per priority (migration 0019): see storage/sql/claims.py.
     Index(
         "ix_tasks_claimable",

@@ -171,3 +171,34 @@ async def test_a_failing_planner_falls_back_with_a_warning(tmp_path: Path) -> No
     finally:
         await stubs.close()
         await app.stop(grace=0.5)
+
+
+class NotReallyCapable(SlowPlanner):
+    """Attributes named like the optional capabilities that cannot be called: they are no capabilities."""
+
+    plan_now = "not a method"
+    plan_with_usage = "not a method either"
+
+
+async def test_capabilities_that_cannot_be_called_leave_the_task_to_plan(tmp_path: Path) -> None:
+    planner = NotReallyCapable(fail=False)
+    planner.release.set()
+    app = await _app_with(planner, tmp_path)
+    stubs = Stubs(app.address)
+    try:
+        reply = await stubs.tasks.SubmitTask(
+            t.SubmitTaskRequest(task=m.Task(description="x:\n- a\n- b")), timeout=5
+        )
+
+        async def planned() -> m.GetTaskResponse | None:
+            full = await stubs.tasks.GetTask(
+                t.GetTaskRequest(name=reply.task.name, view=enums.TASK_VIEW_FULL)
+            )
+            return full if full.task.status != enums.TASK_STATUS_PENDING else None
+
+        full = await wait_for(planned, 10, message="the plan")
+        assert full.plan.planner == "slow" and [s.name.rsplit("/", 1)[1] for s in full.subtasks] == ["only"]
+        assert not any("failed" in w for w in full.task.warnings), list(full.task.warnings)
+    finally:
+        await stubs.close()
+        await app.stop(grace=0.5)

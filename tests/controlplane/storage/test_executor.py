@@ -83,6 +83,16 @@ async def test_large_batches_go_to_the_storage_thread() -> None:
     assert thread.startswith("maos-storage")
 
 
+async def test_audit_records_riding_along_count_as_rows() -> None:
+    """Up to 1,000 of them can wait for a commit: writing them would stop the loop for milliseconds."""
+    backend = Backend()
+    audit = [{"time": 1.0, "principal": "users/a", "method": "m"}] * WRITE_NOW_MAX_ROWS
+    await write_through(backend, WriteBatch(tasks=[Task(id="t", description="x")], audit=audit))
+    [(method, thread, rows)] = backend.writes
+    assert (method, rows) == ("write", WRITE_NOW_MAX_ROWS + 1)
+    assert thread.startswith("maos-storage")
+
+
 async def test_a_locked_database_sends_the_batch_to_the_storage_thread() -> None:
     backend = Backend(locked=True)
     await write_through(backend, tasks(1))

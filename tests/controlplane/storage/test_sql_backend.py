@@ -21,14 +21,14 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, event, text
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, ProgrammingError
 
 from controlplane import hookspecs
 from controlplane.config import load_settings
 from controlplane.domain.model import AgentInfo, Subtask, Task, TaskStatus
 from controlplane.errors import AlreadyExists, Unavailable
-from controlplane.storage.base import IdempotencyRecord, StorageBackendFactory, WriteBatch
+from controlplane.storage.base import IdempotencyRecord, StorageBackendFactory, TaskQuery, WriteBatch
 from controlplane.storage.executor import StorageExecutor
 from controlplane.storage.sql import SqlBackend, SqlBackendFactory, codec, plugin, raw_writes, schema, wal
 from controlplane.storage.sql.backend import translate_errors
@@ -626,6 +626,135 @@ def test_task_counts_migration_counts_existing_tasks(tmp_path: Path) -> None:
             conn.execute(schema.tasks.delete().where(schema.tasks.c.id == "old"))
         counts = store.count_tasks_by_status()
         assert (counts[TaskStatus.COMPLETED], counts[TaskStatus.PENDING]) == (1, 1)
+    finally:
+        store.close()
+
+
+def _tasks_indexes(store: SqlBackend) -> set[str]:
+    with store.engine.connect() as conn:
+        if store.kind == "sqlite":
+            found = conn.execute(
+                text("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'tasks'")
+            )
+        else:
+            found = conn.execute(text("SELECT indexname FROM pg_indexes WHERE tablename = 'tasks'"))
+        return set(found.scalars())
+
+
+def _revision(store: SqlBackend) -> str | None:
+    with store.engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def _deadline_index_is_cheap(store: SqlBackend) -> bool | None:
+    """Whether SQLite's deadline index settles rows by a text check first (migrations 0022 and 0023; None on
+    PostgreSQL)."""
+    if store.kind != "sqlite":
+        return None
+    with store.engine.connect() as conn:
+        sql = conn.execute(
+            text("SELECT sql FROM sqlite_master WHERE type = 'index' AND name = 'ix_tasks_spilled_deadline'")
+        ).scalar_one()
+    return "instr(" in sql or "substr(data, 1" in sql
+
+
+def test_lean_task_indexes_migration_keeps_every_listing(backend: SqlBackend) -> None:
+    """Upgrading a populated database from 0021 through 0022 and 0023 to the partial indexes of 0024 (and
+    back) leaves every listing as it was."""
+    from alembic import command
+
+    with backend.engine.begin() as conn:
+        command.downgrade(alembic_config(conn), "0021")
+    assert _revision(backend) == "0021"
+    assert _deadline_index_is_cheap(backend) in (False, None)
+    assert "ix_tasks_status" in _tasks_indexes(backend)
+    statuses = [
+        TaskStatus.COMPLETED,
+        TaskStatus.QUEUED,
+        TaskStatus.FAILED,
+        TaskStatus.CANCELLED,
+        TaskStatus.RUNNING,
+    ]
+    tasks = [
+        minimal_task(f"t{i:03d}", seq=i + 1, status=statuses[i % 5], batch="b1" if i % 7 == 0 else "")
+        for i in range(60)
+    ]
+    rows = [
+        {**codec.task_to_row(t), "claimed_by": "replica-a" if i % 10 == 0 else None}
+        for i, t in enumerate(tasks)
+    ]
+    with backend.engine.begin() as conn:
+        conn.execute(schema.tasks.insert(), rows)
+    queries = [
+        TaskQuery(statuses=[TaskStatus.QUEUED]),
+        TaskQuery(statuses=[TaskStatus.QUEUED, TaskStatus.RUNNING], limit=5),
+        TaskQuery(statuses=[TaskStatus.FAILED]),
+        TaskQuery(statuses=[TaskStatus.FAILED, TaskStatus.CANCELLED], before_seq=40),
+        TaskQuery(statuses=[TaskStatus.COMPLETED, TaskStatus.FAILED]),
+        TaskQuery(batch="b1"),
+        TaskQuery(batch=""),
+    ]
+    before = [[t.id for t in backend.list_tasks(q)] for q in queries]
+    unfinished_before = [t.id for t in backend.load_unfinished()[0]]
+
+    backend.migrate()
+    assert _revision(backend) == "0024"
+    assert _deadline_index_is_cheap(backend) in (True, None)
+    assert {"ix_tasks_ended", "ix_tasks_batch", "ix_tasks_claimed_by"} <= _tasks_indexes(backend)
+    assert "ix_tasks_status" not in _tasks_indexes(backend)
+    assert [[t.id for t in backend.list_tasks(q)] for q in queries] == before
+    assert [t.id for t in backend.load_unfinished()[0]] == unfinished_before
+    assert before[0] == [t.id for t in reversed(tasks) if t.status == TaskStatus.QUEUED][:50]
+    with backend.engine.connect() as conn:  # the partial indexes hold what their queries look for
+        held = "SELECT count(*) FROM tasks WHERE claimed_by IS NOT NULL"
+        assert conn.execute(text(held)).scalar_one() == 6
+
+    with backend.engine.begin() as conn:
+        command.downgrade(alembic_config(conn), "0023")
+    assert _revision(backend) == "0023"
+    assert _deadline_index_is_cheap(backend) in (True, None)
+    assert "ix_tasks_status" in _tasks_indexes(backend)
+    assert "ix_tasks_ended" not in _tasks_indexes(backend)
+    assert [[t.id for t in backend.list_tasks(q)] for q in queries] == before
+    backend.migrate()
+    assert _revision(backend) == "0024"
+    assert [[t.id for t in backend.list_tasks(q)] for q in queries] == before
+
+
+def test_task_listings_read_the_partial_indexes(tmp_path: Path) -> None:
+    """SQLite lists unfinished tasks from the queue's index and FAILED ones from their own, not by walking
+    every task in seq order."""
+    store = _sqlite_store(tmp_path)
+    try:
+        store.write(WriteBatch(tasks=[minimal_task("t", seq=1)]))
+        seen: list[tuple[str, Any]] = []
+
+        def plans() -> list[str]:
+            with store.engine.connect() as conn:
+                cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+                return [
+                    " | ".join(
+                        row[-1] for row in cursor.execute("EXPLAIN QUERY PLAN " + sql, params).fetchall()
+                    )
+                    for sql, params in seen
+                ]
+
+        @event.listens_for(store.engine, "before_cursor_execute")
+        def _keep(conn: Any, cursor: Any, sql: str, params: Any, context: Any, many: bool) -> None:
+            if sql.lstrip().upper().startswith("SELECT"):
+                seen.append((sql, params))
+
+        store.load_unfinished()
+        assert all("ix_tasks_claimable" in plan for plan in plans()), plans()
+        seen.clear()
+        store.list_tasks(TaskQuery(statuses=[TaskStatus.QUEUED, TaskStatus.PENDING]))
+        assert "ix_tasks_claimable" in plans()[0]
+        seen.clear()
+        store.list_tasks(TaskQuery(statuses=[TaskStatus.FAILED]))
+        assert "ix_tasks_ended" in plans()[0]
+        seen.clear()
+        store.list_tasks(TaskQuery(batch="b1"))
+        assert "ix_tasks_batch" in plans()[0]
     finally:
         store.close()
 

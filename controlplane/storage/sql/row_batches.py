@@ -2,7 +2,8 @@
 
 Queued tasks kept in the database beyond ``scheduler.queue_window`` are read back a thousand at a
 time (:meth:`~controlplane.storage.sql.spill.SqlSpillStore.take_back`), and decoding them was most
-of what a refill cost. :class:`RowBatchDecoder` gives the very records :func:`.codec.task_from_row`
+of what a refill cost; the PostgreSQL claims (:mod:`.claims`) decode the tasks they claim with it too.
+:class:`RowBatchDecoder` gives the very records :func:`.codec.task_from_row`
 and :func:`.codec.subtask_from_row` give (a test holds them equal), for less:
 
 * rows are plain tuples of known columns (:data:`TASK_COLUMNS`, :data:`SUBTASK_COLUMNS`), not

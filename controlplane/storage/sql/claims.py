@@ -47,7 +47,8 @@ _T, _S, _R = schema.tasks, schema.subtasks, schema.replicas
 _TASK_READ = [_T.c[name] for name in row_batches.TASK_COLUMNS]
 _VIRTUAL_TIME, _SEQ = len(_TASK_READ), row_batches.TASK_COLUMNS.index("seq")
 _SUBTASK_READ = [_S.c[name] for name in row_batches.SUBTASK_COLUMNS]
-#: The subtask's columns (but its task's id) in a row the one-statement claims return (:data:`_CLAIM_AND_READ`).
+#: The subtask's columns (but its task's id) in a row the one-statement claims return
+#: (:data:`_CLAIM_AND_READ`).
 _SUB_COLUMNS = ("s_id", "s_status", "s_checkpoint", "s_data")
 _UNFINISHED = tuple(int(s) for s in TaskStatus if not s.finished)
 

@@ -72,7 +72,8 @@ def _make(cls: type[_R], data: dict[str, Any]) -> _R:
 
 
 class RowBatchDecoder:
-    """Decodes rows read back into memory (see the module docstring); one per reader thread."""
+    """Decodes rows read back into memory (see the module docstring). Safe to share between threads: its
+    records cannot change, so two threads missing the same key at once only make two equal copies."""
 
     def __init__(self) -> None:
         self._shared: dict[tuple[Any, ...], Any] = {}
@@ -89,8 +90,9 @@ class RowBatchDecoder:
             return codec._build(cls, data)
         if found is None:
             found = codec._build(cls, data)
-            if len(self._shared) < MAX_SHARED:
-                self._shared[key] = found
+            if len(self._shared) >= MAX_SHARED:  # mostly one-off values (usage of running work): start over
+                self._shared.clear()
+            self._shared[key] = found
         return found
 
     def task(self, row: Sequence[Any]) -> Task:

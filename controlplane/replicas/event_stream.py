@@ -430,15 +430,22 @@ class LogStream:
                 cursor = "(" + _entry_id(entry_id)
                 if _again(last_read, fields):
                     continue
-                entry = self._decode(_entry_id(entry_id), fields)
-                if entry is not None and wanted.matches(entry):
-                    found.append(entry)
-                    if len(found) == limit:
-                        return found, ""
+                if self._add_if_wanted(_entry_id(entry_id), fields, wanted, found) and len(found) == limit:
+                    return found, ""
             if len(chunk) < count:
                 return found, ""
             await asyncio.sleep(0)  # a long scan does not hold the event loop
         return found, cursor[1:]
+
+    def _add_if_wanted(
+        self, entry_id: str, fields: dict[bytes, bytes], wanted: LogFilter, found: list[LogEntry]
+    ) -> bool:
+        """Add the entry to ``found`` if it decodes and ``wanted`` matches it; whether it was added."""
+        entry = self._decode(entry_id, fields)
+        if entry is None or not wanted.matches(entry):
+            return False
+        found.append(entry)
+        return True
 
     async def _page_back(
         self, older: list[tuple[Any, dict[bytes, bytes]]], wanted: LogFilter, limit: int
@@ -470,11 +477,8 @@ class LogStream:
                 scanned += 1
                 if copy[index]:
                     continue
-                entry = self._decode(_entry_id(entry_id), fields)
-                if entry is not None and wanted.matches(entry):
-                    found.append(entry)
-                    if len(found) == limit:
-                        return found, ""
+                if self._add_if_wanted(_entry_id(entry_id), fields, wanted, found) and len(found) == limit:
+                    return found, ""
             await asyncio.sleep(0)  # a long scan does not hold the event loop
         if not pending and exhausted:
             return found, ""

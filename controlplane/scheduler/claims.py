@@ -440,21 +440,8 @@ class Claims:
             return False
         await self.until_released(task_id)  # given up here a moment ago: claimable once released
         await self._bury_dead()
-        tasks, subs = await self.engine.storage.call(
-            self.store.claim,
-            self.holder,
-            time.time(),
-            self.lost_after,
-            1,
-            self.engine.setting("scheduler.aging_interval"),
-            None,
-            [task_id],
-            finished_too,
-            None,
-            [self.holder],  # given up here and not let go (a let-go that failed): taken back
-        )
-        self._adopt(tasks, subs, fresh_check=False)
-        if task_id in self.engine.tasks:
+        # (given up here and not let go, a let-go that failed: taken back)
+        if await self._claim_one(task_id, finished_too, given_up_by=self.holder):
             self.hand_over.marked.discard(task_id)  # (its own id over the mark: nothing left to let go)
             self.hand_over.unlet.discard(task_id)
             return True
@@ -467,6 +454,11 @@ class Claims:
             return True
         if self.fenced:
             return False
+        return await self._claim_one(task_id, False, given_up_by=origin)
+
+    async def _claim_one(self, task_id: str, finished_too: bool, *, given_up_by: str) -> bool:
+        """Claim ``task_id`` alone (also over ``given_up_by``'s leaving mark) and adopt it; whether this
+        replica holds it now."""
         tasks, subs = await self.engine.storage.call(
             self.store.claim,
             self.holder,
@@ -476,9 +468,9 @@ class Claims:
             self.engine.setting("scheduler.aging_interval"),
             None,
             [task_id],
-            False,
+            finished_too,
             None,
-            [origin],
+            [given_up_by],
         )
         self._adopt(tasks, subs, fresh_check=False)
         return task_id in self.engine.tasks

@@ -30,17 +30,26 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Sequence
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import Engine, String, and_, func, literal, or_, select, tuple_, union_all, update
 
 from controlplane.domain.model import Priority, Subtask, Task, TaskStatus
-from controlplane.storage.sql import codec, schema
+from controlplane.storage.sql import row_batches, schema
 from controlplane.storage.sql.backend import SqlBackend, translate_errors
 
 log = logging.getLogger(__name__)
 
 _T, _S, _R = schema.tasks, schema.subtasks, schema.replicas
+#: The columns a search claim reads, as :class:`.row_batches.RowBatchDecoder` decodes them (then the
+#: virtual time); the subtasks' columns likewise.
+_TASK_READ = [_T.c[name] for name in row_batches.TASK_COLUMNS]
+_VIRTUAL_TIME, _SEQ = len(_TASK_READ), row_batches.TASK_COLUMNS.index("seq")
+_SUBTASK_READ = [_S.c[name] for name in row_batches.SUBTASK_COLUMNS]
+#: The subtask's columns (but its task's id) in a row the one-statement claims return
+#: (:data:`_CLAIM_AND_READ`).
+_SUB_COLUMNS = ("s_id", "s_status", "s_checkpoint", "s_data")
 _UNFINISHED = tuple(int(s) for s in TaskStatus if not s.finished)
 
 #: SQLSTATE of a lock wait past ``lock_timeout``.
@@ -176,6 +185,9 @@ class SqlClaimStore:
         #: Tasks a claim by id took (committed) and meant to give back, whose give-back failed: the value
         #: ``claimed_by`` had (see :meth:`give_back_unreturned`).
         self.unreturned: dict[str, str | None] = {}
+        #: Decodes the rows claimed. (Claims run on the storage thread; should several threads claim at
+        #: once, they share its small records, which are frozen, and at worst each makes its own copy.)
+        self._decoder = row_batches.RowBatchDecoder()
 
     def claim(
         self,
@@ -256,22 +268,25 @@ class SqlClaimStore:
                 if after is not None:
                     where = and_(where, tuple_(virtual_time, _T.c.seq) > tuple_(*after))
                 stmt = (
-                    select(_T, virtual_time.label("virtual_time"))
+                    select(*_TASK_READ, virtual_time.label("virtual_time"))
                     .where(where)
                     .order_by(virtual_time, _T.c.seq)
                     .limit(page)
                     .with_for_update(skip_locked=True, of=_T)
                 )
-                found = list(conn.execute(stmt).mappings())
+                found = list(conn.execute(stmt))
                 if not found:
                     break
-                after = (found[-1]["virtual_time"], found[-1]["seq"])
-                tasks = [codec.task_from_row(row) for row in found]
+                after = (found[-1][_VIRTUAL_TIME], found[-1][_SEQ])
+                decode = self._decoder
+                tasks = [decode.task(row[:_VIRTUAL_TIME]) for row in found]
                 rows = conn.execute(
-                    select(_S).where(_S.c.task_id.in_([t.id for t in tasks])).order_by(_S.c.task_id, _S.c.ord)
-                ).mappings()
+                    select(*_SUBTASK_READ)
+                    .where(_S.c.task_id.in_([t.id for t in tasks]))
+                    .order_by(_S.c.task_id, _S.c.ord)
+                )
                 for row in rows:
-                    sub = codec.subtask_from_row(row)
+                    sub = decode.subtask(row)
                     subs.setdefault(sub.task_id, []).append(sub)
                 chosen += [t for t in tasks if wanted is None or wanted(t, subs.get(t.id, []))]
                 if len(chosen) >= limit or len(found) < page:
@@ -324,22 +339,18 @@ class SqlClaimStore:
         with conn.connection.dbapi_connection.cursor() as cursor:
             cursor.execute(sql, params, prepare=True)
             names = [column.name for column in cursor.description]
-            found = [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]
+            found = cursor.fetchall()
+        task_of = itemgetter(*map(names.index, row_batches.TASK_COLUMNS))
+        sub_of = itemgetter(*map(names.index, _SUB_COLUMNS))
+        id_at, before_at, s_id_at = names.index("id"), names.index("before"), names.index("s_id")
+        decode = self._decoder
         for row in found:
-            task_id = row["id"]
+            task_id = row[id_at]
             if task_id not in tasks:
-                tasks[task_id] = codec.task_from_row(row)
-                before[task_id] = row["before"]
-            if row["s_id"] is not None:
-                sub = codec.subtask_from_row(
-                    {
-                        "task_id": task_id,
-                        "id": row["s_id"],
-                        "status": row["s_status"],
-                        "checkpoint": row["s_checkpoint"],
-                        "data": row["s_data"],
-                    }
-                )
+                tasks[task_id] = decode.task(task_of(row))
+                before[task_id] = row[before_at]
+            if row[s_id_at] is not None:
+                sub = decode.subtask((task_id, *sub_of(row)))
                 subs.setdefault(task_id, []).append(sub)
         chosen = [t for t in tasks.values() if wanted is None or wanted(t, subs.get(t.id, []))]
         kept = {t.id for t in chosen}

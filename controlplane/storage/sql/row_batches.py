@@ -2,7 +2,8 @@
 
 Queued tasks kept in the database beyond ``scheduler.queue_window`` are read back a thousand at a
 time (:meth:`~controlplane.storage.sql.spill.SqlSpillStore.take_back`), and decoding them was most
-of what a refill cost. :class:`RowBatchDecoder` gives the very records :func:`.codec.task_from_row`
+of what a refill cost; the PostgreSQL claims (:mod:`.claims`) decode the tasks they claim with it too.
+:class:`RowBatchDecoder` gives the very records :func:`.codec.task_from_row`
 and :func:`.codec.subtask_from_row` give (a test holds them equal), for less:
 
 * rows are plain tuples of known columns (:data:`TASK_COLUMNS`, :data:`SUBTASK_COLUMNS`), not
@@ -71,7 +72,8 @@ def _make(cls: type[_R], data: dict[str, Any]) -> _R:
 
 
 class RowBatchDecoder:
-    """Decodes rows read back into memory (see the module docstring); one per reader thread."""
+    """Decodes rows read back into memory (see the module docstring). Safe to share between threads: its
+    records cannot change, so two threads missing the same key at once only make two equal copies."""
 
     def __init__(self) -> None:
         self._shared: dict[tuple[Any, ...], Any] = {}
@@ -88,8 +90,9 @@ class RowBatchDecoder:
             return codec._build(cls, data)
         if found is None:
             found = codec._build(cls, data)
-            if len(self._shared) < MAX_SHARED:
-                self._shared[key] = found
+            if len(self._shared) >= MAX_SHARED:  # mostly one-off values (usage of running work): start over
+                self._shared.clear()
+            self._shared[key] = found
         return found
 
     def task(self, row: Sequence[Any]) -> Task:

@@ -33,9 +33,11 @@ from controlplane.errors import InvalidArgument, Unavailable
 from controlplane.storage.base import WriteBatch
 from controlplane.storage.replicas import ReplicaRow
 from controlplane.storage.sql import claims as claims_module
+from controlplane.storage.sql import codec, schema
 from controlplane.storage.sql.backend import SqlBackendFactory
 from controlplane.storage.sql.claims import SqlClaimStore, claim_store
 from controlplane.storage.sql.replicas import replica_store
+from controlplane.storage.testing import full_subtask, full_task, minimal_subtask, minimal_task
 from tests.harness.server import (
     ControlPlaneProcess,
     empty_postgres,
@@ -1125,3 +1127,71 @@ async def test_a_replica_started_again_with_its_id_gives_up_what_its_earlier_run
         )
     finally:
         await a.stop(grace=1.0)
+
+
+def _decoded_one_at_a_time(url: str) -> tuple[dict[str, Task], dict[str, list[Subtask]]]:
+    """Every stored task and subtask as :func:`codec.task_from_row` and :func:`codec.subtask_from_row`
+    decode them (in plan order)."""
+    engine = sqlalchemy.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            tasks = {
+                row["id"]: codec.task_from_row(row)
+                for row in conn.execute(sqlalchemy.select(schema.tasks)).mappings()
+            }
+            subs: dict[str, list[Subtask]] = {}
+            ordered = sqlalchemy.select(schema.subtasks).order_by(
+                schema.subtasks.c.task_id, schema.subtasks.c.ord
+            )
+            for row in conn.execute(ordered).mappings():
+                subs.setdefault(row["task_id"], []).append(codec.subtask_from_row(row))
+    finally:
+        engine.dispose()
+    return tasks, subs
+
+
+def test_claimed_rows_decode_to_the_records_the_codec_gives(
+    store: tuple[SqlClaimStore, Any], shared_db: str
+) -> None:
+    """The claims decode their rows in batches (:class:`.row_batches.RowBatchDecoder`): the same records
+    as the codec's, for full and minimal tasks and subtasks, claimed by the search (in one statement, and
+    page by page past a task refused) and by id (over a leaving mark too)."""
+    claims, backend = store
+    tasks = []
+    subtasks = []
+    for i in range(8):
+        make, make_sub = (full_task, full_subtask) if i % 2 else (minimal_task, minimal_subtask)
+        task = make(
+            f"t{i}", seq=i + 1, status=TaskStatus.QUEUED, priority=Priority.NORMAL, create_time=1000.0 + i
+        )
+        tasks.append(task)
+        subtasks += [make_sub(task.id, f"t{i}/subtasks/s0"), make_sub(task.id, f"t{i}/subtasks/s1")]
+    backend.write(WriteBatch(tasks=tasks, subtasks=subtasks))
+    execute(shared_db, "UPDATE tasks SET claimed_by = '~leaving:x' WHERE id IN ('t6', 't7')")
+    expected, expected_subs = _decoded_one_at_a_time(shared_db)
+    assert len(expected) == 8 and sum(map(len, expected_subs.values())) == 16
+    assert expected["t1"].plan is not None and expected_subs["t1"][0].checkpoint
+
+    seen: list[tuple[Task, list[Subtask]]] = []
+
+    def wanted(task: Task, subs: list[Subtask]) -> bool:
+        seen.append((task, subs))
+        return task.id != "t0"  # refused: the claim looks further, a page at a time
+
+    got, got_subs = claims.claim("y", time.time(), 30.0, 4, 120.0, wanted=wanted)
+    assert [t.id for t in got] == ["t1", "t2", "t3", "t4"]  # (t4 from the pages)
+    assert {t.id for t, _ in seen} >= {"t0", "t1", "t2", "t3", "t4"}
+    for task, subs in seen:
+        assert task == expected[task.id]
+        assert subs == expected_subs[task.id]
+    assert got == [expected[t.id] for t in got]
+    assert got_subs == [sub for t in got for sub in expected_subs[t.id]]
+
+    by_id, by_id_subs = claims.claim(
+        "z", time.time(), 30.0, 3, 120.0, task_ids=["t5", "t6"], given_up_by=["x"]
+    )
+    assert [t.id for t in by_id] == ["t5", "t6"]  # t6 over x's leaving mark
+    assert by_id == [expected["t5"], expected["t6"]]
+    assert by_id_subs == expected_subs["t5"] + expected_subs["t6"]
+    named, named_subs = claims.claim_named("z", time.time(), 30.0, ["t7"], "x", 3, 120.0)
+    assert named == [expected["t7"]] and named_subs == expected_subs["t7"]

@@ -14,6 +14,7 @@ import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -350,16 +351,13 @@ async def test_a_token_from_before_a_restart_is_refused(tmp_path: Path) -> None:
         await again.stop(grace=1.0)
 
 
-async def test_a_page_read_from_the_stream_stops_after_a_bounded_scan(
-    tmp_path: Path, postgres_url: str, redis_url: str, redis_namespace: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Rare matches far apart: a page read from the stream ends after MAX_PAGE_SCAN entries, not
-    full, with a token going on from the last entry read; the listing still has every record once."""
+@asynccontextmanager
+async def _streamed_logs(
+    tmp_path: Path, postgres_url: str, redis_url: str, redis_namespace: str
+) -> AsyncIterator[tuple[App, Any]]:
+    """A replica on an emptied PostgreSQL and on Redis, and a Redis client to write its log stream with."""
     import redis
 
-    from controlplane.replicas import event_stream
-
-    monkeypatch.setattr(event_stream, "MAX_PAGE_SCAN", 10)
     settings = {
         "database.primary_url": postgres_url,
         "redis.url": redis_url,
@@ -371,6 +369,28 @@ async def test_a_page_read_from_the_stream_stops_after_a_bounded_scan(
     await app.start("127.0.0.1:0")
     writer = redis.Redis.from_url(redis_url)
     try:
+        yield app, writer
+    finally:
+        writer.close()
+        await app.stop(grace=1.0)
+
+
+async def _all_three_kept(client: Client) -> None:
+    async def all_kept() -> bool:
+        return len((await client.list_logs(contains=MARK, page_size=100)).records) == 3
+
+    await wait_for(all_kept, timeout=30, interval=0.1, message="the records kept")
+
+
+async def test_a_page_read_from_the_stream_stops_after_a_bounded_scan(
+    tmp_path: Path, postgres_url: str, redis_url: str, redis_namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rare matches far apart: a page read from the stream ends after MAX_PAGE_SCAN entries, not
+    full, with a token going on from the last entry read; the listing still has every record once."""
+    from controlplane.replicas import event_stream
+
+    monkeypatch.setattr(event_stream, "MAX_PAGE_SCAN", 10)
+    async with _streamed_logs(tmp_path, postgres_url, redis_url, redis_namespace) as (app, writer):
         wanted = []
         for n in range(1, 42):
             text = f"{MARK} {n}" if n % 20 == 1 else f"other {n}"  # 1, 21 and 41 match
@@ -379,11 +399,7 @@ async def test_a_page_read_from_the_stream_stops_after_a_bounded_scan(
             if text.startswith(MARK):
                 wanted.append(text)
         async with Client(app.address) as client:
-
-            async def all_kept() -> bool:
-                return len((await client.list_logs(contains=MARK, page_size=100)).records) == 3
-
-            await wait_for(all_kept, timeout=30, interval=0.1, message="the records kept")
+            await _all_three_kept(client)
             for newest_first in (False, True):
                 got, lengths, token = [], [], ""
                 for _ in range(20):
@@ -397,9 +413,6 @@ async def test_a_page_read_from_the_stream_stops_after_a_bounded_scan(
                         break
                 assert got == (wanted[::-1] if newest_first else wanted)
                 assert 0 in lengths  # pages that ended after the bounded scan, empty, with a token
-    finally:
-        writer.close()
-        await app.stop(grace=1.0)
 
 
 async def test_a_resent_record_shows_once_across_page_boundaries(
@@ -409,32 +422,16 @@ async def test_a_resent_record_shows_once_across_page_boundaries(
     Pages read from the stream leave the copy out as the log book does (the later entry of a pair
     is the copy), whichever side of a page boundary the first one is on, in both orders; also when
     the stream is read a little at a time."""
-    import redis
-
     from controlplane.replicas import event_stream
 
-    settings = {
-        "database.primary_url": postgres_url,
-        "redis.url": redis_url,
-        "redis.key_prefix": redis_namespace,
-    }
-    build_app(make_settings(tmp_path / "migrate", **settings)).storage.close()
-    empty_postgres(postgres_url)
-    app = build_app(make_settings(tmp_path / "a", **settings))
-    await app.start("127.0.0.1:0")
-    writer = redis.Redis.from_url(redis_url)
-    try:
+    async with _streamed_logs(tmp_path, postgres_url, redis_url, redis_namespace) as (app, writer):
         firsts: dict[str, str] = {}
         for origin, n, name in (("A/1", 1, "A1"), ("B/1", 1, "B1"), ("A/1", 1, "A1"), ("B/1", 2, "B2")):
             body = [20, "agents/x", f"{MARK} {name}", 1.0, "", "", "", {}, "", ""]
             entry = writer.xadd(f"{redis_namespace}logs", {"r": origin, "n": str(n), "e": json.dumps(body)})
             firsts.setdefault(name, entry.decode())
         async with Client(app.address) as client:
-
-            async def all_kept() -> bool:
-                return len((await client.list_logs(contains=MARK, page_size=100)).records) == 3
-
-            await wait_for(all_kept, timeout=30, interval=0.1, message="the records kept")
+            await _all_three_kept(client)
             for read_count, look_back in ((event_stream.READ_COUNT, event_stream.LOOK_BACK), (1, 2)):
                 monkeypatch.setattr(event_stream, "READ_COUNT", read_count)
                 monkeypatch.setattr(event_stream, "LOOK_BACK", look_back)
@@ -463,6 +460,3 @@ async def test_a_resent_record_shows_once_across_page_boundaries(
             assert caught.value.reason == "ERROR_REASON_INVALID_PAGE_TOKEN"
             assert "kept alone while Redis was away" in caught.value.message
             assert "without Redis" not in caught.value.message
-    finally:
-        writer.close()
-        await app.stop(grace=1.0)

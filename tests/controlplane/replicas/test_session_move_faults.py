@@ -20,7 +20,6 @@ import pytest
 import sqlalchemy
 
 from agent_sdk.proto.maos.v1 import agent_gateway_pb2 as gw
-from agent_sdk.proto.maos.v1 import enums_pb2 as enums
 from agent_sdk.proto.maos.v1 import messages_pb2 as msgs
 from agent_sdk.proto.maos.v1 import task_service_pb2 as tasks_pb
 from controlplane.api.convert import ref_from_pb
@@ -31,7 +30,12 @@ from controlplane.scheduler import session_moves
 from controlplane.scheduler.session_moves import Resume, encode
 from tests.controlplane.replicas.test_carried_reports import RPC, claimed_by, register
 from tests.controlplane.replicas.test_claims import execute, rows, shared, shared_db  # noqa: F401
-from tests.controlplane.replicas.test_session_moves import next_assignment
+from tests.controlplane.replicas.test_session_moves import (
+    completed_subtasks,
+    next_assignment,
+    raw_work,
+    resume_of,
+)
 from tests.controlplane.scheduler.test_faults import RawAgent
 from tests.harness.server import Stubs, make_settings, start_app, wait_for
 
@@ -59,14 +63,6 @@ async def submit(stubs: Stubs, description: str, **fields: Any) -> str:
         tasks_pb.SubmitTaskRequest(task=msgs.Task(description=description, **fields)), timeout=RPC
     )
     return str(reply.task.name)
-
-
-async def wait_finished(stubs: Stubs, name: str, timeout: float) -> msgs.Task:
-    async def finished() -> msgs.Task | None:
-        task = (await stubs.tasks.GetTask(tasks_pb.GetTaskRequest(name=name), timeout=RPC)).task
-        return task if task.status in (enums.TASK_STATUS_COMPLETED, enums.TASK_STATUS_FAILED) else None
-
-    return await wait_for(finished, timeout, 0.05, f"{name} to finish")
 
 
 def hold_claims(app: App, monkeypatch: pytest.MonkeyPatch) -> tuple[asyncio.Event, asyncio.Event]:
@@ -119,20 +115,13 @@ async def test_a_late_result_on_the_old_stream_is_carried_to_the_new_replica_whi
         on_a, on_b = RawAgent(a.address), RawAgent(b.address)
         stubs = Stubs(a.address)
         try:
-            first = await register(on_a)
-            agent_id = bare(first.agent)
-            name = await submit(stubs, "late result", agent_type="raw")
-            task_id = bare(name)
-            ref = (await on_a.receive("assignment")).assignment.ref
+            first, name, ref = await raw_work(stubs, on_a, "late result")
+            agent_id, task_id = bare(first.agent), bare(name)
             old = a.engine.sessions[agent_id]
             asked, go = hold_claims(b, monkeypatch)
             tried = record_claims(a)
 
-            registering = asyncio.ensure_future(
-                register(
-                    on_b, gw.ResumeSession(agent=first.agent, session_id=first.session_id, assignments=[ref])
-                )
-            )
+            registering = asyncio.ensure_future(register(on_b, resume_of(first, ref)))
             await asyncio.wait_for(asked.wait(), RPC)  # a handed the work over; b has not claimed it yet
             assert claimed_by(shared_db, name) == f"~leaving:{a.engine.replica}"
             assert old.closed and old.moved
@@ -152,11 +141,10 @@ async def test_a_late_result_on_the_old_stream_is_carried_to_the_new_replica_whi
             assert list(moved.resumed) == [ref] and list(moved.revoked) == [], moved
             assert claimed_by(shared_db, name) == b.engine.replica
 
-            task = await wait_finished(stubs, name, 20)  # the result carried from a to b (its holder now)
-            assert task.status == enums.TASK_STATUS_COMPLETED, task
-            results = await stubs.tasks.GetTaskResults(tasks_pb.GetTaskResultsRequest(name=name), timeout=RPC)
-            assert [s.output for s in results.result.subtasks] == ["late"]
-            assert [s.attempt for s in results.result.subtasks] == [ref.attempt]
+            # the result carried from a to b (its holder now)
+            subtasks = await completed_subtasks(stubs, name, 20)
+            assert [s.output for s in subtasks] == ["late"]
+            assert [s.attempt for s in subtasks] == [ref.attempt]
 
             async def charged_on_b() -> Any:
                 info = await stored_agent(a, agent_id)
@@ -206,13 +194,9 @@ async def test_a_hand_over_whose_commit_failed_lets_the_work_go_once_the_commit_
         stubs = Stubs(a.address)
         mark = f"~leaving:{a.engine.replica}"
         try:
-            first = await register(on_a)
-            name = await submit(stubs, "commit refused", agent_type="raw")
-            ref = (await on_a.receive("assignment")).assignment.ref
+            first, name, ref = await raw_work(stubs, on_a, "commit refused")
             refuse_mark(shared_db, mark)
-            resumed = await register(
-                on_b, gw.ResumeSession(agent=first.agent, session_id=first.session_id, assignments=[ref])
-            )
+            resumed = await register(on_b, resume_of(first, ref))
             assert list(resumed.resumed) == [] and list(resumed.revoked) == [ref], resumed
             assert "could not ask replica" in caplog.text
             assert claimed_by(shared_db, name) == a.engine.replica
@@ -227,10 +211,8 @@ async def test_a_hand_over_whose_commit_failed_lets_the_work_go_once_the_commit_
             again = (await asyncio.wait_for(next_assignment(on_b), 30)).ref
             assert again.subtask == ref.subtask and again.attempt == ref.attempt + 1, again
             on_b.send(result=gw.SubtaskResult(ref=again, output="second attempt"))
-            task = await wait_finished(stubs, name, 20)
-            assert task.status == enums.TASK_STATUS_COMPLETED, task
-            results = await stubs.tasks.GetTaskResults(tasks_pb.GetTaskResultsRequest(name=name), timeout=RPC)
-            assert [s.output for s in results.result.subtasks] == ["second attempt"]
+            subtasks = await completed_subtasks(stubs, name, 20)
+            assert [s.output for s in subtasks] == ["second attempt"]
         finally:
             allow_mark(shared_db)
             await stubs.close()
@@ -249,16 +231,10 @@ async def test_work_handed_to_a_replica_that_stops_before_claiming_it_is_let_go_
         on_a, on_b, other = RawAgent(a.address), RawAgent(b.address), RawAgent(a.address)
         stubs = Stubs(a.address)
         try:
-            first = await register(on_a)
-            name = await submit(stubs, "asker stops", agent_type="raw")
-            ref = (await on_a.receive("assignment")).assignment.ref
+            first, name, ref = await raw_work(stubs, on_a, "asker stops")
             await register(other)  # (idle: the work was assigned already) it runs the work again
             asked, _ = hold_claims(b, monkeypatch)
-            registering = asyncio.ensure_future(
-                register(
-                    on_b, gw.ResumeSession(agent=first.agent, session_id=first.session_id, assignments=[ref])
-                )
-            )
+            registering = asyncio.ensure_future(register(on_b, resume_of(first, ref)))
             await asyncio.wait_for(asked.wait(), RPC)
             await b.stop(grace=1.0)  # before it claims what a handed over
             registering.cancel()
@@ -267,12 +243,8 @@ async def test_work_handed_to_a_replica_that_stops_before_claiming_it_is_let_go_
             assert again.subtask == ref.subtask and again.attempt == ref.attempt + 1, again
             assert claimed_by(shared_db, name) == a.engine.replica
             other.send(result=gw.SubtaskResult(ref=again, output="run once more"))
-            task = await wait_finished(stubs, name, 20)
-            assert task.status == enums.TASK_STATUS_COMPLETED, task
-            results = await stubs.tasks.GetTaskResults(tasks_pb.GetTaskResultsRequest(name=name), timeout=RPC)
-            assert [(s.output, s.attempt) for s in results.result.subtasks] == [
-                ("run once more", again.attempt)
-            ]
+            subtasks = await completed_subtasks(stubs, name, 20)
+            assert [(s.output, s.attempt) for s in subtasks] == [("run once more", again.attempt)]
         finally:
             await stubs.close()
             for stream in (on_a, on_b, other):
@@ -293,9 +265,7 @@ async def test_a_task_another_agent_runs_part_of_does_not_move(
             name = await submit(stubs, "Fan out:\n- part one\n- part two", max_agents=2)
             ref = (await x.receive("assignment")).assignment.ref
             (await y.receive("assignment")).assignment.ref  # noqa: B018 (the other part runs on y)
-            resumed = await register(
-                on_b, gw.ResumeSession(agent=first.agent, session_id=first.session_id, assignments=[ref])
-            )
+            resumed = await register(on_b, resume_of(first, ref))
             assert resumed.agent == first.agent and list(resumed.resumed) == [], (
                 resumed
             )  # the session is proven
@@ -317,9 +287,7 @@ async def test_a_resume_of_another_type_or_owner_moves_nothing(
         on_a, on_b = RawAgent(a.address), RawAgent(b.address)
         stubs = Stubs(a.address)
         try:
-            first = await register(on_a)
-            name = await submit(stubs, "typed", agent_type="raw")
-            ref = (await on_a.receive("assignment")).assignment.ref
+            first, name, ref = await raw_work(stubs, on_a, "typed")
             on_b.send(
                 register=gw.Register(
                     agent_type="other",
@@ -351,9 +319,8 @@ async def test_a_malformed_hand_over_request_is_refused_by_the_holder_through_th
         on_a = RawAgent(a.address)
         stubs = Stubs(a.address)
         try:
-            first = await register(on_a)
-            name = await submit(stubs, "kept", agent_type="raw")
-            ref = ref_from_pb((await on_a.receive("assignment")).assignment.ref)
+            first, name, ref_pb = await raw_work(stubs, on_a, "kept")
+            ref = ref_from_pb(ref_pb)
             assert ref is not None
             body = encode(Resume(bare(first.agent), first.session_id, "raw"), [ref], b.engine.replica)
             ask: Callable[[dict[str, Any], str], Awaitable[Any]] | None = b.engine.moves.ask
@@ -399,14 +366,10 @@ async def test_a_session_the_committed_record_no_longer_names_moves_nothing(
         on_a, on_b = RawAgent(a.address), RawAgent(b.address)
         stubs = Stubs(a.address)
         try:
-            first = await register(on_a)
-            name = await submit(stubs, "record moved on", agent_type="raw")
-            ref = (await on_a.receive("assignment")).assignment.ref
+            first, name, ref = await raw_work(stubs, on_a, "record moved on")
             await a.engine.agent_side.committer.durable()
             replace_stored_session(shared_db, bare(first.agent), "f" * 16)
-            answer = await register(
-                on_b, gw.ResumeSession(agent=first.agent, session_id=first.session_id, assignments=[ref])
-            )
+            answer = await register(on_b, resume_of(first, ref))
             assert answer.agent != first.agent and list(answer.revoked) == [ref], answer
             assert claimed_by(shared_db, name) == a.engine.replica
             assert a.engine.moves.given == 0

@@ -44,6 +44,36 @@ from tests.harness.server import Stubs, wait_for
 from tests.harness.tcp_proxy import TcpProxy
 
 
+def resume_of(first: gw.Registered, ref: gw.AssignmentRef, session_id: str | None = None) -> gw.ResumeSession:
+    """The resume of ``first``'s agent with its one assignment, in its first session or ``session_id``."""
+    return gw.ResumeSession(
+        agent=first.agent,
+        session_id=first.session_id if session_id is None else session_id,
+        assignments=[ref],
+    )
+
+
+async def raw_work(
+    stubs: Stubs, agent: RawAgent, description: str
+) -> tuple[gw.Registered, str, gw.AssignmentRef]:
+    """Register ``agent`` (type raw), submit a task for it and take its assignment: what registering
+    answered, the task's name and the assignment's ref."""
+    first = await register(agent)
+    submitted = await stubs.tasks.SubmitTask(
+        tasks_pb.SubmitTaskRequest(task=msgs.Task(description=description, agent_type="raw")), timeout=RPC
+    )
+    ref = (await agent.receive("assignment")).assignment.ref
+    return first, submitted.task.name, ref
+
+
+async def completed_subtasks(stubs: Stubs, name: str, timeout: float) -> list[msgs.Subtask]:
+    """The subtasks' results of task ``name``, once it finished (within ``timeout``), completed."""
+    task = await wait_finished(stubs, name, timeout)
+    assert task.status == enums.TASK_STATUS_COMPLETED, task
+    results = await stubs.tasks.GetTaskResults(tasks_pb.GetTaskResultsRequest(name=name), timeout=RPC)
+    return list(results.result.subtasks)
+
+
 async def subtask_of(stubs: Stubs, name: str) -> msgs.Subtask:
     full = await stubs.tasks.GetTask(
         tasks_pb.GetTaskRequest(name=name, view=enums.TASK_VIEW_FULL), timeout=RPC
@@ -89,14 +119,11 @@ async def test_running_work_moves_with_the_session_and_finishes_once(replica_clu
             ).agent
             assert got.replica == "replica-1" and got.status != enums.AGENT_STATUS_DISCONNECTED, got
 
-            task = await wait_finished(stubs[0], name, 20)  # (within the 30 s lease: nothing ran again)
+            # (within the 30 s lease: nothing ran again)
+            subtasks = await completed_subtasks(stubs[0], name, 20)
             [execution] = agent.executions()
             assert execution.done_ns is not None  # not revoked: it ran to its end
-            assert task.status == enums.TASK_STATUS_COMPLETED, task
-            results = await stubs[0].tasks.GetTaskResults(
-                tasks_pb.GetTaskResultsRequest(name=name), timeout=RPC
-            )
-            assert [s.output for s in results.result.subtasks] == [execution.token]
+            assert [s.output for s in subtasks] == [execution.token]
             sub = await subtask_of(stubs[1], name)
             assert sub.attempt == execution.attempt == 0  # the first attempt, still
             assert claimed_by(cluster.database_url, name) == "replica-1"
@@ -145,13 +172,7 @@ async def test_only_the_current_session_moves_work_between_live_replicas(
     try:
         async with stubs_of(cluster) as stubs:
             on_a = raw(a)
-            first = await register(on_a)
-            submitted = await stubs[0].tasks.SubmitTask(
-                tasks_pb.SubmitTaskRequest(task=msgs.Task(description="to move", agent_type="raw")),
-                timeout=RPC,
-            )
-            name = submitted.task.name
-            ref = (await on_a.receive("assignment")).assignment.ref
+            first, name, ref = await raw_work(stubs[0], on_a, "to move")
 
             # A forged session id on B moves nothing: a new agent, the assignment revoked, A keeps it all.
             forged = await register(
@@ -163,18 +184,14 @@ async def test_only_the_current_session_moves_work_between_live_replicas(
 
             # The agent resumes on B while its stream to A is still open: the work moves, A ends that stream.
             on_b = raw(b)
-            moved = await register(
-                on_b, gw.ResumeSession(agent=first.agent, session_id=first.session_id, assignments=[ref])
-            )
+            moved = await register(on_b, resume_of(first, ref))
             assert moved.agent == first.agent and moved.replica == "replica-1", moved
             assert list(moved.resumed) == [ref] and list(moved.revoked) == [], moved
             assert claimed_by(cluster.database_url, name) == "replica-1"
             assert await stream_ended(on_a)
 
             # The session it left is stale now: resumed on A with it, the work stays on B.
-            stale = await register(
-                raw(a), gw.ResumeSession(agent=first.agent, session_id=first.session_id, assignments=[ref])
-            )
+            stale = await register(raw(a), resume_of(first, ref))
             assert stale.agent != first.agent and list(stale.revoked) == [ref], stale
             assert claimed_by(cluster.database_url, name) == "replica-1"
             sub = await subtask_of(stubs[0], name)
@@ -185,9 +202,7 @@ async def test_only_the_current_session_moves_work_between_live_replicas(
             )
 
             # Back on A with its current session: the work moves back, and B ends its stream.
-            back = await register(
-                raw(a), gw.ResumeSession(agent=first.agent, session_id=moved.session_id, assignments=[ref])
-            )
+            back = await register(raw(a), resume_of(first, ref, moved.session_id))
             assert back.agent == first.agent and back.replica == "replica-0", back
             assert list(back.resumed) == [ref], back
             assert claimed_by(cluster.database_url, name) == "replica-0"
@@ -196,12 +211,8 @@ async def test_only_the_current_session_moves_work_between_live_replicas(
             streams[-1].send(result=gw.SubtaskResult(ref=ref, output="after two moves"))
             committed = (await streams[-1].receive("committed")).committed
             assert [r.subtask for r in committed.refs] == [ref.subtask]
-            task = await wait_finished(stubs[1], name, 10)
-            assert task.status == enums.TASK_STATUS_COMPLETED
-            results = await stubs[1].tasks.GetTaskResults(
-                tasks_pb.GetTaskResultsRequest(name=name), timeout=RPC
-            )
-            assert [s.output for s in results.result.subtasks] == ["after two moves"]
+            subtasks = await completed_subtasks(stubs[1], name, 10)
+            assert [s.output for s in subtasks] == ["after two moves"]
             assert (await subtask_of(stubs[1], name)).attempt == ref.attempt
     finally:
         for stream in streams:
@@ -216,16 +227,8 @@ async def test_after_the_move_the_agent_is_reached_and_heard_through_its_new_rep
     on_a, on_b = RawAgent(a), RawAgent(b)
     try:
         async with stubs_of(cluster) as stubs:
-            first = await register(on_a)
-            submitted = await stubs[0].tasks.SubmitTask(
-                tasks_pb.SubmitTaskRequest(task=msgs.Task(description="reached", agent_type="raw")),
-                timeout=RPC,
-            )
-            name = submitted.task.name
-            ref = (await on_a.receive("assignment")).assignment.ref
-            moved = await register(
-                on_b, gw.ResumeSession(agent=first.agent, session_id=first.session_id, assignments=[ref])
-            )
+            first, name, ref = await raw_work(stubs[0], on_a, "reached")
+            moved = await register(on_b, resume_of(first, ref))
             assert list(moved.resumed) == [ref], moved
 
             # Progress (with a checkpoint) goes through B and is what every replica reads.
@@ -265,17 +268,9 @@ async def test_a_holder_that_stalls_during_the_hand_over_moves_nothing_and_the_w
     on_a, on_b = RawAgent(a), RawAgent(b)
     try:
         async with stubs_of(cluster) as stubs:
-            first = await register(on_a)
-            submitted = await stubs[0].tasks.SubmitTask(
-                tasks_pb.SubmitTaskRequest(task=msgs.Task(description="stalled", agent_type="raw")),
-                timeout=RPC,
-            )
-            name = submitted.task.name
-            ref = (await on_a.receive("assignment")).assignment.ref
+            first, name, ref = await raw_work(stubs[0], on_a, "stalled")
             cluster.freeze(0)
-            resumed = await register(
-                on_b, gw.ResumeSession(agent=first.agent, session_id=first.session_id, assignments=[ref])
-            )
+            resumed = await register(on_b, resume_of(first, ref))
             assert resumed.agent == first.agent and list(resumed.resumed) == [], resumed
             assert list(resumed.revoked) == [ref]
 
@@ -285,12 +280,8 @@ async def test_a_holder_that_stalls_during_the_hand_over_moves_nothing_and_the_w
             stale = (await on_b.receive("ack")).ack
             assert not stale.accepted, stale
             on_b.send(result=gw.SubtaskResult(ref=again, output="second attempt"))
-            task = await wait_finished(stubs[1], name, 10)
-            assert task.status == enums.TASK_STATUS_COMPLETED
-            results = await stubs[1].tasks.GetTaskResults(
-                tasks_pb.GetTaskResultsRequest(name=name), timeout=RPC
-            )
-            assert [s.output for s in results.result.subtasks] == ["second attempt"]
+            subtasks = await completed_subtasks(stubs[1], name, 10)
+            assert [s.output for s in subtasks] == ["second attempt"]
 
             os.kill(cluster.replicas[0].pid, signal.SIGCONT)  # it wakes past replicas.lost_after: it stops
             await wait_for(lambda: not cluster.replicas[0].running, 20, 0.1, "the stalled replica to stop")
@@ -313,18 +304,10 @@ async def test_a_result_in_flight_to_the_old_replica_during_the_move_is_applied_
     on_a, on_b = RawAgent(proxy.address), RawAgent(cluster.addresses[1])
     try:
         async with stubs_of(cluster) as stubs:
-            first = await register(on_a)
-            submitted = await stubs[0].tasks.SubmitTask(
-                tasks_pb.SubmitTaskRequest(task=msgs.Task(description="in flight", agent_type="raw")),
-                timeout=RPC,
-            )
-            name = submitted.task.name
-            ref = (await on_a.receive("assignment")).assignment.ref
+            first, name, ref = await raw_work(stubs[0], on_a, "in flight")
             proxy.pause()
             on_a.send(result=gw.SubtaskResult(ref=ref, output="in flight"))
-            resumed = await register(
-                on_b, gw.ResumeSession(agent=first.agent, session_id=first.session_id, assignments=[ref])
-            )
+            resumed = await register(on_b, resume_of(first, ref))
             assert resumed.agent == first.agent and resumed.replica == "replica-1", resumed
             assert list(resumed.resumed) == [ref] and list(resumed.revoked) == [], resumed
             assert claimed_by(cluster.database_url, name) == "replica-1"
@@ -341,12 +324,8 @@ async def test_a_result_in_flight_to_the_old_replica_during_the_move_is_applied_
 
             ack = await wait_for(answered, 20, 0, "the answer to the result sent again")
             assert ack.accepted, ack
-            task = await wait_finished(stubs[1], name, 10)
-            assert task.status == enums.TASK_STATUS_COMPLETED
-            results = await stubs[1].tasks.GetTaskResults(
-                tasks_pb.GetTaskResultsRequest(name=name), timeout=RPC
-            )
-            assert [s.output for s in results.result.subtasks] == ["in flight"]
+            subtasks = await completed_subtasks(stubs[1], name, 10)
+            assert [s.output for s in subtasks] == ["in flight"]
             assert (await subtask_of(stubs[0], name)).attempt == ref.attempt
             assert claimed_by(cluster.database_url, name) == "replica-1"
     finally:

@@ -217,26 +217,33 @@ async def test_last_callbacks_and_a_written_submissions_then_keep_their_order() 
     assert ran == ["won", "after", "after 2", "last"]
 
 
+def arrive_every_other_turn(committer: Committer, first: int, last: int) -> None:
+    """Add task ``t<first>`` now, then the next up to ``t<last>`` every other loop turn, the loop never
+    empty (a turn adding nothing between two that add one)."""
+    loop = asyncio.get_running_loop()
+
+    def arrive(n: int, idle: bool) -> None:
+        if idle:
+            loop.call_soon(arrive, n, False)
+            return
+        committer.task(Task(id=f"t{n}", description="x"))
+        if n < last:
+            loop.call_soon(arrive, n + 1, True)
+
+    arrive(first, False)
+
+
 async def test_changes_arriving_between_idle_turns_share_a_commit_while_commits_follow_each_other(
     monkeypatch: Any,
 ) -> None:
     """Right after a commit, turns that add nothing (a call's answer going out) do not end the gathering."""
     monkeypatch.setattr(committer_module, "GATHER_SECONDS", 3600.0)  # the bound in turns decides alone
     storage = RecordingStorage()
-    loop = asyncio.get_running_loop()
     async with running(storage) as committer:
         committer.task(Task(id="t0", description="x"))
         await committer.durable()  # a commit just ended: the next one gathers patiently
 
-        def arrive(n: int, idle: bool) -> None:  # a change every other turn, the loop never empty
-            if idle:
-                loop.call_soon(arrive, n, False)
-                return
-            committer.task(Task(id=f"t{n}", description="x"))
-            if n < 5:
-                loop.call_soon(arrive, n + 1, True)
-
-        arrive(1, False)
+        arrive_every_other_turn(committer, 1, 5)
         await committer.durable()
         assert [[t.id for t in batch.tasks] for batch in storage.writes] == [
             ["t0"],
@@ -246,18 +253,8 @@ async def test_changes_arriving_between_idle_turns_share_a_commit_while_commits_
 
 async def test_without_a_recent_commit_a_turn_adding_nothing_ends_the_gathering() -> None:
     storage = RecordingStorage()
-    loop = asyncio.get_running_loop()
     async with running(storage) as committer:
-
-        def arrive(n: int, idle: bool) -> None:
-            if idle:
-                loop.call_soon(arrive, n, False)
-                return
-            committer.task(Task(id=f"t{n}", description="x"))
-            if n < 3:
-                loop.call_soon(arrive, n + 1, True)
-
-        arrive(1, False)
+        arrive_every_other_turn(committer, 1, 3)
         await wait_for(lambda: sum(len(batch.tasks) for batch in storage.writes) == 3)
         assert len(storage.writes) > 1
 
@@ -271,28 +268,19 @@ async def test_a_commit_older_than_the_gather_window_no_longer_keeps_the_gatheri
         committer_module, "GATHER_SECONDS", 3600.0
     )  # only the window's start moves, not the clock
     storage = RecordingStorage()
-    loop = asyncio.get_running_loop()
     async with running(storage) as committer:
-
-        def arrive(n: int, last: int, idle: bool) -> None:  # a change every other turn, the loop never empty
-            if idle:
-                loop.call_soon(arrive, n, last, False)
-                return
-            committer.task(Task(id=f"t{n}", description="x"))
-            if n < last:
-                loop.call_soon(arrive, n + 1, last, True)
 
         def batches() -> list[list[str]]:
             return [[t.id for t in batch.tasks] for batch in storage.writes]
 
         committer.task(Task(id="t0", description="x"))
         await committer.durable()
-        arrive(1, 5, False)  # a commit just ended
+        arrive_every_other_turn(committer, 1, 5)  # a commit just ended
         await committer.durable()
         assert batches() == [["t0"], ["t1", "t2", "t3", "t4", "t5"]]
 
         committer._last_written -= 2 * committer_module.GATHER_SECONDS  # that commit ended long ago
-        arrive(6, 10, False)
+        arrive_every_other_turn(committer, 6, 10)
         await wait_for(lambda: sum(map(len, batches())) == 11)
         first = next(batch for batch in batches() if "t6" in batch)
         assert "t10" not in first, batches()

@@ -117,3 +117,17 @@ def test_values_equal_but_of_another_type_are_not_shared(one: Any, other: Any) -
     assert first.retry == codec.task_from_row(rows[0]).retry
     assert second.retry == codec.task_from_row(rows[1]).retry
     assert isinstance(first.retry, RetryPolicy)
+
+
+def test_the_shared_records_start_over_when_full_and_keep_sharing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One-off values (the usage of running work a claim reads) fill the table of shared records: it is
+    then emptied, so it stays bounded and values seen afterwards are shared again."""
+    from controlplane.storage.sql import row_batches
+
+    monkeypatch.setattr(row_batches, "MAX_SHARED", 8)
+    decoder = RowBatchDecoder()
+    one_offs = [decoder._small(Usage, {"input_tokens": n}) for n in range(20)]
+    assert len(decoder._shared) <= 8
+    assert [u.input_tokens for u in one_offs] == list(range(20))
+    first = decoder._small(Usage, {"input_tokens": 500})
+    assert decoder._small(Usage, {"input_tokens": 500}) is first

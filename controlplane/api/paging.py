@@ -1,10 +1,10 @@
 """Opaque, tamper-evident page tokens and page-size rules (AIP-158).
 
-Tokens are signed with a key every replica sharing a database reads from it
-(``Engine.page_secret``, read from ``control_meta`` at start), so a token issued by one replica
-continues the same listing on any other, and after a restart. A token carries a position and a digest of the filters it was
-issued for (callers bind their own identity into those filters where the answer depends on it);
-the signature makes it tamper-evident, never a grant: every page is filtered for its caller again.
+Tokens are signed with a key every replica sharing a database reads from it (``Engine.page_secret``, read from
+``control_meta`` at start), so a token issued by one replica continues the same listing on any other, and
+after a restart. A token carries a position and a digest of the filters it was issued for (callers bind their
+own identity into those filters where the answer depends on it); the signature makes it tamper-evident, never
+a grant: every page is filtered for its caller again.
 """
 
 from __future__ import annotations

@@ -3,18 +3,17 @@
 A :class:`SharedStream` is the transport under :mod:`controlplane.replicas.event_stream`:
 
 * **Appending** is cheap on the hot path: :meth:`SharedStream.append` only puts entries in an
-  outbox (no await, callable from any thread); one writer task sends everything waiting in one
-  pipeline of ``XADD … MAXLEN ~ N`` (one round trip per commit group, not per entry), in order.
-  While Redis is away the outbox keeps up to :data:`MAX_OUTBOX` entries and sends them when it
-  answers again; past that the oldest are dropped and a *gap* entry is written in their place, so
-  a reader resuming from before it is told that events were lost instead of missing them.
-  ``SharedStream.failing`` says whether writing fails now (from the first failed write until one
-  succeeds). A PUBLISH can ride behind the entries appended so far (:meth:`SharedStream.publish_after`):
-  it goes in the round trip of the last of them, in a script that PUBLISHes only once every XADD
-  before it succeeded, so a subscriber it wakes finds them in the stream, and it costs no round
-  trip of its own (a ``work`` wake-up naming tasks handed over). When Redis did not answer at start, the reader's starting point (the newest entry)
-  is read before the writer's first write, so the reader never starts after this replica's own
-  first entries.
+  outbox (no await, callable from any thread); one writer task sends everything waiting in one pipeline of
+  ``XADD … MAXLEN ~ N`` (one round trip per commit group, not per entry), in order. While Redis is away the
+  outbox keeps up to :data:`MAX_OUTBOX` entries and sends them when it answers again; past that the oldest are
+  dropped and a *gap* entry is written in their place, so a reader resuming from before it is told that events
+  were lost instead of missing them. ``SharedStream.failing`` says whether writing fails now (from the first
+  failed write until one succeeds). A PUBLISH can ride behind the entries appended so far
+  (:meth:`SharedStream.publish_after`): it goes in the round trip of the last of them, in a script that
+  PUBLISHes only once every XADD before it succeeded, so a subscriber it wakes finds them in the stream, and
+  it costs no round trip of its own (a ``work`` wake-up naming tasks handed over). When Redis did not answer
+  at start, the reader's starting point (the newest entry) is read before the writer's first write, so the
+  reader never starts after this replica's own first entries.
 * **Reading**: one ``XREAD BLOCK`` loop per replica hands every entry (this replica's included,
   so that every replica sees one order: the stream's) to ``on_entry``. When the connection
   breaks, ``on_break`` is called (watchers end with an error they can resume from) and the loop

@@ -28,11 +28,11 @@ claim those tasks (A holds them), so it asks A over the replicas' bus
   the tasks (or A lets them go), A takes none of them back: not for a call forwarded to it, nor for a
   late report on the old stream, which is carried to B like any report on a task held elsewhere.
 * **Faults.** If B does not claim a task (it died meanwhile), A lets it go
-  :data:`LET_GO_AFTER` seconds after the mark is committed (a failed commit is tried again) and any replica claims it: its lease, restored there, expires and the
-  work runs again, as after the loss of a replica. If A dies before it answers, nothing moved: B
-  tells the agent its work is revoked, and the work runs again after its lease. A result the agent
-  sent A before the move and that reaches A after it is carried to B (a report on a task A no
-  longer holds, :mod:`.relayed_reports`), where it is applied once.
+  :data:`LET_GO_AFTER` seconds after the mark is committed (a failed commit is tried again) and any replica
+  claims it: its lease, restored there, expires and the work runs again, as after the loss of a replica. If A
+  dies before it answers, nothing moved: B tells the agent its work is revoked, and the work runs again after
+  its lease. A result the agent sent A before the move and that reaches A after it is carried to B (a report
+  on a task A no longer holds, :mod:`.relayed_reports`), where it is applied once.
 """
 
 from __future__ import annotations

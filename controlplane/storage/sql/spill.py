@@ -12,10 +12,10 @@ writer, so no row lock is needed: the mark is cleared in the transaction that re
 a trigger (migration 0021) clears it in the transaction of any write that finishes a marked task,
 whichever path wrote it, so only unfinished tasks carry it.
 
-Spilled tasks with a deadline (start time + timeout: a retried task's clock runs while it waits)
-are found by :meth:`SqlSpillStore.due` through the partial expression index
-``ix_tasks_spilled_deadline`` (migration 0021; its condition settles most rows without parsing
-their JSON since 0022: by the text's first key since 0023, so setting and clearing marks costs less), at any queue depth.
+Spilled tasks with a deadline (start time + timeout: a retried task's clock runs while it waits) are found by
+:meth:`SqlSpillStore.due` through the partial expression index ``ix_tasks_spilled_deadline`` (migration 0021;
+its condition settles most rows without parsing their JSON since 0022: by the text's first key since 0023, so
+setting and clearing marks costs less), at any queue depth.
 
 On PostgreSQL replicas claim work instead (:mod:`controlplane.storage.sql.claims`).
 
